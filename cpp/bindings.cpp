@@ -1,0 +1,65 @@
+// The optkern._cpu module. Each feature file registers its own functions;
+// this file only lists them and reports how the module was built.
+#include <pybind11/pybind11.h>
+
+#include "optkern/common.hpp"
+#include "optkern/parallel.hpp"
+
+namespace py = pybind11;
+
+namespace optkern {
+void register_optim(py::module_& m);       // optim.cpp
+void register_reduce(py::module_& m);      // reduce.cpp
+void register_norm(py::module_& m);        // norm.cpp
+void register_dropout(py::module_& m);     // dropout.cpp
+void register_nn(py::module_& m);          // nn.cpp
+void register_linalg(py::module_& m);      // linalg.cpp
+void register_regularize(py::module_& m);  // regularize.cpp
+}  // namespace optkern
+
+#ifndef OPTKERN_VERSION
+#define OPTKERN_VERSION "dev"
+#endif
+#ifndef OPTKERN_COMPILER
+#define OPTKERN_COMPILER "unknown"
+#endif
+
+// The ISA level the multi-versioned loops resolve to on this CPU.
+static const char* simd_level() {
+#if OK_HAVE_CLONES
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "avx512 (x86-64-v4)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "avx2 (x86-64-v3)";
+  return "sse2 (x86-64 baseline)";
+#elif defined(OPTKERN_NATIVE)
+  return "native (-march=native)";
+#else
+  return "compiler default";
+#endif
+}
+
+static py::dict build_info() {
+  py::dict d;
+  d["version"] = OPTKERN_VERSION;
+  d["compiler"] = OPTKERN_COMPILER;
+#ifdef _OPENMP
+  d["openmp"] = true;
+#else
+  d["openmp"] = false;
+#endif
+  d["threads"] = optkern::max_threads();
+  d["simd"] = simd_level();
+  return d;
+}
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "optkern C++/OpenMP kernels";
+  m.def("build_info", &build_info, "How this module was built and what it runs on.");
+  optkern::register_optim(m);
+  optkern::register_reduce(m);
+  optkern::register_norm(m);
+  optkern::register_dropout(m);
+  optkern::register_nn(m);
+  optkern::register_linalg(m);
+  optkern::register_regularize(m);
+}

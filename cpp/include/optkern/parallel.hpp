@@ -1,0 +1,73 @@
+// Multi-tensor work splitting for the CPU: many arrays become one list of
+// fixed-size chunks run under a single OpenMP parallel region. Reductions
+// keep one partial per chunk and add them in chunk order, so the result is
+// bitwise the same for any number of threads.
+#pragma once
+#include <cstdint>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace optkern {
+
+struct Chunk {
+  int32_t tensor;  // index in the array list
+  int64_t start;   // first element
+  int64_t len;     // number of elements
+};
+
+// 64K elements: 256 KiB of fp32 per stream, small enough to balance 200
+// mid-size arrays across threads, large enough to amortize the loop setup.
+constexpr int64_t kChunk = int64_t(1) << 16;
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kSerialBelow = int64_t(1) << 15;
+
+inline std::vector<Chunk> make_chunks(const std::vector<int64_t>& sizes, int64_t chunk = kChunk) {
+  std::vector<Chunk> out;
+  for (size_t t = 0; t < sizes.size(); ++t)
+    for (int64_t s = 0; s < sizes[t]; s += chunk)
+      out.push_back({int32_t(t), s, sizes[t] - s < chunk ? sizes[t] - s : chunk});
+  return out;
+}
+
+inline int64_t total_size(const std::vector<int64_t>& sizes) {
+  int64_t n = 0;
+  for (auto s : sizes) n += s;
+  return n;
+}
+
+inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// f(const Chunk&) for every chunk, in one parallel region.
+template <class F>
+void for_each_chunk(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
+  const int64_t n = int64_t(chunks.size());
+#ifdef _OPENMP
+  if (total >= kSerialBelow && n > 1 && max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) f(chunks[size_t(i)]);
+    return;
+  }
+#endif
+  (void)total;
+  for (int64_t i = 0; i < n; ++i) f(chunks[size_t(i)]);
+}
+
+// Deterministic sum over chunks of f(chunk) -> double.
+template <class F>
+double reduce_chunks(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
+  std::vector<double> part(chunks.size());
+  for_each_chunk(chunks, total, [&](const Chunk& c) { part[size_t(&c - chunks.data())] = f(c); });
+  double s = 0.0;
+  for (double p : part) s += p;
+  return s;
+}
+
+}  // namespace optkern

@@ -1,0 +1,138 @@
+"""Which native module runs a call, and the checks every public function shares.
+
+NumPy arrays go to ``optkern._cpu``; CuPy arrays go to ``optkern._cuda``
+(enqueued on CuPy's current stream). One call never mixes the two.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _cpu
+
+cpu = _cpu
+
+_cuda_module = None
+_cuda_error: str | None = None
+
+
+def cuda_module():
+    """The CUDA module, or raise RuntimeError saying why it is unavailable."""
+    global _cuda_module, _cuda_error
+    if _cuda_module is None and _cuda_error is None:
+        try:
+            from . import _cuda  # type: ignore[attr-defined]
+
+            _cuda_module = _cuda
+        except ImportError as e:  # not built, or no CUDA driver
+            _cuda_error = str(e)
+    if _cuda_module is None:
+        raise RuntimeError(f"optkern was built without CUDA support or it cannot load: {_cuda_error}")
+    return _cuda_module
+
+
+def cuda_built() -> bool:
+    try:
+        cuda_module()
+        return True
+    except RuntimeError:
+        return False
+
+
+def is_cupy(a) -> bool:
+    t = type(a)
+    return t.__module__.startswith("cupy") and t.__name__ == "ndarray"
+
+
+def array_module(a):
+    """numpy or cupy, whichever owns ``a``."""
+    if is_cupy(a):
+        import cupy
+
+        return cupy
+    return np
+
+
+def backend(*named):
+    """The native module for arrays given as (name, list_of_arrays) pairs.
+
+    Raises TypeError naming the first array whose kind (NumPy / CuPy)
+    differs from the first one, or that is not an array at all.
+    """
+    kind = None
+    first = None
+    for name, arrays in named:
+        if arrays is None:
+            continue
+        if isinstance(arrays, (np.ndarray,)) or is_cupy(arrays):
+            arrays = [arrays]
+            label = lambda i, name=name: name  # noqa: E731
+        else:
+            label = lambda i, name=name: f"{name}[{i}]"  # noqa: E731
+        for i, a in enumerate(arrays):
+            k = "cupy" if is_cupy(a) else "numpy" if isinstance(a, np.ndarray) else None
+            if k is None:
+                raise TypeError(f"{label(i)}: expected a numpy or cupy array, got {type(a).__name__}")
+            if kind is None:
+                kind, first = k, label(i)
+            elif k != kind:
+                raise TypeError(f"{label(i)}: is a {k} array but {first} is a {kind} array; "
+                                "all arrays of one call must live on one backend")
+    if kind == "cupy":
+        return cuda_module()
+    return cpu
+
+
+def as_list(arrays, name: str) -> list:
+    """A single array or a sequence of arrays, as a list."""
+    if isinstance(arrays, np.ndarray) or is_cupy(arrays):
+        return [arrays]
+    try:
+        return list(arrays)
+    except TypeError:
+        raise TypeError(f"{name}: expected an array or a list of arrays, got {type(arrays).__name__}") from None
+
+
+# ---- hyper-parameter checks -------------------------------------------------
+
+def real(name: str, value) -> float:
+    """A finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: must be finite, got {v}")
+    return v
+
+
+def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:
+    """A finite real in [lo, hi] (ends open where asked); None means unbounded."""
+    v = real(name, value)
+    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or \
+          (hi is not None and (v > hi or (hi_open and v == hi)))
+    if bad:
+        lb = "(" if lo_open else "["
+        rb = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else repr(lo)
+        hi_s = "inf" if hi is None else repr(hi)
+        raise ValueError(f"{name}: must be in {lb}{lo_s}, {hi_s}{rb}, got {v!r}")
+    return v
+
+
+def positive(name: str, value) -> float:
+    return in_range(name, value, 0.0, None, lo_open=True)
+
+
+def nonnegative(name: str, value) -> float:
+    return in_range(name, value, 0.0, None)
+
+
+def integer(name: str, value, lo=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    v = int(value)
+    if lo is not None and v < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {v}")
+    return v
