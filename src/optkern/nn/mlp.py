@@ -112,6 +112,9 @@ class MLP:
     # ---- argument checks ---------------------------------------------------
 
     def _check(self, params, x, y=None, v=None):
+        for name, a in (("params", params), ("x", x), ("y", y), ("v", v)):
+            if a is not None and not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
+                raise TypeError(f"{name}: expected a numpy or cupy array, got {type(a).__name__}")
         _backend.backend(("params", params), ("x", x), ("y", y), ("v", v))
         xp = _backend.array_module(params)
         for name, a in (("params", params), ("v", v)):
