@@ -164,8 +164,7 @@ inline py::dtype list_dtype(py::handle seq, const char* name) {
   if (py::len(s) == 0) return py::dtype::of<float>();
   py::handle a0 = s[0];
   if (!py::isinstance<py::array>(a0))
-    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " +
-                         py::str(py::type::of(a0).attr("__name__")).cast<std::string>());
+    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " + type_name(a0));
   py::dtype dt = py::reinterpret_borrow<py::array>(a0).dtype();
   if (dt.equal(py::dtype::of<float>())) return py::dtype::of<float>();
   if (dt.equal(py::dtype::of<double>())) return py::dtype::of<double>();
