@@ -77,11 +77,11 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
   const ArrayList g = gather(grads, "grads", dt, true, &p.size);
   check_no_overlap({{"params", &p, false}, {"grads", &g, true}}, size_t(dt.itemsize()));
   double* o = out_ptr(out);
+  const bool f32 = dt.equal(py::dtype::of<float>());  // Python call: before the GIL is dropped
   double v;
   {
     py::gil_scoped_release nogil;
-    v = dt.equal(py::dtype::of<float>()) ? penalty_loop<float>(p, &g, l1, l2, o != nullptr)
-                                         : penalty_loop<double>(p, &g, l1, l2, o != nullptr);
+    v = f32 ? penalty_loop<float>(p, &g, l1, l2, o != nullptr) : penalty_loop<double>(p, &g, l1, l2, o != nullptr);
   }
   if (!o) return py::none();
   *o = v;
@@ -93,11 +93,11 @@ py::float_ penalty_value(py::handle params, double l1, double l2, py::handle out
   const py::dtype dt = list_dtype(params, "params");
   const ArrayList p = gather(params, "params", dt, false);
   double* o = out_ptr(out);
+  const bool f32 = dt.equal(py::dtype::of<float>());
   double v;
   {
     py::gil_scoped_release nogil;
-    v = dt.equal(py::dtype::of<float>()) ? penalty_loop<float>(p, nullptr, l1, l2, true)
-                                         : penalty_loop<double>(p, nullptr, l1, l2, true);
+    v = f32 ? penalty_loop<float>(p, nullptr, l1, l2, true) : penalty_loop<double>(p, nullptr, l1, l2, true);
   }
   if (o) *o = v;
   return py::float_(v);
