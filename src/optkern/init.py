@@ -15,6 +15,7 @@ shape ``(out, in, *kernel)`` has ``fan_in = in * prod(kernel)`` and
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -130,6 +131,16 @@ def _fill_uniform_(w, bound, rng):
     return w
 
 
+def _checked(fill_):
+    """Validate the target array before anything (fans, gains) is computed from it."""
+    @functools.wraps(fill_)
+    def run(w, *args, **kw):
+        _target(w)
+        return fill_(w, *args, **kw)
+
+    return run
+
+
 def _new(fill, shape, dtype, xp, *args, **kw):
     w = xp.empty(_shape_of(shape), dtype=dtype)
     return fill(w, *args, **kw)
@@ -138,6 +149,7 @@ def _new(fill, shape, dtype, xp, *args, **kw):
 # ---- variance-scaling families -------------------------------------------------
 
 
+@_checked
 def normal_(w, mean=0.0, std=1.0, *, rng=None):
     """Fill ``w`` with N(mean, std^2)."""
     _fill_normal_(w, _backend.nonnegative("std", std), rng)
@@ -145,6 +157,7 @@ def normal_(w, mean=0.0, std=1.0, *, rng=None):
     return w
 
 
+@_checked
 def uniform_(w, a=0.0, b=1.0, *, rng=None):
     """Fill ``w`` with U(a, b)."""
     a, b = _backend.real("a", a), _backend.real("b", b)
@@ -155,22 +168,26 @@ def uniform_(w, a=0.0, b=1.0, *, rng=None):
     return w
 
 
+@_checked
 def lecun_normal_(w, *, rng=None):
     """N(0, 1 / fan_in) (LeCun et al. 1998; untruncated, unlike jax's)."""
     return _fill_normal_(w, math.sqrt(1.0 / _fan(w, "fan_in")), rng)
 
 
+@_checked
 def lecun_uniform_(w, *, rng=None):
     """U(-b, b) with b = sqrt(3 / fan_in): variance 1 / fan_in."""
     return _fill_uniform_(w, math.sqrt(3.0 / _fan(w, "fan_in")), rng)
 
 
+@_checked
 def xavier_normal_(w, gain=1.0, *, rng=None):
     """N(0, gain^2 * 2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(w)
     return _fill_normal_(w, _backend.positive("gain", gain) * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 
 
+@_checked
 def xavier_uniform_(w, gain=1.0, *, rng=None):
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(w)
@@ -181,6 +198,7 @@ def _kaiming_std(w, a, mode, nonlinearity):
     return calculate_gain(nonlinearity, a) / math.sqrt(_fan(w, mode))
 
 
+@_checked
 def kaiming_normal_(w, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None):
     """N(0, std^2), std = gain(nonlinearity, a) / sqrt(fan) (He et al. 2015).
 
@@ -190,11 +208,13 @@ def kaiming_normal_(w, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=N
     return _fill_normal_(w, _kaiming_std(w, a, mode, nonlinearity), rng)
 
 
+@_checked
 def kaiming_uniform_(w, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None):
     """U(-b, b), b = sqrt(3) * gain(nonlinearity, a) / sqrt(fan) (He et al. 2015)."""
     return _fill_uniform_(w, math.sqrt(3.0) * _kaiming_std(w, a, mode, nonlinearity), rng)
 
 
+@_checked
 def geometric_normal_(w, c=1.0, *, rng=None):
     """N(0, c / sqrt(fan_in * fan_out)): the geometric mean of the two fans."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(w)
@@ -202,6 +222,7 @@ def geometric_normal_(w, c=1.0, *, rng=None):
     return _fill_normal_(w, math.sqrt(var), rng)
 
 
+@_checked
 def geometric_uniform_(w, c=1.0, *, rng=None):
     """U(-b, b) with variance c / sqrt(fan_in * fan_out): b = sqrt(3 c / sqrt(fan_in fan_out))."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(w)
@@ -209,6 +230,7 @@ def geometric_uniform_(w, c=1.0, *, rng=None):
     return _fill_uniform_(w, math.sqrt(3.0 * var), rng)
 
 
+@_checked
 def orthogonal_(w, gain=1.0, *, rng=None):
     """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014; torch.nn.init.orthogonal_).
 
