@@ -80,3 +80,18 @@ def test_linear_warmup_then_step_matches_torch_chain():
         return lrs.ChainedScheduler([lrs.LinearLR(o, start_factor=0.25, total_iters=5), lrs.StepLR(o, 10, 0.1)])
     sched = S.linear_warmup(S.step_decay(1.0, 10, 0.1), 5, start_factor=0.25)
     assert ours(sched, 35) == pytest.approx(torch_values(make, 35), rel=1e-9)
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_momentum_matches_torch(three_phase):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sch = lrs.OneCycleLR(opt, max_lr=0.3, total_steps=40, pct_start=0.4, three_phase=three_phase,
+                         base_momentum=0.8, max_momentum=0.93)
+    ref = []
+    for _ in range(40):
+        ref.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sch.step()
+    mine = S.one_cycle(0.3, 40, 0.4, three_phase=three_phase).momentum(0.8, 0.93)
+    assert [mine(t) for t in range(40)] == pytest.approx(ref, rel=1e-12)

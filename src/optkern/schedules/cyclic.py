@@ -44,40 +44,11 @@ class cyclic(Schedule):
         return self.base_lr + height * amp
 
 
-class one_cycle(Schedule):
-    """The one-cycle policy (torch OneCycleLR).
+class _phased(Schedule):
+    """Piecewise annealing between phase end points (the machinery of one-cycle)."""
 
-    Warm from ``max_lr / div_factor`` to ``max_lr`` over the first
-    ``pct_start`` of ``total_steps``, then anneal to
-    ``max_lr / (div_factor * final_div_factor)``; ``anneal`` is ``"cos"`` or
-    ``"linear"``. ``three_phase=True`` comes back down to the initial value
-    symmetrically before the final annihilation phase. Steps past the last
-    (``total_steps - 1``) hold the final value (torch raises there).
-    """
-
-    def __init__(self, max_lr=1.0, total_steps=100, pct_start=0.3, anneal="cos",
-                 div_factor=25.0, final_div_factor=1e4, three_phase=False):
-        self.max_lr = positive("max_lr", max_lr)
-        self.total_steps = count("total_steps", total_steps, 2)
-        self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)
-        if anneal not in ("cos", "linear"):
-            raise ValueError(f"anneal: expected 'cos' or 'linear', got {anneal!r}")
-        self.anneal = anneal
-        self.div_factor = positive("div_factor", div_factor)
-        self.final_div_factor = positive("final_div_factor", final_div_factor)
-        self.three_phase = bool(three_phase)
-        init = self.max_lr / self.div_factor
-        low = init / self.final_div_factor
-        up = float(self.pct_start * self.total_steps) - 1
-        if three_phase:
-            self._phases = [(up, init, self.max_lr), (2 * up, self.max_lr, init),
-                            (self.total_steps - 1, init, low)]
-        else:
-            self._phases = [(up, init, self.max_lr), (self.total_steps - 1, self.max_lr, low)]
-        ends = [p[0] for p in self._phases]
-        if any(b <= a for a, b in zip([0.0] + ends, ends)):
-            raise ValueError(f"pct_start: {self.pct_start} leaves an empty phase with total_steps="
-                             f"{self.total_steps}")
+    def __init__(self, phases, anneal, total_steps):
+        self._phases, self.anneal, self.total_steps = phases, anneal, total_steps
 
     def _interp(self, start, end, pct):
         if self.anneal == "cos":
@@ -92,3 +63,48 @@ class one_cycle(Schedule):
                 return self._interp(lo, hi, (t - begin) / (end_step - begin))
             begin = end_step
         raise AssertionError("unreachable")
+
+
+class one_cycle(_phased):
+    """The one-cycle policy (torch OneCycleLR).
+
+    Warm from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of ``total_steps``, then anneal to
+    ``max_lr / (div_factor * final_div_factor)``; ``anneal`` is ``"cos"`` or
+    ``"linear"``. ``three_phase=True`` comes back down to the initial value
+    symmetrically before the final annihilation phase. Steps past the last
+    (``total_steps - 1``) hold the final value (torch raises there).
+    :meth:`momentum` gives the matching inverse momentum cycle.
+    """
+
+    def __init__(self, max_lr=1.0, total_steps=100, pct_start=0.3, anneal="cos",
+                 div_factor=25.0, final_div_factor=1e4, three_phase=False):
+        self.max_lr = positive("max_lr", max_lr)
+        total_steps = count("total_steps", total_steps, 2)
+        self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)
+        if anneal not in ("cos", "linear"):
+            raise ValueError(f"anneal: expected 'cos' or 'linear', got {anneal!r}")
+        self.div_factor = positive("div_factor", div_factor)
+        self.final_div_factor = positive("final_div_factor", final_div_factor)
+        self.three_phase = bool(three_phase)
+        init = self.max_lr / self.div_factor
+        low = init / self.final_div_factor
+        up = float(self.pct_start * total_steps) - 1
+        if three_phase:
+            phases = [(up, init, self.max_lr), (2 * up, self.max_lr, init), (total_steps - 1, init, low)]
+        else:
+            phases = [(up, init, self.max_lr), (total_steps - 1, self.max_lr, low)]
+        ends = [p[0] for p in phases]
+        if any(b <= a for a, b in zip([0.0] + ends, ends)):
+            raise ValueError(f"pct_start: {self.pct_start} leaves an empty phase with total_steps={total_steps}")
+        super().__init__(phases, anneal, total_steps)
+
+    def momentum(self, base_momentum=0.85, max_momentum=0.95) -> Schedule:
+        """The momentum cycle torch's OneCycleLR runs beside the lr: from
+        ``max_momentum`` down to ``base_momentum`` while the lr rises, back up
+        while it falls (drive it with ``Scheduler(opt, s, mode="absolute", key="momentum")``)."""
+        lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
+        hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
+        ends = [p[0] for p in self._phases]
+        vals = [(hi, lo), (lo, hi), (hi, hi)] if self.three_phase else [(hi, lo), (lo, hi)]
+        return _phased([(e, a, b) for e, (a, b) in zip(ends, vals)], self.anneal, self.total_steps)
