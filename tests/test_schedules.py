@@ -202,6 +202,8 @@ def test_scheduler_bad_inputs():
     (lambda: S.polynomial(1.0, 0), "total_steps", ValueError),
     (lambda: S.cosine_restarts(1.0, T_0=2, T_mult=0), "T_mult", ValueError),
     (lambda: S.cyclic(0.1, 1.0, mode="sine"), "mode", ValueError),
+    (lambda: S.cyclic(0.5, 0.1), "max_lr", ValueError),
+    (lambda: S.one_cycle(1.0, 100).momentum(base_momentum=1.5), "base_momentum", ValueError),
     (lambda: S.one_cycle(1.0, 100, pct_start=1.0), "pct_start", ValueError),
     (lambda: S.one_cycle(1.0, 100, anneal="exp"), "anneal", ValueError),
     (lambda: S.one_cycle(1.0, 100, div_factor=0), "div_factor", ValueError),

@@ -20,6 +20,8 @@ class cyclic(Schedule):
                  mode="triangular", gamma=1.0):
         self.base_lr = _backend.nonnegative("base_lr", base_lr)
         self.max_lr = positive("max_lr", max_lr)
+        if self.max_lr < self.base_lr:
+            raise ValueError(f"max_lr: {self.max_lr} is below base_lr {self.base_lr}")
         self.step_size_up = count("step_size_up", step_size_up, 1)
         self.step_size_down = self.step_size_up if step_size_down is None else \
             count("step_size_down", step_size_down, 1)
