@@ -79,3 +79,14 @@ def test_bad_inputs(call, exc, match):
     x, y = batch()
     with pytest.raises(exc, match=match):
         call(x, y)
+
+
+def test_cupy_batches_match_numpy():
+    cp = pytest.importorskip("cupy", reason="CuPy is not installed: CuPy mixup/cutmix untested here")
+    x, y = batch()
+    for fn in (R.mixup, R.cutmix):
+        a = fn(x, y, 0.7, num_classes=4, rng=12)
+        b = fn(cp.asarray(x), cp.asarray(y), 0.7, num_classes=4, rng=12)
+        assert a.lam == b.lam and a.box == b.box
+        np.testing.assert_allclose(cp.asnumpy(b.x), a.x, rtol=1e-6)
+        np.testing.assert_allclose(cp.asnumpy(b.y), a.y, rtol=1e-6)
