@@ -338,3 +338,33 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
             var = variance(i)
         out.append(var)
     return out
+
+
+def lsuv_mlp_(mlp, params, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_start=True, zero_bias=True):
+    """LSUV for the built-in :class:`optkern.nn.MLP`, in place on its flat ``params``.
+
+    The ``W`` views of every Linear layer are made orthogonal and rescaled so
+    that each layer's output (before normalization / activation) has unit
+    variance on the batch ``x``; biases are zeroed first (``zero_bias``).
+    Layer i's output is the prediction of the prefix network
+    ``sizes[:i + 2]``, whose parameters are a prefix of the flat buffer, so
+    only the MLP's public API is used. Returns the per-layer variances.
+    """
+    views = mlp.views(params)
+    if zero_bias:
+        for v in views:
+            v["b"][...] = 0
+    prefixes = []
+    for i in range(mlp.num_layers):
+        sub = type(mlp)(mlp.sizes[:i + 2], activation=mlp.activation, norm=mlp.norm, loss="mse",
+                        norm_eps=mlp.norm_eps, dtype=mlp.dtype, xp=mlp.xp)
+        off, shape = mlp.layout[i]["b"]
+        if sub.num_params != off + shape[0]:  # layout changed under us: fail loudly, never silently
+            raise RuntimeError("lsuv_mlp_: optkern.nn.MLP's parameter layout is not prefix-closed")
+        prefixes.append((sub, sub.num_params))
+
+    def forward(xb):
+        return [sub.predict(params[:n], xb) for sub, n in prefixes]
+
+    return lsuv_([v["W"] for v in views], forward, x, tol=tol, max_iter=max_iter, rng=rng,
+                 orthogonal_start=orthogonal_start)
