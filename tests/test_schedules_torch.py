@@ -95,3 +95,19 @@ def test_one_cycle_momentum_matches_torch(three_phase):
         sch.step()
     mine = S.one_cycle(0.3, 40, 0.4, three_phase=three_phase).momentum(0.8, 0.93)
     assert [mine(t) for t in range(40)] == pytest.approx(ref, rel=1e-12)
+
+
+def test_scheduler_drives_a_torch_optimizer_like_torch_does():
+    # Two param groups with different base lrs, driven by our Scheduler vs torch's MultiStepLR.
+    def groups():
+        return [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1},
+                {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.02}]
+    a, b = torch.optim.SGD(groups(), lr=1.0), torch.optim.SGD(groups(), lr=1.0)
+    ref = lrs.MultiStepLR(a, [2, 5], gamma=0.3)
+    mine = S.multi_step(1.0, [2, 5], 0.3).attach(b)
+    for _ in range(8):
+        assert [g["lr"] for g in b.param_groups] == pytest.approx([g["lr"] for g in a.param_groups], rel=1e-12)
+        a.step()
+        b.step()
+        ref.step()
+        mine.step()
