@@ -65,3 +65,26 @@ def test_early_stopping_restores_optimizer_state():
     for k, v in best.items():
         np.testing.assert_array_equal(kept["state"][0][k], v)
     opt.load_state_dict(kept)  # round-trips into the optimizer
+
+
+def test_l2_penalty_is_coupled_weight_decay_not_adamw():
+    """The docstring's claim: an L2 penalty equals torch-style coupled weight_decay (SGD, Adam)
+    but not AdamW's decoupled decay."""
+    rng = np.random.default_rng(3)
+    p0, grads = rng.standard_normal(50), [rng.standard_normal(50) for _ in range(5)]
+
+    def run(cls, wd, penalty, **kw):
+        p = p0.copy()
+        opt = cls([p], lr=0.05, weight_decay=wd, **kw)
+        for g in grads:
+            g = g.copy()
+            if penalty:
+                R.add_penalty_grad_([p], [g], l2=penalty)
+            opt.step([g])
+        return p
+
+    np.testing.assert_allclose(run(optim.SGD, 0.0, 0.1, momentum=0.9), run(optim.SGD, 0.1, 0.0, momentum=0.9),
+                               rtol=1e-13, atol=1e-15)
+    coupled = run(optim.Adam, 0.0, 0.1)
+    np.testing.assert_allclose(coupled, run(optim.Adam, 0.1, 0.0), rtol=1e-13, atol=1e-15)
+    assert np.abs(coupled - run(optim.AdamW, 0.1, 0.0)).max() > 1e-4
