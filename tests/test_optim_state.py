@@ -185,7 +185,8 @@ def test_bitwise_same_with_omp_num_threads_1_and_2():
         print(T._run_everything())
     """)
     here = os.path.dirname(__file__)
-    src = os.path.join(os.path.dirname(here), "src")
+    # the optkern under test (installed or in-tree), not necessarily ../src
+    src = os.path.dirname(os.path.dirname(B.__file__))
     out = []
     for n in ("1", "2"):
         env = {**os.environ, "OMP_NUM_THREADS": n}

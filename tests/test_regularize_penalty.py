@@ -72,7 +72,7 @@ def test_value_bitwise_same_for_any_thread_count():
     outs = set()
     for threads in ("1", "2", "3"):
         env = dict(os.environ, OMP_NUM_THREADS=threads,
-                   PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"),
+                   PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(optkern.__file__)),
                                                os.environ.get("PYTHONPATH", "")]))
         outs.add(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                                 text=True).stdout)
