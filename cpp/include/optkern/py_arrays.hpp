@@ -16,6 +16,9 @@ namespace py = pybind11;
 struct ArrayList {
   std::vector<char*> data;
   std::vector<int64_t> size;
+  // References that keep the arrays alive while a kernel runs without the GIL
+  // (another thread could drop them from the caller's list meanwhile).
+  std::vector<py::object> owners;
   size_t count() const { return data.size(); }
   template <class T> T* ptr(size_t i) const { return reinterpret_cast<T*>(data[i]); }
 };
@@ -64,6 +67,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
   ArrayList out;
   out.data.reserve(n);
   out.size.reserve(n);
+  out.owners.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     py::array a = check_array(s[i], item_name(name, i), dt, writable);
     const int64_t sz = int64_t(a.size());
@@ -72,6 +76,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
                             " elements, got " + std::to_string(sz));
     out.data.push_back(static_cast<char*>(const_cast<void*>(a.data())));
     out.size.push_back(sz);
+    out.owners.push_back(std::move(a));
   }
   return out;
 }
