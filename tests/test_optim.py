@@ -13,6 +13,8 @@ STEPS = 20
 # Mixed sizes in one list: odd lengths, a 2-D array, an empty one, one above the
 # serial threshold so the OpenMP path runs.
 SHAPES = [(1,), (7,), (1000,), (100003,), (3, 5), (0,)]
+# float32 drift checks need three runs each; a smaller long array keeps them quick.
+SHAPES32 = [(1,), (7,), (1000,), (20011,), (3, 5), (0,)]
 
 CASES = [
     ("SGD", dict(lr=0.1)),
@@ -78,7 +80,7 @@ def test_float64_matches_reference(name, hp):
 
 @pytest.mark.parametrize("name,hp", CASES, ids=IDS)
 def test_float32_matches_float32_reference(name, hp):
-    params, grad_seq = _data(_seed(name, hp, 32), np.float32)
+    params, grad_seq = _data(_seed(name, hp, 32), np.float32, shapes=SHAPES32)
     got, _ = _train(name, hp, params, grad_seq)
     want32, _ = R.run(name, params, grad_seq, hp)
     want64, _ = R.run(name, [p.astype(np.float64) for p in params], grad_seq, hp)
@@ -210,3 +212,34 @@ def test_matches_torch(name, hp, dtype):
         rtol, atol = 1e-7, 1e-9  # torch keeps mu_product in a float32 tensor
     for g, t in zip(got, tp):
         np.testing.assert_allclose(g, t.detach().numpy(), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name,hp", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01, amsgrad=True))])
+def test_chunk_boundaries(name, hp):
+    """Arrays just below, at and above the 64K-element chunk size, and spanning several chunks."""
+    shapes = [(65535,), (65536,), (65537,), (3 * 65536 + 5,), (2,)]
+    params, grad_seq = _data(_seed(name, "chunks"), np.float64, shapes=shapes, steps=3)
+    got, _ = _train(name, hp, params, grad_seq)
+    want, _ = R.run(name, params, grad_seq, hp)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_random_lists_and_hyper_parameters():
+    """A few random layouts and Adam/RMSprop settings (hypothesis, kept small)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
+    @hypothesis.given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
+                      lr=st.floats(1e-4, 0.5), beta1=st.floats(0.0, 0.99), wd=st.sampled_from([0.0, 0.1]),
+                      amsgrad=st.booleans(), maximize=st.booleans(), seed=st.integers(0, 2**31))
+    def check(sizes, lr, beta1, wd, amsgrad, maximize, seed):
+        hp = dict(lr=lr, betas=(beta1, 0.999), weight_decay=wd, amsgrad=amsgrad, maximize=maximize)
+        params, grad_seq = _data(seed, np.float64, shapes=[(n,) for n in sizes], steps=4)
+        got, _ = _train("Adam", hp, params, grad_seq)
+        want, _ = R.run("Adam", params, grad_seq, hp)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+    check()

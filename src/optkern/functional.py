@@ -16,6 +16,8 @@ validates once.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import _backend
 from ._backend import in_range, nonnegative, positive
 
@@ -30,7 +32,7 @@ def _namer(where: str):
 
 
 def _flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, int)) or isinstance(value, float):
+    if not isinstance(value, (bool, int, np.bool_, np.integer)):
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
     return bool(value)
 
@@ -112,16 +114,16 @@ def _adagrad_call(mod, params, grads, sums, hp, step):
     mod.adagrad_(params, grads, sums, clr, eps, wd, maximize)
 
 
-def adagrad_(params, grads, state_sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
              maximize=False):
     """Adagrad, in place: ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``.
 
     ``g' = ±g + weight_decay p`` and ``clr = lr / (1 + (step - 1) lr_decay)``; ``step`` counts
     from 1 (this step included).
     """
-    mod, params, grads, st = _lists(params, grads, state_sums=state_sums)
+    mod, params, grads, st = _lists(params, grads, sums=sums)
     hp = _check_adagrad("", lr, lr_decay, weight_decay, eps, maximize)
-    _adagrad_call(mod, params, grads, st["state_sums"], hp, _step_count(step))
+    _adagrad_call(mod, params, grads, st["sums"], hp, _step_count(step))
 
 
 # ---- AdaGrad-Norm ------------------------------------------------------------------

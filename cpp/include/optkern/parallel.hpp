@@ -3,6 +3,7 @@
 // keep one partial per chunk and add them in chunk order, so the result is
 // bitwise the same for any number of threads.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 #ifdef _OPENMP
@@ -45,14 +46,28 @@ inline int max_threads() {
 #endif
 }
 
-// f(const Chunk&) for every chunk, in one parallel region.
+// f(const Chunk&) for every chunk, in one parallel region. Each thread takes
+// a contiguous run of chunks holding about total / threads elements, so
+// uneven array sizes still balance and each thread streams through adjacent
+// memory. Which thread runs a chunk never changes what the chunk computes.
 template <class F>
 void for_each_chunk(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
   const int64_t n = int64_t(chunks.size());
 #ifdef _OPENMP
   if (total >= kSerialBelow && n > 1 && max_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) f(chunks[size_t(i)]);
+    std::vector<int64_t> offset(size_t(n) + 1, 0);  // elements before chunk i
+    for (int64_t i = 0; i < n; ++i) offset[size_t(i) + 1] = offset[size_t(i)] + chunks[size_t(i)].len;
+#pragma omp parallel
+    {
+      const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+      // Chunk i belongs to thread floor(offset[i] * T / total).
+      const auto first_of = [&](int64_t k) {
+        const int64_t bound = (k * total + T - 1) / T;  // smallest offset owned by thread k
+        return int64_t(std::lower_bound(offset.begin(), offset.end() - 1, bound) - offset.begin());
+      };
+      const int64_t lo = first_of(t), hi = t + 1 == T ? n : first_of(t + 1);
+      for (int64_t i = lo; i < hi; ++i) f(chunks[size_t(i)]);
+    }
     return;
   }
 #endif

@@ -16,6 +16,9 @@ namespace py = pybind11;
 struct ArrayList {
   std::vector<char*> data;
   std::vector<int64_t> size;
+  // References that keep the arrays alive while a kernel runs without the GIL
+  // (another thread could drop them from the caller's list meanwhile).
+  std::vector<py::object> owners;
   size_t count() const { return data.size(); }
   template <class T> T* ptr(size_t i) const { return reinterpret_cast<T*>(data[i]); }
 };
@@ -64,6 +67,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
   ArrayList out;
   out.data.reserve(n);
   out.size.reserve(n);
+  out.owners.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     py::array a = check_array(s[i], item_name(name, i), dt, writable);
     const int64_t sz = int64_t(a.size());
@@ -72,6 +76,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
                             " elements, got " + std::to_string(sz));
     out.data.push_back(static_cast<char*>(const_cast<void*>(a.data())));
     out.size.push_back(sz);
+    out.owners.push_back(std::move(a));
   }
   return out;
 }
@@ -85,16 +90,27 @@ struct NamedList {
 // No array that a kernel writes may share memory with any other array of the
 // call (a param passed as its own grad, one state buffer used twice, ...).
 inline void check_no_overlap(const std::vector<NamedList>& lists, size_t itemsize) {
-  struct Span { uintptr_t lo, hi; size_t list, index; };
+  struct Span { uintptr_t lo, hi; uint32_t list, index; };
+  const auto by_lo = [](const Span& a, const Span& b) { return a.lo < b.lo; };
+  size_t total = 0;
+  for (const NamedList& l : lists) total += l.list->count();
   std::vector<Span> spans;
-  for (size_t l = 0; l < lists.size(); ++l)
+  spans.reserve(total);
+  // Sort list by list, then merge: arrays of one list are usually allocated in
+  // order, which makes this linear (it runs on every optimizer step).
+  for (size_t l = 0; l < lists.size(); ++l) {
+    const size_t begin = spans.size();
     for (size_t i = 0; i < lists[l].list->count(); ++i) {
       const int64_t n = lists[l].list->size[i];
       if (n == 0) continue;
       auto lo = reinterpret_cast<uintptr_t>(lists[l].list->data[i]);
-      spans.push_back({lo, lo + uintptr_t(n) * itemsize, l, i});
+      spans.push_back({lo, lo + uintptr_t(n) * itemsize, uint32_t(l), uint32_t(i)});
     }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.lo < b.lo; });
+    const auto first = spans.begin() + std::ptrdiff_t(begin);
+    if (!std::is_sorted(first, spans.end(), by_lo)) std::sort(first, spans.end(), by_lo);
+    if (begin > 0 && first != spans.end() && by_lo(*first, *(first - 1)))
+      std::inplace_merge(spans.begin(), first, spans.end(), by_lo);
+  }
   // Sweep in address order keeping the spans that reach furthest: a written
   // span overlaps something iff it starts below the furthest end so far; a
   // read span overlaps a written one iff it starts below the furthest
