@@ -64,12 +64,13 @@ struct NAdamFill {
   }
 };
 
-// The hp buffer of a capturable call (nullptr for the plain one).
+// The hp buffer of a capturable call; the plain bindings pass a null handle
+// (a None from Python is an error: "hp: expected a cupy.ndarray").
 const double* hp_of(CallArgs& a, py::handle hp, int64_t n) {
-  return hp.is_none() ? nullptr : a.add_buffer(hp, "hp", n, false);
+  return hp ? a.add_buffer(hp, "hp", n, false) : nullptr;
 }
 
-// ---- bindings (hp is None for the plain functions) ---------------------------
+// ---- bindings (hp is a null handle for the plain functions) -------------------
 
 void sgd(py::object params, py::object grads, py::object bufs, double lr, double momentum, double dampening,
          double weight_decay, bool nesterov, bool maximize, bool first, bool textbook, py::object hp) {
@@ -197,7 +198,7 @@ void register_optim(py::module_& m) {
       "p <- p - lr d. textbook=True uses v <- mu v - lr d, p <- p + v. Enqueued on CuPy's current stream.";
   m.def("sgd_", [](py::object p, py::object g, py::object b, double lr, double momentum, double dampening,
                    double weight_decay, bool nesterov, bool maximize, bool first, bool textbook) {
-    sgd(p, g, b, lr, momentum, dampening, weight_decay, nesterov, maximize, first, textbook, py::none());
+    sgd(p, g, b, lr, momentum, dampening, weight_decay, nesterov, maximize, first, textbook, py::object());
   }, sgd_doc.c_str(), arg("params"), arg("grads"), arg("momentum_buffers").none(true), arg("lr"), arg("momentum"),
         arg("dampening"), arg("weight_decay"), arg("nesterov"), arg("maximize"), arg("first"), arg("textbook"));
   m.def("sgd_capturable", &sgd, (sgd_doc + " hp = [lr, first (0.0/1.0)]." + cap).c_str(), arg("params"),
@@ -208,7 +209,7 @@ void register_optim(py::module_& m) {
       "In-place Adagrad step (rules::Adagrad): s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), g including "
       "weight_decay p and the maximize sign; clr = lr / (1 + (t - 1) lr_decay) from the caller.";
   m.def("adagrad_", [](py::object p, py::object g, py::object s, double clr, double eps, double wd, bool maximize) {
-    adagrad(p, g, s, clr, eps, wd, maximize, py::none());
+    adagrad(p, g, s, clr, eps, wd, maximize, py::object());
   }, adagrad_doc.c_str(), arg("params"), arg("grads"), arg("sums"), arg("clr"), arg("eps"), arg("weight_decay"),
         arg("maximize"));
   m.def("adagrad_capturable", &adagrad, (adagrad_doc + " hp = [clr]." + cap).c_str(), arg("params"), arg("grads"),
@@ -220,7 +221,7 @@ void register_optim(py::module_& m) {
       "(nesterov: p <- p - lr (g / avg + mu b)); else p <- p - lr g / avg.";
   m.def("rmsprop_", [](py::object p, py::object g, py::object v, py::object ga, py::object b, double lr,
                        double alpha, double eps, double wd, double momentum, bool nesterov, bool maximize) {
-    rmsprop(p, g, v, ga, b, lr, alpha, eps, wd, momentum, nesterov, maximize, py::none());
+    rmsprop(p, g, v, ga, b, lr, alpha, eps, wd, momentum, nesterov, maximize, py::object());
   }, rmsprop_doc.c_str(), arg("params"), arg("grads"), arg("square_avgs"), arg("grad_avgs").none(true),
         arg("momentum_buffers").none(true), arg("lr"), arg("alpha"), arg("eps"), arg("weight_decay"),
         arg("momentum"), arg("nesterov"), arg("maximize"));
@@ -233,7 +234,7 @@ void register_optim(py::module_& m) {
       "In-place Adadelta step (rules::Adadelta): v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, "
       "u <- rho u + (1 - rho) d^2, p <- p - lr d.";
   m.def("adadelta_", [](py::object p, py::object g, py::object v, py::object u, double lr, double rho, double eps,
-                        double wd, bool maximize) { adadelta(p, g, v, u, lr, rho, eps, wd, maximize, py::none()); },
+                        double wd, bool maximize) { adadelta(p, g, v, u, lr, rho, eps, wd, maximize, py::object()); },
         adadelta_doc.c_str(), arg("params"), arg("grads"), arg("square_avgs"), arg("acc_deltas"), arg("lr"),
         arg("rho"), arg("eps"), arg("weight_decay"), arg("maximize"));
   m.def("adadelta_capturable", &adadelta, (adadelta_doc + " hp = [lr]." + cap).c_str(), arg("params"),
@@ -246,7 +247,7 @@ void register_optim(py::module_& m) {
       "p <- p - step_size m / (sqrt(v or vmax) / bc2_sqrt + eps).";
   m.def("adam_", [](py::object p, py::object g, py::object m1, py::object v, py::object vmax, double step_size,
                     double beta1, double beta2, double eps, double l2, double decay, double bc2_sqrt, bool maximize) {
-    adam(p, g, m1, v, vmax, step_size, beta1, beta2, eps, l2, decay, bc2_sqrt, maximize, py::none());
+    adam(p, g, m1, v, vmax, step_size, beta1, beta2, eps, l2, decay, bc2_sqrt, maximize, py::object());
   }, adam_doc.c_str(), arg("params"), arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"),
         arg("max_exp_avg_sqs").none(true), arg("step_size"), arg("beta1"), arg("beta2"), arg("eps"), arg("l2"),
         arg("decay"), arg("bc2_sqrt"), arg("maximize"));
@@ -260,7 +261,7 @@ void register_optim(py::module_& m) {
       "denom = sqrt(v / bc2) + eps; p <- p + c_grad g / denom + c_avg m / denom.";
   m.def("nadam_", [](py::object p, py::object g, py::object m1, py::object v, double c_grad, double c_avg,
                      double beta1, double beta2, double eps, double l2, double decay, double bc2, bool maximize) {
-    nadam(p, g, m1, v, c_grad, c_avg, beta1, beta2, eps, l2, decay, bc2, maximize, py::none());
+    nadam(p, g, m1, v, c_grad, c_avg, beta1, beta2, eps, l2, decay, bc2, maximize, py::object());
   }, nadam_doc.c_str(), arg("params"), arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("c_grad"),
         arg("c_avg"), arg("beta1"), arg("beta2"), arg("eps"), arg("l2"), arg("decay"), arg("bc2"), arg("maximize"));
   m.def("nadam_capturable", &nadam, (nadam_doc + " hp = [c_grad, c_avg, bc2, decay]." + cap).c_str(),
