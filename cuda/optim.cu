@@ -79,7 +79,7 @@ void sgd(py::object params, py::object grads, py::object bufs, double lr, double
   const bool mom = a.add(bufs, "momentum_buffers", true);
   const double* h = hp_of(a, hp, 2);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     if (mom)
       a.apply_rule<T, SgdFill>(rules::Sgd<T, true>{T(lr), T(momentum), T(dampening), T(weight_decay), nesterov,
@@ -98,7 +98,7 @@ void adagrad(py::object params, py::object grads, py::object sums, double clr, d
   a.add(sums, "sums", true);
   const double* h = hp_of(a, hp, 1);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.apply_rule<T, AdagradFill>(rules::Adagrad<T>{T(clr), T(eps), T(weight_decay), maximize}, h);
   });
@@ -115,7 +115,7 @@ void rmsprop(py::object params, py::object grads, py::object square_avgs, py::ob
   const bool mom = a.add(bufs, "momentum_buffers", true);
   const double* h = hp_of(a, hp, 1);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     const auto go = [&](auto tag) {
       using R = typename decltype(tag)::type;
@@ -138,7 +138,7 @@ void adadelta(py::object params, py::object grads, py::object square_avgs, py::o
   a.add(acc_deltas, "acc_deltas", true);
   const double* h = hp_of(a, hp, 1);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.apply_rule<T, LrFill>(rules::Adadelta<T>{T(lr), T(rho), T(eps), T(weight_decay), maximize}, h);
   });
@@ -156,7 +156,7 @@ void adam(py::object params, py::object grads, py::object exp_avgs, py::object e
   const bool amsgrad = a.add(max_sqs, "max_exp_avg_sqs", true);
   const double* h = hp_of(a, hp, 3);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     if (amsgrad)
       a.apply_rule<T, AdamFill>(rules::Adam<T, true>{T(step_size), T(beta1), T(beta2), T(eps), T(l2), T(decay),
@@ -178,7 +178,7 @@ void nadam(py::object params, py::object grads, py::object exp_avgs, py::object 
   a.add(exp_avg_sqs, "exp_avg_sqs", true);
   const double* h = hp_of(a, hp, 4);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.apply_rule<T, NAdamFill>(rules::NAdam<T>{T(c_grad), T(c_avg), T(beta1), T(beta2), T(eps), T(l2), T(decay),
                                                T(bc2), maximize}, h);

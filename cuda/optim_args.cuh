@@ -102,7 +102,7 @@ class CallArgs {
 };
 
 // f(float{}) or f(double{}) for the call's dtype.
-template <class F> void dispatch(DType dt, F&& f) {
+template <class F> void dispatch_float(DType dt, F&& f) {
   if (dt == DType::f32) f(float{});
   else f(double{});
 }

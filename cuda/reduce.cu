@@ -13,18 +13,6 @@
 
 namespace optkern {
 
-// AdaGrad-Norm (Ward, Wu & Bottou 2019): p <- p - (lr / b) g_eff with the
-// scalar b = sqrt(b^2) read from the device after this step's accumulation.
-// (Outside the anonymous namespace: nvcc warns about kState there.)
-template <class T> struct AdagradNormRule {
-  static constexpr int kState = 0;
-  T coef, weight_decay;
-  bool maximize;
-  OK_HD void operator()(T& p, T g, T*) const {
-    p = p + (-coef) * rules::effective_grad(p, g, weight_decay, maximize);
-  }
-};
-
 namespace {
 
 using py::arg;
@@ -105,6 +93,8 @@ template <class T> struct ClipByNorm {
   }
 };
 
+// AdaGrad-Norm (Ward, Wu & Bottou 2019): after b^2 += ||g_eff||^2, plain SGD
+// with the rate lr / sqrt(b^2) read from the device (rules::Sgd, as on the CPU).
 template <class T> struct AdagradNormStep {
   static constexpr int kDepth = 2;
   static constexpr unsigned kWritten = 1u;
@@ -112,8 +102,9 @@ template <class T> struct AdagradNormStep {
   T weight_decay;
   bool maximize;
   const double* b_sq;
-  __device__ mt::RuleOp<AdagradNormRule<T>, T> load() const {
-    return {AdagradNormRule<T>{T(lr / sqrt(b_sq[0])), weight_decay, maximize}};
+  __device__ mt::RuleOp<rules::Sgd<T, false>, T> load() const {
+    const T rate = T(lr / sqrt(b_sq[0]));
+    return {rules::Sgd<T, false>{rate, T(0), T(0), weight_decay, false, maximize, false, false}};
   }
 };
 
@@ -126,7 +117,7 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
   CallArgs a(arrays, "arrays", false);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     if (inf) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none, 1.0});
     else if (norm_type == 2.0) a.reduce<T>(SumSquares<T>{}, NormOut<false>{o, Root::sqrt, 0.5});
@@ -136,12 +127,10 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
 }
 
 void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
-  if (!(max_norm >= 0.0) || std::isinf(max_norm))
-    throw py::value_error("max_norm: must be finite and >= 0, got " + std::to_string(max_norm));
   CallArgs a(arrays, "arrays", true);
   const double* tn = a.add_buffer(total_norm_buf, "total_norm_buf", 1, false);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.apply<T>(ClipByNorm<T>{max_norm, tn});
   });
@@ -152,7 +141,7 @@ void clamp(py::object arrays, double clip_value) {
     throw py::value_error("clip_value: must be >= 0, got " + std::to_string(clip_value));
   CallArgs a(arrays, "arrays", true);
   if (!a.ready()) return;
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.apply<T>(mt::MapOp<rules::ClampValue<T>, T>{rules::ClampValue<T>{T(clip_value)}});
   });
@@ -162,7 +151,7 @@ void all_finite(py::object arrays, py::object out) {
   CallArgs a(arrays, "arrays", false);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.reduce<T>(NonFinite<T>{}, AllFiniteOut{o});
   });
@@ -174,7 +163,7 @@ void adagrad_norm(py::object params, py::object grads, py::object b_sq, double l
   a.add(grads, "grads", false);
   double* b = a.add_buffer(b_sq, "b_sq", 1, true);
   a.ready(/*always_launch=*/true);  // b^2 += 0 still runs for empty lists
-  dispatch(a.dtype(), [&](auto z) {
+  dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.reduce<T>(EffectiveGradSquares<T>{T(weight_decay), maximize}, AddTo{b});
     a.apply<T>(AdagradNormStep<T>{lr, T(weight_decay), maximize, b});

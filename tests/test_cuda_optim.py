@@ -332,6 +332,44 @@ def test_step_in_a_cuda_graph_replays_like_eager_steps():
         np.testing.assert_array_equal(de.flat(), dg.flat(), err_msg=name)
 
 
+def test_self_advancing_graph_reads_hp_from_a_schedule_table():
+    """The recipe for graphs that need no host work per replay: the host
+    computes hp for every step into a table once; the captured step copies
+    row `step` into hp (cupy.take with a device index) and increments it."""
+    s = cp.cuda.Stream(non_blocking=True)
+    if not hasattr(s, "begin_capture"):
+        pytest.skip("this CuPy has no stream capture")
+    case = CASES[CASE_IDS.index("nadamw")]
+    sizes = [3, 4097, 2 * CHUNK + 1]
+    eager = Problem(case, sizes, np.float32, "aligned", seed=8)
+    graph = Problem(case, sizes, np.float32, "aligned", seed=8)
+    steps = 6
+    table = cp.asarray([case.scalars(t)[1] for t in range(1, steps + 1)], dtype=cp.float64)
+    step = cp.zeros((), cp.int64)
+    hp = cp.zeros(table.shape[1], cp.float64)
+    grads = eager.grads()
+    graph.dev_g.set(grads)
+    eager.dev_g.set(grads)
+    scalars0, _ = case.scalars(1)
+    with s:
+        cp.take(table, step, axis=0, out=hp)  # warm-up outside capture (kernel compilation)
+        step[...] = 0
+        s.synchronize()
+        s.begin_capture()
+        cp.take(table, step, axis=0, out=hp)
+        step += 1
+        _cuda.nadam_capturable(graph.dev_p.views, graph.dev_g.views, *graph.state_views(), *scalars0, hp)
+        g = s.end_capture()
+        for _ in range(steps):
+            g.launch(stream=s)
+    for t in range(1, steps + 1):
+        _cuda.nadam_(eager.dev_p.views, eager.dev_g.views, *eager.state_views(), *case.scalars(t)[0])
+    s.synchronize()
+    assert int(step.get()) == steps
+    for (name, de), (_, dg) in zip(eager.device_lists(), graph.device_lists()):
+        np.testing.assert_array_equal(de.flat(), dg.flat(), err_msg=name)
+
+
 # ---- reductions ------------------------------------------------------------------
 
 def _host_and_device(dtype, sizes, seed):
