@@ -229,6 +229,7 @@ def run_steps(prob, steps, compare_each=False):
         gpu_fn(prob.dev_p.views, prob.dev_g.views, *prob.state_views(), *scalars)
         if compare_each or t == steps:
             compare(prob, f"step {t}")
+    np.testing.assert_array_equal(prob.dev_g.flat(), np.concatenate(g), err_msg="grads must not be written")
 
 
 def compare(prob, when):
@@ -246,6 +247,7 @@ def compare(prob, when):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_matches_cpu_small_and_chunk_edges(case, dtype, layout):
+    need_cpu(case.fn + "_")
     prob = Problem(case, SMALL_SIZES, dtype, layout, seed=zlib.crc32(f"{case.id}/{layout}".encode()))
     run_steps(prob, STEPS, compare_each=(layout == "mixed"))
 
@@ -253,6 +255,7 @@ def test_matches_cpu_small_and_chunk_edges(case, dtype, layout):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_matches_cpu_1000_arrays(case, dtype):
+    need_cpu(case.fn + "_")
     rng = np.random.default_rng(7)
     prob = Problem(case, many_sizes(rng), dtype, "shifted", seed=11)
     run_steps(prob, STEPS)
@@ -353,10 +356,15 @@ def test_self_advancing_graph_reads_hp_from_a_schedule_table():
     scalars0, _ = case.scalars(1)
     with s:
         cp.take(table, step, axis=0, out=hp)  # warm-up outside capture (kernel compilation)
+        step += 1
         step[...] = 0
         s.synchronize()
         s.begin_capture()
-        cp.take(table, step, axis=0, out=hp)
+        try:
+            cp.take(table, step, axis=0, out=hp)
+        except Exception as e:  # CuPy-version dependent, not optkern's
+            s.end_capture()
+            pytest.skip(f"cupy.take cannot be captured by this CuPy: {e}")
         step += 1
         _cuda.nadam_capturable(graph.dev_p.views, graph.dev_g.views, *graph.state_views(), *scalars0, hp)
         g = s.end_capture()
