@@ -104,35 +104,49 @@ inline bool c_contiguous(py::handle a) {
   return OK_ATTR(a, "flags").attr("c_contiguous").cast<bool>();
 }
 
+// A list (or tuple) of arrays; a bare array is refused rather than iterated.
+inline void require_list(py::handle seq, const char* name) {
+  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq) || is_cupy(seq) ||
+      py::hasattr(seq, "__array_interface__"))
+    throw py::type_error(std::string(name) + ": expected a list of arrays, got " + detail::type_name(seq));
+}
+
+// One CuPy array; returns its device pointer. `what()` names it in errors
+// (built only on failure: this runs for every array of every step).
+template <class Name>
+inline char* check_device_array_named(py::handle h, const Name& what, DType dt, int64_t expect_size, int& device) {
+  if (!is_cupy(h))
+    throw py::type_error(what() + ": expected a cupy.ndarray, got " + detail::type_name(h));
+  if (!has_dtype(h, dt))
+    throw py::type_error(what() + ": expected " + std::string(dtype_str(dt)) + ", got " + cupy_dtype(h));
+  if (!c_contiguous(h)) throw py::value_error(what() + ": array must be C-contiguous");
+  const int64_t n = py::cast<int64_t>(OK_ATTR(h, "size"));
+  if (expect_size >= 0 && n != expect_size)
+    throw py::value_error(what() + ": expected " + std::to_string(expect_size) + " elements, got " +
+                          std::to_string(n));
+  py::object mem = OK_ATTR(h, "data");
+  const int dev = py::cast<int>(OK_ATTR(mem, "device_id"));
+  if (device < 0) device = dev;
+  else if (dev != device)
+    throw py::value_error(what() + ": is on device " + std::to_string(dev) + " but other arrays are on device " +
+                          std::to_string(device));
+  const auto ptr = py::cast<uintptr_t>(OK_ATTR(mem, "ptr"));
+  if (ptr % dtype_size(dt) != 0) throw py::value_error(what() + ": array data is misaligned");
+  return reinterpret_cast<char*>(ptr);
+}
+
 // One CuPy array; returns its device pointer. `device` < 0 means "any", and
 // is set from the first array seen.
 inline char* check_device_array(py::handle h, const std::string& what, DType dt, bool writable,
                                 int64_t expect_size, int& device) {
   (void)writable;  // CuPy arrays have no read-only flag.
-  if (!is_cupy(h))
-    throw py::type_error(what + ": expected a cupy.ndarray, got " + detail::type_name(h));
-  if (!has_dtype(h, dt))
-    throw py::type_error(what + ": expected " + std::string(dtype_str(dt)) + ", got " + cupy_dtype(h));
-  if (!c_contiguous(h)) throw py::value_error(what + ": array must be C-contiguous");
-  const int64_t n = OK_ATTR(h, "size").cast<int64_t>();
-  if (expect_size >= 0 && n != expect_size)
-    throw py::value_error(what + ": expected " + std::to_string(expect_size) + " elements, got " +
-                          std::to_string(n));
-  py::object mem = OK_ATTR(h, "data");
-  const int dev = OK_ATTR(mem, "device_id").cast<int>();
-  if (device < 0) device = dev;
-  else if (dev != device)
-    throw py::value_error(what + ": is on device " + std::to_string(dev) + " but other arrays are on device " +
-                          std::to_string(device));
-  const auto ptr = OK_ATTR(mem, "ptr").cast<uintptr_t>();
-  if (ptr % dtype_size(dt) != 0) throw py::value_error(what + ": array data is misaligned");
-  return reinterpret_cast<char*>(ptr);
+  return check_device_array_named(h, [&] { return what; }, dt, expect_size, device);
 }
 
 inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool writable, int& device,
                                 const std::vector<int64_t>* sizes = nullptr) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  (void)writable;  // CuPy arrays have no read-only flag.
+  require_list(seq, name);
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   const size_t n = size_t(py::len(s));
   if (sizes && n != sizes->size())
@@ -144,7 +158,7 @@ inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool
   for (size_t i = 0; i < n; ++i) {
     py::object a = s[i];
     const int64_t want = sizes ? (*sizes)[i] : -1;
-    out.data.push_back(check_device_array(a, item_name(name, i), dt, writable, want, device));
+    out.data.push_back(check_device_array_named(a, [&] { return item_name(name, i); }, dt, want, device));
     out.size.push_back(want >= 0 ? want : OK_ATTR(a, "size").cast<int64_t>());
   }
   out.device = device;
@@ -154,8 +168,7 @@ inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool
 // The dtype of a list's first array (float32 / float64 only); `fallback` for
 // an empty list.
 inline DType float_dtype_of(py::handle seq, const char* name, DType fallback = DType::f32) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  require_list(seq, name);
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   if (py::len(s) == 0) return fallback;
   py::object a = s[0];

@@ -68,8 +68,10 @@ def test_numpy_arrays_are_rejected_with_the_argument_named():
         _cuda.sgd_(p, p, None, 0.1, 0.0, 0.0, 0.0, False, False, True, False)
     with pytest.raises(TypeError, match=r"arrays\[0\]: expected a cupy.ndarray"):
         _cuda.clamp_(p, 1.0)
-    with pytest.raises(TypeError, match="expected a list of arrays"):
+    with pytest.raises(TypeError, match="arrays: expected a list of arrays, got float"):
         _cuda.clamp_(3.0, 1.0)
+    with pytest.raises(TypeError, match="arrays: expected a list of arrays, got numpy.ndarray"):
+        _cuda.clamp_(p[0], 1.0)  # a bare array is not iterated element by element
 
 
 def test_empty_lists_need_no_cupy_and_no_device():
@@ -137,6 +139,12 @@ def test_stand_in_is_recognised_as_cupy():
     with pytest.raises(TypeError, match=r"params\[1\]: is a numpy array but grads\[0\] is a cupy array|"
                                         r"params\[1\]: is a numpy array"):
         _backend.backend(("grads", [fake(3)]), ("params", [fake(3), np.ones(3, np.float32)]))
+
+
+@need_no_device
+def test_bare_device_array_is_not_a_list():
+    with pytest.raises(TypeError, match=r"grads: expected a list of arrays, got cupy.ndarray"):
+        _adam([fake(3)], fake(3), [fake(3)], [fake(3)])
 
 
 @need_no_device
