@@ -1,6 +1,63 @@
-// Placeholder: filled in by the issue that owns this feature.
+// optkern._cpu.dropout_: out = x * keep / (1 - p), keep regenerated from the
+// Philox stream (seed, offset) (philox::keep), so backward is the same call
+// on dy and no mask needs to be stored. Optionally writes the uint8 mask.
 #include <pybind11/pybind11.h>
 
+#include "optkern/philox.hpp"
+#include "optkern/py_arrays.hpp"
+
 namespace optkern {
-void register_dropout(pybind11::module_&) {}
+namespace py = pybind11;
+
+void register_random(py::module_& m);  // random.cpp
+
+namespace {
+
+template <class T>
+void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  const T scale = T(1) / (T(1) - T(p));
+  philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
+    const bool keep = philox::to_float(philox::lane(r, k)) >= p;
+    y[i] = keep ? x[i] * scale : T(0);
+    if (mask) mask[i] = uint8_t(keep);
+  });
+}
+
+void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
+  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: must be in [0, 1), got " + std::to_string(p));
+  if (!py::isinstance<py::array>(x_h)) throw py::type_error("x: expected a numpy.ndarray");
+  const auto dt = py::reinterpret_borrow<py::array>(x_h).dtype();
+  const bool f32 = dt.equal(py::dtype::of<float>());
+  if (!f32 && !dt.equal(py::dtype::of<double>()))
+    throw py::type_error("x: expected float32 or float64, got " + dtype_name(dt));
+  py::array x = check_array(x_h, "x", dt, false);
+  py::array y = check_array(out_h, "out", dt, true);
+  if (y.size() != x.size())
+    throw py::value_error("out: expected " + std::to_string(x.size()) + " elements, got " + std::to_string(y.size()));
+  uint8_t* mask = nullptr;
+  if (!mask_h.is_none()) {
+    py::array m = check_array(mask_h, "mask", py::dtype::of<uint8_t>(), true);
+    if (m.size() != x.size())
+      throw py::value_error("mask: expected " + std::to_string(x.size()) + " elements, got " +
+                            std::to_string(m.size()));
+    mask = static_cast<uint8_t*>(m.mutable_data());
+  }
+  const int64_t n = int64_t(x.size());
+  const float pf = float(p);
+  const void* xp = x.data();
+  void* yp = y.mutable_data();
+  py::gil_scoped_release nogil;
+  if (f32) dropout_loop(static_cast<const float*>(xp), static_cast<float*>(yp), mask, n, pf, seed, offset);
+  else dropout_loop(static_cast<const double*>(xp), static_cast<double*>(yp), mask, n, pf, seed, offset);
+}
+
+}  // namespace
+
+void register_dropout(py::module_& m) {
+  m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
+        py::arg("mask") = py::none(),
+        "out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.");
+  register_random(m);
+}
+
 }  // namespace optkern

@@ -1,6 +1,118 @@
-// Placeholder: filled in by the issue that owns this feature.
+// L1 / L2 penalties over many arrays at once (rules/regularize.hpp):
+//   penalty_grad_(params, grads, l1, l2, out|None): g += l2 p + l1 sign(p);
+//       out[0] = l1 sum|p| + l2/2 sum p^2 when out is given (same pass over p)
+//   penalty_value(params, l1, l2, out|None) -> float: the penalty alone
+// One chunk list, one OpenMP region; the value is a fixed-order sum of
+// per-chunk partials, so it is bitwise the same for any thread count.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <string>
+
+#include "optkern/parallel.hpp"
+#include "optkern/py_arrays.hpp"
+#include "optkern/rules/regularize.hpp"
+
 namespace optkern {
-void register_regularize(pybind11::module_&) {}
+namespace py = pybind11;
+
+namespace {
+
+// The dtype of the first array, which every other array must share.
+py::dtype list_dtype(py::handle seq, const char* name) {
+  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
+    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  auto s = py::reinterpret_borrow<py::sequence>(seq);
+  if (py::len(s) == 0) return py::dtype::of<float>();
+  py::handle a = s[0];
+  if (!py::isinstance<py::array>(a))
+    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " +
+                         py::str(py::type::of(a).attr("__name__")).cast<std::string>());
+  auto dt = py::reinterpret_borrow<py::array>(a).dtype();
+  if (!dt.equal(py::dtype::of<float>()) && !dt.equal(py::dtype::of<double>()))
+    throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
+  return dt;
+}
+
+void check_coeffs(double l1, double l2) {
+  if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
+  if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
+}
+
+// out: None or a writable 1-element float64 array.
+double* out_ptr(py::handle out) {
+  if (out.is_none()) return nullptr;
+  py::array a = check_array(out, "out", py::dtype::of<double>(), true);
+  if (a.size() != 1) throw py::value_error("out: expected 1 element, got " + std::to_string(a.size()));
+  return static_cast<double*>(a.mutable_data());
+}
+
+template <class T>
+double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2, bool want_value) {
+  const auto chunks = make_chunks(p.size);
+  const int64_t total = total_size(p.size);
+  const T tl1 = T(l1), tl2 = T(l2);
+  return reduce_chunks(chunks, total, [&](const Chunk& c) {
+    const T* OK_RESTRICT pp = p.ptr<T>(size_t(c.tensor)) + c.start;
+    double s = 0.0;
+    if (g) {
+      T* OK_RESTRICT gg = g->ptr<T>(size_t(c.tensor)) + c.start;
+#pragma omp simd
+      for (int64_t i = 0; i < c.len; ++i) gg[i] = rules::penalty_grad(pp[i], gg[i], tl1, tl2);
+    }
+    if (want_value) {
+      // The simd reduction order is fixed at compile time: reproducible.
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < c.len; ++i) s += rules::penalty_term(pp[i], l1, l2);
+    }
+    return s;
+  });
+}
+
+py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
+  check_coeffs(l1, l2);
+  const py::dtype dt = list_dtype(params, "params");
+  const ArrayList p = gather(params, "params", dt, false);
+  const ArrayList g = gather(grads, "grads", dt, true, &p.size);
+  check_no_overlap({{"params", &p, false}, {"grads", &g, true}}, size_t(dt.itemsize()));
+  double* o = out_ptr(out);
+  const bool f32 = dt.equal(py::dtype::of<float>());  // Python call: before the GIL is dropped
+  double v;
+  {
+    py::gil_scoped_release nogil;
+    v = f32 ? penalty_loop<float>(p, &g, l1, l2, o != nullptr) : penalty_loop<double>(p, &g, l1, l2, o != nullptr);
+  }
+  if (!o) return py::none();
+  *o = v;
+  return py::float_(v);
+}
+
+py::float_ penalty_value(py::handle params, double l1, double l2, py::handle out) {
+  check_coeffs(l1, l2);
+  const py::dtype dt = list_dtype(params, "params");
+  const ArrayList p = gather(params, "params", dt, false);
+  double* o = out_ptr(out);
+  const bool f32 = dt.equal(py::dtype::of<float>());
+  double v;
+  {
+    py::gil_scoped_release nogil;
+    v = f32 ? penalty_loop<float>(p, nullptr, l1, l2, true) : penalty_loop<double>(p, nullptr, l1, l2, true);
+  }
+  if (o) *o = v;
+  return py::float_(v);
+}
+
+}  // namespace
+
+void register_regularize(py::module_& m) {
+  m.def("penalty_grad_", &penalty_grad_, py::arg("params"), py::arg("grads"), py::arg("l1"), py::arg("l2"),
+        py::arg("out") = py::none(),
+        "grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (1-element float64) also "
+        "writes l1*sum|p| + l2/2*sum p^2 to out[0] and returns it.");
+  m.def("penalty_value", &penalty_value, py::arg("params"), py::arg("l1"), py::arg("l2"),
+        py::arg("out") = py::none(),
+        "l1*sum|p| + l2/2*sum p^2 over all arrays (deterministic float64 sum); also written to out[0].");
+}
+
 }  // namespace optkern

@@ -1,6 +1,127 @@
-// Placeholder: filled in by the issue that owns this feature.
-#include <pybind11/pybind11.h>
+// optkern._cuda: random_uniform_, random_rademacher_ and dropout_ on CuPy
+// arrays, from the same Philox4x32-10 stream as the CPU (philox.hpp): one
+// thread per Philox block, grid-stride, so results equal the CPU's bit for bit.
+#include "norm_common.cuh"
+#include "optkern/philox.hpp"
 
 namespace optkern {
-void register_dropout(pybind11::module_&) {}
+
+namespace {
+
+// Blocks b0 .. b0 + nblocks - 1 (per elements each) cover elements [0, n).
+struct BlockRange {
+  uint64_t b0, nblocks;
+  BlockRange(int64_t n, uint64_t offset, unsigned per)
+      : b0(offset / per), nblocks(n > 0 ? (offset + uint64_t(n) - 1) / per - offset / per + 1 : 0) {}
+};
+
+template <class T>
+__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, BlockRange br) {
+  constexpr unsigned per = sizeof(T) == 8 ? 2 : 4;
+  for (uint64_t j = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; j < br.nblocks;
+       j += uint64_t(gridDim.x) * blockDim.x) {
+    const uint64_t b = br.b0 + j;
+    const philox::U4 r = philox::block(b, seed);
+    for (unsigned k = 0; k < per; ++k) {
+      const int64_t i = int64_t(b * per + k - offset);
+      if (i < 0 || i >= n) continue;
+      if constexpr (sizeof(T) == 8) out[i] = k == 0 ? philox::to_double(r.x, r.y) : philox::to_double(r.z, r.w);
+      else out[i] = philox::to_float(philox::lane(r, k));
+    }
+  }
+}
+
+template <class T>
+__global__ void sign_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, BlockRange br) {
+  for (uint64_t j = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; j < br.nblocks;
+       j += uint64_t(gridDim.x) * blockDim.x) {
+    const uint64_t b = br.b0 + j;
+    const philox::U4 r = philox::block(b, seed);
+    for (unsigned k = 0; k < 4; ++k) {
+      const int64_t i = int64_t(b * 4 + k - offset);
+      if (i >= 0 && i < n) out[i] = philox::to_sign<T>(philox::lane(r, k));
+    }
+  }
+}
+
+template <class T>
+__global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, float p,
+                               typename Compute<T>::type scale, uint64_t seed, uint64_t offset, BlockRange br) {
+  using C = typename Compute<T>::type;
+  for (uint64_t j = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; j < br.nblocks;
+       j += uint64_t(gridDim.x) * blockDim.x) {
+    const uint64_t b = br.b0 + j;
+    const philox::U4 r = philox::block(b, seed);
+    for (unsigned k = 0; k < 4; ++k) {
+      const int64_t i = int64_t(b * 4 + k - offset);
+      if (i < 0 || i >= n) continue;
+      const bool keep = philox::to_float(philox::lane(r, k)) >= p;
+      store(y, i, keep ? C(load(x, i)) * scale : C(0));
+      if (mask) mask[i] = uint8_t(keep);
+    }
+  }
+}
+
+constexpr int kThreads = 256;
+
+void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
+  const DType dt = device_dtype(out, "out", kFloat3264);
+  int dev = -1;
+  char* p = dptr(out, "out", dt, -1, dev);
+  const int64_t n = device_size(out);
+  if (n == 0) return;
+  DeviceGuard guard(dev);
+  const cudaStream_t s = current_stream();
+  const unsigned per = (dt == DType::f64 && !signs) ? 2 : 4;
+  const BlockRange br(n, offset, per);
+  const unsigned grid = grid_for(int64_t(br.nblocks), kThreads);
+  if (dt == DType::f32) {
+    if (signs) sign_kernel<<<grid, kThreads, 0, s>>>(reinterpret_cast<float*>(p), n, seed, offset, br);
+    else uniform_kernel<<<grid, kThreads, 0, s>>>(reinterpret_cast<float*>(p), n, seed, offset, br);
+  } else {
+    if (signs) sign_kernel<<<grid, kThreads, 0, s>>>(reinterpret_cast<double*>(p), n, seed, offset, br);
+    else uniform_kernel<<<grid, kThreads, 0, s>>>(reinterpret_cast<double*>(p), n, seed, offset, br);
+  }
+  check_launch(signs ? "random_rademacher_" : "random_uniform_");
+}
+
+void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
+  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: must be in [0, 1), got " + std::to_string(p));
+  const DType dt = device_dtype(x, "x", kFloatAll);
+  int dev = -1;
+  const char* xp = dptr(x, "x", dt, -1, dev);
+  const int64_t n = device_size(x);
+  char* yp = dptr(out, "out", dt, n, dev);
+  uint8_t* mp = nullptr;
+  if (!mask_h.is_none()) mp = uint8_ptr(mask_h, "mask", n, dev);
+  if (n == 0) return;
+  DeviceGuard guard(dev);
+  const cudaStream_t s = current_stream();
+  const BlockRange br(n, offset, 4);
+  const unsigned grid = grid_for(int64_t(br.nblocks), kThreads);
+  const float pf = float(p);
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using C = typename Compute<T>::type;
+    const C scale = C(1) / (C(1) - C(pf));
+    dropout_kernel<T><<<grid, kThreads, 0, s>>>(reinterpret_cast<const T*>(xp), reinterpret_cast<T*>(yp), mp, n,
+                                                pf, scale, seed, offset, br);
+  });
+  check_launch("dropout_");
+}
+
+}  // namespace
+
+void register_dropout(py::module_& m) {
+  m.def("random_uniform_", [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, false); },
+        py::arg("out"), py::arg("seed"), py::arg("offset"),
+        "Fill float32/float64 `out` with Philox4x32-10 uniforms in [0, 1) (see philox.hpp).");
+  m.def("random_rademacher_", [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, true); },
+        py::arg("out"), py::arg("seed"), py::arg("offset"),
+        "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
+  m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
+        py::arg("mask") = py::none(),
+        "out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.");
+}
+
 }  // namespace optkern

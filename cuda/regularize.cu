@@ -1,6 +1,196 @@
-// Placeholder: filled in by the issue that owns this feature.
+// L1 / L2 penalties over many CuPy arrays at once (rules/regularize.hpp):
+//   penalty_grad_(params, grads, l1, l2, out|None): g += l2 p + l1 sign(p);
+//       out[0] = l1 sum|p| + l2/2 sum p^2 when out is given (same pass over p)
+//   penalty_value(params, l1, l2, out): the penalty alone into out[0]
+// Multi-tensor: up to kMaxTensors arrays per launch, their pointers passed by
+// value in the kernel arguments; blockIdx.y picks the array, blockIdx.x
+// strides over it. The value is reduced deterministically: a fixed tree per
+// block into a partials buffer, then one block sums the partials in order.
+// Nothing synchronizes; the result stays on the device (both return None).
+#include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cuda_arrays.hpp"
+#include "optkern/rules/regularize.hpp"
+
 namespace optkern {
-void register_regularize(pybind11::module_&) {}
+namespace py = pybind11;
+
+namespace {
+
+constexpr int kMaxTensors = 64;  // 64 * 3 pointers: well inside the 4 KiB argument limit
+constexpr int kThreads = 256;
+constexpr int kMaxBlocksX = 1024;
+
+template <class T> struct Table {
+  const T* p[kMaxTensors];
+  T* g[kMaxTensors];
+  int64_t n[kMaxTensors];
+  int64_t part_offset;  // first slot of this launch in the partials buffer
+};
+
+__device__ double block_sum(double v) {
+  __shared__ double sh[kThreads];
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (int(threadIdx.x) < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  return sh[0];
+}
+
+template <class T>
+__global__ void penalty_kernel(Table<T> t, T l1, T l2, double dl1, double dl2, bool grad, double* partial) {
+  const int k = blockIdx.y;
+  const T* p = t.p[k];
+  T* g = t.g[k];
+  const int64_t n = t.n[k];
+  double acc = 0.0;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
+    const T pi = p[i];
+    if (grad) g[i] = rules::penalty_grad(pi, g[i], l1, l2);
+    if (partial) acc += rules::penalty_term(pi, dl1, dl2);
+  }
+  if (partial) {
+    const double s = block_sum(acc);
+    if (threadIdx.x == 0) partial[t.part_offset + int64_t(k) * gridDim.x + blockIdx.x] = s;
+  }
+}
+
+__global__ void sum_partials(const double* part, int64_t n, double* out) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) acc += part[i];
+  const double s = block_sum(acc);
+  if (threadIdx.x == 0) out[0] = s;
+}
+
+DType list_dtype(py::handle seq, const char* name) {
+  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
+    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  auto s = py::reinterpret_borrow<py::sequence>(seq);
+  if (py::len(s) == 0) return DType::f32;
+  py::handle a = s[0];
+  if (!is_cupy(a))
+    throw py::type_error(item_name(name, 0) + ": expected a cupy.ndarray, got " +
+                         py::str(py::type::of(a).attr("__name__")).cast<std::string>());
+  const std::string d = cupy_dtype(a);
+  if (d == "float32") return DType::f32;
+  if (d == "float64") return DType::f64;
+  throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + d);
+}
+
+void check_coeffs(double l1, double l2) {
+  if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
+  if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
+}
+
+// Written arrays must not share memory with any other array of the call.
+void check_no_overlap(const DeviceList& p, const DeviceList& g, size_t itemsize) {
+  for (size_t i = 0; i < g.count(); ++i) {
+    if (g.size[i] == 0) continue;
+    const auto glo = reinterpret_cast<uintptr_t>(g.data[i]), ghi = glo + uintptr_t(g.size[i]) * itemsize;
+    const auto clash = [&](const DeviceList& l, size_t j) {
+      if (l.size[j] == 0) return false;
+      const auto lo = reinterpret_cast<uintptr_t>(l.data[j]), hi = lo + uintptr_t(l.size[j]) * itemsize;
+      return lo < ghi && glo < hi;
+    };
+    for (size_t j = 0; j < p.count(); ++j)
+      if (clash(p, j)) throw py::value_error(item_name("grads", i) + " shares memory with " + item_name("params", j));
+    for (size_t j = 0; j < g.count(); ++j)
+      if (j != i && clash(g, j)) throw py::value_error(item_name("grads", i) + " shares memory with " + item_name("grads", j));
+  }
+}
+
+double* out_ptr(py::handle out, int& device) {
+  if (out.is_none()) return nullptr;
+  return reinterpret_cast<double*>(check_device_array(out, "out", DType::f64, true, 1, device));
+}
+
+int blocks_x(const DeviceList& p, size_t lo, size_t hi) {
+  int64_t m = 1;
+  for (size_t i = lo; i < hi; ++i) m = std::max(m, p.size[i]);
+  return int(std::min<int64_t>((m + kThreads - 1) / kThreads, kMaxBlocksX));
+}
+
+template <class T>
+void launch(const DeviceList& p, const DeviceList* g, double l1, double l2, double* out) {
+  cudaStream_t stream = current_stream();
+  const size_t n = p.count();
+  // Partial slots: each launch group needs (#arrays in group) * blocks_x.
+  int64_t slots = 0;
+  for (size_t lo = 0; lo < n; lo += kMaxTensors) {
+    const size_t hi = std::min(n, lo + kMaxTensors);
+    slots += int64_t(hi - lo) * blocks_x(p, lo, hi);
+  }
+  py::object part_buf;  // keeps CuPy's pooled allocation alive until freed stream-ordered
+  double* part = nullptr;
+  if (out && slots > 0) {
+    part_buf = py::module_::import("cupy").attr("empty")(slots, py::module_::import("cupy").attr("float64"));
+    part = reinterpret_cast<double*>(part_buf.attr("data").attr("ptr").cast<uintptr_t>());
+  }
+  {
+    py::gil_scoped_release nogil;
+    int64_t offset = 0;
+    for (size_t lo = 0; lo < n; lo += kMaxTensors) {
+      const size_t hi = std::min(n, lo + kMaxTensors);
+      Table<T> t{};
+      for (size_t i = lo; i < hi; ++i) {
+        t.p[i - lo] = p.ptr<T>(i);
+        t.g[i - lo] = g ? g->ptr<T>(i) : nullptr;
+        t.n[i - lo] = p.size[i];
+      }
+      t.part_offset = offset;
+      const int bx = blocks_x(p, lo, hi);
+      offset += int64_t(hi - lo) * bx;
+      penalty_kernel<T><<<dim3(bx, unsigned(hi - lo)), kThreads, 0, stream>>>(t, T(l1), T(l2), l1, l2, g != nullptr, part);
+    }
+    if (out) {
+      if (slots > 0) sum_partials<<<1, kThreads, 0, stream>>>(part, slots, out);
+      else cudaMemsetAsync(out, 0, sizeof(double), stream);
+    }
+  }
+  check_launch("penalty");
+}
+
+py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
+  check_coeffs(l1, l2);
+  const DType dt = list_dtype(params, "params");
+  int device = -1;
+  const DeviceList p = gather_device(params, "params", dt, false, device);
+  const DeviceList g = gather_device(grads, "grads", dt, true, device, &p.size);
+  check_no_overlap(p, g, dtype_size(dt));
+  double* o = out_ptr(out, device);
+  if (dt == DType::f32) launch<float>(p, &g, l1, l2, o);
+  else launch<double>(p, &g, l1, l2, o);
+  return py::none();
+}
+
+py::object penalty_value(py::handle params, double l1, double l2, py::handle out) {
+  check_coeffs(l1, l2);
+  const DType dt = list_dtype(params, "params");
+  int device = -1;
+  const DeviceList p = gather_device(params, "params", dt, false, device);
+  if (out.is_none()) throw py::value_error("out: a 1-element float64 cupy array is required (no host sync)");
+  double* o = out_ptr(out, device);
+  if (dt == DType::f32) launch<float>(p, nullptr, l1, l2, o);
+  else launch<double>(p, nullptr, l1, l2, o);
+  return py::none();
+}
+
+}  // namespace
+
+void register_regularize(py::module_& m) {
+  m.def("penalty_grad_", &penalty_grad_, py::arg("params"), py::arg("grads"), py::arg("l1"), py::arg("l2"),
+        py::arg("out") = py::none(),
+        "grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (1-element float64) also "
+        "writes l1*sum|p| + l2/2*sum p^2 to out[0]. Returns None (no host sync).");
+  m.def("penalty_value", &penalty_value, py::arg("params"), py::arg("l1"), py::arg("l2"), py::arg("out"),
+        "l1*sum|p| + l2/2*sum p^2 over all arrays into out[0] (deterministic). Returns None (no host sync).");
+}
+
 }  // namespace optkern

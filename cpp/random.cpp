@@ -1,0 +1,74 @@
+// optkern._cpu.random_uniform_ / random_rademacher_: fill an array in place
+// from the Philox4x32-10 stream (seed, offset); element mapping in philox.hpp.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+
+#include "optkern/philox.hpp"
+#include "optkern/py_arrays.hpp"
+
+namespace optkern {
+namespace py = pybind11;
+
+namespace {
+
+// out as a writable float32 / float64 array; returns its itemsize.
+py::array float_out(py::handle h, const char* what) {
+  if (!py::isinstance<py::array>(h))
+    throw py::type_error(std::string(what) + ": expected a numpy.ndarray, got " +
+                         py::str(py::type::of(h).attr("__name__")).cast<std::string>());
+  const auto dt = py::reinterpret_borrow<py::array>(h).dtype();
+  if (dt.equal(py::dtype::of<float>())) return check_array(h, what, py::dtype::of<float>(), true);
+  if (dt.equal(py::dtype::of<double>())) return check_array(h, what, py::dtype::of<double>(), true);
+  throw py::type_error(std::string(what) + ": expected float32 or float64, got " + dtype_name(dt));
+}
+
+void uniform_(py::handle out_h, uint64_t seed, uint64_t offset) {
+  py::array out = float_out(out_h, "out");
+  const int64_t n = int64_t(out.size());
+  void* p = out.mutable_data();
+  py::gil_scoped_release nogil;
+  if (out.itemsize() == 4) {
+    float* o = static_cast<float*>(p);
+    philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
+      o[i] = philox::to_float(philox::lane(r, k));
+    });
+  } else {
+    double* o = static_cast<double*>(p);
+    philox::for_each_element(n, seed, offset, 2, [&](int64_t i, const philox::U4& r, unsigned k) {
+      o[i] = k == 0 ? philox::to_double(r.x, r.y) : philox::to_double(r.z, r.w);
+    });
+  }
+}
+
+template <class T> void signs(T* o, int64_t n, uint64_t seed, uint64_t offset) {
+  philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
+    o[i] = philox::to_sign<T>(philox::lane(r, k));
+  });
+}
+
+void rademacher_(py::handle out_h, uint64_t seed, uint64_t offset) {
+  py::array out = float_out(out_h, "out");
+  const int64_t n = int64_t(out.size());
+  void* p = out.mutable_data();
+  py::gil_scoped_release nogil;
+  if (out.itemsize() == 4) signs(static_cast<float*>(p), n, seed, offset);
+  else signs(static_cast<double*>(p), n, seed, offset);
+}
+
+}  // namespace
+
+void register_random(py::module_& m) {
+  m.def("random_uniform_", &uniform_, py::arg("out"), py::arg("seed"), py::arg("offset"),
+        "Fill float32/float64 `out` with Philox4x32-10 uniforms in [0, 1) (see philox.hpp).");
+  m.def("random_rademacher_", &rademacher_, py::arg("out"), py::arg("seed"), py::arg("offset"),
+        "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
+  m.def("philox4x32_10", [](std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
+          const auto r = philox::philox4x32_10({c[0], c[1], c[2], c[3]}, k[0], k[1]);
+          return std::array<uint32_t, 4>{r.x, r.y, r.z, r.w};
+        }, py::arg("counter"), py::arg("key"),
+        "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");
+}
+
+}  // namespace optkern

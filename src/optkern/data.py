@@ -1,0 +1,108 @@
+"""Shuffled mini-batches whose size follows a batch-size schedule.
+
+Pairs with :class:`optkern.schedules.batch_size_schedule` (Smith et al. 2018):
+the batch size is looked up once per epoch, so it grows at epoch milestones.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _backend
+
+
+def _batch_size_fn(schedule):
+    if isinstance(schedule, numbers.Integral) and not isinstance(schedule, bool):
+        b = _backend.integer("batch_size_schedule", schedule, 1)
+        return lambda epoch: b
+    if hasattr(schedule, "batch_size") and callable(schedule.batch_size):
+        return schedule.batch_size
+    if callable(schedule):
+        return schedule
+    raise TypeError("batch_size_schedule: expected an int, an object with batch_size(epoch) "
+                    f"or a callable epoch -> int, got {type(schedule).__name__}")
+
+
+class BatchLoader:
+    """Epochs of shuffled mini-batches of ``(x, y)`` (NumPy or CuPy arrays).
+
+    Args:
+      x: inputs, first axis = examples.
+      y: targets with the same first axis, or None (then batches are ``x`` alone).
+      batch_size_schedule: an int, a :class:`~optkern.schedules.batch_size_schedule`
+        (its ``batch_size(epoch)`` is used) or a callable ``epoch -> int``.
+      seed: the shuffle of epoch ``e`` is ``numpy.random.default_rng([seed, e])``,
+        so any epoch can be replayed and a resumed run sees the same batches.
+      shuffle: False keeps the data order.
+      drop_last: drop a final batch smaller than the batch size.
+
+    Iterating the loader yields one epoch of ``(x_batch, y_batch)`` and then
+    advances :attr:`epoch`. Batches are gathered with the arrays' own library
+    (the index permutation is moved to the GPU for CuPy arrays).
+    """
+
+    def __init__(self, x, y=None, batch_size_schedule=32, seed=0, *, shuffle=True, drop_last=False):
+        if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
+            raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
+        if x.ndim < 1:
+            raise ValueError("x: needs a leading example axis, got a 0-d array")
+        if y is not None:
+            _backend.backend(("x", x), ("y", y))
+            if y.ndim < 1 or y.shape[0] != x.shape[0]:
+                raise ValueError(f"y: expected {x.shape[0]} examples to match x, got shape {tuple(y.shape)}")
+        self.x, self.y = x, y
+        self._size = _batch_size_fn(batch_size_schedule)
+        self.seed = _backend.integer("seed", seed, 0)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+        self._xp = _backend.array_module(x)
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    def batch_size(self, epoch: int | None = None) -> int:
+        """The batch size of ``epoch`` (default: the current one)."""
+        e = self.epoch if epoch is None else _backend.integer("epoch", epoch, 0)
+        b = self._size(e)
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+            raise ValueError(f"batch_size_schedule: returned {b!r} for epoch {e}; expected an int >= 1")
+        return int(b)
+
+    def __len__(self) -> int:
+        """Number of batches in the current epoch."""
+        b = self.batch_size()
+        return self.n // b if self.drop_last else -(-self.n // b)
+
+    def order(self, epoch: int | None = None):
+        """The example order of ``epoch`` (a host int64 array)."""
+        e = self.epoch if epoch is None else _backend.integer("epoch", epoch, 0)
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, e]).permutation(self.n)
+
+    def batches(self, epoch: int | None = None):
+        """Yield the batches of ``epoch`` without changing :attr:`epoch`."""
+        e = self.epoch if epoch is None else epoch
+        b = self.batch_size(e)
+        idx = self._xp.asarray(self.order(e))
+        stop = self.n - self.n % b if self.drop_last else self.n
+        for s in range(0, stop, b):
+            i = idx[s:s + b]
+            yield self.x[i] if self.y is None else (self.x[i], self.y[i])
+
+    def __iter__(self):
+        e = self.epoch
+        try:
+            yield from self.batches(e)
+        finally:
+            self.epoch = e + 1
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = _backend.integer("state['epoch']", state["epoch"], 0)
+        self.seed = _backend.integer("state['seed']", state["seed"], 0)

@@ -1,0 +1,138 @@
+"""mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) on batches.
+
+Both draw one ``lam ~ Beta(alpha, alpha)`` and one permutation per batch from
+a host ``numpy.random.Generator`` (an int seed gives the same draw for NumPy
+and CuPy batches), pair example i with example ``perm[i]``, and return soft
+targets whose rows are the same convex combination of the two examples'
+targets, so each row's label mass stays one.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _backend
+
+
+class Mixed(NamedTuple):
+    """A mixed batch: inputs, soft targets (N, K), the weight of the original
+    example, the partner permutation, and (CutMix) the pasted box
+    ``(y1, y2, x1, x2)`` in pixel rows/columns (None for mixup)."""
+
+    x: object
+    y: object
+    lam: float
+    perm: object
+    box: tuple | None = None
+
+
+def _host_rng(rng):
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng: expected an int seed, a numpy.random.Generator or None, got {type(rng).__name__}")
+
+
+def _check_x(x, ndim=None):
+    if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
+        raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"x: expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x: expected a floating dtype, got {x.dtype}")
+    return _backend.array_module(x)
+
+
+def soft_targets(y, n, num_classes=None, dtype=np.float32):
+    """(N, K) soft targets from integer labels (N,) (one-hot, needs num_classes) or soft targets (N, K)."""
+    if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):
+        raise TypeError(f"y: expected a numpy or cupy array, got {type(y).__name__}")
+    xp = _backend.array_module(y)
+    if y.shape[:1] != (n,):
+        raise ValueError(f"y: expected {n} targets to match x, got shape {tuple(y.shape)}")
+    if np.issubdtype(y.dtype, np.integer):
+        if y.ndim != 1:
+            raise ValueError(f"y: integer labels must have shape (N,), got {tuple(y.shape)}")
+        if num_classes is None:
+            raise ValueError("num_classes: required with integer labels")
+        k = _backend.integer("num_classes", num_classes, 1)
+        if n and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise ValueError(f"y: labels must be in [0, {k}), got range [{int(y.min())}, {int(y.max())}]")
+        out = xp.zeros((n, k), dtype=dtype)
+        out[xp.arange(n), y] = 1
+        return out
+    if not np.issubdtype(y.dtype, np.floating) or y.ndim != 2:
+        raise ValueError(f"y: expected integer labels (N,) or float soft targets (N, K), "
+                         f"got {y.dtype} of shape {tuple(y.shape)}")
+    if num_classes is not None and y.shape[1] != num_classes:
+        raise ValueError(f"y: has {y.shape[1]} classes but num_classes is {num_classes}")
+    sums = y.sum(axis=1)
+    if bool((y < 0).any()) or not bool(xp.allclose(sums, 1.0, atol=1e-4)):
+        raise ValueError("y: soft targets must be non-negative and sum to 1 per row")
+    return y
+
+
+def _draw(alpha, n, rng):
+    alpha = _backend.positive("alpha", alpha)
+    g = _host_rng(rng)
+    return float(g.beta(alpha, alpha)), g.permutation(n), g
+
+
+def _mix_targets(t, lam, perm):
+    return t * t.dtype.type(lam) + t[perm] * t.dtype.type(1.0 - lam)
+
+
+def mixup(x, y, alpha=0.2, *, num_classes=None, rng=None) -> Mixed:
+    """mixup: ``x' = lam x + (1 - lam) x[perm]``, ``y' = lam y + (1 - lam) y[perm]``.
+
+    Args:
+      x: float batch (N, ...), NumPy or CuPy (not modified).
+      y: integer labels (N,) (then ``num_classes`` is required) or soft targets (N, K).
+      alpha: Beta(alpha, alpha) concentration, > 0; small alpha keeps lam near 0 or 1.
+      rng: int seed, numpy.random.Generator or None.
+    Returns :class:`Mixed` (x', y', lam, perm).
+    """
+    xp = _check_x(x)
+    n = x.shape[0]
+    t = soft_targets(y, n, num_classes, x.dtype)
+    lam, perm, _ = _draw(alpha, n, rng)
+    p = xp.asarray(perm)
+    xm = x * x.dtype.type(lam) + x[p] * x.dtype.type(1.0 - lam)
+    return Mixed(xm, _mix_targets(t, lam, p), lam, p)
+
+
+def cutmix(x, y, alpha=1.0, *, num_classes=None, rng=None) -> Mixed:
+    """CutMix: paste a random box of the partner image ``x[perm]`` into each image.
+
+    The box has sides ``(int(H sqrt(1 - lam)), int(W sqrt(1 - lam)))`` around a
+    uniform random centre, clipped at the border; targets are mixed with the
+    box's actual area: ``lam' = 1 - box_area / (H W)`` is the weight of the
+    original image (returned as ``lam``).
+
+    Args:
+      x: float batch (N, C, H, W), NumPy or CuPy (not modified).
+      y: integer labels (N,) (with ``num_classes``) or soft targets (N, K).
+      alpha: Beta(alpha, alpha) concentration, > 0.
+      rng: int seed, numpy.random.Generator or None.
+    Returns :class:`Mixed` (x', y', lam', perm, box=(y1, y2, x1, x2)).
+    """
+    xp = _check_x(x, ndim=4)
+    n, _, h, w = x.shape
+    t = soft_targets(y, n, num_classes, x.dtype)
+    lam, perm, g = _draw(alpha, n, rng)
+    r = math.sqrt(1.0 - lam)
+    ch, cw = int(h * r), int(w * r)
+    cy, cx = int(g.integers(h)), int(g.integers(w))
+    y1, y2 = min(max(cy - ch // 2, 0), h), min(max(cy + ch // 2, 0), h)
+    x1, x2 = min(max(cx - cw // 2, 0), w), min(max(cx + cw // 2, 0), w)
+    p = xp.asarray(perm)
+    out = x.copy()
+    out[:, :, y1:y2, x1:x2] = x[p, :, y1:y2, x1:x2]
+    lam_box = 1.0 - (y2 - y1) * (x2 - x1) / float(h * w)
+    return Mixed(out, _mix_targets(t, lam_box, p), lam_box, p, (y1, y2, x1, x2))

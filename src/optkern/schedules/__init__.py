@@ -1,0 +1,25 @@
+"""Learning-rate, hyper-parameter and batch-size schedules.
+
+Every schedule is a pure function of the step, ``sched(t) -> float`` (t an
+int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
+:func:`linear_warmup`), and drives an optimizer's param groups through
+:class:`Scheduler` / ``sched.attach(optimizer)``::
+
+    sched = optkern.schedules.linear_warmup(optkern.schedules.cosine(1.0, T_max=1000), 50)
+    scheduler = sched.attach(opt)        # group lr = its base lr * sched(t)
+    for batch in data:
+        ...; opt.step(grads); scheduler.step()
+"""
+from .base import FunctionSchedule, Schedule, Scheduler, as_schedule
+from .batch import batch_size_schedule
+from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
+from .cyclic import cyclic, one_cycle
+from .decay import (constant, cosine, cosine_restarts, exponential, inverse_time, linear, multi_step,
+                    polynomial, step_decay)
+
+__all__ = [
+    "Schedule", "Scheduler", "FunctionSchedule", "as_schedule",
+    "constant", "linear", "step_decay", "multi_step", "exponential", "inverse_time", "polynomial",
+    "cosine", "cosine_restarts", "cyclic", "one_cycle",
+    "linear_warmup", "warmup_cosine", "chain", "sequential", "scale_lr", "batch_size_schedule",
+]

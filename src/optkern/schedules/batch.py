@@ -1,0 +1,63 @@
+"""Batch-size schedules: "Don't decay the learning rate, increase the batch
+size" (Smith, Kindermans, Ying & Le, ICLR 2018)."""
+from __future__ import annotations
+
+import bisect
+
+from .. import _backend
+from .base import Schedule, check_step, count, positive
+
+
+class batch_size_schedule(Schedule):
+    """Grow the batch size where a step decay would cut the learning rate.
+
+    A step decay multiplies the lr by ``1 / factor`` at every milestone. This
+    schedule multiplies the batch size by ``factor`` there instead, keeping
+    the SGD noise scale ``lr / B`` of the step decay. Once the batch would
+    exceed ``max_batch_size`` it stays at ``max_batch_size`` and the lr decays
+    by the remaining ratio, so ``lr(t) / batch_size(t)`` always equals the
+    step decay's ``lr * factor ** -c / base_batch_size`` (c = milestones passed).
+
+    Args:
+      base_batch_size: batch size before the first milestone.
+      milestones: non-decreasing positive steps (usually epochs) where the
+        batch grows; a repeat counts twice.
+      factor: growth per milestone, > 1 (Smith et al. used 5).
+      max_batch_size: cap (default: none, the lr never decays).
+      lr: learning rate (or multiplier) before the cap is reached.
+
+    ``sched(t)`` is the lr at step t (so the object drives an optimizer like
+    any schedule); :meth:`batch_size` gives the batch size (an int).
+    """
+
+    def __init__(self, base_batch_size, milestones, factor=5.0, max_batch_size=None, lr=1.0):
+        self.base_batch_size = count("base_batch_size", base_batch_size, 1)
+        ms = [count(f"milestones[{i}]", m, 1) for i, m in enumerate(milestones)]
+        for i in range(1, len(ms)):
+            if ms[i] < ms[i - 1]:
+                raise ValueError(f"milestones: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")
+        self.milestones = ms
+        self.factor = _backend.in_range("factor", factor, 1.0, None, lo_open=True)
+        if max_batch_size is not None:
+            max_batch_size = count("max_batch_size", max_batch_size, 1)
+            if max_batch_size < self.base_batch_size:
+                raise ValueError(f"max_batch_size: {max_batch_size} is below base_batch_size "
+                                 f"{self.base_batch_size}")
+        self.max_batch_size = max_batch_size
+        self.lr = positive("lr", lr)
+
+    def _nominal(self, t: int) -> float:
+        return self.base_batch_size * self.factor ** bisect.bisect_right(self.milestones, t)
+
+    def batch_size(self, step) -> int:
+        """The batch size at ``step``."""
+        b = self._nominal(check_step(step))
+        if self.max_batch_size is not None and b > self.max_batch_size:
+            return self.max_batch_size
+        return int(round(b))
+
+    def value(self, t):
+        b = self._nominal(t)
+        if self.max_batch_size is None or b <= self.max_batch_size:
+            return self.lr
+        return self.lr * self.max_batch_size / b

@@ -1,0 +1,122 @@
+"""Composing schedules: linear warm-up, products (chain), concatenation
+(sequential, optax.join_schedules) and the batch-size scaling rule."""
+from __future__ import annotations
+
+import bisect
+import math
+
+from .. import _backend
+from .base import Schedule, as_schedule, count, positive
+
+
+class linear_warmup(Schedule):
+    """Linear warm-up in front of any schedule (Goyal et al. 2017).
+
+    For ``t < warmup_steps`` the value is ``schedule(t0)`` times a factor
+    rising linearly from ``start_factor`` (at t=0) to 1 (at t=warmup_steps);
+    afterwards it is ``schedule(t - warmup_steps)`` when ``shift=True`` (the
+    wrapped schedule starts after the warm-up, as in optax's join) or
+    ``schedule(t)`` when ``shift=False`` (the warm-up overlays the first
+    steps of the schedule, as Goyal et al. did with epoch-based step decay).
+    ``t0`` is 0 with ``shift=True`` and ``t`` otherwise.
+
+    Raises ValueError when the wrapped schedule has a finite horizon
+    (``total_steps``) shorter than the warm-up and ``shift=False``.
+    """
+
+    def __init__(self, schedule, warmup_steps, start_factor=0.0, shift=False):
+        self.schedule = as_schedule(schedule)
+        self.warmup_steps = count("warmup_steps", warmup_steps, 0)
+        self.start_factor = _backend.in_range("start_factor", start_factor, 0.0, 1.0)
+        self.shift = bool(shift)
+        total = self.schedule.total_steps
+        if total is not None and not self.shift and self.warmup_steps > total:
+            raise ValueError(f"warmup_steps: {self.warmup_steps} is longer than the schedule's "
+                             f"total_steps {total}")
+        self.total_steps = None if total is None else total + (self.warmup_steps if self.shift else 0)
+
+    def value(self, t):
+        w = self.warmup_steps
+        if t >= w:
+            return self.schedule.value(t - w if self.shift else t)
+        f = self.start_factor + (1.0 - self.start_factor) * t / w
+        return f * self.schedule.value(0 if self.shift else t)
+
+
+class chain(Schedule):
+    """The product of schedules: ``s1(t) * s2(t) * ...`` (torch ChainedScheduler)."""
+
+    def __init__(self, *schedules):
+        if not schedules:
+            raise ValueError("schedules: need at least one schedule")
+        self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
+        totals = [s.total_steps for s in self.schedules]
+        self.total_steps = None if None in totals else max(totals)
+
+    def value(self, t):
+        v = 1.0
+        for s in self.schedules:
+            v *= s.value(t)
+        return v
+
+
+class sequential(Schedule):
+    """Schedules joined at boundaries (optax.join_schedules, torch SequentialLR).
+
+    ``schedules[i]`` runs from ``boundaries[i-1]`` (0 for the first) with its
+    own step counter restarted there: ``schedules[i](t - boundaries[i-1])``.
+    ``boundaries`` are strictly increasing positive steps, one fewer than
+    the schedules.
+    """
+
+    def __init__(self, schedules, boundaries):
+        schedules = list(schedules)
+        if not schedules:
+            raise ValueError("schedules: need at least one schedule")
+        self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
+        b = [count(f"boundaries[{i}]", x, 1) for i, x in enumerate(boundaries)]
+        if len(b) != len(self.schedules) - 1:
+            raise ValueError(f"boundaries: expected {len(self.schedules) - 1} entries for "
+                             f"{len(self.schedules)} schedules, got {len(b)}")
+        for i in range(1, len(b)):
+            if b[i] <= b[i - 1]:
+                raise ValueError(f"boundaries: must be strictly increasing, got {b[i - 1]} then {b[i]}")
+        self.boundaries = b
+        last = self.schedules[-1].total_steps
+        self.total_steps = None if last is None else (b[-1] if b else 0) + last
+
+    def value(self, t):
+        i = bisect.bisect_right(self.boundaries, t)
+        start = self.boundaries[i - 1] if i > 0 else 0
+        return self.schedules[i].value(t - start)
+
+
+def scale_lr(base_lr, batch, base_batch, rule: str = "linear") -> float:
+    """Learning rate for batch size ``batch`` given one tuned at ``base_batch``.
+
+    ``rule="linear"``: ``base_lr * batch / base_batch`` (Goyal et al. 2017,
+    for SGD; pair it with :class:`linear_warmup`). ``rule="sqrt"``:
+    ``base_lr * sqrt(batch / base_batch)`` (keeps the gradient-noise variance
+    per step; often used for Adam-type methods).
+    """
+    base_lr = positive("base_lr", base_lr)
+    batch = count("batch", batch, 1)
+    base_batch = count("base_batch", base_batch, 1)
+    if rule == "linear":
+        return base_lr * batch / base_batch
+    if rule == "sqrt":
+        return base_lr * math.sqrt(batch / base_batch)
+    raise ValueError(f"rule: expected 'linear' or 'sqrt', got {rule!r}")
+
+
+def warmup_cosine(lr=1.0, warmup_steps=0, total_steps=1, eta_min=0.0, start_factor=0.0) -> Schedule:
+    """Linear warm-up to ``lr`` then cosine decay to ``eta_min``, ``total_steps`` in all
+    (optax.warmup_cosine_decay_schedule). ValueError if warm-up exceeds the total."""
+    from .decay import cosine
+
+    warmup_steps = count("warmup_steps", warmup_steps, 0)
+    total_steps = count("total_steps", total_steps, 1)
+    if warmup_steps >= total_steps:
+        raise ValueError(f"warmup_steps: {warmup_steps} must be shorter than total_steps {total_steps}")
+    return linear_warmup(cosine(lr, total_steps - warmup_steps, eta_min), warmup_steps,
+                         start_factor=start_factor, shift=True)

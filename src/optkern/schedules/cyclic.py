@@ -1,0 +1,112 @@
+"""Cyclical learning rates (Smith 2017) and the one-cycle policy (Smith & Topin 2018)."""
+from __future__ import annotations
+
+import math
+
+from .. import _backend
+from .base import Schedule, count, positive
+
+
+class cyclic(Schedule):
+    """Cyclical learning rate between ``base_lr`` and ``max_lr`` (torch CyclicLR).
+
+    A cycle is ``step_size_up`` steps rising then ``step_size_down`` (default:
+    the same) falling. The amplitude ``max_lr - base_lr`` is scaled by
+    ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
+    (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
+    """
+
+    def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None,
+                 mode="triangular", gamma=1.0):
+        self.base_lr = _backend.nonnegative("base_lr", base_lr)
+        self.max_lr = positive("max_lr", max_lr)
+        if self.max_lr < self.base_lr:
+            raise ValueError(f"max_lr: {self.max_lr} is below base_lr {self.base_lr}")
+        self.step_size_up = count("step_size_up", step_size_up, 1)
+        self.step_size_down = self.step_size_up if step_size_down is None else \
+            count("step_size_down", step_size_down, 1)
+        if mode not in ("triangular", "triangular2", "exp_range"):
+            raise ValueError(f"mode: expected 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
+        self.mode = mode
+        self.gamma = _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
+
+    def value(self, t):
+        total = float(self.step_size_up + self.step_size_down)
+        ratio = self.step_size_up / total
+        cycle = math.floor(1 + t / total)
+        x = 1.0 + t / total - cycle
+        scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        height = (self.max_lr - self.base_lr) * scale
+        if self.mode == "triangular":
+            amp = 1.0
+        elif self.mode == "triangular2":
+            amp = 1.0 / (2.0 ** (cycle - 1))
+        else:
+            amp = self.gamma ** t
+        return self.base_lr + height * amp
+
+
+class _phased(Schedule):
+    """Piecewise annealing between phase end points (the machinery of one-cycle)."""
+
+    def __init__(self, phases, anneal, total_steps):
+        self._phases, self.anneal, self.total_steps = phases, anneal, total_steps
+
+    def _interp(self, start, end, pct):
+        if self.anneal == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def value(self, t):
+        t = min(t, self.total_steps - 1)
+        begin = 0.0
+        for i, (end_step, lo, hi) in enumerate(self._phases):
+            if t <= end_step or i == len(self._phases) - 1:
+                return self._interp(lo, hi, (t - begin) / (end_step - begin))
+            begin = end_step
+        raise AssertionError("unreachable")
+
+
+class one_cycle(_phased):
+    """The one-cycle policy (torch OneCycleLR).
+
+    Warm from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of ``total_steps``, then anneal to
+    ``max_lr / (div_factor * final_div_factor)``; ``anneal`` is ``"cos"`` or
+    ``"linear"``. ``three_phase=True`` comes back down to the initial value
+    symmetrically before the final annihilation phase. Steps past the last
+    (``total_steps - 1``) hold the final value (torch raises there).
+    :meth:`momentum` gives the matching inverse momentum cycle.
+    """
+
+    def __init__(self, max_lr=1.0, total_steps=100, pct_start=0.3, anneal="cos",
+                 div_factor=25.0, final_div_factor=1e4, three_phase=False):
+        self.max_lr = positive("max_lr", max_lr)
+        total_steps = count("total_steps", total_steps, 2)
+        self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)
+        if anneal not in ("cos", "linear"):
+            raise ValueError(f"anneal: expected 'cos' or 'linear', got {anneal!r}")
+        self.div_factor = positive("div_factor", div_factor)
+        self.final_div_factor = positive("final_div_factor", final_div_factor)
+        self.three_phase = bool(three_phase)
+        init = self.max_lr / self.div_factor
+        low = init / self.final_div_factor
+        up = float(self.pct_start * total_steps) - 1
+        if three_phase:
+            phases = [(up, init, self.max_lr), (2 * up, self.max_lr, init), (total_steps - 1, init, low)]
+        else:
+            phases = [(up, init, self.max_lr), (total_steps - 1, self.max_lr, low)]
+        ends = [p[0] for p in phases]
+        if any(b <= a for a, b in zip([0.0] + ends, ends)):
+            raise ValueError(f"pct_start: {self.pct_start} leaves an empty phase with total_steps={total_steps}")
+        super().__init__(phases, anneal, total_steps)
+
+    def momentum(self, base_momentum=0.85, max_momentum=0.95) -> Schedule:
+        """The momentum cycle torch's OneCycleLR runs beside the lr: from
+        ``max_momentum`` down to ``base_momentum`` while the lr rises, back up
+        while it falls (drive it with ``Scheduler(opt, s, mode="absolute", key="momentum")``)."""
+        lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
+        hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
+        ends = [p[0] for p in self._phases]
+        vals = [(hi, lo), (lo, hi), (hi, hi)] if self.three_phase else [(hi, lo), (lo, hi)]
+        return _phased([(e, a, b) for e, (a, b) in zip(ends, vals)], self.anneal, self.total_steps)

@@ -1,0 +1,161 @@
+"""Decay schedules: constant, linear, step, multi-step, exponential,
+inverse-time, polynomial, cosine annealing and cosine with warm restarts.
+
+Every schedule's first argument is its value at step 0 (``lr``, default 1.0
+so that it reads as a multiplier of each param group's base lr).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+
+from .. import _backend
+from .base import Schedule, count, nonneg, positive
+
+
+class constant(Schedule):
+    """``value`` at every step."""
+
+    def __init__(self, value=1.0):
+        self.lr = _backend.real("value", value)
+
+    def value(self, t):
+        return self.lr
+
+
+class linear(Schedule):
+    """Linear from ``init`` to ``end`` over ``steps`` steps, then ``end`` (optax.linear_schedule)."""
+
+    def __init__(self, init, end, steps):
+        self.init = _backend.real("init", init)
+        self.end = _backend.real("end", end)
+        self.total_steps = count("steps", steps, 1)
+
+    def value(self, t):
+        frac = min(t, self.total_steps) / self.total_steps
+        return self.init + (self.end - self.init) * frac
+
+
+def _gamma(gamma):
+    return _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
+
+
+class step_decay(Schedule):
+    """``lr * gamma ** (t // step_size)`` (torch StepLR). gamma in (0, 1]."""
+
+    def __init__(self, lr=1.0, step_size=1, gamma=0.1):
+        self.lr = positive("lr", lr)
+        self.step_size = count("step_size", step_size, 1)
+        self.gamma = _gamma(gamma)
+
+    def value(self, t):
+        return self.lr * self.gamma ** (t // self.step_size)
+
+
+class multi_step(Schedule):
+    """``lr * gamma ** (number of milestones <= t)`` (torch MultiStepLR).
+
+    ``milestones``: non-decreasing positive step indices; a repeated milestone
+    applies ``gamma`` once per repetition, as in PyTorch.
+    """
+
+    def __init__(self, lr=1.0, milestones=(), gamma=0.1):
+        self.lr = positive("lr", lr)
+        ms = [count(f"milestones[{i}]", m, 1) for i, m in enumerate(milestones)]
+        for i in range(1, len(ms)):
+            if ms[i] < ms[i - 1]:
+                raise ValueError(f"milestones: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")
+        self.milestones = ms
+        self.gamma = _gamma(gamma)
+
+    def value(self, t):
+        return self.lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+class exponential(Schedule):
+    """``lr * gamma ** t`` (torch ExponentialLR). gamma in (0, 1]."""
+
+    def __init__(self, lr=1.0, gamma=0.99):
+        self.lr = positive("lr", lr)
+        self.gamma = _gamma(gamma)
+
+    def value(self, t):
+        return self.lr * self.gamma ** t
+
+
+class inverse_time(Schedule):
+    """``lr / (1 + k t) ** power``.
+
+    With ``0.5 < power <= 1`` the steps satisfy the Robbins–Monro conditions
+    (sum lr_t = inf, sum lr_t^2 < inf) under which SGD converges; ``power=1``
+    is the classic ``lr0 / (1 + k t)``.
+    """
+
+    def __init__(self, lr=1.0, k=1.0, power=1.0):
+        self.lr = positive("lr", lr)
+        self.k = nonneg("k", k)
+        self.power = positive("power", power)
+
+    def value(self, t):
+        return self.lr / (1.0 + self.k * t) ** self.power
+
+
+class polynomial(Schedule):
+    """``(lr - end) * (1 - min(t, T) / T) ** power + end`` (optax polynomial; torch PolynomialLR when end=0)."""
+
+    def __init__(self, lr=1.0, total_steps=1, power=1.0, end=0.0):
+        self.lr = positive("lr", lr)
+        self.total_steps = count("total_steps", total_steps, 1)
+        self.power = positive("power", power)
+        self.end = nonneg("end", end)
+
+    def value(self, t):
+        frac = 1.0 - min(t, self.total_steps) / self.total_steps
+        return (self.lr - self.end) * frac ** self.power + self.end
+
+
+def _cos(lr, eta_min, t, period):
+    return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * t / period)) / 2.0
+
+
+class cosine(Schedule):
+    """Cosine annealing from ``lr`` to ``eta_min`` over ``T_max`` steps, then ``eta_min``.
+
+    ``eta_min + (lr - eta_min) (1 + cos(pi t / T_max)) / 2`` for ``t <= T_max``
+    (torch CosineAnnealingLR's closed form; torch keeps oscillating past
+    T_max, this holds ``eta_min`` — use :class:`cosine_restarts` to restart).
+    """
+
+    def __init__(self, lr=1.0, T_max=1, eta_min=0.0):
+        self.lr = positive("lr", lr)
+        self.total_steps = count("T_max", T_max, 1)
+        self.eta_min = nonneg("eta_min", eta_min)
+
+    def value(self, t):
+        return _cos(self.lr, self.eta_min, min(t, self.total_steps), self.total_steps)
+
+
+class cosine_restarts(Schedule):
+    """SGDR (Loshchilov & Hutter 2017): cosine annealing restarted every cycle,
+    the i-th cycle ``T_0 * T_mult ** i`` steps long (torch CosineAnnealingWarmRestarts)."""
+
+    def __init__(self, lr=1.0, T_0=1, T_mult=1, eta_min=0.0):
+        self.lr = positive("lr", lr)
+        self.T_0 = count("T_0", T_0, 1)
+        self.T_mult = count("T_mult", T_mult, 1)
+        self.eta_min = nonneg("eta_min", eta_min)
+
+    def cycle(self, t: int) -> tuple:
+        """(steps into the current cycle, its length) at step t."""
+        if self.T_mult == 1:
+            return t % self.T_0, self.T_0
+        # Integer walk: exact where torch's log() can land on the wrong cycle.
+        length = self.T_0
+        while t >= length:
+            t -= length
+            length *= self.T_mult
+        return t, length
+
+    def value(self, t):
+        cur, length = self.cycle(t)
+        return _cos(self.lr, self.eta_min, cur, length)

@@ -1,0 +1,74 @@
+"""EarlyStopping: patience, min_delta, modes, best checkpoint in memory and in .npz."""
+import numpy as np
+import pytest
+
+from optkern.regularize import EarlyStopping, load_state, save_state
+
+
+def state(v):
+    return {"params": [np.full(3, v, np.float32)], "opt": {"state": {0: {"step": int(v), "exp_avg": np.arange(3.0) * v}},
+                                                         "param_groups": [{"lr": 0.1 * v, "betas": (0.9, 0.99)}]}}
+
+
+def assert_state_equal(a, b):
+    np.testing.assert_array_equal(a["params"][0], b["params"][0])
+    np.testing.assert_array_equal(a["opt"]["state"][0]["exp_avg"], b["opt"]["state"][0]["exp_avg"])
+    assert a["opt"]["state"][0]["step"] == b["opt"]["state"][0]["step"]
+    assert a["opt"]["param_groups"] == b["opt"]["param_groups"]
+
+
+@pytest.mark.parametrize("where", ["memory", "npz"])
+def test_patience_and_best_checkpoint(where, tmp_path):
+    path = tmp_path / "best.npz" if where == "npz" else None
+    es = EarlyStopping(patience=2, min_delta=0.01, path=path)
+    losses = [1.0, 0.8, 0.795, 0.9, 0.7, 0.71, 0.75, 0.72]
+    stops = []
+    for i, loss in enumerate(losses):
+        live = state(i)
+        stops.append(es.step(loss, state=lambda live=live: live))
+        live["params"][0][:] = -1  # mutating the live model must not touch the kept copy
+    # 0.795 is not 0.01 better than 0.8; improvements at 0, 1, 4; then 3 bad checks -> stop at index 7
+    assert stops == [False] * 7 + [True]
+    assert es.best == 0.7 and es.best_step == 4 and es.num_bad == 3
+    assert_state_equal(es.restore(), state(4))
+    if path is not None:
+        assert path.exists()
+
+
+def test_max_mode_and_nan():
+    es = EarlyStopping(patience=0, mode="max")
+    assert not es.step(0.5)
+    assert es.step(float("nan"))
+    es2 = EarlyStopping(patience=1, mode="max")
+    assert [es2.step(a) for a in (0.1, 0.2, 0.2, 0.3, 0.25, 0.25)] == [False, False, False, False, False, True]
+
+
+def test_state_dict_resume(tmp_path):
+    es = EarlyStopping(patience=3, path=tmp_path / "c.npz")
+    for v in (3.0, 2.0, 2.5):
+        es.step(v, state=state(v))
+    es2 = EarlyStopping(patience=3, path=tmp_path / "c.npz")
+    es2.load_state_dict(es.state_dict())
+    assert [es2.step(v) for v in (2.2, 2.1, 2.05)] == [False, False, True]
+    assert_state_equal(es2.restore(), state(2.0))
+
+
+def test_save_load_roundtrip_keeps_types(tmp_path):
+    s = {"a": (1, 2.5, None, "x", True), 3: [np.float64(1.5), np.ones((2, 2), np.float32)]}
+    save_state(tmp_path / "s.npz", s)
+    back = load_state(tmp_path / "s.npz")
+    assert back["a"] == (1, 2.5, None, "x", True) and back[3][0] == 1.5
+    assert back[3][1].dtype == np.float32 and back[3][1].shape == (2, 2)
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(patience=-1)
+    with pytest.raises(ValueError, match="min_delta"):
+        EarlyStopping(min_delta=-0.1)
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping(mode="lowest")
+    with pytest.raises(RuntimeError, match="no checkpoint"):
+        EarlyStopping().restore()
+    with pytest.raises(TypeError, match="state"):
+        save_state(tmp_path / "x.npz", {"f": object()})
