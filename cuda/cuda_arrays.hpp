@@ -2,11 +2,19 @@
 // dtype, contiguity, size and device. Failures raise Python exceptions naming
 // the argument and index, before any kernel is launched. Work goes to CuPy's
 // current stream.
+//
+// Attribute access is the per-array cost of every call (a step over 1000
+// arrays with 4 lists inspects 4000 arrays), so the checks read CuPy's
+// Cython attributes directly (`size`, `_c_contiguous`, `dtype`,
+// `data.ptr`, `data.device_id`) through interned names, and remember the
+// array type and dtype objects already accepted.
 #pragma once
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -40,65 +48,226 @@ inline std::string item_name(const char* name, size_t i) {
   return std::string(name) + "[" + std::to_string(i) + "]";
 }
 
-inline bool is_cupy(py::handle h) {
+namespace detail {
+// getattr with a name interned once; throws on failure like py::getattr.
+inline py::object attr(py::handle h, const char* name, PyObject*& cache) {
+  if (!cache) cache = PyUnicode_InternFromString(name);
+  PyObject* r = PyObject_GetAttr(h.ptr(), cache);
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+#define OK_ATTR(h, name) ([&]() { static PyObject* s_ = nullptr; return detail::attr(h, name, s_); }())
+
+inline std::string type_name(py::handle h) {
   auto t = py::type::of(h);
-  return py::str(t.attr("__module__")).cast<std::string>().rfind("cupy", 0) == 0 &&
-         py::str(t.attr("__name__")).cast<std::string>() == "ndarray";
+  const std::string mod = py::str(t.attr("__module__")).cast<std::string>();
+  const std::string name = py::str(t.attr("__name__")).cast<std::string>();
+  return mod == "builtins" ? name : mod.substr(0, mod.find('.')) + "." + name;
+}
+}  // namespace detail
+
+// True for cupy.ndarray (checked by module and name, so no import of CuPy is
+// needed to reject a NumPy array). The last accepted type is remembered.
+inline bool is_cupy(py::handle h) {
+  static PyTypeObject* known = nullptr;
+  PyTypeObject* t = Py_TYPE(h.ptr());
+  if (t == known) return true;
+  auto ty = py::type::of(h);
+  const bool ok = py::str(ty.attr("__module__")).cast<std::string>().rfind("cupy", 0) == 0 &&
+                  py::str(ty.attr("__name__")).cast<std::string>() == "ndarray";
+  if (ok) known = t;  // type objects of extension classes live for the process
+  return ok;
 }
 
 // dtype of a CuPy array by name ("float32", ...).
-inline std::string cupy_dtype(py::handle a) { return py::str(a.attr("dtype").attr("name")).cast<std::string>(); }
+inline std::string cupy_dtype(py::handle a) {
+  return py::str(OK_ATTR(a, "dtype").attr("name")).cast<std::string>();
+}
+
+// Whether `a` has dtype `dt`; NumPy dtype objects of builtin types are
+// singletons, so after one name comparison an identity test suffices.
+inline bool has_dtype(py::handle a, DType dt) {
+  static PyObject* seen[4] = {nullptr, nullptr, nullptr, nullptr};
+  py::object d = OK_ATTR(a, "dtype");
+  PyObject*& s = seen[int(dt)];
+  if (s && d.ptr() == s) return true;
+  if (py::str(d.attr("name")).cast<std::string>() != dtype_str(dt)) return false;
+  if (!s) s = d.inc_ref().ptr();  // keep the dtype alive: the identity test relies on it
+  return true;
+}
+
+inline bool c_contiguous(py::handle a) {
+  static PyObject* name = PyUnicode_InternFromString("_c_contiguous");
+  PyObject* r = PyObject_GetAttr(a.ptr(), name);
+  if (r) return py::reinterpret_steal<py::object>(r).cast<bool>();
+  PyErr_Clear();  // not CuPy's Cython class: use the public flags
+  return OK_ATTR(a, "flags").attr("c_contiguous").cast<bool>();
+}
+
+// A list (or tuple) of arrays; a bare array is refused rather than iterated.
+inline void require_list(py::handle seq, const char* name) {
+  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq) || is_cupy(seq) ||
+      py::hasattr(seq, "__array_interface__"))
+    throw py::type_error(std::string(name) + ": expected a list of arrays, got " + detail::type_name(seq));
+}
+
+// One CuPy array; returns its device pointer. `what()` names it in errors
+// (built only on failure: this runs for every array of every step).
+template <class Name>
+inline char* check_device_array_named(py::handle h, const Name& what, DType dt, int64_t expect_size, int& device) {
+  if (!is_cupy(h))
+    throw py::type_error(what() + ": expected a cupy.ndarray, got " + detail::type_name(h));
+  if (!has_dtype(h, dt))
+    throw py::type_error(what() + ": expected " + std::string(dtype_str(dt)) + ", got " + cupy_dtype(h));
+  if (!c_contiguous(h)) throw py::value_error(what() + ": array must be C-contiguous");
+  const int64_t n = py::cast<int64_t>(OK_ATTR(h, "size"));
+  if (expect_size >= 0 && n != expect_size)
+    throw py::value_error(what() + ": expected " + std::to_string(expect_size) + " elements, got " +
+                          std::to_string(n));
+  py::object mem = OK_ATTR(h, "data");
+  const int dev = py::cast<int>(OK_ATTR(mem, "device_id"));
+  if (device < 0) device = dev;
+  else if (dev != device)
+    throw py::value_error(what() + ": is on device " + std::to_string(dev) + " but other arrays are on device " +
+                          std::to_string(device));
+  const auto ptr = py::cast<uintptr_t>(OK_ATTR(mem, "ptr"));
+  if (ptr % dtype_size(dt) != 0) throw py::value_error(what() + ": array data is misaligned");
+  return reinterpret_cast<char*>(ptr);
+}
 
 // One CuPy array; returns its device pointer. `device` < 0 means "any", and
 // is set from the first array seen.
 inline char* check_device_array(py::handle h, const std::string& what, DType dt, bool writable,
                                 int64_t expect_size, int& device) {
   (void)writable;  // CuPy arrays have no read-only flag.
-  if (!is_cupy(h))
-    throw py::type_error(what + ": expected a cupy.ndarray, got " +
-                         py::str(py::type::of(h).attr("__name__")).cast<std::string>());
-  const std::string got = cupy_dtype(h);
-  if (got != dtype_str(dt))
-    throw py::type_error(what + ": expected " + std::string(dtype_str(dt)) + ", got " + got);
-  if (!h.attr("flags").attr("c_contiguous").cast<bool>())
-    throw py::value_error(what + ": array must be C-contiguous");
-  const int64_t n = h.attr("size").cast<int64_t>();
-  if (expect_size >= 0 && n != expect_size)
-    throw py::value_error(what + ": expected " + std::to_string(expect_size) + " elements, got " +
-                          std::to_string(n));
-  const int dev = h.attr("device").attr("id").cast<int>();
-  if (device < 0) device = dev;
-  else if (dev != device)
-    throw py::value_error(what + ": is on device " + std::to_string(dev) + " but other arrays are on device " +
-                          std::to_string(device));
-  const auto ptr = h.attr("data").attr("ptr").cast<uintptr_t>();
-  if (ptr % dtype_size(dt) != 0) throw py::value_error(what + ": array data is misaligned");
-  return reinterpret_cast<char*>(ptr);
+  return check_device_array_named(h, [&] { return what; }, dt, expect_size, device);
 }
 
 inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool writable, int& device,
                                 const std::vector<int64_t>* sizes = nullptr) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  (void)writable;  // CuPy arrays have no read-only flag.
+  require_list(seq, name);
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   const size_t n = size_t(py::len(s));
   if (sizes && n != sizes->size())
     throw py::value_error(std::string(name) + ": expected " + std::to_string(sizes->size()) +
                           " arrays, got " + std::to_string(n));
   DeviceList out;
+  out.data.reserve(n);
+  out.size.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    py::handle a = s[i];
-    out.data.push_back(check_device_array(a, item_name(name, i), dt, writable, sizes ? (*sizes)[i] : -1, device));
-    out.size.push_back(a.attr("size").cast<int64_t>());
+    py::object a = s[i];
+    const int64_t want = sizes ? (*sizes)[i] : -1;
+    out.data.push_back(check_device_array_named(a, [&] { return item_name(name, i); }, dt, want, device));
+    out.size.push_back(want >= 0 ? want : OK_ATTR(a, "size").cast<int64_t>());
   }
   out.device = device;
   return out;
 }
 
+// The dtype of a list's first array (float32 / float64 only); `fallback` for
+// an empty list.
+inline DType float_dtype_of(py::handle seq, const char* name, DType fallback = DType::f32) {
+  require_list(seq, name);
+  auto s = py::reinterpret_borrow<py::sequence>(seq);
+  if (py::len(s) == 0) return fallback;
+  py::object a = s[0];
+  const std::string what = item_name(name, 0);
+  if (!is_cupy(a)) throw py::type_error(what + ": expected a cupy.ndarray, got " + detail::type_name(a));
+  if (has_dtype(a, DType::f32)) return DType::f32;
+  if (has_dtype(a, DType::f64)) return DType::f64;
+  throw py::type_error(what + ": expected float32 or float64, got " + cupy_dtype(a));
+}
+
+// A 1-element float64 device array (norm results, b^2, hyper-parameters).
+inline DeviceList gather_scalar_buffer(py::handle h, const char* name, int& device, int64_t n = 1) {
+  DeviceList out;
+  out.data.push_back(check_device_array(h, name, DType::f64, true, n, device));
+  out.size.push_back(n);
+  out.device = device;
+  return out;
+}
+
+struct NamedDeviceList {
+  const char* name;
+  const DeviceList* list;
+  bool written;
+  bool single = false;  // a lone array: name it without an index
+};
+
+// No array that a kernel writes may share device memory with any other array
+// of the call (a param passed as its own grad, one state buffer used twice,
+// overlapping views of one allocation). Device pointers of one device share
+// one address space, so this is an interval test like py_arrays.hpp's.
+inline void check_no_overlap(const std::vector<NamedDeviceList>& lists, size_t itemsize) {
+  struct Span { uintptr_t lo, hi; size_t list, index; size_t isz; };
+  std::vector<Span> spans;
+  for (size_t l = 0; l < lists.size(); ++l) {
+    if (!lists[l].list) continue;
+    for (size_t i = 0; i < lists[l].list->count(); ++i) {
+      const int64_t n = lists[l].list->size[i];
+      if (n == 0) continue;
+      auto lo = reinterpret_cast<uintptr_t>(lists[l].list->data[i]);
+      const size_t isz = lists[l].single ? 8 : itemsize;  // lone buffers are float64
+      spans.push_back({lo, lo + uintptr_t(n) * isz, l, i, isz});
+    }
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.lo < b.lo; });
+  const auto label = [&](const Span& s) {
+    return lists[s.list].single ? std::string(lists[s.list].name) : item_name(lists[s.list].name, s.index);
+  };
+  const auto report = [&](const Span& a, const Span& b) {
+    throw py::value_error(label(b) + " shares memory with " + label(a) +
+                          " (aliasing arrays cannot be updated in place)");
+  };
+  // Sweep in address order keeping the spans that reach furthest: a written
+  // span overlaps something iff it starts below the furthest end so far; a
+  // read span overlaps a written one iff it starts below the furthest
+  // written end.
+  const Span* far_any = nullptr;
+  const Span* far_written = nullptr;
+  for (const Span& b : spans) {
+    const bool w = lists[b.list].written;
+    if (w && far_any && b.lo < far_any->hi) report(*far_any, b);
+    if (far_written && b.lo < far_written->hi) report(*far_written, b);
+    if (!far_any || b.hi > far_any->hi) far_any = &b;
+    if (w && (!far_written || b.hi > far_written->hi)) far_written = &b;
+  }
+}
+
+// Raise RuntimeError for a failed CUDA runtime call.
+inline void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear a non-sticky error so later calls start clean
+    throw std::runtime_error(std::string(what) + ": CUDA error: " + cudaGetErrorString(e));
+  }
+}
+
+// The arrays must live on the current device: that is where CuPy's current
+// stream is and where the kernel runs.
+inline void require_current_device(int device, const char* first_name) {
+  int cur = -1;
+  check_cuda(cudaGetDevice(&cur), "optkern._cuda (no usable CUDA device)");
+  if (device >= 0 && cur != device)
+    throw py::value_error(std::string(first_name) + ": arrays are on device " + std::to_string(device) +
+                          " but the current CUDA device is " + std::to_string(cur) +
+                          " (use `with cupy.cuda.Device(" + std::to_string(device) + "):`)");
+}
+
 // CuPy's current stream on the current device.
 inline cudaStream_t current_stream() {
-  static py::object get = py::module_::import("cupy.cuda").attr("get_current_stream");
-  return reinterpret_cast<cudaStream_t>(get().attr("ptr").cast<uintptr_t>());
+  static PyObject* get = nullptr;  // leaked on purpose: no decref after interpreter shutdown
+  if (!get) {
+    try {
+      get = py::object(py::module_::import("cupy.cuda").attr("get_current_stream")).release().ptr();
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(std::string("optkern._cuda needs CuPy (pip install \"optkern[cuda]\"): ") +
+                               e.what());
+    }
+  }
+  static PyObject* ptr_name = nullptr;
+  py::object st = py::reinterpret_borrow<py::object>(get)();
+  return reinterpret_cast<cudaStream_t>(detail::attr(st, "ptr", ptr_name).cast<uintptr_t>());
 }
 
 // Raise a Python RuntimeError if the last launch failed.
@@ -107,5 +276,66 @@ inline void check_launch(const char* what) {
   if (e != cudaSuccess)
     throw std::runtime_error(std::string(what) + ": CUDA error: " + cudaGetErrorString(e));
 }
+
+// Stream-ordered scratch memory (reduction partials) from a pool owned by
+// optkern, one per device, that keeps its memory between calls: allocation
+// and free are enqueued on the stream, never synchronize, and become graph
+// memory nodes under stream capture. Devices without memory pools fall back
+// to one cached buffer per device, grown when too small (the only place
+// that synchronizes, once per new maximum size).
+class Scratch {
+ public:
+  static void* alloc(size_t bytes, int device, cudaStream_t s) {
+    Slot& slot = get(device);
+    void* p = nullptr;
+    if (slot.pool) {
+      check_cuda(cudaMallocFromPoolAsync(&p, bytes, slot.pool, s), "scratch allocation");
+      return p;
+    }
+    if (bytes > slot.cap) {
+      if (slot.buf) check_cuda(cudaFree(slot.buf), "scratch free");
+      slot.buf = nullptr;
+      slot.cap = 0;
+      check_cuda(cudaMalloc(&slot.buf, bytes), "scratch allocation");
+      slot.cap = bytes;
+    }
+    return slot.buf;
+  }
+  static void release(void* p, int device, cudaStream_t s) {
+    if (get(device).pool) check_cuda(cudaFreeAsync(p, s), "scratch free");
+  }
+
+ private:
+  struct Slot {
+    bool init = false;
+    cudaMemPool_t pool = nullptr;
+    void* buf = nullptr;
+    size_t cap = 0;
+  };
+  static Slot& get(int device) {
+    static std::mutex mu;
+    static std::vector<Slot> slots;
+    std::lock_guard<std::mutex> lock(mu);
+    if (device < 0) device = 0;
+    if (size_t(device) >= slots.size()) slots.resize(size_t(device) + 1);
+    Slot& slot = slots[size_t(device)];
+    if (!slot.init) {
+      int supported = 0;
+      cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device);
+      cudaGetLastError();
+      if (supported) {
+        cudaMemPoolProps props = {};
+        props.allocType = cudaMemAllocationTypePinned;
+        props.location.type = cudaMemLocationTypeDevice;
+        props.location.id = device;
+        check_cuda(cudaMemPoolCreate(&slot.pool, &props), "scratch pool");
+        uint64_t keep = UINT64_MAX;  // never trim: partials are tiny and reused every step
+        cudaMemPoolSetAttribute(slot.pool, cudaMemPoolAttrReleaseThreshold, &keep);
+      }
+      slot.init = true;
+    }
+    return slot;
+  }
+};
 
 }  // namespace optkern

@@ -1,6 +1,197 @@
-// Placeholder: filled in by the issue that owns this feature.
+// Global reductions and gradient transforms on CuPy arrays, without host
+// synchronization: results stay in 1-element float64 device arrays and the
+// ops that need them (clip_scale_, the AdaGrad-Norm update) read them on the
+// device. Reductions are two-stage and deterministic (multi_tensor.cuh) and
+// accumulate in float64.
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <limits>
+
+#include "optim_args.cuh"
+#include "optkern/rules/optim.hpp"
+
 namespace optkern {
-void register_reduce(pybind11::module_&) {}
+
+namespace {
+
+using py::arg;
+
+// ---- per-element contributions (stage 1) --------------------------------------
+template <class T> struct SumSquares {
+  static constexpr int kDepth = 1;
+  static constexpr bool kMax = false;
+  __device__ double operator()(const T* v) const { const double x = v[0]; return x * x; }
+};
+template <class T> struct SumAbs {
+  static constexpr int kDepth = 1;
+  static constexpr bool kMax = false;
+  __device__ double operator()(const T* v) const { return fabs(double(v[0])); }
+};
+template <class T> struct SumPow {
+  static constexpr int kDepth = 1;
+  static constexpr bool kMax = false;
+  double p;
+  __device__ double operator()(const T* v) const { return pow(fabs(double(v[0])), p); }
+};
+template <class T> struct MaxAbs {
+  static constexpr int kDepth = 1;
+  static constexpr bool kMax = true;
+  __device__ double operator()(const T* v) const { return fabs(double(v[0])); }
+};
+template <class T> struct NonFinite {
+  static constexpr int kDepth = 1;
+  static constexpr bool kMax = true;
+  __device__ double operator()(const T* v) const { return isfinite(v[0]) ? 0.0 : 1.0; }
+};
+// ||g_eff||^2 over lists (p, g), g_eff as the AdaGrad-Norm update sees it.
+template <class T> struct EffectiveGradSquares {
+  static constexpr int kDepth = 2;
+  static constexpr bool kMax = false;
+  T weight_decay;
+  bool maximize;
+  __device__ double operator()(const T* v) const {
+    const double x = rules::effective_grad(v[0], v[1], weight_decay, maximize);
+    return x * x;
+  }
+};
+
+// ---- what the total becomes (stage 2) -----------------------------------------
+enum class Root { none, sqrt, pow };
+template <bool Max> struct NormOut {
+  static constexpr bool kMax = Max;
+  double* out;
+  Root root;
+  double inv_p;
+  __device__ void operator()(double s) const {
+    out[0] = root == Root::sqrt ? sqrt(s) : root == Root::pow ? pow(s, inv_p) : s;
+  }
+};
+struct AllFiniteOut {
+  static constexpr bool kMax = true;
+  double* out;
+  __device__ void operator()(double flag) const { out[0] = flag > 0.0 ? 0.0 : 1.0; }
+};
+struct AddTo {  // b^2 += ||g_eff||^2
+  static constexpr bool kMax = false;
+  double* acc;
+  __device__ void operator()(double s) const { acc[0] += s; }
+};
+
+// ---- transforms whose scalar lives on the device ------------------------------
+
+// g *= min(1, max_norm / (total_norm + 1e-6)) (torch.nn.utils.clip_grad_norm_;
+// a NaN norm gives NaN gradients, as there).
+template <class T> struct ClipByNorm {
+  static constexpr int kDepth = 1;
+  static constexpr unsigned kWritten = 1u;
+  double max_norm;
+  const double* total_norm;
+  __device__ mt::MapOp<rules::Scale<T>, T> load() const {
+    const double c = max_norm / (total_norm[0] + 1e-6);
+    return {rules::Scale<T>{T(c > 1.0 ? 1.0 : c)}};
+  }
+};
+
+// AdaGrad-Norm (Ward, Wu & Bottou 2019): after b^2 += ||g_eff||^2, plain SGD
+// with the rate lr / sqrt(b^2) read from the device (rules::Sgd, as on the CPU).
+template <class T> struct AdagradNormStep {
+  static constexpr int kDepth = 2;
+  static constexpr unsigned kWritten = 1u;
+  double lr;
+  T weight_decay;
+  bool maximize;
+  const double* b_sq;
+  __device__ mt::RuleOp<rules::Sgd<T, false>, T> load() const {
+    const T rate = T(lr / sqrt(b_sq[0]));
+    return {rules::Sgd<T, false>{rate, T(0), T(0), weight_decay, false, maximize, false, false}};
+  }
+};
+
+// ---- bindings --------------------------------------------------------------------
+
+void grad_norm(py::object arrays, double norm_type, py::object out) {
+  const bool inf = std::isinf(norm_type) && norm_type > 0;
+  if (!inf && !(norm_type >= 1.0))
+    throw py::value_error("norm_type: must be a float >= 1 or inf, got " + std::to_string(norm_type));
+  CallArgs a(arrays, "arrays", false);
+  double* o = a.add_buffer(out, "out", 1, true);
+  a.ready(/*always_launch=*/true);
+  dispatch_float(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    if (inf) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none, 1.0});
+    else if (norm_type == 2.0) a.reduce<T>(SumSquares<T>{}, NormOut<false>{o, Root::sqrt, 0.5});
+    else if (norm_type == 1.0) a.reduce<T>(SumAbs<T>{}, NormOut<false>{o, Root::none, 1.0});
+    else a.reduce<T>(SumPow<T>{norm_type}, NormOut<false>{o, Root::pow, 1.0 / norm_type});
+  });
+}
+
+void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
+  CallArgs a(arrays, "arrays", true);
+  const double* tn = a.add_buffer(total_norm_buf, "total_norm_buf", 1, false);
+  if (!a.ready()) return;
+  dispatch_float(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    a.apply<T>(ClipByNorm<T>{max_norm, tn});
+  });
+}
+
+void clamp(py::object arrays, double clip_value) {
+  if (!(clip_value >= 0.0))
+    throw py::value_error("clip_value: must be >= 0, got " + std::to_string(clip_value));
+  CallArgs a(arrays, "arrays", true);
+  if (!a.ready()) return;
+  dispatch_float(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    a.apply<T>(mt::MapOp<rules::ClampValue<T>, T>{rules::ClampValue<T>{T(clip_value)}});
+  });
+}
+
+void all_finite(py::object arrays, py::object out) {
+  CallArgs a(arrays, "arrays", false);
+  double* o = a.add_buffer(out, "out", 1, true);
+  a.ready(/*always_launch=*/true);
+  dispatch_float(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    a.reduce<T>(NonFinite<T>{}, AllFiniteOut{o});
+  });
+}
+
+void adagrad_norm(py::object params, py::object grads, py::object b_sq, double lr, double weight_decay,
+                  bool maximize) {
+  CallArgs a(params, "params", true);
+  a.add(grads, "grads", false);
+  double* b = a.add_buffer(b_sq, "b_sq", 1, true);
+  a.ready(/*always_launch=*/true);  // b^2 += 0 still runs for empty lists
+  dispatch_float(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    a.reduce<T>(EffectiveGradSquares<T>{T(weight_decay), maximize}, AddTo{b});
+    a.apply<T>(AdagradNormStep<T>{lr, T(weight_decay), maximize, b});
+  });
+}
+
+}  // namespace
+
+void register_reduce(py::module_& m) {
+  m.def("grad_norm", &grad_norm,
+        "Total norm (sum_i sum_j |x_ij|^p)^(1/p) over a list of CuPy arrays, or max |x| for norm_type=inf, "
+        "accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to "
+        "out[0] (1-element float64 CuPy array). Returns None: no host synchronization.",
+        arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("clip_scale_", &clip_scale,
+        "g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from "
+        "total_norm_buf[0] (float64 device array), so clipping needs no host synchronization.",
+        arg("arrays"), arg("max_norm"), arg("total_norm_buf"));
+  m.def("clamp_", &clamp, "g = clamp(g, -clip_value, clip_value) in place for every array.", arg("arrays"),
+        arg("clip_value"));
+  m.def("all_finite", &all_finite,
+        "out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).",
+        arg("arrays"), arg("out"));
+  m.def("adagrad_norm_", &adagrad_norm,
+        "AdaGrad-Norm step: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 reduction), then "
+        "p -= lr / sqrt(b_sq[0]) * g_eff with g_eff = (-g if maximize else g) + weight_decay p; b_sq is a "
+        "1-element float64 CuPy array read and written on the device.",
+        arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"));
+}
+
 }  // namespace optkern

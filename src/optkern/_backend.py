@@ -136,3 +136,50 @@ def integer(name: str, value, lo=None) -> int:
     if lo is not None and v < lo:
         raise ValueError(f"{name}: must be >= {lo}, got {v}")
     return v
+
+
+# ---- arrays on the backend of another array (CuPy-aware) ---------------------
+
+def _device_of(a):
+    """Context manager selecting the CUDA device of a CuPy array (no-op for NumPy)."""
+    import contextlib
+
+    if is_cupy(a):
+        import cupy
+
+        return cupy.cuda.Device(a.device.id)
+    return contextlib.nullcontext()
+
+
+def scalar_buffer(like, value: float = 0.0):
+    """A 1-element float64 array holding ``value`` on the backend and device of ``like``.
+
+    The native reductions write their results (norms, flags, AdaGrad-Norm's
+    b^2) into such buffers so that a CUDA step never synchronizes the host.
+    """
+    xp = array_module(like)
+    with _device_of(like):
+        return xp.full(1, float(value), dtype=np.float64)
+
+
+def asarray_like(x, like, dtype=None):
+    """``x`` (NumPy, CuPy or nested sequence) as a C-contiguous array on ``like``'s backend and device.
+
+    dtype defaults to ``like.dtype``. Used when loading a state dict: state saved on
+    the host (or on another GPU) is placed next to the parameters.
+    """
+    xp = array_module(like)
+    dtype = like.dtype if dtype is None else dtype
+    if xp is np:
+        return np.ascontiguousarray(to_numpy(x), dtype=dtype)
+    if is_cupy(x) and x.device.id != like.device.id:
+        x = x.get()  # another GPU: through the host, rare (loading a checkpoint)
+    with _device_of(like):
+        return xp.ascontiguousarray(xp.asarray(x, dtype=dtype))
+
+
+def to_numpy(x):
+    """A NumPy array with the values of ``x`` (copies from the GPU, which synchronizes)."""
+    if is_cupy(x):
+        return x.get()
+    return np.asarray(x)
