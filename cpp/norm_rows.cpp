@@ -193,7 +193,8 @@ void backward_impl(normargs::Args& args, py::handle dy_h, py::handle x_h, py::ha
   if (!a.w) a.w = ones.data();
   a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.rms = rms;
   // Fixed row blocks (from the shape only) hold the parameter-gradient partials.
-  const int64_t nblk = (dw || db) ? std::min<int64_t>(L.R, kGradBlocks) : 1;
+  // At most kGradBlocks blocks, and partials of at most ~4M values each.
+  const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / L.W())}) : 1;
   const int64_t W = L.W();
   std::vector<T> pdw(dw ? size_t(nblk * W) : 0, T(0)), pdb(db ? size_t(nblk * W) : 0, T(0));
   py::gil_scoped_release nogil;

@@ -186,3 +186,20 @@ def test_bitwise_identical_across_thread_counts():
         assert r.returncode == 0, r.stderr
         out.append(r.stdout.strip())
     assert out[0] == out[1] == out[2]
+
+
+def test_out_argument(data):
+    x = data
+    out = np.empty_like(x)
+    y, _ = norm.layer_norm(x, 5, out=out)
+    assert y is out
+    np.testing.assert_array_equal(out, norm.layer_norm(x, 5)[0])
+    y, _ = norm.batch_norm(x, out=out)
+    assert y is out
+    np.testing.assert_array_equal(out, norm.batch_norm(x)[0])
+    with pytest.raises(ValueError, match="out: expected shape"):
+        norm.group_norm(x, 3, out=np.empty((4, 6), np.float32))
+    with pytest.raises(TypeError, match="out: expected float32, got float64"):
+        norm.rms_norm(x, 5, out=np.empty(x.shape))
+    with pytest.raises(ValueError, match="out shares memory with x"):
+        norm.instance_norm(x, out=x)

@@ -109,6 +109,16 @@ def _default_eps(dtype):
     return 2.0**-7 if str(dtype) == "bfloat16" else float(np.finfo(dtype).eps)
 
 
+def _out(out, x, name="out"):
+    """A fresh array like x, or the caller's ``out`` (same shape; dtype, layout checked natively)."""
+    if out is None:
+        return _xp(x).empty_like(x)
+    _ndarray(name, out)
+    if tuple(out.shape) != tuple(x.shape):
+        raise ValueError(f"{name}: expected shape {tuple(x.shape)}, got {tuple(out.shape)}")
+    return out
+
+
 def _eps(eps):
     return _backend.positive("eps", eps)
 
@@ -136,7 +146,7 @@ def _rstd(var, eps):
 # ---- batch norm ------------------------------------------------------------------
 
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, out=None):
     """Batch normalization of ``x`` of shape (N, C) or (N, C, *spatial), per channel.
 
     Training uses the batch statistics over N and the spatial dims and, when
@@ -152,6 +162,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
       training: batch statistics (True) or running statistics (False).
       momentum: in [0, 1].
       eps: > 0, added to the variance.
+      out: optional array to write y into (x's shape, dtype and kind).
 
     Returns:
       ``(y, saved)`` with ``saved`` a :class:`BatchNormSaved` for
@@ -174,7 +185,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean, running_var: give both or neither")
     xp = _xp(x)
-    y = xp.empty_like(x)
+    y = _out(out, x)
     if training:
         if N * S <= 1:
             raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
@@ -236,7 +247,7 @@ def _normalized_shape(x, normalized_shape):
     return ns
 
 
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     """Layer normalization over the trailing ``normalized_shape`` dims of ``x``.
 
     Args:
@@ -244,6 +255,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
       normalized_shape: int or tuple of ints.
       weight, bias: optional arrays of shape ``normalized_shape``.
       eps: > 0, added to the (biased) variance.
+      out: optional array to write y into (x's shape, dtype and kind).
 
     Returns:
       ``(y, saved)`` with ``saved`` a :class:`RowNormSaved` (mean and rstd of
@@ -258,7 +270,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     lead = tuple(x.shape[:x.ndim - len(ns)])
     R, M = _prod(lead), _prod(ns)
     xp = _xp(x)
-    y = xp.empty_like(x)
+    y = _out(out, x)
     mean = xp.empty(lead, dtype=_stat_dtype(x))
     rstd = xp.empty(lead, dtype=_stat_dtype(x))
     mod.row_norm_forward(x, weight, bias, y, mean, rstd, R, 1, M, 1, eps, False)
@@ -296,10 +308,11 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads)
 
 
-def rms_norm(x, normalized_shape, weight=None, eps=None):
+def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     """RMS normalization: ``y = x / sqrt(mean(x²) + eps) * weight`` over ``normalized_shape``.
 
-    ``eps`` defaults to ``finfo(x.dtype).eps`` as in ``torch.nn.functional.rms_norm``.
+    ``eps`` defaults to ``finfo(x.dtype).eps`` as in ``torch.nn.functional.rms_norm``;
+    ``out`` optionally receives y.
     Returns ``(y, saved)`` with ``saved`` an :class:`RMSNormSaved`.
     """
     _ndarray("x", x)
@@ -310,7 +323,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     lead = tuple(x.shape[:x.ndim - len(ns)])
     R, M = _prod(lead), _prod(ns)
     xp = _xp(x)
-    y = xp.empty_like(x)
+    y = _out(out, x)
     inv = xp.empty(lead, dtype=_stat_dtype(x))
     mod.row_norm_forward(x, weight, None, y, None, inv, R, 1, M, 1, eps, True)
     return y, RMSNormSaved(inv)
@@ -339,9 +352,10 @@ def _nc_spatial(x):
     return int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
 
 
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     """Group normalization of ``x`` (N, C, *spatial): statistics per sample over
     ``C / num_groups`` channels and all spatial positions; per-channel affine.
+    ``out`` optionally receives y.
 
     Returns ``(y, saved)`` with ``saved`` a :class:`RowNormSaved` (mean, rstd
     of shape (N, num_groups)).
@@ -356,7 +370,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     _shape_of("weight", weight, (C,))
     _shape_of("bias", bias, (C,))
     xp = _xp(x)
-    y = xp.empty_like(x)
+    y = _out(out, x)
     mean = xp.empty((N, G), dtype=_stat_dtype(x))
     rstd = xp.empty((N, G), dtype=_stat_dtype(x))
     mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * G, G, C // G, S, eps, False)
@@ -377,13 +391,14 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
 
 
 def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, use_input_stats=True,
-                  momentum=0.1, eps=1e-5):
+                  momentum=0.1, eps=1e-5, out=None):
     """Instance normalization of ``x`` (N, C, *spatial): per (sample, channel) statistics.
 
     With ``use_input_stats`` (default) the statistics come from each instance
     and the running buffers, when given, are updated in place with the batch
     average of the instance means and unbiased variances (as PyTorch does).
     Otherwise ``running_mean`` / ``running_var`` normalize every instance.
+    ``out`` optionally receives y.
 
     Returns ``(y, saved)`` with ``saved`` a :class:`RowNormSaved`.
     """
@@ -401,7 +416,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean, running_var: give both or neither")
     xp = _xp(x)
-    y = xp.empty_like(x)
+    y = _out(out, x)
     if not use_input_stats:
         if running_mean is None:
             raise ValueError("running_mean, running_var: required when use_input_stats=False")
