@@ -1,6 +1,125 @@
-// Placeholder: filled in by the issue that owns this feature.
+// The inner step of Lanczos with full reorthogonalization, fused:
+//   w <- w - Q_k^T (Q_k w), twice (classical Gram-Schmidt, "CGS2"),
+//   beta = ||w||, w <- w / beta,
+// over the first k rows of a C-contiguous basis Q (rows are the Lanczos
+// vectors). Columns are cut into fixed blocks; each block keeps its own
+// partial dot products (in double) and they are added in block order, so the
+// result is bitwise the same for any thread count. The update of pass 1 and
+// the dot products of pass 2 share one sweep over Q (a block's new w depends
+// only on the global coefficients and that block), so Q is read three times.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <vector>
+
+#include "nn_checks.hpp"
+#include "optkern/common.hpp"
+#include "optkern/parallel.hpp"
+
 namespace optkern {
-void register_linalg(pybind11::module_&) {}
+namespace {
+
+constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1
+
+template <class T> double block_dot(const T* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < len; ++j) s += double(q[j]) * double(w[j]);
+  return s;
+}
+
+template <class T>
+double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
+  const int64_t nb = (n + kBlock - 1) / kBlock;
+  std::vector<Chunk> blocks;
+  for (int64_t b = 0; b < nb; ++b) blocks.push_back({0, b * kBlock, std::min(kBlock, n - b * kBlock)});
+  std::vector<double> part(size_t(nb * (k > 0 ? k : 1)));
+  std::vector<double> c(static_cast<size_t>(k)), nrm(static_cast<size_t>(nb));
+  const int64_t work = n * (k + 1);
+  auto dots = [&](const Chunk& bl) {
+    const int64_t b = bl.start / kBlock;
+    for (int64_t i = 0; i < k; ++i) part[size_t(b * k + i)] = block_dot(Q + i * n + bl.start, w + bl.start, bl.len);
+  };
+  auto sum_parts = [&]() {
+    for (int64_t i = 0; i < k; ++i) {
+      double s = 0.0;
+      for (int64_t b = 0; b < nb; ++b) s += part[size_t(b * k + i)];
+      c[size_t(i)] = s;
+    }
+  };
+  auto update = [&](const Chunk& bl) {
+    T* OK_RESTRICT wb = w + bl.start;
+    for (int64_t i = 0; i < k; ++i) {
+      const T ci = T(c[size_t(i)]);
+      const T* OK_RESTRICT q = Q + i * n + bl.start;
+#pragma omp simd
+      for (int64_t j = 0; j < bl.len; ++j) wb[j] -= ci * q[j];
+    }
+  };
+  if (k > 0) {
+    for_each_chunk(blocks, work, dots);  // pass 1: Q w
+    sum_parts();
+    for (int64_t i = 0; i < k; ++i) coeffs[i] = c[size_t(i)];
+    for_each_chunk(blocks, work, [&](const Chunk& bl) {  // pass 1 update, pass 2 dots
+      update(bl);
+      dots(bl);
+    });
+    sum_parts();
+    for (int64_t i = 0; i < k; ++i) coeffs[i] += c[size_t(i)];
+  }
+  for_each_chunk(blocks, work, [&](const Chunk& bl) {  // pass 2 update, ||w||^2
+    if (k > 0) update(bl);
+    nrm[size_t(bl.start / kBlock)] = block_dot(w + bl.start, w + bl.start, bl.len);
+  });
+  double s = 0.0;
+  for (double v : nrm) s += v;
+  const double beta = std::sqrt(s);
+  if (beta > 0.0) {
+    const T inv = T(1.0 / beta);
+    for_each_chunk(blocks, n, [&](const Chunk& bl) {
+      T* OK_RESTRICT wb = w + bl.start;
+#pragma omp simd
+      for (int64_t j = 0; j < bl.len; ++j) wb[j] *= inv;
+    });
+  }
+  return beta;
+}
+
+double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h) {
+  const py::dtype dt = nncheck::float_dtype(Q_h, "Q");
+  py::array Q = check_array(Q_h, "Q", dt, false);
+  if (Q.ndim() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
+  const int64_t m = Q.shape(0), n = Q.shape(1);
+  if (k < 0 || k > m)
+    throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
+  py::array w = check_array(w_h, "w", dt, true);
+  nncheck::expect_shape(w, "w", {n});
+  py::array co = check_array(coeffs_h, "coeffs", py::dtype::of<double>(), true);
+  if (co.ndim() != 1 || co.shape(0) < k)
+    throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
+                          " elements");
+  nncheck::no_overlap({{"Q", Q, false}, {"w", w, true}, {"coeffs", co, true}});
+  double* cp = static_cast<double*>(co.mutable_data());
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* qp = static_cast<const T*>(Q.data());
+    T* wp = static_cast<T*>(w.mutable_data());
+    py::gil_scoped_release nogil;
+    return cgs2_normalize<T>(qp, n, k, wp, cp);
+  };
+  if (dt.equal(py::dtype::of<float>())) return run(float{});
+  return run(double{});
+}
+
+}  // namespace
+
+void register_linalg(py::module_& m) {
+  m.def("lanczos_orthogonalize_", &lanczos_orthogonalize, py::arg("Q"), py::arg("k"), py::arg("w"),
+        py::arg("coeffs"),
+        "Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm "
+        "before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives "
+        "the total projection coefficients Q[:k] w of both passes. Deterministic for any thread count.");
+}
+
 }  // namespace optkern

@@ -1,6 +1,106 @@
-// Placeholder: filled in by the issue that owns this feature.
+// Reductions and gradient transforms over lists of arrays: global norms
+// (deterministic: fixed chunks and lanes, float64 accumulators), clipping,
+// finiteness. optkern._cuda exposes the same names and signatures.
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <limits>
+
+#include "optkern/multi_tensor.hpp"
+#include "optkern/rules/optim.hpp"
+
 namespace optkern {
-void register_reduce(pybind11::module_&) {}
+namespace py = pybind11;
+using py::arg;
+
+namespace {
+
+// One read-only or writable list of float32/float64 arrays plus a float64
+// scalar buffer that must not alias it.
+struct ListAndScalar {
+  py::dtype dt;
+  ArrayList x;
+  double* buf;
+};
+
+ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writable, py::handle buf,
+                                 const char* buf_name, bool buf_writable) {
+  ListAndScalar r{list_dtype(arrays, name), {}, nullptr};
+  r.x = gather(arrays, name, r.dt, writable);
+  r.buf = scalar_buffer(buf, buf_name, buf_writable);
+  const ArrayList b = scalar_as_list(r.buf, size_t(r.dt.itemsize()));
+  check_no_overlap({{name, &r.x, writable}, {buf_name, &b, buf_writable}}, size_t(r.dt.itemsize()));
+  return r;
+}
+
+// (sum |x|^p)^(1/p), or max |x| for p = inf; p = 1 and 2 avoid pow.
+template <class T>
+double norm_of(const ArrayList& x, double p) {
+  if (std::isinf(p)) return absmax_list<T>(x);
+  if (p == 2.0) return std::sqrt(sum_lists<T>([](T a, T) { return double(a) * double(a); }, x, x));
+  if (p == 1.0) return sum_lists<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
+  return std::pow(sum_lists<T>([p](T a, T) { return std::pow(std::fabs(double(a)), p); }, x, x), 1.0 / p);
+}
+
+double grad_norm(py::handle arrays, double norm_type, py::handle out) {
+  if (!(norm_type >= 1.0))  // also rejects NaN
+    throw py::value_error("norm_type: must be >= 1 or inf, got " + std::to_string(norm_type));
+  ListAndScalar a = gather_with_scalar(arrays, "arrays", false, out, "out", true);
+  double n = 0.0;
+  dispatch_float(a.dt, [&](auto t) { n = norm_of<decltype(t)>(a.x, norm_type); });
+  *a.buf = n;
+  return n;
+}
+
+void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf) {
+  ListAndScalar a = gather_with_scalar(arrays, "arrays", true, total_norm_buf, "total_norm_buf", false);
+  // Like torch: a NaN norm makes a NaN coefficient (the gradients become NaN).
+  const double c = max_norm / (*a.buf + 1e-6);
+  const double coef = (c < 1.0 || c != c) ? c : 1.0;
+  if (coef == 1.0) return;  // multiplying by one changes nothing
+  dispatch_float(a.dt, [&](auto t) {
+    using T = decltype(t);
+    apply_map<T>(rules::Scale<T>{T(coef)}, a.x);
+  });
+}
+
+void clamp(py::handle arrays, double clip_value) {
+  if (!(clip_value >= 0.0))
+    throw py::value_error("clip_value: must be >= 0, got " + std::to_string(clip_value));
+  const py::dtype dt = list_dtype(arrays, "arrays");
+  const ArrayList x = gather(arrays, "arrays", dt, true);
+  check_no_overlap({{"arrays", &x, true}}, size_t(dt.itemsize()));
+  dispatch_float(dt, [&](auto t) {
+    using T = decltype(t);
+    apply_map<T>(rules::ClampValue<T>{T(clip_value)}, x);
+  });
+}
+
+void all_finite(py::handle arrays, py::handle out) {
+  ListAndScalar a = gather_with_scalar(arrays, "arrays", false, out, "out", true);
+  double bad = 0.0;
+  dispatch_float(a.dt, [&](auto t) {
+    using T = decltype(t);
+    // x - x is 0 for finite x and NaN for inf/NaN; the sum is NaN iff any is.
+    bad = sum_lists<T>([](T v, T) { return double(v - v); }, a.x, a.x);
+  });
+  *a.buf = bad == 0.0 ? 1.0 : 0.0;
+}
+
+}  // namespace
+
+void register_reduce(py::module_& m) {
+  m.def("grad_norm", &grad_norm,
+        "Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread "
+        "count; written to out[0] and returned.",
+        arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("clip_scale_", &clip_scale,
+        "arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.", arg("arrays"), arg("max_norm"),
+        arg("total_norm_buf"));
+  m.def("clamp_", &clamp, "arrays = clip(arrays, -clip_value, clip_value) in place.", arg("arrays"),
+        arg("clip_value"));
+  m.def("all_finite", &all_finite, "out[0] = 1.0 if every element of every array is finite, else 0.0.",
+        arg("arrays"), arg("out"));
+}
+
 }  // namespace optkern

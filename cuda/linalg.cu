@@ -1,6 +1,175 @@
-// Placeholder: filled in by the issue that owns this feature.
+// The fused Lanczos step on the GPU, same contract as cpp/linalg.cpp:
+//   w <- w - Q_k^T (Q_k w), twice (CGS2);  beta = ||w||;  w <- w / beta.
+// Deterministic: the column blocking depends only on n (never on the device),
+// every block reduces in a fixed tree in double, and block partials are added
+// in block order by one thread per row. Kernels per call: 2 x (dots, sum,
+// update) + norm + scale, all on CuPy's current stream; the returned beta
+// is copied to the host (Lanczos needs it there for T anyway).
+#include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
+
+#include "cuda_arrays.hpp"
+#include "nn_checks.cuh"
+
 namespace optkern {
-void register_linalg(pybind11::module_&) {}
+namespace {
+namespace nc = nncheck_cuda;
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 256;     // column blocks per row (fixed by n only)
+constexpr int64_t kMinPerBlock = 2048;  // columns per block at least
+
+inline int64_t num_blocks(int64_t n) {
+  const int64_t b = (n + kMinPerBlock - 1) / kMinPerBlock;
+  return b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b);
+}
+
+__device__ double block_sum(double v) {
+  __shared__ double sh[kThreads];
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  return sh[0];
+}
+
+// part[i * nb + b] = sum over block b's columns of Q[i, j] * w[j]  (row i = blockIdx.y).
+template <class T>
+__global__ void dots_kernel(const T* __restrict__ Q, const T* __restrict__ w, double* __restrict__ part, int64_t n,
+                            int64_t nb) {
+  const int64_t b = blockIdx.x, i = blockIdx.y;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const T* q = Q + i * n;
+  double s = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(q[j]) * double(w[j]);
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[i * nb + b] = s;
+}
+
+// ||w||^2 partials per block.
+template <class T> __global__ void sq_kernel(const T* __restrict__ w, double* __restrict__ part, int64_t n, int64_t nb) {
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double s = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(w[j]) * double(w[j]);
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[b] = s;
+}
+
+// c[i] = sum_b part[i * nb + b] in block order; coeffs[i] = c[i] (first pass) or += c[i].
+__global__ void sum_kernel(const double* __restrict__ part, double* __restrict__ c, double* __restrict__ coeffs,
+                           int64_t k, int64_t nb, bool accumulate) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= k) return;
+  double s = 0.0;
+  for (int64_t b = 0; b < nb; ++b) s += part[i * nb + b];
+  c[i] = s;
+  coeffs[i] = accumulate ? coeffs[i] + s : s;
+}
+
+// w[j] -= sum_i c[i] Q[i, j], rows in order.
+template <class T>
+__global__ void update_kernel(const T* __restrict__ Q, const double* __restrict__ c, T* __restrict__ w, int64_t n,
+                              int64_t k) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    T acc = w[j];
+    for (int64_t i = 0; i < k; ++i) acc -= T(c[i]) * Q[i * n + j];
+    w[j] = acc;
+  }
+}
+
+// beta = sqrt(sum part); w *= 1 / beta when beta > 0.
+__global__ void norm_kernel(const double* __restrict__ part, double* __restrict__ beta, int64_t nb) {
+  double s = 0.0;
+  for (int64_t b = 0; b < nb; ++b) s += part[b];
+  *beta = sqrt(s);
+}
+
+template <class T> __global__ void scale_kernel(T* __restrict__ w, const double* __restrict__ beta, int64_t n) {
+  const double b = *beta;
+  if (!(b > 0.0)) return;
+  const T inv = T(1.0 / b);
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x)
+    w[j] *= inv;
+}
+
+template <class T>
+void cgs2(const T* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratch, cudaStream_t s) {
+  const int64_t nb = num_blocks(n);
+  double* part = scratch;          // k * nb (>= nb)
+  double* c = part + (k > 0 ? k : 1) * nb;  // k
+  double* beta = c + (k > 0 ? k : 1);       // 1
+  const int grid_cols = int((n + kThreads - 1) / kThreads < 4096 ? (n + kThreads - 1) / kThreads : 4096);
+  for (int pass = 0; pass < 2 && k > 0; ++pass) {
+    dots_kernel<T><<<dim3(unsigned(nb), unsigned(k)), kThreads, 0, s>>>(Q, w, part, n, nb);
+    sum_kernel<<<unsigned((k + kThreads - 1) / kThreads), kThreads, 0, s>>>(part, c, coeffs, k, nb, pass == 1);
+    update_kernel<T><<<grid_cols, kThreads, 0, s>>>(Q, c, w, n, k);
+  }
+  sq_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part, n, nb);
+  norm_kernel<<<1, 1, 0, s>>>(part, beta, nb);
+  scale_kernel<T><<<grid_cols, kThreads, 0, s>>>(w, beta, n);
+}
+
+double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle coeffs) {
+  const DType dt = nc::float_dtype(Q, "Q");
+  int dev = -1;
+  char* qp = check_device_array(Q, "Q", dt, false, -1, dev);
+  const auto shape = nc::shape_of(Q);
+  if (shape.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
+  const int64_t m = shape[0], n = shape[1];
+  if (k < 0 || k > m)
+    throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
+  if (k > 65535) throw py::value_error("k: at most 65535 basis vectors on the GPU");
+  char* wp = check_device_array(w, "w", dt, true, -1, dev);
+  nc::expect_shape(w, "w", {n});
+  char* cp = check_device_array(coeffs, "coeffs", DType::f64, true, -1, dev);
+  const auto cs = nc::shape_of(coeffs);
+  if (cs.size() != 1 || cs[0] < k)
+    throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
+                          " elements");
+  nc::no_overlap({nc::span("Q", Q, false), nc::span("w", w, true), nc::span("coeffs", coeffs, true)});
+  if (n == 0) return 0.0;
+  cudaStream_t s = current_stream();
+  double beta = 0.0;
+  {
+    py::gil_scoped_release nogil;
+    const int64_t nb = num_blocks(n);
+    const size_t bytes = sizeof(double) * size_t((k > 0 ? k : 1) * nb + (k > 0 ? k : 1) + 1);
+    double* scratch = nullptr;
+    cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), bytes, s);
+    if (e == cudaSuccess) {
+      if (dt == DType::f32)
+        cgs2<float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, s);
+      else
+        cgs2<double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
+      e = cudaGetLastError();
+      if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, scratch + (k > 0 ? k : 1) * nb + (k > 0 ? k : 1),
+                                                sizeof(double), cudaMemcpyDeviceToHost, s);
+      cudaFreeAsync(scratch, s);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    }
+    if (e != cudaSuccess) {
+      py::gil_scoped_acquire gil;
+      throw std::runtime_error(std::string("lanczos_orthogonalize_: CUDA error: ") + cudaGetErrorString(e));
+    }
+  }
+  return beta;
+}
+
+}  // namespace
+
+void register_linalg(py::module_& m) {
+  m.def("lanczos_orthogonalize_", &lanczos_orthogonalize, py::arg("Q"), py::arg("k"), py::arg("w"),
+        py::arg("coeffs"),
+        "Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm "
+        "before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives "
+        "the total projection coefficients Q[:k] w of both passes. Deterministic.");
+}
+
 }  // namespace optkern

@@ -60,14 +60,21 @@ void for_each_chunk(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
   for (int64_t i = 0; i < n; ++i) f(chunks[size_t(i)]);
 }
 
+// One value per chunk from f(chunk), folded in chunk order with op: the
+// blocking never depends on the thread count, so neither does the result.
+template <class F, class Op>
+double fold_chunks(const std::vector<Chunk>& chunks, int64_t total, double init, F&& f, Op&& op) {
+  std::vector<double> part(chunks.size());
+  for_each_chunk(chunks, total, [&](const Chunk& c) { part[size_t(&c - chunks.data())] = f(c); });
+  double s = init;
+  for (double p : part) s = op(s, p);
+  return s;
+}
+
 // Deterministic sum over chunks of f(chunk) -> double.
 template <class F>
 double reduce_chunks(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
-  std::vector<double> part(chunks.size());
-  for_each_chunk(chunks, total, [&](const Chunk& c) { part[size_t(&c - chunks.data())] = f(c); });
-  double s = 0.0;
-  for (double p : part) s += p;
-  return s;
+  return fold_chunks(chunks, total, 0.0, f, [](double a, double b) { return a + b; });
 }
 
 }  // namespace optkern

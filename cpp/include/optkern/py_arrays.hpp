@@ -26,11 +26,19 @@ inline std::string item_name(const char* name, size_t i) {
 
 inline std::string dtype_name(const py::dtype& dt) { return py::str(dt).cast<std::string>(); }
 
+// "cupy.ndarray", "list", ...: enough to tell a wrong backend from a wrong kind.
+inline std::string type_name(py::handle h) {
+  const py::handle t = py::type::of(h);
+  const std::string mod = py::str(t.attr("__module__")).cast<std::string>();
+  const std::string name = py::str(t.attr("__qualname__")).cast<std::string>();
+  if (mod == "builtins") return name;
+  return mod.substr(0, mod.find('.')) + "." + name;
+}
+
 // One array: NumPy ndarray, dtype `dt`, C-contiguous, aligned, writable if asked.
 inline py::array check_array(py::handle h, const std::string& what, const py::dtype& dt, bool writable) {
   if (!py::isinstance<py::array>(h))
-    throw py::type_error(what + ": expected a numpy.ndarray, got " +
-                         py::str(py::type::of(h).attr("__name__")).cast<std::string>());
+    throw py::type_error(what + ": expected a numpy.ndarray, got " + type_name(h));
   auto a = py::reinterpret_borrow<py::array>(h);
   if (!a.dtype().is(dt) && !a.dtype().equal(dt))
     throw py::type_error(what + ": expected " + dtype_name(dt) + ", got " + dtype_name(a.dtype()));

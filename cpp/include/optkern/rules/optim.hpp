@@ -23,14 +23,20 @@ template <class T> OK_HD T ok_sqrt(T x) { return std::sqrt(x); }
 #endif
 
 // The gradient as a rule sees it: negated to maximize, L2 decay folded in.
+// Rules keep bool flags out of per-element selects (a multiplier by -1 is
+// exact): GCC 12 cannot vectorize a select on a loop-invariant bool it did
+// not unswitch, and it stops unswitching after a few conditions.
 template <class T> OK_HD T effective_grad(T p, T g, T wd, bool maximize) {
-  g = maximize ? -g : g;
+  g = g * (maximize ? T(-1) : T(1));
   return wd != T(0) ? g + wd * p : g;
 }
 
-// torch.lerp's two-sided form, exact at both ends: a + w (b - a).
+// torch.lerp's two-sided form, exact at both ends: a + w (b - a). Both sides
+// are computed and one selected, so vectorizers see no branch.
 template <class T> OK_HD T lerp(T a, T b, T w) {
-  return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+  const T lo = a + w * (b - a);
+  const T hi = b - (b - a) * (T(1) - w);
+  return w < T(0.5) ? lo : hi;
 }
 
 // SGD. PyTorch form: b <- mu b + (1 - damp) g (b <- g on the first step),
@@ -92,7 +98,8 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
     if constexpr (Momentum) {
       T& b = s[kState - 1];
       b = b * momentum + g / avg;
-      p = nesterov ? p + (-lr) * (g / avg + momentum * b) : p + (-lr) * b;
+      const T look_ahead = g / avg + momentum * b;
+      p = p + (-lr) * (nesterov ? look_ahead : b);
     } else {
       p = p + (-lr) * (g / avg);
     }

@@ -1,0 +1,231 @@
+// The CPU multi-tensor apply: one rule (rules/optim.hpp) over many arrays.
+//
+// Python hands over lists (params, grads, state...). They are checked and
+// turned into pointers once (py_arrays.hpp), cut into fixed-size chunks
+// (parallel.hpp) and run under one OpenMP region with the GIL released. Inside
+// a chunk the loop is `omp simd`, compiled per ISA level (OK_CLONES), with the
+// element's state values held in registers across the rule.
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "optkern/common.hpp"
+#include "optkern/parallel.hpp"
+#include "optkern/py_arrays.hpp"
+
+namespace optkern {
+
+constexpr int kMaxState = 3;
+
+// Iterations independent: vectorize without a runtime alias check. Not `omp
+// simd` for the rule loop: GCC 12 turns the per-iteration state array into an
+// "omp simd array" and then gives up vectorizing every stateful rule.
+#if defined(__clang__)
+#define OK_INDEPENDENT _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define OK_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define OK_INDEPENDENT
+#endif
+
+// ---- element loops (one chunk of one tensor) --------------------------------
+
+// p, g and the rule's K state values: load, apply, store.
+template <class T, class Rule>
+OK_CLONES void rule_loop(const Rule rule, T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT s0,
+                         T* OK_RESTRICT s1, T* OK_RESTRICT s2, int64_t n) {
+  constexpr int K = Rule::kState;
+  static_assert(K <= kMaxState, "rule has too many state arrays");
+  OK_INDEPENDENT
+  for (int64_t i = 0; i < n; ++i) {
+    T s[K > 0 ? K : 1];
+    if constexpr (K > 0) s[0] = s0[i];
+    if constexpr (K > 1) s[1] = s1[i];
+    if constexpr (K > 2) s[2] = s2[i];
+    T x = p[i];
+    rule(x, g[i], s);
+    p[i] = x;
+    if constexpr (K > 0) s0[i] = s[0];
+    if constexpr (K > 1) s1[i] = s[1];
+    if constexpr (K > 2) s2[i] = s[2];
+  }
+}
+
+// x <- f(x) (gradient transforms: clip by value, scale).
+template <class T, class F>
+OK_CLONES void map_loop(const F f, T* OK_RESTRICT x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = f(x[i]);
+}
+
+// sum_i f(a[i], b[i]) in float64 over kLanes fixed lanes, combined in a fixed
+// tree: the association never depends on alignment, ISA or thread count.
+constexpr int kLanes = 16;
+template <class T, class F>
+OK_CLONES double sum_loop(const F f, const T* a, const T* b, int64_t n) {
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) acc[l] += f(a[i + l], b[i + l]);
+  }
+  double tail = 0.0;
+  for (; i < n; ++i) tail += f(a[i], b[i]);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0] + tail;
+}
+
+// max_i |x[i]|, NaN if any element is NaN (like torch's inf-norm).
+template <class T>
+OK_CLONES double absmax_loop(const T* OK_RESTRICT x, int64_t n) {
+  T m = T(0);
+  int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::fabs(x[i]);
+    m = a > m ? a : m;
+    nan |= (a != a);
+  }
+  return nan ? NAN : double(m);
+}
+
+// ---- whole lists --------------------------------------------------------------
+
+// params, grads and the present state lists, all checked, of element type T.
+struct Lists {
+  ArrayList p, g;
+  std::vector<ArrayList> s;  // present state lists, in argument order
+  size_t count() const { return p.count(); }
+};
+
+// Applies `rule` to every element of every array, one OpenMP region.
+template <class T, class Rule>
+void apply_rule(const Rule& rule, const Lists& L) {
+  if (int(L.s.size()) != Rule::kState)
+    throw std::logic_error("optkern: rule expects " + std::to_string(Rule::kState) + " state lists, got " +
+                           std::to_string(L.s.size()));
+  const auto chunks = make_chunks(L.p.size);
+  const int64_t total = total_size(L.p.size);
+  py::gil_scoped_release nogil;
+  for_each_chunk(chunks, total, [&](const Chunk& c) {
+    const auto at = [&](int k) -> T* {
+      return k < int(L.s.size()) ? L.s[size_t(k)].template ptr<T>(size_t(c.tensor)) + c.start : nullptr;
+    };
+    rule_loop<T, Rule>(rule, L.p.ptr<T>(size_t(c.tensor)) + c.start, L.g.ptr<T>(size_t(c.tensor)) + c.start,
+                       at(0), at(1), at(2), c.len);
+  });
+}
+
+// x <- f(x) over a list.
+template <class T, class F>
+void apply_map(const F& f, const ArrayList& X) {
+  const auto chunks = make_chunks(X.size);
+  const int64_t total = total_size(X.size);
+  py::gil_scoped_release nogil;
+  for_each_chunk(chunks, total,
+                 [&](const Chunk& c) { map_loop<T, F>(f, X.ptr<T>(size_t(c.tensor)) + c.start, c.len); });
+}
+
+// sum over all elements of f(a, b) (b = a when only one list matters).
+template <class T, class F>
+double sum_lists(const F& f, const ArrayList& A, const ArrayList& B) {
+  const auto chunks = make_chunks(A.size);
+  const int64_t total = total_size(A.size);
+  py::gil_scoped_release nogil;
+  return reduce_chunks(chunks, total, [&](const Chunk& c) {
+    return sum_loop<T, F>(f, A.ptr<T>(size_t(c.tensor)) + c.start, B.ptr<T>(size_t(c.tensor)) + c.start, c.len);
+  });
+}
+
+// max over all elements of |x|, NaN-propagating.
+template <class T>
+double absmax_list(const ArrayList& X) {
+  const auto chunks = make_chunks(X.size);
+  const int64_t total = total_size(X.size);
+  py::gil_scoped_release nogil;
+  return fold_chunks(
+      chunks, total, 0.0,
+      [&](const Chunk& c) { return absmax_loop<T>(X.ptr<T>(size_t(c.tensor)) + c.start, c.len); },
+      [](double a, double b) { return a != a ? a : (b != b || b > a) ? b : a; });  // NaN sticks
+}
+
+// ---- binding helpers ----------------------------------------------------------------
+
+// The element type of a call: params[0]'s dtype (float32 or float64); an empty
+// list is float32.
+inline py::dtype list_dtype(py::handle seq, const char* name) {
+  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
+    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  auto s = py::reinterpret_borrow<py::sequence>(seq);
+  if (py::len(s) == 0) return py::dtype::of<float>();
+  py::handle a0 = s[0];
+  if (!py::isinstance<py::array>(a0))
+    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " + type_name(a0));
+  py::dtype dt = py::reinterpret_borrow<py::array>(a0).dtype();
+  if (dt.equal(py::dtype::of<float>())) return py::dtype::of<float>();
+  if (dt.equal(py::dtype::of<double>())) return py::dtype::of<double>();
+  throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
+}
+
+// f(T{}) with T the C++ type of dt.
+template <class F>
+void dispatch_float(const py::dtype& dt, F&& f) {
+  if (dt.itemsize() == 4)
+    f(float{});
+  else
+    f(double{});
+}
+
+// Hidden like pybind11's own types, since it holds a py::handle.
+struct __attribute__((visibility("hidden"))) StateArg {
+  const char* name;
+  py::handle list;
+  bool optional;  // None allowed: the rule variant without it
+};
+
+// Checks params (written), grads (read) and every state list (written):
+// dtype, contiguity, sizes matching params, and no written array sharing
+// memory with any other. Throws before anything is written.
+inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_list<StateArg> states,
+                          const py::dtype& dt) {
+  Lists L;
+  L.p = gather(params, "params", dt, true);
+  L.g = gather(grads, "grads", dt, false, &L.p.size);
+  std::vector<NamedList> named{{"params", &L.p, true}, {"grads", &L.g, false}};
+  std::vector<const char*> names;
+  for (const StateArg& a : states) {
+    if (a.list.is_none()) {
+      if (!a.optional) throw py::type_error(std::string(a.name) + ": expected a list of arrays, got None");
+      continue;
+    }
+    L.s.push_back(gather(a.list, a.name, dt, true, &L.p.size));
+    names.push_back(a.name);
+  }
+  for (size_t k = 0; k < L.s.size(); ++k) named.push_back({names[k], &L.s[k], true});
+  check_no_overlap(named, size_t(dt.itemsize()));
+  return L;
+}
+
+// A 1-element float64 array (a scalar the kernel reads or writes in place).
+inline double* scalar_buffer(py::handle h, const char* name, bool writable) {
+  py::array a = check_array(h, name, py::dtype::of<double>(), writable);
+  if (a.size() != 1)
+    throw py::value_error(std::string(name) + ": expected a 1-element float64 array, got " +
+                          std::to_string(a.size()) + " elements");
+  return static_cast<double*>(const_cast<void*>(a.data()));
+}
+
+// The scalar buffer as a one-array list in units of `itemsize`, for the
+// aliasing check against arrays of another dtype.
+inline ArrayList scalar_as_list(double* ptr, size_t itemsize) {
+  ArrayList l;
+  l.data.push_back(reinterpret_cast<char*>(ptr));
+  l.size.push_back(int64_t((sizeof(double) + itemsize - 1) / itemsize));
+  return l;
+}
+
+}  // namespace optkern

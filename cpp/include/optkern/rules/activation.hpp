@@ -1,0 +1,162 @@
+// Elementwise activations with the first and second derivative in one pass:
+// the single source of the math for cpp/nn.cpp (OpenMP) and cuda/nn.cu.
+//
+// The R-operator (Pearlmutter 1994) needs, per pre-activation z,
+//   a = f(z),  f'(z)  (backward and R-forward),  f''(z)  (R-backward).
+// GELU is the exact erf form (torch's default), softplus has beta = 1.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "optkern/common.hpp"
+
+namespace optkern {
+namespace rules {
+namespace nnmath {
+
+// Device: CUDA's float/double overloads. Host: exp / expm1 / tanh are
+// branch-free polynomial versions (below) so the OpenMP loops vectorize;
+// they agree with libm to a few ulp. log1p and erf stay libm's.
+#if defined(__CUDACC__)
+template <class T> OK_HD T exp_(T x) { return exp(x); }
+template <class T> OK_HD T expm1_(T x) { return expm1(x); }
+template <class T> OK_HD T log_(T x) { return log(x); }
+template <class T> OK_HD T log1p_(T x) { return log1p(x); }
+template <class T> OK_HD T tanh_(T x) { return tanh(x); }
+template <class T> OK_HD T erf_(T x) { return erf(x); }
+#else
+template <class T> struct FloatBits;
+template <> struct FloatBits<double> {
+  using I = int64_t;
+  static constexpr int shift = 52, bias = 1023;
+  static constexpr double hi = 709.0, lo = -708.0;                  // 2^k stays a normal number
+  static constexpr double ln2_hi = 6.93147180369123816490e-01;      // Cody-Waite split of ln 2
+  static constexpr double ln2_lo = 1.90821492927058770002e-10;
+};
+template <> struct FloatBits<float> {
+  using I = int32_t;
+  static constexpr int shift = 23, bias = 127;
+  static constexpr float hi = 88.0f, lo = -87.0f;
+  static constexpr float ln2_hi = 0.693359375f;
+  static constexpr float ln2_lo = -2.12194440e-4f;
+};
+
+// x = k ln2 + r, |r| <= ln2 / 2; returns q(r) = e^r - 1 (Taylor to r^13 in
+// double, r^7 in float: truncation below half an ulp) and s = 2^k.
+template <class T> OK_HD T expm1_reduced(T x, T& s) {
+  using B = FloatBits<T>;
+  x = x > T(B::hi) ? T(B::hi) : (x < T(B::lo) ? T(B::lo) : x);
+  const T k = std::floor(x * T(1.44269504088896340736) + T(0.5));
+  const T r = (x - k * T(B::ln2_hi)) - k * T(B::ln2_lo);
+  T q;
+  if constexpr (sizeof(T) == 8) {
+    q = T(1.0 / 6227020800.0);
+    q = q * r + T(1.0 / 479001600.0);
+    q = q * r + T(1.0 / 39916800.0);
+    q = q * r + T(1.0 / 3628800.0);
+    q = q * r + T(1.0 / 362880.0);
+    q = q * r + T(1.0 / 40320.0);
+    q = q * r + T(1.0 / 5040.0);
+    q = q * r + T(1.0 / 720.0);
+    q = q * r + T(1.0 / 120.0);
+    q = q * r + T(1.0 / 24.0);
+    q = q * r + T(1.0 / 6.0);
+    q = q * r + T(0.5);
+  } else {
+    q = T(1.0 / 5040.0);
+    q = q * r + T(1.0 / 720.0);
+    q = q * r + T(1.0 / 120.0);
+    q = q * r + T(1.0 / 24.0);
+    q = q * r + T(1.0 / 6.0);
+    q = q * r + T(0.5);
+  }
+  q = (q * r) * r + r;
+  const typename B::I bits = (typename B::I(k) + B::bias) << B::shift;
+  std::memcpy(&s, &bits, sizeof(T));
+  return q;
+}
+template <class T> OK_HD T exp_(T x) {
+  T s;
+  const T q = expm1_reduced(x, s);
+  return s * q + s;
+}
+// s q + (s - 1): exact cancellation-free form, q itself when k = 0.
+template <class T> OK_HD T expm1_(T x) {
+  T s;
+  const T q = expm1_reduced(x, s);
+  return s * q + (s - T(1));
+}
+// tanh |z| = -m / (2 + m) with m = expm1(-2 |z|): no cancellation near 0.
+template <class T> OK_HD T tanh_(T x) {
+  const T ax = x < T(0) ? -x : x;
+  const T m = expm1_(T(-2) * ax);
+  const T t = -m / (T(2) + m);
+  return x < T(0) ? -t : t;
+}
+template <class T> OK_HD T log_(T x) { return std::log(x); }
+template <class T> OK_HD T log1p_(T x) { return std::log1p(x); }
+template <class T> OK_HD T erf_(T x) { return std::erf(x); }
+#endif
+
+// 1 / (1 + e^-z) without overflow for large |z|.
+template <class T> OK_HD T sigmoid(T z) {
+  const T e = exp_(z < T(0) ? z : -z);  // e^-|z|, branch-free for SIMD
+  const T s = T(1) / (T(1) + e);
+  return z < T(0) ? e * s : s;
+}
+
+}  // namespace nnmath
+
+enum class Act : int { identity = 0, tanh = 1, relu = 2, gelu = 3, sigmoid = 4, softplus = 5 };
+constexpr int kNumAct = 6;
+
+// f(z), f'(z), f''(z) of activation `k`.
+template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
+  using namespace nnmath;
+  switch (k) {
+    case Act::tanh: {  // f' = 1 - f^2, f'' = -2 f f'
+      f = tanh_(z);
+      d1 = T(1) - f * f;
+      d2 = T(-2) * f * d1;
+      return;
+    }
+    case Act::relu: {  // f'' = 0 away from the kink
+      f = z > T(0) ? z : T(0);
+      d1 = z > T(0) ? T(1) : T(0);
+      d2 = T(0);
+      return;
+    }
+    case Act::gelu: {  // f = z Phi(z), f' = Phi + z phi, f'' = phi (2 - z^2)
+      const T cdf = T(0.5) * (T(1) + erf_(z * T(0.70710678118654752440)));
+      const T pdf = T(0.39894228040143267794) * exp_(T(-0.5) * z * z);
+      f = z * cdf;
+      d1 = cdf + z * pdf;
+      d2 = pdf * (T(2) - z * z);
+      return;
+    }
+    case Act::sigmoid: {  // f' = s (1 - s), f'' = f' (1 - 2 s)
+      const T s = sigmoid(z);
+      f = s;
+      d1 = s * (T(1) - s);
+      d2 = d1 * (T(1) - T(2) * s);
+      return;
+    }
+    case Act::softplus: {  // log(1 + e^z) = max(z, 0) + log1p(e^-|z|); f' = sigmoid
+      const T s = sigmoid(z);
+      f = (z > T(0) ? z : T(0)) + log1p_(exp_(z > T(0) ? -z : z));
+      d1 = s;
+      d2 = s * (T(1) - s);
+      return;
+    }
+    default: {  // identity
+      f = z;
+      d1 = T(1);
+      d2 = T(0);
+      return;
+    }
+  }
+}
+
+}  // namespace rules
+}  // namespace optkern

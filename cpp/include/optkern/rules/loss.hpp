@@ -1,0 +1,88 @@
+// Softmax cross-entropy over one row of logits, with label smoothing and a
+// confidence penalty: the single source of the math for cpp/nn.cpp and
+// cuda/nn.cu (one row per loop iteration / per thread).
+//
+// With p = softmax(z), log p = z - lse(z), targets q = (1 - eps) e_y + eps / C
+// and entropy H = -sum p log p, the row loss is
+//   l = -sum_c q_c log p_c - beta H(p)
+// its gradient (scaled by `scale`, e.g. 1 / N for a batch mean) is
+//   dl/dz = p - q + beta p (log p + H)
+// and its Hessian-vector product with r (the R-operator of the gradient) is
+//   s = p (r - <p, r>),   R{H} = -sum s log p,
+//   R{dl/dz} = s + beta (s (log p + H + 1) + p R{H}).
+// Log-probabilities are formed as z - lse, so p = 0 never produces 0 * log 0.
+#pragma once
+#include <cstdint>
+
+#include "optkern/rules/activation.hpp"
+
+namespace optkern {
+namespace rules {
+
+template <class T> struct XentHP {
+  T smoothing;  // eps in [0, 1]
+  T penalty;    // beta (confidence penalty weight)
+  T scale;      // multiplies the gradient and its R-operator
+};
+
+// Loss of one row; writes log p (if logp) and the scaled gradient (if g).
+// A label outside [0, C) gives NaN and writes nothing (callers validate first).
+template <class T>
+OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, T* g) {
+  using namespace nnmath;
+  if (y < 0 || y >= C) return T(NAN);
+  T m = z[0];
+  for (int64_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
+  T s = T(0), t = T(0), sz = T(0);  // sum e, sum e (z - m), sum z
+  for (int64_t c = 0; c < C; ++c) {
+    const T d = z[c] - m;
+    const T e = exp_(d);
+    s += e;
+    t += e * d;
+    sz += z[c];
+  }
+  const T logs = log_(s);
+  const T lse = m + logs;
+  const T H = logs - t / s;
+  const T sum_logp = sz - T(C) * lse;
+  const T eps_c = h.smoothing / T(C);
+  const T loss = -(T(1) - h.smoothing) * (z[y] - lse) - eps_c * sum_logp - h.penalty * H;
+  if (logp || g) {
+    for (int64_t c = 0; c < C; ++c) {
+      const T lp = z[c] - lse;
+      if (logp) logp[c] = lp;
+      if (g) {
+        const T p = exp_(lp);
+        const T q = eps_c + (c == y ? T(1) - h.smoothing : T(0));
+        g[c] = h.scale * (p - q + h.penalty * p * (lp + H));
+      }
+    }
+  }
+  return loss;
+}
+
+// R{dl/dz} for one row given its log-probabilities and r = R{z}.
+template <class T> OK_HD void xent_rop_row(const T* logp, const T* r, int64_t C, const XentHP<T>& h, T* out) {
+  using namespace nnmath;
+  T pr = T(0), plp = T(0), prlp = T(0);  // <p, r>, sum p log p, sum p r log p
+  for (int64_t c = 0; c < C; ++c) {
+    const T p = exp_(logp[c]);
+    pr += p * r[c];
+    if (h.penalty != T(0)) {
+      plp += p * logp[c];
+      prlp += p * r[c] * logp[c];
+    }
+  }
+  const T H = -plp;
+  const T RH = -prlp + pr * plp;  // -sum p (r - <p,r>) log p
+  for (int64_t c = 0; c < C; ++c) {
+    const T p = exp_(logp[c]);
+    const T s = p * (r[c] - pr);
+    T v = s;
+    if (h.penalty != T(0)) v += h.penalty * (s * (logp[c] + H + T(1)) + p * RH);
+    out[c] = h.scale * v;
+  }
+}
+
+}  // namespace rules
+}  // namespace optkern

@@ -1,0 +1,83 @@
+// Benchmark support: the in-place read-modify-write bandwidth probe that
+// bench/optim.py compares every step with, and the OpenMP thread count.
+#include <pybind11/pybind11.h>
+
+#include "optkern/multi_tensor.hpp"
+
+namespace optkern {
+namespace py = pybind11;
+using py::arg;
+
+namespace {
+
+// W arrays read and written in place plus one read-only array: the memory
+// traffic of an optimizer step with W - 1 state arrays, and no arithmetic to
+// speak of (c = 0 leaves the values as they were).
+template <class T, int W>
+OK_CLONES void rmw_loop(T* const* OK_RESTRICT w, const T* OK_RESTRICT r, T c, int64_t n) {
+  T* OK_RESTRICT w0 = w[0];
+  T* OK_RESTRICT w1 = W > 1 ? w[1] : nullptr;
+  T* OK_RESTRICT w2 = W > 2 ? w[2] : nullptr;
+  T* OK_RESTRICT w3 = W > 3 ? w[3] : nullptr;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = c * r[i];
+    w0[i] += d;
+    if constexpr (W > 1) w1[i] += d;
+    if constexpr (W > 2) w2[i] += d;
+    if constexpr (W > 3) w3[i] += d;
+  }
+}
+
+template <class T, int W>
+void rmw(const ArrayList& written, const ArrayList& read, double c) {
+  const auto chunks = make_chunks(read.size);
+  const int64_t total = total_size(read.size);
+  py::gil_scoped_release nogil;
+  for_each_chunk(chunks, total, [&](const Chunk& ch) {
+    T* w[4] = {};
+    for (int k = 0; k < W; ++k) w[k] = written.ptr<T>(size_t(k)) + ch.start;
+    rmw_loop<T, W>(w, read.ptr<T>(0) + ch.start, T(c), ch.len);
+  });
+}
+
+void probe_rmw(py::handle written, py::handle read, double c) {
+  const py::dtype dt = list_dtype(read, "read");
+  const ArrayList r = gather(read, "read", dt, false);
+  if (r.count() != 1) throw py::value_error("read: expected exactly 1 array");
+  const std::vector<int64_t> sizes(size_t(py::len(written)), r.size[0]);
+  const ArrayList w = gather(written, "written", dt, true, &sizes);
+  if (w.count() < 1 || w.count() > 4) throw py::value_error("written: expected 1 to 4 arrays");
+  check_no_overlap({{"written", &w, true}, {"read", &r, false}}, size_t(dt.itemsize()));
+  // The chunk table runs over `read` (one array); the written arrays share its offsets.
+  dispatch_float(dt, [&](auto t) {
+    using T = decltype(t);
+    switch (w.count()) {
+      case 1: rmw<T, 1>(w, r, c); break;
+      case 2: rmw<T, 2>(w, r, c); break;
+      case 3: rmw<T, 3>(w, r, c); break;
+      default: rmw<T, 4>(w, r, c); break;
+    }
+  });
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw py::value_error("n: must be >= 1, got " + std::to_string(n));
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
+}  // namespace
+
+void register_optim_bench(py::module_& m) {
+  m.def("probe_rmw_", &probe_rmw,
+        "Bandwidth probe: written[k] += c * read[0] for every element (all arrays one flat size), moving the "
+        "bytes of an in-place optimizer step with len(written) - 1 state arrays.",
+        arg("written"), arg("read"), arg("c") = 0.0);
+  m.def("set_num_threads", &set_num_threads,
+        "OpenMP threads for the following calls from this Python thread (omp_set_num_threads).", arg("n"));
+  m.def("get_num_threads", &max_threads, "OpenMP threads the next parallel region will use.");
+}
+
+}  // namespace optkern

@@ -1,0 +1,309 @@
+"""Optimizer steps as functions, for users who own their state.
+
+Every function updates ``params`` and the state lists in place with one native
+call (one OpenMP region on the CPU, one launch per chunk table on the GPU),
+using torch.optim's formulas and defaults. Arrays are NumPy (CPU) or CuPy
+(CUDA), all of one dtype (float32 or float64), C-contiguous; state lists match
+``params`` in length and sizes. Per-step scalars (bias corrections, the
+decayed learning rate, NAdam's momentum schedule) are computed here on the
+host. Hyper-parameters are checked before anything is written; a bad one
+raises ValueError (or TypeError) naming it.
+
+The ``_check_*`` functions validate and normalise hyper-parameters and the
+``_*_call`` functions compute host scalars and call the native module; the
+optimizer classes in :mod:`optkern.optim` use them directly so that a step
+validates once.
+"""
+from __future__ import annotations
+
+from . import _backend
+from ._backend import in_range, nonnegative, positive
+
+__all__ = ["sgd_", "adagrad_", "adagrad_norm_", "rmsprop_", "adadelta_", "adam_", "adamw_", "nadam_"]
+
+
+def _namer(where: str):
+    """'lr' for functional calls, "param_groups[1]['lr']" for optimizer groups."""
+    if not where:
+        return lambda k: k
+    return lambda k: f"{where}[{k!r}]"
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, int)) or isinstance(value, float):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _lists(params, grads, **states):
+    """params, grads and state lists as lists; the native module that runs them."""
+    params = _backend.as_list(params, "params")
+    grads = _backend.as_list(grads, "grads")
+    out = {k: (None if v is None else _backend.as_list(v, k)) for k, v in states.items()}
+    named = [("params", params), ("grads", grads)] + [(k, v) for k, v in out.items() if v is not None]
+    return _backend.backend(*named), params, grads, out
+
+
+def _step_count(step) -> int:
+    return _backend.integer("step", step, lo=1)
+
+
+# ---- SGD ---------------------------------------------------------------------------
+
+def _check_sgd(where, lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form="pytorch"):
+    n = _namer(where)
+    lr = nonnegative(n("lr"), lr)
+    momentum = nonnegative(n("momentum"), momentum)
+    dampening = in_range(n("dampening"), dampening, 0.0, 1.0)
+    weight_decay = nonnegative(n("weight_decay"), weight_decay)
+    nesterov = _flag(n("nesterov"), nesterov)
+    maximize = _flag(n("maximize"), maximize)
+    if momentum_form not in ("pytorch", "textbook"):
+        raise ValueError(f"{n('momentum_form')}: expected 'pytorch' or 'textbook', got {momentum_form!r}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"{n('nesterov')}: Nesterov momentum requires momentum > 0 and dampening = 0 "
+                         f"(got momentum={momentum}, dampening={dampening})")
+    return lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form == "textbook"
+
+
+def _sgd_call(mod, params, grads, bufs, hp, first):
+    lr, momentum, dampening, wd, nesterov, maximize, textbook = hp
+    mod.sgd_(params, grads, bufs if momentum != 0 else None, lr, momentum, dampening, wd, nesterov, maximize,
+             first, textbook)
+
+
+def sgd_(params, grads, momentum_buffers=None, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+         nesterov=False, maximize=False, first=False, momentum_form="pytorch"):
+    """SGD with momentum, in place (torch.optim.SGD's update).
+
+    ``g' = ±g + weight_decay p``; with momentum ``b <- momentum b + (1 - dampening) g'``
+    (``b <- g'`` when ``first``), ``d = g' + momentum b`` (Nesterov) or ``b``; ``p <- p - lr d``.
+    ``momentum_form="textbook"`` uses ``v <- momentum v - lr (1 - dampening) g'`` (``v <- -lr g'``
+    when ``first``), ``p <- p + v`` (Nesterov: ``p <- p + momentum v - lr g'``), which differs
+    from PyTorch's once ``lr`` changes between steps.
+
+    Args:
+      params, grads: lists of arrays.
+      momentum_buffers: state list, required when ``momentum != 0`` (its contents are ignored
+        when ``first``).
+      first: True on the first step of the buffers.
+    """
+    mod, params, grads, st = _lists(params, grads, momentum_buffers=momentum_buffers)
+    hp = _check_sgd("", lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form)
+    first = _flag("first", first)
+    if hp[1] != 0 and st["momentum_buffers"] is None:
+        raise ValueError("momentum_buffers: required when momentum != 0")
+    _sgd_call(mod, params, grads, st["momentum_buffers"], hp, first)
+
+
+# ---- Adagrad ------------------------------------------------------------------------
+
+def _check_adagrad(where, lr, lr_decay, weight_decay, eps, maximize, initial_accumulator_value=0.0):
+    n = _namer(where)
+    return (nonnegative(n("lr"), lr), nonnegative(n("lr_decay"), lr_decay),
+            nonnegative(n("weight_decay"), weight_decay), positive(n("eps"), eps),
+            _flag(n("maximize"), maximize),
+            nonnegative(n("initial_accumulator_value"), initial_accumulator_value))
+
+
+def _adagrad_call(mod, params, grads, sums, hp, step):
+    lr, lr_decay, wd, eps, maximize, _ = hp
+    clr = lr / (1 + (step - 1) * lr_decay)
+    mod.adagrad_(params, grads, sums, clr, eps, wd, maximize)
+
+
+def adagrad_(params, grads, state_sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+             maximize=False):
+    """Adagrad, in place: ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``.
+
+    ``g' = ±g + weight_decay p`` and ``clr = lr / (1 + (step - 1) lr_decay)``; ``step`` counts
+    from 1 (this step included).
+    """
+    mod, params, grads, st = _lists(params, grads, state_sums=state_sums)
+    hp = _check_adagrad("", lr, lr_decay, weight_decay, eps, maximize)
+    _adagrad_call(mod, params, grads, st["state_sums"], hp, _step_count(step))
+
+
+# ---- AdaGrad-Norm ------------------------------------------------------------------
+
+def _check_adagrad_norm(where, lr, weight_decay, maximize, b0=1e-2):
+    n = _namer(where)
+    return (nonnegative(n("lr"), lr), nonnegative(n("weight_decay"), weight_decay),
+            _flag(n("maximize"), maximize), positive(n("b0"), b0))
+
+
+def _adagrad_norm_call(mod, params, grads, b_sq, hp):
+    lr, wd, maximize, _ = hp
+    mod.adagrad_norm_(params, grads, b_sq, lr, wd, maximize)
+
+
+def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=False):
+    """AdaGrad-Norm (Ward, Wu & Bottou 2019), in place: one step size for all arrays.
+
+    ``b^2 <- b^2 + ||g'||^2`` summed over every element of every array (float64,
+    bitwise independent of the thread count), then ``p <- p - lr / b g'`` with
+    ``g' = ±g + weight_decay p``.
+
+    Args:
+      b_sq: 1-element float64 array on the params' backend holding ``b^2`` (start it at
+        ``b0^2 > 0``); updated in place.
+    """
+    mod, params, grads, _ = _lists(params, grads)
+    hp = _check_adagrad_norm("", lr, weight_decay, maximize)
+    _adagrad_norm_call(mod, params, grads, b_sq, hp)
+
+
+# ---- RMSprop -----------------------------------------------------------------------
+
+def _check_rmsprop(where, lr, alpha, eps, weight_decay, momentum, maximize, nesterov=False, centered=False):
+    n = _namer(where)
+    lr = nonnegative(n("lr"), lr)
+    alpha = in_range(n("alpha"), alpha, 0.0, 1.0)
+    eps = positive(n("eps"), eps)
+    weight_decay = nonnegative(n("weight_decay"), weight_decay)
+    momentum = nonnegative(n("momentum"), momentum)
+    maximize = _flag(n("maximize"), maximize)
+    nesterov = _flag(n("nesterov"), nesterov)
+    centered = _flag(n("centered"), centered)
+    if nesterov and momentum <= 0:
+        raise ValueError(f"{n('nesterov')}: Nesterov momentum requires momentum > 0, got momentum={momentum}")
+    return lr, alpha, eps, weight_decay, momentum, maximize, nesterov, centered
+
+
+def _rmsprop_call(mod, params, grads, square_avgs, grad_avgs, bufs, hp):
+    lr, alpha, eps, wd, momentum, maximize, nesterov, centered = hp
+    mod.rmsprop_(params, grads, square_avgs, grad_avgs if centered else None, bufs if momentum > 0 else None,
+                 lr, alpha, eps, wd, momentum, nesterov, maximize)
+
+
+def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, *, lr=1e-2, alpha=0.99,
+             eps=1e-8, weight_decay=0.0, momentum=0.0, nesterov=False, maximize=False):
+    """RMSprop, in place (torch.optim.RMSprop's update, plus Nesterov momentum).
+
+    ``v <- alpha v + (1 - alpha) g'^2``; centered (``grad_avgs`` given):
+    ``a <- lerp(a, g', 1 - alpha)``, ``avg = sqrt(v - a^2) + eps``, else ``sqrt(v) + eps``.
+    Without momentum ``p <- p - lr g'/avg``; with momentum ``b <- momentum b + g'/avg``,
+    ``p <- p - lr b``, or with ``nesterov`` ``p <- p - lr (g'/avg + momentum b)``
+    (Goodfellow et al., Alg. 8.6, in the look-ahead form SGD's Nesterov also uses).
+
+    Args:
+      grad_avgs: state list for the centered variant, or None.
+      momentum_buffers: state list, required when ``momentum > 0``.
+    """
+    mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
+                                    momentum_buffers=momentum_buffers)
+    hp = _check_rmsprop("", lr, alpha, eps, weight_decay, momentum, maximize, nesterov, grad_avgs is not None)
+    if hp[4] > 0 and st["momentum_buffers"] is None:
+        raise ValueError("momentum_buffers: required when momentum > 0")
+    _rmsprop_call(mod, params, grads, st["square_avgs"], st["grad_avgs"], st["momentum_buffers"], hp)
+
+
+# ---- Adadelta -----------------------------------------------------------------------
+
+def _check_adadelta(where, lr, rho, eps, weight_decay, maximize):
+    n = _namer(where)
+    return (nonnegative(n("lr"), lr), in_range(n("rho"), rho, 0.0, 1.0), positive(n("eps"), eps),
+            nonnegative(n("weight_decay"), weight_decay), _flag(n("maximize"), maximize))
+
+
+def _adadelta_call(mod, params, grads, square_avgs, acc_deltas, hp):
+    lr, rho, eps, wd, maximize = hp
+    mod.adadelta_(params, grads, square_avgs, acc_deltas, lr, rho, eps, wd, maximize)
+
+
+def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+              maximize=False):
+    """Adadelta, in place: ``v <- rho v + (1 - rho) g'^2``,
+    ``d = sqrt(u + eps) / sqrt(v + eps) g'``, ``u <- rho u + (1 - rho) d^2``, ``p <- p - lr d``."""
+    mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, acc_deltas=acc_deltas)
+    hp = _check_adadelta("", lr, rho, eps, weight_decay, maximize)
+    _adadelta_call(mod, params, grads, st["square_avgs"], st["acc_deltas"], hp)
+
+
+# ---- Adam / AdamW -------------------------------------------------------------------
+
+def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+    n = _namer(where)
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"{n('betas')}: expected a pair (beta1, beta2), got {betas!r}") from None
+    return (nonnegative(n("lr"), lr), in_range(n("betas") + "[0]", beta1, 0.0, 1.0, hi_open=True),
+            in_range(n("betas") + "[1]", beta2, 0.0, 1.0, hi_open=True), positive(n("eps"), eps),
+            nonnegative(n("weight_decay"), weight_decay), _flag(n("amsgrad"), amsgrad),
+            _flag(n("maximize"), maximize), _flag(n("decoupled_weight_decay"), decoupled_weight_decay))
+
+
+def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp, step):
+    lr, beta1, beta2, eps, wd, amsgrad, maximize, decoupled = hp
+    bc1 = 1 - beta1 ** step
+    bc2 = 1 - beta2 ** step
+    l2, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
+    mod.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None, lr / bc1, beta1,
+              beta2, eps, l2, decay, bc2 ** 0.5, maximize)
+
+
+def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, beta1=0.9,
+          beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False):
+    """Adam / AMSGrad, in place (torch.optim.Adam's update).
+
+    ``m <- lerp(m, g', 1 - beta1)``, ``v <- beta2 v + (1 - beta2) g'^2``,
+    ``p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`` with ``bc_i = 1 - beta_i^step``
+    (``step`` counts from 1, this step included). AMSGrad when ``max_exp_avg_sqs`` is given
+    (``vmax <- max(vmax, v)`` replaces ``v``). Weight decay is L2 (``g' = ±g + wd p``), or
+    decoupled (``p <- p (1 - lr wd)`` first, AdamW) with ``decoupled_weight_decay``.
+    """
+    mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+                                    max_exp_avg_sqs=max_exp_avg_sqs)
+    hp = _check_adam("", lr, (beta1, beta2), eps, weight_decay, max_exp_avg_sqs is not None, maximize,
+                     decoupled_weight_decay)
+    _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp,
+               _step_count(step))
+
+
+def adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, beta1=0.9,
+           beta2=0.999, eps=1e-8, weight_decay=1e-2, maximize=False):
+    """AdamW, in place: :func:`adam_` with decoupled weight decay (default 1e-2)."""
+    adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2,
+          eps=eps, weight_decay=weight_decay, decoupled_weight_decay=True, maximize=maximize)
+
+
+# ---- NAdam -------------------------------------------------------------------------
+
+def _check_nadam(where, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay):
+    hp = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay)
+    lr, beta1, beta2, eps, wd, _, maximize, decoupled = hp
+    return lr, beta1, beta2, eps, wd, nonnegative(_namer(where)("momentum_decay"), momentum_decay), maximize, \
+        decoupled
+
+
+def _nadam_call(mod, params, grads, exp_avgs, exp_avg_sqs, hp, step, mu_product):
+    """One NAdam step; returns the new mu_product."""
+    lr, beta1, beta2, eps, wd, psi, maximize, decoupled = hp
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
+    mu_product = mu_product * mu
+    c_grad = -lr * (1.0 - mu) / (1.0 - mu_product)
+    c_avg = -lr * mu_next / (1.0 - mu_product * mu_next)
+    l2, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
+    mod.nadam_(params, grads, exp_avgs, exp_avg_sqs, c_grad, c_avg, beta1, beta2, eps, l2, decay,
+               1 - beta2 ** step, maximize)
+    return mu_product
+
+
+def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product=1.0, lr=2e-3, beta1=0.9, beta2=0.999,
+           eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+    """NAdam (Dozat 2016; torch.optim.NAdam's update), in place. Returns the new ``mu_product``.
+
+    ``mu_t = beta1 (1 - 0.96^(t psi) / 2)`` with ``psi = momentum_decay``; ``mu_product`` is
+    the product of ``mu_1 .. mu_{t-1}`` (1.0 before the first step) and the returned value
+    includes ``mu_t``: pass it back on the next step. Moments as in Adam; then
+    ``p <- p - lr (1 - mu_t) / (1 - prod_t) g' / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d``,
+    ``d = sqrt(v / bc2) + eps``.
+    """
+    mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
+    hp = _check_nadam("", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize,
+                      decoupled_weight_decay)
+    mu_product = _backend.in_range("mu_product", mu_product, 0.0, 1.0, lo_open=True)
+    return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step),
+                       mu_product)

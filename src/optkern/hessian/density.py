@@ -1,0 +1,115 @@
+"""Spectral density by stochastic Lanczos quadrature (SLQ) and gradient concentration.
+
+SLQ (Ghorbani, Krishnan & Xiao 2019; Lin, Saad & Yang 2016): for a unit
+probe ``v``, ``m`` Lanczos steps give ``T = S diag(theta) S^T``, and
+``v^T f(A) v ~ sum_i tau_i f(theta_i)`` with ``tau_i = S[0, i]^2`` (Gauss
+quadrature). Averaging over Rademacher probes estimates the spectral measure
+``(1/n) sum_j delta(t - lambda_j)``; a Gaussian kernel of width ``sigma``
+turns the nodes into a smooth density (PyHessian's ``density``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _backend
+from ._probes import rademacher
+from .lanczos import _tridiag_eigh, lanczos, top_eigenvalues
+from .operators import as_operator
+
+
+@dataclass
+class SpectralDensity:
+    """An SLQ estimate of the eigenvalue density.
+
+    Attributes:
+      grid: points ``t`` where the density is evaluated (float64).
+      density: ``(1/P) sum_p sum_i tau_pi N(t; theta_pi, sigma^2)``, which
+        integrates to 1 up to the mass outside the grid.
+      nodes: ``(P, m)`` Ritz values per probe (zero-weight padding if a probe stopped early).
+      weights: ``(P, m)`` quadrature weights, each row sums to 1.
+      sigma: the Gaussian broadening width.
+    """
+    grid: np.ndarray = field(repr=False)
+    density: np.ndarray = field(repr=False)
+    nodes: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    sigma: float
+
+    def cdf(self, t):
+        """The (unbroadened) quadrature estimate of the spectral CDF at ``t``."""
+        t = np.asarray(t, dtype=np.float64)
+        w = self.weights.ravel() / self.weights.shape[0]
+        return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
+
+    def mean(self) -> float:
+        """Estimate of ``tr(A) / n``."""
+        return float((self.weights * self.nodes).sum() / self.weights.shape[0])
+
+
+def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma: float | None = None,
+                     seed: int = 0, pad: float = 0.01) -> SpectralDensity:
+    """Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
+
+    Args:
+      op: a ``CurvatureOperator`` (or a square array / LinearOperator).
+      num_probes: number of Rademacher probes ``P`` (probe ``p`` is the seed's ``p``-th).
+      steps: Lanczos steps per probe (``m``; costs ``P * m`` products).
+      grid: number of evenly spaced grid points spanning the nodes (widened by
+        ``pad`` of the range plus ``3 sigma`` on each side), or the grid itself.
+      sigma: Gaussian width (default ``0.01 * (max node - min node)``, 1e-3 if
+        the range is 0).
+    """
+    op = as_operator(op)
+    P = _backend.integer("num_probes", num_probes, lo=1)
+    steps = _backend.integer("steps", steps, lo=1)
+    n = op.shape[0]
+    m = min(steps, n)
+    nodes = np.zeros((P, m))
+    weights = np.zeros((P, m))
+    for p in range(P):
+        v = rademacher(n, seed=seed, index=p, dtype=op.dtype, xp=op.xp)
+        alpha, beta = lanczos(op, m, v0=v)
+        theta, S = _tridiag_eigh(alpha, beta)
+        k = len(theta)
+        nodes[p, :k] = theta
+        nodes[p, k:] = theta[-1]
+        weights[p, :k] = S[0] ** 2
+    lo, hi = float(nodes.min()), float(nodes.max())
+    width = hi - lo
+    if sigma is None:
+        sigma = 0.01 * width if width > 0 else 1e-3
+    sigma = _backend.positive("sigma", sigma)
+    if np.ndim(grid) == 0:
+        npts = _backend.integer("grid", grid, lo=2)
+        margin = pad * width + 3 * sigma
+        grid = np.linspace(lo - margin, hi + margin, npts)
+    else:
+        grid = np.asarray(grid, dtype=np.float64).ravel()
+    dens = np.zeros_like(grid)
+    norm = 1.0 / (sigma * np.sqrt(2 * np.pi) * P)
+    for p in range(P):
+        z = (grid[:, None] - nodes[p][None, :]) / sigma
+        dens += (np.exp(-0.5 * z * z) * weights[p][None, :]).sum(axis=1) * norm
+    return SpectralDensity(grid, dens, nodes, weights, float(sigma))
+
+
+def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps: int | None = None,
+                           seed: int = 0) -> float:
+    """Fraction ``||P_k g||^2 / ||g||^2`` of the gradient inside the top-``k`` eigenspace.
+
+    ``P_k`` projects onto the span of the ``k`` Ritz vectors of the largest
+    eigenvalues (``top_eigenvalues(op, k, "LA")``), Gur-Ari et al. / Ghorbani et
+    al.'s observation that the gradient lives mostly in the outlier subspace.
+    """
+    op = as_operator(op)
+    xp = op.xp
+    g = op._vector(grad, "grad")
+    gg = float(xp.vdot(g, g))
+    if gg == 0.0:
+        raise ValueError("grad: is zero, the fraction is undefined")
+    res = top_eigenvalues(op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True)
+    U, _ = xp.linalg.qr(res.eigenvectors)  # re-orthonormalize the Ritz vectors
+    c = U.T @ g
+    return float(xp.vdot(c, c)) / gg

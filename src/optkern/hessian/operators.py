@@ -1,0 +1,277 @@
+"""Curvature operators: symmetric ``n x n`` linear maps known only through products.
+
+A ``CurvatureOperator`` has ``shape``, ``dtype``, ``matvec``, ``matmat``,
+``rmatvec`` (= ``matvec``: curvature is symmetric) and ``@``, like
+``scipy.sparse.linalg.LinearOperator``. On NumPy (with SciPy importable) the
+operator IS a ``LinearOperator`` subclass, so ``scipy.sparse.linalg.eigsh``
+and friends take it directly; on CuPy it is a duck-typed equivalent whose
+vectors stay on the device. Every estimator in ``optkern.hessian`` accepts
+either.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .. import _backend
+
+
+class CurvatureOperator:
+    """A symmetric linear operator defined by a matrix-vector product.
+
+    Args:
+      matvec: ``v (n,) -> A v (n,)`` on arrays of ``xp``.
+      n: dimension.
+      dtype: dtype of the vectors the products take and return.
+      xp: array module of the vectors (numpy or cupy).
+      matmat: optional ``V (n, k) -> A V``; default applies ``matvec`` per column.
+      name: a label for ``repr``.
+    """
+
+    def __init__(self, matvec: Callable, n: int, dtype=np.float64, xp=np, matmat: Callable | None = None,
+                 name: str = "operator"):
+        n = _backend.integer("n", n, lo=1)
+        self._mv = matvec
+        self._mm = matmat
+        self.xp = xp
+        self.name = name
+        self.num_matvecs = 0  # products applied so far (columns of matmat count one each)
+        if isinstance(self, _linear_operator_base()):
+            _linear_operator_base().__init__(self, dtype=np.dtype(dtype), shape=(n, n))
+        else:
+            self.shape = (n, n)
+            self.dtype = np.dtype(dtype)
+
+    ndim = 2
+
+    def _vector(self, v, name="v"):
+        xp = self.xp
+        v = xp.asarray(v)
+        if v.ndim == 2 and v.shape[1] == 1:
+            v = v[:, 0]
+        if v.shape != (self.shape[0],):
+            raise ValueError(f"{name}: expected shape ({self.shape[0]},) or ({self.shape[0]}, 1), got {tuple(v.shape)}")
+        return xp.ascontiguousarray(v, dtype=self.dtype)
+
+    def matvec(self, v):
+        """``A v`` for ``v`` of shape ``(n,)`` or ``(n, 1)`` (the result has the same shape)."""
+        shape = getattr(v, "shape", None)
+        y = self._mv(self._vector(v))
+        self.num_matvecs += 1
+        return y.reshape(shape) if shape is not None and len(shape) == 2 else y
+
+    def matmat(self, V):
+        """``A V`` for ``V`` of shape ``(n, k)``."""
+        xp = self.xp
+        V = xp.asarray(V)
+        if V.ndim != 2 or V.shape[0] != self.shape[0]:
+            raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
+        if self._mm is not None:
+            self.num_matvecs += V.shape[1]
+            return self._mm(xp.ascontiguousarray(V, dtype=self.dtype))
+        out = xp.empty((V.shape[0], V.shape[1]), dtype=self.dtype)
+        for j in range(V.shape[1]):
+            out[:, j] = self.matvec(V[:, j])
+        return out
+
+    rmatvec = matvec
+    rmatmat = matmat
+
+    # LinearOperator's private hooks, for SciPy code paths that call them.
+    def _matvec(self, v):
+        return self.matvec(v)
+
+    def _matmat(self, V):
+        return self.matmat(V)
+
+    def _rmatvec(self, v):
+        return self.matvec(v)
+
+    def _adjoint(self):
+        return self
+
+    def _transpose(self):
+        return self
+
+    @property
+    def T(self):
+        return self
+
+    @property
+    def H(self):
+        return self
+
+    def __matmul__(self, x):
+        x_nd = getattr(x, "ndim", None)
+        if x_nd == 1 or (x_nd == 2 and x.shape[1] == 1):
+            return self.matvec(x)
+        if x_nd == 2:
+            return self.matmat(x)
+        raise ValueError(f"expected a 1-D or 2-D array, got {type(x).__name__}")
+
+    def dot(self, x):
+        return self @ x
+
+    def __call__(self, v):
+        return self.matvec(v)
+
+    def __repr__(self):
+        return f"<{self.shape[0]}x{self.shape[1]} CurvatureOperator '{self.name}' dtype={self.dtype}>"
+
+
+_SCIPY = None
+
+
+def _linear_operator_base():
+    """scipy.sparse.linalg.LinearOperator, or a dummy class when SciPy is missing."""
+    global _SCIPY
+    if _SCIPY is None:
+        try:
+            from scipy.sparse.linalg import LinearOperator
+
+            _SCIPY = LinearOperator
+        except ImportError:  # pragma: no cover - scipy is a test dependency
+            _SCIPY = type("NoScipy", (), {})
+    return _SCIPY
+
+
+def _operator_class(xp):
+    if xp is np and _linear_operator_base().__name__ == "LinearOperator":
+        return _ScipyCurvatureOperator()
+    return CurvatureOperator
+
+
+_SCIPY_CLASS = None
+
+
+def _ScipyCurvatureOperator():
+    global _SCIPY_CLASS
+    if _SCIPY_CLASS is None:
+        _SCIPY_CLASS = type("CurvatureLinearOperator", (CurvatureOperator, _linear_operator_base()),
+                            {"__doc__": "A CurvatureOperator that is also a scipy LinearOperator."})
+    return _SCIPY_CLASS
+
+
+def from_hvp(fn: Callable, n: int, dtype=np.float64, *, xp=np, matmat: Callable | None = None,
+             name: str = "hvp") -> CurvatureOperator:
+    """Operator from a user's Hessian-vector product ``fn(v) -> H v``.
+
+    ``fn`` must be linear and symmetric in ``v``; ``xp`` is the array module of
+    its vectors. ``matmat(V)``, when given, is used for blocks of vectors.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+    return _operator_class(xp)(fn, n, dtype, xp, matmat, name)
+
+
+def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name: str = "fd-grad"):
+    """Operator ``v -> H v`` by central finite differences of a gradient function.
+
+    ``H v ~ (g(p + h v) - g(p - h v)) / (2 h)`` with the step
+    ``h = rel_step * (1 + ||p||) / ||v||``, i.e. the parameters move by
+    ``rel_step * (1 + ||p||)`` along ``v``. The error is
+    ``h^2 / 6 * D^3 g[v, v]`` (O(h^2), from the third derivative) plus rounding
+    ``~ eps * ||g|| / h``; the default ``rel_step = eps^(1/3)`` of the dtype
+    (6e-6 for float64, 5e-3 for float32) balances the two. Costs two gradient
+    evaluations per product; not exactly symmetric (use it to check exact
+    operators, or where no exact HVP exists).
+
+    Args:
+      grad_fn: ``params -> gradient`` (same shape and array module as ``params``).
+      params: the point (1-D array) at which the Hessian is taken.
+      rel_step: the relative step size (default ``eps ** (1/3)``).
+    """
+    if not callable(grad_fn):
+        raise TypeError(f"grad_fn: expected a callable, got {type(grad_fn).__name__}")
+    xp = _backend.array_module(params)
+    if params.ndim != 1:
+        raise ValueError(f"params: expected a 1-D array, got shape {tuple(params.shape)}")
+    dtype = params.dtype
+    if rel_step is None:
+        rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
+    rel_step = _backend.positive("rel_step", rel_step)
+    scale = rel_step * (1.0 + float(xp.linalg.norm(params)))
+
+    def matvec(v):
+        nv = float(xp.linalg.norm(v))
+        if nv == 0.0:
+            return xp.zeros_like(v)
+        h = scale / nv
+        return (grad_fn(params + h * v) - grad_fn(params - h * v)) / (2.0 * h)
+
+    return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name)
+
+
+def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=None, reduction: str = "mean",
+             progress: Callable | None = None) -> CurvatureOperator:
+    """Exact curvature operator of an ``optkern.nn.MLP`` loss at ``params``.
+
+    Args:
+      model: the ``optkern.nn.MLP``.
+      params: flat parameters.
+      x, y: one batch; or give ``batches`` instead.
+      kind: ``"hessian"`` (Pearlmutter HVP) or ``"ggn"`` (Gauss-Newton, PSD).
+      batches: a re-iterable sequence of ``(x, y)`` mini-batches; each product
+        runs over all of them (data-parallel friendly: every batch is independent).
+      reduction: ``"mean"`` weights batch ``b`` by ``n_b / sum n_b`` (the mean
+        loss over all rows; with batch norm, the mean of per-batch losses),
+        ``"sum"`` adds the per-batch products.
+      progress: optional ``progress(done, total)`` called after each batch.
+    """
+    if kind not in ("hessian", "ggn"):
+        raise ValueError(f"kind: expected 'hessian' or 'ggn', got {kind!r}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+    if batches is None:
+        if x is None or y is None:
+            raise ValueError("x, y: give one batch (x, y) or batches=[(x, y), ...]")
+        batches = [(x, y)]
+    elif x is not None or y is not None:
+        raise ValueError("x, y: give either one batch (x, y) or batches, not both")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: needs at least one (x, y) batch")
+    total = sum(int(bx.shape[0]) for bx, _ in batches)
+    weights = [int(bx.shape[0]) / total if reduction == "mean" else 1.0 for bx, _ in batches]
+    product = model.hvp if kind == "hessian" else model.ggn_vp
+    xp = _backend.array_module(params)
+
+    def matvec(v):
+        out = None
+        for i, ((bx, by), w) in enumerate(zip(batches, weights)):
+            hv = product(params, bx, by, v)
+            if out is None:
+                out = hv if w == 1.0 else hv * w
+            else:
+                out += hv * w if w != 1.0 else hv
+            if progress is not None:
+                progress(i + 1, len(batches))
+        return out
+
+    return _operator_class(xp)(matvec, model.num_params, model.dtype, xp, None, f"mlp-{kind}")
+
+
+def as_operator(A) -> CurvatureOperator:
+    """``A`` as a curvature operator: operators pass through; a dense symmetric
+    matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
+    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``) is wrapped."""
+    if isinstance(A, CurvatureOperator):
+        return A
+    if isinstance(A, np.ndarray) or _backend.is_cupy(A):
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"A: expected a square matrix, got shape {tuple(A.shape)}")
+        xp = _backend.array_module(A)
+        return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense")
+    if hasattr(A, "matvec") and hasattr(A, "shape"):
+        n, m = A.shape
+        if n != m:
+            raise ValueError(f"A: expected a square operator, got shape {A.shape}")
+        dtype = getattr(A, "dtype", None) or np.float64
+        return _operator_class(np)(A.matvec, n, dtype, np, None, "wrapped")
+    raise TypeError(f"A: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
+
+
+def _norm(xp, v) -> float:
+    return math.sqrt(float(xp.vdot(v, v).real))

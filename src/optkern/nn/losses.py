@@ -1,0 +1,119 @@
+"""Losses of the built-in MLP: softmax cross-entropy (native, fused) and MSE.
+
+Softmax cross-entropy with label smoothing ``eps`` and confidence penalty
+``beta`` (Pereyra et al. 2017): per row, with ``p = softmax(z)`` and
+``q = (1 - eps) one_hot(y) + eps / C``,
+
+    l = -sum_c q_c log p_c - beta * H(p),    H(p) = -sum_c p_c log p_c.
+
+The native kernels compute the loss, ``log p`` and ``dl/dz`` in one pass
+over each row, and the R-forward ``R{dl/dz} = (d^2 l / dz^2) r``: the
+product of the loss Hessian w.r.t. the logits with a direction ``r``, which
+both the exact Hessian-vector product and the Gauss-Newton product need.
+With ``beta = 0`` that Hessian is ``diag(p) - p p^T`` (PSD) whatever ``eps``.
+"""
+from __future__ import annotations
+
+from .. import _backend
+
+
+def _labels(labels, n: int, c: int, xp):
+    if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
+        raise TypeError(f"labels: expected an integer array, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    y = xp.ascontiguousarray(labels, dtype=xp.int64)
+    if y.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},), got {tuple(y.shape)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= c):
+        raise ValueError(f"labels: values must be in [0, {c}), got [{int(y.min())}, {int(y.max())}]")
+    return y
+
+
+def _hp(label_smoothing, confidence_penalty):
+    eps = _backend.in_range("label_smoothing", label_smoothing, 0.0, 1.0)
+    beta = _backend.real("confidence_penalty", confidence_penalty)
+    return eps, beta
+
+
+def xent_forward(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, scale=1.0,
+                 need_logp=True, need_grad=True):
+    """Per-row loss, log-probabilities and ``scale * dl/dlogits`` in one native pass.
+
+    Args:
+      logits: ``(N, C)`` float32/float64, C-contiguous.
+      labels: ``(N,)`` integer class indices in ``[0, C)``.
+      label_smoothing: ``eps`` in ``[0, 1]``.
+      confidence_penalty: ``beta`` (finite; 0 disables it).
+      scale: multiplies the gradient (``1 / N`` for a batch mean).
+      need_logp, need_grad: whether to return those arrays (else None).
+
+    Returns:
+      ``(loss_rows (N,), logp (N, C) | None, dlogits (N, C) | None)``.
+    """
+    eps, beta = _hp(label_smoothing, confidence_penalty)
+    scale = _backend.real("scale", scale)
+    mod = _backend.backend(("logits", logits), ("labels", labels))
+    xp = _backend.array_module(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected a 2-D array (rows, classes), got shape {tuple(logits.shape)}")
+    n, c = logits.shape
+    y = _labels(labels, n, c, xp)
+    loss = xp.empty((n,), dtype=logits.dtype)
+    logp = xp.empty_like(logits) if need_logp else None
+    grad = xp.empty_like(logits) if need_grad else None
+    mod.softmax_xent_fwd(logits, y, loss, logp, grad, eps, beta, scale)
+    return loss, logp, grad
+
+
+def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
+    """``scale * (d^2 l / dz^2) r`` per row, from saved log-probabilities ``logp``.
+
+    Label smoothing does not enter: it shifts the gradient by a constant.
+    """
+    beta = _backend.real("confidence_penalty", confidence_penalty)
+    scale = _backend.real("scale", scale)
+    mod = _backend.backend(("logp", logp), ("r", r))
+    xp = _backend.array_module(logp)
+    out = xp.empty_like(logp)
+    mod.softmax_xent_rop(logp, r, out, beta, scale)
+    return out
+
+
+def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, reduction="mean"):
+    """Softmax cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,).
+
+    Matches ``torch.nn.functional.cross_entropy(logits, labels,
+    label_smoothing=eps)`` for ``confidence_penalty = 0``; a penalty ``beta``
+    subtracts ``beta * H(softmax(logits))`` per row.
+
+    Args:
+      reduction: ``"mean"`` (scalar), ``"sum"`` (scalar) or ``"none"`` (per row).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+    loss, _, _ = xent_forward(logits, labels, label_smoothing=label_smoothing,
+                              confidence_penalty=confidence_penalty, need_logp=False, need_grad=False)
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def softmax_cross_entropy_grad(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0):
+    """Mean loss and its gradient w.r.t. ``logits`` (one native pass)."""
+    n = logits.shape[0] if logits.ndim == 2 else 0
+    loss, _, grad = xent_forward(logits, labels, label_smoothing=label_smoothing,
+                                 confidence_penalty=confidence_penalty,
+                                 scale=1.0 / max(n, 1), need_logp=False)
+    return loss.mean(), grad
+
+
+def mse_forward(out, target):
+    """Mean squared error ``mean((out - target)^2)`` (torch's ``MSELoss``) and its gradient.
+
+    Returns ``(loss, dloss/dout, h)`` where ``h = 2 / out.size`` is the
+    (constant, diagonal) Hessian of the loss w.r.t. ``out``.
+    """
+    if tuple(target.shape) != tuple(out.shape):
+        raise ValueError(f"y: expected shape {tuple(out.shape)} for the MSE loss, got {tuple(target.shape)}")
+    r = out - target
+    h = 2.0 / max(out.size, 1)
+    return (r * r).mean(), r * h, h

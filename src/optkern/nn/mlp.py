@@ -1,0 +1,326 @@
+"""A small sequential MLP with exact gradients, Hessian- and Gauss-Newton-vector products.
+
+Layers: ``Linear -> [BatchNorm | LayerNorm] -> activation`` for every hidden
+layer, then a final ``Linear`` producing logits (cross-entropy) or outputs
+(MSE). All parameters live in ONE flat 1-D buffer; ``views(flat)`` gives the
+per-layer ``W`` (out, in), ``b`` (out,) and, with normalization, ``gamma`` /
+``beta`` (out,) as views, so an optimizer steps everything in one call and a
+direction ``v`` in parameter space has the same layout.
+
+Matrix products go through the array module's BLAS (NumPy / cuBLAS via CuPy);
+activations and softmax cross-entropy through the fused native kernels.
+The Hessian-vector product is Pearlmutter's R-operator: one forward pass and
+one backward pass that carry the ordinary and the R-quantities together.
+Batch norm always uses batch statistics (training mode), so the loss, its
+gradient and its curvature are those of the training objective, exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from .activations import activation, check_activation
+from .losses import mse_forward, xent_forward, xent_rop
+from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_rop_forward
+
+_NORM_AXIS = {"batch": 0, "layer": 1}
+
+
+class MLP:
+    """Multi-layer perceptron ``sizes[0] -> ... -> sizes[-1]``.
+
+    Args:
+      sizes: layer widths, at least two (input and output).
+      activation: ``identity``, ``tanh``, ``relu``, ``gelu``, ``sigmoid`` or ``softplus``.
+      norm: None, ``"batch"`` (training-mode batch norm) or ``"layer"``, after each hidden Linear.
+      loss: ``"cross_entropy"`` (mean over rows, integer labels) or ``"mse"``
+        (``mean((out - y)^2)`` over all elements, like ``torch.nn.MSELoss``).
+      label_smoothing: cross-entropy label smoothing in ``[0, 1]``.
+      confidence_penalty: weight ``beta`` of ``-beta * H(softmax)`` added to the cross-entropy.
+      norm_eps: the normalization's ``eps``.
+      dtype: float32 or float64 (parameters, activations and products).
+      xp: array module for ``init_params`` (numpy or cupy); every method follows its arguments.
+    """
+
+    def __init__(self, sizes, activation="tanh", norm=None, loss="cross_entropy", label_smoothing=0.0,
+                 confidence_penalty=0.0, norm_eps=1e-5, dtype=np.float32, xp=np):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ValueError(f"sizes: expected at least two positive widths, got {sizes}")
+        if norm not in (None, "batch", "layer"):
+            raise ValueError(f"norm: expected None, 'batch' or 'layer', got {norm!r}")
+        if loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"loss: expected 'cross_entropy' or 'mse', got {loss!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.sizes = sizes
+        self.activation = check_activation(activation)
+        self.norm = norm
+        self.loss_kind = loss
+        self.label_smoothing = _backend.in_range("label_smoothing", label_smoothing, 0.0, 1.0)
+        self.confidence_penalty = _backend.real("confidence_penalty", confidence_penalty)
+        self.norm_eps = _backend.positive("norm_eps", norm_eps)
+        self.xp = xp
+        self.layout = self._make_layout()
+        self.num_params = sum(math.prod(s) for layer in self.layout for _, (_, s) in layer.items())
+
+    # ---- parameters -------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def _make_layout(self):
+        layout, off = [], 0
+        for i in range(self.num_layers):
+            n_in, n_out = self.sizes[i], self.sizes[i + 1]
+            shapes = {"W": (n_out, n_in), "b": (n_out,)}
+            if self.norm and i < self.num_layers - 1:
+                shapes.update(gamma=(n_out,), beta=(n_out,))
+            entry = {}
+            for name, shape in shapes.items():
+                entry[name] = (off, shape)
+                off += math.prod(shape)
+            layout.append(entry)
+        return layout
+
+    def views(self, flat):
+        """Per-layer dicts of views (``W``, ``b``, ``gamma``, ``beta``) into a flat buffer."""
+        return [{name: flat[off:off + math.prod(shape)].reshape(shape) for name, (off, shape) in layer.items()}
+                for layer in self.layout]
+
+    def init_params(self, seed: int = 0):
+        """A new flat parameter buffer: He-normal weights for relu/gelu/softplus
+        (std ``sqrt(2 / fan_in)``), Xavier-normal otherwise (std
+        ``sqrt(2 / (fan_in + fan_out))``); zero biases; ``gamma = 1``, ``beta = 0``.
+        Drawn on the host from ``numpy.random.default_rng(seed)``, so NumPy and
+        CuPy models start from identical values."""
+        rng = np.random.default_rng(seed)
+        flat = np.zeros(self.num_params, dtype=self.dtype)
+        for layer in self.views(flat):
+            n_out, n_in = layer["W"].shape
+            he = self.activation in ("relu", "gelu", "softplus")
+            std = math.sqrt(2.0 / n_in) if he else math.sqrt(2.0 / (n_in + n_out))
+            layer["W"][...] = rng.standard_normal((n_out, n_in)) * std
+            if "gamma" in layer:
+                layer["gamma"][...] = 1.0
+        return self.xp.asarray(flat)
+
+    # ---- argument checks ---------------------------------------------------
+
+    def _check(self, params, x, y=None, v=None):
+        for name, a in (("params", params), ("x", x), ("y", y), ("v", v)):
+            if a is not None and not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
+                raise TypeError(f"{name}: expected a numpy or cupy array, got {type(a).__name__}")
+        _backend.backend(("params", params), ("x", x), ("y", y), ("v", v))
+        xp = _backend.array_module(params)
+        for name, a in (("params", params), ("v", v)):
+            if a is None:
+                continue
+            if a.dtype != self.dtype:
+                raise TypeError(f"{name}: expected {self.dtype}, got {a.dtype}")
+            if a.shape != (self.num_params,):
+                raise ValueError(f"{name}: expected shape ({self.num_params},), got {tuple(a.shape)}")
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x: expected shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
+        if x.shape[0] < 1:
+            raise ValueError("x: needs at least one row")
+        x = xp.ascontiguousarray(x, dtype=self.dtype)
+        if y is not None:
+            n = x.shape[0]
+            if self.loss_kind == "cross_entropy":
+                if y.shape != (n,):
+                    raise ValueError(f"y: expected integer labels of shape ({n},), got {tuple(y.shape)}")
+            else:
+                want = (n, self.sizes[-1])
+                if y.ndim == 1 and self.sizes[-1] == 1:
+                    y = y.reshape(n, 1)
+                if tuple(y.shape) != want:
+                    raise ValueError(f"y: expected targets of shape {want}, got {tuple(y.shape)}")
+                y = xp.ascontiguousarray(y, dtype=self.dtype)
+        return xp, x, y
+
+    # ---- forward ----------------------------------------------------------
+
+    def _forward(self, P, x, order):
+        """Layer caches: input ``a``, norm ``saved``, ``d1``/``d2``; returns (caches, output)."""
+        caches = []
+        a = x
+        last = self.num_layers - 1
+        for i, p in enumerate(P):
+            h = a @ p["W"].T
+            h += p["b"]
+            c = {"a": a}
+            if i == last:
+                caches.append(c)
+                return caches, h
+            if self.norm:
+                h, c["saved"] = norm_forward(h, p["gamma"], p["beta"], self.norm_eps, _NORM_AXIS[self.norm])
+            if order == 0:
+                a = activation(self.activation, h)
+            elif order == 1:
+                a, c["d1"] = activation(self.activation, h, order=1)
+            else:
+                a, c["d1"], c["d2"] = activation(self.activation, h, order=2)
+            caches.append(c)
+
+    def _loss_head(self, out, y, need_grad=True):
+        """Scalar loss, gradient w.r.t. the output, and what the loss R-operator needs."""
+        if self.loss_kind == "mse":
+            loss, g, h = mse_forward(out, y)
+            return loss, g, h
+        n = out.shape[0]
+        rows, logp, g = xent_forward(out, y, label_smoothing=self.label_smoothing,
+                                     confidence_penalty=self.confidence_penalty, scale=1.0 / n,
+                                     need_logp=need_grad, need_grad=need_grad)
+        return rows.mean(), g, logp
+
+    def _loss_rop(self, head, rout):
+        """``(d^2 loss / d out^2) rout``."""
+        if self.loss_kind == "mse":
+            return rout * head
+        return xent_rop(head, rout, confidence_penalty=self.confidence_penalty, scale=1.0 / rout.shape[0])
+
+    # ---- backward ---------------------------------------------------------
+
+    def _backward(self, P, caches, g, out_flat):
+        """Plain backpropagation of ``g`` (d loss / d output) into ``out_flat``'s views."""
+        G = self.views(out_flat)
+        axis = _NORM_AXIS.get(self.norm)
+        for i in range(self.num_layers - 1, -1, -1):
+            c, p = caches[i], P[i]
+            _matmul(g.T, c["a"], G[i]["W"])
+            G[i]["b"][...] = g.sum(axis=0)
+            if i == 0:
+                break
+            prev = caches[i - 1]
+            g = (g @ p["W"]) * prev["d1"]
+            if self.norm:
+                g, G[i - 1]["gamma"][...], G[i - 1]["beta"][...] = norm_backward(g, P[i - 1]["gamma"],
+                                                                                 prev["saved"], axis)
+        return out_flat
+
+    def _rop_forward(self, P, V, caches):
+        """R-forward: per hidden layer ``Rz`` (pre-activation) and ``Ra``; returns R{output}."""
+        axis = _NORM_AXIS.get(self.norm)
+        ra = None
+        last = self.num_layers - 1
+        for i, (p, v) in enumerate(zip(P, V)):
+            c = caches[i]
+            rh = c["a"] @ v["W"].T
+            rh += v["b"]
+            if ra is not None:
+                rh += ra @ p["W"].T
+            c["Ra"] = ra
+            if i == last:
+                return rh
+            if self.norm:
+                rh, c["rsaved"] = norm_rop_forward(rh, p["gamma"], v["gamma"], v["beta"], c["saved"], axis)
+            c["Rz"] = rh
+            ra = c["d1"] * rh
+
+    # ---- public API -------------------------------------------------------
+
+    def predict(self, params, x):
+        """Network output (logits for cross-entropy) for inputs ``x`` (N, sizes[0])."""
+        xp, x, _ = self._check(params, x)
+        return self._forward(self.views(params), x, 0)[1]
+
+    def accuracy(self, params, x, y):
+        """Fraction of rows whose arg-max logit equals the integer label."""
+        xp, x, _ = self._check(params, x)
+        out = self._forward(self.views(params), x, 0)[1]
+        return float((out.argmax(axis=1) == y).mean())
+
+    def loss(self, params, x, y):
+        """The mean loss (a 0-d array of ``dtype``) of the batch ``(x, y)``."""
+        xp, x, y = self._check(params, x, y)
+        out = self._forward(self.views(params), x, 0)[1]
+        return self._loss_head(out, y, need_grad=False)[0]
+
+    def loss_and_grad(self, params, x, y):
+        """``(loss, grad)``: the mean loss and its gradient, a flat array shaped like ``params``."""
+        xp, x, y = self._check(params, x, y)
+        P = self.views(params)
+        caches, out = self._forward(P, x, 1)
+        loss, g, _ = self._loss_head(out, y)
+        return loss, self._backward(P, caches, g, xp.empty_like(params))
+
+    def hvp(self, params, x, y, v):
+        """Exact Hessian-vector product ``H v`` of the mean loss (Pearlmutter's R-operator).
+
+        One forward pass (keeping ``f'`` and ``f''``) with the R-forward, and one
+        backward pass carrying the gradient and its R-derivative together; about
+        twice the cost of ``loss_and_grad``. Exact through batch norm in training
+        mode, layer norm, label smoothing and the confidence penalty.
+        """
+        xp, x, y = self._check(params, x, y, v)
+        P, V = self.views(params), self.views(v)
+        caches, out = self._forward(P, x, 2)
+        _, g, head = self._loss_head(out, y)
+        rg = self._loss_rop(head, self._rop_forward(P, V, caches))
+        Hv = xp.empty_like(params)
+        Hs = self.views(Hv)
+        axis = _NORM_AXIS.get(self.norm)
+        for i in range(self.num_layers - 1, -1, -1):
+            c, p, w = caches[i], P[i], V[i]
+            _matmul(rg.T, c["a"], Hs[i]["W"])
+            if c["Ra"] is not None:
+                Hs[i]["W"] += g.T @ c["Ra"]
+            Hs[i]["b"][...] = rg.sum(axis=0)
+            if i == 0:
+                break
+            prev = caches[i - 1]
+            ga = g @ p["W"]
+            rga = rg @ p["W"]
+            rga += g @ w["W"]
+            gz = ga * prev["d1"]
+            rgz = prev["d2"] * prev["Rz"] * ga + prev["d1"] * rga
+            if self.norm:
+                pg, vg = P[i - 1]["gamma"], V[i - 1]["gamma"]
+                dh, _, _ = norm_backward(gz, pg, prev["saved"], axis)
+                rdh, Hs[i - 1]["gamma"][...], Hs[i - 1]["beta"][...] = norm_rop_backward(
+                    gz, rgz, pg, vg, prev["saved"], prev["rsaved"], dh, axis)
+                g, rg = dh, rdh
+            else:
+                g, rg = gz, rgz
+        return Hv
+
+    def ggn_vp(self, params, x, y, v):
+        """Generalized Gauss-Newton product ``J^T H_L J v``.
+
+        ``J`` is the Jacobian of the network output w.r.t. the parameters and
+        ``H_L`` the Hessian of the loss w.r.t. the output (``diag(p) - p p^T``
+        per row over N for cross-entropy, ``2 / out.size`` for MSE), so the GGN
+        is positive semidefinite (with ``confidence_penalty = 0``). One R-forward
+        pass and one ordinary backward pass.
+        """
+        xp, x, y = self._check(params, x, y, v)
+        P, V = self.views(params), self.views(v)
+        caches, out = self._forward(P, x, 1)
+        _, _, head = self._loss_head(out, y)
+        rg = self._loss_rop(head, self._rop_forward(P, V, caches))
+        return self._backward(P, caches, rg, xp.empty_like(params))
+
+    def jvp(self, params, x, v):
+        """``J v``: the directional derivative of the network output along ``v``."""
+        xp, x, _ = self._check(params, x, None, v)
+        P, V = self.views(params), self.views(v)
+        caches, _ = self._forward(P, x, 1)
+        return self._rop_forward(P, V, caches)
+
+    def __repr__(self):
+        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, norm={self.norm!r}, "
+                f"loss={self.loss_kind!r}, num_params={self.num_params}, dtype={self.dtype.name})")
+
+
+def _matmul(a, b, out):
+    """``out[...] = a @ b`` without a temporary where the array module allows it."""
+    xp = _backend.array_module(out)
+    try:
+        xp.matmul(a, b, out=out)
+    except (TypeError, ValueError):
+        out[...] = a @ b

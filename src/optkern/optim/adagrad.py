@@ -1,0 +1,79 @@
+"""Adagrad (torch.optim.Adagrad) and AdaGrad-Norm (Ward, Wu & Bottou 2019)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .. import functional as F
+from .optimizer import Optimizer
+
+
+class Adagrad(Optimizer):
+    """Adagrad, torch.optim.Adagrad's semantics and defaults.
+
+    ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``, ``clr = lr / (1 + (t - 1) lr_decay)``,
+    ``g' = ±g + weight_decay p``; ``s`` starts at ``initial_accumulator_value``.
+    State: ``step``, ``sum``.
+    """
+
+    _state_names = ("sum",)
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                 eps=1e-10, *, maximize=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize))
+
+    def _check(self, g, where):
+        return F._check_adagrad(where, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"],
+                                g["initial_accumulator_value"])
+
+    def _new_state(self, name, p, hp):
+        return _backend.array_module(p).full_like(p, hp[5])
+
+    def _update(self, run, grads, hp, t):
+        F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t)
+
+
+class AdagradNorm(Optimizer):
+    """AdaGrad-Norm (Ward, Wu & Bottou 2019): one adaptive step size per parameter group.
+
+    ``b^2 <- b^2 + ||g'||^2`` over all parameters of the group (deterministic float64 sum),
+    then ``p <- p - lr / b g'`` with ``g' = ±g + weight_decay p`` and ``b`` starting at ``b0 > 0``.
+    State: ``step`` and ``b_sq`` (the group's ``b^2``, repeated in each parameter's entry).
+    """
+
+    _scalar_names = ("b_sq",)
+    _one_run_per_group = True
+
+    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False):
+        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize))
+
+    def _check(self, g, where):
+        return F._check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
+
+    def _new_extra(self, run, hp):
+        xp = _backend.array_module(run.params[0])
+        return {"b_sq": xp.full(1, hp[3] ** 2, dtype=np.float64)}
+
+    def _update(self, run, grads, hp, t):
+        F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
+
+    def _extra_to_state(self, run):
+        return {"b_sq": float(run.extra["b_sq"][0])}
+
+    def _extra_from_state(self, entry, where):
+        b_sq = _backend.positive(f"{where}['b_sq']", float(np.asarray(_host(entry.get("b_sq", np.nan)))))
+        return {"b_sq": b_sq}
+
+    def _make_runs(self, index, params, records, mod):
+        runs = super()._make_runs(index, params, records, mod)
+        for run in runs:  # the scalar becomes the 1-element buffer the kernel updates
+            if "b_sq" in run.extra:
+                xp = _backend.array_module(run.params[0])
+                run.extra["b_sq"] = xp.full(1, run.extra["b_sq"], dtype=np.float64)
+        return runs
+
+
+def _host(v):
+    return v.get() if _backend.is_cupy(v) else v

@@ -1,0 +1,43 @@
+"""Adam, AMSGrad and AdamW (torch.optim.Adam / AdamW)."""
+from __future__ import annotations
+
+from .. import functional as F
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam, torch.optim.Adam's semantics and defaults.
+
+    ``m <- lerp(m, g', 1 - beta1)``, ``v <- beta2 v + (1 - beta2) g'^2``,
+    ``p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``, ``bc_i = 1 - beta_i^t``;
+    ``amsgrad`` uses ``vmax <- max(vmax, v)`` for ``v``. Weight decay is L2
+    (``g' = ±g + wd p``) or, with ``decoupled_weight_decay``, AdamW's ``p <- p (1 - lr wd)``.
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``.
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+
+    def _check(self, g, where):
+        return F._check_adam(where, g["lr"], g["betas"], g["eps"], g["weight_decay"], g["amsgrad"],
+                             g["maximize"], g["decoupled_weight_decay"])
+
+    def _needed(self, hp):
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if hp[5] else ("exp_avg", "exp_avg_sq")
+
+    def _update(self, run, grads, hp, t):
+        s = run.state
+        F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t)
+
+
+class AdamW(Adam):
+    """AdamW: :class:`Adam` with decoupled weight decay (torch.optim.AdamW's defaults, wd 1e-2)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, decoupled_weight_decay=True)

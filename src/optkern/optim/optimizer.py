@@ -1,0 +1,374 @@
+"""The Optimizer base class: parameter groups, lazy state, one native call per group per step.
+
+A subclass names its state arrays (PyTorch's names), validates a group's
+hyper-parameters into a tuple (``_check``), says which state arrays those
+hyper-parameters need (``_needed``) and runs one native step for a list of
+params (``_update``). Everything else lives here: groups, state creation with
+the params' array module (NumPy or CuPy), validation of every group before
+the first write, and PyTorch-format ``state_dict`` / ``load_state_dict``.
+"""
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from .. import _backend
+
+
+class _Run:
+    """Params of one group that share a step count and state layout: one native call per step.
+
+    A group is one run unless a loaded state dict gave its params different step counts.
+    """
+
+    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh")
+
+    def __init__(self, index, params, mod, step=0, state=None, extra=None):
+        self.index = list(index)  # global parameter indices
+        contiguous = self.index == list(range(self.index[0], self.index[0] + len(self.index))) if index else True
+        self.sel = slice(self.index[0], self.index[0] + len(self.index)) if (index and contiguous) else self.index
+        self.params = params
+        self.state = {} if state is None else state  # name -> list of arrays (aligned with params)
+        self.step = step
+        self.extra = {} if extra is None else extra  # per-run scalars (mu_product, b_sq buffer, ...)
+        self.mod = mod
+        self.fresh = set()  # state names created and not yet stepped (SGD's first-step buffers)
+
+    def grads(self, grads):
+        s = self.sel
+        return grads[s] if isinstance(s, slice) else [grads[i] for i in s]
+
+
+def _data_span(a):
+    """(first byte, one past the last byte) of an array's buffer (NumPy or CuPy)."""
+    ptr = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
+    return ptr, ptr + a.nbytes
+
+
+class Optimizer:
+    """Base class of the optkern optimizers (PyTorch-style, for NumPy and CuPy arrays).
+
+    Args:
+      params: a list of arrays, or a list of dicts each with ``"params"`` (a list of arrays)
+        and per-group hyper-parameters overriding ``defaults``.
+      defaults: the optimizer's hyper-parameters.
+
+    ``param_groups`` holds the groups as dicts; hyper-parameters may be changed between steps
+    (schedules) and are validated at every ``step``. Arrays are updated in place.
+    """
+
+    #: Per-parameter state arrays this optimizer can hold, in PyTorch's names.
+    _state_names: tuple = ()
+    #: Per-parameter state scalars (besides ``step``) in the state dict.
+    _scalar_names: tuple = ()
+    #: Whether ``step`` appears in the state dict (not for SGD, like PyTorch).
+    _has_step = True
+    #: Keep a group in one run even after loading mixed step counts (global-norm optimizers).
+    _one_run_per_group = False
+
+    def __init__(self, params, defaults: dict):
+        self._check(defaults, "")  # names the bad argument plainly: "lr: must be ..."
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict] = []
+        self._runs: list[list[_Run]] = []  # per group
+        self._n = 0
+        if isinstance(params, dict):
+            raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
+        if isinstance(params, np.ndarray) or _backend.is_cupy(params):
+            params = [params]
+        groups = list(params)
+        if not groups:
+            raise ValueError("params: optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    # ---- subclass hooks ------------------------------------------------------------
+
+    def _check(self, group: dict, where: str) -> tuple:
+        """Validated hyper-parameters of a group (raise ValueError/TypeError naming them)."""
+        raise NotImplementedError
+
+    def _needed(self, hp: tuple) -> tuple:
+        """Names of the state arrays a step with these hyper-parameters uses."""
+        return self._state_names
+
+    def _new_state(self, name: str, p, hp: tuple):
+        """A fresh state array for param ``p`` (zeros unless overridden)."""
+        return _backend.array_module(p).zeros_like(p)
+
+    def _new_extra(self, run: _Run, hp: tuple) -> dict:
+        """Fresh per-run scalars (e.g. NAdam's mu_product)."""
+        return {}
+
+    def _update(self, run: _Run, grads: list, hp: tuple, t: int) -> None:
+        """Native step number ``t`` (from 1) of ``run`` with ``grads``; updates ``run.extra``."""
+        raise NotImplementedError
+
+    def _extra_to_state(self, run: _Run) -> dict:
+        """Per-parameter scalars for the state dict."""
+        return {}
+
+    def _extra_from_state(self, entry: dict, where: str) -> dict:
+        """Per-run scalars from one parameter's state dict entry (validated)."""
+        return {}
+
+    # ---- groups -----------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters (a dict with ``"params"`` and optional hyper-parameters)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_groups[{len(self.param_groups)}]: expected a dict, "
+                            f"got {type(param_group).__name__}")
+        gi = len(self.param_groups)
+        where = f"param_groups[{gi}]"
+        if "params" not in param_group:
+            raise ValueError(f"{where}: missing 'params'")
+        params = _backend.as_list(param_group["params"], f"{where}['params']")
+        mod = _backend.backend((f"{where}['params']", params)) if params else _backend.cpu
+        for i, p in enumerate(params):
+            if p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"{where}['params'][{i}]: expected float32 or float64, got {p.dtype}")
+            if not p.flags.c_contiguous:
+                raise ValueError(f"{where}['params'][{i}]: array must be C-contiguous")
+            if not _backend.is_cupy(p) and not p.flags.writeable:
+                raise ValueError(f"{where}['params'][{i}]: array is read-only")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if id(p) in seen:
+                raise ValueError(f"{where}['params'][{i}]: appears in more than one parameter group")
+            seen.add(id(p))
+        group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}, "params": params}
+        self._check(group, where)
+        self.param_groups.append(group)
+        self._runs.append([_Run(range(self._n, self._n + len(params)), params, mod)] if params else [])
+        self._n += len(params)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+    # ---- step -----------------------------------------------------------------------
+
+    def step(self, grads) -> None:
+        """Update every parameter in place from ``grads``.
+
+        Args:
+          grads: arrays matching the parameters of all groups, in order (one flat list).
+
+        Every group's hyper-parameters and every gradient are checked before the first
+        parameter is written; on error nothing changes.
+        """
+        if type(grads) is not list:
+            grads = _backend.as_list(grads, "grads")
+        if len(grads) != self._n:
+            raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
+        groups = self.param_groups
+        hps = [self._check(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
+        runs = self._runs
+        if len(runs) != 1 or len(runs[0]) != 1:
+            self._precheck(grads)
+        for gi, group_runs in enumerate(runs):
+            hp = hps[gi]
+            for run in group_runs:
+                self._ensure_state(run, hp)
+                self._update(run, run.grads(grads), hp, run.step + 1)
+                run.step += 1
+                run.fresh.clear()
+
+    def _ensure_state(self, run: _Run, hp: tuple) -> None:
+        for name in self._needed(hp):
+            if name not in run.state:
+                run.state[name] = [self._new_state(name, p, hp) for p in run.params]
+                run.fresh.add(name)
+        if run.step == 0 and not run.extra:
+            run.extra = self._new_extra(run, hp)
+
+    def _precheck(self, grads) -> None:
+        """Python-side gradient checks, for steps made of several native calls (the native
+        checks of a later call would come after an earlier call has written)."""
+        written = []
+        for group_runs in self._runs:
+            for run in group_runs:
+                for name in self._needed_any(run):
+                    written += [_data_span(a) for a in run.state[name] if a.nbytes]
+                written += [_data_span(p) for p in run.params if p.nbytes]
+        written.sort()
+        los = [w[0] for w in written]
+        reach = []  # reach[k]: furthest end among the first k + 1 spans
+        for _, hi in written:
+            reach.append(max(hi, reach[-1]) if reach else hi)
+        for group_runs in self._runs:
+            for run in group_runs:
+                for i, p in zip(run.index, run.params):
+                    g = grads[i]
+                    name = f"grads[{i}]"
+                    if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
+                        kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
+                        raise TypeError(f"{name}: expected a {kind}, got {type(g).__module__}.{type(g).__name__}")
+                    if g.dtype != p.dtype:
+                        raise TypeError(f"{name}: expected {p.dtype}, got {g.dtype}")
+                    if g.size != p.size:
+                        raise ValueError(f"{name}: expected {p.size} elements, got {g.size}")
+                    if not g.flags.c_contiguous:
+                        raise ValueError(f"{name}: array must be C-contiguous")
+                    if g.nbytes:
+                        lo, hi = _data_span(g)
+                        k = bisect.bisect_left(los, hi)  # written spans starting below hi
+                        if k and reach[k - 1] > lo:
+                            raise ValueError(f"{name} shares memory with a parameter or state array "
+                                             "(aliasing arrays cannot be updated in place)")
+
+    def _needed_any(self, run: _Run):
+        return [n for n in self._state_names if n in run.state]
+
+    # ---- state dict -------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The optimizer state in PyTorch's format.
+
+        ``{"state": {index: {"step": int, <state name>: array, ...}}, "param_groups":
+        [{<hyper-parameters>, "params": [index, ...]}]}``, indices counting parameters across
+        groups in order. Arrays are the live state (not copies), as in PyTorch; only
+        parameters that have taken a step have an entry.
+        """
+        state = {}
+        for group_runs in self._runs:
+            for run in group_runs:
+                if run.step == 0:
+                    continue
+                scalars = self._extra_to_state(run)
+                for k, i in enumerate(run.index):
+                    entry = {"step": run.step} if self._has_step else {}
+                    for name in self._state_names:
+                        if name in run.state:
+                            entry[name] = run.state[name][k]
+                    entry.update(scalars)
+                    if entry:
+                        state[i] = entry
+        groups = []
+        start = 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            d = {k: v for k, v in g.items() if k != "params"}
+            d["params"] = list(range(start, start + n))
+            start += n
+            groups.append(d)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state dict from :meth:`state_dict` (or a PyTorch optimizer of the same kind).
+
+        State arrays may be NumPy or CuPy arrays or CPU torch tensors; they are copied into
+        new arrays on the parameters' backend, in the parameters' dtype and shape.
+        Everything is checked before anything changes.
+        """
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")
+        saved_groups = list(state_dict["param_groups"])
+        saved_state = state_dict["state"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict: has {len(saved_groups)} parameter groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        new_groups, new_runs = [], []
+        start = 0
+        for gi, (ours, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            where = f"state_dict['param_groups'][{gi}]"
+            ids = list(saved.get("params", []))
+            if len(ids) != len(ours["params"]):
+                raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has "
+                                 f"{len(ours['params'])}")
+            group = {**ours, **{k: v for k, v in saved.items() if k != "params"}, "params": ours["params"]}
+            hp = self._check(group, where)
+            records = [self._parse_entry(saved_state, sid, p, hp) for sid, p in zip(ids, ours["params"])]
+            new_groups.append(group)
+            new_runs.append(self._make_runs(range(start, start + len(ids)), ours["params"], records,
+                                            self._runs[gi][0].mod if self._runs[gi] else _backend.cpu))
+            start += len(ids)
+        for ours, new in zip(self.param_groups, new_groups):
+            ours.clear()
+            ours.update(new)
+        self._runs = new_runs
+
+    def _parse_entry(self, saved_state: dict, sid, p, hp):
+        """(step, {name: array}, extra) for one parameter, arrays copied onto p's backend."""
+        entry = saved_state.get(sid, saved_state.get(str(sid)))  # str keys after a JSON round trip
+        where = f"state_dict['state'][{sid!r}]"
+        if not entry:
+            return 0, {}, {}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a dict, got {type(entry).__name__}")
+        arrays = {}
+        for name in self._state_names:
+            if entry.get(name) is not None:
+                arrays[name] = _copy_like(entry[name], p, f"{where}[{name!r}]")
+        if self._has_step:
+            step = _as_step(entry.get("step"), f"{where}['step']")
+        else:
+            step = 1 if arrays else 0
+        if step > 0:
+            missing = [n for n in self._needed(hp) if n not in arrays]
+            if missing:
+                raise ValueError(f"{where}: missing state {missing[0]!r} needed by these hyper-parameters")
+        extra = self._extra_from_state(entry, where) if step > 0 else {}
+        return step, arrays, extra
+
+    def _make_runs(self, index, params, records, mod):
+        """Split a group into runs of equal step (and extra scalars), keeping parameter order."""
+        index = list(index)
+        if not index:
+            return []
+        if self._one_run_per_group:
+            first = next((r for r in records if r[0] > 0), records[0])
+            keys = [0] * len(records)
+            records = [(first[0], r[1], first[2]) for r in records]
+        else:
+            keys = [(r[0], tuple(sorted(r[1])), tuple(sorted(r[2].items(), key=lambda kv: kv[0])))
+                    for r in records]
+        runs = []
+        for key in dict.fromkeys(keys):
+            ks = [k for k, kk in enumerate(keys) if kk == key]
+            step, _, extra = records[ks[0]]
+            names = set.intersection(*(set(records[k][1]) for k in ks)) if step > 0 else set()
+            state = {n: [records[k][1][n] for k in ks] for n in self._state_names if n in names}
+            run = _Run([index[k] for k in ks], [params[k] for k in ks], mod, step, state, dict(extra))
+            runs.append(run)
+        return runs
+
+
+def _as_step(v, name: str) -> int:
+    if v is None:
+        raise ValueError(f"{name}: missing")
+    try:
+        f = float(np.asarray(v).item()) if not isinstance(v, (int, float)) else float(v)
+    except Exception:
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}") from None
+    if not (f >= 0 and f == int(f)):
+        raise ValueError(f"{name}: expected a non-negative integer, got {f}")
+    return int(f)
+
+
+def _to_host(v, name: str):
+    if _backend.is_cupy(v):
+        return v.get()
+    try:
+        a = np.asarray(v)
+    except Exception:
+        raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from None
+    return a
+
+
+def _copy_like(v, p, name: str):
+    """A new array on p's backend with p's dtype and shape holding v's values."""
+    xp = _backend.array_module(p)
+    src = v if (xp is not np and _backend.is_cupy(v)) else _to_host(v, name)
+    if src.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a real array, got dtype {src.dtype}")
+    if src.size != p.size:
+        raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
+    return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)

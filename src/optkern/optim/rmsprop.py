@@ -1,0 +1,35 @@
+"""RMSprop, centered and with (Nesterov) momentum (torch.optim.RMSprop + Goodfellow Alg. 8.6)."""
+from __future__ import annotations
+
+from .. import functional as F
+from .optimizer import Optimizer
+
+
+class RMSprop(Optimizer):
+    """RMSprop, torch.optim.RMSprop's semantics and defaults, plus ``nesterov``.
+
+    ``v <- alpha v + (1 - alpha) g'^2``; centered: ``a <- lerp(a, g', 1 - alpha)``,
+    ``avg = sqrt(v - a^2) + eps`` (else ``sqrt(v) + eps``); ``p <- p - lr g'/avg``, or with
+    momentum ``b <- momentum b + g'/avg``, ``p <- p - lr b``; ``nesterov=True`` (needs
+    momentum > 0) steps ``p <- p - lr (g'/avg + momentum b)`` (Goodfellow et al., Alg. 8.6,
+    look-ahead form). State: ``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``.
+    """
+
+    _state_names = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
+                 maximize=False, nesterov=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize, nesterov=nesterov))
+
+    def _check(self, g, where):
+        return F._check_rmsprop(where, g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
+                                g["maximize"], g["nesterov"], g["centered"])
+
+    def _needed(self, hp):
+        return ("square_avg",) + (("momentum_buffer",) if hp[4] > 0 else ()) + (("grad_avg",) if hp[7] else ())
+
+    def _update(self, run, grads, hp, t):
+        s = run.state
+        F._rmsprop_call(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"),
+                        hp)

@@ -1,0 +1,35 @@
+"""SGD with momentum, dampening, Nesterov, weight decay (torch.optim.SGD)."""
+from __future__ import annotations
+
+from .. import functional as F
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, torch.optim.SGD's semantics and defaults.
+
+    ``g' = ±g + weight_decay p``; with momentum ``b <- momentum b + (1 - dampening) g'``
+    (``b <- g'`` on the first step), ``d = g' + momentum b`` (Nesterov) or ``b``,
+    ``p <- p - lr d``. ``momentum_form="textbook"`` uses ``v <- momentum v - lr g'``,
+    ``p <- p + v`` instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while
+    ``lr`` is constant. State: ``momentum_buffer``.
+    """
+
+    _state_names = ("momentum_buffer",)
+    _has_step = False
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                 maximize=False, momentum_form="pytorch"):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize, momentum_form=momentum_form))
+
+    def _check(self, g, where):
+        return F._check_sgd(where, g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
+                            g["maximize"], g["momentum_form"])
+
+    def _needed(self, hp):
+        return ("momentum_buffer",) if hp[1] != 0 else ()
+
+    def _update(self, run, grads, hp, t):
+        first = "momentum_buffer" in run.fresh
+        F._sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, first)

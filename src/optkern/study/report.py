@@ -1,0 +1,88 @@
+"""The study's outputs: results.json (everything) and report.md (the table)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+
+def _fmt(v, spec: str = ".4f") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return format(v, spec)
+
+
+def summary_rows(results: dict) -> list:
+    """One row per run: optimizer, norm, final train loss, val accuracy, time,
+    last measured top eigenvalue and trace."""
+    rows = []
+    for r in results["runs"]:
+        h = r.get("history", {})
+        c = r.get("curvature", [])
+        last = c[-1] if c else {}
+        rows.append({
+            "optimizer": r.get("optimizer", "?"),
+            "norm": r.get("norm", "?"),
+            "status": r.get("status", "?"),
+            "final_train_loss": h["train_loss"][-1] if h.get("train_loss") else None,
+            "final_val_acc": h["val_acc"][-1] if h.get("val_acc") else None,
+            "time_s": r.get("time_s"),
+            "top_eigenvalue": last["top_eigenvalues"][0] if last.get("top_eigenvalues") else None,
+            "trace": last.get("trace"),
+            "grad_concentration": last.get("grad_concentration"),
+            "curvature_epoch": last.get("epoch"),
+        })
+    return rows
+
+
+def write_json(results: dict, out_dir: str) -> str:
+    path = os.path.join(out_dir, "results.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1, allow_nan=True)
+    os.replace(tmp, path)  # a reader never sees half a file
+    return path
+
+
+def write_markdown(results: dict, out_dir: str, figures: list) -> str:
+    cfg = results["config"]
+    info = results["info"]
+    lines = ["# optkern study", ""]
+    if results.get("interrupted"):
+        lines += ["**Interrupted** — the table holds the runs measured before the interrupt.", ""]
+    lines += [
+        f"Data: {results['dataset']} ({results['num_train']} train / {results['num_val']} validation samples). "
+        f"Model: MLP {cfg['activation']} hidden {list(cfg['hidden'])}, {cfg['epochs']} epochs, batch "
+        f"{cfg['batch_size']}, linear warm-up + cosine schedule. Device: {cfg['device']}, "
+        f"{info.get('threads')} CPU threads, SIMD {info.get('simd')}, seed {cfg['seed']}.",
+        "",
+        f"Curvature on {cfg['curvature_batch']} training samples at epochs {_epochs(results)}: top eigenvalue "
+        f"(Lanczos), trace (Hutch++, {cfg['trace_matvecs']} products), gradient concentration in the top-"
+        f"{cfg['concentration_k']} eigenspace, SLQ density ({cfg['density_probes']} probe(s) × "
+        f"{cfg['density_steps']} steps). The table shows the last measurement.",
+        "",
+        "| optimizer | norm | final train loss | val accuracy | time (s) | top eigenvalue | trace | grad. conc. | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in summary_rows(results):
+        lines.append(
+            f"| {row['optimizer']} | {row['norm']} | {_fmt(row['final_train_loss'])} | "
+            f"{_fmt(row['final_val_acc'], '.3f')} | {_fmt(row['time_s'], '.1f')} | "
+            f"{_fmt(row['top_eigenvalue'], '.3g')} | {_fmt(row['trace'], '.3g')} | "
+            f"{_fmt(row['grad_concentration'], '.2f')} | {row['status']} |")
+    lines.append("")
+    if figures:
+        lines += ["## Figures", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures] + [""]
+    else:
+        lines += ["Figures were skipped (matplotlib is not installed: `pip install \"optkern[study]\"`).", ""]
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def _epochs(results: dict) -> str:
+    for r in results["runs"]:
+        if r.get("curvature"):
+            return ", ".join(str(c["epoch"]) for c in r["curvature"])
+    return "—"

@@ -1,0 +1,218 @@
+"""The optimization study: train the built-in MLP with several optimizers, with
+and without batch norm, and measure the loss Hessian along the way (top
+eigenvalues, trace, spectral density, gradient concentration), the
+measurements of Ghorbani, Krishnan & Xiao (ICML 2019)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import hessian, optim, schedules
+from ..datasets import Dataset
+from ..nn import MLP
+from .progress import ProgressBar
+
+# name -> (optimizer class, hyper-parameters). Learning rates are each
+# method's usual good value for a small tanh MLP on standardized inputs.
+OPTIMIZERS = {
+    "sgd": ("SGD", dict(lr=0.1)),
+    "momentum": ("SGD", dict(lr=0.02, momentum=0.9)),
+    "nesterov": ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True)),
+    "adagrad": ("Adagrad", dict(lr=0.05)),
+    "rmsprop": ("RMSprop", dict(lr=1e-3)),
+    "adam": ("Adam", dict(lr=2e-3)),
+    "adamw": ("AdamW", dict(lr=2e-3, weight_decay=1e-2)),
+    "nadam": ("NAdam", dict(lr=2e-3)),
+}
+
+
+@dataclass
+class StudyConfig:
+    """Every knob of a study; the defaults are the full study."""
+    optimizers: list = field(default_factory=lambda: list(OPTIMIZERS))
+    norms: list = field(default_factory=lambda: ["none", "batch"])
+    hidden: tuple = (128, 128)
+    activation: str = "tanh"
+    epochs: int = 30
+    batch_size: int = 64
+    warmup_fraction: float = 0.05
+    checkpoints: int = 4            # curvature measured at this many epochs (first and last included)
+    curvature_batch: int = 512      # training samples the Hessian is measured on
+    top_k: int = 5                  # top eigenvalues reported
+    concentration_k: int = 10       # gradient concentration in the top-k eigenspace
+    trace_matvecs: int = 60         # Hutch++ budget
+    density_probes: int = 2         # SLQ probes
+    density_steps: int = 60         # Lanczos steps per probe
+    density_grid: int = 400
+    seed: int = 0
+    device: str = "cpu"
+
+    @classmethod
+    def quick(cls, **kw) -> "StudyConfig":
+        base = dict(epochs=4, checkpoints=2, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
+                    trace_matvecs=24, density_probes=1, density_steps=30)
+        base.update(kw)
+        return cls(**base)
+
+    def validate(self) -> None:
+        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
+        if unknown or not self.optimizers:
+            raise ValueError(f"optimizers: unknown {unknown}; choose from {', '.join(OPTIMIZERS)}")
+        bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
+        if bad or not self.norms:
+            raise ValueError(f"norms: unknown {bad}; choose from none, batch, layer")
+        for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "top_k", "concentration_k",
+                     "trace_matvecs", "density_probes", "density_steps", "density_grid"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+
+    def checkpoint_epochs(self) -> list:
+        c = min(self.checkpoints, self.epochs + 1)
+        if c == 1:
+            return [self.epochs]
+        return sorted({int(round(i * self.epochs / (c - 1))) for i in range(c)})
+
+
+def _xp(device: str):
+    if device == "cuda":
+        import cupy  # noqa: PLC0415 - optional dependency
+
+        return cupy
+    return np
+
+
+def _host(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def make_optimizer(name: str, params):
+    cls_name, hp = OPTIMIZERS[name]
+    return getattr(optim, cls_name)([params], **hp), dict(hp)
+
+
+def evaluate(model, params, x, y, batch: int = 1024):
+    """Mean loss and accuracy over (x, y), in batches (eval-free: the model has
+    no dropout and batch norm uses the batch's statistics)."""
+    n = x.shape[0]
+    tot_loss = 0.0
+    correct = 0.0
+    for s in range(0, n, batch):
+        xb, yb = x[s:s + batch], y[s:s + batch]
+        m = xb.shape[0]
+        tot_loss += float(model.loss(params, xb, yb)) * m
+        correct += float(model.accuracy(params, xb, yb)) * m
+    return tot_loss / n, correct / n
+
+
+def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
+    """Ghorbani et al.'s measurements of the loss Hessian at ``params``."""
+    op = hessian.from_mlp(model, params, xc, yc)
+    top = hessian.top_eigenvalues(op, k=cfg.top_k, which="LA", tol=1e-3, max_steps=max(60, 8 * cfg.top_k),
+                                  seed=seed)
+    tr = hessian.trace(op, method="hutch++", num_matvecs=cfg.trace_matvecs, seed=seed)
+    dens = hessian.spectral_density(op, num_probes=cfg.density_probes, steps=cfg.density_steps,
+                                    grid=cfg.density_grid, seed=seed)
+    _, g = model.loss_and_grad(params, xc, yc)
+    conc = hessian.gradient_concentration(op, g, cfg.concentration_k, tol=1e-3,
+                                          max_steps=max(60, 6 * cfg.concentration_k), seed=seed)
+    return {
+        "top_eigenvalues": [float(v) for v in top.eigenvalues],
+        "trace": float(tr.estimate),
+        "trace_stderr": float(tr.stderr),
+        "grad_concentration": float(conc),
+        "density": {"grid": [float(v) for v in dens.grid], "density": [float(v) for v in dens.density],
+                    "sigma": float(dens.sigma)},
+    }
+
+
+def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConfig, record: dict,
+              progress: bool = True) -> dict:
+    """One optimizer / normalization run. ``record`` is filled as it goes, so
+    an interrupted run leaves what it measured."""
+    xp = _xp(cfg.device)
+    sizes = [train.x.shape[1], *cfg.hidden, train.num_classes]
+    model = MLP(sizes, activation=cfg.activation, norm=None if norm == "none" else norm, dtype=np.float32, xp=xp)
+    params = model.init_params(seed=cfg.seed)  # same start for every optimizer
+    opt, hp = make_optimizer(name, params)
+    n = train.x.shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
+    sched = schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1))) if total > 1 else None
+    xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
+    xva, yva = xp.asarray(val.x), xp.asarray(val.y)
+    rng = np.random.default_rng(cfg.seed + 1)
+    cidx = rng.choice(n, size=min(cfg.curvature_batch, n), replace=False)
+    xc, yc = xtr[xp.asarray(cidx)], ytr[xp.asarray(cidx)]
+    ckpts = set(cfg.checkpoint_epochs())
+    hist = record.setdefault("history", {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []})
+    curv = record.setdefault("curvature", [])
+    record.update(optimizer=name, norm=norm, hyperparameters=hp, num_params=int(model.num_params),
+                  status="running")
+    t0 = time.perf_counter()
+
+    def log_epoch(epoch: int, train_loss: float) -> None:
+        vl, va = evaluate(model, params, xva, yva)
+        hist["epoch"].append(epoch)
+        hist["train_loss"].append(train_loss)
+        hist["val_loss"].append(vl)
+        hist["val_acc"].append(va)
+        if epoch in ckpts:
+            c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
+            c["epoch"] = epoch
+            curv.append(c)
+
+    label = f"{name}{'+' + norm if norm != 'none' else ''}"
+    with ProgressBar(cfg.epochs, label, enabled=progress) as bar:
+        log_epoch(0, evaluate(model, params, xtr, ytr)[0])
+        for epoch in range(1, cfg.epochs + 1):
+            perm = xp.asarray(rng.permutation(n))
+            tot = 0.0
+            for s in range(0, n, cfg.batch_size):
+                idx = perm[s:s + cfg.batch_size]
+                loss, grad = model.loss_and_grad(params, xtr[idx], ytr[idx])
+                opt.step([grad])
+                if sched is not None:
+                    sched.step()
+                tot += float(loss) * int(idx.shape[0])
+            train_loss = tot / n
+            if not math.isfinite(train_loss):
+                record["status"] = "diverged"
+                break
+            log_epoch(epoch, train_loss)
+            bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
+    record["time_s"] = time.perf_counter() - t0
+    if record["status"] == "running":
+        record["status"] = "done"
+    return record
+
+
+def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = True, on_run_done=None) -> dict:
+    """All runs of the study. On KeyboardInterrupt the partial results are
+    returned with ``interrupted=True`` (the caller writes them)."""
+    cfg.validate()
+    from .. import info  # noqa: PLC0415
+
+    results = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
+               "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]), "runs": [],
+               "interrupted": False}
+    try:
+        for norm in cfg.norms:
+            for name in cfg.optimizers:
+                rec: dict = {}
+                results["runs"].append(rec)
+                train_run(name, norm, train, val, cfg, rec, progress=progress)
+                if on_run_done is not None:
+                    on_run_done(results)
+    except KeyboardInterrupt:
+        results["interrupted"] = True
+        for r in results["runs"]:
+            if r.get("status") == "running":
+                r["status"] = "interrupted"
+    return results

@@ -1,0 +1,102 @@
+"""Gradient clipping against the NumPy reference and torch.nn.utils."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import reference as R
+from optkern.clip import clip_grad_norm_, clip_grad_value_
+
+SHAPES = [(1,), (7,), (1000,), (100003,), (3, 4), (0,)]
+NORMS = [1.0, 2.0, 3.0, 1.5, math.inf]
+
+
+def _grads(seed, dtype, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return [(scale * rng.standard_normal(s)).astype(dtype) for s in SHAPES]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm_type", NORMS)
+@pytest.mark.parametrize("max_norm", [0.5, 1e9])
+def test_clip_grad_norm_matches_reference(dtype, norm_type, max_norm):
+    grads = _grads(NORMS.index(norm_type), dtype)
+    want, want_norm = R.clip_by_norm(grads, max_norm, norm_type)
+    total = clip_grad_norm_(grads, max_norm, norm_type)
+    assert isinstance(total, float)
+    assert total == pytest.approx(want_norm, rel=1e-12)  # float64 accumulation, whatever the dtype
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    for g, w in zip(grads, want):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=0)
+    if max_norm > total:
+        for g, w in zip(grads, _grads(NORMS.index(norm_type), dtype)):
+            assert np.array_equal(g, w)  # untouched
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.0, math.inf])
+def test_clip_grad_norm_matches_torch(norm_type):
+    torch = pytest.importorskip("torch")
+    grads = [g for g in _grads(3, np.float64, scale=2.0) if g.size]  # torch's inf-norm rejects empty tensors
+    tparams = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for t, g in zip(tparams, grads):
+        t.grad = torch.tensor(g)
+    want = torch.nn.utils.clip_grad_norm_(tparams, 3.0, norm_type)
+    got = clip_grad_norm_(grads, 3.0, norm_type)
+    assert got == pytest.approx(float(want), rel=1e-12)
+    for g, t in zip(grads, tparams):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-300)
+
+
+def test_clip_grad_value_matches_numpy_and_torch():
+    grads = _grads(4, np.float32)
+    expect = [np.clip(g, -0.3, 0.3) for g in grads]
+    clip_grad_value_(grads, 0.3)
+    for g, w in zip(grads, expect):
+        assert np.array_equal(g, w)
+    torch = pytest.importorskip("torch")
+    grads = _grads(4, np.float64)
+    t = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for a, g in zip(t, grads):
+        a.grad = torch.tensor(g)
+    torch.nn.utils.clip_grad_value_(t, 0.25)
+    clip_grad_value_(grads, 0.25)
+    for g, a in zip(grads, t):
+        assert np.array_equal(g, a.grad.numpy())
+
+
+def test_nonfinite():
+    grads = _grads(5, np.float32)
+    grads[2][17] = np.nan
+    before = [g.copy() for g in grads]
+    with pytest.raises(ValueError, match=r"grads\[2\]: contains non-finite values"):
+        clip_grad_norm_(grads, 1.0, error_if_nonfinite=True)
+    for g, b in zip(grads, before):
+        assert np.array_equal(g, b, equal_nan=True)
+    grads[2][17] = np.inf
+    with pytest.raises(ValueError, match=r"grads\[2\]: contains non-finite values"):
+        clip_grad_norm_(grads, 1.0, norm_type="inf", error_if_nonfinite=True)
+    grads[2][17] = np.nan
+    assert math.isnan(clip_grad_norm_(grads, 1.0, norm_type=math.inf))
+    assert math.isnan(clip_grad_norm_(grads, 1.0))  # like torch: the gradients become NaN
+    assert np.isnan(grads[0]).all()
+
+
+def test_clip_edge_cases_and_bad_input():
+    assert clip_grad_norm_([], 1.0) == 0.0
+    g = np.array([3.0, 4.0])
+    assert clip_grad_norm_(g, 10.0) == 5.0  # a bare array is a one-element list
+    with pytest.raises(ValueError, match=r"max_norm: must be in \[0.0, inf\]"):
+        clip_grad_norm_([g], -1.0)
+    with pytest.raises(ValueError, match="norm_type: must be >= 1 or inf"):
+        clip_grad_norm_([g], 1.0, norm_type=0.5)
+    with pytest.raises(TypeError, match=r"arrays\[1\]: expected float64, got float32"):
+        clip_grad_norm_([g, g.astype(np.float32)], 1.0)
+    with pytest.raises(ValueError, match="clip_value"):
+        clip_grad_value_([g], -1.0)
+    ro = np.ones(3)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"arrays\[0\]: array is read-only"):
+        clip_grad_value_([ro], 1.0)

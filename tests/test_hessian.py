@@ -1,0 +1,247 @@
+"""optkern.hessian: operators, the fused Lanczos step, extreme eigenvalues, trace
+estimators, SLQ density and gradient concentration, against dense references."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from optkern import _backend, hessian
+from optkern.nn import MLP
+
+
+# ---- the fused CGS2 step ------------------------------------------------------
+
+def ref_cgs2(Q, k, w):
+    w = w.astype(np.float64).copy()
+    Qk = Q[:k].astype(np.float64)
+    c1 = Qk @ w
+    w -= Qk.T @ c1
+    c2 = Qk @ w
+    w -= Qk.T @ c2
+    b = np.linalg.norm(w)
+    return w / b, b, c1 + c2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k", [(1, 0), (7, 3), (1023, 5), (5000, 17)])
+def test_lanczos_orthogonalize_matches_reference(n, k, dtype):
+    rng = np.random.default_rng(n + k)
+    m = max(k, 1)
+    Q = np.linalg.qr(rng.standard_normal((n, m)))[0].T.copy() if n >= m else np.ones((m, n))
+    Q = np.ascontiguousarray(Q[:m]).astype(dtype)
+    w = rng.standard_normal(n).astype(dtype) + (Q[:k].T @ rng.standard_normal(k)).astype(dtype)
+    want, b_want, c_want = ref_cgs2(Q, k, w)
+    coeffs = np.full(k + 2, 7.0)
+    b = _backend.cpu.lanczos_orthogonalize_(Q, k, w, coeffs)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert abs(b - b_want) <= tol * b_want
+    np.testing.assert_allclose(w, want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(coeffs[:k], c_want, rtol=tol, atol=tol)
+    assert np.all(coeffs[k:] == 7.0)
+    if k:
+        assert np.abs(Q[:k].astype(np.float64) @ w).max() <= 10 * tol
+
+
+def test_lanczos_orthogonalize_rejects_bad_input():
+    Q = np.zeros((4, 10))
+    w, c = np.ones(10), np.zeros(4)
+    f = _backend.cpu.lanczos_orthogonalize_
+    with pytest.raises(ValueError, match=r"k: must be in \[0, 4\]"):
+        f(Q, 5, w, c)
+    with pytest.raises(ValueError, match=r"w: expected shape \(10,\)"):
+        f(Q, 2, np.ones(9), c)
+    with pytest.raises(TypeError, match="w: expected float64, got float32"):
+        f(Q, 2, np.ones(10, np.float32), c)
+    with pytest.raises(ValueError, match="coeffs"):
+        f(Q, 3, w, np.zeros(2))
+    with pytest.raises(ValueError, match="shares memory"):
+        f(Q, 2, Q[2], c)
+
+
+_DET_SCRIPT = r"""
+import numpy as np, sys
+from optkern import _backend
+rng = np.random.default_rng(0)
+Q = np.linalg.qr(rng.standard_normal((20011, 9)))[0].T.copy()
+w = rng.standard_normal(20011)
+c = np.zeros(9)
+b = _backend.cpu.lanczos_orthogonalize_(Q, 9, w, c)
+sys.stdout.write((w.tobytes() + c.tobytes() + np.float64(b).tobytes()).hex()[:100000:7])
+"""
+
+
+def test_lanczos_orthogonalize_is_bitwise_deterministic_across_thread_counts():
+    outs = []
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        r = subprocess.run([sys.executable, "-c", _DET_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        outs.append(r.stdout)
+    assert outs[0] and outs[0] == outs[1] == outs[2]
+
+
+# ---- a dense reference problem ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def problem():
+    """A ~2,000-parameter tanh MLP, its dense Hessian (from HVPs) and the exact spectrum."""
+    model = MLP([12, 40, 32, 6], activation="tanh", dtype=np.float64)
+    rng = np.random.default_rng(0)
+    p = model.init_params(0) + 0.1 * rng.standard_normal(model.num_params)
+    x = rng.standard_normal((64, 12))
+    y = rng.integers(0, 6, 64)
+    op = hessian.from_mlp(model, p, x, y)
+    n = model.num_params
+    H = op.matmat(np.eye(n))
+    H = (H + H.T) / 2
+    evals, evecs = np.linalg.eigh(H)
+    return model, p, x, y, op, H, evals, evecs
+
+
+def test_operator_is_a_scipy_linear_operator(problem):
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    model, p, x, y, op, H, evals, _ = problem
+    assert isinstance(op, LinearOperator) and isinstance(op, hessian.CurvatureOperator)
+    assert op.shape == (model.num_params,) * 2 and op.dtype == np.float64
+    v = np.random.default_rng(1).standard_normal(op.shape[0])
+    np.testing.assert_allclose(op @ v, H @ v, rtol=1e-10, atol=1e-13)
+    assert (op @ v[:, None]).shape == (op.shape[0], 1)
+    V = np.random.default_rng(2).standard_normal((op.shape[0], 3))
+    np.testing.assert_allclose(op.matmat(V), H @ V, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(op.rmatvec(v), H @ v, rtol=1e-10, atol=1e-13)
+    vals = eigsh(op, k=3, which="LA", return_eigenvectors=False, tol=1e-12)
+    np.testing.assert_allclose(np.sort(vals), evals[-3:], rtol=1e-8)
+    with pytest.raises(ValueError, match="v: expected shape"):
+        op.matvec(v[:-1])
+
+
+def test_lanczos_top5_and_bottom_eigenvalues_match_eigh(problem):
+    *_, op, H, evals, evecs = problem
+    top = hessian.top_eigenvalues(op, k=5, which="LA", return_eigenvectors=True)
+    assert top.converged
+    np.testing.assert_allclose(top.eigenvalues, evals[::-1][:5], rtol=1e-8)
+    for i in range(5):  # Ritz vectors are eigenvectors
+        u = top.eigenvectors[:, i]
+        assert np.linalg.norm(H @ u - top.eigenvalues[i] * u) <= 1e-7 * abs(top.eigenvalues[i])
+    bot = hessian.top_eigenvalues(op, k=3, which="SA")
+    np.testing.assert_allclose(bot.eigenvalues, evals[:3], rtol=1e-8)
+    lm = hessian.top_eigenvalues(op, k=2, which="LM")
+    want = evals[np.argsort(-np.abs(evals))[:2]]
+    np.testing.assert_allclose(lm.eigenvalues, want, rtol=1e-8)
+
+
+def test_power_iteration_finds_the_dominant_eigenvalue(problem):
+    *_, op, H, evals, _ = problem
+    lam = evals[np.argmax(np.abs(evals))]
+    r = hessian.power_iteration(op, max_iter=500, tol=1e-10)
+    assert r.converged and abs(r.eigenvalue - lam) <= 1e-4 * abs(lam)
+
+
+def test_lanczos_basis_is_orthonormal_and_tridiagonalizes(problem):
+    *_, op, H, evals, _ = problem
+    alpha, beta, Q = hessian.lanczos(op, 60, return_vectors=True, seed=3)
+    assert alpha.shape == (60,) and beta.shape == (59,) and Q.shape == (60, H.shape[0])
+    np.testing.assert_allclose(Q @ Q.T, np.eye(60), atol=1e-12)
+    T = Q @ H @ Q.T
+    np.testing.assert_allclose(np.diag(T), alpha, atol=1e-10 * evals[-1])
+    np.testing.assert_allclose(np.diag(T, 1), beta, atol=1e-10 * evals[-1])
+    assert np.abs(np.triu(T, 2)).max() <= 1e-10 * evals[-1]
+    # The plain three-term recurrence loses orthogonality: full reorthogonalization matters.
+    _, _, Qn = hessian.lanczos(op, 60, reorthogonalize="none", return_vectors=True, seed=3)
+    assert np.abs(Qn @ Qn.T - np.eye(60)).max() > 1e-6
+
+
+def test_lanczos_stops_on_an_invariant_subspace():
+    A = np.diag([3.0, 2.0, 1.0, 1.0, 1.0])
+    alpha, beta = hessian.lanczos(A, 5, v0=np.ones(5))
+    assert len(alpha) == 3  # the Krylov space of ones has dimension 3
+    np.testing.assert_allclose(np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)),
+                               [1, 2, 3], atol=1e-12)
+
+
+def test_hutchinson_is_within_three_standard_errors(problem):
+    *_, op, H, evals, _ = problem
+    exact = np.trace(H)
+    r = hessian.trace(op, method="hutchinson", num_matvecs=100, seed=11)
+    assert r.num_matvecs == 100 and r.samples.shape == (100,)
+    assert 0 < r.stderr and abs(r.estimate - exact) <= 3 * r.stderr
+    # The same seed gives the same probes.
+    assert hessian.trace(op, num_matvecs=100, seed=11).estimate == r.estimate
+
+
+def test_hutchpp_beats_hutchinson_on_a_decaying_spectrum():
+    rng = np.random.default_rng(0)
+    n = 300
+    U = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = (U * (1.0 / np.arange(1, n + 1) ** 2)) @ U.T
+    exact = np.trace(A)
+    err = {"hutchinson": [], "hutch++": []}
+    for seed in range(20):
+        for method in err:
+            err[method].append(abs(hessian.trace(A, method=method, num_matvecs=30, seed=seed).estimate - exact))
+    # Hutch++ captures the top of the spectrum exactly; its mean error is several times smaller.
+    assert np.mean(err["hutch++"]) < 0.5 * np.mean(err["hutchinson"])
+    with pytest.raises(ValueError, match="hutch\\+\\+ needs at least 3"):
+        hessian.trace(A, method="hutch++", num_matvecs=2)
+
+
+def _w1(x1, w1, x2, w2):
+    """Wasserstein-1 distance between two discrete measures on the line (integral of |F1 - F2|)."""
+    pts = np.concatenate([x1, x2])
+    order = np.argsort(pts, kind="stable")
+    dF = np.concatenate([w1, -np.asarray(w2)])[order]
+    F = np.cumsum(dF)[:-1]
+    return float(np.sum(np.abs(F) * np.diff(pts[order])))
+
+
+def test_slq_density_matches_the_exact_spectrum(problem):
+    *_, op, H, evals, _ = problem
+    d = hessian.spectral_density(op, num_probes=8, steps=80, grid=2000, seed=5)
+    n = len(evals)
+    w = d.weights.ravel() / d.weights.shape[0]
+    assert d.nodes.shape == (8, 80) and np.allclose(d.weights.sum(axis=1), 1)
+    dist = _w1(d.nodes.ravel(), w, evals, np.full(n, 1 / n))
+    spread = evals[-1] - evals[0]
+    # Threshold: 1% of the spectral range (observed 0.3%); a spectrum shifted by 2% of the range fails it.
+    assert dist <= 0.01 * spread
+    assert _w1(d.nodes.ravel(), w, evals + 0.02 * spread, np.full(n, 1 / n)) > 0.01 * spread
+    # The broadened density integrates to ~1 and its mean estimates tr(H) / n.
+    assert abs(np.trapezoid(d.density, d.grid) - 1) < 1e-3
+    assert abs(d.mean() - evals.mean()) < 0.05 * np.abs(evals).mean() + 1e-3 * spread
+
+
+def test_gradient_concentration_matches_the_exact_projection(problem):
+    model, p, x, y, op, H, evals, evecs = problem
+    _, g = model.loss_and_grad(p, x, y)
+    U = evecs[:, -5:]
+    want = np.sum((U.T @ g) ** 2) / (g @ g)
+    got = hessian.gradient_concentration(op, g, 5)
+    assert abs(got - want) <= 1e-6
+    assert 0 < got < 1
+
+
+def test_from_hvp_from_grad_and_as_operator():
+    rng = np.random.default_rng(0)
+    n = 40
+    B = rng.standard_normal((n, n))
+    A = B + B.T
+    op = hessian.from_hvp(lambda v: A @ v, n, np.float64)
+    v = rng.standard_normal(n)
+    np.testing.assert_allclose(op(v), A @ v)
+    assert op.num_matvecs == 1
+    # Gradient of the quartic f(p) = sum(p^4)/4 + p^T A p / 2: H = diag(3 p^2) + A.
+    p0 = rng.standard_normal(n)
+    fd = hessian.from_grad(lambda q: q ** 3 + A @ q, p0)
+    want = 3 * p0 ** 2 * v + A @ v
+    assert np.linalg.norm(fd @ v - want) <= 1e-8 * np.linalg.norm(want)
+    np.testing.assert_array_equal(fd @ np.zeros(n), np.zeros(n))
+    with pytest.raises(TypeError, match="fn: expected a callable"):
+        hessian.from_hvp(3, n)
+    with pytest.raises(ValueError, match="A: expected a square matrix"):
+        hessian.as_operator(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="kind"):
+        hessian.from_mlp(MLP([2, 2]), None, kind="fisher")
+    with pytest.raises(ValueError, match="which"):
+        hessian.top_eigenvalues(A, which="BE")

@@ -1,0 +1,157 @@
+"""Bad input raises a clear TypeError/ValueError naming the argument, and changes nothing."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import optkern.functional as F
+import optkern.optim as O
+
+
+def _setup(dtype=np.float32, shapes=(3, 1000, 7)):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(n).astype(dtype) for n in shapes]
+    grads = [rng.standard_normal(n).astype(dtype) for n in shapes]
+    return params, grads
+
+
+def _snapshot(params, opt=None):
+    return pickle.dumps(([p.copy() for p in params], opt.state_dict() if opt else None))
+
+
+@pytest.fixture
+def adam():
+    params, grads = _setup()
+    opt = O.Adam(params, lr=0.01)
+    opt.step(grads)  # state exists, so a failed step must leave it alone too
+    return params, grads, opt
+
+
+@pytest.mark.parametrize("mutate,exc,msg", [
+    (lambda g, p: g[:-1], ValueError, r"grads: expected 3 arrays \(one per parameter\), got 2"),
+    (lambda g, p: g[:1] + [g[1][:999]] + g[2:], ValueError, r"grads\[1\]: expected 1000 elements, got 999"),
+    (lambda g, p: g[:2] + [g[2].astype(np.float64)], TypeError, r"grads\[2\]: expected float32, got float64"),
+    (lambda g, p: g[:1] + [np.repeat(g[1], 2)[::2]] + g[2:], ValueError, r"grads\[1\]: array must be C-contiguous"),
+    (lambda g, p: [p[0]] + g[1:], ValueError, r"grads\[0\] shares memory with params\[0\]"),
+    (lambda g, p: g[:1] + [list(g[1])] + g[2:], TypeError, r"grads\[1\]: expected a numpy.ndarray, got list"),
+    (lambda g, p: g[:2] + [g[2].astype(np.int32)], TypeError, r"grads\[2\]: expected float32, got int32"),
+])
+def test_bad_grads(adam, mutate, exc, msg):
+    params, grads, opt = adam
+    before = _snapshot(params, opt)
+    with pytest.raises(exc, match=msg):
+        opt.step(mutate(grads, params))
+    assert _snapshot(params, opt) == before
+
+
+def test_misaligned_grad():
+    params, grads = _setup()
+    buf = np.zeros(1000 * 4 + 1, np.uint8)
+    bad = np.frombuffer(buf.data, dtype=np.float32, count=1000, offset=1)
+    opt = O.SGD(params, lr=0.1)
+    before = _snapshot(params)
+    with pytest.raises(ValueError, match=r"grads\[1\]: array data is misaligned"):
+        opt.step([grads[0], bad, grads[2]])
+    assert _snapshot(params) == before
+
+
+def test_read_only_and_bad_params_rejected_at_construction():
+    params, _ = _setup()
+    params[1].flags.writeable = False
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[1\]: array is read-only"):
+        O.Adam(params)
+    with pytest.raises(TypeError, match=r"\['params'\]\[0\]: expected float32 or float64, got int64"):
+        O.Adam([np.zeros(3, np.int64)])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        O.Adam([np.zeros((4, 4))[:, 0]])
+    with pytest.raises(ValueError, match="empty parameter list"):
+        O.Adam([])
+    p = np.zeros(3)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        O.Adam([{"params": [p]}, {"params": [p]}])
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda p: O.Adam(p, lr=-1.0), r"^lr: must be in \[0.0, inf\], got -1.0"),
+    (lambda p: O.Adam(p, betas=(1.0, 0.9)), r"betas\[0\]: must be in \[0.0, 1.0\), got 1.0"),
+    (lambda p: O.Adam(p, betas=(0.9, -0.1)), r"betas\[1\]"),
+    (lambda p: O.Adam(p, betas=0.9), r"betas: expected a pair"),
+    (lambda p: O.Adam(p, eps=0.0), r"eps: must be in \(0.0, inf\], got 0.0"),
+    (lambda p: O.AdamW(p, weight_decay=-0.1), r"weight_decay"),
+    (lambda p: O.SGD(p, momentum=-0.1), r"momentum: must be in \[0.0"),
+    (lambda p: O.SGD(p, nesterov=True), r"nesterov: Nesterov momentum requires momentum > 0"),
+    (lambda p: O.SGD(p, momentum=0.9, dampening=0.1, nesterov=True), r"dampening = 0"),
+    (lambda p: O.SGD(p, momentum_form="classic"), r"momentum_form: expected 'pytorch' or 'textbook'"),
+    (lambda p: O.RMSprop(p, nesterov=True), r"nesterov: Nesterov momentum requires momentum > 0"),
+    (lambda p: O.RMSprop(p, alpha=1.5), r"alpha"),
+    (lambda p: O.Adadelta(p, rho=-0.5), r"rho"),
+    (lambda p: O.Adagrad(p, lr_decay=-1.0), r"lr_decay"),
+    (lambda p: O.Adagrad(p, initial_accumulator_value=-1.0), r"initial_accumulator_value"),
+    (lambda p: O.AdagradNorm(p, b0=0.0), r"b0"),
+    (lambda p: O.NAdam(p, momentum_decay=-1.0), r"momentum_decay"),
+    (lambda p: O.Adam(p, lr=float("nan")), r"lr: must be finite"),
+    (lambda p: O.Adam(p, lr="0.1"), r"lr: expected a real number, got str"),
+    (lambda p: O.Adam(p, amsgrad="yes"), r"amsgrad: expected a bool"),
+    (lambda p: O.Adam([{"params": p[:1]}, {"params": p[1:], "lr": -2.0}]), r"param_groups\[1\]\['lr'\]"),
+])
+def test_bad_hyper_parameters(make, msg):
+    params, _ = _setup()
+    with pytest.raises((ValueError, TypeError), match=msg):
+        make(params)
+
+
+def test_hyper_parameter_changed_to_bad_value_is_caught_at_step(adam):
+    params, grads, opt = adam
+    opt.param_groups[0]["betas"] = (0.9, 1.0)
+    before = _snapshot(params, opt)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['betas'\]\[1\]"):
+        opt.step(grads)
+    assert _snapshot(params, opt) == before
+
+
+def test_every_group_is_checked_before_any_write():
+    params, grads = _setup()
+    opt = O.SGD([{"params": params[:2]}, {"params": params[2:]}], lr=0.1, momentum=0.9)
+    opt.step(grads)
+    before = _snapshot(params, opt)
+    opt.param_groups[1]["lr"] = -1.0
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['lr'\]"):
+        opt.step(grads)
+    opt.param_groups[1]["lr"] = 0.1
+    with pytest.raises(TypeError, match=r"grads\[2\]: expected float32, got float64"):
+        opt.step(grads[:2] + [grads[2].astype(np.float64)])
+    with pytest.raises(ValueError, match=r"grads\[2\] shares memory"):
+        opt.step(grads[:2] + [params[2]])
+    with pytest.raises(ValueError, match=r"grads\[2\] shares memory"):
+        opt.step(grads[:2] + [opt.state_dict()["state"][2]["momentum_buffer"]])
+    assert _snapshot(params, opt) == before
+
+
+@pytest.mark.parametrize("call,exc,msg", [
+    (lambda p, g, s: F.adam_(p, g, s[0], s[0], step=1), ValueError, r"exp_avg_sqs\[\d\] shares memory with exp_avgs\[\d\]"),
+    (lambda p, g, s: F.adam_(p, g, s[0], s[1][:2], step=1), ValueError, r"exp_avg_sqs: expected 3 arrays, got 2"),
+    (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=0), ValueError, r"step: must be >= 1"),
+    (lambda p, g, s: F.adam_(p, g, s[0], None, step=1), TypeError, r"exp_avg_sqs: expected a list of arrays, got None"),
+    (lambda p, g, s: F.sgd_(p, g, lr=0.1, momentum=0.9), ValueError, r"momentum_buffers: required"),
+    (lambda p, g, s: F.rmsprop_(p, g, s[0], momentum=0.9), ValueError, r"momentum_buffers: required"),
+    (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(2)), ValueError, r"b_sq: expected a 1-element float64 array"),
+    (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(1, np.float32)), TypeError, r"b_sq: expected float64"),
+    (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=0.0), ValueError, r"mu_product"),
+    (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, lr=-1.0), ValueError, r"^lr"),
+])
+def test_functional_bad_input(call, exc, msg):
+    params, grads = _setup()
+    states = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    before = pickle.dumps((params, states))
+    with pytest.raises(exc, match=msg):
+        call(params, grads, states)
+    assert pickle.dumps((params, states)) == before
+
+
+def test_read_only_param_in_functional():
+    params, grads = _setup()
+    params[2].flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[2\]: array is read-only"):
+        F.sgd_(params, grads, lr=0.1)
