@@ -50,6 +50,18 @@ template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
   return q;
 }
 
+// Ask for the next row while this one is written: a row is often one 4 KiB
+// page, where the hardware streamer stops, so its first lines would
+// otherwise arrive only when the statistics pass stalls on them.
+template <class T> OK_INLINE void prefetch_row(const T* x, int64_t n) {
+#if defined(__GNUC__)
+  constexpr int64_t line = 64 / int64_t(sizeof(T));
+  for (int64_t j = 0; j < n; j += line) __builtin_prefetch(x + j, 0, 2);
+#else
+  (void)x, (void)n;
+#endif
+}
+
 // f(i) for i in [0, n), in parallel when `work` (elements touched) is large.
 template <class F> void parallel_for(int64_t n, int64_t work, F&& f) {
 #ifdef _OPENMP

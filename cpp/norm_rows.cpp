@@ -44,6 +44,7 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
   a.rstd[r] = rs;
   const T* OK_RESTRICT w = a.w + (r % a.G) * a.Cg;
   const T* OK_RESTRICT b = a.b + (r % a.G) * a.Cg;
+  prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
   if (a.S == 1) {
 #pragma omp simd
     for (int64_t j = 0; j < M; ++j) y[j] = rules::affine(rules::normalize(x[j], mu, rs), w[j], b[j]);
