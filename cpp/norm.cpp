@@ -1,6 +1,15 @@
-// Placeholder: filled in by the issue that owns this feature.
+// optkern._cpu normalization functions; the loops live in cpp/norm_*.cpp and
+// the formulas in rules/norm.hpp.
 #include <pybind11/pybind11.h>
 
 namespace optkern {
-void register_norm(pybind11::module_&) {}
+void register_norm_rows(pybind11::module_& m);      // norm_rows.cpp
+void register_norm_channels(pybind11::module_& m);  // norm_channels.cpp
+void register_norm_weight(pybind11::module_& m);    // norm_weight.cpp
+
+void register_norm(pybind11::module_& m) {
+  register_norm_rows(m);
+  register_norm_channels(m);
+  register_norm_weight(m);
+}
 }  // namespace optkern

@@ -1,6 +1,10 @@
 // optkern._cuda: random_uniform_, random_rademacher_ and dropout_ on CuPy
 // arrays, from the same Philox4x32-10 stream as the CPU (philox.hpp): one
 // thread per Philox block, grid-stride, so results equal the CPU's bit for bit.
+#include <pybind11/stl.h>
+
+#include <array>
+
 #include "norm_common.cuh"
 #include "optkern/philox.hpp"
 
@@ -119,6 +123,11 @@ void register_dropout(py::module_& m) {
   m.def("random_rademacher_", [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, true); },
         py::arg("out"), py::arg("seed"), py::arg("offset"),
         "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
+  m.def("philox4x32_10", [](std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
+          const auto r = philox::philox4x32_10({c[0], c[1], c[2], c[3]}, k[0], k[1]);  // host: same code as the kernels
+          return std::array<uint32_t, 4>{r.x, r.y, r.z, r.w};
+        }, py::arg("counter"), py::arg("key"),
+        "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");
   m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
         py::arg("mask") = py::none(),
         "out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.");

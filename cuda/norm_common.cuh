@@ -7,7 +7,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cuda_arrays.hpp"
 
@@ -84,6 +86,61 @@ struct DeviceGuard {
     else prev = -1;
   }
   ~DeviceGuard() { if (prev >= 0) cudaSetDevice(prev); }
+};
+
+// Checked CuPy arguments of one call: dtype, size, contiguity, one device,
+// and no written array overlapping any other (checked before any launch).
+class DeviceArgs {
+ public:
+  template <class P = char>
+  P* get(py::handle h, const char* what, DType dt, int64_t size, bool written) {
+    if (h.is_none()) throw py::type_error(std::string(what) + ": expected an array, got None");
+    char* p = check_device_array(h, what, dt, written, size, device);
+    const auto lo = reinterpret_cast<uintptr_t>(p);
+    spans_.push_back({lo, lo + uintptr_t(h.attr("size").cast<int64_t>()) * dtype_size(dt), what, written});
+    return reinterpret_cast<P*>(p);
+  }
+  template <class P = char>
+  P* opt(py::handle h, const char* what, DType dt, int64_t size, bool written) {
+    return h.is_none() ? nullptr : get<P>(h, what, dt, size, written);
+  }
+  void check_overlap() const {
+    for (size_t i = 0; i < spans_.size(); ++i)
+      for (size_t j = 0; j < spans_.size(); ++j) {
+        const Span &a = spans_[i], &b = spans_[j];
+        if (i == j || !a.written || a.lo == a.hi || b.lo == b.hi) continue;
+        if (a.lo < b.hi && b.lo < a.hi)
+          throw py::value_error(std::string(a.name) + " shares memory with " + b.name +
+                                " (outputs must not alias inputs)");
+      }
+  }
+  int device = -1;
+
+ private:
+  struct Span { uintptr_t lo, hi; const char* name; bool written; };
+  std::vector<Span> spans_;
+};
+
+// Statistics dtype for a storage dtype: float64 stays, everything else float32.
+inline DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
+
+// Stream-ordered scratch memory, freed on the same stream when it goes out of scope.
+class Scratch {
+ public:
+  Scratch(size_t bytes, cudaStream_t s) : s_(s) {
+    if (bytes && cudaMallocAsync(&p_, bytes, s) != cudaSuccess) {
+      cudaGetLastError();
+      throw std::runtime_error("optkern: cudaMallocAsync of " + std::to_string(bytes) + " bytes failed");
+    }
+  }
+  ~Scratch() { if (p_) cudaFreeAsync(p_, s_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <class P> P* as() const { return static_cast<P*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+  cudaStream_t s_;
 };
 
 inline unsigned grid_for(int64_t work, int threads, int64_t cap = 65535LL * 16) {

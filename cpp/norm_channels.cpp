@@ -1,0 +1,298 @@
+// Batch normalization on the CPU: x is (N, C, S) (S = 1 for (N, C) input),
+// statistics per channel over N and S. The batch is cut into fixed blocks of
+// rows (from the shape only); each (block, channel) is reduced by one thread
+// in a fixed order and blocks are merged in order, so the result is bitwise
+// identical for any thread count. With S = 1 a block is reduced for all
+// channels at once, vectorized across channels.
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "norm_arrays.hpp"
+#include "norm_cpu.hpp"
+#include "optkern/rules/norm.hpp"
+
+namespace optkern {
+namespace {
+namespace py = pybind11;
+using namespace normcpu;
+
+struct Shape {
+  int64_t N, C, S;
+  int64_t nb() const { return std::max<int64_t>(1, (int64_t(1) << 14) / (S == 1 ? C : S)); }  // rows / block
+  int64_t nblk() const { return (N + nb() - 1) / nb(); }
+  int64_t n0(int64_t k) const { return k * nb(); }
+  int64_t n1(int64_t k) const { return std::min(N, (k + 1) * nb()); }
+  int64_t size() const { return N * C * S; }
+};
+
+// Shifted two-pass moments of block k (all channels when S = 1, else channel t % C).
+template <class T> struct StatsKernel {
+  const T* x;
+  rules::Moments<T>* part;  // [nblk][C]
+  Shape sh;
+  OK_INLINE void operator()(int64_t t) const {
+    const int64_t C = sh.C, S = sh.S;
+    if (S == 1) {
+      const int64_t k = t, n0 = sh.n0(k), n1 = sh.n1(k);
+      const T* OK_RESTRICT x0 = x + n0 * C;
+      std::vector<T> s(size_t(C), T(0)), q(size_t(C), T(0));
+      T* OK_RESTRICT sp = s.data();
+      T* OK_RESTRICT qp = q.data();
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* OK_RESTRICT xn = x + n * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) sp[c] += xn[c] - x0[c];
+      }
+      const T cnt = T(n1 - n0);
+      for (int64_t c = 0; c < C; ++c) sp[c] = rules::shifted_mean(x0[c], sp[c], cnt);
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* OK_RESTRICT xn = x + n * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) qp[c] += (xn[c] - sp[c]) * (xn[c] - sp[c]);
+      }
+      for (int64_t c = 0; c < C; ++c) part[k * C + c] = {cnt, sp[c], qp[c]};
+      return;
+    }
+    const int64_t k = t / C, c = t % C, n0 = sh.n0(k), n1 = sh.n1(k);
+    const T shift = x[(n0 * C + c) * S];
+    T s = 0;
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* OK_RESTRICT xn = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < S; ++i) s += xn[i] - shift;
+    }
+    const T cnt = T((n1 - n0) * S);
+    const T mean = rules::shifted_mean(shift, s, cnt);
+    T q = 0;
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* OK_RESTRICT xn = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : q)
+      for (int64_t i = 0; i < S; ++i) q += (xn[i] - mean) * (xn[i] - mean);
+    }
+    part[t] = {cnt, mean, q};
+  }
+};
+
+// Σ dy and Σ dy x̂ of block k (all channels when S = 1, else channel t % C).
+template <class T> struct GradSumKernel {
+  const T *dy, *x, *mean, *rstd;
+  T *sdy, *sdyx;  // [nblk][C]
+  Shape sh;
+  OK_INLINE void operator()(int64_t t) const {
+    const int64_t C = sh.C, S = sh.S;
+    if (S == 1) {
+      const int64_t k = t;
+      T* OK_RESTRICT a = sdy + k * C;
+      T* OK_RESTRICT b = sdyx + k * C;
+      for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
+        const T* OK_RESTRICT g = dy + n * C;
+        const T* OK_RESTRICT xn = x + n * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          a[c] += g[c];
+          b[c] += g[c] * rules::normalize(xn[c], mean[c], rstd[c]);
+        }
+      }
+      return;
+    }
+    const int64_t k = t / C, c = t % C;
+    const T mu = mean[c], rs = rstd[c];
+    T a = 0, b = 0;
+    for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
+      const T* OK_RESTRICT g = dy + (n * C + c) * S;
+      const T* OK_RESTRICT xn = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : a, b)
+      for (int64_t i = 0; i < S; ++i) {
+        a += g[i];
+        b += g[i] * rules::normalize(xn[i], mu, rs);
+      }
+    }
+    sdy[t] = a;
+    sdyx[t] = b;
+  }
+};
+
+// y = γ x̂ + β for row n (S = 1) or run (n, c) = t (S > 1).
+template <class T> struct ApplyKernel {
+  const T *x, *mean, *rstd, *w, *b;
+  T* y;
+  Shape sh;
+  OK_INLINE void operator()(int64_t t) const {
+    if (sh.S == 1) {
+      const T* OK_RESTRICT xn = x + t * sh.C;
+      T* OK_RESTRICT yn = y + t * sh.C;
+#pragma omp simd
+      for (int64_t c = 0; c < sh.C; ++c) yn[c] = rules::affine(rules::normalize(xn[c], mean[c], rstd[c]), w[c], b[c]);
+      return;
+    }
+    const int64_t c = t % sh.C;
+    const T mu = mean[c], rs = rstd[c], wc = w[c], bc = b[c];
+    const T* OK_RESTRICT xn = x + t * sh.S;
+    T* OK_RESTRICT yn = y + t * sh.S;
+#pragma omp simd
+    for (int64_t i = 0; i < sh.S; ++i) yn[i] = rules::affine(rules::normalize(xn[i], mu, rs), wc, bc);
+  }
+};
+
+// dx = r (g - mean(g) - x̂ mean(g x̂)), g = γ dy; mg, mgx per channel (zero in eval mode).
+template <class T> struct DxKernel {
+  const T *dy, *x, *mean, *rstd, *w, *mg, *mgx;
+  T* dx;
+  Shape sh;
+  OK_INLINE void operator()(int64_t t) const {
+    if (sh.S == 1) {
+      const T* OK_RESTRICT g = dy + t * sh.C;
+      const T* OK_RESTRICT xn = x + t * sh.C;
+      T* OK_RESTRICT d = dx + t * sh.C;
+#pragma omp simd
+      for (int64_t c = 0; c < sh.C; ++c)
+        d[c] = rules::norm_dx(g[c] * w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
+      return;
+    }
+    const int64_t c = t % sh.C;
+    const T mu = mean[c], rs = rstd[c], wc = w[c], a = mg[c], b = mgx[c];
+    const T* OK_RESTRICT g = dy + t * sh.S;
+    const T* OK_RESTRICT xn = x + t * sh.S;
+    T* OK_RESTRICT d = dx + t * sh.S;
+#pragma omp simd
+    for (int64_t i = 0; i < sh.S; ++i) d[i] = rules::norm_dx(g[i] * wc, rules::normalize(xn[i], mu, rs), rs, a, b);
+  }
+};
+
+OK_NORM_CLONE_RANGE(StatsKernel)
+OK_NORM_CLONE_RANGE(GradSumKernel)
+OK_NORM_CLONE_RANGE(ApplyKernel)
+OK_NORM_CLONE_RANGE(DxKernel)
+
+// Run kernel(t) for t in [0, n) (one task per block/channel or per run).
+template <class K> void run(const K& k, int64_t n, int64_t work) {
+  if (n <= 0) return;
+  const int64_t per = std::max<int64_t>(1, n / 256);
+  const int64_t nr = (n + per - 1) / per;
+  parallel_for(nr, work, [&](int64_t r) { run_range(k, r * per, std::min(n, (r + 1) * per)); });
+}
+
+Shape shape_of(int64_t size, int64_t N, int64_t C, int64_t S) {
+  if (N < 0 || C < 1 || S < 1) throw py::value_error("shape: N >= 0, C >= 1, S >= 1 required");
+  if (N * C * S != size)
+    throw py::value_error("x: expected N * C * S = " + std::to_string(N * C * S) + " elements, got " +
+                          std::to_string(size));
+  return {N, C, S};
+}
+
+int64_t tasks(const Shape& sh) { return sh.S == 1 ? sh.nblk() : sh.nblk() * sh.C; }
+
+template <class T> void stats_impl(py::handle x_h, py::handle mean_h, py::handle var_h, const Shape& sh) {
+  normargs::Args args(py::dtype::of<T>());
+  const T* x = args.get<T>(x_h, "x", sh.size(), false);
+  T* mean = args.get<T>(mean_h, "mean", sh.C, true);
+  T* var = args.get<T>(var_h, "var", sh.C, true);
+  args.check_overlap();
+  if (sh.N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
+  py::gil_scoped_release nogil;
+  std::vector<rules::Moments<T>> part(size_t(sh.nblk() * sh.C));
+  run(StatsKernel<T>{x, part.data(), sh}, tasks(sh), sh.size());
+  for (int64_t c = 0; c < sh.C; ++c) {
+    rules::Moments<T> acc{T(0), T(0), T(0)};
+    for (int64_t k = 0; k < sh.nblk(); ++k) acc = rules::merge(acc, part[size_t(k * sh.C + c)]);
+    mean[c] = acc.mean;
+    var[c] = acc.m2 / acc.n;
+  }
+}
+
+void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int64_t C, int64_t S) {
+  const py::dtype dt = normargs::float_dtype(x, "x");
+  const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
+  if (dt.itemsize() == 4) stats_impl<float>(x, mean, var, sh);
+  else stats_impl<double>(x, mean, var, sh);
+}
+
+template <class T>
+void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h, py::handle b_h,
+                  py::handle y_h, const Shape& sh) {
+  normargs::Args args(py::dtype::of<T>());
+  ApplyKernel<T> k{};
+  k.x = args.get<T>(x_h, "x", sh.size(), false);
+  k.mean = args.get<T>(mean_h, "mean", sh.C, false);
+  k.rstd = args.get<T>(rstd_h, "rstd", sh.C, false);
+  k.w = args.opt<T>(w_h, "weight", sh.C, false);
+  k.b = args.opt<T>(b_h, "bias", sh.C, false);
+  k.y = args.get<T>(y_h, "out", sh.size(), true);
+  k.sh = sh;
+  args.check_overlap();
+  const std::vector<T> ones(size_t(sh.C), T(1)), zeros(size_t(sh.C), T(0));
+  if (!k.w) k.w = ones.data();
+  if (!k.b) k.b = zeros.data();
+  py::gil_scoped_release nogil;
+  run(k, sh.S == 1 ? sh.N : sh.N * sh.C, sh.size());
+}
+
+void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
+                          int64_t N, int64_t C, int64_t S) {
+  const py::dtype dt = normargs::float_dtype(x, "x");
+  const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
+  if (dt.itemsize() == 4) forward_impl<float>(x, mean, rstd, w, b, y, sh);
+  else forward_impl<double>(x, mean, rstd, w, b, y, sh);
+}
+
+template <class T>
+void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h,
+                   py::handle dx_h, py::handle dw_h, py::handle db_h, const Shape& sh, bool training) {
+  normargs::Args args(py::dtype::of<T>());
+  DxKernel<T> k{};
+  k.dy = args.get<T>(dy_h, "dy", sh.size(), false);
+  k.x = args.get<T>(x_h, "x", sh.size(), false);
+  k.mean = args.get<T>(mean_h, "mean", sh.C, false);
+  k.rstd = args.get<T>(rstd_h, "rstd", sh.C, false);
+  k.w = args.opt<T>(w_h, "weight", sh.C, false);
+  k.dx = args.get<T>(dx_h, "dx", sh.size(), true);
+  T* dw = args.opt<T>(dw_h, "dweight", sh.C, true);
+  T* db = args.opt<T>(db_h, "dbias", sh.C, true);
+  k.sh = sh;
+  args.check_overlap();
+  const std::vector<T> ones(size_t(sh.C), T(1));
+  if (!k.w) k.w = ones.data();
+  py::gil_scoped_release nogil;
+  const int64_t nblk = sh.nblk(), C = sh.C;
+  std::vector<T> sdy(size_t(nblk * C), T(0)), sdyx(size_t(nblk * C), T(0)), mg(size_t(C), T(0)), mgx(size_t(C), T(0));
+  run(GradSumKernel<T>{k.dy, k.x, k.mean, k.rstd, sdy.data(), sdyx.data(), sh}, tasks(sh), 2 * sh.size());
+  const T M = T(sh.N * sh.S);
+  for (int64_t c = 0; c < C; ++c) {
+    T a = 0, b = 0;
+    for (int64_t blk = 0; blk < nblk; ++blk) a += sdy[size_t(blk * C + c)], b += sdyx[size_t(blk * C + c)];
+    if (db) db[c] = a;
+    if (dw) dw[c] = b;
+    mg[size_t(c)] = training ? k.w[c] * a / M : T(0);
+    mgx[size_t(c)] = training ? k.w[c] * b / M : T(0);
+  }
+  k.mg = mg.data();
+  k.mgx = mgx.data();
+  run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 3 * sh.size());
+}
+
+void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
+                           py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
+                           bool training) {
+  const py::dtype dt = normargs::float_dtype(x, "x");
+  const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
+  if (dt.itemsize() == 4) backward_impl<float>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
+  else backward_impl<double>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
+}
+
+}  // namespace
+
+void register_norm_channels(py::module_& m) {
+  using py::arg;
+  m.def("channel_stats", &channel_stats, arg("x"), arg("mean"), arg("var"), arg("N"), arg("C"), arg("S"),
+        "Per-channel mean and biased variance of x viewed as (N, C, S).");
+  m.def("channel_norm_forward", &channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
+        arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"),
+        "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).");
+  m.def("channel_norm_backward", &channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
+        arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
+        "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");
+}
+
+}  // namespace optkern

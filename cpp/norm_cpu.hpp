@@ -1,0 +1,96 @@
+// CPU building blocks of the normalization loops: chunked shifted two-pass
+// statistics and OpenMP drivers whose results never depend on the number of
+// threads (work splits only decide who computes a row or block, not how).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "optkern/common.hpp"
+#include "optkern/parallel.hpp"
+#include "optkern/rules/norm.hpp"
+
+#if defined(__GNUC__)
+#define OK_INLINE inline __attribute__((always_inline))
+#else
+#define OK_INLINE inline
+#endif
+
+namespace optkern {
+namespace normcpu {
+
+// Statistics chunk: small enough that the second pass reads from L1.
+constexpr int64_t kStatChunk = 2048;
+// Row blocks holding parameter-gradient partials (fixed: from shapes only).
+constexpr int64_t kGradBlocks = 64;
+
+// Moments of x[0..n) by the shifted two-pass method: Σ(x - x0) then Σ(x - mean)².
+template <class T> OK_INLINE rules::Moments<T> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
+  const T k = x[0];
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i] - k;
+  const T mean = rules::shifted_mean(k, s, T(n));
+  T q = 0;
+#pragma omp simd reduction(+ : q)
+  for (int64_t i = 0; i < n; ++i) q += (x[i] - mean) * (x[i] - mean);
+  return {T(n), mean, q};
+}
+
+// Moments of a contiguous run, chunk by chunk merged in order (Chan).
+template <class T> OK_INLINE rules::Moments<T> moments(const T* x, int64_t n) {
+  rules::Moments<T> acc{T(0), T(0), T(0)};
+  for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
+  return acc;
+}
+
+template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
+  T q = 0;
+#pragma omp simd reduction(+ : q)
+  for (int64_t i = 0; i < n; ++i) q += x[i] * x[i];
+  return q;
+}
+
+// Ask for the next row while this one is written: a row is often one 4 KiB
+// page, where the hardware streamer stops, so its first lines would
+// otherwise arrive only when the statistics pass stalls on them.
+template <class T> OK_INLINE void prefetch_row(const T* x, int64_t n) {
+#if defined(__GNUC__)
+  constexpr int64_t line = 64 / int64_t(sizeof(T));
+  for (int64_t j = 0; j < n; j += line) __builtin_prefetch(x + j, 0, 2);
+#else
+  (void)x, (void)n;
+#endif
+}
+
+// f(i) for i in [0, n), in parallel when `work` (elements touched) is large.
+template <class F> void parallel_for(int64_t n, int64_t work, F&& f) {
+#ifdef _OPENMP
+  if (work >= kSerialBelow && n > 1 && max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#endif
+  (void)work;
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// f(r0, r1) over ranges of rows of `row_len` elements (about 16K elements a range).
+template <class F> void parallel_ranges(int64_t rows, int64_t row_len, F&& f) {
+  const int64_t per = std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(row_len, 1));
+  const int64_t nr = (rows + per - 1) / per;
+  parallel_for(nr, rows * row_len, [&](int64_t k) { f(k * per, std::min(rows, (k + 1) * per)); });
+}
+
+}  // namespace normcpu
+}  // namespace optkern
+
+// run_range(kernel, i0, i1) calls kernel(i) for i in [i0, i1), compiled once
+// per ISA level (GCC target_clones needs plain functions, not templates).
+#define OK_NORM_CLONE_RANGE(Kernel)                                                   \
+  OK_CLONES void run_range(const Kernel<float>& k, int64_t i0, int64_t i1) {          \
+    for (int64_t i = i0; i < i1; ++i) k(i);                                           \
+  }                                                                                   \
+  OK_CLONES void run_range(const Kernel<double>& k, int64_t i0, int64_t i1) {         \
+    for (int64_t i = i0; i < i1; ++i) k(i);                                           \
+  }

@@ -1,0 +1,243 @@
+// Row normalizations on the CPU: layer norm, RMS norm, group norm and
+// instance norm are one loop. x is (R, M) with M = Cg * S; row r uses the
+// affine entries (r % G) * Cg + c for its c-th run of S elements
+//   layer / RMS norm: G = 1, Cg = M, S = 1      group norm: R = N G, Cg = C / G
+//   instance norm:    G = C, Cg = 1, S = spatial
+// Rows go to OpenMP threads whole and each row is reduced in a fixed order,
+// so results are bitwise identical for any thread count. Parameter gradients
+// are summed per fixed block of rows, then over blocks in order.
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "norm_arrays.hpp"
+#include "norm_cpu.hpp"
+#include "optkern/rules/norm.hpp"
+
+namespace optkern {
+namespace {
+namespace py = pybind11;
+using namespace normcpu;
+
+template <class T> struct RowArgs {
+  const T *x, *w, *b;  // w, b: never null (ones / zeros stand in)
+  T *y, *mean, *rstd;  // mean: null for RMS norm
+  int64_t R, G, Cg, S;
+  T eps;
+  bool rms;
+};
+
+template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
+  const int64_t M = a.Cg * a.S;
+  const T* OK_RESTRICT x = a.x + r * M;
+  T* OK_RESTRICT y = a.y + r * M;
+  T mu = T(0), rs;
+  if (a.rms) {
+    rs = rules::inv_rms(sum_squares(x, M), T(M), a.eps);
+  } else {
+    const auto m = moments(x, M);
+    mu = m.mean;
+    rs = rules::rstd(m, a.eps);
+    a.mean[r] = mu;
+  }
+  a.rstd[r] = rs;
+  const T* OK_RESTRICT w = a.w + (r % a.G) * a.Cg;
+  const T* OK_RESTRICT b = a.b + (r % a.G) * a.Cg;
+  prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
+  if (a.S == 1) {
+#pragma omp simd
+    for (int64_t j = 0; j < M; ++j) y[j] = rules::affine(rules::normalize(x[j], mu, rs), w[j], b[j]);
+    return;
+  }
+  for (int64_t c = 0; c < a.Cg; ++c) {
+    const T wc = w[c], bc = b[c];
+    const T* OK_RESTRICT xc = x + c * a.S;
+    T* OK_RESTRICT yc = y + c * a.S;
+#pragma omp simd
+    for (int64_t s = 0; s < a.S; ++s) yc[s] = rules::affine(rules::normalize(xc[s], mu, rs), wc, bc);
+  }
+}
+
+template <class T> struct RowGradArgs {
+  const T *dy, *x, *w, *mean, *rstd;  // mean: null for RMS norm
+  T *dx, *pdw, *pdb;                   // pdw, pdb: per-block partials (null: not wanted)
+  int64_t R, G, Cg, S;
+  bool rms;
+};
+
+// dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials.
+template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t r, T* pdw, T* pdb) {
+  const int64_t M = a.Cg * a.S;
+  const T* OK_RESTRICT x = a.x + r * M;
+  const T* OK_RESTRICT dy = a.dy + r * M;
+  T* OK_RESTRICT dx = a.dx + r * M;
+  const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
+  const int64_t w0 = (r % a.G) * a.Cg;
+  const T* OK_RESTRICT w = a.w + w0;
+  T sg = 0, sgx = 0;
+  if (a.S == 1) {
+#pragma omp simd reduction(+ : sg, sgx)
+    for (int64_t j = 0; j < M; ++j) {
+      const T g = dy[j] * w[j];
+      sg += g;
+      sgx += g * rules::normalize(x[j], mu, rs);
+    }
+  } else {
+    for (int64_t c = 0; c < a.Cg; ++c) {
+      T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t s = 0; s < a.S; ++s) {
+        s1 += dy[c * a.S + s];
+        s2 += dy[c * a.S + s] * rules::normalize(x[c * a.S + s], mu, rs);
+      }
+      sg += w[c] * s1;
+      sgx += w[c] * s2;
+      if (pdw) pdw[w0 + c] += s2;
+      if (pdb) pdb[w0 + c] += s1;
+    }
+  }
+  const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
+  if (a.S == 1) {
+#pragma omp simd
+    for (int64_t j = 0; j < M; ++j) {
+      const T xh = rules::normalize(x[j], mu, rs);
+      dx[j] = rules::norm_dx(dy[j] * w[j], xh, rs, mg, mgx);
+      if (pdw) pdw[w0 + j] += dy[j] * xh;
+      if (pdb) pdb[w0 + j] += dy[j];
+    }
+    return;
+  }
+  for (int64_t c = 0; c < a.Cg; ++c) {
+    const T wc = w[c];
+#pragma omp simd
+    for (int64_t s = 0; s < a.S; ++s) {
+      const int64_t j = c * a.S + s;
+      dx[j] = rules::norm_dx(dy[j] * wc, rules::normalize(x[j], mu, rs), rs, mg, mgx);
+    }
+  }
+}
+
+// Multi-versioned row loops (GCC target_clones needs plain functions).
+OK_CLONES void rows_fwd(const RowArgs<float>& a, int64_t r0, int64_t r1) { for (int64_t r = r0; r < r1; ++r) row_forward(a, r); }
+OK_CLONES void rows_fwd(const RowArgs<double>& a, int64_t r0, int64_t r1) { for (int64_t r = r0; r < r1; ++r) row_forward(a, r); }
+OK_CLONES void rows_bwd(const RowGradArgs<float>& a, int64_t r0, int64_t r1, float* pdw, float* pdb) {
+  for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
+}
+OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, double* pdw, double* pdb) {
+  for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
+}
+
+// Row layout from the Python call; checks it is consistent with x.
+struct Layout {
+  int64_t R, G, Cg, S;
+  int64_t M() const { return Cg * S; }
+  int64_t W() const { return G * Cg; }
+};
+
+Layout layout(int64_t size, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial) {
+  if (rows < 0 || groups < 1 || group_channels < 1 || spatial < 1)
+    throw py::value_error("row layout: rows >= 0, groups, group_channels, spatial >= 1 required");
+  if (rows % groups != 0) throw py::value_error("row layout: rows must be a multiple of groups");
+  if (rows * group_channels * spatial != size)
+    throw py::value_error("x: expected rows * group_channels * spatial = " +
+                          std::to_string(rows * group_channels * spatial) + " elements, got " + std::to_string(size));
+  return {rows, groups, group_channels, spatial};
+}
+
+template <class T>
+void forward_impl(normargs::Args& args, py::handle x_h, py::handle w_h, py::handle b_h, py::handle y_h,
+                  py::handle mean_h, py::handle rstd_h, const Layout& L, double eps, bool rms) {
+  const int64_t n = L.R * L.M();
+  RowArgs<T> a{};
+  a.x = args.get<T>(x_h, "x", n, false);
+  a.w = args.opt<T>(w_h, "weight", L.W(), false);
+  a.b = args.opt<T>(b_h, "bias", L.W(), false);
+  a.y = args.get<T>(y_h, "out", n, true);
+  a.mean = rms ? nullptr : args.get<T>(mean_h, "mean", L.R, true);
+  a.rstd = args.get<T>(rstd_h, rms ? "inv_rms" : "rstd", L.R, true);
+  args.check_overlap();
+  const std::vector<T> ones(size_t(L.W()), T(1)), zeros(size_t(L.W()), T(0));
+  if (!a.w) a.w = ones.data();
+  if (!a.b) a.b = zeros.data();
+  a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.eps = T(eps), a.rms = rms;
+  py::gil_scoped_release nogil;
+  parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_fwd(a, r0, r1); });
+}
+
+void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
+                      py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
+                      double eps, bool rms) {
+  const py::dtype dt = normargs::float_dtype(x, "x");
+  const Layout L = layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
+  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
+  normargs::Args args(dt);
+  if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
+  else forward_impl<double>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
+}
+
+template <class T>
+void backward_impl(normargs::Args& args, py::handle dy_h, py::handle x_h, py::handle w_h, py::handle mean_h,
+                   py::handle rstd_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const Layout& L, bool rms) {
+  const int64_t n = L.R * L.M();
+  RowGradArgs<T> a{};
+  a.dy = args.get<T>(dy_h, "dy", n, false);
+  a.x = args.get<T>(x_h, "x", n, false);
+  a.w = args.opt<T>(w_h, "weight", L.W(), false);
+  a.mean = rms ? nullptr : args.get<T>(mean_h, "mean", L.R, false);
+  a.rstd = args.get<T>(rstd_h, rms ? "inv_rms" : "rstd", L.R, false);
+  a.dx = args.get<T>(dx_h, "dx", n, true);
+  T* dw = args.opt<T>(dw_h, "dweight", L.W(), true);
+  T* db = args.opt<T>(db_h, "dbias", L.W(), true);
+  args.check_overlap();
+  const std::vector<T> ones(size_t(L.W()), T(1));
+  if (!a.w) a.w = ones.data();
+  a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.rms = rms;
+  // Fixed row blocks (from the shape only) hold the parameter-gradient partials.
+  // At most kGradBlocks blocks, and partials of at most ~4M values each.
+  const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / L.W())}) : 1;
+  const int64_t W = L.W();
+  std::vector<T> pdw(dw ? size_t(nblk * W) : 0, T(0)), pdb(db ? size_t(nblk * W) : 0, T(0));
+  py::gil_scoped_release nogil;
+  if (!dw && !db) {
+    parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_bwd(a, r0, r1, (T*)nullptr, (T*)nullptr); });
+    return;
+  }
+  parallel_for(nblk, n, [&](int64_t k) {
+    const int64_t r0 = L.R * k / nblk, r1 = L.R * (k + 1) / nblk;
+    rows_bwd(a, r0, r1, dw ? pdw.data() + k * W : nullptr, db ? pdb.data() + k * W : nullptr);
+  });
+  parallel_for(W, nblk * W, [&](int64_t i) {
+    T sw = 0, sb = 0;
+    for (int64_t k = 0; k < nblk; ++k) {
+      if (dw) sw += pdw[size_t(k * W + i)];
+      if (db) sb += pdb[size_t(k * W + i)];
+    }
+    if (dw) dw[i] = sw;
+    if (db) db[i] = sb;
+  });
+}
+
+void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
+                       py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
+                       int64_t group_channels, int64_t spatial, bool rms) {
+  const py::dtype dt = normargs::float_dtype(x, "x");
+  const Layout L = layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
+  normargs::Args args(dt);
+  if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
+  else backward_impl<double>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
+}
+
+}  // namespace
+
+void register_norm_rows(py::module_& m) {
+  using py::arg;
+  m.def("row_norm_forward", &row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
+        arg("rstd"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"), arg("eps"), arg("rms"),
+        "Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).");
+  m.def("row_norm_backward", &row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
+        arg("dx"), arg("dweight"), arg("dbias"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"),
+        arg("rms"), "Backward of row_norm_forward: dx, and dweight / dbias when given.");
+}
+
+}  // namespace optkern

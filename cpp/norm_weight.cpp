@@ -1,0 +1,118 @@
+// Weight normalization on the CPU: v is (rows, M); row r of the result is
+// w_r = g_r v_r / ‖v_r‖ (rules/norm.hpp for the backward). Rows are
+// independent and each is reduced in a fixed order.
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+
+#include "norm_arrays.hpp"
+#include "norm_cpu.hpp"
+#include "optkern/rules/norm.hpp"
+
+namespace optkern {
+namespace {
+namespace py = pybind11;
+using namespace normcpu;
+
+template <class T> struct WnForward {
+  const T *v, *g;
+  T *w, *norm;
+  int64_t M;
+  OK_INLINE void operator()(int64_t r) const {
+    const T* OK_RESTRICT vr = v + r * M;
+    T* OK_RESTRICT wr = w + r * M;
+    const T nrm = std::sqrt(sum_squares(vr, M));
+    norm[r] = nrm;
+    const T scale = rules::weight_norm_scale(g[r], nrm);
+#pragma omp simd
+    for (int64_t j = 0; j < M; ++j) wr[j] = scale * vr[j];
+  }
+};
+
+template <class T> struct WnBackward {
+  const T *dw, *v, *g, *norm;
+  T *dv, *dg;
+  int64_t M;
+  OK_INLINE void operator()(int64_t r) const {
+    const T* OK_RESTRICT dwr = dw + r * M;
+    const T* OK_RESTRICT vr = v + r * M;
+    T* OK_RESTRICT dvr = dv + r * M;
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < M; ++j) s += dwr[j] * vr[j];
+    const T nrm = norm[r];
+    dg[r] = s / nrm;
+    const T scale = rules::weight_norm_scale(g[r], nrm), k = s / (nrm * nrm);
+#pragma omp simd
+    for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv(dwr[j], vr[j], scale, k);
+  }
+};
+
+OK_NORM_CLONE_RANGE(WnForward)
+OK_NORM_CLONE_RANGE(WnBackward)
+
+template <class K> void run_rows(const K& k, int64_t rows, int64_t M) {
+  parallel_ranges(rows, M, [&](int64_t r0, int64_t r1) { run_range(k, r0, r1); });
+}
+
+void check_rows(py::handle v, int64_t rows, int64_t M) {
+  if (rows < 0 || M < 1 || rows * M != int64_t(py::reinterpret_borrow<py::array>(v).size()))
+    throw py::value_error("v: expected rows * M elements");
+}
+
+template <class T> void fwd(py::handle v_h, py::handle g_h, py::handle w_h, py::handle n_h, int64_t rows, int64_t M) {
+  normargs::Args args(py::dtype::of<T>());
+  WnForward<T> k{};
+  k.v = args.get<T>(v_h, "v", rows * M, false);
+  k.g = args.get<T>(g_h, "g", rows, false);
+  k.w = args.get<T>(w_h, "out", rows * M, true);
+  k.norm = args.get<T>(n_h, "norm", rows, true);
+  k.M = M;
+  args.check_overlap();
+  py::gil_scoped_release nogil;
+  run_rows(k, rows, M);
+}
+
+template <class T>
+void bwd(py::handle dw_h, py::handle v_h, py::handle g_h, py::handle n_h, py::handle dv_h, py::handle dg_h,
+         int64_t rows, int64_t M) {
+  normargs::Args args(py::dtype::of<T>());
+  WnBackward<T> k{};
+  k.dw = args.get<T>(dw_h, "dw", rows * M, false);
+  k.v = args.get<T>(v_h, "v", rows * M, false);
+  k.g = args.get<T>(g_h, "g", rows, false);
+  k.norm = args.get<T>(n_h, "norm", rows, false);
+  k.dv = args.get<T>(dv_h, "dv", rows * M, true);
+  k.dg = args.get<T>(dg_h, "dg", rows, true);
+  k.M = M;
+  args.check_overlap();
+  py::gil_scoped_release nogil;
+  run_rows(k, rows, M);
+}
+
+void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
+  const py::dtype dt = normargs::float_dtype(v, "v");
+  check_rows(v, rows, M);
+  if (dt.itemsize() == 4) fwd<float>(v, g, out, norm, rows, M);
+  else fwd<double>(v, g, out, norm, rows, M);
+}
+
+void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
+                          int64_t rows, int64_t M) {
+  const py::dtype dt = normargs::float_dtype(v, "v");
+  check_rows(v, rows, M);
+  if (dt.itemsize() == 4) bwd<float>(dw, v, g, norm, dv, dg, rows, M);
+  else bwd<double>(dw, v, g, norm, dv, dg, rows, M);
+}
+
+}  // namespace
+
+void register_norm_weight(py::module_& m) {
+  using py::arg;
+  m.def("weight_norm_forward", &weight_norm_forward, arg("v"), arg("g"), arg("out"), arg("norm"), arg("rows"),
+        arg("M"), "out[r] = g[r] v[r] / ||v[r]|| for v viewed as (rows, M); norm[r] = ||v[r]||.");
+  m.def("weight_norm_backward", &weight_norm_backward, arg("dw"), arg("v"), arg("g"), arg("norm"), arg("dv"),
+        arg("dg"), arg("rows"), arg("M"), "Gradients of weight_norm_forward with respect to v and g.");
+}
+
+}  // namespace optkern

@@ -1,0 +1,141 @@
+// Batch normalization on the GPU, same entry points as cpp/norm_channels.cpp:
+// statistics and gradient sums per channel (norm_channels.cuh), then one
+// elementwise pass for y or dx.
+#include "norm_channels.cuh"
+#include "norm_common.cuh"
+
+namespace optkern {
+namespace {
+using namespace normgpu;
+
+template <class T, class A>
+__global__ void channel_apply_kernel(const T* __restrict__ x, const A* __restrict__ mean, const A* __restrict__ rstd,
+                                     const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y, int64_t n,
+                                     int64_t C, int64_t S) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = (S == 1 ? i : i / S) % C;
+    const A wc = w ? A(load(w, c)) : A(1), bc = b ? A(load(b, c)) : A(0);
+    store(y, i, rules::affine(rules::normalize(A(load(x, i)), mean[c], rstd[c]), wc, bc));
+  }
+}
+
+template <class T, class A>
+__global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const A* __restrict__ mean,
+                                  const A* __restrict__ rstd, const T* __restrict__ w,
+                                  const Sum2<A>* __restrict__ total, T* __restrict__ dx, int64_t n, int64_t C,
+                                  int64_t S, A inv_m, bool training) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = (S == 1 ? i : i / S) % C;
+    const A wc = w ? A(load(w, c)) : A(1);
+    const A mg = training ? wc * total[c].a * inv_m : A(0), mgx = training ? wc * total[c].b * inv_m : A(0);
+    store(dx, i, rules::norm_dx(A(load(dy, i)) * wc, rules::normalize(A(load(x, i)), mean[c], rstd[c]), rstd[c],
+                                mg, mgx));
+  }
+}
+
+void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
+  if (N < 0 || C < 1 || S < 1) throw py::value_error("shape: N >= 0, C >= 1, S >= 1 required");
+  if (N * C * S != size)
+    throw py::value_error("x: expected N * C * S = " + std::to_string(N * C * S) + " elements, got " +
+                          std::to_string(size));
+}
+
+constexpr int kThreads = 256;
+
+void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int64_t C, int64_t S) {
+  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  check_shape(device_size(x), N, C, S);
+  DeviceArgs a;
+  const char* xp = a.get(x, "x", dt, N * C * S, false);
+  char* mp = a.get(mean, "mean", st, C, true);
+  char* vp = a.get(var, "var", st, C, true);
+  a.check_overlap();
+  if (N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    channel_moments<T, A>(reinterpret_cast<const T*>(xp), N, C, S, reinterpret_cast<A*>(mp),
+                          reinterpret_cast<A*>(vp), s);
+  });
+  check_launch("channel_stats");
+}
+
+void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
+                          int64_t N, int64_t C, int64_t S) {
+  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  check_shape(device_size(x), N, C, S);
+  DeviceArgs a;
+  const int64_t n = N * C * S;
+  const char* xp = a.get(x, "x", dt, n, false);
+  const char* mp = a.get(mean, "mean", st, C, false);
+  const char* rp = a.get(rstd, "rstd", st, C, false);
+  const char* wp = a.opt(w, "weight", dt, C, false);
+  const char* bp = a.opt(b, "bias", dt, C, false);
+  char* yp = a.get(y, "out", dt, n, true);
+  a.check_overlap();
+  if (n == 0) return;
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    channel_apply_kernel<T, A><<<grid_for(n, kThreads), kThreads, 0, s>>>(
+        reinterpret_cast<const T*>(xp), reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp),
+        reinterpret_cast<const T*>(wp), reinterpret_cast<const T*>(bp), reinterpret_cast<T*>(yp), n, C, S);
+  });
+  check_launch("channel_norm_forward");
+}
+
+void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
+                           py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
+                           bool training) {
+  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  check_shape(device_size(x), N, C, S);
+  DeviceArgs a;
+  const int64_t n = N * C * S;
+  const char* dyp = a.get(dy, "dy", dt, n, false);
+  const char* xp = a.get(x, "x", dt, n, false);
+  const char* mp = a.get(mean, "mean", st, C, false);
+  const char* rp = a.get(rstd, "rstd", st, C, false);
+  const char* wp = a.opt(w, "weight", dt, C, false);
+  char* dxp = a.get(dx, "dx", dt, n, true);
+  char* dwp = a.opt(dw, "dweight", dt, C, true);
+  char* dbp = a.opt(db, "dbias", dt, C, true);
+  a.check_overlap();
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    const T* tdy = reinterpret_cast<const T*>(dyp);
+    const T* tx = reinterpret_cast<const T*>(xp);
+    const A* tm = reinterpret_cast<const A*>(mp);
+    const A* tr = reinterpret_cast<const A*>(rp);
+    Scratch total(size_t(C) * sizeof(Sum2<A>), s);
+    channel_grad_sums(GradSumOp<T, A>{tdy, tx, tm, tr, 1, 1, false}, N, C, S, reinterpret_cast<T*>(dwp),
+                      reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(), s);
+    if (n > 0)
+      channel_dx_kernel<T, A><<<grid_for(n, kThreads), kThreads, 0, s>>>(
+          tdy, tx, tm, tr, reinterpret_cast<const T*>(wp), total.as<Sum2<A>>(), reinterpret_cast<T*>(dxp), n, C, S,
+          A(1) / A(N * S > 0 ? N * S : 1), training);
+  });
+  check_launch("channel_norm_backward");
+}
+
+}  // namespace
+
+void register_norm_channels(py::module_& m) {
+  using py::arg;
+  m.def("channel_stats", &channel_stats, arg("x"), arg("mean"), arg("var"), arg("N"), arg("C"), arg("S"),
+        "Per-channel mean and biased variance of x viewed as (N, C, S).");
+  m.def("channel_norm_forward", &channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
+        arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"),
+        "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).");
+  m.def("channel_norm_backward", &channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
+        arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
+        "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");
+}
+
+}  // namespace optkern

@@ -1,0 +1,138 @@
+// Per-channel reductions on the GPU over x viewed as (N, C, S): batch-norm
+// statistics, batch-norm gradient sums, and the parameter gradients of the
+// row normalizations. The batch is cut into K fixed splits (from the shape
+// only); each (split, channel tile) block reduces in a fixed tree order, then
+// one thread per channel merges the K partials in order: same bits every run.
+#pragma once
+#include <algorithm>
+
+#include "norm_common.cuh"
+#include "norm_reduce.cuh"
+
+namespace optkern {
+namespace normgpu {
+
+// Moments of x (batch-norm statistics).
+template <class T, class A> struct StatsOp {
+  using Acc = rules::Moments<A>;
+  const T* x;
+  __device__ Acc zero() const { return {A(0), A(0), A(0)}; }
+  __device__ void push(Acc& acc, int64_t, int64_t, int64_t i) const { rules::push(acc, A(load(x, i))); }
+};
+
+// Σ dy and Σ dy x̂; statistics per channel (batch norm) or per row n G + c / Cg
+// (row normalizations; no mean for RMS norm).
+template <class T, class A> struct GradSumOp {
+  using Acc = Sum2<A>;
+  const T *dy, *x;
+  const A *mean, *rstd;
+  int64_t G, Cg;
+  bool per_row;
+  __device__ Acc zero() const { return {A(0), A(0)}; }
+  __device__ void push(Acc& acc, int64_t n, int64_t c, int64_t i) const {
+    const int64_t k = per_row ? n * G + c / Cg : c;
+    const A g = load(dy, i);
+    acc.a += g;
+    acc.b += g * rules::normalize(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
+  }
+};
+
+constexpr int kTile = 32, kTileRows = 8, kChanThreads = 256;
+
+// K splits of the batch for a shape (never from the device: same bits anywhere).
+inline int64_t channel_splits(int64_t N, int64_t S) {
+  if (N <= 0) return 1;
+  const int64_t k = S == 1 ? (N + 255) / 256 : (N * S + 16383) / 16384;
+  return std::max<int64_t>(1, std::min<int64_t>({k, N, 256}));
+}
+
+// part[k * C + c] = reduction of split k of channel c. S == 1: blocks of
+// 32 channels x 8 row lanes (coalesced along C); S > 1: one block per channel.
+template <class Op>
+__global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, int64_t K,
+                                       typename Op::Acc* __restrict__ part) {
+  using V = typename Op::Acc;
+  __shared__ V sm[kChanThreads];
+  const int64_t k = blockIdx.y, n0 = N * k / K, n1 = N * (k + 1) / K;
+  if (S == 1) {
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int64_t c = int64_t(blockIdx.x) * kTile + tx;
+    V v = op.zero();
+    if (c < C)
+      for (int64_t n = n0 + ty; n < n1; n += kTileRows) op.push(v, n, c, n * C + c);
+    sm[ty * kTile + tx] = v;
+    __syncthreads();
+#pragma unroll
+    for (int h = kTileRows / 2; h >= 1; h >>= 1) {
+      if (ty < h) sm[ty * kTile + tx] = combine(sm[ty * kTile + tx], sm[(ty + h) * kTile + tx]);
+      __syncthreads();
+    }
+    if (ty == 0 && c < C) part[k * C + c] = sm[tx];
+    return;
+  }
+  const int64_t c = blockIdx.x;
+  V v = op.zero();
+  for (int64_t n = n0; n < n1; ++n) {
+    const int64_t base = (n * C + c) * S;
+    for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push(v, n, c, base + s);
+  }
+  v = block_reduce(v, sm, op.zero());
+  if (threadIdx.x == 0) part[k * C + c] = v;
+}
+
+template <class A>
+__global__ void stats_finalize_kernel(const rules::Moments<A>* __restrict__ part, int64_t K, int64_t C,
+                                      A* __restrict__ mean, A* __restrict__ var) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    rules::Moments<A> acc{A(0), A(0), A(0)};
+    for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
+    mean[c] = acc.mean;
+    var[c] = acc.m2 / acc.n;
+  }
+}
+
+template <class T, class A>
+__global__ void sums_finalize_kernel(const Sum2<A>* __restrict__ part, int64_t K, int64_t C, T* __restrict__ dw,
+                                     T* __restrict__ db, Sum2<A>* __restrict__ total) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    Sum2<A> acc{A(0), A(0)};
+    for (int64_t k = 0; k < K; ++k) acc = combine(acc, part[k * C + c]);
+    if (dw) store(dw, c, acc.b);
+    if (db) store(db, c, acc.a);
+    if (total) total[c] = acc;
+  }
+}
+
+template <class Op>
+void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, typename Op::Acc* part,
+                     cudaStream_t s) {
+  if (S == 1) {
+    const dim3 grid{unsigned((C + kTile - 1) / kTile), unsigned(K), 1u}, block{unsigned(kTile), unsigned(kTileRows), 1u};
+    channel_partial_kernel<<<grid, block, 0, s>>>(op, N, C, S, K, part);
+  } else {
+    const dim3 grid{unsigned(C), unsigned(K), 1u};
+    channel_partial_kernel<<<grid, kChanThreads, 0, s>>>(op, N, C, S, K, part);
+  }
+}
+
+// mean[c], var[c] (biased) of x over N and S.
+template <class T, class A>
+void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* var, cudaStream_t s) {
+  const int64_t K = channel_splits(N, S);
+  Scratch part(size_t(K * C) * sizeof(rules::Moments<A>), s);
+  launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<A>>(), s);
+  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, var);
+}
+
+// dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), totals in `total` when given.
+template <class T, class A>
+void channel_grad_sums(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db, Sum2<A>* total,
+                       cudaStream_t s) {
+  const int64_t K = channel_splits(N, S);
+  Scratch part(size_t(K * C) * sizeof(Sum2<A>), s);
+  launch_partials(op, N, C, S, K, part.as<Sum2<A>>(), s);
+  sums_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<Sum2<A>>(), K, C, dw, db, total);
+}
+
+}  // namespace normgpu
+}  // namespace optkern

@@ -1,0 +1,56 @@
+// Deterministic block reductions for the normalization kernels: a shuffle
+// tree inside each warp, then a tree over the warps' results, always in the
+// same order, so a launch gives the same bits every run.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "optkern/rules/norm.hpp"
+
+namespace optkern {
+namespace normgpu {
+
+template <class A> struct Sum2 { A a, b; };
+
+template <class A> __device__ __forceinline__ Sum2<A> combine(const Sum2<A>& x, const Sum2<A>& y) {
+  return {x.a + y.a, x.b + y.b};
+}
+template <class A>
+__device__ __forceinline__ rules::Moments<A> combine(const rules::Moments<A>& x, const rules::Moments<A>& y) {
+  return rules::merge(x, y);
+}
+
+template <class A> __device__ __forceinline__ Sum2<A> shfl_down(const Sum2<A>& v, int off) {
+  return {__shfl_down_sync(0xffffffffu, v.a, off), __shfl_down_sync(0xffffffffu, v.b, off)};
+}
+template <class A> __device__ __forceinline__ rules::Moments<A> shfl_down(const rules::Moments<A>& v, int off) {
+  return {__shfl_down_sync(0xffffffffu, v.n, off), __shfl_down_sync(0xffffffffu, v.mean, off),
+          __shfl_down_sync(0xffffffffu, v.m2, off)};
+}
+
+// Lane 0 ends with the warp's total (lanes whose partner is past 31 compute
+// unused values; lane 0's tree never reads them).
+template <class V> __device__ __forceinline__ V warp_reduce(V v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = combine(v, shfl_down(v, off));
+  return v;
+}
+
+// Total over a 1-D block (blockDim.x a multiple of 32, at most 1024), returned
+// to every thread. `smem` holds 32 values; `zero` is the empty value.
+template <class V> __device__ V block_reduce(V v, V* smem, const V& zero) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_reduce(v);
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = warp_reduce(lane < nw ? smem[lane] : zero);
+    if (lane == 0) smem[0] = v;
+  }
+  __syncthreads();
+  const V out = smem[0];
+  __syncthreads();  // smem may be reused right after
+  return out;
+}
+
+}  // namespace normgpu
+}  // namespace optkern

@@ -1,0 +1,176 @@
+// Row normalizations on the GPU (layer, RMS, group, instance norm), same
+// layout as cpp/norm_rows.cpp: x is (R, M), M = Cg * S, row r uses affine
+// entries (r % G) * Cg + j / S. One block per row: Welford per thread, a
+// deterministic tree merge (Chan), then the normalize/affine pass. Parameter
+// gradients reduce over rows in fixed splits (norm_channels.cuh).
+#include "norm_channels.cuh"
+#include "norm_common.cuh"
+#include "norm_reduce.cuh"
+
+namespace optkern {
+namespace {
+using namespace normgpu;
+
+constexpr int kRowThreads = 256;
+
+template <class T, class A>
+__global__ void __launch_bounds__(kRowThreads)
+row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
+                   A* __restrict__ mean, A* __restrict__ rstd, int64_t R, int64_t G, int64_t Cg, int64_t S, A eps,
+                   bool rms) {
+  __shared__ rules::Moments<A> sm[32];
+  __shared__ Sum2<A> ss[32];
+  const int64_t M = Cg * S;
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    const T* xr = x + r * M;
+    T* yr = y + r * M;
+    A mu = A(0), rs;
+    if (rms) {
+      Sum2<A> q{A(0), A(0)};
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+        const A v = load(xr, j);
+        q.a += v * v;
+      }
+      q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+      rs = rules::inv_rms(q.a, A(M), eps);
+    } else {
+      rules::Moments<A> m{A(0), A(0), A(0)};
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push(m, A(load(xr, j)));
+      m = block_reduce(m, sm, rules::Moments<A>{A(0), A(0), A(0)});
+      mu = m.mean;
+      rs = rules::rstd(m, eps);
+      if (threadIdx.x == 0) mean[r] = mu;
+    }
+    if (threadIdx.x == 0) rstd[r] = rs;
+    const int64_t w0 = (r % G) * Cg;
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+      const int64_t c = w0 + (S == 1 ? j : j / S);
+      const A wc = w ? A(load(w, c)) : A(1), bc = b ? A(load(b, c)) : A(0);
+      store(yr, j, rules::affine(rules::normalize(A(load(xr, j)), mu, rs), wc, bc));
+    }
+  }
+}
+
+template <class T, class A>
+__global__ void __launch_bounds__(kRowThreads)
+row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w, const A* __restrict__ mean,
+              const A* __restrict__ rstd, T* __restrict__ dx, int64_t R, int64_t G, int64_t Cg, int64_t S) {
+  __shared__ Sum2<A> ss[32];
+  const int64_t M = Cg * S;
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    const T* xr = x + r * M;
+    const T* dyr = dy + r * M;
+    const A mu = mean ? mean[r] : A(0), rs = rstd[r];
+    const int64_t w0 = (r % G) * Cg;
+    Sum2<A> s{A(0), A(0)};
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+      const A g = A(load(dyr, j)) * (w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1));
+      s.a += g;
+      s.b += g * rules::normalize(A(load(xr, j)), mu, rs);
+    }
+    s = block_reduce(s, ss, Sum2<A>{A(0), A(0)});
+    const A mg = mean ? s.a / A(M) : A(0), mgx = s.b / A(M);  // RMS norm (no mean): no mean(g) term
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+      const A g = A(load(dyr, j)) * (w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1));
+      store(dx + r * M, j, rules::norm_dx(g, rules::normalize(A(load(xr, j)), mu, rs), rs, mg, mgx));
+    }
+  }
+}
+
+struct Layout {
+  int64_t R, G, Cg, S;
+  int64_t M() const { return Cg * S; }
+  int64_t W() const { return G * Cg; }
+};
+
+Layout layout(int64_t size, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial) {
+  if (rows < 0 || groups < 1 || group_channels < 1 || spatial < 1)
+    throw py::value_error("row layout: rows >= 0, groups, group_channels, spatial >= 1 required");
+  if (rows % groups != 0) throw py::value_error("row layout: rows must be a multiple of groups");
+  if (rows * group_channels * spatial != size)
+    throw py::value_error("x: expected rows * group_channels * spatial = " +
+                          std::to_string(rows * group_channels * spatial) + " elements, got " + std::to_string(size));
+  return {rows, groups, group_channels, spatial};
+}
+
+unsigned row_grid(int64_t R) { return unsigned(R < (int64_t(1) << 30) ? (R > 0 ? R : 1) : (int64_t(1) << 30)); }
+
+void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
+                      py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
+                      double eps, bool rms) {
+  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const Layout L = layout(device_size(x), rows, groups, group_channels, spatial);
+  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
+  DeviceArgs a;
+  const int64_t n = L.R * L.M();
+  const char* xp = a.get(x, "x", dt, n, false);
+  const char* wp = a.opt(weight, "weight", dt, L.W(), false);
+  const char* bp = a.opt(bias, "bias", dt, L.W(), false);
+  char* yp = a.get(out, "out", dt, n, true);
+  char* mp = rms ? nullptr : a.get(mean, "mean", st, L.R, true);
+  char* rp = a.get(rstd, rms ? "inv_rms" : "rstd", st, L.R, true);
+  a.check_overlap();
+  if (L.R == 0) return;
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    row_forward_kernel<T, A><<<row_grid(L.R), kRowThreads, 0, s>>>(
+        reinterpret_cast<const T*>(xp), reinterpret_cast<const T*>(wp), reinterpret_cast<const T*>(bp),
+        reinterpret_cast<T*>(yp), reinterpret_cast<A*>(mp), reinterpret_cast<A*>(rp), L.R, L.G, L.Cg, L.S, A(eps),
+        rms);
+  });
+  check_launch("row_norm_forward");
+}
+
+void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
+                       py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
+                       int64_t group_channels, int64_t spatial, bool rms) {
+  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const Layout L = layout(device_size(x), rows, groups, group_channels, spatial);
+  DeviceArgs a;
+  const int64_t n = L.R * L.M();
+  const char* dyp = a.get(dy, "dy", dt, n, false);
+  const char* xp = a.get(x, "x", dt, n, false);
+  const char* wp = a.opt(weight, "weight", dt, L.W(), false);
+  const char* mp = rms ? nullptr : a.get(mean, "mean", st, L.R, false);
+  const char* rp = a.get(rstd, rms ? "inv_rms" : "rstd", st, L.R, false);
+  char* dxp = a.get(dx, "dx", dt, n, true);
+  char* dwp = a.opt(dweight, "dweight", dt, L.W(), true);
+  char* dbp = a.opt(dbias, "dbias", dt, L.W(), true);
+  a.check_overlap();
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    const T* tx = reinterpret_cast<const T*>(xp);
+    const T* tdy = reinterpret_cast<const T*>(dyp);
+    if (L.R > 0)
+      row_dx_kernel<T, A><<<row_grid(L.R), kRowThreads, 0, s>>>(tdy, tx, reinterpret_cast<const T*>(wp),
+                                                                 reinterpret_cast<const A*>(mp),
+                                                                 reinterpret_cast<const A*>(rp),
+                                                                 reinterpret_cast<T*>(dxp), L.R, L.G, L.Cg, L.S);
+    if (dwp || dbp) {
+      // (R, M) seen as (N = R / G, C = G Cg, S); row of (n, c) is n G + c / Cg.
+      GradSumOp<T, A> op{tdy, tx, reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp), L.G, L.Cg, true};
+      channel_grad_sums(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), static_cast<Sum2<A>*>(nullptr), s);
+    }
+  });
+  check_launch("row_norm_backward");
+}
+
+}  // namespace
+
+void register_norm_rows(py::module_& m) {
+  using py::arg;
+  m.def("row_norm_forward", &row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
+        arg("rstd"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"), arg("eps"), arg("rms"),
+        "Layer / group / instance / RMS norm forward over rows of x (see cuda/norm_rows.cu for the layout).");
+  m.def("row_norm_backward", &row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
+        arg("dx"), arg("dweight"), arg("dbias"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"),
+        arg("rms"), "Backward of row_norm_forward: dx, and dweight / dbias when given.");
+}
+
+}  // namespace optkern

@@ -1,0 +1,114 @@
+// Weight normalization on the GPU, same entry points as cpp/norm_weight.cpp:
+// one block per output row, deterministic tree sums (norm_reduce.cuh).
+#include "norm_common.cuh"
+#include "norm_reduce.cuh"
+
+namespace optkern {
+namespace {
+using namespace normgpu;
+
+constexpr int kThreads = 256;
+
+template <class T, class A>
+__global__ void __launch_bounds__(kThreads)
+wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restrict__ w, A* __restrict__ norm,
+                  int64_t rows, int64_t M) {
+  __shared__ Sum2<A> ss[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* vr = v + r * M;
+    Sum2<A> q{A(0), A(0)};
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+      const A x = load(vr, j);
+      q.a += x * x;
+    }
+    q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+    const A nrm = sqrt(q.a);
+    if (threadIdx.x == 0) norm[r] = nrm;
+    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm);
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) store(w + r * M, j, scale * A(load(vr, j)));
+  }
+}
+
+template <class T, class A>
+__global__ void __launch_bounds__(kThreads)
+wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* __restrict__ g,
+                   const A* __restrict__ norm, T* __restrict__ dv, T* __restrict__ dg, int64_t rows, int64_t M) {
+  __shared__ Sum2<A> ss[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* vr = v + r * M;
+    const T* dwr = dw + r * M;
+    Sum2<A> q{A(0), A(0)};
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) q.a += A(load(dwr, j)) * A(load(vr, j));
+    q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+    const A nrm = norm[r];
+    if (threadIdx.x == 0) store(dg, r, q.a / nrm);
+    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = q.a / (nrm * nrm);
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
+      store(dv + r * M, j, rules::weight_norm_dv(A(load(dwr, j)), A(load(vr, j)), scale, k));
+  }
+}
+
+void check_rows(int64_t size, int64_t rows, int64_t M) {
+  if (rows < 0 || M < 1 || rows * M != size) throw py::value_error("v: expected rows * M elements");
+}
+
+unsigned grid_rows(int64_t rows) { return unsigned(std::min<int64_t>(std::max<int64_t>(rows, 1), int64_t(1) << 30)); }
+
+void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
+  const DType dt = device_dtype(v, "v", kFloatAll), st = stat_dtype(dt);
+  check_rows(device_size(v), rows, M);
+  DeviceArgs a;
+  const char* vp = a.get(v, "v", dt, rows * M, false);
+  const char* gp = a.get(g, "g", dt, rows, false);
+  char* wp = a.get(out, "out", dt, rows * M, true);
+  char* np_ = a.get(norm, "norm", st, rows, true);
+  a.check_overlap();
+  if (rows == 0) return;
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    wn_forward_kernel<T, A><<<grid_rows(rows), kThreads, 0, s>>>(
+        reinterpret_cast<const T*>(vp), reinterpret_cast<const T*>(gp), reinterpret_cast<T*>(wp),
+        reinterpret_cast<A*>(np_), rows, M);
+  });
+  check_launch("weight_norm_forward");
+}
+
+void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
+                          int64_t rows, int64_t M) {
+  const DType dt = device_dtype(v, "v", kFloatAll), st = stat_dtype(dt);
+  check_rows(device_size(v), rows, M);
+  DeviceArgs a;
+  const char* dwp = a.get(dw, "dw", dt, rows * M, false);
+  const char* vp = a.get(v, "v", dt, rows * M, false);
+  const char* gp = a.get(g, "g", dt, rows, false);
+  const char* np_ = a.get(norm, "norm", st, rows, false);
+  char* dvp = a.get(dv, "dv", dt, rows * M, true);
+  char* dgp = a.get(dg, "dg", dt, rows, true);
+  a.check_overlap();
+  if (rows == 0) return;
+  DeviceGuard guard(a.device);
+  const cudaStream_t s = current_stream();
+  dispatch(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    using A = typename Compute<T>::type;
+    wn_backward_kernel<T, A><<<grid_rows(rows), kThreads, 0, s>>>(
+        reinterpret_cast<const T*>(dwp), reinterpret_cast<const T*>(vp), reinterpret_cast<const T*>(gp),
+        reinterpret_cast<const A*>(np_), reinterpret_cast<T*>(dvp), reinterpret_cast<T*>(dgp), rows, M);
+  });
+  check_launch("weight_norm_backward");
+}
+
+}  // namespace
+
+void register_norm_weight(py::module_& m) {
+  using py::arg;
+  m.def("weight_norm_forward", &weight_norm_forward, arg("v"), arg("g"), arg("out"), arg("norm"), arg("rows"),
+        arg("M"), "out[r] = g[r] v[r] / ||v[r]|| for v viewed as (rows, M); norm[r] = ||v[r]||.");
+  m.def("weight_norm_backward", &weight_norm_backward, arg("dw"), arg("v"), arg("g"), arg("norm"), arg("dv"),
+        arg("dg"), arg("rows"), arg("M"), "Gradients of weight_norm_forward with respect to v and g.");
+}
+
+}  // namespace optkern

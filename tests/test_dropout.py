@@ -1,0 +1,64 @@
+"""optkern.norm.dropout: inverted scaling, mask regenerated from (seed, offset),
+keep-rate statistics, and the documented link to optkern.random."""
+import numpy as np
+import pytest
+
+from optkern import norm
+from optkern import random as okr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
+def test_forward_backward(dtype, p):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((37, 1029)) + 2).astype(dtype)
+    y, mask = norm.dropout(x, p, seed=99, offset=5, return_mask=True)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    # the mask is the documented one: float32 uniform of stream (seed, offset + i) >= p
+    u = okr.uniform(x.shape, seed=99, offset=5)
+    np.testing.assert_array_equal(mask, (u >= np.float32(p)).astype(np.uint8))
+    scale = dtype(1) / (dtype(1) - dtype(np.float32(p)))
+    np.testing.assert_array_equal(y, np.where(mask, x * scale, 0).astype(dtype))
+    np.testing.assert_array_equal(norm.dropout(x, p, seed=99, offset=5), y)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    np.testing.assert_array_equal(norm.dropout_backward(dy, p, seed=99, offset=5), np.where(mask, dy * scale, 0))
+    # keep rate within binomial error
+    n = x.size
+    assert abs(mask.mean() - (1 - p)) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12
+
+
+def test_offsets_seeds_and_eval():
+    x = np.ones(10_000, np.float32)
+    a = norm.dropout(x, 0.5, seed=1)
+    b = norm.dropout(x, 0.5, seed=1, offset=10_000)
+    c = norm.dropout(x, 0.5, seed=2)
+    assert not np.array_equal(a, b) and not np.array_equal(a, c)
+    # consecutive offsets continue one stream
+    full = norm.dropout(np.ones(20_000, np.float32), 0.5, seed=1)
+    np.testing.assert_array_equal(np.concatenate([a, b]), full)
+    assert abs((a != 0).mean() - 0.5) < 0.03
+    assert norm.dropout(x, 0.5, seed=1, training=False) is x
+    y, m = norm.dropout(x, 0.5, seed=1, training=False, return_mask=True)
+    assert y is x and m.all()
+    e = np.empty((0, 3), np.float32)
+    assert norm.dropout(e, 0.5, seed=1).shape == (0, 3)
+
+
+def test_expectation_is_preserved():
+    x = np.full(1 << 20, 3.0, np.float64)
+    for p in (0.2, 0.7):
+        y = norm.dropout(x, p, seed=11)
+        sd = 3.0 * np.sqrt(p / (1 - p) / x.size)
+        assert abs(y.mean() - 3.0) < 5 * sd
+
+
+def test_torch_dropout_statistics():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = np.ones((512, 512), np.float32)
+    p = 0.3
+    y = norm.dropout(x, p, seed=3)
+    t = torch.nn.functional.dropout(torch.from_numpy(x), p=p, training=True).numpy()
+    # same set of values (0 or 1 / (1 - p)), keep rates agree within binomial error
+    np.testing.assert_allclose(np.unique(y), np.unique(t), rtol=1e-6)
+    sd = np.sqrt(p * (1 - p) / x.size)
+    assert abs((y != 0).mean() - (t != 0).mean()) < 7 * sd

@@ -1,0 +1,205 @@
+"""optkern.norm argument checks (clear errors, nothing written) and bitwise
+reproducibility across OpenMP thread counts."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from optkern import norm
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((4, 6, 5)).astype(np.float32)
+
+
+def test_bad_ranks_and_shapes(data):
+    x = data
+    with pytest.raises(ValueError, match="x: expected shape"):
+        norm.batch_norm(np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="weight: expected shape"):
+        norm.batch_norm(x, np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="running_mean: expected shape"):
+        norm.batch_norm(x, running_mean=np.zeros(7, np.float32), running_var=np.ones(6, np.float32))
+    with pytest.raises(ValueError, match="give both"):
+        norm.batch_norm(x, running_mean=np.zeros(6, np.float32))
+    with pytest.raises(ValueError, match="required when training=False"):
+        norm.batch_norm(x, training=False)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        norm.batch_norm(np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        norm.layer_norm(x, (6, 4))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        norm.layer_norm(x, (1, 4, 6, 5))
+    with pytest.raises(ValueError, match="bias: expected shape"):
+        norm.layer_norm(x, 5, np.ones(5, np.float32), np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="num_groups: must divide"):
+        norm.group_norm(x, 4)
+    with pytest.raises(ValueError, match="num_groups"):
+        norm.group_norm(x, 0)
+    with pytest.raises(ValueError, match="spatial"):
+        norm.instance_norm(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="g: expected 4"):
+        norm.weight_norm(x, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="dim"):
+        norm.weight_norm(x, np.ones(4, np.float32), dim=3)
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        y, s = norm.layer_norm(x, 5)
+        norm.layer_norm_backward(x[:2].copy(), x, None, s)
+
+
+def test_bad_hyper_parameters(data):
+    x = data
+    for eps in (0.0, -1e-5, float("nan")):
+        with pytest.raises(ValueError, match="eps"):
+            norm.layer_norm(x, 5, eps=eps)
+        with pytest.raises(ValueError, match="eps"):
+            norm.batch_norm(x, eps=eps)
+        with pytest.raises(ValueError, match="eps"):
+            norm.rms_norm(x, 5, eps=eps)
+    for m in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="momentum"):
+            norm.batch_norm(x, momentum=m)
+        with pytest.raises(ValueError, match="momentum"):
+            norm.instance_norm(x, momentum=m)
+    for p in (-0.1, 1.0, 2.0):
+        with pytest.raises(ValueError, match="p: must be in"):
+            norm.dropout(x, p, seed=1)
+        with pytest.raises(ValueError, match="p: must be in"):
+            norm.dropout_backward(x, p, seed=1)
+    with pytest.raises(TypeError, match="eps"):
+        norm.layer_norm(x, 5, eps="small")
+
+
+def test_dtype_contiguity_and_kind(data):
+    x = data
+    with pytest.raises(TypeError, match="x: expected float32 or float64, got float16"):
+        norm.layer_norm(x.astype(np.float16), 5)
+    with pytest.raises(TypeError, match="weight: expected float32, got float64"):
+        norm.layer_norm(x, 5, np.ones(5))
+    with pytest.raises(TypeError, match="bias: expected float32, got float64"):
+        norm.batch_norm(x, np.ones(6, np.float32), np.zeros(6))
+    with pytest.raises(TypeError, match="running_var: expected float32"):
+        norm.batch_norm(x, running_mean=np.zeros(6, np.float32), running_var=np.ones(6))
+    with pytest.raises(ValueError, match="x: array must be C-contiguous"):
+        norm.layer_norm(np.asfortranarray(x), 5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        norm.batch_norm(x[:, ::2])
+    with pytest.raises(TypeError, match="x: expected a numpy or cupy array"):
+        norm.layer_norm([1.0, 2.0], 2)
+    with pytest.raises(TypeError, match="v: expected float32 or float64"):
+        norm.weight_norm(np.ones((2, 2), np.int32), np.ones(2, np.int32))
+
+
+def test_nothing_half_written(data):
+    x = data
+    rm, rv = np.zeros(6, np.float32), np.ones(6, np.float32)
+    rv.flags.writeable = False
+    with pytest.raises(ValueError, match="running_var: array is read-only"):
+        norm.batch_norm(x, running_mean=rm, running_var=rv)
+    np.testing.assert_array_equal(rm, 0)  # the mean buffer was not touched either
+    rv = np.ones(6, np.float32)
+    with pytest.raises(TypeError, match="bias"):
+        norm.batch_norm(x, np.ones(6, np.float32), np.zeros(6), rm, rv)
+    np.testing.assert_array_equal(rm, 0)
+    np.testing.assert_array_equal(rv, 1)
+    rm2, rv2 = np.zeros(6, np.float32), np.ones(6, np.float32)
+    with pytest.raises(ValueError, match="momentum"):
+        norm.instance_norm(x, running_mean=rm2, running_var=rv2, momentum=2.0)
+    np.testing.assert_array_equal(rm2, 0)
+
+
+def test_native_checks_outputs():
+    from optkern import _backend
+
+    cpu = _backend.cpu
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    y = np.empty_like(x)
+    mean, rstd = np.empty(3, np.float32), np.empty(3, np.float32)
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out: array is read-only"):
+        cpu.row_norm_forward(x, None, None, ro, mean, rstd, 3, 1, 8, 1, 1e-5, False)
+    with pytest.raises(ValueError, match="out shares memory with x"):
+        cpu.row_norm_forward(x, None, None, x, mean, rstd, 3, 1, 8, 1, 1e-5, False)
+    with pytest.raises(ValueError, match="rstd: expected 3 elements"):
+        cpu.row_norm_forward(x, None, None, y, mean, np.empty(2, np.float32), 3, 1, 8, 1, 1e-5, False)
+    with pytest.raises(ValueError, match="rows"):
+        cpu.row_norm_forward(x, None, None, y, mean, rstd, 4, 1, 8, 1, 1e-5, False)
+    with pytest.raises(ValueError, match="mean shares memory with var"):
+        m2 = np.empty(16, np.float32)
+        cpu.channel_stats(x, m2[:8], m2[4:12], 3, 8, 1)
+
+
+def test_dropout_arguments(data):
+    with pytest.raises(ValueError, match="seed"):
+        norm.dropout(data, 0.5, seed=-1)
+    with pytest.raises(ValueError, match="offset"):
+        norm.dropout(data, 0.5, seed=1, offset=2**64 - 3)
+    with pytest.raises(TypeError, match="x: expected float32 or float64"):
+        norm.dropout(data.astype(np.int32), 0.5, seed=1)
+
+
+SCRIPT = textwrap.dedent("""
+    import hashlib, numpy as np
+    from optkern import norm
+    rng = np.random.default_rng(42)
+    h = hashlib.sha256()
+    def add(*arrays):
+        for a in arrays:
+            if a is not None:
+                h.update(np.ascontiguousarray(a).tobytes())
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal((96, 1000)).astype(dt) + 3
+        dy = rng.standard_normal(x.shape).astype(dt)
+        w, b = rng.standard_normal(1000).astype(dt), rng.standard_normal(1000).astype(dt)
+        y, s = norm.layer_norm(x, 1000, w, b); add(y, *s[:2], *norm.layer_norm_backward(dy, x, w, s))
+        y, s = norm.rms_norm(x, 1000, w); add(y, s.inv_rms, *norm.rms_norm_backward(dy, x, w, s))
+        for shape in [(96, 1000), (8, 12, 1000), (200, 3, 7)]:
+            xb = np.ascontiguousarray(x.reshape(-1)[: int(np.prod(shape))].reshape(shape))
+            dyb = np.ascontiguousarray(dy.reshape(-1)[: xb.size].reshape(shape))
+            C = shape[1]
+            wc, bc = w[:C].copy(), b[:C].copy()
+            rm, rv = np.zeros(C, dt), np.ones(C, dt)
+            y, s = norm.batch_norm(xb, wc, bc, rm, rv); add(y, rm, rv, *norm.batch_norm_backward(dyb, xb, wc, s))
+        xg = np.ascontiguousarray(x.reshape(8, 12, 1000))
+        dyg = np.ascontiguousarray(dy.reshape(8, 12, 1000))
+        y, s = norm.group_norm(xg, 4, w[:12].copy(), b[:12].copy())
+        add(y, *s[:2], *norm.group_norm_backward(dyg, xg, w[:12].copy(), s))
+        y, s = norm.weight_norm(x, w[:96].copy()); add(y, *norm.weight_norm_backward(dy, x, w[:96].copy(), s))
+        add(norm.dropout(x, 0.3, seed=5, offset=7))
+    print(h.hexdigest())
+""")
+
+
+def test_bitwise_identical_across_thread_counts():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads,
+                   PYTHONPATH=os.pathsep.join([os.path.join(root, "src"), os.environ.get("PYTHONPATH", "")]))
+        r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out.append(r.stdout.strip())
+    assert out[0] == out[1] == out[2]
+
+
+def test_out_argument(data):
+    x = data
+    out = np.empty_like(x)
+    y, _ = norm.layer_norm(x, 5, out=out)
+    assert y is out
+    np.testing.assert_array_equal(out, norm.layer_norm(x, 5)[0])
+    y, _ = norm.batch_norm(x, out=out)
+    assert y is out
+    np.testing.assert_array_equal(out, norm.batch_norm(x)[0])
+    with pytest.raises(ValueError, match="out: expected shape"):
+        norm.group_norm(x, 3, out=np.empty((4, 6), np.float32))
+    with pytest.raises(TypeError, match="out: expected float32, got float64"):
+        norm.rms_norm(x, 5, out=np.empty(x.shape))
+    with pytest.raises(ValueError, match="out shares memory with x"):
+        norm.instance_norm(x, out=x)
