@@ -245,3 +245,16 @@ def test_from_hvp_from_grad_and_as_operator():
         hessian.from_mlp(MLP([2, 2]), None, kind="fisher")
     with pytest.raises(ValueError, match="which"):
         hessian.top_eigenvalues(A, which="BE")
+
+
+def test_probes_are_the_counter_based_rademacher_stream():
+    import optkern.random
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, 30))
+    A = A + A.T
+    r = hessian.trace(A, num_matvecs=4, seed=7)
+    for i in range(4):
+        z = optkern.random.rademacher((30,), seed=7, offset=30 * i, dtype=np.float64)
+        assert set(np.unique(z)) == {-1.0, 1.0}
+        assert r.samples[i] == pytest.approx(z @ A @ z, rel=1e-13)

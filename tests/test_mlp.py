@@ -201,3 +201,21 @@ def test_mlp_rejects_bad_input():
         model.hvp(p, x, y, p.astype(np.float32))
     with pytest.raises(TypeError, match="x: expected a numpy or cupy array"):
         model.loss(p, x.tolist(), y)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_generic_and_native_normalization_agree(axis):
+    from optkern.nn import normalization as nz
+
+    if nz._NATIVE is None:
+        pytest.skip("optkern.norm (native normalization kernels) is not available")
+    rng = np.random.default_rng(axis)
+    h, dy = rng.standard_normal((33, 17)), rng.standard_normal((33, 17))
+    gamma, beta = rng.standard_normal(17), rng.standard_normal(17)
+    y, saved = nz.norm_forward(h, gamma, beta, 1e-5, axis)
+    y_ref, (xhat, rstd) = nz._generic_forward(h, gamma, beta, 1e-5, axis)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(saved.xhat, xhat, rtol=1e-12, atol=1e-12)
+    generic = nz.Saved(h, None, xhat, rstd, axis)
+    for got, want in zip(nz.norm_backward(dy, gamma, saved, axis), nz.norm_backward(dy, gamma, generic, axis)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

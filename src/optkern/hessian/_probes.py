@@ -7,18 +7,10 @@ so any probe can be regenerated alone.
 """
 from __future__ import annotations
 
-import numpy as np
+from ..random import rademacher as _philox_rademacher
 
 
 def rademacher(n: int, *, seed: int, index: int, dtype, xp):
-    """Probe number ``index`` (a ``(n,)`` array of +-1 of ``dtype`` on ``xp``)."""
-    try:
-        from ..random import rademacher as philox_rademacher
-    except ImportError:  # the RNG module has not landed: host generator, same on both backends
-        philox_rademacher = None
-    if philox_rademacher is not None:
-        like = xp.empty(0, dtype=dtype)
-        return philox_rademacher((n,), seed=seed, offset=index * n, dtype=dtype, like=like)
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
-    host = (rng.integers(0, 2, n, dtype=np.int8) * 2 - 1).astype(dtype)
-    return xp.asarray(host)
+    """Probe number ``index``: a ``(n,)`` array of +-1 of ``dtype`` on ``xp`` (numpy or cupy)."""
+    like = xp.empty(0, dtype=dtype)
+    return _philox_rademacher((n,), seed=seed, offset=index * n, dtype=dtype, like=like)

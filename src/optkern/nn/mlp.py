@@ -192,7 +192,7 @@ class MLP:
         axis = _NORM_AXIS.get(self.norm)
         for i in range(self.num_layers - 1, -1, -1):
             c, p = caches[i], P[i]
-            _matmul(g.T, c["a"], G[i]["W"])
+            _weight_grad(g, c["a"], G[i]["W"])
             G[i]["b"][...] = g.sum(axis=0)
             if i == 0:
                 break
@@ -267,9 +267,9 @@ class MLP:
         axis = _NORM_AXIS.get(self.norm)
         for i in range(self.num_layers - 1, -1, -1):
             c, p, w = caches[i], P[i], V[i]
-            _matmul(rg.T, c["a"], Hs[i]["W"])
+            _weight_grad(rg, c["a"], Hs[i]["W"])
             if c["Ra"] is not None:
-                Hs[i]["W"] += g.T @ c["Ra"]
+                _weight_grad(g, c["Ra"], Hs[i]["W"], acc=True)
             Hs[i]["b"][...] = rg.sum(axis=0)
             if i == 0:
                 break
@@ -324,3 +324,23 @@ def _matmul(a, b, out):
         xp.matmul(a, b, out=out)
     except (TypeError, ValueError):
         out[...] = a @ b
+
+
+def _weight_grad(g, a, out, acc=False):
+    """``out = g^T a`` (or ``+=`` with ``acc``): the (out, in) weight gradient of a batch.
+
+    On NumPy it is formed as ``(a^T g)^T``: OpenBLAS runs that shape of the
+    batch-contracting product up to 2x faster here (measured on 784-512
+    layers), and the transposed store costs one pass over the small output.
+    """
+    if _backend.is_cupy(out):
+        if acc:
+            out += g.T @ a
+        else:
+            _matmul(g.T, a, out)
+        return
+    t = (a.T @ g).T
+    if acc:
+        out += t
+    else:
+        out[...] = t

@@ -15,8 +15,10 @@ Jacobian of ``xhat``, symmetric under the mean inner product):
     R{dh}   = -rstd mean(xhat R{h}) dh
               + rstd (R{g} - mean(R{g}) - R{xhat} mean(g xhat) - xhat mean(R{g} xhat + g R{xhat}))
 
-Array-generic (NumPy / CuPy): every step is a BLAS-free elementwise op or
-a reduction of the array module.
+The forward and backward passes use the native kernels of ``optkern.norm``
+(``batch_norm`` / ``layer_norm`` and their ``*_backward``) when that module
+is available, else the array-generic code below; the R-operators are
+array-generic (NumPy / CuPy elementwise ops and reductions) either way.
 """
 from __future__ import annotations
 
@@ -27,8 +29,62 @@ def _mean(a, axis):
     return a.mean(axis=axis, keepdims=True)
 
 
+def _native():
+    try:
+        from .. import norm as native
+    except ImportError:
+        return None
+    ok = all(hasattr(native, f) for f in ("batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"))
+    return native if ok else None
+
+
+_NATIVE = _native()
+
+
+class Saved:
+    """What the backward pass and the R-operator need from a forward pass.
+
+    ``xhat`` and ``rstd`` (broadcastable, ``keepdims`` along ``axis``) are
+    formed on first use from the native kernel's statistics.
+    """
+
+    def __init__(self, h, native_saved=None, xhat=None, rstd=None, axis=0):
+        self.h, self.native_saved, self.axis = h, native_saved, axis
+        self._xhat, self._rstd = xhat, rstd
+
+    def _stats(self):
+        if self._rstd is None:
+            shape = (1, -1) if self.axis == 0 else (-1, 1)
+            mean = self.native_saved.mean.reshape(shape)
+            self._rstd = self.native_saved.rstd.reshape(shape).astype(self.h.dtype, copy=False)
+            self._xhat = (self.h - mean.astype(self.h.dtype, copy=False)) * self._rstd
+        return self._xhat, self._rstd
+
+    @property
+    def xhat(self):
+        return self._stats()[0]
+
+    @property
+    def rstd(self):
+        return self._stats()[1]
+
+
 def norm_forward(h, gamma, beta, eps: float, axis: int):
-    """``y, (xhat, rstd)``: normalize over ``axis``, then ``gamma * xhat + beta``."""
+    """``y, saved``: normalize over ``axis``, then ``gamma * xhat + beta``.
+
+    ``axis=0`` is batch norm (training mode: batch statistics), ``axis=1`` layer norm.
+    """
+    if _NATIVE is not None:
+        if axis == 0:
+            y, ns = _NATIVE.batch_norm(h, gamma, beta, training=True, eps=eps)
+        else:
+            y, ns = _NATIVE.layer_norm(h, (h.shape[1],), gamma, beta, eps=eps)
+        return y, Saved(h, ns, axis=axis)
+    y, (xhat, rstd) = _generic_forward(h, gamma, beta, eps, axis)
+    return y, Saved(h, None, xhat, rstd, axis)
+
+
+def _generic_forward(h, gamma, beta, eps: float, axis: int):
     xp = _backend.array_module(h)
     mu = _mean(h, axis)
     c = h - mu
@@ -42,9 +98,13 @@ def _project(u, xhat, rstd, axis):
     return rstd * (u - _mean(u, axis) - xhat * _mean(xhat * u, axis))
 
 
-def norm_backward(dy, gamma, saved, axis: int):
-    """``dh, dgamma, dbeta`` from the output gradient ``dy`` and ``saved = (xhat, rstd)``."""
-    xhat, rstd = saved
+def norm_backward(dy, gamma, saved: Saved, axis: int):
+    """``dh, dgamma, dbeta`` from the output gradient ``dy``."""
+    if saved.native_saved is not None:
+        if axis == 0:
+            return _NATIVE.batch_norm_backward(dy, saved.h, gamma, saved.native_saved)
+        return _NATIVE.layer_norm_backward(dy, saved.h, gamma, saved.native_saved)
+    xhat, rstd = saved.xhat, saved.rstd
     return _project(dy * gamma, xhat, rstd, axis), (dy * xhat).sum(axis=0), dy.sum(axis=0)
 
 
@@ -53,7 +113,7 @@ def norm_rop_forward(rh, gamma, vgamma, vbeta, saved, axis: int):
 
     Returns ``(ry, rsaved)`` where ``rsaved`` is what ``norm_rop_backward`` needs.
     """
-    xhat, rstd = saved
+    xhat, rstd = saved.xhat, saved.rstd
     rxhat = _project(rh, xhat, rstd, axis)
     m_xr = _mean(xhat * rh, axis)
     return vgamma * xhat + gamma * rxhat + vbeta, (rxhat, m_xr)
@@ -64,7 +124,7 @@ def norm_rop_backward(dy, rdy, gamma, vgamma, saved, rsaved, dh, axis: int):
 
     ``dh`` is ``norm_backward``'s input gradient for the same ``dy``.
     """
-    xhat, rstd = saved
+    xhat, rstd = saved.xhat, saved.rstd
     rxhat, m_xr = rsaved
     g = dy * gamma
     rg = rdy * gamma + dy * vgamma
