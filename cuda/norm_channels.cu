@@ -113,7 +113,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
     const T* tx = reinterpret_cast<const T*>(xp);
     const A* tm = reinterpret_cast<const A*>(mp);
     const A* tr = reinterpret_cast<const A*>(rp);
-    Scratch total(size_t(C) * sizeof(Sum2<A>), s);
+    AsyncBuffer total(size_t(C) * sizeof(Sum2<A>), s);
     channel_grad_sums(GradSumOp<T, A>{tdy, tx, tm, tr, 1, 1, false}, N, C, S, reinterpret_cast<T*>(dwp),
                       reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(), s);
     if (n > 0)

@@ -125,17 +125,17 @@ class DeviceArgs {
 inline DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
 
 // Stream-ordered scratch memory, freed on the same stream when it goes out of scope.
-class Scratch {
+class AsyncBuffer {
  public:
-  Scratch(size_t bytes, cudaStream_t s) : s_(s) {
+  AsyncBuffer(size_t bytes, cudaStream_t s) : s_(s) {
     if (bytes && cudaMallocAsync(&p_, bytes, s) != cudaSuccess) {
       cudaGetLastError();
       throw std::runtime_error("optkern: cudaMallocAsync of " + std::to_string(bytes) + " bytes failed");
     }
   }
-  ~Scratch() { if (p_) cudaFreeAsync(p_, s_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
+  ~AsyncBuffer() { if (p_) cudaFreeAsync(p_, s_); }
+  AsyncBuffer(const AsyncBuffer&) = delete;
+  AsyncBuffer& operator=(const AsyncBuffer&) = delete;
   template <class P> P* as() const { return static_cast<P*>(p_); }
 
  private:
