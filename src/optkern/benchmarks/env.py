@@ -1,6 +1,7 @@
 """The machine a benchmark runs on: optional PyTorch, CUDA readiness, threads, a description."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -69,6 +70,22 @@ def set_threads(n: int | None) -> int:
         if torch is not None:
             torch.set_num_threads(n)
     return _cpu.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """``set_threads(n)`` for the duration of a ``with`` block (yields optkern's count), then the
+    previous counts again (so an in-process run leaves the caller's settings alone)."""
+    from .. import _cpu
+
+    torch = torch_or_none()
+    before = _cpu.get_num_threads(), (torch.get_num_threads() if torch is not None else None)
+    try:
+        yield set_threads(n)
+    finally:
+        _cpu.set_num_threads(before[0])
+        if torch is not None:
+            torch.set_num_threads(before[1])
 
 
 def cpu_model() -> str:

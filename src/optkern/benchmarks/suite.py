@@ -37,8 +37,13 @@ def main(args) -> int:
     device = args.device
     if device == "cuda":
         env.require_cuda()
-    threads = env.set_threads(args.threads)
     suites = list(SUITES) if args.suite == "all" else [args.suite]
+    with env.threads(args.threads) as n:
+        return _run_and_report(args, suites, n)
+
+
+def _run_and_report(args, suites, threads) -> int:
+    device = args.device
     meta = env.machine(device)
     meta.update(suites=suites, quick=bool(args.quick), threads=threads)
     print(env.describe(meta))
