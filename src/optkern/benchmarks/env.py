@@ -16,7 +16,7 @@ def torch_or_none():
     """The ``torch`` module, or None when it cannot be imported."""
     try:
         import torch
-    except ImportError:
+    except (ImportError, OSError):  # not installed, or its shared libraries do not load
         return None
     return torch
 

@@ -95,7 +95,10 @@ class _Problem:
         return float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs))
 
 
-def _model_rows(norm, batch, slq_steps, device, plan, torch) -> list:
+def _model_rows(norm, quick, device, torch) -> list:
+    """loss+grad, HVP and SLQ rows of one model."""
+    plan = plan_for(quick)
+    batch, slq_steps = (128, 5) if quick else (1024, 80)
     pb = _Problem(norm, batch, device)
     tw = (lambda k: (lambda: pb.theirs(torch)[k])) if torch is not None else None
     grad = compare(SUITE, f"{pb.name} loss+grad", lambda: pb.ours()[0],
@@ -108,7 +111,8 @@ def _model_rows(norm, batch, slq_steps, device, plan, torch) -> list:
     from optkern import hessian
 
     op = hessian.from_mlp(pb.model, pb.dev["params"], pb.dev["x"], pb.dev["y"])
-    once = Plan(warmup=0, min_repeats=1 if plan.warmup <= 1 else 2, max_repeats=3, budget_s=0.0)
+    # 80 products per call: no warm-up (the products above warmed up), few repeats.
+    once = Plan(warmup=0, min_repeats=1 if quick else 2, max_repeats=2, budget_s=0.0)
     t = measure(lambda: hessian.spectral_density(op, num_probes=1, steps=slq_steps, grid=1000), device, once)
     slq = Row(SUITE, f"{pb.name} SLQ 1 probe x {slq_steps} steps", t, note=f"{t.median_ms / slq_steps:.2f} ms/step")
     return [grad, hvp, slq]
@@ -117,7 +121,5 @@ def _model_rows(norm, batch, slq_steps, device, plan, torch) -> list:
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
     """Both models (tanh, tanh + batch norm) on ``device``. Returns a list of ``Row``."""
     env.set_threads(threads)
-    plan = plan_for(quick)
     torch = env.torch_for(device)
-    batch, steps = (128, 5) if quick else (1024, 80)
-    return [r for norm in (None, "batch") for r in _model_rows(norm, batch, steps, device, plan, torch)]
+    return [r for norm in (None, "batch") for r in _model_rows(norm, quick, device, torch)]
