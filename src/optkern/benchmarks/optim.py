@@ -139,14 +139,11 @@ def overhead_row(torch, quick: bool, n_arrays: int = 100):
     return row
 
 
-def _probes(device: str, lays: dict, plan: Plan) -> dict:
-    """Probe rows keyed by (arrays written, elements); one GPU copy probe keyed by None."""
+def _probes(device: str, keys, plan: Plan) -> dict:
+    """Probe rows by key (arrays written, elements); on the GPU every key is (0, n): a copy of n elements."""
     if device == "cuda":
-        n = min(max(sum(s) for s in lays.values()), 256 * M)
-        return {None: probe.cuda_copy(SUITE, n, plan)}
-    totals = sorted({sum(s) for s in lays.values()})
-    written = sorted({w for _, _, w in OPTIMIZERS.values()} | {1})
-    return {(w, n): probe.cpu_rmw(SUITE, n, w, plan) for w in written for n in totals}
+        return {k: probe.cuda_copy(SUITE, k[1], plan) for k in keys}
+    return {(w, n): probe.cpu_rmw(SUITE, n, w, plan) for w, n in sorted(keys)}
 
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
@@ -155,11 +152,14 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     plan = plan_for(quick)
     torch = env.torch_for(device)
     lays = layouts(device, quick)
-    probes = _probes(device, lays, plan)
-    cases = []  # (row, key of its probe)
+    many = sum(list(lays.values())[-1])
 
-    def key(written, n):
-        return None if device == "cuda" else (written, n)
+    def key(written, n):  # which probe a case is compared with
+        return (0, n) if device == "cuda" else (written, n)
+
+    keys = {key(w, sum(s)) for _, _, w in OPTIMIZERS.values() for s in lays.values()} | {key(1, many)}
+    probes = _probes(device, keys, plan)
+    cases = []  # (row, key of its probe)
 
     for name, (_, _, written) in OPTIMIZERS.items():
         for lay, sizes in lays.items():
@@ -171,11 +171,11 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     lay, sizes = list(lays.items())[-1]
     ours, theirs = penalty_case(torch, sizes, device)
     cases.append((compare(SUITE, f"L1+L2 penalty grad, {lay}", ours, theirs, device, plan,
-                          bytes_moved=12 * sum(sizes)), key(1, sum(sizes))))
+                          bytes_moved=12 * many), key(1, many)))
     if device == "cpu":
-        cases.append((overhead_row(torch, quick), None))
+        cases.append((overhead_row(torch, quick), None))  # not bandwidth-bound: no probe
     # The probes again at the end: each ceiling is the faster of its two measurements.
-    again = _probes(device, lays, plan)
+    again = _probes(device, keys, plan)
     probes = {k: probe.faster(p, again[k]) for k, p in probes.items()}
     for row, k in cases:
         if row.bytes_moved:
