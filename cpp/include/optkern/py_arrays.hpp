@@ -38,20 +38,39 @@ inline std::string type_name(py::handle h) {
   return mod.substr(0, mod.find('.')) + "." + name;
 }
 
+// What is wrong with h as a C-contiguous, aligned `dt` array (writable if
+// asked). Runs for every array of every optimizer step, so it reads the
+// array struct directly and builds no strings unless something is wrong.
+enum class Fault { none, not_array, dtype, layout, readonly, misaligned };
+
+inline Fault array_fault(py::handle h, const py::dtype& dt, size_t itemsize, bool writable) {
+  namespace d = py::detail;
+  if (!py::isinstance<py::array>(h)) return Fault::not_array;
+  const d::PyArray_Proxy* a = d::array_proxy(h.ptr());
+  if (a->descr != dt.ptr() && !d::npy_api::get().PyArray_EquivTypes_(a->descr, dt.ptr())) return Fault::dtype;
+  if (!(a->flags & d::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) return Fault::layout;
+  if (writable && !(a->flags & d::npy_api::NPY_ARRAY_WRITEABLE_)) return Fault::readonly;
+  if (reinterpret_cast<uintptr_t>(a->data) % uintptr_t(itemsize) != 0) return Fault::misaligned;
+  return Fault::none;
+}
+
+[[noreturn]] inline void raise_fault(Fault f, py::handle h, const std::string& what, const py::dtype& dt) {
+  switch (f) {
+    case Fault::not_array: throw py::type_error(what + ": expected a numpy.ndarray, got " + type_name(h));
+    case Fault::dtype:
+      throw py::type_error(what + ": expected " + dtype_name(dt) + ", got " +
+                           dtype_name(py::reinterpret_borrow<py::array>(h).dtype()));
+    case Fault::layout: throw py::value_error(what + ": array must be C-contiguous");
+    case Fault::readonly: throw py::value_error(what + ": array is read-only");
+    default: throw py::value_error(what + ": array data is misaligned");
+  }
+}
+
 // One array: NumPy ndarray, dtype `dt`, C-contiguous, aligned, writable if asked.
 inline py::array check_array(py::handle h, const std::string& what, const py::dtype& dt, bool writable) {
-  if (!py::isinstance<py::array>(h))
-    throw py::type_error(what + ": expected a numpy.ndarray, got " + type_name(h));
-  auto a = py::reinterpret_borrow<py::array>(h);
-  if (!a.dtype().is(dt) && !a.dtype().equal(dt))
-    throw py::type_error(what + ": expected " + dtype_name(dt) + ", got " + dtype_name(a.dtype()));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(what + ": array must be C-contiguous");
-  if (writable && !a.writeable())
-    throw py::value_error(what + ": array is read-only");
-  if (reinterpret_cast<uintptr_t>(a.data()) % uintptr_t(a.itemsize()) != 0)
-    throw py::value_error(what + ": array data is misaligned");
-  return a;
+  const Fault f = array_fault(h, dt, size_t(dt.itemsize()), writable);
+  if (f != Fault::none) raise_fault(f, h, what, dt);
+  return py::reinterpret_borrow<py::array>(h);
 }
 
 // A list of arrays. `sizes`, when given, fixes the element count of each.
@@ -64,19 +83,24 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
   if (sizes && n != sizes->size())
     throw py::value_error(std::string(name) + ": expected " + std::to_string(sizes->size()) +
                           " arrays, got " + std::to_string(n));
+  const size_t itemsize = size_t(dt.itemsize());
   ArrayList out;
   out.data.reserve(n);
   out.size.reserve(n);
   out.owners.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    py::array a = check_array(s[i], item_name(name, i), dt, writable);
-    const int64_t sz = int64_t(a.size());
+    py::object item = s[i];
+    const Fault f = array_fault(item, dt, itemsize, writable);
+    if (f != Fault::none) raise_fault(f, item, item_name(name, i), dt);
+    const auto* a = py::detail::array_proxy(item.ptr());
+    int64_t sz = 1;
+    for (int k = 0; k < a->nd; ++k) sz *= int64_t(a->dimensions[k]);
     if (sizes && sz != (*sizes)[i])
       throw py::value_error(item_name(name, i) + ": expected " + std::to_string((*sizes)[i]) +
                             " elements, got " + std::to_string(sz));
-    out.data.push_back(static_cast<char*>(const_cast<void*>(a.data())));
+    out.data.push_back(a->data);
     out.size.push_back(sz);
-    out.owners.push_back(std::move(a));
+    out.owners.push_back(std::move(item));
   }
   return out;
 }
