@@ -498,11 +498,13 @@ def _to_host(v, name: str):
 
 
 def _copy_like(v, p, name: str):
-    """A new array on p's backend with p's dtype and shape holding v's values."""
+    """A new array on p's backend and device with p's dtype and shape holding v's values."""
     xp = _backend.array_module(p)
-    src = v if (xp is not np and _backend.is_cupy(v)) else _to_host(v, name)
+    same_device = xp is not np and _backend.is_cupy(v) and v.device.id == p.device.id
+    src = v if same_device else _to_host(v, name)  # another GPU goes through the host (rare)
     if src.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real array, got dtype {src.dtype}")
     if src.size != p.size:
         raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
-    return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)
+    with _backend._device_of(p):
+        return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)
