@@ -23,6 +23,8 @@ import numpy as np
 _SOURCE = r"""
 // One thread per launch: advance the device step counter and write hp.
 // Formulas and operation order follow optkern/functional.py (_*_call).
+// Each kernel saves the counters it advances after the rule's scalars in hp
+// (hp[n] = old step, hp[n + 1] = old mu_product) for `restore`.
 __device__ __forceinline__ double lr_of(const double* lr_dev, int use_dev, double lr) {
   return use_dev ? lr_dev[0] : lr;
 }
@@ -35,6 +37,7 @@ extern "C" __global__ void sgd_hp(double* hp, const double* lr_dev, int use_dev,
 
 // RMSprop, Adadelta: hp = [lr]
 extern "C" __global__ void lr_hp(double* step, double* hp, const double* lr_dev, int use_dev, double lr) {
+  hp[1] = step[0];
   step[0] = step[0] + 1.0;
   hp[0] = lr_of(lr_dev, use_dev, lr);
 }
@@ -42,6 +45,7 @@ extern "C" __global__ void lr_hp(double* step, double* hp, const double* lr_dev,
 // hp = [clr], clr = lr / (1 + (t - 1) lr_decay)
 extern "C" __global__ void adagrad_hp(double* step, double* hp, const double* lr_dev, int use_dev, double lr,
                                       double lr_decay) {
+  hp[1] = step[0];
   const double t = step[0] + 1.0;
   step[0] = t;
   hp[0] = lr_of(lr_dev, use_dev, lr) / (1.0 + (t - 1.0) * lr_decay);
@@ -50,6 +54,7 @@ extern "C" __global__ void adagrad_hp(double* step, double* hp, const double* lr
 // hp = [step_size, bc2_sqrt, decay]
 extern "C" __global__ void adam_hp(double* step, double* hp, const double* lr_dev, int use_dev, double lr,
                                    double beta1, double beta2, double wd, int decoupled) {
+  hp[3] = step[0];
   const double t = step[0] + 1.0;
   step[0] = t;
   const double l = lr_of(lr_dev, use_dev, lr);
@@ -64,6 +69,8 @@ extern "C" __global__ void adam_hp(double* step, double* hp, const double* lr_de
 extern "C" __global__ void nadam_hp(double* step, double* mu_product, double* hp, const double* lr_dev,
                                     int use_dev, double lr, double beta1, double beta2, double psi, double wd,
                                     int decoupled) {
+  hp[4] = step[0];
+  hp[5] = mu_product[0];
   const double t = step[0] + 1.0;
   step[0] = t;
   const double l = lr_of(lr_dev, use_dev, lr);
@@ -76,10 +83,18 @@ extern "C" __global__ void nadam_hp(double* step, double* mu_product, double* hp
   hp[2] = 1.0 - pow(beta2, t);
   hp[3] = decoupled ? 1.0 - l * wd : 1.0;
 }
+
+// Undo the counters' advance when the native step refused its arguments.
+extern "C" __global__ void restore(double* step, double* mu_product, const double* saved, int has_mu) {
+  step[0] = saved[0];
+  if (has_mu) mu_product[0] = saved[1];
+}
 """
 
-#: Length of the hp buffer of each native rule (cuda/optim.cu).
+#: Length of the hp layout of each native rule (cuda/optim.cu); the buffers hold the saved
+#: counters after it (one more slot: the step; NAdam two: step and mu_product).
 HP_SIZE = {"sgd": 2, "adagrad": 1, "rmsprop": 1, "adadelta": 1, "adam": 3, "nadam": 4}
+_SAVED = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adadelta": 1, "adam": 1, "nadam": 2}
 
 _kernels: dict = {}  # (device id, name) -> cupy RawKernel
 
@@ -125,7 +140,17 @@ def hp_buffer(like, rule: str):
     import cupy
 
     with cupy.cuda.Device(like.device.id):
-        return cupy.zeros(HP_SIZE[rule], dtype=np.float64)
+        return cupy.zeros(HP_SIZE[rule] + _SAVED[rule], dtype=np.float64)
+
+
+def restore(dev: dict, rule: str) -> None:
+    """Put back the counters that the last hp kernel advanced (its native step raised)."""
+    if "step" not in dev:
+        return
+    h = dev["hp"]
+    mu = dev.get("mu_product")
+    _launch("restore", h.device.id, (dev["step"], h if mu is None else mu, h[HP_SIZE[rule]:],
+                                     np.int32(mu is not None)))
 
 
 def _lr_args(hp_buf, lr: float, lr_dev):

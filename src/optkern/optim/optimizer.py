@@ -254,7 +254,11 @@ class Optimizer:
             self._ensure_state(run, hp)
             if run.dev is None:
                 run.dev = self._new_dev(run)
-        self._update_capturable(run, grads, hp, lr_dev)
+        try:
+            self._update_capturable(run, grads, hp, lr_dev)
+        except Exception:  # the native call checks before it launches: only the counters moved
+            _capturable.restore(run.dev, self._capturable_rule)
+            raise
 
     # ---- step -----------------------------------------------------------------------
 
@@ -274,14 +278,11 @@ class Optimizer:
         groups = self.param_groups
         checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
         runs = self._runs
-        any_cap = False
         for gi, (_, cap, lr_dev) in enumerate(checked):
             if cap and runs[gi]:
-                any_cap = True
                 where = f"param_groups[{gi}]"
                 self._check_capturable_arrays(f"{where}['capturable']", runs[gi][0].params[0], lr_dev, where)
-        # a capturable step writes its device counters before the native call checks the grads
-        if any_cap or len(runs) != 1 or len(runs[0]) != 1:
+        if len(runs) != 1 or len(runs[0]) != 1:
             self._precheck(grads)
         for gi, group_runs in enumerate(runs):
             hp, cap, lr_dev = checked[gi]
