@@ -59,8 +59,7 @@ class AdagradNorm(Optimizer):
         return F._check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
 
     def _new_extra(self, run, hp):
-        xp = _backend.array_module(run.params[0])
-        return {"b_sq": xp.full(1, hp[3] ** 2, dtype=np.float64)}
+        return {"b_sq": _backend.scalar_buffer(run.params[0], hp[3] ** 2)}
 
     def _update(self, run, grads, hp, t):
         F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
@@ -74,10 +73,9 @@ class AdagradNorm(Optimizer):
 
     def _make_runs(self, index, params, records, mod):
         runs = super()._make_runs(index, params, records, mod)
-        for run in runs:  # the scalar becomes the 1-element buffer the kernel updates
+        for run in runs:  # the scalar becomes the 1-element buffer the kernel updates (params' device)
             if "b_sq" in run.extra:
-                xp = _backend.array_module(run.params[0])
-                run.extra["b_sq"] = xp.full(1, run.extra["b_sq"], dtype=np.float64)
+                run.extra["b_sq"] = _backend.scalar_buffer(run.params[0], run.extra["b_sq"])
         return runs
 
 
