@@ -155,3 +155,88 @@ def test_read_only_param_in_functional():
     params[2].flags.writeable = False
     with pytest.raises(ValueError, match=r"params\[2\]: array is read-only"):
         F.sgd_(params, grads, lr=0.1)
+
+
+# ---- capturable mode and CuPy arrays, checked without CuPy or a GPU ---------------------
+
+CAPTURABLE = [O.SGD, O.Adagrad, O.RMSprop, O.Adadelta, O.Adam, O.AdamW, O.NAdam]
+
+
+class ndarray:  # noqa: N801 - a stand-in named like CuPy's array, so _backend.is_cupy accepts it
+    __module__ = "cupy._stand_in"
+    dtype = np.dtype(np.float32)
+    size = 3
+
+
+@pytest.mark.parametrize("cls", CAPTURABLE, ids=lambda c: c.__name__)
+def test_capturable_needs_cupy_arrays(cls):
+    params, _ = _setup()
+    with pytest.raises(ValueError, match=r"^capturable: needs CuPy arrays"):
+        cls(params, capturable=True)
+    with pytest.raises(TypeError, match=r"^capturable: expected a bool, got str"):
+        cls(params, capturable="yes")
+
+
+def test_capturable_group_on_numpy_names_the_group():
+    params, _ = _setup()
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['capturable'\]: needs CuPy arrays"):
+        O.Adam([{"params": params[:1]}, {"params": params[1:], "capturable": True}])
+
+
+def test_capturable_switched_on_for_numpy_is_caught_at_step(adam):
+    params, grads, opt = adam
+    opt.param_groups[0]["capturable"] = True
+    before = _snapshot(params, opt)
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['capturable'\]: needs CuPy arrays"):
+        opt.step(grads)
+    assert _snapshot(params, opt) == before
+
+
+def test_device_lr_needs_capturable_mode():
+    params, _ = _setup()
+    with pytest.raises(TypeError, match=r"^lr: a CuPy array is read on the device only in capturable mode"):
+        O.Adam(params, lr=ndarray())
+
+
+def test_load_state_dict_keeps_this_optimizers_capturable_flag(adam):
+    params, grads, opt = adam
+    sd = opt.state_dict()
+    sd["param_groups"][0]["capturable"] = True  # e.g. a checkpoint from a GPU run
+    sd["state"][1]["step"] = np.asarray(1.0)  # a 0-d array, like a device counter brought home
+    opt.load_state_dict(sd)
+    assert opt.param_groups[0]["capturable"] is False
+    opt.step(grads)
+    assert opt.state_dict()["state"][1]["step"] == 2
+
+
+def test_numpy_optimizer_rejects_a_cupy_gradient():
+    params, grads = _setup()
+    opt = O.Adam(params)
+    with pytest.raises(TypeError, match=r"grads\[1\]: expected a numpy.ndarray, got .*ndarray"):
+        opt.step([grads[0], ndarray(), grads[2]])
+    opt2 = O.Adam([{"params": params[:1]}, {"params": params[1:]}])  # several native calls: checked in Python
+    with pytest.raises(TypeError, match=r"grads\[1\]: expected a numpy.ndarray, got cupy._stand_in.ndarray"):
+        opt2.step([grads[0], ndarray(), grads[2]])
+    assert opt.state_dict()["state"] == opt2.state_dict()["state"] == {}
+
+
+def test_mixed_numpy_and_cupy_params_are_rejected():
+    params, _ = _setup()
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[1\]: is a cupy array but "
+                                        r"param_groups\[0\]\['params'\]\[0\] is a numpy array"):
+        O.Adam([params[0], ndarray()])
+
+
+def test_cupy_params_without_the_cuda_module_raise_runtime_error(monkeypatch):
+    import sys
+
+    import optkern
+    from optkern import _backend
+
+    monkeypatch.setattr(_backend, "_cuda_module", None)
+    monkeypatch.setattr(_backend, "_cuda_error", None)
+    monkeypatch.delattr(optkern, "_cuda", raising=False)
+    monkeypatch.setitem(sys.modules, "optkern._cuda", None)  # import fails, as when it was not built
+    for cls in CAPTURABLE:
+        with pytest.raises(RuntimeError, match="optkern was built without CUDA support"):
+            cls([ndarray()])

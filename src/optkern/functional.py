@@ -16,6 +16,8 @@ validates once.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _backend
@@ -241,8 +243,9 @@ def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp, s
     bc1 = 1 - beta1 ** step
     bc2 = 1 - beta2 ** step
     l2, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
+    # math.sqrt, not ** 0.5: correctly rounded everywhere, so the capturable step's device sqrt gives the same bits
     mod.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None, lr / bc1, beta1,
-              beta2, eps, l2, decay, bc2 ** 0.5, maximize)
+              beta2, eps, l2, decay, math.sqrt(bc2), maximize)
 
 
 def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, beta1=0.9,

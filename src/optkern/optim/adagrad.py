@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _backend
 from .. import functional as F
+from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -13,16 +14,18 @@ class Adagrad(Optimizer):
 
     ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``, ``clr = lr / (1 + (t - 1) lr_decay)``,
     ``g' = ±g + weight_decay p``; ``s`` starts at ``initial_accumulator_value``.
-    State: ``step``, ``sum``.
+    State: ``step``, ``sum``. ``capturable=True`` (CuPy arrays): a step that can be captured in
+    a CUDA graph, ``clr`` computed on the device (see :class:`~optkern.optim.Optimizer`).
     """
 
     _state_names = ("sum",)
+    _capturable_rule = "adagrad"
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, *, maximize=False):
+                 eps=1e-10, *, maximize=False, capturable=False):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
-                                      maximize=maximize))
+                                      maximize=maximize, capturable=capturable))
 
     def _check(self, g, where):
         return F._check_adagrad(where, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"],
@@ -33,6 +36,9 @@ class Adagrad(Optimizer):
 
     def _update(self, run, grads, hp, t):
         F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t)
+
+    def _update_capturable(self, run, grads, hp, lr_dev):
+        _capturable.adagrad(run.mod, run.params, grads, run.state["sum"], hp, run.dev, lr_dev)
 
 
 class AdagradNorm(Optimizer):
@@ -53,8 +59,7 @@ class AdagradNorm(Optimizer):
         return F._check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
 
     def _new_extra(self, run, hp):
-        xp = _backend.array_module(run.params[0])
-        return {"b_sq": xp.full(1, hp[3] ** 2, dtype=np.float64)}
+        return {"b_sq": _backend.scalar_buffer(run.params[0], hp[3] ** 2)}
 
     def _update(self, run, grads, hp, t):
         F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
@@ -68,10 +73,9 @@ class AdagradNorm(Optimizer):
 
     def _make_runs(self, index, params, records, mod):
         runs = super()._make_runs(index, params, records, mod)
-        for run in runs:  # the scalar becomes the 1-element buffer the kernel updates
+        for run in runs:  # the scalar becomes the 1-element buffer the kernel updates (params' device)
             if "b_sq" in run.extra:
-                xp = _backend.array_module(run.params[0])
-                run.extra["b_sq"] = xp.full(1, run.extra["b_sq"], dtype=np.float64)
+                run.extra["b_sq"] = _backend.scalar_buffer(run.params[0], run.extra["b_sq"])
         return runs
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -12,15 +13,19 @@ class Adam(Optimizer):
     ``p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``, ``bc_i = 1 - beta_i^t``;
     ``amsgrad`` uses ``vmax <- max(vmax, v)`` for ``v``. Weight decay is L2
     (``g' = ±g + wd p``) or, with ``decoupled_weight_decay``, AdamW's ``p <- p (1 - lr wd)``.
-    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``.
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``. ``capturable=True`` (CuPy
+    arrays): bias corrections computed on the device from a device step counter, so a step
+    can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _capturable_rule = "adam"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False):
+                 maximize=False, decoupled_weight_decay=False, capturable=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+                                      capturable=capturable))
 
     def _check(self, g, where):
         return F._check_adam(where, g["lr"], g["betas"], g["eps"], g["weight_decay"], g["amsgrad"],
@@ -33,11 +38,16 @@ class Adam(Optimizer):
         s = run.state
         F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t)
 
+    def _update_capturable(self, run, grads, hp, lr_dev):
+        s = run.state
+        _capturable.adam(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp,
+                         run.dev, lr_dev)
+
 
 class AdamW(Adam):
     """AdamW: :class:`Adam` with decoupled weight decay (torch.optim.AdamW's defaults, wd 1e-2)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False):
+                 maximize=False, capturable=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, decoupled_weight_decay=True)
+                         maximize=maximize, decoupled_weight_decay=True, capturable=capturable)

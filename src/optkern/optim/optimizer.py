@@ -3,9 +3,11 @@
 A subclass names its state arrays (PyTorch's names), validates a group's
 hyper-parameters into a tuple (``_check``), says which state arrays those
 hyper-parameters need (``_needed``) and runs one native step for a list of
-params (``_update``). Everything else lives here: groups, state creation with
-the params' array module (NumPy or CuPy), validation of every group before
-the first write, and PyTorch-format ``state_dict`` / ``load_state_dict``.
+params (``_update``, and ``_update_capturable`` for ``capturable=True``).
+Everything else lives here: groups, state creation with the params' array
+module (NumPy or CuPy), validation of every group before the first write,
+capturable mode's device buffers, and PyTorch-format ``state_dict`` /
+``load_state_dict``.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import bisect
 import numpy as np
 
 from .. import _backend
+from . import _capturable
 
 
 class _Run:
@@ -22,7 +25,7 @@ class _Run:
     A group is one run unless a loaded state dict gave its params different step counts.
     """
 
-    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh")
+    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev")
 
     def __init__(self, index, params, mod, step=0, state=None, extra=None):
         self.index = list(index)  # global parameter indices
@@ -34,6 +37,9 @@ class _Run:
         self.extra = {} if extra is None else extra  # per-run scalars (mu_product, b_sq buffer, ...)
         self.mod = mod
         self.fresh = set()  # state names created and not yet stepped (SGD's first-step buffers)
+        # capturable mode: {"step": 0-d float64, "hp": float64 buffer, ...} on the params' device. While it
+        # exists the device step counter is the truth; self.step then only counts step() calls.
+        self.dev = None
 
     def grads(self, grads):
         s = self.sel
@@ -56,6 +62,38 @@ class Optimizer:
 
     ``param_groups`` holds the groups as dicts; hyper-parameters may be changed between steps
     (schedules) and are validated at every ``step``. Arrays are updated in place.
+
+    Capturable mode (``capturable=True``, CuPy parameters only; like PyTorch's): the step
+    counter lives on the device (a 0-d float64 CuPy array per group, ``state_dict()``'s
+    ``step``) and each step computes its step-dependent scalars (bias corrections, decayed
+    learning rate) on the device, on CuPy's current stream, without copies or host
+    synchronization, so ``step()`` can be captured in a CUDA graph and replayed:
+
+    .. code-block:: python
+
+        opt = optkern.optim.AdamW(params, lr=1e-3, capturable=True)
+        s = cupy.cuda.Stream(non_blocking=True)
+        with s:
+            opt.step(static_grads)      # warm-up: creates state, compiles kernels
+            s.begin_capture()
+            opt.step(static_grads)
+            graph = s.end_capture()
+            for batch in data:
+                ...                     # write new gradients into static_grads
+                graph.launch(s)         # one optimizer step
+
+    A captured step reads the same arrays (``params``, the state, ``static_grads``) at every
+    replay, and the host hyper-parameters (``lr``, betas, ...) as they were at capture
+    time: changing ``group["lr"]`` afterwards has no effect on replays. For a schedule, set
+    ``group["lr"]`` to a float64 CuPy array of one element (read on the device at every
+    replay; update it in place, e.g. ``lr_dev.fill(x)`` on the capture stream, no range
+    check) or capture again. Take at least one eager step before capturing: state arrays
+    are created on the first step, and a step that would create state while the stream is
+    capturing raises RuntimeError. Bitwise equal to the plain step for SGD, Adagrad,
+    RMSprop and Adadelta; Adam's and NAdam's bias corrections use the device's ``pow``, which
+    may differ from the host's in the last bit of a float64. An eager capturable step costs
+    one more (one-thread) kernel launch than a plain one; setting ``capturable`` back to
+    False brings the device counters to the host once (a synchronization).
     """
 
     #: Per-parameter state arrays this optimizer can hold, in PyTorch's names.
@@ -66,9 +104,11 @@ class Optimizer:
     _has_step = True
     #: Keep a group in one run even after loading mixed step counts (global-norm optimizers).
     _one_run_per_group = False
+    #: Native rule with a ``<rule>_capturable`` variant (None: no capturable mode).
+    _capturable_rule = None
 
     def __init__(self, params, defaults: dict):
-        self._check(defaults, "")  # names the bad argument plainly: "lr: must be ..."
+        self._checked(defaults, "")  # names the bad argument plainly: "lr: must be ..."
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self._runs: list[list[_Run]] = []  # per group
@@ -107,6 +147,23 @@ class Optimizer:
         """Native step number ``t`` (from 1) of ``run`` with ``grads``; updates ``run.extra``."""
         raise NotImplementedError
 
+    def _update_capturable(self, run: _Run, grads: list, hp: tuple, lr_dev) -> None:
+        """Capturable step of ``run``: scalars from ``run.dev`` (see :mod:`._capturable`)."""
+        raise NotImplementedError
+
+    def _new_dev(self, run: _Run) -> dict:
+        """Capturable mode's device buffers for ``run``, from its host step (and extras)."""
+        p = run.params[0]
+        dev = {"hp": _capturable.hp_buffer(p, self._capturable_rule)}
+        if self._has_step:
+            dev["step"] = _capturable.device_scalar(p, run.step)
+        return dev
+
+    def _dev_to_host(self, run: _Run) -> None:
+        """Leaving capturable mode: the device counters back into ``run.step`` / ``run.extra`` (syncs)."""
+        if "step" in run.dev:
+            run.step = int(run.dev["step"].get())
+
     def _extra_to_state(self, run: _Run) -> dict:
         """Per-parameter scalars for the state dict."""
         return {}
@@ -141,7 +198,10 @@ class Optimizer:
                 raise ValueError(f"{where}['params'][{i}]: appears in more than one parameter group")
             seen.add(id(p))
         group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}, "params": params}
-        self._check(group, where)
+        _, cap, lr_dev = self._checked(group, where)
+        if cap and params:
+            flag = f"{where}['capturable']" if "capturable" in param_group else "capturable"
+            self._check_capturable_arrays(flag, params[0], lr_dev, where)
         self.param_groups.append(group)
         self._runs.append([_Run(range(self._n, self._n + len(params)), params, mod)] if params else [])
         self._n += len(params)
@@ -152,6 +212,55 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
         return "\n".join(lines + [")"])
+
+    # ---- hyper-parameters and capturable mode ------------------------------------------
+
+    def _checked(self, group: dict, where: str):
+        """(hp tuple, capturable flag, device lr or None) of a group, validated.
+
+        A CuPy ``lr`` (capturable mode only) is read on the device; the host checks see 0.0.
+        """
+        n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
+        cap = False
+        if self._capturable_rule is not None:
+            cap = group.get("capturable", False)
+            if not isinstance(cap, (bool, np.bool_)):
+                raise TypeError(f"{n('capturable')}: expected a bool, got {type(cap).__name__}")
+            cap = bool(cap)
+        lr_dev = group.get("lr")
+        if not _backend.is_cupy(lr_dev):
+            return self._check(group, where), cap, None
+        if not cap:
+            raise TypeError(f"{n('lr')}: a CuPy array is read on the device only in capturable mode "
+                            "(capturable=True); pass a float otherwise")
+        if lr_dev.dtype != np.float64 or lr_dev.size != 1:
+            raise TypeError(f"{n('lr')}: expected a float64 CuPy array of one element, got "
+                            f"{lr_dev.dtype} with {lr_dev.size} elements")
+        return self._check({**group, "lr": 0.0}, where), cap, lr_dev
+
+    def _check_capturable_arrays(self, flag: str, p, lr_dev, where: str) -> None:
+        """Capturable mode needs CuPy parameters (and a device lr on their device)."""
+        if not _backend.is_cupy(p):
+            raise ValueError(f"{flag}: needs CuPy arrays (the parameters are NumPy arrays); "
+                             "capturable=True is for CUDA graphs")
+        if lr_dev is not None and lr_dev.device.id != p.device.id:
+            name = f"{where}['lr']" if where else "lr"
+            raise ValueError(f"{name}: is on device {lr_dev.device.id} but the parameters are on device "
+                             f"{p.device.id}")
+
+    def _step_capturable(self, run: _Run, grads: list, hp: tuple, lr_dev) -> None:
+        if run.dev is None or any(name not in run.state for name in self._needed(hp)):
+            if _capturable.is_capturing(run.params[0]):
+                raise RuntimeError("capturable: this step would create optimizer state while the stream is "
+                                   "capturing a graph; take one eager step before capturing")
+            self._ensure_state(run, hp)
+            if run.dev is None:
+                run.dev = self._new_dev(run)
+        try:
+            self._update_capturable(run, grads, hp, lr_dev)
+        except Exception:  # the native call checks before it launches: only the counters moved
+            _capturable.restore(run.dev, self._capturable_rule)
+            raise
 
     # ---- step -----------------------------------------------------------------------
 
@@ -169,15 +278,25 @@ class Optimizer:
         if len(grads) != self._n:
             raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
         groups = self.param_groups
-        hps = [self._check(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
+        checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
         runs = self._runs
+        for gi, (_, cap, lr_dev) in enumerate(checked):
+            if cap and runs[gi]:
+                where = f"param_groups[{gi}]"
+                self._check_capturable_arrays(f"{where}['capturable']", runs[gi][0].params[0], lr_dev, where)
         if len(runs) != 1 or len(runs[0]) != 1:
             self._precheck(grads)
         for gi, group_runs in enumerate(runs):
-            hp = hps[gi]
+            hp, cap, lr_dev = checked[gi]
             for run in group_runs:
-                self._ensure_state(run, hp)
-                self._update(run, run.grads(grads), hp, run.step + 1)
+                if cap:
+                    self._step_capturable(run, run.grads(grads), hp, lr_dev)
+                else:
+                    if run.dev is not None:
+                        self._dev_to_host(run)
+                        run.dev = None
+                    self._ensure_state(run, hp)
+                    self._update(run, run.grads(grads), hp, run.step + 1)
                 run.step += 1
                 run.fresh.clear()
 
@@ -213,10 +332,15 @@ class Optimizer:
                         raise TypeError(f"{name}: expected a {kind}, got {type(g).__module__}.{type(g).__name__}")
                     if g.dtype != p.dtype:
                         raise TypeError(f"{name}: expected {p.dtype}, got {g.dtype}")
+                    if _backend.is_cupy(g) and g.device.id != p.device.id:
+                        raise ValueError(f"{name}: is on device {g.device.id} but its parameter is on device "
+                                         f"{p.device.id}")
                     if g.size != p.size:
                         raise ValueError(f"{name}: expected {p.size} elements, got {g.size}")
                     if not g.flags.c_contiguous:
                         raise ValueError(f"{name}: array must be C-contiguous")
+                    if g.nbytes and _data_span(g)[0] % g.itemsize:
+                        raise ValueError(f"{name}: array data is misaligned")
                     if g.nbytes:
                         lo, hi = _data_span(g)
                         k = bisect.bisect_left(los, hi)  # written spans starting below hi
@@ -235,7 +359,9 @@ class Optimizer:
         ``{"state": {index: {"step": int, <state name>: array, ...}}, "param_groups":
         [{<hyper-parameters>, "params": [index, ...]}]}``, indices counting parameters across
         groups in order. Arrays are the live state (not copies), as in PyTorch; only
-        parameters that have taken a step have an entry.
+        parameters that have taken a step have an entry. State arrays are CuPy arrays for CuPy
+        parameters; in capturable mode ``step`` is the live 0-d float64 CuPy array that the
+        device increments (shared by the parameters of a group).
         """
         state = {}
         for group_runs in self._runs:
@@ -244,7 +370,7 @@ class Optimizer:
                     continue
                 scalars = self._extra_to_state(run)
                 for k, i in enumerate(run.index):
-                    entry = {"step": run.step} if self._has_step else {}
+                    entry = {"step": run.dev["step"] if run.dev is not None else run.step} if self._has_step else {}
                     for name in self._state_names:
                         if name in run.state:
                             entry[name] = run.state[name][k]
@@ -265,8 +391,10 @@ class Optimizer:
         """Load a state dict from :meth:`state_dict` (or a PyTorch optimizer of the same kind).
 
         State arrays may be NumPy or CuPy arrays or CPU torch tensors; they are copied into
-        new arrays on the parameters' backend, in the parameters' dtype and shape.
-        Everything is checked before anything changes.
+        new arrays on the parameters' backend and device, in the parameters' dtype and shape
+        (``step`` may be a number or a 0-d array of either kind). Hyper-parameters come from
+        the state dict except ``capturable``, which stays this optimizer's (it says how steps
+        run, not where training is). Everything is checked before anything changes.
         """
         if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
             raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")
@@ -283,13 +411,20 @@ class Optimizer:
             if len(ids) != len(ours["params"]):
                 raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has "
                                  f"{len(ours['params'])}")
-            group = {**ours, **{k: v for k, v in saved.items() if k != "params"}, "params": ours["params"]}
-            hp = self._check(group, where)
+            group = {**ours, **{k: v for k, v in saved.items() if k not in ("params", "capturable")},
+                     "params": ours["params"]}
+            hp, cap, lr_dev = self._checked(group, where)
+            if cap and ours["params"]:
+                self._check_capturable_arrays(f"param_groups[{gi}]['capturable']", ours["params"][0], lr_dev, where)
             records = [self._parse_entry(saved_state, sid, p, hp) for sid, p in zip(ids, ours["params"])]
             new_groups.append(group)
             new_runs.append(self._make_runs(range(start, start + len(ids)), ours["params"], records,
                                             self._runs[gi][0].mod if self._runs[gi] else _backend.cpu))
             start += len(ids)
+        for group, group_runs in zip(new_groups, new_runs):  # capturable: device counters now, not mid-capture
+            if self._capturable_rule is not None and group.get("capturable", False):
+                for run in group_runs:
+                    run.dev = self._new_dev(run)
         for ours, new in zip(self.param_groups, new_groups):
             ours.clear()
             ours.update(new)
@@ -344,6 +479,8 @@ class Optimizer:
 def _as_step(v, name: str) -> int:
     if v is None:
         raise ValueError(f"{name}: missing")
+    if _backend.is_cupy(v):  # a capturable optimizer's device counter
+        v = v.get()
     try:
         f = float(np.asarray(v).item()) if not isinstance(v, (int, float)) else float(v)
     except Exception:
@@ -364,11 +501,13 @@ def _to_host(v, name: str):
 
 
 def _copy_like(v, p, name: str):
-    """A new array on p's backend with p's dtype and shape holding v's values."""
+    """A new array on p's backend and device with p's dtype and shape holding v's values."""
     xp = _backend.array_module(p)
-    src = v if (xp is not np and _backend.is_cupy(v)) else _to_host(v, name)
+    same_device = xp is not np and _backend.is_cupy(v) and v.device.id == p.device.id
+    src = v if same_device else _to_host(v, name)  # another GPU goes through the host (rare)
     if src.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real array, got dtype {src.dtype}")
     if src.size != p.size:
         raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
-    return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)
+    with _backend._device_of(p):
+        return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -13,14 +14,18 @@ class RMSprop(Optimizer):
     momentum ``b <- momentum b + g'/avg``, ``p <- p - lr b``; ``nesterov=True`` (needs
     momentum > 0) steps ``p <- p - lr (g'/avg + momentum b)`` (Goodfellow et al., Alg. 8.6,
     look-ahead form). State: ``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``.
+    ``capturable=True`` (CuPy arrays): a step that can be captured in a CUDA graph (see
+    :class:`~optkern.optim.Optimizer`).
     """
 
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
+    _capturable_rule = "rmsprop"
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
-                 maximize=False, nesterov=False):
+                 maximize=False, nesterov=False, capturable=False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered, maximize=maximize, nesterov=nesterov))
+                                      centered=centered, maximize=maximize, nesterov=nesterov,
+                                      capturable=capturable))
 
     def _check(self, g, where):
         return F._check_rmsprop(where, g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
@@ -33,3 +38,8 @@ class RMSprop(Optimizer):
         s = run.state
         F._rmsprop_call(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"),
                         hp)
+
+    def _update_capturable(self, run, grads, hp, lr_dev):
+        s = run.state
+        _capturable.rmsprop(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"),
+                            s.get("momentum_buffer"), hp, run.dev, lr_dev)

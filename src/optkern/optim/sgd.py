@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -12,16 +13,19 @@ class SGD(Optimizer):
     (``b <- g'`` on the first step), ``d = g' + momentum b`` (Nesterov) or ``b``,
     ``p <- p - lr d``. ``momentum_form="textbook"`` uses ``v <- momentum v - lr g'``,
     ``p <- p + v`` instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while
-    ``lr`` is constant. State: ``momentum_buffer``.
+    ``lr`` is constant. State: ``momentum_buffer``. ``capturable=True`` (CuPy arrays): a step
+    that can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
     """
 
     _state_names = ("momentum_buffer",)
     _has_step = False
+    _capturable_rule = "sgd"
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
-                 maximize=False, momentum_form="pytorch"):
+                 maximize=False, momentum_form="pytorch", capturable=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize, momentum_form=momentum_form))
+                                      nesterov=nesterov, maximize=maximize, momentum_form=momentum_form,
+                                      capturable=capturable))
 
     def _check(self, g, where):
         return F._check_sgd(where, g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
@@ -33,3 +37,8 @@ class SGD(Optimizer):
     def _update(self, run, grads, hp, t):
         first = "momentum_buffer" in run.fresh
         F._sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, first)
+
+    def _update_capturable(self, run, grads, hp, lr_dev):
+        # `first` is baked into a captured step: capture after the buffers' first step
+        _capturable.sgd(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp,
+                        "momentum_buffer" in run.fresh, run.dev, lr_dev)
