@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoints", type=int, help="how many times to measure the Hessian per run (default 4)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same study")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda needs CuPy and a GPU")
+    s.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
+                        "steady timings on a busy machine)")
     s.add_argument("--quick", action="store_true", help="a small study that finishes in under a minute")
     s.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     s.add_argument("--quiet", action="store_true", help="no progress output")

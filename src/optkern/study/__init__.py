@@ -54,9 +54,13 @@ def _config(args) -> StudyConfig:
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     if args.hidden:
-        kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+        try:
+            kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+        except ValueError:
+            raise ValueError(f"--hidden: expected comma-separated widths like 128,128, got {args.hidden!r}") from None
     kw["seed"] = args.seed
     kw["device"] = args.device
+    kw["threads"] = args.threads
     cfg = StudyConfig.quick(**kw) if args.quick else StudyConfig(**kw)
     cfg.validate()
     if cfg.device == "cuda":

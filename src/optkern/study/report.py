@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import os
 
 
@@ -27,6 +28,8 @@ def summary_rows(results: dict) -> list:
             "final_train_loss": h["train_loss"][-1] if h.get("train_loss") else None,
             "final_val_acc": h["val_acc"][-1] if h.get("val_acc") else None,
             "time_s": r.get("time_s"),
+            "train_time_s": r.get("train_time_s"),
+            "curvature_time_s": r.get("curvature_time_s"),
             "top_eigenvalue": last["top_eigenvalues"][0] if last.get("top_eigenvalues") else None,
             "trace": last.get("trace"),
             "grad_concentration": last.get("grad_concentration"),
@@ -39,7 +42,7 @@ def write_json(results: dict, out_dir: str) -> str:
     path = os.path.join(out_dir, "results.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(results, f, indent=1, allow_nan=True)
+        json.dump(results, f, separators=(",", ":"), allow_nan=True)
     os.replace(tmp, path)  # a reader never sees half a file
     return path
 
@@ -53,24 +56,35 @@ def write_markdown(results: dict, out_dir: str, figures: list) -> str:
     lines += [
         f"Data: {results['dataset']} ({results['num_train']} train / {results['num_val']} validation samples). "
         f"Model: MLP {cfg['activation']} hidden {list(cfg['hidden'])}, {cfg['epochs']} epochs, batch "
-        f"{cfg['batch_size']}, linear warm-up + cosine schedule. Device: {cfg['device']}, "
-        f"{info.get('threads')} CPU threads, SIMD {info.get('simd')}, seed {cfg['seed']}.",
+        f"{cfg['batch_size']}, linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) + cosine decay; "
+        f"every run starts from the same weights. Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), "
+        f"SIMD {info.get('simd')}, seed {cfg['seed']}.",
         "",
-        f"Curvature on {cfg['curvature_batch']} training samples at epochs {_epochs(results)}: top eigenvalue "
-        f"(Lanczos), trace (Hutch++, {cfg['trace_matvecs']} products), gradient concentration in the top-"
-        f"{cfg['concentration_k']} eigenspace, SLQ density ({cfg['density_probes']} probe(s) × "
+        f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) "
+        f"on a fixed subset of {cfg['curvature_batch']} training samples, at epochs {_epochs(results)}. "
+        f"Top eigenvalues and the eigenvectors for the gradient concentration come from one Lanczos run "
+        f"(full reorthogonalization, at most {cfg.get('lanczos_steps', '?')} steps, relative residual "
+        f"{cfg.get('lanczos_tol', '?')}); trace by Hutch++ ({cfg['trace_matvecs']} products); gradient "
+        f"concentration = fraction of the squared gradient norm in the top-{cfg['concentration_k']} "
+        f"eigenspace; density by stochastic Lanczos quadrature ({cfg['density_probes']} probe(s) × "
         f"{cfg['density_steps']} steps). The table shows the last measurement.",
         "",
-        "| optimizer | norm | final train loss | val accuracy | time (s) | top eigenvalue | trace | grad. conc. | status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        f"Time: seconds of optimizer steps (train), and of the Hessian measurements (curvature) per run."
+        + (f" Whole study: {results['elapsed_s']:.0f} s." if results.get("elapsed_s") is not None else ""),
+        "",
+        "| optimizer | norm | final train loss | val accuracy | train time (s) | curvature time (s) "
+        "| top eigenvalue | trace | grad. conc. | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in summary_rows(results):
         lines.append(
             f"| {row['optimizer']} | {row['norm']} | {_fmt(row['final_train_loss'])} | "
-            f"{_fmt(row['final_val_acc'], '.3f')} | {_fmt(row['time_s'], '.1f')} | "
+            f"{_fmt(row['final_val_acc'], '.3f')} | {_fmt(row['train_time_s'], '.2f')} | "
+            f"{_fmt(row['curvature_time_s'], '.1f')} | "
             f"{_fmt(row['top_eigenvalue'], '.3g')} | {_fmt(row['trace'], '.3g')} | "
             f"{_fmt(row['grad_concentration'], '.2f')} | {row['status']} |")
     lines.append("")
+    lines += _findings(results)
     if figures:
         lines += ["## Figures", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures] + [""]
     else:
@@ -86,3 +100,19 @@ def _epochs(results: dict) -> str:
         if r.get("curvature"):
             return ", ".join(str(c["epoch"]) for c in r["curvature"])
     return "—"
+
+
+def _findings(results: dict) -> list:
+    """A few sentences read off the table: best run and sharpness per normalization."""
+    rows = [r for r in summary_rows(results) if r["final_val_acc"] is not None]
+    if not rows:
+        return []
+    best = max(rows, key=lambda r: r["final_val_acc"])
+    out = [f"Best validation accuracy: {best['optimizer']} ({best['norm']} norm), {best['final_val_acc']:.3f}."]
+    for norm in dict.fromkeys(r["norm"] for r in rows):
+        tops = sorted(r["top_eigenvalue"] for r in rows if r["norm"] == norm and r["top_eigenvalue"] is not None)
+        if tops:
+            label = "without normalization" if norm == "none" else f"with {norm} norm"
+            out.append(f"Largest Hessian eigenvalue at the end {label}: median {statistics.median(tops):.3g} "
+                       f"(range {tops[0]:.3g} to {tops[-1]:.3g}).")
+    return [" ".join(out), ""]
