@@ -50,7 +50,7 @@ def _config(args) -> StudyConfig:
         kw["optimizers"] = [s.strip() for s in args.optimizers.split(",") if s.strip()]
     if args.norms:
         kw["norms"] = [s.strip() for s in args.norms.split(",") if s.strip()]
-    for name in ("epochs", "batch_size", "checkpoints", "activation"):
+    for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "activation"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     if args.hidden:

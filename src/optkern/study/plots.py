@@ -96,7 +96,7 @@ def _density_figure(plt, runs, colors, log_axis):
     nr, nc = len(norms), len(epochs)
     fig, axes = plt.subplots(nr, nc, figsize=(2.3 * nc + 1.6, 1.9 * nr + 0.7), squeeze=False, sharex=True,
                              sharey=True)
-    fig.subplots_adjust(left=0.08, right=0.84, bottom=0.16 if nr == 1 else 0.11, top=0.9, wspace=0.08, hspace=0.3)
+    fig.subplots_adjust(left=0.1, right=0.84, bottom=0.16 if nr == 1 else 0.11, top=0.9, wspace=0.08, hspace=0.3)
     for i, norm in enumerate(norms):
         for j, epoch in enumerate(epochs):
             ax = axes[i][j]
@@ -106,6 +106,9 @@ def _density_figure(plt, runs, colors, log_axis):
                     d = c["density"]
                     ax.plot(d["grid"], [max(v, 1e-12) for v in d["density"]], color=colors[r["optimizer"]], lw=0.9,
                             label=r["optimizer"])
+                    if epoch == 0:  # every run starts from the same weights: one curve says it all
+                        ax.lines[-1].set_color("k")
+                        break
             ax.set_yscale("log")
             ax.set_ylim(1e-6, None)
             ax.set_title(f"{'no norm' if norm == 'none' else norm + ' norm'}, epoch {epoch}", fontsize=8)
@@ -115,7 +118,7 @@ def _density_figure(plt, runs, colors, log_axis):
                 ax.set_xlabel("eigenvalue", fontsize=8)
         axes[i][0].set_ylabel("density", fontsize=8)
     log_axis(axes[0][0].yaxis)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = [], []
     for row in axes:
         for ax in row:
             h, lab = ax.get_legend_handles_labels()

@@ -58,7 +58,7 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, **kw) -> "StudyConfig":
-        base = dict(epochs=4, checkpoints=2, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
+        base = dict(epochs=4, checkpoints=3, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
                     trace_matvecs=24, density_probes=1, density_steps=30)
         base.update(kw)
         return cls(**base)
