@@ -108,7 +108,8 @@ def _findings(results: dict) -> list:
     if not rows:
         return []
     best = max(rows, key=lambda r: r["final_val_acc"])
-    out = [f"Best validation accuracy: {best['optimizer']} ({best['norm']} norm), {best['final_val_acc']:.3f}."]
+    where = "without normalization" if best["norm"] == "none" else f"with {best['norm']} norm"
+    out = [f"Best validation accuracy: {best['optimizer']} {where}, {best['final_val_acc']:.3f}."]
     for norm in dict.fromkeys(r["norm"] for r in rows):
         tops = sorted(r["top_eigenvalue"] for r in rows if r["norm"] == norm and r["top_eigenvalue"] is not None)
         if tops:
