@@ -231,3 +231,11 @@ def test_python_m_info_and_no_command():
     assert "version" in r.stdout and optkern.__version__ in r.stdout and "threads" in r.stdout
     r = _python_m()
     assert r.returncode == 0 and "study" in r.stdout
+
+
+def test_out_that_is_a_file_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    rc = cli.main(["study", *TINY, "--out", str(f)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--out" in err and "Traceback" not in err, err

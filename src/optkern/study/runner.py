@@ -95,10 +95,6 @@ def _xp(device: str):
     return np
 
 
-def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
 def make_optimizer(name: str, params):
     cls_name, hp = OPTIMIZERS[name]
     return getattr(optim, cls_name)([params], **hp), dict(hp)
@@ -188,6 +184,8 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
         timing["eval_time_s"] += time.perf_counter() - t
         c = None
         if epoch in ckpts:
+            if bar is not None:
+                bar.update(0, f"measuring the Hessian at epoch {epoch}...")
             t = time.perf_counter()
             c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
             c["epoch"] = epoch
@@ -209,6 +207,7 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
             curv.append(m[3])
 
     label = f"{name}{'+' + norm if norm != 'none' else ''}"
+    bar = None
     try:
         with ProgressBar(cfg.epochs, label, enabled=progress) as bar:
             log_epoch(0, None)
