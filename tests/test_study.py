@@ -2,6 +2,9 @@
 Lanczos run for gradient concentration, the epoch-0 cache and the report."""
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 
@@ -104,3 +107,21 @@ def test_report_of_an_empty_interrupted_study(tmp_path):
     assert "Interrupted" in text and "| sgd | none | — |" in text
     report.write_json(results, str(tmp_path))
     assert (tmp_path / "results.json").read_text().startswith("{")
+
+
+def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setitem(runner.OPTIMIZERS, "sgd", ("SGD", dict(lr=1e30)))
+    d = datasets.load_digits()
+    train, val = d.split(0.2, seed=0)
+    cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], epochs=3, checkpoints=4, hidden=(16,),
+                                   curvature_batch=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warnings reach the user
+        results = runner.run_study(train, val, cfg, progress=False)
+    run = results["runs"][0]
+    assert run["status"] == "diverged" or run.get("curvature_failed")
+    assert run["curvature"][0]["epoch"] == 0  # the start is still measured
+    report.write_json(results, str(tmp_path))
+    json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
+    text = open(report.write_markdown(results, str(tmp_path), [])).read()
+    assert "| sgd | none |" in text

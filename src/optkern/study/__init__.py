@@ -45,7 +45,8 @@ def main(args) -> int:
                       "(pip install \"optkern[study]\")", file=sys.stderr)
         except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
             results["interrupted"] = True
-    path = report.write_markdown(results, args.out, figures)
+    path = report.write_markdown(results, args.out, figures,
+                                 skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB)
     print(f"report: {os.path.abspath(path)}")
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")

@@ -144,6 +144,20 @@ def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
     }
 
 
+def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, epoch: int, record: dict):
+    """``curvature`` at a checkpoint, or None when a run near divergence makes
+    the Hessian non-finite (noted in ``record["curvature_failed"]``)."""
+    try:
+        c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
+        if not all(math.isfinite(v) for v in (*c["top_eigenvalues"], c["trace"], c["grad_concentration"])):
+            raise FloatingPointError("non-finite Hessian estimates")
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
+        record.setdefault("curvature_failed", []).append({"epoch": epoch, "error": f"{type(e).__name__}: {e}"})
+        return None
+    c["epoch"] = epoch
+    return c
+
+
 def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConfig, record: dict,
               progress: bool = True, cache: dict | None = None) -> dict:
     """One optimizer / normalization run. ``record`` is filled as it goes, so
@@ -187,8 +201,7 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
             if bar is not None:
                 bar.update(0, f"measuring the Hessian at epoch {epoch}...")
             t = time.perf_counter()
-            c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
-            c["epoch"] = epoch
+            c = _safe_curvature(model, params, xc, yc, cfg, epoch, record)
             timing["curvature_time_s"] += time.perf_counter() - t
         return train_loss, vl, va, c
 
@@ -208,8 +221,8 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
 
     label = f"{name}{'+' + norm if norm != 'none' else ''}"
     bar = None
-    try:
-        with ProgressBar(cfg.epochs, label, enabled=progress) as bar:
+    try:  # overflow in a diverging run is reported by its status, not by NumPy warnings
+        with ProgressBar(cfg.epochs, label, enabled=progress) as bar, np.errstate(all="ignore"):
             log_epoch(0, None)
             for epoch in range(1, cfg.epochs + 1):
                 t = time.perf_counter()
@@ -224,8 +237,9 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
                     tot += float(loss) * int(idx.shape[0])
                 train_loss = tot / n
                 timing["train_time_s"] += time.perf_counter() - t
-                if not math.isfinite(train_loss):
-                    record["status"] = "diverged"
+                # Diverged: the loss overflowed or grew a thousandfold over the start's.
+                if not math.isfinite(train_loss) or train_loss > 1e3 * hist["train_loss"][0]:
+                    record.update(status="diverged", diverged_epoch=epoch, diverged_loss=train_loss)
                     break
                 log_epoch(epoch, train_loss)
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
@@ -243,7 +257,8 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
     from .. import info  # noqa: PLC0415
 
     results = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
-               "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]), "runs": [],
+               "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]),
+               "checkpoint_epochs": cfg.checkpoint_epochs(), "runs": [],
                "interrupted": False}
     cache: dict = {}
     t0 = time.perf_counter()
