@@ -13,6 +13,7 @@
 
 #include "norm_arrays.hpp"
 #include "norm_cpu.hpp"
+#include "optkern/norm_layout.hpp"
 #include "optkern/rules/norm.hpp"
 
 namespace optkern {
@@ -128,26 +129,9 @@ OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, do
   for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
 }
 
-// Row layout from the Python call; checks it is consistent with x.
-struct Layout {
-  int64_t R, G, Cg, S;
-  int64_t M() const { return Cg * S; }
-  int64_t W() const { return G * Cg; }
-};
-
-Layout layout(int64_t size, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial) {
-  if (rows < 0 || groups < 1 || group_channels < 1 || spatial < 1)
-    throw py::value_error("row layout: rows >= 0, groups, group_channels, spatial >= 1 required");
-  if (rows % groups != 0) throw py::value_error("row layout: rows must be a multiple of groups");
-  if (rows * group_channels * spatial != size)
-    throw py::value_error("x: expected rows * group_channels * spatial = " +
-                          std::to_string(rows * group_channels * spatial) + " elements, got " + std::to_string(size));
-  return {rows, groups, group_channels, spatial};
-}
-
 template <class T>
 void forward_impl(normargs::Args& args, py::handle x_h, py::handle w_h, py::handle b_h, py::handle y_h,
-                  py::handle mean_h, py::handle rstd_h, const Layout& L, double eps, bool rms) {
+                  py::handle mean_h, py::handle rstd_h, const RowLayout& L, double eps, bool rms) {
   const int64_t n = L.R * L.M();
   RowArgs<T> a{};
   a.x = args.get<T>(x_h, "x", n, false);
@@ -169,7 +153,7 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
                       py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
                       double eps, bool rms) {
   const py::dtype dt = normargs::float_dtype(x, "x");
-  const Layout L = layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
+  const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   normargs::Args args(dt);
   if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
@@ -178,7 +162,7 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
 
 template <class T>
 void backward_impl(normargs::Args& args, py::handle dy_h, py::handle x_h, py::handle w_h, py::handle mean_h,
-                   py::handle rstd_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const Layout& L, bool rms) {
+                   py::handle rstd_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const RowLayout& L, bool rms) {
   const int64_t n = L.R * L.M();
   RowGradArgs<T> a{};
   a.dy = args.get<T>(dy_h, "dy", n, false);
@@ -222,7 +206,7 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
                        py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
                        int64_t group_channels, int64_t spatial, bool rms) {
   const py::dtype dt = normargs::float_dtype(x, "x");
-  const Layout L = layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
+  const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   normargs::Args args(dt);
   if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
   else backward_impl<double>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);

@@ -6,6 +6,7 @@
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
+#include "optkern/norm_layout.hpp"
 
 namespace optkern {
 namespace {
@@ -77,29 +78,13 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
   }
 }
 
-struct Layout {
-  int64_t R, G, Cg, S;
-  int64_t M() const { return Cg * S; }
-  int64_t W() const { return G * Cg; }
-};
-
-Layout layout(int64_t size, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial) {
-  if (rows < 0 || groups < 1 || group_channels < 1 || spatial < 1)
-    throw py::value_error("row layout: rows >= 0, groups, group_channels, spatial >= 1 required");
-  if (rows % groups != 0) throw py::value_error("row layout: rows must be a multiple of groups");
-  if (rows * group_channels * spatial != size)
-    throw py::value_error("x: expected rows * group_channels * spatial = " +
-                          std::to_string(rows * group_channels * spatial) + " elements, got " + std::to_string(size));
-  return {rows, groups, group_channels, spatial};
-}
-
 unsigned row_grid(int64_t R) { return unsigned(R < (int64_t(1) << 30) ? (R > 0 ? R : 1) : (int64_t(1) << 30)); }
 
 void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
                       py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
                       double eps, bool rms) {
   const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
-  const Layout L = layout(device_size(x), rows, groups, group_channels, spatial);
+  const RowLayout L = row_layout(device_size(x), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   DeviceArgs a;
   const int64_t n = L.R * L.M();
@@ -128,7 +113,7 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
                        py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
                        int64_t group_channels, int64_t spatial, bool rms) {
   const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
-  const Layout L = layout(device_size(x), rows, groups, group_channels, spatial);
+  const RowLayout L = row_layout(device_size(x), rows, groups, group_channels, spatial);
   DeviceArgs a;
   const int64_t n = L.R * L.M();
   const char* dyp = a.get(dy, "dy", dt, n, false);

@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
+import optkern
 from optkern import norm
 
 
@@ -177,11 +178,12 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_bitwise_identical_across_thread_counts():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the optkern under test (installed or in-tree), not necessarily ../src
+    root = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
     out = []
     for threads in ("1", "2", "3"):
         env = dict(os.environ, OMP_NUM_THREADS=threads,
-                   PYTHONPATH=os.pathsep.join([os.path.join(root, "src"), os.environ.get("PYTHONPATH", "")]))
+                   PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
         r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         out.append(r.stdout.strip())

@@ -1,11 +1,22 @@
 """optkern: fused C++/OpenMP and CUDA kernels for training and analysing neural networks.
 
 NumPy arrays run on the CPU module, CuPy arrays on the CUDA module.
+
+Subpackages: ``optim`` (optimizers), ``functional`` (stateless optimizer
+steps), ``schedules`` (learning-rate and batch-size schedules), ``norm``
+(normalization and dropout, forward and backward), ``nn`` (the built-in MLP
+with exact Hessian-vector products), ``hessian`` (trace, Lanczos, spectral
+density), ``init`` (initializers, LSUV), ``regularize`` (penalties, mixup,
+cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
+(batch loader), ``datasets`` (the bundled digits).
 """
 from __future__ import annotations
 
 from . import _backend
 from ._backend import cuda_built
+from . import (data, datasets, functional, hessian, init, nn, norm, optim, random, regularize,
+               schedules)
+from .clip import clip_grad_norm_, clip_grad_value_
 
 __version__ = "0.1.0"
 
@@ -24,4 +35,6 @@ def info() -> dict:
     return d
 
 
-__all__ = ["info", "cuda_built", "__version__"]
+__all__ = ["info", "cuda_built", "__version__", "clip_grad_norm_", "clip_grad_value_",
+           "data", "datasets", "functional", "hessian", "init", "nn", "norm", "optim", "random",
+           "regularize", "schedules"]

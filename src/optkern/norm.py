@@ -145,6 +145,37 @@ def _rstd(var, eps):
 
 # ---- batch norm ------------------------------------------------------------------
 
+def _check_channel_params(x, C, weight, bias, running_mean, running_var):
+    """Validate per-channel affine parameters and running buffers; the statistics dtype."""
+    _shape_of("weight", weight, (C,))
+    _shape_of("bias", bias, (C,))
+    sdt = _stat_dtype(x)
+    _buffer("running_mean", running_mean, (C,), sdt)
+    _buffer("running_var", running_var, (C,), sdt)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean, running_var: give both or neither")
+    return sdt
+
+
+def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S):
+    """Normalize with fixed per-channel running statistics; returns (mean, rstd) for backward."""
+    mean = running_mean.copy()
+    rstd = _rstd(running_var, eps)
+    mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
+    return mean, rstd
+
+
+def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats):
+    """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics)."""
+    xp = _xp(x)
+    dx = xp.empty_like(x)
+    pdt = x.dtype if weight is None else weight.dtype
+    dweight = xp.empty(C, dtype=pdt)
+    dbias = xp.empty(C, dtype=pdt)
+    mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
+    return dx, dweight, dbias
+
+
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
                momentum=0.1, eps=1e-5, out=None):
     """Batch normalization of ``x`` of shape (N, C) or (N, C, *spatial), per channel.
@@ -177,13 +208,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     momentum = _momentum(momentum)
     N, C = int(x.shape[0]), int(x.shape[1])
     S = _prod(x.shape[2:])
-    _shape_of("weight", weight, (C,))
-    _shape_of("bias", bias, (C,))
-    sdt = _stat_dtype(x)
-    _buffer("running_mean", running_mean, (C,), sdt)
-    _buffer("running_var", running_var, (C,), sdt)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean, running_var: give both or neither")
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
     if training:
@@ -200,9 +225,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         return y, BatchNormSaved(mean, rstd, True)
     if running_mean is None:
         raise ValueError("running_mean, running_var: required when training=False")
-    mean = running_mean.copy()
-    rstd = _rstd(running_var, eps)
-    mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
+    mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
     return y, BatchNormSaved(mean, rstd, False)
 
 
@@ -222,14 +245,7 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved):
         raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
     N, C, S = int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
     _shape_of("weight", weight, (C,))
-    xp = _xp(x)
-    dx = xp.empty_like(x)
-    pdt = x.dtype if weight is None else weight.dtype
-    dweight = xp.empty(C, dtype=pdt)
-    dbias = xp.empty(C, dtype=pdt)
-    mod.channel_norm_backward(dy, x, saved.mean, saved.rstd, weight, dx, dweight, dbias, N, C, S,
-                              bool(saved.training))
-    return dx, dweight, dbias
+    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, bool(saved.training))
 
 
 # ---- layer / group / instance / RMS norm (row kernels) ----------------------------
@@ -408,21 +424,13 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     N, C, S = _nc_spatial(x)
     eps = _eps(eps)
     momentum = _momentum(momentum)
-    _shape_of("weight", weight, (C,))
-    _shape_of("bias", bias, (C,))
-    sdt = _stat_dtype(x)
-    _buffer("running_mean", running_mean, (C,), sdt)
-    _buffer("running_var", running_var, (C,), sdt)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean, running_var: give both or neither")
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
     if not use_input_stats:
         if running_mean is None:
             raise ValueError("running_mean, running_var: required when use_input_stats=False")
-        mean = running_mean.copy()
-        rstd = _rstd(running_var, eps)
-        mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
+        mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
         return y, RowNormSaved(mean, rstd, 0)
     if S <= 1:
         raise ValueError(f"x: expected more than 1 spatial element when use_input_stats=True, got shape "
@@ -447,13 +455,7 @@ def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True)
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
         _shape_of("weight", weight, (C,))
-        xp = _xp(x)
-        dx = xp.empty_like(x)
-        pdt = x.dtype if weight is None else weight.dtype
-        dw = xp.empty(C, dtype=pdt)
-        db = xp.empty(C, dtype=pdt)
-        mod.channel_norm_backward(dy, x, saved.mean, saved.rstd, weight, dx, dw, db, N, C, S, False)
-        return dx, dw, db
+        return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False)
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads)
 
 

@@ -1,6 +1,6 @@
 """Timing and reporting shared by the benchmark suites.
 
-CPU: wall clock around the call, warm-up, then repeats until a time budget;
+CPU: wall clock around each call, warm-up, then repeats until a time budget;
 median and inter-quartile spread. GPU: CUDA events on the current stream
 (CuPy's, or torch's for torch code), the same statistics.
 """
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class Timing:
+    """Median and quartiles (ms) of ``repeats`` timed calls."""
     median_ms: float
     q1_ms: float
     q3_ms: float
@@ -26,70 +27,103 @@ class Timing:
         return (self.q3_ms - self.q1_ms) / self.median_ms if self.median_ms > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How often to call: ``warmup`` untimed calls, then at least ``min_repeats`` and at most
+    ``max_repeats`` timed calls, stopping once ``budget_s`` seconds have passed. ``collect``:
+    run the garbage collector between implementations (frees big arrays held in cycles)."""
+    warmup: int
+    min_repeats: int
+    max_repeats: int
+    budget_s: float
+    collect: bool = True
+
+
+QUICK = Plan(warmup=1, min_repeats=3, max_repeats=5, budget_s=0.02, collect=False)
+FULL = Plan(warmup=3, min_repeats=10, max_repeats=50, budget_s=1.0)
+
+
+def plan_for(quick: bool) -> Plan:
+    return QUICK if quick else FULL
+
+
 def _stats(samples_ms: list) -> Timing:
     s = sorted(samples_ms)
-    q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0], s[0], s[0]]
+    q = statistics.quantiles(s, n=4, method="inclusive") if len(s) >= 2 else [s[0], s[0], s[0]]
     return Timing(statistics.median(s), q[0], q[2], len(s))
 
 
-def time_cpu(fn, warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50, budget_s: float = 1.0) -> Timing:
-    """Median wall time of ``fn()`` in ms."""
-    for _ in range(warmup):
-        fn()
+def _repeat(plan: Plan, timed_call) -> Timing:
     out = []
-    t_end = time.perf_counter() + budget_s
-    while len(out) < max_repeats and (len(out) < min_repeats or time.perf_counter() < t_end):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
+    t_end = time.perf_counter() + plan.budget_s
+    while len(out) < plan.max_repeats and (len(out) < plan.min_repeats or time.perf_counter() < t_end):
+        out.append(timed_call())
     return _stats(out)
 
 
-def time_cuda(fn, warmup: int = 5, min_repeats: int = 10, max_repeats: int = 100, budget_s: float = 1.0,
-              framework: str = "cupy") -> Timing:
-    """Median GPU time of ``fn()`` in ms between CUDA events on the current
-    stream of ``framework`` ("cupy" or "torch")."""
+def time_cpu(fn, plan: Plan = FULL) -> Timing:
+    """Median wall time of ``fn()`` in ms."""
+    for _ in range(plan.warmup):
+        fn()
+
+    def once():
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+    return _repeat(plan, once)
+
+
+def time_cuda(fn, plan: Plan = FULL, framework: str = "cupy") -> Timing:
+    """Median GPU time of ``fn()`` in ms between CUDA events recorded on the current stream of
+    ``framework`` ("cupy" or "torch")."""
     if framework == "torch":
         import torch
 
         make = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
         sync = torch.cuda.synchronize
         elapsed = lambda a, b: a.elapsed_time(b)  # noqa: E731
-        record = lambda e: e.record()  # noqa: E731
     else:
         import cupy
 
         make = cupy.cuda.Event
-        sync = cupy.cuda.get_current_stream().synchronize
+        sync = cupy.cuda.Device().synchronize
         elapsed = cupy.cuda.get_elapsed_time
-        record = lambda e: e.record()  # noqa: E731
-    for _ in range(warmup):
+    for _ in range(plan.warmup):
         fn()
     sync()
-    out = []
-    t_end = time.perf_counter() + budget_s
-    while len(out) < max_repeats and (len(out) < min_repeats or time.perf_counter() < t_end):
+
+    def once():
         a, b = make(), make()
-        record(a)
+        a.record()
         fn()
-        record(b)
+        b.record()
         b.synchronize()
-        out.append(float(elapsed(a, b)))
-    return _stats(out)
+        return float(elapsed(a, b))
+
+    return _repeat(plan, once)
+
+
+def measure(fn, device: str, plan: Plan, framework: str = "cupy") -> Timing:
+    """``time_cuda`` on ``device == "cuda"``, else ``time_cpu``."""
+    return time_cuda(fn, plan, framework) if device == "cuda" else time_cpu(fn, plan)
 
 
 @dataclass
 class Row:
-    """One benchmark case."""
+    """One benchmark case (or, with ``kind="probe"``, one bandwidth probe of the same run)."""
     suite: str
     case: str
     ours: Timing
     bytes_moved: float = 0.0                    # bytes optkern's kernel must move (0: not bandwidth-bound)
-    torch: dict = field(default_factory=dict)   # implementation name -> Timing
-    probe_gbs: float = 0.0                      # bandwidth probe of the same run
+    torch: dict = field(default_factory=dict)   # PyTorch implementation name -> Timing
+    probe_gbs: float = 0.0                      # the bandwidth probe this case is compared with
+    note: str = ""
+    kind: str = "case"
 
     @property
     def best_torch(self):
+        """(name, Timing) of the fastest PyTorch implementation, or (None, None)."""
         if not self.torch:
             return None, None
         name = min(self.torch, key=lambda k: self.torch[k].median_ms)
@@ -100,38 +134,96 @@ class Row:
         return self.bytes_moved / (self.ours.median_ms * 1e-3) / 1e9 if self.bytes_moved else float("nan")
 
     @property
+    def pct_probe(self) -> float:
+        return 100 * self.gbs / self.probe_gbs if self.probe_gbs and self.bytes_moved else float("nan")
+
+    @property
     def ratio(self) -> float:
         """best PyTorch time / optkern time (> 1: optkern is faster)."""
         _, t = self.best_torch
         return t.median_ms / self.ours.median_ms if t else float("nan")
 
     def as_dict(self) -> dict:
+        """JSON-ready: every float finite or None."""
         d = asdict(self)
         name, t = self.best_torch
-        d.update(best_torch_impl=name, best_torch_ms=t.median_ms if t else None, ratio=self.ratio,
-                 gbs=self.gbs, pct_probe=100 * self.gbs / self.probe_gbs if self.probe_gbs and self.bytes_moved
-                 else None)
+        d.update(best_torch_impl=name, best_torch_ms=t.median_ms if t else None, ratio=_finite(self.ratio),
+                 gbs=_finite(self.gbs), pct_probe=_finite(self.pct_probe))
         return d
+
+
+def _finite(v):
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def _f(v, spec):
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _ms(t: Timing) -> str:
+    return f"{t.median_ms:.3f} ±{100 * t.spread:.0f}%"
+
+
 def format_table(rows: list) -> str:
-    """case | optkern ms (±spread) | best PyTorch ms (impl) | ratio | GB/s | % probe."""
-    head = f"{'case':<44} {'optkern ms':>16} {'best torch ms':>22} {'torch/ok':>8} {'GB/s':>7} {'%probe':>7}"
+    """case | optkern ms ±spread | best PyTorch ms ±spread (impl) | ratio | GB/s | % probe | note."""
+    w = max([44] + [len(r.suite) + 2 + len(r.case) for r in rows])
+    head = (f"{'case':<{w}} {'optkern ms':>15} {'best torch ms':>27} {'torch/ok':>8} {'GB/s':>7} {'%probe':>6}"
+            f"  note")
     lines = [head, "-" * len(head)]
     for r in rows:
         name, t = r.best_torch
-        ours = f"{r.ours.median_ms:.3f} ±{100 * r.ours.spread:.0f}%"
-        theirs = f"{t.median_ms:.3f} ({name})" if t else "—"
-        pct = 100 * r.gbs / r.probe_gbs if r.probe_gbs and r.bytes_moved else None
-        lines.append(f"{r.suite + ': ' + r.case:<44} {ours:>16} {theirs:>22} {_f(r.ratio, '.2f'):>8} "
-                     f"{_f(r.gbs, '.1f'):>7} {_f(pct, '.0f'):>7}")
+        theirs = f"{_ms(t)} ({name})" if t else "—"
+        lines.append(f"{r.suite + ': ' + r.case:<{w}} {_ms(r.ours):>15} {theirs:>27} {_f(r.ratio, '.2f'):>8} "
+                     f"{_f(r.gbs, '.1f'):>7} {_f(r.pct_probe, '.0f'):>6}  {r.note}".rstrip())
     return "\n".join(lines)
 
 
 def write_json(rows: list, path: str, meta: dict) -> None:
+    """``{"meta": meta, "rows": [Row.as_dict(), ...]}`` to ``path`` (strict JSON: no NaN)."""
     with open(path, "w") as f:
-        json.dump({"meta": meta, "rows": [r.as_dict() for r in rows]}, f, indent=1)
+        json.dump({"meta": meta, "rows": [r.as_dict() for r in rows]}, f, indent=1, allow_nan=False)
+
+
+def compare(suite: str, case: str, ours, theirs: dict, device: str, plan: Plan, bytes_moved: float = 0.0,
+            probe_gbs: float = 0.0, note: str = "") -> Row:
+    """Time optkern and each PyTorch implementation of one case into a Row.
+
+    ``ours`` and the values of ``theirs`` (implementation name -> factory) are factories
+    returning the zero-argument call to time, so that only one implementation's arrays
+    are alive at a time; a torch factory returns None where the implementation does not
+    exist (noted in the row). On the GPU optkern is timed on CuPy's stream, torch on torch's.
+    """
+    fn = ours()
+    row = Row(suite, case, measure(fn, device, plan, "cupy"), bytes_moved, probe_gbs=probe_gbs, note=note)
+    del fn
+    release(device, plan.collect)
+    missing = []
+    for name, make in theirs.items():
+        fn = make()
+        if fn is None:
+            missing.append(name)
+            continue
+        row.torch[name] = measure(fn, device, plan, "torch")
+        del fn
+        release(device, plan.collect)
+    if missing:
+        row.note = "; ".join(filter(None, [row.note, "no torch " + "/".join(missing)]))
+    return row
+
+
+def release(device: str, collect: bool = True) -> None:
+    """Free the arrays of the implementation just timed (and, on the GPU, CuPy's and torch's caches)."""
+    import gc
+
+    if collect or device == "cuda":
+        gc.collect()
+    if device == "cuda":
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,139 @@
+"""`optkern bench`: the quick run prints one table (with and without PyTorch), writes JSON, and
+refuses an unusable device in one line with exit code 2. Timings are not checked, only that
+they are measured and finite."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import optkern
+from optkern.benchmarks import norm as bnorm
+from optkern.benchmarks import optim as boptim
+from optkern.benchmarks.timing import Plan, Row, Timing, format_table, time_cpu, write_json
+from optkern.cli import main
+
+HEADER = re.compile(r"^case\s+optkern ms\s+best torch ms\s+torch/ok\s+GB/s\s+%probe\s+note$", re.M)
+SUITES = ("optim", "norm", "hvp")
+
+
+def _check_table(out: str, rows: list) -> None:
+    """The header once, and for every JSON row a table line with its finite median and spread."""
+    assert len(HEADER.findall(out)) == 1, out
+    for r in rows:
+        m = re.search(re.escape(f"{r['suite']}: {r['case']}") + r"\s+(\d+\.\d+) ±(\d+)%", out)
+        assert m, f"no table line for {r['suite']}: {r['case']}\n{out}"
+        assert math.isfinite(float(m.group(1))) and float(m.group(1)) > 0
+
+
+def _check_json(path, suites) -> list:
+    with open(path) as f:
+        doc = json.load(f, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    rows = doc["rows"]
+    assert {r["suite"] for r in rows} == set(suites)
+    for r in rows:
+        t = r["ours"]
+        assert 0 < t["q1_ms"] <= t["median_ms"] <= t["q3_ms"] and math.isfinite(t["q3_ms"]), r
+        assert t["repeats"] >= 1
+        for impl in r["torch"].values():
+            assert 0 < impl["median_ms"] < math.inf
+        if r["bytes_moved"]:
+            assert r["gbs"] > 0 and r["pct_probe"] > 0
+    probes = [r for r in rows if r["kind"] == "probe"]
+    assert {r["suite"] for r in probes} == set(suites) - {"hvp"}  # hvp is compute-bound
+    assert doc["meta"]["device"] == "cpu" and doc["meta"]["quick"] is True
+    return rows
+
+
+def test_quick_runs_without_torch(tmp_path):
+    """The issue's test: `optkern bench --quick` on the CPU with torch not importable."""
+    path = tmp_path / "b.json"
+    code = ("import sys; sys.modules['torch'] = None; from optkern.cli import main; "
+            f"sys.exit(main(['bench', '--quick', '--json', {str(path)!r}]))")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(optkern.__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "PyTorch not installed: ratios skipped (pip install 'optkern[bench]')" in p.stdout
+    rows = _check_json(path, SUITES)
+    _check_table(p.stdout, rows)
+    assert all(not r["torch"] and r["ratio"] is None for r in rows)
+    assert "torch: not installed" in p.stdout.splitlines()[0]
+
+
+def test_quick_in_process_with_json(tmp_path, capsys):
+    """In process, with PyTorch when it is installed: the torch columns are filled."""
+    torch_present = True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        torch_present = False
+    path = tmp_path / "n.json"
+    before = optkern._backend.cpu.get_num_threads()
+    assert main(["bench", "norm", "--quick", "--json", str(path), "--threads", "1"]) == 0
+    assert optkern._backend.cpu.get_num_threads() == before  # --threads does not outlive the run
+    out = capsys.readouterr().out
+    rows = _check_json(path, ["norm"])
+    _check_table(out, rows)
+    assert f"results: {path}" in out
+    cases = [r for r in rows if r["kind"] == "case"]
+    assert len(cases) == 2 * len(bnorm.CASES)
+    if torch_present:
+        assert all(r["best_torch_impl"] == "F" and r["ratio"] > 0 for r in cases)
+        assert "PyTorch not installed" not in out
+
+
+def test_cuda_without_cupy_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert main(["bench", "optim", "--device", "cuda", "--quick"]) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert err.startswith("optkern bench: error: --device cuda needs CuPy") and "\n" not in err
+    assert cap.out == ""
+
+
+def test_bad_thread_count_is_a_usage_error(capsys):
+    assert main(["bench", "norm", "--quick", "--threads", "0"]) == 2
+    assert "--threads: must be >= 1" in capsys.readouterr().err
+
+
+# ---- the pieces --------------------------------------------------------------------------
+
+def test_timing_statistics_and_table():
+    t = time_cpu(lambda: sum(range(1000)), Plan(warmup=1, min_repeats=7, max_repeats=7, budget_s=0.0))
+    assert t.repeats == 7 and 0 < t.q1_ms <= t.median_ms <= t.q3_ms
+    ours, theirs = Timing(2.0, 1.5, 2.5, 5), Timing(3.0, 3.0, 3.0, 5)
+    with_torch = Row("optim", "x", ours, bytes_moved=4e6, torch={"fused": theirs, "foreach": Timing(4, 4, 4, 5)},
+                     probe_gbs=4.0)
+    alone = Row("hvp", "y", ours)
+    assert with_torch.best_torch == ("fused", theirs) and with_torch.ratio == pytest.approx(1.5)
+    assert with_torch.gbs == pytest.approx(2.0) and with_torch.pct_probe == pytest.approx(50.0)
+    assert ours.spread == pytest.approx(0.5)
+    lines = format_table([with_torch, alone]).splitlines()
+    assert re.search(r"optim: x\s+2\.000 ±50%\s+3\.000 ±0% \(fused\)\s+1\.50\s+2\.0\s+50$", lines[2]), lines[2]
+    assert re.search(r"hvp: y\s+2\.000 ±50%\s+—\s+—\s+—\s+—$", lines[3]), lines[3]
+    d = alone.as_dict()
+    assert d["ratio"] is None and d["gbs"] is None and d["best_torch_ms"] is None
+
+
+def test_write_json_is_strict(tmp_path):
+    path = tmp_path / "r.json"
+    write_json([Row("hvp", "y", Timing(1.0, 1.0, 1.0, 1))], str(path), {"device": "cpu"})
+    doc = json.loads(path.read_text())
+    assert doc["rows"][0]["ratio"] is None and doc["meta"] == {"device": "cpu"}
+
+
+def test_case_definitions_follow_the_issues():
+    lays = boptim.layouts("cpu", quick=False)
+    assert list(lays) == ["flat 16M", "flat 64M", "200 arrays 16M"]
+    assert len(lays["200 arrays 16M"]) == 200 and sum(lays["200 arrays 16M"]) == 16 << 20
+    gpu = boptim.layouts("cuda", quick=False)
+    assert list(gpu) == ["flat 256M", "1000 arrays 256M"] and min(gpu["1000 arrays 256M"]) >= 1
+    assert set(boptim.OPTIMIZERS) == {"Adam", "AdamW", "SGD-momentum", "Adagrad"}
+    # bytes per element: (2 * written + 1) * 4 = 28 for Adam, 20 for SGD-momentum / Adagrad
+    assert {k: (2 * w + 1) * 4 for k, (_, _, w) in boptim.OPTIMIZERS.items()} == {
+        "Adam": 28, "AdamW": 28, "SGD-momentum": 20, "Adagrad": 20}
+    assert bnorm.traffic_bytes("fwd", 10, "cuda") == 80 and bnorm.traffic_bytes("fwd+bwd", 10, "cpu") == 280
+    assert [s for _, s, _ in bnorm.cases(quick=True)][0] == (8192 // 16, 1024)
