@@ -239,3 +239,28 @@ def test_out_that_is_a_file_gives_one_line_and_exit_code_2(tmp_path, capsys):
     rc = cli.main(["study", *TINY, "--out", str(f)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--out" in err and "Traceback" not in err, err
+
+
+def test_ctrl_c_inside_a_run_keeps_what_it_measured(monkeypatch, tmp_path):
+    real = runner.curvature
+    calls = []
+
+    def interrupt_second_measurement(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "curvature", interrupt_second_measurement)
+    rc = cli.main(["study", *TINY[:2], "sgd", "--norms", "none", "--epochs", "2", "--checkpoints", "2", "--quiet",
+                   "--out", str(tmp_path)])
+    assert rc == 130
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["runs"][0]
+    assert results["interrupted"] and run["status"] == "interrupted"
+    assert [c["epoch"] for c in run["curvature"]] == [0] and run["history"]["epoch"] == [0, 1]
+    assert run["train_time_s"] > 0
+    report = (tmp_path / "report.md").read_text()
+    assert "Interrupted" in report and "| sgd | none |" in report
+    if _has_matplotlib():
+        assert (tmp_path / "loss.png").exists()
