@@ -35,6 +35,7 @@ def summary_rows(results: dict) -> list:
             "train_time_s": r.get("train_time_s"),
             "curvature_time_s": r.get("curvature_time_s"),
             "top_eigenvalue": last["top_eigenvalues"][0] if last.get("top_eigenvalues") else None,
+            "converged": last.get("lanczos_converged", True),
             "trace": last.get("trace"),
             "grad_concentration": last.get("grad_concentration"),
             "curvature_epoch": last.get("epoch"),
@@ -103,8 +104,11 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
             f"| {row['optimizer']} | {row['norm']} | {_fmt(row['final_train_loss'])} | "
             f"{_fmt(row['final_val_acc'], '.3f')} | {_fmt(row['train_time_s'], '.2f')} | "
             f"{_fmt(row['curvature_time_s'], '.1f')} | "
-            f"{_fmt(row['top_eigenvalue'], '.3g')}{_at(row)} | {_fmt(row['trace'], '.3g')}{_at(row)} | "
+            f"{_fmt(row['top_eigenvalue'], '.3g')}{'' if row['converged'] else '*'}{_at(row)} | {_fmt(row['trace'], '.3g')}{_at(row)} | "
             f"{_fmt(row['grad_concentration'], '.2f')} | {row['status']} |")
+    if not all(row["converged"] for row in summary_rows(results)):
+        lines += ["", "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual "
+                  "tolerance: a rough value (see `lanczos_converged` in results.json)."]
     lines.append("")
     lines += _findings(results)
     if figures:
