@@ -112,7 +112,11 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
     lines.append("")
     lines += _findings(results)
     if figures:
-        lines += ["## Figures", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures] + [""]
+        lines += ["## Figures", "",
+                  "Solid lines: no normalization; dashed: batch norm. In the spectral density (log scale; rows: "
+                  "normalization, columns: checkpoints) the bulk sits near 0 and the isolated bumps to its right "
+                  "are the outlier eigenvalues.", ""]
+        lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures] + [""]
     else:
         lines += [f"Figures were skipped ({skipped}).", ""]
     path = os.path.join(out_dir, "report.md")
