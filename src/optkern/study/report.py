@@ -104,7 +104,8 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
             f"| {row['optimizer']} | {row['norm']} | {_fmt(row['final_train_loss'])} | "
             f"{_fmt(row['final_val_acc'], '.3f')} | {_fmt(row['train_time_s'], '.2f')} | "
             f"{_fmt(row['curvature_time_s'], '.1f')} | "
-            f"{_fmt(row['top_eigenvalue'], '.3g')}{'' if row['converged'] else '*'}{_at(row)} | {_fmt(row['trace'], '.3g')}{_at(row)} | "
+            f"{_fmt(row['top_eigenvalue'], '.3g')}{'' if row['converged'] else '*'}{_at(row)} | "
+            f"{_fmt(row['trace'], '.3g')}{_at(row)} | "
             f"{_fmt(row['grad_concentration'], '.2f')} | {row['status']} |")
     if not all(row["converged"] for row in summary_rows(results)):
         lines += ["", "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual "
@@ -113,9 +114,9 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
     lines += _findings(results)
     if figures:
         lines += ["## Figures", "",
-                  "Solid lines: no normalization; dashed: batch norm. In the spectral density (log scale; rows: "
-                  "normalization, columns: checkpoints) the bulk sits near 0 and the isolated bumps to its right "
-                  "are the outlier eigenvalues.", ""]
+                  "Solid lines: no normalization; dashed: batch norm; dotted: layer norm. In the spectral density "
+                  "(log scale; rows: normalization, columns: checkpoints) the bulk sits near 0 and the isolated "
+                  "bumps to its right are the outlier eigenvalues.", ""]
         lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures] + [""]
     else:
         lines += [f"Figures were skipped ({skipped}).", ""]
