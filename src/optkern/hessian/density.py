@@ -96,20 +96,32 @@ def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma
 
 
 def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps: int | None = None,
-                           seed: int = 0) -> float:
+                           seed: int = 0, eigenvectors=None) -> float:
     """Fraction ``||P_k g||^2 / ||g||^2`` of the gradient inside the top-``k`` eigenspace.
 
     ``P_k`` projects onto the span of the ``k`` Ritz vectors of the largest
     eigenvalues (``top_eigenvalues(op, k, "LA")``), Gur-Ari et al. / Ghorbani et
     al.'s observation that the gradient lives mostly in the outlier subspace.
+
+    Args:
+      eigenvectors: optional ``(n, >= k)`` Ritz vectors of the largest
+        eigenvalues, largest first, from an earlier
+        ``top_eigenvalues(op, K, "LA", return_eigenvectors=True)`` with
+        ``K >= k``; the first ``k`` columns are used and no Lanczos is run
+        (``tol``, ``max_steps`` and ``seed`` are then ignored).
     """
     op = as_operator(op)
     xp = op.xp
+    k = _backend.integer("k", k, lo=1)
     g = op._vector(grad, "grad")
     gg = float(xp.vdot(g, g))
     if gg == 0.0:
         raise ValueError("grad: is zero, the fraction is undefined")
-    res = top_eigenvalues(op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True)
-    U, _ = xp.linalg.qr(res.eigenvectors)  # re-orthonormalize the Ritz vectors
+    if eigenvectors is None:
+        eigenvectors = top_eigenvalues(op, k, "LA", tol=tol, max_steps=max_steps, seed=seed,
+                                       return_eigenvectors=True).eigenvectors
+    elif eigenvectors.ndim != 2 or eigenvectors.shape[0] != op.shape[0] or eigenvectors.shape[1] < k:
+        raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
+    U, _ = xp.linalg.qr(xp.asarray(eigenvectors[:, :k], dtype=op.dtype))  # re-orthonormalize the Ritz vectors
     c = U.T @ g
     return float(xp.vdot(c, c)) / gg

@@ -22,21 +22,31 @@ def main(args) -> int:
         cfg = _config(args)
     except (DataError, ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     say(f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s), "
         f"{cfg.epochs} epochs on {data.name} ({len(data.y)} samples), curvature at epochs "
-        f"{cfg.checkpoint_epochs()}")
+        f"{cfg.checkpoint_epochs()}; output in {os.path.abspath(args.out)}")
 
     def checkpoint(results):  # keep a valid results.json after every run
         report.write_json(results, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint)
     report.write_json(results, args.out)
-    figures = [] if args.no_plots else plots.make_plots(results, args.out)
-    if not args.no_plots and not figures:
-        say("plots skipped: matplotlib is not installed (pip install \"optkern[study]\")")
-    path = report.write_markdown(results, args.out, figures)
+    figures = []
+    if not args.no_plots:
+        try:
+            figures = plots.make_plots(results, args.out)
+            if not plots.available():
+                print("optkern study: plots skipped: matplotlib is not installed "
+                      "(pip install \"optkern[study]\")", file=sys.stderr)
+        except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
+            results["interrupted"] = True
+    path = report.write_markdown(results, args.out, figures,
+                                 skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB)
     print(f"report: {os.path.abspath(path)}")
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
@@ -50,13 +60,17 @@ def _config(args) -> StudyConfig:
         kw["optimizers"] = [s.strip() for s in args.optimizers.split(",") if s.strip()]
     if args.norms:
         kw["norms"] = [s.strip() for s in args.norms.split(",") if s.strip()]
-    for name in ("epochs", "batch_size", "checkpoints", "activation"):
+    for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "activation"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     if args.hidden:
-        kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+        try:
+            kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+        except ValueError:
+            raise ValueError(f"--hidden: expected comma-separated widths like 128,128, got {args.hidden!r}") from None
     kw["seed"] = args.seed
     kw["device"] = args.device
+    kw["threads"] = args.threads
     cfg = StudyConfig.quick(**kw) if args.quick else StudyConfig(**kw)
     cfg.validate()
     if cfg.device == "cuda":

@@ -31,7 +31,7 @@ class ProgressBar:
         self.done = min(self.done + n, self.total)
         self.note = note or self.note
         now = time.perf_counter()
-        if self._tty and self.enabled and (now - self._last > 0.05 or self.done == self.total):
+        if self._tty and self.enabled and (now - self._last > 0.05 or self.done == self.total or n == 0):
             self._last = now
             self._draw("\r")
 

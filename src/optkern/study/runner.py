@@ -4,6 +4,7 @@ eigenvalues, trace, spectral density, gradient concentration), the
 measurements of Ghorbani, Krishnan & Xiao (ICML 2019)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -15,6 +16,7 @@ from .. import hessian, optim, schedules
 from ..datasets import Dataset
 from ..nn import MLP
 from .progress import ProgressBar
+from .threads import limit_threads
 
 # name -> (optimizer class, hyper-parameters). Learning rates are each
 # method's usual good value for a small tanh MLP on standardized inputs.
@@ -47,13 +49,16 @@ class StudyConfig:
     trace_matvecs: int = 60         # Hutch++ budget
     density_probes: int = 2         # SLQ probes
     density_steps: int = 60         # Lanczos steps per probe
-    density_grid: int = 400
+    density_grid: int = 256
+    lanczos_steps: int = 80         # cap on Lanczos steps for the top eigenpairs
+    lanczos_tol: float = 1e-3       # relative residual at which they count as converged
+    threads: int = 1                # optkern and OpenBLAS threads (see study/threads.py)
     seed: int = 0
     device: str = "cpu"
 
     @classmethod
     def quick(cls, **kw) -> "StudyConfig":
-        base = dict(epochs=4, checkpoints=2, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
+        base = dict(epochs=4, checkpoints=3, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
                     trace_matvecs=24, density_probes=1, density_steps=30)
         base.update(kw)
         return cls(**base)
@@ -66,9 +71,12 @@ class StudyConfig:
         if bad or not self.norms:
             raise ValueError(f"norms: unknown {bad}; choose from none, batch, layer")
         for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "top_k", "concentration_k",
-                     "trace_matvecs", "density_probes", "density_steps", "density_grid"):
+                     "trace_matvecs", "density_probes", "density_steps", "density_grid", "lanczos_steps",
+                     "threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden: expected positive layer widths, got {list(self.hidden)}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
 
@@ -85,10 +93,6 @@ def _xp(device: str):
 
         return cupy
     return np
-
-
-def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def make_optimizer(name: str, params):
@@ -111,30 +115,58 @@ def evaluate(model, params, x, y, batch: int = 1024):
 
 
 def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
-    """Ghorbani et al.'s measurements of the loss Hessian at ``params``."""
+    """Ghorbani et al.'s measurements of the loss Hessian at ``params`` on the
+    batch ``(xc, yc)``. One Lanczos run gives both the top eigenvalues and the
+    eigenvectors the gradient concentration projects on."""
+    t0 = time.perf_counter()
     op = hessian.from_mlp(model, params, xc, yc)
-    top = hessian.top_eigenvalues(op, k=cfg.top_k, which="LA", tol=1e-3, max_steps=max(60, 8 * cfg.top_k),
-                                  seed=seed)
+    k = max(cfg.top_k, cfg.concentration_k)
+    top = hessian.top_eigenvalues(op, k=k, which="LA", tol=cfg.lanczos_tol, max_steps=max(cfg.lanczos_steps, k),
+                                  seed=seed, return_eigenvectors=True)
+    _, g = model.loss_and_grad(params, xc, yc)
+    conc = hessian.gradient_concentration(op, g, cfg.concentration_k, eigenvectors=top.eigenvectors)
     tr = hessian.trace(op, method="hutch++", num_matvecs=cfg.trace_matvecs, seed=seed)
     dens = hessian.spectral_density(op, num_probes=cfg.density_probes, steps=cfg.density_steps,
                                     grid=cfg.density_grid, seed=seed)
-    _, g = model.loss_and_grad(params, xc, yc)
-    conc = hessian.gradient_concentration(op, g, cfg.concentration_k, tol=1e-3,
-                                          max_steps=max(60, 6 * cfg.concentration_k), seed=seed)
     return {
-        "top_eigenvalues": [float(v) for v in top.eigenvalues],
+        "top_eigenvalues": [float(v) for v in top.eigenvalues[:cfg.top_k]],
+        "top_residuals": [float(v) for v in top.residuals[:cfg.top_k]],
+        "lanczos_steps": int(top.steps),
+        "lanczos_converged": bool(top.converged),
         "trace": float(tr.estimate),
         "trace_stderr": float(tr.stderr),
         "grad_concentration": float(conc),
+        "grad_norm": math.sqrt(float(g @ g)),
         "density": {"grid": [float(v) for v in dens.grid], "density": [float(v) for v in dens.density],
                     "sigma": float(dens.sigma)},
+        "hvps": int(op.num_matvecs),
+        "time_s": time.perf_counter() - t0,
     }
 
 
+def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, epoch: int, record: dict):
+    """``curvature`` at a checkpoint, or None when a run near divergence makes
+    the Hessian non-finite (noted in ``record["curvature_failed"]``)."""
+    try:
+        c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
+        if not all(math.isfinite(v) for v in (*c["top_eigenvalues"], c["trace"], c["grad_concentration"])):
+            raise FloatingPointError("non-finite Hessian estimates")
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
+        record.setdefault("curvature_failed", []).append({"epoch": epoch, "error": f"{type(e).__name__}: {e}"})
+        return None
+    c["epoch"] = epoch
+    return c
+
+
 def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConfig, record: dict,
-              progress: bool = True) -> dict:
+              progress: bool = True, cache: dict | None = None) -> dict:
     """One optimizer / normalization run. ``record`` is filled as it goes, so
-    an interrupted run leaves what it measured."""
+    an interrupted run leaves what it measured.
+
+    Every run of one normalization starts from the same weights, so the
+    epoch-0 measurements are identical across optimizers: with a ``cache``
+    dict they are computed by the first run and copied by the others.
+    """
     xp = _xp(cfg.device)
     sizes = [train.x.shape[1], *cfg.hidden, train.num_classes]
     model = MLP(sizes, activation=cfg.activation, norm=None if norm == "none" else norm, dtype=np.float32, xp=xp)
@@ -156,38 +188,63 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
     record.update(optimizer=name, norm=norm, hyperparameters=hp, num_params=int(model.num_params),
                   status="running")
     t0 = time.perf_counter()
+    timing = {"train_time_s": 0.0, "eval_time_s": 0.0, "curvature_time_s": 0.0}
 
-    def log_epoch(epoch: int, train_loss: float) -> None:
+    def measure(epoch: int, train_loss) -> tuple:
+        t = time.perf_counter()
+        if train_loss is None:  # epoch 0: the loss over the whole training set
+            train_loss = evaluate(model, params, xtr, ytr)[0]
         vl, va = evaluate(model, params, xva, yva)
-        hist["epoch"].append(epoch)
-        hist["train_loss"].append(train_loss)
-        hist["val_loss"].append(vl)
-        hist["val_acc"].append(va)
+        timing["eval_time_s"] += time.perf_counter() - t
+        c = None
         if epoch in ckpts:
-            c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
-            c["epoch"] = epoch
-            curv.append(c)
+            if bar is not None:
+                bar.update(0, f"measuring the Hessian at epoch {epoch}...")
+            t = time.perf_counter()
+            c = _safe_curvature(model, params, xc, yc, cfg, epoch, record)
+            timing["curvature_time_s"] += time.perf_counter() - t
+        return train_loss, vl, va, c
+
+    def log_epoch(epoch: int, train_loss) -> None:
+        if epoch == 0 and cache is not None:
+            key = ("epoch0", norm)
+            if key not in cache:
+                cache[key] = measure(0, None)
+            m = copy.deepcopy(cache[key])
+        else:
+            m = measure(epoch, train_loss)
+        for k, v in zip(("train_loss", "val_loss", "val_acc"), m[:3]):
+            hist[k].append(v)
+        hist["epoch"].append(epoch)
+        if m[3] is not None:
+            curv.append(m[3])
 
     label = f"{name}{'+' + norm if norm != 'none' else ''}"
-    with ProgressBar(cfg.epochs, label, enabled=progress) as bar:
-        log_epoch(0, evaluate(model, params, xtr, ytr)[0])
-        for epoch in range(1, cfg.epochs + 1):
-            perm = xp.asarray(rng.permutation(n))
-            tot = 0.0
-            for s in range(0, n, cfg.batch_size):
-                idx = perm[s:s + cfg.batch_size]
-                loss, grad = model.loss_and_grad(params, xtr[idx], ytr[idx])
-                opt.step([grad])
-                if sched is not None:
-                    sched.step()
-                tot += float(loss) * int(idx.shape[0])
-            train_loss = tot / n
-            if not math.isfinite(train_loss):
-                record["status"] = "diverged"
-                break
-            log_epoch(epoch, train_loss)
-            bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
-    record["time_s"] = time.perf_counter() - t0
+    bar = None
+    try:  # overflow in a diverging run is reported by its status, not by NumPy warnings
+        with ProgressBar(cfg.epochs, label, enabled=progress) as bar, np.errstate(all="ignore"):
+            log_epoch(0, None)
+            for epoch in range(1, cfg.epochs + 1):
+                t = time.perf_counter()
+                perm = xp.asarray(rng.permutation(n))
+                tot = 0.0
+                for s in range(0, n, cfg.batch_size):
+                    idx = perm[s:s + cfg.batch_size]
+                    loss, grad = model.loss_and_grad(params, xtr[idx], ytr[idx])
+                    opt.step([grad])
+                    if sched is not None:
+                        sched.step()
+                    tot += float(loss) * int(idx.shape[0])
+                train_loss = tot / n
+                timing["train_time_s"] += time.perf_counter() - t
+                # Diverged: the loss overflowed or grew a thousandfold over the start's.
+                if not math.isfinite(train_loss) or train_loss > 1e3 * hist["train_loss"][0]:
+                    record.update(status="diverged", diverged_epoch=epoch, diverged_loss=train_loss)
+                    break
+                log_epoch(epoch, train_loss)
+                bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
+    finally:  # also when interrupted: the partial run keeps its timings
+        record.update(timing, time_s=time.perf_counter() - t0)
     if record["status"] == "running":
         record["status"] = "done"
     return record
@@ -200,19 +257,24 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
     from .. import info  # noqa: PLC0415
 
     results = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
-               "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]), "runs": [],
+               "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]),
+               "checkpoint_epochs": cfg.checkpoint_epochs(), "runs": [],
                "interrupted": False}
+    cache: dict = {}
+    t0 = time.perf_counter()
     try:
-        for norm in cfg.norms:
-            for name in cfg.optimizers:
-                rec: dict = {}
-                results["runs"].append(rec)
-                train_run(name, norm, train, val, cfg, rec, progress=progress)
-                if on_run_done is not None:
-                    on_run_done(results)
+        with limit_threads(cfg.threads):
+            for norm in cfg.norms:
+                for name in cfg.optimizers:
+                    rec: dict = {}
+                    results["runs"].append(rec)
+                    train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache)
+                    if on_run_done is not None:
+                        on_run_done(results)
     except KeyboardInterrupt:
         results["interrupted"] = True
         for r in results["runs"]:
             if r.get("status") == "running":
                 r["status"] = "interrupted"
+    results["elapsed_s"] = time.perf_counter() - t0
     return results

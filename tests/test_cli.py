@@ -1,0 +1,266 @@
+"""The ``optkern`` command line: ``study`` end to end, bad inputs, help and info.
+
+The study runs in-process through ``optkern.cli.main`` on a reduced ``--quick``
+configuration (two optimizers) to keep the suite fast; a few checks run the
+real ``python -m optkern`` in a subprocess for exit codes and stderr.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import optkern
+from optkern import cli
+from optkern.study import runner
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
+PNGS = ("loss.png", "accuracy.png", "top_eigenvalue.png", "spectral_density.png")
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _python_m(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "optkern", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def _finite_numbers(obj, path="results"):
+    """Every number in a JSON tree (booleans aside) is finite."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _finite_numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _finite_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, float):
+        assert math.isfinite(obj), f"{path} = {obj}"
+
+
+# ---- the quick study, end to end ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    rc = cli.main(["study", "--quick", "--optimizers", "sgd,adam", "--out", str(out), "--quiet"])
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    return rc, out, results
+
+
+def test_quick_study_writes_report_json_and_figures(quick_study):
+    rc, out, results = quick_study
+    assert rc == 0
+    report = (out / "report.md").read_text()
+    assert "| optimizer | norm |" in report
+    for name in ("sgd", "adam"):
+        for norm in ("none", "batch"):
+            assert f"| {name} | {norm} |" in report
+    if _has_matplotlib():
+        for png in PNGS:
+            data = (out / png).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, png
+            assert f"({png})" in report
+
+
+def test_quick_study_results_are_finite_and_the_loss_falls(quick_study):
+    _, _, results = quick_study
+    assert not results["interrupted"]
+    runs = results["runs"]
+    assert [(r["optimizer"], r["norm"]) for r in runs] == [("sgd", "none"), ("adam", "none"),
+                                                            ("sgd", "batch"), ("adam", "batch")]
+    _finite_numbers(results)
+    cfg = results["config"]
+    for r in runs:
+        assert r["status"] == "done"
+        h = r["history"]
+        assert h["epoch"] == list(range(cfg["epochs"] + 1))
+        assert h["train_loss"][-1] < 0.7 * h["train_loss"][0], (r["optimizer"], r["norm"], h["train_loss"])
+        assert h["val_acc"][-1] > 0.5  # 10 classes: chance is 0.1
+        assert [c["epoch"] for c in r["curvature"]] == runner.StudyConfig.quick().checkpoint_epochs()
+        for c in r["curvature"]:
+            top = c["top_eigenvalues"]
+            assert len(top) == cfg["top_k"] and top == sorted(top, reverse=True) and top[0] > 0
+            assert 0 <= c["grad_concentration"] <= 1 + 1e-6
+            # The trace is the sum of all eigenvalues; the SLQ density integrates to about 1.
+            grid, dens = np.array(c["density"]["grid"]), np.array(c["density"]["density"])
+            assert abs(np.trapezoid(dens, grid) - 1) < 0.05
+            assert grid[-1] >= top[0] * 0.99
+
+
+def test_quick_study_is_reproducible(quick_study, tmp_path):
+    _, _, results = quick_study
+    rc = cli.main(["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--out", str(tmp_path), "--quiet",
+                   "--no-plots"])
+    assert rc == 0
+    again = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    first = results["runs"][0]
+    assert again["history"]["train_loss"] == first["history"]["train_loss"]
+    assert again["curvature"][-1]["top_eigenvalues"] == first["curvature"][-1]["top_eigenvalues"]
+    assert not any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+TINY = ["--quick", "--optimizers", "sgd", "--norms", "none", "--epochs", "1", "--checkpoints", "1", "--quiet"]
+
+
+def test_without_matplotlib_the_study_runs_and_says_plots_were_skipped(monkeypatch, tmp_path, capsys):
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    rc = cli.main(["study", *TINY[:-1], "--out", str(tmp_path)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "plots skipped" in err and "matplotlib" in err
+    assert "skipped" in (tmp_path / "report.md").read_text()
+    assert not any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+def test_ctrl_c_leaves_a_valid_partial_report(monkeypatch, tmp_path, capsys):
+    real = runner.train_run
+    calls = []
+
+    def interrupted_second_run(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            rec = args[5]
+            rec.update(optimizer=args[0], norm=args[1], status="running", history={"epoch": [0],
+                       "train_loss": [2.3], "val_loss": [2.3], "val_acc": [0.1]}, curvature=[])
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runner, "train_run", interrupted_second_run)
+    rc = cli.main(["study", "--quick", "--optimizers", "sgd,adam", "--norms", "none", "--epochs", "1",
+                   "--checkpoints", "1", "--no-plots", "--out", str(tmp_path)])
+    assert rc == 130
+    assert "interrupted" in capsys.readouterr().err
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["interrupted"] is True
+    assert [r["status"] for r in results["runs"]] == ["done", "interrupted"]
+    report = (tmp_path / "report.md").read_text()
+    assert "Interrupted" in report and "| sgd | none |" in report and "| interrupted |" in report
+
+
+# ---- bad --data and bad options: one line on stderr, exit code 2 ---------------
+
+def _bad_inputs(tmp):
+    cases = {"missing file": str(tmp / "nope.npz")}
+    p = tmp / "ragged.csv"
+    p.write_text("1,2,3,0\n4,5,1\n7,8,9,1\n")
+    cases["csv with a short row"] = str(p)
+    p = tmp / "one_column.csv"
+    p.write_text("\n".join(str(i % 2) for i in range(20)) + "\n")
+    cases["csv with only a label column"] = str(p)
+    p = tmp / "nan.csv"
+    rows = [f"{i},{i * 0.5},{i % 2}" for i in range(20)]
+    rows[3] = "1,nan,0"
+    p.write_text("\n".join(rows) + "\n")
+    cases["csv with NaN"] = str(p)
+    p = tmp / "text.csv"
+    p.write_text("a,b,label\n1,x,0\n2,y,1\n")
+    cases["csv with text"] = str(p)
+    p = tmp / "no_y.npz"
+    np.savez(p, x=np.random.default_rng(0).standard_normal((20, 3)))
+    cases["npz without y"] = str(p)
+    p = tmp / "too_many_labels.npz"
+    np.savez(p, x=np.random.default_rng(0).standard_normal((20, 3)), y=np.arange(20))
+    cases["more classes than fit"] = str(p)
+    p = tmp / "fractional.npz"
+    np.savez(p, x=np.random.default_rng(0).standard_normal((20, 3)), y=np.linspace(0, 1, 20))
+    cases["fractional labels"] = str(p)
+    p = tmp / "mismatch.npz"
+    np.savez(p, x=np.random.default_rng(0).standard_normal((20, 3)), y=np.arange(19) % 2)
+    cases["x and y lengths differ"] = str(p)
+    p = tmp / "data.txt"
+    p.write_text("1,2\n")
+    cases["unknown extension"] = str(p)
+    return cases
+
+
+@pytest.mark.parametrize("case", ["missing file", "csv with a short row", "csv with only a label column",
+                                  "csv with NaN", "csv with text", "npz without y", "more classes than fit",
+                                  "fractional labels", "x and y lengths differ", "unknown extension"])
+def test_bad_data_gives_one_line_and_exit_code_2(case, tmp_path, capsys):
+    path = _bad_inputs(tmp_path)[case]
+    rc = cli.main(["study", "--data", path, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("optkern study: error: ") and os.path.basename(path) in lines[0]
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+@pytest.mark.parametrize("args, word", [(["--optimizers", "sgd,lion"], "lion"), (["--norms", "group"], "group"),
+                                        (["--epochs", "0"], "epochs"), (["--hidden", "64,x"], "hidden"),
+                                        (["--threads", "0"], "threads")])
+def test_bad_options_give_one_line_and_exit_code_2(args, word, tmp_path, capsys):
+    rc = cli.main(["study", *args, "--out", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and word in err and "Traceback" not in err, err
+
+
+def test_python_m_bad_data_exits_2_without_traceback(tmp_path):
+    r = _python_m("study", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert "missing.csv: no such file" in r.stderr
+
+
+def test_python_m_study_help_explains_the_study():
+    r = _python_m("study", "--help")
+    assert r.returncode == 0 and r.stderr == ""
+    for word in ("--quick", "--data", "--optimizers", "--out", "Hessian", "batch norm", "report.md"):
+        assert word in r.stdout, word
+
+
+def test_python_m_info_and_no_command():
+    r = _python_m("info")
+    assert r.returncode == 0
+    assert "version" in r.stdout and optkern.__version__ in r.stdout and "threads" in r.stdout
+    r = _python_m()
+    assert r.returncode == 0 and "study" in r.stdout
+
+
+def test_out_that_is_a_file_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    rc = cli.main(["study", *TINY, "--out", str(f)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--out" in err and "Traceback" not in err, err
+
+
+def test_ctrl_c_inside_a_run_keeps_what_it_measured(monkeypatch, tmp_path):
+    real = runner.curvature
+    calls = []
+
+    def interrupt_second_measurement(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "curvature", interrupt_second_measurement)
+    rc = cli.main(["study", *TINY[:2], "sgd", "--norms", "none", "--epochs", "2", "--checkpoints", "2", "--quiet",
+                   "--out", str(tmp_path)])
+    assert rc == 130
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["runs"][0]
+    assert results["interrupted"] and run["status"] == "interrupted"
+    assert [c["epoch"] for c in run["curvature"]] == [0] and run["history"]["epoch"] == [0, 1]
+    assert run["train_time_s"] > 0
+    report = (tmp_path / "report.md").read_text()
+    assert "Interrupted" in report and "| sgd | none |" in report
+    if _has_matplotlib():
+        assert (tmp_path / "loss.png").exists()

@@ -1,0 +1,127 @@
+"""Pieces of ``optkern study``: configuration, thread limits, the shared
+Lanczos run for gradient concentration, the epoch-0 cache and the report."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from optkern import _cpu, datasets, hessian
+from optkern.nn import MLP
+from optkern.study import report, runner, threads
+
+
+def test_checkpoint_epochs_include_first_and_last():
+    assert runner.StudyConfig(epochs=30, checkpoints=4).checkpoint_epochs() == [0, 10, 20, 30]
+    assert runner.StudyConfig(epochs=4, checkpoints=3).checkpoint_epochs() == [0, 2, 4]
+    assert runner.StudyConfig(epochs=3, checkpoints=1).checkpoint_epochs() == [3]
+    assert runner.StudyConfig(epochs=2, checkpoints=9).checkpoint_epochs() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kw, word", [(dict(optimizers=["adam", "lion"]), "lion"), (dict(norms=[]), "norms"),
+                                      (dict(threads=0), "threads"), (dict(hidden=(64, 0)), "hidden"),
+                                      (dict(lanczos_steps=0), "lanczos_steps"), (dict(device="tpu"), "device")])
+def test_config_validation_names_the_field(kw, word):
+    with pytest.raises(ValueError, match=word):
+        runner.StudyConfig(**kw).validate()
+
+
+def test_limit_threads_sets_and_restores_both_pools():
+    blas = threads._loaded_openblas()
+    before = (_cpu.get_num_threads(), [int(get()) for get, _ in blas])
+    with threads.limit_threads(1):
+        assert _cpu.get_num_threads() == 1
+        assert all(int(get()) == 1 for get, _ in blas)
+    assert (_cpu.get_num_threads(), [int(get()) for get, _ in blas]) == before
+    with pytest.raises(KeyboardInterrupt), threads.limit_threads(1):
+        raise KeyboardInterrupt
+    assert _cpu.get_num_threads() == before[0]
+
+
+def _problem():
+    d = datasets.load_digits()
+    rng = np.random.default_rng(3)
+    idx = rng.choice(len(d.y), 97, replace=False)
+    model = MLP([64, 13, 10], activation="tanh", dtype=np.float64)
+    p = model.init_params(seed=5)
+    return model, p, d.x[idx].astype(np.float64), d.y[idx]
+
+
+def test_gradient_concentration_reuses_given_eigenvectors():
+    model, p, x, y = _problem()
+    op = hessian.from_mlp(model, p, x, y)
+    _, g = model.loss_and_grad(p, x, y)
+    H = np.column_stack([op.matvec(e) for e in np.eye(model.num_params)])
+    evals, evecs = np.linalg.eigh((H + H.T) / 2)
+    want = float(np.sum((evecs[:, -4:].T @ g) ** 2) / (g @ g))
+    top = hessian.top_eigenvalues(op, k=7, tol=1e-10, max_steps=model.num_params, return_eigenvectors=True)
+    before = op.num_matvecs
+    got = hessian.gradient_concentration(op, g, 4, eigenvectors=top.eigenvectors)
+    assert op.num_matvecs == before  # no new Lanczos run
+    assert got == pytest.approx(want, abs=1e-8)
+    assert got == pytest.approx(hessian.gradient_concentration(op, g, 4, tol=1e-10), abs=1e-8)
+    with pytest.raises(ValueError, match="eigenvectors"):
+        hessian.gradient_concentration(op, g, 8, eigenvectors=top.eigenvectors)
+
+
+def test_curvature_measurements_match_dense_eigenvalues():
+    model, p, x, y = _problem()
+    cfg = runner.StudyConfig(top_k=3, concentration_k=5, lanczos_steps=200, lanczos_tol=1e-8, trace_matvecs=400,
+                             density_probes=2, density_steps=40)
+    c = runner.curvature(model, p, x, y, cfg, seed=1)
+    op = hessian.from_mlp(model, p, x, y)
+    H = np.column_stack([op.matvec(e) for e in np.eye(model.num_params)])
+    evals = np.linalg.eigvalsh((H + H.T) / 2)
+    np.testing.assert_allclose(c["top_eigenvalues"], evals[::-1][:3], rtol=1e-6)
+    assert c["lanczos_converged"]
+    assert abs(c["trace"] - evals.sum()) < 4 * c["trace_stderr"] + 1e-6 * abs(evals).sum()
+    assert c["hvps"] > 0 and c["time_s"] >= 0
+
+
+def test_epoch0_cache_gives_the_same_record(monkeypatch):
+    calls = []
+    real = runner.curvature
+    monkeypatch.setattr(runner, "curvature", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    d = datasets.load_digits()
+    train, val = d.split(0.2, seed=0)
+    cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], epochs=1, checkpoints=2, hidden=(16,),
+                                   curvature_batch=64)
+    cache: dict = {}
+    first = runner.train_run("sgd", "none", train, val, cfg, {}, progress=False, cache=cache)
+    assert len(calls) == 2  # epochs 0 and 1
+    cached = runner.train_run("sgd", "none", train, val, cfg, {}, progress=False, cache=cache)
+    assert len(calls) == 3  # epoch 0 came from the cache
+    fresh = runner.train_run("sgd", "none", train, val, cfg, {}, progress=False)
+    assert cached["curvature"][0]["top_eigenvalues"] == fresh["curvature"][0]["top_eigenvalues"]
+    assert cached["history"] == fresh["history"] == first["history"]
+
+
+def test_report_of_an_empty_interrupted_study(tmp_path):
+    results = {"config": runner.dataclasses.asdict(runner.StudyConfig()), "info": {}, "dataset": "digits",
+               "num_train": 10, "num_val": 5, "interrupted": True,
+               "runs": [{"optimizer": "sgd", "norm": "none", "status": "interrupted"}]}
+    path = report.write_markdown(results, str(tmp_path), [])
+    text = open(path).read()
+    assert "Interrupted" in text and "| sgd | none | — |" in text
+    report.write_json(results, str(tmp_path))
+    assert (tmp_path / "results.json").read_text().startswith("{")
+
+
+def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setitem(runner.OPTIMIZERS, "sgd", ("SGD", dict(lr=1e30)))
+    d = datasets.load_digits()
+    train, val = d.split(0.2, seed=0)
+    cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], epochs=3, checkpoints=4, hidden=(16,),
+                                   curvature_batch=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warnings reach the user
+        results = runner.run_study(train, val, cfg, progress=False)
+    run = results["runs"][0]
+    assert run["status"] == "diverged" or run.get("curvature_failed")
+    assert run["curvature"][0]["epoch"] == 0  # the start is still measured
+    report.write_json(results, str(tmp_path))
+    json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
+    text = open(report.write_markdown(results, str(tmp_path), [])).read()
+    assert "| sgd | none |" in text
