@@ -10,7 +10,8 @@ import pytest
 
 from optkern import _cpu, datasets, hessian
 from optkern.nn import MLP
-from optkern.study import report, runner, threads
+from optkern import threads
+from optkern.study import report, runner
 
 
 def test_checkpoint_epochs_include_first_and_last():

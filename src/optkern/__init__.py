@@ -8,7 +8,7 @@ steps), ``schedules`` (learning-rate and batch-size schedules), ``norm``
 with exact Hessian-vector products), ``hessian`` (trace, Lanczos, spectral
 density), ``init`` (initializers, LSUV), ``regularize`` (penalties, mixup,
 cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
-(batch loader), ``datasets`` (the bundled digits).
+(batch loader), ``datasets`` (the bundled digits), ``threads`` (thread counts).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ._backend import cuda_built
 from . import (data, datasets, functional, hessian, init, nn, norm, optim, random, regularize,
                schedules)
 from .clip import clip_grad_norm_, clip_grad_value_
+from .threads import get_num_threads, limit_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -37,4 +38,4 @@ def info() -> dict:
 
 __all__ = ["info", "cuda_built", "__version__", "clip_grad_norm_", "clip_grad_value_",
            "data", "datasets", "functional", "hessian", "init", "nn", "norm", "optim", "random",
-           "regularize", "schedules"]
+           "regularize", "schedules", "get_num_threads", "set_num_threads", "limit_threads"]

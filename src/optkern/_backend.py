@@ -7,10 +7,32 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
-from . import _cpu
+
+def _load_cpu():
+    """Import the CPU module with OpenMP workers that sleep, not spin, between
+    regions, unless the user chose a wait policy. optkern's kernels alternate
+    with NumPy's BLAS calls (the MLP, Hessian products): spinning OpenMP
+    workers starve the BLAS threads, which made an MLP HVP 3x slower on 2
+    cores; large optimizer steps are unaffected. libgomp reads the setting
+    once, when it loads; the variable is restored so that libraries loaded
+    later (PyTorch's own libgomp) keep their defaults."""
+    keys = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    if any(k in os.environ for k in keys):
+        from . import _cpu as mod
+        return mod
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from . import _cpu as mod
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+    return mod
+
+
+_cpu = _load_cpu()
 
 cpu = _cpu
 

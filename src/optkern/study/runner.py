@@ -16,7 +16,7 @@ from .. import hessian, optim, schedules
 from ..datasets import Dataset
 from ..nn import MLP
 from .progress import ProgressBar
-from .threads import limit_threads
+from ..threads import limit_threads
 
 # name -> (optimizer class, hyper-parameters). Learning rates are each
 # method's usual good value for a small tanh MLP on standardized inputs.
@@ -52,7 +52,7 @@ class StudyConfig:
     density_grid: int = 256
     lanczos_steps: int = 80         # cap on Lanczos steps for the top eigenpairs
     lanczos_tol: float = 1e-3       # relative residual at which they count as converged
-    threads: int = 1                # optkern and OpenBLAS threads (see study/threads.py)
+    threads: int = 1                # optkern and OpenBLAS threads (see optkern/threads.py)
     seed: int = 0
     device: str = "cpu"
 

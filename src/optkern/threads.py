@@ -1,14 +1,13 @@
-"""Thread limits for the study.
+"""Thread counts of optkern's OpenMP kernels and of NumPy's OpenBLAS.
 
-The study's arrays are small (a 64-128 wide MLP, batches of 64-512 rows), so
-each kernel or BLAS call lasts micro- to milliseconds. Two thread pools in
-one process, optkern's OpenMP team and OpenBLAS's pthreads, then fight over
-the cores: OpenMP workers spin-wait after each region and starve the BLAS
-threads, and on a busy machine every parallel call waits for its slowest,
-descheduled thread. Measured on a shared 2-core machine: an MLP
-Hessian-vector product took 8 ms with one thread of each and 35-330 ms with
-the defaults. One thread is fastest for these sizes and makes the timings
-steady, so the study runs with ``--threads 1`` unless told otherwise.
+Small arrays (an MLP 64-512 wide, batches of a few hundred rows) make each
+kernel or BLAS call last micro- to milliseconds. Two thread pools in one
+process, optkern's OpenMP team and OpenBLAS's pthreads, then compete for the
+cores, and on a busy machine every parallel call waits for its slowest,
+descheduled thread. optkern's workers sleep between regions by default (see
+``_backend``), which removes most of the cost; ``limit_threads(1)`` removes
+the rest and makes timings steady (the study runs that way). Large optimizer
+steps and normalizations want all threads.
 """
 from __future__ import annotations
 
@@ -45,12 +44,29 @@ def _loaded_openblas() -> list:
     return pairs
 
 
+def get_num_threads() -> int:
+    """OpenMP threads optkern's CPU kernels use."""
+    from . import _cpu
+
+    return int(_cpu.get_num_threads())
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` >= 1 OpenMP threads in optkern's CPU kernels (like ``torch.set_num_threads``)."""
+    from . import _backend, _cpu
+
+    n = _backend.integer("n", n)
+    if n < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    _cpu.set_num_threads(n)
+
+
 @contextlib.contextmanager
 def limit_threads(n: int):
     """Run the block with ``n`` optkern OpenMP threads and ``n`` OpenBLAS threads,
     restoring the previous counts afterwards (best effort: a BLAS that is not
     OpenBLAS keeps its own setting)."""
-    from .. import _cpu as cpu  # noqa: PLC0415
+    from . import _cpu as cpu  # noqa: PLC0415
 
     old_omp = cpu.get_num_threads() if hasattr(cpu, "get_num_threads") else None
     blas = _loaded_openblas()
