@@ -100,3 +100,35 @@ def test_clip_edge_cases_and_bad_input():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match=r"arrays\[0\]: array is read-only"):
         clip_grad_value_([ro], 1.0)
+
+
+def test_clip_grad_norm_writes_out_buffer():
+    rng = np.random.default_rng(11)
+    grads = [rng.standard_normal(n).astype(np.float32) for n in (7, 1023, 4099)]
+    ref = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
+    out = np.full(1, np.nan)
+    total = clip_grad_norm_(grads, 0.5, out=out)
+    assert total == out[0]
+    assert math.isclose(out[0], ref, rel_tol=1e-12)
+    assert math.isclose(math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)), 0.5, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("out, exc, msg", [
+    (np.zeros(1, np.float32), ValueError, "float64"),
+    (np.zeros(2), ValueError, "1-element"),
+    ([0.0], TypeError, "out"),
+])
+def test_clip_grad_norm_rejects_bad_out(out, exc, msg):
+    g = np.random.default_rng(12).standard_normal(9).astype(np.float32)
+    before = g.copy()
+    with pytest.raises(exc, match=msg):
+        clip_grad_norm_([g], 0.1, out=out)
+    assert np.array_equal(g, before)
+
+
+def test_clip_grad_norm_rejects_read_only_out():
+    g = np.random.default_rng(13).standard_normal(9).astype(np.float32)
+    out = np.zeros(1)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        clip_grad_norm_([g], 0.1, out=out)

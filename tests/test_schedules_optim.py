@@ -88,3 +88,23 @@ def test_l2_penalty_is_coupled_weight_decay_not_adamw():
     coupled = run(optim.Adam, 0.0, 0.1)
     np.testing.assert_allclose(coupled, run(optim.Adam, 0.1, 0.0), rtol=1e-13, atol=1e-15)
     assert np.abs(coupled - run(optim.AdamW, 0.1, 0.0)).max() > 1e-4
+
+
+def test_scheduler_fills_a_device_resident_lr_in_place():
+    # Stand-in for a capturable GPU optimizer whose lr is a 1-element array:
+    # the Scheduler must update that array, not replace it (a graph holds its pointer).
+    from optkern.schedules import Scheduler, step_decay
+
+    lr = np.full(1, 0.1)
+
+    class Opt:
+        param_groups = [{"lr": lr}]
+
+    opt = Opt()
+    s = Scheduler(opt, step_decay(1.0, step_size=2, gamma=0.5))
+    values = []
+    for _ in range(5):
+        s.step()
+        assert opt.param_groups[0]["lr"] is lr
+        values.append(float(lr[0]))
+    np.testing.assert_allclose(values, [0.1, 0.05, 0.05, 0.025, 0.025])

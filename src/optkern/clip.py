@@ -21,7 +21,22 @@ def _norm_type(norm_type) -> float:
     return p
 
 
-def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def _norm_out(out, like, xp):
+    """The caller's 1-element float64 buffer for the norm, checked."""
+    if type(out) is not type(like):
+        raise TypeError(f"out: expected a {type(like).__module__}.{type(like).__name__} like grads, "
+                        f"got {type(out).__name__}")
+    if out.dtype != np.float64 or out.size != 1 or not out.flags.c_contiguous:
+        raise ValueError(f"out: expected a contiguous 1-element float64 array, got {out.dtype} of shape "
+                         f"{tuple(out.shape)}")
+    if not out.flags.writeable:
+        raise ValueError("out: array is read-only")
+    if xp is not np and out.device != like.device:
+        raise ValueError(f"out: on device {out.device.id}, grads on device {like.device.id}")
+    return out.reshape(1)
+
+
+def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, out=None):
     """Scale ``grads`` in place so that their total norm is at most ``max_norm``.
 
     The total norm is ``(sum_i ||g_i||_p^p)^(1/p)`` over every array (``max |g|`` for
@@ -35,10 +50,14 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
       norm_type: p >= 1, or ``inf`` / ``"inf"``.
       error_if_nonfinite: raise ValueError (naming the first offending array) instead of
         clipping when the total norm is NaN or infinite.
+      out: optional 1-element float64 array (the grads' kind and device) that receives the
+        norm. On the GPU pass one to capture the call in a CUDA graph: the buffer must
+        outlive the graph, which a fresh allocation per call does not.
 
     Returns:
       The total norm before clipping: a Python float for NumPy input; for CuPy input a
-      1-element float64 CuPy array (no host synchronisation, unless ``error_if_nonfinite``).
+      1-element float64 CuPy array (``out`` when given; no host synchronisation, unless
+      ``error_if_nonfinite``).
     """
     grads = _backend.as_list(grads, "grads")
     mod = _backend.backend(("grads", grads))
@@ -47,7 +66,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     if not grads:
         return 0.0
     xp = _backend.array_module(grads[0])
-    buf = xp.empty(1, dtype=np.float64)
+    buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     total = mod.grad_norm(grads, p, buf)
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
@@ -60,7 +79,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
                                      f"is {value} (pass error_if_nonfinite=False to clip anyway)")
             raise ValueError(f"grads: the total norm of order {p} is {value}")
     mod.clip_scale_(grads, max_norm, buf)
-    return buf if total is None else total
+    return (buf if out is None else out) if total is None else total
 
 
 def clip_grad_value_(grads, clip_value) -> None:

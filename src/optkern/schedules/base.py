@@ -125,7 +125,13 @@ class Scheduler:
 
     def _write(self) -> None:
         for g, v in zip(self.optimizer.param_groups, self.values()):
-            g[self.key] = v
+            cur = g[self.key]
+            if hasattr(cur, "fill") and getattr(cur, "size", 0) == 1:
+                # A device-resident value (a capturable GPU optimizer's lr): update it in
+                # place, so a captured CUDA graph reads the new value at its next replay.
+                cur.fill(v)
+            else:
+                g[self.key] = v
 
     def step(self) -> None:
         """Advance one step and write the new value into every param group."""
