@@ -75,6 +75,11 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     raise TypeError(f"{name}: expected a Schedule, a callable or a number, got {type(s).__name__}")
 
 
+def _scalar(v) -> float:
+    """A group value as a float: a number, or a 1-element (device) array."""
+    return float(v.item()) if hasattr(v, "item") else float(v)
+
+
 class Scheduler:
     """Drive the hyper-parameter ``key`` (default ``'lr'``) of every param group.
 
@@ -111,7 +116,7 @@ class Scheduler:
         self.mode = mode
         self.key = key
         init = "initial_" + key
-        self.base_values = [float(g.setdefault(init, g[key])) for g in groups]
+        self.base_values = [_scalar(g.setdefault(init, g[key])) for g in groups]
         self.last_step = 0
         self._write()
 
