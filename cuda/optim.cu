@@ -94,8 +94,7 @@ void adagrad(py::object params, py::object grads, py::object sums, double clr, d
              bool maximize, py::object hp) {
   CallArgs a(params, "params", true);
   a.add(grads, "grads", false);
-  if (sums.is_none()) throw py::type_error("sums: expected a list of arrays, got None");
-  a.add(sums, "sums", true);
+  a.require(sums, "sums", true);
   const double* h = hp_of(a, hp, 1);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
@@ -109,8 +108,7 @@ void rmsprop(py::object params, py::object grads, py::object square_avgs, py::ob
              bool maximize, py::object hp) {
   CallArgs a(params, "params", true);
   a.add(grads, "grads", false);
-  if (square_avgs.is_none()) throw py::type_error("square_avgs: expected a list of arrays, got None");
-  a.add(square_avgs, "square_avgs", true);
+  a.require(square_avgs, "square_avgs", true);
   const bool centered = a.add(grad_avgs, "grad_avgs", true);
   const bool mom = a.add(bufs, "momentum_buffers", true);
   const double* h = hp_of(a, hp, 1);
@@ -132,10 +130,8 @@ void adadelta(py::object params, py::object grads, py::object square_avgs, py::o
               double rho, double eps, double weight_decay, bool maximize, py::object hp) {
   CallArgs a(params, "params", true);
   a.add(grads, "grads", false);
-  if (square_avgs.is_none()) throw py::type_error("square_avgs: expected a list of arrays, got None");
-  if (acc_deltas.is_none()) throw py::type_error("acc_deltas: expected a list of arrays, got None");
-  a.add(square_avgs, "square_avgs", true);
-  a.add(acc_deltas, "acc_deltas", true);
+  a.require(square_avgs, "square_avgs", true);
+  a.require(acc_deltas, "acc_deltas", true);
   const double* h = hp_of(a, hp, 1);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
@@ -149,10 +145,8 @@ void adam(py::object params, py::object grads, py::object exp_avgs, py::object e
           bool maximize, py::object hp) {
   CallArgs a(params, "params", true);
   a.add(grads, "grads", false);
-  if (exp_avgs.is_none()) throw py::type_error("exp_avgs: expected a list of arrays, got None");
-  if (exp_avg_sqs.is_none()) throw py::type_error("exp_avg_sqs: expected a list of arrays, got None");
-  a.add(exp_avgs, "exp_avgs", true);
-  a.add(exp_avg_sqs, "exp_avg_sqs", true);
+  a.require(exp_avgs, "exp_avgs", true);
+  a.require(exp_avg_sqs, "exp_avg_sqs", true);
   const bool amsgrad = a.add(max_sqs, "max_exp_avg_sqs", true);
   const double* h = hp_of(a, hp, 3);
   if (!a.ready()) return;
@@ -172,10 +166,8 @@ void nadam(py::object params, py::object grads, py::object exp_avgs, py::object 
            py::object hp) {
   CallArgs a(params, "params", true);
   a.add(grads, "grads", false);
-  if (exp_avgs.is_none()) throw py::type_error("exp_avgs: expected a list of arrays, got None");
-  if (exp_avg_sqs.is_none()) throw py::type_error("exp_avg_sqs: expected a list of arrays, got None");
-  a.add(exp_avgs, "exp_avgs", true);
-  a.add(exp_avg_sqs, "exp_avg_sqs", true);
+  a.require(exp_avgs, "exp_avgs", true);
+  a.require(exp_avg_sqs, "exp_avg_sqs", true);
   const double* h = hp_of(a, hp, 4);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {

@@ -35,6 +35,12 @@ class CallArgs {
     return true;
   }
 
+  // A list that must be given (state the rule reads and writes).
+  void require(py::handle seq, const char* name, bool written) {
+    if (seq.is_none()) throw py::type_error(std::string(name) + ": expected a list of arrays, got None");
+    add(seq, name, written);
+  }
+
   // A float64 device array of n elements; returns its device pointer.
   double* add_buffer(py::handle h, const char* name, int64_t n, bool written) {
     buffers_.reserve(kMaxBuffers);
