@@ -281,9 +281,8 @@ class MLP:
             rgz = prev["d2"] * prev["Rz"] * ga + prev["d1"] * rga
             if self.norm:
                 pg, vg = P[i - 1]["gamma"], V[i - 1]["gamma"]
-                dh, _, _ = norm_backward(gz, pg, prev["saved"], axis)
-                rdh, Hs[i - 1]["gamma"][...], Hs[i - 1]["beta"][...] = norm_rop_backward(
-                    gz, rgz, pg, vg, prev["saved"], prev["rsaved"], dh, axis)
+                dh, rdh, Hs[i - 1]["gamma"][...], Hs[i - 1]["beta"][...] = norm_rop_backward(
+                    gz, rgz, pg, vg, prev["saved"], prev["rsaved"], axis)
                 g, rg = dh, rdh
             else:
                 g, rg = gz, rgz

@@ -16,9 +16,11 @@ Jacobian of ``xhat``, symmetric under the mean inner product):
               + rstd (R{g} - mean(R{g}) - R{xhat} mean(g xhat) - xhat mean(R{g} xhat + g R{xhat}))
 
 The forward and backward passes use the native kernels of ``optkern.norm``
-(``batch_norm`` / ``layer_norm`` and their ``*_backward``) when that module
-is available, else the array-generic code below; the R-operators are
-array-generic (NumPy / CuPy elementwise ops and reductions) either way.
+(``batch_norm`` / ``layer_norm`` and their ``*_backward``), and the R-operators
+the fused ``norm_rop_fwd`` / ``norm_rop_bwd`` kernels (cpp/norm_rop.cpp,
+cuda/norm_rop.cu), when the forward ran natively; otherwise the array-generic
+code below (NumPy / CuPy elementwise ops and reductions), which is also the
+tests' independent formulation.
 """
 from __future__ import annotations
 
@@ -108,26 +110,57 @@ def norm_backward(dy, gamma, saved: Saved, axis: int):
     return _project(dy * gamma, xhat, rstd, axis), (dy * xhat).sum(axis=0), dy.sum(axis=0)
 
 
+def _rop_module(saved):
+    """The backend module whose fused kernels compute the R-operator for ``saved``, or None."""
+    if saved.native_saved is None:
+        return None
+    mod = _backend.backend(("h", saved.h))
+    return mod if hasattr(mod, "norm_rop_fwd") else None
+
+
+def _flat_stats(saved):
+    """The forward's per-group mean and rstd as flat arrays of ``h``'s dtype."""
+    dt = saved.h.dtype
+    ns = saved.native_saved
+    return ns.mean.reshape(-1).astype(dt, copy=False), ns.rstd.reshape(-1).astype(dt, copy=False)
+
+
 def norm_rop_forward(rh, gamma, vgamma, vbeta, saved, axis: int):
     """``R{y}`` for a direction ``rh = R{h}`` and parameter directions ``vgamma, vbeta``.
 
-    Returns ``(ry, rsaved)`` where ``rsaved`` is what ``norm_rop_backward`` needs.
+    Returns ``(ry, rsaved)`` where ``rsaved = (R{xhat}, mean(xhat R{h}))`` (the
+    mean flat, one per group) is what ``norm_rop_backward`` needs.
     """
+    mod = _rop_module(saved)
+    if mod is not None:
+        xp = _backend.array_module(rh)
+        mean, rstd = _flat_stats(saved)
+        ry, rxhat = xp.empty_like(rh), xp.empty_like(rh)
+        m_xr = xp.empty(rstd.shape, rh.dtype)
+        mod.norm_rop_fwd(saved.h, mean, rstd, rh, gamma, vgamma, vbeta, ry, rxhat, m_xr, axis)
+        return ry, (rxhat, m_xr)
     xhat, rstd = saved.xhat, saved.rstd
     rxhat = _project(rh, xhat, rstd, axis)
     m_xr = _mean(xhat * rh, axis)
-    return vgamma * xhat + gamma * rxhat + vbeta, (rxhat, m_xr)
+    return vgamma * xhat + gamma * rxhat + vbeta, (rxhat, m_xr.reshape(-1))
 
 
-def norm_rop_backward(dy, rdy, gamma, vgamma, saved, rsaved, dh, axis: int):
-    """``R{dh}, R{dgamma}, R{dbeta}``: the R-operator of ``norm_backward``.
-
-    ``dh`` is ``norm_backward``'s input gradient for the same ``dy``.
-    """
-    xhat, rstd = saved.xhat, saved.rstd
+def norm_rop_backward(dy, rdy, gamma, vgamma, saved, rsaved, axis: int):
+    """``dh, R{dh}, R{dgamma}, R{dbeta}``: ``norm_backward``'s input gradient and its R-operator."""
     rxhat, m_xr = rsaved
+    mod = _rop_module(saved)
+    if mod is not None:
+        xp = _backend.array_module(dy)
+        mean, rstd = _flat_stats(saved)
+        dh, rdh = xp.empty_like(dy), xp.empty_like(dy)
+        rdgamma, rdbeta = xp.empty_like(gamma), xp.empty_like(gamma)
+        mod.norm_rop_bwd(saved.h, mean, rstd, dy, rdy, gamma, vgamma, rxhat, m_xr, dh, rdh, rdgamma, rdbeta, axis)
+        return dh, rdh, rdgamma, rdbeta
+    xhat, rstd = saved.xhat, saved.rstd
+    m_xr = m_xr.reshape((1, -1) if axis == 0 else (-1, 1))
     g = dy * gamma
+    dh = _project(g, xhat, rstd, axis)
     rg = rdy * gamma + dy * vgamma
     rdh = rstd * (rg - _mean(rg, axis) - rxhat * _mean(g * xhat, axis)
                   - xhat * _mean(rg * xhat + g * rxhat, axis)) - (rstd * m_xr) * dh
-    return rdh, (rdy * xhat + dy * rxhat).sum(axis=0), rdy.sum(axis=0)
+    return dh, rdh, (rdy * xhat + dy * rxhat).sum(axis=0), rdy.sum(axis=0)

@@ -71,6 +71,19 @@ template <class A> OK_HD A norm_dx(A g, A xhat, A r, A mean_g, A mean_gxhat) {
   return r * (g - mean_g - xhat * mean_gxhat);
 }
 
+// R-operator (Pearlmutter) of a normalization whose statistics depend on the
+// input, as in batch norm's training mode: with R{h} the direction of the
+// input and m(.) the group mean,
+//   R{x̂}  = norm_dx(R{h}, x̂, r, m(R{h}), m(x̂ R{h}))
+//   R{y}  = γ R{x̂} + vγ x̂ + vβ
+//   R{dh} = r (R{g} - m(R{g}) - R{x̂} m(g x̂) - x̂ m(R{g} x̂ + g R{x̂})) - r m(x̂ R{h}) dh
+// where g = γ dy, R{g} = γ R{dy} + vγ dy and dh = norm_dx(g, x̂, r, m(g), m(g x̂)).
+template <class A> OK_HD A norm_rop_y(A xhat, A rxhat, A w, A vw, A vb) { return w * rxhat + vw * xhat + vb; }
+template <class A>
+OK_HD A norm_rop_dx(A rg, A xhat, A rxhat, A r, A dh, A m_rg, A m_gx, A m_rgx, A m_xrh) {
+  return r * (rg - m_rg - rxhat * m_gx - xhat * m_rgx) - r * m_xrh * dh;
+}
+
 // Weight norm, one output row: w = g · v / ‖v‖.  With s = Σ dw ∘ v:
 //   dg = s / ‖v‖,  dv = (g / ‖v‖) · (dw - (s / ‖v‖²) · v).
 template <class A> OK_HD A weight_norm_scale(A g, A norm) { return g / norm; }

@@ -1,0 +1,303 @@
+// R-operator of batch norm (training mode) and layer norm over an (N, D)
+// array, for the exact Hessian-vector product of the built-in MLP. The math
+// is rules/norm.hpp's norm_rop_*; here are the loops. Groups (the sets sharing
+// one mean and rstd) are the rows (axis 1: layer norm) or the columns (axis 0:
+// batch norm). Every group mean and every column sum is accumulated by one
+// thread in a fixed order, so results do not depend on the thread count.
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "norm_arrays.hpp"
+#include "norm_cpu.hpp"
+#include "optkern/rules/norm.hpp"
+
+namespace optkern {
+namespace {
+namespace py = pybind11;
+using namespace normcpu;
+
+// Columns per work item when groups are columns: the accumulators of a block
+// stay in registers / L1 while the rows stream past.
+constexpr int64_t kCols = 64;
+
+// The saved forward statistics: x̂ of any element. A (the axis) is a
+// template argument so the group index costs nothing in the inner loops.
+template <class T, int A> struct Norm {
+  const T *h, *mean, *rstd;
+  int64_t N, D;
+  OK_INLINE int64_t group(int64_t n, int64_t d) const { return A == 1 ? n : d; }
+  OK_INLINE T xhat(int64_t n, int64_t d) const {
+    const int64_t g = group(n, d);
+    return rules::normalize(h[n * D + d], mean[g], rstd[g]);
+  }
+};
+
+// Forward terms: m(R{h}), m(x̂ R{h}).
+template <class T, int A> struct FwdTerms {
+  using value_type = T;
+  static constexpr int K = 2, axis = A;
+  Norm<T, A> s;
+  const T* rh;
+  OK_INLINE void operator()(int64_t n, int64_t d, T* v) const {
+    const T x = rh[n * s.D + d];
+    v[0] = x;
+    v[1] = s.xhat(n, d) * x;
+  }
+};
+
+// Backward terms: m(g), m(g x̂), m(R{g}), m(R{g} x̂ + g R{x̂}).
+template <class T, int A> struct BwdTerms {
+  using value_type = T;
+  static constexpr int K = 4, axis = A;
+  Norm<T, A> s;
+  const T *dy, *rdy, *w, *vw, *rxhat;
+  OK_INLINE void operator()(int64_t n, int64_t d, T* v) const {
+    const int64_t i = n * s.D + d;
+    const T xh = s.xhat(n, d), g = w[d] * dy[i], rg = w[d] * rdy[i] + vw[d] * dy[i];
+    v[0] = g;
+    v[1] = g * xh;
+    v[2] = rg;
+    v[3] = rg * xh + g * rxhat[i];
+  }
+};
+
+// Parameter terms, summed over columns whatever the norm's axis:
+// R{dγ} = Σ R{dy} x̂ + dy R{x̂},  R{dβ} = Σ R{dy}.
+template <class T, int A> struct ParamTerms {
+  using value_type = T;
+  static constexpr int K = 2, axis = 0;
+  Norm<T, A> s;
+  const T *dy, *rdy, *rxhat;
+  OK_INLINE void operator()(int64_t n, int64_t d, T* v) const {
+    const int64_t i = n * s.D + d;
+    v[0] = rdy[i] * s.xhat(n, d) + dy[i] * rxhat[i];
+    v[1] = rdy[i];
+  }
+};
+
+// Work item i (row i, or column block i) of the per-group sums of Terms,
+// stored by term: out[k * G + group] = scale * Σ.
+template <class Terms> struct GroupSums {
+  using T = typename Terms::value_type;
+  static constexpr int K = Terms::K;
+  Terms f;
+  int64_t N, D;
+  T scale;
+  T* out;
+  int64_t groups() const { return Terms::axis == 1 ? N : D; }
+  int64_t items() const { return Terms::axis == 1 ? N : (D + kCols - 1) / kCols; }
+  OK_INLINE void operator()(int64_t i) const {
+    const int64_t G = groups();
+    if (Terms::axis == 1) {
+      T s[K] = {};
+#pragma omp simd reduction(+ : s[:K])
+      for (int64_t d = 0; d < D; ++d) {
+        T v[K];
+        f(i, d, v);
+        for (int k = 0; k < K; ++k) s[k] += v[k];
+      }
+      for (int k = 0; k < K; ++k) out[k * G + i] = s[k] * scale;
+      return;
+    }
+    const int64_t d0 = i * kCols, nd = std::min(kCols, D - d0);
+    T s[K][kCols] = {};
+    for (int64_t n = 0; n < N; ++n) {
+#pragma omp simd
+      for (int64_t j = 0; j < nd; ++j) {
+        T v[K];
+        f(n, d0 + j, v);
+        for (int k = 0; k < K; ++k) s[k][j] += v[k];
+      }
+    }
+    for (int k = 0; k < K; ++k)
+      for (int64_t j = 0; j < nd; ++j) out[k * G + d0 + j] = s[k][j] * scale;
+  }
+};
+
+// Row n of R{x̂} and R{y}.
+template <class T, int A> struct FwdApply {
+  Norm<T, A> s;
+  const T *rh, *w, *vw, *vb, *means;  // means: FwdTerms by term, then group
+  T *ry, *rxhat;
+  OK_INLINE void operator()(int64_t n) const {
+    const int64_t G = A == 1 ? s.N : s.D;
+#pragma omp simd
+    for (int64_t d = 0; d < s.D; ++d) {
+      const int64_t i = n * s.D + d, g = s.group(n, d);
+      const T xh = s.xhat(n, d);
+      const T rx = rules::norm_dx(rh[i], xh, s.rstd[g], means[g], means[G + g]);
+      rxhat[i] = rx;
+      ry[i] = rules::norm_rop_y(xh, rx, w[d], vw[d], vb[d]);
+    }
+  }
+};
+
+// Row n of dh and R{dh}.
+template <class T, int A> struct BwdApply {
+  Norm<T, A> s;
+  const T *dy, *rdy, *w, *vw, *rxhat, *m_xrh, *means;  // means: BwdTerms by term, then group
+  T *dh, *rdh;
+  OK_INLINE void operator()(int64_t n) const {
+    const int64_t G = A == 1 ? s.N : s.D;
+    const T *m0 = means, *m1 = means + G, *m2 = means + 2 * G, *m3 = means + 3 * G;
+#pragma omp simd
+    for (int64_t d = 0; d < s.D; ++d) {
+      const int64_t i = n * s.D + d, g = s.group(n, d);
+      const T xh = s.xhat(n, d), r = s.rstd[g];
+      const T gi = w[d] * dy[i], rg = w[d] * rdy[i] + vw[d] * dy[i];
+      const T dhi = rules::norm_dx(gi, xh, r, m0[g], m1[g]);
+      dh[i] = dhi;
+      rdh[i] = rules::norm_rop_dx(rg, xh, rxhat[i], r, dhi, m2[g], m1[g], m3[g], m_xrh[g]);
+    }
+  }
+};
+
+template <class T, int A> using FwdSums = GroupSums<FwdTerms<T, A>>;
+template <class T, int A> using BwdSums = GroupSums<BwdTerms<T, A>>;
+template <class T, int A> using ParamSums = GroupSums<ParamTerms<T, A>>;
+
+// Multi-versioned item loops for both dtypes and axes (GCC target_clones
+// needs plain functions).
+#define OK_ROP_CLONE(Kernel, T, A)                                               \
+  OK_CLONES void run_items(const Kernel<T, A>& k, int64_t i0, int64_t i1) {     \
+    for (int64_t i = i0; i < i1; ++i) k(i);                                     \
+  }
+#define OK_ROP_CLONES(Kernel) \
+  OK_ROP_CLONE(Kernel, float, 0) OK_ROP_CLONE(Kernel, float, 1) OK_ROP_CLONE(Kernel, double, 0) OK_ROP_CLONE(Kernel, double, 1)
+OK_ROP_CLONES(FwdSums)
+OK_ROP_CLONES(BwdSums)
+OK_ROP_CLONES(ParamSums)
+OK_ROP_CLONES(FwdApply)
+OK_ROP_CLONES(BwdApply)
+
+template <class K> void run_all(const K& k, int64_t items, int64_t work) {
+  parallel_for(items, work, [&](int64_t i) { run_items(k, i, i + 1); });
+}
+
+template <class Terms, class T> void group_sums(const Terms& f, int64_t N, int64_t D, T scale, T* out) {
+  const GroupSums<Terms> k{f, N, D, scale, out};
+  run_all(k, k.items(), N * D);
+}
+
+// The (N, D) shape of `h` and the checked statistics.
+struct Shape {
+  int64_t N, D, G;
+};
+
+Shape shape_of(py::handle h, int axis) {
+  if (axis != 0 && axis != 1)
+    throw py::value_error("axis: must be 0 (batch norm) or 1 (layer norm), got " + std::to_string(axis));
+  const auto a = py::reinterpret_borrow<py::array>(h);
+  if (a.ndim() != 2) throw py::value_error("h: expected a 2-D array (N, D), got " + std::to_string(a.ndim()) + "-D");
+  const int64_t N = a.shape(0), D = a.shape(1);
+  return {N, D, axis == 1 ? N : D};
+}
+
+template <class T, int A>
+Norm<T, A> saved(normargs::Args& args, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
+  return {args.get<T>(h, "h", S.N * S.D, false), args.get<T>(mean, "mean", S.G, false),
+          args.get<T>(rstd, "rstd", S.G, false), S.N, S.D};
+}
+
+template <class T, int A>
+void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle rh,
+              py::handle w, py::handle vw, py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh) {
+  normargs::Args args(dt);
+  const int64_t n = S.N * S.D;
+  FwdApply<T, A> a{};
+  a.s = saved<T, A>(args, h, mean, rstd, S);
+  a.rh = args.get<T>(rh, "rh", n, false);
+  a.w = args.get<T>(w, "weight", S.D, false);
+  a.vw = args.get<T>(vw, "vweight", S.D, false);
+  a.vb = args.get<T>(vb, "vbias", S.D, false);
+  a.ry = args.get<T>(ry, "ry", n, true);
+  a.rxhat = args.get<T>(rxhat, "rxhat", n, true);
+  T* mx = args.get<T>(m_xrh, "m_xrh", S.G, true);
+  args.check_overlap();
+  std::vector<T> means(size_t(2 * S.G));
+  a.means = means.data();
+  py::gil_scoped_release nogil;
+  if (n == 0) {  // empty groups have no mean
+    std::fill(mx, mx + S.G, T(NAN));
+    return;
+  }
+  group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.data());
+  std::copy(means.begin() + S.G, means.end(), mx);
+  run_all(a, S.N, n);
+}
+
+template <class T, int A>
+void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle dy,
+              py::handle rdy, py::handle w, py::handle vw, py::handle rxhat, py::handle m_xrh, py::handle dh,
+              py::handle rdh, py::handle rdw, py::handle rdb) {
+  normargs::Args args(dt);
+  const int64_t n = S.N * S.D;
+  BwdApply<T, A> a{};
+  a.s = saved<T, A>(args, h, mean, rstd, S);
+  a.dy = args.get<T>(dy, "dy", n, false);
+  a.rdy = args.get<T>(rdy, "rdy", n, false);
+  a.w = args.get<T>(w, "weight", S.D, false);
+  a.vw = args.get<T>(vw, "vweight", S.D, false);
+  a.rxhat = args.get<T>(rxhat, "rxhat", n, false);
+  a.m_xrh = args.get<T>(m_xrh, "m_xrh", S.G, false);
+  a.dh = args.get<T>(dh, "dh", n, true);
+  a.rdh = args.get<T>(rdh, "rdh", n, true);
+  T* pw = args.get<T>(rdw, "rdweight", S.D, true);
+  T* pb = args.get<T>(rdb, "rdbias", S.D, true);
+  args.check_overlap();
+  std::vector<T> means(size_t(4 * S.G)), params(size_t(2 * S.D));
+  a.means = means.data();
+  py::gil_scoped_release nogil;
+  if (n > 0) {
+    group_sums(BwdTerms<T, A>{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
+               means.data());
+    run_all(a, S.N, n);
+    group_sums(ParamTerms<T, A>{a.s, a.dy, a.rdy, a.rxhat}, S.N, S.D, T(1), params.data());
+  }
+  std::copy(params.begin(), params.begin() + S.D, pw);
+  std::copy(params.begin() + S.D, params.end(), pb);
+}
+
+// f(dtype, shape, T{}, axis constant) for the dtype of `h` and the axis.
+template <class F> void dispatch(py::handle h, int axis, F&& f) {
+  const py::dtype dt = normargs::float_dtype(h, "h");
+  const Shape S = shape_of(h, axis);
+  using A0 = std::integral_constant<int, 0>;
+  using A1 = std::integral_constant<int, 1>;
+  if (dt.itemsize() == 4) axis == 0 ? f(dt, S, float{}, A0{}) : f(dt, S, float{}, A1{});
+  else axis == 0 ? f(dt, S, double{}, A0{}) : f(dt, S, double{}, A1{});
+}
+
+void norm_rop_fwd(py::handle h, py::handle mean, py::handle rstd, py::handle rh, py::handle w, py::handle vw,
+                  py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh, int axis) {
+  dispatch(h, axis, [&](const py::dtype& dt, const Shape& S, auto t, auto a) {
+    fwd_impl<decltype(t), decltype(a)::value>(dt, S, h, mean, rstd, rh, w, vw, vb, ry, rxhat, m_xrh);
+  });
+}
+
+void norm_rop_bwd(py::handle h, py::handle mean, py::handle rstd, py::handle dy, py::handle rdy, py::handle w,
+                  py::handle vw, py::handle rxhat, py::handle m_xrh, py::handle dh, py::handle rdh, py::handle rdw,
+                  py::handle rdb, int axis) {
+  dispatch(h, axis, [&](const py::dtype& dt, const Shape& S, auto t, auto a) {
+    bwd_impl<decltype(t), decltype(a)::value>(dt, S, h, mean, rstd, dy, rdy, w, vw, rxhat, m_xrh, dh, rdh, rdw, rdb);
+  });
+}
+
+}  // namespace
+
+void register_norm_rop(py::module_& m) {
+  using py::arg;
+  m.def("norm_rop_fwd", &norm_rop_fwd, arg("h"), arg("mean"), arg("rstd"), arg("rh"), arg("weight"),
+        arg("vweight"), arg("vbias"), arg("ry"), arg("rxhat"), arg("m_xrh"), arg("axis"),
+        "R-forward of batch norm (axis 0) / layer norm (axis 1) on (N, D): R{y}, R{xhat}, mean(xhat R{h}).");
+  m.def("norm_rop_bwd", &norm_rop_bwd, arg("h"), arg("mean"), arg("rstd"), arg("dy"), arg("rdy"), arg("weight"),
+        arg("vweight"), arg("rxhat"), arg("m_xrh"), arg("dh"), arg("rdh"), arg("rdweight"), arg("rdbias"),
+        arg("axis"), "Backward and its R-operator: dh, R{dh}, R{dweight}, R{dbias}.");
+}
+
+}  // namespace optkern
