@@ -14,71 +14,17 @@
 
 #include "norm_arrays.hpp"
 #include "norm_cpu.hpp"
-#include "optkern/rules/norm.hpp"
+#include "optkern/norm_rop.hpp"
 
 namespace optkern {
 namespace {
 namespace py = pybind11;
 using namespace normcpu;
+using namespace rop;
 
 // Columns per work item when groups are columns: the accumulators of a block
 // stay in registers / L1 while the rows stream past.
 constexpr int64_t kCols = 64;
-
-// The saved forward statistics: x̂ of any element. A (the axis) is a
-// template argument so the group index costs nothing in the inner loops.
-template <class T, int A> struct Norm {
-  const T *h, *mean, *rstd;
-  int64_t N, D;
-  OK_INLINE int64_t group(int64_t n, int64_t d) const { return A == 1 ? n : d; }
-  OK_INLINE T xhat(int64_t n, int64_t d) const {
-    const int64_t g = group(n, d);
-    return rules::normalize(h[n * D + d], mean[g], rstd[g]);
-  }
-};
-
-// Forward terms: m(R{h}), m(x̂ R{h}).
-template <class T, int A> struct FwdTerms {
-  using value_type = T;
-  static constexpr int K = 2, axis = A;
-  Norm<T, A> s;
-  const T* rh;
-  OK_INLINE void operator()(int64_t n, int64_t d, T* v) const {
-    const T x = rh[n * s.D + d];
-    v[0] = x;
-    v[1] = s.xhat(n, d) * x;
-  }
-};
-
-// Backward terms: m(g), m(g x̂), m(R{g}), m(R{g} x̂ + g R{x̂}).
-template <class T, int A> struct BwdTerms {
-  using value_type = T;
-  static constexpr int K = 4, axis = A;
-  Norm<T, A> s;
-  const T *dy, *rdy, *w, *vw, *rxhat;
-  OK_INLINE void operator()(int64_t n, int64_t d, T* v) const {
-    const int64_t i = n * s.D + d;
-    const T xh = s.xhat(n, d), g = w[d] * dy[i], rg = w[d] * rdy[i] + vw[d] * dy[i];
-    v[0] = g;
-    v[1] = g * xh;
-    v[2] = rg;
-    v[3] = rg * xh + g * rxhat[i];
-  }
-};
-
-// Parameter terms, summed over columns whatever the norm's axis:
-// R{dγ} = Σ R{dy} x̂ + dy R{x̂},  R{dβ} = Σ R{dy}.
-template <class T, int A> struct ParamTerms {
-  using value_type = T;
-  static constexpr int K = 2, axis = 0;
-  Norm<T, A> s;
-  const T *dy, *rdy, *rxhat;
-  OK_INLINE void operator()(int64_t n, int64_t d, T* v) const {
-    const int64_t i = n * s.D + d;
-    v[0] = rdy[i] * s.xhat(n, d) + dy[i] * rxhat[i];
-    v[1] = rdy[i];
-  }
-};
 
 // Work item i (row i, or column block i) of the per-group sums of Terms,
 // stored by term: out[k * G + group] = scale * Σ.
@@ -119,44 +65,17 @@ template <class Terms> struct GroupSums {
   }
 };
 
-// Row n of R{x̂} and R{y}.
-template <class T, int A> struct FwdApply {
-  Norm<T, A> s;
-  const T *rh, *w, *vw, *vb, *means;  // means: FwdTerms by term, then group
-  T *ry, *rxhat;
+// Row n of an element functor (FwdElement or BwdElement).
+template <class E> struct RowApply {
+  E e;
   OK_INLINE void operator()(int64_t n) const {
-    const int64_t G = A == 1 ? s.N : s.D;
 #pragma omp simd
-    for (int64_t d = 0; d < s.D; ++d) {
-      const int64_t i = n * s.D + d, g = s.group(n, d);
-      const T xh = s.xhat(n, d);
-      const T rx = rules::norm_dx(rh[i], xh, s.rstd[g], means[g], means[G + g]);
-      rxhat[i] = rx;
-      ry[i] = rules::norm_rop_y(xh, rx, w[d], vw[d], vb[d]);
-    }
+    for (int64_t d = 0; d < e.s.D; ++d) e(n, d);
   }
 };
 
-// Row n of dh and R{dh}.
-template <class T, int A> struct BwdApply {
-  Norm<T, A> s;
-  const T *dy, *rdy, *w, *vw, *rxhat, *m_xrh, *means;  // means: BwdTerms by term, then group
-  T *dh, *rdh;
-  OK_INLINE void operator()(int64_t n) const {
-    const int64_t G = A == 1 ? s.N : s.D;
-    const T *m0 = means, *m1 = means + G, *m2 = means + 2 * G, *m3 = means + 3 * G;
-#pragma omp simd
-    for (int64_t d = 0; d < s.D; ++d) {
-      const int64_t i = n * s.D + d, g = s.group(n, d);
-      const T xh = s.xhat(n, d), r = s.rstd[g];
-      const T gi = w[d] * dy[i], rg = w[d] * rdy[i] + vw[d] * dy[i];
-      const T dhi = rules::norm_dx(gi, xh, r, m0[g], m1[g]);
-      dh[i] = dhi;
-      rdh[i] = rules::norm_rop_dx(rg, xh, rxhat[i], r, dhi, m2[g], m1[g], m3[g], m_xrh[g]);
-    }
-  }
-};
-
+template <class T, int A> using FwdApply = RowApply<FwdElement<T, A>>;
+template <class T, int A> using BwdApply = RowApply<BwdElement<T, A>>;
 template <class T, int A> using FwdSums = GroupSums<FwdTerms<T, A>>;
 template <class T, int A> using BwdSums = GroupSums<BwdTerms<T, A>>;
 template <class T, int A> using ParamSums = GroupSums<ParamTerms<T, A>>;
@@ -209,7 +128,7 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
               py::handle w, py::handle vw, py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh) {
   normargs::Args args(dt);
   const int64_t n = S.N * S.D;
-  FwdApply<T, A> a{};
+  FwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
   a.rh = args.get<T>(rh, "rh", n, false);
   a.w = args.get<T>(w, "weight", S.D, false);
@@ -228,7 +147,7 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   }
   group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.data());
   std::copy(means.begin() + S.G, means.end(), mx);
-  run_all(a, S.N, n);
+  run_all(FwdApply<T, A>{a}, S.N, n);
 }
 
 template <class T, int A>
@@ -237,7 +156,7 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
               py::handle rdh, py::handle rdw, py::handle rdb) {
   normargs::Args args(dt);
   const int64_t n = S.N * S.D;
-  BwdApply<T, A> a{};
+  BwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
   a.dy = args.get<T>(dy, "dy", n, false);
   a.rdy = args.get<T>(rdy, "rdy", n, false);
@@ -256,7 +175,7 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   if (n > 0) {
     group_sums(BwdTerms<T, A>{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
                means.data());
-    run_all(a, S.N, n);
+    run_all(BwdApply<T, A>{a}, S.N, n);
     group_sums(ParamTerms<T, A>{a.s, a.dy, a.rdy, a.rxhat}, S.N, S.D, T(1), params.data());
   }
   std::copy(params.begin(), params.begin() + S.D, pw);

@@ -113,3 +113,36 @@ def test_estimators_cuda_match_cpu():
     dc = hessian.spectral_density(op_c, steps=30, grid=100, seed=2)
     dg = hessian.spectral_density(op_g, steps=30, grid=100, seed=2)
     np.testing.assert_allclose(dg.nodes, dc.nodes, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("shape", [(0, 5), (1, 7), (7, 1), (33, 1023), (1024, 512)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_norm_rop_cuda_matches_cpu(shape, axis, dtype):
+    from optkern import _cpu
+    rng = np.random.default_rng(shape[0] + 7 * shape[1] + axis)
+    N, D = shape
+    G = D if axis == 0 else N
+    f = lambda *s: rng.standard_normal(s).astype(dtype)
+    h, rh, dy, rdy = f(N, D), f(N, D), f(N, D), f(N, D)
+    mean, rstd = f(G), (1 + np.abs(f(G))).astype(dtype)
+    w, vw, vb = f(D), f(D), f(D)
+
+    def run(mod, xp, a):
+        ins = [xp.asarray(t) for t in (h, mean, rstd, rh, w, vw, vb, dy, rdy)]
+        H, M, R, RH, W, VW, VB, DY, RDY = ins
+        ry, rx, mx = xp.full((N, D), np.nan, dtype), xp.full((N, D), np.nan, dtype), xp.full(G, np.nan, dtype)
+        mod.norm_rop_fwd(H, M, R, RH, W, VW, VB, ry, rx, mx, a)
+        dh, rdh = xp.full((N, D), np.nan, dtype), xp.full((N, D), np.nan, dtype)
+        pw, pb = xp.full(D, np.nan, dtype), xp.full(D, np.nan, dtype)
+        mod.norm_rop_bwd(H, M, R, DY, RDY, W, VW, rx, mx, dh, rdh, pw, pb, a)
+        return [np.asarray(t.get() if xp is cp else t) for t in (ry, rx, mx, dh, rdh, pw, pb)]
+
+    want = run(_cpu, np, axis)
+    got = run(_backend.cuda_module(), cp, axis)
+    rel = 1e-4 if dtype == np.float32 else 1e-11  # summation orders differ
+    for g, c in zip(got, want):
+        assert np.array_equal(np.isnan(g), np.isnan(c))
+        ok = ~np.isnan(c)
+        if ok.any():
+            assert np.abs(g[ok] - c[ok]).max() <= rel * max(1.0, np.abs(c[ok]).max())

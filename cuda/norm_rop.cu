@@ -1,0 +1,243 @@
+// R-operator of batch norm (training mode) and layer norm on (N, D) CuPy
+// arrays, the same functions and signatures as cpp/norm_rop.cpp and the same
+// per-element code (optkern/norm_rop.hpp). Group means: one block per row
+// with a deterministic tree (layer norm), or one thread per column summing
+// the rows in order (batch norm, and the parameter sums); then one
+// grid-stride pass over the elements. Work goes to CuPy's current stream.
+#include <cuda_runtime.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+#include "cuda_arrays.hpp"
+#include "nn_checks.cuh"
+#include "norm_common.cuh"
+#include "norm_reduce.cuh"
+#include "optkern/norm_rop.hpp"
+
+namespace optkern {
+namespace normgpu {
+
+// K running sums reduced together (found by block_reduce through ADL).
+template <class A, int K> struct SumK { A v[K]; };
+
+template <class A, int K> __device__ __forceinline__ SumK<A, K> combine(const SumK<A, K>& x, const SumK<A, K>& y) {
+  SumK<A, K> r;
+#pragma unroll
+  for (int k = 0; k < K; ++k) r.v[k] = x.v[k] + y.v[k];
+  return r;
+}
+template <class A, int K> __device__ __forceinline__ SumK<A, K> shfl_down(const SumK<A, K>& x, int off) {
+  SumK<A, K> r;
+#pragma unroll
+  for (int k = 0; k < K; ++k) r.v[k] = __shfl_down_sync(0xffffffffu, x.v[k], off);
+  return r;
+}
+
+}  // namespace normgpu
+
+namespace {
+namespace nc = nncheck_cuda;
+using namespace normgpu;
+using namespace rop;
+
+constexpr int kThreads = 256;
+
+// Groups are rows: block per row; out[k * N + n] = scale * Σ_d f(n, d)[k].
+template <class Terms>
+__global__ void __launch_bounds__(kThreads)
+row_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::value_type scale, typename Terms::value_type* out) {
+  using T = typename Terms::value_type;
+  constexpr int K = Terms::K;
+  __shared__ SumK<T, K> sm[32];
+  for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+    SumK<T, K> acc{};
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      T v[K];
+      f(n, d, v);
+#pragma unroll
+      for (int k = 0; k < K; ++k) acc.v[k] += v[k];
+    }
+    acc = block_reduce(acc, sm, SumK<T, K>{});
+    if (threadIdx.x == 0)
+      for (int k = 0; k < K; ++k) out[k * N + n] = acc.v[k] * scale;
+  }
+}
+
+// Groups are columns: thread per column, rows in order; out[k * D + d].
+template <class Terms>
+__global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::value_type scale,
+                                typename Terms::value_type* out) {
+  using T = typename Terms::value_type;
+  constexpr int K = Terms::K;
+  for (int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; d < D; d += int64_t(gridDim.x) * blockDim.x) {
+    T s[K] = {};
+    for (int64_t n = 0; n < N; ++n) {
+      T v[K];
+      f(n, d, v);
+#pragma unroll
+      for (int k = 0; k < K; ++k) s[k] += v[k];
+    }
+    for (int k = 0; k < K; ++k) out[k * D + d] = s[k] * scale;
+  }
+}
+
+template <class T> __global__ void fill_kernel(T* p, int64_t n, T v) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) p[i] = v;
+}
+
+template <class E> __global__ void apply_kernel(E e, int64_t N, int64_t D) {
+  const int64_t n = N * D;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    e(i / D, i % D);
+}
+
+template <class Terms>
+void group_sums(const Terms& f, int64_t N, int64_t D, typename Terms::value_type scale,
+                typename Terms::value_type* out, cudaStream_t s) {
+  if (Terms::axis == 1) row_sums_kernel<<<grid_for(N, 1), kThreads, 0, s>>>(f, N, D, scale, out);
+  else col_sums_kernel<<<grid_for(D, kThreads), kThreads, 0, s>>>(f, N, D, scale, out);
+}
+
+template <class E> void apply(const E& e, int64_t N, int64_t D, cudaStream_t s) {
+  apply_kernel<<<grid_for(N * D, kThreads), kThreads, 0, s>>>(e, N, D);
+}
+
+// Checked device pointers of one call, and the spans for the overlap check.
+struct Args {
+  DType dt;
+  int device = -1;
+  std::vector<nc::Span> spans;
+  template <class T> T* get(py::handle h, const char* name, int64_t size, bool written) {
+    char* p = check_device_array(h, name, dt, written, size, device);
+    spans.push_back(nc::span(name, h, written));
+    return reinterpret_cast<T*>(p);
+  }
+};
+
+struct Shape {
+  int64_t N, D, G;
+};
+
+Shape shape_of(py::handle h, int axis) {
+  if (axis != 0 && axis != 1)
+    throw py::value_error("axis: must be 0 (batch norm) or 1 (layer norm), got " + std::to_string(axis));
+  const auto s = nc::shape_of(h);
+  if (s.size() != 2) throw py::value_error("h: expected a 2-D array (N, D), got " + std::to_string(s.size()) + "-D");
+  return {s[0], s[1], axis == 1 ? s[0] : s[1]};
+}
+
+template <class T, int A> Norm<T, A> saved(Args& a, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
+  return {a.get<T>(h, "h", S.N * S.D, false), a.get<T>(mean, "mean", S.G, false), a.get<T>(rstd, "rstd", S.G, false),
+          S.N, S.D};
+}
+
+template <class T, int A>
+void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle rh, py::handle w,
+              py::handle vw, py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh) {
+  Args args{dt};
+  const int64_t n = S.N * S.D;
+  FwdElement<T, A> e{};
+  e.s = saved<T, A>(args, h, mean, rstd, S);
+  e.rh = args.get<T>(rh, "rh", n, false);
+  e.w = args.get<T>(w, "weight", S.D, false);
+  e.vw = args.get<T>(vw, "vweight", S.D, false);
+  e.vb = args.get<T>(vb, "vbias", S.D, false);
+  e.ry = args.get<T>(ry, "ry", n, true);
+  e.rxhat = args.get<T>(rxhat, "rxhat", n, true);
+  T* mx = args.get<T>(m_xrh, "m_xrh", S.G, true);
+  nc::no_overlap(args.spans);
+  require_current_device(args.device, "h");
+  if (S.G == 0) return;
+  cudaStream_t s = current_stream();
+  if (n == 0) {  // empty groups have no mean: NaN, as on the CPU
+    fill_kernel<<<grid_for(S.G, kThreads), kThreads, 0, s>>>(mx, S.G, T(NAN));
+    check_launch("norm_rop_fwd");
+    return;
+  }
+  AsyncBuffer means(sizeof(T) * size_t(2 * S.G), s);
+  e.means = means.as<T>();
+  py::gil_scoped_release nogil;
+  group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.as<T>(), s);
+  check_cuda(cudaMemcpyAsync(mx, means.as<T>() + S.G, sizeof(T) * size_t(S.G), cudaMemcpyDeviceToDevice, s), "m_xrh");
+  apply(e, S.N, S.D, s);
+  check_launch("norm_rop_fwd");
+}
+
+template <class T, int A>
+void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle dy, py::handle rdy,
+              py::handle w, py::handle vw, py::handle rxhat, py::handle m_xrh, py::handle dh, py::handle rdh,
+              py::handle rdw, py::handle rdb) {
+  Args args{dt};
+  const int64_t n = S.N * S.D;
+  BwdElement<T, A> e{};
+  e.s = saved<T, A>(args, h, mean, rstd, S);
+  e.dy = args.get<T>(dy, "dy", n, false);
+  e.rdy = args.get<T>(rdy, "rdy", n, false);
+  e.w = args.get<T>(w, "weight", S.D, false);
+  e.vw = args.get<T>(vw, "vweight", S.D, false);
+  e.rxhat = args.get<T>(rxhat, "rxhat", n, false);
+  e.m_xrh = args.get<T>(m_xrh, "m_xrh", S.G, false);
+  e.dh = args.get<T>(dh, "dh", n, true);
+  e.rdh = args.get<T>(rdh, "rdh", n, true);
+  T* pw = args.get<T>(rdw, "rdweight", S.D, true);
+  T* pb = args.get<T>(rdb, "rdbias", S.D, true);
+  nc::no_overlap(args.spans);
+  require_current_device(args.device, "h");
+  if (S.D == 0) return;
+  cudaStream_t s = current_stream();
+  AsyncBuffer means(sizeof(T) * size_t(4 * (S.G > 0 ? S.G : 1)), s), params(sizeof(T) * size_t(2 * S.D), s);
+  e.means = means.as<T>();
+  py::gil_scoped_release nogil;
+  if (n > 0) {
+    group_sums(BwdTerms<T, A>{e.s, e.dy, e.rdy, e.w, e.vw, e.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
+               means.as<T>(), s);
+    apply(e, S.N, S.D, s);
+  }
+  // Column sums over N rows (zeros when N = 0).
+  group_sums(ParamTerms<T, A>{e.s, e.dy, e.rdy, e.rxhat}, S.N, S.D, T(1), params.as<T>(), s);
+  check_cuda(cudaMemcpyAsync(pw, params.as<T>(), sizeof(T) * size_t(S.D), cudaMemcpyDeviceToDevice, s), "rdweight");
+  check_cuda(cudaMemcpyAsync(pb, params.as<T>() + S.D, sizeof(T) * size_t(S.D), cudaMemcpyDeviceToDevice, s),
+             "rdbias");
+  check_launch("norm_rop_bwd");
+}
+
+// f(dtype, shape, T{}, axis constant) for the dtype of `h` and the axis.
+template <class F> void dispatch(py::handle h, int axis, F&& f) {
+  const DType dt = nc::float_dtype(h, "h");
+  const Shape S = shape_of(h, axis);
+  using A0 = std::integral_constant<int, 0>;
+  using A1 = std::integral_constant<int, 1>;
+  if (dt == DType::f32) axis == 0 ? f(dt, S, float{}, A0{}) : f(dt, S, float{}, A1{});
+  else axis == 0 ? f(dt, S, double{}, A0{}) : f(dt, S, double{}, A1{});
+}
+
+void norm_rop_fwd(py::handle h, py::handle mean, py::handle rstd, py::handle rh, py::handle w, py::handle vw,
+                  py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh, int axis) {
+  dispatch(h, axis, [&](DType dt, const Shape& S, auto t, auto a) {
+    fwd_impl<decltype(t), decltype(a)::value>(dt, S, h, mean, rstd, rh, w, vw, vb, ry, rxhat, m_xrh);
+  });
+}
+
+void norm_rop_bwd(py::handle h, py::handle mean, py::handle rstd, py::handle dy, py::handle rdy, py::handle w,
+                  py::handle vw, py::handle rxhat, py::handle m_xrh, py::handle dh, py::handle rdh, py::handle rdw,
+                  py::handle rdb, int axis) {
+  dispatch(h, axis, [&](DType dt, const Shape& S, auto t, auto a) {
+    bwd_impl<decltype(t), decltype(a)::value>(dt, S, h, mean, rstd, dy, rdy, w, vw, rxhat, m_xrh, dh, rdh, rdw, rdb);
+  });
+}
+
+}  // namespace
+
+void register_norm_rop(py::module_& m) {
+  using py::arg;
+  m.def("norm_rop_fwd", &norm_rop_fwd, arg("h"), arg("mean"), arg("rstd"), arg("rh"), arg("weight"),
+        arg("vweight"), arg("vbias"), arg("ry"), arg("rxhat"), arg("m_xrh"), arg("axis"),
+        "R-forward of batch norm (axis 0) / layer norm (axis 1) on (N, D): R{y}, R{xhat}, mean(xhat R{h}).");
+  m.def("norm_rop_bwd", &norm_rop_bwd, arg("h"), arg("mean"), arg("rstd"), arg("dy"), arg("rdy"), arg("weight"),
+        arg("vweight"), arg("rxhat"), arg("m_xrh"), arg("dh"), arg("rdh"), arg("rdweight"), arg("rdbias"),
+        arg("axis"), "Backward and its R-operator: dh, R{dh}, R{dweight}, R{dbias}.");
+}
+
+}  // namespace optkern
