@@ -2,6 +2,8 @@
 // the formulas in rules/norm.hpp.
 #include <pybind11/pybind11.h>
 
+#include "norm_cpu.hpp"
+
 namespace optkern {
 void register_norm_rows(pybind11::module_& m);      // norm_rows.cpp
 void register_norm_channels(pybind11::module_& m);  // norm_channels.cpp
@@ -13,5 +15,13 @@ void register_norm(pybind11::module_& m) {
   register_norm_channels(m);
   register_norm_weight(m);
   register_norm_rop(m);
+  m.def(
+      "_set_stream_bytes",
+      [](int64_t bytes) {
+        const int64_t old = normcpu::stream_bytes();
+        normcpu::stream_bytes() = bytes;
+        return old;
+      },
+      pybind11::arg("bytes"), "Testing hook: outputs of at least `bytes` use non-temporal stores; returns the old value.");
 }
 }  // namespace optkern

@@ -119,20 +119,18 @@ template <class T> struct ApplyKernel {
   const T *x, *mean, *rstd, *w, *b;
   T* y;
   Shape sh;
+  bool stream;  // non-temporal stores of y (large outputs)
   OK_INLINE void operator()(int64_t t) const {
     if (sh.S == 1) {
       const T* OK_RESTRICT xn = x + t * sh.C;
-      T* OK_RESTRICT yn = y + t * sh.C;
-#pragma omp simd
-      for (int64_t c = 0; c < sh.C; ++c) yn[c] = rules::affine(rules::normalize(xn[c], mean[c], rstd[c]), w[c], b[c]);
+      write_row(y + t * sh.C, sh.C, stream,
+                [&](int64_t c) { return rules::affine(rules::normalize(xn[c], mean[c], rstd[c]), w[c], b[c]); });
       return;
     }
     const int64_t c = t % sh.C;
     const T mu = mean[c], rs = rstd[c], wc = w[c], bc = b[c];
     const T* OK_RESTRICT xn = x + t * sh.S;
-    T* OK_RESTRICT yn = y + t * sh.S;
-#pragma omp simd
-    for (int64_t i = 0; i < sh.S; ++i) yn[i] = rules::affine(rules::normalize(xn[i], mu, rs), wc, bc);
+    write_row(y + t * sh.S, sh.S, stream, [&](int64_t i) { return rules::affine(rules::normalize(xn[i], mu, rs), wc, bc); });
   }
 };
 
@@ -141,23 +139,22 @@ template <class T> struct DxKernel {
   const T *dy, *x, *mean, *rstd, *w, *mg, *mgx;
   T* dx;
   Shape sh;
+  bool stream;  // non-temporal stores of dx (large outputs)
   OK_INLINE void operator()(int64_t t) const {
     if (sh.S == 1) {
       const T* OK_RESTRICT g = dy + t * sh.C;
       const T* OK_RESTRICT xn = x + t * sh.C;
-      T* OK_RESTRICT d = dx + t * sh.C;
-#pragma omp simd
-      for (int64_t c = 0; c < sh.C; ++c)
-        d[c] = rules::norm_dx(g[c] * w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
+      write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) {
+        return rules::norm_dx(g[c] * w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
+      });
       return;
     }
     const int64_t c = t % sh.C;
     const T mu = mean[c], rs = rstd[c], wc = w[c], a = mg[c], b = mgx[c];
     const T* OK_RESTRICT g = dy + t * sh.S;
     const T* OK_RESTRICT xn = x + t * sh.S;
-    T* OK_RESTRICT d = dx + t * sh.S;
-#pragma omp simd
-    for (int64_t i = 0; i < sh.S; ++i) d[i] = rules::norm_dx(g[i] * wc, rules::normalize(xn[i], mu, rs), rs, a, b);
+    write_row(dx + t * sh.S, sh.S, stream,
+              [&](int64_t i) { return rules::norm_dx(g[i] * wc, rules::normalize(xn[i], mu, rs), rs, a, b); });
   }
 };
 
@@ -221,6 +218,7 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
   k.b = args.opt<T>(b_h, "bias", sh.C, false);
   k.y = args.get<T>(y_h, "out", sh.size(), true);
   k.sh = sh;
+  k.stream = stream_output(sh.size(), sizeof(T));
   args.check_overlap();
   const std::vector<T> ones(size_t(sh.C), T(1)), zeros(size_t(sh.C), T(0));
   if (!k.w) k.w = ones.data();
@@ -251,6 +249,7 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
   T* dw = args.opt<T>(dw_h, "dweight", sh.C, true);
   T* db = args.opt<T>(db_h, "dbias", sh.C, true);
   k.sh = sh;
+  k.stream = stream_output(sh.size(), sizeof(T));
   args.check_overlap();
   const std::vector<T> ones(size_t(sh.C), T(1));
   if (!k.w) k.w = ones.data();

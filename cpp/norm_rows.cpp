@@ -26,7 +26,7 @@ template <class T> struct RowArgs {
   T *y, *mean, *rstd;  // mean: null for RMS norm
   int64_t R, G, Cg, S;
   T eps;
-  bool rms;
+  bool rms, stream;  // stream: non-temporal stores of y (large outputs)
 };
 
 template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
@@ -47,16 +47,14 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
   const T* OK_RESTRICT b = a.b + (r % a.G) * a.Cg;
   prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
   if (a.S == 1) {
-#pragma omp simd
-    for (int64_t j = 0; j < M; ++j) y[j] = rules::affine(rules::normalize(x[j], mu, rs), w[j], b[j]);
+    write_row(y, M, a.stream, [&](int64_t j) { return rules::affine(rules::normalize(x[j], mu, rs), w[j], b[j]); });
     return;
   }
   for (int64_t c = 0; c < a.Cg; ++c) {
     const T wc = w[c], bc = b[c];
     const T* OK_RESTRICT xc = x + c * a.S;
-    T* OK_RESTRICT yc = y + c * a.S;
-#pragma omp simd
-    for (int64_t s = 0; s < a.S; ++s) yc[s] = rules::affine(rules::normalize(xc[s], mu, rs), wc, bc);
+    write_row(y + c * a.S, a.S, a.stream,
+              [&](int64_t s) { return rules::affine(rules::normalize(xc[s], mu, rs), wc, bc); });
   }
 }
 
@@ -64,7 +62,7 @@ template <class T> struct RowGradArgs {
   const T *dy, *x, *w, *mean, *rstd;  // mean: null for RMS norm
   T *dx, *pdw, *pdb;                   // pdw, pdb: per-block partials (null: not wanted)
   int64_t R, G, Cg, S;
-  bool rms;
+  bool rms, stream;  // stream: non-temporal stores of dx (large outputs)
 };
 
 // dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials.
@@ -100,33 +98,42 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
   }
   const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
   if (a.S == 1) {
+    write_row(dx, M, a.stream,
+              [&](int64_t j) { return rules::norm_dx(dy[j] * w[j], rules::normalize(x[j], mu, rs), rs, mg, mgx); });
+    if (pdw || pdb) {
 #pragma omp simd
-    for (int64_t j = 0; j < M; ++j) {
-      const T xh = rules::normalize(x[j], mu, rs);
-      dx[j] = rules::norm_dx(dy[j] * w[j], xh, rs, mg, mgx);
-      if (pdw) pdw[w0 + j] += dy[j] * xh;
-      if (pdb) pdb[w0 + j] += dy[j];
+      for (int64_t j = 0; j < M; ++j) {
+        if (pdw) pdw[w0 + j] += dy[j] * rules::normalize(x[j], mu, rs);
+        if (pdb) pdb[w0 + j] += dy[j];
+      }
     }
     return;
   }
   for (int64_t c = 0; c < a.Cg; ++c) {
     const T wc = w[c];
-#pragma omp simd
-    for (int64_t s = 0; s < a.S; ++s) {
-      const int64_t j = c * a.S + s;
-      dx[j] = rules::norm_dx(dy[j] * wc, rules::normalize(x[j], mu, rs), rs, mg, mgx);
-    }
+    const T* OK_RESTRICT dyc = dy + c * a.S;
+    const T* OK_RESTRICT xc = x + c * a.S;
+    write_row(dx + c * a.S, a.S, a.stream,
+              [&](int64_t s) { return rules::norm_dx(dyc[s] * wc, rules::normalize(xc[s], mu, rs), rs, mg, mgx); });
   }
 }
 
 // Multi-versioned row loops (GCC target_clones needs plain functions).
-OK_CLONES void rows_fwd(const RowArgs<float>& a, int64_t r0, int64_t r1) { for (int64_t r = r0; r < r1; ++r) row_forward(a, r); }
-OK_CLONES void rows_fwd(const RowArgs<double>& a, int64_t r0, int64_t r1) { for (int64_t r = r0; r < r1; ++r) row_forward(a, r); }
+OK_CLONES void rows_fwd(const RowArgs<float>& a, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) row_forward(a, r);
+  if (a.stream) stream_fence();
+}
+OK_CLONES void rows_fwd(const RowArgs<double>& a, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) row_forward(a, r);
+  if (a.stream) stream_fence();
+}
 OK_CLONES void rows_bwd(const RowGradArgs<float>& a, int64_t r0, int64_t r1, float* pdw, float* pdb) {
   for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
+  if (a.stream) stream_fence();
 }
 OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, double* pdw, double* pdb) {
   for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
+  if (a.stream) stream_fence();
 }
 
 template <class T>
@@ -145,6 +152,7 @@ void forward_impl(normargs::Args& args, py::handle x_h, py::handle w_h, py::hand
   if (!a.w) a.w = ones.data();
   if (!a.b) a.b = zeros.data();
   a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.eps = T(eps), a.rms = rms;
+  a.stream = stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
   parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_fwd(a, r0, r1); });
 }
@@ -177,6 +185,7 @@ void backward_impl(normargs::Args& args, py::handle dy_h, py::handle x_h, py::ha
   const std::vector<T> ones(size_t(L.W()), T(1));
   if (!a.w) a.w = ones.data();
   a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.rms = rms;
+  a.stream = stream_output(n, sizeof(T));
   // Fixed row blocks (from the shape only) hold the parameter-gradient partials.
   // At most kGradBlocks blocks, and partials of at most ~4M values each.
   const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / L.W())}) : 1;
