@@ -10,7 +10,12 @@ backward also reads dy and x and writes dx. On a CPU a written stream costs
 twice (the write-allocate reads its lines first), so the counts are 3n and 7n
 floats there, 2n and 5n on a GPU; the probe (in-place read-modify-write of one
 array from another on the CPU, a device copy on the GPU) moves the same kind of
-traffic.
+traffic. optkern writes outputs of 16 MiB or more with non-temporal stores,
+which skip the write-allocate, so its %probe can pass 100 on the CPU.
+
+"fwd out=" times the forward into a preallocated output (optkern only:
+torch.nn.functional has no ``out=``): the kernel without the page faults that
+a fresh output of tens of MB costs (the OS zeroes every new page).
 """
 from __future__ import annotations
 
@@ -31,7 +36,9 @@ CASES = [
 ]
 QUICK_DIVISOR = 16
 # pass -> (streams read, streams written)
-TRAFFIC = {"fwd": (1, 1), "fwd+bwd": (3, 2)}
+TRAFFIC = {"fwd": (1, 1), "fwd+bwd": (3, 2), "fwd out=": (1, 1)}
+# "fwd out=": the forward into a preallocated output (optkern only: torch.nn.functional
+# has no out=), the kernel's own speed without the page faults of a fresh large array.
 
 
 def cases(quick: bool) -> list:
@@ -59,7 +66,8 @@ def _data(shape, name, seed=0):
 
 
 def optkern_calls(name, host, extra, device):
-    """(forward, forward+backward) zero-argument calls of optkern.norm on ``device``."""
+    """(forward, forward+backward, forward into a preallocated output) zero-argument calls of
+    optkern.norm on ``device``."""
     from optkern import norm
 
     if device == "cuda":
@@ -69,19 +77,20 @@ def optkern_calls(name, host, extra, device):
     x, dy, w, b = (xp.asarray(a) for a in host)
     ns = x.shape[-1:]
     if name == "layer_norm":
-        fwd = lambda: norm.layer_norm(x, ns, w, b)  # noqa: E731
+        fwd = lambda out=None: norm.layer_norm(x, ns, w, b, out=out)  # noqa: E731
         bwd = lambda s: norm.layer_norm_backward(dy, x, w, s)  # noqa: E731
     elif name == "rms_norm":
-        fwd = lambda: norm.rms_norm(x, ns, w, eps=1e-6)  # noqa: E731
+        fwd = lambda out=None: norm.rms_norm(x, ns, w, eps=1e-6, out=out)  # noqa: E731
         bwd = lambda s: norm.rms_norm_backward(dy, x, w, s)  # noqa: E731
     elif name == "batch_norm":
         rm, rv = xp.zeros(x.shape[1], np.float32), xp.ones(x.shape[1], np.float32)
-        fwd = lambda: norm.batch_norm(x, w, b, rm, rv, training=True)  # noqa: E731
+        fwd = lambda out=None: norm.batch_norm(x, w, b, rm, rv, training=True, out=out)  # noqa: E731
         bwd = lambda s: norm.batch_norm_backward(dy, x, w, s)  # noqa: E731
     else:
-        fwd = lambda: norm.group_norm(x, extra["groups"], w, b)  # noqa: E731
+        fwd = lambda out=None: norm.group_norm(x, extra["groups"], w, b, out=out)  # noqa: E731
         bwd = lambda s: norm.group_norm_backward(dy, x, w, s)  # noqa: E731
-    return fwd, (lambda: bwd(fwd()[1]))
+    y = xp.empty_like(x)
+    return (lambda: fwd()), (lambda: bwd(fwd()[1])), (lambda: fwd(y))
 
 
 def torch_calls(torch, name, host, extra, device):
@@ -131,7 +140,7 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
         label = f"{name} {'x'.join(map(str, shape))}"
         for k, pass_ in enumerate(TRAFFIC):
             ours = lambda k=k: optkern_calls(name, host, extra, device)[k]  # noqa: E731
-            theirs = {} if torch is None else {
+            theirs = {} if torch is None or k >= 2 else {
                 "F": lambda k=k: torch_calls(torch, name, host, extra, device)[k]}
             rows.append(compare(SUITE, f"{label} {pass_}", ours, theirs, device, plan,
                                 bytes_moved=traffic_bytes(pass_, n, device)))
