@@ -60,6 +60,8 @@ template <class T> struct StatsKernel {
     T s = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
+      // The runs of one channel lie C * S apart: prefetch the next one.
+      prefetch_row(xn + C * S, n + 1 < n1 ? S : 0);
 #pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < S; ++i) s += xn[i] - shift;
     }
@@ -103,6 +105,8 @@ template <class T> struct GradSumKernel {
     for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
       const T* OK_RESTRICT g = dy + (n * C + c) * S;
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
+      prefetch_row(g + C * S, n + 1 < sh.n1(k) ? S : 0);
+      prefetch_row(xn + C * S, n + 1 < sh.n1(k) ? S : 0);
 #pragma omp simd reduction(+ : a, b)
       for (int64_t i = 0; i < S; ++i) {
         a += g[i];
