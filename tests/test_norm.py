@@ -325,3 +325,13 @@ def test_modules():
         assert len(mod.parameters()) == len(mod.grads())
     with pytest.raises(RuntimeError, match="forward"):
         norm.LayerNorm(3).backward(dy)
+
+
+@pytest.mark.parametrize("make", [lambda: norm.BatchNorm(6, affine=False, track_running_stats=False),
+                                  lambda: norm.BatchNorm(6), lambda: norm.GroupNorm(2, 6)])
+def test_modules_check_the_channel_count(make):
+    mod = make()
+    for bad in (np.ones((4, 5), np.float32), np.ones((4, 4, 3), np.float32), np.ones(6, np.float32)):
+        with pytest.raises(ValueError, match=r"x: expected shape \(N, 6, \.\.\.\)"):
+            mod.forward(bad)
+    assert mod.forward(np.random.default_rng(0).standard_normal((4, 6, 3)).astype(np.float32)).shape == (4, 6, 3)

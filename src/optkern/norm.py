@@ -629,6 +629,13 @@ class _NormModule:
     def __call__(self, x, training=True):
         return self.forward(x, training=training)
 
+    def _check_channels(self, x, C, what):
+        """x must be (N, C, ...) with this module's C (else the error would blame weight)."""
+        shape = getattr(x, "shape", None)
+        if shape is not None and (len(shape) < 2 or shape[1] != C):
+            raise ValueError(f"x: expected shape (N, {C}, ...) for {type(self).__name__}({what}={C}), "
+                             f"got {tuple(shape)}")
+
     def _need_forward(self):
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward(x) first")
@@ -655,9 +662,11 @@ class BatchNorm(_NormModule):
         self.running_mean = self._full(C, 0, sdt) if track_running_stats else None
         self.running_var = self._full(C, 1, sdt) if track_running_stats else None
         self.num_batches_tracked = 0
+        self.num_features = C
 
     def forward(self, x, training=True):
         """Normalize x; returns y."""
+        self._check_channels(x, self.num_features, "num_features")
         use_batch = training or self.running_mean is None
         y, self._saved = batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                                     training=use_batch, momentum=self.momentum, eps=self.eps)
@@ -714,11 +723,13 @@ class GroupNorm(_NormModule):
         if C % self.num_groups:
             raise ValueError(f"num_groups: must divide num_channels={C}, got {self.num_groups}")
         self.eps = _eps(eps)
+        self.num_channels = C
         if affine:
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
 
     def forward(self, x, training=True):
         """Normalize x (``training`` is ignored)."""
+        self._check_channels(x, self.num_channels, "num_channels")
         y, self._saved = group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         self._x = x
         return y
