@@ -153,6 +153,22 @@ def test_lanczos_basis_is_orthonormal_and_tridiagonalizes(problem):
     assert np.abs(Qn @ Qn.T - np.eye(60)).max() > 1e-6
 
 
+def test_lanczos_returns_ritz_pairs_on_request(problem):
+    *_, op, H, evals, _ = problem
+    alpha, beta, theta, U = hessian.lanczos(op, 80, seed=4, return_ritz=True)
+    assert theta.shape == (len(alpha),) and U.shape == (H.shape[0], len(alpha))
+    np.testing.assert_allclose(U.T @ U, np.eye(len(alpha)), atol=1e-10)
+    # The extreme Ritz pairs have converged: eigenpairs of H.
+    for i in (-1, -2, 0):
+        u = U[:, i]
+        assert np.linalg.norm(H @ u - theta[i] * u) <= 1e-6 * np.abs(evals).max()
+    np.testing.assert_allclose(theta[-2:], evals[-2:], rtol=1e-8)
+    # With the basis too: (alpha, beta, Q, theta, U), U = Q^T S.
+    *_, Q, theta2, U2 = hessian.lanczos(op, 80, seed=4, return_vectors=True, return_ritz=True)
+    np.testing.assert_array_equal(theta2, theta)
+    np.testing.assert_allclose(U2, U, atol=1e-14)
+
+
 def test_lanczos_stops_on_an_invariant_subspace():
     A = np.diag([3.0, 2.0, 1.0, 1.0, 1.0])
     alpha, beta = hessian.lanczos(A, 5, v0=np.ones(5))

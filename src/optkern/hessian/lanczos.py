@@ -86,7 +86,8 @@ class _Lanczos:
         return np.array(self.alpha), np.array(self.beta[:-1]), self.beta[-1]
 
 
-def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vectors: bool = False, seed: int = 0):
+def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vectors: bool = False, seed: int = 0,
+            return_ritz: bool = False):
     """Run ``steps`` Lanczos iterations on the symmetric operator ``op``.
 
     Args:
@@ -98,13 +99,17 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
         pass) or ``"none"`` (three-term recurrence; cheaper, loses orthogonality).
       return_vectors: also return the basis.
       seed: seed of the default start vector.
+      return_ritz: also return the Ritz pairs of ``T``: values ``theta``
+        (ascending, float64 NumPy) and vectors ``U = Q^T S`` (``n x m``, columns,
+        the op's array module), so ``A U[:, i] ~ theta[i] U[:, i]``.
 
     Returns:
       ``(alpha, beta)`` as float64 NumPy arrays: the diagonal (``m``) and the
       off-diagonal (``m - 1``) of ``T = Q^T A Q``; with ``return_vectors``,
       ``(alpha, beta, Q)`` where ``Q`` (``m x n``, the op's array module) holds
       the orthonormal Lanczos vectors as ROWS, so Ritz vectors are ``Q.T @ S``
-      for eigenvectors ``S`` of ``T``.
+      for eigenvectors ``S`` of ``T``; with ``return_ritz``, ``(theta, U)`` is
+      appended to whichever of the two tuples is returned.
     """
     op = as_operator(op)
     steps = _backend.integer("steps", steps, lo=1)
@@ -112,9 +117,12 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
     while not lz.done:
         lz.step()
     alpha, beta, _ = lz.result()
-    if return_vectors:
-        return alpha, beta, lz.Q[:lz.steps]
-    return alpha, beta
+    out = (alpha, beta) + ((lz.Q[:lz.steps],) if return_vectors else ())
+    if return_ritz:
+        theta, S = _tridiag_eigh(alpha, beta)
+        Q = lz.Q[:lz.steps]
+        out += (theta, Q.T @ op.xp.asarray(S, dtype=Q.dtype))
+    return out
 
 
 @dataclass
