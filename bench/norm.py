@@ -2,6 +2,8 @@
 
     python bench/norm.py [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
 
+Writes the results as JSON too (default bench/results-<suite>-<device>.json).
+
 Same as `optkern bench norm ...`; the cases and byte counts are documented in
 optkern/benchmarks/norm.py.
 """

@@ -139,3 +139,19 @@ def test_case_definitions_follow_the_issues():
         "Adam": 28, "AdamW": 28, "SGD-momentum": 20, "Adagrad": 20}
     assert bnorm.traffic_bytes("fwd", 10, "cuda") == 80 and bnorm.traffic_bytes("fwd+bwd", 10, "cpu") == 280
     assert [s for _, s, _ in bnorm.cases(quick=True)][0] == (8192 // 16, 1024)
+
+
+def test_bench_wrappers_write_json_by_default():
+    """bench/*.py print the table and write JSON: the default path unless --json names one."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "_run.py"
+    spec = importlib.util.spec_from_file_location("bench_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    out = run.default_json("norm", ["--device", "cuda", "--quick"])
+    assert out[0] == "--json" and out[1].endswith("bench/results-norm-cuda-quick.json")
+    assert run.default_json("optim", [])[1].endswith("bench/results-optim-cpu.json")
+    assert run.default_json("hvp", ["--device=cuda"])[1].endswith("results-hvp-cuda.json")
+    assert run.default_json("optim", ["--json", "x.json"]) == []
