@@ -185,12 +185,41 @@ def _bad_inputs(tmp):
     p = tmp / "data.txt"
     p.write_text("1,2\n")
     cases["unknown extension"] = str(p)
+    p = tmp / "folder.csv"
+    p.mkdir()
+    cases["a directory"] = str(p)
+    p = tmp / "empty.csv"
+    p.write_text("")
+    cases["empty csv"] = str(p)
+    p = tmp / "header_only.csv"
+    p.write_text("a,b,label\n")
+    cases["csv with only a header"] = str(p)
+    p = tmp / "nan_first.csv"
+    p.write_text("\n".join(["nan,1,0"] + [f"{i},{i * 0.5},{i % 2}" for i in range(1, 20)]) + "\n")
+    cases["csv with NaN in the first row"] = str(p)
+    x, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2
+    npz = {"scalar y": dict(x=x, y=np.array(1)), "no feature columns": dict(x=x[:, :0], y=y),
+           "complex features": dict(x=x + 1j, y=y), "string labels": dict(x=x, y=np.array(["cat", "dog"] * 10))}
+    for name, arrays in npz.items():
+        p = tmp / (name.replace(" ", "_") + ".npz")
+        np.savez(p, **arrays)
+        cases[name] = str(p)
     return cases
 
 
-@pytest.mark.parametrize("case", ["missing file", "csv with a short row", "csv with only a label column",
-                                  "csv with NaN", "csv with text", "npz without y", "more classes than fit",
-                                  "fractional labels", "x and y lengths differ", "unknown extension"])
+# The message must name the problem, not just the file.
+BAD_DATA_WORDS = {
+    "missing file": "no such file", "csv with a short row": "columns", "csv with only a label column": "feature column",
+    "csv with NaN": "NaN", "csv with text": "numeric", "npz without y": "'y'", "more classes than fit": "does not fit",
+    "fractional labels": "integers", "x and y lengths differ": "n == len(y)", "unknown extension": "unsupported",
+    "a directory": "directory", "empty csv": "empty", "csv with only a header": "no data rows",
+    "csv with NaN in the first row": "NaN", "scalar y": "one-dimensional", "no feature columns": "no feature columns",
+    "complex features": "real numbers", "string labels": "labels must be integers",
+}
+
+
+@pytest.mark.filterwarnings("error")  # a warning (say numpy's on an empty file) must not reach stderr either
+@pytest.mark.parametrize("case", list(BAD_DATA_WORDS))
 def test_bad_data_gives_one_line_and_exit_code_2(case, tmp_path, capsys):
     path = _bad_inputs(tmp_path)[case]
     rc = cli.main(["study", "--data", path, "--out", str(tmp_path / "out"), "--quiet"])
@@ -199,7 +228,23 @@ def test_bad_data_gives_one_line_and_exit_code_2(case, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("optkern study: error: ") and os.path.basename(path) in lines[0]
+    assert BAD_DATA_WORDS[case] in lines[0], lines[0]
     assert not (tmp_path / "out" / "report.md").exists()
+
+
+@pytest.mark.parametrize("data, batch", [("n81.npz", None), (None, "479")])
+def test_batch_norm_with_a_one_row_last_batch(data, batch, tmp_path):
+    # 81 samples -> 65 training rows: batch 64 leaves one row; digits' 1,438 rows do at 479.
+    args = ["study", *TINY[:3], "--norms", "batch", *TINY[5:], "--no-plots", "--out", str(tmp_path / "out")]
+    if data:
+        rng = np.random.default_rng(0)
+        np.savez(tmp_path / data, x=rng.standard_normal((81, 4)), y=np.arange(81) % 3)
+        args += ["--data", str(tmp_path / data)]
+    if batch:
+        args += ["--batch-size", batch]
+    assert cli.main(args) == 0
+    run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    assert run["status"] == "done" and math.isfinite(run["history"]["train_loss"][-1])
 
 
 @pytest.mark.parametrize("args, word", [(["--optimizers", "sgd,lion"], "lion"), (["--norms", "group"], "group"),

@@ -43,6 +43,13 @@ def test_npz_and_csv_round_trip(tmp_path):
     (lambda p: np.savez(p, x=np.full((20, 2), np.nan), y=np.arange(20) % 2), "NaN"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.arange(20)), "does not fit"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 1.5)), "non-negative integers"),
+    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(1)), "one-dimensional"),
+    (lambda p: np.savez(p, x=np.ones((20, 0)), y=np.arange(20) % 2), "no feature columns"),
+    (lambda p: np.savez(p, x=np.ones((20, 2)) * 1j, y=np.arange(20) % 2), "real numbers"),
+    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
+    (lambda p: np.savez(p, x=np.ones((20, 2)), y=(np.arange(20) % 2) * 2.0 ** 62), "not a classification"),
+    (lambda p: open(p, "wb").write(b"not a zip"), "not a readable .npz"),
+    (lambda p: p.mkdir(), "is a directory"),
 ])
 def test_bad_npz(tmp_path, make, msg):
     p = tmp_path / "bad.npz"
@@ -64,3 +71,41 @@ def test_bad_csv_and_extension(tmp_path):
     r.write_text("1,2")
     with pytest.raises(DataError, match="unsupported"):
         load_file(str(r))
+
+
+@pytest.mark.filterwarnings("error")  # numpy warns on an empty file: that must not leak
+@pytest.mark.parametrize("text, msg", [("", "empty"), ("\n \n# a comment\n", "empty"),
+                                       ("a,b,label\n", "no data rows")])
+def test_empty_csv(tmp_path, text, msg):
+    p = tmp_path / "e.csv"
+    p.write_text(text)
+    with pytest.raises(DataError, match=msg):
+        load_file(str(p))
+
+
+@pytest.mark.parametrize("first", ["0.000000e+00,0,0", "1e-3,-2,1", "inf,1,0", "nan,1,0"])
+def test_a_numeric_first_row_is_data_not_a_header(tmp_path, first):
+    p = tmp_path / "d.csv"
+    p.write_text("\n".join([first] + [f"{i},{i * i},{i % 2}" for i in range(1, 20)]) + "\n")
+    if "inf" in first or "nan" in first:  # kept, so the finiteness check sees it
+        with pytest.raises(DataError, match="NaN or Inf"):
+            load_file(str(p))
+    else:
+        assert load_file(str(p)).x.shape == (20, 2)
+
+
+def test_csv_header_and_byte_order_mark(tmp_path):
+    rows = [f"{i},{i * i},{i % 2}" for i in range(20)]
+    for name, text, enc in [("h.csv", "\n".join(["x1,x2,label", *rows]), "utf-8"),
+                            ("bom.csv", "\n".join(rows), "utf-8-sig")]:
+        (tmp_path / name).write_text(text, encoding=enc)
+        assert load_file(str(tmp_path / name)).x.shape == (20, 2), name
+
+
+def test_huge_features_standardize_without_overflow(tmp_path):
+    x = np.random.default_rng(0).standard_normal((20, 2))
+    x[:, 0] *= 1e300  # its variance overflows float64, the values overflow float32
+    np.savez(tmp_path / "big.npz", x=x, y=np.arange(20) % 2)
+    d = load_file(str(tmp_path / "big.npz"))
+    assert np.all(np.isfinite(d.x))
+    np.testing.assert_allclose(d.x.std(0), 1, rtol=1e-5)

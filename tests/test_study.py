@@ -23,10 +23,29 @@ def test_checkpoint_epochs_include_first_and_last():
 
 @pytest.mark.parametrize("kw, word", [(dict(optimizers=["adam", "lion"]), "lion"), (dict(norms=[]), "norms"),
                                       (dict(threads=0), "threads"), (dict(hidden=(64, 0)), "hidden"),
-                                      (dict(lanczos_steps=0), "lanczos_steps"), (dict(device="tpu"), "device")])
+                                      (dict(lanczos_steps=0), "lanczos_steps"), (dict(device="tpu"), "device"),
+                                      (dict(norms=["batch"], batch_size=1), "batch_size"),
+                                      (dict(norms=["none", "batch"], curvature_batch=1), "curvature_batch")])
 def test_config_validation_names_the_field(kw, word):
     with pytest.raises(ValueError, match=word):
         runner.StudyConfig(**kw).validate()
+
+
+@pytest.mark.parametrize("n, size", [(65, 64), (1025, 1024), (129, 64), (128, 64), (64, 64), (7, 1), (1, 8)])
+def test_batches_cover_every_row_and_never_leave_one_alone(n, size):
+    sl = runner.batches(n, size)
+    assert [s.start for s in sl] == [0, *(s.stop for s in sl[:-1])] and sl[-1].stop == n
+    sizes = [s.stop - s.start for s in sl]
+    assert max(sizes) <= size + 1 and (n == 1 or size == 1 or min(sizes) >= 2), sizes
+
+
+def test_evaluate_with_batch_norm_and_one_row_left_over():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((9, 3)).astype(np.float32), np.arange(9) % 2
+    model = MLP([3, 4, 2], norm="batch", dtype=np.float32)
+    params = model.init_params(seed=0)
+    loss, acc = runner.evaluate(model, params, x, y, batch=4)  # 4 + 5, not 4 + 4 + 1
+    assert np.isfinite(loss) and 0 <= acc <= 1
 
 
 def test_limit_threads_sets_and_restores_both_pools():

@@ -77,6 +77,9 @@ class StudyConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"hidden: expected positive layer widths, got {list(self.hidden)}")
+        if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows
+            name = "batch_size" if self.batch_size < 2 else "curvature_batch"
+            raise ValueError(f"{name}: batch norm needs at least 2 samples, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
 
@@ -100,14 +103,24 @@ def make_optimizer(name: str, params):
     return getattr(optim, cls_name)([params], **hp), dict(hp)
 
 
+def batches(n: int, size: int) -> list:
+    """Slices of at most ``size`` rows covering ``range(n)``. A trailing batch
+    of one row joins the one before it: batch norm cannot normalize a single
+    row, and dropping it would lose a sample."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
+
+
 def evaluate(model, params, x, y, batch: int = 1024):
     """Mean loss and accuracy over (x, y), in batches (eval-free: the model has
     no dropout and batch norm uses the batch's statistics)."""
     n = x.shape[0]
     tot_loss = 0.0
     correct = 0.0
-    for s in range(0, n, batch):
-        xb, yb = x[s:s + batch], y[s:s + batch]
+    for sl in batches(n, batch):
+        xb, yb = x[sl], y[sl]
         m = xb.shape[0]
         tot_loss += float(model.loss(params, xb, yb)) * m
         correct += float(model.accuracy(params, xb, yb)) * m
@@ -173,7 +186,7 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
     params = model.init_params(seed=cfg.seed)  # same start for every optimizer
     opt, hp = make_optimizer(name, params)
     n = train.x.shape[0]
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = len(batches(n, cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
     warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
     sched = schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1))) if total > 1 else None
@@ -228,8 +241,8 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
                 t = time.perf_counter()
                 perm = xp.asarray(rng.permutation(n))
                 tot = 0.0
-                for s in range(0, n, cfg.batch_size):
-                    idx = perm[s:s + cfg.batch_size]
+                for sl in batches(n, cfg.batch_size):
+                    idx = perm[sl]
                     loss, grad = model.loss_and_grad(params, xtr[idx], ytr[idx])
                     opt.step([grad])
                     if sched is not None:
