@@ -92,14 +92,56 @@ def test_clip_edge_cases_and_bad_input():
         clip_grad_norm_([g], -1.0)
     with pytest.raises(ValueError, match="norm_type: must be >= 1 or inf"):
         clip_grad_norm_([g], 1.0, norm_type=0.5)
-    with pytest.raises(TypeError, match=r"arrays\[1\]: expected float64, got float32"):
+    with pytest.raises(TypeError, match=r"^grads\[1\]: expected float64, got float32"):
         clip_grad_norm_([g, g.astype(np.float32)], 1.0)
     with pytest.raises(ValueError, match="clip_value"):
         clip_grad_value_([g], -1.0)
     ro = np.ones(3)
     ro.flags.writeable = False
-    with pytest.raises(ValueError, match=r"arrays\[0\]: array is read-only"):
+    with pytest.raises(ValueError, match=r"^grads\[0\]: array is read-only"):
         clip_grad_value_([ro], 1.0)
+
+
+def _misaligned(n):
+    return np.frombuffer(np.zeros(8 * n + 1, np.uint8).data, dtype=np.float64, count=n, offset=1)
+
+
+def _read_only(n):
+    a = np.full(n, 10.0)
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    (lambda g: _read_only(5), ValueError, r"^grads\[2\]: array is read-only"),
+    (lambda g: np.full((5, 2), 10.0)[:, 0], ValueError, r"^grads\[2\]: array must be C-contiguous"),
+    (lambda g: _misaligned(5), ValueError, r"^grads\[2\]: array data is misaligned"),
+    (lambda g: np.full(5, 10, np.int64), TypeError, r"^grads\[2\]: expected float64, got int64"),
+    (lambda g: g[0][1:3], ValueError, r"^grads\[2\] shares memory with grads\[0\]"),
+    (lambda g: g[1], ValueError, r"^grads\[\d\] shares memory with grads\[\d\]"),
+])
+@pytest.mark.parametrize("clip", ["norm", "norm_out", "value"])
+def test_bad_grads_are_named_and_nothing_is_written(clip, bad, exc, msg):
+    """Errors name ``grads[i]`` (not the native ``arrays``), before anything, ``out`` included, is written."""
+    grads = [np.full(7, 10.0), np.full(3, -10.0)]
+    grads.append(bad(grads))
+    before = [g.copy() for g in grads]
+    out = np.full(1, -1.0)
+    with pytest.raises(exc, match=msg):
+        if clip == "value":
+            clip_grad_value_(grads, 1.0)
+        else:
+            clip_grad_norm_(grads, 1.0, out=out if clip == "norm_out" else None)
+    for g, b in zip(grads, before):
+        assert np.array_equal(g, b)
+    assert out[0] == -1.0
+
+
+def test_out_aliasing_grads_names_grads():
+    g = np.full(4, 10.0)
+    with pytest.raises(ValueError, match=r"^out\[0\] shares memory with grads\[0\]"):
+        clip_grad_norm_([g], 1.0, out=g[1:2])
+    assert np.array_equal(g, np.full(4, 10.0))
 
 
 def test_clip_grad_norm_writes_out_buffer():

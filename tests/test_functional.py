@@ -132,3 +132,27 @@ def test_single_array_and_float32():
     F.adam_(p, g, m, v, step=1, lr=0.1)  # bare arrays are one-element lists
     R.adam_step(want, g.astype(np.float64), {}, 1, lr=0.1)
     np.testing.assert_allclose(p, want, rtol=1e-6, atol=1e-6)
+
+
+def test_grads_must_match_the_params_shapes():
+    """The native calls compare sizes; a transposed gradient is caught here, before any write."""
+    p = np.ones((2, 3))
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    with pytest.raises(ValueError, match=r"^grads\[0\]: expected shape \(2, 3\), got \(3, 2\)$"):
+        F.sgd_([p], [np.ones((3, 2))], lr=0.1)
+    with pytest.raises(ValueError, match=r"^grads\[1\]: expected shape \(2, 3\), got \(6,\)$"):
+        F.adam_([p, p.copy()], [np.ones((2, 3)), np.ones(6)], [m, m.copy()], [v, v.copy()], step=1)
+    assert (p == 1).all() and not m.any() and not v.any()
+    with pytest.raises(ValueError, match=r"^grads\[0\]: expected 6 elements, got 5"):  # sizes: native check
+        F.sgd_([p], [np.ones(5)], lr=0.1)
+
+
+@pytest.mark.parametrize("fn", [F.adam_, F.adamw_, F.nadam_])
+def test_betas_are_named_by_their_keywords(fn):
+    p = np.ones(3)
+    m, v = np.zeros(3), np.zeros(3)
+    with pytest.raises(ValueError, match=r"^beta1: must be in \[0.0, 1.0\), got 1.0$"):
+        fn([p], [p.copy()], [m], [v], step=1, beta1=1.0)
+    with pytest.raises(ValueError, match=r"^beta2: must be in \[0.0, 1.0\), got 1.5$"):
+        fn([p], [p.copy()], [m], [v], step=1, beta2=1.5)
+    assert (p == 1).all() and not m.any() and not v.any()

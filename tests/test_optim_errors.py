@@ -37,6 +37,8 @@ def adam():
     (lambda g, p: [p[0]] + g[1:], ValueError, r"grads\[0\] shares memory with params\[0\]"),
     (lambda g, p: g[:1] + [list(g[1])] + g[2:], TypeError, r"grads\[1\]: expected a numpy.ndarray, got list"),
     (lambda g, p: g[:2] + [g[2].astype(np.int32)], TypeError, r"grads\[2\]: expected float32, got int32"),
+    (lambda g, p: g[:1] + [g[1].reshape(10, 100)] + g[2:], ValueError,
+     r"grads\[1\]: expected shape \(1000,\), got \(10, 100\)"),
 ])
 def test_bad_grads(adam, mutate, exc, msg):
     params, grads, opt = adam
@@ -57,6 +59,53 @@ def test_misaligned_grad():
     assert _snapshot(params) == before
 
 
+@pytest.mark.parametrize("groups", [1, 2], ids=["one_native_call", "two_native_calls"])
+def test_grad_of_another_shape(groups):
+    p = np.ones((2, 3))
+    params = [p] if groups == 1 else [np.ones(4), p]
+    opt = O.SGD(params if groups == 1 else [{"params": params[:1]}, {"params": params[1:]}], lr=0.1)
+    i = groups - 1
+    grads = [np.ones(4)] * i + [np.ones((3, 2))]
+    with pytest.raises(ValueError, match=rf"^grads\[{i}\]: expected shape \(2, 3\), got \(3, 2\)$"):
+        opt.step(grads)
+    assert all((q == 1).all() for q in params)
+
+
+def _misaligned(n, dtype=np.float32):
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(np.zeros(n * size + 1, np.uint8).data, dtype=dtype, count=n, offset=1)
+
+
+@pytest.mark.parametrize("spoil,msg", [
+    (lambda opt, params: setattr(params[2].flags, "writeable", False), r"^params\[2\]: array is read-only"),
+    (lambda opt, params: setattr(opt.state_dict()["state"][2]["exp_avg_sq"].flags, "writeable", False),
+     r"^state\[2\]\['exp_avg_sq'\]: array is read-only"),
+    (lambda opt, params: opt.param_groups[1]["params"].__setitem__(1, _misaligned(7)),
+     r"^params\[2\]: array data is misaligned"),
+])
+def test_every_param_and_state_array_is_checked_before_any_write(spoil, msg):
+    """Group 1's arrays are checked before group 0's native call writes (and creates state)."""
+    params, grads = _setup()
+    opt = O.Adam([{"params": params[:1]}, {"params": params[1:]}], lr=0.01)
+    opt.step(grads)
+    spoil(opt, params)
+    before = _snapshot(params, opt)
+    with pytest.raises(ValueError, match=msg):
+        opt.step(grads)
+    assert _snapshot(params, opt) == before
+
+
+def test_read_only_param_of_a_later_group_creates_no_state():
+    params, grads = _setup()
+    opt = O.Adam([{"params": params[:2]}, {"params": params[2:]}], lr=0.01)
+    params[2].flags.writeable = False
+    before = _snapshot(params, opt)
+    with pytest.raises(ValueError, match=r"^params\[2\]: array is read-only"):
+        opt.step(grads)
+    assert _snapshot(params, opt) == before
+    assert opt.state_dict()["state"] == {}
+
+
 def test_read_only_and_bad_params_rejected_at_construction():
     params, _ = _setup()
     params[1].flags.writeable = False
@@ -66,6 +115,8 @@ def test_read_only_and_bad_params_rejected_at_construction():
         O.Adam([np.zeros(3, np.int64)])
     with pytest.raises(ValueError, match="C-contiguous"):
         O.Adam([np.zeros((4, 4))[:, 0]])
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['params'\]\[0\]: array data is misaligned"):
+        O.Adam([{"params": params[:1]}, {"params": [_misaligned(4)]}])
     with pytest.raises(ValueError, match="empty parameter list"):
         O.Adam([])
     p = np.zeros(3)
@@ -126,6 +177,8 @@ def test_every_group_is_checked_before_any_write():
         opt.step(grads[:2] + [params[2]])
     with pytest.raises(ValueError, match=r"grads\[2\] shares memory"):
         opt.step(grads[:2] + [opt.state_dict()["state"][2]["momentum_buffer"]])
+    with pytest.raises(ValueError, match=r"grads\[2\]: expected shape \(7,\), got \(1, 7\)"):
+        opt.step(grads[:2] + [grads[2].reshape(1, 7)])
     assert _snapshot(params, opt) == before
 
 
@@ -140,6 +193,14 @@ def test_every_group_is_checked_before_any_write():
     (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(1, np.float32)), TypeError, r"b_sq: expected float64"),
     (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=0.0), ValueError, r"mu_product"),
     (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, lr=-1.0), ValueError, r"^lr"),
+    (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in \[0.0, 1.0\)"),
+    (lambda p, g, s: F.adamw_(p, g, s[0], s[1], step=1, beta2=-0.1), ValueError, r"^beta2: must be in"),
+    (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in"),
+    (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, beta2="x"), TypeError, r"^beta2: expected a real"),
+    (lambda p, g, s: F.sgd_(p, g[:1] + [g[1].reshape(100, 10)] + g[2:], lr=0.1), ValueError,
+     r"^grads\[1\]: expected shape \(1000,\), got \(100, 10\)"),
+    (lambda p, g, s: F.adam_(p, g[:2] + [g[2].reshape(7, 1)], s[0], s[1], step=1), ValueError,
+     r"^grads\[2\]: expected shape \(7,\), got \(7, 1\)"),
 ])
 def test_functional_bad_input(call, exc, msg):
     params, grads = _setup()

@@ -1,7 +1,9 @@
 """Gradient clipping over lists of arrays, in place (torch.nn.utils.clip_grad_*_ semantics)."""
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 
 import numpy as np
 
@@ -19,6 +21,65 @@ def _norm_type(norm_type) -> float:
     if not (p >= 1.0):
         raise ValueError(f"norm_type: must be >= 1 or inf, got {p}")
     return p
+
+
+def _span(a, on_gpu: bool):
+    """(first byte, one past the last byte) of an array's buffer."""
+    ptr = a.data.ptr if on_gpu else a.__array_interface__["data"][0]
+    return ptr, ptr + a.nbytes
+
+
+def _check_grads(grads, on_gpu: bool) -> None:
+    """The native checks of ``grads`` (written in place), in Python and naming ``grads[i]``.
+
+    Done before the first native call: clip_grad_norm_'s first call writes ``out`` and only
+    its second one would see a read-only or aliasing gradient.
+    """
+    dt = grads[0].dtype
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"grads[0]: expected float32 or float64, got {dt}")
+    spans = []
+    for i, g in enumerate(grads):
+        name = f"grads[{i}]"
+        if g.dtype != dt:
+            raise TypeError(f"{name}: expected {dt}, got {g.dtype}")
+        if not g.flags.c_contiguous:
+            raise ValueError(f"{name}: array must be C-contiguous")
+        if not on_gpu and not g.flags.writeable:
+            raise ValueError(f"{name}: array is read-only")
+        lo, hi = _span(g, on_gpu)
+        if lo % g.itemsize:
+            raise ValueError(f"{name}: array data is misaligned")
+        if hi > lo:
+            spans.append((lo, hi, i))
+    _check_no_overlap(spans)
+
+
+def _check_no_overlap(spans) -> None:
+    """Raise if two (lo, hi, index) spans overlap: one array twice would be scaled twice."""
+    spans.sort()
+    far = None  # the span reaching furthest so far
+    for s in spans:
+        if far is not None and s[0] < far[1]:
+            raise ValueError(f"grads[{s[2]}] shares memory with grads[{far[2]}] "
+                             "(aliasing arrays cannot be updated in place)")
+        if far is None or s[1] > far[1]:
+            far = s
+
+
+_NATIVE_NAME = re.compile(r"\barrays(?=[\[:])")
+
+
+@contextlib.contextmanager
+def _grads_named():
+    """Errors of the native calls say ``grads`` where they say ``arrays`` (their parameter's name)."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = _NATIVE_NAME.sub("grads", str(e))
+        if msg == str(e):
+            raise
+        raise type(e)(msg) from None
 
 
 def _norm_out(out, like, xp):
@@ -66,8 +127,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if not grads:
         return 0.0
     xp = _backend.array_module(grads[0])
+    _check_grads(grads, xp is not np)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
-    total = mod.grad_norm(grads, p, buf)
+    with _grads_named():  # what is left to the native checks: out aliasing grads, devices
+        total = mod.grad_norm(grads, p, buf)
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
         if not math.isfinite(value):
@@ -78,7 +141,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
                     raise ValueError(f"grads[{i}]: contains non-finite values; the total norm of order {p} "
                                      f"is {value} (pass error_if_nonfinite=False to clip anyway)")
             raise ValueError(f"grads: the total norm of order {p} is {value}")
-    mod.clip_scale_(grads, max_norm, buf)
+    with _grads_named():
+        mod.clip_scale_(grads, max_norm, buf)
     return (buf if out is None else out) if total is None else total
 
 
@@ -92,4 +156,7 @@ def clip_grad_value_(grads, clip_value) -> None:
     grads = _backend.as_list(grads, "grads")
     mod = _backend.backend(("grads", grads))
     clip_value = _backend.nonnegative("clip_value", clip_value)
-    mod.clamp_(grads, clip_value)
+    if grads:
+        _check_grads(grads, _backend.is_cupy(grads[0]))
+    with _grads_named():
+        mod.clamp_(grads, clip_value)

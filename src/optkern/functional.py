@@ -3,11 +3,11 @@
 Every function updates ``params`` and the state lists in place with one native
 call (one OpenMP region on the CPU, one launch per chunk table on the GPU),
 using torch.optim's formulas and defaults. Arrays are NumPy (CPU) or CuPy
-(CUDA), all of one dtype (float32 or float64), C-contiguous; state lists match
-``params`` in length and sizes. Per-step scalars (bias corrections, the
-decayed learning rate, NAdam's momentum schedule) are computed here on the
-host. Hyper-parameters are checked before anything is written; a bad one
-raises ValueError (or TypeError) naming it.
+(CUDA), all of one dtype (float32 or float64), C-contiguous; ``grads`` match
+``params`` in length and shapes, state lists in length and sizes. Per-step
+scalars (bias corrections, the decayed learning rate, NAdam's momentum
+schedule) are computed here on the host. Hyper-parameters are checked before
+anything is written; a bad one raises ValueError (or TypeError) naming it.
 
 The ``_check_*`` functions validate and normalise hyper-parameters and the
 ``_*_call`` functions compute host scalars and call the native module; the
@@ -17,6 +17,7 @@ validates once.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 import numpy as np
 
@@ -45,7 +46,29 @@ def _lists(params, grads, **states):
     grads = _backend.as_list(grads, "grads")
     out = {k: (None if v is None else _backend.as_list(v, k)) for k, v in states.items()}
     named = [("params", params), ("grads", grads)] + [(k, v) for k, v in out.items() if v is not None]
-    return _backend.backend(*named), params, grads, out
+    mod = _backend.backend(*named)
+    _check_shapes(params, grads)
+    return mod, params, grads, out
+
+
+_shape = attrgetter("shape")
+
+
+def _check_shapes(params, grads):
+    """Raise ValueError naming the first grad with its param's size but another shape.
+
+    The native calls compare sizes only, and a transposed gradient would pass them.
+    Non-arrays and size mismatches are left to the native checks, which name them.
+    """
+    try:
+        if list(map(_shape, grads)) == list(map(_shape, params)):
+            return  # the common case, in one comparison
+    except AttributeError:
+        pass
+    for i, (p, g) in enumerate(zip(params, grads)):
+        shape = getattr(g, "shape", p.shape)
+        if shape != p.shape and getattr(g, "size", None) == p.size:
+            raise ValueError(f"grads[{i}]: expected shape {tuple(p.shape)}, got {tuple(shape)}")
 
 
 def _step_count(step) -> int:
@@ -226,14 +249,20 @@ def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e
 
 # ---- Adam / AdamW -------------------------------------------------------------------
 
-def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+_BETA_KEYWORDS = ("beta1", "beta2")  # the functional API's names for betas[0], betas[1]
+
+
+def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
+                beta_names=None):
+    """``beta_names``: how errors name the betas (default ``betas[0]``, ``betas[1]``)."""
     n = _namer(where)
     try:
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise ValueError(f"{n('betas')}: expected a pair (beta1, beta2), got {betas!r}") from None
-    return (nonnegative(n("lr"), lr), in_range(n("betas") + "[0]", beta1, 0.0, 1.0, hi_open=True),
-            in_range(n("betas") + "[1]", beta2, 0.0, 1.0, hi_open=True), positive(n("eps"), eps),
+    b1, b2 = beta_names or (n("betas") + "[0]", n("betas") + "[1]")
+    return (nonnegative(n("lr"), lr), in_range(b1, beta1, 0.0, 1.0, hi_open=True),
+            in_range(b2, beta2, 0.0, 1.0, hi_open=True), positive(n("eps"), eps),
             nonnegative(n("weight_decay"), weight_decay), _flag(n("amsgrad"), amsgrad),
             _flag(n("maximize"), maximize), _flag(n("decoupled_weight_decay"), decoupled_weight_decay))
 
@@ -261,7 +290,7 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, l
     mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
                                     max_exp_avg_sqs=max_exp_avg_sqs)
     hp = _check_adam("", lr, (beta1, beta2), eps, weight_decay, max_exp_avg_sqs is not None, maximize,
-                     decoupled_weight_decay)
+                     decoupled_weight_decay, _BETA_KEYWORDS)
     _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp,
                _step_count(step))
 
@@ -275,8 +304,9 @@ def adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, 
 
 # ---- NAdam -------------------------------------------------------------------------
 
-def _check_nadam(where, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay):
-    hp = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay)
+def _check_nadam(where, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay,
+                 beta_names=None):
+    hp = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay, beta_names)
     lr, beta1, beta2, eps, wd, _, maximize, decoupled = hp
     return lr, beta1, beta2, eps, wd, nonnegative(_namer(where)("momentum_decay"), momentum_decay), maximize, \
         decoupled
@@ -308,7 +338,7 @@ def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product=1.0, lr=2e-
     """
     mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
     hp = _check_nadam("", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize,
-                      decoupled_weight_decay)
+                      decoupled_weight_decay, _BETA_KEYWORDS)
     mu_product = _backend.in_range("mu_product", mu_product, 0.0, 1.0, lo_open=True)
     return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step),
                        mu_product)

@@ -16,6 +16,7 @@ import bisect
 import numpy as np
 
 from .. import _backend
+from .. import functional as F
 from . import _capturable
 
 
@@ -50,6 +51,23 @@ def _data_span(a):
     """(first byte, one past the last byte) of an array's buffer (NumPy or CuPy)."""
     ptr = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
     return ptr, ptr + a.nbytes
+
+
+def _misaligned(a, on_gpu: bool) -> bool:
+    # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
+    return a.data.ptr % a.itemsize != 0 if on_gpu else not a.flags.aligned
+
+
+def _check_written(a, dt, on_gpu: bool, name: str) -> None:
+    """The native checks of an array a step writes, in the native order and wording."""
+    if a.dtype != dt:
+        raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: array must be C-contiguous")
+    if not on_gpu and not a.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    if _misaligned(a, on_gpu):
+        raise ValueError(f"{name}: array data is misaligned")
 
 
 class Optimizer:
@@ -192,6 +210,8 @@ class Optimizer:
                 raise ValueError(f"{where}['params'][{i}]: array must be C-contiguous")
             if not _backend.is_cupy(p) and not p.flags.writeable:
                 raise ValueError(f"{where}['params'][{i}]: array is read-only")
+            if _misaligned(p, _backend.is_cupy(p)):
+                raise ValueError(f"{where}['params'][{i}]: array data is misaligned")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for i, p in enumerate(params):
             if id(p) in seen:
@@ -268,10 +288,11 @@ class Optimizer:
         """Update every parameter in place from ``grads``.
 
         Args:
-          grads: arrays matching the parameters of all groups, in order (one flat list).
+          grads: arrays matching the parameters of all groups in shape and dtype, in order
+            (one flat list).
 
-        Every group's hyper-parameters and every gradient are checked before the first
-        parameter is written; on error nothing changes.
+        Every group's hyper-parameters, every gradient and every parameter and state array
+        are checked before the first parameter is written; on error nothing changes.
         """
         if type(grads) is not list:
             grads = _backend.as_list(grads, "grads")
@@ -286,6 +307,8 @@ class Optimizer:
                 self._check_capturable_arrays(f"{where}['capturable']", runs[gi][0].params[0], lr_dev, where)
         if len(runs) != 1 or len(runs[0]) != 1:
             self._precheck(grads)
+        else:  # one native call checks everything before it writes, but compares sizes, not shapes
+            F._check_shapes(runs[0][0].params, grads)
         for gi, group_runs in enumerate(runs):
             hp, cap, lr_dev = checked[gi]
             for run in group_runs:
@@ -309,11 +332,12 @@ class Optimizer:
             run.extra = self._new_extra(run, hp)
 
     def _precheck(self, grads) -> None:
-        """Python-side gradient checks, for steps made of several native calls (the native
-        checks of a later call would come after an earlier call has written)."""
+        """Python-side checks of every param, state array and gradient, for steps made of several
+        native calls (the native checks of a later call would come after an earlier call has written)."""
         written = []
         for group_runs in self._runs:
             for run in group_runs:
+                self._check_run_arrays(run)
                 for name in self._needed_any(run):
                     written += [_data_span(a) for a in run.state[name] if a.nbytes]
                 written += [_data_span(p) for p in run.params if p.nbytes]
@@ -337,16 +361,35 @@ class Optimizer:
                                          f"{p.device.id}")
                     if g.size != p.size:
                         raise ValueError(f"{name}: expected {p.size} elements, got {g.size}")
+                    if g.shape != p.shape:
+                        raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
                     if not g.flags.c_contiguous:
                         raise ValueError(f"{name}: array must be C-contiguous")
-                    if g.nbytes and _data_span(g)[0] % g.itemsize:
+                    if not g.nbytes:
+                        continue
+                    lo, hi = _data_span(g)
+                    if lo % g.itemsize:
                         raise ValueError(f"{name}: array data is misaligned")
-                    if g.nbytes:
-                        lo, hi = _data_span(g)
-                        k = bisect.bisect_left(los, hi)  # written spans starting below hi
-                        if k and reach[k - 1] > lo:
-                            raise ValueError(f"{name} shares memory with a parameter or state array "
-                                             "(aliasing arrays cannot be updated in place)")
+                    k = bisect.bisect_left(los, hi)  # written spans starting below hi
+                    if k and reach[k - 1] > lo:
+                        raise ValueError(f"{name} shares memory with a parameter or state array "
+                                         "(aliasing arrays cannot be updated in place)")
+
+    def _check_run_arrays(self, run: _Run) -> None:
+        """A run's params and state as its native call would check them, named by global index.
+
+        A param can turn read-only after construction, and state arrays are the user's too
+        (``state_dict`` hands out the live arrays).
+        """
+        dt = run.params[0].dtype
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"params[{run.index[0]}]: expected float32 or float64, got {dt}")
+        on_gpu = run.mod is not _backend.cpu
+        names = self._needed_any(run)
+        for k, (i, p) in enumerate(zip(run.index, run.params)):
+            _check_written(p, dt, on_gpu, f"params[{i}]")
+            for name in names:
+                _check_written(run.state[name][k], dt, on_gpu, f"state[{i}][{name!r}]")
 
     def _needed_any(self, run: _Run):
         return [n for n in self._state_names if n in run.state]
