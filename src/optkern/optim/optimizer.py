@@ -26,7 +26,7 @@ class _Run:
     A group is one run unless a loaded state dict gave its params different step counts.
     """
 
-    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev")
+    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev", "_names")
 
     def __init__(self, index, params, mod, step=0, state=None, extra=None):
         self.index = list(index)  # global parameter indices
@@ -41,6 +41,7 @@ class _Run:
         # capturable mode: {"step": 0-d float64, "hp": float64 buffer, ...} on the params' device. While it
         # exists the device step counter is the truth; self.step then only counts step() calls.
         self.dev = None
+        self._names = None  # cached check names: (key, written names, grad names)
 
     def grads(self, grads):
         s = self.sel
@@ -51,6 +52,12 @@ def _data_span(a):
     """(first byte, one past the last byte) of an array's buffer (NumPy or CuPy)."""
     ptr = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
     return ptr, ptr + a.nbytes
+
+
+def _type_name(a) -> str:
+    """"list", "cupy.ndarray", ...: as the native checks name a wrong kind."""
+    t = type(a)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
 
 
 def _misaligned(a, on_gpu: bool) -> bool:
@@ -332,8 +339,34 @@ class Optimizer:
             run.extra = self._new_extra(run, hp)
 
     def _precheck(self, grads) -> None:
-        """Python-side checks of every param, state array and gradient, for steps made of several
-        native calls (the native checks of a later call would come after an earlier call has written)."""
+        """Checks of every param, state array and gradient, for steps made of several native calls
+        (the native checks of a later call would come after an earlier call has written)."""
+        runs = [run for group_runs in self._runs for run in group_runs]
+        if all(run.mod is _backend.cpu for run in runs) and len(grads) == sum(len(r.params) for r in runs):
+            self._precheck_native(runs, grads)
+        else:
+            self._precheck_python(grads)
+
+    def _precheck_native(self, runs, grads) -> None:
+        """One native pass (``precheck_step_``) over all runs of a NumPy step."""
+        spec = []
+        for run in runs:
+            names = self._needed_any(run)
+            written = run.params + [a for name in names for a in run.state[name]]
+            key = (tuple(names), len(run.params))
+            cached = run._names
+            if cached is None or cached[0] != key:
+                wn = [f"params[{i}]" for i in run.index] + [f"state[{i}][{n!r}]" for n in names for i in run.index]
+                cached = (key, wn, [f"grads[{i}]" for i in run.index])
+                run._names = cached
+            g = run.grads(grads)
+            if any(type(a) is not np.ndarray for a in g):  # the Python checks name the wrong kind
+                return self._precheck_python(grads)
+            spec.append((run.params[0].dtype, written, cached[1], g, run.params, cached[2]))
+        _backend.cpu.precheck_step_(spec)
+
+    def _precheck_python(self, grads) -> None:
+        """The same checks in Python (CuPy steps, unusual inputs)."""
         written = []
         for group_runs in self._runs:
             for run in group_runs:
@@ -353,7 +386,7 @@ class Optimizer:
                     name = f"grads[{i}]"
                     if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
                         kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
-                        raise TypeError(f"{name}: expected a {kind}, got {type(g).__module__}.{type(g).__name__}")
+                        raise TypeError(f"{name}: expected a {kind}, got {_type_name(g)}")
                     if g.dtype != p.dtype:
                         raise TypeError(f"{name}: expected {p.dtype}, got {g.dtype}")
                     if _backend.is_cupy(g) and g.device.id != p.device.id:
