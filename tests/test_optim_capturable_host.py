@@ -125,6 +125,9 @@ def _native(rule, device):
 
     def capturable(*args):
         checked(args[:-1])  # the native checks come first, at call time
+        hp = args[-1]  # cuda/optim.cu: add_buffer(hp, "hp", n) wants exactly n elements
+        if not isinstance(hp, ndarray) or hp.size != _capturable.HP_SIZE[rule]:
+            raise ValueError(f"hp: expected {_capturable.HP_SIZE[rule]} elements, got {np.size(hp)}")
         device.record_or_run(run_capturable)(*args)
 
     return device.record_or_run(run_plain), capturable

@@ -153,6 +153,11 @@ def restore(dev: dict, rule: str) -> None:
                                      np.int32(mu is not None)))
 
 
+def _native_hp(h, rule: str):
+    """The part of the hp buffer the native step reads (the rest saves counters for ``restore``)."""
+    return h[:HP_SIZE[rule]]
+
+
 def _lr_args(hp_buf, lr: float, lr_dev):
     """(lr_dev pointer, use_dev flag, host lr) as the kernels take them."""
     if lr_dev is None:
@@ -167,14 +172,14 @@ def sgd(mod, params, grads, bufs, hp, first, dev, lr_dev=None):
     h = dev["hp"]
     _launch("sgd_hp", h.device.id, (h, *_lr_args(h, lr, lr_dev), np.float64(1.0 if first else 0.0)))
     mod.sgd_capturable(params, grads, bufs if momentum != 0 else None, 0.0, momentum, dampening, wd, nesterov,
-                       maximize, False, textbook, h)
+                       maximize, False, textbook, _native_hp(h, "sgd"))
 
 
 def adagrad(mod, params, grads, sums, hp, dev, lr_dev=None):
     lr, lr_decay, wd, eps, maximize, _ = hp
     h = dev["hp"]
     _launch("adagrad_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev), np.float64(lr_decay)))
-    mod.adagrad_capturable(params, grads, sums, 0.0, eps, wd, maximize, h)
+    mod.adagrad_capturable(params, grads, sums, 0.0, eps, wd, maximize, _native_hp(h, "adagrad"))
 
 
 def rmsprop(mod, params, grads, square_avgs, grad_avgs, bufs, hp, dev, lr_dev=None):
@@ -182,14 +187,16 @@ def rmsprop(mod, params, grads, square_avgs, grad_avgs, bufs, hp, dev, lr_dev=No
     h = dev["hp"]
     _launch("lr_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev)))
     mod.rmsprop_capturable(params, grads, square_avgs, grad_avgs if centered else None,
-                           bufs if momentum > 0 else None, 0.0, alpha, eps, wd, momentum, nesterov, maximize, h)
+                           bufs if momentum > 0 else None, 0.0, alpha, eps, wd, momentum, nesterov, maximize,
+                           _native_hp(h, "rmsprop"))
 
 
 def adadelta(mod, params, grads, square_avgs, acc_deltas, hp, dev, lr_dev=None):
     lr, rho, eps, wd, maximize = hp
     h = dev["hp"]
     _launch("lr_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev)))
-    mod.adadelta_capturable(params, grads, square_avgs, acc_deltas, 0.0, rho, eps, wd, maximize, h)
+    mod.adadelta_capturable(params, grads, square_avgs, acc_deltas, 0.0, rho, eps, wd, maximize,
+                            _native_hp(h, "adadelta"))
 
 
 def adam(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp, dev, lr_dev=None):
@@ -199,7 +206,7 @@ def adam(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp, dev, lr
                                      np.float64(beta2), np.float64(wd), np.int32(decoupled)))
     l2 = 0.0 if decoupled else wd
     mod.adam_capturable(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None, 0.0, beta1,
-                        beta2, eps, l2, 1.0, 1.0, maximize, h)
+                        beta2, eps, l2, 1.0, 1.0, maximize, _native_hp(h, "adam"))
 
 
 def nadam(mod, params, grads, exp_avgs, exp_avg_sqs, hp, dev, lr_dev=None):
@@ -210,4 +217,4 @@ def nadam(mod, params, grads, exp_avgs, exp_avg_sqs, hp, dev, lr_dev=None):
                                       np.int32(decoupled)))
     l2 = 0.0 if decoupled else wd
     mod.nadam_capturable(params, grads, exp_avgs, exp_avg_sqs, 0.0, 0.0, beta1, beta2, eps, l2, 1.0, 1.0,
-                         maximize, h)
+                         maximize, _native_hp(h, "nadam"))
