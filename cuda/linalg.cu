@@ -134,7 +134,11 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
     throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
                           " elements");
   nc::no_overlap({nc::span("Q", Q, false), nc::span("w", w, true), nc::span("coeffs", coeffs, true)});
-  if (n == 0) return 0.0;
+  require_current_device(dev, "Q");
+  if (n == 0) {  // as on the CPU: no basis to project on, coefficients zero
+    if (k > 0) check_cuda(cudaMemsetAsync(cp, 0, size_t(k) * sizeof(double), current_stream()), "coeffs");
+    return 0.0;
+  }
   cudaStream_t s = current_stream();
   double beta = 0.0;
   {

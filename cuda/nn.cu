@@ -86,6 +86,7 @@ void activation_fwd(const std::string& kind, py::handle z, py::handle a, py::han
     spans.push_back(nc::span("d2", d2, true));
   }
   nc::no_overlap(spans);
+  require_current_device(dev, "z");
   if (n == 0) return;
   cudaStream_t s = current_stream();
   py::gil_scoped_release nogil;
@@ -130,6 +131,7 @@ void softmax_xent_fwd(py::handle logits, py::handle labels, py::handle loss, py:
   if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
   if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
   nc::no_overlap(spans);
+  require_current_device(dev, "logits");
   if (N == 0) return;
   cudaStream_t s = current_stream();
   const int blocks = int((N + kThreads - 1) / kThreads);
@@ -157,6 +159,7 @@ void softmax_xent_rop(py::handle logp, py::handle r, py::handle out, double pena
   if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
   if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
   nc::no_overlap({nc::span("logp", logp, false), nc::span("r", r, false), nc::span("out", out, true)});
+  require_current_device(dev, "logp");
   if (N == 0) return;
   cudaStream_t s = current_stream();
   const int blocks = int((N + kThreads - 1) / kThreads);

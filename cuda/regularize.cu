@@ -165,6 +165,7 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
   const DeviceList g = gather_device(grads, "grads", dt, true, device, &p.size);
   check_no_overlap(p, g, dtype_size(dt));
   double* o = out_ptr(out, device);
+  require_current_device(device, "params");
   if (dt == DType::f32) launch<float>(p, &g, l1, l2, o);
   else launch<double>(p, &g, l1, l2, o);
   return py::none();
@@ -177,6 +178,7 @@ py::object penalty_value(py::handle params, double l1, double l2, py::handle out
   const DeviceList p = gather_device(params, "params", dt, false, device);
   if (out.is_none()) throw py::value_error("out: a 1-element float64 cupy array is required (no host sync)");
   double* o = out_ptr(out, device);
+  require_current_device(device, "params");
   if (dt == DType::f32) launch<float>(p, nullptr, l1, l2, o);
   else launch<double>(p, nullptr, l1, l2, o);
   return py::none();
