@@ -232,3 +232,31 @@ def test_scalar_buffer_and_asarray_like_on_numpy():
     x = _backend.asarray_like([1, 2, 3, 4], like)
     assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
     np.testing.assert_array_equal(_backend.to_numpy(x), [1, 2, 3, 4])
+
+
+def test_on_array_device_selects_the_first_cupy_arguments_device(monkeypatch):
+    """Outputs are allocated (CuPy: on the current device) where the inputs live."""
+    import contextlib
+    import types
+
+    from optkern import _backend
+
+    class ndarray:  # noqa: N801 - looks like CuPy's to _backend.is_cupy
+        def __init__(self, dev):
+            self.device = types.SimpleNamespace(id=dev)
+
+    ndarray.__module__ = "cupy._fake"
+    entered = []
+
+    @contextlib.contextmanager
+    def device_of(a):
+        entered.append(a.device.id if _backend.is_cupy(a) else None)
+        yield
+
+    monkeypatch.setattr(_backend, "_device_of", device_of)
+    f = _backend.on_array_device(lambda *a, **k: entered[-1] if entered else "none")
+    assert f("kind", ndarray(3), ndarray(1)) == 3      # first CuPy argument, not the first argument
+    assert f([ndarray(2)], like=None) == 2             # a list of arrays (optimizer-style)
+    assert f(1.0, like=ndarray(5)) == 5                # keyword arguments too
+    entered.clear()
+    assert f(np.ones(2), [np.ones(1)]) == "none" and entered == []  # NumPy: no device switch

@@ -173,6 +173,29 @@ def _device_of(a):
     return contextlib.nullcontext()
 
 
+def on_array_device(fn):
+    """Run ``fn`` with the CUDA device of its first CuPy argument current.
+
+    CuPy allocates on the current device and the native CUDA calls run on the
+    current device's stream: outputs must go where the inputs are. NumPy
+    arguments cost one type check.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for a in (*args, *kwargs.values()):
+            if is_cupy(a):
+                with _device_of(a):
+                    return fn(*args, **kwargs)
+            if isinstance(a, (list, tuple)) and a and is_cupy(a[0]):
+                with _device_of(a[0]):
+                    return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def scalar_buffer(like, value: float = 0.0):
     """A 1-element float64 array holding ``value`` on the backend and device of ``like``.
 

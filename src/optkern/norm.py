@@ -176,6 +176,7 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats):
     return dx, dweight, dbias
 
 
+@_backend.on_array_device
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
                momentum=0.1, eps=1e-5, out=None):
     """Batch normalization of ``x`` of shape (N, C) or (N, C, *spatial), per channel.
@@ -229,6 +230,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     return y, BatchNormSaved(mean, rstd, False)
 
 
+@_backend.on_array_device
 def batch_norm_backward(dy, x, weight, saved: BatchNormSaved):
     """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
 
@@ -263,6 +265,7 @@ def _normalized_shape(x, normalized_shape):
     return ns
 
 
+@_backend.on_array_device
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     """Layer normalization over the trailing ``normalized_shape`` dims of ``x``.
 
@@ -306,6 +309,7 @@ def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, para
     return dx, dweight, dbias
 
 
+@_backend.on_array_device
 def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=None, param_grads=True):
     """Gradients of :func:`layer_norm`: ``(dx, dweight, dbias)``.
 
@@ -324,6 +328,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads)
 
 
+@_backend.on_array_device
 def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     """RMS normalization: ``y = x / sqrt(mean(x²) + eps) * weight`` over ``normalized_shape``.
 
@@ -345,6 +350,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     return y, RMSNormSaved(inv)
 
 
+@_backend.on_array_device
 def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None, param_grads=True):
     """Gradients of :func:`rms_norm`: ``(dx, dweight)``; dweight is None when ``param_grads=False``.
 
@@ -368,6 +374,7 @@ def _nc_spatial(x):
     return int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
 
 
+@_backend.on_array_device
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     """Group normalization of ``x`` (N, C, *spatial): statistics per sample over
     ``C / num_groups`` channels and all spatial positions; per-channel affine.
@@ -393,6 +400,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     return y, RowNormSaved(mean, rstd, G)
 
 
+@_backend.on_array_device
 def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
     """Gradients of :func:`group_norm`: ``(dx, dweight, dbias)`` (per-channel parameter grads)."""
     _ndarray("dy", dy)
@@ -406,6 +414,7 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
                          param_grads)
 
 
+@_backend.on_array_device
 def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, use_input_stats=True,
                   momentum=0.1, eps=1e-5, out=None):
     """Instance normalization of ``x`` (N, C, *spatial): per (sample, channel) statistics.
@@ -445,6 +454,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     return y, RowNormSaved(mean, rstd, C)
 
 
+@_backend.on_array_device
 def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
     """Gradients of :func:`instance_norm`: ``(dx, dweight, dbias)``."""
     _ndarray("dy", dy)
@@ -498,6 +508,7 @@ def _from_rows(a, d):
     return _xp(a).ascontiguousarray(_xp(a).moveaxis(a, 0, d))
 
 
+@_backend.on_array_device
 def weight_norm(v, g, dim=0):
     """Weight normalization ``w = g * v / ‖v‖`` (Salimans & Kingma 2016).
 
@@ -518,6 +529,7 @@ def weight_norm(v, g, dim=0):
     return _from_rows(w, d), WeightNormSaved(norm, dim)
 
 
+@_backend.on_array_device
 def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
     """Gradients of :func:`weight_norm`: ``(dg, dv)``, dg shaped like g.
 
@@ -541,6 +553,7 @@ def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
 
 # ---- dropout -----------------------------------------------------------------------
 
+@_backend.on_array_device
 def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     """Inverted dropout: ``y = x * keep / (1 - p)`` with a counter-based mask.
 
@@ -573,6 +586,7 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     return (y, mask) if return_mask else y
 
 
+@_backend.on_array_device
 def dropout_backward(dy, p, seed, offset=0):
     """Gradient of :func:`dropout` (training mode): ``dx = dy * keep / (1 - p)``, mask regenerated."""
     _ndarray("dy", dy)

@@ -58,6 +58,7 @@ def _prepare(shape, seed, offset, dtype, like):
     return np.empty(shape, dtype=dt), _backend.cpu, seed, offset
 
 
+@_backend.on_array_device
 def uniform(shape, seed: int, offset: int = 0, dtype=np.float32, like=None):
     """Uniform samples in [0, 1) from the Philox4x32-10 stream ``(seed, offset)``.
 
@@ -77,6 +78,7 @@ def uniform(shape, seed: int, offset: int = 0, dtype=np.float32, like=None):
     return out
 
 
+@_backend.on_array_device
 def rademacher(shape, seed: int, offset: int = 0, dtype=np.float32, like=None):
     """Rademacher signs (+1 or -1, each with probability 1/2) from ``(seed, offset)``.
 

@@ -20,6 +20,7 @@ def check_activation(kind: str) -> str:
     return kind
 
 
+@_backend.on_array_device
 def activation(kind: str, z, *, order: int = 0):
     """Apply activation ``kind`` to ``z`` (NumPy or CuPy, float32/float64, C-contiguous).
 

@@ -34,6 +34,7 @@ def _hp(label_smoothing, confidence_penalty):
     return eps, beta
 
 
+@_backend.on_array_device
 def xent_forward(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, scale=1.0,
                  need_logp=True, need_grad=True):
     """Per-row loss, log-probabilities and ``scale * dl/dlogits`` in one native pass.
@@ -64,6 +65,7 @@ def xent_forward(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0,
     return loss, logp, grad
 
 
+@_backend.on_array_device
 def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
     """``scale * (d^2 l / dz^2) r`` per row, from saved log-probabilities ``logp``.
 
@@ -78,6 +80,7 @@ def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
     return out
 
 
+@_backend.on_array_device
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, reduction="mean"):
     """Softmax cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,).
 
@@ -97,6 +100,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
     return loss.sum() if reduction == "sum" else loss.mean()
 
 
+@_backend.on_array_device
 def softmax_cross_entropy_grad(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0):
     """Mean loss and its gradient w.r.t. ``logits`` (one native pass)."""
     n = logits.shape[0] if logits.ndim == 2 else 0
@@ -106,6 +110,7 @@ def softmax_cross_entropy_grad(logits, labels, *, label_smoothing=0.0, confidenc
     return loss.mean(), grad
 
 
+@_backend.on_array_device
 def mse_forward(out, target):
     """Mean squared error ``mean((out - target)^2)`` (torch's ``MSELoss``) and its gradient.
 

@@ -31,6 +31,7 @@ def _out(params, mod):
     return (xp or np).zeros(1, dtype="float64"), mod is _backend.cpu
 
 
+@_backend.on_array_device
 def add_penalty_grad_(params, grads, l1=0.0, l2=0.0, *, return_value=False):
     """``grads[i] += l2 * params[i] + l1 * sign(params[i])`` in place, all arrays in one call.
 
@@ -53,6 +54,7 @@ def add_penalty_grad_(params, grads, l1=0.0, l2=0.0, *, return_value=False):
     return float(out[0]) if on_cpu else out[0]
 
 
+@_backend.on_array_device
 def penalty(params, l1=0.0, l2=0.0):
     """``l1 * sum|p| + l2 / 2 * sum p^2`` over all arrays.
 
