@@ -23,8 +23,10 @@ def _labels(labels, n: int, c: int, xp):
     y = xp.ascontiguousarray(labels, dtype=xp.int64)
     if y.shape != (n,):
         raise ValueError(f"labels: expected shape ({n},), got {tuple(y.shape)}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= c):
-        raise ValueError(f"labels: values must be in [0, {c}), got [{int(y.min())}, {int(y.max())}]")
+    if n:
+        lo, hi = xp.stack([y.min(), y.max()]).tolist()  # one transfer (on a GPU, one host sync)
+        if lo < 0 or hi >= c:
+            raise ValueError(f"labels: values must be in [0, {c}), got [{lo}, {hi}]")
     return y
 
 
