@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -314,7 +315,7 @@ class Scratch {
   };
   static Slot& get(int device) {
     static std::mutex mu;
-    static std::vector<Slot> slots;
+    static std::deque<Slot> slots;  // growing a deque keeps references to its elements valid
     std::lock_guard<std::mutex> lock(mu);
     if (device < 0) device = 0;
     if (size_t(device) >= slots.size()) slots.resize(size_t(device) + 1);
