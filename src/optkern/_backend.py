@@ -173,6 +173,21 @@ def _device_of(a):
     return contextlib.nullcontext()
 
 
+def check_written(a, dt, name: str) -> None:
+    """The native checks of an array updated in place, in their order and wording (for checks
+    that must run before the first of several native calls writes)."""
+    on_gpu = is_cupy(a)
+    if a.dtype != dt:
+        raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: array must be C-contiguous")
+    if not on_gpu and not a.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
+    if (a.data.ptr % a.itemsize != 0) if on_gpu else not a.flags.aligned:
+        raise ValueError(f"{name}: array data is misaligned")
+
+
 def on_array_device(fn):
     """Run ``fn`` with the CUDA device of its first CuPy argument current.
 

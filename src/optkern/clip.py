@@ -40,16 +40,8 @@ def _check_grads(grads, on_gpu: bool) -> None:
         raise TypeError(f"grads[0]: expected float32 or float64, got {dt}")
     spans = []
     for i, g in enumerate(grads):
-        name = f"grads[{i}]"
-        if g.dtype != dt:
-            raise TypeError(f"{name}: expected {dt}, got {g.dtype}")
-        if not g.flags.c_contiguous:
-            raise ValueError(f"{name}: array must be C-contiguous")
-        if not on_gpu and not g.flags.writeable:
-            raise ValueError(f"{name}: array is read-only")
+        _backend.check_written(g, dt, f"grads[{i}]")
         lo, hi = _span(g, on_gpu)
-        if lo % g.itemsize:
-            raise ValueError(f"{name}: array data is misaligned")
         if hi > lo:
             spans.append((lo, hi, i))
     _check_no_overlap(spans)

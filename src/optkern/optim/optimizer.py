@@ -60,23 +60,6 @@ def _type_name(a) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
 
 
-def _misaligned(a, on_gpu: bool) -> bool:
-    # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
-    return a.data.ptr % a.itemsize != 0 if on_gpu else not a.flags.aligned
-
-
-def _check_written(a, dt, on_gpu: bool, name: str) -> None:
-    """The native checks of an array a step writes, in the native order and wording."""
-    if a.dtype != dt:
-        raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: array must be C-contiguous")
-    if not on_gpu and not a.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
-    if _misaligned(a, on_gpu):
-        raise ValueError(f"{name}: array data is misaligned")
-
-
 class Optimizer:
     """Base class of the optkern optimizers (PyTorch-style, for NumPy and CuPy arrays).
 
@@ -217,7 +200,7 @@ class Optimizer:
                 raise ValueError(f"{where}['params'][{i}]: array must be C-contiguous")
             if not _backend.is_cupy(p) and not p.flags.writeable:
                 raise ValueError(f"{where}['params'][{i}]: array is read-only")
-            if _misaligned(p, _backend.is_cupy(p)):
+            if (p.data.ptr % p.itemsize != 0) if _backend.is_cupy(p) else not p.flags.aligned:
                 raise ValueError(f"{where}['params'][{i}]: array data is misaligned")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for i, p in enumerate(params):
@@ -417,12 +400,11 @@ class Optimizer:
         dt = run.params[0].dtype
         if dt not in (np.float32, np.float64):
             raise TypeError(f"params[{run.index[0]}]: expected float32 or float64, got {dt}")
-        on_gpu = run.mod is not _backend.cpu
         names = self._needed_any(run)
         for k, (i, p) in enumerate(zip(run.index, run.params)):
-            _check_written(p, dt, on_gpu, f"params[{i}]")
+            _backend.check_written(p, dt, f"params[{i}]")
             for name in names:
-                _check_written(run.state[name][k], dt, on_gpu, f"state[{i}][{name!r}]")
+                _backend.check_written(run.state[name][k], dt, f"state[{i}][{name!r}]")
 
     def _needed_any(self, run: _Run):
         return [n for n in self._state_names if n in run.state]
