@@ -199,7 +199,7 @@ def test_matches_torch(name, hp, dtype):
     torch = pytest.importorskip("torch")
     if _torch_case(name, hp) is None:
         pytest.skip("option not in torch.optim")
-    params, grad_seq = _data(_seed(name, hp, 7), dtype, shapes=[(1,), (7,), (1000,), (3, 5)])
+    params, grad_seq = _data(_seed(name, hp, 7), dtype, shapes=[(1,), (7,), (1000,), (100003,), (3, 5)])
     got, _ = _train(name, hp, params, grad_seq)
     tp = [torch.tensor(p.copy(), requires_grad=True) for p in params]
     topt = getattr(torch.optim, name)(tp, **hp)
