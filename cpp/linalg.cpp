@@ -15,6 +15,7 @@
 
 #include "nn_checks.hpp"
 #include "optkern/common.hpp"
+#include "optkern/lane_sums.hpp"
 #include "optkern/parallel.hpp"
 
 namespace optkern {
@@ -23,10 +24,7 @@ namespace {
 constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1
 
 template <class T> double block_dot(const T* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < len; ++j) s += double(q[j]) * double(w[j]);
-  return s;
+  return lane_sum<double>(len, [&](int64_t j) { return double(q[j]) * double(w[j]); });
 }
 
 template <class T>

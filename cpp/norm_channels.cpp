@@ -62,16 +62,14 @@ template <class T> struct StatsKernel {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       // The runs of one channel lie C * S apart: prefetch the next one.
       prefetch_row(xn + C * S, n + 1 < n1 ? S : 0);
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < S; ++i) s += xn[i] - shift;
+      s += lane_sum<T>(S, [&](int64_t i) { return xn[i] - shift; });
     }
     const T cnt = T((n1 - n0) * S);
     const T mean = rules::shifted_mean(shift, s, cnt);
     T q = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : q)
-      for (int64_t i = 0; i < S; ++i) q += (xn[i] - mean) * (xn[i] - mean);
+      q += lane_sum<T>(S, [&](int64_t i) { return (xn[i] - mean) * (xn[i] - mean); });
     }
     part[t] = {cnt, mean, q};
   }
@@ -107,11 +105,13 @@ template <class T> struct GradSumKernel {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       prefetch_row(g + C * S, n + 1 < sh.n1(k) ? S : 0);
       prefetch_row(xn + C * S, n + 1 < sh.n1(k) ? S : 0);
-#pragma omp simd reduction(+ : a, b)
-      for (int64_t i = 0; i < S; ++i) {
-        a += g[i];
-        b += g[i] * rules::normalize(xn[i], mu, rs);
-      }
+      T r[2];  // Σ dy, Σ dy x̂ over the run
+      lane_sums<2, T>(S, [&](int64_t i, T* v) {
+        v[0] = g[i];
+        v[1] = g[i] * rules::normalize(xn[i], mu, rs);
+      }, r);
+      a += r[0];
+      b += r[1];
     }
     sdy[t] = a;
     sdyx[t] = b;

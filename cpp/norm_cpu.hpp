@@ -9,6 +9,7 @@
 #endif
 
 #include "optkern/common.hpp"
+#include "optkern/lane_sums.hpp"
 #include "optkern/parallel.hpp"
 #include "optkern/rules/norm.hpp"
 
@@ -29,13 +30,9 @@ constexpr int64_t kGradBlocks = 64;
 // Moments of x[0..n) by the shifted two-pass method: Σ(x - x0) then Σ(x - mean)².
 template <class T> OK_INLINE rules::Moments<T> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
   const T k = x[0];
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i] - k;
+  const T s = lane_sum<T>(n, [&](int64_t i) { return x[i] - k; });
   const T mean = rules::shifted_mean(k, s, T(n));
-  T q = 0;
-#pragma omp simd reduction(+ : q)
-  for (int64_t i = 0; i < n; ++i) q += (x[i] - mean) * (x[i] - mean);
+  const T q = lane_sum<T>(n, [&](int64_t i) { return (x[i] - mean) * (x[i] - mean); });
   return {T(n), mean, q};
 }
 
@@ -47,10 +44,7 @@ template <class T> OK_INLINE rules::Moments<T> moments(const T* x, int64_t n) {
 }
 
 template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
-  T q = 0;
-#pragma omp simd reduction(+ : q)
-  for (int64_t i = 0; i < n; ++i) q += x[i] * x[i];
-  return q;
+  return lane_sum<T>(n, [&](int64_t i) { return x[i] * x[i]; });
 }
 
 // Ask for the next row while this one is written: a row is often one 4 KiB

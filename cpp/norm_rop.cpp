@@ -40,13 +40,8 @@ template <class Terms> struct GroupSums {
   OK_INLINE void operator()(int64_t i) const {
     const int64_t G = groups();
     if (Terms::axis == 1) {
-      T s[K] = {};
-#pragma omp simd reduction(+ : s[:K])
-      for (int64_t d = 0; d < D; ++d) {
-        T v[K];
-        f(i, d, v);
-        for (int k = 0; k < K; ++k) s[k] += v[k];
-      }
+      T s[K];
+      lane_sums<K, T>(D, [&](int64_t d, T* v) { f(i, d, v); }, s);
       for (int k = 0; k < K; ++k) out[k * G + i] = s[k] * scale;
       return;
     }

@@ -76,24 +76,25 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
   const T* OK_RESTRICT w = a.w + w0;
   T sg = 0, sgx = 0;
   if (a.S == 1) {
-#pragma omp simd reduction(+ : sg, sgx)
-    for (int64_t j = 0; j < M; ++j) {
-      const T g = dy[j] * w[j];
-      sg += g;
-      sgx += g * rules::normalize(x[j], mu, rs);
-    }
+    T s[2];  // Σ g, Σ g x̂ with g = γ dy
+    lane_sums<2, T>(M, [&](int64_t j, T* v) {
+      v[0] = dy[j] * w[j];
+      v[1] = v[0] * rules::normalize(x[j], mu, rs);
+    }, s);
+    sg = s[0], sgx = s[1];
   } else {
     for (int64_t c = 0; c < a.Cg; ++c) {
-      T s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t s = 0; s < a.S; ++s) {
-        s1 += dy[c * a.S + s];
-        s2 += dy[c * a.S + s] * rules::normalize(x[c * a.S + s], mu, rs);
-      }
-      sg += w[c] * s1;
-      sgx += w[c] * s2;
-      if (pdw) pdw[w0 + c] += s2;
-      if (pdb) pdb[w0 + c] += s1;
+      const T* OK_RESTRICT dyc = dy + c * a.S;
+      const T* OK_RESTRICT xc = x + c * a.S;
+      T s[2];  // Σ dy, Σ dy x̂ over the channel's run
+      lane_sums<2, T>(a.S, [&](int64_t i, T* v) {
+        v[0] = dyc[i];
+        v[1] = dyc[i] * rules::normalize(xc[i], mu, rs);
+      }, s);
+      sg += w[c] * s[0];
+      sgx += w[c] * s[1];
+      if (pdw) pdw[w0 + c] += s[1];
+      if (pdb) pdb[w0 + c] += s[0];
     }
   }
   const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
