@@ -37,9 +37,7 @@ template <class T> struct WnBackward {
     const T* OK_RESTRICT dwr = dw + r * M;
     const T* OK_RESTRICT vr = v + r * M;
     T* OK_RESTRICT dvr = dv + r * M;
-    T s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < M; ++j) s += dwr[j] * vr[j];
+    const T s = lane_sum<T>(M, [&](int64_t j) { return dwr[j] * vr[j]; });
     const T nrm = norm[r];
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = s / (nrm * nrm);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <string>
 
+#include "optkern/lane_sums.hpp"
 #include "optkern/parallel.hpp"
 #include "optkern/py_arrays.hpp"
 #include "optkern/rules/regularize.hpp"
@@ -61,11 +62,7 @@ double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2
 #pragma omp simd
       for (int64_t i = 0; i < c.len; ++i) gg[i] = rules::penalty_grad(pp[i], gg[i], tl1, tl2);
     }
-    if (want_value) {
-      // The simd reduction order is fixed at compile time: reproducible.
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < c.len; ++i) s += rules::penalty_term(pp[i], l1, l2);
-    }
+    if (want_value) s = lane_sum<double>(c.len, [&](int64_t i) { return rules::penalty_term(pp[i], l1, l2); });
     return s;
   });
 }
