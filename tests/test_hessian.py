@@ -274,3 +274,23 @@ def test_probes_are_the_counter_based_rademacher_stream():
         z = optkern.random.rademacher((30,), seed=7, offset=30 * i, dtype=np.float64)
         assert set(np.unique(z)) == {-1.0, 1.0}
         assert r.samples[i] == pytest.approx(z @ A @ z, rel=1e-13)
+
+
+def test_estimators_report_progress(problem):
+    *_, op, H, evals, _ = problem
+    calls = []
+    cb = lambda done, total: calls.append((done, total))  # noqa: E731
+    r = hessian.trace(op, "hutch++", 30, seed=1, progress=cb)
+    assert calls[-1] == (30, 30) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert r.estimate == hessian.trace(op, "hutch++", 30, seed=1).estimate  # same result with a callback
+    calls.clear()
+    hessian.spectral_density(op, num_probes=2, steps=10, progress=cb)
+    assert calls[-1] == (20, 20) and len(calls) == 20
+    calls.clear()
+    alpha, _ = hessian.lanczos(op, 15, progress=cb)
+    assert calls[-1] == (len(alpha), 15)
+    calls.clear()
+    top = hessian.top_eigenvalues(op, 2, progress=cb)
+    assert calls[-1][0] == top.steps and calls[-1][1] >= top.steps
+    with pytest.raises(TypeError, match="progress"):
+        hessian.trace(op, num_matvecs=3, progress=5)

@@ -16,7 +16,7 @@ import numpy as np
 from .. import _backend
 from ._probes import rademacher
 from .lanczos import _tridiag_eigh, lanczos, top_eigenvalues
-from .operators import as_operator
+from .operators import as_operator, with_progress
 
 
 @dataclass
@@ -49,7 +49,7 @@ class SpectralDensity:
 
 
 def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma: float | None = None,
-                     seed: int = 0, pad: float = 0.01) -> SpectralDensity:
+                     seed: int = 0, pad: float = 0.01, progress=None) -> SpectralDensity:
     """Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
     Args:
@@ -60,12 +60,14 @@ def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma
         ``pad`` of the range plus ``3 sigma`` on each side), or the grid itself.
       sigma: Gaussian width (default ``0.01 * (max node - min node)``, 1e-3 if
         the range is 0).
+      progress: optional ``progress(done, total)`` after each product (``total = P * m``).
     """
     op = as_operator(op)
     P = _backend.integer("num_probes", num_probes, lo=1)
     steps = _backend.integer("steps", steps, lo=1)
     n = op.shape[0]
     m = min(steps, n)
+    op = with_progress(op, progress, P * m)
     nodes = np.zeros((P, m))
     weights = np.zeros((P, m))
     for p in range(P):
@@ -96,7 +98,7 @@ def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma
 
 
 def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps: int | None = None,
-                           seed: int = 0, eigenvectors=None) -> float:
+                           seed: int = 0, eigenvectors=None, progress=None) -> float:
     """Fraction ``||P_k g||^2 / ||g||^2`` of the gradient inside the top-``k`` eigenspace.
 
     ``P_k`` projects onto the span of the ``k`` Ritz vectors of the largest
@@ -109,6 +111,7 @@ def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps
         ``top_eigenvalues(op, K, "LA", return_eigenvectors=True)`` with
         ``K >= k``; the first ``k`` columns are used and no Lanczos is run
         (``tol``, ``max_steps`` and ``seed`` are then ignored).
+      progress: passed to ``top_eigenvalues``.
     """
     op = as_operator(op)
     xp = op.xp
@@ -119,7 +122,7 @@ def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps
         raise ValueError("grad: is zero, the fraction is undefined")
     if eigenvectors is None:
         eigenvectors = top_eigenvalues(op, k, "LA", tol=tol, max_steps=max_steps, seed=seed,
-                                       return_eigenvectors=True).eigenvectors
+                                       return_eigenvectors=True, progress=progress).eigenvectors
     elif eigenvectors.ndim != 2 or eigenvectors.shape[0] != op.shape[0] or eigenvectors.shape[1] < k:
         raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
     U, _ = xp.linalg.qr(xp.asarray(eigenvectors[:, :k], dtype=op.dtype))  # re-orthonormalize the Ritz vectors

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _backend
 from ._probes import rademacher
-from .operators import as_operator
+from .operators import as_operator, with_progress
 
 
 def _tridiag_eigh(alpha, beta):
@@ -87,7 +87,7 @@ class _Lanczos:
 
 
 def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vectors: bool = False, seed: int = 0,
-            return_ritz: bool = False):
+            return_ritz: bool = False, progress=None):
     """Run ``steps`` Lanczos iterations on the symmetric operator ``op``.
 
     Args:
@@ -102,6 +102,8 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
       return_ritz: also return the Ritz pairs of ``T``: values ``theta``
         (ascending, float64 NumPy) and vectors ``U = Q^T S`` (``n x m``, columns,
         the op's array module), so ``A U[:, i] ~ theta[i] U[:, i]``.
+      progress: optional ``progress(done, total)`` after each product (``total``: the
+        steps, fewer are made when an invariant subspace is found).
 
     Returns:
       ``(alpha, beta)`` as float64 NumPy arrays: the diagonal (``m``) and the
@@ -113,6 +115,7 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
     """
     op = as_operator(op)
     steps = _backend.integer("steps", steps, lo=1)
+    op = with_progress(op, progress, min(steps, op.shape[0]))
     lz = _Lanczos(op, steps, v0, seed, reorthogonalize)
     while not lz.done:
         lz.step()
@@ -155,7 +158,8 @@ def _select(theta, k, which):
 
 
 def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None, max_steps: int | None = None,
-                    v0=None, seed: int = 0, return_eigenvectors: bool = False, check_every: int = 5) -> EigenResult:
+                    v0=None, seed: int = 0, return_eigenvectors: bool = False, check_every: int = 5,
+                    progress=None) -> EigenResult:
     """The ``k`` extreme eigenvalues of a symmetric operator by Lanczos with full reorthogonalization.
 
     ``which="LA"`` gives the largest (sharpness: ``k=1``), ``"SA"`` the smallest
@@ -168,6 +172,8 @@ def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None,
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
       max_steps: iteration cap (default ``min(n, max(30 * k, 200))``).
+      progress: optional ``progress(done, total)`` after each product (``total``: the cap;
+        iteration usually stops earlier).
     """
     op = as_operator(op)
     k = _backend.integer("k", k, lo=1)
@@ -181,6 +187,7 @@ def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None,
     tol = _backend.positive("tol", tol)
     max_steps = min(n, max(30 * k, 200)) if max_steps is None else _backend.integer("max_steps", max_steps, lo=k)
     check_every = _backend.integer("check_every", check_every, lo=1)
+    op = with_progress(op, progress, min(max_steps, n))
     lz = _Lanczos(op, max_steps, v0, seed, "full")
     while True:
         lz.step()

@@ -253,6 +253,35 @@ def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=No
     return _operator_class(xp)(matvec, model.num_params, model.dtype, xp, None, f"mlp-{kind}")
 
 
+def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) -> CurvatureOperator:
+    """``op`` reporting ``progress(done, total)`` after each product (a block of k vectors counts k).
+
+    The estimators take ``progress=`` and pass their planned number of products as ``total``
+    (an upper bound where they may stop early).
+    """
+    if progress is None:
+        return op
+    if not callable(progress):
+        raise TypeError(f"progress: expected a callable progress(done, total), got {type(progress).__name__}")
+    done = [0]
+
+    def tick(k):
+        done[0] += k
+        progress(done[0], total)
+
+    def matvec(v):
+        r = op.matvec(v)
+        tick(1)
+        return r
+
+    def matmat(V):
+        r = op.matmat(V)
+        tick(V.shape[1])
+        return r
+
+    return from_hvp(matvec, op.shape[0], op.dtype, xp=op.xp, matmat=matmat, name=op.name)
+
+
 def as_operator(A) -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _backend
 from ._probes import rademacher
-from .operators import as_operator
+from .operators import as_operator, with_progress
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _stderr(samples):
     return float(np.std(samples, ddof=1) / np.sqrt(m)) if m > 1 else float("inf")
 
 
-def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0) -> TraceResult:
+def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0, progress=None) -> TraceResult:
     """Estimate ``tr(op)`` from ``num_matvecs`` operator products.
 
     Args:
@@ -70,11 +70,13 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0)
       num_matvecs: total number of products with ``op``.
       seed: seed of the Rademacher probes (probe ``i`` is reproducible alone,
         the same on CPU and GPU).
+      progress: optional ``progress(done, total)`` after each product (``total = num_matvecs``).
     """
     op = as_operator(op)
     if method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method: expected 'hutchinson' or 'hutch++', got {method!r}")
     m = _backend.integer("num_matvecs", num_matvecs, lo=1)
+    op = with_progress(op, progress, m)
     if method == "hutchinson":
         samples = _hutchinson_samples(op, _probe_block(op, seed, 0, m))
         return TraceResult(float(samples.mean()), _stderr(samples), m, method, samples)
