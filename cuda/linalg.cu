@@ -37,18 +37,22 @@ __device__ double block_sum(double v) {
   return sh[0];
 }
 
-// part[i * nb + b] = sum over block b's columns of Q[i, j] * w[j]  (row i = blockIdx.y).
+// part[i * nb + b] = sum over block b's columns of Q[i, j] * w[j]  (rows i = blockIdx.y, + gridDim.y, ...:
+// gridDim.y is at most 65535, the basis may be longer).
 template <class T>
 __global__ void dots_kernel(const T* __restrict__ Q, const T* __restrict__ w, double* __restrict__ part, int64_t n,
-                            int64_t nb) {
-  const int64_t b = blockIdx.x, i = blockIdx.y;
+                            int64_t nb, int64_t k) {
+  const int64_t b = blockIdx.x;
   const int64_t seg = (n + nb - 1) / nb;
   const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
-  const T* q = Q + i * n;
-  double s = 0.0;
-  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(q[j]) * double(w[j]);
-  s = block_sum(s);
-  if (threadIdx.x == 0) part[i * nb + b] = s;
+  for (int64_t i = blockIdx.y; i < k; i += gridDim.y) {  // uniform per block: block_sum may sync
+    const T* q = Q + i * n;
+    double s = 0.0;
+    for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(q[j]) * double(w[j]);
+    s = block_sum(s);
+    if (threadIdx.x == 0) part[i * nb + b] = s;
+    __syncthreads();  // everyone has read sh[0] before the next row overwrites it
+  }
 }
 
 // ||w||^2 partials per block.
@@ -107,7 +111,7 @@ void cgs2(const T* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratc
   double* beta = c + (k > 0 ? k : 1);       // 1
   const int grid_cols = int((n + kThreads - 1) / kThreads < 4096 ? (n + kThreads - 1) / kThreads : 4096);
   for (int pass = 0; pass < 2 && k > 0; ++pass) {
-    dots_kernel<T><<<dim3(unsigned(nb), unsigned(k)), kThreads, 0, s>>>(Q, w, part, n, nb);
+    dots_kernel<T><<<dim3(unsigned(nb), unsigned(k < 65535 ? k : 65535)), kThreads, 0, s>>>(Q, w, part, n, nb, k);
     sum_kernel<<<unsigned((k + kThreads - 1) / kThreads), kThreads, 0, s>>>(part, c, coeffs, k, nb, pass == 1);
     update_kernel<T><<<grid_cols, kThreads, 0, s>>>(Q, c, w, n, k);
   }
@@ -125,7 +129,6 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
   const int64_t m = shape[0], n = shape[1];
   if (k < 0 || k > m)
     throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
-  if (k > 65535) throw py::value_error("k: at most 65535 basis vectors on the GPU");
   char* wp = check_device_array(w, "w", dt, true, -1, dev);
   nc::expect_shape(w, "w", {n});
   char* cp = check_device_array(coeffs, "coeffs", DType::f64, true, -1, dev);
