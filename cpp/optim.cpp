@@ -123,6 +123,8 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, double l
   const py::dtype dt = list_dtype(params, "params");
   Lists L = gather_lists(params, grads, {}, dt);
   double* b2 = scalar_buffer(b_sq, "b_sq", true);
+  if (!(std::isfinite(*b2) && *b2 >= 0.0))  // would turn every parameter into NaN
+    throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + std::to_string(*b2));
   const ArrayList b2_list = scalar_as_list(b2, size_t(dt.itemsize()));
   check_no_overlap({{"params", &L.p, true}, {"grads", &L.g, false}, {"b_sq", &b2_list, true}},
                    size_t(dt.itemsize()));
@@ -136,7 +138,7 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, double l
         },
         L.p, L.g);
     *b2 += sq;
-    const double scale = lr / std::sqrt(*b2);
+    const double scale = rules::adagrad_norm_rate(lr, *b2);
     apply_rule<T>(rules::Sgd<T, false>{T(scale), T(0), T(0), wd, false, maximize, false, false}, L);
   });
 }

@@ -103,7 +103,7 @@ template <class T> struct AdagradNormStep {
   bool maximize;
   const double* b_sq;
   __device__ mt::RuleOp<rules::Sgd<T, false>, T> load() const {
-    const T rate = T(lr / sqrt(b_sq[0]));
+    const T rate = T(rules::adagrad_norm_rate(lr, b_sq[0]));
     return {rules::Sgd<T, false>{rate, T(0), T(0), weight_decay, false, maximize, false, false}};
   }
 };

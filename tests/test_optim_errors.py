@@ -1,6 +1,7 @@
 """Bad input raises a clear TypeError/ValueError naming the argument, and changes nothing."""
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -125,11 +126,11 @@ def test_read_only_and_bad_params_rejected_at_construction():
 
 
 @pytest.mark.parametrize("make,msg", [
-    (lambda p: O.Adam(p, lr=-1.0), r"^lr: must be in \[0.0, inf\], got -1.0"),
+    (lambda p: O.Adam(p, lr=-1.0), r"^lr: must be in \[0.0, inf\), got -1.0"),
     (lambda p: O.Adam(p, betas=(1.0, 0.9)), r"betas\[0\]: must be in \[0.0, 1.0\), got 1.0"),
     (lambda p: O.Adam(p, betas=(0.9, -0.1)), r"betas\[1\]"),
     (lambda p: O.Adam(p, betas=0.9), r"betas: expected a pair"),
-    (lambda p: O.Adam(p, eps=0.0), r"eps: must be in \(0.0, inf\], got 0.0"),
+    (lambda p: O.Adam(p, eps=0.0), r"eps: must be in \(0.0, inf\), got 0.0"),
     (lambda p: O.AdamW(p, weight_decay=-0.1), r"weight_decay"),
     (lambda p: O.SGD(p, momentum=-0.1), r"momentum: must be in \[0.0"),
     (lambda p: O.SGD(p, nesterov=True), r"nesterov: Nesterov momentum requires momentum > 0"),
@@ -200,6 +201,9 @@ def test_every_group_is_checked_before_any_write():
     (lambda p, g, s: F.rmsprop_(p, g, s[0], momentum=0.9), ValueError, r"momentum_buffers: required"),
     (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(2)), ValueError, r"b_sq: expected a 1-element float64 array"),
     (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(1, np.float32)), TypeError, r"b_sq: expected float64"),
+    (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, -1.0)), ValueError, r"^b_sq: must hold a finite b\^2 >= 0"),
+    (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.nan)), ValueError, r"^b_sq: must hold a finite"),
+    (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.inf)), ValueError, r"^b_sq: must hold a finite"),
     (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=0.0), ValueError, r"mu_product"),
     (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, lr=-1.0), ValueError, r"^lr"),
     (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in \[0.0, 1.0\)"),
@@ -218,6 +222,16 @@ def test_functional_bad_input(call, exc, msg):
     with pytest.raises(exc, match=msg):
         call(params, grads, states)
     assert pickle.dumps((params, states)) == before
+
+
+def test_adagrad_norm_with_zero_gradients_and_zero_b_sq_takes_no_step():
+    params, grads = _setup()
+    before = [p.copy() for p in params]
+    b_sq = np.zeros(1)
+    F.adagrad_norm_(params, [np.zeros_like(g) for g in grads], b_sq, lr=0.1)  # b = 0: no step, not 0 / 0
+    assert b_sq[0] == 0 and all(np.array_equal(p, q) for p, q in zip(params, before))
+    F.adagrad_norm_(params, grads, b_sq, lr=0.1)  # then a normal step
+    assert b_sq[0] > 0 and all(np.isfinite(p).all() for p in params)
 
 
 def test_read_only_param_in_functional():
@@ -310,3 +324,22 @@ def test_cupy_params_without_the_cuda_module_raise_runtime_error(monkeypatch):
     for cls in CAPTURABLE:
         with pytest.raises(RuntimeError, match="optkern was built without CUDA support"):
             cls([ndarray()])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("make", [
+    lambda v: O.SGD(_setup()[0], lr=v), lambda v: O.SGD(_setup()[0], lr=0.1, momentum=v),
+    lambda v: O.Adam(_setup()[0], eps=v), lambda v: O.Adam(_setup()[0], betas=(v, 0.999)),
+    lambda v: O.AdamW(_setup()[0], weight_decay=v), lambda v: O.RMSprop(_setup()[0], alpha=v),
+    lambda v: O.Adagrad(_setup()[0], lr_decay=v), lambda v: O.Adadelta(_setup()[0], rho=v),
+    lambda v: O.NAdam(_setup()[0], momentum_decay=v), lambda v: O.AdagradNorm(_setup()[0], b0=v),
+])
+def test_non_finite_hyper_parameters_are_rejected(make, bad):
+    with pytest.raises(ValueError, match=r"^(lr|momentum|eps|betas\[0\]|weight_decay|alpha|lr_decay|rho|"
+                                         r"momentum_decay|b0): must be"):
+        make(bad)
+
+
+def test_range_messages_show_open_infinite_ends():
+    with pytest.raises(ValueError, match=r"^lr: must be in \[0.0, inf\), got -1.0$"):
+        O.SGD(_setup()[0], lr=-1.0)

@@ -135,8 +135,8 @@ def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False
     bad = (lo is not None and (v < lo or (lo_open and v == lo))) or \
           (hi is not None and (v > hi or (hi_open and v == hi)))
     if bad:
-        lb = "(" if lo_open else "["
-        rb = ")" if hi_open else "]"
+        lb = "(" if lo_open or lo is None else "["  # infinities are never allowed: open ends
+        rb = ")" if hi_open or hi is None else "]"
         lo_s = "-inf" if lo is None else repr(lo)
         hi_s = "inf" if hi is None else repr(hi)
         raise ValueError(f"{name}: must be in {lb}{lo_s}, {hi_s}{rb}, got {v!r}")

@@ -106,6 +106,10 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
   }
 };
 
+// AdaGrad-Norm's step size lr / b with b^2 the accumulated squared gradient
+// norm. b^2 = 0 means every gradient so far was zero: no step (not 0 / 0).
+OK_HD double adagrad_norm_rate(double lr, double b_sq) { return b_sq > 0.0 ? lr / ok_sqrt(b_sq) : 0.0; }
+
 // Adadelta: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g,
 // u <- rho u + (1 - rho) d^2, p <- p - lr d.
 template <class T> struct Adadelta {
