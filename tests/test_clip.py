@@ -84,11 +84,57 @@ def test_nonfinite():
     assert np.isnan(grads[0]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize("n", [1, 7, 1023, 70001])
+def test_nonfinite_is_found_anywhere_and_named(n, where, value, dtype):
+    """all_finite sees one bad element at either end of an array of any size (70001: several chunks)."""
+    rng = np.random.default_rng(n)
+    grads = [rng.standard_normal(m).astype(dtype) for m in (5, 1031)] + [rng.standard_normal(n).astype(dtype)]
+    pos = 0 if where == "first" else n - 1
+    grads[-1][pos] = value
+    before = [g.copy() for g in grads]
+    with pytest.raises(ValueError, match=r"^grads\[2\]: contains non-finite values"):
+        clip_grad_norm_(grads, 0.5, error_if_nonfinite=True)
+    for g, b in zip(grads, before):
+        assert np.array_equal(g, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_grad_value_keeps_nan_and_clamps_infinities(dtype):
+    rng = np.random.default_rng(14)
+    grads = [rng.standard_normal(7).astype(dtype), rng.standard_normal(1023).astype(dtype)]
+    g = grads[1]
+    g[[0, 5, 1022]] = np.nan
+    g[7], g[8] = np.inf, -np.inf
+    want = [np.clip(a.astype(np.float64), -0.5, 0.5).astype(dtype) for a in grads]
+    clip_grad_value_(grads, 0.5)
+    assert g.dtype == dtype
+    assert np.isnan(g[[0, 5, 1022]]).all()
+    assert g[7] == 0.5 and g[8] == -0.5
+    assert np.isnan(g).sum() == 3
+    for a, w in zip(grads, want):
+        np.testing.assert_array_equal(a, w)  # NaN == NaN here
+    assert np.abs(g[~np.isnan(g)]).max() == 0.5
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nonfinite_max_norm_and_clip_value_are_rejected(bad):
+    g = np.random.default_rng(15).standard_normal(9)
+    before = g.copy()
+    with pytest.raises(ValueError, match=r"^max_norm: must be finite"):
+        clip_grad_norm_([g], bad)
+    with pytest.raises(ValueError, match=r"^clip_value: must be finite"):
+        clip_grad_value_([g], bad)
+    assert np.array_equal(g, before)
+
+
 def test_clip_edge_cases_and_bad_input():
     assert clip_grad_norm_([], 1.0) == 0.0
     g = np.array([3.0, 4.0])
     assert clip_grad_norm_(g, 10.0) == 5.0  # a bare array is a one-element list
-    with pytest.raises(ValueError, match=r"max_norm: must be in \[0.0, inf\]"):
+    with pytest.raises(ValueError, match=r"max_norm: must be in \[0.0, inf\), got -1.0"):
         clip_grad_norm_([g], -1.0)
     with pytest.raises(ValueError, match="norm_type: must be >= 1 or inf"):
         clip_grad_norm_([g], 1.0, norm_type=0.5)

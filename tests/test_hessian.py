@@ -60,6 +60,74 @@ def test_lanczos_orthogonalize_rejects_bad_input():
         f(Q, 2, Q[2], c)
 
 
+def test_lanczos_orthogonalize_rejects_more_bad_input_before_writing():
+    rng = np.random.default_rng(40)
+    Q = np.ascontiguousarray(np.linalg.qr(rng.standard_normal((10, 4)))[0].T)
+    w0 = rng.standard_normal(10)
+    f = _backend.cpu.lanczos_orthogonalize_
+    w, c = w0.copy(), np.full(4, 7.0)
+    ro = w0.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="^w: array is read-only"):
+        f(Q, 2, ro, c)
+    with pytest.raises(ValueError, match="^Q: array must be C-contiguous"):
+        f(np.asfortranarray(Q), 2, w, c)
+    with pytest.raises(TypeError, match="^coeffs: expected float64, got float32"):
+        f(Q, 2, w, np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="^coeffs: expected float64, got float32"):
+        f(Q.astype(np.float32), 2, w.astype(np.float32), np.zeros(4, np.float32))
+    buf = np.zeros(48)
+    Qs = buf[:40].reshape(4, 10)
+    Qs[:] = Q
+    with pytest.raises(ValueError, match=r"^coeffs(\[0\])? shares memory with Q"):
+        f(Qs, 2, w, buf[36:])  # coeffs overlaps the last row of Q
+    assert np.array_equal(w, w0) and np.all(c == 7.0) and np.array_equal(Qs, Q)
+    # adjacent but disjoint is fine
+    assert f(Qs, 2, w, buf[40:]) == pytest.approx(ref_cgs2(Q, 2, w0)[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [7, 5000])
+def test_lanczos_orthogonalize_w_in_span_of_q(n, dtype):
+    """w in span(Q[:k]): the norm is 0 (exactly, with an exactly representable basis) and w has no NaN."""
+    rng = np.random.default_rng(n)
+    k = 3
+    # signed unit vectors: every product and difference of the projection is exact
+    idx = rng.choice(n, k, replace=False)
+    Q = np.zeros((k + 1, n), dtype)
+    Q[np.arange(k), idx] = rng.choice([-1.0, 1.0], k)
+    Q[k, rng.choice(np.setdiff1d(np.arange(n), idx))] = 1.0
+    w = np.zeros(n, dtype)
+    w[idx] = rng.standard_normal(k)
+    coeffs = np.full(k + 1, 7.0)
+    b = _backend.cpu.lanczos_orthogonalize_(Q, k, w, coeffs)
+    assert b == 0.0
+    assert not np.isnan(w).any() and np.all(w == 0)  # left unscaled: no 0 / 0
+    assert np.all(coeffs[k:] == 7.0)
+    # a random orthonormal basis: the norm is at rounding level, w stays finite
+    Q = np.ascontiguousarray(np.linalg.qr(rng.standard_normal((n, k)))[0].T).astype(dtype)
+    a = rng.standard_normal(k)
+    w = (Q.astype(np.float64).T @ a).astype(dtype)
+    coeffs = np.full(k, 7.0)
+    b = _backend.cpu.lanczos_orthogonalize_(Q, k, w, coeffs)
+    eps = np.finfo(dtype).eps
+    assert 0.0 <= b <= 100 * eps * np.linalg.norm(a)
+    assert np.all(np.isfinite(w))
+    np.testing.assert_allclose(coeffs, a, rtol=0, atol=100 * eps * np.abs(a).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lanczos_orthogonalize_empty_vectors(dtype):
+    """n = 0: Q of shape (1, 0); the norm and the coefficients are 0, nothing else is touched."""
+    f = _backend.cpu.lanczos_orthogonalize_
+    coeffs = np.full(3, 7.0)
+    assert f(np.zeros((1, 0), dtype), 1, np.zeros(0, dtype), coeffs) == 0.0
+    assert coeffs[0] == 0.0 and np.all(coeffs[1:] == 7.0)
+    coeffs = np.full(3, 7.0)
+    assert f(np.zeros((1, 0), dtype), 0, np.zeros(0, dtype), coeffs) == 0.0
+    assert np.all(coeffs == 7.0)
+
+
 _DET_SCRIPT = r"""
 import numpy as np, sys
 from optkern import _backend

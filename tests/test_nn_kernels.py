@@ -168,6 +168,88 @@ def test_xent_rop_float32_and_saturated_rows():
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=2e-6)
 
 
+def test_xent_gradient_matches_finite_differences_of_the_loss():
+    """dlogits (with label smoothing and the confidence penalty) is the derivative of scale * sum(row losses)."""
+    rng = np.random.default_rng(21)
+    z = 2 * rng.standard_normal((7, 5))
+    y = rng.integers(0, 5, 7)
+    eps, beta, scale, h = 0.1, 0.3, 0.5, 1e-6
+    loss, _, g = xent_forward(z, y, label_smoothing=eps, confidence_penalty=beta, scale=scale)
+    assert g.shape == z.shape and g.dtype == np.float64
+    np.testing.assert_allclose(loss, ref_xent(z, y, eps, beta)[0], rtol=1e-12, atol=1e-13)
+
+    def lib_loss(zz):
+        return scale * xent_forward(zz, y, label_smoothing=eps, confidence_penalty=beta, need_logp=False,
+                                    need_grad=False)[0].sum()
+
+    def ref_loss(zz):
+        return scale * ref_xent(zz, y, eps, beta)[0].sum()
+
+    for fn in (ref_loss, lib_loss):  # the independent loss, and the kernel's own loss
+        fd = np.empty_like(z)
+        for idx in np.ndindex(z.shape):
+            e = np.zeros_like(z)
+            e[idx] = h
+            fd[idx] = (fn(z + e) - fn(z - e)) / (2 * h)
+        np.testing.assert_allclose(g, fd, rtol=1e-7, atol=1e-8, err_msg=fn.__name__)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3])
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (7, 5), (3, 1023)])
+def test_xent_rop_shapes_float64_and_float32_match_finite_differences(shape, beta):
+    n, c = shape
+    rng = np.random.default_rng(n * 1031 + c + int(10 * beta))
+    z = 2 * rng.standard_normal(shape)
+    y = rng.integers(0, c, n)
+    r = rng.standard_normal(shape)
+    eps, scale = 0.1, 0.5
+    want = scale * ref_xent_hessian_fd(z, y, eps, beta, r)
+    # float64, from the independent reference's log-probabilities and from the kernel's own
+    _, _, logp_ref = ref_xent(z, y, eps, beta)
+    _, logp64, _ = xent_forward(z, y, label_smoothing=eps, confidence_penalty=beta)
+    for logp in (logp_ref, logp64):
+        got = xent_rop(np.ascontiguousarray(logp), r, confidence_penalty=beta, scale=scale)
+        assert got.shape == shape and got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-8)
+    # float32 against the float64 finite differences
+    _, logp32, _ = xent_forward(z.astype(np.float32), y, label_smoothing=eps, confidence_penalty=beta)
+    got32 = xent_rop(logp32, r.astype(np.float32), confidence_penalty=beta, scale=scale)
+    assert got32.shape == shape and got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=0, atol=2e-5 * np.abs(want).max(initial=0.0) + 1e-12)
+
+
+def test_xent_public_functions_reject_bad_input():
+    y = np.array([0, 1, 2, 0])
+    with pytest.raises(TypeError, match="logits: expected float32 or float64"):
+        xent_forward(np.ones((4, 3), np.float16), y)
+    with pytest.raises(TypeError, match="logits: expected float32 or float64"):
+        softmax_cross_entropy(np.ones((4, 3), np.float16), y)
+    with pytest.raises(ValueError, match="logits: array must be C-contiguous"):
+        xent_forward(np.zeros((4, 6))[:, ::2], y)
+    with pytest.raises(ValueError, match="logits: array must be C-contiguous"):
+        softmax_cross_entropy(np.zeros((4, 6))[:, ::2], y)
+    logp = np.log(np.full((4, 3), 1 / 3))
+    with pytest.raises(ValueError, match=r"^r: expected shape \(4, 3\), got \(4, 4\)"):
+        xent_rop(logp, np.ones((4, 4)))
+    with pytest.raises(ValueError, match=r"^r: expected shape \(4, 3\), got \(12,\)"):
+        xent_rop(logp, np.ones(12))
+    with pytest.raises(TypeError, match="^r: expected float64, got float32"):
+        xent_rop(logp, np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match="^r: array must be C-contiguous"):
+        xent_rop(logp, np.ones((4, 6))[:, ::2])
+    z = np.random.default_rng(8).standard_normal((4, 3))
+    for bad in (math.nan, math.inf, -math.inf):
+        for name in ("label_smoothing", "confidence_penalty", "scale"):
+            with pytest.raises(ValueError, match=f"^{name}: must be finite"):
+                xent_forward(z, y, **{name: bad})
+        for name in ("label_smoothing", "confidence_penalty"):
+            with pytest.raises(ValueError, match=f"^{name}: must be finite"):
+                softmax_cross_entropy(z, y, **{name: bad})
+        for name in ("confidence_penalty", "scale"):
+            with pytest.raises(ValueError, match=f"^{name}: must be finite"):
+                xent_rop(logp, z, **{name: bad})
+
+
 def test_softmax_cross_entropy_reductions():
     rng = np.random.default_rng(9)
     z = rng.standard_normal((10, 4))

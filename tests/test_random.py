@@ -77,6 +77,28 @@ def test_mapping_float32_and_signs(n, seed, offset):
         np.testing.assert_array_equal(s, np.where(w >> 31, -1.0, 1.0).astype(dt))
 
 
+# Slices of one 70001-element draw: the start, and both sides of the 65536-element chunk boundary.
+CHUNK_SLICES = [(0, 1031), (65525, 65549)]
+
+
+def test_uniform_across_the_chunk_boundary_matches_reference():
+    u = okr.uniform(70001, seed=123, offset=3)
+    assert u.dtype == np.float32 and u.shape == (70001,)
+    for lo, hi in CHUNK_SLICES:
+        w = words_ref(hi - lo, 123, 3 + lo)
+        want = ((w >> 8).astype(np.float64) * 2.0**-24).astype(np.float32)
+        np.testing.assert_array_equal(u[lo:hi], want, err_msg=f"[{lo}:{hi}]")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rademacher_across_the_chunk_boundary_matches_reference(dtype):
+    s = okr.rademacher(70001, seed=123, offset=3, dtype=dtype)
+    assert s.dtype == dtype and s.shape == (70001,)
+    for lo, hi in CHUNK_SLICES:
+        w = words_ref(hi - lo, 123, 3 + lo)
+        np.testing.assert_array_equal(s[lo:hi], np.where(w >> 31, -1.0, 1.0).astype(dtype), err_msg=f"[{lo}:{hi}]")
+
+
 @pytest.mark.parametrize("n,seed,offset", [(1, 3, 0), (5, 7, 1), (8, 99, 2**50 + 3)])
 def test_mapping_float64(n, seed, offset):
     want = []

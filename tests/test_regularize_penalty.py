@@ -110,6 +110,22 @@ def test_bad_inputs_raise_before_writing():
         np.testing.assert_array_equal(g, b)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_nonfinite_l1_is_rejected_before_writing(bad):
+    rng = np.random.default_rng(7)
+    ps = [rng.standard_normal(5) for _ in range(2)]
+    gs = [rng.standard_normal(5) for _ in range(2)]
+    before = [g.copy() for g in gs]
+    with pytest.raises(ValueError, match="^l1: must be finite"):
+        R.add_penalty_grad_(ps, gs, bad, 0.1)
+    with pytest.raises(ValueError, match="^l1: must be finite"):
+        R.add_penalty_grad_(ps, gs, bad, 0.1, return_value=True)
+    with pytest.raises(ValueError, match="^l1: must be finite"):
+        R.penalty(ps, bad, 0.1)
+    for g, b in zip(gs, before):
+        np.testing.assert_array_equal(g, b)
+
+
 def test_cuda_matches_cpu():
     cp = pytest.importorskip("cupy", reason="CuPy is not installed: CUDA penalty kernels untested here")
     if not optkern.cuda_built() or optkern.info()["cuda_devices"] == 0:
@@ -123,4 +139,7 @@ def test_cuda_matches_cpu():
     for g, dg in zip(gs, dgs):
         np.testing.assert_allclose(cp.asnumpy(dg), g, rtol=1e-6, atol=1e-6)
     assert float(v_gpu) == pytest.approx(v_cpu, rel=1e-12)
-    assert float(R.penalty(dps, 0.01, 0.1)) == float(R.penalty(dps, 0.01, 0.1))
+    # the GPU value against the CPU one (both accumulate in float64, whatever the arrays' dtype)
+    p_gpu = float(R.penalty(dps, 0.01, 0.1))
+    assert p_gpu == pytest.approx(R.penalty(ps, 0.01, 0.1), rel=1e-12)
+    assert float(R.penalty(dps, 0.01, 0.1)) == p_gpu  # repeatable: the same bits on a second call
