@@ -1,5 +1,7 @@
 """optkern.norm.dropout: inverted scaling, mask regenerated from (seed, offset),
 keep-rate statistics, and the documented link to optkern.random."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -9,11 +11,13 @@ from optkern import random as okr
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
-def test_forward_backward(dtype, p):
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal((37, 1029)) + 2).astype(dtype)
+@pytest.mark.parametrize("shape", [(37, 1029), (1,), (7,), (1023,)])
+def test_forward_backward(dtype, p, shape):
+    rng = np.random.default_rng(zlib.crc32(repr((shape, p)).encode()))
+    x = (rng.standard_normal(shape) + 2).astype(dtype)
     y, mask = norm.dropout(x, p, seed=99, offset=5, return_mask=True)
-    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    assert y.shape == x.shape and y.dtype == dtype
+    assert mask.shape == x.shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
     # the mask is the documented one: float32 uniform of stream (seed, offset + i) >= p
     u = okr.uniform(x.shape, seed=99, offset=5)
     np.testing.assert_array_equal(mask, (u >= np.float32(p)).astype(np.uint8))

@@ -55,27 +55,62 @@ def test_batch_norm_training(shape, dtype, affine):
     close(db, db_ref, dtype, 10)
 
 
+# eval mode: N = 1 with one element per channel and N = 0 are valid (no batch statistics needed)
+BN_EVAL_SHAPES = [(5, 4), (3, 4, 11), (1, 1, 1), (0, 3, 4), (2, 3, 1023), (7, 5)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 4), (3, 4, 11)])
-def test_batch_norm_eval(shape, dtype):
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("shape", BN_EVAL_SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_eval(shape, dtype, affine):
+    rng = np.random.default_rng(zlib.crc32(repr((shape, affine, "eval")).encode()))
     C = shape[1]
-    x, w, b = rnd(rng, shape, dtype), rnd(rng, C, dtype), rnd(rng, C, dtype)
+    x = rnd(rng, shape, dtype, 2.0, 0.5)
+    w = rnd(rng, C, dtype) if affine else None
+    b = rnd(rng, C, dtype) if affine else None
     rm, rv = rnd(rng, C, dtype), (0.5 + rng.random(C)).astype(dtype)
     rm_before, rv_before = rm.copy(), rv.copy()
     y, saved = norm.batch_norm(x, w, b, rm, rv, training=False, eps=1e-5)
+    assert y.shape == x.shape and y.dtype == x.dtype and saved.training is False
     close(y, ref.batch_norm_eval(x, w, b, rm.astype(np.float64), rv.astype(np.float64), 1e-5), dtype)
     np.testing.assert_array_equal(rm, rm_before)
     np.testing.assert_array_equal(rv, rv_before)
     dy = rnd(rng, shape, dtype)
     dx, dw, db = norm.batch_norm_backward(dy, x, w, saved)
+    assert dx.shape == x.shape and dw.shape == (C,) and db.shape == (C,)
     shp = (1, -1) + (1,) * (len(shape) - 2)
     rstd = 1 / np.sqrt(rv.astype(np.float64) + 1e-5)
-    close(dx, dy * (w.astype(np.float64) * rstd).reshape(shp), dtype)
+    wr = np.ones(C) if w is None else w.astype(np.float64)
+    close(dx, dy * (wr * rstd).reshape(shp), dtype)
     xhat = (x - rm.astype(np.float64).reshape(shp)) * rstd.reshape(shp)
     red = (0,) + tuple(range(2, len(shape)))
     close(dw, (dy * xhat).sum(axis=red), dtype, 10)
     close(db, dy.astype(np.float64).sum(axis=red), dtype, 10)
+    # the running statistics are used, not the batch's: still untouched after backward
+    np.testing.assert_array_equal(rm, rm_before)
+    np.testing.assert_array_equal(rv, rv_before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_empty_batch(dtype):
+    """N = 0: eval mode gives an empty y and zero parameter gradients; training has no statistics."""
+    rng = np.random.default_rng(zlib.crc32(repr((dtype.__name__, "bn-empty")).encode()))
+    x = np.empty((0, 3, 4), dtype)
+    w, b = rnd(rng, 3, dtype), rnd(rng, 3, dtype)
+    rm, rv = rnd(rng, 3, dtype), (0.5 + rng.random(3)).astype(dtype)
+    rm_before, rv_before = rm.copy(), rv.copy()
+    y, saved = norm.batch_norm(x, w, b, rm, rv, training=False)
+    assert y.shape == (0, 3, 4) and y.dtype == dtype
+    close(saved.mean, rm_before.astype(np.float64), dtype)
+    close(saved.rstd, 1 / np.sqrt(rv_before.astype(np.float64) + 1e-5), dtype)
+    dx, dw, db = norm.batch_norm_backward(np.empty_like(x), x, w, saved)
+    assert dx.shape == (0, 3, 4)
+    np.testing.assert_array_equal(dw, np.zeros(3))
+    np.testing.assert_array_equal(db, np.zeros(3))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        norm.batch_norm(x, w, b, rm, rv, training=True)
+    np.testing.assert_array_equal(rm, rm_before)
+    np.testing.assert_array_equal(rv, rv_before)
 
 
 # ---- layer / RMS norm --------------------------------------------------------------
@@ -110,7 +145,7 @@ def test_layer_norm(shape, k, dtype, affine):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape,k", LN_CASES[:7])
+@pytest.mark.parametrize("shape,k", LN_CASES)
 @pytest.mark.parametrize("affine", [True, False])
 def test_rms_norm(shape, k, dtype, affine):
     rng = np.random.default_rng(zlib.crc32(repr(((shape, k, affine, "rms"))).encode()))
@@ -182,19 +217,75 @@ def test_instance_norm(shape, dtype):
     # running statistics: every instance normalized like batch norm in eval mode
     y2, saved2 = norm.instance_norm(x, w, b, rm, rv, use_input_stats=False, eps=1e-5)
     close(y2, ref.batch_norm_eval(x, w, b, rm.astype(np.float64), rv.astype(np.float64), 1e-5), dtype)
-    dx2, _, _ = norm.instance_norm_backward(dy, x, w, saved2)
+    dx2, dw2, db2 = norm.instance_norm_backward(dy, x, w, saved2)
     shp = (1, -1) + (1,) * (len(shape) - 2)
-    close(dx2, dy * (w.astype(np.float64) / np.sqrt(rv.astype(np.float64) + 1e-5)).reshape(shp), dtype)
+    rstd_run = 1 / np.sqrt(rv.astype(np.float64) + 1e-5)
+    close(dx2, dy * (w.astype(np.float64) * rstd_run).reshape(shp), dtype)
+    # parameter gradients with x̂ from the running statistics, summed over N and the spatial dims
+    xhat_run = (x - rm.astype(np.float64).reshape(shp)) * rstd_run.reshape(shp)
+    red = (0,) + tuple(range(2, len(shape)))
+    assert dw2.shape == (C,) and db2.shape == (C,)
+    close(dw2, (dy * xhat_run).sum(axis=red), dtype, 10)
+    close(db2, dy.astype(np.float64).sum(axis=red), dtype, 10)
     assert S > 1
+
+
+@pytest.mark.parametrize("use_input_stats", [True, False])
+def test_instance_norm_backward_without_param_grads(use_input_stats):
+    rng = np.random.default_rng(zlib.crc32(repr((use_input_stats, "in-noparam")).encode()))
+    x, dy = rnd(rng, (2, 3, 5), np.float64), rnd(rng, (2, 3, 5), np.float64)
+    w, b = rnd(rng, 3, np.float64), rnd(rng, 3, np.float64)
+    rm, rv = rnd(rng, 3, np.float64), 1 + rng.random(3)
+    _, saved = norm.instance_norm(x, w, b, rm, rv, use_input_stats=use_input_stats)
+    dx, dw, db = norm.instance_norm_backward(dy, x, w, saved)
+    dx2, dw2, db2 = norm.instance_norm_backward(dy, x, w, saved, param_grads=False)
+    np.testing.assert_array_equal(dx2, dx)
+    assert dw2 is None and db2 is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("use_input_stats", [True, False])
+def test_instance_norm_empty_batch(dtype, use_input_stats):
+    """N = 0: empty output, zero parameter gradients, running buffers left as they were."""
+    rng = np.random.default_rng(zlib.crc32(repr((dtype.__name__, use_input_stats, "in-empty")).encode()))
+    x = np.empty((0, 4, 5), dtype)
+    w, b = rnd(rng, 4, dtype), rnd(rng, 4, dtype)
+    rm, rv = rnd(rng, 4, dtype), (1 + rng.random(4)).astype(dtype)
+    rm_before, rv_before = rm.copy(), rv.copy()
+    y, saved = norm.instance_norm(x, w, b, rm, rv, use_input_stats=use_input_stats, momentum=0.5)
+    assert y.shape == (0, 4, 5) and y.dtype == dtype
+    np.testing.assert_array_equal(rm, rm_before)
+    np.testing.assert_array_equal(rv, rv_before)
+    dx, dw, db = norm.instance_norm_backward(np.empty_like(x), x, w, saved)
+    assert dx.shape == (0, 4, 5)
+    np.testing.assert_array_equal(dw, np.zeros(4))
+    np.testing.assert_array_equal(db, np.zeros(4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_empty_batch(dtype, affine):
+    rng = np.random.default_rng(zlib.crc32(repr((dtype.__name__, affine, "gn-empty")).encode()))
+    x = np.empty((0, 6, 5), dtype)
+    w = rnd(rng, 6, dtype) if affine else None
+    b = rnd(rng, 6, dtype) if affine else None
+    y, saved = norm.group_norm(x, 3, w, b)
+    assert y.shape == (0, 6, 5) and y.dtype == dtype
+    assert saved.mean.shape == (0, 3) and saved.rstd.shape == (0, 3) and saved.groups == 3
+    dx, dw, db = norm.group_norm_backward(np.empty_like(x), x, w, saved)
+    assert dx.shape == (0, 6, 5)
+    np.testing.assert_array_equal(dw, np.zeros(6))
+    np.testing.assert_array_equal(db, np.zeros(6))
 
 
 # ---- weight norm ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,dim", [((5, 7), 0), ((1, 3), 0), ((4, 3, 3, 2), 0), ((6, 9), 1),
-                                       ((3, 4, 5), -1), ((3, 4), None), ((8, 1023), 0)])
+                                       ((3, 4, 5), -1), ((3, 4), None), ((8, 1023), 0),
+                                       ((0, 5), 0), ((7, 1), 0)])
 def test_weight_norm(shape, dim, dtype):
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(zlib.crc32(repr((shape, dim, "wn")).encode()))
     v = rnd(rng, shape, dtype)
     rows = 1 if dim is None else shape[dim]
     gshape = (rows,) if dim is None else tuple(s if i == dim % len(shape) else 1 for i, s in enumerate(shape))
@@ -207,6 +298,27 @@ def test_weight_norm(shape, dim, dtype):
     assert dg.shape == g.shape and dv.shape == v.shape
     close(dg, dg_ref, dtype, 10)
     close(dv, dv_ref, dtype, 10)
+    if shape == (7, 1):  # rows of length 1: w = g sign(v), and v only sets the sign (dv = 0)
+        close(w, g * np.sign(v.astype(np.float64)), dtype)
+        close(dv, np.zeros(shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_norm_zero_row(dtype):
+    rng = np.random.default_rng(zlib.crc32(repr((dtype.__name__, "wn-zero")).encode()))
+    v, g = rnd(rng, (4, 5), dtype), rnd(rng, (4, 1), dtype)
+    v[2] = 0
+    dw = rnd(rng, v.shape, dtype)
+    # A clear error naming v and the slice, never a silent NaN (PyTorch returns NaN here).
+    with pytest.raises(ValueError, match=r"^v: slice 2 along dim has norm 0\.0"):
+        norm.weight_norm(v, g)
+    v[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^v: slice 2 along dim has norm nan"):
+        norm.weight_norm(v, g)
+    v[2] = 1
+    w, saved = norm.weight_norm(v, g)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    assert np.isfinite(w).all() and np.isfinite(dg).all() and np.isfinite(dv).all()
 
 
 # ---- finite differences (float64) -----------------------------------------------------
@@ -239,6 +351,14 @@ def test_finite_differences():
     y, s = norm.batch_norm(x, w, b)
     dx, dw, db = norm.batch_norm_backward(dy, x, w, s)
     fd_check(lambda x, w, b: norm.batch_norm(x, w, b)[0], dict(x=x, w=w, b=b), dict(x=dx, w=dw, b=db), dy)
+    # batch norm, eval (running statistics: y is affine in x, w and b)
+    x, w, b = rnd(rng, (3, 4, 6), f64), rnd(rng, 4, f64), rnd(rng, 4, f64)
+    rm, rv = rnd(rng, 4, f64), 0.5 + rng.random(4)
+    dy = rnd(rng, x.shape, f64)
+    y, s = norm.batch_norm(x, w, b, rm, rv, training=False)
+    dx, dw, db = norm.batch_norm_backward(dy, x, w, s)
+    fd_check(lambda x, w, b: norm.batch_norm(x, w, b, rm, rv, training=False)[0], dict(x=x, w=w, b=b),
+             dict(x=dx, w=dw, b=db), dy)
     # layer norm, N = 1
     x, w, b = rnd(rng, (1, 3, 7), f64), rnd(rng, (3, 7), f64), rnd(rng, (3, 7), f64)
     dy = rnd(rng, x.shape, f64)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import numpy as np
 import pytest
@@ -134,6 +135,182 @@ def test_native_checks_outputs():
     with pytest.raises(ValueError, match="mean shares memory with var"):
         m2 = np.empty(16, np.float32)
         cpu.channel_stats(x, m2[:8], m2[4:12], 3, 8, 1)
+
+
+# ---- backward argument checks ---------------------------------------------------------
+
+def _backward_case(name, x):
+    """(saved, saved_from_another_call, backward(dy, saved)) of one float32 forward of `x`.
+
+    The other call normalizes a tensor of a different size, so its statistics have the wrong length:
+    fewer rows (N = 3) for the row norms, fewer channels (C = 5) for the per-channel ones."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    C = x.shape[1]
+    w, b, w5, b5 = f(C), f(C), f(5), f(5)
+    rm, rv = f(C), (1 + rng.random(C)).astype(np.float32)
+    fewer_rows = np.ascontiguousarray(x[:3])
+    fewer_channels = np.ascontiguousarray(x[:, :5])
+    rm5, rv5 = rm[:5].copy(), rv[:5].copy()
+    if name == "batch_norm":
+        fwd = lambda x, w, b, rm, rv: norm.batch_norm(x, w, b, rm, rv)
+        other = fwd(fewer_channels, w5, b5, rm5, rv5)
+        bwd = lambda dy, s: norm.batch_norm_backward(dy, x, w, s)
+    elif name == "batch_norm_eval":
+        fwd = lambda x, w, b, rm, rv: norm.batch_norm(x, w, b, rm, rv, training=False)
+        other = fwd(fewer_channels, w5, b5, rm5, rv5)
+        bwd = lambda dy, s: norm.batch_norm_backward(dy, x, w, s)
+    elif name == "layer_norm":
+        fwd = lambda x, w, b, rm, rv: norm.layer_norm(x, 5, w5, b5)
+        other = fwd(fewer_rows, w, b, rm, rv)
+        bwd = lambda dy, s: norm.layer_norm_backward(dy, x, w5, s)
+    elif name == "rms_norm":
+        fwd = lambda x, w, b, rm, rv: norm.rms_norm(x, 5, w5)
+        other = fwd(fewer_rows, w, b, rm, rv)
+        bwd = lambda dy, s: norm.rms_norm_backward(dy, x, w5, s)
+    elif name == "group_norm":
+        fwd = lambda x, w, b, rm, rv: norm.group_norm(x, 3, w, b)
+        other = fwd(fewer_rows, w, b, rm, rv)
+        bwd = lambda dy, s: norm.group_norm_backward(dy, x, w, s)
+    elif name == "instance_norm":
+        fwd = lambda x, w, b, rm, rv: norm.instance_norm(x, w, b, rm, rv)
+        other = fwd(fewer_rows, w, b, rm.copy(), rv.copy())
+        bwd = lambda dy, s: norm.instance_norm_backward(dy, x, w, s)
+    else:  # instance norm with running statistics: per-channel saved statistics
+        assert name == "instance_norm_running"
+        fwd = lambda x, w, b, rm, rv: norm.instance_norm(x, w, b, rm, rv, use_input_stats=False)
+        other = fwd(fewer_channels, w5, b5, rm5, rv5)
+        bwd = lambda dy, s: norm.instance_norm_backward(dy, x, w, s)
+    _, saved = fwd(x, w, b, rm, rv)
+    return saved, other[1], bwd
+
+
+BACKWARDS = ["batch_norm", "batch_norm_eval", "layer_norm", "rms_norm", "group_norm", "instance_norm",
+             "instance_norm_running"]
+
+
+def _stat_fields(saved):
+    return [f for f in ("mean", "rstd", "inv_rms") if f in saved._fields]
+
+
+@pytest.mark.parametrize("name", BACKWARDS)
+def test_backward_rejects_bad_dy(name, data):
+    x = data
+    saved, _, bwd = _backward_case(name, x)
+    dy = np.random.default_rng(3).standard_normal(x.shape).astype(np.float32)
+    bwd(dy, saved)  # the good call works
+    with pytest.raises(TypeError, match="dy: expected float32, got float64"):
+        bwd(dy.astype(np.float64), saved)
+    with pytest.raises(ValueError, match="dy: array must be C-contiguous"):
+        bwd(np.asfortranarray(dy), saved)
+    with pytest.raises(ValueError, match="dy: array must be C-contiguous"):
+        bwd(np.repeat(dy, 2, axis=-1)[..., ::2], saved)
+
+
+@pytest.mark.parametrize("name", BACKWARDS)
+def test_backward_rejects_saved_statistics_of_another_call(name, data):
+    x = data
+    saved, other, bwd = _backward_case(name, x)
+    assert type(saved) is type(other) and hasattr(saved, "_replace")
+    dy = np.random.default_rng(4).standard_normal(x.shape).astype(np.float32)
+    fields = _stat_fields(saved)
+    assert fields
+    for field in fields:
+        good, bad = getattr(saved, field), getattr(other, field)
+        assert bad.size != good.size
+        with pytest.raises(ValueError, match=rf"{field}: expected {good.size} elements, got {bad.size}"):
+            bwd(dy, saved._replace(**{field: bad}))
+        with pytest.raises(TypeError, match=rf"{field}: expected float32, got float64"):
+            bwd(dy, saved._replace(**{field: good.astype(np.float64)}))
+    # the whole saved tuple of the other call: the first statistic checked is named
+    with pytest.raises(ValueError, match=rf"({'|'.join(fields)}): expected \d+ elements, got \d+"):
+        bwd(dy, other)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_backward_with_another_channel_count(training, data):
+    x = data  # C = 6
+    rng = np.random.default_rng(5)
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    rm, rv = rng.standard_normal(6).astype(np.float32), (1 + rng.random(6)).astype(np.float32)
+    _, saved = norm.batch_norm(x, w, b, rm, rv, training=training)
+    x5 = rng.standard_normal((4, 5, 5)).astype(np.float32)
+    dy5 = rng.standard_normal(x5.shape).astype(np.float32)
+    with pytest.raises(ValueError, match="mean: expected 5 elements, got 6"):
+        norm.batch_norm_backward(dy5, x5, None, saved)
+    with pytest.raises(ValueError, match=r"weight: expected shape \(5,\), got \(6,\)"):
+        norm.batch_norm_backward(dy5, x5, w, saved)
+    with pytest.raises(ValueError, match=r"dy: expected shape \(4, 6, 5\), got \(4, 5, 5\)"):
+        norm.batch_norm_backward(dy5, x, w, saved)
+
+
+def test_weight_norm_rejects_bad_input():
+    rng = np.random.default_rng(6)
+    v = rng.standard_normal((4, 6)).astype(np.float32)
+    g = rng.standard_normal((4, 1)).astype(np.float32)
+    dw = rng.standard_normal(v.shape).astype(np.float32)
+    with pytest.raises(TypeError, match="g: expected float32, got float64"):
+        norm.weight_norm(v, g.astype(np.float64))
+    with pytest.raises(ValueError, match="v: array must be C-contiguous"):
+        norm.weight_norm(rng.standard_normal((4, 12)).astype(np.float32)[:, ::2], g)
+    with pytest.raises(ValueError, match="v: array must be C-contiguous"):
+        norm.weight_norm(np.asfortranarray(v), g)
+    _, saved = norm.weight_norm(v, g)
+    norm.weight_norm_backward(dw, v, g, saved)  # the good call works
+    with pytest.raises(TypeError, match="dw: expected float32, got float64"):
+        norm.weight_norm_backward(dw.astype(np.float64), v, g, saved)
+    with pytest.raises(ValueError, match="dw: array must be C-contiguous"):
+        norm.weight_norm_backward(np.asfortranarray(dw), v, g, saved)
+    with pytest.raises(TypeError, match="g: expected float32, got float64"):
+        norm.weight_norm_backward(dw, v, g.astype(np.float64), saved)
+    with pytest.raises(ValueError, match="dw: expected shape"):
+        norm.weight_norm_backward(dw[:3].copy(), v, g, saved)
+    # saved.norm of another call (3 rows) or of the wrong dtype
+    _, other = norm.weight_norm(v[:3].copy(), g[:3].copy())
+    with pytest.raises(ValueError, match="norm: expected 4 elements, got 3"):
+        norm.weight_norm_backward(dw, v, g, other)
+    with pytest.raises(TypeError, match="norm: expected float32, got float64"):
+        norm.weight_norm_backward(dw, v, g, saved._replace(norm=saved.norm.astype(np.float64)))
+    # dim != 0: dw of the wrong dtype is still caught after the axis move
+    g1 = rng.standard_normal(6).astype(np.float32)
+    _, saved1 = norm.weight_norm(v, g1, dim=1)
+    with pytest.raises(TypeError, match="dw: expected float32, got float64"):
+        norm.weight_norm_backward(dw.astype(np.float64), v, g1, saved1)
+
+
+def test_non_finite_hyper_parameters(data):
+    x = data
+    rng = np.random.default_rng(7)
+    for m in (float("nan"), float("inf")):
+        rm, rv = rng.standard_normal(6).astype(np.float32), (1 + rng.random(6)).astype(np.float32)
+        rm0, rv0 = rm.copy(), rv.copy()
+        with pytest.raises(ValueError, match="momentum: must be finite"):
+            norm.batch_norm(x, running_mean=rm, running_var=rv, momentum=m)
+        with pytest.raises(ValueError, match="momentum: must be finite"):
+            norm.instance_norm(x, running_mean=rm, running_var=rv, momentum=m)
+        np.testing.assert_array_equal(rm, rm0)  # nothing written
+        np.testing.assert_array_equal(rv, rv0)
+    for p in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="p: must be finite"):
+            norm.dropout(x, p, seed=1)
+        with pytest.raises(ValueError, match="p: must be finite"):
+            norm.dropout_backward(x, p, seed=1)
+
+
+def test_dropout_rejects_non_contiguous_x():
+    x = np.random.default_rng(8).standard_normal((4, 10)).astype(np.float32)
+    with pytest.raises(ValueError, match="x: array must be C-contiguous"):
+        norm.dropout(x[:, ::2], 0.5, seed=1)
+    with pytest.raises(ValueError, match="x: array must be C-contiguous"):
+        norm.dropout(np.asfortranarray(x), 0.5, seed=1)
+
+
+def test_dropout_backward_names_dy():
+    dy = np.random.default_rng(9).standard_normal((4, 10)).astype(np.float32)
+    with pytest.raises(ValueError, match="^dy: array must be C-contiguous"):
+        norm.dropout_backward(dy[:, ::2], 0.5, seed=1)
+    with pytest.raises(TypeError, match="^dy: expected float32 or float64"):
+        norm.dropout_backward(dy.astype(np.int32), 0.5, seed=1)
 
 
 def test_dropout_arguments(data):

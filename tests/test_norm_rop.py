@@ -138,3 +138,46 @@ def test_rop_rejects_bad_input():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="rxhat"):
         _cpu.norm_rop_fwd(**args(rxhat=ro))
+
+
+def test_rop_bwd_rejects_bad_input():
+    rng = np.random.default_rng(21)
+    h = rng.standard_normal((4, 3))
+    mean, rstd, g = rng.standard_normal(3), 1 + rng.random(3), rng.standard_normal(3)
+    outs = {}
+
+    def args(**kw):
+        outs.update(dh=np.full((4, 3), np.nan), rdh=np.full((4, 3), np.nan), rdweight=np.full(3, np.nan),
+                    rdbias=np.full(3, np.nan))
+        a = dict(h=h, mean=mean, rstd=rstd, dy=rng.standard_normal((4, 3)), rdy=rng.standard_normal((4, 3)),
+                 weight=g, vweight=rng.standard_normal(3), rxhat=rng.standard_normal((4, 3)),
+                 m_xrh=rng.standard_normal(3), axis=0, **outs)
+        a.update(kw)
+        return a
+
+    def rejected(exc, match, a):
+        with pytest.raises(exc, match=match):
+            _cpu.norm_rop_bwd(**a)
+        for name, o in outs.items():  # checked before the first write
+            if a[name] is o:
+                assert np.isnan(o).all(), name
+
+    _cpu.norm_rop_bwd(**args())  # the good call works
+    assert np.isfinite(outs["dh"]).all() and np.isfinite(outs["rdweight"]).all()
+    ro = np.full((4, 3), np.nan)
+    ro.flags.writeable = False
+    rejected(ValueError, "^dh: array is read-only", args(dh=ro))
+    a = args()
+    a["dy"] = a["dh"]
+    rejected(ValueError, r"^dh shares memory with dy \(outputs must not alias inputs\)", a)
+    a = args()
+    a["rdy"] = a["rdh"]
+    rejected(ValueError, "^rdh shares memory with rdy", a)
+    rejected(TypeError, "^dy: expected float64, got float32", args(dy=rng.standard_normal((4, 3)).astype(np.float32)))
+    rejected(ValueError, "^dy: array must be C-contiguous", args(dy=np.asfortranarray(rng.standard_normal((4, 3)))))
+    rejected(ValueError, "^m_xrh: expected 3 elements, got 4", args(m_xrh=rng.standard_normal(4)))
+    rejected(ValueError, "^m_xrh: expected 3 elements, got 2", args(m_xrh=rng.standard_normal(2)))
+    rejected(ValueError, r"^axis: must be 0 \(batch norm\) or 1 \(layer norm\), got 2", args(axis=2))
+    rejected(ValueError, r"^axis: must be 0 \(batch norm\) or 1 \(layer norm\), got -1", args(axis=-1))
+    # axis 1 (layer norm) keeps one statistic per row: the per-column mean of axis 0 is the wrong length
+    rejected(ValueError, "^mean: expected 4 elements, got 3", args(axis=1))

@@ -465,7 +465,8 @@ def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True)
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
         _shape_of("weight", weight, (C,))
-        return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False)
+        dx, dw, db = _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False)
+        return (dx, dw, db) if param_grads else (dx, None, None)
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads)
 
 
@@ -526,6 +527,10 @@ def weight_norm(v, g, dim=0):
     w = xp.empty_like(vr)
     norm = xp.empty(rows, dtype=_stat_dtype(v))
     mod.weight_norm_forward(vr, g, w, norm, rows, _wn_row_len(vr, rows))
+    if xp is np and not (norm > 0).all():  # (CuPy: not checked, it would sync the host)
+        i = int(np.argmin(norm > 0))
+        raise ValueError(f"v: slice {i} along dim has norm {float(norm[i])}; w = g v / ||v|| needs a finite "
+                         "nonzero norm")
     return _from_rows(w, d), WeightNormSaved(norm, dim)
 
 
@@ -594,7 +599,13 @@ def dropout_backward(dy, p, seed, offset=0):
     p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
     seed, offset = _seed_offset(seed, offset, dy.size)
     dx = _xp(dy).empty_like(dy)
-    mod.dropout_(dy, dx, p, seed, offset, None)
+    try:
+        mod.dropout_(dy, dx, p, seed, offset, None)
+    except (TypeError, ValueError) as e:  # the native function calls its input x
+        msg = str(e)
+        if msg.startswith("x:"):
+            raise type(e)("dy:" + msg[2:]) from None
+        raise
     return dx
 
 
