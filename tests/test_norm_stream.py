@@ -3,6 +3,7 @@ stream_row). The streamed path must give the same bits as the plain one:
 every normalization's forward and backward runs twice, once with the
 threshold lowered to 0 bytes (everything streamed), on odd sizes and on
 arrays whose data start is not 16-byte aligned (the scalar head and tail).
+Also the backward functions' ``out=`` (the dx buffer a training loop reuses).
 """
 import numpy as np
 import pytest
@@ -78,3 +79,50 @@ def test_streamed_outputs_are_bitwise_equal(dtype, shape, misaligned):
 def test_default_threshold_streams_only_large_outputs():
     old = _cpu._set_stream_bytes(16 << 20)
     assert _cpu._set_stream_bytes(old) == 16 << 20
+
+
+def _backward_calls(dtype):
+    """(name, backward(out) -> dx, ...) pairs with their inputs fixed."""
+    rng = np.random.default_rng(7)
+    x = (1 + rng.standard_normal((4, 6, 33))).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    w = (1 + 0.1 * rng.standard_normal(6)).astype(dtype)
+    wl = (1 + 0.1 * rng.standard_normal(33)).astype(dtype)
+    _, sb = norm.batch_norm(x, w, w, training=True)
+    _, sl = norm.layer_norm(x, (33,), wl, wl)
+    _, sr = norm.rms_norm(x, (33,), wl)
+    _, sg = norm.group_norm(x, 3, w, w)
+    _, si = norm.instance_norm(x, w, w)
+    return x, [
+        ("batch", lambda out: norm.batch_norm_backward(dy, x, w, sb, out=out)),
+        ("layer", lambda out: norm.layer_norm_backward(dy, x, wl, sl, out=out)),
+        ("rms", lambda out: norm.rms_norm_backward(dy, x, wl, sr, out=out)),
+        ("group", lambda out: norm.group_norm_backward(dy, x, w, sg, out=out)),
+        ("instance", lambda out: norm.instance_norm_backward(dy, x, w, si, out=out)),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_out_is_written_and_returned(dtype):
+    x, calls = _backward_calls(dtype)
+    for name, f in calls:
+        want = f(None)
+        out = np.full_like(x, np.nan)
+        got = f(out)
+        assert got[0] is out, name
+        assert np.array_equal(out, want[0]), name  # every element written, same bits
+        for a, b in zip(got[1:], want[1:]):
+            assert np.array_equal(a, b), name
+
+
+def test_backward_out_is_checked():
+    x, calls = _backward_calls(np.float32)
+    for name, f in calls:
+        with pytest.raises(ValueError, match=r"^out: expected shape"):
+            f(np.empty((4, 6, 32), np.float32))
+        with pytest.raises(TypeError, match=r"^out: expected float32"):
+            f(np.empty(x.shape, np.float64))
+        with pytest.raises(ValueError, match=r"^out: array must be C-contiguous"):
+            f(np.empty(x.shape[::-1], np.float32).T)
+        with pytest.raises(ValueError, match=r"^out shares memory with x"):
+            f(x)

@@ -15,12 +15,18 @@ math, written once in ``cpp/include/optkern/rules/norm.hpp``::
     dx = rstd * (g - mean(g) - x̂ * mean(g * x̂)),   g = weight * dy
     dweight = Σ dy * x̂,   dbias = Σ dy
 
+The batch, layer, RMS, group and instance norm forwards and backwards take
+``out=`` for their big output (``y``, ``dx``): a training loop that passes the
+same buffers every step skips the allocation and, for outputs of tens of MB,
+the page faults of fresh memory, which cost more than the kernel itself.
+
 Statistics are computed with a shifted two-pass / Chan merge scheme (never
 E[x²] - E[x]²), and reductions use a fixed blocking, so results are bitwise
 identical for any number of OpenMP threads and run to run on a GPU.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -119,6 +125,18 @@ def _out(out, x, name="out"):
     return out
 
 
+@contextlib.contextmanager
+def _native_name(native: str, public: str):
+    """Errors of a native call say ``public`` where they name its argument ``native``."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        if not msg.startswith(native + ":") and not msg.startswith(native + " shares"):
+            raise
+        raise type(e)(public + msg[len(native):]) from None
+
+
 def _eps(eps):
     return _backend.positive("eps", eps)
 
@@ -165,14 +183,15 @@ def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N,
     return mean, rstd
 
 
-def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats):
+def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=None):
     """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics)."""
     xp = _xp(x)
-    dx = xp.empty_like(x)
+    dx = _out(out, x)
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(C, dtype=pdt)
     dbias = xp.empty(C, dtype=pdt)
-    mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext():
+        mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
     return dx, dweight, dbias
 
 
@@ -231,7 +250,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
 
 
 @_backend.on_array_device
-def batch_norm_backward(dy, x, weight, saved: BatchNormSaved):
+def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
     """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
 
     In training mode ``dx`` accounts for the batch statistics' dependence on
@@ -247,7 +266,7 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved):
         raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
     N, C, S = int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
     _shape_of("weight", weight, (C,))
-    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, bool(saved.training))
+    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, bool(saved.training), out)
 
 
 # ---- layer / group / instance / RMS norm (row kernels) ----------------------------
@@ -296,21 +315,23 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     return y, RowNormSaved(mean, rstd, 1)
 
 
-def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True):
+def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True,
+                  out=None):
     xp = _xp(x)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
     _shape_of("weight", weight, wshape)
-    dx = xp.empty_like(x)
+    dx = _out(out, x)
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(wshape, dtype=pdt) if param_grads else None
     dbias = xp.empty(wshape, dtype=pdt) if param_grads and bias_grad else None
-    mod.row_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias, R, G, Cg, S, rms)
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext():
+        mod.row_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias, R, G, Cg, S, rms)
     return dx, dweight, dbias
 
 
 @_backend.on_array_device
-def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=None, param_grads=True):
+def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=None, param_grads=True, out=None):
     """Gradients of :func:`layer_norm`: ``(dx, dweight, dbias)``.
 
     ``normalized_shape`` defaults to ``x.shape[saved.mean.ndim:]``. With
@@ -325,7 +346,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
         normalized_shape = tuple(x.shape[saved.mean.ndim:])
     ns = _normalized_shape(x, normalized_shape)
     R, M = _prod(x.shape[:x.ndim - len(ns)]), _prod(ns)
-    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads)
+    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
 
 
 @_backend.on_array_device
@@ -351,7 +372,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
 
 
 @_backend.on_array_device
-def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None, param_grads=True):
+def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None, param_grads=True, out=None):
     """Gradients of :func:`rms_norm`: ``(dx, dweight)``; dweight is None when ``param_grads=False``.
 
     ``dx = r * (g - x̂ * mean(g * x̂))`` with ``r = inv_rms``, ``x̂ = r x``, ``g = weight * dy``.
@@ -364,7 +385,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
     ns = _normalized_shape(x, normalized_shape)
     R, M = _prod(x.shape[:x.ndim - len(ns)]), _prod(ns)
     dx, dw, _ = _row_backward(mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads,
-                              bias_grad=False)
+                              bias_grad=False, out=out)
     return dx, dw
 
 
@@ -401,7 +422,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
 
 
 @_backend.on_array_device
-def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
+def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`group_norm`: ``(dx, dweight, dbias)`` (per-channel parameter grads)."""
     _ndarray("dy", dy)
     _ndarray("x", x)
@@ -411,7 +432,7 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
     if G < 1 or C % G:
         raise ValueError(f"saved.groups: {G} does not divide C={C}")
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,),
-                         param_grads)
+                         param_grads, out=out)
 
 
 @_backend.on_array_device
@@ -455,7 +476,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
 
 
 @_backend.on_array_device
-def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True):
+def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`instance_norm`: ``(dx, dweight, dbias)``."""
     _ndarray("dy", dy)
     _ndarray("x", x)
@@ -465,9 +486,10 @@ def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True)
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
         _shape_of("weight", weight, (C,))
-        dx, dw, db = _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False)
+        dx, dw, db = _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False, out)
         return (dx, dw, db) if param_grads else (dx, None, None)
-    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads)
+    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads,
+                         out=out)
 
 
 # ---- weight norm -----------------------------------------------------------------
@@ -599,13 +621,8 @@ def dropout_backward(dy, p, seed, offset=0):
     p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
     seed, offset = _seed_offset(seed, offset, dy.size)
     dx = _xp(dy).empty_like(dy)
-    try:
+    with _native_name("x", "dy"):  # the native function calls its input x
         mod.dropout_(dy, dx, p, seed, offset, None)
-    except (TypeError, ValueError) as e:  # the native function calls its input x
-        msg = str(e)
-        if msg.startswith("x:"):
-            raise type(e)("dy:" + msg[2:]) from None
-        raise
     return dx
 
 

@@ -13,9 +13,10 @@ array from another on the CPU, a device copy on the GPU) moves the same kind of
 traffic. optkern writes outputs of 16 MiB or more with non-temporal stores,
 which skip the write-allocate, so its %probe can pass 100 on the CPU.
 
-"fwd out=" times the forward into a preallocated output (optkern only:
-torch.nn.functional has no ``out=``): the kernel without the page faults that
-a fresh output of tens of MB costs (the OS zeroes every new page).
+"fwd out=" and "fwd+bwd out=" time the same into preallocated y and dx
+(optkern only: torch.nn.functional has no ``out=``): the kernels without the
+page faults that a fresh output of tens of MB costs (the OS zeroes every new
+page; glibc returns blocks over 32 MB to it on free).
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ CASES = [
 ]
 QUICK_DIVISOR = 16
 # pass -> (streams read, streams written)
-TRAFFIC = {"fwd": (1, 1), "fwd+bwd": (3, 2), "fwd out=": (1, 1)}
-# "fwd out=": the forward into a preallocated output (optkern only: torch.nn.functional
-# has no out=), the kernel's own speed without the page faults of a fresh large array.
+TRAFFIC = {"fwd": (1, 1), "fwd+bwd": (3, 2), "fwd out=": (1, 1), "fwd+bwd out=": (3, 2)}
+# "... out=": into preallocated y and dx (optkern only: torch.nn.functional has no out=),
+# the kernels' own speed without the page faults of fresh large arrays.
 
 
 def cases(quick: bool) -> list:
@@ -78,19 +79,19 @@ def optkern_calls(name, host, extra, device):
     ns = x.shape[-1:]
     if name == "layer_norm":
         fwd = lambda out=None: norm.layer_norm(x, ns, w, b, out=out)  # noqa: E731
-        bwd = lambda s: norm.layer_norm_backward(dy, x, w, s)  # noqa: E731
+        bwd = lambda s, out=None: norm.layer_norm_backward(dy, x, w, s, out=out)  # noqa: E731
     elif name == "rms_norm":
         fwd = lambda out=None: norm.rms_norm(x, ns, w, eps=1e-6, out=out)  # noqa: E731
-        bwd = lambda s: norm.rms_norm_backward(dy, x, w, s)  # noqa: E731
+        bwd = lambda s, out=None: norm.rms_norm_backward(dy, x, w, s, out=out)  # noqa: E731
     elif name == "batch_norm":
         rm, rv = xp.zeros(x.shape[1], np.float32), xp.ones(x.shape[1], np.float32)
         fwd = lambda out=None: norm.batch_norm(x, w, b, rm, rv, training=True, out=out)  # noqa: E731
-        bwd = lambda s: norm.batch_norm_backward(dy, x, w, s)  # noqa: E731
+        bwd = lambda s, out=None: norm.batch_norm_backward(dy, x, w, s, out=out)  # noqa: E731
     else:
         fwd = lambda out=None: norm.group_norm(x, extra["groups"], w, b, out=out)  # noqa: E731
-        bwd = lambda s: norm.group_norm_backward(dy, x, w, s)  # noqa: E731
-    y = xp.empty_like(x)
-    return (lambda: fwd()), (lambda: bwd(fwd()[1])), (lambda: fwd(y))
+        bwd = lambda s, out=None: norm.group_norm_backward(dy, x, w, s, out=out)  # noqa: E731
+    y, dx = xp.empty_like(x), xp.empty_like(x)
+    return (lambda: fwd()), (lambda: bwd(fwd()[1])), (lambda: fwd(y)), (lambda: bwd(fwd(y)[1], dx))
 
 
 def torch_calls(torch, name, host, extra, device):
