@@ -6,7 +6,9 @@
 // the end, so the association depends on n only (never on alignment, ISA or
 // thread count).
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "optkern/common.hpp"
 
@@ -18,39 +20,38 @@
 
 namespace optkern {
 
-// out[k] = Σ_i v_k(i) for k < K, where f(i, v) writes the K terms of element i
-// into v; A is the accumulation type.
-template <int K, class A, class F> OK_LANE_INLINE void lane_sums(int64_t n, F&& f, A* out) {
-  constexpr int64_t W = 128 / int64_t(sizeof(A));  // 4 AVX2 / 2 AVX-512 vectors per term
-  A acc[K][W];
-  for (int k = 0; k < K; ++k)
-    for (int64_t j = 0; j < W; ++j) acc[k][j] = A(0);
+// Σ_i f(i) over [0, n); A is the accumulation type.
+template <class A, class F> OK_LANE_INLINE A lane_sum(int64_t n, F&& f) {
+  constexpr int64_t W = 128 / int64_t(sizeof(A));  // 4 AVX2 / 2 AVX-512 vectors
+  A acc[W];
+  for (int64_t j = 0; j < W; ++j) acc[j] = A(0);
   int64_t i = 0;
   for (; i + W <= n; i += W) {
 #pragma omp simd
-    for (int64_t j = 0; j < W; ++j) {
-      A v[K];
-      f(i + j, v);
-      for (int k = 0; k < K; ++k) acc[k][j] += v[k];
-    }
+    for (int64_t j = 0; j < W; ++j) acc[j] += f(i + j);
   }
-  for (int k = 0; k < K; ++k) {
-    for (int64_t w = W / 2; w > 0; w /= 2)
-      for (int64_t j = 0; j < w; ++j) acc[k][j] += acc[k][j + w];
-    out[k] = acc[k][0];
-  }
-  for (; i < n; ++i) {  // the tail, in order
-    A v[K];
-    f(i, v);
-    for (int k = 0; k < K; ++k) out[k] += v[k];
-  }
+  for (int64_t w = W / 2; w > 0; w /= 2)
+    for (int64_t j = 0; j < w; ++j) acc[j] += acc[j + w];
+  A s = acc[0];
+  for (; i < n; ++i) s += f(i);  // the tail, in order
+  return s;
 }
 
-// Σ_i f(i) for one term.
-template <class A, class F> OK_LANE_INLINE A lane_sum(int64_t n, F&& f) {
-  A s;
-  lane_sums<1, A>(n, [&](int64_t i, A* v) { v[0] = f(i); }, &s);
-  return s;
+template <int K, class A, class F, std::size_t... Ks>
+OK_LANE_INLINE void lane_sums_each(int64_t n, F& f, A* out, std::index_sequence<Ks...>) {
+  ((out[Ks] = lane_sum<A>(n, [&](int64_t i) {
+      A v[K];
+      f(i, v);
+      return v[Ks];  // the other terms are dead code in this pass
+    })),
+   ...);
+}
+
+// out[k] = Σ_i v_k(i) for k < K, where f(i, v) writes the K terms of element i
+// into v. One pass per term: GCC does not vectorize K accumulator arrays in
+// one simd loop, and the K passes over a row read it from L1.
+template <int K, class A, class F> OK_LANE_INLINE void lane_sums(int64_t n, F&& f, A* out) {
+  lane_sums_each<K, A>(n, f, out, std::make_index_sequence<K>{});
 }
 
 }  // namespace optkern
