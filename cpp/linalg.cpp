@@ -17,6 +17,7 @@
 #include "optkern/common.hpp"
 #include "optkern/lane_sums.hpp"
 #include "optkern/parallel.hpp"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -113,11 +114,7 @@ double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::hand
 }  // namespace
 
 void register_linalg(py::module_& m) {
-  m.def("lanczos_orthogonalize_", &lanczos_orthogonalize, py::arg("Q"), py::arg("k"), py::arg("w"),
-        py::arg("coeffs"),
-        "Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm "
-        "before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives "
-        "the total projection coefficients Q[:k] w of both passes. Deterministic for any thread count.");
+  sig::linalg(m, &lanczos_orthogonalize);
 }
 
 }  // namespace optkern

@@ -14,6 +14,7 @@
 #include "optkern/parallel.hpp"
 #include "optkern/rules/activation.hpp"
 #include "optkern/rules/loss.hpp"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -191,16 +192,7 @@ void softmax_xent_rop(py::handle logp_h, py::handle r_h, py::handle out_h, doubl
 }  // namespace
 
 void register_nn(py::module_& m) {
-  m.def("activation_fwd", &activation_fwd, py::arg("kind"), py::arg("z"), py::arg("a"),
-        py::arg("d1") = py::none(), py::arg("d2") = py::none(),
-        "a = f(z), d1 = f'(z), d2 = f''(z) in one pass (d1, d2 optional).");
-  m.def("softmax_xent_fwd", &softmax_xent_fwd, py::arg("logits"), py::arg("labels"), py::arg("loss"),
-        py::arg("logp") = py::none(), py::arg("dlogits") = py::none(), py::arg("label_smoothing") = 0.0,
-        py::arg("confidence_penalty") = 0.0, py::arg("scale") = 1.0,
-        "Per-row softmax cross-entropy loss; optionally log-probs and scale * dloss/dlogits.");
-  m.def("softmax_xent_rop", &softmax_xent_rop, py::arg("logp"), py::arg("r"), py::arg("out"),
-        py::arg("confidence_penalty") = 0.0, py::arg("scale") = 1.0,
-        "out = scale * (Hessian of the row loss w.r.t. logits) @ r, given saved log-probs.");
+  sig::nn(m, &activation_fwd, &softmax_xent_fwd, &softmax_xent_rop);
 }
 
 }  // namespace optkern

@@ -15,6 +15,7 @@
 #include "norm_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/norm_rop.hpp"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -205,13 +206,7 @@ void norm_rop_bwd(py::handle h, py::handle mean, py::handle rstd, py::handle dy,
 }  // namespace
 
 void register_norm_rop(py::module_& m) {
-  using py::arg;
-  m.def("norm_rop_fwd", &norm_rop_fwd, arg("h"), arg("mean"), arg("rstd"), arg("rh"), arg("weight"),
-        arg("vweight"), arg("vbias"), arg("ry"), arg("rxhat"), arg("m_xrh"), arg("axis"),
-        "R-forward of batch norm (axis 0) / layer norm (axis 1) on (N, D): R{y}, R{xhat}, mean(xhat R{h}).");
-  m.def("norm_rop_bwd", &norm_rop_bwd, arg("h"), arg("mean"), arg("rstd"), arg("dy"), arg("rdy"), arg("weight"),
-        arg("vweight"), arg("rxhat"), arg("m_xrh"), arg("dh"), arg("rdh"), arg("rdweight"), arg("rdbias"),
-        arg("axis"), "Backward and its R-operator: dh, R{dh}, R{dweight}, R{dbias}.");
+  sig::norm_rop(m, &norm_rop_fwd, &norm_rop_bwd);
 }
 
 }  // namespace optkern

@@ -15,6 +15,7 @@
 #include "norm_cpu.hpp"
 #include "optkern/norm_layout.hpp"
 #include "optkern/rules/norm.hpp"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -225,13 +226,7 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
 }  // namespace
 
 void register_norm_rows(py::module_& m) {
-  using py::arg;
-  m.def("row_norm_forward", &row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
-        arg("rstd"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"), arg("eps"), arg("rms"),
-        "Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).");
-  m.def("row_norm_backward", &row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
-        arg("dx"), arg("dweight"), arg("dbias"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"),
-        arg("rms"), "Backward of row_norm_forward: dx, and dweight / dbias when given.");
+  sig::norm_rows(m, &row_norm_forward, &row_norm_backward);
 }
 
 }  // namespace optkern

@@ -8,6 +8,7 @@
 #include "norm_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -106,11 +107,7 @@ void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle 
 }  // namespace
 
 void register_norm_weight(py::module_& m) {
-  using py::arg;
-  m.def("weight_norm_forward", &weight_norm_forward, arg("v"), arg("g"), arg("out"), arg("norm"), arg("rows"),
-        arg("M"), "out[r] = g[r] v[r] / ||v[r]|| for v viewed as (rows, M); norm[r] = ||v[r]||.");
-  m.def("weight_norm_backward", &weight_norm_backward, arg("dw"), arg("v"), arg("g"), arg("norm"), arg("dv"),
-        arg("dg"), arg("rows"), arg("M"), "Gradients of weight_norm_forward with respect to v and g.");
+  sig::norm_weight(m, &weight_norm_forward, &weight_norm_backward);
 }
 
 }  // namespace optkern

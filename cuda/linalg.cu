@@ -12,6 +12,7 @@
 
 #include "cuda_arrays.hpp"
 #include "nn_checks.cuh"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -172,11 +173,7 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
 }  // namespace
 
 void register_linalg(py::module_& m) {
-  m.def("lanczos_orthogonalize_", &lanczos_orthogonalize, py::arg("Q"), py::arg("k"), py::arg("w"),
-        py::arg("coeffs"),
-        "Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm "
-        "before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives "
-        "the total projection coefficients Q[:k] w of both passes. Deterministic.");
+  sig::linalg(m, &lanczos_orthogonalize);
 }
 
 }  // namespace optkern

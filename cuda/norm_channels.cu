@@ -3,6 +3,7 @@
 // elementwise pass for y or dx.
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
@@ -127,15 +128,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
 }  // namespace
 
 void register_norm_channels(py::module_& m) {
-  using py::arg;
-  m.def("channel_stats", &channel_stats, arg("x"), arg("mean"), arg("var"), arg("N"), arg("C"), arg("S"),
-        "Per-channel mean and biased variance of x viewed as (N, C, S).");
-  m.def("channel_norm_forward", &channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
-        arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"),
-        "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).");
-  m.def("channel_norm_backward", &channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
-        arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
-        "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");
+  sig::norm_channels(m, &channel_stats, &channel_norm_forward, &channel_norm_backward);
 }
 
 }  // namespace optkern

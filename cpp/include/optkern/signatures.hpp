@@ -1,0 +1,70 @@
+// The Python-visible signatures of the native functions that optkern._cpu and
+// optkern._cuda both export: names, argument names, defaults and docstrings
+// written once. Each module passes its own implementations, so the two
+// cannot drift apart.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace optkern {
+namespace sig {
+namespace py = pybind11;
+using py::arg;
+
+template <class Act, class Fwd, class Rop>
+void nn(py::module_& m, Act activation_fwd, Fwd softmax_xent_fwd, Rop softmax_xent_rop) {
+  m.def("activation_fwd", activation_fwd, arg("kind"), arg("z"), arg("a"), arg("d1") = py::none(),
+        arg("d2") = py::none(), "a = f(z), d1 = f'(z), d2 = f''(z) in one pass (d1, d2 optional).");
+  m.def("softmax_xent_fwd", softmax_xent_fwd, arg("logits"), arg("labels"), arg("loss"), arg("logp") = py::none(),
+        arg("dlogits") = py::none(), arg("label_smoothing") = 0.0, arg("confidence_penalty") = 0.0,
+        arg("scale") = 1.0, "Per-row softmax cross-entropy loss; optionally log-probs and scale * dloss/dlogits.");
+  m.def("softmax_xent_rop", softmax_xent_rop, arg("logp"), arg("r"), arg("out"), arg("confidence_penalty") = 0.0,
+        arg("scale") = 1.0, "out = scale * (Hessian of the row loss w.r.t. logits) @ r, given saved log-probs.");
+}
+
+template <class Fwd, class Bwd> void norm_rows(py::module_& m, Fwd row_norm_forward, Bwd row_norm_backward) {
+  m.def("row_norm_forward", row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
+        arg("rstd"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"), arg("eps"), arg("rms"),
+        "Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).");
+  m.def("row_norm_backward", row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
+        arg("dx"), arg("dweight"), arg("dbias"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"),
+        arg("rms"), "Backward of row_norm_forward: dx, and dweight / dbias when given.");
+}
+
+template <class Stats, class Fwd, class Bwd>
+void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward) {
+  m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("var"), arg("N"), arg("C"), arg("S"),
+        "Per-channel mean and biased variance of x viewed as (N, C, S).");
+  m.def("channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
+        arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"),
+        "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).");
+  m.def("channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
+        arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
+        "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");
+}
+
+template <class Fwd, class Bwd> void norm_weight(py::module_& m, Fwd weight_norm_forward, Bwd weight_norm_backward) {
+  m.def("weight_norm_forward", weight_norm_forward, arg("v"), arg("g"), arg("out"), arg("norm"), arg("rows"),
+        arg("M"), "out[r] = g[r] v[r] / ||v[r]|| for v viewed as (rows, M); norm[r] = ||v[r]||.");
+  m.def("weight_norm_backward", weight_norm_backward, arg("dw"), arg("v"), arg("g"), arg("norm"), arg("dv"),
+        arg("dg"), arg("rows"), arg("M"), "Gradients of weight_norm_forward with respect to v and g.");
+}
+
+template <class Fwd, class Bwd> void norm_rop(py::module_& m, Fwd norm_rop_fwd, Bwd norm_rop_bwd) {
+  m.def("norm_rop_fwd", norm_rop_fwd, arg("h"), arg("mean"), arg("rstd"), arg("rh"), arg("weight"),
+        arg("vweight"), arg("vbias"), arg("ry"), arg("rxhat"), arg("m_xrh"), arg("axis"),
+        "R-forward of batch norm (axis 0) / layer norm (axis 1) on (N, D): R{y}, R{xhat}, mean(xhat R{h}).");
+  m.def("norm_rop_bwd", norm_rop_bwd, arg("h"), arg("mean"), arg("rstd"), arg("dy"), arg("rdy"), arg("weight"),
+        arg("vweight"), arg("rxhat"), arg("m_xrh"), arg("dh"), arg("rdh"), arg("rdweight"), arg("rdbias"),
+        arg("axis"), "Backward and its R-operator: dh, R{dh}, R{dweight}, R{dbias}.");
+}
+
+template <class Orth> void linalg(py::module_& m, Orth lanczos_orthogonalize) {
+  m.def("lanczos_orthogonalize_", lanczos_orthogonalize, arg("Q"), arg("k"), arg("w"), arg("coeffs"),
+        "Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm "
+        "before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives "
+        "the total projection coefficients Q[:k] w of both passes. Deterministic (any thread count; "
+        "the same bits run to run on a GPU).");
+}
+
+}  // namespace sig
+}  // namespace optkern
