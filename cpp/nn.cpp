@@ -20,14 +20,6 @@ namespace optkern {
 namespace {
 using nncheck::Arg;
 
-rules::Act parse_activation(const std::string& k) {
-  static const char* names[rules::kNumAct] = {"identity", "tanh", "relu", "gelu", "sigmoid", "softplus"};
-  for (int i = 0; i < rules::kNumAct; ++i)
-    if (k == names[i]) return rules::Act(i);
-  throw py::value_error("kind: unknown activation '" + k +
-                        "' (expected identity, tanh, relu, gelu, sigmoid or softplus)");
-}
-
 // One activation over [0, n): the kind is a template argument so the rule
 // inlines without a switch and the loop vectorizes.
 template <class T, rules::Act K>
@@ -82,7 +74,7 @@ template <class F> void for_rows(int64_t rows, int64_t cols, F&& f) {
 }
 
 void activation_fwd(const std::string& kind, py::handle z_h, py::handle a_h, py::handle d1_h, py::handle d2_h) {
-  const rules::Act k = parse_activation(kind);
+  const rules::Act k = sig::parse_activation(kind);
   const py::dtype dt = nncheck::float_dtype(z_h, "z");
   py::array z = check_array(z_h, "z", dt, false);
   py::array a = check_array(a_h, "a", dt, true);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "optkern/byte_spans.hpp"
 #include "optkern/py_arrays.hpp"
 
 namespace optkern {
@@ -39,7 +40,7 @@ class Args {
                             std::to_string(a.size()));
     keep_.push_back(a);
     const auto lo = reinterpret_cast<uintptr_t>(a.data());
-    spans_.push_back({lo, lo + uintptr_t(a.nbytes()), what, written});
+    spans_.push_back({what, lo, lo + uintptr_t(a.nbytes()), written});
     return reinterpret_cast<T*>(const_cast<void*>(a.data()));
   }
 
@@ -48,24 +49,13 @@ class Args {
     return h.is_none() ? nullptr : get<T>(h, what, size, written);
   }
 
-  // Raise if a written array shares memory with any other (a handful of
-  // arrays per call: pairwise is enough).
-  void check_overlap() const {
-    for (size_t i = 0; i < spans_.size(); ++i)
-      for (size_t j = 0; j < spans_.size(); ++j) {
-        const Span &a = spans_[i], &b = spans_[j];
-        if (i == j || !a.written || a.lo == a.hi || b.lo == b.hi) continue;
-        if (a.lo < b.hi && b.lo < a.hi)
-          throw py::value_error(std::string(a.name) + " shares memory with " + b.name +
-                                " (outputs must not alias inputs)");
-      }
-  }
+  // Raise if a written array shares memory with any other.
+  void check_overlap() const { check_disjoint(spans_); }
 
  private:
-  struct Span { uintptr_t lo, hi; const char* name; bool written; };
   py::dtype dt_;
   std::vector<py::array> keep_;
-  std::vector<Span> spans_;
+  std::vector<ByteSpan> spans_;
 };
 
 }  // namespace normargs

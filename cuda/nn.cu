@@ -56,16 +56,8 @@ __global__ void xent_rop_kernel(const T* __restrict__ logp, const T* __restrict_
   rules::xent_rop_row(logp + i * C, r + i * C, C, h, out + i * C);
 }
 
-rules::Act parse_activation(const std::string& k) {
-  static const char* names[rules::kNumAct] = {"identity", "tanh", "relu", "gelu", "sigmoid", "softplus"};
-  for (int i = 0; i < rules::kNumAct; ++i)
-    if (k == names[i]) return rules::Act(i);
-  throw py::value_error("kind: unknown activation '" + k +
-                        "' (expected identity, tanh, relu, gelu, sigmoid or softplus)");
-}
-
 void activation_fwd(const std::string& kind, py::handle z, py::handle a, py::handle d1, py::handle d2) {
-  const rules::Act k = parse_activation(kind);
+  const rules::Act k = sig::parse_activation(kind);
   const DType dt = nc::float_dtype(z, "z");
   int dev = -1;
   char* zp = check_device_array(z, "z", dt, false, -1, dev);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cuda_arrays.hpp"
+#include "optkern/byte_spans.hpp"
 
 namespace optkern {
 namespace nncheck_cuda {
@@ -51,26 +52,14 @@ inline const int64_t* int64_array(py::handle h, const char* name, int& device) {
   return reinterpret_cast<const int64_t*>(h.attr("data").attr("ptr").cast<uintptr_t>());
 }
 
-struct Span {
-  const char* name;
-  uintptr_t lo, hi;
-  bool written;
-};
+using Span = ByteSpan;
 
 inline Span span(const char* name, py::handle h, bool written) {
   const auto lo = h.attr("data").attr("ptr").cast<uintptr_t>();
   return {name, lo, lo + h.attr("nbytes").cast<uintptr_t>(), written};
 }
 
-// No written array may overlap any other array of the call.
-inline void no_overlap(const std::vector<Span>& s) {
-  for (size_t i = 0; i < s.size(); ++i)
-    for (size_t j = i + 1; j < s.size(); ++j)
-      if ((s[i].written || s[j].written) && s[i].lo < s[j].hi && s[j].lo < s[i].hi && s[i].lo != s[i].hi &&
-          s[j].lo != s[j].hi)
-        throw py::value_error(std::string(s[j].name) + " shares memory with " + s[i].name +
-                              " (aliasing arrays cannot be updated in place)");
-}
+inline void no_overlap(const std::vector<Span>& s) { check_disjoint(s); }
 
 }  // namespace nncheck_cuda
 }  // namespace optkern

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda_arrays.hpp"
+#include "optkern/byte_spans.hpp"
 
 namespace optkern {
 namespace py = pybind11;
@@ -97,28 +98,18 @@ class DeviceArgs {
     if (h.is_none()) throw py::type_error(std::string(what) + ": expected an array, got None");
     char* p = check_device_array(h, what, dt, written, size, device);
     const auto lo = reinterpret_cast<uintptr_t>(p);
-    spans_.push_back({lo, lo + uintptr_t(h.attr("size").cast<int64_t>()) * dtype_size(dt), what, written});
+    spans_.push_back({what, lo, lo + uintptr_t(h.attr("size").cast<int64_t>()) * dtype_size(dt), written});
     return reinterpret_cast<P*>(p);
   }
   template <class P = char>
   P* opt(py::handle h, const char* what, DType dt, int64_t size, bool written) {
     return h.is_none() ? nullptr : get<P>(h, what, dt, size, written);
   }
-  void check_overlap() const {
-    for (size_t i = 0; i < spans_.size(); ++i)
-      for (size_t j = 0; j < spans_.size(); ++j) {
-        const Span &a = spans_[i], &b = spans_[j];
-        if (i == j || !a.written || a.lo == a.hi || b.lo == b.hi) continue;
-        if (a.lo < b.hi && b.lo < a.hi)
-          throw py::value_error(std::string(a.name) + " shares memory with " + b.name +
-                                " (outputs must not alias inputs)");
-      }
-  }
+  void check_overlap() const { check_disjoint(spans_); }
   int device = -1;
 
  private:
-  struct Span { uintptr_t lo, hi; const char* name; bool written; };
-  std::vector<Span> spans_;
+  std::vector<ByteSpan> spans_;
 };
 
 // Statistics dtype for a storage dtype: float64 stays, everything else float32.

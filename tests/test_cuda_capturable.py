@@ -16,24 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-try:
-    import cupy as cp
-except ImportError:
-    pytest.skip("CuPy is not installed (pip install 'optkern[cuda]')", allow_module_level=True)
-
+from gpu import require_gpu
 from optkern import _backend
 from optkern import optim as O
 
-try:
-    _cuda = _backend.cuda_module()
-except RuntimeError as e:
-    pytest.skip(f"optkern._cuda is not available: {e}", allow_module_level=True)
-if _cuda.device_count() == 0:
-    pytest.skip("no CUDA device is visible", allow_module_level=True)
-try:
-    cp.cuda.runtime.getDeviceCount()
-except cp.cuda.runtime.CUDARuntimeError as e:
-    pytest.skip(f"CuPy cannot reach the GPU: {e}", allow_module_level=True)
+cp, _cuda = require_gpu()
 
 SIZES = [1, 7, 1023, 4097, 0, 33]
 STEPS = 20

@@ -18,24 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-try:
-    import cupy as cp
-except ImportError:
-    pytest.skip("CuPy is not installed (pip install 'optkern[cuda]')", allow_module_level=True)
-
+from gpu import require_gpu
 from optkern import _backend
 
-try:
-    _cuda = _backend.cuda_module()
-except RuntimeError as e:
-    pytest.skip(f"optkern._cuda is not available: {e}", allow_module_level=True)
-if _cuda.device_count() == 0:
-    pytest.skip("no CUDA device is visible", allow_module_level=True)
-try:
-    cp.cuda.runtime.getDeviceCount()
-except cp.cuda.runtime.CUDARuntimeError as e:
-    pytest.skip(f"CuPy cannot reach the GPU: {e}", allow_module_level=True)
-
+cp, _cuda = require_gpu()
 _cpu = _backend.cpu
 CHUNK = 32768  # multi_tensor.cuh kChunk
 SMALL_SIZES = [1, 3, 4097, 0, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5]

@@ -5,10 +5,23 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <string>
+
+#include "optkern/rules/activation.hpp"
+
 namespace optkern {
 namespace sig {
 namespace py = pybind11;
 using py::arg;
+
+// The activation named by the `kind` argument of activation_fwd.
+inline rules::Act parse_activation(const std::string& k) {
+  static const char* names[rules::kNumAct] = {"identity", "tanh", "relu", "gelu", "sigmoid", "softplus"};
+  for (int i = 0; i < rules::kNumAct; ++i)
+    if (k == names[i]) return rules::Act(i);
+  throw py::value_error("kind: unknown activation '" + k +
+                        "' (expected identity, tanh, relu, gelu, sigmoid or softplus)");
+}
 
 template <class Act, class Fwd, class Rop>
 void nn(py::module_& m, Act activation_fwd, Fwd softmax_xent_fwd, Rop softmax_xent_rop) {
