@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from gpu import require_gpu
-from optkern import _backend
 from optkern import optim as O
 
 cp, _cuda = require_gpu()
