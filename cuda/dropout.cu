@@ -19,51 +19,46 @@ struct BlockRange {
       : b0(offset / per), nblocks(n > 0 ? (offset + uint64_t(n) - 1) / per - offset / per + 1 : 0) {}
 };
 
-template <class T>
-__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, BlockRange br) {
-  constexpr unsigned per = sizeof(T) == 8 ? 2 : 4;
+// f(i, r, k) for each element i in [0, n) of this thread's Philox blocks
+// (grid-stride): r is the block's four words, k the element's slot in it.
+template <unsigned Per, class F>
+__device__ __forceinline__ void for_each_slot(int64_t n, uint64_t seed, uint64_t offset, BlockRange br, F f) {
   for (uint64_t j = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; j < br.nblocks;
        j += uint64_t(gridDim.x) * blockDim.x) {
     const uint64_t b = br.b0 + j;
     const philox::U4 r = philox::block(b, seed);
-    for (unsigned k = 0; k < per; ++k) {
-      const int64_t i = int64_t(b * per + k - offset);
-      if (i < 0 || i >= n) continue;
-      if constexpr (sizeof(T) == 8) out[i] = k == 0 ? philox::to_double(r.x, r.y) : philox::to_double(r.z, r.w);
-      else out[i] = philox::to_float(philox::lane(r, k));
+    for (unsigned k = 0; k < Per; ++k) {
+      const int64_t i = int64_t(b * Per + k - offset);
+      if (i >= 0 && i < n) f(i, r, k);
     }
   }
 }
 
 template <class T>
+__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, BlockRange br) {
+  constexpr unsigned per = sizeof(T) == 8 ? 2 : 4;  // a double takes two words
+  for_each_slot<per>(n, seed, offset, br, [&](int64_t i, const philox::U4& r, unsigned k) {
+    if constexpr (sizeof(T) == 8) out[i] = k == 0 ? philox::to_double(r.x, r.y) : philox::to_double(r.z, r.w);
+    else out[i] = philox::to_float(philox::lane(r, k));
+  });
+}
+
+template <class T>
 __global__ void sign_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, BlockRange br) {
-  for (uint64_t j = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; j < br.nblocks;
-       j += uint64_t(gridDim.x) * blockDim.x) {
-    const uint64_t b = br.b0 + j;
-    const philox::U4 r = philox::block(b, seed);
-    for (unsigned k = 0; k < 4; ++k) {
-      const int64_t i = int64_t(b * 4 + k - offset);
-      if (i >= 0 && i < n) out[i] = philox::to_sign<T>(philox::lane(r, k));
-    }
-  }
+  for_each_slot<4>(n, seed, offset, br, [&](int64_t i, const philox::U4& r, unsigned k) {
+    out[i] = philox::to_sign<T>(philox::lane(r, k));
+  });
 }
 
 template <class T>
 __global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, float p,
                                typename Compute<T>::type scale, uint64_t seed, uint64_t offset, BlockRange br) {
   using C = typename Compute<T>::type;
-  for (uint64_t j = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; j < br.nblocks;
-       j += uint64_t(gridDim.x) * blockDim.x) {
-    const uint64_t b = br.b0 + j;
-    const philox::U4 r = philox::block(b, seed);
-    for (unsigned k = 0; k < 4; ++k) {
-      const int64_t i = int64_t(b * 4 + k - offset);
-      if (i < 0 || i >= n) continue;
-      const bool keep = philox::to_float(philox::lane(r, k)) >= p;
-      store(y, i, keep ? C(load(x, i)) * scale : C(0));
-      if (mask) mask[i] = uint8_t(keep);
-    }
-  }
+  for_each_slot<4>(n, seed, offset, br, [&](int64_t i, const philox::U4& r, unsigned k) {
+    const bool keep = philox::to_float(philox::lane(r, k)) >= p;
+    store(y, i, keep ? C(load(x, i)) * scale : C(0));
+    if (mask) mask[i] = uint8_t(keep);
+  });
 }
 
 constexpr int kThreads = 256;
