@@ -183,6 +183,13 @@ def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N,
     return mean, rstd
 
 
+def _backward_module(dy, x, weight, stat_name, stat):
+    """The backend module of a backward call (dy and x must be arrays of one kind)."""
+    _ndarray("dy", dy)
+    _ndarray("x", x)
+    return _backend.backend(("dy", dy), ("x", x), ("weight", weight), (stat_name, stat))
+
+
 def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=None):
     """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics)."""
     xp = _xp(x)
@@ -257,9 +264,7 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
     x; in eval mode ``dx = dy * weight * rstd_running``. ``dweight = Σ dy x̂``
     and ``dbias = Σ dy`` per channel (returned even when ``weight`` is None).
     """
-    _ndarray("dy", dy)
-    _ndarray("x", x)
-    mod = _backend.backend(("dy", dy), ("x", x), ("weight", weight), ("saved.mean", saved.mean))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
     if x.ndim < 2:
@@ -339,9 +344,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     otherwise dweight / dbias have shape ``normalized_shape`` (returned even
     when ``weight`` is None, as gradients at weight = 1, bias = 0).
     """
-    _ndarray("dy", dy)
-    _ndarray("x", x)
-    mod = _backend.backend(("dy", dy), ("x", x), ("weight", weight), ("saved.mean", saved.mean))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     if normalized_shape is None:
         normalized_shape = tuple(x.shape[saved.mean.ndim:])
     ns = _normalized_shape(x, normalized_shape)
@@ -377,9 +380,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
 
     ``dx = r * (g - x̂ * mean(g * x̂))`` with ``r = inv_rms``, ``x̂ = r x``, ``g = weight * dy``.
     """
-    _ndarray("dy", dy)
-    _ndarray("x", x)
-    mod = _backend.backend(("dy", dy), ("x", x), ("weight", weight), ("saved.inv_rms", saved.inv_rms))
+    mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
     if normalized_shape is None:
         normalized_shape = tuple(x.shape[saved.inv_rms.ndim:])
     ns = _normalized_shape(x, normalized_shape)
@@ -424,9 +425,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
 @_backend.on_array_device
 def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`group_norm`: ``(dx, dweight, dbias)`` (per-channel parameter grads)."""
-    _ndarray("dy", dy)
-    _ndarray("x", x)
-    mod = _backend.backend(("dy", dy), ("x", x), ("weight", weight), ("saved.mean", saved.mean))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
     G = int(saved.groups)
     if G < 1 or C % G:
@@ -478,9 +477,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
 @_backend.on_array_device
 def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`instance_norm`: ``(dx, dweight, dbias)``."""
-    _ndarray("dy", dy)
-    _ndarray("x", x)
-    mod = _backend.backend(("dy", dy), ("x", x), ("weight", weight), ("saved.mean", saved.mean))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
     if saved.groups == 0:  # running statistics: fixed per-channel mean / rstd
         if tuple(dy.shape) != tuple(x.shape):
