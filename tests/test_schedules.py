@@ -121,7 +121,7 @@ def test_batch_size_schedule_keeps_noise_scale():
 
 def test_scheduler_multiplier_keeps_group_ratios():
     opt = FakeOpt(0.1, 0.01)
-    sch = S.step_decay(1.0, step_size=2, gamma=0.5).attach(opt)
+    sch = S.step_decay(1.0, step_size=2, gamma=0.5).attach(opt, relative=True)
     seen = []
     for _ in range(5):
         seen.append([g["lr"] for g in opt.param_groups])
@@ -130,13 +130,59 @@ def test_scheduler_multiplier_keeps_group_ratios():
     assert sch.last_step == 5 and sch.get_last_lr() == pytest.approx([0.025, 0.0025])
 
 
-def test_scheduler_absolute_and_other_keys():
-    opt = FakeOpt(0.1, 0.2)
-    S.Scheduler(opt, S.constant(0.3), mode="absolute")
-    assert [g["lr"] for g in opt.param_groups] == [0.3, 0.3]
-    mom = S.Scheduler(opt, S.linear(0.95, 0.85, 2), mode="absolute", key="momentum")
+def test_scheduler_absolute_by_default_and_other_keys():
+    opt = FakeOpt(0.3, 0.3)
+    S.Scheduler(opt, S.constant(0.2))
+    assert [g["lr"] for g in opt.param_groups] == [0.2, 0.2]
+    mom = S.Scheduler(opt, S.linear(0.95, 0.85, 2), key="momentum")
     mom.step()
     assert opt.param_groups[1]["momentum"] == pytest.approx(0.9)
+
+
+def test_scheduler_drives_one_beta():
+    opt = FakeOpt(0.1)
+    opt.param_groups[0]["betas"] = (0.9, 0.999)
+    sch = S.Scheduler(opt, S.linear(0.95, 0.85, 2), key="betas", index=0)
+    assert opt.param_groups[0]["betas"] == (0.95, 0.999)
+    sch.step()
+    assert opt.param_groups[0]["betas"] == pytest.approx((0.9, 0.999)) and isinstance(opt.param_groups[0]["betas"], tuple)
+    assert sch.get_last_lr() == pytest.approx([0.9])
+    # one_cycle's momentum through momentum_scheduler picks betas[0] as torch does
+    opt2 = FakeOpt(0.1)
+    opt2.param_groups[0]["betas"] = [0.9, 0.99]
+    m = S.momentum_scheduler(opt2, S.one_cycle(0.1, 10).momentum(0.85, 0.95))
+    assert m.key == "betas" and m.index == 0 and opt2.param_groups[0]["betas"] == [0.95, 0.99]
+
+
+@pytest.mark.parametrize("relative, sched, groups, match", [
+    (False, S.warmup_cosine(1.0, 5, 50), (1e-3,), "relative=True"),          # a multiplier used as absolute
+    (True, S.warmup_cosine(1e-3, 5, 50), (1e-3,), "multiplier"),            # an absolute lr used as multiplier
+    (False, S.step_decay(0.1, 3), (0.1, 0.01), "different"),                # absolute flattens group ratios
+])
+def test_scheduler_misuse_is_loud(relative, sched, groups, match):
+    with pytest.warns(S.ScheduleScaleWarning, match=match):
+        S.Scheduler(FakeOpt(*groups), sched, relative=relative)
+
+
+def test_scheduler_plausible_use_is_quiet():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        S.Scheduler(FakeOpt(0.1), S.one_cycle(0.1, 100))                 # torch's OneCycleLR(max_lr=0.1)
+        S.Scheduler(FakeOpt(1e-3), S.warmup_cosine(3e-3, 5, 50))
+        S.Scheduler(FakeOpt(0.1, 0.01), S.warmup_cosine(1.0, 5, 50), relative=True)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (lambda t: "0.1", TypeError, "schedule: returned str at step 0"),
+    (lambda t: None, TypeError, "schedule: returned NoneType"),
+    (lambda t: float("nan"), ValueError, "schedule: returned nan"),
+    (lambda t: [0.1], TypeError, "schedule: returned list"),
+])
+def test_scheduler_schedule_returning_a_non_number(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        S.Scheduler(FakeOpt(0.1), bad)
 
 
 @pytest.mark.parametrize("make", [
@@ -147,14 +193,14 @@ def test_scheduler_absolute_and_other_keys():
 ])
 def test_resume_from_state_dict_equals_uninterrupted(make):
     ref_opt = FakeOpt(0.3, 0.03)
-    ref = make().attach(ref_opt)
+    ref = make().attach(ref_opt, relative=True)
     ref_lrs = []
     for _ in range(30):
         ref.step()
         ref_lrs.append([g["lr"] for g in ref_opt.param_groups])
 
     opt = FakeOpt(0.3, 0.03)
-    sch = make().attach(opt)
+    sch = make().attach(opt, relative=True)
     lrs = []
     for _ in range(13):
         sch.step()
@@ -164,7 +210,7 @@ def test_resume_from_state_dict_equals_uninterrupted(make):
     opt2 = FakeOpt(0.3, 0.03)
     for g, s in zip(opt2.param_groups, saved_groups):
         g.update(s)
-    sch2 = make().attach(opt2)
+    sch2 = make().attach(opt2, relative=True)
     sch2.load_state_dict(saved_sched)
     for _ in range(17):
         sch2.step()
@@ -175,11 +221,19 @@ def test_resume_from_state_dict_equals_uninterrupted(make):
 def test_scheduler_bad_inputs():
     with pytest.raises(TypeError, match="optimizer"):
         S.Scheduler(object(), S.constant(1.0))
-    with pytest.raises(ValueError, match="mode"):
-        S.Scheduler(FakeOpt(0.1), S.constant(1.0), mode="relative")
+    with pytest.raises(TypeError, match="relative"):
+        S.Scheduler(FakeOpt(0.1), S.constant(0.1), relative="yes")
     with pytest.raises(ValueError, match="betas"):
-        S.Scheduler(FakeOpt(0.1), S.constant(1.0), key="betas")
-    sch = S.Scheduler(FakeOpt(0.1), S.constant(1.0))
+        S.Scheduler(FakeOpt(0.1), S.constant(0.1), key="betas")
+    beta_opt = FakeOpt(0.1)
+    beta_opt.param_groups[0]["betas"] = (0.9, 0.999)
+    with pytest.raises(TypeError, match="index="):
+        S.Scheduler(beta_opt, S.constant(0.9), key="betas")
+    with pytest.raises(ValueError, match="index: 2 is out of range"):
+        S.Scheduler(beta_opt, S.constant(0.9), key="betas", index=2)
+    with pytest.raises(TypeError, match="index: "):
+        S.Scheduler(FakeOpt(0.1), S.constant(0.1), index=0)
+    sch = S.Scheduler(FakeOpt(0.1), S.constant(0.1))
     with pytest.raises(ValueError, match="base_values"):
         sch.load_state_dict({"last_step": 3, "base_values": [0.1, 0.2]})
     with pytest.raises(ValueError, match="step"):

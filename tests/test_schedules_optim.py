@@ -13,7 +13,7 @@ def make(opt_cls, **kw):
     rng = np.random.default_rng(0)
     w = [rng.standard_normal(37), rng.standard_normal(5)]
     opt = opt_cls([{"params": [w[0]], "lr": 0.1}, {"params": [w[1]], "lr": 0.03}], **kw)
-    sched = S.linear_warmup(S.cosine_restarts(1.0, T_0=5, T_mult=2), 4, start_factor=0.1).attach(opt)
+    sched = S.linear_warmup(S.cosine_restarts(1.0, T_0=5, T_mult=2), 4, start_factor=0.1).attach(opt, relative=True)
     return w, opt, sched
 
 
@@ -101,7 +101,7 @@ def test_scheduler_fills_a_device_resident_lr_in_place():
         param_groups = [{"lr": lr}]
 
     opt = Opt()
-    s = Scheduler(opt, step_decay(1.0, step_size=2, gamma=0.5))
+    s = Scheduler(opt, step_decay(0.1, step_size=2, gamma=0.5))
     values = []
     for _ in range(5):
         s.step()

@@ -26,15 +26,15 @@ class Opt:
 def test_resume_anywhere(sched, warm, cut, rest):
     sched = S.linear_warmup(sched, warm, shift=True)
     ref_opt, opt = Opt(), Opt()
-    ref = sched.attach(ref_opt)
-    run = sched.attach(opt)
+    ref = sched.attach(ref_opt, relative=True)
+    run = sched.attach(opt, relative=True)
     for _ in range(cut):
         ref.step()
         run.step()
     state, groups = run.state_dict(), [dict(g) for g in opt.param_groups]
     opt2 = Opt()
     opt2.param_groups = groups
-    run2 = S.Scheduler(opt2, sched)
+    run2 = S.Scheduler(opt2, sched, relative=True)
     run2.load_state_dict(state)
     for _ in range(rest):
         ref.step()

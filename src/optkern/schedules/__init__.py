@@ -5,12 +5,15 @@ int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
 :func:`linear_warmup`), and drives an optimizer's param groups through
 :class:`Scheduler` / ``sched.attach(optimizer)``::
 
-    sched = optkern.schedules.linear_warmup(optkern.schedules.cosine(1.0, T_max=1000), 50)
-    scheduler = sched.attach(opt)        # group lr = its base lr * sched(t)
+    sched = optkern.schedules.linear_warmup(optkern.schedules.cosine(3e-3, T_max=1000), 50)
+    scheduler = sched.attach(opt)        # group lr = sched(t): schedules are absolute
+
+``Scheduler(opt, s, relative=True)`` multiplies each group's configured value
+by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
     for batch in data:
         ...; opt.step(grads); scheduler.step()
 """
-from .base import FunctionSchedule, Schedule, Scheduler, as_schedule
+from .base import FunctionSchedule, Schedule, Scheduler, ScheduleScaleWarning, as_schedule, momentum_scheduler
 from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
@@ -18,7 +21,7 @@ from .decay import (constant, cosine, cosine_restarts, exponential, inverse_time
                     polynomial, step_decay)
 
 __all__ = [
-    "Schedule", "Scheduler", "FunctionSchedule", "as_schedule",
+    "Schedule", "Scheduler", "ScheduleScaleWarning", "FunctionSchedule", "as_schedule", "momentum_scheduler",
     "constant", "linear", "step_decay", "multi_step", "exponential", "inverse_time", "polynomial",
     "cosine", "cosine_restarts", "cyclic", "one_cycle",
     "linear_warmup", "warmup_cosine", "chain", "sequential", "scale_lr", "batch_size_schedule",

@@ -8,7 +8,9 @@ group of an optimizer.
 """
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 
 from .. import _backend
 
@@ -34,15 +36,16 @@ class Schedule:
     total_steps: int | None = None
 
     def __call__(self, step) -> float:
-        """The value at ``step`` (an integer >= 0)."""
-        return float(self.value(check_step(step)))
+        """The value at ``step`` (an integer >= 0); TypeError naming the schedule if it is no real number."""
+        t = check_step(step)
+        return _real(self.value(t), t)
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def attach(self, optimizer, *, mode: str = "multiplier", key: str = "lr") -> "Scheduler":
+    def attach(self, optimizer, *, relative: bool = False, key: str = "lr", index: int | None = None) -> Scheduler:
         """A :class:`Scheduler` driving ``optimizer``'s param groups with this schedule."""
-        return Scheduler(optimizer, self, mode=mode, key=key)
+        return Scheduler(optimizer, self, relative=relative, key=key, index=index)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -59,7 +62,7 @@ class FunctionSchedule(Schedule):
         self.total_steps = total_steps
 
     def value(self, t: int) -> float:
-        return float(self.fn(t))
+        return self.fn(t)
 
 
 def as_schedule(s, name: str = "schedule") -> Schedule:
@@ -80,6 +83,42 @@ def _scalar(v) -> float:
     return float(v.item()) if hasattr(v, "item") else float(v)
 
 
+class ScheduleScaleWarning(UserWarning):
+    """A schedule's values look like the wrong kind (absolute vs multiplier) for the optimizer."""
+
+
+#: An absolute schedule whose peak is this many times the configured value (or a multiplier that
+#: peaks below its inverse) is almost surely the other kind: warn.
+_SCALE_SUSPECT = 100.0
+
+
+def _peak(schedule, steps: int | None) -> float:
+    """The largest value over the schedule's horizon (sampled at <= 1001 steps, ends included)."""
+    n = 1000 if steps is None else max(int(steps) - 1, 0)
+    stride = max(1, -(-n // 1000))
+    ts = list(range(0, n + 1, stride))
+    if ts[-1] != n:
+        ts.append(n)
+    return max(_value(schedule, t) for t in ts)
+
+
+def _real(v, t: int) -> float:
+    """A schedule's value as a float: a real number or a 1-element array, else TypeError."""
+    if hasattr(v, "item") and getattr(v, "size", 0) == 1 and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"schedule: returned {type(v).__name__} at step {t}, expected a real number")
+    return float(v)
+
+
+def _value(schedule, t: int) -> float:
+    """``schedule(t)`` as a finite float, or TypeError / ValueError naming the schedule."""
+    v = schedule(t)
+    if not math.isfinite(v):
+        raise ValueError(f"schedule: returned {v} at step {t}, expected a finite number")
+    return v
+
+
 class Scheduler:
     """Drive the hyper-parameter ``key`` (default ``'lr'``) of every param group.
 
@@ -87,11 +126,22 @@ class Scheduler:
       optimizer: any object with ``param_groups``, a list of dicts holding a
         mutable ``key`` entry (optkern.optim optimizers, torch.optim ones).
       schedule: a :class:`Schedule` or callable ``step -> float``.
-      mode: ``"multiplier"`` (default): group value = the group's base value
-        times ``schedule(t)``, so per-group learning rates keep their ratios
-        (build the schedule with peak/initial value 1.0). ``"absolute"``: every
-        group gets ``schedule(t)`` itself.
-      key: which group entry to write (``"lr"``, ``"momentum"``, ``"weight_decay"``...).
+      relative: ``False`` (default): every group's value is ``schedule(t)``
+        itself, the schedule states the lr in absolute terms, as torch's
+        ``OneCycleLR(max_lr=...)`` does: ``Scheduler(SGD(lr=0.1), one_cycle(0.1, ...))``
+        peaks at 0.1. ``True``: the value is the group's base value times
+        ``schedule(t)`` (build such a schedule with peak/initial value 1.0),
+        so per-group learning rates keep their ratios as torch's ``StepLR`` /
+        ``LambdaLR`` do; ``eta_min`` and the like are then multipliers too.
+      key: which group entry to write (``"lr"``, ``"momentum"``, ``"weight_decay"``,
+        ``"betas"``...).
+      index: for a tuple-valued entry (``"betas"``), which element to drive
+        (0 for Adam's beta1, as torch's one-cycle momentum does).
+
+    Mixing the two kinds up is loud: a :class:`ScheduleScaleWarning` when an
+    absolute schedule peaks more than 100x above a group's configured value,
+    when a multiplier schedule peaks below 1/100, or when an absolute schedule
+    would give groups with different configured values the same value.
 
     Like torch.optim.lr_scheduler: the base value of each group is read once
     (stored as ``group['initial_<key>']``), construction writes the value at
@@ -100,38 +150,75 @@ class Scheduler:
     values, so a resumed run writes exactly the values of an uninterrupted one.
     """
 
-    def __init__(self, optimizer, schedule, *, mode: str = "multiplier", key: str = "lr"):
+    def __init__(self, optimizer, schedule, *, relative: bool = False, key: str = "lr", index: int | None = None):
         groups = getattr(optimizer, "param_groups", None)
         if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
             raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
-        if mode not in ("multiplier", "absolute"):
-            raise ValueError(f"mode: expected 'multiplier' or 'absolute', got {mode!r}")
+        if not isinstance(relative, bool):
+            raise TypeError(f"relative: expected a bool, got {type(relative).__name__}")
         if not isinstance(key, str):
             raise TypeError(f"key: expected a str, got {type(key).__name__}")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+            raise TypeError(f"index: expected an int or None, got {type(index).__name__}")
         for i, g in enumerate(groups):
             if key not in g:
                 raise ValueError(f"optimizer.param_groups[{i}]: has no {key!r} entry")
+            _check_entry(g[key], key, index, i)
         self.optimizer = optimizer
         self.schedule = as_schedule(schedule)
-        self.mode = mode
+        self.relative = relative
         self.key = key
-        init = "initial_" + key
-        self.base_values = [_scalar(g.setdefault(init, g[key])) for g in groups]
+        self.index = index
+        init = "initial_" + self._label
+        self.base_values = [_scalar(g.setdefault(init, self._get(g))) for g in groups]
         self.last_step = 0
+        self._warn_if_suspect()
         self._write()
+
+    @property
+    def _label(self) -> str:
+        return self.key if self.index is None else f"{self.key}{self.index}"
+
+    def _get(self, g):
+        v = g[self.key]
+        return v if self.index is None else v[self.index]
+
+    def _warn_if_suspect(self) -> None:
+        peak = _peak(self.schedule, getattr(self.schedule, "total_steps", None))
+        what = f"group {self._label!r}"
+        if self.relative:
+            if 0.0 < peak < 1.0 / _SCALE_SUSPECT:
+                warnings.warn(f"schedule: as a multiplier (relative=True) it peaks at {peak:g}, so the {what} "
+                              f"peaks at {peak:g} x {self.base_values[0]:g}; pass an absolute schedule without "
+                              "relative=True, or build the multiplier with peak 1.0", ScheduleScaleWarning,
+                              stacklevel=3)
+            return
+        bases = [b for b in self.base_values if b > 0.0]
+        if bases and peak > _SCALE_SUSPECT * max(bases):
+            warnings.warn(f"schedule: peaks at {peak:g}, {peak / max(bases):.0f}x the optimizer's {what} "
+                          f"{max(bases):g}; schedules are absolute by default -- for a multiplier of the "
+                          "configured value pass relative=True", ScheduleScaleWarning, stacklevel=3)
+        if len(set(self.base_values)) > 1:
+            warnings.warn(f"schedule: the param groups have different {what} values {self.base_values}; an "
+                          "absolute schedule gives them all the same value -- pass relative=True to keep their "
+                          "ratios", ScheduleScaleWarning, stacklevel=3)
 
     def values(self, step: int | None = None) -> list:
         """The per-group values at ``step`` (default: the current step)."""
         t = self.last_step if step is None else check_step(step)
-        v = self.schedule(t)
-        if self.mode == "absolute":
-            return [v for _ in self.base_values]
-        return [b * v for b in self.base_values]
+        v = _value(self.schedule, t)
+        if self.relative:
+            return [b * v for b in self.base_values]
+        return [v for _ in self.base_values]
 
     def _write(self) -> None:
         for g, v in zip(self.optimizer.param_groups, self.values()):
             cur = g[self.key]
-            if hasattr(cur, "fill") and getattr(cur, "size", 0) == 1:
+            if self.index is not None:
+                seq = list(cur)
+                seq[self.index] = v
+                g[self.key] = type(cur)(seq) if isinstance(cur, tuple) else seq
+            elif hasattr(cur, "fill") and getattr(cur, "size", 0) == 1:
                 # A device-resident value (a capturable GPU optimizer's lr): update it in
                 # place, so a captured CUDA graph reads the new value at its next replay.
                 cur.fill(v)
@@ -145,12 +232,12 @@ class Scheduler:
 
     def get_last_lr(self) -> list:
         """The values last written, one per group (torch's name)."""
-        return [g[self.key] for g in self.optimizer.param_groups]
+        return [_scalar(self._get(g)) for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
-        """Step counter, base values, mode and key (the schedule itself is pure)."""
+        """Step counter, base values, relative flag, key and index (the schedule itself is pure)."""
         return {"last_step": self.last_step, "base_values": list(self.base_values),
-                "mode": self.mode, "key": self.key}
+                "relative": self.relative, "key": self.key, "index": self.index}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values."""
@@ -159,17 +246,52 @@ class Scheduler:
         for k in ("last_step", "base_values"):
             if k not in state:
                 raise ValueError(f"state: missing {k!r}")
-        base = [float(b) for b in state["base_values"]]
+        try:
+            base = [float(b) for b in state["base_values"]]
+        except (TypeError, ValueError):
+            raise TypeError("state['base_values']: expected a list of numbers") from None
         if len(base) != len(self.optimizer.param_groups):
             raise ValueError(f"state['base_values']: has {len(base)} entries but the optimizer has "
                              f"{len(self.optimizer.param_groups)} param groups")
+        relative = state.get("relative", self.relative)
+        if not isinstance(relative, bool):
+            raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
+        if state.get("key", self.key) != self.key or state.get("index", self.index) != self.index:
+            raise ValueError(f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler "
+                             f"{self.key!r}[{self.index}]")
         self.last_step = check_step(state["last_step"])
         self.base_values = base
-        self.mode = state.get("mode", self.mode)
-        self.key = state.get("key", self.key)
+        self.relative = relative
         for g, b in zip(self.optimizer.param_groups, base):
-            g["initial_" + self.key] = b
+            g["initial_" + self._label] = b
         self._write()
+
+
+def _check_entry(v, key: str, index, i: int) -> None:
+    """A group's ``key`` entry is a number (index None) or a sequence with element ``index``."""
+    where = f"optimizer.param_groups[{i}][{key!r}]"
+    if index is None:
+        if isinstance(v, (tuple, list)):
+            raise TypeError(f"{where}: is a {type(v).__name__}; pass index= to drive one element (index=0 "
+                            "for beta1)")
+        return
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(f"index: {where} is a {type(v).__name__}, not a tuple or list")
+    if not -len(v) <= index < len(v):
+        raise ValueError(f"index: {index} is out of range for {where} of length {len(v)}")
+
+
+def momentum_scheduler(optimizer, schedule) -> Scheduler:
+    """An absolute :class:`Scheduler` cycling momentum as torch's ``cycle_momentum=True`` does: the
+    groups' ``momentum`` entry, or ``betas[0]`` for Adam-like optimizers (torch's rule)."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, (list, tuple)) or not groups or not isinstance(groups[0], dict):
+        raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
+    if "betas" in groups[0]:
+        return Scheduler(optimizer, schedule, key="betas", index=0)
+    if "momentum" in groups[0]:
+        return Scheduler(optimizer, schedule, key="momentum")
+    raise ValueError("optimizer: has neither 'momentum' nor 'betas' in its param groups")
 
 
 def positive(name, v):

@@ -30,20 +30,43 @@ class cyclic(Schedule):
         self.mode = mode
         self.gamma = _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
 
-    def value(self, t):
+    def _wave(self, t: int) -> float:
+        """The triangle at ``t`` (0 at the cycle's ends, 1 at its peak) times the mode's amplitude."""
         total = float(self.step_size_up + self.step_size_down)
         ratio = self.step_size_up / total
         cycle = math.floor(1 + t / total)
         x = 1.0 + t / total - cycle
         scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
-        height = (self.max_lr - self.base_lr) * scale
         if self.mode == "triangular":
             amp = 1.0
         elif self.mode == "triangular2":
             amp = 1.0 / (2.0 ** (cycle - 1))
         else:
             amp = self.gamma ** t
-        return self.base_lr + height * amp
+        return scale * amp
+
+    def value(self, t):
+        return self.base_lr + (self.max_lr - self.base_lr) * self._wave(t)
+
+    def momentum(self, base_momentum=0.8, max_momentum=0.9) -> Schedule:
+        """The inverse momentum cycle of torch's ``CyclicLR(cycle_momentum=True)``: ``max_momentum``
+        at the lr's low points, ``base_momentum`` at its peaks (drive it with
+        :func:`~optkern.schedules.momentum_scheduler`, which picks ``momentum`` or Adam's ``betas[0]``)."""
+        lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
+        hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
+        if hi < lo:
+            raise ValueError(f"max_momentum: {hi} is below base_momentum {lo}")
+        return _cyclic_momentum(self, lo, hi)
+
+
+class _cyclic_momentum(Schedule):
+    """``max_momentum - (max_momentum - base_momentum) * wave(t)`` of a :class:`cyclic` schedule."""
+
+    def __init__(self, lr_cycle: cyclic, base_momentum: float, max_momentum: float):
+        self._cycle, self.base_momentum, self.max_momentum = lr_cycle, base_momentum, max_momentum
+
+    def value(self, t):
+        return self.max_momentum - (self.max_momentum - self.base_momentum) * self._cycle._wave(t)
 
 
 class _phased(Schedule):
@@ -104,7 +127,8 @@ class one_cycle(_phased):
     def momentum(self, base_momentum=0.85, max_momentum=0.95) -> Schedule:
         """The momentum cycle torch's OneCycleLR runs beside the lr: from
         ``max_momentum`` down to ``base_momentum`` while the lr rises, back up
-        while it falls (drive it with ``Scheduler(opt, s, mode="absolute", key="momentum")``)."""
+        while it falls (drive it with :func:`~optkern.schedules.momentum_scheduler`, which picks
+        ``momentum`` or Adam's ``betas[0]`` as torch does)."""
         lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
         hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
         ends = [p[0] for p in self._phases]

@@ -189,7 +189,7 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
     steps_per_epoch = len(batches(n, cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
     warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
-    sched = schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1))) if total > 1 else None
+    sched = schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1)), relative=True) if total > 1 else None
     xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
     xva, yva = xp.asarray(val.x), xp.asarray(val.y)
     rng = np.random.default_rng(cfg.seed + 1)
