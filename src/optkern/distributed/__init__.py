@@ -20,5 +20,12 @@ from .data_parallel import DistributedOptimizer
 from .params import broadcast_params, check_same_params
 from .sharded import ShardedOptimizer
 
-__all__ = ["Communicator", "broadcast_params", "check_same_params", "DistributedOptimizer", "ShardedOptimizer",
-           "distributed", "global_share"]
+__all__ = [
+           "Communicator",
+           "DistributedOptimizer",
+           "ShardedOptimizer",
+           "broadcast_params",
+           "check_same_params",
+           "distributed",
+           "global_share",
+]

@@ -7,7 +7,7 @@ from .. import _backend
 class Bucket:
     """One flat buffer holding the gradients of ``index`` (parameter numbers) back to back."""
 
-    __slots__ = ("index", "flat", "views")
+    __slots__ = ("flat", "index", "views")
 
     def __init__(self, index, params):
         self.index = list(index)
