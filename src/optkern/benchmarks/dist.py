@@ -9,7 +9,7 @@
   optimizer's. Target: <= 1/world + 5%. Also the step time of both wrappers.
 
 A time is the slowest rank's wall time of one call (each repeat starts at a barrier);
-cases alternate within each repeat so machine noise hits them alike. Median, and the
+cases alternate within each repeat (in rotated order) so machine noise hits them alike. Median, and the
 inter-quartile range / median as the spread.
 """
 from __future__ import annotations
@@ -73,9 +73,10 @@ def allreduce_rows(comm, quick: bool) -> list:
         for fn in cases.values():  # warm-up: page faults, MPI's shared-memory setup
             fn()
         samples = {k: [] for k in cases}
-        for _ in range(repeats):
-            for k, fn in cases.items():
-                samples[k].append(_time(comm, fn))
+        names = list(cases)
+        for i in range(repeats):
+            for k in names[i % 3:] + names[:i % 3]:  # rotated: no case always follows the same one
+                samples[k].append(_time(comm, cases[k]))
         base = _stats(samples["raw mpi4py Allreduce, one buffer"])
         for k, s in samples.items():
             t = _stats(s)

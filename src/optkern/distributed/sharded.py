@@ -47,8 +47,9 @@ class ShardedOptimizer:
       optimizer_class: an ``optkern.optim`` optimizer class (``optkern.optim.AdamW``, ...).
       params: this rank's replica of the parameters (a list of arrays, or of group dicts
         with per-group hyper-parameters); one dtype (float32 or float64) and one kind
-        (NumPy or CuPy), the same layout on every rank (checked). Any count of elements:
-        the flat buffer is padded to a multiple of the world size.
+        (NumPy or CuPy), the same layout on every rank (checked) and the same values (use
+        :func:`broadcast_params` first: each rank's slice starts from its own copy). Any count
+        of elements: the flat buffer is padded to a multiple of the world size.
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.

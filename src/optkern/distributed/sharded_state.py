@@ -96,8 +96,9 @@ def reshard(sd, slices, ranges, counts, params) -> dict:
             raise ValueError(f"{where}: some parameters have state and some do not; a sharded optimizer "
                              "steps whole groups")
         if any(entries):
-            ref = next(e for e in entries if e)
-            names = [nm for nm, v in ref.items() if _is_array_state(nm, v, mine[entries.index(ref)].shape)]
+            j0 = next(j for j, e in enumerate(entries) if e)
+            ref = entries[j0]
+            names = [nm for nm, v in ref.items() if _is_array_state(nm, v, mine[j0].shape)]
             entry = {nm: _scalar(v) for nm, v in ref.items() if nm not in names}
             for nm in names:
                 parts = []
