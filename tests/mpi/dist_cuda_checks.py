@@ -82,7 +82,8 @@ def optimizers_on_device(comm):
         for cls, hyper in ((optim.AdamW, dict(lr=1e-2)), (optim.SGD, dict(lr=0.05, momentum=0.9)),
                            (optim.AdagradNorm, dict(lr=0.5, b0=0.1))):
             host = init_params(np.float32)
-            dp_h = DistributedOptimizer(cls(host, **hyper), Communicator(WORLD, ordered=True), grad_weight=w)
+            dp_h = DistributedOptimizer(cls(host, **hyper), Communicator(WORLD, backend="mpi", ordered=True),
+                                        grad_weight=w)
             dev = [cupy.asarray(p) for p in init_params(np.float32)]
             dp_d = DistributedOptimizer(cls(dev, **hyper), c, grad_weight=w, bucket_mb=1e-3)
             zdev = [cupy.asarray(p) for p in init_params(np.float32)]

@@ -11,17 +11,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def available() -> bool:
-    """CuPy with NCCL importable and at least one GPU visible."""
+def device_key():
+    """(host, PCI bus id) of the current CuPy device when CuPy with NCCL can use it, else None.
+
+    NCCL refuses two ranks on one GPU, so ``backend="auto"`` uses it only when every rank has
+    a key and no two keys are equal.
+    """
     try:
+        import socket
+
         import cupy
         from cupy.cuda import nccl
-    except Exception:
-        return False
+    except Exception:  # CuPy missing or built without NCCL: no NCCL here
+        return None
     try:
-        return bool(getattr(nccl, "available", True)) and cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+        if not getattr(nccl, "available", True) or cupy.cuda.runtime.getDeviceCount() == 0:
+            return None
+        return socket.gethostname(), cupy.cuda.Device().pci_bus_id
+    except Exception:  # no driver / device: no NCCL here
+        return None
 
 
 def _dtype(nccl, dt) -> int:

@@ -92,7 +92,8 @@ class Communicator:
       backend: ``"mpi"``: every array goes through MPI (CuPy arrays too: CUDA-aware MPI
         with ``cuda_aware=True``, else staged through host memory). ``"nccl"``: CuPy arrays
         go through NCCL (``cupy.cuda.nccl``, its id broadcast over MPI); NumPy arrays through
-        MPI. ``"auto"``: NCCL for CuPy arrays where every rank has CuPy, NCCL and a GPU.
+        MPI. ``"auto"``: NCCL for CuPy arrays where every rank has CuPy, NCCL and a GPU of
+        its own, else MPI.
       ordered: rank-ordered, bitwise reproducible reductions (see the module docstring).
       cuda_aware: the MPI library takes device pointers (``backend="mpi"`` with CuPy arrays).
 
@@ -124,13 +125,14 @@ class Communicator:
         if backend != "mpi":
             from . import _nccl
 
-            here = _nccl.available()
-            everywhere = comm.allreduce(int(here), op=MPI.MIN) == 1  # decided together: no rank waits alone
-            if everywhere:
+            keys = comm.allgather(_nccl.device_key())  # decided together: no rank waits alone
+            if None not in keys and len(set(keys)) == len(keys):
                 self._nccl = _nccl.NcclComm(comm)
             elif backend == "nccl":
-                raise RuntimeError(f"backend='nccl': rank {self.rank} " + ("has" if here else "lacks")
-                                   + " CuPy with NCCL and a GPU; some rank lacks them")
+                missing = [r for r, k in enumerate(keys) if k is None]
+                why = (f"rank {missing[0]} has no CuPy with NCCL and a GPU" if missing else
+                       "two ranks use the same GPU (select one per rank: cupy.cuda.Device(local_rank).use())")
+                raise RuntimeError(f"backend='nccl': {why}")
 
     def __repr__(self) -> str:
         return (f"Communicator(rank={self.rank}, size={self.size}, backend={self.backend!r}, "

@@ -157,7 +157,8 @@ class ShardedOptimizer:
 
     def synchronize(self, grads) -> list:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
-        it holds part of; views of an internal buffer). ``grads`` are not modified."""
+        it holds part of, or one empty array; views of an internal buffer). ``grads`` are not
+        modified."""
         grads = check_grads(grads, self._user)
         w = _grad_weight(self.grad_weight)
         for g, v in zip(grads, self._gviews):
@@ -167,7 +168,8 @@ class ShardedOptimizer:
             self._gflat *= self._gflat.dtype.type(w)
         self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard)
         self._synced = True
-        return list(self._local_grads)
+        # a rank holding no slice still returns one (empty) array: its kind picks the collective's path
+        return list(self._local_grads) or [self._shard[:0]]
 
     @contextlib.contextmanager
     def skip_synchronize(self):
