@@ -83,6 +83,20 @@ def test_a_failing_rank_aborts_the_job(tmp_path):
     assert time.monotonic() - t < 120
 
 
+def test_bench_dist_smoke(tmp_path):
+    """`optkern bench dist --quick` under mpiexec: every row is printed and the JSON written."""
+    out = tmp_path / "dist.json"
+    res = launch(2, "-m", "optkern", "bench", "dist", "--quick", "--json", str(out))
+    _ok(res, "results:")
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    cases = [r["case"] for r in rows]
+    assert len(cases) == 6 and sum("allreduce" in c for c in cases) == 3, cases
+    zero = next(r for r in rows if "state bytes" in r["case"])
+    assert zero["fraction"] == 0.5  # two ranks, an even element count: exactly half the state each
+
+
 def test_cupy_and_nccl():
     """CuPy arrays through staged / CUDA-aware MPI and NCCL (needs GPUs)."""
     _mpiexec()
