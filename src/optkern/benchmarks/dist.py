@@ -49,41 +49,44 @@ def _mpi():
 
 
 def allreduce_rows(comm, quick: bool) -> list:
+    rows = []
+    for m in (2,) if quick else SIZES_M:  # quick: a smoke run
+        rows += _allreduce_case(comm, m * 2**20, 3 if quick else 15)
+    return rows
+
+
+def _allreduce_case(comm, n: int, repeats: int) -> list:
     from .. import optim
     from ..distributed import DistributedOptimizer
 
     MPI = _mpi()
+    sizes = _split(n, ARRAYS)
+    params = [np.zeros(s, dtype=np.float32) for s in sizes]
+    grads = [np.full(s, comm.rank + 1.0, dtype=np.float32) for s in sizes]
+    opt = DistributedOptimizer(optim.SGD(params, lr=0.0), comm, bucket_mb=25)
+    views = opt.grad_buffers()
+    for v in views:
+        v.fill(comm.rank + 1.0)
+    raw = np.full(n, comm.rank + 1.0, dtype=np.float32)
+    cases = {
+        "raw mpi4py Allreduce, one buffer": lambda: comm.mpi.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM),
+        "synchronize, 200 arrays (copies)": lambda: opt.synchronize(grads),
+        "synchronize, grad_buffers() views": lambda: opt.synchronize(views),
+    }
+    for fn in cases.values():  # warm-up: page faults, MPI's shared-memory setup
+        fn()
+    samples = {k: [] for k in cases}
+    names = list(cases)
+    for i in range(repeats):
+        for k in names[i % 3:] + names[:i % 3]:  # rotated: no case always follows the same one
+            samples[k].append(_time(comm, cases[k]))
+    base = _stats(samples["raw mpi4py Allreduce, one buffer"])
     rows = []
-    repeats = 3 if quick else 15
-    for m in (2,) if quick else SIZES_M:  # quick: a smoke run
-        n = m * 2**20
-        sizes = _split(n, ARRAYS)
-        params = [np.zeros(s, dtype=np.float32) for s in sizes]
-        grads = [np.full(s, comm.rank + 1.0, dtype=np.float32) for s in sizes]
-        opt = DistributedOptimizer(optim.SGD(params, lr=0.0), comm, bucket_mb=25)
-        views = opt.grad_buffers()
-        for v in views:
-            v.fill(comm.rank + 1.0)
-        raw = np.full(n, comm.rank + 1.0, dtype=np.float32)
-        cases = {
-            "raw mpi4py Allreduce, one buffer": lambda: comm.mpi.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM),
-            "synchronize, 200 arrays (copies)": lambda: opt.synchronize(grads),
-            "synchronize, grad_buffers() views": lambda: opt.synchronize(views),
-        }
-        for fn in cases.values():  # warm-up: page faults, MPI's shared-memory setup
-            fn()
-        samples = {k: [] for k in cases}
-        names = list(cases)
-        for i in range(repeats):
-            for k in names[i % 3:] + names[:i % 3]:  # rotated: no case always follows the same one
-                samples[k].append(_time(comm, cases[k]))
-        base = _stats(samples["raw mpi4py Allreduce, one buffer"])
-        for k, s in samples.items():
-            t = _stats(s)
-            rows.append({"case": f"allreduce {m}M fp32: {k}", "median_ms": t.median_ms, "spread": t.spread,
-                         "repeats": t.repeats, "GB/s": 4 * n / t.median_ms / 1e6,
-                         "vs_raw": base.median_ms / t.median_ms, "buckets": opt.num_buckets})
-        del params, grads, raw, opt, views
+    for k, s in samples.items():
+        t = _stats(s)
+        rows.append({"case": f"allreduce {n >> 20}M fp32: {k}", "median_ms": t.median_ms, "spread": t.spread,
+                     "repeats": t.repeats, "GB/s": 4 * n / t.median_ms / 1e6,
+                     "vs_raw": base.median_ms / t.median_ms, "buckets": opt.num_buckets})
     return rows
 
 
