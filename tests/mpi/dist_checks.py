@@ -140,10 +140,15 @@ def collectives(comm):
         c.bcast(b, root=W - 1)
         np.testing.assert_array_equal(b, xs[W - 1])
     c = Communicator(comm)
+    counts = c.allreduce(np.array([r + 1, 1], dtype=np.int64), "sum")
+    np.testing.assert_array_equal(counts, [W * (W + 1) // 2, W])
     for bad, exc in ((lambda: c.allreduce(np.ones(3), "prod"), ValueError),
                      (lambda: c.reduce_scatter(np.ones(W * 2 + 1)), ValueError),
                      (lambda: c.allreduce(np.ones(3)[::2]), ValueError),
                      (lambda: c.allreduce([1.0, 2.0]), TypeError),
+                     (lambda: c.allreduce(np.ones(3, dtype=np.int64), "mean"), TypeError),
+                     (lambda: c.allgather(np.ones(3), out=np.zeros(3 * W + 1)), ValueError),
+                     (lambda: c.reduce_scatter(np.ones(2 * W), out=np.zeros(2, np.float32)), TypeError),
                      (lambda: c.bcast(np.ones(2), root=W), ValueError),
                      (lambda: Communicator(comm, backend="gloo"), ValueError)):
         try:

@@ -161,9 +161,11 @@ class Communicator:
         MPI = mpi()
         return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
 
-    def _check_op(self, op: str, allowed=_OPS) -> str:
+    def _check_op(self, op: str, allowed=_OPS, x=None) -> str:
         if op not in allowed:
             raise ValueError(f"op: expected one of {', '.join(map(repr, allowed))}, got {op!r}")
+        if op == "mean" and x is not None and x.dtype.kind != "f":
+            raise TypeError(f"x: op='mean' needs a floating-point array, got {x.dtype}")
         return op
 
     # ---- collectives ------------------------------------------------------------------
@@ -175,7 +177,7 @@ class Communicator:
         communicator's setting for this call.
         """
         _writable(x, "x")
-        self._check_op(op)
+        self._check_op(op, _OPS, x)
         if x.size == 0 or self.size == 1:
             if op == "mean":
                 _scale_mean(x.reshape(-1), self.size)
@@ -201,7 +203,7 @@ class Communicator:
         overlapping ``x``). Returns the result.
         """
         _contiguous(x, "x")
-        self._check_op(op, ("sum", "mean"))
+        self._check_op(op, ("sum", "mean"), x)
         if x.size % self.size:
             raise ValueError(f"x: has {x.size} elements, not a multiple of the world size {self.size}")
         n = x.size // self.size
