@@ -321,7 +321,12 @@ def checkpoint_write(comm):
         # a shard loads back at the same world size
         opt2 = ShardedOptimizer(cls, init_params(np.float64), Communicator(comm, ordered=True), **hyper)
         opt2.load_state_dict(own)
-        bitwise([opt2.state_bytes()], [opt.state_bytes()], "shard reload")
+        a, b = opt.consolidate_state_dict(to=None), opt2.consolidate_state_dict(to=None)
+        assert a["state"].keys() == b["state"].keys() and a["state"], name
+        for i in a["state"]:
+            assert a["state"][i].keys() == b["state"][i].keys(), name
+            for key, v in a["state"][i].items():
+                bitwise([np.asarray(v)], [np.asarray(b["state"][i][key])], f"{name}: shard reload {key}")
 
 
 def checkpoint_continue(comm):
