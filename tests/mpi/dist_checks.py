@@ -321,6 +321,14 @@ def checkpoint_write(comm):
         # a shard loads back at the same world size
         opt2 = ShardedOptimizer(cls, init_params(np.float64), Communicator(comm, ordered=True), **hyper)
         opt2.load_state_dict(own)
+        for bad, msg in (({**own, "zero": {**own["zero"], "world": comm.size + 1}}, "'world'"),
+                         ({"state": {}, "param_groups": []}, "parameter groups")):
+            try:
+                opt2.load_state_dict(bad)
+            except ValueError as e:
+                assert msg in str(e), str(e)
+            else:
+                raise AssertionError(msg)
         a, b = opt.consolidate_state_dict(to=None), opt2.consolidate_state_dict(to=None)
         assert a["state"].keys() == b["state"].keys() and a["state"], name
         for i in a["state"]:
