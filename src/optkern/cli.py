@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress output")
 
     b = sub.add_parser("bench", help="benchmark optkern against PyTorch (optimizers, normalization, HVP)")
-    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "all"])
+    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "all", "dist"],
+                   help="dist: data-parallel / ZeRO-1 communication, run under mpiexec -n N (not in 'all')")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -103,6 +104,10 @@ def main(argv=None) -> int:
             from .study import main as study_main
 
             return study_main(args)
+        if args.suite == "dist":
+            from .benchmarks.dist import main as dist_main
+
+            return dist_main(args)
         from .benchmarks.suite import main as bench_main
 
         return bench_main(args)

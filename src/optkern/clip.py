@@ -89,7 +89,7 @@ def _norm_out(out, like, xp):
     return out.reshape(1)
 
 
-def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, out=None):
+def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, out=None, comm=None):
     """Scale ``grads`` in place so that their total norm is at most ``max_norm``.
 
     The total norm is ``(sum_i ||g_i||_p^p)^(1/p)`` over every array (``max |g|`` for
@@ -106,6 +106,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
       out: optional 1-element float64 array (the grads' kind and device) that receives the
         norm. On the GPU pass one to capture the call in a CUDA graph: the buffer must
         outlive the graph, which a fresh allocation per call does not.
+      comm: an ``optkern.distributed.Communicator`` (or mpi4py communicator) when each rank
+        holds a different part of the gradients (a ZeRO slice): the norm is then taken over
+        every rank's part (``sum ||.||_p^p`` in rank order, max for inf), the same on every
+        rank. Collective: every rank calls it (a rank without gradients passes an empty array).
 
     Returns:
       The total norm before clipping: a Python float for NumPy input; for CuPy input a
@@ -117,12 +121,14 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
     if not grads:
-        return 0.0
+        return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)
     xp = _backend.array_module(grads[0])
     _check_grads(grads, xp is not np)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     with _grads_named():  # what is left to the native checks: out aliasing grads, devices
         total = mod.grad_norm(grads, p, buf)
+    if comm is not None:
+        total = _global_norm(buf, p, comm)
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
         if not math.isfinite(value):
@@ -136,6 +142,24 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     with _grads_named():
         mod.clip_scale_(grads, max_norm, buf)
     return (buf if out is None else out) if total is None else total
+
+
+def _global_norm(buf, p: float, comm):
+    """``buf`` (this rank's norm) becomes the norm over every rank's part, in place; returns it
+    as a float for NumPy, None for CuPy (the value stays on the device)."""
+    from .distributed.communicator import as_communicator
+
+    comm = as_communicator(comm)
+    if p == math.inf:
+        comm.allreduce(buf, "max")
+    else:
+        buf **= p
+        comm.allreduce(buf, "sum", ordered=True)  # one number: ordered costs nothing, every rank agrees
+        if p == 2.0:
+            _backend.array_module(buf).sqrt(buf, out=buf)
+        else:
+            buf **= 1.0 / p
+    return float(buf[0]) if isinstance(buf, np.ndarray) else None
 
 
 def clip_grad_value_(grads, clip_value) -> None:

@@ -205,7 +205,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
 
 
 def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=None, reduction: str = "mean",
-             progress: Callable | None = None) -> CurvatureOperator:
+             progress: Callable | None = None, comm=None) -> CurvatureOperator:
     """Exact curvature operator of an ``optkern.nn.MLP`` loss at ``params``.
 
     Args:
@@ -219,6 +219,11 @@ def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=No
         loss over all rows; with batch norm, the mean of per-batch losses),
         ``"sum"`` adds the per-batch products.
       progress: optional ``progress(done, total)`` called after each batch.
+      comm: an ``optkern.distributed.Communicator`` (or mpi4py communicator) when the rows
+        are split across ranks: ``x, y`` / ``batches`` are this rank's rows (possibly none),
+        products are scaled by this rank's share of the global rows and summed over the
+        ranks in rank order (``optkern.distributed.distributed``): every rank gets the
+        single-process operator on the concatenated data, bit for bit the same everywhere.
     """
     if kind not in ("hessian", "ggn"):
         raise ValueError(f"kind: expected 'hessian' or 'ggn', got {kind!r}")
@@ -234,7 +239,7 @@ def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=No
     if not batches:
         raise ValueError("batches: needs at least one (x, y) batch")
     total = sum(int(bx.shape[0]) for bx, _ in batches)
-    weights = [int(bx.shape[0]) / total if reduction == "mean" else 1.0 for bx, _ in batches]
+    weights = [int(bx.shape[0]) / max(total, 1) if reduction == "mean" else 1.0 for bx, _ in batches]
     product = model.hvp if kind == "hessian" else model.ggn_vp
     xp = _backend.array_module(params)
 
@@ -250,7 +255,12 @@ def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=No
                 progress(i + 1, len(batches))
         return out
 
-    return _operator_class(xp)(matvec, model.num_params, model.dtype, xp, None, f"mlp-{kind}")
+    op = _operator_class(xp)(matvec, model.num_params, model.dtype, xp, None, f"mlp-{kind}")
+    if comm is None:
+        return op
+    from ..distributed import distributed, global_share
+
+    return distributed(op, comm, global_share(total, comm) if reduction == "mean" else 1.0)
 
 
 def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) -> CurvatureOperator:

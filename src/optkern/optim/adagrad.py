@@ -1,6 +1,8 @@
 """Adagrad (torch.optim.Adagrad) and AdaGrad-Norm (Ward, Wu & Bottou 2019)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend
@@ -61,8 +63,20 @@ class AdagradNorm(Optimizer):
     def _new_extra(self, run, hp):
         return {"b_sq": _backend.scalar_buffer(run.params[0], hp[3] ** 2)}
 
+    #: Sharded (ZeRO) training sets this to ``f(params, grads) -> float``: the group's ``||g'||^2``
+    #: summed over every rank's slice (``optkern.distributed.ShardedOptimizer``). The step then
+    #: adds that to ``b^2`` and takes the kernel's SGD step with ``lr / b``.
+    global_sq_norm = None
+
     def _update(self, run, grads, hp, t):
-        F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
+        if self.global_sq_norm is None:
+            F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
+            return
+        lr, wd, maximize, _ = hp
+        b_sq = run.extra["b_sq"]
+        b_sq += self.global_sq_norm(run.params, grads)
+        b2 = float(b_sq[0])
+        F.sgd_(run.params, grads, lr=lr / math.sqrt(b2) if b2 > 0 else 0.0, weight_decay=wd, maximize=maximize)
 
     def _extra_to_state(self, run):
         return {"b_sq": float(run.extra["b_sq"][0])}

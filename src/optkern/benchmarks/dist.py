@@ -1,0 +1,159 @@
+"""``optkern bench dist`` (under ``mpiexec -n N``): the cost of data-parallel machinery.
+
+- Gradient allreduce of 16M / 64M float32 split into 200 arrays: ``DistributedOptimizer
+  .synchronize`` (fusion buckets of 25 MiB, gradients copied in and out of them; and
+  gradients written straight into ``grad_buffers()``, no copies) against one raw mpi4py
+  ``Allreduce`` of the same bytes in one buffer. Target: the bucketed path at >= 0.9 of
+  the raw throughput.
+- ZeRO-1: optimizer state bytes per rank (Adam, 16M float32) against the unsharded
+  optimizer's. Target: <= 1/world + 5%. Also the step time of both wrappers.
+
+A time is the slowest rank's wall time of one call (each repeat starts at a barrier);
+cases alternate within each repeat (in rotated order) so machine noise hits them alike. Median, and the
+inter-quartile range / median as the spread.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from .timing import _stats
+
+SIZES_M = (16, 64)
+ARRAYS = 200
+
+
+def _split(total: int, k: int, seed: int = 0) -> list:
+    """``k`` odd-ish sizes summing to ``total`` (like a model's layers)."""
+    w = np.random.default_rng(seed).uniform(0.2, 1.8, k)
+    sizes = np.floor(w / w.sum() * total).astype(int)
+    sizes[-1] += total - sizes.sum()
+    return [int(s) for s in sizes]
+
+
+def _time(comm, fn) -> float:
+    comm.mpi.Barrier()
+    t = time.perf_counter()
+    fn()
+    dt = (time.perf_counter() - t) * 1e3
+    return comm.mpi.allreduce(dt, op=_mpi().MAX)
+
+
+def _mpi():
+    from mpi4py import MPI
+
+    return MPI
+
+
+def allreduce_rows(comm, quick: bool) -> list:
+    rows = []
+    for m in (2,) if quick else SIZES_M:  # quick: a smoke run
+        rows += _allreduce_case(comm, m * 2**20, 3 if quick else 15)
+    return rows
+
+
+def _allreduce_case(comm, n: int, repeats: int) -> list:
+    from .. import optim
+    from ..distributed import DistributedOptimizer
+
+    MPI = _mpi()
+    sizes = _split(n, ARRAYS)
+    params = [np.zeros(s, dtype=np.float32) for s in sizes]
+    grads = [np.full(s, comm.rank + 1.0, dtype=np.float32) for s in sizes]
+    opt = DistributedOptimizer(optim.SGD(params, lr=0.0), comm, bucket_mb=25)
+    views = opt.grad_buffers()
+    for v in views:
+        v.fill(comm.rank + 1.0)
+    raw = np.full(n, comm.rank + 1.0, dtype=np.float32)
+    cases = {
+        "raw mpi4py Allreduce, one buffer": lambda: comm.mpi.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM),
+        "synchronize, 200 arrays (copies)": lambda: opt.synchronize(grads),
+        "synchronize, grad_buffers() views": lambda: opt.synchronize(views),
+    }
+    for fn in cases.values():  # warm-up: page faults, MPI's shared-memory setup
+        fn()
+    samples = {k: [] for k in cases}
+    names = list(cases)
+    for i in range(repeats):
+        for k in names[i % 3:] + names[:i % 3]:  # rotated: no case always follows the same one
+            samples[k].append(_time(comm, cases[k]))
+    base = _stats(samples["raw mpi4py Allreduce, one buffer"])
+    rows = []
+    for k, s in samples.items():
+        t = _stats(s)
+        rows.append({"case": f"allreduce {n >> 20}M fp32: {k}", "median_ms": t.median_ms, "spread": t.spread,
+                     "repeats": t.repeats, "GB/s": 4 * n / t.median_ms / 1e6,
+                     "vs_raw": base.median_ms / t.median_ms, "buckets": opt.num_buckets})
+    return rows
+
+
+def zero_rows(comm, quick: bool) -> list:
+    from .. import optim
+    from ..distributed import DistributedOptimizer, ShardedOptimizer
+
+    n = (1 if quick else 16) * 2**20
+    sizes = _split(n, ARRAYS, seed=1)
+    rng = np.random.default_rng(comm.rank)
+    g = [rng.standard_normal(s).astype(np.float32) for s in sizes]
+    p_dp = [np.zeros(s, dtype=np.float32) for s in sizes]
+    p_z = [np.zeros(s, dtype=np.float32) for s in sizes]
+    dp = DistributedOptimizer(optim.Adam(p_dp, lr=1e-3), comm)
+    z = ShardedOptimizer(optim.Adam, p_z, comm, lr=1e-3)
+    g_dp = [a.copy() for a in g]  # synchronize overwrites these with the averages (fine for timing)
+    dp.step(g_dp)
+    z.step(g)
+    full = sum(int(v.nbytes) for e in dp.state_dict()["state"].values() for k, v in e.items() if k != "step")
+    mine = z.state_bytes()
+    worst = comm.mpi.allreduce(mine, op=_mpi().MAX)
+    rows = [{"case": f"ZeRO-1 Adam {n >> 20}M fp32: state bytes per rank (largest rank)", "bytes": worst,
+             "unsharded_bytes": full, "fraction": worst / full, "target": 1 / comm.size + 0.05}]
+    repeats = 3 if quick else 10
+    samples = {"data-parallel Adam step": [], "ZeRO-1 Adam step": []}
+    for _ in range(repeats):
+        samples["data-parallel Adam step"].append(_time(comm, lambda: dp.step(g_dp)))
+        samples["ZeRO-1 Adam step"].append(_time(comm, lambda: z.step(g)))
+    for k, s in samples.items():
+        t = _stats(s)
+        rows.append({"case": f"{k}, {n >> 20}M fp32 in 200 arrays", "median_ms": t.median_ms, "spread": t.spread,
+                     "repeats": t.repeats})
+    return rows
+
+
+def _fmt(rows) -> str:
+    out = []
+    for r in rows:
+        if "median_ms" in r:
+            extra = ""
+            if "GB/s" in r:
+                extra = f"  {r['GB/s']:6.2f} GB/s  raw/this {r['vs_raw']:.3f}  ({r['buckets']} buckets)"
+            out.append(f"{r['case']:<62} {r['median_ms']:9.2f} ms ±{100 * r['spread']:4.0f}%{extra}")
+        else:
+            out.append(f"{r['case']:<62} {r['bytes'] / 2**20:9.1f} MiB of {r['unsharded_bytes'] / 2**20:.1f} "
+                       f"unsharded = {r['fraction']:.3f} (target <= {r['target']:.3f})")
+    return "\n".join(out)
+
+
+def main(args) -> int:
+    """Entry point of ``optkern bench dist`` (run it under ``mpiexec -n N``)."""
+    from ..distributed import Communicator
+
+    comm = Communicator(backend="mpi")
+    if comm.rank == 0:
+        print(f"optkern bench dist: {comm.size} ranks, MPI: {_mpi().Get_library_version().splitlines()[0].strip()}",
+              flush=True)
+        if comm.size == 1:
+            print("(one rank: run under `mpiexec -n 2 optkern bench dist` to measure communication)", flush=True)
+    rows = allreduce_rows(comm, args.quick) + zero_rows(comm, args.quick)
+    if comm.rank == 0:
+        print(_fmt(rows))
+        print("ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
+              "raw/this: raw Allreduce time / this time (>= 0.9 is the target)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"world": comm.size, "rows": rows}, f, indent=1)
+            print(f"results: {args.json}")
+    sys.stdout.flush()
+    return 0

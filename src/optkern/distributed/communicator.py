@@ -1,0 +1,362 @@
+"""``Communicator``: the collectives optkern needs, on NumPy (MPI) or CuPy (NCCL or MPI) arrays.
+
+MPI is mpi4py's; NCCL is ``cupy.cuda.nccl`` started over MPI (see :mod:`._nccl`). Nothing
+here moves bytes itself: every collective is one library call, plus a sum in rank order
+when ``ordered=True``.
+
+Ordered reductions gather every rank's array and add them in rank order
+(``((x_0 + x_1) + x_2) + ...``), so the result is bitwise the same on every rank, in
+every run, for any MPI library or algorithm; iterative estimators (Lanczos) need that:
+ranks that disagree by one rounding take different paths and then wait on each other
+forever. They move ``world`` times the bytes of a plain reduction and hold that many in
+memory; plain ``allreduce`` is MPI's (usually the same bits on every rank, not promised).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+
+_OPS = ("sum", "mean", "max", "min")
+
+
+def mpi():
+    """mpi4py's ``MPI`` module, or ImportError saying how to get it."""
+    try:
+        from mpi4py import MPI
+    except ImportError as e:  # pragma: no cover - mpi4py is installed where the tests run
+        raise ImportError("optkern.distributed needs mpi4py: pip install 'optkern[mpi]' "
+                          "(mpi4py and an MPI library, e.g. the mpich wheel)") from e
+    return MPI
+
+
+def _contiguous(x, name: str):
+    if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
+        raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: array must be C-contiguous")
+    return x
+
+
+def _writable(x, name: str):
+    _contiguous(x, name)
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    return x
+
+
+def _same_kind(a, b, na: str, nb: str) -> None:
+    if _backend.is_cupy(a) != _backend.is_cupy(b):
+        raise TypeError(f"{nb}: is a {'cupy' if _backend.is_cupy(b) else 'numpy'} array but {na} is not")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{nb}: expected {a.dtype} like {na}, got {b.dtype}")
+
+
+def _ptr(a) -> int:
+    return a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
+
+
+def rank_order_reduce(rows, op: str, out):
+    """``out = op(rows[0], rows[1], ...)`` folded in row order (rows: ``(world, n)``).
+
+    The one place where ordered reductions (allreduce and reduce-scatter alike) do their
+    arithmetic, so the two give the same bits for the same element.
+    """
+    xp = _backend.array_module(rows)
+    flat = out.reshape(-1)
+    if op in ("sum", "mean"):
+        xp.copyto(flat, rows[0])
+        for r in range(1, rows.shape[0]):
+            flat += rows[r]
+        if op == "mean":
+            _scale_mean(flat, rows.shape[0])
+    else:
+        fold = xp.maximum if op == "max" else xp.minimum
+        xp.copyto(flat, rows[0])
+        for r in range(1, rows.shape[0]):
+            fold(flat, rows[r], out=flat)
+    return out
+
+
+def _scale_mean(x, world: int) -> None:
+    """The mean from a sum: ``x / world`` (a division, so world = 1 and 2 stay exact)."""
+    if world != 1:
+        x /= x.dtype.type(world)
+
+
+class Communicator:
+    """Collectives over an MPI communicator, on NumPy or CuPy arrays.
+
+    Args:
+      comm: an ``mpi4py.MPI.Comm`` (default ``COMM_WORLD``) or another Communicator.
+      backend: ``"mpi"``: every array goes through MPI (CuPy arrays too: CUDA-aware MPI
+        with ``cuda_aware=True``, else staged through host memory). ``"nccl"``: CuPy arrays
+        go through NCCL (``cupy.cuda.nccl``, its id broadcast over MPI); NumPy arrays through
+        MPI. ``"auto"``: NCCL for CuPy arrays where every rank has CuPy, NCCL and a GPU of
+        its own, else MPI.
+      ordered: rank-ordered, bitwise reproducible reductions (see the module docstring).
+      cuda_aware: the MPI library takes device pointers (``backend="mpi"`` with CuPy arrays).
+
+    Collectives synchronize CuPy's current stream before MPI reads device memory; NCCL
+    calls are enqueued on that stream without a host synchronization. Each method is a
+    collective: every rank calls it, in the same order, with arrays of the same size and
+    dtype.
+    """
+
+    def __init__(self, comm=None, backend: str = "auto", ordered: bool = False, *, cuda_aware: bool = False):
+        MPI = mpi()
+        if isinstance(comm, Communicator):
+            comm = comm.mpi
+        comm = MPI.COMM_WORLD if comm is None else comm
+        if not isinstance(comm, MPI.Comm):
+            raise TypeError(f"comm: expected an mpi4py.MPI.Comm or a Communicator, got {type(comm).__name__}")
+        if backend not in ("auto", "mpi", "nccl"):
+            raise ValueError(f"backend: expected 'auto', 'mpi' or 'nccl', got {backend!r}")
+        for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+        self.mpi = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.ordered = bool(ordered)
+        self.cuda_aware = bool(cuda_aware)
+        self.backend = backend
+        self._nccl = None
+        if backend != "mpi":
+            from . import _nccl
+
+            keys = comm.allgather(_nccl.device_key())  # decided together: no rank waits alone
+            if None not in keys and len(set(keys)) == len(keys):
+                self._nccl = _nccl.NcclComm(comm)
+            elif backend == "nccl":
+                missing = [r for r, k in enumerate(keys) if k is None]
+                why = (f"rank {missing[0]} has no CuPy with NCCL and a GPU" if missing else
+                       "two ranks use the same GPU (select one per rank: cupy.cuda.Device(local_rank).use())")
+                raise RuntimeError(f"backend='nccl': {why}")
+
+    def __repr__(self) -> str:
+        return (f"Communicator(rank={self.rank}, size={self.size}, backend={self.backend!r}, "
+                f"nccl={self._nccl is not None}, ordered={self.ordered})")
+
+    # ---- helpers --------------------------------------------------------------------
+
+    def _nccl_for(self, x):
+        return self._nccl if (self._nccl is not None and _backend.is_cupy(x)) else None
+
+    def _mpi_buf(self, x):
+        """What mpi4py gets for ``x``: NumPy as is; CuPy after a stream sync (device or host copy)."""
+        if not _backend.is_cupy(x):
+            return x
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()  # MPI reads memory now, not in stream order
+        return x if self.cuda_aware else x.get()
+
+    def _mpi_back(self, host, x) -> None:
+        """Staged CuPy results back to the device (no-op for NumPy and CUDA-aware MPI)."""
+        if host is not x:
+            x.set(host)
+
+    def _op(self, op: str):
+        MPI = mpi()
+        return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
+
+    def _check_op(self, op: str, allowed=_OPS, x=None) -> str:
+        if op not in allowed:
+            raise ValueError(f"op: expected one of {', '.join(map(repr, allowed))}, got {op!r}")
+        if op == "mean" and x is not None and x.dtype.kind != "f":
+            raise TypeError(f"x: op='mean' needs a floating-point array, got {x.dtype}")
+        return op
+
+    # ---- collectives ------------------------------------------------------------------
+
+    def allreduce(self, x, op: str = "sum", *, ordered: bool | None = None):
+        """Reduce ``x`` over all ranks, in place; returns ``x``.
+
+        ``op``: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``. ``ordered`` overrides the
+        communicator's setting for this call.
+        """
+        _writable(x, "x")
+        self._check_op(op, _OPS, x)
+        if x.size == 0 or self.size == 1:
+            if op == "mean":
+                _scale_mean(x.reshape(-1), self.size)
+            return x
+        if self.ordered if ordered is None else ordered:
+            rows = self._gather_rows(x)
+            return rank_order_reduce(rows, op, x)
+        nc = self._nccl_for(x)
+        if nc is not None:
+            nc.allreduce(x, "sum" if op == "mean" else op)
+        else:
+            buf = self._mpi_buf(x)
+            self.mpi.Allreduce(mpi().IN_PLACE, buf, op=self._op(op))
+            self._mpi_back(buf, x)
+        if op == "mean":
+            _scale_mean(x.reshape(-1), self.size)
+        return x
+
+    def reduce_scatter(self, x, op: str = "sum", out=None, *, ordered: bool | None = None):
+        """Rank ``r`` receives block ``r`` of ``x`` (``x.size / world`` elements) reduced over ranks.
+
+        ``op``: ``"sum"`` or ``"mean"``; ``out``: optional contiguous result array (not
+        overlapping ``x``). Returns the result.
+        """
+        _contiguous(x, "x")
+        self._check_op(op, ("sum", "mean"), x)
+        if x.size % self.size:
+            raise ValueError(f"x: has {x.size} elements, not a multiple of the world size {self.size}")
+        n = x.size // self.size
+        xp = _backend.array_module(x)
+        if out is None:
+            out = xp.empty(n, dtype=x.dtype)
+        _writable(out, "out")
+        _same_kind(x, out, "x", "out")
+        if out.size != n:
+            raise ValueError(f"out: expected {n} elements, got {out.size}")
+        if n == 0:
+            return out
+        flat = x.reshape(-1)
+        if self.size == 1:
+            xp.copyto(out.reshape(-1), flat)
+            return out
+        if self.ordered if ordered is None else ordered:
+            rows = self._alltoall_rows(flat.reshape(self.size, n))
+            return rank_order_reduce(rows, op, out)
+        nc = self._nccl_for(x)
+        if nc is not None:
+            nc.reduce_scatter(flat, out.reshape(-1))
+        else:
+            send, recv = self._mpi_buf(flat), self._mpi_buf(out)
+            self.mpi.Reduce_scatter_block(send, recv, op=mpi().SUM)
+            self._mpi_back(recv, out)
+        if op == "mean":
+            _scale_mean(out.reshape(-1), self.size)
+        return out
+
+    def allgather(self, x, out=None):
+        """Every rank's ``x`` concatenated in rank order (``world * x.size`` elements); returns it.
+
+        ``x`` may be ``out``'s own block (``out[rank * n:(rank + 1) * n]``): gathered in place.
+        """
+        _contiguous(x, "x")
+        xp = _backend.array_module(x)
+        n = x.size
+        if out is None:
+            out = xp.empty(n * self.size, dtype=x.dtype)
+        _writable(out, "out")
+        _same_kind(x, out, "x", "out")
+        if out.size != n * self.size:
+            raise ValueError(f"out: expected {n * self.size} elements (world x {n}), got {out.size}")
+        in_place = n > 0 and _ptr(x) == _ptr(out) + self.rank * n * x.itemsize
+        if n == 0:
+            return out
+        if self.size == 1:
+            if not in_place:
+                xp.copyto(out.reshape(-1), x.reshape(-1))
+            return out
+        nc = self._nccl_for(x)
+        if nc is not None:
+            nc.allgather(x.reshape(-1), out.reshape(-1))  # NCCL allows the in-place block
+            return out
+        recv = self._mpi_buf(out)
+        if in_place:
+            self.mpi.Allgather(mpi().IN_PLACE, recv)
+        else:
+            self.mpi.Allgather(self._mpi_buf(x), recv)
+        self._mpi_back(recv, out)
+        return out
+
+    def bcast(self, x, root: int = 0):
+        """Rank ``root``'s ``x`` into every rank's ``x``, in place; returns ``x``."""
+        _writable(x, "x")
+        root = self._root(root)
+        if x.size == 0 or self.size == 1:
+            return x
+        nc = self._nccl_for(x)
+        if nc is not None:
+            nc.bcast(x, root)
+            return x
+        buf = self._mpi_buf(x)
+        self.mpi.Bcast(buf, root=root)
+        self._mpi_back(buf, x)
+        return x
+
+    def barrier(self) -> None:
+        self.mpi.Barrier()
+
+    # ---- Python objects (small, pickled: shapes, state dicts) --------------------------
+
+    def allgather_object(self, obj) -> list:
+        return self.mpi.allgather(obj)
+
+    def gather_object(self, obj, root: int = 0):
+        return self.mpi.gather(obj, root=self._root(root))
+
+    def bcast_object(self, obj, root: int = 0):
+        return self.mpi.bcast(obj, root=self._root(root))
+
+    def _root(self, root) -> int:
+        root = _backend.integer("root", root, lo=0)
+        if root >= self.size:
+            raise ValueError(f"root: must be < the world size {self.size}, got {root}")
+        return root
+
+    # ---- ordered building blocks --------------------------------------------------------
+
+    def _gather_rows(self, x):
+        """``(world, x.size)``: every rank's ``x`` (one allgather)."""
+        xp = _backend.array_module(x)
+        rows = xp.empty((self.size, x.size), dtype=x.dtype)
+        self.allgather(x.reshape(-1), rows.reshape(-1))
+        return rows
+
+    def _alltoall_rows(self, blocks):
+        """``(world, n)``: row ``r`` is rank ``r``'s block number ``self.rank`` (one alltoall)."""
+        xp = _backend.array_module(blocks)
+        rows = xp.empty_like(blocks)
+        nc = self._nccl_for(blocks)
+        if nc is not None:
+            nc.alltoall(blocks, rows)
+            return rows
+        send, recv = self._mpi_buf(blocks), self._mpi_buf(rows)
+        self.mpi.Alltoall(send, recv)
+        self._mpi_back(recv, rows)
+        return rows
+
+
+def as_communicator(comm) -> Communicator:
+    """A Communicator for ``comm`` (a Communicator, an mpi4py communicator, or None: COMM_WORLD)."""
+    return comm if isinstance(comm, Communicator) else Communicator(comm, backend="mpi")
+
+
+class _Done:
+    def wait(self):
+        return None
+
+
+class _Pending:
+    """An MPI ``Iallreduce`` in flight; ``wait()`` finishes it (and divides for a mean)."""
+
+    def __init__(self, req, x, op: str, size: int):
+        self.req, self.x, self.op, self.size = req, x, op, size
+
+    def wait(self):
+        self.req.Wait()
+        if self.op == "mean":
+            _scale_mean(self.x.reshape(-1), self.size)
+
+
+def start_allreduce(comm: Communicator, x, op: str):
+    """Begin an in-place allreduce of ``x``; ``.wait()`` on the result completes it.
+
+    Non-blocking (``MPI_Iallreduce``) for NumPy arrays with plain reductions, so packing the
+    next bucket overlaps this one's transfer; ordered, NCCL and staged CuPy reductions run
+    at once (NCCL is asynchronous to the host already).
+    """
+    comm._check_op(op)
+    if comm.size == 1 or comm.ordered or x.size == 0 or not isinstance(x, np.ndarray):
+        comm.allreduce(x, op)
+        return _Done()
+    req = comm.mpi.Iallreduce(mpi().IN_PLACE, x, op=comm._op(op))
+    return _Pending(req, x, op, comm.size)

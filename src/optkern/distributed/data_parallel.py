@@ -1,0 +1,171 @@
+"""``DistributedOptimizer``: data-parallel training, gradients averaged in fused buckets.
+
+Horovod's interface (``synchronize()``, ``skip_synchronize()``) over any optkern
+optimizer; PyTorch DDP's buckets (few large collectives, not one per array).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from .. import _backend
+from .buckets import make_buckets
+from .communicator import as_communicator, start_allreduce
+from .params import check_same_params
+
+
+def _grad_weight(w):
+    if w is None:
+        return None
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+        raise TypeError(f"grad_weight: expected a number or None, got {type(w).__name__}")
+    w = float(w)
+    if not (math.isfinite(w) and w >= 0):
+        raise ValueError(f"grad_weight: must be finite and >= 0, got {w}")
+    return w
+
+
+def check_grads(grads, params, name: str = "grads") -> list:
+    """``grads`` as a list matching ``params`` in kind, dtype and shape (checked before any collective)."""
+    grads = _backend.as_list(grads, name)
+    if len(grads) != len(params):
+        raise ValueError(f"{name}: expected {len(params)} arrays (one per parameter), got {len(grads)}")
+    for i, (g, p) in enumerate(zip(grads, params)):
+        if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
+            kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
+            raise TypeError(f"{name}[{i}]: expected a {kind}, got {type(g).__name__}")
+        if g.dtype != p.dtype:
+            raise TypeError(f"{name}[{i}]: expected {p.dtype}, got {g.dtype}")
+        if tuple(g.shape) != tuple(p.shape):
+            raise ValueError(f"{name}[{i}]: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
+    return grads
+
+
+class DistributedOptimizer:
+    """Data-parallel wrapper of an optkern optimizer: every rank steps with the averaged gradient.
+
+    Args:
+      optimizer: an ``optkern.optim`` optimizer over this rank's replica of the parameters
+        (the same layout on every rank: checked here; make the values equal with
+        :func:`broadcast_params`).
+      comm: a :class:`Communicator` (``ordered=True`` for bitwise reproducible averages)
+        or an mpi4py communicator.
+      bucket_mb: fusion buffer size in MiB: gradients are packed into flat buffers of at
+        most this size, one allreduce per buffer (started without waiting, so packing the
+        next buffer overlaps the transfer).
+      op: ``"mean"`` (average over ranks) or ``"sum"``.
+      grad_weight: for uneven shards: this rank's ``local rows / global rows``. Each rank's
+        gradient (the mean over its rows) is scaled by it and the results are summed, so
+        the step sees the mean over the global batch; a rank with zero rows passes zeros
+        and weight 0. Replaces ``op``. Settable between steps (``opt.grad_weight = w``).
+
+    ``step(grads)`` = ``synchronize(grads)`` (averaged gradients written into ``grads``)
+    then the wrapped optimizer's step. To work on the averaged gradients first (e.g.
+    :func:`optkern.clip_grad_norm_`), call ``synchronize(grads)`` yourself and step inside
+    ``with opt.skip_synchronize():``. Write gradients straight into :meth:`grad_buffers`
+    (views of the fusion buffers) to skip the packing copies.
+    """
+
+    def __init__(self, optimizer, comm, bucket_mb: float = 25, op: str = "mean", grad_weight=None):
+        if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
+            raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
+        if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
+            raise ValueError(f"bucket_mb: expected a number > 0, got {bucket_mb!r}")
+        if op not in ("mean", "sum"):
+            raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
+        self.optimizer = optimizer
+        self.comm = as_communicator(comm)
+        self.op = op
+        self.grad_weight = _grad_weight(grad_weight)
+        self._params = [p for g in optimizer.param_groups for p in g["params"]]
+        check_same_params(self._params, self.comm)
+        self._buckets = make_buckets(self._params, int(bucket_mb * 2**20))
+        self._skip = False
+        self._synced = False
+
+    # ---- the optimizer's face -----------------------------------------------------------
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    @property
+    def defaults(self):
+        return self.optimizer.defaults
+
+    def state_dict(self) -> dict:
+        """The wrapped optimizer's state dict (the same on every rank: save it from one)."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def __repr__(self) -> str:
+        return (f"DistributedOptimizer({type(self.optimizer).__name__}, {len(self._buckets)} buckets, "
+                f"{self.comm!r})")
+
+    # ---- gradients ------------------------------------------------------------------------
+
+    def grad_buffers(self) -> list:
+        """One array per parameter (its shape and dtype), views of the fusion buffers.
+
+        Gradients written into these are reduced without the copies into and out of the
+        buffers; pass this list to ``step`` / ``synchronize``.
+        """
+        views = [None] * len(self._params)
+        for b in self._buckets:
+            for i, v in zip(b.index, b.views):
+                views[i] = v
+        return views
+
+    @property
+    def num_buckets(self) -> int:
+        return len(self._buckets)
+
+    def synchronize(self, grads) -> None:
+        """Average ``grads`` over the ranks, in place (weighted sum with ``grad_weight``)."""
+        grads = check_grads(grads, self._params)
+        for i, g in enumerate(grads):
+            if isinstance(g, np.ndarray) and not g.flags.writeable:
+                raise ValueError(f"grads[{i}]: array is read-only (the average is written into it)")
+        w = _grad_weight(self.grad_weight)
+        op = self.op if w is None else "sum"
+        if self.comm.size == 1 and w in (None, 1.0):  # the average of one rank: nothing to do
+            self._synced = True
+            return
+        pending = []
+        for b in self._buckets:
+            b.pack(grads)
+            if w is not None:
+                b.flat *= b.flat.dtype.type(w)
+            pending.append(start_allreduce(self.comm, b.flat, op))
+        for b, req in zip(self._buckets, pending):
+            req.wait()
+            b.unpack(grads)
+        self._synced = True
+
+    @contextlib.contextmanager
+    def skip_synchronize(self):
+        """Inside: ``step`` uses the gradients as they are (after your own ``synchronize``)."""
+        self._skip = True
+        try:
+            yield self
+        finally:
+            self._skip = False
+
+    def step(self, grads) -> None:
+        """Average the gradients over the ranks (unless inside ``skip_synchronize``), then step."""
+        if self._skip:
+            if not self._synced:
+                raise RuntimeError("step: inside skip_synchronize() but synchronize(grads) was not called "
+                                   "since the last step")
+        else:
+            self.synchronize(grads)
+        self.optimizer.step(grads)
+        self._synced = False
+
+    def zero_grad_buffers(self) -> None:
+        for b in self._buckets:
+            b.flat.fill(0)

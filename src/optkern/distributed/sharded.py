@@ -1,0 +1,272 @@
+"""``ShardedOptimizer``: ZeRO stage 1 (Rajbhandari et al. 2020, DeepSpeed) over any optkern optimizer.
+
+The parameters live in one flat buffer, padded to ``world * chunk`` elements; rank ``r``
+owns elements ``[r * chunk, (r + 1) * chunk)`` and keeps the optimizer state of that slice
+only. A step: the gradients are packed into a flat buffer and reduce-scattered (each rank
+receives its slice, summed over ranks), the wrapped optimizer steps on the slice (views of
+the flat buffer, one view per parameter group: a slice may cut through arrays), and the
+slices are all-gathered back into every rank's flat buffer.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .. import _backend
+from ..optim import AdagradNorm
+from . import sharded_state
+from .communicator import as_communicator
+from .data_parallel import _grad_weight, check_grads
+from .params import check_same_params
+
+
+def _groups(params, where="params") -> list:
+    """The user's params as a list of group dicts (a list of arrays is one group)."""
+    if isinstance(params, dict):
+        raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
+    if isinstance(params, np.ndarray) or _backend.is_cupy(params):
+        params = [params]
+    groups = list(params)
+    if not groups:
+        raise ValueError(f"{where}: got an empty parameter list")
+    if not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    out = []
+    for gi, g in enumerate(groups):
+        if not isinstance(g, dict) or "params" not in g:
+            raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
+        out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{gi}]['params']")})
+    return out
+
+
+class ShardedOptimizer:
+    """ZeRO-1: the state of ``optimizer_class`` split over the ranks (≈ 1/world of it per rank).
+
+    Args:
+      optimizer_class: an ``optkern.optim`` optimizer class (``optkern.optim.AdamW``, ...).
+      params: this rank's replica of the parameters (a list of arrays, or of group dicts
+        with per-group hyper-parameters); one dtype (float32 or float64) and one kind
+        (NumPy or CuPy), the same layout on every rank (checked) and the same values (use
+        :func:`broadcast_params` first: each rank's slice starts from its own copy). Any count
+        of elements: the flat buffer is padded to a multiple of the world size.
+      comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
+        :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
+      op, grad_weight: as for :class:`DistributedOptimizer`.
+      **hyper: the optimizer's hyper-parameters (``lr=...``).
+
+    After each ``step`` every rank's ``params`` (the arrays passed in) hold the updated
+    values. ``opt.params`` are views of the flat buffer with the same shapes: use them as
+    the model's parameters to skip one copy per step. ``param_groups`` are the local
+    optimizer's groups (hyper-parameters per group, for schedules; their ``params`` are this
+    rank's slices). ``synchronize(grads)`` returns this rank's slice of the averaged
+    gradient (a list of arrays), e.g. for ``clip_grad_norm_(shard, max_norm, comm=comm)``;
+    then step inside ``with opt.skip_synchronize():``.
+
+    AdaGrad-Norm's ``||g||^2`` is summed over the ranks' slices (rank-ordered, so ``b^2`` is
+    the same on every rank); its float64 sum is rounded differently than one process's.
+    """
+
+    def __init__(self, optimizer_class, params, comm, *, op: str = "mean", grad_weight=None, **hyper):
+        if not isinstance(optimizer_class, type) or not hasattr(optimizer_class, "step"):
+            raise TypeError(f"optimizer_class: expected an optkern optimizer class, got {optimizer_class!r}")
+        if op not in ("mean", "sum"):
+            raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
+        self.comm = comm = as_communicator(comm)
+        self.op = op
+        self.grad_weight = _grad_weight(grad_weight)
+        groups = _groups(params)
+        self._user = [p for g in groups for p in g["params"]]
+        if not self._user:
+            raise ValueError("params: no arrays to optimize")
+        self._check_params(self._user)
+        check_same_params(self._user, comm)
+        p0 = self._user[0]
+        self.numel = sum(int(p.size) for p in self._user)
+        self.world, self.rank = comm.size, comm.rank
+        self.chunk = -(-self.numel // self.world)  # ceil: the last ranks' slices hold the padding
+        xp = _backend.array_module(p0)
+        with _backend._device_of(p0):
+            self._flat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
+            self._gflat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
+        self.params, self._ranges, at = [], [], 0
+        for g in groups:
+            start = at
+            for p in g["params"]:
+                v = self._flat[at:at + p.size].reshape(p.shape)
+                v[...] = p
+                self.params.append(v)
+                at += p.size
+            self._ranges.append((start, at))
+        self._counts = [len(g["params"]) for g in groups]
+        self._gviews = [self._gflat[a:a + p.size].reshape(p.shape)
+                        for a, p in zip(np.cumsum([0] + [p.size for p in self._user[:-1]]), self._user)]
+        self.lo = min(self.rank * self.chunk, self.numel)
+        self.hi = min(self.lo + self.chunk, self.numel)
+        with _backend._device_of(p0):
+            self._shard = xp.zeros(self.chunk, dtype=p0.dtype)  # this rank's reduced gradient slice
+        base = self.rank * self.chunk
+        self._slices = []  # per group: (a, b) in flat coordinates, a == b when this rank holds none
+        local_groups, self._local_grads = [], []
+        for g, (g_lo, g_hi) in zip(groups, self._ranges):
+            a, b = max(self.lo, g_lo), min(self.hi, g_hi)
+            a, b = (a, b) if a < b else (a, a)
+            self._slices.append((a, b))
+            local = [self._flat[a:b]] if b > a else []
+            if b > a:
+                self._local_grads.append(self._shard[a - base:b - base])
+            local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
+        self.optimizer = optimizer_class(local_groups, **hyper)
+        self._sq_by_param = {}
+        self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
+        if self._adagrad_norm:
+            self.optimizer.global_sq_norm = self._global_sq_norm
+        self._skip = False
+        self._synced = False
+
+    @staticmethod
+    def _check_params(params) -> None:
+        _backend.backend(("params", params))  # one kind
+        dt = params[0].dtype
+        for i, p in enumerate(params):
+            if p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{i}]: expected float32 or float64, got {p.dtype}")
+            if p.dtype != dt:
+                raise TypeError(f"params[{i}]: expected {dt} like params[0], got {p.dtype} (one flat buffer "
+                                "holds every parameter)")
+            if _backend.is_cupy(p) and p.device.id != params[0].device.id:
+                raise ValueError(f"params[{i}]: on device {p.device.id}, params[0] on {params[0].device.id}")
+            if isinstance(p, np.ndarray) and not p.flags.writeable:
+                raise ValueError(f"params[{i}]: array is read-only")
+
+    # ---- the optimizer's face -----------------------------------------------------------
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def __repr__(self) -> str:
+        return (f"ShardedOptimizer({type(self.optimizer).__name__}, {self.numel} elements, rank {self.rank} "
+                f"owns [{self.lo}, {self.hi}), {self.comm!r})")
+
+    def state_bytes(self) -> int:
+        """Bytes of optimizer state arrays held by this rank."""
+        return sharded_state.state_bytes(self.optimizer)
+
+    # ---- a step ---------------------------------------------------------------------------
+
+    def synchronize(self, grads) -> list:
+        """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
+        it holds part of, or one empty array; views of an internal buffer). ``grads`` are not
+        modified."""
+        grads = check_grads(grads, self._user)
+        w = _grad_weight(self.grad_weight)
+        for g, v in zip(grads, self._gviews):
+            if g is not v:
+                v[...] = g
+        if w is not None:
+            self._gflat *= self._gflat.dtype.type(w)
+        self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard)
+        self._synced = True
+        # a rank holding no slice still returns one (empty) array: its kind picks the collective's path
+        return list(self._local_grads) or [self._shard[:0]]
+
+    @contextlib.contextmanager
+    def skip_synchronize(self):
+        """Inside: ``step`` uses the slice from your last ``synchronize`` (e.g. after clipping it)."""
+        self._skip = True
+        try:
+            yield self
+        finally:
+            self._skip = False
+
+    def step(self, grads=None) -> None:
+        """Reduce-scatter the gradients (unless skipped), step on the own slice, all-gather the params."""
+        if self._skip:
+            if not self._synced:
+                raise RuntimeError("step: inside skip_synchronize() but synchronize(grads) was not called "
+                                   "since the last step")
+        else:
+            if grads is None:
+                raise ValueError("grads: required outside skip_synchronize()")
+            self.synchronize(grads)
+        if self._adagrad_norm:
+            self._reduce_sq_norms()
+        self.optimizer.step(self._local_grads)
+        self._synced = False
+        own = self._flat[self.rank * self.chunk:(self.rank + 1) * self.chunk]
+        self.comm.allgather(own, out=self._flat)
+        for p, v in zip(self._user, self.params):
+            if p is not v:
+                p[...] = v
+
+    def _reduce_sq_norms(self) -> None:
+        """AdaGrad-Norm: each group's ``||g'||^2`` over all ranks' slices, one ordered allreduce."""
+        xp = _backend.array_module(self._flat)
+        local = np.zeros(len(self._slices))
+        k = 0
+        for gi, (a, b) in enumerate(self._slices):
+            if b > a:
+                grp = self.optimizer.param_groups[gi]
+                p, g = self._flat[a:b], self._local_grads[k]
+                e = -g if grp["maximize"] else g
+                if grp["weight_decay"] != 0:
+                    e = e + p.dtype.type(grp["weight_decay"]) * p
+                e = e.astype(np.float64)
+                local[gi] = float(xp.sum(e * e))
+                k += 1
+        self.comm.allreduce(local, "sum", ordered=True)
+        self._sq_by_param = {}  # keyed by the local optimizer's slice arrays (one per group)
+        for gi, grp in enumerate(self.optimizer.param_groups):
+            for p in grp["params"]:
+                self._sq_by_param[id(p)] = float(local[gi])
+
+    def _global_sq_norm(self, params, grads) -> float:
+        return self._sq_by_param[id(params[0])]
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """This rank's shard: ``{"zero": layout, "optimizer": the local optimizer's state dict}``.
+
+        Loads back at the same world size; :meth:`consolidate_state_dict` gives a checkpoint
+        for any world size (and for an unsharded optimizer).
+        """
+        return {"zero": self._layout(), "optimizer": self.optimizer.state_dict()}
+
+    def _layout(self) -> dict:
+        return {"rank": self.rank, "world": self.world, "numel": self.numel, "chunk": self.chunk,
+                "ranges": list(self._ranges), "shapes": [tuple(p.shape) for p in self._user],
+                "dtype": str(self._flat.dtype)}
+
+    def consolidate_state_dict(self, to: int | None = 0):
+        """The whole optimizer state, in the format of ``optimizer_class(params).state_dict()``.
+
+        Collective. Returned on rank ``to`` (every rank with ``to=None``), None elsewhere; arrays
+        are NumPy copies. It loads into an unsharded optimizer, or into a ShardedOptimizer of
+        any world size (``load_state_dict``, re-sharded).
+        """
+        pieces = sharded_state.local_pieces(self.optimizer, self._slices)
+        if to is None:
+            gathered = self.comm.allgather_object(pieces)
+        else:
+            gathered = self.comm.gather_object(pieces, root=to)
+            if self.rank != to:
+                return None
+        return sharded_state.consolidate(gathered, self.optimizer.param_groups, self._ranges, self._counts,
+                                         self._user)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a consolidated state dict (any world size) or this rank's own shard (same world size)."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        if "zero" in state_dict:
+            lay, ours = state_dict["zero"], self._layout()
+            for k in ("world", "numel", "chunk", "rank", "shapes"):
+                if lay.get(k) != ours[k]:
+                    raise ValueError(f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
+                                     " (load a consolidate_state_dict() checkpoint to change the world size)")
+            self.optimizer.load_state_dict(state_dict["optimizer"])
+            return
+        local = sharded_state.reshard(state_dict, self._slices, self._ranges, self._counts, self._user)
+        self.optimizer.load_state_dict(local)
