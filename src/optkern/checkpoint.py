@@ -358,7 +358,8 @@ def load(path, **targets) -> dict:
         try:
             kind.check(target, data)
         except (TypeError, ValueError) as e:
-            raise type(e)(f"{path}[{name!r}]: {e}") from None
+            sep = "" if str(e).startswith("[") else ": "  # a path inside the entry continues the name
+            raise type(e)(f"{path}[{name!r}]{sep}{e}") from None
     _apply_all(path, targets, stored)
     return {name: data for name, (_, _, data) in stored.items()}
 
