@@ -96,10 +96,11 @@ def test_load_returns_plain_data(tmp_path):
     data = {"epoch": 3, "loss": float("nan"), "best": float("-inf"), "name": "run-1", "none": None, "flag": True,
             "pair": (1, 2.5), "by_index": {0: "a", "1": "b"}, "nested": [np.arange(3), {"__x": np.ones((2, 2))}],
             "empty": np.zeros((0, 4), np.float32), "scalar": np.float64(2.5), "b": np.array([True, False])}
-    optkern.save(tmp_path / "ck", opt=opt, w=params[0], **data)
+    optkern.save(tmp_path / "ck", opt=opt, w=params[0], path="any name works", **data)
     got = optkern.load(tmp_path / "ck")  # the path as given: no .npz appended
     assert not os.path.exists(tmp_path / "ck.npz")
     assert got["epoch"] == 3 and np.isnan(got["loss"]) and got["best"] == -np.inf and got["name"] == "run-1"
+    assert got["path"] == "any name works"
     assert got["none"] is None and got["flag"] is True and got["pair"] == (1, 2.5)
     assert got["by_index"] == {0: "a", "1": "b"} and got["scalar"] == 2.5
     assert np.array_equal(got["nested"][0], np.arange(3)) and np.array_equal(got["nested"][1]["__x"], np.ones((2, 2)))

@@ -222,7 +222,7 @@ def _sha256(a: np.ndarray) -> str:
 
 # ---- save ---------------------------------------------------------------------------------
 
-def save(path, **objects) -> str:
+def save(path, /, **objects) -> str:
     """Write ``objects`` (name=object) to the checkpoint ``path``, atomically; returns the path.
 
     Everything is encoded before the file is touched: an object that cannot be saved raises
@@ -333,7 +333,7 @@ def _read_members(z) -> dict:
     return {name: (e["kind"], e["type"], _decode(e["data"], arrays)) for name, e in meta["objects"].items()}
 
 
-def load(path, **targets) -> dict:
+def load(path, /, **targets) -> dict:
     """Read the checkpoint ``path``; returns ``{name: data}`` (plain data, NumPy arrays).
 
     Objects passed as ``name=target`` (optimizers, schedulers, arrays, lists of arrays,

@@ -96,7 +96,7 @@ def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
         raise ValueError(f"state_dict: has {len(saved_groups)} parameter groups, "
                          f"this optimizer has {len(opt.param_groups)}")
     entries = _entries_by_index(state)
-    listed = set()
+    listed: set[int] = set()
     for gi, (ours, saved) in enumerate(zip(opt.param_groups, saved_groups)):
         ids = _check_group_ids(saved, ours, gi, listed)
         _check_group(opt, saved, ours, gi, ids, entries, strict)
@@ -110,7 +110,7 @@ def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
 
 def _entries_by_index(state: dict) -> dict:
     """{parameter index: (key as saved, entry)}; keys are ints or, after JSON, decimal strings."""
-    out = {}
+    out: dict[int, tuple] = {}
     for key, entry in state.items():
         if isinstance(key, bool) or not isinstance(key, (numbers.Integral, str)):
             raise TypeError(f"state_dict['state']: key {key!r} is not a parameter index")
