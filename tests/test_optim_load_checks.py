@@ -258,3 +258,26 @@ def test_float64_state_into_float32_params_is_cast():
     other.load_state_dict(sd)
     got = other.state_dict()["state"][0]["exp_avg"]
     assert got.dtype == np.float32 and np.array_equal(got, sd["state"][0]["exp_avg"].astype(np.float32))
+
+
+TORCH_CASES = [("SGD", {}), ("SGD", {"momentum": 0.9, "nesterov": True}), ("Adadelta", {}), ("AdamW", {"amsgrad": True}),
+               ("NAdam", {"decoupled_weight_decay": True, "weight_decay": 0.1}), ("Adagrad", {}),
+               ("RMSprop", {"centered": True, "momentum": 0.5}), ("Adam", {"fused": True})]
+
+
+@pytest.mark.parametrize("name,hp", TORCH_CASES, ids=[f"{n}-{'-'.join(h)}" for n, h in TORCH_CASES])
+def test_real_torch_checkpoints_pass_the_strict_checks(name, hp):
+    """PyTorch's own state dicts (float tensor steps, foreach/fused flags, a scheduler's initial_lr) load."""
+    torch = pytest.importorskip("torch")
+    tp = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True), torch.randn(5, dtype=torch.float64,
+                                                                                requires_grad=True)]
+    topt = getattr(torch.optim, name)(tp, lr=0.01, **hp)
+    sched = torch.optim.lr_scheduler.StepLR(topt, 1, gamma=0.5)
+    for _ in range(2):
+        for t in tp:
+            t.grad = torch.randn_like(t)
+        topt.step()
+        sched.step()
+    ours = getattr(O, name)([t.detach().numpy().copy() for t in tp])
+    ours.load_state_dict(topt.state_dict())
+    assert ours.param_groups[0]["lr"] == topt.param_groups[0]["lr"] and "initial_lr" in ours.param_groups[0]
