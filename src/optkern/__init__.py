@@ -9,13 +9,15 @@ with exact Hessian-vector products), ``hessian`` (trace, Lanczos, spectral
 density), ``init`` (initializers, LSUV), ``regularize`` (penalties, mixup,
 cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
 (batch loader), ``datasets`` (the bundled digits), ``threads`` (thread counts).
+``save`` / ``load``: atomic, checksummed checkpoints (``checkpoint``).
 """
 from __future__ import annotations
 
 from . import _backend
 from ._backend import cuda_built
-from . import (data, datasets, functional, hessian, init, nn, norm, optim, random, regularize,
+from . import (checkpoint, data, datasets, functional, hessian, init, nn, norm, optim, random, regularize,
                schedules)
+from .checkpoint import load, save
 from .clip import clip_grad_norm_, clip_grad_value_
 from .threads import get_num_threads, limit_threads, set_num_threads
 
@@ -36,6 +38,6 @@ def info() -> dict:
     return d
 
 
-__all__ = ["info", "cuda_built", "__version__", "clip_grad_norm_", "clip_grad_value_",
-           "data", "datasets", "functional", "hessian", "init", "nn", "norm", "optim", "random",
+__all__ = ["info", "cuda_built", "__version__", "clip_grad_norm_", "clip_grad_value_", "save", "load",
+           "checkpoint", "data", "datasets", "functional", "hessian", "init", "nn", "norm", "optim", "random",
            "regularize", "schedules", "get_num_threads", "set_num_threads", "limit_threads"]

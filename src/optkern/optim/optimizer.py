@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _backend
 from .. import functional as F
-from . import _capturable
+from . import _capturable, _state_checks
 
 
 class _Run:
@@ -445,15 +445,22 @@ class Optimizer:
             groups.append(d)
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Load a state dict from :meth:`state_dict` (or a PyTorch optimizer of the same kind).
 
         State arrays may be NumPy or CuPy arrays or CPU torch tensors; they are copied into
-        new arrays on the parameters' backend and device, in the parameters' dtype and shape
+        new arrays on the parameters' backend and device, in the parameters' dtype
         (``step`` may be a number or a 0-d array of either kind). Hyper-parameters come from
         the state dict except ``capturable``, which stays this optimizer's (it says how steps
-        run, not where training is). Everything is checked before anything changes.
+        run, not where training is). Everything is checked before anything changes (see
+        :mod:`optkern.optim._state_checks`): each state array has its parameter's shape, is
+        finite and obeys its sign (second moments, accumulators >= 0); steps are non-negative
+        integers; a parameter's entry holds all the state its hyper-parameters need; each group
+        has ``lr`` and the optimizer's core hyper-parameters; no unknown keys. ``strict=False``
+        ignores unknown keys, keeps this optimizer's value of a missing hyper-parameter and
+        reads an empty entry as "not stepped yet"; values are checked either way.
         """
+        _state_checks.check_state_dict(self, state_dict, strict=strict)
         if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
             raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")
         saved_groups = list(state_dict["param_groups"])
