@@ -34,7 +34,7 @@ def _configure(src, build, *defs, env=None, check=True):
     e = {k: v for k, v in os.environ.items() if k not in ("CUDAARCHS", "CUDA_VISIBLE_DEVICES")}
     e.update(env or {})
     r = subprocess.run([CMAKE, "-S", str(src), "-B", str(build), *defs], capture_output=True, text=True, env=e,
-                       timeout=300)
+                       timeout=300, check=False)
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
     return r
@@ -88,15 +88,24 @@ def _pybind11_dir():
     return pybind11.get_cmake_dir()
 
 
+def _compile_lines(build) -> list:
+    """The include / flag / define lines of every compile command CMake generated."""
+    text = "\n".join(open(os.path.join(d, f)).read() for d, _, fs in os.walk(build)
+                      for f in fs if f in ("build.ninja", "flags.make"))
+    return [ln for ln in text.splitlines() if re.match(r"\s*(CXX_)?(INCLUDES|FLAGS|DEFINES)\s*=", ln)]
+
+
 def test_project_configure_with_auto_and_no_gpu_has_no_cuda_target(tmp_path):
     pb = _pybind11_dir()
     smi = _fake_smi(tmp_path, "No devices were found\\n", 9)
     r = _configure(ROOT, tmp_path / "b", "-G", "Ninja" if shutil.which("ninja") else "Unix Makefiles",
-                   f"-Dpybind11_DIR={pb}", f"-DOPTKERN_NVIDIA_SMI={smi}")
+                   f"-Dpybind11_DIR={pb}", f"-DOPTKERN_NVIDIA_SMI={smi}", "-DOPTKERN_LTO=OFF")
+    assert not any("-flto" in ln for ln in _compile_lines(tmp_path / "b"))  # OPTKERN_LTO=OFF: no LTO
     assert sum(NO_GPU_LINE in line for line in r.stdout.splitlines()) == 1, r.stdout
     files = os.listdir(tmp_path / "b")
     assert "cuda" not in files and "CMakeFiles" in files
-    r = subprocess.run([CMAKE, "--build", str(tmp_path / "b"), "--target", "help"], capture_output=True, text=True)
+    r = subprocess.run([CMAKE, "--build", str(tmp_path / "b"), "--target", "help"], capture_output=True, text=True,
+                       check=True)
     assert "_cpu" in r.stdout and "_cuda" not in r.stdout
 
 
@@ -112,9 +121,8 @@ def test_pip_builds_compile_against_a_stable_copy_of_pybind11(tmp_path):
         rel = os.path.relpath(pb, root)
         _configure(ROOT, tmp_path / "b", "-G", "Ninja" if shutil.which("ninja") else "Unix Makefiles",
                    f"-Dpybind11_DIR={copy / rel}", "-DSKBUILD=ON", "-DOPTKERN_CUDA=OFF")
-        text = "\n".join(open(os.path.join(d, f)).read() for d, _, fs in os.walk(tmp_path / "b")
-                          for f in fs if f in ("build.ninja", "flags.make"))
-        compile_lines = [ln for ln in text.splitlines() if re.match(r"\s*(CXX_)?(INCLUDES|FLAGS|DEFINES)\s*=", ln)]
+        compile_lines = _compile_lines(tmp_path / "b")
+        assert any("-flto" in ln for ln in compile_lines)  # OPTKERN_LTO's default: pybind11's LTO
         assert compile_lines and not any(str(tmp_path / f"env{i}") in ln for ln in compile_lines)
         lines.append(compile_lines)
         mtimes.append(os.stat(tmp_path / "b" / "pybind11-include" / "pybind11" / "pybind11.h").st_mtime_ns)

@@ -310,7 +310,7 @@ def test_csv_with_labels_from_1_and_a_label_column_is_remapped_and_said(tmp_path
     assert results["curvature_samples"] == results["num_train"] == 48  # what was used, not what was asked
     report = (tmp_path / "out" / "report.md").read_text()
     for phrase in ("labels {1, 2, 3} renumbered 0..2", "features standardized", "label from the CSV's 'species'",
-                   f"on the same 48 training samples for every run (asked for 1000"):
+                   "on the same 48 training samples for every run (asked for 1000"):
         assert phrase in report, phrase
     # Without --label-column the last column (fractional) is read as the label: the error says what to do.
     capsys.readouterr()

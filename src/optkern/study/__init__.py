@@ -1,7 +1,7 @@
 """``optkern study``: an end-to-end optimization study (see runner.py)."""
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
-__all__ = ["OPTIMIZERS", "ConfigError", "Method", "StudyConfig", "UsageError", "run_study", "main", "FLAGS"]
+__all__ = ["FLAGS", "OPTIMIZERS", "ConfigError", "Method", "StudyConfig", "UsageError", "main", "run_study"]
 
 
 class UsageError(ValueError):
