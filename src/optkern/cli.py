@@ -46,8 +46,9 @@ Output (in --out)
 
 Data: the bundled 8x8 handwritten digits (1,797 images, 10 classes), or your
 own --data file (.npz: x, y; .csv: label in the last column or --label-column).
-Features are standardized, images flattened, and labels of any integer values
-(1..10, -1/+1) renumbered 0..K-1; the report says what was done.
+A file's features are standardized per column, images flattened, and labels
+of any integer values (1..10, -1/+1) renumbered 0..K-1; the digits' pixels are
+scaled to [0, 1]. The report says what was done.
 
 Time: the default study takes about 2-3 minutes on a 2-core CPU; --quick (hidden
 {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
