@@ -197,7 +197,7 @@ def test_summary_says_what_the_numbers_say_when_outliers_shrink():
     claim, measured = summary.ghorbani_comparison(r)
     assert claim.startswith("**Claim from the literature (not measured here).**")
     assert measured.startswith("**This run.**")
-    assert "is largest at initialization and falls during training" in measured
+    assert "is at its highest at initialization and falls during training" in measured
     assert "smaller with batch norm, as they describe (median 0.6 vs 3)" in measured
     caption = summary.density_caption(r)
     assert "With batch norm the spectrum spans -5 to 5.3 at epoch 0 and -0.3 to 0.6 at epoch 30" in caption

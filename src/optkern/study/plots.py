@@ -236,8 +236,11 @@ def _density(plt, results, groups, norms):
     seed = results.get("config", {}).get("seed", 0)
     names = list(dict.fromkeys(o for o, _, _ in groups))
     epochs = sorted({c["epoch"] for _, _, rs in groups for r in rs for c in r.get("curvature", [])})
-    cmap = plt.get_cmap("plasma")  # dark blue (start) to orange (end): every line visible on white
-    ecol = {e: cmap(0.8 * i / max(len(epochs) - 1, 1)) for i, e in enumerate(epochs)}
+    # The shared start in grey, then purple (early) to orange (end): every line visible on white.
+    cmap = plt.get_cmap("plasma")
+    later = [e for e in epochs if e != 0]
+    ecol = {e: cmap(0.15 + 0.65 * i / max(len(later) - 1, 1)) for i, e in enumerate(later)}
+    ecol[0] = "0.55"
     nr, nc = len(names), len(norms)
     w, h = 3.4 * nc + 0.8 + LEGEND_IN, 1.35 * nr + 1.0
     fig, axes = plt.subplots(nr, nc, figsize=(w, h), squeeze=False, sharex=True, sharey=True)

@@ -231,8 +231,8 @@ def ghorbani_comparison(results: dict) -> list:
         return [claim, "**This run** has no pair of runs without and with batch norm to compare."]
     med0, med1 = statistics.median(base["top_end"].values()), statistics.median(bn["top_end"].values())
     when = ("grows during training, as they describe" if med0 > 1.1 * base["top_start"] else
-            "is largest at initialization and falls during training: the outliers do not appear during training "
-            "here, they shrink" if med0 < base["top_start"] / 1.1 else "stays about where it started")
+            "is at its highest at initialization and falls during training: the outliers do not appear during "
+            "training here, they shrink" if med0 < base["top_start"] / 1.1 else "stays about where it started")
     where = ("smaller with batch norm, as they describe" if med1 < med0 / 1.1 else
              "larger with batch norm, unlike their description" if med1 > 1.1 * med0 else
              "about the same with and without batch norm")
