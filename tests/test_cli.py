@@ -292,7 +292,9 @@ def test_quiet_still_prints_where_the_report_is(tmp_path, capsys):
 
 def test_default_output_folder_is_git_ignored():
     default = cli._parser().parse_args(["study"]).out
-    ignored = open(os.path.join(os.path.dirname(SRC), ".gitignore")).read().split()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout, also when optkern is installed
+    with open(os.path.join(root, ".gitignore")) as f:
+        ignored = f.read().split()
     assert f"/{default}/" in ignored
 
 
