@@ -20,7 +20,7 @@ from optkern import cli
 from optkern.study import runner
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
-PNGS = ("loss.png", "accuracy.png", "top_eigenvalue.png", "spectral_density.png")
+PNGS = ("loss.png", "accuracy.png", "top_eigenvalue.png", "spectral_density.png", "training_time.png")
 
 
 def _has_matplotlib() -> bool:
@@ -247,13 +247,22 @@ def test_batch_norm_with_a_one_row_last_batch(data, batch, tmp_path):
     assert run["status"] == "done" and math.isfinite(run["history"]["train_loss"][-1])
 
 
-@pytest.mark.parametrize("args, word", [(["--optimizers", "sgd,lion"], "lion"), (["--norms", "group"], "group"),
-                                        (["--epochs", "0"], "epochs"), (["--hidden", "64,x"], "hidden"),
-                                        (["--threads", "0"], "threads")])
-def test_bad_options_give_one_line_and_exit_code_2(args, word, tmp_path, capsys):
+@pytest.mark.parametrize("args, words", [
+    (["--optimizers", "sgd,lion"], ("--optimizers:", "lion")), (["--norms", "group"], ("--norms:", "group")),
+    (["--epochs", "0"], ("--epochs: must be >= 1",)), (["--hidden", "64,x"], ("--hidden:",)),
+    (["--threads", "0"], ("--threads:",)), (["--curvature-samples", "0"], ("--curvature-samples: must be >= 1",)),
+    (["--batch-size", "1"], ("--batch-size: batch norm needs at least 2",)), (["--seeds", "0"], ("--seeds:",)),
+    (["--checkpoints", "0"], ("--checkpoints:",)), (["--lr", "adam"], ("--lr: expected NAME=VALUE",)),
+    (["--lr", "adam=fast"], ("--lr:", "'fast' is not a number")), (["--lr", "lion=1e-3"], ("--lr:", "lion")),
+    (["--lr", "sgd=-1"], ("--lr:", "positive")), (["--label-column", "2"], ("--label-column:", ".csv")),
+])
+def test_bad_options_give_one_line_naming_the_flag_and_exit_code_2(args, words, tmp_path, capsys):
     rc = cli.main(["study", *args, "--out", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and len(err.strip().splitlines()) == 1 and word in err and "Traceback" not in err, err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert all(w in err for w in words), err
+    for field in ("curvature_batch", "batch_size", "overrides"):  # internal names never reach the user
+        assert field not in err, err
 
 
 def test_python_m_bad_data_exits_2_without_traceback(tmp_path):
@@ -268,6 +277,69 @@ def test_python_m_study_help_explains_the_study():
     assert r.returncode == 0 and r.stderr == ""
     for word in ("--quick", "--data", "--optimizers", "--out", "Hessian", "batch norm", "report.md"):
         assert word in r.stdout, word
+
+
+def test_version_flag():
+    r = _python_m("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"optkern {optkern.__version__}"
+
+
+def test_quiet_still_prints_where_the_report_is(tmp_path, capsys):
+    assert cli.main(["study", *TINY, "--no-plots", "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"report: {tmp_path / 'report.md'}" and err == ""
+
+
+def test_default_output_folder_is_git_ignored():
+    default = cli._parser().parse_args(["study"]).out
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout, also when optkern is installed
+    with open(os.path.join(root, ".gitignore")) as f:
+        ignored = f.read().split()
+    assert f"/{default}/" in ignored
+
+
+def test_csv_with_labels_from_1_and_a_label_column_is_remapped_and_said(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3 + 1  # classes 1, 2, 3: no empty class 0
+    x = rng.standard_normal((60, 4)) + y[:, None]
+    lines = ["species,a,b,c,d"] + [",".join([str(y[i]), *(f"{v:.4f}" for v in x[i])]) for i in range(60)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    rc = cli.main(["study", *TINY, "--no-plots", "--data", str(tmp_path / "d.csv"), "--label-column", "species",
+                   "--curvature-samples", "1000", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["num_classes"] == 3 and results["num_features"] == 4
+    assert results["curvature_samples"] == results["num_train"] == 48  # what was used, not what was asked
+    report = (tmp_path / "out" / "report.md").read_text()
+    for phrase in ("labels {1, 2, 3} renumbered 0..2", "features standardized", "label from the CSV's 'species'",
+                   "on the same 48 training samples for every run (asked for 1000"):
+        assert phrase in report, phrase
+    # Without --label-column the last column (fractional) is read as the label: the error says what to do.
+    capsys.readouterr()
+    rc = cli.main(["study", *TINY, "--data", str(tmp_path / "d.csv"), "--out", str(tmp_path / "out2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "choose another with --label-column" in err, err
+
+
+def test_seeds_2_runs_each_configuration_twice_and_plots_mean_and_spread(tmp_path):
+    rc = cli.main(["study", "--quick", "--optimizers", "sgd,adam", "--norms", "none,batch", "--epochs", "2",
+                   "--checkpoints", "2", "--hidden", "16", "--curvature-samples", "64", "--seeds", "2",
+                   "--lr", "adam=3e-3", "--quiet", "--out", str(tmp_path)])
+    assert rc == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["optimizer"], r["norm"], r["seed"]) for r in results["runs"]] == [
+        (o, n, s) for n in ("none", "batch") for o in ("sgd", "adam") for s in (0, 1)]
+    assert results["runs"][0]["history"]["train_loss"] != results["runs"][1]["history"]["train_loss"]
+    assert results["optimizers"]["adam"]["hyperparameters"]["lr"] == 3e-3
+    report = (tmp_path / "report.md").read_text()
+    assert "| sgd | none |" in report and " ± " in report and "done (2 seeds)" in report
+    assert "**lr=0.003**" in report and "## Summary" in report
+    if _has_matplotlib():
+        for png in PNGS:
+            data = (tmp_path / png).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, png
+            assert f"({png})" in report
+        assert "Lines: mean over 2 seeds" in report  # the captions say what the bands are
 
 
 def test_python_m_info_and_no_command():

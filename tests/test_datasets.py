@@ -42,12 +42,13 @@ def test_npz_and_csv_round_trip(tmp_path):
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.ones(19)), "n == len(y)"),
     (lambda p: np.savez(p, x=np.full((20, 2), np.nan), y=np.arange(20) % 2), "NaN"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.arange(20)), "does not fit"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 1.5)), "non-negative integers"),
+    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 1.5)), "labels must be integers"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(1)), "one-dimensional"),
     (lambda p: np.savez(p, x=np.ones((20, 0)), y=np.arange(20) % 2), "no feature columns"),
     (lambda p: np.savez(p, x=np.ones((20, 2)) * 1j, y=np.arange(20) % 2), "real numbers"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=(np.arange(20) % 2) * 2.0 ** 62), "not a classification"),
+    (lambda p: np.savez(p, x=np.ones((3000, 2)), y=np.arange(3000) % 1500), "not a classification"),
+    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 7)), "at least 2 classes"),
     (lambda p: open(p, "wb").write(b"not a zip"), "not a readable .npz"),
     (lambda p: p.mkdir(), "is a directory"),
 ])
@@ -109,3 +110,57 @@ def test_huge_features_standardize_without_overflow(tmp_path):
     d = load_file(str(tmp_path / "big.npz"))
     assert np.all(np.isfinite(d.x))
     np.testing.assert_allclose(d.x.std(0), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("labels, note", [
+    (np.arange(30) % 3 + 1, "labels {1, 2, 3} renumbered 0..2"),                  # numbered from 1
+    (np.where(np.arange(30) % 2, 1, -1), "labels {-1, 1} renumbered 0..1"),        # -1 / +1
+    (np.array([3, 7, 9, 12, 40] * 6) * 1.0, "labels {3, 7, 9, ..., 40} renumbered 0..4"),  # gaps, floats
+    ((np.arange(30) % 2) * 2.0 ** 62, "renumbered 0..1"),                         # huge but integral
+    (np.arange(30) % 3, None),                                                     # already 0..K-1
+])
+def test_labels_of_any_values_are_renumbered_without_empty_classes(tmp_path, labels, note):
+    x = np.random.default_rng(1).standard_normal((30, 2))
+    np.savez(tmp_path / "d.npz", x=x, y=labels)
+    d = load_file(str(tmp_path / "d.npz"))
+    values = np.unique(labels)
+    assert d.num_classes == len(values) and set(np.unique(d.y)) == set(range(len(values)))
+    np.testing.assert_array_equal(values[d.y], labels)  # order kept: the i-th smallest label is class i
+    renumbered = [n for n in d.notes if "renumbered" in n]
+    if note is None:
+        assert not renumbered
+    else:
+        assert len(renumbered) == 1 and note in renumbered[0], renumbered
+    assert any("standardized" in n for n in d.notes)
+
+
+def test_images_are_flattened_and_the_report_note_says_so(tmp_path):
+    x = np.random.default_rng(0).standard_normal((20, 4, 3, 2))
+    np.savez(tmp_path / "img.npz", x=x, y=np.arange(20) % 2)
+    d = load_file(str(tmp_path / "img.npz"))
+    assert d.x.shape == (20, 24)
+    assert "x of shape (20, 4, 3, 2) flattened to 24 features per sample" in d.notes
+    np.testing.assert_allclose(d.x.std(0), 1, rtol=1e-5)
+
+
+def test_csv_label_column_by_index_or_header_name(tmp_path):
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 30)
+    x = rng.standard_normal((30, 2))
+    rows = [f"{y[i]},{x[i, 0]},{x[i, 1]}" for i in range(30)]
+    (tmp_path / "first.csv").write_text("\n".join(["kind,a,b", *rows]) + "\n")
+    for col in (0, "0", -3, "kind"):
+        d = load_file(str(tmp_path / "first.csv"), label_column=col)
+        np.testing.assert_array_equal(d.y, y)
+        assert d.x.shape == (30, 2)
+    assert "label from the CSV's 'kind'" in d.notes
+    # The default (last column) holds fractional values: the error points at --label-column.
+    with pytest.raises(DataError, match="last column: choose another with --label-column"):
+        load_file(str(tmp_path / "first.csv"))
+    with pytest.raises(DataError, match="label column 'species' not found .the header has kind, a, b"):
+        load_file(str(tmp_path / "first.csv"), label_column="species")
+    with pytest.raises(DataError, match="label column 3 is out of range for 3 columns"):
+        load_file(str(tmp_path / "first.csv"), label_column=3)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    with pytest.raises(DataError, match="applies to .csv files"):
+        load_file(str(tmp_path / "d.npz"), label_column=0)

@@ -11,7 +11,7 @@ import pytest
 from optkern import _cpu, datasets, hessian
 from optkern.nn import MLP
 from optkern import threads
-from optkern.study import report, runner
+from optkern.study import report, runner, summary
 
 
 def test_checkpoint_epochs_include_first_and_last():
@@ -21,14 +21,27 @@ def test_checkpoint_epochs_include_first_and_last():
     assert runner.StudyConfig(epochs=2, checkpoints=9).checkpoint_epochs() == [0, 1, 2]
 
 
-@pytest.mark.parametrize("kw, word", [(dict(optimizers=["adam", "lion"]), "lion"), (dict(norms=[]), "norms"),
+@pytest.mark.parametrize("kw, word", [(dict(optimizers=["adam", "lion"]), "optimizers"), (dict(norms=[]), "norms"),
                                       (dict(threads=0), "threads"), (dict(hidden=(64, 0)), "hidden"),
                                       (dict(lanczos_steps=0), "lanczos_steps"), (dict(device="tpu"), "device"),
                                       (dict(norms=["batch"], batch_size=1), "batch_size"),
-                                      (dict(norms=["none", "batch"], curvature_batch=1), "curvature_batch")])
+                                      (dict(norms=["none", "batch"], curvature_batch=1), "curvature_batch"),
+                                      (dict(seeds=0), "seeds"), (dict(overrides={"lion": {"lr": 1.0}}), "overrides"),
+                                      (dict(overrides={"adam": {"lr": -1.0}}), "overrides")])
 def test_config_validation_names_the_field(kw, word):
-    with pytest.raises(ValueError, match=word):
+    with pytest.raises(runner.ConfigError, match=word) as e:
         runner.StudyConfig(**kw).validate()
+    assert e.value.field == word
+    assert "lion" in str(e.value) or "lion" not in str(kw)
+
+
+def test_every_hyperparameter_is_listed_with_overrides_applied():
+    cfg = runner.StudyConfig(overrides={"adam": {"lr": 5e-4}})
+    hp = runner.all_hyperparameters("adam", cfg)
+    assert hp["lr"] == 5e-4 and hp["betas"] == (0.9, 0.999) and hp["eps"] == 1e-8 and "capturable" not in hp
+    assert runner.all_hyperparameters("nesterov", cfg)["nesterov"] is True
+    opt, used = runner.make_optimizer("adam", np.zeros(3, np.float32), cfg)
+    assert used == {"lr": 5e-4} and opt.param_groups[0]["lr"] == 5e-4
 
 
 @pytest.mark.parametrize("n, size", [(65, 64), (1025, 1024), (129, 64), (128, 64), (64, 64), (7, 1), (1, 8)])
@@ -130,7 +143,7 @@ def test_report_of_an_empty_interrupted_study(tmp_path):
 
 
 def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
-    monkeypatch.setitem(runner.OPTIMIZERS, "sgd", ("SGD", dict(lr=1e30)))
+    monkeypatch.setitem(runner.OPTIMIZERS, "sgd", runner.Method("SGD", dict(lr=1e30)))
     d = datasets.load_digits()
     train, val = d.split(0.2, seed=0)
     cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], epochs=3, checkpoints=4, hidden=(16,),
@@ -145,3 +158,73 @@ def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
     json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
     text = open(report.write_markdown(results, str(tmp_path), [])).read()
     assert "| sgd | none |" in text
+
+
+# ---- computed sentences, against a synthetic results object ---------------------
+
+def _curv(epoch, top, lo, hi, conc=0.5, trace=10.0):
+    return {"epoch": epoch, "top_eigenvalues": [top, top / 2], "spectrum_min": lo, "spectrum_max": hi,
+            "grad_concentration": conc, "trace": trace, "trace_stderr": 0.5, "lanczos_converged": True,
+            "density": {"grid": [lo, hi], "density": [0.5, 0.5], "sigma": 0.1}}
+
+
+def _synthetic(none_end, batch_end, none_start=7.3, batch_start=5.3, seeds=1):
+    """Two optimizers x two norms, checkpoints 0 and 30, with chosen top eigenvalues."""
+    runs = []
+    for norm, start, ends, span0 in [("none", none_start, none_end, (-1.0, none_start)),
+                                     ("batch", batch_start, batch_end, (-5.0, batch_start))]:
+        for (name, end), acc in zip(ends.items(), (0.96, 0.98)):
+            for s in range(seeds):
+                runs.append({"optimizer": name, "norm": norm, "seed": s, "status": "done", "steps": 100,
+                             "train_time_s": 0.5, "curvature_time_s": 3.0, "time_s": 4.0,
+                             "history": {"epoch": [0, 30], "train_loss": [2.3, 0.1], "val_loss": [2.3, 0.1],
+                                         "val_acc": [0.1, acc + 0.01 * s]},
+                             "curvature": [_curv(0, start, *span0), _curv(30, end, -0.3, end, 0.6)]})
+    cfg = runner.dataclasses.asdict(runner.StudyConfig(seeds=seeds))
+    return {"config": cfg, "info": {}, "dataset": "digits", "num_train": 1438, "num_val": 359,
+            "checkpoint_epochs": [0, 30], "runs": runs, "interrupted": False}
+
+
+def test_summary_says_what_the_numbers_say_when_outliers_shrink():
+    r = _synthetic({"sgd": 4.0, "adam": 2.0}, {"sgd": 0.5, "adam": 0.7})
+    text = " ".join(summary.summary(r))
+    assert ("Without normalization, the largest Hessian eigenvalue is 7.3 at epoch 0 (the same weights for every "
+            "optimizer) and median 3 (2 for adam to 4 for sgd) at epoch 30") in text
+    assert "it falls 2.4-fold" in text
+    assert "The spectrum spans -5 to 5.3 at epoch 0" in text  # batch norm's start is wide: said, not hidden
+    assert "smaller than without normalization for 2 of 2 optimizer(s)" in text
+    assert "ranges from 0.960 (sgd without normalization) to 0.980 (adam without normalization)" in text
+    claim, measured = summary.ghorbani_comparison(r)
+    assert claim.startswith("**Claim from the literature (not measured here).**")
+    assert measured.startswith("**This run.**")
+    assert "is at its highest at initialization and falls during training" in measured
+    assert "smaller with batch norm, as they describe (median 0.6 vs 3)" in measured
+    caption = summary.density_caption(r)
+    assert "With batch norm the spectrum spans -5 to 5.3 at epoch 0 and -0.3 to 0.6 at epoch 30" in caption
+    assert "within" not in caption  # no claim the data does not make
+
+
+def test_summary_when_outliers_grow_and_batch_norm_does_not_help():
+    r = _synthetic({"sgd": 20.0, "adam": 30.0}, {"sgd": 40.0, "adam": 50.0}, none_start=2.0, batch_start=2.0)
+    text = " ".join(summary.summary(r))
+    assert "it grows 12.5-fold" in text and "smaller than without normalization for 0 of 2" in text
+    _, measured = summary.ghorbani_comparison(r)
+    assert "grows during training, as they describe" in measured
+    assert "larger with batch norm, unlike their description" in measured
+    assert "at initialization it is not smaller" in measured
+
+
+def test_report_shows_mean_and_spread_over_seeds_and_every_hyperparameter(tmp_path):
+    r = _synthetic({"sgd": 4.0, "adam": 2.0}, {"sgd": 0.5, "adam": 0.7}, seeds=2)
+    r["optimizers"] = {n: {"class": runner.OPTIMIZERS[n].optimizer, "set": ["lr"],
+                           "hyperparameters": runner.all_hyperparameters(n, runner.StudyConfig())}
+                       for n in ("sgd", "adam")}
+    r["data_notes"] = ["labels {1, 2, 3} renumbered 0..2"]
+    r["curvature_samples"] = 300
+    text = open(report.write_markdown(r, str(tmp_path), [])).read()
+    assert "| sgd | none | 0.1000 ± 0.0000 | 0.965 ± 0.007 |" in text  # accuracies 0.96 and 0.97
+    assert "| done (2 seeds) |" in text and "trace s.e." in text
+    assert "| adam | `optkern.optim.Adam` | **lr=0.002**, betas=(0.9, 0.999), eps=1e-08" in text
+    assert "labels {1, 2, 3} renumbered 0..2" in text
+    assert "on the same 300 training samples for every run (asked for 512; the training set has 1438)" in text
+    assert "## Comparison with Ghorbani et al. 2019" in text and "**This run.**" in text

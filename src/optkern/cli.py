@@ -6,8 +6,14 @@ import sys
 
 from .study import UsageError
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _study_help() -> str:
-    from .study.runner import StudyConfig
+    from .study.runner import OPTIMIZERS, StudyConfig
 
     d, q = StudyConfig(), StudyConfig.quick()
     return f"""\
@@ -16,39 +22,49 @@ and without batch norm, and watch the curvature of its loss while it trains.
 
 What it does
   Each run trains an MLP (hidden {",".join(map(str, d.hidden))}, {d.activation}) for {d.epochs} epochs with
-  one optimizer (SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW,
-  NAdam) under a warm-up + cosine learning-rate schedule, once without and
-  once with batch norm; every run starts from the same weights (--seed).
-  At {d.checkpoints} checkpoints (first and last epoch included) it measures the exact
-  Hessian of the training loss on a fixed subset of {d.curvature_batch} training samples:
+  one optimizer ({", ".join(OPTIMIZERS)})
+  under a warm-up + cosine learning-rate schedule, once without and once with
+  batch norm; every run of one seed starts from the same weights. At {d.checkpoints}
+  checkpoints (first and last epoch included) it measures the exact Hessian of
+  the training loss on a fixed subset of (at most) {d.curvature_batch} training samples:
     - the largest eigenvalues (sharpness), by Lanczos;
-    - the trace (sum of all eigenvalues), by Hutch++ with {d.trace_matvecs} products;
+    - the trace (sum of all eigenvalues), by Hutch++ with {d.trace_matvecs} products (and its
+      standard error);
     - the eigenvalue density, by stochastic Lanczos quadrature;
     - the share of the gradient inside the top-{d.concentration_k} eigenspace.
-  Ghorbani, Krishnan & Xiao (ICML 2019) saw large outlier eigenvalues appear
-  without batch norm and stay small with it; the figures let you check.
+  Ghorbani, Krishnan & Xiao (ICML 2019) report large outlier eigenvalues without
+  batch norm that batch norm removes; the report says what this run measured,
+  next to their claim.
 
 Output (in --out)
-  report.md         table: optimizer, final loss, validation accuracy, time,
-                    top eigenvalue, trace, gradient concentration
+  report.md         summary computed from the measurements, every optimizer's
+                    hyper-parameters, data handling, a table per optimizer x
+                    norm (mean +- s.d. with --seeds), figures with captions
   results.json      every number measured (learning curves, eigenvalues, ...)
-  *.png             loss and accuracy curves, top eigenvalue over training,
-                    spectral density at each checkpoint (needs matplotlib)
+  *.png             loss, accuracy, top eigenvalue and trace, spectral density
+                    (optimizer x norm panels), time per step (needs matplotlib)
 
 Data: the bundled 8x8 handwritten digits (1,797 images, 10 classes), or your
-own --data file. The full study takes a few minutes on a laptop CPU; --quick
-(hidden {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute.
-Ctrl-C stops early and still writes a report of the runs so far.
+own --data file (.npz: x, y; .csv: label in the last column or --label-column).
+A file's features are standardized per column, images flattened, and labels
+of any integer values (1..10, -1/+1) renumbered 0..K-1; the digits' pixels are
+scaled to [0, 1]. The report says what was done.
+
+Time: the default study takes about 2-3 minutes on a 2-core CPU; --quick (hidden
+{",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
+stops early and still writes a report of the runs so far.
 
 examples:
   optkern study --quick
-  optkern study --optimizers sgd,adam --epochs 10 --out my-study
-  optkern study --data mydata.csv      (numeric CSV, label in the last column)
+  optkern study --optimizers sgd,adam --lr adam=1e-3 --epochs 10 --out my-study
+  optkern study --seeds 3                       (mean and spread over 3 seeds)
+  optkern study --data mydata.csv --label-column species
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="optkern", description="Fast optimizer, normalization and Hessian kernels.")
+    p.add_argument("--version", action="version", version=f"optkern {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("study", help="train with several optimizers and measure the Hessian (the main demo)",
@@ -56,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="optkern-study", help="output folder (default: ./optkern-study)")
     s.add_argument("--data", metavar="FILE", help=".npz with arrays x, y or .csv with the label in the last column "
                                                    "(default: the bundled digits)")
+    s.add_argument("--label-column", metavar="COL", help="the CSV's label column: a 0-based index (-1: the last, "
+                                                         "the default) or a header name")
     s.add_argument("--optimizers", metavar="LIST",
                    help="comma-separated subset of: sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw,nadam")
     s.add_argument("--norms", metavar="LIST", help="comma-separated: none,batch,layer (default: none,batch)")
@@ -66,14 +84,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoints", type=int, help="how many times to measure the Hessian per run (default 4)")
     s.add_argument("--curvature-samples", type=int, metavar="N", dest="curvature_batch",
                    help="training samples the Hessian is measured on (default 512; 256 with --quick)")
+    s.add_argument("--lr", action="append", metavar="NAME=VALUE",
+                   help="peak learning rate of one optimizer, e.g. --lr adam=1e-3 --lr sgd=0.05 (repeatable; "
+                        "defaults in report.md)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same study")
+    s.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="run every configuration N times (seeds SEED..SEED+N-1); tables and plots show mean and "
+                        "spread (default 1)")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda needs CuPy and a GPU")
     s.add_argument("--threads", type=int, default=1,
                    help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
                         "steady timings on a busy machine)")
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.add_argument("--quiet", action="store_true", help="no progress output (the report's path is still printed)")
 
     b = sub.add_parser("bench", help="benchmark optkern against PyTorch (optimizers, normalization, HVP)")
     b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "all", "dist"],

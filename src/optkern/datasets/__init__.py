@@ -2,7 +2,9 @@
 
 ``load_digits()`` returns the UCI 8x8 handwritten digits (1,797 samples, CC BY
 4.0; see ATTRIBUTION.txt). ``load_file(path)`` reads ``.npz`` (arrays ``x``,
-``y``) or ``.csv`` (label in the last column) and checks what it reads.
+``y``) or ``.csv`` (label in the last column, or ``label_column``) and checks
+what it reads. Every ``Dataset`` lists in ``notes`` what was done to the data
+(scaling, flattening, label renumbering), so a report can say so.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class Dataset:
     y: np.ndarray          # (n,) int64 labels 0..num_classes-1
     num_classes: int
     name: str
+    notes: tuple = ()      # what was done to the data, one phrase each
 
     def split(self, val_fraction: float = 0.2, seed: int = 0):
         """Shuffled (train, validation) split, stratification-free, reproducible."""
@@ -35,8 +38,8 @@ class Dataset:
         if nv >= n:
             raise DataError(f"{self.name}: {n} samples are too few to split")
         v, t = perm[:nv], perm[nv:]
-        return (Dataset(self.x[t], self.y[t], self.num_classes, self.name + ":train"),
-                Dataset(self.x[v], self.y[v], self.num_classes, self.name + ":val"))
+        return (Dataset(self.x[t], self.y[t], self.num_classes, self.name + ":train", self.notes),
+                Dataset(self.x[v], self.y[v], self.num_classes, self.name + ":val", self.notes))
 
 
 def load_digits(dtype=np.float32) -> Dataset:
@@ -44,25 +47,34 @@ def load_digits(dtype=np.float32) -> Dataset:
     with np.load(os.path.join(_HERE, "digits.npz")) as f:
         x = f["x"].astype(dtype) / dtype(16.0)
         y = f["y"].astype(np.int64)
-    return Dataset(x, y, 10, "digits")
+    return Dataset(x, y, 10, "digits", ("pixel values 0..16 divided by 16 (features in [0, 1])",))
 
 
-def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
+    """Class indices 0..K-1 from any set of integer labels (1..10, -1/+1, 3/7/9):
+    renumbered in increasing order, so no class is left empty; returns the
+    indices, K and a note saying how they were renumbered ('' when they were 0..K-1)."""
     if raw.ndim != 1:
         raise DataError(f"{path}: labels must be one-dimensional, got shape {raw.shape}")
     if raw.dtype.kind not in "biuf":  # strings, complex, dates: no class index
-        raise DataError(f"{path}: labels must be integers 0..K-1, got dtype {raw.dtype}")
+        raise DataError(f"{path}: labels must be integers, got dtype {raw.dtype}")
     f = raw.astype(np.float64)
     if not np.all(np.isfinite(f)):
         raise DataError(f"{path}: labels contain NaN or Inf")
-    if np.any(f != np.round(f)) or np.any(f < 0):
-        raise DataError(f"{path}: labels must be non-negative integers 0..K-1")
-    k = int(f.max()) + 1 if f.size else 0  # before the int64 cast, which 1e300 would overflow
+    if np.any(f != np.round(f)):
+        raise DataError(f"{path}: labels must be integers (class numbers), got fractional values")
+    values, index = np.unique(f, return_inverse=True)
+    k = len(values)
     if k < 2:
         raise DataError(f"{path}: need at least 2 classes, found {k}")
     if k > 1000:
-        raise DataError(f"{path}: {k} classes is not a classification label column")
-    return f.astype(np.int64), k
+        raise DataError(f"{path}: {k} distinct labels is not a classification label column")
+    note = ""
+    if not np.array_equal(values, np.arange(k)):
+        shown = ", ".join(f"{v:g}" for v in values[:3]) + (f", ..., {values[-1]:g}" if k > 4 else
+                                                            "".join(f", {v:g}" for v in values[3:]))
+        note = f"labels {{{shown}}} renumbered 0..{k - 1} in increasing order"
+    return index.reshape(-1).astype(np.int64), k, note
 
 
 def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +95,7 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
     if x.ndim < 2 or x.shape[0] != y.shape[0]:
         raise DataError(f"{path}: x must be (n, features) with n == len(y); got x {x.shape}, y {y.shape}")
     # Explicit width: reshape(n, -1) fails when n is 0.
-    return x.reshape(x.shape[0], int(np.prod(x.shape[1:]))), y
+    return x.reshape(x.shape[0], int(np.prod(x.shape[1:]))), y, x.shape
 
 
 def _is_number(field: str) -> bool:
@@ -100,7 +112,9 @@ def _is_header(line: str) -> bool:
     return any(f.strip() and not _is_number(f) for f in line.split(","))
 
 
-def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Features, labels and the label column's name; ``label_column`` is an
+    index (negative counts from the end) or a header name (default: the last)."""
     try:
         with open(path, encoding="utf-8-sig") as fh:  # -sig: a BOM would make row 1 look like a header
             lines = fh.readlines()
@@ -110,22 +124,43 @@ def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
     content = [i for i, line in enumerate(lines) if line.split("#", 1)[0].strip()]
     if not content:
         raise DataError(f"{path}: the file is empty")
-    skip = 0
+    skip, header = 0, None
     if _is_header(lines[content[0]].split("#", 1)[0]):
         if len(content) == 1:  # loadtxt would only warn and return nothing
             raise DataError(f"{path}: only a header line, no data rows")
         skip = content[0] + 1
+        header = [h.strip() for h in lines[content[0]].split("#", 1)[0].split(",")]
     try:
         d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2)
     except ValueError as e:
         raise DataError(f"{path}: not a numeric CSV ({e})") from None
     if d.shape[1] < 2:
         raise DataError(f"{path}: need at least one feature column and a label column, got {d.shape[1]} column(s)")
-    return d[:, :-1], d[:, -1]
+    j = _column_index(label_column, header, d.shape[1], path)
+    name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
+    return np.delete(d, j, axis=1), d[:, j], name
+
+
+def _column_index(label_column, header, ncols: int, path: str) -> int:
+    if label_column is None:
+        return ncols - 1
+    text = str(label_column).strip()
+    try:
+        j = int(text)
+    except ValueError:
+        if not header or text not in header:
+            names = f"the header has {', '.join(header)}" if header else "the file has no header line"
+            raise DataError(f"{path}: label column {text!r} not found ({names})") from None
+        return header.index(text)
+    if not -ncols <= j < ncols:
+        raise DataError(f"{path}: label column {j} is out of range for {ncols} columns "
+                        f"(0..{ncols - 1}, or -1 for the last)")
+    return j % ncols
 
 
 def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
-    """Checked features, standardized so one learning rate suits any file."""
+    """Checked features, standardized (each column to mean 0, standard
+    deviation 1; constant columns to 0) so one learning rate suits any file."""
     if x.dtype.kind == "c":
         raise DataError(f"{path}: features must be real numbers, got {x.dtype}")
     if x.dtype.kind not in "iuf":  # bool, strings, dates
@@ -142,9 +177,12 @@ def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
     return ((x - mu) / np.where(sd > 0, sd, 1)).astype(dtype)
 
 
-def load_file(path: str, dtype=np.float32) -> Dataset:
-    """Read ``.npz`` (``x``: (n, d) or (n, ...) features, ``y``: (n,) labels) or
-    ``.csv`` (numeric, label in the last column, optional header line)."""
+def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
+    """Read ``.npz`` (``x``: (n, d) or (n, ...) features, flattened to (n,
+    prod(...)); ``y``: (n,) labels) or ``.csv`` (numeric, optional header line;
+    the label in the last column or in ``label_column``: an index or a header
+    name). Features are standardized per column; integer labels of any values
+    are renumbered 0..K-1. ``Dataset.notes`` says what was done."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -152,17 +190,35 @@ def load_file(path: str, dtype=np.float32) -> Dataset:
     if not os.path.isfile(path):  # a FIFO or device could block or never end
         raise DataError(f"{path}: not a regular file")
     ext = os.path.splitext(path)[1].lower()
-    readers = {".npz": _read_npz, ".csv": _read_csv}
-    if ext not in readers:
+    if ext not in (".npz", ".csv"):
         raise DataError(f"{path}: unsupported file type {ext!r} (use .npz or .csv)")
+    if ext == ".npz" and label_column is not None:
+        raise DataError(f"{path}: a label column applies to .csv files; an .npz holds its labels in array 'y'")
+    notes = []
     try:
-        x, y = readers[ext](path)
+        if ext == ".npz":
+            x, y, shape = _read_npz(path)
+            if len(shape) > 2:
+                notes.append(f"x of shape {tuple(shape)} flattened to {x.shape[1]} features per sample")
+            where = ""
+        else:
+            x, y, column = _read_csv(path, label_column)
+            notes.append(f"label from the CSV's {column!r}" if not column.startswith("column ") else
+                         f"label from CSV {column} of {x.shape[1] + 1}")
+            where = "" if label_column is not None else " (the label is read from the last column: choose " \
+                "another with --label-column)"
     except OSError as e:  # permissions, I/O errors: one line, not a traceback
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     if x.shape[0] < 10:
         raise DataError(f"{path}: {x.shape[0]} samples are too few")
     x = _features(x, path, dtype)
-    yy, k = _labels(np.asarray(y), path)
-    if k > x.shape[0] // 2:
-        raise DataError(f"{path}: {k} classes for {x.shape[0]} samples does not fit (labels must be 0..K-1)")
-    return Dataset(x, yy, k, os.path.basename(path))
+    notes.append("features standardized per column (mean 0, standard deviation 1; constant columns set to 0)")
+    try:
+        yy, k, renumbered = _labels(np.asarray(y), path)
+        if k > x.shape[0] // 2:
+            raise DataError(f"{path}: {k} classes for {x.shape[0]} samples does not fit a classification task")
+    except DataError as e:
+        raise DataError(f"{e}{where}") from None
+    if renumbered:
+        notes.append(renumbered)
+    return Dataset(x, yy, k, os.path.basename(path), tuple(notes))

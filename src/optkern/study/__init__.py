@@ -1,11 +1,18 @@
 """``optkern study``: an end-to-end optimization study (see runner.py)."""
-from .runner import OPTIMIZERS, StudyConfig, run_study
+from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
-__all__ = ["OPTIMIZERS", "StudyConfig", "UsageError", "run_study", "main"]
+__all__ = ["FLAGS", "OPTIMIZERS", "ConfigError", "Method", "StudyConfig", "UsageError", "main", "run_study"]
 
 
 class UsageError(ValueError):
     """Bad command-line options or data: reported in one line, exit code 2."""
+
+
+# StudyConfig field -> the command-line flag that sets it, so errors name what the user typed.
+FLAGS = {"optimizers": "--optimizers", "norms": "--norms", "epochs": "--epochs", "batch_size": "--batch-size",
+         "hidden": "--hidden", "activation": "--activation", "checkpoints": "--checkpoints",
+         "curvature_batch": "--curvature-samples", "seed": "--seed", "seeds": "--seeds", "device": "--device",
+         "threads": "--threads", "overrides": "--lr"}
 
 
 def main(args) -> int:
@@ -16,10 +23,17 @@ def main(args) -> int:
     from ..datasets import DataError, load_digits, load_file
     from . import plots, report
 
+    if args.label_column is not None and not (args.data or "").lower().endswith(".csv"):
+        raise UsageError("--label-column: applies to a .csv --data file (an .npz holds its labels in array 'y')")
     try:
-        data = load_file(args.data) if args.data else load_digits()
-        train, val = data.split(val_fraction=0.2, seed=args.seed)
         cfg = _config(args)
+    except ConfigError as e:
+        raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.message}") from None
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+    try:
+        data = load_file(args.data, label_column=args.label_column) if args.data else load_digits()
+        train, val = data.split(val_fraction=0.2, seed=args.seed)
     except (DataError, ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
     try:
@@ -27,16 +41,17 @@ def main(args) -> int:
     except OSError as e:
         raise UsageError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    say(f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s), "
-        f"{cfg.epochs} epochs on {data.name} ({len(data.y)} samples), curvature at epochs "
-        f"{cfg.checkpoint_epochs()}; output in {os.path.abspath(args.out)}")
+    say(f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s)"
+        + (f" x {cfg.seeds} seeds" if cfg.seeds > 1 else "") + f", {cfg.epochs} epochs on {data.name} "
+        f"({len(data.y)} samples), curvature at epochs {cfg.checkpoint_epochs()} on "
+        f"{min(cfg.curvature_batch, len(train.y))} samples; output in {os.path.abspath(args.out)}")
 
     def checkpoint(results):  # keep a valid results.json after every run
         report.write_json(results, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint)
     report.write_json(results, args.out)
-    figures = []
+    figures: list = []
     if not args.no_plots:
         try:
             figures = plots.make_plots(results, args.out)
@@ -45,13 +60,42 @@ def main(args) -> int:
                       "(pip install \"optkern[study]\")", file=sys.stderr)
         except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
             results["interrupted"] = True
-    path = report.write_markdown(results, args.out, figures,
+    path = report.write_markdown(results, args.out, figures, captions=captions(results),
                                  skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB)
-    print(f"report: {os.path.abspath(path)}")
+    print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
         return 130
     return 0
+
+
+def captions(results: dict) -> dict:
+    """Each figure's caption, computed from the numbers it shows."""
+    from . import plots, summary
+
+    return {"loss.png": "Training loss (mean over each epoch's batches, log scale)." + (
+                f" Lines: mean over {results['config']['seeds']} seeds; bands: their range."
+                if results["config"].get("seeds", 1) > 1 else ""),
+            "accuracy.png": summary.accuracy_caption(results, plots.accuracy_floor(results)),
+            "top_eigenvalue.png": summary.top_eigenvalue_caption(results),
+            "spectral_density.png": summary.density_caption(results),
+            "training_time.png": summary.time_caption(results)}
+
+
+def parse_lr(values) -> dict:
+    """``--lr adam=1e-3 --lr sgd=0.05`` (or ``adam=1e-3,sgd=0.05``) -> {name: {"lr": value}}."""
+    out: dict = {}
+    for item in (p.strip() for v in values or () for p in v.split(",") if p.strip()):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError("overrides", f"expected NAME=VALUE like adam=1e-3, got {item!r}")
+        try:
+            lr = float(value)
+        except ValueError:
+            raise ConfigError("overrides", f"{name}={value}: {value!r} is not a number") from None
+        out.setdefault(name, {})["lr"] = lr
+    return out
 
 
 def _config(args) -> StudyConfig:
@@ -67,8 +111,10 @@ def _config(args) -> StudyConfig:
         try:
             kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
         except ValueError:
-            raise ValueError(f"--hidden: expected comma-separated widths like 128,128, got {args.hidden!r}") from None
+            raise ConfigError("hidden", f"expected comma-separated widths like 128,128, got {args.hidden!r}") from None
+    kw["overrides"] = parse_lr(args.lr)
     kw["seed"] = args.seed
+    kw["seeds"] = args.seeds
     kw["device"] = args.device
     kw["threads"] = args.threads
     cfg = StudyConfig.quick(**kw) if args.quick else StudyConfig(**kw)

@@ -1,10 +1,12 @@
-"""The study's outputs: results.json (everything) and report.md (the table)."""
+"""The study's outputs: results.json (everything) and report.md (what was run,
+what it measured, and what those numbers say; see summary.py)."""
 from __future__ import annotations
 
 import json
 import math
-import statistics
 import os
+
+from . import summary as S
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -13,34 +15,12 @@ def _fmt(v, spec: str = ".4f") -> str:
     return format(v, spec)
 
 
-def summary_rows(results: dict) -> list:
-    """One row per run: optimizer, norm, final train loss, val accuracy, time,
-    last measured top eigenvalue and trace."""
-    rows = []
-    for r in results["runs"]:
-        h = r.get("history", {})
-        c = r.get("curvature", [])
-        last = c[-1] if c else {}
-        diverged = r.get("status") == "diverged"
-        rows.append({
-            "optimizer": r.get("optimizer", "?"),
-            "norm": r.get("norm", "?"),
-            "status": (f"diverged at epoch {r.get('diverged_epoch')}" if diverged else r.get("status", "?")) + (
-                "; no Hessian at epoch " + ", ".join(str(f["epoch"]) for f in r["curvature_failed"])
-                if r.get("curvature_failed") else ""),
-            "last_epoch": r.get("diverged_epoch") if diverged else h["epoch"][-1] if h.get("epoch") else None,
-            "final_train_loss": h["train_loss"][-1] if h.get("train_loss") and not diverged else None,
-            "final_val_acc": h["val_acc"][-1] if h.get("val_acc") and not diverged else None,
-            "time_s": r.get("time_s"),
-            "train_time_s": r.get("train_time_s"),
-            "curvature_time_s": r.get("curvature_time_s"),
-            "top_eigenvalue": last["top_eigenvalues"][0] if last.get("top_eigenvalues") else None,
-            "converged": last.get("lanczos_converged", True),
-            "trace": last.get("trace"),
-            "grad_concentration": last.get("grad_concentration"),
-            "curvature_epoch": last.get("epoch"),
-        })
-    return rows
+def _cell(st: S.Stat | None, spec: str) -> str:
+    """'mean' for one seed, 'mean ± sd' for several."""
+    if st is None:
+        return "—"
+    sd_spec = spec if spec.endswith("f") else ".2g"  # 116 ± 0.073, not 116 ± 0.0725
+    return _fmt(st.mean, spec) + (f" ± {_fmt(st.sd, sd_spec)}" if st.n > 1 else "")
 
 
 def _finite(obj):
@@ -59,7 +39,7 @@ def write_json(results: dict, out_dir: str) -> str:
     path = os.path.join(out_dir, "results.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(_finite(results), f, separators=(",", ":"), allow_nan=False)
+        json.dump(_finite(results), f, separators=(",", ":"), allow_nan=False, default=str)
     os.replace(tmp, path)  # a reader never sees half a file
     return path
 
@@ -67,57 +47,28 @@ def write_json(results: dict, out_dir: str) -> str:
 NO_MATPLOTLIB = "matplotlib is not installed: `pip install \"optkern[study]\"`"
 
 
-def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO_MATPLOTLIB) -> str:
-    """Write ``out_dir/report.md``: setup, what was measured, the summary table,
-    a few findings and the figures (or why there are none: ``skipped``);
-    returns its path."""
-    cfg = results["config"]
-    info = results["info"]
+def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO_MATPLOTLIB,
+                   captions: dict | None = None) -> str:
+    """Write ``out_dir/report.md``: summary (computed from the numbers), the
+    comparison with the literature (marked), setup, hyper-parameters, the
+    results table and the figures with their captions (or why there are
+    none: ``skipped``); returns its path."""
     lines = ["# optkern study", ""]
     if results.get("interrupted"):
-        lines += ["**Interrupted** — the table holds the runs measured before the interrupt.", ""]
-    lines += [
-        f"Data: {results['dataset']} ({results['num_train']} train / {results['num_val']} validation samples). "
-        f"Model: MLP {cfg['activation']} hidden {list(cfg['hidden'])}, {cfg['epochs']} epochs, batch "
-        f"{cfg['batch_size']}, linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) + cosine decay; "
-        f"every run starts from the same weights. Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), "
-        f"SIMD {info.get('simd')}, seed {cfg['seed']}.",
-        "",
-        f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) "
-        f"on a fixed subset of {cfg['curvature_batch']} training samples, at epochs {_epochs(results)}. "
-        f"Top eigenvalues and the eigenvectors for the gradient concentration come from one Lanczos run "
-        f"(full reorthogonalization, at most {cfg.get('lanczos_steps', '?')} steps, relative residual "
-        f"{cfg.get('lanczos_tol', '?')}); trace by Hutch++ ({cfg['trace_matvecs']} products); gradient "
-        f"concentration = fraction of the squared gradient norm in the top-{cfg['concentration_k']} "
-        f"eigenspace; density by stochastic Lanczos quadrature ({cfg['density_probes']} probe(s) × "
-        f"{cfg['density_steps']} steps). The table shows the last measurement.",
-        "",
-        f"Time: seconds of optimizer steps (train), and of the Hessian measurements (curvature) per run."
-        + (f" Whole study: {results['elapsed_s']:.0f} s." if results.get("elapsed_s") is not None else ""),
-        "",
-        "| optimizer | norm | final train loss | val accuracy | train time (s) | curvature time (s) "
-        "| top eigenvalue | trace | grad. conc. | status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for row in summary_rows(results):
-        lines.append(
-            f"| {row['optimizer']} | {row['norm']} | {_fmt(row['final_train_loss'])} | "
-            f"{_fmt(row['final_val_acc'], '.3f')} | {_fmt(row['train_time_s'], '.2f')} | "
-            f"{_fmt(row['curvature_time_s'], '.1f')} | "
-            f"{_fmt(row['top_eigenvalue'], '.3g')}{'' if row['converged'] else '*'}{_at(row)} | "
-            f"{_fmt(row['trace'], '.3g')}{_at(row)} | "
-            f"{_fmt(row['grad_concentration'], '.2f')} | {row['status']} |")
-    if not all(row["converged"] for row in summary_rows(results)):
-        lines += ["", "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual "
-                  "tolerance: a rough value (see `lanczos_converged` in results.json)."]
-    lines.append("")
-    lines += _findings(results)
+        lines += ["**Interrupted** — the tables hold the runs measured before the interrupt.", ""]
+    found = S.summary(results)
+    if found:
+        lines += ["## Summary", "", " ".join(found), ""]
+    lines += ["## Comparison with Ghorbani et al. 2019", "", *_paragraphs(S.ghorbani_comparison(results))]
+    lines += _setup(results) + _hyperparameters(results) + _table(results)
     if figures:
-        lines += ["## Figures", "",
-                  "Solid lines: no normalization; dashed: batch norm; dotted: layer norm. In the spectral density "
-                  "(log scale; rows: normalization, columns: checkpoints) the bulk sits near 0 and the isolated "
-                  "bumps to its right are the outlier eigenvalues.", ""]
-        lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures] + [""]
+        lines += ["## Figures", "", "Colours: optimizers; solid lines: no normalization, dashed: batch norm, "
+                  "dotted: layer norm.", ""]
+        for p in figures:
+            name = os.path.basename(p)
+            lines += [f"![{name}]({name})", ""]
+            if captions and captions.get(name):
+                lines += [f"*{captions[name]}*", ""]
     else:
         lines += [f"Figures were skipped ({skipped}).", ""]
     path = os.path.join(out_dir, "report.md")
@@ -126,29 +77,108 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
     return path
 
 
-def _at(row: dict) -> str:
+def _paragraphs(texts) -> list:
+    return [x for t in texts for x in (t, "")]
+
+
+def _setup(results: dict) -> list:
+    cfg = results["config"]
+    info = results["info"]
+    seeds = cfg.get("seeds", 1)
+    notes = results.get("data_notes") or []
+    used = results.get("curvature_samples", cfg["curvature_batch"])
+    asked = "" if used == cfg["curvature_batch"] else f" (asked for {cfg['curvature_batch']}; the training set has " \
+                                                       f"{results['num_train']})"
+    return [
+        "## Setup", "",
+        f"Data: {results['dataset']}, {results['num_train']} training / {results['num_val']} validation samples"
+        + (f", {results['num_features']} features, {results['num_classes']} classes" if "num_features" in results
+           else "") + ". " + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
+        "",
+        f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
+        f"{cfg['batch_size']}, linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) to each optimizer's "
+        f"learning rate, then cosine decay to 0. "
+        + (f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
+           f"order, Hessian probes); tables show mean ± standard deviation over the seeds. " if seeds > 1 else
+           f"Seed {cfg['seed']}: every run starts from the same weights. ")
+        + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), SIMD {info.get('simd')}.",
+        "",
+        f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) on "
+        f"the same {used} training samples for every run{asked}, at epochs {_epochs(results)}. Top eigenvalues and "
+        f"the eigenvectors for the gradient concentration come from one Lanczos run (full reorthogonalization, at "
+        f"most {cfg.get('lanczos_steps', '?')} steps, relative residual {cfg.get('lanczos_tol', '?')}); trace by "
+        f"Hutch++ ({cfg['trace_matvecs']} products, with its standard error); gradient concentration = fraction of "
+        f"the squared gradient norm in the top-{cfg['concentration_k']} eigenspace; density and the spectrum's ends "
+        f"by stochastic Lanczos quadrature ({cfg['density_probes']} probe(s) x {cfg['density_steps']} steps).",
+        "",
+    ]
+
+
+def _hyperparameters(results: dict) -> list:
+    table = results.get("optimizers") or {}
+    if not table:
+        return []
+    out = ["## Optimizers", "", "Every hyper-parameter of each run; **bold**: set by the study or by `--lr` "
+           "(`lr` is the schedule's peak), the rest are the class's defaults.", "",
+           "| name | class | hyper-parameters |", "|---|---|---|"]
+    for name, t in table.items():
+        hp = ", ".join((f"**{k}={v!r}**" if k in t.get("set", ()) else f"{k}={v!r}")
+                       for k, v in t["hyperparameters"].items())
+        out.append(f"| {name} | `optkern.optim.{t['class']}` | {hp} |")
+    return out + [""]
+
+
+def _table(results: dict) -> list:
+    seeds = results.get("config", {}).get("seeds", 1)
+    gs = S.groups(results)
+    out = ["## Results", "",
+           "Last epoch's loss and accuracy; the Hessian's numbers at the last checkpoint (trace s.e.: Hutch++'s "
+           "standard error" + (", mean over seeds" if seeds > 1 else "") + "); time per optimizer step "
+           "(forward, backward, update) and seconds of training and of Hessian measurements per run."
+           + (f" Whole study: {results['elapsed_s']:.0f} s." if results.get("elapsed_s") is not None else ""),
+           "",
+           "| optimizer | norm | final train loss | val accuracy | top eigenvalue | trace | trace s.e. "
+           "| grad. conc. | step (ms) | train (s) | curvature (s) | status |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    unconverged = False
+    for grp in gs:
+        st = grp["stats"]
+        rows = grp["rows"]
+        at = _at(rows)
+        unconverged |= not all(r["converged"] for r in rows)
+        star = "" if all(r["converged"] for r in rows) else "*"
+        out.append(
+            f"| {grp['optimizer']} | {grp['norm']} | {_cell(st['final_train_loss'], '.4f')} | "
+            f"{_cell(st['final_val_acc'], '.3f')} | {_cell(st['top_eigenvalue'], '.3g')}{star}{at} | "
+            f"{_cell(st['trace'], '.3g')}{at} | {_fmt(st['trace_stderr'].mean if st['trace_stderr'] else None, '.2g')} "
+            f"| {_cell(st['grad_concentration'], '.2f')} | {_cell(st['step_ms'], '.2f')} | "
+            f"{_cell(st['train_time_s'], '.2f')} | {_cell(st['curvature_time_s'], '.1f')} | {_status(rows)} |")
+    if unconverged:
+        out += ["", "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual tolerance: "
+                "a rough value (see `lanczos_converged` in results.json)."]
+    return out + [""]
+
+
+def _status(rows: list) -> str:
+    parts = []
+    for r in rows:
+        s = f"diverged at epoch {r['diverged_epoch']}" if r["status"] == "diverged" else r["status"]
+        if r["curvature_failed"]:
+            s += "; no Hessian at epoch " + ", ".join(map(str, r["curvature_failed"]))
+        parts.append(s if len(rows) == 1 else f"seed {r['seed']}: {s}")
+    if len(rows) > 1 and all(r["status"] == "done" and not r["curvature_failed"] for r in rows):
+        return f"done ({len(rows)} seeds)"
+    return "; ".join(parts)
+
+
+def _at(rows: list) -> str:
     """" (epoch N)" when the last Hessian measurement is older than the last epoch."""
-    e = row["curvature_epoch"]
-    return "" if e is None or e == row["last_epoch"] else f" (epoch {e})"
+    for r in rows:
+        e = r["curvature_epoch"]
+        if e is not None and e != r["last_epoch"]:
+            return f" (epoch {e})"
+    return ""
 
 
 def _epochs(results: dict) -> str:
     return ", ".join(str(e) for e in results.get("checkpoint_epochs", [])) or "—"
-
-
-def _findings(results: dict) -> list:
-    """A few sentences read off the table: best run and sharpness per normalization."""
-    rows = [r for r in summary_rows(results) if r["final_val_acc"] is not None]
-    if not rows:
-        return []
-    best = max(rows, key=lambda r: r["final_val_acc"])
-    where = "without normalization" if best["norm"] == "none" else f"with {best['norm']} norm"
-    out = [f"Best validation accuracy: {best['optimizer']} {where}, {best['final_val_acc']:.3f}."]
-    for norm in dict.fromkeys(r["norm"] for r in rows):
-        tops = sorted(r["top_eigenvalue"] for r in rows if r["norm"] == norm and r["top_eigenvalue"] is not None
-                      and r["curvature_epoch"] == r["last_epoch"])
-        if tops:
-            label = "without normalization" if norm == "none" else f"with {norm} norm"
-            out.append(f"Largest Hessian eigenvalue at the end {label}: median {statistics.median(tops):.3g} "
-                       f"(range {tops[0]:.3g} to {tops[-1]:.3g}).")
-    return [" ".join(out), ""]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,18 +20,42 @@ from ..nn import MLP
 from .progress import ProgressBar
 from ..threads import limit_threads
 
-# name -> (optimizer class, hyper-parameters). Learning rates are each
-# method's usual good value for a small tanh MLP on standardized inputs.
+
+class Method(NamedTuple):
+    """One row of the study's optimizer table: a class of ``optkern.optim`` and
+    the keyword arguments it is built with (``lr`` is the peak of the warm-up +
+    cosine schedule); the class's own defaults fill in the rest."""
+    optimizer: str
+    hyperparameters: dict
+    about: str = ""
+
+
+# The optimizers a study can run. Adding one is one row here. Learning rates are
+# each method's usual good value for a small tanh MLP on standardized inputs;
+# `optkern study --lr NAME=VALUE` overrides them.
 OPTIMIZERS = {
-    "sgd": ("SGD", dict(lr=0.1)),
-    "momentum": ("SGD", dict(lr=0.02, momentum=0.9)),
-    "nesterov": ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True)),
-    "adagrad": ("Adagrad", dict(lr=0.05)),
-    "rmsprop": ("RMSprop", dict(lr=1e-3)),
-    "adam": ("Adam", dict(lr=2e-3)),
-    "adamw": ("AdamW", dict(lr=2e-3, weight_decay=1e-2)),
-    "nadam": ("NAdam", dict(lr=2e-3)),
+    "sgd": Method("SGD", dict(lr=0.1), "plain stochastic gradient descent"),
+    "momentum": Method("SGD", dict(lr=0.02, momentum=0.9), "heavy-ball momentum"),
+    "nesterov": Method("SGD", dict(lr=0.02, momentum=0.9, nesterov=True), "Nesterov momentum"),
+    "adagrad": Method("Adagrad", dict(lr=0.05)),
+    "rmsprop": Method("RMSprop", dict(lr=1e-3)),
+    "adam": Method("Adam", dict(lr=2e-3)),
+    "adamw": Method("AdamW", dict(lr=2e-3, weight_decay=1e-2), "Adam with decoupled weight decay"),
+    "nadam": Method("NAdam", dict(lr=2e-3), "Adam with Nesterov momentum"),
 }
+
+# Constructor options that say how a step runs, not what it computes.
+_NOT_HYPERPARAMETERS = ("params", "capturable", "foreach", "fused", "differentiable")
+
+
+class ConfigError(ValueError):
+    """A bad study setting; ``field`` names the StudyConfig field (the CLI
+    turns it into its flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 @dataclass
@@ -43,7 +69,7 @@ class StudyConfig:
     batch_size: int = 64
     warmup_fraction: float = 0.05
     checkpoints: int = 4            # curvature measured at this many epochs (first and last included)
-    curvature_batch: int = 512      # training samples the Hessian is measured on
+    curvature_batch: int = 512      # training samples the Hessian is measured on (at most all of them)
     top_k: int = 5                  # top eigenvalues reported
     concentration_k: int = 10       # gradient concentration in the top-k eigenspace
     trace_matvecs: int = 60         # Hutch++ budget
@@ -54,6 +80,8 @@ class StudyConfig:
     lanczos_tol: float = 1e-3       # relative residual at which they count as converged
     threads: int = 1                # optkern and OpenBLAS threads (see optkern/threads.py)
     seed: int = 0
+    seeds: int = 1                  # runs per configuration, with seeds seed, seed+1, ...
+    overrides: dict = field(default_factory=dict)  # {optimizer: {hyper-parameter: value}}, e.g. from --lr
     device: str = "cpu"
 
     @classmethod
@@ -66,28 +94,49 @@ class StudyConfig:
     def validate(self) -> None:
         unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
         if unknown or not self.optimizers:
-            raise ValueError(f"optimizers: unknown {unknown}; choose from {', '.join(OPTIMIZERS)}")
+            raise ConfigError("optimizers", f"unknown {unknown}; choose from {', '.join(OPTIMIZERS)}")
         bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
         if bad or not self.norms:
-            raise ValueError(f"norms: unknown {bad}; choose from none, batch, layer")
+            raise ConfigError("norms", f"unknown {bad}; choose from none, batch, layer")
         for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "top_k", "concentration_k",
                      "trace_matvecs", "density_probes", "density_steps", "density_grid", "lanczos_steps",
-                     "threads"):
+                     "threads", "seeds"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected positive layer widths, got {list(self.hidden)}")
+            raise ConfigError("hidden", f"expected positive layer widths, got {list(self.hidden)}")
         if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows
             name = "batch_size" if self.batch_size < 2 else "curvature_batch"
-            raise ValueError(f"{name}: batch norm needs at least 2 samples, got {getattr(self, name)}")
+            raise ConfigError(name, f"batch norm needs at least 2 samples, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError("device", f"expected 'cpu' or 'cuda', got {self.device!r}")
+        for name, hp in self.overrides.items():
+            if name not in OPTIMIZERS:
+                raise ConfigError("overrides", f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+            lr = hp.get("lr", 1.0)
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise ConfigError("overrides", f"{name}: the learning rate must be a positive number, got {lr!r}")
 
     def checkpoint_epochs(self) -> list:
         c = min(self.checkpoints, self.epochs + 1)
         if c == 1:
             return [self.epochs]
         return sorted({int(round(i * self.epochs / (c - 1))) for i in range(c)})
+
+    def hyperparameters(self, name: str) -> dict:
+        """The keyword arguments ``name``'s optimizer is built with."""
+        return {**OPTIMIZERS[name].hyperparameters, **self.overrides.get(name, {})}
+
+
+def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
+    """Every hyper-parameter of ``name``'s run: the ones set, then the class's
+    defaults for the rest (read from its signature), for the report."""
+    cls = getattr(optim, OPTIMIZERS[name].optimizer)
+    out = dict(cfg.hyperparameters(name))
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name not in _NOT_HYPERPARAMETERS and p.name != "self" and p.default is not p.empty:
+            out.setdefault(p.name, p.default)
+    return out
 
 
 def _xp(device: str):
@@ -98,9 +147,10 @@ def _xp(device: str):
     return np
 
 
-def make_optimizer(name: str, params):
-    cls_name, hp = OPTIMIZERS[name]
-    return getattr(optim, cls_name)([params], **hp), dict(hp)
+def make_optimizer(name: str, params, cfg: StudyConfig | None = None):
+    """``name``'s optimizer over ``params`` (public API: the class and its hyper-parameters)."""
+    hp = (cfg or StudyConfig()).hyperparameters(name)
+    return getattr(optim, OPTIMIZERS[name].optimizer)([params], **hp), dict(hp)
 
 
 def batches(n: int, size: int) -> list:
@@ -152,16 +202,19 @@ def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
         "grad_norm": math.sqrt(float(g @ g)),
         "density": {"grid": [float(v) for v in dens.grid], "density": [float(v) for v in dens.density],
                     "sigma": float(dens.sigma)},
+        # Extreme Ritz values of the SLQ runs: where the spectrum starts and ends.
+        "spectrum_min": float(dens.nodes[dens.weights > 0].min()),
+        "spectrum_max": max(float(dens.nodes[dens.weights > 0].max()), float(top.eigenvalues[0])),
         "hvps": int(op.num_matvecs),
         "time_s": time.perf_counter() - t0,
     }
 
 
-def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, epoch: int, record: dict):
+def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, epoch: int, record: dict):
     """``curvature`` at a checkpoint, or None when a run near divergence makes
     the Hessian non-finite (noted in ``record["curvature_failed"]``)."""
     try:
-        c = curvature(model, params, xc, yc, cfg, seed=cfg.seed + epoch)
+        c = curvature(model, params, xc, yc, cfg, seed=seed + epoch)
         if not all(math.isfinite(v) for v in (*c["top_eigenvalues"], c["trace"], c["grad_concentration"])):
             raise FloatingPointError("non-finite Hessian estimates")
     except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
@@ -172,19 +225,23 @@ def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, epoch: int, record:
 
 
 def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConfig, record: dict,
-              progress: bool = True, cache: dict | None = None) -> dict:
-    """One optimizer / normalization run. ``record`` is filled as it goes, so
-    an interrupted run leaves what it measured.
+              progress: bool = True, cache: dict | None = None, seed: int | None = None) -> dict:
+    """One optimizer / normalization / seed run. ``record`` is filled as it
+    goes, so an interrupted run leaves what it measured.
 
-    Every run of one normalization starts from the same weights, so the
-    epoch-0 measurements are identical across optimizers: with a ``cache``
-    dict they are computed by the first run and copied by the others.
+    ``seed`` (default ``cfg.seed``) sets the initial weights, the batch order
+    and the Hessian probes; the Hessian's sample subset depends on ``cfg.seed``
+    only, so every run is measured on the same samples. Every run of one
+    normalization and seed starts from the same weights, so the epoch-0
+    measurements are identical across optimizers: with a ``cache`` dict they
+    are computed by the first run and copied by the others.
     """
+    seed = cfg.seed if seed is None else seed
     xp = _xp(cfg.device)
     sizes = [train.x.shape[1], *cfg.hidden, train.num_classes]
     model = MLP(sizes, activation=cfg.activation, norm=None if norm == "none" else norm, dtype=np.float32, xp=xp)
-    params = model.init_params(seed=cfg.seed)  # same start for every optimizer
-    opt, hp = make_optimizer(name, params)
+    params = model.init_params(seed=seed)  # same start for every optimizer
+    opt, hp = make_optimizer(name, params, cfg)
     n = train.x.shape[0]
     steps_per_epoch = len(batches(n, cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
@@ -192,14 +249,15 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
     sched = schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1)), relative=True) if total > 1 else None
     xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
     xva, yva = xp.asarray(val.x), xp.asarray(val.y)
-    rng = np.random.default_rng(cfg.seed + 1)
-    cidx = rng.choice(n, size=min(cfg.curvature_batch, n), replace=False)
+    # The Hessian's samples: one subset for every run; the batch order: one stream per seed.
+    cidx = np.random.default_rng(cfg.seed + 1).choice(n, size=min(cfg.curvature_batch, n), replace=False)
+    rng = np.random.default_rng((seed, 2))
     xc, yc = xtr[xp.asarray(cidx)], ytr[xp.asarray(cidx)]
     ckpts = set(cfg.checkpoint_epochs())
     hist = record.setdefault("history", {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []})
     curv = record.setdefault("curvature", [])
-    record.update(optimizer=name, norm=norm, hyperparameters=hp, num_params=int(model.num_params),
-                  status="running")
+    record.update(optimizer=name, norm=norm, seed=seed, hyperparameters=hp, num_params=int(model.num_params),
+                  curvature_samples=int(len(cidx)), steps=0, status="running")
     t0 = time.perf_counter()
     timing = {"train_time_s": 0.0, "eval_time_s": 0.0, "curvature_time_s": 0.0}
 
@@ -214,13 +272,13 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
             if bar is not None:
                 bar.update(0, f"measuring the Hessian at epoch {epoch}...")
             t = time.perf_counter()
-            c = _safe_curvature(model, params, xc, yc, cfg, epoch, record)
+            c = _safe_curvature(model, params, xc, yc, cfg, seed, epoch, record)
             timing["curvature_time_s"] += time.perf_counter() - t
         return train_loss, vl, va, c
 
     def log_epoch(epoch: int, train_loss) -> None:
         if epoch == 0 and cache is not None:
-            key = ("epoch0", norm)
+            key = ("epoch0", norm, seed)
             if key not in cache:
                 cache[key] = measure(0, None)
             m = copy.deepcopy(cache[key])
@@ -232,7 +290,7 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
         if m[3] is not None:
             curv.append(m[3])
 
-    label = f"{name}{'+' + norm if norm != 'none' else ''}"
+    label = f"{name}{'+' + norm if norm != 'none' else ''}" + (f" seed {seed}" if cfg.seeds > 1 else "")
     bar = None
     try:  # overflow in a diverging run is reported by its status, not by NumPy warnings
         with ProgressBar(cfg.epochs, label, enabled=progress) as bar, np.errstate(all="ignore"):
@@ -247,6 +305,7 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
                     opt.step([grad])
                     if sched is not None:
                         sched.step()
+                    record["steps"] += 1
                     tot += float(loss) * int(idx.shape[0])
                 train_loss = tot / n
                 timing["train_time_s"] += time.perf_counter() - t
@@ -264,26 +323,34 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
 
 
 def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = True, on_run_done=None) -> dict:
-    """All runs of the study. On KeyboardInterrupt the partial results are
-    returned with ``interrupted=True`` (the caller writes them)."""
+    """All runs of the study (every normalization x optimizer x seed). On
+    KeyboardInterrupt the partial results are returned with ``interrupted=True``
+    (the caller writes them)."""
     cfg.validate()
     from .. import info  # noqa: PLC0415
 
     results = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
                "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]),
-               "checkpoint_epochs": cfg.checkpoint_epochs(), "runs": [],
-               "interrupted": False}
+               "num_features": int(train.x.shape[1]), "num_classes": int(train.num_classes),
+               "data_notes": list(train.notes),
+               "curvature_samples": int(min(cfg.curvature_batch, train.x.shape[0])),
+               "checkpoint_epochs": cfg.checkpoint_epochs(),
+               "optimizers": {name: {"class": OPTIMIZERS[name].optimizer, "about": OPTIMIZERS[name].about,
+                                     "hyperparameters": all_hyperparameters(name, cfg),
+                                     "set": sorted(cfg.hyperparameters(name))} for name in cfg.optimizers},
+               "runs": [], "interrupted": False}
     cache: dict = {}
     t0 = time.perf_counter()
     try:
         with limit_threads(cfg.threads):
             for norm in cfg.norms:
                 for name in cfg.optimizers:
-                    rec: dict = {}
-                    results["runs"].append(rec)
-                    train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache)
-                    if on_run_done is not None:
-                        on_run_done(results)
+                    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+                        rec: dict = {}
+                        results["runs"].append(rec)
+                        train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed)
+                        if on_run_done is not None:
+                            on_run_done(results)
     except KeyboardInterrupt:
         results["interrupted"] = True
         for r in results["runs"]:

@@ -1,0 +1,297 @@
+"""What a study's numbers say: per-configuration aggregates over seeds, and the
+sentences of the report's summary and figure captions, computed from the
+measurements. Nothing here is taken from the literature except the comparison
+with Ghorbani et al., which is marked as such and puts this run's numbers
+next to their claim."""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import NamedTuple
+
+GHORBANI = "Ghorbani, Krishnan & Xiao (ICML 2019)"
+
+
+class Stat(NamedTuple):
+    """Mean and sample standard deviation over seeds (sd 0 for one seed), with the range."""
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+    n: int
+
+
+def stat(values) -> Stat | None:
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return None
+    return Stat(statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, min(v), max(v), len(v))
+
+
+def norm_label(norm: str) -> str:
+    return "without normalization" if norm == "none" else f"with {norm} norm"
+
+
+def g(v: float) -> str:
+    """A measured value in 3 significant digits."""
+    return format(v, ".3g")
+
+
+def run_row(r: dict) -> dict:
+    """One run's final numbers (None where it has none: diverged, interrupted)."""
+    h = r.get("history", {})
+    c = r.get("curvature", [])
+    last = c[-1] if c else {}
+    diverged = r.get("status") == "diverged"
+    steps = r.get("steps") or 0
+    return {
+        "optimizer": r.get("optimizer", "?"), "norm": r.get("norm", "?"), "seed": r.get("seed"),
+        "status": r.get("status", "?"), "diverged_epoch": r.get("diverged_epoch"),
+        "curvature_failed": [f["epoch"] for f in r.get("curvature_failed", [])],
+        "last_epoch": r.get("diverged_epoch") if diverged else h["epoch"][-1] if h.get("epoch") else None,
+        "final_train_loss": h["train_loss"][-1] if h.get("train_loss") and not diverged else None,
+        "final_val_acc": h["val_acc"][-1] if h.get("val_acc") and not diverged else None,
+        "time_s": r.get("time_s"),
+        "train_time_s": r.get("train_time_s"),
+        "step_ms": 1e3 * r["train_time_s"] / steps if steps and r.get("train_time_s") is not None else None,
+        "curvature_time_s": r.get("curvature_time_s"),
+        "top_eigenvalue": last["top_eigenvalues"][0] if last.get("top_eigenvalues") else None,
+        "converged": last.get("lanczos_converged", True),
+        "trace": last.get("trace"),
+        "trace_stderr": last.get("trace_stderr"),
+        "grad_concentration": last.get("grad_concentration"),
+        "curvature_epoch": last.get("epoch"),
+    }
+
+
+METRICS = ("final_train_loss", "final_val_acc", "top_eigenvalue", "trace", "trace_stderr", "grad_concentration",
+           "train_time_s", "step_ms", "curvature_time_s")
+
+
+def groups(results: dict) -> list:
+    """One entry per (optimizer, norm), in run order: its per-seed rows and a
+    ``Stat`` per metric over the seeds that have it."""
+    out: dict = {}
+    for r in results["runs"]:
+        row = run_row(r)
+        out.setdefault((row["optimizer"], row["norm"]), []).append(row)
+    res = []
+    for (name, norm), rows in out.items():
+        stats = {m: stat(row[m] for row in rows) for m in METRICS}
+        res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats})
+    return res
+
+
+def _curv(results: dict, norm: str, epoch: int) -> list:
+    """Every curvature record of ``norm``'s runs at ``epoch``."""
+    return [c for r in results["runs"] if r.get("norm") == norm for c in r.get("curvature", []) if c["epoch"] == epoch]
+
+
+def _norms(results: dict) -> list:
+    return list(dict.fromkeys(r["norm"] for r in results["runs"] if r.get("norm")))
+
+
+def sharpness(results: dict, norm: str) -> dict | None:
+    """Top eigenvalue, spectrum ends and gradient concentration of ``norm``'s
+    runs at the first and the last checkpoint: the start is shared by every
+    optimizer (mean over seeds); the end is per optimizer (mean over seeds),
+    summarized by median and range over optimizers."""
+    epochs = results.get("checkpoint_epochs") or []
+    if len(epochs) < 2:
+        return None
+    first, last = epochs[0], epochs[-1]
+    start = _curv(results, norm, first)
+    ends: dict = {}
+    for r in results["runs"]:
+        if r.get("norm") == norm:
+            c = next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
+            if c is not None:
+                ends.setdefault(r["optimizer"], []).append(c)
+    if not start or not ends:
+        return None
+
+    def per_opt(f) -> dict:
+        return {o: statistics.fmean(f(c) for c in cs) for o, cs in ends.items()}
+
+    def median(d: dict) -> float:
+        return statistics.median(d.values())
+
+    return {
+        "first": first, "last": last, "optimizers": len(ends),
+        "top_start": statistics.fmean(c["top_eigenvalues"][0] for c in start),
+        "top_end": per_opt(lambda c: c["top_eigenvalues"][0]),
+        "lo_start": statistics.fmean(c.get("spectrum_min", math.nan) for c in start),
+        "hi_start": statistics.fmean(c.get("spectrum_max", math.nan) for c in start),
+        "lo_end": median(per_opt(lambda c: c.get("spectrum_min", math.nan))),
+        "hi_end": median(per_opt(lambda c: c.get("spectrum_max", math.nan))),
+        "conc_start": statistics.fmean(c["grad_concentration"] for c in start),
+        "conc_end": median(per_opt(lambda c: c["grad_concentration"])),
+    }
+
+
+def _range(d: dict) -> str:
+    """'median 3.16 (1.61 for adagrad to 4.01 for sgd)' over a {optimizer: value} dict."""
+    lo = min(d, key=d.get)
+    hi = max(d, key=d.get)
+    if len(d) == 1:
+        return f"{g(d[lo])} ({lo})"
+    return f"median {g(statistics.median(d.values()))} ({g(d[lo])} for {lo} to {g(d[hi])} for {hi})"
+
+
+def _change(a: float, b: float) -> str:
+    if b > 1.1 * a:
+        return f"grows {b / a:.1f}-fold"
+    if b < a / 1.1:
+        return f"falls {a / b:.1f}-fold" if b > 0 else "falls"
+    return "stays about the same"
+
+
+def _span(lo: float, hi: float) -> str:
+    return f"{g(lo)} to {g(hi)}" if math.isfinite(lo) and math.isfinite(hi) else "—"
+
+
+def sharpness_sentences(results: dict) -> list:
+    """Per normalization: the top eigenvalue and the spectrum's ends at the start and the end."""
+    out = []
+    seeds = results.get("config", {}).get("seeds", 1)
+    over = f"per optimizer the mean over {seeds} seeds; " if seeds > 1 else ""
+    for norm in _norms(results):
+        s = sharpness(results, norm)
+        if s is None:
+            continue
+        med = statistics.median(s["top_end"].values())
+        out.append(
+            f"{norm_label(norm).capitalize()}, the largest Hessian eigenvalue is {g(s['top_start'])} at epoch "
+            f"{s['first']} (the same weights for every optimizer) and {_range(s['top_end'])} at epoch {s['last']} "
+            f"({over}{s['optimizers']} optimizers): it {_change(s['top_start'], med)}. The spectrum spans "
+            f"{_span(s['lo_start'], s['hi_start'])} at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} "
+            f"at epoch {s['last']} (median ends over optimizers).")
+    return out
+
+
+def accuracy_sentence(results: dict) -> str:
+    gs = [x for x in groups(results) if x["stats"]["final_val_acc"] is not None]
+    if not gs:
+        return ""
+    lo = min(gs, key=lambda x: x["stats"]["final_val_acc"].mean)
+    hi = max(gs, key=lambda x: x["stats"]["final_val_acc"].mean)
+
+    def who(x):
+        return f"{x['optimizer']} {norm_label(x['norm'])}"
+
+    text = (f"Final validation accuracy ranges from {lo['stats']['final_val_acc'].mean:.3f} ({who(lo)}) to "
+            f"{hi['stats']['final_val_acc'].mean:.3f} ({who(hi)})")
+    sds = [x["stats"]["final_val_acc"].sd for x in gs if x["stats"]["final_val_acc"].n > 1]
+    if sds:
+        text += f"; means over seeds, with seed-to-seed standard deviations up to {max(sds):.3f}"
+    n_val = results.get("num_val")
+    if n_val:
+        text += f" (one validation sample is {1 / n_val:.4f} of accuracy)"
+    return text + "."
+
+
+def normalization_sentence(results: dict) -> str:
+    """How the top eigenvalue at the end compares with and without normalization, optimizer by optimizer."""
+    norms = _norms(results)
+    if "none" not in norms or len(norms) < 2:
+        return ""
+    base = sharpness(results, "none")
+    out = []
+    for norm in norms[1:]:
+        s = sharpness(results, norm)
+        if base is None or s is None:
+            continue
+        both = sorted(set(base["top_end"]) & set(s["top_end"]))
+        if not both:
+            continue
+        smaller = [o for o in both if s["top_end"][o] < base["top_end"][o]]
+        ratio = statistics.median(base["top_end"][o] / s["top_end"][o] for o in both)
+        out.append(f"At epoch {s['last']} the largest eigenvalue {norm_label(norm)} is smaller than without "
+                   f"normalization for {len(smaller)} of {len(both)} optimizer(s) (median ratio without/with "
+                   f"{ratio:.2g}); at epoch {s['first']} it is {g(s['top_start'])} {norm_label(norm)} vs "
+                   f"{g(base['top_start'])} without.")
+    return " ".join(out)
+
+
+def summary(results: dict) -> list:
+    """The report's summary: sentences computed from this run's numbers."""
+    return [t for t in (accuracy_sentence(results), *sharpness_sentences(results), normalization_sentence(results))
+            if t]
+
+
+def ghorbani_comparison(results: dict) -> list:
+    """Their claim, then this run's corresponding numbers, clearly separated."""
+    base = sharpness(results, "none")
+    bn = sharpness(results, "batch")
+    claim = (f"**Claim from the literature (not measured here).** {GHORBANI} report that in networks without batch "
+             f"norm large isolated eigenvalues appear in the Hessian spectrum rapidly, early in training, and the "
+             f"gradient concentrates in their eigenspace; with batch norm both effects are almost absent. Their "
+             f"networks are ResNets on CIFAR-10 and ImageNet; this study's is a small MLP.")
+    if base is None or bn is None:
+        return [claim, "**This run** has no pair of runs without and with batch norm to compare."]
+    med0, med1 = statistics.median(base["top_end"].values()), statistics.median(bn["top_end"].values())
+    when = ("grows during training, as they describe" if med0 > 1.1 * base["top_start"] else
+            "is at its highest at initialization and falls during training: the outliers do not appear during "
+            "training here, they shrink" if med0 < base["top_start"] / 1.1 else "stays about where it started")
+    where = ("smaller with batch norm, as they describe" if med1 < med0 / 1.1 else
+             "larger with batch norm, unlike their description" if med1 > 1.1 * med0 else
+             "about the same with and without batch norm")
+    init = ("also smaller" if bn["top_start"] < base["top_start"] / 1.1 else "not smaller")
+    conc = ("higher without batch norm, as they describe" if base["conc_end"] > bn["conc_end"] + 0.05 else
+            "lower without batch norm, unlike their description" if base["conc_end"] < bn["conc_end"] - 0.05
+            else "about the same with and without batch norm")
+    measured = (f"**This run.** Without normalization the largest eigenvalue {when} ({g(base['top_start'])} at "
+                f"epoch {base['first']}, median {g(med0)} at epoch {base['last']}). At epoch {bn['last']} it is "
+                f"{where} (median {g(med1)} vs {g(med0)}); at initialization it is {init} with batch norm "
+                f"({g(bn['top_start'])} vs {g(base['top_start'])}; spectrum {_span(bn['lo_start'], bn['hi_start'])} "
+                f"vs {_span(base['lo_start'], base['hi_start'])}). The gradient's share in the top eigenspace at "
+                f"the end is {conc} (median {base['conc_end']:.2f} vs {bn['conc_end']:.2f}).")
+    return [claim, measured]
+
+
+def density_caption(results: dict) -> str:
+    cfg = results.get("config", {})
+    epochs = ", ".join(str(e) for e in results.get("checkpoint_epochs", []))
+    seeds = cfg.get("seeds", 1)
+    head = (f"Eigenvalue density of the training loss's Hessian (stochastic Lanczos quadrature, "
+            f"{cfg.get('density_probes', '?')} probe(s) x {cfg.get('density_steps', '?')} steps, log scale) at "
+            f"epochs {epochs}: one panel per optimizer (rows) and normalization (columns), one colour per epoch"
+            + (f"; seed {cfg.get('seed', 0)} of {seeds}" if seeds > 1 else "") + ".")
+    parts = []
+    for norm in _norms(results):
+        s = sharpness(results, norm)
+        if s is not None:
+            parts.append(f"{norm_label(norm).capitalize()} the spectrum spans {_span(s['lo_start'], s['hi_start'])} "
+                         f"at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} at epoch {s['last']} "
+                         f"(median over optimizers); its largest eigenvalue goes from {g(s['top_start'])} to "
+                         f"{_range(s['top_end'])}.")
+    return " ".join([head, *parts])
+
+
+def top_eigenvalue_caption(results: dict) -> str:
+    seeds = results.get("config", {}).get("seeds", 1)
+    band = f" Lines: mean over {seeds} seeds; bands: their range." if seeds > 1 else ""
+    return ("Largest Hessian eigenvalue (top row, log scale) and trace (bottom row; error bars: Hutch++ standard "
+            "error) at each checkpoint; epoch 0 is the shared starting point (black)." + band + " "
+            + " ".join(sharpness_sentences(results)))
+
+
+def accuracy_caption(results: dict, lo: float | None = None) -> str:
+    seeds = results.get("config", {}).get("seeds", 1)
+    zoom = (f" The accuracy axis starts at {lo:.2f} so that the differences at the end show; earlier, lower "
+            f"values are below it.") if lo is not None else ""
+    band = f" Lines: mean over {seeds} seeds; bands: their range; error bars: standard deviation." if seeds > 1 else ""
+    return ("Validation accuracy per epoch (left panels, one per normalization) and at the last epoch (right)."
+            + zoom + band + " " + accuracy_sentence(results))
+
+
+def time_caption(results: dict) -> str:
+    gs = [x for x in groups(results) if x["stats"]["step_ms"] is not None]
+    if not gs:
+        return ""
+    lo = min(gs, key=lambda x: x["stats"]["step_ms"].mean)
+    hi = max(gs, key=lambda x: x["stats"]["step_ms"].mean)
+    return (f"Training time per optimizer step (forward, backward and the optimizer's update, mean over the run's "
+            f"steps): from {lo['stats']['step_ms'].mean:.2f} ms ({lo['optimizer']} {norm_label(lo['norm'])}) to "
+            f"{hi['stats']['step_ms'].mean:.2f} ms ({hi['optimizer']} {norm_label(hi['norm'])}), on "
+            f"{results.get('config', {}).get('threads', '?')} thread(s).")
