@@ -3,6 +3,7 @@
 //   push:      Y[slot] = g - prev_g, S[slot] = t d, prev_g = g, and every inner product the
 //              recursion needs with the new pair and the new gradient (reads each history row once);
 //   direction: d = g_scale g + sum_j cy_j y_j + cs_j s_j, with g.d and max |d| on the way.
+// Per sub-block sums run in the array type (float32 data: full SIMD width), block partials in float64.
 // Columns are cut into fixed chunks (one OpenMP task each) and sub-blocks that stay in L1; each
 // chunk keeps its own float64 partials, added in chunk order, so results are bitwise the same
 // for any thread count.
@@ -110,6 +111,80 @@ void check_disjoint(const History& h, const std::vector<Named>& vecs) {
   check_no_overlap(all, 1);
 }
 
+// One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
+// row with the L1-resident new pair and gradient, added to acc.
+template <class T>
+OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, T* sn, T* yn,
+                          const T* g, T* prev_g, const T* d, T t, double* acc) {
+  T* OK_RESTRICT yc = yn + lo;
+  T* OK_RESTRICT sc = sn + lo;
+  T* OK_RESTRICT pg = prev_g + lo;
+  const T* OK_RESTRICT gg = g + lo;
+  const T* OK_RESTRICT dd = d + lo;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    yc[i] = gg[i] - pg[i];
+    sc[i] = t * dd[i];
+    pg[i] = gg[i];
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const T* OK_RESTRICT sj = S.ptr<T>(size_t(j)) + lo;
+    const T* OK_RESTRICT yj = Y.ptr<T>(size_t(j)) + lo;
+    T v[rs::kPushPerRow];  // in T within the sub-block (float32: twice the lanes, no conversions), then float64
+    lane_sums<rs::kPushPerRow, T>(len, [&](int64_t i, T* w) {
+      w[rs::kSnewYj] = sc[i] * yj[i];
+      w[rs::kYnewSj] = yc[i] * sj[i];
+      w[rs::kYnewYj] = yc[i] * yj[i];
+      w[rs::kGSj] = gg[i] * sj[i];
+      w[rs::kGYj] = gg[i] * yj[i];
+    }, v);
+    for (int q = 0; q < rs::kPushPerRow; ++q) acc[j * rs::kPushPerRow + q] += double(v[q]);
+  }
+  T v[rs::kPushSelf];
+  lane_sums<rs::kPushSelf, T>(len, [&](int64_t i, T* w) {
+    w[rs::kYS] = yc[i] * sc[i];
+    w[rs::kYY] = yc[i] * yc[i];
+    w[rs::kGS] = gg[i] * sc[i];
+    w[rs::kGY] = gg[i] * yc[i];
+  }, v);
+  for (int q = 0; q < rs::kPushSelf; ++q) acc[rs::kPushPerRow * k + q] += double(v[q]);
+}
+
+// One sub-block of the direction pass: d = g_scale g + sum_j cy_j y_j + cs_j s_j, accumulated in T
+// in L1 (as torch's axpys are; float32 keeps the full SIMD width); returns g.d over the block and
+// raises *m to max |d| (NaN-sticky through *nan).
+template <class T>
+OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len,
+                                 const double* cs, const double* cy, const T* g, double g_scale, T* d, double* m,
+                                 int* nan) {
+  T acc[kSub];
+  const T* OK_RESTRICT gg = g + lo;
+  const T gs = T(g_scale);
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) acc[i] = gs * gg[i];
+  for (int64_t j = 0; j < k; ++j) {
+    const T* OK_RESTRICT sj = S.ptr<T>(size_t(j)) + lo;
+    const T* OK_RESTRICT yj = Y.ptr<T>(size_t(j)) + lo;
+    const T a = T(cy[j]), b = T(cs[j]);
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) acc[i] += a * yj[i] + b * sj[i];
+  }
+  T* OK_RESTRICT dd = d + lo;
+  double mx = *m;
+  int bad = 0;
+#pragma omp simd reduction(max : mx) reduction(| : bad)
+  for (int64_t i = 0; i < len; ++i) {
+    const T v = acc[i];
+    dd[i] = v;
+    const double a = std::fabs(double(v));
+    mx = a > mx ? a : mx;
+    bad |= (a != a);
+  }
+  *m = mx;
+  *nan |= bad;
+  return lane_sum<double>(len, [&](int64_t i) { return double(gg[i]) * double(dd[i]); });
+}
+
 template <class T>
 void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* d, double t, double* out) {
   const int64_t n = h.n, k = h.k();
@@ -120,41 +195,8 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 3), [&](const Chunk& c) {
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
-    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub) {
-      const int64_t len = std::min(kSub, c.start + c.len - lo);
-      T* OK_RESTRICT yc = y_new + lo;
-      T* OK_RESTRICT sc = s_new + lo;
-      T* OK_RESTRICT pg = prev_g + lo;
-      const T* OK_RESTRICT gg = g + lo;
-      const T* OK_RESTRICT dd = d + lo;
-#pragma omp simd
-      for (int64_t i = 0; i < len; ++i) {
-        yc[i] = gg[i] - pg[i];
-        sc[i] = tt * dd[i];
-        pg[i] = gg[i];
-      }
-      for (int64_t j = 0; j < k; ++j) {
-        const T* OK_RESTRICT sj = h.S.ptr<T>(size_t(j)) + lo;
-        const T* OK_RESTRICT yj = h.Y.ptr<T>(size_t(j)) + lo;
-        double v[rs::kPushPerRow];
-        lane_sums<rs::kPushPerRow, double>(len, [&](int64_t i, double* w) {
-          w[rs::kSnewYj] = double(sc[i]) * double(yj[i]);
-          w[rs::kYnewSj] = double(yc[i]) * double(sj[i]);
-          w[rs::kYnewYj] = double(yc[i]) * double(yj[i]);
-          w[rs::kGSj] = double(gg[i]) * double(sj[i]);
-          w[rs::kGYj] = double(gg[i]) * double(yj[i]);
-        }, v);
-        for (int q = 0; q < rs::kPushPerRow; ++q) acc[j * rs::kPushPerRow + q] += v[q];
-      }
-      double v[rs::kPushSelf];
-      lane_sums<rs::kPushSelf, double>(len, [&](int64_t i, double* w) {
-        w[rs::kYS] = double(yc[i]) * double(sc[i]);
-        w[rs::kYY] = double(yc[i]) * double(yc[i]);
-        w[rs::kGS] = double(gg[i]) * double(sc[i]);
-        w[rs::kGY] = double(gg[i]) * double(yc[i]);
-      }, v);
-      for (int q = 0; q < rs::kPushSelf; ++q) acc[rs::kPushPerRow * k + q] += v[q];
-    }
+    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
+      push_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, acc);
   });
   for (int64_t q = 0; q < Q; ++q) out[q] = 0.0;
   for (size_t b = 0; b < chunks.size(); ++b)
@@ -189,32 +231,11 @@ void direction(const History& h, const std::vector<double>& cs, const std::vecto
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 2), [&](const Chunk& c) {
     const size_t ci = size_t(&c - chunks.data());
-    double acc[kSub];
     double m = 0.0;
     int nan = 0;
-    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub) {
-      const int64_t len = std::min(kSub, c.start + c.len - lo);
-      const T* OK_RESTRICT gg = g + lo;
-#pragma omp simd
-      for (int64_t i = 0; i < len; ++i) acc[i] = g_scale * double(gg[i]);
-      for (int64_t j = 0; j < k; ++j) {
-        const T* OK_RESTRICT sj = h.S.ptr<T>(size_t(j)) + lo;
-        const T* OK_RESTRICT yj = h.Y.ptr<T>(size_t(j)) + lo;
-        const double a = cy[size_t(j)], b = cs[size_t(j)];
-#pragma omp simd
-        for (int64_t i = 0; i < len; ++i) acc[i] += a * double(yj[i]) + b * double(sj[i]);
-      }
-      T* OK_RESTRICT dd = d + lo;
-#pragma omp simd reduction(max : m) reduction(| : nan)
-      for (int64_t i = 0; i < len; ++i) {
-        const T v = T(acc[i]);
-        dd[i] = v;
-        const double a = std::fabs(double(v));
-        m = a > m ? a : m;
-        nan |= (a != a);
-      }
-      gd[ci] += lane_sum<double>(len, [&](int64_t i) { return double(gg[i]) * double(dd[i]); });
-    }
+    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
+      gd[ci] += direction_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), cs.data(), cy.data(), g,
+                                   g_scale, d, &m, &nan);
     dmax[ci] = nan ? NAN : m;
   });
   double s = 0.0, m = 0.0;

@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress output")
 
     b = sub.add_parser("bench", help="benchmark optkern against PyTorch (optimizers, normalization, HVP)")
-    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "all"])
+    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "second", "all"])
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")

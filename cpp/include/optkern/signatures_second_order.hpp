@@ -20,8 +20,8 @@ void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
         "y_new.s_new, y_new.y_new, g.s_new, g.y_new. Deterministic (fixed blocking, float64 sums).");
   m.def("lbfgs_direction_", direction, arg("S"), arg("Y"), arg("coef_s"), arg("coef_y"), arg("g"),
         arg("g_scale"), arg("d"), arg("out"),
-        "One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in "
-        "float64, rounded once); out[0] = g.d, out[1] = max |d| (float64).");
+        "One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in the "
+        "array type); out[0] = g.d, out[1] = max |d| (float64).");
   m.def("lbfgs_move_", move, arg("params"), arg("x"), arg("d"), arg("t"), arg("save"),
         "Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; "
         "save=False: p = x + t d.");

@@ -38,7 +38,7 @@ class SAM:
         self._mod = _backend.backend(("params", ps))
         self._backups = None
         self._perturbed = False
-        self.grad_norm = None
+        self._norm_buf = None
 
     @property
     def param_groups(self):
@@ -104,8 +104,12 @@ class SAM:
             self._perturbed = False
             raise
         self.second_step(grads2)
-        self.grad_norm = float(_backend.to_numpy(self._norm_buf)[0])
         return loss
+
+    @property
+    def grad_norm(self):
+        """``||g||`` of the last ascent step (None before the first; reading it synchronizes on the GPU)."""
+        return None if self._norm_buf is None else float(_backend.to_numpy(self._norm_buf)[0])
 
     def _call(self, closure):
         res = closure()
