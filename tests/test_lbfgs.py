@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from optkern import _backend, nn, optim, set_num_threads, get_num_threads
+from optkern import _backend, get_num_threads, nn, optim, set_num_threads
 from optkern.datasets import load_digits
 
 torch = pytest.importorskip("torch")
@@ -62,7 +62,7 @@ def max_rel(a_list, b_list):
 
 @pytest.mark.parametrize("line_search_fn,lr", [(None, 2e-3), ("strong_wolfe", 1.0)])
 def test_rosenbrock_matches_torch(line_search_fn, lr):
-    fg = lambda x: (rosen(x), rosen_grad(x))  # noqa: E731
+    fg = lambda x: (rosen(x), rosen_grad(x))
     st, so, t_state, o_state, xt, x = run_pair(fg, np.array([-1.2, 1.0]), 5, lr=lr, max_iter=10,
                                                line_search_fn=line_search_fn)
     assert len(st) == len(so) >= 40  # every evaluation point, line-search trials included
@@ -73,8 +73,8 @@ def test_rosenbrock_matches_torch(line_search_fn, lr):
 
 def test_rosenbrock_stopping_criteria_match_torch():
     """Converges and stops (tolerance_grad / tolerance_change / max_eval) where torch stops."""
-    fg = lambda x: (rosen(x), rosen_grad(x))  # noqa: E731
-    st, so, t_state, o_state, xt, x = run_pair(fg, np.array([-1.2, 1.0]), 6, max_iter=20, max_eval=23,
+    fg = lambda x: (rosen(x), rosen_grad(x))
+    st, so, t_state, o_state, _, x = run_pair(fg, np.array([-1.2, 1.0]), 6, max_iter=20, max_eval=23,
                                                line_search_fn="strong_wolfe")
     assert rosen(x) < 1e-8
     assert len(st) == len(so) and max_rel(st, so) <= 1e-10
@@ -84,9 +84,9 @@ def test_rosenbrock_stopping_criteria_match_torch():
 def test_rosenbrock_small_history_agrees_as_well_as_torch_with_itself():
     """In Rosenbrock's curved valley with history 3, iterates amplify rounding: torch started one ulp
     apart drifts by ~1e-7. optkern may differ from torch by no more than 100x that."""
-    fg = lambda x: (rosen(x), rosen_grad(x))  # noqa: E731
+    fg = lambda x: (rosen(x), rosen_grad(x))
     x0 = np.array([-1.2, 1.0, -0.5, 0.8, 1.3, -0.7, 0.3])
-    hp = dict(max_iter=40, history_size=3, line_search_fn="strong_wolfe", tolerance_grad=0, tolerance_change=0)
+    hp = {"max_iter": 40, "history_size": 3, "line_search_fn": "strong_wolfe", "tolerance_grad": 0, "tolerance_change": 0}
     st, so, *_ = run_pair(fg, x0, 1, **hp)
     st2, *_ = run_pair(fg, x0 * (1 + 2.0 ** -52), 1, **hp)
     k = min(len(st), len(so), len(st2))
@@ -105,8 +105,8 @@ def digits_problem():
 @pytest.mark.parametrize("line_search_fn,lr", [(None, 0.5), ("strong_wolfe", 1.0)])
 def test_digits_mlp_50_iterations_match_torch(digits_problem, line_search_fn, lr):
     model, x, y = digits_problem
-    fg = lambda p: model.loss_and_grad(p, x, y)  # noqa: E731
-    st, so, t_state, o_state, xt, p = run_pair(fg, model.init_params(seed=0), 1, lr=lr, max_iter=50,
+    fg = lambda p: model.loss_and_grad(p, x, y)
+    st, so, t_state, o_state, _, p = run_pair(fg, model.init_params(seed=0), 1, lr=lr, max_iter=50,
                                                history_size=10, line_search_fn=line_search_fn,
                                                tolerance_change=0.0)
     assert t_state["n_iter"] == o_state["n_iter"] == 50 or t_state["func_evals"] == o_state["func_evals"]
@@ -115,10 +115,10 @@ def test_digits_mlp_50_iterations_match_torch(digits_problem, line_search_fn, lr
 
 
 def test_float32_follows_torch(digits_problem):
-    model, x, y = digits_problem
+    _, x, y = digits_problem
     m32 = nn.MLP([64, 16, 10], activation="tanh", dtype=np.float32)
     x32 = x.astype(np.float32)
-    fg = lambda p: m32.loss_and_grad(p, x32, y)  # noqa: E731
+    fg = lambda p: m32.loss_and_grad(p, x32, y)
     st, so, *_ = run_pair(fg, m32.init_params(seed=0), 1, lr=0.5, max_iter=5, history_size=5)
     assert max_rel(st, so) <= 1e-4
 
@@ -150,7 +150,7 @@ def test_state_dict_round_trip_is_exact(line_search_fn):
     a = x0.copy()
     oa = optim.LBFGS([a], lr=0.01 if line_search_fn is None else 1, max_iter=4, history_size=3,
                      line_search_fn=line_search_fn)
-    ca = lambda: (rosen(a), rosen_grad(a))  # noqa: E731
+    ca = lambda: (rosen(a), rosen_grad(a))
     for _ in range(3):
         oa.step(ca)
     sd = oa.state_dict()
@@ -167,9 +167,9 @@ def test_state_dict_round_trip_is_exact(line_search_fn):
 
 def test_loads_a_torch_state_dict():
     """torch's layout (old_dirs = y, old_stps = s, ro, H_diag, ...): continue a torch run."""
-    fg = lambda x: (rosen(x), rosen_grad(x))  # noqa: E731
+    fg = lambda x: (rosen(x), rosen_grad(x))
     x0 = np.array([-1.2, 1.0, 0.5])
-    hp = dict(max_iter=6, history_size=4, line_search_fn="strong_wolfe")
+    hp = {"max_iter": 6, "history_size": 4, "line_search_fn": "strong_wolfe"}
     xt = torch.tensor(x0.copy(), requires_grad=True)
     topt = torch.optim.LBFGS([xt], **hp)
 
@@ -210,7 +210,7 @@ def test_push_and_direction_kernels_match_reference(n, k, dtype):
     np.testing.assert_array_equal(yn, g0 - pg0)
     np.testing.assert_array_equal(sn, (dtype(t) * d).astype(dtype))
     np.testing.assert_array_equal(pg, g0)
-    f = lambda a: a.astype(np.float64)  # noqa: E731
+    f = lambda a: a.astype(np.float64)
     pairs = []
     for j in range(k):
         pairs += [(sn, Y[j]), (yn, S[j]), (yn, Y[j]), (g, S[j]), (g, Y[j])]
@@ -309,9 +309,9 @@ def test_nan_mid_line_search_restores_the_iterate():
 
 
 @pytest.mark.parametrize("kw,exc,match", [
-    (dict(lr=-1.0), ValueError, "lr"), (dict(history_size=0), ValueError, "history_size"),
-    (dict(max_iter=0), ValueError, "max_iter"), (dict(line_search_fn="armijo"), ValueError, "line_search_fn"),
-    (dict(tolerance_grad=float("nan")), ValueError, "tolerance_grad"), (dict(max_eval=1.5), TypeError, "max_eval"),
+    ({"lr": -1.0}, ValueError, "lr"), ({"history_size": 0}, ValueError, "history_size"),
+    ({"max_iter": 0}, ValueError, "max_iter"), ({"line_search_fn": "armijo"}, ValueError, "line_search_fn"),
+    ({"tolerance_grad": float("nan")}, ValueError, "tolerance_grad"), ({"max_eval": 1.5}, TypeError, "max_eval"),
 ])
 def test_bad_hyper_parameters(kw, exc, match):
     with pytest.raises(exc, match=match):

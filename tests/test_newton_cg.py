@@ -88,14 +88,14 @@ def test_cg_on_the_mlp_ggn():
 
 
 @pytest.mark.parametrize("kw,exc,match", [
-    (dict(precond_diag=np.r_[1.0, 0.0, 1.0]), ValueError, "precond_diag: must be positive"),
-    (dict(precond_diag=np.r_[1.0, np.nan, 1.0]), ValueError, "precond_diag"),
-    (dict(precond_diag=np.ones(2)), ValueError, "precond_diag: expected shape"),
-    (dict(M=-np.eye(3)), ValueError, "M: the preconditioner is not positive definite"),
-    (dict(M=np.eye(3), precond_diag=np.ones(3)), ValueError, "at most one"),
-    (dict(damping=-1.0), ValueError, "damping"), (dict(rtol=float("nan")), ValueError, "rtol"),
-    (dict(maxiter=-1), ValueError, "maxiter"), (dict(x0=np.ones(4)), ValueError, "x0"),
-    (dict(callback=3), TypeError, "callback"),
+    ({"precond_diag": np.r_[1.0, 0.0, 1.0]}, ValueError, "precond_diag: must be positive"),
+    ({"precond_diag": np.r_[1.0, np.nan, 1.0]}, ValueError, "precond_diag"),
+    ({"precond_diag": np.ones(2)}, ValueError, "precond_diag: expected shape"),
+    ({"M": -np.eye(3)}, ValueError, "M: the preconditioner is not positive definite"),
+    ({"M": np.eye(3), "precond_diag": np.ones(3)}, ValueError, "at most one"),
+    ({"damping": -1.0}, ValueError, "damping"), ({"rtol": float("nan")}, ValueError, "rtol"),
+    ({"maxiter": -1}, ValueError, "maxiter"), ({"x0": np.ones(4)}, ValueError, "x0"),
+    ({"callback": 3}, TypeError, "callback"),
 ])
 def test_cg_bad_input(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -132,7 +132,7 @@ def test_newton_cg_levenberg_marquardt_raises_damping_on_a_bad_model():
     # f = sum x^4 / 4: at x = 1 the quadratic model overshoots toward 0 less than the quartic...
     # use a wrong curvature (10x too small): the step overshoots, rho < 1/4, damping goes up
     x = np.array([1.0, -2.0])
-    f = lambda: (float(np.sum(x ** 2)), 2 * x)  # noqa: E731
+    f = lambda: (float(np.sum(x ** 2)), 2 * x)
     opt = optim.NewtonCG([x], hessian.from_hvp(lambda v: 0.2 * v, 2), damping=1e-3, warm_start=0.0)
     opt.step(f)
     assert opt.last["rho"] < 0.25 and opt.param_groups[0]["damping"] == pytest.approx(1.5e-3)
@@ -201,13 +201,13 @@ def test_newton_cg_preconditioner_and_state_dict():
 
 
 @pytest.mark.parametrize("kw,exc,match", [
-    (dict(damping=0.0), ValueError, "damping"), (dict(lr=-1.0), ValueError, "lr"),
-    (dict(max_cg_iter=0), ValueError, "max_cg_iter"), (dict(cg_tol=2.0), ValueError, "cg_tol"),
-    (dict(warm_start=1.5), ValueError, "warm_start"), (dict(curvature=3), TypeError, "curvature"),
-    (dict(preconditioner="diag"), TypeError, "preconditioner"),
+    ({"damping": 0.0}, ValueError, "damping"), ({"lr": -1.0}, ValueError, "lr"),
+    ({"max_cg_iter": 0}, ValueError, "max_cg_iter"), ({"cg_tol": 2.0}, ValueError, "cg_tol"),
+    ({"warm_start": 1.5}, ValueError, "warm_start"), ({"curvature": 3}, TypeError, "curvature"),
+    ({"preconditioner": "diag"}, TypeError, "preconditioner"),
 ])
 def test_newton_cg_bad_hyper_parameters(kw, exc, match):
-    args = dict(curvature=hessian.from_hvp(lambda v: v, 3))
+    args = {"curvature": hessian.from_hvp(lambda v: v, 3)}
     args.update(kw)
     with pytest.raises(exc, match=match):
         optim.NewtonCG([np.zeros(3)], **args)

@@ -29,7 +29,7 @@ def sam_reference(w, grad, steps, rho, lr, momentum, eps=1e-12):
 def test_sam_matches_the_reference(mlp):
     model, x, y = mlp
     w0 = model.init_params(seed=1)
-    grad = lambda w: model.loss_and_grad(w, x, y)[1]  # noqa: E731
+    grad = lambda w: model.loss_and_grad(w, x, y)[1]
     want = sam_reference(w0, grad, 6, rho=0.1, lr=0.2, momentum=0.9)
     p = w0.copy()
     opt = optim.SAM(optim.SGD([p], lr=0.2, momentum=0.9), rho=0.1)
@@ -58,7 +58,7 @@ def test_rho_zero_is_the_wrapped_optimizer_bit_for_bit(mlp, base):
     w0 = model.init_params(seed=3)
     w0[:5] = -0.0  # signed zeros survive (w + 0 g would make them +0)
     a, b = w0.copy(), w0.copy()
-    hp = dict(lr=1e-2)
+    hp = {"lr": 1e-2}
     plain = getattr(optim, base)([a], **hp)
     sam = optim.SAM(getattr(optim, base)([b], **hp), rho=0.0)
     for _ in range(5):
@@ -71,7 +71,7 @@ def test_sam_over_groups_and_arrays_uses_the_global_norm():
     rng = np.random.default_rng(0)
     ps = [rng.standard_normal(5), rng.standard_normal((3, 4)), rng.standard_normal(1)]
     targets = [rng.standard_normal(p.shape) for p in ps]
-    grad = lambda qs: [q - t for q, t in zip(qs, targets)]  # noqa: E731
+    grad = lambda qs: [q - t for q, t in zip(qs, targets)]
     base = optim.SGD([{"params": ps[:2], "lr": 0.1}, {"params": ps[2:], "lr": 0.5}])
     opt = optim.SAM(base, rho=0.3)
     w = [p.copy() for p in ps]
@@ -138,7 +138,7 @@ def test_sam_bad_input_writes_nothing():
 def test_sam_state_dict_round_trip():
     p = np.array([1.0, -2.0])
     opt = optim.SAM(optim.Adam([p], lr=0.1), rho=0.2)
-    f = lambda: (float(p @ p), 2 * p)  # noqa: E731
+    f = lambda: (float(p @ p), 2 * p)
     opt.step(f)
     q = p.copy()
     opt2 = optim.SAM(optim.Adam([q], lr=0.1), rho=0.9)

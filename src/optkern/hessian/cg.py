@@ -121,7 +121,7 @@ def cg(A, b, x0=None, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | N
     tol = max(rtol * math.sqrt(_dot(xp, bv, bv)), atol)
     rnorm = math.sqrt(_dot(xp, r, r))
     p = None
-    result = dict(negative_curvature=False, info=maxiter, iterations=0)
+    result = {"negative_curvature": False, "info": maxiter, "iterations": 0}
     if rnorm <= tol:
         result["info"] = 0
     else:

@@ -66,7 +66,7 @@ class LBFGS:
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
         if isinstance(params[0], dict):
-            raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")
+            raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")  # noqa: TRY004
         self.defaults = dict(group)
         mod = _backend.backend(("params", params))
         for i, p in enumerate(params):
@@ -271,7 +271,7 @@ class LBFGS:
             if wolfe:
                 first = [True]
 
-                def obj_func(tt):
+                def obj_func(tt, first=first):
                     self._move(tt, save=first[0])
                     first[0] = False
                     f, gn, _, _ = self._evaluate_or_restore(closure, copy=True)

@@ -64,9 +64,9 @@ class NewtonCG:
         self.curvature = curvature
         self.preconditioner = preconditioner
         self.reuse_trial_gradient = bool(reuse_trial_gradient)
-        group = dict(params=list(params), lr=lr, damping=damping, max_cg_iter=max_cg_iter, cg_tol=cg_tol,
-                     precond_exponent=precond_exponent, warm_start=warm_start, boost=boost, drop=drop,
-                     min_damping=min_damping, max_damping=max_damping)
+        group = {"params": list(params), "lr": lr, "damping": damping, "max_cg_iter": max_cg_iter, "cg_tol": cg_tol,
+                     "precond_exponent": precond_exponent, "warm_start": warm_start, "boost": boost, "drop": drop,
+                     "min_damping": min_damping, "max_damping": max_damping}
         self._check(group)
         self.param_groups = [group]
         self.num_grad_evals = 0
@@ -185,8 +185,8 @@ class NewtonCG:
         else:
             self._set(w)
         self._p = p
-        self.last = dict(rho=rho, damping=lam, accepted=accepted, cg_iterations=res.iterations, cg_info=res.info,
-                         negative_curvature=res.negative_curvature, loss=loss, new_loss=new_loss)
+        self.last = {"rho": rho, "damping": lam, "accepted": accepted, "cg_iterations": res.iterations, "cg_info": res.info,
+                         "negative_curvature": res.negative_curvature, "loss": loss, "new_loss": new_loss}
         return loss
 
     def state_dict(self) -> dict:
