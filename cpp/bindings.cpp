@@ -16,6 +16,8 @@ void register_nn(py::module_& m);          // nn.cpp
 void register_linalg(py::module_& m);      // linalg.cpp
 void register_regularize(py::module_& m);  // regularize.cpp
 void register_step_checks(py::module_& m); // step_checks.cpp
+void register_lbfgs(py::module_& m);       // lbfgs.cpp
+void register_sam(py::module_& m);         // sam.cpp
 }  // namespace optkern
 
 #ifndef OPTKERN_VERSION
@@ -64,4 +66,6 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_linalg(m);
   optkern::register_regularize(m);
   optkern::register_step_checks(m);
+  optkern::register_lbfgs(m);
+  optkern::register_sam(m);
 }

@@ -13,6 +13,8 @@ void register_dropout(py::module_& m);     // dropout.cu
 void register_nn(py::module_& m);          // nn.cu
 void register_linalg(py::module_& m);      // linalg.cu
 void register_regularize(py::module_& m);  // regularize.cu
+void register_lbfgs(py::module_& m);       // lbfgs.cu
+void register_sam(py::module_& m);         // sam.cu
 }  // namespace optkern
 
 static int device_count() {
@@ -35,4 +37,6 @@ PYBIND11_MODULE(_cuda, m) {
   optkern::register_nn(m);
   optkern::register_linalg(m);
   optkern::register_regularize(m);
+  optkern::register_lbfgs(m);
+  optkern::register_sam(m);
 }

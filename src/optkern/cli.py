@@ -100,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress output (the report's path is still printed)")
 
     b = sub.add_parser("bench", help="benchmark optkern against PyTorch (optimizers, normalization, HVP)")
-    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "all", "dist"],
-                   help="dist: data-parallel / ZeRO-1 communication, run under mpiexec -n N (not in 'all')")
+    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "second", "all", "dist"],
+                   help="second: L-BFGS / Newton-CG / SAM; dist: data-parallel / ZeRO-1 communication, run under "
+                        "mpiexec -n N (neither is in 'all')")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")

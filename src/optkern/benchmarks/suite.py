@@ -1,15 +1,16 @@
 """``optkern bench``: run the suites, print one table, optionally write JSON.
 
-    optkern bench [optim|norm|hvp|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
+    optkern bench [optim|norm|hvp|second|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
 """
 from __future__ import annotations
 
 import sys
 
-from . import env, hvp, norm, optim
+from . import env, hvp, norm, optim, second_order
 from .timing import format_table, write_json
 
-SUITES = {"optim": optim.run, "norm": norm.run, "hvp": hvp.run}
+SUITES = {"optim": optim.run, "norm": norm.run, "hvp": hvp.run, "second": second_order.run}
+ALL = ("optim", "norm", "hvp")  # `all`; `second` (minutes, GBs of L-BFGS history) runs by name
 
 LEGEND = """\
 optkern ms, best torch ms: medians after warm-up ({clock}); ±: inter-quartile range / median.
@@ -37,7 +38,7 @@ def main(args) -> int:
     device = args.device
     if device == "cuda":
         env.require_cuda()
-    suites = list(SUITES) if args.suite == "all" else [args.suite]
+    suites = list(ALL) if args.suite == "all" else [args.suite]
     with env.threads(args.threads) as n:
         return _run_and_report(args, suites, n)
 

@@ -6,13 +6,14 @@ vectors: ``trace`` (Hutchinson, Hutch++), ``lanczos``, ``top_eigenvalues``,
 ``power_iteration``, ``spectral_density`` (stochastic Lanczos quadrature) and
 ``gradient_concentration``.
 """
+from .cg import CGResult, cg
 from .density import SpectralDensity, gradient_concentration, spectral_density
 from .lanczos import EigenResult, PowerResult, lanczos, power_iteration, top_eigenvalues
 from .operators import CurvatureOperator, as_operator, from_grad, from_hvp, from_mlp, with_progress
 from .trace import TraceResult, trace
 
 __all__ = [
-    "CurvatureOperator", "EigenResult", "PowerResult", "SpectralDensity", "TraceResult", "as_operator",
+    "CGResult", "cg", "CurvatureOperator", "EigenResult", "PowerResult", "SpectralDensity", "TraceResult", "as_operator",
     "from_grad", "from_hvp", "from_mlp", "gradient_concentration", "lanczos", "power_iteration",
     "spectral_density", "top_eigenvalues", "trace", "with_progress",
 ]

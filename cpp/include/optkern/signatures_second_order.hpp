@@ -1,0 +1,41 @@
+// Python signatures of the L-BFGS and SAM kernels that optkern._cpu and optkern._cuda both
+// export (cpp/lbfgs.cpp, cpp/sam.cpp, cuda/lbfgs.cu, cuda/sam.cu): written once, so the two
+// modules cannot drift apart. Vectors are 1-D; the history is two lists S, Y of
+// 1-D rows (pairs), oldest first.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace optkern {
+namespace sig {
+namespace py = pybind11;
+using py::arg;
+
+template <class Push, class Dir, class Move, class Stats>
+void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
+  m.def("lbfgs_push_", push, arg("S"), arg("Y"), arg("s_new"), arg("y_new"), arg("g"), arg("prev_g"), arg("d"),
+        arg("t"), arg("out"),
+        "One pass over the history (lists S, Y of k rows, oldest first): y_new = g - prev_g, s_new = t d, "
+        "prev_g = g, and into out (float64, 5 k + 4): for each row j s_new.y_j, y_new.s_j, y_new.y_j, g.s_j, "
+        "g.y_j; then "
+        "y_new.s_new, y_new.y_new, g.s_new, g.y_new. Deterministic (fixed blocking, float64 sums).");
+  m.def("lbfgs_direction_", direction, arg("S"), arg("Y"), arg("coef_s"), arg("coef_y"), arg("g"),
+        arg("g_scale"), arg("d"), arg("out"),
+        "One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in the "
+        "array type); out[0] = g.d, out[1] = max |d| (float64).");
+  m.def("lbfgs_move_", move, arg("params"), arg("x"), arg("d"), arg("t"), arg("save"),
+        "Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; "
+        "save=False: p = x + t d.");
+  m.def("lbfgs_stats", stats, arg("g"), arg("out"), "out[0] = max |g|, out[1] = sum |g| (float64).");
+}
+
+template <class Perturb, class Restore>
+void sam(py::module_& m, Perturb perturb, Restore restore) {
+  m.def("sam_perturb_", perturb, arg("params"), arg("grads"), arg("backups"), arg("rho"), arg("eps"),
+        arg("out"),
+        "SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) "
+        "(0 when rho = 0), backups = params, params += scale grads; two passes, one call.");
+  m.def("sam_restore_", restore, arg("params"), arg("backups"), "params = backups (SAM's return to w).");
+}
+
+}  // namespace sig
+}  // namespace optkern

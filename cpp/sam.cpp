@@ -1,0 +1,71 @@
+// Sharpness-aware minimization's two extra passes (Foret et al. 2021), over many arrays in one
+// call each: the ascent step  backup = w, w += rho g / (||g|| + eps)  (the global norm first,
+// deterministic, then one fused pass) and the return  w = backup  (exact: the descent step
+// starts from the very bits of w).
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+#include "optkern/multi_tensor.hpp"
+#include "optkern/rules/second_order.hpp"
+#include "optkern/signatures_second_order.hpp"
+
+namespace optkern {
+namespace {
+
+double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out) {
+  if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
+  if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
+  const py::dtype dt = list_dtype(params, "params");
+  const Lists L = gather_lists(params, grads, {{"backups", backups, false}}, dt);
+  double* buf = scalar_buffer(out, "out", true);
+  const ArrayList b = scalar_as_list(buf, size_t(dt.itemsize()));
+  check_no_overlap({{"params", &L.p, true}, {"grads", &L.g, false}, {"backups", &L.s[0], true}, {"out", &b, true}},
+                   size_t(dt.itemsize()));
+  double norm = 0.0;
+  dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    norm = std::sqrt(sum_lists<T>([](T a, T) { return double(a) * double(a); }, L.g, L.g));
+    const T scale = T(rules::sam_scale(rho, norm, eps));
+    const auto chunks = make_chunks(L.p.size);
+    py::gil_scoped_release nogil;
+    for_each_chunk(chunks, total_size(L.p.size), [&](const Chunk& c) {
+      T* OK_RESTRICT p = L.p.ptr<T>(size_t(c.tensor)) + c.start;
+      const T* OK_RESTRICT g = L.g.ptr<T>(size_t(c.tensor)) + c.start;
+      T* OK_RESTRICT bk = L.s[0].ptr<T>(size_t(c.tensor)) + c.start;
+      if (scale == T(0)) {  // rho = 0: w stays bitwise (w + 0 g would turn -0 into +0, NaN g into NaN)
+        for (int64_t i = 0; i < c.len; ++i) bk[i] = p[i];
+        return;
+      }
+#pragma omp simd
+      for (int64_t i = 0; i < c.len; ++i) rules::sam_perturb(p[i], g[i], bk[i], scale);
+    });
+  });
+  *buf = norm;
+  return norm;
+}
+
+void sam_restore(py::handle params, py::handle backups) {
+  const py::dtype dt = list_dtype(params, "params");
+  const ArrayList P = gather(params, "params", dt, true);
+  const ArrayList B = gather(backups, "backups", dt, false, &P.size);
+  check_no_overlap({{"params", &P, true}, {"backups", &B, false}}, size_t(dt.itemsize()));
+  dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const auto chunks = make_chunks(P.size);
+    py::gil_scoped_release nogil;
+    for_each_chunk(chunks, total_size(P.size), [&](const Chunk& c) {
+      T* OK_RESTRICT p = P.ptr<T>(size_t(c.tensor)) + c.start;
+      const T* OK_RESTRICT bk = B.ptr<T>(size_t(c.tensor)) + c.start;
+#pragma omp simd
+      for (int64_t i = 0; i < c.len; ++i) p[i] = bk[i];
+    });
+  });
+}
+
+}  // namespace
+
+void register_sam(py::module_& m) { sig::sam(m, &sam_perturb, &sam_restore); }
+
+}  // namespace optkern

@@ -1,0 +1,422 @@
+// L-BFGS on CuPy arrays, same contract as cpp/lbfgs.cpp (rules/second_order.hpp explains the
+// coefficient-space two-loop recursion). Per step: push (one kernel writes the new pair, one
+// reads every history row once for all the inner products, one adds the block partials in
+// order) and direction (one kernel, plus the ordered sum of g.d and max |d|). Nothing
+// synchronizes per history entry: the host reads the few inner products once per step (the
+// Python side needs them for torch's s.y > 1e-10 test). Deterministic: the column blocking
+// depends on n only and every sum runs in a fixed order.
+#include <cuda_runtime.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda_arrays.hpp"
+#include "nn_checks.cuh"
+#include "optkern/rules/second_order.hpp"
+#include "optkern/signatures_second_order.hpp"
+
+namespace optkern {
+namespace {
+namespace nc = nncheck_cuda;
+namespace rs = rules;
+
+constexpr int kThreads = 256;
+constexpr int kRows = 4;  // history rows per block of the dots kernel (5 kRows accumulators per thread)
+
+inline int64_t num_blocks(int64_t n, int64_t per, int64_t max_blocks) {
+  const int64_t b = (n + per - 1) / per;
+  return b < 1 ? 1 : (b > max_blocks ? max_blocks : b);
+}
+
+// Fixed-tree sum (or NaN-sticky max) of one value per thread; all threads get the result.
+template <bool Max> __device__ double block_reduce(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      const double a = sh[threadIdx.x], b = sh[threadIdx.x + s];
+      sh[threadIdx.x] = Max ? ((b > a || b != b) ? b : a) : a + b;
+    }
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+// y_new = g - prev_g, s_new = t d, prev_g = g.
+template <class T>
+__global__ void new_pair_kernel(T* __restrict__ sn, T* __restrict__ yn, const T* __restrict__ g, T* __restrict__ pg,
+                                const T* __restrict__ d, T t, int64_t n) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    const T gj = g[j];
+    yn[j] = gj - pg[j];
+    sn[j] = t * d[j];
+    pg[j] = gj;
+  }
+}
+
+// Block (b, r) covers columns of segment b and history rows kRows r .. kRows r + kRows - 1; the
+// last row group (r == groups - 1 when it holds no history row) takes the new pair's own dots.
+// part[q * nb + b] = the partial of dot q over segment b.
+template <class T>
+__global__ void dots_kernel(const T* const* __restrict__ S, const T* const* __restrict__ Y, const T* __restrict__ sn,
+                            const T* __restrict__ yn, const T* __restrict__ g, double* __restrict__ part, int64_t n,
+                            int64_t nb, int64_t k) {
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const int64_t r0 = int64_t(blockIdx.y) * kRows;
+  if (r0 >= k) {  // the self group
+    double acc[rs::kPushSelf] = {0.0, 0.0, 0.0, 0.0};
+    for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+      const double s = sn[j], y = yn[j], gg = g[j];
+      acc[rs::kYS] += y * s;
+      acc[rs::kYY] += y * y;
+      acc[rs::kGS] += gg * s;
+      acc[rs::kGY] += gg * y;
+    }
+    for (int q = 0; q < rs::kPushSelf; ++q) {
+      const double v = block_reduce<false>(acc[q], sh);
+      if (threadIdx.x == 0) part[(rs::kPushPerRow * k + q) * nb + b] = v;
+    }
+    return;
+  }
+  const int rows = int(k - r0 < kRows ? k - r0 : kRows);
+  double acc[kRows][rs::kPushPerRow] = {};
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double s = sn[j], y = yn[j], gg = g[j];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (i < rows) {
+        const double sj = S[r0 + i][j], yj = Y[r0 + i][j];
+        acc[i][rs::kSnewYj] += s * yj;
+        acc[i][rs::kYnewSj] += y * sj;
+        acc[i][rs::kYnewYj] += y * yj;
+        acc[i][rs::kGSj] += gg * sj;
+        acc[i][rs::kGYj] += gg * yj;
+      }
+    }
+  }
+  for (int i = 0; i < rows; ++i)
+    for (int q = 0; q < rs::kPushPerRow; ++q) {
+      const double v = block_reduce<false>(acc[i][q], sh);
+      if (threadIdx.x == 0) part[((r0 + i) * rs::kPushPerRow + q) * nb + b] = v;
+    }
+}
+
+// out[q] = sum_b part[q * nb + b] in block order (Max: NaN-sticky max for q == 1 of the direction).
+__global__ void sum_parts_kernel(const double* __restrict__ part, double* __restrict__ out, int64_t Q, int64_t nb,
+                                 int64_t max_row) {
+  const int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (q >= Q) return;
+  double s = 0.0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const double v = part[q * nb + b];
+    s = q == max_row ? ((v > s || v != v) ? v : s) : s + v;
+  }
+  out[q] = s;
+}
+
+// d = g_scale g + sum_j cy_j Y_j + cs_j S_j (accumulated in T); part: g.d and max |d| per block.
+template <class T>
+__global__ void direction_kernel(const T* const* __restrict__ S, const T* const* __restrict__ Y,
+                                 const double* __restrict__ cs, const double* __restrict__ cy,
+                                 const T* __restrict__ g, double g_scale, T* __restrict__ d,
+                                 double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double gd = 0.0, m = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double gj = g[j];
+    T acc = T(g_scale) * g[j];  // in T, as on the CPU
+    for (int64_t i = 0; i < k; ++i) acc += T(cy[i]) * Y[i][j] + T(cs[i]) * S[i][j];
+    const T v = acc;
+    d[j] = v;
+    gd += gj * double(v);
+    const double a = fabs(double(v));
+    m = (a > m || a != a) ? a : m;
+  }
+  gd = block_reduce<false>(gd, sh);
+  m = block_reduce<true>(m, sh);
+  if (threadIdx.x == 0) {
+    part[b] = gd;
+    part[nb + b] = m;
+  }
+}
+
+// p = x + t d (save: x = p first), over one array at `offset` in the flat x, d.
+template <class T>
+__global__ void move_kernel(T* __restrict__ p, T* __restrict__ x, const T* __restrict__ d, T t, int64_t n, bool save) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    if (save) {
+      const T v = p[j];
+      x[j] = v;
+      p[j] = rs::move(v, d[j], t);
+    } else {
+      p[j] = rs::move(x[j], d[j], t);
+    }
+  }
+}
+
+// part: max |g| and sum |g| per block.
+template <class T>
+__global__ void stats_kernel(const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb) {
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double m = 0.0, s = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double a = fabs(double(g[j]));
+    m = (a > m || a != a) ? a : m;
+    s += a;
+  }
+  m = block_reduce<true>(m, sh);
+  s = block_reduce<false>(s, sh);
+  if (threadIdx.x == 0) {
+    part[b] = m;
+    part[nb + b] = s;
+  }
+}
+
+// ---- argument checks ---------------------------------------------------------------------
+
+struct Vec {
+  const char* name;
+  char* ptr;
+  int64_t bytes;
+  bool written;
+};
+
+struct Hist {
+  DType dt;
+  int dev = -1;
+  int64_t n = 0;
+  DeviceList S, Y;
+  int64_t k() const { return int64_t(S.count()); }
+};
+
+Hist check_history(py::handle S, py::handle Y, py::handle like, const char* like_name) {
+  Hist h;
+  h.dt = nc::float_dtype(like, like_name);
+  const auto shape = nc::shape_of(like);
+  if (shape.size() != 1) throw py::value_error(std::string(like_name) + ": expected a 1-D array");
+  h.n = shape[0];
+  std::vector<int64_t> sizes;
+  h.S = gather_device(S, "S", h.dt, false, h.dev);
+  sizes.assign(h.S.count(), h.n);
+  for (size_t j = 0; j < h.S.count(); ++j)
+    if (h.S.size[j] != h.n)
+      throw py::value_error(item_name("S", j) + ": expected " + std::to_string(h.n) + " elements, got " +
+                            std::to_string(h.S.size[j]));
+  h.Y = gather_device(Y, "Y", h.dt, false, h.dev, &sizes);
+  return h;
+}
+
+Vec vec(const Hist& h, py::handle a, const char* name, bool written, int& dev) {
+  char* p = check_device_array(a, name, h.dt, written, h.n, dev);
+  nc::expect_shape(a, name, {h.n});
+  return {name, p, h.n * int64_t(dtype_size(h.dt)), written};
+}
+
+Vec out_buffer(py::handle a, const char* name, int64_t need, int& dev) {
+  char* p = check_device_array(a, name, DType::f64, true, -1, dev);
+  const auto s = nc::shape_of(a);
+  if (s.size() != 1 || s[0] < need)
+    throw py::value_error(std::string(name) + ": expected a 1-D float64 array of at least " + std::to_string(need) +
+                          " elements");
+  return {name, p, s[0] * 8, true};
+}
+
+// No written vector shares memory with any other array (history rows included).
+void check_disjoint(const Hist& h, const std::vector<Vec>& vs) {
+  std::vector<DeviceList> singles(vs.size());
+  std::vector<NamedDeviceList> all{{"S", &h.S, false}, {"Y", &h.Y, false}};
+  for (size_t i = 0; i < vs.size(); ++i) {
+    singles[i].data.push_back(vs[i].ptr);
+    singles[i].size.push_back((vs[i].bytes + 7) / 8);  // `single` spans count 8-byte units
+    all.push_back({vs[i].name, &singles[i], vs[i].written, true});
+  }
+  check_no_overlap(all, dtype_size(h.dt));
+}
+
+// Row pointers (and coefficients) in stream-ordered scratch memory.
+template <class X> X* upload(const std::vector<X>& v, void* scratch, cudaStream_t s) {
+  if (!v.empty())
+    check_cuda(cudaMemcpyAsync(scratch, v.data(), v.size() * sizeof(X), cudaMemcpyHostToDevice, s), "upload");
+  return static_cast<X*>(scratch);
+}
+
+template <class T> std::vector<const T*> row_ptrs(const DeviceList& l) {
+  std::vector<const T*> r;
+  for (size_t j = 0; j < l.count(); ++j) r.push_back(l.ptr<T>(j));
+  return r;
+}
+
+size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// ---- bindings ------------------------------------------------------------------------------
+
+void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h, py::handle g_h, py::handle pg_h,
+                py::handle d_h, double t, py::handle out_h) {
+  Hist h = check_history(S_h, Y_h, g_h, "g");
+  int dev = h.dev;
+  const Vec g = vec(h, g_h, "g", false, dev), pg = vec(h, pg_h, "prev_g", true, dev);
+  const Vec sn = vec(h, sn_h, "s_new", true, dev), yn = vec(h, yn_h, "y_new", true, dev);
+  const Vec d = vec(h, d_h, "d", false, dev);
+  if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
+  const int64_t k = h.k(), Q = rs::kPushPerRow * k + rs::kPushSelf;
+  const Vec out = out_buffer(out_h, "out", Q, dev);
+  check_disjoint(h, {sn, yn, g, pg, d, out});
+  require_current_device(dev, "g");
+  cudaStream_t s = current_stream();
+  const int64_t n = h.n, nb = num_blocks(n, 16384, 512);
+  const int64_t groups = (k + kRows - 1) / kRows + 1;
+  if (groups > 65535) throw py::value_error("S: too many history rows for one launch");
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const auto sp = row_ptrs<T>(h.S), yp = row_ptrs<T>(h.Y);
+    const size_t ptr_bytes = padded(sizeof(T*) * size_t(k > 0 ? k : 1));
+    const size_t bytes = 2 * ptr_bytes + sizeof(double) * size_t(Q * nb);
+    char* scratch = static_cast<char*>(Scratch::alloc(bytes, dev, s));
+    const T* const* Sd = upload(sp, scratch, s);
+    const T* const* Yd = upload(yp, scratch + ptr_bytes, s);
+    double* part = reinterpret_cast<double*>(scratch + 2 * ptr_bytes);
+    const int grid = int(num_blocks(n, kThreads * 8, 4096));
+    if (n > 0) {
+      new_pair_kernel<T><<<grid, kThreads, 0, s>>>((T*)sn.ptr, (T*)yn.ptr, (const T*)g.ptr, (T*)pg.ptr,
+                                                   (const T*)d.ptr, T(t), n);
+      dots_kernel<T><<<dim3(unsigned(nb), unsigned(groups)), kThreads, 0, s>>>(Sd, Yd, (const T*)sn.ptr,
+                                                                              (const T*)yn.ptr, (const T*)g.ptr,
+                                                                              part, n, nb, k);
+    } else {
+      check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(Q * nb), s), "lbfgs_push_");
+    }
+    sum_parts_kernel<<<unsigned((Q + kThreads - 1) / kThreads), kThreads, 0, s>>>(part, (double*)out.ptr, Q, nb, -1);
+    check_launch("lbfgs_push_");
+    Scratch::release(scratch, dev, s);
+  };
+  py::gil_scoped_release nogil;
+  if (h.dt == DType::f32) run(float{});
+  else run(double{});
+}
+
+void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std::vector<double> cy, py::handle g_h,
+                     double g_scale, py::handle d_h, py::handle out_h) {
+  Hist h = check_history(S_h, Y_h, g_h, "g");
+  const int64_t k = h.k();
+  if (int64_t(cs.size()) != k || int64_t(cy.size()) != k)
+    throw py::value_error("coef_s, coef_y: expected " + std::to_string(k) + " coefficients each (one per "
+                          "history row), got " + std::to_string(cs.size()) + " and " + std::to_string(cy.size()));
+  for (size_t j = 0; j < cs.size(); ++j)
+    if (!std::isfinite(cs[j]) || !std::isfinite(cy[j]))
+      throw py::value_error("coef_s, coef_y: must be finite (entry " + std::to_string(j) + ")");
+  if (!std::isfinite(g_scale)) throw py::value_error("g_scale: must be finite");
+  int dev = h.dev;
+  const Vec g = vec(h, g_h, "g", false, dev), d = vec(h, d_h, "d", true, dev);
+  const Vec out = out_buffer(out_h, "out", 2, dev);
+  check_disjoint(h, {g, d, out});
+  require_current_device(dev, "g");
+  cudaStream_t s = current_stream();
+  const int64_t n = h.n, nb = num_blocks(n, 16384, 1024);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const auto sp = row_ptrs<T>(h.S), yp = row_ptrs<T>(h.Y);
+    const size_t ptr_bytes = padded(sizeof(T*) * size_t(k > 0 ? k : 1));
+    const size_t coef_bytes = padded(sizeof(double) * size_t(k > 0 ? k : 1));
+    const size_t bytes = 2 * ptr_bytes + 2 * coef_bytes + sizeof(double) * size_t(2 * nb);
+    char* scratch = static_cast<char*>(Scratch::alloc(bytes, dev, s));
+    const T* const* Sd = upload(sp, scratch, s);
+    const T* const* Yd = upload(yp, scratch + ptr_bytes, s);
+    const double* csd = upload(cs, scratch + 2 * ptr_bytes, s);
+    const double* cyd = upload(cy, scratch + 2 * ptr_bytes + coef_bytes, s);
+    double* part = reinterpret_cast<double*>(scratch + 2 * ptr_bytes + 2 * coef_bytes);
+    if (n > 0) {
+      direction_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(Sd, Yd, csd, cyd, (const T*)g.ptr, g_scale, (T*)d.ptr,
+                                                            part, n, nb, k);
+    } else {
+      check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(2 * nb), s), "lbfgs_direction_");
+    }
+    sum_parts_kernel<<<1, kThreads, 0, s>>>(part, (double*)out.ptr, 2, nb, 1);
+    check_launch("lbfgs_direction_");
+    Scratch::release(scratch, dev, s);
+  };
+  py::gil_scoped_release nogil;
+  if (h.dt == DType::f32) run(float{});
+  else run(double{});
+}
+
+void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, bool save) {
+  const DType dt = nc::float_dtype(x_h, "x");
+  int dev = -1;
+  const DeviceList P = gather_device(params, "params", dt, true, dev);
+  int64_t n = 0;
+  for (int64_t s : P.size) n += s;
+  char* x = check_device_array(x_h, "x", dt, save, n, dev);
+  char* d = check_device_array(d_h, "d", dt, false, n, dev);
+  if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
+  DeviceList X, D;
+  X.data.push_back(x);
+  X.size.push_back(n);
+  D.data.push_back(d);
+  D.size.push_back(n);
+  check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, dtype_size(dt));
+  if (n == 0) return;
+  require_current_device(dev, "params");
+  cudaStream_t s = current_stream();
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    int64_t off = 0;
+    for (size_t i = 0; i < P.count(); ++i) {
+      const int64_t m = P.size[i];
+      if (m > 0) {
+        const int grid = int(num_blocks(m, kThreads * 8, 4096));
+        move_kernel<T><<<grid, kThreads, 0, s>>>(P.ptr<T>(i), (T*)x + off, (const T*)d + off, T(t), m, save);
+      }
+      off += m;
+    }
+    check_launch("lbfgs_move_");
+  };
+  py::gil_scoped_release nogil;
+  if (dt == DType::f32) run(float{});
+  else run(double{});
+}
+
+void lbfgs_stats(py::handle g_h, py::handle out_h) {
+  const DType dt = nc::float_dtype(g_h, "g");
+  int dev = -1;
+  char* g = check_device_array(g_h, "g", dt, false, -1, dev);
+  const auto shape = nc::shape_of(g_h);
+  int64_t n = 1;
+  for (int64_t v : shape) n *= v;
+  const Vec out = out_buffer(out_h, "out", 2, dev);
+  nc::no_overlap({nc::span("g", g_h, false), nc::span("out", out_h, true)});
+  require_current_device(dev, "g");
+  cudaStream_t s = current_stream();
+  const int64_t nb = num_blocks(n, 16384, 1024);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    double* part = static_cast<double*>(Scratch::alloc(sizeof(double) * size_t(2 * nb), dev, s));
+    if (n > 0) stats_kernel<T><<<unsigned(nb), kThreads, 0, s>>>((const T*)g, part, n, nb);
+    else check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(2 * nb), s), "lbfgs_stats");
+    sum_parts_kernel<<<1, kThreads, 0, s>>>(part, (double*)out.ptr, 2, nb, 0);
+    check_launch("lbfgs_stats");
+    Scratch::release(part, dev, s);
+  };
+  py::gil_scoped_release nogil;
+  if (dt == DType::f32) run(float{});
+  else run(double{});
+}
+
+}  // namespace
+
+void register_lbfgs(py::module_& m) { sig::lbfgs(m, &lbfgs_push, &lbfgs_direction, &lbfgs_move, &lbfgs_stats); }
+
+}  // namespace optkern

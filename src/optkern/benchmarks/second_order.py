@@ -1,0 +1,188 @@
+"""Second-order optimizers: L-BFGS against torch.optim.LBFGS, its fused two-loop passes against
+the bandwidth probe, Newton-CG's CG iteration against one Hessian-vector product, SAM's passes.
+
+L-BFGS rows: one ``step`` (``max_iter=1``: one closure call, one history update, one direction,
+one move) on a separable quadratic ``f = sum a x^2 / 2`` of float32 parameters, history full
+(warmed up), no line search; the closure (``g = a x``, native in each framework) is part of both
+times. History 10 on 16M parameters; history 100 on 2M (16M x 100 would need 2 x 13 GB of
+history for the two optimizers; the VM has 23 GB).
+
+Kernel rows (optkern only, compared with the probe): ``lbfgs_push_`` reads the ``2k`` history rows
+and ``g, prev_g, d`` and writes ``s_new, y_new, prev_g``: ``4n (2k + 6)`` bytes;
+``lbfgs_direction_`` reads ``2k`` rows and ``g`` and writes ``d``: ``4n (2k + 2)`` bytes.
+
+Newton-CG row: MLP 784-256-10 tanh, batch 512, float32, Gauss-Newton products: the time of one
+CG iteration (``hessian.cg`` with ``rtol=0``, 10 iterations, divided by 10) against one product.
+
+SAM row: ``sam_perturb_`` + ``sam_restore_`` (16M float32: the norm reads g; the ascent reads
+p, g and writes p, backup; the return reads backup and writes p: ``4n x 7`` bytes) against torch
+(``_foreach_norm``, ``_foreach_add_``, ``_foreach_copy_`` over the same 200 arrays).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import env, probe
+from .probe import M
+from .timing import Plan, Row, compare, measure, plan_for
+
+SUITE = "second"
+
+
+def _quadratic(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.5, 2.0, n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+
+
+def _ours_lbfgs(n, history):
+    from optkern import optim
+
+    a, x0 = _quadratic(n)
+    x = x0.copy()
+    g = np.empty_like(x)
+
+    def closure():
+        np.multiply(a, x, out=g)
+        return 0.0, g  # the loss is not used without a line search
+
+    opt = optim.LBFGS([x], lr=0.01, max_iter=1, history_size=history, tolerance_grad=0, tolerance_change=0)
+    for _ in range(history + 2):
+        opt.step(closure)
+    return lambda: opt.step(closure)
+
+
+def _torch_lbfgs(torch, n, history):
+    a, x0 = (torch.from_numpy(v) for v in _quadratic(n))
+    x = x0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=0.01, max_iter=1, history_size=history, tolerance_grad=0, tolerance_change=0)
+
+    def closure():
+        with torch.no_grad():
+            if x.grad is None:
+                x.grad = torch.empty_like(x)
+            torch.mul(a, x, out=x.grad)
+        return torch.zeros(())
+
+    for _ in range(history + 2):
+        opt.step(closure)
+    return lambda: opt.step(closure)
+
+
+def _kernels(n, k):
+    """(push, direction) calls on a k-row history of float32 vectors."""
+    from optkern import _backend
+
+    rng = np.random.default_rng(1)
+    S = [rng.standard_normal(n, dtype=np.float32) for _ in range(k)]
+    Y = [rng.standard_normal(n, dtype=np.float32) for _ in range(k)]
+    g, pg, d = (rng.standard_normal(n, dtype=np.float32) for _ in range(3))
+    sn, yn = np.empty_like(g), np.empty_like(g)
+    out, o2 = np.empty(5 * k + 4), np.empty(2)
+    cs, cy = list(rng.standard_normal(k)), list(rng.standard_normal(k))
+    mod = _backend.cpu
+    return (lambda: mod.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.5, out),
+            lambda: mod.lbfgs_direction_(S, Y, cs, cy, g, -1.0, d, o2))
+
+
+def _lbfgs_rows(torch, quick, plan):
+    rows = []
+    for n, hist in ((M if quick else 16 * M, 10), (M // 4 if quick else 2 * M, 100 if not quick else 20)):
+        theirs = {} if torch is None else {"LBFGS": lambda n=n, h=hist: _torch_lbfgs(torch, n, h)}
+        rows.append(compare(SUITE, f"L-BFGS step, history {hist}, {probe.size_label(n)} fp32",
+                            lambda n=n, h=hist: _ours_lbfgs(n, h), theirs, "cpu", plan,
+                            note="incl. closure g = a x"))
+    return rows
+
+
+def _kernel_rows(quick, plan, probe_row):
+    n = M if quick else 16 * M
+    rows = []
+    for k in (10,) if quick else (10, 30):
+        push, direction = _kernels(n, k)
+        for name, fn, nbytes in (("push (pair + all dots)", push, 4 * n * (2 * k + 6)),
+                                 ("direction", direction, 4 * n * (2 * k + 2))):
+            rows.append(Row(SUITE, f"lbfgs {name}, k={k}, {probe.size_label(n)} fp32", measure(fn, "cpu", plan),
+                            nbytes, probe_gbs=probe_row.gbs))
+        del push, direction
+    return rows
+
+
+def _newton_cg_row(quick, plan):
+    from optkern import hessian
+    from optkern.nn import MLP
+
+    batch = 128 if quick else 512
+    model = MLP([784, 256, 10], activation="tanh", dtype=np.float32)
+    rng = np.random.default_rng(0)
+    p = model.init_params(0)
+    x, y = rng.standard_normal((batch, 784), np.float32), rng.integers(0, 10, batch)
+    G = hessian.from_mlp(model, p, x, y, kind="ggn")
+    v = rng.standard_normal(model.num_params).astype(np.float32)
+    iters = 10
+    hvp = measure(lambda: G.matvec(v), "cpu", plan)
+    cg_plan = Plan(warmup=1, min_repeats=3 if quick else 5, max_repeats=10, budget_s=plan.budget_s)
+    t = measure(lambda: hessian.cg(G, v, rtol=0.0, maxiter=iters, damping=1e-3), "cpu", cg_plan)
+    per_iter = type(t)(t.median_ms / iters, t.q1_ms / iters, t.q3_ms / iters, t.repeats)
+    row = Row(SUITE, f"Newton-CG: one CG iteration, MLP 784-256-10 GGN b{batch}", per_iter,
+              note=f"one GGN product {hvp.median_ms:.2f} ms ±{100 * hvp.spread:.0f}%; "
+                   f"CG overhead {100 * (per_iter.median_ms / hvp.median_ms - 1):+.0f}%")
+    return row
+
+
+def _sam_row(torch, quick, plan, probe_row):
+    from optkern import _backend
+
+    n_arrays, n = 200, (M if quick else 16 * M)
+    sizes = [n // n_arrays] * (n_arrays - 1) + [n - (n // n_arrays) * (n_arrays - 1)]
+
+    def ours():
+        rng = np.random.default_rng(2)
+        ps = [rng.standard_normal(s, dtype=np.float32) for s in sizes]
+        gs = [rng.standard_normal(s, dtype=np.float32) for s in sizes]
+        bk = [np.empty_like(q) for q in ps]
+        out = np.zeros(1)
+
+        def run():
+            _backend.cpu.sam_perturb_(ps, gs, bk, 0.05, 1e-12, out)
+            _backend.cpu.sam_restore_(ps, bk)
+
+        return run
+
+    def theirs():
+        ps = [torch.randn(s) for s in sizes]
+        gs = [torch.randn(s) for s in sizes]
+        bk = [torch.empty_like(q) for q in ps]
+
+        def run():
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)))
+            torch._foreach_copy_(bk, ps)
+            torch._foreach_add_(ps, gs, alpha=float(0.05 / (norm + 1e-12)))
+            torch._foreach_copy_(ps, bk)
+
+        return run
+
+    return compare(SUITE, f"SAM perturb + restore, {n_arrays} arrays, {probe.size_label(n)} fp32", ours,
+                   {} if torch is None else {"foreach": theirs}, "cpu", plan, bytes_moved=4 * n * 7,
+                   probe_gbs=probe_row.gbs)
+
+
+def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
+    """The suite on the CPU (the CUDA kernels have no GPU to run on here). Returns a list of ``Row``."""
+    if device == "cuda":  # the CUDA kernels build but have not run on a GPU yet: no GPU rows
+        import sys
+
+        print("optkern bench second: CPU only for now (no GPU rows)", file=sys.stderr)
+        return []
+    env.set_threads(threads)
+    torch = env.torch_for(device)
+    plan = plan_for(quick)
+    first = probe.cpu_rmw(SUITE, M if quick else 16 * M, 1, plan)
+    rows = _lbfgs_rows(torch, quick, plan)
+    rows += _kernel_rows(quick, plan, first)
+    rows.append(_newton_cg_row(quick, plan))
+    rows.append(_sam_row(torch, quick, plan, first))
+    best = probe.faster(first, probe.cpu_rmw(SUITE, M if quick else 16 * M, 1, plan))
+    for r in rows:
+        if r.bytes_moved:
+            r.probe_gbs = best.gbs
+    return [best] + rows

@@ -1,0 +1,158 @@
+"""Conjugate gradients on curvature operators: ``hessian.cg(A, b)`` solves ``(A + damping I) x = b``.
+
+SciPy's ``scipy.sparse.linalg.cg`` contract (``x, info = cg(A, b, x0, rtol=..., atol=..., maxiter=...,
+M=...)``; ``info`` 0 = converged, > 0 = iterations run without converging) on NumPy or CuPy vectors,
+plus what Hessian-free optimization needs: Tikhonov ``damping``, a diagonal preconditioner, and an
+exit on negative curvature (``p.A p <= 0``: an indefinite Hessian; ``info = -1``), returning the
+iterate so far and the offending direction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import _backend
+from .operators import as_operator
+
+
+@dataclass
+class CGResult:
+    """``x`` (the solution or last iterate), ``info`` (0 converged, > 0 iterations without converging,
+    -1 negative curvature), ``iterations``, ``residual_norm`` (of ``b - (A + damping I) x``, from the
+    recursion), ``residual`` (that vector), ``negative_curvature``, ``direction`` (the search direction
+    of the last iteration: the negative-curvature direction when ``info == -1``) and ``num_matvecs``.
+    Unpacks like SciPy's result: ``x, info = hessian.cg(A, b)``."""
+
+    x: Any
+    info: int
+    iterations: int
+    residual_norm: float
+    residual: Any
+    negative_curvature: bool
+    direction: Any
+    num_matvecs: int
+
+    def __iter__(self):
+        yield self.x
+        yield self.info
+
+
+def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
+    if M is not None and precond_diag is not None:
+        raise ValueError("M, precond_diag: give at most one preconditioner")
+    if precond_diag is not None:
+        d = xp.asarray(precond_diag)
+        if d.shape != (n,):
+            raise ValueError(f"precond_diag: expected shape ({n},), got {tuple(d.shape)}")
+        dmin = float(d.min()) if n else 1.0
+        if not (dmin > 0.0) or not math.isfinite(float(d.max())):
+            raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), "
+                             f"min {dmin}")
+        inv = (1.0 / d).astype(dtype)
+        return lambda r: r * inv
+    if M is None:
+        return None
+    if callable(M) and not hasattr(M, "matvec"):
+        return M
+    op = as_operator(M) if not hasattr(M, "matvec") else M
+    return op.matvec
+
+
+def _dot(xp, a, b) -> float:
+    return float(xp.dot(a, b))
+
+
+def cg(A, b, x0=None, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None, M=None,
+       precond_diag=None, damping: float = 0.0, callback: Callable | None = None,
+       stop_on_negative_curvature: bool = True) -> CGResult:
+    """(Preconditioned) conjugate gradients for ``(A + damping I) x = b``.
+
+    Args:
+      A: a ``CurvatureOperator``, a square array, or anything with ``matvec`` and ``shape``.
+      b: right-hand side, shape ``(n,)``.
+      x0: starting point (warm start); zeros by default. Not modified.
+      rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's rule).
+      maxiter: iteration limit (default ``10 n``, like SciPy).
+      M: preconditioner approximating ``(A + damping I)^-1`` (SciPy's meaning): operator, matrix or
+        callable ``r -> M r``; must be SPD (checked through ``r.M r > 0`` at every iteration).
+      precond_diag: or a positive diagonal ``D`` approximating ``A + damping I`` (applied as ``r / D``).
+      damping: ``lambda >= 0`` added to the diagonal.
+      callback: ``callback(xk)`` after each iteration.
+      stop_on_negative_curvature: return at the first direction with ``p.(A + damping I) p <= 0``
+        (else continue, as plain CG does, with no guarantee).
+    """
+    op = as_operator(A)
+    n = op.shape[0]
+    xp = getattr(op, "xp", np)
+    dtype = np.dtype(op.dtype)
+    bv = xp.asarray(b)
+    if bv.shape not in ((n,), (n, 1)):
+        raise ValueError(f"b: expected shape ({n},), got {tuple(bv.shape)}")
+    bv = xp.ascontiguousarray(bv.reshape(n), dtype=dtype)
+    rtol = _backend.nonnegative("rtol", rtol)
+    atol = _backend.nonnegative("atol", atol)
+    damping = _backend.nonnegative("damping", damping)
+    maxiter = 10 * n if maxiter is None else _backend.integer("maxiter", maxiter, lo=0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    if not math.isfinite(float(xp.abs(bv).max())) if n else False:
+        raise ValueError("b: has NaN or Inf entries")
+    precond = _preconditioner(M, precond_diag, n, xp, dtype)
+    matvecs = 0
+
+    def apply(v):
+        nonlocal matvecs
+        matvecs += 1
+        y = op.matvec(v)
+        return y + damping * v if damping else y
+
+    if x0 is None:
+        x = xp.zeros(n, dtype=dtype)
+        r = bv.copy()
+    else:
+        x = xp.asarray(x0)
+        if x.shape not in ((n,), (n, 1)):
+            raise ValueError(f"x0: expected shape ({n},), got {tuple(x.shape)}")
+        x = xp.array(x.reshape(n), dtype=dtype)
+        r = bv - apply(x) if bool(xp.any(x)) else bv.copy()
+    tol = max(rtol * math.sqrt(_dot(xp, bv, bv)), atol)
+    rnorm = math.sqrt(_dot(xp, r, r))
+    p = None
+    result = {"negative_curvature": False, "info": maxiter, "iterations": 0}
+    if rnorm <= tol:
+        result["info"] = 0
+    else:
+        z = precond(r) if precond else r
+        rz = _dot(xp, r, z)
+        if precond and not rz > 0.0:
+            raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz})")
+        p = xp.array(z)
+        for it in range(1, maxiter + 1):
+            Ap = apply(p)
+            pAp = _dot(xp, p, Ap)
+            if not pAp > 0.0 and stop_on_negative_curvature:
+                result.update(negative_curvature=True, info=-1, iterations=it - 1)
+                break
+            alpha = rz / pAp
+            x += alpha * p
+            r -= alpha * Ap
+            rnorm = math.sqrt(_dot(xp, r, r))
+            result["iterations"] = it
+            if callback is not None:
+                callback(x)
+            if rnorm <= tol:
+                result["info"] = 0
+                break
+            z = precond(r) if precond else r
+            rz_new = _dot(xp, r, z)
+            if precond and not rz_new > 0.0:
+                raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_new})")
+            p *= rz_new / rz
+            p += z
+            rz = rz_new
+        else:
+            result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
+    return CGResult(x=x, residual_norm=rnorm, residual=r, direction=p, num_matvecs=matvecs, **result)

@@ -1,0 +1,344 @@
+"""L-BFGS with torch.optim.LBFGS's semantics, its two-loop recursion as two native passes.
+
+Each iteration does what torch's does, in the same order (the same stopping tests, the same
+strong-Wolfe line search, :mod:`._line_search`), but the inverse-Hessian product runs in
+coefficient space (``rules/second_order.hpp``): one native pass adds the new pair and takes
+every inner product the recursion needs, the recursion runs on ``k`` numbers, and a second
+pass forms the direction -- two reads of the history per iteration instead of torch's
+``4 k`` Python-level dot / axpy calls. Results agree with torch to rounding (the sums are
+associated differently), not bit for bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from . import _line_search
+
+_NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
+
+
+def _check_group(g: dict) -> tuple:
+    lr = _backend.nonnegative("lr", g["lr"])
+    max_iter = _backend.integer("max_iter", g["max_iter"], lo=1)
+    max_eval = _backend.integer("max_eval", g["max_eval"], lo=1)
+    tol_grad = _backend.nonnegative("tolerance_grad", g["tolerance_grad"])
+    tol_change = _backend.nonnegative("tolerance_change", g["tolerance_change"])
+    history = _backend.integer("history_size", g["history_size"], lo=1)
+    ls = g["line_search_fn"]
+    if ls not in (None, "strong_wolfe"):
+        raise ValueError(f"line_search_fn: expected None or 'strong_wolfe', got {ls!r}")
+    return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
+
+
+class LBFGS:
+    """L-BFGS (``torch.optim.LBFGS``'s algorithm and defaults) over NumPy or CuPy arrays.
+
+    Args:
+      params: a list of float32/float64 arrays (one group; updated in place).
+      lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn:
+        as in torch (``max_eval`` defaults to ``max_iter * 5 // 4``; ``line_search_fn`` is
+        None or ``"strong_wolfe"``).
+
+    ``step(closure)``: ``closure()`` computes the loss and gradients at the current values of
+    the params and returns ``(loss, grads)`` (grads: a list matching params, or one array when
+    there is one param). It runs up to ``max_iter`` iterations and returns the first loss.
+    A closure returning the wrong kind, shape or dtype, or a NaN/Inf loss or gradient, raises
+    TypeError/ValueError naming ``closure``; the params are then put back to the last iterate
+    (on the first evaluation of a step: nothing has been written). The closure may reuse its
+    gradient buffers between calls.
+
+    Memory: ``2 (history_size + 1) + 3`` vectors of the parameter size (torch: about the same).
+    """
+
+    def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
+                 history_size=100, line_search_fn=None):
+        if max_eval is None:
+            max_eval = _backend.integer("max_iter", max_iter, lo=1) * 5 // 4
+        group = dict(zip(_NAMES, (lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size,
+                                  line_search_fn)))
+        _check_group(group)
+        if isinstance(params, dict):
+            raise TypeError("params: expected a list of arrays, got a dict")
+        params = _backend.as_list(params, "params")
+        if not params:
+            raise ValueError("params: optimizer got an empty parameter list")
+        if isinstance(params[0], dict):
+            raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")  # noqa: TRY004
+        self.defaults = dict(group)
+        mod = _backend.backend(("params", params))
+        for i, p in enumerate(params):
+            _backend.check_written(p, params[0].dtype, f"params[{i}]")
+            if p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{i}]: expected float32 or float64, got {p.dtype}")
+        self.param_groups = [dict(group, params=list(params))]
+        self._mod = mod
+        self._xp = _backend.array_module(params[0])
+        self._dtype = params[0].dtype
+        self._n = sum(int(p.size) for p in params)
+        self._reset()
+
+    # ---- state -------------------------------------------------------------------------
+
+    def _reset(self):
+        self.state = {"func_evals": 0, "n_iter": 0}
+        self._S, self._Y, self._ro = [], [], []  # history rows, oldest first; ro_j = 1 / s_j.y_j
+        self._spare = None  # (s, y) buffers for the next pair
+        m = self.param_groups[0]["history_size"]
+        self._sy = np.zeros((m, m))  # s_i . y_j of the rows in order
+        self._yy = np.zeros((m, m))  # y_i . y_j
+        self._d = self._t = self._prev_g = self._h_diag = self._prev_loss = None
+        self._al = None
+        self._x = None  # the iterate a line search starts from (flat copy of the params)
+
+    @property
+    def _params(self):
+        return self.param_groups[0]["params"]
+
+    def _vec(self):
+        with _backend._device_of(self._params[0]):
+            return self._xp.empty(self._n, dtype=self._dtype)
+
+    def _out(self, size):
+        with _backend._device_of(self._params[0]):
+            return self._xp.empty(size, dtype=np.float64)
+
+    def _host(self, a) -> np.ndarray:
+        return a if self._xp is np else a.get()
+
+    # ---- the closure ----------------------------------------------------------------------
+
+    def _evaluate(self, closure, copy: bool):
+        """(loss, flat gradient) from the closure, checked; ``copy``: the flat gradient is ours."""
+        res = closure()
+        if not isinstance(res, tuple) or len(res) != 2:
+            raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
+        loss, grads = res
+        try:
+            loss = float(loss)
+        except (TypeError, ValueError):
+            raise TypeError(f"closure: loss must be a real scalar, got {type(loss).__name__}") from None
+        if not math.isfinite(loss):
+            raise ValueError(f"closure: returned a non-finite loss ({loss})")
+        grads = _backend.as_list(grads, "closure: grads")
+        ps = self._params
+        if len(grads) != len(ps):
+            raise ValueError(f"closure: expected {len(ps)} gradient arrays (one per param), got {len(grads)}")
+        for i, (g, p) in enumerate(zip(grads, ps)):
+            if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
+                raise TypeError(f"closure: grads[{i}]: expected a {type(p).__module__.split('.')[0]}.ndarray, "
+                                f"got {type(g).__name__}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"closure: grads[{i}]: expected {p.dtype}, got {g.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"closure: grads[{i}]: expected shape {p.shape}, got {g.shape}")
+        xp = self._xp
+        if len(grads) == 1 and not copy and grads[0].flags.c_contiguous:
+            flat = grads[0].reshape(-1)
+        else:
+            with _backend._device_of(ps[0]):
+                flat = xp.concatenate([xp.ravel(g) for g in grads]) if len(grads) > 1 else xp.array(grads[0].ravel())
+        stats = self._out(2)
+        self._mod.lbfgs_stats(flat, stats)
+        gmax, gsum = (float(v) for v in self._host(stats))
+        if not math.isfinite(gmax):
+            raise ValueError("closure: returned a gradient with NaN or Inf entries")
+        return loss, flat, gmax, gsum
+
+    def _evaluate_or_restore(self, closure, copy: bool):
+        try:
+            return self._evaluate(closure, copy)
+        except (TypeError, ValueError):
+            self._restore()
+            raise
+
+    def _restore(self):
+        """Params back to the iterate ``self._x`` (after a failed evaluation at a trial point)."""
+        if self._x is not None and self._moved:
+            self._mod.sam_restore_(self._params, self._x_views())
+            self._moved = False
+
+    def _x_views(self):
+        out, o = [], 0
+        for p in self._params:
+            out.append(self._x[o:o + p.size])
+            o += p.size
+        return out
+
+    def _move(self, t, save: bool):
+        """save: x = p, p += t d;  else p = x + t d."""
+        if self._x is None:
+            self._x = self._vec()
+        self._mod.lbfgs_move_(self._params, self._x, self._d, float(t), save)
+        self._moved = True
+
+    # ---- the direction ------------------------------------------------------------------
+
+    def _push(self, g, history_size):
+        """Adds the pair (g - prev_g, t d) when its curvature s.y > 1e-10 (torch's rule); returns (sg, yg)."""
+        k = len(self._S)
+        if self._spare is None:
+            self._spare = (self._vec(), self._vec())
+        s_new, y_new = self._spare
+        out = self._out(5 * k + 4)
+        self._mod.lbfgs_push_(self._S, self._Y, s_new, y_new, g, self._prev_g, self._d, float(self._t), out)
+        dots = self._host(out)
+        rows = dots[:5 * k].reshape(k, 5)
+        ys, yy, gs, gy = (float(v) for v in dots[5 * k:])
+        sg, yg = rows[:, 3].copy(), rows[:, 4].copy()
+        if not ys > 1e-10:
+            return sg, yg
+        sy, yyg = self._sy, self._yy
+        keep = slice(0, k)
+        if k == history_size:  # drop the oldest pair; its buffers hold the next one
+            self._spare = (self._S.pop(0), self._Y.pop(0))
+            self._ro.pop(0)
+            keep = slice(1, k)
+            sy[:k - 1, :k - 1] = sy[1:k, 1:k]
+            yyg[:k - 1, :k - 1] = yyg[1:k, 1:k]
+            sg, yg = sg[1:], yg[1:]
+            k -= 1
+        else:
+            self._spare = None
+        sy[k, :k] = rows[keep, 0]  # s_new . y_j
+        sy[:k, k] = rows[keep, 1]  # s_j . y_new
+        sy[k, k] = ys
+        yyg[k, :k] = yyg[:k, k] = rows[keep, 2]
+        yyg[k, k] = yy
+        self._S.append(s_new)
+        self._Y.append(y_new)
+        self._ro.append(1.0 / ys)
+        self._h_diag = ys / yy
+        return np.append(sg, gs), np.append(yg, gy)
+
+    def _direction(self, g, sg, yg):
+        """d = -H g (two-loop recursion); returns (g.d, max |d|)."""
+        k = len(self._S)
+        if self._d is None:
+            self._d = self._vec()
+        if k:
+            al, cs, cy, g_scale = _backend.cpu.lbfgs_two_loop(
+                k, self._sy[:k, :k], self._yy[:k, :k], sg, yg, np.asarray(self._ro), float(self._h_diag))
+            self._al = al
+        else:
+            cs, cy, g_scale = [], [], -float(self._h_diag)
+        out = self._out(2)
+        self._mod.lbfgs_direction_(self._S, self._Y, cs, cy, g, g_scale, self._d, out)
+        gtd, dmax = (float(v) for v in self._host(out))
+        return gtd, dmax
+
+    # ---- step --------------------------------------------------------------------------
+
+    def step(self, closure):
+        """Up to ``max_iter`` L-BFGS iterations; returns the loss at the starting point."""
+        if not callable(closure):
+            raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+        lr, max_iter, max_eval, tol_grad, tol_change, history_size, ls = _check_group(self.param_groups[0])
+        self._trim(history_size)
+        state = self.state
+        self._moved = False
+        wolfe = ls is not None
+        loss, g, gmax, gsum = self._evaluate(closure, copy=wolfe)
+        orig_loss = loss
+        current_evals = 1
+        state["func_evals"] += 1
+        if gmax <= tol_grad:
+            return orig_loss
+
+        n_iter = 0
+        while n_iter < max_iter:
+            n_iter += 1
+            state["n_iter"] += 1
+            if state["n_iter"] == 1:
+                self._S, self._Y, self._ro, self._spare = [], [], [], None
+                self._h_diag = 1.0
+                if self._prev_g is None:
+                    self._prev_g = self._vec()
+                self._prev_g[...] = g
+                sg = yg = np.zeros(0)
+            else:
+                sg, yg = self._push(g, history_size)  # also prev_g = g
+            gtd, dmax = self._direction(g, sg, yg)
+            self._prev_loss = loss
+
+            t = min(1.0, 1.0 / gsum) * lr if state["n_iter"] == 1 else lr
+            if gtd > -tol_change:
+                break
+
+            ls_func_evals = 0
+            if wolfe:
+                first = [True]
+
+                def obj_func(tt, first=first):
+                    self._move(tt, save=first[0])
+                    first[0] = False
+                    f, gn, _, _ = self._evaluate_or_restore(closure, copy=True)
+                    return f, gn, float(self._xp.dot(gn, self._d))
+
+                loss, g, t, ls_func_evals = _line_search.strong_wolfe(
+                    obj_func, t, dmax, loss, g, gtd, max_ls=max_eval - current_evals)
+                self._move(t, save=False)
+                gmax = float(self._host(self._stats(g))[0])
+                opt_cond = gmax <= tol_grad
+            else:
+                self._move(t, save=True)
+                opt_cond = False
+                if n_iter != max_iter:
+                    loss, g, gmax, _ = self._evaluate_or_restore(closure, copy=False)
+                    opt_cond = gmax <= tol_grad
+                    ls_func_evals = 1
+            self._t = t
+            current_evals += ls_func_evals
+            state["func_evals"] += ls_func_evals
+
+            if n_iter == max_iter or current_evals >= max_eval or opt_cond:
+                break
+            if abs(t) * dmax <= tol_change:  # = max |t d|: rounding is monotone
+                break
+            if abs(loss - self._prev_loss) < tol_change:
+                break
+        self._t = t
+        return orig_loss
+
+    def _stats(self, g):
+        out = self._out(2)
+        self._mod.lbfgs_stats(g, out)
+        return out
+
+    def _trim(self, history_size):
+        """A smaller ``history_size`` set between steps drops the oldest pairs."""
+        m = self._sy.shape[0]
+        k = len(self._S)
+        if k > history_size:
+            drop = k - history_size
+            del self._S[:drop], self._Y[:drop], self._ro[:drop]
+            self._sy[:k - drop, :k - drop] = self._sy[drop:k, drop:k].copy()
+            self._yy[:k - drop, :k - drop] = self._yy[drop:k, drop:k].copy()
+        if history_size != m:
+            k = len(self._S)
+            sy, yy = np.zeros((history_size, history_size)), np.zeros((history_size, history_size))
+            sy[:k, :k], yy[:k, :k] = self._sy[:k, :k], self._yy[:k, :k]
+            self._sy, self._yy = sy, yy
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """torch's LBFGS state layout (``state[0]``: ``d``, ``t``, ``old_dirs`` = y's, ``old_stps`` = s's,
+        ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``n_iter``, ``func_evals``, ``al``) plus the
+        inner products optkern keeps (``gram_sy``, ``gram_yy``). Arrays are copies."""
+        from ._lbfgs_state import state_dict
+
+        return state_dict(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore from :meth:`state_dict` (or a torch LBFGS state dict converted to arrays); checks
+        everything before changing anything."""
+        from ._lbfgs_state import load_state_dict
+
+        load_state_dict(self, state_dict)
+
+    def __repr__(self) -> str:
+        g = self.param_groups[0]
+        return "LBFGS(" + ", ".join(f"{k}={g[k]!r}" for k in _NAMES) + ")"

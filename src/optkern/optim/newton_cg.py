@@ -1,0 +1,213 @@
+"""Hessian-free Newton-CG (Martens 2010) on optkern's curvature operators.
+
+Each step solves ``(B + lambda I) p = -g`` by preconditioned CG (:func:`optkern.hessian.cg`) on a
+curvature operator ``B`` (``hessian.from_mlp(..., kind="ggn")`` -- PSD, Martens' choice -- or
+``kind="hessian"``, or any ``CurvatureOperator``), truncated by an iteration limit, a relative
+residual and negative curvature; starts CG from ``warm_start`` times the previous step; takes
+``p``, and adapts ``lambda`` by Levenberg-Marquardt from the reduction ratio
+``rho = (f(w + p) - f(w)) / (g.p + p.B p / 2)``: ``lambda *= boost`` when ``rho < 1/4``,
+``lambda *= drop`` when ``rho > 3/4``. A step that raises the loss is undone.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from ..hessian.cg import cg
+from ..hessian.operators import CurvatureOperator
+
+
+class NewtonCG:
+    """Hessian-free Newton-CG.
+
+    Args:
+      params: a list of float32/float64 arrays (updated in place; the operator acts on their
+        concatenation).
+      curvature: a ``CurvatureOperator`` that evaluates at the params' current values (like
+        ``hessian.from_mlp(model, params, ...)``, which reads the params array on every product), or
+        a callable ``() -> operator`` called once per step.
+      lr: step multiplier (1 = the CG solution).
+      damping: initial ``lambda`` (> 0).
+      max_cg_iter, cg_tol: CG truncation (iterations; relative residual ``||r|| <= cg_tol ||g||``).
+      preconditioner: None, a positive diagonal (array), or a callable ``() -> diagonal``; CG uses
+        ``(diag + lambda) ** precond_exponent`` (Martens: the diagonal of the squared gradients,
+        exponent 0.75).
+      warm_start: CG starts from ``warm_start * previous p`` (Martens: 0.95; 0 = cold).
+      boost, drop, min_damping, max_damping: the Levenberg-Marquardt rule and its bounds.
+      reuse_trial_gradient: the closure's result at an accepted trial point starts the next step
+        (saves one evaluation per step; do not change the params between steps then).
+
+    ``step(closure)``: ``closure() -> (loss, grads)`` at the current params; returns the loss
+    at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
+    diagnostics (rho, damping, CG iterations and exit).
+    """
+
+    def __init__(self, params, curvature, lr=1.0, damping=1.0, max_cg_iter=50, cg_tol=5e-4, preconditioner=None,
+                 precond_exponent=0.75, warm_start=0.95, boost=1.5, drop=2.0 / 3.0, min_damping=1e-8,
+                 max_damping=1e8, reuse_trial_gradient=True):
+        params = _backend.as_list(params, "params")
+        if not params:
+            raise ValueError("params: optimizer got an empty parameter list")
+        for i, p in enumerate(params):
+            if not hasattr(p, "dtype") or p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{i}]: expected a float32 or float64 array")
+            _backend.check_written(p, params[0].dtype, f"params[{i}]")
+        if not (isinstance(curvature, CurvatureOperator) or hasattr(curvature, "matvec") or callable(curvature)):
+            raise TypeError(f"curvature: expected a CurvatureOperator or a callable returning one, got "
+                            f"{type(curvature).__name__}")
+        if preconditioner is not None and not callable(preconditioner) and not hasattr(preconditioner, "shape"):
+            raise TypeError("preconditioner: expected None, a diagonal array or a callable returning one")
+        self._xp = _backend.array_module(params[0])
+        self._n = sum(int(p.size) for p in params)
+        self.curvature = curvature
+        self.preconditioner = preconditioner
+        self.reuse_trial_gradient = bool(reuse_trial_gradient)
+        group = {"params": list(params), "lr": lr, "damping": damping, "max_cg_iter": max_cg_iter, "cg_tol": cg_tol,
+                     "precond_exponent": precond_exponent, "warm_start": warm_start, "boost": boost, "drop": drop,
+                     "min_damping": min_damping, "max_damping": max_damping}
+        self._check(group)
+        self.param_groups = [group]
+        self.num_grad_evals = 0
+        self.num_hvps = 0
+        self.last: dict = {}
+        self._p = None  # previous step (warm start)
+        self._cache = None  # (loss, flat grad) at the current params
+
+    @staticmethod
+    def _check(g):
+        b = _backend
+        hp = (b.positive("lr", g["lr"]), b.positive("damping", g["damping"]),
+              b.integer("max_cg_iter", g["max_cg_iter"], lo=1), b.in_range("cg_tol", g["cg_tol"], 0.0, 1.0),
+              b.in_range("precond_exponent", g["precond_exponent"], 0.0, 1.0),
+              b.in_range("warm_start", g["warm_start"], 0.0, 1.0), b.in_range("boost", g["boost"], 1.0, None),
+              b.in_range("drop", g["drop"], 0.0, 1.0, lo_open=True), b.positive("min_damping", g["min_damping"]),
+              b.positive("max_damping", g["max_damping"]))
+        if hp[8] > hp[9]:
+            raise ValueError("min_damping, max_damping: min_damping must be <= max_damping")
+        return hp
+
+    @property
+    def _params(self):
+        return self.param_groups[0]["params"]
+
+    def _flat(self, arrays):
+        xp = self._xp
+        return arrays[0].reshape(-1) if len(arrays) == 1 else xp.concatenate([a.reshape(-1) for a in arrays])
+
+    def _set(self, flat):
+        o = 0
+        for p in self._params:
+            p[...] = flat[o:o + p.size].reshape(p.shape)
+            o += p.size
+
+    def _evaluate(self, closure):
+        res = closure()
+        self.num_grad_evals += 1
+        if not isinstance(res, tuple) or len(res) != 2:
+            raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
+        loss, grads = res
+        loss = float(loss)
+        grads = _backend.as_list(grads, "closure: grads")
+        if len(grads) != len(self._params):
+            raise ValueError(f"closure: expected {len(self._params)} gradient arrays, got {len(grads)}")
+        for i, (g, p) in enumerate(zip(grads, self._params)):
+            if getattr(g, "shape", None) != p.shape or getattr(g, "dtype", None) != p.dtype:
+                raise ValueError(f"closure: grads[{i}]: expected {p.dtype} of shape {p.shape}, got "
+                                 f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}")
+        g = self._xp.array(self._flat(grads))  # ours: the closure may reuse its buffers
+        if not math.isfinite(loss) or not bool(self._xp.isfinite(g).all()):
+            raise ValueError(f"closure: returned a non-finite loss ({loss}) or gradient")
+        return loss, g
+
+    def _precond_diag(self, damping, exponent):
+        pc = self.preconditioner
+        if pc is None:
+            return None
+        d = pc() if callable(pc) else pc
+        d = self._xp.asarray(d)
+        if d.shape != (self._n,):
+            raise ValueError(f"preconditioner: expected a diagonal of shape ({self._n},), got {tuple(d.shape)}")
+        if not bool((d >= 0).all()) or not bool(self._xp.isfinite(d).all()):
+            raise ValueError("preconditioner: the diagonal must be finite and >= 0 (SPD after damping)")
+        return (d + damping) ** exponent
+
+    def step(self, closure):
+        if not callable(closure):
+            raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+        g_ = self.param_groups[0]
+        lr, lam, max_cg, cg_tol, expo, warm, boost, drop, lam_min, lam_max = self._check(g_)
+        op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else \
+            self.curvature
+        if getattr(op, "shape", None) != (self._n, self._n):
+            raise ValueError(f"curvature: expected an operator of shape ({self._n}, {self._n}), got "
+                             f"{getattr(op, 'shape', None)}")
+        diag = self._precond_diag(lam, expo)
+        if self._cache is None:
+            self._cache = self._evaluate(closure)
+        loss, g = self._cache
+        x0 = None
+        if warm > 0 and self._p is not None:
+            x0 = self._p * warm
+        res = cg(op, -g, x0, rtol=cg_tol, maxiter=max_cg, precond_diag=diag, damping=lam)
+        self.num_hvps += res.num_matvecs
+        p = res.x
+        if res.negative_curvature and res.iterations == 0:
+            p = res.direction  # the preconditioned gradient direction: still a descent direction
+        # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and
+        # (A + lam I) x = -g - r from the recursion (exact arithmetic) when p is the CG iterate
+        xp = self._xp
+        pp = float(xp.dot(p, p))
+        if p is res.x:
+            pAp = float(xp.dot(p, -g - res.residual)) - lam * pp
+        else:
+            pAp = float(xp.dot(p, op.matvec(p)))
+            self.num_hvps += 1
+        q = lr * float(xp.dot(g, p)) + 0.5 * lr * lr * pAp
+        w = xp.array(self._flat(self._params))
+        self._set(w + lr * p)
+        try:
+            new_loss, new_g = self._evaluate(closure)
+        except (TypeError, ValueError):
+            self._set(w)
+            self._cache = None
+            raise
+        rho = (new_loss - loss) / q if q < 0 else -math.inf
+        if rho < 0.25:
+            lam = min(lam * boost, lam_max)
+        elif rho > 0.75:
+            lam = max(lam * drop, lam_min)
+        g_["damping"] = lam
+        accepted = new_loss < loss
+        if accepted:
+            self._cache = (new_loss, new_g) if self.reuse_trial_gradient else None
+        else:
+            self._set(w)
+        self._p = p
+        self.last = {"rho": rho, "damping": lam, "accepted": accepted, "cg_iterations": res.iterations, "cg_info": res.info,
+                         "negative_curvature": res.negative_curvature, "loss": loss, "new_loss": new_loss}
+        return loss
+
+    def state_dict(self) -> dict:
+        g = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        g["params"] = list(range(len(self._params)))
+        st = {"num_grad_evals": self.num_grad_evals, "num_hvps": self.num_hvps}
+        if self._p is not None:
+            st["prev_step"] = self._xp.array(self._p)
+        return {"state": {0: st}, "param_groups": [g]}
+
+    def load_state_dict(self, sd: dict) -> None:
+        group = dict(self.param_groups[0])
+        group.update({k: v for k, v in sd["param_groups"][0].items() if k != "params"})
+        self._check(group)
+        st = sd["state"].get(0, {})
+        p = st.get("prev_step")
+        if p is not None:
+            p = _backend.asarray_like(p, self._params[0])
+            if p.shape != (self._n,):
+                raise ValueError(f"state_dict: prev_step: expected shape ({self._n},), got {tuple(p.shape)}")
+        self.param_groups[0].update(group)
+        self.num_grad_evals = int(st.get("num_grad_evals", 0))
+        self.num_hvps = int(st.get("num_hvps", 0))
+        self._p, self._cache = p, None

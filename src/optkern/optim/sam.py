@@ -1,0 +1,130 @@
+"""Sharpness-aware minimization (Foret, Kleiner, Mobahi & Neyshabur 2021) around any optkern optimizer.
+
+One SAM step: the gradient ``g`` at ``w``; the ascent point ``w + rho g / (||g|| + eps)`` (one native
+call: the global norm, then backup and move in one pass); the gradient ``g'`` there; back to the
+very bits of ``w`` (a native copy) and the wrapped optimizer's step with ``g'``. With ``rho = 0``
+the params never move and the result equals the wrapped optimizer's, bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+
+
+class SAM:
+    """SAM wrapping an optkern optimizer (``base``), whose ``param_groups`` it shares.
+
+    Args:
+      base: any optkern optimizer exposing ``param_groups`` and ``step(grads)``.
+      rho: the neighbourhood radius (>= 0).
+      eps: added to ``||g||`` (as in the reference implementation).
+
+    ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (grads in the order of
+    the params of all groups); evaluated twice. Returns the loss at ``w``. Or call
+    ``first_step(grads)`` and ``second_step(grads)`` yourself. ``grad_norm`` holds ``||g||`` of the
+    last ascent step.
+    """
+
+    def __init__(self, base, rho: float = 0.05, eps: float = 1e-12):
+        if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
+            raise TypeError(f"base: expected an optkern optimizer (param_groups, step), got {type(base).__name__}")
+        self.base = base
+        self.rho = _backend.nonnegative("rho", rho)
+        self.eps = _backend.nonnegative("eps", eps)
+        ps = self._all_params()
+        if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
+            raise TypeError("base: SAM needs all params on one backend with one dtype")
+        self._mod = _backend.backend(("params", ps))
+        self._backups = None
+        self._perturbed = False
+        self._norm_buf = None
+
+    @property
+    def param_groups(self):
+        return self.base.param_groups
+
+    @property
+    def state(self):
+        return getattr(self.base, "state", None)
+
+    def _all_params(self) -> list:
+        return [p for g in self.base.param_groups for p in g["params"]]
+
+    def _check_grads(self, grads, name="grads") -> list:
+        ps = self._all_params()
+        grads = _backend.as_list(grads, name)
+        if len(grads) != len(ps):
+            raise ValueError(f"{name}: expected {len(ps)} arrays (one per param), got {len(grads)}")
+        for i, (g, p) in enumerate(zip(grads, ps)):
+            if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
+                raise TypeError(f"{name}[{i}]: expected an array like params[{i}], got {type(g).__name__}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"{name}[{i}]: expected {p.dtype}, got {g.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"{name}[{i}]: expected shape {p.shape}, got {g.shape}")
+        return grads
+
+    def first_step(self, grads) -> None:
+        """w -> w + rho g / (||g|| + eps), remembering w."""
+        if self._perturbed:
+            raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
+        self.rho = _backend.nonnegative("rho", self.rho)
+        grads = self._check_grads(grads)
+        ps = self._all_params()
+        xp = _backend.array_module(ps[0])
+        if self._backups is None or len(self._backups) != len(ps) or any(
+                b.shape != p.shape for b, p in zip(self._backups, ps)):
+            with _backend._device_of(ps[0]):
+                self._backups = [xp.empty_like(p) for p in ps]
+        out = _backend.scalar_buffer(ps[0])
+        self._mod.sam_perturb_(ps, grads, self._backups, float(self.rho), float(self.eps), out)
+        self._perturbed = True
+        self._norm_buf = out
+
+    def second_step(self, grads) -> None:
+        """Back to w (exactly), then the wrapped optimizer's step with ``grads`` (taken at the ascent point)."""
+        if not self._perturbed:
+            raise RuntimeError("second_step: call first_step first")
+        grads = self._check_grads(grads)
+        self._mod.sam_restore_(self._all_params(), self._backups)
+        self._perturbed = False
+        self.base.step(grads)
+
+    def step(self, closure):
+        if not callable(closure):
+            raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+        loss, grads = self._call(closure)
+        self.first_step(grads)
+        try:
+            _, grads2 = self._call(closure)
+            grads2 = self._check_grads(grads2, "closure: grads")
+        except Exception:
+            self._mod.sam_restore_(self._all_params(), self._backups)  # leave w as it was
+            self._perturbed = False
+            raise
+        self.second_step(grads2)
+        return loss
+
+    @property
+    def grad_norm(self):
+        """``||g||`` of the last ascent step (None before the first; reading it synchronizes on the GPU)."""
+        return None if self._norm_buf is None else float(_backend.to_numpy(self._norm_buf)[0])
+
+    def _call(self, closure):
+        res = closure()
+        if not isinstance(res, tuple) or len(res) != 2:
+            raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
+        loss = float(res[0])
+        if not np.isfinite(loss):
+            raise ValueError(f"closure: returned a non-finite loss ({loss})")
+        return loss, res[1]
+
+    def state_dict(self) -> dict:
+        return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps}
+
+    def load_state_dict(self, sd: dict) -> None:
+        rho = _backend.nonnegative("rho", sd["rho"])
+        eps = _backend.nonnegative("eps", sd["eps"])
+        self.base.load_state_dict(sd["base"])
+        self.rho, self.eps = rho, eps
