@@ -112,7 +112,7 @@ template <class T, class F> OK_INLINE void write_row(T* OK_RESTRICT y, int64_t n
 template <class F> void parallel_for(int64_t n, int64_t work, F&& f) {
 #ifdef _OPENMP
   if (work >= kSerialBelow && n > 1 && max_threads() > 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(max_threads())
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
