@@ -161,7 +161,7 @@ def test_mlp_rejects_non_real_x(mlp, dtype):
 
 
 def test_mlp_accepts_integer_x(mlp):
-    m, p, x, y = mlp
+    m, p, _, y = mlp
     xi = np.arange(24).reshape(8, 3) % 5
     assert m.loss(p, xi, y) == m.loss(p, xi.astype(F32), y)
 

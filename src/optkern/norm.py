@@ -294,13 +294,12 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
         if N * S <= 1:
             raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
         mean = xp.empty(C, dtype=sdt)
-        var = xp.empty(C, dtype=sdt)
-        mod.channel_stats(x, mean, var, N, C, S)
-        rstd = _rstd(var, eps)
+        rstd = xp.empty(C, dtype=sdt)
+        var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
+        mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
         mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
         if running_mean is not None:
-            n = N * S
-            _update_running(running_mean, running_var, mean, var * (n / (n - 1)), momentum)
+            _update_running(running_mean, running_var, mean, var, momentum)
         return y, BatchNormSaved(mean, rstd, True)
     if running_mean is None:
         raise ValueError("running_mean, running_var: required when training=False")
@@ -606,8 +605,9 @@ def weight_norm(v, g, dim=0):
     w = xp.empty_like(vr)
     norm = xp.empty(rows, dtype=_stat_dtype(v))
     mod.weight_norm_forward(vr, g, w, norm, rows, _wn_row_len(vr, rows))
-    if xp is np and not (norm > 0).all():  # (CuPy: not checked, it would sync the host)
-        i = int(np.argmin(norm > 0))
+    ok = np.isfinite(norm) & (norm > 0) if xp is np else None  # (CuPy: not checked, it would sync the host)
+    if ok is not None and not ok.all():  # NaN or ±inf in v gives a NaN norm: one error for both
+        i = int(np.argmin(ok))
         raise ValueError(f"v: slice {i} along dim has norm {float(norm[i])}; w = g v / ||v|| needs a finite "
                          "nonzero norm")
     return _from_rows(w, d), WeightNormSaved(norm, dim)
