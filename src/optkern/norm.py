@@ -595,6 +595,8 @@ def weight_norm(v, g, dim=0):
     over all of v, one scalar g). ``g`` holds one value per slice along
     ``dim`` (any shape with that many elements, e.g. PyTorch's keepdim
     shape). Returns ``(w, saved)`` with ``saved`` a :class:`WeightNormSaved`.
+    A slice holding NaN or ±inf has a NaN norm, and a NaN or zero norm raises
+    ValueError (NumPy input; the norms are overflow-safe up to the dtype's max).
     """
     _ndarray("v", v)
     _ndarray("g", g)
