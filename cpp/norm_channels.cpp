@@ -31,7 +31,7 @@ struct Shape {
 // Shifted two-pass moments of block k (all channels when S = 1, else channel t % C).
 template <class T> struct StatsKernel {
   const T* x;
-  rules::Moments<T>* part;  // [nblk][C]
+  rules::Moments<double>* part;  // [nblk][C], kept and merged in double (norm_cpu.hpp: chunk_moments)
   Shape sh;
   OK_INLINE void operator()(int64_t t) const {
     const int64_t C = sh.C, S = sh.S;
@@ -46,14 +46,18 @@ template <class T> struct StatsKernel {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) sp[c] += xn[c] - x0[c];
       }
+      // Second pass around x0 + o, o = Σ(x - x0) / n, never around a mean rounded to x's magnitude.
       const T cnt = T(n1 - n0);
-      for (int64_t c = 0; c < C; ++c) sp[c] = rules::shifted_mean(x0[c], sp[c], cnt);
+      std::vector<T> o(static_cast<size_t>(C));
+      T* OK_RESTRICT op = o.data();
+      for (int64_t c = 0; c < C; ++c) op[c] = sp[c] / cnt;
       for (int64_t n = n0; n < n1; ++n) {
         const T* OK_RESTRICT xn = x + n * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) qp[c] += (xn[c] - sp[c]) * (xn[c] - sp[c]);
+        for (int64_t c = 0; c < C; ++c) qp[c] += ((xn[c] - x0[c]) - op[c]) * ((xn[c] - x0[c]) - op[c]);
       }
-      for (int64_t c = 0; c < C; ++c) part[k * C + c] = {cnt, sp[c], qp[c]};
+      for (int64_t c = 0; c < C; ++c)
+        part[k * C + c] = {double(cnt), double(x0[c]) + double(sp[c]) / double(cnt), double(qp[c])};
       return;
     }
     const int64_t k = t / C, c = t % C, n0 = sh.n0(k), n1 = sh.n1(k);
@@ -66,13 +70,13 @@ template <class T> struct StatsKernel {
       s += lane_sum<T>(S, [&](int64_t i) { return xn[i] - shift; });
     }
     const T cnt = T((n1 - n0) * S);
-    const T mean = rules::shifted_mean(shift, s, cnt);
+    const T o = s / cnt;
     T q = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      q += lane_sum<T>(S, [&](int64_t i) { return (xn[i] - mean) * (xn[i] - mean); });
+      q += lane_sum<T>(S, [&](int64_t i) { return ((xn[i] - shift) - o) * ((xn[i] - shift) - o); });
     }
-    part[t] = {cnt, mean, q};
+    part[t] = {double(cnt), double(shift) + double(s) / double(cnt), double(q)};
   }
 };
 
@@ -186,29 +190,45 @@ Shape shape_of(int64_t size, int64_t N, int64_t C, int64_t S) {
 
 int64_t tasks(const Shape& sh) { return sh.S == 1 ? sh.nblk() : sh.nblk() * sh.C; }
 
-template <class T> void stats_impl(py::handle x_h, py::handle mean_h, py::handle var_h, const Shape& sh) {
+// mean, rstd = 1 / sqrt(biased var + eps) and the unbiased variance (for the
+// running buffer) of each channel, all from the same merged moments.
+template <class T>
+void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle var_h, const Shape& sh, double eps) {
   normargs::Args args(py::dtype::of<T>());
   const T* x = args.get<T>(x_h, "x", sh.size(), false);
   T* mean = args.get<T>(mean_h, "mean", sh.C, true);
+  T* rstd = args.get<T>(rstd_h, "rstd", sh.C, true);
   T* var = args.get<T>(var_h, "var", sh.C, true);
   args.check_overlap();
   if (sh.N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
   py::gil_scoped_release nogil;
-  std::vector<rules::Moments<T>> part(size_t(sh.nblk() * sh.C));
+  std::vector<rules::Moments<double>> part(size_t(sh.nblk() * sh.C));
   run(StatsKernel<T>{x, part.data(), sh}, tasks(sh), sh.size());
   for (int64_t c = 0; c < sh.C; ++c) {
-    rules::Moments<T> acc{T(0), T(0), T(0)};
+    rules::Moments<double> acc{0.0, 0.0, 0.0};
     for (int64_t k = 0; k < sh.nblk(); ++k) acc = rules::merge(acc, part[size_t(k * sh.C + c)]);
-    mean[c] = acc.mean;
-    var[c] = acc.m2 / acc.n;
+    if (rules::stats_ok(T(acc.mean), T(acc.m2), T(eps))) {
+      mean[c] = T(acc.mean);
+      rstd[c] = T(rules::rstd(acc, eps));
+      var[c] = T(rules::unbiased_var(acc));
+      continue;
+    }
+    // Overflow, underflow below a tiny eps or non-finite x (rules/norm.hpp): the channel again, scaled.
+    const int64_t n = sh.N * sh.S;
+    const auto q = scaled_moments<T>(n, [&](int64_t i) { return x[((i / sh.S) * sh.C + c) * sh.S + i % sh.S]; });
+    mean[c] = q.mean;
+    rstd[c] = rules::rsqrt_scaled(q.m2 / T(n), q.e, T(eps));
+    var[c] = n > 1 ? rules::scale2(q.m2 / T(n - 1), 2 * q.e) : T(NAN);
   }
 }
 
-void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int64_t C, int64_t S) {
+void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
+                   double eps) {
   const py::dtype dt = normargs::float_dtype(x, "x");
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
-  if (dt.itemsize() == 4) stats_impl<float>(x, mean, var, sh);
-  else stats_impl<double>(x, mean, var, sh);
+  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
+  if (dt.itemsize() == 4) stats_impl<float>(x, mean, rstd, var, sh, eps);
+  else stats_impl<double>(x, mean, rstd, var, sh, eps);
 }
 
 template <class T>

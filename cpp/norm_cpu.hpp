@@ -3,6 +3,7 @@
 // threads (work splits only decide who computes a row or block, not how).
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -27,24 +28,86 @@ constexpr int64_t kStatChunk = 2048;
 // Row blocks holding parameter-gradient partials (fixed: from shapes only).
 constexpr int64_t kGradBlocks = 64;
 
-// Moments of x[0..n) by the shifted two-pass method: Σ(x - x0) then Σ(x - mean)².
-template <class T> OK_INLINE rules::Moments<T> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
+// Moments of x[0..n) by the shifted two-pass method around the first value
+// k: Σ(x - k), then Σ((x - k) - o)² with o = Σ(x - k) / n. The deviations
+// x - k are exact for data near k, and neither pass rounds the mean to x's
+// magnitude (with float32 data near 1e4 and a spread of ~1 rounding step,
+// Σ(x - mean)² around a rounded mean is off by up to 25%). The summary is
+// kept in double (chunks are merged in double for the same reason).
+template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
   const T k = x[0];
   const T s = lane_sum<T>(n, [&](int64_t i) { return x[i] - k; });
-  const T mean = rules::shifted_mean(k, s, T(n));
-  const T q = lane_sum<T>(n, [&](int64_t i) { return (x[i] - mean) * (x[i] - mean); });
-  return {T(n), mean, q};
+  const T o = s / T(n);
+  const T q = lane_sum<T>(n, [&](int64_t i) { return ((x[i] - k) - o) * ((x[i] - k) - o); });
+  return {double(n), double(k) + double(s) / double(n), double(q)};
 }
 
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).
-template <class T> OK_INLINE rules::Moments<T> moments(const T* x, int64_t n) {
-  rules::Moments<T> acc{T(0), T(0), T(0)};
+template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t n) {
+  rules::Moments<double> acc{0.0, 0.0, 0.0};
   for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
   return acc;
 }
 
 template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
   return lane_sum<T>(n, [&](int64_t i) { return x[i] * x[i]; });
+}
+
+// ---- The scaled fallback of rules/norm.hpp (rare: extreme or non-finite rows) ----
+// `at(i)` reads element i of the row or channel, i in [0, n).
+
+// max |at(i)|, NaN if any element is NaN.
+template <class T, class F> T max_abs_of(int64_t n, F&& at) {
+  T a = T(0);
+  for (int64_t i = 0; i < n; ++i) a = rules::max_abs(a, at(i));
+  return a;
+}
+
+// Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf).
+template <class T> struct ScaledSq {
+  T ssq;
+  int e;
+};
+template <class T, class F> ScaledSq<T> scaled_sum_squares(int64_t n, F&& at) {
+  const T amax = max_abs_of<T>(n, at);
+  if (!rules::finite_(amax)) return {T(NAN), 0};
+  if (amax == T(0)) return {T(0), 0};
+  const int e = rules::scale_exp(amax);
+  T s = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = rules::scale2(at(i), -e);
+    s += v * v;
+  }
+  return {s, e};
+}
+
+// Mean and M2 of the row with M2 = m2 · 4^e (shifted two-pass on x · 2^-e).
+template <class T> struct ScaledMoments {
+  T mean, m2;
+  int e;
+};
+template <class T, class F> ScaledMoments<T> scaled_moments(int64_t n, F&& at) {
+  const T amax = max_abs_of<T>(n, at);
+  if (!rules::finite_(amax)) return {T(NAN), T(NAN), 0};
+  if (amax == T(0)) return {T(0), T(0), 0};
+  const int e = rules::scale_exp(amax);
+  const T k = rules::scale2(at(0), -e);
+  T s = T(0), q = T(0);
+  for (int64_t i = 0; i < n; ++i) s += rules::scale2(at(i), -e) - k;
+  const T off = s / T(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = (rules::scale2(at(i), -e) - k) - off;
+    q += d * d;
+  }
+  return {rules::scale2(k + off, e), q, e};
+}
+
+// ‖x‖₂ of a contiguous row: the fast sum unless it overflowed or underflowed.
+template <class T> OK_INLINE T row_norm2(const T* OK_RESTRICT x, int64_t n) {
+  const T ss = sum_squares(x, n);
+  if (rules::stats_ok(T(0), ss, T(0))) return std::sqrt(ss);
+  const auto q = scaled_sum_squares<T>(n, [&](int64_t i) { return x[i]; });
+  return rules::norm_scaled(q.ssq, q.e);
 }
 
 // Ask for the next row while this one is written: a row is often one 4 KiB
@@ -112,7 +175,7 @@ template <class T, class F> OK_INLINE void write_row(T* OK_RESTRICT y, int64_t n
 template <class F> void parallel_for(int64_t n, int64_t work, F&& f) {
 #ifdef _OPENMP
   if (work >= kSerialBelow && n > 1 && max_threads() > 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(max_threads())
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }

@@ -36,11 +36,23 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
   T* OK_RESTRICT y = a.y + r * M;
   T mu = T(0), rs;
   if (a.rms) {
-    rs = rules::inv_rms(sum_squares(x, M), T(M), a.eps);
+    const T ss = sum_squares(x, M);
+    if (rules::stats_ok(T(0), ss, a.eps)) {
+      rs = rules::inv_rms(ss, T(M), a.eps);
+    } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
+      const auto q = scaled_sum_squares<T>(M, [&](int64_t j) { return x[j]; });
+      rs = rules::rsqrt_scaled(q.ssq / T(M), q.e, a.eps);
+    }
   } else {
     const auto m = moments(x, M);
-    mu = m.mean;
-    rs = rules::rstd(m, a.eps);
+    if (rules::stats_ok(T(m.mean), T(m.m2), a.eps)) {
+      mu = T(m.mean);
+      rs = T(rules::rstd(m, double(a.eps)));
+    } else {
+      const auto q = scaled_moments<T>(M, [&](int64_t j) { return x[j]; });
+      mu = q.mean;
+      rs = rules::rsqrt_scaled(q.m2 / T(M), q.e, a.eps);
+    }
     a.mean[r] = mu;
   }
   a.rstd[r] = rs;

@@ -22,9 +22,13 @@ template <class T> struct WnForward {
   OK_INLINE void operator()(int64_t r) const {
     const T* OK_RESTRICT vr = v + r * M;
     T* OK_RESTRICT wr = w + r * M;
-    const T nrm = std::sqrt(sum_squares(vr, M));
+    const T nrm = row_norm2(vr, M);
     norm[r] = nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm);
+    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // a subnormal norm: g / ‖v‖ overflows, v / ‖v‖ does not
+      for (int64_t j = 0; j < M; ++j) wr[j] = g[r] * (vr[j] / nrm);
+      return;
+    }
 #pragma omp simd
     for (int64_t j = 0; j < M; ++j) wr[j] = scale * vr[j];
   }
@@ -41,7 +45,7 @@ template <class T> struct WnBackward {
     const T s = lane_sum<T>(M, [&](int64_t j) { return dwr[j] * vr[j]; });
     const T nrm = norm[r];
     dg[r] = s / nrm;
-    const T scale = rules::weight_norm_scale(g[r], nrm), k = s / (nrm * nrm);
+    const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
 #pragma omp simd
     for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv(dwr[j], vr[j], scale, k);
   }

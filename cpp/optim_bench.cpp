@@ -63,9 +63,7 @@ void probe_rmw(py::handle written, py::handle read, double c) {
 
 void set_num_threads(int n) {
   if (n < 1) throw py::value_error("n: must be >= 1, got " + std::to_string(n));
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
+  thread_setting().store(n, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -76,7 +74,7 @@ void register_optim_bench(py::module_& m) {
         "bytes of an in-place optimizer step with len(written) - 1 state arrays.",
         arg("written"), arg("read"), arg("c") = 0.0);
   m.def("set_num_threads", &set_num_threads,
-        "OpenMP threads for the following calls from this Python thread (omp_set_num_threads).", arg("n"));
+        "OpenMP threads of every following optkern call, from any Python thread (process-wide).", arg("n"));
   m.def("get_num_threads", &max_threads, "OpenMP threads the next parallel region will use.");
 }
 

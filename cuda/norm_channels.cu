@@ -43,12 +43,15 @@ void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
 
 constexpr int kThreads = 256;
 
-void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int64_t C, int64_t S) {
+void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
+                   double eps) {
   const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
+  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   DeviceArgs a;
   const char* xp = a.get(x, "x", dt, N * C * S, false);
   char* mp = a.get(mean, "mean", st, C, true);
+  char* rp = a.get(rstd, "rstd", st, C, true);
   char* vp = a.get(var, "var", st, C, true);
   a.check_overlap();
   if (N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
@@ -58,7 +61,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int
     using T = std::remove_pointer_t<decltype(tag)>;
     using A = typename Compute<T>::type;
     channel_moments<T, A>(reinterpret_cast<const T*>(xp), N, C, S, reinterpret_cast<A*>(mp),
-                          reinterpret_cast<A*>(vp), s);
+                          reinterpret_cast<A*>(rp), reinterpret_cast<A*>(vp), A(eps), s);
   });
   check_launch("channel_stats");
 }

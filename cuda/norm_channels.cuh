@@ -80,14 +80,16 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
   if (threadIdx.x == 0) part[k * C + c] = v;
 }
 
+// mean, rstd and the unbiased variance (running buffers) from the same merged moments.
 template <class A>
 __global__ void stats_finalize_kernel(const rules::Moments<A>* __restrict__ part, int64_t K, int64_t C,
-                                      A* __restrict__ mean, A* __restrict__ var) {
+                                      A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
     rules::Moments<A> acc{A(0), A(0), A(0)};
     for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
     mean[c] = acc.mean;
-    var[c] = acc.m2 / acc.n;
+    rstd[c] = rules::rstd(acc, eps);
+    var[c] = rules::unbiased_var(acc);
   }
 }
 
@@ -115,13 +117,13 @@ void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, t
   }
 }
 
-// mean[c], var[c] (biased) of x over N and S.
+// mean[c], rstd[c] and var[c] (unbiased) of x over N and S.
 template <class T, class A>
-void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* var, cudaStream_t s) {
+void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
   AsyncBuffer part(size_t(K * C) * sizeof(rules::Moments<A>), s);
   launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<A>>(), s);
-  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, var);
+  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, rstd, var, eps);
 }
 
 // dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), totals in `total` when given.

@@ -93,6 +93,8 @@ def backend(*named):
             label = lambda i, name=name: name  # noqa: E731
         else:
             label = lambda i, name=name: f"{name}[{i}]"  # noqa: E731
+            if not isinstance(arrays, (list, tuple)):  # a scalar, a string, an object: not arrays
+                raise TypeError(f"{name}: expected a numpy or cupy array, got {type(arrays).__name__}")
         for i, a in enumerate(arrays):
             k = "cupy" if is_cupy(a) else "numpy" if isinstance(a, np.ndarray) else None
             if k is None:

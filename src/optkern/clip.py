@@ -120,8 +120,14 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     mod = _backend.backend(("grads", grads))
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
-    if not grads:
-        return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)
+    if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
+        if out is None:
+            return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)
+        _backend.backend(("out", out))
+        buf = _norm_out(out, out, _backend.array_module(out))
+        buf[...] = 0.0
+        total = 0.0 if comm is None else _global_norm(buf, p, comm)
+        return total if isinstance(out, np.ndarray) else out
     xp = _backend.array_module(grads[0])
     _check_grads(grads, xp is not np)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)

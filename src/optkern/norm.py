@@ -137,6 +137,56 @@ def _native_name(native: str, public: str):
         raise type(e)(public + msg[len(native):]) from None
 
 
+@contextlib.contextmanager
+def _saved_names(*names):
+    """Errors of a backward's native call name ``saved.<field>`` where the native code names the field."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        for n in names:
+            if msg.startswith((n + ":", n + " shares")):
+                raise type(e)("saved." + msg) from None
+        raise
+
+
+def _check_saved(saved, cls, arrays):
+    """``saved`` as a ``cls`` (a plain tuple of the right length is accepted) whose ``arrays`` fields are arrays.
+
+    A wrong object (None, another forward's saved tuple) is a TypeError naming ``saved``, not an
+    AttributeError or a shape error blaming another argument.
+    """
+    if not isinstance(saved, cls):
+        if type(saved) is not tuple or len(saved) != len(cls._fields):
+            raise TypeError(f"saved: expected the {cls.__name__} returned by the forward call, "
+                            f"got {type(saved).__name__}")
+        saved = cls(*saved)
+    for f in arrays:
+        _ndarray(f"saved.{f}", getattr(saved, f))
+    return saved
+
+
+def _no_shared_memory(written, others):
+    """ValueError if an array written in place (name, array) shares memory with another argument.
+
+    Running statistics that alias x (or each other) would be overwritten while x is still read.
+    """
+    def span(a):  # [first byte, one past the last byte] the array can touch
+        ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
+        ext = [(int(n) - 1) * int(st) for n, st in zip(a.shape, a.strides)]
+        return ptr + sum(e for e in ext if e < 0), ptr + sum(e for e in ext if e > 0) + a.itemsize
+
+    written = [(n, a) for n, a in written if a is not None and a.size > 0]
+    others = [(n, a) for n, a in others if a is not None and a.size > 0]
+    for i, (n, a) in enumerate(written):
+        lo, hi = span(a)
+        for m, b in written[:i] + others:
+            blo, bhi = span(b)
+            if lo < bhi and blo < hi:
+                raise ValueError(f"{n}: shares memory with {m} (running statistics are written in place and must "
+                                 "not alias another argument)")
+
+
 def _eps(eps):
     return _backend.positive("eps", eps)
 
@@ -197,7 +247,7 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(C, dtype=pdt)
     dbias = xp.empty(C, dtype=pdt)
-    with _native_name("dx", "out") if out is not None else contextlib.nullcontext():
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), _saved_names("mean", "rstd"):
         mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
     return dx, dweight, dbias
 
@@ -238,17 +288,18 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
+    _no_shared_memory([("running_mean", running_mean), ("running_var", running_var)],
+                      [("x", x), ("out", out), ("weight", weight), ("bias", bias)])
     if training:
         if N * S <= 1:
             raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
         mean = xp.empty(C, dtype=sdt)
-        var = xp.empty(C, dtype=sdt)
-        mod.channel_stats(x, mean, var, N, C, S)
-        rstd = _rstd(var, eps)
+        rstd = xp.empty(C, dtype=sdt)
+        var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
+        mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
         mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
         if running_mean is not None:
-            n = N * S
-            _update_running(running_mean, running_var, mean, var * (n / (n - 1)), momentum)
+            _update_running(running_mean, running_var, mean, var, momentum)
         return y, BatchNormSaved(mean, rstd, True)
     if running_mean is None:
         raise ValueError("running_mean, running_var: required when training=False")
@@ -264,6 +315,7 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
     x; in eval mode ``dx = dy * weight * rstd_running``. ``dweight = Σ dy x̂``
     and ``dbias = Σ dy`` per channel (returned even when ``weight`` is None).
     """
+    saved = _check_saved(saved, BatchNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
@@ -330,7 +382,8 @@ def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, para
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(wshape, dtype=pdt) if param_grads else None
     dbias = xp.empty(wshape, dtype=pdt) if param_grads and bias_grad else None
-    with _native_name("dx", "out") if out is not None else contextlib.nullcontext():
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), \
+            _saved_names("mean", "rstd", "inv_rms"):
         mod.row_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias, R, G, Cg, S, rms)
     return dx, dweight, dbias
 
@@ -344,6 +397,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     otherwise dweight / dbias have shape ``normalized_shape`` (returned even
     when ``weight`` is None, as gradients at weight = 1, bias = 0).
     """
+    saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     if normalized_shape is None:
         normalized_shape = tuple(x.shape[saved.mean.ndim:])
@@ -380,6 +434,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
 
     ``dx = r * (g - x̂ * mean(g * x̂))`` with ``r = inv_rms``, ``x̂ = r x``, ``g = weight * dy``.
     """
+    saved = _check_saved(saved, RMSNormSaved, ("inv_rms",))
     mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
     if normalized_shape is None:
         normalized_shape = tuple(x.shape[saved.inv_rms.ndim:])
@@ -425,6 +480,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
 @_backend.on_array_device
 def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`group_norm`: ``(dx, dweight, dbias)`` (per-channel parameter grads)."""
+    saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
     G = int(saved.groups)
@@ -456,6 +512,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
+    _no_shared_memory([("running_mean", running_mean), ("running_var", running_var)],
+                      [("x", x), ("out", out), ("weight", weight), ("bias", bias)])
     if not use_input_stats:
         if running_mean is None:
             raise ValueError("running_mean, running_var: required when use_input_stats=False")
@@ -477,6 +535,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
 @_backend.on_array_device
 def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`instance_norm`: ``(dx, dweight, dbias)``."""
+    saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
     if saved.groups == 0:  # running statistics: fixed per-channel mean / rstd
@@ -536,6 +595,8 @@ def weight_norm(v, g, dim=0):
     over all of v, one scalar g). ``g`` holds one value per slice along
     ``dim`` (any shape with that many elements, e.g. PyTorch's keepdim
     shape). Returns ``(w, saved)`` with ``saved`` a :class:`WeightNormSaved`.
+    A slice holding NaN or ±inf has a NaN norm, and a NaN or zero norm raises
+    ValueError (NumPy input; the norms are overflow-safe up to the dtype's max).
     """
     _ndarray("v", v)
     _ndarray("g", g)
@@ -546,8 +607,9 @@ def weight_norm(v, g, dim=0):
     w = xp.empty_like(vr)
     norm = xp.empty(rows, dtype=_stat_dtype(v))
     mod.weight_norm_forward(vr, g, w, norm, rows, _wn_row_len(vr, rows))
-    if xp is np and not (norm > 0).all():  # (CuPy: not checked, it would sync the host)
-        i = int(np.argmin(norm > 0))
+    ok = np.isfinite(norm) & (norm > 0) if xp is np else None  # (CuPy: not checked, it would sync the host)
+    if ok is not None and not ok.all():  # NaN or ±inf in v gives a NaN norm: one error for both
+        i = int(np.argmin(ok))
         raise ValueError(f"v: slice {i} along dim has norm {float(norm[i])}; w = g v / ||v|| needs a finite "
                          "nonzero norm")
     return _from_rows(w, d), WeightNormSaved(norm, dim)
@@ -563,6 +625,7 @@ def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
     _ndarray("dw", dw)
     _ndarray("v", v)
     _ndarray("g", g)
+    saved = _check_saved(saved, WeightNormSaved, ("norm",))
     mod = _backend.backend(("dw", dw), ("v", v), ("g", g), ("saved.norm", saved.norm))
     if tuple(dw.shape) != tuple(v.shape):
         raise ValueError(f"dw: expected shape {tuple(v.shape)}, got {tuple(dw.shape)}")
@@ -571,7 +634,8 @@ def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
     xp = _xp(v)
     dv = xp.empty_like(vr)
     dg = xp.empty_like(g)
-    mod.weight_norm_backward(dwr, vr, g, saved.norm, dv, dg, rows, _wn_row_len(vr, rows))
+    with _saved_names("norm"):
+        mod.weight_norm_backward(dwr, vr, g, saved.norm, dv, dg, rows, _wn_row_len(vr, rows))
     return dg, _from_rows(dv, d)
 
 

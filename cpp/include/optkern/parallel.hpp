@@ -4,6 +4,7 @@
 // bitwise the same for any number of threads.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 #ifdef _OPENMP
@@ -38,13 +39,20 @@ inline int64_t total_size(const std::vector<int64_t>& sizes) {
   return n;
 }
 
-inline int max_threads() {
+// The one process-wide thread count of every optkern parallel region
+// (optkern.set_num_threads). omp_set_num_threads would only set it for the
+// calling Python thread; each region passes num_threads(max_threads())
+// instead. Starts at OpenMP's default (OMP_NUM_THREADS or the cores).
+inline std::atomic<int>& thread_setting() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  static std::atomic<int> n{omp_get_max_threads()};
 #else
-  return 1;
+  static std::atomic<int> n{1};
 #endif
+  return n;
 }
+
+inline int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
 // f(const Chunk&) for every chunk, in one parallel region. Each thread takes
 // a contiguous run of chunks holding about total / threads elements, so
@@ -57,7 +65,7 @@ void for_each_chunk(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
   if (total >= kSerialBelow && n > 1 && max_threads() > 1) {
     std::vector<int64_t> offset(size_t(n) + 1, 0);  // elements before chunk i
     for (int64_t i = 0; i < n; ++i) offset[size_t(i) + 1] = offset[size_t(i)] + chunks[size_t(i)].len;
-#pragma omp parallel
+#pragma omp parallel num_threads(max_threads())
     {
       const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
       // Chunk i belongs to thread floor(offset[i] * T / total).

@@ -45,8 +45,10 @@ template <class Fwd, class Bwd> void norm_rows(py::module_& m, Fwd row_norm_forw
 
 template <class Stats, class Fwd, class Bwd>
 void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward) {
-  m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("var"), arg("N"), arg("C"), arg("S"),
-        "Per-channel mean and biased variance of x viewed as (N, C, S).");
+  m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("rstd"), arg("var"), arg("N"), arg("C"),
+        arg("S"), arg("eps"),
+        "Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running "
+        "statistics) of x viewed as (N, C, S), all from the same merged moments.");
   m.def("channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
         arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"),
         "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).");

@@ -163,6 +163,12 @@ def from_hvp(fn: Callable, n: int, dtype=np.float64, *, xp=np, matmat: Callable 
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
     return _operator_class(xp)(fn, n, dtype, xp, matmat, name)
 
 

@@ -26,6 +26,7 @@ from .losses import mse_forward, xent_forward, xent_rop
 from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_rop_forward
 
 _NORM_AXIS = {"batch": 0, "layer": 1}
+_NOT_USED = object()  # an argument a method does not take (None is a wrong value, not a missing one)
 
 
 class MLP:
@@ -46,7 +47,9 @@ class MLP:
 
     def __init__(self, sizes, activation="tanh", norm=None, loss="cross_entropy", label_smoothing=0.0,
                  confidence_penalty=0.0, norm_eps=1e-5, dtype=np.float32, xp=np):
-        sizes = [int(s) for s in sizes]
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"sizes: expected a sequence of layer widths, got {type(sizes).__name__}")
+        sizes = [_backend.integer(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"sizes: expected at least two positive widths, got {sizes}")
         if norm not in (None, "batch", "layer"):
@@ -111,10 +114,17 @@ class MLP:
 
     # ---- argument checks ---------------------------------------------------
 
-    def _check(self, params, x, y=None, v=None):
+    def _check(self, params, x, y=_NOT_USED, v=_NOT_USED):
+        """Checked (xp, x, y) and v (a C-contiguous copy if needed); y / v are left out where not used."""
         for name, a in (("params", params), ("x", x), ("y", y), ("v", v)):
-            if a is not None and not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
+            if a is _NOT_USED:
+                continue
+            if not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
                 raise TypeError(f"{name}: expected a numpy or cupy array, got {type(a).__name__}")
+        y = None if y is _NOT_USED else y
+        v = None if v is _NOT_USED else v
+        if x.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool / object are not data
+            raise TypeError(f"x: expected real numbers (float or integer), got {x.dtype}")
         _backend.backend(("params", params), ("x", x), ("y", y), ("v", v))
         xp = _backend.array_module(params)
         for name, a in (("params", params), ("v", v)):
@@ -129,6 +139,8 @@ class MLP:
         if x.shape[0] < 1:
             raise ValueError("x: needs at least one row")
         x = xp.ascontiguousarray(x, dtype=self.dtype)
+        if y is not None and y.dtype.kind not in "fiu":
+            raise TypeError(f"y: expected real numbers (integer labels or float targets), got {y.dtype}")
         if y is not None:
             n = x.shape[0]
             if self.loss_kind == "cross_entropy":
@@ -142,6 +154,10 @@ class MLP:
                     raise ValueError(f"y: expected targets of shape {want}, got {tuple(y.shape)}")
                 y = xp.ascontiguousarray(y, dtype=self.dtype)
         return xp, x, y
+
+    def _direction(self, v):
+        """``v`` (checked by :meth:`_check`) as a C-contiguous array: a strided or broadcast view is copied."""
+        return _backend.array_module(v).ascontiguousarray(v)
 
     # ---- forward ----------------------------------------------------------
 
@@ -258,7 +274,7 @@ class MLP:
         mode, layer norm, label smoothing and the confidence penalty.
         """
         xp, x, y = self._check(params, x, y, v)
-        P, V = self.views(params), self.views(v)
+        P, V = self.views(params), self.views(self._direction(v))
         caches, out = self._forward(P, x, 2)
         _, g, head = self._loss_head(out, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
@@ -298,7 +314,7 @@ class MLP:
         pass and one ordinary backward pass.
         """
         xp, x, y = self._check(params, x, y, v)
-        P, V = self.views(params), self.views(v)
+        P, V = self.views(params), self.views(self._direction(v))
         caches, out = self._forward(P, x, 1)
         _, _, head = self._loss_head(out, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
@@ -306,8 +322,8 @@ class MLP:
 
     def jvp(self, params, x, v):
         """``J v``: the directional derivative of the network output along ``v``."""
-        xp, x, _ = self._check(params, x, None, v)
-        P, V = self.views(params), self.views(v)
+        xp, x, _ = self._check(params, x, v=v)
+        P, V = self.views(params), self.views(self._direction(v))
         caches, _ = self._forward(P, x, 1)
         return self._rop_forward(P, V, caches)
 

@@ -53,6 +53,66 @@ template <class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>&
 // two-pass): mean = K + Σ(x-K)/n; m2 = Σ(x-mean)² from the second pass.
 template <class A> OK_HD A shifted_mean(A shift, A sum_dev, A n) { return shift + sum_dev / n; }
 
+// ---- Overflow- and underflow-safe statistics (LAPACK nrm2's idea) -------------
+// A kernel first sums squares (or squared deviations) directly. That sum is
+// kept when stats_ok says so: finite and either far above the underflow
+// range or dominated by eps. Otherwise (|x| near sqrt(max), tiny x with a
+// tiny eps, zero rows, non-finite x) the row is summed again scaled by 2^-e,
+// with 2^e <= max|x| < 2^(e+1) (exact: a power of two), and the results
+// carry that exponent: Σx² = ssq · 4^e. A row holding NaN or ±inf gets NaN
+// statistics (its output is NaN, never a finite-looking 0): the one
+// treatment of non-finite input in every normalization.
+
+// Below this a sum of squares in A may have lost digits to underflow:
+// each element's error is at most half the smallest subnormal, so a sum of
+// n < 2^31 terms above the floor is accurate to better than 2^-27 (float),
+// 2^-140 (double).
+template <class A> OK_HD A sumsq_floor() { return sizeof(A) == 4 ? A(0x1p-96) : A(0x1p-900); }
+// An eps at least this large swamps what underflow loses (half the smallest
+// subnormal per element, at most that on average) by > 2^45.
+template <class A> OK_HD A eps_floor() { return sizeof(A) == 4 ? A(0x1p-100) : A(0x1p-1000); }
+
+template <class A> OK_HD bool finite_(A v) { return v - v == A(0); }  // false for NaN and ±inf
+
+// Whether a directly computed (mean, Σ squares) can be used as is (eps: 0 for a plain norm).
+template <class A> OK_HD bool stats_ok(A mean, A sumsq, A eps) {
+  return finite_(mean) && finite_(sumsq) && (sumsq >= sumsq_floor<A>() || eps >= eps_floor<A>());
+}
+
+// The exponent e of the scale 2^e for a row whose largest magnitude is amax
+// (finite, > 0): x · 2^-e lies in (-2, 2).
+#if defined(__CUDACC__)
+template <class A> OK_HD int scale_exp(A amax) { return ilogb(amax); }
+template <class A> OK_HD A scale2(A v, int e) { return ldexp(v, e); }
+#else
+template <class A> OK_HD int scale_exp(A amax) { return std::ilogb(amax); }
+template <class A> OK_HD A scale2(A v, int e) { return std::ldexp(v, e); }
+#endif
+
+// max(|a|, |b|), NaN if either is NaN (so a row's NaN is seen by the fallback).
+template <class A> OK_HD A max_abs(A a, A b) {
+  const A bb = b < A(0) ? -b : b;
+  return (bb > a || bb != bb) ? bb : a;
+}
+
+// sqrt(ssq · 4^e): a Euclidean norm from a scaled sum of squares.
+template <class A> OK_HD A norm_scaled(A ssq, int e) {
+#if defined(__CUDACC__)
+  return scale2(sqrt(ssq), e);
+#else
+  return scale2(std::sqrt(ssq), e);
+#endif
+}
+
+// 1 / sqrt(v · 4^e + eps) without forming v · 4^e (which may overflow or
+// underflow): = 2^-e / sqrt(v + eps · 4^-e). When eps · 4^-e overflows, the
+// variance is below eps by far more than the precision: 1 / sqrt(eps).
+template <class A> OK_HD A rsqrt_scaled(A v, int e, A eps) {
+  const A eps_s = scale2(eps, -2 * e);
+  if (!finite_(eps_s)) return rsqrt_of(eps);
+  return scale2(rsqrt_of(v + eps_s), -e);
+}
+
 // 1 / sqrt(biased variance + eps).
 template <class A> OK_HD A rstd(const Moments<A>& s, A eps) { return rsqrt_of(s.m2 / s.n + eps); }
 
@@ -87,6 +147,8 @@ OK_HD A norm_rop_dx(A rg, A xhat, A rxhat, A r, A dh, A m_rg, A m_gx, A m_rgx, A
 // Weight norm, one output row: w = g · v / ‖v‖.  With s = Σ dw ∘ v:
 //   dg = s / ‖v‖,  dv = (g / ‖v‖) · (dw - (s / ‖v‖²) · v).
 template <class A> OK_HD A weight_norm_scale(A g, A norm) { return g / norm; }
+// s / ‖v‖², divided twice: ‖v‖² itself overflows from ‖v‖ ≈ 1.8e19 in float32.
+template <class A> OK_HD A weight_norm_k(A s, A norm) { return s / norm / norm; }
 template <class A> OK_HD A weight_norm_dv(A dw, A v, A scale, A s_over_norm2) { return scale * (dw - s_over_norm2 * v); }
 
 }  // namespace rules

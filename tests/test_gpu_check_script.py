@@ -1,0 +1,29 @@
+"""tools/gpu-check without a GPU: it says there is nothing to check and exits 0, writing nothing."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tools" / "gpu-check"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the script is bash")
+@pytest.mark.parametrize("fake", ["missing", "no-devices"])
+def test_gpu_check_without_a_gpu_exits_0(tmp_path, fake):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    if fake == "no-devices":  # nvidia-smi present, as on a machine with a driver and no GPU
+        smi = bindir / "nvidia-smi"
+        smi.write_text("#!/bin/sh\necho 'No devices were found' >&2\nexit 6\n")
+        smi.chmod(0o755)
+    # Only this folder and the basic tools: any real nvidia-smi is out of reach.
+    path = f"{bindir}:/usr/bin:/bin"
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": path, "OUT": str(out)}
+    r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "nothing to check" in r.stdout
+    assert not out.exists()
