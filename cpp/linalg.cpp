@@ -15,8 +15,8 @@
 
 #include "nn_checks.hpp"
 #include "optkern/common.hpp"
-#include "optkern/lane_sums.hpp"
-#include "optkern/parallel.hpp"
+#include "lane_sums.hpp"
+#include "parallel.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {

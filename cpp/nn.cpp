@@ -11,7 +11,7 @@
 #include <string>
 
 #include "nn_checks.hpp"
-#include "optkern/parallel.hpp"
+#include "parallel.hpp"
 #include "optkern/rules/activation.hpp"
 #include "optkern/rules/loss.hpp"
 #include "optkern/signatures.hpp"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "optkern/byte_spans.hpp"
-#include "optkern/py_arrays.hpp"
+#include "py_arrays.hpp"
 
 namespace optkern {
 namespace normargs {

@@ -10,11 +10,11 @@ int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
     for batch in data:
         ...; opt.step(grads); scheduler.step()
 """
-from .base import FunctionSchedule, Schedule, Scheduler, as_schedule
+from .base import FunctionSchedule, Schedule, Scheduler, as_schedule, constant
 from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
-from .decay import (constant, cosine, cosine_restarts, exponential, inverse_time, linear, multi_step,
+from .decay import (cosine, cosine_restarts, exponential, inverse_time, linear, multi_step,
                     polynomial, step_decay)
 
 __all__ = [

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "optkern/common.hpp"
-#include "optkern/parallel.hpp"
-#include "optkern/py_arrays.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
 
 namespace optkern {
 
