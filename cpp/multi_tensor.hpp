@@ -171,15 +171,6 @@ inline py::dtype list_dtype(py::handle seq, const char* name) {
   throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
 }
 
-// f(T{}) with T the C++ type of dt.
-template <class F>
-void dispatch_float(const py::dtype& dt, F&& f) {
-  if (dt.itemsize() == 4)
-    f(float{});
-  else
-    f(double{});
-}
-
 // Hidden like pybind11's own types, since it holds a py::handle.
 struct __attribute__((visibility("hidden"))) StateArg {
   const char* name;

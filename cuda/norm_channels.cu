@@ -44,7 +44,7 @@ void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
 constexpr int kThreads = 256;
 
 void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int64_t C, int64_t S) {
-  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   DeviceArgs a;
   const char* xp = a.get(x, "x", dt, N * C * S, false);
@@ -65,7 +65,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle var, int64_t N, int
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S) {
-  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   DeviceArgs a;
   const int64_t n = N * C * S;
@@ -92,7 +92,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
                            bool training) {
-  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   DeviceArgs a;
   const int64_t n = N * C * S;
@@ -114,7 +114,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
     const T* tx = reinterpret_cast<const T*>(xp);
     const A* tm = reinterpret_cast<const A*>(mp);
     const A* tr = reinterpret_cast<const A*>(rp);
-    AsyncBuffer total(size_t(C) * sizeof(Sum2<A>), s);
+    ScratchBuffer total(size_t(C) * sizeof(Sum2<A>), s);
     channel_grad_sums(GradSumOp<T, A>{tdy, tx, tm, tr, 1, 1, false}, N, C, S, reinterpret_cast<T*>(dwp),
                       reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(), s);
     if (n > 0)
