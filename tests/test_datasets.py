@@ -48,7 +48,7 @@ def test_npz_and_csv_round_trip(tmp_path):
     (lambda p: np.savez(p, x=np.ones((20, 2)) * 1j, y=np.arange(20) % 2), "real numbers"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=(np.arange(20) % 2) * 2.0 ** 62), "not a classification"),
-    (lambda p: open(p, "wb").write(b"not a zip"), "not a readable .npz"),
+    (lambda p: p.write_bytes(b"not a zip"), "not a readable .npz"),
     (lambda p: p.mkdir(), "is a directory"),
 ])
 def test_bad_npz(tmp_path, make, msg):

@@ -3,14 +3,14 @@ Lanczos run for gradient concentration, the epoch-0 cache and the report."""
 from __future__ import annotations
 
 import json
+import pathlib
 import warnings
 
 import numpy as np
 import pytest
 
-from optkern import _cpu, datasets, hessian
+from optkern import _cpu, datasets, hessian, threads
 from optkern.nn import MLP
-from optkern import threads
 from optkern.study import report, runner
 
 
@@ -123,7 +123,7 @@ def test_report_of_an_empty_interrupted_study(tmp_path):
                "num_train": 10, "num_val": 5, "interrupted": True,
                "runs": [{"optimizer": "sgd", "norm": "none", "status": "interrupted"}]}
     path = report.write_markdown(results, str(tmp_path), [])
-    text = open(path).read()
+    text = pathlib.Path(path).read_text()
     assert "Interrupted" in text and "| sgd | none | — |" in text
     report.write_json(results, str(tmp_path))
     assert (tmp_path / "results.json").read_text().startswith("{")
@@ -143,5 +143,5 @@ def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
     assert run["curvature"][0]["epoch"] == 0  # the start is still measured
     report.write_json(results, str(tmp_path))
     json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
-    text = open(report.write_markdown(results, str(tmp_path), [])).read()
+    text = pathlib.Path(report.write_markdown(results, str(tmp_path), [])).read_text()
     assert "| sgd | none |" in text

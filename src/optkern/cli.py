@@ -6,6 +6,7 @@ import sys
 
 from .study import UsageError
 
+
 def _study_help() -> str:
     from .study.runner import StudyConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,8 +13,8 @@ from .. import _backend
 
 class BatchNormSaved(NamedTuple):
     """Per-channel statistics used by a batch-norm forward (batch or running)."""
-    mean: object
-    rstd: object
+    mean: Any
+    rstd: Any
     training: bool
 
 
@@ -24,20 +24,20 @@ class RowNormSaved(NamedTuple):
     For instance norm with running statistics (``use_input_stats=False``)
     ``mean`` / ``rstd`` are per channel and ``groups`` is 0.
     """
-    mean: object
-    rstd: object
+    mean: Any
+    rstd: Any
     groups: int
 
 
 class RMSNormSaved(NamedTuple):
     """Per-row ``inv_rms = 1 / sqrt(mean(x²) + eps)`` of an RMS-norm forward."""
-    inv_rms: object
+    inv_rms: Any
 
 
 class WeightNormSaved(NamedTuple):
     """Per-output-row ``‖v‖`` of a weight-norm forward."""
-    norm: object
-    dim: object
+    norm: Any
+    dim: Any
 
 
 # ---- helpers -------------------------------------------------------------------

@@ -14,8 +14,7 @@ from .base import FunctionSchedule, Schedule, Scheduler, as_schedule, constant
 from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
-from .decay import (cosine, cosine_restarts, exponential, inverse_time, linear, multi_step,
-                    polynomial, step_decay)
+from .decay import cosine, cosine_restarts, exponential, inverse_time, linear, multi_step, polynomial, step_decay
 
 __all__ = [
     "Schedule", "Scheduler", "FunctionSchedule", "as_schedule",

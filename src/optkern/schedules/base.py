@@ -40,7 +40,7 @@ class Schedule:
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def attach(self, optimizer, *, mode: str = "multiplier", key: str = "lr") -> "Scheduler":
+    def attach(self, optimizer, *, mode: str = "multiplier", key: str = "lr") -> Scheduler:
         """A :class:`Scheduler` driving ``optimizer``'s param groups with this schedule."""
         return Scheduler(optimizer, self, mode=mode, key=key)
 

@@ -1,4 +1,8 @@
 """``optkern study``: an end-to-end optimization study (see runner.py)."""
+from __future__ import annotations
+
+from typing import Any
+
 from .runner import OPTIMIZERS, StudyConfig, run_study
 
 __all__ = ["OPTIMIZERS", "StudyConfig", "UsageError", "run_study", "main"]
@@ -55,7 +59,7 @@ def main(args) -> int:
 
 
 def _config(args) -> StudyConfig:
-    kw = {}
+    kw: dict[str, Any] = {}
     if args.optimizers:
         kw["optimizers"] = [s.strip() for s in args.optimizers.split(",") if s.strip()]
     if args.norms:

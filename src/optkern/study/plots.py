@@ -17,7 +17,7 @@ DPI = 100
 def available() -> bool:
     """Whether matplotlib can be imported."""
     try:
-        import matplotlib  # noqa: F401, PLC0415
+        import matplotlib  # noqa: F401
     except ImportError:
         return False
     return True
@@ -37,11 +37,11 @@ def make_plots(results: dict, out_dir: str) -> list:
     finished epoch)."""
     if not available():
         return []
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import LogLocator, NullLocator  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullLocator
 
     runs = [r for r in results["runs"] if r.get("history", {}).get("epoch")]
     if not runs:

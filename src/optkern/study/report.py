@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import os
+import statistics
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -92,7 +92,7 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
         f"eigenspace; density by stochastic Lanczos quadrature ({cfg['density_probes']} probe(s) × "
         f"{cfg['density_steps']} steps). The table shows the last measurement.",
         "",
-        f"Time: seconds of optimizer steps (train), and of the Hessian measurements (curvature) per run."
+        "Time: seconds of optimizer steps (train), and of the Hessian measurements (curvature) per run."
         + (f" Whole study: {results['elapsed_s']:.0f} s." if results.get("elapsed_s") is not None else ""),
         "",
         "| optimizer | norm | final train loss | val accuracy | train time (s) | curvature time (s) "

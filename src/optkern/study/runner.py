@@ -9,14 +9,15 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .. import hessian, optim, schedules
 from ..datasets import Dataset
 from ..nn import MLP
-from .progress import ProgressBar
 from ..threads import limit_threads
+from .progress import ProgressBar
 
 # name -> (optimizer class, hyper-parameters). Learning rates are each
 # method's usual good value for a small tanh MLP on standardized inputs.
@@ -57,9 +58,9 @@ class StudyConfig:
     device: str = "cpu"
 
     @classmethod
-    def quick(cls, **kw) -> "StudyConfig":
-        base = dict(epochs=4, checkpoints=3, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
-                    trace_matvecs=24, density_probes=1, density_steps=30)
+    def quick(cls, **kw) -> StudyConfig:
+        base: dict[str, Any] = dict(epochs=4, checkpoints=3, hidden=(64, 64), curvature_batch=256, top_k=3,
+                                    concentration_k=5, trace_matvecs=24, density_probes=1, density_steps=30)
         base.update(kw)
         return cls(**base)
 
@@ -92,7 +93,7 @@ class StudyConfig:
 
 def _xp(device: str):
     if device == "cuda":
-        import cupy  # noqa: PLC0415 - optional dependency
+        import cupy  # optional dependency, imported lazily
 
         return cupy
     return np
@@ -267,9 +268,9 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
     """All runs of the study. On KeyboardInterrupt the partial results are
     returned with ``interrupted=True`` (the caller writes them)."""
     cfg.validate()
-    from .. import info  # noqa: PLC0415
+    from .. import info
 
-    results = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
+    results: dict[str, Any] = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
                "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]),
                "checkpoint_epochs": cfg.checkpoint_epochs(), "runs": [],
                "interrupted": False}
