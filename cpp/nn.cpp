@@ -110,10 +110,7 @@ void softmax_xent_fwd(py::handle logits_h, py::handle labels_h, py::handle loss_
   char* loss = args.shaped(loss_h, "loss", {N}, true);
   char* logp = logp_h.is_none() ? nullptr : args.shaped(logp_h, "logp", NC, true);
   char* g = dlogits_h.is_none() ? nullptr : args.shaped(dlogits_h, "dlogits", NC, true);
-  if (!(smoothing >= 0.0 && smoothing <= 1.0))
-    throw py::value_error("label_smoothing: must be in [0, 1], got " + std::to_string(smoothing));
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
+  sig::check_xent_args(smoothing, penalty, scale);
   args.check_overlap();
   for (int64_t i = 0; i < N; ++i)
     if (yp[i] < 0 || yp[i] >= C)
@@ -141,8 +138,7 @@ void softmax_xent_rop(py::handle logp_h, py::handle r_h, py::handle out_h, doubl
   const int64_t N = NC[0], C = NC[1];
   const char* r = args.shaped(r_h, "r", NC, false);
   char* out = args.shaped(out_h, "out", NC, true);
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
+  sig::check_xent_args(0.0, penalty, scale);
   args.check_overlap();
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);

@@ -98,10 +98,7 @@ void softmax_xent_fwd(py::handle logits, py::handle labels, py::handle loss, py:
   char* lp = args.shaped(loss, "loss", {N}, true);
   char* logpp = logp.is_none() ? nullptr : args.shaped(logp, "logp", NC, true);
   char* gp = dlogits.is_none() ? nullptr : args.shaped(dlogits, "dlogits", NC, true);
-  if (!(smoothing >= 0.0 && smoothing <= 1.0))
-    throw py::value_error("label_smoothing: must be in [0, 1], got " + std::to_string(smoothing));
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
+  sig::check_xent_args(smoothing, penalty, scale);
   args.check_overlap();
   require_current_device(args.device, "logits");
   if (N == 0) return;
@@ -125,8 +122,7 @@ void softmax_xent_rop(py::handle logp, py::handle r, py::handle out, double pena
   const int64_t N = NC[0], C = NC[1];
   char* rp = args.shaped(r, "r", NC, false);
   char* op = args.shaped(out, "out", NC, true);
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
+  sig::check_xent_args(0.0, penalty, scale);
   args.check_overlap();
   require_current_device(args.device, "logp");
   if (N == 0) return;
