@@ -3,7 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "optkern/common.hpp"
-#include "optkern/parallel.hpp"
+#include "parallel.hpp"
 
 namespace py = pybind11;
 

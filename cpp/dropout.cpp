@@ -3,8 +3,8 @@
 // on dy and no mask needs to be stored. Optionally writes the uint8 mask.
 #include <pybind11/pybind11.h>
 
-#include "optkern/philox.hpp"
-#include "optkern/py_arrays.hpp"
+#include "philox_cpu.hpp"
+#include "py_arrays.hpp"
 
 namespace optkern {
 namespace py = pybind11;

@@ -16,11 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "nn_checks.hpp"
+#include "optkern/call_args.hpp"
+#include "py_arrays.hpp"
 #include "optkern/common.hpp"
-#include "optkern/lane_sums.hpp"
-#include "optkern/multi_tensor.hpp"
-#include "optkern/parallel.hpp"
+#include "lane_sums.hpp"
+#include "multi_tensor.hpp"
+#include "parallel.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
 
@@ -40,7 +41,7 @@ struct History {
 
 // dtype and n come from `like` (the gradient), which every call has.
 History check_history(py::handle S_h, py::handle Y_h, py::handle like, const char* like_name) {
-  const py::dtype dt = nncheck::float_dtype(like, like_name);
+  const py::dtype dt = float_dtype<HostArrays>(like, like_name);
   py::array l = check_array(like, like_name, dt, false);
   if (l.ndim() != 1) throw py::value_error(std::string(like_name) + ": expected a 1-D array, got " +
                                            std::to_string(l.ndim()) + "-D");
@@ -57,7 +58,10 @@ History check_history(py::handle S_h, py::handle Y_h, py::handle like, const cha
 
 py::array check_vector(py::handle a, const char* name, const History& h, bool writable) {
   py::array v = check_array(a, name, h.dt, writable);
-  nncheck::expect_shape(v, name, {h.n});
+  if (v.ndim() != 1 || int64_t(v.shape(0)) != h.n) {
+    std::vector<int64_t> got(v.shape(), v.shape() + v.ndim());
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str({h.n}) + ", got " + shape_str(got));
+  }
   return v;
 }
 
@@ -309,10 +313,15 @@ void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, b
 }
 
 void lbfgs_stats(py::handle g_h, py::handle out_h) {
-  const py::dtype dt = nncheck::float_dtype(g_h, "g");
+  const py::dtype dt = float_dtype<HostArrays>(g_h, "g");
   py::array g = check_array(g_h, "g", dt, false);
   py::array out = check_out(out_h, "out", 2);
-  nncheck::no_overlap({{"g", g, false}, {"out", out, true}});
+  ArrayList gl, ol;  // in bytes: g and out differ in dtype
+  gl.data.push_back(static_cast<char*>(g.mutable_data()));
+  gl.size.push_back(int64_t(g.nbytes()));
+  ol.data.push_back(static_cast<char*>(out.mutable_data()));
+  ol.size.push_back(int64_t(out.nbytes()));
+  check_no_overlap({{"g", &gl, false}, {"out", &ol, true}}, 1);
   const int64_t n = int64_t(g.size());
   const auto chunks = column_chunks(n);
   std::vector<double> mx(chunks.size()), sm(chunks.size());

@@ -13,10 +13,10 @@
 #include <cmath>
 #include <vector>
 
-#include "nn_checks.hpp"
 #include "optkern/common.hpp"
-#include "optkern/lane_sums.hpp"
-#include "optkern/parallel.hpp"
+#include "lane_sums.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -86,29 +86,28 @@ double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
 }
 
 double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h) {
-  const py::dtype dt = nncheck::float_dtype(Q_h, "Q");
-  py::array Q = check_array(Q_h, "Q", dt, false);
-  if (Q.ndim() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
-  const int64_t m = Q.shape(0), n = Q.shape(1);
+  const py::dtype dt = float_dtype<HostArrays>(Q_h, "Q");
+  HostArgs args(dt);
+  const char* Q = args.get(Q_h, "Q", -1, false);
+  const auto mn = HostArrays::shape(Q_h);
+  if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
+  const int64_t m = mn[0], n = mn[1];
   if (k < 0 || k > m)
     throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
-  py::array w = check_array(w_h, "w", dt, true);
-  nncheck::expect_shape(w, "w", {n});
-  py::array co = check_array(coeffs_h, "coeffs", py::dtype::of<double>(), true);
-  if (co.ndim() != 1 || co.shape(0) < k)
+  char* w = args.shaped(w_h, "w", {n}, true);
+  double* cp = args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
+  const auto co = HostArrays::shape(coeffs_h);
+  if (co.size() != 1 || co[0] < k)
     throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
                           " elements");
-  nncheck::no_overlap({{"Q", Q, false}, {"w", w, true}, {"coeffs", co, true}});
-  double* cp = static_cast<double*>(co.mutable_data());
-  auto run = [&](auto tag) {
+  args.check_overlap();
+  double beta = 0;
+  dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    const T* qp = static_cast<const T*>(Q.data());
-    T* wp = static_cast<T*>(w.mutable_data());
     py::gil_scoped_release nogil;
-    return cgs2_normalize<T>(qp, n, k, wp, cp);
-  };
-  if (dt.equal(py::dtype::of<float>())) return run(float{});
-  return run(double{});
+    beta = cgs2_normalize<T>(reinterpret_cast<const T*>(Q), n, k, reinterpret_cast<T*>(w), cp);
+  });
+  return beta;
 }
 
 }  // namespace

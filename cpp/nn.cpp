@@ -10,15 +10,14 @@
 #include <cmath>
 #include <string>
 
-#include "nn_checks.hpp"
-#include "optkern/parallel.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
 #include "optkern/rules/activation.hpp"
 #include "optkern/rules/loss.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
-using nncheck::Arg;
 
 // One activation over [0, n): the kind is a template argument so the rule
 // inlines without a switch and the loop vectorizes.
@@ -75,110 +74,81 @@ template <class F> void for_rows(int64_t rows, int64_t cols, F&& f) {
 
 void activation_fwd(const std::string& kind, py::handle z_h, py::handle a_h, py::handle d1_h, py::handle d2_h) {
   const rules::Act k = sig::parse_activation(kind);
-  const py::dtype dt = nncheck::float_dtype(z_h, "z");
-  py::array z = check_array(z_h, "z", dt, false);
-  py::array a = check_array(a_h, "a", dt, true);
-  const auto shape = nncheck::shape_of(z);
-  nncheck::expect_shape(a, "a", shape);
-  std::vector<Arg> args{{"z", z, false}, {"a", a, true}};
-  py::array d1, d2;
-  if (!d1_h.is_none()) {
-    d1 = check_array(d1_h, "d1", dt, true);
-    nncheck::expect_shape(d1, "d1", shape);
-    args.push_back({"d1", d1, true});
-  }
-  if (!d2_h.is_none()) {
-    d2 = check_array(d2_h, "d2", dt, true);
-    nncheck::expect_shape(d2, "d2", shape);
-    args.push_back({"d2", d2, true});
-  }
-  nncheck::no_overlap(args);
-  const int64_t n = int64_t(z.size());
-  auto run = [&](auto tag) {
+  const py::dtype dt = float_dtype<HostArrays>(z_h, "z");
+  HostArgs args(dt);
+  const char* z = args.get(z_h, "z", -1, false);
+  const auto shape = HostArrays::shape(z_h);
+  char* a = args.shaped(a_h, "a", shape, true);
+  char* d1 = d1_h.is_none() ? nullptr : args.shaped(d1_h, "d1", shape, true);
+  char* d2 = d2_h.is_none() ? nullptr : args.shaped(d2_h, "d2", shape, true);
+  args.check_overlap();
+  const int64_t n = int64_t(py::reinterpret_borrow<py::array>(z_h).size());
+  dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    const T* zp = static_cast<const T*>(z.data());
-    T* ap = static_cast<T*>(a.mutable_data());
-    T* p1 = !d1_h.is_none() ? static_cast<T*>(d1.mutable_data()) : nullptr;
-    T* p2 = !d2_h.is_none() ? static_cast<T*>(d2.mutable_data()) : nullptr;
     py::gil_scoped_release nogil;
-    activation_loop<T>(k, zp, ap, p1, p2, n);
-  };
-  if (dt.equal(py::dtype::of<float>())) run(float{});
-  else run(double{});
+    activation_loop<T>(k, reinterpret_cast<const T*>(z), reinterpret_cast<T*>(a), reinterpret_cast<T*>(d1),
+                       reinterpret_cast<T*>(d2), n);
+  });
+}
+
+// The (N, C) shape of a 2-D array `what` (logits, log-probabilities).
+std::vector<int64_t> rows_classes(py::handle h, const char* what) {
+  const auto s = HostArrays::shape(h);
+  if (s.size() != 2) throw py::value_error(std::string(what) + ": expected a 2-D array (rows, classes)");
+  return s;
 }
 
 void softmax_xent_fwd(py::handle logits_h, py::handle labels_h, py::handle loss_h, py::handle logp_h,
                       py::handle dlogits_h, double smoothing, double penalty, double scale) {
-  const py::dtype dt = nncheck::float_dtype(logits_h, "logits");
-  py::array z = check_array(logits_h, "logits", dt, false);
-  if (z.ndim() != 2) throw py::value_error("logits: expected a 2-D array (rows, classes)");
-  const int64_t N = z.shape(0), C = z.shape(1);
+  const py::dtype dt = float_dtype<HostArrays>(logits_h, "logits");
+  HostArgs args(dt);
+  const char* z = args.get(logits_h, "logits", -1, false);
+  const auto NC = rows_classes(logits_h, "logits");
+  const int64_t N = NC[0], C = NC[1];
   if (C < 1) throw py::value_error("logits: needs at least one class");
-  py::array y = check_array(labels_h, "labels", py::dtype::of<int64_t>(), false);
-  nncheck::expect_shape(y, "labels", {N});
-  py::array loss = check_array(loss_h, "loss", dt, true);
-  nncheck::expect_shape(loss, "loss", {N});
-  std::vector<Arg> args{{"logits", z, false}, {"labels", y, false}, {"loss", loss, true}};
-  py::array logp, g;
-  if (!logp_h.is_none()) {
-    logp = check_array(logp_h, "logp", dt, true);
-    nncheck::expect_shape(logp, "logp", {N, C});
-    args.push_back({"logp", logp, true});
-  }
-  if (!dlogits_h.is_none()) {
-    g = check_array(dlogits_h, "dlogits", dt, true);
-    nncheck::expect_shape(g, "dlogits", {N, C});
-    args.push_back({"dlogits", g, true});
-  }
-  if (!(smoothing >= 0.0 && smoothing <= 1.0))
-    throw py::value_error("label_smoothing: must be in [0, 1], got " + std::to_string(smoothing));
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
-  nncheck::no_overlap(args);
-  const int64_t* yp = static_cast<const int64_t*>(y.data());
+  const auto* yp = args.shaped<const int64_t>(labels_h, "labels", py::dtype::of<int64_t>(), {N}, false);
+  char* loss = args.shaped(loss_h, "loss", {N}, true);
+  char* logp = logp_h.is_none() ? nullptr : args.shaped(logp_h, "logp", NC, true);
+  char* g = dlogits_h.is_none() ? nullptr : args.shaped(dlogits_h, "dlogits", NC, true);
+  sig::check_xent_args(smoothing, penalty, scale);
+  args.check_overlap();
   for (int64_t i = 0; i < N; ++i)
     if (yp[i] < 0 || yp[i] >= C)
       throw py::value_error("labels[" + std::to_string(i) + "]: " + std::to_string(yp[i]) +
                             " is outside [0, " + std::to_string(C) + ")");
-  auto run = [&](auto tag) {
+  dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     const rules::XentHP<T> h{T(smoothing), T(penalty), T(scale)};
-    const T* zp = static_cast<const T*>(z.data());
-    T* lp = static_cast<T*>(loss.mutable_data());
-    T* logpp = !logp_h.is_none() ? static_cast<T*>(logp.mutable_data()) : nullptr;
-    T* gp = !dlogits_h.is_none() ? static_cast<T*>(g.mutable_data()) : nullptr;
+    const T* zp = reinterpret_cast<const T*>(z);
+    T* lp = reinterpret_cast<T*>(loss);
+    T* logpp = reinterpret_cast<T*>(logp);
+    T* gp = reinterpret_cast<T*>(g);
     py::gil_scoped_release nogil;
     for_rows(N, C, [&](int64_t i) {
       lp[i] = rules::xent_row(zp + i * C, C, yp[i], h, logpp ? logpp + i * C : nullptr, gp ? gp + i * C : nullptr);
     });
-  };
-  if (dt.equal(py::dtype::of<float>())) run(float{});
-  else run(double{});
+  });
 }
 
 void softmax_xent_rop(py::handle logp_h, py::handle r_h, py::handle out_h, double penalty, double scale) {
-  const py::dtype dt = nncheck::float_dtype(logp_h, "logp");
-  py::array logp = check_array(logp_h, "logp", dt, false);
-  if (logp.ndim() != 2) throw py::value_error("logp: expected a 2-D array (rows, classes)");
-  const int64_t N = logp.shape(0), C = logp.shape(1);
-  py::array r = check_array(r_h, "r", dt, false);
-  nncheck::expect_shape(r, "r", {N, C});
-  py::array out = check_array(out_h, "out", dt, true);
-  nncheck::expect_shape(out, "out", {N, C});
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
-  nncheck::no_overlap({{"logp", logp, false}, {"r", r, false}, {"out", out, true}});
-  auto run = [&](auto tag) {
+  const py::dtype dt = float_dtype<HostArrays>(logp_h, "logp");
+  HostArgs args(dt);
+  const char* logp = args.get(logp_h, "logp", -1, false);
+  const auto NC = rows_classes(logp_h, "logp");
+  const int64_t N = NC[0], C = NC[1];
+  const char* r = args.shaped(r_h, "r", NC, false);
+  char* out = args.shaped(out_h, "out", NC, true);
+  sig::check_xent_args(0.0, penalty, scale);
+  args.check_overlap();
+  dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     const rules::XentHP<T> h{T(0), T(penalty), T(scale)};
-    const T* lp = static_cast<const T*>(logp.data());
-    const T* rp = static_cast<const T*>(r.data());
-    T* op = static_cast<T*>(out.mutable_data());
+    const T* lp = reinterpret_cast<const T*>(logp);
+    const T* rp = reinterpret_cast<const T*>(r);
+    T* op = reinterpret_cast<T*>(out);
     py::gil_scoped_release nogil;
     for_rows(N, C, [&](int64_t i) { rules::xent_rop_row(lp + i * C, rp + i * C, C, h, op + i * C); });
-  };
-  if (dt.equal(py::dtype::of<float>())) run(float{});
-  else run(double{});
+  });
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "norm_arrays.hpp"
+#include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
 #include "optkern/signatures.hpp"
@@ -194,7 +194,7 @@ int64_t tasks(const Shape& sh) { return sh.S == 1 ? sh.nblk() : sh.nblk() * sh.C
 // running buffer) of each channel, all from the same merged moments.
 template <class T>
 void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle var_h, const Shape& sh, double eps) {
-  normargs::Args args(py::dtype::of<T>());
+  HostArgs args(py::dtype::of<T>());
   const T* x = args.get<T>(x_h, "x", sh.size(), false);
   T* mean = args.get<T>(mean_h, "mean", sh.C, true);
   T* rstd = args.get<T>(rstd_h, "rstd", sh.C, true);
@@ -224,7 +224,7 @@ void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle
 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
                    double eps) {
-  const py::dtype dt = normargs::float_dtype(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x");
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   if (dt.itemsize() == 4) stats_impl<float>(x, mean, rstd, var, sh, eps);
@@ -234,7 +234,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
 template <class T>
 void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h, py::handle b_h,
                   py::handle y_h, const Shape& sh) {
-  normargs::Args args(py::dtype::of<T>());
+  HostArgs args(py::dtype::of<T>());
   ApplyKernel<T> k{};
   k.x = args.get<T>(x_h, "x", sh.size(), false);
   k.mean = args.get<T>(mean_h, "mean", sh.C, false);
@@ -254,7 +254,7 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S) {
-  const py::dtype dt = normargs::float_dtype(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x");
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   if (dt.itemsize() == 4) forward_impl<float>(x, mean, rstd, w, b, y, sh);
   else forward_impl<double>(x, mean, rstd, w, b, y, sh);
@@ -263,7 +263,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
 template <class T>
 void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h,
                    py::handle dx_h, py::handle dw_h, py::handle db_h, const Shape& sh, bool training) {
-  normargs::Args args(py::dtype::of<T>());
+  HostArgs args(py::dtype::of<T>());
   DxKernel<T> k{};
   k.dy = args.get<T>(dy_h, "dy", sh.size(), false);
   k.x = args.get<T>(x_h, "x", sh.size(), false);
@@ -299,7 +299,7 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
                            bool training) {
-  const py::dtype dt = normargs::float_dtype(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x");
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   if (dt.itemsize() == 4) backward_impl<float>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
   else backward_impl<double>(dy, x, mean, rstd, w, dx, dw, db, sh, training);

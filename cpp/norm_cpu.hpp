@@ -10,8 +10,8 @@
 #endif
 
 #include "optkern/common.hpp"
-#include "optkern/lane_sums.hpp"
-#include "optkern/parallel.hpp"
+#include "lane_sums.hpp"
+#include "parallel.hpp"
 #include "optkern/rules/norm.hpp"
 
 #if defined(__GNUC__)

@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "norm_arrays.hpp"
+#include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/norm_rop.hpp"
 #include "optkern/signatures.hpp"
@@ -114,7 +114,7 @@ Shape shape_of(py::handle h, int axis) {
 }
 
 template <class T, int A>
-Norm<T, A> saved(normargs::Args& args, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
+Norm<T, A> saved(HostArgs& args, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
   return {args.get<T>(h, "h", S.N * S.D, false), args.get<T>(mean, "mean", S.G, false),
           args.get<T>(rstd, "rstd", S.G, false), S.N, S.D};
 }
@@ -122,7 +122,7 @@ Norm<T, A> saved(normargs::Args& args, py::handle h, py::handle mean, py::handle
 template <class T, int A>
 void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle rh,
               py::handle w, py::handle vw, py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh) {
-  normargs::Args args(dt);
+  HostArgs args(dt);
   const int64_t n = S.N * S.D;
   FwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
@@ -150,7 +150,7 @@ template <class T, int A>
 void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle dy,
               py::handle rdy, py::handle w, py::handle vw, py::handle rxhat, py::handle m_xrh, py::handle dh,
               py::handle rdh, py::handle rdw, py::handle rdb) {
-  normargs::Args args(dt);
+  HostArgs args(dt);
   const int64_t n = S.N * S.D;
   BwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
@@ -180,7 +180,7 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
 
 // f(dtype, shape, T{}, axis constant) for the dtype of `h` and the axis.
 template <class F> void dispatch(py::handle h, int axis, F&& f) {
-  const py::dtype dt = normargs::float_dtype(h, "h");
+  const py::dtype dt = float_dtype<HostArrays>(h, "h");
   const Shape S = shape_of(h, axis);
   using A0 = std::integral_constant<int, 0>;
   using A1 = std::integral_constant<int, 1>;

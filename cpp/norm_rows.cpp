@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "norm_arrays.hpp"
+#include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/norm_layout.hpp"
 #include "optkern/rules/norm.hpp"
@@ -151,7 +151,7 @@ OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, do
 }
 
 template <class T>
-void forward_impl(normargs::Args& args, py::handle x_h, py::handle w_h, py::handle b_h, py::handle y_h,
+void forward_impl(HostArgs& args, py::handle x_h, py::handle w_h, py::handle b_h, py::handle y_h,
                   py::handle mean_h, py::handle rstd_h, const RowLayout& L, double eps, bool rms) {
   const int64_t n = L.R * L.M();
   RowArgs<T> a{};
@@ -174,16 +174,16 @@ void forward_impl(normargs::Args& args, py::handle x_h, py::handle w_h, py::hand
 void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
                       py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
                       double eps, bool rms) {
-  const py::dtype dt = normargs::float_dtype(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x");
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
-  normargs::Args args(dt);
+  HostArgs args(dt);
   if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
   else forward_impl<double>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
 }
 
 template <class T>
-void backward_impl(normargs::Args& args, py::handle dy_h, py::handle x_h, py::handle w_h, py::handle mean_h,
+void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w_h, py::handle mean_h,
                    py::handle rstd_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const RowLayout& L, bool rms) {
   const int64_t n = L.R * L.M();
   RowGradArgs<T> a{};
@@ -228,9 +228,9 @@ void backward_impl(normargs::Args& args, py::handle dy_h, py::handle x_h, py::ha
 void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
                        py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
                        int64_t group_channels, int64_t spatial, bool rms) {
-  const py::dtype dt = normargs::float_dtype(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x");
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
-  normargs::Args args(dt);
+  HostArgs args(dt);
   if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
   else backward_impl<double>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
 }

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "norm_arrays.hpp"
+#include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
 #include "optkern/signatures.hpp"
@@ -64,7 +64,7 @@ void check_rows(py::handle v, int64_t rows, int64_t M) {
 }
 
 template <class T> void fwd(py::handle v_h, py::handle g_h, py::handle w_h, py::handle n_h, int64_t rows, int64_t M) {
-  normargs::Args args(py::dtype::of<T>());
+  HostArgs args(py::dtype::of<T>());
   WnForward<T> k{};
   k.v = args.get<T>(v_h, "v", rows * M, false);
   k.g = args.get<T>(g_h, "g", rows, false);
@@ -79,7 +79,7 @@ template <class T> void fwd(py::handle v_h, py::handle g_h, py::handle w_h, py::
 template <class T>
 void bwd(py::handle dw_h, py::handle v_h, py::handle g_h, py::handle n_h, py::handle dv_h, py::handle dg_h,
          int64_t rows, int64_t M) {
-  normargs::Args args(py::dtype::of<T>());
+  HostArgs args(py::dtype::of<T>());
   WnBackward<T> k{};
   k.dw = args.get<T>(dw_h, "dw", rows * M, false);
   k.v = args.get<T>(v_h, "v", rows * M, false);
@@ -94,7 +94,7 @@ void bwd(py::handle dw_h, py::handle v_h, py::handle g_h, py::handle n_h, py::ha
 }
 
 void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
-  const py::dtype dt = normargs::float_dtype(v, "v");
+  const py::dtype dt = float_dtype<HostArrays>(v, "v");
   check_rows(v, rows, M);
   if (dt.itemsize() == 4) fwd<float>(v, g, out, norm, rows, M);
   else fwd<double>(v, g, out, norm, rows, M);
@@ -102,7 +102,7 @@ void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle 
 
 void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
                           int64_t rows, int64_t M) {
-  const py::dtype dt = normargs::float_dtype(v, "v");
+  const py::dtype dt = float_dtype<HostArrays>(v, "v");
   check_rows(v, rows, M);
   if (dt.itemsize() == 4) bwd<float>(dw, v, g, norm, dv, dg, rows, M);
   else bwd<double>(dw, v, g, norm, dv, dg, rows, M);

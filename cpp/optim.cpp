@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "optkern/multi_tensor.hpp"
+#include "multi_tensor.hpp"
 #include "optkern/rules/optim.hpp"
 
 namespace optkern {

@@ -2,7 +2,7 @@
 // bench/optim.py compares every step with, and the OpenMP thread count.
 #include <pybind11/pybind11.h>
 
-#include "optkern/multi_tensor.hpp"
+#include "multi_tensor.hpp"
 
 namespace optkern {
 namespace py = pybind11;

@@ -5,8 +5,8 @@
 
 #include <array>
 
-#include "optkern/philox.hpp"
-#include "optkern/py_arrays.hpp"
+#include "philox_cpu.hpp"
+#include "py_arrays.hpp"
 
 namespace optkern {
 namespace py = pybind11;

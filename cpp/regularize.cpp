@@ -10,9 +10,9 @@
 #include <cmath>
 #include <string>
 
-#include "optkern/lane_sums.hpp"
-#include "optkern/parallel.hpp"
-#include "optkern/py_arrays.hpp"
+#include "lane_sums.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
 #include "optkern/rules/regularize.hpp"
 
 namespace optkern {

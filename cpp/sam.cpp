@@ -7,7 +7,7 @@
 #include <cmath>
 #include <string>
 
-#include "optkern/multi_tensor.hpp"
+#include "multi_tensor.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
 

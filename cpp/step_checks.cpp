@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "optkern/py_arrays.hpp"
+#include "py_arrays.hpp"
 
 namespace optkern {
 namespace {

@@ -16,25 +16,37 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "optkern/call_args.hpp"
 
 namespace optkern {
 namespace py = pybind11;
 
-enum class DType { f16, bf16, f32, f64 };
+// Float storage types first (kernels dispatch on them); int64 labels and
+// uint8 masks are only checked.
+enum class DType { f16, bf16, f32, f64, i64, u8 };
 
 inline const char* dtype_str(DType d) {
   switch (d) {
     case DType::f16: return "float16";
     case DType::bf16: return "bfloat16";
     case DType::f32: return "float32";
-    default: return "float64";
+    case DType::f64: return "float64";
+    case DType::i64: return "int64";
+    default: return "uint8";
   }
 }
 
 inline size_t dtype_size(DType d) {
-  return d == DType::f64 ? 8 : d == DType::f32 ? 4 : 2;
+  switch (d) {
+    case DType::f64: case DType::i64: return 8;
+    case DType::f32: return 4;
+    case DType::u8: return 1;
+    default: return 2;
+  }
 }
 
 struct DeviceList {
@@ -45,10 +57,6 @@ struct DeviceList {
   template <class T> T* ptr(size_t i) const { return reinterpret_cast<T*>(data[i]); }
 };
 
-inline std::string item_name(const char* name, size_t i) {
-  return std::string(name) + "[" + std::to_string(i) + "]";
-}
-
 namespace detail {
 // getattr with a name interned once; throws on failure like py::getattr.
 inline py::object attr(py::handle h, const char* name, PyObject*& cache) {
@@ -58,13 +66,6 @@ inline py::object attr(py::handle h, const char* name, PyObject*& cache) {
   return py::reinterpret_steal<py::object>(r);
 }
 #define OK_ATTR(h, name) ([&]() { static PyObject* s_ = nullptr; return detail::attr(h, name, s_); }())
-
-inline std::string type_name(py::handle h) {
-  auto t = py::type::of(h);
-  const std::string mod = py::str(t.attr("__module__")).cast<std::string>();
-  const std::string name = py::str(t.attr("__name__")).cast<std::string>();
-  return mod == "builtins" ? name : mod.substr(0, mod.find('.')) + "." + name;
-}
 }  // namespace detail
 
 // True for cupy.ndarray (checked by module and name, so no import of CuPy is
@@ -88,7 +89,7 @@ inline std::string cupy_dtype(py::handle a) {
 // Whether `a` has dtype `dt`; NumPy dtype objects of builtin types are
 // singletons, so after one name comparison an identity test suffices.
 inline bool has_dtype(py::handle a, DType dt) {
-  static PyObject* seen[4] = {nullptr, nullptr, nullptr, nullptr};
+  static PyObject* seen[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   py::object d = OK_ATTR(a, "dtype");
   PyObject*& s = seen[int(dt)];
   if (s && d.ptr() == s) return true;
@@ -109,7 +110,7 @@ inline bool c_contiguous(py::handle a) {
 inline void require_list(py::handle seq, const char* name) {
   if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq) || is_cupy(seq) ||
       py::hasattr(seq, "__array_interface__"))
-    throw py::type_error(std::string(name) + ": expected a list of arrays, got " + detail::type_name(seq));
+    throw py::type_error(std::string(name) + ": expected a list of arrays, got " + type_name(seq));
 }
 
 // One CuPy array; returns its device pointer. `what()` names it in errors
@@ -117,7 +118,7 @@ inline void require_list(py::handle seq, const char* name) {
 template <class Name>
 inline char* check_device_array_named(py::handle h, const Name& what, DType dt, int64_t expect_size, int& device) {
   if (!is_cupy(h))
-    throw py::type_error(what() + ": expected a cupy.ndarray, got " + detail::type_name(h));
+    throw py::type_error(what() + ": expected a cupy.ndarray, got " + type_name(h));
   if (!has_dtype(h, dt))
     throw py::type_error(what() + ": expected " + std::string(dtype_str(dt)) + ", got " + cupy_dtype(h));
   if (!c_contiguous(h)) throw py::value_error(what() + ": array must be C-contiguous");
@@ -174,7 +175,7 @@ inline DType float_dtype_of(py::handle seq, const char* name, DType fallback = D
   if (py::len(s) == 0) return fallback;
   py::object a = s[0];
   const std::string what = item_name(name, 0);
-  if (!is_cupy(a)) throw py::type_error(what + ": expected a cupy.ndarray, got " + detail::type_name(a));
+  if (!is_cupy(a)) throw py::type_error(what + ": expected a cupy.ndarray, got " + type_name(a));
   if (has_dtype(a, DType::f32)) return DType::f32;
   if (has_dtype(a, DType::f64)) return DType::f64;
   throw py::type_error(what + ": expected float32 or float64, got " + cupy_dtype(a));
@@ -197,44 +198,39 @@ struct NamedDeviceList {
 };
 
 // No array that a kernel writes may share device memory with any other array
-// of the call (a param passed as its own grad, one state buffer used twice,
-// overlapping views of one allocation). Device pointers of one device share
-// one address space, so this is an interval test like py_arrays.hpp's.
+// of the call (the shared check of optkern/call_args.hpp).
 inline void check_no_overlap(const std::vector<NamedDeviceList>& lists, size_t itemsize) {
-  struct Span { uintptr_t lo, hi; size_t list, index; size_t isz; };
-  std::vector<Span> spans;
-  for (size_t l = 0; l < lists.size(); ++l) {
-    if (!lists[l].list) continue;
-    for (size_t i = 0; i < lists[l].list->count(); ++i) {
-      const int64_t n = lists[l].list->size[i];
-      if (n == 0) continue;
-      auto lo = reinterpret_cast<uintptr_t>(lists[l].list->data[i]);
-      const size_t isz = lists[l].single ? 8 : itemsize;  // lone buffers are float64
-      spans.push_back({lo, lo + uintptr_t(n) * isz, l, i, isz});
-    }
+  OverlapCheck c;
+  for (const NamedDeviceList& l : lists) {
+    if (!l.list) continue;
+    c.begin(l.name, l.written, !l.single);
+    const size_t isz = l.single ? 8 : itemsize;  // lone buffers are float64
+    for (size_t i = 0; i < l.list->count(); ++i) c.add(l.list->data[i], uint64_t(l.list->size[i]) * isz, i);
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.lo < b.lo; });
-  const auto label = [&](const Span& s) {
-    return lists[s.list].single ? std::string(lists[s.list].name) : item_name(lists[s.list].name, s.index);
-  };
-  const auto report = [&](const Span& a, const Span& b) {
-    throw py::value_error(label(b) + " shares memory with " + label(a) +
-                          " (aliasing arrays cannot be updated in place)");
-  };
-  // Sweep in address order keeping the spans that reach furthest: a written
-  // span overlaps something iff it starts below the furthest end so far; a
-  // read span overlaps a written one iff it starts below the furthest
-  // written end.
-  const Span* far_any = nullptr;
-  const Span* far_written = nullptr;
-  for (const Span& b : spans) {
-    const bool w = lists[b.list].written;
-    if (w && far_any && b.lo < far_any->hi) report(*far_any, b);
-    if (far_written && b.lo < far_written->hi) report(*far_written, b);
-    if (!far_any || b.hi > far_any->hi) far_any = &b;
-    if (w && (!far_written || b.hi > far_written->hi)) far_written = &b;
-  }
+  c.check();
 }
+
+// CuPy arrays for the shared collector (optkern/call_args.hpp).
+struct DeviceArrays {
+  using DType = optkern::DType;
+  static constexpr const char* kTypeName = "cupy.ndarray";
+  static bool is_array(py::handle h) { return is_cupy(h); }
+  static std::string dtype_name(py::handle h) { return cupy_dtype(h); }
+  static DType dtype_named(const std::string& n) {
+    for (DType d : {DType::f16, DType::bf16, DType::f32, DType::f64, DType::i64, DType::u8})
+      if (n == dtype_str(d)) return d;
+    throw std::logic_error("DeviceArrays: unknown dtype " + n);
+  }
+  static std::vector<int64_t> shape(py::handle h) { return h.attr("shape").cast<std::vector<int64_t>>(); }
+  static void* check(py::handle h, const char* what, DType dt, int64_t size, bool written, int& device,
+                     uint64_t& bytes) {
+    char* p = check_device_array(h, what, dt, written, size, device);
+    bytes = uint64_t(size >= 0 ? size : OK_ATTR(h, "size").cast<int64_t>()) * dtype_size(dt);
+    return p;
+  }
+};
+
+using DeviceArgs = Args<DeviceArrays>;
 
 // Raise RuntimeError for a failed CUDA runtime call.
 inline void check_cuda(cudaError_t e, const char* what) {
@@ -278,46 +274,39 @@ inline void check_launch(const char* what) {
     throw std::runtime_error(std::string(what) + ": CUDA error: " + cudaGetErrorString(e));
 }
 
-// Stream-ordered scratch memory (reduction partials) from a pool owned by
+// Stream-ordered scratch memory (reduction partials, temporaries), freed on
+// its stream when it goes out of scope. It comes from a pool owned by
 // optkern, one per device, that keeps its memory between calls: allocation
 // and free are enqueued on the stream, never synchronize, and become graph
 // memory nodes under stream capture. Devices without memory pools fall back
-// to one cached buffer per device, grown when too small (the only place
-// that synchronizes, once per new maximum size).
-class Scratch {
+// to cudaMalloc / cudaFree (which synchronize).
+class ScratchBuffer {
  public:
-  static void* alloc(size_t bytes, int device, cudaStream_t s) {
-    Slot& slot = get(device);
-    void* p = nullptr;
-    if (slot.pool) {
-      check_cuda(cudaMallocFromPoolAsync(&p, bytes, slot.pool, s), "scratch allocation");
-      return p;
-    }
-    if (bytes > slot.cap) {
-      if (slot.buf) check_cuda(cudaFree(slot.buf), "scratch free");
-      slot.buf = nullptr;
-      slot.cap = 0;
-      check_cuda(cudaMalloc(&slot.buf, bytes), "scratch allocation");
-      slot.cap = bytes;
-    }
-    return slot.buf;
+  ScratchBuffer(size_t bytes, cudaStream_t s, int device = -1) : s_(s) {
+    if (bytes == 0) return;
+    if (device < 0) check_cuda(cudaGetDevice(&device), "scratch device");
+    pool_ = pool(device);
+    if (pool_) check_cuda(cudaMallocFromPoolAsync(&p_, bytes, pool_, s), "scratch allocation");
+    else check_cuda(cudaMalloc(&p_, bytes), "scratch allocation");
   }
-  static void release(void* p, int device, cudaStream_t s) {
-    if (get(device).pool) check_cuda(cudaFreeAsync(p, s), "scratch free");
+  ~ScratchBuffer() {
+    if (!p_) return;
+    if (pool_) cudaFreeAsync(p_, s_);
+    else cudaFree(p_);
   }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  template <class P> P* as() const { return static_cast<P*>(p_); }
 
  private:
-  struct Slot {
-    bool init = false;
-    cudaMemPool_t pool = nullptr;
-    void* buf = nullptr;
-    size_t cap = 0;
-  };
-  static Slot& get(int device) {
+  static cudaMemPool_t pool(int device) {
+    struct Slot {
+      bool init = false;
+      cudaMemPool_t pool = nullptr;
+    };
     static std::mutex mu;
     static std::deque<Slot> slots;  // growing a deque keeps references to its elements valid
     std::lock_guard<std::mutex> lock(mu);
-    if (device < 0) device = 0;
     if (size_t(device) >= slots.size()) slots.resize(size_t(device) + 1);
     Slot& slot = slots[size_t(device)];
     if (!slot.init) {
@@ -330,13 +319,17 @@ class Scratch {
         props.location.type = cudaMemLocationTypeDevice;
         props.location.id = device;
         check_cuda(cudaMemPoolCreate(&slot.pool, &props), "scratch pool");
-        uint64_t keep = UINT64_MAX;  // never trim: partials are tiny and reused every step
+        uint64_t keep = UINT64_MAX;  // never trim: partials are small and reused every step
         cudaMemPoolSetAttribute(slot.pool, cudaMemPoolAttrReleaseThreshold, &keep);
       }
       slot.init = true;
     }
-    return slot;
+    return slot.pool;
   }
+
+  void* p_ = nullptr;
+  cudaMemPool_t pool_ = nullptr;
+  cudaStream_t s_;
 };
 
 }  // namespace optkern

@@ -64,12 +64,12 @@ __global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, float
 constexpr int kThreads = 256;
 
 void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
-  const DType dt = device_dtype(out, "out", kFloat3264);
-  int dev = -1;
-  char* p = dptr(out, "out", dt, -1, dev);
+  const DType dt = float_dtype<DeviceArrays>(out, "out");
+  DeviceArgs a(dt);
+  char* p = a.get(out, "out", -1, true);
   const int64_t n = device_size(out);
   if (n == 0) return;
-  DeviceGuard guard(dev);
+  DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
   const unsigned per = (dt == DType::f64 && !signs) ? 2 : 4;
   const BlockRange br(n, offset, per);
@@ -86,15 +86,15 @@ void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
 
 void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
   if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: must be in [0, 1), got " + std::to_string(p));
-  const DType dt = device_dtype(x, "x", kFloatAll);
-  int dev = -1;
-  const char* xp = dptr(x, "x", dt, -1, dev);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true);
+  // Not an aliasing check: out may be x (dropout in place reads each element before writing it).
+  DeviceArgs a(dt);
+  const char* xp = a.get(x, "x", -1, false);
   const int64_t n = device_size(x);
-  char* yp = dptr(out, "out", dt, n, dev);
-  uint8_t* mp = nullptr;
-  if (!mask_h.is_none()) mp = uint8_ptr(mask_h, "mask", n, dev);
+  char* yp = a.get(out, "out", n, true);
+  uint8_t* mp = a.opt<uint8_t>(mask_h, "mask", DType::u8, n, true);
   if (n == 0) return;
-  DeviceGuard guard(dev);
+  DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
   const BlockRange br(n, offset, 4);
   const unsigned grid = grid_for(int64_t(br.nblocks), kThreads);

@@ -14,13 +14,21 @@
 #include <vector>
 
 #include "cuda_arrays.hpp"
-#include "nn_checks.cuh"
+#include "optkern/call_args.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
 
 namespace optkern {
 namespace {
-namespace nc = nncheck_cuda;
+
+// Shape helpers for the history checks (the call's dtype comes from float_dtype<DeviceArrays>).
+std::vector<int64_t> shape_of(py::handle h) { return h.attr("shape").cast<std::vector<int64_t>>(); }
+
+void expect_shape(py::handle h, const char* name, const std::vector<int64_t>& want) {
+  const auto got = shape_of(h);
+  if (got != want)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
+}
 namespace rs = rules;
 
 constexpr int kThreads = 256;
@@ -205,8 +213,8 @@ struct Hist {
 
 Hist check_history(py::handle S, py::handle Y, py::handle like, const char* like_name) {
   Hist h;
-  h.dt = nc::float_dtype(like, like_name);
-  const auto shape = nc::shape_of(like);
+  h.dt = float_dtype<DeviceArrays>(like, like_name);
+  const auto shape = shape_of(like);
   if (shape.size() != 1) throw py::value_error(std::string(like_name) + ": expected a 1-D array");
   h.n = shape[0];
   std::vector<int64_t> sizes;
@@ -222,13 +230,13 @@ Hist check_history(py::handle S, py::handle Y, py::handle like, const char* like
 
 Vec vec(const Hist& h, py::handle a, const char* name, bool written, int& dev) {
   char* p = check_device_array(a, name, h.dt, written, h.n, dev);
-  nc::expect_shape(a, name, {h.n});
+  expect_shape(a, name, {h.n});
   return {name, p, h.n * int64_t(dtype_size(h.dt)), written};
 }
 
 Vec out_buffer(py::handle a, const char* name, int64_t need, int& dev) {
   char* p = check_device_array(a, name, DType::f64, true, -1, dev);
-  const auto s = nc::shape_of(a);
+  const auto s = shape_of(a);
   if (s.size() != 1 || s[0] < need)
     throw py::value_error(std::string(name) + ": expected a 1-D float64 array of at least " + std::to_string(need) +
                           " elements");
@@ -354,7 +362,7 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
 }
 
 void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, bool save) {
-  const DType dt = nc::float_dtype(x_h, "x");
+  const DType dt = float_dtype<DeviceArrays>(x_h, "x");
   int dev = -1;
   const DeviceList P = gather_device(params, "params", dt, true, dev);
   int64_t n = 0;
@@ -390,14 +398,19 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, boo
 }
 
 void lbfgs_stats(py::handle g_h, py::handle out_h) {
-  const DType dt = nc::float_dtype(g_h, "g");
+  const DType dt = float_dtype<DeviceArrays>(g_h, "g");
   int dev = -1;
   char* g = check_device_array(g_h, "g", dt, false, -1, dev);
-  const auto shape = nc::shape_of(g_h);
+  const auto shape = shape_of(g_h);
   int64_t n = 1;
   for (int64_t v : shape) n *= v;
   const Vec out = out_buffer(out_h, "out", 2, dev);
-  nc::no_overlap({nc::span("g", g_h, false), nc::span("out", out_h, true)});
+  DeviceList gl, ol;  // in bytes: g and out differ in dtype
+  gl.data.push_back(g);
+  gl.size.push_back(n * int64_t(dtype_size(dt)));
+  ol.data.push_back(out.ptr);
+  ol.size.push_back(out.bytes);
+  check_no_overlap({{"g", &gl, false, true}, {"out", &ol, true, true}}, 1);
   require_current_device(dev, "g");
   cudaStream_t s = current_stream();
   const int64_t nb = num_blocks(n, 16384, 1024);

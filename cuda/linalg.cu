@@ -11,12 +11,10 @@
 #include <string>
 
 #include "cuda_arrays.hpp"
-#include "nn_checks.cuh"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
-namespace nc = nncheck_cuda;
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 256;     // column blocks per row (fixed by n only)
@@ -122,23 +120,22 @@ void cgs2(const T* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratc
 }
 
 double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle coeffs) {
-  const DType dt = nc::float_dtype(Q, "Q");
-  int dev = -1;
-  char* qp = check_device_array(Q, "Q", dt, false, -1, dev);
-  const auto shape = nc::shape_of(Q);
+  const DType dt = float_dtype<DeviceArrays>(Q, "Q");
+  DeviceArgs args(dt);
+  char* qp = args.get(Q, "Q", -1, false);
+  const auto shape = DeviceArrays::shape(Q);
   if (shape.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
   const int64_t m = shape[0], n = shape[1];
   if (k < 0 || k > m)
     throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
-  char* wp = check_device_array(w, "w", dt, true, -1, dev);
-  nc::expect_shape(w, "w", {n});
-  char* cp = check_device_array(coeffs, "coeffs", DType::f64, true, -1, dev);
-  const auto cs = nc::shape_of(coeffs);
+  char* wp = args.shaped(w, "w", {n}, true);
+  char* cp = args.get(coeffs, "coeffs", DType::f64, -1, true);
+  const auto cs = DeviceArrays::shape(coeffs);
   if (cs.size() != 1 || cs[0] < k)
     throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
                           " elements");
-  nc::no_overlap({nc::span("Q", Q, false), nc::span("w", w, true), nc::span("coeffs", coeffs, true)});
-  require_current_device(dev, "Q");
+  args.check_overlap();
+  require_current_device(args.device, "Q");
   if (n == 0) {  // as on the CPU: no basis to project on, coefficients zero
     if (k > 0) check_cuda(cudaMemsetAsync(cp, 0, size_t(k) * sizeof(double), current_stream()), "coeffs");
     return 0.0;
@@ -149,19 +146,16 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
     py::gil_scoped_release nogil;
     const int64_t nb = num_blocks(n);
     const size_t bytes = sizeof(double) * size_t((k > 0 ? k : 1) * nb + (k > 0 ? k : 1) + 1);
-    double* scratch = nullptr;
-    cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), bytes, s);
-    if (e == cudaSuccess) {
-      if (dt == DType::f32)
-        cgs2<float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, s);
-      else
-        cgs2<double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
-      e = cudaGetLastError();
-      if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, scratch + (k > 0 ? k : 1) * nb + (k > 0 ? k : 1),
-                                                sizeof(double), cudaMemcpyDeviceToHost, s);
-      cudaFreeAsync(scratch, s);
-      if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-    }
+    const ScratchBuffer buf(bytes, s, args.device);
+    double* scratch = buf.as<double>();
+    if (dt == DType::f32)
+      cgs2<float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, s);
+    else
+      cgs2<double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, scratch + (k > 0 ? k : 1) * nb + (k > 0 ? k : 1),
+                                              sizeof(double), cudaMemcpyDeviceToHost, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     if (e != cudaSuccess) {
       py::gil_scoped_acquire gil;
       throw std::runtime_error(std::string("lanczos_orthogonalize_: CUDA error: ") + cudaGetErrorString(e));

@@ -215,14 +215,14 @@ template <class T, class Src> void launch_apply(const Src& src, const Lists<Src:
 template <class T, class Op, class Fin>
 void launch_reduce(const Op& op, const Lists<Op::kDepth>& lists, const Fin& fin, int device, cudaStream_t s) {
   const int64_t n = total_chunks(*lists[0]);
-  auto* partials = n ? static_cast<double*>(Scratch::alloc(size_t(n) * sizeof(double), device, s)) : nullptr;
+  const ScratchBuffer scratch(size_t(n) * sizeof(double), s, device);
+  double* partials = scratch.as<double>();
   for_each_table<T, Op::kDepth>(lists, [&](const Table<T, Op::kDepth>& tab, int32_t chunks, int64_t first) {
     reduce_kernel<T, Op><<<unsigned(chunks), kBlock, 0, s>>>(tab, op, partials + first);
     check_launch("optkern._cuda reduction");
   });
   finish_kernel<Fin><<<1, kBlock, 0, s>>>(partials, n, fin);
   check_launch("optkern._cuda reduction");
-  if (partials) Scratch::release(partials, device, s);
 }
 
 // ---- adapters ------------------------------------------------------------------

@@ -10,16 +10,15 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cuda_arrays.hpp"
-#include "nn_checks.cuh"
 #include "optkern/rules/activation.hpp"
 #include "optkern/rules/loss.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
 namespace {
-namespace nc = nncheck_cuda;
 
 constexpr int kThreads = 256;
 
@@ -58,28 +57,16 @@ __global__ void xent_rop_kernel(const T* __restrict__ logp, const T* __restrict_
 
 void activation_fwd(const std::string& kind, py::handle z, py::handle a, py::handle d1, py::handle d2) {
   const rules::Act k = sig::parse_activation(kind);
-  const DType dt = nc::float_dtype(z, "z");
-  int dev = -1;
-  char* zp = check_device_array(z, "z", dt, false, -1, dev);
-  const auto shape = nc::shape_of(z);
+  const DType dt = float_dtype<DeviceArrays>(z, "z");
+  DeviceArgs args(dt);
+  char* zp = args.get(z, "z", -1, false);
+  const auto shape = DeviceArrays::shape(z);
   const int64_t n = z.attr("size").cast<int64_t>();
-  char* ap = check_device_array(a, "a", dt, true, -1, dev);
-  nc::expect_shape(a, "a", shape);
-  std::vector<nc::Span> spans{nc::span("z", z, false), nc::span("a", a, true)};
-  char* p1 = nullptr;
-  char* p2 = nullptr;
-  if (!d1.is_none()) {
-    p1 = check_device_array(d1, "d1", dt, true, -1, dev);
-    nc::expect_shape(d1, "d1", shape);
-    spans.push_back(nc::span("d1", d1, true));
-  }
-  if (!d2.is_none()) {
-    p2 = check_device_array(d2, "d2", dt, true, -1, dev);
-    nc::expect_shape(d2, "d2", shape);
-    spans.push_back(nc::span("d2", d2, true));
-  }
-  nc::no_overlap(spans);
-  require_current_device(dev, "z");
+  char* ap = args.shaped(a, "a", shape, true);
+  char* p1 = d1.is_none() ? nullptr : args.shaped(d1, "d1", shape, true);
+  char* p2 = d2.is_none() ? nullptr : args.shaped(d2, "d2", shape, true);
+  args.check_overlap();
+  require_current_device(args.device, "z");
   if (n == 0) return;
   cudaStream_t s = current_stream();
   py::gil_scoped_release nogil;
@@ -92,39 +79,28 @@ void activation_fwd(const std::string& kind, py::handle z, py::handle a, py::han
   check_launch("activation_fwd");
 }
 
+// The (N, C) shape of a 2-D array `what` (logits, log-probabilities).
+std::vector<int64_t> rows_classes(py::handle h, const char* what) {
+  const auto s = DeviceArrays::shape(h);
+  if (s.size() != 2) throw py::value_error(std::string(what) + ": expected a 2-D array (rows, classes)");
+  return s;
+}
+
 void softmax_xent_fwd(py::handle logits, py::handle labels, py::handle loss, py::handle logp, py::handle dlogits,
                       double smoothing, double penalty, double scale) {
-  const DType dt = nc::float_dtype(logits, "logits");
-  int dev = -1;
-  char* zp = check_device_array(logits, "logits", dt, false, -1, dev);
-  const auto shape = nc::shape_of(logits);
-  if (shape.size() != 2) throw py::value_error("logits: expected a 2-D array (rows, classes)");
-  const int64_t N = shape[0], C = shape[1];
+  const DType dt = float_dtype<DeviceArrays>(logits, "logits");
+  DeviceArgs args(dt);
+  char* zp = args.get(logits, "logits", -1, false);
+  const auto NC = rows_classes(logits, "logits");
+  const int64_t N = NC[0], C = NC[1];
   if (C < 1) throw py::value_error("logits: needs at least one class");
-  const int64_t* yp = nc::int64_array(labels, "labels", dev);
-  nc::expect_shape(labels, "labels", {N});
-  char* lp = check_device_array(loss, "loss", dt, true, -1, dev);
-  nc::expect_shape(loss, "loss", {N});
-  std::vector<nc::Span> spans{nc::span("logits", logits, false), nc::span("labels", labels, false),
-                              nc::span("loss", loss, true)};
-  char* logpp = nullptr;
-  char* gp = nullptr;
-  if (!logp.is_none()) {
-    logpp = check_device_array(logp, "logp", dt, true, -1, dev);
-    nc::expect_shape(logp, "logp", {N, C});
-    spans.push_back(nc::span("logp", logp, true));
-  }
-  if (!dlogits.is_none()) {
-    gp = check_device_array(dlogits, "dlogits", dt, true, -1, dev);
-    nc::expect_shape(dlogits, "dlogits", {N, C});
-    spans.push_back(nc::span("dlogits", dlogits, true));
-  }
-  if (!(smoothing >= 0.0 && smoothing <= 1.0))
-    throw py::value_error("label_smoothing: must be in [0, 1], got " + std::to_string(smoothing));
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
-  nc::no_overlap(spans);
-  require_current_device(dev, "logits");
+  const auto* yp = args.shaped<const int64_t>(labels, "labels", DType::i64, {N}, false);
+  char* lp = args.shaped(loss, "loss", {N}, true);
+  char* logpp = logp.is_none() ? nullptr : args.shaped(logp, "logp", NC, true);
+  char* gp = dlogits.is_none() ? nullptr : args.shaped(dlogits, "dlogits", NC, true);
+  sig::check_xent_args(smoothing, penalty, scale);
+  args.check_overlap();
+  require_current_device(args.device, "logits");
   if (N == 0) return;
   cudaStream_t s = current_stream();
   const int blocks = int((N + kThreads - 1) / kThreads);
@@ -139,20 +115,16 @@ void softmax_xent_fwd(py::handle logits, py::handle labels, py::handle loss, py:
 }
 
 void softmax_xent_rop(py::handle logp, py::handle r, py::handle out, double penalty, double scale) {
-  const DType dt = nc::float_dtype(logp, "logp");
-  int dev = -1;
-  char* lp = check_device_array(logp, "logp", dt, false, -1, dev);
-  const auto shape = nc::shape_of(logp);
-  if (shape.size() != 2) throw py::value_error("logp: expected a 2-D array (rows, classes)");
-  const int64_t N = shape[0], C = shape[1];
-  char* rp = check_device_array(r, "r", dt, false, -1, dev);
-  nc::expect_shape(r, "r", {N, C});
-  char* op = check_device_array(out, "out", dt, true, -1, dev);
-  nc::expect_shape(out, "out", {N, C});
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
-  nc::no_overlap({nc::span("logp", logp, false), nc::span("r", r, false), nc::span("out", out, true)});
-  require_current_device(dev, "logp");
+  const DType dt = float_dtype<DeviceArrays>(logp, "logp");
+  DeviceArgs args(dt);
+  char* lp = args.get(logp, "logp", -1, false);
+  const auto NC = rows_classes(logp, "logp");
+  const int64_t N = NC[0], C = NC[1];
+  char* rp = args.shaped(r, "r", NC, false);
+  char* op = args.shaped(out, "out", NC, true);
+  sig::check_xent_args(0.0, penalty, scale);
+  args.check_overlap();
+  require_current_device(args.device, "logp");
   if (N == 0) return;
   cudaStream_t s = current_stream();
   const int blocks = int((N + kThreads - 1) / kThreads);

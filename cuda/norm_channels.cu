@@ -45,7 +45,7 @@ constexpr int kThreads = 256;
 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
                    double eps) {
-  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   DeviceArgs a;
@@ -68,7 +68,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S) {
-  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   DeviceArgs a;
   const int64_t n = N * C * S;
@@ -95,7 +95,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
                            bool training) {
-  const DType dt = device_dtype(x, "x", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   DeviceArgs a;
   const int64_t n = N * C * S;
@@ -117,7 +117,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
     const T* tx = reinterpret_cast<const T*>(xp);
     const A* tm = reinterpret_cast<const A*>(mp);
     const A* tr = reinterpret_cast<const A*>(rp);
-    AsyncBuffer total(size_t(C) * sizeof(Sum2<A>), s);
+    ScratchBuffer total(size_t(C) * sizeof(Sum2<A>), s);
     channel_grad_sums(GradSumOp<T, A>{tdy, tx, tm, tr, 1, 1, false}, N, C, S, reinterpret_cast<T*>(dwp),
                       reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(), s);
     if (n > 0)

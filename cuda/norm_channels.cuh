@@ -121,7 +121,7 @@ void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, t
 template <class T, class A>
 void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
-  AsyncBuffer part(size_t(K * C) * sizeof(rules::Moments<A>), s);
+  ScratchBuffer part(size_t(K * C) * sizeof(rules::Moments<A>), s);
   launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<A>>(), s);
   stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, rstd, var, eps);
 }
@@ -131,7 +131,7 @@ template <class T, class A>
 void channel_grad_sums(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db, Sum2<A>* total,
                        cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
-  AsyncBuffer part(size_t(K * C) * sizeof(Sum2<A>), s);
+  ScratchBuffer part(size_t(K * C) * sizeof(Sum2<A>), s);
   launch_partials(op, N, C, S, K, part.as<Sum2<A>>(), s);
   sums_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<Sum2<A>>(), K, C, dw, db, total);
 }

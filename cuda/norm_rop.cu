@@ -11,7 +11,6 @@
 #include <string>
 
 #include "cuda_arrays.hpp"
-#include "nn_checks.cuh"
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
 #include "optkern/norm_rop.hpp"
@@ -39,7 +38,6 @@ template <class A, int K> __device__ __forceinline__ SumK<A, K> shfl_down(const 
 }  // namespace normgpu
 
 namespace {
-namespace nc = nncheck_cuda;
 using namespace normgpu;
 using namespace rop;
 
@@ -105,18 +103,6 @@ template <class E> void apply(const E& e, int64_t N, int64_t D, cudaStream_t s) 
   apply_kernel<<<grid_for(N * D, kThreads), kThreads, 0, s>>>(e, N, D);
 }
 
-// Checked device pointers of one call, and the spans for the overlap check.
-struct Args {
-  DType dt;
-  int device = -1;
-  std::vector<nc::Span> spans;
-  template <class T> T* get(py::handle h, const char* name, int64_t size, bool written) {
-    char* p = check_device_array(h, name, dt, written, size, device);
-    spans.push_back(nc::span(name, h, written));
-    return reinterpret_cast<T*>(p);
-  }
-};
-
 struct Shape {
   int64_t N, D, G;
 };
@@ -124,12 +110,13 @@ struct Shape {
 Shape shape_of(py::handle h, int axis) {
   if (axis != 0 && axis != 1)
     throw py::value_error("axis: must be 0 (batch norm) or 1 (layer norm), got " + std::to_string(axis));
-  const auto s = nc::shape_of(h);
+  const auto s = DeviceArrays::shape(h);
   if (s.size() != 2) throw py::value_error("h: expected a 2-D array (N, D), got " + std::to_string(s.size()) + "-D");
   return {s[0], s[1], axis == 1 ? s[0] : s[1]};
 }
 
-template <class T, int A> Norm<T, A> saved(Args& a, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
+template <class T, int A>
+Norm<T, A> saved(DeviceArgs& a, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
   return {a.get<T>(h, "h", S.N * S.D, false), a.get<T>(mean, "mean", S.G, false), a.get<T>(rstd, "rstd", S.G, false),
           S.N, S.D};
 }
@@ -137,7 +124,7 @@ template <class T, int A> Norm<T, A> saved(Args& a, py::handle h, py::handle mea
 template <class T, int A>
 void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle rh, py::handle w,
               py::handle vw, py::handle vb, py::handle ry, py::handle rxhat, py::handle m_xrh) {
-  Args args{dt};
+  DeviceArgs args(dt);
   const int64_t n = S.N * S.D;
   FwdElement<T, A> e{};
   e.s = saved<T, A>(args, h, mean, rstd, S);
@@ -148,7 +135,7 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   e.ry = args.get<T>(ry, "ry", n, true);
   e.rxhat = args.get<T>(rxhat, "rxhat", n, true);
   T* mx = args.get<T>(m_xrh, "m_xrh", S.G, true);
-  nc::no_overlap(args.spans);
+  args.check_overlap();
   require_current_device(args.device, "h");
   if (S.G == 0) return;
   cudaStream_t s = current_stream();
@@ -157,7 +144,7 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
     check_launch("norm_rop_fwd");
     return;
   }
-  AsyncBuffer means(sizeof(T) * size_t(2 * S.G), s);
+  ScratchBuffer means(sizeof(T) * size_t(2 * S.G), s);
   e.means = means.as<T>();
   py::gil_scoped_release nogil;
   group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.as<T>(), s);
@@ -170,7 +157,7 @@ template <class T, int A>
 void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handle rstd, py::handle dy, py::handle rdy,
               py::handle w, py::handle vw, py::handle rxhat, py::handle m_xrh, py::handle dh, py::handle rdh,
               py::handle rdw, py::handle rdb) {
-  Args args{dt};
+  DeviceArgs args(dt);
   const int64_t n = S.N * S.D;
   BwdElement<T, A> e{};
   e.s = saved<T, A>(args, h, mean, rstd, S);
@@ -184,11 +171,11 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   e.rdh = args.get<T>(rdh, "rdh", n, true);
   T* pw = args.get<T>(rdw, "rdweight", S.D, true);
   T* pb = args.get<T>(rdb, "rdbias", S.D, true);
-  nc::no_overlap(args.spans);
+  args.check_overlap();
   require_current_device(args.device, "h");
   if (S.D == 0) return;
   cudaStream_t s = current_stream();
-  AsyncBuffer means(sizeof(T) * size_t(4 * (S.G > 0 ? S.G : 1)), s), params(sizeof(T) * size_t(2 * S.D), s);
+  ScratchBuffer means(sizeof(T) * size_t(4 * (S.G > 0 ? S.G : 1)), s), params(sizeof(T) * size_t(2 * S.D), s);
   e.means = means.as<T>();
   py::gil_scoped_release nogil;
   if (n > 0) {
@@ -206,7 +193,7 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
 
 // f(dtype, shape, T{}, axis constant) for the dtype of `h` and the axis.
 template <class F> void dispatch(py::handle h, int axis, F&& f) {
-  const DType dt = nc::float_dtype(h, "h");
+  const DType dt = float_dtype<DeviceArrays>(h, "h");
   const Shape S = shape_of(h, axis);
   using A0 = std::integral_constant<int, 0>;
   using A1 = std::integral_constant<int, 1>;

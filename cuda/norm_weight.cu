@@ -56,7 +56,7 @@ void check_rows(int64_t size, int64_t rows, int64_t M) {
 unsigned grid_rows(int64_t rows) { return unsigned(std::min<int64_t>(std::max<int64_t>(rows, 1), int64_t(1) << 30)); }
 
 void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
-  const DType dt = device_dtype(v, "v", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(v, "v", true), st = stat_dtype(dt);
   check_rows(device_size(v), rows, M);
   DeviceArgs a;
   const char* vp = a.get(v, "v", dt, rows * M, false);
@@ -79,7 +79,7 @@ void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle 
 
 void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
                           int64_t rows, int64_t M) {
-  const DType dt = device_dtype(v, "v", kFloatAll), st = stat_dtype(dt);
+  const DType dt = float_dtype<DeviceArrays>(v, "v", true), st = stat_dtype(dt);
   check_rows(device_size(v), rows, M);
   DeviceArgs a;
   const char* dwp = a.get(dw, "dw", dt, rows * M, false);

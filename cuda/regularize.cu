@@ -69,41 +69,9 @@ __global__ void sum_partials(const double* part, int64_t n, double* out) {
   if (threadIdx.x == 0) out[0] = s;
 }
 
-DType list_dtype(py::handle seq, const char* name) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
-  auto s = py::reinterpret_borrow<py::sequence>(seq);
-  if (py::len(s) == 0) return DType::f32;
-  py::handle a = s[0];
-  if (!is_cupy(a))
-    throw py::type_error(item_name(name, 0) + ": expected a cupy.ndarray, got " +
-                         py::str(py::type::of(a).attr("__name__")).cast<std::string>());
-  const std::string d = cupy_dtype(a);
-  if (d == "float32") return DType::f32;
-  if (d == "float64") return DType::f64;
-  throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + d);
-}
-
 void check_coeffs(double l1, double l2) {
   if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
   if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
-}
-
-// Written arrays must not share memory with any other array of the call.
-void check_no_overlap(const DeviceList& p, const DeviceList& g, size_t itemsize) {
-  for (size_t i = 0; i < g.count(); ++i) {
-    if (g.size[i] == 0) continue;
-    const auto glo = reinterpret_cast<uintptr_t>(g.data[i]), ghi = glo + uintptr_t(g.size[i]) * itemsize;
-    const auto clash = [&](const DeviceList& l, size_t j) {
-      if (l.size[j] == 0) return false;
-      const auto lo = reinterpret_cast<uintptr_t>(l.data[j]), hi = lo + uintptr_t(l.size[j]) * itemsize;
-      return lo < ghi && glo < hi;
-    };
-    for (size_t j = 0; j < p.count(); ++j)
-      if (clash(p, j)) throw py::value_error(item_name("grads", i) + " shares memory with " + item_name("params", j));
-    for (size_t j = 0; j < g.count(); ++j)
-      if (j != i && clash(g, j)) throw py::value_error(item_name("grads", i) + " shares memory with " + item_name("grads", j));
-  }
 }
 
 double* out_ptr(py::handle out, int& device) {
@@ -127,12 +95,8 @@ void launch(const DeviceList& p, const DeviceList* g, double l1, double l2, doub
     const size_t hi = std::min(n, lo + kMaxTensors);
     slots += int64_t(hi - lo) * blocks_x(p, lo, hi);
   }
-  py::object part_buf;  // keeps CuPy's pooled allocation alive until freed stream-ordered
-  double* part = nullptr;
-  if (out && slots > 0) {
-    part_buf = py::module_::import("cupy").attr("empty")(slots, py::module_::import("cupy").attr("float64"));
-    part = reinterpret_cast<double*>(part_buf.attr("data").attr("ptr").cast<uintptr_t>());
-  }
+  const ScratchBuffer part_buf(out ? size_t(slots) * sizeof(double) : 0, stream);
+  double* part = part_buf.as<double>();
   {
     py::gil_scoped_release nogil;
     int64_t offset = 0;
@@ -159,12 +123,15 @@ void launch(const DeviceList& p, const DeviceList* g, double l1, double l2, doub
 
 py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
   check_coeffs(l1, l2);
-  const DType dt = list_dtype(params, "params");
+  const DType dt = float_dtype_of(params, "params");
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);
   const DeviceList g = gather_device(grads, "grads", dt, true, device, &p.size);
-  check_no_overlap(p, g, dtype_size(dt));
   double* o = out_ptr(out, device);
+  DeviceList o_list;
+  if (o) o_list = gather_scalar_buffer(out, "out", device);
+  check_no_overlap({{"params", &p, false}, {"grads", &g, true}, {"out", o ? &o_list : nullptr, true, true}},
+                   dtype_size(dt));
   require_current_device(device, "params");
   if (dt == DType::f32) launch<float>(p, &g, l1, l2, o);
   else launch<double>(p, &g, l1, l2, o);
@@ -173,7 +140,7 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
 
 py::object penalty_value(py::handle params, double l1, double l2, py::handle out) {
   check_coeffs(l1, l2);
-  const DType dt = list_dtype(params, "params");
+  const DType dt = float_dtype_of(params, "params");
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);
   if (out.is_none()) throw py::value_error("out: a 1-element float64 cupy array is required (no host sync)");

@@ -10,7 +10,6 @@ import pytest
 from optkern import _backend, hessian
 from optkern.nn import MLP
 
-
 # ---- the fused CGS2 step ------------------------------------------------------
 
 def ref_cgs2(Q, k, w):
@@ -347,7 +346,7 @@ def test_probes_are_the_counter_based_rademacher_stream():
 def test_estimators_report_progress(problem):
     *_, op, H, evals, _ = problem
     calls = []
-    cb = lambda done, total: calls.append((done, total))  # noqa: E731
+    cb = lambda done, total: calls.append((done, total))
     r = hessian.trace(op, "hutch++", 30, seed=1, progress=cb)
     assert calls[-1] == (30, 30) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert r.estimate == hessian.trace(op, "hutch++", 30, seed=1).estimate  # same result with a callback

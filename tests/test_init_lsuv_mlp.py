@@ -21,7 +21,7 @@ def test_lsuv_mlp_unit_variance_per_layer(norm, act):
     assert all(np.all(v["b"] == 0) for v in views)
     if norm is None:
         h = x
-        for i, v in enumerate(views):
+        for _i, v in enumerate(views):
             z = h @ v["W"].T + v["b"]
             assert abs(z.var() - 1) < 0.01
             h = np.tanh(z) if act == "tanh" else np.maximum(z, 0)

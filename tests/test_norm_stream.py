@@ -117,7 +117,7 @@ def test_backward_out_is_written_and_returned(dtype):
 
 def test_backward_out_is_checked():
     x, calls = _backward_calls(np.float32)
-    for name, f in calls:
+    for _name, f in calls:
         with pytest.raises(ValueError, match=r"^out: expected shape"):
             f(np.empty((4, 6, 32), np.float32))
         with pytest.raises(TypeError, match=r"^out: expected float32"):

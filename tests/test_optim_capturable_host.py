@@ -239,7 +239,7 @@ def test_capturable_equals_plain_and_state_dicts_round_trip(device, name, dtype)
     e.load_state_dict(a.state_dict())
     assert e.param_groups[0]["capturable"] is True and d.param_groups[0]["capturable"] is False
     assert all(not isinstance(v, ndarray) for entry in d.state_dict()["state"].values() for v in entry.values())
-    for t in range(3):
+    for _ in range(3):
         g = _grads(rng, dtype)
         a.step(g)
         d.step(g)

@@ -193,7 +193,8 @@ def test_every_group_is_checked_before_any_write():
 
 
 @pytest.mark.parametrize("call,exc,msg", [
-    (lambda p, g, s: F.adam_(p, g, s[0], s[0], step=1), ValueError, r"exp_avg_sqs\[\d\] shares memory with exp_avgs\[\d\]"),
+    (lambda p, g, s: F.adam_(p, g, s[0], s[0], step=1), ValueError,
+     r"exp_avg_sqs\[\d\] shares memory with exp_avgs\[\d\]"),
     (lambda p, g, s: F.adam_(p, g, s[0], s[1][:2], step=1), ValueError, r"exp_avg_sqs: expected 3 arrays, got 2"),
     (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=0), ValueError, r"step: must be >= 1"),
     (lambda p, g, s: F.adam_(p, g, s[0], None, step=1), TypeError, r"exp_avg_sqs: expected a list of arrays, got None"),

@@ -6,8 +6,9 @@ from optkern.regularize import EarlyStopping, load_state, save_state
 
 
 def state(v):
-    return {"params": [np.full(3, v, np.float32)], "opt": {"state": {0: {"step": int(v), "exp_avg": np.arange(3.0) * v}},
-                                                         "param_groups": [{"lr": 0.1 * v, "betas": (0.9, 0.99)}]}}
+    opt = {"state": {0: {"step": int(v), "exp_avg": np.arange(3.0) * v}},
+           "param_groups": [{"lr": 0.1 * v, "betas": (0.9, 0.99)}]}
+    return {"params": [np.full(3, v, np.float32)], "opt": opt}
 
 
 def assert_state_equal(a, b):

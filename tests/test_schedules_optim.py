@@ -54,7 +54,7 @@ def test_early_stopping_restores_optimizer_state():
     w, opt, sched = make(optim.Adam)
     stopper = R.EarlyStopping(patience=2)
     best = None
-    for epoch, val in enumerate([3.0, 2.0, 2.5, 1.5, 1.6, 1.7, 1.8]):
+    for epoch, val in enumerate([3.0, 2.0, 2.5, 1.5, 1.6, 1.7, 1.8]):  # noqa: B007 - epoch is read after the loop
         train(w, opt, sched, 2)
         if val == 1.5:
             best = {k: v.copy() for k, v in opt.state_dict()["state"][0].items() if isinstance(v, np.ndarray)}
@@ -98,7 +98,7 @@ def test_scheduler_fills_a_device_resident_lr_in_place():
     lr = np.full(1, 0.1)
 
     class Opt:
-        param_groups = [{"lr": lr}]
+        param_groups = [{"lr": lr}]  # noqa: RUF012 - a stand-in optimizer
 
     opt = Opt()
     s = Scheduler(opt, step_decay(0.1, step_size=2, gamma=0.5))

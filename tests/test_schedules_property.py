@@ -1,7 +1,8 @@
 """Property tests: any schedule, interrupted anywhere, resumes to the same values."""
 import math
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optkern import schedules as S
 

@@ -13,6 +13,8 @@ cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
 """
 from __future__ import annotations
 
+import importlib.metadata
+
 from . import _backend
 from ._backend import cuda_built
 from . import (checkpoint, data, datasets, functional, hessian, init, nn, norm, optim, random, regularize,
@@ -21,7 +23,17 @@ from .checkpoint import load, save
 from .clip import clip_grad_norm_, clip_grad_value_
 from .threads import get_num_threads, limit_threads, set_num_threads
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The version, written once in pyproject.toml: from the installed package's metadata,
+    else (a source checkout on PYTHONPATH) the one CMake compiled into the native module."""
+    try:
+        return importlib.metadata.version("optkern")
+    except importlib.metadata.PackageNotFoundError:
+        return str(_backend.cpu.build_info()["version"]) or "0+unknown"
+
+
+__version__ = _version()
 
 
 def info() -> dict:

@@ -45,7 +45,7 @@ def cuda_module():
     global _cuda_module, _cuda_error
     if _cuda_module is None and _cuda_error is None:
         try:
-            from . import _cuda  # type: ignore[attr-defined]
+            from . import _cuda
 
             _cuda_module = _cuda
         except ImportError as e:  # not built, or no CUDA driver

@@ -66,19 +66,17 @@ def limit_threads(n: int):
     """Run the block with ``n`` optkern OpenMP threads and ``n`` OpenBLAS threads,
     restoring the previous counts afterwards (best effort: a BLAS that is not
     OpenBLAS keeps its own setting)."""
-    from . import _cpu as cpu  # noqa: PLC0415
+    from . import _cpu as cpu
 
-    old_omp = cpu.get_num_threads() if hasattr(cpu, "get_num_threads") else None
+    old_omp = cpu.get_num_threads()
     blas = _loaded_openblas()
     old_blas = [int(get()) for get, _ in blas]
     try:
-        if old_omp is not None:
-            cpu.set_num_threads(int(n))
+        cpu.set_num_threads(int(n))
         for _, set_ in blas:
             set_(int(n))
         yield
     finally:
-        if old_omp is not None:
-            cpu.set_num_threads(old_omp)
+        cpu.set_num_threads(old_omp)
         for (_, set_), k in zip(blas, old_blas):
             set_(k)

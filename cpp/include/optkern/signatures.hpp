@@ -5,6 +5,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 
 #include "optkern/rules/activation.hpp"
@@ -21,6 +22,14 @@ inline rules::Act parse_activation(const std::string& k) {
     if (k == names[i]) return rules::Act(i);
   throw py::value_error("kind: unknown activation '" + k +
                         "' (expected identity, tanh, relu, gelu, sigmoid or softplus)");
+}
+
+// The scalar arguments of softmax_xent_fwd / softmax_xent_rop (the R-operator has no smoothing).
+inline void check_xent_args(double smoothing, double penalty, double scale) {
+  if (!(smoothing >= 0.0 && smoothing <= 1.0))
+    throw py::value_error("label_smoothing: must be in [0, 1], got " + std::to_string(smoothing));
+  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
+  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
 }
 
 template <class Act, class Fwd, class Rop>

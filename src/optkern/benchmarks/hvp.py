@@ -67,7 +67,8 @@ class _Problem:
 
     def theirs(self, torch):
         """(loss+grad, HVP by double backward, HVP by torch.func) zero-argument calls."""
-        from torch.func import grad as fgrad, jvp
+        from torch.func import grad as fgrad
+        from torch.func import jvp
 
         h, dev = self.host, self.device
         x, y, v = (torch.as_tensor(h[k], device=dev) for k in ("x", "y", "v"))

@@ -140,9 +140,10 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
         n = int(np.prod(shape))
         label = f"{name} {'x'.join(map(str, shape))}"
         for k, pass_ in enumerate(TRAFFIC):
-            ours = lambda k=k: optkern_calls(name, host, extra, device)[k]  # noqa: E731
+            # Defaults bind this iteration's values (compare() runs the calls before the loop moves on).
+            ours = lambda k=k, name=name, host=host, extra=extra: optkern_calls(name, host, extra, device)[k]  # noqa: E731
             theirs = {} if torch is None or k >= 2 else {
-                "F": lambda k=k: torch_calls(torch, name, host, extra, device)[k]}
+                "F": lambda k=k, name=name, host=host, extra=extra: torch_calls(torch, name, host, extra, device)[k]}
             rows.append(compare(SUITE, f"{label} {pass_}", ours, theirs, device, plan,
                                 bytes_moved=traffic_bytes(pass_, n, device)))
     best = probe.faster(first, _probe(device, quick, plan))

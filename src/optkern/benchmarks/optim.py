@@ -164,8 +164,10 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     for name, (_, _, written) in OPTIMIZERS.items():
         for lay, sizes in lays.items():
             n = sum(sizes)
-            row = compare(SUITE, f"{name}, {lay}", lambda: optkern_step(name, sizes, device),
-                          _torch_impls(torch, lambda m: torch_step(torch, name, sizes, device, m)), device, plan,
+            # Defaults bind this iteration's values (compare() runs the calls before the loop moves on).
+            ours = lambda name=name, sizes=sizes: optkern_step(name, sizes, device)  # noqa: E731
+            theirs = lambda m, name=name, sizes=sizes: torch_step(torch, name, sizes, device, m)  # noqa: E731
+            row = compare(SUITE, f"{name}, {lay}", ours, _torch_impls(torch, theirs), device, plan,
                           bytes_moved=(2 * written + 1) * 4 * n)
             cases.append((row, key(written, n)))
     lay, sizes = list(lays.items())[-1]

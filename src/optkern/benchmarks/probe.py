@@ -59,7 +59,7 @@ def cuda_copy(suite: str, n: int, plan: Plan) -> Row:
     src = cupy.ones(n, cupy.float32)
     dst = cupy.empty_like(src)
     t = time_cuda(lambda: cupy.copyto(dst, src), _more(plan))
-    del src, dst
+    src = dst = None  # drop both before freeing the pool
     cupy.get_default_memory_pool().free_all_blocks()
     return _probe_row(suite, f"probe D2D copy x {size_label(n)}", t, 2 * 4 * n)
 

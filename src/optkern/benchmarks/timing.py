@@ -54,7 +54,7 @@ def _stats(samples_ms: list) -> Timing:
 
 
 def _repeat(plan: Plan, timed_call) -> Timing:
-    out = []
+    out: list[float] = []
     t_end = time.perf_counter() + plan.budget_s
     while len(out) < plan.max_repeats and (len(out) < plan.min_repeats or time.perf_counter() < t_end):
         out.append(timed_call())

@@ -243,4 +243,4 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
         if lam is not None and abs(new - lam) <= tol * max(abs(new), np.finfo(np.float64).tiny):
             return PowerResult(new, v, it, True)
         lam = new
-    return PowerResult(lam, v, max_iter, False)
+    return PowerResult(new, v, max_iter, False)

@@ -25,22 +25,11 @@ tests' independent formulation.
 from __future__ import annotations
 
 from .. import _backend
+from .. import norm as _NATIVE
 
 
 def _mean(a, axis):
     return a.mean(axis=axis, keepdims=True)
-
-
-def _native():
-    try:
-        from .. import norm as native
-    except ImportError:
-        return None
-    ok = all(hasattr(native, f) for f in ("batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"))
-    return native if ok else None
-
-
-_NATIVE = _native()
 
 
 class Saved:
@@ -76,14 +65,11 @@ def norm_forward(h, gamma, beta, eps: float, axis: int):
 
     ``axis=0`` is batch norm (training mode: batch statistics), ``axis=1`` layer norm.
     """
-    if _NATIVE is not None:
-        if axis == 0:
-            y, ns = _NATIVE.batch_norm(h, gamma, beta, training=True, eps=eps)
-        else:
-            y, ns = _NATIVE.layer_norm(h, (h.shape[1],), gamma, beta, eps=eps)
-        return y, Saved(h, ns, axis=axis)
-    y, (xhat, rstd) = _generic_forward(h, gamma, beta, eps, axis)
-    return y, Saved(h, None, xhat, rstd, axis)
+    if axis == 0:
+        y, ns = _NATIVE.batch_norm(h, gamma, beta, training=True, eps=eps)
+    else:
+        y, ns = _NATIVE.layer_norm(h, (h.shape[1],), gamma, beta, eps=eps)
+    return y, Saved(h, ns, axis=axis)
 
 
 def _generic_forward(h, gamma, beta, eps: float, axis: int):
@@ -111,11 +97,11 @@ def norm_backward(dy, gamma, saved: Saved, axis: int):
 
 
 def _rop_module(saved):
-    """The backend module whose fused kernels compute the R-operator for ``saved``, or None."""
+    """The backend module whose fused kernels compute the R-operator for ``saved``; None for
+    statistics from the generic forward (the tests' independent formulation)."""
     if saved.native_saved is None:
         return None
-    mod = _backend.backend(("h", saved.h))
-    return mod if hasattr(mod, "norm_rop_fwd") else None
+    return _backend.backend(("h", saved.h))
 
 
 def _flat_stats(saved):

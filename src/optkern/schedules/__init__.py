@@ -13,12 +13,11 @@ by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
     for batch in data:
         ...; opt.step(grads); scheduler.step()
 """
-from .base import FunctionSchedule, Schedule, Scheduler, ScheduleScaleWarning, as_schedule, momentum_scheduler
+from .base import FunctionSchedule, Schedule, Scheduler, ScheduleScaleWarning, as_schedule, constant, momentum_scheduler
 from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
-from .decay import (constant, cosine, cosine_restarts, exponential, inverse_time, linear, multi_step,
-                    polynomial, step_decay)
+from .decay import cosine, cosine_restarts, exponential, inverse_time, linear, multi_step, polynomial, step_decay
 
 __all__ = [
     "Schedule", "Scheduler", "ScheduleScaleWarning", "FunctionSchedule", "as_schedule", "momentum_scheduler",

@@ -1,4 +1,4 @@
-"""The Schedule type and the object that writes a schedule into an optimizer.
+"""The Schedule type (with the constant one), and the object that writes a schedule into an optimizer.
 
 A schedule is a pure function of the step: ``sched(t) -> value`` for an
 integer ``t >= 0``. It holds no state, so evaluating it at any step, in any
@@ -52,6 +52,16 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
+class constant(Schedule):
+    """``value`` at every step."""
+
+    def __init__(self, value=1.0):
+        self.lr = _backend.real("value", value)
+
+    def value(self, t):
+        return self.lr
+
+
 class FunctionSchedule(Schedule):
     """Wrap any callable ``f(step) -> float`` as a :class:`Schedule`."""
 
@@ -70,8 +80,6 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     if isinstance(s, Schedule):
         return s
     if isinstance(s, numbers.Real) and not isinstance(s, bool):
-        from .decay import constant
-
         return constant(s)
     if callable(s):
         return FunctionSchedule(s)

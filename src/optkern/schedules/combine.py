@@ -7,6 +7,7 @@ import math
 
 from .. import _backend
 from .base import Schedule, as_schedule, count, positive
+from .decay import cosine
 
 
 class linear_warmup(Schedule):
@@ -112,8 +113,6 @@ def scale_lr(base_lr, batch, base_batch, rule: str = "linear") -> float:
 def warmup_cosine(lr=1.0, warmup_steps=0, total_steps=1, eta_min=0.0, start_factor=0.0) -> Schedule:
     """Linear warm-up to ``lr`` then cosine decay to ``eta_min``, ``total_steps`` in all
     (optax.warmup_cosine_decay_schedule). ValueError if warm-up exceeds the total."""
-    from .decay import cosine
-
     warmup_steps = count("warmup_steps", warmup_steps, 0)
     total_steps = count("total_steps", total_steps, 1)
     if warmup_steps >= total_steps:

@@ -1,4 +1,4 @@
-"""Decay schedules: constant, linear, step, multi-step, exponential,
+"""Decay schedules: linear, step, multi-step, exponential,
 inverse-time, polynomial, cosine annealing and cosine with warm restarts.
 
 Every schedule's first argument is its value at step 0 (``lr``, default 1.0
@@ -11,16 +11,6 @@ import math
 
 from .. import _backend
 from .base import Schedule, count, nonneg, positive
-
-
-class constant(Schedule):
-    """``value`` at every step."""
-
-    def __init__(self, value=1.0):
-        self.lr = _backend.real("value", value)
-
-    def value(self, t):
-        return self.lr
 
 
 class linear(Schedule):

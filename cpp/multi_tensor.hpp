@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "optkern/common.hpp"
-#include "optkern/parallel.hpp"
-#include "optkern/py_arrays.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
 
 namespace optkern {
 
@@ -169,15 +169,6 @@ inline py::dtype list_dtype(py::handle seq, const char* name) {
   if (dt.equal(py::dtype::of<float>())) return py::dtype::of<float>();
   if (dt.equal(py::dtype::of<double>())) return py::dtype::of<double>();
   throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
-}
-
-// f(T{}) with T the C++ type of dt.
-template <class F>
-void dispatch_float(const py::dtype& dt, F&& f) {
-  if (dt.itemsize() == 4)
-    f(float{});
-  else
-    f(double{});
 }
 
 // Hidden like pybind11's own types, since it holds a py::handle.

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "optkern/call_args.hpp"
+
 namespace optkern {
 namespace py = pybind11;
 
@@ -23,20 +25,7 @@ struct ArrayList {
   template <class T> T* ptr(size_t i) const { return reinterpret_cast<T*>(data[i]); }
 };
 
-inline std::string item_name(const char* name, size_t i) {
-  return std::string(name) + "[" + std::to_string(i) + "]";
-}
-
 inline std::string dtype_name(const py::dtype& dt) { return py::str(dt).cast<std::string>(); }
-
-// "cupy.ndarray", "list", ...: enough to tell a wrong backend from a wrong kind.
-inline std::string type_name(py::handle h) {
-  const py::handle t = py::type::of(h);
-  const std::string mod = py::str(t.attr("__module__")).cast<std::string>();
-  const std::string name = py::str(t.attr("__qualname__")).cast<std::string>();
-  if (mod == "builtins") return name;
-  return mod.substr(0, mod.find('.')) + "." + name;
-}
 
 // What is wrong with h as a C-contiguous, aligned `dt` array (writable if
 // asked). Runs for every array of every optimizer step, so it reads the
@@ -114,45 +103,48 @@ struct NamedList {
 // No array that a kernel writes may share memory with any other array of the
 // call (a param passed as its own grad, one state buffer used twice, ...).
 inline void check_no_overlap(const std::vector<NamedList>& lists, size_t itemsize) {
-  struct Span { uintptr_t lo, hi; uint32_t list, index; };
-  const auto by_lo = [](const Span& a, const Span& b) { return a.lo < b.lo; };
+  OverlapCheck c;
   size_t total = 0;
   for (const NamedList& l : lists) total += l.list->count();
-  std::vector<Span> spans;
-  spans.reserve(total);
-  // Sort list by list, then merge: arrays of one list are usually allocated in
-  // order, which makes this linear (it runs on every optimizer step).
-  for (size_t l = 0; l < lists.size(); ++l) {
-    const size_t begin = spans.size();
-    for (size_t i = 0; i < lists[l].list->count(); ++i) {
-      const int64_t n = lists[l].list->size[i];
-      if (n == 0) continue;
-      auto lo = reinterpret_cast<uintptr_t>(lists[l].list->data[i]);
-      spans.push_back({lo, lo + uintptr_t(n) * itemsize, uint32_t(l), uint32_t(i)});
-    }
-    const auto first = spans.begin() + std::ptrdiff_t(begin);
-    if (!std::is_sorted(first, spans.end(), by_lo)) std::sort(first, spans.end(), by_lo);
-    if (begin > 0 && first != spans.end() && by_lo(*first, *(first - 1)))
-      std::inplace_merge(spans.begin(), first, spans.end(), by_lo);
+  c.reserve(total);
+  for (const NamedList& l : lists) {
+    c.begin(l.name, l.written, true);
+    for (size_t i = 0; i < l.list->count(); ++i) c.add(l.list->data[i], uint64_t(l.list->size[i]) * itemsize, i);
   }
-  // Sweep in address order keeping the spans that reach furthest: a written
-  // span overlaps something iff it starts below the furthest end so far; a
-  // read span overlaps a written one iff it starts below the furthest
-  // written end.
-  const auto report = [&](const Span& a, const Span& b) {
-    throw py::value_error(item_name(lists[b.list].name, b.index) + " shares memory with " +
-                          item_name(lists[a.list].name, a.index) +
-                          " (aliasing arrays cannot be updated in place)");
-  };
-  const Span* far_any = nullptr;
-  const Span* far_written = nullptr;
-  for (const Span& b : spans) {
-    const bool w = lists[b.list].written;
-    if (w && far_any && b.lo < far_any->hi) report(*far_any, b);
-    if (far_written && b.lo < far_written->hi) report(*far_written, b);
-    if (!far_any || b.hi > far_any->hi) far_any = &b;
-    if (w && (!far_written || b.hi > far_written->hi)) far_written = &b;
+  c.check();
+}
+
+// NumPy arrays for the shared collector (optkern/call_args.hpp).
+struct HostArrays {
+  using DType = py::dtype;
+  static constexpr const char* kTypeName = "numpy.ndarray";
+  static bool is_array(py::handle h) { return py::isinstance<py::array>(h); }
+  static std::string dtype_name(py::handle h) { return optkern::dtype_name(py::reinterpret_borrow<py::array>(h).dtype()); }
+  static DType dtype_named(const std::string& n) { return py::dtype(n); }
+  static std::vector<int64_t> shape(py::handle h) {
+    const auto a = py::reinterpret_borrow<py::array>(h);
+    return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
   }
+  static void* check(py::handle h, const char* what, const DType& dt, int64_t size, bool written, int& /*device*/,
+                     uint64_t& bytes) {
+    py::array a = check_array(h, what, dt, written);
+    if (size >= 0 && int64_t(a.size()) != size)
+      throw py::value_error(std::string(what) + ": expected " + std::to_string(size) + " elements, got " +
+                            std::to_string(a.size()));
+    bytes = uint64_t(a.nbytes());
+    return const_cast<void*>(a.data());
+  }
+};
+
+using HostArgs = Args<HostArrays>;
+
+// f(T{}) with T the C++ type of dt.
+template <class F>
+void dispatch_float(const py::dtype& dt, F&& f) {
+  if (dt.itemsize() == 4)
+    f(float{});
+  else
+    f(double{});
 }
 
 }  // namespace optkern

@@ -1,0 +1,181 @@
+// The argument checks of every binding of both native modules, written once:
+// the aliasing check (OverlapCheck) and the collector of one call's arrays
+// (Args), templated on an array kind. The CPU module instantiates them on
+// NumPy arrays (cpp/py_arrays.hpp), the CUDA module on CuPy arrays
+// (cuda/cuda_arrays.hpp): the same checks in the same order, with the same
+// messages naming the argument (and the list index), all before the first
+// write or launch.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace optkern {
+namespace py = pybind11;
+
+inline std::string item_name(const char* name, size_t i) {
+  return std::string(name) + "[" + std::to_string(i) + "]";
+}
+
+// "cupy.ndarray", "list", ...: enough to tell a wrong backend from a wrong kind.
+inline std::string type_name(py::handle h) {
+  const py::handle t = py::type::of(h);
+  const std::string mod = py::str(t.attr("__module__")).cast<std::string>();
+  const std::string name = py::str(t.attr("__qualname__")).cast<std::string>();
+  if (mod == "builtins") return name;
+  return mod.substr(0, mod.find('.')) + "." + name;
+}
+
+inline std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+// No array that a kernel writes may share memory with any other array of the
+// call (a param passed as its own grad, one state buffer used twice,
+// overlapping views of one allocation). Host pointers, or device pointers of
+// one device, share one address space: this is an interval test on bytes.
+class OverlapCheck {
+ public:
+  void reserve(size_t arrays) { spans_.reserve(arrays); }
+
+  // Start an argument: a list (its arrays named `name[i]`) or a lone array.
+  void begin(const char* name, bool written, bool list) {
+    close();
+    args_.push_back({name, written, list});
+    open_ = spans_.size();
+  }
+
+  // Array `index` of the current argument; empty arrays overlap nothing.
+  void add(const void* p, uint64_t bytes, size_t index) {
+    if (bytes == 0) return;
+    const auto lo = reinterpret_cast<uintptr_t>(p);
+    spans_.push_back({lo, lo + uintptr_t(bytes), uint32_t(args_.size() - 1), uint32_t(index)});
+  }
+
+  // Raise ValueError "b shares memory with a" for the first overlap in
+  // address order (ties: argument order) that involves a written array.
+  void check() {
+    close();
+    // Sweep keeping the spans that reach furthest: a written span overlaps
+    // something iff it starts below the furthest end so far; a read span
+    // overlaps a written one iff it starts below the furthest written end.
+    const Span* far_any = nullptr;
+    const Span* far_written = nullptr;
+    for (const Span& b : spans_) {
+      const bool w = args_[b.arg].written;
+      if (w && far_any && b.lo < far_any->hi) report(*far_any, b);
+      if (far_written && b.lo < far_written->hi) report(*far_written, b);
+      if (!far_any || b.hi > far_any->hi) far_any = &b;
+      if (w && (!far_written || b.hi > far_written->hi)) far_written = &b;
+    }
+  }
+
+ private:
+  struct Arg { const char* name; bool written, list; };
+  struct Span { uintptr_t lo, hi; uint32_t arg, index; };
+  static bool by_lo(const Span& a, const Span& b) { return a.lo < b.lo; }
+
+  // Sort the current argument's spans and merge them into the sorted rest:
+  // arrays of one list are usually allocated in order, which makes this
+  // linear (it runs on every optimizer step).
+  void close() {
+    const auto first = spans_.begin() + std::ptrdiff_t(open_);
+    if (!std::is_sorted(first, spans_.end(), by_lo)) std::stable_sort(first, spans_.end(), by_lo);
+    if (open_ > 0 && first != spans_.end() && by_lo(*first, *(first - 1)))
+      std::inplace_merge(spans_.begin(), first, spans_.end(), by_lo);
+    open_ = spans_.size();
+  }
+
+  std::string label(const Span& s) const {
+    const Arg& a = args_[s.arg];
+    return a.list ? item_name(a.name, s.index) : std::string(a.name);
+  }
+
+  [[noreturn]] void report(const Span& a, const Span& b) const {
+    throw py::value_error(label(b) + " shares memory with " + label(a) +
+                          " (aliasing arrays cannot be updated in place)");
+  }
+
+  std::vector<Arg> args_;
+  std::vector<Span> spans_;
+  size_t open_ = 0;
+};
+
+// The dtype of `h` (the array that fixes a call's dtype): float32 or float64,
+// and float16 / bfloat16 too when `low_precision` (CUDA storage types).
+template <class Arrays>
+typename Arrays::DType float_dtype(py::handle h, const char* what, bool low_precision = false) {
+  if (!Arrays::is_array(h))
+    throw py::type_error(std::string(what) + ": expected a " + Arrays::kTypeName + ", got " + type_name(h));
+  const std::string n = Arrays::dtype_name(h);
+  if (n == "float32" || n == "float64" || (low_precision && (n == "float16" || n == "bfloat16")))
+    return Arrays::dtype_named(n);
+  throw py::type_error(std::string(what) + ": expected " +
+                       (low_precision ? "float16, bfloat16, float32 or float64" : "float32 or float64") + ", got " +
+                       n);
+}
+
+// The checked arrays of one call: each of the call's dtype (or one given),
+// C-contiguous, aligned, writable where written, of the expected size or
+// shape, all on one device; then no written array overlapping another.
+template <class Arrays> class Args {
+ public:
+  using DType = typename Arrays::DType;
+
+  Args() = default;
+  explicit Args(DType dt) : dt_(std::move(dt)) {}
+
+  // A required array of `size` elements (size < 0: any); returns its data.
+  template <class P = char> P* get(py::handle h, const char* what, int64_t size, bool written) {
+    return get<P>(h, what, *dt_, size, written);
+  }
+  template <class P = char> P* get(py::handle h, const char* what, const DType& dt, int64_t size, bool written) {
+    if (h.is_none()) throw py::type_error(std::string(what) + ": expected an array, got None");
+    uint64_t bytes = 0;
+    void* p = Arrays::check(h, what, dt, size, written, device, bytes);
+    keep_.push_back(py::reinterpret_borrow<py::object>(h));
+    overlap_.begin(what, written, false);
+    overlap_.add(p, bytes, 0);
+    return static_cast<P*>(p);
+  }
+
+  // Same, but None gives nullptr.
+  template <class P = char> P* opt(py::handle h, const char* what, int64_t size, bool written) {
+    return h.is_none() ? nullptr : get<P>(h, what, size, written);
+  }
+  template <class P = char> P* opt(py::handle h, const char* what, const DType& dt, int64_t size, bool written) {
+    return h.is_none() ? nullptr : get<P>(h, what, dt, size, written);
+  }
+
+  // An array of exactly `shape` (checked after the array itself).
+  template <class P = char>
+  P* shaped(py::handle h, const char* what, const std::vector<int64_t>& shape, bool written) {
+    return shaped<P>(h, what, *dt_, shape, written);
+  }
+  template <class P = char>
+  P* shaped(py::handle h, const char* what, const DType& dt, const std::vector<int64_t>& shape, bool written) {
+    P* p = get<P>(h, what, dt, -1, written);
+    const auto got = Arrays::shape(h);
+    if (got != shape)
+      throw py::value_error(std::string(what) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
+    return p;
+  }
+
+  void check_overlap() { overlap_.check(); }
+
+  int device = -1;  // of the first array (host arrays: -1)
+
+ private:
+  std::optional<DType> dt_;
+  // References that keep the arrays alive while a kernel runs without the GIL.
+  std::vector<py::object> keep_;
+  OverlapCheck overlap_;
+};
+
+}  // namespace optkern

@@ -1,0 +1,57 @@
+"""Normalization layers and dropout: functional forward / backward and small modules.
+
+Every function takes NumPy arrays (C++/OpenMP kernels, float32 / float64) or
+CuPy arrays (CUDA kernels, also float16 / bfloat16 storage with float32
+statistics) and returns arrays of the same kind. Inputs must be C-contiguous;
+weights share the input's dtype; statistics (``mean``, ``rstd``, running
+buffers) are float64 for float64 input and float32 otherwise.
+
+Forward functions return ``(y, saved)``, where ``saved`` is a small named
+tuple holding what the matching ``*_backward`` needs (per-row or per-channel
+mean and reciprocal standard deviation ``rstd = 1 / sqrt(var + eps)``). The
+math, written once in ``cpp/include/optkern/rules/norm.hpp``::
+
+    x̂ = (x - mean) * rstd,   y = weight * x̂ + bias
+    dx = rstd * (g - mean(g) - x̂ * mean(g * x̂)),   g = weight * dy
+    dweight = Σ dy * x̂,   dbias = Σ dy
+
+The batch, layer, RMS, group and instance norm forwards and backwards take
+``out=`` for their big output (``y``, ``dx``): a training loop that passes the
+same buffers every step skips the allocation and, for outputs of tens of MB,
+the page faults of fresh memory, which cost more than the kernel itself.
+
+Statistics are computed with a shifted two-pass / Chan merge scheme (never
+E[x²] - E[x]²), and reductions use a fixed blocking, so results are bitwise
+identical for any number of OpenMP threads and run to run on a GPU.
+
+Layout: ``functional`` (batch, layer, RMS, group, instance norm), ``weight``
+(weight norm), ``_dropout``, ``modules`` (the stateful classes) and
+``_common`` (saved tuples, argument helpers); everything public is imported here.
+"""
+from __future__ import annotations
+
+from ._common import BatchNormSaved, RMSNormSaved, RowNormSaved, WeightNormSaved
+from ._dropout import dropout, dropout_backward
+from .functional import (
+    batch_norm,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+    rms_norm,
+    rms_norm_backward,
+)
+from .modules import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from .weight import weight_norm, weight_norm_backward
+
+__all__ = [
+    "batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward",
+    "group_norm", "group_norm_backward", "instance_norm", "instance_norm_backward",
+    "rms_norm", "rms_norm_backward", "weight_norm", "weight_norm_backward",
+    "dropout", "dropout_backward",
+    "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
+    "BatchNormSaved", "RowNormSaved", "RMSNormSaved", "WeightNormSaved",
+]

@@ -1,0 +1,178 @@
+"""Shared pieces of optkern.norm: the ``saved`` named tuples that forwards return and
+the argument helpers every functional form and module uses."""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .. import _backend
+
+
+class BatchNormSaved(NamedTuple):
+    """Per-channel statistics used by a batch-norm forward (batch or running)."""
+    mean: Any
+    rstd: Any
+    training: bool
+
+
+class RowNormSaved(NamedTuple):
+    """Per-row statistics of a layer / group / instance norm forward.
+
+    For instance norm with running statistics (``use_input_stats=False``)
+    ``mean`` / ``rstd`` are per channel and ``groups`` is 0.
+    """
+    mean: Any
+    rstd: Any
+    groups: int
+
+
+class RMSNormSaved(NamedTuple):
+    """Per-row ``inv_rms = 1 / sqrt(mean(x²) + eps)`` of an RMS-norm forward."""
+    inv_rms: Any
+
+
+class WeightNormSaved(NamedTuple):
+    """Per-output-row ``‖v‖`` of a weight-norm forward."""
+    norm: Any
+    dim: Any
+
+
+# ---- helpers -------------------------------------------------------------------
+
+def _xp(*arrays):
+    for a in arrays:
+        if a is not None:
+            return _backend.array_module(a)
+    return np
+
+
+def _stat_dtype(x):
+    return np.float64 if x.dtype == np.float64 else np.float32
+
+
+def _ndarray(name, a):
+    if a is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    if not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
+        raise TypeError(f"{name}: expected a numpy or cupy array, got {type(a).__name__}")
+    return a
+
+
+def _shape_of(name, a, shape):
+    if a is not None and tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(a.shape)}")
+
+
+def _buffer(name, a, shape, dtype):
+    """A running-statistics buffer: right shape and dtype, writable (checked before any write)."""
+    if a is None:
+        return
+    _shape_of(name, a, shape)
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected {np.dtype(dtype).name}, got {a.dtype}")
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+
+
+def _default_eps(dtype):
+    """``torch.finfo(dtype).eps`` (bfloat16: 2**-7)."""
+    return 2.0**-7 if str(dtype) == "bfloat16" else float(np.finfo(dtype).eps)
+
+
+def _out(out, x, name="out"):
+    """A fresh array like x, or the caller's ``out`` (same shape; dtype, layout checked natively)."""
+    if out is None:
+        return _xp(x).empty_like(x)
+    _ndarray(name, out)
+    if tuple(out.shape) != tuple(x.shape):
+        raise ValueError(f"{name}: expected shape {tuple(x.shape)}, got {tuple(out.shape)}")
+    return out
+
+
+@contextlib.contextmanager
+def _native_name(native: str, public: str):
+    """Errors of a native call say ``public`` where they name its argument ``native``."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        if not msg.startswith(native + ":") and not msg.startswith(native + " shares"):
+            raise
+        raise type(e)(public + msg[len(native):]) from None
+
+
+@contextlib.contextmanager
+def _saved_names(*names):
+    """Errors of a backward's native call name ``saved.<field>`` where the native code names the field."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        for n in names:
+            if msg.startswith((n + ":", n + " shares")):
+                raise type(e)("saved." + msg) from None
+        raise
+
+
+def _check_saved(saved, cls, arrays):
+    """``saved`` as a ``cls`` (a plain tuple of the right length is accepted) whose ``arrays`` fields are arrays.
+
+    A wrong object (None, another forward's saved tuple) is a TypeError naming ``saved``, not an
+    AttributeError or a shape error blaming another argument.
+    """
+    if not isinstance(saved, cls):
+        if type(saved) is not tuple or len(saved) != len(cls._fields):
+            raise TypeError(f"saved: expected the {cls.__name__} returned by the forward call, "
+                            f"got {type(saved).__name__}")
+        saved = cls(*saved)
+    for f in arrays:
+        _ndarray(f"saved.{f}", getattr(saved, f))
+    return saved
+
+
+def _no_shared_memory(written, others):
+    """ValueError if an array written in place (name, array) shares memory with another argument.
+
+    Running statistics that alias x (or each other) would be overwritten while x is still read.
+    """
+    def span(a):  # [first byte, one past the last byte] the array can touch
+        ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
+        ext = [(int(n) - 1) * int(st) for n, st in zip(a.shape, a.strides)]
+        return ptr + sum(e for e in ext if e < 0), ptr + sum(e for e in ext if e > 0) + a.itemsize
+
+    written = [(n, a) for n, a in written if a is not None and a.size > 0]
+    others = [(n, a) for n, a in others if a is not None and a.size > 0]
+    for i, (n, a) in enumerate(written):
+        lo, hi = span(a)
+        for m, b in written[:i] + others:
+            blo, bhi = span(b)
+            if lo < bhi and blo < hi:
+                raise ValueError(f"{n}: shares memory with {m} (running statistics are written in place and must "
+                                 "not alias another argument)")
+
+
+def _eps(eps):
+    return _backend.positive("eps", eps)
+
+
+def _momentum(momentum):
+    return _backend.in_range("momentum", momentum, 0.0, 1.0)
+
+
+def _prod(shape):
+    return int(math.prod(int(s) for s in shape))
+
+
+def _update_running(running_mean, running_var, mean, var_unbiased, momentum):
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
+    running_var *= 1.0 - momentum
+    running_var += momentum * var_unbiased.astype(running_var.dtype, copy=False)
+
+
+def _rstd(var, eps):
+    xp = _xp(var)
+    return (1.0 / xp.sqrt(var + var.dtype.type(eps))).astype(var.dtype, copy=False)

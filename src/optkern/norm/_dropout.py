@@ -1,0 +1,66 @@
+"""Inverted dropout with a counter-based (Philox) mask, regenerated in backward.
+
+(Private name: a public submodule ``dropout`` would be shadowed by the function.)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ._common import _native_name, _ndarray, _xp
+
+
+@_backend.on_array_device
+def dropout(x, p, seed, offset=0, training=True, return_mask=False):
+    """Inverted dropout: ``y = x * keep / (1 - p)`` with a counter-based mask.
+
+    Element i is kept when the float32 uniform of the Philox4x32-10 stream
+    ``(seed, offset + i)`` (see :mod:`optkern.random`) is >= p, so the mask
+    is the same on CPU and GPU and :func:`dropout_backward` regenerates it
+    from ``(seed, offset)`` without storing it. Advance ``offset`` by
+    ``x.size`` between calls to draw fresh masks from one seed.
+
+    Args:
+      x: input array (C-contiguous).
+      p: drop probability in [0, 1).
+      seed, offset: integers in [0, 2**64).
+      training: when False, returns x unchanged (and an all-ones mask).
+      return_mask: also return the uint8 keep mask.
+
+    Returns:
+      ``y``, or ``(y, mask)`` when ``return_mask``.
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(("x", x))
+    p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
+    seed, offset = _seed_offset(seed, offset, x.size)
+    xp = _xp(x)
+    if not training:
+        return (x, xp.ones(x.shape, dtype=np.uint8)) if return_mask else x
+    y = xp.empty_like(x)
+    mask = xp.empty(x.shape, dtype=np.uint8) if return_mask else None
+    mod.dropout_(x, y, p, seed, offset, mask)
+    return (y, mask) if return_mask else y
+
+
+@_backend.on_array_device
+def dropout_backward(dy, p, seed, offset=0):
+    """Gradient of :func:`dropout` (training mode): ``dx = dy * keep / (1 - p)``, mask regenerated."""
+    _ndarray("dy", dy)
+    mod = _backend.backend(("dy", dy))
+    p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
+    seed, offset = _seed_offset(seed, offset, dy.size)
+    dx = _xp(dy).empty_like(dy)
+    with _native_name("x", "dy"):  # the native function calls its input x
+        mod.dropout_(dy, dx, p, seed, offset, None)
+    return dx
+
+
+def _seed_offset(seed, offset, size):
+    seed = _backend.integer("seed", int(seed) if isinstance(seed, np.integer) else seed, lo=0)
+    offset = _backend.integer("offset", int(offset) if isinstance(offset, np.integer) else offset, lo=0)
+    if seed >= 1 << 64:
+        raise ValueError(f"seed: must be < 2**64, got {seed}")
+    if offset + size > 1 << 64:
+        raise ValueError("offset: offset + x.size overflows the 64-bit counter")
+    return seed, offset

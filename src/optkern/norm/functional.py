@@ -1,0 +1,365 @@
+"""Functional batch, layer, RMS, group and instance norm: forward ``(y, saved)`` and backward."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .. import _backend
+from ._common import (
+    BatchNormSaved,
+    RMSNormSaved,
+    RowNormSaved,
+    _buffer,
+    _check_saved,
+    _default_eps,
+    _eps,
+    _momentum,
+    _native_name,
+    _ndarray,
+    _no_shared_memory,
+    _out,
+    _prod,
+    _rstd,
+    _saved_names,
+    _shape_of,
+    _stat_dtype,
+    _update_running,
+    _xp,
+)
+
+# ---- batch norm ------------------------------------------------------------------
+
+def _check_channel_params(x, C, weight, bias, running_mean, running_var):
+    """Validate per-channel affine parameters and running buffers; the statistics dtype."""
+    _shape_of("weight", weight, (C,))
+    _shape_of("bias", bias, (C,))
+    sdt = _stat_dtype(x)
+    _buffer("running_mean", running_mean, (C,), sdt)
+    _buffer("running_var", running_var, (C,), sdt)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean, running_var: give both or neither")
+    return sdt
+
+
+def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S):
+    """Normalize with fixed per-channel running statistics; returns (mean, rstd) for backward."""
+    mean = running_mean.copy()
+    rstd = _rstd(running_var, eps)
+    mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
+    return mean, rstd
+
+
+def _backward_module(dy, x, weight, stat_name, stat):
+    """The backend module of a backward call (dy and x must be arrays of one kind)."""
+    _ndarray("dy", dy)
+    _ndarray("x", x)
+    return _backend.backend(("dy", dy), ("x", x), ("weight", weight), (stat_name, stat))
+
+
+def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=None):
+    """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics)."""
+    xp = _xp(x)
+    dx = _out(out, x)
+    pdt = x.dtype if weight is None else weight.dtype
+    dweight = xp.empty(C, dtype=pdt)
+    dbias = xp.empty(C, dtype=pdt)
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), _saved_names("mean", "rstd"):
+        mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
+    return dx, dweight, dbias
+
+
+@_backend.on_array_device
+def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
+               momentum=0.1, eps=1e-5, out=None):
+    """Batch normalization of ``x`` of shape (N, C) or (N, C, *spatial), per channel.
+
+    Training uses the batch statistics over N and the spatial dims and, when
+    the running buffers are given, updates them in place as PyTorch does:
+    ``running = (1 - momentum) * running + momentum * batch`` with the
+    unbiased batch variance. Eval (``training=False``) normalizes with
+    ``running_mean`` / ``running_var`` (both required).
+
+    Args:
+      x: input, C-contiguous.
+      weight, bias: optional (C,) affine parameters (x's dtype).
+      running_mean, running_var: optional (C,) buffers in the statistics dtype.
+      training: batch statistics (True) or running statistics (False).
+      momentum: in [0, 1].
+      eps: > 0, added to the variance.
+      out: optional array to write y into (x's shape, dtype and kind).
+
+    Returns:
+      ``(y, saved)`` with ``saved`` a :class:`BatchNormSaved` for
+      :func:`batch_norm_backward`.
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                           ("running_var", running_var))
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
+    eps = _eps(eps)
+    momentum = _momentum(momentum)
+    N, C = int(x.shape[0]), int(x.shape[1])
+    S = _prod(x.shape[2:])
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
+    xp = _xp(x)
+    y = _out(out, x)
+    _no_shared_memory([("running_mean", running_mean), ("running_var", running_var)],
+                      [("x", x), ("out", out), ("weight", weight), ("bias", bias)])
+    if training:
+        if N * S <= 1:
+            raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
+        mean = xp.empty(C, dtype=sdt)
+        rstd = xp.empty(C, dtype=sdt)
+        var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
+        mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
+        mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
+        if running_mean is not None:
+            _update_running(running_mean, running_var, mean, var, momentum)
+        return y, BatchNormSaved(mean, rstd, True)
+    if running_mean is None:
+        raise ValueError("running_mean, running_var: required when training=False")
+    mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
+    return y, BatchNormSaved(mean, rstd, False)
+
+
+@_backend.on_array_device
+def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
+    """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
+
+    In training mode ``dx`` accounts for the batch statistics' dependence on
+    x; in eval mode ``dx = dy * weight * rstd_running``. ``dweight = Σ dy x̂``
+    and ``dbias = Σ dy`` per channel (returned even when ``weight`` is None).
+    """
+    saved = _check_saved(saved, BatchNormSaved, ("mean", "rstd"))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
+    if tuple(dy.shape) != tuple(x.shape):
+        raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
+    N, C, S = int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
+    _shape_of("weight", weight, (C,))
+    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, bool(saved.training), out)
+
+
+# ---- layer / group / instance / RMS norm (row kernels) ----------------------------
+
+def _normalized_shape(x, normalized_shape):
+    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+        normalized_shape = (int(normalized_shape),)
+    ns = tuple(int(s) for s in normalized_shape)
+    k = len(ns)
+    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k:]) != ns:
+        raise ValueError(f"normalized_shape: {ns} must be the trailing dimensions of x, whose shape is "
+                         f"{tuple(x.shape)}")
+    if _prod(ns) == 0:
+        raise ValueError(f"normalized_shape: must be non-empty, got {ns}")
+    return ns
+
+
+@_backend.on_array_device
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
+    """Layer normalization over the trailing ``normalized_shape`` dims of ``x``.
+
+    Args:
+      x: input, C-contiguous; its trailing dims equal ``normalized_shape``.
+      normalized_shape: int or tuple of ints.
+      weight, bias: optional arrays of shape ``normalized_shape``.
+      eps: > 0, added to the (biased) variance.
+      out: optional array to write y into (x's shape, dtype and kind).
+
+    Returns:
+      ``(y, saved)`` with ``saved`` a :class:`RowNormSaved` (mean and rstd of
+      shape ``x.shape[:-len(normalized_shape)]``).
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(("x", x), ("weight", weight), ("bias", bias))
+    ns = _normalized_shape(x, normalized_shape)
+    eps = _eps(eps)
+    _shape_of("weight", weight, ns)
+    _shape_of("bias", bias, ns)
+    lead = tuple(x.shape[:x.ndim - len(ns)])
+    R, M = _prod(lead), _prod(ns)
+    xp = _xp(x)
+    y = _out(out, x)
+    mean = xp.empty(lead, dtype=_stat_dtype(x))
+    rstd = xp.empty(lead, dtype=_stat_dtype(x))
+    mod.row_norm_forward(x, weight, bias, y, mean, rstd, R, 1, M, 1, eps, False)
+    return y, RowNormSaved(mean, rstd, 1)
+
+
+def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True,
+                  out=None):
+    xp = _xp(x)
+    if tuple(dy.shape) != tuple(x.shape):
+        raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+    _shape_of("weight", weight, wshape)
+    dx = _out(out, x)
+    pdt = x.dtype if weight is None else weight.dtype
+    dweight = xp.empty(wshape, dtype=pdt) if param_grads else None
+    dbias = xp.empty(wshape, dtype=pdt) if param_grads and bias_grad else None
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), \
+            _saved_names("mean", "rstd", "inv_rms"):
+        mod.row_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias, R, G, Cg, S, rms)
+    return dx, dweight, dbias
+
+
+@_backend.on_array_device
+def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=None, param_grads=True, out=None):
+    """Gradients of :func:`layer_norm`: ``(dx, dweight, dbias)``.
+
+    ``normalized_shape`` defaults to ``x.shape[saved.mean.ndim:]``. With
+    ``param_grads=False`` only dx is computed (dweight, dbias are None);
+    otherwise dweight / dbias have shape ``normalized_shape`` (returned even
+    when ``weight`` is None, as gradients at weight = 1, bias = 0).
+    """
+    saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
+    if normalized_shape is None:
+        normalized_shape = tuple(x.shape[saved.mean.ndim:])
+    ns = _normalized_shape(x, normalized_shape)
+    R, M = _prod(x.shape[:x.ndim - len(ns)]), _prod(ns)
+    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
+
+
+@_backend.on_array_device
+def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
+    """RMS normalization: ``y = x / sqrt(mean(x²) + eps) * weight`` over ``normalized_shape``.
+
+    ``eps`` defaults to ``finfo(x.dtype).eps`` as in ``torch.nn.functional.rms_norm``;
+    ``out`` optionally receives y.
+    Returns ``(y, saved)`` with ``saved`` an :class:`RMSNormSaved`.
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(("x", x), ("weight", weight))
+    ns = _normalized_shape(x, normalized_shape)
+    eps = _default_eps(x.dtype) if eps is None else _eps(eps)
+    _shape_of("weight", weight, ns)
+    lead = tuple(x.shape[:x.ndim - len(ns)])
+    R, M = _prod(lead), _prod(ns)
+    xp = _xp(x)
+    y = _out(out, x)
+    inv = xp.empty(lead, dtype=_stat_dtype(x))
+    mod.row_norm_forward(x, weight, None, y, None, inv, R, 1, M, 1, eps, True)
+    return y, RMSNormSaved(inv)
+
+
+@_backend.on_array_device
+def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None, param_grads=True, out=None):
+    """Gradients of :func:`rms_norm`: ``(dx, dweight)``; dweight is None when ``param_grads=False``.
+
+    ``dx = r * (g - x̂ * mean(g * x̂))`` with ``r = inv_rms``, ``x̂ = r x``, ``g = weight * dy``.
+    """
+    saved = _check_saved(saved, RMSNormSaved, ("inv_rms",))
+    mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
+    if normalized_shape is None:
+        normalized_shape = tuple(x.shape[saved.inv_rms.ndim:])
+    ns = _normalized_shape(x, normalized_shape)
+    R, M = _prod(x.shape[:x.ndim - len(ns)]), _prod(ns)
+    dx, dw, _ = _row_backward(mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads,
+                              bias_grad=False, out=out)
+    return dx, dw
+
+
+def _nc_spatial(x):
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (N, C, *spatial), got {tuple(x.shape)}")
+    return int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
+
+
+@_backend.on_array_device
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
+    """Group normalization of ``x`` (N, C, *spatial): statistics per sample over
+    ``C / num_groups`` channels and all spatial positions; per-channel affine.
+    ``out`` optionally receives y.
+
+    Returns ``(y, saved)`` with ``saved`` a :class:`RowNormSaved` (mean, rstd
+    of shape (N, num_groups)).
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(("x", x), ("weight", weight), ("bias", bias))
+    N, C, S = _nc_spatial(x)
+    G = _backend.integer("num_groups", num_groups, lo=1)
+    if C % G:
+        raise ValueError(f"num_groups: must divide the number of channels C={C}, got {G}")
+    eps = _eps(eps)
+    _shape_of("weight", weight, (C,))
+    _shape_of("bias", bias, (C,))
+    xp = _xp(x)
+    y = _out(out, x)
+    mean = xp.empty((N, G), dtype=_stat_dtype(x))
+    rstd = xp.empty((N, G), dtype=_stat_dtype(x))
+    mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * G, G, C // G, S, eps, False)
+    return y, RowNormSaved(mean, rstd, G)
+
+
+@_backend.on_array_device
+def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
+    """Gradients of :func:`group_norm`: ``(dx, dweight, dbias)`` (per-channel parameter grads)."""
+    saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
+    N, C, S = _nc_spatial(x)
+    G = int(saved.groups)
+    if G < 1 or C % G:
+        raise ValueError(f"saved.groups: {G} does not divide C={C}")
+    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,),
+                         param_grads, out=out)
+
+
+@_backend.on_array_device
+def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5, out=None):
+    """Instance normalization of ``x`` (N, C, *spatial): per (sample, channel) statistics.
+
+    With ``use_input_stats`` (default) the statistics come from each instance
+    and the running buffers, when given, are updated in place with the batch
+    average of the instance means and unbiased variances (as PyTorch does).
+    Otherwise ``running_mean`` / ``running_var`` normalize every instance.
+    ``out`` optionally receives y.
+
+    Returns ``(y, saved)`` with ``saved`` a :class:`RowNormSaved`.
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                           ("running_var", running_var))
+    N, C, S = _nc_spatial(x)
+    eps = _eps(eps)
+    momentum = _momentum(momentum)
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
+    xp = _xp(x)
+    y = _out(out, x)
+    _no_shared_memory([("running_mean", running_mean), ("running_var", running_var)],
+                      [("x", x), ("out", out), ("weight", weight), ("bias", bias)])
+    if not use_input_stats:
+        if running_mean is None:
+            raise ValueError("running_mean, running_var: required when use_input_stats=False")
+        mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
+        return y, RowNormSaved(mean, rstd, 0)
+    if S <= 1:
+        raise ValueError(f"x: expected more than 1 spatial element when use_input_stats=True, got shape "
+                         f"{tuple(x.shape)}")
+    mean = xp.empty((N, C), dtype=sdt)
+    rstd = xp.empty((N, C), dtype=sdt)
+    mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps, False)
+    if running_mean is not None and N > 0:
+        var = 1.0 / (rstd.astype(np.float64) ** 2) - eps  # biased per-instance variance
+        _update_running(running_mean, running_var, mean.mean(axis=0),
+                        (var * (S / (S - 1))).mean(axis=0), momentum)
+    return y, RowNormSaved(mean, rstd, C)
+
+
+@_backend.on_array_device
+def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
+    """Gradients of :func:`instance_norm`: ``(dx, dweight, dbias)``."""
+    saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
+    N, C, S = _nc_spatial(x)
+    if saved.groups == 0:  # running statistics: fixed per-channel mean / rstd
+        if tuple(dy.shape) != tuple(x.shape):
+            raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+        _shape_of("weight", weight, (C,))
+        dx, dw, db = _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False, out)
+        return (dx, dw, db) if param_grads else (dx, None, None)
+    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads,
+                         out=out)

@@ -1,0 +1,190 @@
+"""Small stateful modules (``BatchNorm``, ``LayerNorm``, ``GroupNorm``, ``RMSNorm``) over the functional forms."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ._common import _eps, _momentum
+from .functional import (
+    batch_norm,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+    rms_norm,
+    rms_norm_backward,
+)
+
+
+class _NormModule:
+    """Shared parts: parameters / grads lists and array allocation on NumPy or CuPy."""
+
+    def __init__(self, dtype, like):
+        if like is not None and _backend.is_cupy(like):
+            import cupy
+
+            self._xp = cupy
+        elif like is None or isinstance(like, np.ndarray):
+            self._xp = np
+        else:
+            raise TypeError(f"like: expected a numpy or cupy array, got {type(like).__name__}")
+        self.dtype = np.dtype(dtype) if self._xp is np or str(dtype) != "bfloat16" else dtype
+        self.weight = self.bias = None
+        self.grad_weight = self.grad_bias = None
+        self._saved = None
+        self._x = None
+
+    def _full(self, shape, value, dtype=None):
+        return self._xp.full(shape, value, dtype=self.dtype if dtype is None else dtype)
+
+    def parameters(self) -> list:
+        """The trainable arrays (weight, bias where present), for an optimizer."""
+        return [p for p in (self.weight, self.bias) if p is not None]
+
+    def grads(self) -> list:
+        """Gradients matching :meth:`parameters`, set by :meth:`backward`."""
+        return [g for p, g in ((self.weight, self.grad_weight), (self.bias, self.grad_bias)) if p is not None]
+
+    def __call__(self, x, training=True):
+        return self.forward(x, training=training)
+
+    def _check_channels(self, x, C, what):
+        """x must be (N, C, ...) with this module's C (else the error would blame weight)."""
+        shape = getattr(x, "shape", None)
+        if shape is not None and (len(shape) < 2 or shape[1] != C):
+            raise ValueError(f"x: expected shape (N, {C}, ...) for {type(self).__name__}({what}={C}), "
+                             f"got {tuple(shape)}")
+
+    def _need_forward(self):
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward(x) first")
+
+
+class BatchNorm(_NormModule):
+    """Batch normalization over (N, C) or (N, C, *spatial) input, like ``torch.nn.BatchNorm{1,2,3}d``.
+
+    Holds ``weight`` (ones), ``bias`` (zeros), ``running_mean`` (zeros),
+    ``running_var`` (ones) and ``num_batches_tracked``. ``forward(x,
+    training=True)`` uses batch statistics and updates the running buffers;
+    ``training=False`` uses the running buffers. ``backward(dy)`` returns dx
+    and stores ``grad_weight`` / ``grad_bias``.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype=np.float32, like=None):
+        super().__init__(dtype, like)
+        C = _backend.integer("num_features", num_features, lo=1)
+        self.eps, self.momentum = _eps(eps), _momentum(momentum)
+        if affine:
+            self.weight, self.bias = self._full(C, 1), self._full(C, 0)
+        sdt = np.float64 if self.dtype == np.float64 else np.float32
+        self.running_mean = self._full(C, 0, sdt) if track_running_stats else None
+        self.running_var = self._full(C, 1, sdt) if track_running_stats else None
+        self.num_batches_tracked = 0
+        self.num_features = C
+
+    def forward(self, x, training=True):
+        """Normalize x; returns y."""
+        self._check_channels(x, self.num_features, "num_features")
+        use_batch = training or self.running_mean is None
+        y, self._saved = batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                    training=use_batch, momentum=self.momentum, eps=self.eps)
+        if training and self.running_mean is not None:
+            self.num_batches_tracked += 1
+        self._x = x
+        return y
+
+    def backward(self, dy):
+        """dx for the last forward; sets grad_weight and grad_bias."""
+        self._need_forward()
+        dx, dw, db = batch_norm_backward(dy, self._x, self.weight, self._saved)
+        if self.weight is not None:
+            self.grad_weight, self.grad_bias = dw, db
+        return dx
+
+
+class LayerNorm(_NormModule):
+    """Layer normalization over the trailing ``normalized_shape``, like ``torch.nn.LayerNorm``."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32,
+                 like=None):
+        super().__init__(dtype, like)
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        self.eps = _eps(eps)
+        if elementwise_affine:
+            self.weight = self._full(self.normalized_shape, 1)
+            self.bias = self._full(self.normalized_shape, 0) if bias else None
+
+    def forward(self, x, training=True):
+        """Normalize x (``training`` is accepted for a uniform interface and ignored)."""
+        y, self._saved = layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        self._x = x
+        return y
+
+    def backward(self, dy):
+        """dx for the last forward; sets grad_weight and grad_bias."""
+        self._need_forward()
+        dx, dw, db = layer_norm_backward(dy, self._x, self.weight, self._saved, self.normalized_shape,
+                                         param_grads=self.weight is not None)
+        self.grad_weight, self.grad_bias = dw, (db if self.bias is not None else None)
+        return dx
+
+
+class GroupNorm(_NormModule):
+    """Group normalization, like ``torch.nn.GroupNorm(num_groups, num_channels)``."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32, like=None):
+        super().__init__(dtype, like)
+        self.num_groups = _backend.integer("num_groups", num_groups, lo=1)
+        C = _backend.integer("num_channels", num_channels, lo=1)
+        if C % self.num_groups:
+            raise ValueError(f"num_groups: must divide num_channels={C}, got {self.num_groups}")
+        self.eps = _eps(eps)
+        self.num_channels = C
+        if affine:
+            self.weight, self.bias = self._full(C, 1), self._full(C, 0)
+
+    def forward(self, x, training=True):
+        """Normalize x (``training`` is ignored)."""
+        self._check_channels(x, self.num_channels, "num_channels")
+        y, self._saved = group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        self._x = x
+        return y
+
+    def backward(self, dy):
+        """dx for the last forward; sets grad_weight and grad_bias."""
+        self._need_forward()
+        dx, dw, db = group_norm_backward(dy, self._x, self.weight, self._saved,
+                                         param_grads=self.weight is not None)
+        self.grad_weight, self.grad_bias = dw, db
+        return dx
+
+
+class RMSNorm(_NormModule):
+    """RMS normalization, like ``torch.nn.RMSNorm(normalized_shape, eps=None)``."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32, like=None):
+        super().__init__(dtype, like)
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        self.eps = None if eps is None else _eps(eps)
+        if elementwise_affine:
+            self.weight = self._full(self.normalized_shape, 1)
+
+    def forward(self, x, training=True):
+        """Normalize x (``training`` is ignored)."""
+        y, self._saved = rms_norm(x, self.normalized_shape, self.weight, self.eps)
+        self._x = x
+        return y
+
+    def backward(self, dy):
+        """dx for the last forward; sets grad_weight."""
+        self._need_forward()
+        dx, dw = rms_norm_backward(dy, self._x, self.weight, self._saved, self.normalized_shape,
+                                   param_grads=self.weight is not None)
+        self.grad_weight = dw
+        return dx

@@ -1,0 +1,96 @@
+"""Weight normalization ``w = g * v / ‖v‖`` (Salimans & Kingma 2016): forward and backward."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ._common import WeightNormSaved, _check_saved, _ndarray, _saved_names, _stat_dtype, _xp
+
+
+def _wn_layout(v, g, dim):
+    if v.ndim == 0:
+        raise ValueError("v: expected at least one dimension")
+    if dim is None:
+        rows, perm = 1, None
+    else:
+        d = _backend.integer("dim", dim)
+        if not -v.ndim <= d < v.ndim:
+            raise ValueError(f"dim: out of range for v with {v.ndim} dims, got {dim}")
+        d %= v.ndim
+        rows, perm = int(v.shape[d]), d
+    if g.size != rows:
+        raise ValueError(f"g: expected {rows} elements (one per slice along dim), got {g.size}")
+    return rows, perm
+
+
+def _wn_row_len(vr, rows):
+    if rows == 0:
+        return 1
+    if vr.size == 0:
+        raise ValueError(f"v: every slice must be non-empty, got shape {tuple(vr.shape)}")
+    return vr.size // rows
+
+
+def _to_rows(a, d):
+    """``a`` with axis d first, C-contiguous (a copy unless d == 0)."""
+    if not d:
+        return a
+    return _xp(a).ascontiguousarray(_xp(a).moveaxis(a, d, 0))
+
+
+def _from_rows(a, d):
+    if not d:
+        return a
+    return _xp(a).ascontiguousarray(_xp(a).moveaxis(a, 0, d))
+
+
+@_backend.on_array_device
+def weight_norm(v, g, dim=0):
+    """Weight normalization ``w = g * v / ‖v‖`` (Salimans & Kingma 2016).
+
+    The norm is taken over all dims of ``v`` except ``dim`` (``dim=None``:
+    over all of v, one scalar g). ``g`` holds one value per slice along
+    ``dim`` (any shape with that many elements, e.g. PyTorch's keepdim
+    shape). Returns ``(w, saved)`` with ``saved`` a :class:`WeightNormSaved`.
+    A slice holding NaN or ±inf has a NaN norm, and a NaN or zero norm raises
+    ValueError (NumPy input; the norms are overflow-safe up to the dtype's max).
+    """
+    _ndarray("v", v)
+    _ndarray("g", g)
+    mod = _backend.backend(("v", v), ("g", g))
+    rows, d = _wn_layout(v, g, dim)
+    vr = _to_rows(v, d)
+    xp = _xp(v)
+    w = xp.empty_like(vr)
+    norm = xp.empty(rows, dtype=_stat_dtype(v))
+    mod.weight_norm_forward(vr, g, w, norm, rows, _wn_row_len(vr, rows))
+    ok = np.isfinite(norm) & (norm > 0) if xp is np else None  # (CuPy: not checked, it would sync the host)
+    if ok is not None and not ok.all():  # NaN or ±inf in v gives a NaN norm: one error for both
+        i = int(np.argmin(ok))
+        raise ValueError(f"v: slice {i} along dim has norm {float(norm[i])}; w = g v / ||v|| needs a finite "
+                         "nonzero norm")
+    return _from_rows(w, d), WeightNormSaved(norm, dim)
+
+
+@_backend.on_array_device
+def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
+    """Gradients of :func:`weight_norm`: ``(dg, dv)``, dg shaped like g.
+
+    With ``s = Σ dw * v`` per slice: ``dg = s / ‖v‖`` and
+    ``dv = (g / ‖v‖) * (dw - s / ‖v‖² * v)``.
+    """
+    _ndarray("dw", dw)
+    _ndarray("v", v)
+    _ndarray("g", g)
+    saved = _check_saved(saved, WeightNormSaved, ("norm",))
+    mod = _backend.backend(("dw", dw), ("v", v), ("g", g), ("saved.norm", saved.norm))
+    if tuple(dw.shape) != tuple(v.shape):
+        raise ValueError(f"dw: expected shape {tuple(v.shape)}, got {tuple(dw.shape)}")
+    rows, d = _wn_layout(v, g, saved.dim)
+    vr, dwr = _to_rows(v, d), _to_rows(dw, d)
+    xp = _xp(v)
+    dv = xp.empty_like(vr)
+    dg = xp.empty_like(g)
+    with _saved_names("norm"):
+        mod.weight_norm_backward(dwr, vr, g, saved.norm, dv, dg, rows, _wn_row_len(vr, rows))
+    return dg, _from_rows(dv, d)
