@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _backend
 from ._probes import rademacher
+from .krylov import BlockKrylov, select
 from .operators import as_operator, with_progress
 
 
@@ -147,33 +148,35 @@ class EigenResult:
     converged: bool
 
 
-def _select(theta, k, which):
-    if which == "LA":
-        idx = np.argsort(-theta)
-    elif which == "SA":
-        idx = np.argsort(theta)
-    else:
-        idx = np.argsort(-np.abs(theta), kind="stable")
-    return idx[:k]
-
-
 def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None, max_steps: int | None = None,
                     v0=None, seed: int = 0, return_eigenvectors: bool = False, check_every: int = 5,
-                    progress=None) -> EigenResult:
-    """The ``k`` extreme eigenvalues of a symmetric operator by Lanczos with full reorthogonalization.
+                    progress=None, block_size: int = 1, max_basis: int | None = None) -> EigenResult:
+    """The ``k`` extreme eigenvalues of a symmetric operator by (block) Lanczos with full reorthogonalization.
 
     ``which="LA"`` gives the largest (sharpness: ``k=1``), ``"SA"`` the smallest
     (most negative curvature), ``"LM"`` the largest in magnitude. Every
-    ``check_every`` steps the Ritz pairs of ``T`` are formed and iteration stops
-    once each wanted pair has residual ``||A u - theta u|| = |beta_m s_m|``
-    at most ``tol * |theta|``; for an isolated eigenvalue the error of ``theta``
-    is at most that residual (and typically its square over the gap).
+    ``check_every`` steps the Ritz pairs of the projected matrix are formed and
+    iteration stops once each wanted pair has residual ``||A u - theta u||`` at
+    most ``tol * |theta|``; for an isolated eigenvalue the error of ``theta`` is
+    at most that residual (and typically its square over the gap). An exact
+    invariant subspace (e.g. ``A = I``) does not stop it early: the lost
+    direction is replaced by a random orthogonal one, as ARPACK does
+    (``optkern.hessian.krylov``).
 
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
-      max_steps: iteration cap (default ``min(n, max(30 * k, 200))``).
+      max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
       progress: optional ``progress(done, total)`` after each product (``total``: the cap;
         iteration usually stops earlier).
+      block_size: vectors per Lanczos step ``b``; ``b > 1`` multiplies blocks
+        (``op.matmat``: one forward pass per block for ``from_mlp``) and finds
+        clustered or repeated eigenvalues more reliably (1 is used when ``n`` or
+        ``max_steps`` is below ``k + b``).
+      max_basis: memory bound: the basis holds at most ``max_basis + b``
+        vectors (``(max_basis + 2 b) n`` entries with the product block; at
+        least ``k + b``); when full, Lanczos restarts thickly from the most
+        wanted half of its Ritz vectors. Default: no restart (basis up to
+        ``max_steps`` vectors).
     """
     op = as_operator(op)
     k = _backend.integer("k", k, lo=1)
@@ -185,27 +188,39 @@ def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None,
     if tol is None:
         tol = 1e-10 if op.dtype == np.float64 else 1e-4
     tol = _backend.positive("tol", tol)
+    b = _backend.integer("block_size", block_size, lo=1)
+    if b > n:
+        raise ValueError(f"block_size: must be at most n = {n}, got {b}")
     max_steps = min(n, max(30 * k, 200)) if max_steps is None else _backend.integer("max_steps", max_steps, lo=k)
     check_every = _backend.integer("check_every", check_every, lo=1)
+    if max_basis is not None:
+        max_basis = _backend.integer("max_basis", max_basis, lo=k + b)
+    if min(max_steps, n) < k + b:  # too small a space for blocks: one vector at a time
+        b = 1
+    cap = (min(max_steps, n, max_basis or n) // b) * b  # products come in whole blocks
     op = with_progress(op, progress, min(max_steps, n))
-    lz = _Lanczos(op, max_steps, v0, seed, "full")
+    kr = BlockKrylov(op, b, cap, v0, seed)
+    steps = 0
     while True:
-        lz.step()
-        m = lz.steps
-        if m < k or (not lz.done and m % check_every):
+        if kr.full:
+            theta, _, _ = kr.ritz()
+            keep = select(theta, max(k, min(kr.m - b, (kr.cap - b + k) // 2)), which)
+            kr.restart(np.sort(keep))
+        kr.step()
+        steps += 1
+        last = kr.products + b > max_steps or (kr.full and max_basis is None)
+        if kr.m < k or (not last and steps % check_every):
             continue
-        alpha, beta, resid = lz.result()
-        theta, S = _tridiag_eigh(alpha, beta)
-        idx = _select(theta, k, which)
-        res = np.abs(resid * S[-1, idx])
+        theta, S, res_all = kr.ritz()
+        idx = select(theta, k, which)
+        res = res_all[idx]
         ok = bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), np.finfo(np.float64).tiny)))
-        if ok or lz.done:
+        if ok or last:
             vecs = None
             if return_eigenvectors:
-                xp = op.xp
-                Sd = xp.asarray(S[:, idx].astype(op.dtype))
-                vecs = lz.Q[:m].T @ Sd
-            return EigenResult(theta[idx], vecs, res, m, ok or (lz.done and resid == 0.0))
+                Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
+                vecs = kr.Q[:kr.m].T @ Sd
+            return EigenResult(theta[idx], vecs, res, kr.products, ok)
 
 
 @dataclass

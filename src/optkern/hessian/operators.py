@@ -104,6 +104,10 @@ class CurvatureOperator:
         return self
 
     def __matmul__(self, x):
+        if _is_operator(x):
+            return self._compose(x)
+        if np.isscalar(x):
+            raise ValueError("Scalar operands are not allowed, use '*' instead")
         x_nd = getattr(x, "ndim", None)
         if x_nd == 1 or (x_nd == 2 and x.shape[1] == 1):
             return self.matvec(x)
@@ -112,13 +116,72 @@ class CurvatureOperator:
         raise ValueError(f"expected a 1-D or 2-D array, got {type(x).__name__}")
 
     def dot(self, x):
+        """``A x`` for a vector or matrix, ``A B`` (an operator) for an operator ``B``, ``a A`` for a scalar."""
+        if np.isscalar(x) and isinstance(self, _linear_operator_base()):
+            return _linear_operator_base().dot(self, x)
+        if np.isscalar(x):
+            return _Composed(self, None, float(x))
         return self @ x
+
+    def _compose(self, other):
+        """The product operator ``self @ other`` (SciPy's product operator when both are SciPy ones)."""
+        if other.shape[0] != self.shape[1]:
+            raise ValueError(f"cannot multiply operators of shapes {self.shape} and {other.shape}")
+        base = _linear_operator_base()
+        if isinstance(self, base) and isinstance(other, base):
+            return base.dot(self, other)
+        return _Composed(self, other, 1.0)
 
     def __call__(self, v):
         return self.matvec(v)
 
     def __repr__(self):
         return f"<{self.shape[0]}x{self.shape[1]} CurvatureOperator '{self.name}' dtype={self.dtype}>"
+
+
+def _is_operator(x):
+    return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and \
+        hasattr(x, "shape")
+
+
+class _Composed:
+    """``scale * A @ B`` (``B`` None: ``scale * A``) for operators outside SciPy (CuPy vectors):
+    ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
+
+    def __init__(self, A, B, scale):
+        self.A, self.B, self.scale = A, B, scale
+        self.shape = (A.shape[0], (B if B is not None else A).shape[1])
+        self.dtype = np.result_type(A.dtype, B.dtype) if B is not None else A.dtype
+        self.xp = getattr(A, "xp", np)
+
+    ndim = 2
+
+    def _apply(self, f, x):
+        y = x if self.B is None else f(self.B, x)
+        y = f(self.A, y)
+        return y if self.scale == 1.0 else y * self.scale
+
+    def matvec(self, v):
+        return self._apply(lambda op, x: op.matvec(x), v)
+
+    def matmat(self, V):
+        return self._apply(lambda op, x: op.matmat(x), V)
+
+    def rmatvec(self, v):  # (A B)^T = B^T A^T
+        y = self.A.rmatvec(v)
+        y = y if self.B is None else self.B.rmatvec(y)
+        return y if self.scale == 1.0 else y * self.scale
+
+    def __matmul__(self, x):
+        if _is_operator(x):
+            return _Composed(self, x, 1.0)
+        return self.matvec(x) if getattr(x, "ndim", None) == 1 else self.matmat(x)
+
+    def dot(self, x):
+        return _Composed(self, None, float(x)) if np.isscalar(x) else self @ x
+
+    def __repr__(self):
+        return f"<{self.shape[0]}x{self.shape[1]} composed operator dtype={self.dtype}>"
 
 
 _SCIPY = None
