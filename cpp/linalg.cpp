@@ -7,6 +7,8 @@
 // result is bitwise the same for any thread count. The update of pass 1 and
 // the dot products of pass 2 share one sweep over Q (a block's new w depends
 // only on the global coefficients and that block), so Q is read three times.
+// Q may be float32 with a float64 w (a float32 basis halves the memory and
+// the bytes read; products, coefficients and w stay in double).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -24,12 +26,12 @@ namespace {
 
 constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1
 
-template <class T> double block_dot(const T* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
+template <class TQ, class T> double block_dot(const TQ* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
   return lane_sum<double>(len, [&](int64_t j) { return double(q[j]) * double(w[j]); });
 }
 
-template <class T>
-double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
+template <class TQ, class T>
+double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs) {
   const int64_t nb = (n + kBlock - 1) / kBlock;
   std::vector<Chunk> blocks;
   for (int64_t b = 0; b < nb; ++b) blocks.push_back({0, b * kBlock, std::min(kBlock, n - b * kBlock)});
@@ -51,9 +53,9 @@ double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
     T* OK_RESTRICT wb = w + bl.start;
     for (int64_t i = 0; i < k; ++i) {
       const T ci = T(c[size_t(i)]);
-      const T* OK_RESTRICT q = Q + i * n + bl.start;
+      const TQ* OK_RESTRICT q = Q + i * n + bl.start;
 #pragma omp simd
-      for (int64_t j = 0; j < bl.len; ++j) wb[j] -= ci * q[j];
+      for (int64_t j = 0; j < bl.len; ++j) wb[j] -= ci * T(q[j]);
     }
   };
   if (k > 0) {
@@ -86,8 +88,11 @@ double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
 }
 
 double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h) {
-  const py::dtype dt = nncheck::float_dtype(Q_h, "Q");
-  py::array Q = check_array(Q_h, "Q", dt, false);
+  const py::dtype dq = nncheck::float_dtype(Q_h, "Q");
+  const py::dtype dt = nncheck::float_dtype(w_h, "w");
+  if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))  // f32 Q with f64 w is allowed
+    throw py::type_error("w: expected float64, got float32");
+  py::array Q = check_array(Q_h, "Q", dq, false);
   if (Q.ndim() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
   const int64_t m = Q.shape(0), n = Q.shape(1);
   if (k < 0 || k > m)
@@ -100,15 +105,17 @@ double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::hand
                           " elements");
   nncheck::no_overlap({{"Q", Q, false}, {"w", w, true}, {"coeffs", co, true}});
   double* cp = static_cast<double*>(co.mutable_data());
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    const T* qp = static_cast<const T*>(Q.data());
+  auto run = [&](auto qtag, auto wtag) {
+    using TQ = decltype(qtag);
+    using T = decltype(wtag);
+    const TQ* qp = static_cast<const TQ*>(Q.data());
     T* wp = static_cast<T*>(w.mutable_data());
     py::gil_scoped_release nogil;
-    return cgs2_normalize<T>(qp, n, k, wp, cp);
+    return cgs2_normalize<TQ, T>(qp, n, k, wp, cp);
   };
-  if (dt.equal(py::dtype::of<float>())) return run(float{});
-  return run(double{});
+  if (dt.equal(py::dtype::of<float>())) return run(float{}, float{});
+  if (dq.equal(py::dtype::of<float>())) return run(float{}, double{});
+  return run(double{}, double{});
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ def test_block_product_float32_matches_float64_reference():
 
 
 def test_block_product_rejects_bad_input():
-    model, p, x, y, rng = make()
+    model, p, x, y, _ = make()
     n = model.num_params
     with pytest.raises(TypeError, match="V"):
         model.hvp_block(p, x, y, np.ones((2, n), np.float32))
@@ -131,7 +131,7 @@ def test_per_layer_operator_is_the_block_of_the_full_operator(dense, block, kind
 
 
 def test_per_layer_hessian_matches_finite_differences_of_the_gradient(dense):
-    model, p, x, y, H = dense
+    model, p, x, y, _ = dense
     idx = block_indices(model, "layer2")
     op = hessian.from_mlp(model, p, x, y, block="layer2")
     rng = np.random.default_rng(2)

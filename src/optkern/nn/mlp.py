@@ -314,12 +314,12 @@ class MLP:
         ``hvp(params, x, y, V[d])`` up to rounding; memory grows by ``k`` times
         the single product's R-activations.
         """
-        xp, x, y, V = self._check_block(params, x, y, V)
+        _, x, y, V = self._check_block(params, x, y, V)
         return _block.hvp_block(self, params, x, y, V)
 
     def ggn_block(self, params, x, y, V):
         """``G v_d`` (generalized Gauss-Newton) for each row of ``V`` (``(k, n)``), as ``(k, n)``; see ``hvp_block``."""
-        xp, x, y, V = self._check_block(params, x, y, V)
+        _, x, y, V = self._check_block(params, x, y, V)
         return _block.ggn_block(self, params, x, y, V)
 
     def _check_block(self, params, x, y, V):
