@@ -2,7 +2,7 @@
 stored basis) and the top-5 eigenvalues (block-free Lanczos with thick restart, bounded basis).
 
     python bench/curvature_scale.py [--sizes 1024,5120,5120,5120,10] [--batch 16] [--device cpu|cuda]
-                                    [--max-basis 12] [--json FILE]
+                                    [--max-basis 12] [--max-steps 300] [--phases slq,top] [--json FILE]
 
 Reports, per phase: wall time, time per Lanczos step / time of one HVP (the products are timed
 inside the same run), and the peak of the memory allocated during the phase beyond what was alive
@@ -63,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--max-basis", type=int, default=12)
     ap.add_argument("--max-steps", type=int, default=300)
+    ap.add_argument("--phases", default="slq,top", help="comma-separated: slq, top")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
 
@@ -92,23 +93,24 @@ def main(argv=None):
         _sync(xp)
         timing["products"] += time.perf_counter() - t
         timing["count"] += 1
-        if peak is not None:
-            peak.sample()
+        if state["peak"] is not None:
+            state["peak"].sample()
         return r
 
     op = hessian.from_hvp(matvec, n, np.float32, xp=xp)
-    peak = None
+    state = {"peak": None}
     op.matvec(xp.ones(n, np.float32))  # warm-up (and one HVP's temporaries)
     hvp_s = timing["products"]
     out = {"sizes": sizes, "num_params": n, "batch": a.batch, "device": a.device, "hvp_s_first": hvp_s}
     print(f"MLP {a.sizes}: {n / 1e6:.1f}M parameters, batch {a.batch}, one vector = {vec / 2**20:.0f} MiB",
           flush=True)
 
-    for phase in ("slq", "top"):
+    for phase in a.phases.split(","):
         timing.update(products=0.0, count=0)
         _sync(xp)
         t0 = time.perf_counter()
-        with Peak(xp) as peak:
+        with Peak(xp) as p:
+            state["peak"] = p
             if phase == "slq":
                 d = hessian.spectral_density(op, num_probes=1, steps=a.steps, grid=2000, reorthogonalize="none")
                 info = {"range": [float(d.nodes.min()), float(d.nodes.max())], "mean": d.mean()}
@@ -118,7 +120,7 @@ def main(argv=None):
                         "converged": r.converged}
             _sync(xp)
         total = time.perf_counter() - t0
-        peak, p = None, peak
+        state["peak"] = None
         steps = timing["count"]
         row = dict(info, wall_s=total, products=steps, s_per_step=total / steps,
                    s_per_hvp=timing["products"] / steps, step_over_hvp=total / timing["products"],
