@@ -52,12 +52,12 @@ def _timing(samples_ms):
     return Timing(statistics.median(samples_ms), q[0], q[2], len(samples_ms))
 
 
-def lanczos_overhead(op, steps, device, repeats):
+def lanczos_overhead(op, steps, device, repeats, modes=("partial", "full", "none")):
     """{mode: (Timing of one run, list of run/product ratios)} for one SLQ probe of ``steps``."""
     from optkern import hessian
 
     out = {}
-    for mode in ("partial", "full", "none"):
+    for mode in modes:
         totals, ratios = [], []
         for _ in range(repeats):
             t = _Timed(op, device)
@@ -105,7 +105,8 @@ def rows(suite, name, model, params, x, y, op, device, quick) -> list:
     steps = 5 if quick else 80
     repeats = 1 if quick else 3
     out = []
-    for mode, (t, ratios) in lanczos_overhead(op, steps, device, repeats).items():
+    modes = ("partial",) if quick else ("partial", "full", "none")
+    for mode, (t, ratios) in lanczos_overhead(op, steps, device, repeats, modes).items():
         out.append(Row(suite, f"{name} SLQ 1x{steps} reorth={mode}", t,
                        note=f"run / time in HVPs {_spread(ratios)} (target <= 1.15)"))
     for batch in sorted({x.shape[0], min(128, x.shape[0])}, reverse=True):
