@@ -79,7 +79,10 @@ class LanczosRecurrence:
         self.reorths = 0  # steps that read the whole basis
         # omega-recurrence state (partial): estimates of q_j^T q_k, k <= j
         beps = float(np.finfo(bdt).eps)
-        self.eps1 = max(float(np.finfo(wdt).eps) * np.sqrt(n), beps)
+        # Orthogonality right after a (double-accumulated) CGS2: a few units of the basis' rounding.
+        # (The textbook eps * sqrt(n) would sit within 4x of sqrt(eps) for float32 at n ~ 1e6 and make
+        # every step reorthogonalize.)
+        self.eps1 = 4.0 * max(float(np.finfo(wdt).eps), beps)
         self.eta = np.sqrt(beps)
         self.om_prev = np.zeros(self.m + 1)
         self.om = np.zeros(self.m + 1)
