@@ -7,6 +7,8 @@
 // result is bitwise the same for any thread count. The update of pass 1 and
 // the dot products of pass 2 share one sweep over Q (a block's new w depends
 // only on the global coefficients and that block), so Q is read three times.
+// Q may be float32 with a float64 w (a float32 basis halves the memory and
+// the bytes read; products, coefficients and w stay in double).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -24,12 +26,12 @@ namespace {
 
 constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1
 
-template <class T> double block_dot(const T* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
+template <class TQ, class T> double block_dot(const TQ* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
   return lane_sum<double>(len, [&](int64_t j) { return double(q[j]) * double(w[j]); });
 }
 
-template <class T>
-double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
+template <class TQ, class T>
+double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs) {
   const int64_t nb = (n + kBlock - 1) / kBlock;
   std::vector<Chunk> blocks;
   for (int64_t b = 0; b < nb; ++b) blocks.push_back({0, b * kBlock, std::min(kBlock, n - b * kBlock)});
@@ -51,9 +53,9 @@ double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
     T* OK_RESTRICT wb = w + bl.start;
     for (int64_t i = 0; i < k; ++i) {
       const T ci = T(c[size_t(i)]);
-      const T* OK_RESTRICT q = Q + i * n + bl.start;
+      const TQ* OK_RESTRICT q = Q + i * n + bl.start;
 #pragma omp simd
-      for (int64_t j = 0; j < bl.len; ++j) wb[j] -= ci * q[j];
+      for (int64_t j = 0; j < bl.len; ++j) wb[j] -= ci * T(q[j]);
     }
   };
   if (k > 0) {
@@ -86,9 +88,12 @@ double cgs2_normalize(const T* Q, int64_t n, int64_t k, T* w, double* coeffs) {
 }
 
 double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h) {
-  const py::dtype dt = float_dtype<HostArrays>(Q_h, "Q");
+  const py::dtype dq = float_dtype<HostArrays>(Q_h, "Q");
+  const py::dtype dt = float_dtype<HostArrays>(w_h, "w");
+  if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))  // f32 Q with f64 w is allowed
+    throw py::type_error("w: expected float64, got float32");
   HostArgs args(dt);
-  const char* Q = args.get(Q_h, "Q", -1, false);
+  const char* Q = args.get(Q_h, "Q", dq, -1, false);
   const auto mn = HostArrays::shape(Q_h);
   if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
   const int64_t m = mn[0], n = mn[1];
@@ -101,13 +106,15 @@ double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::hand
     throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
                           " elements");
   args.check_overlap();
-  double beta = 0;
-  dispatch_float(dt, [&](auto tag) {
-    using T = decltype(tag);
+  auto run = [&](auto qtag, auto wtag) {
+    using TQ = decltype(qtag);
+    using T = decltype(wtag);
     py::gil_scoped_release nogil;
-    beta = cgs2_normalize<T>(reinterpret_cast<const T*>(Q), n, k, reinterpret_cast<T*>(w), cp);
-  });
-  return beta;
+    return cgs2_normalize<TQ, T>(reinterpret_cast<const TQ*>(Q), n, k, reinterpret_cast<T*>(w), cp);
+  };
+  if (dt.equal(py::dtype::of<float>())) return run(float{}, float{});
+  if (dq.equal(py::dtype::of<float>())) return run(float{}, double{});
+  return run(double{}, double{});
 }
 
 }  // namespace

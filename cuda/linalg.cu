@@ -4,7 +4,8 @@
 // every block reduces in a fixed tree in double, and block partials are added
 // in block order by one thread per row. Kernels per call: 2 x (dots, sum,
 // update) + norm + scale, all on CuPy's current stream; the returned beta
-// is copied to the host (Lanczos needs it there for T anyway).
+// is copied to the host (Lanczos needs it there for T anyway). Q may be float32
+// with a float64 w (float32 basis storage; w and the coefficients in double).
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
@@ -38,14 +39,14 @@ __device__ double block_sum(double v) {
 
 // part[i * nb + b] = sum over block b's columns of Q[i, j] * w[j]  (rows i = blockIdx.y, + gridDim.y, ...:
 // gridDim.y is at most 65535, the basis may be longer).
-template <class T>
-__global__ void dots_kernel(const T* __restrict__ Q, const T* __restrict__ w, double* __restrict__ part, int64_t n,
+template <class TQ, class T>
+__global__ void dots_kernel(const TQ* __restrict__ Q, const T* __restrict__ w, double* __restrict__ part, int64_t n,
                             int64_t nb, int64_t k) {
   const int64_t b = blockIdx.x;
   const int64_t seg = (n + nb - 1) / nb;
   const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
   for (int64_t i = blockIdx.y; i < k; i += gridDim.y) {  // uniform per block: block_sum may sync
-    const T* q = Q + i * n;
+    const TQ* q = Q + i * n;
     double s = 0.0;
     for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(q[j]) * double(w[j]);
     s = block_sum(s);
@@ -77,12 +78,12 @@ __global__ void sum_kernel(const double* __restrict__ part, double* __restrict__
 }
 
 // w[j] -= sum_i c[i] Q[i, j], rows in order.
-template <class T>
-__global__ void update_kernel(const T* __restrict__ Q, const double* __restrict__ c, T* __restrict__ w, int64_t n,
+template <class TQ, class T>
+__global__ void update_kernel(const TQ* __restrict__ Q, const double* __restrict__ c, T* __restrict__ w, int64_t n,
                               int64_t k) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
     T acc = w[j];
-    for (int64_t i = 0; i < k; ++i) acc -= T(c[i]) * Q[i * n + j];
+    for (int64_t i = 0; i < k; ++i) acc -= T(c[i]) * T(Q[i * n + j]);
     w[j] = acc;
   }
 }
@@ -102,17 +103,17 @@ template <class T> __global__ void scale_kernel(T* __restrict__ w, const double*
     w[j] *= inv;
 }
 
-template <class T>
-void cgs2(const T* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratch, cudaStream_t s) {
+template <class TQ, class T>
+void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratch, cudaStream_t s) {
   const int64_t nb = num_blocks(n);
   double* part = scratch;          // k * nb (>= nb)
   double* c = part + (k > 0 ? k : 1) * nb;  // k
   double* beta = c + (k > 0 ? k : 1);       // 1
   const int grid_cols = int((n + kThreads - 1) / kThreads < 4096 ? (n + kThreads - 1) / kThreads : 4096);
   for (int pass = 0; pass < 2 && k > 0; ++pass) {
-    dots_kernel<T><<<dim3(unsigned(nb), unsigned(k < 65535 ? k : 65535)), kThreads, 0, s>>>(Q, w, part, n, nb, k);
+    dots_kernel<TQ, T><<<dim3(unsigned(nb), unsigned(k < 65535 ? k : 65535)), kThreads, 0, s>>>(Q, w, part, n, nb, k);
     sum_kernel<<<unsigned((k + kThreads - 1) / kThreads), kThreads, 0, s>>>(part, c, coeffs, k, nb, pass == 1);
-    update_kernel<T><<<grid_cols, kThreads, 0, s>>>(Q, c, w, n, k);
+    update_kernel<TQ, T><<<grid_cols, kThreads, 0, s>>>(Q, c, w, n, k);
   }
   sq_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part, n, nb);
   norm_kernel<<<1, 1, 0, s>>>(part, beta, nb);
@@ -120,9 +121,12 @@ void cgs2(const T* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratc
 }
 
 double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle coeffs) {
-  const DType dt = float_dtype<DeviceArrays>(Q, "Q");
+  const DType dq = float_dtype<DeviceArrays>(Q, "Q");
+  const DType dt = float_dtype<DeviceArrays>(w, "w");
+  if (dq == DType::f64 && dt == DType::f32)  // f32 Q with f64 w is allowed, not the reverse
+    throw py::type_error("w: expected float64, got float32");
   DeviceArgs args(dt);
-  char* qp = args.get(Q, "Q", -1, false);
+  char* qp = args.get(Q, "Q", dq, -1, false);
   const auto shape = DeviceArrays::shape(Q);
   if (shape.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
   const int64_t m = shape[0], n = shape[1];
@@ -149,9 +153,11 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
     const ScratchBuffer buf(bytes, s, args.device);
     double* scratch = buf.as<double>();
     if (dt == DType::f32)
-      cgs2<float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, s);
+      cgs2<float, float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, s);
+    else if (dq == DType::f32)
+      cgs2<float, double>((const float*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
     else
-      cgs2<double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
+      cgs2<double, double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, scratch + (k > 0 ? k : 1) * nb + (k > 0 ? k : 1),
                                               sizeof(double), cudaMemcpyDeviceToHost, s);

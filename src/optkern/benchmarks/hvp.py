@@ -4,7 +4,8 @@ Model 784-512-512-10, tanh, and tanh with batch norm; batch 1024, float32,
 softmax cross-entropy; the same parameters, data and direction for both. Rows:
 loss+gradient (torch: autograd), HVP (optkern: Pearlmutter R-operator; torch:
 double backward and ``torch.func`` jvp-of-grad) and one SLQ spectral density
-(1 probe x 80 Lanczos steps, optkern only). ``quick``: batch 128, 5 steps.
+(1 probe x 80 Lanczos steps, optkern only), then the estimator-overhead and
+block-product rows of ``curvature.py``. ``quick``: batch 128, 5 steps.
 The HVP row notes its cost relative to loss+gradient and its relative
 difference to torch's HVP. Compute-bound: no bandwidth columns.
 """
@@ -14,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import env
+from . import curvature, env
 from .timing import Plan, Row, compare, measure, plan_for
 
 SUITE = "hvp"
@@ -116,7 +117,8 @@ def _model_rows(norm, quick, device, torch) -> list:
     once = Plan(warmup=0, min_repeats=1 if quick else 2, max_repeats=2, budget_s=0.0)
     t = measure(lambda: hessian.spectral_density(op, num_probes=1, steps=slq_steps, grid=1000), device, once)
     slq = Row(SUITE, f"{pb.name} SLQ 1 probe x {slq_steps} steps", t, note=f"{t.median_ms / slq_steps:.2f} ms/step")
-    return [grad, hvp, slq]
+    d = pb.dev
+    return [grad, hvp, slq] + curvature.rows(SUITE, pb.name, pb.model, d["params"], d["x"], d["y"], op, device, quick)
 
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:

@@ -1,8 +1,9 @@
 """optkern.hessian: curvature without forming the Hessian.
 
 Operators (``from_hvp``, ``from_grad``, ``from_mlp``) are SciPy
-``LinearOperator``-compatible; estimators take any operator on NumPy or CuPy
-vectors: ``trace`` (Hutchinson, Hutch++), ``lanczos``, ``top_eigenvalues``,
+``LinearOperator``-compatible (``from_mlp``'s ``matmat`` pushes a block of
+vectors through one forward pass; ``block="layerI"`` restricts it to one
+layer); estimators take any operator on NumPy or CuPy vectors: ``trace`` (Hutchinson, Hutch++), ``lanczos``, ``top_eigenvalues``,
 ``power_iteration``, ``spectral_density`` (stochastic Lanczos quadrature) and
 ``gradient_concentration``.
 """

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
-from ._probes import rademacher
-from .lanczos import _tridiag_eigh, lanczos, top_eigenvalues
+from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
+from .recurrence import LanczosRecurrence, run_lockstep
 
 
 @dataclass
@@ -49,7 +49,8 @@ class SpectralDensity:
 
 
 def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma: float | None = None,
-                     seed: int = 0, pad: float = 0.01, progress=None) -> SpectralDensity:
+                     seed: int = 0, pad: float = 0.01, progress=None, reorthogonalize: str = "partial",
+                     basis_dtype=None, basis: str | None = None, probes_per_block: int = 1) -> SpectralDensity:
     """Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
     Args:
@@ -61,23 +62,38 @@ def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma
       sigma: Gaussian width (default ``0.01 * (max node - min node)``, 1e-3 if
         the range is 0).
       progress: optional ``progress(done, total)`` after each product (``total = P * m``).
+      reorthogonalize: ``"partial"`` (default: Simon's omega-recurrence, the
+        Ritz values of full reorthogonalization while reading the basis on few
+        steps), ``"full"``, or ``"none"`` (no basis: 3 vectors per probe, the
+        memory-bounded choice for large models; quadrature stays accurate).
+      basis_dtype, basis: storage of the basis (``lanczos``): float32 for a float64
+        operator, ``"host"`` for host memory with a CuPy operator.
+      probes_per_block: probes run together, their products as one block
+        (``op.matmat``: one forward pass per block for ``from_mlp``).
+
+    Memory per probe run at once: 3 vectors with ``"none"``; plus ``(m + 1) n``
+    basis entries otherwise.
     """
     op = as_operator(op)
     P = _backend.integer("num_probes", num_probes, lo=1)
     steps = _backend.integer("steps", steps, lo=1)
     n = op.shape[0]
     m = min(steps, n)
+    per = _backend.integer("probes_per_block", probes_per_block, lo=1)
     op = with_progress(op, progress, P * m)
     nodes = np.zeros((P, m))
     weights = np.zeros((P, m))
-    for p in range(P):
-        v = rademacher(n, seed=seed, index=p, dtype=op.dtype, xp=op.xp)
-        alpha, beta = lanczos(op, m, v0=v)
-        theta, S = _tridiag_eigh(alpha, beta)
-        k = len(theta)
-        nodes[p, :k] = theta
-        nodes[p, k:] = theta[-1]
-        weights[p, :k] = S[0] ** 2
+    for p0 in range(0, P, per):
+        recs = [LanczosRecurrence(op, m, None, seed, reorthogonalize, basis_dtype, basis, index=p)
+                for p in range(p0, min(p0 + per, P))]
+        run_lockstep(op, recs)
+        for p, rec in zip(range(p0, P), recs):
+            alpha, beta, _ = rec.result()
+            theta, S = _tridiag_eigh(alpha, beta)
+            k = len(theta)
+            nodes[p, :k] = theta
+            nodes[p, k:] = theta[-1]
+            weights[p, :k] = S[0] ** 2
     lo, hi = float(nodes.min()), float(nodes.max())
     width = hi - lo
     if sigma is None:

@@ -7,7 +7,10 @@ vector ``A q_j`` is orthogonalized against ALL previous ones twice
 (classical Gram-Schmidt twice, CGS2) and normalized in one fused native pass
 per step (``lanczos_orthogonalize_`` in ``optkern._cpu`` / ``optkern._cuda``),
 which keeps the basis orthonormal to rounding: Ritz values then converge
-without the spurious copies plain Lanczos produces.
+without the spurious copies plain Lanczos produces. ``"partial"`` (Simon's
+omega-recurrence) gives the same Ritz values while reading the basis only on
+the few steps that need it; ``"none"`` keeps no basis (``recurrence.py``).
+``top_eigenvalues`` runs block Lanczos with thick restart (``krylov.py``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ import numpy as np
 
 from .. import _backend
 from ._probes import rademacher
+from .krylov import BlockKrylov, select
 from .operators import as_operator, with_progress
+from .recurrence import LanczosRecurrence
 
 
 def _tridiag_eigh(alpha, beta):
@@ -28,66 +33,8 @@ def _tridiag_eigh(alpha, beta):
     return np.linalg.eigh(T)
 
 
-class _Lanczos:
-    """Incremental Lanczos state (one step per ``step()`` call)."""
-
-    def __init__(self, op, max_steps, v0, seed, reorthogonalize):
-        if reorthogonalize not in ("full", "none"):
-            raise ValueError(f"reorthogonalize: expected 'full' or 'none', got {reorthogonalize!r}")
-        self.op = op
-        self.xp = xp = op.xp
-        n = op.shape[0]
-        self.m = min(int(max_steps), n)
-        self.full = reorthogonalize == "full"
-        self.mod = _backend.backend(("v0", xp.empty(0, dtype=op.dtype)))
-        # Rows 0..m-1 hold the basis; row m the last residual direction.
-        self.Q = xp.zeros((self.m + 1, n), dtype=op.dtype)
-        if v0 is None:
-            v0 = rademacher(n, seed=seed, index=0, dtype=op.dtype, xp=xp)
-        v0 = op._vector(v0, "v0")
-        nrm = float(xp.linalg.norm(v0))
-        if not np.isfinite(nrm) or nrm == 0.0:
-            raise ValueError("v0: must be a finite nonzero vector")
-        self.Q[0] = v0 / nrm
-        self.coeffs = xp.zeros(self.m + 1, dtype=np.float64)
-        self.alpha, self.beta = [], []  # beta[j]: norm of the residual after step j
-        self.done = False
-
-    @property
-    def steps(self):
-        return len(self.alpha)
-
-    def step(self):
-        j = self.steps
-        xp, Q = self.xp, self.Q
-        w = Q[j + 1]
-        w[...] = self.op.matvec(Q[j])
-        if self.full:
-            b = self.mod.lanczos_orthogonalize_(Q[:j + 1], j + 1, w, self.coeffs)
-            a = float(self.coeffs[j])
-        else:  # three-term recurrence only
-            a = float(xp.vdot(Q[j], w))
-            w -= a * Q[j]
-            if j > 0:
-                w -= self.beta[-1] * Q[j - 1]
-            b = float(xp.linalg.norm(w))
-            if b > 0:
-                w /= b
-        self.alpha.append(a)
-        self.beta.append(float(b))
-        scale = max(max(abs(t) for t in self.alpha), max(self.beta))
-        # Invariant subspace found (or the space is exhausted): T is exact. A
-        # residual at rounding level that slips through is harmless: full
-        # reorthogonalization makes it a fresh orthogonal direction.
-        if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale:
-            self.done = True
-
-    def result(self):
-        return np.array(self.alpha), np.array(self.beta[:-1]), self.beta[-1]
-
-
 def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vectors: bool = False, seed: int = 0,
-            return_ritz: bool = False, progress=None):
+            return_ritz: bool = False, progress=None, basis_dtype=None, basis: str | None = None):
     """Run ``steps`` Lanczos iterations on the symmetric operator ``op``.
 
     Args:
@@ -95,20 +42,33 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
       steps: number of iterations ``m`` (capped at ``n``; fewer are returned
         when an invariant subspace is found early).
       v0: start vector (default: a Rademacher probe from ``seed``).
-      reorthogonalize: ``"full"`` (CGS2 against the whole basis, fused native
-        pass) or ``"none"`` (three-term recurrence; cheaper, loses orthogonality).
-      return_vectors: also return the basis.
+      reorthogonalize: ``"full"`` (every step against the whole basis: CGS2,
+        fused native pass), ``"partial"`` (Simon's omega-recurrence: against the
+        basis only when orthogonality is about to be lost; the same Ritz values
+        to working precision, most steps never read the basis) or ``"none"``
+        (three-term recurrence, no basis kept: 3 vectors of memory; loses
+        orthogonality, fine for SLQ quadrature). See ``optkern.hessian.recurrence``.
+      return_vectors: also return the basis (stored even with ``"none"``, then not orthonormal).
       seed: seed of the default start vector.
       return_ritz: also return the Ritz pairs of ``T``: values ``theta``
         (ascending, float64 NumPy) and vectors ``U = Q^T S`` (``n x m``, columns,
         the op's array module), so ``A U[:, i] ~ theta[i] U[:, i]``.
       progress: optional ``progress(done, total)`` after each product (``total``: the
         steps, fewer are made when an invariant subspace is found).
+      basis_dtype: storage of the kept basis: None (the operator's dtype) or
+        float32 for a float64 operator (half the memory and bytes read; products,
+        ``alpha``, ``beta`` and the working vectors stay float64; Ritz values then
+        agree with a float64 basis to about float32's ``sqrt(eps)`` relative).
+      basis: ``"host"`` keeps the basis in host memory while a CuPy operator's
+        products run on the GPU; None / ``"device"``: with the vectors.
+
+    Memory: ``3 n`` vectors for ``"none"`` (without ``return_vectors`` / ``return_ritz``);
+    plus ``(m + 1) n`` basis entries of ``basis_dtype`` otherwise.
 
     Returns:
       ``(alpha, beta)`` as float64 NumPy arrays: the diagonal (``m``) and the
       off-diagonal (``m - 1``) of ``T = Q^T A Q``; with ``return_vectors``,
-      ``(alpha, beta, Q)`` where ``Q`` (``m x n``, the op's array module) holds
+      ``(alpha, beta, Q)`` where ``Q`` (``m x n``, the basis' array module and dtype) holds
       the orthonormal Lanczos vectors as ROWS, so Ritz vectors are ``Q.T @ S``
       for eigenvectors ``S`` of ``T``; with ``return_ritz``, ``(theta, U)`` is
       appended to whichever of the two tuples is returned.
@@ -116,15 +76,16 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
     op = as_operator(op)
     steps = _backend.integer("steps", steps, lo=1)
     op = with_progress(op, progress, min(steps, op.shape[0]))
-    lz = _Lanczos(op, steps, v0, seed, reorthogonalize)
+    lz = LanczosRecurrence(op, steps, v0, seed, reorthogonalize, basis_dtype, basis,
+                           keep_basis=return_vectors or return_ritz)
     while not lz.done:
-        lz.step()
+        lz.advance(op.matvec(lz.vector()))
     alpha, beta, _ = lz.result()
-    out = (alpha, beta) + ((lz.Q[:lz.steps],) if return_vectors else ())
+    Q = lz.basis()
+    out = (alpha, beta) + ((Q,) if return_vectors else ())
     if return_ritz:
         theta, S = _tridiag_eigh(alpha, beta)
-        Q = lz.Q[:lz.steps]
-        out += (theta, Q.T @ op.xp.asarray(S, dtype=Q.dtype))
+        out += (theta, Q.T @ _backend.array_module(Q).asarray(S, dtype=Q.dtype))
     return out
 
 
@@ -147,33 +108,35 @@ class EigenResult:
     converged: bool
 
 
-def _select(theta, k, which):
-    if which == "LA":
-        idx = np.argsort(-theta)
-    elif which == "SA":
-        idx = np.argsort(theta)
-    else:
-        idx = np.argsort(-np.abs(theta), kind="stable")
-    return idx[:k]
-
-
 def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None, max_steps: int | None = None,
                     v0=None, seed: int = 0, return_eigenvectors: bool = False, check_every: int = 5,
-                    progress=None) -> EigenResult:
-    """The ``k`` extreme eigenvalues of a symmetric operator by Lanczos with full reorthogonalization.
+                    progress=None, block_size: int = 1, max_basis: int | None = None) -> EigenResult:
+    """The ``k`` extreme eigenvalues of a symmetric operator by (block) Lanczos with full reorthogonalization.
 
     ``which="LA"`` gives the largest (sharpness: ``k=1``), ``"SA"`` the smallest
     (most negative curvature), ``"LM"`` the largest in magnitude. Every
-    ``check_every`` steps the Ritz pairs of ``T`` are formed and iteration stops
-    once each wanted pair has residual ``||A u - theta u|| = |beta_m s_m|``
-    at most ``tol * |theta|``; for an isolated eigenvalue the error of ``theta``
-    is at most that residual (and typically its square over the gap).
+    ``check_every`` steps the Ritz pairs of the projected matrix are formed and
+    iteration stops once each wanted pair has residual ``||A u - theta u||`` at
+    most ``tol * |theta|``; for an isolated eigenvalue the error of ``theta`` is
+    at most that residual (and typically its square over the gap). An exact
+    invariant subspace (e.g. ``A = I``) does not stop it early: the lost
+    direction is replaced by a random orthogonal one, as ARPACK does
+    (``optkern.hessian.krylov``).
 
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
-      max_steps: iteration cap (default ``min(n, max(30 * k, 200))``).
+      max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
       progress: optional ``progress(done, total)`` after each product (``total``: the cap;
         iteration usually stops earlier).
+      block_size: vectors per Lanczos step ``b``; ``b > 1`` multiplies blocks
+        (``op.matmat``: one forward pass per block for ``from_mlp``) and finds
+        clustered or repeated eigenvalues more reliably (1 is used when ``n`` or
+        ``max_steps`` is below ``k + b``).
+      max_basis: memory bound: the basis holds at most ``max_basis + b``
+        vectors (``(max_basis + 2 b) n`` entries with the product block; at
+        least ``k + b``); when full, Lanczos restarts thickly from the most
+        wanted half of its Ritz vectors. Default: no restart (basis up to
+        ``max_steps`` vectors).
     """
     op = as_operator(op)
     k = _backend.integer("k", k, lo=1)
@@ -185,27 +148,39 @@ def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None,
     if tol is None:
         tol = 1e-10 if op.dtype == np.float64 else 1e-4
     tol = _backend.positive("tol", tol)
+    b = _backend.integer("block_size", block_size, lo=1)
+    if b > n:
+        raise ValueError(f"block_size: must be at most n = {n}, got {b}")
     max_steps = min(n, max(30 * k, 200)) if max_steps is None else _backend.integer("max_steps", max_steps, lo=k)
     check_every = _backend.integer("check_every", check_every, lo=1)
+    if max_basis is not None:
+        max_basis = _backend.integer("max_basis", max_basis, lo=k + b)
+    if min(max_steps, n) < k + b:  # too small a space for blocks: one vector at a time
+        b = 1
+    cap = (min(max_steps, n, max_basis or n) // b) * b  # products come in whole blocks
     op = with_progress(op, progress, min(max_steps, n))
-    lz = _Lanczos(op, max_steps, v0, seed, "full")
+    kr = BlockKrylov(op, b, cap, v0, seed)
+    steps = 0
     while True:
-        lz.step()
-        m = lz.steps
-        if m < k or (not lz.done and m % check_every):
+        if kr.full:
+            theta, _, _ = kr.ritz()
+            keep = select(theta, max(k, min(kr.m - b, (kr.cap - b + k) // 2)), which)
+            kr.restart(np.sort(keep))
+        kr.step()
+        steps += 1
+        last = kr.products + b > max_steps or (kr.full and max_basis is None)
+        if kr.m < k or (not last and steps % check_every):
             continue
-        alpha, beta, resid = lz.result()
-        theta, S = _tridiag_eigh(alpha, beta)
-        idx = _select(theta, k, which)
-        res = np.abs(resid * S[-1, idx])
+        theta, S, res_all = kr.ritz()
+        idx = select(theta, k, which)
+        res = res_all[idx]
         ok = bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), np.finfo(np.float64).tiny)))
-        if ok or lz.done:
+        if ok or last:
             vecs = None
             if return_eigenvectors:
-                xp = op.xp
-                Sd = xp.asarray(S[:, idx].astype(op.dtype))
-                vecs = lz.Q[:m].T @ Sd
-            return EigenResult(theta[idx], vecs, res, m, ok or (lz.done and resid == 0.0))
+                Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
+                vecs = kr.Q[:kr.m].T @ Sd
+            return EigenResult(theta[idx], vecs, res, kr.products, ok)
 
 
 @dataclass

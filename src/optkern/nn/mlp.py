@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from . import block as _block
 from .activations import activation, check_activation
 from .losses import mse_forward, xent_forward, xent_rop
 from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_rop_forward
@@ -319,6 +320,33 @@ class MLP:
         _, _, head = self._loss_head(out, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
         return self._backward(P, caches, rg, xp.empty_like(params))
+
+    def hvp_block(self, params, x, y, V):
+        """``H v_d`` for each row ``v_d`` of ``V`` (``(k, n)``), returned as ``(k, n)``.
+
+        One forward pass and one backward chain shared by all ``k`` directions;
+        their R-quantities travel stacked, so products with the weights are
+        GEMMs of width ``k * batch`` (``optkern.nn.block``). Row ``d`` equals
+        ``hvp(params, x, y, V[d])`` up to rounding; memory grows by ``k`` times
+        the single product's R-activations.
+        """
+        _, x, y, V = self._check_block(params, x, y, V)
+        return _block.hvp_block(self, params, x, y, V)
+
+    def ggn_block(self, params, x, y, V):
+        """``G v_d`` (generalized Gauss-Newton) for each row of ``V`` (``(k, n)``), as ``(k, n)``; see ``hvp_block``."""
+        _, x, y, V = self._check_block(params, x, y, V)
+        return _block.ggn_block(self, params, x, y, V)
+
+    def _check_block(self, params, x, y, V):
+        if not (isinstance(V, np.ndarray) or _backend.is_cupy(V)):
+            raise TypeError(f"V: expected a numpy or cupy array, got {type(V).__name__}")
+        if V.dtype != self.dtype:
+            raise TypeError(f"V: expected {self.dtype}, got {V.dtype}")
+        if V.ndim != 2 or V.shape[1] != self.num_params or V.shape[0] < 1:
+            raise ValueError(f"V: expected shape (k, {self.num_params}) with k >= 1, got {tuple(V.shape)}")
+        xp, x, y = self._check(params, x, y, V[0])
+        return xp, x, y, xp.ascontiguousarray(V)
 
     def jvp(self, params, x, v):
         """``J v``: the directional derivative of the network output along ``v``."""

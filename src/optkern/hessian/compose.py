@@ -1,0 +1,56 @@
+"""Products and multiples of operators outside SciPy (CuPy vectors): ``H @ G``, ``H.dot(2.0)``.
+
+On NumPy, curvature operators are SciPy ``LinearOperator`` objects and compose
+with SciPy's own product and scaled operators; ``Composed`` gives the same
+algebra to the duck-typed operators CuPy vectors use.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+
+
+def is_operator(x):
+    return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and \
+        hasattr(x, "shape")
+
+
+class Composed:
+    """``scale * A @ B`` (``B`` None: ``scale * A``) for operators outside SciPy (CuPy vectors):
+    ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
+
+    def __init__(self, A, B, scale):
+        self.A, self.B, self.scale = A, B, scale
+        self.shape = (A.shape[0], (B if B is not None else A).shape[1])
+        self.dtype = np.result_type(A.dtype, B.dtype) if B is not None else A.dtype
+        self.xp = getattr(A, "xp", np)
+
+    ndim = 2
+
+    def _apply(self, f, x):
+        y = x if self.B is None else f(self.B, x)
+        y = f(self.A, y)
+        return y if self.scale == 1.0 else y * self.scale
+
+    def matvec(self, v):
+        return self._apply(lambda op, x: op.matvec(x), v)
+
+    def matmat(self, V):
+        return self._apply(lambda op, x: op.matmat(x), V)
+
+    def rmatvec(self, v):  # (A B)^T = B^T A^T
+        y = self.A.rmatvec(v)
+        y = y if self.B is None else self.B.rmatvec(y)
+        return y if self.scale == 1.0 else y * self.scale
+
+    def __matmul__(self, x):
+        if is_operator(x):
+            return Composed(self, x, 1.0)
+        return self.matvec(x) if getattr(x, "ndim", None) == 1 else self.matmat(x)
+
+    def dot(self, x):
+        return Composed(self, None, float(x)) if np.isscalar(x) else self @ x
+
+    def __repr__(self):
+        return f"<{self.shape[0]}x{self.shape[1]} composed operator dtype={self.dtype}>"

@@ -1,0 +1,200 @@
+"""Block Lanczos with full reorthogonalization, thick restart and breakdown handling.
+
+The engine behind ``top_eigenvalues``. It keeps an orthonormal basis ``Q``
+(rows) and the dense projected matrix ``H = Q^T A Q``, filled column by
+column from the orthogonalization coefficients (so after a restart, where
+``H`` is no longer tridiagonal, nothing changes). One step multiplies the
+newest block of ``b`` basis vectors (``op.matmat``: one forward pass for a
+block when the operator has block products), orthogonalizes the products
+against the whole basis, twice (CGS2: for ``b = 1`` the fused native pass
+``lanczos_orthogonalize_``, for ``b > 1`` two GEMMs per pass), and
+orthonormalizes them within the block, which gives the next block and the
+coupling ``R`` (``A Q_m = Q_m H_m + Q_new R E_m^T``); the residual of a Ritz
+pair ``(theta, Q_m s)`` is ``||R s_last||`` with ``s_last`` the last ``b``
+entries of ``s``.
+
+* Breakdown: a product in the span of the basis (an invariant subspace, as
+  for ``A = I``) leaves a zero residual; that direction is replaced by a new
+  random vector orthogonal to the basis and its coupling set to zero
+  (ARPACK's remedy), so the wanted eigenvalues still all appear.
+* Thick restart (Wu & Simon 2000): with ``max_basis = p`` the basis never
+  holds more than ``p + b`` vectors. When it is full, the ``l`` most wanted
+  Ritz vectors (about half the basis) are formed in place, ``H`` becomes
+  ``diag(theta_kept)``, the pending block follows them, and Lanczos goes on.
+  Memory: ``(p + b) n`` basis entries plus one ``b x n`` product block.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ._probes import rademacher
+
+_CHUNK = 1 << 16  # columns per pass when Ritz vectors are formed in place (bounded scratch memory)
+
+
+def select(theta, k, which):
+    """Indices of the ``k`` wanted Ritz values (``LA``: largest, ``SA``: smallest, ``LM``: largest |.|)."""
+    if which == "LA":
+        idx = np.argsort(-theta, kind="stable")
+    elif which == "SA":
+        idx = np.argsort(theta, kind="stable")
+    else:
+        idx = np.argsort(-np.abs(theta), kind="stable")
+    return idx[:k]
+
+
+class BlockKrylov:
+    """Incremental block Lanczos state; ``step()`` multiplies one block, ``ritz()`` gives the Ritz pairs."""
+
+    def __init__(self, op, block_size, capacity, v0, seed):
+        self.op = op
+        self.xp = xp = op.xp
+        self.n = n = op.shape[0]
+        self.b = b = int(block_size)
+        self.cap = int(capacity)  # basis vectors that have been multiplied, at most
+        self.mod = _backend.backend(("v0", xp.empty(0, dtype=op.dtype)))
+        self.Q = xp.empty((self.cap + b, n), dtype=op.dtype)
+        self.H = np.zeros((self.cap + b, self.cap + b))
+        self.coeffs = xp.zeros(self.cap + 2 * b, dtype=np.float64)
+        self.seed, self.next_probe = seed, 0
+        self.m = 0  # basis vectors multiplied (H[:m, :m] complete); rows m..m+b-1 are the pending block
+        self.products = 0
+        self.eps = float(np.finfo(op.dtype).eps)
+        self.scale = 0.0  # largest |H| entry seen: breakdown is judged relative to it
+        if v0 is not None:
+            v0 = op._vector(v0, "v0")
+            nrm = float(xp.linalg.norm(v0))
+            if not np.isfinite(nrm) or nrm == 0.0:
+                raise ValueError("v0: must be a finite nonzero vector")
+            self.Q[0] = v0 / nrm
+        self.R = self._orthonormalize_block(0, 0 if v0 is None else 1)
+
+    # ---- orthogonalization ------------------------------------------------
+
+    def _random_row(self, row):
+        self.Q[row] = rademacher(self.n, seed=self.seed, index=self.next_probe, dtype=self.op.dtype, xp=self.xp)
+        self.next_probe += 1
+
+    def _orth_row(self, row, lo, k):
+        """Row ``row`` against rows ``[lo, lo + k)`` (CGS2, fused native pass), normalized; returns its prior
+        norm. ``coeffs[:k]`` receives the projection coefficients."""
+        if k == 0:
+            w = self.Q[row]
+            beta = float(self.xp.linalg.norm(w))
+            if beta > 0:
+                w /= beta
+            return beta
+        return float(self.mod.lanczos_orthogonalize_(self.Q[lo:lo + k], k, self.Q[row], self.coeffs))
+
+    def _replace(self, row):
+        """A new random direction at ``row``, orthonormal to every row before it (a +-1 probe can
+        lie in the span of the basis: then the next probe is tried; a zero row if the space is full)."""
+        for _ in range(8):
+            self._random_row(row)
+            nrm = float(self.xp.linalg.norm(self.Q[row]))
+            left = self._orth_row(row, 0, row) / nrm
+            left *= self._orth_row(row, 0, row)
+            if left > 1e3 * self.eps:
+                return
+        self.Q[row] = 0.0
+
+    def _broke_down(self, beta, ref):
+        if not np.isfinite(beta):
+            raise FloatingPointError("the operator returned a non-finite product")
+        return beta <= 10 * self.eps * max(self.scale, ref)
+
+    def _orthonormalize_block(self, lo, filled, ref=None):
+        """Rows ``[lo, lo + b)``, already orthogonal to the basis before ``lo`` for the first ``filled`` of
+        them (the rest become new random vectors), orthonormalized within the block. ``ref``: the norms
+        of the rows before any projection (for the cancellation and breakdown tests). Returns the
+        coupling ``R`` (``b x b``, upper triangular; a zero row where a direction broke down and was
+        replaced by a random one)."""
+        b = self.b
+        R = np.zeros((b, b))
+        for i in range(b):
+            row = lo + i
+            if i >= filled:
+                self._replace(row)
+                continue
+            beta = self._orth_row(row, lo, i)
+            R[:i, i] = _to_host(self.coeffs[:i])
+            ref_i = float(ref[i]) if ref is not None else beta
+            if beta < 0.5 * ref_i and row:  # cancellation (DGKS): once more against the whole basis
+                again = self._orth_row(row, 0, row)
+                R[:i, i] += beta * _to_host(self.coeffs[lo:row])
+                beta *= again
+            if self._broke_down(beta, ref_i):
+                self._replace(row)
+                continue
+            R[i, i] = beta
+        return R
+
+    # ---- one step ---------------------------------------------------------
+
+    def step(self):
+        """Multiply the pending block, extend ``H``, orthonormalize the next block (restarting first if full)."""
+        xp, b, m = self.xp, self.b, self.m
+        hi = m + b
+        W = self.op.matmat(self.Q[m:hi].T)  # (n, b)
+        self.products += b
+        new = self.Q[hi:hi + b]  # callers restart() first when the basis is full
+        new[...] = W.T
+        if b == 1:
+            ref = float(xp.linalg.norm(new[0]))
+            beta = self._orth_row(hi, 0, hi)
+            self.H[:hi, m] = _to_host(self.coeffs[:hi])
+            self.scale = max(self.scale, float(np.abs(self.H[:hi, m]).max()))
+            if self._broke_down(beta, ref):
+                self._replace(hi)
+                beta = 0.0
+            R = np.array([[beta]])
+        else:
+            ref = _to_host(xp.linalg.norm(new, axis=1))
+            basis = self.Q[:hi]
+            C = basis @ new.T  # block CGS2: two GEMMs per pass
+            new -= C.T @ basis
+            C2 = basis @ new.T
+            new -= C2.T @ basis
+            Ct = _to_host(C + C2).astype(np.float64)
+            self.H[:hi, m:hi] = Ct
+            self.scale = max(self.scale, float(np.abs(Ct).max()))
+            R = self._orthonormalize_block(hi, b, ref)
+        self.scale = max(self.scale, float(np.abs(R).max()))
+        self.R = R
+        self.m = hi
+
+    def projected(self):
+        """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""
+        H = self.H[:self.m, :self.m]
+        return np.triu(H) + np.triu(H, 1).T
+
+    def ritz(self):
+        """``(theta, S, residuals)``: eigenpairs of ``H`` and ``||A u_i - theta_i u_i|| = ||R s_last,i||``."""
+        theta, S = np.linalg.eigh(self.projected())
+        res = np.linalg.norm(self.R @ S[self.m - self.b:self.m], axis=0)
+        return theta, S, res
+
+    @property
+    def full(self):
+        return self.m + self.b > self.cap
+
+    def restart(self, keep):
+        """Thick restart keeping the Ritz vectors of ``H`` at indices ``keep``; returns nothing."""
+        theta, S, _ = self.ritz()
+        m, b, l = self.m, self.b, len(keep)
+        assert l + 2 * b <= self.cap + b  # room for the pending block and its product
+        Sk = self.xp.asarray(S[:, keep].astype(self.op.dtype))  # (m, l)
+        Q = self.Q
+        for c0 in range(0, self.n, _CHUNK):  # Y = Sk^T Q[:m], in place, column chunk by chunk
+            c1 = min(c0 + _CHUNK, self.n)
+            Q[:l, c0:c1] = Sk.T @ Q[:m, c0:c1]
+        Q[l:l + b] = Q[m:m + b]  # the pending block follows the kept Ritz vectors
+        self.H[:] = 0.0
+        self.H[np.arange(l), np.arange(l)] = theta[keep]
+        # Y^T A Q_pending (= (R S_last)^T) enters H when the pending block is multiplied next.
+        self.m = l
+
+
+def _to_host(a):
+    return a.get() if _backend.is_cupy(a) else np.asarray(a)

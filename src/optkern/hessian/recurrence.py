@@ -1,0 +1,184 @@
+"""The Lanczos three-term recurrence behind ``lanczos`` and ``spectral_density``.
+
+Every step makes ``w = A q_j`` and orthogonalizes it locally against
+``q_{j-1}, q_j`` (CGS2 in the fused native pass, float64 coefficients), which
+gives ``alpha_j`` and ``beta_{j+1}``. What happens against the older vectors
+is the ``reorthogonalize`` mode:
+
+* ``"full"``: ``w`` is orthogonalized against the whole stored basis every
+  step (CGS2, three reads of the basis).
+* ``"partial"``: Simon's (1984) omega-recurrence estimates ``|q_{j+1}^T q_k|``
+  for all ``k`` from ``alpha`` and ``beta`` alone (O(j) flops); only when the
+  estimate passes ``sqrt(eps)`` is ``w`` orthogonalized against the whole
+  basis, at that step and the next. The basis stays semi-orthogonal, which
+  keeps the Ritz values as accurate as full reorthogonalization (Simon's
+  theorem: ``T`` is then the projection of ``A`` on an orthonormal basis of the
+  Krylov space to working precision) while most steps never read the basis.
+* ``"none"``: no basis at all (the plain recurrence). Loses orthogonality
+  once Ritz values converge (spurious copies of converged eigenvalues), but
+  Gauss quadrature (SLQ) stays accurate (Knizhnerman 1996; Golub & Meurant):
+  the right choice for densities of large models.
+
+Memory per recurrence (``n`` parameters, ``m`` steps, ``s`` bytes of the
+operator's dtype): ``"none"``: 3 vectors, ``3 n s`` (``q_{j-1}``, ``q_j``, and the
+product ``w``); ``"full"`` / ``"partial"``: that plus the basis, ``(m + 1) n``
+entries of ``basis_dtype`` (float32: 4 bytes each, half of float64), on the
+device or, with ``basis="host"``, in host memory (products stay on the GPU;
+each step copies ``q_{j+1}`` to the host once, and a reorthogonalization copies
+``w`` there and back).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ._probes import rademacher
+
+MODES = ("full", "partial", "none")
+
+
+def _to_host(a):
+    return a.get() if _backend.is_cupy(a) else a
+
+
+class LanczosRecurrence:
+    """One Lanczos recurrence; ``vector()`` is the next vector to multiply, ``advance(A @ vector())`` a step."""
+
+    def __init__(self, op, max_steps, v0, seed, reorthogonalize="full", basis_dtype=None, basis=None, index=0,
+                 keep_basis=False):
+        if reorthogonalize not in MODES:
+            raise ValueError(f"reorthogonalize: expected 'full', 'partial' or 'none', got {reorthogonalize!r}")
+        if basis not in (None, "device", "host"):
+            raise ValueError(f"basis: expected None, 'device' or 'host', got {basis!r}")
+        wdt = np.dtype(op.dtype)
+        bdt = wdt if basis_dtype is None else np.dtype(basis_dtype)
+        if bdt not in (np.float32, np.float64) or bdt.itemsize > wdt.itemsize:
+            raise TypeError(f"basis_dtype: expected float32 or the operator's dtype {wdt}, got {bdt}")
+        self.op, self.xp, self.mode = op, op.xp, reorthogonalize
+        xp = self.xp
+        n = op.shape[0]
+        self.n, self.m = n, min(int(max_steps), n)
+        self.mod = _backend.backend(("v0", xp.empty(0, dtype=wdt)))
+        self.bxp = np if basis == "host" else xp
+        self.bmod = _backend.cpu if basis == "host" else self.mod
+        keep = reorthogonalize != "none" or keep_basis  # "none" stores the vectors only when asked to
+        self.Q = self.bxp.empty((self.m + 1, n), dtype=bdt) if keep else None
+        self.ring = xp.zeros((2, n), dtype=wdt)  # rows: q_{j-1}, q_j
+        self.coeffs = xp.zeros(2, dtype=np.float64)
+        self.bcoeffs = self.bxp.zeros(self.m + 1, dtype=np.float64)
+        if v0 is None:
+            v0 = rademacher(n, seed=seed, index=index, dtype=wdt, xp=xp)
+        v0 = op._vector(v0, "v0")
+        nrm = float(xp.linalg.norm(v0))
+        if not np.isfinite(nrm) or nrm == 0.0:
+            raise ValueError("v0: must be a finite nonzero vector")
+        self.ring[1] = v0 / nrm
+        self._store(0, self.ring[1])
+        self.alpha, self.beta = [], []  # beta[j]: norm of the residual after step j
+        self.done = False
+        self.reorths = 0  # steps that read the whole basis
+        # omega-recurrence state (partial): estimates of q_j^T q_k, k <= j
+        beps = float(np.finfo(bdt).eps)
+        # Orthogonality right after a (double-accumulated) CGS2: a few units of the basis' rounding.
+        # (The textbook eps * sqrt(n) would sit within 4x of sqrt(eps) for float32 at n ~ 1e6 and make
+        # every step reorthogonalize.)
+        self.eps1 = 4.0 * max(float(np.finfo(wdt).eps), beps)
+        self.eta = np.sqrt(beps)
+        self.om_prev = np.zeros(self.m + 1)
+        self.om = np.zeros(self.m + 1)
+        self.om[0] = 1.0
+        self.force = False
+
+    @property
+    def steps(self):
+        return len(self.alpha)
+
+    def vector(self):
+        return self.ring[1]
+
+    def _store(self, row, w):
+        if self.Q is not None:
+            self.Q[row] = _to_host(w) if self.bxp is np else w
+
+    def _reorthogonalize(self, w, j):
+        """``w`` against the stored ``q_0 .. q_j`` (CGS2), renormalized; returns the norm factor."""
+        self.reorths += 1
+        if self.bxp is self.xp:
+            return float(self.bmod.lanczos_orthogonalize_(self.Q[:j + 1], j + 1, w, self.bcoeffs))
+        wh = np.ascontiguousarray(_to_host(w))  # host basis, device vectors
+        r = float(self.bmod.lanczos_orthogonalize_(self.Q[:j + 1], j + 1, wh, self.bcoeffs))
+        w[...] = self.xp.asarray(wh)
+        return r
+
+    def _omega(self, j, a, b):
+        """Simon's recurrence for ``omega_{j+1, k} ~ q_{j+1}^T q_k``; True when reorthogonalization is due."""
+        al, be = self.alpha, self.beta
+        om, op_ = self.om, self.om_prev
+        new = np.zeros_like(om)
+        if j > 0:
+            k = np.arange(j)
+            bk1 = np.asarray(be[:j])  # beta between q_k and q_{k+1}
+            bk = np.concatenate(([0.0], bk1[:-1]))  # beta between q_{k-1} and q_k
+            om_km1 = np.concatenate(([0.0], om[:j - 1]))
+            x = bk1 * om[k + 1] + (np.asarray(al[:j]) - a) * om[k] + bk * om_km1 - be[j - 1] * op_[k]
+            new[:j] = (x + np.copysign(self.eps1 * (bk1 + b), x)) / b
+        new[j] = self.eps1
+        new[j + 1] = 1.0
+        self.om_prev, self.om = om, new
+        return j > 0 and float(np.abs(new[:j]).max()) > self.eta
+
+    def advance(self, w):
+        """One step with ``w = A q_j`` (overwritten)."""
+        j = self.steps
+        ring = self.ring
+        if not (w.flags.c_contiguous and getattr(w.flags, "writeable", True) and w.dtype == ring.dtype):
+            w = self.xp.array(w, dtype=ring.dtype, order="C")  # the product is overwritten in place
+        if j > 0:  # local CGS2 against q_{j-1}, q_j (fused, float64 coefficients)
+            b = float(self.mod.lanczos_orthogonalize_(ring, 2, w, self.coeffs))
+            a = float(self.coeffs[1])
+        else:
+            b = float(self.mod.lanczos_orthogonalize_(ring[1:], 1, w, self.coeffs))
+            a = float(self.coeffs[0])
+        if not np.isfinite(b):
+            raise FloatingPointError("the operator returned a non-finite product")
+        if b > 0 and self.mode != "none" and j + 1 < self.m:
+            due = self.mode == "full" or self.force
+            self.force = False
+            if self.mode == "partial" and self._omega(j, a, b) or due:
+                if self.mode == "partial" and not due:
+                    self.force = True  # Simon: reorthogonalize the next vector too
+                b *= self._reorthogonalize(w, j)
+                self.om[:j + 1] = self.eps1
+        self.alpha.append(a)
+        self.beta.append(b)
+        scale = max(max(abs(t) for t in self.alpha), max(self.beta))
+        # Invariant subspace found (or the space is exhausted): T is exact.
+        if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale:
+            self.done = True
+            return
+        ring[0] = ring[1]
+        ring[1] = w
+        self._store(j + 1, w)
+
+    def result(self):
+        return np.array(self.alpha), np.array(self.beta[:-1]), self.beta[-1]
+
+    def basis(self):
+        """The stored basis rows ``q_0 .. q_{m-1}`` (None for ``"none"`` unless ``keep_basis``)."""
+        return None if self.Q is None else self.Q[:self.steps]
+
+
+def run_lockstep(op, recs):
+    """Advance the recurrences ``recs`` together until all are done: each step multiplies the
+    current vectors of the live ones as one block (``op.matmat``: one forward pass for ``from_mlp``)."""
+    xp = op.xp
+    while True:
+        live = [r for r in recs if not r.done]
+        if not live:
+            return
+        if len(live) == 1:
+            live[0].advance(op.matvec(live[0].vector()))
+            continue
+        W = op.matmat(xp.stack([r.vector() for r in live], axis=1))
+        for i, r in enumerate(live):
+            r.advance(xp.ascontiguousarray(W[:, i]))
