@@ -17,6 +17,7 @@ void register_linalg(py::module_& m);      // linalg.cpp
 void register_regularize(py::module_& m);  // regularize.cpp
 void register_step_checks(py::module_& m); // step_checks.cpp
 void register_lowp(py::module_& m);        // lowp.cpp
+void register_lowp_step(py::module_& m);   // lowp_step.cpp
 }  // namespace optkern
 
 #ifndef OPTKERN_VERSION
@@ -66,4 +67,5 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_regularize(m);
   optkern::register_step_checks(m);
   optkern::register_lowp(m);
+  optkern::register_lowp_step(m);
 }

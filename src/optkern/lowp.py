@@ -41,8 +41,16 @@ import numpy as np
 from . import _backend
 
 __all__ = [
-    "to_half", "from_half", "to_bfloat16", "to_float16", "stochastic_round",
-    "quantize_blockwise", "dequantize_blockwise", "decode_map", "bfloat16_dtype", "HALF_DTYPES",
+    "HALF_DTYPES",
+    "bfloat16_dtype",
+    "decode_map",
+    "dequantize_blockwise",
+    "from_half",
+    "quantize_blockwise",
+    "stochastic_round",
+    "to_bfloat16",
+    "to_float16",
+    "to_half",
 ]
 
 HALF_DTYPES = ("bfloat16", "float16")
