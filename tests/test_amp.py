@@ -45,8 +45,8 @@ def test_non_finite_step_changes_nothing_and_backs_off(where):
         np.testing.assert_array_equal(p, b)
     after = {k: [np.copy(v) for v in vs.values() if isinstance(v, np.ndarray)]
              for k, vs in opt.state_dict()["state"].items()}
-    for k in state_before:
-        for a, b in zip(after[k], state_before[k]):
+    for k, vals in state_before.items():
+        for a, b in zip(after[k], vals):
             np.testing.assert_array_equal(a, b)
     assert s.get_scale() == 2.0**9
 
@@ -54,7 +54,7 @@ def test_non_finite_step_changes_nothing_and_backs_off(where):
 def test_scale_sequence_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng()
-    kw = dict(init_scale=2.0**8, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
+    kw = {"init_scale": 2.0**8, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 3}
     ours = GradScaler(**kw)
     tp = torch.nn.Parameter(torch.zeros(5))
     topt = torch.optim.SGD([tp], lr=0.1)
