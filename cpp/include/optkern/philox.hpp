@@ -59,12 +59,23 @@ OK_HD U4 block(uint64_t counter, uint64_t seed) {
                        uint32_t(seed >> 32));
 }
 
+// Block `counter` of stream `stream` (the upper 64 counter bits): independent
+// streams of one seed, e.g. one per optimizer step for stochastic rounding.
+OK_HD U4 block(uint64_t counter, uint64_t seed, uint64_t stream) {
+  return philox4x32_10({uint32_t(counter), uint32_t(counter >> 32), uint32_t(stream), uint32_t(stream >> 32)},
+                       uint32_t(seed), uint32_t(seed >> 32));
+}
+
 OK_HD uint32_t lane(const U4& r, unsigned k) {
   return k == 0 ? r.x : k == 1 ? r.y : k == 2 ? r.z : r.w;
 }
 
 // The 32-bit word of element g (see the mapping above).
 OK_HD uint32_t word(uint64_t g, uint64_t seed) { return lane(block(g >> 2, seed), unsigned(g & 3)); }
+// The same in stream `stream` (stream 0 is the stream above).
+OK_HD uint32_t word(uint64_t g, uint64_t seed, uint64_t stream) {
+  return lane(block(g >> 2, seed, stream), unsigned(g & 3));
+}
 
 // Uniform in [0, 1): the top 24 bits, exact in float32 (and in float64).
 OK_HD float to_float(uint32_t w) { return float(w >> 8) * 5.9604644775390625e-08f; }  // 2^-24

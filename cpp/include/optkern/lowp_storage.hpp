@@ -1,0 +1,88 @@
+// Storage formats of a low-precision optimizer step, shared by the CPU loop
+// (cpp/lowp_loop.hpp) and the CUDA kernel (cuda/lowp_step.cu): how one element
+// of a param / grad / state is loaded to float32 and stored back, and the one
+// element update that applies ANY rule of rules/optim.hpp in float32:
+//
+//   w  = master[i] (fp32 copy of a bf16/fp16 param) or p[i] (fp32 param)
+//   g  = float(grad[i])                     grad has the param's format
+//   s  = float(state_k[i])                  fp32, bf16, or 8-bit code * block scale
+//   rule(w, g, s)                           the fp32 rule, unchanged
+//   master[i] = w, p[i] = round(w)          nearest even or stochastic
+//   state_k[i] = s (bf16: stochastic)       8-bit: quantized by the caller per block
+//
+// Random words (stochastic rounding): element with global index e at step t
+// takes Philox word e of stream t (philox::word(e, key, t)) with key = seed
+// for the param and seed + 1 + k for state k, so the param's rounding is
+// exactly optkern.lowp.stochastic_round(master, seed=seed, step=t, offset=e).
+#pragma once
+#include <cstdint>
+
+#include "optkern/common.hpp"
+#include "optkern/philox.hpp"
+#include "optkern/rules/lowp.hpp"
+
+namespace optkern {
+namespace lowp {
+
+enum class Fmt : int { f32 = 0, bf16 = 1, f16 = 2, q8 = 3 };
+
+// Element i of an array of format F as float32 (q8 needs the block scale).
+template <Fmt F> OK_HD float load(const void* a, int64_t i) {
+  if constexpr (F == Fmt::f32) return static_cast<const float*>(a)[i];
+  if constexpr (F == Fmt::bf16) return bf16_to_f32(static_cast<const uint16_t*>(a)[i]);
+  if constexpr (F == Fmt::f16) return f16_to_f32(static_cast<const uint16_t*>(a)[i]);
+  return 0.0f;
+}
+
+// x rounded into element i of an array of format F (not q8): nearest even, or
+// stochastic with the random word `rnd` when `sr`.
+template <Fmt F> OK_HD void store(void* a, int64_t i, float x, bool sr, uint32_t rnd) {
+  if constexpr (F == Fmt::f32) static_cast<float*>(a)[i] = x;
+  if constexpr (F == Fmt::bf16) static_cast<uint16_t*>(a)[i] = sr ? f32_to_bf16_sr(x, rnd) : f32_to_bf16(x);
+  if constexpr (F == Fmt::f16) static_cast<uint16_t*>(a)[i] = sr ? f32_to_f16_sr(x, rnd) : f32_to_f16(x);
+}
+
+// One tensor of a step: pointers of its lists (master null for fp32 params,
+// scales null unless states are 8-bit) and the global index of its element 0.
+struct Tensor {
+  void* p;
+  float* master;
+  const void* g;
+  void* s[3];
+  float* scale[3];
+  int64_t n;
+  uint64_t base;
+};
+
+struct Config {
+  uint64_t seed, step;
+  bool sr_param;  // stochastic rounding of the low-precision param
+  int64_t block;  // 8-bit block size
+};
+
+// Load, rule, store the param and master; the new state values are left in
+// s[] for the caller (stored by store_states, or quantized per block).
+template <Fmt PF, class Rule>
+OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Config& c, float* s) {
+  float w = PF == Fmt::f32 ? static_cast<float*>(t.p)[i] : t.master[i];
+  rule(w, load<PF>(t.g, i), s);
+  if constexpr (PF == Fmt::f32) {
+    static_cast<float*>(t.p)[i] = w;
+  } else {
+    t.master[i] = w;
+    const uint32_t rnd = c.sr_param ? philox::word(t.base + uint64_t(i), c.seed, c.step) : 0u;
+    store<PF>(t.p, i, w, c.sr_param, rnd);
+  }
+}
+
+// State k's element i from an fp32 / bf16 array, and back (bf16: stochastic).
+template <Fmt SF> OK_HD float load_state(const Tensor& t, int k, int64_t i) { return load<SF>(t.s[k], i); }
+template <Fmt SF> OK_HD void store_state(const Tensor& t, int k, int64_t i, float x, const Config& c) {
+  if constexpr (SF == Fmt::bf16)
+    store<SF>(t.s[k], i, x, true, philox::word(t.base + uint64_t(i), c.seed + 1u + uint64_t(k), c.step));
+  else
+    store<SF>(t.s[k], i, x, false, 0u);
+}
+
+}  // namespace lowp
+}  // namespace optkern

@@ -1,0 +1,179 @@
+// optkern._cpu.lowp_*: element-wise format conversions and blockwise 8-bit
+// quantization (math in rules/lowp.hpp). Half arrays arrive as uint16 views
+// (the Python layer turns float16 / ml_dtypes.bfloat16 arrays into them).
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "optkern/parallel.hpp"
+#include "optkern/philox.hpp"
+#include "optkern/py_arrays.hpp"
+#include "optkern/rules/lowp.hpp"
+
+namespace optkern {
+namespace py = pybind11;
+
+namespace {
+
+enum class Half { bf16, f16 };
+
+Half half_kind(const std::string& fmt) {
+  if (fmt == "bfloat16") return Half::bf16;
+  if (fmt == "float16") return Half::f16;
+  throw py::value_error("dtype: expected 'bfloat16' or 'float16', got '" + fmt + "'");
+}
+
+void same_size(const py::array& a, const py::array& b, const char* an, const char* bn) {
+  if (a.size() != b.size())
+    throw py::value_error(std::string(bn) + ": expected " + std::to_string(a.size()) + " elements (the size of " +
+                          an + "), got " + std::to_string(b.size()));
+}
+
+// f(i) for i in [0, n) in fixed chunks under one parallel region.
+template <class F> void parallel_for(int64_t n, F&& f) {
+  const auto chunks = make_chunks({n});
+  for_each_chunk(chunks, n, [&](const Chunk& c) {
+    for (int64_t i = c.start; i < c.start + c.len; ++i) f(i);
+  });
+}
+
+// float32 -> half, round to nearest even or stochastically (Philox word of
+// element offset + i in stream `stream` of `seed`).
+void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, bool stochastic, uint64_t seed,
+             uint64_t stream, uint64_t offset) {
+  const Half k = half_kind(fmt);
+  py::array src = check_array(src_h, "x", py::dtype::of<float>(), false);
+  py::array out = check_array(out_h, "out", py::dtype::of<uint16_t>(), true);
+  same_size(src, out, "x", "out");
+  const float* x = static_cast<const float*>(src.data());
+  uint16_t* o = static_cast<uint16_t*>(out.mutable_data());
+  const int64_t n = int64_t(src.size());
+  py::gil_scoped_release nogil;
+  if (!stochastic && k == Half::bf16) parallel_for(n, [&](int64_t i) { o[i] = lowp::f32_to_bf16(x[i]); });
+  if (!stochastic && k == Half::f16) parallel_for(n, [&](int64_t i) { o[i] = lowp::f32_to_f16(x[i]); });
+  if (stochastic && k == Half::bf16)
+    parallel_for(n, [&](int64_t i) {
+      o[i] = lowp::f32_to_bf16_sr(x[i], philox::word(offset + uint64_t(i), seed, stream));
+    });
+  if (stochastic && k == Half::f16)
+    parallel_for(n, [&](int64_t i) {
+      o[i] = lowp::f32_to_f16_sr(x[i], philox::word(offset + uint64_t(i), seed, stream));
+    });
+}
+
+void from_half(py::handle src_h, py::handle out_h, const std::string& fmt) {
+  const Half k = half_kind(fmt);
+  py::array src = check_array(src_h, "x", py::dtype::of<uint16_t>(), false);
+  py::array out = check_array(out_h, "out", py::dtype::of<float>(), true);
+  same_size(src, out, "x", "out");
+  const uint16_t* x = static_cast<const uint16_t*>(src.data());
+  float* o = static_cast<float*>(out.mutable_data());
+  const int64_t n = int64_t(src.size());
+  py::gil_scoped_release nogil;
+  if (k == Half::bf16) parallel_for(n, [&](int64_t i) { o[i] = lowp::bf16_to_f32(x[i]); });
+  else parallel_for(n, [&](int64_t i) { o[i] = lowp::f16_to_f32(x[i]); });
+}
+
+int64_t block_count(int64_t n, int64_t block) { return (n + block - 1) / block; }
+
+void check_block(int64_t block) {
+  if (block < 64 || block > 4096 || (block & (block - 1)) != 0)
+    throw py::value_error("block: expected a power of two in [64, 4096], got " + std::to_string(block));
+}
+
+// Blockwise dynamic 8-bit quantization: scales[b] = +-absmax of block b.
+void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_h, int64_t block) {
+  check_block(block);
+  py::array src = check_array(src_h, "x", py::dtype::of<float>(), false);
+  py::array codes = check_array(codes_h, "codes", py::dtype::of<uint8_t>(), true);
+  py::array scales = check_array(scales_h, "scales", py::dtype::of<float>(), true);
+  same_size(src, codes, "x", "codes");
+  const int64_t n = int64_t(src.size()), nb = block_count(n, block);
+  if (int64_t(scales.size()) != nb)
+    throw py::value_error("scales: expected " + std::to_string(nb) + " elements (one per block), got " +
+                          std::to_string(scales.size()));
+  const float* x = static_cast<const float*>(src.data());
+  uint8_t* c = static_cast<uint8_t*>(codes.mutable_data());
+  float* s = static_cast<float*>(scales.mutable_data());
+  py::gil_scoped_release nogil;
+  parallel_for(nb, [&](int64_t b) {
+    const int64_t lo = b * block, hi = lo + block < n ? lo + block : n;
+    float amax = 0.0f;
+    bool neg = false;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float a = x[i] < 0.0f ? -x[i] : x[i];
+      amax = a > amax ? a : amax;
+      neg = neg || x[i] < 0.0f;
+    }
+    s[b] = lowp::block_scale(amax, neg);
+    for (int64_t i = lo; i < hi; ++i) c[i] = lowp::quantize(x[i], s[b]);
+  });
+}
+
+void dequantize_blockwise(py::handle codes_h, py::handle scales_h, py::handle out_h, int64_t block) {
+  check_block(block);
+  py::array codes = check_array(codes_h, "codes", py::dtype::of<uint8_t>(), false);
+  py::array scales = check_array(scales_h, "scales", py::dtype::of<float>(), false);
+  py::array out = check_array(out_h, "out", py::dtype::of<float>(), true);
+  same_size(codes, out, "codes", "out");
+  const int64_t n = int64_t(codes.size()), nb = block_count(n, block);
+  if (int64_t(scales.size()) != nb)
+    throw py::value_error("scales: expected " + std::to_string(nb) + " elements (one per block), got " +
+                          std::to_string(scales.size()));
+  const uint8_t* c = static_cast<const uint8_t*>(codes.data());
+  const float* s = static_cast<const float*>(scales.data());
+  float* o = static_cast<float*>(out.mutable_data());
+  py::gil_scoped_release nogil;
+  parallel_for(n, [&](int64_t i) { o[i] = lowp::dequantize(c[i], s[i / block]); });
+}
+
+// GradScaler's unscale: g <- g * inv_scale for every array, and whether any
+// element (before scaling) is inf or NaN -- one pass (torch's
+// _amp_foreach_non_finite_check_and_unscale_). Returns found_inf.
+bool unscale(py::handle grads, double inv_scale) {
+  const ArrayList G = gather(grads, "grads", py::dtype::of<float>(), true);
+  const float c = float(inv_scale);
+  const auto chunks = make_chunks(G.size);
+  std::vector<int> bad(chunks.size(), 0);
+  {
+    py::gil_scoped_release nogil;
+    for_each_chunk(chunks, total_size(G.size), [&](const Chunk& ch) {
+      float* g = G.ptr<float>(size_t(ch.tensor)) + ch.start;
+      int nonfinite = 0;
+#pragma omp simd reduction(| : nonfinite)
+      for (int64_t i = 0; i < ch.len; ++i) {
+        nonfinite |= !(g[i] - g[i] == 0.0f);  // inf - inf and NaN - NaN are NaN
+        g[i] = g[i] * c;
+      }
+      bad[size_t(&ch - chunks.data())] = nonfinite;
+    });
+  }
+  for (int b : bad)
+    if (b) return true;
+  return false;
+}
+
+}  // namespace
+
+void register_lowp(py::module_& m) {
+  m.def("lowp_to_half", &to_half, py::arg("x"), py::arg("out"), py::arg("dtype"), py::arg("stochastic"),
+        py::arg("seed"), py::arg("stream"), py::arg("offset"),
+        "float32 x -> bfloat16/float16 bits in uint16 out (nearest even, or stochastic rounding).");
+  m.def("lowp_from_half", &from_half, py::arg("x"), py::arg("out"), py::arg("dtype"),
+        "bfloat16/float16 bits (uint16 x) -> float32 out, exact.");
+  m.def("lowp_quantize_blockwise", &quantize_blockwise, py::arg("x"), py::arg("codes"), py::arg("scales"),
+        py::arg("block"), "Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).");
+  m.def("lowp_dequantize_blockwise", &dequantize_blockwise, py::arg("codes"), py::arg("scales"), py::arg("out"),
+        py::arg("block"), "Inverse of lowp_quantize_blockwise.");
+  m.def("lowp_unscale_", &unscale, py::arg("grads"), py::arg("inv_scale"),
+        "g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.");
+  m.def("lowp_decode_map", [](bool is_signed) {
+          py::array_t<float> out(256);
+          auto* o = out.mutable_data();
+          for (int c = 0; c < 256; ++c) o[c] = lowp::dyn_decode(uint8_t(c), is_signed);
+          return out;
+        }, py::arg("signed"), "The 256 values of the dynamic 8-bit map (code -> value / scale).");
+}
+
+}  // namespace optkern

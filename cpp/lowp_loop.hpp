@@ -1,0 +1,106 @@
+// The CPU low-precision multi-tensor loop: any rule of rules/optim.hpp applied
+// in float32 to params/grads/states stored as fp32, bf16, fp16 or 8-bit
+// blocks (element formats in optkern/lowp_storage.hpp). One OpenMP region over
+// fixed chunks; a chunk (2^16 elements) is a whole number of 8-bit blocks, and
+// each block is dequantized, updated and requantized by the thread that owns
+// it, so its new absmax is taken over the new values in the same pass (the
+// block's float32 values stay in L1/L2 between decode, update and encode).
+#pragma once
+#include <vector>
+
+#include "optkern/lowp_storage.hpp"
+#include "optkern/multi_tensor.hpp"
+#include "optkern/parallel.hpp"
+
+namespace optkern {
+namespace lowp {
+
+constexpr int64_t kMaxBlock = 4096;
+constexpr int64_t kStage = 1024;  // elements staged as float32 per pass when states are not 8-bit
+
+// One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is
+// decoded into L1-resident float32 buffers, then the fp32 optimizer's own
+// element loop (rule_loop, multi_tensor.hpp) updates the fp32 weights in place
+// -- the same compiled code as a float32 step, so the master weights and the
+// states come out bit for bit as the fp32 optimizer computes them -- and the
+// results are encoded back: the param rounded (nearest even or stochastic),
+// bf16 states rounded stochastically, 8-bit states requantized with the
+// absmax of their new values (the stage is one 8-bit block).
+template <Fmt PF, Fmt SF, class Rule>
+OK_CLONES void stage(const Rule rule, const Tensor& t, int64_t lo, int64_t hi, const Config& c, float* gbuf,
+                     float* sbuf) {
+  constexpr int K = Rule::kState;
+  const int64_t n = hi - lo;
+  float* w = PF == Fmt::f32 ? static_cast<float*>(t.p) + lo : t.master + lo;
+  const float* g = static_cast<const float*>(t.g) + lo;
+  if constexpr (PF != Fmt::f32) {
+    for (int64_t i = 0; i < n; ++i) gbuf[i] = load<PF>(t.g, lo + i);
+    g = gbuf;
+  }
+  float* s[3] = {nullptr, nullptr, nullptr};
+  float old[3] = {0.0f, 0.0f, 0.0f};
+  for (int k = 0; k < K; ++k) {
+    if constexpr (SF == Fmt::f32) {
+      s[k] = static_cast<float*>(t.s[k]) + lo;
+    } else {
+      s[k] = sbuf + k * kMaxBlock;
+      if constexpr (SF == Fmt::q8) {
+        old[k] = t.scale[k][lo / c.block];
+        const uint8_t* q = static_cast<const uint8_t*>(t.s[k]) + lo;
+        for (int64_t i = 0; i < n; ++i) s[k][i] = dequantize(q[i], old[k]);
+      } else {
+        for (int64_t i = 0; i < n; ++i) s[k][i] = load<SF>(t.s[k], lo + i);
+      }
+    }
+  }
+  rule_loop<float, Rule>(rule, w, g, s[0], s[1], s[2], n);
+  if constexpr (PF != Fmt::f32) {
+    if (c.sr_param)
+      for (int64_t i = 0; i < n; ++i)
+        store<PF>(t.p, lo + i, w[i], true, philox::word(t.base + uint64_t(lo + i), c.seed, c.step));
+    else
+      for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], false, 0u);
+  }
+  for (int k = 0; k < K; ++k) {
+    if constexpr (SF == Fmt::bf16) {
+      for (int64_t i = 0; i < n; ++i) store_state<SF>(t, k, lo + i, s[k][i], c);
+    } else if constexpr (SF == Fmt::q8) {
+      float amax = 0.0f;
+      bool neg = false;
+      for (int64_t i = 0; i < n; ++i) {
+        const float a = s[k][i] < 0.0f ? -s[k][i] : s[k][i];
+        amax = a > amax ? a : amax;
+        neg = neg || s[k][i] < 0.0f;
+      }
+      const float sc = block_scale(amax, neg);
+      t.scale[k][lo / c.block] = sc;
+      uint8_t* q = static_cast<uint8_t*>(t.s[k]) + lo;
+      for (int64_t i = 0; i < n; ++i) q[i] = quantize(s[k][i], sc);
+    }
+  }
+}
+
+template <Fmt PF, Fmt SF, class Rule>
+void chunk(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Config& c) {
+  alignas(64) float gbuf[kMaxBlock];
+  alignas(64) float sbuf[3 * kMaxBlock];
+  const int64_t step = SF == Fmt::q8 ? c.block : kStage;
+  for (int64_t a = lo; a < hi; a += step)
+    stage<PF, SF, Rule>(rule, t, a, a + step < hi ? a + step : hi, c, gbuf, sbuf);
+}
+
+// All tensors, one parallel region.
+template <Fmt PF, Fmt SF, class Rule>
+void apply_lowp(const Rule& rule, const std::vector<Tensor>& ts, const Config& c) {
+  std::vector<int64_t> sizes;
+  sizes.reserve(ts.size());
+  for (const Tensor& t : ts) sizes.push_back(t.n);
+  const auto chunks = make_chunks(sizes);
+  for_each_chunk(chunks, total_size(sizes), [&](const Chunk& ch) {
+    const Tensor& t = ts[size_t(ch.tensor)];
+    chunk<PF, SF, Rule>(rule, t, ch.start, ch.start + ch.len, c);
+  });
+}
+
+}  // namespace lowp
+}  // namespace optkern

@@ -1,0 +1,198 @@
+"""Low-precision formats: bfloat16 / float16 conversion, stochastic rounding,
+blockwise 8-bit quantization (the math is ``cpp/include/optkern/rules/lowp.hpp``,
+shared with the CUDA kernels, so both give the same bits).
+
+bfloat16 on the CPU. NumPy has no bfloat16, so optkern accepts two spellings
+of the same 2-byte data:
+
+* ``ml_dtypes.bfloat16`` arrays (the package JAX uses; optional, imported only
+  when needed). Functions that *return* bfloat16 data return these whenever
+  ``ml_dtypes`` is installed.
+* raw ``uint16`` arrays holding the bit patterns, with ``dtype="bfloat16"``
+  passed explicitly. Without ``ml_dtypes`` this is what is returned.
+
+float16 is NumPy's own ``np.float16`` (``uint16`` with ``dtype="float16"``
+works too). Conversions are exact bit manipulations: float32 -> half rounds to
+nearest even (NaN stays a quiet NaN with its sign, overflow goes to inf,
+subnormals are kept), half -> float32 is exact.
+
+Stochastic rounding rounds up with probability equal to the distance to the
+value below over the spacing, so its expectation is the input. Element ``i``
+uses the Philox4x32-10 word of global index ``offset + i`` in stream ``step``
+of ``seed`` (see ``optkern.random``; the stream is the counter's upper 64
+bits): deterministic given (seed, step, index), the same on CPU and GPU.
+
+8-bit states. ``quantize_blockwise`` stores one float32 scale per block of
+``block`` values (its absmax; negative marks a block that uses the signed map)
+and one byte per value on a "dynamic tree" map (Dettmers 2016, as in
+bitsandbytes' 8-bit optimizers): per decade below the absmax the linear
+resolution halves, so small values keep relative precision down to 1e-6
+(signed) / 1e-7 (unsigned) of the block's absmax. Blocks whose values are all
+>= 0 (second moments) use the unsigned map, one bit finer. Round trip error per
+element is at most ``0.45 / 64`` of the block's absmax for a signed block and
+``0.45 / 128`` for an unsigned one (below ``absmax / 127``). Linear int8 was
+not used for states: it rounds every second moment under absmax / 254 of its
+block to zero, and Adam then divides by ``eps``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend
+
+__all__ = [
+    "HALF_DTYPES",
+    "bfloat16_dtype",
+    "decode_map",
+    "dequantize_blockwise",
+    "from_half",
+    "quantize_blockwise",
+    "stochastic_round",
+    "to_bfloat16",
+    "to_float16",
+    "to_half",
+]
+
+HALF_DTYPES = ("bfloat16", "float16")
+_UINT64 = (1 << 64) - 1
+
+
+def bfloat16_dtype():
+    """``ml_dtypes.bfloat16`` as a NumPy dtype, or None when ml_dtypes is not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def half_format(a, dtype=None) -> str:
+    """'bfloat16' or 'float16' for a 2-byte array: from its dtype, or from ``dtype``
+    when ``a`` holds raw uint16 bits. Raises TypeError otherwise."""
+    dt = np.dtype(getattr(a, "dtype", np.float64))
+    if dt == np.float16:
+        fmt = "float16"
+    elif dt.name == "bfloat16":
+        fmt = "bfloat16"
+    elif dt == np.uint16:
+        if dtype is None:
+            raise TypeError("dtype: a uint16 array holds raw bits; pass dtype='bfloat16' or 'float16'")
+        fmt = str(dtype)
+    else:
+        raise TypeError(f"expected a float16, bfloat16 or uint16 array, got {dt}")
+    if dtype is not None and str(dtype) != fmt:
+        raise TypeError(f"dtype: array is {fmt}, but dtype={dtype!r} was given")
+    if fmt not in HALF_DTYPES:
+        raise ValueError(f"dtype: expected 'bfloat16' or 'float16', got {dtype!r}")
+    return fmt
+
+
+def bits(a, dtype=None) -> np.ndarray:
+    """The uint16 view of a half array (no copy)."""
+    half_format(a, dtype)
+    return a.view(np.uint16)
+
+
+def _wrap(out_bits: np.ndarray, fmt: str, raw: bool):
+    if raw:
+        return out_bits
+    if fmt == "float16":
+        return out_bits.view(np.float16)
+    bf = bfloat16_dtype()
+    return out_bits if bf is None else out_bits.view(bf)
+
+
+def _u64(name, v) -> int:
+    v = _backend.integer(name, int(v) if isinstance(v, np.integer) else v, lo=0)
+    if v > _UINT64:
+        raise ValueError(f"{name}: must be < 2**64, got {v}")
+    return v
+
+
+def _float32(x, name="x") -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name}: expected float32, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def to_half(x, dtype: str = "bfloat16", *, rounding: str = "nearest", seed: int = 0, step: int = 0,
+            offset: int = 0, raw: bool = False):
+    """float32 ``x`` -> bfloat16 / float16 (a new array of x's shape).
+
+    ``rounding``: 'nearest' (to nearest even) or 'stochastic' (Philox stream
+    ``step`` of ``seed``, element i uses global index ``offset + i``).
+    Returns ``np.float16`` / ``ml_dtypes.bfloat16`` arrays, or the uint16 bits
+    when ``raw=True`` (always uint16 for bfloat16 without ml_dtypes)."""
+    if dtype not in HALF_DTYPES:
+        raise ValueError(f"dtype: expected 'bfloat16' or 'float16', got {dtype!r}")
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
+    x = _float32(x)
+    out = np.empty(x.shape, np.uint16)
+    _backend.cpu.lowp_to_half(x, out, dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step),
+                              _u64("offset", offset))
+    return _wrap(out, dtype, raw)
+
+
+def to_bfloat16(x, **kw):
+    """``to_half(x, 'bfloat16', ...)``."""
+    return to_half(x, "bfloat16", **kw)
+
+
+def to_float16(x, **kw):
+    """``to_half(x, 'float16', ...)``."""
+    return to_half(x, "float16", **kw)
+
+
+def stochastic_round(x, dtype: str = "bfloat16", *, seed: int = 0, step: int = 0, offset: int = 0, raw=False):
+    """``to_half(x, dtype, rounding='stochastic', ...)``: unbiased rounding to a half type."""
+    return to_half(x, dtype, rounding="stochastic", seed=seed, step=step, offset=offset, raw=raw)
+
+
+def from_half(h, dtype: str | None = None) -> np.ndarray:
+    """bfloat16 / float16 array (or uint16 bits with ``dtype``) -> float32, exactly."""
+    if not isinstance(h, np.ndarray):
+        raise TypeError(f"h: expected a numpy.ndarray, got {type(h).__name__}")
+    fmt = half_format(h, dtype)
+    out = np.empty(h.shape, np.float32)
+    _backend.cpu.lowp_from_half(np.ascontiguousarray(h).view(np.uint16), out, fmt)
+    return out
+
+
+def _block(block) -> int:
+    b = _backend.integer("block", block, lo=1)
+    if b < 64 or b > 4096 or b & (b - 1):
+        raise ValueError(f"block: expected a power of two in [64, 4096], got {b}")
+    return b
+
+
+def n_blocks(n: int, block: int) -> int:
+    return -(-n // block)
+
+
+def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``x`` -> (codes: uint8 of x's shape, scales: float32 per block of the flat array)."""
+    x = _float32(x)
+    block = _block(block)
+    codes = np.empty(x.shape, np.uint8)
+    scales = np.empty(n_blocks(x.size, block), np.float32)
+    _backend.cpu.lowp_quantize_blockwise(x, codes, scales, block)
+    return codes, scales
+
+
+def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
+    """Inverse of :func:`quantize_blockwise` (float32 of codes' shape)."""
+    if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8:
+        raise TypeError(f"codes: expected a uint8 numpy.ndarray, got {getattr(codes, 'dtype', type(codes).__name__)}")
+    scales = _float32(scales, "scales")
+    block = _block(block)
+    out = np.empty(codes.shape, np.float32)
+    _backend.cpu.lowp_dequantize_blockwise(np.ascontiguousarray(codes), scales, out, block)
+    return out
+
+
+def decode_map(signed: bool) -> np.ndarray:
+    """The 256 values (fractions of the block scale) a code byte stands for."""
+    return _backend.cpu.lowp_decode_map(bool(signed))
