@@ -16,6 +16,7 @@ void register_nn(py::module_& m);          // nn.cpp
 void register_linalg(py::module_& m);      // linalg.cpp
 void register_regularize(py::module_& m);  // regularize.cpp
 void register_step_checks(py::module_& m); // step_checks.cpp
+void register_probe_threads(py::module_& m); // probe_threads.cpp
 }  // namespace optkern
 
 #ifndef OPTKERN_VERSION
@@ -64,4 +65,5 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_linalg(m);
   optkern::register_regularize(m);
   optkern::register_step_checks(m);
+  optkern::register_probe_threads(m);
 }

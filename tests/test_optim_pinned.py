@@ -1,6 +1,6 @@
 """The exact bits of every CPU optimizer variant, pinned.
 
-A few steps of each optimizer / variant on fixed seeds, float32 and float64: the
+A few steps of each registered optimizer variant (tests/optim_registry.py) on fixed seeds, float32 and float64: the
 SHA-256 of the resulting params and every state entry (arrays and scalars) must
 not change when the code around the rules is refactored. A change that means to
 change bits (a different rounding of a hyper-parameter, a fix) updates the pins
@@ -20,42 +20,11 @@ import numpy as np
 import pytest
 
 import optkern.optim as O
+from optim_registry import CASES
 
 STEPS = 3
 # odd sizes, a 2-D array, an empty one, one above the OpenMP threshold
 SHAPES = [(1,), (7,), (1000,), (3, 5), (0,), (70001,)]
-
-CASES = [
-    ("SGD", dict(lr=0.1)),
-    ("SGD", dict(lr=0.1, weight_decay=0.01, maximize=True)),
-    ("SGD", dict(lr=0.05, momentum=0.9)),
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
-    ("SGD", dict(lr=0.05, momentum=0.8, dampening=0.3, maximize=True)),
-    ("SGD", dict(lr=0.05, momentum=0.9, momentum_form="textbook", weight_decay=0.01, dampening=0.1)),
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, momentum_form="textbook")),
-    ("Adagrad", dict(lr=0.1)),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8)),
-    ("Adagrad", dict(lr=0.05, maximize=True)),
-    ("AdagradNorm", dict(lr=0.1)),
-    ("AdagradNorm", dict(lr=0.5, b0=1.0, weight_decay=0.01, maximize=True)),
-    ("RMSprop", dict(lr=0.01)),
-    ("RMSprop", dict(lr=0.01, centered=True)),
-    ("RMSprop", dict(lr=0.01, momentum=0.9, weight_decay=0.01)),
-    ("RMSprop", dict(lr=0.01, alpha=0.9, centered=True, momentum=0.5, maximize=True)),
-    ("RMSprop", dict(lr=0.01, momentum=0.9, nesterov=True)),
-    ("RMSprop", dict(lr=0.01, centered=True, momentum=0.7, nesterov=True, weight_decay=0.1)),
-    ("Adadelta", dict()),
-    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.01, maximize=True)),
-    ("Adam", dict(lr=0.01)),
-    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
-    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), maximize=True)),
-    ("Adam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
-    ("AdamW", dict()),
-    ("AdamW", dict(lr=0.01, amsgrad=True, weight_decay=0.1, maximize=True)),
-    ("NAdam", dict()),
-    ("NAdam", dict(lr=0.01, weight_decay=0.01, betas=(0.85, 0.995))),
-    ("NAdam", dict(lr=0.01, weight_decay=0.1, momentum_decay=0.01, decoupled_weight_decay=True)),
-]
 
 
 def case_id(name, hp, dtype):

@@ -5,7 +5,6 @@ import numpy as np
 
 from .. import _backend
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -19,7 +18,7 @@ class Adagrad(Optimizer):
     """
 
     _state_names = ("sum",)
-    _capturable_rule = "adagrad"
+    _capturable = True
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
                  eps=1e-10, *, maximize=False, capturable=False):
@@ -32,13 +31,10 @@ class Adagrad(Optimizer):
                                 g["initial_accumulator_value"])
 
     def _new_state(self, name, p, hp):
-        return _backend.array_module(p).full_like(p, hp[5])
+        return _backend.array_module(p).full_like(p, hp.initial_accumulator_value)
 
-    def _update(self, run, grads, hp, t):
-        F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t)
-
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        _capturable.adagrad(run.mod, run.params, grads, run.state["sum"], hp, run.dev, lr_dev)
+    def _update(self, run, grads, hp, t, dev=None):
+        F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t, dev)
 
 
 class AdagradNorm(Optimizer):
@@ -59,9 +55,9 @@ class AdagradNorm(Optimizer):
         return F._check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
 
     def _new_extra(self, run, hp):
-        return {"b_sq": _backend.scalar_buffer(run.params[0], hp[3] ** 2)}
+        return {"b_sq": _backend.scalar_buffer(run.params[0], hp.b0 * hp.b0)}
 
-    def _update(self, run, grads, hp, t):
+    def _update(self, run, grads, hp, t, dev=None):
         F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
 
     def _extra_to_state(self, run):

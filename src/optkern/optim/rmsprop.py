@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -19,7 +18,7 @@ class RMSprop(Optimizer):
     """
 
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
-    _capturable_rule = "rmsprop"
+    _capturable = True
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
                  maximize=False, nesterov=False, capturable=False):
@@ -32,14 +31,10 @@ class RMSprop(Optimizer):
                                 g["maximize"], g["nesterov"], g["centered"])
 
     def _needed(self, hp):
-        return ("square_avg",) + (("momentum_buffer",) if hp[4] > 0 else ()) + (("grad_avg",) if hp[7] else ())
+        return ("square_avg",) + (("momentum_buffer",) if hp.momentum > 0 else ()) + \
+            (("grad_avg",) if hp.centered else ())
 
-    def _update(self, run, grads, hp, t):
+    def _update(self, run, grads, hp, t, dev=None):
         s = run.state
         F._rmsprop_call(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"),
-                        hp)
-
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        s = run.state
-        _capturable.rmsprop(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"),
-                            s.get("momentum_buffer"), hp, run.dev, lr_dev)
+                        hp, dev)
