@@ -296,7 +296,8 @@ def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, 
     """RMSprop, in place (torch.optim.RMSprop's update, plus Nesterov momentum).
 
     ``v <- alpha v + (1 - alpha) g'^2``; centered (``grad_avgs`` given):
-    ``a <- lerp(a, g', 1 - alpha)``, ``avg = sqrt(v - a^2) + eps``, else ``sqrt(v) + eps``.
+    ``a <- lerp(a, g', 1 - alpha)``, ``avg = sqrt(max(v - a^2, 0)) + eps`` (rounding can take
+    ``v - a^2`` below 0, where torch gives NaN), else ``sqrt(v) + eps``.
     Without momentum ``p <- p - lr g'/avg``; with momentum ``b <- momentum b + g'/avg``,
     ``p <- p - lr b``, or with ``nesterov`` ``p <- p - lr (g'/avg + momentum b)``
     (Goodfellow et al., Alg. 8.6, in the look-ahead form SGD's Nesterov also uses).

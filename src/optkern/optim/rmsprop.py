@@ -9,7 +9,8 @@ class RMSprop(Optimizer):
     """RMSprop, torch.optim.RMSprop's semantics and defaults, plus ``nesterov``.
 
     ``v <- alpha v + (1 - alpha) g'^2``; centered: ``a <- lerp(a, g', 1 - alpha)``,
-    ``avg = sqrt(v - a^2) + eps`` (else ``sqrt(v) + eps``); ``p <- p - lr g'/avg``, or with
+    ``avg = sqrt(max(v - a^2, 0)) + eps`` (clamped: rounding can take ``v - a^2`` below 0, where
+    torch gives NaN; else ``sqrt(v) + eps``); ``p <- p - lr g'/avg``, or with
     momentum ``b <- momentum b + g'/avg``, ``p <- p - lr b``; ``nesterov=True`` (needs
     momentum > 0) steps ``p <- p - lr (g'/avg + momentum b)`` (Goodfellow et al., Alg. 8.6,
     look-ahead form). State: ``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``.

@@ -158,7 +158,8 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
     T avg;
     if constexpr (Centered) {
       s[1] = lerp(s[1], g, T(1) - alpha);
-      avg = ok_sqrt(s[0] + (-T(1)) * s[1] * s[1]) + eps;
+      const T var = s[0] + (-T(1)) * s[1] * s[1];
+      avg = ok_sqrt(var < T(0) ? T(0) : var) + eps;  // a NaN stays NaN
     } else {
       avg = ok_sqrt(s[0]) + eps;
     }
