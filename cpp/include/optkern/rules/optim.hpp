@@ -13,8 +13,10 @@
 // double: the host calls it for a plain step, a capturable CUDA kernel calls
 // it on the device from a device step counter. s[0..kState) are the element's
 // state values (loaded before, stored after the call). Formulas and operation
-// order follow torch.optim's single-tensor implementations so results agree
-// to rounding.
+// order follow torch.optim's single-tensor implementations, and like torch
+// every scalar derived from hyper-parameters (1 - beta, 1 - alpha, bias
+// corrections, step sizes...) is computed in double and rounded once to the
+// storage type T, so float32 results agree with torch's to rounding.
 #pragma once
 #include <cmath>
 
@@ -79,22 +81,23 @@ struct SgdHyper {
 template <class T, bool Momentum> struct Sgd {
   using Hyper = SgdHyper;
   static constexpr int kState = Momentum ? 1 : 0;  // momentum_buffer
-  T lr, momentum, dampening, weight_decay;
+  T lr, momentum, one_minus_dampening, lr_one_minus_dampening, weight_decay;
   bool nesterov, maximize, first, textbook;
   static OK_HD Sgd at(const Hyper& h, const Counters& c) {
-    return {T(h.lr), T(h.momentum), T(h.dampening), T(h.weight_decay), h.nesterov, h.maximize, c.t <= 1.0,
+    return {T(h.lr),           T(h.momentum), T(1.0 - h.dampening), T(mul_rn(h.lr, 1.0 - h.dampening)),
+            T(h.weight_decay), h.nesterov,    h.maximize,           c.t <= 1.0,
             h.textbook};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     T d = effective_grad(p, g, weight_decay, maximize);
     if constexpr (Momentum) {
       if (textbook) {
-        const T v = first ? -lr * d : momentum * s[0] - lr * (T(1) - dampening) * d;
+        const T v = first ? -lr * d : momentum * s[0] - lr_one_minus_dampening * d;
         s[0] = v;
         p = nesterov ? p + (momentum * v - lr * d) : p + v;
         return;
       }
-      const T b = first ? d : momentum * s[0] + (T(1) - dampening) * d;
+      const T b = first ? d : momentum * s[0] + one_minus_dampening * d;
       s[0] = b;
       d = nesterov ? d + momentum * b : b;
     }
@@ -119,7 +122,7 @@ template <class T> struct Adagrad {
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
     s[0] = s[0] + g * g;
-    p = p + (-clr) * (g / (ok_sqrt(s[0]) + eps));
+    p = p + ((-clr) * g) / (ok_sqrt(s[0]) + eps);  // torch's addcdiv: (value t1) / t2
   }
 };
 
@@ -147,17 +150,18 @@ struct RMSpropHyper {
 template <class T, bool Centered, bool Momentum> struct RMSprop {
   using Hyper = RMSpropHyper;
   static constexpr int kState = 1 + Centered + Momentum;  // square_avg, grad_avg, momentum_buffer
-  T lr, alpha, eps, weight_decay, momentum;
+  T lr, alpha, one_minus_alpha, eps, weight_decay, momentum;
   bool nesterov, maximize;
   static OK_HD RMSprop at(const Hyper& h, const Counters&) {
-    return {T(h.lr), T(h.alpha), T(h.eps), T(h.weight_decay), T(h.momentum), h.nesterov, h.maximize};
+    return {T(h.lr),       T(h.alpha),    T(1.0 - h.alpha), T(h.eps), T(h.weight_decay),
+            T(h.momentum), h.nesterov,    h.maximize};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] * alpha + (T(1) - alpha) * g * g;
+    s[0] = s[0] * alpha + one_minus_alpha * g * g;
     T avg;
     if constexpr (Centered) {
-      s[1] = lerp(s[1], g, T(1) - alpha);
+      s[1] = lerp(s[1], g, one_minus_alpha);
       const T var = s[0] + (-T(1)) * s[1] * s[1];
       avg = ok_sqrt(var < T(0) ? T(0) : var) + eps;  // a NaN stays NaN
     } else {
@@ -169,7 +173,7 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
       const T look_ahead = g / avg + momentum * b;
       p = p + (-lr) * (nesterov ? look_ahead : b);
     } else {
-      p = p + (-lr) * (g / avg);
+      p = p + ((-lr) * g) / avg;
     }
   }
 };
@@ -183,16 +187,16 @@ struct AdadeltaHyper {
 template <class T> struct Adadelta {
   using Hyper = AdadeltaHyper;
   static constexpr int kState = 2;  // square_avg, acc_delta
-  T lr, rho, eps, weight_decay;
+  T lr, rho, one_minus_rho, eps, weight_decay;
   bool maximize;
   static OK_HD Adadelta at(const Hyper& h, const Counters&) {
-    return {T(h.lr), T(h.rho), T(h.eps), T(h.weight_decay), h.maximize};
+    return {T(h.lr), T(h.rho), T(1.0 - h.rho), T(h.eps), T(h.weight_decay), h.maximize};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] * rho + (T(1) - rho) * g * g;
+    s[0] = s[0] * rho + one_minus_rho * g * g;
     const T d = ok_sqrt(s[1] + eps) / ok_sqrt(s[0] + eps) * g;
-    s[1] = s[1] * rho + (T(1) - rho) * d * d;
+    s[1] = s[1] * rho + one_minus_rho * d * d;
     p = p + (-lr) * d;
   }
 };
@@ -208,30 +212,37 @@ struct AdamHyper {
 template <class T, bool Amsgrad> struct Adam {
   using Hyper = AdamHyper;
   static constexpr int kState = Amsgrad ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
-  T step_size, beta1, beta2, eps, l2, decay, bc2_sqrt;
+  T step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt;
   bool maximize;
   static OK_HD Adam at(const Hyper& h, const Counters& c) {
     const double bc1 = 1.0 - ok_pow(h.beta1, c.t), bc2 = 1.0 - ok_pow(h.beta2, c.t);
-    return {T(h.lr / bc1), T(h.beta1), T(h.beta2), T(h.eps), T(h.decoupled ? 0.0 : h.weight_decay),
-            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)), T(ok_sqrt(bc2)), h.maximize};
+    return {T(h.lr / bc1),
+            T(1.0 - h.beta1),
+            T(h.beta2),
+            T(1.0 - h.beta2),
+            T(h.eps),
+            T(h.decoupled ? 0.0 : h.weight_decay),
+            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)),
+            T(ok_sqrt(bc2)),
+            h.maximize};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     p = p * decay;
     g = effective_grad(p, g, l2, maximize);
-    s[0] = lerp(s[0], g, T(1) - beta1);
-    s[1] = s[1] * beta2 + (T(1) - beta2) * g * g;
+    s[0] = lerp(s[0], g, one_minus_beta1);
+    s[1] = s[1] * beta2 + one_minus_beta2 * g * g;
     T v = s[1];
     if constexpr (Amsgrad) {
       s[2] = s[2] > v ? s[2] : v;
       v = s[2];
     }
-    p = p + (-step_size) * (s[0] / (ok_sqrt(v) / bc2_sqrt + eps));
+    p = p + ((-step_size) * s[0]) / (ok_sqrt(v) / bc2_sqrt + eps);
   }
 };
 
 // NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule
 // mu_t = b1 (1 - 0.96^(t psi) / 2), prod_t = mu_1 ... mu_t (mu_product, kept
-// by the caller: `at` returns the new one);
+// by the caller in T's precision, as torch keeps it: `at` returns the new one);
 // p <- p - lr (1 - mu_t) / (1 - prod_t) g / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d,
 // d = sqrt(v / bc2) + eps.
 struct NAdamHyper {
@@ -241,17 +252,19 @@ struct NAdamHyper {
 template <class T> struct NAdam {
   using Hyper = NAdamHyper;
   static constexpr int kState = 2;  // exp_avg, exp_avg_sq
-  T c_grad, c_avg, beta1, beta2, eps, l2, decay, bc2;
+  T c_grad, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2;
   bool maximize;
   double mu_product;  // prod_t, for the caller's counter
   static OK_HD NAdam at(const Hyper& h, const Counters& c) {
     const double mu = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, c.t * h.momentum_decay)));
     const double mu_next = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, (c.t + 1.0) * h.momentum_decay)));
-    const double prod = mul_rn(c.mu_product, mu);
+    // rounded to T like torch's mu_product state (a float32 tensor); exact in double for T = double
+    const double prod = double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
     return {T(-h.lr * (1.0 - mu) / (1.0 - prod)),
             T(-h.lr * mu_next / (1.0 - mul_rn(prod, mu_next))),
-            T(h.beta1),
+            T(1.0 - h.beta1),
             T(h.beta2),
+            T(1.0 - h.beta2),
             T(h.eps),
             T(h.decoupled ? 0.0 : h.weight_decay),
             T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)),
@@ -262,11 +275,11 @@ template <class T> struct NAdam {
   OK_HD void operator()(T& p, T g, T* s) const {
     p = p * decay;
     g = effective_grad(p, g, l2, maximize);
-    s[0] = lerp(s[0], g, T(1) - beta1);
-    s[1] = s[1] * beta2 + (T(1) - beta2) * g * g;
+    s[0] = lerp(s[0], g, one_minus_beta1);
+    s[1] = s[1] * beta2 + one_minus_beta2 * g * g;
     const T denom = ok_sqrt(s[1] / bc2) + eps;
-    p = p + c_grad * (g / denom);
-    p = p + c_avg * (s[0] / denom);
+    p = p + (c_grad * g) / denom;
+    p = p + (c_avg * s[0]) / denom;
   }
 };
 
