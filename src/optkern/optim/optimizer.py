@@ -76,7 +76,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
     _one_run_per_group = False
 
     def __init__(self, params, defaults: dict):
-        self._dtype_checked: dict = {}  # where -> (hp, dtypes) last validated against the dtypes
+        self._dtype_checked: dict = {}  # where -> (hp, params list) last validated against the dtypes
         self._checked(defaults, "")  # names the bad argument plainly: "lr: must be ..."
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
@@ -228,12 +228,12 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         hp = self._check(group, where)
         params = group.get("params")
         if params:
-            dtypes = {p.dtype for p in params}
-            key = (hp, frozenset(dtypes))
-            if self._dtype_checked.get(where) != key:  # once per change, not every step
-                names = {"beta1": f"{where}['betas'][0]" if where else "betas[0]",
-                         "beta2": f"{where}['betas'][1]" if where else "betas[1]"}
-                for dt in sorted(dtypes, key=str):
-                    F._check_dtype(hp, dt, where, names)
-                self._dtype_checked[where] = key
+            cached = self._dtype_checked.get(where)
+            if cached is not None and cached[1] is params and cached[0] == hp:
+                return hp  # checked when hp last changed: not every step
+            names = {"beta1": f"{where}['betas'][0]" if where else "betas[0]",
+                     "beta2": f"{where}['betas'][1]" if where else "betas[1]"}
+            for dt in sorted({p.dtype for p in params}, key=str):
+                F._check_dtype(hp, dt, where, names)
+            self._dtype_checked[where] = (hp, params)
         return hp
