@@ -21,6 +21,7 @@ void register_sam(py::module_& m);         // sam.cpp
 void register_lowp(py::module_& m);        // lowp.cpp
 void register_lowp_step(py::module_& m);   // lowp_step.cpp
 void register_swa(py::module_& m);         // swa.cpp
+void register_probe_threads(py::module_& m); // probe_threads.cpp
 }  // namespace optkern
 
 #ifndef OPTKERN_VERSION
@@ -74,4 +75,5 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_lowp(m);
   optkern::register_lowp_step(m);
   optkern::register_swa(m);
+  optkern::register_probe_threads(m);
 }

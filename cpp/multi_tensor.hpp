@@ -180,9 +180,10 @@ struct __attribute__((visibility("hidden"))) StateArg {
 
 // Checks params (written), grads (read) and every state list (written):
 // dtype, contiguity, sizes matching params, and no written array sharing
-// memory with any other. Throws before anything is written.
+// memory with any other or with the `extra` arrays (scalar buffers). Throws
+// before anything is written.
 inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_list<StateArg> states,
-                          const py::dtype& dt) {
+                          const py::dtype& dt, const std::vector<NamedList>& extra = {}) {
   Lists L;
   L.p = gather(params, "params", dt, true);
   L.g = gather(grads, "grads", dt, false, &L.p.size);
@@ -197,25 +198,26 @@ inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_
     names.push_back(a.name);
   }
   for (size_t k = 0; k < L.s.size(); ++k) named.push_back({names[k], &L.s[k], true});
+  named.insert(named.end(), extra.begin(), extra.end());
   check_no_overlap(named, size_t(dt.itemsize()));
   return L;
 }
 
-// A 1-element float64 array (a scalar the kernel reads or writes in place).
-inline double* scalar_buffer(py::handle h, const char* name, bool writable) {
+// An n-element float64 array (scalars the kernel reads or writes in place).
+inline double* scalar_buffer(py::handle h, const char* name, bool writable, int64_t n = 1) {
   py::array a = check_array(h, name, py::dtype::of<double>(), writable);
-  if (a.size() != 1)
-    throw py::value_error(std::string(name) + ": expected a 1-element float64 array, got " +
+  if (a.size() != n)
+    throw py::value_error(std::string(name) + ": expected a " + std::to_string(n) + "-element float64 array, got " +
                           std::to_string(a.size()) + " elements");
   return static_cast<double*>(const_cast<void*>(a.data()));
 }
 
-// The scalar buffer as a one-array list in units of `itemsize`, for the
-// aliasing check against arrays of another dtype.
-inline ArrayList scalar_as_list(double* ptr, size_t itemsize) {
+// A scalar buffer of n doubles as a one-array list in units of `itemsize`,
+// for the aliasing check against arrays of another dtype.
+inline ArrayList scalar_as_list(const double* ptr, size_t itemsize, int64_t n = 1) {
   ArrayList l;
-  l.data.push_back(reinterpret_cast<char*>(ptr));
-  l.size.push_back(int64_t((sizeof(double) + itemsize - 1) / itemsize));
+  l.data.push_back(reinterpret_cast<char*>(const_cast<double*>(ptr)));
+  l.size.push_back(int64_t((sizeof(double) * size_t(n) + itemsize - 1) / itemsize));
   return l;
 }
 

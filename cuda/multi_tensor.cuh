@@ -16,7 +16,8 @@
 //     __device__ Op load() const;         // per-block: read device scalars
 // and the loaded op has `__device__ void operator()(T* v) const` updating one
 // element's values v[0..kDepth) in place. RuleOp adapts a rule of
-// rules/optim.hpp; reductions (reduce_kernel) take ops returning a double.
+// rules/optim.hpp (DeviceRuleOp: built on the device, capturable mode);
+// reductions (reduce_kernel) take ops returning a double.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -25,6 +26,7 @@
 #include <stdexcept>
 
 #include "cuda_arrays.hpp"
+#include "optkern/rules/optim.hpp"
 
 namespace optkern {
 namespace mt {
@@ -237,19 +239,39 @@ template <class Rule, class T> struct RuleOp {
   __device__ void operator()(T* v) const { rule(v[0], v[1], v + 2); }
 };
 
-// The same rule with its step-dependent scalars read from device memory when
-// each block starts (capturable mode); Fill{}(rule, hp) sets them.
-template <class Rule, class T, class Fill> struct DeviceRuleOp {
-  static constexpr int kDepth = RuleOp<Rule, T>::kDepth;
-  static constexpr unsigned kWritten = RuleOp<Rule, T>::kWritten;
-  Rule rule;
-  const double* hp;
-  __device__ RuleOp<Rule, T> load() const {
-    Rule r = rule;
-    Fill{}(r, hp);
-    return {r};
+// Capturable mode: the rule built on the device when each block starts, by
+// the host's Rule::at from the step counters and lr in device memory
+// (counters[0] = steps taken, counters[1] = NAdam's mu_product; null lr: the
+// host's). finish_counters advances them after every block has read them.
+template <class Rule> struct DeviceStep {
+  typename Rule::Hyper hyper;
+  rules::Counters host;     // used when counters is null
+  double* counters;         // n_counters doubles, or null
+  int n_counters;
+  const double* lr;         // or null
+  __device__ rules::Counters counters_at() const {
+    if (!counters) return host;
+    return {counters[0] + 1.0, n_counters > 1 ? counters[1] : 1.0};
+  }
+  __device__ Rule rule() const {
+    typename Rule::Hyper h = hyper;
+    if (lr) h.lr = lr[0];
+    return Rule::at(h, counters_at());
   }
 };
+
+template <class Rule, class T> struct DeviceRuleOp {
+  static constexpr int kDepth = RuleOp<Rule, T>::kDepth;
+  static constexpr unsigned kWritten = RuleOp<Rule, T>::kWritten;
+  DeviceStep<Rule> step;
+  __device__ RuleOp<Rule, T> load() const { return {step.rule()}; }
+};
+
+template <class Rule> __global__ void finish_counters(const DeviceStep<Rule> step) {
+  const rules::Counters next = rules::advance(step.rule(), step.counters_at());
+  step.counters[0] = next.t;
+  if (step.n_counters > 1) step.counters[1] = next.mu_product;
+}
 
 // A state-free transform g <- f(g) of one list (rules::Scale, rules::ClampValue).
 template <class F, class T> struct MapOp {

@@ -1,8 +1,8 @@
 // The arguments of one multi-tensor call, checked: every list on one device,
 // one dtype (that of params[0]), the sizes of params, no written array
 // sharing memory with another; plus the small float64 device buffers
-// (hyper-parameters, b^2, results). Then run() launches an op over the lists
-// on CuPy's current stream with the GIL released.
+// (step counters, lr, b^2, results). Then apply / reduce launch an op over
+// the lists on CuPy's current stream with the GIL released.
 #pragma once
 #include <pybind11/pybind11.h>
 
@@ -53,6 +53,7 @@ class CallArgs {
   // Aliasing checks; then false when there is no element to touch (nothing
   // is launched, so empty calls work without CuPy or a device).
   bool ready(bool always_launch = false) {
+    launch_ = false;
     std::vector<NamedDeviceList> all;
     for (size_t i = 0; i < lists_.size(); ++i) all.push_back({named_[i].name, &lists_[i], named_[i].written});
     for (size_t i = 0; i < buffers_.size(); ++i)
@@ -63,6 +64,7 @@ class CallArgs {
     if (!any) return false;
     require_current_device(device_, named_[0].name);
     stream_ = current_stream();
+    launch_ = true;
     return true;
   }
 
@@ -80,11 +82,21 @@ class CallArgs {
     mt::launch_apply<T>(src, l, stream_);
   }
 
-  // A rule of rules/optim.hpp; with `hp`, its step-dependent scalars are
-  // read from device memory by Fill (capturable mode).
-  template <class T, class Fill, class Rule> void apply_rule(const Rule& rule, const double* hp) const {
-    if (hp) apply<T>(mt::DeviceRuleOp<Rule, T, Fill>{rule, hp});
-    else apply<T>(mt::RuleOp<Rule, T>{rule});
+  // One step of a rule of rules/optim.hpp: built on the host by Rule::at, or
+  // (capturable mode, step.counters or step.lr set) on the device, which then
+  // advances the counters. Returns the host counters after the step.
+  template <class T, class Rule> rules::Counters apply_rule(const mt::DeviceStep<Rule>& step) const {
+    if (!step.counters && !step.lr) {
+      const Rule rule = Rule::at(step.hyper, step.host);
+      if (launch_) apply<T>(mt::RuleOp<Rule, T>{rule});
+      return rules::advance(rule, step.host);
+    }
+    if (launch_) apply<T>(mt::DeviceRuleOp<Rule, T>{step});
+    if (launch_ && step.counters) {
+      mt::finish_counters<Rule><<<1, 1, 0, stream_>>>(step);
+      check_launch("optkern._cuda step counters");
+    }
+    return step.host;
   }
 
   template <class T, class Op, class Fin> void reduce(const Op& op, const Fin& fin) const {
@@ -101,6 +113,7 @@ class CallArgs {
   DType dtype_;
   int device_ = -1;
   cudaStream_t stream_ = nullptr;
+  bool launch_ = false;  // ready() found something to launch
   std::vector<DeviceList> lists_;  // reserved: NamedDeviceList points into it
   std::vector<Named> named_;
   std::vector<DeviceList> buffers_;

@@ -10,6 +10,7 @@
 
 #include "optim_args.cuh"
 #include "optkern/rules/optim.hpp"
+#include "optkern/signatures.hpp"
 
 namespace optkern {
 
@@ -93,19 +94,14 @@ template <class T> struct ClipByNorm {
   }
 };
 
-// AdaGrad-Norm (Ward, Wu & Bottou 2019): after b^2 += ||g_eff||^2, plain SGD
-// with the rate lr / sqrt(b^2) read from the device (rules::Sgd, as on the CPU).
+// AdaGrad-Norm (Ward, Wu & Bottou 2019): after b^2 += ||g_eff||^2, the step
+// of rules::adagrad_norm_at with b^2 read from the device (as on the CPU).
 template <class T> struct AdagradNormStep {
   static constexpr int kDepth = 2;
   static constexpr unsigned kWritten = 1u;
-  double lr;
-  T weight_decay;
-  bool maximize;
+  rules::AdagradNormHyper hyper;
   const double* b_sq;
-  __device__ mt::RuleOp<rules::Sgd<T, false>, T> load() const {
-    const T rate = T(rules::adagrad_norm_rate(lr, b_sq[0]));
-    return {rules::Sgd<T, false>{rate, T(0), T(0), weight_decay, false, maximize, false, false}};
-  }
+  __device__ mt::RuleOp<rules::Sgd<T, false>, T> load() const { return {rules::adagrad_norm_at<T>(hyper, b_sq[0])}; }
 };
 
 // ---- bindings --------------------------------------------------------------------
@@ -157,16 +153,15 @@ void all_finite(py::object arrays, py::object out) {
   });
 }
 
-void adagrad_norm(py::object params, py::object grads, py::object b_sq, double lr, double weight_decay,
-                  bool maximize) {
+void adagrad_norm(py::object params, py::object grads, py::object b_sq, const rules::AdagradNormHyper& h) {
   CallArgs a(params, "params", true);
   a.add(grads, "grads", false);
   double* b = a.add_buffer(b_sq, "b_sq", 1, true);
   a.ready(/*always_launch=*/true);  // b^2 += 0 still runs for empty lists
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    a.reduce<T>(EffectiveGradSquares<T>{T(weight_decay), maximize}, AddTo{b});
-    a.apply<T>(AdagradNormStep<T>{lr, T(weight_decay), maximize, b});
+    a.reduce<T>(EffectiveGradSquares<T>{T(h.weight_decay), h.maximize}, AddTo{b});
+    a.apply<T>(AdagradNormStep<T>{h, b});
   });
 }
 
@@ -187,11 +182,7 @@ void register_reduce(py::module_& m) {
   m.def("all_finite", &all_finite,
         "out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).",
         arg("arrays"), arg("out"));
-  m.def("adagrad_norm_", &adagrad_norm,
-        "AdaGrad-Norm step: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 reduction), then "
-        "p -= lr / sqrt(b_sq[0]) * g_eff with g_eff = (-g if maximize else g) + weight_decay p; b_sq is a "
-        "1-element float64 CuPy array read and written on the device.",
-        arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"));
+  sig::adagrad_norm(m, &adagrad_norm);
 }
 
 }  // namespace optkern

@@ -61,7 +61,8 @@ def rmsprop_step(p, g, state, t, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=
     if centered:
         a = state.setdefault("grad_avg", np.zeros_like(p))
         a[...] = alpha * a + (1 - alpha) * g
-        avg = np.sqrt(v - a * a) + eps
+        # optkern clamps v - a^2 at zero (rounding can take it below; torch gives NaN there)
+        avg = np.sqrt(np.maximum(v - a * a, 0.0)) + eps
     else:
         avg = np.sqrt(v) + eps
     if momentum > 0:

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 from gpu import require_gpu
+from optim_registry import OPTIMIZERS, case_id
 from optkern import optim as O
 
 cp, _cuda = require_gpu()
 
 SIZES = [1, 7, 1023, 4097, 0, 33]
 STEPS = 20
+# named picks for the tests of one mechanism; the plain-vs-capturable test runs every registered variant
 CONFIGS = {
     "sgd": (O.SGD, dict(lr=0.1)),
     "sgd_momentum": (O.SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
@@ -38,6 +40,11 @@ CONFIGS = {
     "nadam": (O.NAdam, dict(lr=0.01, weight_decay=0.1)),
     "nadamw": (O.NAdam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
 }
+def _probe_params():
+    return [np.zeros(1)]
+
+
+ALL = {case_id(info.name, hp): (info.cls, hp) for info in OPTIMIZERS if info.capturable for hp in info.valid}
 USES_POW = (O.Adam, O.NAdam)  # AdamW is an Adam
 
 
@@ -80,9 +87,10 @@ def _lr_at(base, t):
 # ---- capturable vs plain ------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(ALL))
 def test_capturable_step_matches_the_plain_step(name, dtype):
-    cls, kw = CONFIGS[name]
+    cls, kw = ALL[name]
+    base_lr = kw.get("lr", cls(_probe_params(), **kw).defaults["lr"])
     host = _host_params(dtype)
     pp, pc = _to_dev(host), _to_dev(host)
     plain, capt = cls(pp, **kw), cls(pc, capturable=True, **kw)
@@ -90,7 +98,7 @@ def test_capturable_step_matches_the_plain_step(name, dtype):
     for t in range(STEPS):
         g = _grads(rng, dtype)
         for opt in (plain, capt):
-            opt.param_groups[0]["lr"] = _lr_at(kw["lr"], t)
+            opt.param_groups[0]["lr"] = _lr_at(base_lr, t)
         plain.step(_to_dev(g))
         capt.step(_to_dev(g))
     exact = dtype == np.float32 or not issubclass(cls, USES_POW)
@@ -297,8 +305,8 @@ def test_numpy_state_loads_onto_the_gpu_and_back(name, capturable):
 
 @pytest.mark.parametrize("name", ["adam", "nadam", "adagrad", "sgd_momentum"])
 def test_a_refused_capturable_step_changes_nothing(name):
-    """The native call checks its arguments after the device counters were advanced:
-    they are put back, so a failed step leaves step (and mu_product) as they were."""
+    """The native call checks its arguments before it launches anything, so a refused
+    step leaves the device counters (step, mu_product) as they were."""
     cls, kw = CONFIGS[name]
     params = _to_dev(_host_params(np.float32))
     opt = cls(params, capturable=True, **kw)

@@ -1,23 +1,20 @@
 """Capturable mode's bookkeeping, run without a GPU: a host stand-in for CuPy.
 
 The stand-in "device" arrays are NumPy arrays that look like cupy.ndarray to
-optkern; the native calls go to optkern._cpu (the capturable ones read their
-step scalars from ``hp`` as the CUDA ones do, layouts of cuda/optim.cu); and
-the hp kernels are the CUDA source of optkern.optim._capturable compiled for
-the host (``-ffp-contract=off``, as ``--fmad=false`` on the device). So these
-tests check, on any machine: the kernels' formulas against the plain step's
-host formulas (bitwise: the host pow is Python's), the device counters, the
-state dict (live device ``step`` / ``mu_product``, NumPy <-> "CuPy" loads),
-switching modes, the capture guard, the restore after a refused step, and
-that a step's device work is all in its launches (a recorded "graph" replays
-like eager steps). The real thing runs in test_cuda_capturable.py on a GPU.
+optkern, and the native calls go to optkern._cpu, whose ``<rule>_capturable``
+functions do on the host what the CUDA ones do on the device: read the step
+counters and a device lr from float64 arrays, compute the step scalars with the
+same ``Rule::at`` (rules/optim.hpp) and advance the counters after the update.
+So these tests check, on any machine: capturable steps against plain ones
+(bitwise), the device counters, the state dict (live device ``step`` /
+``mu_product``, NumPy <-> "CuPy" loads), switching modes, the capture guard, a
+refused step leaving the counters alone, and that a step's device work is all
+in its launches (a recorded "graph" replays like eager steps). The real thing
+runs in test_cuda_capturable.py on a GPU.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import shutil
-import subprocess
 import sys
 import types
 
@@ -25,19 +22,11 @@ import numpy as np
 import pytest
 
 from optkern import _backend
+from optim_registry import OPTIMIZERS, case_id
 from optkern import optim as O
-from optkern.optim import _capturable
 
-CXX = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-if CXX is None:
-    pytest.skip("no C++ compiler to build the hp kernels for the host", allow_module_level=True)
-
-_PRELUDE = ("#include <cmath>\nusing std::pow; using std::sqrt;\n"
-            "#define __device__\n#define __global__\n#define __forceinline__ inline\n")
-# list arguments before the scalars, and {scalar position: hp index} (cuda/optim.cu)
+# list arguments before the hyper-parameters
 _LISTS = {"sgd": 3, "adagrad": 3, "rmsprop": 5, "adadelta": 4, "adam": 5, "nadam": 4}
-_FIELDS = {"sgd": {0: 0, 6: 1}, "adagrad": {0: 0}, "rmsprop": {0: 0}, "adadelta": {0: 0},
-           "adam": {0: 0, 6: 1, 5: 2}, "nadam": {0: 0, 1: 1, 7: 2, 6: 3}}
 
 
 class ndarray(np.ndarray):  # noqa: N801 - named like CuPy's: _backend.is_cupy accepts it
@@ -61,10 +50,9 @@ def dev(a):
 
 
 class Device:
-    """Host stand-in: CuPy module, capture state and launch record."""
+    """Host stand-in: capture state and launch record."""
 
-    def __init__(self, lib):
-        self.lib = lib
+    def __init__(self):
         self.capturing = False
         self.recorded = []
 
@@ -72,33 +60,24 @@ class Device:
         def call(*args):
             if self.capturing:
                 self.recorded.append(lambda: fn(*args))
-            else:
-                fn(*args)
+                return None
+            return fn(*args)
         return call
-
-    def launch(self, name, device_id, args):
-        conv = []
-        for a in args:
-            if isinstance(a, np.ndarray):
-                assert a.dtype == np.float64 and isinstance(a, ndarray), f"{name}: a non-device argument"
-                conv.append(ctypes.c_void_p(a.__array_interface__["data"][0]))
-            elif isinstance(a, np.int32):
-                conv.append(ctypes.c_int(int(a)))
-            else:
-                assert isinstance(a, np.float64), f"{name}: {type(a).__name__} argument"
-                conv.append(ctypes.c_double(float(a)))
-        getattr(self.lib, name)(*conv)
 
     def replay(self, ops):
         for op in ops:
             op()
 
 
+def _host(x):
+    if isinstance(x, list):
+        return [np.asarray(a) if isinstance(a, ndarray) else a for a in x]
+    return np.asarray(x) if isinstance(x, ndarray) else x
+
+
 def _native(rule, device):
     plain = getattr(_backend.cpu, rule + "_")
-
-    def host(x):
-        return [np.asarray(a) if isinstance(a, ndarray) else a for a in x] if isinstance(x, list) else x
+    capturable = getattr(_backend.cpu, rule + "_capturable")
 
     def checked(args):  # the checks of cuda_arrays.hpp that these tests reach
         dtype = args[0][0].dtype if args[0] else None
@@ -109,42 +88,26 @@ def _native(rule, device):
                     raise TypeError(f"{name}[{i}]: expected a cupy.ndarray, got {type(a).__module__}.ndarray")
                 if a.dtype != dtype:
                     raise TypeError(f"{name}[{i}]: expected {dtype}, got {a.dtype}")
-        return [host(x) for x in args]
+        return [_host(x) for x in args]
 
     def run_plain(*args):
-        plain(*checked(args))
+        return plain(*checked(args))
 
     def run_capturable(*args):
-        *args, hp = args
-        args = checked(args)
-        n = _LISTS[rule]
-        scalars = args[n:]
-        for pos, k in _FIELDS[rule].items():  # read when the "kernel runs", as on the device
-            scalars[pos] = (hp[k] != 0.0) if isinstance(scalars[pos], bool) else float(hp[k])
-        plain(*args[:n], *scalars)
+        capturable(*checked(args))
 
-    def capturable(*args):
-        checked(args[:-1])  # the native checks come first, at call time
-        hp = args[-1]  # cuda/optim.cu: add_buffer(hp, "hp", n) wants exactly n elements
-        if not isinstance(hp, ndarray) or hp.size != _capturable.HP_SIZE[rule]:
-            raise ValueError(f"hp: expected {_capturable.HP_SIZE[rule]} elements, got {np.size(hp)}")
+    def call_capturable(*args):
+        checked(args[:-2])  # the native checks come first, at call time
+        for buf in args[-2:]:
+            assert buf is None or isinstance(buf, ndarray), "a device buffer on the host"
         device.record_or_run(run_capturable)(*args)
 
-    return device.record_or_run(run_plain), capturable
-
-
-@pytest.fixture(scope="module")
-def kernels(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hp_kernels")
-    (d / "hp.cpp").write_text(_PRELUDE + _capturable._SOURCE)
-    subprocess.run([CXX, "-O2", "-ffp-contract=off", "-shared", "-fPIC", str(d / "hp.cpp"), "-o", str(d / "hp.so")],
-                   check=True, capture_output=True)
-    return ctypes.CDLL(str(d / "hp.so"))
+    return device.record_or_run(run_plain), call_capturable
 
 
 @pytest.fixture
-def device(kernels, monkeypatch):
-    device = Device(kernels)
+def device(monkeypatch):
+    device = Device()
     cupy = types.ModuleType("cupy")
     cupy.ndarray = ndarray
     cupy.zeros_like = lambda p, **k: dev(np.zeros_like(np.asarray(p), **k))
@@ -164,10 +127,10 @@ def device(kernels, monkeypatch):
         setattr(native, rule + "_", p)
         setattr(native, rule + "_capturable", c)
     monkeypatch.setattr(_backend, "cuda_module", lambda: native)
-    monkeypatch.setattr(_capturable, "_launch", device.record_or_run(device.launch))
     return device
 
 
+# named picks for the tests of one mechanism; the plain-vs-capturable test runs every registered variant
 CONFIGS = {
     "sgd": (O.SGD, dict(lr=0.1)),
     "sgd_momentum": (O.SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
@@ -181,6 +144,11 @@ CONFIGS = {
     "nadam": (O.NAdam, dict(lr=0.01, weight_decay=0.1)),
     "nadamw": (O.NAdam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
 }
+def _probe_params():
+    return [np.zeros(1)]
+
+
+ALL = {case_id(info.name, hp): (info.cls, hp) for info in OPTIMIZERS if info.capturable for hp in info.valid}
 SIZES = [5, 1, 33, 0]
 
 
@@ -210,9 +178,10 @@ def _same_params(xs, ys):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(ALL))
 def test_capturable_equals_plain_and_state_dicts_round_trip(device, name, dtype):
-    cls, kw = CONFIGS[name]
+    cls, kw = ALL[name]
+    base_lr = kw.get("lr", cls(_probe_params(), **kw).defaults["lr"])
     host = _params(dtype)
     pa, pb = [h.copy() for h in host], [dev(h) for h in host]
     a, b = cls(pa, **kw), cls(pb, capturable=True, **kw)
@@ -220,7 +189,7 @@ def test_capturable_equals_plain_and_state_dicts_round_trip(device, name, dtype)
     for t in range(20):
         g = _grads(rng, dtype)
         for o in (a, b):
-            o.param_groups[0]["lr"] = kw["lr"] * (1 - 0.02 * t)
+            o.param_groups[0]["lr"] = base_lr * (1 - 0.02 * t)
         a.step(g)
         b.step([dev(x) for x in g])
     _same_params(pa, pb)
@@ -325,7 +294,7 @@ def test_a_step_that_would_create_state_refuses_to_be_captured(device):
 
 
 @pytest.mark.parametrize("name", ["nadam", "adam", "adagrad", "sgd_momentum"])
-def test_a_refused_step_restores_the_counters(device, name):
+def test_a_refused_step_leaves_the_counters_alone(device, name):
     cls, kw = CONFIGS[name]
     params = [dev(h) for h in _params(np.float32)]
     opt = cls(params, capturable=True, **kw)

@@ -12,19 +12,11 @@ import pytest
 
 import optkern._backend as B
 import optkern.optim as O
+from optim_registry import OPTIMIZERS
 
 N = 5
-ROUND_TRIP = [
-    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1)),
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, momentum_form="textbook")),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
-    ("AdagradNorm", dict(lr=0.1, weight_decay=0.01)),
-    ("RMSprop", dict(centered=True, momentum=0.9)),
-    ("Adadelta", dict(weight_decay=0.01)),
-    ("Adam", dict(lr=0.01, amsgrad=True)),
-    ("AdamW", dict(lr=0.01)),
-    ("NAdam", dict(lr=0.01, weight_decay=0.01)),
-]
+# per optimizer, its registered variant with the most hyper-parameters set
+ROUND_TRIP = [(info.name, max(info.valid, key=len)) for info in OPTIMIZERS]
 
 
 def _data(seed, dtype=np.float32, shapes=((1,), (7,), (1000,), (3, 50))):

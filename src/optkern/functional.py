@@ -6,18 +6,21 @@ using torch.optim's formulas and defaults. Arrays are NumPy (CPU) or CuPy
 (CUDA), all of one dtype (float32 or float64), C-contiguous; ``grads`` match
 ``params`` in length and shapes, state lists in length and sizes. Per-step
 scalars (bias corrections, the decayed learning rate, NAdam's momentum
-schedule) are computed here on the host. Hyper-parameters are checked before
-anything is written; a bad one raises ValueError (or TypeError) naming it.
+schedule) are computed by the native rule from the hyper-parameters and
+``step`` (``rules/optim.hpp``, ``Rule::at``). Hyper-parameters are checked
+before anything is written -- in range, and representable in the arrays' dtype
+(finite after rounding, ``eps`` > 0 after rounding); a bad one raises
+ValueError (or TypeError) naming it.
 
-The ``_check_*`` functions validate and normalise hyper-parameters and the
-``_*_call`` functions compute host scalars and call the native module; the
-optimizer classes in :mod:`optkern.optim` use them directly so that a step
-validates once.
+The ``_check_*`` functions validate and normalise hyper-parameters into named
+tuples and the ``_*_call`` functions pass them to the native module (its plain
+or, given device buffers, its capturable function); the optimizer classes in
+:mod:`optkern.optim` use them directly so that a step validates once.
 """
 from __future__ import annotations
 
-import math
 from operator import attrgetter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -75,7 +78,65 @@ def _step_count(step) -> int:
     return _backend.integer("step", step, lo=1)
 
 
+# ---- hyper-parameters against the dtype they run in -------------------------------------
+# The rules round these hyper-parameters (and scalars derived from them in double) to the
+# arrays' dtype: each must stay finite there, and eps must stay > 0 (a zero eps divides 0 by
+# 0 where a gradient is 0). lr_decay and momentum_decay are used in double only. b0 is
+# squared into AdaGrad-Norm's float64 b^2, which must be finite and > 0.
+_ROUNDED = frozenset({"lr", "momentum", "dampening", "weight_decay", "eps", "alpha", "rho", "beta1", "beta2",
+                      "initial_accumulator_value"})
+_POSITIVE = frozenset({"eps"})
+_SQUARED = frozenset({"b0"})
+
+
+def _check_dtype(hp: tuple, dtype, where: str = "", names=None) -> None:
+    """Raise ValueError naming the first hyper-parameter of ``hp`` that ``dtype`` cannot run.
+
+    ``names``: how errors name fields (default: the field name, in ``where``'s group).
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 and not any(f in _SQUARED for f in hp._fields):
+        return  # Python floats are float64: already finite (and eps > 0)
+    n = _namer(where)
+    for field, v in zip(hp._fields, hp):
+        if isinstance(v, bool) or not isinstance(v, float):
+            continue
+        name = (names or {}).get(field) or n(field)
+        if field in _ROUNDED:
+            with np.errstate(over="ignore", under="ignore"):
+                r = float(dtype.type(v))
+            if not np.isfinite(r):
+                raise ValueError(f"{name}: {v!r} is not finite in {dtype.name} (the arrays' dtype)")
+            if field in _POSITIVE and not r > 0:
+                raise ValueError(f"{name}: {v!r} rounds to 0 in {dtype.name} (the arrays' dtype); "
+                                 f"the smallest usable value is {float(np.nextafter(dtype.type(0), dtype.type(1)))!r}")
+        elif field in _SQUARED and not (np.isfinite(v * v) and v * v > 0):
+            raise ValueError(f"{name}: {v!r} squared is not a finite positive float64 (b^2 starts at b0^2)")
+
+
+def _check_params_dtype(hp: tuple, params) -> None:
+    if params and hasattr(params[0], "dtype"):
+        _check_dtype(hp, params[0].dtype)
+
+
+def _native(mod, rule: str, args: tuple, dev):
+    """``mod.<rule>_(*args)``, or with ``dev = (counters, lr_buffer)`` its capturable variant."""
+    if dev is None:
+        return getattr(mod, rule + "_")(*args)
+    return getattr(mod, rule + "_capturable")(*args, *dev)
+
+
 # ---- SGD ---------------------------------------------------------------------------
+
+class SGDHyper(NamedTuple):
+    lr: float
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
+    maximize: bool
+    textbook: bool
+
 
 def _check_sgd(where, lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form="pytorch"):
     n = _namer(where)
@@ -90,13 +151,12 @@ def _check_sgd(where, lr, momentum, dampening, weight_decay, nesterov, maximize,
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError(f"{n('nesterov')}: Nesterov momentum requires momentum > 0 and dampening = 0 "
                          f"(got momentum={momentum}, dampening={dampening})")
-    return lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form == "textbook"
+    return SGDHyper(lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form == "textbook")
 
 
-def _sgd_call(mod, params, grads, bufs, hp, first):
-    lr, momentum, dampening, wd, nesterov, maximize, textbook = hp
-    mod.sgd_(params, grads, bufs if momentum != 0 else None, lr, momentum, dampening, wd, nesterov, maximize,
-             first, textbook)
+def _sgd_call(mod, params, grads, bufs, hp: SGDHyper, step, dev=None):
+    """``step``: the momentum buffers' step count (1: they start from this gradient)."""
+    _native(mod, "sgd", (params, grads, bufs if hp.momentum != 0 else None, *hp, step), dev)
 
 
 def sgd_(params, grads, momentum_buffers=None, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -117,26 +177,35 @@ def sgd_(params, grads, momentum_buffers=None, *, lr=1e-3, momentum=0.0, dampeni
     """
     mod, params, grads, st = _lists(params, grads, momentum_buffers=momentum_buffers)
     hp = _check_sgd("", lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form)
+    _check_params_dtype(hp, params)
     first = _flag("first", first)
-    if hp[1] != 0 and st["momentum_buffers"] is None:
+    if hp.momentum != 0 and st["momentum_buffers"] is None:
         raise ValueError("momentum_buffers: required when momentum != 0")
-    _sgd_call(mod, params, grads, st["momentum_buffers"], hp, first)
+    _sgd_call(mod, params, grads, st["momentum_buffers"], hp, 1 if first else 2)
 
 
 # ---- Adagrad ------------------------------------------------------------------------
 
+class AdagradHyper(NamedTuple):
+    lr: float
+    lr_decay: float
+    weight_decay: float
+    eps: float
+    maximize: bool
+    initial_accumulator_value: float = 0.0
+
+
 def _check_adagrad(where, lr, lr_decay, weight_decay, eps, maximize, initial_accumulator_value=0.0):
     n = _namer(where)
-    return (nonnegative(n("lr"), lr), nonnegative(n("lr_decay"), lr_decay),
-            nonnegative(n("weight_decay"), weight_decay), positive(n("eps"), eps),
-            _flag(n("maximize"), maximize),
-            nonnegative(n("initial_accumulator_value"), initial_accumulator_value))
+    return AdagradHyper(nonnegative(n("lr"), lr), nonnegative(n("lr_decay"), lr_decay),
+                        nonnegative(n("weight_decay"), weight_decay), positive(n("eps"), eps),
+                        _flag(n("maximize"), maximize),
+                        nonnegative(n("initial_accumulator_value"), initial_accumulator_value))
 
 
-def _adagrad_call(mod, params, grads, sums, hp, step):
-    lr, lr_decay, wd, eps, maximize, _ = hp
-    clr = lr / (1 + (step - 1) * lr_decay)
-    mod.adagrad_(params, grads, sums, clr, eps, wd, maximize)
+def _adagrad_call(mod, params, grads, sums, hp: AdagradHyper, step, dev=None):
+    _native(mod, "adagrad", (params, grads, sums, hp.lr, hp.lr_decay, hp.weight_decay, hp.eps, hp.maximize, step),
+            dev)
 
 
 def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
@@ -148,20 +217,27 @@ def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0
     """
     mod, params, grads, st = _lists(params, grads, sums=sums)
     hp = _check_adagrad("", lr, lr_decay, weight_decay, eps, maximize)
+    _check_params_dtype(hp, params)
     _adagrad_call(mod, params, grads, st["sums"], hp, _step_count(step))
 
 
 # ---- AdaGrad-Norm ------------------------------------------------------------------
 
+class AdagradNormHyper(NamedTuple):
+    lr: float
+    weight_decay: float
+    maximize: bool
+    b0: float = 1e-2
+
+
 def _check_adagrad_norm(where, lr, weight_decay, maximize, b0=1e-2):
     n = _namer(where)
-    return (nonnegative(n("lr"), lr), nonnegative(n("weight_decay"), weight_decay),
-            _flag(n("maximize"), maximize), positive(n("b0"), b0))
+    return AdagradNormHyper(nonnegative(n("lr"), lr), nonnegative(n("weight_decay"), weight_decay),
+                            _flag(n("maximize"), maximize), positive(n("b0"), b0))
 
 
-def _adagrad_norm_call(mod, params, grads, b_sq, hp):
-    lr, wd, maximize, _ = hp
-    mod.adagrad_norm_(params, grads, b_sq, lr, wd, maximize)
+def _adagrad_norm_call(mod, params, grads, b_sq, hp: AdagradNormHyper):
+    mod.adagrad_norm_(params, grads, b_sq, hp.lr, hp.weight_decay, hp.maximize)
 
 
 def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=False):
@@ -177,10 +253,22 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
     """
     mod, params, grads, _ = _lists(params, grads)
     hp = _check_adagrad_norm("", lr, weight_decay, maximize)
+    _check_params_dtype(hp, params)
     _adagrad_norm_call(mod, params, grads, b_sq, hp)
 
 
 # ---- RMSprop -----------------------------------------------------------------------
+
+class RMSpropHyper(NamedTuple):
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    nesterov: bool
+    maximize: bool
+    centered: bool
+
 
 def _check_rmsprop(where, lr, alpha, eps, weight_decay, momentum, maximize, nesterov=False, centered=False):
     n = _namer(where)
@@ -194,13 +282,13 @@ def _check_rmsprop(where, lr, alpha, eps, weight_decay, momentum, maximize, nest
     centered = _flag(n("centered"), centered)
     if nesterov and momentum <= 0:
         raise ValueError(f"{n('nesterov')}: Nesterov momentum requires momentum > 0, got momentum={momentum}")
-    return lr, alpha, eps, weight_decay, momentum, maximize, nesterov, centered
+    return RMSpropHyper(lr, alpha, eps, weight_decay, momentum, nesterov, maximize, centered)
 
 
-def _rmsprop_call(mod, params, grads, square_avgs, grad_avgs, bufs, hp):
-    lr, alpha, eps, wd, momentum, maximize, nesterov, centered = hp
-    mod.rmsprop_(params, grads, square_avgs, grad_avgs if centered else None, bufs if momentum > 0 else None,
-                 lr, alpha, eps, wd, momentum, nesterov, maximize)
+def _rmsprop_call(mod, params, grads, square_avgs, grad_avgs, bufs, hp: RMSpropHyper, dev=None):
+    _native(mod, "rmsprop", (params, grads, square_avgs, grad_avgs if hp.centered else None,
+                             bufs if hp.momentum > 0 else None, hp.lr, hp.alpha, hp.eps, hp.weight_decay,
+                             hp.momentum, hp.nesterov, hp.maximize), dev)
 
 
 def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, *, lr=1e-2, alpha=0.99,
@@ -208,7 +296,8 @@ def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, 
     """RMSprop, in place (torch.optim.RMSprop's update, plus Nesterov momentum).
 
     ``v <- alpha v + (1 - alpha) g'^2``; centered (``grad_avgs`` given):
-    ``a <- lerp(a, g', 1 - alpha)``, ``avg = sqrt(v - a^2) + eps``, else ``sqrt(v) + eps``.
+    ``a <- lerp(a, g', 1 - alpha)``, ``avg = sqrt(max(v - a^2, 0)) + eps`` (rounding can take
+    ``v - a^2`` below 0, where torch gives NaN), else ``sqrt(v) + eps``.
     Without momentum ``p <- p - lr g'/avg``; with momentum ``b <- momentum b + g'/avg``,
     ``p <- p - lr b``, or with ``nesterov`` ``p <- p - lr (g'/avg + momentum b)``
     (Goodfellow et al., Alg. 8.6, in the look-ahead form SGD's Nesterov also uses).
@@ -220,22 +309,30 @@ def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, 
     mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
                                     momentum_buffers=momentum_buffers)
     hp = _check_rmsprop("", lr, alpha, eps, weight_decay, momentum, maximize, nesterov, grad_avgs is not None)
-    if hp[4] > 0 and st["momentum_buffers"] is None:
+    _check_params_dtype(hp, params)
+    if hp.momentum > 0 and st["momentum_buffers"] is None:
         raise ValueError("momentum_buffers: required when momentum > 0")
     _rmsprop_call(mod, params, grads, st["square_avgs"], st["grad_avgs"], st["momentum_buffers"], hp)
 
 
 # ---- Adadelta -----------------------------------------------------------------------
 
+class AdadeltaHyper(NamedTuple):
+    lr: float
+    rho: float
+    eps: float
+    weight_decay: float
+    maximize: bool
+
+
 def _check_adadelta(where, lr, rho, eps, weight_decay, maximize):
     n = _namer(where)
-    return (nonnegative(n("lr"), lr), in_range(n("rho"), rho, 0.0, 1.0), positive(n("eps"), eps),
-            nonnegative(n("weight_decay"), weight_decay), _flag(n("maximize"), maximize))
+    return AdadeltaHyper(nonnegative(n("lr"), lr), in_range(n("rho"), rho, 0.0, 1.0), positive(n("eps"), eps),
+                         nonnegative(n("weight_decay"), weight_decay), _flag(n("maximize"), maximize))
 
 
-def _adadelta_call(mod, params, grads, square_avgs, acc_deltas, hp):
-    lr, rho, eps, wd, maximize = hp
-    mod.adadelta_(params, grads, square_avgs, acc_deltas, lr, rho, eps, wd, maximize)
+def _adadelta_call(mod, params, grads, square_avgs, acc_deltas, hp: AdadeltaHyper, dev=None):
+    _native(mod, "adadelta", (params, grads, square_avgs, acc_deltas, *hp), dev)
 
 
 def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
@@ -244,12 +341,24 @@ def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e
     ``d = sqrt(u + eps) / sqrt(v + eps) g'``, ``u <- rho u + (1 - rho) d^2``, ``p <- p - lr d``."""
     mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, acc_deltas=acc_deltas)
     hp = _check_adadelta("", lr, rho, eps, weight_decay, maximize)
+    _check_params_dtype(hp, params)
     _adadelta_call(mod, params, grads, st["square_avgs"], st["acc_deltas"], hp)
 
 
 # ---- Adam / AdamW -------------------------------------------------------------------
 
 _BETA_KEYWORDS = ("beta1", "beta2")  # the functional API's names for betas[0], betas[1]
+
+
+class AdamHyper(NamedTuple):
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    decoupled_weight_decay: bool
+    maximize: bool
+    amsgrad: bool
 
 
 def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
@@ -261,20 +370,17 @@ def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decouple
     except (TypeError, ValueError):
         raise ValueError(f"{n('betas')}: expected a pair (beta1, beta2), got {betas!r}") from None
     b1, b2 = beta_names or (n("betas") + "[0]", n("betas") + "[1]")
-    return (nonnegative(n("lr"), lr), in_range(b1, beta1, 0.0, 1.0, hi_open=True),
-            in_range(b2, beta2, 0.0, 1.0, hi_open=True), positive(n("eps"), eps),
-            nonnegative(n("weight_decay"), weight_decay), _flag(n("amsgrad"), amsgrad),
-            _flag(n("maximize"), maximize), _flag(n("decoupled_weight_decay"), decoupled_weight_decay))
+    return AdamHyper(nonnegative(n("lr"), lr), in_range(b1, beta1, 0.0, 1.0, hi_open=True),
+                     in_range(b2, beta2, 0.0, 1.0, hi_open=True), positive(n("eps"), eps),
+                     nonnegative(n("weight_decay"), weight_decay),
+                     _flag(n("decoupled_weight_decay"), decoupled_weight_decay), _flag(n("maximize"), maximize),
+                     _flag(n("amsgrad"), amsgrad))
 
 
-def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp, step):
-    lr, beta1, beta2, eps, wd, amsgrad, maximize, decoupled = hp
-    bc1 = 1 - beta1 ** step
-    bc2 = 1 - beta2 ** step
-    l2, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
-    # math.sqrt, not ** 0.5: correctly rounded everywhere, so the capturable step's device sqrt gives the same bits
-    mod.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None, lr / bc1, beta1,
-              beta2, eps, l2, decay, math.sqrt(bc2), maximize)
+def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp: AdamHyper, step, dev=None):
+    _native(mod, "adam", (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if hp.amsgrad else None,
+                          hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.decoupled_weight_decay,
+                          hp.maximize, step), dev)
 
 
 def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, beta1=0.9,
@@ -291,6 +397,7 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, l
                                     max_exp_avg_sqs=max_exp_avg_sqs)
     hp = _check_adam("", lr, (beta1, beta2), eps, weight_decay, max_exp_avg_sqs is not None, maximize,
                      decoupled_weight_decay, _BETA_KEYWORDS)
+    _check_params_dtype(hp, params)
     _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp,
                _step_count(step))
 
@@ -304,26 +411,28 @@ def adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, 
 
 # ---- NAdam -------------------------------------------------------------------------
 
+class NAdamHyper(NamedTuple):
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    momentum_decay: float
+    decoupled_weight_decay: bool
+    maximize: bool
+
+
 def _check_nadam(where, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay,
                  beta_names=None):
-    hp = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay, beta_names)
-    lr, beta1, beta2, eps, wd, _, maximize, decoupled = hp
-    return lr, beta1, beta2, eps, wd, nonnegative(_namer(where)("momentum_decay"), momentum_decay), maximize, \
-        decoupled
+    a = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay, beta_names)
+    return NAdamHyper(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay,
+                      nonnegative(_namer(where)("momentum_decay"), momentum_decay), a.decoupled_weight_decay,
+                      a.maximize)
 
 
-def _nadam_call(mod, params, grads, exp_avgs, exp_avg_sqs, hp, step, mu_product):
-    """One NAdam step; returns the new mu_product."""
-    lr, beta1, beta2, eps, wd, psi, maximize, decoupled = hp
-    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
-    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-    mu_product = mu_product * mu
-    c_grad = -lr * (1.0 - mu) / (1.0 - mu_product)
-    c_avg = -lr * mu_next / (1.0 - mu_product * mu_next)
-    l2, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
-    mod.nadam_(params, grads, exp_avgs, exp_avg_sqs, c_grad, c_avg, beta1, beta2, eps, l2, decay,
-               1 - beta2 ** step, maximize)
-    return mu_product
+def _nadam_call(mod, params, grads, exp_avgs, exp_avg_sqs, hp: NAdamHyper, step, mu_product, dev=None):
+    """One NAdam step; returns the new mu_product (None with device counters)."""
+    return _native(mod, "nadam", (params, grads, exp_avgs, exp_avg_sqs, *hp, step, mu_product), dev)
 
 
 def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product=1.0, lr=2e-3, beta1=0.9, beta2=0.999,
@@ -339,6 +448,7 @@ def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product=1.0, lr=2e-
     mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
     hp = _check_nadam("", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize,
                       decoupled_weight_decay, _BETA_KEYWORDS)
+    _check_params_dtype(hp, params)
     mu_product = _backend.in_range("mu_product", mu_product, 0.0, 1.0, lo_open=True)
     return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step),
                        mu_product)

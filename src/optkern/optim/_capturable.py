@@ -1,121 +1,21 @@
-"""Capturable steps: the step-dependent scalars computed on the GPU.
+"""Capturable mode: the step counters on the device, for steps a CUDA graph can capture.
 
-With ``capturable=True`` an optimizer keeps its step counter (and NAdam's
-``mu_product``) in float64 device arrays and, at every step, one tiny kernel
-advances the counter and writes the rule's step-dependent scalars into the
-run's ``hp`` buffer; then the ``optkern._cuda.<rule>_capturable`` call reads
-them from there (layouts in cuda/optim.cu). Both launches go to CuPy's current
-stream and nothing is copied or synchronized, so ``Optimizer.step`` can be
-captured in a CUDA graph and replayed.
-
-The kernels evaluate the host formulas of :mod:`optkern.functional` in the same
-order, compiled with ``--fmad=false`` so that every product and sum rounds
-exactly as Python's float arithmetic does. Only ``pow`` differs: CUDA's
-double ``pow`` (within 2 ulp) and the C library's (within 1 ulp) may disagree
-in the last bit, so Adam's and NAdam's bias corrections can differ from the
-plain step by an ulp of float64 (invisible after rounding to float32 in all
-but rare cases). SGD, Adagrad, RMSprop and Adadelta give the same bits.
+With ``capturable=True`` an optimizer keeps each run's step counter (and NAdam's
+``mu_product``) in a float64 device array, ``counters`` = [steps taken] or
+[steps taken, mu_product], and calls ``optkern._cuda.<rule>_capturable``: its
+kernel computes the step scalars on the device with the same ``Rule::at`` the
+host uses for a plain step (``rules/optim.hpp``) and advances the counters
+after the update. A device ``lr`` (a one-element float64 CuPy array) is read
+there too. Everything goes to CuPy's current stream, nothing is copied or
+synchronized, and the native call checks its arguments before it launches, so
+a refused step leaves the counters as they were.
 """
 from __future__ import annotations
 
 import numpy as np
 
-_SOURCE = r"""
-// One thread per launch: advance the device step counter and write hp.
-// Formulas and operation order follow optkern/functional.py (_*_call).
-// Each kernel saves the counters it advances after the rule's scalars in hp
-// (hp[n] = old step, hp[n + 1] = old mu_product) for `restore`.
-__device__ __forceinline__ double lr_of(const double* lr_dev, int use_dev, double lr) {
-  return use_dev ? lr_dev[0] : lr;
-}
-
-// hp = [lr, first]
-extern "C" __global__ void sgd_hp(double* hp, const double* lr_dev, int use_dev, double lr, double first) {
-  hp[0] = lr_of(lr_dev, use_dev, lr);
-  hp[1] = first;
-}
-
-// RMSprop, Adadelta: hp = [lr]
-extern "C" __global__ void lr_hp(double* step, double* hp, const double* lr_dev, int use_dev, double lr) {
-  hp[1] = step[0];
-  step[0] = step[0] + 1.0;
-  hp[0] = lr_of(lr_dev, use_dev, lr);
-}
-
-// hp = [clr], clr = lr / (1 + (t - 1) lr_decay)
-extern "C" __global__ void adagrad_hp(double* step, double* hp, const double* lr_dev, int use_dev, double lr,
-                                      double lr_decay) {
-  hp[1] = step[0];
-  const double t = step[0] + 1.0;
-  step[0] = t;
-  hp[0] = lr_of(lr_dev, use_dev, lr) / (1.0 + (t - 1.0) * lr_decay);
-}
-
-// hp = [step_size, bc2_sqrt, decay]
-extern "C" __global__ void adam_hp(double* step, double* hp, const double* lr_dev, int use_dev, double lr,
-                                   double beta1, double beta2, double wd, int decoupled) {
-  hp[3] = step[0];
-  const double t = step[0] + 1.0;
-  step[0] = t;
-  const double l = lr_of(lr_dev, use_dev, lr);
-  const double bc1 = 1.0 - pow(beta1, t);
-  const double bc2 = 1.0 - pow(beta2, t);
-  hp[0] = l / bc1;
-  hp[1] = sqrt(bc2);
-  hp[2] = decoupled ? 1.0 - l * wd : 1.0;
-}
-
-// hp = [c_grad, c_avg, bc2, decay]; mu_product <- mu_product * mu_t
-extern "C" __global__ void nadam_hp(double* step, double* mu_product, double* hp, const double* lr_dev,
-                                    int use_dev, double lr, double beta1, double beta2, double psi, double wd,
-                                    int decoupled) {
-  hp[4] = step[0];
-  hp[5] = mu_product[0];
-  const double t = step[0] + 1.0;
-  step[0] = t;
-  const double l = lr_of(lr_dev, use_dev, lr);
-  const double mu = beta1 * (1.0 - 0.5 * pow(0.96, t * psi));
-  const double mu_next = beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * psi));
-  const double prod = mu_product[0] * mu;
-  mu_product[0] = prod;
-  hp[0] = -l * (1.0 - mu) / (1.0 - prod);
-  hp[1] = -l * mu_next / (1.0 - prod * mu_next);
-  hp[2] = 1.0 - pow(beta2, t);
-  hp[3] = decoupled ? 1.0 - l * wd : 1.0;
-}
-
-// Undo the counters' advance when the native step refused its arguments.
-extern "C" __global__ void restore(double* step, double* mu_product, const double* saved, int has_mu) {
-  step[0] = saved[0];
-  if (has_mu) mu_product[0] = saved[1];
-}
-"""
-
-#: Length of the hp layout of each native rule (cuda/optim.cu); the buffers hold the saved
-#: counters after it (one more slot: the step; NAdam two: step and mu_product).
-HP_SIZE = {"sgd": 2, "adagrad": 1, "rmsprop": 1, "adadelta": 1, "adam": 3, "nadam": 4}
-_SAVED = {"sgd": 0, "adagrad": 1, "rmsprop": 1, "adadelta": 1, "adam": 1, "nadam": 2}
-
-_kernels: dict = {}  # (device id, name) -> cupy RawKernel
-
-
-def _kernel(name: str, device_id: int):
-    """The compiled kernel ``name`` for one device (compiled once per process and device)."""
-    key = (device_id, name)
-    k = _kernels.get(key)
-    if k is None:
-        import cupy
-
-        with cupy.cuda.Device(device_id):
-            module = cupy.RawModule(code=_SOURCE, options=("--fmad=false",))
-            k = module.get_function(name)
-            _kernels[key] = k
-    return k
-
-
-def _launch(name: str, device_id: int, args: tuple) -> None:
-    """One thread on CuPy's current stream; the caller made ``device_id`` the current device."""
-    _kernel(name, device_id)((1,), (1,), args)
+from .. import _backend
+from ._run import _Run
 
 
 def is_capturing(like) -> bool:
@@ -128,93 +28,84 @@ def is_capturing(like) -> bool:
         return bool(f()) if f is not None else False
 
 
-def device_scalar(like, value: float):
-    """A 0-d float64 array holding ``value`` on ``like``'s device (a step counter, mu_product)."""
+def counters(like, values):
+    """A float64 array holding ``values`` on ``like``'s device."""
     import cupy
 
     with cupy.cuda.Device(like.device.id):
-        return cupy.full((), float(value), dtype=np.float64)
+        return cupy.array(np.asarray(values, dtype=np.float64), dtype=np.float64)
 
 
-def hp_buffer(like, rule: str):
-    import cupy
-
-    with cupy.cuda.Device(like.device.id):
-        return cupy.zeros(HP_SIZE[rule] + _SAVED[rule], dtype=np.float64)
+def scalar_view(buf, i: int):
+    """Element ``i`` of ``buf`` as a live 0-d array (the state dict's ``step``, ``mu_product``)."""
+    return buf[i:i + 1].reshape(())
 
 
-def restore(dev: dict, rule: str) -> None:
-    """Put back the counters that the last hp kernel advanced (its native step raised)."""
-    if "step" not in dev:
-        return
-    h = dev["hp"]
-    mu = dev.get("mu_product")
-    _launch("restore", h.device.id, (dev["step"], h if mu is None else mu, h[HP_SIZE[rule]:],
-                                     np.int32(mu is not None)))
+class CapturableMixin:
+    """Optimizer's capturable mode (uses ``_has_step``, ``_capturable`` and the subclass hooks)."""
 
+    #: Whether this optimizer has a ``<rule>_capturable`` native variant.
+    _capturable = False
 
-def _native_hp(h, rule: str):
-    """The part of the hp buffer the native step reads (the rest saves counters for ``restore``)."""
-    return h[:HP_SIZE[rule]]
+    def _counter_values(self, run: _Run) -> list:
+        """The host values of a run's device counters: [steps taken] (NAdam adds mu_product)."""
+        return [run.step]
 
+    def _counters_to_host(self, run: _Run, values) -> None:
+        """Leaving capturable mode: the device counters (fetched, a synchronization) into the run."""
+        run.step = int(values[0])
 
-def _lr_args(hp_buf, lr: float, lr_dev):
-    """(lr_dev pointer, use_dev flag, host lr) as the kernels take them."""
-    if lr_dev is None:
-        return hp_buf, np.int32(0), np.float64(lr)  # the pointer is never read
-    return lr_dev, np.int32(1), np.float64(0.0)
+    def _new_dev(self, run: _Run) -> dict:
+        """A run's device buffers; SGD (no step count) keeps none."""
+        if not self._has_step:
+            return {"counters": None}
+        buf = counters(run.params[0], self._counter_values(run))
+        return {"counters": buf, "step": scalar_view(buf, 0)}
 
+    def _checked(self, group: dict, where: str):
+        """(hp, capturable flag, device lr or None) of a group, validated.
 
-# ---- one capturable step per rule (hp tuples as functional._check_* return them) ---------
+        A CuPy ``lr`` (capturable mode only) is read on the device; the host checks see 0.0.
+        """
+        n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
+        cap = False
+        if self._capturable:
+            cap = group.get("capturable", False)
+            if not isinstance(cap, (bool, np.bool_)):
+                raise TypeError(f"{n('capturable')}: expected a bool, got {type(cap).__name__}")
+            cap = bool(cap)
+        lr_dev = group.get("lr")
+        if not _backend.is_cupy(lr_dev):
+            return self._check_group(group, where), cap, None
+        if not cap:
+            raise TypeError(f"{n('lr')}: a CuPy array is read on the device only in capturable mode "
+                            "(capturable=True); pass a float otherwise")
+        if lr_dev.dtype != np.float64 or lr_dev.size != 1:
+            raise TypeError(f"{n('lr')}: expected a float64 CuPy array of one element, got "
+                            f"{lr_dev.dtype} with {lr_dev.size} elements")
+        return self._check_group({**group, "lr": 0.0}, where), cap, lr_dev
 
-def sgd(mod, params, grads, bufs, hp, first, dev, lr_dev=None):
-    lr, momentum, dampening, wd, nesterov, maximize, textbook = hp
-    h = dev["hp"]
-    _launch("sgd_hp", h.device.id, (h, *_lr_args(h, lr, lr_dev), np.float64(1.0 if first else 0.0)))
-    mod.sgd_capturable(params, grads, bufs if momentum != 0 else None, 0.0, momentum, dampening, wd, nesterov,
-                       maximize, False, textbook, _native_hp(h, "sgd"))
+    def _check_capturable_arrays(self, flag: str, p, lr_dev, where: str) -> None:
+        """Capturable mode needs CuPy parameters (and a device lr on their device)."""
+        if not _backend.is_cupy(p):
+            raise ValueError(f"{flag}: needs CuPy arrays (the parameters are NumPy arrays); "
+                             "capturable=True is for CUDA graphs")
+        if lr_dev is not None and lr_dev.device.id != p.device.id:
+            name = f"{where}['lr']" if where else "lr"
+            raise ValueError(f"{name}: is on device {lr_dev.device.id} but the parameters are on device "
+                             f"{p.device.id}")
 
+    def _step_capturable(self, run: _Run, grads: list, hp, lr_dev) -> None:
+        if run.dev is None or any(name not in run.state for name in self._needed(hp)):
+            if is_capturing(run.params[0]):
+                raise RuntimeError("capturable: this step would create optimizer state while the stream is "
+                                   "capturing a graph; take one eager step before capturing")
+            self._ensure_state(run, hp)
+            if run.dev is None:
+                run.dev = self._new_dev(run)
+        self._update(run, grads, hp, self._host_step(run), (run.dev["counters"], lr_dev))
 
-def adagrad(mod, params, grads, sums, hp, dev, lr_dev=None):
-    lr, lr_decay, wd, eps, maximize, _ = hp
-    h = dev["hp"]
-    _launch("adagrad_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev), np.float64(lr_decay)))
-    mod.adagrad_capturable(params, grads, sums, 0.0, eps, wd, maximize, _native_hp(h, "adagrad"))
-
-
-def rmsprop(mod, params, grads, square_avgs, grad_avgs, bufs, hp, dev, lr_dev=None):
-    lr, alpha, eps, wd, momentum, maximize, nesterov, centered = hp
-    h = dev["hp"]
-    _launch("lr_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev)))
-    mod.rmsprop_capturable(params, grads, square_avgs, grad_avgs if centered else None,
-                           bufs if momentum > 0 else None, 0.0, alpha, eps, wd, momentum, nesterov, maximize,
-                           _native_hp(h, "rmsprop"))
-
-
-def adadelta(mod, params, grads, square_avgs, acc_deltas, hp, dev, lr_dev=None):
-    lr, rho, eps, wd, maximize = hp
-    h = dev["hp"]
-    _launch("lr_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev)))
-    mod.adadelta_capturable(params, grads, square_avgs, acc_deltas, 0.0, rho, eps, wd, maximize,
-                            _native_hp(h, "adadelta"))
-
-
-def adam(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp, dev, lr_dev=None):
-    lr, beta1, beta2, eps, wd, amsgrad, maximize, decoupled = hp
-    h = dev["hp"]
-    _launch("adam_hp", h.device.id, (dev["step"], h, *_lr_args(h, lr, lr_dev), np.float64(beta1),
-                                     np.float64(beta2), np.float64(wd), np.int32(decoupled)))
-    l2 = 0.0 if decoupled else wd
-    mod.adam_capturable(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None, 0.0, beta1,
-                        beta2, eps, l2, 1.0, 1.0, maximize, _native_hp(h, "adam"))
-
-
-def nadam(mod, params, grads, exp_avgs, exp_avg_sqs, hp, dev, lr_dev=None):
-    lr, beta1, beta2, eps, wd, psi, maximize, decoupled = hp
-    h = dev["hp"]
-    _launch("nadam_hp", h.device.id, (dev["step"], dev["mu_product"], h, *_lr_args(h, lr, lr_dev),
-                                      np.float64(beta1), np.float64(beta2), np.float64(psi), np.float64(wd),
-                                      np.int32(decoupled)))
-    l2 = 0.0 if decoupled else wd
-    mod.nadam_capturable(params, grads, exp_avgs, exp_avg_sqs, 0.0, 0.0, beta1, beta2, eps, l2, 1.0, 1.0,
-                         maximize, _native_hp(h, "nadam"))
+    def _leave_capturable(self, run: _Run) -> None:
+        if run.dev["counters"] is not None:
+            self._counters_to_host(run, run.dev["counters"].get())
+        run.dev = None

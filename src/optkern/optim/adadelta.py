@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -16,7 +15,7 @@ class Adadelta(Optimizer):
     """
 
     _state_names = ("square_avg", "acc_delta")
-    _capturable_rule = "adadelta"
+    _capturable = True
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False, capturable=False):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
@@ -25,9 +24,5 @@ class Adadelta(Optimizer):
     def _check(self, g, where):
         return F._check_adadelta(where, g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"])
 
-    def _update(self, run, grads, hp, t):
-        F._adadelta_call(run.mod, run.params, grads, run.state["square_avg"], run.state["acc_delta"], hp)
-
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        _capturable.adadelta(run.mod, run.params, grads, run.state["square_avg"], run.state["acc_delta"], hp,
-                             run.dev, lr_dev)
+    def _update(self, run, grads, hp, t, dev=None):
+        F._adadelta_call(run.mod, run.params, grads, run.state["square_avg"], run.state["acc_delta"], hp, dev)

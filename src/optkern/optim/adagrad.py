@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import _backend
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -21,7 +20,7 @@ class Adagrad(Optimizer):
     """
 
     _state_names = ("sum",)
-    _capturable_rule = "adagrad"
+    _capturable = True
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
                  eps=1e-10, *, maximize=False, capturable=False):
@@ -34,13 +33,10 @@ class Adagrad(Optimizer):
                                 g["initial_accumulator_value"])
 
     def _new_state(self, name, p, hp):
-        return _backend.array_module(p).full_like(p, hp[5])
+        return _backend.array_module(p).full_like(p, hp.initial_accumulator_value)
 
-    def _update(self, run, grads, hp, t):
-        F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t)
-
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        _capturable.adagrad(run.mod, run.params, grads, run.state["sum"], hp, run.dev, lr_dev)
+    def _update(self, run, grads, hp, t, dev=None):
+        F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t, dev)
 
 
 class AdagradNorm(Optimizer):
@@ -61,18 +57,18 @@ class AdagradNorm(Optimizer):
         return F._check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
 
     def _new_extra(self, run, hp):
-        return {"b_sq": _backend.scalar_buffer(run.params[0], hp[3] ** 2)}
+        return {"b_sq": _backend.scalar_buffer(run.params[0], hp.b0 * hp.b0)}
 
     #: Sharded (ZeRO) training sets this to ``f(params, grads) -> float``: the group's ``||g'||^2``
     #: summed over every rank's slice (``optkern.distributed.ShardedOptimizer``). The step then
     #: adds that to ``b^2`` and takes the kernel's SGD step with ``lr / b``.
     global_sq_norm = None
 
-    def _update(self, run, grads, hp, t):
+    def _update(self, run, grads, hp, t, dev=None):
         if self.global_sq_norm is None:
             F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
             return
-        lr, wd, maximize, _ = hp
+        lr, wd, maximize = hp.lr, hp.weight_decay, hp.maximize
         b_sq = run.extra["b_sq"]
         b_sq += self.global_sq_norm(run.params, grads)
         b2 = float(b_sq[0])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -19,7 +18,7 @@ class Adam(Optimizer):
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _capturable_rule = "adam"
+    _capturable = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False, capturable=False):
@@ -32,16 +31,12 @@ class Adam(Optimizer):
                              g["maximize"], g["decoupled_weight_decay"])
 
     def _needed(self, hp):
-        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if hp[5] else ("exp_avg", "exp_avg_sq")
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if hp.amsgrad else ("exp_avg", "exp_avg_sq")
 
-    def _update(self, run, grads, hp, t):
+    def _update(self, run, grads, hp, t, dev=None):
         s = run.state
-        F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t)
-
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        s = run.state
-        _capturable.adam(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp,
-                         run.dev, lr_dev)
+        F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t,
+                     dev)
 
 
 class AdamW(Adam):

@@ -23,7 +23,7 @@ class NAdam(Optimizer):
 
     _state_names = ("exp_avg", "exp_avg_sq")
     _scalar_names = ("mu_product",)
-    _capturable_rule = "nadam"
+    _capturable = True
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
                  decoupled_weight_decay=False, *, maximize=False, capturable=False):
@@ -38,23 +38,24 @@ class NAdam(Optimizer):
     def _new_extra(self, run, hp):
         return {"mu_product": 1.0}
 
-    def _update(self, run, grads, hp, t):
+    def _update(self, run, grads, hp, t, dev=None):
         s = run.state
-        run.extra["mu_product"] = F._nadam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, t,
-                                                run.extra["mu_product"])
+        mu_product = F._nadam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, t,
+                                   run.extra["mu_product"], dev)
+        if dev is None:
+            run.extra["mu_product"] = mu_product
 
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        s = run.state
-        _capturable.nadam(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, run.dev, lr_dev)
+    def _counter_values(self, run):
+        return [run.step, run.extra.get("mu_product", 1.0)]
+
+    def _counters_to_host(self, run, values):
+        super()._counters_to_host(run, values)
+        run.extra["mu_product"] = float(values[1])
 
     def _new_dev(self, run):
         dev = super()._new_dev(run)
-        dev["mu_product"] = _capturable.device_scalar(run.params[0], run.extra.get("mu_product", 1.0))
+        dev["mu_product"] = _capturable.scalar_view(dev["counters"], 1)
         return dev
-
-    def _dev_to_host(self, run):
-        super()._dev_to_host(run)
-        run.extra["mu_product"] = float(run.dev["mu_product"].get())
 
     def _extra_to_state(self, run):
         if run.dev is not None:  # capturable: the live device scalar

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -10,7 +9,8 @@ class RMSprop(Optimizer):
     """RMSprop, torch.optim.RMSprop's semantics and defaults, plus ``nesterov``.
 
     ``v <- alpha v + (1 - alpha) g'^2``; centered: ``a <- lerp(a, g', 1 - alpha)``,
-    ``avg = sqrt(v - a^2) + eps`` (else ``sqrt(v) + eps``); ``p <- p - lr g'/avg``, or with
+    ``avg = sqrt(max(v - a^2, 0)) + eps`` (clamped: rounding can take ``v - a^2`` below 0, where
+    torch gives NaN; else ``sqrt(v) + eps``); ``p <- p - lr g'/avg``, or with
     momentum ``b <- momentum b + g'/avg``, ``p <- p - lr b``; ``nesterov=True`` (needs
     momentum > 0) steps ``p <- p - lr (g'/avg + momentum b)`` (Goodfellow et al., Alg. 8.6,
     look-ahead form). State: ``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``.
@@ -19,7 +19,7 @@ class RMSprop(Optimizer):
     """
 
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
-    _capturable_rule = "rmsprop"
+    _capturable = True
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
                  maximize=False, nesterov=False, capturable=False):
@@ -32,14 +32,10 @@ class RMSprop(Optimizer):
                                 g["maximize"], g["nesterov"], g["centered"])
 
     def _needed(self, hp):
-        return ("square_avg",) + (("momentum_buffer",) if hp[4] > 0 else ()) + (("grad_avg",) if hp[7] else ())
+        return ("square_avg",) + (("momentum_buffer",) if hp.momentum > 0 else ()) + \
+            (("grad_avg",) if hp.centered else ())
 
-    def _update(self, run, grads, hp, t):
+    def _update(self, run, grads, hp, t, dev=None):
         s = run.state
         F._rmsprop_call(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"),
-                        hp)
-
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        s = run.state
-        _capturable.rmsprop(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"),
-                            s.get("momentum_buffer"), hp, run.dev, lr_dev)
+                        hp, dev)

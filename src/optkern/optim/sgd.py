@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from .. import functional as F
-from . import _capturable
 from .optimizer import Optimizer
 
 
@@ -19,7 +18,7 @@ class SGD(Optimizer):
 
     _state_names = ("momentum_buffer",)
     _has_step = False
-    _capturable_rule = "sgd"
+    _capturable = True
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False, momentum_form="pytorch", capturable=False):
@@ -32,13 +31,12 @@ class SGD(Optimizer):
                             g["maximize"], g["momentum_form"])
 
     def _needed(self, hp):
-        return ("momentum_buffer",) if hp[1] != 0 else ()
+        return ("momentum_buffer",) if hp.momentum != 0 else ()
 
-    def _update(self, run, grads, hp, t):
-        first = "momentum_buffer" in run.fresh
-        F._sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, first)
+    def _host_step(self, run):
+        # the buffers' step: 1 starts them from the gradient (baked into a captured step, which
+        # has no device counter: capture after the buffers' first step)
+        return 1 if "momentum_buffer" in run.fresh else max(run.step + 1, 2)
 
-    def _update_capturable(self, run, grads, hp, lr_dev):
-        # `first` is baked into a captured step: capture after the buffers' first step
-        _capturable.sgd(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp,
-                        "momentum_buffer" in run.fresh, run.dev, lr_dev)
+    def _update(self, run, grads, hp, t, dev=None):
+        F._sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, t, dev)

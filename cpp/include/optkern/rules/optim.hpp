@@ -1,13 +1,22 @@
-// Per-element optimizer update rules: the single source of the math, used by
-// the OpenMP loops (cpp/optim.cpp) and the CUDA kernels (cuda/optim.cu).
+// Per-element optimizer update rules and their step scalars: the single
+// source of the math, used by the OpenMP loops (cpp/optim.cpp) and the CUDA
+// kernels (cuda/optim.cu).
 //
-// A rule is a small struct of scalars computed once per step on the host
-// (bias corrections, schedule values) with
+// Each rule is a small struct of scalars with
+//     using Hyper = ...;                         // its hyper-parameters, in double
 //     static constexpr int kState;               // state arrays it reads/writes
+//     static OK_HD Rule at(const Hyper&, const Counters&);
 //     OK_HD void operator()(T& p, T g, T* s) const;
-// where s[0..kState) are the element's state values (loaded before, stored
-// after the call). Formulas and operation order follow torch.optim's
-// single-tensor implementations so results agree to rounding.
+// `at` is the ONE place that computes the step-dependent scalars (bias
+// corrections, NAdam's momentum schedule, Adagrad's decayed lr, SGD's first
+// step, decoupled decay) from the hyper-parameters and the step count, in
+// double: the host calls it for a plain step, a capturable CUDA kernel calls
+// it on the device from a device step counter. s[0..kState) are the element's
+// state values (loaded before, stored after the call). Formulas and operation
+// order follow torch.optim's single-tensor implementations, and like torch
+// every scalar derived from hyper-parameters (1 - beta, 1 - alpha, bias
+// corrections, step sizes...) is computed in double and rounded once to the
+// storage type T, so float32 results agree with torch's to rounding.
 #pragma once
 #include <cmath>
 
@@ -18,9 +27,30 @@ namespace rules {
 
 #if defined(__CUDACC__)
 template <class T> OK_HD T ok_sqrt(T x) { return sqrt(x); }
+OK_HD double ok_pow(double x, double y) { return pow(x, y); }
 #else
 template <class T> OK_HD T ok_sqrt(T x) { return std::sqrt(x); }
+OK_HD double ok_pow(double x, double y) { return std::pow(x, y); }
 #endif
+
+// a * b rounded on its own: nvcc would fuse it with a following add, and the
+// step scalars must come out of the device with the host's bits.
+#if defined(__CUDA_ARCH__)
+OK_HD double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+#else
+OK_HD double mul_rn(double a, double b) { return a * b; }
+#endif
+
+// What a step's scalars depend on besides the hyper-parameters: the step
+// count t (from 1, this step included) and, for NAdam, the product of the
+// momentum schedule up to step t - 1 (1.0 before the first step).
+struct Counters {
+  double t;
+  double mu_product = 1.0;
+};
+
+// 1 - lr wd: AdamW's decoupled decay factor (1 when the decay is L2).
+OK_HD double decoupled_decay(double lr, double wd, bool decoupled) { return decoupled ? 1.0 - mul_rn(lr, wd) : 1.0; }
 
 // The gradient as a rule sees it: negated to maximize, L2 decay folded in.
 // Rules keep bool flags out of per-element selects (a multiplier by -1 is
@@ -43,20 +73,31 @@ template <class T> OK_HD T lerp(T a, T b, T w) {
 // d = g + mu b (Nesterov) or b, p <- p - lr d.
 // Textbook form (Goodfellow 8.2/8.3): v <- mu v - lr g, p <- p + v
 // (Nesterov: p <- p + mu v - lr g); differs once lr changes between steps.
+// t counts the steps of the momentum buffers: t = 1 initialises them.
+struct SgdHyper {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, maximize, textbook;
+};
 template <class T, bool Momentum> struct Sgd {
+  using Hyper = SgdHyper;
   static constexpr int kState = Momentum ? 1 : 0;  // momentum_buffer
-  T lr, momentum, dampening, weight_decay;
+  T lr, momentum, one_minus_dampening, lr_one_minus_dampening, weight_decay;
   bool nesterov, maximize, first, textbook;
+  static OK_HD Sgd at(const Hyper& h, const Counters& c) {
+    return {T(h.lr),           T(h.momentum), T(1.0 - h.dampening), T(mul_rn(h.lr, 1.0 - h.dampening)),
+            T(h.weight_decay), h.nesterov,    h.maximize,           c.t <= 1.0,
+            h.textbook};
+  }
   OK_HD void operator()(T& p, T g, T* s) const {
     T d = effective_grad(p, g, weight_decay, maximize);
     if constexpr (Momentum) {
       if (textbook) {
-        const T v = first ? -lr * d : momentum * s[0] - lr * (T(1) - dampening) * d;
+        const T v = first ? -lr * d : momentum * s[0] - lr_one_minus_dampening * d;
         s[0] = v;
         p = nesterov ? p + (momentum * v - lr * d) : p + v;
         return;
       }
-      const T b = first ? d : momentum * s[0] + (T(1) - dampening) * d;
+      const T b = first ? d : momentum * s[0] + one_minus_dampening * d;
       s[0] = b;
       d = nesterov ? d + momentum * b : b;
     }
@@ -65,33 +106,64 @@ template <class T, bool Momentum> struct Sgd {
 };
 
 // Adagrad: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps),
-// clr = lr / (1 + (t - 1) lr_decay) computed on the host.
+// clr = lr / (1 + (t - 1) lr_decay).
+struct AdagradHyper {
+  double lr, lr_decay, weight_decay, eps;
+  bool maximize;
+};
 template <class T> struct Adagrad {
+  using Hyper = AdagradHyper;
   static constexpr int kState = 1;  // sum
   T clr, eps, weight_decay;
   bool maximize;
+  static OK_HD Adagrad at(const Hyper& h, const Counters& c) {
+    return {T(h.lr / (1.0 + mul_rn(c.t - 1.0, h.lr_decay))), T(h.eps), T(h.weight_decay), h.maximize};
+  }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
     s[0] = s[0] + g * g;
-    p = p + (-clr) * (g / (ok_sqrt(s[0]) + eps));
+    p = p + ((-clr) * g) / (ok_sqrt(s[0]) + eps);  // torch's addcdiv: (value t1) / t2
   }
 };
 
+// AdaGrad-Norm (Ward, Wu & Bottou 2019): once b^2 holds this step's squared
+// gradient norm, a plain SGD step with lr / b. b^2 = 0 means every gradient
+// so far was zero: no step (not 0 / 0).
+struct AdagradNormHyper {
+  double lr, weight_decay;
+  bool maximize;
+};
+template <class T> OK_HD Sgd<T, false> adagrad_norm_at(const AdagradNormHyper& h, double b_sq) {
+  const double rate = b_sq > 0.0 ? h.lr / ok_sqrt(b_sq) : 0.0;
+  return Sgd<T, false>::at({rate, 0.0, 0.0, h.weight_decay, false, h.maximize, false}, {2.0});
+}
+
 // RMSprop: v <- a v + (1 - a) g^2; centered subtracts the squared running
-// mean of g; with momentum b <- mu b + g / avg, p <- p - lr b; Nesterov
-// (Goodfellow Alg. 8.6, evaluated at the look-ahead point the parameters
-// hold) uses p <- p - lr (g / avg + mu b).
-template <class T, bool Centered, bool Momentum> struct RMSprop {
-  static constexpr int kState = 1 + Centered + Momentum;  // square_avg, grad_avg, momentum_buffer
-  T lr, alpha, eps, weight_decay, momentum;
+// mean of g (clamped at zero: v - a^2 can round below zero, and torch's NaN
+// there is no one's intent); with momentum b <- mu b + g / avg, p <- p - lr b;
+// Nesterov (Goodfellow Alg. 8.6, evaluated at the look-ahead point the
+// parameters hold) uses p <- p - lr (g / avg + mu b).
+struct RMSpropHyper {
+  double lr, alpha, eps, weight_decay, momentum;
   bool nesterov, maximize;
+};
+template <class T, bool Centered, bool Momentum> struct RMSprop {
+  using Hyper = RMSpropHyper;
+  static constexpr int kState = 1 + Centered + Momentum;  // square_avg, grad_avg, momentum_buffer
+  T lr, alpha, one_minus_alpha, eps, weight_decay, momentum;
+  bool nesterov, maximize;
+  static OK_HD RMSprop at(const Hyper& h, const Counters&) {
+    return {T(h.lr),       T(h.alpha),    T(1.0 - h.alpha), T(h.eps), T(h.weight_decay),
+            T(h.momentum), h.nesterov,    h.maximize};
+  }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] * alpha + (T(1) - alpha) * g * g;
+    s[0] = s[0] * alpha + one_minus_alpha * g * g;
     T avg;
     if constexpr (Centered) {
-      s[1] = lerp(s[1], g, T(1) - alpha);
-      avg = ok_sqrt(s[0] + (-T(1)) * s[1] * s[1]) + eps;
+      s[1] = lerp(s[1], g, one_minus_alpha);
+      const T var = s[0] + (-T(1)) * s[1] * s[1];
+      avg = ok_sqrt(var < T(0) ? T(0) : var) + eps;  // a NaN stays NaN
     } else {
       avg = ok_sqrt(s[0]) + eps;
     }
@@ -101,69 +173,119 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
       const T look_ahead = g / avg + momentum * b;
       p = p + (-lr) * (nesterov ? look_ahead : b);
     } else {
-      p = p + (-lr) * (g / avg);
+      p = p + ((-lr) * g) / avg;
     }
   }
 };
 
-// AdaGrad-Norm's step size lr / b with b^2 the accumulated squared gradient
-// norm. b^2 = 0 means every gradient so far was zero: no step (not 0 / 0).
-OK_HD double adagrad_norm_rate(double lr, double b_sq) { return b_sq > 0.0 ? lr / ok_sqrt(b_sq) : 0.0; }
-
 // Adadelta: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g,
 // u <- rho u + (1 - rho) d^2, p <- p - lr d.
-template <class T> struct Adadelta {
-  static constexpr int kState = 2;  // square_avg, acc_delta
-  T lr, rho, eps, weight_decay;
+struct AdadeltaHyper {
+  double lr, rho, eps, weight_decay;
   bool maximize;
+};
+template <class T> struct Adadelta {
+  using Hyper = AdadeltaHyper;
+  static constexpr int kState = 2;  // square_avg, acc_delta
+  T lr, rho, one_minus_rho, eps, weight_decay;
+  bool maximize;
+  static OK_HD Adadelta at(const Hyper& h, const Counters&) {
+    return {T(h.lr), T(h.rho), T(1.0 - h.rho), T(h.eps), T(h.weight_decay), h.maximize};
+  }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] * rho + (T(1) - rho) * g * g;
+    s[0] = s[0] * rho + one_minus_rho * g * g;
     const T d = ok_sqrt(s[1] + eps) / ok_sqrt(s[0] + eps) * g;
-    s[1] = s[1] * rho + (T(1) - rho) * d * d;
+    s[1] = s[1] * rho + one_minus_rho * d * d;
     p = p + (-lr) * d;
   }
 };
 
 // Adam / AdamW / AMSGrad: m <- lerp(m, g, 1 - b1), v <- b2 v + (1 - b2) g^2,
-// p <- p - (lr / bc1) m / (sqrt(v or vmax) / sqrt(bc2) + eps).
+// p <- p - (lr / bc1) m / (sqrt(v or vmax) / sqrt(bc2) + eps), bc_i = 1 - b_i^t.
 // Decoupled decay (AdamW) first scales p by decay = 1 - lr wd; L2 decay
 // (Adam) folds wd p into g instead.
+struct AdamHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled, maximize;
+};
 template <class T, bool Amsgrad> struct Adam {
+  using Hyper = AdamHyper;
   static constexpr int kState = Amsgrad ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
-  T step_size, beta1, beta2, eps, l2, decay, bc2_sqrt;
+  T step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt;
   bool maximize;
+  static OK_HD Adam at(const Hyper& h, const Counters& c) {
+    const double bc1 = 1.0 - ok_pow(h.beta1, c.t), bc2 = 1.0 - ok_pow(h.beta2, c.t);
+    return {T(h.lr / bc1),
+            T(1.0 - h.beta1),
+            T(h.beta2),
+            T(1.0 - h.beta2),
+            T(h.eps),
+            T(h.decoupled ? 0.0 : h.weight_decay),
+            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)),
+            T(ok_sqrt(bc2)),
+            h.maximize};
+  }
   OK_HD void operator()(T& p, T g, T* s) const {
     p = p * decay;
     g = effective_grad(p, g, l2, maximize);
-    s[0] = lerp(s[0], g, T(1) - beta1);
-    s[1] = s[1] * beta2 + (T(1) - beta2) * g * g;
+    s[0] = lerp(s[0], g, one_minus_beta1);
+    s[1] = s[1] * beta2 + one_minus_beta2 * g * g;
     T v = s[1];
     if constexpr (Amsgrad) {
       s[2] = s[2] > v ? s[2] : v;
       v = s[2];
     }
-    p = p + (-step_size) * (s[0] / (ok_sqrt(v) / bc2_sqrt + eps));
+    p = p + ((-step_size) * s[0]) / (ok_sqrt(v) / bc2_sqrt + eps);
   }
 };
 
-// NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule mu_t; c_grad and
-// c_avg are -lr (1 - mu_t) / (1 - prod mu) and -lr mu_{t+1} / (1 - prod mu')
-// from the host; denom = sqrt(v / bc2) + eps.
+// NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule
+// mu_t = b1 (1 - 0.96^(t psi) / 2), prod_t = mu_1 ... mu_t (mu_product, kept
+// by the caller in T's precision, as torch keeps it: `at` returns the new one);
+// p <- p - lr (1 - mu_t) / (1 - prod_t) g / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d,
+// d = sqrt(v / bc2) + eps.
+struct NAdamHyper {
+  double lr, beta1, beta2, eps, weight_decay, momentum_decay;
+  bool decoupled, maximize;
+};
 template <class T> struct NAdam {
+  using Hyper = NAdamHyper;
   static constexpr int kState = 2;  // exp_avg, exp_avg_sq
-  T c_grad, c_avg, beta1, beta2, eps, l2, decay, bc2;
+  T c_grad, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2;
   bool maximize;
+  double mu_product;  // prod_t, for the caller's counter
+  static OK_HD NAdam at(const Hyper& h, const Counters& c) {
+    const double mu = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, c.t * h.momentum_decay)));
+    const double mu_next = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, (c.t + 1.0) * h.momentum_decay)));
+    // rounded to T like torch's mu_product state (a float32 tensor); exact in double for T = double
+    const double prod = double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
+    return {T(-h.lr * (1.0 - mu) / (1.0 - prod)),
+            T(-h.lr * mu_next / (1.0 - mul_rn(prod, mu_next))),
+            T(1.0 - h.beta1),
+            T(h.beta2),
+            T(1.0 - h.beta2),
+            T(h.eps),
+            T(h.decoupled ? 0.0 : h.weight_decay),
+            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)),
+            T(1.0 - ok_pow(h.beta2, c.t)),
+            h.maximize,
+            prod};
+  }
   OK_HD void operator()(T& p, T g, T* s) const {
     p = p * decay;
     g = effective_grad(p, g, l2, maximize);
-    s[0] = lerp(s[0], g, T(1) - beta1);
-    s[1] = s[1] * beta2 + (T(1) - beta2) * g * g;
+    s[0] = lerp(s[0], g, one_minus_beta1);
+    s[1] = s[1] * beta2 + one_minus_beta2 * g * g;
     const T denom = ok_sqrt(s[1] / bc2) + eps;
-    p = p + c_grad * (g / denom);
-    p = p + c_avg * (s[0] / denom);
+    p = p + (c_grad * g) / denom;
+    p = p + (c_avg * s[0]) / denom;
   }
 };
+
+// The counters after a step that used `rule` at `c`.
+template <class Rule> OK_HD Counters advance(const Rule&, const Counters& c) { return {c.t, c.mu_product}; }
+template <class T> OK_HD Counters advance(const NAdam<T>& r, const Counters& c) { return {c.t, r.mu_product}; }
 
 // Gradient transforms used by clipping (state-free, write g in place).
 template <class T> struct Scale {

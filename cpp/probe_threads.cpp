@@ -1,5 +1,5 @@
-// Benchmark support: the in-place read-modify-write bandwidth probe that
-// bench/optim.py compares every step with, and the OpenMP thread count.
+// The in-place read-modify-write bandwidth probe that bench/optim.py compares
+// every optimizer step with, and the OpenMP thread count every kernel uses.
 #include <pybind11/pybind11.h>
 
 #include "multi_tensor.hpp"
@@ -68,7 +68,7 @@ void set_num_threads(int n) {
 
 }  // namespace
 
-void register_optim_bench(py::module_& m) {
+void register_probe_threads(py::module_& m) {
   m.def("probe_rmw_", &probe_rmw,
         "Bandwidth probe: written[k] += c * read[0] for every element (all arrays one flat size), moving the "
         "bytes of an in-place optimizer step with len(written) - 1 state arrays.",

@@ -1,0 +1,117 @@
+"""The checks of a step made of several native calls (param groups, mixed dtypes, capturable runs).
+
+Each native call checks its own arrays before it writes, but a later call's checks would come
+after an earlier call has written: such a step checks every param, state array and gradient
+first -- natively for NumPy steps (``precheck_step_``), in Python otherwise.
+"""
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from .. import _backend
+
+
+def _data_span(a):
+    """(first byte, one past the last byte) of an array's buffer (NumPy or CuPy)."""
+    ptr = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
+    return ptr, ptr + a.nbytes
+
+
+def _type_name(a) -> str:
+    """"list", "cupy.ndarray", ...: as the native checks name a wrong kind."""
+    t = type(a)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
+
+
+class PrecheckMixin:
+    """Optimizer's whole-step checks (uses ``_runs`` and ``_state_names``)."""
+
+    def _precheck(self, grads) -> None:
+        """Checks of every param, state array and gradient, for steps made of several native calls
+        (the native checks of a later call would come after an earlier call has written)."""
+        runs = [run for group_runs in self._runs for run in group_runs]
+        if all(run.mod is _backend.cpu for run in runs) and len(grads) == sum(len(r.params) for r in runs):
+            self._precheck_native(runs, grads)
+        else:
+            self._precheck_python(grads)
+
+    def _precheck_native(self, runs, grads) -> None:
+        """One native pass (``precheck_step_``) over all runs of a NumPy step."""
+        spec = []
+        for run in runs:
+            names = self._needed_any(run)
+            written = run.params + [a for name in names for a in run.state[name]]
+            key = (tuple(names), len(run.params))
+            cached = run._names
+            if cached is None or cached[0] != key:
+                wn = [f"params[{i}]" for i in run.index] + [f"state[{i}][{n!r}]" for n in names for i in run.index]
+                cached = (key, wn, [f"grads[{i}]" for i in run.index])
+                run._names = cached
+            g = run.grads(grads)
+            if any(type(a) is not np.ndarray for a in g):  # the Python checks name the wrong kind
+                return self._precheck_python(grads)
+            spec.append((run.params[0].dtype, written, cached[1], g, run.params, cached[2]))
+        _backend.cpu.precheck_step_(spec)
+
+    def _precheck_python(self, grads) -> None:
+        """The same checks in Python (CuPy steps, unusual inputs)."""
+        written = []
+        for group_runs in self._runs:
+            for run in group_runs:
+                self._check_run_arrays(run)
+                for name in self._needed_any(run):
+                    written += [_data_span(a) for a in run.state[name] if a.nbytes]
+                written += [_data_span(p) for p in run.params if p.nbytes]
+        written.sort()
+        los = [w[0] for w in written]
+        reach = []  # reach[k]: furthest end among the first k + 1 spans
+        for _, hi in written:
+            reach.append(max(hi, reach[-1]) if reach else hi)
+        for group_runs in self._runs:
+            for run in group_runs:
+                for i, p in zip(run.index, run.params):
+                    g = grads[i]
+                    name = f"grads[{i}]"
+                    if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
+                        kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
+                        raise TypeError(f"{name}: expected a {kind}, got {_type_name(g)}")
+                    if g.dtype != p.dtype:
+                        raise TypeError(f"{name}: expected {p.dtype}, got {g.dtype}")
+                    if _backend.is_cupy(g) and g.device.id != p.device.id:
+                        raise ValueError(f"{name}: is on device {g.device.id} but its parameter is on device "
+                                         f"{p.device.id}")
+                    if g.size != p.size:
+                        raise ValueError(f"{name}: expected {p.size} elements, got {g.size}")
+                    if g.shape != p.shape:
+                        raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
+                    if not g.flags.c_contiguous:
+                        raise ValueError(f"{name}: array must be C-contiguous")
+                    if not g.nbytes:
+                        continue
+                    lo, hi = _data_span(g)
+                    if lo % g.itemsize:
+                        raise ValueError(f"{name}: array data is misaligned")
+                    k = bisect.bisect_left(los, hi)  # written spans starting below hi
+                    if k and reach[k - 1] > lo:
+                        raise ValueError(f"{name} shares memory with a parameter or state array "
+                                         "(aliasing arrays cannot be updated in place)")
+
+    def _check_run_arrays(self, run: _Run) -> None:
+        """A run's params and state as its native call would check them, named by global index.
+
+        A param can turn read-only after construction, and state arrays are the user's too
+        (``state_dict`` hands out the live arrays).
+        """
+        dt = run.params[0].dtype
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"params[{run.index[0]}]: expected float32 or float64, got {dt}")
+        names = self._needed_any(run)
+        for k, (i, p) in enumerate(zip(run.index, run.params)):
+            _backend.check_written(p, dt, f"params[{i}]")
+            for name in names:
+                _backend.check_written(run.state[name][k], dt, f"state[{i}][{name!r}]")
+
+    def _needed_any(self, run: _Run):
+        return [n for n in self._state_names if n in run.state]

@@ -1,0 +1,178 @@
+"""PyTorch-format ``state_dict`` / ``load_state_dict`` of the optimizers."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from . import _state_checks
+from ._run import _Run
+
+
+class StateDictMixin:
+    """Optimizer's state dict (uses ``param_groups``, ``_runs`` and the subclass hooks)."""
+
+    def state_dict(self) -> dict:
+        """The optimizer state in PyTorch's format.
+
+        ``{"state": {index: {"step": int, <state name>: array, ...}}, "param_groups":
+        [{<hyper-parameters>, "params": [index, ...]}]}``, indices counting parameters across
+        groups in order. Arrays are the live state (not copies), as in PyTorch; only
+        parameters that have taken a step have an entry. State arrays are CuPy arrays for CuPy
+        parameters; in capturable mode ``step`` is the live 0-d float64 CuPy array that the
+        device increments (shared by the parameters of a group).
+        """
+        state = {}
+        for group_runs in self._runs:
+            for run in group_runs:
+                if run.step == 0:
+                    continue
+                scalars = self._extra_to_state(run)
+                for k, i in enumerate(run.index):
+                    entry = {"step": run.dev["step"] if run.dev is not None else run.step} if self._has_step else {}
+                    for name in self._state_names:
+                        if name in run.state:
+                            entry[name] = run.state[name][k]
+                    entry.update(scalars)
+                    if entry:
+                        state[i] = entry
+        groups = []
+        start = 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            d = {k: v for k, v in g.items() if k != "params"}
+            d["params"] = list(range(start, start + n))
+            start += n
+            groups.append(d)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """Load a state dict from :meth:`state_dict` (or a PyTorch optimizer of the same kind).
+
+        State arrays may be NumPy or CuPy arrays or CPU torch tensors; they are copied into
+        new arrays on the parameters' backend and device, in the parameters' dtype
+        (``step`` may be a number or a 0-d array of either kind). Hyper-parameters come from
+        the state dict except ``capturable``, which stays this optimizer's (it says how steps
+        run, not where training is). Everything is checked before anything changes (see
+        :mod:`optkern.optim._state_checks`): each state array has its parameter's shape, is
+        finite and obeys its sign (second moments, accumulators >= 0); steps are non-negative
+        integers; a parameter's entry holds all the state its hyper-parameters need; each group
+        has ``lr`` and the optimizer's core hyper-parameters; no unknown keys. ``strict=False``
+        ignores unknown keys, keeps this optimizer's value of a missing hyper-parameter and
+        reads an empty entry as "not stepped yet"; values are checked either way.
+        """
+        _state_checks.check_state_dict(self, state_dict, strict=strict)
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")
+        saved_groups = list(state_dict["param_groups"])
+        saved_state = state_dict["state"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict: has {len(saved_groups)} parameter groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        new_groups, new_runs = [], []
+        start = 0
+        for gi, (ours, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            where = f"state_dict['param_groups'][{gi}]"
+            ids = list(saved.get("params", []))
+            if len(ids) != len(ours["params"]):
+                raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has "
+                                 f"{len(ours['params'])}")
+            group = {**ours, **{k: v for k, v in saved.items() if k not in ("params", "capturable")},
+                     "params": ours["params"]}
+            hp, cap, lr_dev = self._checked(group, where)
+            if cap and ours["params"]:
+                self._check_capturable_arrays(f"param_groups[{gi}]['capturable']", ours["params"][0], lr_dev, where)
+            records = [self._parse_entry(saved_state, sid, p, hp) for sid, p in zip(ids, ours["params"])]
+            new_groups.append(group)
+            new_runs.append(self._make_runs(range(start, start + len(ids)), ours["params"], records,
+                                            self._runs[gi][0].mod if self._runs[gi] else _backend.cpu))
+            start += len(ids)
+        for group, group_runs in zip(new_groups, new_runs):  # capturable: device counters now, not mid-capture
+            if self._capturable and group.get("capturable", False):
+                for run in group_runs:
+                    run.dev = self._new_dev(run)
+        for ours, new in zip(self.param_groups, new_groups):
+            ours.clear()
+            ours.update(new)
+        self._runs = new_runs
+
+    def _parse_entry(self, saved_state: dict, sid, p, hp):
+        """(step, {name: array}, extra) for one parameter, arrays copied onto p's backend."""
+        entry = saved_state.get(sid, saved_state.get(str(sid)))  # str keys after a JSON round trip
+        where = f"state_dict['state'][{sid!r}]"
+        if not entry:
+            return 0, {}, {}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a dict, got {type(entry).__name__}")
+        arrays = {}
+        for name in self._state_names:
+            if entry.get(name) is not None:
+                arrays[name] = _copy_like(entry[name], p, f"{where}[{name!r}]")
+        if self._has_step:
+            step = _as_step(entry.get("step"), f"{where}['step']")
+        else:
+            step = 1 if arrays else 0
+        if step > 0:
+            missing = [n for n in self._needed(hp) if n not in arrays]
+            if missing:
+                raise ValueError(f"{where}: missing state {missing[0]!r} needed by these hyper-parameters")
+        extra = self._extra_from_state(entry, where) if step > 0 else {}
+        return step, arrays, extra
+
+    def _make_runs(self, index, params, records, mod):
+        """Split a group into runs of equal step (and extra scalars), keeping parameter order."""
+        index = list(index)
+        if not index:
+            return []
+        if self._one_run_per_group:
+            first = next((r for r in records if r[0] > 0), records[0])
+            keys = [0] * len(records)
+            records = [(first[0], r[1], first[2]) for r in records]
+        else:
+            keys = [(r[0], tuple(sorted(r[1])), tuple(sorted(r[2].items(), key=lambda kv: kv[0])))
+                    for r in records]
+        runs = []
+        for key in dict.fromkeys(keys):
+            ks = [k for k, kk in enumerate(keys) if kk == key]
+            step, _, extra = records[ks[0]]
+            names = set.intersection(*(set(records[k][1]) for k in ks)) if step > 0 else set()
+            state = {n: [records[k][1][n] for k in ks] for n in self._state_names if n in names}
+            run = _Run([index[k] for k in ks], [params[k] for k in ks], mod, step, state, dict(extra))
+            runs.append(run)
+        return runs
+
+
+def _as_step(v, name: str) -> int:
+    if v is None:
+        raise ValueError(f"{name}: missing")
+    if _backend.is_cupy(v):  # a capturable optimizer's device counter
+        v = v.get()
+    try:
+        f = float(np.asarray(v).item()) if not isinstance(v, (int, float)) else float(v)
+    except Exception:
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}") from None
+    if not (f >= 0 and f == int(f)):
+        raise ValueError(f"{name}: expected a non-negative integer, got {f}")
+    return int(f)
+
+
+def _to_host(v, name: str):
+    if _backend.is_cupy(v):
+        return v.get()
+    try:
+        a = np.asarray(v)
+    except Exception:
+        raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from None
+    return a
+
+
+def _copy_like(v, p, name: str):
+    """A new array on p's backend and device with p's dtype and shape holding v's values."""
+    xp = _backend.array_module(p)
+    same_device = xp is not np and _backend.is_cupy(v) and v.device.id == p.device.id
+    src = v if same_device else _to_host(v, name)  # another GPU goes through the host (rare)
+    if src.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a real array, got dtype {src.dtype}")
+    if src.size != p.size:
+        raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
+    with _backend._device_of(p):
+        return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)

@@ -1,0 +1,123 @@
+"""The exact bits of every CPU optimizer variant, pinned.
+
+A few steps of each registered optimizer variant (tests/optim_registry.py) on fixed seeds, float32 and float64: the
+SHA-256 of the resulting params and every state entry (arrays and scalars) must
+not change when the code around the rules is refactored. A change that means to
+change bits (a different rounding of a hyper-parameter, a fix) updates the pins
+in the same commit and says why.
+
+Regenerate with ``PYTHONPATH=src python tests/test_optim_pinned.py`` (prints the
+table). The pins hold for this build's kernels on x86-64 with AVX-512 or AVX2
+(the ISA clones the machines here select); elsewhere the loops' rounding may
+differ (fused multiply-adds), and the test says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+import numpy as np
+import pytest
+
+import optkern.optim as O
+from optim_registry import CASES
+
+STEPS = 3
+# odd sizes, a 2-D array, an empty one, one above the OpenMP threshold
+SHAPES = [(1,), (7,), (1000,), (3, 5), (0,), (70001,)]
+
+
+def case_id(name, hp, dtype):
+    return f"{name}-{'-'.join(f'{k}={v}' for k, v in hp.items()) or 'defaults'}-{np.dtype(dtype).name}"
+
+
+def digest(name, hp, dtype) -> str:
+    rng = np.random.default_rng(zlib.crc32(repr((name, hp)).encode()))
+    params = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    opt = getattr(O, name)(params, **hp)
+    for _ in range(STEPS):
+        opt.step([rng.standard_normal(s).astype(dtype) for s in SHAPES])
+    h = hashlib.sha256()
+    for p in params:
+        h.update(p.tobytes())
+    for i, entry in sorted(opt.state_dict()["state"].items()):
+        for k, v in sorted(entry.items()):
+            h.update(f"{i}:{k}:".encode())
+            h.update(np.asarray(v).tobytes() if isinstance(v, np.ndarray) else repr(float(v)).encode())
+    return h.hexdigest()[:32]
+
+
+PINS = {
+    'SGD-lr=0.1-float32': '8fcf23d380015b446f518a9a5604e238',
+    'SGD-lr=0.1-float64': '3b00802f004528c747620ac4e8e7c604',
+    'SGD-lr=0.1-weight_decay=0.01-maximize=True-float32': '6498c44a1e2692deca2968e708fbe2ae',
+    'SGD-lr=0.1-weight_decay=0.01-maximize=True-float64': 'fd85bc5b5ecd6dbd1779d311b6606a08',
+    'SGD-lr=0.05-momentum=0.9-float32': 'aeac20ca87eb7b931cd052f6f9544252',
+    'SGD-lr=0.05-momentum=0.9-float64': '2104140b8ca02c674057a869cb6d2a3f',
+    'SGD-lr=0.05-momentum=0.9-nesterov=True-weight_decay=0.01-float32': 'b8f010c76251fce4ff25d96b12df7897',
+    'SGD-lr=0.05-momentum=0.9-nesterov=True-weight_decay=0.01-float64': 'd191ef771285ed6da625212dd555d606',
+    'SGD-lr=0.05-momentum=0.8-dampening=0.3-maximize=True-float32': 'e4e1aeee79823c61dc9534dd5b5a8075',
+    'SGD-lr=0.05-momentum=0.8-dampening=0.3-maximize=True-float64': '40a5e4495238d3feaef65770e6a6d04b',
+    'SGD-lr=0.05-momentum=0.9-momentum_form=textbook-weight_decay=0.01-dampening=0.1-float32': 'e252aeb207a13018645a8411b414c8c2',
+    'SGD-lr=0.05-momentum=0.9-momentum_form=textbook-weight_decay=0.01-dampening=0.1-float64': 'b8531af4d826b09a1ea2bb56a5a60b02',
+    'SGD-lr=0.05-momentum=0.9-nesterov=True-momentum_form=textbook-float32': '4f272c658c624865ff84189d512dfa6b',
+    'SGD-lr=0.05-momentum=0.9-nesterov=True-momentum_form=textbook-float64': '37c0fd17b7831d44638ab46ca4a969b4',
+    'Adagrad-lr=0.1-float32': 'de9157815e45e84eb97d547f21e42f1d',
+    'Adagrad-lr=0.1-float64': 'cd481fb1de479e65e77b7fd7f356e238',
+    'Adagrad-lr=0.1-lr_decay=0.01-weight_decay=0.01-initial_accumulator_value=0.1-eps=1e-08-float32': '7b86c82af360ba1a5a57175b0ff6a384',
+    'Adagrad-lr=0.1-lr_decay=0.01-weight_decay=0.01-initial_accumulator_value=0.1-eps=1e-08-float64': '24316c6bad97a2aa7f51ae3da2f114e2',
+    'Adagrad-lr=0.05-maximize=True-float32': '171d8796380ea4fa31f5de78855b23ac',
+    'Adagrad-lr=0.05-maximize=True-float64': '06021d5fc790d73612d38875607668ee',
+    'AdagradNorm-lr=0.1-float32': '7d35a517872f71f2c1f08ae518bad4a9',
+    'AdagradNorm-lr=0.1-float64': '64c74e69c17f10dee331c186c1d296d6',
+    'AdagradNorm-lr=0.5-b0=1.0-weight_decay=0.01-maximize=True-float32': 'b5e81b560746baca3278c88285d3c70a',
+    'AdagradNorm-lr=0.5-b0=1.0-weight_decay=0.01-maximize=True-float64': 'f53b7004577a8709c645104c55320e69',
+    'RMSprop-lr=0.01-float32': '3b8144e753253d467265ae353958b784',
+    'RMSprop-lr=0.01-float64': 'a13e1d3a21771952abe60f1d9b119f0c',
+    'RMSprop-lr=0.01-centered=True-float32': 'fbc05975f47e745470a32b57d8287a62',
+    'RMSprop-lr=0.01-centered=True-float64': '1c6bdc07a115d78c6bc17240eafffee9',
+    'RMSprop-lr=0.01-momentum=0.9-weight_decay=0.01-float32': '94157ca7c2d24d70581c65c13e6af6ce',
+    'RMSprop-lr=0.01-momentum=0.9-weight_decay=0.01-float64': '135be94905b43d0698168dc1b610e0ab',
+    'RMSprop-lr=0.01-alpha=0.9-centered=True-momentum=0.5-maximize=True-float32': '7ad6216a77e258e6dfc820f733e15e5a',
+    'RMSprop-lr=0.01-alpha=0.9-centered=True-momentum=0.5-maximize=True-float64': '6ef37867035f4939dc452cd6eeab48c7',
+    'RMSprop-lr=0.01-momentum=0.9-nesterov=True-float32': '15b916561550c34ff056c086fcafae4e',
+    'RMSprop-lr=0.01-momentum=0.9-nesterov=True-float64': '8a9ecbe160266a6fefb1a5d78a778493',
+    'RMSprop-lr=0.01-centered=True-momentum=0.7-nesterov=True-weight_decay=0.1-float32': 'dd547302f2b9551894122196cebdbbcc',
+    'RMSprop-lr=0.01-centered=True-momentum=0.7-nesterov=True-weight_decay=0.1-float64': '1475c700b2e5fd82cd1829e8a6769982',
+    'Adadelta-defaults-float32': '6e222227e26ee665d63590b56a0e3f07',
+    'Adadelta-defaults-float64': '2fb0dfff8b3ee0a24e3ed45e05e5fb2b',
+    'Adadelta-lr=0.5-rho=0.8-eps=1e-05-weight_decay=0.01-maximize=True-float32': '017b71481405c2a287a93ca053d1e6e2',
+    'Adadelta-lr=0.5-rho=0.8-eps=1e-05-weight_decay=0.01-maximize=True-float64': '3623216d9c77b03d28eb98c8c70f2f94',
+    'Adam-lr=0.01-float32': '7ce4b386f8d0cbcfe4077b9640f97309',
+    'Adam-lr=0.01-float64': '778cca0a6366e888435cd5f90c288d95',
+    'Adam-lr=0.01-amsgrad=True-weight_decay=0.01-float32': '208780c286788994143b12b93808fbfb',
+    'Adam-lr=0.01-amsgrad=True-weight_decay=0.01-float64': '276f94603d50432e548cd347780e62e4',
+    'Adam-lr=0.01-betas=(0.8, 0.99)-maximize=True-float32': '722fd43b73506bf9270abb1ca44b3951',
+    'Adam-lr=0.01-betas=(0.8, 0.99)-maximize=True-float64': '3fa3e47694647889ba0663b74d60a0b1',
+    'Adam-lr=0.01-weight_decay=0.1-decoupled_weight_decay=True-float32': '401a4d94c1dbd071a1f9250dfec2bd72',
+    'Adam-lr=0.01-weight_decay=0.1-decoupled_weight_decay=True-float64': '9cd4d98a133a81e1229382ee95cf8539',
+    'AdamW-defaults-float32': 'd22f743fe416470d93388c4a8bf46ebe',
+    'AdamW-defaults-float64': 'cf4e550fced3a0432778fea8d36a49f5',
+    'AdamW-lr=0.01-amsgrad=True-weight_decay=0.1-maximize=True-float32': '74aede4442bd56b81618f43bd0cfd229',
+    'AdamW-lr=0.01-amsgrad=True-weight_decay=0.1-maximize=True-float64': 'fbddc7a91ca925c99a120295c8dadea5',
+    'NAdam-defaults-float32': '6d9d2d1a20b227708e6cd917981026aa',
+    'NAdam-defaults-float64': 'be80123d196b78e580ee04b6a8725af9',
+    'NAdam-lr=0.01-weight_decay=0.01-betas=(0.85, 0.995)-float32': '8d128aa4e80beba91bbd9030a7c4fcda',
+    'NAdam-lr=0.01-weight_decay=0.01-betas=(0.85, 0.995)-float64': '3ac72c359271e21dbdd3aa039423cc96',
+    'NAdam-lr=0.01-weight_decay=0.1-momentum_decay=0.01-decoupled_weight_decay=True-float32': '02b1790f47dddc1fd2cdcbd312a7ee33',
+    'NAdam-lr=0.01-weight_decay=0.1-momentum_decay=0.01-decoupled_weight_decay=True-float64': 'b32d02a4f19239c0a355e165e01eb83a',
+}
+
+ALL = [(n, hp, dt) for n, hp in CASES for dt in (np.float32, np.float64)]
+
+
+@pytest.mark.parametrize("name,hp,dtype", ALL, ids=[case_id(*c) for c in ALL])
+def test_bits_are_pinned(name, hp, dtype):
+    key = case_id(name, hp, dtype)
+    assert key in PINS, f"no pin for {key}: regenerate the table (see the module docstring)"
+    assert digest(name, hp, dtype) == PINS[key], f"{key}: the bits changed"
+
+
+if __name__ == "__main__":
+    for c in ALL:
+        print(f"    {case_id(*c)!r}: {digest(*c)!r},")
