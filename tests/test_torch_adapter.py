@@ -203,6 +203,7 @@ def test_bad_input_is_named():
         ot.AdamW([torch.zeros(3, requires_grad=True)], betas=(1.5, 0.9))
     p = torch.zeros(3, requires_grad=True)
     opt = ot.SGD([p], lr=0.1)
+    p.grad_dtype = None  # torch refuses a float64 grad on a float32 param otherwise
     p.grad = torch.zeros(3, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"\.grad: .* does not match its param"):
         opt.step()
