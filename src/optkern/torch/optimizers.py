@@ -1,0 +1,397 @@
+"""torch.optim.Optimizer subclasses whose steps run optkern's fused multi-tensor kernels.
+
+Each class takes what its ``torch.optim`` namesake takes (``model.parameters()``
+or param groups, the same hyper-parameters and defaults), keeps its state in
+``self.state[p]`` under torch's names and types (``step`` a float32 CPU tensor,
+``exp_avg`` ... tensors like the param), so ``state_dict()`` is torch's own
+format: a checkpoint moves between ``torch.optim.AdamW`` and
+``optkern.torch.AdamW`` both ways. ``step(closure=None)`` follows torch:
+params whose ``.grad`` is None are skipped (their state untouched), the
+closure is re-evaluated with grad enabled. The update runs in place on the
+tensors' own memory: one optkern call per (device, dtype, step count) run of
+a group, on torch's current CUDA stream for CUDA tensors.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import functional as F
+from . import _views
+
+__all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam"]
+
+
+def _scalar_dtype() -> torch.dtype:
+    """torch's dtype for step counters and NAdam's mu_product (float64 under a float64 default dtype)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _step_tensor(value: float = 0.0) -> torch.Tensor:
+    """A step counter as torch keeps it (a 0-d CPU tensor)."""
+    return torch.tensor(float(value), dtype=_scalar_dtype())
+
+
+class _Fused(torch.optim.Optimizer):
+    """Groups, closure, grad=None skipping and runs; subclasses say how one run steps."""
+
+    #: state entries keyed per param that split a group into runs (equal values share a call)
+    _run_keys: tuple = ("step",)
+
+    def __init__(self, params, defaults: dict):
+        super().__init__(params, defaults)
+        for i, group in enumerate(self.param_groups):
+            self._validate(group, f"param_groups[{i}]")
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        if hasattr(self, "_validated"):  # after __init__: validate the new group now
+            i = len(self.param_groups) - 1
+            self._validate(self.param_groups[i], f"param_groups[{i}]")
+
+    def _validate(self, group: dict, where: str) -> None:
+        """Hyper-parameters checked by the functional form on empty lists (nothing is written)."""
+        for j, p in enumerate(group["params"]):
+            _views.check_tensor(p, f"{where}['params'][{j}]")
+        try:
+            self._call(group, [], [], {}, 1, first=False)
+        except (TypeError, ValueError) as e:
+            # the functional form names the betas one by one; torch users set them as a pair
+            msg = str(e).replace("beta1", "['betas'][0]").replace("beta2", "['betas'][1]")
+            raise type(e)(f"{where}{'' if msg.startswith('[') else ': '}{msg}") from None
+        self._validated = True
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's loader (casts state to each param's dtype and device), then the hyper-parameters
+        torch's format lacks (``momentum_form``, RMSprop's ``nesterov``...) are filled from the defaults
+        and every group is validated again."""
+        super().load_state_dict(state_dict)
+        for i, group in enumerate(self.param_groups):
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+            self._validate(group, f"param_groups[{i}]")
+
+    # ---- one step ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in enumerate(self.param_groups):
+            live = []
+            for j, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if g.is_sparse:
+                    raise TypeError(f"param_groups[{i}]['params'][{j}].grad: sparse gradients are not supported")
+                _views.check_tensor(g, f"param_groups[{i}]['params'][{j}].grad")
+                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                    raise ValueError(f"param_groups[{i}]['params'][{j}].grad: {tuple(g.shape)} {g.dtype} on "
+                                     f"{g.device} does not match its param {tuple(p.shape)} {p.dtype} on {p.device}")
+                live.append(p)
+            if live:
+                self._group_step(group, live)
+        return loss
+
+    def _group_step(self, group: dict, params: list) -> None:
+        for p in params:
+            if not self.state[p]:
+                self._init_state(p, self.state[p], group)
+        runs: dict = {}
+        for p in params:
+            st = self.state[p]
+            key = (p.device, p.dtype) + tuple(float(st[k]) for k in self._run_keys if k in st)
+            runs.setdefault(key, []).append(p)
+        for ps in runs.values():
+            self._run(group, ps)
+
+    def _run(self, group: dict, params: list) -> None:
+        """One fused call for params that share device, dtype and step count."""
+        states = [self.state[p] for p in params]
+        t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
+        names = self._state_names(group)
+        lists = {n: _views.views([s[n] for s in states]) for n in names}
+        with _views.on_stream(params[0]):
+            out = self._call(group, _views.views(params), _views.views([p.grad for p in params]), lists, t,
+                             first=id(params[0]) in self._first(group, params))
+        self._after(group, params, states, t, out)
+
+    def _first(self, group: dict, params: list) -> set:
+        return set()
+
+    def _after(self, group, params, states, t, out) -> None:
+        """Advance the step counters (one foreach call)."""
+        steps = [s["step"] for s in states if "step" in s]
+        if steps:
+            torch._foreach_add_(steps, 1.0)
+
+    # ---- per optimizer -------------------------------------------------------------
+
+    def _state_names(self, group: dict) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _init_state(self, p, state: dict, group: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _call(self, group, params, grads, lists, t, *, first):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _zeros(p):
+    return torch.zeros_like(p, memory_format=torch.contiguous_format)
+
+
+class SGD(_Fused):
+    """torch.optim.SGD (momentum, dampening, Nesterov, maximize) on optkern's fused step;
+    ``momentum_form="textbook"`` gives ``v <- mu v - lr g, p <- p + v``."""
+
+    _run_keys = ()
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                 maximize=False, momentum_form="pytorch"):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize, momentum_form=momentum_form))
+
+    def _state_names(self, group):
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    def _group_step(self, group, params):
+        if group["momentum"] == 0:
+            self._run(group, params)
+            return
+        # torch creates the buffer from the first step's gradient: those params run with first=True
+        first = [p for p in params if self.state[p].get("momentum_buffer") is None]
+        for p in first:
+            self.state[p]["momentum_buffer"] = _zeros(p)
+        self._first_set = {id(p) for p in first}
+        rest = [p for p in params if id(p) not in self._first_set]
+        for ps in (first, rest):
+            by_kind: dict = {}
+            for p in ps:
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
+            for run in by_kind.values():
+                self._run(group, run)
+
+    def _first(self, group, params):
+        return getattr(self, "_first_set", set())
+
+    def _init_state(self, p, state, group):
+        pass
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        F.sgd_(params, grads, lists.get("momentum_buffer", [] if not params else None), lr=group["lr"],
+               momentum=group["momentum"], dampening=group["dampening"], weight_decay=group["weight_decay"],
+               nesterov=group["nesterov"], maximize=group["maximize"], first=first,
+               momentum_form=group["momentum_form"])
+
+    def _after(self, group, params, states, t, out):
+        pass
+
+
+class Adagrad(_Fused):
+    """torch.optim.Adagrad (state created at construction, as torch does)."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                 *, maximize=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, self.state[p], group)
+
+    def _state_names(self, group):
+        return ("sum",)
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["sum"] = torch.full_like(p, group["initial_accumulator_value"], memory_format=torch.contiguous_format)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        F.adagrad_(params, grads, lists.get("sum", []), step=t, lr=group["lr"], lr_decay=group["lr_decay"],
+                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
+
+
+class AdagradNorm(_Fused):
+    """AdaGrad-Norm (Ward, Wu & Bottou 2019), not in torch: one step size per group.
+
+    State: ``step`` and ``b_sq`` (the group's ``b^2``, one float64 tensor shared by the
+    group's params; a loaded state dict's copies are re-joined at the next step).
+    """
+
+    _run_keys = ()
+
+    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False):
+        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize))
+
+    def _validate(self, group, where):
+        super()._validate(group, where)
+        b0 = group["b0"]
+        if isinstance(b0, bool) or not isinstance(b0, (int, float)) or not (0.0 < float(b0) < 1e150):
+            raise ValueError(f"{where}['b0']: must be a finite number in (0, 1e150), got {b0!r}")
+
+    def _state_names(self, group):
+        return ()
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+
+    def _group_step(self, group, params):
+        for p in params:
+            if not self.state[p]:
+                self._init_state(p, self.state[p], group)
+        by_kind: dict = {}
+        for p in params:
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        for ps in by_kind.values():
+            b = next((self.state[p]["b_sq"] for p in ps if "b_sq" in self.state[p]), None)
+            if b is None:
+                b = torch.full((1,), float(group["b0"]) ** 2, dtype=torch.float64, device=ps[0].device)
+            elif b.dtype != torch.float64 or b.numel() != 1 or b.device != ps[0].device:
+                b = b.detach().to(device=ps[0].device, dtype=torch.float64).reshape(1).clone()
+            for p in group["params"]:  # one tensor for the group, as the kernel updates one b^2
+                if p.device == ps[0].device and p.dtype == ps[0].dtype:
+                    self.state[p]["b_sq"] = b
+            with _views.on_stream(ps[0]):
+                F.adagrad_norm_(_views.views(ps), _views.views([p.grad for p in ps]), _views.view(b),
+                                lr=group["lr"], weight_decay=group["weight_decay"], maximize=group["maximize"])
+            torch._foreach_add_([self.state[p]["step"] for p in ps], 1.0)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        import numpy as np
+
+        F.adagrad_norm_(params, grads, np.ones(1), lr=group["lr"], weight_decay=group["weight_decay"],
+                        maximize=group["maximize"])
+
+
+class RMSprop(_Fused):
+    """torch.optim.RMSprop (centered, momentum), plus ``nesterov`` momentum (not in torch)."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
+                 maximize=False, nesterov=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize, nesterov=nesterov))
+
+    def _state_names(self, group):
+        return ("square_avg",) + (("grad_avg",) if group["centered"] else ()) + \
+            (("momentum_buffer",) if group["momentum"] > 0 else ())
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["square_avg"] = _zeros(p)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = _zeros(p)
+        if group["centered"]:
+            state["grad_avg"] = _zeros(p)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        F.rmsprop_(params, grads, lists.get("square_avg", []),
+                   lists.get("grad_avg", []) if group["centered"] else None,
+                   lists.get("momentum_buffer", []) if group["momentum"] > 0 else None, lr=group["lr"],
+                   alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
+                   momentum=group["momentum"], nesterov=group["nesterov"], maximize=group["maximize"])
+
+
+class Adadelta(_Fused):
+    """torch.optim.Adadelta."""
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+
+    def _state_names(self, group):
+        return ("square_avg", "acc_delta")
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["square_avg"] = _zeros(p)
+        state["acc_delta"] = _zeros(p)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        F.adadelta_(params, grads, lists.get("square_avg", []), lists.get("acc_delta", []), lr=group["lr"],
+                    rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
+                    maximize=group["maximize"])
+
+
+class Adam(_Fused):
+    """torch.optim.Adam (AMSGrad, L2 or decoupled weight decay)."""
+
+    _decoupled_default = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=None):
+        dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=dwd))
+
+    def _state_names(self, group):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["exp_avg"] = _zeros(p)
+        state["exp_avg_sq"] = _zeros(p)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = _zeros(p)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        beta1, beta2 = _betas(group)
+        F.adam_(params, grads, lists.get("exp_avg", []), lists.get("exp_avg_sq", []),
+                lists.get("max_exp_avg_sq", []) if group["amsgrad"] else None, step=t, lr=group["lr"],
+                beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
+
+    _decoupled_default = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+
+
+class NAdam(_Fused):
+    """torch.optim.NAdam (momentum schedule with ``momentum_decay``; L2 or decoupled decay)."""
+
+    _run_keys = ("step", "mu_product")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, *,
+                 decoupled_weight_decay=False, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize))
+
+    def _state_names(self, group):
+        return ("exp_avg", "exp_avg_sq")
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["mu_product"] = torch.ones((), dtype=_scalar_dtype())
+        state["exp_avg"] = _zeros(p)
+        state["exp_avg_sq"] = _zeros(p)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        beta1, beta2 = _betas(group)
+        mu_product = float(self._mu_product) if params else 1.0
+        return F.nadam_(params, grads, lists.get("exp_avg", []), lists.get("exp_avg_sq", []), step=t,
+                        mu_product=mu_product, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                        weight_decay=group["weight_decay"], momentum_decay=group["momentum_decay"],
+                        decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+
+    def _run(self, group, params):
+        self._mu_product = self.state[params[0]]["mu_product"]
+        super()._run(group, params)
+
+    def _after(self, group, params, states, t, out):
+        super()._after(group, params, states, t, out)
+        for s in states:  # torch keeps mu_product as a scalar tensor per param
+            s["mu_product"].fill_(out)
+
+
+def _betas(group):
+    b = group["betas"]
+    if not isinstance(b, (tuple, list)) or len(b) != 2:
+        raise TypeError(f"betas: expected a pair of numbers, got {b!r}")
+    return float(b[0]), float(b[1])

@@ -1,0 +1,228 @@
+"""optkern.torch: drop-in torch.optim optimizers on optkern's kernels, against torch.optim itself."""
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ot = pytest.importorskip("optkern.torch")
+
+# Tiny models: one torch thread. Two OpenMP teams (torch's spinning one and optkern's) on a loaded
+# 2-core machine slow each step down by orders of magnitude.
+torch.set_num_threads(1)
+
+# (name, hyper-parameters) -- every optimizer both libraries have, main variants
+CASES = [
+    ("SGD", dict(lr=0.05)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-3)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, maximize=False)),
+    ("Adagrad", dict(lr=0.05, lr_decay=1e-2, weight_decay=1e-3, initial_accumulator_value=0.1)),
+    ("RMSprop", dict(lr=1e-3, weight_decay=1e-3)),
+    ("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True)),
+    ("Adadelta", dict(lr=0.5, weight_decay=1e-3)),
+    ("Adam", dict(lr=1e-3)),
+    ("Adam", dict(lr=1e-3, amsgrad=True, weight_decay=1e-2)),
+    ("AdamW", dict(lr=1e-3, weight_decay=0.1)),
+    ("NAdam", dict(lr=1e-3, weight_decay=1e-2)),
+    ("NAdam", dict(lr=1e-3, weight_decay=1e-2, decoupled_weight_decay=True)),
+]
+IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
+
+
+def mlp(dtype):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(9, 17), torch.nn.Tanh(), torch.nn.Linear(17, 4)).to(dtype)
+
+
+def cnn(dtype):
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(3 * 5 * 5, 4)).to(dtype)
+
+
+def data(kind, dtype):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(24, 9, generator=g) if kind == "mlp" else torch.randn(24, 1, 7, 7, generator=g)
+    return x.to(dtype), torch.randint(0, 4, (24,), generator=g)
+
+
+def train(model, opt, x, y, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def rel_diff(a_params, b_params) -> float:
+    return max(float((a - b).detach().abs().max() / a.detach().abs().max().clamp_min(1e-30))
+               for a, b in zip(a_params, b_params))
+
+
+@pytest.fixture
+def float64_default():
+    # torch keeps step counters and NAdam's mu_product in its default dtype: float64 makes the
+    # torch side as exact as ours, so the comparison sees only the update formulas.
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+def test_trains_like_torch_float64(name, kw, kind, float64_default):
+    make = mlp if kind == "mlp" else cnn
+    x, y = data(kind, torch.float64)
+    ref, mine = make(torch.float64), make(torch.float64)
+    train(ref, getattr(torch.optim, name)(ref.parameters(), **kw), x, y, 300)
+    train(mine, getattr(ot, name)(mine.parameters(), **kw), x, y, 300)
+    assert rel_diff(list(ref.parameters()), list(mine.parameters())) <= 1e-12
+
+
+def _run_float32(opt_factory, steps=20):
+    model = mlp(torch.float32)
+    x, y = data("mlp", torch.float32)
+    opt = opt_factory(model.parameters())
+    train(model, opt, x, y, steps)
+    return [p.detach().clone() for p in model.parameters()], opt
+
+
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+def test_float32_close_to_torch_as_torch_is_to_itself(name, kw):
+    # torch's own implementations (for-loop vs foreach) differ by rounding; ours may differ from
+    # the for-loop by at most 4x that (plus one ulp-sized floor for bitwise-equal torch paths).
+    loop, _ = _run_float32(lambda ps: getattr(torch.optim, name)(ps, foreach=False, **kw))
+    each, _ = _run_float32(lambda ps: getattr(torch.optim, name)(ps, foreach=True, **kw))
+    mine, _ = _run_float32(lambda ps: getattr(ot, name)(ps, **kw))
+    torch_spread = rel_diff(loop, each)
+    assert rel_diff(loop, mine) <= 4 * torch_spread + 4 * float(np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+def test_param_without_grad_is_skipped(name, kw):
+    model = mlp(torch.float32)
+    frozen = model[2].bias
+    before = frozen.detach().clone()
+    opt = getattr(ot, name)(model.parameters(), **kw)
+    x, y = data("mlp", torch.float32)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        frozen.grad = None
+        opt.step()
+    assert torch.equal(frozen.detach(), before)
+    if name != "Adagrad":  # torch's Adagrad creates every state at construction; it stays untouched
+        assert not opt.state[frozen]
+    else:
+        assert float(opt.state[frozen]["step"]) == 0 and torch.all(opt.state[frozen]["sum"] == kw["initial_accumulator_value"])
+
+
+@pytest.mark.parametrize("direction", ["torch->optkern", "optkern->torch"])
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+def test_checkpoint_crosses_both_ways(name, kw, direction, float64_default):
+    x, y = data("mlp", torch.float64)
+    first, second = (torch.optim, ot) if direction == "torch->optkern" else (ot, torch.optim)
+    ref = mlp(torch.float64)
+    ref_opt = getattr(first, name)(ref.parameters(), **kw)
+    train(ref, ref_opt, x, y, 7)
+    model = copy.deepcopy(ref)
+    opt = getattr(second, name)(model.parameters(), **kw)
+    opt.load_state_dict(copy.deepcopy(ref_opt.state_dict()))  # torch shares tensors otherwise
+    train(ref, ref_opt, x, y, 9)
+    train(model, opt, x, y, 9)
+    assert rel_diff(list(ref.parameters()), list(model.parameters())) <= 1e-12
+
+
+def test_adagrad_norm_not_in_torch_trains_and_round_trips():
+    model = mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    opt = ot.AdagradNorm(model.parameters(), lr=0.5, b0=0.1)
+    train(model, opt, x, y, 5)
+    sd = opt.state_dict()
+    b_sq = float(sd["state"][0]["b_sq"])
+    assert b_sq > 0.1 ** 2
+    other = copy.deepcopy(model)
+    opt2 = ot.AdagradNorm(other.parameters(), lr=0.5, b0=0.1)
+    opt2.load_state_dict(copy.deepcopy(sd))
+    train(model, opt, x, y, 4)
+    train(other, opt2, x, y, 4)
+    assert rel_diff(list(model.parameters()), list(other.parameters())) == 0.0
+
+
+def test_closure_and_loss():
+    model = mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    opt = ot.Adam(model.parameters(), lr=1e-2)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    losses = [float(opt.step(closure)) for _ in range(30)]
+    assert losses[-1] < losses[0]
+
+
+def test_param_groups_and_scheduler():
+    model = mlp(torch.float64)
+    opt = ot.SGD([{"params": model[0].parameters(), "lr": 0.1},
+                  {"params": model[2].parameters()}], lr=0.01, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, gamma=0.5)
+    x, y = data("mlp", torch.float64)
+    for _ in range(4):
+        train(model, opt, x, y, 1)
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.025, 0.0025])
+
+
+@pytest.mark.parametrize("p_norm", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_matches_torch(p_norm):
+    a, b = mlp(torch.float64), mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    for m in (a, b):
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+    ref = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.05, p_norm)
+    mine = ot.clip_grad_norm_(b.parameters(), 0.05, p_norm)
+    assert isinstance(mine, torch.Tensor) and mine.dtype == torch.float64 and mine.shape == ()
+    assert float(mine) == pytest.approx(float(ref), rel=1e-12)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-12, atol=0)
+    ot.clip_grad_value_(b.parameters(), 1e-3)
+    assert max(float(p.grad.abs().max()) for p in b.parameters()) <= 1e-3
+
+
+def test_bad_input_is_named():
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\]: expected float32 or float64"):
+        ot.Adam([torch.zeros(3, dtype=torch.float16, requires_grad=True)])
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\]: tensor must be contiguous"):
+        ot.Adam([torch.zeros(4, 3).t().requires_grad_()])
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: .*lr"):
+        ot.Adam([torch.zeros(3, requires_grad=True)], lr=-1.0)
+    with pytest.raises(ValueError, match=r"betas"):
+        ot.AdamW([torch.zeros(3, requires_grad=True)], betas=(1.5, 0.9))
+    p = torch.zeros(3, requires_grad=True)
+    opt = ot.SGD([p], lr=0.1)
+    p.grad_dtype = None  # torch refuses a float64 grad on a float32 param otherwise
+    p.grad = torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\.grad: .* does not match its param"):
+        opt.step()
+    assert torch.all(p == 0)
+
+
+def test_cpu_views_are_zero_copy():
+    from optkern.torch import _views
+
+    t = torch.arange(6, dtype=torch.float32)
+    v = _views.view(t)
+    v[0] = 42.0
+    assert float(t[0]) == 42.0 and v.ctypes.data == t.data_ptr()
+
+
+def test_import_optkern_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, optkern, optkern.optim, optkern.hessian; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"
