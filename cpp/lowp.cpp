@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "optkern/parallel.hpp"
+#include "parallel.hpp"
 #include "optkern/philox.hpp"
-#include "optkern/py_arrays.hpp"
+#include "py_arrays.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {

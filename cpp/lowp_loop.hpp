@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "optkern/lowp_storage.hpp"
-#include "optkern/multi_tensor.hpp"
-#include "optkern/parallel.hpp"
+#include "multi_tensor.hpp"
+#include "parallel.hpp"
 
 namespace optkern {
 namespace lowp {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "lowp_loop.hpp"
-#include "optkern/py_arrays.hpp"
+#include "py_arrays.hpp"
 #include "optkern/rules/optim.hpp"
 
 namespace optkern {

@@ -3,7 +3,7 @@
 // two-sided lerp (rules/optim.hpp), which is torch._foreach_lerp_'s formula.
 #include <pybind11/pybind11.h>
 
-#include "optkern/multi_tensor.hpp"
+#include "multi_tensor.hpp"
 #include "optkern/rules/optim.hpp"
 
 namespace optkern {
