@@ -160,9 +160,10 @@ double scalar(const std::vector<double>& v, size_t i) {
   return v[i];
 }
 
-// The rule from its per-step scalars, in the field order of rules/optim.hpp.
-// Temporary until the per-rule hyper-parameter structs (Rule::at) land: then
-// this takes the hyper-parameters and the step count instead.
+// The rule from its hyper-parameters and the step count, through the rule's one
+// step-scalar function (Rule::at), as the fp32 optimizers build it.
+//   sgd:  x = [lr, momentum, dampening, weight_decay], flags = [nesterov, maximize, first, textbook]
+//   adam: x = [lr, beta1, beta2, eps, weight_decay],   flags = [maximize, decoupled] (AMSGrad: 3 states)
 void lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
@@ -171,20 +172,21 @@ void lowp_step(const std::string& rule, const std::vector<double>& x, const std:
   c.cfg.seed = seed;
   c.cfg.step = step;
   c.cfg.sr_param = stochastic;
-  const auto flag = [&](size_t i) {
-    if (i >= flags.size()) throw py::value_error("flags: too few values for this rule");
-    return bool(flags[i]);
-  };
+  const auto flag = [&](size_t i, bool fallback) { return i < flags.size() ? bool(flags[i]) : fallback; };
   using F = float;
   if (rule == "sgd") {
-    const F lr = F(scalar(x, 0)), mu = F(scalar(x, 1)), damp = F(scalar(x, 2)), wd = F(scalar(x, 3));
-    if (c.n_states == 1) run(rules::Sgd<F, true>{lr, mu, damp, wd, flag(0), flag(1), flag(2), flag(3)}, c);
-    else run(rules::Sgd<F, false>{lr, mu, damp, wd, flag(0), flag(1), flag(2), flag(3)}, c);
+    const rules::SgdHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3),
+                            flag(0, false), flag(1, false), flag(3, false)};
+    const rules::Counters k{flag(2, false) ? 1.0 : 2.0};  // Sgd::at: the first step initialises the buffers
+    if (c.n_states == 1) run(rules::Sgd<F, true>::at(h, k), c);
+    else run(rules::Sgd<F, false>::at(h, k), c);
   } else if (rule == "adam") {
-    const F v[7] = {F(scalar(x, 0)), F(scalar(x, 1)), F(scalar(x, 2)), F(scalar(x, 3)), F(scalar(x, 4)),
-                    F(scalar(x, 5)), F(scalar(x, 6))};
-    if (c.n_states == 3) run(rules::Adam<F, true>{v[0], v[1], v[2], v[3], v[4], v[5], v[6], flag(0)}, c);
-    else run(rules::Adam<F, false>{v[0], v[1], v[2], v[3], v[4], v[5], v[6], flag(0)}, c);
+    if (step < 1) throw py::value_error("step: must be >= 1 for adam (bias corrections), got 0");
+    const rules::AdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4),
+                             flag(1, false), flag(0, false)};
+    const rules::Counters k{double(step)};
+    if (c.n_states == 3) run(rules::Adam<F, true>::at(h, k), c);
+    else run(rules::Adam<F, false>::at(h, k), c);
   } else {
     throw py::value_error("rule: unsupported rule '" + rule + "'");
   }

@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -90,7 +91,7 @@ def _pybind11_dir():
 
 def _compile_lines(build) -> list:
     """The include / flag / define lines of every compile command CMake generated."""
-    text = "\n".join(open(os.path.join(d, f)).read() for d, _, fs in os.walk(build)
+    text = "\n".join(Path(d, f).read_text() for d, _, fs in os.walk(build)
                       for f in fs if f in ("build.ninja", "flags.make"))
     return [ln for ln in text.splitlines() if re.match(r"\s*(CXX_)?(INCLUDES|FLAGS|DEFINES)\s*=", ln)]
 

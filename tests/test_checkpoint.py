@@ -32,7 +32,7 @@ def _setup(name, hp, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     opt = getattr(O, name)([{"params": params[:1]}, {"params": params[1:], "lr": 0.02}], **hp)
-    sched = S.Scheduler(opt, S.warmup_cosine(1.0, warmup_steps=3, total_steps=20))
+    sched = S.Scheduler(opt, S.warmup_cosine(1.0, warmup_steps=3, total_steps=20), relative=True)
     return params, opt, sched
 
 
@@ -136,7 +136,7 @@ def saved(tmp_path):
     _train(params, opt, sched, 0, 3)
     path = optkern.save(tmp_path / "ck.npz", opt=opt, params=params)
     target_params, target, _ = _setup("Adam", dict(amsgrad=True), seed=5)
-    _train(target_params, target, S.Scheduler(target, 1.0), 0, 2)
+    _train(target_params, target, S.Scheduler(target, 1.0, relative=True), 0, 2)
     return path, target, target_params
 
 
@@ -313,9 +313,9 @@ def test_a_later_failure_rolls_back_the_earlier_targets(tmp_path):
     _train(params, opt, sched, 0, 3)
     path = optkern.save(tmp_path / "ck.npz", opt=opt, sched=sched, params=params)
     p2, opt2, _ = _setup("Adam", dict(amsgrad=True), seed=3)
-    _train(p2, opt2, S.Scheduler(opt2, 1.0), 0, 1)
+    _train(p2, opt2, S.Scheduler(opt2, 1.0, relative=True), 0, 1)
     one_group = O.Adam([np.zeros(2)])  # its scheduler has 1 base value, the saved one 2
-    bad_sched = S.Scheduler(one_group, 1.0)
+    bad_sched = S.Scheduler(one_group, 1.0, relative=True)
     before = _state_bytes(opt2), _canon(p2)
     with pytest.raises(ValueError, match="base_values"):
         optkern.load(path, opt=opt2, params=p2, sched=bad_sched)

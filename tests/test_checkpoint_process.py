@@ -33,7 +33,7 @@ JOB = textwrap.dedent("""
     shapes = [(300, 200), (1001,), (3,)]
     params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     opt = O.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 3e-3}], lr=1e-2, amsgrad=True)
-    sched = S.Scheduler(opt, S.warmup_cosine(1.0, warmup_steps=4, total_steps=steps))
+    sched = S.Scheduler(opt, S.warmup_cosine(1.0, warmup_steps=4, total_steps=steps), relative=True)
     start = 0
     if os.path.exists(ckpt):
         start = optkern.load(ckpt, opt=opt, sched=sched, params=params)["step"]

@@ -48,14 +48,14 @@ def _train(opt, sched, start, stop):
 def test_gpu_checkpoint_resumes_bitwise_on_the_device(cls, hp, capturable, tmp_path):
     pa = _params()
     a = cls(pa, capturable=capturable, **hp)
-    sa = S.Scheduler(a, S.warmup_cosine(1.0, warmup_steps=2, total_steps=10))
+    sa = S.Scheduler(a, S.warmup_cosine(1.0, warmup_steps=2, total_steps=10), relative=True)
     _train(a, sa, 0, 4)
     optkern.save(tmp_path / "ck.npz", opt=a, sched=sa, params=pa)
     plain = optkern.load(tmp_path / "ck.npz")
     assert all(type(p) is np.ndarray for p in plain["params"])  # plain data: host arrays
     pb = _params(seed=3)
     b = cls(pb, capturable=capturable, **hp)
-    sb = S.Scheduler(b, S.warmup_cosine(1.0, warmup_steps=2, total_steps=10))
+    sb = S.Scheduler(b, S.warmup_cosine(1.0, warmup_steps=2, total_steps=10), relative=True)
     optkern.load(tmp_path / "ck.npz", opt=b, sched=sb, params=pb)
     for entry in b.state_dict()["state"].values():
         for k, v in entry.items():

@@ -1,4 +1,6 @@
 """The bundled digits and the checks on users' data files."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,7 +51,7 @@ def test_npz_and_csv_round_trip(tmp_path):
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
     (lambda p: np.savez(p, x=np.ones((3000, 2)), y=np.arange(3000) % 1500), "not a classification"),
     (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 7)), "at least 2 classes"),
-    (lambda p: open(p, "wb").write(b"not a zip"), "not a readable .npz"),
+    (lambda p: Path(p).write_bytes(b"not a zip"), "not a readable .npz"),
     (lambda p: p.mkdir(), "is a directory"),
 ])
 def test_bad_npz(tmp_path, make, msg):

@@ -13,7 +13,8 @@ LR, B1, B2, EPS = 1e-2, 0.9, 0.999, 1e-8
 
 
 def adam_scalars(t, lr=LR, wd=0.0):
-    return [lr / (1 - B1**t), B1, B2, EPS, wd, 1.0, math.sqrt(1 - B2**t)]
+    # the hyper-parameters; the native step computes the step's scalars (Adam::at) from t
+    return [lr, B1, B2, EPS, wd]
 
 
 def lowp_adam(t, params, grads, masters, states, scales=None, pf="bfloat16", sf="float32", sr=False, seed=0,

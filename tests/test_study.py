@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from optkern import _cpu, datasets, hessian
+from optkern import _cpu, datasets, hessian, threads
 from optkern.nn import MLP
-from optkern import threads
 from optkern.study import report, runner, summary
 
 
@@ -136,7 +136,7 @@ def test_report_of_an_empty_interrupted_study(tmp_path):
                "num_train": 10, "num_val": 5, "interrupted": True,
                "runs": [{"optimizer": "sgd", "norm": "none", "status": "interrupted"}]}
     path = report.write_markdown(results, str(tmp_path), [])
-    text = open(path).read()
+    text = Path(path).read_text()
     assert "Interrupted" in text and "| sgd | none | — |" in text
     report.write_json(results, str(tmp_path))
     assert (tmp_path / "results.json").read_text().startswith("{")
@@ -156,7 +156,7 @@ def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
     assert run["curvature"][0]["epoch"] == 0  # the start is still measured
     report.write_json(results, str(tmp_path))
     json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
-    text = open(report.write_markdown(results, str(tmp_path), [])).read()
+    text = Path(report.write_markdown(results, str(tmp_path), [])).read_text()
     assert "| sgd | none |" in text
 
 
@@ -221,7 +221,7 @@ def test_report_shows_mean_and_spread_over_seeds_and_every_hyperparameter(tmp_pa
                        for n in ("sgd", "adam")}
     r["data_notes"] = ["labels {1, 2, 3} renumbered 0..2"]
     r["curvature_samples"] = 300
-    text = open(report.write_markdown(r, str(tmp_path), [])).read()
+    text = Path(report.write_markdown(r, str(tmp_path), [])).read_text()
     assert "| sgd | none | 0.1000 ± 0.0000 | 0.965 ± 0.007 |" in text  # accuracies 0.96 and 0.97
     assert "| done (2 seeds) |" in text and "trace s.e." in text
     assert "| adam | `optkern.optim.Adam` | **lr=0.002**, betas=(0.9, 0.999), eps=1e-08" in text

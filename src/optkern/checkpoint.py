@@ -284,21 +284,22 @@ class _Corrupt(Exception):
 
 def _read(path: str) -> dict:
     """{name: (kind, type name, plain data)} from a verified checkpoint file."""
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as e:  # noqa: BLE001 - BadZipFile (truncated), EOFError (empty), ValueError (not NumPy)
-        raise ValueError(f"{path}: not a readable optkern checkpoint (truncated or not an .npz file: {e})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not an optkern checkpoint (a single .npy array, not an .npz file)")  # noqa: TRY004
-    try:
-        with z:
-            return _read_members(z)
-    except _Corrupt as e:
-        raise ValueError(f"{path}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - zipfile / NumPy errors of an altered member: CRC, header, length
-        raise ValueError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
+    # Our own file handle: np.load leaves the file it opened unclosed when the zip is truncated.
+    with open(path, "rb") as fh:
+        try:
+            z = np.load(fh, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - BadZipFile (truncated), EOFError (empty), ValueError (not NumPy)
+            raise ValueError(f"{path}: not a readable optkern checkpoint (truncated or not an .npz file: {e})") \
+                from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an optkern checkpoint (a single .npy array, not an .npz file)")  # noqa: TRY004
+        try:
+            with z:
+                return _read_members(z)
+        except _Corrupt as e:
+            raise ValueError(f"{path}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - zipfile / NumPy errors of an altered member: CRC, header, length
+            raise ValueError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _read_members(z) -> dict:
