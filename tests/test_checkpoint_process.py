@@ -92,7 +92,10 @@ def _kill_when(p, predicate):
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
     lines += [line.strip() for line in p.stdout]  # printed before the kill landed
-    assert p.returncode == -signal.SIGKILL, (lines, p.stderr.read())
+    err = p.stderr.read()
+    p.stdout.close()
+    p.stderr.close()
+    assert p.returncode == -signal.SIGKILL, (lines, err)
     return lines
 
 
