@@ -3,6 +3,7 @@
 Uses the checkout's src/ when it holds a built extension (``cmake --build``
 writes it there), else the installed optkern.
 """
+
 from __future__ import annotations
 
 import sys

@@ -10,6 +10,7 @@ before it (NumPy allocations via tracemalloc on the CPU; CuPy's pool high-water 
 in bytes and in parameter vectors' worth. The model, its data and one forward pass' activations
 are the baseline. Run it alone: it needs (max_basis + 4) vectors of float32 plus the model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,8 +103,7 @@ def main(argv=None):
     op.matvec(xp.ones(n, np.float32))  # warm-up (and one HVP's temporaries)
     hvp_s = timing["products"]
     out = {"sizes": sizes, "num_params": n, "batch": a.batch, "device": a.device, "hvp_s_first": hvp_s}
-    print(f"MLP {a.sizes}: {n / 1e6:.1f}M parameters, batch {a.batch}, one vector = {vec / 2**20:.0f} MiB",
-          flush=True)
+    print(f"MLP {a.sizes}: {n / 1e6:.1f}M parameters, batch {a.batch}, one vector = {vec / 2**20:.0f} MiB", flush=True)
 
     for phase in a.phases.split(","):
         timing.update(products=0.0, count=0)
@@ -116,19 +116,32 @@ def main(argv=None):
                 info = {"range": [float(d.nodes.min()), float(d.nodes.max())], "mean": d.mean()}
             else:
                 r = hessian.top_eigenvalues(op, a.k, max_basis=a.max_basis, max_steps=a.max_steps)
-                info = {"eigenvalues": r.eigenvalues.tolist(), "residuals": r.residuals.tolist(),
-                        "converged": r.converged}
+                info = {
+                    "eigenvalues": r.eigenvalues.tolist(),
+                    "residuals": r.residuals.tolist(),
+                    "converged": r.converged,
+                }
             _sync(xp)
         total = time.perf_counter() - t0
         state["peak"] = None
         steps = timing["count"]
-        row = dict(info, wall_s=total, products=steps, s_per_step=total / steps,
-                   s_per_hvp=timing["products"] / steps, step_over_hvp=total / timing["products"],
-                   peak_bytes=p.bytes, peak_vectors=p.bytes / vec)
+        row = dict(
+            info,
+            wall_s=total,
+            products=steps,
+            s_per_step=total / steps,
+            s_per_hvp=timing["products"] / steps,
+            step_over_hvp=total / timing["products"],
+            peak_bytes=p.bytes,
+            peak_vectors=p.bytes / vec,
+        )
         out[phase] = row
-        print(f"{phase}: {steps} products in {total:.1f} s; step / HVP {row['step_over_hvp']:.3f} "
-              f"({row['s_per_step']:.3f} s / {row['s_per_hvp']:.3f} s); peak beyond the model "
-              f"{p.bytes / 2**20:.0f} MiB = {row['peak_vectors']:.2f} vectors; {info}", flush=True)
+        print(
+            f"{phase}: {steps} products in {total:.1f} s; step / HVP {row['step_over_hvp']:.3f} "
+            f"({row['s_per_step']:.3f} s / {row['s_per_hvp']:.3f} s); peak beyond the model "
+            f"{p.bytes / 2**20:.0f} MiB = {row['peak_vectors']:.2f} vectors; {info}",
+            flush=True,
+        )
     out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {out['max_rss_mib']:.0f} MiB", flush=True)
     if a.json:

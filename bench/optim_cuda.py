@@ -4,6 +4,7 @@
 
 Same as `optkern bench optim --device cuda ...`.
 """
+
 import sys
 
 from _run import bench

@@ -7,6 +7,7 @@ Writes the results as JSON too (default bench/results-<suite>-<device>.json).
 Same as `optkern bench second ...`; the cases and byte counts are documented in
 optkern/benchmarks/second_order.py.
 """
+
 import sys
 
 from _run import bench

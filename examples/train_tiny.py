@@ -6,6 +6,7 @@ The data are two interleaved spirals; the network is x -> tanh(x W1 + b1) W2 + b
 logistic loss, gradients written out by hand. Prints the loss falling and the final
 accuracy in a few seconds.
 """
+
 import numpy as np
 
 import optkern.optim

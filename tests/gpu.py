@@ -1,5 +1,6 @@
 """Module-level skip for the CUDA test files: CuPy, the optkern._cuda module and
 a visible device are all needed; the skip reason says which is missing."""
+
 import pytest
 
 

@@ -9,6 +9,7 @@ follow that (its documentation's pseudo-code differs in the sign of the decay).
 Each ``<name>_step(p, g, state, t, **hp)`` updates ``p`` and the dict ``state``
 (PyTorch's state names) in place for step ``t`` (counting from 1).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,20 @@ def _grad(p, g, weight_decay, maximize):
     return g + weight_decay * p if weight_decay else g.copy()
 
 
-def sgd_step(p, g, state, t, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-             maximize=False, momentum_form="pytorch"):
+def sgd_step(
+    p,
+    g,
+    state,
+    t,
+    *,
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+    momentum_form="pytorch",
+):
     g = _grad(p, g, weight_decay, maximize)
     if momentum == 0:
         p -= lr * g
@@ -44,8 +57,9 @@ def sgd_step(p, g, state, t, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_dec
     p -= lr * d
 
 
-def adagrad_step(p, g, state, t, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, maximize=False):
+def adagrad_step(
+    p, g, state, t, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False
+):
     g = _grad(p, g, weight_decay, maximize)
     s = state.setdefault("sum", np.full_like(p, initial_accumulator_value))
     clr = lr / (1 + (t - 1) * lr_decay)
@@ -53,8 +67,21 @@ def adagrad_step(p, g, state, t, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, ini
     p -= clr * g / (np.sqrt(s) + eps)
 
 
-def rmsprop_step(p, g, state, t, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, maximize=False, nesterov=False):
+def rmsprop_step(
+    p,
+    g,
+    state,
+    t,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    maximize=False,
+    nesterov=False,
+):
     g = _grad(p, g, weight_decay, maximize)
     v = state.setdefault("square_avg", np.zeros_like(p))
     v[...] = alpha * v + (1 - alpha) * g * g
@@ -84,8 +111,20 @@ def adadelta_step(p, g, state, t, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0
     p -= lr * d
 
 
-def adam_step(p, g, state, t, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-              maximize=False, decoupled_weight_decay=False):
+def adam_step(
+    p,
+    g,
+    state,
+    t,
+    *,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled_weight_decay=False,
+):
     b1, b2 = betas
     if decoupled_weight_decay:
         p *= 1 - lr * weight_decay
@@ -100,8 +139,8 @@ def adam_step(p, g, state, t, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_d
         vmax = state.setdefault("max_exp_avg_sq", np.zeros_like(p))
         np.maximum(vmax, v, out=vmax)
         v = vmax
-    m_hat = m / (1 - b1 ** t)
-    v_hat = v / (1 - b2 ** t)
+    m_hat = m / (1 - b1**t)
+    v_hat = v / (1 - b2**t)
     p -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
@@ -109,8 +148,20 @@ def adamw_step(p, g, state, t, *, weight_decay=1e-2, **hp):
     adam_step(p, g, state, t, weight_decay=weight_decay, decoupled_weight_decay=True, **hp)
 
 
-def nadam_step(p, g, state, t, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-               decoupled_weight_decay=False, maximize=False):
+def nadam_step(
+    p,
+    g,
+    state,
+    t,
+    *,
+    lr=2e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum_decay=4e-3,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
     b1, b2 = betas
     if decoupled_weight_decay:
         p *= 1 - lr * weight_decay
@@ -129,12 +180,19 @@ def nadam_step(p, g, state, t, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_
     m[...] = b1 * m + (1 - b1) * g
     v[...] = b2 * v + (1 - b2) * g * g
     m_hat = mu(t + 1) * m / (1 - prod_next) + (1 - mu(t)) * g / (1 - prod_t)
-    v_hat = v / (1 - b2 ** t)
+    v_hat = v / (1 - b2**t)
     p -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-STEPS = {"SGD": sgd_step, "Adagrad": adagrad_step, "RMSprop": rmsprop_step, "Adadelta": adadelta_step,
-         "Adam": adam_step, "AdamW": adamw_step, "NAdam": nadam_step}
+STEPS = {
+    "SGD": sgd_step,
+    "Adagrad": adagrad_step,
+    "RMSprop": rmsprop_step,
+    "Adadelta": adadelta_step,
+    "Adam": adam_step,
+    "AdamW": adamw_step,
+    "NAdam": nadam_step,
+}
 
 
 def run(name, params, grad_seq, hp):

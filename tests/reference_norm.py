@@ -1,6 +1,7 @@
 """Float64 NumPy references for the normalization layers, written from the
 definitions (statistics by np.mean / np.var on float64, gradients from the
 chain rule through mean and variance), independent of the kernels."""
+
 import numpy as np
 
 
@@ -21,7 +22,7 @@ def _norm_axes_backward(dxhat, xhat, rstd, axes):
     m = np.prod([xhat.shape[a] for a in axes])
     x_minus_mu = xhat / rstd
     dmean = -(dxhat * rstd).sum(axis=axes, keepdims=True)
-    dsigma2 = (dxhat * x_minus_mu).sum(axis=axes, keepdims=True) * (-0.5) * rstd ** 3
+    dsigma2 = (dxhat * x_minus_mu).sum(axis=axes, keepdims=True) * (-0.5) * rstd**3
     return dxhat * rstd + dmean / m + dsigma2 * 2.0 * x_minus_mu / m
 
 
@@ -29,8 +30,9 @@ def batch_norm(x, w, b, eps):
     axes = (0,) + tuple(range(2, x.ndim))
     xhat, mean, var, rstd = _norm_axes(x, axes, eps)
     shp = (1, -1) + (1,) * (x.ndim - 2)
-    y = xhat * (1.0 if w is None else np.asarray(w, np.float64).reshape(shp)) + \
-        (0.0 if b is None else np.asarray(b, np.float64).reshape(shp))
+    y = xhat * (1.0 if w is None else np.asarray(w, np.float64).reshape(shp)) + (
+        0.0 if b is None else np.asarray(b, np.float64).reshape(shp)
+    )
     return y, mean.ravel(), var.ravel()
 
 
@@ -55,7 +57,7 @@ def layer_norm(x, k, w, b, eps):
     axes = tuple(range(x.ndim - k, x.ndim))
     xhat, mean, var, rstd = _norm_axes(x, axes, eps)
     y = xhat * (1.0 if w is None else np.asarray(w, np.float64)) + (0.0 if b is None else np.asarray(b, np.float64))
-    lead = x.shape[:x.ndim - k]
+    lead = x.shape[: x.ndim - k]
     return y, mean.reshape(lead), rstd.reshape(lead)
 
 
@@ -74,8 +76,9 @@ def group_norm(x, G, w, b, eps):
     xhat, mean, var, rstd = _norm_axes(xg, (2,), eps)
     xhat = xhat.reshape(x.shape)
     shp = (1, -1) + (1,) * (x.ndim - 2)
-    y = xhat * (1.0 if w is None else np.asarray(w, np.float64).reshape(shp)) + \
-        (0.0 if b is None else np.asarray(b, np.float64).reshape(shp))
+    y = xhat * (1.0 if w is None else np.asarray(w, np.float64).reshape(shp)) + (
+        0.0 if b is None else np.asarray(b, np.float64).reshape(shp)
+    )
     return y, mean.reshape(N, G), rstd.reshape(N, G)
 
 
@@ -96,19 +99,19 @@ def rms_norm(x, k, w, eps):
     x = np.asarray(x, np.float64)
     r = 1.0 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)
     y = x * r * (1.0 if w is None else np.asarray(w, np.float64))
-    return y, r.reshape(x.shape[:x.ndim - k])
+    return y, r.reshape(x.shape[: x.ndim - k])
 
 
 def rms_norm_backward(dy, x, k, w, eps):
     axes = tuple(range(x.ndim - k, x.ndim))
     x = np.asarray(x, np.float64)
     dy = np.asarray(dy, np.float64)
-    m = np.prod(x.shape[x.ndim - k:])
+    m = np.prod(x.shape[x.ndim - k :])
     ms = (x * x).mean(axis=axes, keepdims=True) + eps
-    r = ms ** -0.5
+    r = ms**-0.5
     g = dy * (1.0 if w is None else np.asarray(w, np.float64))
     # y = x r(x), ∂r/∂x = -x r³ / m
-    dx = g * r - x * (r ** 3) * (g * x).sum(axis=axes, keepdims=True) / m
+    dx = g * r - x * (r**3) * (g * x).sum(axis=axes, keepdims=True) / m
     return dx, (dy * x * r).sum(axis=tuple(range(x.ndim - k)))
 
 
@@ -128,5 +131,5 @@ def weight_norm_backward(dw, v, g, dim):
     gs = np.asarray(g, np.float64).reshape(n.shape)
     s = (dw * v).sum(axis=axes, keepdims=True)
     dg = (s / n).reshape(np.shape(g))
-    dv = gs / n * dw - gs * s / n ** 3 * v
+    dv = gs / n * dw - gs * s / n**3 * v
     return dg, dv

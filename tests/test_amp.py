@@ -1,4 +1,5 @@
 """optkern.amp.GradScaler against torch.amp.GradScaler and its own rules."""
+
 import numpy as np
 import pytest
 
@@ -35,16 +36,18 @@ def test_non_finite_step_changes_nothing_and_backs_off(where):
     s = GradScaler(init_scale=2.0**10, growth_interval=3)
     opt.step(grads_of(rng, sizes, 1.0))  # state exists
     before = [p.copy() for p in params]
-    state_before = {k: [np.copy(v) for v in vs.values() if isinstance(v, np.ndarray)]
-                    for k, vs in opt.state_dict()["state"].items()}
+    state_before = {
+        k: [np.copy(v) for v in vs.values() if isinstance(v, np.ndarray)] for k, vs in opt.state_dict()["state"].items()
+    }
     gs = grads_of(rng, sizes, 2.0**10)
     gs[where % 3][0] = np.nan if where == 2 else np.inf
     assert s.step(opt, gs) is None
     s.update()
     for p, b in zip(params, before):
         np.testing.assert_array_equal(p, b)
-    after = {k: [np.copy(v) for v in vs.values() if isinstance(v, np.ndarray)]
-             for k, vs in opt.state_dict()["state"].items()}
+    after = {
+        k: [np.copy(v) for v in vs.values() if isinstance(v, np.ndarray)] for k, vs in opt.state_dict()["state"].items()
+    }
     for k, vals in state_before.items():
         for a, b in zip(after[k], vals):
             np.testing.assert_array_equal(a, b)

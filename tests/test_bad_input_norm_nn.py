@@ -1,5 +1,6 @@
 """Bad input to the norm and nn calls: a TypeError / ValueError naming the right argument, nothing
 written; valid but unusual input accepted (issues 13 and 20, one table per class)."""
+
 import numpy as np
 import pytest
 
@@ -15,6 +16,7 @@ def _x(n=8, c=3, dtype=F32):
 
 # ---- running statistics aliasing x, out, weight or each other ---------------------------------
 
+
 def _bn_alias_cases():
     x = _x()
     rm, rv = np.zeros(3, F32), np.ones(3, F32)
@@ -25,7 +27,12 @@ def _bn_alias_cases():
         ("rm is a row of x", {"x": x, "running_mean": x[0], "running_var": rv}, "running_mean", "x"),
         ("rv is a row of x", {"x": x, "running_mean": rm, "running_var": x[1]}, "running_var", "x"),
         ("rm is rv", {"x": x, "running_mean": both, "running_var": both}, "running_var", "running_mean"),
-        ("rm inside out", {"x": x, "running_mean": out.reshape(-1)[:3], "running_var": rv, "out": out}, "running_mean", "out"),
+        (
+            "rm inside out",
+            {"x": x, "running_mean": out.reshape(-1)[:3], "running_var": rv, "out": out},
+            "running_mean",
+            "out",
+        ),
         ("rv is weight", {"x": x, "weight": w, "running_mean": rm, "running_var": w}, "running_var", "weight"),
         # x with one value per channel: the aliasing is still what is reported
         ("rm in 1-row x", {"x": x[:1], "running_mean": x[0], "running_var": rv}, "running_mean", "x"),
@@ -64,6 +71,7 @@ def test_strided_running_buffers_are_valid():
 
 # ---- *_backward with a wrong `saved` ---------------------------------------------------------
 
+
 def _forwards():
     x = _x()
     x4 = np.random.default_rng(1).standard_normal((2, 4, 5)).astype(F32)
@@ -73,8 +81,10 @@ def _forwards():
         "rms_norm": (lambda s: norm.rms_norm_backward(x, x, None, s), norm.rms_norm(x, 3)[1]),
         "group_norm": (lambda s: norm.group_norm_backward(x4, x4, None, s), norm.group_norm(x4, 2)[1]),
         "instance_norm": (lambda s: norm.instance_norm_backward(x4, x4, None, s), norm.instance_norm(x4)[1]),
-        "weight_norm": (lambda s: norm.weight_norm_backward(x, x, np.ones(8, F32), s),
-                        norm.weight_norm(x, np.ones(8, F32))[1]),
+        "weight_norm": (
+            lambda s: norm.weight_norm_backward(x, x, np.ones(8, F32), s),
+            norm.weight_norm(x, np.ones(8, F32))[1],
+        ),
     }
 
 
@@ -111,12 +121,16 @@ def test_saved_arrays_of_the_wrong_size_name_saved(fn, field):
 
 # ---- non-array weights / bias -----------------------------------------------------------------
 
-@pytest.mark.parametrize("call, name", [
-    (lambda x: norm.rms_norm(x, 3, weight=1.0), "weight"),
-    (lambda x: norm.layer_norm(x, 3, bias=[0.0, 0.0, 0.0]), "bias"),
-    (lambda x: norm.batch_norm(x, weight="w"), "weight"),
-    (lambda x: norm.group_norm(x, 1, bias=2), "bias"),
-])
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda x: norm.rms_norm(x, 3, weight=1.0), "weight"),
+        (lambda x: norm.layer_norm(x, 3, bias=[0.0, 0.0, 0.0]), "bias"),
+        (lambda x: norm.batch_norm(x, weight="w"), "weight"),
+        (lambda x: norm.group_norm(x, 1, bias=2), "bias"),
+    ],
+)
 def test_non_array_parameters_are_type_errors_naming_them(call, name):
     with pytest.raises(TypeError, match=rf"^{name}(\[0\])?: expected a numpy or cupy array"):
         call(_x())
@@ -124,13 +138,17 @@ def test_non_array_parameters_are_type_errors_naming_them(call, name):
 
 # ---- MLP --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sizes, exc, match", [
-    ([3, None, 2], TypeError, r"^sizes\[1\]: expected an integer"),
-    ([3, 2.5, 2], TypeError, r"^sizes\[1\]"),
-    ([3, "4", 2], TypeError, r"^sizes\[1\]"),
-    (7, TypeError, r"^sizes: expected a sequence"),
-    ([3, 0, 2], ValueError, r"^sizes: expected at least two positive"),
-])
+
+@pytest.mark.parametrize(
+    "sizes, exc, match",
+    [
+        ([3, None, 2], TypeError, r"^sizes\[1\]: expected an integer"),
+        ([3, 2.5, 2], TypeError, r"^sizes\[1\]"),
+        ([3, "4", 2], TypeError, r"^sizes\[1\]"),
+        (7, TypeError, r"^sizes: expected a sequence"),
+        ([3, 0, 2], ValueError, r"^sizes: expected at least two positive"),
+    ],
+)
 def test_mlp_sizes(sizes, exc, match):
     with pytest.raises(exc, match=match):
         nn.MLP(sizes)
@@ -191,13 +209,17 @@ def test_mlp_jvp_with_a_broadcast_direction(mlp):
 
 # ---- hessian.from_hvp -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw, exc, match", [
-    ({"fn": object(), "n": 3}, TypeError, r"^fn: expected a callable, got object"),
-    ({"fn": np.eye(3), "n": 3}, TypeError, r"^fn: expected a callable, got ndarray"),
-    ({"fn": lambda v: v, "n": object()}, TypeError, r"^n: "),
-    ({"fn": lambda v: v, "n": 3, "dtype": object}, TypeError, r"^dtype: expected float32 or float64"),
-    ({"fn": lambda v: v, "n": 3, "dtype": "int64"}, TypeError, r"^dtype: "),
-])
+
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        ({"fn": object(), "n": 3}, TypeError, r"^fn: expected a callable, got object"),
+        ({"fn": np.eye(3), "n": 3}, TypeError, r"^fn: expected a callable, got ndarray"),
+        ({"fn": lambda v: v, "n": object()}, TypeError, r"^n: "),
+        ({"fn": lambda v: v, "n": 3, "dtype": object}, TypeError, r"^dtype: expected float32 or float64"),
+        ({"fn": lambda v: v, "n": 3, "dtype": "int64"}, TypeError, r"^dtype: "),
+    ],
+)
 def test_from_hvp_reports_the_bad_argument(kw, exc, match):
     with pytest.raises(exc, match=match):
         hessian.from_hvp(**kw)
@@ -205,16 +227,20 @@ def test_from_hvp_reports_the_bad_argument(kw, exc, match):
 
 # ---- clip_grad_norm_ with an empty list -------------------------------------------------------
 
-@pytest.mark.parametrize("kw, exc, match", [
-    ({"max_norm": -1.0}, ValueError, r"^max_norm"),
-    ({"max_norm": float("nan")}, ValueError, r"^max_norm"),
-    ({"max_norm": "1"}, TypeError, r"^max_norm"),
-    ({"max_norm": 1.0, "norm_type": 0.5}, ValueError, r"^norm_type"),
-    ({"max_norm": 1.0, "norm_type": None}, TypeError, r"^norm_type"),
-    ({"max_norm": 1.0, "out": "junk"}, TypeError, r"^out"),
-    ({"max_norm": 1.0, "out": np.zeros(2)}, ValueError, r"^out"),
-    ({"max_norm": 1.0, "out": np.zeros(1, F32)}, ValueError, r"^out"),
-])
+
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        ({"max_norm": -1.0}, ValueError, r"^max_norm"),
+        ({"max_norm": float("nan")}, ValueError, r"^max_norm"),
+        ({"max_norm": "1"}, TypeError, r"^max_norm"),
+        ({"max_norm": 1.0, "norm_type": 0.5}, ValueError, r"^norm_type"),
+        ({"max_norm": 1.0, "norm_type": None}, TypeError, r"^norm_type"),
+        ({"max_norm": 1.0, "out": "junk"}, TypeError, r"^out"),
+        ({"max_norm": 1.0, "out": np.zeros(2)}, ValueError, r"^out"),
+        ({"max_norm": 1.0, "out": np.zeros(1, F32)}, ValueError, r"^out"),
+    ],
+)
 def test_clip_grad_norm_of_an_empty_list_validates(kw, exc, match):
     with pytest.raises(exc, match=match):
         optkern.clip_grad_norm_([], **kw)

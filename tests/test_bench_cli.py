@@ -1,6 +1,7 @@
 """`optkern bench`: the quick run prints one table (with and without PyTorch), writes JSON, and
 refuses an unusable device in one line with exit code 2. Timings are not checked, only that
 they are measured and finite."""
+
 import json
 import math
 import os
@@ -51,8 +52,10 @@ def _check_json(path, suites) -> list:
 def test_quick_runs_without_torch(tmp_path):
     """The issue's test: `optkern bench --quick` on the CPU with torch not importable."""
     path = tmp_path / "b.json"
-    code = ("import sys; sys.modules['torch'] = None; from optkern.cli import main; "
-            f"sys.exit(main(['bench', '--quick', '--json', {str(path)!r}]))")
+    code = (
+        "import sys; sys.modules['torch'] = None; from optkern.cli import main; "
+        f"sys.exit(main(['bench', '--quick', '--json', {str(path)!r}]))"
+    )
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(optkern.__file__)))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -103,12 +106,14 @@ def test_bad_thread_count_is_a_usage_error(capsys):
 
 # ---- the pieces --------------------------------------------------------------------------
 
+
 def test_timing_statistics_and_table():
     t = time_cpu(lambda: sum(range(1000)), Plan(warmup=1, min_repeats=7, max_repeats=7, budget_s=0.0))
     assert t.repeats == 7 and 0 < t.q1_ms <= t.median_ms <= t.q3_ms
     ours, theirs = Timing(2.0, 1.5, 2.5, 5), Timing(3.0, 3.0, 3.0, 5)
-    with_torch = Row("optim", "x", ours, bytes_moved=4e6, torch={"fused": theirs, "foreach": Timing(4, 4, 4, 5)},
-                     probe_gbs=4.0)
+    with_torch = Row(
+        "optim", "x", ours, bytes_moved=4e6, torch={"fused": theirs, "foreach": Timing(4, 4, 4, 5)}, probe_gbs=4.0
+    )
     alone = Row("hvp", "y", ours)
     assert with_torch.best_torch == ("fused", theirs) and with_torch.ratio == pytest.approx(1.5)
     assert with_torch.gbs == pytest.approx(2.0) and with_torch.pct_probe == pytest.approx(50.0)
@@ -136,7 +141,11 @@ def test_case_definitions_follow_the_issues():
     assert set(boptim.OPTIMIZERS) == {"Adam", "AdamW", "SGD-momentum", "Adagrad"}
     # bytes per element: (2 * written + 1) * 4 = 28 for Adam, 20 for SGD-momentum / Adagrad
     assert {k: (2 * w + 1) * 4 for k, (_, _, w) in boptim.OPTIMIZERS.items()} == {
-        "Adam": 28, "AdamW": 28, "SGD-momentum": 20, "Adagrad": 20}
+        "Adam": 28,
+        "AdamW": 28,
+        "SGD-momentum": 20,
+        "Adagrad": 20,
+    }
     assert bnorm.traffic_bytes("fwd", 10, "cuda") == 80 and bnorm.traffic_bytes("fwd+bwd", 10, "cpu") == 280
     assert next(s for _, s, _ in bnorm.cases(quick=True)) == (8192 // 16, 1024)
 

@@ -5,6 +5,7 @@ pip's moving pybind11 headers leave the compile lines unchanged.
 
 A stand-in nvidia-smi plays the GPUs, so the results do not depend on the
 machine's own."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,14 @@ def _fake_smi(tmp_path, out: str = "", rc: int = 0) -> str:
 def _configure(src, build, *defs, env=None, check=True):
     e = {k: v for k, v in os.environ.items() if k not in ("CUDAARCHS", "CUDA_VISIBLE_DEVICES")}
     e.update(env or {})
-    r = subprocess.run([CMAKE, "-S", str(src), "-B", str(build), *defs], capture_output=True, text=True, env=e,
-                       timeout=300, check=False)
+    r = subprocess.run(
+        [CMAKE, "-S", str(src), "-B", str(build), *defs],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=300,
+        check=False,
+    )
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
     return r
@@ -54,22 +61,30 @@ def test_auto_builds_for_the_visible_gpus_only(tmp_path):
     assert "CUDA module for the visible GPU architecture(s) 86, 90" in out
 
 
-@pytest.mark.parametrize("how", ["no nvidia-smi", "driver reports no device", "prints nothing",
-                                 "CUDA_VISIBLE_DEVICES empty"])
+@pytest.mark.parametrize(
+    "how", ["no nvidia-smi", "driver reports no device", "prints nothing", "CUDA_VISIBLE_DEVICES empty"]
+)
 def test_auto_without_a_visible_gpu_skips_cuda_in_one_line(tmp_path, how):
-    smi = {"no nvidia-smi": lambda: None, "driver reports no device": lambda: _fake_smi(tmp_path, "No devices\\n", 9),
-           "prints nothing": lambda: _fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES empty": lambda: _fake_smi(tmp_path, "9.0\\n")}[how]()
+    smi = {
+        "no nvidia-smi": lambda: None,
+        "driver reports no device": lambda: _fake_smi(tmp_path, "No devices\\n", 9),
+        "prints nothing": lambda: _fake_smi(tmp_path),
+        "CUDA_VISIBLE_DEVICES empty": lambda: _fake_smi(tmp_path, "9.0\\n"),
+    }[how]()
     env = {"CUDA_VISIBLE_DEVICES": ""} if how == "CUDA_VISIBLE_DEVICES empty" else None
     build, archs, out = _plan(tmp_path, smi=smi, env=env)
     assert not build and archs == ""
     assert sum(NO_GPU_LINE in line for line in out.splitlines()) == 1
 
 
-@pytest.mark.parametrize("defs, env, archs", [
-    (["-DOPTKERN_CUDA=ON"], None, ""),                   # cuda/CMakeLists.txt's default list
-    (["-DCMAKE_CUDA_ARCHITECTURES=80"], None, "80"),     # asked for: built although no GPU is visible
-    ([], {"CUDAARCHS": "75"}, ""),                       # read by enable_language(CUDA) itself
-])
+@pytest.mark.parametrize(
+    "defs, env, archs",
+    [
+        (["-DOPTKERN_CUDA=ON"], None, ""),  # cuda/CMakeLists.txt's default list
+        (["-DCMAKE_CUDA_ARCHITECTURES=80"], None, "80"),  # asked for: built although no GPU is visible
+        ([], {"CUDAARCHS": "75"}, ""),  # read by enable_language(CUDA) itself
+    ],
+)
 def test_on_or_chosen_architectures_build_without_a_gpu(tmp_path, defs, env, archs):
     build, got, out = _plan(tmp_path, *defs, env=env)
     assert build and got == archs and NO_GPU_LINE not in out
@@ -84,29 +99,39 @@ def test_off_never_builds_cuda_and_a_bad_value_is_an_error(tmp_path):
 
 # ---- the real project -----------------------------------------------------------
 
+
 def _pybind11_dir():
-    pybind11 = pytest.importorskip("pybind11", reason="pybind11 is not installed (pip install \".[test]\")")
+    pybind11 = pytest.importorskip("pybind11", reason='pybind11 is not installed (pip install ".[test]")')
     return pybind11.get_cmake_dir()
 
 
 def _compile_lines(build) -> list:
     """The include / flag / define lines of every compile command CMake generated."""
-    text = "\n".join(Path(d, f).read_text() for d, _, fs in os.walk(build)
-                      for f in fs if f in ("build.ninja", "flags.make"))
+    text = "\n".join(
+        Path(d, f).read_text() for d, _, fs in os.walk(build) for f in fs if f in ("build.ninja", "flags.make")
+    )
     return [ln for ln in text.splitlines() if re.match(r"\s*(CXX_)?(INCLUDES|FLAGS|DEFINES)\s*=", ln)]
 
 
 def test_project_configure_with_auto_and_no_gpu_has_no_cuda_target(tmp_path):
     pb = _pybind11_dir()
     smi = _fake_smi(tmp_path, "No devices were found\\n", 9)
-    r = _configure(ROOT, tmp_path / "b", "-G", "Ninja" if shutil.which("ninja") else "Unix Makefiles",
-                   f"-Dpybind11_DIR={pb}", f"-DOPTKERN_NVIDIA_SMI={smi}", "-DOPTKERN_LTO=OFF")
+    r = _configure(
+        ROOT,
+        tmp_path / "b",
+        "-G",
+        "Ninja" if shutil.which("ninja") else "Unix Makefiles",
+        f"-Dpybind11_DIR={pb}",
+        f"-DOPTKERN_NVIDIA_SMI={smi}",
+        "-DOPTKERN_LTO=OFF",
+    )
     assert not any("-flto" in ln for ln in _compile_lines(tmp_path / "b"))  # OPTKERN_LTO=OFF: no LTO
     assert sum(NO_GPU_LINE in line for line in r.stdout.splitlines()) == 1, r.stdout
     files = os.listdir(tmp_path / "b")
     assert "cuda" not in files and "CMakeFiles" in files
-    r = subprocess.run([CMAKE, "--build", str(tmp_path / "b"), "--target", "help"], capture_output=True, text=True,
-                       check=True)
+    r = subprocess.run(
+        [CMAKE, "--build", str(tmp_path / "b"), "--target", "help"], capture_output=True, text=True, check=True
+    )
     assert "_cpu" in r.stdout and "_cuda" not in r.stdout
 
 
@@ -120,8 +145,15 @@ def test_pip_builds_compile_against_a_stable_copy_of_pybind11(tmp_path):
         copy = tmp_path / f"env{i}" / "pybind11"
         shutil.copytree(root, copy)
         rel = os.path.relpath(pb, root)
-        _configure(ROOT, tmp_path / "b", "-G", "Ninja" if shutil.which("ninja") else "Unix Makefiles",
-                   f"-Dpybind11_DIR={copy / rel}", "-DSKBUILD=ON", "-DOPTKERN_CUDA=OFF")
+        _configure(
+            ROOT,
+            tmp_path / "b",
+            "-G",
+            "Ninja" if shutil.which("ninja") else "Unix Makefiles",
+            f"-Dpybind11_DIR={copy / rel}",
+            "-DSKBUILD=ON",
+            "-DOPTKERN_CUDA=OFF",
+        )
         compile_lines = _compile_lines(tmp_path / "b")
         assert any("-flto" in ln for ln in compile_lines)  # OPTKERN_LTO's default: pybind11's LTO
         assert compile_lines and not any(str(tmp_path / f"env{i}") in ln for ln in compile_lines)

@@ -1,4 +1,5 @@
 """optkern.save / optkern.load: round trips, exact resumption, and one clear error for every damaged file."""
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,9 @@ def _canon(x):
 
 
 def _state_bytes(opt):
-    return _canon((opt.state_dict()["state"], [{k: v for k, v in g.items() if k != "params"}
-                                               for g in opt.param_groups]))
+    return _canon(
+        (opt.state_dict()["state"], [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups])
+    )
 
 
 @pytest.mark.parametrize("name,hp", CASES, ids=[c[0] for c in CASES])
@@ -93,9 +95,20 @@ def test_save_load_in_place_resumes_bitwise(name, hp, tmp_path):
 def test_load_returns_plain_data(tmp_path):
     params, opt, sched = _setup("Adam", dict(amsgrad=True))
     _train(params, opt, sched, 0, 3)
-    data = {"epoch": 3, "loss": float("nan"), "best": float("-inf"), "name": "run-1", "none": None, "flag": True,
-            "pair": (1, 2.5), "by_index": {0: "a", "1": "b"}, "nested": [np.arange(3), {"__x": np.ones((2, 2))}],
-            "empty": np.zeros((0, 4), np.float32), "scalar": np.float64(2.5), "b": np.array([True, False])}
+    data = {
+        "epoch": 3,
+        "loss": float("nan"),
+        "best": float("-inf"),
+        "name": "run-1",
+        "none": None,
+        "flag": True,
+        "pair": (1, 2.5),
+        "by_index": {0: "a", "1": "b"},
+        "nested": [np.arange(3), {"__x": np.ones((2, 2))}],
+        "empty": np.zeros((0, 4), np.float32),
+        "scalar": np.float64(2.5),
+        "b": np.array([True, False]),
+    }
     optkern.save(tmp_path / "ck", opt=opt, w=params[0], path="any name works", **data)
     got = optkern.load(tmp_path / "ck")  # the path as given: no .npz appended
     assert not os.path.exists(tmp_path / "ck.npz")
@@ -130,6 +143,7 @@ def test_file_is_a_plain_npz_with_json_metadata(tmp_path):
 
 # ---- damaged files: one ValueError naming the file, and the optimizer untouched ----------------
 
+
 @pytest.fixture
 def saved(tmp_path):
     params, opt, sched = _setup("Adam", dict(amsgrad=True))
@@ -159,8 +173,10 @@ def _npy(a):
 
 def _meta_member(meta, name="meta.npy"):
     raw = json.dumps(meta).encode()
-    return {name: _npy(np.frombuffer(raw, np.uint8)),
-            "meta_sha256.npy": _npy(np.frombuffer(hashlib.sha256(raw).hexdigest().encode(), np.uint8))}
+    return {
+        name: _npy(np.frombuffer(raw, np.uint8)),
+        "meta_sha256.npy": _npy(np.frombuffer(hashlib.sha256(raw).hexdigest().encode(), np.uint8)),
+    }
 
 
 def _read_meta(path):
@@ -172,7 +188,8 @@ def _corruptions():
     def truncate(frac):
         def f(path):
             data = _read_bytes(path)
-            _write_bytes(path, data[:int(len(data) * frac)])
+            _write_bytes(path, data[: int(len(data) * frac)])
+
         return f, "truncated or not an .npz file"
 
     def flip_array_byte(path):
@@ -189,11 +206,13 @@ def _corruptions():
                 a.flat[0] += 1
                 return _npy(a)
             return b
+
         _rewrite(path, change)
 
     def alter_meta(path):  # one character of the metadata changed, its checksum not
         def change(n, b):
             return b.replace(b'"amsgrad":true', b'"amsgrad":fals') if n == "meta.npy" else b
+
         _rewrite(path, change)
 
     def version(v):
@@ -202,6 +221,7 @@ def _corruptions():
             meta["version"] = v
             new = _meta_member(meta)
             _rewrite(path, lambda n, b: new.get(n, b))
+
         return f
 
     def foreign_format(path):
@@ -230,6 +250,7 @@ def _corruptions():
     def not_npz(text):
         def f(path):
             _write_bytes(path, text)
+
         return f
 
     def npy_file(path):
@@ -242,7 +263,9 @@ def _corruptions():
 
     t50, t90, t99 = truncate(0.5), truncate(0.9), truncate(0.99)
     return [
-        ("truncated-50", t50[0], t50[1]), ("truncated-90", t90[0], t90[1]), ("truncated-99", t99[0], t99[1]),
+        ("truncated-50", t50[0], t50[1]),
+        ("truncated-90", t90[0], t90[1]),
+        ("truncated-99", t99[0], t99[1]),
         ("truncated-to-1-byte", truncate(1e-9)[0], "truncated or not an .npz file"),
         ("empty", not_npz(b""), "truncated or not an .npz file"),
         ("flipped-array-byte", flip_array_byte, "damaged checkpoint.*CRC"),
@@ -284,6 +307,7 @@ def test_missing_file_is_file_not_found(tmp_path):
 
 
 # ---- restoring into targets: checked first, all or nothing ----------------------------------
+
 
 def test_mismatched_targets_are_refused_before_anything_changes(saved, tmp_path):
     path, target, target_params = saved
@@ -327,8 +351,15 @@ def test_register_a_new_kind(tmp_path):
         def __init__(self):
             self.n = 0
 
-    C.register(C.Kind("counter", lambda o: isinstance(o, Counter), lambda o: {"n": o.n},
-                      lambda o, d: None, lambda o, d: setattr(o, "n", d["n"])))
+    C.register(
+        C.Kind(
+            "counter",
+            lambda o: isinstance(o, Counter),
+            lambda o: {"n": o.n},
+            lambda o, d: None,
+            lambda o, d: setattr(o, "n", d["n"]),
+        )
+    )
     try:
         c = Counter()
         c.n = 41
@@ -340,6 +371,7 @@ def test_register_a_new_kind(tmp_path):
 
 
 # ---- writing: encoded first, atomic, durable --------------------------------------------------
+
 
 def test_unsaveable_object_leaves_the_old_file(tmp_path):
     path = optkern.save(tmp_path / "ck.npz", x=np.arange(4))
@@ -415,7 +447,7 @@ def test_sampled_bit_flips_and_truncations_are_caught_or_harmless(tmp_path):
     caught = 0
     picks = np.random.default_rng(1).choice(len(good), 250, replace=False)  # of ~4 KB: bounded time
     for k in picks:
-        for data in (good[:k], good[:k] + bytes([good[k] ^ (1 << (k % 8))]) + good[k + 1:]):
+        for data in (good[:k], good[:k] + bytes([good[k] ^ (1 << (k % 8))]) + good[k + 1 :]):
             _write_bytes(bad, data)
             try:
                 got = optkern.load(bad)

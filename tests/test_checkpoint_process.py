@@ -1,5 +1,6 @@
 """Checkpoints across processes: a job killed with SIGKILL (mid-write or anywhere) resumes bit-identically
 from its last checkpoint, and a reader in another process never sees a half-written file."""
+
 from __future__ import annotations
 
 import os
@@ -64,14 +65,22 @@ STEPS = 24
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    return {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
 
 
 def _job(tmp, extra_env=None):
-    return subprocess.Popen([sys.executable, "-c", JOB, str(tmp / "ckpt.npz"), str(tmp / "out.npz"), str(STEPS)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**_env(), **(extra_env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-c", JOB, str(tmp / "ckpt.npz"), str(tmp / "out.npz"), str(STEPS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_env(), **(extra_env or {})},
+    )
 
 
 def _run_to_end(tmp):
@@ -176,8 +185,13 @@ def test_reader_never_sees_a_half_written_checkpoint(tmp_path):
         optkern.save(path, arrays=arrays, i=i, opt={"state": {0: {"step": i}}, "param_groups": []})
 
     write(0)
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(path), str(stop)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=_env())
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(path), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         assert reader.stdout.readline().strip() == "ready"
         i, t0 = 0, time.monotonic()

@@ -4,6 +4,7 @@ The study runs in-process through ``optkern.cli.main`` on a reduced ``--quick``
 configuration (two optimizers) to keep the suite fast; a few checks run the
 real ``python -m optkern`` in a subprocess for exit codes and stderr.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ def _has_matplotlib() -> bool:
 
 def _python_m(*args, timeout=120):
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "optkern", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "optkern", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def _finite_numbers(obj, path="results"):
@@ -50,6 +52,7 @@ def _finite_numbers(obj, path="results"):
 
 
 # ---- the quick study, end to end ----------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
@@ -79,8 +82,12 @@ def test_quick_study_results_are_finite_and_the_loss_falls(quick_study):
     _, _, results = quick_study
     assert not results["interrupted"]
     runs = results["runs"]
-    assert [(r["optimizer"], r["norm"]) for r in runs] == [("sgd", "none"), ("adam", "none"),
-                                                            ("sgd", "batch"), ("adam", "batch")]
+    assert [(r["optimizer"], r["norm"]) for r in runs] == [
+        ("sgd", "none"),
+        ("adam", "none"),
+        ("sgd", "batch"),
+        ("adam", "batch"),
+    ]
     _finite_numbers(results)
     cfg = results["config"]
     for r in runs:
@@ -102,8 +109,9 @@ def test_quick_study_results_are_finite_and_the_loss_falls(quick_study):
 
 def test_quick_study_is_reproducible(quick_study, tmp_path):
     _, _, results = quick_study
-    rc = cli.main(["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--out", str(tmp_path), "--quiet",
-                   "--no-plots"])
+    rc = cli.main(
+        ["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--out", str(tmp_path), "--quiet", "--no-plots"]
+    )
     assert rc == 0
     again = json.loads((tmp_path / "results.json").read_text())["runs"][0]
     first = results["runs"][0]
@@ -135,14 +143,34 @@ def test_ctrl_c_leaves_a_valid_partial_report(monkeypatch, tmp_path, capsys):
         calls.append(1)
         if len(calls) == 2:
             rec = args[5]
-            rec.update(optimizer=args[0], norm=args[1], status="running", history={"epoch": [0],
-                       "train_loss": [2.3], "val_loss": [2.3], "val_acc": [0.1]}, curvature=[])
+            rec.update(
+                optimizer=args[0],
+                norm=args[1],
+                status="running",
+                history={"epoch": [0], "train_loss": [2.3], "val_loss": [2.3], "val_acc": [0.1]},
+                curvature=[],
+            )
             raise KeyboardInterrupt
         return real(*args, **kw)
 
     monkeypatch.setattr(runner, "train_run", interrupted_second_run)
-    rc = cli.main(["study", "--quick", "--optimizers", "sgd,adam", "--norms", "none", "--epochs", "1",
-                   "--checkpoints", "1", "--no-plots", "--out", str(tmp_path)])
+    rc = cli.main(
+        [
+            "study",
+            "--quick",
+            "--optimizers",
+            "sgd,adam",
+            "--norms",
+            "none",
+            "--epochs",
+            "1",
+            "--checkpoints",
+            "1",
+            "--no-plots",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 130
     assert "interrupted" in capsys.readouterr().err
     results = json.loads((tmp_path / "results.json").read_text())
@@ -153,6 +181,7 @@ def test_ctrl_c_leaves_a_valid_partial_report(monkeypatch, tmp_path, capsys):
 
 
 # ---- bad --data and bad options: one line on stderr, exit code 2 ---------------
+
 
 def _bad_inputs(tmp):
     cases = {"missing file": str(tmp / "nope.npz")}
@@ -198,8 +227,12 @@ def _bad_inputs(tmp):
     p.write_text("\n".join(["nan,1,0"] + [f"{i},{i * 0.5},{i % 2}" for i in range(1, 20)]) + "\n")
     cases["csv with NaN in the first row"] = str(p)
     x, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2
-    npz = {"scalar y": dict(x=x, y=np.array(1)), "no feature columns": dict(x=x[:, :0], y=y),
-           "complex features": dict(x=x + 1j, y=y), "string labels": dict(x=x, y=np.array(["cat", "dog"] * 10))}
+    npz = {
+        "scalar y": dict(x=x, y=np.array(1)),
+        "no feature columns": dict(x=x[:, :0], y=y),
+        "complex features": dict(x=x + 1j, y=y),
+        "string labels": dict(x=x, y=np.array(["cat", "dog"] * 10)),
+    }
     for name, arrays in npz.items():
         p = tmp / (name.replace(" ", "_") + ".npz")
         np.savez(p, **arrays)
@@ -209,12 +242,24 @@ def _bad_inputs(tmp):
 
 # The message must name the problem, not just the file.
 BAD_DATA_WORDS = {
-    "missing file": "no such file", "csv with a short row": "columns", "csv with only a label column": "feature column",
-    "csv with NaN": "NaN", "csv with text": "numeric", "npz without y": "'y'", "more classes than fit": "does not fit",
-    "fractional labels": "integers", "x and y lengths differ": "n == len(y)", "unknown extension": "unsupported",
-    "a directory": "directory", "empty csv": "empty", "csv with only a header": "no data rows",
-    "csv with NaN in the first row": "NaN", "scalar y": "one-dimensional", "no feature columns": "no feature columns",
-    "complex features": "real numbers", "string labels": "labels must be integers",
+    "missing file": "no such file",
+    "csv with a short row": "columns",
+    "csv with only a label column": "feature column",
+    "csv with NaN": "NaN",
+    "csv with text": "numeric",
+    "npz without y": "'y'",
+    "more classes than fit": "does not fit",
+    "fractional labels": "integers",
+    "x and y lengths differ": "n == len(y)",
+    "unknown extension": "unsupported",
+    "a directory": "directory",
+    "empty csv": "empty",
+    "csv with only a header": "no data rows",
+    "csv with NaN in the first row": "NaN",
+    "scalar y": "one-dimensional",
+    "no feature columns": "no feature columns",
+    "complex features": "real numbers",
+    "string labels": "labels must be integers",
 }
 
 
@@ -247,15 +292,25 @@ def test_batch_norm_with_a_one_row_last_batch(data, batch, tmp_path):
     assert run["status"] == "done" and math.isfinite(run["history"]["train_loss"][-1])
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--optimizers", "sgd,lion"], ("--optimizers:", "lion")), (["--norms", "group"], ("--norms:", "group")),
-    (["--epochs", "0"], ("--epochs: must be >= 1",)), (["--hidden", "64,x"], ("--hidden:",)),
-    (["--threads", "0"], ("--threads:",)), (["--curvature-samples", "0"], ("--curvature-samples: must be >= 1",)),
-    (["--batch-size", "1"], ("--batch-size: batch norm needs at least 2",)), (["--seeds", "0"], ("--seeds:",)),
-    (["--checkpoints", "0"], ("--checkpoints:",)), (["--lr", "adam"], ("--lr: expected NAME=VALUE",)),
-    (["--lr", "adam=fast"], ("--lr:", "'fast' is not a number")), (["--lr", "lion=1e-3"], ("--lr:", "lion")),
-    (["--lr", "sgd=-1"], ("--lr:", "positive")), (["--label-column", "2"], ("--label-column:", ".csv")),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--optimizers", "sgd,lion"], ("--optimizers:", "lion")),
+        (["--norms", "group"], ("--norms:", "group")),
+        (["--epochs", "0"], ("--epochs: must be >= 1",)),
+        (["--hidden", "64,x"], ("--hidden:",)),
+        (["--threads", "0"], ("--threads:",)),
+        (["--curvature-samples", "0"], ("--curvature-samples: must be >= 1",)),
+        (["--batch-size", "1"], ("--batch-size: batch norm needs at least 2",)),
+        (["--seeds", "0"], ("--seeds:",)),
+        (["--checkpoints", "0"], ("--checkpoints:",)),
+        (["--lr", "adam"], ("--lr: expected NAME=VALUE",)),
+        (["--lr", "adam=fast"], ("--lr:", "'fast' is not a number")),
+        (["--lr", "lion=1e-3"], ("--lr:", "lion")),
+        (["--lr", "sgd=-1"], ("--lr:", "positive")),
+        (["--label-column", "2"], ("--label-column:", ".csv")),
+    ],
+)
 def test_bad_options_give_one_line_naming_the_flag_and_exit_code_2(args, words, tmp_path, capsys):
     rc = cli.main(["study", *args, "--out", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
@@ -304,15 +359,32 @@ def test_csv_with_labels_from_1_and_a_label_column_is_remapped_and_said(tmp_path
     x = rng.standard_normal((60, 4)) + y[:, None]
     lines = ["species,a,b,c,d"] + [",".join([str(y[i]), *(f"{v:.4f}" for v in x[i])]) for i in range(60)]
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
-    rc = cli.main(["study", *TINY, "--no-plots", "--data", str(tmp_path / "d.csv"), "--label-column", "species",
-                   "--curvature-samples", "1000", "--out", str(tmp_path / "out")])
+    rc = cli.main(
+        [
+            "study",
+            *TINY,
+            "--no-plots",
+            "--data",
+            str(tmp_path / "d.csv"),
+            "--label-column",
+            "species",
+            "--curvature-samples",
+            "1000",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["num_classes"] == 3 and results["num_features"] == 4
     assert results["curvature_samples"] == results["num_train"] == 48  # what was used, not what was asked
     report = (tmp_path / "out" / "report.md").read_text()
-    for phrase in ("labels {1, 2, 3} renumbered 0..2", "features standardized", "label from the CSV's 'species'",
-                   "on the same 48 training samples for every run (asked for 1000"):
+    for phrase in (
+        "labels {1, 2, 3} renumbered 0..2",
+        "features standardized",
+        "label from the CSV's 'species'",
+        "on the same 48 training samples for every run (asked for 1000",
+    ):
         assert phrase in report, phrase
     # Without --label-column the last column (fractional) is read as the label: the error says what to do.
     capsys.readouterr()
@@ -322,13 +394,36 @@ def test_csv_with_labels_from_1_and_a_label_column_is_remapped_and_said(tmp_path
 
 
 def test_seeds_2_runs_each_configuration_twice_and_plots_mean_and_spread(tmp_path):
-    rc = cli.main(["study", "--quick", "--optimizers", "sgd,adam", "--norms", "none,batch", "--epochs", "2",
-                   "--checkpoints", "2", "--hidden", "16", "--curvature-samples", "64", "--seeds", "2",
-                   "--lr", "adam=3e-3", "--quiet", "--out", str(tmp_path)])
+    rc = cli.main(
+        [
+            "study",
+            "--quick",
+            "--optimizers",
+            "sgd,adam",
+            "--norms",
+            "none,batch",
+            "--epochs",
+            "2",
+            "--checkpoints",
+            "2",
+            "--hidden",
+            "16",
+            "--curvature-samples",
+            "64",
+            "--seeds",
+            "2",
+            "--lr",
+            "adam=3e-3",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert [(r["optimizer"], r["norm"], r["seed"]) for r in results["runs"]] == [
-        (o, n, s) for n in ("none", "batch") for o in ("sgd", "adam") for s in (0, 1)]
+        (o, n, s) for n in ("none", "batch") for o in ("sgd", "adam") for s in (0, 1)
+    ]
     assert results["runs"][0]["history"]["train_loss"] != results["runs"][1]["history"]["train_loss"]
     assert results["optimizers"]["adam"]["hyperparameters"]["lr"] == 3e-3
     report = (tmp_path / "report.md").read_text()
@@ -369,8 +464,22 @@ def test_ctrl_c_inside_a_run_keeps_what_it_measured(monkeypatch, tmp_path):
         return real(*a, **kw)
 
     monkeypatch.setattr(runner, "curvature", interrupt_second_measurement)
-    rc = cli.main(["study", *TINY[:2], "sgd", "--norms", "none", "--epochs", "2", "--checkpoints", "2", "--quiet",
-                   "--out", str(tmp_path)])
+    rc = cli.main(
+        [
+            "study",
+            *TINY[:2],
+            "sgd",
+            "--norms",
+            "none",
+            "--epochs",
+            "2",
+            "--checkpoints",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 130
     results = json.loads((tmp_path / "results.json").read_text())
     run = results["runs"][0]

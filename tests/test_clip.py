@@ -1,4 +1,5 @@
 """Gradient clipping against the NumPy reference and torch.nn.utils."""
+
 from __future__ import annotations
 
 import math
@@ -158,14 +159,17 @@ def _read_only(n):
     return a
 
 
-@pytest.mark.parametrize("bad, exc, msg", [
-    (lambda g: _read_only(5), ValueError, r"^grads\[2\]: array is read-only"),
-    (lambda g: np.full((5, 2), 10.0)[:, 0], ValueError, r"^grads\[2\]: array must be C-contiguous"),
-    (lambda g: _misaligned(5), ValueError, r"^grads\[2\]: array data is misaligned"),
-    (lambda g: np.full(5, 10, np.int64), TypeError, r"^grads\[2\]: expected float64, got int64"),
-    (lambda g: g[0][1:3], ValueError, r"^grads\[2\] shares memory with grads\[0\]"),
-    (lambda g: g[1], ValueError, r"^grads\[\d\] shares memory with grads\[\d\]"),
-])
+@pytest.mark.parametrize(
+    "bad, exc, msg",
+    [
+        (lambda g: _read_only(5), ValueError, r"^grads\[2\]: array is read-only"),
+        (lambda g: np.full((5, 2), 10.0)[:, 0], ValueError, r"^grads\[2\]: array must be C-contiguous"),
+        (lambda g: _misaligned(5), ValueError, r"^grads\[2\]: array data is misaligned"),
+        (lambda g: np.full(5, 10, np.int64), TypeError, r"^grads\[2\]: expected float64, got int64"),
+        (lambda g: g[0][1:3], ValueError, r"^grads\[2\] shares memory with grads\[0\]"),
+        (lambda g: g[1], ValueError, r"^grads\[\d\] shares memory with grads\[\d\]"),
+    ],
+)
 @pytest.mark.parametrize("clip", ["norm", "norm_out", "value"])
 def test_bad_grads_are_named_and_nothing_is_written(clip, bad, exc, msg):
     """Errors name ``grads[i]`` (not the native ``arrays``), before anything, ``out`` included, is written."""
@@ -201,11 +205,14 @@ def test_clip_grad_norm_writes_out_buffer():
     assert math.isclose(math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)), 0.5, rel_tol=1e-5)
 
 
-@pytest.mark.parametrize("out, exc, msg", [
-    (np.zeros(1, np.float32), ValueError, "float64"),
-    (np.zeros(2), ValueError, "1-element"),
-    ([0.0], TypeError, "out"),
-])
+@pytest.mark.parametrize(
+    "out, exc, msg",
+    [
+        (np.zeros(1, np.float32), ValueError, "float64"),
+        (np.zeros(2), ValueError, "1-element"),
+        ([0.0], TypeError, "out"),
+    ],
+)
 def test_clip_grad_norm_rejects_bad_out(out, exc, msg):
     g = np.random.default_rng(12).standard_normal(9).astype(np.float32)
     before = g.copy()

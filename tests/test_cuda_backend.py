@@ -2,6 +2,7 @@
 names, and argument checking with stand-in CuPy arrays (objects that look
 like cupy.ndarray to the checks but whose pointers are never launched).
 The kernels themselves are tested in test_cuda_optim.py on a GPU."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,19 @@ except RuntimeError as e:  # built without CUDA, or cannot load
 
 HAVE_DEVICE = _cuda.device_count() > 0
 
-CONTRACT = ["sgd_", "adagrad_", "rmsprop_", "adadelta_", "adam_", "nadam_", "adagrad_norm_",
-            "grad_norm", "clip_scale_", "clamp_", "all_finite"]
+CONTRACT = [
+    "sgd_",
+    "adagrad_",
+    "rmsprop_",
+    "adadelta_",
+    "adam_",
+    "nadam_",
+    "adagrad_norm_",
+    "grad_norm",
+    "clip_scale_",
+    "clamp_",
+    "all_finite",
+]
 
 
 def test_device_count_is_a_count():
@@ -71,6 +83,7 @@ def test_scalar_arguments_are_checked_first():
 # run where no device is visible (a call that passes every check must fail at
 # the device lookup, never launch).
 
+
 class _Mem:
     def __init__(self, ptr, device_id):
         self.ptr = ptr
@@ -114,8 +127,11 @@ def _lists(sizes, dtype=np.float32):
 @need_no_device
 def test_stand_in_is_recognised_as_cupy():
     assert _backend.is_cupy(fake(3))
-    with pytest.raises(TypeError, match=r"params\[1\]: is a numpy array but grads\[0\] is a cupy array|"
-                                        r"params\[1\]: is a numpy array"):
+    with pytest.raises(
+        TypeError,
+        match=r"params\[1\]: is a numpy array but grads\[0\] is a cupy array|"
+        r"params\[1\]: is a numpy array",
+    ):
         _backend.backend(("grads", [fake(3)]), ("params", [fake(3), np.ones(3, np.float32)]))
 
 
@@ -172,8 +188,11 @@ def test_aliasing_is_rejected():
     p, g, m, v = _lists([5, 7])
     with pytest.raises(ValueError, match="shares memory"):
         _adam(p, p, m, v)  # params passed as grads
-    with pytest.raises(ValueError, match=r"exp_avg_sqs\[1\] shares memory with exp_avgs\[1\]|"
-                                         r"exp_avgs\[1\] shares memory with exp_avg_sqs\[1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"exp_avg_sqs\[1\] shares memory with exp_avgs\[1\]|"
+        r"exp_avgs\[1\] shares memory with exp_avg_sqs\[1\]",
+    ):
         _adam(p, g, m, [v[0], m[1]])
     # overlapping views of one allocation: the second starts inside the first
     inside = ndarray(p[0].data.ptr + 8, 7)
@@ -196,8 +215,9 @@ def test_device_buffers_are_checked():
     with pytest.raises(TypeError, match=r"counters: expected a cupy.ndarray, got numpy.ndarray"):
         _adam(p, g, m, v, counters=np.zeros(1))
     with pytest.raises(ValueError, match=r"counters: expected 2 elements, got 1"):  # NAdam: step, mu_product
-        _cuda.nadam_capturable(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, False, False, 1, 1.0,
-                               fake(1, np.float64), None)
+        _cuda.nadam_capturable(
+            p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, False, False, 1, 1.0, fake(1, np.float64), None
+        )
     with pytest.raises(TypeError, match=r"out: expected a cupy.ndarray, got numpy.ndarray"):
         _cuda.grad_norm(p, 2.0, np.zeros(1))
     with pytest.raises(ValueError, match=r"b_sq: expected 1 elements, got 2"):
@@ -207,6 +227,7 @@ def test_device_buffers_are_checked():
 
 
 # ---- CuPy helpers of _backend (pure NumPy paths) ---------------------------------
+
 
 def test_scalar_buffer_and_asarray_like_on_numpy():
     like = np.ones(4, np.float32)
@@ -238,8 +259,8 @@ def test_on_array_device_selects_the_first_cupy_arguments_device(monkeypatch):
 
     monkeypatch.setattr(_backend, "_device_of", device_of)
     f = _backend.on_array_device(lambda *a, **k: entered[-1] if entered else "none")
-    assert f("kind", ndarray(3), ndarray(1)) == 3      # first CuPy argument, not the first argument
-    assert f([ndarray(2)], like=None) == 2             # a list of arrays (optimizer-style)
-    assert f(1.0, like=ndarray(5)) == 5                # keyword arguments too
+    assert f("kind", ndarray(3), ndarray(1)) == 3  # first CuPy argument, not the first argument
+    assert f([ndarray(2)], like=None) == 2  # a list of arrays (optimizer-style)
+    assert f(1.0, like=ndarray(5)) == 5  # keyword arguments too
     entered.clear()
     assert f(np.ones(2), [np.ones(1)]) == "none" and entered == []  # NumPy: no device switch

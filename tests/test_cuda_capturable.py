@@ -11,6 +11,7 @@ the same kernels on the same values: always bitwise.
 
 Skipped without CuPy or without a visible GPU.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,6 +41,8 @@ CONFIGS = {
     "nadam": (O.NAdam, dict(lr=0.01, weight_decay=0.1)),
     "nadamw": (O.NAdam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
 }
+
+
 def _probe_params():
     return [np.zeros(1)]
 
@@ -86,6 +89,7 @@ def _lr_at(base, t):
 
 # ---- capturable vs plain ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_capturable_step_matches_the_plain_step(name, dtype):
@@ -129,11 +133,14 @@ def test_switching_capturable_off_and_on_keeps_the_step_count():
         capt.step(_to_dev(g))
     _compare(pp, pc, True)
     assert float(capt.state_dict()["state"][0]["step"].get()) == 9
-    assert abs(float(capt.state_dict()["state"][0]["mu_product"].get())
-               - plain.state_dict()["state"][0]["mu_product"]) <= 1e-15
+    assert (
+        abs(float(capt.state_dict()["state"][0]["mu_product"].get()) - plain.state_dict()["state"][0]["mu_product"])
+        <= 1e-15
+    )
 
 
 # ---- CUDA graphs -----------------------------------------------------------------------
+
 
 def _capture_stream():
     s = cp.cuda.Stream(non_blocking=True)
@@ -142,8 +149,9 @@ def _capture_stream():
     return s
 
 
-@pytest.mark.parametrize("name", ["sgd_momentum", "adagrad", "rmsprop_centered_nesterov", "adadelta", "amsgrad",
-                                  "adamw", "nadam"])
+@pytest.mark.parametrize(
+    "name", ["sgd_momentum", "adagrad", "rmsprop_centered_nesterov", "adadelta", "amsgrad", "adamw", "nadam"]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_graph_replay_equals_eager_steps(name, dtype):
     """One eager warm-up step, then step() captured once and replayed N times with new
@@ -234,6 +242,7 @@ def test_capturing_the_first_step_raises_and_changes_nothing():
 
 # ---- state dict on the GPU ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("capturable", [False, True])
 @pytest.mark.parametrize("name", ["amsgrad", "nadam", "sgd_momentum", "rmsprop_centered_nesterov"])
 def test_gpu_state_dict_round_trip(name, capturable):
@@ -303,6 +312,7 @@ def test_numpy_state_loads_onto_the_gpu_and_back(name, capturable):
 
 # ---- errors ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["adam", "nadam", "adagrad", "sgd_momentum"])
 def test_a_refused_capturable_step_changes_nothing(name):
     """The native call checks its arguments before it launches anything, so a refused
@@ -337,8 +347,7 @@ def test_mixing_numpy_and_cupy_names_the_argument(capturable):
         opt.step(grads)
     assert opt.state_dict()["state"] == {}
     with pytest.raises(TypeError, match=r"grads\[0\]: expected a numpy.ndarray"):
-        O.Adam([h.copy() for h in host], capturable=False).step(_to_dev(_grads(np.random.default_rng(0),
-                                                                                np.float32)))
+        O.Adam([h.copy() for h in host], capturable=False).step(_to_dev(_grads(np.random.default_rng(0), np.float32)))
     with pytest.raises(TypeError, match=r"\['params'\]\[1\]: is a numpy array but .*\[0\] is a cupy array"):
         O.Adam([params[0], host[1]])
 

@@ -4,13 +4,14 @@ CuPy state is saved from a host copy and restored onto the parameters' device, p
 capturable; a corrupted CuPy state dict is refused on the device (no host copy) and leaves the
 optimizer untouched.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu import require_gpu
 
 import optkern
+from gpu import require_gpu
 from optkern import optim as O
 from optkern import schedules as S
 
@@ -73,11 +74,15 @@ def test_corrupted_cupy_state_is_refused_and_changes_nothing():
     opt.step(_grads(0))
     target = O.Adam(_params(seed=2), lr=0.01, amsgrad=True)
     target.step(_grads(1))
-    before = {i: {k: (v.get() if isinstance(v, cp.ndarray) else v) for k, v in e.items()}
-              for i, e in target.state_dict()["state"].items()}
-    for key, value, exc, match in [("exp_avg", np.nan, ValueError, "non-finite"),
-                                   ("exp_avg_sq", -1.0, ValueError, "negative entries"),
-                                   ("max_exp_avg_sq", np.inf, ValueError, "non-finite")]:
+    before = {
+        i: {k: (v.get() if isinstance(v, cp.ndarray) else v) for k, v in e.items()}
+        for i, e in target.state_dict()["state"].items()
+    }
+    for key, value, exc, match in [
+        ("exp_avg", np.nan, ValueError, "non-finite"),
+        ("exp_avg_sq", -1.0, ValueError, "negative entries"),
+        ("max_exp_avg_sq", np.inf, ValueError, "non-finite"),
+    ]:
         sd = opt.state_dict()
         bad = sd["state"][0][key].copy()
         bad[0, 0] = value
@@ -88,8 +93,10 @@ def test_corrupted_cupy_state_is_refused_and_changes_nothing():
     sd["state"][0] = {**sd["state"][0], "exp_avg": sd["state"][0]["exp_avg"].reshape(3, 33)}
     with pytest.raises(ValueError, match=r"expected shape \(33, 3\)"):
         target.load_state_dict(sd)
-    after = {i: {k: (v.get() if isinstance(v, cp.ndarray) else v) for k, v in e.items()}
-             for i, e in target.state_dict()["state"].items()}
+    after = {
+        i: {k: (v.get() if isinstance(v, cp.ndarray) else v) for k, v in e.items()}
+        for i, e in target.state_dict()["state"].items()
+    }
     for i, entry in before.items():
         for k, v in entry.items():
             assert np.array_equal(v, after[i][k])

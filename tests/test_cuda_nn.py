@@ -2,6 +2,7 @@
 
 Skips (with the reason) without CuPy, without the CUDA module or without a device.
 """
+
 import numpy as np
 import pytest
 
@@ -56,8 +57,11 @@ def test_xent_cuda_matches_cpu(shape, dtype):
     got = xent_forward(cp.asarray(z), cp.asarray(y), **kw)
     for g, w in zip(got, want):
         np.testing.assert_allclose(cp.asnumpy(g), w, **TOL[dtype])
-    np.testing.assert_allclose(cp.asnumpy(xent_rop(got[1], cp.asarray(r), confidence_penalty=0.2)),
-                               xent_rop(want[1], r, confidence_penalty=0.2), **TOL[dtype])
+    np.testing.assert_allclose(
+        cp.asnumpy(xent_rop(got[1], cp.asarray(r), confidence_penalty=0.2)),
+        xent_rop(want[1], r, confidence_penalty=0.2),
+        **TOL[dtype],
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -65,8 +69,11 @@ def test_xent_cuda_matches_cpu(shape, dtype):
 def test_lanczos_orthogonalize_cuda_matches_cpu(n, k, dtype):
     rng = np.random.default_rng(n)
     m = max(k, 1)
-    Q = np.ascontiguousarray(np.linalg.qr(rng.standard_normal((n, m)))[0].T).astype(dtype) if n >= m \
+    Q = (
+        np.ascontiguousarray(np.linalg.qr(rng.standard_normal((n, m)))[0].T).astype(dtype)
+        if n >= m
         else np.ones((m, n), dtype)
+    )
     w = rng.standard_normal(n).astype(dtype)
     wc, cc = w.copy(), np.zeros(m)
     bc = _backend.cpu.lanczos_orthogonalize_(Q, k, wc, cc)
@@ -94,8 +101,7 @@ def test_mlp_cuda_matches_cpu(norm):
     np.testing.assert_allclose(float(lg), float(lc), rtol=1e-12)
     np.testing.assert_allclose(cp.asnumpy(gg), gc, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(cp.asnumpy(model.hvp(P, X, Y, V)), model.hvp(p, x, y, v), rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(cp.asnumpy(model.ggn_vp(P, X, Y, V)), model.ggn_vp(p, x, y, v), rtol=1e-10,
-                               atol=1e-13)
+    np.testing.assert_allclose(cp.asnumpy(model.ggn_vp(P, X, Y, V)), model.ggn_vp(p, x, y, v), rtol=1e-10, atol=1e-13)
 
 
 def test_estimators_cuda_match_cpu():
@@ -106,8 +112,9 @@ def test_estimators_cuda_match_cpu():
     op_c = hessian.from_mlp(model, p, x, y)
     op_g = hessian.from_mlp(model, cp.asarray(p), cp.asarray(x), cp.asarray(y))
     assert not hasattr(op_g, "_rmatmat") or isinstance(op_g, hessian.CurvatureOperator)
-    np.testing.assert_allclose(hessian.top_eigenvalues(op_g, 3).eigenvalues,
-                               hessian.top_eigenvalues(op_c, 3).eigenvalues, rtol=1e-8)
+    np.testing.assert_allclose(
+        hessian.top_eigenvalues(op_g, 3).eigenvalues, hessian.top_eigenvalues(op_c, 3).eigenvalues, rtol=1e-8
+    )
     tc, tg = hessian.trace(op_c, num_matvecs=20, seed=1), hessian.trace(op_g, num_matvecs=20, seed=1)
     np.testing.assert_allclose(tg.estimate, tc.estimate, rtol=1e-9)  # same probes on CPU and GPU
     dc = hessian.spectral_density(op_c, steps=30, grid=100, seed=2)
@@ -120,6 +127,7 @@ def test_estimators_cuda_match_cpu():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_norm_rop_cuda_matches_cpu(shape, axis, dtype):
     from optkern import _cpu
+
     rng = np.random.default_rng(shape[0] + 7 * shape[1] + axis)
     N, D = shape
     G = D if axis == 0 else N

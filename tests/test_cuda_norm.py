@@ -2,6 +2,7 @@
 CuPy / the CUDA module / a device). float32 / float64 compare tightly with the
 CPU; float16 / bfloat16 storage (float32 statistics) against the CPU float32
 result on the same rounded inputs. GPU results must repeat bit for bit."""
+
 import numpy as np
 import pytest
 
@@ -61,7 +62,7 @@ DTYPES = ["float32", "float64"] + LOW
 @pytest.mark.parametrize("shape,k", [((1, 7), 1), ((37, 1029), 1), ((3, 4, 257), 2), ((64, 4096), 1)])
 def test_layer_and_rms_norm(shape, k, dtype):
     rng = np.random.default_rng(0)
-    ns = shape[len(shape) - k:]
+    ns = shape[len(shape) - k :]
     xg, xc = pairs(rng, shape, dtype, 0.5, 2.0)
     wg, wc = pairs(rng, ns, dtype)
     bg, bc = pairs(rng, ns, dtype)
@@ -154,8 +155,11 @@ def test_large_offset_float32():
     rng = np.random.default_rng(5)
     xc = (1e4 + rng.standard_normal((8, 4, 2000))).astype(np.float32)
     xg = cp.asarray(xc)
-    for fn in (lambda x: norm.layer_norm(x, (4, 2000))[0], lambda x: norm.batch_norm(x)[0],
-               lambda x: norm.group_norm(x, 2)[0]):
+    for fn in (
+        lambda x: norm.layer_norm(x, (4, 2000))[0],
+        lambda x: norm.batch_norm(x)[0],
+        lambda x: norm.group_norm(x, 2)[0],
+    ):
         np.testing.assert_allclose(cp.asnumpy(fn(xg)), fn(xc), atol=5e-3)
 
 
@@ -189,5 +193,6 @@ def test_errors():
     with pytest.raises(ValueError, match="C-contiguous"):
         norm.layer_norm(cp.ones((6, 4), cp.float32).T, 6)
     with pytest.raises(ValueError, match="out shares memory with x"):
-        _backend.cuda_module().row_norm_forward(x, None, None, x, cp.empty(4, cp.float32), cp.empty(4, cp.float32),
-                                                4, 1, 6, 1, 1e-5, False)
+        _backend.cuda_module().row_norm_forward(
+            x, None, None, x, cp.empty(4, cp.float32), cp.empty(4, cp.float32), 4, 1, 6, 1, 1e-5, False
+        )

@@ -9,6 +9,7 @@ kernel's chunk boundary (32768 elements) and a list of 1000 mixed sizes
 
 Skipped without CuPy or without a visible GPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ def need_cpu(name):
 
 
 # ---- the native arguments at step t (hyper-parameters, then the step counters) -------
+
 
 def lr_at(t):
     return 0.01 * (1.0 - 0.02 * t)  # changes every step
@@ -66,16 +68,15 @@ def adam(wd, decoupled, maximize=False):
 
 
 def nadam(wd, decoupled):
-    return lambda t: (lr_at(t), B1, B2, 1e-8, wd, 0.004, decoupled, False, t,
-                      math.prod(_mu(k) for k in range(1, t)))
+    return lambda t: (lr_at(t), B1, B2, 1e-8, wd, 0.004, decoupled, False, t, math.prod(_mu(k) for k in range(1, t)))
 
 
 @dataclass
 class Case:
     id: str
-    fn: str       # base name: <fn>_ and <fn>_capturable
+    fn: str  # base name: <fn>_ and <fn>_capturable
     states: tuple  # per state argument: None (passed as None) or how to fill it
-    args: object   # t -> the hyper-parameter arguments of step t
+    args: object  # t -> the hyper-parameter arguments of step t
     counted: int = 1  # trailing arguments the device counters replace: step (NAdam: step, mu_product)
 
 
@@ -126,7 +127,7 @@ class DeviceList:
         self.bufs, self.views, self.offsets = [], [], list(offsets)
         for h, off in zip(host, self.offsets):
             buf = cp.full(off + h.size + PAD, cp.nan, dtype=h.dtype)
-            view = buf[off:off + h.size]
+            view = buf[off : off + h.size]
             view[...] = cp.asarray(h)
             self.bufs.append(buf)
             self.views.append(view)
@@ -142,8 +143,9 @@ class DeviceList:
             v[...] = cp.asarray(h)
 
     def assert_pads_untouched(self, what):
-        pads = [b[:o] for b, o in zip(self.bufs, self.offsets)] + \
-               [b[o + v.size:] for b, o, v in zip(self.bufs, self.offsets, self.views)]
+        pads = [b[:o] for b, o in zip(self.bufs, self.offsets)] + [
+            b[o + v.size :] for b, o, v in zip(self.bufs, self.offsets, self.views)
+        ]
         pads = [p for p in pads if p.size]
         if pads:
             assert bool(cp.isnan(cp.concatenate(pads)).all()), f"{what}: kernel wrote outside the arrays"
@@ -173,8 +175,10 @@ class Problem:
         self.host_s = [None if k is None else [fill(self.rng, k, n, dtype) for n in sizes] for k in case.states]
         self.dev_p = DeviceList(self.host_p, offsets_for(layout, len(sizes), 0))
         self.dev_g = DeviceList([np.zeros(n, dtype) for n in sizes], offsets_for(layout, len(sizes), 1))
-        self.dev_s = [None if s is None else DeviceList(s, offsets_for(layout, len(sizes), 2 + i))
-                      for i, s in enumerate(self.host_s)]
+        self.dev_s = [
+            None if s is None else DeviceList(s, offsets_for(layout, len(sizes), 2 + i))
+            for i, s in enumerate(self.host_s)
+        ]
         self.layout = layout
 
     def grads(self):
@@ -214,6 +218,7 @@ def compare(prob, when):
 
 
 # ---- CUDA == CPU ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layout", ["aligned", "shifted", "mixed"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -358,6 +363,7 @@ def test_self_advancing_graph_reads_lr_from_a_schedule_table():
 
 # ---- reductions ------------------------------------------------------------------
 
+
 def _host_and_device(dtype, sizes, seed):
     rng = np.random.default_rng(seed)
     host = [rng.standard_normal(n).astype(dtype) for n in sizes]
@@ -477,9 +483,9 @@ def test_adagrad_norm(dtype, maximize):
 
 # ---- bad inputs (all raise before anything is written) ------------------------------
 
+
 def _adam_lists(n=10, k=3, dtype=cp.float32):
-    return [[cp.asarray(np.random.default_rng(i).standard_normal(n).astype(dtype)) for _ in range(k)]
-            for i in range(4)]
+    return [[cp.asarray(np.random.default_rng(i).standard_normal(n).astype(dtype)) for _ in range(k)] for i in range(4)]
 
 
 def _adam(p, g, m, v, **kw):
@@ -513,8 +519,9 @@ def test_bad_inputs_raise_and_write_nothing():
     with pytest.raises(ValueError, match=r"counters: expected 1 elements"):
         _cuda.adam_capturable(p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, 1, cp.zeros(2), None)
     with pytest.raises(ValueError, match="shares memory"):
-        _cuda.adam_capturable(p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, 1, None,
-                              m[0].view(cp.float64)[:1])
+        _cuda.adam_capturable(
+            p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, 1, None, m[0].view(cp.float64)[:1]
+        )
     with pytest.raises(TypeError, match=r"out: expected float64, got float32"):
         _cuda.grad_norm(g, 2.0, cp.zeros(1, cp.float32))
     _unchanged((p, g, m, v), before)
@@ -560,6 +567,7 @@ CLASSES = [
 
 def _optim_class(name):
     from optkern import optim
+
     return getattr(optim, name)  # a missing class fails, never skips
 
 

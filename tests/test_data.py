@@ -1,4 +1,5 @@
 """optkern.data.BatchLoader with a batch-size schedule."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """The bundled digits and the checks on users' data files."""
+
 from pathlib import Path
 
 import numpy as np
@@ -38,22 +39,25 @@ def test_npz_and_csv_round_trip(tmp_path):
     np.testing.assert_allclose(c.x, d.x, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("make, msg", [
-    (lambda p: None, "no such file"),
-    (lambda p: np.savez(p, a=np.ones(3)), "must hold arrays 'x' and 'y'"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.ones(19)), "n == len(y)"),
-    (lambda p: np.savez(p, x=np.full((20, 2), np.nan), y=np.arange(20) % 2), "NaN"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.arange(20)), "does not fit"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 1.5)), "labels must be integers"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(1)), "one-dimensional"),
-    (lambda p: np.savez(p, x=np.ones((20, 0)), y=np.arange(20) % 2), "no feature columns"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)) * 1j, y=np.arange(20) % 2), "real numbers"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
-    (lambda p: np.savez(p, x=np.ones((3000, 2)), y=np.arange(3000) % 1500), "not a classification"),
-    (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 7)), "at least 2 classes"),
-    (lambda p: Path(p).write_bytes(b"not a zip"), "not a readable .npz"),
-    (lambda p: p.mkdir(), "is a directory"),
-])
+@pytest.mark.parametrize(
+    "make, msg",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: np.savez(p, a=np.ones(3)), "must hold arrays 'x' and 'y'"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.ones(19)), "n == len(y)"),
+        (lambda p: np.savez(p, x=np.full((20, 2), np.nan), y=np.arange(20) % 2), "NaN"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.arange(20)), "does not fit"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 1.5)), "labels must be integers"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(1)), "one-dimensional"),
+        (lambda p: np.savez(p, x=np.ones((20, 0)), y=np.arange(20) % 2), "no feature columns"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)) * 1j, y=np.arange(20) % 2), "real numbers"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
+        (lambda p: np.savez(p, x=np.ones((3000, 2)), y=np.arange(3000) % 1500), "not a classification"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 7)), "at least 2 classes"),
+        (lambda p: Path(p).write_bytes(b"not a zip"), "not a readable .npz"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+)
 def test_bad_npz(tmp_path, make, msg):
     p = tmp_path / "bad.npz"
     make(p)
@@ -77,8 +81,7 @@ def test_bad_csv_and_extension(tmp_path):
 
 
 @pytest.mark.filterwarnings("error")  # numpy warns on an empty file: that must not leak
-@pytest.mark.parametrize("text, msg", [("", "empty"), ("\n \n# a comment\n", "empty"),
-                                       ("a,b,label\n", "no data rows")])
+@pytest.mark.parametrize("text, msg", [("", "empty"), ("\n \n# a comment\n", "empty"), ("a,b,label\n", "no data rows")])
 def test_empty_csv(tmp_path, text, msg):
     p = tmp_path / "e.csv"
     p.write_text(text)
@@ -99,8 +102,10 @@ def test_a_numeric_first_row_is_data_not_a_header(tmp_path, first):
 
 def test_csv_header_and_byte_order_mark(tmp_path):
     rows = [f"{i},{i * i},{i % 2}" for i in range(20)]
-    for name, text, enc in [("h.csv", "\n".join(["x1,x2,label", *rows]), "utf-8"),
-                            ("bom.csv", "\n".join(rows), "utf-8-sig")]:
+    for name, text, enc in [
+        ("h.csv", "\n".join(["x1,x2,label", *rows]), "utf-8"),
+        ("bom.csv", "\n".join(rows), "utf-8-sig"),
+    ]:
         (tmp_path / name).write_text(text, encoding=enc)
         assert load_file(str(tmp_path / name)).x.shape == (20, 2), name
 
@@ -114,13 +119,16 @@ def test_huge_features_standardize_without_overflow(tmp_path):
     np.testing.assert_allclose(d.x.std(0), 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("labels, note", [
-    (np.arange(30) % 3 + 1, "labels {1, 2, 3} renumbered 0..2"),                  # numbered from 1
-    (np.where(np.arange(30) % 2, 1, -1), "labels {-1, 1} renumbered 0..1"),        # -1 / +1
-    (np.array([3, 7, 9, 12, 40] * 6) * 1.0, "labels {3, 7, 9, ..., 40} renumbered 0..4"),  # gaps, floats
-    ((np.arange(30) % 2) * 2.0 ** 62, "renumbered 0..1"),                         # huge but integral
-    (np.arange(30) % 3, None),                                                     # already 0..K-1
-])
+@pytest.mark.parametrize(
+    "labels, note",
+    [
+        (np.arange(30) % 3 + 1, "labels {1, 2, 3} renumbered 0..2"),  # numbered from 1
+        (np.where(np.arange(30) % 2, 1, -1), "labels {-1, 1} renumbered 0..1"),  # -1 / +1
+        (np.array([3, 7, 9, 12, 40] * 6) * 1.0, "labels {3, 7, 9, ..., 40} renumbered 0..4"),  # gaps, floats
+        ((np.arange(30) % 2) * 2.0**62, "renumbered 0..1"),  # huge but integral
+        (np.arange(30) % 3, None),  # already 0..K-1
+    ],
+)
 def test_labels_of_any_values_are_renumbered_without_empty_classes(tmp_path, labels, note):
     x = np.random.default_rng(1).standard_normal((30, 2))
     np.savez(tmp_path / "d.npz", x=x, y=labels)

@@ -2,6 +2,7 @@
 for 1, 2, 3 and 7 OpenMP threads and on repeated runs (fixed blocking from the shapes only, partials
 folded in a fixed order). Sizes are above the serial threshold (32K elements) so the parallel paths run.
 """
+
 import numpy as np
 import pytest
 
@@ -30,6 +31,7 @@ def _clip(p):
         gs = [_data(n, dtype, seed=i) for i, n in enumerate((100_003, 7, 65_537))]
         total = optkern.clip_grad_norm_(gs, 1.0, norm_type=p)
         return (np.float64(total), *gs)
+
     return run
 
 
@@ -79,30 +81,42 @@ def _adam_functional(dtype):
 
 
 CASES = {
-    "batch_norm (N, C)": lambda dt: _norm_fwd_bwd(lambda x: norm.batch_norm(x),
-                                                   lambda dy, x, s: norm.batch_norm_backward(dy, x, None, s),
-                                                   _data((20_000, 7), dt, shift=3.0)),
-    "batch_norm (N, C, S)": lambda dt: _norm_fwd_bwd(lambda x: norm.batch_norm(x),
-                                                      lambda dy, x, s: norm.batch_norm_backward(dy, x, None, s),
-                                                      _data((64, 5, 300), dt)),
-    "layer_norm": lambda dt: _norm_fwd_bwd(lambda x: norm.layer_norm(x, 257),
-                                            lambda dy, x, s: norm.layer_norm_backward(dy, x, None, s),
-                                            _data((300, 257), dt)),
-    "layer_norm long rows": lambda dt: _norm_fwd_bwd(lambda x: norm.layer_norm(x, 20_001),
-                                                      lambda dy, x, s: norm.layer_norm_backward(dy, x, None, s),
-                                                      _data((5, 20_001), dt)),
-    "rms_norm": lambda dt: _norm_fwd_bwd(lambda x: norm.rms_norm(x, 129),
-                                          lambda dy, x, s: norm.rms_norm_backward(dy, x, None, s),
-                                          _data((700, 129), dt)),
-    "group_norm": lambda dt: _norm_fwd_bwd(lambda x: norm.group_norm(x, 3),
-                                            lambda dy, x, s: norm.group_norm_backward(dy, x, None, s),
-                                            _data((33, 6, 250), dt)),
-    "instance_norm": lambda dt: _norm_fwd_bwd(lambda x: norm.instance_norm(x),
-                                               lambda dy, x, s: norm.instance_norm_backward(dy, x, None, s),
-                                               _data((17, 9, 301), dt)),
-    "weight_norm": lambda dt: _norm_fwd_bwd(lambda v: norm.weight_norm(v, np.ones(37, dt)),
-                                             lambda dw, v, s: norm.weight_norm_backward(dw, v, np.ones(37, dt), s),
-                                             _data((37, 3001), dt)),
+    "batch_norm (N, C)": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.batch_norm(x),
+        lambda dy, x, s: norm.batch_norm_backward(dy, x, None, s),
+        _data((20_000, 7), dt, shift=3.0),
+    ),
+    "batch_norm (N, C, S)": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.batch_norm(x), lambda dy, x, s: norm.batch_norm_backward(dy, x, None, s), _data((64, 5, 300), dt)
+    ),
+    "layer_norm": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.layer_norm(x, 257),
+        lambda dy, x, s: norm.layer_norm_backward(dy, x, None, s),
+        _data((300, 257), dt),
+    ),
+    "layer_norm long rows": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.layer_norm(x, 20_001),
+        lambda dy, x, s: norm.layer_norm_backward(dy, x, None, s),
+        _data((5, 20_001), dt),
+    ),
+    "rms_norm": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.rms_norm(x, 129), lambda dy, x, s: norm.rms_norm_backward(dy, x, None, s), _data((700, 129), dt)
+    ),
+    "group_norm": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.group_norm(x, 3),
+        lambda dy, x, s: norm.group_norm_backward(dy, x, None, s),
+        _data((33, 6, 250), dt),
+    ),
+    "instance_norm": lambda dt: _norm_fwd_bwd(
+        lambda x: norm.instance_norm(x),
+        lambda dy, x, s: norm.instance_norm_backward(dy, x, None, s),
+        _data((17, 9, 301), dt),
+    ),
+    "weight_norm": lambda dt: _norm_fwd_bwd(
+        lambda v: norm.weight_norm(v, np.ones(37, dt)),
+        lambda dw, v, s: norm.weight_norm_backward(dw, v, np.ones(37, dt), s),
+        _data((37, 3001), dt),
+    ),
     "clip_grad_norm_ p=2": _clip(2.0),
     "clip_grad_norm_ p=1": _clip(1.0),
     "clip_grad_norm_ p=3": _clip(3.0),

@@ -1,6 +1,7 @@
 """optkern.distributed under MPI: each test launches ``mpiexec -n N python -m mpi4py`` on a script
 in tests/mpi/ that runs many checks (every rank; a failing check aborts the job), so CI pays for
 few MPI start-ups. Skipped with a reason where mpi4py or mpiexec is missing."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -74,7 +75,8 @@ def test_a_failing_rank_aborts_the_job(tmp_path):
         "    opt.step([np.ones(4)])  # wrong shape: ValueError on this rank only\n"
         "else:\n"
         "    opt.step([np.ones(5)])  # waits in the allreduce\n"
-        "print('unreachable', flush=True)\n")
+        "print('unreachable', flush=True)\n"
+    )
     t = time.monotonic()
     res = launch(2, str(script), timeout=120)
     assert res.returncode != 0, res.stdout + res.stderr
@@ -115,20 +117,35 @@ def test_cupy_and_nccl():
 
 def test_import_needs_no_mpi4py():
     code = "import sys, optkern, optkern.optim, optkern.hessian; print('mpi4py' in sys.modules)"
-    res = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60, check=False
+    )
     assert res.returncode == 0 and res.stdout.strip() == "False", res.stdout + res.stderr
 
 
 def test_buckets_pack_in_order_within_the_size_cap():
     from optkern.distributed.buckets import make_buckets
 
-    params = [np.zeros(n, dtype=dt) for n, dt in ((10, np.float32), (3, np.float64), (20, np.float32),
-                                                   (100, np.float32), (0, np.float32), (5, np.float32))]
+    params = [
+        np.zeros(n, dtype=dt)
+        for n, dt in (
+            (10, np.float32),
+            (3, np.float64),
+            (20, np.float32),
+            (100, np.float32),
+            (0, np.float32),
+            (5, np.float32),
+        )
+    ]
     buckets = make_buckets(params, bucket_bytes=25 * 4)
     layout = [(b.index, b.flat.dtype, b.flat.size) for b in buckets]
-    assert layout == [([0], np.float32, 10), ([1], np.float64, 3), ([2], np.float32, 20),
-                      ([3], np.float32, 100), ([4, 5], np.float32, 5)]
+    assert layout == [
+        ([0], np.float32, 10),
+        ([1], np.float64, 3),
+        ([2], np.float32, 20),
+        ([3], np.float32, 100),
+        ([4, 5], np.float32, 5),
+    ]
     grads = [np.arange(p.size, dtype=p.dtype) + 1 for p in params]
     for b in buckets:
         b.pack(grads)

@@ -1,5 +1,6 @@
 """optkern.norm.dropout: inverted scaling, mask regenerated from (seed, offset),
 keep-rate statistics, and the documented link to optkern.random."""
+
 import zlib
 
 import numpy as np

@@ -1,4 +1,5 @@
 """optkern.functional (user-owned state) against the NumPy references."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_adagrad():
 def test_adagrad_norm():
     params, seq = _data(4)
     ps = [p.copy() for p in params]
-    b_sq = np.array([0.5 ** 2])
+    b_sq = np.array([0.5**2])
     for grads in seq:
         F.adagrad_norm_(ps, grads, b_sq, lr=0.2, weight_decay=0.01)
     want, want_b_sq = R.adagrad_norm_run(params, seq, lr=0.2, b0=0.5, weight_decay=0.01)
@@ -76,8 +77,9 @@ def test_adagrad_norm():
     assert b_sq[0] == pytest.approx(want_b_sq, rel=1e-13)
 
 
-@pytest.mark.parametrize("centered,momentum,nesterov", [(False, 0.0, False), (True, 0.0, False),
-                                                        (True, 0.9, False), (False, 0.9, True)])
+@pytest.mark.parametrize(
+    "centered,momentum,nesterov", [(False, 0.0, False), (True, 0.0, False), (True, 0.9, False), (False, 0.9, True)]
+)
 def test_rmsprop(centered, momentum, nesterov):
     params, seq = _data(5)
     ps = [p.copy() for p in params]
@@ -105,8 +107,7 @@ def test_adam_and_adamw(amsgrad):
     for t, grads in enumerate(seq, start=1):
         F.adam_(ps, grads, m, v, vmax if amsgrad else None, step=t, lr=0.01, beta1=0.8, weight_decay=0.01)
         F.adamw_(qs, grads, m2, v2, vmax2 if amsgrad else None, step=t, lr=0.01)
-    _close(ps, R.run("Adam", params, seq, dict(lr=0.01, betas=(0.8, 0.999), weight_decay=0.01,
-                                                amsgrad=amsgrad))[0])
+    _close(ps, R.run("Adam", params, seq, dict(lr=0.01, betas=(0.8, 0.999), weight_decay=0.01, amsgrad=amsgrad))[0])
     _close(qs, R.run("AdamW", params, seq, dict(lr=0.01, amsgrad=amsgrad))[0])
 
 

@@ -1,4 +1,5 @@
 """tools/gpu-check without a GPU: it says there is nothing to check and exits 0, writing nothing."""
+
 import os
 import shutil
 import subprocess

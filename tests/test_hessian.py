@@ -1,5 +1,6 @@
 """optkern.hessian: operators, the fused Lanczos step, extreme eigenvalues, trace
 estimators, SLQ density and gradient concentration, against dense references."""
+
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from optkern import _backend, hessian
 from optkern.nn import MLP
 
 # ---- the fused CGS2 step ------------------------------------------------------
+
 
 def ref_cgs2(Q, k, w):
     w = w.astype(np.float64).copy()
@@ -150,6 +152,7 @@ def test_lanczos_orthogonalize_is_bitwise_deterministic_across_thread_counts():
 
 # ---- a dense reference problem ------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def problem():
     """A ~2,000-parameter tanh MLP, its dense Hessian (from HVPs) and the exact spectrum."""
@@ -240,8 +243,9 @@ def test_lanczos_stops_on_an_invariant_subspace():
     A = np.diag([3.0, 2.0, 1.0, 1.0, 1.0])
     alpha, beta = hessian.lanczos(A, 5, v0=np.ones(5))
     assert len(alpha) == 3  # the Krylov space of ones has dimension 3
-    np.testing.assert_allclose(np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)),
-                               [1, 2, 3], atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)), [1, 2, 3], atol=1e-12
+    )
 
 
 def test_hutchinson_is_within_three_standard_errors(problem):
@@ -316,8 +320,8 @@ def test_from_hvp_from_grad_and_as_operator():
     assert op.num_matvecs == 1
     # Gradient of the quartic f(p) = sum(p^4)/4 + p^T A p / 2: H = diag(3 p^2) + A.
     p0 = rng.standard_normal(n)
-    fd = hessian.from_grad(lambda q: q ** 3 + A @ q, p0)
-    want = 3 * p0 ** 2 * v + A @ v
+    fd = hessian.from_grad(lambda q: q**3 + A @ q, p0)
+    want = 3 * p0**2 * v + A @ v
     assert np.linalg.norm(fd @ v - want) <= 1e-8 * np.linalg.norm(want)
     np.testing.assert_array_equal(fd @ np.zeros(n), np.zeros(n))
     with pytest.raises(TypeError, match="fn: expected a callable"):

@@ -1,5 +1,6 @@
 """top_eigenvalues' engine (optkern.hessian.krylov): breakdown, block Lanczos, thick restart;
 operator composition (``H @ H``, ``H.dot(H)``) as SciPy operators compose."""
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
@@ -113,6 +114,7 @@ def test_float32_operator_top_eigenvalues():
 
 
 # ---- composition --------------------------------------------------------------
+
 
 @pytest.fixture
 def ops():

@@ -1,5 +1,6 @@
 """Lanczos reorthogonalization modes (optkern.hessian.recurrence): partial (Simon's omega-recurrence)
 against full, float32 basis storage, a host basis, no basis; SLQ probes run as one block."""
+
 import numpy as np
 import pytest
 
@@ -110,8 +111,9 @@ def test_host_basis_equals_device_basis_on_numpy(model_problem, mode):
 def test_lanczos_public_modes(model_problem):
     *_, op, ev = model_problem
     for mode in ("full", "partial"):
-        alpha, beta, Q, theta, U = hessian.lanczos(op, 80, reorthogonalize=mode, return_vectors=True,
-                                                    return_ritz=True, seed=5)
+        alpha, beta, Q, theta, U = hessian.lanczos(
+            op, 80, reorthogonalize=mode, return_vectors=True, return_ritz=True, seed=5
+        )
         assert Q.shape == (80, op.shape[0])
         np.testing.assert_allclose(theta[-2:], ev[-2:], atol=1e-10)
     alpha, beta = hessian.lanczos(op, 80, reorthogonalize="none")

@@ -1,4 +1,5 @@
 """optkern.init: fans and gains vs torch, variances within sampling error, orthogonality, seeding."""
+
 import math
 
 import numpy as np
@@ -23,10 +24,17 @@ def test_fans(shape):
 def test_fans_and_gains_match_torch():
     torch = pytest.importorskip("torch")
     for shape in SHAPES:
-        assert I.calculate_fan_in_and_fan_out(shape) == torch.nn.init._calculate_fan_in_and_fan_out(
-            torch.empty(shape))
-    for nl, p in [("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None), ("relu", None),
-                  ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None)]:
+        assert I.calculate_fan_in_and_fan_out(shape) == torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+    for nl, p in [
+        ("linear", None),
+        ("conv2d", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("selu", None),
+    ]:
         assert I.calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p), rel=1e-15)
 
 
@@ -42,14 +50,17 @@ def check_moments(w, var, uniform):
 
 
 @pytest.mark.parametrize("shape", SHAPES[:2])
-@pytest.mark.parametrize("name, var_fn, uniform", [
-    ("lecun_normal_", lambda fi, fo: 1 / fi, False),
-    ("lecun_uniform_", lambda fi, fo: 1 / fi, True),
-    ("xavier_normal_", lambda fi, fo: 2 / (fi + fo), False),
-    ("xavier_uniform_", lambda fi, fo: 2 / (fi + fo), True),
-    ("geometric_normal_", lambda fi, fo: 1 / math.sqrt(fi * fo), False),
-    ("geometric_uniform_", lambda fi, fo: 1 / math.sqrt(fi * fo), True),
-])
+@pytest.mark.parametrize(
+    "name, var_fn, uniform",
+    [
+        ("lecun_normal_", lambda fi, fo: 1 / fi, False),
+        ("lecun_uniform_", lambda fi, fo: 1 / fi, True),
+        ("xavier_normal_", lambda fi, fo: 2 / (fi + fo), False),
+        ("xavier_uniform_", lambda fi, fo: 2 / (fi + fo), True),
+        ("geometric_normal_", lambda fi, fo: 1 / math.sqrt(fi * fo), False),
+        ("geometric_uniform_", lambda fi, fo: 1 / math.sqrt(fi * fo), True),
+    ],
+)
 def test_variance_scaling(shape, name, var_fn, uniform):
     w = np.empty(shape, np.float32)
     assert getattr(I, name)(w, rng=1) is w
@@ -104,18 +115,21 @@ def test_seeding_and_return_new():
     assert abs(n.mean() - 3) < 0.05 and abs(n.std() - 0.5) < 0.05
 
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda: I.calculate_fan_in_and_fan_out((5,)), ValueError, "at least 2"),
-    (lambda: I.kaiming_normal_(np.empty((3, 3)), mode="fan"), ValueError, "mode"),
-    (lambda: I.kaiming_normal_(np.empty((3, 3)), nonlinearity="gelu"), ValueError, "nonlinearity"),
-    (lambda: I.xavier_normal_(np.empty((3, 3)), gain=0), ValueError, "gain"),
-    (lambda: I.geometric_normal_(np.empty((3, 3)), c=-1), ValueError, "c"),
-    (lambda: I.orthogonal_(np.empty(5)), ValueError, "2 dimensions"),
-    (lambda: I.lecun_normal_(np.empty((3, 3), np.int64)), TypeError, "floating"),
-    (lambda: I.lecun_normal_([[1.0]]), TypeError, "w"),
-    (lambda: I.lecun_normal_(np.empty((3, 3)), rng="a"), TypeError, "rng"),
-    (lambda: I.uniform_(np.empty(3), 1.0, 0.0), ValueError, "b"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: I.calculate_fan_in_and_fan_out((5,)), ValueError, "at least 2"),
+        (lambda: I.kaiming_normal_(np.empty((3, 3)), mode="fan"), ValueError, "mode"),
+        (lambda: I.kaiming_normal_(np.empty((3, 3)), nonlinearity="gelu"), ValueError, "nonlinearity"),
+        (lambda: I.xavier_normal_(np.empty((3, 3)), gain=0), ValueError, "gain"),
+        (lambda: I.geometric_normal_(np.empty((3, 3)), c=-1), ValueError, "c"),
+        (lambda: I.orthogonal_(np.empty(5)), ValueError, "2 dimensions"),
+        (lambda: I.lecun_normal_(np.empty((3, 3), np.int64)), TypeError, "floating"),
+        (lambda: I.lecun_normal_([[1.0]]), TypeError, "w"),
+        (lambda: I.lecun_normal_(np.empty((3, 3)), rng="a"), TypeError, "rng"),
+        (lambda: I.uniform_(np.empty(3), 1.0, 0.0), ValueError, "b"),
+    ],
+)
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

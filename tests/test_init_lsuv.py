@@ -1,4 +1,5 @@
 """LSUV through the model-agnostic protocol: weights + forward(x) -> per-layer outputs."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """LSUV on the built-in optkern.nn.MLP (flat parameter buffer)."""
+
 import numpy as np
 import pytest
 

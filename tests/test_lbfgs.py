@@ -1,5 +1,6 @@
 """optim.LBFGS against torch.optim.LBFGS (iterate by iterate, float64), its native kernels against
 float64 references, state_dict round trips and bad input."""
+
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 
 # ---- problems -----------------------------------------------------------------------------
+
 
 def rosen(x):
     a, b = x[:-1], x[1:]
@@ -63,8 +65,9 @@ def max_rel(a_list, b_list):
 @pytest.mark.parametrize("line_search_fn,lr", [(None, 2e-3), ("strong_wolfe", 1.0)])
 def test_rosenbrock_matches_torch(line_search_fn, lr):
     fg = lambda x: (rosen(x), rosen_grad(x))
-    st, so, t_state, o_state, xt, x = run_pair(fg, np.array([-1.2, 1.0]), 5, lr=lr, max_iter=10,
-                                               line_search_fn=line_search_fn)
+    st, so, t_state, o_state, xt, x = run_pair(
+        fg, np.array([-1.2, 1.0]), 5, lr=lr, max_iter=10, line_search_fn=line_search_fn
+    )
     assert len(st) == len(so) >= 40  # every evaluation point, line-search trials included
     assert max_rel(st, so) <= 1e-10
     assert np.max(np.abs(xt - x)) <= 1e-10 * np.max(np.abs(xt))
@@ -74,8 +77,9 @@ def test_rosenbrock_matches_torch(line_search_fn, lr):
 def test_rosenbrock_stopping_criteria_match_torch():
     """Converges and stops (tolerance_grad / tolerance_change / max_eval) where torch stops."""
     fg = lambda x: (rosen(x), rosen_grad(x))
-    st, so, t_state, o_state, _, x = run_pair(fg, np.array([-1.2, 1.0]), 6, max_iter=20, max_eval=23,
-                                               line_search_fn="strong_wolfe")
+    st, so, t_state, o_state, _, x = run_pair(
+        fg, np.array([-1.2, 1.0]), 6, max_iter=20, max_eval=23, line_search_fn="strong_wolfe"
+    )
     assert rosen(x) < 1e-8
     assert len(st) == len(so) and max_rel(st, so) <= 1e-10
     assert (t_state["n_iter"], t_state["func_evals"]) == (o_state["n_iter"], o_state["func_evals"])
@@ -86,9 +90,15 @@ def test_rosenbrock_small_history_agrees_as_well_as_torch_with_itself():
     apart drifts by ~1e-7. optkern may differ from torch by no more than 100x that."""
     fg = lambda x: (rosen(x), rosen_grad(x))
     x0 = np.array([-1.2, 1.0, -0.5, 0.8, 1.3, -0.7, 0.3])
-    hp = {"max_iter": 40, "history_size": 3, "line_search_fn": "strong_wolfe", "tolerance_grad": 0, "tolerance_change": 0}
+    hp = {
+        "max_iter": 40,
+        "history_size": 3,
+        "line_search_fn": "strong_wolfe",
+        "tolerance_grad": 0,
+        "tolerance_change": 0,
+    }
     st, so, *_ = run_pair(fg, x0, 1, **hp)
-    st2, *_ = run_pair(fg, x0 * (1 + 2.0 ** -52), 1, **hp)
+    st2, *_ = run_pair(fg, x0 * (1 + 2.0**-52), 1, **hp)
     k = min(len(st), len(so), len(st2))
     assert k >= 40
     assert max_rel(st[:k], so[:k]) <= max(1e-10, 100 * max_rel(st[:k], st2[:k]))
@@ -106,9 +116,16 @@ def digits_problem():
 def test_digits_mlp_50_iterations_match_torch(digits_problem, line_search_fn, lr):
     model, x, y = digits_problem
     fg = lambda p: model.loss_and_grad(p, x, y)
-    st, so, t_state, o_state, _, p = run_pair(fg, model.init_params(seed=0), 1, lr=lr, max_iter=50,
-                                               history_size=10, line_search_fn=line_search_fn,
-                                               tolerance_change=0.0)
+    st, so, t_state, o_state, _, p = run_pair(
+        fg,
+        model.init_params(seed=0),
+        1,
+        lr=lr,
+        max_iter=50,
+        history_size=10,
+        line_search_fn=line_search_fn,
+        tolerance_change=0.0,
+    )
     assert t_state["n_iter"] == o_state["n_iter"] == 50 or t_state["func_evals"] == o_state["func_evals"]
     assert max_rel(st, so) <= 1e-10
     assert model.loss(p, x, y) < 0.5 * model.loss(model.init_params(seed=0), x, y)
@@ -144,12 +161,14 @@ def test_several_params_equal_one_flat_buffer():
 
 # ---- state dicts ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
 def test_state_dict_round_trip_is_exact(line_search_fn):
     x0 = np.array([-1.2, 1.0, 0.3, -0.4])
     a = x0.copy()
-    oa = optim.LBFGS([a], lr=0.01 if line_search_fn is None else 1, max_iter=4, history_size=3,
-                     line_search_fn=line_search_fn)
+    oa = optim.LBFGS(
+        [a], lr=0.01 if line_search_fn is None else 1, max_iter=4, history_size=3, line_search_fn=line_search_fn
+    )
     ca = lambda: (rosen(a), rosen_grad(a))
     for _ in range(3):
         oa.step(ca)
@@ -180,11 +199,20 @@ def test_loads_a_torch_state_dict():
 
     topt.step(tc)
     tsd = topt.state_dict()
-    st = {k: (v.numpy().copy() if torch.is_tensor(v) and v.dim() > 0 else
-              float(v) if torch.is_tensor(v) else
-              [u.numpy().copy() if torch.is_tensor(u) and u.dim() else (float(u) if u is not None else None)
-               for u in v] if isinstance(v, list) else v)
-          for k, v in tsd["state"][0].items()}
+    st = {
+        k: (
+            v.numpy().copy()
+            if torch.is_tensor(v) and v.dim() > 0
+            else float(v)
+            if torch.is_tensor(v)
+            else [
+                u.numpy().copy() if torch.is_tensor(u) and u.dim() else (float(u) if u is not None else None) for u in v
+            ]
+            if isinstance(v, list)
+            else v
+        )
+        for k, v in tsd["state"][0].items()
+    }
     x = xt.detach().numpy().copy()
     opt = optim.LBFGS([x], **hp)
     opt.load_state_dict({"state": {0: st}, "param_groups": tsd["param_groups"]})
@@ -194,6 +222,7 @@ def test_loads_a_torch_state_dict():
 
 
 # ---- kernels ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,k", [(1, 0), (7, 3), (1023, 5), (70001, 4)])
@@ -274,15 +303,19 @@ def test_kernels_are_bitwise_independent_of_threads():
 
 # ---- bad input ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ret,exc,match", [
-    (lambda x: 1.0, TypeError, "closure: expected it to return"),
-    (lambda x: (float("nan"), rosen_grad(x)), ValueError, "non-finite loss"),
-    (lambda x: (rosen(x), rosen_grad(x)[:2]), ValueError, r"closure: grads\[0\]: expected shape"),
-    (lambda x: (rosen(x), rosen_grad(x).astype(np.float32)), TypeError, r"closure: grads\[0\]: expected float64"),
-    (lambda x: (rosen(x), [rosen_grad(x), rosen_grad(x)]), ValueError, "closure: expected 1 gradient"),
-    (lambda x: (rosen(x), rosen_grad(x) * np.inf), ValueError, "NaN or Inf"),
-    (lambda x: ("abc", rosen_grad(x)), TypeError, "loss must be a real scalar"),
-])
+
+@pytest.mark.parametrize(
+    "ret,exc,match",
+    [
+        (lambda x: 1.0, TypeError, "closure: expected it to return"),
+        (lambda x: (float("nan"), rosen_grad(x)), ValueError, "non-finite loss"),
+        (lambda x: (rosen(x), rosen_grad(x)[:2]), ValueError, r"closure: grads\[0\]: expected shape"),
+        (lambda x: (rosen(x), rosen_grad(x).astype(np.float32)), TypeError, r"closure: grads\[0\]: expected float64"),
+        (lambda x: (rosen(x), [rosen_grad(x), rosen_grad(x)]), ValueError, "closure: expected 1 gradient"),
+        (lambda x: (rosen(x), rosen_grad(x) * np.inf), ValueError, "NaN or Inf"),
+        (lambda x: ("abc", rosen_grad(x)), TypeError, "loss must be a real scalar"),
+    ],
+)
 def test_bad_closure_raises_and_writes_nothing(ret, exc, match):
     x = np.array([-1.2, 1.0, 0.4])
     x0 = x.copy()
@@ -308,11 +341,17 @@ def test_nan_mid_line_search_restores_the_iterate():
     assert np.isfinite(x).all()
 
 
-@pytest.mark.parametrize("kw,exc,match", [
-    ({"lr": -1.0}, ValueError, "lr"), ({"history_size": 0}, ValueError, "history_size"),
-    ({"max_iter": 0}, ValueError, "max_iter"), ({"line_search_fn": "armijo"}, ValueError, "line_search_fn"),
-    ({"tolerance_grad": float("nan")}, ValueError, "tolerance_grad"), ({"max_eval": 1.5}, TypeError, "max_eval"),
-])
+@pytest.mark.parametrize(
+    "kw,exc,match",
+    [
+        ({"lr": -1.0}, ValueError, "lr"),
+        ({"history_size": 0}, ValueError, "history_size"),
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"line_search_fn": "armijo"}, ValueError, "line_search_fn"),
+        ({"tolerance_grad": float("nan")}, ValueError, "tolerance_grad"),
+        ({"max_eval": 1.5}, TypeError, "max_eval"),
+    ],
+)
 def test_bad_hyper_parameters(kw, exc, match):
     with pytest.raises(exc, match=match):
         optim.LBFGS([np.zeros(3)], **kw)
@@ -333,8 +372,7 @@ def test_bad_params_and_kernel_arguments():
     with pytest.raises(ValueError, match=r"S\[0\]: expected 5 elements"):
         _backend.cpu.lbfgs_direction_([np.ones(4)], [np.ones(5)], [1.0], [1.0], g, -1.0, np.empty(5), np.empty(2))
     with pytest.raises(ValueError, match="coef_s, coef_y"):
-        _backend.cpu.lbfgs_direction_([np.ones(5)], [np.ones(5)], [1.0, 2.0], [1.0], g, -1.0, np.empty(5),
-                                      np.empty(2))
+        _backend.cpu.lbfgs_direction_([np.ones(5)], [np.ones(5)], [1.0, 2.0], [1.0], g, -1.0, np.empty(5), np.empty(2))
     with pytest.raises(ValueError, match="t: must be finite"):
         _backend.cpu.lbfgs_move_([np.ones(5)], np.ones(5), np.ones(5), float("inf"), False)
     with pytest.raises(TypeError, match="closure"):

@@ -1,4 +1,5 @@
 """Low-precision formats (optkern.lowp) against float64 references."""
+
 import numpy as np
 import pytest
 
@@ -10,9 +11,34 @@ SIZES = [0, 1, 7, 1023, 4099]
 
 
 def special_f32():
-    return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 65504, 65519.996, 65520, -65520, 2.0**-25,
-                     2.0**-24, 3 * 2.0**-26, 2.0**-14, 2.0**-14 - 2.0**-24, 1e-45, -1e-40, 3.4e38, 3.39e38,
-                     1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11], np.float32)
+    return np.array(
+        [
+            0.0,
+            -0.0,
+            np.inf,
+            -np.inf,
+            np.nan,
+            -np.nan,
+            65504,
+            65519.996,
+            65520,
+            -65520,
+            2.0**-25,
+            2.0**-24,
+            3 * 2.0**-26,
+            2.0**-14,
+            2.0**-14 - 2.0**-24,
+            1e-45,
+            -1e-40,
+            3.4e38,
+            3.39e38,
+            1.0 + 2.0**-8,
+            1.0 + 3 * 2.0**-8,
+            1.0 + 2.0**-11,
+            1.0 + 3 * 2.0**-11,
+        ],
+        np.float32,
+    )
 
 
 def random_f32(n, rng):
@@ -166,8 +192,9 @@ def test_stochastic_rounding_deterministic_and_bracketing(fmt):
     near = x.astype(ref_dt).astype(np.float64)
     exact = near == xd
     np.testing.assert_array_equal(v[exact], xd[exact])
-    other = np.where(near > xd, np.nextafter(near.astype(ref_dt), ref_dt(-np.inf)),
-                     np.nextafter(near.astype(ref_dt), ref_dt(np.inf))).astype(np.float64)
+    other = np.where(
+        near > xd, np.nextafter(near.astype(ref_dt), ref_dt(-np.inf)), np.nextafter(near.astype(ref_dt), ref_dt(np.inf))
+    ).astype(np.float64)
     lo, hi = np.minimum(near, other), np.maximum(near, other)
     assert ((v >= lo) & (v <= hi))[~exact].all()
 
@@ -192,7 +219,7 @@ def test_blockwise_round_trip_bound(n, block):
         y = lowp.dequantize_blockwise(codes, scales, block)
         s = np.repeat(np.abs(scales).astype(np.float64), block)[:n]
         # float64 reference: absmax per block, and the error bound (below scale / 127)
-        ref_s = np.array([np.abs(v[i:i + block]).max() for i in range(0, n, block)])
+        ref_s = np.array([np.abs(v[i : i + block]).max() for i in range(0, n, block)])
         np.testing.assert_array_equal(np.abs(scales), ref_s.astype(np.float32))
         assert np.all(np.abs(y.astype(np.float64) - v) <= s * bound * (1 + 1e-5) + 1e-30)
         assert np.all(np.abs(y.astype(np.float64) - v) <= s / 127)

@@ -1,5 +1,6 @@
 """The generic low-precision step (_cpu.lowp_step): bf16/fp16 params with fp32
 masters, bf16 and 8-bit states, against the fp32 optimizer and PyTorch."""
+
 import math
 
 import numpy as np
@@ -17,10 +18,8 @@ def adam_scalars(t, lr=LR, wd=0.0):
     return [lr, B1, B2, EPS, wd]
 
 
-def lowp_adam(t, params, grads, masters, states, scales=None, pf="bfloat16", sf="float32", sr=False, seed=0,
-              block=256):
-    _cpu.lowp_step("adam", adam_scalars(t), [False], params, grads, masters, states, scales, pf, sf, sr, seed,
-                   t, block)
+def lowp_adam(t, params, grads, masters, states, scales=None, pf="bfloat16", sf="float32", sr=False, seed=0, block=256):
+    _cpu.lowp_step("adam", adam_scalars(t), [False], params, grads, masters, states, scales, pf, sf, sr, seed, t, block)
 
 
 def half_of(x, fmt):
@@ -50,8 +49,7 @@ def test_adam_master_equals_fp32_optimizer_and_param_is_its_rounding(fmt, sr):
             np.testing.assert_array_equal(m, ref[i])  # bit for bit the fp32 optimizer
             np.testing.assert_array_equal(st[0][i], rst[0][i])
             np.testing.assert_array_equal(st[1][i], rst[1][i])
-            want = (lowp.stochastic_round(m, fmt, seed=9, step=t, offset=base, raw=True) if sr
-                    else half_of(m, fmt))
+            want = lowp.stochastic_round(m, fmt, seed=9, step=t, offset=base, raw=True) if sr else half_of(m, fmt)
             np.testing.assert_array_equal(ps[i], want)
             base += m.size
 
@@ -92,8 +90,22 @@ def test_sgd_momentum_bf16_state_tracks_fp32():
     rbuf = np.zeros(n, np.float32)
     for t in range(1, 21):
         g = rng.standard_normal(n).astype(np.float32)
-        _cpu.lowp_step("sgd", [0.01, 0.9, 0.0, 0.0], [False, False, t == 1, False], [p], [g], None, [[buf]], None,
-                       "float32", "bfloat16", False, 3, t, 256)
+        _cpu.lowp_step(
+            "sgd",
+            [0.01, 0.9, 0.0, 0.0],
+            [False, False, t == 1, False],
+            [p],
+            [g],
+            None,
+            [[buf]],
+            None,
+            "float32",
+            "bfloat16",
+            False,
+            3,
+            t,
+            256,
+        )
         functional.sgd_([ref], [g], [rbuf], lr=0.01, momentum=0.9, first=(t == 1))
     b = lowp.from_half(buf, "bfloat16")
     np.testing.assert_allclose(b, rbuf, rtol=0, atol=4 * 2.0**-8 * np.abs(rbuf).max())
@@ -108,8 +120,22 @@ def test_sr_of_bf16_state_is_unbiased():
     g = np.full(n, 1.0 + 2.0**-10, np.float32)
     p = np.zeros(n, np.float32)
     buf = np.zeros(n, np.uint16)
-    _cpu.lowp_step("sgd", [0.0, 0.9, 0.0, 0.0], [False, False, True, False], [p], [g], None, [[buf]], None,
-                   "float32", "bfloat16", False, 5, 1, 256)
+    _cpu.lowp_step(
+        "sgd",
+        [0.0, 0.9, 0.0, 0.0],
+        [False, False, True, False],
+        [p],
+        [g],
+        None,
+        [[buf]],
+        None,
+        "float32",
+        "bfloat16",
+        False,
+        5,
+        1,
+        256,
+    )
     b = lowp.from_half(buf, "bfloat16").astype(np.float64)
     lo, hi = 1.0, 1.0 + 2.0**-7
     assert set(np.unique(b)) <= {lo, hi}

@@ -1,5 +1,6 @@
 """optkern.nn.MLP: gradient, exact HVP (R-operator) and GGN against finite
 differences and densely assembled references, in float64."""
+
 import numpy as np
 import pytest
 
@@ -56,9 +57,12 @@ def test_gradient_matches_finite_differences(norm, loss):
 
 
 CASES = [(a, None, "cross_entropy", {}) for a in ACTS] + [
-    ("tanh", "batch", "cross_entropy", {}), ("relu", "batch", "cross_entropy", {}),
-    ("gelu", "layer", "cross_entropy", {}), ("sigmoid", "layer", "mse", {}),
-    ("softplus", "batch", "mse", {}), ("tanh", None, "mse", {}),
+    ("tanh", "batch", "cross_entropy", {}),
+    ("relu", "batch", "cross_entropy", {}),
+    ("gelu", "layer", "cross_entropy", {}),
+    ("sigmoid", "layer", "mse", {}),
+    ("softplus", "batch", "mse", {}),
+    ("tanh", None, "mse", {}),
     ("tanh", None, "cross_entropy", {"label_smoothing": 0.2}),
     ("gelu", "batch", "cross_entropy", {"label_smoothing": 0.1, "confidence_penalty": 0.3}),
 ]
@@ -79,16 +83,18 @@ def test_hvp_is_linear_and_matches_torch_double_backward():
     model, p, x, y, rng = make("tanh", "batch", "cross_entropy", label_smoothing=0.1)
     v = rng.standard_normal(p.shape)
     w = rng.standard_normal(p.shape)
-    np.testing.assert_allclose(model.hvp(p, x, y, 2 * v - w), 2 * model.hvp(p, x, y, v) - model.hvp(p, x, y, w),
-                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        model.hvp(p, x, y, 2 * v - w), 2 * model.hvp(p, x, y, v) - model.hvp(p, x, y, w), rtol=1e-10, atol=1e-13
+    )
 
     def torch_loss(flat):
         P, a = model.views(flat), torch.tensor(x)
         for i, layer in enumerate(P):
             a = a @ layer["W"].T + layer["b"]
             if i < len(P) - 1:
-                a = torch.nn.functional.batch_norm(a, None, None, layer["gamma"], layer["beta"], training=True,
-                                                   eps=model.norm_eps)
+                a = torch.nn.functional.batch_norm(
+                    a, None, None, layer["gamma"], layer["beta"], training=True, eps=model.norm_eps
+                )
                 a = torch.tanh(a)
         return torch.nn.functional.cross_entropy(a, torch.tensor(y), label_smoothing=0.1)
 
@@ -123,8 +129,9 @@ def test_dense_hessian_is_symmetric_and_matches_finite_differences(dense):
     assert rel(H[:, cols], Hfd) <= 1e-6
 
 
-@pytest.mark.parametrize("act,norm,loss", [("tanh", None, "cross_entropy"), ("gelu", "batch", "cross_entropy"),
-                                           ("sigmoid", "layer", "mse")])
+@pytest.mark.parametrize(
+    "act,norm,loss", [("tanh", None, "cross_entropy"), ("gelu", "batch", "cross_entropy"), ("sigmoid", "layer", "mse")]
+)
 def test_ggn_is_psd_and_matches_dense_jt_hl_j(act, norm, loss):
     model, p, x, y, rng = make(act, norm, loss, sizes=(6, 16, 12, 4), n=24)
     n = model.num_params
@@ -140,7 +147,7 @@ def test_ggn_is_psd_and_matches_dense_jt_hl_j(act, norm, loss):
         P = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         HL = np.zeros((N * C, N * C))
         for i in range(N):
-            HL[i * C:(i + 1) * C, i * C:(i + 1) * C] = (np.diag(P[i]) - np.outer(P[i], P[i])) / N
+            HL[i * C : (i + 1) * C, i * C : (i + 1) * C] = (np.diag(P[i]) - np.outer(P[i], P[i])) / N
     want = J.T @ HL @ J
     np.testing.assert_allclose(G, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
     ev = np.linalg.eigvalsh((G + G.T) / 2)
@@ -154,14 +161,16 @@ def test_from_mlp_batches_mean_and_progress():
     model, p, x, y, rng = make("tanh", None, "cross_entropy", n=60)
     v = rng.standard_normal(p.shape)
     seen = []
-    op = hessian.from_mlp(model, p, batches=[(x[:20], y[:20]), (x[20:], y[20:])],
-                          progress=lambda i, n: seen.append((i, n)))
+    op = hessian.from_mlp(
+        model, p, batches=[(x[:20], y[:20]), (x[20:], y[20:])], progress=lambda i, n: seen.append((i, n))
+    )
     # Without batch norm the mean loss over rows splits exactly into batches.
     np.testing.assert_allclose(op.matvec(v), model.hvp(p, x, y, v), rtol=1e-11, atol=1e-14)
     assert seen == [(1, 2), (2, 2)]
     s = hessian.from_mlp(model, p, batches=[(x[:20], y[:20]), (x[20:], y[20:])], reduction="sum")
-    np.testing.assert_allclose(s.matvec(v), model.hvp(p, x[:20], y[:20], v) + model.hvp(p, x[20:], y[20:], v),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        s.matvec(v), model.hvp(p, x[:20], y[:20], v) + model.hvp(p, x[20:], y[20:], v), rtol=1e-12
+    )
     g = hessian.from_mlp(model, p, x, y, kind="ggn")
     np.testing.assert_allclose(g @ v, model.ggn_vp(p, x, y, v), rtol=1e-14)
 

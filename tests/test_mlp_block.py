@@ -4,6 +4,7 @@ Block products against k single products (``MLP.hvp`` / ``ggn_vp``, themselves c
 finite differences in test_mlp.py); per-layer operators against the matching block of the
 dense Hessian and against central differences of the gradient.
 """
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,12 @@ from optkern import hessian
 from optkern.hessian.operators import block_indices
 from optkern.nn import MLP
 
-CASES = [(act, norm, loss) for act in ("tanh", "gelu", "softplus") for norm in (None, "batch", "layer")
-         for loss in ("cross_entropy", "mse")]
+CASES = [
+    (act, norm, loss)
+    for act in ("tanh", "gelu", "softplus")
+    for norm in (None, "batch", "layer")
+    for loss in ("cross_entropy", "mse")
+]
 
 
 def make(act="tanh", norm=None, loss="cross_entropy", sizes=(7, 9, 8, 3), n=11, dtype=np.float64, seed=0, **kw):
@@ -56,8 +61,9 @@ def test_block_product_float32_matches_float64_reference():
     assert got.dtype == np.float32
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
     # and bit-for-bit close to the float32 single products
-    single = np.stack([m32.hvp(p.astype(np.float32), x.astype(np.float32), y, V[d].astype(np.float32))
-                       for d in range(4)])
+    single = np.stack(
+        [m32.hvp(p.astype(np.float32), x.astype(np.float32), y, V[d].astype(np.float32)) for d in range(4)]
+    )
     np.testing.assert_allclose(got, single, rtol=1e-4, atol=1e-5 * np.abs(single).max())
 
 

@@ -1,5 +1,6 @@
 """hessian.cg (against dense solves and SciPy) and optim.NewtonCG (quadratics, indefinite Hessians,
 the digits MLP against Adam at an equal count of gradient + Hessian-vector products)."""
+
 import numpy as np
 import pytest
 
@@ -14,6 +15,7 @@ def spd(n, seed, lo=1.0, hi=10.0):
 
 
 # ---- cg -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [1, 7, 40])
 def test_cg_solves_spd_in_at_most_n_iterations(n):
@@ -56,8 +58,14 @@ def test_cg_damping_preconditioner_warm_start():
     np.testing.assert_array_equal(x0, want)  # x0 is not written
     op = hessian.from_hvp(lambda v: A @ v, n)
     callback_calls = []
-    via_op = hessian.cg(op, b, rtol=1e-10, damping=lam, M=np.diag(1.0 / (np.diag(A) + lam)),
-                        callback=lambda xk: callback_calls.append(1))
+    via_op = hessian.cg(
+        op,
+        b,
+        rtol=1e-10,
+        damping=lam,
+        M=np.diag(1.0 / (np.diag(A) + lam)),
+        callback=lambda xk: callback_calls.append(1),
+    )
     np.testing.assert_allclose(via_op.x, want, rtol=1e-7, atol=1e-9)
     assert len(callback_calls) == via_op.iterations == op.num_matvecs
 
@@ -87,16 +95,21 @@ def test_cg_on_the_mlp_ggn():
     np.testing.assert_allclose(G.matvec(res.x) + 1e-2 * res.x, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("kw,exc,match", [
-    ({"precond_diag": np.r_[1.0, 0.0, 1.0]}, ValueError, "precond_diag: must be positive"),
-    ({"precond_diag": np.r_[1.0, np.nan, 1.0]}, ValueError, "precond_diag"),
-    ({"precond_diag": np.ones(2)}, ValueError, "precond_diag: expected shape"),
-    ({"M": -np.eye(3)}, ValueError, "M: the preconditioner is not positive definite"),
-    ({"M": np.eye(3), "precond_diag": np.ones(3)}, ValueError, "at most one"),
-    ({"damping": -1.0}, ValueError, "damping"), ({"rtol": float("nan")}, ValueError, "rtol"),
-    ({"maxiter": -1}, ValueError, "maxiter"), ({"x0": np.ones(4)}, ValueError, "x0"),
-    ({"callback": 3}, TypeError, "callback"),
-])
+@pytest.mark.parametrize(
+    "kw,exc,match",
+    [
+        ({"precond_diag": np.r_[1.0, 0.0, 1.0]}, ValueError, "precond_diag: must be positive"),
+        ({"precond_diag": np.r_[1.0, np.nan, 1.0]}, ValueError, "precond_diag"),
+        ({"precond_diag": np.ones(2)}, ValueError, "precond_diag: expected shape"),
+        ({"M": -np.eye(3)}, ValueError, "M: the preconditioner is not positive definite"),
+        ({"M": np.eye(3), "precond_diag": np.ones(3)}, ValueError, "at most one"),
+        ({"damping": -1.0}, ValueError, "damping"),
+        ({"rtol": float("nan")}, ValueError, "rtol"),
+        ({"maxiter": -1}, ValueError, "maxiter"),
+        ({"x0": np.ones(4)}, ValueError, "x0"),
+        ({"callback": 3}, TypeError, "callback"),
+    ],
+)
 def test_cg_bad_input(kw, exc, match):
     with pytest.raises(exc, match=match):
         hessian.cg(spd(3, 0), np.ones(3), **kw)
@@ -111,6 +124,7 @@ def test_cg_bad_b():
 
 # ---- NewtonCG ---------------------------------------------------------------------------------
 
+
 def quadratic(A, c):
     return lambda x: (0.5 * x @ A @ x - c @ x, A @ x - c)
 
@@ -120,8 +134,9 @@ def test_newton_cg_solves_a_quadratic_in_one_step():
     A, c = spd(n, 7), np.random.default_rng(7).standard_normal(n)
     x = np.zeros(n)
     f = quadratic(A, c)
-    opt = optim.NewtonCG([x], hessian.from_hvp(lambda v: A @ v, n), damping=1e-10, min_damping=1e-14,
-                         max_cg_iter=n, cg_tol=1e-13)
+    opt = optim.NewtonCG(
+        [x], hessian.from_hvp(lambda v: A @ v, n), damping=1e-10, min_damping=1e-14, max_cg_iter=n, cg_tol=1e-13
+    )
     opt.step(lambda: f(x))
     np.testing.assert_allclose(x, np.linalg.solve(A, c), rtol=1e-9, atol=1e-11)
     assert opt.last["accepted"] and abs(opt.last["rho"] - 1.0) < 1e-6
@@ -132,7 +147,7 @@ def test_newton_cg_levenberg_marquardt_raises_damping_on_a_bad_model():
     # f = sum x^4 / 4: at x = 1 the quadratic model overshoots toward 0 less than the quartic...
     # use a wrong curvature (10x too small): the step overshoots, rho < 1/4, damping goes up
     x = np.array([1.0, -2.0])
-    f = lambda: (float(np.sum(x ** 2)), 2 * x)
+    f = lambda: (float(np.sum(x**2)), 2 * x)
     opt = optim.NewtonCG([x], hessian.from_hvp(lambda v: 0.2 * v, 2), damping=1e-3, warm_start=0.0)
     opt.step(f)
     assert opt.last["rho"] < 0.25 and opt.param_groups[0]["damping"] == pytest.approx(1.5e-3)
@@ -184,14 +199,16 @@ def test_newton_cg_preconditioner_and_state_dict():
     A, c = spd(n, 9, 0.1, 100.0), np.random.default_rng(9).standard_normal(n)
     f = quadratic(A, c)
     x = np.zeros(n)
-    opt = optim.NewtonCG([x], hessian.from_hvp(lambda v: A @ v, n), preconditioner=lambda: np.diag(A).copy(),
-                         max_cg_iter=4)
+    opt = optim.NewtonCG(
+        [x], hessian.from_hvp(lambda v: A @ v, n), preconditioner=lambda: np.diag(A).copy(), max_cg_iter=4
+    )
     for _ in range(3):
         opt.step(lambda: f(x))
     sd = opt.state_dict()
     x2 = x.copy()
-    opt2 = optim.NewtonCG([x2], hessian.from_hvp(lambda v: A @ v, n), preconditioner=lambda: np.diag(A).copy(),
-                          max_cg_iter=4, damping=7.0)
+    opt2 = optim.NewtonCG(
+        [x2], hessian.from_hvp(lambda v: A @ v, n), preconditioner=lambda: np.diag(A).copy(), max_cg_iter=4, damping=7.0
+    )
     opt2.load_state_dict(sd)
     opt._cache = None  # both start the next step from a fresh evaluation
     for _ in range(3):
@@ -200,12 +217,18 @@ def test_newton_cg_preconditioner_and_state_dict():
     np.testing.assert_array_equal(x, x2)
 
 
-@pytest.mark.parametrize("kw,exc,match", [
-    ({"damping": 0.0}, ValueError, "damping"), ({"lr": -1.0}, ValueError, "lr"),
-    ({"max_cg_iter": 0}, ValueError, "max_cg_iter"), ({"cg_tol": 2.0}, ValueError, "cg_tol"),
-    ({"warm_start": 1.5}, ValueError, "warm_start"), ({"curvature": 3}, TypeError, "curvature"),
-    ({"preconditioner": "diag"}, TypeError, "preconditioner"),
-])
+@pytest.mark.parametrize(
+    "kw,exc,match",
+    [
+        ({"damping": 0.0}, ValueError, "damping"),
+        ({"lr": -1.0}, ValueError, "lr"),
+        ({"max_cg_iter": 0}, ValueError, "max_cg_iter"),
+        ({"cg_tol": 2.0}, ValueError, "cg_tol"),
+        ({"warm_start": 1.5}, ValueError, "warm_start"),
+        ({"curvature": 3}, TypeError, "curvature"),
+        ({"preconditioner": "diag"}, TypeError, "preconditioner"),
+    ],
+)
 def test_newton_cg_bad_hyper_parameters(kw, exc, match):
     args = {"curvature": hessian.from_hvp(lambda v: v, 3)}
     args.update(kw)
@@ -216,7 +239,10 @@ def test_newton_cg_bad_hyper_parameters(kw, exc, match):
 def test_newton_cg_bad_closure_and_preconditioner_write_nothing():
     x = np.array([1.0, 2.0, 3.0])
     H = hessian.from_hvp(lambda v: v, 3)
-    for pc, match in ((np.r_[1.0, -1.0, 1.0], "preconditioner: the diagonal"), (np.ones(2), "preconditioner: expected")):
+    for pc, match in (
+        (np.r_[1.0, -1.0, 1.0], "preconditioner: the diagonal"),
+        (np.ones(2), "preconditioner: expected"),
+    ):
         with pytest.raises(ValueError, match=match):
             optim.NewtonCG([x], H, preconditioner=pc).step(lambda: (float(x @ x), 2 * x))
     with pytest.raises(ValueError, match="closure: returned a non-finite"):

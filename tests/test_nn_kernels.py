@@ -1,5 +1,6 @@
 """Native nn kernels (activations with f', f''; softmax cross-entropy fwd / bwd / R-op)
 against independent float64 NumPy references, finite differences and PyTorch."""
+
 import math
 
 import numpy as np
@@ -105,6 +106,7 @@ def test_activation_rejects_bad_input():
 
 # ---- softmax cross-entropy ---------------------------------------------------
 
+
 def ref_xent(z, y, eps, beta):
     """Row losses, gradient and log-probabilities in float64."""
     z = z.astype(np.float64)
@@ -179,8 +181,12 @@ def test_xent_gradient_matches_finite_differences_of_the_loss():
     np.testing.assert_allclose(loss, ref_xent(z, y, eps, beta)[0], rtol=1e-12, atol=1e-13)
 
     def lib_loss(zz):
-        return scale * xent_forward(zz, y, label_smoothing=eps, confidence_penalty=beta, need_logp=False,
-                                    need_grad=False)[0].sum()
+        return (
+            scale
+            * xent_forward(zz, y, label_smoothing=eps, confidence_penalty=beta, need_logp=False, need_grad=False)[
+                0
+            ].sum()
+        )
 
     def ref_loss(zz):
         return scale * ref_xent(zz, y, eps, beta)[0].sum()
@@ -288,11 +294,18 @@ def test_xent_rejects_bad_input():
 
 # ---- PyTorch cross-checks ----------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ACTIVATIONS)
 def test_activation_matches_torch(kind):
     torch = pytest.importorskip("torch")
-    fn = {"identity": lambda t: t, "tanh": torch.tanh, "relu": torch.relu, "gelu": torch.nn.functional.gelu,
-          "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus}[kind]
+    fn = {
+        "identity": lambda t: t,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "gelu": torch.nn.functional.gelu,
+        "sigmoid": torch.sigmoid,
+        "softplus": torch.nn.functional.softplus,
+    }[kind]
     z = np.random.default_rng(1).standard_normal(1023) * 3
     z = z[np.abs(z) > 1e-6]
     zt = torch.tensor(z, requires_grad=True)

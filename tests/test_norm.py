@@ -1,6 +1,7 @@
 """optkern.norm on the CPU: forward and backward against float64 references
 (tests/reference_norm.py), backward against central finite differences,
 robust statistics, running statistics and eval mode."""
+
 import zlib
 
 import numpy as np
@@ -115,8 +116,16 @@ def test_batch_norm_empty_batch(dtype):
 
 # ---- layer / RMS norm --------------------------------------------------------------
 
-LN_CASES = [((1, 7), 1), ((5, 1), 1), ((3, 1023), 1), ((2, 3, 17), 2), ((64, 257), 1), ((1, 4, 5, 6), 3),
-            ((9, 3000), 1), ((4, 0, 8), 1)]
+LN_CASES = [
+    ((1, 7), 1),
+    ((5, 1), 1),
+    ((3, 1023), 1),
+    ((2, 3, 17), 2),
+    ((64, 257), 1),
+    ((1, 4, 5, 6), 3),
+    ((9, 3000), 1),
+    ((4, 0, 8), 1),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -124,7 +133,7 @@ LN_CASES = [((1, 7), 1), ((5, 1), 1), ((3, 1023), 1), ((2, 3, 17), 2), ((64, 257
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(shape, k, dtype, affine):
     rng = np.random.default_rng(zlib.crc32(repr((shape, k, affine)).encode()))
-    ns = shape[len(shape) - k:]
+    ns = shape[len(shape) - k :]
     x = rnd(rng, shape, dtype, 3.0, -1.0)
     w = rnd(rng, ns, dtype) if affine else None
     b = rnd(rng, ns, dtype) if affine else None
@@ -149,7 +158,7 @@ def test_layer_norm(shape, k, dtype, affine):
 @pytest.mark.parametrize("affine", [True, False])
 def test_rms_norm(shape, k, dtype, affine):
     rng = np.random.default_rng(zlib.crc32(repr((shape, k, affine, "rms")).encode()))
-    ns = shape[len(shape) - k:]
+    ns = shape[len(shape) - k :]
     x = rnd(rng, shape, dtype, 2.0, 0.3)
     w = rnd(rng, ns, dtype) if affine else None
     y, saved = norm.rms_norm(x, ns, w)  # eps = finfo(dtype).eps
@@ -166,8 +175,15 @@ def test_rms_norm(shape, k, dtype, affine):
 
 # ---- group / instance norm ---------------------------------------------------------
 
-GN_CASES = [((1, 4, 5), 2), ((2, 6, 7), 3), ((3, 8, 9, 11), 4), ((1, 32, 33), 32), ((2, 5, 1), 1),
-            ((4, 12, 1029), 6), ((2, 6), 3)]
+GN_CASES = [
+    ((1, 4, 5), 2),
+    ((2, 6, 7), 3),
+    ((3, 8, 9, 11), 4),
+    ((1, 32, 33), 32),
+    ((2, 5, 1), 1),
+    ((4, 12, 1029), 6),
+    ((2, 6), 3),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -280,10 +296,22 @@ def test_group_norm_empty_batch(dtype, affine):
 
 # ---- weight norm ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape,dim", [((5, 7), 0), ((1, 3), 0), ((4, 3, 3, 2), 0), ((6, 9), 1),
-                                       ((3, 4, 5), -1), ((3, 4), None), ((8, 1023), 0),
-                                       ((0, 5), 0), ((7, 1), 0)])
+@pytest.mark.parametrize(
+    "shape,dim",
+    [
+        ((5, 7), 0),
+        ((1, 3), 0),
+        ((4, 3, 3, 2), 0),
+        ((6, 9), 1),
+        ((3, 4, 5), -1),
+        ((3, 4), None),
+        ((8, 1023), 0),
+        ((0, 5), 0),
+        ((7, 1), 0),
+    ],
+)
 def test_weight_norm(shape, dim, dtype):
     rng = np.random.default_rng(zlib.crc32(repr((shape, dim, "wn")).encode()))
     v = rnd(rng, shape, dtype)
@@ -323,6 +351,7 @@ def test_weight_norm_zero_row(dtype):
 
 # ---- finite differences (float64) -----------------------------------------------------
 
+
 def fd_check(f, args, grads, dy, h=1e-6, n_probe=6, rng=None):
     """Central differences of <f(args), dy> at random entries of every array in args."""
     rng = rng or np.random.default_rng(0)
@@ -357,8 +386,12 @@ def test_finite_differences():
     dy = rnd(rng, x.shape, f64)
     y, s = norm.batch_norm(x, w, b, rm, rv, training=False)
     dx, dw, db = norm.batch_norm_backward(dy, x, w, s)
-    fd_check(lambda x, w, b: norm.batch_norm(x, w, b, rm, rv, training=False)[0], dict(x=x, w=w, b=b),
-             dict(x=dx, w=dw, b=db), dy)
+    fd_check(
+        lambda x, w, b: norm.batch_norm(x, w, b, rm, rv, training=False)[0],
+        dict(x=x, w=w, b=b),
+        dict(x=dx, w=dw, b=db),
+        dy,
+    )
     # layer norm, N = 1
     x, w, b = rnd(rng, (1, 3, 7), f64), rnd(rng, (3, 7), f64), rnd(rng, (3, 7), f64)
     dy = rnd(rng, x.shape, f64)
@@ -393,6 +426,7 @@ def test_finite_differences():
 
 # ---- robust statistics ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_large_offset_tiny_variance(dtype):
     rng = np.random.default_rng(5)
@@ -403,20 +437,29 @@ def test_large_offset_tiny_variance(dtype):
     tol = 4 * loc * np.finfo(dtype).eps / scale
     x = rnd(rng, (6, 4, 3000), dtype, scale, loc)
     for y, want in [
-        (norm.layer_norm(x, (4, 3000), eps=1e-12 if dtype == np.float64 else 1e-5)[0],
-         ref.layer_norm(x, 2, None, None, 1e-12 if dtype == np.float64 else 1e-5)[0]),
-        (norm.batch_norm(x, eps=1e-12 if dtype == np.float64 else 1e-5)[0],
-         ref.batch_norm(x, None, None, 1e-12 if dtype == np.float64 else 1e-5)[0]),
-        (norm.group_norm(x, 2, eps=1e-12 if dtype == np.float64 else 1e-5)[0],
-         ref.group_norm(x, 2, None, None, 1e-12 if dtype == np.float64 else 1e-5)[0]),
-        (norm.batch_norm(np.ascontiguousarray(x.reshape(-1, 8)), eps=1e-12 if dtype == np.float64 else 1e-5)[0],
-         ref.batch_norm(x.reshape(-1, 8), None, None, 1e-12 if dtype == np.float64 else 1e-5)[0]),
+        (
+            norm.layer_norm(x, (4, 3000), eps=1e-12 if dtype == np.float64 else 1e-5)[0],
+            ref.layer_norm(x, 2, None, None, 1e-12 if dtype == np.float64 else 1e-5)[0],
+        ),
+        (
+            norm.batch_norm(x, eps=1e-12 if dtype == np.float64 else 1e-5)[0],
+            ref.batch_norm(x, None, None, 1e-12 if dtype == np.float64 else 1e-5)[0],
+        ),
+        (
+            norm.group_norm(x, 2, eps=1e-12 if dtype == np.float64 else 1e-5)[0],
+            ref.group_norm(x, 2, None, None, 1e-12 if dtype == np.float64 else 1e-5)[0],
+        ),
+        (
+            norm.batch_norm(np.ascontiguousarray(x.reshape(-1, 8)), eps=1e-12 if dtype == np.float64 else 1e-5)[0],
+            ref.batch_norm(x.reshape(-1, 8), None, None, 1e-12 if dtype == np.float64 else 1e-5)[0],
+        ),
     ]:
         assert np.abs(np.asarray(y, np.float64) - want).max() < tol
         assert abs(np.asarray(y, np.float64).std() - 1) < 1e-2
 
 
 # ---- modules ----------------------------------------------------------------------------
+
 
 def test_modules():
     rng = np.random.default_rng(3)
@@ -430,12 +473,17 @@ def test_modules():
     assert [g.shape for g in bn.grads()] == [(6,), (6,)] and len(bn.parameters()) == 2
     assert abs(bn.running_mean - 0.5 * x.mean(axis=(0, 2))).max() < 1e-5
     y_eval = bn.forward(x, training=False)
-    np.testing.assert_allclose(y_eval, ref.batch_norm_eval(x, None, None, bn.running_mean.astype(np.float64),
-                                                           bn.running_var.astype(np.float64), 1e-5), rtol=1e-4,
-                               atol=1e-5)
-    for mod, want in [(norm.LayerNorm((6, 5)), ref.layer_norm_backward(dy, x, 2, None, 1e-5)),
-                      (norm.GroupNorm(3, 6), ref.group_norm_backward(dy, x, 3, None, 1e-5)),
-                      (norm.RMSNorm(5, eps=1e-6), ref.rms_norm_backward(dy, x, 1, None, 1e-6) + (None,))]:
+    np.testing.assert_allclose(
+        y_eval,
+        ref.batch_norm_eval(x, None, None, bn.running_mean.astype(np.float64), bn.running_var.astype(np.float64), 1e-5),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    for mod, want in [
+        (norm.LayerNorm((6, 5)), ref.layer_norm_backward(dy, x, 2, None, 1e-5)),
+        (norm.GroupNorm(3, 6), ref.group_norm_backward(dy, x, 3, None, 1e-5)),
+        (norm.RMSNorm(5, eps=1e-6), ref.rms_norm_backward(dy, x, 1, None, 1e-6) + (None,)),
+    ]:
         mod.forward(x)
         dx = mod.backward(dy)
         np.testing.assert_allclose(dx, want[0], rtol=1e-3, atol=1e-4)
@@ -447,8 +495,14 @@ def test_modules():
         norm.LayerNorm(3).backward(dy)
 
 
-@pytest.mark.parametrize("make", [lambda: norm.BatchNorm(6, affine=False, track_running_stats=False),
-                                  lambda: norm.BatchNorm(6), lambda: norm.GroupNorm(2, 6)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: norm.BatchNorm(6, affine=False, track_running_stats=False),
+        lambda: norm.BatchNorm(6),
+        lambda: norm.GroupNorm(2, 6),
+    ],
+)
 def test_modules_check_the_channel_count(make):
     mod = make()
     for bad in (np.ones((4, 5), np.float32), np.ones((4, 4, 3), np.float32), np.ones(6, np.float32)):

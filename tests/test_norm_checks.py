@@ -1,5 +1,6 @@
 """optkern.norm argument checks (clear errors, nothing written) and bitwise
 reproducibility across OpenMP thread counts."""
+
 import os
 import subprocess
 import sys
@@ -139,6 +140,7 @@ def test_native_checks_outputs():
 
 # ---- backward argument checks ---------------------------------------------------------
 
+
 def _backward_case(name, x):
     """(saved, saved_from_another_call, backward(dy, saved)) of one float32 forward of `x`.
 
@@ -185,8 +187,15 @@ def _backward_case(name, x):
     return saved, other[1], bwd
 
 
-BACKWARDS = ["batch_norm", "batch_norm_eval", "layer_norm", "rms_norm", "group_norm", "instance_norm",
-             "instance_norm_running"]
+BACKWARDS = [
+    "batch_norm",
+    "batch_norm_eval",
+    "layer_norm",
+    "rms_norm",
+    "group_norm",
+    "instance_norm",
+    "instance_norm_running",
+]
 
 
 def _stat_fields(saved):
@@ -359,8 +368,9 @@ def test_bitwise_identical_across_thread_counts():
     root = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
     out = []
     for threads in ("1", "2", "3"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads,
-                   PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ, OMP_NUM_THREADS=threads, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+        )
         r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         out.append(r.stdout.strip())

@@ -6,6 +6,7 @@ here are float64 (float32 input) or scaled exact sums (math.fsum of (x / 2^e)^2,
 Non-finite input: a row or channel holding NaN or +-inf gets NaN statistics and an all-NaN output;
 weight_norm (a parameter, checked on the host) raises ValueError for NaN and inf alike.
 """
+
 import math
 
 import numpy as np
@@ -119,11 +120,11 @@ def test_batch_norm_of_huge_values(dtype, shape):
         rstd = _ref_rstd(var, e, 1e-5)
         assert saved.rstd[c] == pytest.approx(rstd, rel=RTOL[dtype] * 4)
         ref = (xc.astype(np.float64) - mean) * rstd
-        np.testing.assert_allclose(np.moveaxis(y, 1, 0)[c].ravel(), ref, rtol=RTOL[dtype] * 16,
-                                   atol=RTOL[dtype] * 16)
+        np.testing.assert_allclose(np.moveaxis(y, 1, 0)[c].ravel(), ref, rtol=RTOL[dtype] * 16, atol=RTOL[dtype] * 16)
 
 
 # ---- the issue's reproducers ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype, big", [(np.float32, 1e19), (np.float64, 1e154), (np.float64, 1e300)])
 def test_issue_reproducers(dtype, big):
@@ -177,6 +178,7 @@ def test_zero_and_constant_rows(dtype):
 
 # ---- non-finite input: one treatment everywhere -----------------------------------------------
 
+
 def _row_calls(dtype):
     return {
         "layer_norm": lambda x: norm.layer_norm(x, x.shape[1])[0],
@@ -220,6 +222,7 @@ def test_weight_norm_raises_for_nan_and_inf_alike(dtype, bad):
 
 
 # ---- batch norm running variance from the shifted statistics -----------------------------------
+
 
 @pytest.mark.parametrize("shape", [(64, 3), (5000, 2), (16, 2, 300), (3, 4, 1000)])
 def test_batch_norm_running_var_when_spread_is_one_rounding_step(shape):

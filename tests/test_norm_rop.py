@@ -4,6 +4,7 @@ Checked against central finite differences, in float64, of the independent
 references in ``reference_norm.py``: R{f}(h; v) = (f(h + e v) - f(h - e v)) / 2e
 for the forward output, x̂, the input gradient and the parameter gradients.
 """
+
 import numpy as np
 import pytest
 
@@ -102,6 +103,7 @@ def test_rop_float32_tracks_float64(axis):
 
 def test_rop_bitwise_for_any_thread_count():
     import optkern
+
     p = _problem((300, 129), seed=5)
     before = optkern.get_num_threads()
     try:
@@ -120,8 +122,22 @@ def test_rop_rejects_bad_input():
     h = np.random.default_rng(0).standard_normal((4, 3))
     st, g = np.ones(3), np.ones(3)
     out = lambda: np.empty((4, 3))
-    args = lambda **kw: {**dict(h=h, mean=st, rstd=st, rh=h.copy(), weight=g, vweight=g, vbias=g,
-                               ry=out(), rxhat=out(), m_xrh=np.empty(3), axis=0), **kw}
+    args = lambda **kw: {
+        **dict(
+            h=h,
+            mean=st,
+            rstd=st,
+            rh=h.copy(),
+            weight=g,
+            vweight=g,
+            vbias=g,
+            ry=out(),
+            rxhat=out(),
+            m_xrh=np.empty(3),
+            axis=0,
+        ),
+        **kw,
+    }
     with pytest.raises(ValueError, match="axis"):
         _cpu.norm_rop_fwd(**args(axis=2))
     with pytest.raises(ValueError, match="h: expected a 2-D"):
@@ -147,11 +163,25 @@ def test_rop_bwd_rejects_bad_input():
     outs = {}
 
     def args(**kw):
-        outs.update(dh=np.full((4, 3), np.nan), rdh=np.full((4, 3), np.nan), rdweight=np.full(3, np.nan),
-                    rdbias=np.full(3, np.nan))
-        a = dict(h=h, mean=mean, rstd=rstd, dy=rng.standard_normal((4, 3)), rdy=rng.standard_normal((4, 3)),
-                 weight=g, vweight=rng.standard_normal(3), rxhat=rng.standard_normal((4, 3)),
-                 m_xrh=rng.standard_normal(3), axis=0, **outs)
+        outs.update(
+            dh=np.full((4, 3), np.nan),
+            rdh=np.full((4, 3), np.nan),
+            rdweight=np.full(3, np.nan),
+            rdbias=np.full(3, np.nan),
+        )
+        a = dict(
+            h=h,
+            mean=mean,
+            rstd=rstd,
+            dy=rng.standard_normal((4, 3)),
+            rdy=rng.standard_normal((4, 3)),
+            weight=g,
+            vweight=rng.standard_normal(3),
+            rxhat=rng.standard_normal((4, 3)),
+            m_xrh=rng.standard_normal(3),
+            axis=0,
+            **outs,
+        )
         a.update(kw)
         return a
 

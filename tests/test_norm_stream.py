@@ -5,6 +5,7 @@ threshold lowered to 0 bytes (everything streamed), on odd sizes and on
 arrays whose data start is not 16-byte aligned (the scalar head and tail).
 Also the backward functions' ``out=`` (the dx buffer a training loop reuses).
 """
+
 import numpy as np
 import pytest
 

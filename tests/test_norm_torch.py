@@ -1,4 +1,5 @@
 """Cross-checks against torch.nn.functional (skipped without torch)."""
+
 import numpy as np
 import pytest
 
@@ -38,11 +39,22 @@ def test_batch_norm(shape):
     np.testing.assert_allclose(dw, gw, rtol=1e-10, atol=1e-11)
     np.testing.assert_allclose(db, gb, rtol=1e-10, atol=1e-11)
     # eval with the updated running statistics
-    y2, _ = norm.batch_norm(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32),
-                            rm.astype(np.float32), rv.astype(np.float32), training=False)
-    ty2 = F.batch_norm(torch.from_numpy(x.astype(np.float32)), trm.float(), trv.float(),
-                       torch.from_numpy(w.astype(np.float32)), torch.from_numpy(b.astype(np.float32)),
-                       training=False)
+    y2, _ = norm.batch_norm(
+        x.astype(np.float32),
+        w.astype(np.float32),
+        b.astype(np.float32),
+        rm.astype(np.float32),
+        rv.astype(np.float32),
+        training=False,
+    )
+    ty2 = F.batch_norm(
+        torch.from_numpy(x.astype(np.float32)),
+        trm.float(),
+        trv.float(),
+        torch.from_numpy(w.astype(np.float32)),
+        torch.from_numpy(b.astype(np.float32)),
+        training=False,
+    )
     np.testing.assert_allclose(y2, ty2.numpy(), rtol=1e-5, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """optkern.optim against the independent NumPy references (tests/reference.py) and torch.optim."""
+
 from __future__ import annotations
 
 import zlib
@@ -147,6 +148,7 @@ def test_state_names_follow_pytorch():
 def test_every_registered_optimizer_has_its_native_functions(info):
     """A missing native function fails here (never turns into a skip elsewhere)."""
     from optkern import _backend
+
     assert callable(getattr(_backend.cpu, info.native + "_"))
     if info.capturable:
         assert callable(getattr(_backend.cpu, info.native + "_capturable"))
@@ -194,9 +196,15 @@ def test_random_lists_and_hyper_parameters():
     st = hypothesis.strategies
 
     @hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
-    @hypothesis.given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
-                      lr=st.floats(1e-4, 0.5), beta1=st.floats(0.0, 0.99), wd=st.sampled_from([0.0, 0.1]),
-                      amsgrad=st.booleans(), maximize=st.booleans(), seed=st.integers(0, 2**31))
+    @hypothesis.given(
+        sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
+        lr=st.floats(1e-4, 0.5),
+        beta1=st.floats(0.0, 0.99),
+        wd=st.sampled_from([0.0, 0.1]),
+        amsgrad=st.booleans(),
+        maximize=st.booleans(),
+        seed=st.integers(0, 2**31),
+    )
     def check(sizes, lr, beta1, wd, amsgrad, maximize, seed):
         hp = dict(lr=lr, betas=(beta1, 0.999), weight_decay=wd, amsgrad=amsgrad, maximize=maximize)
         params, grad_seq = _data(seed, np.float64, shapes=[(n,) for n in sizes], steps=4)

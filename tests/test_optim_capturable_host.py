@@ -12,6 +12,7 @@ refused step leaving the counters alone, and that a step's device work is all
 in its launches (a recorded "graph" replays like eager steps). The real thing
 runs in test_cuda_capturable.py on a GPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,8 @@ import types
 import numpy as np
 import pytest
 
-from optkern import _backend
 from optim_registry import OPTIMIZERS, case_id
+from optkern import _backend
 from optkern import optim as O
 
 # list arguments before the hyper-parameters
@@ -62,6 +63,7 @@ class Device:
                 self.recorded.append(lambda: fn(*args))
                 return None
             return fn(*args)
+
         return call
 
     def replay(self, ops):
@@ -81,7 +83,7 @@ def _native(rule, device):
 
     def checked(args):  # the checks of cuda_arrays.hpp that these tests reach
         dtype = args[0][0].dtype if args[0] else None
-        for j, x in enumerate(args[:_LISTS[rule]]):
+        for j, x in enumerate(args[: _LISTS[rule]]):
             name = ("params", "grads")[j] if j < 2 else f"state{j}"
             for i, a in enumerate(x or []):
                 if not isinstance(a, ndarray):
@@ -144,6 +146,8 @@ CONFIGS = {
     "nadam": (O.NAdam, dict(lr=0.01, weight_decay=0.1)),
     "nadamw": (O.NAdam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
 }
+
+
 def _probe_params():
     return [np.zeros(1)]
 
@@ -162,8 +166,11 @@ def _grads(rng, dtype):
 
 
 def _host_state(opt):
-    return {(i, k): np.array(v.get() if isinstance(v, ndarray) else v)
-            for i, e in opt.state_dict()["state"].items() for k, v in e.items()}
+    return {
+        (i, k): np.array(v.get() if isinstance(v, ndarray) else v)
+        for i, e in opt.state_dict()["state"].items()
+        for k, v in e.items()
+    }
 
 
 def _same(a, b):
@@ -233,8 +240,9 @@ def test_switching_modes_keeps_the_counters(device):
     _same(_host_state(a), _host_state(b))
 
 
-@pytest.mark.parametrize("name", ["sgd_momentum", "adagrad", "rmsprop_centered_nesterov", "adadelta", "amsgrad_max",
-                                  "nadamw"])
+@pytest.mark.parametrize(
+    "name", ["sgd_momentum", "adagrad", "rmsprop_centered_nesterov", "adadelta", "amsgrad_max", "nadamw"]
+)
 def test_recorded_step_replays_like_eager_steps(device, name):
     """Everything a step does on the device is in its launches: a step recorded once
     and replayed with new static gradients equals eager steps (host state untouched)."""

@@ -7,6 +7,7 @@ positive float64): at construction, when params of another dtype are added, and 
 functional forms. What is accepted must step without NaN; what is rejected raises
 ValueError naming the hyper-parameter and the dtype.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,12 @@ EDGES = [
     ("NAdam", dict(eps=1e-46), f32, r"^eps: 1e-46 rounds to 0 in float32"),
     ("Adagrad", dict(eps=1e-46), f32, r"^eps: 1e-46 rounds to 0 in float32"),
     ("Adagrad", dict(eps=1e-46), f64, None),
-    ("Adagrad", dict(initial_accumulator_value=1e39), f32, r"^initial_accumulator_value: 1e\+39 is not finite in float32"),
+    (
+        "Adagrad",
+        dict(initial_accumulator_value=1e39),
+        f32,
+        r"^initial_accumulator_value: 1e\+39 is not finite in float32",
+    ),
     ("Adadelta", dict(eps=1e300), f32, r"^eps: 1e\+300 is not finite in float32"),
     ("Adadelta", dict(eps=1e300), f64, None),
     ("Adadelta", dict(eps=F32_TINY), f32, None),
@@ -90,8 +96,9 @@ def test_betas_are_named_in_the_optimizer_and_by_keyword_in_the_functional_form(
     params, grads = _arrays(np.float32)
     # betas are in [0, 1) and round within float32; a float64 array runs any finite eps
     with pytest.raises(ValueError, match=r"^eps: 1e-50 rounds to 0 in float32"):
-        F.adam_(params, grads, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], step=1,
-                eps=1e-50)
+        F.adam_(
+            params, grads, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], step=1, eps=1e-50
+        )
     with pytest.raises(ValueError, match=r"^weight_decay: 1e\+300 is not finite in float32"):
         F.sgd_(params, grads, lr=0.1, weight_decay=1e300)
     p64, g64 = _arrays(np.float64)
@@ -105,6 +112,7 @@ def test_adagrad_norm_b0_1e200_raises_value_error_not_overflow_error():
 
 
 # ---- centered RMSprop: v - a^2 clamped at zero ------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_centered_rmsprop_with_alpha_0_never_takes_a_negative_square_root(dtype):

@@ -1,4 +1,5 @@
 """Bad input raises a clear TypeError/ValueError naming the argument, and changes nothing."""
+
 from __future__ import annotations
 
 import math
@@ -31,17 +32,23 @@ def adam():
     return params, grads, opt
 
 
-@pytest.mark.parametrize("mutate,exc,msg", [
-    (lambda g, p: g[:-1], ValueError, r"grads: expected 3 arrays \(one per parameter\), got 2"),
-    (lambda g, p: g[:1] + [g[1][:999]] + g[2:], ValueError, r"grads\[1\]: expected 1000 elements, got 999"),
-    (lambda g, p: g[:2] + [g[2].astype(np.float64)], TypeError, r"grads\[2\]: expected float32, got float64"),
-    (lambda g, p: g[:1] + [np.repeat(g[1], 2)[::2]] + g[2:], ValueError, r"grads\[1\]: array must be C-contiguous"),
-    (lambda g, p: [p[0]] + g[1:], ValueError, r"grads\[0\] shares memory with params\[0\]"),
-    (lambda g, p: g[:1] + [list(g[1])] + g[2:], TypeError, r"grads\[1\]: expected a numpy.ndarray, got list"),
-    (lambda g, p: g[:2] + [g[2].astype(np.int32)], TypeError, r"grads\[2\]: expected float32, got int32"),
-    (lambda g, p: g[:1] + [g[1].reshape(10, 100)] + g[2:], ValueError,
-     r"grads\[1\]: expected shape \(1000,\), got \(10, 100\)"),
-])
+@pytest.mark.parametrize(
+    "mutate,exc,msg",
+    [
+        (lambda g, p: g[:-1], ValueError, r"grads: expected 3 arrays \(one per parameter\), got 2"),
+        (lambda g, p: g[:1] + [g[1][:999]] + g[2:], ValueError, r"grads\[1\]: expected 1000 elements, got 999"),
+        (lambda g, p: g[:2] + [g[2].astype(np.float64)], TypeError, r"grads\[2\]: expected float32, got float64"),
+        (lambda g, p: g[:1] + [np.repeat(g[1], 2)[::2]] + g[2:], ValueError, r"grads\[1\]: array must be C-contiguous"),
+        (lambda g, p: [p[0]] + g[1:], ValueError, r"grads\[0\] shares memory with params\[0\]"),
+        (lambda g, p: g[:1] + [list(g[1])] + g[2:], TypeError, r"grads\[1\]: expected a numpy.ndarray, got list"),
+        (lambda g, p: g[:2] + [g[2].astype(np.int32)], TypeError, r"grads\[2\]: expected float32, got int32"),
+        (
+            lambda g, p: g[:1] + [g[1].reshape(10, 100)] + g[2:],
+            ValueError,
+            r"grads\[1\]: expected shape \(1000,\), got \(10, 100\)",
+        ),
+    ],
+)
 def test_bad_grads(adam, mutate, exc, msg):
     params, grads, opt = adam
     before = _snapshot(params, opt)
@@ -78,13 +85,20 @@ def _misaligned(n, dtype=np.float32):
     return np.frombuffer(np.zeros(n * size + 1, np.uint8).data, dtype=dtype, count=n, offset=1)
 
 
-@pytest.mark.parametrize("spoil,msg", [
-    (lambda opt, params: setattr(params[2].flags, "writeable", False), r"^params\[2\]: array is read-only"),
-    (lambda opt, params: setattr(opt.state_dict()["state"][2]["exp_avg_sq"].flags, "writeable", False),
-     r"^state\[2\]\['exp_avg_sq'\]: array is read-only"),
-    (lambda opt, params: opt.param_groups[1]["params"].__setitem__(1, _misaligned(7)),
-     r"^params\[2\]: array data is misaligned"),
-])
+@pytest.mark.parametrize(
+    "spoil,msg",
+    [
+        (lambda opt, params: setattr(params[2].flags, "writeable", False), r"^params\[2\]: array is read-only"),
+        (
+            lambda opt, params: setattr(opt.state_dict()["state"][2]["exp_avg_sq"].flags, "writeable", False),
+            r"^state\[2\]\['exp_avg_sq'\]: array is read-only",
+        ),
+        (
+            lambda opt, params: opt.param_groups[1]["params"].__setitem__(1, _misaligned(7)),
+            r"^params\[2\]: array data is misaligned",
+        ),
+    ],
+)
 def test_every_param_and_state_array_is_checked_before_any_write(spoil, msg):
     """Group 1's arrays are checked before group 0's native call writes (and creates state)."""
     params, grads = _setup()
@@ -180,30 +194,46 @@ def test_every_group_is_checked_before_any_write():
     assert _snapshot(params, opt) == before
 
 
-@pytest.mark.parametrize("call,exc,msg", [
-    (lambda p, g, s: F.adam_(p, g, s[0], s[0], step=1), ValueError,
-     r"exp_avg_sqs\[\d\] shares memory with exp_avgs\[\d\]"),
-    (lambda p, g, s: F.adam_(p, g, s[0], s[1][:2], step=1), ValueError, r"exp_avg_sqs: expected 3 arrays, got 2"),
-    (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=0), ValueError, r"step: must be >= 1"),
-    (lambda p, g, s: F.adam_(p, g, s[0], None, step=1), TypeError, r"exp_avg_sqs: expected a list of arrays, got None"),
-    (lambda p, g, s: F.sgd_(p, g, lr=0.1, momentum=0.9), ValueError, r"momentum_buffers: required"),
-    (lambda p, g, s: F.rmsprop_(p, g, s[0], momentum=0.9), ValueError, r"momentum_buffers: required"),
-    (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(2)), ValueError, r"b_sq: expected a 1-element float64 array"),
-    (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(1, np.float32)), TypeError, r"b_sq: expected float64"),
-    (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, -1.0)), ValueError, r"^b_sq: must hold a finite b\^2 >= 0"),
-    (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.nan)), ValueError, r"^b_sq: must hold a finite"),
-    (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.inf)), ValueError, r"^b_sq: must hold a finite"),
-    (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=0.0), ValueError, r"mu_product"),
-    (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, lr=-1.0), ValueError, r"^lr"),
-    (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in \[0.0, 1.0\)"),
-    (lambda p, g, s: F.adamw_(p, g, s[0], s[1], step=1, beta2=-0.1), ValueError, r"^beta2: must be in"),
-    (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in"),
-    (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, beta2="x"), TypeError, r"^beta2: expected a real"),
-    (lambda p, g, s: F.sgd_(p, g[:1] + [g[1].reshape(100, 10)] + g[2:], lr=0.1), ValueError,
-     r"^grads\[1\]: expected shape \(1000,\), got \(100, 10\)"),
-    (lambda p, g, s: F.adam_(p, g[:2] + [g[2].reshape(7, 1)], s[0], s[1], step=1), ValueError,
-     r"^grads\[2\]: expected shape \(7,\), got \(7, 1\)"),
-])
+@pytest.mark.parametrize(
+    "call,exc,msg",
+    [
+        (
+            lambda p, g, s: F.adam_(p, g, s[0], s[0], step=1),
+            ValueError,
+            r"exp_avg_sqs\[\d\] shares memory with exp_avgs\[\d\]",
+        ),
+        (lambda p, g, s: F.adam_(p, g, s[0], s[1][:2], step=1), ValueError, r"exp_avg_sqs: expected 3 arrays, got 2"),
+        (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=0), ValueError, r"step: must be >= 1"),
+        (
+            lambda p, g, s: F.adam_(p, g, s[0], None, step=1),
+            TypeError,
+            r"exp_avg_sqs: expected a list of arrays, got None",
+        ),
+        (lambda p, g, s: F.sgd_(p, g, lr=0.1, momentum=0.9), ValueError, r"momentum_buffers: required"),
+        (lambda p, g, s: F.rmsprop_(p, g, s[0], momentum=0.9), ValueError, r"momentum_buffers: required"),
+        (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(2)), ValueError, r"b_sq: expected a 1-element float64 array"),
+        (lambda p, g, s: F.adagrad_norm_(p, g, np.ones(1, np.float32)), TypeError, r"b_sq: expected float64"),
+        (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, -1.0)), ValueError, r"^b_sq: must hold a finite b\^2 >= 0"),
+        (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.nan)), ValueError, r"^b_sq: must hold a finite"),
+        (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.inf)), ValueError, r"^b_sq: must hold a finite"),
+        (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=0.0), ValueError, r"mu_product"),
+        (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, lr=-1.0), ValueError, r"^lr"),
+        (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in \[0.0, 1.0\)"),
+        (lambda p, g, s: F.adamw_(p, g, s[0], s[1], step=1, beta2=-0.1), ValueError, r"^beta2: must be in"),
+        (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in"),
+        (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, beta2="x"), TypeError, r"^beta2: expected a real"),
+        (
+            lambda p, g, s: F.sgd_(p, g[:1] + [g[1].reshape(100, 10)] + g[2:], lr=0.1),
+            ValueError,
+            r"^grads\[1\]: expected shape \(1000,\), got \(100, 10\)",
+        ),
+        (
+            lambda p, g, s: F.adam_(p, g[:2] + [g[2].reshape(7, 1)], s[0], s[1], step=1),
+            ValueError,
+            r"^grads\[2\]: expected shape \(7,\), got \(7, 1\)",
+        ),
+    ],
+)
 def test_functional_bad_input(call, exc, msg):
     params, grads = _setup()
     states = [[np.zeros_like(p) for p in params] for _ in range(2)]
@@ -295,8 +325,11 @@ def test_numpy_optimizer_rejects_a_cupy_gradient():
 
 def test_mixed_numpy_and_cupy_params_are_rejected():
     params, _ = _setup()
-    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[1\]: is a cupy array but "
-                                        r"param_groups\[0\]\['params'\]\[0\] is a numpy array"):
+    with pytest.raises(
+        TypeError,
+        match=r"param_groups\[0\]\['params'\]\[1\]: is a cupy array but "
+        r"param_groups\[0\]\['params'\]\[0\] is a numpy array",
+    ):
         O.Adam([params[0], ndarray()])
 
 
@@ -316,16 +349,27 @@ def test_cupy_params_without_the_cuda_module_raise_runtime_error(monkeypatch):
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-@pytest.mark.parametrize("make", [
-    lambda v: O.SGD(_setup()[0], lr=v), lambda v: O.SGD(_setup()[0], lr=0.1, momentum=v),
-    lambda v: O.Adam(_setup()[0], eps=v), lambda v: O.Adam(_setup()[0], betas=(v, 0.999)),
-    lambda v: O.AdamW(_setup()[0], weight_decay=v), lambda v: O.RMSprop(_setup()[0], alpha=v),
-    lambda v: O.Adagrad(_setup()[0], lr_decay=v), lambda v: O.Adadelta(_setup()[0], rho=v),
-    lambda v: O.NAdam(_setup()[0], momentum_decay=v), lambda v: O.AdagradNorm(_setup()[0], b0=v),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: O.SGD(_setup()[0], lr=v),
+        lambda v: O.SGD(_setup()[0], lr=0.1, momentum=v),
+        lambda v: O.Adam(_setup()[0], eps=v),
+        lambda v: O.Adam(_setup()[0], betas=(v, 0.999)),
+        lambda v: O.AdamW(_setup()[0], weight_decay=v),
+        lambda v: O.RMSprop(_setup()[0], alpha=v),
+        lambda v: O.Adagrad(_setup()[0], lr_decay=v),
+        lambda v: O.Adadelta(_setup()[0], rho=v),
+        lambda v: O.NAdam(_setup()[0], momentum_decay=v),
+        lambda v: O.AdagradNorm(_setup()[0], b0=v),
+    ],
+)
 def test_non_finite_hyper_parameters_are_rejected(make, bad):
-    with pytest.raises(ValueError, match=r"^(lr|momentum|eps|betas\[0\]|weight_decay|alpha|lr_decay|rho|"
-                                         r"momentum_decay|b0): must be"):
+    with pytest.raises(
+        ValueError,
+        match=r"^(lr|momentum|eps|betas\[0\]|weight_decay|alpha|lr_decay|rho|"
+        r"momentum_decay|b0): must be",
+    ):
         make(bad)
 
 

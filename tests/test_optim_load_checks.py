@@ -6,6 +6,7 @@ list state arrays, overflowing float64 state, bad steps, bad scalars, missing or
 and loading it must raise the expected error with the entry's path while every parameter, state
 array and group of the optimizer stays exactly as it was.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,9 +61,11 @@ def _assert_same(opt, snap):
 
 # ---- corruptions: (id, function(sd) -> None mutating it, exception, message regex) -----------
 
+
 def _set(i, key, value):
     def f(sd):
         sd["state"][i][key] = value(sd["state"][i][key]) if callable(value) else value
+
     return f
 
 
@@ -70,6 +73,7 @@ def _poke(i, key, index, value):
     def f(sd):
         a = sd["state"][i][key]
         a[index] = value
+
     return f
 
 
@@ -86,19 +90,33 @@ def _corruptions(name):
             (f"{key}-nan", _poke(0, key, (5, 1), np.nan), ValueError, at + ": 1 non-finite"),
             (f"{key}-inf", _poke(0, key, (63, 2), np.inf), ValueError, at + ": 1 non-finite"),
             (f"{key}-minus-inf", _poke(0, key, (0, 0), -np.inf), ValueError, at + ": 1 non-finite"),
-            (f"{key}-transposed-shape", _set(0, key, lambda a: np.ascontiguousarray(a.reshape(3, 64))), ValueError,
-             at + r": expected shape \(64, 3\).*got \(3, 64\)"),
+            (
+                f"{key}-transposed-shape",
+                _set(0, key, lambda a: np.ascontiguousarray(a.reshape(3, 64))),
+                ValueError,
+                at + r": expected shape \(64, 3\).*got \(3, 64\)",
+            ),
             (f"{key}-flattened", _set(0, key, lambda a: a.ravel()), ValueError, at + r": expected shape \(64, 3\)"),
             (f"{key}-wrong-size", _set(0, key, lambda a: a[:10]), ValueError, at + ": expected 192 elements"),
             (f"{key}-int-dtype", _set(0, key, lambda a: a.astype(np.int64)), TypeError, at + ": .*floating-point"),
             (f"{key}-list", _set(0, key, lambda a: a.tolist()), TypeError, at + ": expected an array, got list"),
-            (f"{key}-overflows-float32", _set(0, key, lambda a: np.full(a.shape, 1e300)), ValueError,
-             at + ": entries overflow"),
+            (
+                f"{key}-overflows-float32",
+                _set(0, key, lambda a: np.full(a.shape, 1e300)),
+                ValueError,
+                at + ": entries overflow",
+            ),
         ]
         if key in NONNEGATIVE:
             out.append((f"{key}-negative", _poke(0, key, (10, 0), -1e-3), ValueError, at + ": negative entries"))
-            out.append((f"{key}-negative-in-small-param", _poke(2, key, 0, -5.0), ValueError,
-                        rf"\['state'\]\[2\]\['{key}'\]: negative entries"))
+            out.append(
+                (
+                    f"{key}-negative-in-small-param",
+                    _poke(2, key, 0, -5.0),
+                    ValueError,
+                    rf"\['state'\]\[2\]\['{key}'\]: negative entries",
+                )
+            )
     if "step" in entry:
         at = r"\['state'\]\[1\]\['step'\]"
         out += [
@@ -119,8 +137,12 @@ def _corruptions(name):
             ("mu_product-nan", _set(0, "mu_product", float("nan")), ValueError, at + ": must be finite"),
             ("mu_product-above-1", _set(0, "mu_product", 1.5), ValueError, at + ": must be in"),
             ("mu_product-zero", _set(0, "mu_product", 0.0), ValueError, at + ": must be in"),
-            ("mu_product-missing", lambda sd: sd["state"][0].pop("mu_product"), ValueError,
-             r"\['state'\]\[0\]: missing 'mu_product'"),
+            (
+                "mu_product-missing",
+                lambda sd: sd["state"][0].pop("mu_product"),
+                ValueError,
+                r"\['state'\]\[0\]: missing 'mu_product'",
+            ),
         ]
     if "b_sq" in entry:
         at = r"\['state'\]\[0\]\['b_sq'\]"
@@ -130,29 +152,60 @@ def _corruptions(name):
             ("b_sq-zero", _set(0, "b_sq", 0.0), ValueError, at + ": must be in"),
             ("b_sq-inf", _set(0, "b_sq", float("inf")), ValueError, at + ": must be finite"),
             ("b_sq-missing", lambda sd: sd["state"][0].pop("b_sq"), ValueError, r"\['state'\]\[0\]: missing 'b_sq'"),
-            ("b_sq-differs-in-group", _set(2, "b_sq", lambda b: b * 2), ValueError,
-             r"\['state'\]\[2\]\['b_sq'\]: .* differs"),
+            (
+                "b_sq-differs-in-group",
+                _set(2, "b_sq", lambda b: b * 2),
+                ValueError,
+                r"\['state'\]\[2\]\['b_sq'\]: .* differs",
+            ),
         ]
     for key, v in entry.items():  # every array the hyper-parameters need, deleted
         if isinstance(v, np.ndarray):
-            out.append((f"{key}-missing", lambda sd, key=key: sd["state"][1].pop(key), ValueError,
-                        rf"\['state'\]\[1\]: missing state '{key}'"))
+            out.append(
+                (
+                    f"{key}-missing",
+                    lambda sd, key=key: sd["state"][1].pop(key),
+                    ValueError,
+                    rf"\['state'\]\[1\]: missing state '{key}'",
+                )
+            )
     out += [
-        ("lr-missing", lambda sd: sd["param_groups"][0].pop("lr"), ValueError,
-         r"state_dict\['param_groups'\]\[0\]: missing 'lr'"),
+        (
+            "lr-missing",
+            lambda sd: sd["param_groups"][0].pop("lr"),
+            ValueError,
+            r"state_dict\['param_groups'\]\[0\]: missing 'lr'",
+        ),
         ("lr-str", lambda sd: sd["param_groups"][0].update(lr="0.1"), TypeError, r"\['lr'\]"),
         ("unknown-state-key", _set(0, "exp_avg_sqq", 1.0), ValueError, r"\['state'\]\[0\]: unknown key 'exp_avg_sqq'"),
         ("unknown-top-key", lambda sd: sd.update(extra=1), ValueError, r"state_dict: unknown key 'extra'"),
-        ("unlisted-index", lambda sd: sd["state"].update({7: copy.deepcopy(sd["state"][0])}), ValueError,
-         r"\['state'\]\[7\]: no parameter group lists this index"),
+        (
+            "unlisted-index",
+            lambda sd: sd["state"].update({7: copy.deepcopy(sd["state"][0])}),
+            ValueError,
+            r"\['state'\]\[7\]: no parameter group lists this index",
+        ),
         ("index-twice", lambda sd: sd["state"].update({"1": sd["state"][1]}), ValueError, "appears twice"),
-        ("entry-not-dict", lambda sd: sd["state"].update({1: [1, 2]}), TypeError,
-         r"\['state'\]\[1\]: expected a dict, got list"),
-        ("group-index-bool", lambda sd: sd["param_groups"][0]["params"].__setitem__(0, False), TypeError,
-         r"\['params'\]\[0\]: expected an integer index"),
+        (
+            "entry-not-dict",
+            lambda sd: sd["state"].update({1: [1, 2]}),
+            TypeError,
+            r"\['state'\]\[1\]: expected a dict, got list",
+        ),
+        (
+            "group-index-bool",
+            lambda sd: sd["param_groups"][0]["params"].__setitem__(0, False),
+            TypeError,
+            r"\['params'\]\[0\]: expected an integer index",
+        ),
         ("state-not-dict", lambda sd: sd.update(state=[]), TypeError, r"state_dict\['state'\]: expected a dict"),
-        ("empty-entry", lambda sd: sd["state"].update({1: {}}), ValueError,
-         r"\['state'\]\[1\]" + (": missing state 'momentum_buffer'" if "step" not in entry else r"\['step'\]: missing")),
+        (
+            "empty-entry",
+            lambda sd: sd["state"].update({1: {}}),
+            ValueError,
+            r"\['state'\]\[1\]"
+            + (": missing state 'momentum_buffer'" if "step" not in entry else r"\['step'\]: missing"),
+        ),
     ]
     return out
 
@@ -260,17 +313,26 @@ def test_float64_state_into_float32_params_is_cast():
     assert got.dtype == np.float32 and np.array_equal(got, sd["state"][0]["exp_avg"].astype(np.float32))
 
 
-TORCH_CASES = [("SGD", {}), ("SGD", {"momentum": 0.9, "nesterov": True}), ("Adadelta", {}), ("AdamW", {"amsgrad": True}),
-               ("NAdam", {"decoupled_weight_decay": True, "weight_decay": 0.1}), ("Adagrad", {}),
-               ("RMSprop", {"centered": True, "momentum": 0.5}), ("Adam", {"fused": True})]
+TORCH_CASES = [
+    ("SGD", {}),
+    ("SGD", {"momentum": 0.9, "nesterov": True}),
+    ("Adadelta", {}),
+    ("AdamW", {"amsgrad": True}),
+    ("NAdam", {"decoupled_weight_decay": True, "weight_decay": 0.1}),
+    ("Adagrad", {}),
+    ("RMSprop", {"centered": True, "momentum": 0.5}),
+    ("Adam", {"fused": True}),
+]
 
 
 @pytest.mark.parametrize("name,hp", TORCH_CASES, ids=[f"{n}-{'-'.join(h)}" for n, h in TORCH_CASES])
 def test_real_torch_checkpoints_pass_the_strict_checks(name, hp):
     """PyTorch's own state dicts (float tensor steps, foreach/fused flags, a scheduler's initial_lr) load."""
     torch = pytest.importorskip("torch")
-    tp = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True), torch.randn(5, dtype=torch.float64,
-                                                                                requires_grad=True)]
+    tp = [
+        torch.randn(4, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(5, dtype=torch.float64, requires_grad=True),
+    ]
     topt = getattr(torch.optim, name)(tp, lr=0.01, **hp)
     sched = torch.optim.lr_scheduler.StepLR(topt, 1, gamma=0.5)
     for _ in range(2):

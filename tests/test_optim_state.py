@@ -1,4 +1,5 @@
 """state_dict round trips, loading PyTorch checkpoints, thread-count independence."""
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,10 @@ def test_load_mixed_steps_splits_the_group():
         opt_a.step(grads[:2])
     for grads in grad_seq[:5]:
         opt_b.step(grads[2:])
-    sd = {"state": {**opt_a.state_dict()["state"], **{k + 2: v for k, v in opt_b.state_dict()["state"].items()}},
-          "param_groups": [{**opt_a.state_dict()["param_groups"][0], "params": [0, 1, 2, 3]}]}
+    sd = {
+        "state": {**opt_a.state_dict()["state"], **{k + 2: v for k, v in opt_b.state_dict()["state"].items()}},
+        "param_groups": [{**opt_a.state_dict()["param_groups"][0], "params": [0, 1, 2, 3]}],
+    }
     b[:] = [x.copy() for x in a]
     merged = O.Adam(b, lr=0.01)
     merged.load_state_dict(sd)
@@ -109,9 +112,16 @@ def test_load_rejects_mismatches_and_changes_nothing():
     assert pickle.dumps(opt.state_dict()) == before
 
 
-@pytest.mark.parametrize("name,hp", [("Adam", dict(lr=0.01, amsgrad=True)), ("SGD", dict(lr=0.1, momentum=0.9)),
-                                     ("NAdam", dict(lr=0.01)), ("RMSprop", dict(momentum=0.5, centered=True)),
-                                     ("Adagrad", dict(lr=0.1))])
+@pytest.mark.parametrize(
+    "name,hp",
+    [
+        ("Adam", dict(lr=0.01, amsgrad=True)),
+        ("SGD", dict(lr=0.1, momentum=0.9)),
+        ("NAdam", dict(lr=0.01)),
+        ("RMSprop", dict(momentum=0.5, centered=True)),
+        ("Adagrad", dict(lr=0.1)),
+    ],
+)
 def test_loads_a_torch_checkpoint(name, hp):
     """torch's state_dict (tensors, float steps) loads directly and training continues alike."""
     torch = pytest.importorskip("torch")
@@ -137,11 +147,13 @@ def test_loads_a_torch_checkpoint(name, hp):
 
 # ---- thread-count independence ---------------------------------------------------------------
 
+
 def _run_everything(seed=5, cases=ROUND_TRIP):
     """Digest of several steps of each optimizer plus the reductions (large enough for many chunks)."""
     import hashlib
 
     from optkern.clip import clip_grad_norm_
+
     rng = np.random.default_rng(seed)
     shapes = [(200_001,), (70_000,), (5,)]
     h = hashlib.sha256()
@@ -182,8 +194,9 @@ def test_bitwise_same_with_omp_num_threads_1_and_2():
     out = []
     for n in ("1", "2"):
         env = {**os.environ, "OMP_NUM_THREADS": n}
-        r = subprocess.run([sys.executable, "-c", script, here, src], env=env, capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-c", script, here, src], env=env, capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
         out.append(r.stdout.strip())
     assert out[0] == out[1] and len(out[0]) == 64

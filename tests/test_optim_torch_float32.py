@@ -15,6 +15,7 @@ Two measures:
   is the for-loop itself (RMSprop, Adadelta), a different but equally valid choice of
   fused multiply-adds accumulates a few roundings over 20 steps.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -32,8 +33,7 @@ SHAPES = [(1000,), (7,), (3, 5), (1,)]
 # torch's CPU implementations besides the for-loop: fused where it has one, else foreach
 FUSED_ON_CPU = {"SGD", "Adagrad", "Adam", "AdamW"}
 
-CASES = [(info.name, hp) for info in OPTIMIZERS if info.torch is not None for hp in info.valid
-         if info.in_torch(hp)]
+CASES = [(info.name, hp) for info in OPTIMIZERS if info.torch is not None for hp in info.valid if info.in_torch(hp)]
 
 
 def _torch_run(name, hp, params, grads, **impl):
@@ -86,15 +86,21 @@ def test_float32_rounds_like_torch(name, hp):
     for key, w in want.items():
         torch_gap = _err(fast[key], w)
         floor = 4 * float(np.finfo(np.float32).eps)
-        assert _err(got[key], w) <= max(4 * torch_gap, floor), \
+        assert _err(got[key], w) <= max(4 * torch_gap, floor), (
             f"{key}: optkern {_err(got[key], w):.3g} from torch's for-loop, torch {impl} {torch_gap:.3g}"
+        )
 
 
 # The moments after one step are one rounding of (1 - beta) g^2 etc. when the gradient is
 # the plain +-g (no L2 decay folded in: torch and optkern may fuse that multiply-add differently).
 MOMENTS = ("exp_avg", "exp_avg_sq", "square_avg", "grad_avg")
-FIRST = [(n, hp) for n, hp in CASES if n != "SGD" and n != "Adagrad"
-         and (not hp.get("weight_decay", 0) or n == "AdamW" or hp.get("decoupled_weight_decay"))]
+FIRST = [
+    (n, hp)
+    for n, hp in CASES
+    if n != "SGD"
+    and n != "Adagrad"
+    and (not hp.get("weight_decay", 0) or n == "AdamW" or hp.get("decoupled_weight_decay"))
+]
 
 
 @pytest.mark.parametrize("name,hp", FIRST, ids=[f"{n}-{hp}" for n, hp in FIRST])

@@ -1,5 +1,6 @@
 """The bandwidth probe of bench/optim.py (optkern._cpu.probe_rmw_): written[k] += c * read[0]
 against float64 references, and its bad-input errors."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """optkern.random: Philox4x32-10 against the Random123 known answers, an
 independent Python Philox, the documented element mapping, and statistics."""
+
 import numpy as np
 import pytest
 
@@ -28,8 +29,11 @@ def philox_ref(ctr, key, bits=32, rounds=10):
 KAT32 = [
     ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
     ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
-    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
-     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+    (
+        [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
+        [0xA4093822, 0x299F31D0],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ),
 ]
 
 
@@ -65,8 +69,9 @@ def words_ref(n, seed, offset):
     return np.array(out, dtype=np.uint64)
 
 
-@pytest.mark.parametrize("n,seed,offset", [(1, 0, 0), (7, 1, 0), (13, 12345, 3), (9, 2**64 - 1, 2**40 + 1),
-                                           (6, 2**33 + 5, 2**64 - 6)])
+@pytest.mark.parametrize(
+    "n,seed,offset", [(1, 0, 0), (7, 1, 0), (13, 12345, 3), (9, 2**64 - 1, 2**40 + 1), (6, 2**33 + 5, 2**64 - 6)]
+)
 def test_mapping_float32_and_signs(n, seed, offset):
     w = words_ref(n, seed, offset)
     u = okr.uniform(n, seed=seed, offset=offset)

@@ -1,4 +1,5 @@
 """EarlyStopping: patience, min_delta, modes, best checkpoint in memory and in .npz."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,10 @@ from optkern.regularize import EarlyStopping, load_state, save_state
 
 
 def state(v):
-    opt = {"state": {0: {"step": int(v), "exp_avg": np.arange(3.0) * v}},
-           "param_groups": [{"lr": 0.1 * v, "betas": (0.9, 0.99)}]}
+    opt = {
+        "state": {0: {"step": int(v), "exp_avg": np.arange(3.0) * v}},
+        "param_groups": [{"lr": 0.1 * v, "betas": (0.9, 0.99)}],
+    }
     return {"params": [np.full(3, v, np.float32)], "opt": opt}
 
 

@@ -1,4 +1,5 @@
 """mixup / CutMix: label mass, reproducibility, exact box-area lambda, bad input."""
+
 import numpy as np
 import pytest
 
@@ -63,18 +64,21 @@ def test_cutmix_box_and_exact_area_lambda():
     np.testing.assert_array_equal(a.x, b.x)
 
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda x, y: R.mixup(x, y, 0.0, num_classes=4), ValueError, "alpha"),
-    (lambda x, y: R.cutmix(x, y, -1.0, num_classes=4), ValueError, "alpha"),
-    (lambda x, y: R.mixup(x, y, 0.2), ValueError, "num_classes"),
-    (lambda x, y: R.mixup(x, y[:3], 0.2, num_classes=4), ValueError, "y"),
-    (lambda x, y: R.mixup(x, y, 0.2, num_classes=2), ValueError, r"labels must be in \[0, 2\)"),
-    (lambda x, y: R.cutmix(x[0], y, 0.2, num_classes=4), ValueError, r"\(N, C, H, W\)"),
-    (lambda x, y: R.mixup(x.astype(np.int32), y, 0.2, num_classes=4), TypeError, "x"),
-    (lambda x, y: R.mixup(x, np.full((6, 4), 0.5), 0.2), ValueError, "sum to 1"),
-    (lambda x, y: R.mixup(x, y, 0.2, num_classes=4, rng="seed"), TypeError, "rng"),
-    (lambda x, y: R.mixup(list(x), y, 0.2, num_classes=4), TypeError, "x"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda x, y: R.mixup(x, y, 0.0, num_classes=4), ValueError, "alpha"),
+        (lambda x, y: R.cutmix(x, y, -1.0, num_classes=4), ValueError, "alpha"),
+        (lambda x, y: R.mixup(x, y, 0.2), ValueError, "num_classes"),
+        (lambda x, y: R.mixup(x, y[:3], 0.2, num_classes=4), ValueError, "y"),
+        (lambda x, y: R.mixup(x, y, 0.2, num_classes=2), ValueError, r"labels must be in \[0, 2\)"),
+        (lambda x, y: R.cutmix(x[0], y, 0.2, num_classes=4), ValueError, r"\(N, C, H, W\)"),
+        (lambda x, y: R.mixup(x.astype(np.int32), y, 0.2, num_classes=4), TypeError, "x"),
+        (lambda x, y: R.mixup(x, np.full((6, 4), 0.5), 0.2), ValueError, "sum to 1"),
+        (lambda x, y: R.mixup(x, y, 0.2, num_classes=4, rng="seed"), TypeError, "rng"),
+        (lambda x, y: R.mixup(list(x), y, 0.2, num_classes=4), TypeError, "x"),
+    ],
+)
 def test_bad_inputs(call, exc, match):
     x, y = batch()
     with pytest.raises(exc, match=match):

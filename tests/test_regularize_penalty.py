@@ -1,4 +1,5 @@
 """L1 / L2 penalty kernels: float64 reference, finite differences, determinism, bad input."""
+
 import os
 import subprocess
 import sys
@@ -18,8 +19,7 @@ def ref_grad(p, g, l1, l2):
 
 
 def ref_value(ps, l1, l2):
-    return sum(l1 * np.abs(p.astype(np.float64)).sum() + 0.5 * l2 * (p.astype(np.float64) ** 2).sum()
-               for p in ps)
+    return sum(l1 * np.abs(p.astype(np.float64)).sum() + 0.5 * l2 * (p.astype(np.float64) ** 2).sum() for p in ps)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
@@ -65,17 +65,24 @@ def test_gradient_matches_finite_differences():
 
 
 def test_value_bitwise_same_for_any_thread_count():
-    code = ("import numpy as np, optkern.regularize as R;"
-            "rng=np.random.default_rng(5);"
-            "ps=[rng.standard_normal(n).astype(np.float32) for n in (300000, 7, 65537)];"
-            "print(repr(R.penalty(ps, 0.1, 0.01)))")
+    code = (
+        "import numpy as np, optkern.regularize as R;"
+        "rng=np.random.default_rng(5);"
+        "ps=[rng.standard_normal(n).astype(np.float32) for n in (300000, 7, 65537)];"
+        "print(repr(R.penalty(ps, 0.1, 0.01)))"
+    )
     outs = set()
     for threads in ("1", "2", "3"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads,
-                   PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(optkern.__file__)),
-                                               os.environ.get("PYTHONPATH", "")]))
-        outs.add(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                text=True).stdout)
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=threads,
+            PYTHONPATH=os.pathsep.join(
+                [os.path.dirname(os.path.dirname(optkern.__file__)), os.environ.get("PYTHONPATH", "")]
+            ),
+        )
+        outs.add(
+            subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+        )
     assert len(outs) == 1
 
 

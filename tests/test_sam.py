@@ -1,5 +1,6 @@
 """optim.SAM: the two-step update against a float64 NumPy reference, rho = 0 bit for bit equal to
 the wrapped optimizer, the native perturb / restore passes, and bad input."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """optkern.schedules: closed forms, PyTorch agreement, driving optimizers, resume, bad input."""
+
 import math
 
 import numpy as np
@@ -16,14 +17,14 @@ class FakeOpt:
 
 # ---- closed forms ------------------------------------------------------------
 
+
 def test_step_multistep_exponential_closed_forms():
     s = S.step_decay(0.5, step_size=3, gamma=0.2)
-    assert [s(t) for t in (0, 2, 3, 5, 6, 10)] == pytest.approx(
-        [0.5, 0.5, 0.1, 0.1, 0.02, 0.5 * 0.2 ** 3])
+    assert [s(t) for t in (0, 2, 3, 5, 6, 10)] == pytest.approx([0.5, 0.5, 0.1, 0.1, 0.02, 0.5 * 0.2**3])
     m = S.multi_step(2.0, milestones=[2, 5, 5], gamma=0.5)
     assert [m(t) for t in (0, 1, 2, 4, 5, 100)] == pytest.approx([2, 2, 1, 1, 0.25, 0.25])
     e = S.exponential(3.0, gamma=0.9)
-    assert e(7) == pytest.approx(3.0 * 0.9 ** 7)
+    assert e(7) == pytest.approx(3.0 * 0.9**7)
 
 
 def test_inverse_time_and_robbins_monro():
@@ -31,11 +32,11 @@ def test_inverse_time_and_robbins_monro():
     for t in (0, 1, 17, 1000):
         assert s(t) == pytest.approx(0.3 / (1 + 0.1 * t))
     p = S.inverse_time(1.0, k=2.0, power=0.75)
-    assert p(9) == pytest.approx(1 / 19 ** 0.75)
+    assert p(9) == pytest.approx(1 / 19**0.75)
     # power 1: partial sums of lr grow like log T, of lr^2 converge.
     t = np.arange(200000)
     lr = 1.0 / (1 + t)
-    assert lr.sum() > 12 and (lr ** 2).sum() < math.pi ** 2 / 6 + 1e-9
+    assert lr.sum() > 12 and (lr**2).sum() < math.pi**2 / 6 + 1e-9
 
 
 def test_polynomial_linear_constant():
@@ -66,7 +67,7 @@ def test_cyclic_modes():
     tri2 = S.cyclic(0.0, 1.0, step_size_up=2, mode="triangular2")
     assert [tri2(t) for t in (2, 6, 10)] == pytest.approx([1.0, 0.5, 0.25])
     ex = S.cyclic(0.0, 1.0, step_size_up=2, mode="exp_range", gamma=0.9)
-    assert ex(2) == pytest.approx(0.81) and ex(6) == pytest.approx(0.9 ** 6)
+    assert ex(2) == pytest.approx(0.81) and ex(6) == pytest.approx(0.9**6)
 
 
 def test_one_cycle_phases():
@@ -119,6 +120,7 @@ def test_batch_size_schedule_keeps_noise_scale():
 
 # ---- driving optimizers, resume ----------------------------------------------
 
+
 def test_scheduler_multiplier_keeps_group_ratios():
     opt = FakeOpt(0.1, 0.01)
     sch = S.step_decay(1.0, step_size=2, gamma=0.5).attach(opt, relative=True)
@@ -145,7 +147,9 @@ def test_scheduler_drives_one_beta():
     sch = S.Scheduler(opt, S.linear(0.95, 0.85, 2), key="betas", index=0)
     assert opt.param_groups[0]["betas"] == (0.95, 0.999)
     sch.step()
-    assert opt.param_groups[0]["betas"] == pytest.approx((0.9, 0.999)) and isinstance(opt.param_groups[0]["betas"], tuple)
+    assert opt.param_groups[0]["betas"] == pytest.approx((0.9, 0.999)) and isinstance(
+        opt.param_groups[0]["betas"], tuple
+    )
     assert sch.get_last_lr() == pytest.approx([0.9])
     # one_cycle's momentum through momentum_scheduler picks betas[0] as torch does
     opt2 = FakeOpt(0.1)
@@ -154,11 +158,14 @@ def test_scheduler_drives_one_beta():
     assert m.key == "betas" and m.index == 0 and opt2.param_groups[0]["betas"] == [0.95, 0.99]
 
 
-@pytest.mark.parametrize("relative, sched, groups, match", [
-    (False, S.warmup_cosine(1.0, 5, 50), (1e-3,), "relative=True"),          # a multiplier used as absolute
-    (True, S.warmup_cosine(1e-3, 5, 50), (1e-3,), "multiplier"),            # an absolute lr used as multiplier
-    (False, S.step_decay(0.1, 3), (0.1, 0.01), "different"),                # absolute flattens group ratios
-])
+@pytest.mark.parametrize(
+    "relative, sched, groups, match",
+    [
+        (False, S.warmup_cosine(1.0, 5, 50), (1e-3,), "relative=True"),  # a multiplier used as absolute
+        (True, S.warmup_cosine(1e-3, 5, 50), (1e-3,), "multiplier"),  # an absolute lr used as multiplier
+        (False, S.step_decay(0.1, 3), (0.1, 0.01), "different"),  # absolute flattens group ratios
+    ],
+)
 def test_scheduler_misuse_is_loud(relative, sched, groups, match):
     with pytest.warns(S.ScheduleScaleWarning, match=match):
         S.Scheduler(FakeOpt(*groups), sched, relative=relative)
@@ -169,28 +176,34 @@ def test_scheduler_plausible_use_is_quiet():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        S.Scheduler(FakeOpt(0.1), S.one_cycle(0.1, 100))                 # torch's OneCycleLR(max_lr=0.1)
+        S.Scheduler(FakeOpt(0.1), S.one_cycle(0.1, 100))  # torch's OneCycleLR(max_lr=0.1)
         S.Scheduler(FakeOpt(1e-3), S.warmup_cosine(3e-3, 5, 50))
         S.Scheduler(FakeOpt(0.1, 0.01), S.warmup_cosine(1.0, 5, 50), relative=True)
 
 
-@pytest.mark.parametrize("bad, exc, match", [
-    (lambda t: "0.1", TypeError, "schedule: returned str at step 0"),
-    (lambda t: None, TypeError, "schedule: returned NoneType"),
-    (lambda t: float("nan"), ValueError, "schedule: returned nan"),
-    (lambda t: [0.1], TypeError, "schedule: returned list"),
-])
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (lambda t: "0.1", TypeError, "schedule: returned str at step 0"),
+        (lambda t: None, TypeError, "schedule: returned NoneType"),
+        (lambda t: float("nan"), ValueError, "schedule: returned nan"),
+        (lambda t: [0.1], TypeError, "schedule: returned list"),
+    ],
+)
 def test_scheduler_schedule_returning_a_non_number(bad, exc, match):
     with pytest.raises(exc, match=match):
         S.Scheduler(FakeOpt(0.1), bad)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: S.linear_warmup(S.cosine_restarts(1.0, T_0=4, T_mult=2), 3, start_factor=0.1),
-    lambda: S.one_cycle(1.0, total_steps=40, three_phase=True),
-    lambda: S.cyclic(0.1, 1.0, 3, 5, mode="triangular2"),
-    lambda: S.batch_size_schedule(8, [5, 9, 12], 2.0, 32),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: S.linear_warmup(S.cosine_restarts(1.0, T_0=4, T_mult=2), 3, start_factor=0.1),
+        lambda: S.one_cycle(1.0, total_steps=40, three_phase=True),
+        lambda: S.cyclic(0.1, 1.0, 3, 5, mode="triangular2"),
+        lambda: S.batch_size_schedule(8, [5, 9, 12], 2.0, 32),
+    ],
+)
 def test_resume_from_state_dict_equals_uninterrupted(make):
     ref_opt = FakeOpt(0.3, 0.03)
     ref = make().attach(ref_opt, relative=True)
@@ -240,37 +253,40 @@ def test_scheduler_bad_inputs():
         sch.load_state_dict({"last_step": -1, "base_values": [0.1]})
 
 
-@pytest.mark.parametrize("call, match, exc", [
-    (lambda: S.step_decay(1.0, 5)(-1), "step", ValueError),
-    (lambda: S.cosine(1.0, 5)(2.5), "step", TypeError),
-    (lambda: S.linear_warmup(S.cosine(1.0, T_max=10), 11), "warmup_steps", ValueError),
-    (lambda: S.warmup_cosine(1.0, 10, 10), "warmup_steps", ValueError),
-    (lambda: S.step_decay(0.0, 5), "lr", ValueError),
-    (lambda: S.step_decay(-1.0, 5), "lr", ValueError),
-    (lambda: S.step_decay(1.0, 0), "step_size", ValueError),
-    (lambda: S.step_decay(1.0, 2, gamma=1.5), "gamma", ValueError),
-    (lambda: S.exponential(1.0, gamma=0.0), "gamma", ValueError),
-    (lambda: S.multi_step(1.0, [5, 3]), "milestones", ValueError),
-    (lambda: S.multi_step(1.0, [0, 3]), r"milestones\[0\]", ValueError),
-    (lambda: S.inverse_time(1.0, k=-1), "k", ValueError),
-    (lambda: S.polynomial(1.0, 0), "total_steps", ValueError),
-    (lambda: S.cosine_restarts(1.0, T_0=2, T_mult=0), "T_mult", ValueError),
-    (lambda: S.cyclic(0.1, 1.0, mode="sine"), "mode", ValueError),
-    (lambda: S.cyclic(0.5, 0.1), "max_lr", ValueError),
-    (lambda: S.one_cycle(1.0, 100).momentum(base_momentum=1.5), "base_momentum", ValueError),
-    (lambda: S.one_cycle(1.0, 100, pct_start=1.0), "pct_start", ValueError),
-    (lambda: S.one_cycle(1.0, 100, anneal="exp"), "anneal", ValueError),
-    (lambda: S.one_cycle(1.0, 100, div_factor=0), "div_factor", ValueError),
-    (lambda: S.sequential([S.constant(1.0), S.constant(2.0)], [3, 4]), "boundaries", ValueError),
-    (lambda: S.sequential([S.constant(1.0)] * 3, [4, 4]), "boundaries", ValueError),
-    (lambda: S.chain(), "schedules", ValueError),
-    (lambda: S.scale_lr(0.1, 0, 256), "batch", ValueError),
-    (lambda: S.scale_lr(0.1, 64, 256, rule="log"), "rule", ValueError),
-    (lambda: S.batch_size_schedule(64, [3], factor=1.0), "factor", ValueError),
-    (lambda: S.batch_size_schedule(64, [3], max_batch_size=32), "max_batch_size", ValueError),
-    (lambda: S.batch_size_schedule(64, [3]).batch_size(-2), "step", ValueError),
-    (lambda: S.linear_warmup("fast", 3), "schedule", TypeError),
-])
+@pytest.mark.parametrize(
+    "call, match, exc",
+    [
+        (lambda: S.step_decay(1.0, 5)(-1), "step", ValueError),
+        (lambda: S.cosine(1.0, 5)(2.5), "step", TypeError),
+        (lambda: S.linear_warmup(S.cosine(1.0, T_max=10), 11), "warmup_steps", ValueError),
+        (lambda: S.warmup_cosine(1.0, 10, 10), "warmup_steps", ValueError),
+        (lambda: S.step_decay(0.0, 5), "lr", ValueError),
+        (lambda: S.step_decay(-1.0, 5), "lr", ValueError),
+        (lambda: S.step_decay(1.0, 0), "step_size", ValueError),
+        (lambda: S.step_decay(1.0, 2, gamma=1.5), "gamma", ValueError),
+        (lambda: S.exponential(1.0, gamma=0.0), "gamma", ValueError),
+        (lambda: S.multi_step(1.0, [5, 3]), "milestones", ValueError),
+        (lambda: S.multi_step(1.0, [0, 3]), r"milestones\[0\]", ValueError),
+        (lambda: S.inverse_time(1.0, k=-1), "k", ValueError),
+        (lambda: S.polynomial(1.0, 0), "total_steps", ValueError),
+        (lambda: S.cosine_restarts(1.0, T_0=2, T_mult=0), "T_mult", ValueError),
+        (lambda: S.cyclic(0.1, 1.0, mode="sine"), "mode", ValueError),
+        (lambda: S.cyclic(0.5, 0.1), "max_lr", ValueError),
+        (lambda: S.one_cycle(1.0, 100).momentum(base_momentum=1.5), "base_momentum", ValueError),
+        (lambda: S.one_cycle(1.0, 100, pct_start=1.0), "pct_start", ValueError),
+        (lambda: S.one_cycle(1.0, 100, anneal="exp"), "anneal", ValueError),
+        (lambda: S.one_cycle(1.0, 100, div_factor=0), "div_factor", ValueError),
+        (lambda: S.sequential([S.constant(1.0), S.constant(2.0)], [3, 4]), "boundaries", ValueError),
+        (lambda: S.sequential([S.constant(1.0)] * 3, [4, 4]), "boundaries", ValueError),
+        (lambda: S.chain(), "schedules", ValueError),
+        (lambda: S.scale_lr(0.1, 0, 256), "batch", ValueError),
+        (lambda: S.scale_lr(0.1, 64, 256, rule="log"), "rule", ValueError),
+        (lambda: S.batch_size_schedule(64, [3], factor=1.0), "factor", ValueError),
+        (lambda: S.batch_size_schedule(64, [3], max_batch_size=32), "max_batch_size", ValueError),
+        (lambda: S.batch_size_schedule(64, [3]).batch_size(-2), "step", ValueError),
+        (lambda: S.linear_warmup("fast", 3), "schedule", TypeError),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(call, match, exc):
     with pytest.raises(exc, match=match):
         call()

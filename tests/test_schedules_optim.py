@@ -1,4 +1,5 @@
 """Schedules driving the real optkern.optim optimizers; resume through both state_dicts."""
+
 import numpy as np
 import pytest
 
@@ -83,8 +84,9 @@ def test_l2_penalty_is_coupled_weight_decay_not_adamw():
             opt.step([g])
         return p
 
-    np.testing.assert_allclose(run(optim.SGD, 0.0, 0.1, momentum=0.9), run(optim.SGD, 0.1, 0.0, momentum=0.9),
-                               rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(
+        run(optim.SGD, 0.0, 0.1, momentum=0.9), run(optim.SGD, 0.1, 0.0, momentum=0.9), rtol=1e-13, atol=1e-15
+    )
     coupled = run(optim.Adam, 0.0, 0.1)
     np.testing.assert_allclose(coupled, run(optim.Adam, 0.1, 0.0), rtol=1e-13, atol=1e-15)
     assert np.abs(coupled - run(optim.AdamW, 0.1, 0.0)).max() > 1e-4

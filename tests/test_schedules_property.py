@@ -1,4 +1,5 @@
 """Property tests: any schedule, interrupted anywhere, resumes to the same values."""
+
 import math
 
 from hypothesis import given, settings
@@ -11,8 +12,15 @@ SCHEDULES = st.one_of(
     st.builds(S.exponential, st.just(1.0), st.floats(0.5, 1.0)),
     st.builds(S.inverse_time, st.just(1.0), st.floats(0.0, 3.0), st.floats(0.5, 1.0)),
     st.builds(S.cosine_restarts, st.just(1.0), st.integers(1, 10), st.integers(1, 3)),
-    st.builds(S.cyclic, st.just(0.1), st.just(1.0), st.integers(1, 9), st.integers(1, 9),
-              st.sampled_from(["triangular", "triangular2", "exp_range"]), st.floats(0.9, 1.0)),
+    st.builds(
+        S.cyclic,
+        st.just(0.1),
+        st.just(1.0),
+        st.integers(1, 9),
+        st.integers(1, 9),
+        st.sampled_from(["triangular", "triangular2", "exp_range"]),
+        st.floats(0.9, 1.0),
+    ),
     st.builds(S.one_cycle, st.just(1.0), st.integers(20, 80), st.floats(0.1, 0.8)),
 )
 

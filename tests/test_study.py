@@ -1,5 +1,6 @@
 """Pieces of ``optkern study``: configuration, thread limits, the shared
 Lanczos run for gradient concentration, the epoch-0 cache and the report."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,22 @@ def test_checkpoint_epochs_include_first_and_last():
     assert runner.StudyConfig(epochs=2, checkpoints=9).checkpoint_epochs() == [0, 1, 2]
 
 
-@pytest.mark.parametrize("kw, word", [(dict(optimizers=["adam", "lion"]), "optimizers"), (dict(norms=[]), "norms"),
-                                      (dict(threads=0), "threads"), (dict(hidden=(64, 0)), "hidden"),
-                                      (dict(lanczos_steps=0), "lanczos_steps"), (dict(device="tpu"), "device"),
-                                      (dict(norms=["batch"], batch_size=1), "batch_size"),
-                                      (dict(norms=["none", "batch"], curvature_batch=1), "curvature_batch"),
-                                      (dict(seeds=0), "seeds"), (dict(overrides={"lion": {"lr": 1.0}}), "overrides"),
-                                      (dict(overrides={"adam": {"lr": -1.0}}), "overrides")])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        (dict(optimizers=["adam", "lion"]), "optimizers"),
+        (dict(norms=[]), "norms"),
+        (dict(threads=0), "threads"),
+        (dict(hidden=(64, 0)), "hidden"),
+        (dict(lanczos_steps=0), "lanczos_steps"),
+        (dict(device="tpu"), "device"),
+        (dict(norms=["batch"], batch_size=1), "batch_size"),
+        (dict(norms=["none", "batch"], curvature_batch=1), "curvature_batch"),
+        (dict(seeds=0), "seeds"),
+        (dict(overrides={"lion": {"lr": 1.0}}), "overrides"),
+        (dict(overrides={"adam": {"lr": -1.0}}), "overrides"),
+    ],
+)
 def test_config_validation_names_the_field(kw, word):
     with pytest.raises(runner.ConfigError, match=word) as e:
         runner.StudyConfig(**kw).validate()
@@ -101,8 +111,15 @@ def test_gradient_concentration_reuses_given_eigenvectors():
 
 def test_curvature_measurements_match_dense_eigenvalues():
     model, p, x, y = _problem()
-    cfg = runner.StudyConfig(top_k=3, concentration_k=5, lanczos_steps=200, lanczos_tol=1e-8, trace_matvecs=400,
-                             density_probes=2, density_steps=40)
+    cfg = runner.StudyConfig(
+        top_k=3,
+        concentration_k=5,
+        lanczos_steps=200,
+        lanczos_tol=1e-8,
+        trace_matvecs=400,
+        density_probes=2,
+        density_steps=40,
+    )
     c = runner.curvature(model, p, x, y, cfg, seed=1)
     op = hessian.from_mlp(model, p, x, y)
     H = np.column_stack([op.matvec(e) for e in np.eye(model.num_params)])
@@ -119,8 +136,9 @@ def test_epoch0_cache_gives_the_same_record(monkeypatch):
     monkeypatch.setattr(runner, "curvature", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     d = datasets.load_digits()
     train, val = d.split(0.2, seed=0)
-    cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], epochs=1, checkpoints=2, hidden=(16,),
-                                   curvature_batch=64)
+    cfg = runner.StudyConfig.quick(
+        optimizers=["sgd"], norms=["none"], epochs=1, checkpoints=2, hidden=(16,), curvature_batch=64
+    )
     cache: dict = {}
     first = runner.train_run("sgd", "none", train, val, cfg, {}, progress=False, cache=cache)
     assert len(calls) == 2  # epochs 0 and 1
@@ -132,9 +150,15 @@ def test_epoch0_cache_gives_the_same_record(monkeypatch):
 
 
 def test_report_of_an_empty_interrupted_study(tmp_path):
-    results = {"config": runner.dataclasses.asdict(runner.StudyConfig()), "info": {}, "dataset": "digits",
-               "num_train": 10, "num_val": 5, "interrupted": True,
-               "runs": [{"optimizer": "sgd", "norm": "none", "status": "interrupted"}]}
+    results = {
+        "config": runner.dataclasses.asdict(runner.StudyConfig()),
+        "info": {},
+        "dataset": "digits",
+        "num_train": 10,
+        "num_val": 5,
+        "interrupted": True,
+        "runs": [{"optimizer": "sgd", "norm": "none", "status": "interrupted"}],
+    }
     path = report.write_markdown(results, str(tmp_path), [])
     text = Path(path).read_text()
     assert "Interrupted" in text and "| sgd | none | — |" in text
@@ -146,8 +170,9 @@ def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
     monkeypatch.setitem(runner.OPTIMIZERS, "sgd", runner.Method("SGD", dict(lr=1e30)))
     d = datasets.load_digits()
     train, val = d.split(0.2, seed=0)
-    cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], epochs=3, checkpoints=4, hidden=(16,),
-                                   curvature_batch=64)
+    cfg = runner.StudyConfig.quick(
+        optimizers=["sgd"], norms=["none"], epochs=3, checkpoints=4, hidden=(16,), curvature_batch=64
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NumPy overflow warnings reach the user
         results = runner.run_study(train, val, cfg, progress=False)
@@ -162,34 +187,69 @@ def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
 
 # ---- computed sentences, against a synthetic results object ---------------------
 
+
 def _curv(epoch, top, lo, hi, conc=0.5, trace=10.0):
-    return {"epoch": epoch, "top_eigenvalues": [top, top / 2], "spectrum_min": lo, "spectrum_max": hi,
-            "grad_concentration": conc, "trace": trace, "trace_stderr": 0.5, "lanczos_converged": True,
-            "density": {"grid": [lo, hi], "density": [0.5, 0.5], "sigma": 0.1}}
+    return {
+        "epoch": epoch,
+        "top_eigenvalues": [top, top / 2],
+        "spectrum_min": lo,
+        "spectrum_max": hi,
+        "grad_concentration": conc,
+        "trace": trace,
+        "trace_stderr": 0.5,
+        "lanczos_converged": True,
+        "density": {"grid": [lo, hi], "density": [0.5, 0.5], "sigma": 0.1},
+    }
 
 
 def _synthetic(none_end, batch_end, none_start=7.3, batch_start=5.3, seeds=1):
     """Two optimizers x two norms, checkpoints 0 and 30, with chosen top eigenvalues."""
     runs = []
-    for norm, start, ends, span0 in [("none", none_start, none_end, (-1.0, none_start)),
-                                     ("batch", batch_start, batch_end, (-5.0, batch_start))]:
+    for norm, start, ends, span0 in [
+        ("none", none_start, none_end, (-1.0, none_start)),
+        ("batch", batch_start, batch_end, (-5.0, batch_start)),
+    ]:
         for (name, end), acc in zip(ends.items(), (0.96, 0.98)):
             for s in range(seeds):
-                runs.append({"optimizer": name, "norm": norm, "seed": s, "status": "done", "steps": 100,
-                             "train_time_s": 0.5, "curvature_time_s": 3.0, "time_s": 4.0,
-                             "history": {"epoch": [0, 30], "train_loss": [2.3, 0.1], "val_loss": [2.3, 0.1],
-                                         "val_acc": [0.1, acc + 0.01 * s]},
-                             "curvature": [_curv(0, start, *span0), _curv(30, end, -0.3, end, 0.6)]})
+                runs.append(
+                    {
+                        "optimizer": name,
+                        "norm": norm,
+                        "seed": s,
+                        "status": "done",
+                        "steps": 100,
+                        "train_time_s": 0.5,
+                        "curvature_time_s": 3.0,
+                        "time_s": 4.0,
+                        "history": {
+                            "epoch": [0, 30],
+                            "train_loss": [2.3, 0.1],
+                            "val_loss": [2.3, 0.1],
+                            "val_acc": [0.1, acc + 0.01 * s],
+                        },
+                        "curvature": [_curv(0, start, *span0), _curv(30, end, -0.3, end, 0.6)],
+                    }
+                )
     cfg = runner.dataclasses.asdict(runner.StudyConfig(seeds=seeds))
-    return {"config": cfg, "info": {}, "dataset": "digits", "num_train": 1438, "num_val": 359,
-            "checkpoint_epochs": [0, 30], "runs": runs, "interrupted": False}
+    return {
+        "config": cfg,
+        "info": {},
+        "dataset": "digits",
+        "num_train": 1438,
+        "num_val": 359,
+        "checkpoint_epochs": [0, 30],
+        "runs": runs,
+        "interrupted": False,
+    }
 
 
 def test_summary_says_what_the_numbers_say_when_outliers_shrink():
     r = _synthetic({"sgd": 4.0, "adam": 2.0}, {"sgd": 0.5, "adam": 0.7})
     text = " ".join(summary.summary(r))
-    assert ("Without normalization, the largest Hessian eigenvalue is 7.3 at epoch 0 (the same weights for every "
-            "optimizer) and median 3 (2 for adam to 4 for sgd) at epoch 30") in text
+    assert (
+        "Without normalization, the largest Hessian eigenvalue is 7.3 at epoch 0 (the same weights for every "
+        "optimizer) and median 3 (2 for adam to 4 for sgd) at epoch 30"
+    ) in text
     assert "it falls 2.4-fold" in text
     assert "The spectrum spans -5 to 5.3 at epoch 0" in text  # batch norm's start is wide: said, not hidden
     assert "smaller than without normalization for 2 of 2 optimizer(s)" in text
@@ -216,9 +276,14 @@ def test_summary_when_outliers_grow_and_batch_norm_does_not_help():
 
 def test_report_shows_mean_and_spread_over_seeds_and_every_hyperparameter(tmp_path):
     r = _synthetic({"sgd": 4.0, "adam": 2.0}, {"sgd": 0.5, "adam": 0.7}, seeds=2)
-    r["optimizers"] = {n: {"class": runner.OPTIMIZERS[n].optimizer, "set": ["lr"],
-                           "hyperparameters": runner.all_hyperparameters(n, runner.StudyConfig())}
-                       for n in ("sgd", "adam")}
+    r["optimizers"] = {
+        n: {
+            "class": runner.OPTIMIZERS[n].optimizer,
+            "set": ["lr"],
+            "hyperparameters": runner.all_hyperparameters(n, runner.StudyConfig()),
+        }
+        for n in ("sgd", "adam")
+    }
     r["data_notes"] = ["labels {1, 2, 3} renumbered 0..2"]
     r["curvature_samples"] = 300
     text = Path(report.write_markdown(r, str(tmp_path), [])).read_text()

@@ -1,4 +1,5 @@
 """optkern.swa.AveragedParams against the float64 mean and torch's AveragedModel."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Thread-count controls and the OpenMP wait policy set at import."""
+
 import os
 import subprocess
 import sys

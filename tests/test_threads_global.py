@@ -1,5 +1,6 @@
 """set_num_threads is process-wide: a Python thread started later runs optkern's kernels with the
 count set in another thread (torch.set_num_threads semantics), not OpenMP's per-thread default."""
+
 import os
 import threading
 
@@ -15,7 +16,7 @@ def _in_new_thread(fn):
     def run():
         try:
             box["value"] = fn()
-        except Exception as e:  # noqa: BLE001 -- re-raised in the caller
+        except Exception as e:
             box["error"] = e
 
     t = threading.Thread(target=run)

@@ -1,4 +1,5 @@
 """The version is written once, in pyproject.toml; Python and the native module report it."""
+
 import pathlib
 import re
 

@@ -11,14 +11,27 @@ cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
 (batch loader), ``datasets`` (the bundled digits), ``threads`` (thread counts).
 ``save`` / ``load``: atomic, checksummed checkpoints (``checkpoint``).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
 
-from . import _backend
+from . import (
+    _backend,
+    checkpoint,
+    data,
+    datasets,
+    functional,
+    hessian,
+    init,
+    nn,
+    norm,
+    optim,
+    random,
+    regularize,
+    schedules,
+)
 from ._backend import cuda_built
-from . import (checkpoint, data, datasets, functional, hessian, init, nn, norm, optim, random, regularize,
-               schedules)
 from .checkpoint import load, save
 from .clip import clip_grad_norm_, clip_grad_value_
 from .threads import get_num_threads, limit_threads, set_num_threads
@@ -50,6 +63,27 @@ def info() -> dict:
     return d
 
 
-__all__ = ["info", "cuda_built", "__version__", "clip_grad_norm_", "clip_grad_value_", "save", "load",
-           "checkpoint", "data", "datasets", "functional", "hessian", "init", "nn", "norm", "optim", "random",
-           "regularize", "schedules", "get_num_threads", "set_num_threads", "limit_threads"]
+__all__ = [
+    "info",
+    "cuda_built",
+    "__version__",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "save",
+    "load",
+    "checkpoint",
+    "data",
+    "datasets",
+    "functional",
+    "hessian",
+    "init",
+    "nn",
+    "norm",
+    "optim",
+    "random",
+    "regularize",
+    "schedules",
+    "get_num_threads",
+    "set_num_threads",
+    "limit_threads",
+]

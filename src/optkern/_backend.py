@@ -3,6 +3,7 @@
 NumPy arrays go to ``optkern._cpu``; CuPy arrays go to ``optkern._cuda``
 (enqueued on CuPy's current stream). One call never mixes the two.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ def _load_cpu():
     keys = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
     if any(k in os.environ for k in keys):
         from . import _cpu as mod
+
         return mod
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
@@ -102,8 +104,10 @@ def backend(*named):
             if kind is None:
                 kind, first = k, label(i)
             elif k != kind:
-                raise TypeError(f"{label(i)}: is a {k} array but {first} is a {kind} array; "
-                                "all arrays of one call must live on one backend")
+                raise TypeError(
+                    f"{label(i)}: is a {k} array but {first} is a {kind} array; "
+                    "all arrays of one call must live on one backend"
+                )
     if kind == "cupy":
         return cuda_module()
     return cpu
@@ -121,6 +125,7 @@ def as_list(arrays, name: str) -> list:
 
 # ---- hyper-parameter checks -------------------------------------------------
 
+
 def real(name: str, value) -> float:
     """A finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -134,8 +139,9 @@ def real(name: str, value) -> float:
 def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:
     """A finite real in [lo, hi] (ends open where asked); None means unbounded."""
     v = real(name, value)
-    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or \
-          (hi is not None and (v > hi or (hi_open and v == hi)))
+    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
+        hi is not None and (v > hi or (hi_open and v == hi))
+    )
     if bad:
         lb = "(" if lo_open or lo is None else "["  # infinities are never allowed: open ends
         rb = ")" if hi_open or hi is None else "]"
@@ -163,6 +169,7 @@ def integer(name: str, value, lo=None) -> int:
 
 
 # ---- arrays on the backend of another array (CuPy-aware) ---------------------
+
 
 def _device_of(a):
     """Context manager selecting the CUDA device of a CuPy array (no-op for NumPy)."""

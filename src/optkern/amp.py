@@ -9,6 +9,7 @@ backs the scale off after a non-finite step (``scale *= backoff_factor``) or
 grows it after ``growth_interval`` consecutive finite steps
 (``scale *= growth_factor``). The scale is kept in float32, as torch keeps it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,12 +20,17 @@ __all__ = ["GradScaler"]
 
 
 class GradScaler:
-    def __init__(self, init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
-                 growth_interval: int = 2000, enabled: bool = True):
+    def __init__(
+        self,
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        enabled: bool = True,
+    ):
         self._scale = np.float32(_backend.positive("init_scale", init_scale))
         self.growth_factor = _backend.in_range("growth_factor", growth_factor, 1.0, lo_open=True)
-        self.backoff_factor = _backend.in_range("backoff_factor", backoff_factor, 0.0, 1.0, lo_open=True,
-                                                hi_open=True)
+        self.backoff_factor = _backend.in_range("backoff_factor", backoff_factor, 0.0, 1.0, lo_open=True, hi_open=True)
         self.growth_interval = _backend.integer("growth_interval", growth_interval, lo=1)
         self.enabled = bool(enabled)
         self._growth_tracker = 0
@@ -81,9 +87,13 @@ class GradScaler:
         self._found_inf = None
 
     def state_dict(self) -> dict:
-        return {"scale": float(self._scale), "growth_factor": self.growth_factor,
-                "backoff_factor": self.backoff_factor, "growth_interval": self.growth_interval,
-                "_growth_tracker": self._growth_tracker}
+        return {
+            "scale": float(self._scale),
+            "growth_factor": self.growth_factor,
+            "backoff_factor": self.backoff_factor,
+            "growth_interval": self.growth_interval,
+            "_growth_tracker": self._growth_tracker,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"):

@@ -31,6 +31,7 @@ type name must match), then each one's ``load_state_dict`` (arrays: a copy into 
 onto its device) runs, and if one of them still fails, the targets already restored get
 their previous state back. Optimizers copy the state onto their parameters' device.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -76,8 +77,9 @@ def _check_array(target, data) -> None:
     if not _is_array(data):
         raise TypeError(f"expected a saved array, found {type(data).__name__}")
     if tuple(data.shape) != tuple(target.shape) or data.dtype != target.dtype:
-        raise ValueError(f"saved array is {data.dtype} {tuple(data.shape)}, the target is {target.dtype} "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"saved array is {data.dtype} {tuple(data.shape)}, the target is {target.dtype} {tuple(target.shape)}"
+        )
     if isinstance(target, np.ndarray) and not target.flags.writeable:
         raise ValueError("the target array is read-only")
 
@@ -117,8 +119,10 @@ def _check_tree(target, data, where: str = "") -> None:
         for k in target:
             _check_tree(target[k], data[k], f"{where}[{k!r}]")
         return None
-    raise TypeError(f"{at}cannot restore a {type(target).__name__} in place (only arrays, containers of arrays "
-                    "and objects with load_state_dict); read it from load()'s result")
+    raise TypeError(
+        f"{at}cannot restore a {type(target).__name__} in place (only arrays, containers of arrays "
+        "and objects with load_state_dict); read it from load()'s result"
+    )
 
 
 def _apply_tree(target, data) -> None:
@@ -167,6 +171,7 @@ def _kind_named(name: str) -> Kind | None:
 
 # ---- plain data <-> JSON + arrays ------------------------------------------------------------
 
+
 def _encode(obj, arrays: list, where: str):
     """JSON-able structure of ``obj``; its arrays (host copies) appended to ``arrays``."""
     if obj is None or isinstance(obj, (bool, str)):
@@ -196,8 +201,10 @@ def _encode(obj, arrays: list, where: str):
         if all(isinstance(k, str) and not k.startswith("__") for k, _ in items):
             return dict(items)
         return {"__items__": [list(kv) for kv in items]}
-    raise TypeError(f"{where}: cannot save a {type(obj).__name__} (arrays, numbers, strings, None, lists, tuples, "
-                    "dicts, or objects with state_dict / load_state_dict)")
+    raise TypeError(
+        f"{where}: cannot save a {type(obj).__name__} (arrays, numbers, strings, None, lists, tuples, "
+        "dicts, or objects with state_dict / load_state_dict)"
+    )
 
 
 def _decode(node, arrays: list):
@@ -222,6 +229,7 @@ def _sha256(a: np.ndarray) -> str:
 
 # ---- save ---------------------------------------------------------------------------------
 
+
 def save(path, /, **objects) -> str:
     """Write ``objects`` (name=object) to the checkpoint ``path``, atomically; returns the path.
 
@@ -235,13 +243,18 @@ def save(path, /, **objects) -> str:
     entries = {}
     for name, obj in objects.items():
         kind = _kind_of(obj)
-        entries[name] = {"kind": kind.name, "type": type(obj).__name__,
-                         "data": _encode(kind.dump(obj), arrays, name)}
-    meta = {"format": FORMAT, "version": VERSION, "objects": entries,
-            "arrays": [{"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _sha256(a)} for a in arrays]}
+        entries[name] = {"kind": kind.name, "type": type(obj).__name__, "data": _encode(kind.dump(obj), arrays, name)}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "objects": entries,
+        "arrays": [{"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _sha256(a)} for a in arrays],
+    }
     raw = json.dumps(meta, allow_nan=False, separators=(",", ":")).encode()
-    members = {"meta": np.frombuffer(raw, np.uint8),
-               "meta_sha256": np.frombuffer(hashlib.sha256(raw).hexdigest().encode(), np.uint8)}
+    members = {
+        "meta": np.frombuffer(raw, np.uint8),
+        "meta_sha256": np.frombuffer(hashlib.sha256(raw).hexdigest().encode(), np.uint8),
+    }
     members.update((f"a{k}", a) for k, a in enumerate(arrays))
     _write_atomic(path, members)
     return path
@@ -278,6 +291,7 @@ def _write_atomic(path: str, members: dict) -> None:
 
 # ---- load ---------------------------------------------------------------------------------
 
+
 class _Corrupt(Exception):
     """A problem with the file's content (becomes one ValueError naming the file)."""
 
@@ -288,17 +302,18 @@ def _read(path: str) -> dict:
     with open(path, "rb") as fh:
         try:
             z = np.load(fh, allow_pickle=False)
-        except Exception as e:  # noqa: BLE001 - BadZipFile (truncated), EOFError (empty), ValueError (not NumPy)
-            raise ValueError(f"{path}: not a readable optkern checkpoint (truncated or not an .npz file: {e})") \
-                from None
+        except Exception as e:
+            raise ValueError(
+                f"{path}: not a readable optkern checkpoint (truncated or not an .npz file: {e})"
+            ) from None
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: not an optkern checkpoint (a single .npy array, not an .npz file)")  # noqa: TRY004
+            raise ValueError(f"{path}: not an optkern checkpoint (a single .npy array, not an .npz file)")
         try:
             with z:
                 return _read_members(z)
         except _Corrupt as e:
             raise ValueError(f"{path}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - zipfile / NumPy errors of an altered member: CRC, header, length
+        except Exception as e:
             raise ValueError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
 
 
@@ -314,9 +329,10 @@ def _read_members(z) -> dict:
         raise _Corrupt(f"not an optkern checkpoint (format {meta.get('format')!r})")
     version = meta.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
-        raise _Corrupt(f"format version {version!r} is not supported (this optkern reads version {VERSION}"
-                       + ("; the file is from a newer optkern)" if isinstance(version, int) and version > VERSION
-                          else ")"))
+        raise _Corrupt(
+            f"format version {version!r} is not supported (this optkern reads version {VERSION}"
+            + ("; the file is from a newer optkern)" if isinstance(version, int) and version > VERSION else ")")
+        )
     specs = meta["arrays"]
     expected = {"meta", "meta_sha256"} | {f"a{k}" for k in range(len(specs))}
     if files != expected:
@@ -326,8 +342,9 @@ def _read_members(z) -> dict:
     for k, spec in enumerate(specs):
         a = z[f"a{k}"]
         if a.dtype.str != spec["dtype"] or list(a.shape) != spec["shape"]:
-            raise _Corrupt(f"array a{k} is {a.dtype.str} {list(a.shape)}, the metadata says {spec['dtype']} "
-                           f"{spec['shape']}")
+            raise _Corrupt(
+                f"array a{k} is {a.dtype.str} {list(a.shape)}, the metadata says {spec['dtype']} {spec['shape']}"
+            )
         if _sha256(a) != spec["sha256"]:
             raise _Corrupt(f"array a{k} checksum mismatch (the file was altered)")
         arrays.append(a)
@@ -351,11 +368,15 @@ def load(path, /, **targets) -> dict:
         kind_name, type_name, data = stored[name]
         kind = _kind_of(target)
         if kind.name != kind_name:
-            raise ValueError(f"{path}[{name!r}]: holds a saved {kind_name} ({type_name}), cannot restore a "
-                             f"{type(target).__name__} from it")
+            raise ValueError(
+                f"{path}[{name!r}]: holds a saved {kind_name} ({type_name}), cannot restore a "
+                f"{type(target).__name__} from it"
+            )
         if kind.name in ("optimizer", "state") and type_name != type(target).__name__:
-            raise ValueError(f"{path}[{name!r}]: was saved from a {type_name}, not a {type(target).__name__}; "
-                             f"load it with load(path)[{name!r}] and convert it yourself")
+            raise ValueError(
+                f"{path}[{name!r}]: was saved from a {type_name}, not a {type(target).__name__}; "
+                f"load it with load(path)[{name!r}] and convert it yourself"
+            )
         try:
             kind.check(target, data)
         except (TypeError, ValueError) as e:

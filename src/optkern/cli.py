@@ -1,10 +1,12 @@
 """The ``optkern`` command: ``study`` (the main job), ``bench`` and ``info``."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 
 from .study import UsageError
+
 
 def _version() -> str:
     from . import __version__
@@ -67,42 +69,78 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"optkern {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("study", help="train with several optimizers and measure the Hessian (the main demo)",
-                       description=_study_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "study",
+        help="train with several optimizers and measure the Hessian (the main demo)",
+        description=_study_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--out", default="optkern-study", help="output folder (default: ./optkern-study)")
-    s.add_argument("--data", metavar="FILE", help=".npz with arrays x, y or .csv with the label in the last column "
-                                                   "(default: the bundled digits)")
-    s.add_argument("--label-column", metavar="COL", help="the CSV's label column: a 0-based index (-1: the last, "
-                                                         "the default) or a header name")
-    s.add_argument("--optimizers", metavar="LIST",
-                   help="comma-separated subset of: sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw,nadam")
+    s.add_argument(
+        "--data",
+        metavar="FILE",
+        help=".npz with arrays x, y or .csv with the label in the last column (default: the bundled digits)",
+    )
+    s.add_argument(
+        "--label-column",
+        metavar="COL",
+        help="the CSV's label column: a 0-based index (-1: the last, the default) or a header name",
+    )
+    s.add_argument(
+        "--optimizers",
+        metavar="LIST",
+        help="comma-separated subset of: sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw,nadam",
+    )
     s.add_argument("--norms", metavar="LIST", help="comma-separated: none,batch,layer (default: none,batch)")
     s.add_argument("--epochs", type=int, help="training epochs per run (default 30; 4 with --quick)")
     s.add_argument("--batch-size", type=int, help="mini-batch size (default 64)")
     s.add_argument("--hidden", metavar="LIST", help="hidden layer widths, e.g. 128,128")
     s.add_argument("--activation", choices=["tanh", "relu", "gelu", "sigmoid", "softplus"], help="default tanh")
     s.add_argument("--checkpoints", type=int, help="how many times to measure the Hessian per run (default 4)")
-    s.add_argument("--curvature-samples", type=int, metavar="N", dest="curvature_batch",
-                   help="training samples the Hessian is measured on (default 512; 256 with --quick)")
-    s.add_argument("--lr", action="append", metavar="NAME=VALUE",
-                   help="peak learning rate of one optimizer, e.g. --lr adam=1e-3 --lr sgd=0.05 (repeatable; "
-                        "defaults in report.md)")
+    s.add_argument(
+        "--curvature-samples",
+        type=int,
+        metavar="N",
+        dest="curvature_batch",
+        help="training samples the Hessian is measured on (default 512; 256 with --quick)",
+    )
+    s.add_argument(
+        "--lr",
+        action="append",
+        metavar="NAME=VALUE",
+        help="peak learning rate of one optimizer, e.g. --lr adam=1e-3 --lr sgd=0.05 (repeatable; "
+        "defaults in report.md)",
+    )
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same study")
-    s.add_argument("--seeds", type=int, default=1, metavar="N",
-                   help="run every configuration N times (seeds SEED..SEED+N-1); tables and plots show mean and "
-                        "spread (default 1)")
+    s.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every configuration N times (seeds SEED..SEED+N-1); tables and plots show mean and "
+        "spread (default 1)",
+    )
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda needs CuPy and a GPU")
-    s.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
-                        "steady timings on a busy machine)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
+        "steady timings on a busy machine)",
+    )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     s.add_argument("--quiet", action="store_true", help="no progress output (the report's path is still printed)")
 
     b = sub.add_parser("bench", help="benchmark optkern against PyTorch (optimizers, normalization, HVP)")
-    b.add_argument("suite", nargs="?", default="all", choices=["optim", "norm", "hvp", "second", "all", "dist"],
-                   help="second: L-BFGS / Newton-CG / SAM; dist: data-parallel / ZeRO-1 communication, run under "
-                        "mpiexec -n N (neither is in 'all')")
+    b.add_argument(
+        "suite",
+        nargs="?",
+        default="all",
+        choices=["optim", "norm", "hvp", "second", "all", "dist"],
+        help="second: L-BFGS / Newton-CG / SAM; dist: data-parallel / ZeRO-1 communication, run under "
+        "mpiexec -n N (neither is in 'all')",
+    )
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")

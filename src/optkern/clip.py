@@ -1,4 +1,5 @@
 """Gradient clipping over lists of arrays, in place (torch.nn.utils.clip_grad_*_ semantics)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,9 @@ def _check_no_overlap(spans) -> None:
     far = None  # the span reaching furthest so far
     for s in spans:
         if far is not None and s[0] < far[1]:
-            raise ValueError(f"grads[{s[2]}] shares memory with grads[{far[2]}] "
-                             "(aliasing arrays cannot be updated in place)")
+            raise ValueError(
+                f"grads[{s[2]}] shares memory with grads[{far[2]}] (aliasing arrays cannot be updated in place)"
+            )
         if far is None or s[1] > far[1]:
             far = s
 
@@ -77,11 +79,13 @@ def _grads_named():
 def _norm_out(out, like, xp):
     """The caller's 1-element float64 buffer for the norm, checked."""
     if type(out) is not type(like):
-        raise TypeError(f"out: expected a {type(like).__module__}.{type(like).__name__} like grads, "
-                        f"got {type(out).__name__}")
+        raise TypeError(
+            f"out: expected a {type(like).__module__}.{type(like).__name__} like grads, got {type(out).__name__}"
+        )
     if out.dtype != np.float64 or out.size != 1 or not out.flags.c_contiguous:
-        raise ValueError(f"out: expected a contiguous 1-element float64 array, got {out.dtype} of shape "
-                         f"{tuple(out.shape)}")
+        raise ValueError(
+            f"out: expected a contiguous 1-element float64 array, got {out.dtype} of shape {tuple(out.shape)}"
+        )
     if not out.flags.writeable:
         raise ValueError("out: array is read-only")
     if xp is not np and out.device != like.device:
@@ -142,8 +146,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
             for i, g in enumerate(grads):
                 mod.all_finite([g], flag)
                 if float(flag[0]) == 0.0:
-                    raise ValueError(f"grads[{i}]: contains non-finite values; the total norm of order {p} "
-                                     f"is {value} (pass error_if_nonfinite=False to clip anyway)")
+                    raise ValueError(
+                        f"grads[{i}]: contains non-finite values; the total norm of order {p} "
+                        f"is {value} (pass error_if_nonfinite=False to clip anyway)"
+                    )
             raise ValueError(f"grads: the total norm of order {p} is {value}")
     with _grads_named():
         mod.clip_scale_(grads, max_norm, buf)

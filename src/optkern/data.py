@@ -3,6 +3,7 @@
 Pairs with :class:`optkern.schedules.batch_size_schedule` (Smith et al. 2018):
 the batch size is looked up once per epoch, so it grows at epoch milestones.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -20,8 +21,10 @@ def _batch_size_fn(schedule):
         return schedule.batch_size
     if callable(schedule):
         return schedule
-    raise TypeError("batch_size_schedule: expected an int, an object with batch_size(epoch) "
-                    f"or a callable epoch -> int, got {type(schedule).__name__}")
+    raise TypeError(
+        "batch_size_schedule: expected an int, an object with batch_size(epoch) "
+        f"or a callable epoch -> int, got {type(schedule).__name__}"
+    )
 
 
 class BatchLoader:
@@ -90,7 +93,7 @@ class BatchLoader:
         idx = self._xp.asarray(self.order(e))
         stop = self.n - self.n % b if self.drop_last else self.n
         for s in range(0, stop, b):
-            i = idx[s:s + b]
+            i = idx[s : s + b]
             yield self.x[i] if self.y is None else (self.x[i], self.y[i])
 
     def __iter__(self):

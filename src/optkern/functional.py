@@ -17,6 +17,7 @@ tuples and the ``_*_call`` functions pass them to the native module (its plain
 or, given device buffers, its capturable function); the optimizer classes in
 :mod:`optkern.optim` use them directly so that a step validates once.
 """
+
 from __future__ import annotations
 
 from operator import attrgetter
@@ -83,8 +84,20 @@ def _step_count(step) -> int:
 # arrays' dtype: each must stay finite there, and eps must stay > 0 (a zero eps divides 0 by
 # 0 where a gradient is 0). lr_decay and momentum_decay are used in double only. b0 is
 # squared into AdaGrad-Norm's float64 b^2, which must be finite and > 0.
-_ROUNDED = frozenset({"lr", "momentum", "dampening", "weight_decay", "eps", "alpha", "rho", "beta1", "beta2",
-                      "initial_accumulator_value"})
+_ROUNDED = frozenset(
+    {
+        "lr",
+        "momentum",
+        "dampening",
+        "weight_decay",
+        "eps",
+        "alpha",
+        "rho",
+        "beta1",
+        "beta2",
+        "initial_accumulator_value",
+    }
+)
 _POSITIVE = frozenset({"eps"})
 _SQUARED = frozenset({"b0"})
 
@@ -108,8 +121,10 @@ def _check_dtype(hp: tuple, dtype, where: str = "", names=None) -> None:
             if not np.isfinite(r):
                 raise ValueError(f"{name}: {v!r} is not finite in {dtype.name} (the arrays' dtype)")
             if field in _POSITIVE and not r > 0:
-                raise ValueError(f"{name}: {v!r} rounds to 0 in {dtype.name} (the arrays' dtype); "
-                                 f"the smallest usable value is {float(np.nextafter(dtype.type(0), dtype.type(1)))!r}")
+                raise ValueError(
+                    f"{name}: {v!r} rounds to 0 in {dtype.name} (the arrays' dtype); "
+                    f"the smallest usable value is {float(np.nextafter(dtype.type(0), dtype.type(1)))!r}"
+                )
         elif field in _SQUARED and not (np.isfinite(v * v) and v * v > 0):
             raise ValueError(f"{name}: {v!r} squared is not a finite positive float64 (b^2 starts at b0^2)")
 
@@ -127,6 +142,7 @@ def _native(mod, rule: str, args: tuple, dev):
 
 
 # ---- SGD ---------------------------------------------------------------------------
+
 
 class SGDHyper(NamedTuple):
     lr: float
@@ -149,8 +165,10 @@ def _check_sgd(where, lr, momentum, dampening, weight_decay, nesterov, maximize,
     if momentum_form not in ("pytorch", "textbook"):
         raise ValueError(f"{n('momentum_form')}: expected 'pytorch' or 'textbook', got {momentum_form!r}")
     if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"{n('nesterov')}: Nesterov momentum requires momentum > 0 and dampening = 0 "
-                         f"(got momentum={momentum}, dampening={dampening})")
+        raise ValueError(
+            f"{n('nesterov')}: Nesterov momentum requires momentum > 0 and dampening = 0 "
+            f"(got momentum={momentum}, dampening={dampening})"
+        )
     return SGDHyper(lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form == "textbook")
 
 
@@ -159,8 +177,20 @@ def _sgd_call(mod, params, grads, bufs, hp: SGDHyper, step, dev=None):
     _native(mod, "sgd", (params, grads, bufs if hp.momentum != 0 else None, *hp, step), dev)
 
 
-def sgd_(params, grads, momentum_buffers=None, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-         nesterov=False, maximize=False, first=False, momentum_form="pytorch"):
+def sgd_(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+    first=False,
+    momentum_form="pytorch",
+):
     """SGD with momentum, in place (torch.optim.SGD's update).
 
     ``g' = ±g + weight_decay p``; with momentum ``b <- momentum b + (1 - dampening) g'``
@@ -186,6 +216,7 @@ def sgd_(params, grads, momentum_buffers=None, *, lr=1e-3, momentum=0.0, dampeni
 
 # ---- Adagrad ------------------------------------------------------------------------
 
+
 class AdagradHyper(NamedTuple):
     lr: float
     lr_decay: float
@@ -197,19 +228,21 @@ class AdagradHyper(NamedTuple):
 
 def _check_adagrad(where, lr, lr_decay, weight_decay, eps, maximize, initial_accumulator_value=0.0):
     n = _namer(where)
-    return AdagradHyper(nonnegative(n("lr"), lr), nonnegative(n("lr_decay"), lr_decay),
-                        nonnegative(n("weight_decay"), weight_decay), positive(n("eps"), eps),
-                        _flag(n("maximize"), maximize),
-                        nonnegative(n("initial_accumulator_value"), initial_accumulator_value))
+    return AdagradHyper(
+        nonnegative(n("lr"), lr),
+        nonnegative(n("lr_decay"), lr_decay),
+        nonnegative(n("weight_decay"), weight_decay),
+        positive(n("eps"), eps),
+        _flag(n("maximize"), maximize),
+        nonnegative(n("initial_accumulator_value"), initial_accumulator_value),
+    )
 
 
 def _adagrad_call(mod, params, grads, sums, hp: AdagradHyper, step, dev=None):
-    _native(mod, "adagrad", (params, grads, sums, hp.lr, hp.lr_decay, hp.weight_decay, hp.eps, hp.maximize, step),
-            dev)
+    _native(mod, "adagrad", (params, grads, sums, hp.lr, hp.lr_decay, hp.weight_decay, hp.eps, hp.maximize, step), dev)
 
 
-def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
-             maximize=False):
+def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False):
     """Adagrad, in place: ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``.
 
     ``g' = ±g + weight_decay p`` and ``clr = lr / (1 + (step - 1) lr_decay)``; ``step`` counts
@@ -223,6 +256,7 @@ def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0
 
 # ---- AdaGrad-Norm ------------------------------------------------------------------
 
+
 class AdagradNormHyper(NamedTuple):
     lr: float
     weight_decay: float
@@ -232,8 +266,12 @@ class AdagradNormHyper(NamedTuple):
 
 def _check_adagrad_norm(where, lr, weight_decay, maximize, b0=1e-2):
     n = _namer(where)
-    return AdagradNormHyper(nonnegative(n("lr"), lr), nonnegative(n("weight_decay"), weight_decay),
-                            _flag(n("maximize"), maximize), positive(n("b0"), b0))
+    return AdagradNormHyper(
+        nonnegative(n("lr"), lr),
+        nonnegative(n("weight_decay"), weight_decay),
+        _flag(n("maximize"), maximize),
+        positive(n("b0"), b0),
+    )
 
 
 def _adagrad_norm_call(mod, params, grads, b_sq, hp: AdagradNormHyper):
@@ -258,6 +296,7 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
 
 
 # ---- RMSprop -----------------------------------------------------------------------
+
 
 class RMSpropHyper(NamedTuple):
     lr: float
@@ -286,13 +325,42 @@ def _check_rmsprop(where, lr, alpha, eps, weight_decay, momentum, maximize, nest
 
 
 def _rmsprop_call(mod, params, grads, square_avgs, grad_avgs, bufs, hp: RMSpropHyper, dev=None):
-    _native(mod, "rmsprop", (params, grads, square_avgs, grad_avgs if hp.centered else None,
-                             bufs if hp.momentum > 0 else None, hp.lr, hp.alpha, hp.eps, hp.weight_decay,
-                             hp.momentum, hp.nesterov, hp.maximize), dev)
+    _native(
+        mod,
+        "rmsprop",
+        (
+            params,
+            grads,
+            square_avgs,
+            grad_avgs if hp.centered else None,
+            bufs if hp.momentum > 0 else None,
+            hp.lr,
+            hp.alpha,
+            hp.eps,
+            hp.weight_decay,
+            hp.momentum,
+            hp.nesterov,
+            hp.maximize,
+        ),
+        dev,
+    )
 
 
-def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, *, lr=1e-2, alpha=0.99,
-             eps=1e-8, weight_decay=0.0, momentum=0.0, nesterov=False, maximize=False):
+def rmsprop_(
+    params,
+    grads,
+    square_avgs,
+    grad_avgs=None,
+    momentum_buffers=None,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    nesterov=False,
+    maximize=False,
+):
     """RMSprop, in place (torch.optim.RMSprop's update, plus Nesterov momentum).
 
     ``v <- alpha v + (1 - alpha) g'^2``; centered (``grad_avgs`` given):
@@ -306,8 +374,9 @@ def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, 
       grad_avgs: state list for the centered variant, or None.
       momentum_buffers: state list, required when ``momentum > 0``.
     """
-    mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
-                                    momentum_buffers=momentum_buffers)
+    mod, params, grads, st = _lists(
+        params, grads, square_avgs=square_avgs, grad_avgs=grad_avgs, momentum_buffers=momentum_buffers
+    )
     hp = _check_rmsprop("", lr, alpha, eps, weight_decay, momentum, maximize, nesterov, grad_avgs is not None)
     _check_params_dtype(hp, params)
     if hp.momentum > 0 and st["momentum_buffers"] is None:
@@ -316,6 +385,7 @@ def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, 
 
 
 # ---- Adadelta -----------------------------------------------------------------------
+
 
 class AdadeltaHyper(NamedTuple):
     lr: float
@@ -327,16 +397,20 @@ class AdadeltaHyper(NamedTuple):
 
 def _check_adadelta(where, lr, rho, eps, weight_decay, maximize):
     n = _namer(where)
-    return AdadeltaHyper(nonnegative(n("lr"), lr), in_range(n("rho"), rho, 0.0, 1.0), positive(n("eps"), eps),
-                         nonnegative(n("weight_decay"), weight_decay), _flag(n("maximize"), maximize))
+    return AdadeltaHyper(
+        nonnegative(n("lr"), lr),
+        in_range(n("rho"), rho, 0.0, 1.0),
+        positive(n("eps"), eps),
+        nonnegative(n("weight_decay"), weight_decay),
+        _flag(n("maximize"), maximize),
+    )
 
 
 def _adadelta_call(mod, params, grads, square_avgs, acc_deltas, hp: AdadeltaHyper, dev=None):
     _native(mod, "adadelta", (params, grads, square_avgs, acc_deltas, *hp), dev)
 
 
-def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
-              maximize=False):
+def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
     """Adadelta, in place: ``v <- rho v + (1 - rho) g'^2``,
     ``d = sqrt(u + eps) / sqrt(v + eps) g'``, ``u <- rho u + (1 - rho) d^2``, ``p <- p - lr d``."""
     mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, acc_deltas=acc_deltas)
@@ -361,8 +435,7 @@ class AdamHyper(NamedTuple):
     amsgrad: bool
 
 
-def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
-                beta_names=None):
+def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, beta_names=None):
     """``beta_names``: how errors name the betas (default ``betas[0]``, ``betas[1]``)."""
     n = _namer(where)
     try:
@@ -370,21 +443,57 @@ def _check_adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decouple
     except (TypeError, ValueError):
         raise ValueError(f"{n('betas')}: expected a pair (beta1, beta2), got {betas!r}") from None
     b1, b2 = beta_names or (n("betas") + "[0]", n("betas") + "[1]")
-    return AdamHyper(nonnegative(n("lr"), lr), in_range(b1, beta1, 0.0, 1.0, hi_open=True),
-                     in_range(b2, beta2, 0.0, 1.0, hi_open=True), positive(n("eps"), eps),
-                     nonnegative(n("weight_decay"), weight_decay),
-                     _flag(n("decoupled_weight_decay"), decoupled_weight_decay), _flag(n("maximize"), maximize),
-                     _flag(n("amsgrad"), amsgrad))
+    return AdamHyper(
+        nonnegative(n("lr"), lr),
+        in_range(b1, beta1, 0.0, 1.0, hi_open=True),
+        in_range(b2, beta2, 0.0, 1.0, hi_open=True),
+        positive(n("eps"), eps),
+        nonnegative(n("weight_decay"), weight_decay),
+        _flag(n("decoupled_weight_decay"), decoupled_weight_decay),
+        _flag(n("maximize"), maximize),
+        _flag(n("amsgrad"), amsgrad),
+    )
 
 
 def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp: AdamHyper, step, dev=None):
-    _native(mod, "adam", (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if hp.amsgrad else None,
-                          hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.decoupled_weight_decay,
-                          hp.maximize, step), dev)
+    _native(
+        mod,
+        "adam",
+        (
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            max_exp_avg_sqs if hp.amsgrad else None,
+            hp.lr,
+            hp.beta1,
+            hp.beta2,
+            hp.eps,
+            hp.weight_decay,
+            hp.decoupled_weight_decay,
+            hp.maximize,
+            step,
+        ),
+        dev,
+    )
 
 
-def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, beta1=0.9,
-          beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False):
+def adam_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
     """Adam / AMSGrad, in place (torch.optim.Adam's update).
 
     ``m <- lerp(m, g', 1 - beta1)``, ``v <- beta2 v + (1 - beta2) g'^2``,
@@ -393,23 +502,59 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, l
     (``vmax <- max(vmax, v)`` replaces ``v``). Weight decay is L2 (``g' = ±g + wd p``), or
     decoupled (``p <- p (1 - lr wd)`` first, AdamW) with ``decoupled_weight_decay``.
     """
-    mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
-                                    max_exp_avg_sqs=max_exp_avg_sqs)
-    hp = _check_adam("", lr, (beta1, beta2), eps, weight_decay, max_exp_avg_sqs is not None, maximize,
-                     decoupled_weight_decay, _BETA_KEYWORDS)
+    mod, params, grads, st = _lists(
+        params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, max_exp_avg_sqs=max_exp_avg_sqs
+    )
+    hp = _check_adam(
+        "",
+        lr,
+        (beta1, beta2),
+        eps,
+        weight_decay,
+        max_exp_avg_sqs is not None,
+        maximize,
+        decoupled_weight_decay,
+        _BETA_KEYWORDS,
+    )
     _check_params_dtype(hp, params)
-    _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp,
-               _step_count(step))
+    _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp, _step_count(step))
 
 
-def adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, beta1=0.9,
-           beta2=0.999, eps=1e-8, weight_decay=1e-2, maximize=False):
+def adamw_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=1e-2,
+    maximize=False,
+):
     """AdamW, in place: :func:`adam_` with decoupled weight decay (default 1e-2)."""
-    adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2,
-          eps=eps, weight_decay=weight_decay, decoupled_weight_decay=True, maximize=maximize)
+    adam_(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        step=step,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=True,
+        maximize=maximize,
+    )
 
 
 # ---- NAdam -------------------------------------------------------------------------
+
 
 class NAdamHyper(NamedTuple):
     lr: float
@@ -422,12 +567,20 @@ class NAdamHyper(NamedTuple):
     maximize: bool
 
 
-def _check_nadam(where, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay,
-                 beta_names=None):
+def _check_nadam(
+    where, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, beta_names=None
+):
     a = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay, beta_names)
-    return NAdamHyper(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay,
-                      nonnegative(_namer(where)("momentum_decay"), momentum_decay), a.decoupled_weight_decay,
-                      a.maximize)
+    return NAdamHyper(
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.weight_decay,
+        nonnegative(_namer(where)("momentum_decay"), momentum_decay),
+        a.decoupled_weight_decay,
+        a.maximize,
+    )
 
 
 def _nadam_call(mod, params, grads, exp_avgs, exp_avg_sqs, hp: NAdamHyper, step, mu_product, dev=None):
@@ -435,8 +588,23 @@ def _nadam_call(mod, params, grads, exp_avgs, exp_avg_sqs, hp: NAdamHyper, step,
     return _native(mod, "nadam", (params, grads, exp_avgs, exp_avg_sqs, *hp, step, mu_product), dev)
 
 
-def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product=1.0, lr=2e-3, beta1=0.9, beta2=0.999,
-           eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+def nadam_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    step,
+    mu_product=1.0,
+    lr=2e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum_decay=4e-3,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
     """NAdam (Dozat 2016; torch.optim.NAdam's update), in place. Returns the new ``mu_product``.
 
     ``mu_t = beta1 (1 - 0.96^(t psi) / 2)`` with ``psi = momentum_decay``; ``mu_product`` is
@@ -446,9 +614,9 @@ def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product=1.0, lr=2e-
     ``d = sqrt(v / bc2) + eps``.
     """
     mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
-    hp = _check_nadam("", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize,
-                      decoupled_weight_decay, _BETA_KEYWORDS)
+    hp = _check_nadam(
+        "", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, _BETA_KEYWORDS
+    )
     _check_params_dtype(hp, params)
     mu_product = _backend.in_range("mu_product", mu_product, 0.0, 1.0, lo_open=True)
-    return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step),
-                       mu_product)
+    return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step), mu_product)

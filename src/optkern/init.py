@@ -13,6 +13,7 @@ Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out``: a weight of
 shape ``(out, in, *kernel)`` has ``fan_in = in * prod(kernel)`` and
 ``fan_out = out * prod(kernel)``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,8 +53,17 @@ def _fan(w_or_shape, mode: str) -> int:
     raise ValueError(f"mode: expected 'fan_in' or 'fan_out', got {mode!r}")
 
 
-_UNIT_GAIN = {"linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-              "conv_transpose3d", "sigmoid"}
+_UNIT_GAIN = {
+    "linear",
+    "identity",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+}
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -70,7 +80,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else _backend.real("param", param)
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"nonlinearity: unsupported {nonlinearity!r}")
@@ -133,6 +143,7 @@ def _fill_uniform_(w, bound, rng):
 
 def _checked(fill_):
     """Validate the target array before anything (fans, gains) is computed from it."""
+
     @functools.wraps(fill_)
     def run(w, *args, **kw):
         _target(w)
@@ -274,8 +285,10 @@ def _make_new(fill_):
 
     name = fill_.__name__[:-1]
     new.__name__ = new.__qualname__ = name
-    new.__doc__ = (f"A new array of ``shape`` (``dtype``, default float32, on ``xp``: numpy or cupy) "
-                   f"initialized by :func:`{fill_.__name__}`; other arguments as there.")
+    new.__doc__ = (
+        f"A new array of ``shape`` (``dtype``, default float32, on ``xp``: numpy or cupy) "
+        f"initialized by :func:`{fill_.__name__}`; other arguments as there."
+    )
     return new
 
 
@@ -356,8 +369,15 @@ def lsuv_mlp_(mlp, params, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_star
             v["b"][...] = 0
     prefixes = []
     for i in range(mlp.num_layers):
-        sub = type(mlp)(mlp.sizes[:i + 2], activation=mlp.activation, norm=mlp.norm, loss="mse",
-                        norm_eps=mlp.norm_eps, dtype=mlp.dtype, xp=mlp.xp)
+        sub = type(mlp)(
+            mlp.sizes[: i + 2],
+            activation=mlp.activation,
+            norm=mlp.norm,
+            loss="mse",
+            norm_eps=mlp.norm_eps,
+            dtype=mlp.dtype,
+            xp=mlp.xp,
+        )
         off, shape = mlp.layout[i]["b"]
         if sub.num_params != off + shape[0]:  # layout changed under us: fail loudly, never silently
             raise RuntimeError("lsuv_mlp_: optkern.nn.MLP's parameter layout is not prefix-closed")
@@ -366,5 +386,6 @@ def lsuv_mlp_(mlp, params, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_star
     def forward(xb):
         return [sub.predict(params[:n], xb) for sub, n in prefixes]
 
-    return lsuv_([v["W"] for v in views], forward, x, tol=tol, max_iter=max_iter, rng=rng,
-                 orthogonal_start=orthogonal_start)
+    return lsuv_(
+        [v["W"] for v in views], forward, x, tol=tol, max_iter=max_iter, rng=rng, orthogonal_start=orthogonal_start
+    )

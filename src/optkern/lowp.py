@@ -34,6 +34,7 @@ element is at most ``0.45 / 64`` of the block's absmax for a signed block and
 not used for states: it rounds every second moment under absmax / 254 of its
 block to zero, and Adam then divides by ``eps``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -117,8 +118,16 @@ def _float32(x, name="x") -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def to_half(x, dtype: str = "bfloat16", *, rounding: str = "nearest", seed: int = 0, step: int = 0,
-            offset: int = 0, raw: bool = False):
+def to_half(
+    x,
+    dtype: str = "bfloat16",
+    *,
+    rounding: str = "nearest",
+    seed: int = 0,
+    step: int = 0,
+    offset: int = 0,
+    raw: bool = False,
+):
     """float32 ``x`` -> bfloat16 / float16 (a new array of x's shape).
 
     ``rounding``: 'nearest' (to nearest even) or 'stochastic' (Philox stream
@@ -131,8 +140,9 @@ def to_half(x, dtype: str = "bfloat16", *, rounding: str = "nearest", seed: int 
         raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
     x = _float32(x)
     out = np.empty(x.shape, np.uint16)
-    _backend.cpu.lowp_to_half(x, out, dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step),
-                              _u64("offset", offset))
+    _backend.cpu.lowp_to_half(
+        x, out, dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset)
+    )
     return _wrap(out, dtype, raw)
 
 

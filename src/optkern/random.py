@@ -10,6 +10,7 @@ two words per element (counter ``g // 2``, lanes ``2 (g % 2)`` and
 ``uniform(n + k, seed=s)[k:]``, and consecutive calls can continue one stream
 by advancing ``offset`` by the number of elements drawn.
 """
+
 from __future__ import annotations
 
 import math

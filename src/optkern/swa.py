@@ -6,6 +6,7 @@ formula): ``avg <- lerp(avg, p, 1 / (n + 1))`` for ``mode="swa"`` (the running
 mean of the n + 1 iterates) and ``avg <- lerp(avg, p, 1 - decay)`` for
 ``mode="ema"`` (torch's get_ema_multi_avg_fn).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,9 @@ class AveragedParams:
         params = _backend.as_list(params, "params")
         for i, p in enumerate(params):
             if not isinstance(p, np.ndarray) or p.dtype != np.float32:
-                raise TypeError(f"params[{i}]: expected a float32 numpy.ndarray, got "
-                                f"{getattr(p, 'dtype', type(p).__name__)}")
+                raise TypeError(
+                    f"params[{i}]: expected a float32 numpy.ndarray, got {getattr(p, 'dtype', type(p).__name__)}"
+                )
         self.averages = [np.array(p, dtype=np.float32, copy=True) for p in params]
         self.n_averaged = 0
 
@@ -52,5 +54,9 @@ class AveragedParams:
             p[...] = a
 
     def state_dict(self) -> dict:
-        return {"mode": self.mode, "decay": self.decay, "n_averaged": self.n_averaged,
-                "averages": [a.copy() for a in self.averages]}
+        return {
+            "mode": self.mode,
+            "decay": self.decay,
+            "n_averaged": self.n_averaged,
+            "averages": [a.copy() for a in self.averages],
+        }

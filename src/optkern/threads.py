@@ -9,6 +9,7 @@ descheduled thread. optkern's workers sleep between regions by default (see
 the rest and makes timings steady (the study runs that way). Large optimizer
 steps and normalizations want all threads.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ scales ``S_i`` and targets ``X_i`` (one value per parameter element) and the los
 regenerate every rank's rows, so the single-process reference on the concatenated batch
 is computed on each rank without communication.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,7 @@ def init_params(dtype, seed: int = 2) -> list:
 def split(flat, like) -> list:
     out, at = [], 0
     for p in like:
-        out.append(np.ascontiguousarray(flat[at:at + p.size].reshape(p.shape)))
+        out.append(np.ascontiguousarray(flat[at : at + p.size].reshape(p.shape)))
         at += p.size
     return out
 

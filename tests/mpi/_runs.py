@@ -1,4 +1,5 @@
 """Training runs the MPI checks compare: one process, data-parallel, ZeRO-1 (same data, same steps)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,8 @@ from optkern.distributed import DistributedOptimizer, ShardedOptimizer
 
 
 def my_rows(comm, counts, S, X):
-    lo = sum(counts[:comm.rank])
-    return S[lo:lo + counts[comm.rank]], X[lo:lo + counts[comm.rank]]
+    lo = sum(counts[: comm.rank])
+    return S[lo : lo + counts[comm.rank]], X[lo : lo + counts[comm.rank]]
 
 
 def reference_run(cls, hyper, dtype, steps, S, X, clip=None):
@@ -27,8 +28,7 @@ def reference_run(cls, hyper, dtype, steps, S, X, clip=None):
 def dp_run(comm, cls, hyper, dtype, steps, S, X, counts, clip=None, bucket_mb=1e-3):
     params = init_params(dtype)
     total = sum(counts)
-    opt = DistributedOptimizer(cls(params, **hyper), comm, bucket_mb=bucket_mb,
-                               grad_weight=counts[comm.rank] / total)
+    opt = DistributedOptimizer(cls(params, **hyper), comm, bucket_mb=bucket_mb, grad_weight=counts[comm.rank] / total)
     s, x = my_rows(comm, counts, S, X)
     for _ in range(steps):
         g = grads(params, s, x)

@@ -3,6 +3,7 @@
 All rows sit on rank 0 (the others pass zero gradients with weight 0), so every reduction is
 exact and the re-sharded continuation must match the unsharded run bit for bit.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,12 @@ from _runs import bitwise, close, my_rows, reference_run, zero_run
 from optkern import optim
 from optkern.distributed import Communicator, ShardedOptimizer
 
-CKPT = [("adam-amsgrad", optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=1e-3)),
-        ("sgd-nesterov-wd", optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
-        ("nadam", optim.NAdam, dict(lr=1e-2)),
-        ("adagrad-norm", optim.AdagradNorm, dict(lr=0.5, b0=0.1, weight_decay=1e-2))]
+CKPT = [
+    ("adam-amsgrad", optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=1e-3)),
+    ("sgd-nesterov-wd", optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
+    ("nadam", optim.NAdam, dict(lr=1e-2)),
+    ("adagrad-norm", optim.AdagradNorm, dict(lr=0.5, b0=0.1, weight_decay=1e-2)),
+]
 K, M = 3, 2  # steps before / after the checkpoint
 
 
@@ -47,8 +50,10 @@ def checkpoint_write(comm):
         # a shard loads back at the same world size
         opt2 = ShardedOptimizer(cls, init_params(np.float64), Communicator(comm, ordered=True), **hyper)
         opt2.load_state_dict(own)
-        for bad, msg in (({**own, "zero": {**own["zero"], "world": comm.size + 1}}, "'world'"),
-                         ({"state": {}, "param_groups": []}, "parameter groups")):
+        for bad, msg in (
+            ({**own, "zero": {**own["zero"], "world": comm.size + 1}}, "'world'"),
+            ({"state": {}, "param_groups": []}, "parameter groups"),
+        ):
             try:
                 opt2.load_state_dict(bad)
             except ValueError as e:
@@ -72,8 +77,9 @@ def checkpoint_continue(comm):
         with open(os.path.join(outdir, f"ckpt-{name}.pkl"), "rb") as f:
             ck = pickle.load(f)
         params = [p.copy() for p in ck["params"]]
-        opt = ShardedOptimizer(cls, params, Communicator(comm, ordered=True), grad_weight=float(comm.rank == 0),
-                               **hyper)
+        opt = ShardedOptimizer(
+            cls, params, Communicator(comm, ordered=True), grad_weight=float(comm.rank == 0), **hyper
+        )
         opt.load_state_dict(ck["state"])
         for _ in range(M):
             opt.step(grads(params, *(my_rows(comm, counts, S, X))))

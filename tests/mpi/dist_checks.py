@@ -5,6 +5,7 @@
 
 Each check raises AssertionError on failure; ``-m mpi4py`` then aborts the whole job.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,15 +62,15 @@ def collectives(comm):
             assert c.allreduce(xs[r].copy(), "sum").tobytes() == fold.tobytes()
         big = [np.random.default_rng(20 + k).standard_normal(W * 5).astype(np.float32) for k in range(W)]
         rs = c.reduce_scatter(big[r], "sum")
-        np.testing.assert_allclose(rs, sum(big)[r * 5:(r + 1) * 5], rtol=1e-6)
+        np.testing.assert_allclose(rs, sum(big)[r * 5 : (r + 1) * 5], rtol=1e-6)
         if ordered:  # reduce_scatter adds in the same order as allreduce: same bits
-            assert rs.tobytes() == c.allreduce(big[r].copy(), "sum")[r * 5:(r + 1) * 5].tobytes()
+            assert rs.tobytes() == c.allreduce(big[r].copy(), "sum")[r * 5 : (r + 1) * 5].tobytes()
         out = np.zeros(W * 37)
         c.allgather(xs[r], out)
         np.testing.assert_array_equal(out, np.concatenate(xs))
         inplace = np.zeros(W * 37)
-        inplace[r * 37:(r + 1) * 37] = xs[r]
-        c.allgather(inplace[r * 37:(r + 1) * 37], out=inplace)
+        inplace[r * 37 : (r + 1) * 37] = xs[r]
+        c.allgather(inplace[r * 37 : (r + 1) * 37], out=inplace)
         np.testing.assert_array_equal(inplace, np.concatenate(xs))
         b = xs[r].copy()
         c.bcast(b, root=W - 1)
@@ -77,15 +78,17 @@ def collectives(comm):
     c = Communicator(comm)
     counts = c.allreduce(np.array([r + 1, 1], dtype=np.int64), "sum")
     np.testing.assert_array_equal(counts, [W * (W + 1) // 2, W])
-    for bad, exc in ((lambda: c.allreduce(np.ones(3), "prod"), ValueError),
-                     (lambda: c.reduce_scatter(np.ones(W * 2 + 1)), ValueError),
-                     (lambda: c.allreduce(np.ones(3)[::2]), ValueError),
-                     (lambda: c.allreduce([1.0, 2.0]), TypeError),
-                     (lambda: c.allreduce(np.ones(3, dtype=np.int64), "mean"), TypeError),
-                     (lambda: c.allgather(np.ones(3), out=np.zeros(3 * W + 1)), ValueError),
-                     (lambda: c.reduce_scatter(np.ones(2 * W), out=np.zeros(2, np.float32)), TypeError),
-                     (lambda: c.bcast(np.ones(2), root=W), ValueError),
-                     (lambda: Communicator(comm, backend="gloo"), ValueError)):
+    for bad, exc in (
+        (lambda: c.allreduce(np.ones(3), "prod"), ValueError),
+        (lambda: c.reduce_scatter(np.ones(W * 2 + 1)), ValueError),
+        (lambda: c.allreduce(np.ones(3)[::2]), ValueError),
+        (lambda: c.allreduce([1.0, 2.0]), TypeError),
+        (lambda: c.allreduce(np.ones(3, dtype=np.int64), "mean"), TypeError),
+        (lambda: c.allgather(np.ones(3), out=np.zeros(3 * W + 1)), ValueError),
+        (lambda: c.reduce_scatter(np.ones(2 * W), out=np.zeros(2, np.float32)), TypeError),
+        (lambda: c.bcast(np.ones(2), root=W), ValueError),
+        (lambda: Communicator(comm, backend="gloo"), ValueError),
+    ):
         try:
             bad()
         except exc:
@@ -104,8 +107,10 @@ def mismatch_is_a_clear_error(comm):
     else:
         raise AssertionError("mismatched shapes passed the check")
     fewer = [np.zeros(3)] if r == 1 else [np.zeros(3), np.zeros(2)]
-    for make in (lambda: DistributedOptimizer(optim.SGD(fewer, lr=0.1), comm),
-                 lambda: ShardedOptimizer(optim.SGD, fewer, comm, lr=0.1)):
+    for make in (
+        lambda: DistributedOptimizer(optim.SGD(fewer, lr=0.1), comm),
+        lambda: ShardedOptimizer(optim.SGD, fewer, comm, lr=0.1),
+    ):
         try:
             make()
         except ValueError as e:
@@ -186,8 +191,7 @@ def clipping(comm):
             ref = reference_run(cls, hyper, np.float64, STEPS, S, X, clip=clip)
             dp = dp_run(Communicator(comm, ordered=True), cls, hyper, np.float64, STEPS, S, X, counts, clip=clip)
             close(dp, ref, 1e-12, f"{name} clip {clip}: data-parallel vs one process")
-            z, _ = zero_run(Communicator(comm, ordered=True), cls, hyper, np.float64, STEPS, S, X, counts,
-                            clip=clip)
+            z, _ = zero_run(Communicator(comm, ordered=True), cls, hyper, np.float64, STEPS, S, X, counts, clip=clip)
             close(z, ref, 1e-12, f"{name} clip {clip}: ZeRO-1 (norm over slices, comm=) vs one process")
             same_on_all_ranks(comm, flat(z), f"{name} clip {clip}: ZeRO-1 params")
     # the norm itself: each rank's part of one vector
@@ -207,20 +211,22 @@ def curvature(comm):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((31, 5)).astype(params.dtype)
     y = rng.integers(0, 3, 31)
-    lo = sum(counts[:comm.rank])
-    xl, yl = x[lo:lo + counts[comm.rank]], y[lo:lo + counts[comm.rank]]
+    lo = sum(counts[: comm.rank])
+    xl, yl = x[lo : lo + counts[comm.rank]], y[lo : lo + counts[comm.rank]]
     H1 = hessian.from_mlp(model, params, x, y)
     Hd = hessian.from_mlp(model, params, xl, yl, comm=Communicator(comm))
     v = rng.standard_normal(model.num_params).astype(params.dtype)
     rtol = 1e-10 if params.dtype == np.float64 else 1e-4
     np.testing.assert_allclose(Hd @ v, H1 @ v, rtol=rtol, atol=rtol)
     _, g = model.loss_and_grad(params, x, y)
-    runs = [("trace-hutchinson", lambda H: hessian.trace(H, "hutchinson", 12, seed=1)),
-            ("trace-hutch++", lambda H: hessian.trace(H, "hutch++", 12, seed=1)),
-            ("lanczos", lambda H: hessian.lanczos(H, 10, seed=2)),
-            ("top-eigenvalues", lambda H: hessian.top_eigenvalues(H, k=3, seed=2)),
-            ("slq-density", lambda H: hessian.spectral_density(H, num_probes=2, steps=8, grid=50, seed=3)),
-            ("gradient-concentration", lambda H: hessian.gradient_concentration(H, g, k=2))]
+    runs = [
+        ("trace-hutchinson", lambda H: hessian.trace(H, "hutchinson", 12, seed=1)),
+        ("trace-hutch++", lambda H: hessian.trace(H, "hutch++", 12, seed=1)),
+        ("lanczos", lambda H: hessian.lanczos(H, 10, seed=2)),
+        ("top-eigenvalues", lambda H: hessian.top_eigenvalues(H, k=3, seed=2)),
+        ("slq-density", lambda H: hessian.spectral_density(H, num_probes=2, steps=8, grid=50, seed=3)),
+        ("gradient-concentration", lambda H: hessian.gradient_concentration(H, g, k=2)),
+    ]
     for name, fn in runs:
         one, dist = numbers(fn(H1)), numbers(fn(Hd))
         assert one.size and one.shape == dist.shape, name
@@ -253,8 +259,11 @@ def tiny_and_uneven_zero(comm):
         want = [p for grp in ref_groups for p in grp["params"]]
         bitwise(got, want, f"ZeRO-1 with groups, sizes {sizes}")
         sd = opt.consolidate_state_dict(to=None)
-        bitwise([sd["state"][i]["exp_avg_sq"] for i in range(len(sizes))],
-                [ref.state_dict()["state"][i]["exp_avg_sq"] for i in range(len(sizes))], "consolidated state")
+        bitwise(
+            [sd["state"][i]["exp_avg_sq"] for i in range(len(sizes))],
+            [ref.state_dict()["state"][i]["exp_avg_sq"] for i in range(len(sizes))],
+            "consolidated state",
+        )
         assert [g["lr"] for g in sd["param_groups"]] == [0.3, 0.1]
 
 
@@ -262,21 +271,25 @@ def bad_input(comm):
     c = Communicator(comm)
     ps = init_params(np.float64)
     opt = DistributedOptimizer(optim.SGD(ps, lr=0.1), c)
-    for g, exc, msg in (([np.zeros(3)], ValueError, "expected 6 arrays"),
-                        ([np.zeros(s, dtype=np.float32) for s in SIZES], TypeError, "grads[0]"),
-                        ([np.zeros(s) for s in SIZES[:-1]] + [np.zeros(3)], ValueError, "grads[5]")):
+    for g, exc, msg in (
+        ([np.zeros(3)], ValueError, "expected 6 arrays"),
+        ([np.zeros(s, dtype=np.float32) for s in SIZES], TypeError, "grads[0]"),
+        ([np.zeros(s) for s in SIZES[:-1]] + [np.zeros(3)], ValueError, "grads[5]"),
+    ):
         try:
             opt.step(g)
         except exc as e:
             assert msg in str(e), str(e)
         else:
             raise AssertionError(msg)
-    for make, exc in ((lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, bucket_mb=0), ValueError),
-                      (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, op="prod"), ValueError),
-                      (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, grad_weight=-1.0), ValueError),
-                      (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, grad_weight="x"), TypeError),
-                      (lambda: ShardedOptimizer(optim.SGD, [np.zeros(2), np.zeros(2, np.float32)], c), TypeError),
-                      (lambda: ShardedOptimizer("SGD", ps, c), TypeError)):
+    for make, exc in (
+        (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, bucket_mb=0), ValueError),
+        (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, op="prod"), ValueError),
+        (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, grad_weight=-1.0), ValueError),
+        (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, grad_weight="x"), TypeError),
+        (lambda: ShardedOptimizer(optim.SGD, [np.zeros(2), np.zeros(2, np.float32)], c), TypeError),
+        (lambda: ShardedOptimizer("SGD", ps, c), TypeError),
+    ):
         try:
             make()
         except exc:
@@ -299,9 +312,19 @@ def main():
     comm = Communicator(MPI.COMM_WORLD, backend="mpi")
     run = Checks(comm)
     if phase == "main":
-        for fn in (collectives, mismatch_is_a_clear_error, broadcast, bad_input, data_parallel_equals_one_process,
-                   ordered_is_bitwise_reproducible, zero_equals_data_parallel, zero_state_is_split, clipping,
-                   curvature, tiny_and_uneven_zero):
+        for fn in (
+            collectives,
+            mismatch_is_a_clear_error,
+            broadcast,
+            bad_input,
+            data_parallel_equals_one_process,
+            ordered_is_bitwise_reproducible,
+            zero_equals_data_parallel,
+            zero_state_is_split,
+            clipping,
+            curvature,
+            tiny_and_uneven_zero,
+        ):
             run(fn)
         checkpoint_write.outdir = outdir
         run(checkpoint_write)

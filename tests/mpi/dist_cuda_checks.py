@@ -4,6 +4,7 @@ Each rank uses GPU ``rank % device_count``. MPI on device memory is checked stag
 the host (any MPI) and, with OPTKERN_TEST_CUDA_AWARE_MPI=1, with device pointers; NCCL runs
 where every rank has a GPU of its own (NCCL refuses two ranks on one device).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,13 +37,17 @@ OWN_GPU = WORLD.allreduce(NDEV, op=MPI.MIN) >= WORLD.Get_size()
 
 
 def communicators():
-    out = [("mpi-staged", Communicator(WORLD, backend="mpi")),
-           ("mpi-staged-ordered", Communicator(WORLD, backend="mpi", ordered=True))]
+    out = [
+        ("mpi-staged", Communicator(WORLD, backend="mpi")),
+        ("mpi-staged-ordered", Communicator(WORLD, backend="mpi", ordered=True)),
+    ]
     if os.environ.get("OPTKERN_TEST_CUDA_AWARE_MPI") == "1":
         out.append(("mpi-cuda-aware", Communicator(WORLD, backend="mpi", cuda_aware=True)))
     if OWN_GPU:
-        out += [("nccl", Communicator(WORLD, backend="nccl")),
-                ("nccl-ordered", Communicator(WORLD, backend="nccl", ordered=True))]
+        out += [
+            ("nccl", Communicator(WORLD, backend="nccl")),
+            ("nccl-ordered", Communicator(WORLD, backend="nccl", ordered=True)),
+        ]
     return out
 
 
@@ -60,11 +65,11 @@ def collectives_on_device(comm):
             np.testing.assert_array_equal(m.get(), np.max(xs, 0), err_msg=name)
             big = cupy.asarray(np.concatenate(xs[:W] * 1)[: W * 4]) + r
             rs = c.reduce_scatter(big, "sum")
-            want = sum(np.concatenate(xs[:W])[: W * 4] + k for k in range(W))[r * 4:(r + 1) * 4]
+            want = sum(np.concatenate(xs[:W])[: W * 4] + k for k in range(W))[r * 4 : (r + 1) * 4]
             np.testing.assert_allclose(rs.get(), want, rtol=1e-14, err_msg=name)
             out = cupy.zeros(W * xs[r].size)
-            out[r * xs[r].size:(r + 1) * xs[r].size] = cupy.asarray(xs[r])
-            c.allgather(out[r * xs[r].size:(r + 1) * xs[r].size], out=out)
+            out[r * xs[r].size : (r + 1) * xs[r].size] = cupy.asarray(xs[r])
+            c.allgather(out[r * xs[r].size : (r + 1) * xs[r].size], out=out)
             np.testing.assert_array_equal(out.get(), np.concatenate(xs), err_msg=name)
             b = cupy.asarray(xs[r])
             c.bcast(b, root=W - 1)
@@ -75,15 +80,19 @@ def collectives_on_device(comm):
 def optimizers_on_device(comm):
     counts = rows_of(comm.size)
     S, X = data(sum(counts), np.float32)
-    lo = sum(counts[:comm.rank])
-    s, x = S[lo:lo + counts[comm.rank]], X[lo:lo + counts[comm.rank]]
+    lo = sum(counts[: comm.rank])
+    s, x = S[lo : lo + counts[comm.rank]], X[lo : lo + counts[comm.rank]]
     w = counts[comm.rank] / sum(counts)
     for name, c in communicators():
-        for cls, hyper in ((optim.AdamW, dict(lr=1e-2)), (optim.SGD, dict(lr=0.05, momentum=0.9)),
-                           (optim.AdagradNorm, dict(lr=0.5, b0=0.1))):
+        for cls, hyper in (
+            (optim.AdamW, dict(lr=1e-2)),
+            (optim.SGD, dict(lr=0.05, momentum=0.9)),
+            (optim.AdagradNorm, dict(lr=0.5, b0=0.1)),
+        ):
             host = init_params(np.float32)
-            dp_h = DistributedOptimizer(cls(host, **hyper), Communicator(WORLD, backend="mpi", ordered=True),
-                                        grad_weight=w)
+            dp_h = DistributedOptimizer(
+                cls(host, **hyper), Communicator(WORLD, backend="mpi", ordered=True), grad_weight=w
+            )
             dev = [cupy.asarray(p) for p in init_params(np.float32)]
             dp_d = DistributedOptimizer(cls(dev, **hyper), c, grad_weight=w, bucket_mb=1e-3)
             zdev = [cupy.asarray(p) for p in init_params(np.float32)]
@@ -98,14 +107,27 @@ def optimizers_on_device(comm):
                 with z.skip_synchronize():
                     z.step()
             want = flat(host)
-            np.testing.assert_allclose(flat([p.get() for p in dev]), want, rtol=2e-5, atol=1e-6,
-                                       err_msg=f"{name} {cls.__name__} data-parallel on device")
-            np.testing.assert_allclose(flat([p.get() for p in zdev]), want, rtol=2e-5, atol=1e-6,
-                                       err_msg=f"{name} {cls.__name__} ZeRO-1 on device")
+            np.testing.assert_allclose(
+                flat([p.get() for p in dev]),
+                want,
+                rtol=2e-5,
+                atol=1e-6,
+                err_msg=f"{name} {cls.__name__} data-parallel on device",
+            )
+            np.testing.assert_allclose(
+                flat([p.get() for p in zdev]),
+                want,
+                rtol=2e-5,
+                atol=1e-6,
+                err_msg=f"{name} {cls.__name__} ZeRO-1 on device",
+            )
             same_on_all_ranks(comm, flat([p.get() for p in zdev]), f"{name} ZeRO-1 params")
             if c.ordered and cls is not optim.AdagradNorm:
-                np.testing.assert_array_equal(flat([p.get() for p in zdev]), flat([p.get() for p in dev]),
-                                              err_msg=f"{name} {cls.__name__} ZeRO-1 vs data-parallel, bitwise")
+                np.testing.assert_array_equal(
+                    flat([p.get() for p in zdev]),
+                    flat([p.get() for p in dev]),
+                    err_msg=f"{name} {cls.__name__} ZeRO-1 vs data-parallel, bitwise",
+                )
 
 
 def curvature_on_device(comm):
@@ -115,9 +137,9 @@ def curvature_on_device(comm):
     rng = np.random.default_rng(4)
     x = cupy.asarray(rng.standard_normal((31, 5)))
     y = cupy.asarray(rng.integers(0, 3, 31))
-    lo = sum(counts[:comm.rank])
+    lo = sum(counts[: comm.rank])
     for name, c in communicators():
-        Hd = hessian.from_mlp(model, params, x[lo:lo + counts[comm.rank]], y[lo:lo + counts[comm.rank]], comm=c)
+        Hd = hessian.from_mlp(model, params, x[lo : lo + counts[comm.rank]], y[lo : lo + counts[comm.rank]], comm=c)
         H1 = hessian.from_mlp(model, params, x, y)
         a = hessian.top_eigenvalues(Hd, k=2, seed=1).eigenvalues
         b = hessian.top_eigenvalues(H1, k=2, seed=1).eigenvalues

@@ -8,6 +8,7 @@
   against 8 single HVPs, alternated in one loop; the ratio is the median of
   (8 singles) / (one block). Target >= 2.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -42,6 +43,7 @@ class _Timed:
                 _sync(device)
                 self.inside += time.perf_counter() - t
                 return r
+
             return call
 
         self.op = hessian.from_hvp(timed(op.matvec), op.shape[0], op.dtype, xp=op.xp, matmat=timed(op.matmat))
@@ -107,10 +109,22 @@ def rows(suite, name, model, params, x, y, op, device, quick) -> list:
     out = []
     modes = ("partial",) if quick else ("partial", "full", "none")
     for mode, (t, ratios) in lanczos_overhead(op, steps, device, repeats, modes).items():
-        out.append(Row(suite, f"{name} SLQ 1x{steps} reorth={mode}", t,
-                       note=f"run / time in HVPs {_spread(ratios)} (target <= 1.15)"))
+        out.append(
+            Row(
+                suite,
+                f"{name} SLQ 1x{steps} reorth={mode}",
+                t,
+                note=f"run / time in HVPs {_spread(ratios)} (target <= 1.15)",
+            )
+        )
     for batch in sorted({x.shape[0], min(128, x.shape[0])}, reverse=True):
         tb, ts, ratios = block_speedup(model, params, x[:batch], y[:batch], 8, device, 1 if quick else 5)
-        out.append(Row(suite, f"{name} block HVP k=8 b{batch}", tb,
-                       note=f"8 single HVPs {ts.median_ms:.1f} ms; speed-up {_spread(ratios)} (target >= 2)"))
+        out.append(
+            Row(
+                suite,
+                f"{name} block HVP k=8 b{batch}",
+                tb,
+                note=f"8 single HVPs {ts.median_ms:.1f} ms; speed-up {_spread(ratios)} (target >= 2)",
+            )
+        )
     return out

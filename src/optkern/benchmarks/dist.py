@@ -12,6 +12,7 @@ A time is the slowest rank's wall time of one call (each repeat starts at a barr
 cases alternate within each repeat (in rotated order) so machine noise hits them alike. Median, and the
 inter-quartile range / median as the spread.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,15 +79,23 @@ def _allreduce_case(comm, n: int, repeats: int) -> list:
     samples = {k: [] for k in cases}
     names = list(cases)
     for i in range(repeats):
-        for k in names[i % 3:] + names[:i % 3]:  # rotated: no case always follows the same one
+        for k in names[i % 3 :] + names[: i % 3]:  # rotated: no case always follows the same one
             samples[k].append(_time(comm, cases[k]))
     base = _stats(samples["raw mpi4py Allreduce, one buffer"])
     rows = []
     for k, s in samples.items():
         t = _stats(s)
-        rows.append({"case": f"allreduce {n >> 20}M fp32: {k}", "median_ms": t.median_ms, "spread": t.spread,
-                     "repeats": t.repeats, "GB/s": 4 * n / t.median_ms / 1e6,
-                     "vs_raw": base.median_ms / t.median_ms, "buckets": opt.num_buckets})
+        rows.append(
+            {
+                "case": f"allreduce {n >> 20}M fp32: {k}",
+                "median_ms": t.median_ms,
+                "spread": t.spread,
+                "repeats": t.repeats,
+                "GB/s": 4 * n / t.median_ms / 1e6,
+                "vs_raw": base.median_ms / t.median_ms,
+                "buckets": opt.num_buckets,
+            }
+        )
     return rows
 
 
@@ -108,8 +117,15 @@ def zero_rows(comm, quick: bool) -> list:
     full = sum(int(v.nbytes) for e in dp.state_dict()["state"].values() for k, v in e.items() if k != "step")
     mine = z.state_bytes()
     worst = comm.mpi.allreduce(mine, op=_mpi().MAX)
-    rows = [{"case": f"ZeRO-1 Adam {n >> 20}M fp32: state bytes per rank (largest rank)", "bytes": worst,
-             "unsharded_bytes": full, "fraction": worst / full, "target": 1 / comm.size + 0.05}]
+    rows = [
+        {
+            "case": f"ZeRO-1 Adam {n >> 20}M fp32: state bytes per rank (largest rank)",
+            "bytes": worst,
+            "unsharded_bytes": full,
+            "fraction": worst / full,
+            "target": 1 / comm.size + 0.05,
+        }
+    ]
     repeats = 3 if quick else 10
     samples = {"data-parallel Adam step": [], "ZeRO-1 Adam step": []}
     for _ in range(repeats):
@@ -117,8 +133,14 @@ def zero_rows(comm, quick: bool) -> list:
         samples["ZeRO-1 Adam step"].append(_time(comm, lambda: z.step(g)))
     for k, s in samples.items():
         t = _stats(s)
-        rows.append({"case": f"{k}, {n >> 20}M fp32 in 200 arrays", "median_ms": t.median_ms, "spread": t.spread,
-                     "repeats": t.repeats})
+        rows.append(
+            {
+                "case": f"{k}, {n >> 20}M fp32 in 200 arrays",
+                "median_ms": t.median_ms,
+                "spread": t.spread,
+                "repeats": t.repeats,
+            }
+        )
     return rows
 
 
@@ -131,8 +153,10 @@ def _fmt(rows) -> str:
                 extra = f"  {r['GB/s']:6.2f} GB/s  raw/this {r['vs_raw']:.3f}  ({r['buckets']} buckets)"
             out.append(f"{r['case']:<62} {r['median_ms']:9.2f} ms ±{100 * r['spread']:4.0f}%{extra}")
         else:
-            out.append(f"{r['case']:<62} {r['bytes'] / 2**20:9.1f} MiB of {r['unsharded_bytes'] / 2**20:.1f} "
-                       f"unsharded = {r['fraction']:.3f} (target <= {r['target']:.3f})")
+            out.append(
+                f"{r['case']:<62} {r['bytes'] / 2**20:9.1f} MiB of {r['unsharded_bytes'] / 2**20:.1f} "
+                f"unsharded = {r['fraction']:.3f} (target <= {r['target']:.3f})"
+            )
     return "\n".join(out)
 
 
@@ -142,15 +166,19 @@ def main(args) -> int:
 
     comm = Communicator(backend="mpi")
     if comm.rank == 0:
-        print(f"optkern bench dist: {comm.size} ranks, MPI: {_mpi().Get_library_version().splitlines()[0].strip()}",
-              flush=True)
+        print(
+            f"optkern bench dist: {comm.size} ranks, MPI: {_mpi().Get_library_version().splitlines()[0].strip()}",
+            flush=True,
+        )
         if comm.size == 1:
             print("(one rank: run under `mpiexec -n 2 optkern bench dist` to measure communication)", flush=True)
     rows = allreduce_rows(comm, args.quick) + zero_rows(comm, args.quick)
     if comm.rank == 0:
         print(_fmt(rows))
-        print("ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
-              "raw/this: raw Allreduce time / this time (>= 0.9 is the target)")
+        print(
+            "ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
+            "raw/this: raw Allreduce time / this time (>= 0.9 is the target)"
+        )
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"world": comm.size, "rows": rows}, f, indent=1)

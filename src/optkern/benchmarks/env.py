@@ -1,4 +1,5 @@
 """The machine a benchmark runs on: optional PyTorch, CUDA readiness, threads, a description."""
+
 from __future__ import annotations
 
 import contextlib
@@ -115,10 +116,18 @@ def machine(device: str) -> dict:
     from .. import _cpu
 
     torch = torch_or_none()
-    meta = dict(device=device, cpu=cpu_model(), cpu_count=os.cpu_count(), optkern_threads=_cpu.get_num_threads(),
-                torch=torch.__version__ if torch else None, torch_threads=torch.get_num_threads() if torch else None,
-                numpy=np.__version__, python=platform.python_version(), optkern=optkern.info(),
-                date=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    meta = dict(
+        device=device,
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        optkern_threads=_cpu.get_num_threads(),
+        torch=torch.__version__ if torch else None,
+        torch_threads=torch.get_num_threads() if torch else None,
+        numpy=np.__version__,
+        python=platform.python_version(),
+        optkern=optkern.info(),
+        date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    )
     if device == "cuda":
         import cupy
 
@@ -130,5 +139,7 @@ def describe(meta: dict) -> str:
     """One line for the top of the table."""
     where = f"GPU {meta['gpu']} | " if meta.get("gpu") else ""
     torch = f"torch {meta['torch']} ({meta['torch_threads']} threads)" if meta["torch"] else "torch: not installed"
-    return (f"{where}CPU {meta['cpu']} ({meta['cpu_count']} logical) | optkern {meta['optkern'].get('version')} "
-            f"({meta['optkern_threads']} threads) | {torch} | numpy {meta['numpy']}")
+    return (
+        f"{where}CPU {meta['cpu']} ({meta['cpu_count']} logical) | optkern {meta['optkern'].get('version')} "
+        f"({meta['optkern_threads']} threads) | {torch} | numpy {meta['numpy']}"
+    )

@@ -9,6 +9,7 @@ block-product rows of ``curvature.py``. ``quick``: batch 128, 5 steps.
 The HVP row notes its cost relative to loss+gradient and its relative
 difference to torch's HVP. Compute-bound: no bandwidth columns.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ def torch_loss(torch, model, x, y):
     def loss(flat):
         a = x
         for i, layer in enumerate(layers):
-            P = {name: flat[off:off + math.prod(shape)].view(*shape) for name, off, shape in layer}
+            P = {name: flat[off : off + math.prod(shape)].view(*shape) for name, off, shape in layer}
             a = F.linear(a, P["W"], P["b"])
             if i < len(layers) - 1:
                 if model.norm == "batch":
@@ -54,17 +55,22 @@ class _Problem:
         # Host parameters; every method then follows its arguments' array module.
         self.model = MLP(SIZES, activation="tanh", norm=norm, dtype=np.float32)
         rng = np.random.default_rng(0)
-        self.host = dict(params=self.model.init_params(0), x=rng.standard_normal((batch, SIZES[0]), np.float32),
-                         y=rng.integers(0, SIZES[-1], batch), v=rng.standard_normal(self.model.num_params,
-                                                                                      np.float32))
+        self.host = dict(
+            params=self.model.init_params(0),
+            x=rng.standard_normal((batch, SIZES[0]), np.float32),
+            y=rng.integers(0, SIZES[-1], batch),
+            v=rng.standard_normal(self.model.num_params, np.float32),
+        )
         self.dev = {k: xp.asarray(a) for k, a in self.host.items()}
         self.name = f"MLP {'-'.join(map(str, SIZES))} tanh{' +BN' if norm else ''} b{batch}"
 
     def ours(self):
         """(loss+grad, HVP) zero-argument calls."""
         m, d = self.model, self.dev
-        return (lambda: m.loss_and_grad(d["params"], d["x"], d["y"]),
-                lambda: m.hvp(d["params"], d["x"], d["y"], d["v"]))
+        return (
+            lambda: m.loss_and_grad(d["params"], d["x"], d["y"]),
+            lambda: m.hvp(d["params"], d["x"], d["y"], d["v"]),
+        )
 
     def theirs(self, torch):
         """(loss+grad, HVP by double backward, HVP by torch.func) zero-argument calls."""
@@ -102,11 +108,18 @@ def _model_rows(norm, quick, device, torch) -> list:
     plan = plan_for(quick)
     batch, slq_steps = (128, 5) if quick else (1024, 80)
     pb = _Problem(norm, batch, device)
-    tw = (lambda k: (lambda: pb.theirs(torch)[k])) if torch is not None else None
-    grad = compare(SUITE, f"{pb.name} loss+grad", lambda: pb.ours()[0],
-                   {} if tw is None else {"autograd": tw(0)}, device, plan)
-    hvp = compare(SUITE, f"{pb.name} HVP", lambda: pb.ours()[1],
-                  {} if tw is None else {"double-bwd": tw(1), "torch.func": tw(2)}, device, plan)
+    tw = (lambda k: lambda: pb.theirs(torch)[k]) if torch is not None else None
+    grad = compare(
+        SUITE, f"{pb.name} loss+grad", lambda: pb.ours()[0], {} if tw is None else {"autograd": tw(0)}, device, plan
+    )
+    hvp = compare(
+        SUITE,
+        f"{pb.name} HVP",
+        lambda: pb.ours()[1],
+        {} if tw is None else {"double-bwd": tw(1), "torch.func": tw(2)},
+        device,
+        plan,
+    )
     hvp.note = f"{hvp.ours.median_ms / grad.ours.median_ms:.2f}x loss+grad"
     if torch is not None:
         hvp.note += f"; rel diff vs torch {pb.hvp_rel_diff(torch):.0e}"

@@ -18,6 +18,7 @@ which skip the write-allocate, so its %probe can pass 100 on the CPU.
 page faults that a fresh output of tens of MB costs (the OS zeroes every new
 page; glibc returns blocks over 32 MB to it on free).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -142,10 +143,18 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
         for k, pass_ in enumerate(TRAFFIC):
             # Defaults bind this iteration's values (compare() runs the calls before the loop moves on).
             ours = lambda k=k, name=name, host=host, extra=extra: optkern_calls(name, host, extra, device)[k]  # noqa: E731
-            theirs = {} if torch is None or k >= 2 else {
-                "F": lambda k=k, name=name, host=host, extra=extra: torch_calls(torch, name, host, extra, device)[k]}
-            rows.append(compare(SUITE, f"{label} {pass_}", ours, theirs, device, plan,
-                                bytes_moved=traffic_bytes(pass_, n, device)))
+            theirs = (
+                {}
+                if torch is None or k >= 2
+                else {
+                    "F": lambda k=k, name=name, host=host, extra=extra: torch_calls(torch, name, host, extra, device)[k]
+                }
+            )
+            rows.append(
+                compare(
+                    SUITE, f"{label} {pass_}", ours, theirs, device, plan, bytes_moved=traffic_bytes(pass_, n, device)
+                )
+            )
     best = probe.faster(first, _probe(device, quick, plan))
     for r in rows:
         r.probe_gbs = best.gbs

@@ -13,6 +13,7 @@ p m v written), SGD-momentum and Adagrad 20, penalty 12. The probe of a case
 is the in-place read-modify-write with as many written arrays (CPU) or a
 device copy (GPU), measured at the start and the end of the suite.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,6 +116,7 @@ def penalty_case(torch, sizes, device: str):
         def step():
             torch._foreach_add_(tg, tp, alpha=L2)
             torch._foreach_add_(tg, torch._foreach_sign(tp), alpha=L1)
+
         return step
 
     def forloop():
@@ -123,6 +125,7 @@ def penalty_case(torch, sizes, device: str):
         def step():
             for p, g in zip(tp, tg):
                 g.add_(p, alpha=L2).add_(p.sign(), alpha=L1)
+
         return step
 
     return ours, ({} if torch is None else {"for-loop": forloop, "foreach": foreach})
@@ -130,11 +133,18 @@ def penalty_case(torch, sizes, device: str):
 
 def overhead_row(torch, quick: bool, n_arrays: int = 100):
     """Adam ``step()`` on ``n_arrays`` arrays of 4 elements: the Python + call overhead (CPU)."""
-    tiny = Plan(warmup=3, min_repeats=20, max_repeats=50 if quick else 200, budget_s=0.05 if quick else 0.5,
-                collect=not quick)
+    tiny = Plan(
+        warmup=3, min_repeats=20, max_repeats=50 if quick else 200, budget_s=0.05 if quick else 0.5, collect=not quick
+    )
     sizes = [4] * n_arrays
-    row = compare(SUITE, f"Adam step() overhead, {n_arrays} arrays x 4", lambda: optkern_step("Adam", sizes, "cpu"),
-                  _torch_impls(torch, lambda m: torch_step(torch, "Adam", sizes, "cpu", m)), "cpu", tiny)
+    row = compare(
+        SUITE,
+        f"Adam step() overhead, {n_arrays} arrays x 4",
+        lambda: optkern_step("Adam", sizes, "cpu"),
+        _torch_impls(torch, lambda m: torch_step(torch, "Adam", sizes, "cpu", m)),
+        "cpu",
+        tiny,
+    )
     row.note = f"{1e3 * row.ours.median_ms:.1f} us/step" + (f"; {row.note}" if row.note else "")
     return row
 
@@ -167,13 +177,21 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
             # Defaults bind this iteration's values (compare() runs the calls before the loop moves on).
             ours = lambda name=name, sizes=sizes: optkern_step(name, sizes, device)  # noqa: E731
             theirs = lambda m, name=name, sizes=sizes: torch_step(torch, name, sizes, device, m)  # noqa: E731
-            row = compare(SUITE, f"{name}, {lay}", ours, _torch_impls(torch, theirs), device, plan,
-                          bytes_moved=(2 * written + 1) * 4 * n)
+            row = compare(
+                SUITE,
+                f"{name}, {lay}",
+                ours,
+                _torch_impls(torch, theirs),
+                device,
+                plan,
+                bytes_moved=(2 * written + 1) * 4 * n,
+            )
             cases.append((row, key(written, n)))
     lay, sizes = list(lays.items())[-1]
     ours, theirs = penalty_case(torch, sizes, device)
-    cases.append((compare(SUITE, f"L1+L2 penalty grad, {lay}", ours, theirs, device, plan,
-                          bytes_moved=12 * many), key(1, many)))
+    cases.append(
+        (compare(SUITE, f"L1+L2 penalty grad, {lay}", ours, theirs, device, plan, bytes_moved=12 * many), key(1, many))
+    )
     if device == "cpu":
         cases.append((overhead_row(torch, quick), None))  # not bandwidth-bound: no probe
     # The probes again at the end: each ceiling is the faster of its two measurements.

@@ -10,6 +10,7 @@ copy, because in-place updates pay no write-allocate.
 GPU: a device-to-device copy of a large float32 array (CuPy), counting the
 bytes read and written.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -28,8 +29,9 @@ def size_label(n: int) -> str:
 
 def _more(plan: Plan) -> Plan:
     """A probe is cheap and is the denominator of every %: give it more repeats."""
-    return replace(plan, warmup=max(2, plan.warmup), min_repeats=max(10, plan.min_repeats),
-                   max_repeats=max(20, plan.max_repeats))
+    return replace(
+        plan, warmup=max(2, plan.warmup), min_repeats=max(10, plan.min_repeats), max_repeats=max(20, plan.max_repeats)
+    )
 
 
 def _probe_row(suite: str, case: str, timing, nbytes: float) -> Row:

@@ -18,6 +18,7 @@ SAM row: ``sam_perturb_`` + ``sam_restore_`` (16M float32: the norm reads g; the
 p, g and writes p, backup; the return reads backup and writes p: ``4n x 7`` bytes) against torch
 (``_foreach_norm``, ``_foreach_add_``, ``_foreach_copy_`` over the same 200 arrays).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,17 +81,27 @@ def _kernels(n, k):
     out, o2 = np.empty(5 * k + 4), np.empty(2)
     cs, cy = list(rng.standard_normal(k)), list(rng.standard_normal(k))
     mod = _backend.cpu
-    return (lambda: mod.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.5, out),
-            lambda: mod.lbfgs_direction_(S, Y, cs, cy, g, -1.0, d, o2))
+    return (
+        lambda: mod.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.5, out),
+        lambda: mod.lbfgs_direction_(S, Y, cs, cy, g, -1.0, d, o2),
+    )
 
 
 def _lbfgs_rows(torch, quick, plan):
     rows = []
     for n, hist in ((M if quick else 16 * M, 10), (M // 4 if quick else 2 * M, 100 if not quick else 20)):
         theirs = {} if torch is None else {"LBFGS": lambda n=n, h=hist: _torch_lbfgs(torch, n, h)}
-        rows.append(compare(SUITE, f"L-BFGS step, history {hist}, {probe.size_label(n)} fp32",
-                            lambda n=n, h=hist: _ours_lbfgs(n, h), theirs, "cpu", plan,
-                            note="incl. closure g = a x"))
+        rows.append(
+            compare(
+                SUITE,
+                f"L-BFGS step, history {hist}, {probe.size_label(n)} fp32",
+                lambda n=n, h=hist: _ours_lbfgs(n, h),
+                theirs,
+                "cpu",
+                plan,
+                note="incl. closure g = a x",
+            )
+        )
     return rows
 
 
@@ -99,10 +110,19 @@ def _kernel_rows(quick, plan, probe_row):
     rows = []
     for k in (10,) if quick else (10, 30):
         push, direction = _kernels(n, k)
-        for name, fn, nbytes in (("push (pair + all dots)", push, 4 * n * (2 * k + 6)),
-                                 ("direction", direction, 4 * n * (2 * k + 2))):
-            rows.append(Row(SUITE, f"lbfgs {name}, k={k}, {probe.size_label(n)} fp32", measure(fn, "cpu", plan),
-                            nbytes, probe_gbs=probe_row.gbs))
+        for name, fn, nbytes in (
+            ("push (pair + all dots)", push, 4 * n * (2 * k + 6)),
+            ("direction", direction, 4 * n * (2 * k + 2)),
+        ):
+            rows.append(
+                Row(
+                    SUITE,
+                    f"lbfgs {name}, k={k}, {probe.size_label(n)} fp32",
+                    measure(fn, "cpu", plan),
+                    nbytes,
+                    probe_gbs=probe_row.gbs,
+                )
+            )
         del push, direction
     return rows
 
@@ -123,9 +143,13 @@ def _newton_cg_row(quick, plan):
     cg_plan = Plan(warmup=1, min_repeats=3 if quick else 5, max_repeats=10, budget_s=plan.budget_s)
     t = measure(lambda: hessian.cg(G, v, rtol=0.0, maxiter=iters, damping=1e-3), "cpu", cg_plan)
     per_iter = type(t)(t.median_ms / iters, t.q1_ms / iters, t.q3_ms / iters, t.repeats)
-    row = Row(SUITE, f"Newton-CG: one CG iteration, MLP 784-256-10 GGN b{batch}", per_iter,
-              note=f"one GGN product {hvp.median_ms:.2f} ms ±{100 * hvp.spread:.0f}%; "
-                   f"CG overhead {100 * (per_iter.median_ms / hvp.median_ms - 1):+.0f}%")
+    row = Row(
+        SUITE,
+        f"Newton-CG: one CG iteration, MLP 784-256-10 GGN b{batch}",
+        per_iter,
+        note=f"one GGN product {hvp.median_ms:.2f} ms ±{100 * hvp.spread:.0f}%; "
+        f"CG overhead {100 * (per_iter.median_ms / hvp.median_ms - 1):+.0f}%",
+    )
     return row
 
 
@@ -161,9 +185,16 @@ def _sam_row(torch, quick, plan, probe_row):
 
         return run
 
-    return compare(SUITE, f"SAM perturb + restore, {n_arrays} arrays, {probe.size_label(n)} fp32", ours,
-                   {} if torch is None else {"foreach": theirs}, "cpu", plan, bytes_moved=4 * n * 7,
-                   probe_gbs=probe_row.gbs)
+    return compare(
+        SUITE,
+        f"SAM perturb + restore, {n_arrays} arrays, {probe.size_label(n)} fp32",
+        ours,
+        {} if torch is None else {"foreach": theirs},
+        "cpu",
+        plan,
+        bytes_moved=4 * n * 7,
+        probe_gbs=probe_row.gbs,
+    )
 
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:

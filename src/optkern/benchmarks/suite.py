@@ -1,7 +1,8 @@
 """``optkern bench``: run the suites, print one table, optionally write JSON.
 
-    optkern bench [optim|norm|hvp|second|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
+optkern bench [optim|norm|hvp|second|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
 """
+
 from __future__ import annotations
 
 import sys

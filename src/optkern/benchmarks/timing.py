@@ -4,6 +4,7 @@ CPU: wall clock around each call, warm-up, then repeats until a time budget;
 median and inter-quartile spread. GPU: CUDA events on the current stream
 (CuPy's, or torch's for torch code), the same statistics.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class Timing:
     """Median and quartiles (ms) of ``repeats`` timed calls."""
+
     median_ms: float
     q1_ms: float
     q3_ms: float
@@ -32,6 +34,7 @@ class Plan:
     """How often to call: ``warmup`` untimed calls, then at least ``min_repeats`` and at most
     ``max_repeats`` timed calls, stopping once ``budget_s`` seconds have passed. ``collect``:
     run the garbage collector between implementations (frees big arrays held in cycles)."""
+
     warmup: int
     min_repeats: int
     max_repeats: int
@@ -112,12 +115,13 @@ def measure(fn, device: str, plan: Plan, framework: str = "cupy") -> Timing:
 @dataclass
 class Row:
     """One benchmark case (or, with ``kind="probe"``, one bandwidth probe of the same run)."""
+
     suite: str
     case: str
     ours: Timing
-    bytes_moved: float = 0.0                    # bytes optkern's kernel must move (0: not bandwidth-bound)
-    torch: dict = field(default_factory=dict)   # PyTorch implementation name -> Timing
-    probe_gbs: float = 0.0                      # the bandwidth probe this case is compared with
+    bytes_moved: float = 0.0  # bytes optkern's kernel must move (0: not bandwidth-bound)
+    torch: dict = field(default_factory=dict)  # PyTorch implementation name -> Timing
+    probe_gbs: float = 0.0  # the bandwidth probe this case is compared with
     note: str = ""
     kind: str = "case"
 
@@ -147,8 +151,13 @@ class Row:
         """JSON-ready: every float finite or None."""
         d = asdict(self)
         name, t = self.best_torch
-        d.update(best_torch_impl=name, best_torch_ms=t.median_ms if t else None, ratio=_finite(self.ratio),
-                 gbs=_finite(self.gbs), pct_probe=_finite(self.pct_probe))
+        d.update(
+            best_torch_impl=name,
+            best_torch_ms=t.median_ms if t else None,
+            ratio=_finite(self.ratio),
+            gbs=_finite(self.gbs),
+            pct_probe=_finite(self.pct_probe),
+        )
         return d
 
 
@@ -167,14 +176,15 @@ def _ms(t: Timing) -> str:
 def format_table(rows: list) -> str:
     """case | optkern ms ±spread | best PyTorch ms ±spread (impl) | ratio | GB/s | % probe | note."""
     w = max([44] + [len(r.suite) + 2 + len(r.case) for r in rows])
-    head = (f"{'case':<{w}} {'optkern ms':>15} {'best torch ms':>27} {'torch/ok':>8} {'GB/s':>7} {'%probe':>6}"
-            f"  note")
+    head = f"{'case':<{w}} {'optkern ms':>15} {'best torch ms':>27} {'torch/ok':>8} {'GB/s':>7} {'%probe':>6}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         name, t = r.best_torch
         theirs = f"{_ms(t)} ({name})" if t else "—"
-        lines.append(f"{r.suite + ': ' + r.case:<{w}} {_ms(r.ours):>15} {theirs:>27} {_f(r.ratio, '.2f'):>8} "
-                     f"{_f(r.gbs, '.1f'):>7} {_f(r.pct_probe, '.0f'):>6}  {r.note}".rstrip())
+        lines.append(
+            f"{r.suite + ': ' + r.case:<{w}} {_ms(r.ours):>15} {theirs:>27} {_f(r.ratio, '.2f'):>8} "
+            f"{_f(r.gbs, '.1f'):>7} {_f(r.pct_probe, '.0f'):>6}  {r.note}".rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -184,8 +194,17 @@ def write_json(rows: list, path: str, meta: dict) -> None:
         json.dump({"meta": meta, "rows": [r.as_dict() for r in rows]}, f, indent=1, allow_nan=False)
 
 
-def compare(suite: str, case: str, ours, theirs: dict, device: str, plan: Plan, bytes_moved: float = 0.0,
-            probe_gbs: float = 0.0, note: str = "") -> Row:
+def compare(
+    suite: str,
+    case: str,
+    ours,
+    theirs: dict,
+    device: str,
+    plan: Plan,
+    bytes_moved: float = 0.0,
+    probe_gbs: float = 0.0,
+    note: str = "",
+) -> Row:
     """Time optkern and each PyTorch implementation of one case into a Row.
 
     ``ours`` and the values of ``theirs`` (implementation name -> factory) are factories

@@ -6,6 +6,7 @@
 what it reads. Every ``Dataset`` lists in ``notes`` what was done to the data
 (scaling, flattening, label renumbering), so a report can say so.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,11 +23,11 @@ class DataError(ValueError):
 
 @dataclass
 class Dataset:
-    x: np.ndarray          # (n, features) float
-    y: np.ndarray          # (n,) int64 labels 0..num_classes-1
+    x: np.ndarray  # (n, features) float
+    y: np.ndarray  # (n,) int64 labels 0..num_classes-1
     num_classes: int
     name: str
-    notes: tuple = ()      # what was done to the data, one phrase each
+    notes: tuple = ()  # what was done to the data, one phrase each
 
     def split(self, val_fraction: float = 0.2, seed: int = 0):
         """Shuffled (train, validation) split, stratification-free, reproducible."""
@@ -38,8 +39,10 @@ class Dataset:
         if nv >= n:
             raise DataError(f"{self.name}: {n} samples are too few to split")
         v, t = perm[:nv], perm[nv:]
-        return (Dataset(self.x[t], self.y[t], self.num_classes, self.name + ":train", self.notes),
-                Dataset(self.x[v], self.y[v], self.num_classes, self.name + ":val", self.notes))
+        return (
+            Dataset(self.x[t], self.y[t], self.num_classes, self.name + ":train", self.notes),
+            Dataset(self.x[v], self.y[v], self.num_classes, self.name + ":val", self.notes),
+        )
 
 
 def load_digits(dtype=np.float32) -> Dataset:
@@ -71,8 +74,9 @@ def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
         raise DataError(f"{path}: {k} distinct labels is not a classification label column")
     note = ""
     if not np.array_equal(values, np.arange(k)):
-        shown = ", ".join(f"{v:g}" for v in values[:3]) + (f", ..., {values[-1]:g}" if k > 4 else
-                                                            "".join(f", {v:g}" for v in values[3:]))
+        shown = ", ".join(f"{v:g}" for v in values[:3]) + (
+            f", ..., {values[-1]:g}" if k > 4 else "".join(f", {v:g}" for v in values[3:])
+        )
         note = f"labels {{{shown}}} renumbered 0..{k - 1} in increasing order"
     return index.reshape(-1).astype(np.int64), k, note
 
@@ -153,8 +157,9 @@ def _column_index(label_column, header, ncols: int, path: str) -> int:
             raise DataError(f"{path}: label column {text!r} not found ({names})") from None
         return header.index(text)
     if not -ncols <= j < ncols:
-        raise DataError(f"{path}: label column {j} is out of range for {ncols} columns "
-                        f"(0..{ncols - 1}, or -1 for the last)")
+        raise DataError(
+            f"{path}: label column {j} is out of range for {ncols} columns (0..{ncols - 1}, or -1 for the last)"
+        )
     return j % ncols
 
 
@@ -203,10 +208,16 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
             where = ""
         else:
             x, y, column = _read_csv(path, label_column)
-            notes.append(f"label from the CSV's {column!r}" if not column.startswith("column ") else
-                         f"label from CSV {column} of {x.shape[1] + 1}")
-            where = "" if label_column is not None else " (the label is read from the last column: choose " \
-                "another with --label-column)"
+            notes.append(
+                f"label from the CSV's {column!r}"
+                if not column.startswith("column ")
+                else f"label from CSV {column} of {x.shape[1] + 1}"
+            )
+            where = (
+                ""
+                if label_column is not None
+                else " (the label is read from the last column: choose another with --label-column)"
+            )
     except OSError as e:  # permissions, I/O errors: one line, not a traceback
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     if x.shape[0] < 10:

@@ -14,6 +14,7 @@ when a Communicator is made.
 - :func:`distributed`, :func:`global_share`: curvature operators over data split across
   ranks (``optkern.hessian.from_mlp(..., comm=comm)`` uses them).
 """
+
 from .communicator import Communicator
 from .curvature import distributed, global_share
 from .data_parallel import DistributedOptimizer
@@ -21,11 +22,11 @@ from .params import broadcast_params, check_same_params
 from .sharded import ShardedOptimizer
 
 __all__ = [
-           "Communicator",
-           "DistributedOptimizer",
-           "ShardedOptimizer",
-           "broadcast_params",
-           "check_same_params",
-           "distributed",
-           "global_share",
+    "Communicator",
+    "DistributedOptimizer",
+    "ShardedOptimizer",
+    "broadcast_params",
+    "check_same_params",
+    "distributed",
+    "global_share",
 ]

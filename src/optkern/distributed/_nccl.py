@@ -6,6 +6,7 @@ mpi4py broadcasts it, every rank joins with its MPI rank, on its current CuPy de
 Every call is enqueued on CuPy's current stream; nothing here synchronizes the host.
 This path needs GPUs; its tests skip where there are none.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,9 +34,13 @@ def device_key():
 
 
 def _dtype(nccl, dt) -> int:
-    table = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
-             np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.int32): nccl.NCCL_INT32,
-             np.dtype(np.int64): nccl.NCCL_INT64}
+    table = {
+        np.dtype(np.float32): nccl.NCCL_FLOAT32,
+        np.dtype(np.float64): nccl.NCCL_FLOAT64,
+        np.dtype(np.float16): nccl.NCCL_FLOAT16,
+        np.dtype(np.int32): nccl.NCCL_INT32,
+        np.dtype(np.int64): nccl.NCCL_INT64,
+    }
     try:
         return table[np.dtype(dt)]
     except KeyError:
@@ -67,8 +72,9 @@ class NcclComm:
         self.comm.allReduce(p, p, x.size, _dtype(self._nccl, x.dtype), self._ops[op], self._stream())
 
     def reduce_scatter(self, x, out) -> None:
-        self.comm.reduceScatter(x.data.ptr, out.data.ptr, out.size, _dtype(self._nccl, x.dtype),
-                                self._nccl.NCCL_SUM, self._stream())
+        self.comm.reduceScatter(
+            x.data.ptr, out.data.ptr, out.size, _dtype(self._nccl, x.dtype), self._nccl.NCCL_SUM, self._stream()
+        )
 
     def allgather(self, x, out) -> None:
         self.comm.allGather(x.data.ptr, out.data.ptr, x.size, _dtype(self._nccl, x.dtype), self._stream())

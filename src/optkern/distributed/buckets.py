@@ -1,4 +1,5 @@
 """Fusion buckets: many gradient arrays packed into few flat buffers, one collective per buffer."""
+
 from __future__ import annotations
 
 from .. import _backend
@@ -18,7 +19,7 @@ class Bucket:
             self.flat = xp.zeros(total, dtype=p0.dtype)
         self.views, at = [], 0
         for p in params:
-            self.views.append(self.flat[at:at + p.size].reshape(p.shape))
+            self.views.append(self.flat[at : at + p.size].reshape(p.shape))
             at += p.size
 
     def pack(self, grads) -> None:

@@ -11,6 +11,7 @@ ranks that disagree by one rounding take different paths and then wait on each o
 forever. They move ``world`` times the bytes of a plain reduction and hold that many in
 memory; plain ``allreduce`` is MPI's (usually the same bits on every rank, not promised).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,10 @@ def mpi():
     try:
         from mpi4py import MPI
     except ImportError as e:  # pragma: no cover - mpi4py is installed where the tests run
-        raise ImportError("optkern.distributed needs mpi4py: pip install 'optkern[mpi]' "
-                          "(mpi4py and an MPI library, e.g. the mpich wheel)") from e
+        raise ImportError(
+            "optkern.distributed needs mpi4py: pip install 'optkern[mpi]' "
+            "(mpi4py and an MPI library, e.g. the mpich wheel)"
+        ) from e
     return MPI
 
 
@@ -130,13 +133,18 @@ class Communicator:
                 self._nccl = _nccl.NcclComm(comm)
             elif backend == "nccl":
                 missing = [r for r, k in enumerate(keys) if k is None]
-                why = (f"rank {missing[0]} has no CuPy with NCCL and a GPU" if missing else
-                       "two ranks use the same GPU (select one per rank: cupy.cuda.Device(local_rank).use())")
+                why = (
+                    f"rank {missing[0]} has no CuPy with NCCL and a GPU"
+                    if missing
+                    else "two ranks use the same GPU (select one per rank: cupy.cuda.Device(local_rank).use())"
+                )
                 raise RuntimeError(f"backend='nccl': {why}")
 
     def __repr__(self) -> str:
-        return (f"Communicator(rank={self.rank}, size={self.size}, backend={self.backend!r}, "
-                f"nccl={self._nccl is not None}, ordered={self.ordered})")
+        return (
+            f"Communicator(rank={self.rank}, size={self.size}, backend={self.backend!r}, "
+            f"nccl={self._nccl is not None}, ordered={self.ordered})"
+        )
 
     # ---- helpers --------------------------------------------------------------------
 

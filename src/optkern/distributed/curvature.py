@@ -6,6 +6,7 @@ bits, so the estimators (which take no other input but seeded Philox probes, the
 every rank) follow the same path everywhere and return the same numbers, equal to one
 process on the concatenated data up to rounding.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ def distributed(op, comm, weight: float = 1.0):
     shape = comm.allgather_object((tuple(op.shape), str(op.dtype)))
     if any(s != shape[0] for s in shape):
         r = next(i for i, s in enumerate(shape) if s != shape[0])
-        raise ValueError(f"op: rank {r} has a {shape[r][0]} {shape[r][1]} operator, rank 0 a "
-                         f"{shape[0][0]} {shape[0][1]} one")
+        raise ValueError(
+            f"op: rank {r} has a {shape[r][0]} {shape[r][1]} operator, rank 0 a {shape[0][0]} {shape[0][1]} one"
+        )
     xp = op.xp
 
     def matvec(v):

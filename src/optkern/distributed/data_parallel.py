@@ -3,6 +3,7 @@
 Horovod's interface (``synchronize()``, ``skip_synchronize()``) over any optkern
 optimizer; PyTorch DDP's buckets (few large collectives, not one per array).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,8 +104,7 @@ class DistributedOptimizer:
         self.optimizer.load_state_dict(state_dict)
 
     def __repr__(self) -> str:
-        return (f"DistributedOptimizer({type(self.optimizer).__name__}, {len(self._buckets)} buckets, "
-                f"{self.comm!r})")
+        return f"DistributedOptimizer({type(self.optimizer).__name__}, {len(self._buckets)} buckets, {self.comm!r})"
 
     # ---- gradients ------------------------------------------------------------------------
 
@@ -159,8 +159,9 @@ class DistributedOptimizer:
         """Average the gradients over the ranks (unless inside ``skip_synchronize``), then step."""
         if self._skip:
             if not self._synced:
-                raise RuntimeError("step: inside skip_synchronize() but synchronize(grads) was not called "
-                                   "since the last step")
+                raise RuntimeError(
+                    "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
+                )
         else:
             self.synchronize(grads)
         self.optimizer.step(grads)

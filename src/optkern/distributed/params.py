@@ -1,4 +1,5 @@
 """Parameters across ranks: the same layout everywhere (checked), the same values (broadcast)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,7 @@ from .communicator import as_communicator
 
 
 def _signature(arrays) -> list:
-    return [(tuple(int(s) for s in a.shape), str(a.dtype), "cupy" if _backend.is_cupy(a) else "numpy")
-            for a in arrays]
+    return [(tuple(int(s) for s in a.shape), str(a.dtype), "cupy" if _backend.is_cupy(a) else "numpy") for a in arrays]
 
 
 def check_same_params(arrays, comm, name: str = "params") -> None:
@@ -30,8 +30,10 @@ def check_same_params(arrays, comm, name: str = "params") -> None:
             raise ValueError(f"{name}: rank {r} holds {len(sig)} arrays, rank 0 holds {len(ref)}")
         for i, (a, b) in enumerate(zip(ref, sig)):
             if a != b:
-                raise ValueError(f"{name}[{i}]: rank {r} holds shape {b[0]} {b[1]} ({b[2]}), "
-                                 f"rank 0 holds shape {a[0]} {a[1]} ({a[2]})")
+                raise ValueError(
+                    f"{name}[{i}]: rank {r} holds shape {b[0]} {b[1]} ({b[2]}), "
+                    f"rank 0 holds shape {a[0]} {a[1]} ({a[2]})"
+                )
 
 
 def broadcast_params(arrays, comm, root: int = 0) -> None:

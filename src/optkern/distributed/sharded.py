@@ -7,6 +7,7 @@ receives its slice, summed over ranks), the wrapped optimizer steps on the slice
 the flat buffer, one view per parameter group: a slice may cut through arrays), and the
 slices are all-gathered back into every rank's flat buffer.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,14 +94,16 @@ class ShardedOptimizer:
         for g in groups:
             start = at
             for p in g["params"]:
-                v = self._flat[at:at + p.size].reshape(p.shape)
+                v = self._flat[at : at + p.size].reshape(p.shape)
                 v[...] = p
                 self.params.append(v)
                 at += p.size
             self._ranges.append((start, at))
         self._counts = [len(g["params"]) for g in groups]
-        self._gviews = [self._gflat[a:a + p.size].reshape(p.shape)
-                        for a, p in zip(np.cumsum([0] + [p.size for p in self._user[:-1]]), self._user)]
+        self._gviews = [
+            self._gflat[a : a + p.size].reshape(p.shape)
+            for a, p in zip(np.cumsum([0] + [p.size for p in self._user[:-1]]), self._user)
+        ]
         self.lo = min(self.rank * self.chunk, self.numel)
         self.hi = min(self.lo + self.chunk, self.numel)
         with _backend._device_of(p0):
@@ -114,7 +117,7 @@ class ShardedOptimizer:
             self._slices.append((a, b))
             local = [self._flat[a:b]] if b > a else []
             if b > a:
-                self._local_grads.append(self._shard[a - base:b - base])
+                self._local_grads.append(self._shard[a - base : b - base])
             local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
         self.optimizer = optimizer_class(local_groups, **hyper)
         self._sq_by_param = {}
@@ -132,8 +135,9 @@ class ShardedOptimizer:
             if p.dtype not in (np.float32, np.float64):
                 raise TypeError(f"params[{i}]: expected float32 or float64, got {p.dtype}")
             if p.dtype != dt:
-                raise TypeError(f"params[{i}]: expected {dt} like params[0], got {p.dtype} (one flat buffer "
-                                "holds every parameter)")
+                raise TypeError(
+                    f"params[{i}]: expected {dt} like params[0], got {p.dtype} (one flat buffer holds every parameter)"
+                )
             if _backend.is_cupy(p) and p.device.id != params[0].device.id:
                 raise ValueError(f"params[{i}]: on device {p.device.id}, params[0] on {params[0].device.id}")
             if isinstance(p, np.ndarray) and not p.flags.writeable:
@@ -146,8 +150,10 @@ class ShardedOptimizer:
         return self.optimizer.param_groups
 
     def __repr__(self) -> str:
-        return (f"ShardedOptimizer({type(self.optimizer).__name__}, {self.numel} elements, rank {self.rank} "
-                f"owns [{self.lo}, {self.hi}), {self.comm!r})")
+        return (
+            f"ShardedOptimizer({type(self.optimizer).__name__}, {self.numel} elements, rank {self.rank} "
+            f"owns [{self.lo}, {self.hi}), {self.comm!r})"
+        )
 
     def state_bytes(self) -> int:
         """Bytes of optimizer state arrays held by this rank."""
@@ -184,8 +190,9 @@ class ShardedOptimizer:
         """Reduce-scatter the gradients (unless skipped), step on the own slice, all-gather the params."""
         if self._skip:
             if not self._synced:
-                raise RuntimeError("step: inside skip_synchronize() but synchronize(grads) was not called "
-                                   "since the last step")
+                raise RuntimeError(
+                    "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
+                )
         else:
             if grads is None:
                 raise ValueError("grads: required outside skip_synchronize()")
@@ -194,7 +201,7 @@ class ShardedOptimizer:
             self._reduce_sq_norms()
         self.optimizer.step(self._local_grads)
         self._synced = False
-        own = self._flat[self.rank * self.chunk:(self.rank + 1) * self.chunk]
+        own = self._flat[self.rank * self.chunk : (self.rank + 1) * self.chunk]
         self.comm.allgather(own, out=self._flat)
         for p, v in zip(self._user, self.params):
             if p is not v:
@@ -235,9 +242,15 @@ class ShardedOptimizer:
         return {"zero": self._layout(), "optimizer": self.optimizer.state_dict()}
 
     def _layout(self) -> dict:
-        return {"rank": self.rank, "world": self.world, "numel": self.numel, "chunk": self.chunk,
-                "ranges": list(self._ranges), "shapes": [tuple(p.shape) for p in self._user],
-                "dtype": str(self._flat.dtype)}
+        return {
+            "rank": self.rank,
+            "world": self.world,
+            "numel": self.numel,
+            "chunk": self.chunk,
+            "ranges": list(self._ranges),
+            "shapes": [tuple(p.shape) for p in self._user],
+            "dtype": str(self._flat.dtype),
+        }
 
     def consolidate_state_dict(self, to: int | None = 0):
         """The whole optimizer state, in the format of ``optimizer_class(params).state_dict()``.
@@ -253,8 +266,7 @@ class ShardedOptimizer:
             gathered = self.comm.gather_object(pieces, root=to)
             if self.rank != to:
                 return None
-        return sharded_state.consolidate(gathered, self.optimizer.param_groups, self._ranges, self._counts,
-                                         self._user)
+        return sharded_state.consolidate(gathered, self.optimizer.param_groups, self._ranges, self._counts, self._user)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a consolidated state dict (any world size) or this rank's own shard (same world size)."""
@@ -264,8 +276,10 @@ class ShardedOptimizer:
             lay, ours = state_dict["zero"], self._layout()
             for k in ("world", "numel", "chunk", "rank", "shapes"):
                 if lay.get(k) != ours[k]:
-                    raise ValueError(f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
-                                     " (load a consolidate_state_dict() checkpoint to change the world size)")
+                    raise ValueError(
+                        f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
+                        " (load a consolidate_state_dict() checkpoint to change the world size)"
+                    )
             self.optimizer.load_state_dict(state_dict["optimizer"])
             return
         local = sharded_state.reshard(state_dict, self._slices, self._ranges, self._counts, self._user)

@@ -5,6 +5,7 @@ the flat buffer. Its state arrays are the same slices of the group's state laid 
 so consolidating is concatenating the slices in flat order and cutting them into the
 arrays' shapes; re-sharding is the reverse for another slice.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,7 +65,7 @@ def consolidate(gathered, param_groups, ranges, counts, params) -> dict:
                 p = params[i]
                 entry = dict(pieces[0]["scalars"])
                 for nm in names:
-                    entry[nm] = flat[nm][off:off + p.size].reshape(p.shape).copy()
+                    entry[nm] = flat[nm][off : off + p.size].reshape(p.shape).copy()
                 state[i] = entry
                 off += p.size
         groups.append({**{k: v for k, v in param_groups[gi].items() if k != "params"}, "params": group_params})
@@ -85,7 +86,7 @@ def reshard(sd, slices, ranges, counts, params) -> dict:
         n = counts[gi]
         if len(ids) != n:
             raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has {n}")
-        mine = params[first:first + n]
+        mine = params[first : first + n]
         first += n
         hyper = {kk: v for kk, v in saved.items() if kk != "params"}
         if b <= a:
@@ -93,8 +94,9 @@ def reshard(sd, slices, ranges, counts, params) -> dict:
             continue
         entries = [saved_state.get(i, saved_state.get(str(i))) or {} for i in ids]
         if any(entries) and not all(entries[j] or mine[j].size == 0 for j in range(n)):
-            raise ValueError(f"{where}: some parameters have state and some do not; a sharded optimizer "
-                             "steps whole groups")
+            raise ValueError(
+                f"{where}: some parameters have state and some do not; a sharded optimizer steps whole groups"
+            )
         if any(entries):
             j0 = next(j for j, e in enumerate(entries) if e)
             ref = entries[j0]
@@ -109,12 +111,12 @@ def reshard(sd, slices, ranges, counts, params) -> dict:
                         raise ValueError(f"state_dict['state'][{ids[j]!r}]: missing {nm!r}")
                     v = _backend.to_numpy(e[nm])
                     if v.size != p.size:
-                        raise ValueError(f"state_dict['state'][{ids[j]!r}][{nm!r}]: expected {p.size} elements, "
-                                         f"got {v.size}")
+                        raise ValueError(
+                            f"state_dict['state'][{ids[j]!r}][{nm!r}]: expected {p.size} elements, got {v.size}"
+                        )
                     parts.append(np.asarray(v).reshape(-1))
-                entry[nm] = np.concatenate(parts)[a - g_lo:b - g_lo]
+                entry[nm] = np.concatenate(parts)[a - g_lo : b - g_lo]
             state[k] = entry
         groups.append({**hyper, "params": [k]})
         k += 1
     return {"state": state, "param_groups": groups}
-

@@ -3,10 +3,12 @@
 Operators (``from_hvp``, ``from_grad``, ``from_mlp``) are SciPy
 ``LinearOperator``-compatible (``from_mlp``'s ``matmat`` pushes a block of
 vectors through one forward pass; ``block="layerI"`` restricts it to one
-layer); estimators take any operator on NumPy or CuPy vectors: ``trace`` (Hutchinson, Hutch++), ``lanczos``, ``top_eigenvalues``,
+layer); estimators take any operator on NumPy or CuPy vectors: ``trace``
+(Hutchinson, Hutch++), ``lanczos``, ``top_eigenvalues``,
 ``power_iteration``, ``spectral_density`` (stochastic Lanczos quadrature) and
 ``gradient_concentration``.
 """
+
 from .cg import CGResult, cg
 from .density import SpectralDensity, gradient_concentration, spectral_density
 from .lanczos import EigenResult, PowerResult, lanczos, power_iteration, top_eigenvalues
@@ -14,7 +16,22 @@ from .operators import CurvatureOperator, as_operator, from_grad, from_hvp, from
 from .trace import TraceResult, trace
 
 __all__ = [
-    "CGResult", "cg", "CurvatureOperator", "EigenResult", "PowerResult", "SpectralDensity", "TraceResult", "as_operator",
-    "from_grad", "from_hvp", "from_mlp", "gradient_concentration", "lanczos", "power_iteration",
-    "spectral_density", "top_eigenvalues", "trace", "with_progress",
+    "CGResult",
+    "cg",
+    "CurvatureOperator",
+    "EigenResult",
+    "PowerResult",
+    "SpectralDensity",
+    "TraceResult",
+    "as_operator",
+    "from_grad",
+    "from_hvp",
+    "from_mlp",
+    "gradient_concentration",
+    "lanczos",
+    "power_iteration",
+    "spectral_density",
+    "top_eigenvalues",
+    "trace",
+    "with_progress",
 ]

@@ -5,6 +5,7 @@ counter-based Philox RNG: the same numbers on CPU and GPU for a seed and
 offset). Probe ``i`` of a run uses the counter range starting at ``i * n``,
 so any probe can be regenerated alone.
 """
+
 from __future__ import annotations
 
 from ..random import rademacher as _philox_rademacher

@@ -6,6 +6,7 @@ plus what Hessian-free optimization needs: Tikhonov ``damping``, a diagonal prec
 exit on negative curvature (``p.A p <= 0``: an indefinite Hessian; ``info = -1``), returning the
 iterate so far and the offending direction.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,7 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
             raise ValueError(f"precond_diag: expected shape ({n},), got {tuple(d.shape)}")
         dmin = float(d.min()) if n else 1.0
         if not (dmin > 0.0) or not math.isfinite(float(d.max())):
-            raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), "
-                             f"min {dmin}")
+            raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), min {dmin}")
         inv = (1.0 / d).astype(dtype)
         return lambda r: r * inv
     if M is None:
@@ -65,9 +65,20 @@ def _dot(xp, a, b) -> float:
     return float(xp.dot(a, b))
 
 
-def cg(A, b, x0=None, *, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None, M=None,
-       precond_diag=None, damping: float = 0.0, callback: Callable | None = None,
-       stop_on_negative_curvature: bool = True) -> CGResult:
+def cg(
+    A,
+    b,
+    x0=None,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M=None,
+    precond_diag=None,
+    damping: float = 0.0,
+    callback: Callable | None = None,
+    stop_on_negative_curvature: bool = True,
+) -> CGResult:
     """(Preconditioned) conjugate gradients for ``(A + damping I) x = b``.
 
     Args:

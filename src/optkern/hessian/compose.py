@@ -4,6 +4,7 @@ On NumPy, curvature operators are SciPy ``LinearOperator`` objects and compose
 with SciPy's own product and scaled operators; ``Composed`` gives the same
 algebra to the duck-typed operators CuPy vectors use.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,7 @@ from .. import _backend
 
 
 def is_operator(x):
-    return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and \
-        hasattr(x, "shape")
+    return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and hasattr(x, "shape")
 
 
 class Composed:

@@ -7,6 +7,7 @@ quadrature). Averaging over Rademacher probes estimates the spectral measure
 ``(1/n) sum_j delta(t - lambda_j)``; a Gaussian kernel of width ``sigma``
 turns the nodes into a smooth density (PyHessian's ``density``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class SpectralDensity:
       weights: ``(P, m)`` quadrature weights, each row sums to 1.
       sigma: the Gaussian broadening width.
     """
+
     grid: np.ndarray = field(repr=False)
     density: np.ndarray = field(repr=False)
     nodes: np.ndarray = field(repr=False)
@@ -48,9 +50,20 @@ class SpectralDensity:
         return float((self.weights * self.nodes).sum() / self.weights.shape[0])
 
 
-def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma: float | None = None,
-                     seed: int = 0, pad: float = 0.01, progress=None, reorthogonalize: str = "partial",
-                     basis_dtype=None, basis: str | None = None, probes_per_block: int = 1) -> SpectralDensity:
+def spectral_density(
+    op,
+    num_probes: int = 1,
+    steps: int = 80,
+    grid=10000,
+    sigma: float | None = None,
+    seed: int = 0,
+    pad: float = 0.01,
+    progress=None,
+    reorthogonalize: str = "partial",
+    basis_dtype=None,
+    basis: str | None = None,
+    probes_per_block: int = 1,
+) -> SpectralDensity:
     """Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
     Args:
@@ -84,8 +97,10 @@ def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma
     nodes = np.zeros((P, m))
     weights = np.zeros((P, m))
     for p0 in range(0, P, per):
-        recs = [LanczosRecurrence(op, m, None, seed, reorthogonalize, basis_dtype, basis, index=p)
-                for p in range(p0, min(p0 + per, P))]
+        recs = [
+            LanczosRecurrence(op, m, None, seed, reorthogonalize, basis_dtype, basis, index=p)
+            for p in range(p0, min(p0 + per, P))
+        ]
         run_lockstep(op, recs)
         for p, rec in zip(range(p0, P), recs):
             alpha, beta, _ = rec.result()
@@ -113,8 +128,16 @@ def spectral_density(op, num_probes: int = 1, steps: int = 80, grid=10000, sigma
     return SpectralDensity(grid, dens, nodes, weights, float(sigma))
 
 
-def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps: int | None = None,
-                           seed: int = 0, eigenvectors=None, progress=None) -> float:
+def gradient_concentration(
+    op,
+    grad,
+    k: int,
+    tol: float | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    eigenvectors=None,
+    progress=None,
+) -> float:
     """Fraction ``||P_k g||^2 / ||g||^2`` of the gradient inside the top-``k`` eigenspace.
 
     ``P_k`` projects onto the span of the ``k`` Ritz vectors of the largest
@@ -137,8 +160,9 @@ def gradient_concentration(op, grad, k: int, tol: float | None = None, max_steps
     if gg == 0.0:
         raise ValueError("grad: is zero, the fraction is undefined")
     if eigenvectors is None:
-        eigenvectors = top_eigenvalues(op, k, "LA", tol=tol, max_steps=max_steps, seed=seed,
-                                       return_eigenvectors=True, progress=progress).eigenvectors
+        eigenvectors = top_eigenvalues(
+            op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
+        ).eigenvectors
     elif eigenvectors.ndim != 2 or eigenvectors.shape[0] != op.shape[0] or eigenvectors.shape[1] < k:
         raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
     U, _ = xp.linalg.qr(xp.asarray(eigenvectors[:, :k], dtype=op.dtype))  # re-orthonormalize the Ritz vectors

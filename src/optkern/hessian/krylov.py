@@ -23,6 +23,7 @@ entries of ``s``.
   ``diag(theta_kept)``, the pending block follows them, and Lanczos goes on.
   Memory: ``(p + b) n`` basis entries plus one ``b x n`` product block.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -85,7 +86,7 @@ class BlockKrylov:
             if beta > 0:
                 w /= beta
             return beta
-        return float(self.mod.lanczos_orthogonalize_(self.Q[lo:lo + k], k, self.Q[row], self.coeffs))
+        return float(self.mod.lanczos_orthogonalize_(self.Q[lo : lo + k], k, self.Q[row], self.coeffs))
 
     def _replace(self, row):
         """A new random direction at ``row``, orthonormal to every row before it (a +-1 probe can
@@ -138,7 +139,7 @@ class BlockKrylov:
         hi = m + b
         W = self.op.matmat(self.Q[m:hi].T)  # (n, b)
         self.products += b
-        new = self.Q[hi:hi + b]  # callers restart() first when the basis is full
+        new = self.Q[hi : hi + b]  # callers restart() first when the basis is full
         new[...] = W.T
         if b == 1:
             ref = float(xp.linalg.norm(new[0]))
@@ -166,13 +167,13 @@ class BlockKrylov:
 
     def projected(self):
         """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""
-        H = self.H[:self.m, :self.m]
+        H = self.H[: self.m, : self.m]
         return np.triu(H) + np.triu(H, 1).T
 
     def ritz(self):
         """``(theta, S, residuals)``: eigenpairs of ``H`` and ``||A u_i - theta_i u_i|| = ||R s_last,i||``."""
         theta, S = np.linalg.eigh(self.projected())
-        res = np.linalg.norm(self.R @ S[self.m - self.b:self.m], axis=0)
+        res = np.linalg.norm(self.R @ S[self.m - self.b : self.m], axis=0)
         return theta, S, res
 
     @property
@@ -182,18 +183,18 @@ class BlockKrylov:
     def restart(self, keep):
         """Thick restart keeping the Ritz vectors of ``H`` at indices ``keep``; returns nothing."""
         theta, S, _ = self.ritz()
-        m, b, l = self.m, self.b, len(keep)
-        assert l + 2 * b <= self.cap + b  # room for the pending block and its product
-        Sk = self.xp.asarray(S[:, keep].astype(self.op.dtype))  # (m, l)
+        m, b, nk = self.m, self.b, len(keep)
+        assert nk + 2 * b <= self.cap + b  # room for the pending block and its product
+        Sk = self.xp.asarray(S[:, keep].astype(self.op.dtype))  # (m, nk)
         Q = self.Q
         for c0 in range(0, self.n, _CHUNK):  # Y = Sk^T Q[:m], in place, column chunk by chunk
             c1 = min(c0 + _CHUNK, self.n)
-            Q[:l, c0:c1] = Sk.T @ Q[:m, c0:c1]
-        Q[l:l + b] = Q[m:m + b]  # the pending block follows the kept Ritz vectors
+            Q[:nk, c0:c1] = Sk.T @ Q[:m, c0:c1]
+        Q[nk : nk + b] = Q[m : m + b]  # the pending block follows the kept Ritz vectors
         self.H[:] = 0.0
-        self.H[np.arange(l), np.arange(l)] = theta[keep]
+        self.H[np.arange(nk), np.arange(nk)] = theta[keep]
         # Y^T A Q_pending (= (R S_last)^T) enters H when the pending block is multiplied next.
-        self.m = l
+        self.m = nk
 
 
 def _to_host(a):

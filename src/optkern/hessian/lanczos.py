@@ -12,6 +12,7 @@ omega-recurrence) gives the same Ritz values while reading the basis only on
 the few steps that need it; ``"none"`` keeps no basis (``recurrence.py``).
 ``top_eigenvalues`` runs block Lanczos with thick restart (``krylov.py``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,18 @@ def _tridiag_eigh(alpha, beta):
     return np.linalg.eigh(T)
 
 
-def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vectors: bool = False, seed: int = 0,
-            return_ritz: bool = False, progress=None, basis_dtype=None, basis: str | None = None):
+def lanczos(
+    op,
+    steps: int,
+    v0=None,
+    reorthogonalize: str = "full",
+    return_vectors: bool = False,
+    seed: int = 0,
+    return_ritz: bool = False,
+    progress=None,
+    basis_dtype=None,
+    basis: str | None = None,
+):
     """Run ``steps`` Lanczos iterations on the symmetric operator ``op``.
 
     Args:
@@ -76,8 +87,9 @@ def lanczos(op, steps: int, v0=None, reorthogonalize: str = "full", return_vecto
     op = as_operator(op)
     steps = _backend.integer("steps", steps, lo=1)
     op = with_progress(op, progress, min(steps, op.shape[0]))
-    lz = LanczosRecurrence(op, steps, v0, seed, reorthogonalize, basis_dtype, basis,
-                           keep_basis=return_vectors or return_ritz)
+    lz = LanczosRecurrence(
+        op, steps, v0, seed, reorthogonalize, basis_dtype, basis, keep_basis=return_vectors or return_ritz
+    )
     while not lz.done:
         lz.advance(op.matvec(lz.vector()))
     alpha, beta, _ = lz.result()
@@ -101,6 +113,7 @@ class EigenResult:
       steps: Lanczos steps taken.
       converged: whether every residual is below ``tol * |theta_i|``.
     """
+
     eigenvalues: np.ndarray
     eigenvectors: object = field(repr=False)
     residuals: np.ndarray
@@ -108,9 +121,20 @@ class EigenResult:
     converged: bool
 
 
-def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None, max_steps: int | None = None,
-                    v0=None, seed: int = 0, return_eigenvectors: bool = False, check_every: int = 5,
-                    progress=None, block_size: int = 1, max_basis: int | None = None) -> EigenResult:
+def top_eigenvalues(
+    op,
+    k: int = 1,
+    which: str = "LA",
+    tol: float | None = None,
+    max_steps: int | None = None,
+    v0=None,
+    seed: int = 0,
+    return_eigenvectors: bool = False,
+    check_every: int = 5,
+    progress=None,
+    block_size: int = 1,
+    max_basis: int | None = None,
+) -> EigenResult:
     """The ``k`` extreme eigenvalues of a symmetric operator by (block) Lanczos with full reorthogonalization.
 
     ``which="LA"`` gives the largest (sharpness: ``k=1``), ``"SA"`` the smallest
@@ -179,13 +203,14 @@ def top_eigenvalues(op, k: int = 1, which: str = "LA", tol: float | None = None,
             vecs = None
             if return_eigenvectors:
                 Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
-                vecs = kr.Q[:kr.m].T @ Sd
+                vecs = kr.Q[: kr.m].T @ Sd
             return EigenResult(theta[idx], vecs, res, kr.products, ok)
 
 
 @dataclass
 class PowerResult:
     """Dominant eigenpair from power iteration (largest |eigenvalue|)."""
+
     eigenvalue: float
     eigenvector: object = field(repr=False)
     iterations: int

@@ -8,6 +8,7 @@ and friends take it directly; on CuPy it is a duck-typed equivalent whose
 vectors stay on the device. Every estimator in ``optkern.hessian`` accepts
 either.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ class CurvatureOperator:
       name: a label for ``repr``.
     """
 
-    def __init__(self, matvec: Callable, n: int, dtype=np.float64, xp=np, matmat: Callable | None = None,
-                 name: str = "operator"):
+    def __init__(
+        self, matvec: Callable, n: int, dtype=np.float64, xp=np, matmat: Callable | None = None, name: str = "operator"
+    ):
         n = _backend.integer("n", n, lo=1)
         self._mv = matvec
         self._mm = matmat
@@ -169,13 +171,17 @@ _SCIPY_CLASS = None
 def _ScipyCurvatureOperator():
     global _SCIPY_CLASS
     if _SCIPY_CLASS is None:
-        _SCIPY_CLASS = type("CurvatureLinearOperator", (CurvatureOperator, _linear_operator_base()),
-                            {"__doc__": "A CurvatureOperator that is also a scipy LinearOperator."})
+        _SCIPY_CLASS = type(
+            "CurvatureLinearOperator",
+            (CurvatureOperator, _linear_operator_base()),
+            {"__doc__": "A CurvatureOperator that is also a scipy LinearOperator."},
+        )
     return _SCIPY_CLASS
 
 
-def from_hvp(fn: Callable, n: int, dtype=np.float64, *, xp=np, matmat: Callable | None = None,
-             name: str = "hvp") -> CurvatureOperator:
+def from_hvp(
+    fn: Callable, n: int, dtype=np.float64, *, xp=np, matmat: Callable | None = None, name: str = "hvp"
+) -> CurvatureOperator:
     """Operator from a user's Hessian-vector product ``fn(v) -> H v``.
 
     ``fn`` must be linear and symmetric in ``v``; ``xp`` is the array module of
@@ -230,9 +236,21 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name)
 
 
-def from_mlp(model, params, x=None, y=None, *, kind: str = "hessian", batches=None, reduction: str = "mean",
-             progress: Callable | None = None, block=None, block_size: int = 16, comm=None,
-             **kwargs) -> CurvatureOperator:
+def from_mlp(
+    model,
+    params,
+    x=None,
+    y=None,
+    *,
+    kind: str = "hessian",
+    batches=None,
+    reduction: str = "mean",
+    progress: Callable | None = None,
+    block=None,
+    block_size: int = 16,
+    comm=None,
+    **kwargs,
+) -> CurvatureOperator:
     """Exact curvature operator of an ``optkern.nn.MLP`` loss at ``params``.
 
     ``matmat`` pushes up to ``block_size`` vectors at a time through one forward

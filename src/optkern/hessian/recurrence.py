@@ -27,6 +27,7 @@ device or, with ``basis="host"``, in host memory (products stay on the GPU;
 each step copies ``q_{j+1}`` to the host once, and a reorthogonalization copies
 ``w`` there and back).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ def _to_host(a):
 class LanczosRecurrence:
     """One Lanczos recurrence; ``vector()`` is the next vector to multiply, ``advance(A @ vector())`` a step."""
 
-    def __init__(self, op, max_steps, v0, seed, reorthogonalize="full", basis_dtype=None, basis=None, index=0,
-                 keep_basis=False):
+    def __init__(
+        self, op, max_steps, v0, seed, reorthogonalize="full", basis_dtype=None, basis=None, index=0, keep_basis=False
+    ):
         if reorthogonalize not in MODES:
             raise ValueError(f"reorthogonalize: expected 'full', 'partial' or 'none', got {reorthogonalize!r}")
         if basis not in (None, "device", "host"):
@@ -104,9 +106,9 @@ class LanczosRecurrence:
         """``w`` against the stored ``q_0 .. q_j`` (CGS2), renormalized; returns the norm factor."""
         self.reorths += 1
         if self.bxp is self.xp:
-            return float(self.bmod.lanczos_orthogonalize_(self.Q[:j + 1], j + 1, w, self.bcoeffs))
+            return float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, w, self.bcoeffs))
         wh = np.ascontiguousarray(_to_host(w))  # host basis, device vectors
-        r = float(self.bmod.lanczos_orthogonalize_(self.Q[:j + 1], j + 1, wh, self.bcoeffs))
+        r = float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, wh, self.bcoeffs))
         w[...] = self.xp.asarray(wh)
         return r
 
@@ -119,7 +121,7 @@ class LanczosRecurrence:
             k = np.arange(j)
             bk1 = np.asarray(be[:j])  # beta between q_k and q_{k+1}
             bk = np.concatenate(([0.0], bk1[:-1]))  # beta between q_{k-1} and q_k
-            om_km1 = np.concatenate(([0.0], om[:j - 1]))
+            om_km1 = np.concatenate(([0.0], om[: j - 1]))
             x = bk1 * om[k + 1] + (np.asarray(al[:j]) - a) * om[k] + bk * om_km1 - be[j - 1] * op_[k]
             new[:j] = (x + np.copysign(self.eps1 * (bk1 + b), x)) / b
         new[j] = self.eps1
@@ -144,11 +146,11 @@ class LanczosRecurrence:
         if b > 0 and self.mode != "none" and j + 1 < self.m:
             due = self.mode == "full" or self.force
             self.force = False
-            if self.mode == "partial" and self._omega(j, a, b) or due:
+            if (self.mode == "partial" and self._omega(j, a, b)) or due:
                 if self.mode == "partial" and not due:
                     self.force = True  # Simon: reorthogonalize the next vector too
                 b *= self._reorthogonalize(w, j)
-                self.om[:j + 1] = self.eps1
+                self.om[: j + 1] = self.eps1
         self.alpha.append(a)
         self.beta.append(b)
         scale = max(max(abs(t) for t in self.alpha), max(self.beta))
@@ -165,7 +167,7 @@ class LanczosRecurrence:
 
     def basis(self):
         """The stored basis rows ``q_0 .. q_{m-1}`` (None for ``"none"`` unless ``keep_basis``)."""
-        return None if self.Q is None else self.Q[:self.steps]
+        return None if self.Q is None else self.Q[: self.steps]
 
 
 def run_lockstep(op, recs):

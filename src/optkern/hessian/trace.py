@@ -9,6 +9,7 @@ by Hutchinson with ``m - 2 s`` projected probes. For a matrix whose spectrum
 decays, the top-``s`` part carries most of the trace and the variance drops
 from O(1/m) to O(1/m^2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class TraceResult:
       method: ``"hutchinson"`` or ``"hutch++"``.
       samples: the Hutchinson samples ``z^T A z`` (float64 NumPy).
     """
+
     estimate: float
     stderr: float
     num_matvecs: int

@@ -6,6 +6,7 @@ backpropagation and the R-operator, and the Hessian-vector product needs
 ``f''``. GELU is the exact erf form (``torch.nn.functional.gelu`` default),
 softplus has ``beta = 1``; relu's derivatives at the kink are taken as 0.
 """
+
 from __future__ import annotations
 
 from .. import _backend

@@ -14,6 +14,7 @@ row, up to the order of floating-point additions.
 Memory: ``k`` times the single product's R-activations (``k N width`` per
 hidden layer) on top of one forward pass.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,13 @@ _NORM_AXIS = {"batch": 0, "layer": 1}
 def block_views(model, V):
     """Per-layer dicts of ``(k, *shape)`` views into the rows of ``V`` (``(k, n)``)."""
     k = V.shape[0]
-    return [{name: V[:, off:off + int(np.prod(shape))].reshape((k,) + tuple(shape)) for name, (off, shape) in
-             layer.items()} for layer in model.layout]
+    return [
+        {
+            name: V[:, off : off + int(np.prod(shape))].reshape((k,) + tuple(shape))
+            for name, (off, shape) in layer.items()
+        }
+        for layer in model.layout
+    ]
 
 
 def _rop_forward_block(model, P, VB, caches, k):
@@ -123,7 +129,8 @@ def hvp_block(model, params, x, y, V):
             new_rg = xp.empty_like(rgz)
             for d in range(k):
                 dh, new_rg[d], HB[i - 1]["gamma"][d], HB[i - 1]["beta"][d] = norm_rop_backward(
-                    gz, rgz[d], pg, VB[i - 1]["gamma"][d], prev["saved"], prev["rsaved"][d], axis)
+                    gz, rgz[d], pg, VB[i - 1]["gamma"][d], prev["saved"], prev["rsaved"][d], axis
+                )
             g, rg = dh, new_rg
         else:
             g, rg = gz, rgz
@@ -153,6 +160,7 @@ def ggn_block(model, params, x, y, V):
             new_rg = xp.empty_like(rg)
             for d in range(k):
                 new_rg[d], GB[i - 1]["gamma"][d], GB[i - 1]["beta"][d] = norm_backward(
-                    rg[d], P[i - 1]["gamma"], prev["saved"], axis)
+                    rg[d], P[i - 1]["gamma"], prev["saved"], axis
+                )
             rg = new_rg
     return GV

@@ -12,6 +12,7 @@ product of the loss Hessian w.r.t. the logits with a direction ``r``, which
 both the exact Hessian-vector product and the Gauss-Newton product need.
 With ``beta = 0`` that Hessian is ``diag(p) - p p^T`` (PSD) whatever ``eps``.
 """
+
 from __future__ import annotations
 
 from .. import _backend
@@ -37,8 +38,9 @@ def _hp(label_smoothing, confidence_penalty):
 
 
 @_backend.on_array_device
-def xent_forward(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, scale=1.0,
-                 need_logp=True, need_grad=True):
+def xent_forward(
+    logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, scale=1.0, need_logp=True, need_grad=True
+):
     """Per-row loss, log-probabilities and ``scale * dl/dlogits`` in one native pass.
 
     Args:
@@ -95,8 +97,14 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-    loss, _, _ = xent_forward(logits, labels, label_smoothing=label_smoothing,
-                              confidence_penalty=confidence_penalty, need_logp=False, need_grad=False)
+    loss, _, _ = xent_forward(
+        logits,
+        labels,
+        label_smoothing=label_smoothing,
+        confidence_penalty=confidence_penalty,
+        need_logp=False,
+        need_grad=False,
+    )
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.mean()
@@ -106,9 +114,14 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
 def softmax_cross_entropy_grad(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0):
     """Mean loss and its gradient w.r.t. ``logits`` (one native pass)."""
     n = logits.shape[0] if logits.ndim == 2 else 0
-    loss, _, grad = xent_forward(logits, labels, label_smoothing=label_smoothing,
-                                 confidence_penalty=confidence_penalty,
-                                 scale=1.0 / max(n, 1), need_logp=False)
+    loss, _, grad = xent_forward(
+        logits,
+        labels,
+        label_smoothing=label_smoothing,
+        confidence_penalty=confidence_penalty,
+        scale=1.0 / max(n, 1),
+        need_logp=False,
+    )
     return loss.mean(), grad
 
 

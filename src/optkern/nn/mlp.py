@@ -14,6 +14,7 @@ one backward pass that carry the ordinary and the R-quantities together.
 Batch norm always uses batch statistics (training mode), so the loss, its
 gradient and its curvature are those of the training objective, exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,18 @@ class MLP:
       xp: array module for ``init_params`` (numpy or cupy); every method follows its arguments.
     """
 
-    def __init__(self, sizes, activation="tanh", norm=None, loss="cross_entropy", label_smoothing=0.0,
-                 confidence_penalty=0.0, norm_eps=1e-5, dtype=np.float32, xp=np):
+    def __init__(
+        self,
+        sizes,
+        activation="tanh",
+        norm=None,
+        loss="cross_entropy",
+        label_smoothing=0.0,
+        confidence_penalty=0.0,
+        norm_eps=1e-5,
+        dtype=np.float32,
+        xp=np,
+    ):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
             raise TypeError(f"sizes: expected a sequence of layer widths, got {type(sizes).__name__}")
         sizes = [_backend.integer(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
@@ -93,8 +104,10 @@ class MLP:
 
     def views(self, flat):
         """Per-layer dicts of views (``W``, ``b``, ``gamma``, ``beta``) into a flat buffer."""
-        return [{name: flat[off:off + math.prod(shape)].reshape(shape) for name, (off, shape) in layer.items()}
-                for layer in self.layout]
+        return [
+            {name: flat[off : off + math.prod(shape)].reshape(shape) for name, (off, shape) in layer.items()}
+            for layer in self.layout
+        ]
 
     def init_params(self, seed: int = 0):
         """A new flat parameter buffer: He-normal weights for relu/gelu/softplus
@@ -190,9 +203,15 @@ class MLP:
             loss, g, h = mse_forward(out, y)
             return loss, g, h
         n = out.shape[0]
-        rows, logp, g = xent_forward(out, y, label_smoothing=self.label_smoothing,
-                                     confidence_penalty=self.confidence_penalty, scale=1.0 / n,
-                                     need_logp=need_grad, need_grad=need_grad)
+        rows, logp, g = xent_forward(
+            out,
+            y,
+            label_smoothing=self.label_smoothing,
+            confidence_penalty=self.confidence_penalty,
+            scale=1.0 / n,
+            need_logp=need_grad,
+            need_grad=need_grad,
+        )
         return rows.mean(), g, logp
 
     def _loss_rop(self, head, rout):
@@ -216,8 +235,9 @@ class MLP:
             prev = caches[i - 1]
             g = (g @ p["W"]) * prev["d1"]
             if self.norm:
-                g, G[i - 1]["gamma"][...], G[i - 1]["beta"][...] = norm_backward(g, P[i - 1]["gamma"],
-                                                                                 prev["saved"], axis)
+                g, G[i - 1]["gamma"][...], G[i - 1]["beta"][...] = norm_backward(
+                    g, P[i - 1]["gamma"], prev["saved"], axis
+                )
         return out_flat
 
     def _rop_forward(self, P, V, caches):
@@ -299,7 +319,8 @@ class MLP:
             if self.norm:
                 pg, vg = P[i - 1]["gamma"], V[i - 1]["gamma"]
                 dh, rdh, Hs[i - 1]["gamma"][...], Hs[i - 1]["beta"][...] = norm_rop_backward(
-                    gz, rgz, pg, vg, prev["saved"], prev["rsaved"], axis)
+                    gz, rgz, pg, vg, prev["saved"], prev["rsaved"], axis
+                )
                 g, rg = dh, rdh
             else:
                 g, rg = gz, rgz
@@ -356,8 +377,10 @@ class MLP:
         return self._rop_forward(P, V, caches)
 
     def __repr__(self):
-        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, norm={self.norm!r}, "
-                f"loss={self.loss_kind!r}, num_params={self.num_params}, dtype={self.dtype.name})")
+        return (
+            f"MLP(sizes={self.sizes}, activation={self.activation!r}, norm={self.norm!r}, "
+            f"loss={self.loss_kind!r}, num_params={self.num_params}, dtype={self.dtype.name})"
+        )
 
 
 def _matmul(a, b, out):

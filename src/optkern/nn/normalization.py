@@ -22,6 +22,7 @@ cuda/norm_rop.cu), when the forward ran natively; otherwise the array-generic
 code below (NumPy / CuPy elementwise ops and reductions), which is also the
 tests' independent formulation.
 """
+
 from __future__ import annotations
 
 from .. import _backend
@@ -147,6 +148,8 @@ def norm_rop_backward(dy, rdy, gamma, vgamma, saved, rsaved, axis: int):
     g = dy * gamma
     dh = _project(g, xhat, rstd, axis)
     rg = rdy * gamma + dy * vgamma
-    rdh = rstd * (rg - _mean(rg, axis) - rxhat * _mean(g * xhat, axis)
-                  - xhat * _mean(rg * xhat + g * rxhat, axis)) - (rstd * m_xr) * dh
+    rdh = (
+        rstd * (rg - _mean(rg, axis) - rxhat * _mean(g * xhat, axis) - xhat * _mean(rg * xhat + g * rxhat, axis))
+        - (rstd * m_xr) * dh
+    )
     return dh, rdh, (rdy * xhat + dy * rxhat).sum(axis=0), rdy.sum(axis=0)

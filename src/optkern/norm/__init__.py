@@ -28,6 +28,7 @@ Layout: ``functional`` (batch, layer, RMS, group, instance norm), ``weight``
 (weight norm), ``_dropout``, ``modules`` (the stateful classes) and
 ``_common`` (saved tuples, argument helpers); everything public is imported here.
 """
+
 from __future__ import annotations
 
 from ._common import BatchNormSaved, RMSNormSaved, RowNormSaved, WeightNormSaved
@@ -48,10 +49,26 @@ from .modules import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from .weight import weight_norm, weight_norm_backward
 
 __all__ = [
-    "batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward",
-    "group_norm", "group_norm_backward", "instance_norm", "instance_norm_backward",
-    "rms_norm", "rms_norm_backward", "weight_norm", "weight_norm_backward",
-    "dropout", "dropout_backward",
-    "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
-    "BatchNormSaved", "RowNormSaved", "RMSNormSaved", "WeightNormSaved",
+    "batch_norm",
+    "batch_norm_backward",
+    "layer_norm",
+    "layer_norm_backward",
+    "group_norm",
+    "group_norm_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "rms_norm",
+    "rms_norm_backward",
+    "weight_norm",
+    "weight_norm_backward",
+    "dropout",
+    "dropout_backward",
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "RMSNorm",
+    "BatchNormSaved",
+    "RowNormSaved",
+    "RMSNormSaved",
+    "WeightNormSaved",
 ]

@@ -1,5 +1,6 @@
 """Shared pieces of optkern.norm: the ``saved`` named tuples that forwards return and
 the argument helpers every functional form and module uses."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,7 @@ from .. import _backend
 
 class BatchNormSaved(NamedTuple):
     """Per-channel statistics used by a batch-norm forward (batch or running)."""
+
     mean: Any
     rstd: Any
     training: bool
@@ -24,6 +26,7 @@ class RowNormSaved(NamedTuple):
     For instance norm with running statistics (``use_input_stats=False``)
     ``mean`` / ``rstd`` are per channel and ``groups`` is 0.
     """
+
     mean: Any
     rstd: Any
     groups: int
@@ -31,16 +34,19 @@ class RowNormSaved(NamedTuple):
 
 class RMSNormSaved(NamedTuple):
     """Per-row ``inv_rms = 1 / sqrt(mean(x²) + eps)`` of an RMS-norm forward."""
+
     inv_rms: Any
 
 
 class WeightNormSaved(NamedTuple):
     """Per-output-row ``‖v‖`` of a weight-norm forward."""
+
     norm: Any
     dim: Any
 
 
 # ---- helpers -------------------------------------------------------------------
+
 
 def _xp(*arrays):
     for a in arrays:
@@ -101,7 +107,7 @@ def _native_name(native: str, public: str):
         msg = str(e)
         if not msg.startswith(native + ":") and not msg.startswith(native + " shares"):
             raise
-        raise type(e)(public + msg[len(native):]) from None
+        raise type(e)(public + msg[len(native) :]) from None
 
 
 @contextlib.contextmanager
@@ -125,8 +131,9 @@ def _check_saved(saved, cls, arrays):
     """
     if not isinstance(saved, cls):
         if type(saved) is not tuple or len(saved) != len(cls._fields):
-            raise TypeError(f"saved: expected the {cls.__name__} returned by the forward call, "
-                            f"got {type(saved).__name__}")
+            raise TypeError(
+                f"saved: expected the {cls.__name__} returned by the forward call, got {type(saved).__name__}"
+            )
         saved = cls(*saved)
     for f in arrays:
         _ndarray(f"saved.{f}", getattr(saved, f))
@@ -138,6 +145,7 @@ def _no_shared_memory(written, others):
 
     Running statistics that alias x (or each other) would be overwritten while x is still read.
     """
+
     def span(a):  # [first byte, one past the last byte] the array can touch
         ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
         ext = [(int(n) - 1) * int(st) for n, st in zip(a.shape, a.strides)]
@@ -150,8 +158,10 @@ def _no_shared_memory(written, others):
         for m, b in written[:i] + others:
             blo, bhi = span(b)
             if lo < bhi and blo < hi:
-                raise ValueError(f"{n}: shares memory with {m} (running statistics are written in place and must "
-                                 "not alias another argument)")
+                raise ValueError(
+                    f"{n}: shares memory with {m} (running statistics are written in place and must "
+                    "not alias another argument)"
+                )
 
 
 def _eps(eps):

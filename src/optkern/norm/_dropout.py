@@ -2,6 +2,7 @@
 
 (Private name: a public submodule ``dropout`` would be shadowed by the function.)
 """
+
 from __future__ import annotations
 
 import numpy as np

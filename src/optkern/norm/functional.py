@@ -1,4 +1,5 @@
 """Functional batch, layer, RMS, group and instance norm: forward ``(y, saved)`` and backward."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +30,7 @@ from ._common import (
 )
 
 # ---- batch norm ------------------------------------------------------------------
+
 
 def _check_channel_params(x, C, weight, bias, running_mean, running_var):
     """Validate per-channel affine parameters and running buffers; the statistics dtype."""
@@ -70,8 +72,9 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=
 
 
 @_backend.on_array_device
-def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
-               momentum=0.1, eps=1e-5, out=None):
+def batch_norm(
+    x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5, out=None
+):
     """Batch normalization of ``x`` of shape (N, C) or (N, C, *spatial), per channel.
 
     Training uses the batch statistics over N and the spatial dims and, when
@@ -94,8 +97,9 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
       :func:`batch_norm_backward`.
     """
     _ndarray("x", x)
-    mod = _backend.backend(("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                           ("running_var", running_var))
+    mod = _backend.backend(
+        ("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)
+    )
     if x.ndim < 2:
         raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
     eps = _eps(eps)
@@ -105,8 +109,10 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
-    _no_shared_memory([("running_mean", running_mean), ("running_var", running_var)],
-                      [("x", x), ("out", out), ("weight", weight), ("bias", bias)])
+    _no_shared_memory(
+        [("running_mean", running_mean), ("running_var", running_var)],
+        [("x", x), ("out", out), ("weight", weight), ("bias", bias)],
+    )
     if training:
         if N * S <= 1:
             raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
@@ -145,14 +151,16 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
 
 # ---- layer / group / instance / RMS norm (row kernels) ----------------------------
 
+
 def _normalized_shape(x, normalized_shape):
     if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
         normalized_shape = (int(normalized_shape),)
     ns = tuple(int(s) for s in normalized_shape)
     k = len(ns)
-    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k:]) != ns:
-        raise ValueError(f"normalized_shape: {ns} must be the trailing dimensions of x, whose shape is "
-                         f"{tuple(x.shape)}")
+    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k :]) != ns:
+        raise ValueError(
+            f"normalized_shape: {ns} must be the trailing dimensions of x, whose shape is {tuple(x.shape)}"
+        )
     if _prod(ns) == 0:
         raise ValueError(f"normalized_shape: must be non-empty, got {ns}")
     return ns
@@ -179,7 +187,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     eps = _eps(eps)
     _shape_of("weight", weight, ns)
     _shape_of("bias", bias, ns)
-    lead = tuple(x.shape[:x.ndim - len(ns)])
+    lead = tuple(x.shape[: x.ndim - len(ns)])
     R, M = _prod(lead), _prod(ns)
     xp = _xp(x)
     y = _out(out, x)
@@ -189,8 +197,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     return y, RowNormSaved(mean, rstd, 1)
 
 
-def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True,
-                  out=None):
+def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True, out=None):
     xp = _xp(x)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
@@ -199,8 +206,10 @@ def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, para
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(wshape, dtype=pdt) if param_grads else None
     dbias = xp.empty(wshape, dtype=pdt) if param_grads and bias_grad else None
-    with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), \
-            _saved_names("mean", "rstd", "inv_rms"):
+    with (
+        _native_name("dx", "out") if out is not None else contextlib.nullcontext(),
+        _saved_names("mean", "rstd", "inv_rms"),
+    ):
         mod.row_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias, R, G, Cg, S, rms)
     return dx, dweight, dbias
 
@@ -217,9 +226,9 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     if normalized_shape is None:
-        normalized_shape = tuple(x.shape[saved.mean.ndim:])
+        normalized_shape = tuple(x.shape[saved.mean.ndim :])
     ns = _normalized_shape(x, normalized_shape)
-    R, M = _prod(x.shape[:x.ndim - len(ns)]), _prod(ns)
+    R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
 
 
@@ -236,7 +245,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     ns = _normalized_shape(x, normalized_shape)
     eps = _default_eps(x.dtype) if eps is None else _eps(eps)
     _shape_of("weight", weight, ns)
-    lead = tuple(x.shape[:x.ndim - len(ns)])
+    lead = tuple(x.shape[: x.ndim - len(ns)])
     R, M = _prod(lead), _prod(ns)
     xp = _xp(x)
     y = _out(out, x)
@@ -254,11 +263,12 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
     saved = _check_saved(saved, RMSNormSaved, ("inv_rms",))
     mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
     if normalized_shape is None:
-        normalized_shape = tuple(x.shape[saved.inv_rms.ndim:])
+        normalized_shape = tuple(x.shape[saved.inv_rms.ndim :])
     ns = _normalized_shape(x, normalized_shape)
-    R, M = _prod(x.shape[:x.ndim - len(ns)]), _prod(ns)
-    dx, dw, _ = _row_backward(mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads,
-                              bias_grad=False, out=out)
+    R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
+    dx, dw, _ = _row_backward(
+        mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads, bias_grad=False, out=out
+    )
     return dx, dw
 
 
@@ -303,13 +313,23 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     G = int(saved.groups)
     if G < 1 or C % G:
         raise ValueError(f"saved.groups: {G} does not divide C={C}")
-    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,),
-                         param_grads, out=out)
+    return _row_backward(
+        mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,), param_grads, out=out
+    )
 
 
 @_backend.on_array_device
-def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, use_input_stats=True,
-                  momentum=0.1, eps=1e-5, out=None):
+def instance_norm(
+    x,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+    out=None,
+):
     """Instance normalization of ``x`` (N, C, *spatial): per (sample, channel) statistics.
 
     With ``use_input_stats`` (default) the statistics come from each instance
@@ -321,31 +341,34 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     Returns ``(y, saved)`` with ``saved`` a :class:`RowNormSaved`.
     """
     _ndarray("x", x)
-    mod = _backend.backend(("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                           ("running_var", running_var))
+    mod = _backend.backend(
+        ("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)
+    )
     N, C, S = _nc_spatial(x)
     eps = _eps(eps)
     momentum = _momentum(momentum)
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
-    _no_shared_memory([("running_mean", running_mean), ("running_var", running_var)],
-                      [("x", x), ("out", out), ("weight", weight), ("bias", bias)])
+    _no_shared_memory(
+        [("running_mean", running_mean), ("running_var", running_var)],
+        [("x", x), ("out", out), ("weight", weight), ("bias", bias)],
+    )
     if not use_input_stats:
         if running_mean is None:
             raise ValueError("running_mean, running_var: required when use_input_stats=False")
         mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
         return y, RowNormSaved(mean, rstd, 0)
     if S <= 1:
-        raise ValueError(f"x: expected more than 1 spatial element when use_input_stats=True, got shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(
+            f"x: expected more than 1 spatial element when use_input_stats=True, got shape {tuple(x.shape)}"
+        )
     mean = xp.empty((N, C), dtype=sdt)
     rstd = xp.empty((N, C), dtype=sdt)
     mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps, False)
     if running_mean is not None and N > 0:
         var = 1.0 / (rstd.astype(np.float64) ** 2) - eps  # biased per-instance variance
-        _update_running(running_mean, running_var, mean.mean(axis=0),
-                        (var * (S / (S - 1))).mean(axis=0), momentum)
+        _update_running(running_mean, running_var, mean.mean(axis=0), (var * (S / (S - 1))).mean(axis=0), momentum)
     return y, RowNormSaved(mean, rstd, C)
 
 
@@ -361,5 +384,4 @@ def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True,
         _shape_of("weight", weight, (C,))
         dx, dw, db = _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, False, out)
         return (dx, dw, db) if param_grads else (dx, None, None)
-    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads,
-                         out=out)
+    return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, N * C, C, 1, S, False, (C,), param_grads, out=out)

@@ -1,4 +1,5 @@
 """Small stateful modules (``BatchNorm``, ``LayerNorm``, ``GroupNorm``, ``RMSNorm``) over the functional forms."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +54,9 @@ class _NormModule:
         """x must be (N, C, ...) with this module's C (else the error would blame weight)."""
         shape = getattr(x, "shape", None)
         if shape is not None and (len(shape) < 2 or shape[1] != C):
-            raise ValueError(f"x: expected shape (N, {C}, ...) for {type(self).__name__}({what}={C}), "
-                             f"got {tuple(shape)}")
+            raise ValueError(
+                f"x: expected shape (N, {C}, ...) for {type(self).__name__}({what}={C}), got {tuple(shape)}"
+            )
 
     def _need_forward(self):
         if self._saved is None:
@@ -71,8 +73,9 @@ class BatchNorm(_NormModule):
     and stores ``grad_weight`` / ``grad_bias``.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32, like=None):
+    def __init__(
+        self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=np.float32, like=None
+    ):
         super().__init__(dtype, like)
         C = _backend.integer("num_features", num_features, lo=1)
         self.eps, self.momentum = _eps(eps), _momentum(momentum)
@@ -88,8 +91,16 @@ class BatchNorm(_NormModule):
         """Normalize x; returns y."""
         self._check_channels(x, self.num_features, "num_features")
         use_batch = training or self.running_mean is None
-        y, self._saved = batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                    training=use_batch, momentum=self.momentum, eps=self.eps)
+        y, self._saved = batch_norm(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            training=use_batch,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
         if training and self.running_mean is not None:
             self.num_batches_tracked += 1
         self._x = x
@@ -107,8 +118,7 @@ class BatchNorm(_NormModule):
 class LayerNorm(_NormModule):
     """Layer normalization over the trailing ``normalized_shape``, like ``torch.nn.LayerNorm``."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32,
-                 like=None):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (int(normalized_shape),)
@@ -127,8 +137,9 @@ class LayerNorm(_NormModule):
     def backward(self, dy):
         """dx for the last forward; sets grad_weight and grad_bias."""
         self._need_forward()
-        dx, dw, db = layer_norm_backward(dy, self._x, self.weight, self._saved, self.normalized_shape,
-                                         param_grads=self.weight is not None)
+        dx, dw, db = layer_norm_backward(
+            dy, self._x, self.weight, self._saved, self.normalized_shape, param_grads=self.weight is not None
+        )
         self.grad_weight, self.grad_bias = dw, (db if self.bias is not None else None)
         return dx
 
@@ -157,8 +168,7 @@ class GroupNorm(_NormModule):
     def backward(self, dy):
         """dx for the last forward; sets grad_weight and grad_bias."""
         self._need_forward()
-        dx, dw, db = group_norm_backward(dy, self._x, self.weight, self._saved,
-                                         param_grads=self.weight is not None)
+        dx, dw, db = group_norm_backward(dy, self._x, self.weight, self._saved, param_grads=self.weight is not None)
         self.grad_weight, self.grad_bias = dw, db
         return dx
 
@@ -184,7 +194,8 @@ class RMSNorm(_NormModule):
     def backward(self, dy):
         """dx for the last forward; sets grad_weight."""
         self._need_forward()
-        dx, dw = rms_norm_backward(dy, self._x, self.weight, self._saved, self.normalized_shape,
-                                   param_grads=self.weight is not None)
+        dx, dw = rms_norm_backward(
+            dy, self._x, self.weight, self._saved, self.normalized_shape, param_grads=self.weight is not None
+        )
         self.grad_weight = dw
         return dx

@@ -1,4 +1,5 @@
 """Weight normalization ``w = g * v / ‖v‖`` (Salimans & Kingma 2016): forward and backward."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,9 @@ def weight_norm(v, g, dim=0):
     ok = np.isfinite(norm) & (norm > 0) if xp is np else None  # (CuPy: not checked, it would sync the host)
     if ok is not None and not ok.all():  # NaN or ±inf in v gives a NaN norm: one error for both
         i = int(np.argmin(ok))
-        raise ValueError(f"v: slice {i} along dim has norm {float(norm[i])}; w = g v / ||v|| needs a finite "
-                         "nonzero norm")
+        raise ValueError(
+            f"v: slice {i} along dim has norm {float(norm[i])}; w = g v / ||v|| needs a finite nonzero norm"
+        )
     return _from_rows(w, d), WeightNormSaved(norm, dim)
 
 

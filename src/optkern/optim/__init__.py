@@ -4,6 +4,7 @@
 place with one native call per parameter group; ``param_groups``, ``state_dict()`` and
 ``load_state_dict()`` follow PyTorch's layout and state names.
 """
+
 from .adadelta import Adadelta
 from .adagrad import Adagrad, AdagradNorm
 from .adam import Adam, AdamW
@@ -15,4 +16,17 @@ from .rmsprop import RMSprop
 from .sam import SAM
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam", "LBFGS", "NewtonCG", "SAM"]
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adagrad",
+    "AdagradNorm",
+    "RMSprop",
+    "Adadelta",
+    "Adam",
+    "AdamW",
+    "NAdam",
+    "LBFGS",
+    "NewtonCG",
+    "SAM",
+]

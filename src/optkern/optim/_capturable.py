@@ -10,6 +10,7 @@ there too. Everything goes to CuPy's current stream, nothing is copied or
 synchronized, and the native call checks its arguments before it launches, so
 a refused step leaves the counters as they were.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ def counters(like, values):
 
 def scalar_view(buf, i: int):
     """Element ``i`` of ``buf`` as a live 0-d array (the state dict's ``step``, ``mu_product``)."""
-    return buf[i:i + 1].reshape(())
+    return buf[i : i + 1].reshape(())
 
 
 class CapturableMixin:
@@ -78,28 +79,34 @@ class CapturableMixin:
         if not _backend.is_cupy(lr_dev):
             return self._check_group(group, where), cap, None
         if not cap:
-            raise TypeError(f"{n('lr')}: a CuPy array is read on the device only in capturable mode "
-                            "(capturable=True); pass a float otherwise")
+            raise TypeError(
+                f"{n('lr')}: a CuPy array is read on the device only in capturable mode "
+                "(capturable=True); pass a float otherwise"
+            )
         if lr_dev.dtype != np.float64 or lr_dev.size != 1:
-            raise TypeError(f"{n('lr')}: expected a float64 CuPy array of one element, got "
-                            f"{lr_dev.dtype} with {lr_dev.size} elements")
+            raise TypeError(
+                f"{n('lr')}: expected a float64 CuPy array of one element, got "
+                f"{lr_dev.dtype} with {lr_dev.size} elements"
+            )
         return self._check_group({**group, "lr": 0.0}, where), cap, lr_dev
 
     def _check_capturable_arrays(self, flag: str, p, lr_dev, where: str) -> None:
         """Capturable mode needs CuPy parameters (and a device lr on their device)."""
         if not _backend.is_cupy(p):
-            raise ValueError(f"{flag}: needs CuPy arrays (the parameters are NumPy arrays); "
-                             "capturable=True is for CUDA graphs")
+            raise ValueError(
+                f"{flag}: needs CuPy arrays (the parameters are NumPy arrays); capturable=True is for CUDA graphs"
+            )
         if lr_dev is not None and lr_dev.device.id != p.device.id:
             name = f"{where}['lr']" if where else "lr"
-            raise ValueError(f"{name}: is on device {lr_dev.device.id} but the parameters are on device "
-                             f"{p.device.id}")
+            raise ValueError(f"{name}: is on device {lr_dev.device.id} but the parameters are on device {p.device.id}")
 
     def _step_capturable(self, run: _Run, grads: list, hp, lr_dev) -> None:
         if run.dev is None or any(name not in run.state for name in self._needed(hp)):
             if is_capturing(run.params[0]):
-                raise RuntimeError("capturable: this step would create optimizer state while the stream is "
-                                   "capturing a graph; take one eager step before capturing")
+                raise RuntimeError(
+                    "capturable: this step would create optimizer state while the stream is "
+                    "capturing a graph; take one eager step before capturing"
+                )
             self._ensure_state(run, hp)
             if run.dev is None:
                 run.dev = self._new_dev(run)

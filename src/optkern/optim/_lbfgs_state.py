@@ -5,6 +5,7 @@ torch keeps L-BFGS's global state under the first parameter; so does this. ``old
 ``gram_sy`` / ``gram_yy`` (the inner products it maintains); a torch checkpoint without them gets
 them recomputed from the vectors.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,12 +23,20 @@ def state_dict(opt) -> dict:
     if opt.state["n_iter"] > 0:
         xp = opt._xp
         k = len(opt._S)
-        st.update({
-            "d": xp.array(opt._d), "t": opt._t, "old_dirs": [xp.array(y) for y in opt._Y],
-            "old_stps": [xp.array(s) for s in opt._S], "ro": list(opt._ro), "H_diag": opt._h_diag,
-            "prev_flat_grad": xp.array(opt._prev_g), "prev_loss": opt._prev_loss,
-            "gram_sy": opt._sy[:k, :k].copy(), "gram_yy": opt._yy[:k, :k].copy(),
-        })
+        st.update(
+            {
+                "d": xp.array(opt._d),
+                "t": opt._t,
+                "old_dirs": [xp.array(y) for y in opt._Y],
+                "old_stps": [xp.array(s) for s in opt._S],
+                "ro": list(opt._ro),
+                "H_diag": opt._h_diag,
+                "prev_flat_grad": xp.array(opt._prev_g),
+                "prev_loss": opt._prev_loss,
+                "gram_sy": opt._sy[:k, :k].copy(),
+                "gram_yy": opt._yy[:k, :k].copy(),
+            }
+        )
         if opt._al is not None:
             st["al"] = list(opt._al)
     return {"state": {0: st} if st else {}, "param_groups": [group]}
@@ -59,8 +68,10 @@ def load_state_dict(opt, sd: dict) -> None:
     states = sd["state"]
     st = states.get(0, states.get("0", {})) if states else {}
     like, n = opt._params[0], opt._n
-    new = {"func_evals": _backend.integer("state_dict: func_evals", st.get("func_evals", 0), lo=0),
-           "n_iter": _backend.integer("state_dict: n_iter", st.get("n_iter", 0), lo=0)}
+    new = {
+        "func_evals": _backend.integer("state_dict: func_evals", st.get("func_evals", 0), lo=0),
+        "n_iter": _backend.integer("state_dict: n_iter", st.get("n_iter", 0), lo=0),
+    }
     loaded = {}
     if new["n_iter"] > 0:
         ys = [_vector(y, like, n, f"old_dirs[{i}]") for i, y in enumerate(st["old_dirs"])]
@@ -68,15 +79,21 @@ def load_state_dict(opt, sd: dict) -> None:
         ro = [_real(r, f"ro[{i}]") for i, r in enumerate(st["ro"])]
         if not len(ys) == len(ss) == len(ro) or len(ys) > group["history_size"]:
             raise ValueError("state_dict: old_dirs, old_stps and ro must have the same length, at most history_size")
-        loaded = {"d": _vector(st["d"], like, n, "d"), "prev_g": _vector(st["prev_flat_grad"], like, n,
-                                                                            "prev_flat_grad"),
-                  "S": ss, "Y": ys, "ro": ro}
+        loaded = {
+            "d": _vector(st["d"], like, n, "d"),
+            "prev_g": _vector(st["prev_flat_grad"], like, n, "prev_flat_grad"),
+            "S": ss,
+            "Y": ys,
+            "ro": ro,
+        }
         for name in _SCALARS:
             loaded[name] = _real(st[name], name)
         k = len(ys)
         if "gram_sy" in st and "gram_yy" in st:
-            sy, yy = np.asarray(_backend.to_numpy(st["gram_sy"]), float), np.asarray(_backend.to_numpy(st["gram_yy"]),
-                                                                                      float)
+            sy, yy = (
+                np.asarray(_backend.to_numpy(st["gram_sy"]), float),
+                np.asarray(_backend.to_numpy(st["gram_yy"]), float),
+            )
             if sy.shape != (k, k) or yy.shape != (k, k) or not (np.isfinite(sy).all() and np.isfinite(yy).all()):
                 raise ValueError(f"state_dict: gram_sy, gram_yy: expected finite ({k}, {k}) matrices")
         else:  # a torch checkpoint: the inner products from the vectors (float64)
@@ -84,8 +101,9 @@ def load_state_dict(opt, sd: dict) -> None:
             Y = np.stack([_backend.to_numpy(y).astype(np.float64) for y in ys]) if k else np.zeros((0, n))
             sy, yy = S @ Y.T, Y @ Y.T
         loaded["sy"], loaded["yy"] = sy, yy
-        loaded["al"] = [float(a) for a in st["al"][:k]] if st.get("al") is not None and None not in st["al"][:k] \
-            else None
+        loaded["al"] = (
+            [float(a) for a in st["al"][:k]] if st.get("al") is not None and None not in st["al"][:k] else None
+        )
     # everything checked: now change the optimizer
     opt.param_groups[0].update({k: group[k] for k in _NAMES})
     opt._reset()

@@ -5,6 +5,7 @@ flat NumPy / CuPy vectors, so that optkern's L-BFGS takes torch's steps. ``obj_f
 ``(loss, flat_grad, gtd)`` at ``x + t d`` (``gtd = flat_grad . d``); the gradients it returns must be
 fresh arrays (the bracket keeps them).
 """
+
 from __future__ import annotations
 
 import math

@@ -4,13 +4,18 @@ Each native call checks its own arrays before it writes, but a later call's chec
 after an earlier call has written: such a step checks every param, state array and gradient
 first -- natively for NumPy steps (``precheck_step_``), in Python otherwise.
 """
+
 from __future__ import annotations
 
 import bisect
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import _backend
+
+if TYPE_CHECKING:
+    from ._run import _Run
 
 
 def _data_span(a):
@@ -20,7 +25,7 @@ def _data_span(a):
 
 
 def _type_name(a) -> str:
-    """"list", "cupy.ndarray", ...: as the native checks name a wrong kind."""
+    """ "list", "cupy.ndarray", ...: as the native checks name a wrong kind."""
     t = type(a)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
 
@@ -80,8 +85,9 @@ class PrecheckMixin:
                     if g.dtype != p.dtype:
                         raise TypeError(f"{name}: expected {p.dtype}, got {g.dtype}")
                     if _backend.is_cupy(g) and g.device.id != p.device.id:
-                        raise ValueError(f"{name}: is on device {g.device.id} but its parameter is on device "
-                                         f"{p.device.id}")
+                        raise ValueError(
+                            f"{name}: is on device {g.device.id} but its parameter is on device {p.device.id}"
+                        )
                     if g.size != p.size:
                         raise ValueError(f"{name}: expected {p.size} elements, got {g.size}")
                     if g.shape != p.shape:
@@ -95,8 +101,10 @@ class PrecheckMixin:
                         raise ValueError(f"{name}: array data is misaligned")
                     k = bisect.bisect_left(los, hi)  # written spans starting below hi
                     if k and reach[k - 1] > lo:
-                        raise ValueError(f"{name} shares memory with a parameter or state array "
-                                         "(aliasing arrays cannot be updated in place)")
+                        raise ValueError(
+                            f"{name} shares memory with a parameter or state array "
+                            "(aliasing arrays cannot be updated in place)"
+                        )
 
     def _check_run_arrays(self, run: _Run) -> None:
         """A run's params and state as its native call would check them, named by global index.

@@ -1,4 +1,5 @@
 """A run: the params of one group that share a step count and state layout (one native call per step)."""
+
 from __future__ import annotations
 
 

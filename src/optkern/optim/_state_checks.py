@@ -38,6 +38,7 @@ Rules (``strict=True``, the default):
 missing hyper-parameters keep this optimizer's values, and an empty entry ``{}`` means "not
 stepped yet". Values (shapes, dtypes, finiteness, signs, steps, scalars) are always checked.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -65,7 +66,7 @@ REQUIRED = {
     "NAdam": ("lr", "betas", "eps", "weight_decay", "momentum_decay"),
 }
 
-_MAX_STEP = 2 ** 53  # steps become doubles in the bias corrections: exact up to here
+_MAX_STEP = 2**53  # steps become doubles in the bias corrections: exact up to here
 
 
 def _row(table: dict, cls, default):
@@ -85,16 +86,19 @@ def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
     if strict:
         extra = [k for k in state_dict if k not in ("state", "param_groups")]
         if extra:
-            raise ValueError(f"state_dict: unknown key {extra[0]!r} (expected 'state' and 'param_groups'; "
-                             "load_state_dict(..., strict=False) ignores it)")
+            raise ValueError(
+                f"state_dict: unknown key {extra[0]!r} (expected 'state' and 'param_groups'; "
+                "load_state_dict(..., strict=False) ignores it)"
+            )
     saved_groups, state = state_dict["param_groups"], state_dict["state"]
     if not isinstance(saved_groups, (list, tuple)):
         raise TypeError(f"state_dict['param_groups']: expected a list, got {type(saved_groups).__name__}")
     if not isinstance(state, dict):
         raise TypeError(f"state_dict['state']: expected a dict, got {type(state).__name__}")
     if len(saved_groups) != len(opt.param_groups):
-        raise ValueError(f"state_dict: has {len(saved_groups)} parameter groups, "
-                         f"this optimizer has {len(opt.param_groups)}")
+        raise ValueError(
+            f"state_dict: has {len(saved_groups)} parameter groups, this optimizer has {len(opt.param_groups)}"
+        )
     entries = _entries_by_index(state)
     listed: set[int] = set()
     for gi, (ours, saved) in enumerate(zip(opt.param_groups, saved_groups)):
@@ -104,8 +108,10 @@ def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
         unlisted = sorted(set(entries) - listed)
         if unlisted:
             key = entries[unlisted[0]][0]
-            raise ValueError(f"state_dict['state'][{key!r}]: no parameter group lists this index "
-                             "(load_state_dict(..., strict=False) ignores it)")
+            raise ValueError(
+                f"state_dict['state'][{key!r}]: no parameter group lists this index "
+                "(load_state_dict(..., strict=False) ignores it)"
+            )
 
 
 def _entries_by_index(state: dict) -> dict:
@@ -149,8 +155,10 @@ def _check_group(opt, saved: dict, ours: dict, gi: int, ids: list, entries: dict
     if strict:
         for k in _row(REQUIRED, type(opt), ("lr",)):
             if k not in saved:
-                raise ValueError(f"{where}: missing {k!r} (load_state_dict(..., strict=False) keeps this "
-                                 f"optimizer's value, {ours.get(k)!r})")
+                raise ValueError(
+                    f"{where}: missing {k!r} (load_state_dict(..., strict=False) keeps this "
+                    f"optimizer's value, {ours.get(k)!r})"
+                )
     # the group load_state_dict would build; its own checks name the bad hyper-parameter
     group = {**ours, **{k: v for k, v in saved.items() if k not in ("params", "capturable")}}
     hp = opt._checked(group, where)[0]
@@ -172,12 +180,16 @@ def _check_group(opt, saved: dict, ours: dict, gi: int, ids: list, entries: dict
 def _check_agrees(a, b) -> None:
     """Optimizers with one state per group (AdaGrad-Norm) repeat it in every entry: equal copies."""
     if a[1] != b[1]:
-        raise ValueError(f"{b[0]}['step']: {b[1]} differs from {a[0]}['step'] = {a[1]} in the same group "
-                         "(this optimizer keeps one step count per group)")
+        raise ValueError(
+            f"{b[0]}['step']: {b[1]} differs from {a[0]}['step'] = {a[1]} in the same group "
+            "(this optimizer keeps one step count per group)"
+        )
     for name, v in b[2].items():
         if a[2].get(name) != v:
-            raise ValueError(f"{b[0]}[{name!r}]: {v!r} differs from {a[0]}[{name!r}] = {a[2].get(name)!r} in "
-                             "the same group (this optimizer keeps one per group)")
+            raise ValueError(
+                f"{b[0]}[{name!r}]: {v!r} differs from {a[0]}[{name!r}] = {a[2].get(name)!r} in "
+                "the same group (this optimizer keeps one per group)"
+            )
 
 
 def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
@@ -190,8 +202,10 @@ def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
         known = (("step",) if has_step else ()) + names + scalar_names
         for k in entry:
             if k not in known:
-                raise ValueError(f"{where}: unknown key {k!r} ({type(opt).__name__} state holds "
-                                 f"{', '.join(map(repr, known))}; load_state_dict(..., strict=False) ignores it)")
+                raise ValueError(
+                    f"{where}: unknown key {k!r} ({type(opt).__name__} state holds "
+                    f"{', '.join(map(repr, known))}; load_state_dict(..., strict=False) ignores it)"
+                )
     elif not entry:
         return 0, {}
     for name in names:
@@ -205,8 +219,10 @@ def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
         return 0, {}
     for name in names:
         if name in needed and entry.get(name) is None:
-            raise ValueError(f"{where}: missing state {name!r} needed by these hyper-parameters (a parameter "
-                             "that has not taken a step has no entry)")
+            raise ValueError(
+                f"{where}: missing state {name!r} needed by these hyper-parameters (a parameter "
+                "that has not taken a step has no entry)"
+            )
     scalars = {}
     for name in scalar_names:
         if name not in entry:
@@ -218,6 +234,7 @@ def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
 
 # ---- values --------------------------------------------------------------------------
 
+
 def _host_or_device(v, name: str):
     """CuPy arrays stay on their device, the rest go through ``np.asarray``."""
     if _backend.is_cupy(v):
@@ -226,7 +243,7 @@ def _host_or_device(v, name: str):
         raise TypeError(f"{name}: expected an array, got {type(v).__name__}")
     try:
         return np.asarray(v)
-    except Exception as e:  # noqa: BLE001 - a device tensor of another library, an exotic dtype
+    except Exception as e:
         raise TypeError(f"{name}: cannot be read as a NumPy array ({type(v).__name__}: {e})") from None
 
 

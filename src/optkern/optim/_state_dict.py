@@ -1,4 +1,5 @@
 """PyTorch-format ``state_dict`` / ``load_state_dict`` of the optimizers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,25 +67,36 @@ class StateDictMixin:
         saved_groups = list(state_dict["param_groups"])
         saved_state = state_dict["state"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state_dict: has {len(saved_groups)} parameter groups, "
-                             f"this optimizer has {len(self.param_groups)}")
+            raise ValueError(
+                f"state_dict: has {len(saved_groups)} parameter groups, this optimizer has {len(self.param_groups)}"
+            )
         new_groups, new_runs = [], []
         start = 0
         for gi, (ours, saved) in enumerate(zip(self.param_groups, saved_groups)):
             where = f"state_dict['param_groups'][{gi}]"
             ids = list(saved.get("params", []))
             if len(ids) != len(ours["params"]):
-                raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has "
-                                 f"{len(ours['params'])}")
-            group = {**ours, **{k: v for k, v in saved.items() if k not in ("params", "capturable")},
-                     "params": ours["params"]}
+                raise ValueError(
+                    f"{where}: has {len(ids)} parameters, this optimizer's group has {len(ours['params'])}"
+                )
+            group = {
+                **ours,
+                **{k: v for k, v in saved.items() if k not in ("params", "capturable")},
+                "params": ours["params"],
+            }
             hp, cap, lr_dev = self._checked(group, where)
             if cap and ours["params"]:
                 self._check_capturable_arrays(f"param_groups[{gi}]['capturable']", ours["params"][0], lr_dev, where)
             records = [self._parse_entry(saved_state, sid, p, hp) for sid, p in zip(ids, ours["params"])]
             new_groups.append(group)
-            new_runs.append(self._make_runs(range(start, start + len(ids)), ours["params"], records,
-                                            self._runs[gi][0].mod if self._runs[gi] else _backend.cpu))
+            new_runs.append(
+                self._make_runs(
+                    range(start, start + len(ids)),
+                    ours["params"],
+                    records,
+                    self._runs[gi][0].mod if self._runs[gi] else _backend.cpu,
+                )
+            )
             start += len(ids)
         for group, group_runs in zip(new_groups, new_runs):  # capturable: device counters now, not mid-capture
             if self._capturable and group.get("capturable", False):
@@ -128,8 +140,7 @@ class StateDictMixin:
             keys = [0] * len(records)
             records = [(first[0], r[1], first[2]) for r in records]
         else:
-            keys = [(r[0], tuple(sorted(r[1])), tuple(sorted(r[2].items(), key=lambda kv: kv[0])))
-                    for r in records]
+            keys = [(r[0], tuple(sorted(r[1])), tuple(sorted(r[2].items(), key=lambda kv: kv[0]))) for r in records]
         runs = []
         for key in dict.fromkeys(keys):
             ks = [k for k, kk in enumerate(keys) if kk == key]

@@ -1,4 +1,5 @@
 """Adadelta (torch.optim.Adadelta)."""
+
 from __future__ import annotations
 
 from .. import functional as F
@@ -18,8 +19,9 @@ class Adadelta(Optimizer):
     _capturable = True
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False, capturable=False):
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                                      capturable=capturable))
+        super().__init__(
+            params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, capturable=capturable)
+        )
 
     def _check(self, g, where):
         return F._check_adadelta(where, g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"])

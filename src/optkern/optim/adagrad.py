@@ -1,4 +1,5 @@
 """Adagrad (torch.optim.Adagrad) and AdaGrad-Norm (Ward, Wu & Bottou 2019)."""
+
 from __future__ import annotations
 
 import math
@@ -22,15 +23,35 @@ class Adagrad(Optimizer):
     _state_names = ("sum",)
     _capturable = True
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, *, maximize=False, capturable=False):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
-                                      maximize=maximize, capturable=capturable))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+        *,
+        maximize=False,
+        capturable=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value,
+                eps=eps,
+                maximize=maximize,
+                capturable=capturable,
+            ),
+        )
 
     def _check(self, g, where):
-        return F._check_adagrad(where, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"],
-                                g["initial_accumulator_value"])
+        return F._check_adagrad(
+            where, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"], g["initial_accumulator_value"]
+        )
 
     def _new_state(self, name, p, hp):
         return _backend.array_module(p).full_like(p, hp.initial_accumulator_value)

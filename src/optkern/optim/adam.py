@@ -1,4 +1,5 @@
 """Adam, AMSGrad and AdamW (torch.optim.Adam / AdamW)."""
+
 from __future__ import annotations
 
 from .. import functional as F
@@ -20,29 +21,76 @@ class Adam(Optimizer):
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _capturable = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False, capturable=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-                                      capturable=capturable))
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        *,
+        maximize=False,
+        decoupled_weight_decay=False,
+        capturable=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                amsgrad=amsgrad,
+                maximize=maximize,
+                decoupled_weight_decay=decoupled_weight_decay,
+                capturable=capturable,
+            ),
+        )
 
     def _check(self, g, where):
-        return F._check_adam(where, g["lr"], g["betas"], g["eps"], g["weight_decay"], g["amsgrad"],
-                             g["maximize"], g["decoupled_weight_decay"])
+        return F._check_adam(
+            where,
+            g["lr"],
+            g["betas"],
+            g["eps"],
+            g["weight_decay"],
+            g["amsgrad"],
+            g["maximize"],
+            g["decoupled_weight_decay"],
+        )
 
     def _needed(self, hp):
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if hp.amsgrad else ("exp_avg", "exp_avg_sq")
 
     def _update(self, run, grads, hp, t, dev=None):
         s = run.state
-        F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t,
-                     dev)
+        F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t, dev)
 
 
 class AdamW(Adam):
     """AdamW: :class:`Adam` with decoupled weight decay (torch.optim.AdamW's defaults, wd 1e-2)."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, capturable=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, decoupled_weight_decay=True, capturable=capturable)
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
+        capturable=False,
+    ):
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+            capturable=capturable,
+        )

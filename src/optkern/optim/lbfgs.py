@@ -8,6 +8,7 @@ pass forms the direction -- two reads of the history per iteration instead of to
 ``4 k`` Python-level dot / axpy calls. Results agree with torch to rounding (the sums are
 associated differently), not bit for bit.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,12 +54,22 @@ class LBFGS:
     Memory: ``2 (history_size + 1) + 3`` vectors of the parameter size (torch: about the same).
     """
 
-    def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
-                 history_size=100, line_search_fn=None):
+    def __init__(
+        self,
+        params,
+        lr=1,
+        max_iter=20,
+        max_eval=None,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-9,
+        history_size=100,
+        line_search_fn=None,
+    ):
         if max_eval is None:
             max_eval = _backend.integer("max_iter", max_iter, lo=1) * 5 // 4
-        group = dict(zip(_NAMES, (lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size,
-                                  line_search_fn)))
+        group = dict(
+            zip(_NAMES, (lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn))
+        )
         _check_group(group)
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays, got a dict")
@@ -66,7 +77,7 @@ class LBFGS:
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
         if isinstance(params[0], dict):
-            raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")  # noqa: TRY004
+            raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")
         self.defaults = dict(group)
         mod = _backend.backend(("params", params))
         for i, p in enumerate(params):
@@ -128,8 +139,10 @@ class LBFGS:
             raise ValueError(f"closure: expected {len(ps)} gradient arrays (one per param), got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, ps)):
             if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
-                raise TypeError(f"closure: grads[{i}]: expected a {type(p).__module__.split('.')[0]}.ndarray, "
-                                f"got {type(g).__name__}")
+                raise TypeError(
+                    f"closure: grads[{i}]: expected a {type(p).__module__.split('.')[0]}.ndarray, "
+                    f"got {type(g).__name__}"
+                )
             if g.dtype != p.dtype:
                 raise TypeError(f"closure: grads[{i}]: expected {p.dtype}, got {g.dtype}")
             if g.shape != p.shape:
@@ -163,7 +176,7 @@ class LBFGS:
     def _x_views(self):
         out, o = [], 0
         for p in self._params:
-            out.append(self._x[o:o + p.size])
+            out.append(self._x[o : o + p.size])
             o += p.size
         return out
 
@@ -185,8 +198,8 @@ class LBFGS:
         out = self._out(5 * k + 4)
         self._mod.lbfgs_push_(self._S, self._Y, s_new, y_new, g, self._prev_g, self._d, float(self._t), out)
         dots = self._host(out)
-        rows = dots[:5 * k].reshape(k, 5)
-        ys, yy, gs, gy = (float(v) for v in dots[5 * k:])
+        rows = dots[: 5 * k].reshape(k, 5)
+        ys, yy, gs, gy = (float(v) for v in dots[5 * k :])
         sg, yg = rows[:, 3].copy(), rows[:, 4].copy()
         if not ys > 1e-10:
             return sg, yg
@@ -196,8 +209,8 @@ class LBFGS:
             self._spare = (self._S.pop(0), self._Y.pop(0))
             self._ro.pop(0)
             keep = slice(1, k)
-            sy[:k - 1, :k - 1] = sy[1:k, 1:k]
-            yyg[:k - 1, :k - 1] = yyg[1:k, 1:k]
+            sy[: k - 1, : k - 1] = sy[1:k, 1:k]
+            yyg[: k - 1, : k - 1] = yyg[1:k, 1:k]
             sg, yg = sg[1:], yg[1:]
             k -= 1
         else:
@@ -220,7 +233,8 @@ class LBFGS:
             self._d = self._vec()
         if k:
             al, cs, cy, g_scale = _backend.cpu.lbfgs_two_loop(
-                k, self._sy[:k, :k], self._yy[:k, :k], sg, yg, np.asarray(self._ro), float(self._h_diag))
+                k, self._sy[:k, :k], self._yy[:k, :k], sg, yg, np.asarray(self._ro), float(self._h_diag)
+            )
             self._al = al
         else:
             cs, cy, g_scale = [], [], -float(self._h_diag)
@@ -278,7 +292,8 @@ class LBFGS:
                     return f, gn, float(self._xp.dot(gn, self._d))
 
                 loss, g, t, ls_func_evals = _line_search.strong_wolfe(
-                    obj_func, t, dmax, loss, g, gtd, max_ls=max_eval - current_evals)
+                    obj_func, t, dmax, loss, g, gtd, max_ls=max_eval - current_evals
+                )
                 self._move(t, save=False)
                 gmax = float(self._host(self._stats(g))[0])
                 opt_cond = gmax <= tol_grad
@@ -314,8 +329,8 @@ class LBFGS:
         if k > history_size:
             drop = k - history_size
             del self._S[:drop], self._Y[:drop], self._ro[:drop]
-            self._sy[:k - drop, :k - drop] = self._sy[drop:k, drop:k].copy()
-            self._yy[:k - drop, :k - drop] = self._yy[drop:k, drop:k].copy()
+            self._sy[: k - drop, : k - drop] = self._sy[drop:k, drop:k].copy()
+            self._yy[: k - drop, : k - drop] = self._yy[drop:k, drop:k].copy()
         if history_size != m:
             k = len(self._S)
             sy, yy = np.zeros((history_size, history_size)), np.zeros((history_size, history_size))

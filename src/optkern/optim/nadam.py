@@ -1,4 +1,5 @@
 """NAdam (Dozat 2016; torch.optim.NAdam)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,23 +26,53 @@ class NAdam(Optimizer):
     _scalar_names = ("mu_product",)
     _capturable = True
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-                 decoupled_weight_decay=False, *, maximize=False, capturable=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize, capturable=capturable))
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        decoupled_weight_decay=False,
+        *,
+        maximize=False,
+        capturable=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum_decay=momentum_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                maximize=maximize,
+                capturable=capturable,
+            ),
+        )
 
     def _check(self, g, where):
-        return F._check_nadam(where, g["lr"], g["betas"], g["eps"], g["weight_decay"], g["momentum_decay"],
-                              g["maximize"], g["decoupled_weight_decay"])
+        return F._check_nadam(
+            where,
+            g["lr"],
+            g["betas"],
+            g["eps"],
+            g["weight_decay"],
+            g["momentum_decay"],
+            g["maximize"],
+            g["decoupled_weight_decay"],
+        )
 
     def _new_extra(self, run, hp):
         return {"mu_product": 1.0}
 
     def _update(self, run, grads, hp, t, dev=None):
         s = run.state
-        mu_product = F._nadam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, t,
-                                   run.extra["mu_product"], dev)
+        mu_product = F._nadam_call(
+            run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, t, run.extra["mu_product"], dev
+        )
         if dev is None:
             run.extra["mu_product"] = mu_product
 
@@ -67,5 +98,4 @@ class NAdam(Optimizer):
         if v is None:
             raise ValueError(f"{where}: missing 'mu_product'")
         v = v.get() if _backend.is_cupy(v) else v
-        return {"mu_product": _backend.in_range(f"{where}['mu_product']", float(np.asarray(v)), 0.0, 1.0,
-                                                lo_open=True)}
+        return {"mu_product": _backend.in_range(f"{where}['mu_product']", float(np.asarray(v)), 0.0, 1.0, lo_open=True)}

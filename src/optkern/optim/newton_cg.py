@@ -8,6 +8,7 @@ residual and negative curvature; starts CG from ``warm_start`` times the previou
 ``rho = (f(w + p) - f(w)) / (g.p + p.B p / 2)``: ``lambda *= boost`` when ``rho < 1/4``,
 ``lambda *= drop`` when ``rho > 3/4``. A step that raises the loss is undone.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,9 +45,23 @@ class NewtonCG:
     diagnostics (rho, damping, CG iterations and exit).
     """
 
-    def __init__(self, params, curvature, lr=1.0, damping=1.0, max_cg_iter=50, cg_tol=5e-4, preconditioner=None,
-                 precond_exponent=0.75, warm_start=0.95, boost=1.5, drop=2.0 / 3.0, min_damping=1e-8,
-                 max_damping=1e8, reuse_trial_gradient=True):
+    def __init__(
+        self,
+        params,
+        curvature,
+        lr=1.0,
+        damping=1.0,
+        max_cg_iter=50,
+        cg_tol=5e-4,
+        preconditioner=None,
+        precond_exponent=0.75,
+        warm_start=0.95,
+        boost=1.5,
+        drop=2.0 / 3.0,
+        min_damping=1e-8,
+        max_damping=1e8,
+        reuse_trial_gradient=True,
+    ):
         params = _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -55,8 +70,9 @@ class NewtonCG:
                 raise TypeError(f"params[{i}]: expected a float32 or float64 array")
             _backend.check_written(p, params[0].dtype, f"params[{i}]")
         if not (isinstance(curvature, CurvatureOperator) or hasattr(curvature, "matvec") or callable(curvature)):
-            raise TypeError(f"curvature: expected a CurvatureOperator or a callable returning one, got "
-                            f"{type(curvature).__name__}")
+            raise TypeError(
+                f"curvature: expected a CurvatureOperator or a callable returning one, got {type(curvature).__name__}"
+            )
         if preconditioner is not None and not callable(preconditioner) and not hasattr(preconditioner, "shape"):
             raise TypeError("preconditioner: expected None, a diagonal array or a callable returning one")
         self._xp = _backend.array_module(params[0])
@@ -64,9 +80,19 @@ class NewtonCG:
         self.curvature = curvature
         self.preconditioner = preconditioner
         self.reuse_trial_gradient = bool(reuse_trial_gradient)
-        group = {"params": list(params), "lr": lr, "damping": damping, "max_cg_iter": max_cg_iter, "cg_tol": cg_tol,
-                     "precond_exponent": precond_exponent, "warm_start": warm_start, "boost": boost, "drop": drop,
-                     "min_damping": min_damping, "max_damping": max_damping}
+        group = {
+            "params": list(params),
+            "lr": lr,
+            "damping": damping,
+            "max_cg_iter": max_cg_iter,
+            "cg_tol": cg_tol,
+            "precond_exponent": precond_exponent,
+            "warm_start": warm_start,
+            "boost": boost,
+            "drop": drop,
+            "min_damping": min_damping,
+            "max_damping": max_damping,
+        }
         self._check(group)
         self.param_groups = [group]
         self.num_grad_evals = 0
@@ -78,12 +104,18 @@ class NewtonCG:
     @staticmethod
     def _check(g):
         b = _backend
-        hp = (b.positive("lr", g["lr"]), b.positive("damping", g["damping"]),
-              b.integer("max_cg_iter", g["max_cg_iter"], lo=1), b.in_range("cg_tol", g["cg_tol"], 0.0, 1.0),
-              b.in_range("precond_exponent", g["precond_exponent"], 0.0, 1.0),
-              b.in_range("warm_start", g["warm_start"], 0.0, 1.0), b.in_range("boost", g["boost"], 1.0, None),
-              b.in_range("drop", g["drop"], 0.0, 1.0, lo_open=True), b.positive("min_damping", g["min_damping"]),
-              b.positive("max_damping", g["max_damping"]))
+        hp = (
+            b.positive("lr", g["lr"]),
+            b.positive("damping", g["damping"]),
+            b.integer("max_cg_iter", g["max_cg_iter"], lo=1),
+            b.in_range("cg_tol", g["cg_tol"], 0.0, 1.0),
+            b.in_range("precond_exponent", g["precond_exponent"], 0.0, 1.0),
+            b.in_range("warm_start", g["warm_start"], 0.0, 1.0),
+            b.in_range("boost", g["boost"], 1.0, None),
+            b.in_range("drop", g["drop"], 0.0, 1.0, lo_open=True),
+            b.positive("min_damping", g["min_damping"]),
+            b.positive("max_damping", g["max_damping"]),
+        )
         if hp[8] > hp[9]:
             raise ValueError("min_damping, max_damping: min_damping must be <= max_damping")
         return hp
@@ -99,7 +131,7 @@ class NewtonCG:
     def _set(self, flat):
         o = 0
         for p in self._params:
-            p[...] = flat[o:o + p.size].reshape(p.shape)
+            p[...] = flat[o : o + p.size].reshape(p.shape)
             o += p.size
 
     def _evaluate(self, closure):
@@ -114,8 +146,10 @@ class NewtonCG:
             raise ValueError(f"closure: expected {len(self._params)} gradient arrays, got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, self._params)):
             if getattr(g, "shape", None) != p.shape or getattr(g, "dtype", None) != p.dtype:
-                raise ValueError(f"closure: grads[{i}]: expected {p.dtype} of shape {p.shape}, got "
-                                 f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}")
+                raise ValueError(
+                    f"closure: grads[{i}]: expected {p.dtype} of shape {p.shape}, got "
+                    f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}"
+                )
         g = self._xp.array(self._flat(grads))  # ours: the closure may reuse its buffers
         if not math.isfinite(loss) or not bool(self._xp.isfinite(g).all()):
             raise ValueError(f"closure: returned a non-finite loss ({loss}) or gradient")
@@ -138,11 +172,11 @@ class NewtonCG:
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
         g_ = self.param_groups[0]
         lr, lam, max_cg, cg_tol, expo, warm, boost, drop, lam_min, lam_max = self._check(g_)
-        op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else \
-            self.curvature
+        op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else self.curvature
         if getattr(op, "shape", None) != (self._n, self._n):
-            raise ValueError(f"curvature: expected an operator of shape ({self._n}, {self._n}), got "
-                             f"{getattr(op, 'shape', None)}")
+            raise ValueError(
+                f"curvature: expected an operator of shape ({self._n}, {self._n}), got {getattr(op, 'shape', None)}"
+            )
         diag = self._precond_diag(lam, expo)
         if self._cache is None:
             self._cache = self._evaluate(closure)
@@ -185,8 +219,16 @@ class NewtonCG:
         else:
             self._set(w)
         self._p = p
-        self.last = {"rho": rho, "damping": lam, "accepted": accepted, "cg_iterations": res.iterations, "cg_info": res.info,
-                         "negative_curvature": res.negative_curvature, "loss": loss, "new_loss": new_loss}
+        self.last = {
+            "rho": rho,
+            "damping": lam,
+            "accepted": accepted,
+            "cg_iterations": res.iterations,
+            "cg_info": res.info,
+            "negative_curvature": res.negative_curvature,
+            "loss": loss,
+            "new_loss": new_loss,
+        }
         return loss
 
     def state_dict(self) -> dict:

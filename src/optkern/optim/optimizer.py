@@ -8,6 +8,7 @@ Everything else lives here and in the mixins, one job each: whole-step array
 checks (``_prechecks``), capturable mode (``_capturable``) and PyTorch-format
 ``state_dict`` / ``load_state_dict`` (``_state_dict``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -137,8 +138,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of parameters (a dict with ``"params"`` and optional hyper-parameters)."""
         if not isinstance(param_group, dict):
-            raise TypeError(f"param_groups[{len(self.param_groups)}]: expected a dict, "
-                            f"got {type(param_group).__name__}")
+            raise TypeError(
+                f"param_groups[{len(self.param_groups)}]: expected a dict, got {type(param_group).__name__}"
+            )
         gi = len(self.param_groups)
         where = f"param_groups[{gi}]"
         if "params" not in param_group:
@@ -231,8 +233,10 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             cached = self._dtype_checked.get(where)
             if cached is not None and cached[1] is params and cached[0] == hp:
                 return hp  # checked when hp last changed: not every step
-            names = {"beta1": f"{where}['betas'][0]" if where else "betas[0]",
-                     "beta2": f"{where}['betas'][1]" if where else "betas[1]"}
+            names = {
+                "beta1": f"{where}['betas'][0]" if where else "betas[0]",
+                "beta2": f"{where}['betas'][1]" if where else "betas[1]",
+            }
             for dt in sorted({p.dtype for p in params}, key=str):
                 F._check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)

@@ -1,4 +1,5 @@
 """RMSprop, centered and with (Nesterov) momentum (torch.optim.RMSprop + Goodfellow Alg. 8.6)."""
+
 from __future__ import annotations
 
 from .. import functional as F
@@ -21,21 +22,55 @@ class RMSprop(Optimizer):
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
     _capturable = True
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
-                 maximize=False, nesterov=False, capturable=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered, maximize=maximize, nesterov=nesterov,
-                                      capturable=capturable))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        *,
+        maximize=False,
+        nesterov=False,
+        capturable=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+                maximize=maximize,
+                nesterov=nesterov,
+                capturable=capturable,
+            ),
+        )
 
     def _check(self, g, where):
-        return F._check_rmsprop(where, g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
-                                g["maximize"], g["nesterov"], g["centered"])
+        return F._check_rmsprop(
+            where,
+            g["lr"],
+            g["alpha"],
+            g["eps"],
+            g["weight_decay"],
+            g["momentum"],
+            g["maximize"],
+            g["nesterov"],
+            g["centered"],
+        )
 
     def _needed(self, hp):
-        return ("square_avg",) + (("momentum_buffer",) if hp.momentum > 0 else ()) + \
-            (("grad_avg",) if hp.centered else ())
+        return (
+            ("square_avg",) + (("momentum_buffer",) if hp.momentum > 0 else ()) + (("grad_avg",) if hp.centered else ())
+        )
 
     def _update(self, run, grads, hp, t, dev=None):
         s = run.state
-        F._rmsprop_call(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"),
-                        hp, dev)
+        F._rmsprop_call(
+            run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"), hp, dev
+        )

@@ -5,6 +5,7 @@ call: the global norm, then backup and move in one pass); the gradient ``g'`` th
 very bits of ``w`` (a native copy) and the wrapped optimizer's step with ``g'``. With ``rho = 0``
 the params never move and the result equals the wrapped optimizer's, bit for bit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,8 +74,11 @@ class SAM:
         grads = self._check_grads(grads)
         ps = self._all_params()
         xp = _backend.array_module(ps[0])
-        if self._backups is None or len(self._backups) != len(ps) or any(
-                b.shape != p.shape for b, p in zip(self._backups, ps)):
+        if (
+            self._backups is None
+            or len(self._backups) != len(ps)
+            or any(b.shape != p.shape for b, p in zip(self._backups, ps))
+        ):
             with _backend._device_of(ps[0]):
                 self._backups = [xp.empty_like(p) for p in ps]
         out = _backend.scalar_buffer(ps[0])

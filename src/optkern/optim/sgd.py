@@ -1,4 +1,5 @@
 """SGD with momentum, dampening, Nesterov, weight decay (torch.optim.SGD)."""
+
 from __future__ import annotations
 
 from .. import functional as F
@@ -20,15 +21,44 @@ class SGD(Optimizer):
     _has_step = False
     _capturable = True
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
-                 maximize=False, momentum_form="pytorch", capturable=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize, momentum_form=momentum_form,
-                                      capturable=capturable))
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        *,
+        maximize=False,
+        momentum_form="pytorch",
+        capturable=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                maximize=maximize,
+                momentum_form=momentum_form,
+                capturable=capturable,
+            ),
+        )
 
     def _check(self, g, where):
-        return F._check_sgd(where, g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
-                            g["maximize"], g["momentum_form"])
+        return F._check_sgd(
+            where,
+            g["lr"],
+            g["momentum"],
+            g["dampening"],
+            g["weight_decay"],
+            g["nesterov"],
+            g["maximize"],
+            g["momentum_form"],
+        )
 
     def _needed(self, hp):
         return ("momentum_buffer",) if hp.momentum != 0 else ()

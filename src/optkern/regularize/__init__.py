@@ -7,9 +7,19 @@
 * :class:`EarlyStopping` — patience on a validation metric, best checkpoint
   kept in memory or in an ``.npz`` (:func:`save_state` / :func:`load_state`).
 """
+
 from .early_stopping import EarlyStopping, load_state, save_state
 from .mix import Mixed, cutmix, mixup, soft_targets
 from .penalty import add_penalty_grad_, penalty
 
-__all__ = ["add_penalty_grad_", "penalty", "mixup", "cutmix", "Mixed", "soft_targets",
-           "EarlyStopping", "save_state", "load_state"]
+__all__ = [
+    "add_penalty_grad_",
+    "penalty",
+    "mixup",
+    "cutmix",
+    "Mixed",
+    "soft_targets",
+    "EarlyStopping",
+    "save_state",
+    "load_state",
+]

@@ -1,4 +1,5 @@
 """Early stopping on a validation metric, keeping the best checkpoint."""
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,9 @@ def _encode(obj, arrays: dict):
         return [_encode(v, arrays) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"state: cannot save a {type(obj).__name__} to .npz (arrays, numbers, str, "
-                    "lists, tuples and dicts only)")
+    raise TypeError(
+        f"state: cannot save a {type(obj).__name__} to .npz (arrays, numbers, str, lists, tuples and dicts only)"
+    )
 
 
 def _decode(obj, arrays):
@@ -154,8 +156,13 @@ class EarlyStopping:
 
     def state_dict(self) -> dict:
         """Counters and best value (the checkpoint itself stays in memory / in ``path``)."""
-        return {"best": self.best, "best_step": self.best_step, "num_bad": self.num_bad,
-                "steps": self.steps, "should_stop": self.should_stop}
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "num_bad": self.num_bad,
+            "steps": self.steps,
+            "should_stop": self.should_stop,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue counting from :meth:`state_dict`."""

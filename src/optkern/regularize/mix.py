@@ -6,6 +6,7 @@ and CuPy batches), pair example i with example ``perm[i]``, and return soft
 targets whose rows are the same convex combination of the two examples'
 targets, so each row's label mass stays one.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,9 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
         out[xp.arange(n), y] = 1
         return out
     if not np.issubdtype(y.dtype, np.floating) or y.ndim != 2:
-        raise ValueError(f"y: expected integer labels (N,) or float soft targets (N, K), "
-                         f"got {y.dtype} of shape {tuple(y.shape)}")
+        raise ValueError(
+            f"y: expected integer labels (N,) or float soft targets (N, K), got {y.dtype} of shape {tuple(y.shape)}"
+        )
     if num_classes is not None and y.shape[1] != num_classes:
         raise ValueError(f"y: has {y.shape[1]} classes but num_classes is {num_classes}")
     sums = y.sum(axis=1)

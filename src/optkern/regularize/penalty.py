@@ -12,6 +12,7 @@ the best ``lr``. Use these functions for an explicit penalty term (L1
 sparsity, L2 for SGD or for an exact penalized objective); use
 ``optkern.optim.AdamW``'s ``weight_decay`` for decoupled decay.
 """
+
 from __future__ import annotations
 
 from .. import _backend

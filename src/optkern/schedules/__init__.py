@@ -13,6 +13,7 @@ by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
     for batch in data:
         ...; opt.step(grads); scheduler.step()
 """
+
 from .base import FunctionSchedule, Schedule, Scheduler, ScheduleScaleWarning, as_schedule, constant, momentum_scheduler
 from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
@@ -20,8 +21,27 @@ from .cyclic import cyclic, one_cycle
 from .decay import cosine, cosine_restarts, exponential, inverse_time, linear, multi_step, polynomial, step_decay
 
 __all__ = [
-    "Schedule", "Scheduler", "ScheduleScaleWarning", "FunctionSchedule", "as_schedule", "momentum_scheduler",
-    "constant", "linear", "step_decay", "multi_step", "exponential", "inverse_time", "polynomial",
-    "cosine", "cosine_restarts", "cyclic", "one_cycle",
-    "linear_warmup", "warmup_cosine", "chain", "sequential", "scale_lr", "batch_size_schedule",
+    "Schedule",
+    "Scheduler",
+    "ScheduleScaleWarning",
+    "FunctionSchedule",
+    "as_schedule",
+    "momentum_scheduler",
+    "constant",
+    "linear",
+    "step_decay",
+    "multi_step",
+    "exponential",
+    "inverse_time",
+    "polynomial",
+    "cosine",
+    "cosine_restarts",
+    "cyclic",
+    "one_cycle",
+    "linear_warmup",
+    "warmup_cosine",
+    "chain",
+    "sequential",
+    "scale_lr",
+    "batch_size_schedule",
 ]

@@ -6,6 +6,7 @@ order, gives the same number. :class:`Scheduler` adds the one piece of state a
 training loop needs (the step counter) and writes ``value`` into every param
 group of an optimizer.
 """
+
 from __future__ import annotations
 
 import math
@@ -196,20 +197,31 @@ class Scheduler:
         what = f"group {self._label!r}"
         if self.relative:
             if 0.0 < peak < 1.0 / _SCALE_SUSPECT:
-                warnings.warn(f"schedule: as a multiplier (relative=True) it peaks at {peak:g}, so the {what} "
-                              f"peaks at {peak:g} x {self.base_values[0]:g}; pass an absolute schedule without "
-                              "relative=True, or build the multiplier with peak 1.0", ScheduleScaleWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"schedule: as a multiplier (relative=True) it peaks at {peak:g}, so the {what} "
+                    f"peaks at {peak:g} x {self.base_values[0]:g}; pass an absolute schedule without "
+                    "relative=True, or build the multiplier with peak 1.0",
+                    ScheduleScaleWarning,
+                    stacklevel=3,
+                )
             return
         bases = [b for b in self.base_values if b > 0.0]
         if bases and peak > _SCALE_SUSPECT * max(bases):
-            warnings.warn(f"schedule: peaks at {peak:g}, {peak / max(bases):.0f}x the optimizer's {what} "
-                          f"{max(bases):g}; schedules are absolute by default -- for a multiplier of the "
-                          "configured value pass relative=True", ScheduleScaleWarning, stacklevel=3)
+            warnings.warn(
+                f"schedule: peaks at {peak:g}, {peak / max(bases):.0f}x the optimizer's {what} "
+                f"{max(bases):g}; schedules are absolute by default -- for a multiplier of the "
+                "configured value pass relative=True",
+                ScheduleScaleWarning,
+                stacklevel=3,
+            )
         if len(set(self.base_values)) > 1:
-            warnings.warn(f"schedule: the param groups have different {what} values {self.base_values}; an "
-                          "absolute schedule gives them all the same value -- pass relative=True to keep their "
-                          "ratios", ScheduleScaleWarning, stacklevel=3)
+            warnings.warn(
+                f"schedule: the param groups have different {what} values {self.base_values}; an "
+                "absolute schedule gives them all the same value -- pass relative=True to keep their "
+                "ratios",
+                ScheduleScaleWarning,
+                stacklevel=3,
+            )
 
     def values(self, step: int | None = None) -> list:
         """The per-group values at ``step`` (default: the current step)."""
@@ -244,8 +256,13 @@ class Scheduler:
 
     def state_dict(self) -> dict:
         """Step counter, base values, relative flag, key and index (the schedule itself is pure)."""
-        return {"last_step": self.last_step, "base_values": list(self.base_values),
-                "relative": self.relative, "key": self.key, "index": self.index}
+        return {
+            "last_step": self.last_step,
+            "base_values": list(self.base_values),
+            "relative": self.relative,
+            "key": self.key,
+            "index": self.index,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values."""
@@ -259,14 +276,17 @@ class Scheduler:
         except (TypeError, ValueError):
             raise TypeError("state['base_values']: expected a list of numbers") from None
         if len(base) != len(self.optimizer.param_groups):
-            raise ValueError(f"state['base_values']: has {len(base)} entries but the optimizer has "
-                             f"{len(self.optimizer.param_groups)} param groups")
+            raise ValueError(
+                f"state['base_values']: has {len(base)} entries but the optimizer has "
+                f"{len(self.optimizer.param_groups)} param groups"
+            )
         relative = state.get("relative", self.relative)
         if not isinstance(relative, bool):
             raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
         if state.get("key", self.key) != self.key or state.get("index", self.index) != self.index:
-            raise ValueError(f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler "
-                             f"{self.key!r}[{self.index}]")
+            raise ValueError(
+                f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler {self.key!r}[{self.index}]"
+            )
         self.last_step = check_step(state["last_step"])
         self.base_values = base
         self.relative = relative
@@ -280,8 +300,7 @@ def _check_entry(v, key: str, index, i: int) -> None:
     where = f"optimizer.param_groups[{i}][{key!r}]"
     if index is None:
         if isinstance(v, (tuple, list)):
-            raise TypeError(f"{where}: is a {type(v).__name__}; pass index= to drive one element (index=0 "
-                            "for beta1)")
+            raise TypeError(f"{where}: is a {type(v).__name__}; pass index= to drive one element (index=0 for beta1)")
         return
     if not isinstance(v, (tuple, list)):
         raise TypeError(f"index: {where} is a {type(v).__name__}, not a tuple or list")

@@ -1,5 +1,6 @@
 """Batch-size schedules: "Don't decay the learning rate, increase the batch
 size" (Smith, Kindermans, Ying & Le, ICLR 2018)."""
+
 from __future__ import annotations
 
 import bisect
@@ -41,8 +42,7 @@ class batch_size_schedule(Schedule):
         if max_batch_size is not None:
             max_batch_size = count("max_batch_size", max_batch_size, 1)
             if max_batch_size < self.base_batch_size:
-                raise ValueError(f"max_batch_size: {max_batch_size} is below base_batch_size "
-                                 f"{self.base_batch_size}")
+                raise ValueError(f"max_batch_size: {max_batch_size} is below base_batch_size {self.base_batch_size}")
         self.max_batch_size = max_batch_size
         self.lr = positive("lr", lr)
 

@@ -1,5 +1,6 @@
 """Composing schedules: linear warm-up, products (chain), concatenation
 (sequential, optax.join_schedules) and the batch-size scaling rule."""
+
 from __future__ import annotations
 
 import bisect
@@ -32,8 +33,7 @@ class linear_warmup(Schedule):
         self.shift = bool(shift)
         total = self.schedule.total_steps
         if total is not None and not self.shift and self.warmup_steps > total:
-            raise ValueError(f"warmup_steps: {self.warmup_steps} is longer than the schedule's "
-                             f"total_steps {total}")
+            raise ValueError(f"warmup_steps: {self.warmup_steps} is longer than the schedule's total_steps {total}")
         self.total_steps = None if total is None else total + (self.warmup_steps if self.shift else 0)
 
     def value(self, t):
@@ -77,8 +77,10 @@ class sequential(Schedule):
         self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
         b = [count(f"boundaries[{i}]", x, 1) for i, x in enumerate(boundaries)]
         if len(b) != len(self.schedules) - 1:
-            raise ValueError(f"boundaries: expected {len(self.schedules) - 1} entries for "
-                             f"{len(self.schedules)} schedules, got {len(b)}")
+            raise ValueError(
+                f"boundaries: expected {len(self.schedules) - 1} entries for "
+                f"{len(self.schedules)} schedules, got {len(b)}"
+            )
         for i in range(1, len(b)):
             if b[i] <= b[i - 1]:
                 raise ValueError(f"boundaries: must be strictly increasing, got {b[i - 1]} then {b[i]}")
@@ -117,5 +119,6 @@ def warmup_cosine(lr=1.0, warmup_steps=0, total_steps=1, eta_min=0.0, start_fact
     total_steps = count("total_steps", total_steps, 1)
     if warmup_steps >= total_steps:
         raise ValueError(f"warmup_steps: {warmup_steps} must be shorter than total_steps {total_steps}")
-    return linear_warmup(cosine(lr, total_steps - warmup_steps, eta_min), warmup_steps,
-                         start_factor=start_factor, shift=True)
+    return linear_warmup(
+        cosine(lr, total_steps - warmup_steps, eta_min), warmup_steps, start_factor=start_factor, shift=True
+    )

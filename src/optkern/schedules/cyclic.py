@@ -1,4 +1,5 @@
 """Cyclical learning rates (Smith 2017) and the one-cycle policy (Smith & Topin 2018)."""
+
 from __future__ import annotations
 
 import math
@@ -16,15 +17,15 @@ class cyclic(Schedule):
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
     """
 
-    def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None,
-                 mode="triangular", gamma=1.0):
+    def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None, mode="triangular", gamma=1.0):
         self.base_lr = _backend.nonnegative("base_lr", base_lr)
         self.max_lr = positive("max_lr", max_lr)
         if self.max_lr < self.base_lr:
             raise ValueError(f"max_lr: {self.max_lr} is below base_lr {self.base_lr}")
         self.step_size_up = count("step_size_up", step_size_up, 1)
-        self.step_size_down = self.step_size_up if step_size_down is None else \
-            count("step_size_down", step_size_down, 1)
+        self.step_size_down = (
+            self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 1)
+        )
         if mode not in ("triangular", "triangular2", "exp_range"):
             raise ValueError(f"mode: expected 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
         self.mode = mode
@@ -42,7 +43,7 @@ class cyclic(Schedule):
         elif self.mode == "triangular2":
             amp = 1.0 / (2.0 ** (cycle - 1))
         else:
-            amp = self.gamma ** t
+            amp = self.gamma**t
         return scale * amp
 
     def value(self, t):
@@ -102,8 +103,16 @@ class one_cycle(_phased):
     :meth:`momentum` gives the matching inverse momentum cycle.
     """
 
-    def __init__(self, max_lr=1.0, total_steps=100, pct_start=0.3, anneal="cos",
-                 div_factor=25.0, final_div_factor=1e4, three_phase=False):
+    def __init__(
+        self,
+        max_lr=1.0,
+        total_steps=100,
+        pct_start=0.3,
+        anneal="cos",
+        div_factor=25.0,
+        final_div_factor=1e4,
+        three_phase=False,
+    ):
         self.max_lr = positive("max_lr", max_lr)
         total_steps = count("total_steps", total_steps, 2)
         self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)

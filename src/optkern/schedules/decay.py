@@ -4,6 +4,7 @@ inverse-time, polynomial, cosine annealing and cosine with warm restarts.
 Every schedule's first argument is its value at step 0 (``lr``, default 1.0
 so that it reads as a multiplier of each param group's base lr).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -70,7 +71,7 @@ class exponential(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * self.gamma ** t
+        return self.lr * self.gamma**t
 
 
 class inverse_time(Schedule):
@@ -101,7 +102,7 @@ class polynomial(Schedule):
 
     def value(self, t):
         frac = 1.0 - min(t, self.total_steps) / self.total_steps
-        return (self.lr - self.end) * frac ** self.power + self.end
+        return (self.lr - self.end) * frac**self.power + self.end
 
 
 def _cos(lr, eta_min, t, period):

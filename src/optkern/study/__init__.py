@@ -1,4 +1,5 @@
 """``optkern study``: an end-to-end optimization study (see runner.py)."""
+
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
 __all__ = ["FLAGS", "OPTIMIZERS", "ConfigError", "Method", "StudyConfig", "UsageError", "main", "run_study"]
@@ -9,10 +10,21 @@ class UsageError(ValueError):
 
 
 # StudyConfig field -> the command-line flag that sets it, so errors name what the user typed.
-FLAGS = {"optimizers": "--optimizers", "norms": "--norms", "epochs": "--epochs", "batch_size": "--batch-size",
-         "hidden": "--hidden", "activation": "--activation", "checkpoints": "--checkpoints",
-         "curvature_batch": "--curvature-samples", "seed": "--seed", "seeds": "--seeds", "device": "--device",
-         "threads": "--threads", "overrides": "--lr"}
+FLAGS = {
+    "optimizers": "--optimizers",
+    "norms": "--norms",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "hidden": "--hidden",
+    "activation": "--activation",
+    "checkpoints": "--checkpoints",
+    "curvature_batch": "--curvature-samples",
+    "seed": "--seed",
+    "seeds": "--seeds",
+    "device": "--device",
+    "threads": "--threads",
+    "overrides": "--lr",
+}
 
 
 def main(args) -> int:
@@ -41,10 +53,13 @@ def main(args) -> int:
     except OSError as e:
         raise UsageError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    say(f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s)"
-        + (f" x {cfg.seeds} seeds" if cfg.seeds > 1 else "") + f", {cfg.epochs} epochs on {data.name} "
+    say(
+        f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s)"
+        + (f" x {cfg.seeds} seeds" if cfg.seeds > 1 else "")
+        + f", {cfg.epochs} epochs on {data.name} "
         f"({len(data.y)} samples), curvature at epochs {cfg.checkpoint_epochs()} on "
-        f"{min(cfg.curvature_batch, len(train.y))} samples; output in {os.path.abspath(args.out)}")
+        f"{min(cfg.curvature_batch, len(train.y))} samples; output in {os.path.abspath(args.out)}"
+    )
 
     def checkpoint(results):  # keep a valid results.json after every run
         report.write_json(results, args.out)
@@ -56,12 +71,19 @@ def main(args) -> int:
         try:
             figures = plots.make_plots(results, args.out)
             if not plots.available():
-                print("optkern study: plots skipped: matplotlib is not installed "
-                      "(pip install \"optkern[study]\")", file=sys.stderr)
+                print(
+                    'optkern study: plots skipped: matplotlib is not installed (pip install "optkern[study]")',
+                    file=sys.stderr,
+                )
         except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
             results["interrupted"] = True
-    path = report.write_markdown(results, args.out, figures, captions=captions(results),
-                                 skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB)
+    path = report.write_markdown(
+        results,
+        args.out,
+        figures,
+        captions=captions(results),
+        skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB,
+    )
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
@@ -73,13 +95,18 @@ def captions(results: dict) -> dict:
     """Each figure's caption, computed from the numbers it shows."""
     from . import plots, summary
 
-    return {"loss.png": "Training loss (mean over each epoch's batches, log scale)." + (
-                f" Lines: mean over {results['config']['seeds']} seeds; bands: their range."
-                if results["config"].get("seeds", 1) > 1 else ""),
-            "accuracy.png": summary.accuracy_caption(results, plots.accuracy_floor(results)),
-            "top_eigenvalue.png": summary.top_eigenvalue_caption(results),
-            "spectral_density.png": summary.density_caption(results),
-            "training_time.png": summary.time_caption(results)}
+    return {
+        "loss.png": "Training loss (mean over each epoch's batches, log scale)."
+        + (
+            f" Lines: mean over {results['config']['seeds']} seeds; bands: their range."
+            if results["config"].get("seeds", 1) > 1
+            else ""
+        ),
+        "accuracy.png": summary.accuracy_caption(results, plots.accuracy_floor(results)),
+        "top_eigenvalue.png": summary.top_eigenvalue_caption(results),
+        "spectral_density.png": summary.density_caption(results),
+        "training_time.png": summary.time_caption(results),
+    }
 
 
 def parse_lr(values) -> dict:
@@ -130,7 +157,7 @@ def _check_cuda() -> None:
     try:
         import cupy  # noqa: F401
     except ImportError:
-        raise ValueError("--device cuda needs CuPy: pip install \"optkern[cuda]\"") from None
+        raise ValueError('--device cuda needs CuPy: pip install "optkern[cuda]"') from None
     if not _backend.cuda_built():
         raise ValueError("--device cuda: this optkern was built without CUDA support")
     if _backend.cuda_module().device_count() < 1:

@@ -8,6 +8,7 @@ means over seeds and bands their range.
 Drawing cost matters (a 16-run study has ~100 curves): fixed margins instead
 of ``tight_layout``, legends at fixed places instead of ``loc="best"``.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ STYLE = {"none": "-", "batch": "--", "layer": ":"}
 def available() -> bool:
     """Whether matplotlib can be imported."""
     try:
-        import matplotlib  # noqa: F401, PLC0415
+        import matplotlib  # noqa: F401
     except ImportError:
         return False
     return True
@@ -50,8 +51,11 @@ def accuracy_floor(results: dict) -> float | None:
     vals = []
     for r in results["runs"]:
         h = r.get("history", {})
-        vals += [a for e, a in zip(h.get("epoch", []), h.get("val_acc", []))
-                 if e >= results["config"]["epochs"] / 3 and a is not None and math.isfinite(a)]
+        vals += [
+            a
+            for e, a in zip(h.get("epoch", []), h.get("val_acc", []))
+            if e >= results["config"]["epochs"] / 3 and a is not None and math.isfinite(a)
+        ]
     if not vals:
         return None
     lo = min(vals)
@@ -60,7 +64,7 @@ def accuracy_floor(results: dict) -> float | None:
 
 def _readable_log(ax, axis: str = "y") -> None:
     """Log axis with plain-number ticks (0.2, 0.5, 1, 2, 5) instead of powers of ten."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: PLC0415
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     a = ax.yaxis if axis == "y" else ax.xaxis
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
@@ -78,10 +82,10 @@ def make_plots(results: dict, out_dir: str) -> list:
     matplotlib or without a finished epoch)."""
     if not available():
         return []
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     groups = _groups(results)
     if not groups:
@@ -114,8 +118,14 @@ def _panels(plt, norms, rows=1, extra=0, height=3.4):
     nc = len(norms) + extra
     w = 3.4 * nc + 0.8 + LEGEND_IN
     fig, axes = plt.subplots(rows, nc, figsize=(w, height * rows + 0.3), squeeze=False)
-    fig.subplots_adjust(left=0.8 / w, right=1 - (LEGEND_IN + 0.1) / w, bottom=0.13 / rows + 0.02,
-                        top=0.92 if rows == 1 else 0.95, wspace=0.3, hspace=0.3)
+    fig.subplots_adjust(
+        left=0.8 / w,
+        right=1 - (LEGEND_IN + 0.1) / w,
+        bottom=0.13 / rows + 0.02,
+        top=0.92 if rows == 1 else 0.95,
+        wspace=0.3,
+        hspace=0.3,
+    )
     return fig, axes
 
 
@@ -127,7 +137,7 @@ def _legend(fig, handles_labels, **kw):
 
 def _line(ax, xs, series, color, style, label, marker=""):
     mean, lo, hi = _over_seeds(series)
-    xs = xs[:len(mean)]
+    xs = xs[: len(mean)]
     ax.plot(xs, mean, style + marker, color=color, lw=1.4, ms=3.5, label=label)
     if len(series) > 1:
         ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
@@ -136,7 +146,7 @@ def _line(ax, xs, series, color, style, label, marker=""):
 def _curves(plt, groups, norms, colors, key, ylabel, log=False, floor=None, extra=0):
     """One panel per normalization of ``history[key]`` over epochs (+ ``extra`` empty panels on the right)."""
     fig, axes = _panels(plt, norms, extra=extra)
-    row = axes[0][:len(norms)]
+    row = axes[0][: len(norms)]
     for j, norm in enumerate(norms):
         ax = row[j]
         for opt, n, rs in groups:
@@ -171,13 +181,25 @@ def _accuracy(plt, results, groups, norms, colors):
         if st is None:
             continue
         y = names.index(opt) + 0.2 * (norms.index(norm) - (len(norms) - 1) / 2)
-        ax.errorbar(st.mean, y, xerr=st.sd if st.n > 1 else None, fmt="o" if norm == "none" else "s",
-                    color=colors[opt], mfc=colors[opt] if norm == "none" else "white", ms=5, capsize=2)
+        ax.errorbar(
+            st.mean,
+            y,
+            xerr=st.sd if st.n > 1 else None,
+            fmt="o" if norm == "none" else "s",
+            color=colors[opt],
+            mfc=colors[opt] if norm == "none" else "white",
+            ms=5,
+            capsize=2,
+        )
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel("validation accuracy, last epoch", fontsize=9)
-    ax.set_title("final (filled: no norm; open: " + ", ".join(n for n in norms if n != "none") + ")"
-                 if len(norms) > 1 else "final", fontsize=9)
+    ax.set_title(
+        "final (filled: no norm; open: " + ", ".join(n for n in norms if n != "none") + ")"
+        if len(norms) > 1
+        else "final",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3, axis="x")
     ax.tick_params(axis="x", labelsize=8)
     return fig
@@ -193,15 +215,25 @@ def _sharpness(plt, groups, norms, colors):
             if n != norm or not rs:
                 continue
             xs = [c["epoch"] for c in rs[0]["curvature"]]
-            _line(top, xs, [[c["top_eigenvalues"][0] for c in r["curvature"]] for r in rs], colors[opt],
-                  STYLE[norm], opt, marker="o")
+            _line(
+                top,
+                xs,
+                [[c["top_eigenvalues"][0] for c in r["curvature"]] for r in rs],
+                colors[opt],
+                STYLE[norm],
+                opt,
+                marker="o",
+            )
             mean, _, _ = _over_seeds([[c["trace"] for c in r["curvature"]] for r in rs])
             err, _, _ = _over_seeds([[c.get("trace_stderr", 0.0) for c in r["curvature"]] for r in rs])
-            tr.errorbar(xs[:len(mean)], mean, yerr=err, fmt=STYLE[norm] + "o", color=colors[opt], lw=1.2, ms=3,
-                        capsize=2)
+            tr.errorbar(
+                xs[: len(mean)], mean, yerr=err, fmt=STYLE[norm] + "o", color=colors[opt], lw=1.2, ms=3, capsize=2
+            )
             if xs and xs[0] == 0:
-                start = (S.stat(r["curvature"][0]["top_eigenvalues"][0] for r in rs).mean,
-                         S.stat(r["curvature"][0]["trace"] for r in rs).mean)
+                start = (
+                    S.stat(r["curvature"][0]["top_eigenvalues"][0] for r in rs).mean,
+                    S.stat(r["curvature"][0]["trace"] for r in rs).mean,
+                )
         if start is not None:
             top.plot([0], [start[0]], "*", color="k", ms=11, zorder=5, label="epoch 0: same start for all")
             tr.plot([0], [start[1]], "*", color="k", ms=11, zorder=5)
@@ -244,8 +276,9 @@ def _density(plt, results, groups, norms):
     nr, nc = len(names), len(norms)
     w, h = 3.4 * nc + 0.8 + LEGEND_IN, 1.35 * nr + 1.0
     fig, axes = plt.subplots(nr, nc, figsize=(w, h), squeeze=False, sharex=True, sharey=True)
-    fig.subplots_adjust(left=0.8 / w, right=1 - (LEGEND_IN + 0.1) / w, bottom=0.6 / h, top=1 - 0.4 / h,
-                        wspace=0.06, hspace=0.12)
+    fig.subplots_adjust(
+        left=0.8 / w, right=1 - (LEGEND_IN + 0.1) / w, bottom=0.6 / h, top=1 - 0.4 / h, wspace=0.06, hspace=0.12
+    )
     for opt, norm, rs in groups:
         ax = axes[names.index(opt)][norms.index(norm)]
         r = next((r for r in rs if r.get("seed", seed) == seed), rs[0])
@@ -253,8 +286,15 @@ def _density(plt, results, groups, norms):
             d = c["density"]
             label = f"epoch {c['epoch']}" + (" (same start for all)" if c["epoch"] == 0 else "")
             ax.plot(d["grid"], [max(v, 1e-12) for v in d["density"]], color=ecol[c["epoch"]], lw=1.0, label=label)
-        ax.text(0.98, 0.9, f"{opt}, {'no norm' if norm == 'none' else norm + ' norm'}", transform=ax.transAxes,
-                ha="right", va="top", fontsize=8)
+        ax.text(
+            0.98,
+            0.9,
+            f"{opt}, {'no norm' if norm == 'none' else norm + ' norm'}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+        )
     for i in range(nr):
         for j in range(nc):
             ax = axes[i][j]
@@ -268,7 +308,7 @@ def _density(plt, results, groups, norms):
                 ax.set_xlabel("eigenvalue", fontsize=8)
     for j, norm in enumerate(norms):
         axes[0][j].set_title(S.norm_label(norm), fontsize=9)
-    from matplotlib.ticker import LogLocator, NullLocator  # noqa: PLC0415
+    from matplotlib.ticker import LogLocator, NullLocator
 
     axes[0][0].yaxis.set_major_locator(LogLocator(numticks=4))
     axes[0][0].yaxis.set_minor_locator(NullLocator())
@@ -292,13 +332,24 @@ def _step_time(plt, results, norms, colors):
     for x in gs:
         st = x["stats"]["step_ms"]
         y = names.index(x["optimizer"]) + hgt * (norms.index(x["norm"]) - (len(norms) - 1) / 2)
-        ax.barh(y, st.mean, height=hgt * 0.9, xerr=st.sd if st.n > 1 else None, color=colors[x["optimizer"]],
-                hatch="" if x["norm"] == "none" else "//", edgecolor="white", capsize=2)
+        ax.barh(
+            y,
+            st.mean,
+            height=hgt * 0.9,
+            xerr=st.sd if st.n > 1 else None,
+            color=colors[x["optimizer"]],
+            hatch="" if x["norm"] == "none" else "//",
+            edgecolor="white",
+            capsize=2,
+        )
         ax.text(st.mean + (st.sd if st.n > 1 else 0), y, f"  {st.mean:.2f}", va="center", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"ms per step (forward + backward + update), {results['config'].get('threads', '?')} thread(s)")
-    ax.set_title("training time per step" + ("; hatched: " + ", ".join(n + " norm" for n in norms[1:])
-                                             if len(norms) > 1 else ""), fontsize=9)
+    ax.set_title(
+        "training time per step"
+        + ("; hatched: " + ", ".join(n + " norm" for n in norms[1:]) if len(norms) > 1 else ""),
+        fontsize=9,
+    )
     ax.grid(alpha=0.3, axis="x")
     return fig

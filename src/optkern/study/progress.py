@@ -1,4 +1,5 @@
 """A dependency-free progress bar for long loops (stderr, one line per run)."""
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,11 @@ class ProgressBar:
         fill = int(round(frac * self.width))
         bar = "#" * fill + "-" * (self.width - fill)
         el = time.perf_counter() - self.t0
-        self.stream.write(f"{lead}{self.label:<22} [{bar}] {100 * frac:5.1f}% {el:6.1f}s {self.note}\x1b[K"
-                          if self._tty else f"{self.label:<22} [{bar}] {100 * frac:5.1f}% {el:6.1f}s {self.note}")
+        self.stream.write(
+            f"{lead}{self.label:<22} [{bar}] {100 * frac:5.1f}% {el:6.1f}s {self.note}\x1b[K"
+            if self._tty
+            else f"{self.label:<22} [{bar}] {100 * frac:5.1f}% {el:6.1f}s {self.note}"
+        )
         self.stream.flush()
 
     def __exit__(self, *exc):

@@ -1,5 +1,6 @@
 """The study's outputs: results.json (everything) and report.md (what was run,
 what it measured, and what those numbers say; see summary.py)."""
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,12 @@ def write_json(results: dict, out_dir: str) -> str:
     return path
 
 
-NO_MATPLOTLIB = "matplotlib is not installed: `pip install \"optkern[study]\"`"
+NO_MATPLOTLIB = 'matplotlib is not installed: `pip install "optkern[study]"`'
 
 
-def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO_MATPLOTLIB,
-                   captions: dict | None = None) -> str:
+def write_markdown(
+    results: dict, out_dir: str, figures: list, skipped: str = NO_MATPLOTLIB, captions: dict | None = None
+) -> str:
     """Write ``out_dir/report.md``: summary (computed from the numbers), the
     comparison with the literature (marked), setup, hyper-parameters, the
     results table and the figures with their captions (or why there are
@@ -62,8 +64,12 @@ def write_markdown(results: dict, out_dir: str, figures: list, skipped: str = NO
     lines += ["## Comparison with Ghorbani et al. 2019", "", *_paragraphs(S.ghorbani_comparison(results))]
     lines += _setup(results) + _hyperparameters(results) + _table(results)
     if figures:
-        lines += ["## Figures", "", "Colours: optimizers; solid lines: no normalization, dashed: batch norm, "
-                  "dotted: layer norm.", ""]
+        lines += [
+            "## Figures",
+            "",
+            "Colours: optimizers; solid lines: no normalization, dashed: batch norm, dotted: layer norm.",
+            "",
+        ]
         for p in figures:
             name = os.path.basename(p)
             lines += [f"![{name}]({name})", ""]
@@ -87,20 +93,32 @@ def _setup(results: dict) -> list:
     seeds = cfg.get("seeds", 1)
     notes = results.get("data_notes") or []
     used = results.get("curvature_samples", cfg["curvature_batch"])
-    asked = "" if used == cfg["curvature_batch"] else f" (asked for {cfg['curvature_batch']}; the training set has " \
-                                                       f"{results['num_train']})"
+    asked = (
+        ""
+        if used == cfg["curvature_batch"]
+        else f" (asked for {cfg['curvature_batch']}; the training set has {results['num_train']})"
+    )
     return [
-        "## Setup", "",
+        "## Setup",
+        "",
         f"Data: {results['dataset']}, {results['num_train']} training / {results['num_val']} validation samples"
-        + (f", {results['num_features']} features, {results['num_classes']} classes" if "num_features" in results
-           else "") + ". " + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
+        + (
+            f", {results['num_features']} features, {results['num_classes']} classes"
+            if "num_features" in results
+            else ""
+        )
+        + ". "
+        + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
         f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
         f"{cfg['batch_size']}, linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) to each optimizer's "
         f"learning rate, then cosine decay to 0. "
-        + (f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
-           f"order, Hessian probes); tables show mean ± standard deviation over the seeds. " if seeds > 1 else
-           f"Seed {cfg['seed']}: every run starts from the same weights. ")
+        + (
+            f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
+            f"order, Hessian probes); tables show mean ± standard deviation over the seeds. "
+            if seeds > 1
+            else f"Seed {cfg['seed']}: every run starts from the same weights. "
+        )
         + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), SIMD {info.get('simd')}.",
         "",
         f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) on "
@@ -118,12 +136,19 @@ def _hyperparameters(results: dict) -> list:
     table = results.get("optimizers") or {}
     if not table:
         return []
-    out = ["## Optimizers", "", "Every hyper-parameter of each run; **bold**: set by the study or by `--lr` "
-           "(`lr` is the schedule's peak), the rest are the class's defaults.", "",
-           "| name | class | hyper-parameters |", "|---|---|---|"]
+    out = [
+        "## Optimizers",
+        "",
+        "Every hyper-parameter of each run; **bold**: set by the study or by `--lr` "
+        "(`lr` is the schedule's peak), the rest are the class's defaults.",
+        "",
+        "| name | class | hyper-parameters |",
+        "|---|---|---|",
+    ]
     for name, t in table.items():
-        hp = ", ".join((f"**{k}={v!r}**" if k in t.get("set", ()) else f"{k}={v!r}")
-                       for k, v in t["hyperparameters"].items())
+        hp = ", ".join(
+            (f"**{k}={v!r}**" if k in t.get("set", ()) else f"{k}={v!r}") for k, v in t["hyperparameters"].items()
+        )
         out.append(f"| {name} | `optkern.optim.{t['class']}` | {hp} |")
     return out + [""]
 
@@ -131,15 +156,18 @@ def _hyperparameters(results: dict) -> list:
 def _table(results: dict) -> list:
     seeds = results.get("config", {}).get("seeds", 1)
     gs = S.groups(results)
-    out = ["## Results", "",
-           "Last epoch's loss and accuracy; the Hessian's numbers at the last checkpoint (trace s.e.: Hutch++'s "
-           "standard error" + (", mean over seeds" if seeds > 1 else "") + "); time per optimizer step "
-           "(forward, backward, update) and seconds of training and of Hessian measurements per run."
-           + (f" Whole study: {results['elapsed_s']:.0f} s." if results.get("elapsed_s") is not None else ""),
-           "",
-           "| optimizer | norm | final train loss | val accuracy | top eigenvalue | trace | trace s.e. "
-           "| grad. conc. | step (ms) | train (s) | curvature (s) | status |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "## Results",
+        "",
+        "Last epoch's loss and accuracy; the Hessian's numbers at the last checkpoint (trace s.e.: Hutch++'s "
+        "standard error" + (", mean over seeds" if seeds > 1 else "") + "); time per optimizer step "
+        "(forward, backward, update) and seconds of training and of Hessian measurements per run."
+        + (f" Whole study: {results['elapsed_s']:.0f} s." if results.get("elapsed_s") is not None else ""),
+        "",
+        "| optimizer | norm | final train loss | val accuracy | top eigenvalue | trace | trace s.e. "
+        "| grad. conc. | step (ms) | train (s) | curvature (s) | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     unconverged = False
     for grp in gs:
         st = grp["stats"]
@@ -152,10 +180,14 @@ def _table(results: dict) -> list:
             f"{_cell(st['final_val_acc'], '.3f')} | {_cell(st['top_eigenvalue'], '.3g')}{star}{at} | "
             f"{_cell(st['trace'], '.3g')}{at} | {_fmt(st['trace_stderr'].mean if st['trace_stderr'] else None, '.2g')} "
             f"| {_cell(st['grad_concentration'], '.2f')} | {_cell(st['step_ms'], '.2f')} | "
-            f"{_cell(st['train_time_s'], '.2f')} | {_cell(st['curvature_time_s'], '.1f')} | {_status(rows)} |")
+            f"{_cell(st['train_time_s'], '.2f')} | {_cell(st['curvature_time_s'], '.1f')} | {_status(rows)} |"
+        )
     if unconverged:
-        out += ["", "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual tolerance: "
-                "a rough value (see `lanczos_converged` in results.json)."]
+        out += [
+            "",
+            "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual tolerance: "
+            "a rough value (see `lanczos_converged` in results.json).",
+        ]
     return out + [""]
 
 
@@ -172,7 +204,7 @@ def _status(rows: list) -> str:
 
 
 def _at(rows: list) -> str:
-    """" (epoch N)" when the last Hessian measurement is older than the last epoch."""
+    """ " (epoch N)" when the last Hessian measurement is older than the last epoch."""
     for r in rows:
         e = r["curvature_epoch"]
         if e is not None and e != r["last_epoch"]:

@@ -2,6 +2,7 @@
 and without batch norm, and measure the loss Hessian along the way (top
 eigenvalues, trace, spectral density, gradient concentration), the
 measurements of Ghorbani, Krishnan & Xiao (ICML 2019)."""
+
 from __future__ import annotations
 
 import copy
@@ -17,14 +18,15 @@ import numpy as np
 from .. import hessian, optim, schedules
 from ..datasets import Dataset
 from ..nn import MLP
-from .progress import ProgressBar
 from ..threads import limit_threads
+from .progress import ProgressBar
 
 
 class Method(NamedTuple):
     """One row of the study's optimizer table: a class of ``optkern.optim`` and
     the keyword arguments it is built with (``lr`` is the peak of the warm-up +
     cosine schedule); the class's own defaults fill in the rest."""
+
     optimizer: str
     hyperparameters: dict
     about: str = ""
@@ -61,6 +63,7 @@ class ConfigError(ValueError):
 @dataclass
 class StudyConfig:
     """Every knob of a study; the defaults are the full study."""
+
     optimizers: list = field(default_factory=lambda: list(OPTIMIZERS))
     norms: list = field(default_factory=lambda: ["none", "batch"])
     hidden: tuple = (128, 128)
@@ -68,26 +71,35 @@ class StudyConfig:
     epochs: int = 30
     batch_size: int = 64
     warmup_fraction: float = 0.05
-    checkpoints: int = 4            # curvature measured at this many epochs (first and last included)
-    curvature_batch: int = 512      # training samples the Hessian is measured on (at most all of them)
-    top_k: int = 5                  # top eigenvalues reported
-    concentration_k: int = 10       # gradient concentration in the top-k eigenspace
-    trace_matvecs: int = 60         # Hutch++ budget
-    density_probes: int = 2         # SLQ probes
-    density_steps: int = 60         # Lanczos steps per probe
+    checkpoints: int = 4  # curvature measured at this many epochs (first and last included)
+    curvature_batch: int = 512  # training samples the Hessian is measured on (at most all of them)
+    top_k: int = 5  # top eigenvalues reported
+    concentration_k: int = 10  # gradient concentration in the top-k eigenspace
+    trace_matvecs: int = 60  # Hutch++ budget
+    density_probes: int = 2  # SLQ probes
+    density_steps: int = 60  # Lanczos steps per probe
     density_grid: int = 256
-    lanczos_steps: int = 80         # cap on Lanczos steps for the top eigenpairs
-    lanczos_tol: float = 1e-3       # relative residual at which they count as converged
-    threads: int = 1                # optkern and OpenBLAS threads (see optkern/threads.py)
+    lanczos_steps: int = 80  # cap on Lanczos steps for the top eigenpairs
+    lanczos_tol: float = 1e-3  # relative residual at which they count as converged
+    threads: int = 1  # optkern and OpenBLAS threads (see optkern/threads.py)
     seed: int = 0
-    seeds: int = 1                  # runs per configuration, with seeds seed, seed+1, ...
+    seeds: int = 1  # runs per configuration, with seeds seed, seed+1, ...
     overrides: dict = field(default_factory=dict)  # {optimizer: {hyper-parameter: value}}, e.g. from --lr
     device: str = "cpu"
 
     @classmethod
-    def quick(cls, **kw) -> "StudyConfig":
-        base = dict(epochs=4, checkpoints=3, hidden=(64, 64), curvature_batch=256, top_k=3, concentration_k=5,
-                    trace_matvecs=24, density_probes=1, density_steps=30)
+    def quick(cls, **kw) -> StudyConfig:
+        base = dict(
+            epochs=4,
+            checkpoints=3,
+            hidden=(64, 64),
+            curvature_batch=256,
+            top_k=3,
+            concentration_k=5,
+            trace_matvecs=24,
+            density_probes=1,
+            density_steps=30,
+        )
         base.update(kw)
         return cls(**base)
 
@@ -98,9 +110,21 @@ class StudyConfig:
         bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
         if bad or not self.norms:
             raise ConfigError("norms", f"unknown {bad}; choose from none, batch, layer")
-        for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "top_k", "concentration_k",
-                     "trace_matvecs", "density_probes", "density_steps", "density_grid", "lanczos_steps",
-                     "threads", "seeds"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "checkpoints",
+            "curvature_batch",
+            "top_k",
+            "concentration_k",
+            "trace_matvecs",
+            "density_probes",
+            "density_steps",
+            "density_grid",
+            "lanczos_steps",
+            "threads",
+            "seeds",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
@@ -141,7 +165,7 @@ def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
 
 def _xp(device: str):
     if device == "cuda":
-        import cupy  # noqa: PLC0415 - optional dependency
+        import cupy
 
         return cupy
     return np
@@ -184,24 +208,35 @@ def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
     t0 = time.perf_counter()
     op = hessian.from_mlp(model, params, xc, yc)
     k = max(cfg.top_k, cfg.concentration_k)
-    top = hessian.top_eigenvalues(op, k=k, which="LA", tol=cfg.lanczos_tol, max_steps=max(cfg.lanczos_steps, k),
-                                  seed=seed, return_eigenvectors=True)
+    top = hessian.top_eigenvalues(
+        op,
+        k=k,
+        which="LA",
+        tol=cfg.lanczos_tol,
+        max_steps=max(cfg.lanczos_steps, k),
+        seed=seed,
+        return_eigenvectors=True,
+    )
     _, g = model.loss_and_grad(params, xc, yc)
     conc = hessian.gradient_concentration(op, g, cfg.concentration_k, eigenvectors=top.eigenvectors)
     tr = hessian.trace(op, method="hutch++", num_matvecs=cfg.trace_matvecs, seed=seed)
-    dens = hessian.spectral_density(op, num_probes=cfg.density_probes, steps=cfg.density_steps,
-                                    grid=cfg.density_grid, seed=seed)
+    dens = hessian.spectral_density(
+        op, num_probes=cfg.density_probes, steps=cfg.density_steps, grid=cfg.density_grid, seed=seed
+    )
     return {
-        "top_eigenvalues": [float(v) for v in top.eigenvalues[:cfg.top_k]],
-        "top_residuals": [float(v) for v in top.residuals[:cfg.top_k]],
+        "top_eigenvalues": [float(v) for v in top.eigenvalues[: cfg.top_k]],
+        "top_residuals": [float(v) for v in top.residuals[: cfg.top_k]],
         "lanczos_steps": int(top.steps),
         "lanczos_converged": bool(top.converged),
         "trace": float(tr.estimate),
         "trace_stderr": float(tr.stderr),
         "grad_concentration": float(conc),
         "grad_norm": math.sqrt(float(g @ g)),
-        "density": {"grid": [float(v) for v in dens.grid], "density": [float(v) for v in dens.density],
-                    "sigma": float(dens.sigma)},
+        "density": {
+            "grid": [float(v) for v in dens.grid],
+            "density": [float(v) for v in dens.density],
+            "sigma": float(dens.sigma),
+        },
         # Extreme Ritz values of the SLQ runs: where the spectrum starts and ends.
         "spectrum_min": float(dens.nodes[dens.weights > 0].min()),
         "spectrum_max": max(float(dens.nodes[dens.weights > 0].max()), float(top.eigenvalues[0])),
@@ -224,8 +259,17 @@ def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, epoch: i
     return c
 
 
-def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConfig, record: dict,
-              progress: bool = True, cache: dict | None = None, seed: int | None = None) -> dict:
+def train_run(
+    name: str,
+    norm: str,
+    train: Dataset,
+    val: Dataset,
+    cfg: StudyConfig,
+    record: dict,
+    progress: bool = True,
+    cache: dict | None = None,
+    seed: int | None = None,
+) -> dict:
     """One optimizer / normalization / seed run. ``record`` is filled as it
     goes, so an interrupted run leaves what it measured.
 
@@ -246,7 +290,11 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
     steps_per_epoch = len(batches(n, cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
     warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
-    sched = schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1)), relative=True) if total > 1 else None
+    sched = (
+        schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1)), relative=True)
+        if total > 1
+        else None
+    )
     xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
     xva, yva = xp.asarray(val.x), xp.asarray(val.y)
     # The Hessian's samples: one subset for every run; the batch order: one stream per seed.
@@ -256,8 +304,16 @@ def train_run(name: str, norm: str, train: Dataset, val: Dataset, cfg: StudyConf
     ckpts = set(cfg.checkpoint_epochs())
     hist = record.setdefault("history", {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []})
     curv = record.setdefault("curvature", [])
-    record.update(optimizer=name, norm=norm, seed=seed, hyperparameters=hp, num_params=int(model.num_params),
-                  curvature_samples=int(len(cidx)), steps=0, status="running")
+    record.update(
+        optimizer=name,
+        norm=norm,
+        seed=seed,
+        hyperparameters=hp,
+        num_params=int(model.num_params),
+        curvature_samples=int(len(cidx)),
+        steps=0,
+        status="running",
+    )
     t0 = time.perf_counter()
     timing = {"train_time_s": 0.0, "eval_time_s": 0.0, "curvature_time_s": 0.0}
 
@@ -327,18 +383,31 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
     KeyboardInterrupt the partial results are returned with ``interrupted=True``
     (the caller writes them)."""
     cfg.validate()
-    from .. import info  # noqa: PLC0415
+    from .. import info
 
-    results = {"config": dataclasses.asdict(cfg), "info": info(), "dataset": train.name.split(":")[0],
-               "num_train": int(train.x.shape[0]), "num_val": int(val.x.shape[0]),
-               "num_features": int(train.x.shape[1]), "num_classes": int(train.num_classes),
-               "data_notes": list(train.notes),
-               "curvature_samples": int(min(cfg.curvature_batch, train.x.shape[0])),
-               "checkpoint_epochs": cfg.checkpoint_epochs(),
-               "optimizers": {name: {"class": OPTIMIZERS[name].optimizer, "about": OPTIMIZERS[name].about,
-                                     "hyperparameters": all_hyperparameters(name, cfg),
-                                     "set": sorted(cfg.hyperparameters(name))} for name in cfg.optimizers},
-               "runs": [], "interrupted": False}
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "info": info(),
+        "dataset": train.name.split(":")[0],
+        "num_train": int(train.x.shape[0]),
+        "num_val": int(val.x.shape[0]),
+        "num_features": int(train.x.shape[1]),
+        "num_classes": int(train.num_classes),
+        "data_notes": list(train.notes),
+        "curvature_samples": int(min(cfg.curvature_batch, train.x.shape[0])),
+        "checkpoint_epochs": cfg.checkpoint_epochs(),
+        "optimizers": {
+            name: {
+                "class": OPTIMIZERS[name].optimizer,
+                "about": OPTIMIZERS[name].about,
+                "hyperparameters": all_hyperparameters(name, cfg),
+                "set": sorted(cfg.hyperparameters(name)),
+            }
+            for name in cfg.optimizers
+        },
+        "runs": [],
+        "interrupted": False,
+    }
     cache: dict = {}
     t0 = time.perf_counter()
     try:

@@ -3,6 +3,7 @@ sentences of the report's summary and figure captions, computed from the
 measurements. Nothing here is taken from the literature except the comparison
 with Ghorbani et al., which is marked as such and puts this run's numbers
 next to their claim."""
+
 from __future__ import annotations
 
 import math
@@ -14,6 +15,7 @@ GHORBANI = "Ghorbani, Krishnan & Xiao (ICML 2019)"
 
 class Stat(NamedTuple):
     """Mean and sample standard deviation over seeds (sd 0 for one seed), with the range."""
+
     mean: float
     sd: float
     lo: float
@@ -45,8 +47,11 @@ def run_row(r: dict) -> dict:
     diverged = r.get("status") == "diverged"
     steps = r.get("steps") or 0
     return {
-        "optimizer": r.get("optimizer", "?"), "norm": r.get("norm", "?"), "seed": r.get("seed"),
-        "status": r.get("status", "?"), "diverged_epoch": r.get("diverged_epoch"),
+        "optimizer": r.get("optimizer", "?"),
+        "norm": r.get("norm", "?"),
+        "seed": r.get("seed"),
+        "status": r.get("status", "?"),
+        "diverged_epoch": r.get("diverged_epoch"),
         "curvature_failed": [f["epoch"] for f in r.get("curvature_failed", [])],
         "last_epoch": r.get("diverged_epoch") if diverged else h["epoch"][-1] if h.get("epoch") else None,
         "final_train_loss": h["train_loss"][-1] if h.get("train_loss") and not diverged else None,
@@ -64,8 +69,17 @@ def run_row(r: dict) -> dict:
     }
 
 
-METRICS = ("final_train_loss", "final_val_acc", "top_eigenvalue", "trace", "trace_stderr", "grad_concentration",
-           "train_time_s", "step_ms", "curvature_time_s")
+METRICS = (
+    "final_train_loss",
+    "final_val_acc",
+    "top_eigenvalue",
+    "trace",
+    "trace_stderr",
+    "grad_concentration",
+    "train_time_s",
+    "step_ms",
+    "curvature_time_s",
+)
 
 
 def groups(results: dict) -> list:
@@ -117,7 +131,9 @@ def sharpness(results: dict, norm: str) -> dict | None:
         return statistics.median(d.values())
 
     return {
-        "first": first, "last": last, "optimizers": len(ends),
+        "first": first,
+        "last": last,
+        "optimizers": len(ends),
         "top_start": statistics.fmean(c["top_eigenvalues"][0] for c in start),
         "top_end": per_opt(lambda c: c["top_eigenvalues"][0]),
         "lo_start": statistics.fmean(c.get("spectrum_min", math.nan) for c in start),
@@ -165,7 +181,8 @@ def sharpness_sentences(results: dict) -> list:
             f"{s['first']} (the same weights for every optimizer) and {_range(s['top_end'])} at epoch {s['last']} "
             f"({over}{s['optimizers']} optimizers): it {_change(s['top_start'], med)}. The spectrum spans "
             f"{_span(s['lo_start'], s['hi_start'])} at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} "
-            f"at epoch {s['last']} (median ends over optimizers).")
+            f"at epoch {s['last']} (median ends over optimizers)."
+        )
     return out
 
 
@@ -179,8 +196,10 @@ def accuracy_sentence(results: dict) -> str:
     def who(x):
         return f"{x['optimizer']} {norm_label(x['norm'])}"
 
-    text = (f"Final validation accuracy ranges from {lo['stats']['final_val_acc'].mean:.3f} ({who(lo)}) to "
-            f"{hi['stats']['final_val_acc'].mean:.3f} ({who(hi)})")
+    text = (
+        f"Final validation accuracy ranges from {lo['stats']['final_val_acc'].mean:.3f} ({who(lo)}) to "
+        f"{hi['stats']['final_val_acc'].mean:.3f} ({who(hi)})"
+    )
     sds = [x["stats"]["final_val_acc"].sd for x in gs if x["stats"]["final_val_acc"].n > 1]
     if sds:
         text += f"; means over seeds, with seed-to-seed standard deviations up to {max(sds):.3f}"
@@ -206,46 +225,66 @@ def normalization_sentence(results: dict) -> str:
             continue
         smaller = [o for o in both if s["top_end"][o] < base["top_end"][o]]
         ratio = statistics.median(base["top_end"][o] / s["top_end"][o] for o in both)
-        out.append(f"At epoch {s['last']} the largest eigenvalue {norm_label(norm)} is smaller than without "
-                   f"normalization for {len(smaller)} of {len(both)} optimizer(s) (median ratio without/with "
-                   f"{ratio:.2g}); at epoch {s['first']} it is {g(s['top_start'])} {norm_label(norm)} vs "
-                   f"{g(base['top_start'])} without.")
+        out.append(
+            f"At epoch {s['last']} the largest eigenvalue {norm_label(norm)} is smaller than without "
+            f"normalization for {len(smaller)} of {len(both)} optimizer(s) (median ratio without/with "
+            f"{ratio:.2g}); at epoch {s['first']} it is {g(s['top_start'])} {norm_label(norm)} vs "
+            f"{g(base['top_start'])} without."
+        )
     return " ".join(out)
 
 
 def summary(results: dict) -> list:
     """The report's summary: sentences computed from this run's numbers."""
-    return [t for t in (accuracy_sentence(results), *sharpness_sentences(results), normalization_sentence(results))
-            if t]
+    return [
+        t for t in (accuracy_sentence(results), *sharpness_sentences(results), normalization_sentence(results)) if t
+    ]
 
 
 def ghorbani_comparison(results: dict) -> list:
     """Their claim, then this run's corresponding numbers, clearly separated."""
     base = sharpness(results, "none")
     bn = sharpness(results, "batch")
-    claim = (f"**Claim from the literature (not measured here).** {GHORBANI} report that in networks without batch "
-             f"norm large isolated eigenvalues appear in the Hessian spectrum rapidly, early in training, and the "
-             f"gradient concentrates in their eigenspace; with batch norm both effects are almost absent. Their "
-             f"networks are ResNets on CIFAR-10 and ImageNet; this study's is a small MLP.")
+    claim = (
+        f"**Claim from the literature (not measured here).** {GHORBANI} report that in networks without batch "
+        f"norm large isolated eigenvalues appear in the Hessian spectrum rapidly, early in training, and the "
+        f"gradient concentrates in their eigenspace; with batch norm both effects are almost absent. Their "
+        f"networks are ResNets on CIFAR-10 and ImageNet; this study's is a small MLP."
+    )
     if base is None or bn is None:
         return [claim, "**This run** has no pair of runs without and with batch norm to compare."]
     med0, med1 = statistics.median(base["top_end"].values()), statistics.median(bn["top_end"].values())
-    when = ("grows during training, as they describe" if med0 > 1.1 * base["top_start"] else
-            "is at its highest at initialization and falls during training: the outliers do not appear during "
-            "training here, they shrink" if med0 < base["top_start"] / 1.1 else "stays about where it started")
-    where = ("smaller with batch norm, as they describe" if med1 < med0 / 1.1 else
-             "larger with batch norm, unlike their description" if med1 > 1.1 * med0 else
-             "about the same with and without batch norm")
-    init = ("also smaller" if bn["top_start"] < base["top_start"] / 1.1 else "not smaller")
-    conc = ("higher without batch norm, as they describe" if base["conc_end"] > bn["conc_end"] + 0.05 else
-            "lower without batch norm, unlike their description" if base["conc_end"] < bn["conc_end"] - 0.05
-            else "about the same with and without batch norm")
-    measured = (f"**This run.** Without normalization the largest eigenvalue {when} ({g(base['top_start'])} at "
-                f"epoch {base['first']}, median {g(med0)} at epoch {base['last']}). At epoch {bn['last']} it is "
-                f"{where} (median {g(med1)} vs {g(med0)}); at initialization it is {init} with batch norm "
-                f"({g(bn['top_start'])} vs {g(base['top_start'])}; spectrum {_span(bn['lo_start'], bn['hi_start'])} "
-                f"vs {_span(base['lo_start'], base['hi_start'])}). The gradient's share in the top eigenspace at "
-                f"the end is {conc} (median {base['conc_end']:.2f} vs {bn['conc_end']:.2f}).")
+    when = (
+        "grows during training, as they describe"
+        if med0 > 1.1 * base["top_start"]
+        else "is at its highest at initialization and falls during training: the outliers do not appear during "
+        "training here, they shrink"
+        if med0 < base["top_start"] / 1.1
+        else "stays about where it started"
+    )
+    where = (
+        "smaller with batch norm, as they describe"
+        if med1 < med0 / 1.1
+        else "larger with batch norm, unlike their description"
+        if med1 > 1.1 * med0
+        else "about the same with and without batch norm"
+    )
+    init = "also smaller" if bn["top_start"] < base["top_start"] / 1.1 else "not smaller"
+    conc = (
+        "higher without batch norm, as they describe"
+        if base["conc_end"] > bn["conc_end"] + 0.05
+        else "lower without batch norm, unlike their description"
+        if base["conc_end"] < bn["conc_end"] - 0.05
+        else "about the same with and without batch norm"
+    )
+    measured = (
+        f"**This run.** Without normalization the largest eigenvalue {when} ({g(base['top_start'])} at "
+        f"epoch {base['first']}, median {g(med0)} at epoch {base['last']}). At epoch {bn['last']} it is "
+        f"{where} (median {g(med1)} vs {g(med0)}); at initialization it is {init} with batch norm "
+        f"({g(bn['top_start'])} vs {g(base['top_start'])}; spectrum {_span(bn['lo_start'], bn['hi_start'])} "
+        f"vs {_span(base['lo_start'], base['hi_start'])}). The gradient's share in the top eigenspace at "
+        f"the end is {conc} (median {base['conc_end']:.2f} vs {bn['conc_end']:.2f})."
+    )
     return [claim, measured]
 
 
@@ -253,36 +292,56 @@ def density_caption(results: dict) -> str:
     cfg = results.get("config", {})
     epochs = ", ".join(str(e) for e in results.get("checkpoint_epochs", []))
     seeds = cfg.get("seeds", 1)
-    head = (f"Eigenvalue density of the training loss's Hessian (stochastic Lanczos quadrature, "
-            f"{cfg.get('density_probes', '?')} probe(s) x {cfg.get('density_steps', '?')} steps, log scale) at "
-            f"epochs {epochs}: one panel per optimizer (rows) and normalization (columns), one colour per epoch"
-            + (f"; seed {cfg.get('seed', 0)} of {seeds}" if seeds > 1 else "") + ".")
+    head = (
+        f"Eigenvalue density of the training loss's Hessian (stochastic Lanczos quadrature, "
+        f"{cfg.get('density_probes', '?')} probe(s) x {cfg.get('density_steps', '?')} steps, log scale) at "
+        f"epochs {epochs}: one panel per optimizer (rows) and normalization (columns), one colour per epoch"
+        + (f"; seed {cfg.get('seed', 0)} of {seeds}" if seeds > 1 else "")
+        + "."
+    )
     parts = []
     for norm in _norms(results):
         s = sharpness(results, norm)
         if s is not None:
-            parts.append(f"{norm_label(norm).capitalize()} the spectrum spans {_span(s['lo_start'], s['hi_start'])} "
-                         f"at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} at epoch {s['last']} "
-                         f"(median over optimizers); its largest eigenvalue goes from {g(s['top_start'])} to "
-                         f"{_range(s['top_end'])}.")
+            parts.append(
+                f"{norm_label(norm).capitalize()} the spectrum spans {_span(s['lo_start'], s['hi_start'])} "
+                f"at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} at epoch {s['last']} "
+                f"(median over optimizers); its largest eigenvalue goes from {g(s['top_start'])} to "
+                f"{_range(s['top_end'])}."
+            )
     return " ".join([head, *parts])
 
 
 def top_eigenvalue_caption(results: dict) -> str:
     seeds = results.get("config", {}).get("seeds", 1)
     band = f" Lines: mean over {seeds} seeds; bands: their range." if seeds > 1 else ""
-    return ("Largest Hessian eigenvalue (top row, log scale) and trace (bottom row; error bars: Hutch++ standard "
-            "error) at each checkpoint; epoch 0 is the shared starting point (black)." + band + " "
-            + " ".join(sharpness_sentences(results)))
+    return (
+        "Largest Hessian eigenvalue (top row, log scale) and trace (bottom row; error bars: Hutch++ standard "
+        "error) at each checkpoint; epoch 0 is the shared starting point (black)."
+        + band
+        + " "
+        + " ".join(sharpness_sentences(results))
+    )
 
 
 def accuracy_caption(results: dict, lo: float | None = None) -> str:
     seeds = results.get("config", {}).get("seeds", 1)
-    zoom = (f" The accuracy axis starts at {lo:.2f} so that the differences at the end show; earlier, lower "
-            f"values are below it.") if lo is not None else ""
+    zoom = (
+        (
+            f" The accuracy axis starts at {lo:.2f} so that the differences at the end show; earlier, lower "
+            f"values are below it."
+        )
+        if lo is not None
+        else ""
+    )
     band = f" Lines: mean over {seeds} seeds; bands: their range; error bars: standard deviation." if seeds > 1 else ""
-    return ("Validation accuracy per epoch (left panels, one per normalization) and at the last epoch (right)."
-            + zoom + band + " " + accuracy_sentence(results))
+    return (
+        "Validation accuracy per epoch (left panels, one per normalization) and at the last epoch (right)."
+        + zoom
+        + band
+        + " "
+        + accuracy_sentence(results)
+    )
 
 
 def time_caption(results: dict) -> str:
@@ -291,7 +350,9 @@ def time_caption(results: dict) -> str:
         return ""
     lo = min(gs, key=lambda x: x["stats"]["step_ms"].mean)
     hi = max(gs, key=lambda x: x["stats"]["step_ms"].mean)
-    return (f"Training time per optimizer step (forward, backward and the optimizer's update, mean over the run's "
-            f"steps): from {lo['stats']['step_ms'].mean:.2f} ms ({lo['optimizer']} {norm_label(lo['norm'])}) to "
-            f"{hi['stats']['step_ms'].mean:.2f} ms ({hi['optimizer']} {norm_label(hi['norm'])}), on "
-            f"{results.get('config', {}).get('threads', '?')} thread(s).")
+    return (
+        f"Training time per optimizer step (forward, backward and the optimizer's update, mean over the run's "
+        f"steps): from {lo['stats']['step_ms'].mean:.2f} ms ({lo['optimizer']} {norm_label(lo['norm'])}) to "
+        f"{hi['stats']['step_ms'].mean:.2f} ms ({hi['optimizer']} {norm_label(hi['norm'])}), on "
+        f"{results.get('config', {}).get('threads', '?')} thread(s)."
+    )

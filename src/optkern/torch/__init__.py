@@ -8,6 +8,7 @@ current stream). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror
 ``torch.nn.utils``. Needs PyTorch (``pip install torch``); ``import optkern``
 never imports it.
 """
+
 try:
     import torch as _torch  # noqa: F401
 except ImportError as e:  # pragma: no cover - exercised without torch
@@ -16,5 +17,15 @@ except ImportError as e:  # pragma: no cover - exercised without torch
 from .clip import clip_grad_norm_, clip_grad_value_
 from .optimizers import SGD, Adadelta, Adagrad, AdagradNorm, Adam, AdamW, NAdam, RMSprop
 
-__all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
-           "clip_grad_norm_", "clip_grad_value_"]
+__all__ = [
+    "SGD",
+    "Adagrad",
+    "AdagradNorm",
+    "RMSprop",
+    "Adadelta",
+    "Adam",
+    "AdamW",
+    "NAdam",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+]

@@ -5,6 +5,7 @@ tensors become CuPy arrays through DLPack, and optkern's CUDA calls are
 enqueued on torch's current stream of that device (CuPy's current stream is
 set to it for the call), so nothing is copied and nothing synchronizes.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """torch.nn.utils.clip_grad_norm_ / clip_grad_value_ on optkern's deterministic fused kernels."""
+
 from __future__ import annotations
 
 import torch

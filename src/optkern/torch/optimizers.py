@@ -11,6 +11,7 @@ closure is re-evaluated with grad enabled. The update runs in place on the
 tensors' own memory: one optkern call per (device, dtype, step count) run of
 a group, on torch's current CUDA stream for CUDA tensors.
 """
+
 from __future__ import annotations
 
 import torch
@@ -88,8 +89,10 @@ class _Fused(torch.optim.Optimizer):
                     raise TypeError(f"param_groups[{i}]['params'][{j}].grad: sparse gradients are not supported")
                 _views.check_tensor(g, f"param_groups[{i}]['params'][{j}].grad")
                 if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-                    raise ValueError(f"param_groups[{i}]['params'][{j}].grad: {tuple(g.shape)} {g.dtype} on "
-                                     f"{g.device} does not match its param {tuple(p.shape)} {p.dtype} on {p.device}")
+                    raise ValueError(
+                        f"param_groups[{i}]['params'][{j}].grad: {tuple(g.shape)} {g.dtype} on "
+                        f"{g.device} does not match its param {tuple(p.shape)} {p.dtype} on {p.device}"
+                    )
                 live.append(p)
             if live:
                 self._group_step(group, live)
@@ -114,8 +117,14 @@ class _Fused(torch.optim.Optimizer):
         names = self._state_names(group)
         lists = {n: _views.views([s[n] for s in states]) for n in names}
         with _views.on_stream(params[0]):
-            out = self._call(group, _views.views(params), _views.views([p.grad for p in params]), lists, t,
-                             first=id(params[0]) in self._first(group, params))
+            out = self._call(
+                group,
+                _views.views(params),
+                _views.views([p.grad for p in params]),
+                lists,
+                t,
+                first=id(params[0]) in self._first(group, params),
+            )
         self._after(group, params, states, t, out)
 
     def _first(self, group: dict, params: list) -> set:
@@ -149,10 +158,30 @@ class SGD(_Fused):
 
     _run_keys = ()
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
-                 maximize=False, momentum_form="pytorch"):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize, momentum_form=momentum_form))
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        *,
+        maximize=False,
+        momentum_form="pytorch",
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                maximize=maximize,
+                momentum_form=momentum_form,
+            ),
+        )
 
     def _state_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
@@ -181,10 +210,19 @@ class SGD(_Fused):
         pass
 
     def _call(self, group, params, grads, lists, t, *, first):
-        F.sgd_(params, grads, lists.get("momentum_buffer", [] if not params else None), lr=group["lr"],
-               momentum=group["momentum"], dampening=group["dampening"], weight_decay=group["weight_decay"],
-               nesterov=group["nesterov"], maximize=group["maximize"], first=first,
-               momentum_form=group["momentum_form"])
+        F.sgd_(
+            params,
+            grads,
+            lists.get("momentum_buffer", [] if not params else None),
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            first=first,
+            momentum_form=group["momentum_form"],
+        )
 
     def _after(self, group, params, states, t, out):
         pass
@@ -193,10 +231,28 @@ class SGD(_Fused):
 class Adagrad(_Fused):
     """torch.optim.Adagrad (state created at construction, as torch does)."""
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-                 *, maximize=False):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                eps=eps,
+                initial_accumulator_value=initial_accumulator_value,
+                maximize=maximize,
+            ),
+        )
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, self.state[p], group)
@@ -209,8 +265,17 @@ class Adagrad(_Fused):
         state["sum"] = torch.full_like(p, group["initial_accumulator_value"], memory_format=torch.contiguous_format)
 
     def _call(self, group, params, grads, lists, t, *, first):
-        F.adagrad_(params, grads, lists.get("sum", []), step=t, lr=group["lr"], lr_decay=group["lr_decay"],
-                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
+        F.adagrad_(
+            params,
+            grads,
+            lists.get("sum", []),
+            step=t,
+            lr=group["lr"],
+            lr_decay=group["lr_decay"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+        )
 
 
 class AdagradNorm(_Fused):
@@ -254,28 +319,60 @@ class AdagradNorm(_Fused):
                 if p.device == ps[0].device and p.dtype == ps[0].dtype:
                     self.state[p]["b_sq"] = b
             with _views.on_stream(ps[0]):
-                F.adagrad_norm_(_views.views(ps), _views.views([p.grad for p in ps]), _views.view(b),
-                                lr=group["lr"], weight_decay=group["weight_decay"], maximize=group["maximize"])
+                F.adagrad_norm_(
+                    _views.views(ps),
+                    _views.views([p.grad for p in ps]),
+                    _views.view(b),
+                    lr=group["lr"],
+                    weight_decay=group["weight_decay"],
+                    maximize=group["maximize"],
+                )
             torch._foreach_add_([self.state[p]["step"] for p in ps], 1.0)
 
     def _call(self, group, params, grads, lists, t, *, first):
         import numpy as np
 
-        F.adagrad_norm_(params, grads, np.ones(1), lr=group["lr"], weight_decay=group["weight_decay"],
-                        maximize=group["maximize"])
+        F.adagrad_norm_(
+            params, grads, np.ones(1), lr=group["lr"], weight_decay=group["weight_decay"], maximize=group["maximize"]
+        )
 
 
 class RMSprop(_Fused):
     """torch.optim.RMSprop (centered, momentum), plus ``nesterov`` momentum (not in torch)."""
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
-                 maximize=False, nesterov=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered, maximize=maximize, nesterov=nesterov))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        *,
+        maximize=False,
+        nesterov=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+                maximize=maximize,
+                nesterov=nesterov,
+            ),
+        )
 
     def _state_names(self, group):
-        return ("square_avg",) + (("grad_avg",) if group["centered"] else ()) + \
-            (("momentum_buffer",) if group["momentum"] > 0 else ())
+        return (
+            ("square_avg",)
+            + (("grad_avg",) if group["centered"] else ())
+            + (("momentum_buffer",) if group["momentum"] > 0 else ())
+        )
 
     def _init_state(self, p, state, group):
         state["step"] = _step_tensor()
@@ -286,11 +383,20 @@ class RMSprop(_Fused):
             state["grad_avg"] = _zeros(p)
 
     def _call(self, group, params, grads, lists, t, *, first):
-        F.rmsprop_(params, grads, lists.get("square_avg", []),
-                   lists.get("grad_avg", []) if group["centered"] else None,
-                   lists.get("momentum_buffer", []) if group["momentum"] > 0 else None, lr=group["lr"],
-                   alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
-                   momentum=group["momentum"], nesterov=group["nesterov"], maximize=group["maximize"])
+        F.rmsprop_(
+            params,
+            grads,
+            lists.get("square_avg", []),
+            lists.get("grad_avg", []) if group["centered"] else None,
+            lists.get("momentum_buffer", []) if group["momentum"] > 0 else None,
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
 
 
 class Adadelta(_Fused):
@@ -308,9 +414,17 @@ class Adadelta(_Fused):
         state["acc_delta"] = _zeros(p)
 
     def _call(self, group, params, grads, lists, t, *, first):
-        F.adadelta_(params, grads, lists.get("square_avg", []), lists.get("acc_delta", []), lr=group["lr"],
-                    rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
-                    maximize=group["maximize"])
+        F.adadelta_(
+            params,
+            grads,
+            lists.get("square_avg", []),
+            lists.get("acc_delta", []),
+            lr=group["lr"],
+            rho=group["rho"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
 
 
 class Adam(_Fused):
@@ -318,11 +432,31 @@ class Adam(_Fused):
 
     _decoupled_default = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=None):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        *,
+        maximize=False,
+        decoupled_weight_decay=None,
+    ):
         dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, decoupled_weight_decay=dwd))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                amsgrad=amsgrad,
+                maximize=maximize,
+                decoupled_weight_decay=dwd,
+            ),
+        )
 
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
@@ -336,10 +470,21 @@ class Adam(_Fused):
 
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)
-        F.adam_(params, grads, lists.get("exp_avg", []), lists.get("exp_avg_sq", []),
-                lists.get("max_exp_avg_sq", []) if group["amsgrad"] else None, step=t, lr=group["lr"],
-                beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+        F.adam_(
+            params,
+            grads,
+            lists.get("exp_avg", []),
+            lists.get("exp_avg_sq", []),
+            lists.get("max_exp_avg_sq", []) if group["amsgrad"] else None,
+            step=t,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            maximize=group["maximize"],
+        )
 
 
 class AdamW(Adam):
@@ -347,8 +492,9 @@ class AdamW(Adam):
 
     _decoupled_default = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False):
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *, maximize=False
+    ):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
 
 
@@ -357,11 +503,30 @@ class NAdam(_Fused):
 
     _run_keys = ("step", "mu_product")
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, *,
-                 decoupled_weight_decay=False, maximize=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        *,
+        decoupled_weight_decay=False,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum_decay=momentum_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                maximize=maximize,
+            ),
+        )
 
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq")
@@ -375,10 +540,22 @@ class NAdam(_Fused):
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)
         mu_product = float(self._mu_product) if params else 1.0
-        return F.nadam_(params, grads, lists.get("exp_avg", []), lists.get("exp_avg_sq", []), step=t,
-                        mu_product=mu_product, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                        weight_decay=group["weight_decay"], momentum_decay=group["momentum_decay"],
-                        decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+        return F.nadam_(
+            params,
+            grads,
+            lists.get("exp_avg", []),
+            lists.get("exp_avg_sq", []),
+            step=t,
+            mu_product=mu_product,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum_decay=group["momentum_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            maximize=group["maximize"],
+        )
 
     def _run(self, group, params):
         self._mu_product = self.state[params[0]]["mu_product"]
