@@ -293,7 +293,8 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
     const auto sp = row_ptrs<T>(h.S), yp = row_ptrs<T>(h.Y);
     const size_t ptr_bytes = padded(sizeof(T*) * size_t(k > 0 ? k : 1));
     const size_t bytes = 2 * ptr_bytes + sizeof(double) * size_t(Q * nb);
-    char* scratch = static_cast<char*>(Scratch::alloc(bytes, dev, s));
+    const ScratchBuffer buf(bytes, s, dev);  // freed (stream-ordered) when the lambda returns
+    char* scratch = buf.as<char>();
     const T* const* Sd = upload(sp, scratch, s);
     const T* const* Yd = upload(yp, scratch + ptr_bytes, s);
     double* part = reinterpret_cast<double*>(scratch + 2 * ptr_bytes);
@@ -309,7 +310,6 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
     }
     sum_parts_kernel<<<unsigned((Q + kThreads - 1) / kThreads), kThreads, 0, s>>>(part, (double*)out.ptr, Q, nb, -1);
     check_launch("lbfgs_push_");
-    Scratch::release(scratch, dev, s);
   };
   py::gil_scoped_release nogil;
   if (h.dt == DType::f32) run(float{});
@@ -340,7 +340,8 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
     const size_t ptr_bytes = padded(sizeof(T*) * size_t(k > 0 ? k : 1));
     const size_t coef_bytes = padded(sizeof(double) * size_t(k > 0 ? k : 1));
     const size_t bytes = 2 * ptr_bytes + 2 * coef_bytes + sizeof(double) * size_t(2 * nb);
-    char* scratch = static_cast<char*>(Scratch::alloc(bytes, dev, s));
+    const ScratchBuffer buf(bytes, s, dev);  // freed (stream-ordered) when the lambda returns
+    char* scratch = buf.as<char>();
     const T* const* Sd = upload(sp, scratch, s);
     const T* const* Yd = upload(yp, scratch + ptr_bytes, s);
     const double* csd = upload(cs, scratch + 2 * ptr_bytes, s);
@@ -354,7 +355,6 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
     }
     sum_parts_kernel<<<1, kThreads, 0, s>>>(part, (double*)out.ptr, 2, nb, 1);
     check_launch("lbfgs_direction_");
-    Scratch::release(scratch, dev, s);
   };
   py::gil_scoped_release nogil;
   if (h.dt == DType::f32) run(float{});
@@ -416,12 +416,12 @@ void lbfgs_stats(py::handle g_h, py::handle out_h) {
   const int64_t nb = num_blocks(n, 16384, 1024);
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    double* part = static_cast<double*>(Scratch::alloc(sizeof(double) * size_t(2 * nb), dev, s));
+    const ScratchBuffer buf(sizeof(double) * size_t(2 * nb), s, dev);
+    double* part = buf.as<double>();
     if (n > 0) stats_kernel<T><<<unsigned(nb), kThreads, 0, s>>>((const T*)g, part, n, nb);
     else check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(2 * nb), s), "lbfgs_stats");
     sum_parts_kernel<<<1, kThreads, 0, s>>>(part, (double*)out.ptr, 2, nb, 0);
     check_launch("lbfgs_stats");
-    Scratch::release(part, dev, s);
   };
   py::gil_scoped_release nogil;
   if (dt == DType::f32) run(float{});
