@@ -17,7 +17,8 @@ import optkern
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and rename-over semantics are POSIX")
 
-SRC = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+# The children import the optkern this test imported (installed wheel or src/ build), not the source tree.
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
 # A training job: resumes from `ckpt` if present, checkpoints every 2 steps, prints each finished
 # step; with KILL_AT=k it stops inside the k-th checkpoint's write (temporary file written, not yet
