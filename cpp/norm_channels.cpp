@@ -218,7 +218,7 @@ void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle
     const auto q = scaled_moments<T>(n, [&](int64_t i) { return x[((i / sh.S) * sh.C + c) * sh.S + i % sh.S]; });
     mean[c] = q.mean;
     rstd[c] = rules::rsqrt_scaled(q.m2 / T(n), q.e, T(eps));
-    var[c] = n > 1 ? rules::scale2(q.m2 / T(n - 1), 2 * q.e) : T(NAN);
+    var[c] = rules::unbiased_var_scaled(q, n);
   }
 }
 

@@ -64,11 +64,7 @@ template <class T, class F> T max_abs_of(int64_t n, F&& at) {
 }
 
 // Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf).
-template <class T> struct ScaledSq {
-  T ssq;
-  int e;
-};
-template <class T, class F> ScaledSq<T> scaled_sum_squares(int64_t n, F&& at) {
+template <class T, class F> rules::ScaledSq<T> scaled_sum_squares(int64_t n, F&& at) {
   const T amax = max_abs_of<T>(n, at);
   if (!rules::finite_(amax)) return {T(NAN), 0};
   if (amax == T(0)) return {T(0), 0};
@@ -82,11 +78,7 @@ template <class T, class F> ScaledSq<T> scaled_sum_squares(int64_t n, F&& at) {
 }
 
 // Mean and M2 of the row with M2 = m2 · 4^e (shifted two-pass on x · 2^-e).
-template <class T> struct ScaledMoments {
-  T mean, m2;
-  int e;
-};
-template <class T, class F> ScaledMoments<T> scaled_moments(int64_t n, F&& at) {
+template <class T, class F> rules::ScaledMoments<T> scaled_moments(int64_t n, F&& at) {
   const T amax = max_abs_of<T>(n, at);
   if (!rules::finite_(amax)) return {T(NAN), T(NAN), 0};
   if (amax == T(0)) return {T(0), T(0), 0};

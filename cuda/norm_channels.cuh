@@ -8,6 +8,7 @@
 
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
+#include "norm_scaled.cuh"
 
 namespace optkern {
 namespace normgpu {
@@ -80,16 +81,38 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
   if (threadIdx.x == 0) part[k * C + c] = v;
 }
 
-// mean, rstd and the unbiased variance (running buffers) from the same merged moments.
+// mean, rstd and the unbiased variance (running buffers) from the same merged
+// moments; redo[c] = 1 where those are unusable (rules::stats_ok) and the
+// channel must be summed again scaled (stats_scaled_kernel).
 template <class A>
 __global__ void stats_finalize_kernel(const rules::Moments<A>* __restrict__ part, int64_t K, int64_t C,
-                                      A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps) {
+                                      A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps,
+                                      int* __restrict__ redo) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
     rules::Moments<A> acc{A(0), A(0), A(0)};
     for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
     mean[c] = acc.mean;
     rstd[c] = rules::rstd(acc, eps);
     var[c] = rules::unbiased_var(acc);
+    redo[c] = rules::stats_ok(acc.mean, acc.m2, eps) ? 0 : 1;
+  }
+}
+
+// The channels marked in redo, again by one block each, scaled (norm_scaled.cuh);
+// the others return at once (the check is block-uniform).
+template <class T, class A>
+__global__ void __launch_bounds__(kChanThreads)
+stats_scaled_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64_t N, int64_t C, int64_t S,
+                    A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps) {
+  const int64_t n = N * S;
+  for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+    if (!redo[c]) continue;
+    const auto q = block_scaled_moments<A>(n, [&](int64_t i) { return A(load(x, ((i / S) * C + c) * S + i % S)); });
+    if (threadIdx.x == 0) {
+      mean[c] = q.mean;
+      rstd[c] = rules::rsqrt_scaled(q.m2 / A(n), q.e, eps);
+      var[c] = rules::unbiased_var_scaled(q, n);
+    }
   }
 }
 
@@ -122,8 +145,12 @@ template <class T, class A>
 void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
   ScratchBuffer part(size_t(K * C) * sizeof(rules::Moments<A>), s);
+  ScratchBuffer redo(size_t(C) * sizeof(int), s);
   launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<A>>(), s);
-  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, rstd, var, eps);
+  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, rstd, var, eps,
+                                                         redo.as<int>());
+  stats_scaled_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+      x, redo.as<int>(), N, C, S, mean, rstd, var, eps);
 }
 
 // dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), totals in `total` when given.

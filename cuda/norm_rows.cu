@@ -1,11 +1,13 @@
 // Row normalizations on the GPU (layer, RMS, group, instance norm), same
 // layout as cpp/norm_rows.cpp: x is (R, M), M = Cg * S, row r uses affine
 // entries (r % G) * Cg + j / S. One block per row: Welford per thread, a
-// deterministic tree merge (Chan), then the normalize/affine pass. Parameter
+// deterministic tree merge (Chan), the scaled re-summation where those
+// statistics are unusable (norm_scaled.cuh), then the normalize/affine pass. Parameter
 // gradients reduce over rows in fixed splits (norm_channels.cuh).
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
+#include "norm_scaled.cuh"
 #include "optkern/norm_layout.hpp"
 #include "optkern/signatures.hpp"
 
@@ -34,13 +36,24 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
         q.a += v * v;
       }
       q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
-      rs = rules::inv_rms(q.a, A(M), eps);
+      if (rules::stats_ok(A(0), q.a, eps)) {  // block-uniform: every thread holds the same total
+        rs = rules::inv_rms(q.a, A(M), eps);
+      } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
+        const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(xr, j)); });
+        rs = rules::rsqrt_scaled(sq.ssq / A(M), sq.e, eps);
+      }
     } else {
       rules::Moments<A> m{A(0), A(0), A(0)};
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push(m, A(load(xr, j)));
       m = block_reduce(m, sm, rules::Moments<A>{A(0), A(0), A(0)});
-      mu = m.mean;
-      rs = rules::rstd(m, eps);
+      if (rules::stats_ok(m.mean, m.m2, eps)) {
+        mu = m.mean;
+        rs = rules::rstd(m, eps);
+      } else {
+        const auto q = block_scaled_moments<A>(M, [&](int64_t j) { return A(load(xr, j)); });
+        mu = q.mean;
+        rs = rules::rsqrt_scaled(q.m2 / A(M), q.e, eps);
+      }
       if (threadIdx.x == 0) mean[r] = mu;
     }
     if (threadIdx.x == 0) rstd[r] = rs;

@@ -2,6 +2,7 @@
 // one block per output row, deterministic tree sums (norm_reduce.cuh).
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
+#include "norm_scaled.cuh"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -23,9 +24,19 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
       q.a += x * x;
     }
     q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
-    const A nrm = sqrt(q.a);
+    A nrm;
+    if (rules::stats_ok(A(0), q.a, A(0))) {  // block-uniform
+      nrm = sqrt(q.a);
+    } else {  // ‖v‖² overflowed or underflowed (rules/norm.hpp)
+      const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(vr, j)); });
+      nrm = rules::norm_scaled(sq.ssq, sq.e);
+    }
     if (threadIdx.x == 0) norm[r] = nrm;
-    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm);
+    const A gr = load(g, r), scale = rules::weight_norm_scale(gr, nrm);
+    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // a subnormal norm: g / ‖v‖ overflows, v / ‖v‖ does not
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) store(w + r * M, j, gr * (A(load(vr, j)) / nrm));
+      continue;
+    }
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) store(w + r * M, j, scale * A(load(vr, j)));
   }
 }
@@ -43,7 +54,7 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
     const A nrm = norm[r];
     if (threadIdx.x == 0) store(dg, r, q.a / nrm);
-    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = q.a / (nrm * nrm);
+    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(q.a, nrm);
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
       store(dv + r * M, j, rules::weight_norm_dv(A(load(dwr, j)), A(load(vr, j)), scale, k));
   }

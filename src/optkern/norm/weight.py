@@ -54,7 +54,8 @@ def weight_norm(v, g, dim=0):
     ``dim`` (any shape with that many elements, e.g. PyTorch's keepdim
     shape). Returns ``(w, saved)`` with ``saved`` a :class:`WeightNormSaved`.
     A slice holding NaN or ±inf has a NaN norm, and a NaN or zero norm raises
-    ValueError (NumPy input; the norms are overflow-safe up to the dtype's max).
+    ValueError on NumPy input (CuPy: w is NaN there; checking would synchronize
+    the host). Norms are overflow-safe up to the dtype's max on CPU and GPU.
     """
     _ndarray("v", v)
     _ndarray("g", g)

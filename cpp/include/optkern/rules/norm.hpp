@@ -14,6 +14,7 @@
 // Eval-mode batch norm uses fixed statistics: dx = r · g.
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "optkern/common.hpp"
 
@@ -93,6 +94,23 @@ template <class A> OK_HD A scale2(A v, int e) { return std::ldexp(v, e); }
 template <class A> OK_HD A max_abs(A a, A b) {
   const A bb = b < A(0) ? -b : b;
   return (bb > a || bb != bb) ? bb : a;
+}
+
+// Results of the scaled fallback: Σx² = ssq · 4^e; M2 = m2 · 4^e around `mean`
+// (unscaled). The loops that produce them are the CPU's (cpp/norm_cpu.hpp) and
+// the GPU's block-parallel ones (cuda/norm_scaled.cuh), on the same formulas.
+template <class A> struct ScaledSq {
+  A ssq;
+  int e;
+};
+template <class A> struct ScaledMoments {
+  A mean, m2;
+  int e;
+};
+
+// Unbiased variance (running buffers) from scaled moments of n values.
+template <class A> OK_HD A unbiased_var_scaled(const ScaledMoments<A>& q, int64_t n) {
+  return n > 1 ? scale2(q.m2 / A(n - 1), 2 * q.e) : A(NAN);
 }
 
 // sqrt(ssq · 4^e): a Euclidean norm from a scaled sum of squares.
