@@ -21,7 +21,7 @@ or, given device buffers, its capturable function); the optimizer classes in
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -102,7 +102,7 @@ _POSITIVE = frozenset({"eps"})
 _SQUARED = frozenset({"b0"})
 
 
-def _check_dtype(hp: tuple, dtype, where: str = "", names=None) -> None:
+def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
     """Raise ValueError naming the first hyper-parameter of ``hp`` that ``dtype`` cannot run.
 
     ``names``: how errors name fields (default: the field name, in ``where``'s group).

@@ -76,7 +76,7 @@ def _allreduce_case(comm, n: int, repeats: int) -> list:
     }
     for fn in cases.values():  # warm-up: page faults, MPI's shared-memory setup
         fn()
-    samples = {k: [] for k in cases}
+    samples: dict[str, list[float]] = {k: [] for k in cases}
     names = list(cases)
     for i in range(repeats):
         for k in names[i % 3 :] + names[: i % 3]:  # rotated: no case always follows the same one
@@ -127,7 +127,7 @@ def zero_rows(comm, quick: bool) -> list:
         }
     ]
     repeats = 3 if quick else 10
-    samples = {"data-parallel Adam step": [], "ZeRO-1 Adam step": []}
+    samples: dict[str, list[float]] = {"data-parallel Adam step": [], "ZeRO-1 Adam step": []}
     for _ in range(repeats):
         samples["data-parallel Adam step"].append(_time(comm, lambda: dp.step(g_dp)))
         samples["ZeRO-1 Adam step"].append(_time(comm, lambda: z.step(g)))

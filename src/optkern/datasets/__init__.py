@@ -81,7 +81,7 @@ def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
     return index.reshape(-1).astype(np.int64), k, note
 
 
-def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):  # an .npy renamed: one bare array

@@ -45,7 +45,8 @@ def make_buckets(params, bucket_bytes: int) -> list:
     Parameters of one kind (NumPy / CuPy device, dtype) share buckets, in parameter order;
     the list is the same on every rank when the parameter layouts are (checked before).
     """
-    open_, buckets = {}, []
+    open_: dict = {}
+    buckets: list = []
     for i, p in enumerate(params):
         k = _key(p)
         cur = open_.get(k)

@@ -14,6 +14,8 @@ memory; plain ``allreduce`` is MPI's (usually the same bits on every rank, not p
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import _backend
@@ -118,7 +120,7 @@ class Communicator:
         for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
-        self.mpi = comm
+        self.mpi: Any = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.ordered = bool(ordered)

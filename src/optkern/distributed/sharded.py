@@ -120,7 +120,7 @@ class ShardedOptimizer:
                 self._local_grads.append(self._shard[a - base : b - base])
             local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
         self.optimizer = optimizer_class(local_groups, **hyper)
-        self._sq_by_param = {}
+        self._sq_by_param: dict = {}
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
             self.optimizer.global_sq_norm = self._global_sq_norm

@@ -48,7 +48,7 @@ def local_pieces(optimizer, slices) -> list:
 
 def consolidate(gathered, param_groups, ranges, counts, params) -> dict:
     """The unsharded state dict from every rank's pieces (``counts``: parameters per group)."""
-    by_group = {}
+    by_group: dict[int, list] = {}
     for rank_pieces in gathered:
         for pc in rank_pieces:
             by_group.setdefault(pc["gi"], []).append(pc)

@@ -132,7 +132,7 @@ def cg(
     tol = max(rtol * math.sqrt(_dot(xp, bv, bv)), atol)
     rnorm = math.sqrt(_dot(xp, r, r))
     p = None
-    result = {"negative_curvature": False, "info": maxiter, "iterations": 0}
+    result: dict[str, Any] = {"negative_curvature": False, "info": maxiter, "iterations": 0}
     if rnorm <= tol:
         result["info"] = 0
     else:

@@ -1,5 +1,7 @@
 """``optkern study``: an end-to-end optimization study (see runner.py)."""
 
+from typing import Any
+
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
 __all__ = ["FLAGS", "OPTIMIZERS", "ConfigError", "Method", "StudyConfig", "UsageError", "main", "run_study"]
@@ -126,7 +128,7 @@ def parse_lr(values) -> dict:
 
 
 def _config(args) -> StudyConfig:
-    kw = {}
+    kw: dict[str, Any] = {}
     if args.optimizers:
         kw["optimizers"] = [s.strip() for s in args.optimizers.split(",") if s.strip()]
     if args.norms:

@@ -11,7 +11,7 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, **kw) -> StudyConfig:
-        base = dict(
+        base: dict[str, Any] = dict(
             epochs=4,
             checkpoints=3,
             hidden=(64, 64),
@@ -385,7 +385,7 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
     cfg.validate()
     from .. import info
 
-    results = {
+    results: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "info": info(),
         "dataset": train.name.split(":")[0],

@@ -147,8 +147,8 @@ def sharpness(results: dict, norm: str) -> dict | None:
 
 def _range(d: dict) -> str:
     """'median 3.16 (1.61 for adagrad to 4.01 for sgd)' over a {optimizer: value} dict."""
-    lo = min(d, key=d.get)
-    hi = max(d, key=d.get)
+    lo = min(d, key=lambda k: d[k])
+    hi = max(d, key=lambda k: d[k])
     if len(d) == 1:
         return f"{g(d[lo])} ({lo})"
     return f"median {g(statistics.median(d.values()))} ({g(d[lo])} for {lo} to {g(d[hi])} for {hi})"
