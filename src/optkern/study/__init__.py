@@ -2,9 +2,20 @@
 
 from typing import Any
 
+from .methods import DEFAULT_OPTIMIZERS
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
-__all__ = ["FLAGS", "OPTIMIZERS", "ConfigError", "Method", "StudyConfig", "UsageError", "main", "run_study"]
+__all__ = [
+    "DEFAULT_OPTIMIZERS",
+    "FLAGS",
+    "OPTIMIZERS",
+    "ConfigError",
+    "Method",
+    "StudyConfig",
+    "UsageError",
+    "main",
+    "run_study",
+]
 
 
 class UsageError(ValueError):
@@ -17,6 +28,7 @@ FLAGS = {
     "norms": "--norms",
     "epochs": "--epochs",
     "batch_size": "--batch-size",
+    "large_batch": "--large-batch",
     "hidden": "--hidden",
     "activation": "--activation",
     "checkpoints": "--checkpoints",
@@ -36,6 +48,7 @@ def main(args) -> int:
 
     from ..datasets import DataError, load_digits, load_file
     from . import plots, report
+    from .parallel import communicator
 
     if args.label_column is not None and not (args.data or "").lower().endswith(".csv"):
         raise UsageError("--label-column: applies to a .csv --data file (an .npz holds its labels in array 'y')")
@@ -50,23 +63,37 @@ def main(args) -> int:
         train, val = data.split(val_fraction=0.2, seed=args.seed)
     except (DataError, ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
+    # Under mpiexec (or --distributed): data-parallel over the ranks. Every rank parses the same
+    # arguments and data, so a usage error stops every rank alike; only rank 0 writes or prints.
+    comm = communicator(force=bool(getattr(args, "distributed", False)))
+    error = None
+    if comm is None or comm.rank == 0:
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as e:
+            error = f"--out {args.out}: cannot create the folder ({e.strerror})"
+    if comm is not None:
+        error = comm.bcast_object(error)  # every rank stops, none waits alone
+    if error is not None:
+        raise UsageError(error)
+    if comm is not None and comm.rank != 0:
+        run_study(train, val, cfg, progress=False, comm=comm)
+        return 0
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     say(
         f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s)"
         + (f" x {cfg.seeds} seeds" if cfg.seeds > 1 else "")
         + f", {cfg.epochs} epochs on {data.name} "
         f"({len(data.y)} samples), curvature at epochs {cfg.checkpoint_epochs()} on "
-        f"{min(cfg.curvature_batch, len(train.y))} samples; output in {os.path.abspath(args.out)}"
+        f"{min(cfg.curvature_batch, len(train.y))} samples"
+        + (f", data-parallel over {comm.size} MPI ranks" if comm is not None else "")
+        + f"; output in {os.path.abspath(args.out)}"
     )
 
     def checkpoint(results):  # keep a valid results.json after every run
         report.write_json(results, args.out)
 
-    results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint)
+    results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint, comm=comm)
     report.write_json(results, args.out)
     figures: list = []
     if not args.no_plots:
@@ -130,11 +157,12 @@ def parse_lr(values) -> dict:
 def _config(args) -> StudyConfig:
     kw: dict[str, Any] = {}
     if args.optimizers:
-        kw["optimizers"] = [s.strip() for s in args.optimizers.split(",") if s.strip()]
+        names = [s.strip() for s in args.optimizers.split(",") if s.strip()]
+        kw["optimizers"] = list(OPTIMIZERS) if names == ["all"] else names
     if args.norms:
         kw["norms"] = [s.strip() for s in args.norms.split(",") if s.strip()]
-    for name in ("epochs", "batch_size", "checkpoints", "curvature_batch", "activation"):
-        if getattr(args, name) is not None:
+    for name in ("epochs", "batch_size", "large_batch", "checkpoints", "curvature_batch", "activation"):
+        if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
     if args.hidden:
         try:

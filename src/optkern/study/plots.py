@@ -90,7 +90,9 @@ def make_plots(results: dict, out_dir: str) -> list:
     groups = _groups(results)
     if not groups:
         return []
-    colors = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(o for o, _, _ in groups))}
+    names = list(dict.fromkeys(o for o, _, _ in groups))
+    # the default cycle's 10 colours while they suffice (every optimizer keeps its colour), else tab20's
+    colors = {name: f"C{i}" if len(names) <= 10 else plt.get_cmap("tab20")(i % 20) for i, name in enumerate(names)}
     norms = list(dict.fromkeys(n for _, n, _ in groups))
     paths = []
 

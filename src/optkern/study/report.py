@@ -119,7 +119,8 @@ def _setup(results: dict) -> list:
             if seeds > 1
             else f"Seed {cfg['seed']}: every run starts from the same weights. "
         )
-        + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), SIMD {info.get('simd')}.",
+        + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), SIMD {info.get('simd')}."
+        + _ranks(results),
         "",
         f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) on "
         f"the same {used} training samples for every run{asked}, at epochs {_epochs(results)}. Top eigenvalues and "
@@ -132,6 +133,23 @@ def _setup(results: dict) -> list:
     ]
 
 
+def _ranks(results: dict) -> str:
+    ranks = results.get("ranks", 1)
+    if ranks <= 1:
+        return ""
+    return (
+        f" Data-parallel over {ranks} MPI ranks: each rank computed the loss and gradient of its share of every "
+        "batch and the gradients were summed in rank order (every rank held the same parameters); the Hessian "
+        "products likewise"
+        + (
+            " (with batch norm, every rank measured the whole subset)"
+            if "batch" in results["config"].get("norms", ())
+            else ""
+        )
+        + "; timings are rank 0's."
+    )
+
+
 def _hyperparameters(results: dict) -> list:
     table = results.get("optimizers") or {}
     if not table:
@@ -142,14 +160,15 @@ def _hyperparameters(results: dict) -> list:
         "Every hyper-parameter of each run; **bold**: set by the study or by `--lr` "
         "(`lr` is the schedule's peak), the rest are the class's defaults.",
         "",
-        "| name | class | hyper-parameters |",
-        "|---|---|---|",
+        "| name | class | hyper-parameters | batch | notes |",
+        "|---|---|---|---:|---|",
     ]
     for name, t in table.items():
         hp = ", ".join(
             (f"**{k}={v!r}**" if k in t.get("set", ()) else f"{k}={v!r}") for k, v in t["hyperparameters"].items()
         )
-        out.append(f"| {name} | `optkern.optim.{t['class']}` | {hp} |")
+        batch = t.get("batch_size", results.get("config", {}).get("batch_size", "?"))
+        out.append(f"| {name} | `optkern.optim.{t['class']}` | {hp} | {batch} | {t.get('about', '')} |")
     return out + [""]
 
 

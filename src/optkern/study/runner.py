@@ -7,160 +7,32 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from .. import hessian, optim, schedules
+from .. import hessian, schedules
 from ..datasets import Dataset
 from ..nn import MLP
 from ..threads import limit_threads
+from . import methods
+from .config import ConfigError, StudyConfig, all_hyperparameters
+from .methods import DEFAULT_OPTIMIZERS, OPTIMIZERS, Method
+from .parallel import Objective, loss_and_grad, shard
 from .progress import ProgressBar
 
-
-class Method(NamedTuple):
-    """One row of the study's optimizer table: a class of ``optkern.optim`` and
-    the keyword arguments it is built with (``lr`` is the peak of the warm-up +
-    cosine schedule); the class's own defaults fill in the rest."""
-
-    optimizer: str
-    hyperparameters: dict
-    about: str = ""
-
-
-# The optimizers a study can run. Adding one is one row here. Learning rates are
-# each method's usual good value for a small tanh MLP on standardized inputs;
-# `optkern study --lr NAME=VALUE` overrides them.
-OPTIMIZERS = {
-    "sgd": Method("SGD", dict(lr=0.1), "plain stochastic gradient descent"),
-    "momentum": Method("SGD", dict(lr=0.02, momentum=0.9), "heavy-ball momentum"),
-    "nesterov": Method("SGD", dict(lr=0.02, momentum=0.9, nesterov=True), "Nesterov momentum"),
-    "adagrad": Method("Adagrad", dict(lr=0.05)),
-    "rmsprop": Method("RMSprop", dict(lr=1e-3)),
-    "adam": Method("Adam", dict(lr=2e-3)),
-    "adamw": Method("AdamW", dict(lr=2e-3, weight_decay=1e-2), "Adam with decoupled weight decay"),
-    "nadam": Method("NAdam", dict(lr=2e-3), "Adam with Nesterov momentum"),
-}
-
-# Constructor options that say how a step runs, not what it computes.
-_NOT_HYPERPARAMETERS = ("params", "capturable", "foreach", "fused", "differentiable")
-
-
-class ConfigError(ValueError):
-    """A bad study setting; ``field`` names the StudyConfig field (the CLI
-    turns it into its flag)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-@dataclass
-class StudyConfig:
-    """Every knob of a study; the defaults are the full study."""
-
-    optimizers: list = field(default_factory=lambda: list(OPTIMIZERS))
-    norms: list = field(default_factory=lambda: ["none", "batch"])
-    hidden: tuple = (128, 128)
-    activation: str = "tanh"
-    epochs: int = 30
-    batch_size: int = 64
-    warmup_fraction: float = 0.05
-    checkpoints: int = 4  # curvature measured at this many epochs (first and last included)
-    curvature_batch: int = 512  # training samples the Hessian is measured on (at most all of them)
-    top_k: int = 5  # top eigenvalues reported
-    concentration_k: int = 10  # gradient concentration in the top-k eigenspace
-    trace_matvecs: int = 60  # Hutch++ budget
-    density_probes: int = 2  # SLQ probes
-    density_steps: int = 60  # Lanczos steps per probe
-    density_grid: int = 256
-    lanczos_steps: int = 80  # cap on Lanczos steps for the top eigenpairs
-    lanczos_tol: float = 1e-3  # relative residual at which they count as converged
-    threads: int = 1  # optkern and OpenBLAS threads (see optkern/threads.py)
-    seed: int = 0
-    seeds: int = 1  # runs per configuration, with seeds seed, seed+1, ...
-    overrides: dict = field(default_factory=dict)  # {optimizer: {hyper-parameter: value}}, e.g. from --lr
-    device: str = "cpu"
-
-    @classmethod
-    def quick(cls, **kw) -> StudyConfig:
-        base: dict[str, Any] = dict(
-            epochs=4,
-            checkpoints=3,
-            hidden=(64, 64),
-            curvature_batch=256,
-            top_k=3,
-            concentration_k=5,
-            trace_matvecs=24,
-            density_probes=1,
-            density_steps=30,
-        )
-        base.update(kw)
-        return cls(**base)
-
-    def validate(self) -> None:
-        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
-        if unknown or not self.optimizers:
-            raise ConfigError("optimizers", f"unknown {unknown}; choose from {', '.join(OPTIMIZERS)}")
-        bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
-        if bad or not self.norms:
-            raise ConfigError("norms", f"unknown {bad}; choose from none, batch, layer")
-        for name in (
-            "epochs",
-            "batch_size",
-            "checkpoints",
-            "curvature_batch",
-            "top_k",
-            "concentration_k",
-            "trace_matvecs",
-            "density_probes",
-            "density_steps",
-            "density_grid",
-            "lanczos_steps",
-            "threads",
-            "seeds",
-        ):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError("hidden", f"expected positive layer widths, got {list(self.hidden)}")
-        if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows
-            name = "batch_size" if self.batch_size < 2 else "curvature_batch"
-            raise ConfigError(name, f"batch norm needs at least 2 samples, got {getattr(self, name)}")
-        if self.device not in ("cpu", "cuda"):
-            raise ConfigError("device", f"expected 'cpu' or 'cuda', got {self.device!r}")
-        for name, hp in self.overrides.items():
-            if name not in OPTIMIZERS:
-                raise ConfigError("overrides", f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-            lr = hp.get("lr", 1.0)
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ConfigError("overrides", f"{name}: the learning rate must be a positive number, got {lr!r}")
-
-    def checkpoint_epochs(self) -> list:
-        c = min(self.checkpoints, self.epochs + 1)
-        if c == 1:
-            return [self.epochs]
-        return sorted({int(round(i * self.epochs / (c - 1))) for i in range(c)})
-
-    def hyperparameters(self, name: str) -> dict:
-        """The keyword arguments ``name``'s optimizer is built with."""
-        return {**OPTIMIZERS[name].hyperparameters, **self.overrides.get(name, {})}
-
-
-def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
-    """Every hyper-parameter of ``name``'s run: the ones set, then the class's
-    defaults for the rest (read from its signature), for the report."""
-    cls = getattr(optim, OPTIMIZERS[name].optimizer)
-    out = dict(cfg.hyperparameters(name))
-    for p in inspect.signature(cls.__init__).parameters.values():
-        if p.name not in _NOT_HYPERPARAMETERS and p.name != "self" and p.default is not p.empty:
-            out.setdefault(p.name, p.default)
-    return out
+__all__ = [
+    "DEFAULT_OPTIMIZERS",
+    "OPTIMIZERS",
+    "ConfigError",
+    "Method",
+    "StudyConfig",
+    "all_hyperparameters",
+    "run_study",
+    "train_run",
+]
 
 
 def _xp(device: str):
@@ -171,10 +43,17 @@ def _xp(device: str):
     return np
 
 
-def make_optimizer(name: str, params, cfg: StudyConfig | None = None):
-    """``name``'s optimizer over ``params`` (public API: the class and its hyper-parameters)."""
+def make_optimizer(name: str, params, cfg: StudyConfig | None = None, curvature=None):
+    """``name``'s optimizer over ``params`` (public API: the class and its hyper-parameters);
+    ``curvature``: a callable returning the current batch's operator (Newton-CG)."""
     hp = (cfg or StudyConfig()).hyperparameters(name)
-    return getattr(optim, OPTIMIZERS[name].optimizer)([params], **hp), dict(hp)
+    return methods.build(name, [params], hp, curvature), dict(hp)
+
+
+def batch_rows(name: str, cfg: StudyConfig, n: int) -> int:
+    """Rows per step of ``name``'s runs on ``n`` training rows."""
+    kind = OPTIMIZERS[name].batch
+    return n if kind == "full" else min(cfg.large_batch, n) if kind == "large" else cfg.batch_size
 
 
 def batches(n: int, size: int) -> list:
@@ -201,12 +80,21 @@ def evaluate(model, params, x, y, batch: int = 1024):
     return tot_loss / n, correct / n
 
 
-def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
+def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, comm=None) -> dict:
     """Ghorbani et al.'s measurements of the loss Hessian at ``params`` on the
     batch ``(xc, yc)``. One Lanczos run gives both the top eigenvalues and the
-    eigenvectors the gradient concentration projects on."""
+    eigenvectors the gradient concentration projects on.
+
+    With ``comm`` (data-parallel), each rank multiplies on its shard of the batch and the
+    products are summed in rank order: every rank gets the same numbers, those of one process
+    up to rounding. (Not with batch norm: its statistics span the whole batch, so each rank
+    then measures the whole batch itself.)"""
     t0 = time.perf_counter()
-    op = hessian.from_mlp(model, params, xc, yc)
+    if comm is not None and model.norm == "batch":
+        comm = None
+    sl = shard(int(xc.shape[0]), comm)
+    xl, yl = xc[sl], yc[sl]
+    op = hessian.from_mlp(model, params, xl, yl, comm=comm)
     k = max(cfg.top_k, cfg.concentration_k)
     top = hessian.top_eigenvalues(
         op,
@@ -217,7 +105,7 @@ def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
         seed=seed,
         return_eigenvectors=True,
     )
-    _, g = model.loss_and_grad(params, xc, yc)
+    _, (g,) = loss_and_grad(model, params, xl, yl, comm, (sl.stop - sl.start) / max(int(xc.shape[0]), 1))
     conc = hessian.gradient_concentration(op, g, cfg.concentration_k, eigenvectors=top.eigenvectors)
     tr = hessian.trace(op, method="hutch++", num_matvecs=cfg.trace_matvecs, seed=seed)
     dens = hessian.spectral_density(
@@ -245,11 +133,11 @@ def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int) -> dict:
     }
 
 
-def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, epoch: int, record: dict):
+def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, epoch: int, record: dict, comm=None):
     """``curvature`` at a checkpoint, or None when a run near divergence makes
     the Hessian non-finite (noted in ``record["curvature_failed"]``)."""
     try:
-        c = curvature(model, params, xc, yc, cfg, seed=seed + epoch)
+        c = curvature(model, params, xc, yc, cfg, seed=seed + epoch, comm=comm)
         if not all(math.isfinite(v) for v in (*c["top_eigenvalues"], c["trace"], c["grad_concentration"])):
             raise FloatingPointError("non-finite Hessian estimates")
     except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
@@ -269,9 +157,14 @@ def train_run(
     progress: bool = True,
     cache: dict | None = None,
     seed: int | None = None,
+    comm=None,
 ) -> dict:
     """One optimizer / normalization / seed run. ``record`` is filled as it
     goes, so an interrupted run leaves what it measured.
+
+    ``comm`` (an ordered ``optkern.distributed.Communicator``): data-parallel over its
+    ranks, each computing the loss and gradient of its shard of every batch (see
+    parallel.py); every rank returns the same record.
 
     ``seed`` (default ``cfg.seed``) sets the initial weights, the batch order
     and the Hessian probes; the Hessian's sample subset depends on ``cfg.seed``
@@ -284,17 +177,30 @@ def train_run(
     xp = _xp(cfg.device)
     sizes = [train.x.shape[1], *cfg.hidden, train.num_classes]
     model = MLP(sizes, activation=cfg.activation, norm=None if norm == "none" else norm, dtype=np.float32, xp=xp)
-    params = model.init_params(seed=seed)  # same start for every optimizer
-    opt, hp = make_optimizer(name, params, cfg)
+    params = model.init_params(seed=seed)  # same start for every optimizer (and every rank)
+    method = OPTIMIZERS[name]
+    objective = Objective(model, params, comm)
+    opt, hp = make_optimizer(name, params, cfg, curvature=lambda: objective.curvature("ggn"))
+    objective.attach(opt)
     n = train.x.shape[0]
-    steps_per_epoch = len(batches(n, cfg.batch_size))
+    bsize = batch_rows(name, cfg, n)
+    steps_per_epoch = len(batches(n, bsize))
     total = steps_per_epoch * cfg.epochs
     warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
     sched = (
         schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1)), relative=True)
-        if total > 1
+        if total > 1 and method.schedule
         else None
     )
+
+    def step() -> float:
+        """One optimizer step on the objective's batch; the batch's loss at the start."""
+        if method.closure:
+            return float(opt.step(objective.closure))
+        loss, grads = objective.closure()
+        opt.step(grads)
+        return float(loss)
+
     xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
     xva, yva = xp.asarray(val.x), xp.asarray(val.y)
     # The Hessian's samples: one subset for every run; the batch order: one stream per seed.
@@ -311,7 +217,9 @@ def train_run(
         hyperparameters=hp,
         num_params=int(model.num_params),
         curvature_samples=int(len(cidx)),
+        batch_size=int(bsize),
         steps=0,
+        grad_evals=0,
         status="running",
     )
     t0 = time.perf_counter()
@@ -328,7 +236,7 @@ def train_run(
             if bar is not None:
                 bar.update(0, f"measuring the Hessian at epoch {epoch}...")
             t = time.perf_counter()
-            c = _safe_curvature(model, params, xc, yc, cfg, seed, epoch, record)
+            c = _safe_curvature(model, params, xc, yc, cfg, seed, epoch, record, comm)
             timing["curvature_time_s"] += time.perf_counter() - t
         return train_loss, vl, va, c
 
@@ -355,15 +263,18 @@ def train_run(
                 t = time.perf_counter()
                 perm = xp.asarray(rng.permutation(n))
                 tot = 0.0
-                for sl in batches(n, cfg.batch_size):
+                for sl in batches(n, bsize):
                     idx = perm[sl]
-                    loss, grad = model.loss_and_grad(params, xtr[idx], ytr[idx])
-                    opt.step([grad])
+                    objective.set_batch(xtr[idx], ytr[idx])
+                    loss = step()
                     if sched is not None:
                         sched.step()
                     record["steps"] += 1
-                    tot += float(loss) * int(idx.shape[0])
+                    tot += loss * int(idx.shape[0])
                 train_loss = tot / n
+                if method.batch == "full":  # one step per epoch: report the loss it reached
+                    train_loss = objective.loss()
+                record["grad_evals"] = objective.evaluations
                 timing["train_time_s"] += time.perf_counter() - t
                 # Diverged: the loss overflowed or grew a thousandfold over the start's.
                 if not math.isfinite(train_loss) or train_loss > 1e3 * hist["train_loss"][0]:
@@ -373,15 +284,20 @@ def train_run(
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
     finally:  # also when interrupted: the partial run keeps its timings
         record.update(timing, time_s=time.perf_counter() - t0)
+        if hasattr(opt, "num_hvps"):  # Newton-CG's curvature products (training, not measurement)
+            record["train_hvps"] = int(opt.num_hvps)
     if record["status"] == "running":
         record["status"] = "done"
     return record
 
 
-def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = True, on_run_done=None) -> dict:
+def run_study(
+    train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = True, on_run_done=None, comm=None
+) -> dict:
     """All runs of the study (every normalization x optimizer x seed). On
     KeyboardInterrupt the partial results are returned with ``interrupted=True``
-    (the caller writes them)."""
+    (the caller writes them). ``comm``: data-parallel over its ranks (see ``train_run``);
+    every rank returns the same results, progress is drawn by rank 0 only."""
     cfg.validate()
     from .. import info
 
@@ -400,6 +316,7 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
             name: {
                 "class": OPTIMIZERS[name].optimizer,
                 "about": OPTIMIZERS[name].about,
+                "batch_size": batch_rows(name, cfg, int(train.x.shape[0])),
                 "hyperparameters": all_hyperparameters(name, cfg),
                 "set": sorted(cfg.hyperparameters(name)),
             }
@@ -407,7 +324,9 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
         },
         "runs": [],
         "interrupted": False,
+        "ranks": 1 if comm is None else int(comm.size),
     }
+    progress = progress and (comm is None or comm.rank == 0)
     cache: dict = {}
     t0 = time.perf_counter()
     try:
@@ -417,7 +336,9 @@ def run_study(train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = T
                     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
                         rec: dict = {}
                         results["runs"].append(rec)
-                        train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed)
+                        train_run(
+                            name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed, comm=comm
+                        )
                         if on_run_done is not None:
                             on_run_done(results)
     except KeyboardInterrupt:

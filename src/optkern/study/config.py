@@ -1,0 +1,120 @@
+"""The study's settings: every knob of a run (``StudyConfig``) and its checks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import methods
+from .methods import DEFAULT_OPTIMIZERS, OPTIMIZERS
+
+
+class ConfigError(ValueError):
+    """A bad study setting; ``field`` names the StudyConfig field (the CLI
+    turns it into its flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class StudyConfig:
+    """Every knob of a study; the defaults are the full study."""
+
+    optimizers: list = field(default_factory=lambda: list(DEFAULT_OPTIMIZERS))
+    norms: list = field(default_factory=lambda: ["none", "batch"])
+    hidden: tuple = (128, 128)
+    activation: str = "tanh"
+    epochs: int = 30
+    batch_size: int = 64
+    large_batch: int = 512  # rows per step of the "large batch" methods (Newton-CG)
+    warmup_fraction: float = 0.05
+    checkpoints: int = 4  # curvature measured at this many epochs (first and last included)
+    curvature_batch: int = 512  # training samples the Hessian is measured on (at most all of them)
+    top_k: int = 5  # top eigenvalues reported
+    concentration_k: int = 10  # gradient concentration in the top-k eigenspace
+    trace_matvecs: int = 60  # Hutch++ budget
+    density_probes: int = 2  # SLQ probes
+    density_steps: int = 60  # Lanczos steps per probe
+    density_grid: int = 256
+    lanczos_steps: int = 80  # cap on Lanczos steps for the top eigenpairs
+    lanczos_tol: float = 1e-3  # relative residual at which they count as converged
+    threads: int = 1  # optkern and OpenBLAS threads (see optkern/threads.py)
+    seed: int = 0
+    seeds: int = 1  # runs per configuration, with seeds seed, seed+1, ...
+    overrides: dict = field(default_factory=dict)  # {optimizer: {hyper-parameter: value}}, e.g. from --lr
+    device: str = "cpu"
+
+    @classmethod
+    def quick(cls, **kw) -> StudyConfig:
+        base: dict[str, Any] = dict(
+            epochs=4,
+            checkpoints=3,
+            hidden=(64, 64),
+            curvature_batch=256,
+            top_k=3,
+            concentration_k=5,
+            trace_matvecs=24,
+            density_probes=1,
+            density_steps=30,
+        )
+        base.update(kw)
+        return cls(**base)
+
+    def validate(self) -> None:
+        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
+        if unknown or not self.optimizers:
+            raise ConfigError("optimizers", f"unknown {unknown}; choose from {', '.join(OPTIMIZERS)}")
+        bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
+        if bad or not self.norms:
+            raise ConfigError("norms", f"unknown {bad}; choose from none, batch, layer")
+        for name in (
+            "epochs",
+            "batch_size",
+            "large_batch",
+            "checkpoints",
+            "curvature_batch",
+            "top_k",
+            "concentration_k",
+            "trace_matvecs",
+            "density_probes",
+            "density_steps",
+            "density_grid",
+            "lanczos_steps",
+            "threads",
+            "seeds",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ConfigError("hidden", f"expected positive layer widths, got {list(self.hidden)}")
+        if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows
+            name = "batch_size" if self.batch_size < 2 else "curvature_batch"
+            raise ConfigError(name, f"batch norm needs at least 2 samples, got {getattr(self, name)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError("device", f"expected 'cpu' or 'cuda', got {self.device!r}")
+        for name, hp in self.overrides.items():
+            if name not in OPTIMIZERS:
+                raise ConfigError("overrides", f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+            lr = hp.get("lr", 1.0)
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise ConfigError("overrides", f"{name}: the learning rate must be a positive number, got {lr!r}")
+
+    def checkpoint_epochs(self) -> list:
+        c = min(self.checkpoints, self.epochs + 1)
+        if c == 1:
+            return [self.epochs]
+        return sorted({int(round(i * self.epochs / (c - 1))) for i in range(c)})
+
+    def hyperparameters(self, name: str) -> dict:
+        """The keyword arguments ``name``'s optimizer is built with."""
+        return {**OPTIMIZERS[name].hyperparameters, **self.overrides.get(name, {})}
+
+
+def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
+    """Every hyper-parameter of ``name``'s run: the ones set, then the class's
+    defaults for the rest (read from its signature), for the report."""
+    return methods.all_hyperparameters(name, cfg.hyperparameters(name))
