@@ -299,3 +299,14 @@ def test_state_layout_comes_from_optkern_optim():
         core.step([p.grad.numpy() for p in model.parameters()])
         for p, q in zip(model.parameters(), core.param_groups[0]["params"]):
             assert set(opt.state[p]) == set(core.state.get(q, {})), name
+
+
+def test_sgd_momentum_switched_on_mid_training(float64_default):
+    x, y = data("mlp", torch.float64)
+    ref, mine = mlp(torch.float64), mlp(torch.float64)
+    opts = [torch.optim.SGD(ref.parameters(), lr=0.05), ot.SGD(mine.parameters(), lr=0.05)]
+    for model, opt in zip((ref, mine), opts):
+        train(model, opt, x, y, 3)
+        opt.param_groups[0]["momentum"] = 0.9  # buffers made from the next grads
+        train(model, opt, x, y, 3)
+    assert rel_diff(list(ref.parameters()), list(mine.parameters())) <= 1e-12

@@ -176,8 +176,17 @@ def backend(*named):
             if not isinstance(arrays, (list, tuple)):  # a scalar, a string, an object: not arrays
                 raise TypeError(f"{name}: expected a numpy or cupy array, got {type(arrays).__name__}")
         for i, a in enumerate(arrays):
-            a = as_array(a, label(i))  # callers convert first; a foreign array counts as what it views
-            k = "cupy" if is_cupy(a) else "numpy" if isinstance(a, np.ndarray) else None
+            if type(a) is not np.ndarray and is_foreign(a):  # callers convert first: counts as what it views
+                a = as_array(a, label(i))
+            k = (
+                "numpy"
+                if type(a) is np.ndarray
+                else "cupy"
+                if is_cupy(a)
+                else "numpy"
+                if isinstance(a, np.ndarray)
+                else None
+            )
             if k is None:
                 raise TypeError(f"{label(i)}: expected a numpy or cupy array, got {type(a).__name__}")
             if kind is None:
