@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 
 import numpy as np
 
@@ -24,8 +25,12 @@ def _load_cpu():
     cores; large optimizer steps are unaffected. libgomp reads the setting
     once, when it loads; the variable is restored so that libraries loaded
     later (PyTorch's own libgomp) keep their defaults."""
+    global omp_passive
     keys = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    # (a runtime loaded before, by torch typically, has read its settings already)
+    omp_passive = "torch" not in sys.modules
     if any(k in os.environ for k in keys):
+        omp_passive = omp_passive and os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
         from . import _cpu as mod
 
         return mod
@@ -37,6 +42,10 @@ def _load_cpu():
     return mod
 
 
+#: whether the OpenMP runtime optkern loaded started with OMP_WAIT_POLICY=PASSIVE (as far as
+#: can be told: not when torch was imported first). Libraries loaded later that link the same
+#: runtime (torch's CPU wheels here) share it and its policy.
+omp_passive = False
 _cpu = _load_cpu()
 
 cpu = _cpu
