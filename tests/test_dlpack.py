@@ -160,3 +160,15 @@ def test_import_optkern_imports_no_array_library():
     code = "import sys, optkern, optkern.clip; print(sorted({'torch', 'cupy', 'jax'} & sys.modules.keys()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_param_groups_of_generators_and_the_same_tensor_twice():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)).double()
+    opt = O.SGD([{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 0.5}], lr=0.1)
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    w = model[0].weight
+    before = w.detach().clone()
+    opt.step([torch.ones_like(p) for p in model.parameters()])
+    assert torch.equal(w.detach(), before - 0.1)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['params'\]\[0\]: appears in more than one"):
+        O.SGD([{"params": [w]}, {"params": [w]}], lr=0.1)  # one tensor, two different views

@@ -148,9 +148,14 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         if "params" not in param_group:
             raise ValueError(f"{where}: missing 'params'")
         given = param_group["params"]
-        given = [given] if _backend.is_array(given) else given
+        if _backend.is_array(given):
+            given = [given]
+        elif not isinstance(given, list):
+            try:
+                given = list(given)  # (model.parameters(): a generator, read once)
+            except TypeError:
+                pass  # as_list names it
         params = _backend.as_list(given, f"{where}['params']")
-        given = list(given) if len(given) == len(params) else params  # (a generator was consumed)
         mod = _backend.backend((f"{where}['params']", params)) if params else _backend.cpu
         for i, p in enumerate(params):
             if p.dtype not in (np.float32, np.float64):
