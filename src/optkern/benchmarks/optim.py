@@ -5,7 +5,16 @@ Cases (float32): Adam, AdamW, SGD with momentum and Adagrad steps on
   CUDA  one flat array of 256M elements, and 1000 arrays totalling 256M;
 the L1+L2 penalty gradient (``optkern.regularize.add_penalty_grad_``) on the
 many-array layout; on the CPU also the ``step()`` overhead of Adam on 100
-arrays of 4 elements. ``quick``: 1M elements (CPU) / 16M (CUDA).
+arrays of 4 elements, and the torch adapter: ``optkern.torch.Adam/AdamW/SGD``
+stepping a torch "model" (the many-array layout as torch parameters with their
+``.grad``) against ``torch.optim``'s fused and foreach steps on the same
+tensors' layout, with the adapter's overhead over the raw ``optkern.optim``
+step on the same kind of memory (NumPy views of another such torch model;
+paired: the two alternate, the overhead is the median of the per-pair ratios,
+with its quartiles). torch runs with
+``OMP_WAIT_POLICY=PASSIVE``: set before torch is imported, or, where torch links
+the OpenMP runtime optkern loaded (started passive), inherited; the row says
+which it could confirm. ``quick``: 1M elements (CPU) / 16M (CUDA).
 
 Bytes counted per element: each array read once, and written back once if the
 step updates it (no write-allocate: in place). Adam/AdamW 28 (p g m v read,
@@ -20,7 +29,7 @@ import numpy as np
 
 from . import env, probe
 from .probe import M, size_label
-from .timing import Plan, compare, plan_for
+from .timing import Plan, compare, measure, plan_for
 
 SUITE = "optim"
 
@@ -149,6 +158,115 @@ def overhead_row(torch, quick: bool, n_arrays: int = 100):
     return row
 
 
+#: the optimizers benchmarked through optkern.torch (keys of OPTIMIZERS)
+ADAPTER = ("Adam", "AdamW", "SGD-momentum")
+
+
+def torch_passive():
+    """``torch`` imported with ``OMP_WAIT_POLICY=PASSIVE`` (its OpenMP workers sleep between
+    regions, like optkern's, instead of spinning against them), and whether that took effect
+    (not when torch was already imported, or the user chose a policy)."""
+    import os
+    import sys
+
+    from .. import _backend
+
+    fresh = "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ
+    if fresh:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        torch = env.torch_or_none()
+    finally:
+        if fresh:
+            del os.environ["OMP_WAIT_POLICY"]
+    return torch, _torch_shares_passive_runtime(_backend.omp_passive) or fresh
+
+
+def _torch_shares_passive_runtime(optkern_passive: bool) -> bool:
+    """Whether torch runs on optkern's OpenMP runtime (one libgomp in the process) and that one
+    started passive. Linux only (reads /proc/self/maps); False where it cannot tell."""
+    try:
+        with open("/proc/self/maps") as f:
+            gomps = {line.split()[-1] for line in f if "libgomp" in line}
+    except OSError:
+        return False
+    return optkern_passive and len(gomps) == 1
+
+
+def _model(torch, sizes, device: str) -> list:
+    """A torch "model": parameters of ``sizes`` that require grad, with their ``.grad`` set."""
+    params = [t.requires_grad_() for t in tensors(torch, sizes, 1, device)]
+    for p, g in zip(params, tensors(torch, sizes, 2, device)):
+        p.grad = g
+    return params
+
+
+def _paired(a, b, plan: Plan):
+    """(median, q1, q3) of time(a) / time(b) over pairs of calls made back to back (CPU)."""
+    import statistics
+    import time
+
+    for _ in range(plan.warmup):
+        a(), b()
+    ratios: list = []
+    t_end = time.perf_counter() + 2 * plan.budget_s
+    while len(ratios) < plan.max_repeats and (len(ratios) < plan.min_repeats or time.perf_counter() < t_end):
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ratios.append((t1 - t0) / (t2 - t1))
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) >= 2 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
+def _raw_on_tensors(torch, cls: str, hp: dict, sizes):
+    """The ``optkern.optim`` step the adapter wraps, on NumPy views of another such torch model:
+    the same kind of memory (torch-allocated state; NumPy-allocated arrays measured up to 15%
+    apart here for SGD), so the difference is the adapter's own work."""
+    import optkern.optim as O
+
+    model = _model(torch, sizes, "cpu")
+    opt = getattr(O, cls)([p.detach().numpy() for p in model], **hp)
+    grads = [p.grad.numpy() for p in model]
+    opt.step(grads)  # state made (torch's state is made on its first step too)
+    return lambda: opt.step(grads)
+
+
+def adapter_rows(torch, sizes, lay: str, plan: Plan, passive: bool) -> list:
+    """(row, probe key) per ADAPTER optimizer: optkern.torch vs torch.optim fused / foreach (CPU)."""
+    import optkern.torch as OT
+
+    out = []
+    for name in ADAPTER:
+        cls, hp, written = OPTIMIZERS[name]
+        n = sum(sizes)
+
+        def ours(cls=cls, hp=hp):
+            return getattr(OT, cls)(_model(torch, sizes, "cpu"), **hp).step
+
+        theirs = {m: (lambda m=m, name=name: torch_step(torch, name, sizes, "cpu", m)) for m in ("fused", "foreach")}
+        row = compare(
+            SUITE, f"optkern.torch.{cls}, {lay}", ours, theirs, "cpu", plan, bytes_moved=(2 * written + 1) * 4 * n
+        )
+        adapter, raw = ours(), _raw_on_tensors(torch, cls, hp, sizes)  # both alive: they alternate
+        med, q1, q3 = _paired(adapter, raw, plan)
+        raw_t = measure(raw, "cpu", plan)
+        del adapter, raw
+        fused = row.torch.get("fused")
+        notes = [
+            f"torch fused/ours {fused.median_ms / row.ours.median_ms:.2f}" if fused else "no torch fused",
+            f"adapter vs raw optkern.optim step on like memory {100 * (med - 1):+.1f}% "
+            f"(quartiles {100 * (q1 - 1):+.1f}.."
+            f"{100 * (q3 - 1):+.1f}%; raw {raw_t.median_ms:.3f} ms)",
+            "torch OMP_WAIT_POLICY=PASSIVE" if passive else "torch's OpenMP wait policy: not known to be PASSIVE",
+        ]
+        row.note = "; ".join(filter(None, notes + [row.note]))
+        out.append((row, written))
+    return out
+
+
 def _probes(device: str, keys, plan: Plan) -> dict:
     """Probe rows by key (arrays written, elements); on the GPU every key is (0, n): a copy of n elements."""
     if device == "cuda":
@@ -158,6 +276,7 @@ def _probes(device: str, keys, plan: Plan) -> dict:
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
     """All optimizer cases on ``device``; probe rows first. Returns a list of ``Row``."""
+    torch, passive = torch_passive()
     env.set_threads(threads)
     plan = plan_for(quick)
     torch = env.torch_for(device)
@@ -194,6 +313,8 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     )
     if device == "cpu":
         cases.append((overhead_row(torch, quick), None))  # not bandwidth-bound: no probe
+        if torch is not None:
+            cases += [(row, key(w, many)) for row, w in adapter_rows(torch, sizes, lay, plan, passive)]
     # The probes again at the end: each ceiling is the faster of its two measurements.
     again = _probes(device, keys, plan)
     probes = {k: probe.faster(p, again[k]) for k, p in probes.items()}

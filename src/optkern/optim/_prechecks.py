@@ -33,16 +33,20 @@ def _type_name(a) -> str:
 class PrecheckMixin:
     """Optimizer's whole-step checks (uses ``_runs`` and ``_state_names``)."""
 
-    def _precheck(self, grads) -> None:
+    def _precheck(self, grads, group_runs=None) -> None:
         """Checks of every param, state array and gradient, for steps made of several native calls
-        (the native checks of a later call would come after an earlier call has written)."""
-        runs = [run for group_runs in self._runs for run in group_runs]
-        if all(run.mod is _backend.cpu for run in runs) and len(grads) == sum(len(r.params) for r in runs):
-            self._precheck_native(runs, grads)
-        else:
-            self._precheck_python(grads)
+        (the native checks of a later call would come after an earlier call has written).
 
-    def _precheck_native(self, runs, grads) -> None:
+        ``group_runs``: the runs this step updates, per group (default: all; a step that skips
+        params whose grad is None updates fewer)."""
+        group_runs = self._runs if group_runs is None else group_runs
+        runs = [run for rs in group_runs for run in rs]
+        if all(run.mod is _backend.cpu for run in runs):
+            self._precheck_native(runs, grads, group_runs)
+        else:
+            self._precheck_python(grads, group_runs)
+
+    def _precheck_native(self, runs, grads, group_runs) -> None:
         """One native pass (``precheck_step_``) over all runs of a NumPy step."""
         spec = []
         for run in runs:
@@ -56,15 +60,15 @@ class PrecheckMixin:
                 run._names = cached
             g = run.grads(grads)
             if any(type(a) is not np.ndarray for a in g):  # the Python checks name the wrong kind
-                return self._precheck_python(grads)
+                return self._precheck_python(grads, group_runs)
             spec.append((run.params[0].dtype, written, cached[1], g, run.params, cached[2]))
         _backend.cpu.precheck_step_(spec)
 
-    def _precheck_python(self, grads) -> None:
+    def _precheck_python(self, grads, group_runs) -> None:
         """The same checks in Python (CuPy steps, unusual inputs)."""
         written = []
-        for group_runs in self._runs:
-            for run in group_runs:
+        for runs in group_runs:
+            for run in runs:
                 self._check_run_arrays(run)
                 for name in self._needed_any(run):
                     written += [_data_span(a) for a in run.state[name] if a.nbytes]
@@ -74,8 +78,8 @@ class PrecheckMixin:
         reach = []  # reach[k]: furthest end among the first k + 1 spans
         for _, hi in written:
             reach.append(max(hi, reach[-1]) if reach else hi)
-        for group_runs in self._runs:
-            for run in group_runs:
+        for runs in group_runs:
+            for run in runs:
                 for i, p in zip(run.index, run.params):
                     g = grads[i]
                     name = f"grads[{i}]"

@@ -9,7 +9,7 @@ class _Run:
     A group is one run unless a loaded state dict gave its params different step counts.
     """
 
-    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev", "_names")
+    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev", "_names", "parent")
 
     def __init__(self, index, params, mod, step=0, state=None, extra=None):
         self.index = list(index)  # global parameter indices
@@ -26,7 +26,60 @@ class _Run:
         # step() calls.
         self.dev = None
         self._names = None  # cached check names: (key, written names, grad names)
+        self.parent = None  # the group's run, for a view of its live params (``_sub_run(parent=...)``)
 
     def grads(self, grads):
         s = self.sel
         return grads[s] if isinstance(s, slice) else [grads[i] for i in s]
+
+
+def _sub_run(run: _Run, keep: list, parent: _Run | None = None) -> _Run:
+    """The params ``keep`` (positions in ``run``) of ``run`` as a run of their own, with their
+    state arrays (the same arrays), step count and a copy of the run's scalars. With ``parent``:
+    a view for one step that shares the parent's scalars (a global-norm group's b^2 buffer)."""
+    sub = _Run(
+        [run.index[k] for k in keep],
+        [run.params[k] for k in keep],
+        run.mod,
+        run.step,
+        {name: [arrays[k] for k in keep] for name, arrays in run.state.items()},
+        run.extra if parent is not None else dict(run.extra),
+    )
+    sub.fresh = set(run.fresh)
+    sub.parent = parent
+    return sub
+
+
+def _merged(runs: list) -> list:
+    """A group's runs with those of equal step count, state names and scalars joined (in parameter
+    order), so that params skipped for a step rejoin the others once their counts agree again."""
+    out: dict = {}
+    for run in runs:
+        if run.dev is not None:  # capturable runs keep their device counters
+            out[("dev", id(run))] = [run]
+            continue
+        key = (run.step, tuple(sorted(run.state)), tuple(sorted(run.fresh)), _extra_key(run.extra))
+        out.setdefault(key, []).append(run)
+    merged = []
+    for same in out.values():
+        if len(same) == 1:
+            merged.append(same[0])
+            continue
+        rows = sorted((i, r, k) for r in same for k, i in enumerate(r.index))  # (global index, run, position)
+        first = same[0]
+        run = _Run(
+            [i for i, _, _ in rows],
+            [r.params[k] for _, r, k in rows],
+            first.mod,
+            first.step,
+            {name: [r.state[name][k] for _, r, k in rows] for name in first.state},
+            dict(first.extra),
+        )
+        run.fresh = set(first.fresh)
+        merged.append(run)
+    return sorted(merged, key=lambda r: r.index[0])
+
+
+def _extra_key(extra: dict):
+    """A run's scalars as a hashable key (floats; anything else by identity)."""
+    return tuple(sorted((k, v if isinstance(v, (int, float)) else id(v)) for k, v in extra.items()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .. import _backend
@@ -11,6 +13,14 @@ from ._run import _Run
 
 class StateDictMixin:
     """Optimizer's state dict (uses ``param_groups``, ``_runs`` and the subclass hooks)."""
+
+    @property
+    def state(self) -> Mapping:
+        """The per-parameter state, like torch's ``optimizer.state``: a read-only mapping from each
+        parameter that has taken a step (the array in ``param_groups``, or the object passed in,
+        e.g. a torch tensor) to its ``state_dict()`` entry: ``{"step": ..., <state name>: array}``
+        (the live arrays). Parameters are looked up by identity (NumPy arrays are not hashable)."""
+        return _StateView(self)
 
     def state_dict(self) -> dict:
         """The optimizer state in PyTorch's format.
@@ -187,3 +197,34 @@ def _copy_like(v, p, name: str):
         raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
     with _backend._device_of(p):
         return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)
+
+
+class _StateView(Mapping):
+    """``Optimizer.state``: param -> its state dict entry, read-only, looked up by identity."""
+
+    def __init__(self, opt):
+        self._opt = opt
+
+    def _entries(self) -> dict:
+        return self._opt.state_dict()["state"]
+
+    def __getitem__(self, param):
+        i = self._opt._index_of.get(id(param))
+        entry = None if i is None else self._entries().get(i)
+        if entry is None:
+            raise KeyError("no state for this parameter (not a parameter of this optimizer, or not stepped yet)")
+        return entry
+
+    def __iter__(self):
+        params = [p for g in self._opt.param_groups for p in g["params"]]
+        return iter([params[i] for i in self._entries()])
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __contains__(self, param) -> bool:
+        i = self._opt._index_of.get(id(param))
+        return i is not None and i in self._entries()
+
+    def __repr__(self) -> str:
+        return f"<optimizer state of {len(self)} parameters>"

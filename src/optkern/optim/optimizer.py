@@ -17,7 +17,7 @@ from .. import _backend
 from .. import functional as F
 from ._capturable import CapturableMixin
 from ._prechecks import PrecheckMixin
-from ._run import _Run
+from ._run import _merged, _Run, _sub_run
 from ._state_dict import StateDictMixin
 
 
@@ -83,9 +83,11 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         self.param_groups: list[dict] = []
         self._runs: list[list[_Run]] = []  # per group
         self._n = 0
+        self._index_of: dict = {}  # id(param) -> global index, for the params as given and as viewed
+        self._given: list = []  # the params as given (torch tensors stay alive with their views)
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
-        if isinstance(params, np.ndarray) or _backend.is_cupy(params):
+        if _backend.is_array(params):
             params = [params]
         groups = list(params)
         if not groups:
@@ -145,7 +147,15 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         where = f"param_groups[{gi}]"
         if "params" not in param_group:
             raise ValueError(f"{where}: missing 'params'")
-        params = _backend.as_list(param_group["params"], f"{where}['params']")
+        given = param_group["params"]
+        if _backend.is_array(given):
+            given = [given]
+        elif not isinstance(given, list):
+            try:
+                given = list(given)  # (model.parameters(): a generator, read once)
+            except TypeError:
+                pass  # as_list names it
+        params = _backend.as_list(given, f"{where}['params']")
         mod = _backend.backend((f"{where}['params']", params)) if params else _backend.cpu
         for i, p in enumerate(params):
             if p.dtype not in (np.float32, np.float64):
@@ -156,8 +166,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 raise ValueError(f"{where}['params'][{i}]: array is read-only")
             if (p.data.ptr % p.itemsize != 0) if _backend.is_cupy(p) else not p.flags.aligned:
                 raise ValueError(f"{where}['params'][{i}]: array data is misaligned")
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        for i, p in enumerate(params):
+        seen = {id(p) for p in self._given}  # the objects given: one tensor's views are new arrays each time
+        for i, p in enumerate(given):
             if id(p) in seen:
                 raise ValueError(f"{where}['params'][{i}]: appears in more than one parameter group")
             seen.add(id(p))
@@ -168,6 +178,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             self._check_capturable_arrays(flag, params[0], lr_dev, where)
         self.param_groups.append(group)
         self._runs.append([_Run(range(self._n, self._n + len(params)), params, mod)] if params else [])
+        for k, (g, p) in enumerate(zip(given, params)):
+            self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
+        self._given += given
         self._n += len(params)
 
     def __repr__(self) -> str:
@@ -179,29 +192,47 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
 
     # ---- step -----------------------------------------------------------------------
 
-    def step(self, grads) -> None:
-        """Update every parameter in place from ``grads``.
+    def step(self, grads=None, closure=None):
+        """Update the parameters in place from ``grads``.
 
         Args:
           grads: arrays matching the parameters of all groups in shape and dtype, in order
-            (one flat list).
+            (one flat list). ``None`` in place of an array skips that parameter, as torch
+            skips a parameter whose ``.grad`` is None: its state and step count stay as they
+            are (and weight decay does not touch it). Any array type optkern accepts (NumPy,
+            CuPy, torch tensors, DLPack exporters) may be mixed with None.
+          closure: instead of ``grads``, a function returning ``(loss, grads)`` at the current
+            parameters (called once); ``step`` then returns the loss.
+
+        Gradients are matched to parameters by position and checked by shape and dtype: two
+        gradients of the same shape and dtype passed in swapped order cannot be told apart
+        and are applied as given (keep ``grads`` in the order of ``param_groups``).
 
         Every group's hyper-parameters, every gradient and every parameter and state array
         are checked before the first parameter is written; on error nothing changes.
         """
-        if type(grads) is not list:
+        loss = None
+        if closure is not None:
+            if grads is not None:
+                raise TypeError("step: pass grads or closure, not both")
+            loss, grads = _closure_result(closure())
+        elif grads is None:
+            raise TypeError("step: missing grads (a list of arrays, one per parameter) or closure")
+        if type(grads) is not list or set(map(type, grads)) != _NDARRAY:
             grads = _backend.as_list(grads, "grads")
         if len(grads) != self._n:
             raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
         groups = self.param_groups
         checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
-        runs = self._runs
+        runs, layout = self._runs, None
+        if any(g is None for g in grads):
+            runs, layout = self._live_runs(grads, checked)
         for gi, (_, cap, lr_dev) in enumerate(checked):
             if cap and runs[gi]:
                 where = f"param_groups[{gi}]"
                 self._check_capturable_arrays(f"{where}['capturable']", runs[gi][0].params[0], lr_dev, where)
-        if len(runs) != 1 or len(runs[0]) != 1:
-            self._precheck(grads)
+        if len(runs) != 1 or len(runs[0]) != 1 or runs[0][0].sel != slice(0, self._n):
+            self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
         else:  # one native call checks everything before it writes, but compares sizes, not shapes
             F._check_shapes(runs[0][0].params, grads)
         for gi, group_runs in enumerate(runs):
@@ -216,6 +247,44 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     self._update(run, run.grads(grads), hp, self._host_step(run))
                 run.step += 1
                 run.fresh.clear()
+        if layout is not None:
+            for group_runs in runs:
+                for run in group_runs:
+                    if run.parent is not None:  # a global-norm group: the step counts for the group
+                        run.parent.step, run.parent.extra = run.step, run.extra
+            self._runs = [_merged(parts) for parts in layout]
+        return loss
+
+    def _live_runs(self, grads: list, checked: list):
+        """(runs to step, run layout after the step) for a step that skips the params whose grad is
+        None: a run with some skipped params is split into the stepped part and the rest, which
+        keep their own step counts and state; equal neighbours are merged again after the step.
+        A group kept in one run (global-norm optimizers) steps its live params in a view of the
+        run that shares its state, and counts the step for the group."""
+        live_runs, layout = [], []
+        for gi, group_runs in enumerate(self._runs):
+            live, parts = [], []
+            for run in group_runs:
+                keep = [k for k, i in enumerate(run.index) if grads[i] is not None]
+                if checked[gi][1] and 0 < len(keep) < len(run.index):  # a captured step reads every grad
+                    skipped = next(i for i in run.index if grads[i] is None)
+                    raise ValueError(f"grads[{skipped}]: None is not supported in capturable mode")
+                if len(keep) == len(run.index):
+                    live.append(run)
+                    parts.append(run)
+                elif not keep:
+                    parts.append(run)
+                elif self._one_run_per_group:
+                    live.append(_sub_run(run, keep, parent=run))
+                    parts.append(run)
+                else:
+                    rest = [k for k in range(len(run.index)) if k not in set(keep)]
+                    a, b = _sub_run(run, keep), _sub_run(run, rest)
+                    live.append(a)
+                    parts += [a, b]
+            live_runs.append(live)
+            layout.append(parts)
+        return live_runs, layout
 
     def _ensure_state(self, run: _Run, hp: tuple) -> None:
         for name in self._needed(hp):
@@ -241,3 +310,13 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 F._check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
+
+
+_NDARRAY = {np.ndarray}
+
+
+def _closure_result(out):
+    """(loss, grads) from a closure's return value."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"closure: expected it to return (loss, grads), got {type(out).__name__}")
+    return out

@@ -33,8 +33,9 @@ def check_tensor(t, name: str) -> None:
 
 def view(t: torch.Tensor):
     """The NumPy (CPU) or CuPy (CUDA) array over ``t``'s memory; writes go to ``t``."""
-    t = t.detach()
-    if t.device.type == "cpu":
+    if t.requires_grad:
+        t = t.detach()
+    if t.is_cpu:
         return t.numpy()
     import cupy
 

@@ -41,6 +41,35 @@ OK_HD double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 OK_HD double mul_rn(double a, double b) { return a * b; }
 #endif
 
+// torch's float rounding inside a rule. torch runs an update as separate
+// tensor ops, each rounded to T, fusing only where its vectorized kernels call
+// fmadd (lerp, addcmul, add with alpha); GCC contracts any a * b + c
+// (-ffp-contract=fast) and nvcc does too. Two helpers pin the rounding where
+// torch rounds:
+//   scaled_plus(a, b, x) = round(round(a b) + x)      -- param.mul_(decay) then addcdiv_
+//   scaled_fma(a, b, c, d) = round(round(a b) + c d)  -- mul_(beta2).addcmul_(g, g, value=c)
+// On the host the product is kept out of the add's contraction by a second
+// use, a NaN test that selects the same value (GCC fuses a product into an add
+// only when every use is an add); the c d of scaled_fma is contracted where
+// the CPU has FMA, as in torch's AVX2 kernels. CUDA rounds explicitly.
+#if defined(__CUDA_ARCH__)
+__device__ inline float mul_t(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_t(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float add_t(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline double add_t(double a, double b) { return __dadd_rn(a, b); }
+template <class T> OK_HD T scaled_plus(T a, T b, T x) { return add_t(mul_t(a, b), x); }
+template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) { return fma(c, d, mul_t(a, b)); }
+#else
+template <class T> OK_HD T scaled_plus(T a, T b, T x) {
+  const T ab = a * b;
+  return ab != ab ? ab : ab + x;  // a NaN stays that NaN, as ab + x would
+}
+template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) {
+  const T ab = a * b;
+  return ab != ab ? ab : ab + c * d;
+}
+#endif
+
 // What a step's scalars depend on besides the hyper-parameters: the step
 // count t (from 1, this step included) and, for NAdam, the product of the
 // momentum schedule up to step t - 1 (1.0 before the first step).
@@ -227,16 +256,15 @@ template <class T, bool Amsgrad> struct Adam {
             h.maximize};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
-    p = p * decay;
-    g = effective_grad(p, g, l2, maximize);
+    g = effective_grad(p, g, l2, maximize);  // (decay is 1 when l2 is not 0)
     s[0] = lerp(s[0], g, one_minus_beta1);
-    s[1] = s[1] * beta2 + one_minus_beta2 * g * g;
+    s[1] = scaled_fma(s[1], beta2, one_minus_beta2 * g, g);
     T v = s[1];
     if constexpr (Amsgrad) {
       s[2] = s[2] > v ? s[2] : v;
       v = s[2];
     }
-    p = p + ((-step_size) * s[0]) / (ok_sqrt(v) / bc2_sqrt + eps);
+    p = scaled_plus(p, decay, ((-step_size) * s[0]) / (ok_sqrt(v) / bc2_sqrt + eps));
   }
 };
 
@@ -273,12 +301,11 @@ template <class T> struct NAdam {
             prod};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
-    p = p * decay;
-    g = effective_grad(p, g, l2, maximize);
+    g = effective_grad(p, g, l2, maximize);  // (decay is 1 when l2 is not 0)
     s[0] = lerp(s[0], g, one_minus_beta1);
-    s[1] = s[1] * beta2 + one_minus_beta2 * g * g;
+    s[1] = scaled_fma(s[1], beta2, one_minus_beta2 * g, g);
     const T denom = ok_sqrt(s[1] / bc2) + eps;
-    p = p + (c_grad * g) / denom;
+    p = scaled_plus(p, decay, (c_grad * g) / denom);
     p = p + (c_avg * s[0]) / denom;
   }
 };
