@@ -102,3 +102,30 @@ def test_q8_encode_at_every_code_boundary(signed):
     np.testing.assert_array_equal(scales, want_s)
     np.testing.assert_array_equal(codes, want_c)
     assert np.all(p == 0)
+
+
+def test_q8_decode_of_every_code():
+    """SGD with momentum 1, dampening 1 and lr 1 from p = 0 leaves p = -b: the decoded state, every
+    code of both maps under positive (unsigned map) and negative (signed map) block scales."""
+    block = 256
+    scales = np.array([1.0, -1.0, 0.37, -3e-5, 6.5e4, -2.5e-30, 0.0], np.float32)
+    codes = np.tile(np.arange(256, dtype=np.uint8), scales.size)
+    p = np.zeros(codes.size, np.float32)
+    g = np.ones(codes.size, np.float32)
+    sc = scales.copy()
+    step(
+        "sgd",
+        [1.0, 1.0, 1.0, 0.0],
+        [False, False, False, False],
+        [p],
+        [g],
+        None,
+        [[codes.copy()]],
+        [[sc]],
+        "float32",
+        "int8",
+        2,
+        block,
+    )
+    want = lowp.dequantize_blockwise(codes, scales, block)
+    np.testing.assert_array_equal(-p, want)
