@@ -22,6 +22,8 @@ blockwise quantization). A missing master copy starts from the half param.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -60,6 +62,7 @@ class LowPrecisionMixin:
     ``block_size`` (configured by ``_lowp_init`` before ``Optimizer.__init__``)."""
 
     _lowp: LowpConfig | None = None
+    _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
     _state_names: tuple = ()
 
     def _lowp_init(self, master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable) -> None:
@@ -220,11 +223,11 @@ class LowPrecisionMixin:
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """As :meth:`Optimizer.load_state_dict`, converting the state's storage format (see
         :mod:`optkern.optim._lowp`) into this optimizer's."""
-        self._lowp_raw: dict = {}
+        self._lowp_raw = {}
         try:
             super().load_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
         finally:
-            self._lowp_raw = {}
+            del self._lowp_raw
 
     def _lowp_float32(self, sd):
         """``sd`` with every stored state as float32 values (8-bit dequantized, bf16 widened), the
