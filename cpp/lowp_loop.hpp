@@ -8,6 +8,7 @@
 #pragma once
 #include <vector>
 
+#include "lowp_q8.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "multi_tensor.hpp"
 #include "parallel.hpp"
@@ -46,8 +47,7 @@ OK_CLONES void stage(const Rule rule, const Tensor& t, int64_t lo, int64_t hi, c
       s[k] = sbuf + k * kMaxBlock;
       if constexpr (SF == Fmt::q8) {
         old[k] = t.scale[k][lo / c.block];
-        const uint8_t* q = static_cast<const uint8_t*>(t.s[k]) + lo;
-        for (int64_t i = 0; i < n; ++i) s[k][i] = dequantize(q[i], old[k]);
+        q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + lo, s[k], n, old[k]);
       } else {
         for (int64_t i = 0; i < n; ++i) s[k][i] = load<SF>(t.s[k], lo + i);
       }
@@ -65,17 +65,9 @@ OK_CLONES void stage(const Rule rule, const Tensor& t, int64_t lo, int64_t hi, c
     if constexpr (SF == Fmt::bf16) {
       for (int64_t i = 0; i < n; ++i) store_state<SF>(t, k, lo + i, s[k][i], c);
     } else if constexpr (SF == Fmt::q8) {
-      float amax = 0.0f;
-      bool neg = false;
-      for (int64_t i = 0; i < n; ++i) {
-        const float a = s[k][i] < 0.0f ? -s[k][i] : s[k][i];
-        amax = a > amax ? a : amax;
-        neg = neg || s[k][i] < 0.0f;
-      }
-      const float sc = block_scale(amax, neg);
+      const float sc = q8_block_scale(s[k], n);
       t.scale[k][lo / c.block] = sc;
-      uint8_t* q = static_cast<uint8_t*>(t.s[k]) + lo;
-      for (int64_t i = 0; i < n; ++i) q[i] = quantize(s[k][i], sc);
+      q8_encode_block(s[k], static_cast<uint8_t*>(t.s[k]) + lo, n, sc);
     }
   }
 }

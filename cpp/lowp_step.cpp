@@ -164,6 +164,8 @@ double scalar(const std::vector<double>& v, size_t i) {
 // step-scalar function (Rule::at), as the fp32 optimizers build it.
 //   sgd:  x = [lr, momentum, dampening, weight_decay], flags = [nesterov, maximize, first, textbook]
 //   adam: x = [lr, beta1, beta2, eps, weight_decay],   flags = [maximize, decoupled] (AMSGrad: 3 states)
+//   rmsprop: x = [lr, alpha, eps, weight_decay, momentum], flags = [nesterov, maximize, centered]
+//         (states: square_avg, then grad_avg when centered, then momentum_buffer when momentum > 0)
 void lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
@@ -187,6 +189,15 @@ void lowp_step(const std::string& rule, const std::vector<double>& x, const std:
     const rules::Counters k{double(step)};
     if (c.n_states == 3) run(rules::Adam<F, true>::at(h, k), c);
     else run(rules::Adam<F, false>::at(h, k), c);
+  } else if (rule == "rmsprop") {
+    const rules::RMSpropHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4),
+                                flag(0, false), flag(1, false)};
+    const rules::Counters k{double(step)};
+    const bool centered = flag(2, false), momentum = h.momentum > 0.0;
+    if (centered && momentum) run(rules::RMSprop<F, true, true>::at(h, k), c);
+    else if (centered) run(rules::RMSprop<F, true, false>::at(h, k), c);
+    else if (momentum) run(rules::RMSprop<F, false, true>::at(h, k), c);
+    else run(rules::RMSprop<F, false, false>::at(h, k), c);
   } else {
     throw py::value_error("rule: unsupported rule '" + rule + "'");
   }

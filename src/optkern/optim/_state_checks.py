@@ -263,7 +263,8 @@ def check_array(v, p, name: str, nonnegative: bool = False) -> None:
     bad = a.size - int((abs(a) <= float(np.finfo(a.dtype).max)).sum())
     if bad:
         raise ValueError(f"{name}: {bad} non-finite entries (NaN or inf) of {a.size}")
-    if a.dtype.itemsize > p.dtype.itemsize and float(abs(a).max()) > float(np.finfo(p.dtype).max):
+    pdt = p.dtype if p.dtype.itemsize >= 4 else np.dtype(np.float32)  # half params: float32 master and states
+    if a.dtype.itemsize > pdt.itemsize and float(abs(a).max()) > float(np.finfo(pdt).max):
         raise ValueError(f"{name}: entries overflow the parameter's dtype {p.dtype}")
     if nonnegative:
         neg = int((a < 0).sum())

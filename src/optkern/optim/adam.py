@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ._lowp import LowPrecisionMixin
 from .optimizer import Optimizer
 
 
-class Adam(Optimizer):
+class Adam(LowPrecisionMixin, Optimizer):
     """Adam, torch.optim.Adam's semantics and defaults.
 
     ``m <- lerp(m, g', 1 - beta1)``, ``v <- beta2 v + (1 - beta2) g'^2``,
@@ -16,6 +17,13 @@ class Adam(Optimizer):
     State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``. ``capturable=True`` (CuPy
     arrays): bias corrections computed on the device from a device step counter, so a step
     can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
+
+    Low precision (NumPy arrays; :mod:`optkern.optim._lowp`): ``master_weights=True`` takes
+    float16 / ``ml_dtypes.bfloat16`` params and grads and keeps a float32 master copy in the state
+    (``master_param``), updated bit for bit as the fp32 optimizer would, and rounded into the params
+    (to nearest even, or stochastically with ``stochastic_rounding=True``: Philox stream ``step``
+    of ``seed``). ``state_dtype="bfloat16"`` (stochastic rounding) or ``"int8"`` (blockwise dynamic
+    8-bit, ``block_size`` values per float32 scale) stores the moments compactly.
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -33,7 +41,13 @@ class Adam(Optimizer):
         maximize=False,
         decoupled_weight_decay=False,
         capturable=False,
+        master_weights=False,
+        stochastic_rounding=False,
+        state_dtype="float32",
+        seed=0,
+        block_size=256,
     ):
+        self._lowp_init(master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable)
         super().__init__(
             params,
             dict(
@@ -64,6 +78,9 @@ class Adam(Optimizer):
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if hp.amsgrad else ("exp_avg", "exp_avg_sq")
 
     def _update(self, run, grads, hp, t, dev=None):
+        if self._lowp is not None:
+            x = [hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay]
+            return self._lowp_update(run, grads, "adam", x, [hp.maximize, hp.decoupled_weight_decay], self._needed(hp))
         s = run.state
         F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t, dev)
 
@@ -82,6 +99,11 @@ class AdamW(Adam):
         *,
         maximize=False,
         capturable=False,
+        master_weights=False,
+        stochastic_rounding=False,
+        state_dtype="float32",
+        seed=0,
+        block_size=256,
     ):
         super().__init__(
             params,
@@ -93,4 +115,9 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
             capturable=capturable,
+            master_weights=master_weights,
+            stochastic_rounding=stochastic_rounding,
+            state_dtype=state_dtype,
+            seed=seed,
+            block_size=block_size,
         )

@@ -111,6 +111,15 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         """A fresh state array for param ``p`` (zeros unless overridden)."""
         return _backend.array_module(p).zeros_like(p)
 
+    def _check_param_dtype(self, p, name: str) -> None:
+        """Raise TypeError naming ``name`` unless ``p``'s dtype is one this optimizer updates."""
+        if p.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name}: expected float32 or float64, got {p.dtype}")
+
+    def _math_dtype(self, dt):
+        """The dtype a step computes in for params of dtype ``dt`` (hyper-parameters are checked in it)."""
+        return dt
+
     def _new_extra(self, run: _Run, hp: tuple) -> dict:
         """Fresh per-run scalars (e.g. NAdam's mu_product)."""
         return {}
@@ -158,8 +167,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         params = _backend.as_list(given, f"{where}['params']")
         mod = _backend.backend((f"{where}['params']", params)) if params else _backend.cpu
         for i, p in enumerate(params):
-            if p.dtype not in (np.float32, np.float64):
-                raise TypeError(f"{where}['params'][{i}]: expected float32 or float64, got {p.dtype}")
+            self._check_param_dtype(p, f"{where}['params'][{i}]")
             if not p.flags.c_contiguous:
                 raise ValueError(f"{where}['params'][{i}]: array must be C-contiguous")
             if not _backend.is_cupy(p) and not p.flags.writeable:
@@ -306,7 +314,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 "beta1": f"{where}['betas'][0]" if where else "betas[0]",
                 "beta2": f"{where}['betas'][1]" if where else "betas[1]",
             }
-            for dt in sorted({p.dtype for p in params}, key=str):
+            for dt in sorted({self._math_dtype(p.dtype) for p in params}, key=str):
                 F._check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ._lowp import LowPrecisionMixin
 from .optimizer import Optimizer
 
 
-class RMSprop(Optimizer):
+class RMSprop(LowPrecisionMixin, Optimizer):
     """RMSprop, torch.optim.RMSprop's semantics and defaults, plus ``nesterov``.
 
     ``v <- alpha v + (1 - alpha) g'^2``; centered: ``a <- lerp(a, g', 1 - alpha)``,
@@ -16,7 +17,8 @@ class RMSprop(Optimizer):
     momentum > 0) steps ``p <- p - lr (g'/avg + momentum b)`` (Goodfellow et al., Alg. 8.6,
     look-ahead form). State: ``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``.
     ``capturable=True`` (CuPy arrays): a step that can be captured in a CUDA graph (see
-    :class:`~optkern.optim.Optimizer`).
+    :class:`~optkern.optim.Optimizer`). Low precision (``master_weights``, ``stochastic_rounding``,
+    ``state_dtype``, ``seed``, ``block_size``): as :class:`~optkern.optim.Adam`'s.
     """
 
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
@@ -35,7 +37,13 @@ class RMSprop(Optimizer):
         maximize=False,
         nesterov=False,
         capturable=False,
+        master_weights=False,
+        stochastic_rounding=False,
+        state_dtype="float32",
+        seed=0,
+        block_size=256,
     ):
+        self._lowp_init(master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable)
         super().__init__(
             params,
             dict(
@@ -70,6 +78,14 @@ class RMSprop(Optimizer):
         )
 
     def _update(self, run, grads, hp, t, dev=None):
+        if self._lowp is not None:  # the native rule's state order: square_avg, grad_avg, momentum_buffer
+            names = (
+                ("square_avg",)
+                + (("grad_avg",) if hp.centered else ())
+                + (("momentum_buffer",) if hp.momentum > 0 else ())
+            )
+            x = [hp.lr, hp.alpha, hp.eps, hp.weight_decay, hp.momentum]
+            return self._lowp_update(run, grads, "rmsprop", x, [hp.nesterov, hp.maximize, hp.centered], names)
         s = run.state
         F._rmsprop_call(
             run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"), hp, dev

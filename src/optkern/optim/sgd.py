@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ._lowp import LowPrecisionMixin
 from .optimizer import Optimizer
 
 
-class SGD(Optimizer):
+class SGD(LowPrecisionMixin, Optimizer):
     """Stochastic gradient descent, torch.optim.SGD's semantics and defaults.
 
     ``g' = ±g + weight_decay p``; with momentum ``b <- momentum b + (1 - dampening) g'``
@@ -15,6 +16,8 @@ class SGD(Optimizer):
     ``p <- p + v`` instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while
     ``lr`` is constant. State: ``momentum_buffer``. ``capturable=True`` (CuPy arrays): a step
     that can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
+    Low precision (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
+    ``block_size``): as :class:`~optkern.optim.Adam`'s, for the momentum buffer.
     """
 
     _state_names = ("momentum_buffer",)
@@ -33,7 +36,13 @@ class SGD(Optimizer):
         maximize=False,
         momentum_form="pytorch",
         capturable=False,
+        master_weights=False,
+        stochastic_rounding=False,
+        state_dtype="float32",
+        seed=0,
+        block_size=256,
     ):
+        self._lowp_init(master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable)
         super().__init__(
             params,
             dict(
@@ -69,4 +78,8 @@ class SGD(Optimizer):
         return 1 if "momentum_buffer" in run.fresh else max(run.step + 1, 2)
 
     def _update(self, run, grads, hp, t, dev=None):
+        if self._lowp is not None:
+            x = [hp.lr, hp.momentum, hp.dampening, hp.weight_decay]
+            flags = [hp.nesterov, hp.maximize, t == 1, hp.textbook]
+            return self._lowp_update(run, grads, "sgd", x, flags, self._needed(hp))
         F._sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, t, dev)

@@ -19,6 +19,7 @@ from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
 from .decay import cosine, cosine_restarts, exponential, inverse_time, linear, multi_step, polynomial, step_decay
+from .swa import swalr
 
 __all__ = [
     "Schedule",
@@ -44,4 +45,5 @@ __all__ = [
     "sequential",
     "scale_lr",
     "batch_size_schedule",
+    "swalr",
 ]

@@ -1,0 +1,102 @@
+// The 8-bit state map of rules/lowp.hpp in loop-friendly forms for the CPU loop (lowp_loop.hpp),
+// bit for bit the scalar functions (tests/test_lowp_q8.py pins the loop to
+// optkern.lowp.quantize_blockwise / dequantize_blockwise, which run the scalar functions):
+//   decode / encode: dyn_decode_mag<M> / dyn_encode_mag<M>'s own float operations in the same
+//   order, with branches turned into selects (and a division by 2^F into the equal product by
+//   2^-F) so that a block vectorizes. A product that may meet an addition is exact (by a power of
+//   two), so no compiler contraction into an FMA can change a result. Checked against the scalar
+//   functions: decode for all 256 codes of both maps, encode over every float in [0, 1.5], NaN, inf.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "optkern/rules/lowp.hpp"
+
+namespace optkern {
+namespace lowp {
+
+// dyn_encode_mag<M>(x), branch-free: decade e by the same comparisons, 10^-e and 2^F by selects.
+template <int M> inline uint32_t q8_encode_mag(float x) {
+  const bool pos = x > 0.0f;  // false for NaN
+  const float xc = x > 1.0f ? 1.0f : x;
+  int e = 0;
+  float p = 1.0f;  // 10^-e
+#pragma GCC unroll 8
+  for (int k = 1; k < M; ++k) {
+    const bool below = xc <= pow10_neg(k);
+    e += below ? 1 : 0;
+    p = below ? pow10_neg(k) : p;  // the decades nest: the last one below is 10^-e
+  }
+  const int f_bits = M - 1 - e;
+  const float two_f = float_of(uint32_t(127 + f_bits) << 23);  // float(1 << f_bits), exactly
+  const float t = (xc / p - 0.1f) / 0.9f * two_f - 1.0f;
+  int f = int(rintf(t));
+  const int f_max = (1 << f_bits) - 1;
+  f = f < -1 ? -1 : (f > f_max ? f_max : f);
+  const uint32_t mid = uint32_t((1 << f_bits) + f);
+  const uint32_t last = xc >= 0.5f * pow10_neg(M - 1) ? 1u : 0u;  // the smallest decade: code 1 or 0
+  return pos ? (e == M - 1 ? last : mid) : 0u;
+}
+
+// The block's scale, as optkern.lowp.quantize_blockwise takes it: block_scale(absmax, any < 0)
+// with absmax the largest |x| that is not NaN (+0 for none). As integers the bits of |x| order
+// like the values, so a vectorizable integer max (NaN mapped to 0) gives the same absmax.
+inline float q8_block_scale(const float* x, int64_t n) {
+  int32_t amax = 0, neg = 0;
+  for (int64_t i = 0; i < n; ++i) {  // (one reduction per loop: GCC vectorizes each alone)
+    int32_t u;
+    std::memcpy(&u, x + i, 4);
+    const int32_t a = u & 0x7fffffff;  // |x| as bits: >= 0, ordered like the values
+    const int32_t m = a > 0x7f800000 ? 0 : a;  // NaN counts as 0
+    amax = amax > m ? amax : m;
+  }
+  for (int64_t i = 0; i < n; ++i) neg |= x[i] < 0.0f ? 1 : 0;
+  return block_scale(float_of(uint32_t(amax)), neg != 0);
+}
+
+// A block of n values -> codes with the block's scale (as lowp::quantize(x[i], scale) for each i).
+inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
+  if (scale == 0.0f) {
+    std::memset(q, 0, size_t(n));
+  } else if (scale < 0.0f) {
+    const float s = -scale;
+    for (int64_t i = 0; i < n; ++i) {
+      const float y = x[i] / s;
+      const uint32_t m = q8_encode_mag<7>(std::fabs(y));
+      q[i] = uint8_t(m == 0u ? 0u : ((y < 0.0f ? 0x80u : 0u) | m));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) q[i] = uint8_t(q8_encode_mag<8>(x[i] / scale));
+  }
+}
+
+// dyn_decode_mag<M>(c), branch-free: the leading one from the exponent of float(c) (exact), the
+// division by 2^F as the (exact) product by 2^-F, 10^-e by selects; same roundings otherwise.
+template <int M> inline float q8_decode_mag(uint32_t c) {
+  const float fc = float(int(c));  // exact; from int: no branch
+  const int top = int(bits_of(fc) >> 23) - 127;  // leading one of c (c >= 1)
+  float p = 1.0f;  // 10^-e, e = M - 1 - top: the last k with c < 2^(M - k), i.e. e >= k
+#pragma GCC unroll 8
+  for (int k = 1; k < M; ++k) p = fc < float(1 << (M - k)) ? pow10_neg(k) : p;  // (a float compare vectorizes)
+  const int f = int(c) & ((1 << (top & 31)) - 1);
+  const float inv_two_f = float_of(uint32_t(127 - top) << 23);
+  const float v = p * (0.1f + 0.9f * float(f + 1) * inv_two_f);
+  return c == 0u ? 0.0f : v;
+}
+
+// A block of codes -> values (as lowp::dequantize(q[i], scale) for each i).
+inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) {
+  if (scale < 0.0f) {
+    const float s = -scale;
+    for (int64_t i = 0; i < n; ++i) {
+      const float m = q8_decode_mag<7>(q[i] & 0x7fu);
+      x[i] = ((q[i] & 0x80u) ? -m : m) * s;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) x[i] = q8_decode_mag<8>(q[i]) * scale;
+  }
+}
+
+}  // namespace lowp
+}  // namespace optkern

@@ -1,0 +1,311 @@
+"""Low-precision storage for the optimizers (SGD, Adam/AdamW, RMSprop): bf16/fp16 params with a
+float32 master copy, bfloat16 or blockwise 8-bit states, stochastic rounding.
+
+One native pass per step (``_cpu.lowp_step``, ``cpp/lowp_loop.hpp``) reads the half gradient,
+updates the float32 master and the states with the fp32 optimizer's own rule
+(``rules/optim.hpp``: the master comes out bit for bit as the fp32 optimizer computes it) and
+writes the half param back, rounded to nearest even or stochastically.
+
+State layout (``run.state``, and so ``state_dict()``'s entries):
+
+* ``master_param``: the float32 master copy (``master_weights=True``);
+* each state (``exp_avg``, ...) in ``state_dtype``: float32; bfloat16 (``ml_dtypes.bfloat16`` in
+  the state dict when ml_dtypes is installed, else the raw uint16 bits); or ``int8``: uint8 codes
+  of the dynamic blockwise map (:mod:`optkern.lowp`) with ``<name>_scale``, one float32 per block;
+* entries of a non-float32 state dict say so: ``state_dtype`` and, for int8, ``block``.
+
+``load_state_dict`` converts: any state dict (fp32, bf16 or 8-bit) loads into any of these
+optimizers (8-bit into 8-bit with the same block is copied exactly; otherwise values are
+dequantized to float32, then stored in this optimizer's format: bf16 to nearest even, int8 by
+blockwise quantization). A missing master copy starts from the half param.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _backend, lowp
+from ._prechecks import _data_span
+
+STATE_DTYPES = ("float32", "bfloat16", "int8")
+_MASTER = "master_param"
+
+
+class LowpConfig(NamedTuple):
+    master: bool
+    sr: bool
+    state_dtype: str
+    seed: int
+    block: int
+
+
+def _half_fmt(dt) -> str | None:
+    """'float16' / 'bfloat16' for a half dtype, else None."""
+    dt = np.dtype(dt)
+    if dt == np.float16:
+        return "float16"
+    return "bfloat16" if dt.name == "bfloat16" else None
+
+
+def _flag(name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+class LowPrecisionMixin:
+    """Optimizer mixin: ``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
+    ``block_size`` (configured by ``_lowp_init`` before ``Optimizer.__init__``)."""
+
+    _lowp: LowpConfig | None = None
+    _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
+    _state_names: tuple = ()
+
+    def _lowp_init(self, master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable) -> None:
+        master = _flag("master_weights", master_weights)
+        sr = _flag("stochastic_rounding", stochastic_rounding)
+        if not isinstance(state_dtype, str) or state_dtype not in STATE_DTYPES:
+            raise ValueError(f"state_dtype: expected one of {', '.join(map(repr, STATE_DTYPES))}, got {state_dtype!r}")
+        seed = lowp._u64("seed", seed)
+        block = _backend.integer("block_size", block_size, lo=1)
+        if block < 64 or block > 4096 or block & (block - 1):
+            raise ValueError(f"block_size: expected a power of two in [64, 4096], got {block}")
+        if sr and not master:
+            raise ValueError(
+                "stochastic_rounding: rounds the float32 master into the half params; needs master_weights=True"
+            )
+        if not (master or state_dtype != "float32"):
+            return
+        if capturable is True:
+            raise ValueError("capturable: not supported with master_weights or a compact state_dtype (CPU only)")
+        self._lowp = LowpConfig(master, sr, state_dtype, seed, block)
+        base = type(self)._state_names
+        self._state_names = (
+            base + ((_MASTER,) if master else ()) + (tuple(f"{n}_scale" for n in base) if state_dtype == "int8" else ())
+        )
+
+    # ---- Optimizer hooks ---------------------------------------------------------------
+
+    def _check_param_dtype(self, p, name: str) -> None:
+        lp, half = self._lowp, _half_fmt(p.dtype)
+        if lp is not None and lp.master:
+            if half is None:
+                raise TypeError(f"{name}: expected float16 or bfloat16 with master_weights=True, got {p.dtype}")
+            if _backend.is_cupy(p):
+                raise TypeError(f"{name}: master_weights=True supports numpy arrays only, got cupy.ndarray")
+        elif lp is not None:
+            if p.dtype != np.float32 or _backend.is_cupy(p):
+                raise TypeError(f"{name}: state_dtype={lp.state_dtype!r} needs float32 numpy params, got {p.dtype}")
+        elif half is not None:
+            raise TypeError(f"{name}: {half} params need master_weights=True (a float32 master copy)")
+        else:
+            super()._check_param_dtype(p, name)  # type: ignore[misc]
+
+    def _math_dtype(self, dt):
+        return np.dtype(np.float32) if self._lowp is not None else dt
+
+    def _new_state(self, name, p, hp):
+        lp = self._lowp
+        if lp is None:
+            return super()._new_state(name, p, hp)  # type: ignore[misc]
+        return np.zeros(p.shape, {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype])
+
+    def _precheck(self, grads) -> None:
+        if self._lowp is None:
+            return super()._precheck(grads)  # type: ignore[misc]
+        self._lowp_check([(run, run.grads(grads)) for group_runs in self._runs for run in group_runs])
+
+    # ---- the step -----------------------------------------------------------------------
+
+    def _lowp_check(self, pairs, full: bool = True) -> None:
+        """Every run's grads against its params (format, shape, layout), and nothing that a step
+        reads overlapping anything it writes, before the first native call writes. ``full=False``:
+        only what one native call cannot see (bfloat16 and float16 both travel as uint16)."""
+        written = []
+        for run, gs in pairs:
+            for i, p, g in zip(run.index, run.params, gs):
+                name = f"grads[{i}]"
+                if type(g) is not np.ndarray:
+                    raise TypeError(f"{name}: expected a numpy.ndarray, got {type(g).__name__}")
+                if g.dtype != p.dtype:
+                    raise TypeError(f"{name}: expected {p.dtype} (its parameter's dtype), got {g.dtype}")
+                if not full:
+                    continue
+                if g.shape != p.shape:
+                    raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
+                if not g.flags.c_contiguous:
+                    raise ValueError(f"{name}: array must be C-contiguous")
+                if not p.flags.writeable:
+                    raise ValueError(f"params[{i}]: array is read-only")
+            if not full:
+                continue
+            for arrays in [run.params] + list(run.state.values()):
+                written += [(*_data_span(a), "a parameter or state array") for a in arrays if a.nbytes]
+        if not full:
+            return
+        spans = sorted(written + [(*_data_span(g), f"grads[{i}]") for run, gs in pairs for i, g in zip(run.index, gs)])
+        end, owner = -1, ""
+        for lo, hi, who in spans:
+            if lo < end:
+                raise ValueError(f"{who} shares memory with {owner} (aliasing arrays cannot be updated in place)")
+            if hi > end:
+                end, owner = hi, who
+
+    def _lowp_ensure(self, run, names) -> None:
+        """The master copies and 8-bit scales a step needs (created with the first step)."""
+        lp = self._lowp
+        st = run.state
+        if lp.master and _MASTER not in st:
+            st[_MASTER] = [lowp.from_half(p) for p in run.params]
+        if lp.state_dtype == "int8":
+            for n in names:
+                if f"{n}_scale" not in st or n in run.fresh:
+                    st[f"{n}_scale"] = [np.zeros(lowp.n_blocks(p.size, lp.block), np.float32) for p in run.params]
+
+    def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names) -> None:
+        """One native low-precision step of ``run`` (one call per param format in the run)."""
+        lp = self._lowp
+        by_fmt: dict[str, list[int]] = {}
+        for k, p in enumerate(run.params):
+            by_fmt.setdefault(_half_fmt(p.dtype) or "float32", []).append(k)
+        self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
+        self._lowp_ensure(run, names)
+        st = run.state
+        for fmt, ks in by_fmt.items():
+            whole = len(ks) == len(run.params)
+
+            def sel(arrays, ks=ks, whole=whole):
+                return arrays if whole else [arrays[k] for k in ks]
+
+            half = fmt != "float32"
+            ps = [p.view(np.uint16) for p in sel(run.params)] if half else sel(run.params)
+            gs = [g.view(np.uint16) for g in sel(grads)] if half else sel(grads)
+            _backend.cpu.lowp_step(
+                rule,
+                scalars,
+                flags,
+                ps,
+                gs,
+                sel(st[_MASTER]) if half else None,
+                [sel(st[n]) for n in names],
+                [sel(st[f"{n}_scale"]) for n in names] if lp.state_dtype == "int8" else None,
+                fmt,
+                lp.state_dtype,
+                lp.sr,
+                lp.seed,
+                run.step + 1,
+                lp.block,
+            )
+
+    # ---- state dict -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()  # type: ignore[misc]
+        lp = self._lowp
+        if lp is None or lp.state_dtype == "float32":
+            return sd
+        bf = lowp.bfloat16_dtype()
+        base = type(self)._state_names
+        for entry in sd["state"].values():
+            entry["state_dtype"] = lp.state_dtype
+            if lp.state_dtype == "int8":
+                entry["block"] = lp.block
+            elif bf is not None:
+                for n in base:
+                    if n in entry:
+                        entry[n] = entry[n].view(bf)
+        return sd
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """As :meth:`Optimizer.load_state_dict`, converting the state's storage format (see
+        :mod:`optkern.optim._lowp`) into this optimizer's."""
+        self._lowp_raw = {}
+        try:
+            super().load_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
+        finally:
+            del self._lowp_raw
+
+    def _lowp_float32(self, sd):
+        """``sd`` with every stored state as float32 values (8-bit dequantized, bf16 widened), the
+        format keys gone; exact 8-bit data kept aside when this optimizer stores the same."""
+        if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict):
+            return sd
+        lp = self._lowp
+        base = type(self)._state_names
+        state = {}
+        for key, entry in sd["state"].items():
+            if not isinstance(entry, dict):
+                state[key] = entry
+                continue
+            where = f"state_dict['state'][{key!r}]"
+            fmt = entry.get("state_dtype", "float32")
+            if fmt not in STATE_DTYPES:
+                raise ValueError(f"{where}['state_dtype']: expected one of {STATE_DTYPES}, got {fmt!r}")
+            block = lowp._block(entry.get("block", 256)) if fmt == "int8" else 0
+            out = {}
+            for k, v in entry.items():
+                if k in ("state_dtype", "block") or (fmt == "int8" and k.endswith("_scale") and k[:-6] in base):
+                    continue
+                if k == _MASTER and (lp is None or not lp.master):
+                    continue  # an fp32 optimizer's params are its own master
+                if k in base and v is not None:
+                    v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]")
+                    if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:
+                        self._lowp_raw[(str(key), k)] = (entry[k], entry[f"{k}_scale"])
+                out[k] = v
+            state[key] = out
+        return {**sd, "state": state}
+
+    @staticmethod
+    def _lowp_widen(v, fmt: str, entry: dict, k: str, block: int, where: str):
+        if fmt == "int8":
+            codes = np.asarray(v)
+            if codes.dtype != np.uint8:
+                raise TypeError(f"{where}: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
+            scales = entry.get(f"{k}_scale")
+            if scales is None:
+                raise ValueError(
+                    f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: missing (8-bit state needs its scales)"
+                )
+            scales = np.asarray(scales)
+            if scales.dtype != np.float32 or scales.shape != (lowp.n_blocks(codes.size, block),):
+                raise ValueError(
+                    f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: expected {lowp.n_blocks(codes.size, block)} "
+                    f"float32 block scales, got {scales.size} of {scales.dtype}"
+                )
+            return lowp.dequantize_blockwise(codes, scales, block)
+        a = np.asarray(v) if isinstance(v, np.ndarray) else v
+        if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):
+            return lowp.from_half(a, "bfloat16" if a.dtype == np.uint16 else None)
+        return v
+
+    def _parse_entry(self, saved_state: dict, sid, p, hp):
+        lp = self._lowp
+        if lp is None:
+            return super()._parse_entry(saved_state, sid, p, hp)  # type: ignore[misc]
+        # float32 copies (a float32 stand-in with p's shape), then this optimizer's storage
+        step, arrays, extra = super()._parse_entry(  # type: ignore[misc]
+            saved_state, sid, np.broadcast_to(np.zeros((), np.float32), p.shape), hp
+        )
+        if not arrays:
+            return step, arrays, extra
+        key = str(sid)  # as _lowp_float32 keyed the exact 8-bit data
+        for n in type(self)._state_names:
+            if n not in arrays:
+                continue
+            if lp.state_dtype == "bfloat16":
+                arrays[n] = lowp.to_half(np.ascontiguousarray(arrays[n]), "bfloat16", raw=True)
+            elif lp.state_dtype == "int8":
+                raw = self._lowp_raw.get((key, n))
+                if raw is not None:
+                    codes, scales = (np.array(raw[0], np.uint8).reshape(p.shape), np.array(raw[1], np.float32))
+                else:
+                    codes, scales = lowp.quantize_blockwise(np.ascontiguousarray(arrays[n]), lp.block)
+                arrays[n], arrays[f"{n}_scale"] = codes, scales
+        if lp.master and _MASTER not in arrays:
+            arrays[_MASTER] = lowp.from_half(p)
+        return step, arrays, extra

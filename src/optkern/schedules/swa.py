@@ -1,0 +1,35 @@
+"""The SWA learning-rate schedule (Izmailov et al. 2018; torch.optim.swa_utils.SWALR)."""
+
+from __future__ import annotations
+
+import math
+
+from .base import Schedule, count, nonneg
+
+
+class swalr(Schedule):
+    """Anneal from ``initial_lr`` to ``swa_lr`` over ``anneal_epochs`` steps, then hold ``swa_lr``.
+
+    ``value(t) = swa_lr a + initial_lr (1 - a)``, ``a = f(min(1, t / anneal_epochs))`` with
+    ``f(x) = (1 - cos(pi x)) / 2`` (``anneal_strategy="cos"``) or ``f(x) = x`` (``"linear"``);
+    ``anneal_epochs=0`` is ``swa_lr`` at every step. torch's ``SWALR(optimizer, swa_lr, anneal_epochs,
+    anneal_strategy)`` gives the same sequence after its ``t``-th ``step()`` when the groups'
+    ``lr`` was ``initial_lr`` at construction (torch reconstructs the start from the current ``lr``
+    each step, which agrees to rounding). Step it once per epoch, as torch's, or per step.
+    """
+
+    def __init__(self, initial_lr, swa_lr, anneal_epochs=10, anneal_strategy="cos"):
+        self.initial_lr = nonneg("initial_lr", initial_lr)
+        self.swa_lr = nonneg("swa_lr", swa_lr)
+        self.anneal_epochs = count("anneal_epochs", anneal_epochs, 0)
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy: expected 'cos' or 'linear', got {anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+        self.total_steps = self.anneal_epochs
+
+    def value(self, t):
+        if self.anneal_epochs == 0:
+            return self.swa_lr
+        x = min(1.0, t / self.anneal_epochs)
+        a = (1.0 - math.cos(math.pi * x)) / 2.0 if self.anneal_strategy == "cos" else x
+        return self.swa_lr * a + self.initial_lr * (1.0 - a)

@@ -1,0 +1,131 @@
+"""The 8-bit state path of the low-precision step (cpp/lowp_loop.hpp) pinned bit for bit to its
+definition: decode with ``dequantize``, the fp32 rule, a new per-block absmax, encode with
+``quantize`` -- i.e. exactly ``dequantize_blockwise`` -> fp32-state step -> ``quantize_blockwise``
+(optkern.lowp, which run the scalar reference functions of rules/lowp.hpp)."""
+
+import numpy as np
+import pytest
+
+from optkern import _cpu, lowp
+
+SIZES = [1, 7, 64, 1023, 4097]
+
+
+def step(rule, x, flags, ps, gs, masters, states, scales, pf, sf, t, block):
+    _cpu.lowp_step(rule, x, flags, ps, gs, masters, states, scales, pf, sf, False, 0, t, block)
+
+
+@pytest.mark.parametrize("block", [64, 256, 2048])
+@pytest.mark.parametrize("pf", ["float32", "bfloat16"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_q8_adam_step_is_dequantize_fp32_step_quantize(block, pf, amsgrad):
+    rng = np.random.default_rng()
+    k = 3 if amsgrad else 2
+    p32 = [rng.standard_normal(n).astype(np.float32) for n in SIZES]
+    ps = [lowp.to_half(p, "bfloat16", raw=True) for p in p32] if pf != "float32" else p32
+    masters = [p.copy() for p in p32] if pf != "float32" else None
+    codes = [[np.zeros(n, np.uint8) for n in SIZES] for _ in range(k)]
+    scales = [[np.zeros(lowp.n_blocks(n, block), np.float32) for n in SIZES] for _ in range(k)]
+    x = [1e-2, 0.9, 0.999, 1e-8, 0.01]
+    for t in range(1, 6):
+        gs = [rng.standard_normal(n).astype(np.float32) * (10.0 ** rng.integers(-4, 3, n)) for n in SIZES]
+        gs = [g.astype(np.float32) for g in gs]
+        if pf != "float32":
+            gs = [lowp.to_half(g, "bfloat16", raw=True) for g in gs]
+        # the reference: dequantize, fp32-state step on copies, quantize
+        rp = [p.copy() for p in ps]
+        rm = [m.copy() for m in masters] if masters is not None else None
+        rs = [[lowp.dequantize_blockwise(c, s, block) for c, s in zip(cs, ss)] for cs, ss in zip(codes, scales)]
+        step("adam", x, [False, True], rp, gs, rm, rs, None, pf, "float32", t, block)
+        step("adam", x, [False, True], ps, gs, masters, codes, scales, pf, "int8", t, block)
+        for i in range(len(SIZES)):
+            np.testing.assert_array_equal(ps[i], rp[i])
+            if masters is not None:
+                np.testing.assert_array_equal(masters[i], rm[i])
+            for j in range(k):
+                want_c, want_s = lowp.quantize_blockwise(rs[j][i], block)
+                np.testing.assert_array_equal(scales[j][i], want_s)
+                np.testing.assert_array_equal(codes[j][i], want_c)
+
+
+def boundary_values(signed: bool) -> np.ndarray:
+    """Values (fractions of a block scale of 1) at and around every midpoint between adjacent
+    codes of the map, a few float32 ulps either side, and special values."""
+    levels = np.unique(np.abs(lowp.decode_map(signed)))
+    mids = ((levels[1:].astype(np.float64) + levels[:-1]) / 2).astype(np.float32)
+    out = [levels]
+    for towards in (np.float32(2), np.float32(-1)):
+        x = mids
+        for _ in range(5):  # the midpoint and 4 ulps on each side
+            out.append(x)
+            x = np.nextafter(x, towards)
+    vals = np.concatenate(out)
+    tiny = np.array([0.0, 1e-9, 1e-7, 5e-8, 1e-6, 4.9e-7, 1.0, 0.99999994, 1e-38, 1e-45], np.float32)
+    vals = np.concatenate([vals, tiny])
+    return np.concatenate([vals, -vals]) if signed else vals
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_q8_encode_at_every_code_boundary(signed):
+    """SGD's first momentum step stores b = g exactly: each block's codes are the encoder's
+    output for g (blocks hold a 1, so their scale is 1 and g / scale = g)."""
+    rng = np.random.default_rng()
+    block = 256
+    v = boundary_values(signed)
+    rng.shuffle(v)
+    nb = -(-v.size // (block - 1))
+    g = np.zeros(nb * block, np.float32)
+    for b in range(nb):
+        part = v[b * (block - 1) : (b + 1) * (block - 1)]
+        g[b * block : b * block + part.size] = part
+        g[b * block + block - 1] = 1.0
+    if signed:
+        g[::block] = -1.0  # every block signed
+    p = np.zeros_like(g)
+    codes = np.zeros(g.size, np.uint8)
+    scales = np.zeros(nb, np.float32)
+    step(
+        "sgd",
+        [0.0, 0.0, 0.0, 0.0],
+        [False, False, True, False],
+        [p],
+        [g],
+        None,
+        [[codes]],
+        [[scales]],
+        "float32",
+        "int8",
+        1,
+        block,
+    )
+    want_c, want_s = lowp.quantize_blockwise(g, block)
+    np.testing.assert_array_equal(scales, want_s)
+    np.testing.assert_array_equal(codes, want_c)
+    assert np.all(p == 0)
+
+
+def test_q8_decode_of_every_code():
+    """SGD with momentum 1, dampening 1 and lr 1 from p = 0 leaves p = -b: the decoded state, every
+    code of both maps under positive (unsigned map) and negative (signed map) block scales."""
+    block = 256
+    scales = np.array([1.0, -1.0, 0.37, -3e-5, 6.5e4, -2.5e-30, 0.0], np.float32)
+    codes = np.tile(np.arange(256, dtype=np.uint8), scales.size)
+    p = np.zeros(codes.size, np.float32)
+    g = np.ones(codes.size, np.float32)
+    sc = scales.copy()
+    step(
+        "sgd",
+        [1.0, 1.0, 1.0, 0.0],
+        [False, False, False, False],
+        [p],
+        [g],
+        None,
+        [[codes.copy()]],
+        [[sc]],
+        "float32",
+        "int8",
+        2,
+        block,
+    )
+    want = lowp.dequantize_blockwise(codes, scales, block)
+    np.testing.assert_array_equal(-p, want)
