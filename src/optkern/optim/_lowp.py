@@ -114,10 +114,11 @@ class LowPrecisionMixin:
             return super()._new_state(name, p, hp)  # type: ignore[misc]
         return np.zeros(p.shape, {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype])
 
-    def _precheck(self, grads) -> None:
+    def _precheck(self, grads, group_runs=None) -> None:
         if self._lowp is None:
-            return super()._precheck(grads)  # type: ignore[misc]
-        self._lowp_check([(run, run.grads(grads)) for group_runs in self._runs for run in group_runs])
+            return super()._precheck(grads, group_runs)  # type: ignore[misc]
+        group_runs = self._runs if group_runs is None else group_runs
+        self._lowp_check([(run, run.grads(grads)) for runs in group_runs for run in runs])
 
     # ---- the step -----------------------------------------------------------------------
 
