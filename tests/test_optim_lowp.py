@@ -360,3 +360,25 @@ def test_mixed_half_formats_in_one_group():
     np.testing.assert_array_equal(st[1]["master_param"], rb)
     np.testing.assert_array_equal(a, ra.astype(BF16))
     np.testing.assert_array_equal(b, rb.astype(np.float16))
+
+
+@pytest.mark.parametrize(
+    "kw", [{"master_weights": True}, {"state_dtype": "int8"}, {"master_weights": True, "state_dtype": "int8"}]
+)
+def test_none_grads_skip_a_param_as_if_it_were_not_there(kw):
+    """A low-precision step with a None grad leaves that param and its state alone and updates the
+    others bit for bit like an optimizer that never had it."""
+    dt = BF16 if kw.get("master_weights") else np.dtype(np.float32)
+    rng = np.random.default_rng(7)
+    ps = [rng.standard_normal(s).astype(dt) for s in (5, 7, 300)]
+    alone = [ps[0].copy(), ps[2].copy()]
+    skipped = ps[1].copy()
+    opt, ref = optim.Adam(ps, lr=1e-2, **kw), optim.Adam(alone, lr=1e-2, **kw)
+    for _ in range(3):
+        g = [rng.standard_normal(p.shape).astype(dt) for p in ps]
+        opt.step([g[0], None, g[2]])
+        ref.step([g[0], g[2]])
+    for a, b in zip((ps[0], ps[2]), alone):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    assert np.array_equal(ps[1].view(np.uint8), skipped.view(np.uint8))
+    assert sorted(opt.state_dict()["state"]) == [0, 2]
