@@ -135,6 +135,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     xp = _backend.array_module(grads[0])
     _check_grads(grads, xp is not np)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
+    prev = buf.copy() if error_if_nonfinite and out is not None else None
     with _grads_named():  # what is left to the native checks: out aliasing grads, devices
         total = mod.grad_norm(grads, p, buf)
     if comm is not None:
@@ -142,6 +143,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
         if not math.isfinite(value):
+            if out is not None:  # an error leaves every argument as it was
+                buf[...] = prev
             flag = xp.empty(1, dtype=np.float64)
             for i, g in enumerate(grads):
                 mod.all_finite([g], flag)
