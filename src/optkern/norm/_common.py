@@ -164,8 +164,16 @@ def _no_shared_memory(written, others):
                 )
 
 
-def _eps(eps):
-    return _backend.positive("eps", eps)
+def _eps(eps, x=None):
+    """eps > 0, and (given the input ``x``) still > 0 in the statistics' dtype: an eps that rounds
+    to 0 there divides by a zero variance (NaN for a constant row where float64 is finite)."""
+    eps = _backend.positive("eps", eps)
+    if x is not None and getattr(x, "dtype", None) != np.float64 and np.float32(eps) == 0:
+        raise ValueError(
+            f"eps: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
+            f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
+        )
+    return eps
 
 
 def _momentum(momentum):
