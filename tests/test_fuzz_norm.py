@@ -52,7 +52,7 @@ def setups(draw, kind):
             kw = dict(x=x, normalized_shape=ns, weight=w, bias=b, eps=eps)
             return kw, norm.layer_norm, lambda: RN.layer_norm(kw["x"], k, kw["weight"], kw["bias"], kw["eps"])[0]
         kw = dict(x=x, normalized_shape=ns, weight=w, eps=eps)
-        return kw, norm.rms_norm, lambda: RN.rms_norm(kw["x"], k, kw["weight"], kw["eps"])[0]
+        return kw, norm.rms_norm, lambda: RN.rms_norm(kw["x"], k, kw["weight"], _rms_eps(kw))[0]
     if kind == "group":
         G = draw(st.sampled_from([g for g in (1, 2, 4) if C % g == 0]))
         kw = dict(x=x, num_groups=G, weight=w, bias=b, eps=eps)
@@ -67,6 +67,11 @@ def setups(draw, kind):
     g = (rng.standard_normal(C) + 1).astype(dtype)
     kw = dict(v=v, g=g, dim=0)
     return kw, norm.weight_norm, lambda: RN.weight_norm(kw["v"], kw["g"], 0)
+
+
+def _rms_eps(kw):
+    """rms_norm's eps: None means finfo(x.dtype).eps (as in torch)."""
+    return np.finfo(kw["x"].dtype).eps if kw["eps"] is None else kw["eps"]
 
 
 def _backward(kind, kw, y, saved, dy):
@@ -87,7 +92,7 @@ def _backward(kind, kw, y, saved, dy):
                 norm.layer_norm_backward,
                 lambda a: RN.layer_norm_backward(a["dy"], a["x"], k, a["weight"], kw["eps"]),
             )
-        return a, norm.rms_norm_backward, lambda a: RN.rms_norm_backward(a["dy"], a["x"], k, a["weight"], kw["eps"])
+        return a, norm.rms_norm_backward, lambda a: RN.rms_norm_backward(a["dy"], a["x"], k, a["weight"], _rms_eps(kw))
     if kind in ("group", "instance"):
         G = kw.get("num_groups", x.shape[1])
         fn = norm.group_norm_backward if kind == "group" else norm.instance_norm_backward
@@ -115,8 +120,12 @@ def _spoil(draw, kw, rng, written=("out", "running_mean", "running_var")):
         note(f"{key} spoiled: {s.kind}")
         ok = still_valid(orig, kw[key]) or s.kind in ("nan", "inf")
         ok = ok or (key not in written and s.kind in INPUTS)  # inputs may be copied
+        # running buffers are updated by NumPy: any writable layout works (test_bad_input_norm_nn.py)
+        ok = ok or (key.startswith("running_") and s.kind in ("strided", "negative_stride", "fortran", "misaligned"))
         ok = ok or (s.kind == "none" and key in ("weight", "bias"))
-        ok = ok or (s.kind == "extra_dim" and key in ("x", "v", "dy"))  # another valid layout
+        floats = [k for k in arrays if k != key and kw[k] is not None and kw[k].dtype.kind == "f"]
+        ok = ok or (s.kind == "other_float" and not floats)  # the only array: its dtype is the call's
+        ok = ok or (s.kind == "extra_dim" and key in ("x", "v", "dy", "g"))  # another valid layout (g: any shape)
         partners = tuple(arrays) + ("normalized_shape", "num_groups")
         return ((key,) + (partners if s.partners or s.kind in STRUCTURAL_DTYPES else ())), ok
     scalars = [k for k in ("eps", "momentum") if k in kw]
@@ -124,7 +133,7 @@ def _spoil(draw, kw, rng, written=("out", "running_mean", "running_var")):
         key = draw(st.sampled_from(scalars))
         kw[key] = draw(BAD_SCALARS)
         note(f"{key} = {kw[key]!r}")
-        return (key,), False
+        return (key,), kw[key] is None and "normalized_shape" in kw and "bias" not in kw  # rms_norm's default eps
     if what == "alias" and "running_mean" in kw:
         key = draw(st.sampled_from(["running_mean", "running_var"]))
         other = draw(st.sampled_from([k for k in arrays if k != key]))
@@ -147,7 +156,8 @@ def _spoil(draw, kw, rng, written=("out", "running_mean", "running_var")):
         }[choice]
         kw["out"] = out
         note(f"out: {choice}")
-        return ("out", "x", "dy"), choice in ("ok", "none") or (choice == "alias_x" and "dy" in kw)
+        valid = choice in ("ok", "none") or (choice == "alias_x" and "dy" in kw) or still_valid(x, out)
+        return ("out", "x", "dy"), valid
     return ("x",), True
 
 
@@ -220,11 +230,13 @@ def test_dropout(data):
     if what == "x":
         s = data.draw(st.sampled_from(ARRAY_SPOILS))
         kw["x"] = spoiled(x, s.kind, rng)
-        ok = still_valid(x, kw["x"]) or s.kind in ("nan", "inf") + INPUTS
+        ok = (
+            still_valid(x, kw["x"]) or s.kind in ("nan", "inf", "other_float", "extra_dim", "size+1", "size-1") + INPUTS
+        )
     elif what != "none":
         kw[what] = data.draw(st.sampled_from([None, "1", -1, 2**64, 1.5, float("nan")]))
         names, ok = (what,), False
-    note(f"{what}: {kw.get(what)!r}")
+    note(f"{what}: {kw.get(what)!r} {s.kind if what == 'x' else ''}")
     done, res = check_call(lambda: norm.dropout(**kw, return_mask=True), names, state=kw, ok=ok)
     if not done:
         return
