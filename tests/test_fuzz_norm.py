@@ -42,7 +42,7 @@ def setups(draw, kind):
         if draw(st.booleans()):
             sdt = np.float64 if dtype == np.float64 else np.float32
             kw.update(running_mean=np.zeros(C, sdt), running_var=np.ones(C, sdt), momentum=draw(st.floats(0, 1)))
-        return kw, norm.batch_norm, lambda: RN.batch_norm(kw["x"], kw["weight"], kw["bias"], kw["eps"])[0]
+        return kw, norm.batch_norm, lambda: RN.batch_norm(kw["x"], kw["weight"], kw["bias"], _eps(kw))[0]
     if kind in ("layer", "rms"):
         k = draw(st.integers(1, x.ndim))
         ns = x.shape[x.ndim - k :]
@@ -50,28 +50,34 @@ def setups(draw, kind):
         b = rng.standard_normal(ns).astype(dtype) if affine else None
         if kind == "layer":
             kw = dict(x=x, normalized_shape=ns, weight=w, bias=b, eps=eps)
-            return kw, norm.layer_norm, lambda: RN.layer_norm(kw["x"], k, kw["weight"], kw["bias"], kw["eps"])[0]
+            return kw, norm.layer_norm, lambda: RN.layer_norm(kw["x"], k, kw["weight"], kw["bias"], _eps(kw))[0]
         kw = dict(x=x, normalized_shape=ns, weight=w, eps=eps)
         return kw, norm.rms_norm, lambda: RN.rms_norm(kw["x"], k, kw["weight"], _rms_eps(kw))[0]
     if kind == "group":
         G = draw(st.sampled_from([g for g in (1, 2, 4) if C % g == 0]))
         kw = dict(x=x, num_groups=G, weight=w, bias=b, eps=eps)
-        return kw, norm.group_norm, lambda: RN.group_norm(kw["x"], G, kw["weight"], kw["bias"], kw["eps"])[0]
+        return kw, norm.group_norm, lambda: RN.group_norm(kw["x"], G, kw["weight"], kw["bias"], _eps(kw))[0]
     if kind == "instance":
         if not spatial or int(np.prod(spatial)) == 1:
             x = np.concatenate([x, x + 1], axis=-1).astype(dtype) if spatial else x[..., None].repeat(2, -1)
         kw = dict(x=x, weight=w, bias=b, eps=eps)
         # instance norm = group norm with one group per channel
-        return kw, norm.instance_norm, lambda: RN.group_norm(kw["x"], C, kw["weight"], kw["bias"], kw["eps"])[0]
+        return kw, norm.instance_norm, lambda: RN.group_norm(kw["x"], C, kw["weight"], kw["bias"], _eps(kw))[0]
     v = (rng.standard_normal((C, 3)) + 0.5).astype(dtype)
     g = (rng.standard_normal(C) + 1).astype(dtype)
     kw = dict(v=v, g=g, dim=0)
     return kw, norm.weight_norm, lambda: RN.weight_norm(kw["v"], kw["g"], 0)
 
 
+def _eps(kw):
+    """eps as the statistics hold it: rounded to float32 for float32 x (a subnormal eps keeps few digits)."""
+    x = np.asarray(kw["x"])
+    return float(np.float32(kw["eps"])) if x.dtype == np.float32 else kw["eps"]
+
+
 def _rms_eps(kw):
     """rms_norm's eps: None means finfo(x.dtype).eps (as in torch)."""
-    return np.finfo(kw["x"].dtype).eps if kw["eps"] is None else kw["eps"]
+    return np.finfo(kw["x"].dtype).eps if kw["eps"] is None else _eps(kw)
 
 
 def _backward(kind, kw, y, saved, dy):
@@ -81,7 +87,7 @@ def _backward(kind, kw, y, saved, dy):
         return (
             dict(dy=dy, x=x, weight=kw["weight"], saved=saved),
             norm.batch_norm_backward,
-            lambda a: RN.batch_norm_backward(a["dy"], a["x"], a["weight"], kw["eps"]),
+            lambda a: RN.batch_norm_backward(a["dy"], a["x"], a["weight"], _eps(kw)),
         )
     if kind in ("layer", "rms"):
         k = len(kw["normalized_shape"])
@@ -90,7 +96,7 @@ def _backward(kind, kw, y, saved, dy):
             return (
                 a,
                 norm.layer_norm_backward,
-                lambda a: RN.layer_norm_backward(a["dy"], a["x"], k, a["weight"], kw["eps"]),
+                lambda a: RN.layer_norm_backward(a["dy"], a["x"], k, a["weight"], _eps(kw)),
             )
         return a, norm.rms_norm_backward, lambda a: RN.rms_norm_backward(a["dy"], a["x"], k, a["weight"], _rms_eps(kw))
     if kind in ("group", "instance"):
@@ -99,7 +105,7 @@ def _backward(kind, kw, y, saved, dy):
         return (
             dict(dy=dy, x=x, weight=kw["weight"], saved=saved),
             fn,
-            lambda a: RN.group_norm_backward(a["dy"], a["x"], G, a["weight"], kw["eps"]),
+            lambda a: RN.group_norm_backward(a["dy"], a["x"], G, a["weight"], _eps(kw)),
         )
     return (
         dict(dw=dy, v=kw["v"], g=kw["g"], saved=saved),
