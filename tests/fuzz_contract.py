@@ -66,8 +66,8 @@ class ContractError(AssertionError):
 
 def _names_pattern(names) -> str:
     alts = "|".join(re.escape(n) for n in names)
-    # name, then an index, a field or a group key, then ':' or a space
-    return rf"^(?:{alts})(?:\[[^\]]*\]|\.\w+)*(?::| )"
+    # name, then an index, a field or a group key, then ':', a space or ',' ("a, b: give both")
+    return rf"^(?:{alts})(?:\[[^\]]*\]|\.\w+)*(?::| |,)"
 
 
 def check_call(call, names, *, state=(), ok=True):
@@ -133,14 +133,15 @@ F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25  # the documented bound 
 
 def dtype_refusals(kw, dtype) -> tuple:
     """Hyper-parameters the arrays' dtype cannot run, by the documented rule: not finite after
-    rounding, eps rounding to 0, and (float32) lr / weight_decay / momentum above max ** (1/4)."""
+    rounding, eps rounding to 0, and lr / weight_decay / momentum above the dtype's max ** (1/4)."""
     out = []
     for k, v in kw.items():
         if not isinstance(v, float) or k == "mu_product":
             continue
         with np.errstate(all="ignore"):
             r = float(np.dtype(dtype).type(v))
-        scale = k in ("lr", "weight_decay", "momentum") and dtype == np.float32 and v > F32_SCALE_MAX
+        bound = F32_SCALE_MAX if dtype == np.float32 else float(np.finfo(np.float64).max) ** 0.25
+        scale = k in ("lr", "weight_decay", "momentum") and v > bound
         squared = k == "b0" and not (np.isfinite(v * v) and v * v > 0)  # AdaGrad-Norm's b^2 = b0^2
         if not np.isfinite(r) or (k == "eps" and r == 0) or scale or squared:
             out.append(k)
@@ -199,6 +200,11 @@ def _torch_tensor(a):
 
 def spoiled(a: np.ndarray, kind: str, rng: np.random.Generator):
     """``a`` spoiled in the way ``kind`` names (a new object; ``a`` is not modified)."""
+    with np.errstate(all="ignore"):  # float16 of a huge value is inf, as intended
+        return _spoiled(a, kind, rng)
+
+
+def _spoiled(a, kind, rng):
     if kind in STRUCTURAL:
         if kind == "object":
             return a.astype(object)

@@ -185,9 +185,16 @@ def test_norm_forward_and_backward(kind, data):
     if not done:
         return
     y, saved = res
+    dtype = np.float64 if y.dtype == np.float64 else np.float32  # x may have been given in another dtype
     with np.errstate(all="ignore"):
         ref = ref_fwd()
-    assert_close(y, ref, dtype, "y", rtol=RTOL[dtype])
+    # x - mean with the mean rounded to the statistics' dtype: an error of eps |x| rstd |w| (as in torch)
+    scale = float(np.max(np.abs(ref), initial=0.0))
+    if kind in ("batch", "layer", "group", "instance"):
+        wmax = 1.0 if kw.get("weight") is None else float(np.max(np.abs(np.asarray(kw["weight"], float)), initial=0))
+        rmax = float(np.max(np.asarray(saved.rstd, float), initial=0.0))
+        scale += float(np.max(np.abs(np.asarray(kw["x"], float)), initial=0.0)) * rmax * wmax
+    assert_close(y, ref, dtype, "y", scale=scale, rtol=RTOL[dtype])
     if not np.isfinite(ref).all():
         return
     # -- the backward of what the forward saved, possibly spoiled ---------------------------
@@ -249,7 +256,9 @@ def test_dropout(data):
     y, mask = res
     xin = np.asarray(kw["x"], np.float64)
     with np.errstate(all="ignore"):
-        ref = np.where(mask.astype(bool), xin / (1.0 - kw["p"]), 0.0)
+        # the kernels scale by 1 / (1 - p) with p rounded to float32 (as for the mask's threshold), also for
+        # float64 x: a relative difference up to 6e-8 / (1 - p) from the float64 scale (open, issue 13)
+        ref = np.where(mask.astype(bool), xin / (1.0 - float(np.float32(kw["p"]))), 0.0)
     assert_close(y, ref, dtype, "y")
     dx = norm.dropout_backward(np.ascontiguousarray(kw["x"]), kw["p"], kw["seed"])
     assert_close(dx, ref, dtype, "dx")

@@ -172,7 +172,7 @@ def calls(draw, name):
     if name == "nadam_":
         t, b1, psi = hp["step"], hp.get("beta1", 0.9), hp.get("momentum_decay", 4e-3)
         t = hp["step"] = min(t, 1000)
-        hp["mu_product"] = math.prod(b1 * (1 - 0.5 * 0.96 ** (i * psi)) for i in range(1, t)) or 1.0
+        hp["mu_product"] = math.prod(b1 * (1 - 0.5 * 0.96 ** (i * psi)) for i in range(1, t))
         if not hp["mu_product"] > 0:
             hp["mu_product"] = 1.0
             hp["step"] = 1
@@ -260,6 +260,13 @@ def _as_list(v):
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
+def _adagrad_norm_reference(kw, hp, p64, g64):
+    b_sq = float(kw["b_sq"][0])
+    g_eff = [(-g if hp.get("maximize") else g) + hp.get("weight_decay", 0.0) * p for p, g in zip(p64, g64)]
+    b_sq += sum(float(np.sum(e * e)) for e in g_eff)
+    return [p - hp.get("lr", 1e-2) / np.sqrt(b_sq) * e for p, e in zip(p64, g_eff)], {"b_sq": [np.array([b_sq])]}
+
+
 def reference(name, kw):
     """Float64 params and state lists after one step of the reference on the arguments' values."""
     spec = FNS[name]
@@ -269,10 +276,8 @@ def reference(name, kw):
     t = hp.pop("step", 1)
     hp.pop("mu_product", None)
     if name == "adagrad_norm_":
-        b_sq = float(kw["b_sq"][0])
-        g_eff = [(-g if hp.get("maximize") else g) + hp.get("weight_decay", 0.0) * p for p, g in zip(p64, g64)]
-        b_sq += sum(float(np.sum(e * e)) for e in g_eff)
-        return [p - hp.get("lr", 1e-2) / np.sqrt(b_sq) * e for p, e in zip(p64, g_eff)], {"b_sq": [np.array([b_sq])]}
+        with np.errstate(all="ignore"):
+            return _adagrad_norm_reference(kw, hp, p64, g64)
     if name == "sgd_":
         t = 1 if hp.pop("first") else 2
     for b in ("beta1", "beta2"):

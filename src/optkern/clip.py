@@ -124,6 +124,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     mod = _backend.backend(("grads", grads))
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
+    if not isinstance(error_if_nonfinite, (bool, np.bool_)):  # "no" or [] must not read as a choice
+        raise TypeError(f"error_if_nonfinite: expected a bool, got {type(error_if_nonfinite).__name__}")
     if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
         if out is None:
             return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)

@@ -9,9 +9,9 @@ scalars (bias corrections, the decayed learning rate, NAdam's momentum
 schedule) are computed by the native rule from the hyper-parameters and
 ``step`` (``rules/optim.hpp``, ``Rule::at``). Hyper-parameters are checked
 before anything is written -- in range, and representable in the arrays' dtype
-(finite after rounding, ``eps`` > 0 after rounding; for float32 arrays ``lr``,
-``weight_decay`` and ``momentum`` at most float32's max ** (1/4) = 4.3e9, so that
-their products with squared gradients stay finite); a bad one raises
+(finite after rounding, ``eps`` > 0 after rounding; ``lr``, ``weight_decay`` and
+``momentum`` at most the dtype's max ** (1/4): 4.3e9 for float32, 1.2e77 for
+float64, so that their products with squared gradients stay finite); a bad one raises
 ValueError (or TypeError) naming it.
 
 The ``_check_*`` functions validate and normalise hyper-parameters into named
@@ -104,10 +104,12 @@ _POSITIVE = frozenset({"eps"})
 _SQUARED = frozenset({"b0"})
 # Multiplicative hyper-parameters meet each other and squared gradients in one product
 # (Adam's (1 - beta2) (g + wd p)^2, SGD's lr (wd p + momentum b)): below float32's max ** (1/4)
-# (4.3e9) such products of moderate data stay finite wherever a float64 evaluation is. Narrower
-# dtypes compute in float32; float64 runs any finite value (the float64 reference is itself).
+# (4.3e9) such products of moderate data stay finite wherever a float64 evaluation is; float64's
+# bound (1.2e77) does the same for the order in which the rules multiply. Narrower dtypes compute
+# in float32.
 _SCALES = frozenset({"lr", "weight_decay", "momentum"})
 _F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25
+_F64_SCALE_MAX = float(np.finfo(np.float64).max) ** 0.25
 
 
 def _check_dtype(hp: tuple, dtype, where: str = "", names=None) -> None:
@@ -116,8 +118,6 @@ def _check_dtype(hp: tuple, dtype, where: str = "", names=None) -> None:
     ``names``: how errors name fields (default: the field name, in ``where``'s group).
     """
     dtype = np.dtype(dtype)
-    if dtype == np.float64 and not any(f in _SQUARED for f in hp._fields):
-        return  # Python floats are float64: already finite (and eps > 0)
     n = _namer(where)
     for field, v in zip(hp._fields, hp):
         if isinstance(v, bool) or not isinstance(v, float):
@@ -128,9 +128,11 @@ def _check_dtype(hp: tuple, dtype, where: str = "", names=None) -> None:
                 r = float(dtype.type(v))
             if not np.isfinite(r):
                 raise ValueError(f"{name}: {v!r} is not finite in {dtype.name} (the arrays' dtype)")
-            if field in _SCALES and dtype.itemsize < 8 and abs(v) > _F32_SCALE_MAX:
+            bound = _F32_SCALE_MAX if dtype.itemsize < 8 else _F64_SCALE_MAX
+            if field in _SCALES and abs(v) > bound:
+                kind = "float32" if dtype.itemsize < 8 else "float64"
                 raise ValueError(
-                    f"{name}: {v!r} is above {_F32_SCALE_MAX:.4g} (float32's max ** (1/4)), the largest value "
+                    f"{name}: {v!r} is above {bound:.4g} ({kind}'s max ** (1/4)), the largest value "
                     f"a {dtype.name} step keeps finite"
                 )
             if field in _POSITIVE and not r > 0:
