@@ -243,7 +243,7 @@ def _spoiled(a, kind, rng):
         return r
     if kind in ("nan", "inf"):
         r = a.copy()
-        if r.size:
+        if r.size and r.dtype.kind == "f":  # (integer labels cannot hold them)
             r.reshape(-1)[rng.integers(r.size)] = np.nan if kind == "nan" else -np.inf
         return r
     if kind == "none":
