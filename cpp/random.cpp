@@ -28,8 +28,9 @@ void uniform_(py::handle out_h, uint64_t seed, uint64_t offset) {
   py::array out = float_out(out_h, "out");
   const int64_t n = int64_t(out.size());
   void* p = out.mutable_data();
+  const bool single = out.itemsize() == 4;  // itemsize() reads the dtype object: with the GIL held
   py::gil_scoped_release nogil;
-  if (out.itemsize() == 4) {
+  if (single) {
     float* o = static_cast<float*>(p);
     philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
       o[i] = philox::to_float(philox::lane(r, k));
@@ -52,8 +53,9 @@ void rademacher_(py::handle out_h, uint64_t seed, uint64_t offset) {
   py::array out = float_out(out_h, "out");
   const int64_t n = int64_t(out.size());
   void* p = out.mutable_data();
+  const bool single = out.itemsize() == 4;  // itemsize() reads the dtype object: with the GIL held
   py::gil_scoped_release nogil;
-  if (out.itemsize() == 4) signs(static_cast<float*>(p), n, seed, offset);
+  if (single) signs(static_cast<float*>(p), n, seed, offset);
   else signs(static_cast<double*>(p), n, seed, offset);
 }
 

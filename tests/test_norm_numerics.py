@@ -140,14 +140,16 @@ def test_issue_reproducers(dtype, big):
     np.testing.assert_allclose(y.ravel(), [-1.0, 1.0], rtol=RTOL[dtype] * 4)
 
 
-@pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-36), (np.float64, 1e-155)])
+@pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-20), (np.float64, 1e-155)])
 def test_tiny_rows_with_a_tiny_eps(dtype, tiny):
     """Squares underflow; with an eps far below them the statistics must still be the rows' own.
 
-    (float32: eps=1e-80 rounds to 0; float64: eps=5e-324 is 4e-15 of the mean square here.)
+    (float32: eps=1.4e-45, the smallest float32 > 0, is 1e-6 of the mean square here; an eps that
+    rounds to 0 in float32 is refused (issue 13: a constant row gave NaN); float64: eps=5e-324 is
+    4e-15 of the mean square here.)
     """
     x = np.array([[3 * tiny, 4 * tiny]], dtype)
-    eps = 1e-80 if dtype == np.float32 else 5e-324
+    eps = float(np.finfo(np.float32).smallest_subnormal) if dtype == np.float32 else 5e-324
     y, s = norm.rms_norm(x, 2, eps=eps)
     np.testing.assert_allclose(y, [[3 / math.sqrt(12.5), 4 / math.sqrt(12.5)]], rtol=RTOL[dtype] * 8)
     y, _ = norm.layer_norm(np.array([[-3 * tiny, 3 * tiny]], dtype), 2, eps=eps)

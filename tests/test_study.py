@@ -167,7 +167,7 @@ def test_report_of_an_empty_interrupted_study(tmp_path):
 
 
 def test_a_diverging_run_is_reported_not_raised(monkeypatch, tmp_path):
-    monkeypatch.setitem(runner.OPTIMIZERS, "sgd", runner.Method("SGD", dict(lr=1e30)))
+    monkeypatch.setitem(runner.OPTIMIZERS, "sgd", runner.Method("SGD", dict(lr=4e9)))
     d = datasets.load_digits()
     train, val = d.split(0.2, seed=0)
     cfg = runner.StudyConfig.quick(

@@ -124,6 +124,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     mod = _backend.backend(("grads", grads))
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
+    if not isinstance(error_if_nonfinite, (bool, np.bool_)):  # "no" or [] must not read as a choice
+        raise TypeError(f"error_if_nonfinite: expected a bool, got {type(error_if_nonfinite).__name__}")
     if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
         if out is None:
             return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)
@@ -135,6 +137,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     xp = _backend.array_module(grads[0])
     _check_grads(grads, xp is not np)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
+    prev = buf.copy() if error_if_nonfinite and out is not None else None
     with _grads_named():  # what is left to the native checks: out aliasing grads, devices
         total = mod.grad_norm(grads, p, buf)
     if comm is not None:
@@ -142,6 +145,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
         if not math.isfinite(value):
+            if out is not None:  # an error leaves every argument as it was
+                buf[...] = prev
             flag = xp.empty(1, dtype=np.float64)
             for i, g in enumerate(grads):
                 mod.all_finite([g], flag)

@@ -9,7 +9,9 @@ scalars (bias corrections, the decayed learning rate, NAdam's momentum
 schedule) are computed by the native rule from the hyper-parameters and
 ``step`` (``rules/optim.hpp``, ``Rule::at``). Hyper-parameters are checked
 before anything is written -- in range, and representable in the arrays' dtype
-(finite after rounding, ``eps`` > 0 after rounding); a bad one raises
+(finite after rounding, ``eps`` > 0 after rounding; ``lr``, ``weight_decay`` and
+``momentum`` at most the dtype's max ** (1/4): 4.3e9 for float32, 1.2e77 for
+float64, so that their products with squared gradients stay finite); a bad one raises
 ValueError (or TypeError) naming it.
 
 The ``_check_*`` functions validate and normalise hyper-parameters into named
@@ -100,6 +102,14 @@ _ROUNDED = frozenset(
 )
 _POSITIVE = frozenset({"eps"})
 _SQUARED = frozenset({"b0"})
+# Multiplicative hyper-parameters meet each other and squared gradients in one product
+# (Adam's (1 - beta2) (g + wd p)^2, SGD's lr (wd p + momentum b)): below float32's max ** (1/4)
+# (4.3e9) such products of moderate data stay finite wherever a float64 evaluation is; float64's
+# bound (1.2e77) does the same for the order in which the rules multiply. Narrower dtypes compute
+# in float32.
+_SCALES = frozenset({"lr", "weight_decay", "momentum"})
+_F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25
+_F64_SCALE_MAX = float(np.finfo(np.float64).max) ** 0.25
 
 
 def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
@@ -108,8 +118,6 @@ def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
     ``names``: how errors name fields (default: the field name, in ``where``'s group).
     """
     dtype = np.dtype(dtype)
-    if dtype == np.float64 and not any(f in _SQUARED for f in hp._fields):
-        return  # Python floats are float64: already finite (and eps > 0)
     n = _namer(where)
     for field, v in zip(hp._fields, hp):
         if isinstance(v, bool) or not isinstance(v, float):
@@ -120,6 +128,13 @@ def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
                 r = float(dtype.type(v))
             if not np.isfinite(r):
                 raise ValueError(f"{name}: {v!r} is not finite in {dtype.name} (the arrays' dtype)")
+            bound = _F32_SCALE_MAX if dtype.itemsize < 8 else _F64_SCALE_MAX
+            if field in _SCALES and abs(v) > bound:
+                kind = "float32" if dtype.itemsize < 8 else "float64"
+                raise ValueError(
+                    f"{name}: {v!r} is above {bound:.4g} ({kind}'s max ** (1/4)), the largest value "
+                    f"a {dtype.name} step keeps finite"
+                )
             if field in _POSITIVE and not r > 0:
                 raise ValueError(
                     f"{name}: {v!r} rounds to 0 in {dtype.name} (the arrays' dtype); "
@@ -130,8 +145,10 @@ def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
 
 
 def _check_params_dtype(hp: tuple, params) -> None:
-    if params and hasattr(params[0], "dtype"):
-        _check_dtype(hp, params[0].dtype)
+    dtype = getattr(params[0], "dtype", None) if params else None
+    # A dtype the CPU module cannot run is the params' error (the native checks name them), not lr's.
+    if dtype is not None and (dtype in (np.float32, np.float64) or not isinstance(params[0], np.ndarray)):
+        _check_dtype(hp, dtype)
 
 
 def _native(mod, rule: str, args: tuple, dev):

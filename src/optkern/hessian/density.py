@@ -116,6 +116,8 @@ def spectral_density(
     sigma = _backend.positive("sigma", sigma)
     if np.ndim(grid) == 0:
         npts = _backend.integer("grid", grid, lo=2)
+        if npts > 2**31 - 1:  # NumPy would refuse it with a message naming nothing
+            raise ValueError(f"grid: must be at most 2**31 - 1 points, got {npts}")
         margin = pad * width + 3 * sigma
         grid = np.linspace(lo - margin, hi + margin, npts)
     else:

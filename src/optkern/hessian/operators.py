@@ -407,6 +407,8 @@ def as_operator(A) -> CurvatureOperator:
     if isinstance(A, np.ndarray) or _backend.is_cupy(A):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"A: expected a square matrix, got shape {tuple(A.shape)}")
+        if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
+            raise TypeError(f"A: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)
         return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense")
     if hasattr(A, "matvec") and hasattr(A, "shape"):

@@ -63,6 +63,9 @@ def _stderr(samples):
     return float(np.std(samples, ddof=1) / np.sqrt(m)) if m > 1 else float("inf")
 
 
+_MAX_COUNT = 2**31 - 1
+
+
 def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0, progress=None) -> TraceResult:
     """Estimate ``tr(op)`` from ``num_matvecs`` operator products.
 
@@ -78,6 +81,8 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     if method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method: expected 'hutchinson' or 'hutch++', got {method!r}")
     m = _backend.integer("num_matvecs", num_matvecs, lo=1)
+    if m > _MAX_COUNT:  # NumPy would refuse the probe block with a message naming nothing
+        raise ValueError(f"num_matvecs: must be at most 2**31 - 1, got {m}")
     op = with_progress(op, progress, m)
     if method == "hutchinson":
         samples = _hutchinson_samples(op, _probe_block(op, seed, 0, m))

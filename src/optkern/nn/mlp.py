@@ -155,6 +155,10 @@ class MLP:
         x = xp.ascontiguousarray(x, dtype=self.dtype)
         if y is not None and y.dtype.kind not in "fiu":
             raise TypeError(f"y: expected real numbers (integer labels or float targets), got {y.dtype}")
+        if y is not None and self.loss_kind == "cross_entropy" and y.dtype.kind not in "iu":
+            raise TypeError(f"y: expected integer labels for the cross-entropy loss, got {y.dtype}")
+        if y is not None and self.loss_kind == "cross_entropy" and xp is np:
+            y = np.require(y, requirements=("C", "A"))  # labels are only read: any layout is copied
         if y is not None:
             n = x.shape[0]
             if self.loss_kind == "cross_entropy":

@@ -164,8 +164,18 @@ def _no_shared_memory(written, others):
                 )
 
 
-def _eps(eps):
-    return _backend.positive("eps", eps)
+def _eps(eps, x=None):
+    """eps > 0, and (given the input ``x``) still > 0 in the statistics' dtype: an eps that rounds
+    to 0 there divides by a zero variance (NaN for a constant row where float64 is finite)."""
+    eps = _backend.positive("eps", eps)
+    # float32 (and the GPU's half types) keep float32 statistics; an unsupported dtype is x's error
+    half = _backend.is_cupy(x) and getattr(x, "dtype", None) != np.float64
+    if x is not None and (getattr(x, "dtype", None) == np.float32 or half) and np.float32(eps) == 0:
+        raise ValueError(
+            f"eps: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
+            f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
+        )
+    return eps
 
 
 def _momentum(momentum):

@@ -81,7 +81,7 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     if isinstance(s, Schedule):
         return s
     if isinstance(s, numbers.Real) and not isinstance(s, bool):
-        return constant(s)
+        return constant(_backend.real(name, s))  # a NaN / inf is the caller's argument, not constant's value
     if callable(s):
         return FunctionSchedule(s)
     raise TypeError(f"{name}: expected a Schedule, a callable or a number, got {type(s).__name__}")

@@ -52,6 +52,8 @@ class multi_step(Schedule):
 
     def __init__(self, lr=1.0, milestones=(), gamma=0.1):
         self.lr = positive("lr", lr)
+        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
+            raise TypeError(f"milestones: expected a sequence of steps, got {type(milestones).__name__}")
         ms = [count(f"milestones[{i}]", m, 1) for i, m in enumerate(milestones)]
         for i in range(1, len(ms)):
             if ms[i] < ms[i - 1]:
@@ -88,7 +90,8 @@ class inverse_time(Schedule):
         self.power = positive("power", power)
 
     def value(self, t):
-        return self.lr / (1.0 + self.k * t) ** self.power
+        # a negative exponent underflows to 0 where the divisor would overflow (OverflowError)
+        return self.lr * (1.0 + self.k * t) ** -self.power
 
 
 class polynomial(Schedule):

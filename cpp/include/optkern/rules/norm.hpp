@@ -124,10 +124,12 @@ template <class A> OK_HD A norm_scaled(A ssq, int e) {
 
 // 1 / sqrt(v · 4^e + eps) without forming v · 4^e (which may overflow or
 // underflow): = 2^-e / sqrt(v + eps · 4^-e). When eps · 4^-e overflows, the
-// variance is below eps by far more than the precision: 1 / sqrt(eps).
+// variance is below eps by far more than the precision: 1 / sqrt(eps). So it
+// is when a zero variance meets an eps · 4^-e that underflowed to 0 (a
+// subnormal eps, constant row): 1 / sqrt(0) would make x̂ = 0 · inf = NaN.
 template <class A> OK_HD A rsqrt_scaled(A v, int e, A eps) {
   const A eps_s = scale2(eps, -2 * e);
-  if (!finite_(eps_s)) return rsqrt_of(eps);
+  if (!finite_(eps_s) || v + eps_s == A(0)) return rsqrt_of(eps);
   return scale2(rsqrt_of(v + eps_s), -e);
 }
 

@@ -1,0 +1,133 @@
+"""The cases the fuzz suite (tests/test_fuzz_*.py) found, as plain tests: each names the argument
+it must name and checks that nothing was written, or that the result is the float64 one."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import optkern
+import optkern.functional as F
+from optkern import hessian, norm, schedules
+from optkern.nn import MLP
+
+F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25
+
+
+def _arrays(dtype, n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(n) * 3 + 0.5).astype(dtype), rng.standard_normal(n).astype(dtype)
+
+
+# ---- non-finite results from finite extreme hyper-parameters (float32 intermediate overflow) ----
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda p, g: F.adagrad_([p], [g], [np.zeros_like(p)], step=1, lr=10.0, weight_decay=1e38), "weight_decay"),
+        (lambda p, g: F.adagrad_([p], [g], [np.zeros_like(p)], step=1, lr=1e38, weight_decay=10.0), "lr"),
+        (lambda p, g: F.sgd_([p], [g], [np.zeros_like(p)], lr=0.1, momentum=1e30), "momentum"),
+        (lambda p, g: optkern.optim.Adam([p], weight_decay=1e20), "param_groups[0]['weight_decay']"),
+    ],
+)
+def test_float32_scales_above_max_quarter_power_are_refused(call, name):
+    p, g = _arrays(np.float32)
+    before = p.copy()
+    with pytest.raises(ValueError, match="^" + re.escape(name) + r": .* is above 4\.295e\+09"):
+        call(p, g)
+    assert np.array_equal(p, before)
+
+
+def test_float32_scale_at_the_bound_steps_finite_and_float64_runs_any_finite_scale():
+    p, g = _arrays(np.float32)
+    F.adagrad_([p], [g], [np.zeros_like(p)], step=1, lr=1.0, weight_decay=F32_SCALE_MAX)
+    assert np.isfinite(p).all()
+    p64, g64 = _arrays(np.float64)
+    F.adagrad_([p64], [g64], [np.zeros_like(p64)], step=1, lr=10.0, weight_decay=1e38)
+    assert np.isfinite(p64).all()
+
+
+# ---- errors that named the wrong argument ----------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.complex64])
+def test_unsupported_params_dtype_is_named_before_a_hyper_parameter_it_cannot_hold(dtype):
+    p = np.ones(3, dtype)
+    with pytest.raises(TypeError, match=r"^(params|grads)\[0\]: expected"):
+        F.sgd_([p], [np.ones(3, dtype)], lr=1e8)
+
+
+def test_norm_eps_rounding_to_zero_in_float32_statistics_names_eps():
+    x = np.ones((2, 3), np.float32)
+    for call in (lambda: norm.layer_norm(x, 3, eps=1e-300), lambda: norm.group_norm(x[..., None], 1, eps=1e-50)):
+        with pytest.raises(ValueError, match=r"^eps: 1e-\d+ rounds to 0 in float32"):
+            call()
+    # a float16 x on the CPU is x's error, whatever eps is
+    with pytest.raises(TypeError, match=r"^x: "):
+        norm.layer_norm(x.astype(np.float16), 3, eps=1e-300)
+    norm.layer_norm(x.astype(np.float64), 3, eps=1e-300)  # float64 statistics hold it
+
+
+def test_dense_operator_of_another_dtype_names_a():
+    with pytest.raises(TypeError, match=r"^A: expected a float32 or float64 matrix, got object"):
+        hessian.power_iteration(np.eye(2).astype(object))
+
+
+def test_huge_counts_are_named():
+    A = np.eye(3)
+    with pytest.raises(ValueError, match=r"^num_matvecs: must be at most 2\*\*31 - 1"):
+        hessian.trace(A, num_matvecs=2**70)
+    with pytest.raises(ValueError, match=r"^grid: must be at most 2\*\*31 - 1"):
+        hessian.spectral_density(A, steps=3, grid=2**70)
+
+
+def test_schedule_arguments_are_named():
+    with pytest.raises(TypeError, match=r"^milestones: expected a sequence"):
+        schedules.multi_step(milestones=0)
+    with pytest.raises(ValueError, match=r"^schedule: must be finite"):
+        schedules.linear_warmup(schedule=float("nan"), warmup_steps=2)
+
+
+def test_mlp_float_labels_for_cross_entropy_name_y():
+    model = MLP([2, 3])
+    x = np.ones((4, 2), np.float32)
+    with pytest.raises(TypeError, match=r"^y: expected integer labels"):
+        model.loss(model.init_params(0), x, np.zeros(4, np.float16))
+
+
+# ---- wrong exception type --------------------------------------------------------------------
+
+
+def test_inverse_time_with_a_large_power_decays_to_zero_without_overflow_error():
+    s = schedules.inverse_time(lr=1.0, k=1.0, power=1000)
+    assert s(1000) == 0.0
+    assert s(1) == pytest.approx(2.0**-1000, rel=1e-12)
+
+
+# ---- partial writes --------------------------------------------------------------------------
+
+
+def test_clip_error_if_nonfinite_leaves_out_unchanged():
+    g = np.array([1.0, np.nan, 2.0], np.float32)
+    out = np.full(1, 7.0)
+    with pytest.raises(ValueError, match=r"^grads\[0\]: contains non-finite values"):
+        optkern.clip_grad_norm_([g], 1.0, error_if_nonfinite=True, out=out)
+    assert out[0] == 7.0
+    assert np.isnan(g[1]) and g[0] == 1.0
+
+
+# ---- silent NaN --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [5e-324, 1e-320])
+def test_constant_row_with_a_subnormal_eps_is_normalized_to_zero_not_nan(eps):
+    """rsqrt_scaled: eps * 4^-e underflowed to 0 for a zero variance (1 / sqrt(0) * 0 = NaN)."""
+    x = np.array([[2.31728278]])
+    y, _ = norm.group_norm(x, 1, eps=eps)
+    assert np.array_equal(y, np.zeros_like(x))
+    x3 = np.full((2, 4), 1e3)
+    y3, _ = norm.layer_norm(x3, 4, eps=eps, bias=np.full(4, 0.5))
+    assert np.array_equal(y3, np.full_like(x3, 0.5))
