@@ -14,8 +14,9 @@ void register_random(py::module_& m);  // random.cpp
 namespace {
 
 template <class T>
-void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t offset) {
-  const T scale = T(1) / (T(1) - T(p));
+void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint64_t seed, uint64_t offset) {
+  const float p = float(p_in);  // the mask's threshold
+  const T scale = philox::dropout_scale<T>(p_in);
   philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
     const bool keep = philox::to_float(philox::lane(r, k)) >= p;
     y[i] = keep ? x[i] * scale : T(0);
@@ -43,12 +44,11 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
     mask = static_cast<uint8_t*>(m.mutable_data());
   }
   const int64_t n = int64_t(x.size());
-  const float pf = float(p);
   const void* xp = x.data();
   void* yp = y.mutable_data();
   py::gil_scoped_release nogil;
-  if (f32) dropout_loop(static_cast<const float*>(xp), static_cast<float*>(yp), mask, n, pf, seed, offset);
-  else dropout_loop(static_cast<const double*>(xp), static_cast<double*>(yp), mask, n, pf, seed, offset);
+  if (f32) dropout_loop(static_cast<const float*>(xp), static_cast<float*>(yp), mask, n, p, seed, offset);
+  else dropout_loop(static_cast<const double*>(xp), static_cast<double*>(yp), mask, n, p, seed, offset);
 }
 
 }  // namespace

@@ -102,7 +102,7 @@ void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t of
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     using C = typename Compute<T>::type;
-    const C scale = C(1) / (C(1) - C(pf));
+    const C scale = philox::dropout_scale<C>(p);
     dropout_kernel<T><<<grid, kThreads, 0, s>>>(reinterpret_cast<const T*>(xp), reinterpret_cast<T*>(yp), mp, n,
                                                 pf, scale, seed, offset, br);
   });

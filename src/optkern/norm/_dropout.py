@@ -62,6 +62,8 @@ def _seed_offset(seed, offset, size):
     offset = _backend.integer("offset", int(offset) if isinstance(offset, np.integer) else offset, lo=0)
     if seed >= 1 << 64:
         raise ValueError(f"seed: must be < 2**64, got {seed}")
+    if offset >= 1 << 64:
+        raise ValueError(f"offset: must be < 2**64, got {offset}")
     if offset + size > 1 << 64:
         raise ValueError("offset: offset + x.size overflows the 64-bit counter")
     return seed, offset
