@@ -143,7 +143,9 @@ def dtype_refusals(kw, dtype) -> tuple:
         bound = F32_SCALE_MAX if dtype == np.float32 else float(np.finfo(np.float64).max) ** 0.25
         scale = k in ("lr", "weight_decay", "momentum") and v > bound
         squared = k == "b0" and not (np.isfinite(v * v) and v * v > 0)  # AdaGrad-Norm's b^2 = b0^2
-        if not np.isfinite(r) or (k == "eps" and r == 0) or scale or squared:
+        # NAdam's momentum product lives in the arrays' dtype: beta1 must round below 1 there
+        nadam_beta1 = k == "beta1" and ("momentum_decay" in kw or "mu_product" in kw) and not r < 1.0
+        if not np.isfinite(r) or (k == "eps" and r == 0) or scale or squared or nadam_beta1:
             out.append(k)
     return tuple(out)
 
@@ -186,7 +188,8 @@ ARRAY_SPOILS = (
     Spoil("list"),
     Spoil("scalar"),
     Spoil("string"),
-    Spoil("torch"),
+    # torch tensors are valid arrays since the core API takes DLPack / torch CPU tensors zero-copy
+    # (issue 12): tests/test_dlpack.py checks them against the NumPy path, bit for bit.
 )
 
 
@@ -268,6 +271,8 @@ def _strided_1(a):
 def still_valid(orig: np.ndarray, new) -> bool:
     """Whether ``new`` is still a C-contiguous, aligned, writable array of ``orig``'s dtype and shape
     (a strided view of one element is contiguous; NaN in an empty array changes nothing)."""
+    if type(new).__module__.startswith("torch") and hasattr(new, "numpy"):  # taken zero-copy (DLPack)
+        new = new.detach().numpy()
     return (
         isinstance(new, np.ndarray)
         and new.dtype == orig.dtype

@@ -108,6 +108,9 @@ _SQUARED = frozenset({"b0"})
 # bound (1.2e77) does the same for the order in which the rules multiply. Narrower dtypes compute
 # in float32.
 _SCALES = frozenset({"lr", "weight_decay", "momentum"})
+# NAdam keeps its momentum product in the arrays' dtype (torch keeps a float32 tensor): a beta1
+# that rounds to 1 there makes every bias correction 1 - mu_product zero and the step infinite.
+_BELOW_ONE_WITH = {"beta1": "momentum_decay"}
 _F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25
 _F64_SCALE_MAX = float(np.finfo(np.float64).max) ** 0.25
 
@@ -134,6 +137,12 @@ def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
                 raise ValueError(
                     f"{name}: {v!r} is above {bound:.4g} ({kind}'s max ** (1/4)), the largest value "
                     f"a {dtype.name} step keeps finite"
+                )
+            if _BELOW_ONE_WITH.get(field) in hp._fields and not r < 1.0:
+                raise ValueError(
+                    f"{name}: {v!r} rounds to 1 in {dtype.name} (the arrays' dtype), where NAdam's "
+                    f"momentum product would stay 1; the largest usable value is "
+                    f"{float(np.nextafter(dtype.type(1), dtype.type(0)))!r}"
                 )
             if field in _POSITIVE and not r > 0:
                 raise ValueError(

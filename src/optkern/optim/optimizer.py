@@ -225,7 +225,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 raise TypeError("step: pass grads or closure, not both")
             loss, grads = _closure_result(closure())
         elif grads is None:
-            raise TypeError("step: missing grads (a list of arrays, one per parameter) or closure")
+            raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
         if type(grads) is not list or set(map(type, grads)) != _NDARRAY:
             grads = _backend.as_list(grads, "grads")
         if len(grads) != self._n:
