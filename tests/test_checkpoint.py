@@ -457,3 +457,76 @@ def test_sampled_bit_flips_and_truncations_are_caught_or_harmless(tmp_path):
             else:
                 assert len(data) == len(good) and _canon(got) == want
     assert caught > 1.5 * len(picks)  # every truncation, and most flips
+
+
+LOWP_CASES = [
+    ("Adam", dict(lr=0.01, state_dtype="int8", block_size=64)),
+    ("AdamW", dict(lr=0.01, state_dtype="bfloat16")),
+    ("AdamW", dict(lr=0.01, master_weights=True, stochastic_rounding=True, seed=3, state_dtype="int8")),
+    ("SGD", dict(lr=0.05, momentum=0.9, state_dtype="int8")),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, master_weights=True, state_dtype="bfloat16")),
+]
+
+
+def _lowp_setup(name, hp, seed=0):
+    dtype = np.float16 if hp.get("master_weights") else np.float32
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(s).astype(dtype) for s in ((33, 70), (7,), (1,))]
+    return params, getattr(O, name)(params, **hp)
+
+
+def _lowp_train(params, opt, start, stop):
+    for t in range(start, stop):
+        rng = np.random.default_rng(1000 + t)
+        opt.step([rng.standard_normal(p.shape).astype(p.dtype) for p in params])
+
+
+@pytest.mark.parametrize("name,hp", LOWP_CASES, ids=[f"{n}-{'-'.join(map(str, h.values()))}" for n, h in LOWP_CASES])
+def test_low_precision_states_resume_bitwise(name, hp, tmp_path):
+    params, opt = _lowp_setup(name, hp)
+    _lowp_train(params, opt, 0, 8)
+    params2, opt2 = _lowp_setup(name, hp)
+    _lowp_train(params2, opt2, 0, 3)
+    path = optkern.save(tmp_path / "ck.npz", opt=opt2, params=params2)
+    params3, opt3 = _lowp_setup(name, hp, seed=9)
+    optkern.load(path, opt=opt3, params=params3)
+    _lowp_train(params3, opt3, 3, 8)
+    assert all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(params, params3))
+    assert _canon(opt.state_dict()["state"]) == _canon(opt3.state_dict()["state"])
+
+
+def test_low_precision_checkpoint_loads_into_another_format(tmp_path):
+    params, opt = _lowp_setup("Adam", dict(lr=0.01, state_dtype="int8"))
+    _lowp_train(params, opt, 0, 3)
+    path = optkern.save(tmp_path / "ck.npz", opt=opt)
+    fp32 = O.Adam([p.copy() for p in params], lr=0.01)
+    optkern.load(path, opt=fp32)
+    assert fp32.state_dict()["state"][0]["exp_avg"].dtype == np.float32
+    assert fp32.state_dict()["state"][0]["step"] == 3
+
+
+def test_damaged_low_precision_state_is_refused_and_changes_nothing(tmp_path):
+    params, opt = _lowp_setup("Adam", dict(lr=0.01, state_dtype="int8"))
+    _lowp_train(params, opt, 0, 2)
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg_sq_scale"] = np.full_like(sd["state"][0]["exp_avg_sq_scale"], np.nan)
+    path = optkern.save(tmp_path / "bad.npz", sd=sd)
+    target_params, target = _lowp_setup("Adam", dict(lr=0.01, state_dtype="int8"), seed=4)
+    _lowp_train(target_params, target, 0, 1)
+    before = _canon(target.state_dict())
+    with pytest.raises(ValueError, match=r"\['exp_avg_sq'\]"):
+        target.load_state_dict(optkern.load(path)["sd"])
+    assert _canon(target.state_dict()) == before
+
+
+def test_bfloat16_arrays_round_trip_as_bits(tmp_path):
+    bf16 = optkern.lowp.bfloat16_dtype()
+    if bf16 is None:
+        pytest.skip("ml_dtypes (bfloat16 arrays) not installed")
+    a = np.linspace(-3, 3, 11).astype(bf16)
+    path = optkern.save(tmp_path / "bf.npz", a=a)
+    back = optkern.load(path)["a"]
+    assert back.dtype == bf16 and np.array_equal(back.view(np.uint16), a.view(np.uint16))
+    target = np.zeros(11, bf16)
+    optkern.load(path, a=target)
+    assert np.array_equal(target.view(np.uint16), a.view(np.uint16))

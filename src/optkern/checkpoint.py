@@ -43,7 +43,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import _backend
+from . import _backend, lowp
 
 FORMAT = "optkern-checkpoint"
 VERSION = 1
@@ -93,9 +93,8 @@ def _copy_into(target, data) -> None:
 
 
 def _check_optimizer(opt, data) -> None:
-    from .optim import _state_checks
-
-    _state_checks.check_state_dict(opt, data)
+    # the optimizer's own check: a low-precision one converts its storage format first
+    opt._check_state_dict(data)
 
 
 def _check_tree(target, data, where: str = "") -> None:
@@ -185,6 +184,9 @@ def _encode(obj, arrays: list, where: str):
         return f if np.isfinite(f) else {"__float__": repr(f)}
     if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):
         a = obj.get() if _backend.is_cupy(obj) else np.asarray(obj)
+        if a.dtype.name == "bfloat16":  # ml_dtypes' type: its bits, tagged, so no pickle is needed
+            arrays.append(np.ascontiguousarray(a).view(np.uint16))
+            return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
         if a.dtype.kind not in "biufc":
             raise TypeError(f"{where}: cannot save an array of dtype {a.dtype}")
         arrays.append(np.ascontiguousarray(a))
@@ -213,7 +215,9 @@ def _decode(node, arrays: list):
     if not isinstance(node, dict):
         return node
     if "__array__" in node:
-        return arrays[node["__array__"]]
+        a = arrays[node["__array__"]]
+        bf16 = lowp.bfloat16_dtype() if node.get("dtype") == "bfloat16" else None
+        return a.view(bf16) if bf16 is not None else a  # without ml_dtypes: the uint16 bits
     if "__float__" in node:
         return float(node["__float__"])
     if "__tuple__" in node:

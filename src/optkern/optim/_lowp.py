@@ -230,6 +230,14 @@ class LowPrecisionMixin:
         finally:
             del self._lowp_raw
 
+    def _check_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """As the base check, on the state converted to float32 as :meth:`load_state_dict` loads it."""
+        self._lowp_raw = {}
+        try:
+            super()._check_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
+        finally:
+            del self._lowp_raw
+
     def _lowp_float32(self, sd):
         """``sd`` with every stored state as float32 values (8-bit dequantized, bf16 widened), the
         format keys gone; exact 8-bit data kept aside when this optimizer stores the same."""

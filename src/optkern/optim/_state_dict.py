@@ -56,6 +56,13 @@ class StateDictMixin:
             groups.append(d)
         return {"state": state, "param_groups": groups}
 
+    def _check_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """Raise what :meth:`load_state_dict` would raise for ``state_dict``; change nothing.
+
+        ``optkern.load`` checks every target this way before it restores any of them.
+        """
+        _state_checks.check_state_dict(self, state_dict, strict=strict)
+
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Load a state dict from :meth:`state_dict` (or a PyTorch optimizer of the same kind).
 
