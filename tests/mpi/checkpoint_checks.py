@@ -1,5 +1,8 @@
 """ZeRO-1 checkpoints across world sizes: written by the 2-rank run, continued on 4 and on 1 rank.
 
+Files go through ``optkern.save`` / ``optkern.load`` (atomic, checksummed, no pickle): the
+consolidated state on rank 0, and each rank's own shard.
+
 All rows sit on rank 0 (the others pass zero gradients with weight 0), so every reduction is
 exact and the re-sharded continuation must match the unsharded run bit for bit.
 """
@@ -7,12 +10,12 @@ exact and the re-sharded continuation must match the unsharded run bit for bit.
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 from _common import data, flat, grads, init_params, same_on_all_ranks
 from _runs import bitwise, close, my_rows, reference_run, zero_run
 
+import optkern
 from optkern import optim
 from optkern.distributed import Communicator, ShardedOptimizer
 
@@ -38,8 +41,7 @@ def checkpoint_write(comm):
         if comm.rank != 0:
             assert sd is None
         else:
-            with open(os.path.join(outdir, f"ckpt-{name}.pkl"), "wb") as f:
-                pickle.dump({"state": sd, "params": [p.copy() for p in params], "ref": ref}, f)
+            optkern.save(os.path.join(outdir, f"ckpt-{name}.npz"), state=sd, params=params, ref=ref)
             # the consolidated checkpoint is an unsharded optimizer's state dict: continue there
             plain = cls(params, **hyper)
             plain.load_state_dict(sd)
@@ -47,9 +49,10 @@ def checkpoint_write(comm):
                 plain.step(grads(params, S, X))
             check = close if cls is optim.AdagradNorm else (lambda a, b, _r, w: bitwise(a, b, w))
             check(params, ref, 1e-12, f"{name}: consolidated state in an unsharded optimizer")
-        # a shard loads back at the same world size
+        # a shard loads back at the same world size, from this rank's own file
+        shard = optkern.save(os.path.join(outdir, f"shard-{name}-{comm.rank}-of-{comm.size}.npz"), opt=opt)
         opt2 = ShardedOptimizer(cls, init_params(np.float64), Communicator(comm, ordered=True), **hyper)
-        opt2.load_state_dict(own)
+        optkern.load(shard, opt=opt2)
         for bad, msg in (
             ({**own, "zero": {**own["zero"], "world": comm.size + 1}}, "'world'"),
             ({"state": {}, "param_groups": []}, "parameter groups"),
@@ -74,8 +77,7 @@ def checkpoint_continue(comm):
     S, X = data(17, np.float64, seed=7)
     counts = [17] + [0] * (comm.size - 1)
     for name, cls, hyper in CKPT:
-        with open(os.path.join(outdir, f"ckpt-{name}.pkl"), "rb") as f:
-            ck = pickle.load(f)
+        ck = optkern.load(os.path.join(outdir, f"ckpt-{name}.npz"))
         params = [p.copy() for p in ck["params"]]
         opt = ShardedOptimizer(
             cls, params, Communicator(comm, ordered=True), grad_weight=float(comm.rank == 0), **hyper
