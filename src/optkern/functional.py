@@ -20,11 +20,19 @@ the native call (``_<name>_call``) that the class uses too, so that a step
 validates once; this module gathers the public forms.
 """
 
+# (the hyper-parameter tuples too, importable from here as before)
+from .optim.adadelta import AdadeltaHyper as AdadeltaHyper
 from .optim.adadelta import adadelta_
+from .optim.adagrad import AdagradHyper as AdagradHyper
+from .optim.adagrad import AdagradNormHyper as AdagradNormHyper
 from .optim.adagrad import adagrad_, adagrad_norm_
+from .optim.adam import AdamHyper as AdamHyper
 from .optim.adam import adam_, adamw_
+from .optim.nadam import NAdamHyper as NAdamHyper
 from .optim.nadam import nadam_
+from .optim.rmsprop import RMSpropHyper as RMSpropHyper
 from .optim.rmsprop import rmsprop_
+from .optim.sgd import SGDHyper as SGDHyper
 from .optim.sgd import sgd_
 
 __all__ = ["sgd_", "adagrad_", "adagrad_norm_", "rmsprop_", "adadelta_", "adam_", "adamw_", "nadam_"]
