@@ -182,14 +182,15 @@ struct __attribute__((visibility("hidden"))) StateArg {
 // dtype, contiguity, sizes matching params, and no written array sharing
 // memory with any other or with the `extra` arrays (scalar buffers). Throws
 // before anything is written.
-inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_list<StateArg> states,
+inline Lists gather_lists(py::handle params, py::handle grads, const StateArg* first, const StateArg* last,
                           const py::dtype& dt, const std::vector<NamedList>& extra = {}) {
   Lists L;
   L.p = gather(params, "params", dt, true);
   L.g = gather(grads, "grads", dt, false, &L.p.size);
   std::vector<NamedList> named{{"params", &L.p, true}, {"grads", &L.g, false}};
   std::vector<const char*> names;
-  for (const StateArg& a : states) {
+  for (const StateArg* it = first; it != last; ++it) {
+    const StateArg& a = *it;
     if (a.list.is_none()) {
       if (!a.optional) throw py::type_error(std::string(a.name) + ": expected a list of arrays, got None");
       continue;
@@ -201,6 +202,10 @@ inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_
   named.insert(named.end(), extra.begin(), extra.end());
   check_no_overlap(named, size_t(dt.itemsize()));
   return L;
+}
+inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_list<StateArg> states,
+                          const py::dtype& dt, const std::vector<NamedList>& extra = {}) {
+  return gather_lists(params, grads, states.begin(), states.end(), dt, extra);
 }
 
 // An n-element float64 array (scalars the kernel reads or writes in place).

@@ -1,8 +1,8 @@
-// Optimizer steps on lists of NumPy arrays: each binding gathers and checks its
-// lists, picks the rule variant for the state lists present, builds the rule
-// from its hyper-parameters and step count (Rule::at, rules/optim.hpp) and runs
-// the one multi-tensor loop (multi_tensor.hpp). The Python signatures are in
-// signatures.hpp, shared with optkern._cuda.
+// Optimizer steps on lists of NumPy arrays: one generic step for every optimizer
+// described in signatures_optim.hpp (which also makes the Python signatures, shared with
+// optkern._cuda) gathers and checks its lists, picks the rule variant for the state
+// lists present, builds the rule from its hyper-parameters and step count (Rule::at,
+// rules/optim.hpp) and runs the one multi-tensor loop (multi_tensor.hpp).
 //
 // The capturable variants run here too, on NumPy "device" buffers: they read
 // the step counters and lr from float64 arrays, compute the scalars with the
@@ -10,11 +10,12 @@
 // update, so the CPU tests exercise capturable mode's semantics.
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cmath>
 
 #include "multi_tensor.hpp"
 #include "optkern/rules/optim.hpp"
-#include "optkern/signatures.hpp"
+#include "optkern/signatures_optim.hpp"
 
 namespace optkern {
 namespace py = pybind11;
@@ -22,8 +23,6 @@ namespace py = pybind11;
 namespace {
 
 using sig::Step;
-using F = std::false_type;
-using Tr = std::true_type;
 
 // A capturable call's buffers: counters (n elements: steps taken [, mu_product]) and lr.
 struct HostBuffers {
@@ -55,17 +54,6 @@ struct HostBuffers {
   }
 };
 
-// Gathers the lists (and a capturable call's buffers), then calls
-// body(T{}, lists, buffers) for T = float or double.
-template <class Body>
-void step(py::handle params, py::handle grads, std::initializer_list<StateArg> states, const Step& st,
-          int64_t n_counters, Body&& body) {
-  const py::dtype dt = list_dtype(params, "params");
-  const HostBuffers B(st, n_counters, dt);
-  const Lists L = gather_lists(params, grads, states, dt, B.named);
-  dispatch_float(dt, [&](auto t) { body(t, L, B); });
-}
-
 // One step of Rule on the lists; returns the counters after it.
 template <class T, class Rule>
 rules::Counters run(const Lists& L, const HostBuffers& B, typename Rule::Hyper h, const rules::Counters& host) {
@@ -81,75 +69,28 @@ rules::Counters run(const Lists& L, const HostBuffers& B, typename Rule::Hyper h
   return next;
 }
 
-bool present(py::handle h) { return !h.is_none(); }
-
 struct CpuOptim {
-  static void sgd(py::handle params, py::handle grads, py::handle bufs, const rules::SgdHyper& h, const Step& st) {
-    step(params, grads, {{"momentum_buffers", bufs, true}}, st, 1, [&](auto t, const Lists& L, const HostBuffers& B) {
+  // The step of every optimizer (its description D: signatures_optim.hpp): gathers and checks the
+  // lists (and a capturable call's buffers), picks the rule variant for the state lists
+  // present and runs it; returns the counters after the step.
+  template <class D, size_t N>
+  static rules::Counters step(py::handle params, py::handle grads, const std::array<py::object, N>& lists,
+                              const typename D::Hyper& h, const Step& st) {
+    std::array<StateArg, N> states;
+    bool present[N];
+    for (size_t k = 0; k < N; ++k) {
+      states[k] = {D::states[k].name, lists[k], D::states[k].optional};
+      present[k] = !lists[k].is_none();
+    }
+    const py::dtype dt = list_dtype(params, "params");
+    const HostBuffers B(st, sig::n_device_counters<D>(), dt);
+    const Lists L = gather_lists(params, grads, states.data(), states.data() + N, dt, B.named);
+    rules::Counters next = st.host;
+    dispatch_float(dt, [&](auto t) {
       using T = decltype(t);
-      if (present(bufs)) run<T, rules::Sgd<T, true>>(L, B, h, st.host);
-      else run<T, rules::Sgd<T, false>>(L, B, h, st.host);
+      sig::with_rule<D, T>(present, [&](auto rule) { next = run<T, typename decltype(rule)::type>(L, B, h, st.host); });
     });
-  }
-
-  static void adagrad(py::handle params, py::handle grads, py::handle sums, const rules::AdagradHyper& h,
-                      const Step& st) {
-    step(params, grads, {{"sums", sums, false}}, st, 1, [&](auto t, const Lists& L, const HostBuffers& B) {
-      using T = decltype(t);
-      run<T, rules::Adagrad<T>>(L, B, h, st.host);
-    });
-  }
-
-  static void rmsprop(py::handle params, py::handle grads, py::handle square_avgs, py::handle grad_avgs,
-                      py::handle momentum_buffers, const rules::RMSpropHyper& h, const Step& st) {
-    step(params, grads,
-         {{"square_avgs", square_avgs, false},
-          {"grad_avgs", grad_avgs, true},
-          {"momentum_buffers", momentum_buffers, true}},
-         st, 1, [&](auto t, const Lists& L, const HostBuffers& B) {
-           using T = decltype(t);
-           const auto go = [&](auto centered, auto mom) {
-             run<T, rules::RMSprop<T, decltype(centered)::value, decltype(mom)::value>>(L, B, h, st.host);
-           };
-           const bool c = present(grad_avgs), m = present(momentum_buffers);
-           if (c && m) go(Tr{}, Tr{});
-           else if (c) go(Tr{}, F{});
-           else if (m) go(F{}, Tr{});
-           else go(F{}, F{});
-         });
-  }
-
-  static void adadelta(py::handle params, py::handle grads, py::handle square_avgs, py::handle acc_deltas,
-                       const rules::AdadeltaHyper& h, const Step& st) {
-    step(params, grads, {{"square_avgs", square_avgs, false}, {"acc_deltas", acc_deltas, false}}, st, 1,
-         [&](auto t, const Lists& L, const HostBuffers& B) {
-           using T = decltype(t);
-           run<T, rules::Adadelta<T>>(L, B, h, st.host);
-         });
-  }
-
-  static void adam(py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
-                   py::handle max_exp_avg_sqs, const rules::AdamHyper& h, const Step& st) {
-    step(params, grads,
-         {{"exp_avgs", exp_avgs, false},
-          {"exp_avg_sqs", exp_avg_sqs, false},
-          {"max_exp_avg_sqs", max_exp_avg_sqs, true}},
-         st, 1, [&](auto t, const Lists& L, const HostBuffers& B) {
-           using T = decltype(t);
-           if (present(max_exp_avg_sqs)) run<T, rules::Adam<T, true>>(L, B, h, st.host);
-           else run<T, rules::Adam<T, false>>(L, B, h, st.host);
-         });
-  }
-
-  static double nadam(py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
-                      const rules::NAdamHyper& h, const Step& st) {
-    double mu_product = 0.0;
-    step(params, grads, {{"exp_avgs", exp_avgs, false}, {"exp_avg_sqs", exp_avg_sqs, false}}, st, 2,
-         [&](auto t, const Lists& L, const HostBuffers& B) {
-           using T = decltype(t);
-           mu_product = run<T, rules::NAdam<T>>(L, B, h, st.host).mu_product;
-         });
-    return mu_product;
+    return next;
   }
 };
 

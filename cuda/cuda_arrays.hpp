@@ -213,6 +213,7 @@ inline void check_no_overlap(const std::vector<NamedDeviceList>& lists, size_t i
 // CuPy arrays for the shared collector (optkern/call_args.hpp).
 struct DeviceArrays {
   using DType = optkern::DType;
+  using List = DeviceList;
   static constexpr const char* kTypeName = "cupy.ndarray";
   static bool is_array(py::handle h) { return is_cupy(h); }
   static std::string dtype_name(py::handle h) { return cupy_dtype(h); }
@@ -228,6 +229,11 @@ struct DeviceArrays {
     bytes = uint64_t(size >= 0 ? size : OK_ATTR(h, "size").cast<int64_t>()) * dtype_size(dt);
     return p;
   }
+  static DeviceList gather(py::handle seq, const char* name, DType dt, bool written, int& device,
+                           const std::vector<int64_t>* sizes) {
+    return gather_device(seq, name, dt, written, device, sizes);
+  }
+  static uint64_t itemsize(DType dt) { return dtype_size(dt); }
 };
 
 using DeviceArgs = Args<DeviceArrays>;

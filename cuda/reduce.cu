@@ -8,9 +8,9 @@
 #include <cmath>
 #include <limits>
 
-#include "optim_args.cuh"
+#include "list_call.cuh"
 #include "optkern/rules/optim.hpp"
-#include "optkern/signatures.hpp"
+#include "optkern/signatures_optim.hpp"
 
 namespace optkern {
 
@@ -110,7 +110,7 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
   const bool inf = std::isinf(norm_type) && norm_type > 0;
   if (!inf && !(norm_type >= 1.0))
     throw py::value_error("norm_type: must be a float >= 1 or inf, got " + std::to_string(norm_type));
-  CallArgs a(arrays, "arrays", false);
+  ListCall a(arrays, "arrays", false);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
   dispatch_float(a.dtype(), [&](auto z) {
@@ -123,7 +123,7 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
 }
 
 void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
-  CallArgs a(arrays, "arrays", true);
+  ListCall a(arrays, "arrays", true);
   const double* tn = a.add_buffer(total_norm_buf, "total_norm_buf", 1, false);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
@@ -135,7 +135,7 @@ void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
 void clamp(py::object arrays, double clip_value) {
   if (!(clip_value >= 0.0))
     throw py::value_error("clip_value: must be >= 0, got " + std::to_string(clip_value));
-  CallArgs a(arrays, "arrays", true);
+  ListCall a(arrays, "arrays", true);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -144,7 +144,7 @@ void clamp(py::object arrays, double clip_value) {
 }
 
 void all_finite(py::object arrays, py::object out) {
-  CallArgs a(arrays, "arrays", false);
+  ListCall a(arrays, "arrays", false);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
   dispatch_float(a.dtype(), [&](auto z) {
@@ -154,7 +154,7 @@ void all_finite(py::object arrays, py::object out) {
 }
 
 void adagrad_norm(py::object params, py::object grads, py::object b_sq, const rules::AdagradNormHyper& h) {
-  CallArgs a(params, "params", true);
+  ListCall a(params, "params", true);
   a.add(grads, "grads", false);
   double* b = a.add_buffer(b_sq, "b_sq", 1, true);
   a.ready(/*always_launch=*/true);  // b^2 += 0 still runs for empty lists

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <string>
 
-#include "optim_args.cuh"
+#include "list_call.cuh"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
 
@@ -56,7 +56,7 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
                        py::handle out) {
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
-  CallArgs a(params, "params", true);
+  ListCall a(params, "params", true);
   a.add(grads, "grads", false);
   a.add(backups, "backups", true);
   double* o = a.add_buffer(out, "out", 1, true);
@@ -70,7 +70,7 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
 }
 
 void sam_restore(py::handle params, py::handle backups) {
-  CallArgs a(params, "params", true);
+  ListCall a(params, "params", true);
   a.add(backups, "backups", false);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {

@@ -124,6 +124,7 @@ typename Arrays::DType float_dtype(py::handle h, const char* what, bool low_prec
 // The checked arrays of one call: each of the call's dtype (or one given),
 // C-contiguous, aligned, writable where written, of the expected size or
 // shape, all on one device; then no written array overlapping another.
+// Lone arrays (get, opt, shaped) and lists of arrays (list: multi-tensor calls).
 template <class Arrays> class Args {
  public:
   using DType = typename Arrays::DType;
@@ -165,6 +166,16 @@ template <class Arrays> class Args {
     if (got != shape)
       throw py::value_error(std::string(what) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
     return p;
+  }
+
+  // A list of arrays of the call's dtype (each of sizes[i] elements when `sizes` is given),
+  // named `name[i]` in errors: their data and sizes (Arrays::List; Arrays::gather checks them).
+  auto list(py::handle seq, const char* name, bool written, const std::vector<int64_t>* sizes = nullptr) {
+    auto l = Arrays::gather(seq, name, *dt_, written, device, sizes);
+    const uint64_t itemsize = Arrays::itemsize(*dt_);
+    overlap_.begin(name, written, true);
+    for (size_t i = 0; i < l.count(); ++i) overlap_.add(l.data[i], uint64_t(l.size[i]) * itemsize, i);
+    return l;
   }
 
   void check_overlap() { overlap_.check(); }

@@ -13,9 +13,12 @@ a refused step leaves the counters as they were.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import _backend
+from ._parts import OptimizerParts
 from ._run import _Run
 
 
@@ -42,7 +45,7 @@ def scalar_view(buf, i: int):
     return buf[i : i + 1].reshape(())
 
 
-class CapturableMixin:
+class CapturableMixin(OptimizerParts):
     """Optimizer's capturable mode (uses ``_has_step``, ``_capturable`` and the subclass hooks)."""
 
     #: Whether this optimizer has a ``<rule>_capturable`` native variant.
@@ -75,7 +78,7 @@ class CapturableMixin:
             if not isinstance(cap, (bool, np.bool_)):
                 raise TypeError(f"{n('capturable')}: expected a bool, got {type(cap).__name__}")
             cap = bool(cap)
-        lr_dev = group.get("lr")
+        lr_dev: Any = group.get("lr")
         if not _backend.is_cupy(lr_dev):
             return self._check_group(group, where), cap, None
         if not cap:

@@ -22,13 +22,15 @@ blockwise quantization). A missing master copy starts from the half param.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from .. import _backend, lowp
+from ._parts import OptimizerParts
 from ._prechecks import _data_span
 
 STATE_DTYPES = ("float32", "bfloat16", "int8")
@@ -57,21 +59,47 @@ def _flag(name: str, v) -> bool:
     return bool(v)
 
 
-class LowPrecisionMixin:
+#: The low-precision keywords of SGD, Adam / AdamW and RMSprop (keyword-only) and their defaults:
+#: the classes take them as ``**lowp`` and show them in their signature (``lowp_keywords``).
+LOWP_KEYWORDS: Mapping[str, Any] = MappingProxyType(
+    {"master_weights": False, "stochastic_rounding": False, "state_dtype": "float32", "seed": 0, "block_size": 256}
+)
+
+_C = TypeVar("_C", bound=type)
+
+
+def lowp_keywords(cls: _C) -> _C:
+    """Class decorator: ``cls.__init__``'s signature (``help``, ``inspect.signature``) lists the
+    low-precision keywords that it takes as ``**lowp``, with their defaults."""
+    init = vars(cls)["__init__"]
+    sig = inspect.signature(init)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in LOWP_KEYWORDS.items()]
+    init.__signature__ = sig.replace(parameters=params)
+    return cls
+
+
+class LowPrecisionMixin(OptimizerParts):
     """Optimizer mixin: ``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
-    ``block_size`` (configured by ``_lowp_init`` before ``Optimizer.__init__``)."""
+    ``block_size`` (``LOWP_KEYWORDS``; configured by ``_lowp_init`` before ``Optimizer.__init__``)."""
 
     _lowp: LowpConfig | None = None
     _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
     _state_names: tuple = ()
 
-    def _lowp_init(self, master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable) -> None:
-        master = _flag("master_weights", master_weights)
-        sr = _flag("stochastic_rounding", stochastic_rounding)
+    def _lowp_init(self, capturable, **options) -> None:
+        """Configure from the low-precision keywords given (``LOWP_KEYWORDS``; the rest default)."""
+        unknown = sorted(set(options) - set(LOWP_KEYWORDS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}")
+        o = {**LOWP_KEYWORDS, **options}
+        master = _flag("master_weights", o["master_weights"])
+        sr = _flag("stochastic_rounding", o["stochastic_rounding"])
+        state_dtype = o["state_dtype"]
         if not isinstance(state_dtype, str) or state_dtype not in STATE_DTYPES:
             raise ValueError(f"state_dtype: expected one of {', '.join(map(repr, STATE_DTYPES))}, got {state_dtype!r}")
-        seed = lowp._u64("seed", seed)
-        block = _backend.integer("block_size", block_size, lo=1)
+        seed = lowp._u64("seed", o["seed"])
+        block = _backend.integer("block_size", o["block_size"], lo=1)
         if block < 64 or block > 4096 or block & (block - 1):
             raise ValueError(f"block_size: expected a power of two in [64, 4096], got {block}")
         if sr and not master:
@@ -111,7 +139,7 @@ class LowPrecisionMixin:
     def _new_state(self, name, p, hp):
         lp = self._lowp
         if lp is None:
-            return super()._new_state(name, p, hp)  # type: ignore[misc]
+            return super()._new_state(name, p, hp)
         return np.zeros(p.shape, {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype])
 
     def _precheck(self, grads, group_runs=None) -> None:
@@ -159,6 +187,7 @@ class LowPrecisionMixin:
     def _lowp_ensure(self, run, names) -> None:
         """The master copies and 8-bit scales a step needs (created with the first step)."""
         lp = self._lowp
+        assert lp is not None  # low-precision mode only
         st = run.state
         if lp.master and _MASTER not in st:
             st[_MASTER] = [lowp.from_half(p) for p in run.params]
@@ -170,6 +199,7 @@ class LowPrecisionMixin:
     def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names) -> None:
         """One native low-precision step of ``run`` (one call per param format in the run)."""
         lp = self._lowp
+        assert lp is not None  # low-precision mode only
         by_fmt: dict[str, list[int]] = {}
         for k, p in enumerate(run.params):
             by_fmt.setdefault(_half_fmt(p.dtype) or "float32", []).append(k)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _backend
+from ._parts import OptimizerParts
 
 if TYPE_CHECKING:
     from ._run import _Run
@@ -30,7 +31,7 @@ def _type_name(a) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
 
 
-class PrecheckMixin:
+class PrecheckMixin(OptimizerParts):
     """Optimizer's whole-step checks (uses ``_runs`` and ``_state_names``)."""
 
     def _precheck(self, grads, group_runs=None) -> None:
@@ -75,7 +76,7 @@ class PrecheckMixin:
                 written += [_data_span(p) for p in run.params if p.nbytes]
         written.sort()
         los = [w[0] for w in written]
-        reach = []  # reach[k]: furthest end among the first k + 1 spans
+        reach: list[int] = []  # reach[k]: furthest end among the first k + 1 spans
         for _, hi in written:
             reach.append(max(hi, reach[-1]) if reach else hi)
         for runs in group_runs:

@@ -8,10 +8,11 @@ import numpy as np
 
 from .. import _backend
 from . import _state_checks
+from ._parts import OptimizerParts
 from ._run import _Run
 
 
-class StateDictMixin:
+class StateDictMixin(OptimizerParts):
     """Optimizer's state dict (uses ``param_groups``, ``_runs`` and the subclass hooks)."""
 
     @property

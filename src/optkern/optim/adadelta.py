@@ -1,9 +1,44 @@
-"""Adadelta (torch.optim.Adadelta)."""
+"""Adadelta (torch.optim.Adadelta): the functional form ``adadelta_`` and the class."""
 
 from __future__ import annotations
 
-from .. import functional as F
+from typing import NamedTuple
+
+from .._backend import in_range, nonnegative, positive
+from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native
 from .optimizer import Optimizer
+
+
+class AdadeltaHyper(NamedTuple):
+    lr: float
+    rho: float
+    eps: float
+    weight_decay: float
+    maximize: bool
+
+
+def _check_adadelta(where: str, lr, rho, eps, weight_decay, maximize) -> AdadeltaHyper:
+    n = _namer(where)
+    return AdadeltaHyper(
+        nonnegative(n("lr"), lr),
+        in_range(n("rho"), rho, 0.0, 1.0),
+        positive(n("eps"), eps),
+        nonnegative(n("weight_decay"), weight_decay),
+        _flag(n("maximize"), maximize),
+    )
+
+
+def _adadelta_call(mod, params, grads, square_avgs, acc_deltas, hp: AdadeltaHyper, dev=None) -> None:
+    _native(mod, "adadelta", (params, grads, square_avgs, acc_deltas, *hp), dev)
+
+
+def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+    """Adadelta, in place: ``v <- rho v + (1 - rho) g'^2``,
+    ``d = sqrt(u + eps) / sqrt(v + eps) g'``, ``u <- rho u + (1 - rho) d^2``, ``p <- p - lr d``."""
+    mod, params, grads, st = _lists(params, grads, square_avgs=square_avgs, acc_deltas=acc_deltas)
+    hp = _check_adadelta("", lr, rho, eps, weight_decay, maximize)
+    _check_params_dtype(hp, params)
+    _adadelta_call(mod, params, grads, st["square_avgs"], st["acc_deltas"], hp)
 
 
 class Adadelta(Optimizer):
@@ -23,8 +58,8 @@ class Adadelta(Optimizer):
             params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, capturable=capturable)
         )
 
-    def _check(self, g, where):
-        return F._check_adadelta(where, g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"])
+    def _check(self, g: dict, where: str) -> AdadeltaHyper:
+        return _check_adadelta(where, g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"])
 
     def _update(self, run, grads, hp, t, dev=None):
-        F._adadelta_call(run.mod, run.params, grads, run.state["square_avg"], run.state["acc_delta"], hp, dev)
+        _adadelta_call(run.mod, run.params, grads, run.state["square_avg"], run.state["acc_delta"], hp, dev)

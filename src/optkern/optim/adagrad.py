@@ -1,14 +1,57 @@
-"""Adagrad (torch.optim.Adagrad) and AdaGrad-Norm (Ward, Wu & Bottou 2019)."""
+"""Adagrad (torch.optim.Adagrad) and AdaGrad-Norm (Ward, Wu & Bottou 2019): the functional
+forms ``adagrad_`` and ``adagrad_norm_`` and the classes."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import _backend
-from .. import functional as F
+from .._backend import nonnegative, positive
+from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
 from .optimizer import Optimizer
+from .sgd import sgd_
+
+
+class AdagradHyper(NamedTuple):
+    lr: float
+    lr_decay: float
+    weight_decay: float
+    eps: float
+    maximize: bool
+    initial_accumulator_value: float = 0.0
+
+
+def _check_adagrad(
+    where: str, lr, lr_decay, weight_decay, eps, maximize, initial_accumulator_value=0.0
+) -> AdagradHyper:
+    n = _namer(where)
+    return AdagradHyper(
+        nonnegative(n("lr"), lr),
+        nonnegative(n("lr_decay"), lr_decay),
+        nonnegative(n("weight_decay"), weight_decay),
+        positive(n("eps"), eps),
+        _flag(n("maximize"), maximize),
+        nonnegative(n("initial_accumulator_value"), initial_accumulator_value),
+    )
+
+
+def _adagrad_call(mod, params, grads, sums, hp: AdagradHyper, step, dev=None) -> None:
+    _native(mod, "adagrad", (params, grads, sums, hp.lr, hp.lr_decay, hp.weight_decay, hp.eps, hp.maximize, step), dev)
+
+
+def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False):
+    """Adagrad, in place: ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``.
+
+    ``g' = ±g + weight_decay p`` and ``clr = lr / (1 + (step - 1) lr_decay)``; ``step`` counts
+    from 1 (this step included).
+    """
+    mod, params, grads, st = _lists(params, grads, sums=sums)
+    hp = _check_adagrad("", lr, lr_decay, weight_decay, eps, maximize)
+    _check_params_dtype(hp, params)
+    _adagrad_call(mod, params, grads, st["sums"], hp, _step_count(step))
 
 
 class Adagrad(Optimizer):
@@ -48,8 +91,8 @@ class Adagrad(Optimizer):
             ),
         )
 
-    def _check(self, g, where):
-        return F._check_adagrad(
+    def _check(self, g: dict, where: str) -> AdagradHyper:
+        return _check_adagrad(
             where, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"], g["initial_accumulator_value"]
         )
 
@@ -57,7 +100,48 @@ class Adagrad(Optimizer):
         return _backend.array_module(p).full_like(p, hp.initial_accumulator_value)
 
     def _update(self, run, grads, hp, t, dev=None):
-        F._adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t, dev)
+        _adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t, dev)
+
+
+# ---- AdaGrad-Norm ------------------------------------------------------------------
+
+
+class AdagradNormHyper(NamedTuple):
+    lr: float
+    weight_decay: float
+    maximize: bool
+    b0: float = 1e-2
+
+
+def _check_adagrad_norm(where: str, lr, weight_decay, maximize, b0=1e-2) -> AdagradNormHyper:
+    n = _namer(where)
+    return AdagradNormHyper(
+        nonnegative(n("lr"), lr),
+        nonnegative(n("weight_decay"), weight_decay),
+        _flag(n("maximize"), maximize),
+        positive(n("b0"), b0),
+    )
+
+
+def _adagrad_norm_call(mod, params, grads, b_sq, hp: AdagradNormHyper) -> None:
+    mod.adagrad_norm_(params, grads, b_sq, hp.lr, hp.weight_decay, hp.maximize)
+
+
+def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=False):
+    """AdaGrad-Norm (Ward, Wu & Bottou 2019), in place: one step size for all arrays.
+
+    ``b^2 <- b^2 + ||g'||^2`` summed over every element of every array (float64,
+    bitwise independent of the thread count), then ``p <- p - lr / b g'`` with
+    ``g' = ±g + weight_decay p``.
+
+    Args:
+      b_sq: 1-element float64 array on the params' backend holding ``b^2`` (start it at
+        ``b0^2 > 0``); updated in place.
+    """
+    mod, params, grads, _ = _lists(params, grads)
+    hp = _check_adagrad_norm("", lr, weight_decay, maximize)
+    _check_params_dtype(hp, params)
+    _adagrad_norm_call(mod, params, grads, b_sq, hp)
 
 
 class AdagradNorm(Optimizer):
@@ -74,8 +158,8 @@ class AdagradNorm(Optimizer):
     def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False):
         super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize))
 
-    def _check(self, g, where):
-        return F._check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
+    def _check(self, g: dict, where: str) -> AdagradNormHyper:
+        return _check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
 
     def _new_extra(self, run, hp):
         return {"b_sq": _backend.scalar_buffer(run.params[0], hp.b0 * hp.b0)}
@@ -87,13 +171,13 @@ class AdagradNorm(Optimizer):
 
     def _update(self, run, grads, hp, t, dev=None):
         if self.global_sq_norm is None:
-            F._adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
+            _adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
             return
         lr, wd, maximize = hp.lr, hp.weight_decay, hp.maximize
         b_sq = run.extra["b_sq"]
         b_sq += self.global_sq_norm(run.params, grads)
         b2 = float(b_sq[0])
-        F.sgd_(run.params, grads, lr=lr / math.sqrt(b2) if b2 > 0 else 0.0, weight_decay=wd, maximize=maximize)
+        sgd_(run.params, grads, lr=lr / math.sqrt(b2) if b2 > 0 else 0.0, weight_decay=wd, maximize=maximize)
 
     def _extra_to_state(self, run):
         return {"b_sq": float(run.extra["b_sq"][0])}

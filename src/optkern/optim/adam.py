@@ -1,12 +1,150 @@
-"""Adam, AMSGrad and AdamW (torch.optim.Adam / AdamW)."""
+"""Adam, AMSGrad and AdamW (torch.optim.Adam / AdamW): the functional forms ``adam_`` and
+``adamw_`` and the classes."""
 
 from __future__ import annotations
 
-from .. import functional as F
-from ._lowp import LowPrecisionMixin
+from typing import NamedTuple
+
+from .._backend import in_range, nonnegative, positive
+from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
+from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 
+_BETA_KEYWORDS = ("beta1", "beta2")  # the functional API's names for betas[0], betas[1]
 
+
+class AdamHyper(NamedTuple):
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    decoupled_weight_decay: bool
+    maximize: bool
+    amsgrad: bool
+
+
+def _check_adam(
+    where: str, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, beta_names=None
+) -> AdamHyper:
+    """``beta_names``: how errors name the betas (default ``betas[0]``, ``betas[1]``)."""
+    n = _namer(where)
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"{n('betas')}: expected a pair (beta1, beta2), got {betas!r}") from None
+    b1, b2 = beta_names or (n("betas") + "[0]", n("betas") + "[1]")
+    return AdamHyper(
+        nonnegative(n("lr"), lr),
+        in_range(b1, beta1, 0.0, 1.0, hi_open=True),
+        in_range(b2, beta2, 0.0, 1.0, hi_open=True),
+        positive(n("eps"), eps),
+        nonnegative(n("weight_decay"), weight_decay),
+        _flag(n("decoupled_weight_decay"), decoupled_weight_decay),
+        _flag(n("maximize"), maximize),
+        _flag(n("amsgrad"), amsgrad),
+    )
+
+
+def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp: AdamHyper, step, dev=None) -> None:
+    _native(
+        mod,
+        "adam",
+        (
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            max_exp_avg_sqs if hp.amsgrad else None,
+            hp.lr,
+            hp.beta1,
+            hp.beta2,
+            hp.eps,
+            hp.weight_decay,
+            hp.decoupled_weight_decay,
+            hp.maximize,
+            step,
+        ),
+        dev,
+    )
+
+
+def adam_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
+    """Adam / AMSGrad, in place (torch.optim.Adam's update).
+
+    ``m <- lerp(m, g', 1 - beta1)``, ``v <- beta2 v + (1 - beta2) g'^2``,
+    ``p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`` with ``bc_i = 1 - beta_i^step``
+    (``step`` counts from 1, this step included). AMSGrad when ``max_exp_avg_sqs`` is given
+    (``vmax <- max(vmax, v)`` replaces ``v``). Weight decay is L2 (``g' = ±g + wd p``), or
+    decoupled (``p <- p (1 - lr wd)`` first, AdamW) with ``decoupled_weight_decay``.
+    """
+    mod, params, grads, st = _lists(
+        params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, max_exp_avg_sqs=max_exp_avg_sqs
+    )
+    hp = _check_adam(
+        "",
+        lr,
+        (beta1, beta2),
+        eps,
+        weight_decay,
+        max_exp_avg_sqs is not None,
+        maximize,
+        decoupled_weight_decay,
+        _BETA_KEYWORDS,
+    )
+    _check_params_dtype(hp, params)
+    _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp, _step_count(step))
+
+
+def adamw_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=1e-2,
+    maximize=False,
+):
+    """AdamW, in place: :func:`adam_` with decoupled weight decay (default 1e-2)."""
+    adam_(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        step=step,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=True,
+        maximize=maximize,
+    )
+
+
+@lowp_keywords
 class Adam(LowPrecisionMixin, Optimizer):
     """Adam, torch.optim.Adam's semantics and defaults.
 
@@ -41,13 +179,9 @@ class Adam(LowPrecisionMixin, Optimizer):
         maximize=False,
         decoupled_weight_decay=False,
         capturable=False,
-        master_weights=False,
-        stochastic_rounding=False,
-        state_dtype="float32",
-        seed=0,
-        block_size=256,
+        **lowp,
     ):
-        self._lowp_init(master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable)
+        self._lowp_init(capturable, **lowp)
         super().__init__(
             params,
             dict(
@@ -62,8 +196,8 @@ class Adam(LowPrecisionMixin, Optimizer):
             ),
         )
 
-    def _check(self, g, where):
-        return F._check_adam(
+    def _check(self, g: dict, where: str) -> AdamHyper:
+        return _check_adam(
             where,
             g["lr"],
             g["betas"],
@@ -82,9 +216,10 @@ class Adam(LowPrecisionMixin, Optimizer):
             x = [hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay]
             return self._lowp_update(run, grads, "adam", x, [hp.maximize, hp.decoupled_weight_decay], self._needed(hp))
         s = run.state
-        F._adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t, dev)
+        _adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t, dev)
 
 
+@lowp_keywords
 class AdamW(Adam):
     """AdamW: :class:`Adam` with decoupled weight decay (torch.optim.AdamW's defaults, wd 1e-2)."""
 
@@ -99,11 +234,7 @@ class AdamW(Adam):
         *,
         maximize=False,
         capturable=False,
-        master_weights=False,
-        stochastic_rounding=False,
-        state_dtype="float32",
-        seed=0,
-        block_size=256,
+        **lowp,
     ):
         super().__init__(
             params,
@@ -115,9 +246,5 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
             capturable=capturable,
-            master_weights=master_weights,
-            stochastic_rounding=stochastic_rounding,
-            state_dtype=state_dtype,
-            seed=seed,
-            block_size=block_size,
+            **lowp,
         )

@@ -1,13 +1,83 @@
-"""NAdam (Dozat 2016; torch.optim.NAdam)."""
+"""NAdam (Dozat 2016; torch.optim.NAdam): the functional form ``nadam_`` and the class."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import _backend
-from .. import functional as F
+from .._backend import in_range, nonnegative
 from . import _capturable
+from ._hyper import _check_params_dtype, _lists, _namer, _native, _step_count
+from .adam import _BETA_KEYWORDS, _check_adam
 from .optimizer import Optimizer
+
+
+class NAdamHyper(NamedTuple):
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    momentum_decay: float
+    decoupled_weight_decay: bool
+    maximize: bool
+
+
+def _check_nadam(
+    where: str, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, beta_names=None
+) -> NAdamHyper:
+    a = _check_adam(where, lr, betas, eps, weight_decay, False, maximize, decoupled_weight_decay, beta_names)
+    return NAdamHyper(
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.weight_decay,
+        nonnegative(_namer(where)("momentum_decay"), momentum_decay),
+        a.decoupled_weight_decay,
+        a.maximize,
+    )
+
+
+def _nadam_call(mod, params, grads, exp_avgs, exp_avg_sqs, hp: NAdamHyper, step, mu_product, dev=None):
+    """One NAdam step; returns the new mu_product (None with device counters)."""
+    return _native(mod, "nadam", (params, grads, exp_avgs, exp_avg_sqs, *hp, step, mu_product), dev)
+
+
+def nadam_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    step,
+    mu_product=1.0,
+    lr=2e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum_decay=4e-3,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
+    """NAdam (Dozat 2016; torch.optim.NAdam's update), in place. Returns the new ``mu_product``.
+
+    ``mu_t = beta1 (1 - 0.96^(t psi) / 2)`` with ``psi = momentum_decay``; ``mu_product`` is
+    the product of ``mu_1 .. mu_{t-1}`` (1.0 before the first step) and the returned value
+    includes ``mu_t``: pass it back on the next step. Moments as in Adam; then
+    ``p <- p - lr (1 - mu_t) / (1 - prod_t) g' / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d``,
+    ``d = sqrt(v / bc2) + eps``.
+    """
+    mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
+    hp = _check_nadam(
+        "", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, _BETA_KEYWORDS
+    )
+    _check_params_dtype(hp, params)
+    mu_product = in_range("mu_product", mu_product, 0.0, 1.0, lo_open=True)
+    return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step), mu_product)
 
 
 class NAdam(Optimizer):
@@ -53,8 +123,8 @@ class NAdam(Optimizer):
             ),
         )
 
-    def _check(self, g, where):
-        return F._check_nadam(
+    def _check(self, g: dict, where: str) -> NAdamHyper:
+        return _check_nadam(
             where,
             g["lr"],
             g["betas"],
@@ -70,7 +140,7 @@ class NAdam(Optimizer):
 
     def _update(self, run, grads, hp, t, dev=None):
         s = run.state
-        mu_product = F._nadam_call(
+        mu_product = _nadam_call(
             run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, t, run.extra["mu_product"], dev
         )
         if dev is None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .. import functional as F
 from ._capturable import CapturableMixin
+from ._hyper import _check_dtype, _check_shapes
 from ._prechecks import PrecheckMixin
 from ._run import _merged, _Run, _sub_run
 from ._state_dict import StateDictMixin
@@ -242,7 +242,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         if len(runs) != 1 or len(runs[0]) != 1 or runs[0][0].sel != slice(0, self._n):
             self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
         else:  # one native call checks everything before it writes, but compares sizes, not shapes
-            F._check_shapes(runs[0][0].params, grads)
+            _check_shapes(runs[0][0].params, grads)
         for gi, group_runs in enumerate(runs):
             hp, cap, lr_dev = checked[gi]
             for run in group_runs:
@@ -315,7 +315,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 "beta2": f"{where}['betas'][1]" if where else "betas[1]",
             }
             for dt in sorted({self._math_dtype(p.dtype) for p in params}, key=str):
-                F._check_dtype(hp, dt, where, names)
+                _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
 

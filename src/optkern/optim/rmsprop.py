@@ -1,12 +1,105 @@
-"""RMSprop, centered and with (Nesterov) momentum (torch.optim.RMSprop + Goodfellow Alg. 8.6)."""
+"""RMSprop, centered and with (Nesterov) momentum (torch.optim.RMSprop + Goodfellow Alg. 8.6):
+the functional form ``rmsprop_`` and the class."""
 
 from __future__ import annotations
 
-from .. import functional as F
-from ._lowp import LowPrecisionMixin
+from typing import NamedTuple
+
+from .._backend import in_range, nonnegative, positive
+from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native
+from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 
 
+class RMSpropHyper(NamedTuple):
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    nesterov: bool
+    maximize: bool
+    centered: bool
+
+
+def _check_rmsprop(
+    where: str, lr, alpha, eps, weight_decay, momentum, maximize, nesterov=False, centered=False
+) -> RMSpropHyper:
+    n = _namer(where)
+    lr = nonnegative(n("lr"), lr)
+    alpha = in_range(n("alpha"), alpha, 0.0, 1.0)
+    eps = positive(n("eps"), eps)
+    weight_decay = nonnegative(n("weight_decay"), weight_decay)
+    momentum = nonnegative(n("momentum"), momentum)
+    maximize = _flag(n("maximize"), maximize)
+    nesterov = _flag(n("nesterov"), nesterov)
+    centered = _flag(n("centered"), centered)
+    if nesterov and momentum <= 0:
+        raise ValueError(f"{n('nesterov')}: Nesterov momentum requires momentum > 0, got momentum={momentum}")
+    return RMSpropHyper(lr, alpha, eps, weight_decay, momentum, nesterov, maximize, centered)
+
+
+def _rmsprop_call(mod, params, grads, square_avgs, grad_avgs, bufs, hp: RMSpropHyper, dev=None) -> None:
+    _native(
+        mod,
+        "rmsprop",
+        (
+            params,
+            grads,
+            square_avgs,
+            grad_avgs if hp.centered else None,
+            bufs if hp.momentum > 0 else None,
+            hp.lr,
+            hp.alpha,
+            hp.eps,
+            hp.weight_decay,
+            hp.momentum,
+            hp.nesterov,
+            hp.maximize,
+        ),
+        dev,
+    )
+
+
+def rmsprop_(
+    params,
+    grads,
+    square_avgs,
+    grad_avgs=None,
+    momentum_buffers=None,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    nesterov=False,
+    maximize=False,
+):
+    """RMSprop, in place (torch.optim.RMSprop's update, plus Nesterov momentum).
+
+    ``v <- alpha v + (1 - alpha) g'^2``; centered (``grad_avgs`` given):
+    ``a <- lerp(a, g', 1 - alpha)``, ``avg = sqrt(max(v - a^2, 0)) + eps`` (rounding can take
+    ``v - a^2`` below 0, where torch gives NaN), else ``sqrt(v) + eps``.
+    Without momentum ``p <- p - lr g'/avg``; with momentum ``b <- momentum b + g'/avg``,
+    ``p <- p - lr b``, or with ``nesterov`` ``p <- p - lr (g'/avg + momentum b)``
+    (Goodfellow et al., Alg. 8.6, in the look-ahead form SGD's Nesterov also uses).
+
+    Args:
+      grad_avgs: state list for the centered variant, or None.
+      momentum_buffers: state list, required when ``momentum > 0``.
+    """
+    mod, params, grads, st = _lists(
+        params, grads, square_avgs=square_avgs, grad_avgs=grad_avgs, momentum_buffers=momentum_buffers
+    )
+    hp = _check_rmsprop("", lr, alpha, eps, weight_decay, momentum, maximize, nesterov, grad_avgs is not None)
+    _check_params_dtype(hp, params)
+    if hp.momentum > 0 and st["momentum_buffers"] is None:
+        raise ValueError("momentum_buffers: required when momentum > 0")
+    _rmsprop_call(mod, params, grads, st["square_avgs"], st["grad_avgs"], st["momentum_buffers"], hp)
+
+
+@lowp_keywords
 class RMSprop(LowPrecisionMixin, Optimizer):
     """RMSprop, torch.optim.RMSprop's semantics and defaults, plus ``nesterov``.
 
@@ -37,13 +130,9 @@ class RMSprop(LowPrecisionMixin, Optimizer):
         maximize=False,
         nesterov=False,
         capturable=False,
-        master_weights=False,
-        stochastic_rounding=False,
-        state_dtype="float32",
-        seed=0,
-        block_size=256,
+        **lowp,
     ):
-        self._lowp_init(master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable)
+        self._lowp_init(capturable, **lowp)
         super().__init__(
             params,
             dict(
@@ -59,8 +148,8 @@ class RMSprop(LowPrecisionMixin, Optimizer):
             ),
         )
 
-    def _check(self, g, where):
-        return F._check_rmsprop(
+    def _check(self, g: dict, where: str) -> RMSpropHyper:
+        return _check_rmsprop(
             where,
             g["lr"],
             g["alpha"],
@@ -87,6 +176,4 @@ class RMSprop(LowPrecisionMixin, Optimizer):
             x = [hp.lr, hp.alpha, hp.eps, hp.weight_decay, hp.momentum]
             return self._lowp_update(run, grads, "rmsprop", x, [hp.nesterov, hp.maximize, hp.centered], names)
         s = run.state
-        F._rmsprop_call(
-            run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"), hp, dev
-        )
+        _rmsprop_call(run.mod, run.params, grads, s["square_avg"], s.get("grad_avg"), s.get("momentum_buffer"), hp, dev)

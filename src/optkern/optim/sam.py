@@ -37,7 +37,7 @@ class SAM:
         if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
             raise TypeError("base: SAM needs all params on one backend with one dtype")
         self._mod = _backend.backend(("params", ps))
-        self._backups = None
+        self._backups: list | None = None
         self._perturbed = False
         self._norm_buf = None
 

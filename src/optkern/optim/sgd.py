@@ -1,12 +1,89 @@
-"""SGD with momentum, dampening, Nesterov, weight decay (torch.optim.SGD)."""
+"""SGD with momentum, dampening, Nesterov, weight decay (torch.optim.SGD): the functional form
+``sgd_`` and the class."""
 
 from __future__ import annotations
 
-from .. import functional as F
-from ._lowp import LowPrecisionMixin
+from typing import NamedTuple
+
+from .._backend import in_range, nonnegative
+from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native
+from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 
 
+class SGDHyper(NamedTuple):
+    lr: float
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
+    maximize: bool
+    textbook: bool
+
+
+def _check_sgd(
+    where: str, lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form="pytorch"
+) -> SGDHyper:
+    n = _namer(where)
+    lr = nonnegative(n("lr"), lr)
+    momentum = nonnegative(n("momentum"), momentum)
+    dampening = in_range(n("dampening"), dampening, 0.0, 1.0)
+    weight_decay = nonnegative(n("weight_decay"), weight_decay)
+    nesterov = _flag(n("nesterov"), nesterov)
+    maximize = _flag(n("maximize"), maximize)
+    if momentum_form not in ("pytorch", "textbook"):
+        raise ValueError(f"{n('momentum_form')}: expected 'pytorch' or 'textbook', got {momentum_form!r}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(
+            f"{n('nesterov')}: Nesterov momentum requires momentum > 0 and dampening = 0 "
+            f"(got momentum={momentum}, dampening={dampening})"
+        )
+    return SGDHyper(lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form == "textbook")
+
+
+def _sgd_call(mod, params, grads, bufs, hp: SGDHyper, step, dev=None) -> None:
+    """``step``: the momentum buffers' step count (1: they start from this gradient)."""
+    _native(mod, "sgd", (params, grads, bufs if hp.momentum != 0 else None, *hp, step), dev)
+
+
+def sgd_(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+    first=False,
+    momentum_form="pytorch",
+):
+    """SGD with momentum, in place (torch.optim.SGD's update).
+
+    ``g' = ±g + weight_decay p``; with momentum ``b <- momentum b + (1 - dampening) g'``
+    (``b <- g'`` when ``first``), ``d = g' + momentum b`` (Nesterov) or ``b``; ``p <- p - lr d``.
+    ``momentum_form="textbook"`` uses ``v <- momentum v - lr (1 - dampening) g'`` (``v <- -lr g'``
+    when ``first``), ``p <- p + v`` (Nesterov: ``p <- p + momentum v - lr g'``), which differs
+    from PyTorch's once ``lr`` changes between steps.
+
+    Args:
+      params, grads: lists of arrays.
+      momentum_buffers: state list, required when ``momentum != 0`` (its contents are ignored
+        when ``first``).
+      first: True on the first step of the buffers.
+    """
+    mod, params, grads, st = _lists(params, grads, momentum_buffers=momentum_buffers)
+    hp = _check_sgd("", lr, momentum, dampening, weight_decay, nesterov, maximize, momentum_form)
+    _check_params_dtype(hp, params)
+    first = _flag("first", first)
+    if hp.momentum != 0 and st["momentum_buffers"] is None:
+        raise ValueError("momentum_buffers: required when momentum != 0")
+    _sgd_call(mod, params, grads, st["momentum_buffers"], hp, 1 if first else 2)
+
+
+@lowp_keywords
 class SGD(LowPrecisionMixin, Optimizer):
     """Stochastic gradient descent, torch.optim.SGD's semantics and defaults.
 
@@ -36,13 +113,9 @@ class SGD(LowPrecisionMixin, Optimizer):
         maximize=False,
         momentum_form="pytorch",
         capturable=False,
-        master_weights=False,
-        stochastic_rounding=False,
-        state_dtype="float32",
-        seed=0,
-        block_size=256,
+        **lowp,
     ):
-        self._lowp_init(master_weights, stochastic_rounding, state_dtype, seed, block_size, capturable)
+        self._lowp_init(capturable, **lowp)
         super().__init__(
             params,
             dict(
@@ -57,8 +130,8 @@ class SGD(LowPrecisionMixin, Optimizer):
             ),
         )
 
-    def _check(self, g, where):
-        return F._check_sgd(
+    def _check(self, g: dict, where: str) -> SGDHyper:
+        return _check_sgd(
             where,
             g["lr"],
             g["momentum"],
@@ -82,4 +155,4 @@ class SGD(LowPrecisionMixin, Optimizer):
             x = [hp.lr, hp.momentum, hp.dampening, hp.weight_decay]
             flags = [hp.nesterov, hp.maximize, t == 1, hp.textbook]
             return self._lowp_update(run, grads, "sgd", x, flags, self._needed(hp))
-        F._sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, t, dev)
+        _sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, t, dev)

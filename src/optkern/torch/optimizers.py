@@ -21,6 +21,7 @@ import torch
 from .. import _backend
 from .. import functional as F
 from .. import optim as _optim
+from ..optim._hyper import _check_dtype
 from ..optim._run import _Run
 from . import _views
 
@@ -193,7 +194,7 @@ class _Fused(torch.optim.Optimizer):
         (NAdam's mu_product) or None."""
         m = _meta(self._core)
         hp = m._check(group, "")
-        F._check_dtype(hp, run.params[0].dtype)
+        _check_dtype(hp, run.params[0].dtype)
         run.extra = self._core_extra()
         m._update(run, grads, hp, self._core_t(t, first))
         return run.extra.get("mu_product")

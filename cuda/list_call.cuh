@@ -1,11 +1,13 @@
-// The arguments of one multi-tensor call, checked: every list on one device,
-// one dtype (that of params[0]), the sizes of params, no written array
-// sharing memory with another; plus the small float64 device buffers
-// (step counters, lr, b^2, results). Then apply / reduce launch an op over
-// the lists on CuPy's current stream with the GIL released.
+// One multi-tensor call: its lists and small float64 device buffers (step
+// counters, lr, b^2, results), checked by the shared collector of
+// optkern/call_args.hpp (DeviceArgs: every array on one device, the lists of one
+// dtype -- that of the first list -- and of the first list's sizes, no written
+// array sharing memory with another); then apply / reduce launch an op over the
+// lists on CuPy's current stream with the GIL released.
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,24 +16,24 @@
 
 namespace optkern {
 
-class CallArgs {
+class ListCall {
  public:
   // `first` is the list whose dtype and sizes the others must match.
-  CallArgs(py::handle first, const char* name, bool written) : dtype_(float_dtype_of(first, name)) {
+  ListCall(py::handle first, const char* name, bool written)
+      : dtype_(float_dtype_of(first, name)), args_(dtype_), first_name_(name) {
     lists_.reserve(kMaxLists);
     add(first, name, written);
   }
 
   DType dtype() const { return dtype_; }
-  int device() const { return device_; }
+  int device() const { return args_.device; }
 
   // A list of arrays with the sizes of the first; None is skipped (returns false).
   bool add(py::handle seq, const char* name, bool written) {
     if (seq.is_none()) return false;
-    if (lists_.size() == kMaxLists) throw std::logic_error("CallArgs: too many lists");
+    if (lists_.size() == kMaxLists) throw std::logic_error("ListCall: too many lists");
     const std::vector<int64_t>* sizes = lists_.empty() ? nullptr : &lists_[0].size;
-    lists_.push_back(gather_device(seq, name, dtype_, written, device_, sizes));
-    named_.push_back({name, written, false});
+    lists_.push_back(args_.list(seq, name, written, sizes));
     return true;
   }
 
@@ -43,33 +45,25 @@ class CallArgs {
 
   // A float64 device array of n elements; returns its device pointer.
   double* add_buffer(py::handle h, const char* name, int64_t n, bool written) {
-    buffers_.reserve(kMaxBuffers);
-    if (buffers_.size() == kMaxBuffers) throw std::logic_error("CallArgs: too many buffers");
-    buffers_.push_back(gather_scalar_buffer(h, name, device_, n));
-    buffer_named_.push_back({name, written, true});
-    return buffers_.back().ptr<double>(0);
+    return args_.get<double>(h, name, DType::f64, n, written);
   }
 
   // Aliasing checks; then false when there is no element to touch (nothing
   // is launched, so empty calls work without CuPy or a device).
   bool ready(bool always_launch = false) {
     launch_ = false;
-    std::vector<NamedDeviceList> all;
-    for (size_t i = 0; i < lists_.size(); ++i) all.push_back({named_[i].name, &lists_[i], named_[i].written});
-    for (size_t i = 0; i < buffers_.size(); ++i)
-      all.push_back({buffer_named_[i].name, &buffers_[i], buffer_named_[i].written, true});
-    check_no_overlap(all, dtype_size(dtype_));
+    args_.check_overlap();
     bool any = always_launch;
     for (int64_t n : lists_[0].size) any = any || n > 0;
     if (!any) return false;
-    require_current_device(device_, named_[0].name);
+    require_current_device(args_.device, first_name_);
     stream_ = current_stream();
     launch_ = true;
     return true;
   }
 
   template <int D> mt::Lists<D> lists() const {
-    if (lists_.size() != size_t(D)) throw std::logic_error("CallArgs: op depth does not match the lists");
+    if (lists_.size() != size_t(D)) throw std::logic_error("ListCall: op depth does not match the lists");
     mt::Lists<D> l{};
     for (int k = 0; k < D; ++k) l[size_t(k)] = &lists_[size_t(k)];
     return l;
@@ -102,22 +96,19 @@ class CallArgs {
   template <class T, class Op, class Fin> void reduce(const Op& op, const Fin& fin) const {
     const auto l = lists<Op::kDepth>();
     py::gil_scoped_release nogil;
-    mt::launch_reduce<T>(op, l, fin, device_, stream_);
+    mt::launch_reduce<T>(op, l, fin, args_.device, stream_);
   }
 
   cudaStream_t stream() const { return stream_; }
 
  private:
-  static constexpr size_t kMaxLists = 8, kMaxBuffers = 4;
-  struct Named { const char* name; bool written; bool single; };
+  static constexpr size_t kMaxLists = 8;
   DType dtype_;
-  int device_ = -1;
+  DeviceArgs args_;  // the shared collector: checks, device, aliasing
+  const char* first_name_;
   cudaStream_t stream_ = nullptr;
   bool launch_ = false;  // ready() found something to launch
-  std::vector<DeviceList> lists_;  // reserved: NamedDeviceList points into it
-  std::vector<Named> named_;
-  std::vector<DeviceList> buffers_;
-  std::vector<Named> buffer_named_;
+  std::vector<DeviceList> lists_;
 };
 
 // f(float{}) or f(double{}) for the call's dtype.

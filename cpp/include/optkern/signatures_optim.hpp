@@ -1,0 +1,250 @@
+// The optimizers of optkern._cpu and optkern._cuda, each described once: its Python
+// signatures (names, argument names, docstrings) and what its generic step needs (state
+// lists, the rule they select, hyper-parameters, step counters). Each module passes its
+// own Impl::step<D>, so the two cannot drift apart.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <iterator>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "optkern/rules/optim.hpp"
+
+namespace optkern {
+namespace sig {
+namespace py = pybind11;
+using py::arg;
+
+// Each optimizer is ONE description in `opt` below, from which both native modules make
+// `<name>_(params, grads, <state lists>, <hyper-parameters>[, step[, mu_product]])` and
+// `<name>_capturable(<the same>, counters, lr_buffer)`, and run them through their one
+// generic step, `Impl::step<Desc>` (cpp/optim.cpp, cuda/optim.cu). A description says
+//   name, doc        the Python names (`<name>_`, `<name>_capturable`) and docstring;
+//   states           the state lists after params and grads: argument name, and whether
+//                    it may be None (the rule variant without it);
+//   Rule<T, Present...>  the rule of rules/optim.hpp, whose bool template flags are the
+//                    presence of the optional state lists, in argument order;
+//   Hyper, scalars, scalar_names  the hyper-parameter arguments after the lists: the
+//                    fields of Hyper (rules/optim.hpp), in order, with their types;
+//   kCounters        host step counters after them: 0 (the rule needs none), 1 (`step`,
+//                    from 1, this step included) or 2 (`step`, `mu_product`; the
+//                    function returns the new mu_product, None with device counters).
+
+// How a call counts steps: plain calls take the step from the host; capturable
+// ones (counters not None) read it from a float64 array on the arrays' device,
+// [steps taken] (NAdam: [steps taken, mu_product]), and advance it there after
+// the update; lr_buffer (None or one float64 element there) replaces the host lr.
+struct Step {
+  rules::Counters host;
+  py::object counters, lr_buffer;  // None in plain calls
+  bool capturable() const { return !counters.is_none() || !lr_buffer.is_none(); }
+};
+
+struct StateList {
+  const char* name;
+  bool optional;
+};
+template <class... X> struct Types {};
+template <class R> struct Tag {
+  using type = R;
+};
+
+namespace opt {
+using D = double;
+
+struct Sgd {
+  static constexpr const char* name = "sgd";
+  static constexpr const char* doc =
+      "SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). "
+      "momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this "
+      "step's gradient.";
+  static constexpr StateList states[] = {{"momentum_buffers", true}};
+  template <class T, bool... Present> using Rule = rules::Sgd<T, Present...>;
+  using Hyper = rules::SgdHyper;
+  using scalars = Types<D, D, D, D, bool, bool, bool>;
+  static constexpr const char* scalar_names[] = {"lr",       "momentum", "dampening", "weight_decay",
+                                                 "nesterov", "maximize", "textbook"};
+  static constexpr int kCounters = 1;
+};
+
+struct Adagrad {
+  static constexpr const char* name = "adagrad";
+  static constexpr const char* doc =
+      "Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay).";
+  static constexpr StateList states[] = {{"sums", false}};
+  template <class T, bool...> using Rule = rules::Adagrad<T>;
+  using Hyper = rules::AdagradHyper;
+  using scalars = Types<D, D, D, D, bool>;
+  static constexpr const char* scalar_names[] = {"lr", "lr_decay", "weight_decay", "eps", "maximize"};
+  static constexpr int kCounters = 1;
+};
+
+struct RMSprop {
+  static constexpr const char* name = "rmsprop";
+  static constexpr const char* doc =
+      "RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = "
+      "momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form).";
+  static constexpr StateList states[] = {{"square_avgs", false}, {"grad_avgs", true}, {"momentum_buffers", true}};
+  template <class T, bool... Present> using Rule = rules::RMSprop<T, Present...>;  // <centered, momentum>
+  using Hyper = rules::RMSpropHyper;
+  using scalars = Types<D, D, D, D, D, bool, bool>;
+  static constexpr const char* scalar_names[] = {"lr",       "alpha",    "eps",     "weight_decay",
+                                                 "momentum", "nesterov", "maximize"};
+  static constexpr int kCounters = 0;
+};
+
+struct Adadelta {
+  static constexpr const char* name = "adadelta";
+  static constexpr const char* doc =
+      "Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, "
+      "u <- rho u + (1 - rho) d^2, p <- p - lr d.";
+  static constexpr StateList states[] = {{"square_avgs", false}, {"acc_deltas", false}};
+  template <class T, bool...> using Rule = rules::Adadelta<T>;
+  using Hyper = rules::AdadeltaHyper;
+  using scalars = Types<D, D, D, D, bool>;
+  static constexpr const char* scalar_names[] = {"lr", "rho", "eps", "weight_decay", "maximize"};
+  static constexpr int kCounters = 0;
+};
+
+struct Adam {
+  static constexpr const char* name = "adam";
+  static constexpr const char* doc =
+      "Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; "
+      "decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = "
+      "AMSGrad.";
+  static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}, {"max_exp_avg_sqs", true}};
+  template <class T, bool... Present> using Rule = rules::Adam<T, Present...>;  // <amsgrad>
+  using Hyper = rules::AdamHyper;
+  using scalars = Types<D, D, D, D, D, bool, bool>;
+  static constexpr const char* scalar_names[] = {"lr",           "beta1",
+                                                 "beta2",        "eps",
+                                                 "weight_decay", "decoupled_weight_decay",
+                                                 "maximize"};
+  static constexpr int kCounters = 1;
+};
+
+struct NAdam {
+  static constexpr const char* name = "nadam";
+  static constexpr const char* doc =
+      "NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to "
+      "step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters).";
+  static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}};
+  template <class T, bool...> using Rule = rules::NAdam<T>;
+  using Hyper = rules::NAdamHyper;
+  using scalars = Types<D, D, D, D, D, D, bool, bool>;
+  static constexpr const char* scalar_names[] = {"lr",  "beta1",          "beta2", "eps", "weight_decay",
+                                                 "momentum_decay", "decoupled_weight_decay", "maximize"};
+  static constexpr int kCounters = 2;
+};
+}  // namespace opt
+
+// f(Tag<Rule>{}) with Rule = D::Rule<T, flags...> for the optional state lists present
+// (present[k]: whether state list k was given).
+template <class D, class T, size_t K = 0, bool... B, class F> void with_rule(const bool* present, F&& f) {
+  constexpr size_t N = std::size(D::states);
+  if constexpr (K == N) f(Tag<typename D::template Rule<T, B...>>{});
+  else if constexpr (!D::states[K].optional) with_rule<D, T, K + 1, B...>(present, f);
+  else if (present[K]) with_rule<D, T, K + 1, B..., true>(present, f);
+  else with_rule<D, T, K + 1, B..., false>(present, f);
+}
+
+// The elements of a capturable call's device counters.
+template <class D> constexpr int n_device_counters() { return D::kCounters > 1 ? D::kCounters : 1; }
+
+inline const char* const kCapturableDoc =
+    " Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding "
+    "[steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host "
+    "`step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one "
+    "float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.";
+
+// m.def(name, f, <names>..., <extra>..., doc) for a tuple of argument names.
+template <class F, class Names, class... Extra>
+void def_with(py::module_& m, const char* name, F f, const std::string& doc, const Names& names, Extra... extra) {
+  std::apply([&](const auto&... a) { m.def(name, f, a..., extra..., doc.c_str()); }, names);
+}
+
+// The Python-facing functions of description D over Impl::step<D>.
+template <class D, class Impl> struct OptimFunctions {
+  using O = py::object;
+  static constexpr size_t N = std::size(D::states);
+  static constexpr const char* counter_names[] = {"step", "mu_product"};
+  template <size_t> struct Obj {  // one py::object per state list
+    using type = py::object;
+  };
+
+  static rules::Counters host_counters() { return {1.0}; }
+  static rules::Counters host_counters(double step) { return {step}; }
+  static rules::Counters host_counters(double step, double mu_product) { return {step, mu_product}; }
+
+  // One step; returns what the Python function returns: NAdam the new mu_product (None
+  // with device counters), the others None.
+  template <class... H>
+  static auto call(O counters, O lr_buffer, O p, O g, const std::array<O, N>& s, const rules::Counters& c, H... h) {
+    [[maybe_unused]] const bool host = counters.is_none();
+    [[maybe_unused]] const rules::Counters next =
+        Impl::template step<D>(p, g, s, typename D::Hyper{h...}, Step{c, std::move(counters), std::move(lr_buffer)});
+    if constexpr (D::kCounters == 2) return host ? py::object(py::float_(next.mu_product)) : py::object(py::none());
+  }
+
+  template <size_t... I, class... H, class... C>
+  static auto plain(std::index_sequence<I...>, Types<H...>, Types<C...>) {
+    return [](O p, O g, typename Obj<I>::type... s, H... h, C... c) {
+      return call(py::none(), py::none(), p, g, {s...}, host_counters(c...), h...);
+    };
+  }
+  template <size_t... I, class... H, class... C>
+  static auto capturable(std::index_sequence<I...>, Types<H...>, Types<C...>) {
+    return [](O p, O g, typename Obj<I>::type... s, H... h, C... c, O counters, O lr_buffer) {
+      return call(counters, lr_buffer, p, g, {s...}, host_counters(c...), h...);
+    };
+  }
+
+  template <size_t... I, size_t... J, size_t... K>
+  static auto names(std::index_sequence<I...>, std::index_sequence<J...>, std::index_sequence<K...>) {
+    return std::make_tuple(arg("params"), arg("grads"), arg(D::states[I].name)..., arg(D::scalar_names[J])...,
+                           arg(counter_names[K])...);
+  }
+
+  template <class... H> static constexpr size_t count(Types<H...>) { return sizeof...(H); }
+
+  static void def(py::module_& m) {
+    static_assert(count(typename D::scalars{}) == std::size(D::scalar_names), "one name per hyper-parameter");
+    using Counters = std::conditional_t<D::kCounters == 0, Types<>,
+                                        std::conditional_t<D::kCounters == 1, Types<double>, Types<double, double>>>;
+    const auto states = std::make_index_sequence<N>();
+    const auto nm = names(states, std::make_index_sequence<std::size(D::scalar_names)>(),
+                          std::make_index_sequence<size_t(D::kCounters)>());
+    const std::string name = D::name, doc = D::doc;
+    def_with(m, (name + "_").c_str(), plain(states, typename D::scalars{}, Counters{}), doc, nm);
+    def_with(m, (name + "_capturable").c_str(), capturable(states, typename D::scalars{}, Counters{}),
+             doc + kCapturableDoc, nm, arg("counters").none(true), arg("lr_buffer").none(true));
+  }
+};
+
+template <class Impl> void optim(py::module_& m) {
+  OptimFunctions<opt::Sgd, Impl>::def(m);
+  OptimFunctions<opt::Adagrad, Impl>::def(m);
+  OptimFunctions<opt::RMSprop, Impl>::def(m);
+  OptimFunctions<opt::Adadelta, Impl>::def(m);
+  OptimFunctions<opt::Adam, Impl>::def(m);
+  OptimFunctions<opt::NAdam, Impl>::def(m);
+}
+
+// AdaGrad-Norm: its step size depends on b^2, which lives with the arrays.
+template <class F> void adagrad_norm(py::module_& m, F run) {
+  m.def("adagrad_norm_",
+        [run](py::object p, py::object g, py::object b_sq, double lr, double weight_decay, bool maximize) {
+          run(p, g, b_sq, rules::AdagradNormHyper{lr, weight_decay, maximize});
+        },
+        arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"),
+        "AdaGrad-Norm step in place: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 sum), then "
+        "p -= lr / sqrt(b_sq[0]) g_eff with g_eff = (-g if maximize else g) + weight_decay p; b_sq is a "
+        "1-element float64 array on the arrays' device, read and written there.");
+}
+
+}  // namespace sig
+}  // namespace optkern

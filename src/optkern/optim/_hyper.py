@@ -1,0 +1,152 @@
+"""What every optimizer's functional form shares: argument lists, hyper-parameter checks
+(in range, and representable in the arrays' dtype) and the call of the native step.
+
+Each optimizer module (``optim/<name>.py``) defines its functional form next to its class
+from these: a named tuple of its hyper-parameters, ``_check_<name>`` (validates and
+normalises them into it), ``_<name>_call`` (one :func:`_native` call) and the public
+``<name>_`` that :mod:`optkern.functional` re-exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from .. import _backend
+
+
+def _namer(where: str) -> Callable[[str], str]:
+    """'lr' for functional calls, "param_groups[1]['lr']" for optimizer groups."""
+    if not where:
+        return lambda k: k
+    return lambda k: f"{where}[{k!r}]"
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, int, np.bool_, np.integer)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _lists(params, grads, **states):
+    """params, grads and state lists as lists; the native module that runs them."""
+    params = _backend.as_list(params, "params")
+    grads = _backend.as_list(grads, "grads")
+    out = {k: (None if v is None else _backend.as_list(v, k)) for k, v in states.items()}
+    named = [("params", params), ("grads", grads)] + [(k, v) for k, v in out.items() if v is not None]
+    mod = _backend.backend(*named)
+    _check_shapes(params, grads)
+    return mod, params, grads, out
+
+
+_shape = attrgetter("shape")
+
+
+def _check_shapes(params, grads) -> None:
+    """Raise ValueError naming the first grad with its param's size but another shape.
+
+    The native calls compare sizes only, and a transposed gradient would pass them.
+    Non-arrays and size mismatches are left to the native checks, which name them.
+    """
+    try:
+        if list(map(_shape, grads)) == list(map(_shape, params)):
+            return  # the common case, in one comparison
+    except AttributeError:
+        pass
+    for i, (p, g) in enumerate(zip(params, grads)):
+        shape = getattr(g, "shape", p.shape)
+        if shape != p.shape and getattr(g, "size", None) == p.size:
+            raise ValueError(f"grads[{i}]: expected shape {tuple(p.shape)}, got {tuple(shape)}")
+
+
+def _step_count(step) -> int:
+    return _backend.integer("step", step, lo=1)
+
+
+# ---- hyper-parameters against the dtype they run in -------------------------------------
+# The rules round these hyper-parameters (and scalars derived from them in double) to the
+# arrays' dtype: each must stay finite there, and eps must stay > 0 (a zero eps divides 0 by
+# 0 where a gradient is 0). lr_decay and momentum_decay are used in double only. b0 is
+# squared into AdaGrad-Norm's float64 b^2, which must be finite and > 0.
+_ROUNDED = frozenset(
+    {
+        "lr",
+        "momentum",
+        "dampening",
+        "weight_decay",
+        "eps",
+        "alpha",
+        "rho",
+        "beta1",
+        "beta2",
+        "initial_accumulator_value",
+    }
+)
+_POSITIVE = frozenset({"eps"})
+_SQUARED = frozenset({"b0"})
+# Multiplicative hyper-parameters meet each other and squared gradients in one product
+# (Adam's (1 - beta2) (g + wd p)^2, SGD's lr (wd p + momentum b)): below float32's max ** (1/4)
+# (4.3e9) such products of moderate data stay finite wherever a float64 evaluation is; float64's
+# bound (1.2e77) does the same for the order in which the rules multiply. Narrower dtypes compute
+# in float32.
+_SCALES = frozenset({"lr", "weight_decay", "momentum"})
+# NAdam keeps its momentum product in the arrays' dtype (torch keeps a float32 tensor): a beta1
+# that rounds to 1 there makes every bias correction 1 - mu_product zero and the step infinite.
+_BELOW_ONE_WITH = {"beta1": "momentum_decay"}
+_F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25
+_F64_SCALE_MAX = float(np.finfo(np.float64).max) ** 0.25
+
+
+def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
+    """Raise ValueError naming the first hyper-parameter of ``hp`` that ``dtype`` cannot run.
+
+    ``names``: how errors name fields (default: the field name, in ``where``'s group).
+    """
+    dtype = np.dtype(dtype)
+    n = _namer(where)
+    for field, v in zip(hp._fields, hp):
+        if isinstance(v, bool) or not isinstance(v, float):
+            continue
+        name = (names or {}).get(field) or n(field)
+        if field in _ROUNDED:
+            with np.errstate(over="ignore", under="ignore"):
+                r = float(dtype.type(v))
+            if not np.isfinite(r):
+                raise ValueError(f"{name}: {v!r} is not finite in {dtype.name} (the arrays' dtype)")
+            bound = _F32_SCALE_MAX if dtype.itemsize < 8 else _F64_SCALE_MAX
+            if field in _SCALES and abs(v) > bound:
+                kind = "float32" if dtype.itemsize < 8 else "float64"
+                raise ValueError(
+                    f"{name}: {v!r} is above {bound:.4g} ({kind}'s max ** (1/4)), the largest value "
+                    f"a {dtype.name} step keeps finite"
+                )
+            if _BELOW_ONE_WITH.get(field) in hp._fields and not r < 1.0:
+                raise ValueError(
+                    f"{name}: {v!r} rounds to 1 in {dtype.name} (the arrays' dtype), where NAdam's "
+                    f"momentum product would stay 1; the largest usable value is "
+                    f"{float(np.nextafter(dtype.type(1), dtype.type(0)))!r}"
+                )
+            if field in _POSITIVE and not r > 0:
+                raise ValueError(
+                    f"{name}: {v!r} rounds to 0 in {dtype.name} (the arrays' dtype); "
+                    f"the smallest usable value is {float(np.nextafter(dtype.type(0), dtype.type(1)))!r}"
+                )
+        elif field in _SQUARED and not (np.isfinite(v * v) and v * v > 0):
+            raise ValueError(f"{name}: {v!r} squared is not a finite positive float64 (b^2 starts at b0^2)")
+
+
+def _check_params_dtype(hp: tuple, params) -> None:
+    dtype = getattr(params[0], "dtype", None) if params else None
+    # A dtype the CPU module cannot run is the params' error (the native checks name them), not lr's.
+    if dtype is not None and (dtype in (np.float32, np.float64) or not isinstance(params[0], np.ndarray)):
+        _check_dtype(hp, dtype)
+
+
+def _native(mod, rule: str, args: tuple, dev) -> Any:
+    """``mod.<rule>_(*args)``, or with ``dev = (counters, lr_buffer)`` its capturable variant."""
+    if dev is None:
+        return getattr(mod, rule + "_")(*args)
+    return getattr(mod, rule + "_capturable")(*args, *dev)
