@@ -5,7 +5,7 @@ deterministic. ``fuzz`` (selected with ``-m fuzz``, as CI's fuzz stage does): ma
 seed; ``OPTKERN_FUZZ_EXAMPLES`` sets how many per test (CI sizes it to ~1.5 minutes).
 
 The seed: ``--hypothesis-seed=N``, else ``OPTKERN_FUZZ_SEED`` (an integer, or ``random`` for a fresh
-one), else Hypothesis draws one. The seed in use is printed in the header, and the long profile keeps
+one), else Hypothesis draws one. The seed in use is printed at the end, and the long profile keeps
 no example database, so the seed alone replays a run (a database in the working directory would
 replay an old failure under every seed).
 """
@@ -42,8 +42,8 @@ def pytest_configure(config):
         core.global_force_seed = random.getrandbits(32) if env == "random" else int(env)
 
 
-def pytest_report_header(config):
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The seed of a long run, last (also under -q), to replay it with OPTKERN_FUZZ_SEED."""
     if _fuzz_selected(config):
         seed = core.global_force_seed
-        return [f"optkern fuzz: seed {seed if seed is not None else 'drawn by hypothesis (set OPTKERN_FUZZ_SEED)'}"]
-    return []
+        terminalreporter.write_line(f"optkern fuzz seed: {seed if seed is not None else 'none (hypothesis drew one)'}")

@@ -159,3 +159,32 @@ def test_clip_grad_value_of_float32_clamps_to_the_float32_bound():
     g = np.array([0.3, -0.3, 0.05, -1e30], np.float32)
     optkern.clip_grad_value_([g], 0.1)
     assert np.array_equal(g, np.array([0.1, -0.1, 0.05, -0.1], np.float32))
+
+
+# ---- harness: a sum that cancels was measured against its result, not against its terms ----
+
+
+def test_rmsprop_weight_decay_cancelling_the_gradient_is_within_one_rounding_of_its_terms():
+    """Fuzz finding (rmsprop_, float32, weight_decay=949, alpha=0.5): momentum_buffers 3.7e-5 off the
+    float64 reference relative to its largest value. g + 949 p cancels to ~1e-4 of its terms, so
+    rounding 949 p (or the sum) in float32 moves g' by ~6e-8 of |g| + 949 |p|, i.e. ~6e-4 of g': the
+    kernel is right (torch rounds the same products), the harness now scales by the terms
+    (tests/test_fuzz_optim.py: term_slack). Here: 2.8e-4 off relative to max |b|, and within one
+    float32 rounding of the terms for every element."""
+    import reference as R
+
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal(7).astype(np.float32)
+    g = (-949 * p.astype(np.float64) * (1 + 1e-4 * rng.standard_normal(7))).astype(np.float32)
+    v = np.abs(rng.standard_normal(7)).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32)
+    hp = dict(alpha=0.5, weight_decay=949.0, momentum=1e-300)
+    p64, g64 = p.astype(np.float64), g.astype(np.float64)
+    terms = np.abs(g64) + 949.0 * np.abs(p64)
+    state = {"square_avg": v.astype(np.float64), "momentum_buffer": b.astype(np.float64)}
+    R.rmsprop_step(p64, g64, state, 1, **hp)
+    F.rmsprop_([p], [g], [v], None, [b], **hp)
+    avg = np.sqrt(state["square_avg"]) + 1e-8
+    unit = 2.0**-24
+    assert np.all(np.abs(b - state["momentum_buffer"]) <= 2 * unit * terms / avg)
+    assert np.all(np.abs(p - p64) <= 2 * unit * (np.abs(p64) + 1e-2 * terms / avg))
