@@ -1,8 +1,9 @@
 """Hypothesis profiles for the fuzz suite (tests/test_fuzz_*.py, marked ``fuzz``).
 
-``fast`` (the normal run): a few derandomized examples per test, so the suite stays quick and
-deterministic. ``fuzz`` (selected with ``-m fuzz``, as CI's fuzz stage does): many examples from a
-seed; ``OPTKERN_FUZZ_EXAMPLES`` sets how many per test (CI sizes it to ~1.5 minutes).
+``fast`` (the normal run): 5 derandomized examples per test (every test and parametrization, a few
+seconds in all), quick and deterministic; the long profile covers the draws. ``fuzz`` (selected
+with ``-m fuzz``, as CI's fuzz stage does): many examples from a seed; ``OPTKERN_FUZZ_EXAMPLES``
+sets how many per test (CI sizes it to ~1.5 minutes).
 
 The seed: ``--hypothesis-seed=N``, else ``OPTKERN_FUZZ_SEED`` (an integer, or ``random`` for a fresh
 one), else Hypothesis draws one. The seed in use is printed at the end, and the long profile keeps
@@ -18,7 +19,7 @@ import random
 from hypothesis import HealthCheck, core, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("fast", max_examples=12, derandomize=True, database=None, print_blob=True, **_common)
+settings.register_profile("fast", max_examples=5, derandomize=True, database=None, print_blob=True, **_common)
 settings.register_profile(
     "fuzz",
     max_examples=int(os.environ.get("OPTKERN_FUZZ_EXAMPLES", "600")),

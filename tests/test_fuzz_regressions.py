@@ -188,3 +188,23 @@ def test_rmsprop_weight_decay_cancelling_the_gradient_is_within_one_rounding_of_
     unit = 2.0**-24
     assert np.all(np.abs(b - state["momentum_buffer"]) <= 2 * unit * terms / avg)
     assert np.all(np.abs(p - p64) <= 2 * unit * (np.abs(p64) + 1e-2 * terms / avg))
+
+
+# ---- non-finite results from finite extreme hyper-parameters: intermediate overflow ----------
+
+
+def test_rmsprop_nesterov_with_a_tiny_eps_steps_finite_where_float64_is_finite():
+    """Fuzz finding (RMSprop, float32, alpha=1, eps=1e-38, momentum=0.9, nesterov): alpha = 1 keeps
+    v at 0, so u = g / eps ~ 2e38; the look-ahead u + momentum b (3.8e38) overflowed float32 although
+    lr times it (3.8e36) does not. The rule now adds lr u and (lr momentum) b."""
+    import reference as R
+
+    g = np.array([2.0, -2.5, 1.0, 0.5], np.float32)
+    p = np.array([1.0, -1.0, 0.5, 0.0], np.float32)
+    v, b = np.zeros_like(p), np.zeros_like(p)
+    hp = dict(lr=0.01, alpha=1.0, eps=1e-38, momentum=0.9, nesterov=True)
+    p64 = p.astype(np.float64)
+    R.rmsprop_step(p64, g.astype(np.float64), {}, 1, **hp)
+    F.rmsprop_([p], [g], [v], None, [b], **hp)
+    assert np.all(np.isfinite(p)) and np.all(np.abs(p64) < np.finfo(np.float32).max)
+    np.testing.assert_allclose(p, p64, rtol=1e-5)
