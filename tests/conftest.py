@@ -1,23 +1,50 @@
 """Hypothesis profiles for the fuzz suite (tests/test_fuzz_*.py, marked ``fuzz``).
 
-``fast`` (the normal run): a few derandomized examples per test, so the suite stays quick and
-deterministic. ``fuzz`` (selected with ``-m fuzz``, as CI's fuzz stage does): many examples from a
-fresh random seed; ``OPTKERN_FUZZ_EXAMPLES`` sets how many per test (CI sizes it to ~3 minutes).
+``fast`` (the normal run): 5 derandomized examples per test (every test and parametrization, a few
+seconds in all), quick and deterministic; the long profile covers the draws. ``fuzz`` (selected
+with ``-m fuzz``, as CI's fuzz stage does): many examples from a seed; ``OPTKERN_FUZZ_EXAMPLES``
+sets how many per test (CI sizes it to ~1.5 minutes).
+
+The seed: ``--hypothesis-seed=N``, else ``OPTKERN_FUZZ_SEED`` (an integer, or ``random`` for a fresh
+one), else Hypothesis draws one. The seed in use is printed at the end, and the long profile keeps
+no example database, so the seed alone replays a run (a database in the working directory would
+replay an old failure under every seed).
 """
 
 from __future__ import annotations
 
 import os
+import random
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, core, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("fast", max_examples=12, derandomize=True, database=None, print_blob=True, **_common)
+settings.register_profile("fast", max_examples=5, derandomize=True, database=None, print_blob=True, **_common)
 settings.register_profile(
-    "fuzz", max_examples=int(os.environ.get("OPTKERN_FUZZ_EXAMPLES", "600")), print_blob=True, **_common
+    "fuzz",
+    max_examples=int(os.environ.get("OPTKERN_FUZZ_EXAMPLES", "600")),
+    database=None,
+    print_blob=True,
+    **_common,
 )
 
 
-def pytest_configure(config):
+def _fuzz_selected(config) -> bool:
     markexpr = config.getoption("markexpr", "") or ""
-    settings.load_profile("fuzz" if "fuzz" in markexpr and "not fuzz" not in markexpr else "fast")
+    return "fuzz" in markexpr and "not fuzz" not in markexpr
+
+
+def pytest_configure(config):
+    fuzz = _fuzz_selected(config)
+    settings.load_profile("fuzz" if fuzz else "fast")
+    env = os.environ.get("OPTKERN_FUZZ_SEED", "").strip()
+    if fuzz and env and config.getoption("--hypothesis-seed", None) is None:
+        # what --hypothesis-seed does (the plugin sets the same global)
+        core.global_force_seed = random.getrandbits(32) if env == "random" else int(env)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The seed of a long run, last (also under -q), to replay it with OPTKERN_FUZZ_SEED."""
+    if _fuzz_selected(config):
+        seed = core.global_force_seed
+        terminalreporter.write_line(f"optkern fuzz seed: {seed if seed is not None else 'none (hypothesis drew one)'}")

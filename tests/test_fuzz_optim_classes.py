@@ -119,6 +119,9 @@ def test_optimizer(info, data):
     ref1 = _reference(info, p0, grads[:1], hp)
     for i, (p, r) in enumerate(zip(params, ref1)):
         assert_close(p, r, dtype, f"params[{i}] after step 1", scale=max(np.max(np.abs(r), initial=0), 1.0))
+    fmax = float(np.finfo(dtype).max)
+    if any(np.any(np.abs(r) > fmax) for r in ref1):
+        return  # step 1 left the dtype's range (inf where float64 holds 1e43): step 2 has no float64 twin
     # -- the second step, possibly spoiled ---------------------------------------------------
     g2 = list(grads[1])
     names2, ok = ("grads",), True
@@ -191,6 +194,8 @@ def test_clip_grad_norm(data):
         )
     note(f"{what} {kw}")
     g64 = [np.array(g, np.float64) for g in grads] if ok else None
+    # the dtype the grads are scaled in: a one-array list of the other float dtype is valid (other_float)
+    dtype = grads[0].dtype.type if ok and grads else dtype
     done, total = check_call(lambda: optkern.clip_grad_norm_(grads, **kw), names, state=[grads, kw], ok=ok)
     if not done:
         return
@@ -201,7 +206,8 @@ def test_clip_grad_norm(data):
             ref = [g * np.nan for g in g64]
     if kw["error_if_nonfinite"] and not np.isfinite(n):
         raise AssertionError("a non-finite total norm was accepted with error_if_nonfinite=True")
-    assert_close(np.array([total]), np.array([n]), dtype, "total norm")
+    # the norm is accumulated in float64 whatever the grads' dtype (documented): float64's tolerance
+    assert_close(np.array([total]), np.array([n]), np.float64, "total norm")
     for i, (g, r) in enumerate(zip(grads, ref)):
         assert_close(g, r, dtype, f"grads[{i}]", scale=max(np.max(np.abs(g64[i]), initial=0), 1e-300))
 
@@ -224,6 +230,7 @@ def test_clip_grad_value(data):
         clip_value = data.draw(BAD_SCALARS)
         names, ok = ("clip_value",), False
     g64 = [np.array(g, np.float64) for g in grads] if ok else None
+    dtype = grads[0].dtype.type if ok and grads else dtype  # (as in test_clip_grad_norm)
     done, _ = check_call(lambda: optkern.clip_grad_value_(grads, clip_value), names, state=[grads], ok=ok)
     if done:
         for i, (g, r) in enumerate(zip(grads, g64)):

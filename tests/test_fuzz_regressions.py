@@ -131,3 +131,80 @@ def test_constant_row_with_a_subnormal_eps_is_normalized_to_zero_not_nan(eps):
     x3 = np.full((2, 4), 1e3)
     y3, _ = norm.layer_norm(x3, 4, eps=eps, bias=np.full(4, 0.5))
     assert np.array_equal(y3, np.full_like(x3, 0.5))
+
+
+# ---- harness: a valid call in the other float dtype was judged by the drawn dtype's tolerance ----
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.0, float("inf")])
+def test_clip_grad_norm_of_one_float32_array_norm_in_float64_and_scale_rounded_once(norm_type):
+    """The fuzzer's 'other_float' spoil: one float32 array where float64 was drawn is valid, and the
+    harness then held the float32 result to float64's tolerance (8.4e-9 off for norm_type=1). The
+    library's promise, exactly: the norm of the float32 values accumulated in float64, then every
+    gradient multiplied by the coefficient rounded once to float32."""
+    g = np.array([0.04196427, -0.03775166, 0.20109385, 0.03552414, -0.16252337, 0.11488757, 0.4062548], np.float32)
+    g64 = g.astype(np.float64)
+    if np.isinf(norm_type):
+        ref = float(np.max(np.abs(g64)))
+    else:
+        ref = float(np.sum(np.abs(g64) ** norm_type) ** (1 / norm_type))
+    max_norm = 0.5 * ref
+    expect = g * np.float32(max_norm / (ref + 1e-6))
+    total = optkern.clip_grad_norm_([g], max_norm, norm_type=norm_type)
+    assert total == pytest.approx(ref, rel=1e-14, abs=0)
+    assert np.array_equal(g, expect)  # one float32 multiplication per element
+
+
+def test_clip_grad_value_of_float32_clamps_to_the_float32_bound():
+    g = np.array([0.3, -0.3, 0.05, -1e30], np.float32)
+    optkern.clip_grad_value_([g], 0.1)
+    assert np.array_equal(g, np.array([0.1, -0.1, 0.05, -0.1], np.float32))
+
+
+# ---- harness: a sum that cancels was measured against its result, not against its terms ----
+
+
+def test_rmsprop_weight_decay_cancelling_the_gradient_is_within_one_rounding_of_its_terms():
+    """Fuzz finding (rmsprop_, float32, weight_decay=949, alpha=0.5): momentum_buffers 3.7e-5 off the
+    float64 reference relative to its largest value. g + 949 p cancels to ~1e-4 of its terms, so
+    rounding 949 p (or the sum) in float32 moves g' by ~6e-8 of |g| + 949 |p|, i.e. ~6e-4 of g': the
+    kernel is right (torch rounds the same products), the harness now scales by the terms
+    (tests/test_fuzz_optim.py: term_slack). Here: 2.8e-4 off relative to max |b|, and within one
+    float32 rounding of the terms for every element."""
+    import reference as R
+
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal(7).astype(np.float32)
+    g = (-949 * p.astype(np.float64) * (1 + 1e-4 * rng.standard_normal(7))).astype(np.float32)
+    v = np.abs(rng.standard_normal(7)).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32)
+    hp = dict(alpha=0.5, weight_decay=949.0, momentum=1e-300)
+    p64, g64 = p.astype(np.float64), g.astype(np.float64)
+    terms = np.abs(g64) + 949.0 * np.abs(p64)
+    state = {"square_avg": v.astype(np.float64), "momentum_buffer": b.astype(np.float64)}
+    R.rmsprop_step(p64, g64, state, 1, **hp)
+    F.rmsprop_([p], [g], [v], None, [b], **hp)
+    avg = np.sqrt(state["square_avg"]) + 1e-8
+    unit = 2.0**-24
+    assert np.all(np.abs(b - state["momentum_buffer"]) <= 2 * unit * terms / avg)
+    assert np.all(np.abs(p - p64) <= 2 * unit * (np.abs(p64) + 1e-2 * terms / avg))
+
+
+# ---- non-finite results from finite extreme hyper-parameters: intermediate overflow ----------
+
+
+def test_rmsprop_nesterov_with_a_tiny_eps_steps_finite_where_float64_is_finite():
+    """Fuzz finding (RMSprop, float32, alpha=1, eps=1e-38, momentum=0.9, nesterov): alpha = 1 keeps
+    v at 0, so u = g / eps ~ 2e38; the look-ahead u + momentum b (3.8e38) overflowed float32 although
+    lr times it (3.8e36) does not. The rule now adds lr u and (lr momentum) b."""
+    import reference as R
+
+    g = np.array([2.0, -2.5, 1.0, 0.5], np.float32)
+    p = np.array([1.0, -1.0, 0.5, 0.0], np.float32)
+    v, b = np.zeros_like(p), np.zeros_like(p)
+    hp = dict(lr=0.01, alpha=1.0, eps=1e-38, momentum=0.9, nesterov=True)
+    p64 = p.astype(np.float64)
+    R.rmsprop_step(p64, g.astype(np.float64), {}, 1, **hp)
+    F.rmsprop_([p], [g], [v], None, [b], **hp)
+    assert np.all(np.isfinite(p)) and np.all(np.abs(p64) < np.finfo(np.float32).max)
+    np.testing.assert_allclose(p, p64, rtol=1e-5)

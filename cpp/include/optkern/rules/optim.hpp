@@ -179,11 +179,11 @@ struct RMSpropHyper {
 template <class T, bool Centered, bool Momentum> struct RMSprop {
   using Hyper = RMSpropHyper;
   static constexpr int kState = 1 + Centered + Momentum;  // square_avg, grad_avg, momentum_buffer
-  T lr, alpha, one_minus_alpha, eps, weight_decay, momentum;
+  T lr, alpha, one_minus_alpha, eps, weight_decay, momentum, lr_momentum;
   bool nesterov, maximize;
   static OK_HD RMSprop at(const Hyper& h, const Counters&) {
     return {T(h.lr),       T(h.alpha),    T(1.0 - h.alpha), T(h.eps), T(h.weight_decay),
-            T(h.momentum), h.nesterov,    h.maximize};
+            T(h.momentum), T(mul_rn(h.lr, h.momentum)), h.nesterov, h.maximize};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
@@ -198,9 +198,11 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
     }
     if constexpr (Momentum) {
       T& b = s[kState - 1];
-      b = b * momentum + g / avg;
-      const T look_ahead = g / avg + momentum * b;
-      p = p + (-lr) * (nesterov ? look_ahead : b);
+      const T u = g / avg;
+      b = b * momentum + u;
+      // Nesterov's lr (u + momentum b) as lr u + (lr momentum) b: u + momentum b can overflow where
+      // the step does not (alpha = 1 keeps v at 0, so u = g / eps: eps = 1e-38 in float32).
+      p = nesterov ? p + (-lr) * u + (-lr_momentum) * b : p + (-lr) * b;
     } else {
       p = p + ((-lr) * g) / avg;
     }
