@@ -208,3 +208,40 @@ def test_rmsprop_nesterov_with_a_tiny_eps_steps_finite_where_float64_is_finite()
     F.rmsprop_([p], [g], [v], None, [b], **hp)
     assert np.all(np.isfinite(p)) and np.all(np.abs(p64) < np.finfo(np.float32).max)
     np.testing.assert_allclose(p, p64, rtol=1e-5)
+
+
+# ---- wrong exception type: NumPy floating-point warnings from valid non-finite input --------
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("method", ["predict", "loss", "loss_and_grad", "hvp", "ggn_vp", "hvp_block", "jvp"])
+def test_mlp_with_an_infinite_parameter_propagates_nan_without_numpy_warnings(activation, method):
+    """Fuzz finding (CI run, MLP [1, 3, 2] with one parameter inf, method 'loss'): inf * 0 in the
+    BLAS product made NumPy warn "invalid value encountered in matmul" -- an exception under
+    ``-W error`` instead of the IEEE result. The MLP's methods now return NaN / inf quietly."""
+    model = MLP([1, 3, 2], activation=activation, dtype=np.float32)
+    params = model.init_params(0)
+    params[0] = np.inf
+    x = np.array([[0.125], [-0.132]], np.float32)
+    y = np.array([0, 0])
+    v = np.ones_like(params)
+    args = {
+        "predict": (params, x),
+        "loss": (params, x, y),
+        "loss_and_grad": (params, x, y),
+        "hvp": (params, x, y, v),
+        "ggn_vp": (params, x, y, v),
+        "hvp_block": (params, x, y, np.stack([v, v])),
+        "jvp": (params, x, v),
+    }[method]
+    with np.errstate(all="raise"):  # the caller's own setting must not turn IEEE results into errors
+        out = getattr(model, method)(*args)
+    m64 = MLP([1, 3, 2], activation=activation, dtype=np.float64)
+    args64 = tuple(a.astype(np.float64) if a.dtype == np.float32 else a for a in args)
+    with np.errstate(all="ignore"):
+        ref = getattr(m64, method)(*args64)
+
+    def flat(r):
+        return np.concatenate([np.ravel(np.asarray(o, np.float64)) for o in (r if isinstance(r, tuple) else (r,))])
+
+    np.testing.assert_allclose(flat(out), flat(ref), rtol=1e-5, atol=1e-6, equal_nan=True)

@@ -17,6 +17,7 @@ gradient and its curvature are those of the training objective, exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -29,6 +30,18 @@ from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_
 
 _NORM_AXIS = {"batch": 0, "layer": 1}
 _NOT_USED = object()  # an argument a method does not take (None is a wrong value, not a missing one)
+
+
+def _ieee(method):
+    """Non-finite values propagate as IEEE arithmetic says (NaN / inf results, as in PyTorch),
+    without NumPy's floating-point warnings from its matrix products (an error under ``-W error``)."""
+
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return method(*args, **kwargs)
+
+    return call
 
 
 class MLP:
@@ -265,23 +278,27 @@ class MLP:
 
     # ---- public API -------------------------------------------------------
 
+    @_ieee
     def predict(self, params, x):
         """Network output (logits for cross-entropy) for inputs ``x`` (N, sizes[0])."""
         xp, x, _ = self._check(params, x)
         return self._forward(self.views(params), x, 0)[1]
 
+    @_ieee
     def accuracy(self, params, x, y):
         """Fraction of rows whose arg-max logit equals the integer label."""
         xp, x, _ = self._check(params, x)
         out = self._forward(self.views(params), x, 0)[1]
         return float((out.argmax(axis=1) == y).mean())
 
+    @_ieee
     def loss(self, params, x, y):
         """The mean loss (a 0-d array of ``dtype``) of the batch ``(x, y)``."""
         xp, x, y = self._check(params, x, y)
         out = self._forward(self.views(params), x, 0)[1]
         return self._loss_head(out, y, need_grad=False)[0]
 
+    @_ieee
     def loss_and_grad(self, params, x, y):
         """``(loss, grad)``: the mean loss and its gradient, a flat array shaped like ``params``."""
         xp, x, y = self._check(params, x, y)
@@ -290,6 +307,7 @@ class MLP:
         loss, g, _ = self._loss_head(out, y)
         return loss, self._backward(P, caches, g, xp.empty_like(params))
 
+    @_ieee
     def hvp(self, params, x, y, v):
         """Exact Hessian-vector product ``H v`` of the mean loss (Pearlmutter's R-operator).
 
@@ -330,6 +348,7 @@ class MLP:
                 g, rg = gz, rgz
         return Hv
 
+    @_ieee
     def ggn_vp(self, params, x, y, v):
         """Generalized Gauss-Newton product ``J^T H_L J v``.
 
@@ -346,6 +365,7 @@ class MLP:
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
         return self._backward(P, caches, rg, xp.empty_like(params))
 
+    @_ieee
     def hvp_block(self, params, x, y, V):
         """``H v_d`` for each row ``v_d`` of ``V`` (``(k, n)``), returned as ``(k, n)``.
 
@@ -358,6 +378,7 @@ class MLP:
         _, x, y, V = self._check_block(params, x, y, V)
         return _block.hvp_block(self, params, x, y, V)
 
+    @_ieee
     def ggn_block(self, params, x, y, V):
         """``G v_d`` (generalized Gauss-Newton) for each row of ``V`` (``(k, n)``), as ``(k, n)``; see ``hvp_block``."""
         _, x, y, V = self._check_block(params, x, y, V)
@@ -373,6 +394,7 @@ class MLP:
         xp, x, y = self._check(params, x, y, V[0])
         return xp, x, y, xp.ascontiguousarray(V)
 
+    @_ieee
     def jvp(self, params, x, v):
         """``J v``: the directional derivative of the network output along ``v``."""
         xp, x, _ = self._check(params, x, v=v)
