@@ -16,7 +16,7 @@
 namespace optkern {
 namespace lowp {
 
-constexpr int64_t kMaxBlock = kQ8MaxBlock;
+constexpr int64_t kMaxBlock = 4096;
 constexpr int64_t kStage = 1024;  // elements staged as float32 per pass when states are not 8-bit
 
 // One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is

@@ -154,9 +154,9 @@ def encode_through_step(g: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarr
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_q8_encode_at_every_code_boundary_under_odd_scales(signed):
-    """The loop's encoder multiplies by 1 / scale where the scalar map divides: code boundaries
-    under scales that are not powers of two (x / scale then rounds, and x * (1 / scale) may land an
-    ulp or two away), every block's absmax one of them."""
+    """Code boundaries under scales that are not powers of two (x / scale then rounds, so a
+    reformulation of the division, e.g. by a reciprocal, would show here), every block's absmax one
+    of them."""
     rng = np.random.default_rng()
     block = 256
     v = boundary_values(signed)
