@@ -154,6 +154,94 @@ bool unscale(py::handle grads, double inv_scale) {
   return false;
 }
 
+// ---- SWALP's quantizers (rules/lowp.hpp: quantize_grid) ----------------------------------------
+
+// x and out: the same array (in place) or disjoint.
+void same_or_disjoint(const py::array& x, const py::array& out) {
+  const auto xl = reinterpret_cast<uintptr_t>(x.data()), ol = reinterpret_cast<uintptr_t>(out.data());
+  const auto xh = xl + uintptr_t(x.nbytes()), oh = ol + uintptr_t(out.nbytes());
+  if (xl != ol && xl < oh && ol < xh)
+    throw py::value_error("out: overlaps x without being x (quantize in place with out=x, or into a new array)");
+}
+
+void check_bits(int64_t bits) {
+  if (bits < 2 || bits > 24) throw py::value_error("bits: expected 2..24, got " + std::to_string(bits));
+}
+
+struct GridArgs {
+  const float* x;
+  float* o;
+  int64_t n;
+  bool stochastic;
+  uint64_t seed, stream, offset;
+};
+
+GridArgs grid_args(py::handle src_h, py::handle out_h, bool stochastic, uint64_t seed, uint64_t stream,
+                   uint64_t offset, py::array& src, py::array& out) {
+  src = check_array(src_h, "x", py::dtype::of<float>(), false);
+  out = check_array(out_h, "out", py::dtype::of<float>(), true);
+  same_size(src, out, "x", "out");
+  same_or_disjoint(src, out);
+  return {static_cast<const float*>(src.data()), static_cast<float*>(out.mutable_data()), int64_t(src.size()),
+          stochastic, seed, stream, offset};
+}
+
+// Element i of x on grid g (random word of global index offset + i in `stream` of `seed`).
+inline void grid_range(const GridArgs& a, const lowp::Grid& g, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) {
+    const uint32_t rnd = a.stochastic ? philox::word(a.offset + uint64_t(i), a.seed, a.stream) : 0u;
+    a.o[i] = lowp::quantize_grid(a.x[i], g, a.stochastic, rnd);
+  }
+}
+
+// The largest finite |x[i]| for i in [lo, hi) (0 for none): the bits of |x| order like the values.
+uint32_t finite_absmax_bits(const float* x, int64_t lo, int64_t hi) {
+  uint32_t m = 0;
+  for (int64_t i = lo; i < hi; ++i) {
+    const uint32_t a = lowp::bits_of(x[i]) & 0x7fffffffu;
+    m = a < 0x7f800000u && a > m ? a : m;
+  }
+  return m;
+}
+
+void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int64_t frac, bool stochastic,
+                          uint64_t seed, uint64_t stream, uint64_t offset) {
+  check_bits(bits);
+  if (frac < -100 || frac > 100) throw py::value_error("frac: expected -100..100, got " + std::to_string(frac));
+  py::array src, out;
+  const GridArgs a = grid_args(src_h, out_h, stochastic, seed, stream, offset, src, out);
+  const lowp::Grid g = lowp::fixed_point_grid(int(bits), int(frac));
+  py::gil_scoped_release nogil;
+  const auto chunks = make_chunks({a.n});
+  for_each_chunk(chunks, a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
+}
+
+// One shared exponent per `block` elements (block 0: the whole array, its absmax reduced first).
+void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t block, bool stochastic,
+                       uint64_t seed, uint64_t stream, uint64_t offset) {
+  check_bits(bits);
+  if (block < 0) throw py::value_error("block: expected >= 0 (0: one block), got " + std::to_string(block));
+  py::array src, out;
+  const GridArgs a = grid_args(src_h, out_h, stochastic, seed, stream, offset, src, out);
+  py::gil_scoped_release nogil;
+  if (block == 0) {
+    const auto chunks = make_chunks({a.n});
+    std::vector<uint32_t> part(chunks.size(), 0u);
+    for_each_chunk(chunks, a.n, [&](const Chunk& c) {
+      part[size_t(&c - chunks.data())] = finite_absmax_bits(a.x, c.start, c.start + c.len);
+    });
+    uint32_t m = 0;
+    for (uint32_t p : part) m = p > m ? p : m;
+    const lowp::Grid g = lowp::block_fp_grid(lowp::float_of(m), int(bits));
+    for_each_chunk(chunks, a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
+    return;
+  }
+  parallel_for(block_count(a.n, block), [&](int64_t b) {
+    const int64_t lo = b * block, hi = lo + block < a.n ? lo + block : a.n;
+    grid_range(a, lowp::block_fp_grid(lowp::float_of(finite_absmax_bits(a.x, lo, hi)), int(bits)), lo, hi);
+  });
+}
+
 }  // namespace
 
 void register_lowp(py::module_& m) {
@@ -168,6 +256,12 @@ void register_lowp(py::module_& m) {
         py::arg("block"), "Inverse of lowp_quantize_blockwise.");
   m.def("lowp_unscale_", &unscale, py::arg("grads"), py::arg("inv_scale"),
         "g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.");
+  m.def("lowp_quantize_fixed_point", &quantize_fixed_point, py::arg("x"), py::arg("out"), py::arg("bits"),
+        py::arg("frac"), py::arg("stochastic"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
+        "SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.");
+  m.def("lowp_quantize_block_fp", &quantize_block_fp, py::arg("x"), py::arg("out"), py::arg("bits"),
+        py::arg("block"), py::arg("stochastic"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
+        "SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).");
   m.def("lowp_decode_map", [](bool is_signed) {
           py::array_t<float> out(256);
           auto* o = out.mutable_data();

@@ -129,3 +129,95 @@ def test_q8_decode_of_every_code():
     )
     want = lowp.dequantize_blockwise(codes, scales, block)
     np.testing.assert_array_equal(-p, want)
+
+
+def encode_through_step(g: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and scales of the loop's encoder for `g` (SGD's first momentum step stores b = g)."""
+    codes = np.zeros(g.size, np.uint8)
+    scales = np.zeros(lowp.n_blocks(g.size, block), np.float32)
+    step(
+        "sgd",
+        [0.0, 0.0, 0.0, 0.0],
+        [False, False, True, False],
+        [np.zeros_like(g)],
+        [g],
+        None,
+        [[codes]],
+        [[scales]],
+        "float32",
+        "int8",
+        1,
+        block,
+    )
+    return codes, scales
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_q8_encode_at_every_code_boundary_under_odd_scales(signed):
+    """Code boundaries under scales that are not powers of two (x / scale then rounds, so a
+    reformulation of the division, e.g. by a reciprocal, would show here), every block's absmax one
+    of them."""
+    rng = np.random.default_rng()
+    block = 256
+    v = boundary_values(signed)
+    v = v[np.abs(v) <= 1]
+    for scale in np.array([0.37, 3.1e-5, 6.5e4, 1.7e-30, 2.9e30, 0.999999, 1.0000001], np.float32):
+        rng.shuffle(v)
+        nb = -(-v.size // (block - 1))
+        g = np.zeros(nb * block, np.float32)
+        for b in range(nb):
+            part = v[b * (block - 1) : (b + 1) * (block - 1)]
+            g[b * block : b * block + part.size] = part * scale
+            g[b * block + block - 1] = -scale if signed and b % 2 else scale
+        if signed:
+            g[::block] = -np.abs(g[::block]) - np.float32(1e-38)  # every block signed
+        got_c, got_s = encode_through_step(g, block)
+        want_c, want_s = lowp.quantize_blockwise(g, block)
+        np.testing.assert_array_equal(got_s, want_s)
+        np.testing.assert_array_equal(got_c, want_c, err_msg=f"scale {scale}")
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_q8_encode_dense_sweep_of_the_unit_interval(signed):
+    """Every 61st float32 in [0, 1] (17M values, all decades of the map) as fractions of random
+    block scales, against the scalar quantize."""
+    rng = np.random.default_rng()
+    block = 4096
+    v = np.arange(0, 0x3F800001, 61, dtype=np.uint32).view(np.float32)
+    rng.shuffle(v)
+    nb = -(-v.size // (block - 1))
+    v = np.concatenate([v, np.zeros(nb * (block - 1) - v.size, np.float32)]).reshape(nb, block - 1)
+    scale = (10.0 ** rng.uniform(-3, 3, nb)).astype(np.float32)
+    g = np.empty((nb, block), np.float32)
+    g[:, :-1] = v * scale[:, None]
+    g[:, -1] = scale
+    if signed:
+        g[:, :-1] *= rng.choice(np.array([-1, 1], np.float32), size=(nb, block - 1))
+        g[:, 0] = -np.abs(g[:, 0]) - np.float32(1e-38)
+    g = g.ravel()
+    got_c, got_s = encode_through_step(g, block)
+    want_c, want_s = lowp.quantize_blockwise(g, block)
+    np.testing.assert_array_equal(got_s, want_s)
+    np.testing.assert_array_equal(got_c, want_c)
+
+
+@pytest.mark.parametrize("block", [64, 256, 2048])
+def test_q8_encode_random_blocks_with_specials(block):
+    """Log-uniform magnitudes over 12 decades, random signs, scales from subnormal to huge, and
+    NaN / inf / zero / subnormal entries: the loop's codes and scales are the scalar quantize's."""
+    rng = np.random.default_rng()
+    n = 301 * block + 17
+    g = (10.0 ** rng.uniform(-12, 0, n) * rng.choice([-1.0, 1.0], n)).astype(np.float32)
+    nb = lowp.n_blocks(n, block)
+    scale = (10.0 ** rng.uniform(-40, 38, nb)).astype(np.float32)
+    g = (g * np.repeat(scale, block)[:n]).astype(np.float32)
+    g[rng.integers(0, n, 50)] = np.nan
+    g[rng.integers(0, n, 20)] = np.inf
+    g[rng.integers(0, n, 20)] = -np.inf
+    g[rng.integers(0, n, 50)] = 0.0
+    g[rng.integers(0, n, 50)] = np.float32(1e-44)
+    g[: block * 10] = np.abs(g[: block * 10])  # unsigned blocks too
+    got_c, got_s = encode_through_step(g, block)
+    want_c, want_s = lowp.quantize_blockwise(g, block)
+    np.testing.assert_array_equal(got_s, want_s)
+    np.testing.assert_array_equal(got_c, want_c)

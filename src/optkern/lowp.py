@@ -47,7 +47,9 @@ __all__ = [
     "decode_map",
     "dequantize_blockwise",
     "from_half",
+    "quantize_block_fp",
     "quantize_blockwise",
+    "quantize_fixed_point",
     "stochastic_round",
     "to_bfloat16",
     "to_float16",
@@ -206,3 +208,46 @@ def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
 def decode_map(signed: bool) -> np.ndarray:
     """The 256 values (fractions of the block scale) a code byte stands for."""
     return _backend.cpu.lowp_decode_map(bool(signed))
+
+
+# ---- SWALP's quantizers (Yang et al. 2019) ---------------------------------------------------------
+
+
+def _grid_call(fn, x, out, bits, extra, rounding, seed, step, offset):
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
+    x = _float32(x)
+    if out is None:
+        out = np.empty_like(x)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape:
+        raise TypeError(f"out: expected a float32 numpy.ndarray of shape {x.shape}")
+    bits = _backend.integer("bits", bits, lo=2)
+    fn(x, out, bits, extra, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset))
+    return out
+
+
+def quantize_fixed_point(
+    x, bits: int = 8, frac: int = 6, *, rounding: str = "stochastic", seed=0, step=0, offset=0, out=None
+):
+    """SWALP's fixed point: ``x`` on the grid of ``bits``-bit signed integers times ``2^-frac``.
+
+    ``Q(x) = 2^-frac * clip(floor(x 2^frac + u), -2^(bits-1), 2^(bits-1) - 1)`` with ``u`` uniform
+    in [0, 1) (``rounding='stochastic'``: unbiased inside the range; element i uses Philox word
+    ``offset + i`` of stream ``step`` of ``seed``, as :func:`stochastic_round`) or rounding to
+    nearest even (``'nearest'``). NaN stays NaN; values beyond the range (and +-inf) saturate.
+    Returns float32 (a new array, or ``out``, which may be ``x`` itself to quantize in place)."""
+    frac = _backend.integer("frac", frac, lo=-100)
+    return _grid_call(_backend.cpu.lowp_quantize_fixed_point, x, out, bits, frac, rounding, seed, step, offset)
+
+
+def quantize_block_fp(
+    x, bits: int = 8, block: int = 0, *, rounding: str = "stochastic", seed=0, step=0, offset=0, out=None
+):
+    """SWALP's block floating point: one shared exponent per ``block`` consecutive elements of the
+    flat array (``block=0``: the whole array), ``bits``-bit signed mantissas.
+
+    A block whose largest finite magnitude is ``a`` (``E = floor(log2 a)``) uses the fixed-point
+    grid of step ``2^(E - bits + 2)``: ``a`` keeps ``bits - 1`` significant bits and nothing finite
+    clips. Rounding, NaN/inf and ``out`` as in :func:`quantize_fixed_point`."""
+    block = _backend.integer("block", block, lo=0)
+    return _grid_call(_backend.cpu.lowp_quantize_block_fp, x, out, bits, block, rounding, seed, step, offset)

@@ -123,12 +123,47 @@ OK_HD uint16_t f32_to_f16_sr(float x, uint32_t rnd) {
   return uint16_t(sign | (s.q + (uint64_t(rnd) < thr ? 1u : 0u)));
 }
 
-// ---- stochastic rounding to a fixed grid (SWALP fixed point, linear int8) -----------------------
-
-// floor(x / step + u) * step with u uniform in [0, 1) from 24 bits of rnd: the
-// expectation is x (to 2^-24 of a step), the result a multiple of step.
-OK_HD float sr_floor_index(float x_over_step, uint32_t rnd) {
-  return floorf(x_over_step + float(rnd >> 8) * 5.9604644775390625e-08f);
+// ---- SWALP's quantizers (Yang et al. 2019): W-bit fixed point and block floating point ----------
+//
+// x goes to a grid of W-bit two's-complement integers times a power-of-two step,
+//     Q(x) = step * clip(floor(x / step + u), -2^(W-1), 2^(W-1) - 1),
+// u uniform in [0, 1) (stochastic rounding: E[Q(x)] = x inside the range) or rounding to nearest
+// even. Fixed point <W, F>: step = 2^-F. Block floating point: one exponent per block, the largest
+// finite |x|'s E = floor(log2 absmax), step = 2^(E - W + 2), so the absmax's index lies in
+// [2^(W-2), 2^(W-1)) and nothing finite clips. In double, where x / step (a float times a power of
+// two) and u's 24 bits add exactly for |x / step| < 2^28, so the expectation is exact to 2^-24 of a
+// step. NaN stays NaN, +-inf saturates.
+struct Grid {
+  double step, inv_step, lo, hi;  // lo, hi: the integer range, in steps
+};
+OK_HD Grid grid_of(int log2_step, int bits) {
+#if defined(__CUDA_ARCH__)
+  const double step = ldexp(1.0, log2_step), top = ldexp(1.0, bits - 1);
+#else
+  const double step = std::ldexp(1.0, log2_step), top = std::ldexp(1.0, bits - 1);
+#endif
+  return {step, 1.0 / step, -top, top - 1.0};  // 1 / step: exact, a power of two
+}
+OK_HD Grid fixed_point_grid(int bits, int frac) { return grid_of(-frac, bits); }
+// E = floor(log2 absmax) from absmax's bits (absmax finite, >= 0; 0 gives the grid of 2^-126).
+OK_HD Grid block_fp_grid(float absmax, int bits) {
+  const uint32_t u = bits_of(absmax);
+  int e = int(u >> 23) - 127;
+  if (e == -127) {  // subnormal (or 0): the leading one of the significand
+    for (uint32_t m = u & 0x7fffffu; m; m >>= 1) ++e;
+    e = e == -127 ? -126 : e - 23;
+  }
+  return grid_of(e - bits + 2, bits);
+}
+OK_HD float quantize_grid(float x, const Grid& g, bool stochastic, uint32_t rnd) {
+  const double y = double(x) * g.inv_step;
+#if defined(__CUDA_ARCH__)
+  double i = stochastic ? floor(y + double(rnd >> 8) * 5.9604644775390625e-08) : rint(y);
+#else
+  double i = stochastic ? std::floor(y + double(rnd >> 8) * 5.9604644775390625e-08) : std::rint(y);
+#endif
+  i = i < g.lo ? g.lo : (i > g.hi ? g.hi : i);  // (a NaN passes both tests)
+  return float(i * g.step);
 }
 
 // ---- blockwise 8-bit dynamic quantization -------------------------------------------------------

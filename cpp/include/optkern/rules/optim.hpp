@@ -70,6 +70,14 @@ template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) {
 }
 #endif
 
+// One rounding of a b + c wherever it runs (torch's add(other, alpha=...) is an fmadd in its vector
+// kernels): GCC may factor a select around a product out of an addition and then cannot contract.
+#if defined(__CUDA_ARCH__)
+template <class T> OK_HD T fma_t(T a, T b, T c) { return fma(a, b, c); }
+#else
+template <class T> OK_HD T fma_t(T a, T b, T c) { return std::fma(a, b, c); }
+#endif
+
 // What a step's scalars depend on besides the hyper-parameters: the step
 // count t (from 1, this step included) and, for NAdam, the product of the
 // momentum schedule up to step t - 1 (1.0 before the first step).
@@ -185,24 +193,29 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
     return {T(h.lr),       T(h.alpha),    T(1.0 - h.alpha), T(h.eps), T(h.weight_decay),
             T(h.momentum), T(mul_rn(h.lr, h.momentum)), h.nesterov, h.maximize};
   }
+  // torch's ops, each rounded where torch rounds: square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha);
+  // avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_() (centered) or square_avg.sqrt(), then
+  // .add_(eps); buf.mul_(momentum).addcdiv_(g, avg) and param.add_(buf, alpha=-lr), or
+  // param.addcdiv_(g, avg, value=-lr).
   OK_HD void operator()(T& p, T g, T* s) const {
-    g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] * alpha + one_minus_alpha * g * g;
+    g = g * (maximize ? T(-1) : T(1));
+    g = weight_decay != T(0) ? fma_t(p, weight_decay, g) : g;  // grad.add(param, alpha=weight_decay)
+    s[0] = scaled_fma(s[0], alpha, one_minus_alpha * g, g);
     T avg;
     if constexpr (Centered) {
       s[1] = lerp(s[1], g, one_minus_alpha);
-      const T var = s[0] + (-T(1)) * s[1] * s[1];
+      const T var = s[0] + (-s[1]) * s[1];  // addcmul's one fused multiply-add
       avg = ok_sqrt(var < T(0) ? T(0) : var) + eps;  // a NaN stays NaN
     } else {
       avg = ok_sqrt(s[0]) + eps;
     }
     if constexpr (Momentum) {
       T& b = s[kState - 1];
-      const T u = g / avg;
-      b = b * momentum + u;
-      // Nesterov's lr (u + momentum b) as lr u + (lr momentum) b: u + momentum b can overflow where
-      // the step does not (alpha = 1 keeps v at 0, so u = g / eps: eps = 1e-38 in float32).
-      p = nesterov ? p + (-lr) * u + (-lr_momentum) * b : p + (-lr) * b;
+      const T step = g / avg;
+      b = scaled_plus(b, momentum, step);
+      // Nesterov's lr (step + momentum b) as lr step + (lr momentum) b: step + momentum b can overflow
+      // where the update does not (alpha = 1 keeps v at 0, so step = g / eps: eps = 1e-38 in float32).
+      p = nesterov ? p + (-lr) * step + (-lr_momentum) * b : p + (-lr) * b;
     } else {
       p = p + ((-lr) * g) / avg;
     }
@@ -223,11 +236,15 @@ template <class T> struct Adadelta {
   static OK_HD Adadelta at(const Hyper& h, const Counters&) {
     return {T(h.lr), T(h.rho), T(1.0 - h.rho), T(h.eps), T(h.weight_decay), h.maximize};
   }
+  // torch's ops, each rounded where torch rounds: square_avg.mul_(rho).addcmul_(g, g, value=1 - rho);
+  // delta = acc_delta.add(eps).sqrt_().div_(square_avg.add(eps).sqrt_()).mul_(g);
+  // acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho); param.add_(delta, alpha=-lr).
   OK_HD void operator()(T& p, T g, T* s) const {
-    g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] * rho + one_minus_rho * g * g;
+    g = g * (maximize ? T(-1) : T(1));
+    g = weight_decay != T(0) ? fma_t(p, weight_decay, g) : g;  // grad.add(param, alpha=weight_decay)
+    s[0] = scaled_fma(s[0], rho, one_minus_rho * g, g);
     const T d = ok_sqrt(s[1] + eps) / ok_sqrt(s[0] + eps) * g;
-    s[1] = s[1] * rho + one_minus_rho * d * d;
+    s[1] = scaled_fma(s[1], rho, one_minus_rho * d, d);
     p = p + (-lr) * d;
   }
 };

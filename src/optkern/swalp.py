@@ -1,0 +1,132 @@
+"""SWALP (Yang et al., ICML 2019): stochastic weight averaging over low-precision SGD iterates.
+
+Low-precision SGD, as the paper's training code runs it (quantizers after
+``optkern.lowp.quantize_block_fp`` / ``quantize_fixed_point``, stochastic rounding):
+
+    g_q = Q_G(g)                                  the gradient, quantized
+    b <- momentum b + g_q + weight_decay w        (b <- g_q + weight_decay w on the first step)
+    w <- w - lr b                                 in float32 (optkern.functional.sgd_)
+    b <- Q_M(b),  w <- Q_W(w)                     buffers and weights stored quantized
+
+so the weights the model sees are always on the low-precision grid. SWA in full precision: from
+step ``swa_start`` on, every ``cycle`` steps the (quantized) weights are folded into a float32
+running mean (``optkern.swa.AveragedParams``, mode "swa"); the average itself is not quantized.
+The paper pairs this with a constant or cyclic learning rate after ``swa_start``
+(``optkern.schedules.swalr``, or assign ``lr`` between steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend, functional, lowp
+from .swa import AveragedParams
+
+__all__ = ["SWALP"]
+
+_WHAT = ("weight", "grad", "momentum")
+
+
+class SWALP:
+    """Low-precision SGD with momentum + SWA in full precision.
+
+    Args:
+      params: float32 arrays, updated in place (quantized at construction).
+      lr, momentum, weight_decay: SGD's (torch's form, no dampening).
+      number: "block_fp" (one shared exponent per ``block`` elements; 0: per array, as the paper's
+        per-tensor blocks) or "fixed_point" (``frac`` fractional bits).
+      bits: word length of every quantizer, or a dict {"weight", "grad", "momentum"} -> bits.
+      swa_start, cycle: average after step ``swa_start`` and then every ``cycle`` steps (steps
+        count from 1).
+      rounding: "stochastic" (the paper's) or "nearest" (to nearest even; an ablation).
+      seed: stochastic rounding's Philox key; weights, gradients and momentum take seed, seed + 1,
+        seed + 2, stream = the step, offset = the element's index in the list's flat order.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        *,
+        number: str = "block_fp",
+        bits=8,
+        block: int = 0,
+        frac: int = 6,
+        swa_start: int = 0,
+        cycle: int = 1,
+        seed: int = 0,
+        rounding: str = "stochastic",
+    ):
+        if rounding not in ("stochastic", "nearest"):
+            raise ValueError(f"rounding: expected 'stochastic' or 'nearest', got {rounding!r}")
+        self.rounding = rounding
+        if number not in ("block_fp", "fixed_point"):
+            raise ValueError(f"number: expected 'block_fp' or 'fixed_point', got {number!r}")
+        bits = dict.fromkeys(_WHAT, bits) if not isinstance(bits, dict) else dict(bits)
+        if set(bits) != set(_WHAT):
+            raise ValueError(f"bits: expected an int or a dict with keys {_WHAT}, got {sorted(bits)}")
+        self.bits = {k: _backend.integer(f"bits[{k!r}]", v, lo=2) for k, v in bits.items()}
+        self.number = number
+        self.block = _backend.integer("block", block, lo=0)
+        self.frac = _backend.integer("frac", frac, lo=-100)
+        self.swa_start = _backend.integer("swa_start", swa_start, lo=0)
+        self.cycle = _backend.integer("cycle", cycle, lo=1)
+        self.seed = _backend.integer("seed", seed, lo=0)
+        self.lr = _backend.in_range("lr", lr, 0.0)
+        self.momentum = _backend.in_range("momentum", momentum, 0.0, 1.0)
+        self.weight_decay = _backend.in_range("weight_decay", weight_decay, 0.0)
+        self.params = _backend.as_list(params, "params")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, np.ndarray) or p.dtype != np.float32 or not p.flags.c_contiguous:
+                raise TypeError(f"params[{i}]: expected a C-contiguous float32 numpy.ndarray")
+        self.offsets = np.concatenate([[0], np.cumsum([p.size for p in self.params])]).tolist()
+        self.t = 0
+        self.buffers = [np.zeros_like(p) for p in self.params] if self.momentum > 0 else None
+        for i, p in enumerate(self.params):
+            self._quantize("weight", i, p, out=p)
+        self.swa = AveragedParams(self.params, mode="swa")
+
+    def _quantize(self, what: str, i: int, x, out=None):
+        kw = dict(
+            rounding=self.rounding,
+            seed=self.seed + _WHAT.index(what),
+            step=self.t,
+            offset=self.offsets[i],
+            out=out,
+        )
+        if self.number == "block_fp":
+            return lowp.quantize_block_fp(x, self.bits[what], self.block, **kw)
+        return lowp.quantize_fixed_point(x, self.bits[what], self.frac, **kw)
+
+    def step(self, grads) -> None:
+        """One low-precision SGD step with ``grads`` (float32, the params' shapes), then SWA."""
+        grads = _backend.as_list(grads, "grads")
+        if len(grads) != len(self.params):
+            raise ValueError(f"grads: expected {len(self.params)} arrays, got {len(grads)}")
+        for i, (g, p) in enumerate(zip(grads, self.params)):
+            if not isinstance(g, np.ndarray) or g.dtype != np.float32 or g.shape != p.shape:
+                raise TypeError(f"grads[{i}]: expected a float32 numpy.ndarray of shape {p.shape}")
+        self.t += 1
+        gq = [self._quantize("grad", i, g) for i, g in enumerate(grads)]
+        functional.sgd_(
+            self.params,
+            gq,
+            self.buffers,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            first=self.t == 1,
+        )
+        for i, p in enumerate(self.params):
+            if self.buffers is not None:
+                self._quantize("momentum", i, self.buffers[i], out=self.buffers[i])
+            self._quantize("weight", i, p, out=p)
+        if self.t >= self.swa_start and (self.t - self.swa_start) % self.cycle == 0:
+            self.swa.update(self.params)
+
+    @property
+    def averages(self) -> list:
+        """The SWA model (float32, full precision): the mean of the averaged iterates."""
+        return self.swa.averages
