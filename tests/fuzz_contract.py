@@ -95,17 +95,19 @@ def check_call(call, names, *, state=(), ok=True):
     return True, result
 
 
-def assert_close(out, ref, dtype, what="result", scale=None, rtol=None):
+def assert_close(out, ref, dtype, what="result", scale=None, rtol=None, nan_for_inf=False):
     """``out`` equals the float64 ``ref`` to the dtype's precision, normwise (cancellation in an
     update is measured against the size of its terms: ``scale``, default max |ref|), NaN only where
-    ``ref`` is NaN, and finite wherever ``ref`` is finite in ``dtype``."""
+    ``ref`` is NaN (or, with ``nan_for_inf``, infinite: from an infinite input, inf or NaN depends on
+    how a formula is written -- torch's ``lerp`` gives inf + w (g - inf) = NaN where the textbook
+    ``b m + (1 - b) g`` gives inf), and finite wherever ``ref`` is finite in ``dtype``."""
     out = np.asarray(out)
     ref = np.asarray(ref, np.float64)
     assert out.shape == ref.shape or out.size == ref.size, f"{what}: shape {out.shape}, reference {ref.shape}"
     o = out.astype(np.float64).reshape(ref.shape)
     fmax = float(np.finfo(dtype).max) if np.dtype(dtype).kind == "f" else np.inf
     representable = np.isfinite(ref) & (np.abs(ref) <= fmax)
-    bad_nan = np.isnan(o) & ~np.isnan(ref)
+    bad_nan = np.isnan(o) & ~np.isnan(ref) & ~(nan_for_inf & np.isinf(ref))
     if bad_nan.any():
         raise ContractError(f"{what}: NaN at {np.argwhere(bad_nan)[:3].tolist()} where the reference is not NaN")
     not_finite = ~np.isfinite(o) & representable
