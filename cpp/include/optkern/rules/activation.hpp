@@ -72,7 +72,9 @@ template <class T> OK_HD T expm1_reduced(T x, T& s) {
     q = q * r + T(0.5);
   }
   q = (q * r) * r + r;
-  const typename B::I bits = (typename B::I(k) + B::bias) << B::shift;
+  // A NaN x leaves q NaN (so the result); its k must not reach the integer conversion (undefined).
+  const T kk = k == k ? k : T(0);
+  const typename B::I bits = (typename B::I(kk) + B::bias) << B::shift;
   std::memcpy(&s, &bits, sizeof(T));
   return q;
 }
