@@ -49,7 +49,7 @@ def sample(rng, n):
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
 @pytest.mark.parametrize("bits,frac", [(8, 6), (4, 1), (12, -2)])
 def test_fixed_point_against_float64(n, rounding, bits, frac):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(20261131)
     x = sample(rng, n)
     seed, offset = int(rng.integers(1 << 40)), int(rng.integers(1 << 20))
     got = lowp.quantize_fixed_point(x, bits, frac, rounding=rounding, seed=seed, offset=offset)
@@ -61,7 +61,7 @@ def test_fixed_point_against_float64(n, rounding, bits, frac):
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
 @pytest.mark.parametrize("block", [0, 64, 100])
 def test_block_fp_against_float64(n, rounding, block):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(20261132)
     x = sample(rng, n)
     if n > 200:  # blocks of very different magnitudes, one all-zero block
         x[64:128] *= np.float32(1e-30)
@@ -81,7 +81,7 @@ def test_block_fp_keeps_bits_minus_one_significant_bits_of_the_absmax():
 
 @pytest.mark.parametrize("number", ["fixed_point", "block_fp"])
 def test_stochastic_rounding_is_unbiased(number):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(20261133)
     n = 200_000
     v = np.float32(rng.uniform(-0.9, 0.9))
     x = np.full(n, v, np.float32)
@@ -98,7 +98,7 @@ def test_stochastic_rounding_is_unbiased(number):
 
 
 def test_stochastic_rounding_is_deterministic_per_seed_step_offset():
-    x = np.random.default_rng().standard_normal(5000).astype(np.float32)
+    x = np.random.default_rng(20261134).standard_normal(5000).astype(np.float32)
     a = lowp.quantize_block_fp(x, 8, 64, seed=3, step=2)
     np.testing.assert_array_equal(a, lowp.quantize_block_fp(x, 8, 64, seed=3, step=2))
     assert not np.array_equal(a, lowp.quantize_block_fp(x, 8, 64, seed=3, step=3))
@@ -108,7 +108,7 @@ def test_stochastic_rounding_is_deterministic_per_seed_step_offset():
 
 
 def test_in_place_and_bad_input():
-    x = np.random.default_rng().standard_normal(1000).astype(np.float32)
+    x = np.random.default_rng(20261135).standard_normal(1000).astype(np.float32)
     want = lowp.quantize_block_fp(x, 8, 64, seed=1)
     assert lowp.quantize_block_fp(x, 8, 64, seed=1, out=x) is x
     np.testing.assert_array_equal(x, want)
@@ -151,7 +151,7 @@ def test_swalp_step_against_float64_reference():
     """Each step from SWALP's own state: quantized gradient, float64 SGD momentum step, quantized
     buffers and weights (nearest rounding, so the reference needs no random words): equal but where
     float32 and float64 round to different sides of a grid midpoint."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(20261136)
     grads, params, _ = least_squares(rng)
     lr, mu, wd = 0.05, 0.9, 1e-3
     opt = SWALP(params, lr, mu, wd, block=0, rounding="nearest")
@@ -177,7 +177,7 @@ def test_swalp_step_against_float64_reference():
 
 
 def test_swalp_average_is_the_float64_mean_of_the_quantized_iterates():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(20261137)
     grads, params, _ = least_squares(rng)
     opt = SWALP(params, 0.05, 0.9, swa_start=10, cycle=3, seed=int(rng.integers(1 << 40)))
     kept = []
@@ -196,7 +196,7 @@ def test_swalp_average_is_the_float64_mean_of_the_quantized_iterates():
 
 def test_swalp_average_lands_closer_to_the_optimum_than_the_last_iterate():
     """SWALP's point: 8-bit SGD at a constant lr rattles around the optimum, its average does not."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(20261138)
     grads, params, opt_w = least_squares(rng)
     opt = SWALP(params, 0.1, 0.5, swa_start=200, cycle=1, seed=int(rng.integers(1 << 40)))
     for _ in range(600):
