@@ -133,6 +133,24 @@ def test_constant_row_with_a_subnormal_eps_is_normalized_to_zero_not_nan(eps):
     assert np.array_equal(y3, np.full_like(x3, 0.5))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["group", "instance", "layer", "batch"])
+def test_constant_row_with_a_tiny_eps_keeps_rstd_to_the_dtype_precision(dtype, kind):
+    """Fuzz finding (seed 20261130, float32 instance norm of [1000.12573] * 2, eps 1e-38): eps * 4^-e
+    fell below float32's normal range and kept 3 bits, rstd came out 1.0041e19 instead of 1e19."""
+    tiny = 1e-38 if dtype == np.float32 else 1e-306
+    x = np.full((2, 1, 2), 1000.12573, dtype)
+    call = {
+        "group": lambda: norm.group_norm(x, 1, eps=tiny),
+        "instance": lambda: norm.instance_norm(x, eps=tiny),
+        "layer": lambda: norm.layer_norm(x, 2, eps=tiny),
+        "batch": lambda: norm.batch_norm(x.reshape(4, 1), eps=tiny),
+    }[kind]
+    _, saved = call()
+    want = 1.0 / np.sqrt(float(dtype(tiny)))
+    np.testing.assert_allclose(np.asarray(saved.rstd, np.float64), want, rtol=4 * np.finfo(dtype).eps)
+
+
 # ---- harness: a valid call in the other float dtype was judged by the drawn dtype's tolerance ----
 
 
