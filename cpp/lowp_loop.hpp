@@ -19,41 +19,40 @@ namespace lowp {
 constexpr int64_t kMaxBlock = 4096;
 constexpr int64_t kStage = 1024;  // elements staged as float32 per pass when states are not 8-bit
 
-// One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is
-// decoded into L1-resident float32 buffers, then the fp32 optimizer's own
-// element loop (rule_loop, multi_tensor.hpp) updates the fp32 weights in place
-// -- the same compiled code as a float32 step, so the master weights and the
-// states come out bit for bit as the fp32 optimizer computes them -- and the
-// results are encoded back: the param rounded (nearest even or stochastic),
-// bf16 states rounded stochastically, 8-bit states requantized with the
-// absmax of their new values (the stage is one 8-bit block).
-template <Fmt PF, Fmt SF, class Rule>
-OK_CLONES void stage(const Rule rule, const Tensor& t, int64_t lo, int64_t hi, const Config& c, float* gbuf,
-                     float* sbuf) {
-  constexpr int K = Rule::kState;
-  const int64_t n = hi - lo;
-  float* w = PF == Fmt::f32 ? static_cast<float*>(t.p) + lo : t.master + lo;
-  const float* g = static_cast<const float*>(t.g) + lo;
-  if constexpr (PF != Fmt::f32) {
+// The format conversions of a stage, compiled per storage format and ISA level
+// but not per rule: a rule changes only the element loop between them (and
+// cloning every rule x format pair tripled the build's longest compile).
+//
+// The grads as float32: the array itself, or decoded into gbuf.
+template <Fmt PF>
+OK_CLONES const float* load_grads(const Tensor& t, int64_t lo, int64_t n, float* gbuf) {
+  if constexpr (PF == Fmt::f32) {
+    return static_cast<const float*>(t.g) + lo;
+  } else {
     for (int64_t i = 0; i < n; ++i) gbuf[i] = load<PF>(t.g, lo + i);
-    g = gbuf;
+    return gbuf;
   }
-  float* s[3] = {nullptr, nullptr, nullptr};
-  float old[3] = {0.0f, 0.0f, 0.0f};
+}
+
+// States 0..K-1 as float32 in s[]: the arrays themselves, or decoded into sbuf.
+template <Fmt SF>
+OK_CLONES void load_states(const Tensor& t, int K, int64_t lo, int64_t n, const Config& c, float* sbuf, float** s) {
   for (int k = 0; k < K; ++k) {
     if constexpr (SF == Fmt::f32) {
       s[k] = static_cast<float*>(t.s[k]) + lo;
     } else {
       s[k] = sbuf + k * kMaxBlock;
-      if constexpr (SF == Fmt::q8) {
-        old[k] = t.scale[k][lo / c.block];
-        q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + lo, s[k], n, old[k]);
-      } else {
+      if constexpr (SF == Fmt::q8)
+        q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + lo, s[k], n, t.scale[k][lo / c.block]);
+      else
         for (int64_t i = 0; i < n; ++i) s[k][i] = load<SF>(t.s[k], lo + i);
-      }
     }
   }
-  rule_loop<float, Rule>(rule, w, g, s[0], s[1], s[2], n);
+}
+
+// The updated fp32 weights w rounded into a low-precision param (nearest even or stochastic).
+template <Fmt PF>
+OK_CLONES void store_params(const Tensor& t, int64_t lo, int64_t n, const float* w, const Config& c) {
   if constexpr (PF != Fmt::f32) {
     if (c.sr_param)
       for (int64_t i = 0; i < n; ++i)
@@ -61,6 +60,12 @@ OK_CLONES void stage(const Rule rule, const Tensor& t, int64_t lo, int64_t hi, c
     else
       for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], false, 0u);
   }
+}
+
+// The updated states back into their storage: bf16 rounded stochastically,
+// 8-bit requantized with the absmax of their new values (the stage is one block).
+template <Fmt SF>
+OK_CLONES void store_states(const Tensor& t, int K, int64_t lo, int64_t n, const Config& c, float* const* s) {
   for (int k = 0; k < K; ++k) {
     if constexpr (SF == Fmt::bf16) {
       for (int64_t i = 0; i < n; ++i) store_state<SF>(t, k, lo + i, s[k][i], c);
@@ -70,6 +75,25 @@ OK_CLONES void stage(const Rule rule, const Tensor& t, int64_t lo, int64_t hi, c
       q8_encode_block(s[k], static_cast<uint8_t*>(t.s[k]) + lo, n, sc);
     }
   }
+}
+
+// One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is
+// decoded into L1-resident float32 buffers, then the fp32 optimizer's own
+// element loop (rule_loop, multi_tensor.hpp) updates the fp32 weights in place
+// -- the same compiled code as a float32 step, so the master weights and the
+// states come out bit for bit as the fp32 optimizer computes them -- and the
+// results are encoded back.
+template <Fmt PF, Fmt SF, class Rule>
+void stage(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Config& c, float* gbuf, float* sbuf) {
+  constexpr int K = Rule::kState;
+  const int64_t n = hi - lo;
+  float* w = PF == Fmt::f32 ? static_cast<float*>(t.p) + lo : t.master + lo;
+  const float* g = load_grads<PF>(t, lo, n, gbuf);
+  float* s[3] = {nullptr, nullptr, nullptr};
+  load_states<SF>(t, K, lo, n, c, sbuf, s);
+  rule_loop<float, Rule>(rule, w, g, s[0], s[1], s[2], n);
+  store_params<PF>(t, lo, n, w, c);
+  store_states<SF>(t, K, lo, n, c, s);
 }
 
 template <Fmt PF, Fmt SF, class Rule>
