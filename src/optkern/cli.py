@@ -145,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
         help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
         "steady timings on a busy machine)",
     )
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
+        "--threads threads; 1: all in this process). Results do not depend on it",
+    )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument(
         "--distributed",

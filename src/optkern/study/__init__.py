@@ -37,8 +37,17 @@ FLAGS = {
     "seeds": "--seeds",
     "device": "--device",
     "threads": "--threads",
+    "jobs": "--jobs",
     "overrides": "--lr",
 }
+
+
+def _jobs_note(cfg, comm) -> str:
+    from .runner import study_jobs
+
+    runs = len(cfg.optimizers) * len(cfg.norms) * cfg.seeds
+    jobs = study_jobs(cfg, runs, comm)
+    return f", {jobs} runs at a time" if jobs > 1 else ""
 
 
 def main(args) -> int:
@@ -87,6 +96,7 @@ def main(args) -> int:
         f"({len(data.y)} samples), curvature at epochs {cfg.checkpoint_epochs()} on "
         f"{min(cfg.curvature_batch, len(train.y))} samples"
         + (f", data-parallel over {comm.size} MPI ranks" if comm is not None else "")
+        + _jobs_note(cfg, comm)
         + f"; output in {os.path.abspath(args.out)}"
     )
 
@@ -174,6 +184,7 @@ def _config(args) -> StudyConfig:
     kw["seeds"] = args.seeds
     kw["device"] = args.device
     kw["threads"] = args.threads
+    kw["jobs"] = args.jobs
     cfg = StudyConfig.quick(**kw) if args.quick else StudyConfig(**kw)
     cfg.validate()
     if cfg.device == "cuda":

@@ -43,6 +43,7 @@ class StudyConfig:
     lanczos_steps: int = 80  # cap on Lanczos steps for the top eigenpairs
     lanczos_tol: float = 1e-3  # relative residual at which they count as converged
     threads: int = 1  # optkern and OpenBLAS threads (see optkern/threads.py)
+    jobs: int = 1  # runs trained at once in worker processes; 0: one per core (study/pool.py; CLI default)
     seed: int = 0
     seeds: int = 1  # runs per configuration, with seeds seed, seed+1, ...
     overrides: dict = field(default_factory=dict)  # {optimizer: {hyper-parameter: value}}, e.g. from --lr
@@ -89,6 +90,8 @@ class StudyConfig:
         ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if int(self.jobs) < 0:
+            raise ConfigError("jobs", f"must be >= 0 (0: one per core), got {self.jobs}")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ConfigError("hidden", f"expected positive layer widths, got {list(self.hidden)}")
         if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows

@@ -119,8 +119,14 @@ def _setup(results: dict) -> list:
             if seeds > 1
             else f"Seed {cfg['seed']}: every run starts from the same weights. "
         )
-        + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s), SIMD {info.get('simd')}."
-        + _ranks(results),
+        + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s) per run, SIMD {info.get('simd')}."
+        + _ranks(results)
+        + (
+            f" {results['jobs']} runs trained at a time (worker processes; step times include their "
+            f"contention for memory bandwidth)."
+            if results.get("jobs", 1) > 1
+            else ""
+        ),
         "",
         f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) on "
         f"the same {used} training samples for every run{asked}, at epochs {_epochs(results)}. Top eigenvalues and "

@@ -291,6 +291,18 @@ def train_run(
     return record
 
 
+def study_jobs(cfg: StudyConfig, runs: int, comm=None) -> int:
+    """How many runs train at once: ``cfg.jobs``, or with 0 one per core (pool.py); always one
+    on a GPU (one device) and under MPI (the ranks already share every run)."""
+    if comm is not None or cfg.device != "cpu":
+        return 1
+    if cfg.jobs:
+        return max(1, min(int(cfg.jobs), runs))
+    from .pool import default_jobs
+
+    return default_jobs(cfg, runs)
+
+
 def run_study(
     train: Dataset, val: Dataset, cfg: StudyConfig, progress: bool = True, on_run_done=None, comm=None
 ) -> dict:
@@ -327,20 +339,38 @@ def run_study(
         "ranks": 1 if comm is None else int(comm.size),
     }
     progress = progress and (comm is None or comm.rank == 0)
-    cache: dict = {}
+    tasks = [
+        (name, norm, seed)
+        for norm in cfg.norms
+        for name in cfg.optimizers
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds)
+    ]
+    jobs = study_jobs(cfg, len(tasks), comm)
+    results["jobs"] = jobs
     t0 = time.perf_counter()
+    if jobs > 1:
+        from .pool import run_pool
+
+        records: list[dict] = [{} for _ in tasks]
+
+        def started() -> None:  # the runs that have a record so far, in the study's order
+            results["runs"] = [r for r in records if r]
+            if on_run_done is not None:
+                on_run_done(results)
+
+        results["interrupted"] = run_pool(tasks, records, train, val, cfg, jobs, progress, started)
+        results["runs"] = [r for r in records if r]
+        results["elapsed_s"] = time.perf_counter() - t0
+        return results
+    cache: dict = {}
     try:
         with limit_threads(cfg.threads):
-            for norm in cfg.norms:
-                for name in cfg.optimizers:
-                    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-                        rec: dict = {}
-                        results["runs"].append(rec)
-                        train_run(
-                            name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed, comm=comm
-                        )
-                        if on_run_done is not None:
-                            on_run_done(results)
+            for name, norm, seed in tasks:
+                rec: dict = {}
+                results["runs"].append(rec)
+                train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed, comm=comm)
+                if on_run_done is not None:
+                    on_run_done(results)
     except KeyboardInterrupt:
         results["interrupted"] = True
         for r in results["runs"]:

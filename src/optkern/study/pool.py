@@ -1,0 +1,118 @@
+"""The study's runs, several at once in worker processes (``--jobs``).
+
+The runs are independent: each depends only on its optimizer, normalization and seed, so a
+worker computes bit for bit what the one-process loop computes (tests/test_study_jobs.py). The
+one thing runs share is the epoch-0 measurement of a (normalization, seed): every run of it
+starts from the same weights. The first run of each pair goes out first and returns its
+epoch-0 measurement with its record; the pair's other runs go out with that measurement, so it
+is computed once per pair, as in one process.
+
+Workers are spawned, not forked: a fork of a process whose OpenMP team has run may hang in
+the child. They ignore Ctrl-C while idle (an idle worker killed by it would break the pool)
+and take it while training, where the run stops and returns what it measured, as a run of the
+one-process loop does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+_WORKER: dict[str, Any] = {}
+
+
+def default_jobs(cfg, runs: int) -> int:
+    """One run per available core (each run uses ``cfg.threads`` of them), at most one per run."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(runs, cores // max(1, int(cfg.threads))))
+
+
+def _init(train, val, cfg) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER.update(train=train, val=val, cfg=cfg)
+
+
+def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
+    """One run in a worker: (its record, its epoch-0 measurement)."""
+    from ..threads import limit_threads
+    from .runner import train_run
+
+    cfg = _WORKER["cfg"]
+    key = ("epoch0", norm, seed)
+    cache = {} if epoch0 is None else {key: epoch0}
+    rec: dict = {}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with limit_threads(cfg.threads):
+            train_run(name, norm, _WORKER["train"], _WORKER["val"], cfg, rec, progress=False, cache=cache, seed=seed)
+    except KeyboardInterrupt:
+        rec["status"] = "interrupted"
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return rec, cache.get(key)
+
+
+def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
+    hist = rec.get("history", {})
+    acc = hist.get("val_acc") or [float("nan")]
+    label = f"{rec.get('optimizer')}{'+' + rec['norm'] if rec.get('norm') != 'none' else ''}"
+    label += f" seed {rec.get('seed')}" if seeds > 1 else ""
+    print(
+        f"{label:<22} {rec.get('status', '?'):<9} {rec.get('time_s', 0.0):6.1f}s  val acc {acc[-1]:.3f}  "
+        f"({done}/{total} runs)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: bool, on_run_done=None) -> bool:
+    """Run ``tasks`` (name, norm, seed) on ``jobs`` workers, filling ``records`` (same order) in
+    place; True if interrupted."""
+    ctx = multiprocessing.get_context("spawn")
+    pending: dict[tuple, list[int]] = {}  # (norm, seed) -> runs waiting for its epoch-0 measurement
+    running: dict[Future, int] = {}
+    done = 0
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=(train, val, cfg)) as ex:
+
+        def submit(i: int, epoch0) -> None:
+            name, norm, seed = tasks[i]
+            running[ex.submit(_run, name, norm, seed, epoch0)] = i
+
+        for i, (_, norm, seed) in enumerate(tasks):
+            if (norm, seed) in pending:
+                pending[(norm, seed)].append(i)
+            else:
+                pending[(norm, seed)] = []
+                submit(i, None)
+        try:
+            while running:
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    i = running.pop(fut)
+                    rec, epoch0 = fut.result()
+                    records[i].update(rec)
+                    done += 1
+                    _, norm, seed = tasks[i]
+                    for j in pending.pop((norm, seed), []):
+                        submit(j, epoch0)
+                    if progress:
+                        _say_done(rec, done, len(tasks), cfg.seeds)
+                    if on_run_done is not None:
+                        on_run_done()
+        except KeyboardInterrupt:
+            # The workers had Ctrl-C too: the runs in flight return what they measured.
+            for fut, i in running.items():
+                if not fut.cancel():
+                    try:
+                        records[i].update(fut.result()[0])
+                    except Exception:  # a worker that died: its run has no record
+                        pass
+            return True
+    return False
