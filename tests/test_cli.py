@@ -166,6 +166,8 @@ def test_ctrl_c_leaves_a_valid_partial_report(monkeypatch, tmp_path, capsys):
             "1",
             "--checkpoints",
             "1",
+            "--jobs",
+            "1",  # in this process, where the patch is (worker processes: tests/test_study_jobs.py)
             "--no-plots",
             "--out",
             str(tmp_path),

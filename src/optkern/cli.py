@@ -153,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
         help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
         "--threads threads; 1: all in this process). Results do not depend on it",
     )
+    s.add_argument(
+        "--low-precision",
+        action="store_true",
+        help="add Adam on bfloat16 weights (fp32 master), Adam with 8-bit states and SWALP (8-bit SGD + SWA) "
+        "and compare them with fp32 Adam and SGD with momentum in the report (CPU)",
+    )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument(
         "--distributed",

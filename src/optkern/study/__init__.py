@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .methods import DEFAULT_OPTIMIZERS
+from .methods import DEFAULT_OPTIMIZERS, LOW_PRECISION
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
 __all__ = [
@@ -38,6 +38,7 @@ FLAGS = {
     "device": "--device",
     "threads": "--threads",
     "jobs": "--jobs",
+    "low_precision": "--low-precision",
     "overrides": "--lr",
 }
 
@@ -169,6 +170,10 @@ def _config(args) -> StudyConfig:
     if args.optimizers:
         names = [s.strip() for s in args.optimizers.split(",") if s.strip()]
         kw["optimizers"] = list(OPTIMIZERS) if names == ["all"] else names
+    if getattr(args, "low_precision", False):  # the low-precision runs, after the ones asked for
+        names = kw.get("optimizers", list(DEFAULT_OPTIMIZERS))
+        kw["optimizers"] = names + [n for n in LOW_PRECISION if n not in names]
+        kw["low_precision"] = True
     if args.norms:
         kw["norms"] = [s.strip() for s in args.norms.split(",") if s.strip()]
     for name in ("epochs", "batch_size", "large_batch", "checkpoints", "curvature_batch", "activation"):

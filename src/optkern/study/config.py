@@ -43,6 +43,7 @@ class StudyConfig:
     lanczos_steps: int = 80  # cap on Lanczos steps for the top eigenpairs
     lanczos_tol: float = 1e-3  # relative residual at which they count as converged
     threads: int = 1  # optkern and OpenBLAS threads (see optkern/threads.py)
+    low_precision: bool = False  # the report compares the LOW_PRECISION runs with their fp32 ones
     jobs: int = 1  # runs trained at once in worker processes; 0: one per core (study/pool.py; CLI default)
     seed: int = 0
     seeds: int = 1  # runs per configuration, with seeds seed, seed+1, ...
@@ -99,6 +100,10 @@ class StudyConfig:
             raise ConfigError(name, f"batch norm needs at least 2 samples, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError("device", f"expected 'cpu' or 'cuda', got {self.device!r}")
+        lowp_runs = [o for o in self.optimizers if o in methods.LOW_PRECISION]
+        if lowp_runs and self.device != "cpu":
+            field = "low_precision" if self.low_precision else "optimizers"
+            raise ConfigError(field, f"{', '.join(lowp_runs)}: low-precision runs are CPU only (NumPy arrays)")
         for name, hp in self.overrides.items():
             if name not in OPTIMIZERS:
                 raise ConfigError("overrides", f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")

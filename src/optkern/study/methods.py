@@ -20,7 +20,10 @@ class Method(NamedTuple):
     times) instead of ``step(grads)``. ``schedule``: whether the warm-up + cosine schedule
     drives its ``lr`` (not for methods whose step length comes from a line search or a
     trust region). ``base``: for a wrapper (SAM), the class it wraps; the hyper-parameters
-    the wrapper's constructor does not take go to the wrapped optimizer.
+    the wrapper's constructor does not take go to the wrapped optimizer. ``precision``:
+    ``"bfloat16"`` keeps the weights in bfloat16 (the model computes with them, the optimizer
+    holds a float32 master copy: ``master_weights=True``) and rounds each gradient to bfloat16.
+    ``optimizer`` names a class of ``optkern.optim``, or ``"SWALP"`` (``optkern.swalp``).
     """
 
     optimizer: str
@@ -30,6 +33,7 @@ class Method(NamedTuple):
     closure: bool = False
     schedule: bool = True
     base: str = ""
+    precision: str = ""  # "bfloat16": the model sees bf16 weights and the optimizer bf16 grads
 
 
 # The optimizers a study can run. Adding one is one row here. Learning rates are
@@ -68,7 +72,29 @@ OPTIMIZERS = {
         closure=True,
         base="SGD",
     ),
+    # `optkern study --low-precision` adds these three (issue 16): against "adam" and "momentum".
+    "adam-bf16": Method(
+        "Adam",
+        dict(lr=2e-3, master_weights=True),
+        "Adam on bfloat16 weights and gradients with a float32 master copy (fp32 m, v)",
+        precision="bfloat16",
+    ),
+    "adam-8bit": Method(
+        "Adam",
+        dict(lr=2e-3, state_dtype="int8", block_size=256),
+        "Adam with blockwise 8-bit m, v (dynamic map, 256-value blocks), float32 weights",
+    ),
+    "swalp": Method(
+        "SWALP",
+        dict(lr=0.02, momentum=0.9, bits=8, number="block_fp", block=256),
+        "SGD with momentum, weights, gradients and momentum in 8-bit block floating point (stochastic "
+        "rounding), constant lr; SWA in float32 over the last quarter of the epochs, once per epoch",
+        schedule=False,
+    ),
 }
+
+# The runs `--low-precision` adds, and the full-precision run each is compared with.
+LOW_PRECISION = {"adam-bf16": "adam", "adam-8bit": "adam", "swalp": "momentum"}
 
 # What `optkern study` runs without --optimizers: the first-order methods (the second-order
 # and sharpness-aware ones cost several gradients per step; ask for them by name or "all").
@@ -90,6 +116,15 @@ def _defaults(cls) -> dict:
     }
 
 
+def optimizer_class(name: str):
+    """The class a Method's ``optimizer`` (or ``base``) names."""
+    if name == "SWALP":
+        from ..swalp import SWALP
+
+        return SWALP
+    return getattr(optim, name)
+
+
 def all_hyperparameters(name: str, hp: dict) -> dict:
     """Every hyper-parameter of ``name``'s run: ``hp`` (the ones set), then the class's
     defaults for the rest (read from its signature; a wrapper's and its base's), for the report."""
@@ -97,7 +132,7 @@ def all_hyperparameters(name: str, hp: dict) -> dict:
     out = dict(hp)
     for cls_name in (m.optimizer, m.base):
         if cls_name:
-            for k, v in _defaults(getattr(optim, cls_name)).items():
+            for k, v in _defaults(optimizer_class(cls_name)).items():
                 out.setdefault(k, v)
     return out
 
@@ -106,7 +141,7 @@ def build(name: str, params: list, hp: dict, curvature=None):
     """``name``'s optimizer over ``params`` with hyper-parameters ``hp``; ``curvature`` (a
     callable returning the current batch's operator) for the classes that take one."""
     m = OPTIMIZERS[name]
-    cls = getattr(optim, m.optimizer)
+    cls = optimizer_class(m.optimizer)
     if m.base:
         own = {k: v for k, v in hp.items() if k in _accepts(cls)}
         base = getattr(optim, m.base)(params, **{k: v for k, v in hp.items() if k not in own})

@@ -7,6 +7,7 @@ import json
 import math
 import os
 
+from . import lowprec
 from . import summary as S
 
 
@@ -62,7 +63,7 @@ def write_markdown(
     if found:
         lines += ["## Summary", "", " ".join(found), ""]
     lines += ["## Comparison with Ghorbani et al. 2019", "", *_paragraphs(S.ghorbani_comparison(results))]
-    lines += _setup(results) + _hyperparameters(results) + _table(results)
+    lines += _setup(results) + _hyperparameters(results) + _table(results) + lowprec.report_section(results)
     if figures:
         lines += [
             "## Figures",
@@ -174,7 +175,8 @@ def _hyperparameters(results: dict) -> list:
             (f"**{k}={v!r}**" if k in t.get("set", ()) else f"{k}={v!r}") for k, v in t["hyperparameters"].items()
         )
         batch = t.get("batch_size", results.get("config", {}).get("batch_size", "?"))
-        out.append(f"| {name} | `optkern.optim.{t['class']}` | {hp} | {batch} | {t.get('about', '')} |")
+        module = "optkern.swalp" if t["class"] == "SWALP" else "optkern.optim"
+        out.append(f"| {name} | `{module}.{t['class']}` | {hp} | {batch} | {t.get('about', '')} |")
     return out + [""]
 
 

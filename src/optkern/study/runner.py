@@ -17,7 +17,7 @@ from .. import hessian, schedules
 from ..datasets import Dataset
 from ..nn import MLP
 from ..threads import limit_threads
-from . import methods
+from . import lowprec, methods
 from .config import ConfigError, StudyConfig, all_hyperparameters
 from .methods import DEFAULT_OPTIMIZERS, OPTIMIZERS, Method
 from .parallel import Objective, loss_and_grad, shard
@@ -43,10 +43,11 @@ def _xp(device: str):
     return np
 
 
-def make_optimizer(name: str, params, cfg: StudyConfig | None = None, curvature=None):
+def make_optimizer(name: str, params, cfg: StudyConfig | None = None, curvature=None, extra=None):
     """``name``'s optimizer over ``params`` (public API: the class and its hyper-parameters);
-    ``curvature``: a callable returning the current batch's operator (Newton-CG)."""
-    hp = (cfg or StudyConfig()).hyperparameters(name)
+    ``curvature``: a callable returning the current batch's operator (Newton-CG); ``extra``:
+    per-run settings (lowprec.extra_hyperparameters)."""
+    hp = {**(cfg or StudyConfig()).hyperparameters(name), **(extra or {})}
     return methods.build(name, [params], hp, curvature), dict(hp)
 
 
@@ -180,11 +181,18 @@ def train_run(
     params = model.init_params(seed=seed)  # same start for every optimizer (and every rank)
     method = OPTIMIZERS[name]
     objective = Objective(model, params, comm)
-    opt, hp = make_optimizer(name, params, cfg, curvature=lambda: objective.curvature("ggn"))
-    objective.attach(opt)
     n = train.x.shape[0]
     bsize = batch_rows(name, cfg, n)
     steps_per_epoch = len(batches(n, bsize))
+    half = lowprec.Bf16Weights(params) if method.precision == "bfloat16" else None
+    opt, hp = make_optimizer(
+        name,
+        params if half is None else half.half,
+        cfg,
+        curvature=lambda: objective.curvature("ggn"),
+        extra=lowprec.extra_hyperparameters(name, cfg.epochs, steps_per_epoch, seed),
+    )
+    objective.attach(opt)
     total = steps_per_epoch * cfg.epochs
     warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
     sched = (
@@ -198,7 +206,11 @@ def train_run(
         if method.closure:
             return float(opt.step(objective.closure))
         loss, grads = objective.closure()
-        opt.step(grads)
+        if half is None:
+            opt.step(grads)
+        else:  # bfloat16 gradients in, bfloat16 weights out
+            opt.step(half.grads(grads))
+            half.sync()
         return float(loss)
 
     xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
@@ -282,6 +294,16 @@ def train_run(
                     break
                 log_epoch(epoch, train_loss)
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
+        if record["status"] == "running":
+            swa = lowprec.swa_measurement(
+                opt,
+                lambda p: evaluate(model, p, xva, yva),
+                lambda p: _safe_curvature(model, p, xc, yc, cfg, seed, cfg.epochs, record, comm),
+                lambda p: evaluate(model, p, xtr, ytr)[0],
+            )
+            if swa is not None:
+                record["swa"] = swa
+        record["state_bytes_per_param"] = lowprec.state_bytes(opt) / max(int(model.num_params), 1)
     finally:  # also when interrupted: the partial run keeps its timings
         record.update(timing, time_s=time.perf_counter() - t0)
         if hasattr(opt, "num_hvps"):  # Newton-CG's curvature products (training, not measurement)

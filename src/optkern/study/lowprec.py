@@ -1,0 +1,173 @@
+"""The study's low-precision runs (``optkern study --low-precision``, issue 16): what differs
+from a float32 run, kept out of the training loop.
+
+- ``adam-bf16``: the model computes with bfloat16 weights. The optimizer holds them (and a
+  float32 master copy, ``master_weights=True``) and takes each gradient rounded to bfloat16;
+  after every step the float32 array the model reads is refreshed from the bfloat16 weights.
+- ``adam-8bit``: nothing here (``state_dtype="int8"`` is a constructor argument).
+- ``swalp``: ``optkern.swalp.SWALP`` averages once per epoch over the last quarter of the
+  epochs; at the end the averaged weights are measured like a checkpoint (loss, accuracy, top
+  Hessian eigenvalues), beside the last iterate's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import lowp
+from .methods import OPTIMIZERS
+
+
+class Bf16Weights:
+    """bfloat16 weights that the optimizer updates and the model reads as float32 ``params``."""
+
+    def __init__(self, params: np.ndarray):
+        if lowp.bfloat16_dtype() is None:
+            raise ValueError('--low-precision: the bfloat16 run needs ml_dtypes (pip install "optkern[study]")')
+        self.params = params
+        self.half = lowp.to_bfloat16(params)  # round to nearest even
+        self.sync()
+
+    def sync(self) -> None:
+        """The model's float32 weights := the bfloat16 weights (exactly)."""
+        self.params[...] = lowp.from_half(self.half)
+
+    def grads(self, grads: list) -> list:
+        return [lowp.to_bfloat16(g) for g in grads]
+
+
+def extra_hyperparameters(name: str, epochs: int, steps_per_epoch: int, seed: int) -> dict:
+    """Per-run settings of a method that depend on the run's length: SWALP's averaging window
+    (the last quarter of the epochs, once per epoch, as the paper averages) and its seed."""
+    if OPTIMIZERS[name].optimizer != "SWALP":
+        return {}
+    first = max(1, math.ceil(0.75 * epochs))
+    return {"swa_start": first * steps_per_epoch, "cycle": steps_per_epoch, "seed": seed}
+
+
+def swa_measurement(opt, evaluate, curvature, train_loss_of) -> dict | None:
+    """The SWA average's loss, accuracy and top eigenvalues (``evaluate(p)`` -> (val loss, val
+    acc), ``curvature(p)`` -> a checkpoint dict or None, ``train_loss_of(p)``), or None when
+    nothing was averaged."""
+    if not hasattr(opt, "swa") or opt.swa.n_averaged == 0:
+        return None
+    (avg,) = opt.averages
+    avg = np.ascontiguousarray(avg, dtype=np.float32)
+    vl, va = evaluate(avg)
+    c = curvature(avg)
+    return {
+        "averaged_iterates": int(opt.swa.n_averaged),
+        "train_loss": float(train_loss_of(avg)),
+        "val_loss": float(vl),
+        "val_acc": float(va),
+        "top_eigenvalues": None if c is None else c["top_eigenvalues"],
+        "trace": None if c is None else c["trace"],
+    }
+
+
+def state_bytes(opt) -> int:
+    """Bytes the optimizer holds besides the weights the model reads: its state arrays (and a
+    master copy), or SWALP's momentum buffers and SWA average."""
+    if hasattr(opt, "swa"):
+        return int(sum(a.nbytes for a in list(opt.buffers or []) + list(opt.averages)))
+    return _nbytes(getattr(opt, "state", {}))
+
+
+def _nbytes(obj) -> int:
+    """The bytes of every array in a state (per-param dicts, L-BFGS's history lists, ...)."""
+    if hasattr(obj, "nbytes") and hasattr(obj, "dtype"):
+        return int(obj.nbytes)
+    if hasattr(obj, "values"):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def _mean(values) -> float | None:
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    return sum(v) / len(v) if v else None
+
+
+def _f(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _last(run: dict, key: str):
+    h = run.get("history", {}).get(key) or [None]
+    return h[-1]
+
+
+def _top(run: dict):
+    c = run.get("curvature") or []
+    return c[-1]["top_eigenvalues"][0] if c else None
+
+
+def report_section(results: dict) -> list:
+    """report.md's "Low precision" section: each low-precision run beside its float32 baseline
+    (means over seeds), SWALP's SWA average beside its last iterate, and what the numbers say."""
+    from .methods import LOW_PRECISION
+
+    runs = [r for r in results.get("runs", []) if r.get("status") in ("done", "diverged")]
+    if not any(r.get("optimizer") in LOW_PRECISION for r in runs):
+        return []
+    out = [
+        "## Low precision",
+        "",
+        "Each low-precision run beside the float32 run it replaces (means over seeds): `adam-bf16` computes "
+        "with bfloat16 weights and gradients (float32 master copy in the optimizer), `adam-8bit` keeps "
+        "Adam's m and v in 8 bits, `swalp` trains with 8-bit weights, gradients and momentum (values on "
+        "the 8-bit grid, held in float32 arrays as the paper's code does) and averages its iterates in "
+        "float32 (constant learning rate, where `momentum` follows the warm-up + cosine schedule). Optimizer "
+        "memory: bytes per parameter the optimizer holds besides the model's weights.",
+        "",
+        "| run | norm | final train loss | val accuracy | top eigenvalue | optimizer bytes/param |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    said = []
+    for norm in dict.fromkeys(r["norm"] for r in runs):
+        by: dict = {}
+        for r in runs:
+            if r["norm"] == norm:
+                by.setdefault(r["optimizer"], []).append(r)
+        where = "without normalization" if norm == "none" else f"with {norm} norm"
+        shown = [n for base in dict.fromkeys(LOW_PRECISION.values()) for n in (base, *_lows(base)) if n in by]
+        for name in shown:
+            rs = by[name]
+            out.append(
+                f"| {name} | {norm} | {_f(_mean(_last(r, 'train_loss') for r in rs), '.4f')} | "
+                f"{_f(_mean(_last(r, 'val_acc') for r in rs), '.3f')} | {_f(_mean(_top(r) for r in rs), '.3g')} | "
+                f"{_f(_mean(r.get('state_bytes_per_param') for r in rs), '.2f')} |"
+            )
+            swa = [r["swa"] for r in rs if r.get("swa")]
+            if swa:
+                top = _mean(s["top_eigenvalues"][0] if s.get("top_eigenvalues") else None for s in swa)
+                out.append(
+                    f"| {name} (SWA average of {swa[0]['averaged_iterates']} iterates) | {norm} | "
+                    f"{_f(_mean(s['train_loss'] for s in swa), '.4f')} | "
+                    f"{_f(_mean(s['val_acc'] for s in swa), '.3f')} | {_f(top, '.3g')} | |"
+                )
+                last = _mean(_top(r) for r in rs)
+                if top is not None and last is not None:
+                    word = "flatter" if top < last else "sharper" if top > last else "equally sharp"
+                    said.append(
+                        f"{where.capitalize()}, the SWA average of {name}'s iterates is {word} than its last "
+                        f"iterate (top eigenvalue {top:.3g} vs {last:.3g})."
+                    )
+            base = LOW_PRECISION.get(name)
+            acc_low = _mean(_last(r, "val_acc") for r in rs)
+            acc_base = _mean(_last(r, "val_acc") for r in by.get(base, [])) if base else None
+            if acc_low is not None and acc_base is not None:
+                said.append(
+                    f"{name} {where}: validation accuracy {acc_low:.3f} against {acc_base:.3f} for {base} "
+                    f"({100 * (acc_low - acc_base):+.1f} points)."
+                )
+    return out + ["", " ".join(said), ""] if said else out + [""]
+
+
+def _lows(base: str) -> list:
+    from .methods import LOW_PRECISION
+
+    return [low for low, b in LOW_PRECISION.items() if b == base]
