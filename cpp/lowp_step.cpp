@@ -5,7 +5,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -36,28 +35,6 @@ py::dtype storage_dtype(Fmt f) {
   }
 }
 
-// Every array of the call as a byte range: nothing may overlap anything written.
-void check_disjoint_lists(const std::vector<std::pair<std::string, const ArrayList*>>& lists,
-                          const std::vector<size_t>& itemsize) {
-  struct Span { uintptr_t lo, hi; size_t list, index; };
-  std::vector<Span> spans;
-  for (size_t l = 0; l < lists.size(); ++l)
-    for (size_t i = 0; i < lists[l].second->count(); ++i) {
-      const auto lo = reinterpret_cast<uintptr_t>(lists[l].second->data[i]);
-      const uintptr_t n = uintptr_t(lists[l].second->size[i]) * itemsize[l];
-      if (n) spans.push_back({lo, lo + n, l, i});
-    }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.lo < b.lo; });
-  const Span* far = nullptr;
-  for (const Span& s : spans) {
-    if (far && s.lo < far->hi)
-      throw py::value_error(item_name(lists[s.list].first.c_str(), s.index) + " shares memory with " +
-                            item_name(lists[far->list].first.c_str(), far->index) +
-                            " (aliasing arrays cannot be updated in place)");
-    if (!far || s.hi > far->hi) far = &s;
-  }
-}
-
 struct Call {
   Fmt pf, sf;
   lowp::Config cfg;
@@ -78,9 +55,8 @@ Call gather_call(py::handle params, py::handle grads, py::handle masters, py::ha
   c.keep.push_back(gather(params, "params", storage_dtype(c.pf), true));
   const std::vector<int64_t>& sizes = c.keep[0].size;
   c.keep.push_back(gather(grads, "grads", storage_dtype(c.pf), false, &sizes));
-  std::vector<std::pair<std::string, const ArrayList*>> named{{"params", &c.keep[0]}, {"grads", &c.keep[1]}};
   const size_t pisz = size_t(storage_dtype(c.pf).itemsize());
-  std::vector<size_t> isz{pisz, pisz};
+  std::vector<NamedList> named{{"params", &c.keep[0], true, false, pisz}, {"grads", &c.keep[1], false, false, pisz}};
   const bool has_master = c.pf != Fmt::f32;
   if (has_master == masters.is_none())
     throw py::value_error(std::string("masters: ") + (has_master ? "a float32 master copy is required for "
@@ -109,14 +85,13 @@ Call gather_call(py::handle params, py::handle grads, py::handle masters, py::ha
     for (int64_t n : sizes) nb.push_back((n + block - 1) / block);
     for (int k = 0; k < c.n_states; ++k) c.keep.push_back(gather(sc[size_t(k)], kScaleNames[k], py::dtype::of<float>(), true, &nb));
   }
-  if (has_master) { named.push_back({"masters", &c.keep[im]}); isz.push_back(4); }
+  if (has_master) named.push_back({"masters", &c.keep[im], true, false, 4});
   for (int k = 0; k < c.n_states; ++k) {
-    named.push_back({kNames[k], &c.keep[is0 + size_t(k)]});
-    isz.push_back(size_t(storage_dtype(c.sf).itemsize()));
+    named.push_back({kNames[k], &c.keep[is0 + size_t(k)], true, false, size_t(storage_dtype(c.sf).itemsize())});
   }
   if (q8)
-    for (int k = 0; k < c.n_states; ++k) { named.push_back({kScaleNames[k], &c.keep[isc + size_t(k)]}); isz.push_back(4); }
-  check_disjoint_lists(named, isz);
+    for (int k = 0; k < c.n_states; ++k) named.push_back({kScaleNames[k], &c.keep[isc + size_t(k)], true, false, 4});
+  check_no_overlap(named, 1);  // (every list gives its own item size)
   uint64_t base = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     lowp::Tensor t{};

@@ -94,25 +94,10 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
   return out;
 }
 
-struct NamedList {
-  const char* name;
-  const ArrayList* list;
-  bool written;
-};
+using NamedList = NamedArrays<ArrayList>;
 
-// No array that a kernel writes may share memory with any other array of the
-// call (a param passed as its own grad, one state buffer used twice, ...).
-inline void check_no_overlap(const std::vector<NamedList>& lists, size_t itemsize) {
-  OverlapCheck c;
-  size_t total = 0;
-  for (const NamedList& l : lists) total += l.list->count();
-  c.reserve(total);
-  for (const NamedList& l : lists) {
-    c.begin(l.name, l.written, true);
-    for (size_t i = 0; i < l.list->count(); ++i) c.add(l.list->data[i], uint64_t(l.list->size[i]) * itemsize, i);
-  }
-  c.check();
-}
+// (A non-template entry point: braced lists of NamedList convert to its argument.)
+inline void check_no_overlap(const std::vector<NamedList>& lists, size_t itemsize) { check_overlaps(lists, itemsize); }
 
 // NumPy arrays for the shared collector (optkern/call_args.hpp).
 struct HostArrays {

@@ -190,24 +190,11 @@ inline DeviceList gather_scalar_buffer(py::handle h, const char* name, int& devi
   return out;
 }
 
-struct NamedDeviceList {
-  const char* name;
-  const DeviceList* list;
-  bool written;
-  bool single = false;  // a lone array: name it without an index
-};
+using NamedDeviceList = NamedArrays<DeviceList>;
 
-// No array that a kernel writes may share device memory with any other array
-// of the call (the shared check of optkern/call_args.hpp).
+// (A non-template entry point: braced lists of NamedDeviceList convert to its argument.)
 inline void check_no_overlap(const std::vector<NamedDeviceList>& lists, size_t itemsize) {
-  OverlapCheck c;
-  for (const NamedDeviceList& l : lists) {
-    if (!l.list) continue;
-    c.begin(l.name, l.written, !l.single);
-    const size_t isz = l.single ? 8 : itemsize;  // lone buffers are float64
-    for (size_t i = 0; i < l.list->count(); ++i) c.add(l.list->data[i], uint64_t(l.list->size[i]) * isz, i);
-  }
-  c.check();
+  check_overlaps(lists, itemsize);
 }
 
 // CuPy arrays for the shared collector (optkern/call_args.hpp).

@@ -187,6 +187,9 @@ def test_bad_input_is_named():
         lowp_adam(1, [p], [p], [m], st)
     with pytest.raises(ValueError, match=r"shares memory"):
         lowp_adam(1, [p], [p.copy()], [st[0][0]], st)
+    # the shared aliasing check (call_args.hpp) names both arrays, with their item sizes
+    with pytest.raises(ValueError, match=r"^states\[0\]\[0\] shares memory with masters\[0\]"):
+        lowp_adam(1, [p], [p.copy()], [m], [[m], [np.zeros(n, np.float32)]])
     with pytest.raises(ValueError, match="state_dtype"):
         lowp_adam(1, [p], [p.copy()], [m], st, sf="float16")
     with pytest.raises(ValueError, match="block"):

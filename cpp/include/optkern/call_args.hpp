@@ -107,6 +107,31 @@ class OverlapCheck {
   size_t open_ = 0;
 };
 
+// One argument of an aliasing check over lists gathered already (L: the CPU's
+// ArrayList or the GPU's DeviceList: count(), data[i], size[i] items).
+template <class L> struct NamedArrays {
+  const char* name;
+  const L* list;  // null: an optional argument not given
+  bool written;
+  bool single = false;  // a lone float64 buffer: named without an index, 8-byte items
+  size_t itemsize = 0;  // bytes per item when not the call's (calls mixing dtypes)
+};
+
+// No written array of `lists` shares memory with any other (OverlapCheck).
+template <class L> void check_overlaps(const std::vector<NamedArrays<L>>& lists, size_t itemsize) {
+  OverlapCheck c;
+  size_t total = 0;
+  for (const auto& l : lists) total += l.list ? l.list->count() : 0;
+  c.reserve(total);
+  for (const auto& l : lists) {
+    if (!l.list) continue;
+    c.begin(l.name, l.written, !l.single);
+    const size_t isz = l.itemsize ? l.itemsize : l.single ? 8 : itemsize;
+    for (size_t i = 0; i < l.list->count(); ++i) c.add(l.list->data[i], uint64_t(l.list->size[i]) * isz, i);
+  }
+  c.check();
+}
+
 // The dtype of `h` (the array that fixes a call's dtype): float32 or float64,
 // and float16 / bfloat16 too when `low_precision` (CUDA storage types).
 template <class Arrays>
