@@ -180,27 +180,23 @@ struct __attribute__((visibility("hidden"))) StateArg {
 
 // Checks params (written), grads (read) and every state list (written):
 // dtype, contiguity, sizes matching params, and no written array sharing
-// memory with any other or with the `extra` arrays (scalar buffers). Throws
-// before anything is written.
+// memory with any other or with the `extra` arrays (scalar buffers), through the
+// collector both modules share (optkern/call_args.hpp). Throws before anything is written.
 inline Lists gather_lists(py::handle params, py::handle grads, const StateArg* first, const StateArg* last,
                           const py::dtype& dt, const std::vector<NamedList>& extra = {}) {
+  HostArgs args(dt);
   Lists L;
-  L.p = gather(params, "params", dt, true);
-  L.g = gather(grads, "grads", dt, false, &L.p.size);
-  std::vector<NamedList> named{{"params", &L.p, true}, {"grads", &L.g, false}};
-  std::vector<const char*> names;
+  L.p = args.list(params, "params", true);
+  L.g = args.list(grads, "grads", false, &L.p.size);
   for (const StateArg* it = first; it != last; ++it) {
-    const StateArg& a = *it;
-    if (a.list.is_none()) {
-      if (!a.optional) throw py::type_error(std::string(a.name) + ": expected a list of arrays, got None");
+    if (it->list.is_none()) {
+      if (!it->optional) throw py::type_error(std::string(it->name) + ": expected a list of arrays, got None");
       continue;
     }
-    L.s.push_back(gather(a.list, a.name, dt, true, &L.p.size));
-    names.push_back(a.name);
+    L.s.push_back(args.list(it->list, it->name, true, &L.p.size));
   }
-  for (size_t k = 0; k < L.s.size(); ++k) named.push_back({names[k], &L.s[k], true});
-  named.insert(named.end(), extra.begin(), extra.end());
-  check_no_overlap(named, size_t(dt.itemsize()));
+  for (const NamedList& e : extra) args.also(e);
+  args.check_overlap();
   return L;
 }
 inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_list<StateArg> states,

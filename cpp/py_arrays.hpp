@@ -102,6 +102,7 @@ inline void check_no_overlap(const std::vector<NamedList>& lists, size_t itemsiz
 // NumPy arrays for the shared collector (optkern/call_args.hpp).
 struct HostArrays {
   using DType = py::dtype;
+  using List = ArrayList;
   static constexpr const char* kTypeName = "numpy.ndarray";
   static bool is_array(py::handle h) { return py::isinstance<py::array>(h); }
   static std::string dtype_name(py::handle h) { return optkern::dtype_name(py::reinterpret_borrow<py::array>(h).dtype()); }
@@ -119,6 +120,11 @@ struct HostArrays {
     bytes = uint64_t(a.nbytes());
     return const_cast<void*>(a.data());
   }
+  static ArrayList gather(py::handle seq, const char* name, const DType& dt, bool written, int& /*device*/,
+                          const std::vector<int64_t>* sizes) {
+    return optkern::gather(seq, name, dt, written, sizes);
+  }
+  static uint64_t itemsize(const DType& dt) { return uint64_t(dt.itemsize()); }
 };
 
 using HostArgs = Args<HostArrays>;

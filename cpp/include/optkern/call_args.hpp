@@ -203,6 +203,14 @@ template <class Arrays> class Args {
     return l;
   }
 
+  // Lists gathered elsewhere (a call's scalar buffers as lists) join the aliasing check.
+  template <class L> void also(const NamedArrays<L>& l) {
+    if (!l.list) return;
+    const uint64_t isz = l.itemsize ? l.itemsize : l.single ? 8 : Arrays::itemsize(*dt_);
+    overlap_.begin(l.name, l.written, !l.single);
+    for (size_t i = 0; i < l.list->count(); ++i) overlap_.add(l.list->data[i], uint64_t(l.list->size[i]) * isz, i);
+  }
+
   void check_overlap() { overlap_.check(); }
 
   int device = -1;  // of the first array (host arrays: -1)
