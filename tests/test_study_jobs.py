@@ -63,7 +63,30 @@ def test_negative_jobs_is_a_usage_error_naming_the_flag(tmp_path):
     assert r.returncode == 2 and "--jobs" in r.stderr, r.stderr
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _wait_for_training_workers(pid: int, n: int, cpu_s: float = 5.0, timeout: float = 180.0) -> None:
+    """Until ``n`` child processes of ``pid`` have each used ``cpu_s`` of CPU: started, imported,
+    epoch 0 measured (a quick study's epoch 0 takes well under a second) and training."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        busy = 0
+        for k in kids:
+            try:
+                busy += _cpu_seconds(int(k)) >= cpu_s
+            except (OSError, IndexError, ValueError):  # a child that just ended (resource tracker)
+                pass
+        if busy >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{n} workers did not start training within {timeout} s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker CPU times from Linux's /proc")
 def test_ctrl_c_with_workers_writes_a_report_of_what_was_measured(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "optkern", "study", "--quick", "--jobs", "2", "--epochs", "400"]
@@ -74,7 +97,7 @@ def test_ctrl_c_with_workers_writes_a_report_of_what_was_measured(tmp_path):
         assert proc.stderr is not None
         banner = proc.stderr.readline()  # printed just before the workers start
         assert banner.startswith("optkern study:") and "2 runs at a time" in banner, banner
-        time.sleep(6.0)  # workers spawned, epoch 0 measured, training
+        _wait_for_training_workers(proc.pid, 2)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
         _, err = proc.communicate(timeout=120)
     finally:

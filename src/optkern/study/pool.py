@@ -85,13 +85,13 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
             name, norm, seed = tasks[i]
             running[ex.submit(_run, name, norm, seed, epoch0)] = i
 
-        for i, (_, norm, seed) in enumerate(tasks):
-            if (norm, seed) in pending:
-                pending[(norm, seed)].append(i)
-            else:
-                pending[(norm, seed)] = []
-                submit(i, None)
         try:
+            for i, (_, norm, seed) in enumerate(tasks):
+                if (norm, seed) in pending:
+                    pending[(norm, seed)].append(i)
+                else:
+                    pending[(norm, seed)] = []
+                    submit(i, None)
             while running:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -107,12 +107,13 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                     if on_run_done is not None:
                         on_run_done()
         except KeyboardInterrupt:
-            # The workers had Ctrl-C too: the runs in flight return what they measured.
+            # The workers had Ctrl-C too: the runs in flight return what they measured. (A worker
+            # still starting up dies of it instead, which breaks the pool: its run has no record.)
             for fut, i in running.items():
                 if not fut.cancel():
                     try:
                         records[i].update(fut.result()[0])
-                    except Exception:  # a worker that died: its run has no record
+                    except Exception:
                         pass
             return True
     return False
