@@ -55,16 +55,21 @@ inline std::atomic<int>& thread_setting() {
 inline int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
 // f(const Chunk&) for every chunk, in one parallel region. Each thread takes
-// a contiguous run of chunks holding about total / threads elements, so
+// a contiguous run of chunks holding about 1 / threads of the elements, so
 // uneven array sizes still balance and each thread streams through adjacent
 // memory. Which thread runs a chunk never changes what the chunk computes.
+// `work` (elements times a cost per element, in element-update units) only
+// decides whether a parallel region pays off; the split is by elements.
 template <class F>
-void for_each_chunk(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
+void for_each_chunk(const std::vector<Chunk>& chunks, int64_t work, F&& f) {
   const int64_t n = int64_t(chunks.size());
 #ifdef _OPENMP
-  if (total >= kSerialBelow && n > 1 && max_threads() > 1) {
+  if (work >= kSerialBelow && n > 1 && max_threads() > 1) {
     std::vector<int64_t> offset(size_t(n) + 1, 0);  // elements before chunk i
     for (int64_t i = 0; i < n; ++i) offset[size_t(i) + 1] = offset[size_t(i)] + chunks[size_t(i)].len;
+    // Split the elements, not `work`: callers weight `work` by a per-element cost, and
+    // splitting that scale would leave every chunk to thread 0.
+    const int64_t total = offset[size_t(n)];
 #pragma omp parallel num_threads(max_threads())
     {
       const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
@@ -79,7 +84,7 @@ void for_each_chunk(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
     return;
   }
 #endif
-  (void)total;
+  (void)work;
   for (int64_t i = 0; i < n; ++i) f(chunks[size_t(i)]);
 }
 

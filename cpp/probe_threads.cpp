@@ -1,6 +1,12 @@
 // The in-place read-modify-write bandwidth probe that bench/optim.py compares
 // every optimizer step with, and the OpenMP thread count every kernel uses.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "multi_tensor.hpp"
 
@@ -66,6 +72,25 @@ void set_num_threads(int n) {
   thread_setting().store(n, std::memory_order_relaxed);
 }
 
+// Which thread ran each chunk of arrays of `sizes` under for_each_chunk with a cost of `work`:
+// the split every parallel kernel gets, observable from the tests.
+std::vector<int> chunk_threads(const std::vector<int64_t>& sizes, int64_t work) {
+  for (int64_t s : sizes)
+    if (s < 0) throw py::value_error("sizes: must be >= 0");
+  if (work < 0) throw py::value_error("work: must be >= 0");
+  const auto chunks = make_chunks(sizes);
+  std::vector<int> owner(chunks.size(), -1);
+  py::gil_scoped_release nogil;
+  for_each_chunk(chunks, work, [&](const Chunk& c) {
+#ifdef _OPENMP
+    owner[size_t(&c - chunks.data())] = omp_get_thread_num();
+#else
+    owner[size_t(&c - chunks.data())] = 0;
+#endif
+  });
+  return owner;
+}
+
 }  // namespace
 
 void register_probe_threads(py::module_& m) {
@@ -76,6 +101,10 @@ void register_probe_threads(py::module_& m) {
   m.def("set_num_threads", &set_num_threads,
         "OpenMP threads of every following optkern call, from any Python thread (process-wide).", arg("n"));
   m.def("get_num_threads", &max_threads, "OpenMP threads the next parallel region will use.");
+  m.def("chunk_threads", &chunk_threads,
+        "The thread (0-based) that ran each chunk of arrays of these sizes in a parallel pass costing `work` "
+        "(the split of every multi-array kernel; for tests).",
+        arg("sizes"), arg("work"));
 }
 
 }  // namespace optkern

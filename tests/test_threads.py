@@ -29,6 +29,40 @@ def test_set_num_threads_round_trip_and_results_unchanged():
     assert np.array_equal(out[0], out[1]) and not np.array_equal(out[0], p0)
 
 
+@pytest.mark.parametrize("work_per_element", [1, 8, 23])
+@pytest.mark.parametrize("sizes", [[1 << 20], [3, 1 << 19, 70_000, 1 << 18]])
+def test_parallel_passes_split_the_elements_evenly(sizes, work_per_element):
+    # Kernels pass a cost (elements x work per element) to the chunk scheduler; the split must
+    # still be by elements (a weighted cost once gave every chunk to thread 0: L-BFGS, Lanczos,
+    # activations, dropout and the random generators ran on one core).
+    from optkern import _cpu
+
+    before = optkern.get_num_threads()
+    try:
+        optkern.set_num_threads(2)
+        owners = np.array(_cpu.chunk_threads(sizes, work_per_element * sum(sizes)))
+    finally:
+        optkern.set_num_threads(before)
+    chunk = 1 << 16
+    lens = np.array([min(chunk, s - o) for s in sizes for o in range(0, s, chunk)])
+    assert owners.shape == lens.shape and set(owners.tolist()) == {0, 1}
+    assert np.all(np.diff(owners) >= 0)  # each thread a contiguous run
+    share = lens[owners == 0].sum() / lens.sum()
+    assert abs(share - 0.5) <= chunk / lens.sum(), share
+
+
+def test_small_passes_stay_on_one_thread():
+    from optkern import _cpu
+
+    before = optkern.get_num_threads()
+    try:
+        optkern.set_num_threads(2)
+        assert set(_cpu.chunk_threads([1 << 17], 1000)) == {0}  # below the parallel threshold
+        assert _cpu.chunk_threads([], 0) == []
+    finally:
+        optkern.set_num_threads(before)
+
+
 @pytest.mark.parametrize("bad, exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError)])
 def test_set_num_threads_rejects_bad_counts(bad, exc):
     with pytest.raises(exc, match="n"):

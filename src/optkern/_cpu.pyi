@@ -18,6 +18,7 @@ __all__: list[str] = [
     "channel_norm_backward",
     "channel_norm_forward",
     "channel_stats",
+    "chunk_threads",
     "clamp_",
     "clip_scale_",
     "dropout_",
@@ -191,6 +192,11 @@ def dropout_(
 ) -> None:
     """
     out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.
+    """
+
+def chunk_threads(sizes: collections.abc.Sequence[typing.SupportsInt], work: typing.SupportsInt) -> list[int]:
+    """
+    The thread (0-based) that ran each chunk of arrays of these sizes in a parallel pass costing `work` (the split of every multi-array kernel; for tests).
     """
 
 def get_num_threads() -> int:

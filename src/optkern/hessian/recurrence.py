@@ -65,7 +65,10 @@ class LanczosRecurrence:
         self.bmod = _backend.cpu if basis == "host" else self.mod
         keep = reorthogonalize != "none" or keep_basis  # "none" stores the vectors only when asked to
         self.Q = self.bxp.empty((self.m + 1, n), dtype=bdt) if keep else None
-        self.ring = xp.zeros((2, n), dtype=wdt)  # rows: q_{j-1}, q_j
+        # q_{j-1} and q_j; row `cur` holds q_j. A step writes q_{j+1} over q_{j-1} and flips `cur`:
+        # one copy of an n-vector per step, not two (at 50M parameters a copy is ~5% of an HVP).
+        self.ring = xp.zeros((2, n), dtype=wdt)
+        self.cur = 1
         self.coeffs = xp.zeros(2, dtype=np.float64)
         self.bcoeffs = self.bxp.zeros(self.m + 1, dtype=np.float64)
         if v0 is None:
@@ -96,7 +99,7 @@ class LanczosRecurrence:
         return len(self.alpha)
 
     def vector(self):
-        return self.ring[1]
+        return self.ring[self.cur]
 
     def _store(self, row, w):
         if self.Q is not None:
@@ -135,12 +138,13 @@ class LanczosRecurrence:
         ring = self.ring
         if not (w.flags.c_contiguous and getattr(w.flags, "writeable", True) and w.dtype == ring.dtype):
             w = self.xp.array(w, dtype=ring.dtype, order="C")  # the product is overwritten in place
-        if j > 0:  # local CGS2 against q_{j-1}, q_j (fused, float64 coefficients)
+        cur = self.cur
+        if j > 0:  # local CGS2 against q_{j-1}, q_j (fused, float64 coefficients; the row order does not matter)
             b = float(self.mod.lanczos_orthogonalize_(ring, 2, w, self.coeffs))
-            a = float(self.coeffs[1])
         else:
-            b = float(self.mod.lanczos_orthogonalize_(ring[1:], 1, w, self.coeffs))
-            a = float(self.coeffs[0])
+            b = float(self.mod.lanczos_orthogonalize_(ring[cur:], 1, w, self.coeffs))
+            cur = 0  # coefficient index of q_0
+        a = float(self.coeffs[cur])
         if not np.isfinite(b):
             raise FloatingPointError("the operator returned a non-finite product")
         if b > 0 and self.mode != "none" and j + 1 < self.m:
@@ -158,8 +162,8 @@ class LanczosRecurrence:
         if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale:
             self.done = True
             return
-        ring[0] = ring[1]
-        ring[1] = w
+        self.cur ^= 1
+        ring[self.cur] = w
         self._store(j + 1, w)
 
     def result(self):
