@@ -1,5 +1,5 @@
 // The inner step of Lanczos with full reorthogonalization, fused:
-//   w <- w - Q_k^T (Q_k w), twice (classical Gram-Schmidt, "CGS2"),
+//   w <- w - Q_k^T (Q_k w), twice (classical Gram-Schmidt, "CGS2"; once with passes = 1),
 //   beta = ||w||, w <- w / beta,
 // over the first k rows of a C-contiguous basis Q (rows are the Lanczos
 // vectors). Columns are cut into fixed blocks; each block keeps its own
@@ -24,24 +24,52 @@
 namespace optkern {
 namespace {
 
-constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1
+constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1 (larger blocks measured no faster)
 
 template <class TQ, class T> double block_dot(const TQ* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
   return lane_sum<double>(len, [&](int64_t j) { return double(q[j]) * double(w[j]); });
 }
 
+// The per-block loops, compiled per ISA level (the module's baseline is SSE2: without the clones
+// these ran at a quarter of the AVX2 width and the reorthogonalization was compute-bound).
+
+// part[i] = Q_i . w over the block, for the first k rows.
 template <class TQ, class T>
-double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs) {
+OK_CLONES void block_dots(const TQ* Q, int64_t n, int64_t k, int64_t lo, int64_t len, const T* w, double* part) {
+  for (int64_t i = 0; i < k; ++i) part[i] = block_dot(Q + i * n + lo, w + lo, len);
+}
+
+// w -= sum_i c_i Q_i over the block (rows in order: the rounding does not depend on the blocking).
+template <class TQ, class T>
+OK_CLONES void block_update(const TQ* Q, int64_t n, int64_t k, int64_t lo, int64_t len, const double* c, T* w) {
+  T* OK_RESTRICT wb = w + lo;
+  for (int64_t i = 0; i < k; ++i) {
+    const T ci = T(c[i]);
+    const TQ* OK_RESTRICT q = Q + i * n + lo;
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) wb[j] -= ci * T(q[j]);
+  }
+}
+
+template <class T> OK_CLONES double block_norm2(const T* w, int64_t lo, int64_t len) {
+  return block_dot(w + lo, w + lo, len);
+}
+
+template <class T> OK_CLONES void block_scale(T* w, int64_t lo, int64_t len, T s) {
+  T* OK_RESTRICT wb = w + lo;
+#pragma omp simd
+  for (int64_t j = 0; j < len; ++j) wb[j] *= s;
+}
+
+template <class TQ, class T>
+double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, int passes) {
   const int64_t nb = (n + kBlock - 1) / kBlock;
   std::vector<Chunk> blocks;
   for (int64_t b = 0; b < nb; ++b) blocks.push_back({0, b * kBlock, std::min(kBlock, n - b * kBlock)});
   std::vector<double> part(size_t(nb * (k > 0 ? k : 1)));
   std::vector<double> c(static_cast<size_t>(k)), nrm(static_cast<size_t>(nb));
   const int64_t work = n * (k + 1);
-  auto dots = [&](const Chunk& bl) {
-    const int64_t b = bl.start / kBlock;
-    for (int64_t i = 0; i < k; ++i) part[size_t(b * k + i)] = block_dot(Q + i * n + bl.start, w + bl.start, bl.len);
-  };
+  auto dots = [&](const Chunk& bl) { block_dots(Q, n, k, bl.start, bl.len, w, &part[size_t(bl.start / kBlock * k)]); };
   auto sum_parts = [&]() {
     for (int64_t i = 0; i < k; ++i) {
       double s = 0.0;
@@ -49,45 +77,36 @@ double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs) {
       c[size_t(i)] = s;
     }
   };
-  auto update = [&](const Chunk& bl) {
-    T* OK_RESTRICT wb = w + bl.start;
-    for (int64_t i = 0; i < k; ++i) {
-      const T ci = T(c[size_t(i)]);
-      const TQ* OK_RESTRICT q = Q + i * n + bl.start;
-#pragma omp simd
-      for (int64_t j = 0; j < bl.len; ++j) wb[j] -= ci * T(q[j]);
-    }
-  };
+  auto update = [&](const Chunk& bl) { block_update(Q, n, k, bl.start, bl.len, c.data(), w); };
   if (k > 0) {
     for_each_chunk(blocks, work, dots);  // pass 1: Q w
     sum_parts();
     for (int64_t i = 0; i < k; ++i) coeffs[i] = c[size_t(i)];
-    for_each_chunk(blocks, work, [&](const Chunk& bl) {  // pass 1 update, pass 2 dots
-      update(bl);
-      dots(bl);
-    });
-    sum_parts();
-    for (int64_t i = 0; i < k; ++i) coeffs[i] += c[size_t(i)];
+    if (passes == 2) {
+      for_each_chunk(blocks, work, [&](const Chunk& bl) {  // pass 1 update, pass 2 dots
+        update(bl);
+        dots(bl);
+      });
+      sum_parts();
+      for (int64_t i = 0; i < k; ++i) coeffs[i] += c[size_t(i)];
+    }
   }
-  for_each_chunk(blocks, work, [&](const Chunk& bl) {  // pass 2 update, ||w||^2
+  for_each_chunk(blocks, work, [&](const Chunk& bl) {  // last pass's update, ||w||^2
     if (k > 0) update(bl);
-    nrm[size_t(bl.start / kBlock)] = block_dot(w + bl.start, w + bl.start, bl.len);
+    nrm[size_t(bl.start / kBlock)] = block_norm2(w, bl.start, bl.len);
   });
   double s = 0.0;
   for (double v : nrm) s += v;
   const double beta = std::sqrt(s);
   if (beta > 0.0) {
     const T inv = T(1.0 / beta);
-    for_each_chunk(blocks, n, [&](const Chunk& bl) {
-      T* OK_RESTRICT wb = w + bl.start;
-#pragma omp simd
-      for (int64_t j = 0; j < bl.len; ++j) wb[j] *= inv;
-    });
+    for_each_chunk(blocks, n, [&](const Chunk& bl) { block_scale(w, bl.start, bl.len, inv); });
   }
   return beta;
 }
 
-double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h) {
+double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h, int passes) {
+  if (passes != 1 && passes != 2) throw py::value_error("passes: expected 1 or 2, got " + std::to_string(passes));
   const py::dtype dq = float_dtype<HostArrays>(Q_h, "Q");
   const py::dtype dt = float_dtype<HostArrays>(w_h, "w");
   if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))  // f32 Q with f64 w is allowed
@@ -110,7 +129,7 @@ double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::hand
     using TQ = decltype(qtag);
     using T = decltype(wtag);
     py::gil_scoped_release nogil;
-    return cgs2_normalize<TQ, T>(reinterpret_cast<const TQ*>(Q), n, k, reinterpret_cast<T*>(w), cp);
+    return cgs2_normalize<TQ, T>(reinterpret_cast<const TQ*>(Q), n, k, reinterpret_cast<T*>(w), cp, passes);
   };
   if (dt.equal(py::dtype::of<float>())) return run(float{}, float{});
   if (dq.equal(py::dtype::of<float>())) return run(float{}, double{});

@@ -1,5 +1,5 @@
 // The fused Lanczos step on the GPU, same contract as cpp/linalg.cpp:
-//   w <- w - Q_k^T (Q_k w), twice (CGS2);  beta = ||w||;  w <- w / beta.
+//   w <- w - Q_k^T (Q_k w), twice (CGS2; once with passes = 1);  beta = ||w||;  w <- w / beta.
 // Deterministic: the column blocking depends only on n (never on the device),
 // every block reduces in a fixed tree in double, and block partials are added
 // in block order by one thread per row. Kernels per call: 2 x (dots, sum,
@@ -104,13 +104,13 @@ template <class T> __global__ void scale_kernel(T* __restrict__ w, const double*
 }
 
 template <class TQ, class T>
-void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratch, cudaStream_t s) {
+void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratch, int passes, cudaStream_t s) {
   const int64_t nb = num_blocks(n);
   double* part = scratch;          // k * nb (>= nb)
   double* c = part + (k > 0 ? k : 1) * nb;  // k
   double* beta = c + (k > 0 ? k : 1);       // 1
   const int grid_cols = int((n + kThreads - 1) / kThreads < 4096 ? (n + kThreads - 1) / kThreads : 4096);
-  for (int pass = 0; pass < 2 && k > 0; ++pass) {
+  for (int pass = 0; pass < passes && k > 0; ++pass) {
     dots_kernel<TQ, T><<<dim3(unsigned(nb), unsigned(k < 65535 ? k : 65535)), kThreads, 0, s>>>(Q, w, part, n, nb, k);
     sum_kernel<<<unsigned((k + kThreads - 1) / kThreads), kThreads, 0, s>>>(part, c, coeffs, k, nb, pass == 1);
     update_kernel<TQ, T><<<grid_cols, kThreads, 0, s>>>(Q, c, w, n, k);
@@ -120,7 +120,8 @@ void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scrat
   scale_kernel<T><<<grid_cols, kThreads, 0, s>>>(w, beta, n);
 }
 
-double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle coeffs) {
+double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle coeffs, int passes) {
+  if (passes != 1 && passes != 2) throw py::value_error("passes: expected 1 or 2, got " + std::to_string(passes));
   const DType dq = float_dtype<DeviceArrays>(Q, "Q");
   const DType dt = float_dtype<DeviceArrays>(w, "w");
   if (dq == DType::f64 && dt == DType::f32)  // f32 Q with f64 w is allowed, not the reverse
@@ -153,11 +154,11 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
     const ScratchBuffer buf(bytes, s, args.device);
     double* scratch = buf.as<double>();
     if (dt == DType::f32)
-      cgs2<float, float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, s);
+      cgs2<float, float>((const float*)qp, n, k, (float*)wp, (double*)cp, scratch, passes, s);
     else if (dq == DType::f32)
-      cgs2<float, double>((const float*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
+      cgs2<float, double>((const float*)qp, n, k, (double*)wp, (double*)cp, scratch, passes, s);
     else
-      cgs2<double, double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, s);
+      cgs2<double, double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, passes, s);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, scratch + (k > 0 ? k : 1) * nb + (k > 0 ? k : 1),
                                               sizeof(double), cudaMemcpyDeviceToHost, s);

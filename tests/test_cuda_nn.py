@@ -64,9 +64,10 @@ def test_xent_cuda_matches_cpu(shape, dtype):
     )
 
 
+@pytest.mark.parametrize("passes", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,k", [(1, 0), (7, 3), (5000, 17), (300001, 40)])
-def test_lanczos_orthogonalize_cuda_matches_cpu(n, k, dtype):
+def test_lanczos_orthogonalize_cuda_matches_cpu(n, k, dtype, passes):
     rng = np.random.default_rng(n)
     m = max(k, 1)
     Q = (
@@ -76,16 +77,16 @@ def test_lanczos_orthogonalize_cuda_matches_cpu(n, k, dtype):
     )
     w = rng.standard_normal(n).astype(dtype)
     wc, cc = w.copy(), np.zeros(m)
-    bc = _backend.cpu.lanczos_orthogonalize_(Q, k, wc, cc)
+    bc = _backend.cpu.lanczos_orthogonalize_(Q, k, wc, cc, passes)
     wg, cg = cp.asarray(w), cp.zeros(m)
-    bg = _backend.cuda_module().lanczos_orthogonalize_(cp.asarray(Q), k, wg, cg)
+    bg = _backend.cuda_module().lanczos_orthogonalize_(cp.asarray(Q), k, wg, cg, passes)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert abs(bg - bc) <= tol * bc
     np.testing.assert_allclose(cp.asnumpy(wg), wc, rtol=tol, atol=tol)
     np.testing.assert_allclose(cp.asnumpy(cg)[:k], cc[:k], rtol=tol, atol=tol)
     # Deterministic: the same call twice is bitwise equal.
     wg2, cg2 = cp.asarray(w), cp.zeros(m)
-    assert _backend.cuda_module().lanczos_orthogonalize_(cp.asarray(Q), k, wg2, cg2) == bg
+    assert _backend.cuda_module().lanczos_orthogonalize_(cp.asarray(Q), k, wg2, cg2, passes) == bg
     assert bool((wg2 == wg).all())
 
 

@@ -45,6 +45,32 @@ def test_lanczos_orthogonalize_matches_reference(n, k, dtype):
         assert np.abs(Q[:k].astype(np.float64) @ w).max() <= 10 * tol
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k", [(1, 0), (7, 3), (1023, 5), (5000, 17)])
+def test_lanczos_orthogonalize_one_pass_matches_reference(n, k, dtype):
+    # passes=1 (partial reorthogonalization): one classical Gram-Schmidt pass, then normalize.
+    rng = np.random.default_rng(n + k + 1)
+    m = max(k, 1)
+    Q = np.linalg.qr(rng.standard_normal((n, m)))[0].T.copy() if n >= m else np.ones((m, n))
+    Q = np.ascontiguousarray(Q[:m]).astype(dtype)
+    w = rng.standard_normal(n).astype(dtype) + (Q[:k].T @ (1e-4 * rng.standard_normal(k))).astype(dtype)
+    Qd, ref = Q[:k].astype(np.float64), w.astype(np.float64)
+    c = Qd @ ref
+    ref -= Qd.T @ c
+    b_ref = np.linalg.norm(ref)
+    coeffs = np.full(k + 2, 7.0)
+    b = _backend.cpu.lanczos_orthogonalize_(Q, k, w, coeffs, 1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert abs(b - b_ref) <= tol * b_ref
+    np.testing.assert_allclose(w, ref / b_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(coeffs[:k], c, rtol=tol, atol=tol)
+    assert np.all(coeffs[k:] == 7.0)
+    if k:  # components of 1e-4 leave about eps after one pass
+        assert np.abs(Qd @ w).max() <= 10 * tol
+    with pytest.raises(ValueError, match="^passes: expected 1 or 2, got 3"):
+        _backend.cpu.lanczos_orthogonalize_(Q, k, w.copy(), coeffs, 3)
+
+
 def test_lanczos_orthogonalize_rejects_bad_input():
     Q = np.zeros((4, 10))
     w, c = np.ones(10), np.zeros(4)

@@ -247,10 +247,14 @@ def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.Suppo
     """
 
 def lanczos_orthogonalize_(
-    Q: typing.Any, k: typing.SupportsInt | typing.SupportsIndex, w: typing.Any, coeffs: typing.Any
+    Q: typing.Any,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    w: typing.Any,
+    coeffs: typing.Any,
+    passes: typing.SupportsInt | typing.SupportsIndex = 2,
 ) -> float:
     """
-    Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives the total projection coefficients Q[:k] w of both passes. Deterministic (any thread count; the same bits run to run on a GPU).
+    Orthogonalize w against rows Q[:k] twice (CGS2; once with passes=1, enough for a w already orthogonal to Q[:k] to about sqrt(eps)), normalize it in place and return its norm before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives the total projection coefficients Q[:k] w of the passes. Deterministic (any thread count; the same bits run to run on a GPU).
     """
 
 def nadam_(

@@ -84,10 +84,12 @@ template <class Fwd, class Bwd> void norm_rop(py::module_& m, Fwd norm_rop_fwd, 
 
 template <class Orth> void linalg(py::module_& m, Orth lanczos_orthogonalize) {
   m.def("lanczos_orthogonalize_", lanczos_orthogonalize, arg("Q"), arg("k"), arg("w"), arg("coeffs"),
-        "Orthogonalize w against rows Q[:k] twice (CGS2), normalize it in place and return its norm "
-        "before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives "
-        "the total projection coefficients Q[:k] w of both passes. Deterministic (any thread count; "
-        "the same bits run to run on a GPU).");
+        arg("passes") = 2,
+        "Orthogonalize w against rows Q[:k] twice (CGS2; once with passes=1, enough for a w already "
+        "orthogonal to Q[:k] to about sqrt(eps)), normalize it in place and return its norm before "
+        "normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives the total "
+        "projection coefficients Q[:k] w of the passes. Deterministic (any thread count; the same bits "
+        "run to run on a GPU).");
 }
 
 }  // namespace sig

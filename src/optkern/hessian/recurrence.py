@@ -106,12 +106,18 @@ class LanczosRecurrence:
             self.Q[row] = _to_host(w) if self.bxp is np else w
 
     def _reorthogonalize(self, w, j):
-        """``w`` against the stored ``q_0 .. q_j`` (CGS2), renormalized; returns the norm factor."""
+        """``w`` against the stored ``q_0 .. q_j``, renormalized; returns the norm factor.
+
+        "full": CGS2. "partial": one classical Gram-Schmidt pass -- the omega-recurrence calls this
+        while ``w`` is still orthogonal to the basis to about ``sqrt(eps)``, and one pass then
+        leaves about ``eps`` (the second pass of CGS2 guards against large components, which
+        cannot be there); it reads the basis twice instead of three times."""
         self.reorths += 1
+        passes = 1 if self.mode == "partial" else 2
         if self.bxp is self.xp:
-            return float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, w, self.bcoeffs))
+            return float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, w, self.bcoeffs, passes))
         wh = np.ascontiguousarray(_to_host(w))  # host basis, device vectors
-        r = float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, wh, self.bcoeffs))
+        r = float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, wh, self.bcoeffs, passes))
         w[...] = self.xp.asarray(wh)
         return r
 
