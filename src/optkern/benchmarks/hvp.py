@@ -4,8 +4,9 @@ Model 784-512-512-10, tanh, and tanh with batch norm; batch 1024, float32,
 softmax cross-entropy; the same parameters, data and direction for both. Rows:
 loss+gradient (torch: autograd), HVP (optkern: Pearlmutter R-operator; torch:
 double backward and ``torch.func`` jvp-of-grad) and one SLQ spectral density
-(1 probe x 80 Lanczos steps, optkern only), then the estimator-overhead and
-block-product rows of ``curvature.py``. ``quick``: batch 128, 5 steps.
+(1 probe x 80 Lanczos steps), against PyHessian's density on the same model and
+budget where torch and PyHessian are installed (``pyhessian_row.py``; model without
+batch norm), then the estimator-overhead and block-product rows of ``curvature.py``. ``quick``: batch 128, 5 steps.
 The HVP row notes its cost relative to loss+gradient and its relative
 difference to torch's HVP. Compute-bound: no bandwidth columns.
 """
@@ -131,7 +132,32 @@ def _model_rows(norm, quick, device, torch) -> list:
     t = measure(lambda: hessian.spectral_density(op, num_probes=1, steps=slq_steps, grid=1000), device, once)
     slq = Row(SUITE, f"{pb.name} SLQ 1 probe x {slq_steps} steps", t, note=f"{t.median_ms / slq_steps:.2f} ms/step")
     d = pb.dev
-    return [grad, hvp, slq] + curvature.rows(SUITE, pb.name, pb.model, d["params"], d["x"], d["y"], op, device, quick)
+    out = [grad, hvp, slq]
+    if torch is not None and norm is None and device == "cpu":
+        out.append(_pyhessian_row(pb, op, slq_steps, once, torch))
+    return out + curvature.rows(SUITE, pb.name, pb.model, d["params"], d["x"], d["y"], op, device, quick)
+
+
+def _pyhessian_row(pb, op, steps, plan, torch) -> Row:
+    """optkern's SLQ density against PyHessian's on the same model, batch and step budget."""
+    from optkern import hessian
+
+    from . import pyhessian_row
+
+    got: dict = {}
+    h = pb.host
+
+    def ours():
+        def call():
+            got["ours"] = float(hessian.spectral_density(op, num_probes=1, steps=steps, grid=1000).nodes.max())
+
+        return call
+
+    theirs = {"PyHessian": lambda: pyhessian_row.factory(torch, pb.model, h["params"], h["x"], h["y"], steps, got)}
+    row = compare(SUITE, f"{pb.name} SLQ 1x{steps} vs PyHessian density", ours, theirs, "cpu", plan)
+    if "top" in got:
+        row.note = f"largest Ritz value optkern {got['ours']:.6g}, PyHessian {got['top']:.6g}"
+    return row
 
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
