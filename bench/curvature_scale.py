@@ -87,10 +87,10 @@ def main(argv=None):
     op0 = hessian.from_mlp(model, params, x, y)
     timing = {"products": 0.0, "count": 0}
 
-    def matvec(v):
+    def matvec(v, out=None):
         _sync(xp)
         t = time.perf_counter()
-        r = op0.matvec(v)
+        r = op0.matvec(v, out=out)
         _sync(xp)
         timing["products"] += time.perf_counter() - t
         timing["count"] += 1
@@ -98,7 +98,7 @@ def main(argv=None):
             state["peak"].sample()
         return r
 
-    op = hessian.from_hvp(matvec, n, np.float32, xp=xp)
+    op = hessian.from_hvp(matvec, n, np.float32, xp=xp, into=lambda v, out: matvec(v, out))
     state = {"peak": None}
     op.matvec(xp.ones(n, np.float32))  # warm-up (and one HVP's temporaries)
     hvp_s = timing["products"]

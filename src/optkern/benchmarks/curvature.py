@@ -36,17 +36,27 @@ class _Timed:
         self.device = device
 
         def timed(f):
-            def call(v):
+            def call(*args):
                 _sync(device)
                 t = time.perf_counter()
-                r = f(v)
+                r = f(*args)
                 _sync(device)
                 self.inside += time.perf_counter() - t
                 return r
 
             return call
 
-        self.op = hessian.from_hvp(timed(op.matvec), op.shape[0], op.dtype, xp=op.xp, matmat=timed(op.matmat))
+        def into(v, out):
+            op.matvec(v, out=out)
+
+        self.op = hessian.from_hvp(
+            timed(op.matvec),
+            op.shape[0],
+            op.dtype,
+            xp=op.xp,
+            matmat=timed(op.matmat),
+            into=timed(into) if op.writes_into else None,
+        )
 
 
 def _timing(samples_ms):

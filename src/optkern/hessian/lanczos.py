@@ -91,7 +91,7 @@ def lanczos(
         op, steps, v0, seed, reorthogonalize, basis_dtype, basis, keep_basis=return_vectors or return_ritz
     )
     while not lz.done:
-        lz.advance(op.matvec(lz.vector()))
+        lz.advance(lz.product(op))
     alpha, beta, _ = lz.result()
     Q = lz.basis()
     out = (alpha, beta) + ((Q,) if return_vectors else ())

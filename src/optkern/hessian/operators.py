@@ -31,14 +31,25 @@ class CurvatureOperator:
       xp: array module of the vectors (numpy or cupy).
       matmat: optional ``V (n, k) -> A V``; default applies ``matvec`` per column.
       name: a label for ``repr``.
+      into: optional ``(v, out) -> None`` writing ``A v`` into ``out``: ``matvec(v, out=...)``
+        then reuses the caller's buffer (the Lanczos recurrences pass one per run) instead of
+        a fresh array per product.
     """
 
     def __init__(
-        self, matvec: Callable, n: int, dtype=np.float64, xp=np, matmat: Callable | None = None, name: str = "operator"
+        self,
+        matvec: Callable,
+        n: int,
+        dtype=np.float64,
+        xp=np,
+        matmat: Callable | None = None,
+        name: str = "operator",
+        into: Callable | None = None,
     ):
         n = _backend.integer("n", n, lo=1)
         self._mv = matvec
         self._mm = matmat
+        self._into = into
         self.xp = xp
         self.name = name
         self.num_matvecs = 0  # products applied so far (columns of matmat count one each)
@@ -59,12 +70,44 @@ class CurvatureOperator:
             raise ValueError(f"{name}: expected shape ({self.shape[0]},) or ({self.shape[0]}, 1), got {tuple(v.shape)}")
         return xp.ascontiguousarray(v, dtype=self.dtype)
 
-    def matvec(self, v):
-        """``A v`` for ``v`` of shape ``(n,)`` or ``(n, 1)`` (the result has the same shape)."""
+    @property
+    def writes_into(self) -> bool:
+        """True when ``matvec(v, out=...)`` writes the product straight into ``out`` (no fresh array)."""
+        return self._into is not None
+
+    def matvec(self, v, out=None):
+        """``A v`` for ``v`` of shape ``(n,)`` or ``(n, 1)`` (the result has the same shape).
+
+        ``out``: a C-contiguous ``(n,)`` array of the operator's dtype to receive the product
+        (returned); written directly where the operator supports it (``writes_into``), copied
+        otherwise. It must not share memory with ``v``.
+        """
         shape = getattr(v, "shape", None)
-        y = self._mv(self._vector(v))
+        v = self._vector(v)
+        if out is None:
+            y = self._mv(v)
+        else:
+            y = self._out(out, v)
+            if self._into is not None:
+                self._into(v, y)
+            else:
+                y[...] = self._mv(v)
         self.num_matvecs += 1
         return y.reshape(shape) if shape is not None and len(shape) == 2 else y
+
+    def _out(self, out, v):
+        xp = self.xp
+        if not hasattr(out, "shape") or _backend.is_cupy(out) != (xp is not np):
+            raise TypeError(f"out: expected a {xp.__name__} array, got {type(out).__name__}")
+        if out.dtype != self.dtype:
+            raise TypeError(f"out: expected {self.dtype}, got {out.dtype}")
+        if tuple(out.shape) != (self.shape[0],):
+            raise ValueError(f"out: expected shape ({self.shape[0]},), got {tuple(out.shape)}")
+        if not out.flags.c_contiguous or (isinstance(out, np.ndarray) and not out.flags.writeable):
+            raise ValueError("out: expected a writable C-contiguous array")
+        if xp.shares_memory(out, v):
+            raise ValueError("out shares memory with v")
+        return out
 
     def matmat(self, V):
         """``A V`` for ``V`` of shape ``(n, k)``."""
@@ -180,13 +223,24 @@ def _ScipyCurvatureOperator():
 
 
 def from_hvp(
-    fn: Callable, n: int, dtype=np.float64, *, xp=np, matmat: Callable | None = None, name: str = "hvp"
+    fn: Callable,
+    n: int,
+    dtype=np.float64,
+    *,
+    xp=np,
+    matmat: Callable | None = None,
+    name: str = "hvp",
+    into: Callable | None = None,
 ) -> CurvatureOperator:
     """Operator from a user's Hessian-vector product ``fn(v) -> H v``.
 
     ``fn`` must be linear and symmetric in ``v``; ``xp`` is the array module of
-    its vectors. ``matmat(V)``, when given, is used for blocks of vectors.
+    its vectors. ``matmat(V)``, when given, is used for blocks of vectors;
+    ``into(v, out)``, when given, writes ``H v`` into ``out`` (products into a
+    reused buffer, see ``CurvatureOperator``).
     """
+    if into is not None and not callable(into):
+        raise TypeError(f"into: expected a callable or None, got {type(into).__name__}")
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
     try:
@@ -195,7 +249,7 @@ def from_hvp(
         dt = None
     if dt not in (np.float32, np.float64):
         raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
-    return _operator_class(xp)(fn, n, dtype, xp, matmat, name)
+    return _operator_class(xp)(fn, n, dtype, xp, matmat, name, into)
 
 
 def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name: str = "fd-grad"):
@@ -304,13 +358,15 @@ def from_mlp(
     xp = _backend.array_module(params)
     idx = None if block is None else xp.asarray(block_indices(model, block))
 
-    def over_batches(fn, v):
+    def over_batches(fn, v, into=None):
         out = None
         for i, ((bx, by), w) in enumerate(zip(batches, weights)):
-            hv = fn(params, bx, by, v)
-            if out is None:
-                out = hv if w == 1.0 else hv * w
+            if out is None:  # the first batch's product goes straight to `into` when given
+                out = fn(params, bx, by, v) if into is None else fn(params, bx, by, v, out=into)
+                if w != 1.0:
+                    out *= w
             else:
+                hv = fn(params, bx, by, v)
                 out += hv * w if w != 1.0 else hv
             if progress is not None:
                 progress(i + 1, len(batches))
@@ -338,7 +394,10 @@ def from_mlp(
 
     n = model.num_params if idx is None else int(idx.shape[0])
     name = f"mlp-{kind}" + ("" if block is None else f"[{block if isinstance(block, str) else ','.join(block)}]")
-    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name)
+    def into(v, out):
+        over_batches(product, v, out)
+
+    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None)
     if comm is None:
         return op
     from ..distributed import distributed, global_share

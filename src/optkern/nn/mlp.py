@@ -186,6 +186,26 @@ class MLP:
                 y = xp.ascontiguousarray(y, dtype=self.dtype)
         return xp, x, y
 
+    def _product_out(self, out, params, v):
+        """The array a product is written to: fresh, or the caller's ``out`` (checked before any work)."""
+        xp = _backend.array_module(params)
+        if out is None:
+            return xp.empty_like(params)
+        if not (isinstance(out, np.ndarray) or _backend.is_cupy(out)) or _backend.is_cupy(out) != (xp is not np):
+            raise TypeError(f"out: expected a {xp.__name__} array like params, got {type(out).__name__}")
+        if out.dtype != self.dtype:
+            raise TypeError(f"out: expected {self.dtype}, got {out.dtype}")
+        if tuple(out.shape) != tuple(params.shape):
+            raise ValueError(f"out: expected shape {tuple(params.shape)}, got {tuple(out.shape)}")
+        if not out.flags.c_contiguous:
+            raise ValueError("out: array must be C-contiguous")
+        if isinstance(out, np.ndarray) and not out.flags.writeable:
+            raise ValueError("out: array is read-only")
+        for name, a in (("params", params), ("v", v)):
+            if xp.shares_memory(out, a):
+                raise ValueError(f"out shares memory with {name}")
+        return out
+
     def _direction(self, v):
         """``v`` (checked by :meth:`_check`) as a C-contiguous array: a strided or broadcast view is copied."""
         return _backend.array_module(v).ascontiguousarray(v)
@@ -308,20 +328,22 @@ class MLP:
         return loss, self._backward(P, caches, g, xp.empty_like(params))
 
     @_ieee
-    def hvp(self, params, x, y, v):
+    def hvp(self, params, x, y, v, out=None):
         """Exact Hessian-vector product ``H v`` of the mean loss (Pearlmutter's R-operator).
 
         One forward pass (keeping ``f'`` and ``f''``) with the R-forward, and one
         backward pass carrying the gradient and its R-derivative together; about
         twice the cost of ``loss_and_grad``. Exact through batch norm in training
-        mode, layer norm, label smoothing and the confidence penalty.
+        mode, layer norm, label smoothing and the confidence penalty. ``out``: an
+        array like ``params`` to write the product to (returned); repeated products
+        then reuse one buffer instead of a fresh, page-faulted array per call.
         """
         xp, x, y = self._check(params, x, y, v)
+        Hv = self._product_out(out, params, v)
         P, V = self.views(params), self.views(self._direction(v))
-        caches, out = self._forward(P, x, 2)
-        _, g, head = self._loss_head(out, y)
+        caches, fwd = self._forward(P, x, 2)
+        _, g, head = self._loss_head(fwd, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
-        Hv = xp.empty_like(params)
         Hs = self.views(Hv)
         axis = _NORM_AXIS.get(self.norm)
         for i in range(self.num_layers - 1, -1, -1):
@@ -349,21 +371,22 @@ class MLP:
         return Hv
 
     @_ieee
-    def ggn_vp(self, params, x, y, v):
+    def ggn_vp(self, params, x, y, v, out=None):
         """Generalized Gauss-Newton product ``J^T H_L J v``.
 
         ``J`` is the Jacobian of the network output w.r.t. the parameters and
         ``H_L`` the Hessian of the loss w.r.t. the output (``diag(p) - p p^T``
         per row over N for cross-entropy, ``2 / out.size`` for MSE), so the GGN
         is positive semidefinite (with ``confidence_penalty = 0``). One R-forward
-        pass and one ordinary backward pass.
+        pass and one ordinary backward pass. ``out``: as for :meth:`hvp`.
         """
         xp, x, y = self._check(params, x, y, v)
+        Gv = self._product_out(out, params, v)
         P, V = self.views(params), self.views(self._direction(v))
-        caches, out = self._forward(P, x, 1)
-        _, _, head = self._loss_head(out, y)
+        caches, fwd = self._forward(P, x, 1)
+        _, _, head = self._loss_head(fwd, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
-        return self._backward(P, caches, rg, xp.empty_like(params))
+        return self._backward(P, caches, rg, Gv)
 
     @_ieee
     def hvp_block(self, params, x, y, V):
