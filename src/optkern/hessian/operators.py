@@ -394,6 +394,7 @@ def from_mlp(
 
     n = model.num_params if idx is None else int(idx.shape[0])
     name = f"mlp-{kind}" + ("" if block is None else f"[{block if isinstance(block, str) else ','.join(block)}]")
+
     def into(v, out):
         over_batches(product, v, out)
 
