@@ -193,6 +193,9 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ._malloc import pin_glibc_thresholds
+
+    pin_glibc_thresholds()  # timings independent of allocation history (see optkern._malloc)
     try:
         if args.command == "info":
             from . import info

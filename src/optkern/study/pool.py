@@ -35,7 +35,10 @@ def default_jobs(cfg, runs: int) -> int:
 
 
 def _init(train, val, cfg) -> None:
+    from .._malloc import pin_glibc_thresholds
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pin_glibc_thresholds()  # as in the parent process (optkern.cli)
     _WORKER.update(train=train, val=val, cfg=cfg)
 
 

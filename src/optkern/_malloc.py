@@ -1,0 +1,39 @@
+"""glibc's allocator thresholds pinned for the processes optkern's command line owns.
+
+glibc serves a ``malloc`` above ``M_MMAP_THRESHOLD`` (128 KiB at start) with a fresh ``mmap``
+and gives it back with ``munmap`` on ``free``: every such array is page-faulted (and zeroed
+by the kernel) again on its next use. glibc raises the threshold by itself when a large
+mapped block is freed (up to 32 MiB, with the heap's trim threshold at twice that), so a
+process's speed depends on its allocation history: the MLP's Hessian-vector product took
+113 ms in a fresh process and 77 ms once anything had freed a 24 MiB array (measured on the
+benchmark VM, 784-512-512-10, batch 1024). ``optkern study`` and ``optkern bench`` pin the
+state glibc would reach anyway (threshold 32 MiB, trim 64 MiB) at start, for every case
+alike, so timings do not depend on which case ran first. The library itself never changes
+the process's allocator: an application may call :func:`pin_glibc_thresholds` itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # what glibc's dynamic rule sets beside it
+
+
+def pin_glibc_thresholds() -> bool:
+    """Set ``M_MMAP_THRESHOLD`` = 32 MiB and ``M_TRIM_THRESHOLD`` = 64 MiB; False (nothing done)
+    where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only (musl has no mallopt thresholds)
+        return False
+    ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    return bool(ok and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
