@@ -38,7 +38,7 @@ def test_pinned_thresholds_serve_24_mib_from_the_heap():
         assert _malloc.pin_glibc_thresholds() is False
         return
     assert _run("") == "True"  # glibc's start-up threshold (128 KiB): a fresh mapping
-    assert _run("from optkern._malloc import pin_glibc_thresholds; assert pin_glibc_thresholds()") == "False"
+    assert _run("import optkern; assert optkern.pin_glibc_thresholds()") == "False"
 
 
 def test_cli_pins_before_running_a_command(monkeypatch):

@@ -32,6 +32,7 @@ from . import (
     schedules,
 )
 from ._backend import cuda_built
+from ._malloc import pin_glibc_thresholds
 from .checkpoint import load, save
 from .clip import clip_grad_norm_, clip_grad_value_
 from .threads import get_num_threads, limit_threads, set_num_threads
@@ -86,4 +87,5 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "limit_threads",
+    "pin_glibc_thresholds",
 ]

@@ -9,7 +9,7 @@ process's speed depends on its allocation history: the MLP's Hessian-vector prod
 benchmark VM, 784-512-512-10, batch 1024). ``optkern study`` and ``optkern bench`` pin the
 state glibc would reach anyway (threshold 32 MiB, trim 64 MiB) at start, for every case
 alike, so timings do not depend on which case ran first. The library itself never changes
-the process's allocator: an application may call :func:`pin_glibc_thresholds` itself.
+the process's allocator by itself: an application may call ``optkern.pin_glibc_thresholds()``.
 """
 
 from __future__ import annotations
