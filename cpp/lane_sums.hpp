@@ -54,42 +54,4 @@ template <int K, class A, class F> OK_LANE_INLINE void lane_sums(int64_t n, F&& 
   lane_sums_each<K, A>(n, f, out, std::make_index_sequence<K>{});
 }
 
-// out[q] = sum_i a[q][i] * b[q][i] for q < K, with lane_sum's lanes and fold (element i + j of
-// a block of W in lane j; the same tree; the tail in order), so each out[q] is bitwise what
-// lane_sum gives for that one product. One pass for all K: the products of an element share
-// their loads (the push pass of L-BFGS takes 5 dots of each history row with 3 vectors; as K
-// lane_sum passes it issued twice the loads). Explicit vectors: GCC does not vectorize K
-// accumulator arrays in one simd loop.
-// 32-byte GCC vectors of T (one AVX2 register; two SSE2 registers in the baseline clone).
-template <class T> struct Vec32;
-template <> struct Vec32<float> { typedef float type __attribute__((vector_size(32))); };
-template <> struct Vec32<double> { typedef double type __attribute__((vector_size(32))); };
-
-template <int K, class T>
-OK_LANE_INLINE void lane_dots(int64_t n, const T* const (&a)[K], const T* const (&b)[K], T* out) {
-  using V = typename Vec32<T>::type;
-  constexpr int64_t L = int64_t(sizeof(V) / sizeof(T)), W = 128 / int64_t(sizeof(T)), U = W / L;
-  V acc[K][U];
-  for (int q = 0; q < K; ++q)
-    for (int64_t u = 0; u < U; ++u) acc[q][u] = V{};
-  int64_t i = 0;
-  for (; i + W <= n; i += W)
-    for (int64_t u = 0; u < U; ++u)
-      for (int q = 0; q < K; ++q) {
-        V x, y;
-        __builtin_memcpy(&x, a[q] + i + u * L, sizeof(V));
-        __builtin_memcpy(&y, b[q] + i + u * L, sizeof(V));
-        acc[q][u] += x * y;
-      }
-  for (int q = 0; q < K; ++q) {
-    T s[W];
-    __builtin_memcpy(s, acc[q], sizeof(s));
-    for (int64_t w = W / 2; w > 0; w /= 2)
-      for (int64_t j = 0; j < w; ++j) s[j] += s[j + w];
-    T r = s[0];
-    for (int64_t j = i; j < n; ++j) r += a[q][j] * b[q][j];  // the tail, in order
-    out[q] = r;
-  }
-}
-
 }  // namespace optkern

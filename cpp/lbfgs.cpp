@@ -135,9 +135,13 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
     const T* OK_RESTRICT sj = S.ptr<T>(size_t(j)) + lo;
     const T* OK_RESTRICT yj = Y.ptr<T>(size_t(j)) + lo;
     T v[rs::kPushPerRow];  // in T within the sub-block (float32: twice the lanes, no conversions), then float64
-    const T* const left[rs::kPushPerRow] = {sc, yc, yc, gg, gg};  // in PushDot order
-    const T* const right[rs::kPushPerRow] = {yj, sj, yj, sj, yj};
-    lane_dots<rs::kPushPerRow, T>(len, left, right, v);
+    lane_sums<rs::kPushPerRow, T>(len, [&](int64_t i, T* w) {
+      w[rs::kSnewYj] = sc[i] * yj[i];
+      w[rs::kYnewSj] = yc[i] * sj[i];
+      w[rs::kYnewYj] = yc[i] * yj[i];
+      w[rs::kGSj] = gg[i] * sj[i];
+      w[rs::kGYj] = gg[i] * yj[i];
+    }, v);
     for (int q = 0; q < rs::kPushPerRow; ++q) acc[j * rs::kPushPerRow + q] += double(v[q]);
   }
   T v[rs::kPushSelf];

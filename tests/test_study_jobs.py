@@ -92,7 +92,17 @@ def test_ctrl_c_with_workers_writes_a_report_of_what_was_measured(tmp_path):
     cmd = [sys.executable, "-m", "optkern", "study", "--quick", "--jobs", "2", "--epochs", "400"]
     cmd += ["--optimizers", "sgd,adam", "--no-plots", "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    # SIGINT back to its default in the child: a shell starting this test suite in the background
+    # (`cmd &` without job control) leaves SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt.
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proc.stderr is not None
         banner = proc.stderr.readline()  # printed just before the workers start

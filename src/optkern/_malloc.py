@@ -15,7 +15,6 @@ the process's allocator by itself: an application may call ``optkern.pin_glibc_t
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -30,7 +29,7 @@ def pin_glibc_thresholds() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # (find_library would run ldconfig in a subprocess)
     except OSError:
         return False
     if not hasattr(libc, "gnu_get_libc_version"):  # glibc only (musl has no mallopt thresholds)
