@@ -232,6 +232,26 @@ _NATIVE_TYPES = {np.ndarray}
 # ---- hyper-parameter checks -------------------------------------------------
 
 
+def out_array(out, xp, dtype, shape: tuple, avoid: dict):
+    """The caller's ``out`` for a result of ``dtype`` and ``shape`` on ``xp``, checked before any
+    work: a writable C-contiguous array sharing no memory with the arrays of ``avoid`` (name ->
+    array). TypeError / ValueError naming ``out``."""
+    if not (isinstance(out, np.ndarray) or is_cupy(out)) or is_cupy(out) != (xp is not np):
+        raise TypeError(f"out: expected a {xp.__name__} array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out: expected {np.dtype(dtype)}, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out: expected shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out: array must be C-contiguous")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out: array is read-only")
+    for name, a in avoid.items():
+        if xp.shares_memory(out, a):
+            raise ValueError(f"out shares memory with {name}")
+    return out
+
+
 def real(name: str, value) -> float:
     """A finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

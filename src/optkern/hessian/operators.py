@@ -87,27 +87,13 @@ class CurvatureOperator:
         if out is None:
             y = self._mv(v)
         else:
-            y = self._out(out, v)
+            y = _backend.out_array(out, self.xp, self.dtype, (self.shape[0],), {"v": v})
             if self._into is not None:
                 self._into(v, y)
             else:
                 y[...] = self._mv(v)
         self.num_matvecs += 1
         return y.reshape(shape) if shape is not None and len(shape) == 2 else y
-
-    def _out(self, out, v):
-        xp = self.xp
-        if not hasattr(out, "shape") or _backend.is_cupy(out) != (xp is not np):
-            raise TypeError(f"out: expected a {xp.__name__} array, got {type(out).__name__}")
-        if out.dtype != self.dtype:
-            raise TypeError(f"out: expected {self.dtype}, got {out.dtype}")
-        if tuple(out.shape) != (self.shape[0],):
-            raise ValueError(f"out: expected shape ({self.shape[0]},), got {tuple(out.shape)}")
-        if not out.flags.c_contiguous or (isinstance(out, np.ndarray) and not out.flags.writeable):
-            raise ValueError("out: expected a writable C-contiguous array")
-        if xp.shares_memory(out, v):
-            raise ValueError("out shares memory with v")
-        return out
 
     def matmat(self, V):
         """``A V`` for ``V`` of shape ``(n, k)``."""

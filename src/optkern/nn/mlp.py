@@ -191,20 +191,7 @@ class MLP:
         xp = _backend.array_module(params)
         if out is None:
             return xp.empty_like(params)
-        if not (isinstance(out, np.ndarray) or _backend.is_cupy(out)) or _backend.is_cupy(out) != (xp is not np):
-            raise TypeError(f"out: expected a {xp.__name__} array like params, got {type(out).__name__}")
-        if out.dtype != self.dtype:
-            raise TypeError(f"out: expected {self.dtype}, got {out.dtype}")
-        if tuple(out.shape) != tuple(params.shape):
-            raise ValueError(f"out: expected shape {tuple(params.shape)}, got {tuple(out.shape)}")
-        if not out.flags.c_contiguous:
-            raise ValueError("out: array must be C-contiguous")
-        if isinstance(out, np.ndarray) and not out.flags.writeable:
-            raise ValueError("out: array is read-only")
-        for name, a in (("params", params), ("v", v)):
-            if xp.shares_memory(out, a):
-                raise ValueError(f"out shares memory with {name}")
-        return out
+        return _backend.out_array(out, xp, self.dtype, params.shape, {"params": params, "v": v})
 
     def _direction(self, v):
         """``v`` (checked by :meth:`_check`) as a C-contiguous array: a strided or broadcast view is copied."""
