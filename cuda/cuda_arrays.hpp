@@ -209,7 +209,13 @@ struct DeviceArrays {
       if (n == dtype_str(d)) return d;
     throw std::logic_error("DeviceArrays: unknown dtype " + n);
   }
-  static std::vector<int64_t> shape(py::handle h) { return h.attr("shape").cast<std::vector<int64_t>>(); }
+  // Element by element: a cast to std::vector needs pybind11/stl.h, and a header that casts
+  // through it in some translation units only is an ODR violation (the linker keeps either copy).
+  static std::vector<int64_t> shape(py::handle h) {
+    std::vector<int64_t> s;
+    for (py::handle d : h.attr("shape")) s.push_back(d.cast<int64_t>());
+    return s;
+  }
   static void* check(py::handle h, const char* what, DType dt, int64_t size, bool written, int& device,
                      uint64_t& bytes) {
     char* p = check_device_array(h, what, dt, written, size, device);

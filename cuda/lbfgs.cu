@@ -22,7 +22,7 @@ namespace optkern {
 namespace {
 
 // Shape helpers for the history checks (the call's dtype comes from float_dtype<DeviceArrays>).
-std::vector<int64_t> shape_of(py::handle h) { return h.attr("shape").cast<std::vector<int64_t>>(); }
+std::vector<int64_t> shape_of(py::handle h) { return DeviceArrays::shape(h); }
 
 void expect_shape(py::handle h, const char* name, const std::vector<int64_t>& want) {
   const auto got = shape_of(h);

@@ -108,6 +108,7 @@ def test_load_returns_plain_data(tmp_path):
         "empty": np.zeros((0, 4), np.float32),
         "scalar": np.float64(2.5),
         "b": np.array([True, False]),
+        "zero_d": np.array(0.25, np.float32),  # a capturable run's step and mu_product are 0-d
     }
     optkern.save(tmp_path / "ck", opt=opt, w=params[0], path="any name works", **data)
     got = optkern.load(tmp_path / "ck")  # the path as given: no .npz appended
@@ -118,6 +119,7 @@ def test_load_returns_plain_data(tmp_path):
     assert got["by_index"] == {0: "a", "1": "b"} and got["scalar"] == 2.5
     assert np.array_equal(got["nested"][0], np.arange(3)) and np.array_equal(got["nested"][1]["__x"], np.ones((2, 2)))
     assert got["empty"].shape == (0, 4) and got["empty"].dtype == np.float32 and got["b"].dtype == np.bool_
+    assert got["zero_d"].shape == () and got["zero_d"] == np.float32(0.25)
     assert np.array_equal(got["w"], params[0]) and got["w"].dtype == np.float32
     sd = opt.state_dict()
     assert _canon(got["opt"]) == _canon(sd)  # int state keys, tuple betas, arrays: as they were

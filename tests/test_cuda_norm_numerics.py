@@ -48,10 +48,19 @@ CALLS = {
 }
 
 
-def _same(g, c, dtype):
+def _same(g, c, dtype, scale=0.0):
+    """g equals c to RTOL, or to RTOL * scale absolutely: a mean of values of both signs carries
+    the rounding of its terms (scale = max |x|), a normalized output the rounding of the mean it
+    subtracts (scale = max |y|); reduction orders differ between the CPU and the GPU."""
     g = cp.asnumpy(g)
     assert np.array_equal(np.isnan(g), np.isnan(c))
-    np.testing.assert_allclose(g, c, rtol=RTOL[dtype], atol=float(np.finfo(dtype).tiny))
+    atol = max(float(np.finfo(dtype).tiny), RTOL[dtype] * scale)
+    np.testing.assert_allclose(g, c, rtol=RTOL[dtype], atol=atol)
+
+
+def _amax(a):
+    a = np.abs(a[np.isfinite(a)])
+    return float(a.max()) if a.size else 0.0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -63,11 +72,11 @@ def test_norms_match_the_cpu_at_the_edges(dtype, case, fn, eps):
     x = _cases(dtype)[case]
     y_c, s_c = CALLS[fn](x, eps)
     y_g, s_g = CALLS[fn](cp.asarray(x), eps)
-    _same(y_g, y_c, dtype)
+    _same(y_g, y_c, dtype, _amax(y_c))
     for name in s_c._fields:
         a = getattr(s_c, name)
         if isinstance(a, np.ndarray):
-            _same(getattr(s_g, name), a, dtype)
+            _same(getattr(s_g, name), a, dtype, _amax(x) if name == "mean" else 0.0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -244,9 +244,18 @@ def _junk(args, case):
     return (args[0] * 0.5 + 7.0,) + args[1:n] + tuple(x + 3 for x in args[n:])
 
 
+def _float32_mu_product(t):
+    """NAdam's float32 mu_product before step t as the kernels keep it: each product of float32
+    factors rounded to float32, like torch's float32 mu_product state (rules/optim.hpp)."""
+    prod = 1.0
+    for k in range(1, t):
+        prod = float(np.float32(float(np.float32(prod)) * float(np.float32(_mu(k)))))
+    return prod
+
+
 def _counters(case, t):
     """The device counters before step t: [steps taken] (NAdam: [steps taken, mu_product])."""
-    mu_product = [case.args(t)[-1]] if case.counted == 2 else []
+    mu_product = [_float32_mu_product(t)] if case.counted == 2 else []
     return cp.asarray([t - 1.0] + mu_product, dtype=cp.float64)
 
 
@@ -477,7 +486,7 @@ def test_adagrad_norm(dtype, maximize):
     np.testing.assert_allclose(b_sq.get()[0], ref_b, rtol=1e-5 if dtype == np.float32 else 1e-12)
     np.testing.assert_allclose(dev_p.flat(), np.concatenate(ref_p), rtol=tol["rtol"] * 5, atol=tol["atol"] * 5)
     np.testing.assert_allclose(dev_p.flat(), np.concatenate(cpu_p), **tol)
-    np.testing.assert_allclose(b_sq.get()[0], cpu_b[0], rtol=1e-12)
+    np.testing.assert_allclose(b_sq.get()[0], cpu_b[0], rtol=1e-10)  # float64 sums of ~1e5 squares, other order
     dev_p.assert_pads_untouched("params")
 
 

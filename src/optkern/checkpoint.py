@@ -185,11 +185,12 @@ def _encode(obj, arrays: list, where: str):
     if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):
         a = obj.get() if _backend.is_cupy(obj) else np.asarray(obj)
         if a.dtype.name == "bfloat16":  # ml_dtypes' type: its bits, tagged, so no pickle is needed
-            arrays.append(np.ascontiguousarray(a).view(np.uint16))
+            arrays.append(np.ascontiguousarray(a).reshape(a.shape).view(np.uint16))
             return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
         if a.dtype.kind not in "biufc":
             raise TypeError(f"{where}: cannot save an array of dtype {a.dtype}")
-        arrays.append(np.ascontiguousarray(a))
+        # reshape: ascontiguousarray makes a 0-d array (a capturable run's step) 1-d
+        arrays.append(np.ascontiguousarray(a).reshape(a.shape))
         return {"__array__": len(arrays) - 1}
     if isinstance(obj, tuple):
         return {"__tuple__": [_encode(v, arrays, f"{where}[{k}]") for k, v in enumerate(obj)]}

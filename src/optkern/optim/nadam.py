@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
-from .. import _backend
 from .._backend import in_range, nonnegative
-from . import _capturable
+from . import _capturable, _state_checks
 from ._hyper import _check_params_dtype, _lists, _namer, _native, _step_count
 from .adam import _BETA_KEYWORDS, _check_adam
 from .optimizer import Optimizer
@@ -167,5 +164,5 @@ class NAdam(Optimizer):
         v = entry.get("mu_product")
         if v is None:
             raise ValueError(f"{where}: missing 'mu_product'")
-        v = v.get() if _backend.is_cupy(v) else v
-        return {"mu_product": _backend.in_range(f"{where}['mu_product']", float(np.asarray(v)), 0.0, 1.0, lo_open=True)}
+        lo, hi, lo_open = _state_checks.SCALARS["mu_product"]
+        return {"mu_product": _state_checks.check_scalar(v, f"{where}['mu_product']", lo, hi, lo_open)}
