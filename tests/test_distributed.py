@@ -36,6 +36,8 @@ def _env():
     env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["OMP_NUM_THREADS"] = "1"  # one thread per rank: ranks share the cores
     env["OPENBLAS_NUM_THREADS"] = "1"
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI's mpiexec refuses root without both
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     return env
 
 

@@ -20,11 +20,18 @@ def test_gpu_check_without_a_gpu_exits_0(tmp_path, fake):
         smi = bindir / "nvidia-smi"
         smi.write_text("#!/bin/sh\necho 'No devices were found' >&2\nexit 6\n")
         smi.chmod(0o755)
-    # Only this folder and the basic tools: any real nvidia-smi is out of reach.
-    path = f"{bindir}:/usr/bin:/bin"
+    # Only this folder, holding links to the tools the script needs before it looks for a GPU: a
+    # real nvidia-smi (in /usr/bin on a GPU machine) is out of reach.
+    for tool in ("dirname", "date", "cut", "tr", "head", "mkdir", "cat"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bindir / tool).symlink_to(found)
+    path = str(bindir)
     out = tmp_path / "out"
     env = {**os.environ, "PATH": path, "OUT": str(out)}
-    r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    bash = shutil.which("bash")
+    assert bash
+    r = subprocess.run([bash, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert "nothing to check" in r.stdout
     assert not out.exists()

@@ -89,7 +89,8 @@ def _wait_for_training_workers(pid: int, n: int, cpu_s: float = 5.0, timeout: fl
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker CPU times from Linux's /proc")
 def test_ctrl_c_with_workers_writes_a_report_of_what_was_measured(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "optkern", "study", "--quick", "--jobs", "2", "--epochs", "400"]
+    # --epochs: far more than any run finishes before the Ctrl-C, on any machine
+    cmd = [sys.executable, "-m", "optkern", "study", "--quick", "--jobs", "2", "--epochs", "20000"]
     cmd += ["--optimizers", "sgd,adam", "--no-plots", "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # SIGINT back to its default in the child: a shell starting this test suite in the background
