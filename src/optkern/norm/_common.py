@@ -144,20 +144,14 @@ def _no_shared_memory(written, others):
     """ValueError if an array written in place (name, array) shares memory with another argument.
 
     Running statistics that alias x (or each other) would be overwritten while x is still read.
+    ``may_share_memory`` compares the arrays' byte bounds (as the native overlap checks do), in C.
     """
-
-    def span(a):  # [first byte, one past the last byte] the array can touch
-        ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
-        ext = [(int(n) - 1) * int(st) for n, st in zip(a.shape, a.strides)]
-        return ptr + sum(e for e in ext if e < 0), ptr + sum(e for e in ext if e > 0) + a.itemsize
-
     written = [(n, a) for n, a in written if a is not None and a.size > 0]
     others = [(n, a) for n, a in others if a is not None and a.size > 0]
     for i, (n, a) in enumerate(written):
-        lo, hi = span(a)
+        may_share = _backend.array_module(a).may_share_memory
         for m, b in written[:i] + others:
-            blo, bhi = span(b)
-            if lo < bhi and blo < hi:
+            if may_share(a, b):
                 raise ValueError(
                     f"{n}: shares memory with {m} (running statistics are written in place and must "
                     "not alias another argument)"
