@@ -7,12 +7,18 @@ from __future__ import annotations
 import collections.abc
 import typing
 
+import numpy
+import numpy.typing
+
 __all__: list[str] = [
     "activation_fwd",
     "adadelta_",
+    "adadelta_capturable",
     "adagrad_",
+    "adagrad_capturable",
     "adagrad_norm_",
     "adam_",
+    "adam_capturable",
     "all_finite",
     "build_info",
     "channel_norm_backward",
@@ -25,7 +31,22 @@ __all__: list[str] = [
     "get_num_threads",
     "grad_norm",
     "lanczos_orthogonalize_",
+    "lbfgs_direction_",
+    "lbfgs_move_",
+    "lbfgs_push_",
+    "lbfgs_stats",
+    "lbfgs_two_loop",
+    "lowp_decode_map",
+    "lowp_dequantize_blockwise",
+    "lowp_from_half",
+    "lowp_quantize_block_fp",
+    "lowp_quantize_blockwise",
+    "lowp_quantize_fixed_point",
+    "lowp_step",
+    "lowp_to_half",
+    "lowp_unscale_",
     "nadam_",
+    "nadam_capturable",
     "norm_rop_bwd",
     "norm_rop_fwd",
     "penalty_grad_",
@@ -36,12 +57,17 @@ __all__: list[str] = [
     "random_rademacher_",
     "random_uniform_",
     "rmsprop_",
+    "rmsprop_capturable",
     "row_norm_backward",
     "row_norm_forward",
+    "sam_perturb_",
+    "sam_restore_",
     "set_num_threads",
     "sgd_",
+    "sgd_capturable",
     "softmax_xent_fwd",
     "softmax_xent_rop",
+    "swa_lerp_",
     "weight_norm_backward",
     "weight_norm_forward",
 ]
@@ -68,20 +94,56 @@ def adadelta_(
     maximize: bool,
 ) -> None:
     """
-    Adadelta step in place.
+    Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d.
+    """
+
+def adadelta_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    square_avgs: typing.Any,
+    acc_deltas: typing.Any,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    rho: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    maximize: bool,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> None:
+    """
+    Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_(
     params: typing.Any,
     grads: typing.Any,
     sums: typing.Any,
-    clr: typing.SupportsFloat | typing.SupportsIndex,
-    eps: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    lr_decay: typing.SupportsFloat | typing.SupportsIndex,
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
     maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    Adagrad step in place with the decayed rate clr = lr / (1 + (t - 1) lr_decay).
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay).
+    """
+
+def adagrad_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    sums: typing.Any,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    lr_decay: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> None:
+    """
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_norm_(
@@ -93,7 +155,7 @@ def adagrad_norm_(
     maximize: bool,
 ) -> None:
     """
-    AdaGrad-Norm step in place: b_sq[0] += ||g_eff||^2 over all arrays, p -= lr / sqrt(b_sq[0]) g_eff.
+    AdaGrad-Norm step in place: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 sum), then p -= lr / sqrt(b_sq[0]) g_eff with g_eff = (-g if maximize else g) + weight_decay p; b_sq is a 1-element float64 array on the arrays' device, read and written there.
     """
 
 def adam_(
@@ -102,17 +164,38 @@ def adam_(
     exp_avgs: typing.Any,
     exp_avg_sqs: typing.Any,
     max_exp_avg_sqs: typing.Any,
-    step_size: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
     beta1: typing.SupportsFloat | typing.SupportsIndex,
     beta2: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
-    l2: typing.SupportsFloat | typing.SupportsIndex,
-    decay: typing.SupportsFloat | typing.SupportsIndex,
-    bc2_sqrt: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
     maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    Adam/AdamW step in place: step_size = lr / bc1, l2 = coupled decay, decay = 1 - lr wd (decoupled); max_exp_avg_sqs given = AMSGrad.
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad.
+    """
+
+def adam_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    exp_avgs: typing.Any,
+    exp_avg_sqs: typing.Any,
+    max_exp_avg_sqs: typing.Any,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    beta1: typing.SupportsFloat | typing.SupportsIndex,
+    beta2: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> None:
+    """
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
@@ -161,13 +244,23 @@ def channel_norm_forward(
 def channel_stats(
     x: typing.Any,
     mean: typing.Any,
+    rstd: typing.Any,
     var: typing.Any,
     N: typing.SupportsInt | typing.SupportsIndex,
     C: typing.SupportsInt | typing.SupportsIndex,
     S: typing.SupportsInt | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    Per-channel mean and biased variance of x viewed as (N, C, S).
+    Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running statistics) of x viewed as (N, C, S), all from the same merged moments.
+    """
+
+def chunk_threads(
+    sizes: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    work: typing.SupportsInt | typing.SupportsIndex,
+) -> list[int]:
+    """
+    The thread (0-based) that ran each chunk of arrays of these sizes in a parallel pass costing `work` (the split of every multi-array kernel; for tests).
     """
 
 def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -194,11 +287,6 @@ def dropout_(
     out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.
     """
 
-def chunk_threads(sizes: collections.abc.Sequence[typing.SupportsInt], work: typing.SupportsInt) -> list[int]:
-    """
-    The thread (0-based) that ran each chunk of arrays of these sizes in a parallel pass costing `work` (the split of every multi-array kernel; for tests).
-    """
-
 def get_num_threads() -> int:
     """
     OpenMP threads the next parallel region will use.
@@ -220,23 +308,190 @@ def lanczos_orthogonalize_(
     Orthogonalize w against rows Q[:k] twice (CGS2; once with passes=1, enough for a w already orthogonal to Q[:k] to about sqrt(eps)), normalize it in place and return its norm before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives the total projection coefficients Q[:k] w of the passes. Deterministic (any thread count; the same bits run to run on a GPU).
     """
 
+def lbfgs_direction_(
+    S: typing.Any,
+    Y: typing.Any,
+    coef_s: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
+    coef_y: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
+    g: typing.Any,
+    g_scale: typing.SupportsFloat | typing.SupportsIndex,
+    d: typing.Any,
+    out: typing.Any,
+) -> None:
+    """
+    One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in the array type); out[0] = g.d, out[1] = max |d| (float64).
+    """
+
+def lbfgs_move_(
+    params: typing.Any, x: typing.Any, d: typing.Any, t: typing.SupportsFloat | typing.SupportsIndex, save: bool
+) -> None:
+    """
+    Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; save=False: p = x + t d.
+    """
+
+def lbfgs_push_(
+    S: typing.Any,
+    Y: typing.Any,
+    s_new: typing.Any,
+    y_new: typing.Any,
+    g: typing.Any,
+    prev_g: typing.Any,
+    d: typing.Any,
+    t: typing.SupportsFloat | typing.SupportsIndex,
+    out: typing.Any,
+) -> None:
+    """
+    One pass over the history (lists S, Y of k rows, oldest first): y_new = g - prev_g, s_new = t d, prev_g = g, and into out (float64, 5 k + 4): for each row j s_new.y_j, y_new.s_j, y_new.y_j, g.s_j, g.y_j; then y_new.s_new, y_new.y_new, g.s_new, g.y_new. Deterministic (fixed blocking, float64 sums).
+    """
+
+def lbfgs_stats(g: typing.Any, out: typing.Any) -> None:
+    """
+    out[0] = max |g|, out[1] = sum |g| (float64).
+    """
+
+def lbfgs_two_loop(
+    k: typing.SupportsInt | typing.SupportsIndex,
+    sy: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+    yy: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+    sg: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+    yg: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+    ro: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+    h: typing.SupportsFloat | typing.SupportsIndex,
+) -> tuple[list[float], list[float], list[float], float]:
+    """
+    The L-BFGS two-loop recursion on inner products (rules/second_order.hpp): returns (al, coef_s, coef_y, g_scale) for lbfgs_direction_. Host-only: both modules' L-BFGS call it.
+    """
+
+def lowp_decode_map(signed: bool) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    The 256 values of the dynamic 8-bit map (code -> value / scale).
+    """
+
+def lowp_dequantize_blockwise(
+    codes: typing.Any, scales: typing.Any, out: typing.Any, block: typing.SupportsInt | typing.SupportsIndex
+) -> None:
+    """
+    Inverse of lowp_quantize_blockwise.
+    """
+
+def lowp_from_half(x: typing.Any, out: typing.Any, dtype: str) -> None:
+    """
+    bfloat16/float16 bits (uint16 x) -> float32 out, exact.
+    """
+
+def lowp_quantize_block_fp(
+    x: typing.Any,
+    out: typing.Any,
+    bits: typing.SupportsInt | typing.SupportsIndex,
+    block: typing.SupportsInt | typing.SupportsIndex,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    offset: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).
+    """
+
+def lowp_quantize_blockwise(
+    x: typing.Any, codes: typing.Any, scales: typing.Any, block: typing.SupportsInt | typing.SupportsIndex
+) -> None:
+    """
+    Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).
+    """
+
+def lowp_quantize_fixed_point(
+    x: typing.Any,
+    out: typing.Any,
+    bits: typing.SupportsInt | typing.SupportsIndex,
+    frac: typing.SupportsInt | typing.SupportsIndex,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    offset: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.
+    """
+
+def lowp_step(
+    rule: str,
+    scalars: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
+    flags: collections.abc.Sequence[bool],
+    params: typing.Any,
+    grads: typing.Any,
+    masters: typing.Any,
+    states: typing.Any,
+    scales: typing.Any,
+    param_dtype: str,
+    state_dtype: str,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    step: typing.SupportsInt | typing.SupportsIndex,
+    block: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    One optimizer step with low-precision storage (lowp_loop.hpp).
+    """
+
+def lowp_to_half(
+    x: typing.Any,
+    out: typing.Any,
+    dtype: str,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    offset: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    float32 x -> bfloat16/float16 bits in uint16 out (nearest even, or stochastic rounding).
+    """
+
+def lowp_unscale_(grads: typing.Any, inv_scale: typing.SupportsFloat | typing.SupportsIndex) -> bool:
+    """
+    g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.
+    """
+
 def nadam_(
     params: typing.Any,
     grads: typing.Any,
     exp_avgs: typing.Any,
     exp_avg_sqs: typing.Any,
-    c_grad: typing.SupportsFloat | typing.SupportsIndex,
-    c_avg: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
     beta1: typing.SupportsFloat | typing.SupportsIndex,
     beta2: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
-    l2: typing.SupportsFloat | typing.SupportsIndex,
-    decay: typing.SupportsFloat | typing.SupportsIndex,
-    bc2: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    momentum_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
     maximize: bool,
-) -> None:
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    mu_product: typing.SupportsFloat | typing.SupportsIndex,
+) -> typing.Any:
     """
-    NAdam step in place: p += c_grad g / d + c_avg m / d with d = sqrt(v / bc2) + eps.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters).
+    """
+
+def nadam_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    exp_avgs: typing.Any,
+    exp_avg_sqs: typing.Any,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    beta1: typing.SupportsFloat | typing.SupportsIndex,
+    beta2: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    momentum_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    mu_product: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> typing.Any:
+    """
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def norm_rop_bwd(
@@ -344,7 +599,27 @@ def rmsprop_(
     maximize: bool,
 ) -> None:
     """
-    RMSprop step in place; grad_avgs given = centered, momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form).
+    RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form).
+    """
+
+def rmsprop_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    square_avgs: typing.Any,
+    grad_avgs: typing.Any,
+    momentum_buffers: typing.Any,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    alpha: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    momentum: typing.SupportsFloat | typing.SupportsIndex,
+    nesterov: bool,
+    maximize: bool,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> None:
+    """
+    RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def row_norm_backward(
@@ -384,9 +659,26 @@ def row_norm_forward(
     Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).
     """
 
+def sam_perturb_(
+    params: typing.Any,
+    grads: typing.Any,
+    backups: typing.Any,
+    rho: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    out: typing.Any,
+) -> float:
+    """
+    SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) (0 when rho = 0), backups = params, params += scale grads; two passes, one call.
+    """
+
+def sam_restore_(params: typing.Any, backups: typing.Any) -> None:
+    """
+    params = backups (SAM's return to w).
+    """
+
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
-    OpenMP threads for the following calls from this Python thread (omp_set_num_threads).
+    OpenMP threads of every following optkern call, from any Python thread (process-wide).
     """
 
 def sgd_(
@@ -399,11 +691,30 @@ def sgd_(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     nesterov: bool,
     maximize: bool,
-    first: bool,
     textbook: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; first=True initialises the buffers from this step's gradient.
+    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this step's gradient.
+    """
+
+def sgd_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    momentum_buffers: typing.Any,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    momentum: typing.SupportsFloat | typing.SupportsIndex,
+    dampening: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    nesterov: bool,
+    maximize: bool,
+    textbook: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> None:
+    """
+    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this step's gradient. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def softmax_xent_fwd(
@@ -429,6 +740,11 @@ def softmax_xent_rop(
 ) -> None:
     """
     out = scale * (Hessian of the row loss w.r.t. logits) @ r, given saved log-probs.
+    """
+
+def swa_lerp_(averages: typing.Any, params: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    averages[i] <- lerp(averages[i], params[i], weight), float32, one pass.
     """
 
 def weight_norm_backward(

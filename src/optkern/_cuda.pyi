@@ -26,6 +26,10 @@ __all__: list[str] = [
     "dropout_",
     "grad_norm",
     "lanczos_orthogonalize_",
+    "lbfgs_direction_",
+    "lbfgs_move_",
+    "lbfgs_push_",
+    "lbfgs_stats",
     "nadam_",
     "nadam_capturable",
     "norm_rop_bwd",
@@ -40,6 +44,8 @@ __all__: list[str] = [
     "row_norm_backward",
     "row_norm_forward",
     "runtime_version",
+    "sam_perturb_",
+    "sam_restore_",
     "sgd_",
     "sgd_capturable",
     "softmax_xent_fwd",
@@ -65,7 +71,7 @@ def adadelta_(
     maximize: bool,
 ) -> None:
     """
-    In-place Adadelta step (rules::Adadelta): v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d.
+    Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d.
     """
 
 def adadelta_capturable(
@@ -78,37 +84,43 @@ def adadelta_capturable(
     eps: typing.SupportsFloat | typing.SupportsIndex,
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     maximize: bool,
-    hp: typing.Any,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
 ) -> None:
     """
-    In-place Adadelta step (rules::Adadelta): v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d. hp = [lr]. Capturable variant: the same arguments plus `hp`, a float64 device array from which the kernel reads the step-dependent scalars (layout in cuda/optim.cu); the host values of those arguments are ignored.
+    Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_(
     params: typing.Any,
     grads: typing.Any,
     sums: typing.Any,
-    clr: typing.SupportsFloat | typing.SupportsIndex,
-    eps: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    lr_decay: typing.SupportsFloat | typing.SupportsIndex,
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
     maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    In-place Adagrad step (rules::Adagrad): s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), g including weight_decay p and the maximize sign; clr = lr / (1 + (t - 1) lr_decay) from the caller.
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay).
     """
 
 def adagrad_capturable(
     params: typing.Any,
     grads: typing.Any,
     sums: typing.Any,
-    clr: typing.SupportsFloat | typing.SupportsIndex,
-    eps: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    lr_decay: typing.SupportsFloat | typing.SupportsIndex,
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
     maximize: bool,
-    hp: typing.Any,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
 ) -> None:
     """
-    In-place Adagrad step (rules::Adagrad): s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), g including weight_decay p and the maximize sign; clr = lr / (1 + (t - 1) lr_decay) from the caller. hp = [clr]. Capturable variant: the same arguments plus `hp`, a float64 device array from which the kernel reads the step-dependent scalars (layout in cuda/optim.cu); the host values of those arguments are ignored.
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_norm_(
@@ -120,7 +132,7 @@ def adagrad_norm_(
     maximize: bool,
 ) -> None:
     """
-    AdaGrad-Norm step: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 reduction), then p -= lr / sqrt(b_sq[0]) * g_eff with g_eff = (-g if maximize else g) + weight_decay p; b_sq is a 1-element float64 CuPy array read and written on the device.
+    AdaGrad-Norm step in place: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 sum), then p -= lr / sqrt(b_sq[0]) g_eff with g_eff = (-g if maximize else g) + weight_decay p; b_sq is a 1-element float64 array on the arrays' device, read and written there.
     """
 
 def adam_(
@@ -129,17 +141,17 @@ def adam_(
     exp_avgs: typing.Any,
     exp_avg_sqs: typing.Any,
     max_exp_avg_sqs: typing.Any,
-    step_size: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
     beta1: typing.SupportsFloat | typing.SupportsIndex,
     beta2: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
-    l2: typing.SupportsFloat | typing.SupportsIndex,
-    decay: typing.SupportsFloat | typing.SupportsIndex,
-    bc2_sqrt: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
     maximize: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    In-place Adam/AdamW/AMSGrad step (rules::Adam): p <- decay p; g <- g + l2 p; m <- lerp(m, g, 1 - beta1); v <- beta2 v + (1 - beta2) g^2 (vmax <- max(vmax, v) with max_exp_avg_sqs); p <- p - step_size m / (sqrt(v or vmax) / bc2_sqrt + eps).
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad.
     """
 
 def adam_capturable(
@@ -148,18 +160,19 @@ def adam_capturable(
     exp_avgs: typing.Any,
     exp_avg_sqs: typing.Any,
     max_exp_avg_sqs: typing.Any,
-    step_size: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
     beta1: typing.SupportsFloat | typing.SupportsIndex,
     beta2: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
-    l2: typing.SupportsFloat | typing.SupportsIndex,
-    decay: typing.SupportsFloat | typing.SupportsIndex,
-    bc2_sqrt: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
     maximize: bool,
-    hp: typing.Any,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
 ) -> None:
     """
-    In-place Adam/AdamW/AMSGrad step (rules::Adam): p <- decay p; g <- g + l2 p; m <- lerp(m, g, 1 - beta1); v <- beta2 v + (1 - beta2) g^2 (vmax <- max(vmax, v) with max_exp_avg_sqs); p <- p - step_size m / (sqrt(v or vmax) / bc2_sqrt + eps). hp = [step_size, bc2_sqrt, decay]. Capturable variant: the same arguments plus `hp`, a float64 device array from which the kernel reads the step-dependent scalars (layout in cuda/optim.cu); the host values of those arguments are ignored.
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
@@ -203,13 +216,15 @@ def channel_norm_forward(
 def channel_stats(
     x: typing.Any,
     mean: typing.Any,
+    rstd: typing.Any,
     var: typing.Any,
     N: typing.SupportsInt | typing.SupportsIndex,
     C: typing.SupportsInt | typing.SupportsIndex,
     S: typing.SupportsInt | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    Per-channel mean and biased variance of x viewed as (N, C, S).
+    Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running statistics) of x viewed as (N, C, S), all from the same merged moments.
     """
 
 def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -257,23 +272,65 @@ def lanczos_orthogonalize_(
     Orthogonalize w against rows Q[:k] twice (CGS2; once with passes=1, enough for a w already orthogonal to Q[:k] to about sqrt(eps)), normalize it in place and return its norm before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives the total projection coefficients Q[:k] w of the passes. Deterministic (any thread count; the same bits run to run on a GPU).
     """
 
+def lbfgs_direction_(
+    S: typing.Any,
+    Y: typing.Any,
+    coef_s: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
+    coef_y: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
+    g: typing.Any,
+    g_scale: typing.SupportsFloat | typing.SupportsIndex,
+    d: typing.Any,
+    out: typing.Any,
+) -> None:
+    """
+    One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in the array type); out[0] = g.d, out[1] = max |d| (float64).
+    """
+
+def lbfgs_move_(
+    params: typing.Any, x: typing.Any, d: typing.Any, t: typing.SupportsFloat | typing.SupportsIndex, save: bool
+) -> None:
+    """
+    Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; save=False: p = x + t d.
+    """
+
+def lbfgs_push_(
+    S: typing.Any,
+    Y: typing.Any,
+    s_new: typing.Any,
+    y_new: typing.Any,
+    g: typing.Any,
+    prev_g: typing.Any,
+    d: typing.Any,
+    t: typing.SupportsFloat | typing.SupportsIndex,
+    out: typing.Any,
+) -> None:
+    """
+    One pass over the history (lists S, Y of k rows, oldest first): y_new = g - prev_g, s_new = t d, prev_g = g, and into out (float64, 5 k + 4): for each row j s_new.y_j, y_new.s_j, y_new.y_j, g.s_j, g.y_j; then y_new.s_new, y_new.y_new, g.s_new, g.y_new. Deterministic (fixed blocking, float64 sums).
+    """
+
+def lbfgs_stats(g: typing.Any, out: typing.Any) -> None:
+    """
+    out[0] = max |g|, out[1] = sum |g| (float64).
+    """
+
 def nadam_(
     params: typing.Any,
     grads: typing.Any,
     exp_avgs: typing.Any,
     exp_avg_sqs: typing.Any,
-    c_grad: typing.SupportsFloat | typing.SupportsIndex,
-    c_avg: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
     beta1: typing.SupportsFloat | typing.SupportsIndex,
     beta2: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
-    l2: typing.SupportsFloat | typing.SupportsIndex,
-    decay: typing.SupportsFloat | typing.SupportsIndex,
-    bc2: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    momentum_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
     maximize: bool,
-) -> None:
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    mu_product: typing.SupportsFloat | typing.SupportsIndex,
+) -> typing.Any:
     """
-    In-place NAdam step (rules::NAdam): p <- decay p; g <- g + l2 p; m, v as Adam; denom = sqrt(v / bc2) + eps; p <- p + c_grad g / denom + c_avg m / denom.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters).
     """
 
 def nadam_capturable(
@@ -281,19 +338,21 @@ def nadam_capturable(
     grads: typing.Any,
     exp_avgs: typing.Any,
     exp_avg_sqs: typing.Any,
-    c_grad: typing.SupportsFloat | typing.SupportsIndex,
-    c_avg: typing.SupportsFloat | typing.SupportsIndex,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
     beta1: typing.SupportsFloat | typing.SupportsIndex,
     beta2: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
-    l2: typing.SupportsFloat | typing.SupportsIndex,
-    decay: typing.SupportsFloat | typing.SupportsIndex,
-    bc2: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    momentum_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decoupled_weight_decay: bool,
     maximize: bool,
-    hp: typing.Any,
-) -> None:
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    mu_product: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+) -> typing.Any:
     """
-    In-place NAdam step (rules::NAdam): p <- decay p; g <- g + l2 p; m, v as Adam; denom = sqrt(v / bc2) + eps; p <- p + c_grad g / denom + c_avg m / denom. hp = [c_grad, c_avg, bc2, decay]. Capturable variant: the same arguments plus `hp`, a float64 device array from which the kernel reads the step-dependent scalars (layout in cuda/optim.cu); the host values of those arguments are ignored.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def norm_rop_bwd(
@@ -391,7 +450,7 @@ def rmsprop_(
     maximize: bool,
 ) -> None:
     """
-    In-place RMSprop step (rules::RMSprop): v <- alpha v + (1 - alpha) g^2; with grad_avgs (centered) the denominator is sqrt(v - mean(g)^2) + eps; with momentum_buffers b <- mu b + g / avg, p <- p - lr b (nesterov: p <- p - lr (g / avg + mu b)); else p <- p - lr g / avg.
+    RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form).
     """
 
 def rmsprop_capturable(
@@ -407,10 +466,11 @@ def rmsprop_capturable(
     momentum: typing.SupportsFloat | typing.SupportsIndex,
     nesterov: bool,
     maximize: bool,
-    hp: typing.Any,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
 ) -> None:
     """
-    In-place RMSprop step (rules::RMSprop): v <- alpha v + (1 - alpha) g^2; with grad_avgs (centered) the denominator is sqrt(v - mean(g)^2) + eps; with momentum_buffers b <- mu b + g / avg, p <- p - lr b (nesterov: p <- p - lr (g / avg + mu b)); else p <- p - lr g / avg. hp = [lr]. Capturable variant: the same arguments plus `hp`, a float64 device array from which the kernel reads the step-dependent scalars (layout in cuda/optim.cu); the host values of those arguments are ignored.
+    RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def row_norm_backward(
@@ -451,6 +511,23 @@ def row_norm_forward(
     """
 
 def runtime_version() -> int: ...
+def sam_perturb_(
+    params: typing.Any,
+    grads: typing.Any,
+    backups: typing.Any,
+    rho: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    out: typing.Any,
+) -> typing.Any:
+    """
+    SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) (0 when rho = 0), backups = params, params += scale grads; two passes, one call.
+    """
+
+def sam_restore_(params: typing.Any, backups: typing.Any) -> None:
+    """
+    params = backups (SAM's return to w).
+    """
+
 def sgd_(
     params: typing.Any,
     grads: typing.Any,
@@ -461,11 +538,11 @@ def sgd_(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     nesterov: bool,
     maximize: bool,
-    first: bool,
     textbook: bool,
+    step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    In-place SGD step over lists of CuPy arrays (rules::Sgd): d = g (+ wd p, negated to maximize); with momentum_buffers b <- mu b + (1 - dampening) d (b <- d when first), d = d + mu b (nesterov) or b; p <- p - lr d. textbook=True uses v <- mu v - lr d, p <- p + v. Enqueued on CuPy's current stream.
+    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this step's gradient.
     """
 
 def sgd_capturable(
@@ -478,12 +555,13 @@ def sgd_capturable(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     nesterov: bool,
     maximize: bool,
-    first: bool,
     textbook: bool,
-    hp: typing.Any,
+    step: typing.SupportsFloat | typing.SupportsIndex,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
 ) -> None:
     """
-    In-place SGD step over lists of CuPy arrays (rules::Sgd): d = g (+ wd p, negated to maximize); with momentum_buffers b <- mu b + (1 - dampening) d (b <- d when first), d = d + mu b (nesterov) or b; p <- p - lr d. textbook=True uses v <- mu v - lr d, p <- p + v. Enqueued on CuPy's current stream. hp = [lr, first (0.0/1.0)]. Capturable variant: the same arguments plus `hp`, a float64 device array from which the kernel reads the step-dependent scalars (layout in cuda/optim.cu); the host values of those arguments are ignored.
+    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this step's gradient. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def softmax_xent_fwd(
