@@ -2,7 +2,7 @@
 has, with its parameters in order.
 
 ``mypy.stubtest`` cannot read a pybind11 function's signature and does not report a function missing
-from the stub, so it passed while _cpu.pyi lacked 20 functions and showed channel_stats without two
+from the stub, so it passed while _cpu.pyi lacked 23 functions and showed channel_stats without two
 of its parameters. Here each function's signature line (pybind11 writes it first in ``__doc__``) is
 compared with the stub's ``def``. Regenerate with ``pybind11-stubgen optkern._cpu -o src`` (CONTRIBUTING.md).
 """
