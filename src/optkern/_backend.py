@@ -338,6 +338,8 @@ def on_array_device(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if all(map(_plain, args)) and all(map(_plain, kwargs.values())):  # NumPy only: nothing to do
+            return fn(*args, **kwargs)
         if any(map(_has_foreign, args)) or any(map(_has_foreign, kwargs.values())):
             args, kwargs = _views_of_args(names, args, kwargs)
         for a in (*args, *kwargs.values()):
@@ -350,6 +352,22 @@ def on_array_device(fn):
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+#: Argument types that are neither arrays nor hold any (exact types: a subclass takes the long way).
+_SCALAR_TYPES = frozenset({int, float, bool, str, complex, type(None)})
+
+
+def _plain(a) -> bool:
+    """A NumPy array, a number, a string or None, or a list / tuple of these: no foreign array to
+    view and no CUDA device to enter. Decided on exact types, in well under a microsecond (the full
+    test asks each argument for ``__dlpack__``: 1.6 us per number)."""
+    t = type(a)
+    if t is np.ndarray or t in _SCALAR_TYPES:
+        return True
+    if t is list or t is tuple:
+        return all(type(x) is np.ndarray or type(x) in _SCALAR_TYPES for x in a)
+    return False
 
 
 def _has_foreign(a) -> bool:
