@@ -231,9 +231,15 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
   else stats_impl<double>(x, mean, rstd, var, sh, eps);
 }
 
+// Optional running buffers, updated from the batch statistics after the normalization.
+struct RunningArgs {
+  py::handle var, mean, rvar;
+  double momentum;
+};
+
 template <class T>
 void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h, py::handle b_h,
-                  py::handle y_h, const Shape& sh) {
+                  py::handle y_h, const Shape& sh, const RunningArgs& ra) {
   HostArgs args(py::dtype::of<T>());
   ApplyKernel<T> k{};
   k.x = args.get<T>(x_h, "x", sh.size(), false);
@@ -242,6 +248,9 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
   k.w = args.opt<T>(w_h, "weight", sh.C, false);
   k.b = args.opt<T>(b_h, "bias", sh.C, false);
   k.y = args.get<T>(y_h, "out", sh.size(), true);
+  const T* var = args.opt<T>(ra.var, "var", sh.C, false);
+  T* rm = args.opt<T>(ra.mean, "running_mean", sh.C, true);
+  T* rv = args.opt<T>(ra.rvar, "running_var", sh.C, true);
   k.sh = sh;
   k.stream = stream_output(sh.size(), sizeof(T));
   args.check_overlap();
@@ -250,14 +259,21 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
   if (!k.b) k.b = zeros.data();
   py::gil_scoped_release nogil;
   run(k, sh.S == 1 ? sh.N : sh.N * sh.C, sh.size());
+  for (int64_t c = 0; rm && c < sh.C; ++c) {
+    rm[c] = rules::running_stat(rm[c], k.mean[c], ra.momentum);
+    rv[c] = rules::running_stat(rv[c], var[c], ra.momentum);
+  }
 }
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
-                          int64_t N, int64_t C, int64_t S) {
+                          int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
+                          py::handle running_var, double momentum) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x");
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
-  if (dt.itemsize() == 4) forward_impl<float>(x, mean, rstd, w, b, y, sh);
-  else forward_impl<double>(x, mean, rstd, w, b, y, sh);
+  sig::check_running(var, running_mean, running_var, momentum);
+  const RunningArgs ra{var, running_mean, running_var, momentum};
+  if (dt.itemsize() == 4) forward_impl<float>(x, mean, rstd, w, b, y, sh, ra);
+  else forward_impl<double>(x, mean, rstd, w, b, y, sh, ra);
 }
 
 template <class T>

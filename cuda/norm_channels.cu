@@ -66,10 +66,22 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
   check_launch("channel_stats");
 }
 
+// running[c] <- (1 - momentum) running[c] + momentum batch[c], mean and variance.
+template <class A>
+__global__ void running_stats_kernel(const A* __restrict__ mean, const A* __restrict__ var, A* __restrict__ rm,
+                                     A* __restrict__ rv, double momentum, int64_t C) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    rm[c] = rules::running_stat(rm[c], mean[c], momentum);
+    rv[c] = rules::running_stat(rv[c], var[c], momentum);
+  }
+}
+
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
-                          int64_t N, int64_t C, int64_t S) {
+                          int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
+                          py::handle running_var, double momentum) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
+  sig::check_running(var, running_mean, running_var, momentum);
   DeviceArgs a;
   const int64_t n = N * C * S;
   const char* xp = a.get(x, "x", dt, n, false);
@@ -78,10 +90,26 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
   const char* wp = a.opt(w, "weight", dt, C, false);
   const char* bp = a.opt(b, "bias", dt, C, false);
   char* yp = a.get(y, "out", dt, n, true);
+  const char* vp = a.opt(var, "var", st, C, false);
+  char* rmp = a.opt(running_mean, "running_mean", st, C, true);
+  char* rvp = a.opt(running_var, "running_var", st, C, true);
   a.check_overlap();
-  if (n == 0) return;
   DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
+  if (rmp) {  // statistics are float32 or float64
+    const auto launch = [&](auto* tag) {
+      using A = std::remove_pointer_t<decltype(tag)>;
+      running_stats_kernel<A><<<grid_for(C, 256), 256, 0, s>>>(reinterpret_cast<const A*>(mp),
+                                                              reinterpret_cast<const A*>(vp), reinterpret_cast<A*>(rmp),
+                                                              reinterpret_cast<A*>(rvp), momentum, C);
+    };
+    if (st == DType::f64) launch(static_cast<double*>(nullptr));
+    else launch(static_cast<float*>(nullptr));
+  }
+  if (n == 0) {
+    check_launch("channel_norm_forward");
+    return;
+  }
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     using A = typename Compute<T>::type;

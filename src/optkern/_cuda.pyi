@@ -208,9 +208,13 @@ def channel_norm_forward(
     N: typing.SupportsInt | typing.SupportsIndex,
     C: typing.SupportsInt | typing.SupportsIndex,
     S: typing.SupportsInt | typing.SupportsIndex,
+    var: typing.Any = None,
+    running_mean: typing.Any = None,
+    running_var: typing.Any = None,
+    momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0,
 ) -> None:
     """
-    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).
+    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked.
     """
 
 def channel_stats(

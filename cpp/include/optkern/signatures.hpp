@@ -52,6 +52,18 @@ template <class Fwd, class Bwd> void norm_rows(py::module_& m, Fwd row_norm_forw
         arg("rms"), "Backward of row_norm_forward: dx, and dweight / dbias when given.");
 }
 
+// channel_norm_forward's running buffers: both or neither, with the batch's unbiased variance,
+// momentum in [0, 1] (checked before any work).
+inline void check_running(py::handle var, py::handle running_mean, py::handle running_var, double momentum) {
+  if (running_mean.is_none() != running_var.is_none())
+    throw py::value_error(std::string(running_mean.is_none() ? "running_mean" : "running_var") +
+                          ": expected an array (running_mean and running_var go together), got None");
+  if (!running_mean.is_none() && var.is_none())
+    throw py::value_error("var: expected the batch's unbiased variance with running buffers, got None");
+  if (!(momentum >= 0.0 && momentum <= 1.0))
+    throw py::value_error("momentum: must be in [0, 1], got " + std::to_string(momentum));
+}
+
 template <class Stats, class Fwd, class Bwd>
 void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward) {
   m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("rstd"), arg("var"), arg("N"), arg("C"),
@@ -59,8 +71,11 @@ void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward
         "Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running "
         "statistics) of x viewed as (N, C, S), all from the same merged moments.");
   m.def("channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
-        arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"),
-        "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S).");
+        arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"), arg("var") = py::none(),
+        arg("running_mean") = py::none(), arg("running_var") = py::none(), arg("momentum") = 0.0,
+        "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers "
+        "(both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum "
+        "batch, after every argument is checked.");
   m.def("channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
         arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
         "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");

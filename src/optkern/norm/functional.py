@@ -44,6 +44,11 @@ def _check_channel_params(x, C, weight, bias, running_mean, running_var):
     return sdt
 
 
+def _contiguous(xp, a):
+    """``a`` itself when C-contiguous (or None), else a contiguous copy."""
+    return a if a is None or a.flags.c_contiguous else xp.ascontiguousarray(a)
+
+
 def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S):
     """Normalize with fixed per-channel running statistics; returns (mean, rstd) for backward."""
     mean = running_mean.copy()
@@ -120,9 +125,13 @@ def batch_norm(
         rstd = xp.empty(C, dtype=sdt)
         var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
         mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
-        mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
-        if running_mean is not None:
-            _update_running(running_mean, running_var, mean, var, momentum)
+        # the running buffers are updated by the forward call, after it has checked every argument
+        # (double, rounded once, as torch's CPU kernel); strided ones through contiguous copies
+        rm, rv = (_contiguous(xp, a) for a in (running_mean, running_var))
+        mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum)
+        for buf, tmp in ((running_mean, rm), (running_var, rv)):
+            if tmp is not buf:
+                buf[...] = tmp
         return y, BatchNormSaved(mean, rstd, True)
     if running_mean is None:
         raise ValueError("running_mean, running_var: required when training=False")

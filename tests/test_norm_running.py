@@ -1,0 +1,82 @@
+"""Batch norm's running statistics, updated inside the native forward (rules::running_stat): the
+float64 formula (1 - momentum) running + momentum batch rounded once, the unbiased batch variance,
+every argument checked before the buffers change."""
+
+import math
+
+import numpy as np
+import pytest
+
+from optkern import _backend, norm
+
+
+def _ref(x, rm, rv, momentum):
+    """float64 reference of the updated buffers for x of shape (N, C, *spatial)."""
+    xc = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+    mean, var = xc.mean(axis=1), xc.var(axis=1, ddof=1)
+    return (1 - momentum) * rm.astype(np.float64) + momentum * mean, (1 - momentum) * rv.astype(
+        np.float64
+    ) + momentum * var
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 1), (7, 3), (5, 4, 3, 3), (1023, 2)])
+@pytest.mark.parametrize("momentum", [0.0, 0.1, 0.5, 1.0])
+def test_running_statistics_match_the_float64_formula(dtype, shape, momentum):
+    rng = np.random.default_rng(sum(shape))
+    x = (3 + 2 * rng.standard_normal(shape)).astype(dtype)
+    C = shape[1]
+    rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(0.5, 2, C).astype(dtype)
+    want_m, want_v = _ref(x, rm, rv, momentum)
+    norm.batch_norm(x, running_mean=rm, running_var=rv, momentum=momentum)
+    tol = 4 * float(np.finfo(dtype).eps) if dtype == np.float32 else 1e-13  # the batch moments' rounding
+    np.testing.assert_allclose(rm, want_m, rtol=tol, atol=tol)
+    np.testing.assert_allclose(rv, want_v, rtol=tol, atol=tol)
+
+
+def test_momentum_one_takes_the_batch_exactly_and_zero_keeps_the_buffer():
+    x = np.random.default_rng(0).standard_normal((9, 2)).astype(np.float32)
+    rm, rv = np.full(2, 7.0, np.float32), np.full(2, 3.0, np.float32)
+    _, saved = norm.batch_norm(x, running_mean=rm, running_var=rv, momentum=1.0)
+    assert np.array_equal(rm, saved.mean)  # the batch mean, one rounding from float64: itself
+    rm0, rv0 = np.full(2, 7.0, np.float32), np.full(2, 3.0, np.float32)
+    norm.batch_norm(x, running_mean=rm0, running_var=rv0, momentum=0.0)
+    assert np.array_equal(rm0, [7, 7]) and np.array_equal(rv0, [3, 3])
+
+
+def test_huge_values_take_the_scaled_path_and_still_update():
+    x = np.array([[1e30, -2e30], [3e30, 4e30], [-1e30, 1e30]], np.float32)  # squares overflow float32
+    rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    norm.batch_norm(x, running_mean=rm, running_var=rv, momentum=0.5)
+    want_m, want_v = _ref(x, np.zeros(2), np.ones(2), 0.5)
+    np.testing.assert_allclose(rm, want_m, rtol=1e-6)
+    assert math.isinf(rv[0]) or np.allclose(rv, want_v, rtol=1e-5)  # var > float32 max may overflow, as in torch
+    assert np.isfinite(rm).all()
+
+
+def test_native_running_arguments_are_checked_before_anything_is_written():
+    cpu = _backend.cpu
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    mean, rstd, var = (np.zeros(3, np.float32) for _ in range(3))
+    cpu.channel_stats(x, mean, rstd, var, 4, 3, 1, 1e-5)
+    y = np.zeros_like(x)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="^var: expected the batch's unbiased variance"):
+        cpu.channel_norm_forward(x, mean, rstd, None, None, y, 4, 3, 1, None, rm, rv, 0.1)
+    with pytest.raises(ValueError, match="^running_var: expected an array"):
+        cpu.channel_norm_forward(x, mean, rstd, None, None, y, 4, 3, 1, var, rm, None, 0.1)
+    with pytest.raises(ValueError, match="^momentum: must be in"):
+        cpu.channel_norm_forward(x, mean, rstd, None, None, y, 4, 3, 1, var, rm, rv, 1.5)
+    with pytest.raises(TypeError, match="^running_mean"):
+        cpu.channel_norm_forward(x, mean, rstd, None, None, y, 4, 3, 1, var, rm.astype(np.float64), rv, 0.1)
+    with pytest.raises(ValueError, match="running_mean"):  # aliasing the output
+        cpu.channel_norm_forward(x, mean, rstd, None, None, y, 4, 3, 1, var, y.reshape(-1)[:3], rv, 0.1)
+    assert np.array_equal(rm, [0, 0, 0]) and np.array_equal(rv, [1, 1, 1]) and not y.any()
+
+
+def test_a_bad_output_leaves_the_running_buffers_alone():
+    x = np.random.default_rng(2).standard_normal((6, 3)).astype(np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises((TypeError, ValueError), match="out"):
+        norm.batch_norm(x, running_mean=rm, running_var=rv, out=np.zeros((6, 3), np.float64))
+    assert np.array_equal(rm, [0, 0, 0]) and np.array_equal(rv, [1, 1, 1])
