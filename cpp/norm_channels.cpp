@@ -231,6 +231,33 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
   else stats_impl<double>(x, mean, rstd, var, sh, eps);
 }
 
+// running <- (1 - momentum) running + momentum batch, for the C means and variances.
+template <class T> void update_running(T* rm, T* rv, const T* mean, const T* var, int64_t C, double momentum) {
+  for (int64_t c = 0; c < C; ++c) {
+    rm[c] = rules::running_stat(rm[c], mean[c], momentum);
+    rv[c] = rules::running_stat(rv[c], var[c], momentum);
+  }
+}
+
+template <class T> void running_impl(py::handle rm_h, py::handle rv_h, py::handle mean_h, py::handle var_h, double m) {
+  HostArgs args(py::dtype::of<T>());
+  const int64_t C = int64_t(py::reinterpret_borrow<py::array>(mean_h).size());
+  const T* mean = args.get<T>(mean_h, "mean", C, false);
+  const T* var = args.get<T>(var_h, "var", C, false);
+  T* rm = args.get<T>(rm_h, "running_mean", C, true);
+  T* rv = args.get<T>(rv_h, "running_var", C, true);
+  args.check_overlap();
+  update_running(rm, rv, mean, var, C, m);
+}
+
+void running_stats(py::handle running_mean, py::handle running_var, py::handle mean, py::handle var,
+                   double momentum) {
+  const py::dtype dt = float_dtype<HostArrays>(mean, "mean");
+  sig::check_running(var, running_mean, running_var, momentum);
+  if (dt.itemsize() == 4) running_impl<float>(running_mean, running_var, mean, var, momentum);
+  else running_impl<double>(running_mean, running_var, mean, var, momentum);
+}
+
 // Optional running buffers, updated from the batch statistics after the normalization.
 struct RunningArgs {
   py::handle var, mean, rvar;
@@ -259,10 +286,7 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
   if (!k.b) k.b = zeros.data();
   py::gil_scoped_release nogil;
   run(k, sh.S == 1 ? sh.N : sh.N * sh.C, sh.size());
-  for (int64_t c = 0; rm && c < sh.C; ++c) {
-    rm[c] = rules::running_stat(rm[c], k.mean[c], ra.momentum);
-    rv[c] = rules::running_stat(rv[c], var[c], ra.momentum);
-  }
+  if (rm) update_running(rm, rv, k.mean, var, sh.C, ra.momentum);
 }
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
@@ -324,7 +348,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
 }  // namespace
 
 void register_norm_channels(py::module_& m) {
-  sig::norm_channels(m, &channel_stats, &channel_norm_forward, &channel_norm_backward);
+  sig::norm_channels(m, &channel_stats, &channel_norm_forward, &channel_norm_backward, &running_stats);
 }
 
 }  // namespace optkern

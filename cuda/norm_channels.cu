@@ -76,6 +76,36 @@ __global__ void running_stats_kernel(const A* __restrict__ mean, const A* __rest
   }
 }
 
+// The kernel above on statistics of dtype st (float32 or float64), on stream s.
+void launch_running(DType st, const char* mp, const char* vp, char* rmp, char* rvp, double momentum, int64_t C,
+                    cudaStream_t s) {
+  const auto launch = [&](auto* tag) {
+    using A = std::remove_pointer_t<decltype(tag)>;
+    running_stats_kernel<A><<<grid_for(C, 256), 256, 0, s>>>(reinterpret_cast<const A*>(mp),
+                                                            reinterpret_cast<const A*>(vp), reinterpret_cast<A*>(rmp),
+                                                            reinterpret_cast<A*>(rvp), momentum, C);
+  };
+  if (st == DType::f64) launch(static_cast<double*>(nullptr));
+  else launch(static_cast<float*>(nullptr));
+}
+
+void running_stats(py::handle running_mean, py::handle running_var, py::handle mean, py::handle var,
+                   double momentum) {
+  const DType st = float_dtype<DeviceArrays>(mean, "mean");
+  sig::check_running(var, running_mean, running_var, momentum);
+  const int64_t C = device_size(mean);
+  DeviceArgs a;
+  const char* mp = a.get(mean, "mean", st, C, false);
+  const char* vp = a.get(var, "var", st, C, false);
+  char* rmp = a.get(running_mean, "running_mean", st, C, true);
+  char* rvp = a.get(running_var, "running_var", st, C, true);
+  a.check_overlap();
+  if (C == 0) return;
+  DeviceGuard guard(a.device);
+  launch_running(st, mp, vp, rmp, rvp, momentum, C, current_stream());
+  check_launch("running_stats_");
+}
+
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
                           py::handle running_var, double momentum) {
@@ -96,16 +126,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
   a.check_overlap();
   DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
-  if (rmp) {  // statistics are float32 or float64
-    const auto launch = [&](auto* tag) {
-      using A = std::remove_pointer_t<decltype(tag)>;
-      running_stats_kernel<A><<<grid_for(C, 256), 256, 0, s>>>(reinterpret_cast<const A*>(mp),
-                                                              reinterpret_cast<const A*>(vp), reinterpret_cast<A*>(rmp),
-                                                              reinterpret_cast<A*>(rvp), momentum, C);
-    };
-    if (st == DType::f64) launch(static_cast<double*>(nullptr));
-    else launch(static_cast<float*>(nullptr));
-  }
+  if (rmp) launch_running(st, mp, vp, rmp, rvp, momentum, C, s);
   if (n == 0) {
     check_launch("channel_norm_forward");
     return;
@@ -159,7 +180,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
 }  // namespace
 
 void register_norm_channels(py::module_& m) {
-  sig::norm_channels(m, &channel_stats, &channel_norm_forward, &channel_norm_backward);
+  sig::norm_channels(m, &channel_stats, &channel_norm_forward, &channel_norm_backward, &running_stats);
 }
 
 }  // namespace optkern

@@ -2,8 +2,6 @@
 float64 formula (1 - momentum) running + momentum batch rounded once, the unbiased batch variance,
 every argument checked before the buffers change."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -50,8 +48,7 @@ def test_huge_values_take_the_scaled_path_and_still_update():
     norm.batch_norm(x, running_mean=rm, running_var=rv, momentum=0.5)
     want_m, want_v = _ref(x, np.zeros(2), np.ones(2), 0.5)
     np.testing.assert_allclose(rm, want_m, rtol=1e-6)
-    assert math.isinf(rv[0]) or np.allclose(rv, want_v, rtol=1e-5)  # var > float32 max may overflow, as in torch
-    assert np.isfinite(rm).all()
+    assert np.all(want_v > np.finfo(np.float32).max) and np.isinf(rv).all()  # the variance overflows float32
 
 
 def test_native_running_arguments_are_checked_before_anything_is_written():
@@ -80,3 +77,41 @@ def test_a_bad_output_leaves_the_running_buffers_alone():
     with pytest.raises((TypeError, ValueError), match="out"):
         norm.batch_norm(x, running_mean=rm, running_var=rv, out=np.zeros((6, 3), np.float64))
     assert np.array_equal(rm, [0, 0, 0]) and np.array_equal(rv, [1, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3, 7), (5, 2, 3, 3), (4, 1, 1023)])
+def test_instance_norm_running_statistics_match_the_float64_formula(dtype, shape):
+    """Instance norm averages its per-instance statistics over the batch, then the same update."""
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = (1 + 3 * rng.standard_normal(shape)).astype(dtype)
+    C = shape[1]
+    rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(0.5, 2, C).astype(dtype)
+    inst = x.astype(np.float64).reshape(shape[0], C, -1)
+    want_m = 0.7 * rm.astype(np.float64) + 0.3 * inst.mean(axis=2).mean(axis=0)
+    want_v = 0.7 * rv.astype(np.float64) + 0.3 * inst.var(axis=2, ddof=1).mean(axis=0)
+    strided_m, strided_v = np.zeros(2 * C, dtype), np.zeros(2 * C, dtype)
+    strided_m[::2], strided_v[::2] = rm, rv  # strided buffers: updated through contiguous copies
+    norm.instance_norm(x, running_mean=strided_m[::2], running_var=strided_v[::2], momentum=0.3)
+    tol = 64 * float(np.finfo(dtype).eps)  # the variance comes back from rstd = 1 / sqrt(var + eps)
+    np.testing.assert_allclose(strided_m[::2], want_m, rtol=tol, atol=tol)
+    np.testing.assert_allclose(strided_v[::2], want_v, rtol=tol, atol=1e-5)
+    assert not strided_m[1::2].any() and not strided_v[1::2].any()
+
+
+def test_native_running_stats_checks():
+    cpu = _backend.cpu
+    m, v = np.ones(3, np.float32), np.full(3, 2.0, np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="^momentum: must be in"):
+        cpu.running_stats_(rm, rv, m, v, -0.1)
+    with pytest.raises(ValueError, match="^running_var"):
+        cpu.running_stats_(rm, rv[:2], m, v, 0.1)
+    with pytest.raises(TypeError, match="^running_mean"):
+        cpu.running_stats_(rm.astype(np.float64), rv, m, v, 0.1)
+    with pytest.raises(ValueError, match="running_mean"):
+        cpu.running_stats_(rm, rm, m, v, 0.1)  # the two buffers alias
+    assert np.array_equal(rm, [0, 0, 0]) and np.array_equal(rv, [1, 1, 1])
+    cpu.running_stats_(rm, rv, m, v, 0.25)
+    np.testing.assert_array_equal(rm, np.float32(0.25))
+    np.testing.assert_array_equal(rv, np.float32(1.25))

@@ -60,6 +60,7 @@ __all__: list[str] = [
     "rmsprop_capturable",
     "row_norm_backward",
     "row_norm_forward",
+    "running_stats_",
     "sam_perturb_",
     "sam_restore_",
     "set_num_threads",
@@ -661,6 +662,17 @@ def row_norm_forward(
 ) -> None:
     """
     Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).
+    """
+
+def running_stats_(
+    running_mean: typing.Any,
+    running_var: typing.Any,
+    mean: typing.Any,
+    var: typing.Any,
+    momentum: typing.SupportsFloat | typing.SupportsIndex,
+) -> None:
+    """
+    running_mean, running_var <- (1 - momentum) running + momentum (mean, var), in place (the update channel_norm_forward makes; instance norm's batch averages).
     """
 
 def sam_perturb_(

@@ -43,6 +43,7 @@ __all__: list[str] = [
     "rmsprop_capturable",
     "row_norm_backward",
     "row_norm_forward",
+    "running_stats_",
     "runtime_version",
     "sam_perturb_",
     "sam_restore_",
@@ -512,6 +513,17 @@ def row_norm_forward(
 ) -> None:
     """
     Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).
+    """
+
+def running_stats_(
+    running_mean: typing.Any,
+    running_var: typing.Any,
+    mean: typing.Any,
+    var: typing.Any,
+    momentum: typing.SupportsFloat | typing.SupportsIndex,
+) -> None:
+    """
+    running_mean, running_var <- (1 - momentum) running + momentum (mean, var), in place (the update channel_norm_forward makes; instance norm's batch averages).
     """
 
 def runtime_version() -> int: ...

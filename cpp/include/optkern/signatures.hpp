@@ -64,8 +64,13 @@ inline void check_running(py::handle var, py::handle running_mean, py::handle ru
     throw py::value_error("momentum: must be in [0, 1], got " + std::to_string(momentum));
 }
 
-template <class Stats, class Fwd, class Bwd>
-void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward) {
+template <class Stats, class Fwd, class Bwd, class Run>
+void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward,
+                   Run running_stats) {
+  m.def("running_stats_", running_stats, arg("running_mean"), arg("running_var"), arg("mean"), arg("var"),
+        arg("momentum"),
+        "running_mean, running_var <- (1 - momentum) running + momentum (mean, var), in place (the update "
+        "channel_norm_forward makes; instance norm's batch averages).");
   m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("rstd"), arg("var"), arg("N"), arg("C"),
         arg("S"), arg("eps"),
         "Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running "

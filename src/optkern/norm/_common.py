@@ -180,13 +180,6 @@ def _prod(shape):
     return int(math.prod(int(s) for s in shape))
 
 
-def _update_running(running_mean, running_var, mean, var_unbiased, momentum):
-    running_mean *= 1.0 - momentum
-    running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
-    running_var *= 1.0 - momentum
-    running_var += momentum * var_unbiased.astype(running_var.dtype, copy=False)
-
-
 def _rstd(var, eps):
     xp = _xp(var)
     return (1.0 / xp.sqrt(var + var.dtype.type(eps))).astype(var.dtype, copy=False)

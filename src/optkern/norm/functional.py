@@ -25,7 +25,6 @@ from ._common import (
     _saved_names,
     _shape_of,
     _stat_dtype,
-    _update_running,
     _xp,
 )
 
@@ -44,9 +43,14 @@ def _check_channel_params(x, C, weight, bias, running_mean, running_var):
     return sdt
 
 
-def _contiguous(xp, a):
-    """``a`` itself when C-contiguous (or None), else a contiguous copy."""
-    return a if a is None or a.flags.c_contiguous else xp.ascontiguousarray(a)
+def _on_running(xp, running_mean, running_var, update):
+    """``update(rm, rv)``: a native call that updates the running buffers (rules::running_stat),
+    given contiguous copies of strided ones (valid buffers), copied back once it returns."""
+    rm, rv = (a if a is None or a.flags.c_contiguous else xp.ascontiguousarray(a) for a in (running_mean, running_var))
+    update(rm, rv)
+    for buf, tmp in ((running_mean, rm), (running_var, rv)):
+        if tmp is not buf:
+            buf[...] = tmp
 
 
 def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S):
@@ -125,13 +129,13 @@ def batch_norm(
         rstd = xp.empty(C, dtype=sdt)
         var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
         mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
-        # the running buffers are updated by the forward call, after it has checked every argument
-        # (double, rounded once, as torch's CPU kernel); strided ones through contiguous copies
-        rm, rv = (_contiguous(xp, a) for a in (running_mean, running_var))
-        mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum)
-        for buf, tmp in ((running_mean, rm), (running_var, rv)):
-            if tmp is not buf:
-                buf[...] = tmp
+        # the forward call updates the running buffers, after it has checked every argument
+        _on_running(
+            xp,
+            running_mean,
+            running_var,
+            lambda rm, rv: mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum),
+        )
         return y, BatchNormSaved(mean, rstd, True)
     if running_mean is None:
         raise ValueError("running_mean, running_var: required when training=False")
@@ -377,7 +381,11 @@ def instance_norm(
     mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps, False)
     if running_mean is not None and N > 0:
         var = 1.0 / (rstd.astype(np.float64) ** 2) - eps  # biased per-instance variance
-        _update_running(running_mean, running_var, mean.mean(axis=0), (var * (S / (S - 1))).mean(axis=0), momentum)
+        batch_mean = mean.mean(axis=0)
+        batch_var = (var * (S / (S - 1))).mean(axis=0).astype(sdt)
+        _on_running(
+            xp, running_mean, running_var, lambda rm, rv: mod.running_stats_(rm, rv, batch_mean, batch_var, momentum)
+        )
     return y, RowNormSaved(mean, rstd, C)
 
 
