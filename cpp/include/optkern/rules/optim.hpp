@@ -128,16 +128,13 @@ template <class T, bool Momentum> struct Sgd {
   OK_HD void operator()(T& p, T g, T* s) const {
     T d = effective_grad(p, g, weight_decay, maximize);
     if constexpr (Momentum) {
-      // scaled_fma, not a * b + c * d: GCC contracts either product into the add, and its
-      // x86-64-v3 and v4 clones chose differently (the bits differed between AMD and Intel hosts).
       if (textbook) {
-        const T v = first ? -lr * d : scaled_fma(momentum, s[0], -lr_one_minus_dampening, d);
+        const T v = first ? -lr * d : momentum * s[0] - lr_one_minus_dampening * d;
         s[0] = v;
-        p = nesterov ? p + scaled_fma(momentum, v, -lr, d) : p + v;
+        p = nesterov ? p + (momentum * v - lr * d) : p + v;
         return;
       }
-      // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-      const T b = first ? d : scaled_fma(s[0], momentum, one_minus_dampening, d);
+      const T b = first ? d : momentum * s[0] + one_minus_dampening * d;
       s[0] = b;
       d = nesterov ? d + momentum * b : b;
     }
