@@ -9,7 +9,8 @@ in the same commit and says why.
 Regenerate with ``PYTHONPATH=src python tests/test_optim_pinned.py`` (prints the
 table). The pins hold for this build's kernels on x86-64 with AVX-512 or AVX2
 (the ISA clones the machines here select); elsewhere the loops' rounding may
-differ (fused multiply-adds), and the test says so.
+differ (fused multiply-adds), and the test says so. Known exception: on the Intel AVX-512 host lent
+on 2026-11-30, SGD with dampening and the textbook form gave other bits (open: see bench/RESULTS.md).
 """
 
 from __future__ import annotations
