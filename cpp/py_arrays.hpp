@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "optkern/call_args.hpp"
@@ -62,7 +64,66 @@ inline py::array check_array(py::handle h, const std::string& what, const py::dt
   return py::reinterpret_borrow<py::array>(h);
 }
 
-// A list of arrays. `sizes`, when given, fixes the element count of each.
+// DLPack's ABI (dlpack.h, unversioned "dltensor" capsules): what a read-only list item
+// may be instead of an ndarray. The torch adapter hands its fresh gradients over this way:
+// torch.utils.dlpack.to_dlpack costs half of Tensor.numpy() per tensor, and the capsule
+// carries everything checked below. Capsules are read, not consumed: their producer's
+// destructor frees them when the caller's list goes.
+namespace dlpack {
+struct Device {
+  int32_t device_type;  // 1: kDLCPU
+  int32_t device_id;
+};
+struct DataType {
+  uint8_t code;  // 2: kDLFloat
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct Tensor {
+  void* data;
+  Device device;
+  int32_t ndim;
+  DataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // in elements; null: C-contiguous
+  uint64_t byte_offset;
+};
+struct Managed {
+  Tensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(Managed*);
+};
+}  // namespace dlpack
+
+// The data and element count of a "dltensor" capsule holding a C-contiguous, aligned
+// host array of dtype `dt`; a named TypeError/ValueError otherwise.
+inline std::pair<char*, int64_t> read_capsule(py::handle h, const std::string& what, const py::dtype& dt,
+                                              size_t itemsize) {
+  if (!PyCapsule_IsValid(h.ptr(), "dltensor"))
+    throw py::type_error(what + ": expected a numpy.ndarray or an unused DLPack capsule");
+  const auto* m = static_cast<const dlpack::Managed*>(PyCapsule_GetPointer(h.ptr(), "dltensor"));
+  const dlpack::Tensor& t = m->dl_tensor;
+  if (t.device.device_type != 1) throw py::type_error(what + ": DLPack tensor is not in host memory");
+  if (t.dtype.code != 2 || t.dtype.lanes != 1 || size_t(t.dtype.bits) != 8 * itemsize)
+    throw py::type_error(what + ": expected " + dtype_name(dt) + ", got DLPack dtype code " +
+                         std::to_string(t.dtype.code) + " bits " + std::to_string(t.dtype.bits));
+  int64_t size = 1;
+  for (int k = 0; k < t.ndim; ++k) size *= t.shape[k];
+  if (t.strides && size > 0) {  // row-major, dimensions of extent 1 aside (their stride is free)
+    int64_t expect = 1;
+    for (int k = t.ndim - 1; k >= 0; --k) {
+      if (t.shape[k] != 1 && t.strides[k] != expect) throw py::value_error(what + ": array must be C-contiguous");
+      expect *= t.shape[k];
+    }
+  }
+  char* data = static_cast<char*>(t.data) + t.byte_offset;
+  if (reinterpret_cast<uintptr_t>(data) % uintptr_t(itemsize) != 0)
+    throw py::value_error(what + ": array data is misaligned");
+  return {data, size};
+}
+
+// A list of arrays. `sizes`, when given, fixes the element count of each. Lists the
+// kernel only reads may hold DLPack capsules too (read_capsule).
 inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, bool writable,
                         const std::vector<int64_t>* sizes = nullptr) {
   if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
@@ -79,15 +140,21 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
   out.owners.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     py::object item = s[i];
-    const Fault f = array_fault(item, dt, itemsize, writable);
-    if (f != Fault::none) raise_fault(f, item, item_name(name, i), dt);
-    const auto* a = py::detail::array_proxy(item.ptr());
+    char* data = nullptr;
     int64_t sz = 1;
-    for (int k = 0; k < a->nd; ++k) sz *= int64_t(a->dimensions[k]);
+    const Fault f = array_fault(item, dt, itemsize, writable);
+    if (f == Fault::not_array && !writable && PyCapsule_CheckExact(item.ptr())) {
+      std::tie(data, sz) = read_capsule(item, item_name(name, i), dt, itemsize);
+    } else {
+      if (f != Fault::none) raise_fault(f, item, item_name(name, i), dt);
+      const auto* a = py::detail::array_proxy(item.ptr());
+      for (int k = 0; k < a->nd; ++k) sz *= int64_t(a->dimensions[k]);
+      data = a->data;
+    }
     if (sizes && sz != (*sizes)[i])
       throw py::value_error(item_name(name, i) + ": expected " + std::to_string((*sizes)[i]) +
                             " elements, got " + std::to_string(sz));
-    out.data.push_back(a->data);
+    out.data.push_back(data);
     out.size.push_back(sz);
     out.owners.push_back(std::move(item));
   }

@@ -100,12 +100,30 @@ _F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25
 _F64_SCALE_MAX = float(np.finfo(np.float64).max) ** 0.25
 
 
+# (hyper-parameters, their types, dtype) that passed _check_dtype: a step's hyper-parameters rarely
+# change, and the check's float conversions cost tens of microseconds per call.
+_DTYPE_OK: dict = {}
+
+
 def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
     """Raise ValueError naming the first hyper-parameter of ``hp`` that ``dtype`` cannot run.
 
     ``names``: how errors name fields (default: the field name, in ``where``'s group).
     """
-    dtype = np.dtype(dtype)
+    try:
+        key: Any = (type(hp), hp, tuple(map(type, hp)), dtype)
+        if key in _DTYPE_OK:
+            return
+    except TypeError:  # an unhashable field: checked every time
+        key = None
+    _check_dtype_fields(hp, np.dtype(dtype), where, names)
+    if key is not None:
+        if len(_DTYPE_OK) >= 256:
+            _DTYPE_OK.clear()
+        _DTYPE_OK[key] = None
+
+
+def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
     n = _namer(where)
     for field, v in zip(hp._fields, hp):
         if isinstance(v, bool) or not isinstance(v, float):

@@ -13,6 +13,7 @@ import contextlib
 import torch
 
 _FLOATS = (torch.float32, torch.float64)
+_NO_STREAM = contextlib.nullcontext()  # (reusable: it holds nothing)
 
 
 def check_tensor(t, name: str) -> None:
@@ -48,8 +49,8 @@ def views(tensors) -> list:
 
 def on_stream(like: torch.Tensor):
     """Context running optkern's CUDA calls on torch's current stream of ``like``'s device."""
-    if like.device.type != "cuda":
-        return contextlib.nullcontext()
+    if not like.is_cuda:
+        return _NO_STREAM
     import cupy
 
     stack = contextlib.ExitStack()

@@ -14,253 +14,14 @@ a group, on torch's current CUDA stream for CUDA tensors.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-from .. import _backend
 from .. import functional as F
 from .. import optim as _optim
-from ..optim._hyper import _check_dtype
-from ..optim._run import _Run
 from . import _views
+from ._fused import _Fused, _step_tensor, _zeros
 
 __all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam"]
-
-
-def _scalar_dtype() -> torch.dtype:
-    """torch's dtype for step counters and NAdam's mu_product (float64 under a float64 default dtype)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
-def _step_tensor(value: float = 0.0) -> torch.Tensor:
-    """A step counter as torch keeps it (a 0-d CPU tensor)."""
-    return torch.tensor(float(value), dtype=_scalar_dtype())
-
-
-@functools.cache
-def _meta(core: type[_optim.Optimizer]) -> _optim.Optimizer:
-    """An uninitialised instance of an optkern.optim class: what its state is made of (``_check``,
-    ``_needed``, ``_new_state``, ``_new_extra``, ``_has_step``, ``_scalar_names``) is said there
-    once, and those methods read no instance state."""
-    return object.__new__(core)
-
-
-class _Fused(torch.optim.Optimizer):
-    """Groups, closure, grad=None skipping and runs; subclasses say how one run steps.
-
-    Which state a param has, and its initial values, come from the optkern.optim class the
-    adapter mirrors (``_core``). A group's run layout (which params share a step count, so one
-    call) is computed when the set of params with a grad changes, and reused otherwise: the
-    params of a run advance together. ``load_state_dict`` and ``add_param_group`` reset it.
-    """
-
-    #: the optkern.optim class whose state layout this adapter keeps (in torch tensors)
-    _core: type = _optim.Optimizer
-
-    def __init__(self, params, defaults: dict):
-        self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
-        self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
-        self._joined: dict = {}  # the running step's joined scalars (see _join_scalars)
-        super().__init__(params, defaults)
-        for i, group in enumerate(self.param_groups):
-            self._validate(group, f"param_groups[{i}]")
-
-    @property
-    def _run_keys(self) -> tuple:
-        """State entries that split a group into runs (equal values share a call)."""
-        m = _meta(self._core)
-        return ("step",) + tuple(m._scalar_names) if m._has_step else ()
-
-    def add_param_group(self, param_group: dict) -> None:
-        self._layouts, self._view_cache = {}, {}
-        super().add_param_group(param_group)
-        if hasattr(self, "_validated"):  # after __init__: validate the new group now
-            i = len(self.param_groups) - 1
-            self._validate(self.param_groups[i], f"param_groups[{i}]")
-
-    def _validate(self, group: dict, where: str) -> None:
-        """Hyper-parameters checked by the functional form on empty lists (nothing is written)."""
-        for j, p in enumerate(group["params"]):
-            _views.check_tensor(p, f"{where}['params'][{j}]")
-        try:
-            self._call(group, [], [], {}, 1, first=False)
-        except (TypeError, ValueError) as e:
-            # the functional form names the betas one by one; torch users set them as a pair
-            msg = str(e).replace("beta1", "['betas'][0]").replace("beta2", "['betas'][1]")
-            raise type(e)(f"{where}{'' if msg.startswith('[') else ': '}{msg}") from None
-        self._validated = True
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """torch's loader (casts state to each param's dtype and device), then the hyper-parameters
-        torch's format lacks (``momentum_form``, RMSprop's ``nesterov``...) are filled from the defaults
-        and every group is validated again."""
-        super().load_state_dict(state_dict)
-        self._layouts, self._view_cache = {}, {}
-        for i, group in enumerate(self.param_groups):
-            for k, v in self.defaults.items():
-                group.setdefault(k, v)
-            self._validate(group, f"param_groups[{i}]")
-
-    # ---- one step ------------------------------------------------------------------
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for i, group in enumerate(self.param_groups):
-            live = []
-            for j, p in enumerate(group["params"]):
-                g = p.grad
-                if g is None:
-                    continue
-                # the common case in few attribute reads (each costs about as much as a kernel call
-                # of a tiny tensor); the param itself was checked when it joined
-                if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
-                    _bad_grad(p, g, f"param_groups[{i}]['params'][{j}].grad")
-                elif not g.is_contiguous():
-                    _views.check_tensor(g, f"param_groups[{i}]['params'][{j}].grad")
-                live.append(p)
-            if live:
-                self._group_step(group, live, i)
-        return loss
-
-    def _group_step(self, group: dict, params: list, gi: int) -> None:
-        for ps in self._layout(group, params, gi):
-            self._run(group, ps, cache=True)
-
-    def _layout(self, group: dict, params: list, gi: int) -> list:
-        """The runs of ``params`` (the group's params with a grad): params of one device, dtype and
-        step count (and per-param scalars) share a call. Cached while the same params have grads."""
-        ids = tuple(map(id, params))
-        cached = self._layouts.get(gi)
-        if cached is not None and cached[0] == ids:
-            return cached[1]
-        for p in params:
-            if not self.state[p]:
-                self._init_state(p, self.state[p], group)
-        runs: dict = {}
-        keys = self._run_keys
-        for p in params:
-            st = self.state[p]
-            key = (p.device, p.dtype) + tuple(float(st[k]) for k in keys if k in st)
-            runs.setdefault(key, []).append(p)
-        self._layouts[gi] = (ids, list(runs.values()))
-        self._view_cache = {}
-        return self._layouts[gi][1]
-
-    def _run(self, group: dict, params: list, cache: bool = False) -> None:
-        """One fused call for params that share device, dtype and step count.
-
-        ``cache``: reuse the views of the params and state tensors from the last step of this run
-        (``params`` a list of the cached layout) while they are the same tensors over the same
-        memory -- checked every step (``data_ptr`` and identity: a view keeps its tensor alive, so
-        neither can be recycled meanwhile). Only the grads, new each step after ``zero_grad()``,
-        are viewed anew."""
-        hit = self._view_cache.get(id(params)) if cache else None
-        # (the per-param state dicts are torch's own until load_state_dict, which drops the cache;
-        # looking 200 of them up by tensor costs 0.2 ms a step)
-        states = hit[5] if hit is not None else [self.state[p] for p in params]
-        t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
-        names = self._state_names(group)
-        scalars = [k for k in self._run_keys if k in states[0]]
-        key = (names, [p.data_ptr() for p in params], [id(s[n]) for n in (*names, *scalars) for s in states])
-        if hit is not None and hit[0] == key:
-            pviews, lists, self._joined, core_run = hit[1], hit[2], hit[3], hit[4]
-        else:
-            pviews = _views.views(params)
-            lists = {n: _views.views([s[n] for s in states]) for n in names}
-            self._joined = _join_scalars(states, scalars) if cache else {}
-            core_run = None
-            if cache:  # the optkern.optim run over the same views: its step, without re-checking the lists
-                core_run = _Run(range(len(params)), pviews, _backend.backend(("params", pviews)), 0, dict(lists))
-                key = (key[0], key[1], [id(s[n]) for n in (*names, *scalars) for s in states])
-                self._view_cache[id(params)] = (key, pviews, lists, self._joined, core_run, states)
-        grads = _views.views([p.grad for p in params])
-        first = id(params[0]) in self._first(group, params)
-        with _views.on_stream(params[0]):
-            if core_run is not None:
-                out = self._core_step(group, core_run, grads, t, first)
-            else:
-                out = self._call(group, pviews, grads, lists, t, first=first)
-        self._after(group, params, states, t, out)
-
-    def _core_step(self, group: dict, run: _Run, grads: list, t: int, first: bool):
-        """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``
-        runs): the functional form's per-call list conversions and checks are skipped (the
-        native call still checks every array before it writes). Returns the new per-run scalar
-        (NAdam's mu_product) or None."""
-        m = _meta(self._core)
-        hp = m._check(group, "")
-        _check_dtype(hp, run.params[0].dtype)
-        run.extra = self._core_extra()
-        m._update(run, grads, hp, self._core_t(t, first))
-        return run.extra.get("mu_product")
-
-    def _core_extra(self) -> dict:
-        return {}
-
-    def _core_t(self, t: int, first: bool) -> int:
-        return t
-
-    def _first(self, group: dict, params: list) -> set:
-        return set()
-
-    def _after(self, group, params, states, t, out) -> None:
-        """Advance the step counters (one add on the run's joined counters, else one foreach call)."""
-        if "step" in self._joined:
-            self._joined["step"] += 1.0
-            return
-        steps = [s["step"] for s in states if "step" in s]
-        if steps:
-            torch._foreach_add_(steps, 1.0)
-
-    # ---- state: the optkern.optim class's -----------------------------------------------
-
-    def _state_names(self, group: dict) -> tuple:
-        """The state tensors a step with this group's hyper-parameters uses."""
-        m = _meta(self._core)
-        return tuple(m._needed(m._check(group, "")))
-
-    def _init_state(self, p, state: dict, group: dict) -> None:
-        """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and
-        the state tensors, each initialised as the optkern.optim class initialises its arrays."""
-        m = _meta(self._core)
-        hp = m._check(group, "")
-        if m._has_step:
-            state["step"] = _step_tensor()
-        with _views.on_stream(p):
-            for name, value in m._new_extra(_Run([0], [_views.view(p)], None), hp).items():
-                state[name] = torch.tensor(float(value), dtype=_scalar_dtype())
-            for name in m._needed(hp):
-                t = _zeros(p)
-                _views.view(t)[...] = m._new_state(name, _views.view(t), hp)
-                state[name] = t
-
-    # ---- per optimizer -------------------------------------------------------------
-
-    def _call(self, group, params, grads, lists, t, *, first):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-_STRIDED = torch.strided
-
-
-def _bad_grad(p, g, name: str) -> None:
-    """Raise the error that names what is wrong with grad ``g`` of param ``p``."""
-    if g.is_sparse:
-        raise TypeError(f"{name}: sparse gradients are not supported")
-    _views.check_tensor(g, name)
-    raise ValueError(
-        f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
-        f"{tuple(p.shape)} {p.dtype} on {p.device}"
-    )
-
-
-def _zeros(p):
-    return torch.zeros_like(p, memory_format=torch.contiguous_format)
 
 
 class SGD(_Fused):
@@ -319,7 +80,7 @@ class SGD(_Fused):
             for p in ps:
                 by_kind.setdefault((p.device, p.dtype), []).append(p)
             for run in by_kind.values():
-                self._run(group, run)
+                self._run(group, run, gi)
 
     def _first(self, group, params):
         return getattr(self, "_first_set", set())
@@ -420,6 +181,7 @@ class AdagradNorm(_Fused):
         for p in params:
             by_kind.setdefault((p.device, p.dtype), []).append(p)
         for ps in by_kind.values():
+            grads = self._grad_views(ps, gi)
             b = next((self.state[p]["b_sq"] for p in ps if "b_sq" in self.state[p]), None)
             if b is None:
                 b = torch.full((1,), float(group["b0"]) ** 2, dtype=torch.float64, device=ps[0].device)
@@ -428,15 +190,19 @@ class AdagradNorm(_Fused):
             for p in group["params"]:  # one tensor for the group, as the kernel updates one b^2
                 if p.device == ps[0].device and p.dtype == ps[0].dtype:
                     self.state[p]["b_sq"] = b
-            with _views.on_stream(ps[0]):
-                F.adagrad_norm_(
-                    _views.views(ps),
-                    _views.views([p.grad for p in ps]),
-                    _views.view(b),
-                    lr=group["lr"],
-                    weight_decay=group["weight_decay"],
-                    maximize=group["maximize"],
-                )
+            try:
+                with _views.on_stream(ps[0]):
+                    F.adagrad_norm_(
+                        _views.views(ps),
+                        grads,
+                        _views.view(b),
+                        lr=group["lr"],
+                        weight_decay=group["weight_decay"],
+                        maximize=group["maximize"],
+                    )
+            except (TypeError, ValueError):
+                self._check_grads(ps, gi)  # refused before writing: name a bad grad
+                raise
             torch._foreach_add_([self.state[p]["step"] for p in ps], 1.0)
 
     def _call(self, group, params, grads, lists, t, *, first):
@@ -630,9 +396,9 @@ class NAdam(_Fused):
             maximize=group["maximize"],
         )
 
-    def _run(self, group, params, cache=False):
+    def _run(self, group, params, gi, cache=False, grads=None):
         self._mu_product = self.state[params[0]]["mu_product"]
-        super()._run(group, params, cache)
+        super()._run(group, params, gi, cache, grads)
 
     def _core_extra(self):
         return {"mu_product": float(self._mu_product)}
@@ -640,30 +406,10 @@ class NAdam(_Fused):
     def _after(self, group, params, states, t, out):
         super()._after(group, params, states, t, out)
         if "mu_product" in self._joined:
-            self._joined["mu_product"].fill_(out)
+            self._joined["mu_product"][...] = out
             return
         for s in states:  # torch keeps mu_product as a scalar tensor per param
             s["mu_product"].fill_(out)
-
-
-def _join_scalars(states: list, keys: list) -> dict:
-    """Per-param scalar tensors of a run (``step``, NAdam's ``mu_product``: equal within a run)
-    re-made as 0-d views into one 1-D tensor per key, which one op then advances for the whole
-    run (a foreach add over 200 0-d tensors costs 0.2-0.4 ms). Same values, dtypes and device as
-    before; a key whose tensors differ in dtype or device, or are not 0-d, is left alone."""
-    joined = {}
-    for k in keys:
-        vals = [s[k] for s in states]
-        first = vals[0]
-        if not all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in vals):
-            continue
-        if any(v.dtype != first.dtype or v.device != first.device for v in vals):
-            continue
-        buf = torch.stack([v.detach() for v in vals])
-        for j, s in enumerate(states):
-            s[k] = buf[j]
-        joined[k] = buf
-    return joined
 
 
 def _betas(group):
