@@ -229,3 +229,27 @@ class _Exported:
 
     def __dlpack_device__(self):
         return (1, 0)
+
+
+def test_step_runs_with_grad_disabled_and_restores_it(monkeypatch):
+    from optkern.torch import _fused
+
+    seen = []
+    inner = _fused._Fused._group_step
+    monkeypatch.setattr(_fused._Fused, "_group_step", lambda *a: (seen.append(torch.is_grad_enabled()), inner(*a)))
+    _, _, mine, opt = _pair("Adam", lr=1e-2)
+
+    def closure():
+        seen.append(("closure", torch.is_grad_enabled()))
+        return torch.zeros(())
+
+    opt.step(closure)
+    assert seen == [("closure", True), False] and torch.is_grad_enabled()
+    with torch.no_grad():
+        opt.step(closure)
+        assert not torch.is_grad_enabled()
+    assert seen[2:] == [("closure", True), False]
+    mine[0].grad = torch.zeros(1, dtype=torch.float64).expand(mine[0].numel())  # refused: stride 0
+    with pytest.raises(ValueError, match="contiguous"):
+        opt.step()
+    assert torch.is_grad_enabled()  # restored after an error too
