@@ -118,23 +118,40 @@ struct SgdHyper {
 template <class T, bool Momentum> struct Sgd {
   using Hyper = SgdHyper;
   static constexpr int kState = Momentum ? 1 : 0;  // momentum_buffer
-  T lr, momentum, one_minus_dampening, lr_one_minus_dampening, weight_decay;
-  bool nesterov, maximize, first, textbook;
+  T lr, momentum, weight_decay;
+  // The buffer's update as one fma, b = fma(d_coef, d, s_coef s): (1 - dampening, momentum) after
+  // the first step; (1, -0) on it, where the buffer is fresh zeros and -0 * 0 = -0 gives b = d
+  // exactly (a -0 grad included), as torch's clone of the grad. The textbook form's v likewise,
+  // with v_coef = -lr (1 - dampening), -lr on the first step.
+  T d_coef, v_coef, s_coef;
+  bool nesterov, maximize, textbook;
   static OK_HD Sgd at(const Hyper& h, const Counters& c) {
-    return {T(h.lr),           T(h.momentum), T(1.0 - h.dampening), T(mul_rn(h.lr, 1.0 - h.dampening)),
-            T(h.weight_decay), h.nesterov,    h.maximize,           c.t <= 1.0,
+    const bool first = c.t <= 1.0;
+    return {T(h.lr),
+            T(h.momentum),
+            T(h.weight_decay),
+            first ? T(1) : T(1.0 - h.dampening),
+            first ? T(-h.lr) : T(-mul_rn(h.lr, 1.0 - h.dampening)),
+            first ? T(-0.0) : T(h.momentum),
+            h.nesterov,
+            h.maximize,
             h.textbook};
   }
+  // One explicit fma wherever the expression has two products (a b + c d): GCC contracts either
+  // product into the add, and its vector body and scalar tail (split differently by the AVX2 and
+  // AVX-512 clones) chose differently. Both sides of each nesterov select are computed, so the
+  // select is between values (a call inside a select arm keeps GCC from vectorizing the loop).
   OK_HD void operator()(T& p, T g, T* s) const {
     T d = effective_grad(p, g, weight_decay, maximize);
     if constexpr (Momentum) {
-      if (textbook) {
-        const T v = first ? -lr * d : momentum * s[0] - lr_one_minus_dampening * d;
+      if (textbook) {  // v <- momentum v - lr (1 - dampening) d
+        const T v = fma_t(v_coef, d, s_coef * s[0]);
         s[0] = v;
-        p = nesterov ? p + (momentum * v - lr * d) : p + v;
+        const T nesterov_step = fma_t(-lr, d, momentum * v);
+        p = p + (nesterov ? nesterov_step : v);
         return;
       }
-      const T b = first ? d : momentum * s[0] + one_minus_dampening * d;
+      const T b = fma_t(d_coef, d, s_coef * s[0]);  // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
       s[0] = b;
       d = nesterov ? d + momentum * b : b;
     }
