@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _malloc
 from ._probes import rademacher
 
 _CHUNK = 1 << 16  # columns per pass when Ritz vectors are formed in place (bounded scratch memory)
@@ -55,7 +55,7 @@ class BlockKrylov:
         self.b = b = int(block_size)
         self.cap = int(capacity)  # basis vectors that have been multiplied, at most
         self.mod = _backend.backend(("v0", xp.empty(0, dtype=op.dtype)))
-        self.Q = xp.empty((self.cap + b, n), dtype=op.dtype)
+        self.Q = _malloc.populate(xp.empty((self.cap + b, n), dtype=op.dtype))  # (see _malloc.populate)
         self.H = np.zeros((self.cap + b, self.cap + b))
         self.coeffs = xp.zeros(self.cap + 2 * b, dtype=np.float64)
         self.seed, self.next_probe = seed, 0

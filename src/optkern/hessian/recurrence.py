@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _malloc
 from ._probes import rademacher
 
 MODES = ("full", "partial", "none")
@@ -64,7 +64,8 @@ class LanczosRecurrence:
         self.bxp = np if basis == "host" else xp
         self.bmod = _backend.cpu if basis == "host" else self.mod
         keep = reorthogonalize != "none" or keep_basis  # "none" stores the vectors only when asked to
-        self.Q = self.bxp.empty((self.m + 1, n), dtype=bdt) if keep else None
+        # (faulted in now: on demand it cost ~6% of the products at 670k parameters, see _malloc.populate)
+        self.Q = _malloc.populate(self.bxp.empty((self.m + 1, n), dtype=bdt)) if keep else None
         # q_{j-1} and q_j; row `cur` holds q_j. A step writes q_{j+1} over q_{j-1} and flips `cur`:
         # one copy of an n-vector per step, not two (a copy at 57.7M parameters: ~2% of its HVP).
         self.ring = xp.zeros((2, n), dtype=wdt)
