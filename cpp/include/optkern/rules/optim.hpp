@@ -119,12 +119,12 @@ template <class T, bool Momentum> struct Sgd {
   using Hyper = SgdHyper;
   static constexpr int kState = Momentum ? 1 : 0;  // momentum_buffer
   T lr, momentum, weight_decay;
-  // The buffer's update as one fma, b = fma(d_coef, d, s_coef s): (1 - dampening, momentum) after
-  // the first step; (1, -0) on it, where the buffer is fresh zeros and -0 * 0 = -0 gives b = d
-  // exactly (a -0 grad included), as torch's clone of the grad. The textbook form's v likewise,
-  // with v_coef = -lr (1 - dampening), -lr on the first step.
-  T d_coef, v_coef, s_coef;
-  bool nesterov, maximize, textbook;
+  // The buffer's update as one fma, b = fma(d_coef, d, momentum s): d_coef = 1 - dampening after the
+  // first step; on it d_coef = 1 and the addend -0 (whatever the buffer holds: a NaN in a buffer the
+  // first step overwrites must not leak), so b = d exactly (a -0 grad included), torch's clone of
+  // the grad. The textbook form's v likewise, with v_coef = -lr (1 - dampening), -lr on the first step.
+  T d_coef, v_coef;
+  bool first, nesterov, maximize, textbook;
   static OK_HD Sgd at(const Hyper& h, const Counters& c) {
     const bool first = c.t <= 1.0;
     return {T(h.lr),
@@ -132,7 +132,7 @@ template <class T, bool Momentum> struct Sgd {
             T(h.weight_decay),
             first ? T(1) : T(1.0 - h.dampening),
             first ? T(-h.lr) : T(-mul_rn(h.lr, 1.0 - h.dampening)),
-            first ? T(-0.0) : T(h.momentum),
+            first,
             h.nesterov,
             h.maximize,
             h.textbook};
@@ -145,13 +145,13 @@ template <class T, bool Momentum> struct Sgd {
     T d = effective_grad(p, g, weight_decay, maximize);
     if constexpr (Momentum) {
       if (textbook) {  // v <- momentum v - lr (1 - dampening) d
-        const T v = fma_t(v_coef, d, s_coef * s[0]);
+        const T v = fma_t(v_coef, d, first ? T(-0.0) : momentum * s[0]);
         s[0] = v;
         const T nesterov_step = fma_t(-lr, d, momentum * v);
         p = p + (nesterov ? nesterov_step : v);
         return;
       }
-      const T b = fma_t(d_coef, d, s_coef * s[0]);  // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+      const T b = fma_t(d_coef, d, first ? T(-0.0) : momentum * s[0]);  // buf.mul_(momentum).add_(grad, ...)
       s[0] = b;
       d = nesterov ? d + momentum * b : b;
     }
