@@ -112,13 +112,12 @@ inline std::pair<char*, int64_t> read_capsule(py::handle h, const std::string& w
   if (t.strides && size > 0) {  // row-major, dimensions of extent 1 aside (their stride is free)
     int64_t expect = 1;
     for (int k = t.ndim - 1; k >= 0; --k) {
-      if (t.shape[k] != 1 && t.strides[k] != expect) throw py::value_error(what + ": array must be C-contiguous");
+      if (t.shape[k] != 1 && t.strides[k] != expect) raise_fault(Fault::layout, h, what, dt);
       expect *= t.shape[k];
     }
   }
   char* data = static_cast<char*>(t.data) + t.byte_offset;
-  if (reinterpret_cast<uintptr_t>(data) % uintptr_t(itemsize) != 0)
-    throw py::value_error(what + ": array data is misaligned");
+  if (reinterpret_cast<uintptr_t>(data) % uintptr_t(itemsize) != 0) raise_fault(Fault::misaligned, h, what, dt);
   return {data, size};
 }
 

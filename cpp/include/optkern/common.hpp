@@ -1,5 +1,6 @@
 // Portability macros shared by the C++/OpenMP and the CUDA builds.
 #pragma once
+#include <cmath>
 
 #if defined(__CUDACC__)
 #define OK_HD __host__ __device__ __forceinline__
@@ -19,6 +20,14 @@
 #else
 #define OK_CLONES
 #define OK_HAVE_CLONES 0
+#endif
+
+// One rounding of a b + c wherever it runs, host or device (torch's add(other, alpha=...) is an
+// fmadd in its vector kernels; GCC and nvcc contract a b + c only where they choose to).
+#if defined(__CUDA_ARCH__)
+template <class T> OK_HD T fma_t(T a, T b, T c) { return fma(a, b, c); }
+#else
+template <class T> OK_HD T fma_t(T a, T b, T c) { return std::fma(a, b, c); }
 #endif
 
 #if defined(_MSC_VER)

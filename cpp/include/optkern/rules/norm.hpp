@@ -151,15 +151,9 @@ template <class A> OK_HD A unbiased_var(const Moments<A>& s) { return s.n > A(1)
 
 // A running statistic's update, PyTorch's (1 - momentum) running + momentum batch, in double and
 // rounded once as its CPU kernel does (one fma: the same rounding on every ISA and on the GPU).
-#if defined(__CUDACC__)
 template <class A> OK_HD A running_stat(A running, A batch, double momentum) {
-  return A(fma(momentum, double(batch), (1.0 - momentum) * double(running)));
+  return A(fma_t(momentum, double(batch), (1.0 - momentum) * double(running)));
 }
-#else
-template <class A> OK_HD A running_stat(A running, A batch, double momentum) {
-  return A(std::fma(momentum, double(batch), (1.0 - momentum) * double(running)));
-}
-#endif
 
 template <class A> OK_HD A normalize(A x, A mean, A r) { return (x - mean) * r; }
 

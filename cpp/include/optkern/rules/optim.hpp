@@ -70,13 +70,6 @@ template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) {
 }
 #endif
 
-// One rounding of a b + c wherever it runs (torch's add(other, alpha=...) is an fmadd in its vector
-// kernels): GCC may factor a select around a product out of an addition and then cannot contract.
-#if defined(__CUDA_ARCH__)
-template <class T> OK_HD T fma_t(T a, T b, T c) { return fma(a, b, c); }
-#else
-template <class T> OK_HD T fma_t(T a, T b, T c) { return std::fma(a, b, c); }
-#endif
 
 // What a step's scalars depend on besides the hyper-parameters: the step
 // count t (from 1, this step included) and, for NAdam, the product of the
