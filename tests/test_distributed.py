@@ -96,7 +96,7 @@ def test_bench_dist_smoke(tmp_path):
 
     rows = json.loads(out.read_text())["rows"]
     cases = [r["case"] for r in rows]
-    assert len(cases) == 6 and sum("allreduce" in c for c in cases) == 3, cases
+    assert len(cases) == 8 and sum("allreduce" in c for c in cases) == 5, cases
     zero = next(r for r in rows if "state bytes" in r["case"])
     assert zero["fraction"] == 0.5  # two ranks, an even element count: exactly half the state each
 
@@ -151,10 +151,57 @@ def test_buckets_pack_in_order_within_the_size_cap():
     grads = [np.arange(p.size, dtype=p.dtype) + 1 for p in params]
     for b in buckets:
         b.pack(grads)
-        b.flat *= 2
+        flat = b.flat
+        flat *= 2
         b.unpack(grads)
     for g, p in zip(grads, params):
         np.testing.assert_array_equal(g, 2 * (np.arange(p.size) + 1))
+
+
+class _TwoEqualRanks:
+    """A communicator stand-in: two ranks holding the same arrays (a sum doubles them)."""
+
+    size = 2
+
+    def __init__(self):
+        self.calls = []
+
+    def allreduce(self, x, op):
+        self.calls.append((x.size, op))
+        x *= 2
+        if op == "mean":
+            x /= 2
+        return x
+
+
+@pytest.mark.parametrize("op, weight", [("sum", None), ("mean", None), ("sum", 0.25)])
+def test_buckets_reduce_large_gradients_in_place_small_ones_packed(op, weight):
+    from optkern.distributed.buckets import make_buckets
+
+    rng = np.random.default_rng(5)
+    sizes = (3, 40, 7, 64, 0, 1)  # float32: 40 and 64 elements (160, 256 bytes) are direct at 160 bytes
+    params = [np.zeros(n, np.float32) for n in sizes]
+    buckets = make_buckets(params, bucket_bytes=32, direct_bytes=160)
+    assert [(b.index, b.direct) for b in buckets] == [([0], False), ([1], True), ([2, 4, 5], False), ([3], True)]
+    assert [b.allocated() for b in buckets] == [12, 0, 32, 0]  # direct buffers only when needed
+    base = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    grads = [b.copy() for b in base]
+    strided = np.zeros(128, np.float32)[::2]  # param 3's gradient, strided: through a buffer
+    strided[...] = base[3]
+    grads[3] = strided
+    ids = [id(g) for g in grads]
+    comm = _TwoEqualRanks()
+    for b in buckets:
+        b.reduce(comm, grads, op, weight)
+    assert [id(g) for g in grads] == ids  # written in place
+    assert [b.allocated() for b in buckets] == [12, 0, 32, 256]
+    assert comm.calls == [(3, "sum"), (40, op), (8, "sum"), (64, "sum")]
+    w = np.float32(1.0 if weight is None else weight)
+    for g, b0 in zip(grads, base):
+        want = (b0 * w) * np.float32(2)
+        if op == "mean":
+            want = want / np.float32(2)
+        np.testing.assert_array_equal(g, want)
 
 
 def test_rank_order_reduce_is_a_left_fold():

@@ -25,10 +25,12 @@ def reference_run(cls, hyper, dtype, steps, S, X, clip=None):
     return params
 
 
-def dp_run(comm, cls, hyper, dtype, steps, S, X, counts, clip=None, bucket_mb=1e-3):
+def dp_run(comm, cls, hyper, dtype, steps, S, X, counts, clip=None, bucket_mb=1e-3, direct_kb=256):
     params = init_params(dtype)
     total = sum(counts)
-    opt = DistributedOptimizer(cls(params, **hyper), comm, bucket_mb=bucket_mb, grad_weight=counts[comm.rank] / total)
+    opt = DistributedOptimizer(
+        cls(params, **hyper), comm, bucket_mb=bucket_mb, grad_weight=counts[comm.rank] / total, direct_kb=direct_kb
+    )
     s, x = my_rows(comm, counts, S, X)
     for _ in range(steps):
         g = grads(params, s, x)

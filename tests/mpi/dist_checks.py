@@ -141,6 +141,8 @@ def data_parallel_equals_one_process(comm):
         ref = reference_run(cls, hyper, np.float64, STEPS, S, X)
         got = dp_run(Communicator(comm, backend="mpi"), cls, hyper, np.float64, STEPS, S, X, counts)
         close(got, ref, 1e-12, f"{name} float64 data-parallel vs one process")
+        got = dp_run(Communicator(comm, backend="mpi"), cls, hyper, np.float64, STEPS, S, X, counts, direct_kb=1e-3)
+        close(got, ref, 1e-12, f"{name} float64 data-parallel, every gradient reduced in place, vs one process")
         ref32 = reference_run(cls, hyper, np.float32, STEPS, S32, X32)
         got32 = dp_run(Communicator(comm, backend="mpi"), cls, hyper, np.float32, STEPS, S32, X32, counts)
         close(got32, ref32, 2e-5, f"{name} float32 data-parallel vs one process")
@@ -153,6 +155,8 @@ def ordered_is_bitwise_reproducible(comm):
         a = dp_run(Communicator(comm, ordered=True), cls, hyper, np.float32, STEPS, S, X, counts)
         b = dp_run(Communicator(comm, ordered=True), cls, hyper, np.float32, STEPS, S, X, counts, bucket_mb=25)
         bitwise(a, b, f"{name}: two ordered runs (different buckets)")
+        c = dp_run(Communicator(comm, ordered=True), cls, hyper, np.float32, STEPS, S, X, counts, direct_kb=1e-3)
+        bitwise(a, c, f"{name}: two ordered runs (packed, reduced in place)")
         same_on_all_ranks(comm, flat(a), f"{name}: ordered data-parallel params")
 
 
@@ -267,6 +271,13 @@ def tiny_and_uneven_zero(comm):
         assert [g["lr"] for g in sd["param_groups"]] == [0.3, 0.1]
 
 
+def _aliasing_grads() -> list:
+    """Gradients of the right shapes where grads[1] lies inside grads[0]."""
+    g = [np.arange(int(np.prod(s)), dtype=np.float64).reshape(s) for s in SIZES]
+    g[1] = g[0][3:4]
+    return g
+
+
 def bad_input(comm):
     c = Communicator(comm)
     ps = init_params(np.float64)
@@ -275,15 +286,20 @@ def bad_input(comm):
         ([np.zeros(3)], ValueError, "expected 6 arrays"),
         ([np.zeros(s, dtype=np.float32) for s in SIZES], TypeError, "grads[0]"),
         ([np.zeros(s) for s in SIZES[:-1]] + [np.zeros(3)], ValueError, "grads[5]"),
+        (_aliasing_grads(), ValueError, "grads[1] shares memory with grads[0]"),
     ):
+        before = [a.copy() for a in g]
         try:
             opt.step(g)
         except exc as e:
             assert msg in str(e), str(e)
+            bitwise(g, before, f"{msg}: nothing written")
         else:
             raise AssertionError(msg)
     for make, exc in (
         (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, bucket_mb=0), ValueError),
+        (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, direct_kb=0), ValueError),
+        (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, direct_kb="1"), ValueError),
         (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, op="prod"), ValueError),
         (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, grad_weight=-1.0), ValueError),
         (lambda: DistributedOptimizer(optim.SGD(ps, lr=0.1), c, grad_weight="x"), TypeError),

@@ -1,4 +1,10 @@
-"""Fusion buckets: many gradient arrays packed into few flat buffers, one collective per buffer."""
+"""Fusion buckets: small gradient arrays packed into few flat buffers, one collective per buffer;
+large ones reduced where they lie.
+
+The sequence of collectives depends on the parameter layout only (checked equal on every
+rank), never on the arrays a rank passes: a direct bucket makes its one call whether its
+gradient is reduced in place or through its buffer.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +12,145 @@ from .. import _backend
 
 
 class Bucket:
-    """One flat buffer holding the gradients of ``index`` (parameter numbers) back to back."""
+    """The gradients of ``index`` (parameter numbers), reduced by one collective.
 
-    __slots__ = ("flat", "index", "views")
+    Packed (several params): a flat buffer holds them back to back; gradients that are not
+    already its views are copied in and the results copied out (a mean's division and a
+    weight's product done by those copies, not by passes of their own). Direct (one param of
+    at least the direct size): its gradient is reduced in place when it is C-contiguous,
+    saving both copies; the buffer exists only once needed (:attr:`views` asked for, or a
+    strided gradient).
+    """
 
-    def __init__(self, index, params):
+    __slots__ = ("index", "direct", "_like", "_shapes", "_flat", "_views")
+
+    def __init__(self, index, params, direct: bool = False):
         self.index = list(index)
-        p0 = params[0]
-        xp = _backend.array_module(p0)
-        total = sum(int(p.size) for p in params)
-        with _backend._device_of(p0):
-            self.flat = xp.zeros(total, dtype=p0.dtype)
-        self.views, at = [], 0
-        for p in params:
-            self.views.append(self.flat[at : at + p.size].reshape(p.shape))
-            at += p.size
+        self.direct = direct
+        self._like = params[0]
+        self._shapes = [tuple(p.shape) for p in params]
+        self._flat = None
+        self._views: list | None = None
+        if not direct:
+            self._make()
 
-    def pack(self, grads) -> None:
+    def _make(self) -> None:
+        p0 = self._like
+        xp = _backend.array_module(p0)
+        sizes = [_size(s) for s in self._shapes]
+        with _backend._device_of(p0):
+            flat = xp.zeros(sum(sizes), dtype=p0.dtype)
+        views, at = [], 0
+        for n, shape in zip(sizes, self._shapes):
+            views.append(flat[at : at + n].reshape(shape))
+            at += n
+        self._flat, self._views = flat, views
+
+    @property
+    def flat(self):
+        """The flat buffer (made on first use for a direct bucket)."""
+        if self._flat is None:
+            self._make()
+        return self._flat
+
+    @property
+    def views(self) -> list:
+        """One view of :attr:`flat` per param, in its shape."""
+        if self._views is None:
+            self._make()
+        assert self._views is not None
+        return self._views
+
+    def allocated(self) -> int:
+        """Bytes of buffer this bucket holds now."""
+        return 0 if self._flat is None else int(self._flat.nbytes)
+
+    def pack(self, grads, weight=None) -> None:
+        """Copies ``grads`` (times ``weight``) into the buffer; views of it are scaled in place."""
+        if self._all_views(grads):  # the whole buffer at once
+            if weight is not None:
+                flat = self.flat
+                flat *= flat.dtype.type(weight)
+            return
+        xp = _backend.array_module(self._like)
         for i, v in zip(self.index, self.views):
             g = grads[i]
-            if g is not v:
+            if g is v:
+                if weight is not None:
+                    v *= v.dtype.type(weight)
+            elif weight is not None:
+                xp.multiply(g, v.dtype.type(weight), out=v)
+            else:
                 v[...] = g
 
-    def unpack(self, grads) -> None:
+    def unpack(self, grads, divisor: int = 1) -> None:
+        """Copies the buffer back into ``grads`` (divided by ``divisor``); views are divided in place."""
+        if self._all_views(grads):
+            if divisor != 1:
+                flat = self.flat
+                flat /= flat.dtype.type(divisor)
+            return
+        xp = _backend.array_module(self._like)
         for i, v in zip(self.index, self.views):
             g = grads[i]
-            if g is not v:
-                g[...] = v
+            if divisor == 1:
+                if g is not v:
+                    g[...] = v
+            else:
+                xp.divide(v, v.dtype.type(divisor), out=g)
+
+    def reduce(self, comm, grads, op: str, weight=None) -> None:
+        """``grads[i]`` for ``i`` in :attr:`index` replaced by their reduction over the ranks: ``op``
+        ``"sum"`` or ``"mean"``, each rank's gradients times ``weight`` first (None: 1)."""
+        if self.direct:
+            g = grads[self.index[0]]
+            if g.flags.c_contiguous:
+                if weight is not None:
+                    g *= g.dtype.type(weight)
+                comm.allreduce(g, op)  # a mean divides after the sum, as unpack does
+                return
+        self.pack(grads, weight)
+        comm.allreduce(self.flat, "sum")
+        self.unpack(grads, comm.size if op == "mean" else 1)
+
+    def _all_views(self, grads) -> bool:
+        return all(grads[i] is v for i, v in zip(self.index, self.views))
+
+
+def _size(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
 
 
 def _key(p):
     return ("cupy", p.device.id, str(p.dtype)) if _backend.is_cupy(p) else ("numpy", -1, str(p.dtype))
 
 
-def make_buckets(params, bucket_bytes: int) -> list:
-    """Buckets of at most ``bucket_bytes`` (an array larger than that gets one of its own).
+def make_buckets(params, bucket_bytes: int, direct_bytes: float = float("inf")) -> list:
+    """Buckets of at most ``bucket_bytes`` (an array larger than that gets one of its own);
+    arrays of at least ``direct_bytes`` get a direct bucket each.
 
     Parameters of one kind (NumPy / CuPy device, dtype) share buckets, in parameter order;
     the list is the same on every rank when the parameter layouts are (checked before).
     """
     open_: dict = {}
-    buckets: list = []
+    groups: list = []  # (indices, direct)
     for i, p in enumerate(params):
+        nbytes = int(p.nbytes)
+        if nbytes > 0 and nbytes >= direct_bytes:
+            groups.append(([i], True))
+            continue
         k = _key(p)
         cur = open_.get(k)
-        nbytes = int(p.nbytes)
         if cur is not None and cur[1] + nbytes > bucket_bytes:
-            buckets.append(cur[0])
+            groups.append((cur[0], False))
             cur = None
         if cur is None:
             cur = ([], 0)
         cur = (cur[0] + [i], cur[1] + nbytes)
         open_[k] = cur
-    buckets += [c[0] for c in open_.values()]
-    buckets.sort(key=lambda ix: ix[0])
-    return [Bucket(ix, [params[i] for i in ix]) for ix in buckets]
+    groups += [(c[0], False) for c in open_.values()]
+    groups.sort(key=lambda g: g[0][0])
+    return [Bucket(ix, [params[i] for i in ix], direct) for ix, direct in groups]

@@ -338,35 +338,3 @@ class Communicator:
 def as_communicator(comm) -> Communicator:
     """A Communicator for ``comm`` (a Communicator, an mpi4py communicator, or None: COMM_WORLD)."""
     return comm if isinstance(comm, Communicator) else Communicator(comm, backend="mpi")
-
-
-class _Done:
-    def wait(self):
-        return None
-
-
-class _Pending:
-    """An MPI ``Iallreduce`` in flight; ``wait()`` finishes it (and divides for a mean)."""
-
-    def __init__(self, req, x, op: str, size: int):
-        self.req, self.x, self.op, self.size = req, x, op, size
-
-    def wait(self):
-        self.req.Wait()
-        if self.op == "mean":
-            _scale_mean(self.x.reshape(-1), self.size)
-
-
-def start_allreduce(comm: Communicator, x, op: str):
-    """Begin an in-place allreduce of ``x``; ``.wait()`` on the result completes it.
-
-    Non-blocking (``MPI_Iallreduce``) for NumPy arrays with plain reductions, so packing the
-    next bucket overlaps this one's transfer; ordered, NCCL and staged CuPy reductions run
-    at once (NCCL is asynchronous to the host already).
-    """
-    comm._check_op(op)
-    if comm.size == 1 or comm.ordered or x.size == 0 or not isinstance(x, np.ndarray):
-        comm.allreduce(x, op)
-        return _Done()
-    req = comm.mpi.Iallreduce(mpi().IN_PLACE, x, op=comm._op(op))
-    return _Pending(req, x, op, comm.size)

@@ -1,7 +1,8 @@
 """``DistributedOptimizer``: data-parallel training, gradients averaged in fused buckets.
 
 Horovod's interface (``synchronize()``, ``skip_synchronize()``) over any optkern
-optimizer; PyTorch DDP's buckets (few large collectives, not one per array).
+optimizer; PyTorch DDP's buckets for small arrays (few large collectives, not one per
+array), large arrays reduced in place (no copies).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 import numpy as np
 
 from .. import _backend
+from ..clip import _check_no_overlap, _span
 from .buckets import make_buckets
-from .communicator import as_communicator, start_allreduce
+from .communicator import as_communicator
 from .params import check_same_params
 
 
@@ -54,8 +56,13 @@ class DistributedOptimizer:
       comm: a :class:`Communicator` (``ordered=True`` for bitwise reproducible averages)
         or an mpi4py communicator.
       bucket_mb: fusion buffer size in MiB: gradients are packed into flat buffers of at
-        most this size, one allreduce per buffer (started without waiting, so packing the
-        next buffer overlaps the transfer).
+        most this size, one allreduce per buffer. (Blocking calls, one after the other:
+        MPICH's non-blocking allreduce progresses only inside MPI calls, so starting all
+        buffers first overlapped nothing and took 1.6x as long on 64M floats.)
+      direct_kb: a gradient of at least this many KiB is reduced in place, no copies into and
+        out of a buffer, when it is C-contiguous (else through a buffer of its own). Packing
+        copies a gradient twice, which costs as much as reducing it once; one more
+        collective costs about 10 us (MPICH, shared memory). ``float("inf")``: pack all.
       op: ``"mean"`` (average over ranks) or ``"sum"``.
       grad_weight: for uneven shards: this rank's ``local rows / global rows``. Each rank's
         gradient (the mean over its rows) is scaled by it and the results are summed, so
@@ -66,14 +73,19 @@ class DistributedOptimizer:
     then the wrapped optimizer's step. To work on the averaged gradients first (e.g.
     :func:`optkern.clip_grad_norm_`), call ``synchronize(grads)`` yourself and step inside
     ``with opt.skip_synchronize():``. Write gradients straight into :meth:`grad_buffers`
-    (views of the fusion buffers) to skip the packing copies.
+    (views of the fusion buffers, and the direct gradients' own buffers) to skip the packing
+    copies of small gradients too.
     """
 
-    def __init__(self, optimizer, comm, bucket_mb: float = 25, op: str = "mean", grad_weight=None):
+    def __init__(
+        self, optimizer, comm, bucket_mb: float = 25, op: str = "mean", grad_weight=None, direct_kb: float = 256
+    ):
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
             raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
         if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
             raise ValueError(f"bucket_mb: expected a number > 0, got {bucket_mb!r}")
+        if isinstance(direct_kb, bool) or not isinstance(direct_kb, (int, float)) or not direct_kb > 0:
+            raise ValueError(f"direct_kb: expected a number > 0 (inf: pack every gradient), got {direct_kb!r}")
         if op not in ("mean", "sum"):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.optimizer = optimizer
@@ -82,7 +94,7 @@ class DistributedOptimizer:
         self.grad_weight = _grad_weight(grad_weight)
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         check_same_params(self._params, self.comm)
-        self._buckets = make_buckets(self._params, int(bucket_mb * 2**20))
+        self._buckets = make_buckets(self._params, int(bucket_mb * 2**20), direct_kb * 2**10)
         self._skip = False
         self._synced = False
 
@@ -127,23 +139,21 @@ class DistributedOptimizer:
     def synchronize(self, grads) -> None:
         """Average ``grads`` over the ranks, in place (weighted sum with ``grad_weight``)."""
         grads = check_grads(grads, self._params)
+        spans = []
         for i, g in enumerate(grads):
             if isinstance(g, np.ndarray) and not g.flags.writeable:
                 raise ValueError(f"grads[{i}]: array is read-only (the average is written into it)")
+            lo, hi = _span(g, _backend.is_cupy(g))
+            if hi > lo:
+                spans.append((lo, hi, i))
+        _check_no_overlap(spans)  # an array reduced in place twice would be summed twice
         w = _grad_weight(self.grad_weight)
         op = self.op if w is None else "sum"
         if self.comm.size == 1 and w in (None, 1.0):  # the average of one rank: nothing to do
             self._synced = True
             return
-        pending = []
         for b in self._buckets:
-            b.pack(grads)
-            if w is not None:
-                b.flat *= b.flat.dtype.type(w)
-            pending.append(start_allreduce(self.comm, b.flat, op))
-        for b, req in zip(self._buckets, pending):
-            req.wait()
-            b.unpack(grads)
+            b.reduce(self.comm, grads, op, w)
         self._synced = True
 
     @contextlib.contextmanager
@@ -169,4 +179,5 @@ class DistributedOptimizer:
 
     def zero_grad_buffers(self) -> None:
         for b in self._buckets:
-            b.flat.fill(0)
+            if b.allocated():  # a direct gradient's buffer exists once grad_buffers() asked for it
+                b.flat.fill(0)
