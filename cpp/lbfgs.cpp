@@ -4,7 +4,7 @@
 //              recursion needs with the new pair and the new gradient (reads each history row once);
 //   direction: d = g_scale g + sum_j cy_j y_j + cs_j s_j, with g.d and max |d| on the way.
 // Per sub-block sums run in the array type (float32 data: full SIMD width), block partials in float64.
-// Columns are cut into fixed chunks (one OpenMP task each) and sub-blocks that stay in L1; each
+// Columns are cut into fixed chunks (one OpenMP task each) and sub-blocks that stay in cache; each
 // chunk keeps its own float64 partials, added in chunk order, so results are bitwise the same
 // for any thread count.
 #include <pybind11/numpy.h>
@@ -29,7 +29,12 @@ namespace optkern {
 namespace {
 namespace rs = rules;
 
-constexpr int64_t kSub = 1024;  // columns per sub-block: the new pair, g and one row pair fit in L1
+// Columns per sub-block. Direction: its accumulator and one row pair fit in L1. Push: the new pair
+// and g stay in L2 (3 x 32 KiB in float32) while every row's 8192 columns stream past them: fewer
+// restarts of 2k + 3 hardware-prefetched streams than with 1024 (16M floats, k = 10, 2 threads,
+// builds alternated: push 146-150 ms against 167-173 ms).
+constexpr int64_t kPushSub = 8192;
+constexpr int64_t kSub = 1024;
 
 // The history: rows S[j], Y[j] (oldest first), each a 1-D array of n elements, read only.
 struct History {
@@ -199,8 +204,8 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 3), [&](const Chunk& c) {
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
-    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
-      push_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, acc);
+    for (int64_t lo = c.start; lo < c.start + c.len; lo += kPushSub)
+      push_block<T>(h.S, h.Y, k, lo, std::min(kPushSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, acc);
   });
   for (int64_t q = 0; q < Q; ++q) out[q] = 0.0;
   for (size_t b = 0; b < chunks.size(); ++b)
