@@ -1,5 +1,6 @@
-// The in-place read-modify-write bandwidth probe that bench/optim.py compares
-// every optimizer step with, and the OpenMP thread count every kernel uses.
+// The bandwidth probes the benchmarks compare kernels with -- in-place read-modify-write (an
+// optimizer step's traffic) and read-only streams (what L-BFGS's history passes mostly do) --
+// and the OpenMP thread count every kernel uses.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -8,6 +9,7 @@
 #include <omp.h>
 #endif
 
+#include "lane_sums.hpp"
 #include "multi_tensor.hpp"
 
 namespace optkern {
@@ -67,6 +69,38 @@ void probe_rmw(py::handle written, py::handle read, double c) {
   });
 }
 
+// Every array read once, chunk by chunk (all arrays' chunk c, then chunk c + 1: as many streams
+// as arrays, like a pass over a history of rows), into independent lane sums: no write traffic.
+template <class T>
+OK_CLONES double read_chunk(const ArrayList& a, int64_t start, int64_t len) {
+  double s = 0.0;
+  for (size_t k = 0; k < a.count(); ++k) {
+    const T* OK_RESTRICT x = a.ptr<T>(k) + start;
+    s += double(lane_sum<T>(len, [&](int64_t i) { return x[i]; }));
+  }
+  return s;
+}
+
+double probe_read(py::handle arrays) {
+  const py::dtype dt = list_dtype(arrays, "arrays");
+  const ArrayList first = gather(arrays, "arrays", dt, false);
+  if (first.count() < 1) throw py::value_error("arrays: expected at least 1 array");
+  const std::vector<int64_t> sizes(first.count(), first.size[0]);
+  const ArrayList a = gather(arrays, "arrays", dt, false, &sizes);  // all of one size
+  const auto chunks = make_chunks({a.size[0]});
+  std::vector<double> part(chunks.size(), 0.0);
+  dispatch_float(dt, [&](auto t) {
+    using T = decltype(t);
+    py::gil_scoped_release nogil;
+    for_each_chunk(chunks, a.size[0] * int64_t(a.count()), [&](const Chunk& ch) {
+      part[size_t(&ch - chunks.data())] = read_chunk<T>(a, ch.start, ch.len);
+    });
+  });
+  double s = 0.0;
+  for (double v : part) s += v;
+  return s;
+}
+
 void set_num_threads(int n) {
   if (n < 1) throw py::value_error("n: must be >= 1, got " + std::to_string(n));
   thread_setting().store(n, std::memory_order_relaxed);
@@ -98,6 +132,10 @@ void register_probe_threads(py::module_& m) {
         "Bandwidth probe: written[k] += c * read[0] for every element (all arrays one flat size), moving the "
         "bytes of an in-place optimizer step with len(written) - 1 state arrays.",
         arg("written"), arg("read"), arg("c") = 0.0);
+  m.def("probe_read", &probe_read,
+        "Bandwidth probe: reads every element of `arrays` (float32/float64, all one size) once, chunk by chunk "
+        "across the arrays (as many streams as arrays), and returns their sum (no writes).",
+        arg("arrays"));
   m.def("set_num_threads", &set_num_threads,
         "OpenMP threads of every following optkern call, from any Python thread (process-wide).", arg("n"));
   m.def("get_num_threads", &max_threads, "OpenMP threads the next parallel region will use.");

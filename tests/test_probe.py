@@ -83,3 +83,29 @@ def test_probe_rmw_rejects_bad_input_before_writing():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match=r"^written\[0\]: array is read-only"):
         f([ro], [r], 0.5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 23])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_probe_read_sums_every_element_once(dtype, n, k):
+    """Small integers: every partial sum is exact in the dtype, so the sum is exact and shows each
+    element counted once (none skipped, none twice)."""
+    rng = np.random.default_rng(100 * n + k)
+    a = [rng.integers(-8, 9, n).astype(dtype) for _ in range(k)]
+    before = [x.copy() for x in a]
+    assert _backend.cpu.probe_read(a) == sum(float(x.astype(np.float64).sum()) for x in a)
+    for x, b in zip(a, before):
+        np.testing.assert_array_equal(x, b)
+
+
+def test_probe_read_rejects_bad_input():
+    f = _backend.cpu.probe_read
+    with pytest.raises(ValueError, match=r"^arrays: expected at least 1 array"):
+        f([])
+    with pytest.raises(ValueError, match=r"^arrays\[1\]: expected 9 elements, got 8"):
+        f([np.ones(9), np.ones(8)])
+    with pytest.raises(TypeError, match=r"^arrays\[1\]: expected float64, got float32"):
+        f([np.ones(9), np.ones(9, np.float32)])
+    with pytest.raises(TypeError, match=r"^arrays"):
+        f([np.ones(9, np.int32)])

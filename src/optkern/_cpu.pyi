@@ -53,6 +53,7 @@ __all__: list[str] = [
     "penalty_value",
     "philox4x32_10",
     "precheck_step_",
+    "probe_read",
     "probe_rmw_",
     "random_rademacher_",
     "random_uniform_",
@@ -568,6 +569,11 @@ def philox4x32_10(
 def precheck_step_(runs: list) -> None:
     """
     Check a multi-call optimizer step before it writes: runs of (dtype, written arrays, their names, grads, their params, grad names).
+    """
+
+def probe_read(arrays: typing.Any) -> float:
+    """
+    Bandwidth probe: reads every element of `arrays` (float32/float64, all one size) once, chunk by chunk across the arrays (as many streams as arrays), and returns their sum (no writes).
     """
 
 def probe_rmw_(written: typing.Any, read: typing.Any, c: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:

@@ -54,6 +54,18 @@ def cpu_rmw(suite: str, n: int, written: int, plan: Plan) -> Row:
     return _probe_row(suite, f"probe rmw {written}w+1r x {size_label(n)}", t, (2 * written + 1) * 4 * n)
 
 
+def cpu_read(suite: str, n: int, arrays: int, plan: Plan) -> Row:
+    """Probe row: ``arrays`` float32 arrays of ``n`` elements read once each, no writes
+    (``optkern._cpu.probe_read``): the ceiling of read-dominated passes (L-BFGS's history).
+    Bytes counted: ``arrays * 4 * n``."""
+    from .. import _cpu
+
+    rng = np.random.default_rng(4)
+    a = [rng.standard_normal(n, dtype=np.float32) for _ in range(arrays)]
+    t = time_cpu(lambda: _cpu.probe_read(a), _more(plan))
+    return _probe_row(suite, f"probe read {arrays}r x {size_label(n)}", t, arrays * 4 * n)
+
+
 def cuda_copy(suite: str, n: int, plan: Plan) -> Row:
     """Probe row: device-to-device copy of ``n`` float32 elements; bytes counted 2 * 4 * n."""
     import cupy

@@ -10,6 +10,10 @@ history for the two optimizers; the VM has 23 GB).
 Kernel rows (optkern only, compared with the probe): ``lbfgs_push_`` reads the ``2k`` history rows
 and ``g, prev_g, d`` and writes ``s_new, y_new, prev_g``: ``4n (2k + 6)`` bytes;
 ``lbfgs_direction_`` reads ``2k`` rows and ``g`` and writes ``d``: ``4n (2k + 2)`` bytes.
+Both are read-dominated, and this machine's reads stream slower than an in-place update's
+mix (the rmw probe counts its writes, which overlap its reads): each row's note also gives
+the bytes read (``2k + 3`` and ``2k + 1`` arrays) against a read-only probe of 23 arrays
+(``_cpu.probe_read``, the stream count of the k = 10 passes).
 
 Newton-CG row: MLP 784-256-10 tanh, batch 512, float32, Gauss-Newton products: the time of one
 CG iteration (``hessian.cg`` with ``rtol=0``, 10 iterations, divided by 10) against one product.
@@ -105,22 +109,27 @@ def _lbfgs_rows(torch, quick, plan):
     return rows
 
 
-def _kernel_rows(quick, plan, probe_row):
+def _kernel_rows(quick, plan, probe_row, read_probe):
+    """push / direction against the rmw probe (bytes read + written), and in the note against the
+    read probe (bytes read only: both passes are read-dominated, 2k + 3 and 2k + 1 arrays read)."""
     n = M if quick else 16 * M
     rows = []
     for k in (10,) if quick else (10, 30):
         push, direction = _kernels(n, k)
-        for name, fn, nbytes in (
-            ("push (pair + all dots)", push, 4 * n * (2 * k + 6)),
-            ("direction", direction, 4 * n * (2 * k + 2)),
+        for name, fn, nbytes, nread in (
+            ("push (pair + all dots)", push, 4 * n * (2 * k + 6), 4 * n * (2 * k + 3)),
+            ("direction", direction, 4 * n * (2 * k + 2), 4 * n * (2 * k + 1)),
         ):
+            t = measure(fn, "cpu", plan)
+            reads = nread / t.median_ms / 1e6
             rows.append(
                 Row(
                     SUITE,
                     f"lbfgs {name}, k={k}, {probe.size_label(n)} fp32",
-                    measure(fn, "cpu", plan),
+                    t,
                     nbytes,
                     probe_gbs=probe_row.gbs,
+                    note=f"reads {reads:.1f} GB/s = {100 * reads / read_probe.gbs:.0f}% of the read probe",
                 )
             )
         del push, direction
@@ -208,12 +217,14 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     torch = env.torch_for(device)
     plan = plan_for(quick)
     first = probe.cpu_rmw(SUITE, M if quick else 16 * M, 1, plan)
+    n = M if quick else 16 * M
+    reads = probe.faster(probe.cpu_read(SUITE, n, 23, plan), probe.cpu_read(SUITE, n, 23, plan))
     rows = _lbfgs_rows(torch, quick, plan)
-    rows += _kernel_rows(quick, plan, first)
+    rows += _kernel_rows(quick, plan, first, reads)
     rows.append(_newton_cg_row(quick, plan))
     rows.append(_sam_row(torch, quick, plan, first))
     best = probe.faster(first, probe.cpu_rmw(SUITE, M if quick else 16 * M, 1, plan))
     for r in rows:
         if r.bytes_moved:
             r.probe_gbs = best.gbs
-    return [best] + rows
+    return [best, reads] + rows
