@@ -216,14 +216,14 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     env.set_threads(threads)
     torch = env.torch_for(device)
     plan = plan_for(quick)
-    first = probe.cpu_rmw(SUITE, M if quick else 16 * M, 1, plan)
     n = M if quick else 16 * M
+    first = probe.cpu_rmw(SUITE, n, 1, plan)
     reads = probe.faster(probe.cpu_read(SUITE, n, 23, plan), probe.cpu_read(SUITE, n, 23, plan))
     rows = _lbfgs_rows(torch, quick, plan)
     rows += _kernel_rows(quick, plan, first, reads)
     rows.append(_newton_cg_row(quick, plan))
     rows.append(_sam_row(torch, quick, plan, first))
-    best = probe.faster(first, probe.cpu_rmw(SUITE, M if quick else 16 * M, 1, plan))
+    best = probe.faster(first, probe.cpu_rmw(SUITE, n, 1, plan))
     for r in rows:
         if r.bytes_moved:
             r.probe_gbs = best.gbs

@@ -8,6 +8,8 @@ gradient is reduced in place or through its buffer.
 
 from __future__ import annotations
 
+import math
+
 from .. import _backend
 
 
@@ -37,7 +39,7 @@ class Bucket:
     def _make(self) -> None:
         p0 = self._like
         xp = _backend.array_module(p0)
-        sizes = [_size(s) for s in self._shapes]
+        sizes = [math.prod(int(d) for d in s) for s in self._shapes]
         with _backend._device_of(p0):
             flat = xp.zeros(sum(sizes), dtype=p0.dtype)
         views, at = [], 0
@@ -115,13 +117,6 @@ class Bucket:
 
     def _all_views(self, grads) -> bool:
         return all(grads[i] is v for i, v in zip(self.index, self.views))
-
-
-def _size(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def _key(p):
