@@ -30,10 +30,11 @@ namespace {
 namespace rs = rules;
 
 // Columns per sub-block. Direction: its accumulator and one row pair fit in L1. Push: the new pair
-// and g stay in L2 (3 x 32 KiB in float32) while every row's 8192 columns stream past them: fewer
-// restarts of 2k + 3 hardware-prefetched streams than with 1024 (16M floats, k = 10, 2 threads,
-// builds alternated: push 146-150 ms against 167-173 ms).
-constexpr int64_t kPushSub = 8192;
+// and g stay in L2 (3 x 128 KiB in float32: Zen 3's L2 is 512 KiB) while each row's 32768 columns
+// stream past them: the longer each row's run, the fewer restarts of the hardware-prefetched
+// streams. Push alone, 16M floats, 2 threads, rows in pairs, k = 10 / 100 (2026-12-01, EPYC):
+// 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 41 / 342, 16384 41 / 339, 32768 35-39 / 330.
+constexpr int64_t kPushSub = 32768;
 constexpr int64_t kSub = 1024;
 
 // The history: rows S[j], Y[j] (oldest first), each a 1-D array of n elements, read only.
@@ -120,49 +121,58 @@ void check_disjoint(const History& h, const std::vector<Named>& vecs) {
   check_no_overlap(all, 1);
 }
 
-// The five inner products of history row j (sj, yj) with the new pair and g over one sub-block, in
-// one pass: five arrays of W lanes, lane l taking elements l, l + W, ... (folded in a fixed tree,
-// the tail added in order), so a sum depends on len only -- not on the ISA clone or thread count --
-// as lane_sums' do. lane_sums makes one pass per term, reading the row from cache five times; five
-// named lane arrays (unlike one 2-D array) vectorize, and the one pass took the push inside an
-// L-BFGS step from 150-183 ms to 116-140 ms (16M floats, k = 10, 2 threads, builds alternated).
+// The five inner products of two history rows (s0, y0) and (s1, y1) with the new pair and g over
+// one sub-block, in one pass: ten arrays of W lanes, lane l taking elements l, l + W, ... (folded in
+// a fixed tree, the tail added in order), so a sum depends on len only -- not on the ISA clone, the
+// thread count or the row's partner -- as lane_sums' do. Named lane arrays (unlike one 2-D array)
+// vectorize; one AVX2 vector per term keeps the ten accumulators in registers. Two rows per pass
+// keep four history streams in flight and load the cached pair and g once for both.
 template <class T>
 OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_RESTRICT yc, const T* OK_RESTRICT gg,
-                             const T* OK_RESTRICT sj, const T* OK_RESTRICT yj, T* v) {
-  constexpr int64_t W = 64 / int64_t(sizeof(T));  // 2 AVX2 / 1 AVX-512 vector per term
-  T a0[W], a1[W], a2[W], a3[W], a4[W];
-  for (int64_t l = 0; l < W; ++l) a0[l] = a1[l] = a2[l] = a3[l] = a4[l] = T(0);
+                             const T* OK_RESTRICT s0, const T* OK_RESTRICT y0, const T* OK_RESTRICT s1,
+                             const T* OK_RESTRICT y1, T* v0, T* v1) {
+  constexpr int64_t W = 32 / int64_t(sizeof(T));
+  T a0[W], a1[W], a2[W], a3[W], a4[W], b0[W], b1[W], b2[W], b3[W], b4[W];
+  for (int64_t l = 0; l < W; ++l) a0[l] = a1[l] = a2[l] = a3[l] = a4[l] = b0[l] = b1[l] = b2[l] = b3[l] = b4[l] = T(0);
   int64_t i = 0;
   for (; i + W <= len; i += W) {
 #pragma omp simd
     for (int64_t l = 0; l < W; ++l) {
-      a0[l] += sc[i + l] * yj[i + l];
-      a1[l] += yc[i + l] * sj[i + l];
-      a2[l] += yc[i + l] * yj[i + l];
-      a3[l] += gg[i + l] * sj[i + l];
-      a4[l] += gg[i + l] * yj[i + l];
+      const T s = sc[i + l], y = yc[i + l], g = gg[i + l];
+      a0[l] += s * y0[i + l];
+      a1[l] += y * s0[i + l];
+      a2[l] += y * y0[i + l];
+      a3[l] += g * s0[i + l];
+      a4[l] += g * y0[i + l];
+      b0[l] += s * y1[i + l];
+      b1[l] += y * s1[i + l];
+      b2[l] += y * y1[i + l];
+      b3[l] += g * s1[i + l];
+      b4[l] += g * y1[i + l];
     }
   }
-  for (int64_t w = W / 2; w > 0; w /= 2)
-    for (int64_t l = 0; l < w; ++l) {
-      a0[l] += a0[l + w];
-      a1[l] += a1[l + w];
-      a2[l] += a2[l + w];
-      a3[l] += a3[l + w];
-      a4[l] += a4[l + w];
-    }
+  T* acc[2 * rs::kPushPerRow] = {a0, a1, a2, a3, a4, b0, b1, b2, b3, b4};
+  for (T* a : acc)
+    for (int64_t w = W / 2; w > 0; w /= 2)
+      for (int64_t l = 0; l < w; ++l) a[l] += a[l + w];
   for (; i < len; ++i) {
-    a0[0] += sc[i] * yj[i];
-    a1[0] += yc[i] * sj[i];
-    a2[0] += yc[i] * yj[i];
-    a3[0] += gg[i] * sj[i];
-    a4[0] += gg[i] * yj[i];
+    a0[0] += sc[i] * y0[i];
+    a1[0] += yc[i] * s0[i];
+    a2[0] += yc[i] * y0[i];
+    a3[0] += gg[i] * s0[i];
+    a4[0] += gg[i] * y0[i];
+    b0[0] += sc[i] * y1[i];
+    b1[0] += yc[i] * s1[i];
+    b2[0] += yc[i] * y1[i];
+    b3[0] += gg[i] * s1[i];
+    b4[0] += gg[i] * y1[i];
   }
-  v[rs::kSnewYj] = a0[0];
-  v[rs::kYnewSj] = a1[0];
-  v[rs::kYnewYj] = a2[0];
-  v[rs::kGSj] = a3[0];
-  v[rs::kGYj] = a4[0];
+  static_assert(rs::kSnewYj == 0 && rs::kYnewSj == 1 && rs::kYnewYj == 2 && rs::kGSj == 3 && rs::kGYj == 4,
+                "acc holds the row's sums in PushDot order");
+  for (int q = 0; q < rs::kPushPerRow; ++q) {
+    v0[q] = acc[q][0];
+    v1[q] = acc[rs::kPushPerRow + q][0];
+  }
 }
 
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
@@ -181,10 +191,16 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
     sc[i] = t * dd[i];
     pg[i] = gg[i];
   }
-  for (int64_t j = 0; j < k; ++j) {
-    T v[rs::kPushPerRow];  // in T within the sub-block (float32: twice the lanes, no conversions), then float64
-    row_dots<T>(len, sc, yc, gg, S.ptr<T>(size_t(j)) + lo, Y.ptr<T>(size_t(j)) + lo, v);
-    for (int q = 0; q < rs::kPushPerRow; ++q) acc[j * rs::kPushPerRow + q] += double(v[q]);
+  for (int64_t j = 0; j < k; j += 2) {
+    // Sums in T within the sub-block (float32: twice the lanes, no conversions), then float64. An
+    // odd last row is paired with itself (its second copy's sums are dropped).
+    const int64_t j1 = j + 1 < k ? j + 1 : j;
+    T v0[rs::kPushPerRow], v1[rs::kPushPerRow];
+    row_dots<T>(len, sc, yc, gg, S.ptr<T>(size_t(j)) + lo, Y.ptr<T>(size_t(j)) + lo, S.ptr<T>(size_t(j1)) + lo,
+                Y.ptr<T>(size_t(j1)) + lo, v0, v1);
+    for (int q = 0; q < rs::kPushPerRow; ++q) acc[j * rs::kPushPerRow + q] += double(v0[q]);
+    if (j1 != j)
+      for (int q = 0; q < rs::kPushPerRow; ++q) acc[j1 * rs::kPushPerRow + q] += double(v1[q]);
   }
   T v[rs::kPushSelf];
   lane_sums<rs::kPushSelf, T>(len, [&](int64_t i, T* w) {

@@ -15,6 +15,7 @@ void register_linalg(py::module_& m);      // linalg.cu
 void register_regularize(py::module_& m);  // regularize.cu
 void register_lbfgs(py::module_& m);       // lbfgs.cu
 void register_sam(py::module_& m);         // sam.cu
+void register_cg(py::module_& m);          // cg.cu
 }  // namespace optkern
 
 static int device_count() {
@@ -39,4 +40,5 @@ PYBIND11_MODULE(_cuda, m) {
   optkern::register_regularize(m);
   optkern::register_lbfgs(m);
   optkern::register_sam(m);
+  optkern::register_cg(m);
 }

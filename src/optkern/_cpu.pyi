@@ -21,6 +21,9 @@ __all__: list[str] = [
     "adam_capturable",
     "all_finite",
     "build_info",
+    "cg_curvature",
+    "cg_direction_",
+    "cg_update_",
     "channel_norm_backward",
     "channel_norm_forward",
     "channel_stats",
@@ -208,6 +211,28 @@ def all_finite(arrays: typing.Any, out: typing.Any) -> None:
 def build_info() -> dict:
     """
     How this module was built and what it runs on.
+    """
+
+def cg_curvature(p: typing.Any, y: typing.Any, damping: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    """
+    CG's curvature along p from y = A p: p.(y + damping p), summed in float64 (deterministic). With damping = 0 a plain dot product.
+    """
+
+def cg_direction_(p: typing.Any, z: typing.Any, beta: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    p = z + beta p, in place.
+    """
+
+def cg_update_(
+    x: typing.Any,
+    r: typing.Any,
+    p: typing.Any,
+    y: typing.Any,
+    alpha: typing.SupportsFloat | typing.SupportsIndex,
+    damping: typing.SupportsFloat | typing.SupportsIndex,
+) -> float:
+    """
+    One pass: x += alpha p, r -= alpha (y + damping p); returns r.r (float64, deterministic).
     """
 
 def channel_norm_backward(

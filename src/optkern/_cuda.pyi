@@ -17,6 +17,9 @@ __all__: list[str] = [
     "adam_",
     "adam_capturable",
     "all_finite",
+    "cg_curvature",
+    "cg_direction_",
+    "cg_update_",
     "channel_norm_backward",
     "channel_norm_forward",
     "channel_stats",
@@ -179,6 +182,28 @@ def adam_capturable(
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
     out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).
+    """
+
+def cg_curvature(p: typing.Any, y: typing.Any, damping: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    """
+    CG's curvature along p from y = A p: p.(y + damping p), summed in float64 (deterministic). With damping = 0 a plain dot product.
+    """
+
+def cg_direction_(p: typing.Any, z: typing.Any, beta: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    p = z + beta p, in place.
+    """
+
+def cg_update_(
+    x: typing.Any,
+    r: typing.Any,
+    p: typing.Any,
+    y: typing.Any,
+    alpha: typing.SupportsFloat | typing.SupportsIndex,
+    damping: typing.SupportsFloat | typing.SupportsIndex,
+) -> float:
+    """
+    One pass: x += alpha p, r -= alpha (y + damping p); returns r.r (float64, deterministic).
     """
 
 def channel_norm_backward(

@@ -1,5 +1,5 @@
-// Python signatures of the L-BFGS and SAM kernels that optkern._cpu and optkern._cuda both
-// export (cpp/lbfgs.cpp, cpp/sam.cpp, cuda/lbfgs.cu, cuda/sam.cu): written once, so the two
+// Python signatures of the L-BFGS, SAM and CG kernels that optkern._cpu and optkern._cuda both
+// export (cpp/lbfgs.cpp, cpp/sam.cpp, cpp/cg.cpp and their cuda/*.cu twins): written once, so the two
 // modules cannot drift apart. Vectors are 1-D; the history is two lists S, Y of
 // 1-D rows (pairs), oldest first.
 #pragma once
@@ -35,6 +35,16 @@ void sam(py::module_& m, Perturb perturb, Restore restore) {
         "SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) "
         "(0 when rho = 0), backups = params, params += scale grads; two passes, one call.");
   m.def("sam_restore_", restore, arg("params"), arg("backups"), "params = backups (SAM's return to w).");
+}
+
+template <class Curv, class Update, class Dir>
+void cg(py::module_& m, Curv curvature, Update update, Dir direction) {
+  m.def("cg_curvature", curvature, arg("p"), arg("y"), arg("damping"),
+        "CG's curvature along p from y = A p: p.(y + damping p), summed in float64 (deterministic). "
+        "With damping = 0 a plain dot product.");
+  m.def("cg_update_", update, arg("x"), arg("r"), arg("p"), arg("y"), arg("alpha"), arg("damping"),
+        "One pass: x += alpha p, r -= alpha (y + damping p); returns r.r (float64, deterministic).");
+  m.def("cg_direction_", direction, arg("p"), arg("z"), arg("beta"), "p = z + beta p, in place.");
 }
 
 }  // namespace sig

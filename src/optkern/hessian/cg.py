@@ -61,10 +61,6 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
     return op.matvec
 
 
-def _dot(xp, a, b) -> float:
-    return float(xp.dot(a, b))
-
-
 def cg(
     A,
     b,
@@ -112,13 +108,17 @@ def cg(
     if not math.isfinite(float(xp.abs(bv).max())) if n else False:
         raise ValueError("b: has NaN or Inf entries")
     precond = _preconditioner(M, precond_diag, n, xp, dtype)
+    mod = _backend.backend(("b", bv))
     matvecs = 0
 
-    def apply(v):
+    def product(v):
+        """``A v`` as a C-contiguous vector of the solve's dtype (the operator's own array: read only)."""
         nonlocal matvecs
         matvecs += 1
-        y = op.matvec(v)
-        return y + damping * v if damping else y
+        return xp.ascontiguousarray(xp.asarray(op.matvec(v)).reshape(n), dtype=dtype)
+
+    def preconditioned(r):
+        return r if precond is None else xp.ascontiguousarray(xp.asarray(precond(r)).reshape(n), dtype=dtype)
 
     if x0 is None:
         x = xp.zeros(n, dtype=dtype)
@@ -128,41 +128,44 @@ def cg(
         if x.shape not in ((n,), (n, 1)):
             raise ValueError(f"x0: expected shape ({n},), got {tuple(x.shape)}")
         x = xp.array(x.reshape(n), dtype=dtype)
-        r = bv - apply(x) if bool(xp.any(x)) else bv.copy()
-    tol = max(rtol * math.sqrt(_dot(xp, bv, bv)), atol)
-    rnorm = math.sqrt(_dot(xp, r, r))
+        r = bv - (product(x) + damping * x) if bool(xp.any(x)) else bv.copy()
+    tol = max(rtol * math.sqrt(mod.cg_curvature(bv, bv, 0.0)), atol)
+    rr = mod.cg_curvature(r, r, 0.0)
+    rnorm = math.sqrt(rr)
     p = None
     result: dict[str, Any] = {"negative_curvature": False, "info": maxiter, "iterations": 0}
     if rnorm <= tol:
         result["info"] = 0
     else:
-        z = precond(r) if precond else r
-        rz = _dot(xp, r, z)
+        # Per iteration: the product, then three fused passes (cpp/cg.cpp): the curvature
+        # p.(A + damping I) p, the update of x and r with the new r.r, the next direction.
+        z = preconditioned(r)
+        rz = rr if precond is None else mod.cg_curvature(r, z, 0.0)
         if precond and not rz > 0.0:
             raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz})")
         p = xp.array(z)
         for it in range(1, maxiter + 1):
-            Ap = apply(p)
-            pAp = _dot(xp, p, Ap)
+            y = product(p)
+            pAp = mod.cg_curvature(p, y, damping)
             if not pAp > 0.0 and stop_on_negative_curvature:
                 result.update(negative_curvature=True, info=-1, iterations=it - 1)
                 break
             alpha = rz / pAp
-            x += alpha * p
-            r -= alpha * Ap
-            rnorm = math.sqrt(_dot(xp, r, r))
+            if not math.isfinite(alpha):
+                raise ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+            rr = mod.cg_update_(x, r, p, y, alpha, damping)
+            rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
                 callback(x)
             if rnorm <= tol:
                 result["info"] = 0
                 break
-            z = precond(r) if precond else r
-            rz_new = _dot(xp, r, z)
+            z = preconditioned(r)
+            rz_new = rr if precond is None else mod.cg_curvature(r, z, 0.0)
             if precond and not rz_new > 0.0:
                 raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_new})")
-            p *= rz_new / rz
-            p += z
+            mod.cg_direction_(p, z, rz_new / rz)
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)

@@ -1,5 +1,5 @@
 // The math of the second-order optimizers, written once for the host loops
-// (cpp/lbfgs.cpp, cpp/sam.cpp) and the CUDA kernels (cuda/lbfgs.cu, cuda/sam.cu).
+// (cpp/lbfgs.cpp, cpp/sam.cpp, cpp/cg.cpp) and the CUDA kernels (cuda/lbfgs.cu, cuda/sam.cu, cuda/cg.cu).
 //
 // L-BFGS in coefficient space ("vector-free" L-BFGS, Chen, Yin, Li & Gao 2014): the two-loop
 // recursion of torch.optim.LBFGS,
@@ -59,6 +59,19 @@ template <class T> OK_HD void sam_perturb(T& p, T g, T& backup, T scale) {
 OK_HD double sam_scale(double rho, double grad_norm, double eps) {
   return rho == 0.0 ? 0.0 : rho / (grad_norm + eps);
 }
+
+// Conjugate gradients on (A + lambda I) (hessian.cg), given y = A p: the damped product, one
+// rounding of lambda p then one of the sum, as NumPy's `y + lambda * p` rounds.
+template <class T> OK_HD T cg_damped(T y, T p, T lambda) { return lambda == T(0) ? y : y + lambda * p; }
+
+// The iterate and residual move along p by the step alpha: x += alpha p, r -= alpha (A + lambda I) p.
+template <class T> OK_HD void cg_update(T& x, T& r, T p, T ap, T alpha) {
+  x = x + alpha * p;
+  r = r - alpha * ap;
+}
+
+// The next search direction: p = z + beta p (z the preconditioned residual).
+template <class T> OK_HD T cg_direction(T z, T p, T beta) { return z + beta * p; }
 
 }  // namespace rules
 }  // namespace optkern

@@ -1,0 +1,123 @@
+// The vector work of one conjugate-gradient iteration (hessian.cg), fused into three passes
+// over n instead of about a dozen NumPy calls and their temporaries:
+//   cg_curvature   p.(y + lambda p)                               reads p, y
+//   cg_update_     x += alpha p,  r -= alpha (y + lambda p);  r.r   reads x, r, p, y; writes x, r
+//   cg_direction_  p = z + beta p                                 reads z, p; writes p
+// where y = A p is the operator's product (never written: an operator may hand back an array it
+// keeps). The sums are in float64 over fixed chunks added in chunk order, so they are the same
+// for any thread count (NumPy's float32 dot accumulates in float32).
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+#include "lane_sums.hpp"
+#include "optkern/rules/second_order.hpp"
+#include "optkern/signatures_second_order.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
+
+namespace optkern {
+namespace {
+
+template <class T> OK_CLONES double curvature_loop(const T* OK_RESTRICT p, const T* OK_RESTRICT y, T lambda, int64_t n) {
+  return lane_sum<double>(n, [&](int64_t i) { return double(p[i]) * double(rules::cg_damped(y[i], p[i], lambda)); });
+}
+
+// The update and the new residual's squares in one sweep (each index visited once).
+template <class T>
+OK_CLONES double update_loop(T* OK_RESTRICT x, T* OK_RESTRICT r, const T* OK_RESTRICT p, const T* OK_RESTRICT y,
+                             T alpha, T lambda, int64_t n) {
+  return lane_sum<double>(n, [&](int64_t i) {
+    T xi = x[i], ri = r[i];
+    rules::cg_update(xi, ri, p[i], rules::cg_damped(y[i], p[i], lambda), alpha);
+    x[i] = xi;
+    r[i] = ri;
+    return double(ri) * double(ri);
+  });
+}
+
+template <class T> OK_CLONES void direction_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T beta, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) p[i] = rules::cg_direction(z[i], p[i], beta);
+}
+
+double finite(const char* name, double v) {
+  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
+  return v;
+}
+
+// Checks the vectors (one float dtype, 1-D, the length of the first, C-contiguous, written ones
+// writable and not overlapping any other) and runs f(chunk, T-tag) over fixed chunks.
+struct Vectors {
+  py::dtype dt;
+  HostArgs args;
+  int64_t n = 0;
+  explicit Vectors(py::handle first, const char* name) : dt(float_dtype<HostArrays>(first, name)), args(dt) {
+    const auto shape = HostArrays::shape(first);
+    if (shape.size() != 1) throw py::value_error(std::string(name) + ": expected a 1-D array");
+    n = shape[0];
+  }
+  char* add(py::handle h, const char* name, bool written) { return args.shaped(h, name, {n}, written); }
+  template <class F> double sum(int64_t cost, F&& f) {
+    args.check_overlap();
+    const auto chunks = make_chunks({n});
+    py::gil_scoped_release nogil;
+    return reduce_chunks(chunks, n * cost, [&](const Chunk& c) { return f(c.start, c.len); });
+  }
+};
+
+template <class F> auto by_dtype(const py::dtype& dt, F&& f) {
+  return dt.equal(py::dtype::of<float>()) ? f(float{}) : f(double{});
+}
+
+double cg_curvature(py::handle p_h, py::handle y_h, double damping) {
+  Vectors v(p_h, "p");
+  const char* p = v.add(p_h, "p", false);
+  const char* y = v.add(y_h, "y", false);
+  finite("damping", damping);
+  return by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    return v.sum(2, [&](int64_t lo, int64_t len) {
+      return curvature_loop<T>(reinterpret_cast<const T*>(p) + lo, reinterpret_cast<const T*>(y) + lo, T(damping), len);
+    });
+  });
+}
+
+double cg_update(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double alpha, double damping) {
+  Vectors v(x_h, "x");
+  char* x = v.add(x_h, "x", true);
+  char* r = v.add(r_h, "r", true);
+  const char* p = v.add(p_h, "p", false);
+  const char* y = v.add(y_h, "y", false);
+  finite("alpha", alpha);
+  finite("damping", damping);
+  return by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    return v.sum(4, [&](int64_t lo, int64_t len) {
+      return update_loop<T>(reinterpret_cast<T*>(x) + lo, reinterpret_cast<T*>(r) + lo,
+                            reinterpret_cast<const T*>(p) + lo, reinterpret_cast<const T*>(y) + lo, T(alpha),
+                            T(damping), len);
+    });
+  });
+}
+
+void cg_direction(py::handle p_h, py::handle z_h, double beta) {
+  Vectors v(p_h, "p");
+  char* p = v.add(p_h, "p", true);
+  const char* z = v.add(z_h, "z", false);
+  finite("beta", beta);
+  by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    return v.sum(2, [&](int64_t lo, int64_t len) {
+      direction_loop<T>(reinterpret_cast<T*>(p) + lo, reinterpret_cast<const T*>(z) + lo, T(beta), len);
+      return 0.0;
+    });
+  });
+}
+
+}  // namespace
+
+void register_cg(py::module_& m) { sig::cg(m, &cg_curvature, &cg_update, &cg_direction); }
+
+}  // namespace optkern
