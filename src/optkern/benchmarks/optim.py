@@ -29,7 +29,7 @@ import numpy as np
 
 from . import env, probe
 from .probe import M, size_label
-from .timing import Plan, compare, measure, plan_for
+from .timing import Plan, compare, measure, paired, plan_for
 
 SUITE = "optim"
 
@@ -201,26 +201,6 @@ def _model(torch, sizes, device: str) -> list:
     return params
 
 
-def _paired(a, b, plan: Plan):
-    """(median, q1, q3) of time(a) / time(b) over pairs of calls made back to back (CPU)."""
-    import statistics
-    import time
-
-    for _ in range(plan.warmup):
-        a(), b()
-    ratios: list = []
-    t_end = time.perf_counter() + 2 * plan.budget_s
-    while len(ratios) < plan.max_repeats and (len(ratios) < plan.min_repeats or time.perf_counter() < t_end):
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()
-        ratios.append((t1 - t0) / (t2 - t1))
-    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) >= 2 else [ratios[0]] * 3
-    return statistics.median(ratios), q[0], q[2]
-
-
 def _adapter_and_raw(torch, cls: str, hp: dict, sizes):
     """An ``optkern.torch`` optimizer's step on a torch model, and the ``optkern.optim`` step it
     wraps over the very same memory (the model's params and grads, the adapter's state tensors):
@@ -259,7 +239,7 @@ def adapter_rows(torch, sizes, lay: str, plan: Plan, passive: bool) -> list:
             SUITE, f"optkern.torch.{cls}, {lay}", ours, theirs, "cpu", plan, bytes_moved=(2 * written + 1) * 4 * n
         )
         adapter, raw = _adapter_and_raw(torch, cls, hp, sizes)
-        med, q1, q3 = _paired(adapter, raw, plan)
+        med, q1, q3 = paired(adapter, raw, plan)
         raw_t = measure(raw, "cpu", plan)
         del adapter, raw
         fused = row.torch.get("fused")

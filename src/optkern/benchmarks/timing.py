@@ -107,6 +107,30 @@ def time_cuda(fn, plan: Plan = FULL, framework: str = "cupy") -> Timing:
     return _repeat(plan, once)
 
 
+def paired(a, b, plan: Plan):
+    """(median, q1, q3) of time(a) / time(b) over pairs of calls made back to back (CPU), the order
+    within a pair alternating (so neither call always runs on the other's cache or clock state):
+    a ratio that survives the shared VM's swings, which move both calls of a pair alike."""
+    import statistics
+    import time
+
+    for _ in range(plan.warmup):
+        a(), b()
+    ratios: list = []
+    t_end = time.perf_counter() + 2 * plan.budget_s
+    while len(ratios) < plan.max_repeats and (len(ratios) < plan.min_repeats or time.perf_counter() < t_end):
+        first, second = (a, b) if len(ratios) % 2 == 0 else (b, a)
+        t0 = time.perf_counter()
+        first()
+        t1 = time.perf_counter()
+        second()
+        t2 = time.perf_counter()
+        ta, tb = (t1 - t0, t2 - t1) if first is a else (t2 - t1, t1 - t0)
+        ratios.append(ta / tb)
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) >= 2 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
 def measure(fn, device: str, plan: Plan, framework: str = "cupy") -> Timing:
     """``time_cuda`` on ``device == "cuda"``, else ``time_cpu``."""
     return time_cuda(fn, plan, framework) if device == "cuda" else time_cpu(fn, plan)
