@@ -29,13 +29,16 @@ namespace optkern {
 namespace {
 namespace rs = rules;
 
-// Columns per sub-block. Direction: its accumulator and one row pair fit in L1. Push: the new pair
+// Columns per sub-block. Direction: its accumulator (16 KiB in float32) stays in L1 while two row
+// pairs stream past it; against the 23-array read probe in the same process (k = 11, 16M floats,
+// 2 threads, 2026-12-01): 1024 columns 88%, 4096 96-98%, 8192 95%, 16384 89% when the VM's memory
+// read 46-47 GB/s; 70% (1024) and 82-84% (4096) when it read 76-78 GB/s. Push: the new pair
 // and g stay in L2 (3 x 128 KiB in float32: Zen 3's L2 is 512 KiB) while each row's 32768 columns
 // stream past them: the longer each row's run, the fewer restarts of the hardware-prefetched
 // streams. Push alone, 16M floats, 2 threads, rows in pairs, k = 10 / 100 (2026-12-01, EPYC):
 // 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 41 / 342, 16384 41 / 339, 32768 35-39 / 330.
 constexpr int64_t kPushSub = 32768;
-constexpr int64_t kSub = 1024;
+constexpr int64_t kSub = 4096;
 
 // The history: rows S[j], Y[j] (oldest first), each a 1-D array of n elements, read only.
 struct History {
