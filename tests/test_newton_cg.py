@@ -122,6 +122,19 @@ def test_cg_bad_b():
         hessian.cg(spd(3, 0), np.r_[1.0, np.nan, 0.0])
 
 
+def test_cg_operator_output_checked_and_never_written():
+    """A product of the wrong size is named; an operator that hands back its input (or an array it
+    keeps) is read, never written, by the fused passes."""
+    with pytest.raises(ValueError, match="A: matvec returned shape"):
+        hessian.cg(hessian.from_hvp(lambda v: np.ones(5), 3), np.ones(3))
+    kept = np.array([2.0, 4.0, 8.0])
+    res = hessian.cg(hessian.from_hvp(lambda v: kept * v, 3), np.ones(3), damping=0.5, rtol=1e-14)
+    np.testing.assert_allclose(res.x, 1.0 / (kept + 0.5), rtol=1e-12)
+    np.testing.assert_array_equal(kept, [2.0, 4.0, 8.0])
+    res = hessian.cg(hessian.from_hvp(lambda v: v, 3), np.r_[1.0, 2.0, 3.0])  # y is p itself
+    np.testing.assert_allclose(res.x, [1.0, 2.0, 3.0])
+
+
 # ---- NewtonCG ---------------------------------------------------------------------------------
 
 

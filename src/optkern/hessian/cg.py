@@ -115,7 +115,10 @@ def cg(
         """``A v`` as a C-contiguous vector of the solve's dtype (the operator's own array: read only)."""
         nonlocal matvecs
         matvecs += 1
-        return xp.ascontiguousarray(xp.asarray(op.matvec(v)).reshape(n), dtype=dtype)
+        y = xp.asarray(op.matvec(v))
+        if y.size != n:
+            raise ValueError(f"A: matvec returned shape {tuple(y.shape)} for a vector of {n}")
+        return xp.ascontiguousarray(y.reshape(n), dtype=dtype)
 
     def preconditioned(r):
         return r if precond is None else xp.ascontiguousarray(xp.asarray(precond(r)).reshape(n), dtype=dtype)
