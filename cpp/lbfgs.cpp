@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,9 @@ namespace rs = rules;
 // read 46-47 GB/s; 70% (1024) and 82-84% (4096) when it read 76-78 GB/s. Push: the new pair
 // and g stay in L2 (3 x 128 KiB in float32: Zen 3's L2 is 512 KiB) while each row's 32768 columns
 // stream past them: the longer each row's run, the fewer restarts of the hardware-prefetched
-// streams. Push alone, 16M floats, 2 threads, rows in pairs, k = 10 / 100 (2026-12-01, EPYC):
-// 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 41 / 342, 16384 41 / 339, 32768 35-39 / 330.
+// streams. Push alone, 16M floats, 2 threads, one row per pass, k = 10 / 100 (2026-12-01, EPYC):
+// 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 45 / 374, 16384 43 / 364, 32768 43 / 344; with
+// rows in pairs against the read probe in the same process: 4096 48%, 8192 53-77%, 32768 58-79%.
 constexpr int64_t kPushSub = 32768;
 constexpr int64_t kSub = 4096;
 
@@ -124,58 +126,56 @@ void check_disjoint(const History& h, const std::vector<Named>& vecs) {
   check_no_overlap(all, 1);
 }
 
-// The five inner products of two history rows (s0, y0) and (s1, y1) with the new pair and g over
-// one sub-block, in one pass: ten arrays of W lanes, lane l taking elements l, l + W, ... (folded in
-// a fixed tree, the tail added in order), so a sum depends on len only -- not on the ISA clone, the
-// thread count or the row's partner -- as lane_sums' do. Named lane arrays (unlike one 2-D array)
-// vectorize; one AVX2 vector per term keeps the ten accumulators in registers. Two rows per pass
-// keep four history streams in flight and load the cached pair and g once for both.
-template <class T>
+// The five inner products of R history rows (srow[r], yrow[r]) with the new pair and g over one
+// sub-block, in one pass: 5 R accumulators of W lanes (GCC vector extension: one AVX2 vector each),
+// lane l taking elements l, l + W, ... (folded in a fixed tree, the tail added in order), so the
+// association of a sum depends on len only -- not on the thread count or the row's neighbours.
+// The push is bound by loading the cached pair and g from L2 (3 x 128 KiB), not by memory: R rows
+// per pass load them once for R rows. Against the read probe in the same process (16M floats,
+// 2 threads, k = 10 / 11 / 100): R = 2 81 / 81 / 85%, R = 3 81-83 / 85 / 88%, R = 4 84-85 / 87-90 /
+// 94%, R = 8 57-59% (its 40 accumulators spill); one row at a time with 2-3 cached terms ~58%.
+template <class T, int R>
 OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_RESTRICT yc, const T* OK_RESTRICT gg,
-                             const T* OK_RESTRICT s0, const T* OK_RESTRICT y0, const T* OK_RESTRICT s1,
-                             const T* OK_RESTRICT y1, T* v0, T* v1) {
+                             const T* const* srow, const T* const* yrow, T (*v)[rs::kPushPerRow]) {
+  typedef T V __attribute__((vector_size(32)));  // W lanes, held in registers (GCC vector extension)
   constexpr int64_t W = 32 / int64_t(sizeof(T));
-  T a0[W], a1[W], a2[W], a3[W], a4[W], b0[W], b1[W], b2[W], b3[W], b4[W];
-  for (int64_t l = 0; l < W; ++l) a0[l] = a1[l] = a2[l] = a3[l] = a4[l] = b0[l] = b1[l] = b2[l] = b3[l] = b4[l] = T(0);
+  constexpr int Q = rs::kPushPerRow;
+  // (loads into a reference: a function returning an AVX vector would change the baseline clone's ABI)
+  const auto ld = [](V& x, const T* p) { std::memcpy(&x, p, sizeof(V)); };
+  V acc[R * Q] = {};
   int64_t i = 0;
   for (; i + W <= len; i += W) {
-#pragma omp simd
-    for (int64_t l = 0; l < W; ++l) {
-      const T s = sc[i + l], y = yc[i + l], g = gg[i + l];
-      a0[l] += s * y0[i + l];
-      a1[l] += y * s0[i + l];
-      a2[l] += y * y0[i + l];
-      a3[l] += g * s0[i + l];
-      a4[l] += g * y0[i + l];
-      b0[l] += s * y1[i + l];
-      b1[l] += y * s1[i + l];
-      b2[l] += y * y1[i + l];
-      b3[l] += g * s1[i + l];
-      b4[l] += g * y1[i + l];
+    V s, y, g;
+    ld(s, sc + i);
+    ld(y, yc + i);
+    ld(g, gg + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      V sj, yj;
+      ld(sj, srow[r] + i);
+      ld(yj, yrow[r] + i);
+      acc[r * Q + rs::kSnewYj] += s * yj;
+      acc[r * Q + rs::kYnewSj] += y * sj;
+      acc[r * Q + rs::kYnewYj] += y * yj;
+      acc[r * Q + rs::kGSj] += g * sj;
+      acc[r * Q + rs::kGYj] += g * yj;
     }
   }
-  T* acc[2 * rs::kPushPerRow] = {a0, a1, a2, a3, a4, b0, b1, b2, b3, b4};
-  for (T* a : acc)
+  T lanes[R * Q][W];
+  std::memcpy(lanes, acc, sizeof(acc));
+  for (auto& a : lanes)
     for (int64_t w = W / 2; w > 0; w /= 2)
       for (int64_t l = 0; l < w; ++l) a[l] += a[l + w];
-  for (; i < len; ++i) {
-    a0[0] += sc[i] * y0[i];
-    a1[0] += yc[i] * s0[i];
-    a2[0] += yc[i] * y0[i];
-    a3[0] += gg[i] * s0[i];
-    a4[0] += gg[i] * y0[i];
-    b0[0] += sc[i] * y1[i];
-    b1[0] += yc[i] * s1[i];
-    b2[0] += yc[i] * y1[i];
-    b3[0] += gg[i] * s1[i];
-    b4[0] += gg[i] * y1[i];
-  }
-  static_assert(rs::kSnewYj == 0 && rs::kYnewSj == 1 && rs::kYnewYj == 2 && rs::kGSj == 3 && rs::kGYj == 4,
-                "acc holds the row's sums in PushDot order");
-  for (int q = 0; q < rs::kPushPerRow; ++q) {
-    v0[q] = acc[q][0];
-    v1[q] = acc[rs::kPushPerRow + q][0];
-  }
+  for (; i < len; ++i)
+    for (int r = 0; r < R; ++r) {
+      lanes[r * Q + rs::kSnewYj][0] += sc[i] * yrow[r][i];
+      lanes[r * Q + rs::kYnewSj][0] += yc[i] * srow[r][i];
+      lanes[r * Q + rs::kYnewYj][0] += yc[i] * yrow[r][i];
+      lanes[r * Q + rs::kGSj][0] += gg[i] * srow[r][i];
+      lanes[r * Q + rs::kGYj][0] += gg[i] * yrow[r][i];
+    }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < Q; ++q) v[r][q] = lanes[r * Q + q][0];
 }
 
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
@@ -194,16 +194,21 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
     sc[i] = t * dd[i];
     pg[i] = gg[i];
   }
-  for (int64_t j = 0; j < k; j += 2) {
-    // Sums in T within the sub-block (float32: twice the lanes, no conversions), then float64. An
-    // odd last row is paired with itself (its second copy's sums are dropped).
-    const int64_t j1 = j + 1 < k ? j + 1 : j;
-    T v0[rs::kPushPerRow], v1[rs::kPushPerRow];
-    row_dots<T>(len, sc, yc, gg, S.ptr<T>(size_t(j)) + lo, Y.ptr<T>(size_t(j)) + lo, S.ptr<T>(size_t(j1)) + lo,
-                Y.ptr<T>(size_t(j1)) + lo, v0, v1);
-    for (int q = 0; q < rs::kPushPerRow; ++q) acc[j * rs::kPushPerRow + q] += double(v0[q]);
-    if (j1 != j)
-      for (int q = 0; q < rs::kPushPerRow; ++q) acc[j1 * rs::kPushPerRow + q] += double(v1[q]);
+  constexpr int R = 4;  // rows per pass: the cached pair and g loaded once for four rows
+  for (int64_t j = 0; j < k; j += R) {
+    // Sums in T within the sub-block (float32: twice the lanes, no conversions), then float64. Past
+    // the last row, the pass repeats the last row (its extra sums are dropped).
+    const T* srow[R];
+    const T* yrow[R];
+    for (int r = 0; r < R; ++r) {
+      const size_t jr = size_t(j + r < k ? j + r : k - 1);
+      srow[r] = S.ptr<T>(jr) + lo;
+      yrow[r] = Y.ptr<T>(jr) + lo;
+    }
+    T v[R][rs::kPushPerRow];
+    row_dots<T, R>(len, sc, yc, gg, srow, yrow, v);
+    for (int r = 0; r < R && j + r < k; ++r)
+      for (int q = 0; q < rs::kPushPerRow; ++q) acc[(j + r) * rs::kPushPerRow + q] += double(v[r][q]);
   }
   T v[rs::kPushSelf];
   lane_sums<rs::kPushSelf, T>(len, [&](int64_t i, T* w) {
