@@ -46,7 +46,9 @@ def test_setting_made_in_a_second_thread_is_seen_by_the_main_thread(restore_thre
 
 
 def _os_threads():
-    return len(os.listdir("/proc/self/task"))
+    """The process's OS thread ids (a set: workers of an earlier team may still be exiting, so a
+    count's difference can miss a new thread)."""
+    return set(os.listdir("/proc/self/task"))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts OS threads through Linux /proc")
@@ -63,7 +65,7 @@ def test_kernels_of_a_new_thread_start_the_set_number_of_workers(restore_threads
     def step():
         before = _os_threads()
         optkern.optim.SGD([p], lr=0.1).step([g])  # large enough to run in parallel
-        return _os_threads() - before
+        return len(_os_threads() - before)
 
     assert _in_new_thread(step) == n - 1
     assert np.all(p == np.float32(-0.1))
