@@ -133,6 +133,8 @@ def test_cg_operator_output_checked_and_never_written():
     np.testing.assert_array_equal(kept, [2.0, 4.0, 8.0])
     res = hessian.cg(hessian.from_hvp(lambda v: v, 3), np.r_[1.0, 2.0, 3.0])  # y is p itself
     np.testing.assert_allclose(res.x, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="A: the product gave a non-finite step"):  # p.Ap = 0, not stopped
+        hessian.cg(hessian.from_hvp(lambda v: 0.0 * v, 3), np.ones(3), stop_on_negative_curvature=False)
 
 
 # ---- NewtonCG ---------------------------------------------------------------------------------

@@ -131,7 +131,9 @@ def cg(
         if x.shape not in ((n,), (n, 1)):
             raise ValueError(f"x0: expected shape ({n},), got {tuple(x.shape)}")
         x = xp.array(x.reshape(n), dtype=dtype)
-        r = bv - (product(x) + damping * x) if bool(xp.any(x)) else bv.copy()
+        r = bv.copy()
+        if bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
+            mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
     tol = max(rtol * math.sqrt(mod.cg_curvature(bv, bv, 0.0)), atol)
     rr = mod.cg_curvature(r, r, 0.0)
     rnorm = math.sqrt(rr)
@@ -153,7 +155,7 @@ def cg(
             if not pAp > 0.0 and stop_on_negative_curvature:
                 result.update(negative_curvature=True, info=-1, iterations=it - 1)
                 break
-            alpha = rz / pAp
+            alpha = rz / pAp if pAp != 0.0 else math.inf
             if not math.isfinite(alpha):
                 raise ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
             rr = mod.cg_update_(x, r, p, y, alpha, damping)
