@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "lowp_q8_avx2.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -43,6 +44,9 @@ template <int M> inline uint32_t q8_encode_mag(float x) {
 // with absmax the largest |x| that is not NaN (+0 for none). As integers the bits of |x| order
 // like the values, so a vectorizable integer max (NaN mapped to 0) gives the same absmax.
 inline float q8_block_scale(const float* x, int64_t n) {
+#if defined(OPTKERN_Q8_AVX2)
+  if (avx2::available() && n % 8 == 0) return avx2::block_scale(x, n);
+#endif
   int32_t amax = 0, neg = 0;
   for (int64_t i = 0; i < n; ++i) {  // (one reduction per loop: GCC vectorizes each alone)
     int32_t u;
@@ -56,7 +60,8 @@ inline float q8_block_scale(const float* x, int64_t n) {
 }
 
 // A block of n values -> codes with the block's scale (as lowp::quantize(x[i], scale) for each i).
-inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
+// Portable form: the scalar operations as selects, which GCC vectorizes.
+inline void q8_encode_block_portable(const float* x, uint8_t* q, int64_t n, float scale) {
   if (scale == 0.0f) {
     std::memset(q, 0, size_t(n));
   } else if (scale < 0.0f) {
@@ -69,6 +74,33 @@ inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) 
   } else {
     for (int64_t i = 0; i < n; ++i) q[i] = uint8_t(q8_encode_mag<8>(x[i] / scale));
   }
+}
+
+constexpr int64_t kQ8MaxBlock = 4096;
+
+// (out of line: the fix-up loop stays a plain scalar loop)
+__attribute__((noinline)) inline uint8_t q8_quantize_one(float x, float scale) { return quantize(x, scale); }
+
+// The same codes, by lowp_q8_avx2.hpp where the CPU has AVX2 (n <= kQ8MaxBlock): its division-free
+// encoder, then the exact scalar quantize for the elements it flags and the last n % 8. A scale
+// whose reciprocal is not a normal float (the error bound needs one) takes the portable path.
+inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
+#if defined(OPTKERN_Q8_AVX2)
+  const float s = scale < 0.0f ? -scale : scale;
+  const float r = 1.0f / s;
+  if (avx2::available() && scale != 0.0f && std::isnormal(s) && std::isnormal(r) && n <= kQ8MaxBlock) {
+    const int64_t n8 = n & ~int64_t(7);
+    uint8_t sus[kQ8MaxBlock / 8];
+    const bool any = scale < 0.0f ? avx2::encode<true>(x, q, n8, r, sus) : avx2::encode<false>(x, q, n8, r, sus);
+    if (any)
+      for (int64_t j = 0; j < n8 / 8; ++j)
+        for (int b = 0; sus[j] >> b; ++b)
+          if (sus[j] >> b & 1) q[8 * j + b] = q8_quantize_one(x[8 * j + b], scale);
+    for (int64_t i = n8; i < n; ++i) q[i] = q8_quantize_one(x[i], scale);
+    return;
+  }
+#endif
+  q8_encode_block_portable(x, q, n, scale);
 }
 
 // dyn_decode_mag<M>(c), branch-free: the leading one from the exponent of float(c) (exact), the
@@ -86,7 +118,7 @@ template <int M> inline float q8_decode_mag(uint32_t c) {
 }
 
 // A block of codes -> values (as lowp::dequantize(q[i], scale) for each i).
-inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) {
+inline void q8_decode_block_portable(const uint8_t* q, float* x, int64_t n, float scale) {
   if (scale < 0.0f) {
     const float s = -scale;
     for (int64_t i = 0; i < n; ++i) {
@@ -96,6 +128,19 @@ inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) 
   } else {
     for (int64_t i = 0; i < n; ++i) x[i] = q8_decode_mag<8>(q[i]) * scale;
   }
+}
+
+inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) {
+#if defined(OPTKERN_Q8_AVX2)
+  if (avx2::available()) {
+    const int64_t n8 = n & ~int64_t(7);
+    if (scale < 0.0f) avx2::decode<true>(q, x, n8, -scale);
+    else avx2::decode<false>(q, x, n8, scale);
+    q8_decode_block_portable(q + n8, x + n8, n - n8, scale);
+    return;
+  }
+#endif
+  q8_decode_block_portable(q, x, n, scale);
 }
 
 }  // namespace lowp
