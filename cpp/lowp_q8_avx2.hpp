@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "optkern/rules/lowp.hpp"
 
@@ -197,9 +198,11 @@ template <bool Signed> OK_AVX2 inline void decode(const uint8_t* q, float* x, in
 
 #undef OK_AVX2
 
-// Whether this CPU runs the functions above (asked once).
+// Whether this CPU runs the functions above (asked once). OPTKERN_Q8_PORTABLE=1 in the
+// environment turns them off, so that the tests also pin the portable loops on an AVX2 machine.
 inline bool available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         !(std::getenv("OPTKERN_Q8_PORTABLE") && std::getenv("OPTKERN_Q8_PORTABLE")[0] == '1');
   return ok;
 }
 

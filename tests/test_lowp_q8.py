@@ -205,3 +205,22 @@ def test_q8_encode_random_blocks_with_specials(block):
     want_c, want_s = lowp.quantize_blockwise(g, block)
     np.testing.assert_array_equal(got_s, want_s)
     np.testing.assert_array_equal(got_c, want_c)
+
+
+def test_q8_portable_loops_too():
+    """The tests above run the AVX2 encoder and decoder (cpp/lowp_q8_avx2.hpp) on a CPU that has
+    AVX2; OPTKERN_Q8_PORTABLE=1 turns them off, and the same tests pin the portable loops."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPTKERN_Q8_PORTABLE="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "not portable"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout
