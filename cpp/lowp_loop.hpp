@@ -96,13 +96,37 @@ void stage(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Conf
   store_states<SF>(t, K, lo, n, c, s);
 }
 
+constexpr int64_t item_size(Fmt f) { return f == Fmt::f32 ? 4 : f == Fmt::q8 ? 1 : 2; }
+
+// Software prefetch of elements [lo, hi) of every stream of a stage. The 8-bit path is compute
+// bound, and its many short streams (param, grad, master, codes of each state) reached DRAM at
+// a third of the in-cache speed without it: the hardware prefetchers did not run far enough ahead.
+template <Fmt PF, Fmt SF>
+inline void prefetch_stage(const Tensor& t, int K, int64_t lo, int64_t hi) {
+  const auto range = [&](const void* base, int64_t size) {
+    const char* b = static_cast<const char*>(base);
+    for (int64_t i = lo * size; i < hi * size; i += 64) __builtin_prefetch(b + i);
+  };
+  range(t.p, item_size(PF));
+  range(t.g, item_size(PF));
+  if constexpr (PF != Fmt::f32) range(t.master, 4);
+  for (int k = 0; k < K; ++k) range(t.s[k], item_size(SF));
+}
+
 template <Fmt PF, Fmt SF, class Rule>
 void chunk(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Config& c) {
   alignas(64) float gbuf[kMaxBlock];
   alignas(64) float sbuf[3 * kMaxBlock];
   const int64_t step = SF == Fmt::q8 ? c.block : kStage;
-  for (int64_t a = lo; a < hi; a += step)
+  // 8-bit states: prefetch about kAhead elements ahead of the stage being updated
+  constexpr int64_t kAhead = 2048;
+  const int64_t ahead = SF == Fmt::q8 ? (kAhead + step - 1) / step * step : 0;
+  if (ahead) prefetch_stage<PF, SF>(t, Rule::kState, lo, lo + ahead < hi ? lo + ahead : hi);
+  for (int64_t a = lo; a < hi; a += step) {
+    if (ahead && a + ahead < hi)
+      prefetch_stage<PF, SF>(t, Rule::kState, a + ahead, a + ahead + step < hi ? a + ahead + step : hi);
     stage<PF, SF, Rule>(rule, t, a, a + step < hi ? a + step : hi, c, gbuf, sbuf);
+  }
 }
 
 // All tensors, one parallel region.
