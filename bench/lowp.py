@@ -1,16 +1,21 @@
-"""Adam on N params through optkern.optim.Adam: (a) fp32, (b) bf16 params + grads with an fp32
+"""Adam on N params through optkern.optim.Adam: (a) fp32, (b) half params + grads with an fp32
 master, (c) = (b) + 8-bit states, (d) fp32 params + 8-bit states; vs torch's fused fp32 Adam and
-the in-place bandwidth probe (``_cpu.probe_rmw_``, 3 written + 1 read float32 arrays), measured in
-the same run, rounds interleaved (each round times every case once), ratios taken per round.
+an in-place bandwidth probe (3 written + 1 read float32 arrays), measured in the same run, rounds
+interleaved (each round times every case once), ratios taken per round.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds]      (default 16M, 7 rounds)
+    OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds] [--device cpu|cuda]   (16M, 7, cpu)
+
+CPU: bfloat16 (ml_dtypes) params, the probe is ``_cpu.probe_rmw_``, wall-clock times. CUDA (CuPy
+arrays, torch's CUDA fused Adam): float16 params (CuPy has no bfloat16; the bytes are the same),
+the probe is a CuPy element-wise kernel, CUDA-event times on the current stream.
 
 Bytes per element each case must move (each array read once, written once):
-(a) p, m, v read+written 3 * 8, g read 4: 28.  (b) bf16 p 2 + 2, g 2, master 8, m, v 16: 30.
-(c) bf16 p 4, g 2, master 8, m, v 2 * (1 + 1), scales 2 * 8 / block: 18 + 16 / block.
+(a) p, m, v read+written 3 * 8, g read 4: 28.  (b) half p 2 + 2, g 2, master 8, m, v 16: 30.
+(c) half p 4, g 2, master 8, m, v 2 * (1 + 1), scales 2 * 8 / block: 18 + 16 / block.
 (d) p 8, g 4, m, v 4, scales: 16 + 16 / block.
 """
 
+import argparse
 import os
 import sys
 import time
@@ -25,13 +30,34 @@ import numpy as np  # noqa: E402
 
 from optkern import _cpu, lowp, optim  # noqa: E402
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 1 << 24
-ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+ap = argparse.ArgumentParser()
+ap.add_argument("n", nargs="?", type=int, default=1 << 24)
+ap.add_argument("rounds", nargs="?", type=int, default=7)
+ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+args = ap.parse_args()
+N, ROUNDS, CUDA = args.n, args.rounds, args.device == "cuda"
 BLOCK = 256
+
+if CUDA:
+    import cupy as xp
+
+    half = np.float16
+    sync = xp.cuda.Device().synchronize
+else:
+    xp = np
+    half = lowp.bfloat16_dtype()
+
+    def sync():
+        pass
+
+
 rng = np.random.default_rng(0)
 p32 = rng.standard_normal(N, dtype=np.float32)
 g32 = rng.standard_normal(N, dtype=np.float32) * np.float32(1e-2)
-bf = lowp.bfloat16_dtype()
+
+
+def dev(a):
+    return xp.asarray(a)
 
 
 def adam_case(params, grads, **kw):
@@ -40,43 +66,69 @@ def adam_case(params, grads, **kw):
     return (lambda: opt.step([grads])), opt
 
 
-cases = {}
-bytes_per = {}
-cases["(a) fp32"], opt_a = adam_case(p32.copy(), g32)
+H = "half" if CUDA else "bf16"
+cases, bytes_per, opts = {}, {}, {}
+cases["(a) fp32"], opts["(a)"] = adam_case(dev(p32), dev(g32))
 bytes_per["(a) fp32"] = 28
-cases["(b) bf16 p,g + fp32 master"], opt_b = adam_case(p32.astype(bf), g32.astype(bf), master_weights=True)
-bytes_per["(b) bf16 p,g + fp32 master"] = 30
-cases["(c) (b) + 8-bit m,v"], opt_c = adam_case(
-    p32.astype(bf), g32.astype(bf), master_weights=True, state_dtype="int8", block_size=BLOCK
+cases[f"(b) {H} p,g + fp32 master"], opts["(b)"] = adam_case(
+    dev(p32.astype(half)), dev(g32.astype(half)), master_weights=True
+)
+bytes_per[f"(b) {H} p,g + fp32 master"] = 30
+cases["(c) (b) + 8-bit m,v"], opts["(c)"] = adam_case(
+    dev(p32.astype(half)), dev(g32.astype(half)), master_weights=True, state_dtype="int8", block_size=BLOCK
 )
 bytes_per["(c) (b) + 8-bit m,v"] = 18 + 16 / BLOCK
-cases["(d) fp32 p + 8-bit m,v"], opt_d = adam_case(p32.copy(), g32, state_dtype="int8", block_size=BLOCK)
+cases["(d) fp32 p + 8-bit m,v"], opts["(d)"] = adam_case(dev(p32), dev(g32), state_dtype="int8", block_size=BLOCK)
 bytes_per["(d) fp32 p + 8-bit m,v"] = 16 + 16 / BLOCK
 
-w = [rng.standard_normal(N, dtype=np.float32) for _ in range(3)]
-r = [rng.standard_normal(N, dtype=np.float32)]
-cases["probe rmw 3w+1r"] = lambda: _cpu.probe_rmw_(w, r, 0.0)
+w = [dev(rng.standard_normal(N, dtype=np.float32)) for _ in range(3)]
+r = dev(rng.standard_normal(N, dtype=np.float32))
+if CUDA:
+    rmw = xp.ElementwiseKernel("float32 r", "float32 a, float32 b, float32 c", "a += r; b += r; c += r", "probe_rmw")
+    cases["probe rmw 3w+1r"] = lambda: rmw(r, w[0], w[1], w[2])
+else:
+    cases["probe rmw 3w+1r"] = lambda: _cpu.probe_rmw_(w, [r], 0.0)
 bytes_per["probe rmw 3w+1r"] = 28
 try:
     import torch
 
-    tp, tg = torch.from_numpy(p32.copy()), torch.from_numpy(g32)
+    where = "cuda" if CUDA else "cpu"
+    tp, tg = torch.from_numpy(p32.copy()).to(where), torch.from_numpy(g32).to(where)
     topt = torch.optim.Adam([tp], lr=1e-3, fused=True)
     tp.grad = tg
     topt.step()
     cases["torch fused fp32 Adam"] = topt.step
     bytes_per["torch fused fp32 Adam"] = 28
-except Exception as e:  # torch missing, or no fused CPU Adam
+except Exception as e:  # torch missing, or no fused Adam here
     print("torch:", e)
+
+
+def timed(f):
+    """Seconds of one call: wall clock (CPU), CUDA events on the current streams (GPU)."""
+    if not CUDA:
+        t0 = time.perf_counter()
+        f()
+        return time.perf_counter() - t0
+    a, b = xp.cuda.Event(), xp.cuda.Event()
+    ta, tb = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    ta.record()
+    f()
+    b.record()
+    tb.record()
+    b.synchronize()
+    torch.cuda.synchronize()
+    # the work ran on one of the two streams: the other's interval is empty
+    return max(xp.cuda.get_elapsed_time(a, b), ta.elapsed_time(tb)) / 1e3
+
 
 for f in cases.values():  # warm up
     f()
+sync()
 times: dict = {k: [] for k in cases}
 for _ in range(ROUNDS):
     for k, f in cases.items():
-        t0 = time.perf_counter()
-        f()
-        times[k].append(time.perf_counter() - t0)
+        times[k].append(timed(f))
 t = {k: np.array(v) for k, v in times.items()}
 probe = bytes_per["probe rmw 3w+1r"] * N / t["probe rmw 3w+1r"]  # bytes/s per round
 
@@ -85,7 +137,11 @@ def spread(x):
     return f"{np.median(x):6.2f} [{x.min():5.2f}, {x.max():5.2f}]"
 
 
-print(f"Adam, N = {N:,} ({N / (1 << 20):.0f}M) params, {ROUNDS} rounds, {_cpu.get_num_threads()} threads")
+if CUDA:
+    where = "GPU " + xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+else:
+    where = f"{_cpu.get_num_threads()} threads"
+print(f"Adam, N = {N:,} ({N / (1 << 20):.0f}M) params, {ROUNDS} rounds, {where}")
 print(f"{'case':28s} B/elem  {'median ms [min, max]':24s} GB/s    {'% probe [min, max]':24s} torch time / ours")
 for k, ts in t.items():
     gbs = bytes_per[k] * N / ts
@@ -101,12 +157,12 @@ def state_bytes(opt, master=True):
         a.nbytes
         for e in opt.state_dict()["state"].values()
         for k, a in e.items()
-        if isinstance(a, np.ndarray) and (master or k != "master_param")
+        if hasattr(a, "nbytes") and getattr(a, "ndim", 0) > 0 and (master or k != "master_param")
     )
 
 
-sa = state_bytes(opt_a)
-for name, o in (("(a)", opt_a), ("(b)", opt_b), ("(c)", opt_c), ("(d)", opt_d)):
+sa = state_bytes(opts["(a)"])
+for name, o in opts.items():
     s, sm = state_bytes(o, False), state_bytes(o)
     print(
         f"optimizer state {name}: moments (+ scales) {s / 2**20:7.1f} MiB = {100 * s / sa:5.1f}% of fp32 Adam's; "
