@@ -25,9 +25,9 @@
 namespace optkern {
 namespace py = pybind11;
 
-// Float storage types first (kernels dispatch on them); int64 labels and
-// uint8 masks are only checked.
-enum class DType { f16, bf16, f32, f64, i64, u8 };
+// Float storage types first (kernels dispatch on them); int64 labels, uint8
+// masks and codes, and uint16 half bits (lowp_step) are only checked.
+enum class DType { f16, bf16, f32, f64, i64, u8, u16 };
 
 inline const char* dtype_str(DType d) {
   switch (d) {
@@ -36,6 +36,7 @@ inline const char* dtype_str(DType d) {
     case DType::f32: return "float32";
     case DType::f64: return "float64";
     case DType::i64: return "int64";
+    case DType::u16: return "uint16";
     default: return "uint8";
   }
 }
@@ -89,7 +90,7 @@ inline std::string cupy_dtype(py::handle a) {
 // Whether `a` has dtype `dt`; NumPy dtype objects of builtin types are
 // singletons, so after one name comparison an identity test suffices.
 inline bool has_dtype(py::handle a, DType dt) {
-  static PyObject* seen[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  static PyObject* seen[7] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   py::object d = OK_ATTR(a, "dtype");
   PyObject*& s = seen[int(dt)];
   if (s && d.ptr() == s) return true;
@@ -205,7 +206,7 @@ struct DeviceArrays {
   static bool is_array(py::handle h) { return is_cupy(h); }
   static std::string dtype_name(py::handle h) { return cupy_dtype(h); }
   static DType dtype_named(const std::string& n) {
-    for (DType d : {DType::f16, DType::bf16, DType::f32, DType::f64, DType::i64, DType::u8})
+    for (DType d : {DType::f16, DType::bf16, DType::f32, DType::f64, DType::i64, DType::u8, DType::u16})
       if (n == dtype_str(d)) return d;
     throw std::logic_error("DeviceArrays: unknown dtype " + n);
   }

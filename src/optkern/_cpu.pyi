@@ -462,7 +462,7 @@ def lowp_step(
     block: typing.SupportsInt | typing.SupportsIndex,
 ) -> None:
     """
-    One optimizer step with low-precision storage (lowp_loop.hpp).
+    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad) or 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are).
     """
 
 def lowp_to_half(

@@ -33,6 +33,7 @@ __all__: list[str] = [
     "lbfgs_move_",
     "lbfgs_push_",
     "lbfgs_stats",
+    "lowp_step",
     "nadam_",
     "nadam_capturable",
     "norm_rop_bwd",
@@ -341,6 +342,27 @@ def lbfgs_push_(
 def lbfgs_stats(g: typing.Any, out: typing.Any) -> None:
     """
     out[0] = max |g|, out[1] = sum |g| (float64).
+    """
+
+def lowp_step(
+    rule: str,
+    scalars: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
+    flags: collections.abc.Sequence[bool],
+    params: typing.Any,
+    grads: typing.Any,
+    masters: typing.Any,
+    states: typing.Any,
+    scales: typing.Any,
+    param_dtype: str,
+    state_dtype: str,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    step: typing.SupportsInt | typing.SupportsIndex,
+    block: typing.SupportsInt | typing.SupportsIndex,
+    found_inf: typing.Any = None,
+) -> None:
+    """
+    optkern._cpu.lowp_step on CuPy arrays (the same bits); found_inf: None, or a 1-element float32 device array whose nonzero value makes the step write nothing (GradScaler's skipped step, no host sync).
     """
 
 def nadam_(

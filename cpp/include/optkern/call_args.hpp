@@ -195,12 +195,17 @@ template <class Arrays> class Args {
 
   // A list of arrays of the call's dtype (each of sizes[i] elements when `sizes` is given),
   // named `name[i]` in errors: their data and sizes (Arrays::List; Arrays::gather checks them).
-  auto list(py::handle seq, const char* name, bool written, const std::vector<int64_t>* sizes = nullptr) {
-    auto l = Arrays::gather(seq, name, *dt_, written, device, sizes);
-    const uint64_t itemsize = Arrays::itemsize(*dt_);
+  // (Of dtype `dt`: calls whose lists differ in dtype, low-precision steps.)
+  auto list(py::handle seq, const char* name, const DType& dt, bool written,
+            const std::vector<int64_t>* sizes = nullptr) {
+    auto l = Arrays::gather(seq, name, dt, written, device, sizes);
+    const uint64_t itemsize = Arrays::itemsize(dt);
     overlap_.begin(name, written, true);
     for (size_t i = 0; i < l.count(); ++i) overlap_.add(l.data[i], uint64_t(l.size[i]) * itemsize, i);
     return l;
+  }
+  auto list(py::handle seq, const char* name, bool written, const std::vector<int64_t>* sizes = nullptr) {
+    return list(seq, name, *dt_, written, sizes);
   }
 
   // Lists gathered elsewhere (a call's scalar buffers as lists) join the aliasing check.

@@ -84,5 +84,17 @@ template <Fmt SF> OK_HD void store_state(const Tensor& t, int k, int64_t i, floa
     store<SF>(t.s[k], i, x, false, 0u);
 }
 
+// An 8-bit block's scale as a reduction that gives the same in any order (the CUDA kernel's
+// warps and atomics), equal to the CPU's q8_block_scale (lowp_q8.hpp): the max over the block's
+// new values of abs_bits(x) (|x|'s bits order like the values; NaN counts as 0) and whether
+// any x < 0, then scale_of(max, any) = block_scale(absmax, any_negative) (rules/lowp.hpp).
+OK_HD uint32_t abs_bits(float x) {
+  const uint32_t a = bits_of(x) & 0x7fffffffu;
+  return a > 0x7f800000u ? 0u : a;
+}
+OK_HD float scale_of(uint32_t max_abs_bits, bool any_negative) {
+  return block_scale(float_of(max_abs_bits), any_negative);
+}
+
 }  // namespace lowp
 }  // namespace optkern

@@ -1,16 +1,19 @@
 """Low-precision storage for the optimizers (SGD, Adam/AdamW, RMSprop): bf16/fp16 params with a
 float32 master copy, bfloat16 or blockwise 8-bit states, stochastic rounding.
 
-One native pass per step (``_cpu.lowp_step``, ``cpp/lowp_loop.hpp``) reads the half gradient,
-updates the float32 master and the states with the fp32 optimizer's own rule
+One native pass per step (``lowp_step``: ``_cpu``'s OpenMP loop ``cpp/lowp_loop.hpp`` for NumPy
+arrays, ``_cuda``'s kernel ``cuda/lowp_step.cu`` for CuPy arrays, with the same bits) reads the
+half gradient, updates the float32 master and the states with the fp32 optimizer's own rule
 (``rules/optim.hpp``: the master comes out bit for bit as the fp32 optimizer computes it) and
-writes the half param back, rounded to nearest even or stochastically.
+writes the half param back, rounded to nearest even or stochastically. CuPy params keep their
+state (master, states, scales) as CuPy arrays on their device.
 
 State layout (``run.state``, and so ``state_dict()``'s entries):
 
 * ``master_param``: the float32 master copy (``master_weights=True``);
 * each state (``exp_avg``, ...) in ``state_dtype``: float32; bfloat16 (``ml_dtypes.bfloat16`` in
-  the state dict when ml_dtypes is installed, else the raw uint16 bits); or ``int8``: uint8 codes
+  the state dict when ml_dtypes is installed and the state is a NumPy array, else the raw uint16
+  bits); or ``int8``: uint8 codes
   of the dynamic blockwise map (:mod:`optkern.lowp`) with ``<name>_scale``, one float32 per block;
 * entries of a non-float32 state dict say so: ``state_dtype`` and, for int8, ``block``.
 
@@ -51,6 +54,34 @@ def _half_fmt(dt) -> str | None:
     if dt == np.float16:
         return "float16"
     return "bfloat16" if dt.name == "bfloat16" else None
+
+
+def _host(a) -> np.ndarray:
+    """``a`` as a NumPy array (a CuPy array copied to the host: loading a state dict only)."""
+    return _backend.to_numpy(a)
+
+
+def _type_name(a) -> str:
+    t = type(a)
+    return f"{t.__module__.split('.')[0]}.{t.__name__}" if _backend.is_cupy(a) or t is np.ndarray else t.__name__
+
+
+def _zeros_like(p, shape, dtype):
+    """Zeros on ``p``'s backend and device."""
+    with _backend._device_of(p):
+        return _backend.array_module(p).zeros(shape, dtype)
+
+
+def _master_of(p):
+    """The float32 master copy of a half param (exact), on its backend and device."""
+    if not _backend.is_cupy(p):
+        return lowp.from_half(p)
+    import cupy
+
+    with _backend._device_of(p):
+        if _half_fmt(p.dtype) == "float16":
+            return p.astype(cupy.float32)  # (binary16 -> binary32 is exact)
+        return (p.view(cupy.uint16).astype(cupy.uint32) << 16).view(cupy.float32)
 
 
 def _flag(name: str, v) -> bool:
@@ -109,7 +140,7 @@ class LowPrecisionMixin(OptimizerParts):
         if not (master or state_dtype != "float32"):
             return
         if capturable is True:
-            raise ValueError("capturable: not supported with master_weights or a compact state_dtype (CPU only)")
+            raise ValueError("capturable: not supported with master_weights or a compact state_dtype")
         self._lowp = LowpConfig(master, sr, state_dtype, seed, block)
         base = type(self)._state_names
         self._state_names = (
@@ -123,11 +154,9 @@ class LowPrecisionMixin(OptimizerParts):
         if lp is not None and lp.master:
             if half is None:
                 raise TypeError(f"{name}: expected float16 or bfloat16 with master_weights=True, got {p.dtype}")
-            if _backend.is_cupy(p):
-                raise TypeError(f"{name}: master_weights=True supports numpy arrays only, got cupy.ndarray")
         elif lp is not None:
-            if p.dtype != np.float32 or _backend.is_cupy(p):
-                raise TypeError(f"{name}: state_dtype={lp.state_dtype!r} needs float32 numpy params, got {p.dtype}")
+            if p.dtype != np.float32:
+                raise TypeError(f"{name}: state_dtype={lp.state_dtype!r} needs float32 params, got {p.dtype}")
         elif half is not None:
             raise TypeError(f"{name}: {half} params need master_weights=True (a float32 master copy)")
         else:
@@ -140,7 +169,8 @@ class LowPrecisionMixin(OptimizerParts):
         lp = self._lowp
         if lp is None:
             return super()._new_state(name, p, hp)
-        return np.zeros(p.shape, {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype])
+        dt = {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype]
+        return _zeros_like(p, p.shape, dt)
 
     def _precheck(self, grads, group_runs=None) -> None:
         if self._lowp is None:
@@ -158,8 +188,9 @@ class LowPrecisionMixin(OptimizerParts):
         for run, gs in pairs:
             for i, p, g in zip(run.index, run.params, gs):
                 name = f"grads[{i}]"
-                if type(g) is not np.ndarray:
-                    raise TypeError(f"{name}: expected a numpy.ndarray, got {type(g).__name__}")
+                kind = np.ndarray if type(p) is np.ndarray else type(p)  # (numpy, or cupy like its param)
+                if type(g) is not kind:
+                    raise TypeError(f"{name}: expected a {_type_name(p)}, got {_type_name(g)}")
                 if g.dtype != p.dtype:
                     raise TypeError(f"{name}: expected {p.dtype} (its parameter's dtype), got {g.dtype}")
                 if not full:
@@ -168,7 +199,7 @@ class LowPrecisionMixin(OptimizerParts):
                     raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
                 if not g.flags.c_contiguous:
                     raise ValueError(f"{name}: array must be C-contiguous")
-                if not p.flags.writeable:
+                if type(p) is np.ndarray and not p.flags.writeable:
                     raise ValueError(f"params[{i}]: array is read-only")
             if not full:
                 continue
@@ -190,14 +221,15 @@ class LowPrecisionMixin(OptimizerParts):
         assert lp is not None  # low-precision mode only
         st = run.state
         if lp.master and _MASTER not in st:
-            st[_MASTER] = [lowp.from_half(p) for p in run.params]
+            st[_MASTER] = [_master_of(p) for p in run.params]
         if lp.state_dtype == "int8":
             for n in names:
                 if f"{n}_scale" not in st or n in run.fresh:
-                    st[f"{n}_scale"] = [np.zeros(lowp.n_blocks(p.size, lp.block), np.float32) for p in run.params]
+                    st[f"{n}_scale"] = [_zeros_like(p, lowp.n_blocks(p.size, lp.block), np.float32) for p in run.params]
 
     def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names) -> None:
-        """One native low-precision step of ``run`` (one call per param format in the run)."""
+        """One native low-precision step of ``run`` (one call per param format in the run), on the
+        params' backend (``run.mod``: ``_cpu``, or ``_cuda`` on CuPy's current stream)."""
         lp = self._lowp
         assert lp is not None  # low-precision mode only
         by_fmt: dict[str, list[int]] = {}
@@ -215,7 +247,7 @@ class LowPrecisionMixin(OptimizerParts):
             half = fmt != "float32"
             ps = [p.view(np.uint16) for p in sel(run.params)] if half else sel(run.params)
             gs = [g.view(np.uint16) for g in sel(grads)] if half else sel(grads)
-            _backend.cpu.lowp_step(
+            run.mod.lowp_step(
                 rule,
                 scalars,
                 flags,
@@ -247,7 +279,7 @@ class LowPrecisionMixin(OptimizerParts):
                 entry["block"] = lp.block
             elif bf is not None:
                 for n in base:
-                    if n in entry:
+                    if n in entry and type(entry[n]) is np.ndarray:  # (CuPy has no ml_dtypes: raw bits)
                         entry[n] = entry[n].view(bf)
         return sd
 
@@ -294,7 +326,7 @@ class LowPrecisionMixin(OptimizerParts):
                 if k in base and v is not None:
                     v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]")
                     if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:
-                        self._lowp_raw[(str(key), k)] = (entry[k], entry[f"{k}_scale"])
+                        self._lowp_raw[(str(key), k)] = (_host(entry[k]), _host(entry[f"{k}_scale"]))
                 out[k] = v
             state[key] = out
         return {**sd, "state": state}
@@ -302,7 +334,7 @@ class LowPrecisionMixin(OptimizerParts):
     @staticmethod
     def _lowp_widen(v, fmt: str, entry: dict, k: str, block: int, where: str):
         if fmt == "int8":
-            codes = np.asarray(v)
+            codes = _host(v)
             if codes.dtype != np.uint8:
                 raise TypeError(f"{where}: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
             scales = entry.get(f"{k}_scale")
@@ -310,14 +342,14 @@ class LowPrecisionMixin(OptimizerParts):
                 raise ValueError(
                     f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: missing (8-bit state needs its scales)"
                 )
-            scales = np.asarray(scales)
+            scales = _host(scales)
             if scales.dtype != np.float32 or scales.shape != (lowp.n_blocks(codes.size, block),):
                 raise ValueError(
                     f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: expected {lowp.n_blocks(codes.size, block)} "
                     f"float32 block scales, got {scales.size} of {scales.dtype}"
                 )
             return lowp.dequantize_blockwise(codes, scales, block)
-        a = np.asarray(v) if isinstance(v, np.ndarray) else v
+        a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):
             return lowp.from_half(a, "bfloat16" if a.dtype == np.uint16 else None)
         return v
@@ -345,6 +377,8 @@ class LowPrecisionMixin(OptimizerParts):
                 else:
                     codes, scales = lowp.quantize_blockwise(np.ascontiguousarray(arrays[n]), lp.block)
                 arrays[n], arrays[f"{n}_scale"] = codes, scales
+        if _backend.is_cupy(p):  # (built on the host above) onto p's device
+            arrays = {n: _backend.asarray_like(a, p, a.dtype) for n, a in arrays.items()}
         if lp.master and _MASTER not in arrays:
-            arrays[_MASTER] = lowp.from_half(p)
+            arrays[_MASTER] = _master_of(p)
         return step, arrays, extra

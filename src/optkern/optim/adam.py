@@ -156,7 +156,7 @@ class Adam(LowPrecisionMixin, Optimizer):
     arrays): bias corrections computed on the device from a device step counter, so a step
     can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
 
-    Low precision (NumPy arrays; :mod:`optkern.optim._lowp`): ``master_weights=True`` takes
+    Low precision (NumPy or CuPy arrays; :mod:`optkern.optim._lowp`): ``master_weights=True`` takes
     float16 / ``ml_dtypes.bfloat16`` params and grads and keeps a float32 master copy in the state
     (``master_param``), updated bit for bit as the fp32 optimizer would, and rounded into the params
     (to nearest even, or stochastically with ``stochastic_rounding=True``: Philox stream ``step``
