@@ -64,15 +64,18 @@ constexpr float kTol = 0.5f - 4096.0f * 5.9604644775390625e-08f;
 // decade's code is the same (2^F - 1 of the upper one, t' an integer there, not flagged).
 template <int M> OK_AVX2 inline __m256i encode_mag(__m256 y, __m256& suspect) {
   const MapTables<M>& T = kMap<M>;
-  // min(1, y) keeps NaN (its second operand), max(., 0) then makes it 0: code 0, as y <= 0 gets
-  const __m256 xc = _mm256_max_ps(_mm256_min_ps(_mm256_set1_ps(1.0f), y), _mm256_setzero_ps());
+  // xc in [2^-(4M-6), 1 - 2^-24]: min(., y) keeps NaN (its second operand), max(., lo) then makes it
+  // lo, as y <= 0 gets. Both ends keep the code (1 - 2^-24 rounds to the top one, unflagged; lo is
+  // below the last decade's threshold 10^-(M-1) / 2, t' ~ 0.1: code 0, unflagged) and keep the
+  // decade guess below in [0, M - 1] without clamping it.
+  constexpr float kLo = M == 8 ? 1.4901161193847656e-08f : 1.1920928955078125e-07f;  // 2^-26, 2^-23
+  const __m256 xc = _mm256_max_ps(_mm256_min_ps(_mm256_set1_ps(0.99999994f), y), _mm256_set1_ps(kLo));
   // The decade e = #{k : xc <= 10^-k}: a binade [2^j, 2^(j+1)) meets at most two decades, the
   // lower g = floor(-(j + 1) log10 2) (1233 / 2^12 ~ log10 2, exact for every binade of [0, 1]:
   // checked), so e = g + (xc <= 10^-(g+1)).
   const __m256i binade = _mm256_srli_epi32(_mm256_castps_si256(xc), 23);  // j + 127
-  __m256i g = _mm256_srai_epi32(_mm256_mullo_epi32(_mm256_sub_epi32(_mm256_set1_epi32(126), binade),
-                                                   _mm256_set1_epi32(1233)), 12);
-  g = _mm256_min_epi32(_mm256_max_epi32(g, _mm256_setzero_si256()), _mm256_set1_epi32(M - 1));
+  const __m256i g = _mm256_srai_epi32(
+      _mm256_mullo_epi32(_mm256_sub_epi32(_mm256_set1_epi32(126), binade), _mm256_set1_epi32(1233)), 12);
   const __m256 next = _mm256_permutevar8x32_ps(_mm256_loadu_ps(T.next), g);
   const __m256i e = _mm256_sub_epi32(g, _mm256_castps_si256(_mm256_cmp_ps(xc, next, _CMP_LE_OQ)));
   const __m256 kv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(T.k), e);
