@@ -12,6 +12,7 @@
 #include "optkern/lowp_storage.hpp"
 #include "multi_tensor.hpp"
 #include "parallel.hpp"
+#include "philox_cpu.hpp"
 
 namespace optkern {
 namespace lowp {
@@ -51,24 +52,29 @@ OK_CLONES void load_states(const Tensor& t, int K, int64_t lo, int64_t n, const 
 }
 
 // The updated fp32 weights w rounded into a low-precision param (nearest even or stochastic).
+// (Random words: philox::fill_words, the words lowp_storage.hpp's keys give, a block at a time.)
 template <Fmt PF>
 OK_CLONES void store_params(const Tensor& t, int64_t lo, int64_t n, const float* w, const Config& c) {
   if constexpr (PF != Fmt::f32) {
-    if (c.sr_param)
-      for (int64_t i = 0; i < n; ++i)
-        store<PF>(t.p, lo + i, w[i], true, philox::word(t.base + uint64_t(lo + i), c.seed, c.step));
-    else
+    if (c.sr_param) {
+      alignas(64) uint32_t rnd[kMaxBlock];
+      philox::fill_words(rnd, t.base + uint64_t(lo), n, c.seed, c.step);
+      for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], true, rnd[i]);
+    } else {
       for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], false, 0u);
+    }
   }
 }
 
-// The updated states back into their storage: bf16 rounded stochastically,
-// 8-bit requantized with the absmax of their new values (the stage is one block).
+// The updated states back into their storage: bf16 rounded stochastically (store_state's
+// words), 8-bit requantized with the absmax of their new values (the stage is one block).
 template <Fmt SF>
 OK_CLONES void store_states(const Tensor& t, int K, int64_t lo, int64_t n, const Config& c, float* const* s) {
   for (int k = 0; k < K; ++k) {
     if constexpr (SF == Fmt::bf16) {
-      for (int64_t i = 0; i < n; ++i) store_state<SF>(t, k, lo + i, s[k][i], c);
+      alignas(64) uint32_t rnd[kMaxBlock];
+      philox::fill_words(rnd, t.base + uint64_t(lo), n, c.seed + 1u + uint64_t(k), c.step);
+      for (int64_t i = 0; i < n; ++i) store<SF>(t.s[k], lo + i, s[k][i], true, rnd[i]);
     } else if constexpr (SF == Fmt::q8) {
       const float sc = q8_block_scale(s[k], n);
       t.scale[k][lo / c.block] = sc;

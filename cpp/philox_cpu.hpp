@@ -2,6 +2,10 @@
 // counter-based generator split into fixed chunks over OpenMP threads.
 #pragma once
 #include <cstdint>
+#include <cstring>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "optkern/philox.hpp"
 #include "parallel.hpp"
@@ -27,6 +31,97 @@ template <class F> void for_each_element(int64_t n, uint64_t seed, uint64_t offs
       }
     }
   });
+}
+
+// Blocks b0 .. b0 + nb - 1 of (seed, stream), all four words each, into out[0, 4 nb).
+inline void fill_blocks_portable(uint32_t* out, uint64_t b0, int64_t nb, uint64_t seed, uint64_t stream) {
+  for (int64_t j = 0; j < nb; ++j) {
+    const U4 r = block(b0 + uint64_t(j), seed, stream);
+    out[4 * j] = r.x;
+    out[4 * j + 1] = r.y;
+    out[4 * j + 2] = r.z;
+    out[4 * j + 3] = r.w;
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// The same with AVX2, 16 blocks per pass (nb a multiple of 16): one 32-bit lane per block, the
+// 32 x 32 -> 64-bit products of a round on the even and the odd lanes (vpmuludq), two groups of
+// eight blocks interleaved (a round's chain is ~8 cycles long: one group alone waits on it), then
+// each lane's four words transposed into place. (GCC does not vectorize the portable loop.)
+struct Lanes8 {
+  __m256i x, y, z, w;
+};
+
+__attribute__((target("avx2"))) inline Lanes8 counters8(uint64_t c, uint64_t stream) {
+  const __m256i x = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(c))), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  // + 1 on the high word where the low one wrapped (c_lo > x as unsigned: signed after a bias)
+  const __m256i bias = _mm256_set1_epi32(int(0x80000000u));
+  const __m256i c_lo = _mm256_set1_epi32(int(uint32_t(c) ^ 0x80000000u));
+  const __m256i wrapped = _mm256_cmpgt_epi32(c_lo, _mm256_xor_si256(x, bias));
+  return {x, _mm256_sub_epi32(_mm256_set1_epi32(int(uint32_t(c >> 32))), wrapped),
+          _mm256_set1_epi32(int(uint32_t(stream))), _mm256_set1_epi32(int(uint32_t(stream >> 32)))};
+}
+
+__attribute__((target("avx2"))) inline void round8(Lanes8& v, __m256i k0, __m256i k1) {  // single_round
+  const __m256i m0 = _mm256_set1_epi64x(kM0), m1 = _mm256_set1_epi64x(kM1);
+  const __m256i p0e = _mm256_mul_epu32(v.x, m0), p0o = _mm256_mul_epu32(_mm256_srli_epi64(v.x, 32), m0);
+  const __m256i p1e = _mm256_mul_epu32(v.z, m1), p1o = _mm256_mul_epu32(_mm256_srli_epi64(v.z, 32), m1);
+  const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(p0e, 32), p0o, 0xAA);
+  const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(p1e, 32), p1o, 0xAA);
+  const __m256i nx = _mm256_xor_si256(_mm256_xor_si256(hi1, v.y), k0);
+  const __m256i nz = _mm256_xor_si256(_mm256_xor_si256(hi0, v.w), k1);
+  v.y = _mm256_blend_epi32(p1e, _mm256_slli_epi64(p1o, 32), 0xAA);
+  v.w = _mm256_blend_epi32(p0e, _mm256_slli_epi64(p0o, 32), 0xAA);
+  v.x = nx;
+  v.z = nz;
+}
+
+__attribute__((target("avx2"))) inline void store8(uint32_t* out, const Lanes8& v) {  // lane l -> out[4 l .. 4 l + 3]
+  const __m256i xy0 = _mm256_unpacklo_epi32(v.x, v.y), xy1 = _mm256_unpackhi_epi32(v.x, v.y);
+  const __m256i zw0 = _mm256_unpacklo_epi32(v.z, v.w), zw1 = _mm256_unpackhi_epi32(v.z, v.w);
+  const __m256i b0 = _mm256_unpacklo_epi64(xy0, zw0), b1 = _mm256_unpackhi_epi64(xy0, zw0);  // lanes 0, 1 | 4, 5
+  const __m256i b2 = _mm256_unpacklo_epi64(xy1, zw1), b3 = _mm256_unpackhi_epi64(xy1, zw1);  // lanes 2, 3 | 6, 7
+  __m256i* o = reinterpret_cast<__m256i*>(out);
+  _mm256_storeu_si256(o, _mm256_permute2x128_si256(b0, b1, 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(b2, b3, 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(b0, b1, 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(b2, b3, 0x31));
+}
+
+__attribute__((target("avx2"))) inline void fill_blocks_avx2(uint32_t* out, uint64_t b0, int64_t nb, uint64_t seed,
+                                                              uint64_t stream) {
+  for (int64_t j = 0; j < nb; j += 16) {
+    Lanes8 a = counters8(b0 + uint64_t(j), stream), b = counters8(b0 + uint64_t(j) + 8, stream);
+    uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+    for (int r = 0; r < 10; ++r) {
+      const __m256i kv0 = _mm256_set1_epi32(int(k0)), kv1 = _mm256_set1_epi32(int(k1));
+      round8(a, kv0, kv1);
+      round8(b, kv0, kv1);
+      k0 += kW0;
+      k1 += kW1;
+    }
+    store8(out + 4 * j, a);
+    store8(out + 4 * j + 32, b);
+  }
+}
+#endif
+
+// out[i] = word(g0 + i, seed, stream) for i in [0, n), n <= kFillMax: each Philox block computed
+// once (word() per element computes a block for each of its four words).
+constexpr int64_t kFillMax = 4096;
+inline void fill_words(uint32_t* out, uint64_t g0, int64_t n, uint64_t seed, uint64_t stream) {
+  alignas(64) uint32_t buf[kFillMax + 72];  // whole groups of 16 blocks past the end
+  const int64_t skip = int64_t(g0 & 3);  // words of the first block before g0
+  const int64_t nb = (skip + n + 3) >> 2;
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) fill_blocks_avx2(buf, g0 >> 2, (nb + 15) & ~int64_t(15), seed, stream);
+  else fill_blocks_portable(buf, g0 >> 2, nb, seed, stream);
+#else
+  fill_blocks_portable(buf, g0 >> 2, nb, seed, stream);
+#endif
+  std::memcpy(out, buf + skip, size_t(n) * 4);
 }
 
 }  // namespace philox

@@ -143,6 +143,41 @@ def test_sr_of_bf16_state_is_unbiased():
     assert abs(b.mean() - (1 + 2.0**-10)) <= 3 * 2.0**-7 * math.sqrt(pr * (1 - pr) / n)
 
 
+@pytest.mark.parametrize("pf", ["float32", "bfloat16"])
+def test_bf16_states_are_stochastic_roundings_of_the_fp32_step(pf):
+    """State k of the tensor starting at global index `base` takes the Philox words of
+    stochastic_round(seed + 1 + k, step, offset=base) (cpp/include/optkern/lowp_storage.hpp), bit
+    for bit, whatever the stage and block boundaries (odd sizes: tensors start at any word of a
+    Philox block)."""
+    rng = np.random.default_rng(20261201)
+    sizes = [1, 7, 1023, 4097, 3]
+    seed, t = 11, 4
+    p32 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    g32 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    s32 = [[np.abs(rng.standard_normal(n)).astype(np.float32) for n in sizes] for _ in range(2)]
+    half = pf != "float32"
+    ps = [half_of(p, pf) if half else p.copy() for p in p32]
+    gs = [half_of(g, pf) if half else g for g in g32]
+    masters = [p.copy() for p in p32] if half else None
+    x, flags = [1e-2, 0.9, 0.999, 1e-8, 0.0], [False, False]
+
+    def run(states, fmt):
+        ps_ = [p.copy() for p in ps]
+        ms_ = [m.copy() for m in masters] if masters is not None else None
+        _cpu.lowp_step("adam", x, flags, ps_, gs, ms_, states, None, pf, fmt, False, seed, t, 256)
+        return states
+
+    # both runs start from the same bf16 state values (the fp32 run from their float32 values)
+    s16 = [[half_of(s, "bfloat16") for s in sk] for sk in s32]
+    ref = run([[lowp.from_half(s, "bfloat16") for s in sk] for sk in s16], "float32")
+    got = run(s16, "bfloat16")
+    base = np.cumsum([0] + sizes[:-1])
+    for k in range(2):
+        for i, n in enumerate(sizes):
+            want = lowp.stochastic_round(ref[k][i], "bfloat16", seed=seed + 1 + k, step=t, offset=int(base[i]), raw=True)
+            np.testing.assert_array_equal(got[k][i], want, err_msg=f"state {k}, tensor {i}")
+
+
 @pytest.mark.parametrize("block", [256, 2048])
 def test_int8_states_are_the_quantized_fp32_update(block):
     """Each step equals: dequantize the old states, run the fp32 optimizer, quantize the new states."""
