@@ -1,7 +1,8 @@
 """Adam on N params through optkern.optim.Adam: (a) fp32, (b) half params + grads with an fp32
-master, (c) = (b) + 8-bit states, (d) fp32 params + 8-bit states; vs torch's fused fp32 Adam and
-an in-place bandwidth probe (3 written + 1 read float32 arrays), measured in the same run, rounds
-interleaved (each round times every case once), ratios taken per round.
+master, (c) = (b) + 8-bit states, (d) fp32 params + 8-bit states, (e) = (b) + bf16 states; vs
+torch's fused fp32 Adam and an in-place bandwidth probe (3 written + 1 read float32 arrays),
+measured in the same run, rounds interleaved (each round times every case once), ratios taken
+per round.
 
     OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds] [--device cpu|cuda]   (16M, 7, cpu)
 
@@ -12,7 +13,7 @@ the probe is a CuPy element-wise kernel, CUDA-event times on the current stream.
 Bytes per element each case must move (each array read once, written once):
 (a) p, m, v read+written 3 * 8, g read 4: 28.  (b) half p 2 + 2, g 2, master 8, m, v 16: 30.
 (c) half p 4, g 2, master 8, m, v 2 * (1 + 1), scales 2 * 8 / block: 18 + 16 / block.
-(d) p 8, g 4, m, v 4, scales: 16 + 16 / block.
+(d) p 8, g 4, m, v 4, scales: 16 + 16 / block.  (e) = (b) with bf16 m, v (stochastic rounding): 22.
 """
 
 import argparse
@@ -80,6 +81,10 @@ cases["(c) (b) + 8-bit m,v"], opts["(c)"] = adam_case(
 bytes_per["(c) (b) + 8-bit m,v"] = 18 + 16 / BLOCK
 cases["(d) fp32 p + 8-bit m,v"], opts["(d)"] = adam_case(dev(p32), dev(g32), state_dtype="int8", block_size=BLOCK)
 bytes_per["(d) fp32 p + 8-bit m,v"] = 16 + 16 / BLOCK
+cases["(e) (b) + bf16 m,v (SR)"], opts["(e)"] = adam_case(
+    dev(p32.astype(half)), dev(g32.astype(half)), master_weights=True, state_dtype="bfloat16"
+)
+bytes_per["(e) (b) + bf16 m,v (SR)"] = 22
 
 w = [dev(rng.standard_normal(N, dtype=np.float32)) for _ in range(3)]
 r = dev(rng.standard_normal(N, dtype=np.float32))
