@@ -106,6 +106,7 @@ try:
     bytes_per["torch fused fp32 Adam"] = 28
 except Exception as e:  # torch missing, or no fused Adam here
     print("torch:", e)
+    torch = None
 
 
 def timed(f):
@@ -115,16 +116,19 @@ def timed(f):
         f()
         return time.perf_counter() - t0
     a, b = xp.cuda.Event(), xp.cuda.Event()
-    ta, tb = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    tt = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if torch is not None else []
     a.record()
-    ta.record()
+    for e in tt[:1]:
+        e.record()
     f()
     b.record()
-    tb.record()
+    for e in tt[1:]:
+        e.record()
     b.synchronize()
-    torch.cuda.synchronize()
-    # the work ran on one of the two streams: the other's interval is empty
-    return max(xp.cuda.get_elapsed_time(a, b), ta.elapsed_time(tb)) / 1e3
+    if tt:
+        torch.cuda.synchronize()
+    # the work ran on CuPy's or torch's current stream: the other interval is (nearly) empty
+    return max([xp.cuda.get_elapsed_time(a, b)] + [tt[0].elapsed_time(tt[1])] * bool(tt)) / 1e3
 
 
 for f in cases.values():  # warm up
