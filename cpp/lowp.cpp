@@ -1,12 +1,15 @@
 // optkern._cpu.lowp_*: element-wise format conversions and blockwise 8-bit
 // quantization (math in rules/lowp.hpp). Half arrays arrive as uint16 views
-// (the Python layer turns float16 / ml_dtypes.bfloat16 arrays into them).
+// (the Python layer turns float16 / ml_dtypes.bfloat16 arrays into them). The
+// conversions' signatures and checks are optkern/lowp_convert_args.hpp's, shared
+// with their CUDA kernels (cuda/lowp.cu).
 #include <pybind11/pybind11.h>
 
 #include <string>
 #include <vector>
 
 #include "parallel.hpp"
+#include "optkern/lowp_convert_args.hpp"
 #include "optkern/philox.hpp"
 #include "py_arrays.hpp"
 #include "optkern/rules/lowp.hpp"
@@ -16,13 +19,7 @@ namespace py = pybind11;
 
 namespace {
 
-enum class Half { bf16, f16 };
-
-Half half_kind(const std::string& fmt) {
-  if (fmt == "bfloat16") return Half::bf16;
-  if (fmt == "float16") return Half::f16;
-  throw py::value_error("dtype: expected 'bfloat16' or 'float16', got '" + fmt + "'");
-}
+using lowp::Half;
 
 void same_size(const py::array& a, const py::array& b, const char* an, const char* bn) {
   if (a.size() != b.size())
@@ -42,13 +39,12 @@ template <class F> void parallel_for(int64_t n, F&& f) {
 // element offset + i in stream `stream` of `seed`).
 void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, bool stochastic, uint64_t seed,
              uint64_t stream, uint64_t offset) {
-  const Half k = half_kind(fmt);
-  py::array src = check_array(src_h, "x", py::dtype::of<float>(), false);
-  py::array out = check_array(out_h, "out", py::dtype::of<uint16_t>(), true);
-  same_size(src, out, "x", "out");
-  const float* x = static_cast<const float*>(src.data());
-  uint16_t* o = static_cast<uint16_t*>(out.mutable_data());
-  const int64_t n = int64_t(src.size());
+  const Half k = lowp::half_kind(fmt);
+  lowp::Map<HostArrays> m;
+  lowp::gather_map(m, src_h, "float32", out_h, "uint16");
+  const float* x = static_cast<const float*>(m.x);
+  uint16_t* o = static_cast<uint16_t*>(m.out);
+  const int64_t n = m.n;
   py::gil_scoped_release nogil;
   if (!stochastic && k == Half::bf16) parallel_for(n, [&](int64_t i) { o[i] = lowp::f32_to_bf16(x[i]); });
   if (!stochastic && k == Half::f16) parallel_for(n, [&](int64_t i) { o[i] = lowp::f32_to_f16(x[i]); });
@@ -63,39 +59,27 @@ void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, bool st
 }
 
 void from_half(py::handle src_h, py::handle out_h, const std::string& fmt) {
-  const Half k = half_kind(fmt);
-  py::array src = check_array(src_h, "x", py::dtype::of<uint16_t>(), false);
-  py::array out = check_array(out_h, "out", py::dtype::of<float>(), true);
-  same_size(src, out, "x", "out");
-  const uint16_t* x = static_cast<const uint16_t*>(src.data());
-  float* o = static_cast<float*>(out.mutable_data());
-  const int64_t n = int64_t(src.size());
+  const Half k = lowp::half_kind(fmt);
+  lowp::Map<HostArrays> m;
+  lowp::gather_map(m, src_h, "uint16", out_h, "float32");
+  const uint16_t* x = static_cast<const uint16_t*>(m.x);
+  float* o = static_cast<float*>(m.out);
+  const int64_t n = m.n;
   py::gil_scoped_release nogil;
   if (k == Half::bf16) parallel_for(n, [&](int64_t i) { o[i] = lowp::bf16_to_f32(x[i]); });
   else parallel_for(n, [&](int64_t i) { o[i] = lowp::f16_to_f32(x[i]); });
 }
 
-int64_t block_count(int64_t n, int64_t block) { return (n + block - 1) / block; }
-
-void check_block(int64_t block) {
-  if (block < 64 || block > 4096 || (block & (block - 1)) != 0)
-    throw py::value_error("block: expected a power of two in [64, 4096], got " + std::to_string(block));
-}
+using lowp::block_count;
 
 // Blockwise dynamic 8-bit quantization: scales[b] = +-absmax of block b.
 void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_h, int64_t block) {
-  check_block(block);
-  py::array src = check_array(src_h, "x", py::dtype::of<float>(), false);
-  py::array codes = check_array(codes_h, "codes", py::dtype::of<uint8_t>(), true);
-  py::array scales = check_array(scales_h, "scales", py::dtype::of<float>(), true);
-  same_size(src, codes, "x", "codes");
-  const int64_t n = int64_t(src.size()), nb = block_count(n, block);
-  if (int64_t(scales.size()) != nb)
-    throw py::value_error("scales: expected " + std::to_string(nb) + " elements (one per block), got " +
-                          std::to_string(scales.size()));
-  const float* x = static_cast<const float*>(src.data());
-  uint8_t* c = static_cast<uint8_t*>(codes.mutable_data());
-  float* s = static_cast<float*>(scales.mutable_data());
+  lowp::Blocks<HostArrays> a;
+  lowp::gather_quantize(a, src_h, codes_h, scales_h, block);
+  const int64_t n = a.n, nb = block_count(n, block);
+  const float* x = a.x;
+  uint8_t* c = a.codes;
+  float* s = a.scales;
   py::gil_scoped_release nogil;
   parallel_for(nb, [&](int64_t b) {
     const int64_t lo = b * block, hi = lo + block < n ? lo + block : n;
@@ -112,18 +96,12 @@ void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_
 }
 
 void dequantize_blockwise(py::handle codes_h, py::handle scales_h, py::handle out_h, int64_t block) {
-  check_block(block);
-  py::array codes = check_array(codes_h, "codes", py::dtype::of<uint8_t>(), false);
-  py::array scales = check_array(scales_h, "scales", py::dtype::of<float>(), false);
-  py::array out = check_array(out_h, "out", py::dtype::of<float>(), true);
-  same_size(codes, out, "codes", "out");
-  const int64_t n = int64_t(codes.size()), nb = block_count(n, block);
-  if (int64_t(scales.size()) != nb)
-    throw py::value_error("scales: expected " + std::to_string(nb) + " elements (one per block), got " +
-                          std::to_string(scales.size()));
-  const uint8_t* c = static_cast<const uint8_t*>(codes.data());
-  const float* s = static_cast<const float*>(scales.data());
-  float* o = static_cast<float*>(out.mutable_data());
+  lowp::Blocks<HostArrays> a;
+  lowp::gather_dequantize(a, codes_h, scales_h, out_h, block);
+  const int64_t n = a.n;
+  const uint8_t* c = a.codes_in;
+  const float* s = a.scales_in;
+  float* o = a.values;
   py::gil_scoped_release nogil;
   parallel_for(n, [&](int64_t i) { o[i] = lowp::dequantize(c[i], s[i / block]); });
 }
@@ -245,15 +223,7 @@ void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t
 }  // namespace
 
 void register_lowp(py::module_& m) {
-  m.def("lowp_to_half", &to_half, py::arg("x"), py::arg("out"), py::arg("dtype"), py::arg("stochastic"),
-        py::arg("seed"), py::arg("stream"), py::arg("offset"),
-        "float32 x -> bfloat16/float16 bits in uint16 out (nearest even, or stochastic rounding).");
-  m.def("lowp_from_half", &from_half, py::arg("x"), py::arg("out"), py::arg("dtype"),
-        "bfloat16/float16 bits (uint16 x) -> float32 out, exact.");
-  m.def("lowp_quantize_blockwise", &quantize_blockwise, py::arg("x"), py::arg("codes"), py::arg("scales"),
-        py::arg("block"), "Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).");
-  m.def("lowp_dequantize_blockwise", &dequantize_blockwise, py::arg("codes"), py::arg("scales"), py::arg("out"),
-        py::arg("block"), "Inverse of lowp_quantize_blockwise.");
+  sig::lowp_convert(m, &to_half, &from_half, &quantize_blockwise, &dequantize_blockwise);
   m.def("lowp_unscale_", &unscale, py::arg("grads"), py::arg("inv_scale"),
         "g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.");
   m.def("lowp_quantize_fixed_point", &quantize_fixed_point, py::arg("x"), py::arg("out"), py::arg("bits"),

@@ -17,6 +17,7 @@ void register_lbfgs(py::module_& m);       // lbfgs.cu
 void register_sam(py::module_& m);         // sam.cu
 void register_cg(py::module_& m);          // cg.cu
 void register_lowp_step(py::module_& m);   // lowp_step.cu
+void register_lowp(py::module_& m);        // lowp.cu
 }  // namespace optkern
 
 static int device_count() {
@@ -43,4 +44,5 @@ PYBIND11_MODULE(_cuda, m) {
   optkern::register_sam(m);
   optkern::register_cg(m);
   optkern::register_lowp_step(m);
+  optkern::register_lowp(m);
 }

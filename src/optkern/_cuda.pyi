@@ -33,7 +33,11 @@ __all__: list[str] = [
     "lbfgs_move_",
     "lbfgs_push_",
     "lbfgs_stats",
+    "lowp_dequantize_blockwise",
+    "lowp_from_half",
+    "lowp_quantize_blockwise",
     "lowp_step",
+    "lowp_to_half",
     "nadam_",
     "nadam_capturable",
     "norm_rop_bwd",
@@ -344,6 +348,25 @@ def lbfgs_stats(g: typing.Any, out: typing.Any) -> None:
     out[0] = max |g|, out[1] = sum |g| (float64).
     """
 
+def lowp_dequantize_blockwise(
+    codes: typing.Any, scales: typing.Any, out: typing.Any, block: typing.SupportsInt | typing.SupportsIndex
+) -> None:
+    """
+    Inverse of lowp_quantize_blockwise.
+    """
+
+def lowp_from_half(x: typing.Any, out: typing.Any, dtype: str) -> None:
+    """
+    bfloat16/float16 bits (uint16 x) -> float32 out, exact.
+    """
+
+def lowp_quantize_blockwise(
+    x: typing.Any, codes: typing.Any, scales: typing.Any, block: typing.SupportsInt | typing.SupportsIndex
+) -> None:
+    """
+    Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).
+    """
+
 def lowp_step(
     rule: str,
     scalars: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex],
@@ -363,6 +386,19 @@ def lowp_step(
 ) -> None:
     """
     optkern._cpu.lowp_step on CuPy arrays (the same bits); found_inf: None, or a 1-element float32 device array whose nonzero value makes the step write nothing (GradScaler's skipped step, no host sync).
+    """
+
+def lowp_to_half(
+    x: typing.Any,
+    out: typing.Any,
+    dtype: str,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    offset: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    float32 x -> bfloat16/float16 bits in uint16 out (nearest even, or stochastic rounding).
     """
 
 def nadam_(

@@ -22,6 +22,13 @@ uses the Philox4x32-10 word of global index ``offset + i`` in stream ``step``
 of ``seed`` (see ``optkern.random``; the stream is the counter's upper 64
 bits): deterministic given (seed, step, index), the same on CPU and GPU.
 
+CuPy arrays. The conversions and the blockwise quantizers (``to_half``,
+``stochastic_round``, ``from_half``, ``quantize_blockwise``,
+``dequantize_blockwise``) take CuPy arrays too and return CuPy arrays on their
+device, computed by ``optkern._cuda`` on CuPy's current stream with the same
+bits as on the CPU. CuPy has no bfloat16: bfloat16 data on the GPU is always
+the raw uint16 bits (pass ``dtype="bfloat16"``; results come back as uint16).
+
 8-bit states. ``quantize_blockwise`` stores one float32 scale per block of
 ``block`` values (its absmax; negative marks a block that uses the signed map)
 and one byte per value on a "dynamic tree" map (Dettmers 2016, as in
@@ -90,6 +97,20 @@ def half_format(a, dtype=None) -> str:
     return fmt
 
 
+def _native(a):
+    """(array module, native module) for ``a``'s backend: (numpy, _cpu) or (cupy, _cuda)."""
+    if _backend.is_cupy(a):
+        return _backend.array_module(a), _backend.cuda_module()
+    return np, _backend.cpu
+
+
+def _empty(like, shape, dtype):
+    """An uninitialized array on ``like``'s backend and device."""
+    xp = _backend.array_module(like)
+    with _backend._device_of(like):
+        return xp.empty(shape, dtype)
+
+
 def bits(a, dtype=None) -> np.ndarray:
     """The uint16 view of a half array (no copy)."""
     half_format(a, dtype)
@@ -99,6 +120,8 @@ def bits(a, dtype=None) -> np.ndarray:
 def _wrap(out_bits: np.ndarray, fmt: str, raw: bool):
     if raw:
         return out_bits
+    if fmt == "bfloat16" and _backend.is_cupy(out_bits):
+        return out_bits  # (no bfloat16 in CuPy: its raw bits)
     if fmt == "float16":
         return out_bits.view(np.float16)
     bf = bfloat16_dtype()
@@ -112,11 +135,16 @@ def _u64(name, v) -> int:
     return v
 
 
-def _float32(x, name="x") -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
+def _float32(x, name="x", cupy_ok=False) -> np.ndarray:
+    """``x`` as a C-contiguous float32 array (NumPy; CuPy too where ``cupy_ok``)."""
+    on_gpu = cupy_ok and _backend.is_cupy(x)
+    if not (on_gpu or isinstance(x, np.ndarray)):
+        raise TypeError(f"{name}: expected a {'numpy or cupy' if cupy_ok else 'numpy'} array, got {type(x).__name__}")
     if x.dtype != np.float32:
         raise TypeError(f"{name}: expected float32, got {x.dtype}")
+    if on_gpu:
+        with _backend._device_of(x):
+            return _backend.array_module(x).ascontiguousarray(x)
     return np.ascontiguousarray(x)
 
 
@@ -135,16 +163,16 @@ def to_half(
     ``rounding``: 'nearest' (to nearest even) or 'stochastic' (Philox stream
     ``step`` of ``seed``, element i uses global index ``offset + i``).
     Returns ``np.float16`` / ``ml_dtypes.bfloat16`` arrays, or the uint16 bits
-    when ``raw=True`` (always uint16 for bfloat16 without ml_dtypes)."""
+    when ``raw=True`` (always uint16 for bfloat16 without ml_dtypes, or on CuPy)."""
     if dtype not in HALF_DTYPES:
         raise ValueError(f"dtype: expected 'bfloat16' or 'float16', got {dtype!r}")
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
-    x = _float32(x)
-    out = np.empty(x.shape, np.uint16)
-    _backend.cpu.lowp_to_half(
-        x, out, dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset)
-    )
+    x = _float32(x, cupy_ok=True)
+    out = _empty(x, x.shape, np.uint16)
+    args = (dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset))
+    with _backend._device_of(x):
+        _native(x)[1].lowp_to_half(x, out, *args)
     return _wrap(out, dtype, raw)
 
 
@@ -165,11 +193,13 @@ def stochastic_round(x, dtype: str = "bfloat16", *, seed: int = 0, step: int = 0
 
 def from_half(h, dtype: str | None = None) -> np.ndarray:
     """bfloat16 / float16 array (or uint16 bits with ``dtype``) -> float32, exactly."""
-    if not isinstance(h, np.ndarray):
-        raise TypeError(f"h: expected a numpy.ndarray, got {type(h).__name__}")
+    if not (isinstance(h, np.ndarray) or _backend.is_cupy(h)):
+        raise TypeError(f"h: expected a numpy or cupy array, got {type(h).__name__}")
     fmt = half_format(h, dtype)
-    out = np.empty(h.shape, np.float32)
-    _backend.cpu.lowp_from_half(np.ascontiguousarray(h).view(np.uint16), out, fmt)
+    xp, mod = _native(h)
+    out = _empty(h, h.shape, np.float32)
+    with _backend._device_of(h):
+        mod.lowp_from_half(xp.ascontiguousarray(h).view(np.uint16), out, fmt)
     return out
 
 
@@ -186,22 +216,25 @@ def n_blocks(n: int, block: int) -> int:
 
 def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """float32 ``x`` -> (codes: uint8 of x's shape, scales: float32 per block of the flat array)."""
-    x = _float32(x)
+    x = _float32(x, cupy_ok=True)
     block = _block(block)
-    codes = np.empty(x.shape, np.uint8)
-    scales = np.empty(n_blocks(x.size, block), np.float32)
-    _backend.cpu.lowp_quantize_blockwise(x, codes, scales, block)
+    codes = _empty(x, x.shape, np.uint8)
+    scales = _empty(x, n_blocks(x.size, block), np.float32)
+    with _backend._device_of(x):
+        _native(x)[1].lowp_quantize_blockwise(x, codes, scales, block)
     return codes, scales
 
 
 def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
     """Inverse of :func:`quantize_blockwise` (float32 of codes' shape)."""
-    if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8:
-        raise TypeError(f"codes: expected a uint8 numpy.ndarray, got {getattr(codes, 'dtype', type(codes).__name__)}")
-    scales = _float32(scales, "scales")
+    if not (isinstance(codes, np.ndarray) or _backend.is_cupy(codes)) or codes.dtype != np.uint8:
+        raise TypeError(f"codes: expected a uint8 array, got {getattr(codes, 'dtype', type(codes).__name__)}")
+    scales = _float32(scales, "scales", cupy_ok=True)
     block = _block(block)
-    out = np.empty(codes.shape, np.float32)
-    _backend.cpu.lowp_dequantize_blockwise(np.ascontiguousarray(codes), scales, out, block)
+    xp, mod = _native(codes)
+    out = _empty(codes, codes.shape, np.float32)
+    with _backend._device_of(codes):
+        mod.lowp_dequantize_blockwise(xp.ascontiguousarray(codes), scales, out, block)
     return out
 
 

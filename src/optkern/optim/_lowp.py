@@ -72,18 +72,6 @@ def _zeros_like(p, shape, dtype):
         return _backend.array_module(p).zeros(shape, dtype)
 
 
-def _master_of(p):
-    """The float32 master copy of a half param (exact), on its backend and device."""
-    if not _backend.is_cupy(p):
-        return lowp.from_half(p)
-    import cupy
-
-    with _backend._device_of(p):
-        if _half_fmt(p.dtype) == "float16":
-            return p.astype(cupy.float32)  # (binary16 -> binary32 is exact)
-        return (p.view(cupy.uint16).astype(cupy.uint32) << 16).view(cupy.float32)
-
-
 def _flag(name: str, v) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
@@ -221,7 +209,7 @@ class LowPrecisionMixin(OptimizerParts):
         assert lp is not None  # low-precision mode only
         st = run.state
         if lp.master and _MASTER not in st:
-            st[_MASTER] = [_master_of(p) for p in run.params]
+            st[_MASTER] = [lowp.from_half(p) for p in run.params]
         if lp.state_dtype == "int8":
             for n in names:
                 if f"{n}_scale" not in st or n in run.fresh:
@@ -380,5 +368,5 @@ class LowPrecisionMixin(OptimizerParts):
         if _backend.is_cupy(p):  # (built on the host above) onto p's device
             arrays = {n: _backend.asarray_like(a, p, a.dtype) for n, a in arrays.items()}
         if lp.master and _MASTER not in arrays:
-            arrays[_MASTER] = _master_of(p)
+            arrays[_MASTER] = lowp.from_half(p)
         return step, arrays, extra
