@@ -1,10 +1,12 @@
 // optkern._cpu.swa_lerp_: avg <- lerp(avg, p, w) over lists of float32 arrays
 // in one pass (SWA: w = 1 / (n + 1); EMA: w = 1 - decay), with the rule's
-// two-sided lerp (rules/optim.hpp), which is torch._foreach_lerp_'s formula.
+// two-sided lerp (rules/optim.hpp), which is torch._foreach_lerp_'s formula. The
+// signature and checks are optkern/swa_args.hpp's, shared with cuda/swa.cu.
 #include <pybind11/pybind11.h>
 
 #include "multi_tensor.hpp"
 #include "optkern/rules/optim.hpp"
+#include "optkern/swa_args.hpp"
 
 namespace optkern {
 namespace py = pybind11;
@@ -12,9 +14,10 @@ namespace py = pybind11;
 namespace {
 
 void swa_lerp(py::handle avgs, py::handle params, double w) {
-  const ArrayList A = gather(avgs, "averages", py::dtype::of<float>(), true);
-  const ArrayList P = gather(params, "params", py::dtype::of<float>(), false, &A.size);
-  check_no_overlap({{"averages", &A, true}, {"params", &P, false}}, 4);
+  swa::LerpCall<HostArrays> call;
+  swa::gather_lerp(call, avgs, params);
+  const ArrayList& A = call.avgs;
+  const ArrayList& P = call.params;
   const float wf = float(w);
   const auto chunks = make_chunks(A.size);
   py::gil_scoped_release nogil;
@@ -29,8 +32,7 @@ void swa_lerp(py::handle avgs, py::handle params, double w) {
 }  // namespace
 
 void register_swa(py::module_& m) {
-  m.def("swa_lerp_", &swa_lerp, py::arg("averages"), py::arg("params"), py::arg("weight"),
-        "averages[i] <- lerp(averages[i], params[i], weight), float32, one pass.");
+  sig::swa(m, &swa_lerp);
 }
 
 }  // namespace optkern

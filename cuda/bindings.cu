@@ -18,6 +18,7 @@ void register_sam(py::module_& m);         // sam.cu
 void register_cg(py::module_& m);          // cg.cu
 void register_lowp_step(py::module_& m);   // lowp_step.cu
 void register_lowp(py::module_& m);        // lowp.cu
+void register_swa(py::module_& m);         // swa.cu
 }  // namespace optkern
 
 static int device_count() {
@@ -45,4 +46,5 @@ PYBIND11_MODULE(_cuda, m) {
   optkern::register_cg(m);
   optkern::register_lowp_step(m);
   optkern::register_lowp(m);
+  optkern::register_swa(m);
 }

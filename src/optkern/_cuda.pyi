@@ -59,6 +59,7 @@ __all__: list[str] = [
     "sgd_capturable",
     "softmax_xent_fwd",
     "softmax_xent_rop",
+    "swa_lerp_",
     "weight_norm_backward",
     "weight_norm_forward",
 ]
@@ -686,6 +687,11 @@ def softmax_xent_rop(
 ) -> None:
     """
     out = scale * (Hessian of the row loss w.r.t. logits) @ r, given saved log-probs.
+    """
+
+def swa_lerp_(averages: typing.Any, params: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    averages[i] <- lerp(averages[i], params[i], weight), float32, one pass.
     """
 
 def weight_norm_backward(

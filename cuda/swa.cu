@@ -1,0 +1,42 @@
+// optkern._cuda.swa_lerp_: averages <- lerp(averages, params, weight) over lists of float32
+// CuPy arrays, through the multi-tensor kernel (multi_tensor.cuh) with the CPU's rule
+// (rules::lerp, cpp/swa.cpp) and the CPU's checks (optkern/swa_args.hpp). This file is
+// compiled without FMA contraction (cuda/CMakeLists.txt): the CPU loop is built for baseline
+// x86-64, where lerp's a + w (b - a) rounds the product and the sum apart, and so must the GPU.
+#include <pybind11/pybind11.h>
+
+#include "cuda_arrays.hpp"
+#include "multi_tensor.cuh"
+#include "optkern/rules/optim.hpp"
+#include "optkern/swa_args.hpp"
+
+namespace optkern {
+namespace {
+
+// v[0]: the average (written), v[1]: the param.
+struct LerpOp {
+  static constexpr int kDepth = 2;
+  static constexpr unsigned kWritten = 1u;
+  float w;
+  __device__ LerpOp load() const { return *this; }
+  __device__ void operator()(float* v) const { v[0] = rules::lerp(v[0], v[1], w); }
+};
+
+void swa_lerp(py::handle averages, py::handle params, double w) {
+  swa::LerpCall<DeviceArrays> c;
+  swa::gather_lerp(c, averages, params);
+  int64_t n = 0;
+  for (int64_t k : c.avgs.size) n += k;
+  if (n == 0) return;  // nothing to launch: needs neither CuPy's stream nor a device
+  require_current_device(c.args.device, "averages");
+  const cudaStream_t s = current_stream();
+  const mt::Lists<2> lists{&c.avgs, &c.params};
+  py::gil_scoped_release nogil;
+  mt::launch_apply<float>(LerpOp{float(w)}, lists, s);
+}
+
+}  // namespace
+
+void register_swa(py::module_& m) { sig::swa(m, &swa_lerp); }
+
+}  // namespace optkern
