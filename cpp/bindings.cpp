@@ -22,6 +22,7 @@ void register_cg(py::module_& m);          // cg.cpp
 void register_lowp(py::module_& m);        // lowp.cpp
 void register_lowp_step(py::module_& m);   // lowp_step.cpp
 void register_swa(py::module_& m);         // swa.cpp
+void register_amp(py::module_& m);         // amp.cpp
 void register_probe_threads(py::module_& m); // probe_threads.cpp
 }  // namespace optkern
 
@@ -77,5 +78,6 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_lowp(m);
   optkern::register_lowp_step(m);
   optkern::register_swa(m);
+  optkern::register_amp(m);
   optkern::register_probe_threads(m);
 }

@@ -106,32 +106,6 @@ void dequantize_blockwise(py::handle codes_h, py::handle scales_h, py::handle ou
   parallel_for(n, [&](int64_t i) { o[i] = lowp::dequantize(c[i], s[i / block]); });
 }
 
-// GradScaler's unscale: g <- g * inv_scale for every array, and whether any
-// element (before scaling) is inf or NaN -- one pass (torch's
-// _amp_foreach_non_finite_check_and_unscale_). Returns found_inf.
-bool unscale(py::handle grads, double inv_scale) {
-  const ArrayList G = gather(grads, "grads", py::dtype::of<float>(), true);
-  const float c = float(inv_scale);
-  const auto chunks = make_chunks(G.size);
-  std::vector<int> bad(chunks.size(), 0);
-  {
-    py::gil_scoped_release nogil;
-    for_each_chunk(chunks, total_size(G.size), [&](const Chunk& ch) {
-      float* g = G.ptr<float>(size_t(ch.tensor)) + ch.start;
-      int nonfinite = 0;
-#pragma omp simd reduction(| : nonfinite)
-      for (int64_t i = 0; i < ch.len; ++i) {
-        nonfinite |= !(g[i] - g[i] == 0.0f);  // inf - inf and NaN - NaN are NaN
-        g[i] = g[i] * c;
-      }
-      bad[size_t(&ch - chunks.data())] = nonfinite;
-    });
-  }
-  for (int b : bad)
-    if (b) return true;
-  return false;
-}
-
 // ---- SWALP's quantizers (rules/lowp.hpp: quantize_grid) ----------------------------------------
 
 // x and out: the same array (in place) or disjoint.
@@ -224,8 +198,6 @@ void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t
 
 void register_lowp(py::module_& m) {
   sig::lowp_convert(m, &to_half, &from_half, &quantize_blockwise, &dequantize_blockwise);
-  m.def("lowp_unscale_", &unscale, py::arg("grads"), py::arg("inv_scale"),
-        "g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.");
   m.def("lowp_quantize_fixed_point", &quantize_fixed_point, py::arg("x"), py::arg("out"), py::arg("bits"),
         py::arg("frac"), py::arg("stochastic"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         "SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.");

@@ -19,6 +19,7 @@ void register_cg(py::module_& m);          // cg.cu
 void register_lowp_step(py::module_& m);   // lowp_step.cu
 void register_lowp(py::module_& m);        // lowp.cu
 void register_swa(py::module_& m);         // swa.cu
+void register_amp(py::module_& m);         // amp.cu
 }  // namespace optkern
 
 static int device_count() {
@@ -47,4 +48,5 @@ PYBIND11_MODULE(_cuda, m) {
   optkern::register_lowp_step(m);
   optkern::register_lowp(m);
   optkern::register_swa(m);
+  optkern::register_amp(m);
 }

@@ -20,6 +20,8 @@ __all__: list[str] = [
     "adam_",
     "adam_capturable",
     "all_finite",
+    "amp_unscale_",
+    "amp_update_scale_",
     "build_info",
     "cg_curvature",
     "cg_direction_",
@@ -206,6 +208,23 @@ def adam_capturable(
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
     out[0] = 1.0 if every element of every array is finite, else 0.0.
+    """
+
+def amp_unscale_(grads: typing.Any, scale: typing.Any, found_inf: typing.Any) -> None:
+    """
+    g *= float(1 / double(scale[0])) over a list of float32 arrays, and found_inf[0] = 1 when an element was inf or NaN (else left as it was); scale, found_inf: 1-element float32 arrays beside the grads (no host synchronization on the GPU).
+    """
+
+def amp_update_scale_(
+    scale: typing.Any,
+    growth_tracker: typing.Any,
+    found_inf: typing.Any,
+    growth_factor: typing.SupportsFloat | typing.SupportsIndex,
+    backoff_factor: typing.SupportsFloat | typing.SupportsIndex,
+    growth_interval: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    torch's _amp_update_scale_ in place: after a non-finite step scale *= backoff_factor and the tracker restarts; after growth_interval clean steps scale *= growth_factor (unless that overflows). scale, found_inf: 1-element float32 arrays, growth_tracker: 1-element int64.
     """
 
 def build_info() -> dict:

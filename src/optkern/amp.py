@@ -3,14 +3,29 @@
 ``scaler.scale(loss)`` multiplies the loss (so the backward pass produces
 gradients times ``scale``); ``scaler.step(optimizer, grads)`` unscales the
 gradients in place and checks them for inf/NaN in the same pass
-(``_cpu.lowp_unscale_``), and steps the optimizer only when all are finite --
+(``amp_unscale_``), and steps the optimizer only when all are finite --
 otherwise params and optimizer state are untouched; ``scaler.update()`` then
 backs the scale off after a non-finite step (``scale *= backoff_factor``) or
 grows it after ``growth_interval`` consecutive finite steps
-(``scale *= growth_factor``). The scale is kept in float32, as torch keeps it.
+(``scale *= growth_factor``; ``amp_update_scale_``, torch's
+``_amp_update_scale_``). The scale is kept in float32, as torch keeps it.
+
+The scale, the growth tracker and the found-inf flag live in 1-element arrays
+beside the gradients: NumPy for NumPy grads, CuPy on the grads' device for CuPy
+grads, where unscaling and the update run on the device and never synchronize
+the host (``unscale_`` then returns the device flag; ``get_scale`` and
+``state_dict`` read the scale back, which does synchronize). A low-precision
+optimizer (``master_weights`` / ``state_dtype``) on CuPy params receives the
+flag and skips the step on the device (its kernel writes nothing when the flag
+is set). Unlike torch's fused optimizers, its step count still advances on such
+a skipped step (the next step's bias corrections count it). Any other optimizer
+on CuPy params is stepped or skipped on the host after reading the flag (a
+synchronization, as torch's non-fused optimizers do).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -28,39 +43,75 @@ class GradScaler:
         growth_interval: int = 2000,
         enabled: bool = True,
     ):
-        self._scale = np.float32(_backend.positive("init_scale", init_scale))
+        # 1-element arrays beside the grads: NumPy, or CuPy on their device (_beside)
+        self._scale: Any = np.full(1, _backend.positive("init_scale", init_scale), np.float32)
         self.growth_factor = _backend.in_range("growth_factor", growth_factor, 1.0, lo_open=True)
         self.backoff_factor = _backend.in_range("backoff_factor", backoff_factor, 0.0, 1.0, lo_open=True, hi_open=True)
         self.growth_interval = _backend.integer("growth_interval", growth_interval, lo=1)
         self.enabled = bool(enabled)
-        self._growth_tracker = 0
-        self._found_inf: bool | None = None  # None: not unscaled since the last update()
+        self._growth_tracker: Any = np.zeros(1, np.int64)
+        self._found_inf: Any = None  # the flag of the step unscaled since the last update(), or None
+
+    # ---- where the state lives ---------------------------------------------------------------
+
+    def _beside(self, like) -> None:
+        """Move the scale and growth tracker to ``like``'s backend and device (if not there)."""
+        if _backend.is_cupy(like):
+            if not _backend.is_cupy(self._scale) or self._scale.device.id != like.device.id:
+                self._scale = _backend.asarray_like(self._scale, like, np.float32)
+                self._growth_tracker = _backend.asarray_like(self._growth_tracker, like, np.int64)
+        elif _backend.is_cupy(self._scale):
+            self._scale, self._growth_tracker = self._scale.get(), self._growth_tracker.get()
+
+    def _native(self):
+        return _backend.cuda_module() if _backend.is_cupy(self._scale) else _backend.cpu
+
+    # ---- the API -------------------------------------------------------------------------------
 
     def get_scale(self) -> float:
-        return float(self._scale) if self.enabled else 1.0
+        """The current scale (reads it back from the GPU: a synchronization there)."""
+        return float(_backend.to_numpy(self._scale)[0]) if self.enabled else 1.0
 
     def scale(self, loss):
-        """``loss * scale`` (anything that multiplies by a float)."""
-        return loss * self.get_scale() if self.enabled else loss
+        """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale)."""
+        if not self.enabled:
+            return loss
+        if _backend.is_cupy(loss):
+            self._beside(loss)
+            return loss * self._scale[0]
+        return loss * self.get_scale()
 
-    def unscale_(self, grads) -> bool:
-        """Divide float32 ``grads`` by the scale in place; returns found_inf. Once per step."""
+    def unscale_(self, grads):
+        """Divide float32 ``grads`` by the scale in place, once per step; returns found_inf: a bool
+        for NumPy grads, the 1-element float32 device flag for CuPy grads (no synchronization)."""
         if not self.enabled:
             return False
         if self._found_inf is not None:
             raise RuntimeError("unscale_() has already been called since the last update()")
         grads = _backend.as_list(grads, "grads")
-        inv = float(np.float32(1.0 / float(self._scale)))  # torch: scale.double().reciprocal().float()
-        self._found_inf = bool(_backend.cpu.lowp_unscale_(grads, inv))
-        return self._found_inf
+        if grads:
+            self._beside(grads[0])
+        with _backend._device_of(self._scale):
+            found = _backend.array_module(self._scale).zeros(1, np.float32)
+            self._native().amp_unscale_(grads, self._scale, found)
+        self._found_inf = found
+        return found if _backend.is_cupy(found) else bool(found[0])
 
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale (unless done) and step ``optimizer`` unless a gradient is inf/NaN.
         Returns the optimizer's result, or None for a skipped step."""
         if not self.enabled:
             return optimizer.step(grads, *args, **kwargs)
-        found = self._found_inf if self._found_inf is not None else self.unscale_(grads)
-        if found:
+        if self._found_inf is None:
+            self.unscale_(grads)
+        found = self._found_inf
+        if _backend.is_cupy(found) and getattr(optimizer, "_lowp", None) is not None:
+            optimizer._amp_found_inf = found  # decided on the device by the step's kernel
+            try:
+                return optimizer.step(grads, *args, **kwargs)
+            finally:
+                optimizer._amp_found_inf = None
+        if _backend.to_numpy(found)[0]:
             return None
         return optimizer.step(grads, *args, **kwargs)
 
@@ -69,38 +120,36 @@ class GradScaler:
         if not self.enabled:
             return
         if new_scale is not None:
-            self._scale = np.float32(_backend.positive("new_scale", new_scale))
+            self._scale[...] = np.float32(_backend.positive("new_scale", new_scale))
         elif self._found_inf is None:
             raise RuntimeError("update(): no step was unscaled since the last update()")
-        elif self._found_inf:
-            self._scale = np.float32(self._scale * np.float32(self.backoff_factor))
-            self._growth_tracker = 0
         else:
-            successful = self._growth_tracker + 1
-            if successful == self.growth_interval:
-                grown = np.float32(self._scale * np.float32(self.growth_factor))
-                if np.isfinite(grown):
-                    self._scale = grown
-                self._growth_tracker = 0
-            else:
-                self._growth_tracker = successful
+            with _backend._device_of(self._scale):
+                self._native().amp_update_scale_(
+                    self._scale,
+                    self._growth_tracker,
+                    self._found_inf,
+                    self.growth_factor,
+                    self.backoff_factor,
+                    self.growth_interval,
+                )
         self._found_inf = None
 
     def state_dict(self) -> dict:
         return {
-            "scale": float(self._scale),
+            "scale": float(_backend.to_numpy(self._scale)[0]),
             "growth_factor": self.growth_factor,
             "backoff_factor": self.backoff_factor,
             "growth_interval": self.growth_interval,
-            "_growth_tracker": self._growth_tracker,
+            "_growth_tracker": int(_backend.to_numpy(self._growth_tracker)[0]),
         }
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"):
             if key not in state:
                 raise ValueError(f"state_dict: missing '{key}'")
-        self._scale = np.float32(_backend.positive("scale", state["scale"]))
+        self._scale[...] = np.float32(_backend.positive("scale", state["scale"]))
         self.growth_factor = float(state["growth_factor"])
         self.backoff_factor = float(state["backoff_factor"])
         self.growth_interval = int(state["growth_interval"])
-        self._growth_tracker = int(state["_growth_tracker"])
+        self._growth_tracker[...] = int(state["_growth_tracker"])

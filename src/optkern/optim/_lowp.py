@@ -103,6 +103,7 @@ class LowPrecisionMixin(OptimizerParts):
     ``block_size`` (``LOWP_KEYWORDS``; configured by ``_lowp_init`` before ``Optimizer.__init__``)."""
 
     _lowp: LowpConfig | None = None
+    _amp_found_inf = None  # set by amp.GradScaler.step around a CuPy step: the device flag that skips it
     _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
     _state_names: tuple = ()
 
@@ -226,6 +227,7 @@ class LowPrecisionMixin(OptimizerParts):
         self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
         self._lowp_ensure(run, names)
         st = run.state
+        found_inf = () if self._amp_found_inf is None else (self._amp_found_inf,)  # (CUDA's lowp_step only)
         for fmt, ks in by_fmt.items():
             whole = len(ks) == len(run.params)
 
@@ -250,6 +252,7 @@ class LowPrecisionMixin(OptimizerParts):
                 lp.seed,
                 run.step + 1,
                 lp.block,
+                *found_inf,
             )
 
     # ---- state dict -----------------------------------------------------------------------

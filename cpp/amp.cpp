@@ -1,0 +1,68 @@
+// optkern._cpu's GradScaler kernels (rules/amp.hpp): lowp_unscale_ (host scale in, host flag
+// out) and the device-flag pair shared with optkern._cuda (cuda/amp.cu; signatures and checks
+// in optkern/amp_args.hpp): amp_unscale_ writes found_inf into a 1-element array and
+// amp_update_scale_ updates the scale and growth tracker held in 1-element arrays.
+#include <pybind11/pybind11.h>
+
+#include <vector>
+
+#include "multi_tensor.hpp"
+#include "optkern/amp_args.hpp"
+#include "optkern/rules/amp.hpp"
+#include "py_arrays.hpp"
+
+namespace optkern {
+namespace py = pybind11;
+
+namespace {
+
+// g <- g * c for every array, and whether any element (before scaling) is inf or NaN: one
+// pass (torch's _amp_foreach_non_finite_check_and_unscale_).
+bool unscale_lists(const ArrayList& G, float c) {
+  const auto chunks = make_chunks(G.size);
+  std::vector<int> bad(chunks.size(), 0);
+  {
+    py::gil_scoped_release nogil;
+    for_each_chunk(chunks, total_size(G.size), [&](const Chunk& ch) {
+      float* g = G.ptr<float>(size_t(ch.tensor)) + ch.start;
+      int nonfinite = 0;
+#pragma omp simd reduction(| : nonfinite)
+      for (int64_t i = 0; i < ch.len; ++i) {
+        nonfinite |= rules::nonfinite(g[i]) ? 1 : 0;
+        g[i] = g[i] * c;
+      }
+      bad[size_t(&ch - chunks.data())] = nonfinite;
+    });
+  }
+  for (int b : bad)
+    if (b) return true;
+  return false;
+}
+
+bool lowp_unscale(py::handle grads, double inv_scale) {
+  const ArrayList G = gather(grads, "grads", py::dtype::of<float>(), true);
+  return unscale_lists(G, float(inv_scale));
+}
+
+void amp_unscale(py::handle grads, py::handle scale, py::handle found_inf) {
+  amp::UnscaleCall<HostArrays> c;
+  amp::gather_unscale(c, grads, scale, found_inf);
+  if (unscale_lists(c.grads, rules::inv_scale(c.scale[0]))) c.found_inf[0] = 1.0f;
+}
+
+void amp_update_scale(py::handle scale, py::handle tracker, py::handle found_inf, double growth, double backoff,
+                      int64_t interval) {
+  amp::UpdateCall<HostArrays> c;
+  amp::gather_update(c, scale, tracker, found_inf, growth, backoff, interval);
+  rules::update_scale(*c.scale, *c.tracker, c.found_inf[0] != 0.0f, float(growth), float(backoff), interval);
+}
+
+}  // namespace
+
+void register_amp(py::module_& m) {
+  m.def("lowp_unscale_", &lowp_unscale, py::arg("grads"), py::arg("inv_scale"),
+        "g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.");
+  sig::amp(m, &amp_unscale, &amp_update_scale);
+}
+
+}  // namespace optkern

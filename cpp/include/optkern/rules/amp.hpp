@@ -1,0 +1,39 @@
+// Dynamic loss scaling (torch.amp.GradScaler), written once for the CPU loops (cpp/amp.cpp,
+// cpp/lowp.cpp) and the CUDA kernels (cuda/amp.cu): the unscale factor, the non-finite test
+// of the unscale pass (torch's _amp_foreach_non_finite_check_and_unscale_) and the scale's
+// update after a step (torch's _amp_update_scale_). The scale is float32, as torch keeps it.
+#pragma once
+#include <cstdint>
+
+#include "optkern/common.hpp"
+
+namespace optkern {
+namespace rules {
+
+// 1 / scale in double, rounded once to float32 (torch: scale.double().reciprocal().float()).
+OK_HD float inv_scale(float scale) { return float(1.0 / double(scale)); }
+
+// inf or NaN: inf - inf and NaN - NaN are NaN, any finite g - g is 0.
+OK_HD bool nonfinite(float g) { return !(g - g == 0.0f); }
+
+// After a step: back off (and restart the count) when a gradient was non-finite; otherwise
+// count the clean step and grow after `interval` of them, unless the grown scale overflows.
+OK_HD void update_scale(float& scale, int64_t& tracker, bool found_inf, float growth, float backoff,
+                        int64_t interval) {
+  if (found_inf) {
+    scale = scale * backoff;
+    tracker = 0;
+    return;
+  }
+  const int64_t successful = tracker + 1;
+  if (successful == interval) {
+    const float grown = scale * growth;
+    if (!nonfinite(grown)) scale = grown;
+    tracker = 0;
+  } else {
+    tracker = successful;
+  }
+}
+
+}  // namespace rules
+}  // namespace optkern

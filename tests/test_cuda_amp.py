@@ -1,0 +1,142 @@
+"""GradScaler on the GPU: _cuda.amp_unscale_ / amp_update_scale_ (cuda/amp.cu) against their CPU
+twins bit for bit, and amp.GradScaler on CuPy grads against the same on NumPy grads, with the
+scale, tracker and found-inf flag kept on the device; a low-precision optimizer on CuPy skips a
+non-finite step on the device.
+
+Skipped without CuPy or without a visible GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpu import require_gpu
+from optkern import _backend, optim
+from optkern.amp import GradScaler
+
+cp, _cuda = require_gpu()
+_cpu = _backend.cpu
+SIZES = [0, 1, 7, 1023, 70_001]
+
+
+def flag(xp, v=0.0):
+    return xp.full(1, v, xp.float32)
+
+
+@pytest.mark.parametrize("scale", [1024.0, 3.0, 1e-3, 65504.0 * 3])
+@pytest.mark.parametrize("bad", [None, np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("preset", [0.0, 1.0])
+def test_unscale_equals_the_cpu_bit_for_bit(scale, bad, preset):
+    rng = np.random.default_rng()
+    gs = [(rng.standard_normal(n) * scale).astype(np.float32) for n in SIZES]
+    if bad is not None:
+        gs[4][rng.integers(70_001)] = bad
+    dgs = [cp.asarray(g) for g in gs]
+    hs, ds = np.full(1, scale, np.float32), cp.full(1, scale, cp.float32)
+    hf, df = flag(np, preset), flag(cp, preset)
+    _cpu.amp_unscale_(gs, hs, hf)
+    _cuda.amp_unscale_(dgs, ds, df)
+    for i, (d, h) in enumerate(zip(dgs, gs)):
+        np.testing.assert_array_equal(cp.asnumpy(d).view(np.uint32), h.view(np.uint32), err_msg=f"grads[{i}]")
+    assert cp.asnumpy(df)[0] == hf[0] == (1.0 if bad is not None or preset else 0.0)
+
+
+def test_update_scale_sequence_equals_the_cpu():
+    rng = np.random.default_rng()
+    h = (np.full(1, 2.0**120, np.float32), np.zeros(1, np.int64))  # grows into overflow: kept
+    d = (cp.asarray(h[0]), cp.asarray(h[1]))
+    for bad in rng.random(60) < 0.2:
+        f = 1.0 if bad else 0.0
+        _cpu.amp_update_scale_(h[0], h[1], flag(np, f), 2.0, 0.5, 3)
+        _cuda.amp_update_scale_(d[0], d[1], flag(cp, f), 2.0, 0.5, 3)
+        assert cp.asnumpy(d[0])[0] == h[0][0] and cp.asnumpy(d[1])[0] == h[1][0]
+
+
+def _error(fn):
+    with pytest.raises((TypeError, ValueError)) as e:
+        fn()
+    return type(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "case", ["scale_float64", "flag_size", "grads_float64", "flag_is_scale", "tracker_int32", "bad_growth"]
+)
+def test_bad_input_raises_the_cpu_error(case):
+    def call(mod, xp):
+        g = [xp.ones(4, xp.float32)]
+        s, f, t = xp.ones(1, xp.float32), xp.zeros(1, xp.float32), xp.zeros(1, xp.int64)
+        if case == "scale_float64":
+            return mod.amp_unscale_(g, xp.ones(1), f)
+        if case == "flag_size":
+            return mod.amp_unscale_(g, s, xp.zeros(2, xp.float32))
+        if case == "grads_float64":
+            return mod.amp_unscale_([xp.ones(4)], s, f)
+        if case == "flag_is_scale":
+            return mod.amp_update_scale_(s, t, s, 2.0, 0.5, 3)
+        if case == "tracker_int32":
+            return mod.amp_update_scale_(s, xp.zeros(1, xp.int32), f, 2.0, 0.5, 3)
+        return mod.amp_update_scale_(s, t, f, 1.0, 0.5, 3)
+
+    assert _error(lambda: call(_cuda, cp)) == _error(lambda: call(_cpu, np))
+
+
+def test_scaler_on_cupy_equals_numpy():
+    rng = np.random.default_rng()
+    kw = dict(init_scale=2.0**8, growth_interval=3)
+    host, dev = GradScaler(**kw), GradScaler(**kw)
+    hp = [rng.standard_normal(n).astype(np.float32) for n in (5, 300)]
+    dp = [cp.asarray(p) for p in hp]
+    ho, do = optim.SGD(hp, lr=0.1, momentum=0.9), optim.SGD(dp, lr=0.1, momentum=0.9)
+    for bad in rng.random(30) < 0.25:
+        g = [rng.standard_normal(p.size).astype(np.float32) * np.float32(host.get_scale()) for p in hp]
+        if bad:
+            g[1][rng.integers(300)] = np.inf
+        dg = [cp.asarray(x) for x in g]
+        found = dev.unscale_(dg)
+        assert _backend.is_cupy(found)  # the device flag, not a host bool
+        host.step(ho, g)
+        dev.step(do, dg)
+        host.update()
+        dev.update()
+        assert dev.get_scale() == host.get_scale()
+        for d, h in zip(dp, hp):
+            np.testing.assert_allclose(cp.asnumpy(d), h, rtol=2e-5, atol=2e-6)
+    assert dev.state_dict() == host.state_dict()
+    assert _backend.is_cupy(dev._scale) and _backend.is_cupy(dev._growth_tracker)
+
+
+def test_scaled_cupy_loss_uses_the_device_scale():
+    s = GradScaler(init_scale=8.0)
+    out = s.scale(cp.full((), 3.0, cp.float32))
+    assert _backend.is_cupy(out) and out.shape == () and float(out) == 24.0
+
+
+def test_lowp_optimizer_skips_a_non_finite_step_on_the_device():
+    """float32 params with 8-bit states: the scaler hands its device flag to the step's kernel."""
+    rng = np.random.default_rng()
+    hp = [rng.standard_normal(n).astype(np.float32) for n in (7, 3000)]
+    ps = [cp.asarray(p) for p in hp]
+    opt = optim.Adam(ps, lr=1e-2, state_dtype="int8")
+    hopt = optim.Adam(hp, lr=1e-2, state_dtype="int8")
+    s, hs = GradScaler(init_scale=2.0**10), GradScaler(init_scale=2.0**10)
+    good = [(rng.standard_normal(p.size) * 2.0**10).astype(np.float32) for p in hp]
+    s.step(opt, [cp.asarray(g) for g in good])
+    hs.step(hopt, good)
+    s.update()
+    hs.update()
+    for p, h in zip(ps, hp):  # a clean step: the NumPy optimizer's bits
+        np.testing.assert_array_equal(cp.asnumpy(p), h)
+    before = [cp.asnumpy(p).copy() for p in ps]
+    st = opt.state_dict()["state"]
+    state_before = {k: {n: cp.asnumpy(v).copy() for n, v in e.items() if _backend.is_cupy(v)} for k, e in st.items()}
+    bad = [cp.asarray(g) for g in good]
+    bad[1][17] = cp.nan
+    s.step(opt, bad)
+    s.update()
+    for p, b in zip(ps, before):
+        np.testing.assert_array_equal(cp.asnumpy(p), b)
+    for k, e in opt.state_dict()["state"].items():
+        for n, v in state_before[k].items():
+            np.testing.assert_array_equal(cp.asnumpy(e[n]), v, err_msg=f"state[{k}][{n!r}]")
+    assert s.get_scale() == 2.0**9
