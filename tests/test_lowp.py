@@ -267,3 +267,39 @@ def test_bad_input_named():
         lowp.dequantize_blockwise(codes.astype(np.int8), scales, 256)
     with pytest.raises(ValueError, match="seed"):
         lowp.stochastic_round(x, seed=-1)
+
+
+def _words_ref(n, seed, stream, offset):
+    """Philox word of element offset + i in stream `stream` (counter words 2, 3) of `seed`, from
+    the independent Python Philox of test_random.py (lane g % 4 of block g // 4)."""
+    from test_random import philox_ref
+
+    key = [seed & 0xFFFFFFFF, seed >> 32]
+    blocks: dict = {}
+    out = np.empty(n, np.uint64)
+    for i in range(n):
+        g = offset + i
+        b = g // 4
+        if b not in blocks:
+            blocks[b] = philox_ref([b & 0xFFFFFFFF, b >> 32, stream & 0xFFFFFFFF, stream >> 32], key)
+        out[i] = blocks[b][g % 4]
+    return out
+
+
+# offsets: block-aligned, mid-block, and across the 32-bit carry of the block counter; 9000
+# elements span more than one batch of words (cpp/philox_cpu.hpp fill_words: 4096 at a time)
+@pytest.mark.parametrize("offset", [0, 3, 4 * 2**32 - 4 * 5 - 1])
+def test_stochastic_rounding_takes_the_documented_philox_words(offset):
+    rng = np.random.default_rng(20261201)
+    n, seed, step = 9000, int(rng.integers(0, 2**63)) * 2 + 1, 2**33 + 7
+    x = (rng.standard_normal(n) * 10.0 ** rng.integers(-20, 20, n)).astype(np.float32)
+    w = _words_ref(n, seed, step, offset)
+    u = x.view(np.uint32).astype(np.uint64)
+    want = ((u + (w >> 16)) >> 16).astype(np.uint16)  # bf16: add 16 random bits, truncate
+    got = lowp.stochastic_round(x, "bfloat16", seed=seed, step=step, offset=offset, raw=True)
+    np.testing.assert_array_equal(got, want)
+    # SWALP's fixed point <8, 4>: floor(x 2^4 + u), u the word's top 24 bits / 2^24, clipped
+    y = np.floor(x.astype(np.float64) * 16.0 + (w >> 8).astype(np.float64) * 2.0**-24)
+    want_q = (np.clip(y, -128, 127) / 16.0).astype(np.float32)
+    got_q = lowp.quantize_fixed_point(x, 8, 4, seed=seed, step=step, offset=offset)
+    np.testing.assert_array_equal(got_q, want_q)
