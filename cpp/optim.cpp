@@ -24,17 +24,19 @@ namespace {
 
 using sig::Step;
 
-// A capturable call's buffers: counters (n elements: steps taken [, mu_product]) and lr.
+// A capturable call's buffers: counters (n elements: steps taken [, mu_product]), lr and
+// GradScaler's found_inf flag (float32).
 struct HostBuffers {
   double* counters = nullptr;
   const double* lr = nullptr;
+  const float* found_inf = nullptr;
   int64_t n = 0;
   std::vector<ArrayList> lists;  // for the aliasing check, in units of the arrays' itemsize
   std::vector<NamedList> named;
 
   HostBuffers(const HostBuffers&) = delete;  // `named` points into `lists`
   HostBuffers(const Step& st, int64_t n_counters, const py::dtype& dt) : n(n_counters) {
-    lists.reserve(2);
+    lists.reserve(3);
     if (!st.counters.is_none()) {
       counters = scalar_buffer(st.counters, "counters", true, n);
       lists.push_back(scalar_as_list(counters, size_t(dt.itemsize()), n));
@@ -45,7 +47,21 @@ struct HostBuffers {
       lists.push_back(scalar_as_list(lr, size_t(dt.itemsize())));
       named.push_back({"lr_buffer", &lists.back(), false});
     }
+    if (!st.found_inf.is_none()) {
+      const py::array a = check_array(st.found_inf, "found_inf", py::dtype::of<float>(), false);
+      if (a.size() != 1)
+        throw py::value_error("found_inf: expected 1 elements, got " + std::to_string(a.size()));
+      found_inf = static_cast<const float*>(a.data());
+      ArrayList l;
+      l.data.push_back(reinterpret_cast<char*>(const_cast<float*>(found_inf)));
+      l.size.push_back(1);
+      lists.push_back(l);
+      named.push_back({"found_inf", &lists.back(), false, true, 4});
+    }
   }
+
+  // GradScaler found an inf or NaN: the step writes nothing.
+  bool skipped() const { return found_inf && found_inf[0] != 0.0f; }
 
   // The counters this step runs with.
   rules::Counters counters_at(const rules::Counters& host) const {
@@ -57,6 +73,7 @@ struct HostBuffers {
 // One step of Rule on the lists; returns the counters after it.
 template <class T, class Rule>
 rules::Counters run(const Lists& L, const HostBuffers& B, typename Rule::Hyper h, const rules::Counters& host) {
+  if (B.skipped()) return host;  // nothing written, the counters as they were
   if (B.lr) h.lr = B.lr[0];
   const rules::Counters c = B.counters_at(host);
   const Rule rule = Rule::at(h, c);

@@ -48,6 +48,9 @@ class ListCall {
     return args_.get<double>(h, name, DType::f64, n, written);
   }
 
+  // A 1-element float32 device flag the kernels read (GradScaler's found_inf).
+  const float* add_flag(py::handle h, const char* name) { return args_.get<const float>(h, name, DType::f32, 1, false); }
+
   // Aliasing checks; then false when there is no element to touch (nothing
   // is launched, so empty calls work without CuPy or a device).
   bool ready(bool always_launch = false) {
@@ -80,7 +83,7 @@ class ListCall {
   // (capturable mode, step.counters or step.lr set) on the device, which then
   // advances the counters. Returns the host counters after the step.
   template <class T, class Rule> rules::Counters apply_rule(const mt::DeviceStep<Rule>& step) const {
-    if (!step.counters && !step.lr) {
+    if (!step.counters && !step.lr && !step.found_inf) {
       const Rule rule = Rule::at(step.hyper, step.host);
       if (launch_) apply<T>(mt::RuleOp<Rule, T>{rule});
       return rules::advance(rule, step.host);

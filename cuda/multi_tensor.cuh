@@ -235,20 +235,26 @@ template <class Rule, class T> struct RuleOp {
   static constexpr int kDepth = 2 + Rule::kState;
   static constexpr unsigned kWritten = ((1u << kDepth) - 1u) & ~2u;
   Rule rule;
+  bool skip = false;  // GradScaler's found_inf: every value stored back as it was loaded
   __device__ RuleOp load() const { return *this; }
-  __device__ void operator()(T* v) const { rule(v[0], v[1], v + 2); }
+  __device__ void operator()(T* v) const {
+    if (!skip) rule(v[0], v[1], v + 2);
+  }
 };
 
 // Capturable mode: the rule built on the device when each block starts, by
 // the host's Rule::at from the step counters and lr in device memory
 // (counters[0] = steps taken, counters[1] = NAdam's mu_product; null lr: the
-// host's). finish_counters advances them after every block has read them.
+// host's). finish_counters advances them after every block has read them. A nonzero
+// *found_inf (GradScaler) skips the update and leaves the counters.
 template <class Rule> struct DeviceStep {
   typename Rule::Hyper hyper;
   rules::Counters host;     // used when counters is null
   double* counters;         // n_counters doubles, or null
   int n_counters;
   const double* lr;         // or null
+  const float* found_inf;   // or null
+  __device__ bool skipped() const { return found_inf && *found_inf != 0.0f; }
   __device__ rules::Counters counters_at() const {
     if (!counters) return host;
     return {counters[0] + 1.0, n_counters > 1 ? counters[1] : 1.0};
@@ -264,10 +270,11 @@ template <class Rule, class T> struct DeviceRuleOp {
   static constexpr int kDepth = RuleOp<Rule, T>::kDepth;
   static constexpr unsigned kWritten = RuleOp<Rule, T>::kWritten;
   DeviceStep<Rule> step;
-  __device__ RuleOp<Rule, T> load() const { return {step.rule()}; }
+  __device__ RuleOp<Rule, T> load() const { return {step.rule(), step.skipped()}; }
 };
 
 template <class Rule> __global__ void finish_counters(const DeviceStep<Rule> step) {
+  if (step.skipped()) return;
   const rules::Counters next = rules::advance(step.rule(), step.counters_at());
   step.counters[0] = next.t;
   if (step.n_counters > 1) step.counters[1] = next.mu_product;

@@ -29,11 +29,12 @@ class StepArgs {
   StepArgs(ListCall& a, const Step& st, int n_counters) : a_(a), host_(st.host), n_(n_counters) {
     if (!st.counters.is_none()) counters_ = a.add_buffer(st.counters, "counters", n_counters, true);
     if (!st.lr_buffer.is_none()) lr_ = a.add_buffer(st.lr_buffer, "lr_buffer", 1, false);
+    if (!st.found_inf.is_none()) found_inf_ = a.add_flag(st.found_inf, "found_inf");
     a.ready(/*always_launch=*/counters_ != nullptr);  // the counters advance even for empty lists
   }
 
   template <class T, class Rule> rules::Counters run(const typename Rule::Hyper& h) const {
-    return a_.apply_rule<T>(mt::DeviceStep<Rule>{h, host_, counters_, n_, lr_});
+    return a_.apply_rule<T>(mt::DeviceStep<Rule>{h, host_, counters_, n_, lr_, found_inf_});
   }
 
  private:
@@ -42,6 +43,7 @@ class StepArgs {
   int n_;
   double* counters_ = nullptr;
   const double* lr_ = nullptr;
+  const float* found_inf_ = nullptr;
 };
 
 struct CudaOptim {

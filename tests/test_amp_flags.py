@@ -57,3 +57,24 @@ def test_bad_input_is_named():
         _cpu.amp_update_scale_(s, t, f, 2.0, 1.0, 3)
     with pytest.raises(ValueError, match=r"^growth_interval"):
         _cpu.amp_update_scale_(s, t, f, 2.0, 0.5, 0)
+
+
+@pytest.mark.parametrize("flag", [0.0, 1.0])
+def test_capturable_step_with_found_inf_skips_and_keeps_the_counters(flag):
+    """The CPU twin of the CUDA capturable steps: a raised flag writes nothing, counters stay."""
+    rng = np.random.default_rng()
+    p = rng.standard_normal(1000).astype(np.float32)
+    g = rng.standard_normal(1000).astype(np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    counters = np.array([3.0])
+    ref = [x.copy() for x in (p, m, v)]
+    hyper = (0.01, 0.9, 0.999, 1e-8, 0.0, False, False, 4)  # lr, beta1, beta2, eps, wd, decoupled, maximize, step
+    _cpu.adam_capturable([p], [g], [m], [v], None, *hyper, counters, None, np.full(1, flag, np.float32))
+    if flag:
+        for a, b in zip((p, m, v), ref):
+            np.testing.assert_array_equal(a, b)
+        assert counters[0] == 3.0
+    else:
+        _cpu.adam_([ref[0]], [g], [ref[1]], [ref[2]], None, *hyper)
+        np.testing.assert_array_equal(p, ref[0])
+        assert counters[0] == 4.0

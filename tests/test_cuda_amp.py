@@ -153,3 +153,23 @@ def test_lowp_optimizer_skips_a_non_finite_step_on_the_device():
         for n, v in state_before[k].items():
             np.testing.assert_array_equal(cp.asnumpy(e[n]), v, err_msg=f"state[{k}][{n!r}]")
     assert s.get_scale() == 2.0**9
+
+
+def test_capturable_optimizer_skips_on_the_device_and_keeps_its_counters():
+    rng = np.random.default_rng()
+    hp = [rng.standard_normal(n).astype(np.float32) for n in (7, 3000)]
+    ps = [cp.asarray(p) for p in hp]
+    opt, ref = optim.Adam(ps, lr=1e-2, capturable=True), optim.Adam(hp, lr=1e-2)
+    s, hs = GradScaler(init_scale=2.0**10), GradScaler(init_scale=2.0**10)
+    for bad in [False, True, False]:
+        g = [(rng.standard_normal(p.size) * 2.0**10).astype(np.float32) for p in hp]
+        if bad:
+            g[0][3] = np.inf
+        s.step(opt, [cp.asarray(x) for x in g])
+        hs.step(ref, g)
+        s.update()
+        hs.update()
+        for p, h in zip(ps, hp):  # a skipped step wrote nothing; the next one counts from the same step
+            np.testing.assert_allclose(cp.asnumpy(p), h, rtol=2e-5, atol=2e-6)
+        assert float(opt.state_dict()["state"][0]["step"]) == ref.state_dict()["state"][0]["step"]
+    assert s.get_scale() == hs.get_scale()

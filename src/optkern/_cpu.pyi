@@ -116,9 +116,10 @@ def adadelta_capturable(
     maximize: bool,
     counters: typing.Any,
     lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
 ) -> None:
     """
-    Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    Adadelta step in place: v <- rho v + (1 - rho) g^2, d = sqrt(u + eps) / sqrt(v + eps) g, u <- rho u + (1 - rho) d^2, p <- p - lr d. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_(
@@ -148,9 +149,10 @@ def adagrad_capturable(
     step: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
     lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
 ) -> None:
     """
-    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_norm_(
@@ -200,9 +202,10 @@ def adam_capturable(
     step: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
     lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
 ) -> None:
     """
-    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
@@ -539,9 +542,10 @@ def nadam_capturable(
     mu_product: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
     lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
 ) -> typing.Any:
     """
-    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def norm_rop_bwd(
@@ -672,9 +676,10 @@ def rmsprop_capturable(
     maximize: bool,
     counters: typing.Any,
     lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
 ) -> None:
     """
-    RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    RMSprop step in place; grad_avgs given = centered (v - a^2 clamped at 0), momentum_buffers given = momentum (nesterov: Goodfellow Alg. 8.6 in look-ahead form). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def row_norm_backward(
@@ -778,9 +783,10 @@ def sgd_capturable(
     step: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
     lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
 ) -> None:
     """
-    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this step's gradient. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    SGD step in place (torch.optim.SGD semantics; textbook=True: v <- mu v - lr g, p <- p + v). momentum_buffers=None runs plain SGD; step counts the buffers' steps: step=1 initialises them from this step's gradient. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def softmax_xent_fwd(

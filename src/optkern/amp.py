@@ -17,10 +17,12 @@ the host (``unscale_`` then returns the device flag; ``get_scale`` and
 ``state_dict`` read the scale back, which does synchronize). A low-precision
 optimizer (``master_weights`` / ``state_dtype``) on CuPy params receives the
 flag and skips the step on the device (its kernel writes nothing when the flag
-is set). Unlike torch's fused optimizers, its step count still advances on such
-a skipped step (the next step's bias corrections count it). Any other optimizer
-on CuPy params is stepped or skipped on the host after reading the flag (a
-synchronization, as torch's non-fused optimizers do).
+is set); unlike torch's fused optimizers, its step count still advances on such
+a skipped step (the next step's bias corrections count it). An optimizer in
+capturable mode (``capturable=True`` in every group) receives the flag too, and
+its device step counters stay on a skipped step, as torch's do. Any other
+optimizer on CuPy params is stepped or skipped on the host after reading the
+flag (a synchronization, as torch's non-fused optimizers do).
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ import numpy as np
 from . import _backend
 
 __all__ = ["GradScaler"]
+
+
+def _skips_on_device(optimizer) -> bool:
+    """Whether ``optimizer``'s CUDA step reads GradScaler's device flag: low-precision storage, or
+    capturable mode in every group."""
+    if getattr(optimizer, "_lowp", None) is not None:
+        return True
+    groups = getattr(optimizer, "param_groups", None) or []
+    return bool(groups) and getattr(optimizer, "_capturable", False) and all(g.get("capturable") for g in groups)
 
 
 class GradScaler:
@@ -105,7 +116,7 @@ class GradScaler:
         if self._found_inf is None:
             self.unscale_(grads)
         found = self._found_inf
-        if _backend.is_cupy(found) and getattr(optimizer, "_lowp", None) is not None:
+        if _backend.is_cupy(found) and _skips_on_device(optimizer):
             optimizer._amp_found_inf = found  # decided on the device by the step's kernel
             try:
                 return optimizer.step(grads, *args, **kwargs)

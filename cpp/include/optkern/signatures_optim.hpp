@@ -37,11 +37,13 @@ using py::arg;
 // How a call counts steps: plain calls take the step from the host; capturable
 // ones (counters not None) read it from a float64 array on the arrays' device,
 // [steps taken] (NAdam: [steps taken, mu_product]), and advance it there after
-// the update; lr_buffer (None or one float64 element there) replaces the host lr.
+// the update; lr_buffer (None or one float64 element there) replaces the host lr;
+// found_inf (None or one float32 element there, amp.GradScaler's flag): when nonzero the
+// step writes nothing and the counters stay.
 struct Step {
   rules::Counters host;
-  py::object counters, lr_buffer;  // None in plain calls
-  bool capturable() const { return !counters.is_none() || !lr_buffer.is_none(); }
+  py::object counters, lr_buffer, found_inf;  // None in plain calls
+  bool capturable() const { return !counters.is_none() || !lr_buffer.is_none() || !found_inf.is_none(); }
 };
 
 struct StateList {
@@ -159,7 +161,9 @@ inline const char* const kCapturableDoc =
     " Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding "
     "[steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host "
     "`step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one "
-    "float64 element there replacing `lr`). Nothing is synchronized: the launches can be captured in a CUDA graph.";
+    "float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the "
+    "step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches "
+    "can be captured in a CUDA graph.";
 
 // m.def(name, f, <names>..., <extra>..., doc) for a tuple of argument names.
 template <class F, class Names, class... Extra>
@@ -183,23 +187,24 @@ template <class D, class Impl> struct OptimFunctions {
   // One step; returns what the Python function returns: NAdam the new mu_product (None
   // with device counters), the others None.
   template <class... H>
-  static auto call(O counters, O lr_buffer, O p, O g, const std::array<O, N>& s, const rules::Counters& c, H... h) {
+  static auto call(O counters, O lr_buffer, O found_inf, O p, O g, const std::array<O, N>& s,
+                   const rules::Counters& c, H... h) {
     [[maybe_unused]] const bool host = counters.is_none();
-    [[maybe_unused]] const rules::Counters next =
-        Impl::template step<D>(p, g, s, typename D::Hyper{h...}, Step{c, std::move(counters), std::move(lr_buffer)});
+    [[maybe_unused]] const rules::Counters next = Impl::template step<D>(
+        p, g, s, typename D::Hyper{h...}, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf)});
     if constexpr (D::kCounters == 2) return host ? py::object(py::float_(next.mu_product)) : py::object(py::none());
   }
 
   template <size_t... I, class... H, class... C>
   static auto plain(std::index_sequence<I...>, Types<H...>, Types<C...>) {
     return [](O p, O g, typename Obj<I>::type... s, H... h, C... c) {
-      return call(py::none(), py::none(), p, g, {s...}, host_counters(c...), h...);
+      return call(py::none(), py::none(), py::none(), p, g, {s...}, host_counters(c...), h...);
     };
   }
   template <size_t... I, class... H, class... C>
   static auto capturable(std::index_sequence<I...>, Types<H...>, Types<C...>) {
-    return [](O p, O g, typename Obj<I>::type... s, H... h, C... c, O counters, O lr_buffer) {
-      return call(counters, lr_buffer, p, g, {s...}, host_counters(c...), h...);
+    return [](O p, O g, typename Obj<I>::type... s, H... h, C... c, O counters, O lr_buffer, O found_inf) {
+      return call(counters, lr_buffer, found_inf, p, g, {s...}, host_counters(c...), h...);
     };
   }
 
@@ -221,7 +226,8 @@ template <class D, class Impl> struct OptimFunctions {
     const std::string name = D::name, doc = D::doc;
     def_with(m, (name + "_").c_str(), plain(states, typename D::scalars{}, Counters{}), doc, nm);
     def_with(m, (name + "_capturable").c_str(), capturable(states, typename D::scalars{}, Counters{}),
-             doc + kCapturableDoc, nm, arg("counters").none(true), arg("lr_buffer").none(true));
+             doc + kCapturableDoc, nm, arg("counters").none(true), arg("lr_buffer").none(true),
+             arg("found_inf").none(true) = py::none());
   }
 };
 

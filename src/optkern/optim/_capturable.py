@@ -8,7 +8,9 @@ host uses for a plain step (``rules/optim.hpp``) and advances the counters
 after the update. A device ``lr`` (a one-element float64 CuPy array) is read
 there too. Everything goes to CuPy's current stream, nothing is copied or
 synchronized, and the native call checks its arguments before it launches, so
-a refused step leaves the counters as they were.
+a refused step leaves the counters as they were. ``amp.GradScaler.step`` hands
+its device found-inf flag to these calls: a nonzero flag makes the kernel write
+nothing and leaves the device counters (torch's fused-optimizer skip).
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ class CapturableMixin(OptimizerParts):
             self._ensure_state(run, hp)
             if run.dev is None:
                 run.dev = self._new_dev(run)
-        self._update(run, grads, hp, self._host_step(run), (run.dev["counters"], lr_dev))
+        found_inf = getattr(self, "_amp_found_inf", None)  # amp.GradScaler's device flag: skips the step there
+        dev = (run.dev["counters"], lr_dev) + (() if found_inf is None else (found_inf,))
+        self._update(run, grads, hp, self._host_step(run), dev)
 
     def _leave_capturable(self, run: _Run) -> None:
         if run.dev["counters"] is not None:
