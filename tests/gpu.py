@@ -1,6 +1,7 @@
 """Module-level skip for the CUDA test files: CuPy, the optkern._cuda module and
 a visible device are all needed; the skip reason says which is missing."""
 
+import numpy as np
 import pytest
 
 
@@ -23,3 +24,16 @@ def require_gpu():
     except cupy.cuda.runtime.CUDARuntimeError as e:
         pytest.skip(f"CuPy cannot reach the GPU: {e}", allow_module_level=True)
     return cupy, cuda
+
+
+def same_bits(got, want, what):
+    """Bit for bit, except that any NaN equals any NaN: an invalid operation's NaN (0 * inf, inf - inf)
+    is 0xffc00000 on x86 and 0x7fffffff on NVIDIA GPUs, which also drop NaN payloads."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype.itemsize == want.dtype.itemsize, what
+    u = {1: np.uint8, 2: np.uint16, 4: np.uint32}[want.dtype.itemsize]
+    if want.dtype.kind == "f" and got.dtype.kind == "f":
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{what}: NaN positions")
+        got, want = np.where(nan, 0, got).astype(want.dtype), np.where(nan, 0, want).astype(want.dtype)
+    np.testing.assert_array_equal(got.view(u), want.view(u), err_msg=what)

@@ -11,26 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpu import require_gpu
+from gpu import require_gpu, same_bits
 from optkern import _backend, optim
 from optkern.amp import GradScaler
 
 cp, _cuda = require_gpu()
 _cpu = _backend.cpu
 SIZES = [0, 1, 7, 1023, 70_001]
-
-
-def same_bits(got, want, what):
-    """Bit for bit, except that any NaN equals any NaN: an invalid operation's NaN (0 * inf, inf - inf)
-    is 0xffc00000 on x86 and 0x7fffffff on NVIDIA GPUs, which also drop NaN payloads."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape and got.dtype.itemsize == want.dtype.itemsize, what
-    u = {1: np.uint8, 2: np.uint16, 4: np.uint32}[want.dtype.itemsize]
-    if want.dtype.kind == "f" and got.dtype.kind == "f":
-        nan = np.isnan(want)
-        np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{what}: NaN positions")
-        got, want = np.where(nan, 0, got).astype(want.dtype), np.where(nan, 0, want).astype(want.dtype)
-    np.testing.assert_array_equal(got.view(u), want.view(u), err_msg=what)
 
 
 def flag(xp, v=0.0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpu import require_gpu
+from gpu import require_gpu, same_bits
 from optkern import _backend
 from optkern.swa import AveragedParams
 
@@ -21,19 +21,6 @@ SIZES = [0, 1, 7, 1023, 32_769, 70_001]
 
 def assert_bits(dev, host, what):
     same_bits(cp.asnumpy(dev), host, what)
-
-
-def same_bits(got, want, what):
-    """Bit for bit, except that any NaN equals any NaN: an invalid operation's NaN (0 * inf, inf - inf)
-    is 0xffc00000 on x86 and 0x7fffffff on NVIDIA GPUs, which also drop NaN payloads."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape and got.dtype.itemsize == want.dtype.itemsize, what
-    u = {1: np.uint8, 2: np.uint16, 4: np.uint32}[want.dtype.itemsize]
-    if want.dtype.kind == "f" and got.dtype.kind == "f":
-        nan = np.isnan(want)
-        np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{what}: NaN positions")
-        got, want = np.where(nan, 0, got).astype(want.dtype), np.where(nan, 0, want).astype(want.dtype)
-    np.testing.assert_array_equal(got.view(u), want.view(u), err_msg=what)
 
 
 @pytest.mark.parametrize("w", [1.0, 0.5, 1 / 3, 1e-3, 0.999, 0.0])
