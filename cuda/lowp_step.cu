@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "cuda_arrays.hpp"
+#include "multi_tensor.cuh"
 #include "optkern/lowp_step_args.hpp"
 
 namespace optkern {
@@ -54,17 +55,6 @@ struct Table {
   int32_t count;
 };
 static_assert(sizeof(Table) + 512 < 32764, "kernel parameters are limited to 32 KB");
-
-// The tensor holding chunk c: the last t with first_chunk[t] <= c.
-__device__ __forceinline__ int find_tensor(const Table& tab, int c) {
-  int lo = 0, hi = tab.count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (tab.first_chunk[mid] <= c) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
 
 // Element i with fp32 or bf16 states (or none): load, update, store.
 template <Fmt PF, Fmt SF, class Rule>
@@ -148,7 +138,7 @@ __global__ void __launch_bounds__(kThreads)
     lowp_kernel(const __grid_constant__ Table tab, const Rule rule, const lowp::Config c, const float* found_inf) {
   if (found_inf && *found_inf != 0.0f) return;  // a skipped step writes nothing
   const int ci = int(blockIdx.x);
-  const int ti = find_tensor(tab, ci);
+  const int ti = mt::find_tensor(tab, ci);
   const lowp::Tensor& t = tab.t[ti];
   const int64_t lo = int64_t(ci - tab.first_chunk[ti]) * kChunk;
   const int64_t hi = t.n < lo + kChunk ? t.n : lo + kChunk;

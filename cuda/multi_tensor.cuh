@@ -50,8 +50,9 @@ template <class T, int D> struct Table {
   int32_t count;                          // arrays in this launch
 };
 
-// The array holding chunk c: the last t with first_chunk[t] <= c.
-template <class T, int D> __device__ __forceinline__ int find_tensor(const Table<T, D>& tab, int c) {
+// The array holding chunk c: the last t with first_chunk[t] <= c (of any launch table with
+// `first_chunk` and `count`: Table here, cuda/lowp_step.cu's table of mixed-format tensors).
+template <class Tab> __device__ __forceinline__ int find_tensor(const Tab& tab, int c) {
   int lo = 0, hi = tab.count - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
