@@ -1,6 +1,5 @@
-// optkern._cpu's GradScaler kernels (rules/amp.hpp): lowp_unscale_ (host scale in, host flag
-// out) and the device-flag pair shared with optkern._cuda (cuda/amp.cu; signatures and checks
-// in optkern/amp_args.hpp): amp_unscale_ writes found_inf into a 1-element array and
+// optkern._cpu's GradScaler kernels (rules/amp.hpp), the twins of cuda/amp.cu (signatures and
+// checks in optkern/amp_args.hpp): amp_unscale_ writes found_inf into a 1-element array and
 // amp_update_scale_ updates the scale and growth tracker held in 1-element arrays.
 #include <pybind11/pybind11.h>
 
@@ -39,11 +38,6 @@ bool unscale_lists(const ArrayList& G, float c) {
   return false;
 }
 
-bool lowp_unscale(py::handle grads, double inv_scale) {
-  const ArrayList G = gather(grads, "grads", py::dtype::of<float>(), true);
-  return unscale_lists(G, float(inv_scale));
-}
-
 void amp_unscale(py::handle grads, py::handle scale, py::handle found_inf) {
   amp::UnscaleCall<HostArrays> c;
   amp::gather_unscale(c, grads, scale, found_inf);
@@ -60,8 +54,6 @@ void amp_update_scale(py::handle scale, py::handle tracker, py::handle found_inf
 }  // namespace
 
 void register_amp(py::module_& m) {
-  m.def("lowp_unscale_", &lowp_unscale, py::arg("grads"), py::arg("inv_scale"),
-        "g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.");
   sig::amp(m, &amp_unscale, &amp_update_scale);
 }
 

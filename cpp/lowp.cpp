@@ -10,6 +10,7 @@
 
 #include "parallel.hpp"
 #include "optkern/lowp_convert_args.hpp"
+#include "optkern/lowp_storage.hpp"
 #include "philox_cpu.hpp"
 #include "py_arrays.hpp"
 #include "optkern/rules/lowp.hpp"
@@ -96,14 +97,14 @@ void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_
   py::gil_scoped_release nogil;
   parallel_for(nb, [&](int64_t b) {
     const int64_t lo = b * block, hi = lo + block < n ? lo + block : n;
-    float amax = 0.0f;
+    uint32_t amax = 0u;  // lowp::abs_bits: the largest |x| that is not NaN, as the step's blocks take it
     bool neg = false;
     for (int64_t i = lo; i < hi; ++i) {
-      const float a = x[i] < 0.0f ? -x[i] : x[i];
+      const uint32_t a = lowp::abs_bits(x[i]);
       amax = a > amax ? a : amax;
       neg = neg || x[i] < 0.0f;
     }
-    s[b] = lowp::block_scale(amax, neg);
+    s[b] = lowp::scale_of(amax, neg);
     for (int64_t i = lo; i < hi; ++i) c[i] = lowp::quantize(x[i], s[b]);
   });
 }

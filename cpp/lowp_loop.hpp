@@ -17,8 +17,9 @@
 namespace optkern {
 namespace lowp {
 
-constexpr int64_t kMaxBlock = 4096;
+constexpr int64_t kMaxBlock = kLargestBlock;  // a stage: one 8-bit block, or kStage values
 constexpr int64_t kStage = 1024;  // elements staged as float32 per pass when states are not 8-bit
+static_assert(kStage <= kMaxBlock && kMaxBlock <= philox::kFillMax, "a stage fits its buffers and one fill_words");
 
 // The format conversions of a stage, compiled per storage format and ISA level
 // but not per rule: a rule changes only the element loop between them (and

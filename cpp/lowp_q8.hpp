@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "lowp_q8_avx2.hpp"
+#include "optkern/lowp_storage.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -40,23 +41,20 @@ template <int M> inline uint32_t q8_encode_mag(float x) {
   return pos ? (e == M - 1 ? last : mid) : 0u;
 }
 
-// The block's scale, as optkern.lowp.quantize_blockwise takes it: block_scale(absmax, any < 0)
-// with absmax the largest |x| that is not NaN (+0 for none). As integers the bits of |x| order
-// like the values, so a vectorizable integer max (NaN mapped to 0) gives the same absmax.
+// The block's scale, as optkern.lowp.quantize_blockwise takes it: lowp::scale_of over the
+// abs_bits of its values (optkern/lowp_storage.hpp: the largest |x| that is not NaN, and whether
+// any x < 0; the integer max vectorizes).
 inline float q8_block_scale(const float* x, int64_t n) {
 #if defined(OPTKERN_Q8_AVX2)
-  if (avx2::available() && n % 8 == 0) return avx2::block_scale(x, n);
+  if (use_avx2() && n % 8 == 0) return avx2::block_scale(x, n);
 #endif
-  int32_t amax = 0, neg = 0;
+  uint32_t amax = 0, neg = 0;
   for (int64_t i = 0; i < n; ++i) {  // (one reduction per loop: GCC vectorizes each alone)
-    int32_t u;
-    std::memcpy(&u, x + i, 4);
-    const int32_t a = u & 0x7fffffff;  // |x| as bits: >= 0, ordered like the values
-    const int32_t m = a > 0x7f800000 ? 0 : a;  // NaN counts as 0
-    amax = amax > m ? amax : m;
+    const uint32_t a = abs_bits(x[i]);
+    amax = amax > a ? amax : a;
   }
-  for (int64_t i = 0; i < n; ++i) neg |= x[i] < 0.0f ? 1 : 0;
-  return block_scale(float_of(uint32_t(amax)), neg != 0);
+  for (int64_t i = 0; i < n; ++i) neg |= x[i] < 0.0f ? 1u : 0u;
+  return scale_of(amax, neg != 0);
 }
 
 // A block of n values -> codes with the block's scale (as lowp::quantize(x[i], scale) for each i).
@@ -76,21 +74,19 @@ inline void q8_encode_block_portable(const float* x, uint8_t* q, int64_t n, floa
   }
 }
 
-constexpr int64_t kQ8MaxBlock = 4096;
-
 // (out of line: the fix-up loop stays a plain scalar loop)
 __attribute__((noinline)) inline uint8_t q8_quantize_one(float x, float scale) { return quantize(x, scale); }
 
-// The same codes, by lowp_q8_avx2.hpp where the CPU has AVX2 (n <= kQ8MaxBlock): its division-free
+// The same codes, by lowp_q8_avx2.hpp where the CPU has AVX2 (n <= kLargestBlock): its division-free
 // encoder, then the exact scalar quantize for the elements it flags and the last n % 8. A scale
 // whose reciprocal is not a normal float (the error bound needs one) takes the portable path.
 inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
 #if defined(OPTKERN_Q8_AVX2)
   const float s = scale < 0.0f ? -scale : scale;
   const float r = 1.0f / s;
-  if (avx2::available() && scale != 0.0f && std::isnormal(s) && std::isnormal(r) && n <= kQ8MaxBlock) {
+  if (use_avx2() && scale != 0.0f && std::isnormal(s) && std::isnormal(r) && n <= kLargestBlock) {
     const int64_t n8 = n & ~int64_t(7);
-    uint8_t sus[kQ8MaxBlock / 8];
+    uint8_t sus[kLargestBlock / 8];
     const bool any = scale < 0.0f ? avx2::encode<true>(x, q, n8, r, sus) : avx2::encode<false>(x, q, n8, r, sus);
     if (any)
       for (int64_t j = 0; j < n8 / 8; ++j)
@@ -132,7 +128,7 @@ inline void q8_decode_block_portable(const uint8_t* q, float* x, int64_t n, floa
 
 inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) {
 #if defined(OPTKERN_Q8_AVX2)
-  if (avx2::available()) {
+  if (use_avx2()) {
     const int64_t n8 = n & ~int64_t(7);
     if (scale < 0.0f) avx2::decode<true>(q, x, n8, -scale);
     else avx2::decode<false>(q, x, n8, scale);

@@ -16,13 +16,14 @@
 //   decode: dyn_decode_mag's own operations in its order (the product by 2^-F is exact, so a
 //     contraction cannot change a value).
 #pragma once
-#if defined(__x86_64__) && defined(__GNUC__)
+#include "cpu_avx2.hpp"
+#if defined(OPTKERN_X86_AVX2)
 #define OPTKERN_Q8_AVX2 1
 #include <immintrin.h>
 
 #include <cstdint>
-#include <cstdlib>
 
+#include "optkern/lowp_storage.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -134,8 +135,8 @@ template <bool Signed> OK_AVX2 inline bool encode(const float* x, uint8_t* q, in
   return any != 0;
 }
 
-// q8_block_scale's absmax and any-negative of x[0, n) (n a multiple of 8) in one pass: the
-// largest |x| bits with NaN as 0 (bits of |x| order like the values), and whether any x < 0.
+// q8_block_scale of x[0, n) (n a multiple of 8) in one pass: the largest abs_bits (NaN as 0)
+// and whether any x < 0, into lowp::scale_of.
 OK_AVX2 inline float block_scale(const float* x, int64_t n) {
   const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
   __m256i amax = _mm256_setzero_si256();
@@ -149,7 +150,7 @@ OK_AVX2 inline float block_scale(const float* x, int64_t n) {
   __m128i m = _mm_max_epi32(_mm256_castsi256_si128(amax), _mm256_extracti128_si256(amax, 1));
   m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4e));
   m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xb1));
-  return lowp::block_scale(float_of(uint32_t(_mm_cvtsi128_si32(m))), _mm256_movemask_ps(neg) != 0);
+  return lowp::scale_of(uint32_t(_mm_cvtsi128_si32(m)), _mm256_movemask_ps(neg) != 0);
 }
 
 // Per-decade constants of the decoder: 10^-e, 2^-F and 1 - 2^F (F = M - 1 - e: the leading
@@ -200,14 +201,6 @@ template <bool Signed> OK_AVX2 inline void decode(const uint8_t* q, float* x, in
 }
 
 #undef OK_AVX2
-
-// Whether this CPU runs the functions above (asked once). OPTKERN_Q8_PORTABLE=1 in the
-// environment turns them off, so that the tests also pin the portable loops on an AVX2 machine.
-inline bool available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                         !(std::getenv("OPTKERN_Q8_PORTABLE") && std::getenv("OPTKERN_Q8_PORTABLE")[0] == '1');
-  return ok;
-}
 
 }  // namespace avx2
 }  // namespace lowp

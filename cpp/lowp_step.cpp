@@ -19,8 +19,6 @@ namespace py = pybind11;
 
 namespace {
 
-static_assert(lowp::kLargestBlock == lowp::kMaxBlock, "a block must fit the loop's stage buffers");
-
 void lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,

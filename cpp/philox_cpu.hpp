@@ -3,12 +3,13 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
+#include "cpu_avx2.hpp"
 #include "optkern/philox.hpp"
 #include "parallel.hpp"
+#if defined(OPTKERN_X86_AVX2)
+#include <immintrin.h>
+#endif
 
 namespace optkern {
 namespace philox {
@@ -44,7 +45,7 @@ inline void fill_blocks_portable(uint32_t* out, uint64_t b0, int64_t nb, uint64_
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(OPTKERN_X86_AVX2)
 // The same with AVX2, 16 blocks per pass (nb a multiple of 16): one 32-bit lane per block, the
 // 32 x 32 -> 64-bit products of a round on the even and the odd lanes (vpmuludq), two groups of
 // eight blocks interleaved (a round's chain is ~8 cycles long: one group alone waits on it), then
@@ -114,9 +115,8 @@ inline void fill_words(uint32_t* out, uint64_t g0, int64_t n, uint64_t seed, uin
   alignas(64) uint32_t buf[kFillMax + 72];  // whole groups of 16 blocks past the end
   const int64_t skip = int64_t(g0 & 3);  // words of the first block before g0
   const int64_t nb = (skip + n + 3) >> 2;
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) fill_blocks_avx2(buf, g0 >> 2, (nb + 15) & ~int64_t(15), seed, stream);
+#if defined(OPTKERN_X86_AVX2)
+  if (use_avx2()) fill_blocks_avx2(buf, g0 >> 2, (nb + 15) & ~int64_t(15), seed, stream);
   else fill_blocks_portable(buf, g0 >> 2, nb, seed, stream);
 #else
   fill_blocks_portable(buf, g0 >> 2, nb, seed, stream);

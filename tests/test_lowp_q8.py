@@ -207,16 +207,24 @@ def test_q8_encode_random_blocks_with_specials(block):
     np.testing.assert_array_equal(got_c, want_c)
 
 
-def test_q8_portable_loops_too():
-    """The tests above run the AVX2 encoder and decoder (cpp/lowp_q8_avx2.hpp) on a CPU that has
-    AVX2; OPTKERN_Q8_PORTABLE=1 turns them off, and the same tests pin the portable loops."""
+def test_portable_loops_too():
+    """The tests above, the step's bf16-state words and stochastic_round's words run the AVX2 loops
+    (cpp/lowp_q8_avx2.hpp, philox_cpu.hpp's fill_words) on a CPU that has AVX2; OPTKERN_PORTABLE=1
+    turns them off (cpp/cpu_avx2.hpp), and the same tests pin the portable loops."""
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    env = dict(os.environ, OPTKERN_Q8_PORTABLE="1")
+    here = Path(__file__).parent
+    tests = [
+        __file__,
+        str(here / "test_lowp_step.py") + "::test_bf16_states_are_stochastic_roundings_of_the_fp32_step",
+        str(here / "test_lowp.py") + "::test_stochastic_rounding_takes_the_documented_philox_words",
+    ]
+    env = dict(os.environ, OPTKERN_PORTABLE="1")
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "not portable"],
+        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not portable"],
         env=env,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@
 //
 //   g++ -O3 -std=c++17 -Icpp -Icpp/include tools/q8_exhaustive.cpp -o /tmp/q8x && /tmp/q8x && /tmp/q8x decode
 //
-// (OPTKERN_Q8_PORTABLE=1 checks the portable loops instead.) Run it after any change to the map or
+// (OPTKERN_PORTABLE=1 checks the portable loops instead.) Run it after any change to the map or
 // its vectorized forms; the test suite checks boundaries and samples, this checks everything.
 #include <cstdio>
 #include <cstring>

@@ -402,6 +402,12 @@ def scalar_buffer(like, value: float = 0.0):
         return xp.full(1, float(value), dtype=np.float64)
 
 
+def zeros(like, shape, dtype):
+    """Zeros of ``shape`` and ``dtype`` on the backend and device of ``like``."""
+    with _device_of(like):
+        return array_module(like).zeros(shape, dtype)
+
+
 def asarray_like(x, like, dtype=None):
     """``x`` (NumPy, CuPy or nested sequence) as a C-contiguous array on ``like``'s backend and device.
 

@@ -49,7 +49,6 @@ __all__: list[str] = [
     "lowp_quantize_fixed_point",
     "lowp_step",
     "lowp_to_half",
-    "lowp_unscale_",
     "nadam_",
     "nadam_capturable",
     "norm_rop_bwd",
@@ -498,11 +497,6 @@ def lowp_to_half(
 ) -> None:
     """
     float32 x -> bfloat16/float16 bits in uint16 out (nearest even, or stochastic rounding).
-    """
-
-def lowp_unscale_(grads: typing.Any, inv_scale: typing.SupportsFloat | typing.SupportsIndex) -> bool:
-    """
-    g *= inv_scale over a list of float32 arrays; returns whether any element was inf or NaN.
     """
 
 def nadam_(

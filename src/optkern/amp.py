@@ -102,8 +102,8 @@ class GradScaler:
         grads = _backend.as_list(grads, "grads")
         if grads:
             self._beside(grads[0])
+        found = _backend.zeros(self._scale, 1, np.float32)
         with _backend._device_of(self._scale):
-            found = _backend.array_module(self._scale).zeros(1, np.float32)
             self._native().amp_unscale_(grads, self._scale, found)
         self._found_inf = found
         return found if _backend.is_cupy(found) else bool(found[0])

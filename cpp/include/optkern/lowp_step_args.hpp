@@ -23,9 +23,6 @@ namespace optkern {
 namespace lowp {
 namespace py = pybind11;
 
-constexpr int64_t kSmallestBlock = 64;
-constexpr int64_t kLargestBlock = 4096;  // the CPU loop's stage buffers (lowp_loop.hpp kMaxBlock)
-
 inline Fmt parse_fmt(const std::string& s, const char* what, bool state) {
   if (s == "float32") return Fmt::f32;
   if (s == "bfloat16") return Fmt::bf16;

@@ -26,6 +26,10 @@ namespace lowp {
 
 enum class Fmt : int { f32 = 0, bf16 = 1, f16 = 2, q8 = 3 };
 
+// The 8-bit block sizes a step takes (powers of two; the CPU loop's stage buffers hold the largest).
+constexpr int64_t kSmallestBlock = 64;
+constexpr int64_t kLargestBlock = 4096;
+
 // Element i of an array of format F as float32 (q8 needs the block scale).
 template <Fmt F> OK_HD float load(const void* a, int64_t i) {
   if constexpr (F == Fmt::f32) return static_cast<const float*>(a)[i];

@@ -66,12 +66,6 @@ def _type_name(a) -> str:
     return f"{t.__module__.split('.')[0]}.{t.__name__}" if _backend.is_cupy(a) or t is np.ndarray else t.__name__
 
 
-def _zeros_like(p, shape, dtype):
-    """Zeros on ``p``'s backend and device."""
-    with _backend._device_of(p):
-        return _backend.array_module(p).zeros(shape, dtype)
-
-
 def _flag(name: str, v) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
@@ -159,7 +153,7 @@ class LowPrecisionMixin(OptimizerParts):
         if lp is None:
             return super()._new_state(name, p, hp)
         dt = {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype]
-        return _zeros_like(p, p.shape, dt)
+        return _backend.zeros(p, p.shape, dt)
 
     def _precheck(self, grads, group_runs=None) -> None:
         if self._lowp is None:
@@ -214,7 +208,9 @@ class LowPrecisionMixin(OptimizerParts):
         if lp.state_dtype == "int8":
             for n in names:
                 if f"{n}_scale" not in st or n in run.fresh:
-                    st[f"{n}_scale"] = [_zeros_like(p, lowp.n_blocks(p.size, lp.block), np.float32) for p in run.params]
+                    st[f"{n}_scale"] = [
+                        _backend.zeros(p, lowp.n_blocks(p.size, lp.block), np.float32) for p in run.params
+                    ]
 
     def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names) -> None:
         """One native low-precision step of ``run`` (one call per param format in the run), on the
