@@ -249,8 +249,8 @@ void check_disjoint(const Hist& h, const std::vector<Vec>& vs) {
   std::vector<NamedDeviceList> all{{"S", &h.S, false}, {"Y", &h.Y, false}};
   for (size_t i = 0; i < vs.size(); ++i) {
     singles[i].data.push_back(vs[i].ptr);
-    singles[i].size.push_back((vs[i].bytes + 7) / 8);  // `single` spans count 8-byte units
-    all.push_back({vs[i].name, &singles[i], vs[i].written, true});
+    singles[i].size.push_back(vs[i].bytes);  // in bytes: the vectors and out differ in dtype
+    all.push_back({vs[i].name, &singles[i], vs[i].written, true, 1});
   }
   check_no_overlap(all, dtype_size(h.dt));
 }
@@ -410,7 +410,8 @@ void lbfgs_stats(py::handle g_h, py::handle out_h) {
   gl.size.push_back(n * int64_t(dtype_size(dt)));
   ol.data.push_back(out.ptr);
   ol.size.push_back(out.bytes);
-  check_no_overlap({{"g", &gl, false, true}, {"out", &ol, true, true}}, 1);
+  // itemsize 1: a `single` entry without one counts 8-byte items (g's span would be 8x its bytes)
+  check_no_overlap({{"g", &gl, false, true, 1}, {"out", &ol, true, true, 1}}, 1);
   require_current_device(dev, "g");
   cudaStream_t s = current_stream();
   const int64_t nb = num_blocks(n, 16384, 1024);
