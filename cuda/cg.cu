@@ -15,7 +15,11 @@
 namespace optkern {
 namespace {
 
-py::list one(py::handle h) {
+// A one-array list of a vector: 1-D, as cpp/cg.cpp requires (the list call checks only sizes, so a
+// (2, 4) array would otherwise pass for 8 elements). Non-CuPy input is left to the list's TypeError.
+py::list one(py::handle h, const char* name) {
+  if (is_cupy(h) && DeviceArrays::shape(h).size() != 1)
+    throw py::value_error(std::string(name) + ": expected a 1-D array");
   py::list l;
   l.append(h);
   return l;
@@ -85,8 +89,8 @@ template <class T, class Op> double sum_to_host(const ListCall& a, const Op& op)
 }
 
 double cg_curvature(py::handle p, py::handle y, double damping) {
-  ListCall a(one(p), "p", false);
-  a.add(one(y), "y", false);
+  ListCall a(one(p, "p"), "p", false);
+  a.add(one(y, "y"), "y", false);
   finite("damping", damping);
   if (!a.ready()) return 0.0;
   double s = 0.0;
@@ -98,10 +102,10 @@ double cg_curvature(py::handle p, py::handle y, double damping) {
 }
 
 double cg_update(py::handle x, py::handle r, py::handle p, py::handle y, double alpha, double damping) {
-  ListCall a(one(x), "x", true);
-  a.add(one(r), "r", true);
-  a.add(one(p), "p", false);
-  a.add(one(y), "y", false);
+  ListCall a(one(x, "x"), "x", true);
+  a.add(one(r, "r"), "r", true);
+  a.add(one(p, "p"), "p", false);
+  a.add(one(y, "y"), "y", false);
   finite("alpha", alpha);
   finite("damping", damping);
   if (!a.ready()) return 0.0;
@@ -115,8 +119,8 @@ double cg_update(py::handle x, py::handle r, py::handle p, py::handle y, double 
 }
 
 void cg_direction(py::handle p, py::handle z, double beta) {
-  ListCall a(one(p), "p", true);
-  a.add(one(z), "z", false);
+  ListCall a(one(p, "p"), "p", true);
+  a.add(one(z, "z"), "z", false);
   finite("beta", beta);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto t) {
