@@ -1,7 +1,7 @@
 """Zero-copy NumPy / CuPy views of torch tensors, and the stream the CUDA ones run on.
 
 CPU tensors become NumPy arrays over the same memory (``Tensor.numpy()``); CUDA
-tensors become CuPy arrays through DLPack, and optkern's CUDA calls are
+tensors become CuPy arrays through DLPack capsules, and optkern's CUDA calls are
 enqueued on torch's current stream of that device (CuPy's current stream is
 set to it for the call), so nothing is copied and nothing synchronizes.
 """
@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.utils.dlpack
 
 _FLOATS = (torch.float32, torch.float64)
 _NO_STREAM = contextlib.nullcontext()  # (reusable: it holds nothing)
+_to_dlpack = torch.utils.dlpack.to_dlpack
 
 
 def check_tensor(t, name: str) -> None:
@@ -33,18 +35,43 @@ def check_tensor(t, name: str) -> None:
 
 
 def view(t: torch.Tensor):
-    """The NumPy (CPU) or CuPy (CUDA) array over ``t``'s memory; writes go to ``t``."""
+    """The NumPy (CPU) or CuPy (CUDA) array over ``t``'s memory; writes go to ``t``.
+
+    A CUDA tensor is handed over as a DLPack capsule, not through ``cupy.from_dlpack(t)``:
+    that would call ``t.__dlpack__(stream=<CuPy's current stream>)``, which makes that stream
+    wait on torch's current one (an event per tensor, per step, whenever the two differ) and
+    costs a device switch and torch's stream look-ups per tensor. No ordering is needed: every
+    optkern call on these views runs on torch's current stream (``on_stream``)."""
     if t.requires_grad:
         t = t.detach()
     if t.is_cpu:
         return t.numpy()
     import cupy
 
-    return cupy.from_dlpack(t)
+    return cupy.from_dlpack(_to_dlpack(t))
 
 
 def views(tensors) -> list:
     return [view(t) for t in tensors]
+
+
+#: CuPy stream objects over torch's streams, by (device index, cudaStream_t): one per stream
+#: torch hands out, not a new wrapper (and, on CuPy >= 14, a DeprecationWarning) per call
+_STREAMS: dict = {}
+
+
+def _cupy_stream(cupy, stream, index: int):
+    """A CuPy stream over torch stream ``stream`` of device ``index`` (the current device)."""
+    key = (index, stream.cuda_stream)
+    s = _STREAMS.get(key)
+    if s is None:
+        from_external = getattr(cupy.cuda.Stream, "from_external", None)
+        if from_external is not None and hasattr(stream, "__cuda_stream__"):
+            s = from_external(stream)  # CuPy >= 14 (ExternalStream is deprecated there); device: the current one
+        else:
+            s = cupy.cuda.ExternalStream(stream.cuda_stream, index)
+        _STREAMS[key] = s
+    return s
 
 
 def on_stream(like: torch.Tensor):
@@ -53,8 +80,12 @@ def on_stream(like: torch.Tensor):
         return _NO_STREAM
     import cupy
 
+    index = like.device.index
     stack = contextlib.ExitStack()
-    stack.enter_context(cupy.cuda.Device(like.device.index))
-    stream = torch.cuda.current_stream(like.device)
-    stack.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, like.device.index))
+    stack.enter_context(cupy.cuda.Device(index))  # first: a CuPy stream belongs to the current device
+    try:
+        stack.enter_context(_cupy_stream(cupy, torch.cuda.current_stream(like.device), index))
+    except BaseException:
+        stack.close()
+        raise
     return stack
