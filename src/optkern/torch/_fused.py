@@ -88,11 +88,14 @@ class _Fused(torch.optim.Optimizer):
         self._validated = True
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """torch's loader (casts state to each param's dtype and device), then the hyper-parameters
-        torch's format lacks (``momentum_form``, RMSprop's ``nesterov``...) are filled from the defaults
-        and every group is validated again."""
+        """torch's loader (casts state to each param's dtype and device), then the step counters and
+        mu_product back on the CPU (``_scalars_to_host``), the hyper-parameters torch's format lacks
+        (``momentum_form``, RMSprop's ``nesterov``...) filled from the defaults and every group
+        validated again."""
         super().load_state_dict(state_dict)
         self._layouts, self._view_cache = {}, {}
+        for state in self.state.values():
+            _scalars_to_host(state)
         for i, group in enumerate(self.param_groups):
             for k, v in self.defaults.items():
                 group.setdefault(k, v)
@@ -364,6 +367,21 @@ def _bad_grad(p, g, name: str) -> None:
         f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
         f"{tuple(p.shape)} {p.dtype} on {p.device}"
     )
+
+
+#: per-param scalars the host reads every step (the step count; NAdam's mu_product), kept on the CPU
+_HOST_SCALARS = ("step", "mu_product")
+
+
+def _scalars_to_host(state: dict) -> None:
+    """Move a loaded state's step counter and mu_product to the CPU, as torch's non-fused optimizers
+    keep them. torch's loader puts ``step`` on the param's device for a checkpoint of a fused or
+    capturable optimizer, and every other tensor (mu_product) there always: read by the host each
+    step (``float``), a CUDA scalar would synchronize every step. Their dtype is kept."""
+    for k in _HOST_SCALARS:
+        v = state.get(k)
+        if isinstance(v, torch.Tensor) and not v.is_cpu:
+            state[k] = v.detach().to("cpu")
 
 
 def _zeros(p):
