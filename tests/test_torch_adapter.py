@@ -310,3 +310,20 @@ def test_sgd_momentum_switched_on_mid_training(float64_default):
         opt.param_groups[0]["momentum"] = 0.9  # buffers made from the next grads
         train(model, opt, x, y, 3)
     assert rel_diff(list(ref.parameters()), list(mine.parameters())) <= 1e-12
+
+
+def test_clip_falls_back_to_torch_with_a_generator_and_for_other_dtypes():
+    # mixed dtypes through model.parameters() (a generator): torch's implementation must still see
+    # every tensor; float16 / bfloat16 grads (optkern updates neither) go to torch's as well
+    for make in (lambda: [torch.ones(3), torch.ones(4, dtype=torch.float64)], lambda: [torch.ones(5).bfloat16()]):
+        a = [torch.nn.Parameter(t) for t in make()]
+        b = [torch.nn.Parameter(t.clone()) for t in make()]
+        for p in a + b:
+            p.grad = torch.full_like(p, 2.0)
+        ref = torch.nn.utils.clip_grad_norm_(a, 0.5)
+        mine = ot.clip_grad_norm_((p for p in b), 0.5)
+        assert float(mine) == float(ref) > 0.5
+        for pa, pb in zip(a, b):
+            assert torch.equal(pb.grad, pa.grad)
+        ot.clip_grad_value_((p for p in b), 0.01)
+        assert all(float(p.grad.abs().max()) == float(torch.tensor(0.01, dtype=p.dtype)) for p in b)

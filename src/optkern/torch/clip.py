@@ -8,12 +8,23 @@ from .. import clip as _clip
 from . import _views
 
 
-def _grads(parameters) -> list:
-    if isinstance(parameters, torch.Tensor):
-        parameters = [parameters]
-    grads = [p.grad for p in parameters if p.grad is not None]
-    for i, g in enumerate(grads):
-        _views.check_tensor(g, f"parameters[{i}].grad")
+def _params(parameters) -> list:
+    """``parameters`` as a list (a generator such as ``model.parameters()`` is read once here, so
+    that torch's implementation, where it takes over, still sees every tensor)."""
+    return [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+
+
+def _grads(params: list) -> list | None:
+    """The grads of ``params`` (None skipped), checked; None when torch's own implementation
+    should run instead: grads of several devices or dtypes, or of a dtype optkern does not
+    update (float16, bfloat16)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    kinds = {(g.device, g.dtype) for g in grads}
+    if len(kinds) > 1 or any(dt not in _views._FLOATS for _, dt in kinds):
+        return None
+    for i, p in enumerate(params):
+        if p.grad is not None:
+            _views.check_tensor(p.grad, f"parameters[{i}].grad")
     return grads
 
 
@@ -24,28 +35,31 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     The norm is accumulated in float64 with a fixed blocking (the same bits for any thread count);
     on CUDA it runs on torch's current stream without a host synchronization. ``foreach`` is
     accepted for signature compatibility (every call is fused). Gradients of several dtypes or
-    devices are handled by torch's own implementation.
+    devices, or of dtypes other than float32 / float64, are handled by torch's own implementation.
     """
-    grads = _grads(parameters)
+    params = _params(parameters)
+    grads = _grads(params)
+    if grads is None:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)
     if not grads:
         return torch.tensor(0.0)
-    kinds = {(g.device, g.dtype) for g in grads}
-    if len(kinds) > 1:
-        return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)
     g0 = grads[0]
+    if g0.device.type == "cpu":
+        total = _clip.clip_grad_norm_(_views.views(grads), max_norm, norm_type, error_if_nonfinite)
+        return torch.tensor(total, dtype=g0.dtype)
     with _views.on_stream(g0):
         total = _clip.clip_grad_norm_(_views.views(grads), max_norm, norm_type, error_if_nonfinite)
-    if g0.device.type == "cpu":
-        return torch.tensor(total, dtype=g0.dtype)
-    return torch.from_dlpack(total).reshape(()).to(g0.dtype)
+        # (taken on the stream that wrote it: no cross-stream wait is asked of CuPy)
+        return torch.from_dlpack(total).reshape(()).to(g0.dtype)
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
-    """torch.nn.utils.clip_grad_value_ on optkern's fused clamp."""
-    grads = _grads(parameters)
-    kinds = {(g.device, g.dtype) for g in grads}
-    if len(kinds) > 1:
-        torch.nn.utils.clip_grad_value_(parameters, clip_value, foreach)
+    """torch.nn.utils.clip_grad_value_ on optkern's fused clamp (torch's own for mixed or
+    other-dtype gradients, as ``clip_grad_norm_``)."""
+    params = _params(parameters)
+    grads = _grads(params)
+    if grads is None:
+        torch.nn.utils.clip_grad_value_(params, clip_value, foreach)
         return
     if grads:
         with _views.on_stream(grads[0]):
