@@ -106,6 +106,59 @@ def test_batch_norm(shape, dtype):
         check(a, b, dtype, scale=50)
 
 
+@pytest.mark.parametrize("sdt", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum", [0.0, 0.1, 1.0])
+def test_running_update_gives_the_cpu_bits(sdt, momentum):
+    """rules::running_stat (one fma in double, rounded once) on the GPU, through running_stats_ and
+    channel_norm_forward's fused update: the CPU's bits for the same batch statistics."""
+    rng = np.random.default_rng(7)
+    N, C = 3, 1029  # C over one 256-thread block of the update kernel
+    mean, var = rng.standard_normal(C).astype(sdt), rng.uniform(0.1, 5.0, C).astype(sdt)
+    rstd = (1 / np.sqrt(var + 1e-5)).astype(sdt)
+    rm, rv = rng.standard_normal(C).astype(sdt), rng.uniform(0.5, 2.0, C).astype(sdt)
+    x = rng.standard_normal((N, C)).astype(sdt)
+    cpu, cuda = _backend.cpu, _backend.cuda_module()
+    g = [cp.asarray(a) for a in (mean, var, rstd, x)]
+    rmc, rvc, rmg, rvg = rm.copy(), rv.copy(), cp.asarray(rm), cp.asarray(rv)
+    cpu.running_stats_(rmc, rvc, mean, var, momentum)
+    cuda.running_stats_(rmg, rvg, g[0], g[1], momentum)
+    np.testing.assert_array_equal(cp.asnumpy(rmg), rmc)
+    np.testing.assert_array_equal(cp.asnumpy(rvg), rvc)
+    yc, yg = np.empty_like(x), cp.empty_like(g[3])
+    cpu.channel_norm_forward(x, mean, rstd, None, None, yc, N, C, 1, var, rmc, rvc, momentum)
+    cuda.channel_norm_forward(g[3], g[0], g[2], None, None, yg, N, C, 1, g[1], rmg, rvg, momentum)
+    np.testing.assert_array_equal(cp.asnumpy(rmg), rmc)
+    np.testing.assert_array_equal(cp.asnumpy(rvg), rvc)
+    check(yg, yc, "float64" if sdt == np.float64 else "float32")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn", ["batch_norm", "instance_norm"])
+def test_strided_running_buffers(fn, dtype):
+    """Batch and instance norm update strided running buffers (through contiguous copies) as the CPU
+    does; the elements between them stay untouched."""
+    rng = np.random.default_rng(8)
+    shape, C = (5, 6, 7, 3), 6
+    sdt = cpu_dtype(dtype)
+    xg, xc = pairs(rng, shape, dtype, 1.0, 2.0)
+    rm, rv = rng.standard_normal(C).astype(sdt), rng.uniform(0.5, 2.0, C).astype(sdt)
+    bufs_c = [np.zeros(2 * C, sdt) for _ in range(2)]
+    bufs_g = [cp.zeros(2 * C, sdt) for _ in range(2)]
+    for b, v in zip(bufs_c, (rm, rv)):
+        b[::2] = v
+    for b, v in zip(bufs_g, (rm, rv)):
+        b[::2] = cp.asarray(v)
+    call = getattr(norm, fn)
+    yc, _ = call(xc, running_mean=bufs_c[0][::2], running_var=bufs_c[1][::2], momentum=0.3)
+    yg, _ = call(xg, running_mean=bufs_g[0][::2], running_var=bufs_g[1][::2], momentum=0.3)
+    check(yg, yc, dtype)
+    sname = "float64" if dtype == "float64" else "float32"
+    check(bufs_g[0][::2], bufs_c[0][::2], sname)
+    check(bufs_g[1][::2], bufs_c[1][::2], sname, scale=10)
+    assert not cp.asnumpy(bufs_g[0][1::2]).any() and not cp.asnumpy(bufs_g[1][1::2]).any()
+    assert not np.array_equal(bufs_c[0][::2], rm)  # the update happened
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,G", [((1, 6, 13), 3), ((4, 32, 33), 8), ((2, 8, 5, 7), 8)])
 def test_group_and_instance_norm(shape, G, dtype):
