@@ -5,6 +5,8 @@ import copy
 import numpy as np
 import pytest
 
+import optkern.optim
+
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
 
@@ -327,3 +329,18 @@ def test_clip_falls_back_to_torch_with_a_generator_and_for_other_dtypes():
             assert torch.equal(pb.grad, pa.grad)
         ot.clip_grad_value_((p for p in b), 0.01)
         assert all(float(p.grad.abs().max()) == float(torch.tensor(0.01, dtype=p.dtype)) for p in b)
+
+
+def test_adagrad_norm_param_with_a_late_first_grad():
+    ps = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(2)]
+    qs = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(2)]
+    opt = ot.AdagradNorm(ps, lr=0.1, b0=0.5)
+    core = optkern.optim.AdagradNorm([q.detach().numpy() for q in qs], lr=0.1, b0=0.5)
+    for grads in ([torch.ones(3), None], [torch.ones(3), torch.full((3,), 2.0)]):
+        for p, g in zip(ps, grads):
+            p.grad = None if g is None else g.double()
+        opt.step()  # the second param's first grad comes at the second step
+        core.step([None if g is None else g.double().numpy() for g in grads])
+    for p, q in zip(ps, qs):
+        assert torch.equal(p.detach(), q.detach())
+    assert [float(opt.state[p]["step"]) for p in ps] == [2.0, 1.0]

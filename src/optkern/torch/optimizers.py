@@ -175,7 +175,7 @@ class AdagradNorm(_Fused):
 
     def _group_step(self, group, params, gi):
         for p in params:
-            if not self.state[p]:
+            if "step" not in self.state[p]:  # (a param without a grad so far may hold the group's b_sq)
                 self._init_state(p, self.state[p], group)
         by_kind: dict = {}
         for p in params:
