@@ -95,12 +95,19 @@ def optimizers_on_device(comm):
             )
             dev = [cupy.asarray(p) for p in init_params(np.float32)]
             dp_d = DistributedOptimizer(cls(dev, **hyper), c, grad_weight=w, bucket_mb=1e-3)
+            # every non-empty gradient reduced in place on the device (direct buckets, no copies)
+            inp = [cupy.asarray(p) for p in init_params(np.float32)]
+            dp_i = DistributedOptimizer(cls(inp, **hyper), c, grad_weight=w, direct_kb=1e-3)
+            assert all(b.direct for b in dp_i._buckets if b.index != [SIZES.index((0,))])
             zdev = [cupy.asarray(p) for p in init_params(np.float32)]
             z = ShardedOptimizer(cls, zdev, c, grad_weight=w, **hyper)
             for _ in range(3):
                 dp_h.step(grads(host, s, x))
                 g = grads([p.get() for p in dev], s, x)
                 dp_d.step([cupy.asarray(a) for a in g])
+                gi = [cupy.asarray(a) for a in grads([p.get() for p in inp], s, x)]
+                dp_i.step(gi)
+                assert sum(b.allocated() for b in dp_i._buckets) == 0  # reduced where they lie
                 gz = grads([p.get() for p in zdev], s, x)
                 shard = z.synchronize([cupy.asarray(a) for a in gz])
                 optkern.clip_grad_norm_(shard, 1e6, comm=c)  # large max_norm: a no-op scale, a collective
@@ -121,6 +128,19 @@ def optimizers_on_device(comm):
                 atol=1e-6,
                 err_msg=f"{name} {cls.__name__} ZeRO-1 on device",
             )
+            np.testing.assert_allclose(
+                flat([p.get() for p in inp]),
+                want,
+                rtol=2e-5,
+                atol=1e-6,
+                err_msg=f"{name} {cls.__name__} data-parallel on device, reduced in place",
+            )
+            if c.ordered:
+                np.testing.assert_array_equal(
+                    flat([p.get() for p in inp]),
+                    flat([p.get() for p in dev]),
+                    err_msg=f"{name} {cls.__name__} in place vs packed, bitwise",
+                )
             same_on_all_ranks(comm, flat([p.get() for p in zdev]), f"{name} ZeRO-1 params")
             if c.ordered and cls is not optim.AdagradNorm:
                 np.testing.assert_array_equal(
