@@ -151,7 +151,9 @@ def _no_shared_memory(written, others):
     for i, (n, a) in enumerate(written):
         may_share = _backend.array_module(a).may_share_memory
         for m, b in written[:i] + others:
-            if may_share(a, b):
+            # another kind (a NumPy out with CuPy x) is its native call's TypeError, naming it; cupy's
+            # may_share_memory raises an unnamed one on a NumPy array, NumPy's on a CuPy array
+            if _backend.is_cupy(a) == _backend.is_cupy(b) and may_share(a, b):
                 raise ValueError(
                     f"{n}: shares memory with {m} (running statistics are written in place and must "
                     "not alias another argument)"
