@@ -228,8 +228,15 @@ OK_HD uint8_t dyn_encode(float x, bool is_signed) {
 // a signed one (a block whose new values are all >= 0 takes the finer
 // unsigned map). A zero block stores scale 0 and codes 0.
 OK_HD float block_scale(float absmax, bool any_negative) { return any_negative ? -absmax : absmax; }
+// The product is rounded on its own on the device as well: the CPU loop stores the decoded
+// state before the rule reads it, and nvcc could otherwise fuse this product into the rule's
+// first add (a bit the 8-bit state's CPU-GPU equality tests would see).
 OK_HD float dequantize(uint8_t c, float scale) {
+#if defined(__CUDA_ARCH__)
+  return scale < 0.0f ? __fmul_rn(dyn_decode(c, true), -scale) : __fmul_rn(dyn_decode(c, false), scale);
+#else
   return scale < 0.0f ? dyn_decode(c, true) * -scale : dyn_decode(c, false) * scale;
+#endif
 }
 OK_HD uint8_t quantize(float x, float scale) {
   if (scale == 0.0f) return 0u;
