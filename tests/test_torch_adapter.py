@@ -160,6 +160,19 @@ def test_adagrad_norm_not_in_torch_trains_and_round_trips():
     assert rel_diff(list(model.parameters()), list(other.parameters())) == 0.0
 
 
+def test_adagrad_norm_b_sq_loads_in_float64_for_float32_params():
+    model = mlp(torch.float32)
+    x, y = data("mlp", torch.float32)
+    opt = ot.AdagradNorm(model.parameters(), lr=0.5, b0=0.1)
+    train(model, opt, x, y, 3)
+    sd = copy.deepcopy(opt.state_dict())
+    opt2 = ot.AdagradNorm(copy.deepcopy(model).parameters(), lr=0.5, b0=0.1)
+    opt2.load_state_dict(copy.deepcopy(sd))  # torch's loader casts state to the param's dtype
+    for i, p in enumerate(opt2.param_groups[0]["params"]):
+        b = opt2.state[p]["b_sq"]
+        assert b.dtype == torch.float64 and torch.equal(b, sd["state"][i]["b_sq"])
+
+
 def test_closure_and_loss():
     model = mlp(torch.float64)
     x, y = data("mlp", torch.float64)

@@ -173,6 +173,16 @@ class AdagradNorm(_Fused):
     def _init_state(self, p, state, group):
         state["step"] = _step_tensor()  # b_sq is the group's (one tensor, made at its first step)
 
+    def load_state_dict(self, state_dict):
+        """torch's loader casts every state tensor to its param's dtype: b_sq (float64) would come
+        back rounded to float32 for float32 params. The saved values are restored in float64."""
+        saved = [(state_dict["state"].get(i) or {}).get("b_sq") for i in _saved_ids(state_dict)]
+        super().load_state_dict(state_dict)
+        params = [p for g in self.param_groups for p in g["params"]]
+        for p, b in zip(params, saved):
+            if isinstance(b, torch.Tensor) and "b_sq" in self.state[p]:
+                self.state[p]["b_sq"] = b.detach().to(device=p.device, dtype=torch.float64).reshape(-1).clone()
+
     def _group_step(self, group, params, gi):
         for p in params:
             if "step" not in self.state[p]:  # (a param without a grad so far may hold the group's b_sq)
@@ -417,3 +427,8 @@ def _betas(group):
     if not isinstance(b, (tuple, list)) or len(b) != 2:
         raise TypeError(f"betas: expected a pair of numbers, got {b!r}")
     return float(b[0]), float(b[1])
+
+
+def _saved_ids(state_dict: dict) -> list:
+    """The state keys of a torch state dict's params, in parameter order."""
+    return [i for g in state_dict["param_groups"] for i in g["params"]]
