@@ -1,8 +1,10 @@
 // optkern._cpu's GradScaler kernels (rules/amp.hpp), the twins of cuda/amp.cu (signatures and
-// checks in optkern/amp_args.hpp): amp_unscale_ writes found_inf into a 1-element array and
+// checks in optkern/amp_args.hpp): amp_unscale_ writes found_inf into a 1-element array (and
+// amp_check_ likewise, for grads of any format, without writing them);
 // amp_update_scale_ updates the scale and growth tracker held in 1-element arrays.
 #include <pybind11/pybind11.h>
 
+#include <string>
 #include <vector>
 
 #include "multi_tensor.hpp"
@@ -28,7 +30,7 @@ bool unscale_lists(const ArrayList& G, float c) {
 #pragma omp simd reduction(| : nonfinite)
       for (int64_t i = 0; i < ch.len; ++i) {
         nonfinite |= rules::nonfinite(g[i]) ? 1 : 0;
-        g[i] = g[i] * c;
+        g[i] = rules::unscale(g[i], c);
       }
       bad[size_t(&ch - chunks.data())] = nonfinite;
     });
@@ -36,6 +38,32 @@ bool unscale_lists(const ArrayList& G, float c) {
   for (int b : bad)
     if (b) return true;
   return false;
+}
+
+// Whether any element of the grads (format F: float32, or a half's bits) is inf or NaN; read only.
+template <lowp::Fmt F> bool any_nonfinite(const ArrayList& G) {
+  const auto chunks = make_chunks(G.size);
+  std::vector<int> bad(chunks.size(), 0);
+  py::gil_scoped_release nogil;
+  for_each_chunk(chunks, total_size(G.size), [&](const Chunk& ch) {
+    const void* g = G.data[size_t(ch.tensor)];
+    int nonfinite = 0;
+#pragma omp simd reduction(| : nonfinite)
+    for (int64_t i = ch.start; i < ch.start + ch.len; ++i) nonfinite |= rules::nonfinite(lowp::load<F>(g, i)) ? 1 : 0;
+    bad[size_t(&ch - chunks.data())] = nonfinite;
+  });
+  for (int b : bad)
+    if (b) return true;
+  return false;
+}
+
+void amp_check(py::handle grads, const std::string& grad_dtype, py::handle found_inf) {
+  amp::CheckCall<HostArrays> c;
+  amp::gather_check(c, grads, grad_dtype, found_inf);
+  const bool bad = c.fmt == lowp::Fmt::f32    ? any_nonfinite<lowp::Fmt::f32>(c.grads)
+                   : c.fmt == lowp::Fmt::bf16 ? any_nonfinite<lowp::Fmt::bf16>(c.grads)
+                                              : any_nonfinite<lowp::Fmt::f16>(c.grads);
+  if (bad) c.found_inf[0] = 1.0f;
 }
 
 void amp_unscale(py::handle grads, py::handle scale, py::handle found_inf) {
@@ -54,7 +82,7 @@ void amp_update_scale(py::handle scale, py::handle tracker, py::handle found_inf
 }  // namespace
 
 void register_amp(py::module_& m) {
-  sig::amp(m, &amp_unscale, &amp_update_scale);
+  sig::amp(m, &amp_unscale, &amp_check, &amp_update_scale);
 }
 
 }  // namespace optkern

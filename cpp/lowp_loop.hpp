@@ -25,15 +25,17 @@ static_assert(kStage <= kMaxBlock && kMaxBlock <= philox::kFillMax, "a stage fit
 // but not per rule: a rule changes only the element loop between them (and
 // cloning every rule x format pair tripled the build's longest compile).
 //
-// The grads as float32: the array itself, or decoded into gbuf.
+// The grads as float32: the array itself, or decoded (and unscaled: Config::grad_scale) into gbuf.
 template <Fmt PF>
-OK_CLONES const float* load_grads(const Tensor& t, int64_t lo, int64_t n, float* gbuf) {
-  if constexpr (PF == Fmt::f32) {
-    return static_cast<const float*>(t.g) + lo;
+OK_CLONES const float* load_grads(const Tensor& t, int64_t lo, int64_t n, const Config& c, float* gbuf) {
+  if (PF == Fmt::f32 && !c.grad_scale) return static_cast<const float*>(t.g) + lo;
+  if (c.grad_scale) {
+    const float mul = c.grad_mul;
+    for (int64_t i = 0; i < n; ++i) gbuf[i] = rules::unscale(load<PF>(t.g, lo + i), mul);
   } else {
     for (int64_t i = 0; i < n; ++i) gbuf[i] = load<PF>(t.g, lo + i);
-    return gbuf;
   }
+  return gbuf;
 }
 
 // States 0..K-1 as float32 in s[]: the arrays themselves, or decoded into sbuf.
@@ -95,7 +97,7 @@ void stage(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Conf
   constexpr int K = Rule::kState;
   const int64_t n = hi - lo;
   float* w = PF == Fmt::f32 ? static_cast<float*>(t.p) + lo : t.master + lo;
-  const float* g = load_grads<PF>(t, lo, n, gbuf);
+  const float* g = load_grads<PF>(t, lo, n, c, gbuf);
   float* s[3] = {nullptr, nullptr, nullptr};
   load_states<SF>(t, K, lo, n, c, sbuf, s);
   rule_loop<float, Rule>(rule, w, g, s[0], s[1], s[2], n);

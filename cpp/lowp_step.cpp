@@ -22,9 +22,11 @@ namespace {
 void lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
-               uint64_t step, int64_t block) {
+               uint64_t step, int64_t block, py::handle grad_scale) {
   lowp::StepCall<HostArrays> c;
-  lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block);
+  lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
+                    grad_scale);
+  if (c.cfg.grad_scale) c.cfg.grad_mul = rules::inv_scale(*c.cfg.grad_scale);  // (host memory here)
   lowp::with_rule(rule, x, flags, step, c.n_states, [&](const auto& r) {
     py::gil_scoped_release nogil;
     lowp::with_formats(c.pf, c.sf, [&](auto pf, auto sf) {

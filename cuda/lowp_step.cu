@@ -135,8 +135,10 @@ __device__ void q8_tile(const Rule& rule, const lowp::Tensor& t, int64_t lo, int
 
 template <Fmt PF, Fmt SF, class Rule>
 __global__ void __launch_bounds__(kThreads)
-    lowp_kernel(const __grid_constant__ Table tab, const Rule rule, const lowp::Config c, const float* found_inf) {
+    lowp_kernel(const __grid_constant__ Table tab, const Rule rule, const lowp::Config config, const float* found_inf) {
   if (found_inf && *found_inf != 0.0f) return;  // a skipped step writes nothing
+  lowp::Config c = config;
+  if (c.grad_scale) c.grad_mul = rules::inv_scale(*c.grad_scale);  // GradScaler's scale, read on the device
   const int ci = int(blockIdx.x);
   const int ti = mt::find_tensor(tab, ci);
   const lowp::Tensor& t = tab.t[ti];
@@ -177,10 +179,10 @@ void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::C
 void lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
-               uint64_t step, int64_t block, py::handle found_inf) {
+               uint64_t step, int64_t block, py::handle grad_scale, py::handle found_inf) {
   lowp::StepCall<DeviceArrays> c;
   lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
-                    found_inf);
+                    grad_scale, found_inf);
   lowp::with_rule(rule, x, flags, step, c.n_states, [&](const auto& r) {
     if (c.elements() == 0) return;  // nothing to launch: empty calls need neither CuPy nor a device
     require_current_device(c.args.device, "params");

@@ -160,3 +160,54 @@ def test_capturable_optimizer_skips_on_the_device_and_keeps_its_counters():
             np.testing.assert_allclose(cp.asnumpy(p), h, rtol=2e-5, atol=2e-6)
         assert float(opt.state_dict()["state"][0]["step"]) == ref.state_dict()["state"][0]["step"]
     assert s.get_scale() == hs.get_scale()
+
+
+@pytest.mark.parametrize("scale", [1000.0, 2.0**10])
+def test_half_grads_unscaled_in_the_step_equal_the_cpu(scale):
+    """float16 params with fp32 masters: the scaler only checks the grads (amp_check_) and the
+    step's kernel unscales them by the device scale (lowp_step's grad_scale): the NumPy run's bits;
+    a non-finite grad then skips the step on the device."""
+    rng = np.random.default_rng()
+    hp = [rng.standard_normal(n).astype(np.float16) for n in (1, 7, 1023, 70_001)]
+    dp = [cp.asarray(p) for p in hp]
+    ho, do = (optim.Adam(x, lr=1e-3, master_weights=True) for x in (hp, dp))
+    hs, ds = GradScaler(init_scale=scale), GradScaler(init_scale=scale)
+    for _ in range(3):
+        g = [(rng.standard_normal(p.size) * 1e-2 * scale).astype(np.float16) for p in hp]
+        hs.step(ho, g)
+        ds.step(do, [cp.asarray(x) for x in g])
+        hs.update()
+        ds.update()
+        assert ds.get_scale() == hs.get_scale()
+        for d, h in zip(dp, hp):
+            np.testing.assert_array_equal(cp.asnumpy(d).view(np.uint16), h.view(np.uint16))
+    before = [cp.asnumpy(p).copy() for p in dp]
+    masters = {k: cp.asnumpy(e["master_param"]).copy() for k, e in do.state_dict()["state"].items()}
+    g = [cp.asarray((rng.standard_normal(p.size)).astype(np.float16)) for p in hp]
+    g[3][12345] = cp.inf
+    ds.step(do, g)
+    assert float(ds._found_inf[0]) == 1.0
+    ds.update()
+    assert ds.get_scale() == hs.get_scale() / 2
+    for d, b in zip(dp, before):
+        np.testing.assert_array_equal(cp.asnumpy(d).view(np.uint16), b.view(np.uint16))
+    for k, e in do.state_dict()["state"].items():
+        np.testing.assert_array_equal(cp.asnumpy(e["master_param"]), masters[k])
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float16"])
+def test_amp_check_equals_the_cpu(fmt):
+    rng = np.random.default_rng()
+    dt = np.float32 if fmt == "float32" else np.float16
+    hs = [rng.standard_normal(n).astype(dt) for n in SIZES]
+    for bad in (None, np.inf, np.nan):
+        if bad is not None:
+            hs[4][rng.integers(70_001)] = bad
+        raw = [h if fmt == "float32" else h.view(np.uint16) for h in hs]
+        hf, df = flag(np), flag(cp)
+        _cpu.amp_check_(raw, fmt, hf)
+        ds = [cp.asarray(r) for r in raw]
+        _cuda.amp_check_(ds, fmt, df)
+        assert float(df[0]) == hf[0] == (0.0 if bad is None else 1.0)
+        for d, r in zip(ds, raw):  # read only
+            np.testing.assert_array_equal(cp.asnumpy(d), r)

@@ -20,6 +20,7 @@ __all__: list[str] = [
     "adam_",
     "adam_capturable",
     "all_finite",
+    "amp_check_",
     "amp_unscale_",
     "amp_update_scale_",
     "build_info",
@@ -210,6 +211,11 @@ def adam_capturable(
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
     out[0] = 1.0 if every element of every array is finite, else 0.0.
+    """
+
+def amp_check_(grads: typing.Any, grad_dtype: str, found_inf: typing.Any) -> None:
+    """
+    found_inf[0] = 1 when an element of the grads is inf or NaN (else left as it was); the grads are not written. grad_dtype: 'float32' (float32 arrays), 'bfloat16' or 'float16' (their bits as uint16 arrays, as lowp_step takes them): the check before a low-precision step that unscales its half grads itself (lowp_step's grad_scale). found_inf: a 1-element float32 array beside the grads.
     """
 
 def amp_unscale_(grads: typing.Any, scale: typing.Any, found_inf: typing.Any) -> None:
@@ -481,9 +487,10 @@ def lowp_step(
     seed: typing.SupportsInt | typing.SupportsIndex,
     step: typing.SupportsInt | typing.SupportsIndex,
     block: typing.SupportsInt | typing.SupportsIndex,
+    grad_scale: typing.Any = None,
 ) -> None:
     """
-    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad) or 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are).
+    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad) or 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is multiplied by float(1 / double(scale)) after widening to float32, before the rule.
     """
 
 def lowp_to_half(

@@ -17,6 +17,7 @@ __all__: list[str] = [
     "adam_",
     "adam_capturable",
     "all_finite",
+    "amp_check_",
     "amp_unscale_",
     "amp_update_scale_",
     "cg_curvature",
@@ -193,6 +194,11 @@ def adam_capturable(
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
     out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).
+    """
+
+def amp_check_(grads: typing.Any, grad_dtype: str, found_inf: typing.Any) -> None:
+    """
+    optkern._cpu.amp_check_ on CuPy arrays: found_inf[0] = 1 when an element of the grads is inf or NaN, the grads not written (no host synchronization).
     """
 
 def amp_unscale_(grads: typing.Any, scale: typing.Any, found_inf: typing.Any) -> None:
@@ -405,10 +411,11 @@ def lowp_step(
     seed: typing.SupportsInt | typing.SupportsIndex,
     step: typing.SupportsInt | typing.SupportsIndex,
     block: typing.SupportsInt | typing.SupportsIndex,
+    grad_scale: typing.Any = None,
     found_inf: typing.Any = None,
 ) -> None:
     """
-    optkern._cpu.lowp_step on CuPy arrays (the same bits); found_inf: None, or a 1-element float32 device array whose nonzero value makes the step write nothing (GradScaler's skipped step, no host sync).
+    optkern._cpu.lowp_step on CuPy arrays (the same bits; grad_scale read on the device); found_inf: None, or a 1-element float32 device array whose nonzero value makes the step write nothing (GradScaler's skipped step, no host sync).
     """
 
 def lowp_to_half(

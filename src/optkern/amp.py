@@ -3,7 +3,10 @@
 ``scaler.scale(loss)`` multiplies the loss (so the backward pass produces
 gradients times ``scale``); ``scaler.step(optimizer, grads)`` unscales the
 gradients in place and checks them for inf/NaN in the same pass
-(``amp_unscale_``), and steps the optimizer only when all are finite --
+(``amp_unscale_``) -- for a low-precision optimizer (``master_weights`` /
+``state_dtype``) it only checks them (``amp_check_``, float16 / bfloat16 grads
+included) and the optimizer's step unscales them after widening to float32 --
+and steps the optimizer only when all are finite --
 otherwise params and optimizer state are untouched; ``scaler.update()`` then
 backs the scale off after a non-finite step (``scale *= backoff_factor``) or
 grows it after ``growth_interval`` consecutive finite steps
@@ -43,6 +46,18 @@ def _skips_on_device(optimizer) -> bool:
         return True
     groups = getattr(optimizer, "param_groups", None) or []
     return bool(groups) and getattr(optimizer, "_capturable", False) and all(g.get("capturable") for g in groups)
+
+
+def _grad_format(g, i: int) -> str:
+    """'float32', 'bfloat16' or 'float16': the formats a low-precision step takes as grads."""
+    dt = np.dtype(getattr(g, "dtype", None))
+    if dt == np.float32:
+        return "float32"
+    if dt == np.float16:
+        return "float16"
+    if dt.name == "bfloat16":
+        return "bfloat16"
+    raise TypeError(f"grads[{i}]: expected float32, float16 or bfloat16 gradients, got {dt}")
 
 
 class GradScaler:
@@ -94,37 +109,77 @@ class GradScaler:
 
     def unscale_(self, grads):
         """Divide float32 ``grads`` by the scale in place, once per step; returns found_inf: a bool
-        for NumPy grads, the 1-element float32 device flag for CuPy grads (no synchronization)."""
+        for NumPy grads, the 1-element float32 device flag for CuPy grads (no synchronization).
+
+        float16 / bfloat16 grads (a ``master_weights`` optimizer's) raise TypeError: ``step``
+        unscales them inside the optimizer's step, after widening to float32 -- unscaled in their
+        own format they would lose the small values the scaling kept (torch's GradScaler refuses
+        to unscale FP16 gradients for the same reason)."""
         if not self.enabled:
             return False
         if self._found_inf is not None:
             raise RuntimeError("unscale_() has already been called since the last update()")
         grads = _backend.as_list(grads, "grads")
-        if grads:
-            self._beside(grads[0])
-        found = _backend.zeros(self._scale, 1, np.float32)
+        for i, g in enumerate(grads):
+            if _grad_format(g, i) != "float32":
+                raise TypeError(
+                    f"grads[{i}]: {g.dtype} gradients are unscaled inside the optimizer's step (in float32): "
+                    "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
+                )
+        found = self._new_flag(grads)
         with _backend._device_of(self._scale):
             self._native().amp_unscale_(grads, self._scale, found)
         self._found_inf = found
         return found if _backend.is_cupy(found) else bool(found[0])
+
+    def _new_flag(self, grads):
+        """A zeroed found_inf flag beside ``grads`` (the scale moved there first)."""
+        first = next((g for g in grads if g is not None), None)
+        if first is not None:
+            self._beside(first)
+        return _backend.zeros(self._scale, 1, np.float32)
+
+    def _check(self, grads) -> None:
+        """found_inf of ``grads`` (float32 and halves, as a low-precision optimizer takes them), the
+        grads left scaled: that optimizer's step unscales them (``lowp_step``'s ``grad_scale``)."""
+        grads = _backend.as_list(grads, "grads")
+        found = self._new_flag(grads)
+        by_fmt: dict[str, list] = {}
+        for i, g in enumerate(grads):
+            if g is None:  # (a param the step skips)
+                continue
+            fmt = _grad_format(g, i)
+            by_fmt.setdefault(fmt, []).append(g if fmt == "float32" else g.view(np.uint16))
+        with _backend._device_of(self._scale):
+            for fmt, gs in by_fmt.items():
+                self._native().amp_check_(gs, fmt, found)
+        self._found_inf = found
 
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale (unless done) and step ``optimizer`` unless a gradient is inf/NaN.
         Returns the optimizer's result, or None for a skipped step."""
         if not self.enabled:
             return optimizer.step(grads, *args, **kwargs)
-        if self._found_inf is None:
+        # A low-precision optimizer unscales in its own step (its grads only checked here), unless
+        # unscale_() already did it in place (float32 grads).
+        fused = self._found_inf is None and getattr(optimizer, "_lowp", None) is not None
+        if fused:
+            self._check(grads)
+        elif self._found_inf is None:
             self.unscale_(grads)
         found = self._found_inf
-        if _backend.is_cupy(found) and _skips_on_device(optimizer):
-            optimizer._amp_found_inf = found  # decided on the device by the step's kernel
-            try:
-                return optimizer.step(grads, *args, **kwargs)
-            finally:
-                optimizer._amp_found_inf = None
-        if _backend.to_numpy(found)[0]:
+        on_device = _backend.is_cupy(found) and _skips_on_device(optimizer)
+        if not on_device and _backend.to_numpy(found)[0]:
             return None
-        return optimizer.step(grads, *args, **kwargs)
+        if not (on_device or fused):
+            return optimizer.step(grads, *args, **kwargs)
+        # the device flag decides on the device (the step's kernel writes nothing when it is set)
+        optimizer._amp_found_inf = found if on_device else None
+        optimizer._amp_grad_scale = self._scale if fused else None
+        try:
+            return optimizer.step(grads, *args, **kwargs)
+        finally:
+            optimizer._amp_found_inf = optimizer._amp_grad_scale = None
 
     def update(self, new_scale: float | None = None) -> None:
         """torch's _amp_update_scale_: back off after inf, grow after growth_interval clean steps."""

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "optkern/call_args.hpp"
+#include "optkern/lowp_step_args.hpp"
 
 namespace optkern {
 namespace amp {
@@ -27,6 +28,22 @@ template <class Arrays> void gather_unscale(UnscaleCall<Arrays>& c, py::handle g
                                             py::handle found_inf) {
   c.grads = c.args.list(grads, "grads", true);
   c.scale = c.args.template get<const float>(scale, "scale", 1, false);
+  c.found_inf = c.args.template get<float>(found_inf, "found_inf", 1, true);
+  c.args.check_overlap();
+}
+
+// amp_check_: grads of one format (float32, or a half's uint16 bits), read only.
+template <class Arrays> struct CheckCall {
+  Args<Arrays> args{Arrays::dtype_named("float32")};
+  typename Arrays::List grads;
+  lowp::Fmt fmt = lowp::Fmt::f32;
+  float* found_inf = nullptr;
+};
+
+template <class Arrays>
+void gather_check(CheckCall<Arrays>& c, py::handle grads, const std::string& grad_dtype, py::handle found_inf) {
+  c.fmt = lowp::parse_fmt(grad_dtype, "grad_dtype", false);
+  c.grads = c.args.list(grads, "grads", lowp::storage_dtype<Arrays>(c.fmt), false);
   c.found_inf = c.args.template get<float>(found_inf, "found_inf", 1, true);
   c.args.check_overlap();
 }
@@ -55,12 +72,18 @@ void gather_update(UpdateCall<Arrays>& c, py::handle scale, py::handle tracker, 
 
 namespace sig {
 
-template <class Unscale, class Update> void amp(pybind11::module_& m, Unscale unscale, Update update) {
+template <class Unscale, class Check, class Update>
+void amp(pybind11::module_& m, Unscale unscale, Check check, Update update) {
   using pybind11::arg;
   m.def("amp_unscale_", unscale, arg("grads"), arg("scale"), arg("found_inf"),
         "g *= float(1 / double(scale[0])) over a list of float32 arrays, and found_inf[0] = 1 when an "
         "element was inf or NaN (else left as it was); scale, found_inf: 1-element float32 arrays beside the "
         "grads (no host synchronization on the GPU).");
+  m.def("amp_check_", check, arg("grads"), arg("grad_dtype"), arg("found_inf"),
+        "found_inf[0] = 1 when an element of the grads is inf or NaN (else left as it was); the grads are not "
+        "written. grad_dtype: 'float32' (float32 arrays), 'bfloat16' or 'float16' (their bits as uint16 arrays, "
+        "as lowp_step takes them): the check before a low-precision step that unscales its half grads itself "
+        "(lowp_step's grad_scale). found_inf: a 1-element float32 array beside the grads.");
   m.def("amp_update_scale_", update, arg("scale"), arg("growth_tracker"), arg("found_inf"), arg("growth_factor"),
         arg("backoff_factor"), arg("growth_interval"),
         "torch's _amp_update_scale_ in place: after a non-finite step scale *= backoff_factor and the tracker "

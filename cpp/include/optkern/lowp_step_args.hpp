@@ -79,7 +79,8 @@ template <class Arrays> void make_tensors(StepCall<Arrays>& c) {
 template <class Arrays>
 void gather_step(StepCall<Arrays>& c, py::handle params, py::handle grads, py::handle masters, py::handle states,
                  py::handle scales, const std::string& param_fmt, const std::string& state_fmt, bool stochastic,
-                 uint64_t seed, uint64_t step, int64_t block, py::handle found_inf = py::none()) {
+                 uint64_t seed, uint64_t step, int64_t block, py::handle grad_scale = py::none(),
+                 py::handle found_inf = py::none()) {
   c.pf = parse_fmt(param_fmt, "param_dtype", false);
   c.sf = parse_fmt(state_fmt, "state_dtype", true);
   if (block < kSmallestBlock || block > kLargestBlock || (block & (block - 1)))
@@ -112,6 +113,8 @@ void gather_step(StepCall<Arrays>& c, py::handle params, py::handle grads, py::h
     for (int64_t n : sizes) nb.push_back((n + block - 1) / block);
     for (int k = 0; k < c.n_states; ++k) c.sc.push_back(c.args.list(sc[size_t(k)], kScaleNames[k], f32, true, &nb));
   }
+  if (!grad_scale.is_none())
+    c.cfg.grad_scale = c.args.template get<const float>(grad_scale, "grad_scale", f32, 1, false);
   if (!found_inf.is_none()) c.found_inf = c.args.template get<const float>(found_inf, "found_inf", f32, 1, false);
   c.args.check_overlap();
   make_tensors(c);
@@ -194,7 +197,7 @@ template <class F, class... Extra> void lowp_step(pybind11::module_& m, F f, con
   using pybind11::arg;
   m.def("lowp_step", f, arg("rule"), arg("scalars"), arg("flags"), arg("params"), arg("grads"), arg("masters"),
         arg("states"), arg("scales"), arg("param_dtype"), arg("state_dtype"), arg("stochastic"), arg("seed"),
-        arg("step"), arg("block"), extra..., doc);
+        arg("step"), arg("block"), arg("grad_scale") = pybind11::none(), extra..., doc);
 }
 
 // What both modules' docstrings say first.
@@ -204,7 +207,9 @@ inline constexpr const char* kLowpStepDoc =
     "decoupled]; 3 state lists: AMSGrad) or 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, "
     "maximize, centered]). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 "
     "masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). "
-    "stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are).";
+    "stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). "
+    "grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is "
+    "multiplied by float(1 / double(scale)) after widening to float32, before the rule.";
 
 }  // namespace sig
 }  // namespace optkern

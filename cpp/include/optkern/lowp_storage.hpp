@@ -4,7 +4,7 @@
 // element update that applies ANY rule of rules/optim.hpp in float32:
 //
 //   w  = master[i] (fp32 copy of a bf16/fp16 param) or p[i] (fp32 param)
-//   g  = float(grad[i])                     grad has the param's format
+//   g  = float(grad[i]) (* 1 / grad scale)  grad has the param's format
 //   s  = float(state_k[i])                  fp32, bf16, or 8-bit code * block scale
 //   rule(w, g, s)                           the fp32 rule, unchanged
 //   master[i] = w, p[i] = round(w)          nearest even or stochastic
@@ -19,6 +19,7 @@
 
 #include "optkern/common.hpp"
 #include "optkern/philox.hpp"
+#include "optkern/rules/amp.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -62,6 +63,11 @@ struct Config {
   uint64_t seed, step;
   bool sr_param;  // stochastic rounding of the low-precision param
   int64_t block;  // 8-bit block size
+  // GradScaler's scale (one float32 where the arrays live) or null: the grads are unscaled in
+  // the step, g * rules::inv_scale(*grad_scale), after widening (a half grad unscaled in its
+  // own format would lose what the scaling kept). grad_mul is that factor once read (1: none).
+  const float* grad_scale = nullptr;
+  float grad_mul = 1.0f;
 };
 
 // Load, rule, store the param and master; the new state values are left in
@@ -69,7 +75,7 @@ struct Config {
 template <Fmt PF, class Rule>
 OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Config& c, float* s) {
   float w = PF == Fmt::f32 ? static_cast<float*>(t.p)[i] : t.master[i];
-  rule(w, load<PF>(t.g, i), s);
+  rule(w, rules::unscale(load<PF>(t.g, i), c.grad_mul), s);
   if constexpr (PF == Fmt::f32) {
     static_cast<float*>(t.p)[i] = w;
   } else {

@@ -98,6 +98,7 @@ class LowPrecisionMixin(OptimizerParts):
 
     _lowp: LowpConfig | None = None
     _amp_found_inf = None  # set by amp.GradScaler.step around a CuPy step: the device flag that skips it
+    _amp_grad_scale = None  # set by amp.GradScaler.step around a step: the scale the step unscales grads by
     _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
     _state_names: tuple = ()
 
@@ -223,7 +224,9 @@ class LowPrecisionMixin(OptimizerParts):
         self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
         self._lowp_ensure(run, names)
         st = run.state
-        found_inf = () if self._amp_found_inf is None else (self._amp_found_inf,)  # (CUDA's lowp_step only)
+        amp: dict = {"grad_scale": self._amp_grad_scale}
+        if self._amp_found_inf is not None:
+            amp["found_inf"] = self._amp_found_inf  # (CUDA's lowp_step only)
         for fmt, ks in by_fmt.items():
             whole = len(ks) == len(run.params)
 
@@ -248,7 +251,7 @@ class LowPrecisionMixin(OptimizerParts):
                 lp.seed,
                 run.step + 1,
                 lp.block,
-                *found_inf,
+                **amp,
             )
 
     # ---- state dict -----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // Dynamic loss scaling (torch.amp.GradScaler), written once for the CPU loops (cpp/amp.cpp,
-// cpp/lowp.cpp) and the CUDA kernels (cuda/amp.cu): the unscale factor, the non-finite test
+// cpp/lowp_loop.hpp) and the CUDA kernels (cuda/amp.cu, cuda/lowp_step.cu): the unscale factor, the non-finite test
 // of the unscale pass (torch's _amp_foreach_non_finite_check_and_unscale_) and the scale's
 // update after a step (torch's _amp_update_scale_). The scale is float32, as torch keeps it.
 #pragma once
@@ -12,6 +12,17 @@ namespace rules {
 
 // 1 / scale in double, rounded once to float32 (torch: scale.double().reciprocal().float()).
 OK_HD float inv_scale(float scale) { return float(1.0 / double(scale)); }
+
+// A gradient unscaled: g * inv, rounded on its own on the device as well (a half grad is
+// unscaled inside the low-precision step, where nvcc could otherwise fuse this product into
+// the rule's first add; the CPU stores it, rounded, before the rule reads it).
+OK_HD float unscale(float g, float inv) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(g, inv);
+#else
+  return g * inv;
+#endif
+}
 
 // inf or NaN: inf - inf and NaN - NaN are NaN, any finite g - g is 0.
 OK_HD bool nonfinite(float g) { return !(g - g == 0.0f); }
