@@ -25,9 +25,18 @@ def _norm_type(norm_type) -> float:
 
 
 def _span(a, on_gpu: bool):
-    """(first byte, one past the last byte) of an array's buffer."""
+    """(first byte, one past the last byte) of the memory an array's elements lie in: for a
+    strided array more than ``nbytes`` from its first element, either way (negative strides)."""
     ptr = a.data.ptr if on_gpu else a.__array_interface__["data"][0]
-    return ptr, ptr + a.nbytes
+    if a.size == 0:
+        return ptr, ptr
+    lo, hi = ptr, ptr + a.itemsize
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi
 
 
 def _check_grads(grads, on_gpu: bool) -> None:

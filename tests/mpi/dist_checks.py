@@ -278,6 +278,14 @@ def _aliasing_grads() -> list:
     return g
 
 
+def _strided_aliasing_grads() -> list:
+    """grads[0] a strided view whose elements reach past its nbytes, grads[1] one of them."""
+    g = [np.zeros(s) for s in SIZES]
+    base = np.arange(20.0)
+    g[0], g[1] = base[0:14:2], base[8:9]  # base[8] is grads[0][4]
+    return g
+
+
 def bad_input(comm):
     c = Communicator(comm)
     ps = init_params(np.float64)
@@ -287,6 +295,7 @@ def bad_input(comm):
         ([np.zeros(s, dtype=np.float32) for s in SIZES], TypeError, "grads[0]"),
         ([np.zeros(s) for s in SIZES[:-1]] + [np.zeros(3)], ValueError, "grads[5]"),
         (_aliasing_grads(), ValueError, "grads[1] shares memory with grads[0]"),
+        (_strided_aliasing_grads(), ValueError, "grads[1] shares memory with grads[0]"),
     ):
         before = [a.copy() for a in g]
         try:
