@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cuda_arrays.hpp"
+#include "multi_tensor.cuh"
 #include "optkern/call_args.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
@@ -159,19 +160,23 @@ __global__ void direction_kernel(const T* const* __restrict__ S, const T* const*
   }
 }
 
-// p = x + t d (save: x = p first), over one array at `offset` in the flat x, d.
-template <class T>
-__global__ void move_kernel(T* __restrict__ p, T* __restrict__ x, const T* __restrict__ d, T t, int64_t n, bool save) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
-    if (save) {
-      const T v = p[j];
-      x[j] = v;
-      p[j] = rs::move(v, d[j], t);
+// p = x + t d (Save: x = p first) for every param, one multi-tensor launch (multi_tensor.cuh)
+// over the params and their slices of the flat x and d.
+template <class T, bool Save> struct MoveOp {
+  static constexpr int kDepth = 3;                         // p, x, d
+  static constexpr unsigned kWritten = Save ? 3u : 1u;     // p, and x when saving
+  T t;
+  __device__ MoveOp load() const { return *this; }
+  __device__ void operator()(T* v) const {
+    if constexpr (Save) {
+      const T p = v[0];
+      v[1] = p;
+      v[0] = rs::move(p, v[2], t);
     } else {
-      p[j] = rs::move(x[j], d[j], t);
+      v[0] = rs::move(v[1], v[2], t);
     }
   }
-}
+};
 
 // part: max |g| and sum |g| per block.
 template <class T>
@@ -379,18 +384,21 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, boo
   if (n == 0) return;
   require_current_device(dev, "params");
   cudaStream_t s = current_stream();
+  // x and d cut into the params' slices: lists aligned with the params for one launch
+  DeviceList Xs, Ds;
+  int64_t off = 0;
+  for (size_t i = 0; i < P.count(); ++i) {
+    Xs.data.push_back(x + off * int64_t(dtype_size(dt)));
+    Ds.data.push_back(d + off * int64_t(dtype_size(dt)));
+    Xs.size.push_back(P.size[i]);
+    Ds.size.push_back(P.size[i]);
+    off += P.size[i];
+  }
+  const mt::Lists<3> lists{&P, &Xs, &Ds};
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    int64_t off = 0;
-    for (size_t i = 0; i < P.count(); ++i) {
-      const int64_t m = P.size[i];
-      if (m > 0) {
-        const int grid = int(num_blocks(m, kThreads * 8, 4096));
-        move_kernel<T><<<grid, kThreads, 0, s>>>(P.ptr<T>(i), (T*)x + off, (const T*)d + off, T(t), m, save);
-      }
-      off += m;
-    }
-    check_launch("lbfgs_move_");
+    if (save) mt::launch_apply<T>(MoveOp<T, true>{T(t)}, lists, s);
+    else mt::launch_apply<T>(MoveOp<T, false>{T(t)}, lists, s);
   };
   py::gil_scoped_release nogil;
   if (dt == DType::f32) run(float{});

@@ -40,6 +40,27 @@ LBFGS_SIZES = [(1, 0), (7, 3), (1023, 5), (70001, 4), (70001, 9), (9_000_001, 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("save", [True, False])
+def test_lbfgs_move_over_many_params_is_one_launch_of_the_right_slices(dtype, save):
+    """lbfgs_move_ over params of odd sizes (slices of the flat x and d at unaligned offsets, an
+    empty param, more params than one launch table holds) against a float64 reference."""
+    rng = np.random.default_rng()
+    sizes = [0, 1, 7, 1023, 3, 70_001] + [5] * 300
+    hp = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    n = sum(sizes)
+    hx, hd = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    ps, x, d = [_dev(a) for a in hp], _dev(hx), _dev(hd)
+    K.lbfgs_move_(ps, x, d, 0.375, save)
+    start = np.concatenate([a for a in hp]) if save else hx
+    if save:
+        np.testing.assert_array_equal(_host(x), start)  # x = p first
+    want = _f(start) + 0.375 * _f(hd)
+    got = np.concatenate([_host(a) for a in ps])
+    tol = 3 * np.finfo(dtype).eps * (np.abs(_f(start)) + 0.375 * np.abs(_f(hd)))
+    assert np.all(np.abs(_f(got) - want) <= tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,k", LBFGS_SIZES)
 def test_lbfgs_push_direction_move_stats_against_float64(n, k, dtype):
     if n > 1_000_000 and dtype == np.float64:
