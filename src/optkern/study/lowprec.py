@@ -4,6 +4,9 @@ from a float32 run, kept out of the training loop.
 - ``adam-bf16``: the model computes with bfloat16 weights. The optimizer holds them (and a
   float32 master copy, ``master_weights=True``) and takes each gradient rounded to bfloat16;
   after every step the float32 array the model reads is refreshed from the bfloat16 weights.
+- ``adam-fp16``: the same with float16 weights and gradients and dynamic loss scaling
+  (``optkern.amp.GradScaler``): the gradients are stored in float16 times the loss scale, the
+  optimizer's step unscales them in float32, and an overflowed step is skipped.
 - ``adam-8bit``: nothing here (``state_dtype="int8"`` is a constructor argument).
 - ``swalp``: ``optkern.swalp.SWALP`` averages once per epoch over the last quarter of the
   epochs; at the end the averaged weights are measured like a checkpoint (loss, accuracy, top
@@ -17,25 +20,49 @@ import math
 import numpy as np
 
 from .. import lowp
+from ..amp import GradScaler
 from .methods import OPTIMIZERS
 
 
-class Bf16Weights:
-    """bfloat16 weights that the optimizer updates and the model reads as float32 ``params``."""
+class HalfWeights:
+    """Half-precision weights that the optimizer updates and the model reads as float32 ``params``:
+    bfloat16, or float16 with dynamic loss scaling (``optkern.amp.GradScaler``, torch's defaults).
+    The model's float32 gradients are stored in the half format -- for float16 times the loss
+    scale, as the backward pass of a scaled loss would store them (the backward pass is linear in
+    the loss) -- and the scaler skips a step whose gradients overflowed, then backs the scale off."""
 
-    def __init__(self, params: np.ndarray):
-        if lowp.bfloat16_dtype() is None:
+    def __init__(self, params: np.ndarray, fmt: str):
+        if fmt == "bfloat16" and lowp.bfloat16_dtype() is None:
             raise ValueError('--low-precision: the bfloat16 run needs ml_dtypes (pip install "optkern[study]")')
-        self.params = params
-        self.half = lowp.to_bfloat16(params)  # round to nearest even
+        self.params, self.fmt = params, fmt
+        self.half = lowp.to_half(params, fmt)  # round to nearest even
+        self.scaler = GradScaler() if fmt == "float16" else None
+        self.skipped = 0  # steps the scaler skipped (float16 gradients that overflowed)
         self.sync()
 
     def sync(self) -> None:
-        """The model's float32 weights := the bfloat16 weights (exactly)."""
+        """The model's float32 weights := the half weights (exactly)."""
         self.params[...] = lowp.from_half(self.half)
 
     def grads(self, grads: list) -> list:
-        return [lowp.to_bfloat16(g) for g in grads]
+        """The gradients as the half-precision backward pass stores them (float16: scaled)."""
+        if self.scaler is None:
+            return [lowp.to_half(g, self.fmt) for g in grads]
+        scale = np.float32(self.scaler.get_scale())
+        with np.errstate(over="ignore"):
+            return [lowp.to_half(g * scale, self.fmt) for g in grads]
+
+    def step(self, opt, grads: list) -> None:
+        """One optimizer step on the half gradients (through the scaler for float16), then the
+        model's weights refreshed."""
+        if self.scaler is None:
+            opt.step(self.grads(grads))
+        else:
+            before = self.scaler.get_scale()
+            self.scaler.step(opt, self.grads(grads))
+            self.scaler.update()
+            self.skipped += int(self.scaler.get_scale() < before)  # backed off: the step was skipped
+        self.sync()
 
 
 def extra_hyperparameters(name: str, epochs: int, steps_per_epoch: int, seed: int) -> dict:
@@ -117,7 +144,8 @@ def report_section(results: dict) -> list:
         "## Low precision",
         "",
         "Each low-precision run beside the float32 run it replaces (means over seeds): `adam-bf16` computes "
-        "with bfloat16 weights and gradients (float32 master copy in the optimizer), `adam-8bit` keeps "
+        "with bfloat16 weights and gradients (float32 master copy in the optimizer), `adam-fp16` the same in "
+        "float16 with dynamic loss scaling (`optkern.amp.GradScaler`), `adam-8bit` keeps "
         "Adam's m and v in 8 bits, `swalp` trains with 8-bit weights, gradients and momentum (values on "
         "the 8-bit grid, held in float32 arrays as the paper's code does) and averages its iterates in "
         "float32 (constant learning rate, where `momentum` follows the warm-up + cosine schedule). Optimizer "
@@ -156,6 +184,13 @@ def report_section(results: dict) -> list:
                         f"{where.capitalize()}, the SWA average of {name}'s iterates is {word} than its last "
                         f"iterate (top eigenvalue {top:.3g} vs {last:.3g})."
                     )
+            scaled = [r for r in rs if r.get("loss_scale") is not None]
+            if scaled:
+                said.append(
+                    f"{name} {where}: {_mean(r['skipped_steps'] for r in scaled):.3g} of "
+                    f"{_mean(r['steps'] for r in scaled):.0f} steps skipped (float16 gradients that overflowed), "
+                    f"final loss scale {_mean(r['loss_scale'] for r in scaled):.4g}."
+                )
             base = LOW_PRECISION.get(name)
             acc_low = _mean(_last(r, "val_acc") for r in rs)
             acc_base = _mean(_last(r, "val_acc") for r in by.get(base, [])) if base else None

@@ -22,7 +22,8 @@ class Method(NamedTuple):
     trust region). ``base``: for a wrapper (SAM), the class it wraps; the hyper-parameters
     the wrapper's constructor does not take go to the wrapped optimizer. ``precision``:
     ``"bfloat16"`` keeps the weights in bfloat16 (the model computes with them, the optimizer
-    holds a float32 master copy: ``master_weights=True``) and rounds each gradient to bfloat16.
+    holds a float32 master copy: ``master_weights=True``) and rounds each gradient to bfloat16;
+    ``"float16"`` likewise, with dynamic loss scaling (study/lowprec.py's ``HalfWeights``).
     ``optimizer`` names a class of ``optkern.optim``, or ``"SWALP"`` (``optkern.swalp``).
     """
 
@@ -33,7 +34,7 @@ class Method(NamedTuple):
     closure: bool = False
     schedule: bool = True
     base: str = ""
-    precision: str = ""  # "bfloat16": the model sees bf16 weights and the optimizer bf16 grads
+    precision: str = ""  # "bfloat16" / "float16": the model sees half weights, the optimizer half grads
 
 
 # The optimizers a study can run. Adding one is one row here. Learning rates are
@@ -72,12 +73,18 @@ OPTIMIZERS = {
         closure=True,
         base="SGD",
     ),
-    # `optkern study --low-precision` adds these three (issue 16): against "adam" and "momentum".
+    # `optkern study --low-precision` adds these four (issue 16): against "adam" and "momentum".
     "adam-bf16": Method(
         "Adam",
         dict(lr=2e-3, master_weights=True),
         "Adam on bfloat16 weights and gradients with a float32 master copy (fp32 m, v)",
         precision="bfloat16",
+    ),
+    "adam-fp16": Method(
+        "Adam",
+        dict(lr=2e-3, master_weights=True),
+        "Adam on float16 weights and gradients with a float32 master copy and dynamic loss scaling",
+        precision="float16",
     ),
     "adam-8bit": Method(
         "Adam",
@@ -94,7 +101,7 @@ OPTIMIZERS = {
 }
 
 # The runs `--low-precision` adds, and the full-precision run each is compared with.
-LOW_PRECISION = {"adam-bf16": "adam", "adam-8bit": "adam", "swalp": "momentum"}
+LOW_PRECISION = {"adam-bf16": "adam", "adam-fp16": "adam", "adam-8bit": "adam", "swalp": "momentum"}
 
 # What `optkern study` runs without --optimizers: the first-order methods (the second-order
 # and sharpness-aware ones cost several gradients per step; ask for them by name or "all").

@@ -184,7 +184,7 @@ def train_run(
     n = train.x.shape[0]
     bsize = batch_rows(name, cfg, n)
     steps_per_epoch = len(batches(n, bsize))
-    half = lowprec.Bf16Weights(params) if method.precision == "bfloat16" else None
+    half = lowprec.HalfWeights(params, method.precision) if method.precision else None
     opt, hp = make_optimizer(
         name,
         params if half is None else half.half,
@@ -208,9 +208,8 @@ def train_run(
         loss, grads = objective.closure()
         if half is None:
             opt.step(grads)
-        else:  # bfloat16 gradients in, bfloat16 weights out
-            opt.step(half.grads(grads))
-            half.sync()
+        else:  # half gradients in, half weights out
+            half.step(opt, grads)
         return float(loss)
 
     xtr, ytr = xp.asarray(train.x), xp.asarray(train.y)
@@ -304,6 +303,8 @@ def train_run(
             if swa is not None:
                 record["swa"] = swa
         record["state_bytes_per_param"] = lowprec.state_bytes(opt) / max(int(model.num_params), 1)
+        if half is not None and half.scaler is not None:
+            record.update(loss_scale=half.scaler.get_scale(), skipped_steps=half.skipped)
     finally:  # also when interrupted: the partial run keeps its timings
         record.update(timing, time_s=time.perf_counter() - t0)
         if hasattr(opt, "num_hvps"):  # Newton-CG's curvature products (training, not measurement)
