@@ -79,6 +79,8 @@ def test_nonfinite():
     grads[2][17] = np.inf
     with pytest.raises(ValueError, match=r"grads\[2\]: contains non-finite values"):
         clip_grad_norm_(grads, 1.0, norm_type="inf", error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match=r"grads\[2\]"):  # what torch raises: torch code catches it too
+        clip_grad_norm_(grads, 1.0, error_if_nonfinite=True)
     grads[2][17] = np.nan
     assert math.isnan(clip_grad_norm_(grads, 1.0, norm_type=math.inf))
     assert math.isnan(clip_grad_norm_(grads, 1.0))  # like torch: the gradients become NaN

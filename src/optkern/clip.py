@@ -10,7 +10,13 @@ import numpy as np
 
 from . import _backend
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["NonFiniteNormError", "clip_grad_norm_", "clip_grad_value_"]
+
+
+class NonFiniteNormError(ValueError, RuntimeError):
+    """``clip_grad_norm_(..., error_if_nonfinite=True)`` found a NaN or infinite total norm: a
+    ValueError naming the array (optkern's contract) that is also the RuntimeError torch's
+    ``clip_grad_norm_`` raises, so code written for torch catches it too."""
 
 
 def _norm_type(norm_type) -> float:
@@ -114,8 +120,9 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
       grads: an array or a list of arrays (NumPy or CuPy, one dtype).
       max_norm: the largest allowed norm, >= 0.
       norm_type: p >= 1, or ``inf`` / ``"inf"``.
-      error_if_nonfinite: raise ValueError (naming the first offending array) instead of
-        clipping when the total norm is NaN or infinite.
+      error_if_nonfinite: raise ``NonFiniteNormError`` (a ValueError naming the first offending
+        array, and a RuntimeError as torch raises) instead of clipping when the total norm is NaN
+        or infinite.
       out: optional 1-element float64 array (the grads' kind and device) that receives the
         norm. On the GPU pass one to capture the call in a CUDA graph: the buffer must
         outlive the graph, which a fresh allocation per call does not.
@@ -160,11 +167,11 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
             for i, g in enumerate(grads):
                 mod.all_finite([g], flag)
                 if float(flag[0]) == 0.0:
-                    raise ValueError(
+                    raise NonFiniteNormError(
                         f"grads[{i}]: contains non-finite values; the total norm of order {p} "
                         f"is {value} (pass error_if_nonfinite=False to clip anyway)"
                     )
-            raise ValueError(f"grads: the total norm of order {p} is {value}")
+            raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")
     with _grads_named():
         mod.clip_scale_(grads, max_norm, buf)
     return (buf if out is None else out) if total is None else total
