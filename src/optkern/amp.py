@@ -50,7 +50,9 @@ def _skips_on_device(optimizer) -> bool:
 
 def _grad_format(g, i: int) -> str:
     """'float32', 'bfloat16' or 'float16': the formats a low-precision step takes as grads."""
-    dt = np.dtype(getattr(g, "dtype", None))
+    if not hasattr(g, "dtype"):
+        raise TypeError(f"grads[{i}]: expected an array, got {type(g).__name__}")
+    dt = np.dtype(g.dtype)
     if dt == np.float32:
         return "float32"
     if dt == np.float16:
