@@ -615,3 +615,38 @@ def test_cuda_half_params_refused_by_name_and_half_grads_clipped_by_torch(dtype)
     for p in ps:
         p.grad = torch.full_like(p, 3.0)
     assert float(ot.clip_grad_norm_(ps, 1.0)) == pytest.approx(90**0.5, rel=1e-2)  # 10 elements of 3
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [("Adam", dict(lr=1e-2)), ("AdamW", dict(lr=1e-2, weight_decay=0.1)), ("SGD", dict(lr=0.05, momentum=0.9))],
+)
+def test_torch_grad_scaler_drives_the_adapter_as_torch_optim(name, kw):
+    """torch.amp.GradScaler (unscale_, inf check, skipped step, scale updates) around optkern.torch.X
+    gives torch.optim.X's params and scales; the step whose grad holds an inf changes nothing."""
+
+    def run(cls):
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2)).double()
+        opt = cls(m.parameters(), **kw)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+        x, y = torch.randn(16, 5, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+        scales, unchanged = [], None
+        for t in range(8):
+            opt.zero_grad()
+            scaler.scale(((m(x) - y) ** 2).mean()).backward()
+            before = [p.detach().clone() for p in m.parameters()]
+            if t == 3:
+                next(m.parameters()).grad[0, 0] = float("inf")
+            scaler.step(opt)
+            scaler.update()
+            if t == 3:
+                unchanged = all(torch.equal(p, b) for p, b in zip(m.parameters(), before))
+            scales.append(scaler.get_scale())
+        return [p.detach().clone() for p in m.parameters()], scales, unchanged
+
+    want, want_scales, _ = run(getattr(torch.optim, name))
+    got, scales, unchanged = run(getattr(ot, name))
+    assert scales == want_scales and scales[3] == scales[2] / 2 and unchanged
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
