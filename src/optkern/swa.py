@@ -67,5 +67,11 @@ class AveragedParams:
             "mode": self.mode,
             "decay": self.decay,
             "n_averaged": self.n_averaged,
-            "averages": [a.copy() for a in self.averages],
+            "averages": [_copy(a) for a in self.averages],
         }
+
+
+def _copy(a):
+    """A copy of ``a`` on its own device (CuPy's ``copy`` makes it on the current one)."""
+    with _backend._device_of(a):
+        return a.copy()
