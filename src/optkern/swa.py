@@ -69,9 +69,3 @@ class AveragedParams:
             "n_averaged": self.n_averaged,
             "averages": [_copy(a) for a in self.averages],
         }
-
-
-def _copy(a):
-    """A copy of ``a`` on its own device (CuPy's ``copy`` makes it on the current one)."""
-    with _backend._device_of(a):
-        return a.copy()
