@@ -374,6 +374,8 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, boo
   for (int64_t s : P.size) n += s;
   char* x = check_device_array(x_h, "x", dt, save, n, dev);
   char* d = check_device_array(d_h, "d", dt, false, n, dev);
+  expect_shape(x_h, "x", {n});  // 1-D, as the CPU twin requires
+  expect_shape(d_h, "d", {n});
   if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
   DeviceList X, D;
   X.data.push_back(x);

@@ -243,6 +243,19 @@ def test_cg_kernels_refuse_what_the_cpu_refuses():
         K.cg_curvature(v[0], cp.ones(8, np.float32), 0.0)
 
 
+@pytest.mark.parametrize("which", ["x", "d"])
+def test_lbfgs_move_refuses_what_the_cpu_refuses(which):
+    """A 2-D x or d of the right size: refused by name on both, nothing written."""
+    for mod, xp in ((CPU, np), (K, cp)):
+        p = [xp.zeros(8)]
+        x, d = xp.ones(8), xp.ones(8)
+        bad = {"x": x, "d": d}
+        bad[which] = bad[which].reshape(2, 4)
+        with pytest.raises(ValueError, match=rf"^{which}: expected shape"):
+            mod.lbfgs_move_(p, bad["x"], bad["d"], 0.5, True)
+        assert float(abs(p[0]).max()) == 0.0
+
+
 # ---- the Python classes on CuPy -------------------------------------------------------------------
 
 
