@@ -40,29 +40,18 @@ bool unscale_lists(const ArrayList& G, float c) {
   return false;
 }
 
-// Whether any element of the grads (format F: float32, or a half's bits) is inf or NaN; read only.
-template <lowp::Fmt F> bool any_nonfinite(const ArrayList& G) {
-  const auto chunks = make_chunks(G.size);
-  std::vector<int> bad(chunks.size(), 0);
-  py::gil_scoped_release nogil;
-  for_each_chunk(chunks, total_size(G.size), [&](const Chunk& ch) {
-    const void* g = G.data[size_t(ch.tensor)];
-    int nonfinite = 0;
-#pragma omp simd reduction(| : nonfinite)
-    for (int64_t i = ch.start; i < ch.start + ch.len; ++i) nonfinite |= rules::nonfinite(lowp::load<F>(g, i)) ? 1 : 0;
-    bad[size_t(&ch - chunks.data())] = nonfinite;
-  });
-  for (int b : bad)
-    if (b) return true;
-  return false;
+// Whether any element of the grads (format F, stored as T: float32, or a half's bits) is inf or
+// NaN, read only: the count through the module's one deterministic reduction (sum_lists).
+template <lowp::Fmt F, class T> bool any_nonfinite(const ArrayList& G) {
+  return sum_lists<T>([](T v, T) { return rules::nonfinite(lowp::load<F>(&v, 0)) ? 1.0 : 0.0; }, G, G) != 0.0;
 }
 
 void amp_check(py::handle grads, const std::string& grad_dtype, py::handle found_inf) {
   amp::CheckCall<HostArrays> c;
   amp::gather_check(c, grads, grad_dtype, found_inf);
-  const bool bad = c.fmt == lowp::Fmt::f32    ? any_nonfinite<lowp::Fmt::f32>(c.grads)
-                   : c.fmt == lowp::Fmt::bf16 ? any_nonfinite<lowp::Fmt::bf16>(c.grads)
-                                              : any_nonfinite<lowp::Fmt::f16>(c.grads);
+  const bool bad = c.fmt == lowp::Fmt::f32    ? any_nonfinite<lowp::Fmt::f32, float>(c.grads)
+                   : c.fmt == lowp::Fmt::bf16 ? any_nonfinite<lowp::Fmt::bf16, uint16_t>(c.grads)
+                                              : any_nonfinite<lowp::Fmt::f16, uint16_t>(c.grads);
   if (bad) c.found_inf[0] = 1.0f;
 }
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from .optim._lowp import _half_fmt
 
 __all__ = ["GradScaler"]
 
@@ -53,13 +54,10 @@ def _grad_format(g, i: int) -> str:
     if not hasattr(g, "dtype"):
         raise TypeError(f"grads[{i}]: expected an array, got {type(g).__name__}")
     dt = np.dtype(g.dtype)
-    if dt == np.float32:
-        return "float32"
-    if dt == np.float16:
-        return "float16"
-    if dt.name == "bfloat16":
-        return "bfloat16"
-    raise TypeError(f"grads[{i}]: expected float32, float16 or bfloat16 gradients, got {dt}")
+    fmt = "float32" if dt == np.float32 else _half_fmt(dt)
+    if fmt is None:
+        raise TypeError(f"grads[{i}]: expected float32, float16 or bfloat16 gradients, got {dt}")
+    return fmt
 
 
 class GradScaler:
