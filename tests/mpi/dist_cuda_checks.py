@@ -114,27 +114,14 @@ def optimizers_on_device(comm):
                 with z.skip_synchronize():
                     z.step()
             want = flat(host)
-            np.testing.assert_allclose(
-                flat([p.get() for p in dev]),
-                want,
-                rtol=2e-5,
-                atol=1e-6,
-                err_msg=f"{name} {cls.__name__} data-parallel on device",
-            )
-            np.testing.assert_allclose(
-                flat([p.get() for p in zdev]),
-                want,
-                rtol=2e-5,
-                atol=1e-6,
-                err_msg=f"{name} {cls.__name__} ZeRO-1 on device",
-            )
-            np.testing.assert_allclose(
-                flat([p.get() for p in inp]),
-                want,
-                rtol=2e-5,
-                atol=1e-6,
-                err_msg=f"{name} {cls.__name__} data-parallel on device, reduced in place",
-            )
+            for got, how in ((dev, "data-parallel"), (zdev, "ZeRO-1"), (inp, "data-parallel, reduced in place")):
+                np.testing.assert_allclose(
+                    flat([p.get() for p in got]),
+                    want,
+                    rtol=2e-5,
+                    atol=1e-6,
+                    err_msg=f"{name} {cls.__name__} {how} on device",
+                )
             if c.ordered:
                 np.testing.assert_array_equal(
                     flat([p.get() for p in inp]),
