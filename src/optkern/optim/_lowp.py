@@ -134,7 +134,7 @@ class LowPrecisionMixin(OptimizerParts):
     # ---- Optimizer hooks ---------------------------------------------------------------
 
     def _check_param_dtype(self, p, name: str) -> None:
-        lp, half = self._lowp, _half_fmt(p.dtype)
+        lp, half = self._lowp, self._half_format(p)
         if lp is not None and lp.master:
             if half is None:
                 raise TypeError(f"{name}: expected float16 or bfloat16 with master_weights=True, got {p.dtype}")
@@ -148,6 +148,11 @@ class LowPrecisionMixin(OptimizerParts):
 
     def _math_dtype(self, dt):
         return np.dtype(np.float32) if self._lowp is not None else dt
+
+    def _half_format(self, p) -> str | None:
+        """'float16' / 'bfloat16' for a half-precision param (by its dtype), else None. (optkern.torch's
+        adapter hands bfloat16 tensors over as their uint16 bits and says so here.)"""
+        return _half_fmt(p.dtype)
 
     def _new_state(self, name, p, hp):
         lp = self._lowp
@@ -220,7 +225,7 @@ class LowPrecisionMixin(OptimizerParts):
         assert lp is not None  # low-precision mode only
         by_fmt: dict[str, list[int]] = {}
         for k, p in enumerate(run.params):
-            by_fmt.setdefault(_half_fmt(p.dtype) or "float32", []).append(k)
+            by_fmt.setdefault(self._half_format(p) or "float32", []).append(k)
         self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
         self._lowp_ensure(run, names)
         st = run.state

@@ -7,6 +7,15 @@ tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror
 ``torch.nn.utils``. Needs PyTorch (``pip install torch``); ``import optkern``
 never imports it.
+
+SGD, Adam / AdamW and RMSprop also take optkern's low-precision keywords
+(:mod:`optkern.optim._lowp`): ``master_weights=True`` updates bfloat16 / float16
+params through a float32 master copy kept in the state (``master_param``), with
+``stochastic_rounding=True`` (Philox, ``seed``) or to nearest even;
+``state_dtype="bfloat16"`` or ``"int8"`` (blockwise 8-bit, ``block_size``)
+stores the moments compactly. Such a ``state_dict`` keeps the compact tensors;
+``to_torch_state_dict`` turns it into one ``torch.optim`` loads, and every
+optkern.torch optimizer loads torch's checkpoints and each other's, converting.
 """
 
 try:
@@ -14,6 +23,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised without torch
     raise ImportError("optkern.torch needs PyTorch: pip install torch (or pip install 'optkern[bench]')") from e
 
+from ._lowp import to_torch_state_dict
 from .clip import clip_grad_norm_, clip_grad_value_
 from .optimizers import SGD, Adadelta, Adagrad, AdagradNorm, Adam, AdamW, NAdam, RMSprop
 
@@ -28,4 +38,5 @@ __all__ = [
     "NAdam",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "to_torch_state_dict",
 ]

@@ -19,7 +19,7 @@ from .. import _backend
 from .. import optim as _optim
 from ..optim._hyper import _check_dtype
 from ..optim._run import _Run
-from . import _views
+from . import _lowp, _views
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -52,7 +52,9 @@ class _Fused(torch.optim.Optimizer):
     #: the optkern.optim class whose state layout this adapter keeps (in torch tensors)
     _core: type = _optim.Optimizer
 
-    def __init__(self, params, defaults: dict):
+    def __init__(self, params, defaults: dict, lowp: dict | None = None):
+        # low-precision storage (``_lowp``): an optkern.optim instance configured by the keywords
+        self._lowp_core = _lowp.make_core(self._core, lowp or {})
         self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
         self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
         self._joined: dict = {}  # the running step's joined scalars (see _join_scalars)
@@ -63,10 +65,21 @@ class _Fused(torch.optim.Optimizer):
             self._validate(group, f"param_groups[{i}]")
 
     @property
+    def _m(self) -> _optim.Optimizer:
+        """The optkern.optim instance that says what the state is and runs a cached step: the
+        low-precision one, or the class's uninitialised ``_meta``."""
+        return self._lowp_core or _meta(self._core)
+
+    @property
+    def _lowp_cfg(self):
+        return None if self._lowp_core is None else self._lowp_core._lowp
+
+    @property
     def _run_keys(self) -> tuple:
         """State entries that split a group into runs (equal values share a call)."""
-        m = _meta(self._core)
-        return ("step",) + tuple(m._scalar_names) if m._has_step else ()
+        m = self._m
+        # (a low-precision step counts steps for every class: its stochastic-rounding stream)
+        return ("step",) + tuple(m._scalar_names) if m._has_step or self._lowp_core else ()
 
     def add_param_group(self, param_group: dict) -> None:
         self._layouts, self._view_cache = {}, {}
@@ -78,7 +91,7 @@ class _Fused(torch.optim.Optimizer):
     def _validate(self, group: dict, where: str) -> None:
         """Hyper-parameters checked by the functional form on empty lists (nothing is written)."""
         for j, p in enumerate(group["params"]):
-            _views.check_tensor(p, f"{where}['params'][{j}]")
+            _views.check_tensor(p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg))
         try:
             self._call(group, [], [], {}, 1, first=False)
         except (TypeError, ValueError) as e:
@@ -92,14 +105,43 @@ class _Fused(torch.optim.Optimizer):
         mu_product back on the CPU (``_scalars_to_host``), the hyper-parameters torch's format lacks
         (``momentum_form``, RMSprop's ``nesterov``...) filled from the defaults and every group
         validated again."""
+        state_dict, exact = self._lowp_load(state_dict)
         super().load_state_dict(state_dict)
         self._layouts, self._view_cache = {}, {}
         for state in self.state.values():
             _scalars_to_host(state)
+        for p, entry in exact:  # (torch's loader cast them to the param's dtype: put back as stored)
+            self.state[p].update({k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in entry.items()})
         for i, group in enumerate(self.param_groups):
             for k, v in self.defaults.items():
                 group.setdefault(k, v)
             self._validate(group, f"param_groups[{i}]")
+
+    def _lowp_load(self, state_dict: dict) -> tuple:
+        """``state_dict`` as torch's loader should see it, and the state it must not cast: each
+        param's (param, entry) in this optimizer's low-precision storage (``_lowp.lowp_entry``).
+        Without low precision here, a low-precision checkpoint's moments come back as floats
+        (``_lowp.float_entry``) for torch's loader to cast as usual; a float one is left alone."""
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
+            return state_dict, []
+        params = [p for g in self.param_groups for p in g["params"]]
+        ids = _saved_ids(state_dict) if isinstance(state_dict.get("param_groups"), list) else []
+        if len(ids) != len(params):
+            return state_dict, []  # (torch's loader says what is wrong)
+        cfg, state, exact = self._lowp_cfg, dict(state_dict["state"]), []
+        names = _meta(self._core)._state_names  # (every moment the class has)
+        for sid, p in zip(ids, params):
+            entry = state.get(sid)
+            if not isinstance(entry, dict):
+                continue
+            where = f"state_dict['state'][{sid!r}]"
+            if cfg is not None:
+                exact.append((p, _lowp.lowp_entry(entry, p, cfg, names, where)))
+            elif any(k in entry for k in ("master_param", "block_size")) or any(
+                isinstance(entry.get(n), torch.Tensor) and entry[n].dtype is torch.uint8 for n in names
+            ):
+                state[sid] = _lowp.float_entry(entry, names, where)
+        return {**state_dict, "state": state}, exact
 
     # ---- one step ------------------------------------------------------------------
 
@@ -173,6 +215,12 @@ class _Fused(torch.optim.Optimizer):
         self._check_grads(params, gi)
         return _views.views([p.grad for p in params])
 
+    def _grad_arrays(self, params: list, gi: int) -> list:
+        """The grads of ``params`` as NumPy / CuPy arrays over their memory (bfloat16 as its uint16
+        bits), each checked against its param first."""
+        self._check_grads(params, gi)
+        return _views.views([p.grad for p in params])
+
     def _check_grads(self, params: list, gi: int) -> None:
         """TypeError / ValueError naming the first grad of ``params`` optkern cannot update in place
         with its param (group ``gi``)."""
@@ -182,7 +230,9 @@ class _Fused(torch.optim.Optimizer):
             if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
                 _bad_grad(p, g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad")
             if not g.is_contiguous():
-                _views.check_tensor(g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad")
+                _views.check_tensor(
+                    g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad", _lowp.param_dtypes(self._lowp_cfg)
+                )
 
     def _layout(self, group: dict, params: list, gi: int) -> list:
         """The runs of ``params`` (the group's params with a grad): params of one device, dtype and
@@ -217,9 +267,8 @@ class _Fused(torch.optim.Optimizer):
         # looking 200 of them up by tensor costs 0.2 ms a step)
         states = hit[5] if hit is not None else [self.state[p] for p in params]
         t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
-        m = _meta(self._core)
         hp = self._hyper(group)
-        names = tuple(m._needed(hp))
+        names = self._stored(hp)
         scalars = [k for k in self._run_keys if k in states[0]]
         entries = (*names, *scalars)
         key = (names, list(map(_data_ptr, params)))
@@ -230,11 +279,16 @@ class _Fused(torch.optim.Optimizer):
             lists = {n: _views.views([s[n] for s in states]) for n in names}
             self._joined = _join_scalars(states, scalars) if cache else {}
             core_run = None
-            if cache:  # the optkern.optim run over the same views: its step, without re-checking the lists
+            if cache or self._lowp_core:  # the optkern.optim run over the same views: its step,
+                # without re-checking the lists (a low-precision step goes this way only)
                 core_run = _Run(range(len(params)), pviews, _backend.backend(("params", pviews)), 0, dict(lists))
+            if cache:
                 cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries))
                 self._view_cache[id(params)] = cached
-        grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads)
+        if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
+            grads = self._grad_arrays(params, gi)
+        else:
+            grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads)
         first = id(params[0]) in self._first(group, params)
         try:
             with _views.on_stream(params[0]):
@@ -255,7 +309,7 @@ class _Fused(torch.optim.Optimizer):
         hit = self._hyper_cache.get(id(group))
         if hit is not None and hit[0] == keys and all(map(operator.is_, values, hit[1])):
             return hit[2]
-        hp = _meta(self._core)._check(group, "")
+        hp = self._m._check(group, "")
         if all(_immutable(v) for k, v in group.items() if k != "params"):
             self._hyper_cache[id(group)] = (keys, values, hp, group)  # (the group kept: its id stays its)
         return hp
@@ -265,9 +319,10 @@ class _Fused(torch.optim.Optimizer):
         runs): the functional form's per-call list conversions and checks are skipped (the
         native call still checks every array before it writes). Returns the new per-run scalar
         (NAdam's mu_product) or None. ``hp``: the group's checked hyper-parameters."""
-        m = _meta(self._core)
-        _check_dtype(hp, run.params[0].dtype)
+        m = self._m
+        _check_dtype(hp, m._math_dtype(run.params[0].dtype))
         run.extra = self._core_extra()
+        run.step = t - 1  # (what a low-precision step draws its stochastic rounding from)
         m._update(run, grads, hp, self._core_t(t, first))
         return run.extra.get("mu_product")
 
@@ -293,15 +348,24 @@ class _Fused(torch.optim.Optimizer):
 
     def _state_names(self, group: dict) -> tuple:
         """The state tensors a step with this group's hyper-parameters uses."""
-        return tuple(_meta(self._core)._needed(self._hyper(group)))
+        return tuple(self._m._needed(self._hyper(group)))
+
+    def _stored(self, hp: tuple) -> tuple:
+        """Every state tensor a step with checked hyper-parameters ``hp`` reads or writes."""
+        names = tuple(self._m._needed(hp))
+        cfg = self._lowp_cfg
+        return names if cfg is None else _lowp.stored_names(cfg, names)
 
     def _init_state(self, p, state: dict, group: dict) -> None:
         """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and
         the state tensors, each initialised as the optkern.optim class initialises its arrays."""
-        m = _meta(self._core)
+        m = self._m
         hp = m._check(group, "")
-        if m._has_step:
+        if m._has_step or self._lowp_core:
             state["step"] = _step_tensor()
+        if self._lowp_core:
+            _lowp.new_state(p, state, self._lowp_cfg, tuple(m._needed(hp)))
+            return
         with _views.on_stream(p):
             for name, value in m._new_extra(_Run([0], [_views.view(p)], None), hp).items():
                 state[name] = torch.tensor(float(value), dtype=_scalar_dtype())
@@ -382,6 +446,11 @@ def _scalars_to_host(state: dict) -> None:
         v = state.get(k)
         if isinstance(v, torch.Tensor) and not v.is_cpu:
             state[k] = v.detach().to("cpu")
+
+
+def _saved_ids(state_dict: dict) -> list:
+    """The state keys of a torch state dict's params, in parameter order."""
+    return [i for g in state_dict["param_groups"] if isinstance(g, dict) for i in g.get("params", ())]
 
 
 def _zeros(p):

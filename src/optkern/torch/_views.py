@@ -14,18 +14,21 @@ import torch
 import torch.utils.dlpack
 
 _FLOATS = (torch.float32, torch.float64)
+_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_BF16 = torch.bfloat16
 _NO_STREAM = contextlib.nullcontext()  # (reusable: it holds nothing)
 _to_dlpack = torch.utils.dlpack.to_dlpack
 
 
-def check_tensor(t, name: str) -> None:
-    """TypeError / ValueError naming ``name`` unless ``t`` is a dense float32/float64 tensor optkern can update."""
+def check_tensor(t, name: str, dtypes: tuple = _FLOATS) -> None:
+    """TypeError / ValueError naming ``name`` unless ``t`` is a dense tensor of one of ``dtypes``
+    (float32/float64 by default) that optkern can update."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.layout is not torch.strided:
         raise TypeError(f"{name}: sparse tensors are not supported (layout {t.layout})")
-    if t.dtype not in _FLOATS:
-        raise TypeError(f"{name}: expected float32 or float64, got {t.dtype}")
+    if t.dtype not in dtypes:
+        raise TypeError(f"{name}: expected {' or '.join(_NAMES[d] for d in dtypes)}, got {t.dtype}")
     if t.is_complex():
         raise TypeError(f"{name}: complex tensors are not supported")
     if not t.is_contiguous():
@@ -41,9 +44,13 @@ def view(t: torch.Tensor):
     that would call ``t.__dlpack__(stream=<CuPy's current stream>)``, which makes that stream
     wait on torch's current one (an event per tensor, per step, whenever the two differ) and
     costs a device switch and torch's stream look-ups per tensor. No ordering is needed: every
-    optkern call on these views runs on torch's current stream (``on_stream``)."""
+    optkern call on these views runs on torch's current stream (``on_stream``).
+
+    bfloat16 (which neither NumPy nor CuPy has) comes as its raw bits, a uint16 array."""
     if t.requires_grad:
         t = t.detach()
+    if t.dtype is _BF16:
+        return view(t.view(torch.int16)).view("uint16")
     if t.is_cpu:
         return t.numpy()
     import cupy

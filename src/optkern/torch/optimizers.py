@@ -18,15 +18,18 @@ import torch
 
 from .. import functional as F
 from .. import optim as _optim
+from ..optim._lowp import lowp_keywords
 from . import _views
-from ._fused import _Fused, _step_tensor, _zeros
+from ._fused import _Fused, _saved_ids, _step_tensor, _zeros
 
 __all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam"]
 
 
+@lowp_keywords
 class SGD(_Fused):
     """torch.optim.SGD (momentum, dampening, Nesterov, maximize) on optkern's fused step;
-    ``momentum_form="textbook"`` gives ``v <- mu v - lr g, p <- p + v``."""
+    ``momentum_form="textbook"`` gives ``v <- mu v - lr g, p <- p + v``. Low-precision
+    keywords: see :mod:`optkern.torch` (a ``step`` count is then kept, as for Adam)."""
 
     _core = _optim.SGD
 
@@ -41,6 +44,7 @@ class SGD(_Fused):
         *,
         maximize=False,
         momentum_form="pytorch",
+        **lowp,
     ):
         super().__init__(
             params,
@@ -53,6 +57,7 @@ class SGD(_Fused):
                 maximize=maximize,
                 momentum_form=momentum_form,
             ),
+            lowp,
         )
 
     def _group_step(self, group, params, gi):
@@ -72,7 +77,10 @@ class SGD(_Fused):
             return
         # torch creates the buffer from the first step's gradient: those params run with first=True
         for p in first:
-            self.state[p]["momentum_buffer"] = _zeros(p)
+            if self._lowp_core is not None:  # (its step count, master and buffer storage)
+                self._init_state(p, self.state[p], group)
+            else:
+                self.state[p]["momentum_buffer"] = _zeros(p)
         self._first_set = {id(p) for p in first}
         rest = [p for p in params if id(p) not in self._first_set]
         for ps in (first, rest):
@@ -104,7 +112,8 @@ class SGD(_Fused):
         )
 
     def _after(self, group, params, states, t, out):
-        pass
+        if self._lowp_core is not None:  # (torch's SGD counts no steps; a low-precision one does)
+            super()._after(group, params, states, t, out)
 
 
 class Adagrad(_Fused):
@@ -223,8 +232,10 @@ class AdagradNorm(_Fused):
         )
 
 
+@lowp_keywords
 class RMSprop(_Fused):
-    """torch.optim.RMSprop (centered, momentum), plus ``nesterov`` momentum (not in torch)."""
+    """torch.optim.RMSprop (centered, momentum), plus ``nesterov`` momentum (not in torch), and the
+    low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.RMSprop
 
@@ -240,6 +251,7 @@ class RMSprop(_Fused):
         *,
         maximize=False,
         nesterov=False,
+        **lowp,
     ):
         super().__init__(
             params,
@@ -253,6 +265,7 @@ class RMSprop(_Fused):
                 maximize=maximize,
                 nesterov=nesterov,
             ),
+            lowp,
         )
 
     def _call(self, group, params, grads, lists, t, *, first):
@@ -294,8 +307,10 @@ class Adadelta(_Fused):
         )
 
 
+@lowp_keywords
 class Adam(_Fused):
-    """torch.optim.Adam (AMSGrad, L2 or decoupled weight decay)."""
+    """torch.optim.Adam (AMSGrad, L2 or decoupled weight decay), and the low-precision keywords
+    (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adam
     _decoupled_default = False
@@ -311,6 +326,7 @@ class Adam(_Fused):
         *,
         maximize=False,
         decoupled_weight_decay=None,
+        **lowp,
     ):
         dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
         super().__init__(
@@ -324,6 +340,7 @@ class Adam(_Fused):
                 maximize=maximize,
                 decoupled_weight_decay=dwd,
             ),
+            lowp,
         )
 
     def _call(self, group, params, grads, lists, t, *, first):
@@ -345,15 +362,25 @@ class Adam(_Fused):
         )
 
 
+@lowp_keywords
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
 
     _decoupled_default = True
 
     def __init__(
-        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *, maximize=False
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
+        **lowp,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **lowp)
 
 
 class NAdam(_Fused):
@@ -427,8 +454,3 @@ def _betas(group):
     if not isinstance(b, (tuple, list)) or len(b) != 2:
         raise TypeError(f"betas: expected a pair of numbers, got {b!r}")
     return float(b[0]), float(b[1])
-
-
-def _saved_ids(state_dict: dict) -> list:
-    """The state keys of a torch state dict's params, in parameter order."""
-    return [i for g in state_dict["param_groups"] for i in g["params"]]

@@ -1,0 +1,184 @@
+"""Low-precision storage in optkern.torch's SGD, Adam / AdamW and RMSprop: the keywords of
+:mod:`optkern.optim._lowp` (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
+``block_size``) on torch tensors.
+
+The step is optkern.optim's own low-precision step (one native pass: half grad in, float32 master
+and compact states updated, half param out), run by an instance of the optkern.optim class
+configured with those keywords. State lives in ``optimizer.state[p]`` as torch tensors:
+
+* ``master_param``: the float32 master copy (``master_weights=True``);
+* each moment (``exp_avg``, ...) as float32, ``torch.bfloat16``, or ``torch.uint8`` codes of the
+  dynamic blockwise 8-bit map with ``<name>_scale`` (one float32 per block) and ``block_size``;
+* ``step`` (also for SGD here: the stochastic-rounding stream of a step is drawn from it).
+
+``state_dict()`` holds exactly these; ``load_state_dict`` takes any of them (and torch's own
+float32 checkpoints) and converts into this optimizer's format: 8-bit with the same block is
+copied exactly, anything else goes through float32 (bf16 rounded to nearest even, 8-bit by
+blockwise quantization; a missing master starts from the param). :func:`to_torch_state_dict`
+turns one back into what ``torch.optim``'s optimizers load.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import lowp
+from ..optim._lowp import _MASTER, LowpConfig
+
+_HALVES = (torch.float16, torch.bfloat16)
+_FLOATS = (torch.float32, torch.float64)
+_BLOCK = "block_size"
+
+
+@functools.cache
+def _core_type(core: type) -> type:
+    """``core`` whose low-precision step takes uint16 params as bfloat16 (how ``_views`` hands
+    bfloat16 tensors over: NumPy and CuPy have no bfloat16)."""
+
+    def _half_format(self, p):
+        return "bfloat16" if p.dtype == np.uint16 else core._half_format(self, p)
+
+    return type(core.__name__, (core,), {"_half_format": _half_format, "__module__": __name__})
+
+
+def make_core(core: type, options: dict):
+    """An optkern.optim ``core`` instance configured by the low-precision keywords ``options``
+    (its ``_lowp``), or None when they ask for plain float32/float64 storage."""
+    if not options:
+        return None
+    m: Any = object.__new__(_core_type(core))
+    m._lowp_init(False, **options)
+    return m if m._lowp is not None else None
+
+
+def param_dtypes(cfg: LowpConfig | None) -> tuple:
+    """The param dtypes an optimizer with ``cfg`` updates."""
+    if cfg is None:
+        return _FLOATS
+    return _HALVES if cfg.master else (torch.float32,)
+
+
+def stored_names(cfg: LowpConfig, names: tuple) -> tuple:
+    """Every state tensor of a step using moments ``names``: the moments, their 8-bit scales, the master."""
+    scales = tuple(f"{n}_scale" for n in names) if cfg.state_dtype == "int8" else ()
+    return names + scales + ((_MASTER,) if cfg.master else ())
+
+
+def new_state(p: torch.Tensor, state: dict, cfg: LowpConfig, names: tuple) -> None:
+    """Zero moments ``names`` (and their scales) in ``cfg``'s storage, and the master, for ``p``."""
+    dev = p.device
+    for n in names:
+        if cfg.state_dtype == "int8":
+            state[n] = torch.zeros(p.shape, dtype=torch.uint8, device=dev)
+            state[f"{n}_scale"] = torch.zeros(lowp.n_blocks(p.numel(), cfg.block), dtype=torch.float32, device=dev)
+            state[_BLOCK] = cfg.block
+        else:
+            dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
+            state[n] = torch.zeros(p.shape, dtype=dt, device=dev)
+    if cfg.master and _MASTER not in state:
+        state[_MASTER] = p.detach().to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+
+
+def _widen(entry: dict, k: str, where: str) -> np.ndarray:
+    """Saved moment ``k`` of a state entry as float32/float64 values (8-bit decoded, bf16 widened)."""
+    v = entry[k]
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{where}[{k!r}]: expected a tensor, got {type(v).__name__}")
+    v = v.detach().cpu()
+    if v.dtype is torch.uint8:
+        scales, block = entry.get(f"{k}_scale"), entry.get(_BLOCK)
+        if not isinstance(scales, torch.Tensor) or scales.dtype is not torch.float32:
+            raise ValueError(f"{where}[{k + '_scale'!r}]: 8-bit state needs its float32 block scales")
+        if isinstance(block, bool) or not isinstance(block, int):
+            raise ValueError(f"{where}[{_BLOCK!r}]: 8-bit state needs its block size (an int)")
+        block = lowp._block(block)
+        if scales.numel() != lowp.n_blocks(v.numel(), block):
+            raise ValueError(
+                f"{where}[{k + '_scale'!r}]: expected {lowp.n_blocks(v.numel(), block)} block scales, "
+                f"got {scales.numel()}"
+            )
+        return lowp.dequantize_blockwise(v.numpy().reshape(-1), scales.cpu().numpy(), block)
+    if not v.is_floating_point():
+        raise TypeError(f"{where}[{k!r}]: expected a floating-point or uint8 (8-bit) tensor, got {v.dtype}")
+    return (v.float() if v.dtype in _HALVES else v).numpy().reshape(-1)
+
+
+def _is_8bit(entry: dict, k: str) -> bool:
+    return isinstance(entry.get(k), torch.Tensor) and entry[k].dtype is torch.uint8
+
+
+def float_entry(entry: dict, names: tuple, where: str) -> dict:
+    """``entry`` with moments ``names`` as float tensors and the low-precision extras (scales,
+    block size, master) gone: what torch's optimizers keep."""
+    out = {k: v for k, v in entry.items() if k not in (_BLOCK, _MASTER)}
+    for n in names:
+        if n in entry and entry[n] is not None:
+            if _is_8bit(entry, n):
+                out.pop(f"{n}_scale", None)
+            x = torch.from_numpy(_widen(entry, n, where))  # (_widen: a tensor, or it raised)
+            out[n] = x.reshape(entry[n].shape)
+    return out
+
+
+def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, where: str) -> dict:
+    """Saved state ``entry`` (any format) of param ``p`` in ``cfg``'s storage, as CPU tensors
+    (not ``step``: torch's loader keeps that)."""
+    out: dict = {}
+    n_p = p.numel()
+    for n in names:
+        if n not in entry or entry[n] is None:
+            continue
+        if _is_8bit(entry, n) and cfg.state_dtype == "int8" and entry.get(_BLOCK) == cfg.block:
+            x = _widen(entry, n, where)  # (checks the codes against their scales)
+            codes, scales = entry[n].detach().cpu(), entry[f"{n}_scale"].detach().cpu()
+        else:
+            x = _widen(entry, n, where).astype(np.float32)
+            codes = scales = None
+        if x.size != n_p:
+            raise ValueError(f"{where}[{n!r}]: has {x.size} values, its param {n_p}")
+        if cfg.state_dtype == "int8":
+            if codes is None:
+                c, s = lowp.quantize_blockwise(x, cfg.block)
+                codes, scales = torch.from_numpy(c), torch.from_numpy(s)
+            out[n] = codes.reshape(p.shape).clone()
+            out[f"{n}_scale"], out[_BLOCK] = scales.clone(), cfg.block
+        else:
+            dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
+            out[n] = torch.from_numpy(x).reshape(p.shape).to(dt)  # (to bfloat16: nearest even)
+    if cfg.master:
+        m = entry.get(_MASTER)
+        if isinstance(m, torch.Tensor):
+            if m.numel() != n_p or not m.is_floating_point():
+                raise ValueError(f"{where}[{_MASTER!r}]: expected {n_p} float values, got {m.numel()} {m.dtype}")
+            out[_MASTER] = m.detach().cpu().to(torch.float32).reshape(p.shape).clone()
+        else:
+            out[_MASTER] = p.detach().cpu().to(torch.float32).clone()
+    return out
+
+
+def to_torch_state_dict(state_dict: dict, names: tuple = ()) -> dict:
+    """An optkern.torch optimizer's ``state_dict()`` in the form ``torch.optim``'s optimizers load:
+    8-bit and bfloat16 moments as float32 tensors, scales, block sizes and master copies dropped
+    (torch keeps no master: its params continue from their half values). Other entries are shared,
+    not copied. ``names``: the moments to convert (default: every 8-bit or bfloat16 tensor)."""
+    if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
+        raise TypeError("state_dict: expected an optimizer state dict (with a 'state' dict)")
+    state = {}
+    for key, entry in state_dict["state"].items():
+        if not isinstance(entry, dict):
+            state[key] = entry
+            continue
+        moments = names or tuple(
+            k
+            for k, v in entry.items()
+            if isinstance(v, torch.Tensor) and (v.dtype is torch.bfloat16 or _is_8bit(entry, k))
+        )
+        state[key] = float_entry(entry, moments, f"state_dict['state'][{key!r}]")
+    return {**state_dict, "state": state}
