@@ -14,6 +14,7 @@ Bytes per element each case must move (each array read once, written once):
 (a) p, m, v read+written 3 * 8, g read 4: 28.  (b) half p 2 + 2, g 2, master 8, m, v 16: 30.
 (c) half p 4, g 2, master 8, m, v 2 * (1 + 1), scales 2 * 8 / block: 18 + 16 / block.
 (d) p 8, g 4, m, v 4, scales: 16 + 16 / block.  (e) = (b) with bf16 m, v (stochastic rounding): 22.
+"(c) via optkern.torch": (c) on a torch bfloat16 tensor through the adapter (CPU).
 """
 
 import argparse
@@ -104,6 +105,15 @@ try:
     topt.step()
     cases["torch fused fp32 Adam"] = topt.step
     bytes_per["torch fused fp32 Adam"] = 28
+    if not CUDA:  # case (c) as a torch user runs it: optkern.torch on a bfloat16 tensor
+        import optkern.torch as OT
+
+        hp = torch.from_numpy(p32).to(torch.bfloat16)
+        hp.grad = torch.from_numpy(g32).to(torch.bfloat16)
+        oopt = OT.Adam([hp], lr=1e-3, master_weights=True, state_dtype="int8", block_size=BLOCK)
+        oopt.step()
+        cases["(c) via optkern.torch"] = oopt.step
+        bytes_per["(c) via optkern.torch"] = 18 + 16 / BLOCK
 except Exception as e:  # torch missing, or no fused Adam here
     print("torch:", e)
     torch = None

@@ -85,3 +85,26 @@ def test_checkpoint_moves_between_cpu_and_cuda(name, kw, lp):
     b2 = getattr(ot, name)(dev2, **kw, **lp, seed=9)
     b2.load_state_dict(a.state_dict())
     _same_state(a, b2, cpu, dev2)
+
+
+def test_torch_grad_scaler_on_cuda_equals_cpu():
+    """torch.amp.GradScaler with float16 grads (scaled; one step overflows): the CUDA step unscales
+    and skips as the CPU one does, bit for bit."""
+    name, kw, lp = CASES[0]
+    cpu, a, dev, b = _pair(name, kw, lp, torch.float16)
+    scalers = [torch.amp.GradScaler(d, init_scale=1024.0, growth_interval=2) for d in ("cpu", "cuda")]
+    g = torch.Generator().manual_seed(3)
+    for s in range(5):
+        for p, q in zip(cpu, dev):
+            x = (torch.randn(p.shape, generator=g) * 1024).to(torch.float16)
+            if s == 2:
+                x[-1] = float("inf")
+            p.grad, q.grad = x, x.cuda()
+        for sc, opt, d in zip(scalers, (a, b), ("cpu", "cuda")):
+            sc.scale(torch.ones((), device=d))  # (makes its scale)
+            sc.step(opt)
+            sc.update()
+        assert scalers[0].get_scale() == scalers[1].get_scale()
+        for p, q in zip(cpu, dev):
+            assert torch.equal(_bits(p), _bits(q))
+    _same_state(a, b, cpu, dev)

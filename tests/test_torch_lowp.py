@@ -336,3 +336,55 @@ def test_bad_checkpoints_raise_naming_the_entry_and_load_nothing():
         with pytest.raises(err, match=match):
             b.load_state_dict(sd)
         assert not b.state
+
+
+# ---- torch.amp.GradScaler: the scale and found_inf handed to the step ---------------------------
+
+
+@pytest.mark.parametrize(
+    "name,lp", [("Adam", {}), ("SGD", dict(state_dtype="int8")), ("AdamW", dict(state_dtype="bfloat16"))]
+)
+def test_torch_grad_scaler_drives_a_float16_model(name, lp):
+    """torch.amp.GradScaler on a float16 model: the step unscales the float16 grads as it widens
+    them (torch refuses to unscale float16 grads itself), skips a step whose grads overflowed
+    (nothing written, step count kept) and the scale follows torch's own rules. Reference: the
+    same scaler rules over torch.optim on float32 copies of the params and grads (exactly
+    representable: the float16 grads widened)."""
+    kw = dict(lr=1e-2) if name != "SGD" else dict(lr=0.1, momentum=0.9)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(9, 33), torch.nn.Tanh(), torch.nn.Linear(33, 3)).to(torch.float16)
+    ref = [p.detach().float().clone() for p in model.parameters()]
+    opt = getattr(ot, name)(model.parameters(), **kw, master_weights=True, **lp)
+    ref_opt = getattr(torch.optim, name)(ref, **kw)
+    # init_scale 2^20 overflows float16 grads at first: the first steps are skipped and back off
+    sc, ref_sc = (torch.amp.GradScaler("cpu", init_scale=2.0**20, growth_interval=3) for _ in range(2))
+    x, y = torch.randn(64, 9).to(torch.float16), torch.randint(0, 3, (64,))
+    skipped = 0
+    for _ in range(12):
+        opt.zero_grad()
+        sc.scale(torch.nn.functional.cross_entropy(model(x).float(), y)).backward()
+        for r, p in zip(ref, model.parameters()):
+            r.grad = p.grad.float()
+        ref_sc.scale(torch.ones(()))  # (its scale is made by its first scale())
+        before = [p.detach().clone() for p in model.parameters()]
+        steps = float(opt.state[ref_keys(opt)].get("step", 0)) if opt.state else 0.0
+        sc.step(opt)
+        ref_sc.step(ref_opt)
+        if any(not torch.isfinite(p.grad).all() for p in model.parameters()):
+            skipped += 1
+            assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+            assert (float(opt.state[ref_keys(opt)].get("step", 0)) if opt.state else 0.0) == steps
+        sc.update()
+        ref_sc.update()
+        assert sc.get_scale() == ref_sc.get_scale()
+    assert 0 < skipped < 12
+    for r, p in zip(ref, model.parameters()):
+        # compact moments follow the float32 ones to their own rounding (an unscaling off by any
+        # factor of the scale, 2^10 and more here, would be off by orders of magnitude)
+        tol = dict(rtol=2e-5, atol=1e-6) if not lp else dict(rtol=0, atol=1e-2)
+        torch.testing.assert_close(opt.state[p]["master_param"], r, **tol)
+        assert torch.equal(p.detach(), opt.state[p]["master_param"].to(torch.float16))
+
+
+def ref_keys(opt):
+    return opt.param_groups[0]["params"][0]

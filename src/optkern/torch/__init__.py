@@ -16,6 +16,9 @@ params through a float32 master copy kept in the state (``master_param``), with
 stores the moments compactly. Such a ``state_dict`` keeps the compact tensors;
 ``to_torch_state_dict`` turns it into one ``torch.optim`` loads, and every
 optkern.torch optimizer loads torch's checkpoints and each other's, converting.
+Under ``torch.amp.GradScaler`` such an optimizer takes the scale and found_inf
+as torch's fused optimizers do: the step unscales the (float16) grads as it
+widens them and skips when a grad overflowed.
 """
 
 try:

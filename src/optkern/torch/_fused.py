@@ -55,6 +55,9 @@ class _Fused(torch.optim.Optimizer):
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         # low-precision storage (``_lowp``): an optkern.optim instance configured by the keywords
         self._lowp_core = _lowp.make_core(self._core, lowp or {})
+        # torch.amp.GradScaler hands a low-precision step its scale and found_inf (as to torch's fused
+        # optimizers) instead of unscaling the grads first: it cannot unscale float16 grads at all
+        self._step_supports_amp_scaling = self._lowp_core is not None
         self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
         self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
         self._joined: dict = {}  # the running step's joined scalars (see _join_scalars)
@@ -172,6 +175,8 @@ class _Fused(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._step_supports_amp_scaling and _lowp.amp_skip(self):
+            return loss
         enabled = torch.is_grad_enabled()
         _set_grad_enabled(False)
         try:
@@ -321,6 +326,8 @@ class _Fused(torch.optim.Optimizer):
         (NAdam's mu_product) or None. ``hp``: the group's checked hyper-parameters."""
         m = self._m
         _check_dtype(hp, m._math_dtype(run.params[0].dtype))
+        if self._lowp_core is not None:
+            m._amp_grad_scale = _lowp.amp_scale(self, run.params[0])
         run.extra = self._core_extra()
         run.step = t - 1  # (what a low-precision step draws its stochastic rounding from)
         m._update(run, grads, hp, self._core_t(t, first))

@@ -28,6 +28,7 @@ import torch
 
 from .. import lowp
 from ..optim._lowp import _MASTER, LowpConfig
+from . import _views
 
 _HALVES = (torch.float16, torch.bfloat16)
 _FLOATS = (torch.float32, torch.float64)
@@ -81,6 +82,31 @@ def new_state(p: torch.Tensor, state: dict, cfg: LowpConfig, names: tuple) -> No
             state[n] = torch.zeros(p.shape, dtype=dt, device=dev)
     if cfg.master and _MASTER not in state:
         state[_MASTER] = p.detach().to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+
+
+# ---- torch.amp.GradScaler --------------------------------------------------------------
+
+
+def amp_skip(opt) -> bool:
+    """Whether torch.amp.GradScaler found an inf/NaN grad for this step (its ``found_inf``, set on
+    the optimizer around the step): then nothing is written, the step counts stay, as in torch's
+    fused optimizers. Read on the host: on CUDA one sync per step, as GradScaler makes for torch's
+    non-fused optimizers (the step count and stochastic-rounding stream live on the host)."""
+    found = getattr(opt, "found_inf", None)
+    return found is not None and bool(found)
+
+
+def amp_scale(opt, like):
+    """GradScaler's ``grad_scale`` (set on the optimizer around the step; None once ``unscale_``
+    ran) as the 1-element float32 array beside ``like`` that the low-precision step divides the
+    grads by, as it widens them (a float16 grad unscaled in float16 would lose what the scaling kept)."""
+    scale = getattr(opt, "grad_scale", None)
+    if scale is None:
+        return None
+    if not isinstance(scale, torch.Tensor):
+        scale = torch.tensor(float(scale))
+    t = scale.detach().to(device=like.device, dtype=torch.float32).reshape(1)
+    return _views.view(t if t.is_contiguous() else t.clone())
 
 
 # ---- checkpoints ------------------------------------------------------------------------
