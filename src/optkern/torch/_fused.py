@@ -314,7 +314,8 @@ class _Fused(torch.optim.Optimizer):
         hit = self._hyper_cache.get(id(group))
         if hit is not None and hit[0] == keys and all(map(operator.is_, values, hit[1])):
             return hit[2]
-        hp = self._m._check(group, "")
+        gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
+        hp = self._m._check(group, f"param_groups[{gi}]")  # (errors name the group's entry)
         if all(_immutable(v) for k, v in group.items() if k != "params"):
             self._hyper_cache[id(group)] = (keys, values, hp, group)  # (the group kept: its id stays its)
         return hp
@@ -367,7 +368,7 @@ class _Fused(torch.optim.Optimizer):
         """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and
         the state tensors, each initialised as the optkern.optim class initialises its arrays."""
         m = self._m
-        hp = m._check(group, "")
+        hp = self._hyper(group)
         if m._has_step or self._lowp_core:
             state["step"] = _step_tensor()
         if self._lowp_core:
