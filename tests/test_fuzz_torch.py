@@ -117,7 +117,7 @@ def test_optkern_torch_contract(case):
     if what == "param":
         i, kind = spoil
         # a dtype this configuration refuses: master copies are for halves, compact states for float32
-        wrong = {torch.float32: torch.float64 if lp else torch.bfloat16, torch.bfloat16: torch.float32}
+        wrong = {torch.float32: torch.float64 if lp else torch.bfloat16, torch.bfloat16: torch.float64}
         wrong[torch.float16] = torch.float64
         p = params[i]
         params[i] = {

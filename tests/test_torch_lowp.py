@@ -283,7 +283,7 @@ def test_signature_lists_the_keywords():
     "dtype,lp,err,match",
     [
         (torch.bfloat16, {}, TypeError, r"param_groups\[0\]\['params'\]\[0\]: expected float32 or float64"),
-        (torch.float32, dict(master_weights=True), TypeError, r"\['params'\]\[0\]: expected float16 or bfloat16"),
+        (torch.float64, dict(master_weights=True), TypeError, r"\[.params.\]\[0\]: expected float16 or bfloat16"),
         (torch.float16, dict(state_dtype="int8"), TypeError, r"\['params'\]\[0\]: expected float32, got"),
         (torch.float32, dict(stochastic_rounding=True), ValueError, "stochastic_rounding"),
         (torch.float32, dict(state_dtype="int4"), ValueError, "state_dtype"),
@@ -388,3 +388,36 @@ def test_torch_grad_scaler_drives_a_float16_model(name, lp):
 
 def ref_keys(opt):
     return opt.param_groups[0]["params"][0]
+
+
+def test_master_weights_with_float32_params_beside_half_ones():
+    """A bfloat16 model whose norm layer stays float32: one master_weights optimizer updates both,
+    the float32 params as the plain float32 optimizer does (their own master, no copy), with
+    their moments stored as state_dtype says."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(9, 17), torch.nn.LayerNorm(17), torch.nn.Linear(17, 3))
+    model[0].to(torch.bfloat16), model[2].to(torch.bfloat16)
+    norm = list(model[1].parameters())
+    twin = [p.detach().clone() for p in norm]
+    for lp in (dict(), dict(state_dtype="int8")):
+        opt = ot.AdamW(model.parameters(), lr=1e-2, master_weights=True, **lp)
+        ref = ot.AdamW(twin, lr=1e-2, **lp)
+        x = torch.randn(32, 9).to(torch.bfloat16)
+        for _ in range(3):
+            opt.zero_grad()
+            h = model[1](model[0](x).float())
+            model[2](h.to(torch.bfloat16)).float().square().mean().backward()
+            for t, p in zip(twin, norm):
+                t.grad = p.grad.clone()
+            opt.step()
+            ref.step()
+        for t, p in zip(twin, norm):
+            assert torch.equal(p, t)
+            assert "master_param" not in opt.state[p]
+            for k, v in ref.state[t].items():
+                assert torch.equal(opt.state[p][k], v) if isinstance(v, torch.Tensor) else opt.state[p][k] == v
+        assert all("master_param" in opt.state[p] for p in model[0].parameters())
+        # and its checkpoint round trip keeps the layout
+        again = ot.AdamW(model.parameters(), lr=1e-2, master_weights=True, **lp)
+        again.load_state_dict(opt.state_dict())
+        assert "master_param" not in again.state[norm[0]] and "master_param" in again.state[model[0].weight]

@@ -209,7 +209,7 @@ class LowPrecisionMixin(OptimizerParts):
         lp = self._lowp
         assert lp is not None  # low-precision mode only
         st = run.state
-        if lp.master and _MASTER not in st:
+        if lp.master and _MASTER not in st and any(map(self._half_format, run.params)):
             st[_MASTER] = [lowp.from_half(p) for p in run.params]
         if lp.state_dtype == "int8":
             for n in names:

@@ -11,7 +11,8 @@ never imports it.
 SGD, Adam / AdamW and RMSprop also take optkern's low-precision keywords
 (:mod:`optkern.optim._lowp`): ``master_weights=True`` updates bfloat16 / float16
 params through a float32 master copy kept in the state (``master_param``), with
-``stochastic_rounding=True`` (Philox, ``seed``) or to nearest even;
+``stochastic_rounding=True`` (Philox, ``seed``) or to nearest even (float32
+params of the same optimizer, a half model's norms say, are their own master);
 ``state_dtype="bfloat16"`` or ``"int8"`` (blockwise 8-bit, ``block_size``)
 stores the moments compactly. Such a ``state_dict`` keeps the compact tensors;
 ``to_torch_state_dict`` turns it into one ``torch.optim`` loads, and every

@@ -273,7 +273,7 @@ class _Fused(torch.optim.Optimizer):
         states = hit[5] if hit is not None else [self.state[p] for p in params]
         t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
         hp = self._hyper(group)
-        names = self._stored(hp)
+        names = self._stored(hp, params[0].dtype)
         scalars = [k for k in self._run_keys if k in states[0]]
         entries = (*names, *scalars)
         key = (names, list(map(_data_ptr, params)))
@@ -358,11 +358,11 @@ class _Fused(torch.optim.Optimizer):
         """The state tensors a step with this group's hyper-parameters uses."""
         return tuple(self._m._needed(self._hyper(group)))
 
-    def _stored(self, hp: tuple) -> tuple:
-        """Every state tensor a step with checked hyper-parameters ``hp`` reads or writes."""
+    def _stored(self, hp: tuple, dtype: torch.dtype) -> tuple:
+        """Every state tensor a step of ``dtype`` params with checked hyper-parameters ``hp`` reads or writes."""
         names = tuple(self._m._needed(hp))
         cfg = self._lowp_cfg
-        return names if cfg is None else _lowp.stored_names(cfg, names)
+        return names if cfg is None else _lowp.stored_names(cfg, names, dtype)
 
     def _init_state(self, p, state: dict, group: dict) -> None:
         """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and

@@ -57,16 +57,18 @@ def make_core(core: type, options: dict):
 
 
 def param_dtypes(cfg: LowpConfig | None) -> tuple:
-    """The param dtypes an optimizer with ``cfg`` updates."""
+    """The param dtypes an optimizer with ``cfg`` updates. With master weights, float32 params too
+    (a half model's norms kept in float32, say): they are their own master."""
     if cfg is None:
         return _FLOATS
-    return _HALVES if cfg.master else (torch.float32,)
+    return _HALVES + (torch.float32,) if cfg.master else (torch.float32,)
 
 
-def stored_names(cfg: LowpConfig, names: tuple) -> tuple:
-    """Every state tensor of a step using moments ``names``: the moments, their 8-bit scales, the master."""
+def stored_names(cfg: LowpConfig, names: tuple, dtype: torch.dtype) -> tuple:
+    """Every state tensor of a step of ``dtype`` params using moments ``names``: the moments, their
+    8-bit scales, the master copy (of half params)."""
     scales = tuple(f"{n}_scale" for n in names) if cfg.state_dtype == "int8" else ()
-    return names + scales + ((_MASTER,) if cfg.master else ())
+    return names + scales + ((_MASTER,) if cfg.master and dtype in _HALVES else ())
 
 
 def new_state(p: torch.Tensor, state: dict, cfg: LowpConfig, names: tuple) -> None:
@@ -80,7 +82,7 @@ def new_state(p: torch.Tensor, state: dict, cfg: LowpConfig, names: tuple) -> No
         else:
             dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
             state[n] = torch.zeros(p.shape, dtype=dt, device=dev)
-    if cfg.master and _MASTER not in state:
+    if cfg.master and p.dtype in _HALVES and _MASTER not in state:
         state[_MASTER] = p.detach().to(torch.float32, memory_format=torch.contiguous_format, copy=True)
 
 
@@ -178,7 +180,7 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
         else:
             dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
             out[n] = torch.from_numpy(x).reshape(p.shape).to(dt)  # (to bfloat16: nearest even)
-    if cfg.master:
+    if cfg.master and p.dtype in _HALVES:
         m = entry.get(_MASTER)
         if isinstance(m, torch.Tensor):
             if m.numel() != n_p or not m.is_floating_point():
