@@ -19,7 +19,7 @@ namespace py = pybind11;
 
 namespace {
 
-void lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
+py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
                uint64_t step, int64_t block, py::handle grad_scale) {
@@ -27,12 +27,13 @@ void lowp_step(const std::string& rule, const std::vector<double>& x, const std:
   lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
                     grad_scale);
   if (c.cfg.grad_scale) c.cfg.grad_mul = rules::inv_scale(*c.cfg.grad_scale);  // (host memory here)
-  lowp::with_rule(rule, x, flags, step, c.n_states, [&](const auto& r) {
+  const double mu = lowp::with_rule(rule, x, flags, step, c.n_states, [&](const auto& r) {
     py::gil_scoped_release nogil;
     lowp::with_formats(c.pf, c.sf, [&](auto pf, auto sf) {
       lowp::apply_lowp<decltype(pf)::value, decltype(sf)::value>(r, c.ts, c.cfg);
     });
   });
+  return lowp::step_result(mu);
 }
 
 }  // namespace

@@ -172,3 +172,39 @@ def test_param_groups_of_generators_and_the_same_tensor_twice():
     assert torch.equal(w.detach(), before - 0.1)
     with pytest.raises(ValueError, match=r"param_groups\[1\]\['params'\]\[0\]: appears in more than one"):
         O.SGD([{"params": [w]}, {"params": [w]}], lr=0.1)  # one tensor, two different views
+
+
+_JAX_CHECKS = """
+import numpy as np, jax.numpy as jnp, optkern, optkern.optim as O
+rng = np.random.default_rng(0)
+p = [rng.standard_normal(s).astype(np.float32) for s in [(7,), (3, 5), (1,)]]
+g = [rng.standard_normal(x.shape).astype(np.float32) for x in p]
+ref = [x.copy() for x in p]
+O.Adam(p, lr=0.1).step([jnp.asarray(x) for x in g])
+O.Adam(ref, lr=0.1).step(g)
+assert all(np.array_equal(a, b) for a, b in zip(p, ref))
+x = rng.standard_normal((4, 6)).astype(np.float32)
+assert np.array_equal(optkern.norm.layer_norm(jnp.asarray(x), (6,))[0], optkern.norm.layer_norm(x, (6,))[0])
+for call, name in [
+    (lambda: O.SGD([p[0], jnp.asarray(p[1])], lr=0.1), "param_groups[0]['params'][1]: array is read-only"),
+    (lambda: optkern.clip.clip_grad_norm_([jnp.asarray(g[0])], 1.0), "grads[0]: array is read-only"),
+]:
+    try:
+        call()
+        raise SystemExit("accepted: " + name)
+    except ValueError as e:
+        assert str(e).startswith(name), e
+print("ok")
+"""
+
+
+def test_jax_arrays_read_where_nothing_is_written_and_refused_as_params():
+    """JAX arrays (immutable: their DLPack exports are read-only) are taken as grads and norm
+    inputs, bitwise the NumPy results, and refused by name where optkern would write them. (In a
+    subprocess: an imported JAX makes every later fork in this process warn.)"""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed")
+    out = subprocess.run([sys.executable, "-c", _JAX_CHECKS], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

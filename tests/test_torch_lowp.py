@@ -27,6 +27,11 @@ CASES = [
     ("SGD", dict(lr=0.05), dict(master_weights=True, stochastic_rounding=True)),
     ("RMSprop", dict(lr=1e-2, centered=True, momentum=0.5), dict(master_weights=True, stochastic_rounding=True)),
     ("RMSprop", dict(lr=1e-2), dict(master_weights=True, state_dtype="int8", block_size=128)),
+    ("Adagrad", dict(lr=0.05, initial_accumulator_value=0.1), dict(master_weights=True, state_dtype="int8")),
+    ("Adagrad", dict(lr=0.05, lr_decay=1e-2), dict(master_weights=True, stochastic_rounding=True)),
+    ("Adadelta", dict(lr=0.5, weight_decay=1e-3), dict(master_weights=True, state_dtype="bfloat16")),
+    ("NAdam", dict(lr=1e-2, weight_decay=1e-2), dict(master_weights=True, state_dtype="int8")),
+    ("NAdam", dict(lr=1e-2, decoupled_weight_decay=True), dict(master_weights=True, stochastic_rounding=True)),
 ]
 IDS = [f"{n}-{i}" for i, (n, _, _) in enumerate(CASES)]
 F32_CASES = [  # compact states on float32 params
@@ -88,6 +93,9 @@ def test_same_bits_as_optkern_optim(name, kw, lp, dtype):
                 continue
             if k == "block":
                 assert st["block_size"] == v
+                continue
+            if isinstance(v, float):  # NAdam's mu_product (a float32 tensor here, as torch keeps it)
+                assert float(st[k]) == v
                 continue
             assert_same_bits(st[k], v, f"state[{i}][{k!r}]")
 
@@ -271,7 +279,7 @@ def test_stochastic_rounding_is_seeded():
 def test_signature_lists_the_keywords():
     import inspect
 
-    for cls in (ot.SGD, ot.Adam, ot.AdamW, ot.RMSprop):
+    for cls in (ot.SGD, ot.Adagrad, ot.RMSprop, ot.Adadelta, ot.Adam, ot.AdamW, ot.NAdam):
         sig = inspect.signature(cls)
         assert {"master_weights", "stochastic_rounding", "state_dtype", "seed", "block_size"} <= set(sig.parameters)
 

@@ -488,9 +488,9 @@ def lowp_step(
     step: typing.SupportsInt | typing.SupportsIndex,
     block: typing.SupportsInt | typing.SupportsIndex,
     grad_scale: typing.Any = None,
-) -> None:
+) -> typing.Any:
     """
-    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad) or 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is multiplied by float(1 / double(scale)) after widening to float32, before the rule.
+    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad), 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]), 'adagrad' ([lr, lr_decay, weight_decay, eps], [maximize]), 'adadelta' ([lr, rho, eps, weight_decay], [maximize]) or 'nadam' ([lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], [maximize, decoupled]; returns the new mu_product, the other rules None). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is multiplied by float(1 / double(scale)) after widening to float32, before the rule.
     """
 
 def lowp_to_half(

@@ -413,7 +413,7 @@ def lowp_step(
     block: typing.SupportsInt | typing.SupportsIndex,
     grad_scale: typing.Any = None,
     found_inf: typing.Any = None,
-) -> None:
+) -> typing.Any:
     """
     optkern._cpu.lowp_step on CuPy arrays (the same bits; grad_scale read on the device); found_inf: None, or a 1-element float32 device array whose nonzero value makes the step write nothing (GradScaler's skipped step, no host sync).
     """

@@ -20,8 +20,9 @@ the host (``unscale_`` then returns the device flag; ``get_scale`` and
 ``state_dict`` read the scale back, which does synchronize). A low-precision
 optimizer (``master_weights`` / ``state_dtype``) on CuPy params receives the
 flag and skips the step on the device (its kernel writes nothing when the flag
-is set); unlike torch's fused optimizers, its step count still advances on such
-a skipped step (the next step's bias corrections count it). An optimizer in
+is set); unlike torch's fused optimizers, its step count (and NAdam's momentum
+product) still advances on such a skipped step (the next step's bias
+corrections count it). An optimizer in
 capturable mode (``capturable=True`` in every group) receives the flag too, and
 its device step counters stay on a skipped step, as torch's do. Any other
 optimizer on CuPy params is stepped or skipped on the host after reading the

@@ -10,7 +10,9 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -148,9 +150,14 @@ inline double scalar(const std::vector<double>& v, size_t i) {
 //   adam: x = [lr, beta1, beta2, eps, weight_decay],   flags = [maximize, decoupled] (AMSGrad: 3 states)
 //   rmsprop: x = [lr, alpha, eps, weight_decay, momentum], flags = [nesterov, maximize, centered]
 //         (states: square_avg, then grad_avg when centered, then momentum_buffer when momentum > 0)
+//   adagrad: x = [lr, lr_decay, weight_decay, eps], flags = [maximize] (state: sum)
+//   adadelta: x = [lr, rho, eps, weight_decay], flags = [maximize] (states: square_avg, acc_delta)
+//   nadam: x = [lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], flags = [maximize,
+//         decoupled] (states: exp_avg, exp_avg_sq)
+// Returns NAdam's new mu_product (the rule's, rounded as the fp32 optimizer keeps it), else NaN.
 template <class Run>
-void with_rule(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags, uint64_t step,
-               int n_states, Run&& run) {
+double with_rule(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
+                 uint64_t step, int n_states, Run&& run) {
   const auto flag = [&](size_t i, bool fallback) { return i < flags.size() ? bool(flags[i]) : fallback; };
   const auto go = [&](const auto& r) {
     constexpr int K = std::decay_t<decltype(r)>::kState;
@@ -182,9 +189,29 @@ void with_rule(const std::string& rule, const std::vector<double>& x, const std:
     else if (centered) go(rules::RMSprop<F, true, false>::at(h, k));
     else if (momentum) go(rules::RMSprop<F, false, true>::at(h, k));
     else go(rules::RMSprop<F, false, false>::at(h, k));
+  } else if (rule == "adagrad") {
+    if (step < 1) throw py::value_error("step: must be >= 1 for adagrad (lr_decay), got 0");
+    const rules::AdagradHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false)};
+    go(rules::Adagrad<F>::at(h, rules::Counters{double(step)}));
+  } else if (rule == "adadelta") {
+    const rules::AdadeltaHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false)};
+    go(rules::Adadelta<F>::at(h, rules::Counters{double(step)}));
+  } else if (rule == "nadam") {
+    if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
+    const rules::NAdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4), scalar(x, 5),
+                              flag(1, false), flag(0, false)};
+    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), scalar(x, 6)});
+    go(r);
+    return r.mu_product;
   } else {
     throw py::value_error("rule: unsupported rule '" + rule + "'");
   }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// What lowp_step returns: NAdam's new mu_product, else None.
+inline py::object step_result(double mu_product) {
+  return std::isnan(mu_product) ? py::object(py::none()) : py::object(py::float_(mu_product));
 }
 
 }  // namespace lowp
@@ -204,8 +231,11 @@ template <class F, class... Extra> void lowp_step(pybind11::module_& m, F f, con
 inline constexpr const char* kLowpStepDoc =
     "One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], "
     "flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, "
-    "decoupled]; 3 state lists: AMSGrad) or 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, "
-    "maximize, centered]). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 "
+    "decoupled]; 3 state lists: AMSGrad), 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, "
+    "maximize, centered]), "
+    "'adagrad' ([lr, lr_decay, weight_decay, eps], [maximize]), 'adadelta' ([lr, rho, eps, weight_decay], "
+    "[maximize]) or 'nadam' ([lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], [maximize, "
+    "decoupled]; returns the new mu_product, the other rules None). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 "
     "masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). "
     "stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). "
     "grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is "

@@ -1,5 +1,5 @@
-"""Low-precision storage for the optimizers (SGD, Adam/AdamW, RMSprop): bf16/fp16 params with a
-float32 master copy, bfloat16 or blockwise 8-bit states, stochastic rounding.
+"""Low-precision storage for the optimizers (SGD, Adagrad, RMSprop, Adadelta, Adam/AdamW, NAdam):
+bf16/fp16 params with a float32 master copy, bfloat16 or blockwise 8-bit states, stochastic rounding.
 
 One native pass per step (``lowp_step``: ``_cpu``'s OpenMP loop ``cpp/lowp_loop.hpp`` for NumPy
 arrays, ``_cuda``'s kernel ``cuda/lowp_step.cu`` for CuPy arrays, with the same bits) reads the
@@ -72,8 +72,9 @@ def _flag(name: str, v) -> bool:
     return bool(v)
 
 
-#: The low-precision keywords of SGD, Adam / AdamW and RMSprop (keyword-only) and their defaults:
-#: the classes take them as ``**lowp`` and show them in their signature (``lowp_keywords``).
+#: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)
+#: and their defaults: the classes take them as ``**lowp`` and show them in their signature
+#: (``lowp_keywords``).
 LOWP_KEYWORDS: Mapping[str, Any] = MappingProxyType(
     {"master_weights": False, "stochastic_rounding": False, "state_dtype": "float32", "seed": 0, "block_size": 256}
 )
@@ -159,7 +160,39 @@ class LowPrecisionMixin(OptimizerParts):
         if lp is None:
             return super()._new_state(name, p, hp)
         dt = {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype]
-        return _backend.zeros(p, p.shape, dt)
+        a = _backend.zeros(p, p.shape, dt)
+        fill = self._lowp_initial(name, hp)[0]
+        if fill:
+            a[...] = fill
+        return a
+
+    def _lowp_initial(self, name: str, hp) -> tuple:
+        """What a fresh state ``name`` holds in this storage, per element: (float32 value, bfloat16
+        bits or 8-bit code; the 8-bit block scale or None), from the class's ``_initial_value`` (an
+        8-bit block of one value v is code 255 of scale v, exactly)."""
+        lp = self._lowp
+        assert lp is not None  # low-precision mode only
+        v = np.full(1, self._lowp_initial_value(name, hp), np.float32)
+        if lp.state_dtype == "float32":
+            return v[0], None
+        if lp.state_dtype == "bfloat16":
+            return lowp.to_half(v, "bfloat16", raw=True)[0], None
+        codes, scales = lowp.quantize_blockwise(v, lp.block)
+        return codes[0], scales[0]
+
+    def _needed(self, hp) -> tuple:
+        # the class's moments (its instance ``_state_names`` add the master and the 8-bit scales,
+        # which ``_lowp_ensure`` makes)
+        return type(self)._state_names
+
+    def _lowp_initial_value(self, name: str, hp) -> float:
+        """The float32 value state ``name`` starts at (the class's ``_initial_value``)."""
+        return float(np.float32(self._initial_value(name, hp)))
+
+    def _ensure_state(self, run, hp) -> None:
+        super()._ensure_state(run, hp)
+        if self._lowp is not None:
+            self._lowp_ensure(run, self._needed(hp), hp)
 
     def _precheck(self, grads, group_runs=None) -> None:
         if self._lowp is None:
@@ -204,8 +237,9 @@ class LowPrecisionMixin(OptimizerParts):
             if hi > end:
                 end, owner = hi, who
 
-    def _lowp_ensure(self, run, names) -> None:
-        """The master copies and 8-bit scales a step needs (created with the first step)."""
+    def _lowp_ensure(self, run, names, hp) -> None:
+        """The master copies and 8-bit scales of states ``names`` a step needs, made with the states
+        (the scales of a fresh state: its initial value's, ``_lowp_initial``)."""
         lp = self._lowp
         assert lp is not None  # low-precision mode only
         st = run.state
@@ -213,25 +247,27 @@ class LowPrecisionMixin(OptimizerParts):
             st[_MASTER] = [lowp.from_half(p) for p in run.params]
         if lp.state_dtype == "int8":
             for n in names:
-                if f"{n}_scale" not in st or n in run.fresh:
+                if f"{n}_scale" not in st:
+                    scale = self._lowp_initial(n, hp)[1]
                     st[f"{n}_scale"] = [
-                        _backend.zeros(p, lowp.n_blocks(p.size, lp.block), np.float32) for p in run.params
+                        _backend.zeros(p, lowp.n_blocks(p.size, lp.block), np.float32) + scale for p in run.params
                     ]
 
-    def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names) -> None:
+    def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names):
         """One native low-precision step of ``run`` (one call per param format in the run), on the
-        params' backend (``run.mod``: ``_cpu``, or ``_cuda`` on CuPy's current stream)."""
+        params' backend (``run.mod``: ``_cpu``, or ``_cuda`` on CuPy's current stream). Returns what
+        the native step returns (NAdam: the new mu_product, the same from every call; else None)."""
         lp = self._lowp
         assert lp is not None  # low-precision mode only
         by_fmt: dict[str, list[int]] = {}
         for k, p in enumerate(run.params):
             by_fmt.setdefault(self._half_format(p) or "float32", []).append(k)
         self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
-        self._lowp_ensure(run, names)
         st = run.state
         amp: dict = {"grad_scale": self._amp_grad_scale}
         if self._amp_found_inf is not None:
             amp["found_inf"] = self._amp_found_inf  # (CUDA's lowp_step only)
+        out = None
         for fmt, ks in by_fmt.items():
             whole = len(ks) == len(run.params)
 
@@ -241,7 +277,7 @@ class LowPrecisionMixin(OptimizerParts):
             half = fmt != "float32"
             ps = [p.view(np.uint16) for p in sel(run.params)] if half else sel(run.params)
             gs = [g.view(np.uint16) for g in sel(grads)] if half else sel(grads)
-            run.mod.lowp_step(
+            out = run.mod.lowp_step(
                 rule,
                 scalars,
                 flags,
@@ -258,6 +294,7 @@ class LowPrecisionMixin(OptimizerParts):
                 lp.block,
                 **amp,
             )
+        return out
 
     # ---- state dict -----------------------------------------------------------------------
 

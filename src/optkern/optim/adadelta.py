@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from .._backend import in_range, nonnegative, positive
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native
+from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 
 
@@ -41,19 +42,23 @@ def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e
     _adadelta_call(mod, params, grads, st["square_avgs"], st["acc_deltas"], hp)
 
 
-class Adadelta(Optimizer):
+@lowp_keywords
+class Adadelta(LowPrecisionMixin, Optimizer):
     """Adadelta, torch.optim.Adadelta's semantics and defaults.
 
     ``v <- rho v + (1 - rho) g'^2``, ``d = sqrt(u + eps) / sqrt(v + eps) g'``,
     ``u <- rho u + (1 - rho) d^2``, ``p <- p - lr d``. State: ``step``, ``square_avg``, ``acc_delta``.
     ``capturable=True`` (CuPy arrays): a step that can be captured in a CUDA graph (see
-    :class:`~optkern.optim.Optimizer`).
+    :class:`~optkern.optim.Optimizer`). Low precision: the keywords of :class:`~optkern.optim.Adam`.
     """
 
     _state_names = ("square_avg", "acc_delta")
     _capturable = True
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False, capturable=False):
+    def __init__(
+        self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False, capturable=False, **lowp
+    ):
+        self._lowp_init(capturable, **lowp)
         super().__init__(
             params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, capturable=capturable)
         )
@@ -62,4 +67,7 @@ class Adadelta(Optimizer):
         return _check_adadelta(where, g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"])
 
     def _update(self, run, grads, hp, t, dev=None):
+        if self._lowp is not None:
+            x = [hp.lr, hp.rho, hp.eps, hp.weight_decay]
+            return self._lowp_update(run, grads, "adadelta", x, [hp.maximize], Adadelta._state_names)
         _adadelta_call(run.mod, run.params, grads, run.state["square_avg"], run.state["acc_delta"], hp, dev)

@@ -11,6 +11,7 @@ import numpy as np
 from .. import _backend
 from .._backend import nonnegative, positive
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
+from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 from .sgd import sgd_
 
@@ -54,13 +55,15 @@ def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0
     _adagrad_call(mod, params, grads, st["sums"], hp, _step_count(step))
 
 
-class Adagrad(Optimizer):
+@lowp_keywords
+class Adagrad(LowPrecisionMixin, Optimizer):
     """Adagrad, torch.optim.Adagrad's semantics and defaults.
 
     ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``, ``clr = lr / (1 + (t - 1) lr_decay)``,
     ``g' = ±g + weight_decay p``; ``s`` starts at ``initial_accumulator_value``.
     State: ``step``, ``sum``. ``capturable=True`` (CuPy arrays): a step that can be captured in
     a CUDA graph, ``clr`` computed on the device (see :class:`~optkern.optim.Optimizer`).
+    Low precision: the keywords of :class:`~optkern.optim.Adam` (:mod:`optkern.optim._lowp`).
     """
 
     _state_names = ("sum",)
@@ -77,7 +80,9 @@ class Adagrad(Optimizer):
         *,
         maximize=False,
         capturable=False,
+        **lowp,
     ):
+        self._lowp_init(capturable, **lowp)
         super().__init__(
             params,
             dict(
@@ -96,10 +101,13 @@ class Adagrad(Optimizer):
             where, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"], g["initial_accumulator_value"]
         )
 
-    def _new_state(self, name, p, hp):
-        return _backend.array_module(p).full_like(p, hp.initial_accumulator_value)
+    def _initial_value(self, name, hp):
+        return hp.initial_accumulator_value
 
     def _update(self, run, grads, hp, t, dev=None):
+        if self._lowp is not None:
+            x = [hp.lr, hp.lr_decay, hp.weight_decay, hp.eps]
+            return self._lowp_update(run, grads, "adagrad", x, [hp.maximize], ("sum",))
         _adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t, dev)
 
 

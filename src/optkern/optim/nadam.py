@@ -7,6 +7,7 @@ from typing import NamedTuple
 from .._backend import in_range, nonnegative
 from . import _capturable, _state_checks
 from ._hyper import _check_params_dtype, _lists, _namer, _native, _step_count
+from ._lowp import LowPrecisionMixin, lowp_keywords
 from .adam import _BETA_KEYWORDS, _check_adam
 from .optimizer import Optimizer
 
@@ -77,7 +78,8 @@ def nadam_(
     return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step), mu_product)
 
 
-class NAdam(Optimizer):
+@lowp_keywords
+class NAdam(LowPrecisionMixin, Optimizer):
     """NAdam, torch.optim.NAdam's semantics and defaults.
 
     Momentum schedule ``mu_t = beta1 (1 - 0.96^(t momentum_decay) / 2)``; moments as in Adam;
@@ -86,7 +88,8 @@ class NAdam(Optimizer):
     of adding ``wd p`` to the gradient. State: ``step``, ``mu_product``, ``exp_avg``, ``exp_avg_sq``.
     ``capturable=True`` (CuPy arrays): ``step`` and ``mu_product`` are 0-d float64 device arrays
     and the momentum schedule is computed on the device, so a step can be captured in a CUDA
-    graph (see :class:`~optkern.optim.Optimizer`).
+    graph (see :class:`~optkern.optim.Optimizer`). Low precision: the keywords of
+    :class:`~optkern.optim.Adam` (``mu_product`` kept in float32, as the float32 step keeps it).
     """
 
     _state_names = ("exp_avg", "exp_avg_sq")
@@ -105,7 +108,9 @@ class NAdam(Optimizer):
         *,
         maximize=False,
         capturable=False,
+        **lowp,
     ):
+        self._lowp_init(capturable, **lowp)
         super().__init__(
             params,
             dict(
@@ -136,6 +141,13 @@ class NAdam(Optimizer):
         return {"mu_product": 1.0}
 
     def _update(self, run, grads, hp, t, dev=None):
+        if self._lowp is not None:
+            x = [hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.momentum_decay, run.extra["mu_product"]]
+            flags = [hp.maximize, hp.decoupled_weight_decay]
+            mu_product = self._lowp_update(run, grads, "nadam", x, flags, NAdam._state_names)
+            if mu_product is not None:
+                run.extra["mu_product"] = mu_product
+            return
         s = run.state
         mu_product = _nadam_call(
             run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], hp, t, run.extra["mu_product"], dev

@@ -107,9 +107,15 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         """Names of the state arrays a step with these hyper-parameters uses."""
         return self._state_names
 
+    def _initial_value(self, name: str, hp: tuple) -> float:
+        """The value state array ``name`` starts at (0 unless overridden: Adagrad's accumulator)."""
+        return 0.0
+
     def _new_state(self, name: str, p, hp: tuple):
-        """A fresh state array for param ``p`` (zeros unless overridden)."""
-        return _backend.array_module(p).zeros_like(p)
+        """A fresh state array for param ``p``, every element ``_initial_value``."""
+        v = self._initial_value(name, hp)
+        xp = _backend.array_module(p)
+        return xp.full_like(p, v) if v else xp.zeros_like(p)
 
     def _check_param_dtype(self, p, name: str) -> None:
         """Raise TypeError naming ``name`` unless ``p``'s dtype is one this optimizer updates."""

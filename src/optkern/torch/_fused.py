@@ -111,10 +111,10 @@ class _Fused(torch.optim.Optimizer):
         state_dict, exact = self._lowp_load(state_dict)
         super().load_state_dict(state_dict)
         self._layouts, self._view_cache = {}, {}
-        for state in self.state.values():
-            _scalars_to_host(state)
         for p, entry in exact:  # (torch's loader cast them to the param's dtype: put back as stored)
             self.state[p].update({k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in entry.items()})
+        for state in self.state.values():
+            _scalars_to_host(state)
         for i, group in enumerate(self.param_groups):
             for k, v in self.defaults.items():
                 group.setdefault(k, v)
@@ -328,7 +328,7 @@ class _Fused(torch.optim.Optimizer):
         m = self._m
         _check_dtype(hp, m._math_dtype(run.params[0].dtype))
         if self._lowp_core is not None:
-            m._amp_grad_scale = _lowp.amp_scale(self, run.params[0])
+            self._lowp_core._amp_grad_scale = _lowp.amp_scale(self, run.params[0])
         run.extra = self._core_extra()
         run.step = t - 1  # (what a low-precision step draws its stochastic rounding from)
         m._update(run, grads, hp, self._core_t(t, first))
@@ -371,12 +371,12 @@ class _Fused(torch.optim.Optimizer):
         hp = self._hyper(group)
         if m._has_step or self._lowp_core:
             state["step"] = _step_tensor()
-        if self._lowp_core:
-            _lowp.new_state(p, state, self._lowp_cfg, tuple(m._needed(hp)))
-            return
         with _views.on_stream(p):
             for name, value in m._new_extra(_Run([0], [_views.view(p)], None), hp).items():
                 state[name] = torch.tensor(float(value), dtype=_scalar_dtype())
+            if self._lowp_core:  # (the storage the low-precision step takes)
+                _lowp.new_state(p, state, m, tuple(m._needed(hp)), hp)
+                return
             for name in m._needed(hp):
                 t = _zeros(p)
                 _views.view(t)[...] = m._new_state(name, _views.view(t), hp)

@@ -1,4 +1,4 @@
-"""Low-precision storage in optkern.torch's SGD, Adam / AdamW and RMSprop: the keywords of
+"""Low-precision storage in optkern.torch's optimizers (all but AdagradNorm): the keywords of
 :mod:`optkern.optim._lowp` (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
 ``block_size``) on torch tensors.
 
@@ -71,17 +71,21 @@ def stored_names(cfg: LowpConfig, names: tuple, dtype: torch.dtype) -> tuple:
     return names + scales + ((_MASTER,) if cfg.master and dtype in _HALVES else ())
 
 
-def new_state(p: torch.Tensor, state: dict, cfg: LowpConfig, names: tuple) -> None:
-    """Zero moments ``names`` (and their scales) in ``cfg``'s storage, and the master, for ``p``."""
-    dev = p.device
+def new_state(p: torch.Tensor, state: dict, m, names: tuple, hp) -> None:
+    """Fresh moments ``names`` (and their scales) in the storage of optkern.optim instance ``m``,
+    holding what ``m`` starts them at (``_lowp_initial``: Adagrad's accumulator), and the master."""
+    cfg, dev = m._lowp, p.device
     for n in names:
+        v = m._lowp_initial_value(n, hp)
+        fill, scale = m._lowp_initial(n, hp)
         if cfg.state_dtype == "int8":
-            state[n] = torch.zeros(p.shape, dtype=torch.uint8, device=dev)
-            state[f"{n}_scale"] = torch.zeros(lowp.n_blocks(p.numel(), cfg.block), dtype=torch.float32, device=dev)
+            state[n] = torch.full(p.shape, int(fill), dtype=torch.uint8, device=dev)
+            nb = lowp.n_blocks(p.numel(), cfg.block)
+            state[f"{n}_scale"] = torch.full((nb,), float(scale), dtype=torch.float32, device=dev)
             state[_BLOCK] = cfg.block
-        else:
+        else:  # (torch's float32 -> bfloat16 is to nearest even, as _lowp_initial's bits)
             dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
-            state[n] = torch.zeros(p.shape, dtype=dt, device=dev)
+            state[n] = torch.full(p.shape, float(v), dtype=dt, device=dev)
     if cfg.master and p.dtype in _HALVES and _MASTER not in state:
         state[_MASTER] = p.detach().to(torch.float32, memory_format=torch.contiguous_format, copy=True)
 
@@ -160,6 +164,9 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
     (not ``step``: torch's loader keeps that)."""
     out: dict = {}
     n_p = p.numel()
+    for k, v in entry.items():  # per-param scalars other than step (NAdam's mu_product): as saved
+        if k != "step" and isinstance(v, torch.Tensor) and v.dim() == 0:
+            out[k] = v.detach().clone()
     for n in names:
         if n not in entry or entry[n] is None:
             continue

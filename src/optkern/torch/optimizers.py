@@ -116,8 +116,10 @@ class SGD(_Fused):
             super()._after(group, params, states, t, out)
 
 
+@lowp_keywords
 class Adagrad(_Fused):
-    """torch.optim.Adagrad (state created at construction, as torch does)."""
+    """torch.optim.Adagrad (state created at construction, as torch does), and the low-precision
+    keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adagrad
 
@@ -131,6 +133,7 @@ class Adagrad(_Fused):
         eps=1e-10,
         *,
         maximize=False,
+        **lowp,
     ):
         super().__init__(
             params,
@@ -142,6 +145,7 @@ class Adagrad(_Fused):
                 initial_accumulator_value=initial_accumulator_value,
                 maximize=maximize,
             ),
+            lowp,
         )
         for group in self.param_groups:
             for p in group["params"]:
@@ -285,13 +289,15 @@ class RMSprop(_Fused):
         )
 
 
+@lowp_keywords
 class Adadelta(_Fused):
-    """torch.optim.Adadelta."""
+    """torch.optim.Adadelta, and the low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adadelta
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False):
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False, **lowp):
+        hp = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, hp, lowp)
 
     def _call(self, group, params, grads, lists, t, *, first):
         F.adadelta_(
@@ -383,8 +389,10 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **lowp)
 
 
+@lowp_keywords
 class NAdam(_Fused):
-    """torch.optim.NAdam (momentum schedule with ``momentum_decay``; L2 or decoupled decay)."""
+    """torch.optim.NAdam (momentum schedule with ``momentum_decay``; L2 or decoupled decay), and the
+    low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.NAdam
 
@@ -399,6 +407,7 @@ class NAdam(_Fused):
         *,
         decoupled_weight_decay=False,
         maximize=False,
+        **lowp,
     ):
         super().__init__(
             params,
@@ -411,6 +420,7 @@ class NAdam(_Fused):
                 decoupled_weight_decay=decoupled_weight_decay,
                 maximize=maximize,
             ),
+            lowp,
         )
 
     def _call(self, group, params, grads, lists, t, *, first):
