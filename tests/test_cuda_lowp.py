@@ -51,6 +51,10 @@ RULES = [
     Rule("rmsprop_centered", "rmsprop", (LR, 0.99, 1e-8, 1e-2, 0.0), (False, False, True), 2),
     Rule("rmsprop_momentum_nesterov", "rmsprop", (LR, 0.99, 1e-8, 0.0, 0.9), (True, False, False), 2),
     Rule("rmsprop_centered_momentum", "rmsprop", (LR, 0.99, 1e-8, 1e-2, 0.9), (False, True, True), 3),
+    Rule("adagrad", "adagrad", (LR, 1e-2, 1e-2, 1e-10), (False,), 1),
+    Rule("adadelta_maximize", "adadelta", (1.0, 0.9, 1e-6, 1e-2), (True,), 2),
+    Rule("nadam", "nadam", (LR, 0.9, 0.999, 1e-8, 1e-2, 4e-3, 0.95), (False, False), 2),
+    Rule("nadam_decoupled", "nadam", (LR, 0.9, 0.999, 1e-8, 0.1, 4e-3, 1.0), (False, True), 2),
 ]
 ADAM = RULES[3]
 
@@ -117,9 +121,9 @@ class Call:
         """Step t on the device (and on the host when `cpu`) with the same grads."""
         g = self.grads()
         gd = [Padded(x).view for x in g]
-        _cuda.lowp_step(*self.args({k: self._views(v) for k, v in self.dev.items()}, gd, t, sr, seed), **kw)
+        got = _cuda.lowp_step(*self.args({k: self._views(v) for k, v in self.dev.items()}, gd, t, sr, seed), **kw)
         if cpu:
-            _cpu.lowp_step(*self.args(self.host, g, t, sr, seed))
+            assert got == _cpu.lowp_step(*self.args(self.host, g, t, sr, seed))  # (NAdam's mu_product; else None)
 
     def pairs(self):
         """(name, host array, device Padded) for every array of the call."""
@@ -337,6 +341,9 @@ def _assert_same_state(a, b):
 
 
 CLASSES = [
+    ("Adagrad", dict(lr=1e-2, initial_accumulator_value=0.1), dict(master_weights=True, state_dtype="int8")),
+    ("Adadelta", dict(lr=1.0), dict(master_weights=True, stochastic_rounding=True, state_dtype="bfloat16")),
+    ("NAdam", dict(lr=1e-2), dict(master_weights=True, stochastic_rounding=True, state_dtype="int8")),
     ("Adam", dict(lr=1e-2), dict(master_weights=True, state_dtype="int8")),
     ("AdamW", dict(lr=1e-2, amsgrad=True), dict(master_weights=True, stochastic_rounding=True, state_dtype="int8")),
     ("SGD", dict(lr=0.05, momentum=0.9), dict(master_weights=True, state_dtype="bfloat16")),
