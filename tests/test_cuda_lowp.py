@@ -341,6 +341,7 @@ def _assert_same_state(a, b):
 
 
 CLASSES = [
+    ("AdagradNorm", dict(lr=0.5, b0=0.1), dict(master_weights=True, stochastic_rounding=True)),
     ("Adagrad", dict(lr=1e-2, initial_accumulator_value=0.1), dict(master_weights=True, state_dtype="int8")),
     ("Adadelta", dict(lr=1.0), dict(master_weights=True, stochastic_rounding=True, state_dtype="bfloat16")),
     ("NAdam", dict(lr=1e-2), dict(master_weights=True, stochastic_rounding=True, state_dtype="int8")),

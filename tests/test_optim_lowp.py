@@ -33,6 +33,7 @@ MORE = [  # the rules added to the low-precision step later: Adagrad (initial ac
     ("Adadelta", dict(lr=0.5, weight_decay=1e-3, maximize=True)),
     ("NAdam", dict(lr=1e-2, weight_decay=1e-2)),
     ("NAdam", dict(lr=1e-2, weight_decay=1e-2, decoupled_weight_decay=True, momentum_decay=1e-2)),
+    ("AdagradNorm", dict(lr=0.5, b0=0.1, weight_decay=1e-3, maximize=True)),  # (master weights only)
 ]
 ALL = ADAMS + SGDS + RMSPROPS + MORE
 

@@ -139,7 +139,7 @@ def test_nadam_state_dict_round_trip_continues_bit_for_bit():
     np.testing.assert_array_equal(sc["master_param"], sa["master_param"])
 
 
-@pytest.mark.parametrize("name", ["Adagrad", "Adadelta", "NAdam"])
+@pytest.mark.parametrize("name", ["Adagrad", "Adadelta", "NAdam", "AdagradNorm"])
 def test_grad_scaler_skips_and_unscales_half_grads(name):
     """optkern.amp.GradScaler with float16 grads: an overflowed step changes nothing (NAdam's
     momentum product included); clean steps equal the fp32 optimizer on the unscaled grads."""
@@ -162,3 +162,59 @@ def test_grad_scaler_skips_and_unscales_half_grads(name):
             fp32.step([g.astype(np.float32) * np.float32(1 / 1024.0)])
         scaler.update(1024.0)
     np.testing.assert_array_equal(opt.state_dict()["state"][0]["master_param"], ref)
+
+
+def test_adagrad_norm_master_weights():
+    """AdaGrad-Norm with master weights: no compact state to choose; its norm over a sharded group
+    (``global_sq_norm``) and over skipped params as the float32 optimizer takes them; a state dict
+    round trip continues bit for bit (stochastic rounding)."""
+    with pytest.raises(ValueError, match="state_dtype: AdaGrad-Norm keeps no per-element state"):
+        optim.AdagradNorm([np.zeros(3, np.float16)], master_weights=True, state_dtype="int8")
+    rng = np.random.default_rng(4)
+    p0 = [rng.standard_normal(n).astype(np.float32).astype(BF16) for n in (5, 300, 1)]
+    gs = [[rng.standard_normal(x.size).astype(np.float32).astype(BF16) for x in p0] for _ in range(6)]
+    gs[2][1] = None  # a step without the second param's grad
+    lp = dict(master_weights=True, stochastic_rounding=True, seed=9)
+    a = [x.copy() for x in p0]
+    oa = optim.AdagradNorm(a, lr=0.5, b0=0.1, **lp)
+    for g in gs:
+        oa.step(g)
+    b = [x.copy() for x in p0]
+    ob = optim.AdagradNorm(b, lr=0.5, b0=0.1, **lp)
+    for g in gs[:3]:
+        ob.step(g)
+    c = [x.copy() for x in b]
+    oc = optim.AdagradNorm(c, lr=0.5, b0=0.1, **lp)
+    oc.load_state_dict(ob.state_dict())
+    for g in gs[3:]:
+        oc.step(g)
+    for x, y in zip(a, c):
+        np.testing.assert_array_equal(x.view(np.uint16), y.view(np.uint16))
+    sa, sc = oa.state_dict()["state"], oc.state_dict()["state"]
+    assert sa[0]["b_sq"] == sc[0]["b_sq"]
+    for i in range(3):
+        np.testing.assert_array_equal(sa[i]["master_param"], sc[i]["master_param"])
+
+
+def test_adagrad_norm_master_weights_under_a_sharded_norm():
+    """``global_sq_norm`` (ZeRO sharding's hook) sees the float32 masters and widened grads, as the
+    float32 optimizer's hook sees its params and grads: the masters follow it bit for bit."""
+    rng = np.random.default_rng(5)
+    p = [rng.standard_normal(n).astype(np.float16) for n in (7, 100)]
+    ref = [x.astype(np.float32) for x in p]
+    seen = []
+
+    def norm(ps, g):
+        seen.append([x.dtype for x in ps + g])
+        return sum(float(np.dot(x.astype(np.float64), x.astype(np.float64))) for x in g)
+
+    a, b = optim.AdagradNorm(p, lr=0.5, master_weights=True), optim.AdagradNorm(ref, lr=0.5)
+    a.global_sq_norm = b.global_sq_norm = norm
+    for _ in range(3):
+        g = [rng.standard_normal(x.size).astype(np.float16) for x in p]
+        a.step(g)
+        b.step([x.astype(np.float32) for x in g])
+    assert all(d == np.float32 for dts in seen for d in dts)
+    sa = a.state_dict()["state"]
+    for i in range(2):
+        np.testing.assert_array_equal(sa[i]["master_param"], ref[i])

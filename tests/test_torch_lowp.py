@@ -32,6 +32,7 @@ CASES = [
     ("Adadelta", dict(lr=0.5, weight_decay=1e-3), dict(master_weights=True, state_dtype="bfloat16")),
     ("NAdam", dict(lr=1e-2, weight_decay=1e-2), dict(master_weights=True, state_dtype="int8")),
     ("NAdam", dict(lr=1e-2, decoupled_weight_decay=True), dict(master_weights=True, stochastic_rounding=True)),
+    ("AdagradNorm", dict(lr=0.5, b0=0.1, weight_decay=1e-3), dict(master_weights=True, stochastic_rounding=True)),
 ]
 IDS = [f"{n}-{i}" for i, (n, _, _) in enumerate(CASES)]
 F32_CASES = [  # compact states on float32 params
@@ -279,7 +280,7 @@ def test_stochastic_rounding_is_seeded():
 def test_signature_lists_the_keywords():
     import inspect
 
-    for cls in (ot.SGD, ot.Adagrad, ot.RMSprop, ot.Adadelta, ot.Adam, ot.AdamW, ot.NAdam):
+    for cls in (ot.SGD, ot.Adagrad, ot.AdagradNorm, ot.RMSprop, ot.Adadelta, ot.Adam, ot.AdamW, ot.NAdam):
         sig = inspect.signature(cls)
         assert {"master_weights", "stochastic_rounding", "state_dtype", "seed", "block_size"} <= set(sig.parameters)
 
@@ -429,3 +430,19 @@ def test_master_weights_with_float32_params_beside_half_ones():
         again = ot.AdamW(model.parameters(), lr=1e-2, master_weights=True, **lp)
         again.load_state_dict(opt.state_dict())
         assert "master_param" not in again.state[norm[0]] and "master_param" in again.state[model[0].weight]
+
+
+def test_adagrad_norm_one_b_sq_over_half_and_float32_params():
+    """AdaGrad-Norm with master weights: the group's half and float32 params share one b^2, the
+    squared norm of all their (widened) grads."""
+    ps = [torch.randn(7).to(torch.bfloat16), torch.randn(3), torch.randn(5).to(torch.float16)]
+    opt = ot.AdagradNorm(ps, lr=0.5, b0=0.5, master_weights=True)
+    g = [torch.randn(p.shape).to(p.dtype) for p in ps]
+    for p, x in zip(ps, g):
+        p.grad = x
+    opt.step()
+    b = opt.state[ps[0]]["b_sq"]
+    assert all(opt.state[p]["b_sq"] is b for p in ps)
+    want = 0.25 + sum(float((x.double() ** 2).sum()) for x in g)
+    assert float(b) == pytest.approx(want, rel=1e-12)
+    assert "master_param" not in opt.state[ps[1]]

@@ -1,5 +1,6 @@
-"""Low-precision storage for the optimizers (SGD, Adagrad, RMSprop, Adadelta, Adam/AdamW, NAdam):
-bf16/fp16 params with a float32 master copy, bfloat16 or blockwise 8-bit states, stochastic rounding.
+"""Low-precision storage for the optimizers (SGD, Adagrad, RMSprop, Adadelta, Adam/AdamW, NAdam;
+AdaGrad-Norm's master weights: :mod:`._lowp_norm`): bf16/fp16 params with a float32 master copy,
+bfloat16 or blockwise 8-bit states, stochastic rounding.
 
 One native pass per step (``lowp_step``: ``_cpu``'s OpenMP loop ``cpp/lowp_loop.hpp`` for NumPy
 arrays, ``_cuda``'s kernel ``cuda/lowp_step.cu`` for CuPy arrays, with the same bits) reads the

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _backend
 from .._backend import nonnegative, positive
+from . import _lowp_norm
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
@@ -152,19 +153,31 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
     _adagrad_norm_call(mod, params, grads, b_sq, hp)
 
 
-class AdagradNorm(Optimizer):
+@lowp_keywords
+class AdagradNorm(LowPrecisionMixin, Optimizer):
     """AdaGrad-Norm (Ward, Wu & Bottou 2019): one adaptive step size per parameter group.
 
     ``b^2 <- b^2 + ||g'||^2`` over all parameters of the group (deterministic float64 sum),
     then ``p <- p - lr / b g'`` with ``g' = ±g + weight_decay p`` and ``b`` starting at ``b0 > 0``.
     State: ``step`` and ``b_sq`` (the group's ``b^2``, repeated in each parameter's entry).
+
+    ``master_weights=True`` (``stochastic_rounding``, ``seed``): float16 / bfloat16 params with a
+    float32 master (``master_param``), stepped as the float32 optimizer steps it, bit for bit: the
+    step needs the whole gradient's norm before it moves any param, so the half grads are widened
+    into float32 copies first (not one pass). There is no per-element state to store compactly.
     """
 
     _scalar_names = ("b_sq",)
     _one_run_per_group = True
 
-    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False):
+    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, **lowp):
+        self._lowp_init(False, **lowp)
         super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize))
+
+    def _lowp_init(self, capturable, **options) -> None:
+        super()._lowp_init(capturable, **options)
+        if self._lowp is not None and self._lowp.state_dtype != "float32":
+            raise ValueError("state_dtype: AdaGrad-Norm keeps no per-element state to store compactly (only b^2)")
 
     def _check(self, g: dict, where: str) -> AdagradNormHyper:
         return _check_adagrad_norm(where, g["lr"], g["weight_decay"], g["maximize"], g["b0"])
@@ -178,14 +191,21 @@ class AdagradNorm(Optimizer):
     global_sq_norm = None
 
     def _update(self, run, grads, hp, t, dev=None):
+        params = run.params
+        if self._lowp is not None:  # the float32 step on the masters and widened grads
+            if _lowp_norm.skipped(self):
+                return
+            params, grads = _lowp_norm.float32_step_arrays(self, run, grads)
         if self.global_sq_norm is None:
-            _adagrad_norm_call(run.mod, run.params, grads, run.extra["b_sq"], hp)
-            return
-        lr, wd, maximize = hp.lr, hp.weight_decay, hp.maximize
-        b_sq = run.extra["b_sq"]
-        b_sq += self.global_sq_norm(run.params, grads)
-        b2 = float(b_sq[0])
-        sgd_(run.params, grads, lr=lr / math.sqrt(b2) if b2 > 0 else 0.0, weight_decay=wd, maximize=maximize)
+            _adagrad_norm_call(run.mod, params, grads, run.extra["b_sq"], hp)
+        else:
+            lr, wd, maximize = hp.lr, hp.weight_decay, hp.maximize
+            b_sq = run.extra["b_sq"]
+            b_sq += self.global_sq_norm(params, grads)
+            b2 = float(b_sq[0])
+            sgd_(params, grads, lr=lr / math.sqrt(b2) if b2 > 0 else 0.0, weight_decay=wd, maximize=maximize)
+        if self._lowp is not None:
+            _lowp_norm.round_into_params(self, run)
 
     def _extra_to_state(self, run):
         return {"b_sq": float(run.extra["b_sq"][0])}

@@ -8,7 +8,7 @@ current stream). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror
 ``torch.nn.utils``. Needs PyTorch (``pip install torch``); ``import optkern``
 never imports it.
 
-Every optimizer here but AdagradNorm also takes optkern's low-precision keywords
+Every optimizer here also takes optkern's low-precision keywords
 (:mod:`optkern.optim._lowp`): ``master_weights=True`` updates bfloat16 / float16
 params through a float32 master copy kept in the state (``master_param``), with
 ``stochastic_rounding=True`` (Philox, ``seed``) or to nearest even (float32

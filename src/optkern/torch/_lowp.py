@@ -1,5 +1,5 @@
-"""Low-precision storage in optkern.torch's optimizers (all but AdagradNorm): the keywords of
-:mod:`optkern.optim._lowp` (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
+"""Low-precision storage in optkern.torch's optimizers (AdagradNorm: master weights only): the
+keywords of :mod:`optkern.optim._lowp` (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
 ``block_size``) on torch tensors.
 
 The step is optkern.optim's own low-precision step (one native pass: half grad in, float32 master
