@@ -1,10 +1,11 @@
-"""Adam on N params through optkern.optim.Adam: (a) fp32, (b) half params + grads with an fp32
-master, (c) = (b) + 8-bit states, (d) fp32 params + 8-bit states, (e) = (b) + bf16 states; vs
-torch's fused fp32 Adam and an in-place bandwidth probe (3 written + 1 read float32 arrays),
-measured in the same run, rounds interleaved (each round times every case once), ratios taken
-per round.
+"""Adam (or --optimizer X) on N params through optkern.optim: (a) fp32, (b) half params + grads
+with an fp32 master, (c) = (b) + 8-bit states, (d) fp32 params + 8-bit states, (e) = (b) + bf16
+states; vs torch's fused fp32 optimizer (where torch has one) and an in-place bandwidth probe (3
+written + 1 read float32 arrays), measured in the same run, rounds interleaved (each round times
+every case once), ratios taken per round.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds] [--device cpu|cuda]   (16M, 7, cpu)
+    OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds] [--device cpu|cuda] [--optimizer X]
+    (16M, 7, cpu, Adam; X: Adam, NAdam, Adagrad, Adadelta, RMSprop, SGD -- SGD with momentum 0.9)
 
 CPU: bfloat16 (ml_dtypes) params, the probe is ``_cpu.probe_rmw_``, wall-clock times. CUDA (CuPy
 arrays, torch's CUDA fused Adam): float16 params (CuPy has no bfloat16; the bytes are the same),
@@ -14,6 +15,8 @@ Bytes per element each case must move (each array read once, written once):
 (a) p, m, v read+written 3 * 8, g read 4: 28.  (b) half p 2 + 2, g 2, master 8, m, v 16: 30.
 (c) half p 4, g 2, master 8, m, v 2 * (1 + 1), scales 2 * 8 / block: 18 + 16 / block.
 (d) p 8, g 4, m, v 4, scales: 16 + 16 / block.  (e) = (b) with bf16 m, v (stochastic rounding): 22.
+With K state arrays (Adam 2): (a) 12 + 8K, (b) 14 + 8K, (c) 14 + 2K + 8K / block, (d) 12 + 2K +
+8K / block, (e) 14 + 4K.
 "(c) via optkern.torch": (c) on a torch bfloat16 tensor through the adapter (CPU).
 """
 
@@ -36,7 +39,12 @@ ap = argparse.ArgumentParser()
 ap.add_argument("n", nargs="?", type=int, default=1 << 24)
 ap.add_argument("rounds", nargs="?", type=int, default=7)
 ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+HYPER = {"Adam": dict(lr=1e-3), "NAdam": dict(lr=2e-3), "Adagrad": dict(lr=1e-2), "Adadelta": dict(lr=1.0)}
+HYPER |= {"RMSprop": dict(lr=1e-2), "SGD": dict(lr=1e-3, momentum=0.9)}
+ap.add_argument("--optimizer", choices=sorted(HYPER), default="Adam")
 args = ap.parse_args()
+NAME = args.optimizer
+TORCH = f"torch fused fp32 {NAME}"
 N, ROUNDS, CUDA = args.n, args.rounds, args.device == "cuda"
 BLOCK = 256
 
@@ -63,7 +71,7 @@ def dev(a):
 
 
 def adam_case(params, grads, **kw):
-    opt = optim.Adam([params], lr=1e-3, **kw)
+    opt = getattr(optim, NAME)([params], **HYPER[NAME], **kw)
     opt.step([grads])  # creates the state outside the timing
     return (lambda: opt.step([grads])), opt
 
@@ -71,21 +79,22 @@ def adam_case(params, grads, **kw):
 H = "half" if CUDA else "bf16"
 cases, bytes_per, opts = {}, {}, {}
 cases["(a) fp32"], opts["(a)"] = adam_case(dev(p32), dev(g32))
-bytes_per["(a) fp32"] = 28
+K = sum(getattr(a, "ndim", 0) > 0 for a in opts["(a)"].state_dict()["state"][0].values())  # state arrays
+bytes_per["(a) fp32"] = 12 + 8 * K
 cases[f"(b) {H} p,g + fp32 master"], opts["(b)"] = adam_case(
     dev(p32.astype(half)), dev(g32.astype(half)), master_weights=True
 )
-bytes_per[f"(b) {H} p,g + fp32 master"] = 30
+bytes_per[f"(b) {H} p,g + fp32 master"] = 14 + 8 * K
 cases["(c) (b) + 8-bit m,v"], opts["(c)"] = adam_case(
     dev(p32.astype(half)), dev(g32.astype(half)), master_weights=True, state_dtype="int8", block_size=BLOCK
 )
-bytes_per["(c) (b) + 8-bit m,v"] = 18 + 16 / BLOCK
+bytes_per["(c) (b) + 8-bit m,v"] = 14 + 2 * K + 8 * K / BLOCK
 cases["(d) fp32 p + 8-bit m,v"], opts["(d)"] = adam_case(dev(p32), dev(g32), state_dtype="int8", block_size=BLOCK)
-bytes_per["(d) fp32 p + 8-bit m,v"] = 16 + 16 / BLOCK
+bytes_per["(d) fp32 p + 8-bit m,v"] = 12 + 2 * K + 8 * K / BLOCK
 cases["(e) (b) + bf16 m,v (SR)"], opts["(e)"] = adam_case(
     dev(p32.astype(half)), dev(g32.astype(half)), master_weights=True, state_dtype="bfloat16"
 )
-bytes_per["(e) (b) + bf16 m,v (SR)"] = 22
+bytes_per["(e) (b) + bf16 m,v (SR)"] = 14 + 4 * K
 
 w = [dev(rng.standard_normal(N, dtype=np.float32)) for _ in range(3)]
 r = dev(rng.standard_normal(N, dtype=np.float32))
@@ -100,12 +109,12 @@ try:
 
     where = "cuda" if CUDA else "cpu"
     tp, tg = torch.from_numpy(p32.copy()).to(where), torch.from_numpy(g32).to(where)
-    topt = torch.optim.Adam([tp], lr=1e-3, fused=True)
+    topt = getattr(torch.optim, NAME)([tp], **HYPER[NAME], fused=True)
     tp.grad = tg
     topt.step()
-    cases["torch fused fp32 Adam"] = topt.step
-    bytes_per["torch fused fp32 Adam"] = 28
-    if not CUDA:  # case (c) as a torch user runs it: optkern.torch on a bfloat16 tensor
+    cases[TORCH] = topt.step
+    bytes_per[TORCH] = 12 + 8 * K
+    if not CUDA and NAME == "Adam":  # case (c) as a torch user runs it: optkern.torch on a bfloat16 tensor
         import optkern.torch as OT
 
         hp = torch.from_numpy(p32).to(torch.bfloat16)
@@ -160,14 +169,14 @@ if CUDA:
     where = "GPU " + xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
 else:
     where = f"{_cpu.get_num_threads()} threads"
-print(f"Adam, N = {N:,} ({N / (1 << 20):.0f}M) params, {ROUNDS} rounds, {where}")
+print(f"{NAME}, N = {N:,} ({N / (1 << 20):.0f}M) params, {ROUNDS} rounds, {where}")
 print(f"{'case':28s} B/elem  {'median ms [min, max]':24s} GB/s    {'% probe [min, max]':24s} torch time / ours")
 for k, ts in t.items():
     gbs = bytes_per[k] * N / ts
     line = f"{k:28s} {bytes_per[k]:6.2f}  {spread(ts * 1e3):24s} {np.median(gbs) / 1e9:6.1f}  "
     line += f"{spread(100 * gbs / probe):24s}"
-    if "torch fused fp32 Adam" in t:
-        line += f" {spread(t['torch fused fp32 Adam'] / ts)}"
+    if TORCH in t:
+        line += f" {spread(t[TORCH] / ts)}"
     print(line)
 
 
@@ -184,6 +193,6 @@ sa = state_bytes(opts["(a)"])
 for name, o in opts.items():
     s, sm = state_bytes(o, False), state_bytes(o)
     print(
-        f"optimizer state {name}: moments (+ scales) {s / 2**20:7.1f} MiB = {100 * s / sa:5.1f}% of fp32 Adam's; "
+        f"optimizer state {name}: moments (+ scales) {s / 2**20:7.1f} MiB = {100 * s / sa:5.1f}% of fp32 {NAME}'s; "
         f"with the fp32 master {sm / 2**20:7.1f} MiB = {100 * sm / sa:5.1f}%"
     )
