@@ -26,7 +26,7 @@ from _common import (
     same_on_all_ranks,
 )
 from _runs import bitwise, close, dp_run, reference_run, zero_run
-from checkpoint_checks import checkpoint_continue, checkpoint_write
+from checkpoint_checks import checkpoint_continue, checkpoint_write, compact_state_checkpoints
 
 import optkern
 from optkern import hessian, nn, optim
@@ -349,6 +349,7 @@ def main():
             clipping,
             curvature,
             tiny_and_uneven_zero,
+            compact_state_checkpoints,
         ):
             run(fn)
         checkpoint_write.outdir = outdir

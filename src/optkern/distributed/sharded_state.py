@@ -3,14 +3,16 @@
 The local optimizer has one parameter per group it holds part of: the group's slice of
 the flat buffer. Its state arrays are the same slices of the group's state laid out flat,
 so consolidating is concatenating the slices in flat order and cutting them into the
-arrays' shapes; re-sharding is the reverse for another slice.
+arrays' shapes; re-sharding is the reverse for another slice. 8-bit states (``state_dtype=
+"int8"``) travel as their float32 values: a slice's blocks are not the unsharded layout's, so
+each side (re)quantizes its own (the same layout again gives the same codes back).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, lowp
 
 
 def _is_array_state(name, v, shape) -> bool:
@@ -27,6 +29,25 @@ def state_bytes(optimizer) -> int:
     return total
 
 
+def _float_entry(entry: dict, where: str) -> dict:
+    """An 8-bit state entry (``state_dtype`` 'int8': uint8 codes, ``<name>_scale``, ``block``) as
+    the float32 values it holds, without its format keys; any other entry as it is."""
+    if not isinstance(entry, dict) or entry.get("state_dtype") != "int8":
+        return entry
+    block = lowp._block(entry.get("block", 256))
+    out = {k: v for k, v in entry.items() if k not in ("state_dtype", "block")}
+    for k, v in entry.items():
+        scales = entry.get(f"{k}_scale")
+        if scales is None or not hasattr(v, "shape"):
+            continue
+        codes = np.asarray(_backend.to_numpy(v))
+        if codes.dtype != np.uint8:
+            raise TypeError(f"{where}[{k!r}]: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
+        out.pop(f"{k}_scale")
+        out[k] = lowp.dequantize_blockwise(codes.reshape(-1), _backend.to_numpy(scales), block).reshape(codes.shape)
+    return out
+
+
 def _scalar(v):
     return _backend.to_numpy(v).item() if hasattr(v, "shape") else v
 
@@ -38,7 +59,7 @@ def local_pieces(optimizer, slices) -> list:
     for gi, (a, b) in enumerate(slices):
         if b <= a:
             continue
-        entry = sd["state"].get(k) or {}
+        entry = _float_entry(sd["state"].get(k) or {}, f"state[{k}]")
         arrays = {n: _backend.to_numpy(v).copy() for n, v in entry.items() if _is_array_state(n, v, (b - a,))}
         scalars = {n: _scalar(v) for n, v in entry.items() if n not in arrays}
         pieces.append({"gi": gi, "a": a, "b": b, "arrays": arrays, "scalars": scalars, "stepped": bool(entry)})
@@ -92,7 +113,9 @@ def reshard(sd, slices, ranges, counts, params) -> dict:
         if b <= a:
             groups.append({**hyper, "params": []})
             continue
-        entries = [saved_state.get(i, saved_state.get(str(i))) or {} for i in ids]
+        entries = [
+            _float_entry(saved_state.get(i, saved_state.get(str(i))) or {}, f"state_dict['state'][{i!r}]") for i in ids
+        ]
         if any(entries) and not all(entries[j] or mine[j].size == 0 for j in range(n)):
             raise ValueError(
                 f"{where}: some parameters have state and some do not; a sharded optimizer steps whole groups"
