@@ -90,34 +90,3 @@ def checkpoint_continue(comm):
         else:
             bitwise(params, ck["ref"], f"{name}: re-sharded to {comm.size} ranks, continued")
         same_on_all_ranks(comm, flat(params), name)
-
-
-def compact_state_checkpoints(comm):
-    """ZeRO-1 with 8-bit or bfloat16 moments: each rank quantizes its own slice's blocks, so a
-    consolidated checkpoint holds the float32 values of 8-bit moments (bfloat16 ones as they are);
-    it loads into an unsharded optimizer of any storage, and back into ZeRO-1 at this world size,
-    whose re-quantization of the same slices gives the same codes (consolidating again: the same
-    checkpoint, bit for bit). 8-bit moments take at most 30% of the float32 ones' bytes per rank."""
-    S, X = data(17, np.float32, seed=7)
-    counts = [17] + [0] * (comm.size - 1)
-    fp32_bytes = zero_run(Communicator(comm), optim.Adam, dict(lr=1e-2), np.float32, 1, S, X, counts)[1].state_bytes()
-    for lp in (dict(state_dtype="int8", block_size=64), dict(state_dtype="bfloat16")):
-        hyper = dict(lr=1e-2, **lp)
-        params, opt = zero_run(Communicator(comm, ordered=True), optim.Adam, hyper, np.float32, K, S, X, counts)
-        if lp["state_dtype"] == "int8":
-            assert opt.state_bytes() <= 0.3 * fp32_bytes, (opt.state_bytes(), fp32_bytes)
-        sd = opt.consolidate_state_dict(to=None)
-        for i, p in enumerate(params):
-            entry = sd["state"][i]
-            assert entry["exp_avg"].shape == p.shape, (lp, i)
-            assert ("exp_avg_scale" in entry) is False and entry.get("state_dtype", "float32") != "int8", (lp, i)
-        for storage in ({}, dict(state_dtype="int8"), dict(state_dtype="bfloat16")):
-            plain = optim.Adam([p.copy() for p in params], lr=1e-2, **storage)
-            plain.load_state_dict(sd)
-            plain.step(grads(params, S, X))
-        again = ShardedOptimizer(optim.Adam, [p.copy() for p in params], Communicator(comm, ordered=True), **hyper)
-        again.load_state_dict(sd)
-        sd2 = again.consolidate_state_dict(to=None)
-        for i in sd["state"]:
-            for key, v in sd["state"][i].items():
-                bitwise([np.asarray(v)], [np.asarray(sd2["state"][i][key])], f"{lp}: re-sharded {key}")

@@ -26,7 +26,8 @@ from _common import (
     same_on_all_ranks,
 )
 from _runs import bitwise, close, dp_run, reference_run, zero_run
-from checkpoint_checks import checkpoint_continue, checkpoint_write, compact_state_checkpoints
+from checkpoint_checks import checkpoint_continue, checkpoint_write
+from lowp_checks import compact_state_checkpoints, half_precision_data_parallel
 
 import optkern
 from optkern import hessian, nn, optim
@@ -350,6 +351,7 @@ def main():
             curvature,
             tiny_and_uneven_zero,
             compact_state_checkpoints,
+            half_precision_data_parallel,
         ):
             run(fn)
         checkpoint_write.outdir = outdir

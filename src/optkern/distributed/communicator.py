@@ -83,6 +83,11 @@ def rank_order_reduce(rows, op: str, out):
     return out
 
 
+def _is_bf16(x) -> bool:
+    """An ml_dtypes.bfloat16 NumPy array: MPI has no such type (bytes move as uint16, sums in float32)."""
+    return x.dtype.name == "bfloat16" and not _backend.is_cupy(x)
+
+
 def _scale_mean(x, world: int) -> None:
     """The mean from a sum: ``x / world`` (a division, so world = 1 and 2 stay exact)."""
     if world != 1:
@@ -188,6 +193,11 @@ class Communicator:
         """
         _writable(x, "x")
         self._check_op(op, _OPS, x)
+        if _is_bf16(x) and x.size and self.size > 1:  # reduced in float32, rounded to nearest even once
+            w = x.astype(np.float32)
+            self.allreduce(w, op, ordered=ordered)
+            x[...] = w.astype(x.dtype)
+            return x
         if x.size == 0 or self.size == 1:
             if op == "mean":
                 _scale_mean(x.reshape(-1), self.size)
@@ -226,6 +236,9 @@ class Communicator:
             raise ValueError(f"out: expected {n} elements, got {out.size}")
         if n == 0:
             return out
+        if _is_bf16(x) and self.size > 1:  # reduced in float32, rounded to nearest even once
+            out[...] = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered).reshape(out.shape).astype(x.dtype)
+            return out
         flat = x.reshape(-1)
         if self.size == 1:
             xp.copyto(out.reshape(-1), flat)
@@ -261,6 +274,9 @@ class Communicator:
         in_place = n > 0 and _ptr(x) == _ptr(out) + self.rank * n * x.itemsize
         if n == 0:
             return out
+        if _is_bf16(x):  # (the bits, as uint16)
+            self.allgather(x.view(np.uint16), out.view(np.uint16))
+            return out
         if self.size == 1:
             if not in_place:
                 xp.copyto(out.reshape(-1), x.reshape(-1))
@@ -282,6 +298,9 @@ class Communicator:
         _writable(x, "x")
         root = self._root(root)
         if x.size == 0 or self.size == 1:
+            return x
+        if _is_bf16(x):  # (the bits, as uint16)
+            self.bcast(x.view(np.uint16), root)
             return x
         nc = self._nccl_for(x)
         if nc is not None:

@@ -1,0 +1,78 @@
+"""MPI checks of low precision under optkern.distributed: ZeRO-1 with compact states and their
+checkpoints; data parallel training of float16 / bfloat16 params with float32 masters."""
+
+from __future__ import annotations
+
+import numpy as np
+from _common import data, grads
+from _runs import bitwise, zero_run
+from checkpoint_checks import K
+
+from optkern import optim
+from optkern.distributed import Communicator, DistributedOptimizer, ShardedOptimizer, broadcast_params
+
+try:
+    import ml_dtypes
+
+    HALVES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+except ImportError:  # (the bfloat16 case needs ml_dtypes)
+    HALVES = (np.dtype(np.float16),)
+
+
+def compact_state_checkpoints(comm):
+    """ZeRO-1 with 8-bit or bfloat16 moments: each rank quantizes its own slice's blocks, so a
+    consolidated checkpoint holds the float32 values of 8-bit moments (bfloat16 ones as they are);
+    it loads into an unsharded optimizer of any storage, and back into ZeRO-1 at this world size,
+    whose re-quantization of the same slices gives the same codes (consolidating again: the same
+    checkpoint, bit for bit). 8-bit moments take at most 30% of the float32 ones' bytes per rank."""
+    S, X = data(17, np.float32, seed=7)
+    counts = [17] + [0] * (comm.size - 1)
+    fp32_bytes = zero_run(Communicator(comm), optim.Adam, dict(lr=1e-2), np.float32, 1, S, X, counts)[1].state_bytes()
+    for lp in (dict(state_dtype="int8", block_size=64), dict(state_dtype="bfloat16")):
+        hyper = dict(lr=1e-2, **lp)
+        params, opt = zero_run(Communicator(comm, ordered=True), optim.Adam, hyper, np.float32, K, S, X, counts)
+        if lp["state_dtype"] == "int8":
+            assert opt.state_bytes() <= 0.3 * fp32_bytes, (opt.state_bytes(), fp32_bytes)
+        sd = opt.consolidate_state_dict(to=None)
+        for i, p in enumerate(params):
+            entry = sd["state"][i]
+            assert entry["exp_avg"].shape == p.shape, (lp, i)
+            assert ("exp_avg_scale" in entry) is False and entry.get("state_dtype", "float32") != "int8", (lp, i)
+        for storage in ({}, dict(state_dtype="int8"), dict(state_dtype="bfloat16")):
+            plain = optim.Adam([p.copy() for p in params], lr=1e-2, **storage)
+            plain.load_state_dict(sd)
+            plain.step(grads(params, S, X))
+        again = ShardedOptimizer(optim.Adam, [p.copy() for p in params], Communicator(comm, ordered=True), **hyper)
+        again.load_state_dict(sd)
+        sd2 = again.consolidate_state_dict(to=None)
+        for i in sd["state"]:
+            for key, v in sd["state"][i].items():
+                bitwise([np.asarray(v)], [np.asarray(sd2["state"][i][key])], f"{lp}: re-sharded {key}")
+
+
+def half_precision_data_parallel(comm):
+    """float16 / bfloat16 params with float32 masters, data parallel: params broadcast bit for bit,
+    grads averaged (bfloat16 ones in float32, rounded to nearest even once: MPI has no bfloat16),
+    every rank's step the one-process step with the averaged grads, bit for bit."""
+    for dt in HALVES:
+        rng = np.random.default_rng(comm.rank)  # different values on every rank
+        params = [rng.standard_normal(n).astype(np.float32).astype(dt) for n in (300, 7, 1)]
+        broadcast_params(params, Communicator(comm))
+        mine = [p.copy() for p in params]
+        opt = DistributedOptimizer(optim.AdamW(params, lr=1e-2, master_weights=True), Communicator(comm))
+        one = optim.AdamW(mine, lr=1e-2, master_weights=True)
+        for _ in range(2):
+            g = [rng.standard_normal(p.size).astype(np.float32).astype(dt) for p in params]
+            every = comm.mpi.allgather([x.copy() for x in g])
+            if dt == np.float16:
+                total = [sum(gs[1:], gs[0]) for gs in zip(*every)]  # float16 sums (rank order)
+                want = [t * dt.type(1 / comm.size) for t in total]
+            else:
+                total = [sum((x.astype(np.float32) for x in gs[1:]), gs[0].astype(np.float32)) for gs in zip(*every)]
+                want = [(t * np.float32(1 / comm.size)).astype(dt) for t in total]
+            opt.step(g)
+            one.step(want)
+            for p, q in zip(params, mine):
+                bitwise([p.view(np.uint16)], [q.view(np.uint16)], f"{dt.name} data parallel vs one process")
+        gathered = comm.mpi.allgather(np.concatenate([p.view(np.uint16) for p in params]))
+        assert all(np.array_equal(gathered[0], x) for x in gathered), dt.name
