@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from .optim._lowp import _half_fmt
+from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler"]
 

@@ -26,72 +26,27 @@ blockwise quantization). A missing master copy starts from the half param.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from .. import _backend, lowp
+from ._lowp_config import (
+    _MASTER,
+    LOWP_KEYWORDS,
+    STATE_DTYPES,
+    LowpConfig,
+    _flag,
+    _half_fmt,
+    _host,
+    _type_name,
+    lowp_keywords,
+)
 from ._parts import OptimizerParts
 from ._prechecks import _data_span
 
-STATE_DTYPES = ("float32", "bfloat16", "int8")
-_MASTER = "master_param"
-
-
-class LowpConfig(NamedTuple):
-    master: bool
-    sr: bool
-    state_dtype: str
-    seed: int
-    block: int
-
-
-def _half_fmt(dt) -> str | None:
-    """'float16' / 'bfloat16' for a half dtype, else None."""
-    dt = np.dtype(dt)
-    if dt == np.float16:
-        return "float16"
-    return "bfloat16" if dt.name == "bfloat16" else None
-
-
-def _host(a) -> np.ndarray:
-    """``a`` as a NumPy array (a CuPy array copied to the host: loading a state dict only)."""
-    return _backend.to_numpy(a)
-
-
-def _type_name(a) -> str:
-    t = type(a)
-    return f"{t.__module__.split('.')[0]}.{t.__name__}" if _backend.is_cupy(a) or t is np.ndarray else t.__name__
-
-
-def _flag(name: str, v) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
-    return bool(v)
-
-
-#: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)
-#: and their defaults: the classes take them as ``**lowp`` and show them in their signature
-#: (``lowp_keywords``).
-LOWP_KEYWORDS: Mapping[str, Any] = MappingProxyType(
-    {"master_weights": False, "stochastic_rounding": False, "state_dtype": "float32", "seed": 0, "block_size": 256}
-)
-
-_C = TypeVar("_C", bound=type)
-
-
-def lowp_keywords(cls: _C) -> _C:
-    """Class decorator: ``cls.__init__``'s signature (``help``, ``inspect.signature``) lists the
-    low-precision keywords that it takes as ``**lowp``, with their defaults."""
-    init = vars(cls)["__init__"]
-    sig = inspect.signature(init)
-    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in LOWP_KEYWORDS.items()]
-    init.__signature__ = sig.replace(parameters=params)
-    return cls
+__all__ = ["LOWP_KEYWORDS", "STATE_DTYPES", "LowPrecisionMixin", "LowpConfig", "lowp_keywords"]
 
 
 class LowPrecisionMixin(OptimizerParts):

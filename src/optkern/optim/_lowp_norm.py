@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ._lowp import _MASTER
+from ._lowp_config import _MASTER
 
 
 def skipped(opt) -> bool:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from .. import lowp
-from ..optim._lowp import _MASTER, LowpConfig
+from ..optim._lowp_config import _MASTER, LowpConfig
 from . import _views
+from ._state import _saved_ids
 
 _HALVES = (torch.float16, torch.bfloat16)
 _FLOATS = (torch.float32, torch.float64)
@@ -196,6 +197,29 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
         else:
             out[_MASTER] = p.detach().cpu().to(torch.float32).clone()
     return out
+
+
+def convert_checkpoint(state_dict, params: list, cfg: LowpConfig | None, names: tuple) -> tuple:
+    """``state_dict`` as torch's loader should see it for ``params``, and the state it must not
+    cast: each param's (param, entry) in storage ``cfg`` (``lowp_entry``). Without low precision
+    (``cfg`` None), a low-precision checkpoint's moments (``names``) come back as floats
+    (``float_entry``) for torch's loader to cast as usual; a float one is left alone."""
+    if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
+        return state_dict, []
+    ids = _saved_ids(state_dict) if isinstance(state_dict.get("param_groups"), list) else []
+    if len(ids) != len(params):
+        return state_dict, []  # (torch's loader says what is wrong)
+    state, exact = dict(state_dict["state"]), []
+    for sid, p in zip(ids, params):
+        entry = state.get(sid)
+        if not isinstance(entry, dict):
+            continue
+        where = f"state_dict['state'][{sid!r}]"
+        if cfg is not None:
+            exact.append((p, lowp_entry(entry, p, cfg, names, where)))
+        elif any(k in entry for k in (_MASTER, _BLOCK)) or any(_is_8bit(entry, n) for n in names):
+            state[sid] = float_entry(entry, names, where)
+    return {**state_dict, "state": state}, exact
 
 
 def to_torch_state_dict(state_dict: dict, names: tuple = ()) -> dict:

@@ -1,0 +1,116 @@
+"""optkern.torch.AdagradNorm: AdaGrad-Norm (Ward, Wu & Bottou 2019) as a torch.optim.Optimizer,
+on optkern's fused step (one b^2 per group), with master weights through optkern.optim's."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _backend
+from .. import functional as F
+from .. import optim as _optim
+from ..optim._lowp_config import lowp_keywords
+from ..optim._run import _Run
+from . import _views
+from ._fused import _Fused
+from ._lowp import amp_scale as _lowp_amp_scale
+from ._lowp import new_state as _lowp_new_state
+from ._state import _saved_ids, _step_tensor
+
+
+@lowp_keywords
+class AdagradNorm(_Fused):
+    """AdaGrad-Norm (Ward, Wu & Bottou 2019), not in torch: one step size per group.
+
+    State: ``step`` and ``b_sq`` (the group's ``b^2``, one float64 tensor shared by the
+    group's params; a loaded state dict's copies are re-joined at the next step).
+    """
+
+    _core = _optim.AdagradNorm
+
+    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, **lowp):
+        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize), lowp)
+
+    def _validate(self, group, where):
+        super()._validate(group, where)
+        b0 = group["b0"]
+        if isinstance(b0, bool) or not isinstance(b0, (int, float)) or not (0.0 < float(b0) < 1e150):
+            raise ValueError(f"{where}['b0']: must be a finite number in (0, 1e150), got {b0!r}")
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()  # b_sq is the group's (one tensor, made at its first step)
+        if self._lowp_core is not None:  # (a half param's master copy)
+            _lowp_new_state(p, state, self._lowp_core, (), self._hyper(group))
+
+    def load_state_dict(self, state_dict):
+        """torch's loader casts every state tensor to its param's dtype: b_sq (float64) would come
+        back rounded to float32 for float32 params. The saved values are restored in float64."""
+        saved = [(state_dict["state"].get(i) or {}).get("b_sq") for i in _saved_ids(state_dict)]
+        super().load_state_dict(state_dict)
+        params = [p for g in self.param_groups for p in g["params"]]
+        for p, b in zip(params, saved):
+            if isinstance(b, torch.Tensor) and "b_sq" in self.state[p]:
+                self.state[p]["b_sq"] = b.detach().to(device=p.device, dtype=torch.float64).reshape(-1).clone()
+
+    def _group_step(self, group, params, gi):
+        for p in params:
+            if "step" not in self.state[p]:  # (a param without a grad so far may hold the group's b_sq)
+                self._init_state(p, self.state[p], group)
+        by_kind: dict = {}
+        for p in params:  # (low precision: halves and float32 params of a device share one b^2)
+            by_kind.setdefault((p.device, None if self._lowp_core else p.dtype), []).append(p)
+        for ps in by_kind.values():
+            b = self._b_sq(group, ps)
+            if self._lowp_core is not None:
+                self._lowp_step(group, ps, gi, b)
+                continue
+            grads = self._grad_views(ps, gi)
+            try:
+                with _views.on_stream(ps[0]):
+                    F.adagrad_norm_(
+                        _views.views(ps),
+                        grads,
+                        _views.view(b),
+                        lr=group["lr"],
+                        weight_decay=group["weight_decay"],
+                        maximize=group["maximize"],
+                    )
+            except (TypeError, ValueError):
+                self._check_grads(ps, gi)  # refused before writing: name a bad grad
+                raise
+            torch._foreach_add_([self.state[p]["step"] for p in ps], 1.0)
+
+    def _b_sq(self, group: dict, ps: list) -> torch.Tensor:
+        """The b^2 tensor of the group's params like ``ps`` (one device; one dtype unless low
+        precision), made or re-joined: one tensor for all of them, as the kernel updates one."""
+        b = next((self.state[p]["b_sq"] for p in ps if "b_sq" in self.state[p]), None)
+        if b is None:
+            b = torch.full((1,), float(group["b0"]) ** 2, dtype=torch.float64, device=ps[0].device)
+        elif b.dtype != torch.float64 or b.numel() != 1 or b.device != ps[0].device:
+            b = b.detach().to(device=ps[0].device, dtype=torch.float64).reshape(1).clone()
+        for p in group["params"]:
+            if p.device == ps[0].device and (self._lowp_core is not None or p.dtype == ps[0].dtype):
+                self.state[p]["b_sq"] = b
+        return b
+
+    def _lowp_step(self, group: dict, ps: list, gi: int, b: torch.Tensor) -> None:
+        """Master weights: optkern.optim.AdagradNorm's low-precision step over ``ps`` (half and
+        float32 params of one device, one b^2), run on the views of the tensors and state."""
+        m = self._lowp_core
+        grads = self._grad_arrays(ps, gi)
+        states = [self.state[p] for p in ps]
+        t = int(float(states[0]["step"])) + 1
+        masters = [_views.view(s["master_param"]) if "master_param" in s else None for s in states]
+        pviews = _views.views(ps)
+        run = _Run(range(len(ps)), pviews, _backend.backend(("params", pviews)), t - 1, {"master_param": masters})
+        run.extra = {"b_sq": _views.view(b)}
+        m._amp_grad_scale = _lowp_amp_scale(self, ps[0])
+        with _views.on_stream(ps[0]):
+            m._update(run, grads, self._hyper(group), t)
+        torch._foreach_add_([s["step"] for s in states], 1.0)
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        import numpy as np
+
+        F.adagrad_norm_(
+            params, grads, np.ones(1), lr=group["lr"], weight_decay=group["weight_decay"], maximize=group["maximize"]
+        )
