@@ -57,7 +57,7 @@ def test_two_ranks_then_resharded_to_four_and_one(tmp_path):
     """Collectives, data-parallel = one process for every optimizer (float64 and float32), ordered
     runs bitwise, ZeRO-1 = data-parallel bitwise, uneven shards with a zero-row rank, clipping,
     AdaGrad-Norm, distributed curvature; a ZeRO-1 checkpoint from 2 ranks continued on 4 and on 1."""
-    _ok(launch(2, os.path.join(SCRIPTS, "dist_checks.py"), "main", str(tmp_path)), "main: 14 checks passed on 2")
+    _ok(launch(2, os.path.join(SCRIPTS, "dist_checks.py"), "main", str(tmp_path)), "main: 15 checks passed on 2")
     assert len(list(tmp_path.glob("ckpt-*.npz"))) == 4
     _ok(launch(4, os.path.join(SCRIPTS, "dist_checks.py"), "reshard", str(tmp_path)), "reshard: 5 checks passed on 4")
     _ok(launch(1, os.path.join(SCRIPTS, "dist_checks.py"), "reshard", str(tmp_path)), "reshard: 1 checks passed on 1")

@@ -27,7 +27,7 @@ from _common import (
 )
 from _runs import bitwise, close, dp_run, reference_run, zero_run
 from checkpoint_checks import checkpoint_continue, checkpoint_write
-from lowp_checks import compact_state_checkpoints, half_precision_data_parallel
+from lowp_checks import compact_state_checkpoints, half_precision_data_parallel, half_precision_zero
 
 import optkern
 from optkern import hessian, nn, optim
@@ -352,6 +352,7 @@ def main():
             tiny_and_uneven_zero,
             compact_state_checkpoints,
             half_precision_data_parallel,
+            half_precision_zero,
         ):
             run(fn)
         checkpoint_write.outdir = outdir

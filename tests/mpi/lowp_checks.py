@@ -64,15 +64,56 @@ def half_precision_data_parallel(comm):
         for _ in range(2):
             g = [rng.standard_normal(p.size).astype(np.float32).astype(dt) for p in params]
             every = comm.mpi.allgather([x.copy() for x in g])
-            if dt == np.float16:
-                total = [sum(gs[1:], gs[0]) for gs in zip(*every)]  # float16 sums (rank order)
-                want = [t * dt.type(1 / comm.size) for t in total]
-            else:
-                total = [sum((x.astype(np.float32) for x in gs[1:]), gs[0].astype(np.float32)) for gs in zip(*every)]
-                want = [(t * np.float32(1 / comm.size)).astype(dt) for t in total]
             opt.step(g)
-            one.step(want)
+            one.step([_mean(gs, dt) for gs in zip(*every)])
             for p, q in zip(params, mine):
                 bitwise([p.view(np.uint16)], [q.view(np.uint16)], f"{dt.name} data parallel vs one process")
         gathered = comm.mpi.allgather(np.concatenate([p.view(np.uint16) for p in params]))
         assert all(np.array_equal(gathered[0], x) for x in gathered), dt.name
+
+
+def half_precision_zero(comm):
+    """ZeRO-1 over float16 / bfloat16 params with master weights: each rank keeps the float32
+    master and moments of its slice only; the steps equal data parallel training bit for bit
+    (ordered sums); the consolidated checkpoint continues in one process as data parallel does.
+    AdaGrad-Norm's sharded ||g'||^2 is taken over the masters and widened grads (float32), as
+    its unsharded master-weights step takes it (summed in another order: close, not bitwise)."""
+    for dt in HALVES:
+        for cls, hyper in ((optim.AdamW, dict(lr=1e-2)), (optim.AdagradNorm, dict(lr=0.5, b0=0.1, weight_decay=1e-2))):
+            rng = np.random.default_rng(0)  # the same params on every rank
+            params = [rng.standard_normal(n).astype(np.float32).astype(dt) for n in (300, 7, 1001)]
+            zp, dp = [p.copy() for p in params], [p.copy() for p in params]
+            z = ShardedOptimizer(cls, zp, Communicator(comm, ordered=True), master_weights=True, **hyper)
+            d = DistributedOptimizer(cls(dp, master_weights=True, **hyper), Communicator(comm, ordered=True))
+            for s in range(3):
+                r = np.random.default_rng(100 * s + comm.rank)
+                g = [r.standard_normal(p.size).astype(np.float32).astype(dt) for p in params]
+                z.step([x.copy() for x in g])
+                d.step([x.copy() for x in g])
+            full = z.consolidate_state_dict(to=None)
+            masters = [full["state"][i]["master_param"] for i in range(len(params))]
+            want = [d.optimizer.state_dict()["state"][i]["master_param"] for i in range(len(params))]
+            if cls is optim.AdagradNorm:
+                for a, b in zip(masters, want):
+                    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+                continue
+            bitwise([p.view(np.uint16) for p in zp], [p.view(np.uint16) for p in dp], f"{dt.name}: ZeRO-1 vs DP")
+            bitwise(masters, want, f"{dt.name}: consolidated masters")
+            mine = z.state_bytes()
+            assert mine <= 12 * (-(-sum(p.size for p in params) // comm.size)) + 64, mine  # master + m + v
+            onep = [p.copy() for p in zp]
+            one = cls(onep, master_weights=True, **hyper)
+            one.load_state_dict(full)
+            r = np.random.default_rng(7)
+            g = [r.standard_normal(p.size).astype(np.float32).astype(dt) for p in params]
+            every = comm.mpi.allgather([x.copy() for x in g])
+            one.step([_mean(gs, dt) for gs in zip(*every)])
+            d.step(g)
+            bitwise([p.view(np.uint16) for p in onep], [p.view(np.uint16) for p in dp], f"{dt.name}: continued")
+
+
+def _mean(gs, dt):
+    """The rank-ordered mean of ``gs`` as the communicator takes it (bfloat16 summed in float32)."""
+    if dt == np.float16:
+        return sum(gs[1:], gs[0]) * dt.type(1 / len(gs))
+    return (sum((x.astype(np.float32) for x in gs[1:]), gs[0].astype(np.float32)) * np.float32(1 / len(gs))).astype(dt)

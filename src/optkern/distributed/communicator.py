@@ -179,7 +179,7 @@ class Communicator:
     def _check_op(self, op: str, allowed=_OPS, x=None) -> str:
         if op not in allowed:
             raise ValueError(f"op: expected one of {', '.join(map(repr, allowed))}, got {op!r}")
-        if op == "mean" and x is not None and x.dtype.kind != "f":
+        if op == "mean" and x is not None and x.dtype.kind != "f" and not _is_bf16(x):
             raise TypeError(f"x: op='mean' needs a floating-point array, got {x.dtype}")
         return op
 

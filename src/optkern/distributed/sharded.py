@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
+from ..optim._lowp_config import _half_fmt
 from . import sharded_state
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads
@@ -47,7 +48,8 @@ class ShardedOptimizer:
     Args:
       optimizer_class: an ``optkern.optim`` optimizer class (``optkern.optim.AdamW``, ...).
       params: this rank's replica of the parameters (a list of arrays, or of group dicts
-        with per-group hyper-parameters); one dtype (float32 or float64) and one kind
+        with per-group hyper-parameters); one dtype (float32 or float64, or float16 / bfloat16 with
+        ``master_weights=True``: each rank keeps the float32 master of its slice) and one kind
         (NumPy or CuPy), the same layout on every rank (checked) and the same values (use
         :func:`broadcast_params` first: each rank's slice starts from its own copy). Any count
         of elements: the flat buffer is padded to a multiple of the world size.
@@ -120,7 +122,7 @@ class ShardedOptimizer:
                 self._local_grads.append(self._shard[a - base : b - base])
             local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
         self.optimizer = optimizer_class(local_groups, **hyper)
-        self._sq_by_param: dict = {}
+        self._sq_by_group: list = []
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
             self.optimizer.global_sq_norm = self._global_sq_norm
@@ -132,8 +134,8 @@ class ShardedOptimizer:
         _backend.backend(("params", params))  # one kind
         dt = params[0].dtype
         for i, p in enumerate(params):
-            if p.dtype not in (np.float32, np.float64):
-                raise TypeError(f"params[{i}]: expected float32 or float64, got {p.dtype}")
+            if p.dtype not in (np.float32, np.float64) and _half_fmt(p.dtype) is None:
+                raise TypeError(f"params[{i}]: expected float32, float64, float16 or bfloat16, got {p.dtype}")
             if p.dtype != dt:
                 raise TypeError(
                     f"params[{i}]: expected {dt} like params[0], got {p.dtype} (one flat buffer holds every parameter)"
@@ -216,6 +218,9 @@ class ShardedOptimizer:
             if b > a:
                 grp = self.optimizer.param_groups[gi]
                 p, g = self._flat[a:b], self._local_grads[k]
+                if _half_fmt(p.dtype) is not None:  # master weights: g' of the float32 step
+                    master = self._master(gi)
+                    p, g = (p.astype(np.float32) if master is None else master), g.astype(np.float32)
                 e = -g if grp["maximize"] else g
                 if grp["weight_decay"] != 0:
                     e = e + p.dtype.type(grp["weight_decay"]) * p
@@ -223,13 +228,23 @@ class ShardedOptimizer:
                 local[gi] = float(xp.sum(e * e))
                 k += 1
         self.comm.allreduce(local, "sum", ordered=True)
-        self._sq_by_param = {}  # keyed by the local optimizer's slice arrays (one per group)
-        for gi, grp in enumerate(self.optimizer.param_groups):
-            for p in grp["params"]:
-                self._sq_by_param[id(p)] = float(local[gi])
+        self._sq_by_group = [float(v) for v in local]
+
+    def _master(self, gi: int):
+        """The local optimizer's float32 master of group ``gi``'s slice (master weights), or None
+        before its first step."""
+        for run in self.optimizer._runs[gi]:
+            masters = run.state.get("master_param")
+            if masters:
+                return masters[0]
+        return None
 
     def _global_sq_norm(self, params, grads) -> float:
-        return self._sq_by_param[id(params[0])]
+        """The group's reduced ``||g'||^2`` (``params``: its slice, or the slice's master)."""
+        for gi, grp in enumerate(self.optimizer.param_groups):
+            if any(p is params[0] for p in grp["params"]) or self._master(gi) is params[0]:
+                return self._sq_by_group[gi]
+        raise AssertionError("a group of the local optimizer without its slice")  # (not reachable)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
