@@ -218,3 +218,33 @@ def test_adagrad_norm_master_weights_under_a_sharded_norm():
     sa = a.state_dict()["state"]
     for i in range(2):
         np.testing.assert_array_equal(sa[i]["master_param"], ref[i])
+
+
+def test_adagrad_norm_master_weights_checks_every_grad_before_any_write():
+    p = [np.ones(5, np.float16), np.ones(3, np.float16)]
+    opt = optim.AdagradNorm(p, lr=0.5, master_weights=True)
+    opt.step([np.ones(5, np.float16), np.ones(3, np.float16)])
+    before = [x.copy() for x in p], opt.state_dict()
+    for bad, err, match in [
+        ([np.ones(5, np.float16), np.ones(3, np.float32)], TypeError, r"grads\[1\]: expected float16"),
+        ([np.ones(5, np.float16), np.ones(3, BF16)], TypeError, r"grads\[1\]: expected float16"),
+        ([np.ones(5, np.float16), np.ones(4, np.float16)], ValueError, r"grads\[1\]: expected shape"),
+        ([np.ones(5, np.float16), p[1]], ValueError, "shares memory"),
+    ]:
+        with pytest.raises(err, match=match):
+            opt.step(bad)
+        assert all(np.array_equal(x, y) for x, y in zip(p, before[0]))
+        np.testing.assert_array_equal(
+            opt.state_dict()["state"][1]["master_param"], before[1]["state"][1]["master_param"]
+        )
+
+
+def test_bad_block_in_an_8bit_state_dict_is_named():
+    p = np.ones(300, np.float32)
+    opt = optim.Adam([p], state_dtype="int8")
+    opt.step([np.ones(300, np.float32)])
+    sd = opt.state_dict()
+    sd["state"][0]["block"] = 100
+    fresh = optim.Adam([p.copy()], state_dtype="int8")
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['block'\]: expected a power of two"):
+        fresh.load_state_dict(sd)

@@ -304,7 +304,10 @@ class LowPrecisionMixin(OptimizerParts):
             fmt = entry.get("state_dtype", "float32")
             if fmt not in STATE_DTYPES:
                 raise ValueError(f"{where}['state_dtype']: expected one of {STATE_DTYPES}, got {fmt!r}")
-            block = lowp._block(entry.get("block", 256)) if fmt == "int8" else 0
+            try:
+                block = lowp._block(entry.get("block", 256)) if fmt == "int8" else 0
+            except (TypeError, ValueError) as e:  # (named as the entry it came from)
+                raise type(e)(f"{where}['block']: {str(e).partition(': ')[2]}") from None
             out = {}
             for k, v in entry.items():
                 if k in ("state_dtype", "block") or (fmt == "int8" and k.endswith("_scale") and k[:-6] in base):

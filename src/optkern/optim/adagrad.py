@@ -193,6 +193,7 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
     def _update(self, run, grads, hp, t, dev=None):
         params = run.params
         if self._lowp is not None:  # the float32 step on the masters and widened grads
+            self._lowp_check([(run, grads)])  # (several native calls: every grad checked before the first)
             if _lowp_norm.skipped(self):
                 return
             params, grads = _lowp_norm.float32_step_arrays(self, run, grads)
