@@ -345,3 +345,17 @@ def test_bad_checkpoints_raise_naming_the_entry_and_load_nothing():
         with pytest.raises(err, match=match):
             b.load_state_dict(sd)
         assert not b.state
+
+
+def test_sgd_momentum_switched_on_later_keeps_the_step_count():
+    """Low-precision SGD counts steps (its stochastic-rounding stream): momentum switched on after
+    some steps makes the buffers from the next gradient, the count goes on."""
+    ps = params(torch.bfloat16)
+    opt = ot.SGD(ps, lr=0.1, master_weights=True, stochastic_rounding=True)
+    g = torch.Generator().manual_seed(1)
+    _run(opt, ps, g, 2)
+    opt.param_groups[0]["momentum"] = 0.9
+    _run(opt, ps, g, 1)
+    st = opt.state[ps[2]]
+    assert float(st["step"]) == 3
+    assert torch.equal(st["momentum_buffer"], ps[2].grad.float())  # (torch's first buffer: the gradient)

@@ -345,14 +345,15 @@ class _Fused(torch.optim.Optimizer):
 
     def _init_state(self, p, state: dict, group: dict) -> None:
         """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and
-        the state tensors, each initialised as the optkern.optim class initialises its arrays."""
+        the state tensors, each initialised as the optkern.optim class initialises its arrays. (A
+        step count or scalar ``state`` holds already is kept: SGD's buffers may come later.)"""
         m = self._m
         hp = self._hyper(group)
         if m._has_step or self._lowp_core:
-            state["step"] = _step_tensor()
+            state.setdefault("step", _step_tensor())
         with _views.on_stream(p):
             for name, value in m._new_extra(_Run([0], [_views.view(p)], None), hp).items():
-                state[name] = torch.tensor(float(value), dtype=_scalar_dtype())
+                state.setdefault(name, torch.tensor(float(value), dtype=_scalar_dtype()))
             if self._lowp_core:  # (the storage the low-precision step takes)
                 _lowp.new_state(p, state, m, tuple(m._needed(hp)), hp)
                 return
