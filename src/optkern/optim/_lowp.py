@@ -182,7 +182,10 @@ class LowPrecisionMixin(OptimizerParts):
             if not full:
                 continue
             for arrays in [run.params] + list(run.state.values()):
-                written += [(*_data_span(a), "a parameter or state array") for a in arrays if a.nbytes]
+                # (None: a float32 param's master, beside half ones in optkern.torch's AdaGrad-Norm)
+                written += [
+                    (*_data_span(a), "a parameter or state array") for a in arrays if a is not None and a.nbytes
+                ]
         if not full:
             return
         spans = sorted(written + [(*_data_span(g), f"grads[{i}]") for run, gs in pairs for i, g in zip(run.index, gs)])
@@ -209,16 +212,36 @@ class LowPrecisionMixin(OptimizerParts):
                         _backend.zeros(p, lowp.n_blocks(p.size, lp.block), np.float32) + scale for p in run.params
                     ]
 
+    def _lowp_plan(self, run) -> tuple:
+        """(param positions by format, the params' uint16 views) of ``run``, kept while the run holds
+        the same params list (its arrays are not replaced while it does): a step of 200 arrays
+        spent half its Python time re-deriving them."""
+        plans = self.__dict__.setdefault("_lowp_plans", {})
+        hit = plans.get(id(run))
+        if hit is not None and hit[0] is run.params:
+            return hit[1], hit[2]
+        by_fmt: dict[str, list[int]] = {}
+        for k, p in enumerate(run.params):
+            by_fmt.setdefault(self._half_format(p) or "float32", []).append(k)
+        pbits = [p.view(np.uint16) if self._half_format(p) else p for p in run.params]
+        if len(plans) >= 64:  # (runs come and go with None grads and loaded state dicts)
+            plans.clear()
+        plans[id(run)] = (run.params, by_fmt, pbits)
+        return by_fmt, pbits
+
     def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names):
         """One native low-precision step of ``run`` (one call per param format in the run), on the
         params' backend (``run.mod``: ``_cpu``, or ``_cuda`` on CuPy's current stream). Returns what
         the native step returns (NAdam: the new mu_product, the same from every call; else None)."""
         lp = self._lowp
         assert lp is not None  # low-precision mode only
-        by_fmt: dict[str, list[int]] = {}
-        for k, p in enumerate(run.params):
-            by_fmt.setdefault(self._half_format(p) or "float32", []).append(k)
-        self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
+        by_fmt, pbits = self._lowp_plan(run)
+        p0 = run.params[0]
+        kind, dt = type(p0), p0.dtype
+        # the grads' type and dtype against the params' (a float16 and a bfloat16 grad both travel
+        # as uint16): one C-level pass when every param has one dtype, the naming loop otherwise
+        if len(by_fmt) > 1 or not all(type(g) is kind and g.dtype == dt for g in grads):
+            self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
         st = run.state
         amp: dict = {"grad_scale": self._amp_grad_scale}
         if self._amp_found_inf is not None:
@@ -231,8 +254,9 @@ class LowPrecisionMixin(OptimizerParts):
                 return arrays if whole else [arrays[k] for k in ks]
 
             half = fmt != "float32"
-            ps = [p.view(np.uint16) for p in sel(run.params)] if half else sel(run.params)
-            gs = [g.view(np.uint16) for g in sel(grads)] if half else sel(grads)
+            ps = sel(pbits) if half else sel(run.params)
+            bits = not half or (len(by_fmt) == 1 and dt == np.uint16)  # (optkern.torch: uint16 already)
+            gs = sel(grads) if bits else [g.view(np.uint16) for g in sel(grads)]
             out = run.mod.lowp_step(
                 rule,
                 scalars,

@@ -3,6 +3,7 @@ parsed form (``LowpConfig``) and the small helpers :mod:`._lowp` and its users s
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -24,8 +25,9 @@ class LowpConfig(NamedTuple):
     block: int
 
 
+@functools.lru_cache(maxsize=64)
 def _half_fmt(dt) -> str | None:
-    """'float16' / 'bfloat16' for a half dtype, else None."""
+    """'float16' / 'bfloat16' for a half dtype, else None. (Cached: a step asks once per array.)"""
     dt = np.dtype(dt)
     if dt == np.float16:
         return "float16"

@@ -201,9 +201,13 @@ class _Fused(torch.optim.Optimizer):
 
     def _grad_arrays(self, params: list, gi: int) -> list:
         """The grads of ``params`` as NumPy / CuPy arrays over their memory (bfloat16 as its uint16
-        bits), each checked against its param first."""
-        self._check_grads(params, gi)
-        return _views.views([p.grad for p in params])
+        bits). Not checked here (the low-precision step checks their types, dtypes, sizes and
+        layout before it writes; ``_run`` then names a bad one), except what a view refuses."""
+        try:
+            return [_views.view(p.grad) for p in params]
+        except (TypeError, RuntimeError, BufferError):
+            self._check_grads(params, gi)
+            raise
 
     def _check_grads(self, params: list, gi: int) -> None:
         """TypeError / ValueError naming the first grad of ``params`` optkern cannot update in place

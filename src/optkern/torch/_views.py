@@ -50,7 +50,7 @@ def view(t: torch.Tensor):
     if t.requires_grad:
         t = t.detach()
     if t.dtype is _BF16:
-        return view(t.view(torch.int16)).view("uint16")
+        t = t.view(torch.uint16)
     if t.is_cpu:
         return t.numpy()
     import cupy

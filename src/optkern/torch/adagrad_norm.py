@@ -104,8 +104,12 @@ class AdagradNorm(_Fused):
         run = _Run(range(len(ps)), pviews, _backend.backend(("params", pviews)), t - 1, {"master_param": masters})
         run.extra = {"b_sq": _views.view(b)}
         m._amp_grad_scale = _lowp_amp_scale(self, ps[0])
-        with _views.on_stream(ps[0]):
-            m._update(run, grads, self._hyper(group), t)
+        try:
+            with _views.on_stream(ps[0]):
+                m._update(run, grads, self._hyper(group), t)
+        except (TypeError, ValueError):
+            self._check_grads(ps, gi)  # refused before writing: name a bad grad
+            raise
         torch._foreach_add_([s["step"] for s in states], 1.0)
 
     def _call(self, group, params, grads, lists, t, *, first):
