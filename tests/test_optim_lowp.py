@@ -93,7 +93,12 @@ def test_adamw_half_params_match_torch_master_recipe(fmt):
     tp = tm.detach().to(getattr(torch, fmt)).float().numpy()
     got = p.astype(np.float32)
     ulp = np.abs(np.spacing(tp.astype(HALF[fmt])).astype(np.float32))
-    assert np.all(np.abs(got - tp) <= ulp)  # equal to the rounding of the half type
+    bad = np.flatnonzero(np.abs(got - tp) > ulp)
+    # (it failed once, 2026-12-01, in a full suite run and never again: say everything if it does)
+    master = opt.state_dict()["state"][0]["master_param"]
+    assert not bad.size, [
+        (int(i), float(got[i]), float(tp[i]), float(master[i]), float(tm.detach()[i]), float(ulp[i])) for i in bad[:5]
+    ]  # equal to the rounding of the half type: (index, ours, torch's, our master, torch's master, ulp)
     assert np.mean(got == tp) > 0.97
 
 
