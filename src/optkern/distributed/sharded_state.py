@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, lowp
+from ..optim._lowp import LowPrecisionMixin
 
 
 def _is_array_state(name, v, shape) -> bool:
@@ -40,11 +41,9 @@ def _float_entry(entry: dict, where: str) -> dict:
         scales = entry.get(f"{k}_scale")
         if scales is None or not hasattr(v, "shape"):
             continue
-        codes = np.asarray(_backend.to_numpy(v))
-        if codes.dtype != np.uint8:
-            raise TypeError(f"{where}[{k!r}]: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
-        out.pop(f"{k}_scale")
-        out[k] = lowp.dequantize_blockwise(codes.reshape(-1), _backend.to_numpy(scales), block).reshape(codes.shape)
+        out.pop(f"{k}_scale")  # (the optimizers' own decoding of a stored 8-bit state, with its checks)
+        values = LowPrecisionMixin._lowp_widen(v, "int8", entry, k, block, f"{where}[{k!r}]")
+        out[k] = np.asarray(values).reshape(np.shape(v))
     return out
 
 
