@@ -1,0 +1,210 @@
+"""The CUDA-on-the-CPU emulator (tools/cuda_emu) that runs cuda/*.cu where no GPU is lent.
+
+Its launch rewriting on the project's own syntax, and its scheduler's semantics on small
+kernels compiled here: barriers and warp shuffles (every thread's values, not just lane 0's),
+`__shared__` per block, 2-D/3-D indices, a barrier that can never open (an error, not a hang),
+an invalid configuration (reported at cudaGetLastError), exceptions from threads. The whole CUDA
+test suite against the emulated module is `tools/cuda_emu/run` (minutes; see bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EMU = ROOT / "tools" / "cuda_emu"
+sys.path.insert(0, str(EMU))
+import build as emu_build  # noqa: E402
+
+CXX = shutil.which("c++") or shutil.which("g++")
+
+
+@pytest.mark.parametrize(
+    "src,want",
+    [
+        ("k<<<g, b>>>(x, y);", '::okemu::launch(g, b, 0, cudaStream_t(nullptr), [&] { k(x, y); }, "k");'),
+        (
+            "mt::apply_kernel<T, Src><<<unsigned(chunks), kBlock, 0, s>>>(tab, src);",
+            "::okemu::launch(unsigned(chunks), kBlock, 0, s, [&] { mt::apply_kernel<T, Src>(tab, src); }, "
+            '"mt::apply_kernel<T, Src>");',
+        ),
+        (
+            "f<A<B>><<<dim3(x, y), 32, shm>>>(p, {1, 2}, g(h(3)));",
+            "::okemu::launch(dim3(x, y), 32, shm, cudaStream_t(nullptr), [&] { f<A<B>>(p, {1, 2}, g(h(3))); }, "
+            '"f<A<B>>");',
+        ),
+        ("k<<<1, 1>>>();", '::okemu::launch(1, 1, 0, cudaStream_t(nullptr), [&] { k(); }, "k");'),
+    ],
+)
+def test_launches_are_rewritten(src, want):
+    got, n = emu_build.rewrite_launches(src)
+    assert (got, n) == (want, 1)
+
+
+def test_every_launch_in_cuda_is_rewritten():
+    total = 0
+    for f in [*(ROOT / "cuda").glob("*.cu"), *(ROOT / "cuda").glob("*.cuh")]:
+        text, n = emu_build.rewrite_launches(f.read_text())
+        assert "<<<" not in text and ">>>" not in text, f.name
+        total += n
+    assert total >= 40  # the project launches ~57 kernels from its sources
+
+
+def test_bad_launch_syntax_is_refused():
+    with pytest.raises(ValueError, match="configuration"):
+        emu_build.rewrite_launches("k<<<1>>>(x);")
+
+
+KERNELS = r"""
+#include "cuda_runtime.h"
+#include <cstdio>
+#include <stdexcept>
+#include <vector>
+
+// Block sum: warp shuffles, then lane 0s through shared memory (the project's pattern).
+__global__ void block_sum(const double* x, int n, double* out) {
+  __shared__ double warp_total[32];
+  double v = 0;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) v += x[i];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_total[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < int(blockDim.x >> 5) ? warp_total[lane] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) out[blockIdx.x] = v;
+  }
+}
+
+// Every lane's result of a butterfly (xor) reduction, and each thread's 3-D index.
+__global__ void butterfly(int* out) {
+  int v = int(threadIdx.x);
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  out[threadIdx.x] = v;
+}
+__global__ void indices(int* out) {
+  const int t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const int b = blockIdx.x + gridDim.x * blockIdx.y;
+  out[b * 24 + t] = 1000 * b + 100 * int(threadIdx.z) + 10 * int(threadIdx.y) + int(threadIdx.x);
+}
+// Neighbour exchange through shared memory: wrong without the barrier between write and read.
+__global__ void rotate(const int* in, int* out) {
+  __shared__ int s[64];
+  s[threadIdx.x] = in[threadIdx.x];
+  __syncthreads();
+  out[threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
+}
+// Lane 0 shuffles while the others wait at __syncthreads: no barrier can ever open.
+__global__ void deadlock(double* out) {
+  double v = 1;
+  if (threadIdx.x == 0) v = __shfl_down_sync(0xffffffffu, v, 1);
+  else __syncthreads();
+  out[0] = v;
+}
+__global__ void throws() {
+  if (threadIdx.x == 5) throw std::runtime_error("thread 5 failed");
+}
+// Threads that exit early do not hold a barrier back (as on the GPU).
+__global__ void early_exit(int* out) {
+  if (threadIdx.x >= 40) return;
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+int main() {
+  int fails = 0;
+  auto check = [&](bool ok, const char* what) {
+    std::printf("%s %s\n", ok ? "ok" : "FAIL", what);
+    fails += !ok;
+  };
+  {
+    const int n = 10007;
+    std::vector<double> x(n);
+    double want = 0;
+    for (int i = 0; i < n; ++i) want += (x[i] = (i % 97) * 0.5);
+    std::vector<double> part(3, -1);
+    block_sum<<<3, 256>>>(x.data(), n, part.data());
+    check(part[0] + part[1] + part[2] == want, "block_sum over 3 blocks");
+  }
+  {
+    std::vector<int> out(64, -1);
+    butterfly<<<1, 64>>>(out.data());
+    bool ok = true;
+    for (int t = 0; t < 64; ++t) ok = ok && out[t] == (t < 32 ? 496 : 32 * 32 + 496);
+    check(ok, "xor butterfly: every lane holds its warp's total");
+  }
+  {
+    std::vector<int> out(48, -1);
+    indices<<<dim3(2, 1), dim3(4, 3, 2)>>>(out.data());
+    bool ok = true;
+    for (int b = 0; b < 2; ++b)
+      for (int z = 0; z < 2; ++z)
+        for (int y = 0; y < 3; ++y)
+          for (int x = 0; x < 4; ++x) ok = ok && out[b * 24 + x + 4 * (y + 3 * z)] == 1000 * b + 100 * z + 10 * y + x;
+    check(ok, "3-D thread and 2-D block indices");
+  }
+  {
+    std::vector<int> in(64), out(64, -1);
+    for (int i = 0; i < 64; ++i) in[i] = i * i;
+    rotate<<<1, 64>>>(in.data(), out.data());
+    bool ok = true;
+    for (int i = 0; i < 64; ++i) ok = ok && out[i] == in[(i + 1) % 64];
+    check(ok, "shared memory exchange across a barrier");
+  }
+  {
+    std::vector<int> out(64, 0);
+    early_exit<<<1, 64>>>(out.data());
+    int s = 0;
+    for (int v : out) s += v;
+    check(s == 40, "exited threads release the barrier");
+  }
+  {
+    double o = 0;
+    bool threw = false;
+    try {
+      deadlock<<<1, 32>>>(&o);
+    } catch (const std::runtime_error& e) {
+      threw = std::string(e.what()).find("deadlock") != std::string::npos;
+    }
+    check(threw, "a barrier that cannot open is an error");
+  }
+  {
+    bool threw = false;
+    try {
+      throws<<<1, 32>>>();
+    } catch (const std::runtime_error& e) {
+      threw = std::string(e.what()).find("thread 5 failed") != std::string::npos;
+    }
+    check(threw, "an exception in a thread fails the launch");
+  }
+  {
+    cudaGetLastError();
+    throws<<<1, 2048>>>();
+    check(cudaGetLastError() == cudaErrorInvalidValue && cudaGetLastError() == cudaSuccess,
+          "an invalid configuration is reported once by cudaGetLastError");
+  }
+  return fails;
+}
+"""
+
+
+@pytest.mark.skipif(CXX is None, reason="no C++ compiler")
+def test_scheduler_semantics(tmp_path):
+    src = tmp_path / "kernels.cpp"
+    text, n = emu_build.rewrite_launches(KERNELS)
+    assert n == 8
+    src.write_text(text)
+    exe = tmp_path / "kernels"
+    subprocess.run(
+        [CXX, "-std=c++17", "-O1", f"-I{EMU / 'include'}", str(src), str(EMU / "runtime.cpp"), "-o", str(exe)],
+        check=True,
+    )
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "FAIL" not in r.stdout, r.stdout + r.stderr
+    assert r.stdout.count("ok ") == 8

@@ -1,0 +1,172 @@
+"""Build optkern._cuda from cuda/*.cu as a CPU module (CUDA on the CPU, see include/cuda_runtime.h).
+
+    python tools/cuda_emu/build.py [--out DIR] [--asan] [-j N]
+
+Every ``kernel<<<grid, block[, shmem[, stream]]>>>(args)`` is rewritten to
+``::okemu::launch(grid, block, shmem, stream, kernel, args)`` into DIR/src, and
+the files are compiled as C++17 with __CUDACC__ and __CUDA_ARCH__ defined (the
+device branches of the rule headers run) into DIR/optkern/_cuda<suffix>.so.
+Only changed sources are recompiled. tools/cuda_emu/run puts DIR and the CuPy
+stand-in first on the path and runs the CUDA test files against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shlex
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CUDA = ROOT / "cuda"
+
+
+def _back_over_name(src: str, end: int) -> int:
+    """Start of the kernel expression ending at ``end``: a qualified name with template arguments."""
+    i = end
+    while i > 0 and src[i - 1].isspace():
+        i -= 1
+    if src[i - 1] == ">":  # template arguments: balance <...>
+        depth = 0
+        while i > 0:
+            i -= 1
+            depth += {">": 1, "<": -1}.get(src[i], 0)
+            if depth == 0:
+                break
+    while i > 0 and (src[i - 1].isalnum() or src[i - 1] in "_:"):
+        i -= 1
+    return i
+
+
+def _matching_paren(src: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(src)):
+        depth += {"(": 1, ")": -1}.get(src[i], 0)
+        if depth == 0:
+            return i
+    raise ValueError("unbalanced parentheses after a launch")
+
+
+def _split_top_level(text: str) -> list[str]:
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
+        cur.append(ch)
+    if "".join(cur).strip():
+        out.append("".join(cur).strip())
+    return out
+
+
+def rewrite_launches(src: str) -> tuple[str, int]:
+    """Every triple-chevron launch as a call of okemu::launch; returns the text and the count."""
+    count = 0
+    while (at := src.find("<<<")) >= 0:
+        close = src.index(">>>", at)
+        config = _split_top_level(src[at + 3 : close])
+        if not 2 <= len(config) <= 4:
+            raise ValueError(f"launch configuration with {len(config)} parts: {src[at : close + 3]!r}")
+        config += ["0", "cudaStream_t(nullptr)"][len(config) - 2 :]
+        start = _back_over_name(src, at)
+        kernel = src[start:at].strip()
+        paren = close + 3
+        while src[paren].isspace():
+            paren += 1
+        if src[paren] != "(":
+            raise ValueError(f"no argument list after the launch of {kernel}")
+        end = _matching_paren(src, paren)
+        args = src[paren + 1 : end].strip()
+        # A lambda, not a function pointer: template kernels deduce their arguments as in CUDA,
+        # and braced arguments initialize the parameters. Each thread evaluates the arguments.
+        call = f"::okemu::launch({', '.join(config)}, [&] {{ {kernel}({args}); }}, {json.dumps(kernel)})"
+        src = src[:start] + call + src[end + 1 :]
+        count += 1
+    return src, count
+
+
+def _flags(asan: bool) -> list[str]:
+    import pybind11
+
+    inc = [HERE / "include", ROOT / "cpp" / "include", Path(pybind11.get_include())]
+    flags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-g", "-O1" if asan else "-O2"]
+    # nvcc contracts a * b + c into an fma (--fmad=true), and so does GCC's AVX2 clone of the CPU
+    # loops that the CUDA tests compare with bit for bit: with FMA on this CPU the emulator contracts
+    # too (GCC's choices, not nvcc's: where the two compilers contract differently, only a GPU tells).
+    fma = "fma" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+    flags += ["-march=x86-64-v3", "-ffp-contract=fast"] if fma else ["-ffp-contract=off"]
+    flags += ["-D__CUDACC__", "-D__CUDA_ARCH__=900", "-DOPTKERN_CUDA_EMULATED=1"]
+    flags += ["-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Wno-unused-parameter", "-Wno-attributes"]
+    if asan:
+        flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    flags += [f"-I{p}" for p in inc] + [f"-I{sysconfig.get_paths()['include']}"]
+    return flags
+
+
+def _compile(cxx: str, src: Path, obj: Path, flags: list[str]) -> str | None:
+    if obj.exists() and obj.stat().st_mtime > src.stat().st_mtime and not os.environ.get("OKEMU_REBUILD"):
+        return None
+    cmd = [cxx, *flags, "-c", str(src), "-o", str(obj)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        return f"{shlex.join(cmd)}\n{r.stdout}{r.stderr}"
+    return None
+
+
+def build(out: Path, asan: bool, jobs: int) -> Path:
+    cxx = os.environ.get("CXX", "c++")
+    srcdir, objdir, pkg = out / "src", out / "obj", out / "optkern"
+    for d in (srcdir, objdir, pkg):
+        d.mkdir(parents=True, exist_ok=True)
+    headers = max(p.stat().st_mtime for p in [*CUDA.glob("*.cu*"), *CUDA.glob("*.hpp"), *HERE.rglob("*.h")])
+    headers = max(headers, *(p.stat().st_mtime for p in (ROOT / "cpp" / "include").rglob("*.hpp")))
+    units: list[Path] = []
+    # Headers too (they launch kernels): the rewritten copies sit beside the units, which
+    # include them by quoted name, so they are found before anything on the include path.
+    for f in sorted([*CUDA.glob("*.cu"), *CUDA.glob("*.cuh"), *CUDA.glob("*.hpp")]):
+        text, _ = rewrite_launches(f.read_text())
+        dst = srcdir / (f.stem + ".cpp" if f.suffix == ".cu" else f.name)
+        if not dst.exists() or dst.read_text() != text:
+            dst.write_text(text)
+        if f.suffix == ".cu":
+            units.append(dst)
+    units.append(HERE / "runtime.cpp")
+    flags = _flags(asan)
+    objs = [objdir / (u.stem + ".o") for u in units]
+    for o in objs:  # a changed header recompiles everything
+        if o.exists() and o.stat().st_mtime < headers:
+            o.unlink()
+    # cuda/CMakeLists.txt compiles swa.cu with --fmad=false (lerp's product and sum rounded apart).
+    per_file = {"swa": ["-ffp-contract=off"]}
+    with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
+        jobs_ = [(u, o, flags + per_file.get(u.stem, [])) for u, o in zip(units, objs)]
+        errors = [e for e in ex.map(lambda j: _compile(cxx, *j), jobs_) if e]
+    if errors:
+        sys.exit("\n\n".join(errors))
+    so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
+    if so.exists() and all(so.stat().st_mtime > o.stat().st_mtime for o in objs):
+        return so
+    link = [cxx, "-shared", *(["-fsanitize=address,undefined"] if asan else []), *map(str, objs), "-o", str(so)]
+    subprocess.run(link, check=True)
+    return so
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "cuda-emu")
+    ap.add_argument("--asan", action="store_true", help="AddressSanitizer + UBSan (run with libasan preloaded)")
+    ap.add_argument("-j", type=int, default=os.cpu_count() or 1)
+    a = ap.parse_args()
+    print(build(a.out, a.asan, a.j))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+// CUDA on the CPU: the block scheduler and the runtime calls (see include/cuda_runtime.h).
+//
+// One block at a time; each of its threads is a fiber. The scheduler resumes the
+// fibers round robin; a fiber runs until it finishes or waits at a barrier
+// (__syncthreads: every live thread of the block; a warp shuffle: every live lane
+// of the warp). A barrier opens when the last live participant arrives, or when a
+// thread's exit leaves only waiting ones. A pass in which no fiber can move is a
+// deadlock (e.g. __syncthreads in divergent code) and fails the launch.
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define OKEMU_ASAN 1
+#else
+#define OKEMU_ASAN 0
+#endif
+
+namespace okemu {
+namespace {
+
+constexpr size_t kStack = size_t(1) << 20;  // per thread; mapped lazily, reused by every launch
+constexpr int kMaxThreads = 1024;
+
+struct Barrier {
+  int arrived = 0;
+  unsigned generation = 0;
+};
+
+struct Fiber {
+  ucontext_t ctx;
+  void* stack = nullptr;
+  uint3 tid{0, 0, 0};
+  int linear = 0;
+  bool done = false;
+  Barrier* waiting = nullptr;  // the barrier it waits at, or null
+  unsigned wait_generation = 0;
+};
+
+struct Block {
+  std::vector<Fiber> fibers;
+  Barrier block_barrier;
+  std::vector<Barrier> warp_barriers;
+  std::vector<int> warp_live;
+  std::vector<uint64_t> slots;  // shuffle values, one per thread
+  int live = 0;
+  int current = -1;
+  ucontext_t scheduler;
+  const std::function<void()>* body = nullptr;
+  std::string error;  // an exception thrown by a thread
+};
+
+Block* g_block = nullptr;
+std::mutex g_launch_mutex;  // one launch at a time (Python threads may call with the GIL released)
+unsigned long long g_launches = 0;
+cudaError_t g_last_error = cudaSuccess;
+std::vector<void*> g_stacks;
+
+#if OKEMU_ASAN
+// The scheduler's stack as ASan knows it, learnt when a fiber first starts.
+const void* g_sched_bottom = nullptr;
+size_t g_sched_size = 0;
+#endif
+
+void* stack_for(int i) {
+  if (size_t(i) >= g_stacks.size()) g_stacks.resize(size_t(i) + 1, nullptr);
+  if (!g_stacks[size_t(i)]) {
+    void* p = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("cuda_emu: cannot map a fiber stack");
+    g_stacks[size_t(i)] = p;
+  }
+  return g_stacks[size_t(i)];
+}
+
+// Switch from the current fiber back to the scheduler.
+void yield_to_scheduler() {
+  Block& b = *g_block;
+  Fiber& f = b.fibers[size_t(b.current)];
+#if OKEMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, g_sched_bottom, g_sched_size);
+#endif
+  swapcontext(&f.ctx, &b.scheduler);
+#if OKEMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, &g_sched_bottom, &g_sched_size);
+#endif
+}
+
+void fiber_main() {
+#if OKEMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &g_sched_bottom, &g_sched_size);
+#endif
+  Block& b = *g_block;
+  try {
+    (*b.body)();
+  } catch (const std::exception& e) {
+    if (b.error.empty()) b.error = e.what();
+  } catch (...) {
+    if (b.error.empty()) b.error = "unknown exception in a kernel";
+  }
+  b.fibers[size_t(b.current)].done = true;
+#if OKEMU_ASAN
+  __sanitizer_start_switch_fiber(nullptr, g_sched_bottom, g_sched_size);  // this stack is not coming back
+#endif
+  setcontext(&b.scheduler);
+}
+
+// The barrier opens for everyone once `needed` participants wait at it.
+void maybe_open(Barrier& bar, int needed) {
+  if (bar.arrived > 0 && bar.arrived >= needed) {
+    bar.arrived = 0;
+    ++bar.generation;
+  }
+}
+
+void wait_at(Barrier& bar, int needed) {
+  Block& b = *g_block;
+  Fiber& f = b.fibers[size_t(b.current)];
+  const unsigned gen = bar.generation;
+  ++bar.arrived;
+  maybe_open(bar, needed);
+  if (bar.generation != gen) return;  // the last to arrive
+  f.waiting = &bar;
+  f.wait_generation = gen;
+  yield_to_scheduler();
+  f.waiting = nullptr;
+}
+
+int warp_of(int linear) { return linear / warpSize; }
+
+void run_block(Block& b, dim3 block) {
+  const int n = int(block.x * block.y * block.z);
+  b.fibers.assign(size_t(n), Fiber{});
+  b.block_barrier = Barrier{};
+  const int warps = (n + warpSize - 1) / warpSize;
+  b.warp_barriers.assign(size_t(warps), Barrier{});
+  b.warp_live.assign(size_t(warps), 0);
+  b.slots.assign(size_t(n), ~uint64_t(0));
+  b.live = n;
+  b.error.clear();
+  for (int i = 0; i < n; ++i) {
+    Fiber& f = b.fibers[size_t(i)];
+    f.linear = i;
+    f.tid = {unsigned(i) % block.x, (unsigned(i) / block.x) % block.y, unsigned(i) / (block.x * block.y)};
+    f.stack = stack_for(i);
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = kStack;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, fiber_main, 0);
+    ++b.warp_live[size_t(warp_of(i))];
+  }
+  while (b.live > 0) {
+    bool moved = false;
+    for (int i = 0; i < n; ++i) {
+      Fiber& f = b.fibers[size_t(i)];
+      if (f.done || (f.waiting && f.waiting->generation == f.wait_generation)) continue;
+      b.current = i;
+      threadIdx = f.tid;
+#if OKEMU_ASAN
+      void* fake = nullptr;
+      __sanitizer_start_switch_fiber(&fake, f.stack, kStack);
+#endif
+      swapcontext(&b.scheduler, &f.ctx);
+#if OKEMU_ASAN
+      __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+      moved = true;
+      if (f.done) {  // an exit lowers what every barrier waits for
+        --b.live;
+        const int w = warp_of(i);
+        --b.warp_live[size_t(w)];
+        maybe_open(b.block_barrier, b.live);
+        maybe_open(b.warp_barriers[size_t(w)], b.warp_live[size_t(w)]);
+      }
+    }
+    if (!moved) throw std::runtime_error("cuda_emu: deadlock: every live thread of the block waits at a barrier "
+                                         "that cannot open (a barrier in divergent code?)");
+  }
+  if (!b.error.empty()) throw std::runtime_error("cuda_emu: a kernel threw: " + b.error);
+}
+
+}  // namespace
+
+void syncthreads() { wait_at(g_block->block_barrier, g_block->live); }
+
+unsigned lane_id() { return unsigned(g_block->fibers[size_t(g_block->current)].linear % warpSize); }
+
+void warp_exchange(uint64_t mine, int src_lane, uint64_t* got) {
+  Block& b = *g_block;
+  const int me = b.fibers[size_t(b.current)].linear, w = warp_of(me);
+  b.slots[size_t(me)] = mine;
+  wait_at(b.warp_barriers[size_t(w)], b.warp_live[size_t(w)]);  // every lane has written
+  const int src = w * warpSize + src_lane;
+  // An exited or missing lane's slot reads as all ones (a NaN), which a correct kernel never uses.
+  *got = src < int(b.slots.size()) && !b.fibers[size_t(src)].done ? b.slots[size_t(src)] : ~uint64_t(0);
+  wait_at(b.warp_barriers[size_t(w)], b.warp_live[size_t(w)]);  // every lane has read
+}
+
+void run_grid(dim3 grid, dim3 block, const std::function<void()>& body, const char* name) {
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  if (threads == 0 || threads > uint64_t(kMaxThreads) || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+    // What the device reports for an invalid configuration, at cudaGetLastError.
+    g_last_error = cudaErrorInvalidValue;
+    std::fprintf(stderr, "cuda_emu: invalid launch configuration (%u,%u,%u)x(%u,%u,%u) in %s\n", grid.x, grid.y,
+                 grid.z, block.x, block.y, block.z, name);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(g_launch_mutex);
+  ++g_launches;
+  Block b;
+  b.body = &body;
+  Block* outer = g_block;
+  g_block = &b;
+  blockDim = block;
+  gridDim = grid;
+  try {
+    for (unsigned z = 0; z < grid.z; ++z)
+      for (unsigned y = 0; y < grid.y; ++y)
+        for (unsigned x = 0; x < grid.x; ++x) {
+          blockIdx = {x, y, z};
+          run_block(b, block);
+        }
+  } catch (...) {
+    g_block = outer;
+    throw;
+  }
+  g_block = outer;
+}
+
+}  // namespace okemu
+
+// For the Python side: how many kernels ran (proof that a test reached the emulated module).
+extern "C" __attribute__((visibility("default"))) unsigned long long okemu_launch_count() { return okemu::g_launches; }
+
+// ---- runtime API ------------------------------------------------------------------
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = okemu::g_last_error;
+  okemu::g_last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return okemu::g_last_error; }
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument (emulated)";
+    default: return "unspecified launch failure (emulated)";
+  }
+}
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  *v = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  *v = a == cudaDevAttrMemoryPoolsSupported ? 1 : 0;
+  return cudaSuccess;
+}
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = std::malloc(bytes ? bytes : 1);
+  return *p ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaFree(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps*) {
+  static int token;
+  *pool = reinterpret_cast<cudaMemPool_t>(&token);
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
+cudaError_t cudaMallocFromPoolAsync(void** p, size_t bytes, cudaMemPool_t, cudaStream_t) {
+  return cudaMalloc(p, bytes);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k) {
+  return cudaMemcpyAsync(dst, src, bytes, k, nullptr);
+}
+cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t) {
+  if (bytes) std::memset(p, v, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
