@@ -289,9 +289,10 @@ def test_bad_input_raises_the_cpu_error_and_writes_nothing(case):
         np.testing.assert_array_equal(b, before[name], err_msg=f"{name} written by a failing call")
 
 
-def _adam_args(L, g, found_inf=None):
+def _adam_step(L, g, found_inf=None):
+    # found_inf by name: it follows grad_scale (both modules' signature) in _cuda.lowp_step
     x = (ADAM.name, list(ADAM.x), ADAM.flags_at(1), L["params"], g, L["masters"], L["states"], L["scales"])
-    return (*x, "bfloat16", "int8", False, 0, 1, 256, found_inf)
+    return _cuda.lowp_step(*x, "bfloat16", "int8", False, 0, 1, 256, found_inf=found_inf)
 
 
 def test_host_arrays_and_bad_found_inf_are_named():
@@ -299,13 +300,13 @@ def test_host_arrays_and_bad_found_inf_are_named():
     dev = {k: Call._views(v) for k, v in c.dev.items()}
     g = [cp.asarray(x) for x in c.grads()]
     with pytest.raises(TypeError, match=r"^grads\[1\]: expected a cupy.ndarray, got numpy.ndarray"):
-        _cuda.lowp_step(*_adam_args(dev, [g[0], cp.asnumpy(g[1])]))
+        _adam_step(dev, [g[0], cp.asnumpy(g[1])])
     with pytest.raises(TypeError, match=r"^found_inf: expected float32, got float64"):
-        _cuda.lowp_step(*_adam_args(dev, g, cp.zeros(1, cp.float64)))
+        _adam_step(dev, g, cp.zeros(1, cp.float64))
     with pytest.raises(ValueError, match=r"^found_inf: expected 1 elements, got 2"):
-        _cuda.lowp_step(*_adam_args(dev, g, cp.zeros(2, cp.float32)))
+        _adam_step(dev, g, cp.zeros(2, cp.float32))
     with pytest.raises(ValueError, match=r"^found_inf shares memory with masters\[0\]"):
-        _cuda.lowp_step(*_adam_args(dev, g, dev["masters"][0][:1]))
+        _adam_step(dev, g, dev["masters"][0][:1])
 
 
 def test_arrays_on_another_device_are_named():
@@ -317,7 +318,7 @@ def test_arrays_on_another_device_are_named():
         g1 = cp.asarray(stored(np.ones(20), "bfloat16"))
     g = [cp.asarray(c.grads()[0]), g1]
     with pytest.raises(ValueError, match=r"^grads\[1\]: is on device 1 but other arrays are on device 0"):
-        _cuda.lowp_step(*_adam_args(dev, g))
+        _adam_step(dev, g)
 
 
 # ---- the public optimizers on CuPy params ------------------------------------------------

@@ -6,6 +6,12 @@
 // of the warp). A barrier opens when the last live participant arrives, or when a
 // thread's exit leaves only waiting ones. A pass in which no fiber can move is a
 // deadlock (e.g. __syncthreads in divergent code) and fails the launch.
+//
+// Every switch is _setjmp/_longjmp, which saves no signal mask (swapcontext's sigprocmask
+// system calls were ~90% of the run time of kernels with warp reductions); a fiber starts by
+// moving the stack pointer to its stack and calling fiber_main (x86-64), elsewhere by
+// makecontext/swapcontext.
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
@@ -41,6 +47,8 @@ struct Fiber {
   void* stack = nullptr;
   uint3 tid{0, 0, 0};
   int linear = 0;
+  jmp_buf resume;  // where a yielded fiber continues
+  bool started = false;
   bool done = false;
   Barrier* waiting = nullptr;  // the barrier it waits at, or null
   unsigned wait_generation = 0;
@@ -55,6 +63,7 @@ struct Block {
   int live = 0;
   int current = -1;
   ucontext_t scheduler;
+  jmp_buf back;  // the scheduler's resume point
   const std::function<void()>* body = nullptr;
   std::string error;  // an exception thrown by a thread
 };
@@ -89,7 +98,7 @@ void yield_to_scheduler() {
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, g_sched_bottom, g_sched_size);
 #endif
-  swapcontext(&f.ctx, &b.scheduler);
+  if (!_setjmp(f.resume)) _longjmp(b.back, 1);
 #if OKEMU_ASAN
   __sanitizer_finish_switch_fiber(fake, &g_sched_bottom, &g_sched_size);
 #endif
@@ -111,7 +120,17 @@ void fiber_main() {
 #if OKEMU_ASAN
   __sanitizer_start_switch_fiber(nullptr, g_sched_bottom, g_sched_size);  // this stack is not coming back
 #endif
-  setcontext(&b.scheduler);
+  _longjmp(b.back, 1);
+}
+
+// First entry into a fiber: fiber_main on its own stack (it never returns: it leaves by _longjmp).
+void start(Fiber& f) {
+#if defined(__x86_64__)
+  char* top = static_cast<char*>(f.stack) + kStack;  // 16-byte aligned, as the call below needs
+  asm volatile("mov %0, %%rsp\n\tcall *%1\n\tud2" : : "r"(top), "r"(&fiber_main) : "memory");
+#else
+  swapcontext(&g_block->scheduler, &f.ctx);
+#endif
 }
 
 // The barrier opens for everyone once `needed` participants wait at it.
@@ -152,11 +171,13 @@ void run_block(Block& b, dim3 block) {
     f.linear = i;
     f.tid = {unsigned(i) % block.x, (unsigned(i) / block.x) % block.y, unsigned(i) / (block.x * block.y)};
     f.stack = stack_for(i);
+#if !defined(__x86_64__)
     getcontext(&f.ctx);
     f.ctx.uc_stack.ss_sp = f.stack;
     f.ctx.uc_stack.ss_size = kStack;
     f.ctx.uc_link = nullptr;
     makecontext(&f.ctx, fiber_main, 0);
+#endif
     ++b.warp_live[size_t(warp_of(i))];
   }
   while (b.live > 0) {
@@ -170,7 +191,11 @@ void run_block(Block& b, dim3 block) {
       void* fake = nullptr;
       __sanitizer_start_switch_fiber(&fake, f.stack, kStack);
 #endif
-      swapcontext(&b.scheduler, &f.ctx);
+      if (!_setjmp(b.back)) {
+        if (f.started) _longjmp(f.resume, 1);
+        f.started = true;
+        start(f);  // the fiber comes back by _longjmp(b.back)
+      }
 #if OKEMU_ASAN
       __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
