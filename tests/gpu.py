@@ -31,7 +31,7 @@ def same_bits(got, want, what):
     is 0xffc00000 on x86 and 0x7fffffff on NVIDIA GPUs, which also drop NaN payloads."""
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape and got.dtype.itemsize == want.dtype.itemsize, what
-    u = {1: np.uint8, 2: np.uint16, 4: np.uint32}[want.dtype.itemsize]
+    u = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[want.dtype.itemsize]
     if want.dtype.kind == "f" and got.dtype.kind == "f":
         nan = np.isnan(want)
         np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{what}: NaN positions")

@@ -55,6 +55,15 @@ def test_every_launch_in_cuda_is_rewritten():
     assert total >= 40  # the project launches ~57 kernels from its sources
 
 
+def test_launch_sites_are_named_by_file_and_line():
+    src = "int a;\nk<<<1, 1>>>(\n  x);\nj<<<2, 3>>>();\n"
+    got, n = emu_build.rewrite_launches(src, "cuda/a.cu")
+    assert n == 2 and '"cuda/a.cu:2 k")' in got and '"cuda/a.cu:4 j")' in got
+    sites = emu_build.launch_sites()
+    assert len(sites) == len(set(sites)) >= 50  # every launch in cuda/, each its own name
+    assert all(s.startswith("cuda/") for s in sites)
+
+
 def test_bad_launch_syntax_is_refused():
     with pytest.raises(ValueError, match="configuration"):
         emu_build.rewrite_launches("k<<<1>>>(x);")

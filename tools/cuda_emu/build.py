@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -67,10 +68,15 @@ def _split_top_level(text: str) -> list[str]:
     return out
 
 
-def rewrite_launches(src: str) -> tuple[str, int]:
-    """Every triple-chevron launch as a call of okemu::launch; returns the text and the count."""
+def rewrite_launches(src: str, where: str = "") -> tuple[str, int]:
+    """Every triple-chevron launch as a call of okemu::launch; returns the text and the count.
+
+    A launch is named by its kernel expression, after ``where:line`` of the launch when ``where``
+    (a file name) is given: the emulator counts launches per name (launch-site coverage).
+    """
     count = 0
-    while (at := src.find("<<<")) >= 0:
+    # Last to first, so the offsets (and line numbers) of the launches before stay those of `src`.
+    for at in reversed([m.start() for m in re.finditer("<<<", src)]):
         close = src.index(">>>", at)
         config = _split_top_level(src[at + 3 : close])
         if not 2 <= len(config) <= 4:
@@ -85,12 +91,22 @@ def rewrite_launches(src: str) -> tuple[str, int]:
             raise ValueError(f"no argument list after the launch of {kernel}")
         end = _matching_paren(src, paren)
         args = src[paren + 1 : end].strip()
+        name = f"{where}:{src.count(chr(10), 0, at) + 1} {kernel}" if where else kernel
         # A lambda, not a function pointer: template kernels deduce their arguments as in CUDA,
         # and braced arguments initialize the parameters. Each thread evaluates the arguments.
-        call = f"::okemu::launch({', '.join(config)}, [&] {{ {kernel}({args}); }}, {json.dumps(kernel)})"
+        call = f"::okemu::launch({', '.join(config)}, [&] {{ {kernel}({args}); }}, {json.dumps(name)})"
         src = src[:start] + call + src[end + 1 :]
         count += 1
     return src, count
+
+
+def launch_sites() -> list[str]:
+    """The name of every launch in cuda/ (what the emulated module counts)."""
+    sites = []
+    for f in sorted([*CUDA.glob("*.cu"), *CUDA.glob("*.cuh")]):
+        text = f.read_text()
+        sites += re.findall(r'\[&\] \{.*?\}, "([^"]+)"\)', rewrite_launches(text, f"cuda/{f.name}")[0], re.S)
+    return sites
 
 
 def _flags(asan: bool) -> list[str]:
@@ -132,7 +148,7 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
     # Headers too (they launch kernels): the rewritten copies sit beside the units, which
     # include them by quoted name, so they are found before anything on the include path.
     for f in sorted([*CUDA.glob("*.cu"), *CUDA.glob("*.cuh"), *CUDA.glob("*.hpp")]):
-        text, _ = rewrite_launches(f.read_text())
+        text, _ = rewrite_launches(f.read_text(), f"cuda/{f.name}")
         dst = srcdir / (f.stem + ".cpp" if f.suffix == ".cu" else f.name)
         if not dst.exists() or dst.read_text() != text:
             dst.write_text(text)

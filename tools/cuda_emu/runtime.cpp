@@ -17,6 +17,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -71,6 +72,7 @@ struct Block {
 Block* g_block = nullptr;
 std::mutex g_launch_mutex;  // one launch at a time (Python threads may call with the GIL released)
 unsigned long long g_launches = 0;
+std::map<std::string, unsigned long long> g_sites;  // launches per launch site (build.py's names)
 cudaError_t g_last_error = cudaSuccess;
 std::vector<void*> g_stacks;
 
@@ -242,6 +244,7 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& body, const ch
   }
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   ++g_launches;
+  ++g_sites[name];
   Block b;
   b.body = &body;
   Block* outer = g_block;
@@ -266,6 +269,15 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& body, const ch
 
 // For the Python side: how many kernels ran (proof that a test reached the emulated module).
 extern "C" __attribute__((visibility("default"))) unsigned long long okemu_launch_count() { return okemu::g_launches; }
+
+// "name\tcount\n" per launch site that ran, into buf (up to cap bytes); returns the length needed.
+extern "C" __attribute__((visibility("default"))) size_t okemu_launch_sites(char* buf, size_t cap) {
+  std::lock_guard<std::mutex> lock(okemu::g_launch_mutex);
+  std::string out;
+  for (const auto& [name, n] : okemu::g_sites) out += name + "\t" + std::to_string(n) + "\n";
+  if (buf && cap > out.size()) std::memcpy(buf, out.c_str(), out.size() + 1);
+  return out.size() + 1;
+}
 
 // ---- runtime API ------------------------------------------------------------------
 cudaError_t cudaGetLastError() {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from pathlib import Path
 
 
@@ -21,6 +22,7 @@ def pytest_configure(config) -> None:
     assert Path(cuda.__file__).parent == pkg, f"optkern._cuda is {cuda.__file__}, not the emulated build"
     config._okemu_lib = ctypes.CDLL(cuda.__file__)
     config._okemu_lib.okemu_launch_count.restype = ctypes.c_ulonglong
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # build.py
 
 
 # Tests whose claim is about the machine, not the kernels: skipped here, with the reason.
@@ -41,6 +43,25 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.skip(reason=f"not emulated: {reason}"))
 
 
+def _sites_run(lib) -> dict[str, int]:
+    lib.okemu_launch_sites.restype = ctypes.c_size_t
+    n = lib.okemu_launch_sites(None, 0)
+    buf = ctypes.create_string_buffer(n)
+    lib.okemu_launch_sites(buf, n)
+    return {k: int(v) for k, v in (ln.split("\t") for ln in buf.value.decode().splitlines())}
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    n = config._okemu_lib.okemu_launch_count()
-    terminalreporter.write_line(f"cuda_emu: {n} kernel launches ran on the emulated device")
+    import build  # tools/cuda_emu/build.py: the launch sites of cuda/
+
+    lib = config._okemu_lib
+    run = _sites_run(lib)
+    sites = build.launch_sites()
+    never = [s for s in sites if s not in run]
+    w = terminalreporter.write_line
+    w(
+        f"cuda_emu: {lib.okemu_launch_count()} kernel launches ran on the emulated device; "
+        f"{len(sites) - len(never)} of {len(sites)} launch sites in cuda/ ran"
+    )
+    for s in never:
+        w(f"cuda_emu: never launched: {s}")

@@ -62,6 +62,11 @@ class ndarray(_np.ndarray):  # noqa: N801 - CuPy's name
     def set(self, arr, stream=None) -> None:
         self[...] = arr
 
+    def __getitem__(self, key):
+        # CuPy's integer indexing gives 0-d arrays (device memory), not scalars.
+        r = super().__getitem__(key)
+        return _np.asarray(r).view(ndarray) if isinstance(r, _np.generic) else r
+
     def __array_wrap__(self, obj, context=None, return_scalar=False):
         # CuPy's reductions give 0-d arrays, not scalars.
         return _np.asarray(obj).view(ndarray)
