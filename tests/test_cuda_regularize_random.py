@@ -41,14 +41,20 @@ def test_penalty_grad_and_value_match_cpu(dtype, sizes, l1, l2):
     p, g = _arrays(rng, sizes, dtype), _arrays(rng, sizes, dtype)
     # one rounding of each of the two operations, relative to the terms (the sum may cancel)
     bound = [2 * EPS[dtype] * (np.abs(x) + l2 * np.abs(y) + l1) for x, y in zip(g, p)]
+    ref_g = [
+        x.astype(np.float64) + l2 * y.astype(np.float64) + l1 * np.sign(y.astype(np.float64)) for x, y in zip(g, p)
+    ]
     pd, gd = [cp.asarray(x) for x in p], [cp.asarray(x) for x in g]
     want = regularize.add_penalty_grad_(p, g, l1, l2, return_value=True)
     got = regularize.add_penalty_grad_(pd, gd, l1, l2, return_value=True)
     assert isinstance(got, cp.ndarray) and got.shape == ()
     np.testing.assert_allclose(float(got), want, rtol=1e-12)
+    # the float64 reference of the gradient, computed before the calls wrote g
     for i, (a, b) in enumerate(zip(gd, g)):
-        err = np.abs(cp.asnumpy(a).astype(np.float64) - b)
-        assert (err <= bound[i]).all(), f"grads[{i}]: {err.max()} above the bound"
+        got_i = cp.asnumpy(a).astype(np.float64)
+        err = np.abs(got_i - b)
+        assert (err <= bound[i]).all(), f"grads[{i}]: {err.max()} above the bound (vs the CPU)"
+        assert (np.abs(got_i - ref_g[i]) <= bound[i]).all(), f"grads[{i}] vs the float64 reference"
     for i, (a, b) in enumerate(zip(pd, p)):
         same_bits(cp.asnumpy(a), b, f"params[{i}] must not change")
     value = regularize.penalty(pd, l1, l2)

@@ -29,7 +29,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 

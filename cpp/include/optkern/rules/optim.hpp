@@ -85,13 +85,10 @@ OK_HD double decoupled_decay(double lr, double wd, bool decoupled) { return deco
 // The gradient as a rule sees it: negated to maximize, L2 decay folded in.
 // Rules keep bool flags out of per-element selects (a multiplier by -1 is
 // exact): GCC 12 cannot vectorize a select on a loop-invariant bool it did
-// not unswitch, and it stops unswitching after a few conditions. The decay is
-// one explicit fma, torch's grad.add(param, alpha=weight_decay) (an fmadd in its
-// vector kernels): written g + wd * p, GCC left it unfused in the CPU loops while
-// nvcc fuses it (found by running cuda/ on the CPU, tools/cuda_emu).
+// not unswitch, and it stops unswitching after a few conditions.
 template <class T> OK_HD T effective_grad(T p, T g, T wd, bool maximize) {
   g = g * (maximize ? T(-1) : T(1));
-  return wd != T(0) ? fma_t(p, wd, g) : g;
+  return wd != T(0) ? g + wd * p : g;
 }
 
 // torch.lerp's two-sided form, exact at both ends: a + w (b - a). Both sides

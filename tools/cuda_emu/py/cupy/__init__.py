@@ -13,7 +13,6 @@ this ndarray; ``cupy.cuda`` has devices, streams and events that do nothing
 from __future__ import annotations
 
 import functools
-import time
 import types
 
 import numpy as _np
@@ -196,9 +195,6 @@ def get_default_memory_pool() -> _MemoryPool:
 
 def get_default_pinned_memory_pool() -> _MemoryPool:
     return _pool
-
-
-_time = time  # (kept for cuda.Event)
 
 
 def __getattr__(name: str):
