@@ -164,3 +164,41 @@ def test_bench_wrappers_write_json_by_default():
     assert run.default_json("optim", [])[1].endswith("bench/results-optim-cpu.json")
     assert run.default_json("hvp", ["--device=cuda"])[1].endswith("results-hvp-cuda.json")
     assert run.default_json("optim", ["--json", "x.json"]) == []
+
+
+def test_rules_suite_times_every_variant(tmp_path, capsys):
+    """`optkern bench rules --quick`: one row per optimizer variant, its byte count from the state
+    arrays the optimizer really keeps, torch columns exactly where torch has the variant."""
+    import numpy as np
+
+    import optkern.optim as O
+    from optkern.benchmarks import rules as brules
+
+    path = tmp_path / "r.json"
+    assert main(["bench", "rules", "--quick", "--json", str(path), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = _check_json(path, ["rules"])
+    _check_table(out, rows)
+    cases = {r["case"]: r for r in rows if r["kind"] == "case"}
+    assert list(cases) == [f"{name}, flat 1M" for name in brules.VARIANTS]
+    torch_present = env_torch_present()
+    for name, (cls, hp, states, in_torch) in brules.VARIANTS.items():
+        params = [np.ones(5, np.float32)]
+        opt = getattr(O, cls)(params, **hp)
+        opt.step([np.ones(5, np.float32)])
+        kept = [v for v in opt.state_dict()["state"].get(0, {}).values() if isinstance(v, np.ndarray) and v.size == 5]
+        assert len(kept) == states, (name, opt.state_dict()["state"])
+        row = cases[f"{name}, flat 1M"]
+        norm_pass = 8 if cls == "AdagradNorm" else 0  # its norm reads g and p (with decay) first
+        assert row["bytes_moved"] == ((2 * (1 + states) + 1) * 4 + norm_pass) * (1 << 20)
+        assert bool(row["torch"]) == (torch_present and in_torch), name
+        if torch_present and in_torch:
+            assert "foreach" in row["torch"], name
+
+
+def env_torch_present() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True

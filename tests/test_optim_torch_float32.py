@@ -197,7 +197,14 @@ def test_bitwise_torch_op_sequence_with_ieee_sqrt(name, hp):
 # over the rounded product (rules::Sgd): torch's vector kernels compute the same, so the params
 # and buffers are bitwise torch's after several steps (before, GCC contracted either product of
 # momentum * buf + (1 - dampening) * grad, and its AVX2 and AVX-512 clones chose differently).
-SGD_BITWISE = [dict(lr=0.05, momentum=0.9), dict(lr=0.05, momentum=0.8, dampening=0.3, maximize=True)]
+# L2 weight decay, grad.add(param, alpha=weight_decay), likewise one explicit fma (rules::effective_grad):
+# written g + wd * p, GCC contracted g * (+-1) instead and differed from torch in ~3e-5 of the elements.
+SGD_BITWISE = [
+    dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.8, dampening=0.3, maximize=True),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.9, weight_decay=0.01, maximize=True),
+]
 
 
 @pytest.mark.parametrize("hp", SGD_BITWISE, ids=[str(hp) for hp in SGD_BITWISE])

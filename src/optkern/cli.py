@@ -174,9 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="all",
-        choices=["optim", "norm", "hvp", "second", "all", "dist"],
-        help="second: L-BFGS / Newton-CG / SAM; dist: data-parallel / ZeRO-1 communication, run under "
-        "mpiexec -n N (neither is in 'all')",
+        choices=["optim", "rules", "norm", "hvp", "second", "all", "dist"],
+        help="rules: every optimizer variant on one array vs the bandwidth probe; second: L-BFGS / "
+        "Newton-CG / SAM; dist: data-parallel / ZeRO-1 communication, run under "
+        "mpiexec -n N (none of the three is in 'all')",
     )
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")

@@ -1,17 +1,18 @@
 """``optkern bench``: run the suites, print one table, optionally write JSON.
 
-optkern bench [optim|norm|hvp|second|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
+optkern bench [optim|rules|norm|hvp|second|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import env, hvp, norm, optim, second_order
+from . import env, hvp, norm, optim, rules, second_order
 from .timing import format_table, write_json
 
-SUITES = {"optim": optim.run, "norm": norm.run, "hvp": hvp.run, "second": second_order.run}
-ALL = ("optim", "norm", "hvp")  # `all`; `second` (minutes, GBs of L-BFGS history) runs by name
+SUITES = {"optim": optim.run, "rules": rules.run, "norm": norm.run, "hvp": hvp.run, "second": second_order.run}
+# `all`; `rules` (every optimizer variant, a minute) and `second` (minutes, GBs of L-BFGS history) run by name
+ALL = ("optim", "norm", "hvp")
 
 LEGEND = """\
 optkern ms, best torch ms: medians after warm-up ({clock}); ±: inter-quartile range / median.

@@ -82,13 +82,23 @@ struct Counters {
 // 1 - lr wd: AdamW's decoupled decay factor (1 when the decay is L2).
 OK_HD double decoupled_decay(double lr, double wd, bool decoupled) { return decoupled ? 1.0 - mul_rn(lr, wd) : 1.0; }
 
-// The gradient as a rule sees it: negated to maximize, L2 decay folded in.
-// Rules keep bool flags out of per-element selects (a multiplier by -1 is
-// exact): GCC 12 cannot vectorize a select on a loop-invariant bool it did
-// not unswitch, and it stops unswitching after a few conditions.
+// A rule's bool flag as a value of T (1 or 0), tested `flag != T(0)` inside the element loop: GCC 12
+// vectorizes a select on a comparison of loop-invariant floats, but not one on a loop-invariant
+// bool unless it first unswitched the loop on it, which it does only for loops up to a size
+// (--param max-unswitch-insns, 50): SGD's momentum loop and RMSprop's centered momentum loop were
+// over it, and ran scalar at a third of the memory bandwidth (`optkern bench rules`).
+template <class T> OK_HD T flag(bool b) { return b ? T(1) : T(0); }
+
+// The gradient as a rule sees it: negated to maximize, L2 decay folded in as
+// torch's grad.add(param, alpha=weight_decay), one explicit fma (an fmadd in
+// torch's vector kernels). Written g + wd p, GCC contracted the exact product
+// g * (+-1) into the add instead and rounded wd p on its own, while nvcc
+// fuses wd p: CPU and GPU differed by one rounding (found by running cuda/ on
+// the CPU, tools/cuda_emu). maximize is a multiplier by -1 (exact) and the
+// decay's test a float comparison, not selects on a bool (see flag()).
 template <class T> OK_HD T effective_grad(T p, T g, T wd, bool maximize) {
   g = g * (maximize ? T(-1) : T(1));
-  return wd != T(0) ? g + wd * p : g;
+  return wd != T(0) ? fma_t(p, wd, g) : g;
 }
 
 // torch.lerp's two-sided form, exact at both ends: a + w (b - a). Both sides
@@ -117,7 +127,9 @@ template <class T, bool Momentum> struct Sgd {
   // first step overwrites must not leak), so b = d exactly (a -0 grad included), torch's clone of
   // the grad. The textbook form's v likewise, with v_coef = -lr (1 - dampening), -lr on the first step.
   T d_coef, v_coef;
-  bool first, nesterov, maximize, textbook;
+  // The flags as 0/1 values of T, tested `!= 0` (see flag()): first step, Nesterov, textbook form.
+  T first, nesterov, textbook;
+  bool maximize;
   static OK_HD Sgd at(const Hyper& h, const Counters& c) {
     const bool first = c.t <= 1.0;
     return {T(h.lr),
@@ -125,30 +137,33 @@ template <class T, bool Momentum> struct Sgd {
             T(h.weight_decay),
             first ? T(1) : T(1.0 - h.dampening),
             first ? T(-h.lr) : T(-mul_rn(h.lr, 1.0 - h.dampening)),
-            first,
-            h.nesterov,
-            h.maximize,
-            h.textbook};
+            flag<T>(first),
+            flag<T>(h.nesterov),
+            flag<T>(h.textbook),
+            h.maximize};
   }
   // One explicit fma wherever the expression has two products (a b + c d): GCC contracts either
   // product into the add, and its vector body and scalar tail (split differently by the AVX2 and
-  // AVX-512 clones) chose differently. Both sides of each nesterov select are computed, so the
-  // select is between values (a call inside a select arm keeps GCC from vectorizing the loop).
+  // AVX-512 clones) chose differently. Both forms and both sides of each Nesterov select are
+  // computed, so the selects are between values (a call inside a select arm keeps GCC from
+  // vectorizing the loop); where GCC unswitches the loop on the flags the unused ones go.
   OK_HD void operator()(T& p, T g, T* s) const {
-    T d = effective_grad(p, g, weight_decay, maximize);
+    const T d = effective_grad(p, g, weight_decay, maximize);
     if constexpr (Momentum) {
-      if (textbook) {  // v <- momentum v - lr (1 - dampening) d
-        const T v = fma_t(v_coef, d, first ? T(-0.0) : momentum * s[0]);
-        s[0] = v;
-        const T nesterov_step = fma_t(-lr, d, momentum * v);
-        p = p + (nesterov ? nesterov_step : v);
-        return;
-      }
-      const T b = fma_t(d_coef, d, first ? T(-0.0) : momentum * s[0]);  // buf.mul_(momentum).add_(grad, ...)
-      s[0] = b;
-      d = nesterov ? d + momentum * b : b;
+      const T kept = first != T(0) ? T(-0.0) : momentum * s[0];
+      // PyTorch form: b <- momentum b + (1 - dampening) d, p <- p - lr (d + momentum b or b)
+      const T b = fma_t(d_coef, d, kept);  // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+      const T torch_d = nesterov != T(0) ? d + momentum * b : b;
+      const T torch_p = p + (-lr) * torch_d;
+      // textbook form: v <- momentum v - lr (1 - dampening) d, p <- p + v (or + momentum v - lr d)
+      const T v = fma_t(v_coef, d, kept);
+      const T nesterov_step = fma_t(-lr, d, momentum * v);
+      const T textbook_p = p + (nesterov != T(0) ? nesterov_step : v);
+      s[0] = textbook != T(0) ? v : b;
+      p = textbook != T(0) ? textbook_p : torch_p;
+    } else {
+      p = p + (-lr) * d;
     }
-    p = p + (-lr) * d;
   }
 };
 
@@ -198,18 +213,18 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
   using Hyper = RMSpropHyper;
   static constexpr int kState = 1 + Centered + Momentum;  // square_avg, grad_avg, momentum_buffer
   T lr, alpha, one_minus_alpha, eps, weight_decay, momentum, lr_momentum;
-  bool nesterov, maximize;
+  T nesterov;  // a flag<T>
+  bool maximize;
   static OK_HD RMSprop at(const Hyper& h, const Counters&) {
     return {T(h.lr),       T(h.alpha),    T(1.0 - h.alpha), T(h.eps), T(h.weight_decay),
-            T(h.momentum), T(mul_rn(h.lr, h.momentum)), h.nesterov, h.maximize};
+            T(h.momentum), T(mul_rn(h.lr, h.momentum)), flag<T>(h.nesterov), h.maximize};
   }
   // torch's ops, each rounded where torch rounds: square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha);
   // avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_() (centered) or square_avg.sqrt(), then
   // .add_(eps); buf.mul_(momentum).addcdiv_(g, avg) and param.add_(buf, alpha=-lr), or
   // param.addcdiv_(g, avg, value=-lr).
   OK_HD void operator()(T& p, T g, T* s) const {
-    g = g * (maximize ? T(-1) : T(1));
-    g = weight_decay != T(0) ? fma_t(p, weight_decay, g) : g;  // grad.add(param, alpha=weight_decay)
+    g = effective_grad(p, g, weight_decay, maximize);
     s[0] = scaled_fma(s[0], alpha, one_minus_alpha * g, g);
     T avg;
     if constexpr (Centered) {
@@ -225,7 +240,7 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
       b = scaled_plus(b, momentum, step);
       // Nesterov's lr (step + momentum b) as lr step + (lr momentum) b: step + momentum b can overflow
       // where the update does not (alpha = 1 keeps v at 0, so step = g / eps: eps = 1e-38 in float32).
-      p = nesterov ? p + (-lr) * step + (-lr_momentum) * b : p + (-lr) * b;
+      p = nesterov != T(0) ? p + (-lr) * step + (-lr_momentum) * b : p + (-lr) * b;
     } else {
       p = p + ((-lr) * g) / avg;
     }
@@ -250,8 +265,7 @@ template <class T> struct Adadelta {
   // delta = acc_delta.add(eps).sqrt_().div_(square_avg.add(eps).sqrt_()).mul_(g);
   // acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho); param.add_(delta, alpha=-lr).
   OK_HD void operator()(T& p, T g, T* s) const {
-    g = g * (maximize ? T(-1) : T(1));
-    g = weight_decay != T(0) ? fma_t(p, weight_decay, g) : g;  // grad.add(param, alpha=weight_decay)
+    g = effective_grad(p, g, weight_decay, maximize);
     s[0] = scaled_fma(s[0], rho, one_minus_rho * g, g);
     const T d = ok_sqrt(s[1] + eps) / ok_sqrt(s[0] + eps) * g;
     s[1] = scaled_fma(s[1], rho, one_minus_rho * d, d);
