@@ -28,7 +28,7 @@ from .timing import compare, plan_for
 SUITE = "rules"
 
 # name -> (optkern.optim class, hyper-parameters, state arrays, torch.optim variant or None)
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, dict, int, bool]] = {
     "SGD": ("SGD", dict(lr=1e-2), 0, True),
     "SGD L2": ("SGD", dict(lr=1e-2, weight_decay=1e-2), 0, True),
     "SGD momentum": ("SGD", dict(lr=1e-2, momentum=0.9), 1, True),
