@@ -255,19 +255,35 @@ def adapter_rows(torch, sizes, lay: str, plan: Plan, passive: bool) -> list:
     return out
 
 
-def _probes(device: str, keys, plan: Plan) -> dict:
+def probe_rows(suite: str, device: str, keys, plan: Plan) -> dict:
     """Probe rows by key (arrays written, elements); on the GPU every key is (0, n): a copy of n elements."""
     if device == "cuda":
-        return {k: probe.cuda_copy(SUITE, k[1], plan) for k in keys}
-    return {(w, n): probe.cpu_rmw(SUITE, n, w, plan) for w, n in sorted(keys)}
+        return {k: probe.cuda_copy(suite, k[1], plan) for k in keys}
+    return {(w, n): probe.cpu_rmw(suite, n, w, plan) for w, n in sorted(keys)}
+
+
+def with_probes(suite: str, device: str, plan: Plan, first: dict, cases: list) -> list:
+    """Measures the probes again (each ceiling is the faster of its two measurements, which lessens
+    the bias of drifting load), sets each case's (``cases``: (row, probe key)); probe rows first."""
+    again = probe_rows(suite, device, first, plan)
+    best = {k: probe.faster(p, again[k]) for k, p in first.items()}
+    for row, k in cases:
+        if row.bytes_moved:
+            row.probe_gbs = best[k].gbs
+    return list(best.values()) + [row for row, _ in cases]
+
+
+def prepare(device: str, quick: bool, threads: int | None):
+    """(torch for ``device`` or None, whether its OpenMP is known PASSIVE, the timing plan), with
+    optkern's and torch's thread counts set."""
+    torch, passive = torch_passive()
+    env.set_threads(threads)
+    return env.torch_for(device), passive, plan_for(quick)
 
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
     """All optimizer cases on ``device``; probe rows first. Returns a list of ``Row``."""
-    torch, passive = torch_passive()
-    env.set_threads(threads)
-    plan = plan_for(quick)
-    torch = env.torch_for(device)
+    torch, passive, plan = prepare(device, quick, threads)
     lays = layouts(device, quick)
     many = sum(list(lays.values())[-1])
 
@@ -275,7 +291,7 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
         return (0, n) if device == "cuda" else (written, n)
 
     keys = {key(w, sum(s)) for _, _, w in OPTIMIZERS.values() for s in lays.values()} | {key(1, many)}
-    probes = _probes(device, keys, plan)
+    probes = probe_rows(SUITE, device, keys, plan)
     cases = []  # (row, key of its probe)
 
     for name, (_, _, written) in OPTIMIZERS.items():
@@ -303,10 +319,4 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
         cases.append((overhead_row(torch, quick), None))  # not bandwidth-bound: no probe
         if torch is not None:
             cases += [(row, key(w, many)) for row, w in adapter_rows(torch, sizes, lay, plan, passive)]
-    # The probes again at the end: each ceiling is the faster of its two measurements.
-    again = _probes(device, keys, plan)
-    probes = {k: probe.faster(p, again[k]) for k, p in probes.items()}
-    for row, k in cases:
-        if row.bytes_moved:
-            row.probe_gbs = probes[k].gbs
-    return list(probes.values()) + [row for row, _ in cases]
+    return with_probes(SUITE, device, plan, probes, cases)

@@ -20,10 +20,9 @@ measured at the start and the end of the suite.
 
 from __future__ import annotations
 
-from . import env, probe
-from .optim import arrays, tensors, torch_passive
+from .optim import arrays, prepare, probe_rows, tensors, with_probes
 from .probe import M, size_label
-from .timing import compare, plan_for
+from .timing import compare
 
 SUITE = "rules"
 
@@ -101,22 +100,13 @@ def _theirs(torch, cls: str, hp: dict, n: int, device: str, mode: dict):
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
     """One row per variant on ``device``; probe rows first. Returns a list of ``Row``."""
-    torch, passive = torch_passive()
-    env.set_threads(threads)
-    plan = plan_for(quick)
-    torch = env.torch_for(device)
+    torch, passive, plan = prepare(device, quick, threads)
     n = _size(device, quick)
 
     def key(states: int):  # which probe a variant is compared with
         return (0, n) if device == "cuda" else (1 + states, n)
 
-    def probes() -> dict:
-        keys = sorted({key(k) for _, _, k, _ in VARIANTS.values()})
-        if device == "cuda":
-            return {k: probe.cuda_copy(SUITE, n, plan) for k in keys}
-        return {k: probe.cpu_rmw(SUITE, n, k[0], plan) for k in keys}
-
-    first = probes()
+    first = probe_rows(SUITE, device, {key(k) for _, _, k, _ in VARIANTS.values()}, plan)
     cases = []
     for name, (cls, hp, states, in_torch) in VARIANTS.items():
         theirs = {}
@@ -137,8 +127,4 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
             note="; ".join(notes),
         )
         cases.append((row, key(states)))
-    again = probes()  # each ceiling is the faster of its two measurements
-    best = {k: probe.faster(p, again[k]) for k, p in first.items()}
-    for row, k in cases:
-        row.probe_gbs = best[k].gbs
-    return list(best.values()) + [row for row, _ in cases]
+    return with_probes(SUITE, device, plan, first, cases)
