@@ -34,7 +34,7 @@ def arrays_of(state_dict) -> dict:
 @pytest.mark.parametrize("name,kw", OPTS)
 @pytest.mark.parametrize("fmts", [("bfloat16",) * 4, ("float16",) * 4, ("float16", "bfloat16", "float16", "bfloat16")])
 def test_half_grads_are_unscaled_in_the_step_bit_for_bit(name, kw, fmts):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(301)
     ps = mixed_params(rng, fmts)
     ref = [p.astype(np.float32) for p in ps]  # the fp32 optimizer on the masters
     opt = getattr(optim, name)(ps, **kw, master_weights=True)
@@ -55,7 +55,7 @@ def test_half_grads_are_unscaled_in_the_step_bit_for_bit(name, kw, fmts):
 
 def test_8bit_states_take_the_same_unscaled_grads():
     """fp32 params with 8-bit states: the step's unscale equals grads unscaled in NumPy first."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(302)
     ps = [rng.standard_normal(n).astype(np.float32) for n in SIZES]
     qs = [p.copy() for p in ps]
     opt, ref = (optim.Adam(x, lr=1e-2, state_dtype="int8", block_size=64) for x in (ps, qs))
@@ -72,7 +72,7 @@ def test_8bit_states_take_the_same_unscaled_grads():
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
 def test_a_non_finite_half_grad_changes_nothing_and_backs_off(bad, fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(303)
     other = "float16" if fmt == "bfloat16" else "bfloat16"
     ps = mixed_params(rng, (fmt, other, fmt, fmt))
     opt = optim.Adam(ps, lr=1e-2, master_weights=True)
@@ -106,7 +106,7 @@ def test_unscale_refuses_half_grads_and_leaves_them():
 
 @pytest.mark.parametrize("fmt", ["float32", "bfloat16", "float16"])
 def test_amp_check_finds_inf_and_nan_in_every_format_and_writes_no_grad(fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(304)
     gs = [rng.standard_normal(n).astype(np.float32).astype(FORMATS[fmt]) for n in (0, 1, 7, 70_001)]
     raw = [g if fmt == "float32" else g.view(np.uint16) for g in gs]
     kept = [r.copy() for r in raw]
@@ -165,7 +165,7 @@ def test_amp_check_and_grad_scale_bad_input_is_named():
 
 def test_reference_recipe_is_functional_adam():
     """The reference above is the recipe a float32 user writes: grads unscaled, then the fp32 step."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(305)
     p = rng.standard_normal(1023).astype(np.float16)
     opt = optim.Adam([p], lr=1e-3, master_weights=True)
     master = [p.astype(np.float32)]

@@ -28,7 +28,7 @@ def flag(xp, v=0.0):
 @pytest.mark.parametrize("bad", [None, np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("preset", [0.0, 1.0])
 def test_unscale_equals_the_cpu_bit_for_bit(scale, bad, preset):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(401)
     gs = [(rng.standard_normal(n) * scale).astype(np.float32) for n in SIZES]
     if bad is not None:
         gs[4][rng.integers(70_001)] = bad
@@ -43,7 +43,7 @@ def test_unscale_equals_the_cpu_bit_for_bit(scale, bad, preset):
 
 
 def test_update_scale_sequence_equals_the_cpu():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(402)
     h = (np.full(1, 2.0**120, np.float32), np.zeros(1, np.int64))  # grows into overflow: kept
     d = (cp.asarray(h[0]), cp.asarray(h[1]))
     for bad in rng.random(60) < 0.2:
@@ -82,7 +82,7 @@ def test_bad_input_raises_the_cpu_error(case):
 
 
 def test_scaler_on_cupy_equals_numpy():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(403)
     kw = dict(init_scale=2.0**8, growth_interval=3)
     host, dev = GradScaler(**kw), GradScaler(**kw)
     hp = [rng.standard_normal(n).astype(np.float32) for n in (5, 300)]
@@ -114,7 +114,7 @@ def test_scaled_cupy_loss_uses_the_device_scale():
 
 def test_lowp_optimizer_skips_a_non_finite_step_on_the_device():
     """float32 params with 8-bit states: the scaler hands its device flag to the step's kernel."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(404)
     hp = [rng.standard_normal(n).astype(np.float32) for n in (7, 3000)]
     ps = [cp.asarray(p) for p in hp]
     opt = optim.Adam(ps, lr=1e-2, state_dtype="int8")
@@ -143,7 +143,7 @@ def test_lowp_optimizer_skips_a_non_finite_step_on_the_device():
 
 
 def test_capturable_optimizer_skips_on_the_device_and_keeps_its_counters():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(405)
     hp = [rng.standard_normal(n).astype(np.float32) for n in (7, 3000)]
     ps = [cp.asarray(p) for p in hp]
     opt, ref = optim.Adam(ps, lr=1e-2, capturable=True), optim.Adam(hp, lr=1e-2)
@@ -167,7 +167,7 @@ def test_half_grads_unscaled_in_the_step_equal_the_cpu(scale):
     """float16 params with fp32 masters: the scaler only checks the grads (amp_check_) and the
     step's kernel unscales them by the device scale (lowp_step's grad_scale): the NumPy run's bits;
     a non-finite grad then skips the step on the device."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(406)
     hp = [rng.standard_normal(n).astype(np.float16) for n in (1, 7, 1023, 70_001)]
     dp = [cp.asarray(p) for p in hp]
     ho, do = (optim.Adam(x, lr=1e-3, master_weights=True) for x in (hp, dp))
@@ -197,7 +197,7 @@ def test_half_grads_unscaled_in_the_step_equal_the_cpu(scale):
 
 @pytest.mark.parametrize("fmt", ["float32", "float16"])
 def test_amp_check_equals_the_cpu(fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(407)
     dt = np.float32 if fmt == "float32" else np.float16
     hs = [rng.standard_normal(n).astype(dt) for n in SIZES]
     for bad in (None, np.inf, np.nan):

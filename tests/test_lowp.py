@@ -87,7 +87,7 @@ def nearest_even_ref(x, fmt):
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
 def test_to_half_matches_float64_reference(fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(901)
     x = random_f32(3000, rng)
     got = lowp.to_half(x, fmt, raw=True)
     ref = nearest_even_ref(x, fmt)
@@ -100,7 +100,7 @@ def test_to_half_matches_float64_reference(fmt):
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
 def test_to_half_matches_numpy_and_ml_dtypes_casts(fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(902)
     x = random_f32(200_000, rng)
     ref_dt = np.float16 if fmt == "float16" else ml_dtypes.bfloat16
     with np.errstate(all="ignore"):
@@ -133,7 +133,7 @@ def test_from_half_every_bit_pattern_exact(fmt):
 
 
 def test_bfloat16_spellings_agree():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(903)
     x = rng.standard_normal(1023).astype(np.float32)
     bf = lowp.to_bfloat16(x)
     assert bf.dtype == ml_dtypes.bfloat16
@@ -147,7 +147,7 @@ def test_bfloat16_spellings_agree():
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
 def test_round_trip_sizes(n, fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(904)
     x = rng.standard_normal(n).astype(np.float32)
     back = lowp.from_half(lowp.to_half(x, fmt), None)
     ref_dt = np.float16 if fmt == "float16" else ml_dtypes.bfloat16
@@ -176,7 +176,7 @@ def test_stochastic_rounding_unbiased(fmt, value):
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
 def test_stochastic_rounding_deterministic_and_bracketing(fmt):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(905)
     x = random_f32(5000, rng)
     x = x[np.isfinite(x) & (np.abs(x) < 6e4)]
     a = lowp.stochastic_round(x, fmt, seed=7, step=3, raw=True)
@@ -211,7 +211,7 @@ def test_stochastic_rounding_keeps_specials():
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("block", [256, 2048])
 def test_blockwise_round_trip_bound(n, block):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(906)
     x = (rng.standard_normal(n) * np.exp(3 * rng.standard_normal(n))).astype(np.float32)
     for v, bound in ((x, 0.45 / 64), (np.abs(x), 0.45 / 128)):
         codes, scales = lowp.quantize_blockwise(v, block)
@@ -226,7 +226,7 @@ def test_blockwise_round_trip_bound(n, block):
 
 
 def test_blockwise_picks_nearest_code_and_keeps_zero_and_absmax():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(907)
     x = rng.standard_normal(256).astype(np.float32) * 1e-3
     x[3] = 0.0
     codes, scales = lowp.quantize_blockwise(x, 256)

@@ -50,7 +50,7 @@ def half(x, fmt):
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
 @pytest.mark.parametrize("sr", [False, True])
 def test_master_is_the_fp32_optimizer_bit_for_bit_and_param_its_rounding(name, kw, fmt, sr):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1101)
     ps = [half(rand(rng, n), fmt) for n in SIZES]
     ref = [p.astype(np.float32) for p in ps]
     opt = getattr(optim, name)(ps, **kw, master_weights=True, stochastic_rounding=sr, seed=11)
@@ -79,7 +79,7 @@ def test_master_is_the_fp32_optimizer_bit_for_bit_and_param_its_rounding(name, k
 def test_adamw_half_params_match_torch_master_recipe(fmt):
     """torch: a float32 master updated by torch.optim.AdamW in float32, then cast to the half type."""
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1102)
     n = 5003
     p = half(rand(rng, n), fmt)
     tm = torch.tensor(p.astype(np.float32), requires_grad=True)
@@ -104,7 +104,7 @@ def test_adamw_half_params_match_torch_master_recipe(fmt):
 
 def test_sgd_momentum_half_params_match_torch_master_recipe():
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1103)
     n = 4097
     p = half(rand(rng, n), "bfloat16")
     tm = torch.tensor(p.astype(np.float32), requires_grad=True)
@@ -121,7 +121,7 @@ def test_sgd_momentum_half_params_match_torch_master_recipe():
 
 
 def test_stochastic_rounding_is_deterministic_given_seed_and_differs_across_seeds():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1104)
     p0, gs = half(rand(rng, 10_000), "bfloat16"), [half(rand(rng, 10_000), "bfloat16") for _ in range(3)]
 
     def run(seed):
@@ -138,7 +138,7 @@ def test_stochastic_rounding_is_deterministic_given_seed_and_differs_across_seed
 @pytest.mark.parametrize("name,kw", ADAMS[:1] + SGDS[1:2] + RMSPROPS[1:2] + MORE[:3])
 @pytest.mark.parametrize("state_dtype", ["bfloat16", "int8"])
 def test_compact_states_track_fp32_for_a_few_steps(name, kw, state_dtype):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1105)
     p = rand(rng, 3001)
     ref, p0 = p.copy(), p.copy()
     opt = getattr(optim, name)([p], **kw, state_dtype=state_dtype, block_size=128)
@@ -170,7 +170,7 @@ def test_compact_states_track_fp32_for_a_few_steps(name, kw, state_dtype):
 def test_int8_quantized_state_is_what_the_blockwise_quantizer_stores():
     """One Adam step from zero state: m = (1 - b1) g and v = (1 - b2) g^2 in float32, then stored by
     the blockwise quantizer of optkern.lowp (the same map, same absmax)."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1106)
     p = rand(rng, 1000)
     g = rand(rng, 1000)
     opt = optim.Adam([p], lr=1e-3, state_dtype="int8", block_size=256)
@@ -218,7 +218,7 @@ def test_8bit_adam_tracks_fp32_adam_on_the_digits_mlp(digits):
 @pytest.mark.parametrize("src_kw", [{}, {"state_dtype": "bfloat16"}, {"state_dtype": "int8", "block_size": 64}])
 @pytest.mark.parametrize("dst_kw", [{}, {"state_dtype": "bfloat16"}, {"state_dtype": "int8"}])
 def test_state_dict_converts_between_state_formats(src_kw, dst_kw):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1107)
     p = rand(rng, 777)
     src = optim.Adam([p.copy()], lr=1e-2, **src_kw)
     for _ in range(3):
@@ -247,7 +247,7 @@ def test_state_dict_converts_between_state_formats(src_kw, dst_kw):
 
 
 def test_state_dict_round_trip_continues_bit_for_bit():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1108)
     p0 = half(rand(rng, 999), "bfloat16")
     gs = [half(rand(rng, 999), "bfloat16") for _ in range(6)]
     a = p0.copy()
@@ -270,7 +270,7 @@ def test_state_dict_round_trip_continues_bit_for_bit():
 
 
 def test_master_state_dict_loads_into_fp32_and_back():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1109)
     p = half(rand(rng, 300), "float16")
     opt = optim.Adam([p], lr=1e-2, master_weights=True)
     opt.step([half(rand(rng, 300), "float16")])
@@ -285,7 +285,7 @@ def test_master_state_dict_loads_into_fp32_and_back():
 
 
 def test_bad_input_is_named():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1110)
     p = half(rand(rng, 10), "bfloat16")
     opt = optim.Adam([p], master_weights=True)
     with pytest.raises(TypeError, match=r"grads\[0\]: expected bfloat16.*float32"):
@@ -317,7 +317,7 @@ def test_bad_input_is_named():
 
 
 def test_bad_state_dicts_are_named_and_change_nothing():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1111)
     p = rand(rng, 300)
     opt = optim.Adam([p], state_dtype="int8")
     opt.step([rand(rng, 300)])
@@ -344,7 +344,7 @@ def test_bad_state_dicts_are_named_and_change_nothing():
 
 
 def test_several_groups_are_checked_before_any_writes():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1112)
     a, b = half(rand(rng, 5), "bfloat16"), half(rand(rng, 6), "float16")
     a0, b0 = a.copy(), b.copy()
     opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.1}], lr=0.01, momentum=0.9, master_weights=True)
@@ -359,7 +359,7 @@ def test_several_groups_are_checked_before_any_writes():
 
 
 def test_mixed_half_formats_in_one_group():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1113)
     a, b = half(rand(rng, 50), "bfloat16"), half(rand(rng, 60), "float16")
     ra, rb = a.astype(np.float32), b.astype(np.float32)
     opt = optim.RMSprop([a, b], lr=1e-2, master_weights=True)

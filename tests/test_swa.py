@@ -9,7 +9,7 @@ SIZES = [1, 7, 1023, 70_001]
 
 
 def test_swa_is_the_mean_of_the_iterates():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1301)
     iterates = [[rng.standard_normal(n).astype(np.float32) for n in SIZES] for _ in range(12)]
     avg = AveragedParams(iterates[0], mode="swa")
     for it in iterates:
@@ -24,7 +24,7 @@ def test_ema_matches_torch_averaged_model():
     torch = pytest.importorskip("torch")
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(1302)
     model = torch.nn.Linear(37, 11)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9))
     params = [p.detach().numpy() for p in model.parameters()]

@@ -31,6 +31,8 @@ NOT_EMULATED = {
     "the emulator is a device",
     "tests/test_cuda_capturable.py::test_mixing_numpy_and_cupy_names_the_argument": "the CuPy stand-in's "
     "arrays are NumPy subclasses, which the CPU module accepts as NumPy arrays",
+    "tests/test_distributed.py::test_cupy_and_nccl": "its mpiexec ranks import the real optkern._cuda "
+    "(the plugin is not loaded there), and NCCL is not emulated",
 }
 
 

@@ -122,7 +122,7 @@ def _proxy_result(fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         r = fn(*args, **kwargs)
-        return r if isinstance(r, ndarray | _np.ndarray | int | float) else _Proxy(r)
+        return r if isinstance(r, ndarray | _np.ndarray | int | float | tuple | list) else _Proxy(r)
 
     return call
 
