@@ -131,9 +131,19 @@ linalg = _Proxy(_np.linalg)
 testing = _np.testing
 
 
+class _RandomState(_Proxy):
+    """cupy.random.RandomState: its draws take a dtype (NumPy's legacy generator has none)."""
+
+    def standard_normal(self, size=None, dtype=float):
+        return _wrap(self._target.standard_normal(size).astype(dtype))
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        return _wrap(self._target.uniform(low, high, size).astype(dtype))
+
+
 class _Random(_Proxy):
     def RandomState(self, seed=None):
-        return _Proxy(_np.random.RandomState(seed))
+        return _RandomState(_np.random.RandomState(seed))
 
     def default_rng(self, seed=None):
         return _Proxy(_np.random.default_rng(seed))
