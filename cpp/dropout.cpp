@@ -17,10 +17,20 @@ template <class T>
 void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint64_t seed, uint64_t offset) {
   const float p = float(p_in);  // the mask's threshold
   const T scale = philox::dropout_scale<T>(p_in);
-  philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
-    const bool keep = philox::to_float(philox::lane(r, k)) >= p;
-    y[i] = keep ? x[i] * scale : T(0);
-    if (mask) mask[i] = uint8_t(keep);
+  // Captures copied to locals and x read unconditionally: the loops then vectorize (a store
+  // through y or the mask could otherwise alias a captured value, and a conditional load blocks
+  // if-conversion).
+  philox::parallel_words(n, offset, seed, 0, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
+    const float pf = p;
+    const T s = scale;
+    const T* xa = x + a;
+    T* ya = y + a;
+    for (int64_t j = 0; j < m; ++j) {
+      const T kept = xa[j] * s;
+      ya[j] = philox::to_float(w[j]) >= pf ? kept : T(0);
+    }
+    if (uint8_t* const ma = mask ? mask + a : nullptr)
+      for (int64_t j = 0; j < m; ++j) ma[j] = uint8_t(philox::to_float(w[j]) >= pf);
   });
 }
 

@@ -36,21 +36,18 @@ template <class F> void parallel_for(int64_t n, F&& f) {
   });
 }
 
-// f(i, w) for i in [lo, hi) with w = philox::word(offset + i, seed, stream), the words made a
-// Philox block at a time (philox::fill_words: a block per element costs ~10 ns).
+// f(i, w) for i in [lo, hi) with w = philox::word(offset + i, seed, stream) (philox_cpu.hpp's batches).
 template <class F> void with_words(int64_t lo, int64_t hi, uint64_t offset, uint64_t seed, uint64_t stream, F&& f) {
-  alignas(64) uint32_t w[philox::kFillMax];
-  for (int64_t a = lo; a < hi; a += philox::kFillMax) {
-    const int64_t n = hi - a < philox::kFillMax ? hi - a : philox::kFillMax;
-    philox::fill_words(w, offset + uint64_t(a), n, seed, stream);
-    for (int64_t j = 0; j < n; ++j) f(a + j, w[j]);
-  }
+  philox::words_in_batches(lo, hi, offset, seed, stream, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) f(a + j, w[j]);
+  });
 }
 
 // The same over [0, n) in fixed chunks under one parallel region.
 template <class F> void parallel_with_words(int64_t n, uint64_t offset, uint64_t seed, uint64_t stream, F&& f) {
-  const auto chunks = make_chunks({n});
-  for_each_chunk(chunks, n, [&](const Chunk& c) { with_words(c.start, c.start + c.len, offset, seed, stream, f); });
+  philox::parallel_words(n, offset, seed, stream, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) f(a + j, w[j]);
+  });
 }
 
 // float32 -> half, round to nearest even or stochastically (Philox word of

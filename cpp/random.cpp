@@ -32,20 +32,20 @@ void uniform_(py::handle out_h, uint64_t seed, uint64_t offset) {
   py::gil_scoped_release nogil;
   if (single) {
     float* o = static_cast<float*>(p);
-    philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
-      o[i] = philox::to_float(philox::lane(r, k));
+    philox::parallel_words(n, offset, seed, 0, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
+      for (int64_t j = 0; j < m; ++j) o[a + j] = philox::to_float(w[j]);
     });
   } else {
     double* o = static_cast<double*>(p);
-    philox::for_each_element(n, seed, offset, 2, [&](int64_t i, const philox::U4& r, unsigned k) {
-      o[i] = k == 0 ? philox::to_double(r.x, r.y) : philox::to_double(r.z, r.w);
+    philox::parallel_words(n, offset, seed, 0, 2, [&](int64_t a, const uint32_t* w, int64_t m) {
+      for (int64_t j = 0; j < m; ++j) o[a + j] = philox::to_double(w[2 * j], w[2 * j + 1]);
     });
   }
 }
 
 template <class T> void signs(T* o, int64_t n, uint64_t seed, uint64_t offset) {
-  philox::for_each_element(n, seed, offset, 4, [&](int64_t i, const philox::U4& r, unsigned k) {
-    o[i] = philox::to_sign<T>(philox::lane(r, k));
+  philox::parallel_words(n, offset, seed, 0, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) o[a + j] = philox::to_sign<T>(w[j]);
   });
 }
 

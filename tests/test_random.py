@@ -83,7 +83,7 @@ def test_mapping_float32_and_signs(n, seed, offset):
 
 
 # Slices of one 70001-element draw: the start, and both sides of the 65536-element chunk boundary.
-CHUNK_SLICES = [(0, 1031), (65525, 65549)]
+CHUNK_SLICES = [(0, 1031), (4090, 4100), (65525, 65549), (69990, 70001)]  # word batches of 4096, chunks of 65536
 
 
 def test_uniform_across_the_chunk_boundary_matches_reference():
@@ -104,15 +104,32 @@ def test_rademacher_across_the_chunk_boundary_matches_reference(dtype):
         np.testing.assert_array_equal(s[lo:hi], np.where(w >> 31, -1.0, 1.0).astype(dtype), err_msg=f"[{lo}:{hi}]")
 
 
-@pytest.mark.parametrize("n,seed,offset", [(1, 3, 0), (5, 7, 1), (8, 99, 2**50 + 3)])
-def test_mapping_float64(n, seed, offset):
+def float64_ref(n, seed, offset):
+    """Element g takes words 2 (g % 2), 2 (g % 2) + 1 of block g // 2: 27 + 26 bits."""
     want = []
     for g in range(offset, offset + n):
         b = g // 2
         r = philox_ref([b & 0xFFFFFFFF, b >> 32, 0, 0], [seed & 0xFFFFFFFF, seed >> 32])
         a, c = r[2 * (g % 2)], r[2 * (g % 2) + 1]
         want.append(((a >> 5) * 2**26 + (c >> 6)) * 2.0**-53)
-    np.testing.assert_array_equal(okr.uniform(n, seed=seed, offset=offset, dtype=np.float64), want)
+    return np.array(want)
+
+
+@pytest.mark.parametrize(
+    "n,seed,offset", [(1, 3, 0), (5, 7, 1), (8, 99, 2**50 + 3), (7, 11, 2**63 - 3), (9, 2**64 - 1, 2**64 - 9)]
+)
+def test_mapping_float64(n, seed, offset):
+    """Including blocks past 2**62 (the top of a 64-bit word index, which the float64 stream passes)."""
+    np.testing.assert_array_equal(
+        okr.uniform(n, seed=seed, offset=offset, dtype=np.float64), float64_ref(n, seed, offset)
+    )
+
+
+def test_float64_across_word_batches_and_chunks_matches_reference():
+    """The CPU makes the words 4096 at a time (2048 float64 elements) in chunks of 65536 elements."""
+    u = okr.uniform(70001, seed=321, offset=5, dtype=np.float64)
+    for lo, hi in [(0, 9), (2040, 2056), (4090, 4100), (65530, 65545), (69990, 70001)]:
+        np.testing.assert_array_equal(u[lo:hi], float64_ref(hi - lo, 321, 5 + lo), err_msg=f"[{lo}:{hi}]")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -78,11 +78,12 @@ OK_HD uint32_t word(uint64_t g, uint64_t seed, uint64_t stream) {
 }
 
 // Uniform in [0, 1): the top 24 bits, exact in float32 (and in float64).
-OK_HD float to_float(uint32_t w) { return float(w >> 8) * 5.9604644775390625e-08f; }  // 2^-24
+// (The shifted words fit an int32: converting from signed lets a CPU loop vectorize; same values.)
+OK_HD float to_float(uint32_t w) { return float(int32_t(w >> 8)) * 5.9604644775390625e-08f; }  // 2^-24
 
 // Uniform in [0, 1) from 53 bits: 27 of `a`, 26 of `b`.
 OK_HD double to_double(uint32_t a, uint32_t b) {
-  return (double(a >> 5) * 67108864.0 + double(b >> 6)) * 1.1102230246251565e-16;  // 2^26, 2^-53
+  return (double(int32_t(a >> 5)) * 67108864.0 + double(int32_t(b >> 6))) * 1.1102230246251565e-16;  // 2^26, 2^-53
 }
 
 // +1 or -1 with probability 1/2 each, from the top bit.
