@@ -14,5 +14,11 @@ inline bool use_avx2() {
   return ok;
 }
 
+// F16C's half conversions (cpp/lowp_convert_loops.hpp), under the same switch.
+inline bool use_f16c() {
+  static const bool ok = use_avx2() && __builtin_cpu_supports("f16c");
+  return ok;
+}
+
 }  // namespace optkern
 #endif

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "lowp_convert_loops.hpp"
+#include "lowp_q8.hpp"
 #include "parallel.hpp"
 #include "optkern/lowp_convert_args.hpp"
 #include "optkern/lowp_storage.hpp"
@@ -28,26 +30,19 @@ void same_size(const py::array& a, const py::array& b, const char* an, const cha
                           an + "), got " + std::to_string(b.size()));
 }
 
-// f(i) for i in [0, n) in fixed chunks under one parallel region.
-template <class F> void parallel_for(int64_t n, F&& f) {
-  const auto chunks = make_chunks({n});
+// f(b) for every block b of `block` elements of [0, n): chunks of whole blocks, ~kChunk elements
+// each, under one parallel region (a chunk of kChunk blocks would put a 16M array on one thread).
+template <class F> void parallel_blocks(int64_t n, int64_t block, F&& f) {
+  const auto chunks = make_chunks({lowp::block_count(n, block)}, block >= kChunk ? 1 : kChunk / block);
   for_each_chunk(chunks, n, [&](const Chunk& c) {
-    for (int64_t i = c.start; i < c.start + c.len; ++i) f(i);
+    for (int64_t b = c.start; b < c.start + c.len; ++b) f(b);
   });
 }
 
-// f(i, w) for i in [lo, hi) with w = philox::word(offset + i, seed, stream) (philox_cpu.hpp's batches).
-template <class F> void with_words(int64_t lo, int64_t hi, uint64_t offset, uint64_t seed, uint64_t stream, F&& f) {
-  philox::words_in_batches(lo, hi, offset, seed, stream, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
-    for (int64_t j = 0; j < m; ++j) f(a + j, w[j]);
-  });
-}
-
-// The same over [0, n) in fixed chunks under one parallel region.
-template <class F> void parallel_with_words(int64_t n, uint64_t offset, uint64_t seed, uint64_t stream, F&& f) {
-  philox::parallel_words(n, offset, seed, stream, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
-    for (int64_t j = 0; j < m; ++j) f(a + j, w[j]);
-  });
+// f(lo, hi) for consecutive ranges of [0, n) in fixed chunks under one parallel region.
+template <class F> void parallel_ranges(int64_t n, F&& f) {
+  const auto chunks = make_chunks({n});
+  for_each_chunk(chunks, n, [&](const Chunk& c) { f(c.start, c.start + c.len); });
 }
 
 // float32 -> half, round to nearest even or stochastically (Philox word of
@@ -61,12 +56,17 @@ void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, bool st
   uint16_t* o = static_cast<uint16_t*>(m.out);
   const int64_t n = m.n;
   py::gil_scoped_release nogil;
-  if (!stochastic && k == Half::bf16) parallel_for(n, [&](int64_t i) { o[i] = lowp::f32_to_bf16(x[i]); });
-  if (!stochastic && k == Half::f16) parallel_for(n, [&](int64_t i) { o[i] = lowp::f32_to_f16(x[i]); });
-  if (stochastic && k == Half::bf16)
-    parallel_with_words(n, offset, seed, stream, [&](int64_t i, uint32_t w) { o[i] = lowp::f32_to_bf16_sr(x[i], w); });
-  if (stochastic && k == Half::f16)
-    parallel_with_words(n, offset, seed, stream, [&](int64_t i, uint32_t w) { o[i] = lowp::f32_to_f16_sr(x[i], w); });
+  if (!stochastic) {
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      if (k == Half::bf16) lowp::to_bf16_loop(x + lo, o + lo, hi - lo);
+      else lowp::to_f16_loop(x + lo, o + lo, hi - lo);
+    });
+    return;
+  }
+  philox::parallel_words(n, offset, seed, stream, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
+    if (k == Half::bf16) lowp::to_bf16_sr_loop(x + a, w, o + a, m);
+    else lowp::to_f16_sr_loop(x + a, w, o + a, m);
+  });
 }
 
 void from_half(py::handle src_h, py::handle out_h, const std::string& fmt) {
@@ -77,28 +77,37 @@ void from_half(py::handle src_h, py::handle out_h, const std::string& fmt) {
   float* o = static_cast<float*>(m.out);
   const int64_t n = m.n;
   py::gil_scoped_release nogil;
-  if (k == Half::bf16) parallel_for(n, [&](int64_t i) { o[i] = lowp::bf16_to_f32(x[i]); });
-  else parallel_for(n, [&](int64_t i) { o[i] = lowp::f16_to_f32(x[i]); });
+  parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+    if (k == Half::bf16) lowp::from_bf16_loop(x + lo, o + lo, hi - lo);
+    else lowp::from_f16_loop(x + lo, o + lo, hi - lo);
+  });
 }
 
 using lowp::block_count;
 
-// Blockwise dynamic 8-bit quantization: scales[b] = +-absmax of block b.
-void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_h, int64_t block) {
+// Blockwise dynamic 8-bit quantization: scales[b] = +-absmax of block b. `reference`: the scalar
+// functions of rules/lowp.hpp element by element (the definition the tests pin the fast loops to);
+// otherwise the 8-bit step's own block loops (lowp_q8.hpp: the same codes, vectorized).
+void quantize_blocks(py::handle src_h, py::handle codes_h, py::handle scales_h, int64_t block, bool reference) {
   lowp::Blocks<HostArrays> a;
   lowp::gather_quantize(a, src_h, codes_h, scales_h, block);
-  const int64_t n = a.n, nb = block_count(n, block);
+  const int64_t n = a.n;
   const float* x = a.x;
   uint8_t* c = a.codes;
   float* s = a.scales;
   py::gil_scoped_release nogil;
-  parallel_for(nb, [&](int64_t b) {
+  parallel_blocks(n, block, [&](int64_t b) {
     const int64_t lo = b * block, hi = lo + block < n ? lo + block : n;
+    if (!reference) {
+      s[b] = lowp::q8_block_scale(x + lo, hi - lo);
+      lowp::q8_encode_block(x + lo, c + lo, hi - lo, s[b]);
+      return;
+    }
     uint32_t amax = 0u;  // lowp::abs_bits: the largest |x| that is not NaN, as the step's blocks take it
     bool neg = false;
     for (int64_t i = lo; i < hi; ++i) {
-      const uint32_t a = lowp::abs_bits(x[i]);
-      amax = a > amax ? a : amax;
+      const uint32_t m = lowp::abs_bits(x[i]);
+      amax = m > amax ? m : amax;
       neg = neg || x[i] < 0.0f;
     }
     s[b] = lowp::scale_of(amax, neg);
@@ -106,6 +115,11 @@ void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_
   });
 }
 
+void quantize_blockwise(py::handle src_h, py::handle codes_h, py::handle scales_h, int64_t block) {
+  quantize_blocks(src_h, codes_h, scales_h, block, false);
+}
+
+// (decode: lowp_q8.hpp's loops give dequantize's values for all 256 codes of both maps)
 void dequantize_blockwise(py::handle codes_h, py::handle scales_h, py::handle out_h, int64_t block) {
   lowp::Blocks<HostArrays> a;
   lowp::gather_dequantize(a, codes_h, scales_h, out_h, block);
@@ -114,7 +128,10 @@ void dequantize_blockwise(py::handle codes_h, py::handle scales_h, py::handle ou
   const float* s = a.scales_in;
   float* o = a.values;
   py::gil_scoped_release nogil;
-  parallel_for(n, [&](int64_t i) { o[i] = lowp::dequantize(c[i], s[i / block]); });
+  parallel_blocks(n, block, [&](int64_t b) {
+    const int64_t lo = b * block, hi = lo + block < n ? lo + block : n;
+    lowp::q8_decode_block(c + lo, o + lo, hi - lo, s[b]);
+  });
 }
 
 // ---- SWALP's quantizers (rules/lowp.hpp: quantize_grid) ----------------------------------------
@@ -152,10 +169,11 @@ GridArgs grid_args(py::handle src_h, py::handle out_h, bool stochastic, uint64_t
 // Element i of x on grid g (random word of global index offset + i in `stream` of `seed`).
 inline void grid_range(const GridArgs& a, const lowp::Grid& g, int64_t lo, int64_t hi) {
   if (a.stochastic)
-    with_words(lo, hi, a.offset, a.seed, a.stream,
-               [&](int64_t i, uint32_t w) { a.o[i] = lowp::quantize_grid(a.x[i], g, true, w); });
+    philox::words_in_batches(lo, hi, a.offset, a.seed, a.stream, 1, [&](int64_t b, const uint32_t* w, int64_t m) {
+      lowp::grid_loop(g, a.x + b, w, a.o + b, m);
+    });
   else
-    for (int64_t i = lo; i < hi; ++i) a.o[i] = lowp::quantize_grid(a.x[i], g, false, 0u);
+    lowp::grid_loop(g, a.x + lo, nullptr, a.o + lo, hi - lo);
 }
 
 // The largest finite |x[i]| for i in [lo, hi) (0 for none): the bits of |x| order like the values.
@@ -200,7 +218,7 @@ void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t
     for_each_chunk(chunks, a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
     return;
   }
-  parallel_for(block_count(a.n, block), [&](int64_t b) {
+  parallel_blocks(a.n, block, [&](int64_t b) {
     const int64_t lo = b * block, hi = lo + block < a.n ? lo + block : a.n;
     grid_range(a, lowp::block_fp_grid(lowp::float_of(finite_absmax_bits(a.x, lo, hi)), int(bits)), lo, hi);
   });
@@ -216,6 +234,11 @@ void register_lowp(py::module_& m) {
   m.def("lowp_quantize_block_fp", &quantize_block_fp, py::arg("x"), py::arg("out"), py::arg("bits"),
         py::arg("block"), py::arg("stochastic"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
         "SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).");
+  m.def("lowp_quantize_blockwise_reference",
+        [](py::handle x, py::handle codes, py::handle scales, int64_t block) {
+          quantize_blocks(x, codes, scales, block, true);
+        }, py::arg("x"), py::arg("codes"), py::arg("scales"), py::arg("block"),
+        "lowp_quantize_blockwise by the scalar rules element by element (CPU only: the tests' definition).");
   m.def("lowp_decode_map", [](bool is_signed) {
           py::array_t<float> out(256);
           auto* o = out.mutable_data();

@@ -303,3 +303,43 @@ def test_stochastic_rounding_takes_the_documented_philox_words(offset):
     want_q = (np.clip(y, -128, 127) / 16.0).astype(np.float32)
     got_q = lowp.quantize_fixed_point(x, 8, 4, seed=seed, step=step, offset=offset)
     np.testing.assert_array_equal(got_q, want_q)
+
+
+def test_to_float16_over_a_sweep_of_all_float32_bit_patterns():
+    """Every 4097th float32 bit pattern (1M, both signs, every exponent) and the patterns around
+    each rounding threshold (overflow, normal/subnormal, the flush to zero): round to nearest even
+    as NumPy's cast; a NaN quiet with its sign and top payload bits. Where the CPU has F16C the
+    conversion is vcvtps2ph's (cpp/lowp_convert_loops.hpp), otherwise the scalar rule; the test
+    also runs with OPTKERN_PORTABLE=1 (tests/test_lowp_q8.py::test_portable_loops_too)."""
+    sweep = np.arange(0, 2**32, 4097, dtype=np.uint64).astype(np.uint32)
+    edges = np.array([0x477FE000, 0x477FF000, 0x38800000, 0x387FC000, 0x33000000, 0x33800000, 0x7F800000], np.uint32)
+    near = (edges[:, None] + np.arange(-40, 41, dtype=np.int64)[None, :]).astype(np.uint32).ravel()
+    bits = np.concatenate([sweep, near, near | np.uint32(0x80000000)])
+    x = bits.view(np.float32)
+    # an odd length: the vector loop's tail is the scalar rule
+    got = lowp.to_half(x[:-3], "float16", raw=True)
+    nan = np.isnan(x[:-3])
+    with np.errstate(all="ignore"):
+        want = x[:-3].astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(got[~nan], want[~nan])
+    b = bits[:-3][nan]
+    want_nan = ((b >> 16) & 0x8000) | 0x7E00 | ((b >> 13) & 0x3FF)
+    np.testing.assert_array_equal(got[nan], want_nan.astype(np.uint16))
+
+
+@pytest.mark.parametrize("block", [64, 256, 4096])
+def test_dequantize_is_the_decode_map_times_the_block_scale(block):
+    """Every code under positive (unsigned map) and negative (signed map) scales, a partial last
+    block and a length that is not a multiple of 8: float32(map value) * |scale|, independently of
+    the native decoder."""
+    rng = np.random.default_rng(20261202)
+    n = 5 * block + 13
+    codes = rng.integers(0, 256, n).astype(np.uint8)
+    codes[:256] = np.arange(256)
+    nb = lowp.n_blocks(n, block)
+    scales = (10.0 ** rng.uniform(-30, 30, nb) * rng.choice([-1.0, 1.0], nb)).astype(np.float32)
+    scales[:2] = [1.0, -1.0]
+    got = lowp.dequantize_blockwise(codes, scales, block)
+    per = np.repeat(scales, block)[:n]
+    want = np.where(per < 0, lowp.decode_map(signed=True)[codes], lowp.decode_map(signed=False)[codes])
+    np.testing.assert_array_equal(got, (want * np.abs(per)).astype(np.float32))

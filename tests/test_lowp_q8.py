@@ -1,7 +1,8 @@
 """The 8-bit state path of the low-precision step (cpp/lowp_loop.hpp) pinned bit for bit to its
 definition: decode with ``dequantize``, the fp32 rule, a new per-block absmax, encode with
-``quantize`` -- i.e. exactly ``dequantize_blockwise`` -> fp32-state step -> ``quantize_blockwise``
-(optkern.lowp, which run the scalar reference functions of rules/lowp.hpp)."""
+``quantize`` -- i.e. exactly ``dequantize_blockwise`` -> fp32-state step -> the scalar quantize of rules/lowp.hpp
+(``_cpu.lowp_quantize_blockwise_reference``; optkern.lowp.quantize_blockwise, which runs the step's
+block loops, is checked against it in the same tests)."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,18 @@ import pytest
 from optkern import _cpu, lowp
 
 SIZES = [1, 7, 64, 1023, 4097]
+
+
+def reference(x, block):
+    """The definition: ``rules/lowp.hpp``'s scalar quantize element by element (CPU only). Checks on
+    the way that ``optkern.lowp.quantize_blockwise`` (the step's vectorized block loops) agrees."""
+    codes = np.empty(x.size, np.uint8)
+    scales = np.empty(lowp.n_blocks(x.size, block), np.float32)
+    _cpu.lowp_quantize_blockwise_reference(x, codes, scales, block)
+    fast_c, fast_s = lowp.quantize_blockwise(x, block)
+    np.testing.assert_array_equal(fast_s, scales, err_msg="quantize_blockwise's scales")
+    np.testing.assert_array_equal(fast_c, codes, err_msg="quantize_blockwise's codes")
+    return codes, scales
 
 
 def step(rule, x, flags, ps, gs, masters, states, scales, pf, sf, t, block):
@@ -43,7 +56,7 @@ def test_q8_adam_step_is_dequantize_fp32_step_quantize(block, pf, amsgrad):
             if masters is not None:
                 np.testing.assert_array_equal(masters[i], rm[i])
             for j in range(k):
-                want_c, want_s = lowp.quantize_blockwise(rs[j][i], block)
+                want_c, want_s = reference(rs[j][i], block)
                 np.testing.assert_array_equal(scales[j][i], want_s)
                 np.testing.assert_array_equal(codes[j][i], want_c)
 
@@ -82,7 +95,7 @@ def test_q8_encode_at_every_code_boundary(signed):
     if signed:
         g[::block] = -1.0  # every block signed
     codes, scales = encode_through_step(g, block)
-    want_c, want_s = lowp.quantize_blockwise(g, block)
+    want_c, want_s = reference(g, block)
     np.testing.assert_array_equal(scales, want_s)
     np.testing.assert_array_equal(codes, want_c)
 
@@ -156,7 +169,7 @@ def test_q8_encode_at_every_code_boundary_under_odd_scales(signed):
         if signed:
             g[::block] = -np.abs(g[::block]) - np.float32(1e-38)  # every block signed
         got_c, got_s = encode_through_step(g, block)
-        want_c, want_s = lowp.quantize_blockwise(g, block)
+        want_c, want_s = reference(g, block)
         np.testing.assert_array_equal(got_s, want_s)
         np.testing.assert_array_equal(got_c, want_c, err_msg=f"scale {scale}")
 
@@ -180,7 +193,7 @@ def test_q8_encode_dense_sweep_of_the_unit_interval(signed):
         g[:, 0] = -np.abs(g[:, 0]) - np.float32(1e-38)
     g = g.ravel()
     got_c, got_s = encode_through_step(g, block)
-    want_c, want_s = lowp.quantize_blockwise(g, block)
+    want_c, want_s = reference(g, block)
     np.testing.assert_array_equal(got_s, want_s)
     np.testing.assert_array_equal(got_c, want_c)
 
@@ -202,7 +215,7 @@ def test_q8_encode_random_blocks_with_specials(block):
     g[rng.integers(0, n, 50)] = np.float32(1e-44)
     g[: block * 10] = np.abs(g[: block * 10])  # unsigned blocks too
     got_c, got_s = encode_through_step(g, block)
-    want_c, want_s = lowp.quantize_blockwise(g, block)
+    want_c, want_s = reference(g, block)
     np.testing.assert_array_equal(got_s, want_s)
     np.testing.assert_array_equal(got_c, want_c)
 
@@ -221,6 +234,7 @@ def test_portable_loops_too():
         __file__,
         str(here / "test_lowp_step.py") + "::test_bf16_states_are_stochastic_roundings_of_the_fp32_step",
         str(here / "test_lowp.py") + "::test_stochastic_rounding_takes_the_documented_philox_words",
+        str(here / "test_lowp.py") + "::test_to_float16_over_a_sweep_of_all_float32_bit_patterns",
     ]
     env = dict(os.environ, OPTKERN_PORTABLE="1")
     r = subprocess.run(

@@ -47,6 +47,7 @@ __all__: list[str] = [
     "lowp_from_half",
     "lowp_quantize_block_fp",
     "lowp_quantize_blockwise",
+    "lowp_quantize_blockwise_reference",
     "lowp_quantize_fixed_point",
     "lowp_step",
     "lowp_to_half",
@@ -456,6 +457,13 @@ def lowp_quantize_blockwise(
 ) -> None:
     """
     Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).
+    """
+
+def lowp_quantize_blockwise_reference(
+    x: typing.Any, codes: typing.Any, scales: typing.Any, block: typing.SupportsInt | typing.SupportsIndex
+) -> None:
+    """
+    lowp_quantize_blockwise by the scalar rules element by element (CPU only: the tests' definition).
     """
 
 def lowp_quantize_fixed_point(
