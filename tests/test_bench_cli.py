@@ -202,3 +202,42 @@ def env_torch_present() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_kernels_suite_times_every_case(tmp_path, capsys):
+    """`optkern bench kernels --quick`: one row per streaming kernel, its byte count from the
+    case table (CPU: a freshly written array counted twice), the probe row, torch columns
+    exactly where torch has the op."""
+    from optkern.benchmarks import kernels as bk
+
+    path = tmp_path / "k.json"
+    assert main(["bench", "kernels", "--quick", "--json", str(path), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = _check_json(path, ["kernels"])
+    _check_table(out, rows)
+    n = bk.size("cpu", quick=True)
+    assert n == 1 << 20 and bk.label("weight_norm dim=0 square v", n).endswith("1024x1024")
+    probes = [r for r in rows if r["kind"] == "probe"]
+    assert [r["case"] for r in probes] == ["probe rmw 1w+1r x 1M"]
+    cases = {r["case"]: r for r in rows if r["kind"] == "case"}
+    assert list(cases) == [bk.label(name, n) for name in bk.CASES]
+    torch_present = env_torch_present()
+    for name, case in bk.CASES.items():
+        row = cases[bk.label(name, n)]
+        assert row["bytes_moved"] == bk.bytes_per_element(case, "cpu") * n > 0, name
+        assert row["probe_gbs"] == probes[0]["gbs"] and math.isfinite(row["pct_probe"]), name
+        assert bool(row["torch"]) == (torch_present and case.torch is not None), name
+        if row["torch"]:
+            assert list(row["torch"]) == [case.torch[0]] and row["ratio"] > 0, name
+            assert "torch OMP_WAIT_POLICY=PASSIVE" in row["note"] or "wait policy unknown" in row["note"]
+    # the byte counts of the module docstring: CPU / GPU per element
+    per = {name: (bk.bytes_per_element(c, "cpu"), bk.bytes_per_element(c, "cuda")) for name, c in bk.CASES.items()}
+    assert per["clip_grad_norm_ 200 arrays"] == (12, 12) and per["clip_grad_value_ 200 arrays"] == (8, 8)
+    assert per["GradScaler unscale_+update 200 arrays"] == (8, 8)
+    assert per["AveragedParams ema update 200 arrays"] == (12, 12)
+    assert per["to_half bf16"] == (8, 6) and per["from_half bf16"] == (10, 6)
+    assert per["quantize_blockwise"] == (6.03125, 5.015625) and per["dequantize_blockwise"] == (9.015625, 5.015625)
+    assert per["quantize_block_fp out="][0] == 16 and per["dropout"] == (12, 8)
+    assert per["weight_norm dim=0 square v"] == (12, 8) and per["random.uniform"] == (8, 4)
+    cpu_only = {name for name, c in bk.CASES.items() if not c.cuda}
+    assert cpu_only == {"quantize_fixed_point out=", "quantize_block_fp out="}

@@ -174,10 +174,11 @@ def _parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="all",
-        choices=["optim", "rules", "norm", "hvp", "second", "all", "dist"],
+        choices=["optim", "rules", "norm", "hvp", "second", "kernels", "all", "dist"],
         help="rules: every optimizer variant on one array vs the bandwidth probe; second: L-BFGS / "
-        "Newton-CG / SAM; dist: data-parallel / ZeRO-1 communication, run under "
-        "mpiexec -n N (none of the three is in 'all')",
+        "Newton-CG / SAM; kernels: gradient clipping, GradScaler, SWA/EMA, low-precision conversion and "
+        "quantization, dropout, weight norm and the Philox generators vs the bandwidth probe; dist: "
+        "data-parallel / ZeRO-1 communication, run under mpiexec -n N (none of the four is in 'all')",
     )
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")

@@ -1,17 +1,25 @@
 """``optkern bench``: run the suites, print one table, optionally write JSON.
 
-optkern bench [optim|rules|norm|hvp|second|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
+optkern bench [optim|rules|norm|hvp|second|kernels|all] [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import env, hvp, norm, optim, rules, second_order
+from . import env, hvp, kernels, norm, optim, rules, second_order
 from .timing import format_table, write_json
 
-SUITES = {"optim": optim.run, "rules": rules.run, "norm": norm.run, "hvp": hvp.run, "second": second_order.run}
-# `all`; `rules` (every optimizer variant, a minute) and `second` (minutes, GBs of L-BFGS history) run by name
+SUITES = {
+    "optim": optim.run,
+    "rules": rules.run,
+    "norm": norm.run,
+    "hvp": hvp.run,
+    "second": second_order.run,
+    "kernels": kernels.run,
+}
+# `all`; `rules` (every optimizer variant, a minute), `second` (minutes, GBs of L-BFGS history) and
+# `kernels` (clipping, GradScaler, SWA, low precision, dropout, weight norm, Philox) run by name
 ALL = ("optim", "norm", "hvp")
 
 LEGEND = """\
