@@ -18,21 +18,17 @@ namespace py = pybind11;
 namespace {
 
 // g <- g * c for every array, and whether any element (before scaling) is inf or NaN: one
-// pass (torch's _amp_foreach_non_finite_check_and_unscale_).
+// pass (torch's _amp_foreach_non_finite_check_and_unscale_), compiled per ISA level.
 bool unscale_lists(const ArrayList& G, float c) {
   const auto chunks = make_chunks(G.size);
   std::vector<int> bad(chunks.size(), 0);
   {
     py::gil_scoped_release nogil;
     for_each_chunk(chunks, total_size(G.size), [&](const Chunk& ch) {
-      float* g = G.ptr<float>(size_t(ch.tensor)) + ch.start;
-      int nonfinite = 0;
-#pragma omp simd reduction(| : nonfinite)
-      for (int64_t i = 0; i < ch.len; ++i) {
-        nonfinite |= rules::nonfinite(g[i]) ? 1 : 0;
-        g[i] = rules::unscale(g[i], c);
-      }
-      bad[size_t(&ch - chunks.data())] = nonfinite;
+      const auto scale = [c](float g) { return rules::unscale(g, c); };
+      const auto nonfinite = [](float g) { return rules::nonfinite(g); };
+      bad[size_t(&ch - chunks.data())] =
+          map_check_loop<float>(scale, nonfinite, G.ptr<float>(size_t(ch.tensor)) + ch.start, ch.len) ? 1 : 0;
     });
   }
   for (int b : bad)

@@ -52,6 +52,26 @@ OK_CLONES void map_loop(const F f, T* OK_RESTRICT x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = f(x[i]);
 }
 
+// x[i] = f(x[i], y[i]) (SWA's running average).
+template <class T, class F>
+OK_CLONES void zip_loop(const F f, T* OK_RESTRICT x, const T* OK_RESTRICT y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = f(x[i], y[i]);
+}
+
+// x <- f(x), and whether any x was inf or NaN before (GradScaler's unscale: one pass). `nonfinite`
+// is rules::nonfinite (a parameter: this header has no rules).
+template <class T, class F, class N>
+OK_CLONES bool map_check_loop(const F f, const N nonfinite, T* OK_RESTRICT x, int64_t n) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    bad |= nonfinite(x[i]) ? 1 : 0;
+    x[i] = f(x[i]);
+  }
+  return bad != 0;
+}
+
 // sum_i f(a[i], b[i]) in float64 over kLanes fixed lanes, combined in a fixed
 // tree: the association never depends on alignment, ISA or thread count.
 constexpr int kLanes = 16;

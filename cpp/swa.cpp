@@ -21,11 +21,9 @@ void swa_lerp(py::handle avgs, py::handle params, double w) {
   const float wf = float(w);
   const auto chunks = make_chunks(A.size);
   py::gil_scoped_release nogil;
-  for_each_chunk(chunks, total_size(A.size), [&](const Chunk& c) {
-    float* a = A.ptr<float>(size_t(c.tensor)) + c.start;
-    const float* p = P.ptr<float>(size_t(c.tensor)) + c.start;
-#pragma omp simd
-    for (int64_t i = 0; i < c.len; ++i) a[i] = rules::lerp(a[i], p[i], wf);
+  const auto lerp = [wf](float a, float p) { return rules::lerp(a, p, wf); };
+  for_each_chunk(chunks, total_size(A.size), [&](const Chunk& c) {  // (compiled per ISA level)
+    zip_loop<float>(lerp, A.ptr<float>(size_t(c.tensor)) + c.start, P.ptr<float>(size_t(c.tensor)) + c.start, c.len);
   });
 }
 

@@ -167,10 +167,8 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
     for o in objs:  # a changed header recompiles everything
         if o.exists() and o.stat().st_mtime < headers:
             o.unlink()
-    # cuda/CMakeLists.txt compiles swa.cu with --fmad=false (lerp's product and sum rounded apart).
-    per_file = {"swa": ["-ffp-contract=off"]}
     with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
-        jobs_ = [(u, o, flags + per_file.get(u.stem, [])) for u, o in zip(units, objs)]
+        jobs_ = [(u, o, flags) for u, o in zip(units, objs)]
         errors = [e for e in ex.map(lambda j: _compile(cxx, *j), jobs_) if e]
     if errors:
         sys.exit("\n\n".join(errors))

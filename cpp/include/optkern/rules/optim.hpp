@@ -102,10 +102,14 @@ template <class T> OK_HD T effective_grad(T p, T g, T wd, bool maximize) {
 }
 
 // torch.lerp's two-sided form, exact at both ends: a + w (b - a). Both sides
-// are computed and one selected, so vectorizers see no branch.
+// are computed and one selected, so vectorizers see no branch. Each side one
+// fused multiply-add, as torch's AVX2 kernel (fmadd / fnmadd) and its CUDA
+// kernel (nvcc's contraction) round it: explicit, so the bits do not depend on
+// whether a compiler contracts (the CPU's baseline clone, an emulator).
 template <class T> OK_HD T lerp(T a, T b, T w) {
-  const T lo = a + w * (b - a);
-  const T hi = b - (b - a) * (T(1) - w);
+  const T d = b - a;
+  const T lo = fma_t(w, d, a);
+  const T hi = fma_t(-d, T(1) - w, b);
   return w < T(0.5) ? lo : hi;
 }
 
