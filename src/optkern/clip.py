@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 
@@ -54,6 +55,11 @@ def _check_grads(grads, on_gpu: bool) -> None:
     dt = grads[0].dtype
     if dt not in (np.float32, np.float64):
         raise TypeError(f"grads[0]: expected float32 or float64, got {dt}")
+    if not on_gpu and all(type(g) is np.ndarray for g in grads):
+        # the optimizers' native pre-step check, the same checks and wording: ~0.1 us an array
+        # against ~10 us in Python (2 ms of a 6 ms clip of 200 arrays of 16M floats)
+        _backend.cpu.precheck_step_([(dt, grads, _names(len(grads)), [], [], [])])
+        return
     spans = []
     for i, g in enumerate(grads):
         _backend.check_written(g, dt, f"grads[{i}]")
@@ -61,6 +67,16 @@ def _check_grads(grads, on_gpu: bool) -> None:
         if hi > lo:
             spans.append((lo, hi, i))
     _check_no_overlap(spans)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_names(n: int) -> tuple:
+    return tuple(f"grads[{i}]" for i in range(n))
+
+
+def _names(n: int) -> list:
+    """["grads[0]", ..., "grads[n-1]"] (a fresh list of cached strings)."""
+    return list(_cached_names(n))
 
 
 def _check_no_overlap(spans) -> None:
