@@ -24,12 +24,6 @@ namespace {
 
 using lowp::Half;
 
-void same_size(const py::array& a, const py::array& b, const char* an, const char* bn) {
-  if (a.size() != b.size())
-    throw py::value_error(std::string(bn) + ": expected " + std::to_string(a.size()) + " elements (the size of " +
-                          an + "), got " + std::to_string(b.size()));
-}
-
 // f(b) for every block b of `block` elements of [0, n): chunks of whole blocks, ~kChunk elements
 // each, under one parallel region (a chunk of kChunk blocks would put a 16M array on one thread).
 template <class F> void parallel_blocks(int64_t n, int64_t block, F&& f) {
@@ -134,19 +128,7 @@ void dequantize_blockwise(py::handle codes_h, py::handle scales_h, py::handle ou
   });
 }
 
-// ---- SWALP's quantizers (rules/lowp.hpp: quantize_grid) ----------------------------------------
-
-// x and out: the same array (in place) or disjoint.
-void same_or_disjoint(const py::array& x, const py::array& out) {
-  const auto xl = reinterpret_cast<uintptr_t>(x.data()), ol = reinterpret_cast<uintptr_t>(out.data());
-  const auto xh = xl + uintptr_t(x.nbytes()), oh = ol + uintptr_t(out.nbytes());
-  if (xl != ol && xl < oh && ol < xh)
-    throw py::value_error("out: overlaps x without being x (quantize in place with out=x, or into a new array)");
-}
-
-void check_bits(int64_t bits) {
-  if (bits < 2 || bits > 24) throw py::value_error("bits: expected 2..24, got " + std::to_string(bits));
-}
+// ---- SWALP's quantizers (rules/lowp.hpp: quantize_grid; checks: lowp_convert_args.hpp) ------
 
 struct GridArgs {
   const float* x;
@@ -155,16 +137,6 @@ struct GridArgs {
   bool stochastic;
   uint64_t seed, stream, offset;
 };
-
-GridArgs grid_args(py::handle src_h, py::handle out_h, bool stochastic, uint64_t seed, uint64_t stream,
-                   uint64_t offset, py::array& src, py::array& out) {
-  src = check_array(src_h, "x", py::dtype::of<float>(), false);
-  out = check_array(out_h, "out", py::dtype::of<float>(), true);
-  same_size(src, out, "x", "out");
-  same_or_disjoint(src, out);
-  return {static_cast<const float*>(src.data()), static_cast<float*>(out.mutable_data()), int64_t(src.size()),
-          stochastic, seed, stream, offset};
-}
 
 // Element i of x on grid g (random word of global index offset + i in `stream` of `seed`).
 inline void grid_range(const GridArgs& a, const lowp::Grid& g, int64_t lo, int64_t hi) {
@@ -188,10 +160,10 @@ uint32_t finite_absmax_bits(const float* x, int64_t lo, int64_t hi) {
 
 void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int64_t frac, bool stochastic,
                           uint64_t seed, uint64_t stream, uint64_t offset) {
-  check_bits(bits);
-  if (frac < -100 || frac > 100) throw py::value_error("frac: expected -100..100, got " + std::to_string(frac));
-  py::array src, out;
-  const GridArgs a = grid_args(src_h, out_h, stochastic, seed, stream, offset, src, out);
+  lowp::GridCall<HostArrays> call;
+  lowp::gather_grid(call, src_h, out_h, bits);
+  lowp::check_frac(frac);
+  const GridArgs a{call.x, call.out, call.n, stochastic, seed, stream, offset};
   const lowp::Grid g = lowp::fixed_point_grid(int(bits), int(frac));
   py::gil_scoped_release nogil;
   const auto chunks = make_chunks({a.n});
@@ -201,10 +173,10 @@ void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int6
 // One shared exponent per `block` elements (block 0: the whole array, its absmax reduced first).
 void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t block, bool stochastic,
                        uint64_t seed, uint64_t stream, uint64_t offset) {
-  check_bits(bits);
-  if (block < 0) throw py::value_error("block: expected >= 0 (0: one block), got " + std::to_string(block));
-  py::array src, out;
-  const GridArgs a = grid_args(src_h, out_h, stochastic, seed, stream, offset, src, out);
+  lowp::GridCall<HostArrays> call;
+  lowp::gather_grid(call, src_h, out_h, bits);
+  lowp::check_fp_block(block);
+  const GridArgs a{call.x, call.out, call.n, stochastic, seed, stream, offset};
   py::gil_scoped_release nogil;
   if (block == 0) {
     const auto chunks = make_chunks({a.n});
@@ -228,12 +200,7 @@ void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t
 
 void register_lowp(py::module_& m) {
   sig::lowp_convert(m, &to_half, &from_half, &quantize_blockwise, &dequantize_blockwise);
-  m.def("lowp_quantize_fixed_point", &quantize_fixed_point, py::arg("x"), py::arg("out"), py::arg("bits"),
-        py::arg("frac"), py::arg("stochastic"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
-        "SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.");
-  m.def("lowp_quantize_block_fp", &quantize_block_fp, py::arg("x"), py::arg("out"), py::arg("bits"),
-        py::arg("block"), py::arg("stochastic"), py::arg("seed"), py::arg("stream"), py::arg("offset"),
-        "SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).");
+  sig::lowp_grid(m, &quantize_fixed_point, &quantize_block_fp);
   m.def("lowp_quantize_blockwise_reference",
         [](py::handle x, py::handle codes, py::handle scales, int64_t block) {
           quantize_blocks(x, codes, scales, block, true);

@@ -7,6 +7,11 @@
 // absmax as an integer max over the bits of |x| (lowp::abs_bits; NaN counts as 0), which the
 // threads of a block reduce in any order to the same value. Work goes to CuPy's current
 // stream with the GIL released; nothing is launched for empty arrays.
+//
+// SWALP's quantizers (lowp_quantize_fixed_point / _block_fp) use rules/lowp.hpp's grid functions
+// per element with the same words; a block's exponent comes from its largest finite |x| as the
+// bits of |x| (an integer max, any order), reduced by a first kernel into stream-ordered scratch
+// memory and read by the second: no host synchronization.
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
@@ -17,6 +22,7 @@
 #include "optkern/lowp_convert_args.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "optkern/philox.hpp"
+#include "optkern/rules/lowp.hpp"
 
 namespace optkern {
 namespace {
@@ -77,6 +83,48 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(const uint8_t* __r
                                                               float* __restrict__ o, int64_t n, int shift) {
   for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
     o[i] = lowp::dequantize(c[i], scales[i >> shift]);
+}
+
+// ---- SWALP's quantizers --------------------------------------------------------------------------
+
+// x and o: the same array (in place) or disjoint; no __restrict__.
+__global__ void __launch_bounds__(kThreads) fixed_point_kernel(const float* x, float* o, int64_t n,
+                                                               lowp::Grid g, bool sr, uint64_t seed,
+                                                               uint64_t stream, uint64_t offset) {
+  for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
+    const uint32_t w = sr ? philox::word(offset + uint64_t(i), seed, stream) : 0u;
+    o[i] = lowp::quantize_grid(x[i], g, sr, w);
+  }
+}
+
+// amax[b] = max over block b (`span` elements) of the bits of the finite |x| (0 for none), as the
+// CPU's finite_absmax_bits; `per` thread blocks share a block (amax zeroed before).
+__global__ void __launch_bounds__(kThreads) finite_absmax_kernel(const float* __restrict__ x,
+                                                                 uint32_t* __restrict__ amax, int64_t n,
+                                                                 int64_t span, int64_t per) {
+  __shared__ uint32_t m;
+  const int64_t b = blockIdx.x / per, part = blockIdx.x % per;
+  const int64_t lo = b * span, hi = lo + span < n ? lo + span : n;
+  if (threadIdx.x == 0) m = 0u;
+  __syncthreads();
+  uint32_t a = 0u;
+  for (int64_t i = lo + part * kThreads + threadIdx.x; i < hi; i += per * kThreads) {
+    const uint32_t u = lowp::bits_of(x[i]) & 0x7fffffffu;
+    a = u < 0x7f800000u && u > a ? u : a;
+  }
+  atomicMax(&m, a);
+  __syncthreads();
+  if (threadIdx.x == 0) atomicMax(&amax[b], m);
+}
+
+__global__ void __launch_bounds__(kThreads) block_fp_kernel(const float* x, float* o, const uint32_t* __restrict__ amax,
+                                                            int64_t n, int64_t span, int bits, bool sr,
+                                                            uint64_t seed, uint64_t stream, uint64_t offset) {
+  for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
+    const lowp::Grid g = lowp::block_fp_grid(lowp::float_of(amax[i / span]), bits);
+    const uint32_t w = sr ? philox::word(offset + uint64_t(i), seed, stream) : 0u;
+    o[i] = lowp::quantize_grid(x[i], g, sr, w);
+  }
 }
 
 // CuPy's current stream, the arrays being on the current device (`first`: the first argument).
@@ -140,10 +188,49 @@ void dequantize_blockwise(py::handle codes, py::handle scales, py::handle out, i
   check_launch("optkern._cuda lowp_dequantize_blockwise");
 }
 
+void quantize_fixed_point(py::handle x, py::handle out, int64_t bits, int64_t frac, bool stochastic, uint64_t seed,
+                          uint64_t stream, uint64_t offset) {
+  lowp::GridCall<DeviceArrays> c;
+  lowp::gather_grid(c, x, out, bits);
+  lowp::check_frac(frac);
+  if (c.n == 0) return;
+  const cudaStream_t s = stream_for(c.in.device, "x");
+  const lowp::Grid g = lowp::fixed_point_grid(int(bits), int(frac));
+  py::gil_scoped_release nogil;
+  fixed_point_kernel<<<grid_for(c.n), kThreads, 0, s>>>(c.x, c.out, c.n, g, stochastic, seed, stream, offset);
+  check_launch("optkern._cuda lowp_quantize_fixed_point");
+}
+
+void quantize_block_fp(py::handle x, py::handle out, int64_t bits, int64_t block, bool stochastic, uint64_t seed,
+                       uint64_t stream, uint64_t offset) {
+  lowp::GridCall<DeviceArrays> c;
+  lowp::gather_grid(c, x, out, bits);
+  lowp::check_fp_block(block);
+  if (c.n == 0) return;
+  const cudaStream_t s = stream_for(c.in.device, "x");
+  const int64_t span = block == 0 || block > c.n ? c.n : block;  // block 0: the whole array
+  const int64_t nb = lowp::block_count(c.n, span);
+  constexpr int64_t kPerThread = 16;  // elements a thread reduces, about
+  int64_t per = (span + kThreads * kPerThread - 1) / (kThreads * kPerThread);
+  per = per < 1 ? 1 : (per > 4096 ? 4096 : per);
+  if (nb > int64_t(INT32_MAX) / per) throw py::value_error("x: too many blocks for one launch");
+  const ScratchBuffer buf(sizeof(uint32_t) * size_t(nb), s, c.in.device);
+  uint32_t* amax = buf.as<uint32_t>();
+  {
+    py::gil_scoped_release nogil;
+    check_cuda(cudaMemsetAsync(amax, 0, sizeof(uint32_t) * size_t(nb), s), "lowp_quantize_block_fp");
+    finite_absmax_kernel<<<unsigned(nb * per), kThreads, 0, s>>>(c.x, amax, c.n, span, per);
+    block_fp_kernel<<<grid_for(c.n), kThreads, 0, s>>>(c.x, c.out, amax, c.n, span, int(bits), stochastic, seed,
+                                                        stream, offset);
+  }
+  check_launch("optkern._cuda lowp_quantize_block_fp");
+}
+
 }  // namespace
 
 void register_lowp(py::module_& m) {
   sig::lowp_convert(m, &to_half, &from_half, &quantize_blockwise, &dequantize_blockwise);
+  sig::lowp_grid(m, &quantize_fixed_point, &quantize_block_fp);
 }
 
 }  // namespace optkern

@@ -38,7 +38,9 @@ __all__: list[str] = [
     "lbfgs_stats",
     "lowp_dequantize_blockwise",
     "lowp_from_half",
+    "lowp_quantize_block_fp",
     "lowp_quantize_blockwise",
+    "lowp_quantize_fixed_point",
     "lowp_step",
     "lowp_to_half",
     "nadam_",
@@ -389,11 +391,39 @@ def lowp_from_half(x: typing.Any, out: typing.Any, dtype: str) -> None:
     bfloat16/float16 bits (uint16 x) -> float32 out, exact.
     """
 
+def lowp_quantize_block_fp(
+    x: typing.Any,
+    out: typing.Any,
+    bits: typing.SupportsInt | typing.SupportsIndex,
+    block: typing.SupportsInt | typing.SupportsIndex,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    offset: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).
+    """
+
 def lowp_quantize_blockwise(
     x: typing.Any, codes: typing.Any, scales: typing.Any, block: typing.SupportsInt | typing.SupportsIndex
 ) -> None:
     """
     Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).
+    """
+
+def lowp_quantize_fixed_point(
+    x: typing.Any,
+    out: typing.Any,
+    bits: typing.SupportsInt | typing.SupportsIndex,
+    frac: typing.SupportsInt | typing.SupportsIndex,
+    stochastic: bool,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    offset: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.
     """
 
 def lowp_step(

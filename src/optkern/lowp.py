@@ -246,16 +246,29 @@ def decode_map(signed: bool) -> np.ndarray:
 # ---- SWALP's quantizers (Yang et al. 2019) ---------------------------------------------------------
 
 
-def _grid_call(fn, x, out, bits, extra, rounding, seed, step, offset):
+def _grid_call(name, x, out, bits, extra, rounding, seed, step, offset):
+    """SWALP's quantizer ``name`` of the native module of ``x`` (NumPy or CuPy) into ``out``."""
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
-    x = _float32(x)
+    x = _float32(x, cupy_ok=True)
+    on_gpu = _backend.is_cupy(x)
     if out is None:
-        out = np.empty_like(x)
-    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape:
-        raise TypeError(f"out: expected a float32 numpy.ndarray of shape {x.shape}")
+        out = _empty(x, x.shape, np.float32)
+    elif _backend.is_cupy(out) != on_gpu or out.dtype != np.float32 or tuple(out.shape) != tuple(x.shape):
+        kind = "cupy" if on_gpu else "numpy"
+        raise TypeError(f"out: expected a float32 {kind} array of shape {tuple(x.shape)}")
     bits = _backend.integer("bits", bits, lo=2)
-    fn(x, out, bits, extra, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset))
+    with _backend._device_of(x):
+        getattr(_native(x)[1], name)(
+            x,
+            out,
+            bits,
+            extra,
+            rounding == "stochastic",
+            _u64("seed", seed),
+            _u64("step", step),
+            _u64("offset", offset),
+        )
     return out
 
 
@@ -268,9 +281,10 @@ def quantize_fixed_point(
     in [0, 1) (``rounding='stochastic'``: unbiased inside the range; element i uses Philox word
     ``offset + i`` of stream ``step`` of ``seed``, as :func:`stochastic_round`) or rounding to
     nearest even (``'nearest'``). NaN stays NaN; values beyond the range (and +-inf) saturate.
-    Returns float32 (a new array, or ``out``, which may be ``x`` itself to quantize in place)."""
+    ``x``: float32, NumPy or CuPy (the same bits on both). Returns float32 (a new array on x's
+    device, or ``out``, which may be ``x`` itself to quantize in place)."""
     frac = _backend.integer("frac", frac, lo=-100)
-    return _grid_call(_backend.cpu.lowp_quantize_fixed_point, x, out, bits, frac, rounding, seed, step, offset)
+    return _grid_call("lowp_quantize_fixed_point", x, out, bits, frac, rounding, seed, step, offset)
 
 
 def quantize_block_fp(
@@ -283,4 +297,4 @@ def quantize_block_fp(
     grid of step ``2^(E - bits + 2)``: ``a`` keeps ``bits - 1`` significant bits and nothing finite
     clips. Rounding, NaN/inf and ``out`` as in :func:`quantize_fixed_point`."""
     block = _backend.integer("block", block, lo=0)
-    return _grid_call(_backend.cpu.lowp_quantize_block_fp, x, out, bits, block, rounding, seed, step, offset)
+    return _grid_call("lowp_quantize_block_fp", x, out, bits, block, rounding, seed, step, offset)

@@ -27,11 +27,18 @@ __all__ = ["SWALP"]
 _WHAT = ("weight", "grad", "momentum")
 
 
+def _zeros_like(a):
+    """Zeros of ``a``'s shape and dtype on its backend and device."""
+    with _backend._device_of(a):
+        return _backend.array_module(a).zeros_like(a)
+
+
 class SWALP:
     """Low-precision SGD with momentum + SWA in full precision.
 
     Args:
-      params: float32 arrays, updated in place (quantized at construction).
+      params: float32 arrays, NumPy or CuPy (all one kind), updated in place (quantized at
+        construction).
       lr, momentum, weight_decay: SGD's (torch's form, no dampening).
       number: "block_fp" (one shared exponent per ``block`` elements; 0: per array, as the paper's
         per-tensor blocks) or "fixed_point" (``frac`` fractional bits).
@@ -78,15 +85,21 @@ class SWALP:
         self.momentum = _backend.in_range("momentum", momentum, 0.0, 1.0)
         self.weight_decay = _backend.in_range("weight_decay", weight_decay, 0.0)
         self.params = _backend.as_list(params, "params")
+        # NumPy arrays on the CPU or CuPy arrays on one GPU, all of one kind
+        self._gpu = bool(self.params) and _backend.is_cupy(self.params[0])
+        self._kind = "cupy.ndarray" if self._gpu else "numpy.ndarray"
         for i, p in enumerate(self.params):
-            if not isinstance(p, np.ndarray) or p.dtype != np.float32 or not p.flags.c_contiguous:
-                raise TypeError(f"params[{i}]: expected a C-contiguous float32 numpy.ndarray")
+            if not self._is_kind(p) or p.dtype != np.float32 or not p.flags.c_contiguous:
+                raise TypeError(f"params[{i}]: expected a C-contiguous float32 {self._kind} (as params[0])")
         self.offsets = np.concatenate([[0], np.cumsum([p.size for p in self.params])]).tolist()
         self.t = 0
-        self.buffers = [np.zeros_like(p) for p in self.params] if self.momentum > 0 else None
+        self.buffers = [_zeros_like(p) for p in self.params] if self.momentum > 0 else None
         for i, p in enumerate(self.params):
             self._quantize("weight", i, p, out=p)
         self.swa = AveragedParams(self.params, mode="swa")
+
+    def _is_kind(self, a) -> bool:
+        return _backend.is_cupy(a) if self._gpu else isinstance(a, np.ndarray)
 
     def _quantize(self, what: str, i: int, x, out=None):
         kw = dict(
@@ -106,8 +119,8 @@ class SWALP:
         if len(grads) != len(self.params):
             raise ValueError(f"grads: expected {len(self.params)} arrays, got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, self.params)):
-            if not isinstance(g, np.ndarray) or g.dtype != np.float32 or g.shape != p.shape:
-                raise TypeError(f"grads[{i}]: expected a float32 numpy.ndarray of shape {p.shape}")
+            if not self._is_kind(g) or g.dtype != np.float32 or g.shape != p.shape:
+                raise TypeError(f"grads[{i}]: expected a float32 {self._kind} of shape {p.shape}")
         self.t += 1
         gq = [self._quantize("grad", i, g) for i, g in enumerate(grads)]
         functional.sgd_(

@@ -1,5 +1,6 @@
 // The arguments of the low-precision conversions (lowp_to_half, lowp_from_half,
-// lowp_quantize_blockwise, lowp_dequantize_blockwise), written once for optkern._cpu
+// lowp_quantize_blockwise, lowp_dequantize_blockwise) and of SWALP's quantizers
+// (lowp_quantize_fixed_point, lowp_quantize_block_fp), written once for optkern._cpu
 // (cpp/lowp.cpp, NumPy arrays) and optkern._cuda (cuda/lowp.cu, CuPy arrays): their Python
 // signatures and their checks, through the shared collector of optkern/call_args.hpp (dtype,
 // layout, sizes, one device, no output sharing memory with an input), all before anything
@@ -88,9 +89,56 @@ void gather_dequantize(Blocks<Arrays>& b, py::handle codes, py::handle scales, p
   b.args.check_overlap();
 }
 
+// ---- SWALP's quantizers (rules/lowp.hpp: quantize_grid) ----------------------------------------
+
+inline void check_bits(int64_t bits) {
+  if (bits < 2 || bits > 24) throw py::value_error("bits: expected 2..24, got " + std::to_string(bits));
+}
+
+inline void check_frac(int64_t frac) {
+  if (frac < -100 || frac > 100) throw py::value_error("frac: expected -100..100, got " + std::to_string(frac));
+}
+
+inline void check_fp_block(int64_t block) {
+  if (block < 0) throw py::value_error("block: expected >= 0 (0: one block), got " + std::to_string(block));
+}
+
+// float32 x (read) -> float32 out (written), n elements each; out is x itself (in place) or shares
+// no memory with it. Two collectors: the shared one refuses any overlap, in place included.
+template <class Arrays> struct GridCall {
+  Args<Arrays> in, out_args;
+  const float* x = nullptr;
+  float* out = nullptr;
+  int64_t n = 0;
+};
+template <class Arrays> void gather_grid(GridCall<Arrays>& g, py::handle x, py::handle out, int64_t bits) {
+  check_bits(bits);
+  const auto f32 = Arrays::dtype_named("float32");
+  g.x = g.in.template get<const float>(x, "x", f32, -1, false);
+  g.n = element_count<Arrays>(x);
+  g.out_args.device = g.in.device;  // (one device for both)
+  g.out = g.out_args.template get<float>(out, "out", f32, g.n, true);
+  const auto xl = reinterpret_cast<uintptr_t>(g.x), ol = reinterpret_cast<uintptr_t>(g.out);
+  const auto bytes = uintptr_t(g.n) * 4u;
+  if (xl != ol && xl < ol + bytes && ol < xl + bytes)
+    throw py::value_error("out: overlaps x without being x (quantize in place with out=x, or into a new array)");
+}
+
 }  // namespace lowp
 
 namespace sig {
+
+// SWALP's two quantizers' Python signatures, the same in both modules.
+template <class Fixed, class BlockFp> void lowp_grid(pybind11::module_& m, Fixed fixed, BlockFp block_fp) {
+  using pybind11::arg;
+  m.def("lowp_quantize_fixed_point", fixed, arg("x"), arg("out"), arg("bits"), arg("frac"), arg("stochastic"),
+        arg("seed"), arg("stream"), arg("offset"),
+        "SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.");
+  m.def("lowp_quantize_block_fp", block_fp, arg("x"), arg("out"), arg("bits"), arg("block"), arg("stochastic"),
+        arg("seed"), arg("stream"), arg("offset"),
+        "SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).");
+}
+
 
 // The four conversions' Python signatures, the same in both modules.
 template <class ToHalf, class FromHalf, class Quantize, class Dequantize>

@@ -28,9 +28,9 @@ below. optkern's kernels must move at least (float32 x, y; bf16/fp16 h)::
   from_half bf16           10/6   h read (2), y written (4)
   quantize_blockwise        6.03125/5.015625  x read, codes (1) and one float32 scale per 256 written
   dequantize_blockwise      9.015625/5.015625 codes and scales read, y written
-  quantize_fixed_point out= 12/-  x read, out written (CPU only: no CUDA path)
-  quantize_block_fp out=    16/-  block=0 (one exponent for the array): x read for its absmax, then
-                                  read again and out written (CPU only)
+  quantize_fixed_point out= 12/8  x read, out written
+  quantize_block_fp out=    16/12 block=0 (one exponent for the array): x read for its absmax, then
+                                  read again and out written
   dropout, dropout_backward 12/8  x (dy) read, y (dx) written; the mask is regenerated, not stored
   weight_norm               12/8  v read (each row's norm pass leaves it in cache for the scale
                                   pass), w written; g and the norms (1 per row) not counted
@@ -50,8 +50,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import NamedTuple
-
-import numpy as np
 
 from .optim import _model, arrays, prepare, probe_rows, split, tensors, with_probes
 from .probe import M, size_label
@@ -166,7 +164,7 @@ def _grid(name: str):
         from optkern import lowp
 
         x = _flat(n, device)
-        out = np.empty_like(x)
+        out = x.copy()  # (on x's device)
         fn = getattr(lowp, name)
         return lambda: fn(x, seed=SEED, out=out)
 
@@ -273,8 +271,8 @@ CASES: dict[str, Case] = {
     "from_half bf16": Case(_from_half, 2, 0, 4, ("float", _t_float)),
     "quantize_blockwise": Case(_quantize, 4, 0, 1 + 4 / 256),
     "dequantize_blockwise": Case(_dequantize, 1 + 4 / 256, 0, 4),
-    "quantize_fixed_point out=": Case(_grid("quantize_fixed_point"), 4, 0, 4, cuda=False),
-    "quantize_block_fp out=": Case(_grid("quantize_block_fp"), 8, 0, 4, cuda=False),
+    "quantize_fixed_point out=": Case(_grid("quantize_fixed_point"), 4, 0, 4),
+    "quantize_block_fp out=": Case(_grid("quantize_block_fp"), 8, 0, 4),
     "dropout": Case(_dropout, 4, 0, 4, ("F.dropout", _t_dropout)),
     "dropout_backward": Case(_dropout_backward, 4, 0, 4),
     "weight_norm dim=0 square v": Case(_weight_norm, 4, 0, 4, ("_weight_norm", _t_weight_norm)),
