@@ -171,8 +171,18 @@ struct HostArrays {
   using List = ArrayList;
   static constexpr const char* kTypeName = "numpy.ndarray";
   static bool is_array(py::handle h) { return py::isinstance<py::array>(h); }
-  static std::string dtype_name(py::handle h) { return optkern::dtype_name(py::reinterpret_borrow<py::array>(h).dtype()); }
-  static DType dtype_named(const std::string& n) { return py::dtype(n); }
+  // (float32 / float64 answered without NumPy's dtype.__str__, which runs Python code: ~4 us a call)
+  static std::string dtype_name(py::handle h) {
+    const py::dtype dt = py::reinterpret_borrow<py::array>(h).dtype();
+    if (dt.equal(py::dtype::of<float>())) return "float32";
+    if (dt.equal(py::dtype::of<double>())) return "float64";
+    return optkern::dtype_name(dt);
+  }
+  static DType dtype_named(const std::string& n) {
+    if (n == "float32") return py::dtype::of<float>();
+    if (n == "float64") return py::dtype::of<double>();
+    return py::dtype(n);
+  }
   static std::vector<int64_t> shape(py::handle h) {
     const auto a = py::reinterpret_borrow<py::array>(h);
     return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
