@@ -37,3 +37,11 @@ def same_bits(got, want, what):
         np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{what}: NaN positions")
         got, want = np.where(nan, 0, got).astype(want.dtype), np.where(nan, 0, want).astype(want.dtype)
     np.testing.assert_array_equal(got.view(u), want.view(u), err_msg=what)
+
+
+def raised(fn):
+    """(type, message) of the TypeError / ValueError ``fn()`` raises (it must raise one): the CUDA
+    module's errors are compared with the CPU module's for the same bad call."""
+    with pytest.raises((TypeError, ValueError)) as e:
+        fn()
+    return type(e.value), str(e.value)

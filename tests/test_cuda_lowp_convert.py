@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpu import require_gpu, same_bits
+from gpu import raised, require_gpu, same_bits
 from optkern import _backend, lowp
 
 cp, _cuda = require_gpu()
@@ -96,12 +96,6 @@ def test_dequantizing_any_codes_and_scales_as_on_the_cpu(block):
     bits_equal(got, lowp.dequantize_blockwise(codes, scales, block), "dequantize")
 
 
-def _error(fn):
-    with pytest.raises((TypeError, ValueError)) as e:
-        fn()
-    return type(e.value), str(e.value)
-
-
 def _cases(xp):
     """(name, function name, args) of bad native calls, built with array module xp."""
     f32, u16, u8 = xp.zeros(100, xp.float32), xp.zeros(100, xp.uint16), xp.zeros(100, xp.uint8)
@@ -124,7 +118,7 @@ def _cases(xp):
 def test_bad_input_raises_the_cpu_error(k):
     name, fn, host_args = _cases(np)[k]
     _, _, dev_args = _cases(cp)[k]
-    assert _error(lambda: getattr(_cuda, fn)(*dev_args)) == _error(lambda: getattr(_cpu, fn)(*host_args)), name
+    assert raised(lambda: getattr(_cuda, fn)(*dev_args)) == raised(lambda: getattr(_cpu, fn)(*host_args)), name
 
 
 def test_host_arrays_are_named():
