@@ -21,6 +21,7 @@
 #include "py_arrays.hpp"
 #include "optkern/common.hpp"
 #include "lane_sums.hpp"
+#include "lbfgs_blocks.hpp"
 #include "multi_tensor.hpp"
 #include "parallel.hpp"
 #include "optkern/rules/second_order.hpp"
@@ -29,18 +30,10 @@
 namespace optkern {
 namespace {
 namespace rs = rules;
-
-// Columns per sub-block. Direction: its accumulator (16 KiB in float32) stays in L1 while two row
-// pairs stream past it; against the 23-array read probe in the same process (k = 11, 16M floats,
-// 2 threads, 2026-12-01): 1024 columns 88%, 4096 96-98%, 8192 95%, 16384 89% when the VM's memory
-// read 46-47 GB/s; 70% (1024) and 82-84% (4096) when it read 76-78 GB/s. Push: the new pair
-// and g stay in L2 (3 x 128 KiB in float32: Zen 3's L2 is 512 KiB) while each row's 32768 columns
-// stream past them: the longer each row's run, the fewer restarts of the hardware-prefetched
-// streams. Push alone, 16M floats, 2 threads, one row per pass, k = 10 / 100 (2026-12-01, EPYC):
-// 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 45 / 374, 16384 43 / 364, 32768 43 / 344; with
-// rows in pairs against the read probe in the same process: 4096 48%, 8192 53-77%, 32768 58-79%.
-constexpr int64_t kPushSub = 32768;
-constexpr int64_t kSub = 4096;
+using lbfgs::direction_block;
+using lbfgs::kPushSub;
+using lbfgs::kSub;
+using lbfgs::push_block;
 
 // The history: rows S[j], Y[j] (oldest first), each a 1-D array of n elements, read only.
 struct History {
@@ -124,156 +117,6 @@ void check_disjoint(const History& h, const std::vector<Named>& vecs) {
   std::vector<NamedList> all{{"S", &S, false}, {"Y", &Y, false}};
   for (size_t i = 0; i < vecs.size(); ++i) all.push_back({vecs[i].name, &v[i], vecs[i].written});
   check_no_overlap(all, 1);
-}
-
-// The five inner products of R history rows (srow[r], yrow[r]) with the new pair and g over one
-// sub-block, in one pass: 5 R accumulators of W lanes (GCC vector extension: one AVX2 vector each),
-// lane l taking elements l, l + W, ... (folded in a fixed tree, the tail added in order), so the
-// association of a sum depends on len only -- not on the thread count or the row's neighbours.
-// The push is bound by loading the cached pair and g from L2 (3 x 128 KiB), not by memory: R rows
-// per pass load them once for R rows. Against the read probe in the same process (16M floats,
-// 2 threads, k = 10 / 11 / 100): R = 2 81 / 81 / 85%, R = 3 81-83 / 85 / 88%, R = 4 84-85 / 87-90 /
-// 94%, R = 8 57-59% (its 40 accumulators spill); one row at a time with 2-3 cached terms ~58%.
-template <class T, int R>
-OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_RESTRICT yc, const T* OK_RESTRICT gg,
-                             const T* const* srow, const T* const* yrow, T (*v)[rs::kPushPerRow]) {
-  typedef T V __attribute__((vector_size(32)));  // W lanes, held in registers (GCC vector extension)
-  constexpr int64_t W = 32 / int64_t(sizeof(T));
-  constexpr int Q = rs::kPushPerRow;
-  // Software prefetch 1 KiB ahead in each of the 2 R row streams: per core the hardware prefetcher
-  // alone kept too few of them in flight (one thread read 23 GB/s here, 30 GB/s with it). Against
-  // the read probe (k = 11 / 100, 2 threads): 64-70% -> 74-79% when this VM's memory read 77 GB/s,
-  // 86-90% -> 83% when it read 48 (further ahead, 4 KiB: 67-68%; 512 B: 65%).
-  constexpr int64_t kAhead = 1024 / int64_t(sizeof(T)), kLine = 64 / int64_t(sizeof(T));
-  // (loads into a reference: a function returning an AVX vector would change the baseline clone's ABI)
-  const auto ld = [](V& x, const T* p) { std::memcpy(&x, p, sizeof(V)); };
-  V acc[R * Q] = {};
-  int64_t i = 0;
-  for (; i + W <= len; i += W) {
-    V s, y, g;
-    ld(s, sc + i);
-    ld(y, yc + i);
-    ld(g, gg + i);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      V sj, yj;
-      if (i % kLine == 0 && i + kAhead < len) {  // once per cache line, inside the sub-block
-        __builtin_prefetch(srow[r] + i + kAhead);
-        __builtin_prefetch(yrow[r] + i + kAhead);
-      }
-      ld(sj, srow[r] + i);
-      ld(yj, yrow[r] + i);
-      acc[r * Q + rs::kSnewYj] += s * yj;
-      acc[r * Q + rs::kYnewSj] += y * sj;
-      acc[r * Q + rs::kYnewYj] += y * yj;
-      acc[r * Q + rs::kGSj] += g * sj;
-      acc[r * Q + rs::kGYj] += g * yj;
-    }
-  }
-  T lanes[R * Q][W];
-  std::memcpy(lanes, acc, sizeof(acc));
-  for (auto& a : lanes)
-    for (int64_t w = W / 2; w > 0; w /= 2)
-      for (int64_t l = 0; l < w; ++l) a[l] += a[l + w];
-  for (; i < len; ++i)
-    for (int r = 0; r < R; ++r) {
-      lanes[r * Q + rs::kSnewYj][0] += sc[i] * yrow[r][i];
-      lanes[r * Q + rs::kYnewSj][0] += yc[i] * srow[r][i];
-      lanes[r * Q + rs::kYnewYj][0] += yc[i] * yrow[r][i];
-      lanes[r * Q + rs::kGSj][0] += gg[i] * srow[r][i];
-      lanes[r * Q + rs::kGYj][0] += gg[i] * yrow[r][i];
-    }
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < Q; ++q) v[r][q] = lanes[r * Q + q][0];
-}
-
-// One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
-// row with the L1-resident new pair and gradient, added to acc.
-template <class T>
-OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, T* sn, T* yn,
-                          const T* g, T* prev_g, const T* d, T t, double* acc) {
-  T* OK_RESTRICT yc = yn + lo;
-  T* OK_RESTRICT sc = sn + lo;
-  T* OK_RESTRICT pg = prev_g + lo;
-  const T* OK_RESTRICT gg = g + lo;
-  const T* OK_RESTRICT dd = d + lo;
-#pragma omp simd
-  for (int64_t i = 0; i < len; ++i) {
-    yc[i] = gg[i] - pg[i];
-    sc[i] = t * dd[i];
-    pg[i] = gg[i];
-  }
-  constexpr int R = 4;  // rows per pass: the cached pair and g loaded once for four rows
-  for (int64_t j = 0; j < k; j += R) {
-    // Sums in T within the sub-block (float32: twice the lanes, no conversions), then float64. Past
-    // the last row, the pass repeats the last row (its extra sums are dropped).
-    const T* srow[R];
-    const T* yrow[R];
-    for (int r = 0; r < R; ++r) {
-      const size_t jr = size_t(j + r < k ? j + r : k - 1);
-      srow[r] = S.ptr<T>(jr) + lo;
-      yrow[r] = Y.ptr<T>(jr) + lo;
-    }
-    T v[R][rs::kPushPerRow];
-    row_dots<T, R>(len, sc, yc, gg, srow, yrow, v);
-    for (int r = 0; r < R && j + r < k; ++r)
-      for (int q = 0; q < rs::kPushPerRow; ++q) acc[(j + r) * rs::kPushPerRow + q] += double(v[r][q]);
-  }
-  T v[rs::kPushSelf];
-  lane_sums<rs::kPushSelf, T>(len, [&](int64_t i, T* w) {
-    w[rs::kYS] = yc[i] * sc[i];
-    w[rs::kYY] = yc[i] * yc[i];
-    w[rs::kGS] = gg[i] * sc[i];
-    w[rs::kGY] = gg[i] * yc[i];
-  }, v);
-  for (int q = 0; q < rs::kPushSelf; ++q) acc[rs::kPushPerRow * k + q] += double(v[q]);
-}
-
-// One sub-block of the direction pass: d = g_scale g + sum_j cy_j y_j + cs_j s_j, accumulated in T
-// in L1 (as torch's axpys are; float32 keeps the full SIMD width); returns g.d over the block and
-// raises *m to max |d| (NaN-sticky through *nan). Rows go two pairs at a time: one pair per pass
-// kept two streams in flight per thread and read 15.8-17.1 GB/s, two pairs 21.2 GB/s (a standalone
-// copy of this loop, 16M floats, k = 10, 2 threads).
-template <class T>
-OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len,
-                                 const double* cs, const double* cy, const T* g, double g_scale, T* d, double* m,
-                                 int* nan) {
-  T acc[kSub];
-  const T* OK_RESTRICT gg = g + lo;
-  const T gs = T(g_scale);
-#pragma omp simd
-  for (int64_t i = 0; i < len; ++i) acc[i] = gs * gg[i];
-  int64_t j = 0;
-  for (; j + 2 <= k; j += 2) {  // two row pairs per pass: four memory streams in flight, not two
-    const T* OK_RESTRICT s0 = S.ptr<T>(size_t(j)) + lo;
-    const T* OK_RESTRICT y0 = Y.ptr<T>(size_t(j)) + lo;
-    const T* OK_RESTRICT s1 = S.ptr<T>(size_t(j + 1)) + lo;
-    const T* OK_RESTRICT y1 = Y.ptr<T>(size_t(j + 1)) + lo;
-    const T a0 = T(cy[j]), b0 = T(cs[j]), a1 = T(cy[j + 1]), b1 = T(cs[j + 1]);
-#pragma omp simd
-    for (int64_t i = 0; i < len; ++i) acc[i] += (a0 * y0[i] + b0 * s0[i]) + (a1 * y1[i] + b1 * s1[i]);
-  }
-  if (j < k) {
-    const T* OK_RESTRICT sj = S.ptr<T>(size_t(j)) + lo;
-    const T* OK_RESTRICT yj = Y.ptr<T>(size_t(j)) + lo;
-    const T a = T(cy[j]), b = T(cs[j]);
-#pragma omp simd
-    for (int64_t i = 0; i < len; ++i) acc[i] += a * yj[i] + b * sj[i];
-  }
-  T* OK_RESTRICT dd = d + lo;
-  double mx = *m;
-  int bad = 0;
-#pragma omp simd reduction(max : mx) reduction(| : bad)
-  for (int64_t i = 0; i < len; ++i) {
-    const T v = acc[i];
-    dd[i] = v;
-    const double a = std::fabs(double(v));
-    mx = a > mx ? a : mx;
-    bad |= (a != a);
-  }
-  *m = mx;
-  *nan |= bad;
-  return lane_sum<double>(len, [&](int64_t i) { return double(gg[i]) * double(dd[i]); });
 }
 
 template <class T>

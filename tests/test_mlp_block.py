@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from optkern import hessian
-from optkern.hessian.operators import block_indices
+from optkern.hessian.mlp_operator import block_indices
 from optkern.nn import MLP
 
 CASES = [

@@ -12,7 +12,8 @@ layer); estimators take any operator on NumPy or CuPy vectors: ``trace``
 from .cg import CGResult, cg
 from .density import SpectralDensity, gradient_concentration, spectral_density
 from .lanczos import EigenResult, PowerResult, lanczos, power_iteration, top_eigenvalues
-from .operators import CurvatureOperator, as_operator, from_grad, from_hvp, from_mlp, with_progress
+from .mlp_operator import from_mlp
+from .operators import CurvatureOperator, as_operator, from_grad, from_hvp, with_progress
 from .trace import TraceResult, trace
 
 __all__ = [

@@ -1,0 +1,185 @@
+// The device kernels of L-BFGS's passes (cuda/lbfgs.cu checks the arguments and launches them):
+// the new pair, the history dots with block partials summed in order, the direction, the
+// parameter moves and the gradient statistics. Included by lbfgs.cu only.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "multi_tensor.cuh"
+#include "optkern/rules/second_order.hpp"
+
+namespace optkern {
+namespace lbfgsgpu {
+namespace rs = rules;
+
+constexpr int kThreads = 256;
+constexpr int kRows = 4;  // history rows per block of the dots kernel (5 kRows accumulators per thread)
+
+inline int64_t num_blocks(int64_t n, int64_t per, int64_t max_blocks) {
+  const int64_t b = (n + per - 1) / per;
+  return b < 1 ? 1 : (b > max_blocks ? max_blocks : b);
+}
+
+// Fixed-tree sum (or NaN-sticky max) of one value per thread; all threads get the result.
+template <bool Max> __device__ double block_reduce(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      const double a = sh[threadIdx.x], b = sh[threadIdx.x + s];
+      sh[threadIdx.x] = Max ? ((b > a || b != b) ? b : a) : a + b;
+    }
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+// y_new = g - prev_g, s_new = t d, prev_g = g.
+template <class T>
+__global__ void new_pair_kernel(T* __restrict__ sn, T* __restrict__ yn, const T* __restrict__ g, T* __restrict__ pg,
+                                const T* __restrict__ d, T t, int64_t n) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    const T gj = g[j];
+    yn[j] = gj - pg[j];
+    sn[j] = t * d[j];
+    pg[j] = gj;
+  }
+}
+
+// Block (b, r) covers columns of segment b and history rows kRows r .. kRows r + kRows - 1; the
+// last row group (r == groups - 1 when it holds no history row) takes the new pair's own dots.
+// part[q * nb + b] = the partial of dot q over segment b.
+template <class T>
+__global__ void dots_kernel(const T* const* __restrict__ S, const T* const* __restrict__ Y, const T* __restrict__ sn,
+                            const T* __restrict__ yn, const T* __restrict__ g, double* __restrict__ part, int64_t n,
+                            int64_t nb, int64_t k) {
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const int64_t r0 = int64_t(blockIdx.y) * kRows;
+  if (r0 >= k) {  // the self group
+    double acc[rs::kPushSelf] = {0.0, 0.0, 0.0, 0.0};
+    for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+      const double s = sn[j], y = yn[j], gg = g[j];
+      acc[rs::kYS] += y * s;
+      acc[rs::kYY] += y * y;
+      acc[rs::kGS] += gg * s;
+      acc[rs::kGY] += gg * y;
+    }
+    for (int q = 0; q < rs::kPushSelf; ++q) {
+      const double v = block_reduce<false>(acc[q], sh);
+      if (threadIdx.x == 0) part[(rs::kPushPerRow * k + q) * nb + b] = v;
+    }
+    return;
+  }
+  const int rows = int(k - r0 < kRows ? k - r0 : kRows);
+  double acc[kRows][rs::kPushPerRow] = {};
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double s = sn[j], y = yn[j], gg = g[j];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (i < rows) {
+        const double sj = S[r0 + i][j], yj = Y[r0 + i][j];
+        acc[i][rs::kSnewYj] += s * yj;
+        acc[i][rs::kYnewSj] += y * sj;
+        acc[i][rs::kYnewYj] += y * yj;
+        acc[i][rs::kGSj] += gg * sj;
+        acc[i][rs::kGYj] += gg * yj;
+      }
+    }
+  }
+  for (int i = 0; i < rows; ++i)
+    for (int q = 0; q < rs::kPushPerRow; ++q) {
+      const double v = block_reduce<false>(acc[i][q], sh);
+      if (threadIdx.x == 0) part[((r0 + i) * rs::kPushPerRow + q) * nb + b] = v;
+    }
+}
+
+// out[q] = sum_b part[q * nb + b] in block order (Max: NaN-sticky max for q == 1 of the direction).
+__global__ void sum_parts_kernel(const double* __restrict__ part, double* __restrict__ out, int64_t Q, int64_t nb,
+                                 int64_t max_row) {
+  const int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (q >= Q) return;
+  double s = 0.0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const double v = part[q * nb + b];
+    s = q == max_row ? ((v > s || v != v) ? v : s) : s + v;
+  }
+  out[q] = s;
+}
+
+// d = g_scale g + sum_j cy_j Y_j + cs_j S_j (accumulated in T); part: g.d and max |d| per block.
+template <class T>
+__global__ void direction_kernel(const T* const* __restrict__ S, const T* const* __restrict__ Y,
+                                 const double* __restrict__ cs, const double* __restrict__ cy,
+                                 const T* __restrict__ g, double g_scale, T* __restrict__ d,
+                                 double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double gd = 0.0, m = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double gj = g[j];
+    T acc = T(g_scale) * g[j];  // in T, as on the CPU
+    for (int64_t i = 0; i < k; ++i) acc += T(cy[i]) * Y[i][j] + T(cs[i]) * S[i][j];
+    const T v = acc;
+    d[j] = v;
+    gd += gj * double(v);
+    const double a = fabs(double(v));
+    m = (a > m || a != a) ? a : m;
+  }
+  gd = block_reduce<false>(gd, sh);
+  m = block_reduce<true>(m, sh);
+  if (threadIdx.x == 0) {
+    part[b] = gd;
+    part[nb + b] = m;
+  }
+}
+
+// p = x + t d (Save: x = p first) for every param, one multi-tensor launch (multi_tensor.cuh)
+// over the params and their slices of the flat x and d.
+template <class T, bool Save> struct MoveOp {
+  static constexpr int kDepth = 3;                         // p, x, d
+  static constexpr unsigned kWritten = Save ? 3u : 1u;     // p, and x when saving
+  T t;
+  __device__ MoveOp load() const { return *this; }
+  __device__ void operator()(T* v) const {
+    if constexpr (Save) {
+      const T p = v[0];
+      v[1] = p;
+      v[0] = rs::move(p, v[2], t);
+    } else {
+      v[0] = rs::move(v[1], v[2], t);
+    }
+  }
+};
+
+// part: max |g| and sum |g| per block.
+template <class T>
+__global__ void stats_kernel(const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb) {
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double m = 0.0, s = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double a = fabs(double(g[j]));
+    m = (a > m || a != a) ? a : m;
+    s += a;
+  }
+  m = block_reduce<true>(m, sh);
+  s = block_reduce<false>(s, sh);
+  if (threadIdx.x == 0) {
+    part[b] = m;
+    part[nb + b] = s;
+  }
+}
+
+}  // namespace lbfgsgpu
+}  // namespace optkern

@@ -1,0 +1,152 @@
+"""Exact curvature operators of the built-in MLP (``optkern.nn.MLP``): the loss Hessian or
+Gauss-Newton matrix at given parameters over one or many batches, optionally restricted to the
+principal sub-matrix of some layers, and summed over MPI ranks."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .. import _backend
+from .operators import CurvatureOperator, _operator_class
+
+
+def from_mlp(
+    model,
+    params,
+    x=None,
+    y=None,
+    *,
+    kind: str = "hessian",
+    batches=None,
+    reduction: str = "mean",
+    progress: Callable | None = None,
+    block=None,
+    block_size: int = 16,
+    comm=None,
+    **kwargs,
+) -> CurvatureOperator:
+    """Exact curvature operator of an ``optkern.nn.MLP`` loss at ``params``.
+
+    ``matmat`` pushes up to ``block_size`` vectors at a time through one forward
+    pass (``MLP.hvp_block`` / ``ggn_block``: GEMMs of width ``k * batch``), so
+    Hutch++ sketches, block Lanczos and multi-probe SLQ share the forward work.
+
+    Args:
+      model: the ``optkern.nn.MLP``.
+      params: flat parameters.
+      x, y: one batch; or give ``batches`` instead.
+      kind: ``"hessian"`` (Pearlmutter HVP) or ``"ggn"`` (Gauss-Newton, PSD).
+      batches: a re-iterable sequence of ``(x, y)`` mini-batches; each product
+        runs over all of them (data-parallel friendly: every batch is independent).
+      reduction: ``"mean"`` weights batch ``b`` by ``n_b / sum n_b`` (the mean
+        loss over all rows; with batch norm, the mean of per-batch losses),
+        ``"sum"`` adds the per-batch products.
+      progress: optional ``progress(done, total)`` called after each batch.
+      comm: an ``optkern.distributed.Communicator`` (or mpi4py communicator) when the rows
+        are split across ranks: ``x, y`` / ``batches`` are this rank's rows (possibly none),
+        products are scaled by this rank's share of the global rows and summed over the
+        ranks in rank order (``optkern.distributed.distributed``): every rank gets the
+        single-process operator on the concatenated data, bit for bit the same everywhere.
+      block: None (all parameters), or ``"layerI"`` (1-based: ``"layer1"`` is the
+        first Linear layer with its bias and, if any, its normalization's
+        ``gamma``/``beta``), or a sequence of such names: the operator is the
+        principal sub-matrix of the curvature on those parameters (per-layer
+        spectra, traces and top eigenvalues), of size ``block_indices(...)``.
+      block_size: the most vectors one block product carries (memory: that many
+        times a single product's R-activations).
+    """
+    if kwargs:
+        raise TypeError(f"from_mlp: unexpected keyword argument {next(iter(kwargs))!r}")
+    if kind not in ("hessian", "ggn"):
+        raise ValueError(f"kind: expected 'hessian' or 'ggn', got {kind!r}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+    block_size = _backend.integer("block_size", block_size, lo=1)
+    if batches is None:
+        if x is None or y is None:
+            raise ValueError("x, y: give one batch (x, y) or batches=[(x, y), ...]")
+        batches = [(x, y)]
+    elif x is not None or y is not None:
+        raise ValueError("x, y: give either one batch (x, y) or batches, not both")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: needs at least one (x, y) batch")
+    total = sum(int(bx.shape[0]) for bx, _ in batches)
+    weights = [int(bx.shape[0]) / max(total, 1) if reduction == "mean" else 1.0 for bx, _ in batches]
+    product = model.hvp if kind == "hessian" else model.ggn_vp
+    product_block = model.hvp_block if kind == "hessian" else model.ggn_block
+    xp = _backend.array_module(params)
+    idx = None if block is None else xp.asarray(block_indices(model, block))
+
+    def over_batches(fn, v, into=None):
+        out = None
+        for i, ((bx, by), w) in enumerate(zip(batches, weights)):
+            if out is None:  # the first batch's product goes straight to `into` when given
+                out = fn(params, bx, by, v) if into is None else fn(params, bx, by, v, out=into)
+                if w != 1.0:
+                    out *= w
+            else:
+                hv = fn(params, bx, by, v)
+                out += hv * w if w != 1.0 else hv
+            if progress is not None:
+                progress(i + 1, len(batches))
+        return out
+
+    def matvec(v):
+        if idx is None:
+            return over_batches(product, v)
+        full = xp.zeros(model.num_params, dtype=model.dtype)
+        full[idx] = v
+        return over_batches(product, full)[idx]
+
+    def matmat(V):  # V: (n, k) columns; the MLP takes directions as rows
+        out = xp.empty(V.shape, dtype=model.dtype)
+        for c0 in range(0, V.shape[1], block_size):
+            c1 = min(c0 + block_size, V.shape[1])
+            if idx is None:
+                rows = xp.ascontiguousarray(V[:, c0:c1].T)
+            else:
+                rows = xp.zeros((c1 - c0, model.num_params), dtype=model.dtype)
+                rows[:, idx] = V[:, c0:c1].T
+            r = over_batches(product_block, rows)
+            out[:, c0:c1] = (r if idx is None else r[:, idx]).T
+        return out
+
+    n = model.num_params if idx is None else int(idx.shape[0])
+    name = f"mlp-{kind}" + ("" if block is None else f"[{block if isinstance(block, str) else ','.join(block)}]")
+
+    def into(v, out):
+        over_batches(product, v, out)
+
+    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None)
+    if comm is None:
+        return op
+    from ..distributed import distributed, global_share
+
+    return distributed(op, comm, global_share(total, comm) if reduction == "mean" else 1.0)
+
+
+def block_indices(model, block):
+    """Flat parameter indices (ascending NumPy int64) of ``block`` in ``model``'s layout.
+
+    ``block``: ``"layerI"`` (1-based) or a sequence of such names; each names one
+    Linear layer's ``W``, ``b`` and normalization ``gamma``/``beta``.
+    """
+    names = [block] if isinstance(block, str) else list(block) if isinstance(block, (list, tuple)) else None
+    if not names or not all(isinstance(b, str) for b in names):
+        raise TypeError(f"block: expected 'layerI' or a sequence of such names, got {block!r}")
+    ranges = []
+    for b in names:
+        num = b[5:] if b.startswith("layer") else ""
+        if not num.isdigit() or not 1 <= int(num) <= model.num_layers:
+            raise ValueError(f"block: expected 'layer1' ... 'layer{model.num_layers}', got {b!r}")
+        entries = model.layout[int(num) - 1].values()
+        lo = min(off for off, _ in entries)
+        hi = max(off + math.prod(shape) for off, shape in entries)
+        ranges.append((lo, hi))
+    if len(set(ranges)) != len(ranges):
+        raise ValueError(f"block: names a layer twice: {block!r}")
+    return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in sorted(ranges)])
