@@ -256,7 +256,10 @@ def real(name: str, value) -> float:
     """A finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name}: must be finite, got an integer of {int(value).bit_length()} bits") from None
     if not math.isfinite(v):
         raise ValueError(f"{name}: must be finite, got {v}")
     return v
@@ -285,12 +288,18 @@ def nonnegative(name: str, value) -> float:
     return in_range(name, value, 0.0, None)
 
 
-def integer(name: str, value, lo=None) -> int:
+INT64_MAX = 2**63 - 1
+
+
+def integer(name: str, value, lo=None, hi=None) -> int:
+    """An integer in [lo, hi] (None: unbounded; ``hi=INT64_MAX`` for what a native call takes as int64)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     v = int(value)
     if lo is not None and v < lo:
         raise ValueError(f"{name}: must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name}: must be <= {hi}, got {v}")
     return v
 
 
