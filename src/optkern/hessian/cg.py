@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _backend
-from .operators import as_operator
+from .operators import as_operator, real_array
 
 
 @dataclass
@@ -45,7 +45,7 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
     if M is not None and precond_diag is not None:
         raise ValueError("M, precond_diag: give at most one preconditioner")
     if precond_diag is not None:
-        d = xp.asarray(precond_diag)
+        d = real_array(xp, precond_diag, "precond_diag")  # in its own dtype: 1 / d is taken in it
         if d.shape != (n,):
             raise ValueError(f"precond_diag: expected shape ({n},), got {tuple(d.shape)}")
         dmin = float(d.min()) if n else 1.0
@@ -57,8 +57,16 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         return None
     if callable(M) and not hasattr(M, "matvec"):
         return M
-    op = as_operator(M) if not hasattr(M, "matvec") else M
+    op = as_operator(M, "M") if not hasattr(M, "matvec") else M
+    shape = getattr(op, "shape", None)
+    if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
+        raise ValueError(f"M: expected an operator of shape ({n}, {n}) like A, got {tuple(shape)}")
     return op.matvec
+
+
+def _finite(xp, v, name: str) -> None:
+    if v.size and not math.isfinite(float(xp.abs(v).max())):
+        raise ValueError(f"{name}: has NaN or Inf entries")
 
 
 def cg(
@@ -95,18 +103,17 @@ def cg(
     n = op.shape[0]
     xp = getattr(op, "xp", np)
     dtype = np.dtype(op.dtype)
-    bv = xp.asarray(b)
-    if bv.shape not in ((n,), (n, 1)):
-        raise ValueError(f"b: expected shape ({n},), got {tuple(bv.shape)}")
-    bv = xp.ascontiguousarray(bv.reshape(n), dtype=dtype)
+    bv = op._vector(b, "b")  # (n,) or (n, 1), real, in the operator's dtype
     rtol = _backend.nonnegative("rtol", rtol)
     atol = _backend.nonnegative("atol", atol)
     damping = _backend.nonnegative("damping", damping)
     maxiter = 10 * n if maxiter is None else _backend.integer("maxiter", maxiter, lo=0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
-    if not math.isfinite(float(xp.abs(bv).max())) if n else False:
-        raise ValueError("b: has NaN or Inf entries")
+    _finite(xp, bv, "b")
+    x = None if x0 is None else xp.array(op._vector(x0, "x0"))  # a copy: x0 is not modified
+    if x is not None:
+        _finite(xp, x, "x0")
     precond = _preconditioner(M, precond_diag, n, xp, dtype)
     mod = _backend.backend(("b", bv))
     matvecs = 0
@@ -121,16 +128,17 @@ def cg(
         return xp.ascontiguousarray(y.reshape(n), dtype=dtype)
 
     def preconditioned(r):
-        return r if precond is None else xp.ascontiguousarray(xp.asarray(precond(r)).reshape(n), dtype=dtype)
+        if precond is None:
+            return r
+        z = xp.asarray(precond(r))
+        if z.size != n:
+            raise ValueError(f"M: returned shape {tuple(z.shape)} for a vector of {n}")
+        return xp.ascontiguousarray(z.reshape(n), dtype=dtype)
 
-    if x0 is None:
+    if x is None:
         x = xp.zeros(n, dtype=dtype)
         r = bv.copy()
     else:
-        x = xp.asarray(x0)
-        if x.shape not in ((n,), (n, 1)):
-            raise ValueError(f"x0: expected shape ({n},), got {tuple(x.shape)}")
-        x = xp.array(x.reshape(n), dtype=dtype)
         r = bv.copy()
         if bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
             mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _backend, _malloc
 from ._probes import rademacher
+from .operators import unit_vector
 
 _CHUNK = 1 << 16  # columns per pass when Ritz vectors are formed in place (bounded scratch memory)
 
@@ -64,11 +65,7 @@ class BlockKrylov:
         self.eps = float(np.finfo(op.dtype).eps)
         self.scale = 0.0  # largest |H| entry seen: breakdown is judged relative to it
         if v0 is not None:
-            v0 = op._vector(v0, "v0")
-            nrm = float(xp.linalg.norm(v0))
-            if not np.isfinite(nrm) or nrm == 0.0:
-                raise ValueError("v0: must be a finite nonzero vector")
-            self.Q[0] = v0 / nrm
+            self.Q[0] = unit_vector(op, v0)
         self.R = self._orthonormalize_block(0, 0 if v0 is None else 1)
 
     # ---- orthogonalization ------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 from .. import _backend
 from ._probes import rademacher
 from .krylov import BlockKrylov, select
-from .operators import as_operator, with_progress
+from .operators import as_operator, unit_vector, with_progress
 from .recurrence import LanczosRecurrence
 
 
@@ -230,8 +230,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     tol = _backend.positive("tol", tol)
     xp = op.xp
     n = op.shape[0]
-    v = rademacher(n, seed=seed, index=0, dtype=op.dtype, xp=xp) if v0 is None else op._vector(v0, "v0")
-    v = v / xp.linalg.norm(v)
+    v = unit_vector(op, rademacher(n, seed=seed, index=0, dtype=op.dtype, xp=xp) if v0 is None else v0)
     lam = None
     for it in range(1, max_iter + 1):
         w = op.matvec(v)

@@ -47,6 +47,9 @@ class CurvatureOperator:
         into: Callable | None = None,
     ):
         n = _backend.integer("n", n, lo=1)
+        dtype = float_dtype(dtype, "dtype")
+        if getattr(xp, "__name__", None) not in ("numpy", "cupy"):  # else the first product fails, unnamed
+            raise TypeError(f"xp: expected the numpy or cupy module, got {xp!r}")
         self._mv = matvec
         self._mm = matmat
         self._into = into
@@ -54,16 +57,16 @@ class CurvatureOperator:
         self.name = name
         self.num_matvecs = 0  # products applied so far (columns of matmat count one each)
         if isinstance(self, _linear_operator_base()):
-            _linear_operator_base().__init__(self, dtype=np.dtype(dtype), shape=(n, n))
+            _linear_operator_base().__init__(self, dtype=dtype, shape=(n, n))
         else:
             self.shape = (n, n)
-            self.dtype = np.dtype(dtype)
+            self.dtype = dtype
 
     ndim = 2
 
     def _vector(self, v, name="v"):
         xp = self.xp
-        v = xp.asarray(v)
+        v = real_array(xp, v, name)
         if v.ndim == 2 and v.shape[1] == 1:
             v = v[:, 0]
         if v.shape != (self.shape[0],):
@@ -229,12 +232,6 @@ def from_hvp(
         raise TypeError(f"into: expected a callable or None, got {type(into).__name__}")
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
     return _operator_class(xp)(fn, n, dtype, xp, matmat, name, into)
 
 
@@ -257,21 +254,36 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     """
     if not callable(grad_fn):
         raise TypeError(f"grad_fn: expected a callable, got {type(grad_fn).__name__}")
+    params = _backend.as_array(params, "params")
+    if not (isinstance(params, np.ndarray) or _backend.is_cupy(params)):
+        raise TypeError(f"params: expected a numpy or cupy array, got {type(params).__name__}")
     xp = _backend.array_module(params)
+    dtype = float_dtype(params.dtype, "params")
     if params.ndim != 1:
         raise ValueError(f"params: expected a 1-D array, got shape {tuple(params.shape)}")
-    dtype = params.dtype
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
-    scale = rel_step * (1.0 + float(xp.linalg.norm(params)))
+    norm = float(xp.linalg.norm(params))
+    if not math.isfinite(norm):
+        raise ValueError("params: has NaN or Inf entries")
+    scale = rel_step * (1.0 + norm)
+
+    def grad(x):
+        """``grad_fn(x)``, checked: an array of the params' shape (TypeError / ValueError naming grad_fn)."""
+        g = _backend.as_array(grad_fn(x), "grad_fn")
+        if not (isinstance(g, np.ndarray) or _backend.is_cupy(g)):
+            raise TypeError(f"grad_fn: expected it to return an array, got {type(g).__name__}")
+        if tuple(g.shape) != tuple(params.shape):
+            raise ValueError(f"grad_fn: returned shape {tuple(g.shape)}, expected the params' {tuple(params.shape)}")
+        return g
 
     def matvec(v):
         nv = float(xp.linalg.norm(v))
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
-        return (grad_fn(params + h * v) - grad_fn(params - h * v)) / (2.0 * h)
+        return (grad(params + h * v) - grad(params - h * v)) / (2.0 * h)
 
     return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name)
 
@@ -305,26 +317,63 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
     return from_hvp(matvec, op.shape[0], op.dtype, xp=op.xp, matmat=matmat, name=op.name)
 
 
-def as_operator(A) -> CurvatureOperator:
+def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
-    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``) is wrapped."""
+    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``) is wrapped.
+    Errors name the argument ``name``."""
     if isinstance(A, CurvatureOperator):
         return A
     if isinstance(A, np.ndarray) or _backend.is_cupy(A):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ValueError(f"A: expected a square matrix, got shape {tuple(A.shape)}")
+            raise ValueError(f"{name}: expected a square matrix, got shape {tuple(A.shape)}")
         if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
-            raise TypeError(f"A: expected a float32 or float64 matrix, got {A.dtype}")
+            raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)
         return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense")
     if hasattr(A, "matvec") and hasattr(A, "shape"):
-        n, m = A.shape
-        if n != m:
-            raise ValueError(f"A: expected a square operator, got shape {A.shape}")
-        dtype = getattr(A, "dtype", None) or np.float64
+        shape = A.shape
+        if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:
+            raise ValueError(f"{name}: expected a square operator, got shape {shape}")
+        n = _backend.integer(f"{name}: shape[0]", shape[0], lo=1)
+        dtype = getattr(A, "dtype", None)
+        dtype = np.float64 if dtype is None else float_dtype(dtype, f"{name}: dtype")
         return _operator_class(np)(A.matvec, n, dtype, np, None, "wrapped")
-    raise TypeError(f"A: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
+    raise TypeError(f"{name}: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
+
+
+def float_dtype(dtype, name: str) -> np.dtype:
+    """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}")
+    return dt
+
+
+def real_array(xp, v, name: str):
+    """``v`` as an array of ``xp`` holding real numbers, before any cast to an operator's dtype (a cast
+    would drop the imaginary part of complex entries with only a warning, and strings or objects
+    are not numbers). TypeError naming ``name``."""
+    try:
+        a = xp.asarray(v)
+    except (TypeError, ValueError) as e:  # a ragged list...
+        raise TypeError(f"{name}: cannot be read as an array of numbers ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
+    return a
+
+
+def unit_vector(op, v, name: str = "v0"):
+    """``v / ||v||``, a start vector of ``op`` (shaped and typed as its products take them); ValueError
+    naming ``name`` when it is zero (it spans nothing) or not finite (every product would be NaN)."""
+    v = op._vector(v, name)
+    nrm = float(op.xp.linalg.norm(v))
+    if not math.isfinite(nrm) or nrm == 0.0:
+        raise ValueError(f"{name}: must be a finite nonzero vector")
+    return v / nrm
 
 
 def _norm(xp, v) -> float:

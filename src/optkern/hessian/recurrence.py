@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _backend, _malloc
 from ._probes import rademacher
+from .operators import unit_vector
 
 MODES = ("full", "partial", "none")
 
@@ -75,11 +76,7 @@ class LanczosRecurrence:
         self.bcoeffs = self.bxp.zeros(self.m + 1, dtype=np.float64)
         if v0 is None:
             v0 = rademacher(n, seed=seed, index=index, dtype=wdt, xp=xp)
-        v0 = op._vector(v0, "v0")
-        nrm = float(xp.linalg.norm(v0))
-        if not np.isfinite(nrm) or nrm == 0.0:
-            raise ValueError("v0: must be a finite nonzero vector")
-        self.ring[1] = v0 / nrm
+        self.ring[1] = unit_vector(op, v0)
         self._store(0, self.ring[1])
         self.alpha, self.beta = [], []  # beta[j]: norm of the residual after step j
         self.done = False

@@ -4,15 +4,123 @@ torch keeps L-BFGS's global state under the first parameter; so does this. ``old
 ``y`` vectors and ``old_stps`` the ``s`` vectors (torch's names), oldest first. optkern adds
 ``gram_sy`` / ``gram_yy`` (the inner products it maintains); a torch checkpoint without them gets
 them recomputed from the vectors.
+
+:func:`one_group` and :func:`vector` are the checks the single-group second-order optimizers
+(LBFGS, NewtonCG) share: the first-order optimizers' rules (:mod:`._state_checks`: the layout,
+unknown keys under ``strict``, values named by their path in the dict) for one parameter group
+whose state lives under its first parameter's index.
 """
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from .. import _backend
+from ._state_checks import _check_group_ids, _entries_by_index, check_array, check_scalar
 
-_SCALARS = ("t", "H_diag", "prev_loss")
+#: the keys of LBFGS's state entry: torch's, and optkern's inner products
+_KEYS = (
+    "func_evals",
+    "n_iter",
+    "d",
+    "t",
+    "old_dirs",
+    "old_stps",
+    "ro",
+    "H_diag",
+    "prev_flat_grad",
+    "prev_loss",
+    "al",
+    "gram_sy",
+    "gram_yy",
+)
+#: what a run that has started (n_iter > 0) must hold
+_NEEDED = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+
+
+# ---- checks shared with NewtonCG -----------------------------------------------------------
+
+
+def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, str, dict]:
+    """``(group, where, entry)`` from the state dict ``sd`` of a one-group optimizer, its layout checked.
+
+    ``group``: ``opt``'s group updated from the saved one (extra entries kept, as the first-order
+    optimizers do; the caller checks the values); ``entry``: the state under the first parameter's
+    index (``{}`` when there is none: not started), ``where`` its path. ``hyper``: the group keys
+    ``strict`` requires; ``keys``: those the entry may hold. Changes nothing.
+    """
+    if not isinstance(sd, dict):
+        raise TypeError(f"state_dict: expected a dict, got {type(sd).__name__}")
+    for k in ("state", "param_groups"):
+        if k not in sd:
+            raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'state' and 'param_groups')")
+    name = type(opt).__name__
+    ignored = "load_state_dict(..., strict=False) ignores it"
+    if strict:
+        extra = [k for k in sd if k not in ("state", "param_groups")]
+        if extra:
+            raise ValueError(f"state_dict: unknown key {extra[0]!r} (expected 'state' and 'param_groups'; {ignored})")
+    groups, state = sd["param_groups"], sd["state"]
+    if not isinstance(groups, (list, tuple)):
+        raise TypeError(f"state_dict['param_groups']: expected a list, got {type(groups).__name__}")
+    if not isinstance(state, dict):
+        raise TypeError(f"state_dict['state']: expected a dict, got {type(state).__name__}")
+    if len(groups) != 1:
+        raise ValueError(f"state_dict: has {len(groups)} parameter groups, {name} has one")
+    ours = opt.param_groups[0]
+    ids = _check_group_ids(groups[0], ours, 0, set())
+    if strict:
+        for k in hyper:
+            if k not in groups[0]:
+                raise ValueError(
+                    f"state_dict['param_groups'][0]: missing {k!r} (load_state_dict(..., strict=False) "
+                    f"keeps this optimizer's value, {ours[k]!r})"
+                )
+    group = {**ours, **{k: v for k, v in groups[0].items() if k != "params"}, "params": ours["params"]}
+    entries = _entries_by_index(state)
+    key, entry = entries.pop(ids[0], (ids[0], {}))
+    if strict and entries:
+        other = next(iter(entries.values()))[0]
+        raise ValueError(
+            f"state_dict['state'][{other!r}]: {name} keeps its state under its first parameter's index "
+            f"{ids[0]} ({ignored})"
+        )
+    where = f"state_dict['state'][{key!r}]"
+    if not isinstance(entry, dict):
+        raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
+    if strict:
+        for k in entry:
+            if k not in keys:
+                raise ValueError(
+                    f"{where}: unknown key {k!r} ({name} state holds {', '.join(map(repr, keys))}; {ignored})"
+                )
+    return group, where, entry
+
+
+def _shaped(shape: tuple, dtype):
+    """What :func:`check_array` reads of a parameter (shape, size, dtype), for arrays that belong to none."""
+    return types.SimpleNamespace(shape=shape, size=int(np.prod(shape)), dtype=np.dtype(dtype))
+
+
+def vector(v, like, n: int, name: str):
+    """A saved flat vector of ``n`` entries, checked as the first-order optimizers check a state array
+    (floating point, the shape, finite in ``like``'s dtype), copied onto ``like``'s backend and dtype."""
+    check_array(v, _shaped((n,), like.dtype), name)
+    return _backend.asarray_like(v, like).copy()  # ours: later writes to the dict's arrays do not reach it
+
+
+def count(entry: dict, key: str, where: str, strict: bool) -> int:
+    """A non-negative counter of a state entry (required in a non-empty entry under ``strict``)."""
+    if key not in entry and (not strict or not entry):
+        return 0
+    if key not in entry:
+        raise ValueError(f"{where}: missing {key!r}")
+    return _backend.integer(f"{where}[{key!r}]", entry[key], lo=0)
+
+
+# ---- LBFGS --------------------------------------------------------------------------------
 
 
 def state_dict(opt) -> dict:
@@ -42,77 +150,70 @@ def state_dict(opt) -> dict:
     return {"state": {0: st} if st else {}, "param_groups": [group]}
 
 
-def _vector(v, like, n, name):
-    a = _backend.asarray_like(v, like)
-    if a.shape != (n,):
-        raise ValueError(f"state_dict: {name}: expected shape ({n},), got {tuple(a.shape)}")
-    return a
+def _list(st: dict, key: str, where: str):
+    v = st[key]
+    if not isinstance(v, (list, tuple)):
+        raise TypeError(f"{where}[{key!r}]: expected a list, got {type(v).__name__}")
+    return v
 
 
-def _real(v, name):
-    v = float(_backend.to_numpy(v)) if hasattr(v, "shape") else v
-    return _backend.real(f"state_dict: {name}", v)
+def _history(opt, st: dict, where: str, history_size: int) -> dict:
+    """The vectors and numbers of a run that has started, checked and copied next to the params."""
+    missing = [k for k in _NEEDED if k not in st]
+    if missing:
+        raise ValueError(f"{where}: missing {missing[0]!r} (needed once n_iter > 0)")
+    at = lambda k: f"{where}[{k!r}]"  # noqa: E731
+    like, n = opt._params[0], opt._n
+    ys = [vector(y, like, n, f"{at('old_dirs')}[{i}]") for i, y in enumerate(_list(st, "old_dirs", where))]
+    ss = [vector(s, like, n, f"{at('old_stps')}[{i}]") for i, s in enumerate(_list(st, "old_stps", where))]
+    # ro = 1 / s.y and H_diag = s.y / y.y of pairs kept for their curvature s.y > 1e-10: positive
+    ro = [check_scalar(r, f"{at('ro')}[{i}]", 0.0, None, True) for i, r in enumerate(_list(st, "ro", where))]
+    k = len(ys)
+    if not k == len(ss) == len(ro):
+        raise ValueError(f"{where}: old_dirs, old_stps and ro hold {k}, {len(ss)} and {len(ro)} entries (one per pair)")
+    if k > history_size:
+        raise ValueError(f"{at('old_dirs')}: holds {k} pairs, more than history_size = {history_size}")
+    out = {
+        "S": ss,
+        "Y": ys,
+        "ro": ro,
+        "d": vector(st["d"], like, n, at("d")),
+        "prev_g": vector(st["prev_flat_grad"], like, n, at("prev_flat_grad")),
+        "t": check_scalar(st["t"], at("t")),
+        "H_diag": check_scalar(st["H_diag"], at("H_diag"), 0.0, None, True),
+        "prev_loss": check_scalar(st["prev_loss"], at("prev_loss")),
+    }
+    if ("gram_sy" in st) != ("gram_yy" in st):
+        have, lack = ("gram_sy", "gram_yy") if "gram_sy" in st else ("gram_yy", "gram_sy")
+        raise ValueError(f"{where}: has {have!r} without {lack!r}")
+    if "gram_sy" in st:
+        for key, name in (("gram_sy", "sy"), ("gram_yy", "yy")):
+            check_array(st[key], _shaped((k, k), np.float64), at(key))
+            out[name] = np.array(_backend.to_numpy(st[key]), dtype=np.float64)
+    else:  # a torch checkpoint: the inner products from the vectors (float64)
+        S = np.stack([_backend.to_numpy(s).astype(np.float64) for s in ss]) if k else np.zeros((0, n))
+        Y = np.stack([_backend.to_numpy(y).astype(np.float64) for y in ys]) if k else np.zeros((0, n))
+        out["sy"], out["yy"] = S @ Y.T, Y @ Y.T
+    al = st.get("al")  # torch: history_size slots, None where unused; only a report (state_dict)
+    if al is not None:
+        al = [None if a is None else check_scalar(a, f"{at('al')}[{i}]") for i, a in enumerate(_list(st, "al", where))]
+    out["al"] = al[:k] if al is not None and None not in al[:k] else None
+    return out
 
 
-def load_state_dict(opt, sd: dict) -> None:
+def load_state_dict(opt, sd: dict, strict: bool = True) -> None:
     from .lbfgs import _NAMES, _check_group
 
-    if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
-        raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")
-    groups = sd["param_groups"]
-    if len(groups) != 1 or len(groups[0].get("params", ())) != len(opt._params):
-        raise ValueError(f"state_dict: expected one param group of {len(opt._params)} params")
-    group = dict(opt.param_groups[0])
-    group.update({k: groups[0][k] for k in _NAMES if k in groups[0]})
-    _check_group(group)
-    states = sd["state"]
-    st = states.get(0, states.get("0", {})) if states else {}
-    like, n = opt._params[0], opt._n
-    new = {
-        "func_evals": _backend.integer("state_dict: func_evals", st.get("func_evals", 0), lo=0),
-        "n_iter": _backend.integer("state_dict: n_iter", st.get("n_iter", 0), lo=0),
-    }
-    loaded = {}
-    if new["n_iter"] > 0:
-        ys = [_vector(y, like, n, f"old_dirs[{i}]") for i, y in enumerate(st["old_dirs"])]
-        ss = [_vector(s, like, n, f"old_stps[{i}]") for i, s in enumerate(st["old_stps"])]
-        ro = [_real(r, f"ro[{i}]") for i, r in enumerate(st["ro"])]
-        if not len(ys) == len(ss) == len(ro) or len(ys) > group["history_size"]:
-            raise ValueError("state_dict: old_dirs, old_stps and ro must have the same length, at most history_size")
-        loaded = {
-            "d": _vector(st["d"], like, n, "d"),
-            "prev_g": _vector(st["prev_flat_grad"], like, n, "prev_flat_grad"),
-            "S": ss,
-            "Y": ys,
-            "ro": ro,
-        }
-        for name in _SCALARS:
-            loaded[name] = _real(st[name], name)
-        k = len(ys)
-        if "gram_sy" in st and "gram_yy" in st:
-            sy, yy = (
-                np.asarray(_backend.to_numpy(st["gram_sy"]), float),
-                np.asarray(_backend.to_numpy(st["gram_yy"]), float),
-            )
-            if sy.shape != (k, k) or yy.shape != (k, k) or not (np.isfinite(sy).all() and np.isfinite(yy).all()):
-                raise ValueError(f"state_dict: gram_sy, gram_yy: expected finite ({k}, {k}) matrices")
-        else:  # a torch checkpoint: the inner products from the vectors (float64)
-            S = np.stack([_backend.to_numpy(s).astype(np.float64) for s in ss]) if k else np.zeros((0, n))
-            Y = np.stack([_backend.to_numpy(y).astype(np.float64) for y in ys]) if k else np.zeros((0, n))
-            sy, yy = S @ Y.T, Y @ Y.T
-        loaded["sy"], loaded["yy"] = sy, yy
-        loaded["al"] = (
-            [float(a) for a in st["al"][:k]] if st.get("al") is not None and None not in st["al"][:k] else None
-        )
+    group, where, st = one_group(opt, sd, _NAMES, _KEYS, strict)
+    history_size = _check_group(group, "state_dict['param_groups'][0]")[5]
+    new = {k: count(st, k, where, strict) for k in ("func_evals", "n_iter")}
+    loaded = _history(opt, st, where, history_size) if new["n_iter"] > 0 else {}
     # everything checked: now change the optimizer
-    opt.param_groups[0].update({k: group[k] for k in _NAMES})
+    opt.param_groups[0].update(group)
     opt._reset()
     opt.state.update(new)
     if loaded:
-        m = group["history_size"]
-        k = len(loaded["S"])
         opt._S, opt._Y, opt._ro = loaded["S"], loaded["Y"], loaded["ro"]
-        opt._sy, opt._yy = np.zeros((m, m)), np.zeros((m, m))
-        opt._sy[:k, :k], opt._yy[:k, :k] = loaded["sy"], loaded["yy"]
+        opt._sy, opt._yy = loaded["sy"], loaded["yy"]  # k x k: _push grows them
         opt._d, opt._prev_g, opt._al = loaded["d"], loaded["prev_g"], loaded["al"]
         opt._t, opt._h_diag, opt._prev_loss = loaded["t"], loaded["H_diag"], loaded["prev_loss"]

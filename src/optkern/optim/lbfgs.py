@@ -12,6 +12,7 @@ associated differently), not bit for bit.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -21,17 +22,45 @@ from . import _line_search
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
 
 
-def _check_group(g: dict) -> tuple:
-    lr = _backend.nonnegative("lr", g["lr"])
-    max_iter = _backend.integer("max_iter", g["max_iter"], lo=1)
-    max_eval = _backend.integer("max_eval", g["max_eval"], lo=1)
-    tol_grad = _backend.nonnegative("tolerance_grad", g["tolerance_grad"])
-    tol_change = _backend.nonnegative("tolerance_change", g["tolerance_change"])
-    history = _backend.integer("history_size", g["history_size"], lo=1)
+def _check_group(g: dict, where: str = "") -> tuple:
+    """The group's hyper-parameters, checked; errors name them (inside ``where``, a state dict's group)."""
+    n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
+    lr = _backend.nonnegative(n("lr"), g["lr"])
+    max_iter = _backend.integer(n("max_iter"), g["max_iter"], lo=1)
+    max_eval = _backend.integer(n("max_eval"), g["max_eval"], lo=1)
+    tol_grad = _backend.nonnegative(n("tolerance_grad"), g["tolerance_grad"])
+    tol_change = _backend.nonnegative(n("tolerance_change"), g["tolerance_change"])
+    history = _backend.integer(n("history_size"), g["history_size"], lo=1)
     ls = g["line_search_fn"]
     if ls not in (None, "strong_wolfe"):
-        raise ValueError(f"line_search_fn: expected None or 'strong_wolfe', got {ls!r}")
+        raise ValueError(f"{n('line_search_fn')}: expected None or 'strong_wolfe', got {ls!r}")
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
+
+
+def closure_loss(loss) -> float:
+    """The loss a closure returned, as a finite float; TypeError / ValueError naming ``closure``.
+
+    Shared by the second-order optimizers' closures (LBFGS, NewtonCG, SAM). A number or a one-element
+    array (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
+    complex number (``float`` of a NumPy complex drops the imaginary part with only a warning).
+    """
+    dtype = getattr(loss, "dtype", None)
+    if (
+        isinstance(loss, (str, bytes, bool, np.bool_))
+        or (isinstance(loss, numbers.Complex) and not isinstance(loss, numbers.Real))
+        or (dtype is not None and getattr(dtype, "kind", "f") not in "iuf")
+    ):
+        raise TypeError(f"closure: loss must be a real scalar, got {type(loss).__name__}")
+    try:
+        v = float(loss)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError("closure: returned a non-finite loss (an integer beyond float's range)") from None
+    except (TypeError, ValueError):
+        what = f"an array of shape {tuple(loss.shape)}" if hasattr(loss, "shape") else type(loss).__name__
+        raise TypeError(f"closure: loss must be a real scalar, got {what}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"closure: returned a non-finite loss ({v})")
+    return v
 
 
 class LBFGS:
@@ -48,8 +77,9 @@ class LBFGS:
     there is one param). It runs up to ``max_iter`` iterations and returns the first loss.
     A closure returning the wrong kind, shape or dtype, or a NaN/Inf loss or gradient, raises
     TypeError/ValueError naming ``closure``; the params are then put back to the last iterate
-    (on the first evaluation of a step: nothing has been written). The closure may reuse its
-    gradient buffers between calls.
+    (on the first evaluation of a step: nothing has been written), as they are when the closure
+    itself raises (its exception propagates unchanged). The closure may reuse its gradient
+    buffers between calls.
 
     Memory: ``2 (history_size + 1) + 3`` vectors of the parameter size (torch: about the same).
     """
@@ -97,9 +127,10 @@ class LBFGS:
         self.state = {"func_evals": 0, "n_iter": 0}
         self._S, self._Y, self._ro = [], [], []  # history rows, oldest first; ro_j = 1 / s_j.y_j
         self._spare = None  # (s, y) buffers for the next pair
-        m = self.param_groups[0]["history_size"]
-        self._sy = np.zeros((m, m))  # s_i . y_j of the rows in order
-        self._yy = np.zeros((m, m))  # y_i . y_j
+        # s_i . y_j and y_i . y_j of the rows in order, in [:k, :k]; grown with the pairs stored
+        # (_grow), not allocated for history_size up front (10**6 would be 8 TB)
+        self._sy = np.zeros((0, 0))
+        self._yy = np.zeros((0, 0))
         self._d = self._t = self._prev_g = self._h_diag = self._prev_loss = None
         self._al = None
         self._x = None  # the iterate a line search starts from (flat copy of the params)
@@ -126,14 +157,8 @@ class LBFGS:
         res = closure()
         if not isinstance(res, tuple) or len(res) != 2:
             raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
-        loss, grads = res
-        try:
-            loss = float(loss)
-        except (TypeError, ValueError):
-            raise TypeError(f"closure: loss must be a real scalar, got {type(loss).__name__}") from None
-        if not math.isfinite(loss):
-            raise ValueError(f"closure: returned a non-finite loss ({loss})")
-        grads = _backend.as_list(grads, "closure: grads")
+        loss = closure_loss(res[0])
+        grads = _backend.as_list(res[1], "closure: grads")
         ps = self._params
         if len(grads) != len(ps):
             raise ValueError(f"closure: expected {len(ps)} gradient arrays (one per param), got {len(grads)}")
@@ -161,17 +186,23 @@ class LBFGS:
         return loss, flat, gmax, gsum
 
     def _evaluate_or_restore(self, closure, copy: bool):
+        """``_evaluate`` at a trial point; whatever it raises (a bad result, or the closure's own
+        exception, even KeyboardInterrupt) puts the params back to the iterate first. The state
+        then describes that iterate: the next step starts from it."""
         try:
             return self._evaluate(closure, copy)
-        except (TypeError, ValueError):
+        except BaseException:
             self._restore()
             raise
 
     def _restore(self):
-        """Params back to the iterate ``self._x`` (after a failed evaluation at a trial point)."""
+        """Params back to the iterate ``self._x`` (after a failed evaluation at a trial point). The
+        iteration is left as one that took a step of length 0, so the next step's update adds no
+        pair (``s = 0``: the curvature test drops it) instead of reading an unset or stale ``t``."""
         if self._x is not None and self._moved:
             self._mod.sam_restore_(self._params, self._x_views())
             self._moved = False
+            self._t = 0.0
 
     def _x_views(self):
         out, o = [], 0
@@ -203,18 +234,19 @@ class LBFGS:
         sg, yg = rows[:, 3].copy(), rows[:, 4].copy()
         if not ys > 1e-10:
             return sg, yg
-        sy, yyg = self._sy, self._yy
         keep = slice(0, k)
         if k == history_size:  # drop the oldest pair; its buffers hold the next one
             self._spare = (self._S.pop(0), self._Y.pop(0))
             self._ro.pop(0)
             keep = slice(1, k)
-            sy[: k - 1, : k - 1] = sy[1:k, 1:k]
-            yyg[: k - 1, : k - 1] = yyg[1:k, 1:k]
+            self._sy[: k - 1, : k - 1] = self._sy[1:k, 1:k]
+            self._yy[: k - 1, : k - 1] = self._yy[1:k, 1:k]
             sg, yg = sg[1:], yg[1:]
             k -= 1
         else:
             self._spare = None
+            self._grow(k + 1, history_size)
+        sy, yyg = self._sy, self._yy
         sy[k, :k] = rows[keep, 0]  # s_new . y_j
         sy[:k, k] = rows[keep, 1]  # s_j . y_new
         sy[k, k] = ys
@@ -225,6 +257,17 @@ class LBFGS:
         self._ro.append(1.0 / ys)
         self._h_diag = ys / yy
         return np.append(sg, gs), np.append(yg, gy)
+
+    def _grow(self, rows: int, history_size: int):
+        """Room for ``rows`` pairs in the Gram matrices: doubled when full, up to ``history_size``."""
+        c = self._sy.shape[0]
+        if rows <= c:
+            return
+        c, old = min(max(rows, 2 * c, 8), max(rows, history_size)), c
+        for name in ("_sy", "_yy"):
+            grown = np.zeros((c, c))
+            grown[:old, :old] = getattr(self, name)
+            setattr(self, name, grown)
 
     def _direction(self, g, sg, yg):
         """d = -H g (two-loop recursion); returns (g.d, max |d|)."""
@@ -324,18 +367,12 @@ class LBFGS:
 
     def _trim(self, history_size):
         """A smaller ``history_size`` set between steps drops the oldest pairs."""
-        m = self._sy.shape[0]
         k = len(self._S)
         if k > history_size:
             drop = k - history_size
             del self._S[:drop], self._Y[:drop], self._ro[:drop]
             self._sy[: k - drop, : k - drop] = self._sy[drop:k, drop:k].copy()
             self._yy[: k - drop, : k - drop] = self._yy[drop:k, drop:k].copy()
-        if history_size != m:
-            k = len(self._S)
-            sy, yy = np.zeros((history_size, history_size)), np.zeros((history_size, history_size))
-            sy[:k, :k], yy[:k, :k] = self._sy[:k, :k], self._yy[:k, :k]
-            self._sy, self._yy = sy, yy
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -347,12 +384,13 @@ class LBFGS:
 
         return state_dict(self)
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Restore from :meth:`state_dict` (or a torch LBFGS state dict converted to arrays); checks
-        everything before changing anything."""
+        everything before changing anything, like ``Optimizer.load_state_dict`` (``strict=False``
+        ignores unknown keys and keeps this optimizer's value of a missing hyper-parameter)."""
         from ._lbfgs_state import load_state_dict
 
-        load_state_dict(self, state_dict)
+        load_state_dict(self, state_dict, strict)
 
     def __repr__(self) -> str:
         g = self.param_groups[0]

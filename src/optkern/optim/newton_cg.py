@@ -18,6 +18,22 @@ import numpy as np
 from .. import _backend
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
+from ._lbfgs_state import count, one_group, vector
+from .lbfgs import closure_loss
+
+#: the hyper-parameters of the group, in ``__init__``'s order
+_HYPER = (
+    "lr",
+    "damping",
+    "max_cg_iter",
+    "cg_tol",
+    "precond_exponent",
+    "warm_start",
+    "boost",
+    "drop",
+    "min_damping",
+    "max_damping",
+)
 
 
 class NewtonCG:
@@ -42,7 +58,9 @@ class NewtonCG:
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params; returns the loss
     at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
-    diagnostics (rho, damping, CG iterations and exit).
+    diagnostics (rho, damping, CG iterations and exit). A step that raises (a bad closure result:
+    TypeError / ValueError naming ``closure``; or whatever the closure or the operator raise,
+    propagated unchanged) leaves the params and the optimizer's state as they were before it.
     """
 
     def __init__(
@@ -80,19 +98,8 @@ class NewtonCG:
         self.curvature = curvature
         self.preconditioner = preconditioner
         self.reuse_trial_gradient = bool(reuse_trial_gradient)
-        group = {
-            "params": list(params),
-            "lr": lr,
-            "damping": damping,
-            "max_cg_iter": max_cg_iter,
-            "cg_tol": cg_tol,
-            "precond_exponent": precond_exponent,
-            "warm_start": warm_start,
-            "boost": boost,
-            "drop": drop,
-            "min_damping": min_damping,
-            "max_damping": max_damping,
-        }
+        hyper = (lr, damping, max_cg_iter, cg_tol, precond_exponent, warm_start, boost, drop, min_damping, max_damping)
+        group = {"params": list(params), **dict(zip(_HYPER, hyper))}
         self._check(group)
         self.param_groups = [group]
         self.num_grad_evals = 0
@@ -102,22 +109,24 @@ class NewtonCG:
         self._cache = None  # (loss, flat grad) at the current params
 
     @staticmethod
-    def _check(g):
+    def _check(g, where: str = ""):
+        """The group's hyper-parameters, checked; errors name them (inside ``where``, a state dict's group)."""
         b = _backend
+        n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
         hp = (
-            b.positive("lr", g["lr"]),
-            b.positive("damping", g["damping"]),
-            b.integer("max_cg_iter", g["max_cg_iter"], lo=1),
-            b.in_range("cg_tol", g["cg_tol"], 0.0, 1.0),
-            b.in_range("precond_exponent", g["precond_exponent"], 0.0, 1.0),
-            b.in_range("warm_start", g["warm_start"], 0.0, 1.0),
-            b.in_range("boost", g["boost"], 1.0, None),
-            b.in_range("drop", g["drop"], 0.0, 1.0, lo_open=True),
-            b.positive("min_damping", g["min_damping"]),
-            b.positive("max_damping", g["max_damping"]),
+            b.positive(n("lr"), g["lr"]),
+            b.positive(n("damping"), g["damping"]),
+            b.integer(n("max_cg_iter"), g["max_cg_iter"], lo=1),
+            b.in_range(n("cg_tol"), g["cg_tol"], 0.0, 1.0),
+            b.in_range(n("precond_exponent"), g["precond_exponent"], 0.0, 1.0),
+            b.in_range(n("warm_start"), g["warm_start"], 0.0, 1.0),
+            b.in_range(n("boost"), g["boost"], 1.0, None),
+            b.in_range(n("drop"), g["drop"], 0.0, 1.0, lo_open=True),
+            b.positive(n("min_damping"), g["min_damping"]),
+            b.positive(n("max_damping"), g["max_damping"]),
         )
         if hp[8] > hp[9]:
-            raise ValueError("min_damping, max_damping: min_damping must be <= max_damping")
+            raise ValueError(f"{n('min_damping')}, {n('max_damping')}: min_damping must be <= max_damping")
         return hp
 
     @property
@@ -135,13 +144,12 @@ class NewtonCG:
             o += p.size
 
     def _evaluate(self, closure):
+        """(loss, flat gradient) from the closure, checked (the caller counts the evaluation)."""
         res = closure()
-        self.num_grad_evals += 1
         if not isinstance(res, tuple) or len(res) != 2:
             raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
-        loss, grads = res
-        loss = float(loss)
-        grads = _backend.as_list(grads, "closure: grads")
+        loss = closure_loss(res[0])
+        grads = _backend.as_list(res[1], "closure: grads")
         if len(grads) != len(self._params):
             raise ValueError(f"closure: expected {len(self._params)} gradient arrays, got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, self._params)):
@@ -151,8 +159,8 @@ class NewtonCG:
                     f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}"
                 )
         g = self._xp.array(self._flat(grads))  # ours: the closure may reuse its buffers
-        if not math.isfinite(loss) or not bool(self._xp.isfinite(g).all()):
-            raise ValueError(f"closure: returned a non-finite loss ({loss}) or gradient")
+        if not bool(self._xp.isfinite(g).all()):
+            raise ValueError("closure: returned a gradient with NaN or Inf entries")
         return loss, g
 
     def _precond_diag(self, damping, exponent):
@@ -168,6 +176,8 @@ class NewtonCG:
         return (d + damping) ** exponent
 
     def step(self, closure):
+        """One Newton-CG step; returns the loss at the start. Counters, damping, the warm start and
+        the cached evaluation change only when the step completes."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
         g_ = self.param_groups[0]
@@ -178,14 +188,13 @@ class NewtonCG:
                 f"curvature: expected an operator of shape ({self._n}, {self._n}), got {getattr(op, 'shape', None)}"
             )
         diag = self._precond_diag(lam, expo)
-        if self._cache is None:
-            self._cache = self._evaluate(closure)
-        loss, g = self._cache
+        evals = int(self._cache is None)
+        loss, g = self._evaluate(closure) if evals else self._cache
         x0 = None
         if warm > 0 and self._p is not None:
             x0 = self._p * warm
         res = cg(op, -g, x0, rtol=cg_tol, maxiter=max_cg, precond_diag=diag, damping=lam)
-        self.num_hvps += res.num_matvecs
+        hvps = res.num_matvecs
         p = res.x
         if res.negative_curvature and res.iterations == 0:
             p = res.direction  # the preconditioned gradient direction: still a descent direction
@@ -197,16 +206,17 @@ class NewtonCG:
             pAp = float(xp.dot(p, -g - res.residual)) - lam * pp
         else:
             pAp = float(xp.dot(p, op.matvec(p)))
-            self.num_hvps += 1
+            hvps += 1
         q = lr * float(xp.dot(g, p)) + 0.5 * lr * lr * pAp
         w = xp.array(self._flat(self._params))
         self._set(w + lr * p)
         try:
             new_loss, new_g = self._evaluate(closure)
-        except (TypeError, ValueError):
+        except BaseException:  # a bad result, or the closure's own error: back to w, the step undone
             self._set(w)
-            self._cache = None
             raise
+        self.num_grad_evals += evals + 1
+        self.num_hvps += hvps
         rho = (new_loss - loss) / q if q < 0 else -math.inf
         if rho < 0.25:
             lam = min(lam * boost, lam_max)
@@ -217,6 +227,7 @@ class NewtonCG:
         if accepted:
             self._cache = (new_loss, new_g) if self.reuse_trial_gradient else None
         else:
+            self._cache = (loss, g)
             self._set(w)
         self._p = p
         self.last = {
@@ -239,17 +250,17 @@ class NewtonCG:
             st["prev_step"] = self._xp.array(self._p)
         return {"state": {0: st}, "param_groups": [g]}
 
-    def load_state_dict(self, sd: dict) -> None:
-        group = dict(self.param_groups[0])
-        group.update({k: v for k, v in sd["param_groups"][0].items() if k != "params"})
-        self._check(group)
-        st = sd["state"].get(0, {})
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """Restore from :meth:`state_dict`; checks everything before changing anything, like
+        ``Optimizer.load_state_dict`` (``strict=False`` ignores unknown keys and keeps this
+        optimizer's value of a missing hyper-parameter)."""
+        group, where, st = one_group(self, state_dict, _HYPER, ("num_grad_evals", "num_hvps", "prev_step"), strict)
+        self._check(group, "state_dict['param_groups'][0]")
+        evals, hvps = (count(st, k, where, strict) for k in ("num_grad_evals", "num_hvps"))
         p = st.get("prev_step")
         if p is not None:
-            p = _backend.asarray_like(p, self._params[0])
-            if p.shape != (self._n,):
-                raise ValueError(f"state_dict: prev_step: expected shape ({self._n},), got {tuple(p.shape)}")
+            p = vector(p, self._params[0], self._n, f"{where}['prev_step']")
+        # everything checked: now change the optimizer
         self.param_groups[0].update(group)
-        self.num_grad_evals = int(st.get("num_grad_evals", 0))
-        self.num_hvps = int(st.get("num_hvps", 0))
+        self.num_grad_evals, self.num_hvps = evals, hvps
         self._p, self._cache = p, None

@@ -8,9 +8,8 @@ the params never move and the result equals the wrapped optimizer's, bit for bit
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _backend
+from .lbfgs import closure_loss
 
 
 class SAM:
@@ -24,7 +23,8 @@ class SAM:
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (grads in the order of
     the params of all groups); evaluated twice. Returns the loss at ``w``. Or call
     ``first_step(grads)`` and ``second_step(grads)`` yourself. ``grad_norm`` holds ``||g||`` of the
-    last ascent step.
+    last ascent step. A bad closure result raises TypeError / ValueError naming ``closure``; an
+    error at the ascent point (that, or the closure's own exception) first puts the params back to ``w``.
     """
 
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12):
@@ -68,10 +68,14 @@ class SAM:
 
     def first_step(self, grads) -> None:
         """w -> w + rho g / (||g|| + eps), remembering w."""
+        self._perturb(grads, "grads")
+
+    def _perturb(self, grads, name: str) -> None:
+        """``first_step`` with ``grads`` named ``name`` in errors."""
         if self._perturbed:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         self.rho = _backend.nonnegative("rho", self.rho)
-        grads = self._check_grads(grads)
+        grads = self._check_grads(grads, name)
         ps = self._all_params()
         xp = _backend.array_module(ps[0])
         if (
@@ -99,11 +103,11 @@ class SAM:
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
         loss, grads = self._call(closure)
-        self.first_step(grads)
+        self._perturb(grads, "closure: grads")
         try:
             _, grads2 = self._call(closure)
             grads2 = self._check_grads(grads2, "closure: grads")
-        except Exception:
+        except BaseException:  # a bad result, or the closure's own error (propagated unchanged)
             self._mod.sam_restore_(self._all_params(), self._backups)  # leave w as it was
             self._perturbed = False
             raise
@@ -119,16 +123,38 @@ class SAM:
         res = closure()
         if not isinstance(res, tuple) or len(res) != 2:
             raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
-        loss = float(res[0])
-        if not np.isfinite(loss):
-            raise ValueError(f"closure: returned a non-finite loss ({loss})")
-        return loss, res[1]
+        return closure_loss(res[0]), res[1]
 
     def state_dict(self) -> dict:
         return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps}
 
-    def load_state_dict(self, sd: dict) -> None:
-        rho = _backend.nonnegative("rho", sd["rho"])
-        eps = _backend.nonnegative("eps", sd["eps"])
-        self.base.load_state_dict(sd["base"])
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """Restore from :meth:`state_dict`: ``rho`` and ``eps`` are checked, then the wrapped optimizer
+        loads ``state_dict['base']`` (checking it before it changes anything), then they are set.
+        ``strict=False`` ignores unknown keys and keeps this SAM's value of a missing ``rho`` / ``eps``
+        (and is passed on to the wrapped optimizer)."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        keys = ("base", "rho", "eps")
+        for k in keys:
+            if k not in state_dict and (strict or k == "base"):
+                raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'base', 'rho' and 'eps')")
+        extra = [k for k in state_dict if k not in keys]
+        if strict and extra:
+            raise ValueError(
+                f"state_dict: unknown key {extra[0]!r} (expected 'base', 'rho' and 'eps'; "
+                "load_state_dict(..., strict=False) ignores it)"
+            )
+        rho = _backend.nonnegative("state_dict['rho']", state_dict.get("rho", self.rho))
+        eps = _backend.nonnegative("state_dict['eps']", state_dict.get("eps", self.eps))
+        base = state_dict["base"]
+        if not isinstance(base, dict):
+            raise TypeError(
+                f"state_dict['base']: expected the wrapped optimizer's state dict, got {type(base).__name__}"
+            )
+        # strict is passed only when relaxed: a base whose load_state_dict takes no strict still loads
+        try:
+            self.base.load_state_dict(base, **({} if strict else {"strict": False}))
+        except (TypeError, ValueError) as e:  # its messages name paths inside its own state dict
+            raise (TypeError if isinstance(e, TypeError) else ValueError)(f"state_dict['base']: {e}") from e
         self.rho, self.eps = rho, eps
