@@ -31,6 +31,8 @@ flag (a synchronization, as torch's non-fused optimizers do).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,69 @@ def _grad_format(g, i: int) -> str:
     return fmt
 
 
+def _float32_in(name: str, value, lo: float, hi: float = math.inf) -> float:
+    """A real in the open interval (lo, hi) that stays inside it rounded to float32, as the native
+    rule holds the scale and its factors: a scale of 1e39 would be inf there and 1e-50 zero, a
+    backoff_factor of 1 - 1e-9 one (no backoff)."""
+    v = _backend.in_range(name, value, lo, None if hi == math.inf else hi, lo_open=True, hi_open=True)
+    with np.errstate(over="ignore"):
+        f = float(np.float32(v))
+    if not lo < f < hi:
+        raise ValueError(f"{name}: must stay in ({lo}, {hi}) rounded to float32, got {v!r} (float32: {f})")
+    return v
+
+
+#: the scaler's state, in ``state_dict``'s keys
+_KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+
+
+def _checked_state(state: Mapping, names: dict) -> dict:
+    """``state`` (``_KEYS`` -> value) checked, the constructor's rules for each (ValueError /
+    TypeError naming ``names[key]``), before the caller assigns any of it."""
+    interval = _backend.integer(names["growth_interval"], state["growth_interval"], lo=1, hi=_backend.INT64_MAX)
+    return {
+        "scale": _float32_in(names["scale"], state["scale"], 0.0),
+        "growth_factor": _float32_in(names["growth_factor"], state["growth_factor"], 1.0),
+        "backoff_factor": _float32_in(names["backoff_factor"], state["backoff_factor"], 0.0, 1.0),
+        "growth_interval": interval,
+        # the rule keeps the count of clean steps below the interval (it grows and restarts there)
+        "_growth_tracker": _backend.integer(names["_growth_tracker"], state["_growth_tracker"], lo=0, hi=interval - 1),
+    }
+
+
+def _check_optimizer(optimizer) -> None:
+    if not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"optimizer: expected an optimizer (with a step() method), got {type(optimizer).__name__}")
+
+
+def _check_grads_of(optimizer, grads) -> None:
+    """``grads`` against ``optimizer``'s params (its ``param_groups``, all groups in order), before
+    ``GradScaler.step`` unscales them in place: one per param, then an optkern optimizer's own
+    whole-step checks (``_precheck``: kind, dtype, shape, layout, no grad sharing memory with a
+    param or state array), or for another optimizer the param's kind, dtype and shape. An
+    optimizer without ``param_groups`` of dicts is left to check its grads itself."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and "params" in g for g in groups):
+        return
+    params = [p for g in groups for p in g["params"]]
+    grads = _backend.as_list(grads, "grads")
+    if len(grads) != len(params):
+        raise ValueError(f"grads: expected {len(params)} arrays (one per parameter), got {len(grads)}")
+    precheck = getattr(optimizer, "_precheck", None)
+    if callable(precheck):
+        precheck(grads)
+        return
+    for i, (g, p) in enumerate(zip(grads, params)):
+        _grad_format(g, i)
+        if _backend.is_cupy(g) != _backend.is_cupy(p):
+            kind = "cupy" if _backend.is_cupy(p) else "numpy"
+            raise TypeError(f"grads[{i}]: expected a {kind} array (as its parameter), got {type(g).__name__}")
+        if g.dtype != p.dtype:
+            raise TypeError(f"grads[{i}]: expected {p.dtype} (its parameter's dtype), got {g.dtype}")
+        if g.shape != p.shape:
+            raise ValueError(f"grads[{i}]: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
+
+
 class GradScaler:
     def __init__(
         self,
@@ -70,13 +135,19 @@ class GradScaler:
         growth_interval: int = 2000,
         enabled: bool = True,
     ):
+        given = {
+            "scale": init_scale,
+            "growth_factor": growth_factor,
+            "backoff_factor": backoff_factor,
+            "growth_interval": growth_interval,
+            "_growth_tracker": 0,
+        }
+        st = _checked_state(given, {**{k: k for k in _KEYS}, "scale": "init_scale"})
         # 1-element arrays beside the grads: NumPy, or CuPy on their device (_beside)
-        self._scale: Any = np.full(1, _backend.positive("init_scale", init_scale), np.float32)
-        self.growth_factor = _backend.in_range("growth_factor", growth_factor, 1.0, lo_open=True)
-        self.backoff_factor = _backend.in_range("backoff_factor", backoff_factor, 0.0, 1.0, lo_open=True, hi_open=True)
-        self.growth_interval = _backend.integer("growth_interval", growth_interval, lo=1)
-        self.enabled = bool(enabled)
+        self._scale: Any = np.full(1, st["scale"], np.float32)
         self._growth_tracker: Any = np.zeros(1, np.int64)
+        self._assign(st)
+        self.enabled = bool(enabled)
         self._found_inf: Any = None  # the flag of the step unscaled since the last update(), or None
 
     # ---- where the state lives ---------------------------------------------------------------
@@ -158,7 +229,14 @@ class GradScaler:
 
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale (unless done) and step ``optimizer`` unless a gradient is inf/NaN.
-        Returns the optimizer's result, or None for a skipped step."""
+        Returns the optimizer's result, or None for a skipped step.
+
+        ``grads`` are checked against the optimizer's params before they are unscaled in place,
+        and a low-precision optimizer's step (its grads only read here) that raises leaves the
+        scaler as it was: a refused step changes nothing. (A step that raises after float32 grads
+        were unscaled, on a hyper-parameter set invalid since the last step, leaves them unscaled,
+        as ``unscale_`` would: the next ``step`` does not unscale them again.)"""
+        _check_optimizer(optimizer)
         if not self.enabled:
             return optimizer.step(grads, *args, **kwargs)
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
@@ -167,6 +245,7 @@ class GradScaler:
         if fused:
             self._check(grads)
         elif self._found_inf is None:
+            _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
             self.unscale_(grads)
         found = self._found_inf
         on_device = _backend.is_cupy(found) and _skips_on_device(optimizer)
@@ -179,6 +258,10 @@ class GradScaler:
         optimizer._amp_grad_scale = self._scale if fused else None
         try:
             return optimizer.step(grads, *args, **kwargs)
+        except Exception:
+            if fused:  # the grads were only checked, not unscaled: this step never happened
+                self._found_inf = None
+            raise
         finally:
             optimizer._amp_found_inf = optimizer._amp_grad_scale = None
 
@@ -187,7 +270,7 @@ class GradScaler:
         if not self.enabled:
             return
         if new_scale is not None:
-            self._scale[...] = np.float32(_backend.positive("new_scale", new_scale))
+            self._scale[...] = np.float32(_float32_in("new_scale", new_scale, 0.0))
         elif self._found_inf is None:
             raise RuntimeError("update(): no step was unscaled since the last update()")
         else:
@@ -212,11 +295,19 @@ class GradScaler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"):
+        """Restore :meth:`state_dict`'s output, every value checked (as by the constructor) before
+        any is assigned."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state_dict: expected a dict, got {type(state).__name__}")
+        for key in _KEYS:
             if key not in state:
                 raise ValueError(f"state_dict: missing '{key}'")
-        self._scale[...] = np.float32(_backend.positive("scale", state["scale"]))
-        self.growth_factor = float(state["growth_factor"])
-        self.backoff_factor = float(state["backoff_factor"])
-        self.growth_interval = int(state["growth_interval"])
-        self._growth_tracker[...] = int(state["_growth_tracker"])
+        self._assign(_checked_state(state, {k: f"state_dict[{k!r}]" for k in _KEYS}))
+
+    def _assign(self, st: dict) -> None:
+        """Take the checked state ``st`` (``_checked_state``)."""
+        self._scale[...] = np.float32(st["scale"])
+        self._growth_tracker[...] = st["_growth_tracker"]
+        self.growth_factor = st["growth_factor"]
+        self.backoff_factor = st["backoff_factor"]
+        self.growth_interval = st["growth_interval"]

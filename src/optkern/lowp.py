@@ -64,7 +64,19 @@ __all__ = [
 ]
 
 HALF_DTYPES = ("bfloat16", "float16")
+_ROUNDINGS = ("nearest", "stochastic")
 _UINT64 = (1 << 64) - 1
+
+
+def _option(name: str, value, options: tuple) -> str:
+    """``value``, one of the strings ``options``: TypeError naming ``name`` for a non-string (an
+    array would make ``value in options`` ambiguous), ValueError for another string."""
+    expected = " or ".join(map(repr, options))
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return value
 
 
 def bfloat16_dtype():
@@ -76,9 +88,9 @@ def bfloat16_dtype():
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def half_format(a, dtype=None) -> str:
+def half_format(a, dtype=None, name: str = "a") -> str:
     """'bfloat16' or 'float16' for a 2-byte array: from its dtype, or from ``dtype``
-    when ``a`` holds raw uint16 bits. Raises TypeError otherwise."""
+    when ``a`` holds raw uint16 bits. Raises TypeError otherwise (naming ``name``)."""
     dt = np.dtype(getattr(a, "dtype", np.float64))
     if dt == np.float16:
         fmt = "float16"
@@ -89,7 +101,7 @@ def half_format(a, dtype=None) -> str:
             raise TypeError("dtype: a uint16 array holds raw bits; pass dtype='bfloat16' or 'float16'")
         fmt = str(dtype)
     else:
-        raise TypeError(f"expected a float16, bfloat16 or uint16 array, got {dt}")
+        raise TypeError(f"{name}: expected a float16, bfloat16 or uint16 array, got {dt}")
     if dtype is not None and str(dtype) != fmt:
         raise TypeError(f"dtype: array is {fmt}, but dtype={dtype!r} was given")
     if fmt not in HALF_DTYPES:
@@ -136,12 +148,17 @@ def _u64(name, v) -> int:
 
 
 def _float32(x, name="x", cupy_ok=False) -> np.ndarray:
-    """``x`` as a C-contiguous float32 array (NumPy; CuPy too where ``cupy_ok``)."""
+    """``x`` as a C-contiguous float32 array of its shape (NumPy; CuPy too where ``cupy_ok``).
+
+    A contiguous ``x`` is returned as it is: ``ascontiguousarray`` would make a 0-d array 1-d,
+    and the results, shaped like this array, would lose x's shape."""
     on_gpu = cupy_ok and _backend.is_cupy(x)
     if not (on_gpu or isinstance(x, np.ndarray)):
         raise TypeError(f"{name}: expected a {'numpy or cupy' if cupy_ok else 'numpy'} array, got {type(x).__name__}")
     if x.dtype != np.float32:
         raise TypeError(f"{name}: expected float32, got {x.dtype}")
+    if x.flags.c_contiguous:
+        return x
     if on_gpu:
         with _backend._device_of(x):
             return _backend.array_module(x).ascontiguousarray(x)
@@ -164,10 +181,8 @@ def to_half(
     ``step`` of ``seed``, element i uses global index ``offset + i``).
     Returns ``np.float16`` / ``ml_dtypes.bfloat16`` arrays, or the uint16 bits
     when ``raw=True`` (always uint16 for bfloat16 without ml_dtypes, or on CuPy)."""
-    if dtype not in HALF_DTYPES:
-        raise ValueError(f"dtype: expected 'bfloat16' or 'float16', got {dtype!r}")
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
+    _option("dtype", dtype, HALF_DTYPES)
+    _option("rounding", rounding, _ROUNDINGS)
     x = _float32(x, cupy_ok=True)
     out = _empty(x, x.shape, np.uint16)
     args = (dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset))
@@ -195,7 +210,7 @@ def from_half(h, dtype: str | None = None) -> np.ndarray:
     """bfloat16 / float16 array (or uint16 bits with ``dtype``) -> float32, exactly."""
     if not (isinstance(h, np.ndarray) or _backend.is_cupy(h)):
         raise TypeError(f"h: expected a numpy or cupy array, got {type(h).__name__}")
-    fmt = half_format(h, dtype)
+    fmt = half_format(h, dtype, "h")
     xp, mod = _native(h)
     out = _empty(h, h.shape, np.float32)
     with _backend._device_of(h):
@@ -246,29 +261,51 @@ def decode_map(signed: bool) -> np.ndarray:
 # ---- SWALP's quantizers (Yang et al. 2019) ---------------------------------------------------------
 
 
+def _grid_bits(name: str, bits) -> int:
+    """SWALP's word length: the native quantizers take 2..24 (a float32 significand)."""
+    return _backend.integer(name, bits, lo=2, hi=24)
+
+
+def _grid_frac(name: str, frac) -> int:
+    """Fractional bits of the fixed-point grid, in the native range."""
+    return _backend.integer(name, frac, lo=-100, hi=100)
+
+
+def _fp_block(name: str, block) -> int:
+    """Elements per shared exponent (0: the whole array); the native call takes an int64."""
+    return _backend.integer(name, block, lo=0, hi=_backend.INT64_MAX)
+
+
 def _grid_call(name, x, out, bits, extra, rounding, seed, step, offset):
-    """SWALP's quantizer ``name`` of the native module of ``x`` (NumPy or CuPy) into ``out``."""
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
-    x = _float32(x, cupy_ok=True)
+    """SWALP's quantizer ``name`` of the native module of ``x`` (NumPy or CuPy, float32 from
+    ``_float32``) into ``out``, every argument checked before the call."""
+    _option("rounding", rounding, _ROUNDINGS)
     on_gpu = _backend.is_cupy(x)
     if out is None:
         out = _empty(x, x.shape, np.float32)
-    elif _backend.is_cupy(out) != on_gpu or out.dtype != np.float32 or tuple(out.shape) != tuple(x.shape):
+    elif (
+        not (isinstance(out, np.ndarray) or _backend.is_cupy(out))
+        or _backend.is_cupy(out) != on_gpu
+        or out.dtype != np.float32
+        or tuple(out.shape) != tuple(x.shape)
+    ):
         kind = "cupy" if on_gpu else "numpy"
-        raise TypeError(f"out: expected a float32 {kind} array of shape {tuple(x.shape)}")
-    bits = _backend.integer("bits", bits, lo=2)
-    with _backend._device_of(x):
-        getattr(_native(x)[1], name)(
-            x,
-            out,
-            bits,
-            extra,
-            rounding == "stochastic",
-            _u64("seed", seed),
-            _u64("step", step),
-            _u64("offset", offset),
+        got = (
+            f"{out.dtype} {type(out).__name__} of shape {tuple(out.shape)}"
+            if hasattr(out, "dtype")
+            else type(out).__name__
         )
+        raise TypeError(f"out: expected a float32 {kind} array of shape {tuple(x.shape)}, got {got}")
+    args = (
+        _grid_bits("bits", bits),
+        extra,
+        rounding == "stochastic",
+        _u64("seed", seed),
+        _u64("step", step),
+        _u64("offset", offset),
+    )
+    with _backend._device_of(x):
+        getattr(_native(x)[1], name)(x, out, *args)
     return out
 
 
@@ -281,9 +318,11 @@ def quantize_fixed_point(
     in [0, 1) (``rounding='stochastic'``: unbiased inside the range; element i uses Philox word
     ``offset + i`` of stream ``step`` of ``seed``, as :func:`stochastic_round`) or rounding to
     nearest even (``'nearest'``). NaN stays NaN; values beyond the range (and +-inf) saturate.
-    ``x``: float32, NumPy or CuPy (the same bits on both). Returns float32 (a new array on x's
-    device, or ``out``, which may be ``x`` itself to quantize in place)."""
-    frac = _backend.integer("frac", frac, lo=-100)
+    ``x``: float32, NumPy or CuPy (the same bits on both). ``bits``: 2..24, ``frac``: -100..100.
+    Returns float32 (a new array of x's shape on x's device, or ``out``, which may be ``x`` itself
+    to quantize in place)."""
+    frac = _grid_frac("frac", frac)
+    x = _float32(x, cupy_ok=True)
     return _grid_call("lowp_quantize_fixed_point", x, out, bits, frac, rounding, seed, step, offset)
 
 
@@ -296,5 +335,9 @@ def quantize_block_fp(
     A block whose largest finite magnitude is ``a`` (``E = floor(log2 a)``) uses the fixed-point
     grid of step ``2^(E - bits + 2)``: ``a`` keeps ``bits - 1`` significant bits and nothing finite
     clips. Rounding, NaN/inf and ``out`` as in :func:`quantize_fixed_point`."""
-    block = _backend.integer("block", block, lo=0)
+    block = _fp_block("block", block)
+    x = _float32(x, cupy_ok=True)
+    # A block of at least x.size elements is the whole array, the same bits as a block of x.size;
+    # passed as it is, the native block count (size + block - 1) // block overflows int64 near 2**63.
+    block = min(block, x.size)
     return _grid_call("lowp_quantize_block_fp", x, out, bits, block, rounding, seed, step, offset)

@@ -12,11 +12,18 @@ and the update runs there (``_cuda.swa_lerp_``, the same rule and the same bits 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from . import _backend
+from ._update_bn import update_bn
+from .lowp import _option
 
-__all__ = ["AveragedParams"]
+__all__ = ["AveragedParams", "update_bn"]
+
+_MODES = ("swa", "ema")
+_STATE_KEYS = ("mode", "decay", "n_averaged", "averages")
 
 
 def _copy(p):
@@ -25,11 +32,36 @@ def _copy(p):
         return _backend.array_module(p).array(p, dtype=np.float32, copy=True)
 
 
+def _span(a) -> tuple:
+    """(first byte, one past the last byte) an array (NumPy or CuPy, any strides, not empty) touches."""
+    lo = hi = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi + a.itemsize
+
+
+def check_disjoint(arrays: list, names: list) -> None:
+    """ValueError naming the later of two of ``arrays`` that share memory: arrays written in
+    place one after another would see each other's writes (or one array be written twice).
+    Byte ranges are compared first; only arrays whose ranges meet are tested exactly (views that
+    interleave, like ``a[::2]`` and ``a[1::2]``, share no element)."""
+    spans = sorted((*_span(a), k) for k, a in enumerate(arrays) if a.size)
+    open_: list = []  # (end, k) of the spans that may still reach the next one
+    for lo, hi, k in spans:
+        open_ = [(end, j) for end, j in open_ if end > lo]
+        for _, j in open_:
+            if _backend.array_module(arrays[k]).shares_memory(arrays[k], arrays[j]):
+                first, later = sorted((j, k))
+                raise ValueError(f"{names[later]}: shares memory with {names[first]}")
+        open_.append((hi, k))
+
+
 class AveragedParams:
     def __init__(self, params, mode: str = "swa", decay: float = 0.999):
-        if mode not in ("swa", "ema"):
-            raise ValueError(f"mode: expected 'swa' or 'ema', got {mode!r}")
-        self.mode = mode
+        self.mode = _option("mode", mode, _MODES)
         self.decay = _backend.in_range("decay", decay, 0.0, 1.0)
         params = _backend.as_list(params, "params")
         for i, p in enumerate(params):
@@ -55,11 +87,32 @@ class AveragedParams:
             self._mod.swa_lerp_(self.averages, params, w)
         self.n_averaged += 1
 
+    def _like_averages(self, arrays, name: str, written: bool) -> list:
+        """``arrays`` checked against the averages, all before anything is written: one per
+        average, each a float32 array of its shape; ``written``: also on the averages' backend (NumPy
+        / CuPy), writable and sharing no memory with one another."""
+        arrays = _backend.as_list(arrays, name)
+        if len(arrays) != len(self.averages):
+            raise ValueError(f"{name}: expected {len(self.averages)} arrays (one per average), got {len(arrays)}")
+        for i, (a, p) in enumerate(zip(self.averages, arrays)):
+            if not (isinstance(p, np.ndarray) or _backend.is_cupy(p)):
+                raise TypeError(f"{name}[{i}]: expected a numpy or cupy array, got {type(p).__name__}")
+            if written and _backend.is_cupy(p) != _backend.is_cupy(a):
+                kind = "cupy" if _backend.is_cupy(a) else "numpy"
+                raise TypeError(f"{name}[{i}]: expected a {kind} array (as the averages), got {type(p).__name__}")
+            if p.dtype != np.float32:
+                raise TypeError(f"{name}[{i}]: expected float32 (as the averages), got {p.dtype}")
+            if p.shape != a.shape:
+                raise ValueError(f"{name}[{i}]: expected shape {a.shape}, got {p.shape}")
+            if written and isinstance(p, np.ndarray) and not p.flags.writeable:
+                raise ValueError(f"{name}[{i}]: array is read-only")
+        if written:
+            check_disjoint(arrays, [f"{name}[{i}]" for i in range(len(arrays))])
+        return arrays
+
     def copy_to(self, params) -> None:
         """Write the average into ``params`` (e.g. before recomputing batch-norm statistics)."""
-        for i, (p, a) in enumerate(zip(_backend.as_list(params, "params"), self.averages)):
-            if getattr(p, "shape", None) != a.shape:
-                raise ValueError(f"params[{i}]: expected shape {a.shape}, got {getattr(p, 'shape', None)}")
+        for p, a in zip(self._like_averages(params, "params", written=True), self.averages):
             p[...] = a
 
     def state_dict(self) -> dict:
@@ -69,3 +122,19 @@ class AveragedParams:
             "n_averaged": self.n_averaged,
             "averages": [_copy(a) for a in self.averages],
         }
+
+    def load_state_dict(self, state_dict) -> None:
+        """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32);
+        everything is checked before anything is assigned."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        for key in _STATE_KEYS:
+            if key not in state_dict:
+                raise ValueError(f"state_dict: missing '{key}'")
+        mode = _option("state_dict['mode']", state_dict["mode"], _MODES)
+        decay = _backend.in_range("state_dict['decay']", state_dict["decay"], 0.0, 1.0)
+        n = _backend.integer("state_dict['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
+        averages = self._like_averages(state_dict["averages"], "state_dict['averages']", written=False)
+        for a, src in zip(self.averages, averages):
+            a[...] = _backend.asarray_like(src, a)  # (a host checkpoint onto the GPU, or back)
+        self.mode, self.decay, self.n_averaged = mode, decay, n

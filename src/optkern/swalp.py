@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend, functional, lowp
-from .swa import AveragedParams
+from .swa import AveragedParams, check_disjoint
 
 __all__ = ["SWALP"]
 
@@ -48,6 +48,9 @@ class SWALP:
       rounding: "stochastic" (the paper's) or "nearest" (to nearest even; an ablation).
       seed: stochastic rounding's Philox key; weights, gradients and momentum take seed, seed + 1,
         seed + 2, stream = the step, offset = the element's index in the list's flat order.
+
+    Every argument is checked here (the quantizers' too), so that a step checks only its grads
+    before it writes: a refused step leaves params, buffers, averages and ``t`` as they were.
     """
 
     def __init__(
@@ -66,21 +69,18 @@ class SWALP:
         seed: int = 0,
         rounding: str = "stochastic",
     ):
-        if rounding not in ("stochastic", "nearest"):
-            raise ValueError(f"rounding: expected 'stochastic' or 'nearest', got {rounding!r}")
-        self.rounding = rounding
-        if number not in ("block_fp", "fixed_point"):
-            raise ValueError(f"number: expected 'block_fp' or 'fixed_point', got {number!r}")
+        self.rounding = lowp._option("rounding", rounding, ("stochastic", "nearest"))
+        self.number = lowp._option("number", number, ("block_fp", "fixed_point"))
         bits = dict.fromkeys(_WHAT, bits) if not isinstance(bits, dict) else dict(bits)
         if set(bits) != set(_WHAT):
-            raise ValueError(f"bits: expected an int or a dict with keys {_WHAT}, got {sorted(bits)}")
-        self.bits = {k: _backend.integer(f"bits[{k!r}]", v, lo=2) for k, v in bits.items()}
-        self.number = number
-        self.block = _backend.integer("block", block, lo=0)
-        self.frac = _backend.integer("frac", frac, lo=-100)
+            raise ValueError(f"bits: expected an int or a dict with keys {_WHAT}, got {sorted(bits, key=repr)}")
+        self.bits = {k: lowp._grid_bits(f"bits[{k!r}]", bits[k]) for k in _WHAT}
+        self.block = lowp._fp_block("block", block)
+        self.frac = lowp._grid_frac("frac", frac)
         self.swa_start = _backend.integer("swa_start", swa_start, lo=0)
         self.cycle = _backend.integer("cycle", cycle, lo=1)
-        self.seed = _backend.integer("seed", seed, lo=0)
+        # the quantizers' Philox keys seed .. seed + 2 must all be uint64s
+        self.seed = _backend.integer("seed", seed, lo=0, hi=lowp._UINT64 - (len(_WHAT) - 1))
         self.lr = _backend.in_range("lr", lr, 0.0)
         self.momentum = _backend.in_range("momentum", momentum, 0.0, 1.0)
         self.weight_decay = _backend.in_range("weight_decay", weight_decay, 0.0)
@@ -91,21 +91,25 @@ class SWALP:
         for i, p in enumerate(self.params):
             if not self._is_kind(p) or p.dtype != np.float32 or not p.flags.c_contiguous:
                 raise TypeError(f"params[{i}]: expected a C-contiguous float32 {self._kind} (as params[0])")
+            _backend.check_written(p, np.float32, f"params[{i}]")  # (read-only, misaligned)
+        # all checked before the first is quantized in place: one array twice would be quantized twice
+        check_disjoint(self.params, [f"params[{i}]" for i in range(len(self.params))])
         self.offsets = np.concatenate([[0], np.cumsum([p.size for p in self.params])]).tolist()
         self.t = 0
         self.buffers = [_zeros_like(p) for p in self.params] if self.momentum > 0 else None
         for i, p in enumerate(self.params):
-            self._quantize("weight", i, p, out=p)
+            self._quantize("weight", i, p, 0, out=p)
         self.swa = AveragedParams(self.params, mode="swa")
 
     def _is_kind(self, a) -> bool:
         return _backend.is_cupy(a) if self._gpu else isinstance(a, np.ndarray)
 
-    def _quantize(self, what: str, i: int, x, out=None):
+    def _quantize(self, what: str, i: int, x, t: int, out=None):
+        """Quantizer ``what`` of params[i]'s ``x`` at step ``t`` (its Philox stream)."""
         kw = dict(
             rounding=self.rounding,
             seed=self.seed + _WHAT.index(what),
-            step=self.t,
+            step=t,
             offset=self.offsets[i],
             out=out,
         )
@@ -114,15 +118,20 @@ class SWALP:
         return lowp.quantize_fixed_point(x, self.bits[what], self.frac, **kw)
 
     def step(self, grads) -> None:
-        """One low-precision SGD step with ``grads`` (float32, the params' shapes), then SWA."""
+        """One low-precision SGD step with ``grads`` (float32, the params' shapes), then SWA.
+
+        The grads are quantized into new arrays (a grad may be a view of anything), then
+        ``sgd_`` checks params and buffers before it writes; the quantizers' arguments were
+        checked at construction, so nothing after it can fail. ``t`` counts the step once it
+        is taken."""
         grads = _backend.as_list(grads, "grads")
         if len(grads) != len(self.params):
             raise ValueError(f"grads: expected {len(self.params)} arrays, got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, self.params)):
             if not self._is_kind(g) or g.dtype != np.float32 or g.shape != p.shape:
                 raise TypeError(f"grads[{i}]: expected a float32 {self._kind} of shape {p.shape}")
-        self.t += 1
-        gq = [self._quantize("grad", i, g) for i, g in enumerate(grads)]
+        t = self.t + 1
+        gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
         functional.sgd_(
             self.params,
             gq,
@@ -130,12 +139,13 @@ class SWALP:
             lr=self.lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
-            first=self.t == 1,
+            first=t == 1,
         )
+        self.t = t
         for i, p in enumerate(self.params):
             if self.buffers is not None:
-                self._quantize("momentum", i, self.buffers[i], out=self.buffers[i])
-            self._quantize("weight", i, p, out=p)
+                self._quantize("momentum", i, self.buffers[i], t, out=self.buffers[i])
+            self._quantize("weight", i, p, t, out=p)
         if self.t >= self.swa_start and (self.t - self.swa_start) % self.cycle == 0:
             self.swa.update(self.params)
 
