@@ -259,7 +259,7 @@ def real(name: str, value) -> float:
     try:
         v = float(value)
     except OverflowError:  # an int beyond float's range
-        raise ValueError(f"{name}: must be finite, got an integer of {int(value).bit_length()} bits") from None
+        raise ValueError(f"{name}: must be finite, got an integer beyond float range") from None
     if not math.isfinite(v):
         raise ValueError(f"{name}: must be finite, got {v}")
     return v

@@ -70,7 +70,10 @@ class BatchNorm(_NormModule):
     ``running_var`` (ones) and ``num_batches_tracked``. ``forward(x,
     training=True)`` uses batch statistics and updates the running buffers;
     ``training=False`` uses the running buffers. ``backward(dy)`` returns dx
-    and stores ``grad_weight`` / ``grad_bias``.
+    and stores ``grad_weight`` / ``grad_bias``. ``momentum=None`` makes the
+    running buffers the cumulative average of every batch's statistics since
+    the last :meth:`reset_running_stats` (torch's momentum=None; what
+    ``optkern.swa.update_bn`` uses).
     """
 
     def __init__(
@@ -78,7 +81,8 @@ class BatchNorm(_NormModule):
     ):
         super().__init__(dtype, like)
         C = _backend.integer("num_features", num_features, lo=1)
-        self.eps, self.momentum = _eps(eps), _momentum(momentum)
+        self.eps = _eps(eps)
+        self.momentum = None if momentum is None else _momentum(momentum)
         if affine:
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
         sdt = np.float64 if self.dtype == np.float64 else np.float32
@@ -91,6 +95,8 @@ class BatchNorm(_NormModule):
         """Normalize x; returns y."""
         self._check_channels(x, self.num_features, "num_features")
         use_batch = training or self.running_mean is None
+        # momentum None: batch n + 1 enters the running average with weight 1 / (n + 1), in double as torch
+        momentum = 1.0 / (self.num_batches_tracked + 1) if self.momentum is None else self.momentum
         y, self._saved = batch_norm(
             x,
             self.weight,
@@ -98,13 +104,20 @@ class BatchNorm(_NormModule):
             self.running_mean,
             self.running_var,
             training=use_batch,
-            momentum=self.momentum,
+            momentum=momentum,
             eps=self.eps,
         )
         if training and self.running_mean is not None:
             self.num_batches_tracked += 1
         self._x = x
         return y
+
+    def reset_running_stats(self) -> None:
+        """running_mean = 0, running_var = 1, num_batches_tracked = 0 (in place)."""
+        if self.running_mean is not None:
+            self.running_mean.fill(0)
+            self.running_var.fill(1)
+        self.num_batches_tracked = 0
 
     def backward(self, dy):
         """dx for the last forward; sets grad_weight and grad_bias."""
