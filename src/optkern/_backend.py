@@ -288,6 +288,13 @@ def nonnegative(name: str, value) -> float:
     return in_range(name, value, 0.0, None)
 
 
+def flag(name: str, value) -> bool:
+    """A bool (Python or NumPy): a string like "no" or a list must not read as a choice."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
 INT64_MAX = 2**63 - 1
 
 

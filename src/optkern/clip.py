@@ -25,10 +25,39 @@ def _norm_type(norm_type) -> float:
         return math.inf
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.floating, np.integer)):
         raise TypeError(f"norm_type: expected a number or 'inf', got {type(norm_type).__name__}")
-    p = float(norm_type)
+    try:
+        p = float(norm_type)
+    except OverflowError:  # an int beyond float's range: not inf, which must be asked for
+        raise ValueError(
+            f"norm_type: must be >= 1 or inf, got an integer of {int(norm_type).bit_length()} bits"
+        ) from None
     if not (p >= 1.0):
         raise ValueError(f"norm_type: must be >= 1 or inf, got {p}")
     return p
+
+
+#: Above this p the total norm is taken as ``m * (sum (|g| / m)^p)^(1/p)`` with ``m = max |g|``.
+#: The plain ``sum |g|^p`` (the native kernel's, and torch's at any p) leaves float64's normal
+#: range beyond it for float32 values (1.4e-45^p .. 3.4e38^p): it overflowed to inf, so clipping
+#: zeroed the gradients ([0.5, 0.5, 3] at p=2000), or underflowed to a zero norm. Up to p = 6
+#: float32 gradients never do, and the plain sum keeps torch's result to the bit (float64
+#: gradients beyond 1e51 still overflow it there, as in torch).
+_SCALED_P = 6.0
+
+
+def _scaled_norm(mod, grads, p: float, buf, xp):
+    """The p-norm of ``grads`` without overflow or underflow (see ``_SCALED_P``), into ``buf``;
+    a float for NumPy, None for CuPy (the value stays on the device: no synchronization)."""
+    with _grads_named():
+        mod.grad_norm(grads, math.inf, buf)  # m = max |g| (NaN if one is), after the native checks
+    m = buf.copy()
+    ok = xp.isfinite(m) & (m > 0)  # otherwise the norm is m itself: 0, inf or NaN
+    scale = xp.where(ok, m, 1.0)
+    s = xp.zeros(1, dtype=np.float64)
+    for g in grads:
+        s += xp.sum((xp.abs(g).astype(np.float64) / scale) ** p)  # terms <= 1, the largest one 1
+    buf[...] = xp.where(ok, scale * s ** (1.0 / p), m)
+    return float(buf[0]) if xp is np else None
 
 
 def _span(a, on_gpu: bool):
@@ -129,8 +158,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
 
     The total norm is ``(sum_i ||g_i||_p^p)^(1/p)`` over every array (``max |g|`` for
     ``norm_type=inf``), accumulated in float64 with a fixed blocking (bitwise the same for
-    any thread count). Every gradient is multiplied by ``min(1, max_norm / (norm + 1e-6))``
-    (NaN when the norm is NaN, as in PyTorch).
+    any thread count); for p > 6, as ``m (sum (|g| / m)^p)^(1/p)`` with ``m = max |g|``,
+    which stays finite where the plain sum overflows (torch's does: inf, and zeroed gradients).
+    Every gradient is multiplied by ``min(1, max_norm / (norm + 1e-6))`` (NaN when the norm is
+    NaN, as in PyTorch).
 
     Args:
       grads: an array or a list of arrays (NumPy or CuPy, one dtype).
@@ -156,8 +187,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     mod = _backend.backend(("grads", grads))
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
-    if not isinstance(error_if_nonfinite, (bool, np.bool_)):  # "no" or [] must not read as a choice
-        raise TypeError(f"error_if_nonfinite: expected a bool, got {type(error_if_nonfinite).__name__}")
+    error_if_nonfinite = _backend.flag("error_if_nonfinite", error_if_nonfinite)
     if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
         if out is None:
             return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)
@@ -170,8 +200,11 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     _check_grads(grads, xp is not np)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     prev = buf.copy() if error_if_nonfinite and out is not None else None
-    with _grads_named():  # what is left to the native checks: out aliasing grads, devices
-        total = mod.grad_norm(grads, p, buf)
+    if _SCALED_P < p < math.inf:
+        total = _scaled_norm(mod, grads, p, buf, xp)
+    else:
+        with _grads_named():  # what is left to the native checks: out aliasing grads, devices
+            total = mod.grad_norm(grads, p, buf)
     if comm is not None:
         total = _global_norm(buf, p, comm)
     if error_if_nonfinite:
@@ -201,6 +234,16 @@ def _global_norm(buf, p: float, comm):
     comm = as_communicator(comm)
     if p == math.inf:
         comm.allreduce(buf, "max")
+    elif p > _SCALED_P:  # scaled by the largest rank's norm, as _scaled_norm is by the largest |g|
+        xp = _backend.array_module(buf)
+        m = buf.copy()
+        comm.allreduce(m, "max")
+        ok = xp.isfinite(m) & (m > 0)
+        scale = xp.where(ok, m, 1.0)
+        buf /= scale
+        buf **= p
+        comm.allreduce(buf, "sum", ordered=True)
+        buf[...] = xp.where(ok, scale * buf ** (1.0 / p), m)
     else:
         buf **= p
         comm.allreduce(buf, "sum", ordered=True)  # one number: ordered costs nothing, every rank agrees

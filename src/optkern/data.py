@@ -57,8 +57,8 @@ class BatchLoader:
         self.x, self.y = x, y
         self._size = _batch_size_fn(batch_size_schedule)
         self.seed = _backend.integer("seed", seed, 0)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
+        self.shuffle = _backend.flag("shuffle", shuffle)
+        self.drop_last = _backend.flag("drop_last", drop_last)
         self.epoch = 0
         self._xp = _backend.array_module(x)
 
@@ -107,5 +107,12 @@ class BatchLoader:
         return {"epoch": self.epoch, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = _backend.integer("state['epoch']", state["epoch"], 0)
-        self.seed = _backend.integer("state['seed']", state["seed"], 0)
+        """Continue from :meth:`state_dict`; the whole of ``state`` is checked before anything changes."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
+        for k in ("epoch", "seed"):
+            if k not in state:
+                raise ValueError(f"state: missing {k!r}")
+        epoch = _backend.integer("state['epoch']", state["epoch"], 0)
+        seed = _backend.integer("state['seed']", state["seed"], 0)
+        self.epoch, self.seed = epoch, seed

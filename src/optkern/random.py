@@ -14,6 +14,7 @@ by advancing ``offset`` by the number of elements drawn.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -24,14 +25,33 @@ __all__ = ["uniform", "rademacher"]
 _UINT64_MAX = (1 << 64) - 1
 
 
-def _shape(shape) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+def _shape(shape, name: str = "shape", itemsize: int = 1) -> tuple[int, ...]:
+    """``shape`` (an int or a sequence of ints >= 0) as a tuple, small enough for an array of
+    ``itemsize``-byte elements; TypeError / ValueError naming ``name`` (NumPy's would not)."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
         shape = (shape,)
     try:
-        out = tuple(_backend.integer("shape", int(s) if isinstance(s, np.integer) else s, lo=0) for s in shape)
+        if isinstance(shape, (str, bytes)):
+            raise TypeError
+        out = tuple(_backend.integer(name, s, 0, _backend.INT64_MAX) for s in shape)
     except TypeError:
-        raise TypeError(f"shape: expected an int or a tuple of ints, got {shape!r}") from None
+        raise TypeError(f"{name}: expected an int or a tuple of ints, got {shape!r}") from None
+    if math.prod(out) * itemsize > _backend.INT64_MAX:
+        raise ValueError(f"{name}: {out} holds more than 2**63 - 1 bytes")
     return out
+
+
+def _float_dtype(dtype, allowed=None) -> np.dtype:
+    """``dtype`` as a floating NumPy dtype (one of ``allowed`` when given), else TypeError naming
+    dtype. None is refused: ``np.dtype(None)`` would be a silent float64."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or not np.issubdtype(dt, np.floating) or (allowed is not None and dt not in allowed):
+        want = " or ".join(np.dtype(a).name for a in allowed) if allowed else "a floating dtype"
+        raise TypeError(f"dtype: expected {want}, got {repr(dtype) if dt is None else dt}")
+    return dt
 
 
 def _u64(name: str, value) -> int:
@@ -42,12 +62,10 @@ def _u64(name: str, value) -> int:
 
 
 def _prepare(shape, seed, offset, dtype, like):
-    shape = _shape(shape)
+    dt = _float_dtype(dtype, (np.float32, np.float64))
+    shape = _shape(shape, itemsize=dt.itemsize)
     seed = _u64("seed", seed)
     offset = _u64("offset", offset)
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
     if offset + math.prod(shape) > _UINT64_MAX + 1:
         raise ValueError("offset: offset + size overflows the 64-bit counter")
     if like is not None and _backend.is_cupy(like):

@@ -123,8 +123,7 @@ class Communicator:
         if backend not in ("auto", "mpi", "nccl"):
             raise ValueError(f"backend: expected 'auto', 'mpi' or 'nccl', got {backend!r}")
         for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+            _backend.flag(name, flag)
         self.mpi: Any = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()

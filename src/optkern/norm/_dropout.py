@@ -35,6 +35,7 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     mod = _backend.backend(("x", x))
     p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
     seed, offset = _seed_offset(seed, offset, x.size)
+    training, return_mask = _backend.flag("training", training), _backend.flag("return_mask", return_mask)
     xp = _xp(x)
     if not training:
         return (x, xp.ones(x.shape, dtype=np.uint8)) if return_mask else x

@@ -76,10 +76,7 @@ class CapturableMixin(OptimizerParts):
         n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
         cap = False
         if self._capturable:
-            cap = group.get("capturable", False)
-            if not isinstance(cap, (bool, np.bool_)):
-                raise TypeError(f"{n('capturable')}: expected a bool, got {type(cap).__name__}")
-            cap = bool(cap)
+            cap = _backend.flag(n("capturable"), group.get("capturable", False))
         lr_dev: Any = group.get("lr")
         if not _backend.is_cupy(lr_dev):
             return self._check_group(group, where), cap, None

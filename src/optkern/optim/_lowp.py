@@ -37,7 +37,6 @@ from ._lowp_config import (
     LOWP_KEYWORDS,
     STATE_DTYPES,
     LowpConfig,
-    _flag,
     _half_fmt,
     _host,
     _type_name,
@@ -65,8 +64,8 @@ class LowPrecisionMixin(OptimizerParts):
         if unknown:
             raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}")
         o = {**LOWP_KEYWORDS, **options}
-        master = _flag("master_weights", o["master_weights"])
-        sr = _flag("stochastic_rounding", o["stochastic_rounding"])
+        master = _backend.flag("master_weights", o["master_weights"])
+        sr = _backend.flag("stochastic_rounding", o["stochastic_rounding"])
         state_dtype = o["state_dtype"]
         if not isinstance(state_dtype, str) or state_dtype not in STATE_DTYPES:
             raise ValueError(f"state_dtype: expected one of {', '.join(map(repr, STATE_DTYPES))}, got {state_dtype!r}")

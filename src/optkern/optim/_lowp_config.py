@@ -44,12 +44,6 @@ def _type_name(a) -> str:
     return f"{t.__module__.split('.')[0]}.{t.__name__}" if _backend.is_cupy(a) or t is np.ndarray else t.__name__
 
 
-def _flag(name: str, v) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
-    return bool(v)
-
-
 #: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)
 #: and their defaults: the classes take them as ``**lowp`` and show them in their signature
 #: (``lowp_keywords``).

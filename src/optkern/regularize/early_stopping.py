@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import os
 
 import numpy as np
@@ -76,11 +77,31 @@ def save_state(path, state) -> None:
 
 
 def load_state(path):
-    """Read a state_dict written by :func:`save_state` (CuPy arrays come back as CuPy)."""
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files if k != "__skeleton__"}
-        skeleton = json.loads(str(f["__skeleton__"]))
-    return _decode(skeleton, arrays)
+    """Read a state_dict written by :func:`save_state` (CuPy arrays come back as CuPy).
+
+    A file that is not such a state (another ``.npz``, a damaged one) is a ValueError naming ``path``.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files if k != "__skeleton__"}
+            if "__skeleton__" not in f.files:
+                raise ValueError("it holds no '__skeleton__' entry")
+            skeleton = json.loads(str(f["__skeleton__"]))
+        return _decode(skeleton, arrays)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # json / zip / a skeleton of the wrong shape
+        raise ValueError(f"path: {str(path)!r} is not a state written by save_state ({e})") from None
+
+
+def _metric(value, name: str = "metric") -> float:
+    """A real number (NaN and +-inf included) or a 1-element array of one, as a float."""
+    if hasattr(value, "item") and getattr(value, "size", 0) == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name}: an integer beyond float64's range") from None
 
 
 class EarlyStopping:
@@ -112,6 +133,8 @@ class EarlyStopping:
         if mode not in ("min", "max"):
             raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
         self.mode = mode
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a file name or None, got {type(path).__name__}")
         self.path = None if path is None else os.fspath(path)
         self.best = math.inf if mode == "min" else -math.inf
         self.best_step = -1
@@ -130,16 +153,16 @@ class EarlyStopping:
 
     def step(self, metric, state=None) -> bool:
         """Record one validation ``metric``; keep ``state`` if it is the best. True = stop now."""
-        metric = float(metric)
+        metric = _metric(metric)
         if self.is_better(metric):
-            self.best, self.best_step, self.num_bad = metric, self.steps, 0
-            if state is not None:
+            if state is not None:  # kept first: if taking or saving it fails, the counters stay as they were
                 s = state() if callable(state) else state
                 if self.path is None:
                     self._best_state = _snapshot(s)
                 else:
                     save_state(self.path, s)
                     self._best_state = self.path
+            self.best, self.best_step, self.num_bad = metric, self.steps, 0
         else:
             self.num_bad += 1
         self.steps += 1
@@ -165,14 +188,21 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue counting from :meth:`state_dict`."""
+        """Continue counting from :meth:`state_dict` (all of ``state`` is checked before anything changes)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
         for k in ("best", "best_step", "num_bad", "steps", "should_stop"):
             if k not in state:
                 raise ValueError(f"state: missing {k!r}")
-        self.best = float(state["best"])
-        self.best_step = int(state["best_step"])
-        self.num_bad = int(state["num_bad"])
-        self.steps = int(state["steps"])
-        self.should_stop = bool(state["should_stop"])
+        best = _metric(state["best"], "state['best']")
+        if math.isnan(best):
+            raise ValueError("state['best']: must be a number or +-inf, got nan")
+        steps = _backend.integer("state['steps']", state["steps"], 0)
+        # best_step is -1 until a metric improved; at most steps counts since it can be bad ones
+        best_step = _backend.integer("state['best_step']", state["best_step"], -1, steps - 1)
+        num_bad = _backend.integer("state['num_bad']", state["num_bad"], 0, steps)
+        should_stop = _backend.flag("state['should_stop']", state["should_stop"])
+        self.best, self.best_step, self.num_bad, self.steps = best, best_step, num_bad, steps
+        self.should_stop = bool(should_stop)
         if self.path is not None and os.path.exists(self.path):
             self._best_state = self.path

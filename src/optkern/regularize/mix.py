@@ -31,8 +31,10 @@ class Mixed(NamedTuple):
 
 
 def _host_rng(rng):
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.default_rng(_backend.integer("rng", rng, 0))  # NumPy's error would not name rng
+    if rng is None:
+        return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
     raise TypeError(f"rng: expected an int seed, a numpy.random.Generator or None, got {type(rng).__name__}")
@@ -126,6 +128,8 @@ def cutmix(x, y, alpha=1.0, *, num_classes=None, rng=None) -> Mixed:
     """
     xp = _check_x(x, ndim=4)
     n, _, h, w = x.shape
+    if h == 0 or w == 0:  # no pixel to draw a box centre from
+        raise ValueError(f"x: expected images of at least 1 x 1 pixels, got shape {tuple(x.shape)}")
     t = soft_targets(y, n, num_classes, x.dtype)
     lam, perm, g = _draw(alpha, n, rng)
     r = math.sqrt(1.0 - lam)

@@ -17,13 +17,9 @@ from .. import _backend
 
 
 def check_step(step) -> int:
-    """``step`` as a non-negative int, or TypeError / ValueError naming it."""
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"step: expected an integer, got {type(step).__name__}")
-    step = int(step)
-    if step < 0:
-        raise ValueError(f"step: must be >= 0, got {step}")
-    return step
+    """``step`` as an int in [0, 2**63), or TypeError / ValueError naming it (a larger one would
+    overflow the schedules' float arithmetic, ``gamma ** t``)."""
+    return _backend.integer("step", step, 0, _backend.INT64_MAX)
 
 
 class Schedule:
@@ -37,9 +33,10 @@ class Schedule:
     total_steps: int | None = None
 
     def __call__(self, step) -> float:
-        """The value at ``step`` (an integer >= 0); TypeError naming the schedule if it is no real number."""
+        """The value at ``step`` (an integer >= 0); TypeError / ValueError naming the schedule if it
+        is no real number or not finite (arguments whose arithmetic overflows float64)."""
         t = check_step(step)
-        return _real(self.value(t), t)
+        return _real(self.value(t), t, self)
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -92,6 +89,22 @@ def _scalar(v) -> float:
     return float(v.item()) if hasattr(v, "item") else float(v)
 
 
+def _item(v):
+    """A 1-element (device) array's number; anything else as it is (for the checks to name)."""
+    return v.item() if hasattr(v, "item") and getattr(v, "size", 0) == 1 else v
+
+
+#: The values the optimizers (optkern's and torch's) accept in the group entries whose meaning
+#: they fix: a Scheduler writes nothing else there. Any other entry only needs a finite value.
+_RANGES: dict = {
+    "lr": dict(lo=0.0),
+    "weight_decay": dict(lo=0.0),
+    "momentum": dict(lo=0.0),
+    "eps": dict(lo=0.0, lo_open=True),
+    "betas": dict(lo=0.0, hi=1.0, hi_open=True),
+}
+
+
 class ScheduleScaleWarning(UserWarning):
     """A schedule's values look like the wrong kind (absolute vs multiplier) for the optimizer."""
 
@@ -111,21 +124,26 @@ def _peak(schedule, steps: int | None) -> float:
     return max(_value(schedule, t) for t in ts)
 
 
-def _real(v, t: int) -> float:
-    """A schedule's value as a float: a real number or a 1-element array, else TypeError."""
+def _real(v, t: int, schedule=None) -> float:
+    """A schedule's value as a finite float (a real number or a 1-element array), else TypeError /
+    ValueError naming the schedule (a built-in one's arguments too: they are what overflowed)."""
     if hasattr(v, "item") and getattr(v, "size", 0) == 1 and not isinstance(v, (str, bytes)):
         v = v.item()
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"schedule: returned {type(v).__name__} at step {t}, expected a real number")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond float's range
+        f, v = math.inf, "an integer beyond float64's range"
+    if not math.isfinite(f):
+        why = "" if schedule is None or isinstance(schedule, FunctionSchedule) else f"; {schedule!r} overflows there"
+        raise ValueError(f"schedule: returned {v} at step {t}, expected a finite number{why}")
+    return f
 
 
 def _value(schedule, t: int) -> float:
     """``schedule(t)`` as a finite float, or TypeError / ValueError naming the schedule."""
-    v = schedule(t)
-    if not math.isfinite(v):
-        raise ValueError(f"schedule: returned {v} at step {t}, expected a finite number")
-    return v
+    return _real(schedule(t), t)
 
 
 class Scheduler:
@@ -179,10 +197,16 @@ class Scheduler:
         self.key = key
         self.index = index
         init = "initial_" + self._label
-        self.base_values = [_scalar(g.setdefault(init, self._get(g))) for g in groups]
+        self.base_values = [
+            self._checked(f"optimizer.param_groups[{i}][{init!r}]", _item(g.get(init, self._get(g))))
+            for i, g in enumerate(groups)
+        ]
         self.last_step = 0
+        values = self._values(0, self.base_values, relative)  # every check before the groups change
         self._warn_if_suspect()
-        self._write()
+        for g in groups:
+            g.setdefault(init, self._get(g))
+        self._write(values)
 
     @property
     def _label(self) -> str:
@@ -226,13 +250,26 @@ class Scheduler:
     def values(self, step: int | None = None) -> list:
         """The per-group values at ``step`` (default: the current step)."""
         t = self.last_step if step is None else check_step(step)
-        v = _value(self.schedule, t)
-        if self.relative:
-            return [b * v for b in self.base_values]
-        return [v for _ in self.base_values]
+        return self._values(t, self.base_values, self.relative)
 
-    def _write(self) -> None:
-        for g, v in zip(self.optimizer.param_groups, self.values()):
+    def _values(self, t: int, base: list, relative: bool) -> list:
+        """The values to write at step ``t``, each checked (finite, in the entry's range) or
+        TypeError / ValueError naming the schedule."""
+        v = _value(self.schedule, t)
+        values = [b * v for b in base] if relative else [v for _ in base]
+        for i, x in enumerate(values):
+            self._checked(f"schedule (step {t}, {self._where(i)})", x)
+        return values
+
+    def _checked(self, name: str, v) -> float:
+        """``v`` as a float if it is a finite value the driven entry accepts (``_RANGES``)."""
+        return _backend.in_range(name, v, **_RANGES.get(self.key, {}))
+
+    def _where(self, i: int) -> str:
+        return f"optimizer.param_groups[{i}][{self.key!r}]" + ("" if self.index is None else f"[{self.index}]")
+
+    def _write(self, values: list) -> None:
+        for g, v in zip(self.optimizer.param_groups, values):
             cur = g[self.key]
             if self.index is not None:
                 seq = list(cur)
@@ -246,9 +283,10 @@ class Scheduler:
                 g[self.key] = v
 
     def step(self) -> None:
-        """Advance one step and write the new value into every param group."""
+        """Advance one step and write the new value into every param group (on an error, neither happens)."""
+        values = self._values(self.last_step + 1, self.base_values, self.relative)
+        self._write(values)
         self.last_step += 1
-        self._write()
 
     def get_last_lr(self) -> list:
         """The values last written, one per group (torch's name)."""
@@ -265,21 +303,22 @@ class Scheduler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values."""
+        """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values. All of
+        ``state`` and the values it leads to are checked before anything changes."""
         if not isinstance(state, dict):
             raise TypeError(f"state: expected a dict, got {type(state).__name__}")
         for k in ("last_step", "base_values"):
             if k not in state:
                 raise ValueError(f"state: missing {k!r}")
-        try:
-            base = [float(b) for b in state["base_values"]]
-        except (TypeError, ValueError):
-            raise TypeError("state['base_values']: expected a list of numbers") from None
-        if len(base) != len(self.optimizer.param_groups):
+        raw = state["base_values"]
+        if not isinstance(raw, (list, tuple)):
+            raise TypeError(f"state['base_values']: expected a list of numbers, got {type(raw).__name__}")
+        if len(raw) != len(self.optimizer.param_groups):
             raise ValueError(
-                f"state['base_values']: has {len(base)} entries but the optimizer has "
+                f"state['base_values']: has {len(raw)} entries but the optimizer has "
                 f"{len(self.optimizer.param_groups)} param groups"
             )
+        base = [self._checked(f"state['base_values'][{i}]", _item(b)) for i, b in enumerate(raw)]
         relative = state.get("relative", self.relative)
         if not isinstance(relative, bool):
             raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
@@ -287,12 +326,12 @@ class Scheduler:
             raise ValueError(
                 f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler {self.key!r}[{self.index}]"
             )
-        self.last_step = check_step(state["last_step"])
-        self.base_values = base
-        self.relative = relative
+        last_step = check_step(state["last_step"])
+        values = self._values(last_step, base, relative)
+        self.last_step, self.base_values, self.relative = last_step, base, relative
         for g, b in zip(self.optimizer.param_groups, base):
             g["initial_" + self._label] = b
-        self._write()
+        self._write(values)
 
 
 def _check_entry(v, key: str, index, i: int) -> None:
@@ -331,3 +370,15 @@ def nonneg(name, v):
 
 def count(name, v, lo=0):
     return _backend.integer(name, v, lo)
+
+
+def sequence(name: str, values) -> list:
+    """``values`` (milestones, boundaries, schedules) as a list, or TypeError naming ``name``."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence, got {type(values).__name__}")
+    return list(values)
+
+
+def steps(name: str, values) -> list:
+    """A sequence of steps >= 1, each checked as ``name[i]``."""
+    return [count(f"{name}[{i}]", v, 1) for i, v in enumerate(sequence(name, values))]

@@ -4,9 +4,10 @@ size" (Smith, Kindermans, Ying & Le, ICLR 2018)."""
 from __future__ import annotations
 
 import bisect
+import math
 
 from .. import _backend
-from .base import Schedule, check_step, count, positive
+from .base import Schedule, check_step, count, positive, steps
 
 
 class batch_size_schedule(Schedule):
@@ -33,12 +34,22 @@ class batch_size_schedule(Schedule):
 
     def __init__(self, base_batch_size, milestones, factor=5.0, max_batch_size=None, lr=1.0):
         self.base_batch_size = count("base_batch_size", base_batch_size, 1)
-        ms = [count(f"milestones[{i}]", m, 1) for i, m in enumerate(milestones)]
+        ms = steps("milestones", milestones)
         for i in range(1, len(ms)):
             if ms[i] < ms[i - 1]:
                 raise ValueError(f"milestones: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")
         self.milestones = ms
         self.factor = _backend.in_range("factor", factor, 1.0, None, lo_open=True)
+        # the largest nominal batch (after the last milestone) must be a float64: every value is computed from it
+        try:
+            top = self.base_batch_size * self.factor ** len(ms)
+        except OverflowError:
+            top = math.inf
+        if not math.isfinite(top):
+            raise ValueError(
+                f"factor: base_batch_size * factor ** len(milestones) = {self.base_batch_size} * "
+                f"{self.factor!r} ** {len(ms)} overflows float64"
+            )
         if max_batch_size is not None:
             max_batch_size = count("max_batch_size", max_batch_size, 1)
             if max_batch_size < self.base_batch_size:

@@ -7,7 +7,7 @@ import bisect
 import math
 
 from .. import _backend
-from .base import Schedule, as_schedule, count, positive
+from .base import Schedule, as_schedule, count, positive, sequence, steps
 from .decay import cosine
 
 
@@ -71,11 +71,11 @@ class sequential(Schedule):
     """
 
     def __init__(self, schedules, boundaries):
-        schedules = list(schedules)
+        schedules = sequence("schedules", schedules)
         if not schedules:
             raise ValueError("schedules: need at least one schedule")
         self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
-        b = [count(f"boundaries[{i}]", x, 1) for i, x in enumerate(boundaries)]
+        b = steps("boundaries", boundaries)
         if len(b) != len(self.schedules) - 1:
             raise ValueError(
                 f"boundaries: expected {len(self.schedules) - 1} entries for "
@@ -105,11 +105,15 @@ def scale_lr(base_lr, batch, base_batch, rule: str = "linear") -> float:
     base_lr = positive("base_lr", base_lr)
     batch = count("batch", batch, 1)
     base_batch = count("base_batch", base_batch, 1)
-    if rule == "linear":
-        return base_lr * batch / base_batch
-    if rule == "sqrt":
-        return base_lr * math.sqrt(batch / base_batch)
-    raise ValueError(f"rule: expected 'linear' or 'sqrt', got {rule!r}")
+    if rule not in ("linear", "sqrt"):
+        raise ValueError(f"rule: expected 'linear' or 'sqrt', got {rule!r}")
+    try:
+        lr = base_lr * batch / base_batch if rule == "linear" else base_lr * math.sqrt(batch / base_batch)
+    except OverflowError:  # batch / base_batch beyond float's range
+        lr = math.inf
+    if not 0.0 < lr < math.inf:
+        raise ValueError(f"batch: base_lr * ({rule} of batch / base_batch) = {lr!r} is not a positive finite float64")
+    return lr
 
 
 def warmup_cosine(lr=1.0, warmup_steps=0, total_steps=1, eta_min=0.0, start_factor=0.0) -> Schedule:

@@ -41,7 +41,7 @@ class cyclic(Schedule):
         if self.mode == "triangular":
             amp = 1.0
         elif self.mode == "triangular2":
-            amp = 1.0 / (2.0 ** (cycle - 1))
+            amp = 0.5 ** (cycle - 1)  # the same powers of two as 1 / 2 ** (cycle - 1), which overflowed
         else:
             amp = self.gamma**t
         return scale * amp
@@ -123,6 +123,13 @@ class one_cycle(_phased):
         self.three_phase = bool(three_phase)
         init = self.max_lr / self.div_factor
         low = init / self.final_div_factor
+        # every value is interpolated between these: both must be positive float64s
+        for name, v, formula in (
+            ("div_factor", init, "max_lr / div_factor"),
+            ("final_div_factor", low, "max_lr / (div_factor * final_div_factor)"),
+        ):
+            if not (0.0 < v < math.inf):
+                raise ValueError(f"{name}: {formula} = {v!r} is not a positive finite float64")
         up = float(self.pct_start * total_steps) - 1
         if three_phase:
             phases = [(up, init, self.max_lr), (2 * up, self.max_lr, init), (total_steps - 1, init, low)]

@@ -11,7 +11,7 @@ import bisect
 import math
 
 from .. import _backend
-from .base import Schedule, count, nonneg, positive
+from .base import Schedule, count, nonneg, positive, steps
 
 
 class linear(Schedule):
@@ -52,9 +52,7 @@ class multi_step(Schedule):
 
     def __init__(self, lr=1.0, milestones=(), gamma=0.1):
         self.lr = positive("lr", lr)
-        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
-            raise TypeError(f"milestones: expected a sequence of steps, got {type(milestones).__name__}")
-        ms = [count(f"milestones[{i}]", m, 1) for i, m in enumerate(milestones)]
+        ms = steps("milestones", milestones)
         for i in range(1, len(ms)):
             if ms[i] < ms[i - 1]:
                 raise ValueError(f"milestones: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,29 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+#: The integer settings and the ranges a study accepts: beyond them one would not finish in any
+#: sensible time or memory (``--seeds 10**20`` was accepted and ran forever).
+_INT_RANGES = {
+    "epochs": (1, 100_000),
+    "batch_size": (1, 2**31 - 1),
+    "large_batch": (1, 2**31 - 1),
+    "checkpoints": (1, 10_000),
+    "curvature_batch": (1, 2**31 - 1),
+    "top_k": (1, 10_000),
+    "concentration_k": (1, 10_000),
+    "trace_matvecs": (1, 1_000_000),
+    "density_probes": (1, 10_000),
+    "density_steps": (1, 100_000),
+    "density_grid": (1, 1_000_000),
+    "lanczos_steps": (1, 100_000),
+    "threads": (1, 4096),
+    "jobs": (0, 4096),
+    "seed": (0, 2**63 - 1),  # plus seeds and epochs: still a 64-bit Philox key
+    "seeds": (1, 10_000),
+}
+_INT_RANGES_HIDDEN = (1, 65_536)
 
 
 @dataclass
@@ -73,28 +97,20 @@ class StudyConfig:
         bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
         if bad or not self.norms:
             raise ConfigError("norms", f"unknown {bad}; choose from none, batch, layer")
-        for name in (
-            "epochs",
-            "batch_size",
-            "large_batch",
-            "checkpoints",
-            "curvature_batch",
-            "top_k",
-            "concentration_k",
-            "trace_matvecs",
-            "density_probes",
-            "density_steps",
-            "density_grid",
-            "lanczos_steps",
-            "threads",
-            "seeds",
-        ):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
-        if int(self.jobs) < 0:
-            raise ConfigError("jobs", f"must be >= 0 (0: one per core), got {self.jobs}")
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+        for name, (lo, hi) in _INT_RANGES.items():
+            given = getattr(self, name)
+            if isinstance(given, bool) or not isinstance(given, numbers.Integral):
+                raise ConfigError(name, f"expected an integer, got {type(given).__name__}")
+            v = int(given)
+            if v < lo:
+                raise ConfigError(name, f"must be >= {lo}{' (0: one per core)' if name == 'jobs' else ''}, got {v}")
+            if v > hi:
+                raise ConfigError(name, f"must be <= {hi}, got {v}")
+        lo, hi = _INT_RANGES_HIDDEN
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) for h in self.hidden):
             raise ConfigError("hidden", f"expected positive layer widths, got {list(self.hidden)}")
+        if not all(lo <= h <= hi for h in self.hidden):
+            raise ConfigError("hidden", f"expected layer widths in [{lo}, {hi}], got {list(self.hidden)}")
         if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows
             name = "batch_size" if self.batch_size < 2 else "curvature_batch"
             raise ConfigError(name, f"batch norm needs at least 2 samples, got {getattr(self, name)}")
