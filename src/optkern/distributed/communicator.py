@@ -192,6 +192,8 @@ class Communicator:
         """
         _writable(x, "x")
         self._check_op(op, _OPS, x)
+        if ordered is not None:
+            _backend.flag("ordered", ordered)
         if _is_bf16(x) and x.size and self.size > 1:  # reduced in float32, rounded to nearest even once
             w = x.astype(np.float32)
             self.allreduce(w, op, ordered=ordered)
@@ -223,6 +225,8 @@ class Communicator:
         """
         _contiguous(x, "x")
         self._check_op(op, ("sum", "mean"), x)
+        if ordered is not None:
+            _backend.flag("ordered", ordered)
         if x.size % self.size:
             raise ValueError(f"x: has {x.size} elements, not a multiple of the world size {self.size}")
         n = x.size // self.size

@@ -24,10 +24,35 @@ def _grad_weight(w):
         return None
     if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
         raise TypeError(f"grad_weight: expected a number or None, got {type(w).__name__}")
-    w = float(w)
+    try:
+        w = float(w)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError("grad_weight: must be finite and >= 0, got an integer beyond float range") from None
     if not (math.isfinite(w) and w >= 0):
         raise ValueError(f"grad_weight: must be finite and >= 0, got {w}")
     return w
+
+
+def _size(name: str, v, hint: str = "") -> float:
+    """A buffer size: a number > 0 (``inf`` where ``hint`` allows it). ValueError for every bad
+    value, a non-number included, as these arguments have always raised."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number > 0{hint}, got {type(v).__name__}")
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond float's range
+        f = math.inf
+    if not f > 0 or (math.isinf(f) and not hint):
+        raise ValueError(f"{name}: expected a finite number > 0{hint}, got {v!r}")
+    return f
+
+
+def check_optimizer_step(optimizer, grads) -> None:
+    """Raise what ``optimizer.step(grads)`` would raise for bad input, before a wrapper writes into
+    ``grads`` (its own check when the optimizer has one: optkern.optim's do)."""
+    check = getattr(optimizer, "_check_step", None)
+    if check is not None:
+        check(grads)
 
 
 def check_grads(grads, params, name: str = "grads") -> list:
@@ -82,10 +107,8 @@ class DistributedOptimizer:
     ):
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
             raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
-        if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
-            raise ValueError(f"bucket_mb: expected a number > 0, got {bucket_mb!r}")
-        if isinstance(direct_kb, bool) or not isinstance(direct_kb, (int, float)) or not direct_kb > 0:
-            raise ValueError(f"direct_kb: expected a number > 0 (inf: pack every gradient), got {direct_kb!r}")
+        bucket_mb = _size("bucket_mb", bucket_mb)
+        direct_kb = _size("direct_kb", direct_kb, " (inf: pack every gradient)")
         if op not in ("mean", "sum"):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.optimizer = optimizer
@@ -138,6 +161,10 @@ class DistributedOptimizer:
 
     def synchronize(self, grads) -> None:
         """Average ``grads`` over the ranks, in place (weighted sum with ``grad_weight``)."""
+        self._reduce(*self._checked(grads))
+
+    def _checked(self, grads) -> tuple:
+        """(grads as a list, the weight): everything ``synchronize`` checks before it writes."""
         grads = check_grads(grads, self._params)
         spans = []
         for i, g in enumerate(grads):
@@ -147,7 +174,9 @@ class DistributedOptimizer:
             if hi > lo:
                 spans.append((lo, hi, i))
         _check_no_overlap(spans)  # an array reduced in place twice would be summed twice
-        w = _grad_weight(self.grad_weight)
+        return grads, _grad_weight(self.grad_weight)
+
+    def _reduce(self, grads: list, w) -> None:
         op = self.op if w is None else "sum"
         if self.comm.size == 1 and w in (None, 1.0):  # the average of one rank: nothing to do
             self._synced = True
@@ -173,7 +202,9 @@ class DistributedOptimizer:
                     "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
                 )
         else:
-            self.synchronize(grads)
+            grads, w = self._checked(grads)
+            check_optimizer_step(self.optimizer, grads)  # a refused step must not find grads averaged
+            self._reduce(grads, w)
         self.optimizer.step(grads)
         self._synced = False
 

@@ -15,11 +15,12 @@ import contextlib
 import numpy as np
 
 from .. import _backend
+from ..clip import _span
 from ..optim import AdagradNorm
 from ..optim._lowp_config import _half_fmt
 from . import sharded_state
 from .communicator import as_communicator
-from .data_parallel import _grad_weight, check_grads
+from .data_parallel import _grad_weight, check_grads, check_optimizer_step
 from .params import check_same_params
 
 
@@ -29,7 +30,10 @@ def _groups(params, where="params") -> list:
         raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
     if isinstance(params, np.ndarray) or _backend.is_cupy(params):
         params = [params]
-    groups = list(params)
+    try:
+        groups = list(params)
+    except TypeError:
+        raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got {type(params).__name__}") from None
     if not groups:
         raise ValueError(f"{where}: got an empty parameter list")
     if not isinstance(groups[0], dict):
@@ -40,6 +44,29 @@ def _groups(params, where="params") -> list:
             raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
         out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{gi}]['params']")})
     return out
+
+
+def _check_distinct(params) -> None:
+    """Raise ValueError naming the later of two params that share memory (the same array twice, or
+    overlapping views): each is copied back from its own slice of the flat buffer after a step, so
+    one would overwrite the other's update (an unsharded optimizer refuses them too)."""
+    spans: list = []
+    seen: dict = {}
+    for i, p in enumerate(params):
+        j = seen.setdefault(id(p), i)
+        if j != i:
+            raise ValueError(f"params[{i}]: the same array as params[{j}] (a parameter appears twice)")
+        lo, hi = _span(p, _backend.is_cupy(p))
+        if hi > lo:
+            spans.append((lo, hi, i))
+    spans.sort()
+    far = None  # the span reaching furthest so far
+    for s in spans:
+        if far is not None and s[0] < far[1]:
+            i, j = max(s[2], far[2]), min(s[2], far[2])
+            raise ValueError(f"params[{i}] shares memory with params[{j}] (aliasing arrays cannot be updated in place)")
+        if far is None or s[1] > far[1]:
+            far = s
 
 
 class ShardedOptimizer:
@@ -144,6 +171,7 @@ class ShardedOptimizer:
                 raise ValueError(f"params[{i}]: on device {p.device.id}, params[0] on {params[0].device.id}")
             if isinstance(p, np.ndarray) and not p.flags.writeable:
                 raise ValueError(f"params[{i}]: array is read-only")
+        _check_distinct(params)
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -190,6 +218,9 @@ class ShardedOptimizer:
 
     def step(self, grads=None) -> None:
         """Reduce-scatter the gradients (unless skipped), step on the own slice, all-gather the params."""
+        # the local step's own checks (hyper-parameters, its arrays) first: a step it would refuse
+        # must not find the gradients reduced (they are this step's buffers, not the user's)
+        check_optimizer_step(self.optimizer, self._local_grads)
         if self._skip:
             if not self._synced:
                 raise RuntimeError(
@@ -216,14 +247,14 @@ class ShardedOptimizer:
         k = 0
         for gi, (a, b) in enumerate(self._slices):
             if b > a:
-                grp = self.optimizer.param_groups[gi]
+                grp = self.optimizer._checked(self.optimizer.param_groups[gi], f"param_groups[{gi}]")[0]
                 p, g = self._flat[a:b], self._local_grads[k]
                 if _half_fmt(p.dtype) is not None:  # master weights: g' of the float32 step
                     master = self._master(gi)
                     p, g = (p.astype(np.float32) if master is None else master), g.astype(np.float32)
-                e = -g if grp["maximize"] else g
-                if grp["weight_decay"] != 0:
-                    e = e + p.dtype.type(grp["weight_decay"]) * p
+                e = -g if grp.maximize else g
+                if grp.weight_decay != 0:
+                    e = e + p.dtype.type(grp.weight_decay) * p
                 e = e.astype(np.float64)
                 local[gi] = float(xp.sum(e * e))
                 k += 1
@@ -289,6 +320,10 @@ class ShardedOptimizer:
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         if "zero" in state_dict:
             lay, ours = state_dict["zero"], self._layout()
+            if not isinstance(lay, dict):
+                raise TypeError(f"state_dict['zero']: expected a dict (a shard's layout), got {type(lay).__name__}")
+            if "optimizer" not in state_dict:
+                raise ValueError("state_dict: a shard (with 'zero') is missing 'optimizer'")
             for k in ("world", "numel", "chunk", "rank", "shapes"):
                 if lay.get(k) != ours[k]:
                     raise ValueError(

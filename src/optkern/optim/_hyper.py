@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
+from ._state_checks import _MAX_STEP
 
 
 def _namer(where: str) -> Callable[[str], str]:
@@ -63,7 +64,9 @@ def _check_shapes(params, grads) -> None:
 
 
 def _step_count(step) -> int:
-    return _backend.integer("step", step, lo=1)
+    """A functional call's step number: from 1 up to the steps a state dict may hold (2**53, where
+    the bias corrections' doubles stop counting exactly)."""
+    return _backend.integer("step", step, lo=1, hi=_MAX_STEP)
 
 
 # ---- hyper-parameters against the dtype they run in -------------------------------------

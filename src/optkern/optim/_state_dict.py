@@ -62,6 +62,8 @@ class StateDictMixin(OptimizerParts):
 
         ``optkern.load`` checks every target this way before it restores any of them.
         """
+        _backend.flag("strict", strict)
+        self._check_param_groups()
         _state_checks.check_state_dict(self, state_dict, strict=strict)
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
@@ -79,6 +81,8 @@ class StateDictMixin(OptimizerParts):
         ignores unknown keys, keeps this optimizer's value of a missing hyper-parameter and
         reads an empty entry as "not stepped yet"; values are checked either way.
         """
+        _backend.flag("strict", strict)
+        self._check_param_groups()
         _state_checks.check_state_dict(self, state_dict, strict=strict)
         if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
             raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")

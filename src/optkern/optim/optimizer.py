@@ -11,6 +11,8 @@ checks (``_prechecks``), capturable mode (``_capturable``) and PyTorch-format
 
 from __future__ import annotations
 
+from operator import is_
+
 import numpy as np
 
 from .. import _backend
@@ -85,6 +87,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         self._n = 0
         self._index_of: dict = {}  # id(param) -> global index, for the params as given and as viewed
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
+        self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
         if _backend.is_array(params):
@@ -158,6 +161,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             raise TypeError(
                 f"param_groups[{len(self.param_groups)}]: expected a dict, got {type(param_group).__name__}"
             )
+        self._check_param_groups()
         gi = len(self.param_groups)
         where = f"param_groups[{gi}]"
         if "params" not in param_group:
@@ -191,6 +195,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             flag = f"{where}['capturable']" if "capturable" in param_group else "capturable"
             self._check_capturable_arrays(flag, params[0], lr_dev, where)
         self.param_groups.append(group)
+        self._group_params.append((params, tuple(params)))
         self._runs.append([_Run(range(self._n, self._n + len(params)), params, mod)] if params else [])
         for k, (g, p) in enumerate(zip(given, params)):
             self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
@@ -229,23 +234,14 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         if closure is not None:
             if grads is not None:
                 raise TypeError("step: pass grads or closure, not both")
+            if not callable(closure):
+                raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+            self._check_param_groups()  # (before the closure runs a forward and backward pass)
             loss, grads = _closure_result(closure())
         elif grads is None:
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
-        if type(grads) is not list or set(map(type, grads)) != _NDARRAY:
-            grads = _backend.as_list(grads, "grads")
-        if len(grads) != self._n:
-            raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
-        groups = self.param_groups
-        checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
-        runs, layout = self._runs, None
-        if any(g is None for g in grads):
-            runs, layout = self._live_runs(grads, checked)
-        for gi, (_, cap, lr_dev) in enumerate(checked):
-            if cap and runs[gi]:
-                where = f"param_groups[{gi}]"
-                self._check_capturable_arrays(f"{where}['capturable']", runs[gi][0].params[0], lr_dev, where)
-        if len(runs) != 1 or len(runs[0]) != 1 or runs[0][0].sel != slice(0, self._n):
+        grads, checked, runs, layout, whole = self._prepared(grads)
+        if not whole:
             self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
         else:  # one native call checks everything before it writes, but compares sizes, not shapes
             _check_shapes(runs[0][0].params, grads)
@@ -268,6 +264,68 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                         run.parent.step, run.parent.extra = run.step, run.extra
             self._runs = [_merged(parts) for parts in layout]
         return loss
+
+    def _prepared(self, grads):
+        """The checks of a step that need no array pass: ``(grads as a list, [(hp, capturable,
+        lr buffer)] per group, runs to step per group, run layout after the step or None, whether
+        the step is one native call over every param)``. The array checks (``_precheck``) remain."""
+        self._check_param_groups()
+        if type(grads) is not list or set(map(type, grads)) != _NDARRAY:
+            grads = _backend.as_list(grads, "grads")
+        if len(grads) != self._n:
+            raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
+        groups = self.param_groups
+        checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
+        runs, layout = self._runs, None
+        if any(g is None for g in grads):
+            runs, layout = self._live_runs(grads, checked)
+        for gi, (_, cap, lr_dev) in enumerate(checked):
+            if cap and runs[gi]:
+                where = f"param_groups[{gi}]"
+                self._check_capturable_arrays(f"{where}['capturable']", runs[gi][0].params[0], lr_dev, where)
+        whole = len(runs) == 1 and len(runs[0]) == 1 and runs[0][0].sel == slice(0, self._n)
+        return grads, checked, runs, layout, whole
+
+    def _check_step(self, grads) -> None:
+        """Raise what ``step(grads)`` would raise for bad input; change nothing (for wrappers that
+        work on the gradients before they step, e.g. ``DistributedOptimizer``'s reduction)."""
+        grads, _, runs, _, _ = self._prepared(grads)
+        self._precheck(grads, runs)
+
+    def _check_param_groups(self) -> None:
+        """Raise unless ``param_groups`` still holds the groups as added, each with as many params
+        (the runs and state follow them: a group grown or shrunk in place would be stepped half).
+
+        A param may be replaced in place by another array (checked like the others at the step);
+        a new ``params`` list must hold the same arrays (the runs keep the list they were given)."""
+        groups, added = self.param_groups, self._group_params
+        if type(groups) is not list or len(groups) != len(added):
+            if not isinstance(groups, list):
+                raise TypeError(f"param_groups: expected a list of dicts, got {type(groups).__name__}")
+            raise ValueError(
+                f"param_groups: expected the {len(added)} groups added so far (add groups with "
+                f"add_param_group; removing one is not supported), got {len(groups)}"
+            )
+        for gi, (g, (lst, ps)) in enumerate(zip(groups, added)):
+            if type(g) is not dict:
+                raise TypeError(f"param_groups[{gi}]: expected a dict, got {type(g).__name__}")
+            cur = g.get("params")
+            if cur is None:
+                raise ValueError(f"param_groups[{gi}]: missing 'params'")
+            if cur is lst and len(cur) == len(ps):
+                continue
+            if not isinstance(cur, list):
+                raise TypeError(f"param_groups[{gi}]['params']: expected a list of arrays, got {type(cur).__name__}")
+            if len(cur) != len(ps):
+                raise ValueError(
+                    f"param_groups[{gi}]['params']: expected the group's {len(ps)} arrays "
+                    f"(add parameters with add_param_group), got {len(cur)}"
+                )
+            if not all(map(is_, cur, ps)):
+                raise ValueError(
+                    f"param_groups[{gi}]['params']: expected the group's arrays, got a new list holding "
+                    "others (replace a param in the group's own list, or add it with add_param_group)"
+                )
 
     def _live_runs(self, grads: list, checked: list):
         """(runs to step, run layout after the step) for a step that skips the params whose grad is
@@ -310,7 +368,10 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
 
     def _check_group(self, group: dict, where: str):
         """A group's validated hyper-parameters (``_check``), also against its params' dtypes."""
-        hp = self._check(group, where)
+        try:
+            hp = self._check(group, where)
+        except KeyError as e:  # a hyper-parameter deleted from the group between steps
+            raise ValueError(f"{where or 'defaults'}: missing {e.args[0]!r}") from None
         params = group.get("params")
         if params:
             cached = self._dtype_checked.get(where)
