@@ -9,6 +9,8 @@ softplus has ``beta = 1``; relu's derivatives at the kink are taken as 0.
 
 from __future__ import annotations
 
+import numbers
+
 from .. import _backend
 
 ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid", "softplus")
@@ -34,6 +36,8 @@ def activation(kind: str, z, *, order: int = 0):
       New arrays of ``z``'s shape and dtype, all from a single fused pass.
     """
     check_activation(kind)
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral):
+        raise TypeError(f"order: expected an integer (0, 1 or 2), got {type(order).__name__}")
     if order not in (0, 1, 2):
         raise ValueError(f"order: must be 0, 1 or 2, got {order!r}")
     mod = _backend.backend(("z", z))

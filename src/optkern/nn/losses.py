@@ -15,20 +15,30 @@ With ``beta = 0`` that Hessian is ``diag(p) - p p^T`` (PSD) whatever ``eps``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _backend
 
 
-def _labels(labels, n: int, c: int, xp):
+def _labels(labels, n: int, c: int, xp, name: str = "labels"):
+    """``labels`` checked as ``n`` integer class indices in ``[0, c)``, as a C-contiguous int64 array."""
     if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
-        raise TypeError(f"labels: expected an integer array, got {getattr(labels, 'dtype', type(labels).__name__)}")
+        raise TypeError(f"{name}: expected an integer array, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},), got {tuple(labels.shape)}")
+    if n and labels.dtype == xp.uint64 and int(labels.max()) > _backend.INT64_MAX:
+        raise ValueError(f"{name}: values must be in [0, {c}), got up to {int(labels.max())}")
     y = xp.ascontiguousarray(labels, dtype=xp.int64)
-    if y.shape != (n,):
-        raise ValueError(f"labels: expected shape ({n},), got {tuple(y.shape)}")
     if n:
         lo, hi = xp.stack([y.min(), y.max()]).tolist()  # one transfer (on a GPU, one host sync)
         if lo < 0 or hi >= c:
-            raise ValueError(f"labels: values must be in [0, {c}), got [{lo}, {hi}]")
+            raise ValueError(f"{name}: values must be in [0, {c}), got [{lo}, {hi}]")
     return y
+
+
+def _check_logits(logits) -> None:
+    if not (isinstance(logits, np.ndarray) or _backend.is_cupy(logits)):
+        raise TypeError(f"logits: expected a numpy or cupy array, got {type(logits).__name__}")
 
 
 def _hp(label_smoothing, confidence_penalty):
@@ -56,6 +66,9 @@ def xent_forward(
     """
     eps, beta = _hp(label_smoothing, confidence_penalty)
     scale = _backend.real("scale", scale)
+    _check_logits(logits)
+    if not (isinstance(labels, np.ndarray) or _backend.is_cupy(labels)):
+        raise TypeError(f"labels: expected an integer array, got {type(labels).__name__}")
     mod = _backend.backend(("logits", logits), ("labels", labels))
     xp = _backend.array_module(logits)
     if logits.ndim != 2:
@@ -113,6 +126,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
 @_backend.on_array_device
 def softmax_cross_entropy_grad(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0):
     """Mean loss and its gradient w.r.t. ``logits`` (one native pass)."""
+    _check_logits(logits)
     n = logits.shape[0] if logits.ndim == 2 else 0
     loss, _, grad = xent_forward(
         logits,

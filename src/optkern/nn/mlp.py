@@ -25,7 +25,7 @@ import numpy as np
 from .. import _backend
 from . import block as _block
 from .activations import activation, check_activation
-from .losses import mse_forward, xent_forward, xent_rop
+from .losses import _labels, mse_forward, xent_forward, xent_rop
 from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_rop_forward
 
 _NORM_AXIS = {"batch": 0, "layer": 1}
@@ -42,6 +42,17 @@ def _ieee(method):
             return method(*args, **kwargs)
 
     return call
+
+
+def _float_dtype(dtype) -> np.dtype:
+    """``dtype`` as float32 or float64 (None is not a default here: numpy would read it as float64)."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {repr(dtype) if dt is None else dt}")
+    return dt
 
 
 class MLP:
@@ -74,16 +85,20 @@ class MLP:
     ):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
             raise TypeError(f"sizes: expected a sequence of layer widths, got {type(sizes).__name__}")
-        sizes = [_backend.integer(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        try:
+            sizes = list(sizes)
+        except TypeError:  # a 0-d array has __iter__ but cannot be iterated
+            raise TypeError(f"sizes: expected a sequence of layer widths, got {type(sizes).__name__}") from None
+        sizes = [_backend.integer(f"sizes[{i}]", s, hi=_backend.INT64_MAX) for i, s in enumerate(sizes)]
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"sizes: expected at least two positive widths, got {sizes}")
         if norm not in (None, "batch", "layer"):
             raise ValueError(f"norm: expected None, 'batch' or 'layer', got {norm!r}")
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"loss: expected 'cross_entropy' or 'mse', got {loss!r}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.dtype = _float_dtype(dtype)
+        if not (xp is np or getattr(xp, "__name__", None) == "cupy"):
+            raise TypeError(f"xp: expected the numpy or cupy module, got {xp!r}")
         self.sizes = sizes
         self.activation = check_activation(activation)
         self.norm = norm
@@ -94,6 +109,15 @@ class MLP:
         self.xp = xp
         self.layout = self._make_layout()
         self.num_params = sum(math.prod(s) for layer in self.layout for _, (_, s) in layer.items())
+        if self.num_params > _backend.INT64_MAX:  # (then an index of the flat buffer overflows)
+            total = 0
+            for i, layer in enumerate(self.layout):
+                total += sum(math.prod(s) for _, s in layer.values())
+                if total > _backend.INT64_MAX:
+                    raise ValueError(
+                        f"sizes[{i + 1}]: the layers up to it hold {total} parameters, more than an int64 index "
+                        f"allows ({_backend.INT64_MAX})"
+                    )
 
     # ---- parameters -------------------------------------------------------
 
@@ -117,17 +141,24 @@ class MLP:
 
     def views(self, flat):
         """Per-layer dicts of views (``W``, ``b``, ``gamma``, ``beta``) into a flat buffer."""
+        if not (hasattr(flat, "shape") and hasattr(flat, "reshape")):  # (a torch tensor works too)
+            raise TypeError(f"flat: expected a 1-D array, got {type(flat).__name__}")
+        if tuple(flat.shape) != (self.num_params,):
+            raise ValueError(f"flat: expected shape ({self.num_params},), got {tuple(flat.shape)}")
         return [
             {name: flat[off : off + math.prod(shape)].reshape(shape) for name, (off, shape) in layer.items()}
             for layer in self.layout
         ]
 
-    def init_params(self, seed: int = 0):
+    def init_params(self, seed: int | None = 0):
         """A new flat parameter buffer: He-normal weights for relu/gelu/softplus
         (std ``sqrt(2 / fan_in)``), Xavier-normal otherwise (std
         ``sqrt(2 / (fan_in + fan_out))``); zero biases; ``gamma = 1``, ``beta = 0``.
         Drawn on the host from ``numpy.random.default_rng(seed)``, so NumPy and
-        CuPy models start from identical values."""
+        CuPy models start from identical values. ``seed``: an integer >= 0 (None: fresh
+        entropy from the OS)."""
+        if seed is not None:
+            seed = _backend.integer("seed", seed, lo=0)
         rng = np.random.default_rng(seed)
         flat = np.zeros(self.num_params, dtype=self.dtype)
         for layer in self.views(flat):
@@ -192,6 +223,12 @@ class MLP:
         if out is None:
             return xp.empty_like(params)
         return _backend.out_array(out, xp, self.dtype, params.shape, {"params": params, "v": v})
+
+    def _read(self, params):
+        """``params`` (checked by :meth:`_check`) as a C-contiguous array to read the layers from:
+        the native normalization kernels take contiguous ``gamma`` / ``beta``, so a strided view
+        is copied."""
+        return _backend.array_module(params).ascontiguousarray(params)
 
     def _direction(self, v):
         """``v`` (checked by :meth:`_check`) as a C-contiguous array: a strided or broadcast view is copied."""
@@ -289,27 +326,31 @@ class MLP:
     def predict(self, params, x):
         """Network output (logits for cross-entropy) for inputs ``x`` (N, sizes[0])."""
         xp, x, _ = self._check(params, x)
-        return self._forward(self.views(params), x, 0)[1]
+        return self._forward(self.views(self._read(params)), x, 0)[1]
 
     @_ieee
     def accuracy(self, params, x, y):
-        """Fraction of rows whose arg-max logit equals the integer label."""
+        """Fraction of rows whose arg-max output equals the integer label ``y`` (N,), in ``[0, sizes[-1])``."""
         xp, x, _ = self._check(params, x)
-        out = self._forward(self.views(params), x, 0)[1]
+        if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):
+            raise TypeError(f"y: expected an integer array, got {type(y).__name__}")
+        _backend.backend(("params", params), ("y", y))
+        y = _labels(y, x.shape[0], self.sizes[-1], xp, name="y")
+        out = self._forward(self.views(self._read(params)), x, 0)[1]
         return float((out.argmax(axis=1) == y).mean())
 
     @_ieee
     def loss(self, params, x, y):
         """The mean loss (a 0-d array of ``dtype``) of the batch ``(x, y)``."""
         xp, x, y = self._check(params, x, y)
-        out = self._forward(self.views(params), x, 0)[1]
+        out = self._forward(self.views(self._read(params)), x, 0)[1]
         return self._loss_head(out, y, need_grad=False)[0]
 
     @_ieee
     def loss_and_grad(self, params, x, y):
         """``(loss, grad)``: the mean loss and its gradient, a flat array shaped like ``params``."""
         xp, x, y = self._check(params, x, y)
-        P = self.views(params)
+        P = self.views(self._read(params))
         caches, out = self._forward(P, x, 1)
         loss, g, _ = self._loss_head(out, y)
         return loss, self._backward(P, caches, g, xp.empty_like(params))
@@ -327,7 +368,7 @@ class MLP:
         """
         xp, x, y = self._check(params, x, y, v)
         Hv = self._product_out(out, params, v)
-        P, V = self.views(params), self.views(self._direction(v))
+        P, V = self.views(self._read(params)), self.views(self._direction(v))
         caches, fwd = self._forward(P, x, 2)
         _, g, head = self._loss_head(fwd, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
@@ -369,7 +410,7 @@ class MLP:
         """
         xp, x, y = self._check(params, x, y, v)
         Gv = self._product_out(out, params, v)
-        P, V = self.views(params), self.views(self._direction(v))
+        P, V = self.views(self._read(params)), self.views(self._direction(v))
         caches, fwd = self._forward(P, x, 1)
         _, _, head = self._loss_head(fwd, y)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
@@ -386,13 +427,13 @@ class MLP:
         the single product's R-activations.
         """
         _, x, y, V = self._check_block(params, x, y, V)
-        return _block.hvp_block(self, params, x, y, V)
+        return _block.hvp_block(self, self._read(params), x, y, V)
 
     @_ieee
     def ggn_block(self, params, x, y, V):
         """``G v_d`` (generalized Gauss-Newton) for each row of ``V`` (``(k, n)``), as ``(k, n)``; see ``hvp_block``."""
         _, x, y, V = self._check_block(params, x, y, V)
-        return _block.ggn_block(self, params, x, y, V)
+        return _block.ggn_block(self, self._read(params), x, y, V)
 
     def _check_block(self, params, x, y, V):
         if not (isinstance(V, np.ndarray) or _backend.is_cupy(V)):
@@ -408,7 +449,7 @@ class MLP:
     def jvp(self, params, x, v):
         """``J v``: the directional derivative of the network output along ``v``."""
         xp, x, _ = self._check(params, x, v=v)
-        P, V = self.views(params), self.views(self._direction(v))
+        P, V = self.views(self._read(params)), self.views(self._direction(v))
         caches, _ = self._forward(P, x, 1)
         return self._rop_forward(P, V, caches)
 

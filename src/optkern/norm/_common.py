@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -172,6 +173,28 @@ def _eps(eps, x=None):
             f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
         )
     return eps
+
+
+def _shape_arg(normalized_shape, name="normalized_shape") -> tuple:
+    """``normalized_shape`` (an int or a sequence of ints) as a tuple of ints >= 1 whose product
+    fits int64; TypeError / ValueError naming it (or its entry) otherwise. A bool, a float, a
+    string or a 0-d array is not a shape."""
+    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, (bool, np.bool_)):
+        normalized_shape = (normalized_shape,)
+    ok = isinstance(normalized_shape, (tuple, list)) or (
+        isinstance(normalized_shape, np.ndarray) and normalized_shape.ndim == 1
+    )
+    if not ok:
+        raise TypeError(f"{name}: expected an int or a tuple of ints, got {type(normalized_shape).__name__}")
+    ns = tuple(_backend.integer(f"{name}[{i}]", s, lo=1, hi=_backend.INT64_MAX) for i, s in enumerate(normalized_shape))
+    if math.prod(ns) > _backend.INT64_MAX:
+        raise ValueError(f"{name}: {ns} holds more than {_backend.INT64_MAX} elements")
+    return ns
+
+
+def _saved_int(saved, field: str, lo: int) -> int:
+    """An integer field of a ``saved`` tuple (``saved.groups``), named when it is not one."""
+    return _backend.integer(f"saved.{field}", getattr(saved, field), lo=lo, hi=_backend.INT64_MAX)
 
 
 def _momentum(momentum):

@@ -22,7 +22,9 @@ from ._common import (
     _out,
     _prod,
     _rstd,
+    _saved_int,
     _saved_names,
+    _shape_arg,
     _shape_of,
     _stat_dtype,
     _xp,
@@ -114,6 +116,8 @@ def batch_norm(
     eps = _eps(eps, x)
     momentum = _momentum(momentum)
     N, C = int(x.shape[0]), int(x.shape[1])
+    if C < 1:
+        raise ValueError(f"x: expected at least one channel (C = x.shape[1] >= 1), got shape {tuple(x.shape)}")
     S = _prod(x.shape[2:])
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
@@ -157,18 +161,17 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
     if x.ndim < 2:
         raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
-    N, C, S = int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
+    N, C, S = _nc_spatial(x)
+    training = _backend.flag("saved.training", saved.training)
     _shape_of("weight", weight, (C,))
-    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, bool(saved.training), out)
+    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, training, out)
 
 
 # ---- layer / group / instance / RMS norm (row kernels) ----------------------------
 
 
 def _normalized_shape(x, normalized_shape):
-    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
-        normalized_shape = (int(normalized_shape),)
-    ns = tuple(int(s) for s in normalized_shape)
+    ns = _shape_arg(normalized_shape)
     k = len(ns)
     if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k :]) != ns:
         raise ValueError(
@@ -288,6 +291,8 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
 def _nc_spatial(x):
     if x.ndim < 2:
         raise ValueError(f"x: expected shape (N, C, *spatial), got {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"x: expected at least one channel (C = x.shape[1] >= 1), got shape {tuple(x.shape)}")
     return int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])
 
 
@@ -323,8 +328,8 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
-    G = int(saved.groups)
-    if G < 1 or C % G:
+    G = _saved_int(saved, "groups", 1)
+    if C % G:
         raise ValueError(f"saved.groups: {G} does not divide C={C}")
     return _row_backward(
         mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,), param_grads, out=out
@@ -395,7 +400,10 @@ def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True,
     saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
-    if saved.groups == 0:  # running statistics: fixed per-channel mean / rstd
+    groups = _saved_int(saved, "groups", 0)
+    if groups not in (0, C):
+        raise ValueError(f"saved.groups: expected 0 (running statistics) or C={C}, got {groups}")
+    if groups == 0:  # running statistics: fixed per-channel mean / rstd
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
         _shape_of("weight", weight, (C,))

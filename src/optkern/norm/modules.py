@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ._common import _eps, _momentum
+from ._common import _eps, _momentum, _shape_arg
 from .functional import (
     batch_norm,
     batch_norm_backward,
@@ -16,6 +16,21 @@ from .functional import (
     rms_norm,
     rms_norm_backward,
 )
+
+
+def _module_dtype(dtype, cupy: bool):
+    """A module's dtype: float32 or float64; on CuPy also float16 and "bfloat16" (kept as the string)."""
+    if cupy and isinstance(dtype, str) and dtype == "bfloat16":
+        return dtype
+    allowed = (np.float32, np.float64, np.float16) if cupy else (np.float32, np.float64)
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt not in allowed:
+        want = "float32, float64, float16 or 'bfloat16'" if cupy else "float32 or float64"
+        raise TypeError(f"dtype: expected {want}, got {repr(dtype) if dt is None else dt}")
+    return dt
 
 
 class _NormModule:
@@ -30,7 +45,7 @@ class _NormModule:
             self._xp = np
         else:
             raise TypeError(f"like: expected a numpy or cupy array, got {type(like).__name__}")
-        self.dtype = np.dtype(dtype) if self._xp is np or str(dtype) != "bfloat16" else dtype
+        self.dtype = _module_dtype(dtype, self._xp is not np)
         self.weight = self.bias = None
         self.grad_weight = self.grad_bias = None
         self._saved = None
@@ -49,6 +64,14 @@ class _NormModule:
 
     def __call__(self, x, training=True):
         return self.forward(x, training=training)
+
+    def _check_dtype(self, x):
+        """x in this module's dtype where the module holds arrays of it (weight, running buffers):
+        the error names x, not the module's array that the native call would blame."""
+        held = self.weight is not None or getattr(self, "running_mean", None) is not None
+        dt = getattr(x, "dtype", None)
+        if held and dt is not None and str(dt) != str(self.dtype):
+            raise TypeError(f"x: expected {self.dtype} (this {type(self).__name__}'s dtype), got {dt}")
 
     def _check_channels(self, x, C, what):
         """x must be (N, C, ...) with this module's C (else the error would blame weight)."""
@@ -80,7 +103,7 @@ class BatchNorm(_NormModule):
         self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=np.float32, like=None
     ):
         super().__init__(dtype, like)
-        C = _backend.integer("num_features", num_features, lo=1)
+        C = _backend.integer("num_features", num_features, lo=1, hi=_backend.INT64_MAX)
         self.eps = _eps(eps)
         self.momentum = None if momentum is None else _momentum(momentum)
         if affine:
@@ -94,9 +117,14 @@ class BatchNorm(_NormModule):
     def forward(self, x, training=True):
         """Normalize x; returns y."""
         self._check_channels(x, self.num_features, "num_features")
+        self._check_dtype(x)
         use_batch = training or self.running_mean is None
         # momentum None: batch n + 1 enters the running average with weight 1 / (n + 1), in double as torch
-        momentum = 1.0 / (self.num_batches_tracked + 1) if self.momentum is None else self.momentum
+        if self.momentum is None:
+            n = _backend.integer("num_batches_tracked", self.num_batches_tracked, lo=0, hi=_backend.INT64_MAX - 1)
+            momentum = 1.0 / (n + 1)
+        else:
+            momentum = self.momentum
         y, self._saved = batch_norm(
             x,
             self.weight,
@@ -133,9 +161,7 @@ class LayerNorm(_NormModule):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
-        if isinstance(normalized_shape, (int, np.integer)):
-            normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        self.normalized_shape = _shape_arg(normalized_shape)
         self.eps = _eps(eps)
         if elementwise_affine:
             self.weight = self._full(self.normalized_shape, 1)
@@ -143,6 +169,7 @@ class LayerNorm(_NormModule):
 
     def forward(self, x, training=True):
         """Normalize x (``training`` is accepted for a uniform interface and ignored)."""
+        self._check_dtype(x)
         y, self._saved = layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         self._x = x
         return y
@@ -162,8 +189,8 @@ class GroupNorm(_NormModule):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
-        self.num_groups = _backend.integer("num_groups", num_groups, lo=1)
-        C = _backend.integer("num_channels", num_channels, lo=1)
+        self.num_groups = _backend.integer("num_groups", num_groups, lo=1, hi=_backend.INT64_MAX)
+        C = _backend.integer("num_channels", num_channels, lo=1, hi=_backend.INT64_MAX)
         if C % self.num_groups:
             raise ValueError(f"num_groups: must divide num_channels={C}, got {self.num_groups}")
         self.eps = _eps(eps)
@@ -174,6 +201,7 @@ class GroupNorm(_NormModule):
     def forward(self, x, training=True):
         """Normalize x (``training`` is ignored)."""
         self._check_channels(x, self.num_channels, "num_channels")
+        self._check_dtype(x)
         y, self._saved = group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         self._x = x
         return y
@@ -191,15 +219,14 @@ class RMSNorm(_NormModule):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
-        if isinstance(normalized_shape, (int, np.integer)):
-            normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        self.normalized_shape = _shape_arg(normalized_shape)
         self.eps = None if eps is None else _eps(eps)
         if elementwise_affine:
             self.weight = self._full(self.normalized_shape, 1)
 
     def forward(self, x, training=True):
         """Normalize x (``training`` is ignored)."""
+        self._check_dtype(x)
         y, self._saved = rms_norm(x, self.normalized_shape, self.weight, self.eps)
         self._x = x
         return y

@@ -8,18 +8,26 @@ from .. import _backend
 from ._common import WeightNormSaved, _check_saved, _ndarray, _saved_names, _stat_dtype, _xp
 
 
-def _wn_layout(v, g, dim):
+def _wn_layout(v, g, dim, name="dim", norm=None):
+    """(slices, axis) of ``v`` along ``dim`` (``name``: how errors call it). ``norm``: the saved
+    per-slice norms of a backward call; a ``dim`` that disagrees with both them and ``g`` is
+    the one named."""
     if v.ndim == 0:
         raise ValueError("v: expected at least one dimension")
     if dim is None:
         rows, perm = 1, None
     else:
-        d = _backend.integer("dim", dim)
+        d = _backend.integer(name, dim)
         if not -v.ndim <= d < v.ndim:
-            raise ValueError(f"dim: out of range for v with {v.ndim} dims, got {dim}")
+            raise ValueError(f"{name}: out of range for v with {v.ndim} dims, got {dim}")
         d %= v.ndim
         rows, perm = int(v.shape[d]), d
     if g.size != rows:
+        if norm is not None and norm.size == g.size:
+            raise ValueError(
+                f"{name}: {dim} gives {rows} slices of v, but g and saved.norm hold {g.size} "
+                "(a dim other than the forward's)"
+            )
         raise ValueError(f"g: expected {rows} elements (one per slice along dim), got {g.size}")
     return rows, perm
 
@@ -89,7 +97,7 @@ def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
     mod = _backend.backend(("dw", dw), ("v", v), ("g", g), ("saved.norm", saved.norm))
     if tuple(dw.shape) != tuple(v.shape):
         raise ValueError(f"dw: expected shape {tuple(v.shape)}, got {tuple(dw.shape)}")
-    rows, d = _wn_layout(v, g, saved.dim)
+    rows, d = _wn_layout(v, g, saved.dim, "saved.dim", saved.norm)
     vr, dwr = _to_rows(v, d), _to_rows(dw, d)
     xp = _xp(v)
     dv = xp.empty_like(vr)
