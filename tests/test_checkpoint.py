@@ -15,6 +15,7 @@ import optkern
 import optkern.optim as O
 from optkern import checkpoint as C
 from optkern import schedules as S
+from optkern._checkpoint_kinds import _KINDS
 
 CASES = [
     ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
@@ -369,7 +370,7 @@ def test_register_a_new_kind(tmp_path):
         d = Counter()
         assert optkern.load(tmp_path / "ck.npz", c=d)["c"] == {"n": 41} and d.n == 41
     finally:
-        C._KINDS.pop(0)
+        _KINDS.pop(0)
 
 
 # ---- writing: encoded first, atomic, durable --------------------------------------------------

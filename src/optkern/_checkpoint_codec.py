@@ -1,0 +1,131 @@
+"""The plain-data encoding of ``optkern.save``: a tree of dicts, lists, tuples, numbers, strings and
+arrays as JSON with its arrays beside it (torch tensors and bfloat16 as tagged host arrays), and back."""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+import sys
+
+import numpy as np
+
+from . import _backend, lowp
+
+
+def _torch():
+    """The torch module if it is imported already (optkern never imports it for a checkpoint)."""
+    return sys.modules.get("torch")
+
+
+def _is_torch_tensor(obj) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _encode(obj, arrays: list, where: str, _open: set | None = None):
+    """JSON-able structure of ``obj``; its arrays (host copies) appended to ``arrays``.
+
+    ``_open``: ids of the containers being encoded around ``obj`` (a container holding itself
+    is a reference cycle, refused naming where it closes)."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        f = float(obj)
+        return f if np.isfinite(f) else {"__float__": repr(f)}
+    if _is_torch_tensor(obj):
+        return _encode_tensor(obj, arrays, where)
+    if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):
+        a = obj.get() if _backend.is_cupy(obj) else np.asarray(obj)
+        if a.dtype.name == "bfloat16":  # ml_dtypes' type: its bits, tagged, so no pickle is needed
+            arrays.append(np.ascontiguousarray(a).reshape(a.shape).view(np.uint16))
+            return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
+        if a.dtype.kind not in "biufc":
+            raise TypeError(f"{where}: cannot save an array of dtype {a.dtype}")
+        # reshape: ascontiguousarray makes a 0-d array (a capturable run's step) 1-d
+        arrays.append(np.ascontiguousarray(a).reshape(a.shape))
+        return {"__array__": len(arrays) - 1}
+    if not isinstance(obj, (tuple, list, dict)):
+        raise TypeError(
+            f"{where}: cannot save a {type(obj).__name__} (arrays, numbers, strings, None, lists, tuples, "
+            "dicts, or objects with state_dict / load_state_dict)"
+        )
+    _open = set() if _open is None else _open
+    if id(obj) in _open:
+        raise ValueError(f"{where}: contains itself (a reference cycle cannot be saved)")
+    _open.add(id(obj))
+    try:
+        if isinstance(obj, tuple):
+            return {"__tuple__": [_encode(v, arrays, f"{where}[{k}]", _open) for k, v in enumerate(obj)]}
+        if isinstance(obj, list):
+            return [_encode(v, arrays, f"{where}[{k}]", _open) for k, v in enumerate(obj)]
+        for key in obj:
+            if isinstance(key, bool) or not isinstance(key, (str, numbers.Integral)):
+                raise TypeError(f"{where}: cannot save a dict key of type {type(key).__name__} (str or int only)")
+        items = [
+            (k if isinstance(k, str) else int(k), _encode(v, arrays, f"{where}[{k!r}]", _open)) for k, v in obj.items()
+        ]
+        if all(isinstance(k, str) and not k.startswith("__") for k, _ in items):
+            return dict(items)
+        return {"__items__": [list(kv) for kv in items]}
+    finally:
+        _open.discard(id(obj))
+
+
+def _encode_tensor(t, arrays: list, where: str):
+    """A torch tensor saved as a host array (detached, bfloat16 as its tagged bits), so that it
+    loads as a NumPy array, and as a tensor again into a torch optimizer or module."""
+    torch = _torch()
+    try:
+        t = t.detach().resolve_conj().resolve_neg()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.dtype == torch.bfloat16:
+            arrays.append(np.ascontiguousarray(t.view(torch.uint16).numpy()).reshape(tuple(t.shape)))
+            return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
+        a = t.numpy()
+    except (TypeError, RuntimeError, NotImplementedError) as e:
+        raise TypeError(f"{where}: cannot save this torch.Tensor ({t.dtype}, {t.layout}, on {t.device}): {e}") from None
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"{where}: cannot save a torch.Tensor of dtype {t.dtype}")
+    arrays.append(np.ascontiguousarray(a).reshape(a.shape))
+    return {"__array__": len(arrays) - 1}
+
+
+def _decode(node, arrays: list, to_torch: bool = False):
+    """Plain data from ``_encode``'s structure: NumPy arrays, or with ``to_torch`` torch tensors
+    (copies: the loader of a torch optimizer may keep them as its state)."""
+    if isinstance(node, list):
+        return [_decode(v, arrays, to_torch) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "__array__" in node:
+        a = arrays[node["__array__"]]
+        if to_torch:
+            torch = _torch()
+            t = torch.from_numpy(np.array(a.view(np.uint16) if node.get("dtype") == "bfloat16" else a))
+            return t.view(torch.bfloat16) if node.get("dtype") == "bfloat16" else t
+        bf16 = lowp.bfloat16_dtype() if node.get("dtype") == "bfloat16" else None
+        return a.view(bf16) if bf16 is not None else a  # without ml_dtypes: the uint16 bits
+    if "__float__" in node:
+        return float(node["__float__"])
+    if "__tuple__" in node:
+        return tuple(_decode(v, arrays, to_torch) for v in node["__tuple__"])
+    if "__items__" in node:
+        return {k: _decode(v, arrays, to_torch) for k, v in node["__items__"]}
+    return {k: _decode(v, arrays, to_torch) for k, v in node.items()}
+
+
+def _sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+
+
+def _host_copy(data, name: str, to_torch: bool = False):
+    """``data`` with every array replaced by a host copy (the live arrays may change); torch
+    tensors with ``to_torch``."""
+    arrays: list = []
+    tree = _encode(data, arrays, name)
+    return _decode(tree, [a.copy() for a in arrays], to_torch)

@@ -1,0 +1,223 @@
+"""What ``optkern.load`` restores in place and how: the kinds of targets (arrays, optkern optimizers,
+objects with ``load_state_dict`` (torch ones get tensors back), containers of arrays), each with the
+check that runs before any target is written, and the memory-overlap check across targets."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from . import _backend
+from ._checkpoint_codec import _host_copy, _torch
+
+
+class Kind(NamedTuple):
+    """How one kind of object is saved and restored in place.
+
+    ``accepts(obj)``: whether this kind handles ``obj``; ``dump(obj)``: its plain data (a
+    tree of dicts, lists, tuples, numbers, strings and arrays); ``check(obj, data)``: raise
+    if ``data`` cannot be applied to ``obj``, changing nothing; ``apply(obj, data)``: restore
+    ``obj`` from ``data`` in place.
+    """
+
+    name: str
+    accepts: Callable[[Any], bool]
+    dump: Callable[[Any], Any]
+    check: Callable[[Any, Any], None]
+    apply: Callable[[Any, Any], None]
+
+
+def _is_array(obj) -> bool:
+    return isinstance(obj, np.ndarray) or _backend.is_cupy(obj)
+
+
+def _has_state(obj) -> bool:
+    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))
+
+
+def _check_array(target, data) -> None:
+    if not _is_array(data):
+        raise TypeError(f"expected a saved array, found {type(data).__name__}")
+    if tuple(data.shape) != tuple(target.shape) or data.dtype != target.dtype:
+        raise ValueError(
+            f"saved array is {data.dtype} {tuple(data.shape)}, the target is {target.dtype} {tuple(target.shape)}"
+        )
+    if isinstance(target, np.ndarray) and not target.flags.writeable:
+        raise ValueError("the target array is read-only")
+
+
+def _copy_into(target, data) -> None:
+    if _backend.is_cupy(target):
+        with _backend._device_of(target):
+            target.set(np.ascontiguousarray(data))
+    else:
+        np.copyto(target, data)
+
+
+def _check_optimizer(opt, data) -> None:
+    # the optimizer's own check: a low-precision one converts its storage format first
+    opt._check_state_dict(data)
+
+
+def _check_tree(target, data, where: str = "") -> None:
+    """A list / tuple / dict of arrays restored leaf by leaf: same structure, arrays at the leaves."""
+    if _is_array(target):
+        try:
+            return _check_array(target, data)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{where}: {e}" if where else str(e)) from None
+    at = f"{where}: " if where else ""
+    if isinstance(target, (list, tuple)):
+        if not isinstance(data, (list, tuple)) or len(data) != len(target):
+            found = f"{len(data)} items" if isinstance(data, (list, tuple)) else f"a {type(data).__name__}"
+            raise ValueError(f"{at}expected a saved sequence of {len(target)} items, found {found}")
+        for k, (t, d) in enumerate(zip(target, data)):
+            _check_tree(t, d, f"{where}[{k}]")
+        return None
+    if isinstance(target, dict):
+        if not isinstance(data, dict) or set(data) != set(target):
+            raise ValueError(f"{at}the saved entry is not a dict with the target's keys")
+        for k in target:
+            _check_tree(target[k], data[k], f"{where}[{k!r}]")
+        return None
+    raise TypeError(
+        f"{at}cannot restore a {type(target).__name__} in place (only arrays, containers of arrays "
+        "and objects with load_state_dict); read it from load()'s result"
+    )
+
+
+def _apply_tree(target, data) -> None:
+    if _is_array(target):
+        _copy_into(target, data)
+    elif isinstance(target, dict):
+        for k in target:
+            _apply_tree(target[k], data[k])
+    else:
+        for t, d in zip(target, data):
+            _apply_tree(t, d)
+
+
+def _is_optimizer(obj) -> bool:
+    from .optim import Optimizer
+
+    return isinstance(obj, Optimizer)
+
+
+def _load_state(obj, data) -> None:
+    obj.load_state_dict(data)
+
+
+def _wants_torch(obj) -> bool:
+    """Whether ``obj``'s ``load_state_dict`` takes torch tensors (a torch optimizer or module):
+    its saved arrays are handed back to it as tensors."""
+    torch = _torch()
+    return torch is not None and isinstance(obj, (torch.optim.Optimizer, torch.nn.Module))
+
+
+def _check_state(obj, data) -> None:
+    """A torch optimizer's saved state dict: the structure and group sizes its loader needs,
+    checked before any target is written (torch's own checks, some of them after it has
+    started to change the optimizer)."""
+    torch = _torch()
+    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+        return
+    if not isinstance(data, dict) or not isinstance(data.get("state"), dict):
+        raise ValueError("expected a saved optimizer state dict with 'state' and 'param_groups'")
+    groups = data.get("param_groups")
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups
+    ):
+        raise ValueError("expected a saved 'param_groups' list of dicts with 'params'")
+    if len(groups) != len(obj.param_groups):
+        raise ValueError(f"holds {len(groups)} param groups, the optimizer has {len(obj.param_groups)}")
+    for i, (g, mine) in enumerate(zip(groups, obj.param_groups)):
+        if len(g["params"]) != len(mine["params"]):
+            raise ValueError(
+                f"['param_groups'][{i}] holds {len(g['params'])} params, the optimizer's group has "
+                f"{len(mine['params'])}"
+            )
+    ids = {i for g in groups for i in g["params"]}
+    odd = [k for k in data["state"] if k not in ids]
+    if odd:
+        raise ValueError(f"['state'] holds state for param {odd[0]!r}, which no saved param group lists")
+
+
+def _load_torch_state(obj, data) -> None:
+    """``load_state_dict`` of a torch object; if it fails, the object gets its previous state back
+    (an optimizer's own loader may fail after torch's loader replaced the state)."""
+    if not _wants_torch(obj):
+        return obj.load_state_dict(data)
+    before = _host_copy(obj.state_dict(), type(obj).__name__, to_torch=True)
+    try:
+        obj.load_state_dict(data)
+    except BaseException:
+        obj.load_state_dict(before)
+        raise
+    return None
+
+
+_KINDS: list = [
+    Kind("array", _is_array, lambda a: a, _check_array, _copy_into),
+    Kind("optimizer", _is_optimizer, lambda o: o.state_dict(), _check_optimizer, _load_state),
+    Kind("state", _has_state, lambda o: o.state_dict(), _check_state, _load_torch_state),
+    Kind("tree", lambda obj: True, lambda t: t, _check_tree, _apply_tree),
+]
+
+
+def register(kind: Kind) -> None:
+    """Handle a new kind of object (tried before the built-in kinds, newest first)."""
+    if not isinstance(kind, Kind):
+        raise TypeError(f"kind: expected an optkern.checkpoint.Kind, got {type(kind).__name__}")
+    _KINDS.insert(0, kind)
+
+
+def _kind_of(obj) -> Kind:
+    return next(k for k in _KINDS if k.accepts(obj))
+
+
+def _array_leaves(target, where: str):
+    """(name, array) for every array an array / tree target is restored into."""
+    if _is_array(target):
+        yield where, target
+    elif isinstance(target, dict):
+        for k, v in target.items():
+            yield from _array_leaves(v, f"{where}[{k!r}]")
+    elif isinstance(target, (list, tuple)):
+        for k, v in enumerate(target):
+            yield from _array_leaves(v, f"{where}[{k}]")
+
+
+def _span(a) -> tuple:
+    """(memory space, first byte, one past the last byte) of a non-empty array."""
+    host = isinstance(a, np.ndarray)
+    lo = hi = a.ctypes.data if host else a.data.ptr
+    for n, st in zip(a.shape, a.strides):
+        if st < 0:
+            lo += st * (n - 1)
+        else:
+            hi += st * (n - 1)
+    return ("host" if host else ("cuda", a.device.id), lo, hi + a.itemsize)
+
+
+def _check_disjoint(path: str, targets: dict) -> None:
+    """Refuse array targets that share memory (one would overwrite the other's restored values),
+    before anything is written; ValueError naming both."""
+    leaves = []
+    for name, target in targets.items():
+        if _kind_of(target).name in ("array", "tree"):
+            leaves += [(where, a) for where, a in _array_leaves(target, f"[{name!r}]") if a.size]
+    if len(leaves) < 2:
+        return
+    spans = sorted(((*_span(a), k) for k, (_, a) in enumerate(leaves)), key=lambda s: (str(s[0]), s[1]))
+    for i, (space, _, hi, k) in enumerate(spans):
+        for space2, lo2, _, k2 in spans[i + 1 :]:
+            if space2 != space or lo2 >= hi:
+                break
+            a, b = leaves[k][1], leaves[k2][1]
+            if _backend.array_module(a).shares_memory(a, b):
+                first, second = sorted((k, k2))
+                raise ValueError(
+                    f"{path}: targets {leaves[first][0]} and {leaves[second][0]} share memory "
+                    "(restoring one would overwrite the other); pass separate arrays"
+                )
