@@ -15,6 +15,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 
+#: The most threads ``set_num_threads`` / ``limit_threads`` take (the study's ``--threads`` bound
+#: too). OpenMP accepts any count but creates the team only at the next parallel region, and a
+#: count it cannot create ends the process there (a segfault, not an error): with Linux's default
+#: vm.max_map_count (65530; two maps per thread stack) 65536 threads crash, 16384 ran here. 4096
+#: stays well inside those limits (8 MiB default stacks: 32 GiB of address space, ~8k maps) and
+#: above the logical CPU count of any one host today, so no useful setting is refused. A fixed
+#: bound, not one from ``os.cpu_count()``: a script valid on one machine stays valid on another.
+MAX_THREADS = 4096
+
 # (getter, setter) names across OpenBLAS builds: plain, 64-bit-integer and the NumPy / SciPy wheels' copies.
 _OPENBLAS_SYMBOLS = (
     ("openblas_get_num_threads", "openblas_set_num_threads"),
@@ -53,13 +62,17 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` >= 1 OpenMP threads in optkern's CPU kernels (like ``torch.set_num_threads``)."""
-    from . import _backend, _cpu
+    """Use ``n`` OpenMP threads (1 to ``MAX_THREADS``) in optkern's CPU kernels (like ``torch.set_num_threads``)."""
+    from . import _cpu
 
-    n = _backend.integer("n", n)
-    if n < 1:
-        raise ValueError(f"n: must be >= 1, got {n}")
-    _cpu.set_num_threads(n)
+    _cpu.set_num_threads(_count(n))
+
+
+def _count(n) -> int:
+    """``n`` checked as a thread count: an integer in [1, MAX_THREADS] (TypeError / ValueError naming ``n``)."""
+    from . import _backend
+
+    return _backend.integer("n", n, 1, MAX_THREADS)
 
 
 @contextlib.contextmanager
@@ -69,13 +82,14 @@ def limit_threads(n: int):
     OpenBLAS keeps its own setting)."""
     from . import _cpu as cpu
 
+    n = _count(n)  # (before anything changes)
     old_omp = cpu.get_num_threads()
     blas = _loaded_openblas()
     old_blas = [int(get()) for get, _ in blas]
     try:
-        cpu.set_num_threads(int(n))
+        cpu.set_num_threads(n)
         for _, set_ in blas:
-            set_(int(n))
+            set_(n)
         yield
     finally:
         cpu.set_num_threads(old_omp)

@@ -64,8 +64,12 @@ def set_threads(n: int | None) -> int:
     from ..study import UsageError
 
     if n is not None:
+        from ..threads import MAX_THREADS
+
         if n < 1:
             raise UsageError(f"--threads: must be >= 1, got {n}")
+        if n > MAX_THREADS:
+            raise UsageError(f"--threads: must be <= {MAX_THREADS}, got {n}")
         _cpu.set_num_threads(n)
         torch = torch_or_none()
         if torch is not None:

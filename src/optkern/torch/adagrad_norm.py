@@ -11,7 +11,7 @@ from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
 from ..optim._run import _Run
 from . import _views
-from ._fused import _Fused
+from ._fused import _check_scalar, _Fused
 from ._lowp import amp_scale as _lowp_amp_scale
 from ._lowp import new_state as _lowp_new_state
 from ._state import _saved_ids, _step_tensor
@@ -44,21 +44,36 @@ class AdagradNorm(_Fused):
     def load_state_dict(self, state_dict):
         """torch's loader casts every state tensor to its param's dtype: b_sq (float64) would come
         back rounded to float32 for float32 params. The saved values are restored in float64."""
-        saved = [(state_dict["state"].get(i) or {}).get("b_sq") for i in _saved_ids(state_dict)]
+        self._check_state_dict(state_dict)  # (before reading it)
+        ids = _saved_ids(state_dict)
+        entries = [state_dict["state"].get(i) for i in ids]
+        saved = [e.get("b_sq") if isinstance(e, dict) else None for e in entries]
+        for i, b in zip(ids, saved):
+            if b is not None:
+                _check_scalar(b, f"state_dict['state'][{i!r}]['b_sq']", nonnegative=True)
         super().load_state_dict(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         for p, b in zip(params, saved):
             if isinstance(b, torch.Tensor) and "b_sq" in self.state[p]:
                 self.state[p]["b_sq"] = b.detach().to(device=p.device, dtype=torch.float64).reshape(-1).clone()
 
+    def _plan(self, group, params, gi):
+        self._hyper(group)
+        return self._kinds(params), any("step" not in (self.state.get(p) or {}) for p in params)
+
+    def _kinds(self, params: list) -> list:
+        """The calls of a step: one per device and dtype (low precision: halves and float32 params
+        of a device share one b^2)."""
+        by_kind: dict = {}
+        for p in params:
+            by_kind.setdefault((p.device, None if self._lowp_core else p.dtype), []).append(p)
+        return list(by_kind.values())
+
     def _group_step(self, group, params, gi):
         for p in params:
             if "step" not in self.state[p]:  # (a param without a grad so far may hold the group's b_sq)
                 self._init_state(p, self.state[p], group)
-        by_kind: dict = {}
-        for p in params:  # (low precision: halves and float32 params of a device share one b^2)
-            by_kind.setdefault((p.device, None if self._lowp_core else p.dtype), []).append(p)
-        for ps in by_kind.values():
+        for ps in self._kinds(params):
             b = self._b_sq(group, ps)
             if self._lowp_core is not None:
                 self._lowp_step(group, ps, gi, b)
@@ -75,7 +90,7 @@ class AdagradNorm(_Fused):
                         maximize=group["maximize"],
                     )
             except (TypeError, ValueError):
-                self._check_grads(ps, gi)  # refused before writing: name a bad grad
+                self._precheck_named([(group, ps, gi, None, [ps])])  # refused before writing: name it
                 raise
             torch._foreach_add_([self.state[p]["step"] for p in ps], 1.0)
 
@@ -108,7 +123,7 @@ class AdagradNorm(_Fused):
             with _views.on_stream(ps[0]):
                 m._update(run, grads, self._hyper(group), t)
         except (TypeError, ValueError):
-            self._check_grads(ps, gi)  # refused before writing: name a bad grad
+            self._precheck_named([(group, ps, gi, None, [ps])])  # refused before writing: name it
             raise
         torch._foreach_add_([s["step"] for s in states], 1.0)
 

@@ -11,7 +11,18 @@ from . import _views
 def _params(parameters) -> list:
     """``parameters`` as a list (a generator such as ``model.parameters()`` is read once here, so
     that torch's implementation, where it takes over, still sees every tensor)."""
-    return [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+    if isinstance(parameters, torch.Tensor):
+        return [parameters]
+    try:
+        params = list(parameters)
+    except TypeError:
+        raise TypeError(
+            f"parameters: expected a tensor or an iterable of tensors, got {type(parameters).__name__}"
+        ) from None
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"parameters[{i}]: expected a torch.Tensor, got {type(p).__name__}")
+    return params
 
 
 def _grads(params: list) -> list | None:

@@ -59,18 +59,40 @@ class SGD(_Fused):
             lowp,
         )
 
-    def _group_step(self, group, params, gi):
-        self._first_set: set = set()
+    def _first_params(self, group, params, gi) -> list:
+        """The params whose momentum buffer this step makes (torch makes it from the first step's
+        gradient): those run with first=True. Writes nothing."""
         cached = self._layouts.get(gi)  # a layout is only made once every buffer exists (momentum may
         # have been switched on since: then the first param has none either)
         if not self._state_names(group) or (
             cached is not None
             and cached[0] == tuple(map(id, params))
-            and self.state[params[0]].get("momentum_buffer") is not None
+            and (self.state.get(params[0]) or {}).get("momentum_buffer") is not None
         ):
-            first = []
-        else:
-            first = [p for p in params if self.state[p].get("momentum_buffer") is None]
+            return []
+        return [p for p in params if (self.state.get(p) or {}).get("momentum_buffer") is None]
+
+    def _plan(self, group, params, gi):
+        first = self._first_params(group, params, gi)
+        if not first:
+            return super()._plan(group, params, gi)
+        return self._first_runs(params, first), True
+
+    @staticmethod
+    def _first_runs(params, first) -> list:
+        """The calls of a step that makes buffers: the new ones', then the others', per device and dtype."""
+        ids = {id(p) for p in first}
+        runs: list = []
+        for ps in (first, [p for p in params if id(p) not in ids]):
+            by_kind: dict = {}
+            for p in ps:
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
+            runs += by_kind.values()
+        return runs
+
+    def _group_step(self, group, params, gi):
+        self._first_set: set = set()
+        first = self._first_params(group, params, gi)
         if not first:  # no momentum, or every buffer made: the cached layout and views
             super()._group_step(group, params, gi)
             return
@@ -81,13 +103,8 @@ class SGD(_Fused):
             else:
                 self.state[p]["momentum_buffer"] = _zeros(p)
         self._first_set = {id(p) for p in first}
-        rest = [p for p in params if id(p) not in self._first_set]
-        for ps in (first, rest):
-            by_kind: dict = {}
-            for p in ps:
-                by_kind.setdefault((p.device, p.dtype), []).append(p)
-            for run in by_kind.values():
-                self._run(group, run, gi)
+        for run in self._first_runs(params, first):
+            self._run(group, run, gi)
 
     def _first(self, group, params):
         return getattr(self, "_first_set", set())
