@@ -7,12 +7,9 @@ hands each run to the optkern.optim class it mirrors (``_core``). The classes th
 
 from __future__ import annotations
 
-import bisect
-import functools
 import itertools
 import operator
 
-import numpy as np
 import torch
 import torch.utils.dlpack
 from torch.optim import optimizer as _torch_optimizer
@@ -22,10 +19,12 @@ from .. import optim as _optim
 from ..optim._hyper import _check_dtype
 from ..optim._run import _Run
 from . import _lowp, _views
+from ._checks_state import _StateDictChecks
+from ._checks_step import _check_duplicates, _data_ptr, _StepChecks
 from ._state import (
-    _HOST_SCALARS,
     _entries,
     _join_scalars,
+    _meta,
     _same_entries,
     _scalar_dtype,
     _scalars_to_host,
@@ -34,15 +33,7 @@ from ._state import (
 )
 
 
-@functools.cache
-def _meta(core: type[_optim.Optimizer]) -> _optim.Optimizer:
-    """An uninitialised instance of an optkern.optim class: what its state is made of (``_check``,
-    ``_needed``, ``_new_state``, ``_new_extra``, ``_has_step``, ``_scalar_names``) is said there
-    once, and those methods read no instance state."""
-    return object.__new__(core)
-
-
-class _Fused(torch.optim.Optimizer):
+class _Fused(_StateDictChecks, _StepChecks, torch.optim.Optimizer):
     """Groups, closure, grad=None skipping and runs; subclasses say how one run steps.
 
     Which state a param has, and its initial values, come from the optkern.optim class the
@@ -157,80 +148,6 @@ class _Fused(torch.optim.Optimizer):
             raise
         finally:
             self._layouts, self._view_cache = {}, {}
-
-    def _check_state_dict(self, sd) -> None:
-        """TypeError / ValueError naming the first entry of ``sd`` this optimizer cannot load (its
-        structure and the groups' hyper-parameters; the state entries: ``_check_state_entries``)."""
-        if not isinstance(sd, dict):
-            raise TypeError(f"state_dict: expected a dict (an optimizer's state_dict()), got {type(sd).__name__}")
-        for key, kind in (("state", dict), ("param_groups", list)):
-            if key not in sd:
-                raise ValueError(f"state_dict: missing {key!r} (expected an optimizer's state_dict())")
-            if not isinstance(sd[key], kind):
-                raise TypeError(f"state_dict[{key!r}]: expected a {kind.__name__}, got {type(sd[key]).__name__}")
-        groups = sd["param_groups"]
-        if len(groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict['param_groups']: has {len(groups)} groups, this optimizer {len(self.param_groups)}"
-            )
-        seen: set = set()
-        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
-            where = f"state_dict['param_groups'][{i}]"
-            if not isinstance(saved, dict):
-                raise TypeError(f"{where}: expected a dict, got {type(saved).__name__}")
-            ids = saved.get("params")
-            if not isinstance(ids, (list, tuple)):
-                raise TypeError(f"{where}['params']: expected a list of parameter ids, got {type(ids).__name__}")
-            if len(ids) != len(own["params"]):
-                raise ValueError(
-                    f"{where}['params']: has {len(ids)} params, this optimizer's group {len(own['params'])}"
-                )
-            for j, k in enumerate(ids):
-                try:
-                    dup = k in seen
-                    seen.add(k)
-                except TypeError:
-                    raise TypeError(
-                        f"{where}['params'][{j}]: expected a parameter id, got {type(k).__name__}"
-                    ) from None
-                if dup:
-                    raise ValueError(f"{where}['params'][{j}]: id {k!r} appears more than once")
-            group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
-            self._m._check(group, where)
-            self._validate(group, where)
-
-    def _check_state_entries(self, sd: dict, exact: list) -> None:
-        """Each param's saved state (``sd`` as torch's loader will see it; ``exact``: the entries
-        that replace it, low precision) as a step of this optimizer reads it: a dict; the step count
-        and per-param scalars finite numbers (or 1-element tensors), the step count >= 0; each
-        state tensor a floating-point tensor of its param's shape. Names the first bad entry."""
-        params = [p for g in self.param_groups for p in g["params"]]
-        ids = [k for g in sd["param_groups"] for k in g["params"]]
-        lowp = {id(p) for p, _ in exact}
-        names = set(_meta(self._core)._state_names) - set(_HOST_SCALARS)
-        for k, p in zip(ids, params):
-            if k not in sd["state"]:
-                continue
-            entry, where = sd["state"][k], f"state_dict['state'][{k!r}]"
-            if not isinstance(entry, dict):
-                raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
-            for n in _HOST_SCALARS:
-                if n in entry:
-                    _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
-            if id(p) in lowp:
-                continue  # (its moments: converted and checked by _lowp.lowp_entry)
-            for n in names:
-                if n not in entry:
-                    continue
-                t = entry[n]
-                if not isinstance(t, torch.Tensor):
-                    raise TypeError(f"{where}[{n!r}]: expected a torch.Tensor, got {type(t).__name__}")
-                if not (t.is_floating_point() and t.layout is _STRIDED):
-                    raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
-                if t.shape != p.shape:
-                    raise ValueError(
-                        f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}"
-                    )
 
     def _lowp_load(self, state_dict: dict) -> tuple:
         """(``state_dict`` as torch's loader should see it, [(param, entry) it must not cast]):
@@ -359,188 +276,7 @@ class _Fused(torch.optim.Optimizer):
             self._check_grads(params, gi)
             raise
 
-    def _check_grads(self, params: list, gi: int) -> None:
-        """TypeError / ValueError naming the first grad of ``params`` optkern cannot update in place
-        with its param (group ``gi``)."""
-        index = {id(p): j for j, p in enumerate(self.param_groups[gi]["params"])}
-        for p in params:
-            g = p.grad
-            if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
-                _bad_grad(p, g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad")
-            if not g.is_contiguous():
-                _views.check_tensor(
-                    g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad", _lowp.param_dtypes(self._lowp_cfg)
-                )
-
     # ---- the whole-step checks ---------------------------------------------------------
-
-    def _precheck(self, work: list) -> None:
-        """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as
-        the native calls check them (dtype, shape, layout, alignment, read-only), and no grad or
-        written tensor sharing memory with a written one anywhere in the step, before the first
-        call writes. ``work``: the step's (group, params, index, grads, runs). Errors name
-        the tensors by their place in ``param_groups`` (``param_groups[1]['params'][0].grad``).
-
-        CPU steps: one native pass (``precheck_step_``) over NumPy views (those of the params and
-        state cached for the step; the grads' are handed to the step), without names, then again
-        with names if it fails. Other devices: the same checks on the tensors, in Python."""
-        if all(ps[0].is_cpu for *_, runs in work for ps in runs):
-            hits = [self._cached_views(g, ps, self._hyper(g)) for g, *_, runs in work for ps in runs]
-            ok = self._written_ok
-            if ok is not None and len(ok[0]) == len(hits) and all(map(operator.is_, ok[0], hits)):
-                self._pre_hits.update(zip((id(ps) for *_, runs in work for ps in runs), hits))
-                if self._grads_ok(work, ok):  # (the written tensors: as checked at an earlier step)
-                    return
-                self._precheck_named(work)
-                return
-            try:
-                self._precheck_native(work, False)
-                if all(h is not None for h in hits):
-                    self._written_ok = _written_spans(work, hits)
-            except Exception:
-                self._pre_grads.clear()
-                self._precheck_named(work)  # (raises the same, naming it)
-                raise
-        else:
-            self._precheck_named(work)
-
-    def _grads_ok(self, work: list, ok: tuple) -> bool:
-        """Whether every grad of the step is one the native calls take (a dense, contiguous CPU
-        tensor of its param's dtype and size, aligned) sharing no memory with a param or state
-        tensor of the step (``ok``: their spans, ``_written_spans``). Checked on the tensors' own
-        attributes (a NumPy view per grad costs 1 us): False sends the step to the named checks."""
-        gs: list = []
-        for _, _, _, grads, runs in work:
-            for ps in runs:
-                gs += grads if grads is not None and len(runs) == 1 else [p.grad for p in ps]
-        try:
-            if not all(map(_is_contiguous, gs)):
-                return False
-        except (RuntimeError, TypeError, AttributeError):  # (a sparse grad, not a tensor)
-            return False
-        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes = ok
-        if list(map(_dtype, gs)) != dtypes or list(map(_nbytes, gs)) != nbytes or not all(map(_is_cpu, gs)):
-            return False
-        lo = np.fromiter(map(_data_ptr, gs), np.int64, len(gs))
-        if (lo % itemsizes).any():
-            return False
-        if not len(wlo):
-            return True
-        hi = lo + pbytes
-        k = np.searchsorted(wlo, hi, side="left")  # written spans starting below each grad's end
-        prev = np.where(k > 0, reach[np.maximum(k - 1, 0)], 0)
-        return not ((prev > lo) & (hi > lo)).any()
-
-    def _precheck_named(self, work: list) -> None:
-        """The checks, naming what fails (the slow pass: on failure, and off the CPU)."""
-        dtypes = _lowp.param_dtypes(self._lowp_cfg)
-        for group, _, gi, _, runs in work:  # on the tensors first: what a NumPy view cannot show
-            hp = self._hyper(group)
-            for ps in runs:
-                self._check_grads(ps, gi)
-                for p, name in zip(ps, self._names(group, ps, gi)):
-                    _views.check_tensor(p, name, dtypes)
-                    st = self.state.get(p) or {}
-                    for n in self._stored(hp, p.dtype):
-                        if n in st:
-                            self._check_state(p, st[n], f"state[{name}][{n!r}]")
-        if all(ps[0].is_cpu for *_, runs in work for ps in runs):
-            self._precheck_native(work, True)
-            return
-        written, read = [], []
-        for group, _, gi, _, runs in work:
-            hp = self._hyper(group)
-            for ps in runs:
-                _check_dtype(hp, self._m._math_dtype(_views.view(ps[0]).dtype), f"param_groups[{gi}]")
-                for p, name in zip(ps, self._names(group, ps, gi)):
-                    st = self.state.get(p) or {}
-                    ts = [(p, name)] + [(st[n], f"state[{name}][{n!r}]") for n in self._stored(hp, p.dtype) if n in st]
-                    written += [_span(t, nm) for t, nm in ts if t.numel()]
-                    if p.grad.numel():
-                        read.append(_span(p.grad, name + ".grad"))
-        _check_overlaps(written, read)
-
-    def _check_state(self, p, t, name: str) -> None:
-        """A state tensor of param ``p`` its step writes: a contiguous tensor on ``p``'s device (of
-        ``p``'s dtype and size unless low precision, whose storage differs)."""
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-        if t.device != p.device:
-            raise ValueError(f"{name}: is on {t.device}, its param on {p.device}")
-        if self._lowp_core is None:
-            if t.dtype != p.dtype:
-                raise TypeError(f"{name}: expected {p.dtype} (its param's dtype), got {t.dtype}")
-            if t.numel() != p.numel():
-                raise ValueError(f"{name}: expected {p.numel()} elements (its param's), got {t.numel()}")
-        if t.layout is not _STRIDED or not t.is_contiguous():
-            raise ValueError(f"{name}: tensor must be contiguous")
-
-    def _precheck_native(self, work: list, named: bool) -> None:
-        spec: dict = {}  # NumPy dtype -> (written, their names, grads, their params, grad names)
-        same = self._lowp_core is None  # (state of the params' dtype and size)
-        for group, _, gi, grads, runs in work:
-            hp = self._hyper(group)
-            for ps in runs:
-                pviews, state = self._run_views(group, ps, gi)
-                dts = {v.dtype for v in pviews} if not same else (pviews[0].dtype,)
-                for dt in dts:  # (AdaGrad-Norm's low-precision runs mix dtypes)
-                    _check_dtype(hp, self._m._math_dtype(dt), f"param_groups[{gi}]")
-                pnames = self._names(group, ps, gi) if named else None
-                gs = grads if grads is not None and len(runs) == 1 else [p.grad for p in ps]
-                try:
-                    gviews = list(map(_numpy, gs)) if same else [_views.view(g) for g in gs]
-                except (TypeError, RuntimeError):
-                    gviews = [_views.view(g) for g in gs]
-                self._pre_grads[id(ps)] = gviews
-                if len(dts) == 1:
-                    w, wn, g, gp, gn = spec.setdefault(pviews[0].dtype, ([], [], [], [], []))
-                    w += pviews
-                    g += gviews
-                    gp += pviews
-                    if pnames is not None:
-                        wn += pnames
-                        gn += [n + ".grad" for n in pnames]
-                else:
-                    for k, (pv, gv) in enumerate(zip(pviews, gviews)):
-                        w, wn, g, gp, gn = spec.setdefault(pv.dtype, ([], [], [], [], []))
-                        w.append(pv)
-                        g.append(gv)
-                        gp.append(pv)
-                        if pnames is not None:
-                            wn.append(pnames[k])
-                            gn.append(pnames[k] + ".grad")
-                sizes: list = list(map(_size, pviews)) if same else []
-                for name, views in state:
-                    if not all(map(operator.is_not, views, itertools.repeat(None))):  # (state the step makes)
-                        keep = [k for k, v in enumerate(views) if v is not None]
-                    else:
-                        keep = None
-                    if same and (keep is not None or list(map(_size, views)) != sizes):
-                        for k in range(len(views)) if keep is None else keep:
-                            if views[k].size != sizes[k]:  # (what precheck_step_ does not compare)
-                                pname = self._names(group, [ps[k]], gi)[0]
-                                raise ValueError(
-                                    f"state[{pname}][{name!r}]: expected {sizes[k]} elements (its param's), "
-                                    f"got {views[k].size}"
-                                )
-                    if keep is None and (same or len({v.dtype for v in views}) == 1):  # (one list)
-                        w, wn, *_ = spec.setdefault(pviews[0].dtype if same else views[0].dtype, ([], [], [], [], []))
-                        w += views
-                        if pnames is not None:
-                            wn += [f"state[{n}][{name!r}]" for n in pnames]
-                        continue
-                    for k in range(len(views)) if keep is None else keep:
-                        v = views[k]
-                        w, wn, *_ = spec.setdefault(pviews[k].dtype if same else v.dtype, ([], [], [], [], []))
-                        w.append(v)
-                        if pnames is not None:
-                            wn.append(f"state[{pnames[k]}][{name!r}]")
-        runs = []
-        for dt, (w, wn, g, gp, gn) in spec.items():
-            if not named:
-                wn, gn = [""] * len(w), [""] * len(g)
-            runs.append((dt, w, wn, g, gp, gn))
-        _backend.cpu.precheck_step_(runs)
 
     def _names(self, group: dict, ps: list, gi: int) -> list:
         """How errors name the params ``ps`` of group ``gi``."""
@@ -739,83 +475,6 @@ class _Fused(torch.optim.Optimizer):
         raise NotImplementedError
 
 
-_STRIDED = torch.strided
-
-
-def _span(t: torch.Tensor, name: str) -> tuple:
-    """(device, first byte, one past the last, name) of a contiguous tensor's memory."""
-    lo = t.data_ptr()
-    return (t.device, lo, lo + t.numel() * t.element_size(), name)
-
-
-def _check_overlaps(written: list, read: list) -> None:
-    """ValueError naming a written span (``_span``) that overlaps another, or a read span that
-    overlaps a written one: aliasing tensors cannot be updated in place."""
-    written = sorted(written, key=lambda s: (str(s[0]), s[1]))
-    starts = [(str(w[0]), w[1]) for w in written]
-    reach: list = []  # reach[k]: the span reaching furthest among the first k + 1 (of one device)
-    for k, w in enumerate(written):
-        prev = written[reach[-1]] if k and written[reach[-1]][0] == w[0] else None
-        if prev is not None and prev[2] > w[1]:
-            raise ValueError(f"{w[3]} shares memory with {prev[3]} (aliasing arrays cannot be updated in place)")
-        reach.append(k if prev is None or w[2] >= prev[2] else reach[-1])
-    for r in read:
-        k = bisect.bisect_left(starts, (str(r[0]), r[2]))  # written spans of the device starting below r's end
-        if k and written[reach[k - 1]][0] == r[0] and written[reach[k - 1]][2] > r[1]:
-            w = written[reach[k - 1]]
-            raise ValueError(f"{r[3]} shares memory with {w[3]} (aliasing arrays cannot be updated in place)")
-
-
-def _written_spans(work: list, hits: list) -> tuple:
-    """(``hits``, the sorted first bytes of the step's params and state tensors, the furthest end
-    reached among the first k + 1, and the params' dtypes, sizes in bytes (a list and an array) and
-    item sizes, in the step's order): what ``_grads_ok`` checks grads against."""
-    spans = []
-    runs = [ps for *_, rs in work for ps in rs]
-    params = [p for ps in runs for p in ps]
-    for ps, hit in zip(runs, hits):
-        names = hit[0][0]
-        ts = list(ps) + [st[n] for st in hit[5] for n in names]
-        spans += [(t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in ts if t.numel()]
-    spans.sort()
-    lo = np.array([a for a, _ in spans], np.int64)
-    reach = np.maximum.accumulate(np.array([b for _, b in spans], np.int64)) if spans else np.zeros(0, np.int64)
-    nbytes = list(map(_nbytes, params))
-    itemsizes = np.array(list(map(_element_size, params)), np.int64)
-    return tuple(hits), lo, reach, list(map(_dtype, params)), nbytes, np.array(nbytes, np.int64), itemsizes
-
-
-def _check_scalar(v, name: str, nonnegative: bool) -> None:
-    """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
-    (and >= 0 where ``nonnegative``)."""
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
-            raise TypeError(
-                f"{name}: expected a number or a 1-element real tensor, got {v.dtype} of shape {tuple(v.shape)}"
-            )
-        v = float(v.detach().cpu().reshape(()))
-    if nonnegative:
-        _backend.nonnegative(name, v)
-    else:
-        _backend.real(name, v)
-
-
-def _check_duplicates(groups: list, params: list, gi: int) -> None:
-    """ValueError naming the first of ``params`` (group ``gi``'s, to be added to ``groups``) that
-    is already a param of the optimizer or appears twice in the group: torch refuses the first and
-    warns of the second; optkern refuses both (one tensor updated twice per step, its state kept
-    once, and aliasing arrays in the step's native call)."""
-    seen = {id(p): f"param_groups[{i}]['params'][{j}]" for i, g in enumerate(groups) for j, p in enumerate(g["params"])}
-    for j, p in enumerate(params):
-        where = f"param_groups[{gi}]['params'][{j}]"
-        other = seen.setdefault(id(p), where)
-        if other != where:
-            raise ValueError(
-                f"{where}: the same tensor as {other} (some parameters appear more than once in the "
-                "optimizer; torch.optim refuses parameters in more than one parameter group)"
-            )
-
-
 # torch's registries of global step hooks (module-level dicts; empty stand-ins if a version lacks them)
 _GLOBAL_PRE_HOOKS: dict = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", {})
 _GLOBAL_POST_HOOKS: dict = getattr(_torch_optimizer, "_global_optimizer_post_hooks", {})
@@ -829,15 +488,6 @@ def _plain_step(self: _Fused, closure):
 
 _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)
-_data_ptr = torch.Tensor.data_ptr
-_numpy = torch.Tensor.numpy
-_is_contiguous = torch.Tensor.is_contiguous
-_is_cpu = operator.attrgetter("is_cpu")
-_dtype = operator.attrgetter("dtype")
-_numel = torch.Tensor.numel
-_nbytes = operator.attrgetter("nbytes")
-_element_size = torch.Tensor.element_size
-_size = operator.attrgetter("size")
 _to_dlpack = torch.utils.dlpack.to_dlpack
 
 
@@ -846,14 +496,3 @@ def _immutable(v) -> bool:
     if isinstance(v, tuple):
         return all(map(_immutable, v))
     return v is None or type(v) in (float, int, bool, str)
-
-
-def _bad_grad(p, g, name: str) -> None:
-    """Raise the error that names what is wrong with grad ``g`` of param ``p``."""
-    if g.is_sparse:
-        raise TypeError(f"{name}: sparse gradients are not supported")
-    _views.check_tensor(g, name)
-    raise ValueError(
-        f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
-        f"{tuple(p.shape)} {p.dtype} on {p.device}"
-    )

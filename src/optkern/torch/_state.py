@@ -3,10 +3,13 @@ torch keeps them, fresh state tensors, and the joins and identity checks the vie
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 
 import torch
+
+from .. import optim as _optim
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -78,3 +81,11 @@ def _join_scalars(states: list, keys: list) -> dict:
             s[k] = buf[j]
         joined[k] = buf.numpy() if buf.is_cpu else buf  # (a NumPy add costs a fraction of torch's)
     return joined
+
+
+@functools.cache
+def _meta(core: type[_optim.Optimizer]) -> _optim.Optimizer:
+    """An uninitialised instance of an optkern.optim class: what its state is made of (``_check``,
+    ``_needed``, ``_new_state``, ``_new_extra``, ``_has_step``, ``_scalar_names``) is said there
+    once, and those methods read no instance state."""
+    return object.__new__(core)

@@ -11,7 +11,8 @@ from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
 from ..optim._run import _Run
 from . import _views
-from ._fused import _check_scalar, _Fused
+from ._checks_state import _check_scalar
+from ._fused import _Fused
 from ._lowp import amp_scale as _lowp_amp_scale
 from ._lowp import new_state as _lowp_new_state
 from ._state import _saved_ids, _step_tensor

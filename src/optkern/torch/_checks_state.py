@@ -1,0 +1,111 @@
+"""The checks of ``load_state_dict`` in optkern.torch's optimizers (a mixin of ``_Fused``): the
+whole state dict -- structure, the groups' hyper-parameters, each param's state entries -- before
+torch's loader changes anything."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .. import _backend
+from ._state import _HOST_SCALARS, _meta
+
+_STRIDED = torch.strided
+
+
+class _StateDictChecks:
+    """A mixin of ``_Fused`` (its groups, state, views and hyper-parameters)."""
+
+    if TYPE_CHECKING:  # everything else it reads is _Fused's
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _check_state_dict(self, sd) -> None:
+        """TypeError / ValueError naming the first entry of ``sd`` this optimizer cannot load (its
+        structure and the groups' hyper-parameters; the state entries: ``_check_state_entries``)."""
+        if not isinstance(sd, dict):
+            raise TypeError(f"state_dict: expected a dict (an optimizer's state_dict()), got {type(sd).__name__}")
+        for key, kind in (("state", dict), ("param_groups", list)):
+            if key not in sd:
+                raise ValueError(f"state_dict: missing {key!r} (expected an optimizer's state_dict())")
+            if not isinstance(sd[key], kind):
+                raise TypeError(f"state_dict[{key!r}]: expected a {kind.__name__}, got {type(sd[key]).__name__}")
+        groups = sd["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict['param_groups']: has {len(groups)} groups, this optimizer {len(self.param_groups)}"
+            )
+        seen: set = set()
+        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            where = f"state_dict['param_groups'][{i}]"
+            if not isinstance(saved, dict):
+                raise TypeError(f"{where}: expected a dict, got {type(saved).__name__}")
+            ids = saved.get("params")
+            if not isinstance(ids, (list, tuple)):
+                raise TypeError(f"{where}['params']: expected a list of parameter ids, got {type(ids).__name__}")
+            if len(ids) != len(own["params"]):
+                raise ValueError(
+                    f"{where}['params']: has {len(ids)} params, this optimizer's group {len(own['params'])}"
+                )
+            for j, k in enumerate(ids):
+                try:
+                    dup = k in seen
+                    seen.add(k)
+                except TypeError:
+                    raise TypeError(
+                        f"{where}['params'][{j}]: expected a parameter id, got {type(k).__name__}"
+                    ) from None
+                if dup:
+                    raise ValueError(f"{where}['params'][{j}]: id {k!r} appears more than once")
+            group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
+            self._m._check(group, where)
+            self._validate(group, where)
+
+    def _check_state_entries(self, sd: dict, exact: list) -> None:
+        """Each param's saved state (``sd`` as torch's loader will see it; ``exact``: the entries
+        that replace it, low precision) as a step of this optimizer reads it: a dict; the step count
+        and per-param scalars finite numbers (or 1-element tensors), the step count >= 0; each
+        state tensor a floating-point tensor of its param's shape. Names the first bad entry."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        ids = [k for g in sd["param_groups"] for k in g["params"]]
+        lowp = {id(p) for p, _ in exact}
+        names = set(_meta(self._core)._state_names) - set(_HOST_SCALARS)
+        for k, p in zip(ids, params):
+            if k not in sd["state"]:
+                continue
+            entry, where = sd["state"][k], f"state_dict['state'][{k!r}]"
+            if not isinstance(entry, dict):
+                raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
+            for n in _HOST_SCALARS:
+                if n in entry:
+                    _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
+            if id(p) in lowp:
+                continue  # (its moments: converted and checked by _lowp.lowp_entry)
+            for n in names:
+                if n not in entry:
+                    continue
+                t = entry[n]
+                if not isinstance(t, torch.Tensor):
+                    raise TypeError(f"{where}[{n!r}]: expected a torch.Tensor, got {type(t).__name__}")
+                if not (t.is_floating_point() and t.layout is _STRIDED):
+                    raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
+                if t.shape != p.shape:
+                    raise ValueError(
+                        f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}"
+                    )
+
+
+def _check_scalar(v, name: str, nonnegative: bool) -> None:
+    """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
+    (and >= 0 where ``nonnegative``)."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
+            raise TypeError(
+                f"{name}: expected a number or a 1-element real tensor, got {v.dtype} of shape {tuple(v.shape)}"
+            )
+        v = float(v.detach().cpu().reshape(()))
+    if nonnegative:
+        _backend.nonnegative(name, v)
+    else:
+        _backend.real(name, v)

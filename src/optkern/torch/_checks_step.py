@@ -1,0 +1,289 @@
+"""The checks of one optkern.torch step (a mixin of ``_Fused``): every run's hyper-parameters,
+params, state tensors and grads as the native calls check them, and no grad or written tensor
+sharing memory with a written one, before the first native call writes anything."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import operator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .. import _backend
+from ..optim._hyper import _check_dtype
+from . import _lowp, _views
+
+_STRIDED = torch.strided
+# (unbound methods and getters: one call each per tensor in the per-step checks)
+_data_ptr = torch.Tensor.data_ptr
+_numpy = torch.Tensor.numpy
+_is_contiguous = torch.Tensor.is_contiguous
+_is_cpu = operator.attrgetter("is_cpu")
+_dtype = operator.attrgetter("dtype")
+_nbytes = operator.attrgetter("nbytes")
+_element_size = torch.Tensor.element_size
+_size = operator.attrgetter("size")
+
+
+class _StepChecks:
+    """A mixin of ``_Fused`` (its groups, state, views and hyper-parameters)."""
+
+    _written_ok: tuple | None  # the written tensors' spans checked last (set in _Fused.__init__)
+
+    if TYPE_CHECKING:  # everything else it reads is _Fused's
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _check_grads(self, params: list, gi: int) -> None:
+        """TypeError / ValueError naming the first grad of ``params`` optkern cannot update in place
+        with its param (group ``gi``)."""
+        index = {id(p): j for j, p in enumerate(self.param_groups[gi]["params"])}
+        for p in params:
+            g = p.grad
+            if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
+                _bad_grad(p, g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad")
+            if not g.is_contiguous():
+                _views.check_tensor(
+                    g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad", _lowp.param_dtypes(self._lowp_cfg)
+                )
+
+    def _precheck(self, work: list) -> None:
+        """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as
+        the native calls check them (dtype, shape, layout, alignment, read-only), and no grad or
+        written tensor sharing memory with a written one anywhere in the step, before the first
+        call writes. ``work``: the step's (group, params, index, grads, runs). Errors name
+        the tensors by their place in ``param_groups`` (``param_groups[1]['params'][0].grad``).
+
+        CPU steps: one native pass (``precheck_step_``) over NumPy views (those of the params and
+        state cached for the step; the grads' are handed to the step), without names, then again
+        with names if it fails. Other devices: the same checks on the tensors, in Python."""
+        if all(ps[0].is_cpu for *_, runs in work for ps in runs):
+            hits = [self._cached_views(g, ps, self._hyper(g)) for g, *_, runs in work for ps in runs]
+            ok = self._written_ok
+            if ok is not None and len(ok[0]) == len(hits) and all(map(operator.is_, ok[0], hits)):
+                self._pre_hits.update(zip((id(ps) for *_, runs in work for ps in runs), hits))
+                if self._grads_ok(work, ok):  # (the written tensors: as checked at an earlier step)
+                    return
+                self._precheck_named(work)
+                return
+            try:
+                self._precheck_native(work, False)
+                if all(h is not None for h in hits):
+                    self._written_ok = _written_spans(work, hits)
+            except Exception:
+                self._pre_grads.clear()
+                self._precheck_named(work)  # (raises the same, naming it)
+                raise
+        else:
+            self._precheck_named(work)
+
+    def _grads_ok(self, work: list, ok: tuple) -> bool:
+        """Whether every grad of the step is one the native calls take (a dense, contiguous CPU
+        tensor of its param's dtype and size, aligned) sharing no memory with a param or state
+        tensor of the step (``ok``: their spans, ``_written_spans``). Checked on the tensors' own
+        attributes (a NumPy view per grad costs 1 us): False sends the step to the named checks."""
+        gs: list = []
+        for _, _, _, grads, runs in work:
+            for ps in runs:
+                gs += grads if grads is not None and len(runs) == 1 else [p.grad for p in ps]
+        try:
+            if not all(map(_is_contiguous, gs)):
+                return False
+        except (RuntimeError, TypeError, AttributeError):  # (a sparse grad, not a tensor)
+            return False
+        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes = ok
+        if list(map(_dtype, gs)) != dtypes or list(map(_nbytes, gs)) != nbytes or not all(map(_is_cpu, gs)):
+            return False
+        lo = np.fromiter(map(_data_ptr, gs), np.int64, len(gs))
+        if (lo % itemsizes).any():
+            return False
+        if not len(wlo):
+            return True
+        hi = lo + pbytes
+        k = np.searchsorted(wlo, hi, side="left")  # written spans starting below each grad's end
+        prev = np.where(k > 0, reach[np.maximum(k - 1, 0)], 0)
+        return not ((prev > lo) & (hi > lo)).any()
+
+    def _precheck_named(self, work: list) -> None:
+        """The checks, naming what fails (the slow pass: on failure, and off the CPU)."""
+        dtypes = _lowp.param_dtypes(self._lowp_cfg)
+        for group, _, gi, _, runs in work:  # on the tensors first: what a NumPy view cannot show
+            hp = self._hyper(group)
+            for ps in runs:
+                self._check_grads(ps, gi)
+                for p, name in zip(ps, self._names(group, ps, gi)):
+                    _views.check_tensor(p, name, dtypes)
+                    st = self.state.get(p) or {}
+                    for n in self._stored(hp, p.dtype):
+                        if n in st:
+                            self._check_state(p, st[n], f"state[{name}][{n!r}]")
+        if all(ps[0].is_cpu for *_, runs in work for ps in runs):
+            self._precheck_native(work, True)
+            return
+        written, read = [], []
+        for group, _, gi, _, runs in work:
+            hp = self._hyper(group)
+            for ps in runs:
+                _check_dtype(hp, self._m._math_dtype(_views.view(ps[0]).dtype), f"param_groups[{gi}]")
+                for p, name in zip(ps, self._names(group, ps, gi)):
+                    st = self.state.get(p) or {}
+                    ts = [(p, name)] + [(st[n], f"state[{name}][{n!r}]") for n in self._stored(hp, p.dtype) if n in st]
+                    written += [_span(t, nm) for t, nm in ts if t.numel()]
+                    if p.grad.numel():
+                        read.append(_span(p.grad, name + ".grad"))
+        _check_overlaps(written, read)
+
+    def _check_state(self, p, t, name: str) -> None:
+        """A state tensor of param ``p`` its step writes: a contiguous tensor on ``p``'s device (of
+        ``p``'s dtype and size unless low precision, whose storage differs)."""
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.device != p.device:
+            raise ValueError(f"{name}: is on {t.device}, its param on {p.device}")
+        if self._lowp_core is None:
+            if t.dtype != p.dtype:
+                raise TypeError(f"{name}: expected {p.dtype} (its param's dtype), got {t.dtype}")
+            if t.numel() != p.numel():
+                raise ValueError(f"{name}: expected {p.numel()} elements (its param's), got {t.numel()}")
+        if t.layout is not _STRIDED or not t.is_contiguous():
+            raise ValueError(f"{name}: tensor must be contiguous")
+
+    def _precheck_native(self, work: list, named: bool) -> None:
+        spec: dict = {}  # NumPy dtype -> (written, their names, grads, their params, grad names)
+        same = self._lowp_core is None  # (state of the params' dtype and size)
+        for group, _, gi, grads, runs in work:
+            hp = self._hyper(group)
+            for ps in runs:
+                pviews, state = self._run_views(group, ps, gi)
+                dts = {v.dtype for v in pviews} if not same else (pviews[0].dtype,)
+                for dt in dts:  # (AdaGrad-Norm's low-precision runs mix dtypes)
+                    _check_dtype(hp, self._m._math_dtype(dt), f"param_groups[{gi}]")
+                pnames = self._names(group, ps, gi) if named else None
+                gs = grads if grads is not None and len(runs) == 1 else [p.grad for p in ps]
+                try:
+                    gviews = list(map(_numpy, gs)) if same else [_views.view(g) for g in gs]
+                except (TypeError, RuntimeError):
+                    gviews = [_views.view(g) for g in gs]
+                self._pre_grads[id(ps)] = gviews
+                if len(dts) == 1:
+                    w, wn, g, gp, gn = spec.setdefault(pviews[0].dtype, ([], [], [], [], []))
+                    w += pviews
+                    g += gviews
+                    gp += pviews
+                    if pnames is not None:
+                        wn += pnames
+                        gn += [n + ".grad" for n in pnames]
+                else:
+                    for k, (pv, gv) in enumerate(zip(pviews, gviews)):
+                        w, wn, g, gp, gn = spec.setdefault(pv.dtype, ([], [], [], [], []))
+                        w.append(pv)
+                        g.append(gv)
+                        gp.append(pv)
+                        if pnames is not None:
+                            wn.append(pnames[k])
+                            gn.append(pnames[k] + ".grad")
+                sizes: list = list(map(_size, pviews)) if same else []
+                for name, views in state:
+                    if not all(map(operator.is_not, views, itertools.repeat(None))):  # (state the step makes)
+                        keep = [k for k, v in enumerate(views) if v is not None]
+                    else:
+                        keep = None
+                    if same and (keep is not None or list(map(_size, views)) != sizes):
+                        for k in range(len(views)) if keep is None else keep:
+                            if views[k].size != sizes[k]:  # (what precheck_step_ does not compare)
+                                pname = self._names(group, [ps[k]], gi)[0]
+                                raise ValueError(
+                                    f"state[{pname}][{name!r}]: expected {sizes[k]} elements (its param's), "
+                                    f"got {views[k].size}"
+                                )
+                    if keep is None and (same or len({v.dtype for v in views}) == 1):  # (one list)
+                        w, wn, *_ = spec.setdefault(pviews[0].dtype if same else views[0].dtype, ([], [], [], [], []))
+                        w += views
+                        if pnames is not None:
+                            wn += [f"state[{n}][{name!r}]" for n in pnames]
+                        continue
+                    for k in range(len(views)) if keep is None else keep:
+                        v = views[k]
+                        w, wn, *_ = spec.setdefault(pviews[k].dtype if same else v.dtype, ([], [], [], [], []))
+                        w.append(v)
+                        if pnames is not None:
+                            wn.append(f"state[{pnames[k]}][{name!r}]")
+        runs = []
+        for dt, (w, wn, g, gp, gn) in spec.items():
+            if not named:
+                wn, gn = [""] * len(w), [""] * len(g)
+            runs.append((dt, w, wn, g, gp, gn))
+        _backend.cpu.precheck_step_(runs)
+
+
+def _span(t: torch.Tensor, name: str) -> tuple:
+    """(device, first byte, one past the last, name) of a contiguous tensor's memory."""
+    lo = t.data_ptr()
+    return (t.device, lo, lo + t.numel() * t.element_size(), name)
+
+
+def _check_overlaps(written: list, read: list) -> None:
+    """ValueError naming a written span (``_span``) that overlaps another, or a read span that
+    overlaps a written one: aliasing tensors cannot be updated in place."""
+    written = sorted(written, key=lambda s: (str(s[0]), s[1]))
+    starts = [(str(w[0]), w[1]) for w in written]
+    reach: list = []  # reach[k]: the span reaching furthest among the first k + 1 (of one device)
+    for k, w in enumerate(written):
+        prev = written[reach[-1]] if k and written[reach[-1]][0] == w[0] else None
+        if prev is not None and prev[2] > w[1]:
+            raise ValueError(f"{w[3]} shares memory with {prev[3]} (aliasing arrays cannot be updated in place)")
+        reach.append(k if prev is None or w[2] >= prev[2] else reach[-1])
+    for r in read:
+        k = bisect.bisect_left(starts, (str(r[0]), r[2]))  # written spans of the device starting below r's end
+        if k and written[reach[k - 1]][0] == r[0] and written[reach[k - 1]][2] > r[1]:
+            w = written[reach[k - 1]]
+            raise ValueError(f"{r[3]} shares memory with {w[3]} (aliasing arrays cannot be updated in place)")
+
+
+def _written_spans(work: list, hits: list) -> tuple:
+    """(``hits``, the sorted first bytes of the step's params and state tensors, the furthest end
+    reached among the first k + 1, and the params' dtypes, sizes in bytes (a list and an array) and
+    item sizes, in the step's order): what ``_grads_ok`` checks grads against."""
+    spans = []
+    runs = [ps for *_, rs in work for ps in rs]
+    params = [p for ps in runs for p in ps]
+    for ps, hit in zip(runs, hits):
+        names = hit[0][0]
+        ts = list(ps) + [st[n] for st in hit[5] for n in names]
+        spans += [(t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in ts if t.numel()]
+    spans.sort()
+    lo = np.array([a for a, _ in spans], np.int64)
+    reach = np.maximum.accumulate(np.array([b for _, b in spans], np.int64)) if spans else np.zeros(0, np.int64)
+    nbytes = list(map(_nbytes, params))
+    itemsizes = np.array(list(map(_element_size, params)), np.int64)
+    return tuple(hits), lo, reach, list(map(_dtype, params)), nbytes, np.array(nbytes, np.int64), itemsizes
+
+
+def _bad_grad(p, g, name: str) -> None:
+    """Raise the error that names what is wrong with grad ``g`` of param ``p``."""
+    if g.is_sparse:
+        raise TypeError(f"{name}: sparse gradients are not supported")
+    _views.check_tensor(g, name)
+    raise ValueError(
+        f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
+        f"{tuple(p.shape)} {p.dtype} on {p.device}"
+    )
+
+
+def _check_duplicates(groups: list, params: list, gi: int) -> None:
+    """ValueError naming the first of ``params`` (group ``gi``'s, to be added to ``groups``) that
+    is already a param of the optimizer or appears twice in the group: torch refuses the first and
+    warns of the second; optkern refuses both (one tensor updated twice per step, its state kept
+    once, and aliasing arrays in the step's native call)."""
+    seen = {id(p): f"param_groups[{i}]['params'][{j}]" for i, g in enumerate(groups) for j, p in enumerate(g["params"])}
+    for j, p in enumerate(params):
+        where = f"param_groups[{gi}]['params'][{j}]"
+        other = seen.setdefault(id(p), where)
+        if other != where:
+            raise ValueError(
+                f"{where}: the same tensor as {other} (some parameters appear more than once in the "
+                "optimizer; torch.optim refuses parameters in more than one parameter group)"
+            )
