@@ -80,7 +80,7 @@ def _loss_rop_block(model, head, rout):
 def _weight_grad_block(g, a, out, acc=False):
     """``out[d] = g[d]^T a[d]`` (or ``+=``) for stacked ``g`` (k, N, o) and ``a`` ((k,) N, i): batched GEMMs.
 
-    As ``MLP._weight_grad``: formed as ``(a^T g)^T`` (the faster shape of the batch contraction in
+    As ``nn._gemm._weight_grad``: formed as ``(a^T g)^T`` (the faster shape of the batch contraction in
     OpenBLAS), stored transposed into the (k, o, i) views.
     """
     xp = _xp(out)

@@ -24,12 +24,13 @@ import numpy as np
 
 from .. import _backend
 from . import block as _block
+from ._gemm import _weight_grad
+from ._mlp_args import _MLPArgs
 from .activations import activation, check_activation
 from .losses import _labels, mse_forward, xent_forward, xent_rop
 from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_rop_forward
 
 _NORM_AXIS = {"batch": 0, "layer": 1}
-_NOT_USED = object()  # an argument a method does not take (None is a wrong value, not a missing one)
 
 
 def _ieee(method):
@@ -55,7 +56,7 @@ def _float_dtype(dtype) -> np.dtype:
     return dt
 
 
-class MLP:
+class MLP(_MLPArgs):
     """Multi-layer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
     Args:
@@ -169,70 +170,6 @@ class MLP:
             if "gamma" in layer:
                 layer["gamma"][...] = 1.0
         return self.xp.asarray(flat)
-
-    # ---- argument checks ---------------------------------------------------
-
-    def _check(self, params, x, y=_NOT_USED, v=_NOT_USED):
-        """Checked (xp, x, y) and v (a C-contiguous copy if needed); y / v are left out where not used."""
-        for name, a in (("params", params), ("x", x), ("y", y), ("v", v)):
-            if a is _NOT_USED:
-                continue
-            if not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
-                raise TypeError(f"{name}: expected a numpy or cupy array, got {type(a).__name__}")
-        y = None if y is _NOT_USED else y
-        v = None if v is _NOT_USED else v
-        if x.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool / object are not data
-            raise TypeError(f"x: expected real numbers (float or integer), got {x.dtype}")
-        _backend.backend(("params", params), ("x", x), ("y", y), ("v", v))
-        xp = _backend.array_module(params)
-        for name, a in (("params", params), ("v", v)):
-            if a is None:
-                continue
-            if a.dtype != self.dtype:
-                raise TypeError(f"{name}: expected {self.dtype}, got {a.dtype}")
-            if a.shape != (self.num_params,):
-                raise ValueError(f"{name}: expected shape ({self.num_params},), got {tuple(a.shape)}")
-        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
-            raise ValueError(f"x: expected shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
-        if x.shape[0] < 1:
-            raise ValueError("x: needs at least one row")
-        x = xp.ascontiguousarray(x, dtype=self.dtype)
-        if y is not None and y.dtype.kind not in "fiu":
-            raise TypeError(f"y: expected real numbers (integer labels or float targets), got {y.dtype}")
-        if y is not None and self.loss_kind == "cross_entropy" and y.dtype.kind not in "iu":
-            raise TypeError(f"y: expected integer labels for the cross-entropy loss, got {y.dtype}")
-        if y is not None and self.loss_kind == "cross_entropy" and xp is np:
-            y = np.require(y, requirements=("C", "A"))  # labels are only read: any layout is copied
-        if y is not None:
-            n = x.shape[0]
-            if self.loss_kind == "cross_entropy":
-                if y.shape != (n,):
-                    raise ValueError(f"y: expected integer labels of shape ({n},), got {tuple(y.shape)}")
-            else:
-                want = (n, self.sizes[-1])
-                if y.ndim == 1 and self.sizes[-1] == 1:
-                    y = y.reshape(n, 1)
-                if tuple(y.shape) != want:
-                    raise ValueError(f"y: expected targets of shape {want}, got {tuple(y.shape)}")
-                y = xp.ascontiguousarray(y, dtype=self.dtype)
-        return xp, x, y
-
-    def _product_out(self, out, params, v):
-        """The array a product is written to: fresh, or the caller's ``out`` (checked before any work)."""
-        xp = _backend.array_module(params)
-        if out is None:
-            return xp.empty_like(params)
-        return _backend.out_array(out, xp, self.dtype, params.shape, {"params": params, "v": v})
-
-    def _read(self, params):
-        """``params`` (checked by :meth:`_check`) as a C-contiguous array to read the layers from:
-        the native normalization kernels take contiguous ``gamma`` / ``beta``, so a strided view
-        is copied."""
-        return _backend.array_module(params).ascontiguousarray(params)
-
-    def _direction(self, v):
-        """``v`` (checked by :meth:`_check`) as a C-contiguous array: a strided or broadcast view is copied."""
-        return _backend.array_module(v).ascontiguousarray(v)
 
     # ---- forward ----------------------------------------------------------
 
@@ -435,16 +372,6 @@ class MLP:
         _, x, y, V = self._check_block(params, x, y, V)
         return _block.ggn_block(self, self._read(params), x, y, V)
 
-    def _check_block(self, params, x, y, V):
-        if not (isinstance(V, np.ndarray) or _backend.is_cupy(V)):
-            raise TypeError(f"V: expected a numpy or cupy array, got {type(V).__name__}")
-        if V.dtype != self.dtype:
-            raise TypeError(f"V: expected {self.dtype}, got {V.dtype}")
-        if V.ndim != 2 or V.shape[1] != self.num_params or V.shape[0] < 1:
-            raise ValueError(f"V: expected shape (k, {self.num_params}) with k >= 1, got {tuple(V.shape)}")
-        xp, x, y = self._check(params, x, y, V[0])
-        return xp, x, y, xp.ascontiguousarray(V)
-
     @_ieee
     def jvp(self, params, x, v):
         """``J v``: the directional derivative of the network output along ``v``."""
@@ -458,32 +385,3 @@ class MLP:
             f"MLP(sizes={self.sizes}, activation={self.activation!r}, norm={self.norm!r}, "
             f"loss={self.loss_kind!r}, num_params={self.num_params}, dtype={self.dtype.name})"
         )
-
-
-def _matmul(a, b, out):
-    """``out[...] = a @ b`` without a temporary where the array module allows it."""
-    xp = _backend.array_module(out)
-    try:
-        xp.matmul(a, b, out=out)
-    except (TypeError, ValueError):
-        out[...] = a @ b
-
-
-def _weight_grad(g, a, out, acc=False):
-    """``out = g^T a`` (or ``+=`` with ``acc``): the (out, in) weight gradient of a batch.
-
-    On NumPy it is formed as ``(a^T g)^T``: OpenBLAS runs that shape of the
-    batch-contracting product up to 2x faster here (measured on 784-512
-    layers), and the transposed store costs one pass over the small output.
-    """
-    if _backend.is_cupy(out):
-        if acc:
-            out += g.T @ a
-        else:
-            _matmul(g.T, a, out)
-        return
-    t = (a.T @ g).T
-    if acc:
-        out += t
-    else:
-        out[...] = t
