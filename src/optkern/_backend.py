@@ -9,12 +9,18 @@ through -- as NumPy or CuPy arrays over their own memory.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import sys
 
 import numpy as np
+
+from ._scalars import INT64_MAX as INT64_MAX
+from ._scalars import flag as flag
+from ._scalars import in_range as in_range
+from ._scalars import integer as integer
+from ._scalars import nonnegative as nonnegative
+from ._scalars import positive as positive
+from ._scalars import real as real
 
 
 def _load_cpu():
@@ -229,7 +235,7 @@ def as_list(arrays, name: str) -> list:
 _NATIVE_TYPES = {np.ndarray}
 
 
-# ---- hyper-parameter checks -------------------------------------------------
+# ---- output arrays (the scalar checks: _scalars.py, re-exported above) ----------------
 
 
 def out_array(out, xp, dtype, shape: tuple, avoid: dict):
@@ -250,64 +256,6 @@ def out_array(out, xp, dtype, shape: tuple, avoid: dict):
         if xp.shares_memory(out, a):
             raise ValueError(f"out shares memory with {name}")
     return out
-
-
-def real(name: str, value) -> float:
-    """A finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    try:
-        v = float(value)
-    except OverflowError:  # an int beyond float's range
-        raise ValueError(f"{name}: must be finite, got an integer beyond float range") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: must be finite, got {v}")
-    return v
-
-
-def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:
-    """A finite real in [lo, hi] (ends open where asked); None means unbounded."""
-    v = real(name, value)
-    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
-        hi is not None and (v > hi or (hi_open and v == hi))
-    )
-    if bad:
-        lb = "(" if lo_open or lo is None else "["  # infinities are never allowed: open ends
-        rb = ")" if hi_open or hi is None else "]"
-        lo_s = "-inf" if lo is None else repr(lo)
-        hi_s = "inf" if hi is None else repr(hi)
-        raise ValueError(f"{name}: must be in {lb}{lo_s}, {hi_s}{rb}, got {v!r}")
-    return v
-
-
-def positive(name: str, value) -> float:
-    return in_range(name, value, 0.0, None, lo_open=True)
-
-
-def nonnegative(name: str, value) -> float:
-    return in_range(name, value, 0.0, None)
-
-
-def flag(name: str, value) -> bool:
-    """A bool (Python or NumPy): a string like "no" or a list must not read as a choice."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
-
-
-INT64_MAX = 2**63 - 1
-
-
-def integer(name: str, value, lo=None, hi=None) -> int:
-    """An integer in [lo, hi] (None: unbounded; ``hi=INT64_MAX`` for what a native call takes as int64)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-    v = int(value)
-    if lo is not None and v < lo:
-        raise ValueError(f"{name}: must be >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name}: must be <= {hi}, got {v}")
-    return v
 
 
 # ---- arrays on the backend of another array (CuPy-aware) ---------------------

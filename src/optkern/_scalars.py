@@ -1,0 +1,67 @@
+"""The checks of scalar arguments (hyper-parameters, sizes, flags), re-exported by ``_backend``:
+each returns the value as a Python float / int / bool or raises TypeError / ValueError naming it."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def real(name: str, value) -> float:
+    """A finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name}: must be finite, got an integer beyond float range") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: must be finite, got {v}")
+    return v
+
+
+def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:
+    """A finite real in [lo, hi] (ends open where asked); None means unbounded."""
+    v = real(name, value)
+    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
+        hi is not None and (v > hi or (hi_open and v == hi))
+    )
+    if bad:
+        lb = "(" if lo_open or lo is None else "["  # infinities are never allowed: open ends
+        rb = ")" if hi_open or hi is None else "]"
+        lo_s = "-inf" if lo is None else repr(lo)
+        hi_s = "inf" if hi is None else repr(hi)
+        raise ValueError(f"{name}: must be in {lb}{lo_s}, {hi_s}{rb}, got {v!r}")
+    return v
+
+
+def positive(name: str, value) -> float:
+    return in_range(name, value, 0.0, None, lo_open=True)
+
+
+def nonnegative(name: str, value) -> float:
+    return in_range(name, value, 0.0, None)
+
+
+def flag(name: str, value) -> bool:
+    """A bool (Python or NumPy): a string like "no" or a list must not read as a choice."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+INT64_MAX = 2**63 - 1
+
+
+def integer(name: str, value, lo=None, hi=None) -> int:
+    """An integer in [lo, hi] (None: unbounded; ``hi=INT64_MAX`` for what a native call takes as int64)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    v = int(value)
+    if lo is not None and v < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name}: must be <= {hi}, got {v}")
+    return v
