@@ -14,6 +14,11 @@ import sys
 
 import numpy as np
 
+from ._array_checks import check_like as check_like
+from ._array_checks import check_written as check_written
+from ._array_checks import is_cupy as is_cupy
+from ._array_checks import out_array as out_array
+from ._array_checks import type_name as type_name
 from ._scalars import INT64_MAX as INT64_MAX
 from ._scalars import flag as flag
 from ._scalars import in_range as in_range
@@ -81,11 +86,6 @@ def cuda_built() -> bool:
         return True
     except RuntimeError:
         return False
-
-
-def is_cupy(a) -> bool:
-    t = type(a)
-    return t.__module__.startswith("cupy") and t.__name__ == "ndarray"
 
 
 # ---- foreign arrays (DLPack, __cuda_array_interface__): zero-copy views ------------------
@@ -235,29 +235,6 @@ def as_list(arrays, name: str) -> list:
 _NATIVE_TYPES = {np.ndarray}
 
 
-# ---- output arrays (the scalar checks: _scalars.py, re-exported above) ----------------
-
-
-def out_array(out, xp, dtype, shape: tuple, avoid: dict):
-    """The caller's ``out`` for a result of ``dtype`` and ``shape`` on ``xp``, checked before any
-    work: a writable C-contiguous array sharing no memory with the arrays of ``avoid`` (name ->
-    array). TypeError / ValueError naming ``out``."""
-    if not (isinstance(out, np.ndarray) or is_cupy(out)) or is_cupy(out) != (xp is not np):
-        raise TypeError(f"out: expected a {xp.__name__} array, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"out: expected {np.dtype(dtype)}, got {out.dtype}")
-    if tuple(out.shape) != tuple(shape):
-        raise ValueError(f"out: expected shape {tuple(shape)}, got {tuple(out.shape)}")
-    if not out.flags.c_contiguous:
-        raise ValueError("out: array must be C-contiguous")
-    if isinstance(out, np.ndarray) and not out.flags.writeable:
-        raise ValueError("out: array is read-only")
-    for name, a in avoid.items():
-        if xp.shares_memory(out, a):
-            raise ValueError(f"out shares memory with {name}")
-    return out
-
-
 # ---- arrays on the backend of another array (CuPy-aware) ---------------------
 
 
@@ -270,21 +247,6 @@ def _device_of(a):
 
         return cupy.cuda.Device(a.device.id)
     return contextlib.nullcontext()
-
-
-def check_written(a, dt, name: str) -> None:
-    """The native checks of an array updated in place, in their order and wording (for checks
-    that must run before the first of several native calls writes)."""
-    on_gpu = is_cupy(a)
-    if a.dtype != dt:
-        raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: array must be C-contiguous")
-    if not on_gpu and not a.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
-    # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
-    if (a.data.ptr % a.itemsize != 0) if on_gpu else not a.flags.aligned:
-        raise ValueError(f"{name}: array data is misaligned")
 
 
 def on_array_device(fn):

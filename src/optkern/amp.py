@@ -116,14 +116,8 @@ def _check_grads_of(optimizer, grads) -> None:
         precheck(grads)
         return
     for i, (g, p) in enumerate(zip(grads, params)):
+        _backend.check_like(g, p, f"grads[{i}]")
         _grad_format(g, i)
-        if _backend.is_cupy(g) != _backend.is_cupy(p):
-            kind = "cupy" if _backend.is_cupy(p) else "numpy"
-            raise TypeError(f"grads[{i}]: expected a {kind} array (as its parameter), got {type(g).__name__}")
-        if g.dtype != p.dtype:
-            raise TypeError(f"grads[{i}]: expected {p.dtype} (its parameter's dtype), got {g.dtype}")
-        if g.shape != p.shape:
-            raise ValueError(f"grads[{i}]: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
 
 
 class GradScaler:

@@ -79,8 +79,7 @@ class AveragedParams:
         if len(params) != len(self.averages):
             raise ValueError(f"params: expected {len(self.averages)} arrays, got {len(params)}")
         for i, (a, p) in enumerate(zip(self.averages, params)):
-            if getattr(p, "shape", None) != a.shape:
-                raise ValueError(f"params[{i}]: expected shape {a.shape}, got {getattr(p, 'shape', None)}")
+            _backend.check_like(p, a, f"params[{i}]")
         # lerp weight 1 is an exact copy
         w = 1.0 if self.n_averaged == 0 else 1.0 / (self.n_averaged + 1) if self.mode == "swa" else 1.0 - self.decay
         with _backend._device_of(self.averages[0] if self.averages else None):
@@ -95,15 +94,7 @@ class AveragedParams:
         if len(arrays) != len(self.averages):
             raise ValueError(f"{name}: expected {len(self.averages)} arrays (one per average), got {len(arrays)}")
         for i, (a, p) in enumerate(zip(self.averages, arrays)):
-            if not (isinstance(p, np.ndarray) or _backend.is_cupy(p)):
-                raise TypeError(f"{name}[{i}]: expected a numpy or cupy array, got {type(p).__name__}")
-            if written and _backend.is_cupy(p) != _backend.is_cupy(a):
-                kind = "cupy" if _backend.is_cupy(a) else "numpy"
-                raise TypeError(f"{name}[{i}]: expected a {kind} array (as the averages), got {type(p).__name__}")
-            if p.dtype != np.float32:
-                raise TypeError(f"{name}[{i}]: expected float32 (as the averages), got {p.dtype}")
-            if p.shape != a.shape:
-                raise ValueError(f"{name}[{i}]: expected shape {a.shape}, got {p.shape}")
+            _backend.check_like(p, a, f"{name}[{i}]", kind=written)
             if written and isinstance(p, np.ndarray) and not p.flags.writeable:
                 raise ValueError(f"{name}[{i}]: array is read-only")
         if written:

@@ -56,10 +56,12 @@ def checkpoint_write(comm):
         for bad, msg in (
             ({**own, "zero": {**own["zero"], "world": comm.size + 1}}, "'world'"),
             ({"state": {}, "param_groups": []}, "parameter groups"),
+            ({"state": {}, "param_groups": [{"params": "01"}]}, "['params']: expected a list of parameter indices"),
+            ({"state": [], "param_groups": [{"params": [0]}]}, "state_dict['state']: expected a dict"),
         ):
             try:
                 opt2.load_state_dict(bad)
-            except ValueError as e:
+            except (TypeError, ValueError) as e:
                 assert msg in str(e), str(e)
             else:
                 raise AssertionError(msg)

@@ -61,13 +61,7 @@ def check_grads(grads, params, name: str = "grads") -> list:
     if len(grads) != len(params):
         raise ValueError(f"{name}: expected {len(params)} arrays (one per parameter), got {len(grads)}")
     for i, (g, p) in enumerate(zip(grads, params)):
-        if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
-            kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
-            raise TypeError(f"{name}[{i}]: expected a {kind}, got {type(g).__name__}")
-        if g.dtype != p.dtype:
-            raise TypeError(f"{name}[{i}]: expected {p.dtype}, got {g.dtype}")
-        if tuple(g.shape) != tuple(p.shape):
-            raise ValueError(f"{name}[{i}]: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
+        _backend.check_like(g, p, f"{name}[{i}]")
     return grads
 
 

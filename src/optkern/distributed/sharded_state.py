@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _backend, lowp
 from ..optim._lowp import LowPrecisionMixin
+from ..optim._state_checks import check_groups
 
 
 def _is_array_state(name, v, shape) -> bool:
@@ -94,18 +95,12 @@ def consolidate(gathered, param_groups, ranges, counts, params) -> dict:
 
 def reshard(sd, slices, ranges, counts, params) -> dict:
     """The local optimizer's state dict for this rank's ``slices`` from an unsharded one."""
-    if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
-        raise ValueError("state_dict: expected a dict with 'state' and 'param_groups' (or a shard with 'zero')")
+    keys = check_groups(sd, list(counts), strict=False)  # (a shard, with 'zero', is not resharded)
     saved_groups, saved_state = list(sd["param_groups"]), sd["state"]
-    if len(saved_groups) != len(slices):
-        raise ValueError(f"state_dict: has {len(saved_groups)} parameter groups, this optimizer has {len(slices)}")
     state, groups, k, first = {}, [], 0, 0
     for gi, ((a, b), (g_lo, _g_hi), saved) in enumerate(zip(slices, ranges, saved_groups)):
         where = f"state_dict['param_groups'][{gi}]"
-        ids = list(saved.get("params", []))
-        n = counts[gi]
-        if len(ids) != n:
-            raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has {n}")
+        ids, n = keys[gi], counts[gi]
         mine = params[first : first + n]
         first += n
         hyper = {kk: v for kk, v in saved.items() if kk != "params"}

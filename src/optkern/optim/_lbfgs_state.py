@@ -18,7 +18,7 @@ import types
 import numpy as np
 
 from .. import _backend
-from ._state_checks import _check_group_ids, _entries_by_index, check_array, check_scalar
+from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar
 
 #: the keys of LBFGS's state entry: torch's, and optkern's inner products
 _KEYS = (
@@ -51,26 +51,10 @@ def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, s
     index (``{}`` when there is none: not started), ``where`` its path. ``hyper``: the group keys
     ``strict`` requires; ``keys``: those the entry may hold. Changes nothing.
     """
-    if not isinstance(sd, dict):
-        raise TypeError(f"state_dict: expected a dict, got {type(sd).__name__}")
-    for k in ("state", "param_groups"):
-        if k not in sd:
-            raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'state' and 'param_groups')")
     name = type(opt).__name__
     ignored = "load_state_dict(..., strict=False) ignores it"
-    if strict:
-        extra = [k for k in sd if k not in ("state", "param_groups")]
-        if extra:
-            raise ValueError(f"state_dict: unknown key {extra[0]!r} (expected 'state' and 'param_groups'; {ignored})")
-    groups, state = sd["param_groups"], sd["state"]
-    if not isinstance(groups, (list, tuple)):
-        raise TypeError(f"state_dict['param_groups']: expected a list, got {type(groups).__name__}")
-    if not isinstance(state, dict):
-        raise TypeError(f"state_dict['state']: expected a dict, got {type(state).__name__}")
-    if len(groups) != 1:
-        raise ValueError(f"state_dict: has {len(groups)} parameter groups, {name} has one")
-    ours = opt.param_groups[0]
-    ids = _check_group_ids(groups[0], ours, 0, set())
+    (ids,) = check_groups(sd, [len(opt.param_groups[0]["params"])], strict=strict)
+    groups, state, ours = sd["param_groups"], sd["state"], opt.param_groups[0]
     if strict:
         for k in hyper:
             if k not in groups[0]:

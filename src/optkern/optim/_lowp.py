@@ -39,7 +39,6 @@ from ._lowp_config import (
     LowpConfig,
     _half_fmt,
     _host,
-    _type_name,
     lowp_keywords,
 )
 from ._parts import OptimizerParts
@@ -167,7 +166,7 @@ class LowPrecisionMixin(OptimizerParts):
                 name = f"grads[{i}]"
                 kind = np.ndarray if type(p) is np.ndarray else type(p)  # (numpy, or cupy like its param)
                 if type(g) is not kind:
-                    raise TypeError(f"{name}: expected a {_type_name(p)}, got {_type_name(g)}")
+                    raise TypeError(f"{name}: expected a {_backend.type_name(p)}, got {_backend.type_name(g)}")
                 if g.dtype != p.dtype:
                     raise TypeError(f"{name}: expected {p.dtype} (its parameter's dtype), got {g.dtype}")
                 if not full:

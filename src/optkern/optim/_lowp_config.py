@@ -39,11 +39,6 @@ def _host(a) -> np.ndarray:
     return _backend.to_numpy(a)
 
 
-def _type_name(a) -> str:
-    t = type(a)
-    return f"{t.__module__.split('.')[0]}.{t.__name__}" if _backend.is_cupy(a) or t is np.ndarray else t.__name__
-
-
 #: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)
 #: and their defaults: the classes take them as ``**lowp`` and show them in their signature
 #: (``lowp_keywords``).

@@ -25,12 +25,6 @@ def _data_span(a):
     return ptr, ptr + a.nbytes
 
 
-def _type_name(a) -> str:
-    """ "list", "cupy.ndarray", ...: as the native checks name a wrong kind."""
-    t = type(a)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
-
-
 class PrecheckMixin(OptimizerParts):
     """Optimizer's whole-step checks (uses ``_runs`` and ``_state_names``)."""
 
@@ -86,7 +80,7 @@ class PrecheckMixin(OptimizerParts):
                     name = f"grads[{i}]"
                     if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
                         kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
-                        raise TypeError(f"{name}: expected a {kind}, got {_type_name(g)}")
+                        raise TypeError(f"{name}: expected a {kind}, got {_backend.type_name(g)}")
                     if g.dtype != p.dtype:
                         raise TypeError(f"{name}: expected {p.dtype}, got {g.dtype}")
                     if _backend.is_cupy(g) and g.device.id != p.device.id:

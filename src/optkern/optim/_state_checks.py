@@ -78,32 +78,11 @@ def _row(table: dict, cls, default):
 
 def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
     """Raise TypeError / ValueError naming the first entry of ``state_dict`` that ``opt`` must not load."""
-    if not isinstance(state_dict, dict):
-        raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
-    for k in ("state", "param_groups"):
-        if k not in state_dict:
-            raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'state' and 'param_groups')")
-    if strict:
-        extra = [k for k in state_dict if k not in ("state", "param_groups")]
-        if extra:
-            raise ValueError(
-                f"state_dict: unknown key {extra[0]!r} (expected 'state' and 'param_groups'; "
-                "load_state_dict(..., strict=False) ignores it)"
-            )
-    saved_groups, state = state_dict["param_groups"], state_dict["state"]
-    if not isinstance(saved_groups, (list, tuple)):
-        raise TypeError(f"state_dict['param_groups']: expected a list, got {type(saved_groups).__name__}")
-    if not isinstance(state, dict):
-        raise TypeError(f"state_dict['state']: expected a dict, got {type(state).__name__}")
-    if len(saved_groups) != len(opt.param_groups):
-        raise ValueError(
-            f"state_dict: has {len(saved_groups)} parameter groups, this optimizer has {len(opt.param_groups)}"
-        )
-    entries = _entries_by_index(state)
-    listed: set[int] = set()
-    for gi, (ours, saved) in enumerate(zip(opt.param_groups, saved_groups)):
-        ids = _check_group_ids(saved, ours, gi, listed)
-        _check_group(opt, saved, ours, gi, ids, entries, strict)
+    ids = check_groups(state_dict, _counts(opt), strict=strict)
+    entries = _entries_by_index(state_dict["state"])
+    listed = {i for group in ids for i in group}
+    for gi, (ours, saved) in enumerate(zip(opt.param_groups, state_dict["param_groups"])):
+        _check_group(opt, saved, ours, gi, ids[gi], entries, strict)
     if strict:
         unlisted = sorted(set(entries) - listed)
         if unlisted:
@@ -112,6 +91,10 @@ def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
                 f"state_dict['state'][{key!r}]: no parameter group lists this index "
                 "(load_state_dict(..., strict=False) ignores it)"
             )
+
+
+def _counts(opt) -> list[int]:
+    return [len(g["params"]) for g in opt.param_groups]
 
 
 def _entries_by_index(state: dict) -> dict:
@@ -130,23 +113,62 @@ def _entries_by_index(state: dict) -> dict:
     return out
 
 
-def _check_group_ids(saved, ours: dict, gi: int, listed: set) -> list:
+def check_groups(sd, counts: list[int], *, strict: bool = True, indices: bool = True) -> list[list]:
+    """The structure every state dict in torch's format must have, against the optimizer's
+    groups of ``counts`` parameters each: a dict with a ``'state'`` dict and a ``'param_groups'``
+    list of as many groups (when ``strict``, no other key); group ``i`` a dict whose ``'params'``
+    lists ``counts[i]`` keys, no key twice in the whole dict. Returns each group's keys:
+    integers when ``indices`` (optkern.optim's format), else any hashable (torch's loader maps
+    saved keys to params by position). Raises TypeError / ValueError naming the first bad entry."""
+    if not isinstance(sd, dict):
+        raise TypeError(f"state_dict: expected a dict (an optimizer's state_dict()), got {type(sd).__name__}")
+    for k in ("state", "param_groups"):
+        if k not in sd:
+            raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'state' and 'param_groups')")
+    if strict:
+        extra = [k for k in sd if k not in ("state", "param_groups")]
+        if extra:
+            raise ValueError(
+                f"state_dict: unknown key {extra[0]!r} (expected 'state' and 'param_groups'; "
+                "load_state_dict(..., strict=False) ignores it)"
+            )
+    groups, state = sd["param_groups"], sd["state"]
+    if not isinstance(groups, (list, tuple)):
+        raise TypeError(f"state_dict['param_groups']: expected a list, got {type(groups).__name__}")
+    if not isinstance(state, dict):
+        raise TypeError(f"state_dict['state']: expected a dict, got {type(state).__name__}")
+    if len(groups) != len(counts):
+        raise ValueError(
+            f"state_dict['param_groups']: has {len(groups)} parameter groups, this optimizer has {len(counts)}"
+        )
+    seen: set = set()
+    return [_group_keys(saved, n, gi, seen, indices) for gi, (saved, n) in enumerate(zip(groups, counts))]
+
+
+def _group_keys(saved, n: int, gi: int, seen: set, indices: bool) -> list:
+    """The keys of one saved group's ``'params'`` (``check_groups``); adds them to ``seen``."""
     where = f"state_dict['param_groups'][{gi}]"
     if not isinstance(saved, dict):
         raise TypeError(f"{where}: expected a dict, got {type(saved).__name__}")
-    ids = saved.get("params")
-    if not isinstance(ids, (list, tuple)):
-        raise TypeError(f"{where}['params']: expected a list of parameter indices, got {type(ids).__name__}")
-    if len(ids) != len(ours["params"]):
-        raise ValueError(f"{where}: has {len(ids)} parameters, this optimizer's group has {len(ours['params'])}")
+    keys = saved.get("params")
+    what = "parameter indices" if indices else "parameter ids"
+    if not isinstance(keys, (list, tuple)):
+        raise TypeError(f"{where}['params']: expected a list of {what}, got {type(keys).__name__}")
+    if len(keys) != n:
+        raise ValueError(f"{where}['params']: has {len(keys)} parameters, this optimizer's group has {n}")
     out = []
-    for k, sid in enumerate(ids):
-        if isinstance(sid, bool) or not isinstance(sid, numbers.Integral):
-            raise TypeError(f"{where}['params'][{k}]: expected an integer index, got {type(sid).__name__}")
-        if int(sid) in listed:
-            raise ValueError(f"{where}['params'][{k}]: index {int(sid)} is listed twice")
-        listed.add(int(sid))
-        out.append(int(sid))
+    for k, key in enumerate(keys):
+        if indices and (isinstance(key, bool) or not isinstance(key, numbers.Integral)):
+            raise TypeError(f"{where}['params'][{k}]: expected an integer index, got {type(key).__name__}")
+        key = int(key) if indices else key
+        try:
+            twice = key in seen
+        except TypeError:  # unhashable
+            raise TypeError(f"{where}['params'][{k}]: expected a parameter id, got {type(key).__name__}") from None
+        if twice:
+            raise ValueError(f"{where}['params'][{k}]: {key!r} is listed twice")
+        seen.add(key)
+        out.append(key)
     return out
 
 

@@ -84,23 +84,13 @@ class StateDictMixin(OptimizerParts):
         _backend.flag("strict", strict)
         self._check_param_groups()
         _state_checks.check_state_dict(self, state_dict, strict=strict)
-        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
-            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'")
-        saved_groups = list(state_dict["param_groups"])
+        saved_groups = list(state_dict["param_groups"])  # (their structure checked above)
         saved_state = state_dict["state"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict: has {len(saved_groups)} parameter groups, this optimizer has {len(self.param_groups)}"
-            )
         new_groups, new_runs = [], []
         start = 0
         for gi, (ours, saved) in enumerate(zip(self.param_groups, saved_groups)):
             where = f"state_dict['param_groups'][{gi}]"
-            ids = list(saved.get("params", []))
-            if len(ids) != len(ours["params"]):
-                raise ValueError(
-                    f"{where}: has {len(ids)} parameters, this optimizer's group has {len(ours['params'])}"
-                )
+            ids = list(saved["params"])
             group = {
                 **ours,
                 **{k: v for k, v in saved.items() if k not in ("params", "capturable")},

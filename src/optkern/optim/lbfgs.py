@@ -163,15 +163,7 @@ class LBFGS:
         if len(grads) != len(ps):
             raise ValueError(f"closure: expected {len(ps)} gradient arrays (one per param), got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, ps)):
-            if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
-                raise TypeError(
-                    f"closure: grads[{i}]: expected a {type(p).__module__.split('.')[0]}.ndarray, "
-                    f"got {type(g).__name__}"
-                )
-            if g.dtype != p.dtype:
-                raise TypeError(f"closure: grads[{i}]: expected {p.dtype}, got {g.dtype}")
-            if g.shape != p.shape:
-                raise ValueError(f"closure: grads[{i}]: expected shape {p.shape}, got {g.shape}")
+            _backend.check_like(g, p, f"closure: grads[{i}]")
         xp = self._xp
         if len(grads) == 1 and not copy and grads[0].flags.c_contiguous:
             flat = grads[0].reshape(-1)

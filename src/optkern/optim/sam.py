@@ -58,12 +58,7 @@ class SAM:
         if len(grads) != len(ps):
             raise ValueError(f"{name}: expected {len(ps)} arrays (one per param), got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, ps)):
-            if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
-                raise TypeError(f"{name}[{i}]: expected an array like params[{i}], got {type(g).__name__}")
-            if g.dtype != p.dtype:
-                raise TypeError(f"{name}[{i}]: expected {p.dtype}, got {g.dtype}")
-            if g.shape != p.shape:
-                raise ValueError(f"{name}[{i}]: expected shape {p.shape}, got {g.shape}")
+            _backend.check_like(g, p, f"{name}[{i}]")
         return grads
 
     def first_step(self, grads) -> None:

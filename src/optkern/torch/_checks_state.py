@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import _backend
+from ..optim._state_checks import check_groups
 from ._state import _HOST_SCALARS, _meta
 
 _STRIDED = torch.strided
@@ -24,40 +25,9 @@ class _StateDictChecks:
     def _check_state_dict(self, sd) -> None:
         """TypeError / ValueError naming the first entry of ``sd`` this optimizer cannot load (its
         structure and the groups' hyper-parameters; the state entries: ``_check_state_entries``)."""
-        if not isinstance(sd, dict):
-            raise TypeError(f"state_dict: expected a dict (an optimizer's state_dict()), got {type(sd).__name__}")
-        for key, kind in (("state", dict), ("param_groups", list)):
-            if key not in sd:
-                raise ValueError(f"state_dict: missing {key!r} (expected an optimizer's state_dict())")
-            if not isinstance(sd[key], kind):
-                raise TypeError(f"state_dict[{key!r}]: expected a {kind.__name__}, got {type(sd[key]).__name__}")
-        groups = sd["param_groups"]
-        if len(groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict['param_groups']: has {len(groups)} groups, this optimizer {len(self.param_groups)}"
-            )
-        seen: set = set()
-        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+        check_groups(sd, [len(g["params"]) for g in self.param_groups], strict=False, indices=False)
+        for i, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             where = f"state_dict['param_groups'][{i}]"
-            if not isinstance(saved, dict):
-                raise TypeError(f"{where}: expected a dict, got {type(saved).__name__}")
-            ids = saved.get("params")
-            if not isinstance(ids, (list, tuple)):
-                raise TypeError(f"{where}['params']: expected a list of parameter ids, got {type(ids).__name__}")
-            if len(ids) != len(own["params"]):
-                raise ValueError(
-                    f"{where}['params']: has {len(ids)} params, this optimizer's group {len(own['params'])}"
-                )
-            for j, k in enumerate(ids):
-                try:
-                    dup = k in seen
-                    seen.add(k)
-                except TypeError:
-                    raise TypeError(
-                        f"{where}['params'][{j}]: expected a parameter id, got {type(k).__name__}"
-                    ) from None
-                if dup:
-                    raise ValueError(f"{where}['params'][{j}]: id {k!r} appears more than once")
             group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
             self._m._check(group, where)
             self._validate(group, where)

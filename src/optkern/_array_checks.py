@@ -1,0 +1,73 @@
+"""The checks of array arguments made in Python, before a native call (or several) writes: an
+array against the one it must match, an array written in place, a caller's ``out``. Their
+wording is the native module's (``grads[2]: expected float32, got float64``), so an error reads
+the same whichever layer finds it. Re-exported by ``_backend``; scalars: ``_scalars``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def is_cupy(a) -> bool:
+    t = type(a)
+    return t.__module__.startswith("cupy") and t.__name__ == "ndarray"
+
+
+def type_name(a) -> str:
+    """``"list"``, ``"numpy.ndarray"``, ``"cupy.ndarray"``: a kind as the native checks name it."""
+    t = type(a)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
+
+
+def check_like(a, ref, name: str, *, kind: bool = True, dtype=None) -> None:
+    """TypeError / ValueError naming ``name`` unless ``a`` is an array of ``ref``'s kind (a NumPy
+    array for a NumPy ``ref``, CuPy for CuPy; either when ``kind`` is False), dtype (``dtype``
+    when given) and shape: a grad against its parameter, a saved state against its array."""
+    if is_cupy(ref) and kind:
+        ok, want = is_cupy(a), "a cupy.ndarray"
+    elif kind:
+        ok, want = isinstance(a, np.ndarray), "a numpy.ndarray"
+    else:
+        ok, want = isinstance(a, np.ndarray) or is_cupy(a), "a numpy or cupy array"
+    if not ok:
+        raise TypeError(f"{name}: expected {want}, got {type_name(a)}")
+    dt = ref.dtype if dtype is None else np.dtype(dtype)
+    if a.dtype != dt:
+        raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
+    if a.shape != ref.shape:
+        raise ValueError(f"{name}: expected shape {tuple(ref.shape)}, got {tuple(a.shape)}")
+
+
+def check_written(a, dt, name: str) -> None:
+    """The native checks of an array updated in place, in their order and wording (for checks
+    that must run before the first of several native calls writes)."""
+    on_gpu = is_cupy(a)
+    if a.dtype != dt:
+        raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: array must be C-contiguous")
+    if not on_gpu and not a.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
+    if (a.data.ptr % a.itemsize != 0) if on_gpu else not a.flags.aligned:
+        raise ValueError(f"{name}: array data is misaligned")
+
+
+def out_array(out, xp, dtype, shape: tuple, avoid: dict):
+    """The caller's ``out`` for a result of ``dtype`` and ``shape`` on ``xp``, checked before any
+    work: a writable C-contiguous array sharing no memory with the arrays of ``avoid`` (name ->
+    array). TypeError / ValueError naming ``out``."""
+    if not (isinstance(out, np.ndarray) or is_cupy(out)) or is_cupy(out) != (xp is not np):
+        raise TypeError(f"out: expected a {xp.__name__} array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out: expected {np.dtype(dtype)}, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out: expected shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out: array must be C-contiguous")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out: array is read-only")
+    for name, a in avoid.items():
+        if xp.shares_memory(out, a):
+            raise ValueError(f"out shares memory with {name}")
+    return out
