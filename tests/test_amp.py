@@ -105,3 +105,61 @@ def test_bad_input_named():
         s.unscale_([np.ones(3)])
     with pytest.raises(RuntimeError, match="update"):
         s.update()
+
+
+@pytest.mark.parametrize("fused_step", [False, True])
+def test_none_grads_are_skipped_as_the_optimizer_skips_them(fused_step):
+    """A None grad (torch's None .grad) is neither checked nor unscaled: the step through the
+    scaler equals the optimizer's own step on the unscaled grads, the skipped param untouched."""
+    rng = np.random.default_rng(105)
+    sizes = [5, 7, 3]
+    p0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    gs = grads_of(rng, sizes, 1.0)
+    a, b = [p.copy() for p in p0], [p.copy() for p in p0]
+    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.5}] if fused_step else ps  # noqa: E731
+    opt_a, opt_b = optkern.optim.Adam(groups(a), lr=0.1), optkern.optim.Adam(groups(b), lr=0.1)
+    s = GradScaler(init_scale=8.0)
+    for _ in range(3):
+        scaled = [g * np.float32(8.0) for g in gs]
+        s.step(opt_a, [scaled[0], None, scaled[2]])
+        s.update()
+        opt_b.step([gs[0], None, gs[2]])
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a[1], p0[1])
+    assert 1 not in opt_a.state_dict()["state"]
+
+
+class _Plain:
+    """Not an optkern optimizer: GradScaler knows it by its param_groups only."""
+
+    def __init__(self, params):
+        self.param_groups = [{"params": params}]
+        self.seen = None
+
+    def step(self, grads):
+        self.seen = grads
+
+
+def test_none_grads_reach_another_optimizer_unscaled_around_them():
+    params = [np.zeros(3, np.float32), np.zeros(2, np.float32)]
+    opt, s = _Plain(params), GradScaler(init_scale=4.0)
+    g = np.full(3, 8.0, np.float32)
+    s.step(opt, [g, None])
+    assert opt.seen[1] is None
+    np.testing.assert_array_equal(g, 2.0)
+
+
+def test_the_step_after_the_scalers_check_still_checks_other_arrays():
+    """GradScaler.step checks an optkern optimizer's grads once (its step does not repeat the
+    checks for those very arrays); a later step with other arrays is checked as always."""
+    params = [np.zeros(3, np.float32), np.zeros((2, 2), np.float32)]
+    opt, s = optkern.optim.SGD(params, lr=0.1), GradScaler(init_scale=2.0)
+    s.step(opt, [np.ones(3, np.float32), np.ones((2, 2), np.float32)])
+    s.update()
+    assert opt._amp_checked is None  # (cleared after the step)
+    with pytest.raises(ValueError, match=r"grads\[1\]: expected shape \(2, 2\), got \(4,\)"):
+        opt.step([np.ones(3, np.float32), np.ones(4, np.float32)])
+    with pytest.raises(ValueError, match=r"grads\[1\]: expected shape \(2, 2\), got \(4,\)"):
+        s.step(opt, [np.ones(3, np.float32), np.ones(4, np.float32)])
+    np.testing.assert_array_equal(params[0], np.float32(-0.1) * np.float32(0.5))  # (1 / scale 2)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -93,31 +94,46 @@ def _checked_state(state: Mapping, names: dict) -> dict:
     }
 
 
+_FLOAT32 = {np.dtype(np.float32)}
+
+
+def _all_float32(arrays: list) -> bool:
+    """Whether every one of ``arrays`` is a float32 array, in one pass (naming none)."""
+    try:
+        return not set(map(attrgetter("dtype"), arrays)) - _FLOAT32
+    except AttributeError:
+        return False
+
+
 def _check_optimizer(optimizer) -> None:
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer: expected an optimizer (with a step() method), got {type(optimizer).__name__}")
 
 
-def _check_grads_of(optimizer, grads) -> None:
+def _check_grads_of(optimizer, grads) -> list | None:
     """``grads`` against ``optimizer``'s params (its ``param_groups``, all groups in order), before
-    ``GradScaler.step`` unscales them in place: one per param, then an optkern optimizer's own
-    whole-step checks (``_precheck``: kind, dtype, shape, layout, no grad sharing memory with a
-    param or state array), or for another optimizer the param's kind, dtype and shape. An
-    optimizer without ``param_groups`` of dicts is left to check its grads itself."""
+    ``GradScaler.step`` unscales them in place. An optkern optimizer checks them as its step would
+    (``_check_step``: one per param or None, kind, dtype, shape, layout, no grad sharing memory
+    with a param or state array) and the checked list is returned: its step need not check those
+    same arrays again. For another optimizer: one per param (or None), each of its param's kind,
+    dtype and shape; one without ``param_groups`` of dicts is left to check its grads itself."""
+    check = getattr(optimizer, "_check_step", None)
+    if callable(check):
+        grads = _backend.as_list(grads, "grads")
+        check(grads)
+        return grads
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, list) or not all(isinstance(g, dict) and "params" in g for g in groups):
-        return
+        return None
     params = [p for g in groups for p in g["params"]]
     grads = _backend.as_list(grads, "grads")
     if len(grads) != len(params):
         raise ValueError(f"grads: expected {len(params)} arrays (one per parameter), got {len(grads)}")
-    precheck = getattr(optimizer, "_precheck", None)
-    if callable(precheck):
-        precheck(grads)
-        return
     for i, (g, p) in enumerate(zip(grads, params)):
-        _backend.check_like(g, p, f"grads[{i}]")
-        _grad_format(g, i)
+        if g is not None:  # (a param the step skips, as torch skips a None .grad)
+            _backend.check_like(g, p, f"grads[{i}]")
+            _grad_format(g, i)
+    return None
 
 
 class GradScaler:
@@ -186,15 +202,18 @@ class GradScaler:
         if self._found_inf is not None:
             raise RuntimeError("unscale_() has already been called since the last update()")
         grads = _backend.as_list(grads, "grads")
-        for i, g in enumerate(grads):
-            if _grad_format(g, i) != "float32":
-                raise TypeError(
-                    f"grads[{i}]: {g.dtype} gradients are unscaled inside the optimizer's step (in float32): "
-                    "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
-                )
-        found = self._new_flag(grads)
+        # None: a param the step skips (torch's None .grad)
+        live = [g for g in grads if g is not None] if type(None) in set(map(type, grads)) else grads
+        if not _all_float32(live):
+            for i, g in enumerate(grads):
+                if g is not None and _grad_format(g, i) != "float32":
+                    raise TypeError(
+                        f"grads[{i}]: {g.dtype} gradients are unscaled inside the optimizer's step (in float32): "
+                        "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
+                    )
+        found = self._new_flag(live)
         with _backend._device_of(self._scale):
-            self._native().amp_unscale_(grads, self._scale, found)
+            self._native().amp_unscale_(live, self._scale, found)
         self._found_inf = found
         return found if _backend.is_cupy(found) else bool(found[0])
 
@@ -236,20 +255,23 @@ class GradScaler:
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
         fused = self._found_inf is None and getattr(optimizer, "_lowp", None) is not None
+        checked = None
         if fused:
             self._check(grads)
         elif self._found_inf is None:
-            _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
+            checked = _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
             self.unscale_(grads)
         found = self._found_inf
         on_device = _backend.is_cupy(found) and _skips_on_device(optimizer)
         if not on_device and _backend.to_numpy(found)[0]:
             return None
-        if not (on_device or fused):
+        if not (on_device or fused or checked is not None):  # (any optimizer: nothing to tell it)
             return optimizer.step(grads, *args, **kwargs)
-        # the device flag decides on the device (the step's kernel writes nothing when it is set)
+        # the device flag decides on the device (the step's kernel writes nothing when it is set);
+        # the grads checked above are not checked again
         optimizer._amp_found_inf = found if on_device else None
         optimizer._amp_grad_scale = self._scale if fused else None
+        optimizer._amp_checked = checked
         try:
             return optimizer.step(grads, *args, **kwargs)
         except Exception:
@@ -257,7 +279,7 @@ class GradScaler:
                 self._found_inf = None
             raise
         finally:
-            optimizer._amp_found_inf = optimizer._amp_grad_scale = None
+            optimizer._amp_found_inf = optimizer._amp_grad_scale = optimizer._amp_checked = None
 
     def update(self, new_scale: float | None = None) -> None:
         """torch's _amp_update_scale_: back off after inf, grow after growth_interval clean steps."""

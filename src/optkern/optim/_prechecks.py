@@ -54,7 +54,7 @@ class PrecheckMixin(OptimizerParts):
                 cached = (key, wn, [f"grads[{i}]" for i in run.index])
                 run._names = cached
             g = run.grads(grads)
-            if any(type(a) is not np.ndarray for a in g):  # the Python checks name the wrong kind
+            if set(map(type, g)) - _NDARRAY:  # the Python checks name the wrong kind
                 return self._precheck_python(grads, group_runs)
             spec.append((run.params[0].dtype, written, cached[1], g, run.params, cached[2]))
         _backend.cpu.precheck_step_(spec)
@@ -122,3 +122,6 @@ class PrecheckMixin(OptimizerParts):
 
     def _needed_any(self, run: _Run):
         return [n for n in self._state_names if n in run.state]
+
+
+_NDARRAY = {np.ndarray}

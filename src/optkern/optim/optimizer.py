@@ -77,6 +77,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
     _has_step = True
     #: Keep a group in one run even after loading mixed step counts (global-norm optimizers).
     _one_run_per_group = False
+    #: Set by ``amp.GradScaler.step`` around a step: the grads it checked (``_check_step``) before
+    #: unscaling them in place; the step does not check those same arrays again.
+    _amp_checked: list | None = None
 
     def __init__(self, params, defaults: dict):
         self._dtype_checked: dict = {}  # where -> (hp, params list) last validated against the dtypes
@@ -241,7 +244,10 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         elif grads is None:
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
         grads, checked, runs, layout, whole = self._prepared(grads)
-        if not whole:
+        amp = self._amp_checked
+        if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):
+            pass  # (GradScaler.step checked these very arrays, then unscaled them in place)
+        elif not whole:
             self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
         else:  # one native call checks everything before it writes, but compares sizes, not shapes
             _check_shapes(runs[0][0].params, grads)
@@ -270,14 +276,16 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         lr buffer)] per group, runs to step per group, run layout after the step or None, whether
         the step is one native call over every param)``. The array checks (``_precheck``) remain."""
         self._check_param_groups()
-        if type(grads) is not list or set(map(type, grads)) != _NDARRAY:
+        skips = False
+        if type(grads) is not list or set(map(type, grads)) != _NDARRAY:  # (else: no None either)
             grads = _backend.as_list(grads, "grads")
+            skips = any(g is None for g in grads)
         if len(grads) != self._n:
             raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
         groups = self.param_groups
         checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
         runs, layout = self._runs, None
-        if any(g is None for g in grads):
+        if skips:
             runs, layout = self._live_runs(grads, checked)
         for gi, (_, cap, lr_dev) in enumerate(checked):
             if cap and runs[gi]:
