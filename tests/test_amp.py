@@ -107,8 +107,8 @@ def test_bad_input_named():
         s.update()
 
 
-@pytest.mark.parametrize("fused_step", [False, True])
-def test_none_grads_are_skipped_as_the_optimizer_skips_them(fused_step):
+@pytest.mark.parametrize("two_groups", [False, True])
+def test_none_grads_are_skipped_as_the_optimizer_skips_them(two_groups):
     """A None grad (torch's None .grad) is neither checked nor unscaled: the step through the
     scaler equals the optimizer's own step on the unscaled grads, the skipped param untouched."""
     rng = np.random.default_rng(105)
@@ -116,7 +116,7 @@ def test_none_grads_are_skipped_as_the_optimizer_skips_them(fused_step):
     p0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
     gs = grads_of(rng, sizes, 1.0)
     a, b = [p.copy() for p in p0], [p.copy() for p in p0]
-    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.5}] if fused_step else ps  # noqa: E731
+    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.5}] if two_groups else ps
     opt_a, opt_b = optkern.optim.Adam(groups(a), lr=0.1), optkern.optim.Adam(groups(b), lr=0.1)
     s = GradScaler(init_scale=8.0)
     for _ in range(3):
