@@ -202,9 +202,8 @@ class GradScaler:
         if self._found_inf is not None:
             raise RuntimeError("unscale_() has already been called since the last update()")
         grads = _backend.as_list(grads, "grads")
-        # None: a param the step skips (torch's None .grad)
-        live = [g for g in grads if g is not None] if type(None) in set(map(type, grads)) else grads
-        if not _all_float32(live):
+        live = grads if _all_float32(grads) else [g for g in grads if g is not None]  # (None: a param skipped)
+        if live is not grads and not _all_float32(live):
             for i, g in enumerate(grads):
                 if g is not None and _grad_format(g, i) != "float32":
                     raise TypeError(
