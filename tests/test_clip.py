@@ -229,3 +229,46 @@ def test_clip_grad_norm_rejects_read_only_out():
     out.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         clip_grad_norm_([g], 0.1, out=out)
+
+
+# ---- None entries: parameters without a gradient, skipped as torch skips a None .grad ------------
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, math.inf, 50.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_none_grads_are_skipped(norm_type, dtype):
+    rng = np.random.default_rng(31)
+    live = [(rng.standard_normal(n) * 3).astype(dtype) for n in (7, 1023, 1)]
+    ref = [g.copy() for g in live]
+    with_none = [None, live[0], live[1], None, live[2]]
+    total = clip_grad_norm_(with_none, 1.0, norm_type)
+    assert total == clip_grad_norm_(ref, 1.0, norm_type)
+    for g, r in zip(live, ref):
+        np.testing.assert_array_equal(g, r)
+    clip_grad_value_(with_none, 0.1)
+    clip_grad_value_(ref, 0.1)
+    for g, r in zip(live, ref):
+        np.testing.assert_array_equal(g, r)
+    assert clip_grad_norm_([None, None], 1.0) == 0.0
+    clip_grad_value_([None], 1.0)
+
+
+@pytest.mark.parametrize(
+    "bad, exc, msg",
+    [
+        (lambda g: _read_only(5), ValueError, r"^grads\[3\]: array is read-only"),
+        (lambda g: np.full(5, 10, np.float32), TypeError, r"^grads\[3\]: expected float64, got float32"),
+        (lambda g: g[1][1:3], ValueError, r"^grads\[3\] shares memory with grads\[1\]"),
+        (lambda g: [1.0], TypeError, r"^grads\[3\]: expected a numpy"),
+    ],
+)
+@pytest.mark.parametrize("clip", ["norm", "value"])
+def test_errors_name_the_index_in_the_callers_list(clip, bad, exc, msg):
+    """With None entries skipped, errors still name each array by its place in the caller's list."""
+    grads = [None, np.full(7, 10.0), np.full(3, -10.0)]
+    grads.append(bad(grads))
+    before = [None if g is None else np.array(g, copy=True) for g in grads]
+    with pytest.raises(exc, match=msg):
+        (clip_grad_value_ if clip == "value" else clip_grad_norm_)(grads, 1.0)
+    for g, b in zip(grads, before):
+        assert (g is None and b is None) or np.array_equal(g, b)

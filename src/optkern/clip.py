@@ -45,10 +45,10 @@ def _norm_type(norm_type) -> float:
 _SCALED_P = 6.0
 
 
-def _scaled_norm(mod, grads, p: float, buf, xp):
+def _scaled_norm(mod, grads, p: float, buf, xp, index):
     """The p-norm of ``grads`` without overflow or underflow (see ``_SCALED_P``), into ``buf``;
     a float for NumPy, None for CuPy (the value stays on the device: no synchronization)."""
-    with _grads_named():
+    with _grads_named(index):
         mod.grad_norm(grads, math.inf, buf)  # m = max |g| (NaN if one is), after the native checks
     m = buf.copy()
     ok = xp.isfinite(m) & (m > 0)  # otherwise the norm is m itself: 0, inf or NaN
@@ -75,26 +75,28 @@ def _span(a, on_gpu: bool):
     return lo, hi
 
 
-def _check_grads(grads, on_gpu: bool) -> None:
-    """The native checks of ``grads`` (written in place), in Python and naming ``grads[i]``.
+def _check_grads(grads, on_gpu: bool, index: list | None) -> None:
+    """The native checks of ``grads`` (written in place), in Python and naming ``grads[i]`` (``i``
+    in the caller's list: ``index``, see ``_live``).
 
     Done before the first native call: clip_grad_norm_'s first call writes ``out`` and only
     its second one would see a read-only or aliasing gradient.
     """
     dt = grads[0].dtype
+    names = _names(index, len(grads))
     if dt not in (np.float32, np.float64):
-        raise TypeError(f"grads[0]: expected float32 or float64, got {dt}")
+        raise TypeError(f"{names[0]}: expected float32 or float64, got {dt}")
     if not on_gpu and all(type(g) is np.ndarray for g in grads):
         # the optimizers' native pre-step check, the same checks and wording: ~0.1 us an array
         # against ~10 us in Python (2 ms of a 6 ms clip of 200 arrays of 16M floats)
-        _backend.cpu.precheck_step_([(dt, grads, _names(len(grads)), [], [], [])])
+        _backend.cpu.precheck_step_([(dt, grads, names, [], [], [])])
         return
     spans = []
     for i, g in enumerate(grads):
-        _backend.check_written(g, dt, f"grads[{i}]")
+        _backend.check_written(g, dt, names[i])
         lo, hi = _span(g, on_gpu)
         if hi > lo:
-            spans.append((lo, hi, i))
+            spans.append((lo, hi, i if index is None else index[i]))
     _check_no_overlap(spans)
 
 
@@ -103,9 +105,18 @@ def _cached_names(n: int) -> tuple:
     return tuple(f"grads[{i}]" for i in range(n))
 
 
-def _names(n: int) -> list:
-    """["grads[0]", ..., "grads[n-1]"] (a fresh list of cached strings)."""
-    return list(_cached_names(n))
+def _names(index: list | None, n: int) -> list:
+    """["grads[i]" for each kept index] (``index`` None: 0 .. n-1, a fresh list of cached strings)."""
+    return list(_cached_names(n)) if index is None else [f"grads[{i}]" for i in index]
+
+
+def _live(grads: list) -> tuple[list, list | None]:
+    """``grads`` without its None entries (parameters without a gradient: skipped, as torch's
+    clipping skips a None ``.grad``) and each kept array's index in ``grads`` (None: all kept)."""
+    if not any(g is None for g in grads):
+        return grads, None
+    index = [i for i, g in enumerate(grads) if g is not None]
+    return [grads[i] for i in index], index
 
 
 def _check_no_overlap(spans) -> None:
@@ -122,15 +133,19 @@ def _check_no_overlap(spans) -> None:
 
 
 _NATIVE_NAME = re.compile(r"\barrays(?=[\[:])")
+_NATIVE_INDEX = re.compile(r"\bgrads\[(\d+)\]")
 
 
 @contextlib.contextmanager
-def _grads_named():
-    """Errors of the native calls say ``grads`` where they say ``arrays`` (their parameter's name)."""
+def _grads_named(index: list | None = None):
+    """Errors of the native calls say ``grads`` where they say ``arrays`` (their parameter's
+    name), and the index in the caller's list (``index``: see ``_live``)."""
     try:
         yield
     except (TypeError, ValueError) as e:
         msg = _NATIVE_NAME.sub("grads", str(e))
+        if index is not None:
+            msg = _NATIVE_INDEX.sub(lambda m: f"grads[{index[int(m.group(1))]}]", msg)
         if msg == str(e):
             raise
         raise type(e)(msg) from None
@@ -164,7 +179,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     NaN, as in PyTorch).
 
     Args:
-      grads: an array or a list of arrays (NumPy or CuPy, one dtype).
+      grads: an array or a list of arrays (NumPy or CuPy, one dtype); a None in the list (a
+        parameter without a gradient) is skipped, as torch skips a None ``.grad``.
       max_norm: the largest allowed norm, >= 0.
       norm_type: p >= 1, or ``inf`` / ``"inf"``.
       error_if_nonfinite: raise ``NonFiniteNormError`` (a ValueError naming the first offending
@@ -183,8 +199,9 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
       1-element float64 CuPy array (``out`` when given; no host synchronisation, unless
       ``error_if_nonfinite``).
     """
-    grads = _backend.as_list(grads, "grads")
-    mod = _backend.backend(("grads", grads))
+    grads, index = _live(_backend.as_list(grads, "grads"))
+    with _grads_named(index):
+        mod = _backend.backend(("grads", grads))
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
     error_if_nonfinite = _backend.flag("error_if_nonfinite", error_if_nonfinite)
@@ -197,13 +214,13 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         total = 0.0 if comm is None else _global_norm(buf, p, comm)
         return total if isinstance(out, np.ndarray) else out
     xp = _backend.array_module(grads[0])
-    _check_grads(grads, xp is not np)
+    _check_grads(grads, xp is not np, index)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     prev = buf.copy() if error_if_nonfinite and out is not None else None
     if _SCALED_P < p < math.inf:
-        total = _scaled_norm(mod, grads, p, buf, xp)
+        total = _scaled_norm(mod, grads, p, buf, xp, index)
     else:
-        with _grads_named():  # what is left to the native checks: out aliasing grads, devices
+        with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
             total = mod.grad_norm(grads, p, buf)
     if comm is not None:
         total = _global_norm(buf, p, comm)
@@ -213,15 +230,15 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
             if out is not None:  # an error leaves every argument as it was
                 buf[...] = prev
             flag = xp.empty(1, dtype=np.float64)
-            for i, g in enumerate(grads):
+            for name, g in zip(_names(index, len(grads)), grads):
                 mod.all_finite([g], flag)
                 if float(flag[0]) == 0.0:
                     raise NonFiniteNormError(
-                        f"grads[{i}]: contains non-finite values; the total norm of order {p} "
+                        f"{name}: contains non-finite values; the total norm of order {p} "
                         f"is {value} (pass error_if_nonfinite=False to clip anyway)"
                     )
             raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")
-    with _grads_named():
+    with _grads_named(index):
         mod.clip_scale_(grads, max_norm, buf)
     return (buf if out is None else out) if total is None else total
 
@@ -258,13 +275,14 @@ def clip_grad_value_(grads, clip_value) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
 
     Args:
-      grads: an array or a list of arrays (NumPy or CuPy, one dtype).
+      grads: an array or a list of arrays (NumPy or CuPy, one dtype); None entries are skipped.
       clip_value: >= 0.
     """
-    grads = _backend.as_list(grads, "grads")
-    mod = _backend.backend(("grads", grads))
+    grads, index = _live(_backend.as_list(grads, "grads"))
+    with _grads_named(index):
+        mod = _backend.backend(("grads", grads))
     clip_value = _backend.nonnegative("clip_value", clip_value)
     if grads:
-        _check_grads(grads, _backend.is_cupy(grads[0]))
-    with _grads_named():
+        _check_grads(grads, _backend.is_cupy(grads[0]), index)
+    with _grads_named(index):
         mod.clamp_(grads, clip_value)

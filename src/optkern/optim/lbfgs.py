@@ -37,6 +37,19 @@ def _check_group(g: dict, where: str = "") -> tuple:
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
 
 
+def closure_grads(grads: list, params: list) -> list:
+    """A closure's ``grads`` (as many as ``params``), each checked against its param; a None (a
+    param without a gradient) reads as zeros, as torch.optim.LBFGS reads a None ``.grad``."""
+    for i, (g, p) in enumerate(zip(grads, params)):
+        if g is not None:
+            _backend.check_like(g, p, f"closure: grads[{i}]")
+    if all(g is not None for g in grads):
+        return grads
+    xp = _backend.array_module(params[0])
+    with _backend._device_of(params[0]):
+        return [xp.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
 def closure_loss(loss) -> float:
     """The loss a closure returned, as a finite float; TypeError / ValueError naming ``closure``.
 
@@ -74,7 +87,8 @@ class LBFGS:
 
     ``step(closure)``: ``closure()`` computes the loss and gradients at the current values of
     the params and returns ``(loss, grads)`` (grads: a list matching params, or one array when
-    there is one param). It runs up to ``max_iter`` iterations and returns the first loss.
+    there is one param; None for a param without a gradient reads as zeros, as in torch). It runs
+    up to ``max_iter`` iterations and returns the first loss.
     A closure returning the wrong kind, shape or dtype, or a NaN/Inf loss or gradient, raises
     TypeError/ValueError naming ``closure``; the params are then put back to the last iterate
     (on the first evaluation of a step: nothing has been written), as they are when the closure
@@ -162,8 +176,7 @@ class LBFGS:
         ps = self._params
         if len(grads) != len(ps):
             raise ValueError(f"closure: expected {len(ps)} gradient arrays (one per param), got {len(grads)}")
-        for i, (g, p) in enumerate(zip(grads, ps)):
-            _backend.check_like(g, p, f"closure: grads[{i}]")
+        grads = closure_grads(grads, ps)
         xp = self._xp
         if len(grads) == 1 and not copy and grads[0].flags.c_contiguous:
             flat = grads[0].reshape(-1)

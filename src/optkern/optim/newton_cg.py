@@ -19,7 +19,7 @@ from .. import _backend
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
 from ._lbfgs_state import count, one_group, vector
-from .lbfgs import closure_loss
+from .lbfgs import closure_grads, closure_loss
 
 #: the hyper-parameters of the group, in ``__init__``'s order
 _HYPER = (
@@ -56,8 +56,8 @@ class NewtonCG:
       reuse_trial_gradient: the closure's result at an accepted trial point starts the next step
         (saves one evaluation per step; do not change the params between steps then).
 
-    ``step(closure)``: ``closure() -> (loss, grads)`` at the current params; returns the loss
-    at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
+    ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (a None grad reads as
+    zeros); returns the loss at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
     diagnostics (rho, damping, CG iterations and exit). A step that raises (a bad closure result:
     TypeError / ValueError naming ``closure``; or whatever the closure or the operator raise,
     propagated unchanged) leaves the params and the optimizer's state as they were before it.
@@ -152,12 +152,7 @@ class NewtonCG:
         grads = _backend.as_list(res[1], "closure: grads")
         if len(grads) != len(self._params):
             raise ValueError(f"closure: expected {len(self._params)} gradient arrays, got {len(grads)}")
-        for i, (g, p) in enumerate(zip(grads, self._params)):
-            if getattr(g, "shape", None) != p.shape or getattr(g, "dtype", None) != p.dtype:
-                raise ValueError(
-                    f"closure: grads[{i}]: expected {p.dtype} of shape {p.shape}, got "
-                    f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}"
-                )
+        grads = closure_grads(grads, self._params)
         g = self._xp.array(self._flat(grads))  # ours: the closure may reuse its buffers
         if not bool(self._xp.isfinite(g).all()):
             raise ValueError("closure: returned a gradient with NaN or Inf entries")

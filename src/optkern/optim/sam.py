@@ -22,9 +22,11 @@ class SAM:
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (grads in the order of
     the params of all groups); evaluated twice. Returns the loss at ``w``. Or call
-    ``first_step(grads)`` and ``second_step(grads)`` yourself. ``grad_norm`` holds ``||g||`` of the
-    last ascent step. A bad closure result raises TypeError / ValueError naming ``closure``; an
-    error at the ascent point (that, or the closure's own exception) first puts the params back to ``w``.
+    ``first_step(grads)`` and ``second_step(grads)`` yourself. A None grad (a param without a
+    gradient) leaves its param where it is in the ascent step, and the wrapped optimizer's step
+    skips it. ``grad_norm`` holds ``||g||`` of the last ascent step. A bad closure result raises
+    TypeError / ValueError naming ``closure``; an error at the ascent point (that, or the closure's
+    own exception) first puts the params back to ``w``.
     """
 
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12):
@@ -38,6 +40,7 @@ class SAM:
             raise TypeError("base: SAM needs all params on one backend with one dtype")
         self._mod = _backend.backend(("params", ps))
         self._backups: list | None = None
+        self._moved: list = []  # the indices of the params the ascent step moved
         self._perturbed = False
         self._norm_buf = None
 
@@ -58,7 +61,8 @@ class SAM:
         if len(grads) != len(ps):
             raise ValueError(f"{name}: expected {len(ps)} arrays (one per param), got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, ps)):
-            _backend.check_like(g, p, f"{name}[{i}]")
+            if g is not None:  # (a param without a gradient)
+                _backend.check_like(g, p, f"{name}[{i}]")
         return grads
 
     def first_step(self, grads) -> None:
@@ -81,7 +85,9 @@ class SAM:
             with _backend._device_of(ps[0]):
                 self._backups = [xp.empty_like(p) for p in ps]
         out = _backend.scalar_buffer(ps[0])
-        self._mod.sam_perturb_(ps, grads, self._backups, float(self.rho), float(self.eps), out)
+        moved = [i for i, g in enumerate(grads) if g is not None]
+        self._mod.sam_perturb_(*_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out)
+        self._moved = moved
         self._perturbed = True
         self._norm_buf = out
 
@@ -90,8 +96,7 @@ class SAM:
         if not self._perturbed:
             raise RuntimeError("second_step: call first_step first")
         grads = self._check_grads(grads)
-        self._mod.sam_restore_(self._all_params(), self._backups)
-        self._perturbed = False
+        self._restore()
         self.base.step(grads)
 
     def step(self, closure):
@@ -103,11 +108,15 @@ class SAM:
             _, grads2 = self._call(closure)
             grads2 = self._check_grads(grads2, "closure: grads")
         except BaseException:  # a bad result, or the closure's own error (propagated unchanged)
-            self._mod.sam_restore_(self._all_params(), self._backups)  # leave w as it was
-            self._perturbed = False
+            self._restore()  # leave w as it was
             raise
         self.second_step(grads2)
         return loss
+
+    def _restore(self) -> None:
+        """The params the ascent step moved back to the very bits of ``w``."""
+        self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
+        self._perturbed = False
 
     @property
     def grad_norm(self):
@@ -153,3 +162,10 @@ class SAM:
         except (TypeError, ValueError) as e:  # its messages name paths inside its own state dict
             raise (TypeError if isinstance(e, TypeError) else ValueError)(f"state_dict['base']: {e}") from e
         self.rho, self.eps = rho, eps
+
+
+def _pick(index: list, *lists) -> list:
+    """Each of ``lists`` at ``index`` only (all of it when ``index`` covers it: no copy needed)."""
+    if all(len(index) == len(a) for a in lists):
+        return list(lists)
+    return [[a[i] for i in index] for a in lists]
