@@ -93,7 +93,9 @@ class DistributedOptimizer:
     :func:`optkern.clip_grad_norm_`), call ``synchronize(grads)`` yourself and step inside
     ``with opt.skip_synchronize():``. Write gradients straight into :meth:`grad_buffers`
     (views of the fusion buffers, and the direct gradients' own buffers) to skip the packing
-    copies of small gradients too.
+    copies of small gradients too. Every rank passes an array for every parameter (zeros where
+    its part of the batch gave none): a None grad is refused, since the ranks could disagree on
+    which parameters have one and the collectives would not match.
     """
 
     def __init__(
