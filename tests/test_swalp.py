@@ -219,7 +219,11 @@ def test_swalp_bad_input():
     with pytest.raises(ValueError, match="lr"):
         SWALP(p, -1.0)
     opt = SWALP(p, 0.1)
-    with pytest.raises(TypeError, match="grads"):
+    with pytest.raises(ValueError, match=r"^grads\[0\]: expected shape \(5,\), got \(4,\)"):
         opt.step([np.zeros(4, np.float32)])
+    with pytest.raises(TypeError, match=r"^grads\[0\]: expected float32, got float64"):
+        opt.step([np.zeros(5)])
+    with pytest.raises(TypeError, match=r"^grads\[0\]: expected a numpy.ndarray, got list"):
+        opt.step([[0.0] * 5])
     with pytest.raises(ValueError, match="grads"):
         opt.step([])

@@ -128,8 +128,7 @@ class SWALP:
         if len(grads) != len(self.params):
             raise ValueError(f"grads: expected {len(self.params)} arrays, got {len(grads)}")
         for i, (g, p) in enumerate(zip(grads, self.params)):
-            if not self._is_kind(g) or g.dtype != np.float32 or g.shape != p.shape:
-                raise TypeError(f"grads[{i}]: expected a float32 {self._kind} of shape {p.shape}")
+            _backend.check_like(g, p, f"grads[{i}]")  # (the params are float32)
         t = self.t + 1
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
         functional.sgd_(
