@@ -24,9 +24,10 @@ Statistics are computed with a shifted two-pass / Chan merge scheme (never
 E[x²] - E[x]²), and reductions use a fixed blocking, so results are bitwise
 identical for any number of OpenMP threads and run to run on a GPU.
 
-Layout: ``functional`` (batch, layer, RMS, group, instance norm), ``weight``
-(weight norm), ``_dropout``, ``modules`` (the stateful classes) and
-``_common`` (saved tuples, argument helpers); everything public is imported here.
+Layout: ``functional`` (layer, RMS, group, instance norm, and batch norm from
+``_channel_norm``, the per-channel kernels), ``weight`` (weight norm), ``_dropout``,
+``modules`` (the stateful classes) and ``_common`` (saved tuples, argument
+helpers); everything public is imported here.
 """
 
 from __future__ import annotations

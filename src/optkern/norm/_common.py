@@ -208,3 +208,18 @@ def _prod(shape):
 def _rstd(var, eps):
     xp = _xp(var)
     return (1.0 / xp.sqrt(var + var.dtype.type(eps))).astype(var.dtype, copy=False)
+
+
+def _backward_module(dy, x, weight, stat_name, stat):
+    """The backend module of a backward call (dy and x must be arrays of one kind)."""
+    _ndarray("dy", dy)
+    _ndarray("x", x)
+    return _backend.backend(("dy", dy), ("x", x), ("weight", weight), (stat_name, stat))
+
+
+def _nc_spatial(x):
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (N, C, *spatial), got {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"x: expected at least one channel (C = x.shape[1] >= 1), got shape {tuple(x.shape)}")
+    return int(x.shape[0]), int(x.shape[1]), _prod(x.shape[2:])

@@ -12,12 +12,11 @@ associated differently), not bit for bit.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .. import _backend
-from . import _line_search
+from . import _closure, _line_search
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
 
@@ -35,45 +34,6 @@ def _check_group(g: dict, where: str = "") -> tuple:
     if ls not in (None, "strong_wolfe"):
         raise ValueError(f"{n('line_search_fn')}: expected None or 'strong_wolfe', got {ls!r}")
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
-
-
-def closure_grads(grads: list, params: list) -> list:
-    """A closure's ``grads`` (as many as ``params``), each checked against its param; a None (a
-    param without a gradient) reads as zeros, as torch.optim.LBFGS reads a None ``.grad``."""
-    for i, (g, p) in enumerate(zip(grads, params)):
-        if g is not None:
-            _backend.check_like(g, p, f"closure: grads[{i}]")
-    if all(g is not None for g in grads):
-        return grads
-    xp = _backend.array_module(params[0])
-    with _backend._device_of(params[0]):
-        return [xp.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-
-
-def closure_loss(loss) -> float:
-    """The loss a closure returned, as a finite float; TypeError / ValueError naming ``closure``.
-
-    Shared by the second-order optimizers' closures (LBFGS, NewtonCG, SAM). A number or a one-element
-    array (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
-    complex number (``float`` of a NumPy complex drops the imaginary part with only a warning).
-    """
-    dtype = getattr(loss, "dtype", None)
-    if (
-        isinstance(loss, (str, bytes, bool, np.bool_))
-        or (isinstance(loss, numbers.Complex) and not isinstance(loss, numbers.Real))
-        or (dtype is not None and getattr(dtype, "kind", "f") not in "iuf")
-    ):
-        raise TypeError(f"closure: loss must be a real scalar, got {type(loss).__name__}")
-    try:
-        v = float(loss)
-    except OverflowError:  # an int beyond float's range
-        raise ValueError("closure: returned a non-finite loss (an integer beyond float's range)") from None
-    except (TypeError, ValueError):
-        what = f"an array of shape {tuple(loss.shape)}" if hasattr(loss, "shape") else type(loss).__name__
-        raise TypeError(f"closure: loss must be a real scalar, got {what}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"closure: returned a non-finite loss ({v})")
-    return v
 
 
 class LBFGS:
@@ -168,15 +128,9 @@ class LBFGS:
 
     def _evaluate(self, closure, copy: bool):
         """(loss, flat gradient) from the closure, checked; ``copy``: the flat gradient is ours."""
-        res = closure()
-        if not isinstance(res, tuple) or len(res) != 2:
-            raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
-        loss = closure_loss(res[0])
-        grads = _backend.as_list(res[1], "closure: grads")
+        loss, grads = _closure.call(closure)
+        loss, grads = _closure.closure_loss(loss), _closure.closure_grads(grads, self._params)
         ps = self._params
-        if len(grads) != len(ps):
-            raise ValueError(f"closure: expected {len(ps)} gradient arrays (one per param), got {len(grads)}")
-        grads = closure_grads(grads, ps)
         xp = self._xp
         if len(grads) == 1 and not copy and grads[0].flags.c_contiguous:
             flat = grads[0].reshape(-1)

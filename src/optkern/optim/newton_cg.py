@@ -18,8 +18,8 @@ import numpy as np
 from .. import _backend
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
+from ._closure import call, closure_grads, closure_loss
 from ._lbfgs_state import count, one_group, vector
-from .lbfgs import closure_grads, closure_loss
 
 #: the hyper-parameters of the group, in ``__init__``'s order
 _HYPER = (
@@ -145,14 +145,8 @@ class NewtonCG:
 
     def _evaluate(self, closure):
         """(loss, flat gradient) from the closure, checked (the caller counts the evaluation)."""
-        res = closure()
-        if not isinstance(res, tuple) or len(res) != 2:
-            raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
-        loss = closure_loss(res[0])
-        grads = _backend.as_list(res[1], "closure: grads")
-        if len(grads) != len(self._params):
-            raise ValueError(f"closure: expected {len(self._params)} gradient arrays, got {len(grads)}")
-        grads = closure_grads(grads, self._params)
+        loss, grads = call(closure)
+        loss, grads = closure_loss(loss), closure_grads(grads, self._params)
         g = self._xp.array(self._flat(grads))  # ours: the closure may reuse its buffers
         if not bool(self._xp.isfinite(g).all()):
             raise ValueError("closure: returned a gradient with NaN or Inf entries")

@@ -16,6 +16,7 @@ from operator import is_
 import numpy as np
 
 from .. import _backend
+from . import _closure
 from ._capturable import CapturableMixin
 from ._hyper import _check_dtype, _check_shapes
 from ._prechecks import PrecheckMixin
@@ -240,7 +241,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             if not callable(closure):
                 raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
             self._check_param_groups()  # (before the closure runs a forward and backward pass)
-            loss, grads = _closure_result(closure())
+            loss, grads = _closure.call(closure)
         elif grads is None:
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
         grads, checked, runs, layout, whole = self._prepared(grads)
@@ -396,10 +397,3 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
 
 
 _NDARRAY = {np.ndarray}
-
-
-def _closure_result(out):
-    """(loss, grads) from a closure's return value."""
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"closure: expected it to return (loss, grads), got {type(out).__name__}")
-    return out

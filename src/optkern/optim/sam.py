@@ -9,7 +9,7 @@ the params never move and the result equals the wrapped optimizer's, bit for bit
 from __future__ import annotations
 
 from .. import _backend
-from .lbfgs import closure_loss
+from ._closure import call, closure_loss
 
 
 class SAM:
@@ -124,10 +124,8 @@ class SAM:
         return None if self._norm_buf is None else float(_backend.to_numpy(self._norm_buf)[0])
 
     def _call(self, closure):
-        res = closure()
-        if not isinstance(res, tuple) or len(res) != 2:
-            raise TypeError(f"closure: expected it to return (loss, grads), got {type(res).__name__}")
-        return closure_loss(res[0]), res[1]
+        loss, grads = call(closure)
+        return closure_loss(loss), grads
 
     def state_dict(self) -> dict:
         return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps}

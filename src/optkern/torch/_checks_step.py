@@ -50,6 +50,23 @@ class _StepChecks:
                     g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad", _lowp.param_dtypes(self._lowp_cfg)
                 )
 
+    def _names(self, group: dict, ps: list, gi: int) -> list:
+        """How errors name the params ``ps`` of group ``gi``."""
+        index = {id(p): j for j, p in enumerate(group["params"])}
+        return [f"param_groups[{gi}]['params'][{index[id(p)]}]" for p in ps]
+
+    def _run_views(self, group: dict, ps: list, gi: int) -> tuple:
+        """(the params' NumPy views, [(state name, a view of that state of each param, None where
+        it has none yet)]): what the run's native call writes, of the state that exists."""
+        hp = self._hyper(group)
+        hit = self._cached_views(group, ps, hp)
+        if hit is not None:
+            self._pre_hits[id(ps)] = hit  # (the step's _run need not check it again)
+            return hit[1], list(hit[2].items())
+        states = [self.state.get(p) or {} for p in ps]
+        names = self._stored(hp, ps[0].dtype)
+        return _views.views(ps), [(n, [_views.view(s[n]) if n in s else None for s in states]) for n in names]
+
     def _precheck(self, work: list) -> None:
         """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as
         the native calls check them (dtype, shape, layout, alignment, read-only), and no grad or

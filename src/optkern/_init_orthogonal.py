@@ -1,0 +1,177 @@
+"""The orthogonal initializers of optkern.init (re-exported there): ``orthogonal_`` (Saxe et al.
+2014) and LSUV (Mishkin & Matas 2016), which starts from orthogonal weights and rescales them,
+layer by layer, to unit output variance: ``lsuv_`` for any model, ``lsuv_mlp_`` for
+:class:`optkern.nn.MLP`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _backend
+from ._init_random import _checked, _draw, _target, make_rng
+
+
+@_checked
+def orthogonal_(w, gain=1.0, *, rng=None):
+    """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014; torch.nn.init.orthogonal_).
+
+    ``w`` is viewed as ``(rows, numel / rows)``; the Q factor of a QR of a
+    Gaussian matrix (transposed when rows < cols) with columns multiplied by
+    sign(diag R), which makes Q Haar-distributed. Rows (rows <= cols) or
+    columns (rows > cols) come out orthonormal.
+    """
+    xp = _target(w)
+    if w.ndim < 2:
+        raise ValueError(f"w: orthogonal_ needs at least 2 dimensions, got shape {w.shape}")
+    gain = _backend.real("gain", gain)
+    rows = w.shape[0]
+    cols = w.size // rows if rows else 0
+    if w.size == 0:
+        return w
+    a = _draw(rng, "normal", (rows, cols), np.float64, xp)
+    if rows < cols:
+        a = a.T
+    q, r = xp.linalg.qr(a)
+    q = q * xp.sign(xp.diagonal(r))
+    if rows < cols:
+        q = q.T
+    w[...] = (q * gain).reshape(w.shape).astype(w.dtype)
+    return w
+
+
+# ---- LSUV --------------------------------------------------------------------------
+
+
+def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_start=True, eps=1e-8):
+    """Layer-sequential unit-variance initialization (Mishkin & Matas 2016), in place.
+
+    Protocol, so it works with any model:
+      weights: the layers' weight arrays in forward order (each ``(out, in, ...)``).
+      forward: ``forward(x) -> list of arrays``, the output of every layer
+        (pre-activation: the result of multiplying by ``weights[i]``, plus its
+        bias) for the batch ``x``, computed with the current weights.
+      x: a batch of inputs (whatever ``forward`` takes).
+
+    Each weight is first made orthogonal (``orthogonal_start``), then, layer by
+    layer in order, divided by the standard deviation of its output until that
+    output's variance is within ``tol`` of 1 or ``max_iter`` rescalings were
+    done (``eps`` > 0 is added to the variance first). Returns the list of final
+    output variances, one per layer. On any error (``forward`` raising or returning
+    something else than one non-empty real array with a finite variance per weight)
+    the weights are restored to what they were.
+    """
+    weights = _backend.as_list(weights, "weights")
+    if not callable(forward):
+        raise TypeError(f"forward: expected a callable, got {type(forward).__name__}")
+    tol = _backend.positive("tol", tol)
+    max_iter = _backend.integer("max_iter", max_iter, 1)
+    eps = _backend.positive("eps", eps)  # a zero eps divides by the zero variance of a dead layer
+    orthogonal_start = _backend.flag("orthogonal_start", orthogonal_start)
+    for i, w in enumerate(weights):
+        _target(w, f"weights[{i}]")
+        if orthogonal_start and w.ndim < 2:
+            raise ValueError(f"weights[{i}]: orthogonal_start needs at least 2 dimensions, got shape {w.shape}")
+    gen = make_rng(rng, _backend.array_module(weights[0]) if weights else np)
+    originals = [w.copy() for w in weights]
+    try:
+        return _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen if orthogonal_start else None)
+    except BaseException:
+        for w, w0 in zip(weights, originals):
+            w[...] = w0
+        raise
+
+
+def _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen) -> list:
+    """LSUV's writes (arguments checked): orthogonal starts drawn from ``gen`` (None: none), then the rescaling."""
+    if gen is not None:
+        for w in weights:
+            orthogonal_(w, rng=gen)
+
+    def variance(i):
+        return _output_variance(forward(x), i, len(weights))
+
+    out = []
+    for i, w in enumerate(weights):
+        var = variance(i)
+        for _ in range(max_iter):
+            if abs(var - 1.0) < tol:
+                break
+            w *= w.dtype.type(1.0 / math.sqrt(var + eps))
+            var = variance(i)
+        out.append(var)
+    return out
+
+
+def _output_variance(outs, i: int, n: int) -> float:
+    """The variance of output ``i`` of ``forward``'s ``outs`` (one real array per weight), or
+    TypeError / ValueError naming ``forward``."""
+    if not isinstance(outs, (list, tuple)):
+        raise TypeError(f"forward: expected it to return a list of arrays, got {type(outs).__name__}")
+    if len(outs) != n:
+        raise ValueError(f"forward: returned {len(outs)} outputs for {n} weights")
+    o = _backend.as_array(outs[i], f"forward(x)[{i}]")
+    if not (isinstance(o, np.ndarray) or _backend.is_cupy(o)) or o.dtype.kind not in "biuf" or o.size == 0:
+        what = f"{o.dtype} array of shape {tuple(o.shape)}" if hasattr(o, "dtype") else type(o).__name__
+        raise TypeError(f"forward: output {i} must be a non-empty real array, got {what}")
+    var = float(o.astype("float64").var())
+    if not math.isfinite(var):
+        raise ValueError(f"forward: output {i} has variance {var}, expected a finite one")
+    return var
+
+
+def lsuv_mlp_(mlp, params, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_start=True, zero_bias=True):
+    """LSUV for the built-in :class:`optkern.nn.MLP`, in place on its flat ``params``.
+
+    The ``W`` views of every Linear layer are made orthogonal and rescaled so
+    that each layer's output (before normalization / activation) has unit
+    variance on the batch ``x``; biases are zeroed first (``zero_bias``).
+    Layer i's output is the prediction of the prefix network
+    ``sizes[:i + 2]``, whose parameters are a prefix of the flat buffer, so
+    only the MLP's public API is used. Returns the per-layer variances; on an
+    error ``params`` is left as it was.
+    """
+    from .nn import MLP
+
+    if not isinstance(mlp, MLP):
+        raise TypeError(f"mlp: expected an optkern.nn.MLP, got {type(mlp).__name__}")
+    _target(params, "params")
+    if params.ndim != 1 or params.size != mlp.num_params:
+        raise ValueError(f"params: expected a flat buffer of {mlp.num_params} values, got shape {tuple(params.shape)}")
+    zero_bias = _backend.flag("zero_bias", zero_bias)
+    original = params.copy()  # zeroing the biases comes before lsuv_'s own checks and forward passes
+    try:
+        return _lsuv_mlp_steps(
+            mlp, params, x, zero_bias, dict(tol=tol, max_iter=max_iter, rng=rng, orthogonal_start=orthogonal_start)
+        )
+    except BaseException:
+        params[...] = original
+        raise
+
+
+def _lsuv_mlp_steps(mlp, params, x, zero_bias, lsuv_kw) -> list:
+    views = mlp.views(params)
+    if zero_bias:
+        for v in views:
+            v["b"][...] = 0
+    prefixes = []
+    for i in range(mlp.num_layers):
+        sub = type(mlp)(
+            mlp.sizes[: i + 2],
+            activation=mlp.activation,
+            norm=mlp.norm,
+            loss="mse",
+            norm_eps=mlp.norm_eps,
+            dtype=mlp.dtype,
+            xp=mlp.xp,
+        )
+        off, shape = mlp.layout[i]["b"]
+        if sub.num_params != off + shape[0]:  # layout changed under us: fail loudly, never silently
+            raise RuntimeError("lsuv_mlp_: optkern.nn.MLP's parameter layout is not prefix-closed")
+        prefixes.append((sub, sub.num_params))
+
+    def forward(xb):
+        return [sub.predict(params[:n], xb) for sub, n in prefixes]
+
+    return lsuv_([v["W"] for v in views], forward, x, **lsuv_kw)

@@ -1,0 +1,84 @@
+"""The random numbers and writes optkern.init's initializers share: generators from a seed, a
+NumPy or CuPy Generator or None (``make_rng``, re-exported by :mod:`optkern.init`), standard
+normal / uniform draws on the target array's device, the target array's checks, and the fills
+the variance-scaling initializers are made of."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+
+import numpy as np
+
+from . import _backend
+
+
+def _is_cupy_generator(rng) -> bool:
+    return type(rng).__module__.startswith("cupy")
+
+
+def _check_rng(rng) -> None:
+    """TypeError / ValueError naming ``rng`` unless it is None, a seed >= 0 or a Generator."""
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        _backend.integer("rng", rng, 0)  # NumPy's own error would not say which argument
+    elif not (rng is None or isinstance(rng, np.random.Generator) or _is_cupy_generator(rng)):
+        raise TypeError(f"rng: expected an int seed, a numpy/cupy Generator or None, got {type(rng).__name__}")
+
+
+def make_rng(rng, xp=np):
+    """A generator for library ``xp`` from an int seed, a Generator or None."""
+    _check_rng(rng)
+    if rng is None or isinstance(rng, numbers.Integral):
+        return xp.random.default_rng(rng)
+    return rng
+
+
+def _draw(rng, kind: str, shape, dtype, xp):
+    """standard normal or uniform[0, 1) numbers of ``dtype`` on ``xp``'s device."""
+    rng = make_rng(rng, xp)
+    host = isinstance(rng, np.random.Generator)
+    lib_dtype = dtype if np.dtype(dtype) in (np.float32, np.float64) else np.float64
+    if kind == "normal":
+        a = rng.standard_normal(shape, dtype=lib_dtype)
+    else:
+        a = rng.random(shape, dtype=lib_dtype)
+    if host and xp is not np:
+        a = xp.asarray(a)
+    elif not host and xp is np:
+        a = a.get()
+    return a.astype(dtype, copy=False)
+
+
+def _target(w, name="w"):
+    if not (isinstance(w, np.ndarray) or _backend.is_cupy(w)):
+        raise TypeError(f"{name}: expected a numpy or cupy array, got {type(w).__name__}")
+    if not np.issubdtype(w.dtype, np.floating):
+        raise TypeError(f"{name}: expected a floating dtype, got {w.dtype}")
+    if isinstance(w, np.ndarray) and not w.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    return _backend.array_module(w)
+
+
+def _fill_normal_(w, std, rng):
+    xp = _target(w)
+    w[...] = _draw(rng, "normal", w.shape, w.dtype, xp) * w.dtype.type(std)
+    return w
+
+
+def _fill_uniform_(w, bound, rng):
+    xp = _target(w)
+    u = _draw(rng, "uniform", w.shape, w.dtype, xp)
+    w[...] = (u * w.dtype.type(2.0) - w.dtype.type(1.0)) * w.dtype.type(bound)
+    return w
+
+
+def _checked(fill_):
+    """Validate the target array and ``rng`` before anything (fans, gains) is computed or written."""
+
+    @functools.wraps(fill_)
+    def run(w, *args, **kw):
+        _target(w)
+        _check_rng(kw.get("rng"))
+        return fill_(w, *args, **kw)
+
+    return run

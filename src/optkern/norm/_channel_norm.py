@@ -1,0 +1,156 @@
+"""Per-channel normalization (the ``channel_stats`` / ``channel_norm_*`` kernels: statistics per
+channel over the batch and spatial dims, or fixed running statistics): batch norm, forward
+``(y, saved)`` and backward, and the per-channel pieces instance norm with running statistics
+shares. :mod:`optkern.norm.functional` re-exports ``batch_norm`` / ``batch_norm_backward``."""
+
+from __future__ import annotations
+
+import contextlib
+
+from .. import _backend
+from ._common import (
+    BatchNormSaved,
+    _backward_module,
+    _buffer,
+    _check_saved,
+    _eps,
+    _momentum,
+    _native_name,
+    _nc_spatial,
+    _ndarray,
+    _no_shared_memory,
+    _out,
+    _prod,
+    _rstd,
+    _saved_names,
+    _shape_of,
+    _stat_dtype,
+    _xp,
+)
+
+
+def _check_channel_params(x, C, weight, bias, running_mean, running_var):
+    """Validate per-channel affine parameters and running buffers; the statistics dtype."""
+    _shape_of("weight", weight, (C,))
+    _shape_of("bias", bias, (C,))
+    sdt = _stat_dtype(x)
+    _buffer("running_mean", running_mean, (C,), sdt)
+    _buffer("running_var", running_var, (C,), sdt)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean, running_var: give both or neither")
+    return sdt
+
+
+def _on_running(xp, running_mean, running_var, update):
+    """``update(rm, rv)``: a native call that updates the running buffers (rules::running_stat),
+    given contiguous copies of strided ones (valid buffers), copied back once it returns."""
+    rm, rv = (a if a is None or a.flags.c_contiguous else xp.ascontiguousarray(a) for a in (running_mean, running_var))
+    update(rm, rv)
+    for buf, tmp in ((running_mean, rm), (running_var, rv)):
+        if tmp is not buf:
+            buf[...] = tmp
+
+
+def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S):
+    """Normalize with fixed per-channel running statistics; returns (mean, rstd) for backward."""
+    mean = running_mean.copy()
+    rstd = _rstd(running_var, eps)
+    mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
+    return mean, rstd
+
+
+def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=None):
+    """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics)."""
+    xp = _xp(x)
+    dx = _out(out, x)
+    pdt = x.dtype if weight is None else weight.dtype
+    dweight = xp.empty(C, dtype=pdt)
+    dbias = xp.empty(C, dtype=pdt)
+    with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), _saved_names("mean", "rstd"):
+        mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
+    return dx, dweight, dbias
+
+
+@_backend.on_array_device
+def batch_norm(
+    x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5, out=None
+):
+    """Batch normalization of ``x`` of shape (N, C) or (N, C, *spatial), per channel.
+
+    Training uses the batch statistics over N and the spatial dims and, when
+    the running buffers are given, updates them in place as PyTorch does:
+    ``running = (1 - momentum) * running + momentum * batch`` with the
+    unbiased batch variance. Eval (``training=False``) normalizes with
+    ``running_mean`` / ``running_var`` (both required).
+
+    Args:
+      x: input, C-contiguous.
+      weight, bias: optional (C,) affine parameters (x's dtype).
+      running_mean, running_var: optional (C,) buffers in the statistics dtype.
+      training: batch statistics (True) or running statistics (False).
+      momentum: in [0, 1].
+      eps: > 0, added to the variance.
+      out: optional array to write y into (x's shape, dtype and kind).
+
+    Returns:
+      ``(y, saved)`` with ``saved`` a :class:`BatchNormSaved` for
+      :func:`batch_norm_backward`.
+    """
+    _ndarray("x", x)
+    mod = _backend.backend(
+        ("x", x), ("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)
+    )
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
+    eps = _eps(eps, x)
+    momentum = _momentum(momentum)
+    N, C = int(x.shape[0]), int(x.shape[1])
+    if C < 1:
+        raise ValueError(f"x: expected at least one channel (C = x.shape[1] >= 1), got shape {tuple(x.shape)}")
+    S = _prod(x.shape[2:])
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
+    xp = _xp(x)
+    y = _out(out, x)
+    _no_shared_memory(
+        [("running_mean", running_mean), ("running_var", running_var)],
+        [("x", x), ("out", out), ("weight", weight), ("bias", bias)],
+    )
+    if training:
+        if N * S <= 1:
+            raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
+        mean = xp.empty(C, dtype=sdt)
+        rstd = xp.empty(C, dtype=sdt)
+        var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
+        mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
+        # the forward call updates the running buffers, after it has checked every argument
+        _on_running(
+            xp,
+            running_mean,
+            running_var,
+            lambda rm, rv: mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum),
+        )
+        return y, BatchNormSaved(mean, rstd, True)
+    if running_mean is None:
+        raise ValueError("running_mean, running_var: required when training=False")
+    mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
+    return y, BatchNormSaved(mean, rstd, False)
+
+
+@_backend.on_array_device
+def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
+    """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
+
+    In training mode ``dx`` accounts for the batch statistics' dependence on
+    x; in eval mode ``dx = dy * weight * rstd_running``. ``dweight = Σ dy x̂``
+    and ``dbias = Σ dy`` per channel (returned even when ``weight`` is None).
+    """
+    saved = _check_saved(saved, BatchNormSaved, ("mean", "rstd"))
+    mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
+    if tuple(dy.shape) != tuple(x.shape):
+        raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
+    N, C, S = _nc_spatial(x)
+    training = _backend.flag("saved.training", saved.training)
+    _shape_of("weight", weight, (C,))
+    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, training, out)

@@ -1,0 +1,63 @@
+"""What a closure returns to a closure-based step (``Optimizer.step(closure=...)``, L-BFGS,
+Newton-CG, SAM): ``(loss, grads)`` at the current params, each checked here once, errors naming
+``closure``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import _backend
+
+
+def call(closure) -> tuple:
+    """``closure()``'s ``(loss, grads)``, as returned; TypeError naming ``closure`` for anything else."""
+    out = closure()
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"closure: expected it to return (loss, grads), got {type(out).__name__}")
+    return out
+
+
+def closure_loss(loss) -> float:
+    """The loss a closure returned, as a finite float; TypeError / ValueError naming ``closure``.
+
+    Shared by the second-order optimizers' closures (LBFGS, NewtonCG, SAM). A number or a one-element
+    array (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
+    complex number (``float`` of a NumPy complex drops the imaginary part with only a warning).
+    """
+    dtype = getattr(loss, "dtype", None)
+    if (
+        isinstance(loss, (str, bytes, bool, np.bool_))
+        or (isinstance(loss, numbers.Complex) and not isinstance(loss, numbers.Real))
+        or (dtype is not None and getattr(dtype, "kind", "f") not in "iuf")
+    ):
+        raise TypeError(f"closure: loss must be a real scalar, got {type(loss).__name__}")
+    try:
+        v = float(loss)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError("closure: returned a non-finite loss (an integer beyond float's range)") from None
+    except (TypeError, ValueError):
+        what = f"an array of shape {tuple(loss.shape)}" if hasattr(loss, "shape") else type(loss).__name__
+        raise TypeError(f"closure: loss must be a real scalar, got {what}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"closure: returned a non-finite loss ({v})")
+    return v
+
+
+def closure_grads(grads, params: list) -> list:
+    """A closure's ``grads``: one per param (a lone array for one param), each checked against its
+    param; a None (a param without a gradient) reads as zeros, as torch.optim.LBFGS reads a None
+    ``.grad``."""
+    grads = _backend.as_list(grads, "closure: grads")
+    if len(grads) != len(params):
+        raise ValueError(f"closure: expected {len(params)} gradient arrays (one per param), got {len(grads)}")
+    for i, (g, p) in enumerate(zip(grads, params)):
+        if g is not None:
+            _backend.check_like(g, p, f"closure: grads[{i}]")
+    if all(g is not None for g in grads):
+        return grads
+    xp = _backend.array_module(params[0])
+    with _backend._device_of(params[0]):
+        return [xp.zeros_like(p) if g is None else g for g, p in zip(grads, params)]

@@ -1,0 +1,181 @@
+"""The runs of an optkern.torch step (a mixin of ``_Fused``): a group's params with a grad split
+into runs (one device, dtype and step count: one native call each), the NumPy/CuPy views of a
+run's params and state kept while they stay the same tensors, the grads' views made anew, and
+one run's fused call (the optkern.optim class's own ``_update``, or the adapter's ``_call``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.utils.dlpack
+
+from .. import _backend
+from ..optim._hyper import _check_dtype
+from ..optim._run import _Run
+from . import _lowp, _views
+from ._checks_step import _data_ptr
+from ._state import _entries, _join_scalars, _same_entries, _scalar_dtype
+
+_to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
+
+
+class _Runs:
+    """A mixin of ``_Fused`` (its groups, state, caches, hyper-parameters and per-optimizer hooks)."""
+
+    # what it assigns (made, and described, in _Fused.__init__)
+    _view_cache: dict
+    _joined: dict
+
+    if TYPE_CHECKING:  # everything else it reads is _Fused's
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _layout(self, group: dict, params: list, gi: int) -> list:
+        """The runs of ``params`` (the group's params with a grad): params of one device, dtype and
+        step count (and per-param scalars) share a call. Cached while the same params have grads.
+        Writes nothing: params without state yet (made by the step, ``_init_pending``) run with
+        the step count and scalars they will start at."""
+        ids = tuple(map(id, params))
+        cached = self._layouts.get(gi)
+        if cached is not None and cached[0] == ids:
+            return cached[1]
+        runs: dict = {}
+        keys = self._run_keys
+        pending, fresh = [], None
+        for p in params:
+            st = self.state.get(p)
+            if not st:
+                pending.append(p)
+                if fresh is None:
+                    fresh = self._fresh_scalars(p, group)
+                st = fresh
+            key = (p.device, p.dtype) + tuple(float(st[k]) for k in keys if k in st)
+            runs.setdefault(key, []).append(p)
+        self._layouts[gi] = (ids, list(runs.values()), pending)
+        self._view_cache = {}
+        return self._layouts[gi][1]
+
+    def _fresh_scalars(self, p, group: dict) -> dict:
+        """The step count and per-param scalars a param's new state starts at (``_init_state``)."""
+        m, hp = self._m, self._hyper(group)
+        out = {"step": 0.0} if m._has_step or self._lowp_core else {}
+        with _views.on_stream(p):
+            extra = m._new_extra(_Run([0], [_views.view(p)], None), hp)
+        out.update({k: float(torch.tensor(float(v), dtype=_scalar_dtype())) for k, v in extra.items()})
+        return out
+
+    def _cached_views(self, group: dict, params: list, hp: tuple, names: tuple | None = None):
+        """The view cache's entry of run ``params`` while it still holds the run's tensors, else None.
+        ``names``: ``_stored``'s, when the caller has them."""
+        hit = self._view_cache.get(id(params))
+        if hit is None:
+            return None
+        if names is None:
+            names = self._stored(hp, params[0].dtype)
+        scalars = [k for k in self._run_keys if k in hit[5][0]]
+        key = (names, list(map(_data_ptr, params)))
+        if hit[0] == key and _same_entries(hit[5], (*names, *scalars), hit[6]):
+            return hit
+        return None
+
+    def _run(self, group: dict, params: list, gi: int, cache: bool = False, grads: list | None = None) -> None:
+        """One fused call for params that share device, dtype and step count.
+
+        ``cache``: reuse the views of the params and state tensors from the last step of this run
+        (``params`` a list of the cached layout) while they are the same tensors over the same
+        memory -- checked every step (``data_ptr`` and identity: a view keeps its tensor alive, so
+        neither can be recycled meanwhile). Only the grads, new each step after ``zero_grad()``,
+        are viewed anew. ``grads``: the grads of ``params`` when the caller has them."""
+        hp = self._hyper(group)
+        names = self._stored(hp, params[0].dtype)
+        hit = (self._pre_hits.get(id(params)) or self._cached_views(group, params, hp, names)) if cache else None
+        # (the per-param state dicts are torch's own until load_state_dict, which drops the cache;
+        # looking 200 of them up by tensor costs 0.2 ms a step)
+        states = hit[5] if hit is not None else [self.state[p] for p in params]
+        t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
+        if hit is not None:
+            pviews, lists, self._joined, core_run = hit[1], hit[2], hit[3], hit[4]
+        else:
+            scalars = [k for k in self._run_keys if k in states[0]]
+            pviews = _views.views(params)
+            lists = {n: _views.views([s[n] for s in states]) for n in names}
+            self._joined = _join_scalars(states, scalars) if cache else {}
+            core_run = None
+            if cache or self._lowp_core:  # the optkern.optim run over the same views: its step,
+                # without re-checking the lists (a low-precision step goes this way only)
+                core_run = _Run(range(len(params)), pviews, _backend.backend(("params", pviews)), 0, dict(lists))
+            if cache:
+                key = (names, list(map(_data_ptr, params)))
+                entries = (*names, *scalars)
+                cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries))
+                self._view_cache[id(params)] = cached
+        if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
+            grads = self._grad_arrays(params, gi)
+        else:
+            grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads)
+        first = id(params[0]) in self._first(group, params)
+        try:
+            with _views.on_stream(params[0]):
+                if core_run is not None:
+                    out = self._core_step(hp, core_run, grads, t, first)
+                else:
+                    out = self._call(group, pviews, grads, lists, t, first=first)
+        except (TypeError, ValueError):
+            # the native call refused before writing: name what it refused by its place in the groups
+            self._pre_grads.clear()
+            self._precheck_named([(group, params, gi, None, [params])])
+            raise
+        self._after(group, params, states, t, out)
+
+    def _core_step(self, hp: tuple, run: _Run, grads: list, t: int, first: bool):
+        """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``
+        runs): the functional form's per-call list conversions and checks are skipped (the
+        native call still checks every array before it writes). Returns the new per-run scalar
+        (NAdam's mu_product) or None. ``hp``: the group's checked hyper-parameters."""
+        m = self._m
+        _check_dtype(hp, m._math_dtype(run.params[0].dtype))
+        if self._lowp_core is not None:
+            self._lowp_core._amp_grad_scale = _lowp.amp_scale(self, run.params[0])
+        run.extra = self._core_extra()
+        run.step = t - 1  # (what a low-precision step draws its stochastic rounding from)
+        m._update(run, grads, hp, self._core_t(t, first))
+        return run.extra.get("mu_product")
+
+    def _grad_views(self, params: list, gi: int, capsules: bool = False, grads: list | None = None) -> list:
+        """What the native call reads as the grads of ``params`` (one run: one device and dtype).
+
+        On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
+        and device those of its param, and the native call checks dtype, size and layout again
+        before it writes (an error it raises is then named by ``_precheck``). ``capsules``:
+        DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()`` per tensor, which only
+        the native calls take), else NumPy views. Anything either refuses (a sparse grad, one that
+        requires grad, one on another device) goes through the checks that name it. The views
+        the step's precheck made are reused."""
+        pre = self._pre_grads.get(id(params))
+        if pre is not None:
+            return pre
+        if params[0].is_cpu:
+            if grads is None:
+                grads = [p.grad for p in params]
+            try:
+                if capsules:
+                    return list(map(_to_dlpack, grads))
+                return [g.numpy() for g in grads]
+            except (TypeError, RuntimeError):
+                pass
+        self._check_grads(params, gi)
+        return _views.views([p.grad for p in params])
+
+    def _grad_arrays(self, params: list, gi: int) -> list:
+        """The grads of ``params`` as NumPy / CuPy arrays over their memory (bfloat16 as its uint16
+        bits). Not checked here (the low-precision step checks their types, dtypes, sizes and
+        layout before it writes; ``_run`` then names a bad one), except what a view refuses."""
+        pre = self._pre_grads.get(id(params))
+        if pre is not None:
+            return pre
+        try:
+            return [_views.view(p.grad) for p in params]
+        except (TypeError, RuntimeError, BufferError):
+            self._check_grads(params, gi)
+            raise

@@ -1,0 +1,165 @@
+"""The Adam family of optkern.torch: ``Adam``, ``AdamW`` and ``NAdam`` as torch.optim.Optimizer
+subclasses on optkern's fused steps (torch's signatures, state and ``state_dict`` format, as every
+class of :mod:`optkern.torch.optimizers`, which re-exports them)."""
+
+from __future__ import annotations
+
+from .. import functional as F
+from .. import optim as _optim
+from ..optim._lowp_config import lowp_keywords
+from ._fused import _Fused
+
+__all__ = ["Adam", "AdamW", "NAdam"]
+
+
+@lowp_keywords
+class Adam(_Fused):
+    """torch.optim.Adam (AMSGrad, L2 or decoupled weight decay), and the low-precision keywords
+    (see :mod:`optkern.torch`)."""
+
+    _core = _optim.Adam
+    _decoupled_default = False
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        *,
+        maximize=False,
+        decoupled_weight_decay=None,
+        **lowp,
+    ):
+        dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                amsgrad=amsgrad,
+                maximize=maximize,
+                decoupled_weight_decay=dwd,
+            ),
+            lowp,
+        )
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        beta1, beta2 = _betas(group)
+        F.adam_(
+            params,
+            grads,
+            lists.get("exp_avg", []),
+            lists.get("exp_avg_sq", []),
+            lists.get("max_exp_avg_sq", []) if group["amsgrad"] else None,
+            step=t,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            maximize=group["maximize"],
+        )
+
+
+@lowp_keywords
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
+
+    _decoupled_default = True
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
+        **lowp,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **lowp)
+
+
+@lowp_keywords
+class NAdam(_Fused):
+    """torch.optim.NAdam (momentum schedule with ``momentum_decay``; L2 or decoupled decay), and the
+    low-precision keywords (see :mod:`optkern.torch`)."""
+
+    _core = _optim.NAdam
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        *,
+        decoupled_weight_decay=False,
+        maximize=False,
+        **lowp,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum_decay=momentum_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                maximize=maximize,
+            ),
+            lowp,
+        )
+
+    def _call(self, group, params, grads, lists, t, *, first):
+        beta1, beta2 = _betas(group)
+        mu_product = float(self._mu_product) if params else 1.0
+        return F.nadam_(
+            params,
+            grads,
+            lists.get("exp_avg", []),
+            lists.get("exp_avg_sq", []),
+            step=t,
+            mu_product=mu_product,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum_decay=group["momentum_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            maximize=group["maximize"],
+        )
+
+    def _run(self, group, params, gi, cache=False, grads=None):
+        self._mu_product = self.state[params[0]]["mu_product"]
+        super()._run(group, params, gi, cache, grads)
+
+    def _core_extra(self):
+        return {"mu_product": float(self._mu_product)}
+
+    def _after(self, group, params, states, t, out):
+        super()._after(group, params, states, t, out)
+        if "mu_product" in self._joined:
+            self._joined["mu_product"][...] = out
+            return
+        for s in states:  # torch keeps mu_product as a scalar tensor per param
+            s["mu_product"].fill_(out)
+
+
+def _betas(group):
+    b = group["betas"]
+    if not isinstance(b, (tuple, list)) or len(b) != 2:
+        raise TypeError(f"betas: expected a pair of numbers, got {b!r}")
+    return float(b[0]), float(b[1])
