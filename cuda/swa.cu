@@ -1,8 +1,8 @@
 // optkern._cuda.swa_lerp_: averages <- lerp(averages, params, weight) over lists of float32
 // CuPy arrays, through the multi-tensor kernel (multi_tensor.cuh) with the CPU's rule
-// (rules::lerp, cpp/swa.cpp) and the CPU's checks (optkern/swa_args.hpp). This file is
-// compiled without FMA contraction (cuda/CMakeLists.txt): the CPU loop is built for baseline
-// x86-64, where lerp's a + w (b - a) rounds the product and the sum apart, and so must the GPU.
+// (rules::lerp, cpp/swa.cpp) and the CPU's checks (optkern/swa_args.hpp). Compiled with nvcc's
+// default contraction like every file here (cuda/CMakeLists.txt sets no --fmad): rules::lerp
+// rounds through explicit fmas only, so the GPU's bits are the CPU's whatever either compiler fuses.
 #include <pybind11/pybind11.h>
 
 #include "cuda_arrays.hpp"

@@ -158,7 +158,11 @@ template <class T, bool Momentum> struct Sgd {
       // PyTorch form: b <- momentum b + (1 - dampening) d, p <- p - lr (d + momentum b or b)
       const T b = fma_t(d_coef, d, kept);  // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
       const T torch_d = nesterov != T(0) ? d + momentum * b : b;
-      const T torch_p = p + (-lr) * torch_d;
+      // p.add_(b, alpha=-lr) as one fma, written out: GCC's FMA clones fused it anyway, but nvcc
+      // hoists the `p +` both forms share out of the select below, p + (textbook ? step :
+      // -(lr torch_d)), and then rounds lr torch_d on its own (SASS of lowp_kernel and apply_kernel
+      // for Sgd<T, true>: FMUL, FSEL, FADD): one rounding off the CPU's bits, 0.3% of elements.
+      const T torch_p = fma_t(-lr, torch_d, p);
       // textbook form: v <- momentum v - lr (1 - dampening) d, p <- p + v (or + momentum v - lr d)
       const T v = fma_t(v_coef, d, kept);
       const T nesterov_step = fma_t(-lr, d, momentum * v);
