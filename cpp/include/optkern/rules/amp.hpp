@@ -13,16 +13,19 @@ namespace rules {
 // 1 / scale in double, rounded once to float32 (torch: scale.double().reciprocal().float()).
 OK_HD float inv_scale(float scale) { return float(1.0 / double(scale)); }
 
-// A gradient unscaled: g * inv, rounded on its own on the device as well (a half grad is
-// unscaled inside the low-precision step, where nvcc could otherwise fuse this product into
-// the rule's first add; the CPU stores it, rounded, before the rule reads it).
-OK_HD float unscale(float g, float inv) {
+// a * b rounded to float32 on its own on the device as well, where nvcc could otherwise fuse
+// the product into an add that reads it (the CPU code stores it, rounded, before any add).
+OK_HD float product_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
-  return __fmul_rn(g, inv);
+  return __fmul_rn(a, b);
 #else
-  return g * inv;
+  return a * b;
 #endif
 }
+
+// A gradient unscaled: g * inv, one rounding (a half grad is unscaled inside the low-precision
+// step, where the product would otherwise fuse into the rule's first add).
+OK_HD float unscale(float g, float inv) { return product_rn(g, inv); }
 
 // inf or NaN: inf - inf and NaN - NaN are NaN, any finite g - g is 0.
 OK_HD bool nonfinite(float g) { return !(g - g == 0.0f); }
@@ -38,7 +41,9 @@ OK_HD void update_scale(float& scale, int64_t& tracker, bool found_inf, float gr
   }
   const int64_t successful = tracker + 1;
   if (successful == interval) {
-    const float grown = scale * growth;
+    // rounded first: fused into nonfinite's grown - grown, the test would see the product's
+    // rounding error, not the float32 scale (inf only when it overflows)
+    const float grown = product_rn(scale, growth);
     if (!nonfinite(grown)) scale = grown;
     tracker = 0;
   } else {
