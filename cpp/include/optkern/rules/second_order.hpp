@@ -46,7 +46,8 @@ OK_HD double lbfgs_two_loop(int64_t k, const double* sy, const double* yy, const
 enum PushDot { kSnewYj = 0, kYnewSj, kYnewYj, kGSj, kGYj, kPushPerRow };
 enum PushSelf { kYS = 0, kYY, kGS, kGY, kPushSelf };
 
-// Parameter move of the line search: p = x + t d (one rounding of t d, like torch's add_).
+// Parameter move of the line search: p = x + t d, like torch's add_(d, alpha=t). Left to the
+// compiler to fuse or not (GCC's FMA clones and nvcc do): CPU and GPU agree to rounding, as tested.
 template <class T> OK_HD T move(T x, T d, T t) { return x + t * d; }
 
 // SAM's ascent step: remember w, go to w + scale g with scale = rho / (||g|| + eps).
@@ -60,8 +61,8 @@ OK_HD double sam_scale(double rho, double grad_norm, double eps) {
   return rho == 0.0 ? 0.0 : rho / (grad_norm + eps);
 }
 
-// Conjugate gradients on (A + lambda I) (hessian.cg), given y = A p: the damped product, one
-// rounding of lambda p then one of the sum, as NumPy's `y + lambda * p` rounds.
+// Conjugate gradients on (A + lambda I) (hessian.cg), given y = A p: the damped product, NumPy's
+// `y + lambda * p` (which rounds twice; a compiler may fuse it: agreement is to rounding, as tested).
 template <class T> OK_HD T cg_damped(T y, T p, T lambda) { return lambda == T(0) ? y : y + lambda * p; }
 
 // The iterate and residual move along p by the step alpha: x += alpha p, r -= alpha (A + lambda I) p.
