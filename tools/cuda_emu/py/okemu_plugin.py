@@ -34,6 +34,8 @@ NOT_EMULATED = {
     "tests/test_cuda_large.py::test_clip_grad_norm_beyond_2_31_elements": "8.6 GB of host memory",
     "tests/test_cuda_large.py::test_adam_step_beyond_2_31_elements": "35 GB of host memory",
     "tests/test_cuda_large.py::test_quantize_blockwise_beyond_2_31_elements": "11 GB of host memory",
+    "tests/test_cuda_capture_cold.py::test_first_call_of_a_process_inside_a_graph_capture": "graph capture "
+    "(and its fresh process would not load the emulated module)",
     "tests/test_distributed.py::test_cupy_and_nccl": "its mpiexec ranks import the real optkern._cuda "
     "(the plugin is not loaded there), and NCCL is not emulated",
 }
