@@ -19,14 +19,15 @@ def type_name(a) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
 
 
-def check_like(a, ref, name: str, *, kind: bool = True, dtype=None) -> None:
+def check_like(a, ref, name: str, *, kind: bool = True, dtype=None, shape: bool = True) -> None:
     """TypeError / ValueError naming ``name`` unless ``a`` is an array of ``ref``'s kind (a NumPy
     array for a NumPy ``ref``, CuPy for CuPy; either when ``kind`` is False), dtype (``dtype``
-    when given) and shape: a grad against its parameter, a saved state against its array."""
+    when given) and shape (unless ``shape`` is False): a grad against its parameter, a saved state
+    against its array."""
     if is_cupy(ref) and kind:
         ok, want = is_cupy(a), "a cupy.ndarray"
     elif kind:
-        ok, want = isinstance(a, np.ndarray), "a numpy.ndarray"
+        ok, want = isinstance(a, np.ndarray) and not is_cupy(a), "a numpy.ndarray"
     else:
         ok, want = isinstance(a, np.ndarray) or is_cupy(a), "a numpy or cupy array"
     if not ok:
@@ -34,8 +35,22 @@ def check_like(a, ref, name: str, *, kind: bool = True, dtype=None) -> None:
     dt = ref.dtype if dtype is None else np.dtype(dtype)
     if a.dtype != dt:
         raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
-    if a.shape != ref.shape:
+    if shape and a.shape != ref.shape:
         raise ValueError(f"{name}: expected shape {tuple(ref.shape)}, got {tuple(a.shape)}")
+
+
+def check_list_like(
+    arrays: list, refs: list, name: str, *, of: str = "parameter", none: bool = False, kind: bool = True
+) -> list:
+    """``arrays`` (a list, as ``_backend.as_list`` makes it) checked one for one against ``refs``:
+    as many (``{name}: expected N arrays (one per {of})``), each ``check_like`` its own (``kind``
+    passed on); a None entry allowed when ``none`` (a param without a gradient). Returns ``arrays``."""
+    if len(arrays) != len(refs):
+        raise ValueError(f"{name}: expected {len(refs)} arrays (one per {of}), got {len(arrays)}")
+    for i, (a, r) in enumerate(zip(arrays, refs)):
+        if a is not None or not none:
+            check_like(a, r, f"{name}[{i}]", kind=kind)
+    return arrays
 
 
 def check_written(a, dt, name: str) -> None:

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from ._array_checks import check_like as check_like
+from ._array_checks import check_list_like as check_list_like
 from ._array_checks import check_written as check_written
 from ._array_checks import is_cupy as is_cupy
 from ._array_checks import out_array as out_array

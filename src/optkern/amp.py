@@ -105,6 +105,18 @@ def _all_float32(arrays: list) -> bool:
         return False
 
 
+def _float32_only(grads: list) -> list:
+    """``grads`` without its None entries (params the step skips), each checked to be float32
+    (a half grad is unscaled inside a master_weights optimizer's step, after widening)."""
+    for i, g in enumerate(grads):
+        if g is not None and _grad_format(g, i) != "float32":
+            raise TypeError(
+                f"grads[{i}]: {g.dtype} gradients are unscaled inside the optimizer's step (in float32): "
+                "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
+            )
+    return [g for g in grads if g is not None]
+
+
 def _check_optimizer(optimizer) -> None:
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer: expected an optimizer (with a step() method), got {type(optimizer).__name__}")
@@ -126,12 +138,9 @@ def _check_grads_of(optimizer, grads) -> list | None:
     if not isinstance(groups, list) or not all(isinstance(g, dict) and "params" in g for g in groups):
         return None
     params = [p for g in groups for p in g["params"]]
-    grads = _backend.as_list(grads, "grads")
-    if len(grads) != len(params):
-        raise ValueError(f"grads: expected {len(params)} arrays (one per parameter), got {len(grads)}")
-    for i, (g, p) in enumerate(zip(grads, params)):
+    grads = _backend.check_list_like(_backend.as_list(grads, "grads"), params, "grads", none=True)
+    for i, g in enumerate(grads):
         if g is not None:  # (a param the step skips, as torch skips a None .grad)
-            _backend.check_like(g, p, f"grads[{i}]")
             _grad_format(g, i)
     return None
 
@@ -202,14 +211,7 @@ class GradScaler:
         if self._found_inf is not None:
             raise RuntimeError("unscale_() has already been called since the last update()")
         grads = _backend.as_list(grads, "grads")
-        live = grads if _all_float32(grads) else [g for g in grads if g is not None]  # (None: a param skipped)
-        if live is not grads and not _all_float32(live):
-            for i, g in enumerate(grads):
-                if g is not None and _grad_format(g, i) != "float32":
-                    raise TypeError(
-                        f"grads[{i}]: {g.dtype} gradients are unscaled inside the optimizer's step (in float32): "
-                        "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
-                    )
+        live = grads if _all_float32(grads) else _float32_only(grads)  # (the common case in one pass)
         found = self._new_flag(live)
         with _backend._device_of(self._scale):
             self._native().amp_unscale_(live, self._scale, found)

@@ -76,10 +76,7 @@ class AveragedParams:
     def update(self, params) -> None:
         """Fold the current ``params`` (same shapes as at construction) into the average."""
         params = _backend.as_list(params, "params")
-        if len(params) != len(self.averages):
-            raise ValueError(f"params: expected {len(self.averages)} arrays, got {len(params)}")
-        for i, (a, p) in enumerate(zip(self.averages, params)):
-            _backend.check_like(p, a, f"params[{i}]")
+        _backend.check_list_like(params, self.averages, "params", of="average")
         # lerp weight 1 is an exact copy
         w = 1.0 if self.n_averaged == 0 else 1.0 / (self.n_averaged + 1) if self.mode == "swa" else 1.0 - self.decay
         with _backend._device_of(self.averages[0] if self.averages else None):
@@ -91,13 +88,11 @@ class AveragedParams:
         average, each a float32 array of its shape; ``written``: also on the averages' backend (NumPy
         / CuPy), writable and sharing no memory with one another."""
         arrays = _backend.as_list(arrays, name)
-        if len(arrays) != len(self.averages):
-            raise ValueError(f"{name}: expected {len(self.averages)} arrays (one per average), got {len(arrays)}")
-        for i, (a, p) in enumerate(zip(self.averages, arrays)):
-            _backend.check_like(p, a, f"{name}[{i}]", kind=written)
-            if written and isinstance(p, np.ndarray) and not p.flags.writeable:
-                raise ValueError(f"{name}[{i}]: array is read-only")
+        _backend.check_list_like(arrays, self.averages, name, of="average", kind=written)
         if written:
+            for i, p in enumerate(arrays):
+                if isinstance(p, np.ndarray) and not p.flags.writeable:
+                    raise ValueError(f"{name}[{i}]: array is read-only")
             check_disjoint(arrays, [f"{name}[{i}]" for i in range(len(arrays))])
         return arrays
 

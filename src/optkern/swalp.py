@@ -124,11 +124,7 @@ class SWALP:
         ``sgd_`` checks params and buffers before it writes; the quantizers' arguments were
         checked at construction, so nothing after it can fail. ``t`` counts the step once it
         is taken."""
-        grads = _backend.as_list(grads, "grads")
-        if len(grads) != len(self.params):
-            raise ValueError(f"grads: expected {len(self.params)} arrays, got {len(grads)}")
-        for i, (g, p) in enumerate(zip(grads, self.params)):
-            _backend.check_like(g, p, f"grads[{i}]")  # (the params are float32)
+        grads = _backend.check_list_like(_backend.as_list(grads, "grads"), self.params, "grads")
         t = self.t + 1
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
         functional.sgd_(

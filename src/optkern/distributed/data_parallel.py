@@ -57,12 +57,7 @@ def check_optimizer_step(optimizer, grads) -> None:
 
 def check_grads(grads, params, name: str = "grads") -> list:
     """``grads`` as a list matching ``params`` in kind, dtype and shape (checked before any collective)."""
-    grads = _backend.as_list(grads, name)
-    if len(grads) != len(params):
-        raise ValueError(f"{name}: expected {len(params)} arrays (one per parameter), got {len(grads)}")
-    for i, (g, p) in enumerate(zip(grads, params)):
-        _backend.check_like(g, p, f"{name}[{i}]")
-    return grads
+    return _backend.check_list_like(_backend.as_list(grads, name), params, name)
 
 
 class DistributedOptimizer:

@@ -50,12 +50,7 @@ def closure_grads(grads, params: list) -> list:
     """A closure's ``grads``: one per param (a lone array for one param), each checked against its
     param; a None (a param without a gradient) reads as zeros, as torch.optim.LBFGS reads a None
     ``.grad``."""
-    grads = _backend.as_list(grads, "closure: grads")
-    if len(grads) != len(params):
-        raise ValueError(f"closure: expected {len(params)} gradient arrays (one per param), got {len(grads)}")
-    for i, (g, p) in enumerate(zip(grads, params)):
-        if g is not None:
-            _backend.check_like(g, p, f"closure: grads[{i}]")
+    grads = _backend.check_list_like(_backend.as_list(grads, "closure: grads"), params, "closure: grads", none=True)
     if all(g is not None for g in grads):
         return grads
     xp = _backend.array_module(params[0])

@@ -164,15 +164,9 @@ class LowPrecisionMixin(OptimizerParts):
         for run, gs in pairs:
             for i, p, g in zip(run.index, run.params, gs):
                 name = f"grads[{i}]"
-                kind = np.ndarray if type(p) is np.ndarray else type(p)  # (numpy, or cupy like its param)
-                if type(g) is not kind:
-                    raise TypeError(f"{name}: expected a {_backend.type_name(p)}, got {_backend.type_name(g)}")
-                if g.dtype != p.dtype:
-                    raise TypeError(f"{name}: expected {p.dtype} (its parameter's dtype), got {g.dtype}")
+                _backend.check_like(g, p, name, shape=full)
                 if not full:
                     continue
-                if g.shape != p.shape:
-                    raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(g.shape)}")
                 if not g.flags.c_contiguous:
                     raise ValueError(f"{name}: array must be C-contiguous")
                 if type(p) is np.ndarray and not p.flags.writeable:

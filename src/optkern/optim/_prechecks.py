@@ -54,7 +54,7 @@ class PrecheckMixin(OptimizerParts):
                 cached = (key, wn, [f"grads[{i}]" for i in run.index])
                 run._names = cached
             g = run.grads(grads)
-            if set(map(type, g)) - _NDARRAY:  # the Python checks name the wrong kind
+            if set(map(type, g)) - _backend._NATIVE_TYPES:  # the Python checks name the wrong kind
                 return self._precheck_python(grads, group_runs)
             spec.append((run.params[0].dtype, written, cached[1], g, run.params, cached[2]))
         _backend.cpu.precheck_step_(spec)
@@ -78,6 +78,8 @@ class PrecheckMixin(OptimizerParts):
                 for i, p in zip(run.index, run.params):
                     g = grads[i]
                     name = f"grads[{i}]"
+                    # (not check_like: the native checks' order and words, the device and the size
+                    # before the shape, so that a CuPy step's errors read as a NumPy step's)
                     if _backend.is_cupy(g) != _backend.is_cupy(p) or not hasattr(g, "dtype"):
                         kind = "cupy.ndarray" if _backend.is_cupy(p) else "numpy.ndarray"
                         raise TypeError(f"{name}: expected a {kind}, got {_backend.type_name(g)}")
@@ -122,6 +124,3 @@ class PrecheckMixin(OptimizerParts):
 
     def _needed_any(self, run: _Run):
         return [n for n in self._state_names if n in run.state]
-
-
-_NDARRAY = {np.ndarray}

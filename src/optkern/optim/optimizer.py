@@ -278,7 +278,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         the step is one native call over every param)``. The array checks (``_precheck``) remain."""
         self._check_param_groups()
         skips = False
-        if type(grads) is not list or set(map(type, grads)) != _NDARRAY:  # (else: no None either)
+        if type(grads) is not list or set(map(type, grads)) != _backend._NATIVE_TYPES:  # (else: no None either)
             grads = _backend.as_list(grads, "grads")
             skips = any(g is None for g in grads)
         if len(grads) != self._n:
@@ -394,6 +394,3 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
-
-
-_NDARRAY = {np.ndarray}

@@ -56,14 +56,8 @@ class SAM:
         return [p for g in self.base.param_groups for p in g["params"]]
 
     def _check_grads(self, grads, name="grads") -> list:
-        ps = self._all_params()
-        grads = _backend.as_list(grads, name)
-        if len(grads) != len(ps):
-            raise ValueError(f"{name}: expected {len(ps)} arrays (one per param), got {len(grads)}")
-        for i, (g, p) in enumerate(zip(grads, ps)):
-            if g is not None:  # (a param without a gradient)
-                _backend.check_like(g, p, f"{name}[{i}]")
-        return grads
+        # (None: a param without a gradient)
+        return _backend.check_list_like(_backend.as_list(grads, name), self._all_params(), name, none=True)
 
     def first_step(self, grads) -> None:
         """w -> w + rho g / (||g|| + eps), remembering w."""
