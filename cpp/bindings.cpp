@@ -2,6 +2,7 @@
 // this file only lists them and reports how the module was built.
 #include <pybind11/pybind11.h>
 
+#include "cpu_avx2.hpp"
 #include "optkern/common.hpp"
 #include "parallel.hpp"
 
@@ -47,6 +48,15 @@ static const char* simd_level() {
 #endif
 }
 
+// The hand-written 8-bit map and Philox loops this process runs (cpu_avx2.hpp's switches).
+static const char* lowp_loops() {
+#if defined(OPTKERN_X86_AVX2)
+  if (optkern::use_avx512()) return "avx512";
+  if (optkern::use_avx2()) return "avx2";
+#endif
+  return "portable";
+}
+
 static py::dict build_info() {
   py::dict d;
   d["version"] = OPTKERN_VERSION;
@@ -58,6 +68,7 @@ static py::dict build_info() {
 #endif
   d["threads"] = optkern::max_threads();
   d["simd"] = simd_level();
+  d["lowp_loops"] = lowp_loops();
   return d;
 }
 

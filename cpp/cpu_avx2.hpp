@@ -14,6 +14,16 @@ inline bool use_avx2() {
   return ok;
 }
 
+// Whether the AVX-512 forms run (cpp/lowp_q8_avx512.hpp, philox_cpu.hpp's fill_words): F, BW, DQ
+// and VL besides the above. OPTKERN_NO_AVX512=1 turns them off (the AVX2 forms run), so that the
+// tests also pin the AVX2 loops on an AVX-512 machine.
+inline bool use_avx512() {
+  static const bool ok = use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                         !(std::getenv("OPTKERN_NO_AVX512") && std::getenv("OPTKERN_NO_AVX512")[0] == '1');
+  return ok;
+}
+
 // F16C's half conversions (cpp/lowp_convert_loops.hpp), under the same switch.
 inline bool use_f16c() {
   static const bool ok = use_avx2() && __builtin_cpu_supports("f16c");

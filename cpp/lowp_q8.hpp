@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "lowp_q8_avx2.hpp"
+#include "lowp_q8_avx512.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "optkern/rules/lowp.hpp"
 
@@ -46,6 +46,7 @@ template <int M> inline uint32_t q8_encode_mag(float x) {
 // any x < 0; the integer max vectorizes).
 inline float q8_block_scale(const float* x, int64_t n) {
 #if defined(OPTKERN_Q8_AVX2)
+  if (use_avx512() && n % 8 == 0) return avx512::block_scale(x, n);
   if (use_avx2() && n % 8 == 0) return avx2::block_scale(x, n);
 #endif
   uint32_t amax = 0, neg = 0;
@@ -77,7 +78,7 @@ inline void q8_encode_block_portable(const float* x, uint8_t* q, int64_t n, floa
 // (out of line: the fix-up loop stays a plain scalar loop)
 __attribute__((noinline)) inline uint8_t q8_quantize_one(float x, float scale) { return quantize(x, scale); }
 
-// The same codes, by lowp_q8_avx2.hpp where the CPU has AVX2 (n <= kLargestBlock): its division-free
+// The same codes, by lowp_q8_avx512.hpp or lowp_q8_avx2.hpp where the CPU has them (n <= kLargestBlock): the division-free
 // encoder, then the exact scalar quantize for the elements it flags and the last n % 8. A scale
 // whose reciprocal is not a normal float (the error bound needs one) takes the portable path.
 inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
@@ -87,7 +88,11 @@ inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) 
   if (use_avx2() && scale != 0.0f && std::isnormal(s) && std::isnormal(r) && n <= kLargestBlock) {
     const int64_t n8 = n & ~int64_t(7);
     uint8_t sus[kLargestBlock / 8];
-    const bool any = scale < 0.0f ? avx2::encode<true>(x, q, n8, r, sus) : avx2::encode<false>(x, q, n8, r, sus);
+    const bool signed_map = scale < 0.0f;
+    const bool any = use_avx512() ? (signed_map ? avx512::encode<true>(x, q, n8, r, sus)
+                                                : avx512::encode<false>(x, q, n8, r, sus))
+                                  : (signed_map ? avx2::encode<true>(x, q, n8, r, sus)
+                                                : avx2::encode<false>(x, q, n8, r, sus));
     if (any)
       for (int64_t j = 0; j < n8 / 8; ++j)
         for (int b = 0; sus[j] >> b; ++b)
@@ -130,8 +135,13 @@ inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) 
 #if defined(OPTKERN_Q8_AVX2)
   if (use_avx2()) {
     const int64_t n8 = n & ~int64_t(7);
-    if (scale < 0.0f) avx2::decode<true>(q, x, n8, -scale);
-    else avx2::decode<false>(q, x, n8, scale);
+    if (use_avx512()) {
+      if (scale < 0.0f) avx512::decode<true>(q, x, n8, -scale);
+      else avx512::decode<false>(q, x, n8, scale);
+    } else {
+      if (scale < 0.0f) avx2::decode<true>(q, x, n8, -scale);
+      else avx2::decode<false>(q, x, n8, scale);
+    }
     q8_decode_block_portable(q + n8, x + n8, n - n8, scale);
     return;
   }

@@ -310,7 +310,7 @@ def test_to_float16_over_a_sweep_of_all_float32_bit_patterns():
     each rounding threshold (overflow, normal/subnormal, the flush to zero): round to nearest even
     as NumPy's cast; a NaN quiet with its sign and top payload bits. Where the CPU has F16C the
     conversion is vcvtps2ph's (cpp/lowp_convert_loops.hpp), otherwise the scalar rule; the test
-    also runs with OPTKERN_PORTABLE=1 (tests/test_lowp_q8.py::test_portable_loops_too)."""
+    also runs with OPTKERN_PORTABLE=1 and OPTKERN_NO_AVX512=1 (tests/test_lowp_q8.py::test_other_loops_too)."""
     sweep = np.arange(0, 2**32, 4097, dtype=np.uint64).astype(np.uint32)
     edges = np.array([0x477FE000, 0x477FF000, 0x38800000, 0x387FC000, 0x33000000, 0x33800000, 0x7F800000], np.uint32)
     near = (edges[:, None] + np.arange(-40, 41, dtype=np.int64)[None, :]).astype(np.uint32).ravel()

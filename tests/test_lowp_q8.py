@@ -220,15 +220,25 @@ def test_q8_encode_random_blocks_with_specials(block):
     np.testing.assert_array_equal(got_c, want_c)
 
 
-def test_portable_loops_too():
-    """The tests above, the step's bf16-state words and stochastic_round's words run the AVX2 loops
-    (cpp/lowp_q8_avx2.hpp, philox_cpu.hpp's fill_words) on a CPU that has AVX2; OPTKERN_PORTABLE=1
-    turns them off (cpp/cpu_avx2.hpp), and the same tests pin the portable loops."""
+def _loops():
+    from optkern import _backend
+
+    return _backend.cpu.build_info()["lowp_loops"]
+
+
+@pytest.mark.parametrize("switch", ["OPTKERN_PORTABLE", "OPTKERN_NO_AVX512"])
+def test_other_loops_too(switch):
+    """The tests above, the step's bf16-state words and stochastic_round's words run the fastest
+    hand-written loops the CPU has (cpp/lowp_q8_avx512.hpp or lowp_q8_avx2.hpp, philox_cpu.hpp's
+    fill_words); OPTKERN_PORTABLE=1 turns them all off, OPTKERN_NO_AVX512=1 the AVX-512 ones
+    (cpp/cpu_avx2.hpp), and the same tests pin those loops."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    if switch == "OPTKERN_NO_AVX512" and _loops() != "avx512":
+        pytest.skip(f"this CPU runs the {_loops()} loops already (the tests above pinned them)")
     here = Path(__file__).parent
     tests = [
         __file__,
@@ -236,9 +246,12 @@ def test_portable_loops_too():
         str(here / "test_lowp.py") + "::test_stochastic_rounding_takes_the_documented_philox_words",
         str(here / "test_lowp.py") + "::test_to_float16_over_a_sweep_of_all_float32_bit_patterns",
     ]
-    env = dict(os.environ, OPTKERN_PORTABLE="1")
+    env = dict(os.environ, **{switch: "1"})
+    probe = "from optkern import _backend; print(_backend.cpu.build_info()['lowp_loops'])"
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == ("portable" if switch == "OPTKERN_PORTABLE" else "avx2"), r.stdout + r.stderr
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not portable"],
+        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not other_loops"],
         env=env,
         capture_output=True,
         text=True,
