@@ -78,8 +78,9 @@ inline void q8_encode_block_portable(const float* x, uint8_t* q, int64_t n, floa
 // (out of line: the fix-up loop stays a plain scalar loop)
 __attribute__((noinline)) inline uint8_t q8_quantize_one(float x, float scale) { return quantize(x, scale); }
 
-// The same codes, by lowp_q8_avx512.hpp or lowp_q8_avx2.hpp where the CPU has them (n <= kLargestBlock): the division-free
-// encoder, then the exact scalar quantize for the elements it flags and the last n % 8. A scale
+// The same codes, by lowp_q8_avx512.hpp or lowp_q8_avx2.hpp where the CPU has them (n <=
+// kLargestBlock): the division-free encoder, then the exact scalar quantize for the elements it
+// flags and the last n % 8. A scale
 // whose reciprocal is not a normal float (the error bound needs one) takes the portable path.
 inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
 #if defined(OPTKERN_Q8_AVX2)

@@ -109,7 +109,8 @@ template <int M> OK_AVX512 inline __m512 decode_mag(__m512i c) {
   const __m512 fc = _mm512_cvtepi32_ps(c);  // exact
   const __m512i e = _mm512_sub_epi32(_mm512_set1_epi32(127 + M - 1), _mm512_srli_epi32(_mm512_castps_si512(fc), 23));
   const __m512 f1 = _mm512_add_ps(fc, _mm512_permutexvar_ps(e, table(T.one_minus_two_f)));
-  const __m512 frac = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.9f), f1), _mm512_permutexvar_ps(e, table(T.inv_two_f)));
+  const __m512 frac =
+      _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.9f), f1), _mm512_permutexvar_ps(e, table(T.inv_two_f)));
   return _mm512_mul_ps(_mm512_permutexvar_ps(e, table(T.p)), _mm512_add_ps(_mm512_set1_ps(0.1f), frac));
 }
 

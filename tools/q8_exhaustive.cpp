@@ -7,8 +7,9 @@
 //   g++ -O3 -std=c++17 -Icpp -Icpp/include tools/q8_exhaustive.cpp -o /tmp/q8x
 //   /tmp/q8x && /tmp/q8x decode && /tmp/q8x scale
 //
-// (OPTKERN_NO_AVX512=1 checks the AVX2 forms, OPTKERN_PORTABLE=1 the portable loops.) Run it after any change to the map or
-// its vectorized forms; the test suite checks boundaries and samples, this checks everything.
+// (OPTKERN_NO_AVX512=1 checks the AVX2 forms, OPTKERN_PORTABLE=1 the portable loops.) Run it after
+// any change to the map or its vectorized forms; the test suite checks boundaries and samples,
+// this checks everything.
 #include <cstdio>
 #include <cstring>
 #include <random>
