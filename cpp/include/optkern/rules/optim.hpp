@@ -42,16 +42,19 @@ OK_HD double mul_rn(double a, double b) { return a * b; }
 #endif
 
 // torch's float rounding inside a rule. torch runs an update as separate
-// tensor ops, each rounded to T, fusing only where its vectorized kernels call
-// fmadd (lerp, addcmul, add with alpha); GCC contracts any a * b + c
-// (-ffp-contract=fast) and nvcc does too. Two helpers pin the rounding where
-// torch rounds:
+// tensor ops, each rounded to T, fused where its vectorized kernels fuse
+// (lerp, addcmul, add with alpha: one fma each); GCC contracts any a * b + c
+// (-ffp-contract=fast, from -O2) and nvcc does too. So the rules contract
+// nothing implicitly: every multiply-add torch fuses is an explicit fma_t, and
+// every product torch rounds on its own is kept out of a contraction:
 //   scaled_plus(a, b, x) = round(round(a b) + x)      -- param.mul_(decay) then addcdiv_
-//   scaled_fma(a, b, c, d) = round(round(a b) + c d)  -- mul_(beta2).addcmul_(g, g, value=c)
+//   scaled_fma(a, b, c, d) = fma(c, d, round(a b))    -- mul_(beta2).addcmul_(g, g, value=c)
 // On the host the product is kept out of the add's contraction by a second
 // use, a NaN test that selects the same value (GCC fuses a product into an add
-// only when every use is an add); the c d of scaled_fma is contracted where
-// the CPU has FMA, as in torch's AVX2 kernels. CUDA rounds explicitly.
+// only when every use is an add); CUDA rounds it explicitly. The bits are then
+// the same under -O1 (no FMA pass), -O3, any ISA clone with FMA and nvcc
+// (tests/test_optim_torch_float32.py and test_torch_adapter.py hold bitwise under the sanitizer's
+// -O1 build too).
 #if defined(__CUDA_ARCH__)
 __device__ inline float mul_t(float a, float b) { return __fmul_rn(a, b); }
 __device__ inline double mul_t(double a, double b) { return __dmul_rn(a, b); }
@@ -65,8 +68,7 @@ template <class T> OK_HD T scaled_plus(T a, T b, T x) {
   return ab != ab ? ab : ab + x;  // a NaN stays that NaN, as ab + x would
 }
 template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) {
-  const T ab = a * b;
-  return ab != ab ? ab : ab + c * d;
+  return fma_t(c, d, a * b);  // (a product is never folded into an fma's addend)
 }
 #endif
 
@@ -157,7 +159,7 @@ template <class T, bool Momentum> struct Sgd {
       const T kept = first != T(0) ? T(-0.0) : momentum * s[0];
       // PyTorch form: b <- momentum b + (1 - dampening) d, p <- p - lr (d + momentum b or b)
       const T b = fma_t(d_coef, d, kept);  // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-      const T torch_d = nesterov != T(0) ? d + momentum * b : b;
+      const T torch_d = nesterov != T(0) ? fma_t(momentum, b, d) : b;  // grad.add(buf, alpha=momentum)
       // p.add_(b, alpha=-lr) as one fma, written out: GCC's FMA clones fused it anyway, but nvcc
       // hoists the `p +` both forms share out of the select below, p + (textbook ? step :
       // -(lr torch_d)), and then rounds lr torch_d on its own (SASS of lowp_kernel and apply_kernel
@@ -170,7 +172,7 @@ template <class T, bool Momentum> struct Sgd {
       s[0] = textbook != T(0) ? v : b;
       p = textbook != T(0) ? textbook_p : torch_p;
     } else {
-      p = p + (-lr) * d;
+      p = fma_t(-lr, d, p);  // param.add_(grad, alpha=-lr)
     }
   }
 };
@@ -191,7 +193,7 @@ template <class T> struct Adagrad {
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
-    s[0] = s[0] + g * g;
+    s[0] = fma_t(g, g, s[0]);  // state_sum.addcmul_(grad, grad, value=1)
     p = p + ((-clr) * g) / (ok_sqrt(s[0]) + eps);  // torch's addcdiv: (value t1) / t2
   }
 };
@@ -237,7 +239,7 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
     T avg;
     if constexpr (Centered) {
       s[1] = lerp(s[1], g, one_minus_alpha);
-      const T var = s[0] + (-s[1]) * s[1];  // addcmul's one fused multiply-add
+      const T var = fma_t(-s[1], s[1], s[0]);  // addcmul's one fused multiply-add
       avg = ok_sqrt(var < T(0) ? T(0) : var) + eps;  // a NaN stays NaN
     } else {
       avg = ok_sqrt(s[0]) + eps;
@@ -248,7 +250,8 @@ template <class T, bool Centered, bool Momentum> struct RMSprop {
       b = scaled_plus(b, momentum, step);
       // Nesterov's lr (step + momentum b) as lr step + (lr momentum) b: step + momentum b can overflow
       // where the update does not (alpha = 1 keeps v at 0, so step = g / eps: eps = 1e-38 in float32).
-      p = nesterov != T(0) ? p + (-lr) * step + (-lr_momentum) * b : p + (-lr) * b;
+      const T nesterov_p = fma_t(-lr_momentum, b, fma_t(-lr, step, p));
+      p = nesterov != T(0) ? nesterov_p : fma_t(-lr, b, p);  // param.add_(buf, alpha=-lr)
     } else {
       p = p + ((-lr) * g) / avg;
     }
@@ -277,7 +280,7 @@ template <class T> struct Adadelta {
     s[0] = scaled_fma(s[0], rho, one_minus_rho * g, g);
     const T d = ok_sqrt(s[1] + eps) / ok_sqrt(s[0] + eps) * g;
     s[1] = scaled_fma(s[1], rho, one_minus_rho * d, d);
-    p = p + (-lr) * d;
+    p = fma_t(-lr, d, p);  // param.add_(delta, alpha=-lr)
   }
 };
 
