@@ -72,6 +72,15 @@ OK_CLONES bool map_check_loop(const F f, const N nonfinite, T* OK_RESTRICT x, in
   return bad != 0;
 }
 
+// A term of sum_loop that is a square x^2: added as one fma, so that a sum of squares does not
+// depend on whether the compiler contracts acc + x x (GCC does from -O2, not at -O1; for a float32
+// x the product is exact either way, for a float64 one it is not).
+struct Square {
+  double x;
+};
+inline double add_term(double acc, double v) { return acc + v; }
+inline double add_term(double acc, Square s) { return fma_t(s.x, s.x, acc); }
+
 // sum_i f(a[i], b[i]) in float64 over kLanes fixed lanes, combined in a fixed
 // tree: the association never depends on alignment, ISA or thread count.
 constexpr int kLanes = 16;
@@ -81,10 +90,10 @@ OK_CLONES double sum_loop(const F f, const T* a, const T* b, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
 #pragma omp simd
-    for (int l = 0; l < kLanes; ++l) acc[l] += f(a[i + l], b[i + l]);
+    for (int l = 0; l < kLanes; ++l) acc[l] = add_term(acc[l], f(a[i + l], b[i + l]));
   }
   double tail = 0.0;
-  for (; i < n; ++i) tail += f(a[i], b[i]);
+  for (; i < n; ++i) tail = add_term(tail, f(a[i], b[i]));
   for (int w = kLanes / 2; w > 0; w /= 2)
     for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
   return acc[0] + tail;

@@ -126,8 +126,7 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, const ru
     const bool maximize = h.maximize;
     const double sq = sum_lists<T>(
         [wd, maximize](T p, T g) {
-          const double e = double(rules::effective_grad(p, g, wd, maximize));
-          return e * e;
+          return Square{double(rules::effective_grad(p, g, wd, maximize))};
         },
         L.p, L.g);
     *b2 += sq;

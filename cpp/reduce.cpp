@@ -37,7 +37,7 @@ ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writa
 template <class T>
 double norm_of(const ArrayList& x, double p) {
   if (std::isinf(p)) return absmax_list<T>(x);
-  if (p == 2.0) return std::sqrt(sum_lists<T>([](T a, T) { return double(a) * double(a); }, x, x));
+  if (p == 2.0) return std::sqrt(sum_lists<T>([](T a, T) { return Square{double(a)}; }, x, x));
   if (p == 1.0) return sum_lists<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
   return std::pow(sum_lists<T>([p](T a, T) { return std::pow(std::fabs(double(a)), p); }, x, x), 1.0 / p);
 }

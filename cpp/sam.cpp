@@ -26,7 +26,7 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
   double norm = 0.0;
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    norm = std::sqrt(sum_lists<T>([](T a, T) { return double(a) * double(a); }, L.g, L.g));
+    norm = std::sqrt(sum_lists<T>([](T a, T) { return Square{double(a)}; }, L.g, L.g));
     const T scale = T(rules::sam_scale(rho, norm, eps));
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;

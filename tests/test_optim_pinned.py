@@ -15,7 +15,10 @@ product, and its AVX2 and AVX-512 clones chose differently (the SGD pins differe
 AVX-512 host lent on 2026-11-30; re-pinned after the explicit form, 2026-11-30 evening). L2 weight
 decay likewise (g + wd p, torch's grad.add(param, alpha=wd)): GCC left it unfused in every loop and nvcc
 fuses it, which running cuda/ on the CPU showed (tools/cuda_emu); one explicit fma since, the 14 L2
-cases re-pinned 2026-12-01.
+cases re-pinned 2026-12-01. Since 2026-12-02 every multiply-add the rules (and the sums of squares
+of AdaGrad-Norm, SAM and the gradient norm) fuse is an explicit fma and none is left to the
+compiler, so the same pins hold for the sanitizer's -O1 build, where GCC forms no FMA of its own
+(.ci/sanitize runs this file).
 """
 
 from __future__ import annotations
