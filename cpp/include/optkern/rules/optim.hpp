@@ -49,9 +49,10 @@ OK_HD double mul_rn(double a, double b) { return a * b; }
 // every product torch rounds on its own is kept out of a contraction:
 //   scaled_plus(a, b, x) = round(round(a b) + x)      -- param.mul_(decay) then addcdiv_
 //   scaled_fma(a, b, c, d) = fma(c, d, round(a b))    -- mul_(beta2).addcmul_(g, g, value=c)
-// On the host the product is kept out of the add's contraction by a second
-// use, a NaN test that selects the same value (GCC fuses a product into an add
-// only when every use is an add); CUDA rounds it explicitly. The bits are then
+// On the host scaled_plus keeps its product out of the add's contraction by a
+// second use, a NaN test that selects the same value (GCC fuses a product into
+// an add only when every use is an add), and scaled_fma's product is an fma's
+// addend, which no compiler folds; CUDA rounds both explicitly. The bits are then
 // the same under -O1 (no FMA pass), -O3, any ISA clone with FMA and nvcc
 // (tests/test_optim_torch_float32.py and test_torch_adapter.py hold bitwise under the sanitizer's
 // -O1 build too).
