@@ -201,6 +201,22 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
   });
 }
 
+// One chunk of the line search's move: p = x + t d (with save: x = p first), per ISA clone so that
+// the move's fma is the instruction and not a call.
+template <class T>
+OK_CLONES void move_loop(T* OK_RESTRICT p, T* OK_RESTRICT x, const T* OK_RESTRICT d, T t, bool save, int64_t n) {
+  if (save) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      x[i] = p[i];
+      p[i] = rs::move(p[i], d[i], t);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) p[i] = rs::move(x[i], d[i], t);
+  }
+}
+
 void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, bool save) {
   const py::dtype dt = list_dtype(params_h, "params");
   const ArrayList P = gather(params_h, "params", dt, true);
@@ -228,16 +244,7 @@ void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, b
       T* OK_RESTRICT p = P.ptr<T>(size_t(c.tensor)) + c.start;
       T* OK_RESTRICT xx = xp + offset[size_t(c.tensor)] + c.start;
       const T* OK_RESTRICT dd = dp + offset[size_t(c.tensor)] + c.start;
-      if (save) {
-#pragma omp simd
-        for (int64_t i = 0; i < c.len; ++i) {
-          xx[i] = p[i];
-          p[i] = rs::move(p[i], dd[i], tt);
-        }
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < c.len; ++i) p[i] = rs::move(xx[i], dd[i], tt);
-      }
+      move_loop(p, xx, dd, tt, save, c.len);
     });
   });
 }

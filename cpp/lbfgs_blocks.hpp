@@ -131,7 +131,7 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
 }
 
 // One sub-block of the direction pass: d = g_scale g + sum_j cy_j y_j + cs_j s_j, accumulated in T
-// in L1 (as torch's axpys are; float32 keeps the full SIMD width); returns g.d over the block and
+// in L1 in the rule's order (rules::direction_add; float32 keeps the full SIMD width); returns g.d over the block and
 // raises *m to max |d| (NaN-sticky through *nan). Rows go two pairs at a time: one pair per pass
 // kept two streams in flight per thread and read 15.8-17.1 GB/s, two pairs 21.2 GB/s (a standalone
 // copy of this loop, 16M floats, k = 10, 2 threads).
@@ -143,7 +143,7 @@ OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t
   const T* OK_RESTRICT gg = g + lo;
   const T gs = T(g_scale);
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) acc[i] = gs * gg[i];
+  for (int64_t i = 0; i < len; ++i) acc[i] = rs::direction_start(gs, gg[i]);
   int64_t j = 0;
   for (; j + 2 <= k; j += 2) {  // two row pairs per pass: four memory streams in flight, not two
     const T* OK_RESTRICT s0 = S.ptr<T>(size_t(j)) + lo;
@@ -152,14 +152,15 @@ OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t
     const T* OK_RESTRICT y1 = Y.ptr<T>(size_t(j + 1)) + lo;
     const T a0 = T(cy[j]), b0 = T(cs[j]), a1 = T(cy[j + 1]), b1 = T(cs[j + 1]);
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) acc[i] += (a0 * y0[i] + b0 * s0[i]) + (a1 * y1[i] + b1 * s1[i]);
+    for (int64_t i = 0; i < len; ++i)
+      acc[i] = rs::direction_add(rs::direction_add(acc[i], a0, y0[i], b0, s0[i]), a1, y1[i], b1, s1[i]);
   }
   if (j < k) {
     const T* OK_RESTRICT sj = S.ptr<T>(size_t(j)) + lo;
     const T* OK_RESTRICT yj = Y.ptr<T>(size_t(j)) + lo;
     const T a = T(cy[j]), b = T(cs[j]);
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) acc[i] += a * yj[i] + b * sj[i];
+    for (int64_t i = 0; i < len; ++i) acc[i] = rs::direction_add(acc[i], a, yj[i], b, sj[i]);
   }
   T* OK_RESTRICT dd = d + lo;
   double mx = *m;

@@ -14,6 +14,18 @@
 namespace optkern {
 namespace {
 
+// One chunk of the ascent step, per ISA clone like every element loop.
+template <class T>
+OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT bk, T scale, int64_t n) {
+  if (scale == T(0)) {  // rho = 0: w stays bitwise (w + 0 g would turn -0 into +0, NaN g into NaN)
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) bk[i] = p[i];
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) rules::sam_perturb(p[i], g[i], bk[i], scale);
+}
+
 double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out) {
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
@@ -34,12 +46,7 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
       T* OK_RESTRICT p = L.p.ptr<T>(size_t(c.tensor)) + c.start;
       const T* OK_RESTRICT g = L.g.ptr<T>(size_t(c.tensor)) + c.start;
       T* OK_RESTRICT bk = L.s[0].ptr<T>(size_t(c.tensor)) + c.start;
-      if (scale == T(0)) {  // rho = 0: w stays bitwise (w + 0 g would turn -0 into +0, NaN g into NaN)
-        for (int64_t i = 0; i < c.len; ++i) bk[i] = p[i];
-        return;
-      }
-#pragma omp simd
-      for (int64_t i = 0; i < c.len; ++i) rules::sam_perturb(p[i], g[i], bk[i], scale);
+      perturb_loop(p, g, bk, scale, c.len);
     });
   });
   *buf = norm;

@@ -126,8 +126,8 @@ __global__ void direction_kernel(const T* const* __restrict__ S, const T* const*
   double gd = 0.0, m = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     const double gj = g[j];
-    T acc = T(g_scale) * g[j];  // in T, as on the CPU
-    for (int64_t i = 0; i < k; ++i) acc += T(cy[i]) * Y[i][j] + T(cs[i]) * S[i][j];
+    T acc = rs::direction_start(T(g_scale), g[j]);  // in T, in the CPU's order: the same bits
+    for (int64_t i = 0; i < k; ++i) acc = rs::direction_add(acc, T(cy[i]), Y[i][j], T(cs[i]), S[i][j]);
     const T v = acc;
     d[j] = v;
     gd += gj * double(v);

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+import exact_rounding
 from optkern import _backend, get_num_threads, nn, optim, set_num_threads
 from optkern.datasets import load_digits
 
@@ -258,6 +259,11 @@ def test_push_and_direction_kernels_match_reference(n, k, dtype):
     # accumulated in the array type (like torch's axpys): error within (2k + 1) eps of the terms' sizes
     scale = 0.8 * np.abs(f(g)) + sum(abs(cy[j]) * np.abs(f(Y[j])) + abs(cs[j]) * np.abs(f(S[j])) for j in range(k))
     assert np.all(np.abs(dd - ref) <= (2 * k + 2) * np.finfo(dtype).eps * scale)
+    if n <= 1023:  # and exactly in the rule's order: g_scale g, then per row two fmas, oldest first
+        want_d = dtype(-0.8) * g
+        for j in range(k):
+            want_d = exact_rounding.fma(dtype(cs[j]), S[j], exact_rounding.fma(dtype(cy[j]), Y[j], want_d))
+        np.testing.assert_array_equal(dd, want_d)
     np.testing.assert_allclose(o2, [f(g) @ f(dd), np.max(np.abs(dd))], rtol=1e-12)
 
 
@@ -280,6 +286,29 @@ def test_two_loop_coefficients_equal_the_vector_recursion():
     a, cs, cy, gs = _backend.cpu.lbfgs_two_loop(k, S @ Y.T, Y @ Y.T, S @ g, Y @ g, ro, h)
     np.testing.assert_allclose(a, al, rtol=1e-12)
     np.testing.assert_allclose(gs * g + np.asarray(cy) @ Y + np.asarray(cs) @ S, r, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("save", [True, False])
+def test_move_rounds_once_like_torchs_add_with_alpha(dtype, save):
+    """p = x + t d is one fma (torch's add_(d, alpha=t)): the exactly rounded value, bit for bit,
+    over params of odd sizes that cut x and d at unaligned offsets (past one 65536 chunk)."""
+    rng = np.random.default_rng(17)
+    sizes = [0, 1, 7, 1023, 65536 + 3]
+    hp = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    n = sum(sizes)
+    x, d = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    start = np.concatenate(hp) if save else x.copy()
+    ps = [a.copy() for a in hp]
+    t = 0.3718
+    _backend.cpu.lbfgs_move_(ps, x, d, t, save)
+    got = np.concatenate(ps)
+    sl = np.r_[0:1100, n - 600 : n]  # the exact reference is slow: both ends of the long param
+    np.testing.assert_array_equal(got[sl], exact_rounding.fma(dtype(t), d[sl], start[sl]))
+    want = torch.from_numpy(start).add(torch.from_numpy(d), alpha=t).numpy()
+    np.testing.assert_array_equal(got, want)
+    if save:
+        np.testing.assert_array_equal(x, start)
 
 
 def test_kernels_are_bitwise_independent_of_threads():

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import exact_rounding
 import optkern
 from optkern import regularize as R
 
@@ -29,10 +30,15 @@ def test_penalty_grad_matches_float64_reference(dtype, rtol):
     ps[3][::5] = 0  # sign(0) = 0
     gs = [rng.standard_normal(p.shape).astype(dtype) for p in ps]
     want = [ref_grad(p, g, 0.03, 0.2) for p, g in zip(ps, gs)]
+    g0 = [g.copy() for g in gs]
     val = R.add_penalty_grad_(ps, gs, l1=0.03, l2=0.2, return_value=True)
     for i, (g, w) in enumerate(zip(gs, want)):
         assert g.dtype == dtype
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol, err_msg=f"grads[{i}]")
+        if g.size <= 1023:  # and exactly: g + l2 p as one fma (like weight decay), + l1 sign(p) rounded once
+            p = ps[i]
+            exact = exact_rounding.fma(dtype(0.2), p, g0[i]) + dtype(0.03) * np.sign(p)
+            np.testing.assert_array_equal(g, exact, err_msg=f"grads[{i}]")
     assert val == pytest.approx(ref_value(ps, 0.03, 0.2), rel=1e-12)
     assert R.penalty(ps, 0.03, 0.2) == pytest.approx(ref_value(ps, 0.03, 0.2), rel=1e-12)
 

@@ -21,6 +21,7 @@
 #include <cmath>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/rounding.hpp"
 
 namespace optkern {
 namespace rules {
@@ -32,47 +33,6 @@ OK_HD double ok_pow(double x, double y) { return pow(x, y); }
 template <class T> OK_HD T ok_sqrt(T x) { return std::sqrt(x); }
 OK_HD double ok_pow(double x, double y) { return std::pow(x, y); }
 #endif
-
-// a * b rounded on its own: nvcc would fuse it with a following add, and the
-// step scalars must come out of the device with the host's bits.
-#if defined(__CUDA_ARCH__)
-OK_HD double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-#else
-OK_HD double mul_rn(double a, double b) { return a * b; }
-#endif
-
-// torch's float rounding inside a rule. torch runs an update as separate
-// tensor ops, each rounded to T, fused where its vectorized kernels fuse
-// (lerp, addcmul, add with alpha: one fma each); GCC contracts any a * b + c
-// (-ffp-contract=fast, from -O2) and nvcc does too. So the rules contract
-// nothing implicitly: every multiply-add torch fuses is an explicit fma_t, and
-// every product torch rounds on its own is kept out of a contraction:
-//   scaled_plus(a, b, x) = round(round(a b) + x)      -- param.mul_(decay) then addcdiv_
-//   scaled_fma(a, b, c, d) = fma(c, d, round(a b))    -- mul_(beta2).addcmul_(g, g, value=c)
-// On the host scaled_plus keeps its product out of the add's contraction by a
-// second use, a NaN test that selects the same value (GCC fuses a product into
-// an add only when every use is an add), and scaled_fma's product is an fma's
-// addend, which no compiler folds; CUDA rounds both explicitly. The bits are then
-// the same under -O1 (no FMA pass), -O3, any ISA clone with FMA and nvcc
-// (tests/test_optim_torch_float32.py and test_torch_adapter.py hold bitwise under the sanitizer's
-// -O1 build too).
-#if defined(__CUDA_ARCH__)
-__device__ inline float mul_t(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double mul_t(double a, double b) { return __dmul_rn(a, b); }
-__device__ inline float add_t(float a, float b) { return __fadd_rn(a, b); }
-__device__ inline double add_t(double a, double b) { return __dadd_rn(a, b); }
-template <class T> OK_HD T scaled_plus(T a, T b, T x) { return add_t(mul_t(a, b), x); }
-template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) { return fma(c, d, mul_t(a, b)); }
-#else
-template <class T> OK_HD T scaled_plus(T a, T b, T x) {
-  const T ab = a * b;
-  return ab != ab ? ab : ab + x;  // a NaN stays that NaN, as ab + x would
-}
-template <class T> OK_HD T scaled_fma(T a, T b, T c, T d) {
-  return fma_t(c, d, a * b);  // (a product is never folded into an fma's addend)
-}
-#endif
-
 
 // What a step's scalars depend on besides the hyper-parameters: the step
 // count t (from 1, this step included) and, for NAdam, the product of the

@@ -13,8 +13,11 @@ namespace rules {
 
 template <class T> OK_HD T sign(T x) { return T((x > T(0)) - (x < T(0))); }
 
-// g <- g + l2 p + l1 sign(p): the penalty's gradient fused into the loss gradient.
-template <class T> OK_HD T penalty_grad(T p, T g, T l1, T l2) { return g + l2 * p + l1 * sign(p); }
+// g <- g + l2 p + l1 sign(p): the penalty's gradient fused into the loss gradient. The L2 term is one
+// fma, like the optimizers' weight decay (torch's grad.add(param, alpha=weight_decay)), explicit so
+// that no compiler decides it (rules/rounding.hpp); l1 sign(p) is exact, so its add rounds once
+// either way.
+template <class T> OK_HD T penalty_grad(T p, T g, T l1, T l2) { return fma_t(l1, sign(p), fma_t(l2, p, g)); }
 
 // One element's penalty, accumulated in double whatever the storage type.
 template <class T> OK_HD double penalty_term(T p, double l1, double l2) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/rounding.hpp"
 
 namespace optkern {
 namespace rules {
@@ -41,19 +42,29 @@ OK_HD double lbfgs_two_loop(int64_t k, const double* sy, const double* yy, const
   return -h;
 }
 
+// The direction pass: d starts at g_scale g (one product) and adds the history pairs row by row,
+// oldest first, each as two axpys d += cy_j y_j, d += cs_j s_j (torch's two-loop adds every row
+// with add_(alpha=...): an fma each). The CPU's and the GPU's d are the same bits.
+template <class T> OK_HD T direction_start(T g_scale, T g) { return g_scale * g; }
+template <class T> OK_HD T direction_add(T d, T cy, T y, T cs, T s) { return fma_t(cs, s, fma_t(cy, y, d)); }
+
 // The dot products the push pass returns, per history row j (kPushPerRow of them) and for the
 // new pair itself (kPushSelf), in this order.
 enum PushDot { kSnewYj = 0, kYnewSj, kYnewYj, kGSj, kGYj, kPushPerRow };
 enum PushSelf { kYS = 0, kYY, kGS, kGY, kPushSelf };
 
-// Parameter move of the line search: p = x + t d, like torch's add_(d, alpha=t). Left to the
-// compiler to fuse or not (GCC's FMA clones and nvcc do): CPU and GPU agree to rounding, as tested.
-template <class T> OK_HD T move(T x, T d, T t) { return x + t * d; }
+// Each pass below rounds where its reference rounds (rounding.hpp), so its bits do not depend on
+// the compiler, the ISA clone or the device: CPU and GPU agree bit for bit.
 
-// SAM's ascent step: remember w, go to w + scale g with scale = rho / (||g|| + eps).
+// Parameter move of the line search: p = x + t d, torch's add_(d, alpha=t) -- one fma.
+template <class T> OK_HD T move(T x, T d, T t) { return fma_t(t, d, x); }
+
+// SAM's ascent step: remember w, go to w + scale g with scale = rho / (||g|| + eps), rounded like
+// the reference implementations' p.add_(g * scale) and NumPy's w + scale * g: the product, then
+// the sum.
 template <class T> OK_HD void sam_perturb(T& p, T g, T& backup, T scale) {
   backup = p;
-  p = p + scale * g;
+  p = scaled_plus(scale, g, p);
 }
 
 // SAM's ascent scale; zero for rho = 0 (so w + scale g == w bit for bit).
@@ -61,18 +72,18 @@ OK_HD double sam_scale(double rho, double grad_norm, double eps) {
   return rho == 0.0 ? 0.0 : rho / (grad_norm + eps);
 }
 
-// Conjugate gradients on (A + lambda I) (hessian.cg), given y = A p: the damped product, NumPy's
-// `y + lambda * p` (which rounds twice; a compiler may fuse it: agreement is to rounding, as tested).
-template <class T> OK_HD T cg_damped(T y, T p, T lambda) { return lambda == T(0) ? y : y + lambda * p; }
+// Conjugate gradients on (A + lambda I) (hessian.cg), rounded like the NumPy/SciPy loop it
+// replaces (each product, then each sum). Given y = A p, the damped product y + lambda p:
+template <class T> OK_HD T cg_damped(T y, T p, T lambda) { return lambda == T(0) ? y : scaled_plus(lambda, p, y); }
 
 // The iterate and residual move along p by the step alpha: x += alpha p, r -= alpha (A + lambda I) p.
 template <class T> OK_HD void cg_update(T& x, T& r, T p, T ap, T alpha) {
-  x = x + alpha * p;
-  r = r - alpha * ap;
+  x = scaled_plus(alpha, p, x);
+  r = scaled_plus(-alpha, ap, r);  // r - alpha ap: negating the product is exact
 }
 
 // The next search direction: p = z + beta p (z the preconditioned residual).
-template <class T> OK_HD T cg_direction(T z, T p, T beta) { return z + beta * p; }
+template <class T> OK_HD T cg_direction(T z, T p, T beta) { return scaled_plus(beta, p, z); }
 
 }  // namespace rules
 }  // namespace optkern
