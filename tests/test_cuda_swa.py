@@ -1,5 +1,5 @@
 """optkern.swa on CuPy arrays: _cuda.swa_lerp_ (cuda/swa.cu) against _cpu.swa_lerp_ bit for bit (the
-same rules::lerp; the CUDA file is compiled without FMA contraction, as the CPU loop rounds), and
+same rules::lerp, whose two fmas are explicit: no compiler's contraction changes a bit), and
 AveragedParams on CuPy params against the same on NumPy params, SWA and EMA.
 
 Skipped without CuPy or without a visible GPU.
