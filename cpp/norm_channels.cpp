@@ -154,7 +154,7 @@ template <class T> struct DxKernel {
       const T* OK_RESTRICT g = dy + t * sh.C;
       const T* OK_RESTRICT xn = x + t * sh.C;
       write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) {
-        return rules::norm_dx(g[c] * w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
+        return rules::norm_dx(g[c], w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
       });
       return;
     }
@@ -163,7 +163,7 @@ template <class T> struct DxKernel {
     const T* OK_RESTRICT g = dy + t * sh.S;
     const T* OK_RESTRICT xn = x + t * sh.S;
     write_row(dx + t * sh.S, sh.S, stream,
-              [&](int64_t i) { return rules::norm_dx(g[i] * wc, rules::normalize(xn[i], mu, rs), rs, a, b); });
+              [&](int64_t i) { return rules::norm_dx(g[i], wc, rules::normalize(xn[i], mu, rs), rs, a, b); });
   }
 };
 

@@ -113,7 +113,7 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
   const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
   if (a.S == 1) {
     write_row(dx, M, a.stream,
-              [&](int64_t j) { return rules::norm_dx(dy[j] * w[j], rules::normalize(x[j], mu, rs), rs, mg, mgx); });
+              [&](int64_t j) { return rules::norm_dx(dy[j], w[j], rules::normalize(x[j], mu, rs), rs, mg, mgx); });
     if (pdw || pdb) {
 #pragma omp simd
       for (int64_t j = 0; j < M; ++j) {
@@ -128,7 +128,7 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
     const T* OK_RESTRICT dyc = dy + c * a.S;
     const T* OK_RESTRICT xc = x + c * a.S;
     write_row(dx + c * a.S, a.S, a.stream,
-              [&](int64_t s) { return rules::norm_dx(dyc[s] * wc, rules::normalize(xc[s], mu, rs), rs, mg, mgx); });
+              [&](int64_t s) { return rules::norm_dx(dyc[s], wc, rules::normalize(xc[s], mu, rs), rs, mg, mgx); });
   }
 }
 

@@ -86,8 +86,8 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
     s = block_reduce(s, ss, Sum2<A>{A(0), A(0)});
     const A mg = mean ? s.a / A(M) : A(0), mgx = s.b / A(M);  // RMS norm (no mean): no mean(g) term
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-      const A g = A(load(dyr, j)) * (w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1));
-      store(dx + r * M, j, rules::norm_dx(g, rules::normalize(A(load(xr, j)), mu, rs), rs, mg, mgx));
+      const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
+      store(dx + r * M, j, rules::norm_dx(A(load(dyr, j)), wj, rules::normalize(A(load(xr, j)), mu, rs), rs, mg, mgx));
     }
   }
 }

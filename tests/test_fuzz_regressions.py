@@ -310,3 +310,28 @@ def test_batch_norm_dx_of_an_offset_batch_of_two_is_as_far_off_as_torchs():
     bound = 2 * rstd * (np.finfo(np.float32).eps * 1000.7 * rstd) * np.sqrt(2) * np.abs(dy).max()
     assert np.abs(dx - d64).max() <= bound
     assert np.abs(dx - d64).max() > 0.1  # the case is the ill-conditioned one
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_norms_of_one_value_with_the_smallest_eps_have_zero_gradient(dtype):
+    # Fuzz seed 9151: one value per row and eps = the smallest subnormal (5e-324 in float64; float32
+    # statistics take the float32 one): rstd ~ 4e161, x - mean = 0 exactly. y = 0 and dx = 0, the
+    # exact values (torch 2.13's float64 dx is NaN here). The fuzz test's own tolerance overflowed to
+    # inf on it; this test found that with a weight dx was 5e145 (dy w - mean(g) contracted, rules/norm.hpp).
+    eps = 5e-324 if dtype == np.float64 else float(np.finfo(np.float32).smallest_subnormal)
+    x = np.array([[0.12573022], [-3.5]], dtype)
+    dy = np.array([[0.7], [-1.25]], dtype)
+    w, b = np.array([1.5], dtype), np.array([0.25], dtype)
+    y, saved = norm.layer_norm(x, (1,), w, b, eps)
+    assert np.all(np.isfinite(saved.rstd)) and np.min(saved.rstd) > 1e20
+    np.testing.assert_array_equal(y, np.full_like(x, 0.25))
+    dx, dw, db = norm.layer_norm_backward(dy, x, w, saved)
+    np.testing.assert_array_equal(dx, np.zeros_like(x))
+    np.testing.assert_array_equal(dw, np.zeros(1, dtype))
+    np.testing.assert_array_equal(db, dy.sum(0))
+    # group norm with one value per group: the same
+    x4, dy4 = x.reshape(1, 2).repeat(2, 0), dy.reshape(1, 2).repeat(2, 0)
+    w4 = np.array([1.5, -0.3], dtype)
+    y4, saved4 = norm.group_norm(x4, 2, w4, None, eps=eps)
+    np.testing.assert_array_equal(y4, np.zeros_like(x4))
+    np.testing.assert_array_equal(norm.group_norm_backward(dy4, x4, w4, saved4)[0], np.zeros_like(x4))

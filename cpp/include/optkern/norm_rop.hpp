@@ -90,9 +90,9 @@ template <class T, int A> struct BwdElement {
   OK_HD void operator()(int64_t n, int64_t d) const {
     const int64_t G = A == 1 ? s.N : s.D, i = n * s.D + d, g = s.group(n, d);
     const T xh = s.xhat(n, d), r = s.rstd[g];
-    const T gi = w[d] * dy[i], rg = w[d] * rdy[i] + vw[d] * dy[i];
+    const T rg = w[d] * rdy[i] + vw[d] * dy[i];
     const T m_g = means[g], m_gx = means[G + g], m_rg = means[2 * G + g], m_rgx = means[3 * G + g];
-    const T dhi = rules::norm_dx(gi, xh, r, m_g, m_gx);
+    const T dhi = rules::norm_dx(dy[i], w[d], xh, r, m_g, m_gx);
     dh[i] = dhi;
     rdh[i] = rules::norm_rop_dx(rg, xh, rxhat[i], r, dhi, m_rg, m_gx, m_rgx, m_xrh[g]);
   }
