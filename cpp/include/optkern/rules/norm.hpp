@@ -12,6 +12,10 @@
 //   dx = r · (g - mean(g) - x̂ · mean(g ∘ x̂))      (RMS norm: without mean(g))
 //   dγ = Σ dy ∘ x̂,  dβ = Σ dy                     (over the rows sharing γ)
 // Eval-mode batch norm uses fixed statistics: dx = r · g.
+//
+// Every multiply-add is an explicit fma_t and every product rounded on its own is written so
+// (rules/rounding.hpp): the bits do not depend on the compiler's contraction (-O1, -O3, each ISA
+// clone, nvcc).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -38,7 +42,7 @@ template <class A> OK_HD void push(Moments<A>& s, A x) {
   s.n += A(1);
   const A d = x - s.mean;
   s.mean += d / s.n;
-  s.m2 += d * (x - s.mean);
+  s.m2 = fma_t(d, x - s.mean, s.m2);
 }
 
 // Chan, Golub, LeVeque's merge of two disjoint samples (exact in exact
@@ -48,7 +52,7 @@ template <class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>&
   if (n == A(0)) return a;
   const A d = b.mean - a.mean;
   const A fb = b.n / n;
-  return {n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb};
+  return {n, fma_t(d, fb, a.mean), fma_t(d * d * a.n, fb, a.m2 + b.m2)};
 }
 
 // The statistics of a chunk already summed around a shift K (shifted
@@ -158,7 +162,7 @@ template <class A> OK_HD A running_stat(A running, A batch, double momentum) {
 
 template <class A> OK_HD A normalize(A x, A mean, A r) { return (x - mean) * r; }
 
-template <class A> OK_HD A affine(A xhat, A w, A b) { return xhat * w + b; }
+template <class A> OK_HD A affine(A xhat, A w, A b) { return fma_t(xhat, w, b); }
 
 // dx of one element from the row (or channel) means of g and g ∘ x̂, given g (the R-operator's terms);
 // its one multiply-add explicit (rules/rounding.hpp).
@@ -181,10 +185,10 @@ template <class A> OK_HD A norm_dx(A dy, A w, A xhat, A r, A mean_g, A mean_gxha
 //   R{y}  = γ R{x̂} + vγ x̂ + vβ
 //   R{dh} = r (R{g} - m(R{g}) - R{x̂} m(g x̂) - x̂ m(R{g} x̂ + g R{x̂})) - r m(x̂ R{h}) dh
 // where g = γ dy, R{g} = γ R{dy} + vγ dy and dh = norm_dx(g, x̂, r, m(g), m(g x̂)).
-template <class A> OK_HD A norm_rop_y(A xhat, A rxhat, A w, A vw, A vb) { return w * rxhat + vw * xhat + vb; }
+template <class A> OK_HD A norm_rop_y(A xhat, A rxhat, A w, A vw, A vb) { return fma_t(w, rxhat, fma_t(vw, xhat, vb)); }
 template <class A>
 OK_HD A norm_rop_dx(A rg, A xhat, A rxhat, A r, A dh, A m_rg, A m_gx, A m_rgx, A m_xrh) {
-  return r * (rg - m_rg - rxhat * m_gx - xhat * m_rgx) - r * m_xrh * dh;
+  return fma_t(-(r * m_xrh), dh, r * fma_t(-xhat, m_rgx, fma_t(-rxhat, m_gx, rg - m_rg)));
 }
 
 // Weight norm, one output row: w = g · v / ‖v‖.  With s = Σ dw ∘ v:
@@ -192,7 +196,9 @@ OK_HD A norm_rop_dx(A rg, A xhat, A rxhat, A r, A dh, A m_rg, A m_gx, A m_rgx, A
 template <class A> OK_HD A weight_norm_scale(A g, A norm) { return g / norm; }
 // s / ‖v‖², divided twice: ‖v‖² itself overflows from ‖v‖ ≈ 1.8e19 in float32.
 template <class A> OK_HD A weight_norm_k(A s, A norm) { return s / norm / norm; }
-template <class A> OK_HD A weight_norm_dv(A dw, A v, A scale, A s_over_norm2) { return scale * (dw - s_over_norm2 * v); }
+template <class A> OK_HD A weight_norm_dv(A dw, A v, A scale, A s_over_norm2) {
+  return scale * fma_t(-s_over_norm2, v, dw);
+}
 
 }  // namespace rules
 }  // namespace optkern
