@@ -98,6 +98,17 @@ std::vector<int64_t> rows_classes(py::handle h, const char* what) {
   return s;
 }
 
+// One row of the loss and of its R-operator, per ISA clone like every element loop: the rules' fmas
+// (and exp's polynomial) are then instructions, not calls.
+template <class T>
+OK_CLONES T xent_one_row(const T* z, int64_t C, int64_t y, const rules::XentHP<T>& h, T* logp, T* g) {
+  return rules::xent_row(z, C, y, h, logp, g);
+}
+template <class T>
+OK_CLONES void xent_rop_one_row(const T* logp, const T* r, int64_t C, const rules::XentHP<T>& h, T* out) {
+  rules::xent_rop_row(logp, r, C, h, out);
+}
+
 void softmax_xent_fwd(py::handle logits_h, py::handle labels_h, py::handle loss_h, py::handle logp_h,
                       py::handle dlogits_h, double smoothing, double penalty, double scale) {
   const py::dtype dt = float_dtype<HostArrays>(logits_h, "logits");
@@ -125,7 +136,7 @@ void softmax_xent_fwd(py::handle logits_h, py::handle labels_h, py::handle loss_
     T* gp = reinterpret_cast<T*>(g);
     py::gil_scoped_release nogil;
     for_rows(N, C, [&](int64_t i) {
-      lp[i] = rules::xent_row(zp + i * C, C, yp[i], h, logpp ? logpp + i * C : nullptr, gp ? gp + i * C : nullptr);
+      lp[i] = xent_one_row(zp + i * C, C, yp[i], h, logpp ? logpp + i * C : nullptr, gp ? gp + i * C : nullptr);
     });
   });
 }
@@ -147,7 +158,7 @@ void softmax_xent_rop(py::handle logp_h, py::handle r_h, py::handle out_h, doubl
     const T* rp = reinterpret_cast<const T*>(r);
     T* op = reinterpret_cast<T*>(out);
     py::gil_scoped_release nogil;
-    for_rows(N, C, [&](int64_t i) { rules::xent_rop_row(lp + i * C, rp + i * C, C, h, op + i * C); });
+    for_rows(N, C, [&](int64_t i) { xent_rop_one_row(lp + i * C, rp + i * C, C, h, op + i * C); });
   });
 }
 

@@ -45,6 +45,17 @@ def test_activation_cuda_matches_cpu(kind, n, dtype):
         np.testing.assert_allclose(cp.asnumpy(g), w, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e30), (np.float64, 1e200)])
+def test_activation_limits_far_out_on_the_gpu(dtype, big):
+    """The CPU's limits (test_nn_kernels.py::test_activation_limits_far_out) with CUDA's exp and tanh:
+    f, f', f'' exactly 0, +-1 or z where e^z underflows and z^2 overflows."""
+    z = np.array([-big, -1000.0, 1000.0, big], dtype)
+    for kind in ("tanh", "sigmoid", "softplus", "gelu"):
+        want = activation(kind, z, order=2)
+        for order, (g, w) in enumerate(zip(activation(kind, cp.asarray(z), order=2), want)):
+            np.testing.assert_array_equal(cp.asnumpy(g), w, err_msg=f"{kind} f^({order})")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(0, 3), (1, 1), (7, 5), (257, 1023)])
 def test_xent_cuda_matches_cpu(shape, dtype):

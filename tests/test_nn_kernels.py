@@ -80,6 +80,22 @@ def test_activation_large_inputs_are_finite():
             assert np.all(np.isfinite(out)), kind
 
 
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e30), (np.float64, 1e200)])
+def test_activation_limits_far_out(dtype, big):
+    """Past where e^z underflows and z^2 overflows, f, f', f'' take their limits: sigmoid and softplus
+    at -big were 1e-38 (e^z clamped, not flushed) and GELU's f'' at +-big was -inf (0 * (2 - inf))."""
+    z = np.array([-big, -1000.0, 1000.0, big], dtype)
+    limits = {
+        "tanh": ([-1, -1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]),
+        "sigmoid": ([0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]),
+        "softplus": ([0, 0, 1000, big], [0, 0, 1, 1], [0, 0, 0, 0]),
+        "gelu": ([0, 0, 1000, big], [0, 0, 1, 1], [0, 0, 0, 0]),
+    }
+    for kind, want in limits.items():
+        for order, (got, w) in enumerate(zip(activation(kind, z, order=2), want)):
+            np.testing.assert_array_equal(got, np.asarray(w, dtype), err_msg=f"{kind} f^({order})")
+
+
 def test_activation_rejects_bad_input():
     mod = _backend.cpu
     z = np.ones(8, dtype=np.float32)

@@ -38,15 +38,15 @@ OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, 
     const T d = z[c] - m;
     const T e = exp_(d);
     s += e;
-    t += e * d;
+    t = fma_t(e, d, t);
     sz += z[c];
   }
   const T logs = log_(s);
   const T lse = m + logs;
   const T H = logs - t / s;
-  const T sum_logp = sz - T(C) * lse;
+  const T sum_logp = fma_t(-T(C), lse, sz);
   const T eps_c = h.smoothing / T(C);
-  const T loss = -(T(1) - h.smoothing) * (z[y] - lse) - eps_c * sum_logp - h.penalty * H;
+  const T loss = fma_t(-h.penalty, H, fma_t(-eps_c, sum_logp, -(T(1) - h.smoothing) * (z[y] - lse)));
   if (logp || g) {
     for (int64_t c = 0; c < C; ++c) {
       const T lp = z[c] - lse;
@@ -54,7 +54,7 @@ OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, 
       if (g) {
         const T p = exp_(lp);
         const T q = eps_c + (c == y ? T(1) - h.smoothing : T(0));
-        g[c] = h.scale * (p - q + h.penalty * p * (lp + H));
+        g[c] = h.scale * fma_t(h.penalty * p, lp + H, p - q);
       }
     }
   }
@@ -67,19 +67,19 @@ template <class T> OK_HD void xent_rop_row(const T* logp, const T* r, int64_t C,
   T pr = T(0), plp = T(0), prlp = T(0);  // <p, r>, sum p log p, sum p r log p
   for (int64_t c = 0; c < C; ++c) {
     const T p = exp_(logp[c]);
-    pr += p * r[c];
+    pr = fma_t(p, r[c], pr);
     if (h.penalty != T(0)) {
-      plp += p * logp[c];
-      prlp += p * r[c] * logp[c];
+      plp = fma_t(p, logp[c], plp);
+      prlp = fma_t(p * r[c], logp[c], prlp);
     }
   }
   const T H = -plp;
-  const T RH = -prlp + pr * plp;  // -sum p (r - <p,r>) log p
+  const T RH = fma_t(pr, plp, -prlp);  // -sum p (r - <p,r>) log p
   for (int64_t c = 0; c < C; ++c) {
     const T p = exp_(logp[c]);
     const T s = p * (r[c] - pr);
     T v = s;
-    if (h.penalty != T(0)) v += h.penalty * (s * (logp[c] + H + T(1)) + p * RH);
+    if (h.penalty != T(0)) v = fma_t(h.penalty, fma_t(s, logp[c] + H + T(1), p * RH), v);
     out[c] = h.scale * v;
   }
 }
