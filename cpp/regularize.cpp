@@ -49,21 +49,26 @@ double* out_ptr(py::handle out) {
   return static_cast<double*>(a.mutable_data());
 }
 
+// One chunk, per ISA clone like every element loop (the rules' fmas are instructions, not calls):
+// the gradient update when gg is given, and the penalty's value when asked.
+template <class T>
+OK_CLONES double penalty_chunk(const T* OK_RESTRICT pp, T* OK_RESTRICT gg, int64_t n, double l1, double l2,
+                               bool want_value) {
+  const T tl1 = T(l1), tl2 = T(l2);
+  if (gg) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) gg[i] = rules::penalty_grad(pp[i], gg[i], tl1, tl2);
+  }
+  return want_value ? lane_sum<double>(n, [&](int64_t i) { return rules::penalty_term(pp[i], l1, l2); }) : 0.0;
+}
+
 template <class T>
 double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2, bool want_value) {
   const auto chunks = make_chunks(p.size);
   const int64_t total = total_size(p.size);
-  const T tl1 = T(l1), tl2 = T(l2);
   return reduce_chunks(chunks, total, [&](const Chunk& c) {
-    const T* OK_RESTRICT pp = p.ptr<T>(size_t(c.tensor)) + c.start;
-    double s = 0.0;
-    if (g) {
-      T* OK_RESTRICT gg = g->ptr<T>(size_t(c.tensor)) + c.start;
-#pragma omp simd
-      for (int64_t i = 0; i < c.len; ++i) gg[i] = rules::penalty_grad(pp[i], gg[i], tl1, tl2);
-    }
-    if (want_value) s = lane_sum<double>(c.len, [&](int64_t i) { return rules::penalty_term(pp[i], l1, l2); });
-    return s;
+    T* gg = g ? g->ptr<T>(size_t(c.tensor)) + c.start : nullptr;
+    return penalty_chunk<T>(p.ptr<T>(size_t(c.tensor)) + c.start, gg, c.len, l1, l2, want_value);
   });
 }
 

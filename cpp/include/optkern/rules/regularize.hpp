@@ -22,7 +22,7 @@ template <class T> OK_HD T penalty_grad(T p, T g, T l1, T l2) { return fma_t(l1,
 // One element's penalty, accumulated in double whatever the storage type.
 template <class T> OK_HD double penalty_term(T p, double l1, double l2) {
   const double d = double(p);
-  return l1 * (d < 0.0 ? -d : d) + 0.5 * l2 * d * d;
+  return fma_t(0.5 * l2 * d, d, l1 * (d < 0.0 ? -d : d));  // one explicit fma (rules/rounding.hpp)
 }
 
 }  // namespace rules

@@ -23,20 +23,20 @@ namespace rules {
 //   sy[i*k + j] = s_i.y_j,  yy[i*k + j] = y_i.y_j,  sg[i] = s_i.g,  yg[i] = y_i.g,  ro[i] = 1 / s_i.y_i,
 //   h = the initial inverse-Hessian scale (H_diag).
 // Out: al[i] (torch's `al`), and d = g_scale * g + sum_j cy[j] y_j + cs[j] s_j.
-// Returns g_scale (= -h).
+// Returns g_scale (= -h). Its multiply-adds are explicit fmas, like every rule's (rounding.hpp).
 OK_HD double lbfgs_two_loop(int64_t k, const double* sy, const double* yy, const double* sg, const double* yg,
                             const double* ro, double h, double* al, double* cs, double* cy) {
   for (int64_t i = k - 1; i >= 0; --i) {  // s_i.q with q = -g - sum_{j>i} al_j y_j
     double sq = -sg[i];
-    for (int64_t j = i + 1; j < k; ++j) sq -= al[j] * sy[i * k + j];
+    for (int64_t j = i + 1; j < k; ++j) sq = fma_t(-al[j], sy[i * k + j], sq);
     al[i] = sq * ro[i];
   }
   for (int64_t i = 0; i < k; ++i) {  // y_i.r with r = h (-g - sum_j al_j y_j) + sum_{j<i} (al_j - be_j) s_j
     double yq = -yg[i];
-    for (int64_t j = 0; j < k; ++j) yq -= al[j] * yy[i * k + j];
+    for (int64_t j = 0; j < k; ++j) yq = fma_t(-al[j], yy[i * k + j], yq);
     double yr = h * yq;
-    for (int64_t j = 0; j < i; ++j) yr += cs[j] * sy[j * k + i];
-    cs[i] = al[i] - yr * ro[i];
+    for (int64_t j = 0; j < i; ++j) yr = fma_t(cs[j], sy[j * k + i], yr);
+    cs[i] = fma_t(-yr, ro[i], al[i]);
   }
   for (int64_t j = 0; j < k; ++j) cy[j] = -h * al[j];
   return -h;
