@@ -10,7 +10,7 @@
 #include <cmath>
 #include <string>
 
-#include "lane_sums.hpp"
+#include "element_loops.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
 #include "optkern/rules/regularize.hpp"
@@ -49,26 +49,19 @@ double* out_ptr(py::handle out) {
   return static_cast<double*>(a.mutable_data());
 }
 
-// One chunk, per ISA clone like every element loop (the rules' fmas are instructions, not calls):
-// the gradient update when gg is given, and the penalty's value when asked.
-template <class T>
-OK_CLONES double penalty_chunk(const T* OK_RESTRICT pp, T* OK_RESTRICT gg, int64_t n, double l1, double l2,
-                               bool want_value) {
-  const T tl1 = T(l1), tl2 = T(l2);
-  if (gg) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) gg[i] = rules::penalty_grad(pp[i], gg[i], tl1, tl2);
-  }
-  return want_value ? lane_sum<double>(n, [&](int64_t i) { return rules::penalty_term(pp[i], l1, l2); }) : 0.0;
-}
-
+// Per chunk the generic element loops (element_loops.hpp, compiled per ISA clone: the rules' fmas
+// are instructions, not calls): g += the penalty's gradient, and the penalty's value when asked.
 template <class T>
 double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2, bool want_value) {
   const auto chunks = make_chunks(p.size);
   const int64_t total = total_size(p.size);
+  const T tl1 = T(l1), tl2 = T(l2);
+  const auto grad = [tl1, tl2](T gi, T pi) { return rules::penalty_grad(pi, gi, tl1, tl2); };
+  const auto term = [l1, l2](T pi, T) { return rules::penalty_term(pi, l1, l2); };
   return reduce_chunks(chunks, total, [&](const Chunk& c) {
-    T* gg = g ? g->ptr<T>(size_t(c.tensor)) + c.start : nullptr;
-    return penalty_chunk<T>(p.ptr<T>(size_t(c.tensor)) + c.start, gg, c.len, l1, l2, want_value);
+    const T* pp = p.ptr<T>(size_t(c.tensor)) + c.start;
+    if (g) zip_loop<T>(grad, g->ptr<T>(size_t(c.tensor)) + c.start, pp, c.len);
+    return want_value ? sum_loop<T>(term, pp, pp, c.len) : 0.0;
   });
 }
 
