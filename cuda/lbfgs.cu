@@ -1,14 +1,16 @@
 // L-BFGS on CuPy arrays, same contract as cpp/lbfgs.cpp (rules/second_order.hpp explains the
 // coefficient-space two-loop recursion). Per step: push (one kernel writes the new pair, one
 // reads every history row once for all the inner products, one adds the block partials in
-// order) and direction (one kernel, plus the ordered sum of g.d and max |d|). Nothing
-// synchronizes per history entry: the host reads the few inner products once per step (the
-// Python side needs them for torch's s.y > 1e-10 test). Deterministic: the column blocking
-// depends on n only and every sum runs in a fixed order.
+// order) and direction (one kernel, plus the ordered sum of g.d and max |d|); the row pointers
+// and coefficients go by value with the launches (lbfgsgpu::RowTable, 120 rows each: a longer
+// history takes more launches, in row order). Nothing synchronizes per history entry: the host
+// reads the few inner products once per step (the Python side needs them for torch's s.y > 1e-10
+// test). Deterministic: the column blocking depends on n only and every sum runs in a fixed order.
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -36,6 +38,7 @@ using lbfgsgpu::MoveOp;
 using lbfgsgpu::direction_kernel;
 using lbfgsgpu::dots_kernel;
 using lbfgsgpu::kRows;
+using lbfgsgpu::kTableRows;
 using lbfgsgpu::kThreads;
 using lbfgsgpu::new_pair_kernel;
 using lbfgsgpu::num_blocks;
@@ -103,20 +106,22 @@ void check_disjoint(const Hist& h, const std::vector<Vec>& vs) {
   check_no_overlap(all, dtype_size(h.dt));
 }
 
-// Row pointers (and coefficients) in stream-ordered scratch memory.
-template <class X> X* upload(const std::vector<X>& v, void* scratch, cudaStream_t s) {
-  if (!v.empty())
-    check_cuda(cudaMemcpyAsync(scratch, v.data(), v.size() * sizeof(X), cudaMemcpyHostToDevice, s), "upload");
-  return static_cast<X*>(scratch);
+// The launch table of history rows first .. first + count - 1 (coefficients when given).
+template <class T>
+lbfgsgpu::RowTable<T> row_table(const Hist& h, int64_t first, const std::vector<double>* cs = nullptr,
+                                const std::vector<double>* cy = nullptr) {
+  lbfgsgpu::RowTable<T> t{};
+  t.first = first;
+  t.count = int(std::min<int64_t>(h.k() - first, kTableRows));
+  for (int i = 0; i < t.count; ++i) {
+    const size_t j = size_t(first + i);
+    t.s[i] = h.S.ptr<T>(j);
+    t.y[i] = h.Y.ptr<T>(j);
+    t.cs[i] = cs ? (*cs)[j] : 0.0;
+    t.cy[i] = cy ? (*cy)[j] : 0.0;
+  }
+  return t;
 }
-
-template <class T> std::vector<const T*> row_ptrs(const DeviceList& l) {
-  std::vector<const T*> r;
-  for (size_t j = 0; j < l.count(); ++j) r.push_back(l.ptr<T>(j));
-  return r;
-}
-
-size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // ---- bindings ------------------------------------------------------------------------------
 
@@ -134,25 +139,22 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
   require_current_device(dev, "g");
   cudaStream_t s = current_stream();
   const int64_t n = h.n, nb = num_blocks(n, 16384, 512);
-  const int64_t groups = (k + kRows - 1) / kRows + 1;
-  if (groups > 65535) throw py::value_error("S: too many history rows for one launch");
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    const auto sp = row_ptrs<T>(h.S), yp = row_ptrs<T>(h.Y);
-    const size_t ptr_bytes = padded(sizeof(T*) * size_t(k > 0 ? k : 1));
-    const size_t bytes = 2 * ptr_bytes + sizeof(double) * size_t(Q * nb);
-    const ScratchBuffer buf(bytes, s, dev);  // freed (stream-ordered) when the lambda returns
-    char* scratch = buf.as<char>();
-    const T* const* Sd = upload(sp, scratch, s);
-    const T* const* Yd = upload(yp, scratch + ptr_bytes, s);
-    double* part = reinterpret_cast<double*>(scratch + 2 * ptr_bytes);
+    const ScratchBuffer buf(sizeof(double) * size_t(Q * nb), s, dev);  // freed (stream-ordered) on return
+    double* part = buf.as<double>();
     const int grid = int(num_blocks(n, kThreads * 8, 4096));
     if (n > 0) {
       new_pair_kernel<T><<<grid, kThreads, 0, s>>>((T*)sn.ptr, (T*)yn.ptr, (const T*)g.ptr, (T*)pg.ptr,
                                                    (const T*)d.ptr, T(t), n);
-      dots_kernel<T><<<dim3(unsigned(nb), unsigned(groups)), kThreads, 0, s>>>(Sd, Yd, (const T*)sn.ptr,
-                                                                              (const T*)yn.ptr, (const T*)g.ptr,
-                                                                              part, n, nb, k);
+      // a table of rows per launch; the last launch adds the self group
+      for (int64_t first = 0; first == 0 || first < k; first += kTableRows) {
+        const auto rt = row_table<T>(h, first);
+        const bool last = first + kTableRows >= k;
+        const unsigned groups = unsigned((rt.count + kRows - 1) / kRows + (last ? 1 : 0));
+        dots_kernel<T><<<dim3(unsigned(nb), groups), kThreads, 0, s>>>(rt, (const T*)sn.ptr, (const T*)yn.ptr,
+                                                                       (const T*)g.ptr, part, n, nb, k);
+      }
     } else {
       check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(Q * nb), s), "lbfgs_push_");
     }
@@ -184,20 +186,17 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
   const int64_t n = h.n, nb = num_blocks(n, 16384, 1024);
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    const auto sp = row_ptrs<T>(h.S), yp = row_ptrs<T>(h.Y);
-    const size_t ptr_bytes = padded(sizeof(T*) * size_t(k > 0 ? k : 1));
-    const size_t coef_bytes = padded(sizeof(double) * size_t(k > 0 ? k : 1));
-    const size_t bytes = 2 * ptr_bytes + 2 * coef_bytes + sizeof(double) * size_t(2 * nb);
-    const ScratchBuffer buf(bytes, s, dev);  // freed (stream-ordered) when the lambda returns
-    char* scratch = buf.as<char>();
-    const T* const* Sd = upload(sp, scratch, s);
-    const T* const* Yd = upload(yp, scratch + ptr_bytes, s);
-    const double* csd = upload(cs, scratch + 2 * ptr_bytes, s);
-    const double* cyd = upload(cy, scratch + 2 * ptr_bytes + coef_bytes, s);
-    double* part = reinterpret_cast<double*>(scratch + 2 * ptr_bytes + 2 * coef_bytes);
+    const ScratchBuffer buf(sizeof(double) * size_t(2 * nb), s, dev);  // freed (stream-ordered) on return
+    double* part = buf.as<double>();
     if (n > 0) {
-      direction_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(Sd, Yd, csd, cyd, (const T*)g.ptr, g_scale, (T*)d.ptr,
-                                                            part, n, nb, k);
+      // a table of rows per launch: the first starts from g_scale g, the last writes the partials
+      for (int64_t first = 0; first == 0 || first < k; first += kTableRows) {
+        const auto rt = row_table<T>(h, first, &cs, &cy);
+        const bool start = first == 0, finish = first + kTableRows >= k;
+        const auto kernel = start ? (finish ? direction_kernel<T, true, true> : direction_kernel<T, true, false>)
+                                   : (finish ? direction_kernel<T, false, true> : direction_kernel<T, false, false>);
+        kernel<<<unsigned(nb), kThreads, 0, s>>>(rt, (const T*)g.ptr, g_scale, (T*)d.ptr, part, n, nb);
+      }
     } else {
       check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(2 * nb), s), "lbfgs_direction_");
     }

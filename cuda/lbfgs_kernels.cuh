@@ -16,6 +16,20 @@ namespace rs = rules;
 
 constexpr int kThreads = 256;
 constexpr int kRows = 4;  // history rows per block of the dots kernel (5 kRows accumulators per thread)
+constexpr int kTableRows = 120;  // history rows per launch: their table is 3.9 KB of kernel parameters
+
+// History rows first .. first + count - 1 (and their direction coefficients), passed by value with
+// the launch: no host-to-device copy from pageable memory (which may synchronize with the stream)
+// and nothing for a captured graph to read from freed host memory. Longer histories take several
+// launches.
+template <class T> struct RowTable {
+  const T* s[kTableRows];
+  const T* y[kTableRows];
+  double cs[kTableRows];  // direction only
+  double cy[kTableRows];
+  int64_t first;
+  int count;
+};
 
 inline int64_t num_blocks(int64_t n, int64_t per, int64_t max_blocks) {
   const int64_t b = (n + per - 1) / per;
@@ -27,7 +41,7 @@ template <bool Max> __device__ double block_reduce(double v, double* sh) {
   sh[threadIdx.x] = v;
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
+    if (int(threadIdx.x) < s) {
       const double a = sh[threadIdx.x], b = sh[threadIdx.x + s];
       sh[threadIdx.x] = Max ? ((b > a || b != b) ? b : a) : a + b;
     }
@@ -50,19 +64,18 @@ __global__ void new_pair_kernel(T* __restrict__ sn, T* __restrict__ yn, const T*
   }
 }
 
-// Block (b, r) covers columns of segment b and history rows kRows r .. kRows r + kRows - 1; the
-// last row group (r == groups - 1 when it holds no history row) takes the new pair's own dots.
-// part[q * nb + b] = the partial of dot q over segment b.
+// Block (b, r) covers columns of segment b and the table's rows kRows r .. kRows r + kRows - 1;
+// a row group past the table's rows (launched with the last table only) takes the new pair's own
+// dots. part[q * nb + b] = the partial of dot q over segment b; k: rows in the whole history.
 template <class T>
-__global__ void dots_kernel(const T* const* __restrict__ S, const T* const* __restrict__ Y, const T* __restrict__ sn,
-                            const T* __restrict__ yn, const T* __restrict__ g, double* __restrict__ part, int64_t n,
-                            int64_t nb, int64_t k) {
+__global__ void dots_kernel(const RowTable<T> rt, const T* __restrict__ sn, const T* __restrict__ yn,
+                            const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
   __shared__ double sh[kThreads];
   const int64_t b = blockIdx.x;
   const int64_t seg = (n + nb - 1) / nb;
   const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
-  const int64_t r0 = int64_t(blockIdx.y) * kRows;
-  if (r0 >= k) {  // the self group
+  const int r0 = int(blockIdx.y) * kRows;
+  if (r0 >= rt.count) {  // the self group
     double acc[rs::kPushSelf] = {0.0, 0.0, 0.0, 0.0};
     for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
       const double s = sn[j], y = yn[j], gg = g[j];
@@ -77,14 +90,14 @@ __global__ void dots_kernel(const T* const* __restrict__ S, const T* const* __re
     }
     return;
   }
-  const int rows = int(k - r0 < kRows ? k - r0 : kRows);
+  const int rows = rt.count - r0 < kRows ? rt.count - r0 : kRows;
   double acc[kRows][rs::kPushPerRow] = {};
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     const double s = sn[j], y = yn[j], gg = g[j];
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (i < rows) {
-        const double sj = S[r0 + i][j], yj = Y[r0 + i][j];
+        const double sj = rt.s[r0 + i][j], yj = rt.y[r0 + i][j];
         acc[i][rs::kSnewYj] += s * yj;
         acc[i][rs::kYnewSj] += y * sj;
         acc[i][rs::kYnewYj] += y * yj;
@@ -96,7 +109,7 @@ __global__ void dots_kernel(const T* const* __restrict__ S, const T* const* __re
   for (int i = 0; i < rows; ++i)
     for (int q = 0; q < rs::kPushPerRow; ++q) {
       const double v = block_reduce<false>(acc[i][q], sh);
-      if (threadIdx.x == 0) part[((r0 + i) * rs::kPushPerRow + q) * nb + b] = v;
+      if (threadIdx.x == 0) part[((rt.first + r0 + i) * rs::kPushPerRow + q) * nb + b] = v;
     }
 }
 
@@ -113,27 +126,30 @@ __global__ void sum_parts_kernel(const double* __restrict__ part, double* __rest
   out[q] = s;
 }
 
-// d = g_scale g + sum_j cy_j Y_j + cs_j S_j (accumulated in T); part: g.d and max |d| per block.
-template <class T>
-__global__ void direction_kernel(const T* const* __restrict__ S, const T* const* __restrict__ Y,
-                                 const double* __restrict__ cs, const double* __restrict__ cy,
-                                 const T* __restrict__ g, double g_scale, T* __restrict__ d,
-                                 double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
+// d = g_scale g + sum_j cy_j Y_j + cs_j S_j (accumulated in T) over the table's rows: the first
+// table starts from g_scale g, later ones from d (stored in T between launches: the same bits as
+// one launch); the last (Finish) writes g.d and max |d| per block to part.
+template <class T, bool Start, bool Finish>
+__global__ void direction_kernel(const RowTable<T> rt, const T* __restrict__ g, double g_scale, T* __restrict__ d,
+                                 double* __restrict__ part, int64_t n, int64_t nb) {
   __shared__ double sh[kThreads];
   const int64_t b = blockIdx.x;
   const int64_t seg = (n + nb - 1) / nb;
   const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
   double gd = 0.0, m = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
-    const double gj = g[j];
-    T acc = rs::direction_start(T(g_scale), g[j]);  // in T, in the CPU's order: the same bits
-    for (int64_t i = 0; i < k; ++i) acc = rs::direction_add(acc, T(cy[i]), Y[i][j], T(cs[i]), S[i][j]);
+    // in T, in the CPU's order: the same bits
+    T acc = Start ? rs::direction_start(T(g_scale), g[j]) : d[j];
+    for (int i = 0; i < rt.count; ++i) acc = rs::direction_add(acc, T(rt.cy[i]), rt.y[i][j], T(rt.cs[i]), rt.s[i][j]);
     const T v = acc;
     d[j] = v;
-    gd += gj * double(v);
-    const double a = fabs(double(v));
-    m = (a > m || a != a) ? a : m;
+    if (Finish) {
+      gd += double(g[j]) * double(v);
+      const double a = fabs(double(v));
+      m = (a > m || a != a) ? a : m;
+    }
   }
+  if (!Finish) return;
   gd = block_reduce<false>(gd, sh);
   m = block_reduce<true>(m, sh);
   if (threadIdx.x == 0) {
