@@ -110,7 +110,7 @@ def test_low_precision_optimizer_contract(case):
         # (a strided grad may be copied; NaN is a value; one grad read for two params writes nothing;
         # empty arrays overlap nothing)
         valid = kind in ("nan", "strided", "twice") or (kind == "same_as_param" and p.size == 0)
-        names = [f"grads[{i}]", "grads[", "params[", "a parameter or state array"]
+        names = [f"grads[{i}]", "grads", "params", "state"]
         check_call(lambda: opt.step(gs), names, state=state, ok=valid)
     elif what == "grads_list":
         event(f"grads list: {spoil}")

@@ -335,3 +335,29 @@ def test_norms_of_one_value_with_the_smallest_eps_have_zero_gradient(dtype):
     y4, saved4 = norm.group_norm(x4, 2, w4, None, eps=eps)
     np.testing.assert_array_equal(y4, np.zeros_like(x4))
     np.testing.assert_array_equal(norm.group_norm_backward(dy4, x4, w4, saved4)[0], np.zeros_like(x4))
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [("AdagradNorm", dict(lr=0.5, b0=0.1)), ("Adam", dict(lr=0.01)), ("SGD", dict(lr=0.1, momentum=0.9))],
+)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_one_half_precision_grad_read_for_two_params_is_not_an_overlap(name, kw, groups):
+    # (fuzz seed 20261202: AdagradNorm with master weights refused one float16 grad given for two
+    # params, "grads[1] shares memory with grads[0]", though nothing writes a grad)
+    rng = np.random.default_rng(5)
+    p0 = [rng.standard_normal(3).astype(np.float16) for _ in range(2)]
+    g = rng.standard_normal(3).astype(np.float16)
+    results = []
+    for grads in ([g, g], [g, g.copy()]):
+        ps = [p.copy() for p in p0]
+        spec = [{"params": [p]} for p in ps] if groups == 2 else ps
+        opt = getattr(optkern.optim, name)(spec, master_weights=True, **kw)
+        for _ in range(2):
+            opt.step(grads)
+        results.append(ps)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][0], p0[0])
+    with pytest.raises(ValueError, match=r"^grads\[1\] shares memory with params\[1\] "):
+        getattr(optkern.optim, name)(p0, master_weights=True, **kw).step([g, p0[1]])
