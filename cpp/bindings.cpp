@@ -75,6 +75,11 @@ static py::dict build_info() {
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "optkern C++/OpenMP kernels";
   m.def("build_info", &build_info, "How this module was built and what it runs on.");
+  m.def(
+      "serial_below", []() { return optkern::serial_below(optkern::max_threads()); },
+      "The work (elements times arrays streamed) below which a kernel runs on one thread, for the current "
+      "thread count: measured once per count from the wake-up time of a parallel region "
+      "(cpp/parallel_cost.cpp), or OPTKERN_SERIAL_BELOW.");
   optkern::register_optim(m);
   optkern::register_reduce(m);
   optkern::register_norm(m);

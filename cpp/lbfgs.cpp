@@ -127,7 +127,7 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   std::vector<double> part(chunks.size() * size_t(Q), 0.0);
   const T tt = T(t);
   py::gil_scoped_release nogil;
-  for_each_chunk(chunks, n * (2 * k + 3), [&](const Chunk& c) {
+  for_each_chunk(chunks, n * (2 * k + 5), [&](const Chunk& c) {  // the rows, s_new, y_new, g, prev_g, d
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kPushSub)
       push_block<T>(h.S, h.Y, k, lo, std::min(kPushSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, acc);
@@ -240,7 +240,7 @@ void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, b
     const T* dp = static_cast<const T*>(d.data());
     const T tt = T(t);
     py::gil_scoped_release nogil;
-    for_each_chunk(chunks, n, [&](const Chunk& c) {
+    for_each_chunk(chunks, 3 * n, [&](const Chunk& c) {  // p, x, d
       T* OK_RESTRICT p = P.ptr<T>(size_t(c.tensor)) + c.start;
       T* OK_RESTRICT xx = xp + offset[size_t(c.tensor)] + c.start;
       const T* OK_RESTRICT dd = dp + offset[size_t(c.tensor)] + c.start;

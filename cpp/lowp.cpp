@@ -28,7 +28,7 @@ using lowp::Half;
 // each, under one parallel region (a chunk of kChunk blocks would put a 16M array on one thread).
 template <class F> void parallel_blocks(int64_t n, int64_t block, F&& f) {
   const auto chunks = make_chunks({lowp::block_count(n, block)}, block >= kChunk ? 1 : kChunk / block);
-  for_each_chunk(chunks, n, [&](const Chunk& c) {
+  for_each_chunk(chunks, 2 * n, [&](const Chunk& c) {  // (work: in and out, parallel.hpp)
     for (int64_t b = c.start; b < c.start + c.len; ++b) f(b);
   });
 }
@@ -36,7 +36,7 @@ template <class F> void parallel_blocks(int64_t n, int64_t block, F&& f) {
 // f(lo, hi) for consecutive ranges of [0, n) in fixed chunks under one parallel region.
 template <class F> void parallel_ranges(int64_t n, F&& f) {
   const auto chunks = make_chunks({n});
-  for_each_chunk(chunks, n, [&](const Chunk& c) { f(c.start, c.start + c.len); });
+  for_each_chunk(chunks, 2 * n, [&](const Chunk& c) { f(c.start, c.start + c.len); });  // in and out
 }
 
 // float32 -> half, round to nearest even or stochastically (Philox word of
@@ -167,7 +167,7 @@ void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int6
   const lowp::Grid g = lowp::fixed_point_grid(int(bits), int(frac));
   py::gil_scoped_release nogil;
   const auto chunks = make_chunks({a.n});
-  for_each_chunk(chunks, a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
+  for_each_chunk(chunks, 2 * a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
 }
 
 // One shared exponent per `block` elements (block 0: the whole array, its absmax reduced first).
@@ -187,7 +187,7 @@ void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t
     uint32_t m = 0;
     for (uint32_t p : part) m = p > m ? p : m;
     const lowp::Grid g = lowp::block_fp_grid(lowp::float_of(m), int(bits));
-    for_each_chunk(chunks, a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
+    for_each_chunk(chunks, 2 * a.n, [&](const Chunk& c) { grid_range(a, g, c.start, c.start + c.len); });
     return;
   }
   parallel_blocks(a.n, block, [&](int64_t b) {

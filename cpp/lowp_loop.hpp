@@ -145,7 +145,8 @@ void apply_lowp(const Rule& rule, const std::vector<Tensor>& ts, const Config& c
   sizes.reserve(ts.size());
   for (const Tensor& t : ts) sizes.push_back(t.n);
   const auto chunks = make_chunks(sizes);
-  for_each_chunk(chunks, total_size(sizes), [&](const Chunk& ch) {
+  // (work: the half param and grad, the master and up to two states, parallel.hpp)
+  for_each_chunk(chunks, 5 * total_size(sizes), [&](const Chunk& ch) {
     const Tensor& t = ts[size_t(ch.tensor)];
     chunk<PF, SF, Rule>(rule, t, ch.start, ch.start + ch.len, c);
   });

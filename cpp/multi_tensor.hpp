@@ -37,7 +37,7 @@ void apply_rule(const Rule& rule, const Lists& L) {
   const auto chunks = make_chunks(L.p.size);
   const int64_t total = total_size(L.p.size);
   py::gil_scoped_release nogil;
-  for_each_chunk(chunks, total, [&](const Chunk& c) {
+  for_each_chunk(chunks, total * (2 + Rule::kState), [&](const Chunk& c) {  // (work: parallel.hpp)
     const auto at = [&](int k) -> T* {
       return k < int(L.s.size()) ? L.s[size_t(k)].template ptr<T>(size_t(c.tensor)) + c.start : nullptr;
     };
@@ -62,7 +62,7 @@ double sum_lists(const F& f, const ArrayList& A, const ArrayList& B) {
   const auto chunks = make_chunks(A.size);
   const int64_t total = total_size(A.size);
   py::gil_scoped_release nogil;
-  return reduce_chunks(chunks, total, [&](const Chunk& c) {
+  return reduce_chunks(chunks, 2 * total, [&](const Chunk& c) {
     return sum_loop<T, F>(f, A.ptr<T>(size_t(c.tensor)) + c.start, B.ptr<T>(size_t(c.tensor)) + c.start, c.len);
   });
 }

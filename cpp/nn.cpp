@@ -44,7 +44,8 @@ OK_CLONES void activation_range(const T* OK_RESTRICT z, T* OK_RESTRICT a, T* OK_
 
 template <class T, rules::Act K> void activation_loop_k(const T* z, T* a, T* d1, T* d2, int64_t n) {
   const auto chunks = make_chunks({n});
-  for_each_chunk(chunks, n, [&](const Chunk& c) {
+  // (work: z and the outputs, and about four array passes' time for the exp or tanh, parallel.hpp)
+  for_each_chunk(chunks, n * (6 + (d1 ? 1 : 0) + (d2 ? 1 : 0)), [&](const Chunk& c) {
     activation_range<T, K>(z + c.start, a + c.start, d1 ? d1 + c.start : nullptr, d2 ? d2 + c.start : nullptr,
                            c.len);
   });

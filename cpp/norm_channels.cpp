@@ -285,7 +285,7 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
   if (!k.w) k.w = ones.data();
   if (!k.b) k.b = zeros.data();
   py::gil_scoped_release nogil;
-  run(k, sh.S == 1 ? sh.N : sh.N * sh.C, sh.size());
+  run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 2 * sh.size());  // x in, y out
   if (rm) update_running(rm, rv, k.mean, var, sh.C, ra.momentum);
 }
 

@@ -166,8 +166,9 @@ template <class T, class F> OK_INLINE void write_row(T* OK_RESTRICT y, int64_t n
 // f(i) for i in [0, n), in parallel when `work` (elements touched) is large.
 template <class F> void parallel_for(int64_t n, int64_t work, F&& f) {
 #ifdef _OPENMP
-  if (work >= kSerialBelow && n > 1 && max_threads() > 1) {
-#pragma omp parallel for schedule(static) num_threads(max_threads())
+  const int threads = max_threads();
+  if (n > 1 && threads > 1 && work >= serial_below(threads)) {
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
@@ -180,7 +181,8 @@ template <class F> void parallel_for(int64_t n, int64_t work, F&& f) {
 template <class F> void parallel_ranges(int64_t rows, int64_t row_len, F&& f) {
   const int64_t per = std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(row_len, 1));
   const int64_t nr = (rows + per - 1) / per;
-  parallel_for(nr, rows * row_len, [&](int64_t k) { f(k * per, std::min(rows, (k + 1) * per)); });
+  // (work: the input, the output and a statistics pass over each row, parallel.hpp)
+  parallel_for(nr, 3 * rows * row_len, [&](int64_t k) { f(k * per, std::min(rows, (k + 1) * per)); });
 }
 
 }  // namespace normcpu

@@ -96,7 +96,7 @@ template <class K> void run_all(const K& k, int64_t items, int64_t work) {
 
 template <class Terms, class T> void group_sums(const Terms& f, int64_t N, int64_t D, T scale, T* out) {
   const GroupSums<Terms> k{f, N, D, scale, out};
-  run_all(k, k.items(), N * D);
+  run_all(k, k.items(), 3 * N * D);  // (about three arrays per element, parallel.hpp)
 }
 
 // The (N, D) shape of `h` and the checked statistics.
@@ -143,7 +143,7 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   }
   group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.data());
   std::copy(means.begin() + S.G, means.end(), mx);
-  run_all(FwdApply<T, A>{a}, S.N, n);
+  run_all(FwdApply<T, A>{a}, S.N, 3 * n);
 }
 
 template <class T, int A>
@@ -171,7 +171,7 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   if (n > 0) {
     group_sums(BwdTerms<T, A>{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
                means.data());
-    run_all(BwdApply<T, A>{a}, S.N, n);
+    run_all(BwdApply<T, A>{a}, S.N, 5 * n);
     group_sums(ParamTerms<T, A>{a.s, a.dy, a.rdy, a.rxhat}, S.N, S.D, T(1), params.data());
   }
   std::copy(params.begin(), params.begin() + S.D, pw);

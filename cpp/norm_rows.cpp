@@ -210,7 +210,7 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
     parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_bwd(a, r0, r1, (T*)nullptr, (T*)nullptr); });
     return;
   }
-  parallel_for(nblk, n, [&](int64_t k) {
+  parallel_for(nblk, 3 * n, [&](int64_t k) {  // dy, x, dx
     const int64_t r0 = L.R * k / nblk, r1 = L.R * (k + 1) / nblk;
     rows_bwd(a, r0, r1, dw ? pdw.data() + k * W : nullptr, db ? pdb.data() + k * W : nullptr);
   });

@@ -22,8 +22,6 @@ struct Chunk {
 // 64K elements: 256 KiB of fp32 per stream, small enough to balance 200
 // mid-size arrays across threads, large enough to amortize the loop setup.
 constexpr int64_t kChunk = int64_t(1) << 16;
-// Below this many elements a parallel region costs more than it saves.
-constexpr int64_t kSerialBelow = int64_t(1) << 15;
 
 inline std::vector<Chunk> make_chunks(const std::vector<int64_t>& sizes, int64_t chunk = kChunk) {
   std::vector<Chunk> out;
@@ -54,23 +52,29 @@ inline std::atomic<int>& thread_setting() {
 
 inline int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
+// When a parallel region pays off: `work` below serial_below(threads) runs on the calling thread
+// (parallel_cost.cpp says what `work` counts and how the bound is measured).
+int64_t serial_below(int threads);
+
 // f(const Chunk&) for every chunk, in one parallel region. Each thread takes
 // a contiguous run of chunks holding about 1 / threads of the elements, so
 // uneven array sizes still balance and each thread streams through adjacent
 // memory. Which thread runs a chunk never changes what the chunk computes.
-// `work` (elements times a cost per element, in element-update units) only
-// decides whether a parallel region pays off; the split is by elements.
+// `work` (elements times the arrays each one streams: p.Ap counts 2 per element,
+// an Adam step 4, a transcendental function about 4 more) only decides whether a
+// parallel region pays off (serial_below); the split is by elements.
 template <class F>
 void for_each_chunk(const std::vector<Chunk>& chunks, int64_t work, F&& f) {
   const int64_t n = int64_t(chunks.size());
 #ifdef _OPENMP
-  if (work >= kSerialBelow && n > 1 && max_threads() > 1) {
+  const int threads = max_threads();
+  if (n > 1 && threads > 1 && work >= serial_below(threads)) {
     std::vector<int64_t> offset(size_t(n) + 1, 0);  // elements before chunk i
     for (int64_t i = 0; i < n; ++i) offset[size_t(i) + 1] = offset[size_t(i)] + chunks[size_t(i)].len;
     // Split the elements, not `work`: callers weight `work` by a per-element cost, and
     // splitting that scale would leave every chunk to thread 0.
     const int64_t total = offset[size_t(n)];
-#pragma omp parallel num_threads(max_threads())
+#pragma omp parallel num_threads(threads)
     {
       const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
       // Chunk i belongs to thread floor(offset[i] * T / total).

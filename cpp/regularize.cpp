@@ -58,7 +58,7 @@ double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2
   const T tl1 = T(l1), tl2 = T(l2);
   const auto grad = [tl1, tl2](T gi, T pi) { return rules::penalty_grad(pi, gi, tl1, tl2); };
   const auto term = [l1, l2](T pi, T) { return rules::penalty_term(pi, l1, l2); };
-  return reduce_chunks(chunks, total, [&](const Chunk& c) {
+  return reduce_chunks(chunks, 2 * total, [&](const Chunk& c) {  // p and g (work: parallel.hpp)
     const T* pp = p.ptr<T>(size_t(c.tensor)) + c.start;
     if (g) zip_loop<T>(grad, g->ptr<T>(size_t(c.tensor)) + c.start, pp, c.len);
     return want_value ? sum_loop<T>(term, pp, pp, c.len) : 0.0;

@@ -42,7 +42,7 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
     const T scale = T(rules::sam_scale(rho, norm, eps));
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;
-    for_each_chunk(chunks, total_size(L.p.size), [&](const Chunk& c) {
+    for_each_chunk(chunks, 3 * total_size(L.p.size), [&](const Chunk& c) {  // p, g, backup
       T* OK_RESTRICT p = L.p.ptr<T>(size_t(c.tensor)) + c.start;
       const T* OK_RESTRICT g = L.g.ptr<T>(size_t(c.tensor)) + c.start;
       T* OK_RESTRICT bk = L.s[0].ptr<T>(size_t(c.tensor)) + c.start;
@@ -62,7 +62,7 @@ void sam_restore(py::handle params, py::handle backups) {
     using T = decltype(tag);
     const auto chunks = make_chunks(P.size);
     py::gil_scoped_release nogil;
-    for_each_chunk(chunks, total_size(P.size), [&](const Chunk& c) {
+    for_each_chunk(chunks, 2 * total_size(P.size), [&](const Chunk& c) {  // p, backup
       T* OK_RESTRICT p = P.ptr<T>(size_t(c.tensor)) + c.start;
       const T* OK_RESTRICT bk = B.ptr<T>(size_t(c.tensor)) + c.start;
 #pragma omp simd

@@ -22,7 +22,8 @@ void swa_lerp(py::handle avgs, py::handle params, double w) {
   const auto chunks = make_chunks(A.size);
   py::gil_scoped_release nogil;
   const auto lerp = [wf](float a, float p) { return rules::lerp(a, p, wf); };
-  for_each_chunk(chunks, total_size(A.size), [&](const Chunk& c) {  // (compiled per ISA level)
+  // (compiled per ISA level; work: the average and the param, parallel.hpp)
+  for_each_chunk(chunks, 2 * total_size(A.size), [&](const Chunk& c) {
     zip_loop<float>(lerp, A.ptr<float>(size_t(c.tensor)) + c.start, P.ptr<float>(size_t(c.tensor)) + c.start, c.len);
   });
 }

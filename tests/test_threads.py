@@ -1,5 +1,6 @@
 """Thread-count controls and the OpenMP wait policy set at import."""
 
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,42 @@ def test_import_leaves_the_environment_alone():
     env.pop("GOMP_SPINCOUNT")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False", "None"]
+
+
+def _in_fresh_process(code, **env_set):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "OPTKERN_SERIAL_BELOW"}
+    env.update(PYTHONPATH=root, OMP_NUM_THREADS="2", **env_set)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+_SPLIT = """
+import json, optkern
+from optkern import _cpu
+bound = optkern.info()["serial_below"]
+below = sorted(set(_cpu.chunk_threads([1 << 17], bound - 1))) if bound else [0]
+print(json.dumps([bound, below, sorted(set(_cpu.chunk_threads([1 << 17], bound)))]))
+"""
+
+
+def test_the_serial_bound_is_measured_and_splits_the_work_there():
+    # (the tests run with OPTKERN_SERIAL_BELOW=32768, conftest.py; here the measured bound: the wake-up
+    # time of a parallel region times what one thread does meanwhile, cpp/parallel_cost.cpp)
+    r = _in_fresh_process(_SPLIT)
+    assert r.returncode == 0, r.stderr
+    bound, below, at = json.loads(r.stdout)
+    assert 1 << 15 <= bound <= 1 << 26
+    assert below == [0] and at == [0, 1]
+
+
+def test_the_serial_bound_can_be_fixed():
+    r = _in_fresh_process(_SPLIT, OPTKERN_SERIAL_BELOW="5000")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [5000, [0], [0, 1]]
+
+
+@pytest.mark.parametrize("bad", ["-1", "1e6", "many"])
+def test_a_bad_serial_bound_is_refused_at_import(bad):
+    r = _in_fresh_process("import optkern", OPTKERN_SERIAL_BELOW=bad)
+    assert r.returncode != 0
+    assert f"ValueError: OPTKERN_SERIAL_BELOW: expected a non-negative integer (work units), got {bad!r}" in r.stderr

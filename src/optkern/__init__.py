@@ -51,8 +51,11 @@ __version__ = _version()
 
 
 def info() -> dict:
-    """Version, compiler, OpenMP threads, SIMD level and CUDA availability."""
+    """Version, compiler, OpenMP threads, SIMD level, CUDA availability, and ``serial_below``: the
+    work (array elements times the arrays a kernel streams) below which a CPU kernel runs on one
+    thread, measured from the time it takes to wake the others (or ``OPTKERN_SERIAL_BELOW``)."""
     d = dict(_backend.cpu.build_info())
+    d["serial_below"] = int(_backend.cpu.serial_below())
     d["version"] = __version__
     d["cuda_built"] = cuda_built()
     d["cuda_devices"] = 0

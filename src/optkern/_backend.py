@@ -38,6 +38,9 @@ def _load_cpu():
     once, when it loads; the variable is restored so that libraries loaded
     later (PyTorch's own libgomp) keep their defaults."""
     global omp_passive
+    bound = os.environ.get("OPTKERN_SERIAL_BELOW", "")
+    if bound and not (bound.isascii() and bound.isdigit()):  # (read by cpp/parallel_cost.cpp)
+        raise ValueError(f"OPTKERN_SERIAL_BELOW: expected a non-negative integer (work units), got {bound!r}")
     keys = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
     # (a runtime loaded before, by torch typically, has read its settings already)
     omp_passive = "torch" not in sys.modules

@@ -70,6 +70,7 @@ __all__: list[str] = [
     "running_stats_",
     "sam_perturb_",
     "sam_restore_",
+    "serial_below",
     "set_num_threads",
     "sgd_",
     "sgd_capturable",
@@ -754,6 +755,11 @@ def sam_perturb_(
 def sam_restore_(params: typing.Any, backups: typing.Any) -> None:
     """
     params = backups (SAM's return to w).
+    """
+
+def serial_below() -> int:
+    """
+    The work (elements times arrays streamed) below which a kernel runs on one thread, for the current thread count: measured once per count from the wake-up time of a parallel region (cpp/parallel_cost.cpp), or OPTKERN_SERIAL_BELOW.
     """
 
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
