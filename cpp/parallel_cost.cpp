@@ -35,7 +35,8 @@ namespace {
 constexpr double kUnitsPerNs = 5.0;
 // The bound before measurement was 32K: a region's bookkeeping alone costs about that much work.
 constexpr int64_t kMinSerial = int64_t(1) << 15;
-constexpr int64_t kMaxSerial = int64_t(1) << 26;
+// (a measurement disturbed by load must not put a 2M-element Adam step on one thread)
+constexpr int64_t kMaxSerial = int64_t(1) << 23;
 
 // Median time of an empty region of `threads` threads: the fork, the wake-up of sleeping workers
 // and the join (the first region, which creates the threads, is not counted). Each one follows
@@ -86,7 +87,7 @@ int64_t fixed_bound() {
 int64_t serial_below(int threads) {
   static const int64_t fixed = fixed_bound();
   if (fixed >= 0) return fixed;
-  if (threads < 2) return kMaxSerial;
+  if (threads < 2) return INT64_MAX;  // (one thread: nothing runs in parallel)
   // One measurement per thread count (optkern.set_num_threads may change it), kept for the process.
   static std::mutex mu;
   static std::vector<int64_t> bound;  // bound[threads], 0 until measured

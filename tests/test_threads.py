@@ -113,7 +113,7 @@ def test_the_serial_bound_is_measured_and_splits_the_work_there():
     r = _in_fresh_process(_SPLIT)
     assert r.returncode == 0, r.stderr
     bound, below, at = json.loads(r.stdout)
-    assert 1 << 15 <= bound <= 1 << 26
+    assert 1 << 15 <= bound <= 1 << 23
     assert below == [0] and at == [0, 1]
 
 
