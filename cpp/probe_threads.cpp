@@ -42,7 +42,7 @@ void rmw(const ArrayList& written, const ArrayList& read, double c) {
   const auto chunks = make_chunks(read.size);
   const int64_t total = total_size(read.size);
   py::gil_scoped_release nogil;
-  for_each_chunk(chunks, total, [&](const Chunk& ch) {
+  for_each_chunk(chunks, total * (W + 1), [&](const Chunk& ch) {  // (work: the kernels' measure, parallel.hpp)
     T* w[4] = {};
     for (int k = 0; k < W; ++k) w[k] = written.ptr<T>(size_t(k)) + ch.start;
     rmw_loop<T, W>(w, read.ptr<T>(0) + ch.start, T(c), ch.len);
