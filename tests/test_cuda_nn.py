@@ -132,6 +132,15 @@ def test_estimators_cuda_match_cpu():
     dc = hessian.spectral_density(op_c, steps=30, grid=100, seed=2)
     dg = hessian.spectral_density(op_g, steps=30, grid=100, seed=2)
     np.testing.assert_allclose(dg.nodes, dc.nodes, rtol=1e-7, atol=1e-9)
+    # fixed=True: each batch's forward pass once, on the device; the same products as the live operator
+    pg = cp.asarray(p)
+    live = hessian.from_mlp(model, pg, cp.asarray(x), cp.asarray(y), kind="ggn")
+    fixed = hessian.from_mlp(model, pg, cp.asarray(x), cp.asarray(y), kind="ggn", fixed=True)
+    v = cp.asarray(rng.standard_normal(model.num_params))
+    for _ in range(2):
+        np.testing.assert_array_equal(cp.asnumpy(fixed.matvec(v)), cp.asnumpy(live.matvec(v)))
+    V = cp.asarray(rng.standard_normal((model.num_params, 3)))
+    np.testing.assert_array_equal(cp.asnumpy(fixed.matmat(V)), cp.asnumpy(live.matmat(V)))
 
 
 @pytest.mark.parametrize("axis", [0, 1])

@@ -26,6 +26,7 @@ def from_mlp(
     block=None,
     block_size: int = 16,
     comm=None,
+    fixed: bool = False,
     **kwargs,
 ) -> CurvatureOperator:
     """Exact curvature operator of an ``optkern.nn.MLP`` loss at ``params``.
@@ -57,6 +58,13 @@ def from_mlp(
         spectra, traces and top eigenvalues), of size ``block_indices(...)``.
       block_size: the most vectors one block product carries (memory: that many
         times a single product's R-activations).
+      fixed: False (default): every product reads ``params`` and the batches as they are then
+        (an optimizer may change them in place between products). True: the operator is the
+        curvature at the values they hold at its first product, like ``jax.linearize``: it keeps
+        a copy of the params and of each batch, and each batch's forward pass (activations, their
+        derivatives, the loss head), which every later product reuses -- about a fifth of a
+        product's time (measured in bench/RESULTS.md) for the memory of one forward pass per batch.
+        Later in-place changes to ``params`` or the batches are not seen: build a new operator.
     """
     if kwargs:
         raise TypeError(f"from_mlp: unexpected keyword argument {next(iter(kwargs))!r}")
@@ -78,6 +86,10 @@ def from_mlp(
     weights = [int(bx.shape[0]) / max(total, 1) if reduction == "mean" else 1.0 for bx, _ in batches]
     product = model.hvp if kind == "hessian" else model.ggn_vp
     product_block = model.hvp_block if kind == "hessian" else model.ggn_block
+    if not isinstance(fixed, bool):
+        raise TypeError(f"fixed: expected True or False, got {type(fixed).__name__}")
+    if fixed:
+        product, product_block = _frozen_products(model, params, batches, kind)
     xp = _backend.array_module(params)
     idx = None if block is None else xp.asarray(block_indices(model, block))
 
@@ -127,6 +139,45 @@ def from_mlp(
     from ..distributed import distributed, global_share
 
     return distributed(op, comm, global_share(total, comm) if reduction == "mean" else 1.0)
+
+
+def _frozen_products(model, params, batches, kind):
+    """``(product, product_block)`` with the signatures of ``MLP.hvp`` / ``hvp_block`` for
+    ``fixed=True``: at a copy of ``params`` and of each batch taken at the first product, each
+    batch's point (``MLP._point``) computed once (a batch is known by the identity of its arrays,
+    which the operator's list of batches keeps alive)."""
+    from ..nn import block as _block
+
+    order = 2 if kind == "hessian" else 1
+    single = model._hvp_at if kind == "hessian" else model._ggn_at
+    many = _block.hvp_block_at if kind == "hessian" else _block.ggn_block_at
+    held: dict = {}  # "params": the copy; (id(x), id(y)) of a batch -> (x, y, point)
+
+    def point(p, bx, by):
+        if "params" not in held:
+            xp, _, _ = model._check(p, bx, by)
+            held["params"] = xp.array(model._read(p))
+        key = (id(bx), id(by))
+        entry = held.get(key)
+        if entry is None:
+            xp, x, y = model._check(held["params"], bx, by)
+            x, y = xp.array(x), xp.array(y)
+            with np.errstate(all="ignore"):  # (non-finite values propagate, as in MLP.hvp)
+                entry = held[key] = (x, y, model._point(held["params"], x, y, order))
+        return entry
+
+    def product(p, bx, by, v, out=None):
+        x, y, pt = point(p, bx, by)
+        model._check(held["params"], x, y, v)
+        return single(pt, model._direction(v), model._product_out(out, held["params"], v))
+
+    def product_block(p, bx, by, V):
+        x, y, pt = point(p, bx, by)
+        _, _, _, V = model._check_block(held["params"], x, y, V)
+        with np.errstate(all="ignore"):
+            return many(model, pt, V)
+
+    return product, product_block
 
 
 def block_indices(model, block):

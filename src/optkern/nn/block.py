@@ -92,24 +92,23 @@ def _weight_grad_block(g, a, out, acc=False):
         out[...] = t
 
 
-def _forward_and_head(model, params, x, y, order):
-    P = model.views(params)
-    caches, out = model._forward(P, x, order)
-    _, g, head = model._loss_head(out, y)
-    return P, caches, g, head
-
-
 def hvp_block(model, params, x, y, V):
     """``H V^T`` row by row: ``(k, n)`` -> ``(k, n)``; arguments already checked by ``MLP``."""
-    xp = _xp(params)
+    return hvp_block_at(model, model._point(params, x, y, 2), V)
+
+
+def hvp_block_at(model, point, V):
+    """``hvp_block`` at a point of ``MLP._point`` (order 2): its caches are copied, not written."""
+    P, cached, g, head = point
+    caches = [dict(c) for c in cached]
+    xp = _xp(V)
     k = V.shape[0]
-    P, caches, g, head = _forward_and_head(model, params, x, y, 2)
     VB = block_views(model, V)
     rg = _loss_rop_block(model, head, _rop_forward_block(model, P, VB, caches, k))
     HV = xp.empty_like(V)
     HB = block_views(model, HV)
     axis = _NORM_AXIS.get(model.norm)
-    n_rows = x.shape[0]
+    n_rows = caches[0]["a"].shape[0]
     for i in range(model.num_layers - 1, -1, -1):
         c, p, w = caches[i], P[i], VB[i]
         _weight_grad_block(rg, c["a"], HB[i]["W"])
@@ -139,15 +138,21 @@ def hvp_block(model, params, x, y, V):
 
 def ggn_block(model, params, x, y, V):
     """``G V^T`` row by row (Gauss-Newton ``J^T H_L J``): ``(k, n)`` -> ``(k, n)``."""
-    xp = _xp(params)
+    return ggn_block_at(model, model._point(params, x, y, 1), V)
+
+
+def ggn_block_at(model, point, V):
+    """``ggn_block`` at a point of ``MLP._point``: its caches are copied, not written."""
+    P, cached, _, head = point
+    caches = [dict(c) for c in cached]
+    xp = _xp(V)
     k = V.shape[0]
-    P, caches, _, head = _forward_and_head(model, params, x, y, 1)
     VB = block_views(model, V)
     rg = _loss_rop_block(model, head, _rop_forward_block(model, P, VB, caches, k))
     GV = xp.empty_like(V)
     GB = block_views(model, GV)
     axis = _NORM_AXIS.get(model.norm)
-    n_rows = x.shape[0]
+    n_rows = caches[0]["a"].shape[0]
     for i in range(model.num_layers - 1, -1, -1):
         c, p = caches[i], P[i]
         _weight_grad_block(rg, c["a"], GB[i]["W"])

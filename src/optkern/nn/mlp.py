@@ -305,9 +305,25 @@ class MLP(_MLPArgs):
         """
         xp, x, y = self._check(params, x, y, v)
         Hv = self._product_out(out, params, v)
-        P, V = self.views(self._read(params)), self.views(self._direction(v))
-        caches, fwd = self._forward(P, x, 2)
-        _, g, head = self._loss_head(fwd, y)
+        return self._hvp_at(self._point(self._read(params), x, y, 2), self._direction(v), Hv)
+
+    def _point(self, params, x, y, order):
+        """What a curvature product at ``params`` (C-contiguous) on one checked batch computes before
+        it meets the direction: the layers' views, the forward caches (``f'``, and ``f''`` for
+        ``order`` 2), the loss gradient ``g`` w.r.t. the output and the loss head. A product at the
+        point adds its R-quantities to copies of the per-layer caches, so one point serves any
+        number of products (``hessian.from_mlp(..., fixed=True)``)."""
+        P = self.views(params)
+        caches, out = self._forward(P, x, order)
+        _, g, head = self._loss_head(out, y)
+        return P, caches, g, head
+
+    @_ieee
+    def _hvp_at(self, point, v, Hv):
+        """``H v`` into ``Hv`` at a :meth:`_point` of order 2 (``v``: checked, C-contiguous)."""
+        P, cached, g, head = point
+        caches = [dict(c) for c in cached]
+        V = self.views(v)
         rg = self._loss_rop(head, self._rop_forward(P, V, caches))
         Hs = self.views(Hv)
         axis = _NORM_AXIS.get(self.norm)
@@ -347,10 +363,14 @@ class MLP(_MLPArgs):
         """
         xp, x, y = self._check(params, x, y, v)
         Gv = self._product_out(out, params, v)
-        P, V = self.views(self._read(params)), self.views(self._direction(v))
-        caches, fwd = self._forward(P, x, 1)
-        _, _, head = self._loss_head(fwd, y)
-        rg = self._loss_rop(head, self._rop_forward(P, V, caches))
+        return self._ggn_at(self._point(self._read(params), x, y, 1), self._direction(v), Gv)
+
+    @_ieee
+    def _ggn_at(self, point, v, Gv):
+        """``G v`` into ``Gv`` at a :meth:`_point` (``v``: checked, C-contiguous)."""
+        P, cached, _, head = point
+        caches = [dict(c) for c in cached]
+        rg = self._loss_rop(head, self._rop_forward(P, self.views(v), caches))
         return self._backward(P, caches, rg, Gv)
 
     @_ieee

@@ -44,7 +44,9 @@ class NewtonCG:
         concatenation).
       curvature: a ``CurvatureOperator`` that evaluates at the params' current values (like
         ``hessian.from_mlp(model, params, ...)``, which reads the params array on every product), or
-        a callable ``() -> operator`` called once per step.
+        a callable ``() -> operator`` called once per step (``lambda: hessian.from_mlp(model,
+        params, x, y, kind="ggn", fixed=True)``: the step's products then share one forward pass;
+        the step uses the operator only before it moves the params).
       lr: step multiplier (1 = the CG solution).
       damping: initial ``lambda`` (> 0).
       max_cg_iter, cg_tol: CG truncation (iterations; relative residual ``||r|| <= cg_tol ||g||``).

@@ -96,9 +96,10 @@ class Objective:
         return float(self.comm.allreduce(np.array([loss * self._weight]), "sum")[0])
 
     def curvature(self, kind: str = "hessian"):
+        """The curvature at the current params, fixed there (Newton-CG asks for one per step)."""
         from .. import hessian
 
-        return hessian.from_mlp(self.model, self.params, self._x, self._y, kind=kind, comm=self.comm)
+        return hessian.from_mlp(self.model, self.params, self._x, self._y, kind=kind, comm=self.comm, fixed=True)
 
 
 def loss_and_grad(model, params, x, y, comm=None, weight: float = 1.0, sync=None):

@@ -95,7 +95,7 @@ def curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, comm=None) -> 
         comm = None
     sl = shard(int(xc.shape[0]), comm)
     xl, yl = xc[sl], yc[sl]
-    op = hessian.from_mlp(model, params, xl, yl, comm=comm)
+    op = hessian.from_mlp(model, params, xl, yl, comm=comm, fixed=True)  # (params stay put meanwhile)
     k = max(cfg.top_k, cfg.concentration_k)
     top = hessian.top_eigenvalues(
         op,
