@@ -62,8 +62,8 @@ def from_mlp(
         (an optimizer may change them in place between products). True: the operator is the
         curvature at the values they hold at its first product, like ``jax.linearize``: it keeps
         a copy of the params and of each batch, and each batch's forward pass (activations, their
-        derivatives, the loss head), which every later product reuses -- about a fifth of a
-        product's time (measured in bench/RESULTS.md) for the memory of one forward pass per batch.
+        derivatives, the loss head), which every later product reuses: products 1.3-1.6x faster
+        (bench/RESULTS.md, 20th session) for the memory of one forward pass per batch.
         Later in-place changes to ``params`` or the batches are not seen: build a new operator.
     """
     if kwargs:
