@@ -2,8 +2,9 @@
 //
 // A region costs the time to wake the sleeping workers (optkern's workers sleep between regions,
 // see optkern/_backend.py) and to join them. On bare metal that is a few microseconds; on a VM
-// whose idle vCPUs halt, the wake-up goes through the hypervisor: 80-110 us on the 2-vCPU VM
-// this project is developed on (an empty region, median), where a fixed bound of 32K work units
+// whose idle vCPUs halt, the wake-up goes through the hypervisor: 96-172 us on the 2-vCPU VM
+// this project is developed on (region_ns below, 8 processes; a standalone g++ -fopenmp loop:
+// 56-60 us after work on the calling thread, 137 us after a 2 ms sleep), where a fixed bound of 32K work units
 // made every call between 64K and ~700K elements 1.5-3x slower than one thread (measured
 // 2026-12-02: Adam over 100K floats 215 us in two threads, 131 us in one; p.Ap over 203K
 // floats 157 us vs 63 us). So the bound is measured, once per thread count:
@@ -23,7 +24,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
-#include <vector>
 
 #include "parallel.hpp"
 
@@ -37,12 +37,13 @@ constexpr double kUnitsPerNs = 5.0;
 constexpr int64_t kMinSerial = int64_t(1) << 15;
 // (a measurement disturbed by load must not put a 2M-element Adam step on one thread)
 constexpr int64_t kMaxSerial = int64_t(1) << 23;
+// Thread counts measured apart (optkern.threads.MAX_THREADS); more share the last one's bound.
+constexpr int kMaxCounted = 4096;
 
 // Median time of an empty region of `threads` threads: the fork, the wake-up of sleeping workers
 // and the join (the first region, which creates the threads, is not counted). Each one follows
-// 250 us of work on the calling thread alone, as a kernel follows the caller's own code: back to
-// back, an idle vCPU is still polling and wakes in ~3 us (measured here), after a gap of 20 us
-// or more it has halted and a region costs 60-190 us more than the work it holds.
+// 250 us of work on the calling thread alone, as a kernel follows the caller's own code, so the
+// workers have gone to sleep as they have before a real kernel.
 double region_ns(int threads) {
 #ifdef _OPENMP
   using clock = std::chrono::steady_clock;
@@ -89,12 +90,15 @@ int64_t serial_below(int threads) {
   if (fixed >= 0) return fixed;
   if (threads < 2) return INT64_MAX;  // (one thread: nothing runs in parallel)
   // One measurement per thread count (optkern.set_num_threads may change it), kept for the process.
+  // Every parallel-eligible kernel call reads it: a relaxed atomic load, the lock only to measure.
+  static std::array<std::atomic<int64_t>, kMaxCounted + 1> bound{};  // 0 until measured
+  std::atomic<int64_t>& b = bound[size_t(std::min(threads, kMaxCounted))];
+  const int64_t known = b.load(std::memory_order_relaxed);
+  if (known != 0) return known;
   static std::mutex mu;
-  static std::vector<int64_t> bound;  // bound[threads], 0 until measured
   std::lock_guard<std::mutex> lock(mu);
-  if (bound.size() <= size_t(threads)) bound.resize(size_t(threads) + 1, 0);
-  if (bound[size_t(threads)] == 0) bound[size_t(threads)] = measured_bound(threads);
-  return bound[size_t(threads)];
+  if (b.load(std::memory_order_relaxed) == 0) b.store(measured_bound(threads), std::memory_order_relaxed);
+  return b.load(std::memory_order_relaxed);
 }
 
 }  // namespace optkern

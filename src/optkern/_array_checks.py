@@ -86,3 +86,23 @@ def out_array(out, xp, dtype, shape: tuple, avoid: dict):
         if xp.shares_memory(out, a):
             raise ValueError(f"out shares memory with {name}")
     return out
+
+
+def check_disjoint(written, read=()) -> None:
+    """ValueError unless no ``(lo, hi, name)`` byte span of ``written`` overlaps another written
+    span or a ``read`` one (read spans may share memory with each other: nothing writes them).
+    The Python twin of the native step check (cpp/step_checks.cpp), for steps that cannot use it
+    (CuPy arrays, low-precision storage of several dtypes); names the later span of the pair and,
+    at one address, the read one (the argument passed)."""
+    spans = sorted(
+        [(lo, hi, n, True) for lo, hi, n in written] + [(lo, hi, n, False) for lo, hi, n in read],
+        key=lambda s: (s[0], not s[3]),
+    )
+    far = {True: (-1, ""), False: (-1, "")}  # the written / read span reaching furthest so far
+    for lo, hi, name, w in spans:
+        for against in (True, False) if w else (True,):
+            end, owner = far[against]
+            if lo < end:
+                raise ValueError(f"{name} shares memory with {owner} (aliasing arrays cannot be updated in place)")
+        if hi > far[w][0]:
+            far[w] = (hi, name)

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from ._array_checks import check_disjoint as check_disjoint
 from ._array_checks import check_like as check_like
 from ._array_checks import check_list_like as check_list_like
 from ._array_checks import check_written as check_written

@@ -182,21 +182,7 @@ class LowPrecisionMixin(OptimizerParts):
         if not full:
             return
         read = [(*_data_span(g), f"grads[{i}]") for run, gs in pairs for i, g in zip(run.index, gs) if g.nbytes]
-        # (at one address the written array first: the error names the grad, the argument passed)
-        spans = sorted(
-            [(lo, hi, who, True) for lo, hi, who in written] + [(*r, False) for r in read],
-            key=lambda s: (s[0], not s[3]),
-        )
-        # a sweep: each span against the furthest-reaching written span before it, and a written one
-        # against any span before it (grads may share memory with each other: nothing writes them)
-        ends = {True: (-1, ""), False: (-1, "")}
-        for lo, hi, who, w in spans:
-            for against in (True, False) if w else (True,):
-                end, owner = ends[against]
-                if lo < end:
-                    raise ValueError(f"{who} shares memory with {owner} (aliasing arrays cannot be updated in place)")
-            if hi > ends[w][0]:
-                ends[w] = (hi, who)
+        _backend.check_disjoint(written, read)
 
     def _lowp_ensure(self, run, names, hp) -> None:
         """The master copies and 8-bit scales of states ``names`` a step needs, made with the states

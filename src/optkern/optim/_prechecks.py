@@ -7,7 +7,6 @@ first -- natively for NumPy steps (``precheck_step_``), in Python otherwise.
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,18 +60,17 @@ class PrecheckMixin(OptimizerParts):
 
     def _precheck_python(self, grads, group_runs) -> None:
         """The same checks in Python (CuPy steps, unusual inputs)."""
-        written = []
+        written, read = [], []
         for runs in group_runs:
             for run in runs:
                 self._check_run_arrays(run)
                 for name in self._needed_any(run):
-                    written += [_data_span(a) for a in run.state[name] if a.nbytes]
-                written += [_data_span(p) for p in run.params if p.nbytes]
-        written.sort()
-        los = [w[0] for w in written]
-        reach: list[int] = []  # reach[k]: furthest end among the first k + 1 spans
-        for _, hi in written:
-            reach.append(max(hi, reach[-1]) if reach else hi)
+                    written += [
+                        (*_data_span(a), f"state[{i}][{name!r}]")
+                        for i, a in zip(run.index, run.state[name])
+                        if a.nbytes
+                    ]
+                written += [(*_data_span(p), f"params[{i}]") for i, p in zip(run.index, run.params) if p.nbytes]
         for runs in group_runs:
             for run in runs:
                 for i, p in zip(run.index, run.params):
@@ -100,12 +98,8 @@ class PrecheckMixin(OptimizerParts):
                     lo, hi = _data_span(g)
                     if lo % g.itemsize:
                         raise ValueError(f"{name}: array data is misaligned")
-                    k = bisect.bisect_left(los, hi)  # written spans starting below hi
-                    if k and reach[k - 1] > lo:
-                        raise ValueError(
-                            f"{name} shares memory with a parameter or state array "
-                            "(aliasing arrays cannot be updated in place)"
-                        )
+                    read.append((lo, hi, name))
+        _backend.check_disjoint(written, read)
 
     def _check_run_arrays(self, run: _Run) -> None:
         """A run's params and state as its native call would check them, named by global index.
