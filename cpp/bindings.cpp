@@ -25,6 +25,7 @@ void register_lowp_step(py::module_& m);   // lowp_step.cpp
 void register_swa(py::module_& m);         // swa.cpp
 void register_amp(py::module_& m);         // amp.cpp
 void register_probe_threads(py::module_& m); // probe_threads.cpp
+void register_pool(py::module_& m);        // pool.cpp
 }  // namespace optkern
 
 #ifndef OPTKERN_VERSION
@@ -96,4 +97,5 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_swa(m);
   optkern::register_amp(m);
   optkern::register_probe_threads(m);
+  optkern::register_pool(m);
 }

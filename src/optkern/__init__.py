@@ -18,6 +18,7 @@ import importlib.metadata
 
 from . import (
     _backend,
+    _pool,
     checkpoint,
     data,
     datasets,
@@ -33,6 +34,8 @@ from . import (
 )
 from ._backend import cuda_built
 from ._malloc import pin_glibc_thresholds
+from ._pool import release as release_pool
+from ._pool import set_limit as set_pool_limit
 from .checkpoint import load, save
 from .clip import clip_grad_norm_, clip_grad_value_
 from .threads import get_num_threads, limit_threads, set_num_threads
@@ -53,9 +56,13 @@ __version__ = _version()
 def info() -> dict:
     """Version, compiler, OpenMP threads, SIMD level, CUDA availability, and ``serial_below``: the
     work (array elements times the arrays a kernel streams) below which a CPU kernel runs on one
-    thread, measured from the time it takes to wake the others (or ``OPTKERN_SERIAL_BELOW``)."""
+    thread, measured from the time it takes to wake the others (or ``OPTKERN_SERIAL_BELOW``); ``pool``:
+    the memory pool the MLP's and curvature operators' NumPy temporaries come from (``limit`` and
+    ``cached`` bytes, ``hits`` and ``misses``; ``OPTKERN_POOL_BYTES``, :func:`set_pool_limit`,
+    :func:`release_pool`)."""
     d = dict(_backend.cpu.build_info())
     d["serial_below"] = int(_backend.cpu.serial_below())
+    d["pool"] = _pool.stats()
     d["version"] = __version__
     d["cuda_built"] = cuda_built()
     d["cuda_devices"] = 0
@@ -70,6 +77,8 @@ def info() -> dict:
 __all__ = [
     "info",
     "cuda_built",
+    "release_pool",
+    "set_pool_limit",
     "__version__",
     "clip_grad_norm_",
     "clip_grad_value_",

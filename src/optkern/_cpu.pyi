@@ -58,6 +58,11 @@ __all__: list[str] = [
     "penalty_grad_",
     "penalty_value",
     "philox4x32_10",
+    "pool_install",
+    "pool_release",
+    "pool_restore",
+    "pool_set_limit",
+    "pool_stats",
     "precheck_step_",
     "probe_read",
     "probe_rmw_",
@@ -622,6 +627,31 @@ def philox4x32_10(
 ) -> typing.Annotated[list[int], "FixedSize(4)"]:
     """
     Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).
+    """
+
+def pool_install() -> typing.Any:
+    """
+    Make optkern's caching allocator NumPy's data allocator in the current context; returns the previous handler for pool_restore.
+    """
+
+def pool_release() -> None:
+    """
+    Free every block the pool holds.
+    """
+
+def pool_restore(prev: typing.Any) -> None:
+    """
+    Put back the handler pool_install returned.
+    """
+
+def pool_set_limit(limit: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    The most bytes of freed blocks the pool keeps (0: none); frees what is over it.
+    """
+
+def pool_stats() -> dict:
+    """
+    limit, cached bytes, hits and misses of the pool.
     """
 
 def precheck_step_(runs: list) -> None:

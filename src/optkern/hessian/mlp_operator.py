@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _pool
 from .operators import CurvatureOperator, _operator_class
 
 
@@ -107,6 +107,7 @@ def from_mlp(
                 progress(i + 1, len(batches))
         return out
 
+    @_pool.pooled  # (the temporaries of every batch's product: optkern/_pool.py)
     def matvec(v):
         if idx is None:
             return over_batches(product, v)
@@ -114,6 +115,7 @@ def from_mlp(
         full[idx] = v
         return over_batches(product, full)[idx]
 
+    @_pool.pooled
     def matmat(V):  # V: (n, k) columns; the MLP takes directions as rows
         out = xp.empty(V.shape, dtype=model.dtype)
         for c0 in range(0, V.shape[1], block_size):
@@ -130,6 +132,7 @@ def from_mlp(
     n = model.num_params if idx is None else int(idx.shape[0])
     name = f"mlp-{kind}" + ("" if block is None else f"[{block if isinstance(block, str) else ','.join(block)}]")
 
+    @_pool.pooled
     def into(v, out):
         over_batches(product, v, out)
 

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _pool
 from . import block as _block
 from ._gemm import _weight_grad
 from ._mlp_args import _MLPArgs
@@ -35,9 +35,11 @@ _NORM_AXIS = {"batch": 0, "layer": 1}
 
 def _ieee(method):
     """Non-finite values propagate as IEEE arithmetic says (NaN / inf results, as in PyTorch),
-    without NumPy's floating-point warnings from its matrix products (an error under ``-W error``)."""
+    without NumPy's floating-point warnings from its matrix products (an error under ``-W error``);
+    temporaries come from optkern's pool (``optkern._pool``: no page faults per call)."""
 
     @functools.wraps(method)
+    @_pool.pooled
     def call(*args, **kwargs):
         with np.errstate(all="ignore"):
             return method(*args, **kwargs)
