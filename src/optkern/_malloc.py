@@ -10,6 +10,8 @@ benchmark VM, 784-512-512-10, batch 1024). ``optkern study`` and ``optkern bench
 state glibc would reach anyway (threshold 32 MiB, trim 64 MiB) at start, for every case
 alike, so timings do not depend on which case ran first. The library itself never changes
 the process's allocator by itself: an application may call ``optkern.pin_glibc_thresholds()``.
+(The MLP's and curvature operators' own temporaries come from optkern's pool, ``_pool.py``,
+whatever glibc's state.)
 """
 
 from __future__ import annotations
