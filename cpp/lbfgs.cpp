@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -126,11 +127,17 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   const auto chunks = column_chunks(n);
   std::vector<double> part(chunks.size() * size_t(Q), 0.0);
   const T tt = T(t);
+  // Each thread's scratch for the new pair of a sub-block (lbfgs_blocks.hpp's push_block).
+  const int64_t per_thread = 2 * kPushSub;
+  std::unique_ptr<T[]> scratch(new T[size_t(per_thread) * size_t(max_threads())]);
+  const bool stream = streaming::stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 5), [&](const Chunk& c) {  // the rows, s_new, y_new, g, prev_g, d
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
+    T* mine = scratch.get() + size_t(per_thread) * size_t(thread_index());
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kPushSub)
-      push_block<T>(h.S, h.Y, k, lo, std::min(kPushSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, acc);
+      push_block<T>(h.S, h.Y, k, lo, std::min(kPushSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, mine,
+                    stream, acc);
   });
   for (int64_t q = 0; q < Q; ++q) out[q] = 0.0;
   for (size_t b = 0; b < chunks.size(); ++b)

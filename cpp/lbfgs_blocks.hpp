@@ -10,6 +10,7 @@
 #include "optkern/common.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "py_arrays.hpp"
+#include "stream_store.hpp"
 
 namespace optkern {
 namespace lbfgs {
@@ -89,12 +90,16 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
 }
 
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
-// row with the L1-resident new pair and gradient, added to acc.
+// row with the cache-resident new pair and gradient, added to acc. The pair is formed in this
+// thread's `scratch` (2 kPushSub values, in L2), which the row dots read, and then written to
+// s_new, y_new: streamed when `stream` (large histories), so that those two arrays are written
+// once instead of first being read (write-allocate) -- 2 of the 8 array passes the push makes
+// besides its rows (g, prev_g, d read; s_new, y_new, prev_g written).
 template <class T>
 OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, T* sn, T* yn,
-                          const T* g, T* prev_g, const T* d, T t, double* acc) {
-  T* OK_RESTRICT yc = yn + lo;
-  T* OK_RESTRICT sc = sn + lo;
+                          const T* g, T* prev_g, const T* d, T t, T* scratch, bool stream, double* acc) {
+  T* OK_RESTRICT sc = scratch;
+  T* OK_RESTRICT yc = scratch + kPushSub;
   T* OK_RESTRICT pg = prev_g + lo;
   const T* OK_RESTRICT gg = g + lo;
   const T* OK_RESTRICT dd = d + lo;
@@ -128,6 +133,9 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
     w[rs::kGY] = gg[i] * yc[i];
   }, v);
   for (int q = 0; q < rs::kPushSelf; ++q) acc[rs::kPushPerRow * k + q] += double(v[q]);
+  streaming::write_row(sn + lo, len, stream, [&](int64_t i) { return sc[i]; });
+  streaming::write_row(yn + lo, len, stream, [&](int64_t i) { return yc[i]; });
+  if (stream) streaming::stream_fence();
 }
 
 // One sub-block of the direction pass: d = g_scale g + sum_j cy_j y_j + cs_j s_j, accumulated in T

@@ -18,8 +18,8 @@ void register_norm(pybind11::module_& m) {
   m.def(
       "_set_stream_bytes",
       [](int64_t bytes) {
-        const int64_t old = normcpu::stream_bytes();
-        normcpu::stream_bytes() = bytes;
+        const int64_t old = streaming::stream_bytes();
+        streaming::stream_bytes() = bytes;
         return old;
       },
       pybind11::arg("bytes"), "Testing hook: outputs of at least `bytes` use non-temporal stores; returns the old value.");

@@ -52,6 +52,16 @@ inline std::atomic<int>& thread_setting() {
 
 inline int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
+// The calling thread's index in the current parallel region (0 outside one): for per-thread
+// scratch sized max_threads().
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // When a parallel region pays off: `work` below serial_below(threads) runs on the calling thread
 // (parallel_cost.cpp says what `work` counts and how the bound is measured).
 int64_t serial_below(int threads);

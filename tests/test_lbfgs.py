@@ -267,6 +267,33 @@ def test_push_and_direction_kernels_match_reference(n, k, dtype):
     np.testing.assert_allclose(o2, [f(g) @ f(dd), np.max(np.abs(dd))], rtol=1e-12)
 
 
+@pytest.mark.parametrize("misaligned", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k", [(1, 0), (7, 3), (1023, 2), (70001, 5)])
+def test_push_streamed_equals_plain_stores(n, k, dtype, misaligned):
+    """The push writes s_new, y_new with streamed stores above a size (cpp/stream_store.hpp; 16 MiB):
+    with the threshold at 0 every output is streamed, bit for bit what plain stores write, also into
+    outputs that start off a 16-byte boundary (the unaligned ends are stored plainly)."""
+    rng = np.random.default_rng(n * 7 + k)
+    S = [rng.standard_normal(n).astype(dtype) for _ in range(k)]
+    Y = [rng.standard_normal(n).astype(dtype) for _ in range(k)]
+    g, pg0, d = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    runs = []
+    for threshold in (1 << 62, 0):
+        old = _backend.cpu._set_stream_bytes(threshold)
+        try:
+            base = np.full(2 * n + 2, np.nan, dtype)  # s_new, y_new inside one buffer, maybe misaligned
+            o = 1 if misaligned else 0
+            sn, yn = base[o : o + n], base[o + n + 1 : o + 2 * n + 1]
+            pg, out = pg0.copy(), np.empty(5 * k + 4)
+            _backend.cpu.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.37, out)
+            runs.append((base.tobytes(), pg.tobytes(), out.tobytes()))
+        finally:
+            _backend.cpu._set_stream_bytes(old)
+    assert runs[0] == runs[1]
+    np.testing.assert_array_equal(yn, g - pg0)
+
+
 def test_two_loop_coefficients_equal_the_vector_recursion():
     """The coefficient-space recursion (rules/second_order.hpp) against torch's two loops in float64."""
     rng = np.random.default_rng(0)
