@@ -169,6 +169,7 @@ void direction(const History& h, const std::vector<double>& cs, const std::vecto
   const int64_t n = h.n, k = h.k();
   const auto chunks = column_chunks(n);
   std::vector<double> gd(chunks.size(), 0.0), dmax(chunks.size(), 0.0);
+  const bool stream = streaming::stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 2), [&](const Chunk& c) {
     const size_t ci = size_t(&c - chunks.data());
@@ -176,7 +177,7 @@ void direction(const History& h, const std::vector<double>& cs, const std::vecto
     int nan = 0;
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
       gd[ci] += direction_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), cs.data(), cy.data(), g,
-                                   g_scale, d, &m, &nan);
+                                   g_scale, d, stream, &m, &nan);
     dmax[ci] = nan ? NAN : m;
   });
   double s = 0.0, m = 0.0;

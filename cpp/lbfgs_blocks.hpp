@@ -145,8 +145,8 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
 // copy of this loop, 16M floats, k = 10, 2 threads).
 template <class T>
 OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len,
-                                 const double* cs, const double* cy, const T* g, double g_scale, T* d, double* m,
-                                 int* nan) {
+                                 const double* cs, const double* cy, const T* g, double g_scale, T* d, bool stream,
+                                 double* m, int* nan) {
   T acc[kSub];
   const T* OK_RESTRICT gg = g + lo;
   const T gs = T(g_scale);
@@ -170,20 +170,20 @@ OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) acc[i] = rs::direction_add(acc[i], a, yj[i], b, sj[i]);
   }
-  T* OK_RESTRICT dd = d + lo;
   double mx = *m;
   int bad = 0;
 #pragma omp simd reduction(max : mx) reduction(| : bad)
   for (int64_t i = 0; i < len; ++i) {
-    const T v = acc[i];
-    dd[i] = v;
-    const double a = std::fabs(double(v));
+    const double a = std::fabs(double(acc[i]));
     mx = a > mx ? a : mx;
     bad |= (a != a);
   }
   *m = mx;
   *nan |= bad;
-  return lane_sum<double>(len, [&](int64_t i) { return double(gg[i]) * double(dd[i]); });
+  // d written once (streamed when large: not read first, as push_block's pair)
+  streaming::write_row(d + lo, len, stream, [&](int64_t i) { return acc[i]; });
+  if (stream) streaming::stream_fence();
+  return lane_sum<double>(len, [&](int64_t i) { return double(gg[i]) * double(acc[i]); });
 }
 
 }  // namespace lbfgs

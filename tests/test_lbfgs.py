@@ -270,10 +270,11 @@ def test_push_and_direction_kernels_match_reference(n, k, dtype):
 @pytest.mark.parametrize("misaligned", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,k", [(1, 0), (7, 3), (1023, 2), (70001, 5)])
-def test_push_streamed_equals_plain_stores(n, k, dtype, misaligned):
-    """The push writes s_new, y_new with streamed stores above a size (cpp/stream_store.hpp; 16 MiB):
-    with the threshold at 0 every output is streamed, bit for bit what plain stores write, also into
-    outputs that start off a 16-byte boundary (the unaligned ends are stored plainly)."""
+def test_push_and_direction_streamed_equal_plain_stores(n, k, dtype, misaligned):
+    """The push writes s_new, y_new and the direction d with streamed stores above a size
+    (cpp/stream_store.hpp; 16 MiB): with the threshold at 0 every output is streamed, bit for bit
+    what plain stores write, also into outputs that start off a 16-byte boundary (the unaligned
+    ends are stored plainly)."""
     rng = np.random.default_rng(n * 7 + k)
     S = [rng.standard_normal(n).astype(dtype) for _ in range(k)]
     Y = [rng.standard_normal(n).astype(dtype) for _ in range(k)]
@@ -287,7 +288,9 @@ def test_push_streamed_equals_plain_stores(n, k, dtype, misaligned):
             sn, yn = base[o : o + n], base[o + n + 1 : o + 2 * n + 1]
             pg, out = pg0.copy(), np.empty(5 * k + 4)
             _backend.cpu.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.37, out)
-            runs.append((base.tobytes(), pg.tobytes(), out.tobytes()))
+            dd, o2 = np.full(n + 1, np.nan, dtype)[o : o + n], np.empty(2)  # the direction's d, streamed too
+            _backend.cpu.lbfgs_direction_(S, Y, [0.3] * k, [-0.6] * k, g, -0.8, dd, o2)
+            runs.append((base.tobytes(), pg.tobytes(), out.tobytes(), dd.tobytes(), o2.tobytes()))
         finally:
             _backend.cpu._set_stream_bytes(old)
     assert runs[0] == runs[1]
