@@ -92,7 +92,7 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
 // row with the cache-resident new pair and gradient, added to acc. The pair is formed in this
 // thread's `scratch` (2 kPushSub values, in L2), which the row dots read, and then written to
-// s_new, y_new: streamed when `stream` (large histories), so that those two arrays are written
+// s_new, y_new: streamed when `stream` (vectors of 16 MiB and up), so that those two are written
 // once instead of first being read (write-allocate) -- 2 of the 8 array passes the push makes
 // besides its rows (g, prev_g, d read; s_new, y_new, prev_g written).
 template <class T>
