@@ -62,17 +62,12 @@ def scope():
 
 
 def pooled(fn):
-    """Decorator: ``fn`` runs with NumPy allocating from the pool."""
+    """Decorator: ``fn`` runs with NumPy allocating from the pool (inside :func:`scope`)."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        if not _on:
+        with scope():
             return fn(*args, **kwargs)
-        prev = _cpu.pool_install()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _cpu.pool_restore(prev)
 
     return call
 
