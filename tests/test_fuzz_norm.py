@@ -134,6 +134,12 @@ def _spoil(draw, kw, rng, written=("out", "running_mean", "running_var")):
         floats = [k for k in arrays if k != key and kw[k] is not None and kw[k].dtype.kind == "f"]
         ok = ok or (s.kind == "other_float" and not floats)  # the only array: its dtype is the call's
         ok = ok or (s.kind == "extra_dim" and key in ("x", "v", "dy", "g"))  # another valid layout (g: any shape)
+        # a layer / RMS norm's x of another size whose trailing dims still are normalized_shape
+        # (x (2, 1) -> (1,) with normalized_shape (1,): one row, as valid as two -- a fuzz seed)
+        ns = kw.get("normalized_shape")
+        if key == "x" and ns is not None and isinstance(kw[key], np.ndarray) and kw[key].dtype == orig.dtype:
+            shape, ns = np.shape(kw[key]), tuple(np.atleast_1d(ns))
+            ok = ok or (len(shape) >= len(ns) and shape[len(shape) - len(ns) :] == ns and s.kind.startswith("size"))
         # eps too: a float64 x may take an eps that rounds to 0 in float32 (its dtype decides)
         partners = tuple(arrays) + ("normalized_shape", "num_groups", "eps")
         if s.kind == "none" and key.startswith("running_"):

@@ -361,3 +361,24 @@ def test_one_half_precision_grad_read_for_two_params_is_not_an_overlap(name, kw,
     assert not np.array_equal(results[0][0], p0[0])
     with pytest.raises(ValueError, match=r"^grads\[1\] shares memory with params\[1\] "):
         getattr(optkern.optim, name)(p0, master_weights=True, **kw).step([g, p0[1]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_and_rms_norm_of_one_row_given_as_a_1d_x(dtype):
+    """Seed 2310406346 (the harness, not the kernel): x (2, 1) cut to (1,) with normalized_shape (1,)
+    is one row, as valid as two; the 1-D x is normalized as the (1, d) one is, forward and backward."""
+    rng = np.random.default_rng(0)
+    for d in (1, 7):
+        x, w, b = (rng.standard_normal(d).astype(dtype) for _ in range(3))
+        y1, s1 = norm.layer_norm(x, (d,), w, b)
+        y2, s2 = norm.layer_norm(x.reshape(1, d), (d,), w, b)
+        assert y1.shape == (d,)
+        np.testing.assert_array_equal(y1, y2.reshape(d))
+        dy = rng.standard_normal(d).astype(dtype)
+        for g1, g2 in zip(
+            norm.layer_norm_backward(dy, x, w, s1), norm.layer_norm_backward(dy.reshape(1, d), x.reshape(1, d), w, s2)
+        ):
+            np.testing.assert_array_equal(np.asarray(g1).reshape(-1), np.asarray(g2).reshape(-1))
+        r1, _ = norm.rms_norm(x, (d,), w)
+        r2, _ = norm.rms_norm(x.reshape(1, d), (d,), w)
+        np.testing.assert_array_equal(r1, r2.reshape(d))
