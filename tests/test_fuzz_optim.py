@@ -262,7 +262,12 @@ def _as_list(v):
 
 def _adagrad_norm_reference(kw, hp, p64, g64):
     b_sq = float(kw["b_sq"][0])
-    g_eff = [(-g if hp.get("maximize") else g) + hp.get("weight_decay", 0.0) * p for p, g in zip(p64, g64)]
+    # The decay applies when weight_decay rounded to the arrays' dtype is not 0 (rules/optim.hpp,
+    # effective_grad): a weight_decay of 1e-300 is no decay in float32, so an infinite param does not
+    # make b infinite (and freeze every other param) as 1e-300 * inf would (seed 1771638658).
+    wd = hp.get("weight_decay", 0.0)
+    wd = wd if float(dtype_of(kw)(wd)) != 0.0 else 0.0
+    g_eff = [(-g if hp.get("maximize") else g) + (wd * p if wd else 0.0) for p, g in zip(p64, g64)]
     b_sq += sum(float(np.sum(e * e)) for e in g_eff)
     return [p - hp.get("lr", 1e-2) / np.sqrt(b_sq) * e for p, e in zip(p64, g_eff)], {"b_sq": [np.array([b_sq])]}
 

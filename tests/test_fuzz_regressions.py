@@ -382,3 +382,21 @@ def test_layer_and_rms_norm_of_one_row_given_as_a_1d_x(dtype):
         r1, _ = norm.rms_norm(x, (d,), w)
         r2, _ = norm.rms_norm(x.reshape(1, d), (d,), w)
         np.testing.assert_array_equal(r1, r2.reshape(d))
+
+
+def test_adagrad_norm_weight_decay_that_rounds_to_zero_is_no_decay():
+    """Seed 1771638658: weight_decay 1e-300 is 0 in float32 (rounded once, as every hyper-parameter),
+    and a decay of 0 is none -- an infinite param then leaves b finite and the other params step as
+    without decay; in float64 the decay is 1e-300 * inf = inf: b is infinite, the others stay."""
+    for dtype, frozen in ((np.float32, False), (np.float64, True)):
+        p = [np.array([0.25], dtype), np.array([np.inf], dtype)]
+        g = [np.array([0.5], dtype), np.array([0.75], dtype)]
+        ref = [a.copy() for a in p]
+        b_ref = np.array([1e-4])
+        F.adagrad_norm_(ref, g, b_ref)  # no decay at all
+        b = np.array([1e-4])
+        F.adagrad_norm_(p, g, b, weight_decay=1e-300)
+        if frozen:
+            assert b[0] == np.inf and p[0][0] == dtype(0.25)
+        else:
+            assert b[0] == b_ref[0] and p[0][0] == ref[0][0] and p[0][0] != dtype(0.25)
