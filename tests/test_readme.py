@@ -109,3 +109,34 @@ def test_the_options_the_readme_names_exist(command):
     assert res.returncode == 0, res.stderr
     missing = sorted(f for f in flags if f not in res.stdout)
     assert not missing, f"optkern {command} --help does not list {missing}"
+
+
+def test_every_dotted_optkern_name_in_the_readme_exists():
+    """``optkern.x.y`` names in the README resolve (a module of an optional dependency that is not
+    installed here excepted: its import must then say what to install)."""
+    import importlib
+
+    names = sorted(set(re.findall(r"\boptkern(?:\.[A-Za-z_]\w*)+", README.read_text(encoding="utf-8"))))
+    assert len(names) > 20
+    missing = []
+    for name in names:
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                break
+            except ModuleNotFoundError as e:
+                if e.name and not e.name.startswith("optkern"):  # an optional dependency (cupy)
+                    obj = None
+                    break
+            except ImportError as e:  # optkern.torch without torch: says what to install
+                assert "pip install" in str(e), e
+                obj = None
+                break
+        if obj is None:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+        if obj is None:
+            missing.append(name)
+    assert not missing, f"named in the README, not found: {missing}"
