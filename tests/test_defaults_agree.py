@@ -63,8 +63,15 @@ def test_optim_class_and_functional_defaults_agree(name):
 def test_optkern_torch_defaults_are_optims_and_torchs(name):
     torch = pytest.importorskip("torch")
     import optkern.torch as ot
+    from optkern.torch._impl_keywords import TORCH_IMPL_KEYWORDS
 
     ours, adapter = defaults(getattr(optim, name)), defaults(getattr(ot, name))
+    # torch's implementation keywords (foreach, fused, ...): torch's defaults where torch has them
+    impl = {k: adapter.pop(k) for k in TORCH_IMPL_KEYWORDS}
+    assert impl == dict(TORCH_IMPL_KEYWORDS)
+    if hasattr(torch.optim, name):
+        sig = inspect.signature(getattr(torch.optim, name)).parameters
+        assert {k: sig[k].default for k in impl if k in sig} == {k: v for k, v in impl.items() if k in sig}
     assert set(ours) - OPTKERN_ONLY == set(adapter)
     assert lowp(getattr(optim, name)) == lowp(getattr(ot, name))
     # decoupled_weight_decay=None in the adapter means "the class's own" (Adam False, AdamW True)

@@ -8,6 +8,10 @@ current stream). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror
 ``torch.nn.utils``. Needs PyTorch (``pip install torch``); ``import optkern``
 never imports it.
 
+torch.optim's implementation keywords are accepted (``_impl_keywords``): ``foreach`` and
+``fused`` whatever their value (every step is one fused call per run of tensors),
+``capturable`` and ``differentiable`` only False.
+
 Every optimizer here also takes optkern's low-precision keywords
 (:mod:`optkern.optim._lowp`): ``master_weights=True`` updates bfloat16 / float16
 params through a float32 master copy kept in the state (``master_param``), with

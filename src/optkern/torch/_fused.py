@@ -21,6 +21,7 @@ from ..optim._run import _Run
 from . import _lowp, _views
 from ._checks_state import _StateDictChecks
 from ._checks_step import _check_duplicates, _StepChecks
+from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
 from ._state import _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
 
@@ -38,8 +39,10 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     _core: type = _optim.Optimizer
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
+        lowp = dict(lowp or {})
+        take_impl_keywords(lowp)  # torch's foreach=, fused=, ... (``_impl_keywords``)
         # low-precision storage (``_lowp``): an optkern.optim instance configured by the keywords
-        self._lowp_core = _lowp.make_core(self._core, lowp or {})
+        self._lowp_core = _lowp.make_core(self._core, lowp)
         # torch.amp.GradScaler hands a low-precision step its scale and found_inf (as to torch's fused
         # optimizers) instead of unscaling the grads first: it cannot unscale float16 grads at all
         self._step_supports_amp_scaling = self._lowp_core is not None

@@ -13,11 +13,13 @@ from ..optim._run import _Run
 from . import _views
 from ._checks_state import _check_scalar
 from ._fused import _Fused
+from ._impl_keywords import impl_keywords
 from ._lowp import amp_scale as _lowp_amp_scale
 from ._lowp import new_state as _lowp_new_state
 from ._state import _saved_ids, _step_tensor
 
 
+@impl_keywords
 @lowp_keywords
 class AdagradNorm(_Fused):
     """AdaGrad-Norm (Ward, Wu & Bottou 2019), not in torch: one step size per group.

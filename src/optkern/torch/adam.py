@@ -8,10 +8,12 @@ from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
 from ._fused import _Fused
+from ._impl_keywords import impl_keywords
 
 __all__ = ["Adam", "AdamW", "NAdam"]
 
 
+@impl_keywords
 @lowp_keywords
 class Adam(_Fused):
     """torch.optim.Adam (AMSGrad, L2 or decoupled weight decay), and the low-precision keywords
@@ -67,6 +69,7 @@ class Adam(_Fused):
         )
 
 
+@impl_keywords
 @lowp_keywords
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
@@ -88,6 +91,7 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **lowp)
 
 
+@impl_keywords
 @lowp_keywords
 class NAdam(_Fused):
     """torch.optim.NAdam (momentum schedule with ``momentum_decay``; L2 or decoupled decay), and the

@@ -21,6 +21,7 @@ from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
 from ._fused import _Fused
+from ._impl_keywords import impl_keywords
 from ._state import _zeros
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW, NAdam
@@ -28,6 +29,7 @@ from .adam import Adam, AdamW, NAdam
 __all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam"]
 
 
+@impl_keywords
 @lowp_keywords
 class SGD(_Fused):
     """torch.optim.SGD (momentum, dampening, Nesterov, maximize) on optkern's fused step;
@@ -136,6 +138,7 @@ class SGD(_Fused):
             super()._after(group, params, states, t, out)
 
 
+@impl_keywords
 @lowp_keywords
 class Adagrad(_Fused):
     """torch.optim.Adagrad (state created at construction, as torch does), and the low-precision
@@ -185,6 +188,7 @@ class Adagrad(_Fused):
         )
 
 
+@impl_keywords
 @lowp_keywords
 class RMSprop(_Fused):
     """torch.optim.RMSprop (centered, momentum), plus ``nesterov`` momentum (not in torch), and the
@@ -238,6 +242,7 @@ class RMSprop(_Fused):
         )
 
 
+@impl_keywords
 @lowp_keywords
 class Adadelta(_Fused):
     """torch.optim.Adadelta, and the low-precision keywords (see :mod:`optkern.torch`)."""

@@ -1,0 +1,124 @@
+"""torch.optim's implementation keywords on optkern.torch's optimizers: ``foreach`` / ``fused``
+(any value) and ``capturable=False`` / ``differentiable=False`` change nothing; what optkern.torch
+cannot do is refused by name; torch code passing them runs with the import changed."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import optkern.torch as ot  # noqa: E402
+from optkern.torch._impl_keywords import TORCH_IMPL_KEYWORDS  # noqa: E402
+
+NAMES = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam"]
+HYPER = {"SGD": dict(lr=0.05, momentum=0.9, weight_decay=1e-3), "RMSprop": dict(lr=1e-2, momentum=0.5, centered=True)}
+
+
+def _model(dtype=torch.float32):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).to(dtype)
+
+
+def _train(make, steps=3, dtype=torch.float32, model=None):
+    model = model or _model(dtype)
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(11, 7, generator=gen, dtype=dtype), torch.randint(0, 3, (11,), generator=gen)
+    opt = make(model)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()], opt
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "impl",
+    [
+        dict(foreach=True),
+        dict(foreach=False),
+        dict(fused=True),
+        dict(fused=False),
+        dict(foreach=None, fused=None, capturable=False, differentiable=False),
+    ],
+    ids=["foreach", "no-foreach", "fused", "no-fused", "torch-defaults"],
+)
+def test_implementation_keywords_change_nothing(name, impl):
+    cls, hp = getattr(ot, name), HYPER.get(name, dict(lr=1e-2))
+    start = [p.detach().clone() for p in _model().parameters()]
+    want, _ = _train(lambda m: cls(m.parameters(), **hp))
+    got, opt = _train(lambda m: cls(m.parameters(), **hp, **impl))
+    assert not torch.equal(want[0], start[0])  # (it trained)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert not set(impl) & set(opt.param_groups[0])  # how torch would run: not a hyper-parameter here
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        (dict(capturable=True), ValueError, r"^capturable: optkern.torch keeps step counts on the host"),
+        (dict(differentiable=True), ValueError, r"^differentiable: "),
+        (dict(foreach="yes"), TypeError, r"^foreach: expected None or a bool, got str"),
+        (dict(fused=1), TypeError, r"^fused: expected None or a bool, got int"),
+        (dict(capturable=None), TypeError, r"^capturable: expected a bool, got NoneType"),
+    ],
+)
+def test_what_cannot_be_done_is_refused_by_name(name, kw, err, match):
+    with pytest.raises(err, match=match):
+        getattr(ot, name)([torch.zeros(3, requires_grad=True)], lr=1e-2, **kw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_signature_lists_them_with_torchs_defaults(name):
+    sig = inspect.signature(getattr(ot, name)).parameters
+    assert {k: sig[k].default for k in TORCH_IMPL_KEYWORDS} == dict(TORCH_IMPL_KEYWORDS)
+    assert all(sig[k].kind is inspect.Parameter.KEYWORD_ONLY for k in TORCH_IMPL_KEYWORDS)
+
+
+def test_nanogpt_optimizer_line_matches_torch_in_float64():
+    """nanoGPT's ``torch.optim.AdamW(groups, lr, betas, fused=True)`` with the import changed: the same
+    training as torch's AdamW (its for-loop form) to float64 rounding, and torch's checkpoint of it
+    continues in optkern.torch."""
+
+    def groups(m):
+        ps = list(m.parameters())
+        return [
+            {"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.1},
+            {"params": [p for p in ps if p.dim() < 2]},
+        ]
+
+    kw = dict(lr=6e-3, betas=(0.9, 0.95), weight_decay=0.0)
+    want, topt = _train(lambda m: torch.optim.AdamW(groups(m), **kw, foreach=False), steps=5, dtype=torch.float64)
+    got, _ = _train(lambda m: ot.AdamW(groups(m), **kw, fused=True), steps=5, dtype=torch.float64)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # torch's fused AdamW's checkpoint (its groups hold foreach / fused / ...) loads and continues
+    model = _model(torch.float64)
+    torch_fused = torch.optim.AdamW(groups(model), **kw, fused=True)
+    _train(lambda m: torch_fused, steps=2, model=model, dtype=torch.float64)
+    saved = copy.deepcopy(torch_fused.state_dict())  # (a live optimizer's state dict holds its tensors)
+    ours = ot.AdamW(groups(model), **kw, fused=True)
+    ours.load_state_dict(copy.deepcopy(saved))
+    assert ours.param_groups[0]["fused"] is True  # (torch's keys ride along, as any unknown group key)
+    ref = _model(torch.float64)
+    ref.load_state_dict(model.state_dict())
+    _train(lambda m: ours, steps=2, model=model, dtype=torch.float64)
+    _train(lambda m: _for_loop(saved, ref, groups, kw), steps=2, model=ref, dtype=torch.float64)
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _for_loop(saved, model, groups, kw):
+    """torch's for-loop AdamW on ``model`` from the state dict ``saved``."""
+    opt = torch.optim.AdamW(groups(model), **kw, foreach=False)
+    sd = copy.deepcopy(saved)
+    for g in sd["param_groups"]:
+        g.update(fused=None, foreach=False)
+    opt.load_state_dict(sd)
+    return opt
