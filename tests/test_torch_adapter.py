@@ -235,7 +235,8 @@ def test_bad_input_is_named():
     with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\]: expected float32 or float64"):
         ot.Adam([torch.zeros(3, dtype=torch.float16, requires_grad=True)])
     with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\]: tensor must be contiguous"):
-        ot.Adam([torch.zeros(4, 3).t().requires_grad_()])
+        ot.Adam([torch.zeros(4, 6)[:, ::2].requires_grad_()])
+    ot.Adam([torch.zeros(4, 3).t().requires_grad_()])  # dense in another dim order: stepped in memory order
     with pytest.raises(ValueError, match=r"param_groups\[0\]: .*lr"):
         ot.Adam([torch.zeros(3, requires_grad=True)], lr=-1.0)
     with pytest.raises(ValueError, match=r"betas"):

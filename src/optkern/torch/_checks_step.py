@@ -45,10 +45,10 @@ class _StepChecks:
             g = p.grad
             if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
                 _bad_grad(p, g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad")
-            if not g.is_contiguous():
-                _views.check_tensor(
-                    g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad", _lowp.param_dtypes(self._lowp_cfg)
-                )
+            if not (g.is_contiguous() and p.is_contiguous()):
+                name = f"param_groups[{gi}]['params'][{index[id(p)]}].grad"
+                _views.check_tensor(g, name, _lowp.param_dtypes(self._lowp_cfg))
+                _views.check_paired(g, p, name)
 
     def _names(self, group: dict, ps: list, gi: int) -> list:
         """How errors name the params ``ps`` of group ``gi``."""
@@ -65,6 +65,10 @@ class _StepChecks:
             return hit[1], list(hit[2].items())
         states = [self.state.get(p) or {} for p in ps]
         names = self._stored(hp, ps[0].dtype)
+        for p, s in zip(ps, states):  # (a state paired in memory order with its param: one layout)
+            for n in names:
+                if isinstance(s.get(n), torch.Tensor):
+                    _views.check_paired(s[n], p, n)
         return _views.views(ps), [(n, [_views.view(s[n]) if n in s else None for s in states]) for n in names]
 
     def _precheck(self, work: list) -> None:
@@ -165,8 +169,9 @@ class _StepChecks:
                 raise TypeError(f"{name}: expected {p.dtype} (its param's dtype), got {t.dtype}")
             if t.numel() != p.numel():
                 raise ValueError(f"{name}: expected {p.numel()} elements (its param's), got {t.numel()}")
-        if t.layout is not _STRIDED or not t.is_contiguous():
+        if t.layout is not _STRIDED:
             raise ValueError(f"{name}: tensor must be contiguous")
+        _views.check_paired(t, p, name)
 
     def _precheck_native(self, work: list, named: bool) -> None:
         spec: dict = {}  # NumPy dtype -> (written, their names, grads, their params, grad names)
@@ -183,6 +188,11 @@ class _StepChecks:
                 try:
                     gviews = list(map(_numpy, gs)) if same else [_views.view(g) for g in gs]
                 except (TypeError, RuntimeError):
+                    gviews = [_views.view(g) for g in gs]
+                if not all(v.flags.c_contiguous for v in gviews):  # (channels_last: flat, in memory order)
+                    for g, p in zip(gs, ps):
+                        if isinstance(g, torch.Tensor):
+                            _views.check_paired(g, p, "grad")
                     gviews = [_views.view(g) for g in gs]
                 self._pre_grads[id(ps)] = gviews
                 if len(dts) == 1:
@@ -237,7 +247,8 @@ class _StepChecks:
 
 
 def _span(t: torch.Tensor, name: str) -> tuple:
-    """(device, first byte, one past the last, name) of a contiguous tensor's memory."""
+    """(device, first byte, one past the last, name) of a dense tensor's memory (contiguous in some
+    order of its dims: its elements fill the bytes from data_ptr on)."""
     lo = t.data_ptr()
     return (t.device, lo, lo + t.numel() * t.element_size(), name)
 

@@ -23,7 +23,7 @@ from ._checks_state import _StateDictChecks
 from ._checks_step import _check_duplicates, _StepChecks
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
-from ._state import _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
+from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
 
 
 class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
@@ -105,6 +105,11 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         """Hyper-parameters checked by the functional form on empty lists (nothing is written)."""
         for j, p in enumerate(group["params"]):
             _views.check_tensor(p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg))
+            if self._lowp_cfg is not None and not p.is_contiguous():  # (8-bit blocks, master: flat, C order)
+                raise ValueError(
+                    f"{where}['params'][{j}]: low-precision storage needs a contiguous param, got strides "
+                    f"{p.stride()} (channels_last)"
+                )
         try:
             self._call(group, [], [], {}, 1, first=False)
         except (TypeError, ValueError) as e:
@@ -132,8 +137,9 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 self.state[p].update(
                     {k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
                 )
-            for state in self.state.values():
+            for p, state in self.state.items():
                 _scalars_to_host(state)
+                _like_param(p, state)
             for i, group in enumerate(self.param_groups):
                 for k, v in self.defaults.items():
                     group.setdefault(k, v)

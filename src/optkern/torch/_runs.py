@@ -18,6 +18,7 @@ from ._checks_step import _data_ptr
 from ._state import _entries, _join_scalars, _same_entries, _scalar_dtype
 
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
+_is_contiguous = torch.Tensor.is_contiguous
 
 
 class _Runs:
@@ -99,6 +100,10 @@ class _Runs:
         else:
             scalars = [k for k in self._run_keys if k in states[0]]
             pviews = _views.views(params)
+            for p, s in zip(params, states):  # (the step pairs each state with its param in memory order)
+                for n in names:
+                    if not (s[n].is_contiguous() and p.is_contiguous()):
+                        _views.check_paired(s[n], p, f"state[{self._names(group, [p], gi)[0]}][{n!r}]")
             lists = {n: _views.views([s[n] for s in states]) for n in names}
             self._joined = _join_scalars(states, scalars) if cache else {}
             core_run = None
@@ -159,10 +164,12 @@ class _Runs:
             if grads is None:
                 grads = [p.grad for p in params]
             try:
-                if capsules:
-                    return list(map(_to_dlpack, grads))
-                return [g.numpy() for g in grads]
-            except (TypeError, RuntimeError):
+                # (else channels_last: flat views, once checked; a grad of a channels_last param too)
+                if all(map(_is_contiguous, grads)) and all(map(_is_contiguous, params)):
+                    if capsules:
+                        return list(map(_to_dlpack, grads))
+                    return [g.numpy() for g in grads]
+            except (TypeError, RuntimeError, AttributeError):
                 pass
         self._check_grads(params, gi)
         return _views.views([p.grad for p in params])
@@ -176,6 +183,6 @@ class _Runs:
             return pre
         try:
             return [_views.view(p.grad) for p in params]
-        except (TypeError, RuntimeError, BufferError):
+        except (TypeError, ValueError, RuntimeError, BufferError):
             self._check_grads(params, gi)
             raise

@@ -10,6 +10,7 @@ import operator
 import torch
 
 from .. import optim as _optim
+from . import _views
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -59,8 +60,18 @@ def _saved_ids(state_dict: dict) -> list:
     return [i for g in state_dict["param_groups"] if isinstance(g, dict) for i in g.get("params", ())]
 
 
+def _like_param(p, state: dict) -> None:
+    """State tensors of ``p``'s shape put in ``p``'s memory layout (a checkpoint of a contiguous
+    model loaded into a channels_last one, or the reverse): copies, where the layouts differ."""
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.shape == p.shape and v.dim() and not _views.same_layout(v, p):
+            state[k] = torch.empty_like(p, dtype=v.dtype, device=v.device).copy_(v)
+
+
 def _zeros(p):
-    return torch.zeros_like(p, memory_format=torch.contiguous_format)
+    """Zeros in ``p``'s memory layout (channels_last too): a state is stepped element by element
+    with its param in memory order."""
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def _join_scalars(states: list, keys: list) -> dict:

@@ -31,14 +31,44 @@ def check_tensor(t, name: str, dtypes: tuple = _FLOATS) -> None:
         raise TypeError(f"{name}: expected {' or '.join(_NAMES[d] for d in dtypes)}, got {t.dtype}")
     if t.is_complex():
         raise TypeError(f"{name}: complex tensors are not supported")
-    if not t.is_contiguous():
-        raise ValueError(f"{name}: tensor must be contiguous")
+    if not t.is_contiguous() and dense_order(t) is None:
+        raise ValueError(
+            f"{name}: tensor must be contiguous (in some order of its dims: channels_last is), got strides {t.stride()}"
+        )
     if t.device.type not in ("cpu", "cuda"):
         raise TypeError(f"{name}: tensors on {t.device.type} are not supported (cpu or cuda)")
 
 
+def dense_order(t: torch.Tensor) -> list | None:
+    """``t``'s dims from outermost to innermost in memory, where ``t.permute`` of them is contiguous
+    (channels_last: N, H, W, C), else None (gaps, overlaps, negative strides)."""
+    strides = t.stride()
+    order = sorted(range(t.dim()), key=lambda d: -strides[d])
+    return order if t.permute(order).is_contiguous() else None
+
+
+def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` (of one shape) put every element at the same place in memory
+    (the strides of dims of size 1 do not matter)."""
+    return a.shape == b.shape and all(n == 1 or x == y for n, x, y in zip(a.shape, a.stride(), b.stride()))
+
+
+def check_paired(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
+    """ValueError naming ``t`` (a grad or state of param ``p``, which a step pairs with ``p``
+    element by element in memory order) unless both are contiguous or both have one layout."""
+    if not (t.is_contiguous() and p.is_contiguous()) and not same_layout(t, p):
+        raise ValueError(
+            f"{name}: tensor must be contiguous like its param (strides {tuple(t.stride())}, its param's "
+            f"{tuple(p.stride())}): the step pairs them element by element in memory order"
+        )
+
+
 def view(t: torch.Tensor):
     """The NumPy (CPU) or CuPy (CUDA) array over ``t``'s memory; writes go to ``t``.
+
+    A tensor contiguous in another order of its dims (channels_last) comes as a flat array in
+    memory order: element-wise steps pair it with tensors of the same layout (a param's grad and
+    state; ``same_layout``), so the order does not matter.
 
     A CUDA tensor is handed over as a DLPack capsule, not through ``cupy.from_dlpack(t)``:
     that would call ``t.__dlpack__(stream=<CuPy's current stream>)``, which makes that stream
@@ -51,6 +81,11 @@ def view(t: torch.Tensor):
         t = t.detach()
     if t.dtype is _BF16:
         t = t.view(torch.uint16)
+    if not t.is_contiguous():
+        order = dense_order(t)
+        if order is None:  # (check_tensor refuses it first)
+            raise ValueError(f"tensor must be contiguous (in some order of its dims), got strides {t.stride()}")
+        t = t.permute(order).view(-1)
     if t.is_cpu:
         return t.numpy()
     import cupy
