@@ -4,6 +4,8 @@ class of :mod:`optkern.torch.optimizers`, which re-exports them)."""
 
 from __future__ import annotations
 
+import torch
+
 from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
@@ -128,7 +130,7 @@ class NAdam(_Fused):
 
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)
-        mu_product = float(self._mu_product) if params else 1.0
+        mu_product = self._mu_product if params else 1.0
         return F.nadam_(
             params,
             grads,
@@ -147,11 +149,12 @@ class NAdam(_Fused):
         )
 
     def _run(self, group, params, gi, cache=False, grads=None):
-        self._mu_product = self.state[params[0]]["mu_product"]
+        state = self.state[params[0]]
+        self._mu_product = _rule_mu_product(group, state, params[0].dtype)
         super()._run(group, params, gi, cache, grads)
 
     def _core_extra(self):
-        return {"mu_product": float(self._mu_product)}
+        return {"mu_product": self._mu_product}
 
     def _after(self, group, params, states, t, out):
         super()._after(group, params, states, t, out)
@@ -160,6 +163,25 @@ class NAdam(_Fused):
             return
         for s in states:  # torch keeps mu_product as a scalar tensor per param
             s["mu_product"].fill_(out)
+
+
+def _rule_mu_product(group, state: dict, dtype: torch.dtype) -> float:
+    """The mu_product NAdam's rule starts this step from. The rule rounds the new product
+    mu_product * mu_t to the params' dtype, as torch rounds it to its state's; torch keeps that
+    state in its default dtype, so float64 params under a float32 default get a float32 product:
+    torch's own (``mu_product *= mu``, on a float32 tensor), divided by mu_t so that the rule's
+    float64 product gives it back (to the last bit, or one float64 ulp off: the next float32
+    rounding of the state restores it)."""
+    mp = state["mu_product"]
+    if not (isinstance(mp, torch.Tensor) and mp.dtype == torch.float32 and dtype == torch.float64):
+        return float(mp)
+    beta1, t = _betas(group)[0], float(state["step"]) + 1.0
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * group["momentum_decay"])))  # (torch's expression)
+    if mu == 0.0:
+        return float(mp)
+    prod = mp.detach().to("cpu", copy=True)
+    prod *= mu
+    return float(prod) / mu
 
 
 def _betas(group):
