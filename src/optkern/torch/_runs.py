@@ -96,8 +96,9 @@ class _Runs:
         states = hit[5] if hit is not None else [self.state[p] for p in params]
         t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
         if hit is not None:
-            pviews, lists, self._joined, core_run = hit[1], hit[2], hit[3], hit[4]
+            pviews, lists, self._joined, core_run, dense = hit[1], hit[2], hit[3], hit[4], hit[7]
         else:
+            dense = all(map(_is_contiguous, params))  # (else channels_last ones: flat views, checked)
             scalars = [k for k in self._run_keys if k in states[0]]
             pviews = _views.views(params)
             for p, s in zip(params, states):  # (the step pairs each state with its param in memory order)
@@ -113,12 +114,12 @@ class _Runs:
             if cache:
                 key = (names, list(map(_data_ptr, params)))
                 entries = (*names, *scalars)
-                cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries))
+                cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries), dense)
                 self._view_cache[id(params)] = cached
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
             grads = self._grad_arrays(params, gi)
         else:
-            grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads)
+            grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads, dense=dense)
         first = id(params[0]) in self._first(group, params)
         try:
             with _views.on_stream(params[0]):
@@ -147,7 +148,9 @@ class _Runs:
         m._update(run, grads, hp, self._core_t(t, first))
         return run.extra.get("mu_product")
 
-    def _grad_views(self, params: list, gi: int, capsules: bool = False, grads: list | None = None) -> list:
+    def _grad_views(
+        self, params: list, gi: int, capsules: bool = False, grads: list | None = None, dense: bool | None = None
+    ) -> list:
         """What the native call reads as the grads of ``params`` (one run: one device and dtype).
 
         On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
@@ -156,7 +159,9 @@ class _Runs:
         DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()`` per tensor, which only
         the native calls take), else NumPy views. Anything either refuses (a sparse grad, one that
         requires grad, one on another device) goes through the checks that name it. The views
-        the step's precheck made are reused."""
+        the step's precheck made are reused. ``dense``: whether every param is contiguous (known to
+        the caller; else checked here): a grad of a channels_last param goes through the checks
+        (its layout must be its param's) and comes as a flat view in memory order."""
         pre = self._pre_grads.get(id(params))
         if pre is not None:
             return pre
@@ -164,12 +169,12 @@ class _Runs:
             if grads is None:
                 grads = [p.grad for p in params]
             try:
-                # (else channels_last: flat views, once checked; a grad of a channels_last param too)
-                if all(map(_is_contiguous, grads)) and all(map(_is_contiguous, params)):
+                if dense if dense is not None else all(map(_is_contiguous, params)):
+                    # (a grad that is not contiguous: the native call refuses it, then it is named)
                     if capsules:
                         return list(map(_to_dlpack, grads))
                     return [g.numpy() for g in grads]
-            except (TypeError, RuntimeError, AttributeError):
+            except (TypeError, RuntimeError):
                 pass
         self._check_grads(params, gi)
         return _views.views([p.grad for p in params])
