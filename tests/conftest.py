@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, core, settings
 
 # The tests' mid-size arrays (64K-1M elements) run the parallel code paths, as they did before the
@@ -53,3 +54,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _fuzz_selected(config):
         seed = core.global_force_seed
         terminalreporter.write_line(f"optkern fuzz seed: {seed if seed is not None else 'none (hypothesis drew one)'}")
+
+
+@pytest.fixture
+def float64_default():
+    """torch's default dtype float64 for the test: torch keeps step counters and NAdam's mu_product
+    in its default dtype, so the torch side of a float64 comparison is as exact as optkern's
+    (tests/test_torch_scalar_dtype.py covers the float32 default)."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -64,16 +64,6 @@ def rel_diff(a_params, b_params) -> float:
     )
 
 
-@pytest.fixture
-def float64_default():
-    # torch keeps step counters and NAdam's mu_product in its default dtype: float64 makes the
-    # torch side as exact as ours, so the comparison sees only the update formulas.
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 @pytest.mark.parametrize("name, kw", CASES, ids=IDS)
 def test_trains_like_torch_float64(name, kw, kind, float64_default):

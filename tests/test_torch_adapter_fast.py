@@ -18,14 +18,7 @@ from optkern import _cpu  # noqa: E402
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    # torch keeps step counters and NAdam's mu_product in its default dtype: float64 makes its
-    # side as exact as ours (as in test_torch_adapter.py)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")  # (tests/conftest.py)
 
 
 def _pair(cls="Adam", n=3, **hp):

@@ -21,13 +21,7 @@ HYPER = {
 CL = torch.channels_last
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    # torch keeps step counts and NAdam's mu_product in its default dtype: float64 makes its side exact
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")  # (tests/conftest.py)
 
 
 def cnn(layout=CL):
