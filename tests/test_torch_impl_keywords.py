@@ -1,6 +1,7 @@
 """torch.optim's implementation keywords on optkern.torch's optimizers: ``foreach`` / ``fused``
 (any value) and ``capturable=False`` / ``differentiable=False`` change nothing; what optkern.torch
-cannot do is refused by name; torch code passing them runs with the import changed."""
+cannot do is refused by name; torch code passing them runs with the import changed. Tensor
+hyper-parameters (``lr``, ``betas``), which torch also takes, are read at every step."""
 
 from __future__ import annotations
 
@@ -122,3 +123,48 @@ def _for_loop(saved, model, groups, kw):
         g.update(fused=None, foreach=False)
     opt.load_state_dict(sd)
     return opt
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "AdagradNorm"])
+def test_tensor_lr_under_a_scheduler_trains_like_torch(name, float64_default):
+    """torch takes ``lr`` as a tensor (a scheduler then fills it in place): read at every step."""
+
+    def make(lib):
+        def build(m):
+            opt = getattr(lib, name)(m.parameters(), **{**HYPER.get(name, {}), "lr": torch.tensor(0.02)})
+            opt.scheduler = torch.optim.lr_scheduler.StepLR(opt, 2, gamma=0.5)
+            return opt
+
+        return build
+
+    def train(lib):
+        model = _model(torch.float64)
+        gen = torch.Generator().manual_seed(1)
+        x, y = torch.randn(11, 7, generator=gen), torch.randint(0, 3, (11,), generator=gen)
+        opt = make(lib)(model)
+        for _ in range(7):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.scheduler.step()
+        return model, opt
+
+    (ours, opt), (ref, _) = train(ot), train(torch.optim)
+    assert isinstance(opt.param_groups[0]["lr"], torch.Tensor) and float(opt.param_groups[0]["lr"]) == 0.02 / 8
+    with torch.no_grad():
+        for p, q in zip(ours.parameters(), ref.parameters()):
+            assert float((p - q).abs().max() / q.abs().max()) <= 1e-12
+
+
+def test_a_bad_tensor_hyper_parameter_is_refused_by_name():
+    w = torch.zeros(3, requires_grad=True)
+    with pytest.raises(TypeError, match=r"^param_groups\[0\]: lr: expected a real number, got Tensor"):
+        ot.Adam([w], lr=torch.tensor([1e-3, 2e-3]))
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]: lr: must be in \[0.0, inf\), got -1.0"):
+        ot.Adam([w], lr=torch.tensor(-1.0))
+    opt = ot.AdamW([w], lr=torch.tensor(1e-3), betas=(torch.tensor(0.9), 0.99))
+    w.grad = torch.ones(3)
+    opt.param_groups[0]["lr"].fill_(float("nan"))  # (in place, as a scheduler writes it)
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['lr'\]: must be finite, got nan"):
+        opt.step()
+    assert torch.equal(w, torch.zeros(3))

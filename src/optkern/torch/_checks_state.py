@@ -10,6 +10,7 @@ import torch
 
 from .. import _backend
 from ..optim._state_checks import check_groups
+from ._host_values import host_group
 from ._state import _HOST_SCALARS, _meta
 
 _STRIDED = torch.strided
@@ -29,7 +30,7 @@ class _StateDictChecks:
         for i, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             where = f"state_dict['param_groups'][{i}]"
             group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
-            self._m._check(group, where)
+            self._m._check(host_group(group), where)
             self._validate(group, where)
 
     def _check_state_entries(self, sd: dict, exact: list) -> None:

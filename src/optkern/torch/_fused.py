@@ -21,6 +21,7 @@ from ..optim._run import _Run
 from . import _lowp, _views
 from ._checks_state import _StateDictChecks
 from ._checks_step import _check_duplicates, _StepChecks
+from ._host_values import host_group, immutable
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
 from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
@@ -110,13 +111,14 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                     f"{where}['params'][{j}]: low-precision storage needs a contiguous param, got strides "
                     f"{p.stride()} (channels_last)"
                 )
+        host = host_group(group)
         try:
-            self._call(group, [], [], {}, 1, first=False)
+            self._call(host, [], [], {}, 1, first=False)
         except (TypeError, ValueError) as e:
             # the functional form names the betas one by one; torch users set them as a pair
             msg = str(e).replace("beta1", "['betas'][0]").replace("beta2", "['betas'][1]")
             raise type(e)(f"{where}{'' if msg.startswith('[') else ': '}{msg}") from None
-        self._m._check(group, where)  # (what every step checks: refused here too, not at the first step)
+        self._m._check(host, where)  # (what every step checks: refused here too, not at the first step)
         self._validated = True
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -248,8 +250,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         if hit is not None and hit[0] == keys and all(map(operator.is_, values, hit[1])):
             return hit[2]
         gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
-        hp = self._m._check(group, f"param_groups[{gi}]")  # (errors name the group's entry)
-        if all(_immutable(v) for k, v in group.items() if k != "params"):
+        hp = self._m._check(host_group(group), f"param_groups[{gi}]")  # (errors name the group's entry)
+        if all(immutable(v) for k, v in group.items() if k != "params"):
             self._hyper_cache[id(group)] = (keys, values, hp, group)  # (the group kept: its id stays its)
         return hp
 
@@ -321,10 +323,3 @@ def _plain_step(self: _Fused, closure):
 
 _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)
-
-
-def _immutable(v) -> bool:
-    """Whether ``v`` is a value that cannot change while the same object (a hyper-parameter)."""
-    if isinstance(v, tuple):
-        return all(map(_immutable, v))
-    return v is None or type(v) in (float, int, bool, str)

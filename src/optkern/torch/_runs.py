@@ -15,6 +15,7 @@ from ..optim._hyper import _check_dtype
 from ..optim._run import _Run
 from . import _lowp, _views
 from ._checks_step import _data_ptr
+from ._host_values import host_group
 from ._state import _entries, _join_scalars, _same_entries, _scalar_dtype
 
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
@@ -126,7 +127,7 @@ class _Runs:
                 if core_run is not None:
                     out = self._core_step(hp, core_run, grads, t, first)
                 else:
-                    out = self._call(group, pviews, grads, lists, t, first=first)
+                    out = self._call(host_group(group), pviews, grads, lists, t, first=first)
         except (TypeError, ValueError):
             # the native call refused before writing: name what it refused by its place in the groups
             self._pre_grads.clear()

@@ -13,6 +13,7 @@ from ..optim._run import _Run
 from . import _views
 from ._checks_state import _check_scalar
 from ._fused import _Fused
+from ._host_values import host_group
 from ._impl_keywords import impl_keywords
 from ._lowp import amp_scale as _lowp_amp_scale
 from ._lowp import new_state as _lowp_new_state
@@ -82,15 +83,16 @@ class AdagradNorm(_Fused):
                 self._lowp_step(group, ps, gi, b)
                 continue
             grads = self._grad_views(ps, gi)
+            host = host_group(group)
             try:
                 with _views.on_stream(ps[0]):
                     F.adagrad_norm_(
                         _views.views(ps),
                         grads,
                         _views.view(b),
-                        lr=group["lr"],
-                        weight_decay=group["weight_decay"],
-                        maximize=group["maximize"],
+                        lr=host["lr"],
+                        weight_decay=host["weight_decay"],
+                        maximize=host["maximize"],
                     )
             except (TypeError, ValueError):
                 self._precheck_named([(group, ps, gi, None, [ps])])  # refused before writing: name it

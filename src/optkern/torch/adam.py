@@ -10,6 +10,7 @@ from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
 from ._fused import _Fused
+from ._host_values import host_group
 from ._impl_keywords import impl_keywords
 
 __all__ = ["Adam", "AdamW", "NAdam"]
@@ -150,7 +151,7 @@ class NAdam(_Fused):
 
     def _run(self, group, params, gi, cache=False, grads=None):
         state = self.state[params[0]]
-        self._mu_product = _rule_mu_product(group, state, params[0].dtype)
+        self._mu_product = _rule_mu_product(host_group(group), state, params[0].dtype)
         super()._run(group, params, gi, cache, grads)
 
     def _core_extra(self):
@@ -186,6 +187,7 @@ def _rule_mu_product(group, state: dict, dtype: torch.dtype) -> float:
 
 def _betas(group):
     b = group["betas"]
-    if not isinstance(b, (tuple, list)) or len(b) != 2:
+    # (a one-element tensor came as a number from host_group: a tensor here is not one)
+    if not isinstance(b, (tuple, list)) or len(b) != 2 or any(isinstance(x, torch.Tensor) for x in b):
         raise TypeError(f"betas: expected a pair of numbers, got {b!r}")
     return float(b[0]), float(b[1])

@@ -1,0 +1,33 @@
+"""A param group's hyper-parameters as the host reads them: torch lets ``lr`` and ``betas`` be
+tensors (an LR scheduler then fills them in place); optkern's checks and functional forms take
+Python numbers, read from such a tensor at every step (not cached: it may change in place)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _host_number(v):
+    """A one-element real tensor as a Python float (torch takes ``lr`` and ``betas`` as tensors:
+    read on the host, one sync per step for a CUDA one); tuples element-wise; anything else as is."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex() and v.dtype is not torch.bool:
+        return float(v.detach())
+    if isinstance(v, tuple) and any(isinstance(x, torch.Tensor) for x in v):
+        return tuple(map(_host_number, v))
+    return v
+
+
+def host_group(group: dict) -> dict:
+    """``group`` itself, or a copy of it whose tensor hyper-parameters are Python floats (what the
+    checks and the functional forms take). The copy is for reading: the group stays the user's."""
+    for k, v in group.items():
+        if k != "params" and (isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v))):
+            return {k: v if k == "params" else _host_number(v) for k, v in group.items()}
+    return group
+
+
+def immutable(v) -> bool:
+    """Whether ``v`` is a value that cannot change while the same object (a hyper-parameter)."""
+    if isinstance(v, tuple):
+        return all(map(immutable, v))
+    return v is None or type(v) in (float, int, bool, str)
