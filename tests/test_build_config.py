@@ -136,8 +136,10 @@ def test_project_configure_with_auto_and_no_gpu_has_no_cuda_target(tmp_path):
 
 
 def test_pip_builds_compile_against_a_stable_copy_of_pybind11(tmp_path):
-    """Each `pip install` sees pybind11 in a new temporary folder; the compile
+    """Each `pip install` sees pybind11 and NumPy in a new temporary folder; the compile
     lines (and so ninja's and ccache's view) must not change with it."""
+    import numpy as np
+
     pb = _pybind11_dir()
     root = os.path.dirname(os.path.dirname(os.path.dirname(pb)))  # .../site-packages/pybind11
     lines, mtimes = [], []
@@ -145,12 +147,15 @@ def test_pip_builds_compile_against_a_stable_copy_of_pybind11(tmp_path):
         copy = tmp_path / f"env{i}" / "pybind11"
         shutil.copytree(root, copy)
         rel = os.path.relpath(pb, root)
+        np_copy = tmp_path / f"env{i}" / "numpy-include"  # (NumPy's headers move with pip's environment too)
+        shutil.copytree(np.get_include(), np_copy)
         _configure(
             ROOT,
             tmp_path / "b",
             "-G",
             "Ninja" if shutil.which("ninja") else "Unix Makefiles",
             f"-Dpybind11_DIR={copy / rel}",
+            f"-DPython_NumPy_INCLUDE_DIR={np_copy}",
             "-DSKBUILD=ON",
             "-DOPTKERN_CUDA=OFF",
         )
@@ -159,6 +164,7 @@ def test_pip_builds_compile_against_a_stable_copy_of_pybind11(tmp_path):
         assert compile_lines and not any(str(tmp_path / f"env{i}") in ln for ln in compile_lines)
         lines.append(compile_lines)
         mtimes.append(os.stat(tmp_path / "b" / "pybind11-include" / "pybind11" / "pybind11.h").st_mtime_ns)
-        shutil.rmtree(copy)  # as pip removes its build environment
+        shutil.rmtree(tmp_path / f"env{i}")  # as pip removes its build environment
     assert lines[0] == lines[1] and any(str(tmp_path / "b" / "pybind11-include") in ln for ln in lines[0])
+    assert any(str(tmp_path / "b" / "numpy-include") in ln for ln in lines[0])
     assert mtimes[0] == mtimes[1]  # an unchanged header is not rewritten, so nothing recompiles
