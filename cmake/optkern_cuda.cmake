@@ -95,17 +95,6 @@ endfunction()
 # every compile line would change: ninja recompiles everything, ccache misses. Compile
 # against a copy in the build folder instead; configure_file rewrites a header only when
 # its contents change, so the second `pip install` finds its objects up to date.
-# NumPy's headers (cpp/pool.cpp) move with pip's build environment too: the same copy.
-function(optkern_stable_numpy_headers)
-  set(stable "${CMAKE_BINARY_DIR}/numpy-include")
-  list(GET Python_NumPy_INCLUDE_DIRS 0 src)
-  file(GLOB_RECURSE headers RELATIVE "${src}" "${src}/numpy/*")
-  foreach(h IN LISTS headers)
-    configure_file("${src}/${h}" "${stable}/${h}" COPYONLY)
-  endforeach()
-  set_property(TARGET Python::NumPy PROPERTY INTERFACE_INCLUDE_DIRECTORIES "${stable}")
-endfunction()
-
 function(optkern_stable_pybind11_headers)
   set(stable "${CMAKE_BINARY_DIR}/pybind11-include")
   file(GLOB_RECURSE headers RELATIVE "${pybind11_INCLUDE_DIR}" "${pybind11_INCLUDE_DIR}/pybind11/*")
@@ -118,4 +107,15 @@ function(optkern_stable_pybind11_headers)
       set_property(TARGET ${t} PROPERTY INTERFACE_INCLUDE_DIRECTORIES "${stable}")
     endif()
   endforeach()
+endfunction()
+
+# NumPy's headers (cpp/pool.cpp) move with pip's build environment too: the same copy.
+function(optkern_stable_numpy_headers)
+  set(stable "${CMAKE_BINARY_DIR}/numpy-include")
+  list(GET Python_NumPy_INCLUDE_DIRS 0 src)
+  file(GLOB_RECURSE headers RELATIVE "${src}" "${src}/numpy/*")
+  foreach(h IN LISTS headers)
+    configure_file("${src}/${h}" "${stable}/${h}" COPYONLY)
+  endforeach()
+  set_property(TARGET Python::NumPy PROPERTY INTERFACE_INCLUDE_DIRECTORIES "${stable}")
 endfunction()

@@ -5,9 +5,9 @@
 ``state_dict`` format; their steps run optkern's multi-tensor kernels on the
 tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream); params contiguous in another order of their dims (channels_last)
-are stepped in memory order, their grads and state in the same layout. ``clip_grad_norm_`` / ``clip_grad_value_`` mirror
-``torch.nn.utils``. Needs PyTorch (``pip install torch``); ``import optkern``
-never imports it.
+are stepped in memory order, their grads and state in the same layout.
+``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``. Needs PyTorch
+(``pip install torch``); ``import optkern`` never imports it.
 
 torch.optim's implementation keywords are accepted (``_impl_keywords``): ``foreach`` and
 ``fused`` whatever their value (every step is one fused call per run of tensors),

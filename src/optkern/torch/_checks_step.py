@@ -65,11 +65,17 @@ class _StepChecks:
             return hit[1], list(hit[2].items())
         states = [self.state.get(p) or {} for p in ps]
         names = self._stored(hp, ps[0].dtype)
-        for p, s in zip(ps, states):  # (a state paired in memory order with its param: one layout)
-            for n in names:
-                if isinstance(s.get(n), torch.Tensor):
-                    _views.check_paired(s[n], p, n)
+        self._check_state_layouts(group, ps, gi, states, names)
         return _views.views(ps), [(n, [_views.view(s[n]) if n in s else None for s in states]) for n in names]
+
+    def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
+        """ValueError naming a state tensor of ``ps`` (group ``gi``) whose memory layout is not its
+        param's: the step pairs them element by element in memory order (channels_last)."""
+        for p, s in zip(ps, states):
+            for n in names:
+                t = s.get(n)
+                if isinstance(t, torch.Tensor) and not (t.is_contiguous() and p.is_contiguous()):
+                    _views.check_paired(t, p, f"state[{self._names(group, [p], gi)[0]}][{n!r}]")
 
     def _precheck(self, work: list) -> None:
         """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as

@@ -102,10 +102,7 @@ class _Runs:
             dense = all(map(_is_contiguous, params))  # (else channels_last ones: flat views, checked)
             scalars = [k for k in self._run_keys if k in states[0]]
             pviews = _views.views(params)
-            for p, s in zip(params, states):  # (the step pairs each state with its param in memory order)
-                for n in names:
-                    if not (s[n].is_contiguous() and p.is_contiguous()):
-                        _views.check_paired(s[n], p, f"state[{self._names(group, [p], gi)[0]}][{n!r}]")
+            self._check_state_layouts(group, params, gi, states, names)
             lists = {n: _views.views([s[n] for s in states]) for n in names}
             self._joined = _join_scalars(states, scalars) if cache else {}
             core_run = None
