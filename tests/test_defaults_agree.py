@@ -95,3 +95,18 @@ def test_optim_class_holds_its_signature_defaults(name):
     held = getattr(optim, name)([p]).param_groups[0]
     for k, v in defaults(getattr(optim, name)).items():
         assert held[k] == v, (k, held[k], v)
+
+
+def test_lbfgs_defaults_are_torchs_in_both_classes():
+    """optkern.optim.LBFGS and optkern.torch.LBFGS: torch.optim.LBFGS's defaults, in the signature
+    and in the group a constructed optimizer holds (max_eval=None resolved as torch resolves it)."""
+    torch = pytest.importorskip("torch")
+    import optkern.torch as ot
+
+    theirs = defaults(torch.optim.LBFGS)
+    assert defaults(optim.LBFGS) == defaults(ot.LBFGS) == theirs
+    held = torch.optim.LBFGS([torch.zeros(3)]).param_groups[0]
+    for ours in (optim.LBFGS([np.zeros(3)]), ot.LBFGS([torch.zeros(3)])):
+        assert {k: v for k, v in ours.param_groups[0].items() if k != "params"} == {
+            k: v for k, v in held.items() if k != "params"
+        }

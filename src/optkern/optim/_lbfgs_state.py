@@ -107,23 +107,26 @@ def count(entry: dict, key: str, where: str, strict: bool) -> int:
 # ---- LBFGS --------------------------------------------------------------------------------
 
 
-def state_dict(opt) -> dict:
+def state_dict(opt, copy: bool = True) -> dict:
+    """``opt``'s checkpoint; ``copy=False``: its vectors are ``opt``'s own buffers, not copies (the
+    step reuses them: for a caller that wraps them, as optkern.torch.LBFGS does, like torch's own
+    state tensors), its Gram matrices still copies."""
     g = opt.param_groups[0]
     group = {k: v for k, v in g.items() if k != "params"}
     group["params"] = list(range(len(g["params"])))
     st = {"func_evals": opt.state["func_evals"], "n_iter": opt.state["n_iter"]}
     if opt.state["n_iter"] > 0:
-        xp = opt._xp
+        keep = opt._xp.array if copy else (lambda a: a)
         k = len(opt._S)
         st.update(
             {
-                "d": xp.array(opt._d),
+                "d": keep(opt._d),
                 "t": opt._t,
-                "old_dirs": [xp.array(y) for y in opt._Y],
-                "old_stps": [xp.array(s) for s in opt._S],
+                "old_dirs": [keep(y) for y in opt._Y],
+                "old_stps": [keep(s) for s in opt._S],
                 "ro": list(opt._ro),
                 "H_diag": opt._h_diag,
-                "prev_flat_grad": xp.array(opt._prev_g),
+                "prev_flat_grad": keep(opt._prev_g),
                 "prev_loss": opt._prev_loss,
                 "gram_sy": opt._sy[:k, :k].copy(),
                 "gram_yy": opt._yy[:k, :k].copy(),

@@ -6,7 +6,8 @@
 tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream); params contiguous in another order of their dims (channels_last)
 are stepped in memory order, their grads and state in the same layout.
-``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``. Needs PyTorch
+``LBFGS`` is torch.optim.LBFGS with its two-loop recursion as two native passes over the
+history (:mod:`.lbfgs`). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``. Needs PyTorch
 (``pip install torch``); ``import optkern`` never imports it.
 
 torch.optim's implementation keywords are accepted (``_impl_keywords``): ``foreach`` and
@@ -34,6 +35,7 @@ except ImportError as e:  # pragma: no cover - exercised without torch
 
 from ._lowp import to_torch_state_dict
 from .clip import clip_grad_norm_, clip_grad_value_
+from .lbfgs import LBFGS
 from .optimizers import SGD, Adadelta, Adagrad, AdagradNorm, Adam, AdamW, NAdam, RMSprop
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "NAdam",
+    "LBFGS",
     "clip_grad_norm_",
     "clip_grad_value_",
     "to_torch_state_dict",

@@ -41,14 +41,9 @@ class _StepChecks:
         """TypeError / ValueError naming the first grad of ``params`` optkern cannot update in place
         with its param (group ``gi``)."""
         index = {id(p): j for j, p in enumerate(self.param_groups[gi]["params"])}
+        dtypes = _lowp.param_dtypes(self._lowp_cfg)
         for p in params:
-            g = p.grad
-            if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
-                _bad_grad(p, g, f"param_groups[{gi}]['params'][{index[id(p)]}].grad")
-            if not (g.is_contiguous() and p.is_contiguous()):
-                name = f"param_groups[{gi}]['params'][{index[id(p)]}].grad"
-                _views.check_tensor(g, name, _lowp.param_dtypes(self._lowp_cfg))
-                _views.check_paired(g, p, name)
+            check_grad(p, p.grad, gi, index[id(p)], dtypes)
 
     def _names(self, group: dict, ps: list, gi: int) -> list:
         """How errors name the params ``ps`` of group ``gi``."""
@@ -296,6 +291,18 @@ def _written_spans(work: list, hits: list) -> tuple:
     return tuple(hits), lo, reach, list(map(_dtype, params)), nbytes, np.array(nbytes, np.int64), itemsizes
 
 
+def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views._FLOATS) -> None:
+    """TypeError / ValueError naming ``param_groups[gi]['params'][j].grad`` unless ``g``, the grad of
+    ``p``, can be read with ``p`` element by element: its dtype, shape and device, dense, and (when
+    either is not contiguous) of ``p``'s layout; ``dtypes``: the param dtypes the step takes."""
+    if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
+        _bad_grad(p, g, f"param_groups[{gi}]['params'][{j}].grad")
+    if not (g.is_contiguous() and p.is_contiguous()):
+        name = f"param_groups[{gi}]['params'][{j}].grad"
+        _views.check_tensor(g, name, dtypes)
+        _views.check_paired(g, p, name)
+
+
 def _bad_grad(p, g, name: str) -> None:
     """Raise the error that names what is wrong with grad ``g`` of param ``p``."""
     if g.is_sparse:
@@ -305,6 +312,19 @@ def _bad_grad(p, g, name: str) -> None:
         f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
         f"{tuple(p.shape)} {p.dtype} on {p.device}"
     )
+
+
+def check_new_group(groups: list, param_group) -> None:
+    """What an optkern.torch optimizer checks of a group before torch's ``add_param_group`` adds it
+    to ``groups``: its params read into a list (a generator once, here, as torch would read it)
+    without duplicates (``_check_duplicates``: before torch warns of them)."""
+    if isinstance(param_group, dict) and not isinstance(param_group.get("params"), (torch.Tensor, set, type(None))):
+        try:
+            param_group["params"] = list(param_group["params"])
+        except TypeError:
+            pass  # (torch's message)
+        else:
+            _check_duplicates(groups, param_group["params"], len(groups))
 
 
 def _check_duplicates(groups: list, params: list, gi: int) -> None:

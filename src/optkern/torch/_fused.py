@@ -20,7 +20,7 @@ from .. import optim as _optim
 from ..optim._run import _Run
 from . import _lowp, _views
 from ._checks_state import _StateDictChecks
-from ._checks_step import _check_duplicates, _StepChecks
+from ._checks_step import _StepChecks, check_new_group
 from ._host_values import host_group, immutable
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
@@ -85,13 +85,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         not added."""
         self._layouts, self._view_cache = {}, {}
         n = len(self.param_groups)
-        if isinstance(param_group, dict) and not isinstance(param_group.get("params"), (torch.Tensor, set, type(None))):
-            try:  # (as torch's add_param_group would: a generator is read once, here)
-                param_group["params"] = list(param_group["params"])
-            except TypeError:
-                pass  # (torch's message)
-            else:
-                _check_duplicates(self.param_groups, param_group["params"], n)
+        check_new_group(self.param_groups, param_group)
         super().add_param_group(param_group)
         if len(self.param_groups) == n:  # (torch refused it)
             return
