@@ -6,7 +6,9 @@ one move) on a separable quadratic ``f = sum a x^2 / 2`` of float32 parameters, 
 (warmed up), no line search; the closure (``g = a x``, native in each framework) is part of both
 times. History 10 and 100 on 16M parameters (the issue's size): history 100 holds 12.8 GB of
 float32 rows, so each implementation runs alone (``compare`` frees one before building the next)
-and the row falls back to 2M parameters where less than 16 GB of memory is available.
+and the row falls back to 2M parameters where less than 16 GB of memory is available. The
+"via optkern.torch" row (history 10) runs torch's own benchmark code with the import changed to
+``optkern.torch.LBFGS``: torch's closure and tensors, the adapter's views and checks included.
 
 Kernel rows (optkern only, compared with the probe): ``lbfgs_push_`` reads the ``2k`` history rows
 and ``g, prev_g, d`` and writes ``s_new, y_new, prev_g``: ``4n (2k + 6)`` bytes;
@@ -59,10 +61,12 @@ def _ours_lbfgs(n, history):
     return lambda: opt.step(closure)
 
 
-def _torch_lbfgs(torch, n, history):
+def _torch_lbfgs(torch, n, history, cls=None):
+    """torch.optim.LBFGS's step, or that of ``cls`` (optkern.torch.LBFGS: the same torch code)."""
     a, x0 = (torch.from_numpy(v) for v in _quadratic(n))
     x = x0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=0.01, max_iter=1, history_size=history, tolerance_grad=0, tolerance_change=0)
+    cls = cls or torch.optim.LBFGS
+    opt = cls([x], lr=0.01, max_iter=1, history_size=history, tolerance_grad=0, tolerance_change=0)
 
     def closure():
         with torch.no_grad():
@@ -122,6 +126,20 @@ def _lbfgs_rows(torch, quick, plan):
                 note="incl. closure g = a x",
             )
         )
+        if torch is not None and hist == 10:  # what a torch user gets from the changed import
+            from ..torch import LBFGS
+
+            rows.append(
+                compare(
+                    SUITE,
+                    f"L-BFGS step via optkern.torch, history {hist}, {probe.size_label(n)} fp32",
+                    lambda n=n, h=hist: _torch_lbfgs(torch, n, h, LBFGS),
+                    theirs,
+                    "cpu",
+                    plan,
+                    note="torch's closure and tensors; incl. closure g = a x",
+                )
+            )
     return rows
 
 
