@@ -7,7 +7,10 @@ tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream); params contiguous in another order of their dims (channels_last)
 are stepped in memory order, their grads and state in the same layout.
 ``LBFGS`` is torch.optim.LBFGS with its two-loop recursion as two native passes over the
-history (:mod:`.lbfgs`). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``. Needs PyTorch
+history (:mod:`.lbfgs`). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``.
+``hessian_operator`` makes a torch model's loss Hessian an :mod:`optkern.hessian` operator (exact
+products by double backward): PyHessian's top eigenvalues, trace and density on optkern's
+estimators. Needs PyTorch
 (``pip install torch``); ``import optkern`` never imports it.
 
 torch.optim's implementation keywords are accepted (``_impl_keywords``): ``foreach`` and
@@ -35,6 +38,7 @@ except ImportError as e:  # pragma: no cover - exercised without torch
 
 from ._lowp import to_torch_state_dict
 from .clip import clip_grad_norm_, clip_grad_value_
+from .curvature import hessian_operator
 from .lbfgs import LBFGS
 from .optimizers import SGD, Adadelta, Adagrad, AdagradNorm, Adam, AdamW, NAdam, RMSprop
 
@@ -50,5 +54,6 @@ __all__ = [
     "LBFGS",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "hessian_operator",
     "to_torch_state_dict",
 ]
