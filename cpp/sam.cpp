@@ -1,7 +1,7 @@
 // Sharpness-aware minimization's two extra passes (Foret et al. 2021), over many arrays in one
 // call each: the ascent step  backup = w, w += rho g / (||g|| + eps)  (the global norm first,
-// deterministic, then one fused pass) and the return  w = backup  (exact: the descent step
-// starts from the very bits of w).
+// deterministic, then one fused pass; adaptive SAM, Kwon et al. 2021: w += rho w^2 g / (||w g|| +
+// eps)) and the return  w = backup  (exact: the descent step starts from the very bits of w).
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -16,17 +16,22 @@ namespace {
 
 // One chunk of the ascent step, per ISA clone like every element loop.
 template <class T>
-OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT bk, T scale, int64_t n) {
+OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT bk, T scale, bool adaptive,
+                            int64_t n) {
   if (scale == T(0)) {  // rho = 0: w stays bitwise (w + 0 g would turn -0 into +0, NaN g into NaN)
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) bk[i] = p[i];
-    return;
-  }
+  } else if (adaptive) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) rules::sam_perturb(p[i], g[i], bk[i], scale);
+    for (int64_t i = 0; i < n; ++i) rules::sam_perturb_adaptive(p[i], g[i], bk[i], scale);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) rules::sam_perturb(p[i], g[i], bk[i], scale);
+  }
 }
 
-double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out) {
+double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out,
+                   bool adaptive) {
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
   const py::dtype dt = list_dtype(params, "params");
@@ -38,7 +43,8 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
   double norm = 0.0;
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    norm = std::sqrt(sum_lists<T>([](T a, T) { return Square{double(a)}; }, L.g, L.g));
+    norm = std::sqrt(sum_lists<T>(
+        [adaptive](T p, T g) { return Square{rules::sam_norm_term(double(p), double(g), adaptive)}; }, L.p, L.g));
     const T scale = T(rules::sam_scale(rho, norm, eps));
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;
@@ -46,7 +52,7 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
       T* OK_RESTRICT p = L.p.ptr<T>(size_t(c.tensor)) + c.start;
       const T* OK_RESTRICT g = L.g.ptr<T>(size_t(c.tensor)) + c.start;
       T* OK_RESTRICT bk = L.s[0].ptr<T>(size_t(c.tensor)) + c.start;
-      perturb_loop(p, g, bk, scale, c.len);
+      perturb_loop(p, g, bk, scale, adaptive, c.len);
     });
   });
   *buf = norm;

@@ -1,6 +1,7 @@
 // SAM's ascent and return passes on CuPy arrays (same contract as cpp/sam.cpp): ||g|| by the
 // deterministic two-stage reduction into out[0], then one fused pass that reads the norm on the
-// device (no host synchronization): backup = w, w += rho g / (||g|| + eps); and w = backup.
+// device (no host synchronization): backup = w, w += rho g / (||g|| + eps) (ASAM: rho w^2 g /
+// (||w g|| + eps)); and w = backup.
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -13,11 +14,15 @@
 namespace optkern {
 namespace {
 
-// Lists (params, grads, backups): sum of g^2.
+// Lists (params, grads, backups): sum of g^2 (ASAM: of (w g)^2).
 template <class T> struct GradSquares {
   static constexpr int kDepth = 3;
   static constexpr bool kMax = false;
-  __device__ double operator()(const T* v) const { const double x = v[1]; return x * x; }
+  bool adaptive;
+  __device__ double operator()(const T* v) const {
+    const double x = rules::sam_norm_term(double(v[0]), double(v[1]), adaptive);
+    return x * x;
+  }
 };
 
 struct SqrtOut {
@@ -28,8 +33,10 @@ struct SqrtOut {
 
 template <class T> struct PerturbOp {
   T scale;
+  bool adaptive;
   __device__ void operator()(T* v) const {
     if (scale == T(0)) v[2] = v[0];  // rho = 0: w stays bitwise
+    else if (adaptive) rules::sam_perturb_adaptive(v[0], v[1], v[2], scale);
     else rules::sam_perturb(v[0], v[1], v[2], scale);
   }
 };
@@ -40,7 +47,8 @@ template <class T> struct Perturb {
   static constexpr unsigned kWritten = 1u | 4u;  // params, backups
   double rho, eps;
   const double* norm;
-  __device__ PerturbOp<T> load() const { return {T(rules::sam_scale(rho, norm[0], eps))}; }
+  bool adaptive;
+  __device__ PerturbOp<T> load() const { return {T(rules::sam_scale(rho, norm[0], eps)), adaptive}; }
 };
 
 template <class T> struct CopyOp {
@@ -53,7 +61,7 @@ template <class T> struct Copy {
 };
 
 py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps,
-                       py::handle out) {
+                       py::handle out, bool adaptive) {
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
   ListCall a(params, "params", true);
@@ -63,8 +71,8 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
   a.ready(/*always_launch=*/true);
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    a.reduce<T>(GradSquares<T>{}, SqrtOut{o});
-    a.apply<T>(Perturb<T>{rho, eps, o});
+    a.reduce<T>(GradSquares<T>{adaptive}, SqrtOut{o});
+    a.apply<T>(Perturb<T>{rho, eps, o, adaptive});
   });
   return py::none();  // the norm stays in out[0] on the device
 }

@@ -174,23 +174,25 @@ def test_lbfgs_adjacent_buffers_are_not_overlaps(dtype):
 # ---- SAM kernels ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sizes", [[0], [1], [7, 1023], [70001, 3], [5_000_003, 33, 0, 65537]])
-def test_sam_perturb_and_restore_kernels(dtype, sizes):
+def test_sam_perturb_and_restore_kernels(dtype, sizes, adaptive):
     rng = np.random.default_rng(sum(sizes))
     w = [rng.standard_normal(n).astype(dtype) for n in sizes]
     gs = [rng.standard_normal(n).astype(dtype) for n in sizes]
     ps, gd = [_dev(a) for a in w], [_dev(a) for a in gs]
     bk = [cp.full(n, 7, dtype) for n in sizes]
     out = cp.zeros(1)
-    K.sam_perturb_(ps, gd, bk, 0.2, 1e-12, out)  # the norm stays on the device
+    K.sam_perturb_(ps, gd, bk, 0.2, 1e-12, out, adaptive)  # the norm stays on the device
     nrm = float(_host(out)[0])
-    want = np.sqrt(sum(np.sum(_f(g) ** 2) for g in gs))
+    want = np.sqrt(sum(np.sum(((_f(wi) if adaptive else 1.0) * _f(g)) ** 2) for wi, g in zip(w, gs)))
     assert abs(nrm - want) <= 1e-12 * max(want, 1.0)
     scale = dtype(0.2 / (nrm + 1e-12))
     for p, wi, g, b in zip(ps, w, gs, bk):
         np.testing.assert_array_equal(_host(b), wi)
-        np.testing.assert_array_equal(_host(p), wi + scale * g)  # NumPy's rounding: product, then sum
+        # NumPy's rounding: product, then sum (ASAM: the reference's ((w * w) * g) * scale, then sum)
+        np.testing.assert_array_equal(_host(p), wi + ((wi * wi) * g) * scale if adaptive else wi + scale * g)
     K.sam_restore_(ps, bk)
     for p, wi in zip(ps, w):
         assert _host(p).tobytes() == wi.tobytes()

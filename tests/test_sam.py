@@ -14,13 +14,15 @@ def mlp():
     return nn.MLP([64, 16, 10], activation="tanh", dtype=np.float64), d.x[:200], d.y[:200]
 
 
-def sam_reference(w, grad, steps, rho, lr, momentum, eps=1e-12):
-    """SAM + SGD with momentum (torch's form), float64, written from the paper's update."""
+def sam_reference(w, grad, steps, rho, lr, momentum, eps=1e-12, adaptive=False):
+    """SAM (ASAM: ``adaptive``) + SGD with momentum (torch's form), float64, written from the
+    papers' updates (ASAM: the ascent w^2 g / ||w g||, Kwon et al. 2021, eq. 12 with T_w = |w|)."""
     w = w.astype(np.float64).copy()
     buf = None
     for _ in range(steps):
         g = grad(w)
-        e = rho * g / (np.linalg.norm(g) + eps)
+        t = np.abs(w) if adaptive else 1.0
+        e = rho * t * t * g / (np.linalg.norm(t * g) + eps)
         g2 = grad(w + e)
         buf = g2.copy() if buf is None else momentum * buf + g2
         w = w - lr * buf
@@ -38,6 +40,20 @@ def test_sam_matches_the_reference(mlp):
         opt.step(lambda: model.loss_and_grad(p, x, y))
     np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-13)
     assert opt.grad_norm > 0
+
+
+def test_adaptive_sam_matches_the_reference(mlp):
+    model, x, y = mlp
+    w0 = model.init_params(seed=4)
+    grad = lambda w: model.loss_and_grad(w, x, y)[1]
+    want = sam_reference(w0, grad, 6, rho=1.0, lr=0.2, momentum=0.9, adaptive=True)
+    assert np.abs(want - sam_reference(w0, grad, 6, rho=1.0, lr=0.2, momentum=0.9)).max() > 1e-3
+    p = w0.copy()
+    opt = optim.SAM(optim.SGD([p], lr=0.2, momentum=0.9), rho=1.0, adaptive=True)
+    for _ in range(6):
+        opt.step(lambda: model.loss_and_grad(p, x, y))
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-13)
+    assert opt.state_dict()["adaptive"] is True
 
 
 def test_sam_float32_follows_the_float64_reference(mlp):
@@ -84,22 +100,26 @@ def test_sam_over_groups_and_arrays_uses_the_global_norm():
         np.testing.assert_allclose(ps[i], w[i] - lr * g2[i], rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sizes", [[0], [1], [7, 1023], [70001, 3]])
-def test_perturb_and_restore_kernels(dtype, sizes):
+def test_perturb_and_restore_kernels(dtype, sizes, adaptive):
+    """The norm against float64 sums; the move bit for bit the reference's roundings: NumPy's
+    ``w + scale g``, ASAM's ``w + ((w * w) * g) * scale`` (the order of the reference code)."""
     rng = np.random.default_rng(sum(sizes))
     ps = [rng.standard_normal(n).astype(dtype) for n in sizes]
     gs = [rng.standard_normal(n).astype(dtype) for n in sizes]
     w = [p.copy() for p in ps]
     bk = [np.full(n, 7, dtype) for n in sizes]
     out = np.zeros(1)
-    nrm = _backend.cpu.sam_perturb_(ps, gs, bk, 0.2, 1e-12, out)
-    want = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in gs))
+    nrm = _backend.cpu.sam_perturb_(ps, gs, bk, 0.2, 1e-12, out, adaptive)
+    terms = [(wi.astype(np.float64) if adaptive else 1.0) * g.astype(np.float64) for wi, g in zip(w, gs)]
+    want = np.sqrt(sum(np.sum(t**2) for t in terms))
     assert nrm == out[0] and abs(nrm - want) <= 1e-12 * max(want, 1)
     scale = dtype(0.2 / (nrm + 1e-12))
     for p, wi, g, b in zip(ps, w, gs, bk):
         np.testing.assert_array_equal(b, wi)
-        np.testing.assert_array_equal(p, wi + scale * g)
+        np.testing.assert_array_equal(p, wi + ((wi * wi) * g) * scale if adaptive else wi + scale * g)
     _backend.cpu.sam_restore_(ps, bk)
     for p, wi in zip(ps, w):
         assert p.tobytes() == wi.tobytes()
@@ -144,7 +164,26 @@ def test_sam_state_dict_round_trip():
     q = p.copy()
     opt2 = optim.SAM(optim.Adam([q], lr=0.1), rho=0.9)
     opt2.load_state_dict(opt.state_dict())
-    assert opt2.rho == 0.2
+    assert opt2.rho == 0.2 and opt2.adaptive is False
     opt.step(f)
     opt2.step(lambda: (float(q @ q), 2 * q))
     np.testing.assert_array_equal(p, q)
+
+
+def test_sam_state_dict_adaptive_and_older_checkpoints():
+    """``adaptive`` round-trips; a checkpoint without it (written before ASAM) loads as plain SAM;
+    a non-bool is refused by name before anything changes."""
+    p = np.array([1.0, -2.0])
+    opt = optim.SAM(optim.SGD([p], lr=0.1), rho=0.2, adaptive=True)
+    sd = opt.state_dict()
+    other = optim.SAM(optim.SGD([p.copy()], lr=0.1), adaptive=False)
+    other.load_state_dict(sd)
+    assert other.adaptive is True
+    old = {k: v for k, v in sd.items() if k != "adaptive"}
+    other.load_state_dict(old)
+    assert other.adaptive is False
+    with pytest.raises(TypeError, match=r"state_dict\['adaptive'\]"):
+        other.load_state_dict({**sd, "adaptive": "yes"})
+    assert other.adaptive is False and other.rho == 0.2
+    with pytest.raises(TypeError, match="adaptive"):
+        optim.SAM(optim.SGD([p], lr=0.1), adaptive=1)

@@ -777,9 +777,10 @@ def sam_perturb_(
     rho: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
     out: typing.Any,
+    adaptive: bool = False,
 ) -> float:
     """
-    SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) (0 when rho = 0), backups = params, params += scale grads; two passes, one call.
+    SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) (0 when rho = 0), backups = params, params += scale grads; two passes, one call. adaptive=True (ASAM): out[0] = ||params * grads||, params += scale params^2 grads.
     """
 
 def sam_restore_(params: typing.Any, backups: typing.Any) -> None:

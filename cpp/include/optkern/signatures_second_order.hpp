@@ -31,9 +31,10 @@ void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
 template <class Perturb, class Restore>
 void sam(py::module_& m, Perturb perturb, Restore restore) {
   m.def("sam_perturb_", perturb, arg("params"), arg("grads"), arg("backups"), arg("rho"), arg("eps"),
-        arg("out"),
+        arg("out"), arg("adaptive") = false,
         "SAM's ascent step: out[0] = ||grads|| (float64, deterministic), scale = rho / (||grads|| + eps) "
-        "(0 when rho = 0), backups = params, params += scale grads; two passes, one call.");
+        "(0 when rho = 0), backups = params, params += scale grads; two passes, one call. adaptive=True "
+        "(ASAM): out[0] = ||params * grads||, params += scale params^2 grads.");
   m.def("sam_restore_", restore, arg("params"), arg("backups"), "params = backups (SAM's return to w).");
 }
 

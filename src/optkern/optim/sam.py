@@ -3,7 +3,9 @@
 One SAM step: the gradient ``g`` at ``w``; the ascent point ``w + rho g / (||g|| + eps)`` (one native
 call: the global norm, then backup and move in one pass); the gradient ``g'`` there; back to the
 very bits of ``w`` (a native copy) and the wrapped optimizer's step with ``g'``. With ``rho = 0``
-the params never move and the result equals the wrapped optimizer's, bit for bit.
+the params never move and the result equals the wrapped optimizer's, bit for bit. Adaptive SAM
+(ASAM, Kwon, Kim, Park & Choi 2021; ``adaptive=True``) scales the neighbourhood by the weights:
+the ascent point ``w + rho w^2 g / (||w g|| + eps)`` (element-wise products).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class SAM:
       base: any optkern optimizer exposing ``param_groups`` and ``step(grads)``.
       rho: the neighbourhood radius (>= 0).
       eps: added to ``||g||`` (as in the reference implementation).
+      adaptive: ASAM's ascent step (``w^2 g`` over ``||w g||``; rho of 0.5 to 2 is typical there).
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (grads in the order of
     the params of all groups); evaluated twice. Returns the loss at ``w``. Or call
@@ -29,12 +32,13 @@ class SAM:
     own exception) first puts the params back to ``w``.
     """
 
-    def __init__(self, base, rho: float = 0.05, eps: float = 1e-12):
+    def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
             raise TypeError(f"base: expected an optkern optimizer (param_groups, step), got {type(base).__name__}")
         self.base = base
         self.rho = _backend.nonnegative("rho", rho)
         self.eps = _backend.nonnegative("eps", eps)
+        self.adaptive = _backend.flag("adaptive", adaptive)
         ps = self._all_params()
         if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
             raise TypeError("base: SAM needs all params on one backend with one dtype")
@@ -80,7 +84,9 @@ class SAM:
                 self._backups = [xp.empty_like(p) for p in ps]
         out = _backend.scalar_buffer(ps[0])
         moved = [i for i, g in enumerate(grads) if g is not None]
-        self._mod.sam_perturb_(*_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out)
+        self._mod.sam_perturb_(
+            *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
+        )
         self._moved = moved
         self._perturbed = True
         self._norm_buf = out
@@ -122,27 +128,29 @@ class SAM:
         return closure_loss(loss), grads
 
     def state_dict(self) -> dict:
-        return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps}
+        return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps, "adaptive": self.adaptive}
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
-        """Restore from :meth:`state_dict`: ``rho`` and ``eps`` are checked, then the wrapped optimizer
-        loads ``state_dict['base']`` (checking it before it changes anything), then they are set.
-        ``strict=False`` ignores unknown keys and keeps this SAM's value of a missing ``rho`` / ``eps``
-        (and is passed on to the wrapped optimizer)."""
+        """Restore from :meth:`state_dict`: ``rho``, ``eps`` and ``adaptive`` are checked, then the
+        wrapped optimizer loads ``state_dict['base']`` (checking it before it changes anything), then
+        they are set. ``strict=False`` ignores unknown keys and keeps this SAM's value of a missing
+        ``rho`` / ``eps`` (and is passed on to the wrapped optimizer); a missing ``adaptive`` (a
+        checkpoint from before ASAM) reads as False."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
-        keys = ("base", "rho", "eps")
+        keys = ("base", "rho", "eps", "adaptive")
         for k in keys:
-            if k not in state_dict and (strict or k == "base"):
+            if k not in state_dict and (strict or k == "base") and k != "adaptive":
                 raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'base', 'rho' and 'eps')")
         extra = [k for k in state_dict if k not in keys]
         if strict and extra:
             raise ValueError(
-                f"state_dict: unknown key {extra[0]!r} (expected 'base', 'rho' and 'eps'; "
+                f"state_dict: unknown key {extra[0]!r} (expected 'base', 'rho', 'eps' and 'adaptive'; "
                 "load_state_dict(..., strict=False) ignores it)"
             )
         rho = _backend.nonnegative("state_dict['rho']", state_dict.get("rho", self.rho))
         eps = _backend.nonnegative("state_dict['eps']", state_dict.get("eps", self.eps))
+        adaptive = _backend.flag("state_dict['adaptive']", state_dict.get("adaptive", False))
         base = state_dict["base"]
         if not isinstance(base, dict):
             raise TypeError(
@@ -153,7 +161,7 @@ class SAM:
             self.base.load_state_dict(base, **({} if strict else {"strict": False}))
         except (TypeError, ValueError) as e:  # its messages name paths inside its own state dict
             raise (TypeError if isinstance(e, TypeError) else ValueError)(f"state_dict['base']: {e}") from e
-        self.rho, self.eps = rho, eps
+        self.rho, self.eps, self.adaptive = rho, eps, adaptive
 
 
 def _pick(index: list, *lists) -> list:

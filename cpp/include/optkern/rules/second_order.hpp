@@ -67,6 +67,17 @@ template <class T> OK_HD void sam_perturb(T& p, T g, T& backup, T scale) {
   p = scaled_plus(scale, g, p);
 }
 
+// Adaptive SAM (ASAM, Kwon et al. 2021): the ascent direction scaled element-wise by w^2,
+// w += scale (w^2 g), rounded as the reference's  (w^2 g) scale, then the add  (scale from the
+// norm of |w| g instead of g: sam_norm_term).
+template <class T> OK_HD void sam_perturb_adaptive(T& p, T g, T& backup, T scale) {
+  backup = p;
+  p = scaled_plus(scale, (p * p) * g, p);
+}
+
+// One element's term of the ascent norm's sum of squares (float64): g, or |w| g for ASAM.
+OK_HD double sam_norm_term(double p, double g, bool adaptive) { return adaptive ? p * g : g; }
+
 // SAM's ascent scale; zero for rho = 0 (so w + scale g == w bit for bit).
 OK_HD double sam_scale(double rho, double grad_norm, double eps) {
   return rho == 0.0 ? 0.0 : rho / (grad_norm + eps);

@@ -1,0 +1,190 @@
+"""optkern.torch.SAM: sharpness-aware minimization for torch models, with the API of the PyTorch
+implementation most code uses (github.com/davda54/sam): ``SAM(params, base_optimizer, rho=0.05,
+adaptive=False, **kwargs)``, ``first_step`` / ``second_step`` / ``step(closure)``.
+
+The ascent step (the global gradient norm, the backup of ``w`` and the move, in one native call)
+and the return to the very bits of ``w`` are optkern's fused multi-tensor kernels
+(``sam_perturb_`` / ``sam_restore_``, :mod:`optkern.optim.sam`'s) on zero-copy views of the
+tensors; the descent step is the base optimizer's (an ``optkern.torch`` one runs fused too).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _backend
+from . import _views
+from ._checks_step import check_grad
+
+_EPS = 1e-12  # added to the norm, as in the reference implementation
+
+
+class SAM(torch.optim.Optimizer):
+    """SAM (Foret et al. 2021) or adaptive SAM (ASAM, Kwon et al. 2021: ``adaptive=True``) around
+    ``base_optimizer``, a ``torch.optim.Optimizer`` class built here over this optimizer's param
+    groups with ``**kwargs`` (``SAM(model.parameters(), optkern.torch.SGD, lr=0.1, momentum=0.9)``).
+
+    Usage as in the reference: ``loss_fn(model(x), y).backward(); opt.first_step(zero_grad=True);
+    loss_fn(model(x), y).backward(); opt.second_step(zero_grad=True)``; or ``opt.step(closure)``
+    after the first backward, where ``closure`` does the second forward and backward.
+
+    Beyond the reference: ``state_dict()`` is the base optimizer's (its momentum or moments
+    included, with ``rho`` / ``adaptive`` in the groups), so a checkpoint restores training; the
+    reference's checkpoints (``old_p`` entries) load too. Params and grads must be float32/float64
+    of one dtype and device (dense; a grad in its param's layout); every group must have the same
+    ``rho`` and ``adaptive`` (one fused call). Errors name the argument; nothing is moved then.
+    """
+
+    def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
+        rho = _backend.nonnegative("rho", rho)
+        adaptive = _backend.flag("adaptive", adaptive)
+        if not callable(base_optimizer):
+            raise TypeError(
+                f"base_optimizer: expected a torch.optim.Optimizer class (e.g. optkern.torch.SGD), got "
+                f"{type(base_optimizer).__name__}"
+            )
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, **kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
+        if not isinstance(self.base_optimizer, torch.optim.Optimizer):
+            raise TypeError(f"base_optimizer: made a {type(self.base_optimizer).__name__}, not a torch.optim.Optimizer")
+        self._link()
+        self.defaults.update(self.base_optimizer.defaults)
+        self._backups: dict = {}  # id(param) -> its backup tensor (reused from step to step)
+        self._moved: list | None = None  # the params the ascent step moved (None: not perturbed)
+
+    def _link(self) -> None:
+        """Share the base optimizer's groups and state (so ``opt.state[p]`` shows its momentum)."""
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+
+    # ---- the two steps -------------------------------------------------------------------------
+
+    def _hyper(self) -> tuple:
+        """(rho, adaptive) of every group, checked: one value of each for the one fused call."""
+        first: tuple | None = None
+        for i, g in enumerate(self.param_groups):
+            here = (
+                _backend.nonnegative(f"param_groups[{i}]['rho']", g["rho"]),
+                _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
+            )
+            if first is not None and here != first:
+                key = "rho" if here[0] != first[0] else "adaptive"
+                raise ValueError(
+                    f"param_groups[{i}]['{key}']: {g[key]!r}, param_groups[0]'s is {self.param_groups[0][key]!r} "
+                    "(one rho and one adaptive for all groups: the ascent step is one call over the global norm)"
+                )
+            first = first or here
+        assert first is not None  # (an optimizer has a group)
+        return first
+
+    def _with_grads(self) -> list:
+        """The params that have a grad, each checked with it (errors name both)."""
+        ps = []
+        for gi, group in enumerate(self.param_groups):
+            for j, p in enumerate(group["params"]):
+                if p.grad is not None:
+                    _views.check_tensor(p, f"param_groups[{gi}]['params'][{j}]")
+                    check_grad(p, p.grad, gi, j)
+                    ps.append(p)
+        for p in ps[1:]:
+            if p.dtype is not ps[0].dtype or p.device != ps[0].device:
+                raise TypeError(
+                    f"params: {p.dtype} on {p.device} beside {ps[0].dtype} on {ps[0].device} "
+                    "(the ascent step is one call: one dtype, one device)"
+                )
+        return ps
+
+    def _backup(self, p: torch.Tensor) -> torch.Tensor:
+        b = self._backups.get(id(p))
+        if (
+            b is None
+            or b.shape != p.shape
+            or b.dtype is not p.dtype
+            or b.device != p.device
+            or b.stride() != p.stride()
+        ):
+            b = self._backups[id(p)] = torch.empty_like(p)  # (preserve_format: p's layout)
+        return b
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """``w -> w + rho g / (||g|| + 1e-12)`` (ASAM: ``rho w^2 g / (||w g|| + 1e-12)``), ``w`` kept.
+        Params without a grad stay where they are."""
+        if self._moved is not None:
+            raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
+        rho, adaptive = self._hyper()
+        ps = self._with_grads()
+        if ps:
+            grads = [p.grad for p in ps]
+            backups = [self._backup(p) for p in ps]
+            with _views.on_stream(ps[0]):
+                mod = _backend.backend(("params", [_views.view(ps[0])]))
+                out = _backend.scalar_buffer(_views.view(ps[0]))
+                mod.sam_perturb_(_views.views(ps), _views.views(grads), _views.views(backups), rho, _EPS, out, adaptive)
+        self._moved = ps
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Back to the very bits of ``w``, then the base optimizer's step with the grads now in
+        ``.grad`` (those of the ascent point)."""
+        if self._moved is None:
+            raise RuntimeError("second_step: call first_step first")
+        self._restore()
+        self.base_optimizer.step()
+        if zero_grad:
+            self.zero_grad()
+
+    def _restore(self) -> None:
+        ps, self._moved = self._moved or [], None
+        if ps:
+            with _views.on_stream(ps[0]):
+                mod = _backend.backend(("params", [_views.view(ps[0])]))
+                mod.sam_restore_(_views.views(ps), _views.views([self._backups[id(p)] for p in ps]))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """``first_step(zero_grad=True)``, ``closure()`` (the forward and backward at the ascent
+        point, with grad enabled), ``second_step()``; call it after the backward at ``w``. If the
+        closure raises, the params go back to ``w`` first. Returns None, as the reference does."""
+        if not callable(closure):
+            raise TypeError(
+                "closure: SAM.step needs a callable doing the second forward and backward, "
+                f"got {type(closure).__name__}"
+            )
+        self.first_step(zero_grad=True)
+        try:
+            with torch.enable_grad():
+                closure()
+        except BaseException:
+            self._restore()
+            raise
+        self.second_step()
+
+    # ---- checkpoints: the base optimizer's ---------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The base optimizer's ``state_dict`` (its groups hold ``rho`` and ``adaptive``)."""
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """From :meth:`state_dict`, or the reference implementation's (its transient ``old_p``
+        entries dropped); the base optimizer checks the rest."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        if self._moved is not None:
+            raise RuntimeError("load_state_dict: the params are perturbed (call second_step first)")
+        sd = dict(state_dict)
+        if isinstance(sd.get("state"), dict):
+            sd["state"] = {
+                k: {n: v for n, v in e.items() if n != "old_p"} if isinstance(e, dict) else e
+                for k, e in sd["state"].items()
+            }
+            sd["state"] = {k: e for k, e in sd["state"].items() if e != {}}
+        for i, g in enumerate(sd.get("param_groups") or []):
+            if isinstance(g, dict):
+                _backend.nonnegative(f"state_dict['param_groups'][{i}]['rho']", g.get("rho", 0.0))
+                _backend.flag(f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", False))
+        self.base_optimizer.load_state_dict(sd)
+        self._link()
