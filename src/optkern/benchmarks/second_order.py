@@ -25,7 +25,10 @@ alternating order (``timing.paired``), which the VM's swings move alike.
 
 SAM row: ``sam_perturb_`` + ``sam_restore_`` (16M float32: the norm reads g; the ascent reads
 p, g and writes p, backup; the return reads backup and writes p: ``4n x 7`` bytes) against torch
-(``_foreach_norm``, ``_foreach_add_``, ``_foreach_copy_`` over the same 200 arrays).
+(``_foreach_norm``, ``_foreach_add_``, ``_foreach_copy_`` over the same 200 arrays). The "via
+optkern.torch" SAM row: ``first_step`` + ``second_step`` (SGD with momentum as the base) of
+optkern.torch.SAM over optkern.torch.SGD against the reference implementation's algorithm
+(:mod:`.sam_reference`) over torch.optim.SGD.
 """
 
 from __future__ import annotations
@@ -249,6 +252,42 @@ def _sam_row(torch, quick, plan, probe_row):
     )
 
 
+def _sam_torch_row(torch, quick, plan):
+    """SAM's two steps around SGD with momentum as a torch user runs them: optkern.torch.SAM over
+    optkern.torch.SGD against the reference implementation over torch.optim.SGD (foreach)."""
+    from ..torch import SAM, SGD
+    from .sam_reference import ReferenceSAM
+
+    n_arrays, n = 200, (M if quick else 16 * M)
+    sizes = [n // n_arrays] * (n_arrays - 1) + [n - (n // n_arrays) * (n_arrays - 1)]
+
+    def make(sam, base):
+        def build():
+            g = torch.Generator().manual_seed(3)
+            ps = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in sizes]
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt = sam(ps, base, rho=0.05, lr=1e-3, momentum=0.9)
+
+            def run():
+                opt.first_step()
+                opt.second_step()  # (the grads at w stand in for those at the ascent point)
+
+            return run
+
+        return build
+
+    return compare(
+        SUITE,
+        f"SAM step via optkern.torch (SGD momentum), {n_arrays} tensors, {probe.size_label(n)} fp32",
+        make(SAM, SGD),
+        {} if torch is None else {"reference": make(ReferenceSAM, torch.optim.SGD)},
+        "cpu",
+        plan,
+        note="first_step + second_step, forward/backward excluded; reference: davda54/sam's algorithm",
+    )
+
+
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
     """The suite on the CPU (the CUDA kernels have no GPU to run on here). Returns a list of ``Row``."""
     if device == "cuda":  # the CUDA kernels build but have not run on a GPU yet: no GPU rows
@@ -266,6 +305,8 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
     rows += _kernel_rows(quick, plan, first, reads)
     rows.append(_newton_cg_row(quick, plan))
     rows.append(_sam_row(torch, quick, plan, first))
+    if torch is not None:
+        rows.append(_sam_torch_row(torch, quick, plan))
     best = probe.faster(first, probe.cpu_rmw(SUITE, n, 1, plan))
     for r in rows:
         if r.bytes_moved:
