@@ -12,7 +12,7 @@ import pytest
 from optkern import cli, datasets, optim
 from optkern.study import DEFAULT_OPTIMIZERS, OPTIMIZERS, methods, report, runner
 
-SECOND = ["lbfgs", "newton-cg", "sam"]
+SECOND = ["lbfgs", "newton-cg", "sam", "asam"]
 
 
 def _tiny(**kw) -> runner.StudyConfig:
@@ -67,7 +67,7 @@ def test_each_second_order_method_lowers_the_loss(study, name):
         assert run["batch_size"] == cfg.large_batch
         assert run["steps"] == cfg.epochs * len(runner.batches(n, cfg.large_batch))
         assert run["train_hvps"] > run["steps"]
-    else:  # SAM: two gradients per step
+    else:  # SAM, ASAM: two gradients per step
         assert run["batch_size"] == cfg.batch_size and run["grad_evals"] == 2 * run["steps"]
 
 
@@ -81,10 +81,10 @@ def test_the_report_lists_them(study, tmp_path):
     _, _, res = study
     with open(report.write_markdown(res, str(tmp_path), [])) as f:
         text = f.read()
-    for name, cls in (("lbfgs", "LBFGS"), ("newton-cg", "NewtonCG"), ("sam", "SAM")):
+    for name, cls in (("lbfgs", "LBFGS"), ("newton-cg", "NewtonCG"), ("sam", "SAM"), ("asam", "SAM")):
         assert f"| {name} | `optkern.optim.{cls}` |" in text
         assert any(line.startswith(f"| {name} | none | ") for line in text.splitlines()), name
-    assert "strong_wolfe" in text and "rho=0.05" in text and "damping=1.0" in text
+    assert "strong_wolfe" in text and "rho=0.05" in text and "damping=1.0" in text and "adaptive=True" in text
     with open(report.write_json(res, str(tmp_path))) as f:
         json.load(f)  # strict JSON
 
@@ -96,6 +96,13 @@ def test_sam_hyperparameters_reach_the_wrapped_optimizer():
     assert opt.rho == 0.05 and opt.param_groups[0]["lr"] == 0.03 and opt.param_groups[0]["momentum"] == 0.9
     listed = runner.all_hyperparameters("sam", cfg)
     assert listed["rho"] == 0.05 and listed["lr"] == 0.03 and listed["dampening"] == 0 and "base" not in listed
+
+
+def test_asam_is_sam_with_adaptive_steps():
+    opt, _ = runner.make_optimizer("asam", np.zeros(3, np.float32), runner.StudyConfig())
+    assert isinstance(opt, optim.SAM) and opt.adaptive and opt.rho == 1.0 and isinstance(opt.base, optim.SGD)
+    sam, _ = runner.make_optimizer("sam", np.zeros(3, np.float32), runner.StudyConfig())
+    assert not sam.adaptive
 
 
 def test_newton_cg_needs_its_operator():

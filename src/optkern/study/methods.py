@@ -73,6 +73,13 @@ OPTIMIZERS = {
         closure=True,
         base="SGD",
     ),
+    "asam": Method(
+        "SAM",
+        dict(rho=1.0, adaptive=True, lr=0.02, momentum=0.9),
+        "adaptive SAM (ASAM, Kwon et al. 2021): the neighbourhood scaled by |w|, around SGD with momentum",
+        closure=True,
+        base="SGD",
+    ),
     # `optkern study --low-precision` adds these four (issue 16): against "adam" and "momentum".
     "adam-bf16": Method(
         "Adam",
