@@ -162,3 +162,87 @@ def test_cuda_matches_cpu():
 
     got = np.stack([cupy.asnumpy(H @ cupy.eye(66)[:, i]) for i in range(66)], axis=1)
     assert np.abs(got - ref).max() <= 1e-12 * np.abs(ref).max()
+
+
+# ---- the generalized Gauss-Newton matrix (kind="ggn") ---------------------------------------------
+
+
+def explicit_ggn(m, x, y) -> np.ndarray:
+    """J^T H_z J of the mean cross-entropy, formed: J by torch's jacobian of the logits in the
+    flattened params, H_z per sample (diag(p) - p p^T) / N."""
+    ps = [p.detach().double() for p in m.parameters()]
+
+    def logits(flat):
+        ws, o = [], 0
+        for p in ps:
+            ws.append(flat[o : o + p.numel()].view(p.shape))
+            o += p.numel()
+        return torch.tanh(x.double() @ ws[0].T + ws[1]) @ ws[2].T + ws[3]
+
+    flat = torch.cat([p.reshape(-1) for p in ps])
+    z = logits(flat)
+    J = torch.autograd.functional.jacobian(logits, flat).reshape(z.numel(), -1).numpy()
+    prob = torch.softmax(z, 1).numpy()
+    H = np.zeros((z.numel(), z.numel()))
+    c = z.shape[1]
+    for i, q in enumerate(prob):
+        H[i * c : (i + 1) * c, i * c : (i + 1) * c] = (np.diag(q) - np.outer(q, q)) / len(prob)
+    return J.T @ H @ J
+
+
+def _out_and_loss(m, x, y):
+    z = m(x)
+    return z, F.cross_entropy(z, y)
+
+
+def test_ggn_products_are_its_columns_and_it_is_psd():
+    m = model()
+    x, y = data()
+    G = ot.hessian_operator(lambda: _out_and_loss(m, x, y), m.parameters(), kind="ggn")
+    ref = explicit_ggn(m, x, y)
+    got = dense(G)
+    assert np.abs(got - ref).max() <= 1e-12 * np.abs(ref).max()
+    assert np.linalg.eigvalsh((got + got.T) / 2).min() >= -1e-12 * np.abs(ref).max()
+    assert np.abs(got - explicit(m, x, y)).max() > 1e-3 * np.abs(ref).max()  # (not the Hessian here)
+    assert repr(G).endswith("'torch-ggn' dtype=float64>")
+
+
+def test_ggn_of_a_model_linear_in_its_params_is_the_hessian():
+    """Least squares on a linear model: J^T H_z J = H exactly (the model has no curvature)."""
+    torch.manual_seed(5)
+    lin = torch.nn.Linear(5, 3).double()
+    x, _ = data()
+    t = torch.randn(len(x), 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+
+    def both():
+        z = lin(x)
+        return z, F.mse_loss(z, t)
+
+    G = dense(ot.hessian_operator(both, lin.parameters(), kind="ggn"))
+    H = dense(ot.hessian_operator(lambda: both()[1], lin.parameters()))
+    assert np.abs(G - H).max() <= 1e-13 * np.abs(H).max()
+
+
+def test_ggn_over_batches_weighted_by_size():
+    m = model()
+    x, y = data()
+    parts = [(x[:8], y[:8]), (x[8:16], y[8:16]), (x[16:], y[16:])]
+    G = ot.hessian_operator(lambda a, b: _out_and_loss(m, a, b), m.parameters(), batches=parts, kind="ggn")
+    ref = explicit_ggn(m, x, y)
+    assert np.abs(dense(G) - ref).max() <= 1e-12 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize(
+    "fn, kw, err, match",
+    [
+        (lambda m, x, y: F.cross_entropy(m(x), y), dict(kind="ggn"), TypeError, r"\(outputs, loss\)"),
+        (lambda m, x, y: _out_and_loss(m, x, y), dict(kind="gn"), ValueError, "kind"),
+        (lambda m, x, y: (m(x).detach(), F.cross_entropy(m(x), y)), dict(kind="ggn"), ValueError, "outputs"),
+        (lambda m, x, y: (m(x), m(x).sum() * 0 + m[0].bias.sum()), dict(kind="ggn"), ValueError, "outputs"),
+    ],
+)
+def test_ggn_bad_input(fn, kw, err, match):
+    m = model()
+    x, y = data()
+    with pytest.raises(err, match=match):
+        ot.hessian_operator(lambda: fn(m, x, y), m.parameters(), **kw)

@@ -1,10 +1,12 @@
-"""optkern.torch.hessian_operator: the loss Hessian of a torch model as an optkern curvature operator.
+"""optkern.torch.hessian_operator: the loss Hessian (or Gauss-Newton matrix) of a torch model as an
+optkern curvature operator.
 
 PyHessian's measurements (top eigenvalues, trace, spectral density) for any torch model, on
 optkern's estimators (:mod:`optkern.hessian`: block Lanczos, Hutch++, stochastic Lanczos
-quadrature): the operator's products are exact Hessian-vector products by double backward
-(Pearlmutter's trick as torch's autograd does it), its vectors NumPy arrays for CPU params and
-CuPy arrays for CUDA ones, passed to torch zero-copy.
+quadrature), and the operator Newton-CG solves with: the products are exact, by double backward
+(Pearlmutter's trick as torch's autograd does it; the Gauss-Newton product ``J^T H_z J v`` by three
+backward passes through the kept graph, ``J v`` by the double-vjp trick), the vectors NumPy arrays
+for CPU params and CuPy arrays for CUDA ones, passed to torch zero-copy.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from ..hessian.operators import CurvatureOperator, from_hvp
 from . import _views
 
 
-def hessian_operator(loss_fn, params, batches=None, name: str = "torch-hessian") -> CurvatureOperator:
-    """The ``n x n`` Hessian of a loss in ``params`` (n: their total size) as a CurvatureOperator.
+def hessian_operator(
+    loss_fn, params, batches=None, kind: str = "hessian", name: str | None = None
+) -> CurvatureOperator:
+    """The ``n x n`` Hessian of a loss in ``params`` (n: their total size) as a CurvatureOperator,
+    or (``kind="ggn"``) its generalized Gauss-Newton matrix ``J^T H_z J``.
 
     Args:
       loss_fn: without ``batches``, ``loss_fn()`` returns the (scalar) loss tensor; its gradient
@@ -33,28 +38,36 @@ def hessian_operator(loss_fn, params, batches=None, name: str = "torch-hessian")
       params: the tensors to differentiate in (``model.parameters()``; requiring grad), of one
         float dtype (float32/float64) and one device. Their order is the operator's: the vectors
         are the params flattened and concatenated.
+      kind: ``"hessian"``, or ``"ggn"``: ``loss_fn`` then returns ``(outputs, loss)``, the loss
+        computed from the outputs (``z = model(x); return z, F.cross_entropy(z, y)``), and the
+        operator is ``J^T H_z J`` (J: the outputs' Jacobian in the params, H_z: the loss's Hessian
+        in the outputs) -- positive semi-definite for a loss convex in the outputs, the Hessian
+        itself for a model linear in its params.
 
     Params the loss does not depend on get zero rows and columns. Errors (TypeError / ValueError)
-    name ``loss_fn``, ``params[i]`` or ``batches``; a non-finite loss is refused.
+    name ``loss_fn``, ``params[i]``, ``batches`` or ``kind``; a non-finite loss is refused.
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable returning the loss tensor, got {type(loss_fn).__name__}")
+    if kind not in _PRODUCTS:
+        raise ValueError(f"kind: expected 'hessian' or 'ggn', got {kind!r}")
+    make = _PRODUCTS[kind]
     params = _params(params)
     p0 = params[0]
     n = sum(p.numel() for p in params)
     xp = np if p0.is_cpu else _cupy()
     if batches is None:
-        grads = _grad_graph(loss_fn, (), params, "loss_fn()")
+        product = make(loss_fn, (), params, "loss_fn()")
 
         def hvp(v):
-            return _hv(grads, params, v)
+            return _flat(product(_split(v, params)), params)
 
     else:
         if not hasattr(batches, "__iter__"):
             raise TypeError(f"batches: expected an iterable of tuples (a DataLoader), got {type(batches).__name__}")
 
         def hvp(v):
-            return _batched_hv(loss_fn, batches, params, v)
+            return _batched(make, loss_fn, batches, params, _split(v, params))
 
     def into(v, out):
         # (torch.from_dlpack orders torch's stream after CuPy's for v and out; the sync orders the
@@ -68,7 +81,7 @@ def hessian_operator(loss_fn, params, batches=None, name: str = "torch-hessian")
         into(v, out)
         return out
 
-    return from_hvp(matvec, n, _views._NAMES[p0.dtype], xp=xp, name=name, into=into)
+    return from_hvp(matvec, n, _views._NAMES[p0.dtype], xp=xp, name=name or f"torch-{kind}", into=into)
 
 
 def _cupy():
@@ -101,10 +114,13 @@ def _params(params) -> list:
     return params
 
 
-def _loss(loss_fn, args: tuple, what: str) -> torch.Tensor:
-    """``loss_fn(*args)`` (with grad enabled), checked: a finite real scalar tensor with a graph."""
+def _call(loss_fn, args: tuple):
     with torch.enable_grad():
-        loss = loss_fn(*args)
+        return loss_fn(*args)
+
+
+def _checked_loss(loss, what: str) -> torch.Tensor:
+    """``loss`` (what ``what`` returned), checked: a finite real scalar tensor with a graph."""
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or loss.is_complex():
         kind = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise TypeError(f"loss_fn: {what} must return a real scalar tensor, got {kind}")
@@ -116,38 +132,88 @@ def _loss(loss_fn, args: tuple, what: str) -> torch.Tensor:
     return loss.reshape(())
 
 
-def _grad_graph(loss_fn, args: tuple, params: list, what: str) -> list:
-    """The loss's gradient in each param, with its graph (None where it is zero: a param the loss
-    does not use, or one it is linear in)."""
-    loss = _loss(loss_fn, args, what)
+def _grads_of(outputs, inputs, **kw) -> list:
+    """``torch.autograd.grad`` with ``allow_unused``; an input the outputs do not reach gets None."""
     with torch.enable_grad():
-        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    return [g if g is not None and g.requires_grad else None for g in grads]
+        return list(torch.autograd.grad(outputs, inputs, allow_unused=True, **kw))
 
 
-def _hv(grads: list, params: list, v: torch.Tensor) -> list:
-    """``H v`` by double backward through ``grads`` (kept for the next product), per param."""
+def _live(ts: list) -> list:
+    """The indices of ``ts`` that carry a graph (None, or a constant: a zero derivative)."""
+    return [i for i, t in enumerate(ts) if t is not None and t.requires_grad]
+
+
+def _hessian_product(loss_fn, args: tuple, params: list, what: str):
+    """``vs -> H v`` (per param; None: zero) by double backward through the kept gradient graph."""
+    loss = _checked_loss(_call(loss_fn, args), what)
+    grads = _grads_of(loss, params, create_graph=True)
+    live = _live(grads)
+
+    def product(vs: list) -> list:
+        if not live:
+            return [None] * len(params)
+        return _grads_of([grads[i] for i in live], params, grad_outputs=[vs[i] for i in live], retain_graph=True)
+
+    return product
+
+
+def _ggn_product(loss_fn, args: tuple, params: list, what: str):
+    """``vs -> J^T H_z J v``: ``J v`` by the double-vjp trick (the vjp ``J^T u`` is linear in a dummy
+    ``u``; its vjp with ``v`` is ``J v``), ``H_z`` by double backward in the outputs, ``J^T`` by one
+    more backward; the graphs are kept for the next product."""
+    out = _call(loss_fn, args)
+    if not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[0], torch.Tensor):
+        raise TypeError(f"loss_fn: {what} must return (outputs, loss) for kind='ggn', got {type(out).__name__}")
+    z, loss = out[0], _checked_loss(out[1], what)
+    if not z.requires_grad or z.dtype is not params[0].dtype:
+        raise ValueError(f"loss_fn: {what}'s outputs must depend on the params and be {params[0].dtype}, got {z.dtype}")
+    (gz,) = _grads_of(loss, [z], create_graph=True)
+    if gz is None:
+        raise ValueError(f"loss_fn: {what}'s loss does not depend on its outputs")
+    with torch.enable_grad():
+        u = torch.zeros_like(z, requires_grad=True)
+    jtu = _grads_of(z, params, grad_outputs=u, create_graph=True)
+    live = _live(jtu)
+
+    def product(vs: list) -> list:
+        if not live:
+            return [None] * len(params)
+        (jv,) = _grads_of([jtu[i] for i in live], [u], grad_outputs=[vs[i] for i in live], retain_graph=True)
+        if jv is None or not gz.requires_grad:  # (a loss linear in the outputs: H_z = 0)
+            return [None] * len(params)
+        (hjv,) = _grads_of(gz, [z], grad_outputs=jv, retain_graph=True)
+        if hjv is None:
+            return [None] * len(params)
+        return _grads_of(z, params, grad_outputs=hjv, retain_graph=True)
+
+    return product
+
+
+_PRODUCTS = {"hessian": _hessian_product, "ggn": _ggn_product}
+
+
+def _split(v: torch.Tensor, params: list) -> list:
+    """The flat vector ``v`` as views shaped like ``params``."""
     vs, o = [], 0
     for p in params:
         vs.append(v[o : o + p.numel()].view(p.shape))
         o += p.numel()
-    live = [i for i, g in enumerate(grads) if g is not None]
-    hv: tuple = (None,) * len(params)
-    if live:
-        hv = torch.autograd.grad(
-            [grads[i] for i in live], params, grad_outputs=[vs[i] for i in live], retain_graph=True, allow_unused=True
-        )
+    return vs
+
+
+def _flat(hv: list, params: list) -> list:
+    """A product's per-param parts, flat, zeros where a part is None."""
     return [(torch.zeros_like(p) if h is None else h).reshape(-1) for p, h in zip(params, hv)]
 
 
-def _batched_hv(loss_fn, batches, params: list, v: torch.Tensor) -> list:
-    """The batches' products ``H_b v`` averaged, weighted by batch size."""
+def _batched(make, loss_fn, batches, params: list, vs: list) -> list:
+    """The batches' products averaged, weighted by batch size (flat parts)."""
     total, count = None, 0
     for b, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)):
             batch = (batch,)
         size = len(batch[0]) if len(batch) and hasattr(batch[0], "__len__") else 1
-        hv = _hv(_grad_graph(loss_fn, tuple(batch), params, f"loss_fn(*batches[{b}])"), params, v)
+        hv = _flat(make(loss_fn, tuple(batch), params, f"loss_fn(*batches[{b}])")(vs), params)
         if total is None:
             total = [h * size for h in hv]
         else:
