@@ -16,3 +16,12 @@ def test_torch_bf16_8bit_example():
     (l32, b32), (l8, b8), (l16, b16) = runs.values()
     assert l8 < 2.0 and l16 < 2.0 and abs(l8 - l32) < 0.25 * max(l32, 0.1)  # trains like fp32 AdamW
     assert b8 < b32 and b16 == b8  # 8-bit moments + fp32 master: less than fp32 AdamW's two moments
+
+
+def test_torch_sharpness_example():
+    """SAM and ASAM end flatter than SGD at about its training loss; L-BFGS trains (full batch)."""
+    pytest.importorskip("torch")
+    out = runpy.run_path(str(EXAMPLES / "torch_sharpness.py"))["main"]()
+    sgd, sam, asam, lbfgs = out.values()
+    assert all(0 < r[0] < 0.2 for r in (sgd, sam, asam)) and lbfgs[0] < sgd[0]
+    assert sam[1] < sgd[1] and asam[1] < sgd[1] and sam[3] < sgd[3] and asam[3] < sgd[3]
