@@ -232,8 +232,8 @@ def _params(*shapes, dtype=torch.float64):
         (lambda: _params(3), dict(max_iter=0), ValueError, "max_iter"),
         (lambda: _params(3), dict(history_size=0), ValueError, "history_size"),
         (lambda: _params(3), dict(line_search_fn="armijo"), ValueError, "line_search_fn"),
-        (lambda: [torch.ones(3, dtype=torch.int64)], {}, TypeError, r"params\[0\]"),
-        (lambda: _params(3) + _params(2, dtype=torch.float32), {}, TypeError, r"params\[1\]"),
+        (lambda: [torch.ones(3, dtype=torch.int64)], {}, TypeError, r"^param_groups\[0\]\['params'\]\[0\]"),
+        (lambda: _params(3) + _params(2, dtype=torch.float32), {}, TypeError, r"^param_groups\[0\]\['params'\]\[1\]"),
         (lambda: [{"params": _params(3)}, {"params": _params(2)}], {}, ValueError, "parameter groups"),
         (lambda: (lambda p: [p, p])(_params(3)[0]), {}, ValueError, "more than once"),
         (list, {}, ValueError, "empty"),
@@ -343,3 +343,12 @@ def test_cuda_matches_cpu(line_search_fn):
         ob.step(closure(b, ob, x.cuda(), y.cuda()))
     assert rel(a, b.cpu()) <= 1e-10
     assert first(ob)["d"].is_cuda and first(ob)["n_iter"] == first(oa)["n_iter"]
+
+
+def test_bad_group_value_set_between_steps_named_by_its_group():
+    ps = _params(3)
+    opt = ot.LBFGS(ps, max_iter=2)
+    opt.param_groups[0]["history_size"] = 0
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['history_size'\]"):
+        opt.step(_quadratic(ps))
+    assert torch.equal(ps[0], torch.ones(3, dtype=torch.float64)) and not opt.state

@@ -64,11 +64,11 @@ class LBFGS(torch.optim.Optimizer):
         self._params = self.param_groups[0]["params"]
         ps = self._params
         for i, p in enumerate(ps):
-            _views.check_tensor(p, f"params[{i}]")
+            _views.check_tensor(p, f"param_groups[0]['params'][{i}]")
             if p.dtype is not ps[0].dtype or p.device != ps[0].device:
                 raise TypeError(
-                    f"params[{i}]: {p.dtype} on {p.device}, params[0] is {ps[0].dtype} on {ps[0].device} "
-                    "(L-BFGS keeps one flat vector of all params: one dtype, one device)"
+                    f"param_groups[0]['params'][{i}]: {p.dtype} on {p.device}, the first param is {ps[0].dtype} "
+                    f"on {ps[0].device} (L-BFGS keeps one flat vector of all params: one dtype, one device)"
                 )
         self._inner = self._new_inner()
         self._show_state()
@@ -86,10 +86,11 @@ class LBFGS(torch.optim.Optimizer):
         with _views.on_stream(self._params[0]):
             return _lbfgs.LBFGS(_views.views(self._params), **self._host_hyper())
 
-    def _host_hyper(self) -> dict:
-        """The group's hyper-parameters as the inner optimizer takes them (tensor lr read), checked."""
+    def _host_hyper(self, where: str = "") -> dict:
+        """The group's hyper-parameters as the inner optimizer takes them (tensor lr read), checked;
+        errors name them inside ``where`` (``param_groups[0]`` once the group is the user's to change)."""
         hyper = host_group({k: self.param_groups[0][k] for k in _HYPER})
-        _lbfgs._check_group(hyper)
+        _lbfgs._check_group(hyper, where)
         return hyper
 
     def _grad_views(self) -> list:
@@ -120,7 +121,7 @@ class LBFGS(torch.optim.Optimizer):
             )
         closure = torch.enable_grad()(closure)
         inner = self._inner
-        inner.param_groups[0].update(self._host_hyper())
+        inner.param_groups[0].update(self._host_hyper("param_groups[0]"))
         inner.param_groups[0]["params"] = _views.views(self._params)  # (a user may swap p.data)
         first: list = []
 
