@@ -246,3 +246,16 @@ def test_ggn_bad_input(fn, kw, err, match):
     x, y = data()
     with pytest.raises(err, match=match):
         ot.hessian_operator(lambda: fn(m, x, y), m.parameters(), **kw)
+
+
+@pytest.mark.parametrize("kind", ["hessian", "ggn"])
+def test_made_and_used_under_no_grad(kind):
+    """An optimizer's step runs under torch.no_grad (optkern.torch.NewtonCG builds its operator
+    there): the operator builds its graphs with grad enabled all the same."""
+    m = model()
+    x, y = data()
+    fn = (lambda: F.cross_entropy(m(x), y)) if kind == "hessian" else (lambda: _out_and_loss(m, x, y))
+    ref = dense(ot.hessian_operator(fn, m.parameters(), kind=kind))
+    with torch.no_grad():
+        got = dense(ot.hessian_operator(fn, m.parameters(), kind=kind))
+    assert np.array_equal(got, ref)

@@ -7,7 +7,8 @@ tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream); params contiguous in another order of their dims (channels_last)
 are stepped in memory order, their grads and state in the same layout.
 ``LBFGS`` is torch.optim.LBFGS with its two-loop recursion as two native passes over the
-history (:mod:`.lbfgs`). ``SAM`` is sharpness-aware minimization (and ASAM) around any torch
+history (:mod:`.lbfgs`); ``NewtonCG``, Hessian-free Newton-CG on a torch model's Gauss-Newton
+matrix or Hessian (``hessian_operator``). ``SAM`` is sharpness-aware minimization (and ASAM) around any torch
 optimizer, with the widely used reference implementation's API, its ascent and return as fused
 kernels (:mod:`.sam`). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``.
 ``hessian_operator`` makes a torch model's loss Hessian an :mod:`optkern.hessian` operator (exact
@@ -42,6 +43,7 @@ from ._lowp import to_torch_state_dict
 from .clip import clip_grad_norm_, clip_grad_value_
 from .curvature import hessian_operator
 from .lbfgs import LBFGS
+from .newton_cg import NewtonCG
 from .optimizers import SGD, Adadelta, Adagrad, AdagradNorm, Adam, AdamW, NAdam, RMSprop
 from .sam import SAM
 
@@ -55,6 +57,7 @@ __all__ = [
     "AdamW",
     "NAdam",
     "LBFGS",
+    "NewtonCG",
     "SAM",
     "clip_grad_norm_",
     "clip_grad_value_",

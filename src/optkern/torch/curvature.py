@@ -129,7 +129,8 @@ def _checked_loss(loss, what: str) -> torch.Tensor:
     value = float(loss.detach())
     if not math.isfinite(value):
         raise ValueError(f"loss_fn: {what} returned a non-finite loss ({value})")
-    return loss.reshape(())
+    with torch.enable_grad():  # (the caller may run under no_grad: an optimizer's step)
+        return loss.reshape(())
 
 
 def _grads_of(outputs, inputs, **kw) -> list:

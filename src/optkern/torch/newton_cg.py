@@ -1,0 +1,122 @@
+"""optkern.torch.NewtonCG: Hessian-free Newton-CG (Martens 2010) for torch models.
+
+:class:`optkern.optim.NewtonCG` (damped, truncated, preconditioned CG on a curvature operator,
+Levenberg-Marquardt damping, a step that raises the loss undone) over zero-copy views of the
+params, with torch's closure and ``torch.optim.Optimizer``'s machinery (LR schedulers, hooks,
+``state_dict``). The curvature of a torch model comes from :func:`optkern.torch.hessian_operator`:
+
+    def out_and_loss():
+        z = model(x)
+        return z, F.cross_entropy(z, y)
+
+    opt = optkern.torch.NewtonCG(model.parameters(),
+                                 lambda: optkern.torch.hessian_operator(out_and_loss, model.parameters(), kind="ggn"))
+    def closure():
+        opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); return loss
+    opt.step(closure)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..optim import newton_cg as _ncg
+from ._inner import ClosureOptimizer
+
+
+class NewtonCG(ClosureOptimizer):
+    """Hessian-free Newton-CG (``optkern.optim.NewtonCG``'s algorithm and hyper-parameters) on torch params.
+
+    Args:
+      params: the model's params (one group; float32/float64, one dtype and device).
+      curvature: a callable returning the step's curvature operator at the params' current values
+        (``lambda: optkern.torch.hessian_operator(fn, model.parameters(), kind="ggn")``: built once
+        per step, before the step moves the params), or an operator that evaluates at the params'
+        current values on every product.
+      lr, damping, max_cg_iter, cg_tol, preconditioner, precond_exponent, warm_start, boost, drop,
+        min_damping, max_damping: as in ``optkern.optim.NewtonCG``; ``damping`` in the group is the
+        Levenberg-Marquardt ``lambda``, updated by every step.
+      reuse_trial_gradient: False here (optkern.optim's default is True): a torch training loop
+        usually hands every step a new batch, whose gradient the previous step's trial point does
+        not have. True saves one closure call per step on a fixed batch.
+
+    ``step(closure)``: ``closure()`` zeroes the grads, computes the loss, calls ``backward`` and
+    returns the loss (torch's convention; run with grad enabled); it is called at the params and at
+    the trial point. Returns the loss at the start. ``last`` holds the step's diagnostics (rho,
+    damping, CG iterations and exit), ``num_grad_evals`` / ``num_hvps`` the counters (also in
+    ``state``). A bad closure result raises TypeError / ValueError naming ``closure`` (or the grad)
+    and leaves the params and the state as they were.
+    """
+
+    _HYPER = _ncg._HYPER
+    _EXTRA = ("_curvature", "_preconditioner", "_reuse")
+
+    def __init__(
+        self,
+        params,
+        curvature,
+        lr=1.0,
+        damping=1.0,
+        max_cg_iter=50,
+        cg_tol=5e-4,
+        preconditioner=None,
+        precond_exponent=0.75,
+        warm_start=0.95,
+        boost=1.5,
+        drop=2.0 / 3.0,
+        min_damping=1e-8,
+        max_damping=1e8,
+        reuse_trial_gradient=False,
+    ):
+        hyper = dict(
+            zip(
+                self._HYPER,
+                (lr, damping, max_cg_iter, cg_tol, precond_exponent, warm_start, boost, drop, min_damping, max_damping),
+            )
+        )
+        _ncg.NewtonCG._check(hyper)
+        self._curvature, self._preconditioner = curvature, preconditioner
+        self._reuse = reuse_trial_gradient
+        self._setup(params, hyper)
+
+    def _make_inner(self, views: list, hyper: dict) -> _ncg.NewtonCG:
+        return _ncg.NewtonCG(
+            views, self._curvature, **hyper, preconditioner=self._preconditioner, reuse_trial_gradient=self._reuse
+        )
+
+    def _check_hyper(self, hyper: dict, where: str) -> None:
+        _ncg.NewtonCG._check(hyper, where)
+
+    def _inner_entry(self) -> dict:
+        """``optkern.optim.NewtonCG.state_dict``'s entry, its previous step the inner one's own array
+        (a new one every step: nothing to copy)."""
+        inner = self._inner
+        entry = {"num_grad_evals": inner.num_grad_evals, "num_hvps": inner.num_hvps}
+        if inner._p is not None:
+            entry["prev_step"] = inner._p
+        return entry
+
+    def _after_step(self) -> None:
+        self.param_groups[0]["damping"] = self._inner.param_groups[0]["damping"]  # (Levenberg-Marquardt's)
+        self._show_state()
+
+    @property
+    def last(self) -> dict:
+        """The last step's diagnostics (``optkern.optim.NewtonCG.last``)."""
+        return self._inner.last
+
+    @property
+    def num_grad_evals(self) -> int:
+        return self._inner.num_grad_evals
+
+    @property
+    def num_hvps(self) -> int:
+        return self._inner.num_hvps
+
+    @torch.no_grad()
+    def step(self, closure):
+        """One Newton-CG step; returns the closure's loss at the start (a float when the step reused
+        the previous trial point's evaluation: ``reuse_trial_gradient``)."""
+        cached = self._inner._cache is not None
+        returned, start_loss = self._run(closure)
+        return start_loss if cached else returned[0]
