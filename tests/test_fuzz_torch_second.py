@@ -63,6 +63,18 @@ def _spoiled_grad(g: torch.Tensor, p: torch.Tensor, kind: str):
     return g
 
 
+def _spoil_param(params: list, i: int, kind: str) -> bool:
+    """Param ``i`` replaced by a spoiled tensor; False where this shape cannot be spoiled so (a
+    0- or 1-element tensor is contiguous whatever its strides)."""
+    p = params[i].detach()
+    params[i] = {
+        "int": lambda: p.to(torch.int32),
+        "strided": lambda: torch.stack([p, p], -1)[..., 0],
+        "float16": lambda: p.to(torch.float16),
+    }[kind]()
+    return kind != "strided" or not params[i].is_contiguous()
+
+
 def _set_grad(p, g) -> None:
     if g.is_sparse or g.shape == p.shape:
         p.grad = g
@@ -118,14 +130,7 @@ def test_sam_contract(case):
         )
         return
     if what == "param":
-        i, kind = spoil
-        p = params[i]
-        params[i] = {
-            "int": lambda: p.detach().to(torch.int32),
-            "strided": lambda: torch.stack([p.detach(), p.detach()], -1)[..., 0],
-            "float16": lambda: p.detach().to(torch.float16),
-        }[kind]()
-        if kind == "strided" and params[i].is_contiguous():
+        if not _spoil_param(params, *spoil):
             return
         check_call(
             lambda: ot.SAM(params, ot.SGD, rho=rho, adaptive=adaptive, **hp), ["param_groups[0]['params']"], ok=False
@@ -234,14 +239,7 @@ def test_lbfgs_contract(case):
         check_call(lambda: ot.LBFGS(params, **{**kw, key: bad}), [key], ok=valid)
         return
     if what == "param":
-        i, kind = spoil
-        p = params[i]
-        params[i] = {
-            "int": lambda: p.detach().to(torch.int32),
-            "strided": lambda: torch.stack([p.detach(), p.detach()], -1)[..., 0],
-            "float16": lambda: p.detach().to(torch.float16),
-        }[kind]()
-        if kind == "strided" and params[i].is_contiguous():
+        if not _spoil_param(params, *spoil):
             return
         check_call(lambda: ot.LBFGS(params, **kw), ["param_groups[0]['params']"], ok=False)
         return

@@ -23,15 +23,21 @@ def data(dtype=torch.float64, n=21):
     return torch.randn(n, 5, generator=g, dtype=dtype), torch.randint(0, 3, (n,), generator=g)
 
 
+def unflatten(flat, like: list) -> list:
+    """``flat`` cut into views shaped like the tensors of ``like``, in order."""
+    out, o = [], 0
+    for p in like:
+        out.append(flat[o : o + p.numel()].view(p.shape))
+        o += p.numel()
+    return out
+
+
 def explicit(m, x, y) -> np.ndarray:
     """The float64 Hessian of the mean cross-entropy in the flattened params (torch forms it)."""
     ps = [p.detach().double() for p in m.parameters()]
 
     def loss(flat):
-        ws, o = [], 0
-        for p in ps:
-            ws.append(flat[o : o + p.numel()].view(p.shape))
-            o += p.numel()
+        ws = unflatten(flat, ps)
         h = torch.tanh(x.double() @ ws[0].T + ws[1])
         return F.cross_entropy(h @ ws[2].T + ws[3], y)
 
@@ -173,10 +179,7 @@ def explicit_ggn(m, x, y) -> np.ndarray:
     ps = [p.detach().double() for p in m.parameters()]
 
     def logits(flat):
-        ws, o = [], 0
-        for p in ps:
-            ws.append(flat[o : o + p.numel()].view(p.shape))
-            o += p.numel()
+        ws = unflatten(flat, ps)
         return torch.tanh(x.double() @ ws[0].T + ws[1]) @ ws[2].T + ws[3]
 
     flat = torch.cat([p.reshape(-1) for p in ps])
