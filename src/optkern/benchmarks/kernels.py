@@ -23,7 +23,8 @@ below. optkern's kernels must move at least (float32 x, y; bf16/fp16 h)::
   GradScaler unscale_+update 8/8  g read and written (the inf check rides the same pass; scale,
                                   tracker and flag are 1-element arrays); init_scale 1, as torch's
                                   check runs here with inv_scale 1, so values never decay
-  AveragedParams ema update 12/12 avg and p read, avg written (torch._foreach_lerp_)
+  AveragedParams ema update 12/12 avg and p read, avg written (torch._foreach_lerp_); the same through
+                                  optkern.torch.AveragedModel against torch's AveragedModel
   to_half (bf16, fp16, bf16 stochastic)   8/6   x read (4), h written (2)
   from_half bf16           10/6   h read (2), y written (4)
   quantize_blockwise        6.03125/5.015625  x read, codes (1) and one float32 scale per 256 written
@@ -305,6 +306,39 @@ def _theirs(torch, make, n: int, device: str):
     return fn
 
 
+def _averaged_model(torch, n: int, device: str, ours: bool):
+    """One EMA update of a torch AveragedModel over a module holding LISTS float32 params:
+    optkern.torch's (fused) or torch's own, each with its ``get_ema_multi_avg_fn``."""
+    from torch.optim import swa_utils
+
+    from ..torch import AveragedModel, get_ema_multi_avg_fn
+
+    module = torch.nn.Module()
+    module.ps = torch.nn.ParameterList(torch.nn.Parameter(t) for t in tensors(torch, split(n, LISTS), 1, device))
+    cls, fn = (
+        (AveragedModel, get_ema_multi_avg_fn) if ours else (swa_utils.AveragedModel, swa_utils.get_ema_multi_avg_fn)
+    )
+    avg = cls(module, multi_avg_fn=fn(DECAY))
+    avg.update_parameters(module)  # the first update copies; later ones lerp
+    return lambda: avg.update_parameters(module)
+
+
+def _averaged_model_row(torch, n: int, device: str, plan, notes: str):
+    """optkern.torch.AveragedModel's EMA update against torch's AveragedModel (both with torch's
+    module bookkeeping around the average: what a torch training loop calls)."""
+    case = CASES[f"AveragedParams ema update {LIST_LAYOUT}"]
+    return compare(
+        SUITE,
+        label(f"optkern.torch.AveragedModel ema update {LIST_LAYOUT}", n),
+        lambda: _averaged_model(torch, n, device, True),
+        {"AveragedModel": lambda: _averaged_model(torch, n, device, False)},
+        device,
+        plan,
+        bytes_moved=bytes_per_element(case, device) * n,
+        note=notes,
+    )
+
+
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
     """One row per case of CASES that runs on ``device``; the probe rows first. Returns a list of ``Row``."""
     torch, passive, plan = prepare(device, quick, threads)
@@ -335,4 +369,6 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
             note="; ".join(notes),
         )
         rows.append((row, key(c)))
+        if torch is not None and name.startswith("AveragedParams ema"):
+            rows.append((_averaged_model_row(torch, n, device, plan, "; ".join(notes)), key(c)))
     return with_probes(SUITE, device, plan, first, rows)

@@ -7,10 +7,12 @@ tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream); params contiguous in another order of their dims (channels_last)
 are stepped in memory order, their grads and state in the same layout.
 ``LBFGS`` is torch.optim.LBFGS with its two-loop recursion as two native passes over the
-history (:mod:`.lbfgs`); ``NewtonCG``, Hessian-free Newton-CG on a torch model's Gauss-Newton
-matrix or Hessian (``hessian_operator``). ``SAM`` is sharpness-aware minimization (and ASAM) around any torch
-optimizer, with the widely used reference implementation's API, its ascent and return as fused
-kernels (:mod:`.sam`). ``clip_grad_norm_`` / ``clip_grad_value_`` mirror ``torch.nn.utils``.
+history (:mod:`.lbfgs`); ``NewtonCG`` is Hessian-free Newton-CG on a torch model's Gauss-Newton
+matrix or Hessian (:mod:`.newton_cg`); ``SAM`` is sharpness-aware minimization (and ASAM) around
+any torch optimizer with the widely used reference implementation's API, its ascent and return as
+fused kernels (:mod:`.sam`); ``AveragedModel`` is torch's SWA / EMA model average with the update
+of all float32 tensors fused in one pass (:mod:`.swa`). ``clip_grad_norm_`` / ``clip_grad_value_``
+mirror ``torch.nn.utils``.
 ``hessian_operator`` makes a torch model's loss Hessian an :mod:`optkern.hessian` operator (exact
 products by double backward): PyHessian's top eigenvalues, trace and density on optkern's
 estimators. Needs PyTorch
@@ -46,6 +48,7 @@ from .lbfgs import LBFGS
 from .newton_cg import NewtonCG
 from .optimizers import SGD, Adadelta, Adagrad, AdagradNorm, Adam, AdamW, NAdam, RMSprop
 from .sam import SAM
+from .swa import AveragedModel, get_ema_multi_avg_fn
 
 __all__ = [
     "SGD",
@@ -59,6 +62,8 @@ __all__ = [
     "LBFGS",
     "NewtonCG",
     "SAM",
+    "AveragedModel",
+    "get_ema_multi_avg_fn",
     "clip_grad_norm_",
     "clip_grad_value_",
     "hessian_operator",

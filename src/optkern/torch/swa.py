@@ -1,0 +1,97 @@
+"""optkern.torch.AveragedModel: ``torch.optim.swa_utils.AveragedModel`` whose update folds every
+float32 parameter (and buffer, with ``use_buffers``) into the average in one fused pass.
+
+torch averages on the CPU one tensor at a time (its foreach kernels are for CUDA): ``a + (p - a) /
+(n + 1)`` per tensor for SWA, ``torch._foreach_lerp_`` (a loop over the tensors) for EMA. Here the
+float32 tensors go to optkern's ``swa_lerp_`` in one call (CPU: one OpenMP pass over all of them;
+CUDA: one launch on torch's current stream), with torch's lerp: ``lerp(a, p, 1 / (n + 1))`` for SWA,
+``lerp(a, p, 1 - decay)`` for EMA (torch's CUDA bits; the CPU's per-tensor SWA formula rounds
+differently by an ulp or so). Tensors of other dtypes, or on another device than their average,
+take torch's own formula. The first update copies, as torch's does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import swa_utils
+
+from .. import _backend
+from . import _views
+
+
+def get_ema_multi_avg_fn(decay: float = 0.999):
+    """torch's ``get_ema_multi_avg_fn(decay)`` (the same function, usable with torch's own
+    AveragedModel), marked so that :class:`AveragedModel` runs it fused."""
+    fn = swa_utils.get_ema_multi_avg_fn(decay)
+    fn._optkern_ema_decay = float(decay)
+    return fn
+
+
+class AveragedModel(swa_utils.AveragedModel):
+    """``torch.optim.swa_utils.AveragedModel`` (same signature), its SWA average (no ``avg_fn`` /
+    ``multi_avg_fn``) and its EMA (``multi_avg_fn=optkern.torch.get_ema_multi_avg_fn(decay)``) fused
+    over the float32 tensors; any other ``avg_fn`` / ``multi_avg_fn`` runs as in torch."""
+
+    def _lerp_weight(self) -> float | None:
+        """The lerp weight of this update, or None where the average is not one optkern fuses."""
+        n = int(self.n_averaged)
+        if self.avg_fn is None and self.multi_avg_fn is None:
+            return 1.0 / (n + 1)
+        decay = getattr(self.multi_avg_fn, "_optkern_ema_decay", None)
+        return None if self.avg_fn is not None or decay is None else 1.0 - decay
+
+    def _tensors(self, module) -> list:
+        return list(module.parameters()) + (list(module.buffers()) if self.use_buffers else [])
+
+    def _plan(self, model) -> tuple:
+        """(views of the fused averages, of their model tensors, the (average, model tensor) pairs
+        torch's formula takes), kept while the same tensors hold the same memory: the per-tensor
+        checks and views cost more than the fused pass on a many-tensor model."""
+        ours, theirs = self._tensors(self.module), self._tensors(model)
+        both = ours + theirs
+        key = tuple(zip(map(id, both), map(torch.Tensor.data_ptr, both)))
+        cached = getattr(self, "_fused_plan", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        fused, rest = [], []
+        for a, p in zip(ours, theirs):
+            a, p = a.detach(), p.detach()
+            same = a.dtype is torch.float32 and p.dtype is torch.float32 and a.device == p.device
+            if same and a.device.type in ("cpu", "cuda") and _views.same_layout(a, p) and _dense(a):
+                fused.append((a, p))
+            else:
+                rest.append((a, p))
+        first = fused[0][0] if fused else None  # (the device and stream of the fused call)
+        plan = ([_views.view(a) for a, _ in fused], [_views.view(p) for _, p in fused], rest, first)
+        self._fused_plan = (key, plan)
+        return plan
+
+    @torch.no_grad()
+    def update_parameters(self, model) -> None:
+        """Fold ``model``'s current parameters (and buffers, with ``use_buffers``) into the average."""
+        w = self._lerp_weight()
+        if w is None or int(self.n_averaged) == 0:  # (torch's: another rule, or the first copy)
+            return super().update_parameters(model)
+        averages, params, rest, first = self._plan(model)
+        if first is not None:
+            with _views.on_stream(first):
+                mod = _backend.backend(("averages", averages[:1]))
+                mod.swa_lerp_(averages, params, w)
+        for a, p in rest:
+            self._torch_rule(a, p.to(a.device))
+        if not self.use_buffers:  # (torch's: the buffers kept in sync with the model's)
+            for b, mb in zip(self.module.buffers(), model.buffers(), strict=True):
+                b.detach().copy_(mb.detach().to(b.device))
+        self.n_averaged += 1
+
+    def _torch_rule(self, a: torch.Tensor, p: torch.Tensor) -> None:
+        """One tensor the fused pass does not take, averaged as torch averages it."""
+        if self.multi_avg_fn is not None:
+            self.multi_avg_fn([a], [p], self.n_averaged.to(a.device))
+        else:
+            a.copy_(swa_utils.get_swa_avg_fn()(a, p, self.n_averaged.to(a.device)))
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Contiguous, or contiguous in another order of its dims (what ``_views.view`` takes)."""
+    return t.is_contiguous() or _views.dense_order(t) is not None
