@@ -400,3 +400,14 @@ def test_adagrad_norm_weight_decay_that_rounds_to_zero_is_no_decay():
             assert b[0] == np.inf and p[0][0] == dtype(0.25)
         else:
             assert b[0] == b_ref[0] and p[0][0] == ref[0][0] and p[0][0] != dtype(0.25)
+
+
+def test_group_norm_backward_of_an_x_whose_channels_the_groups_do_not_divide_names_x():
+    """Seed 4028427250: group_norm on x (1, 4) with 2 groups, then its backward with x given an extra
+    dim, (1, 1, 4): one channel, which the forward's two groups do not divide. The error named only
+    ``saved.groups``; x is the argument that changed, and it comes first."""
+    x = np.array([[0.1, -0.1, 0.6, 0.1]], np.float32)
+    _, saved = norm.group_norm(x, 2)
+    bad = x[:, None, :]
+    with pytest.raises(ValueError, match=r"^x, saved\.groups: x has C=1 channels"):
+        norm.group_norm_backward(np.ones_like(bad), bad, None, saved)

@@ -189,8 +189,8 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     N, C, S = _nc_spatial(x)
     G = _saved_int(saved, "groups", 1)
-    if C % G:
-        raise ValueError(f"saved.groups: {G} does not divide C={C}")
+    if C % G:  # (an x of another shape than the forward's: name it first)
+        raise ValueError(f"x, saved.groups: x has C={C} channels, which the forward's {G} groups do not divide")
     return _row_backward(
         mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,), param_grads, out=out
     )
