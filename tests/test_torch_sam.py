@@ -214,3 +214,21 @@ def test_cuda_matches_cpu(adaptive):
     train(a, oa, x, y, 3, use_closure=True)
     train(b, ob, x.cuda(), y.cuda(), 3, use_closure=True)
     assert rel(a, b.cpu()) <= 1e-12
+
+
+def test_a_group_added_later_goes_to_the_base_with_the_defaults():
+    """add_param_group after construction: the base optimizer's own (its checks refuse a bad group
+    at once, as they do for the base alone), with SAM's rho / adaptive filled in."""
+    m = mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    layers = list(m.parameters())
+    opt = ot.SAM(layers[:2], ot.SGD, rho=0.1, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['lr'\]"):
+        opt.add_param_group({"params": layers[2:], "lr": -1.0})
+    assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": layers[2:], "lr": 0.05})
+    g = opt.param_groups[1]
+    assert opt.param_groups is opt.base_optimizer.param_groups and len(opt.param_groups) == 2
+    assert g["rho"] == 0.1 and g["adaptive"] is False and g["lr"] == 0.05 and g["momentum"] == 0.9
+    train(m, opt, x, y, 2, use_closure=True)
+    assert "momentum_buffer" in opt.state[layers[-1]]

@@ -52,6 +52,18 @@ class SAM(torch.optim.Optimizer):
         self._backups: dict = {}  # id(param) -> its backup tensor (reused from step to step)
         self._moved: list | None = None  # the params the ascent step moved (None: not perturbed)
 
+    def add_param_group(self, param_group: dict) -> None:
+        """A group added after construction goes to the base optimizer (its defaults filled in
+        there), with this SAM's ``rho`` / ``adaptive`` unless it sets its own."""
+        base = self.__dict__.get("base_optimizer")
+        if base is None:  # (torch's __init__ building this optimizer's groups)
+            return super().add_param_group(param_group)
+        if isinstance(param_group, dict):
+            param_group.setdefault("rho", self.defaults["rho"])
+            param_group.setdefault("adaptive", self.defaults["adaptive"])
+        base.add_param_group(param_group)
+        self._link()
+
     def _link(self) -> None:
         """Share the base optimizer's groups and state (so ``opt.state[p]`` shows its momentum)."""
         self.param_groups = self.base_optimizer.param_groups
