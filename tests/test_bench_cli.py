@@ -220,8 +220,15 @@ def test_kernels_suite_times_every_case(tmp_path, capsys):
     probes = [r for r in rows if r["kind"] == "probe"]
     assert [r["case"] for r in probes] == ["probe rmw 1w+1r x 1M"]
     cases = {r["case"]: r for r in rows if r["kind"] == "case"}
-    assert list(cases) == [bk.label(name, n) for name in bk.CASES]
     torch_present = env_torch_present()
+    ema, adapter = "AveragedParams ema update 200 arrays", "optkern.torch.AveragedModel ema update 200 arrays"
+    want = [bk.label(name, n) for name in bk.CASES]
+    if torch_present:  # optkern.torch's AveragedModel against torch's, after optkern.swa's row
+        want.insert(want.index(bk.label(ema, n)) + 1, bk.label(adapter, n))
+        row = cases[bk.label(adapter, n)]
+        assert row["bytes_moved"] == cases[bk.label(ema, n)]["bytes_moved"]
+        assert list(row["torch"]) == ["AveragedModel"] and row["ratio"] > 0
+    assert list(cases) == want
     for name, case in bk.CASES.items():
         row = cases[bk.label(name, n)]
         assert row["bytes_moved"] == bk.bytes_per_element(case, "cpu") * n > 0, name
