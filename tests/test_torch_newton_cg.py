@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
 from optkern import hessian, optim  # noqa: E402
-from test_torch_adapter import data, mlp  # noqa: E402 (after the torch skip)
+from test_torch_adapter import data, gpu, mlp  # noqa: E402 (after the torch skip)
 
 torch.set_num_threads(1)
 F = torch.nn.functional
@@ -167,3 +167,17 @@ def test_bad_steps_refused_params_untouched():
     with pytest.raises(ValueError, match="parameter groups"):
         opt.add_param_group({"params": _ps()})
     assert torch.equal(ps[0], torch.ones(3, dtype=torch.float64)) and not opt.state
+
+
+@gpu
+def test_cuda_follows_the_cpu():
+    a, b = mlp(torch.float64), mlp(torch.float64).cuda()
+    x, y = data("mlp", torch.float64)
+    xc, yc = x.cuda(), y.cuda()
+    oa = ot.NewtonCG(a.parameters(), ggn(a, x, y), damping=0.5, max_cg_iter=8)
+    ob = ot.NewtonCG(b.parameters(), ggn(b, xc, yc), damping=0.5, max_cg_iter=8)
+    for _ in range(3):
+        oa.step(closure(a, oa, x, y))
+        ob.step(closure(b, ob, xc, yc))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q.cpu(), rtol=1e-9, atol=1e-12)

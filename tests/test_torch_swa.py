@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
 
 from optkern import swa  # noqa: E402
+from test_torch_adapter import gpu  # noqa: E402
 
 torch.set_num_threads(1)
 swa_utils = torch.optim.swa_utils
@@ -27,7 +28,7 @@ def wiggle(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
-            t.add_(torch.randn(t.shape, generator=g, dtype=t.dtype) * 0.1)
+            t.add_(torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device) * 0.1)
         for b in model.buffers():
             if not b.is_floating_point():
                 b.add_(1)
@@ -116,3 +117,13 @@ def test_a_param_given_new_memory_is_followed():
         ours.update_parameters(m)
         theirs.update_parameters(m)
         assert all(torch.equal(a, b) for a, b in zip(tensors(ours), tensors(theirs))), k
+
+
+@gpu
+def test_cuda_fused_update_is_the_cpus_bit_for_bit():
+    """On CUDA the fused update is one launch on torch's stream: the same lerp, the same bits."""
+    model = net()
+    kw = dict(multi_avg_fn=ot.get_ema_multi_avg_fn(0.9), use_buffers=True)
+    cpu = run(ot.AveragedModel, model, **kw)
+    dev = run(ot.AveragedModel, copy.deepcopy(model).cuda(), **kw)
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(tensors(cpu), tensors(dev)))
