@@ -232,3 +232,13 @@ def test_a_group_added_later_goes_to_the_base_with_the_defaults():
     assert g["rho"] == 0.1 and g["adaptive"] is False and g["lr"] == 0.05 and g["momentum"] == 0.9
     train(m, opt, x, y, 2, use_closure=True)
     assert "momentum_buffer" in opt.state[layers[-1]]
+
+
+def test_params_of_two_dtypes_refused_before_anything_moves():
+    ps = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)), torch.nn.Parameter(torch.ones(2))]
+    opt = ot.SAM(ps, torch.optim.SGD, lr=0.1)
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(TypeError, match=r"^param_groups\[0\]\['params'\]\[1\]: torch.float32"):
+        opt.first_step()
+    assert all(torch.equal(p, torch.ones_like(p)) for p in ps) and opt._moved is None

@@ -36,13 +36,10 @@ class ClosureOptimizer(torch.optim.Optimizer):
         super().__init__(params, hyper)
         self._params = self.param_groups[0]["params"]
         ps = self._params
-        for i, p in enumerate(ps):
-            _views.check_tensor(p, f"param_groups[0]['params'][{i}]")
-            if p.dtype is not ps[0].dtype or p.device != ps[0].device:
-                raise TypeError(
-                    f"param_groups[0]['params'][{i}]: {p.dtype} on {p.device}, the first param is {ps[0].dtype} "
-                    f"on {ps[0].device} (one flat vector of all params: one dtype, one device)"
-                )
+        names = [f"param_groups[0]['params'][{i}]" for i in range(len(ps))]
+        for p, name in zip(ps, names):
+            _views.check_tensor(p, name)
+        _views.check_one_kind(ps, names, "one flat vector of all params: one dtype, one device")
         self._inner = self._new_inner()
         self._show_state()
 

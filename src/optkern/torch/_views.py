@@ -47,6 +47,17 @@ def dense_order(t: torch.Tensor) -> list | None:
     return order if t.permute(order).is_contiguous() else None
 
 
+def check_one_kind(tensors: list, names: list, why: str) -> None:
+    """TypeError naming the first of ``tensors`` (``names``: how errors name them) of another dtype
+    or device than the first: ``why`` says what needs them alike (one flat vector, one call)."""
+    if not tensors:
+        return
+    t0 = tensors[0]
+    for t, name in zip(tensors, names):
+        if t.dtype is not t0.dtype or t.device != t0.device:
+            raise TypeError(f"{name}: {t.dtype} on {t.device}, {names[0]} is {t0.dtype} on {t0.device} ({why})")
+
+
 def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether ``a`` and ``b`` (of one shape) put every element at the same place in memory
     (the strides of dims of size 1 do not matter)."""

@@ -104,13 +104,10 @@ def _params(params) -> list:
         _views.check_tensor(p, f"params[{i}]")
         if not p.requires_grad:
             raise ValueError(f"params[{i}]: does not require grad (nothing to differentiate in)")
-        if p.dtype is not params[0].dtype or p.device != params[0].device:
-            raise TypeError(
-                f"params[{i}]: {p.dtype} on {p.device}, params[0] is {params[0].dtype} on {params[0].device} "
-                "(the operator's vectors are all params flattened: one dtype, one device)"
-            )
         if any(q is p for q in params[:i]):
             raise ValueError(f"params[{i}]: the same tensor as an earlier entry")
+    names = [f"params[{i}]" for i in range(len(params))]
+    _views.check_one_kind(params, names, "the operator's vectors are all params flattened: one dtype, one device")
     return params
 
 

@@ -51,6 +51,7 @@ class SAM(torch.optim.Optimizer):
         self.defaults.update(self.base_optimizer.defaults)
         self._backups: dict = {}  # id(param) -> its backup tensor (reused from step to step)
         self._moved: list | None = None  # the params the ascent step moved (None: not perturbed)
+        self._norm: tuple | None = None  # (device, the 1-element float64 buffer the norm goes to)
 
     def add_param_group(self, param_group: dict) -> None:
         """A group added after construction goes to the base optimizer (its defaults filled in
@@ -91,19 +92,15 @@ class SAM(torch.optim.Optimizer):
 
     def _with_grads(self) -> list:
         """The params that have a grad, each checked with it (errors name both)."""
-        ps = []
+        ps, names = [], []
         for gi, group in enumerate(self.param_groups):
             for j, p in enumerate(group["params"]):
                 if p.grad is not None:
-                    _views.check_tensor(p, f"param_groups[{gi}]['params'][{j}]")
+                    names.append(f"param_groups[{gi}]['params'][{j}]")
+                    _views.check_tensor(p, names[-1])
                     check_grad(p, p.grad, gi, j)
                     ps.append(p)
-        for p in ps[1:]:
-            if p.dtype is not ps[0].dtype or p.device != ps[0].device:
-                raise TypeError(
-                    f"params: {p.dtype} on {p.device} beside {ps[0].dtype} on {ps[0].device} "
-                    "(the ascent step is one call: one dtype, one device)"
-                )
+        _views.check_one_kind(ps, names, "the ascent step is one call: one dtype, one device")
         return ps
 
     def _backup(self, p: torch.Tensor) -> torch.Tensor:
@@ -131,7 +128,9 @@ class SAM(torch.optim.Optimizer):
             backups = [self._backup(p) for p in ps]
             with _views.on_stream(ps[0]):
                 mod = _backend.backend(("params", [_views.view(ps[0])]))
-                out = _backend.scalar_buffer(_views.view(ps[0]))
+                if self._norm is None or self._norm[0] != ps[0].device:  # (one buffer per device, not per step)
+                    self._norm = (ps[0].device, _backend.scalar_buffer(_views.view(ps[0])))
+                out = self._norm[1]
                 mod.sam_perturb_(_views.views(ps), _views.views(grads), _views.views(backups), rho, _EPS, out, adaptive)
         self._moved = ps
         if zero_grad:
