@@ -43,8 +43,11 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
   double norm = 0.0;
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    norm = std::sqrt(sum_lists<T>(
-        [adaptive](T p, T g) { return Square{rules::sam_norm_term(double(p), double(g), adaptive)}; }, L.p, L.g));
+    // plain SAM reads only g for its norm (the params' stream only where ASAM needs it)
+    norm = std::sqrt(
+        adaptive
+            ? sum_lists<T>([](T p, T g) { return Square{rules::sam_norm_term(double(p), double(g), true)}; }, L.p, L.g)
+            : sum_lists<T>([](T g, T) { return Square{rules::sam_norm_term(0.0, double(g), false)}; }, L.g, L.g));
     const T scale = T(rules::sam_scale(rho, norm, eps));
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;

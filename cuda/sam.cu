@@ -20,7 +20,9 @@ template <class T> struct GradSquares {
   static constexpr bool kMax = false;
   bool adaptive;
   __device__ double operator()(const T* v) const {
-    const double x = rules::sam_norm_term(double(v[0]), double(v[1]), adaptive);
+    // (the param is loaded only where ASAM needs it: plain SAM's norm reads g alone)
+    const double x = adaptive ? rules::sam_norm_term(double(v[0]), double(v[1]), true)
+                              : rules::sam_norm_term(0.0, double(v[1]), false);
     return x * x;
   }
 };
