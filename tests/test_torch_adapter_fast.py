@@ -73,6 +73,112 @@ def test_bad_hyper_parameter_set_between_steps_is_named_and_nothing_written():
         assert torch.equal(p.detach(), b) and torch.equal(opt.state[p]["exp_avg"], s)
 
 
+@pytest.mark.parametrize(
+    "cls, hp", [("Adam", dict(lr=1e-2)), ("NAdam", dict(lr=1e-2)), ("SGD", dict(lr=1e-2, momentum=0.9))]
+)
+def test_state_dict_of_a_param_replaced_or_deleted_between_steps_is_followed(cls, hp):
+    """A param's whole state dict replaced (its moments reset) or deleted (made afresh at the next
+    step, as torch does): the cached run layout and views held the old dict."""
+    ref, ref_opt, mine, opt = _pair(cls, **hp)
+    _step_both(ref_opt, opt, 2)
+    for o, ps in ((ref_opt, ref), (opt, mine)):
+        o.state[ps[1]] = {k: v.clone() * 0.5 for k, v in o.state[ps[1]].items()}  # step count halved too
+    _step_both(ref_opt, opt, 2)
+    _same(ref, mine)
+    _same_state(ref_opt, ref, opt, mine)
+    for o, ps in ((ref_opt, ref), (opt, mine)):
+        del o.state[ps[0]]
+    _step_both(ref_opt, opt, 2)
+    _same(ref, mine)
+    _same_state(ref_opt, ref, opt, mine)
+    for o, ps in ((ref_opt, ref), (opt, mine)):
+        o.state.pop(ps[2])
+        o.state.update({ps[1]: {k: v.clone() for k, v in o.state[ps[1]].items()}})
+    _step_both(ref_opt, opt, 2)
+    _same(ref, mine)
+    for o in (ref_opt, opt):
+        o.state.clear()
+    _step_both(ref_opt, opt, 2)
+    _same(ref, mine)
+    _same_state(ref_opt, ref, opt, mine)
+
+
+def _same_state(ref_opt, ref, opt, mine):
+    """Every state entry of every param as torch's (Adam's params alone hardly tell a reset: with
+    constant grads its step is lr * sign(g) from any state)."""
+    for a, b in zip(ref, mine):
+        assert set(opt.state[b]) == set(ref_opt.state[a])
+        for k, v in ref_opt.state[a].items():
+            np.testing.assert_allclose(opt.state[b][k].numpy(), v.numpy(), rtol=1e-13, atol=1e-300, err_msg=k)
+
+
+def test_state_mapping_replaced_is_followed_every_step():
+    """``opt.state`` replaced by the user's own mapping: its later changes are followed too."""
+    ref, ref_opt, mine, opt = _pair("Adam", lr=1e-2)
+    _step_both(ref_opt, opt, 2)
+    mappings = []
+    for o in (ref_opt, opt):
+        o.state = dict(o.state)
+        mappings.append(o.state)
+    _step_both(ref_opt, opt)
+    for m, ps in zip(mappings, (ref, mine)):
+        m[ps[0]] = {k: torch.zeros_like(v) for k, v in m[ps[0]].items()}
+    _step_both(ref_opt, opt, 2)
+    _same(ref, mine)
+    _same_state(ref_opt, ref, opt, mine)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("cls", ["Adam", "SGD", "AdagradNorm"])
+def test_copied_optimizer_continues_as_the_original(how, cls):
+    """``copy.deepcopy`` / pickle of a model with its optimizer (torch's own optimizers allow both):
+    the copy steps its own params from its own state, as the original steps its; torch's hooks and
+    the caches are not carried."""
+    import copy
+    import pickle
+
+    hp = dict(lr=1e-2, momentum=0.9) if cls == "SGD" else dict(lr=1e-2)
+    _, _, mine, opt = _pair("Adam", **dict(lr=1e-2)) if cls == "AdagradNorm" else _pair(cls, **hp)
+    if cls == "AdagradNorm":
+        opt = ot.AdagradNorm(mine, **hp)
+    opt.step()
+    pair = (mine, opt)
+    copied = copy.deepcopy(pair) if how == "deepcopy" else pickle.loads(pickle.dumps(pair))
+    params2, opt2 = copied
+    assert all(a is not b for a, b in zip(mine, params2))
+    for a, b in zip(mine, params2):
+        b.grad = a.grad.clone()  # (a copied param comes without its grad)
+    for _ in range(3):
+        opt.step()
+        opt2.step()
+    for a, b in zip(mine, params2):
+        assert torch.equal(a.detach(), b.detach())
+        for k, v in opt.state[a].items():
+            assert torch.equal(opt2.state[b][k], v), k
+
+
+def test_copied_low_precision_optimizer_continues_as_the_original():
+    import copy
+
+    g = torch.Generator().manual_seed(1)
+    mine = [torch.nn.Parameter(torch.randn(700, generator=g).to(torch.bfloat16)) for _ in range(2)]
+    for p in mine:
+        p.grad = torch.randn(700, generator=g).to(torch.bfloat16)
+    opt = ot.Adam(mine, lr=1e-2, master_weights=True, state_dtype="int8", block_size=256)
+    opt.step()
+    params2, opt2 = copy.deepcopy((mine, opt))
+    for a, b in zip(mine, params2):
+        b.grad = a.grad.clone()
+    for _ in range(3):
+        opt.step()
+        opt2.step()
+    for a, b in zip(mine, params2):
+        assert torch.equal(a.detach(), b.detach())
+        assert set(opt2.state[b]) == set(opt.state[a])
+        for k, v in opt.state[a].items():  # (tensors, and the storage's numbers)
+            assert torch.equal(opt2.state[b][k], v) if isinstance(v, torch.Tensor) else opt2.state[b][k] == v, k
+
+
 def test_state_tensor_replaced_between_steps_is_used():
     ref, ref_opt, mine, opt = _pair("Adam", lr=1e-2)
     _step_both(ref_opt, opt, 2)

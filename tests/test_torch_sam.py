@@ -125,6 +125,34 @@ def test_checkpoint_restores_training_and_reference_checkpoints_load(base):
     assert oc.param_groups[0]["rho"] == 0.1
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("between", [False, True], ids=["after-a-step", "between-first-and-second"])
+def test_copied_sam_continues_as_the_original(how, between):
+    """A model copied with its SAM (deepcopy / pickle, as torch's optimizers allow), after a whole
+    step or between ``first_step`` and ``second_step`` (the moved params' backups carried): the
+    copy trains its model exactly as the original trains its own."""
+    import pickle
+
+    a = mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    oa = ot.SAM(a.parameters(), ot.AdamW, rho=0.1, **ADAMW_KW)
+    train(a, oa, x, y, 2, use_closure=False)
+    if between:
+        loss_of(a, x, y).backward()
+        oa.first_step(zero_grad=True)
+    b, ob = copy.deepcopy((a, oa)) if how == "deepcopy" else pickle.loads(pickle.dumps((a, oa)))
+    assert ob.state is ob.base_optimizer.state and ob.param_groups is ob.base_optimizer.param_groups
+    assert all(p is q for p, q in zip(b.parameters(), ob.param_groups[0]["params"]))
+    if between:
+        for m, o in ((a, oa), (b, ob)):
+            loss_of(m, x, y).backward()
+            o.second_step(zero_grad=True)
+    train(a, oa, x, y, 3, use_closure=True)
+    train(b, ob, x, y, 3, use_closure=True)
+    assert rel(a, b) == 0.0
+    assert rel(a, mlp(torch.float64)) > 1e-3
+
+
 def test_channels_last_params():
     """A channels_last conv weight is perturbed and restored in memory order (its backup in its layout)."""
     conv = torch.nn.Conv2d(2, 3, 3).double().to(memory_format=torch.channels_last)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _backend
+from ._pickling import NativeByName
 from ._update_bn import update_bn
 from .lowp import _option
 
@@ -59,7 +60,7 @@ def check_disjoint(arrays: list, names: list) -> None:
         open_.append((hi, k))
 
 
-class AveragedParams:
+class AveragedParams(NativeByName):
     def __init__(self, params, mode: str = "swa", decay: float = 0.999):
         self.mode = _option("mode", mode, _MODES)
         self.decay = _backend.in_range("decay", decay, 0.0, 1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._pickling import by_name, imported
+
 
 class _Run:
     """Params of one group that share a step count and state layout: one native call per step.
@@ -27,6 +29,14 @@ class _Run:
         self.dev = None
         self._names = None  # cached check names: (key, written names, grad names)
         self.parent = None  # the group's run, for a view of its live params (``_sub_run(parent=...)``)
+
+    def __getstate__(self) -> dict:
+        """pickle / ``copy.deepcopy``: the native module by its name (a module is not copied)."""
+        return by_name({k: getattr(self, k) for k in self.__slots__})
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in imported(state).items():
+            setattr(self, k, v)
 
     def grads(self, grads):
         s = self.sel

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from .._pickling import NativeByName
 from . import _closure, _line_search
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
@@ -36,7 +37,7 @@ def _check_group(g: dict, where: str = "") -> tuple:
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
 
 
-class LBFGS:
+class LBFGS(NativeByName):
     """L-BFGS (``torch.optim.LBFGS``'s algorithm and defaults) over NumPy or CuPy arrays.
 
     Args:

@@ -11,10 +11,11 @@ the ascent point ``w + rho w^2 g / (||w g|| + eps)`` (element-wise products).
 from __future__ import annotations
 
 from .. import _backend
+from .._pickling import NativeByName
 from ._closure import call, closure_loss
 
 
-class SAM:
+class SAM(NativeByName):
     """SAM wrapping an optkern optimizer (``base``), whose ``param_groups`` it shares.
 
     Args:

@@ -24,7 +24,7 @@ from ._checks_step import _StepChecks, check_new_group
 from ._host_values import host_group, immutable
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
-from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
+from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _TrackedState, _zeros, tracked
 
 
 class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
@@ -47,6 +47,14 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         # torch.amp.GradScaler hands a low-precision step its scale and found_inf (as to torch's fused
         # optimizers) instead of unscaling the grads first: it cannot unscale float16 grads at all
         self._step_supports_amp_scaling = self._lowp_core is not None
+        self._reset_caches()
+        super().__init__(params, defaults)
+        self.state = tracked(self.state)
+        for i, group in enumerate(self.param_groups):
+            self._validate(group, f"param_groups[{i}]")
+
+    def _reset_caches(self) -> None:
+        """The step's caches, empty (made on the next step)."""
         self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
         self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
         self._joined: dict = {}  # the running step's joined scalars (see _join_scalars)
@@ -58,9 +66,19 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         # (the view cache entries of a step's runs, their written tensors' sorted spans and reach) at
         # the last full precheck: while a step's runs have the very same entries, only grads are checked
         self._written_ok: tuple | None = None
-        super().__init__(params, defaults)
-        for i, group in enumerate(self.param_groups):
-            self._validate(group, f"param_groups[{i}]")
+        # (the state mapping and its version when the caches were last valid: _check_state_version)
+        self._state_seen: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        """pickle / ``copy.deepcopy``: torch's (defaults, state, groups) and the storage options;
+        the caches are made anew (``__setstate__``), torch's hooks dropped as torch drops them."""
+        keep = ("_lowp_core", "_step_supports_amp_scaling", "_validated")
+        return {**super().__getstate__(), **{k: self.__dict__[k] for k in keep if k in self.__dict__}}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.state = tracked(self.state)
+        self._reset_caches()
 
     @property
     def _m(self) -> _optim.Optimizer:
@@ -140,6 +158,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 for k, v in self.defaults.items():
                     group.setdefault(k, v)
                 self._validate(group, f"param_groups[{i}]")
+            self.state = tracked(self.state)
         except BaseException:
             self.state, self.param_groups = old[0], old[1]  # (torch's loader assigns new objects: the old are intact)
             raise
@@ -188,6 +207,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 loss = closure()
         if self._step_supports_amp_scaling and _lowp.amp_skip(self):
             return loss
+        self._check_state_version()
         work, calls, fresh = [], 0, False
         for i, group in enumerate(self.param_groups):
             params = group["params"]
@@ -207,12 +227,22 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 self._grads = grads  # aligned with the params stepped (None: some params have none)
                 self._runs_now = runs
                 self._group_step(group, params, i)
+            st = self.state
+            self._state_seen = (st, st.version) if type(st) is _TrackedState else None
         finally:
             self._grads = self._runs_now = None
             self._pre_grads.clear()
             self._pre_hits.clear()
             _set_grad_enabled(enabled)
         return loss
+
+    def _check_state_version(self) -> None:
+        """Drop the run layouts and view cache when a param's state dict was set, added or removed
+        since the last step (``_TrackedState.version``; a ``self.state`` replaced by another mapping:
+        every step): they hold the per-param dicts they found."""
+        st, seen = self.state, self._state_seen
+        if seen is None or seen[0] is not st or seen[1] != st.version:
+            self._layouts, self._view_cache = {}, {}
 
     def _plan(self, group: dict, params: list, gi: int) -> tuple:
         """(the runs of ``params``, one native call each; whether the step creates state for some),

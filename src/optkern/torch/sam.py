@@ -65,6 +65,21 @@ class SAM(torch.optim.Optimizer):
         base.add_param_group(param_group)
         self._link()
 
+    def __getstate__(self) -> dict:
+        """pickle / ``copy.deepcopy``: the base optimizer (whose groups and state this one shows)
+        and, between ``first_step`` and ``second_step``, each moved param with its backup of ``w``."""
+        moved = self._moved
+        pairs = None if moved is None else [(p, self._backups[id(p)]) for p in moved]
+        return {**super().__getstate__(), "base_optimizer": self.base_optimizer, "_moved_backups": pairs}
+
+    def __setstate__(self, state: dict) -> None:
+        pairs = state.pop("_moved_backups", None)
+        super().__setstate__(state)
+        self._link()
+        self._backups = {id(p): b for p, b in pairs or ()}  # (keyed by the copies' ids)
+        self._moved = None if pairs is None else [p for p, _ in pairs]
+        self._norm = None
+
     def _link(self) -> None:
         """Share the base optimizer's groups and state (so ``opt.state[p]`` shows its momentum)."""
         self.param_groups = self.base_optimizer.param_groups
