@@ -1,6 +1,7 @@
 """optkern.torch.LBFGS against torch.optim.LBFGS: iterates, stopping, state in torch's layout,
 checkpoints crossing both ways, and bad input refused before anything is written."""
 
+import collections
 import copy
 import inspect
 import io
@@ -173,6 +174,48 @@ def test_deepcopy_continues_identically():
         oa.step(closure(a, oa, x, y))
         ob.step(closure(b, ob, x, y))
     assert rel(a, b) == 0.0
+
+
+def _reset(opt, p0, how):
+    if how == "clear":
+        opt.state.clear()
+    elif how == "assign-empty":
+        opt.state[p0] = {}
+    elif how == "new-mapping":
+        opt.state = collections.defaultdict(dict)
+    elif how == "del":
+        del opt.state[p0]
+    elif how == "copy-of-itself":  # (new tensors, same values: a state taken from elsewhere)
+        opt.state[p0] = {k: _cloned(v) for k, v in opt.state[p0].items()}
+
+
+def _cloned(v):
+    if isinstance(v, list):
+        return [_cloned(t) for t in v]
+    return v.clone() if isinstance(v, torch.Tensor) else v
+
+
+@pytest.mark.parametrize("how", ["clear", "assign-empty", "new-mapping", "del", "copy-of-itself"])
+def test_state_reset_or_replaced_between_steps_as_torch(how):
+    """torch's ways to reset an optimizer's history (or hand it another state) between steps: the
+    inner optimizer takes the state the user left; none starts afresh, as torch's LBFGS does."""
+    ref, b = mlp(torch.float64), mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    oref = torch.optim.LBFGS(ref.parameters(), max_iter=5, history_size=4)
+    ob = ot.LBFGS(b.parameters(), max_iter=5, history_size=4)
+    for _ in range(2):
+        oref.step(closure(ref, oref, x, y))
+        ob.step(closure(b, ob, x, y))
+    for o, m in ((oref, ref), (ob, b)):
+        _reset(o, next(m.parameters()), how)
+    for _ in range(2):
+        oref.step(closure(ref, oref, x, y))
+        ob.step(closure(b, ob, x, y))
+    assert rel(ref, b) <= 1e-10
+    assert (
+        first(ob)["n_iter"] == oref.state[next(ref.parameters())]["n_iter"] == (20 if how == "copy-of-itself" else 10)
+    )
+    assert first(ob)["func_evals"] == oref.state[next(ref.parameters())]["func_evals"]
 
 
 def test_channels_last_params_match_torch_on_contiguous():

@@ -118,6 +118,24 @@ def test_checkpoint_and_deepcopy_continue_identically():
         assert torch.equal(p, q) and torch.equal(p, r)
 
 
+def test_state_cleared_between_steps_starts_afresh():
+    """``opt.state.clear()`` (torch's way to reset an optimizer): the next step is a fresh
+    NewtonCG's (no warm start from the previous step, counters from zero), the damping the group's."""
+    a = mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    oa = ot.NewtonCG(a.parameters(), ggn(a, x, y), damping=0.5, max_cg_iter=6)
+    for _ in range(2):
+        oa.step(closure(a, oa, x, y))
+    b = copy.deepcopy(a)
+    ob = ot.NewtonCG(b.parameters(), ggn(b, x, y), damping=oa.param_groups[0]["damping"], max_cg_iter=6)
+    oa.state.clear()
+    oa.step(closure(a, oa, x, y))
+    ob.step(closure(b, ob, x, y))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    assert oa.state[next(a.parameters())]["num_grad_evals"] == ob.state[next(b.parameters())]["num_grad_evals"]
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 

@@ -95,6 +95,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
                 f"returns the loss, got {type(closure).__name__}"
             )
         closure = torch.enable_grad()(closure)
+        self._adopt_user_state()
         inner = self._inner
         hyper = self._host_hyper("param_groups[0]")
         inner.param_groups[0].update(hyper)
@@ -123,6 +124,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
         """``self.state[first param]``: the inner state entry, its vectors tensors over its buffers."""
         p0 = self._params[0]
         entry = self._inner_entry()
+        self._shown: tuple | None = None  # (the dict shown, its entries): what _adopt_user_state compares
         if not any(entry.get(k) for k in ("func_evals", "num_grad_evals")):  # not stepped yet: none, as torch
             self.state.pop(p0, None)
             return
@@ -131,6 +133,29 @@ class ClosureOptimizer(torch.optim.Optimizer):
         st = self.state[p0]
         st.clear()
         st.update(shown)
+        self._shown = (st, shown)
+
+    def _adopt_user_state(self) -> None:
+        """A state the user set, replaced or removed since it was shown (``opt.state[p] = {...}``,
+        ``opt.state.clear()``, ``opt.state = defaultdict(dict)``: torch's ways to reset an optimizer)
+        becomes the inner state: none starts afresh, as torch's optimizers do; any other is loaded
+        (checked first, errors naming its entries). Tensors changed in place need nothing: they
+        are the inner buffers."""
+        st = self.state.get(self._params[0])
+        shown = self._shown
+        if shown is None:
+            if not st:
+                return
+        elif st is shown[0] and st.keys() == shown[1].keys() and all(st[k] is v for k, v in shown[1].items()):
+            return
+        self._load_entry(dict(st or {}))
+
+    def _load_entry(self, entry: dict) -> None:
+        """A fresh inner optimizer over the params, then ``entry`` (a state entry in torch's layout;
+        empty: none) and the group loaded into it."""
+        group = dict(self.param_groups[0], params=list(range(len(self._params))))
+        self._inner = self._new_inner()
+        self.load_state_dict({"state": {0: entry} if entry else {}, "param_groups": [group]})
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore from a ``state_dict()`` (torch's format); everything is checked (errors name the
@@ -158,10 +183,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
         """Unpickling / ``copy.deepcopy``: the inner optimizer rebuilt over the params from ``state``."""
         super().__setstate__(state)
         self._params = self.param_groups[0]["params"]
-        group = dict(self.param_groups[0], params=list(range(len(self._params))))
-        entry = dict(self.state.get(self._params[0], {}))
-        self._inner = self._new_inner()
-        self.load_state_dict({"state": {0: entry} if entry else {}, "param_groups": [group]})
+        self._load_entry(dict(self.state.get(self._params[0], {})))
 
 
 def to_torch(v):
