@@ -151,3 +151,79 @@ def test_swalp_and_grad_scaler_copies_continue_bit_for_bit(how):
 
     _continue_both(scaled(inner, scaler), scaled(inner2, scaler2), params, params2, steps=5)
     assert scaler.get_scale() == scaler2.get_scale()
+
+
+# ---- models, layers, loaders and operators --------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_mlp_copy_computes_the_same(norm, how):
+    from optkern import nn
+
+    model = nn.MLP([6, 9, 4], activation="tanh", norm=norm)
+    params = model.init_params(seed=3)
+    x = np.random.default_rng(5).standard_normal((11, 6))
+    y = np.arange(11) % 4
+    v = np.random.default_rng(6).standard_normal(params.shape).astype(params.dtype)
+    model2 = _copy(model, how)
+    loss, grad = model.loss_and_grad(params, x, y)
+    loss2, grad2 = model2.loss_and_grad(params, x, y)
+    assert loss == loss2
+    np.testing.assert_array_equal(grad, grad2)
+    np.testing.assert_array_equal(model.hvp(params, x, y, v), model2.hvp(params, x, y, v))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_batch_norm_module_copy_continues_bit_for_bit(how):
+    from optkern import norm
+
+    bn = norm.BatchNorm(5)
+    xs = [np.random.default_rng(t).standard_normal((8, 5)).astype(np.float32) for t in range(4)]
+    bn(xs[0])
+    bn2 = _copy(bn, how)
+    assert not np.shares_memory(bn.running_mean, bn2.running_mean)
+    for x in xs[1:]:
+        np.testing.assert_array_equal(_out(bn(x)), _out(bn2(x)))
+    np.testing.assert_array_equal(bn.running_var, bn2.running_var)
+
+
+def _out(r):
+    return r[0] if isinstance(r, tuple) else r
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_batch_loader_copy_gives_the_same_batches(how):
+    from optkern.data import BatchLoader
+
+    x = np.arange(50.0).reshape(25, 2)
+    loader = BatchLoader(x, np.arange(25), batch_size_schedule=4, seed=7)
+    next(iter(loader))
+    loader2 = _copy(loader, how)
+    for (a, ya), (b, yb) in zip(loader.batches(epoch=2), loader2.batches(epoch=2)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_newton_cg_and_operator_deepcopy_continue_bit_for_bit():
+    from optkern import hessian, nn
+
+    model = nn.MLP([4, 7, 3], activation="tanh")
+    x = np.random.default_rng(1).standard_normal((16, 4))
+    y = np.arange(16) % 3
+    params = model.init_params(seed=2)
+    op = hessian.from_mlp(model, params, x, y, kind="ggn")
+    v = np.random.default_rng(3).standard_normal(params.shape).astype(params.dtype)
+    np.testing.assert_array_equal(copy.deepcopy(op).matvec(v), op.matvec(v))
+
+    def run(p, opt, steps):
+        for _ in range(steps):
+            opt.step(lambda: model.loss_and_grad(p, x, y))
+
+    opt = optim.NewtonCG([params], lambda: hessian.from_mlp(model, params, x, y, kind="ggn"), max_cg_iter=5)
+    run(params, opt, 2)
+    params2, opt2 = copy.deepcopy((params, opt))
+    opt2.curvature = lambda: hessian.from_mlp(model, params2, x, y, kind="ggn")  # (it read params)
+    run(params, opt, 2)
+    run(params2, opt2, 2)
+    np.testing.assert_array_equal(params, params2)

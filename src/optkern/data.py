@@ -6,17 +6,23 @@ the batch size is looked up once per epoch, so it grows at epoch milestones.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
 
 from . import _backend
+from ._pickling import NativeByName
+
+
+def _fixed(b: int, epoch) -> int:
+    """A constant batch size (a partial of it pickles, where a lambda does not)."""
+    return b
 
 
 def _batch_size_fn(schedule):
     if isinstance(schedule, numbers.Integral) and not isinstance(schedule, bool):
-        b = _backend.integer("batch_size_schedule", schedule, 1)
-        return lambda epoch: b
+        return functools.partial(_fixed, _backend.integer("batch_size_schedule", schedule, 1))
     if hasattr(schedule, "batch_size") and callable(schedule.batch_size):
         return schedule.batch_size
     if callable(schedule):
@@ -27,7 +33,7 @@ def _batch_size_fn(schedule):
     )
 
 
-class BatchLoader:
+class BatchLoader(NativeByName):
     """Epochs of shuffled mini-batches of ``(x, y)`` (NumPy or CuPy arrays).
 
     Args:

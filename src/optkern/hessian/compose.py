@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._pickling import NativeByName
 
 
 def is_operator(x):
     return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and hasattr(x, "shape")
 
 
-class Composed:
+class Composed(NativeByName):
     """``scale * A @ B`` (``B`` None: ``scale * A``) for operators outside SciPy (CuPy vectors):
     ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
 

@@ -17,11 +17,12 @@ from typing import Callable
 import numpy as np
 
 from .. import _backend
+from .._pickling import NativeByName
 from .compose import Composed as _Composed
 from .compose import is_operator as _is_operator
 
 
-class CurvatureOperator:
+class CurvatureOperator(NativeByName):
     """A symmetric linear operator defined by a matrix-vector product.
 
     Args:

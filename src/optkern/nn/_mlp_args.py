@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import _backend
+from .._pickling import NativeByName
 
 _NOT_USED = object()  # an argument a method does not take (None is a wrong value, not a missing one)
 
 
-class _MLPArgs:
+class _MLPArgs(NativeByName):
     """The checks of :class:`optkern.nn.MLP`'s public methods (its sizes, dtype and loss kind)."""
 
     if TYPE_CHECKING:  # the MLP's attributes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._pickling import NativeByName
 from ._common import _eps, _momentum, _shape_arg
 from .functional import (
     batch_norm,
@@ -33,7 +34,7 @@ def _module_dtype(dtype, cupy: bool):
     return dt
 
 
-class _NormModule:
+class _NormModule(NativeByName):
     """Shared parts: parameters / grads lists and array allocation on NumPy or CuPy."""
 
     def __init__(self, dtype, like):

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from .._pickling import NativeByName
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
 from ._closure import call, closure_grads, closure_loss
@@ -36,7 +37,7 @@ _HYPER = (
 )
 
 
-class NewtonCG:
+class NewtonCG(NativeByName):
     """Hessian-free Newton-CG.
 
     Args:
