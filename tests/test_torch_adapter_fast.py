@@ -112,6 +112,75 @@ def _same_state(ref_opt, ref, opt, mine):
             np.testing.assert_allclose(opt.state[b][k].numpy(), v.numpy(), rtol=1e-13, atol=1e-300, err_msg=k)
 
 
+def test_users_own_state_dict_changed_later_is_followed():
+    """A per-param dict the user made and keeps a reference to: changes to it after it was
+    assigned (not seen by the optimizer's change count) are checked every step."""
+    ref, ref_opt, mine, opt = _pair("Adam", lr=1e-2)
+    _step_both(ref_opt, opt, 2)
+    held = []
+    for o, ps in ((ref_opt, ref), (opt, mine)):
+        d = {k: v.clone() for k, v in o.state[ps[0]].items()}
+        o.state[ps[0]] = d
+        held.append((d, ps[0]))
+    _step_both(ref_opt, opt)
+    for d, p in held:
+        d["exp_avg_sq"] = torch.full_like(p, 2.0)  # (a new tensor into the user's own dict)
+    _step_both(ref_opt, opt, 2)
+    _same(ref, mine)
+    _same_state(ref_opt, ref, opt, mine)
+
+
+def test_entry_checks_skipped_only_while_nothing_changed(monkeypatch):
+    """The per-entry identity check runs only after a change to some per-param dict (the optimizer
+    counts them): none in steady steps, one pass after ``opt.state[p][k] = t``."""
+    import optkern.torch._runs as runs
+
+    calls = []
+    real = runs._same_entries
+    monkeypatch.setattr(runs, "_same_entries", lambda *a: calls.append(1) or real(*a))
+    ref, ref_opt, mine, opt = _pair("Adam", lr=1e-2)
+    _step_both(ref_opt, opt, 3)
+    calls.clear()
+    _step_both(ref_opt, opt, 3)
+    assert calls == []
+    for o, ps in ((ref_opt, ref), (opt, mine)):
+        o.state[ps[2]]["exp_avg"] = torch.full_like(ps[2], -0.5)
+    _step_both(ref_opt, opt)
+    assert calls
+    calls.clear()
+    _step_both(ref_opt, opt, 2)
+    assert calls == []
+    for o in (ref_opt, opt):  # (the loaded per-param dicts are the optimizer's own again)
+        o.load_state_dict(o.state_dict())
+    _step_both(ref_opt, opt)
+    calls.clear()
+    _step_both(ref_opt, opt, 2)
+    assert calls == []
+    _same(ref, mine)
+    _same_state(ref_opt, ref, opt, mine)
+
+
+def test_checkpoint_holds_plain_dicts_and_loads_weights_only(tmp_path):
+    import io
+
+    ref, ref_opt, mine, opt = _pair("AdamW", lr=1e-2)
+    _step_both(ref_opt, opt, 2)
+    sd = opt.state_dict()
+    assert all(type(e) is dict for e in sd["state"].values())
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    other = [torch.nn.Parameter(p.detach().clone()) for p in mine]
+    for a, b in zip(mine, other):
+        b.grad = a.grad.clone()
+    opt2 = ot.AdamW(other, lr=1e-2)
+    opt2.load_state_dict(loaded)
+    opt.step()
+    opt2.step()
+    _same(mine, other)
+
+
 def test_state_mapping_replaced_is_followed_every_step():
     """``opt.state`` replaced by the user's own mapping: its later changes are followed too."""
     ref, ref_opt, mine, opt = _pair("Adam", lr=1e-2)

@@ -24,7 +24,8 @@ from ._checks_step import _StepChecks, check_new_group
 from ._host_values import host_group, immutable
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
-from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _TrackedState, _zeros, tracked
+from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
+from ._tracked import _TrackedEntry, _TrackedState, plain, tracked
 
 
 class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
@@ -68,6 +69,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         self._written_ok: tuple | None = None
         # (the state mapping and its version when the caches were last valid: _check_state_version)
         self._state_seen: tuple | None = None
+        # (_TrackedEntry.changes at the end of the last step: while it stands, no per-param dict changed)
+        self._entries_seen = -1
 
     def __getstate__(self) -> dict:
         """pickle / ``copy.deepcopy``: torch's (defaults, state, groups) and the storage options;
@@ -158,12 +161,17 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 for k, v in self.defaults.items():
                     group.setdefault(k, v)
                 self._validate(group, f"param_groups[{i}]")
-            self.state = tracked(self.state)
+            self.state = tracked(self.state, own=True)  # (torch's loader made the per-param dicts)
         except BaseException:
             self.state, self.param_groups = old[0], old[1]  # (torch's loader assigns new objects: the old are intact)
             raise
         finally:
             self._layouts, self._view_cache = {}, {}
+
+    def state_dict(self) -> dict:
+        """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads)."""
+        sd = super().state_dict()
+        return {**sd, "state": plain(sd["state"])}
 
     def _lowp_load(self, state_dict: dict) -> tuple:
         """(``state_dict`` as torch's loader should see it, [(param, entry) it must not cast]):
@@ -229,6 +237,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 self._group_step(group, params, i)
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
+            self._entries_seen = _TrackedEntry.changes
         finally:
             self._grads = self._runs_now = None
             self._pre_grads.clear()

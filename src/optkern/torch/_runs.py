@@ -17,6 +17,7 @@ from . import _lowp, _views
 from ._checks_step import _data_ptr
 from ._host_values import host_group
 from ._state import _entries, _join_scalars, _same_entries, _scalar_dtype
+from ._tracked import _TrackedEntry
 
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
 _is_contiguous = torch.Tensor.is_contiguous
@@ -75,9 +76,15 @@ class _Runs:
             return None
         if names is None:
             names = self._stored(hp, params[0].dtype)
-        scalars = [k for k in self._run_keys if k in hit[5][0]]
         key = (names, list(map(_data_ptr, params)))
-        if hit[0] == key and _same_entries(hit[5], (*names, *scalars), hit[6]):
+        if hit[0] != key:
+            return None
+        # the run's per-param dicts all the optimizer's own and none changed since the last step
+        # (_tracked.py), else each state entry compared with the cached one
+        if hit[8] and _TrackedEntry.changes == self._entries_seen:
+            return hit
+        scalars = [k for k in self._run_keys if k in hit[5][0]]
+        if _same_entries(hit[5], (*names, *scalars), hit[6]):
             return hit
         return None
 
@@ -112,7 +119,8 @@ class _Runs:
             if cache:
                 key = (names, list(map(_data_ptr, params)))
                 entries = (*names, *scalars)
-                cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries), dense)
+                own = all(type(st) is _TrackedEntry for st in states)
+                cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries), dense, own)
                 self._view_cache[id(params)] = cached
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
             grads = self._grad_arrays(params, gi)

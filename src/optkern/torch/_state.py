@@ -3,7 +3,6 @@ torch keeps them, fresh state tensors, and the joins and identity checks the vie
 
 from __future__ import annotations
 
-import collections
 import functools
 import itertools
 import operator
@@ -22,55 +21,6 @@ def _scalar_dtype() -> torch.dtype:
 def _step_tensor(value: float = 0.0) -> torch.Tensor:
     """A step counter as torch keeps it (a 0-d CPU tensor)."""
     return torch.tensor(float(value), dtype=_scalar_dtype())
-
-
-def _counted(name: str):
-    """defaultdict's mutator ``name``, then the mapping's ``version`` moved (dict's C methods do not
-    go through ``__setitem__``)."""
-    method = getattr(collections.defaultdict, name)
-
-    @functools.wraps(method)
-    def counted(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self.version += 1
-
-    return counted
-
-
-class _TrackedState(collections.defaultdict):
-    """torch's ``Optimizer.state`` (a ``defaultdict(dict)`` of per-param state dicts) counting the
-    changes to which dict a param has: ``version`` moves whenever a param's dict is set, added,
-    removed or replaced (``opt.state[p] = {...}``: the step must then use the new dict's tensors).
-    The step's view cache holds the per-param dicts it found; a changed version drops it. (Changes
-    inside a per-param dict are the cache's own check, ``_same_entries``.) Looking each param's
-    dict up again every step instead costs ~0.2 ms at 200 params: torch tensors hash in Python."""
-
-    version = 0
-
-    def __setitem__(self, key, value) -> None:  # (defaultdict's __missing__ comes through here)
-        super().__setitem__(key, value)
-        self.version += 1
-
-    def __delitem__(self, key) -> None:
-        super().__delitem__(key)
-        self.version += 1
-
-    clear = _counted("clear")
-    pop = _counted("pop")
-    popitem = _counted("popitem")
-    setdefault = _counted("setdefault")
-    update = _counted("update")
-    __ior__ = _counted("__ior__")
-
-
-def tracked(state) -> _TrackedState:
-    """``state`` (torch's ``defaultdict(dict)``, or any mapping) as a ``_TrackedState``: itself, or a
-    shallow copy holding the same per-param dicts."""
-    if type(state) is _TrackedState:
-        return state
-    return _TrackedState(dict, state)
 
 
 def _entries(states: list, names: tuple) -> list:
