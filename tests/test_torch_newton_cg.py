@@ -98,12 +98,18 @@ def test_one_step_solves_a_quadratic():
     assert opt.last["accepted"] and opt.last["cg_iterations"] <= 40
 
 
-def test_checkpoint_and_deepcopy_continue_identically():
+def _trained_two_steps():
+    """(an MLP, its NewtonCG after two steps, the data)."""
     a = mlp(torch.float64)
     x, y = data("mlp", torch.float64)
     oa = ot.NewtonCG(a.parameters(), ggn(a, x, y), damping=0.5, max_cg_iter=6)
     for _ in range(2):
         oa.step(closure(a, oa, x, y))
+    return a, oa, x, y
+
+
+def test_checkpoint_and_deepcopy_continue_identically():
+    a, oa, x, y = _trained_two_steps()
     b = copy.deepcopy(a)
     ob = ot.NewtonCG(b.parameters(), ggn(b, x, y), damping=9.0, max_cg_iter=6)
     ob.load_state_dict(copy.deepcopy(oa.state_dict()))
@@ -121,11 +127,7 @@ def test_checkpoint_and_deepcopy_continue_identically():
 def test_state_cleared_between_steps_starts_afresh():
     """``opt.state.clear()`` (torch's way to reset an optimizer): the next step is a fresh
     NewtonCG's (no warm start from the previous step, counters from zero), the damping the group's."""
-    a = mlp(torch.float64)
-    x, y = data("mlp", torch.float64)
-    oa = ot.NewtonCG(a.parameters(), ggn(a, x, y), damping=0.5, max_cg_iter=6)
-    for _ in range(2):
-        oa.step(closure(a, oa, x, y))
+    a, oa, x, y = _trained_two_steps()
     b = copy.deepcopy(a)
     ob = ot.NewtonCG(b.parameters(), ggn(b, x, y), damping=oa.param_groups[0]["damping"], max_cg_iter=6)
     oa.state.clear()
