@@ -218,6 +218,29 @@ def test_state_reset_or_replaced_between_steps_as_torch(how):
     assert first(ob)["func_evals"] == oref.state[next(ref.parameters())]["func_evals"]
 
 
+def test_bad_state_set_between_steps_refused_by_name_nothing_changed():
+    """A state entry the inner optimizer cannot take: refused naming it, params and the inner
+    history as they were (the state put back, training continues as if never touched)."""
+    a, b = mlp(torch.float64), mlp(torch.float64)
+    x, y = data("mlp", torch.float64)
+    oa = ot.LBFGS(a.parameters(), max_iter=3, history_size=3)
+    ob = ot.LBFGS(b.parameters(), max_iter=3, history_size=3)
+    for _ in range(2):
+        oa.step(closure(a, oa, x, y))
+        ob.step(closure(b, ob, x, y))
+    p0 = next(b.parameters())
+    good = ob.state[p0]
+    before = [p.detach().clone() for p in b.parameters()]
+    ob.state[p0] = {**good, "d": "junk"}
+    with pytest.raises(TypeError, match=r"\['d'\]"):
+        ob.step(closure(b, ob, x, y))
+    assert all(torch.equal(p, q) for p, q in zip(before, b.parameters()))
+    ob.state[p0] = good
+    oa.step(closure(a, oa, x, y))
+    ob.step(closure(b, ob, x, y))
+    assert rel(a, b) == 0.0
+
+
 def test_channels_last_params_match_torch_on_contiguous():
     """A channels_last CNN (torch's LBFGS cannot take one: it flattens with view(-1)) stepped in
     memory order matches torch on the same CNN in the default layout."""

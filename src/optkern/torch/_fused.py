@@ -56,8 +56,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
 
     def _reset_caches(self) -> None:
         """The step's caches, empty (made on the next step)."""
-        self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
-        self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
+        self._drop_layouts()
         self._joined: dict = {}  # the running step's joined scalars (see _join_scalars)
         self._grads: list | None = None  # the stepping group's grads, when every param has one
         self._hyper_cache: dict = {}  # id(group) -> (keys, values, checked hyper-parameters, group)
@@ -71,6 +70,12 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         self._state_seen: tuple | None = None
         # (_TrackedEntry.changes at the end of the last step: while it stands, no per-param dict changed)
         self._entries_seen = -1
+
+    def _drop_layouts(self) -> None:
+        """Forget the run layouts and the views of their params and state (made again by the next
+        step): after anything that may change which tensors a run holds."""
+        self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
+        self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
 
     def __getstate__(self) -> dict:
         """pickle / ``copy.deepcopy``: torch's (defaults, state, groups) and the storage options;
@@ -104,7 +109,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         """torch's, then the new group checked (its params: no duplicates, within the group or with
         another group's, as torch refuses the latter; its hyper-parameters): a group refused is
         not added."""
-        self._layouts, self._view_cache = {}, {}
+        self._drop_layouts()
         n = len(self.param_groups)
         check_new_group(self.param_groups, param_group)
         super().add_param_group(param_group)
@@ -166,7 +171,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
             self.state, self.param_groups = old[0], old[1]  # (torch's loader assigns new objects: the old are intact)
             raise
         finally:
-            self._layouts, self._view_cache = {}, {}
+            self._drop_layouts()
 
     def state_dict(self) -> dict:
         """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads)."""
@@ -251,7 +256,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         every step): they hold the per-param dicts they found."""
         st, seen = self.state, self._state_seen
         if seen is None or seen[0] is not st or seen[1] != st.version:
-            self._layouts, self._view_cache = {}, {}
+            self._drop_layouts()
 
     def _plan(self, group: dict, params: list, gi: int) -> tuple:
         """(the runs of ``params``, one native call each; whether the step creates state for some),

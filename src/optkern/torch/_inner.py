@@ -154,8 +154,14 @@ class ClosureOptimizer(torch.optim.Optimizer):
         """A fresh inner optimizer over the params, then ``entry`` (a state entry in torch's layout;
         empty: none) and the group loaded into it."""
         group = dict(self.param_groups[0], params=list(range(len(self._params))))
+        old = self.__dict__.get("_inner")
         self._inner = self._new_inner()
-        self.load_state_dict({"state": {0: entry} if entry else {}, "param_groups": [group]})
+        try:
+            self.load_state_dict({"state": {0: entry} if entry else {}, "param_groups": [group]})
+        except BaseException:
+            if old is not None:  # (refused: the optimizer keeps the inner state it had)
+                self._inner = old
+            raise
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore from a ``state_dict()`` (torch's format); everything is checked (errors name the
