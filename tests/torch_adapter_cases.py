@@ -1,0 +1,38 @@
+"""The optimizer cases optkern.torch is checked on against torch.optim (CPU and CUDA tests)."""
+
+import torch
+
+# (name, hyper-parameters) -- every optimizer both libraries have, main variants
+CASES = [
+    ("SGD", dict(lr=0.05)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-3)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, maximize=False)),
+    ("Adagrad", dict(lr=0.05, lr_decay=1e-2, weight_decay=1e-3, initial_accumulator_value=0.1)),
+    ("RMSprop", dict(lr=1e-3, weight_decay=1e-3)),
+    ("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True)),
+    ("Adadelta", dict(lr=0.5, weight_decay=1e-3)),
+    ("Adam", dict(lr=1e-3)),
+    ("Adam", dict(lr=1e-3, amsgrad=True, weight_decay=1e-2)),
+    ("AdamW", dict(lr=1e-3, weight_decay=0.1)),
+    ("NAdam", dict(lr=1e-3, weight_decay=1e-2)),
+    ("NAdam", dict(lr=1e-3, weight_decay=1e-2, decoupled_weight_decay=True)),
+]
+IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
+
+
+def mlp(dtype):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(9, 17), torch.nn.Tanh(), torch.nn.Linear(17, 4)).to(dtype)
+
+
+def cnn(dtype):
+    torch.manual_seed(1)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(3 * 5 * 5, 4)
+    ).to(dtype)
+
+
+def data(kind, dtype):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(24, 9, generator=g) if kind == "mlp" else torch.randn(24, 1, 7, 7, generator=g)
+    return x.to(dtype), torch.randint(0, 4, (24,), generator=g)
