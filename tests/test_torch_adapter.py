@@ -14,7 +14,7 @@ from torch_ieee_sqrt import ieee_sqrt  # noqa: E402 (after the torch skip)
 # 2-core machine slow each step down by orders of magnitude.
 torch.set_num_threads(1)
 
-from torch_adapter_cases import CASES, IDS, cnn, data, mlp  # noqa: E402 (after the torch skip)
+from torch_common import CASES, IDS, cnn, data, mlp  # noqa: E402 (after the torch skip)
 
 
 def train(model, opt, x, y, steps):

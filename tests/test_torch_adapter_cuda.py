@@ -6,30 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
-from torch_adapter_cases import CASES, IDS, data, mlp  # noqa: E402 (after the torch skip)
+from torch_common import CASES, IDS, data, gpu, mlp  # noqa: E402 (after the torch skip)
 
 # ---- CUDA tensors (torch with CUDA, CuPy and optkern._cuda) --------------------------------------
 
 
-def _gpu_missing():
-    """Why the CUDA tests cannot run here, or None."""
-    if not torch.cuda.is_available():
-        return "torch sees no CUDA device"
-    try:
-        import cupy  # noqa: F401
-    except ImportError:
-        return "CuPy is not installed"
-    from optkern import _backend
-
-    try:
-        _backend.cuda_module()
-    except RuntimeError as e:
-        return str(e)
-    return None
-
-
-_NO_GPU = _gpu_missing()
-gpu = pytest.mark.skipif(_NO_GPU is not None, reason=f"needs torch CUDA, CuPy and optkern._cuda: {_NO_GPU}")
 GPU_CASES = CASES + [("AdagradNorm", dict(lr=0.5, b0=0.1))]
 GPU_IDS = IDS + ["AdagradNorm"]
 GPU_TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-11, atol=1e-13)}

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
-from test_torch_adapter import cnn, data, gpu, mlp  # noqa: E402 (after the torch skip)
+from torch_common import cnn, data, gpu, mlp  # noqa: E402 (after the torch skip)
 
 torch.set_num_threads(1)
 F = torch.nn.functional

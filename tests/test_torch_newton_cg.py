@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
 from optkern import hessian, optim  # noqa: E402
-from test_torch_adapter import data, gpu, mlp  # noqa: E402 (after the torch skip)
+from torch_common import data, gpu, mlp  # noqa: E402 (after the torch skip)
 
 torch.set_num_threads(1)
 F = torch.nn.functional

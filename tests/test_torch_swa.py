@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
 
 from optkern import swa  # noqa: E402
-from test_torch_adapter import gpu  # noqa: E402
+from torch_common import gpu  # noqa: E402
 
 torch.set_num_threads(1)
 swa_utils = torch.optim.swa_utils

@@ -1,5 +1,7 @@
-"""The optimizer cases optkern.torch is checked on against torch.optim (CPU and CUDA tests)."""
+"""What the optkern.torch tests share: the optimizer cases checked against torch.optim, the small
+torch models and data they train, and the CUDA skip marker."""
 
+import pytest
 import torch
 
 # (name, hyper-parameters) -- every optimizer both libraries have, main variants
@@ -36,3 +38,24 @@ def data(kind, dtype):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(24, 9, generator=g) if kind == "mlp" else torch.randn(24, 1, 7, 7, generator=g)
     return x.to(dtype), torch.randint(0, 4, (24,), generator=g)
+
+
+def _gpu_missing():
+    """Why the CUDA tests cannot run here, or None."""
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA device"
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed"
+    from optkern import _backend
+
+    try:
+        _backend.cuda_module()
+    except RuntimeError as e:
+        return str(e)
+    return None
+
+
+_NO_GPU = _gpu_missing()
+gpu = pytest.mark.skipif(_NO_GPU is not None, reason=f"needs torch CUDA, CuPy and optkern._cuda: {_NO_GPU}")
