@@ -170,6 +170,34 @@ def test_newton_cg_levenberg_marquardt_raises_damping_on_a_bad_model():
     np.testing.assert_array_equal(x, [1.0, -2.0])  # a step that raised the loss is undone
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_newton_cg_after_a_rejected_step_evaluates_the_start_unless_reusing(reuse):
+    """A rejected step leaves the params at w; the next step starts from the closure's new result
+    at w when evaluations do not carry over (a new batch each step), from the cached one when they
+    do -- and either way it returns that start loss."""
+    x = np.array([1.0, -2.0])
+    shift = [0.0]  # the "batch": f_b(x) = |x - b|^2
+    calls = []
+
+    def f():
+        calls.append(x.copy())
+        d = x - shift[0]
+        return float(d @ d), 2 * d
+
+    opt = optim.NewtonCG(
+        [x], hessian.from_hvp(lambda v: 0.2 * v, 2), damping=1e-3, warm_start=0.0, reuse_trial_gradient=reuse
+    )
+    opt.step(f)
+    assert not opt.last["accepted"] and len(calls) == 2
+    shift[0] = 0.5  # the next batch
+    start = opt.step(f)
+    assert len(calls) == (3 if reuse else 4)
+    if not reuse:
+        np.testing.assert_array_equal(calls[2], [1.0, -2.0])  # the step's first call is at w
+    assert start == (5.0 if reuse else 0.25 + 6.25)  # the cached loss at w, or the new batch's
+    assert opt.num_grad_evals == len(calls)
+
+
 def test_newton_cg_handles_an_indefinite_hessian():
     # f = x0^2 - x1^2 + x1^4 from near the saddle: the exact Hessian has negative curvature there
     def fg(z):

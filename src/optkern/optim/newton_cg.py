@@ -56,8 +56,9 @@ class NewtonCG(NativeByName):
         exponent 0.75).
       warm_start: CG starts from ``warm_start * previous p`` (Martens: 0.95; 0 = cold).
       boost, drop, min_damping, max_damping: the Levenberg-Marquardt rule and its bounds.
-      reuse_trial_gradient: the closure's result at an accepted trial point starts the next step
-        (saves one evaluation per step; do not change the params between steps then).
+      reuse_trial_gradient: the closure's result at an accepted trial point (after a rejected one:
+        at the start point) starts the next step (saves one evaluation per step; do not change the
+        params or the data between steps then). False: every step calls the closure at its start.
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (a None grad reads as
     zeros); returns the loss at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
@@ -218,8 +219,8 @@ class NewtonCG(NativeByName):
         accepted = new_loss < loss
         if accepted:
             self._cache = (new_loss, new_g) if self.reuse_trial_gradient else None
-        else:
-            self._cache = (loss, g)
+        else:  # back at w: its evaluation is the next start only when evaluations carry over
+            self._cache = (loss, g) if self.reuse_trial_gradient else None
             self._set(w)
         self._p = p
         self.last = {
