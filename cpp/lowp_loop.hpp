@@ -69,15 +69,16 @@ OK_CLONES void store_params(const Tensor& t, int64_t lo, int64_t n, const float*
   }
 }
 
-// The updated states back into their storage: bf16 rounded stochastically (store_state's
-// words), 8-bit requantized with the absmax of their new values (the stage is one block).
+// The updated states back into their storage: bf16 rounded stochastically (lowp_storage.hpp's
+// words: one fill per pair of states), 8-bit requantized with the absmax of their new values
+// (the stage is one block).
 template <Fmt SF>
-OK_CLONES void store_states(const Tensor& t, int K, int64_t lo, int64_t n, const Config& c, float* const* s) {
+OK_CLONES void store_stage_states(const Tensor& t, int K, int64_t lo, int64_t n, const Config& c, float* const* s) {
+  alignas(64) uint32_t rnd[SF == Fmt::bf16 ? kMaxBlock : 1];
   for (int k = 0; k < K; ++k) {
     if constexpr (SF == Fmt::bf16) {
-      alignas(64) uint32_t rnd[kMaxBlock];
-      philox::fill_words(rnd, t.base + uint64_t(lo), n, c.seed + 1u + uint64_t(k), c.step);
-      for (int64_t i = 0; i < n; ++i) store<SF>(t.s[k], lo + i, s[k][i], true, rnd[i]);
+      if ((k & 1) == 0) philox::fill_words(rnd, t.base + uint64_t(lo), n, state_key(c, k), c.step);
+      for (int64_t i = 0; i < n; ++i) store<SF>(t.s[k], lo + i, s[k][i], true, state_bits(rnd[i], k));
     } else if constexpr (SF == Fmt::q8) {
       const float sc = q8_block_scale(s[k], n);
       t.scale[k][lo / c.block] = sc;
@@ -102,7 +103,7 @@ void stage(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Conf
   load_states<SF>(t, K, lo, n, c, sbuf, s);
   rule_loop<float, Rule>(rule, w, g, s[0], s[1], s[2], n);
   store_params<PF>(t, lo, n, w, c);
-  store_states<SF>(t, K, lo, n, c, s);
+  store_stage_states<SF>(t, K, lo, n, c, s);
 }
 
 constexpr int64_t item_size(Fmt f) { return f == Fmt::f32 ? 4 : f == Fmt::q8 ? 1 : 2; }

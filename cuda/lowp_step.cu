@@ -1,7 +1,7 @@
 // optkern._cuda.lowp_step: the low-precision optimizer step of optkern._cpu.lowp_step
 // (cpp/lowp_step.cpp) on CuPy arrays, with the same bits: the same argument checks and
 // rule construction (optkern/lowp_step_args.hpp), the same element update
-// (lowp::update_element, load/store, load_state/store_state of optkern/lowp_storage.hpp,
+// (lowp::update_element, load/store, load_state/store_states of optkern/lowp_storage.hpp,
 // whose semantics the CPU loop is pinned to) and the same 8-bit block encoding:
 //
 //   per element:  s = float(state)        fp32 / bf16, or code * block scale (lowp::dequantize)
@@ -64,8 +64,7 @@ __device__ __forceinline__ void update(const Rule& rule, const lowp::Tensor& t, 
 #pragma unroll
   for (int k = 0; k < K; ++k) s[k] = lowp::load_state<SF>(t, k, i);
   lowp::update_element<PF>(rule, t, i, c, s);
-#pragma unroll
-  for (int k = 0; k < K; ++k) lowp::store_state<SF>(t, k, i, s[k], c);
+  lowp::store_states<SF, K>(t, i, s, c);
 }
 
 // One tile [lo, hi) with 8-bit states: every element dequantized and updated, its new

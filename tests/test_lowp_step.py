@@ -145,10 +145,11 @@ def test_sr_of_bf16_state_is_unbiased():
 
 @pytest.mark.parametrize("pf", ["float32", "bfloat16"])
 def test_bf16_states_are_stochastic_roundings_of_the_fp32_step(pf):
-    """State k of the tensor starting at global index `base` takes the Philox words of
-    stochastic_round(seed + 1 + k, step, offset=base) (cpp/include/optkern/lowp_storage.hpp), bit
-    for bit, whatever the stage and block boundaries (odd sizes: tensors start at any word of a
-    Philox block)."""
+    """States 0 and 1 of the tensor starting at global index `base` share the Philox words of key
+    seed + 1 in stream `step` (cpp/include/optkern/lowp_storage.hpp): state 0 is
+    stochastic_round(seed + 1, step, offset=base), bit for bit, state 1 adds the words' low 16 bits
+    before truncating -- whatever the stage and block boundaries (odd sizes: tensors start at any
+    word of a Philox block)."""
     rng = np.random.default_rng(20261201)
     sizes = [1, 7, 1023, 4097, 3]
     seed, t = 11, 4
@@ -172,10 +173,23 @@ def test_bf16_states_are_stochastic_roundings_of_the_fp32_step(pf):
     ref = run([[lowp.from_half(s, "bfloat16") for s in sk] for sk in s16], "float32")
     got = run(s16, "bfloat16")
     base = np.cumsum([0] + sizes[:-1])
-    for k in range(2):
-        for i in range(len(sizes)):
-            want = lowp.stochastic_round(ref[k][i], "bfloat16", seed=seed + 1 + k, step=t, offset=int(base[i]))
-            np.testing.assert_array_equal(got[k][i], lowp.bits(want), err_msg=f"state {k}, tensor {i}")
+    for i in range(len(sizes)):
+        want = lowp.stochastic_round(ref[0][i], "bfloat16", seed=seed + 1, step=t, offset=int(base[i]))
+        np.testing.assert_array_equal(got[0][i], lowp.bits(want), err_msg=f"state 0, tensor {i}")
+        words = philox_words(int(base[i]), sizes[i], key=seed + 1, stream=t)
+        u = ref[1][i].view(np.uint32).astype(np.uint64)  # finite and far below bf16's largest value
+        want1 = ((u + (words & 0xFFFF)) >> 16).astype(np.uint16)
+        np.testing.assert_array_equal(got[1][i], want1, err_msg=f"state 1, tensor {i}")
+
+
+def philox_words(offset, n, key, stream):
+    """Philox4x32-10 words offset .. offset + n - 1 of `stream` (optkern/philox.hpp's mapping: word
+    g is lane g % 4 of block g / 4), from the known-answer-tested single-block function."""
+    out = np.empty(n, dtype=np.uint64)
+    for j, g in enumerate(range(offset, offset + n)):
+        ctr = [(g >> 2) & 0xFFFFFFFF, g >> 34, stream & 0xFFFFFFFF, stream >> 32]
+        out[j] = _cpu.philox4x32_10(ctr, [key & 0xFFFFFFFF, key >> 32])[g & 3]
+    return out
 
 
 @pytest.mark.parametrize("block", [256, 2048])

@@ -12,8 +12,13 @@
 //
 // Random words (stochastic rounding): element with global index e at step t
 // takes Philox word e of stream t (philox::word(e, key, t)) with key = seed
-// for the param and seed + 1 + k for state k, so the param's rounding is
-// exactly optkern.lowp.stochastic_round(master, seed=seed, step=t, offset=e).
+// for the param, so the param's rounding is exactly
+// optkern.lowp.stochastic_round(master, seed=seed, step=t, offset=e). A bf16
+// state needs 16 random bits (f32_to_bf16_sr adds a word's high half), so
+// states 2j and 2j + 1 share the word of key seed + 1 + 2j: state 2j takes its
+// high half (stochastic_round's bits with that key), state 2j + 1 its low half
+// -- one Philox word per element for Adam's two states, not two (Philox was
+// the largest part of a bf16-state step on the CPU: bench/RESULTS.md).
 #pragma once
 #include <cstdint>
 
@@ -85,13 +90,25 @@ OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Co
   }
 }
 
-// State k's element i from an fp32 / bf16 array, and back (bf16: stochastic).
+// The Philox key of bf16 state k's words, and state k's random bits from its pair's word (the
+// mapping above; f32_to_bf16_sr reads the high half).
+OK_HD uint64_t state_key(const Config& c, int k) { return c.seed + 1u + uint64_t(k & ~1); }
+OK_HD uint32_t state_bits(uint32_t word, int k) { return (k & 1) ? word << 16 : word; }
+
+// State k's element i from an fp32 / bf16 array.
 template <Fmt SF> OK_HD float load_state(const Tensor& t, int k, int64_t i) { return load<SF>(t.s[k], i); }
-template <Fmt SF> OK_HD void store_state(const Tensor& t, int k, int64_t i, float x, const Config& c) {
-  if constexpr (SF == Fmt::bf16)
-    store<SF>(t.s[k], i, x, true, philox::word(t.base + uint64_t(i), c.seed + 1u + uint64_t(k), c.step));
-  else
-    store<SF>(t.s[k], i, x, false, 0u);
+
+// States 0..K-1 of element i back into fp32 / bf16 arrays (bf16: stochastic, one word per pair).
+template <Fmt SF, int K> OK_HD void store_states(const Tensor& t, int64_t i, const float* s, const Config& c) {
+  uint32_t word = 0u;
+  for (int k = 0; k < K; ++k) {
+    if constexpr (SF == Fmt::bf16) {
+      if ((k & 1) == 0) word = philox::word(t.base + uint64_t(i), state_key(c, k), c.step);
+      store<SF>(t.s[k], i, s[k], true, state_bits(word, k));
+    } else {
+      store<SF>(t.s[k], i, s[k], false, 0u);
+    }
+  }
 }
 
 // An 8-bit block's scale as a reduction that gives the same in any order (the CUDA kernel's
