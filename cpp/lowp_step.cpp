@@ -22,10 +22,10 @@ namespace {
 py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
-               uint64_t step, int64_t block, py::handle grad_scale) {
+               uint64_t step, int64_t block, py::handle grad_scale, py::handle bases) {
   lowp::StepCall<HostArrays> c;
   lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
-                    grad_scale);
+                    grad_scale, bases);
   if (c.cfg.grad_scale) c.cfg.grad_mul = rules::inv_scale(*c.cfg.grad_scale);  // (host memory here)
   const double mu = lowp::with_rule(rule, x, flags, step, c.n_states, [&](const auto& r) {
     py::gil_scoped_release nogil;

@@ -94,9 +94,23 @@ void precheck_step(py::list runs) {
   }
 }
 
+// The position of the first read-only array in `arrays` (NumPy arrays), or -1. The low-precision
+// step keeps uint16 views of its half params between steps, and a view keeps the writeable flag
+// its param had when the view was made: this reads the params' own flags, one load each.
+int64_t first_readonly(py::list arrays) {
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    if (!py::isinstance<py::array>(arrays[i])) throw py::type_error("arrays: expected NumPy arrays");
+    if (!(py::detail::array_proxy(arrays[i].ptr())->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
+      return int64_t(i);
+  }
+  return -1;
+}
+
 }  // namespace
 
 void register_step_checks(py::module_& m) {
+  m.def("first_readonly_", &first_readonly, py::arg("arrays"),
+        "The position of the first read-only NumPy array in `arrays`, or -1.");
   m.def("precheck_step_", &precheck_step, py::arg("runs"),
         "Check a multi-call optimizer step before it writes: runs of (dtype, written arrays, their names, grads, "
         "their params, grad names).");

@@ -178,10 +178,10 @@ void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::C
 py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
-               uint64_t step, int64_t block, py::handle grad_scale, py::handle found_inf) {
+               uint64_t step, int64_t block, py::handle grad_scale, py::handle bases, py::handle found_inf) {
   lowp::StepCall<DeviceArrays> c;
   lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
-                    grad_scale, found_inf);
+                    grad_scale, bases, found_inf);
   const double mu = lowp::with_rule(rule, x, flags, step, c.n_states, [&](const auto& r) {
     if (c.elements() == 0) return;  // nothing to launch: empty calls need neither CuPy nor a device
     require_current_device(c.args.device, "params");

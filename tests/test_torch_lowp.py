@@ -101,6 +101,33 @@ def test_same_bits_as_optkern_optim(name, kw, lp, dtype):
             assert_same_bits(st[k], v, f"state[{i}][{k!r}]")
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdagradNorm"])
+def test_groups_and_skipped_params_round_with_optkern_optims_words(name):
+    """Stochastic rounding numbers the elements of all params in param_groups order (no two params
+    of a step share words): two groups, then a step with a None grad, bit for bit as optkern.optim."""
+    ps = params(torch.bfloat16)
+    hs = [as_numpy(p) for p in ps]
+    lp = dict(master_weights=True, stochastic_rounding=True, seed=3)
+    a = getattr(ot, name)([{"params": ps[:2]}, {"params": ps[2:]}], lr=0.05, **lp)
+    b = getattr(optim, name)([{"params": hs[:2]}, {"params": hs[2:]}], lr=0.05, **lp)
+    g = torch.Generator().manual_seed(2)
+    for t in range(3):
+        gs = grads(ps, g)
+        if t == 2:
+            gs[2] = None
+        for p, x in zip(ps, gs):
+            p.grad = x
+        a.step()
+        b.step([None if x is None else as_numpy(x) for x in gs])
+    for i, (p, h) in enumerate(zip(ps, hs)):
+        assert_same_bits(p, h, f"params[{i}]")
+    bases = np.cumsum([0] + [p.numel() for p in ps])
+    for i in (0, 1, 3):  # stepped at step 3: the words of their elements' global indices
+        master = as_numpy(a.state[ps[i]]["master_param"])
+        want = lowp.stochastic_round(master, "bfloat16", seed=3, step=3, offset=int(bases[i]))
+        assert_same_bits(ps[i], want, f"params[{i}]")
+
+
 @pytest.mark.parametrize("name,kw", [("Adam", dict(lr=1e-2, weight_decay=1e-2)), ("SGD", dict(lr=0.1, momentum=0.9))])
 def test_bf16_model_with_master_is_torch_fp32_recipe(name, kw):
     """A bfloat16 MLP trained with master_weights: the master follows torch.optim's float32 step on

@@ -34,6 +34,7 @@ __all__: list[str] = [
     "clamp_",
     "clip_scale_",
     "dropout_",
+    "first_readonly_",
     "get_num_threads",
     "grad_norm",
     "lanczos_orthogonalize_",
@@ -352,6 +353,11 @@ def dropout_(
     out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.
     """
 
+def first_readonly_(arrays: list) -> int:
+    """
+    The position of the first read-only NumPy array in `arrays`, or -1.
+    """
+
 def get_num_threads() -> int:
     """
     OpenMP threads the next parallel region will use.
@@ -502,9 +508,10 @@ def lowp_step(
     step: typing.SupportsInt | typing.SupportsIndex,
     block: typing.SupportsInt | typing.SupportsIndex,
     grad_scale: typing.Any = None,
+    bases: typing.Any = None,
 ) -> typing.Any:
     """
-    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad), 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]), 'adagrad' ([lr, lr_decay, weight_decay, eps], [maximize]), 'adadelta' ([lr, rho, eps, weight_decay], [maximize]) or 'nadam' ([lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], [maximize, decoupled]; returns the new mu_product, the other rules None). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is multiplied by float(1 / double(scale)) after widening to float32, before the rule.
+    One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, decoupled]; 3 state lists: AMSGrad), 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, maximize, centered]), 'adagrad' ([lr, lr_decay, weight_decay, eps], [maximize]), 'adadelta' ([lr, rho, eps, weight_decay], [maximize]) or 'nadam' ([lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], [maximize, decoupled]; returns the new mu_product, the other rules None). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is multiplied by float(1 / double(scale)) after widening to float32, before the rule. bases: None (the call's elements numbered in order from 0) or one int per param, the index of its element 0 in the Philox counters of stochastic rounding.
     """
 
 def lowp_to_half(

@@ -442,6 +442,7 @@ def lowp_step(
     step: typing.SupportsInt | typing.SupportsIndex,
     block: typing.SupportsInt | typing.SupportsIndex,
     grad_scale: typing.Any = None,
+    bases: typing.Any = None,
     found_inf: typing.Any = None,
 ) -> typing.Any:
     """

@@ -56,10 +56,35 @@ template <class Arrays> struct StepCall {
   }
 };
 
-// The tensors of a gathered call, each with the global index of its element 0 (the
-// counter of its stochastic rounding, lowp_storage.hpp).
-template <class Arrays> void make_tensors(StepCall<Arrays>& c) {
-  uint64_t base = 0;
+// The global index of each tensor's element 0 (the counter of its stochastic rounding,
+// lowp_storage.hpp): `bases` as given (the optimizer numbers every element of all its params,
+// so that two calls of one step -- param groups, formats -- never draw the same words), or the
+// call's own elements in order from 0 (None).
+template <class Arrays> std::vector<uint64_t> tensor_bases(const StepCall<Arrays>& c, py::handle bases) {
+  std::vector<uint64_t> out(c.p.count(), 0);
+  if (bases.is_none()) {
+    for (size_t i = 1; i < out.size(); ++i) out[i] = out[i - 1] + uint64_t(c.p.size[i - 1]);
+    return out;
+  }
+  if (!py::isinstance<py::sequence>(bases) || py::isinstance<py::str>(bases))
+    throw py::type_error("bases: expected None or a sequence of ints, one per param");
+  const auto seq = py::reinterpret_borrow<py::sequence>(bases);
+  if (size_t(py::len(seq)) != out.size())
+    throw py::value_error("bases: expected " + std::to_string(out.size()) + " ints (one per param), got " +
+                          std::to_string(py::len(seq)));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const py::handle b = seq[i];
+    if (!py::isinstance<py::int_>(b)) throw py::type_error(item_name("bases", i) + ": expected an int");
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(b.ptr(), &overflow);
+    if (overflow || v < 0) throw py::value_error(item_name("bases", i) + ": expected an int in [0, 2**63)");
+    out[i] = uint64_t(v);
+  }
+  return out;
+}
+
+// The tensors of a gathered call.
+template <class Arrays> void make_tensors(StepCall<Arrays>& c, const std::vector<uint64_t>& bases) {
   for (size_t i = 0; i < c.p.count(); ++i) {
     Tensor t{};
     t.p = c.p.data[i];
@@ -70,8 +95,7 @@ template <class Arrays> void make_tensors(StepCall<Arrays>& c) {
       t.scale[k] = c.sc.empty() ? nullptr : c.sc[size_t(k)].template ptr<float>(i);
     }
     t.n = c.p.size[i];
-    t.base = base;
-    base += uint64_t(t.n);
+    t.base = bases[i];
     c.ts.push_back(t);
   }
 }
@@ -82,7 +106,7 @@ template <class Arrays>
 void gather_step(StepCall<Arrays>& c, py::handle params, py::handle grads, py::handle masters, py::handle states,
                  py::handle scales, const std::string& param_fmt, const std::string& state_fmt, bool stochastic,
                  uint64_t seed, uint64_t step, int64_t block, py::handle grad_scale = py::none(),
-                 py::handle found_inf = py::none()) {
+                 py::handle bases = py::none(), py::handle found_inf = py::none()) {
   c.pf = parse_fmt(param_fmt, "param_dtype", false);
   c.sf = parse_fmt(state_fmt, "state_dtype", true);
   if (block < kSmallestBlock || block > kLargestBlock || (block & (block - 1)))
@@ -118,8 +142,9 @@ void gather_step(StepCall<Arrays>& c, py::handle params, py::handle grads, py::h
   if (!grad_scale.is_none())
     c.cfg.grad_scale = c.args.template get<const float>(grad_scale, "grad_scale", f32, 1, false);
   if (!found_inf.is_none()) c.found_inf = c.args.template get<const float>(found_inf, "found_inf", f32, 1, false);
+  const std::vector<uint64_t> base = tensor_bases(c, bases);
   c.args.check_overlap();
-  make_tensors(c);
+  make_tensors(c, base);
 }
 
 // f(std::integral_constant<Fmt, PF>, std::integral_constant<Fmt, SF>) for the call's formats.
@@ -224,7 +249,8 @@ template <class F, class... Extra> void lowp_step(pybind11::module_& m, F f, con
   using pybind11::arg;
   m.def("lowp_step", f, arg("rule"), arg("scalars"), arg("flags"), arg("params"), arg("grads"), arg("masters"),
         arg("states"), arg("scales"), arg("param_dtype"), arg("state_dtype"), arg("stochastic"), arg("seed"),
-        arg("step"), arg("block"), arg("grad_scale") = pybind11::none(), extra..., doc);
+        arg("step"), arg("block"), arg("grad_scale") = pybind11::none(), arg("bases") = pybind11::none(), extra...,
+        doc);
 }
 
 // What both modules' docstrings say first.
@@ -239,7 +265,9 @@ inline constexpr const char* kLowpStepDoc =
     "masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). "
     "stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). "
     "grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is "
-    "multiplied by float(1 / double(scale)) after widening to float32, before the rule.";
+    "multiplied by float(1 / double(scale)) after widening to float32, before the rule. bases: None (the call's "
+    "elements numbered in order from 0) or one int per param, the index of its element 0 in the Philox counters "
+    "of stochastic rounding.";
 
 }  // namespace sig
 }  // namespace optkern

@@ -11,7 +11,9 @@ state (master, states, scales) as CuPy arrays on their device.
 
 State layout (``run.state``, and so ``state_dict()``'s entries):
 
-* ``master_param``: the float32 master copy (``master_weights=True``);
+* ``master_param``: the float32 master copy (``master_weights=True``): the weights the step
+  updates; a half param replaced in its group's list between steps receives the master's
+  rounding (write the new values into ``opt.state[new]['master_param']`` too, to move the weights);
 * each state (``exp_avg``, ...) in ``state_dtype``: float32; bfloat16 (``ml_dtypes.bfloat16`` in
   the state dict when ml_dtypes is installed and the state is a NumPy array, else the raw uint16
   bits); or ``int8``: uint8 codes
@@ -27,6 +29,7 @@ blockwise quantization). A missing master copy starts from the half param.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import is_
 from types import MappingProxyType
 
 import numpy as np
@@ -200,22 +203,45 @@ class LowPrecisionMixin(OptimizerParts):
                         _backend.zeros(p, lowp.n_blocks(p.size, lp.block), np.float32) + scale for p in run.params
                     ]
 
+    def _element_bases(self, run) -> list[int]:
+        """The global index of each of ``run``'s params' element 0: every element of every param
+        in ``param_groups`` order has its own Philox counter, so no two params of a step round
+        with the same words (param groups, formats and runs split by None grads step in separate
+        native calls)."""
+        if getattr(run, "bases", None) is not None:  # (getattr: a run pickled before runs had bases)
+            return run.bases
+        starts = {}
+        base = 0
+        for g in self.param_groups:
+            for p in g["params"]:
+                starts[len(starts)] = base
+                base += int(p.size)
+        return [starts[i] for i in run.index]
+
     def _lowp_plan(self, run) -> tuple:
-        """(param positions by format, the params' uint16 views) of ``run``, kept while the run holds
-        the same params list (its arrays are not replaced while it does): a step of 200 arrays
-        spent half its Python time re-deriving them."""
+        """(param positions by format, the params' uint16 views, the params' element bases) of
+        ``run``, kept while the run holds
+        the same arrays (a step of 200 arrays spent half its Python time re-deriving them). A param
+        replaced in the group's list makes new views; a half NumPy param made read-only since is
+        refused here, as the step's checks refuse any other: its view keeps the flag it was made
+        with, and a single-call step checks nothing else before the native call writes."""
         plans = self.__dict__.setdefault("_lowp_plans", {})
         hit = plans.get(id(run))
-        if hit is not None and hit[0] is run.params:
-            return hit[1], hit[2]
+        if hit is not None and hit[0] is run.params and all(map(is_, hit[1], run.params)):
+            held = hit[4]
+            if held and (k := _backend.cpu.first_readonly_(held)) >= 0:
+                raise ValueError(f"params[{run.index[hit[5][k]]}]: array is read-only")
+            return hit[2], hit[3], hit[6]
         by_fmt: dict[str, list[int]] = {}
         for k, p in enumerate(run.params):
             by_fmt.setdefault(self._half_format(p) or "float32", []).append(k)
         pbits = [p.view(np.uint16) if self._half_format(p) else p for p in run.params]
+        viewed = [k for k, p in enumerate(run.params) if type(p) is np.ndarray and pbits[k] is not p]
         if len(plans) >= 64:  # (runs come and go with None grads and loaded state dicts)
             plans.clear()
-        plans[id(run)] = (run.params, by_fmt, pbits)
-        return by_fmt, pbits
+        bases = self._element_bases(run)
+        plans[id(run)] = (run.params, tuple(run.params), by_fmt, pbits, [run.params[k] for k in viewed], viewed, bases)
+        return by_fmt, pbits, bases
 
     def _lowp_update(self, run, grads, rule: str, scalars: list, flags: list, names):
         """One native low-precision step of ``run`` (one call per param format in the run), on the
@@ -223,7 +249,7 @@ class LowPrecisionMixin(OptimizerParts):
         the native step returns (NAdam: the new mu_product, the same from every call; else None)."""
         lp = self._lowp
         assert lp is not None  # low-precision mode only
-        by_fmt, pbits = self._lowp_plan(run)
+        by_fmt, pbits, bases = self._lowp_plan(run)
         p0 = run.params[0]
         kind, dt = type(p0), p0.dtype
         # the grads' type and dtype against the params' (a float16 and a bfloat16 grad both travel
@@ -260,6 +286,7 @@ class LowPrecisionMixin(OptimizerParts):
                 lp.seed,
                 run.step + 1,
                 lp.block,
+                bases=sel(bases),
                 **amp,
             )
         return out

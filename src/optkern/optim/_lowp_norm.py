@@ -49,14 +49,12 @@ def float32_step_arrays(opt, run, grads) -> tuple[list, list]:
 
 def round_into_params(opt, run) -> None:
     """Each half param <- its updated master, to nearest even or stochastically (Philox stream
-    ``step`` of ``seed``; element i of the group's params in order draws word ``offset + i``, as
-    the fused low-precision step numbers them)."""
+    ``step`` of ``seed``; element i of all params in ``param_groups`` order draws word i, as the
+    fused low-precision step numbers them: ``_element_bases``)."""
     lp = opt._lowp
     masters = run.state.get(_MASTER)
-    base = 0
-    for k, p in enumerate(run.params):
+    for k, (p, base) in enumerate(zip(run.params, opt._element_bases(run))):
         fmt = opt._half_format(p)
         if fmt is not None:
             with _backend._device_of(p):
                 run.mod.lowp_to_half(masters[k], p.view(np.uint16), fmt, lp.sr, lp.seed, run.step + 1, base)
-        base += p.size

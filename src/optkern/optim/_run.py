@@ -11,7 +11,7 @@ class _Run:
     A group is one run unless a loaded state dict gave its params different step counts.
     """
 
-    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev", "_names", "parent")
+    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev", "_names", "parent", "bases")
 
     def __init__(self, index, params, mod, step=0, state=None, extra=None):
         self.index = list(index)  # global parameter indices
@@ -29,6 +29,9 @@ class _Run:
         self.dev = None
         self._names = None  # cached check names: (key, written names, grad names)
         self.parent = None  # the group's run, for a view of its live params (``_sub_run(parent=...)``)
+        # the global index of each param's element 0 (stochastic rounding's Philox counters), when
+        # a wrapper numbers them (optkern.torch); None: from the optimizer's param_groups
+        self.bases = None
 
     def __getstate__(self) -> dict:
         """pickle / ``copy.deepcopy``: the native module by its name (a module is not copied)."""

@@ -220,8 +220,8 @@ def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
         raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
     has_step = getattr(opt, "_has_step", True)
     names, scalar_names = tuple(opt._state_names), tuple(getattr(opt, "_scalar_names", ()))
-    if strict:
-        known = (("step",) if has_step else ()) + names + scalar_names
+    if strict:  # ("step" also for SGD: its low-precision steps count, for their Philox streams)
+        known = ("step",) + names + scalar_names
         for k in entry:
             if k not in known:
                 raise ValueError(
@@ -233,7 +233,7 @@ def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
     for name in names:
         if entry.get(name) is not None:
             check_array(entry[name], p, f"{where}[{name!r}]", name in NONNEGATIVE)
-    if has_step:
+    if has_step or "step" in entry:
         step = check_step(entry.get("step"), f"{where}['step']")
     else:  # no step count: a present entry is a stepped one, under strict
         step = 1 if strict or any(entry.get(n) is not None for n in names) else 0

@@ -34,13 +34,16 @@ class StateDictMixin(OptimizerParts):
         device increments (shared by the parameters of a group).
         """
         state = {}
+        # SGD has no step count in torch's format; in low precision it keeps one (the step is the
+        # stochastic rounding's Philox stream: a resumed run must not draw the same words again)
+        counted = self._has_step or getattr(self, "_lowp", None) is not None
         for group_runs in self._runs:
             for run in group_runs:
                 if run.step == 0:
                     continue
                 scalars = self._extra_to_state(run)
                 for k, i in enumerate(run.index):
-                    entry = {"step": run.dev["step"] if run.dev is not None else run.step} if self._has_step else {}
+                    entry = {"step": run.dev["step"] if run.dev is not None else run.step} if counted else {}
                     for name in self._state_names:
                         if name in run.state:
                             entry[name] = run.state[name][k]
@@ -131,7 +134,7 @@ class StateDictMixin(OptimizerParts):
         for name in self._state_names:
             if entry.get(name) is not None:
                 arrays[name] = _copy_like(entry[name], p, f"{where}[{name!r}]")
-        if self._has_step:
+        if self._has_step or "step" in entry:
             step = _as_step(entry.get("step"), f"{where}['step']")
         else:
             step = 1 if arrays else 0
@@ -210,8 +213,16 @@ class _StateView(Mapping):
     def _entries(self) -> dict:
         return self._opt.state_dict()["state"]
 
+    def _index(self, param):
+        """The global index of ``param``: a param in ``param_groups`` now (replaced ones included),
+        else an object given for one at construction (a torch tensor for its view)."""
+        for i, p in enumerate(p for g in self._opt.param_groups for p in g["params"]):
+            if p is param:
+                return i
+        return self._opt._index_of.get(id(param))
+
     def __getitem__(self, param):
-        i = self._opt._index_of.get(id(param))
+        i = self._index(param)
         entry = None if i is None else self._entries().get(i)
         if entry is None:
             raise KeyError("no state for this parameter (not a parameter of this optimizer, or not stepped yet)")
@@ -225,7 +236,7 @@ class _StateView(Mapping):
         return len(self._entries())
 
     def __contains__(self, param) -> bool:
-        i = self._opt._index_of.get(id(param))
+        i = self._index(param)
         return i is not None and i in self._entries()
 
     def __repr__(self) -> str:

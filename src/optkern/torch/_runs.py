@@ -59,6 +59,16 @@ class _Runs:
         self._view_cache = {}
         return self._layouts[gi][1]
 
+    def _element_bases(self, params: list) -> list[int]:
+        """The index of each param's element 0 among all elements of ``param_groups`` in order: the
+        stochastic rounding's Philox counters (optkern.optim numbers its params' elements so)."""
+        starts, base = {}, 0
+        for g in self.param_groups:
+            for p in g["params"]:
+                starts.setdefault(id(p), base)
+                base += p.numel()
+        return [starts[id(p)] for p in params]
+
     def _fresh_scalars(self, p, group: dict) -> dict:
         """The step count and per-param scalars a param's new state starts at (``_init_state``)."""
         m, hp = self._m, self._hyper(group)
@@ -116,6 +126,8 @@ class _Runs:
             if cache or self._lowp_core:  # the optkern.optim run over the same views: its step,
                 # without re-checking the lists (a low-precision step goes this way only)
                 core_run = _Run(range(len(params)), pviews, _backend.backend(("params", pviews)), 0, dict(lists))
+                if self._lowp_core:
+                    core_run.bases = self._element_bases(params)
             if cache:
                 key = (names, list(map(_data_ptr, params)))
                 entries = (*names, *scalars)

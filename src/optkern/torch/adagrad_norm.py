@@ -122,6 +122,7 @@ class AdagradNorm(_Fused):
         masters = [_views.view(s["master_param"]) if "master_param" in s else None for s in states]
         pviews = _views.views(ps)
         run = _Run(range(len(ps)), pviews, _backend.backend(("params", pviews)), t - 1, {"master_param": masters})
+        run.bases = self._element_bases(ps)
         run.extra = {"b_sq": _views.view(b)}
         m._amp_grad_scale = _lowp_amp_scale(self, ps[0])
         try:
