@@ -61,7 +61,7 @@ void amp_update_scale(py::handle scale, py::handle tracker, py::handle found_inf
                       int64_t interval) {
   amp::UpdateCall<HostArrays> c;
   amp::gather_update(c, scale, tracker, found_inf, growth, backoff, interval);
-  rules::update_scale(*c.scale, *c.tracker, c.found_inf[0] != 0.0f, float(growth), float(backoff), interval);
+  rules::update_scale(*c.scale, *c.tracker, c.found_inf[0] != 0.0f, growth, backoff, interval);
 }
 
 }  // namespace

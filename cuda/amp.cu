@@ -47,8 +47,8 @@ template <lowp::Fmt F, class T> struct CheckOp {
   }
 };
 
-__global__ void update_scale_kernel(float* scale, int64_t* tracker, const float* found_inf, float growth,
-                                    float backoff, int64_t interval) {
+__global__ void update_scale_kernel(float* scale, int64_t* tracker, const float* found_inf, double growth,
+                                    double backoff, int64_t interval) {
   rules::update_scale(*scale, *tracker, *found_inf != 0.0f, growth, backoff, interval);
 }
 
@@ -86,7 +86,7 @@ void amp_update_scale(py::handle scale, py::handle tracker, py::handle found_inf
   amp::gather_update(c, scale, tracker, found_inf, growth, backoff, interval);
   require_current_device(c.args.device, "scale");
   const cudaStream_t s = current_stream();
-  update_scale_kernel<<<1, 1, 0, s>>>(c.scale, c.tracker, c.found_inf, float(growth), float(backoff), interval);
+  update_scale_kernel<<<1, 1, 0, s>>>(c.scale, c.tracker, c.found_inf, growth, backoff, interval);
   check_launch("optkern._cuda amp_update_scale_");
 }
 

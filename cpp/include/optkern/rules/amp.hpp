@@ -32,18 +32,18 @@ OK_HD bool nonfinite(float g) { return !(g - g == 0.0f); }
 
 // After a step: back off (and restart the count) when a gradient was non-finite; otherwise
 // count the clean step and grow after `interval` of them, unless the grown scale overflows.
-OK_HD void update_scale(float& scale, int64_t& tracker, bool found_inf, float growth, float backoff,
+// As torch's kernels: the float32 scale times the double factor, rounded once to float32 (a
+// factor rounded to float32 first, 0.9 or 1.1 say, drifts from torch's scales within steps).
+OK_HD void update_scale(float& scale, int64_t& tracker, bool found_inf, double growth, double backoff,
                         int64_t interval) {
   if (found_inf) {
-    scale = scale * backoff;
+    scale = float(double(scale) * backoff);
     tracker = 0;
     return;
   }
   const int64_t successful = tracker + 1;
   if (successful == interval) {
-    // rounded first: fused into nonfinite's grown - grown, the test would see the product's
-    // rounding error, not the float32 scale (inf only when it overflows)
-    const float grown = product_rn(scale, growth);
+    const float grown = float(double(scale) * growth);
     if (!nonfinite(grown)) scale = grown;
     tracker = 0;
   } else {
