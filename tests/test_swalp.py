@@ -12,10 +12,12 @@ SIZES = [0, 1, 7, 1023, 70_001]
 
 
 def ref_grid(x, bits, log2_step, u=None):
-    """float64 reference: 2^s clip(floor(x 2^-s + u) or rint(x 2^-s), -2^(bits-1), 2^(bits-1) - 1)."""
+    """float64 reference: 2^s clip(floor(x 2^-s + u) or rint(x 2^-s), -2^(bits-1), 2^(bits-1) - 1),
+    the range cut to the grid points float32 holds (|i| 2^s <= FLT_MAX)."""
     y = np.asarray(x, np.float64) * 2.0 ** (-log2_step)
     i = np.floor(y + u) if u is not None else np.rint(y)
-    i = np.clip(i, -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+    fits = np.floor(float(np.finfo(np.float32).max) * 2.0 ** (-log2_step))
+    i = np.clip(i, max(-(2.0 ** (bits - 1)), -fits), min(2.0 ** (bits - 1) - 1, fits))
     return (i * 2.0**log2_step).astype(np.float32)
 
 
@@ -70,6 +72,20 @@ def test_block_fp_against_float64(n, rounding, block):
     got = lowp.quantize_block_fp(x, 8, block, rounding=rounding, seed=seed)
     u = random.uniform(n, seed=seed).astype(np.float64) if rounding == "stochastic" else None
     np.testing.assert_array_equal(got, ref_block_fp(x, 8, block, u))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_block_fp_keeps_values_near_float32s_limit_finite(bits, rounding):
+    """A block with absmax >= 2^127: its bottom grid point -2^(bits-1) step would be -2^128, past
+    float32; finite values stay finite on both sides (the grid stops at the last float32 points)."""
+    big = np.finfo(np.float32).max
+    x = np.array([-big, big, -3.39e38, 1.0, -(2.0**127)], np.float32)
+    for seed in range(20):
+        got = lowp.quantize_block_fp(x, bits, 0, rounding=rounding, seed=seed)
+        assert np.isfinite(got).all(), got
+        u = random.uniform(x.size, seed=seed).astype(np.float64) if rounding == "stochastic" else None
+        np.testing.assert_array_equal(got, ref_block_fp(x, bits, 0, u))
 
 
 def test_block_fp_keeps_bits_minus_one_significant_bits_of_the_absmax():

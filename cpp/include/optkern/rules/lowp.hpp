@@ -130,19 +130,25 @@ OK_HD uint16_t f32_to_f16_sr(float x, uint32_t rnd) {
 // u uniform in [0, 1) (stochastic rounding: E[Q(x)] = x inside the range) or rounding to nearest
 // even. Fixed point <W, F>: step = 2^-F. Block floating point: one exponent per block, the largest
 // finite |x|'s E = floor(log2 absmax), step = 2^(E - W + 2), so the absmax's index lies in
-// [2^(W-2), 2^(W-1)) and nothing finite clips. In double, where x / step (a float times a power of
-// two) and u's 24 bits add exactly for |x / step| < 2^28, so the expectation is exact to 2^-24 of a
-// step. NaN stays NaN, +-inf saturates.
+// [2^(W-2), 2^(W-1)) and nothing finite clips (beyond rounding to the grid's ends). In double, where
+// x / step (a float times a power of two) and u's 24 bits add exactly for |x / step| < 2^28, so the
+// expectation is exact to 2^-24 of a step. NaN stays NaN, +-inf saturates. The integer range stops
+// at the last grid points float32 holds: with absmax >= 2^127 the bottom point -2^(W-1) step is
+// -2^128, which would turn -FLT_MAX (a finite value) into -inf.
 struct Grid {
   double step, inv_step, lo, hi;  // lo, hi: the integer range, in steps
 };
 OK_HD Grid grid_of(int log2_step, int bits) {
+  constexpr double kMaxFloat = 3.4028234663852886e38;  // FLT_MAX
 #if defined(__CUDA_ARCH__)
   const double step = ldexp(1.0, log2_step), top = ldexp(1.0, bits - 1);
+  const double fits = floor(kMaxFloat / step);
 #else
   const double step = std::ldexp(1.0, log2_step), top = std::ldexp(1.0, bits - 1);
+  const double fits = std::floor(kMaxFloat / step);
 #endif
-  return {step, 1.0 / step, -top, top - 1.0};  // 1 / step: exact, a power of two
+  const double hi = top - 1.0 < fits ? top - 1.0 : fits;
+  return {step, 1.0 / step, -top < -fits ? -fits : -top, hi};  // 1 / step: exact, a power of two
 }
 OK_HD Grid fixed_point_grid(int bits, int frac) { return grid_of(-frac, bits); }
 // E = floor(log2 absmax) from absmax's bits (absmax finite, >= 0; 0 gives the grid of 2^-126).
