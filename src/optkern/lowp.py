@@ -334,7 +334,9 @@ def quantize_block_fp(
 
     A block whose largest finite magnitude is ``a`` (``E = floor(log2 a)``) uses the fixed-point
     grid of step ``2^(E - bits + 2)``: ``a`` keeps ``bits - 1`` significant bits and nothing finite
-    clips. Rounding, NaN/inf and ``out`` as in :func:`quantize_fixed_point`."""
+    clips or becomes infinite (the grid ends at its last float32 points: with ``a >= 2**127`` its
+    bottom point ``-2**128`` is left out). Rounding, NaN/inf and ``out`` as in
+    :func:`quantize_fixed_point`."""
     block = _fp_block("block", block)
     x = _float32(x, cupy_ok=True)
     # A block of at least x.size elements is the whole array, the same bits as a block of x.size;
