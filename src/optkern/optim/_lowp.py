@@ -210,7 +210,7 @@ class LowPrecisionMixin(OptimizerParts):
         native calls)."""
         if getattr(run, "bases", None) is not None:  # (getattr: a run pickled before runs had bases)
             return run.bases
-        starts = {}
+        starts: dict[int, int] = {}
         base = 0
         for g in self.param_groups:
             for p in g["params"]:
