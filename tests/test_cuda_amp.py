@@ -100,6 +100,44 @@ def test_scaler_on_cupy_equals_numpy():
     assert _backend.is_cupy(dev._scale) and _backend.is_cupy(dev._growth_tracker)
 
 
+def test_two_optimizers_on_cupy_equal_numpy():
+    """Two optimizers under one scaler on the device, each unscaled and skipped on its own grads'
+    flag: a float32 SGD (its flag read on the host) and a float16 master-weights Adam (its flag
+    skips it on the device); update() combines both flags on the device. The NumPy run's scales,
+    params and bits, with an inf in one optimizer's grads, then the other's, then both."""
+    rng = np.random.default_rng(408)
+    kw = dict(init_scale=2.0**10, growth_interval=2)
+    hs, ds = GradScaler(**kw), GradScaler(**kw)
+    h1 = [rng.standard_normal(n).astype(np.float32) for n in (5, 300)]
+    h2 = [rng.standard_normal(n).astype(np.float16) for n in (7, 1023)]
+    d1, d2 = [cp.asarray(p) for p in h1], [cp.asarray(p) for p in h2]
+    ho1, do1 = (optim.SGD(x, lr=0.1, momentum=0.9) for x in (h1, d1))
+    ho2, do2 = (optim.Adam(x, lr=1e-3, master_weights=True) for x in (h2, d2))
+    for it in range(8):
+        scale = np.float32(hs.get_scale())
+        g1 = [rng.standard_normal(p.size).astype(np.float32) * scale for p in h1]
+        g2 = [(rng.standard_normal(p.size) * 1e-2 * scale).astype(np.float16) for p in h2]
+        if it in (2, 5):
+            g2[1][rng.integers(1023)] = np.inf
+        if it in (4, 5):
+            g1[0][rng.integers(5)] = np.inf
+        dg1, dg2 = [cp.asarray(x) for x in g1], [cp.asarray(x) for x in g2]  # (before g1 is unscaled)
+        hs.step(ho1, g1)
+        hs.step(ho2, g2)
+        ds.step(do1, dg1)
+        ds.step(do2, dg2)
+        flags = [e[1] for e in ds._iteration.states.values()]
+        assert len(flags) == 2 and all(_backend.is_cupy(f) for f in flags)  # one device flag each
+        hs.update()
+        ds.update()
+        assert ds.get_scale() == hs.get_scale(), it
+        for d, h in zip(d1, h1):
+            np.testing.assert_allclose(cp.asnumpy(d), h, rtol=2e-5, atol=2e-6)
+        for d, h in zip(d2, h2):
+            np.testing.assert_array_equal(cp.asnumpy(d).view(np.uint16), h.view(np.uint16))
+    assert ds.state_dict() == hs.state_dict()
+
+
 def test_scaled_cupy_loss_uses_the_device_scale():
     s = GradScaler(init_scale=8.0)
     out = s.scale(cp.full((), 3.0, cp.float32))

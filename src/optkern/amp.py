@@ -13,7 +13,16 @@ grows it after ``growth_interval`` consecutive finite steps
 (``scale *= growth_factor``; ``amp_update_scale_``, torch's
 ``_amp_update_scale_``). The scale is kept in float32, as torch keeps it.
 
-The scale, the growth tracker and the found-inf flag live in 1-element arrays
+Several optimizers share one scaler as in torch (``scaler.step(opt1, g1);
+scaler.step(opt2, g2); scaler.update()``): each optimizer is unscaled
+(``step``, or ``unscale_(optimizer, grads)``) and skipped on its own grads'
+found_inf flag, at most once each per iteration (a second ``unscale_`` or
+``step`` for it before ``update()`` raises torch's RuntimeError), and
+``update()`` backs off when any of them found an inf/NaN (``_amp_states.py``).
+Disabled (``enabled=False``), ``step`` is the optimizer's own step and
+``state_dict()`` is ``{}``, as torch's.
+
+The scale, the growth tracker and each found-inf flag live in 1-element arrays
 beside the gradients: NumPy for NumPy grads, CuPy on the grads' device for CuPy
 grads, where unscaling and the update run on the device and never synchronize
 the host (``unscale_`` then returns the device flag; ``get_scale`` and
@@ -39,9 +48,10 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from ._amp_states import Iteration, OptState, combined
 from .optim._lowp_config import _half_fmt
 
-__all__ = ["GradScaler"]
+__all__ = ["GradScaler", "OptState"]
 
 
 def _skips_on_device(optimizer) -> bool:
@@ -167,7 +177,9 @@ class GradScaler:
         self._growth_tracker: Any = np.zeros(1, np.int64)
         self._assign(st)
         self.enabled = bool(enabled)
-        self._found_inf: Any = None  # the flag of the step unscaled since the last update(), or None
+        # each optimizer's stage and found_inf flag since the last update() (torch's
+        # _per_optimizer_states): one flag for all would step a second optimizer on scaled grads
+        self._iteration = Iteration()
 
     # ---- where the state lives ---------------------------------------------------------------
 
@@ -182,6 +194,14 @@ class GradScaler:
 
     def _native(self):
         return _backend.cuda_module() if _backend.is_cupy(self._scale) else _backend.cpu
+
+    @property
+    def _found_inf(self):
+        """The found_inf flag ``update()`` would read now (set when any optimizer's grads held an
+        inf/NaN), or None when nothing was checked since the last update(): the one flag this
+        scaler kept before it kept one per optimizer, for code that inspects it."""
+        flags = self._iteration.flags()
+        return combined(flags, self._scale) if flags else None
 
     # ---- the API -------------------------------------------------------------------------------
 
@@ -198,25 +218,61 @@ class GradScaler:
             return loss * self._scale[0]
         return loss * self.get_scale()
 
-    def unscale_(self, grads):
-        """Divide float32 ``grads`` by the scale in place, once per step; returns found_inf: a bool
-        for NumPy grads, the 1-element float32 device flag for CuPy grads (no synchronization).
+    def unscale_(self, optimizer=None, grads=None):
+        """``unscale_(optimizer, grads)``: divide ``optimizer``'s float32 ``grads`` by the scale in
+        place, once per optimizer per iteration (torch's ``unscale_(optimizer)``); its ``step``
+        then steps on them unless one is inf/NaN. Returns found_inf: a bool for NumPy grads, the
+        1-element float32 device flag for CuPy grads (no synchronization). RuntimeError, as
+        torch's, when this optimizer was unscaled or stepped since the last ``update()``.
+
+        ``unscale_(grads)`` (no optimizer) is the single-optimizer form: once per iteration, the
+        next ``step`` of an optimizer not unscaled yet takes these grads as its own, unscaled.
 
         float16 / bfloat16 grads (a ``master_weights`` optimizer's) raise TypeError: ``step``
         unscales them inside the optimizer's step, after widening to float32 -- unscaled in their
         own format they would lose the small values the scaling kept (torch's GradScaler refuses
         to unscale FP16 gradients for the same reason)."""
+        if grads is None:  # unscale_(grads)
+            if callable(getattr(optimizer, "step", None)):
+                raise TypeError("grads: unscale_(optimizer) needs that optimizer's grads: unscale_(optimizer, grads)")
+            return self._unscale_anonymous(optimizer)
+        if optimizer is None:  # unscale_(grads=grads), as the single-optimizer form was called
+            return self._unscale_anonymous(grads)
+        _check_optimizer(optimizer)
         if not self.enabled:
             return False
-        if self._found_inf is not None:
-            raise RuntimeError("unscale_() has already been called since the last update()")
+        stage = self._iteration.stage(optimizer)
+        if stage is OptState.UNSCALED:
+            raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
+        if stage is OptState.STEPPED:
+            raise RuntimeError("unscale_() is being called after step().")
+        _check_grads_of(optimizer, grads)  # (before the grads are unscaled in place)
+        found = self._unscale(grads)
+        self._iteration.record(optimizer, OptState.UNSCALED, found)
+        return found if _backend.is_cupy(found) else bool(found[0])
+
+    def _unscale_anonymous(self, grads):
+        """``unscale_(grads)``: no optimizer to key them by, so only while nothing else was
+        unscaled or stepped in this iteration (which optimizer's grads they are is then plain)."""
+        if not self.enabled:
+            return False
+        if self._iteration:
+            raise RuntimeError(
+                "unscale_() has already been called since the last update() (with several "
+                "optimizers, name each one: unscale_(optimizer, grads))"
+            )
+        found = self._unscale(grads)
+        self._iteration.pending = found
+        return found if _backend.is_cupy(found) else bool(found[0])
+
+    def _unscale(self, grads) -> Any:
+        """found_inf of float32 ``grads``, unscaled in place in the same pass (``amp_unscale_``)."""
         grads = _backend.as_list(grads, "grads")
         live = grads if _all_float32(grads) else _float32_only(grads)  # (the common case in one pass)
         found = self._new_flag(live)
         with _backend._device_of(self._scale):
             self._native().amp_unscale_(live, self._scale, found)
-        self._found_inf = found
-        return found if _backend.is_cupy(found) else bool(found[0])
+        return found
 
     def _new_flag(self, grads):
         """A zeroed found_inf flag beside ``grads`` (the scale moved there first)."""
@@ -225,7 +281,7 @@ class GradScaler:
             self._beside(first)
         return _backend.zeros(self._scale, 1, np.float32)
 
-    def _check(self, grads) -> None:
+    def _check(self, grads) -> Any:
         """found_inf of ``grads`` (float32 and halves, as a low-precision optimizer takes them), the
         grads left scaled: that optimizer's step unscales them (``lowp_step``'s ``grad_scale``)."""
         grads = _backend.as_list(grads, "grads")
@@ -239,11 +295,13 @@ class GradScaler:
         with _backend._device_of(self._scale):
             for fmt, gs in by_fmt.items():
                 self._native().amp_check_(gs, fmt, found)
-        self._found_inf = found
+        return found
 
     def step(self, optimizer, grads, *args, **kwargs):
-        """Unscale (unless done) and step ``optimizer`` unless a gradient is inf/NaN.
-        Returns the optimizer's result, or None for a skipped step.
+        """Unscale ``optimizer``'s ``grads`` (unless ``unscale_`` did) and step it unless one of
+        them is inf/NaN, torch's per-optimizer rules: each optimizer is unscaled and skipped on
+        its own grads' flag; a second ``step`` for one optimizer before ``update()`` raises
+        RuntimeError. Returns the optimizer's result, or None for a skipped step.
 
         ``grads`` are checked against the optimizer's params before they are unscaled in place,
         and a low-precision optimizer's step (its grads only read here) that raises leaves the
@@ -253,56 +311,72 @@ class GradScaler:
         _check_optimizer(optimizer)
         if not self.enabled:
             return optimizer.step(grads, *args, **kwargs)
+        if "closure" in kwargs:  # (its grads would reach the step scaled: torch refuses it too)
+            raise RuntimeError("Closure use is not currently supported if GradScaler is enabled.")
+        it = self._iteration
+        if it.stage(optimizer) is OptState.STEPPED:
+            raise RuntimeError("step() has already been called since the last update().")
+        it.claim_pending(optimizer)
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
-        fused = self._found_inf is None and getattr(optimizer, "_lowp", None) is not None
+        fused = it.stage(optimizer) is OptState.READY and getattr(optimizer, "_lowp", None) is not None
         checked = None
         if fused:
-            self._check(grads)
-        elif self._found_inf is None:
+            found = self._check(grads)  # (recorded once the step ran: a refused step changes nothing)
+        elif it.stage(optimizer) is OptState.READY:
             checked = _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
-            self.unscale_(grads)
-        found = self._found_inf
+            found = self._unscale(grads)
+            it.record(optimizer, OptState.UNSCALED, found)
+        else:
+            found = it.found_inf(optimizer)
         on_device = _backend.is_cupy(found) and _skips_on_device(optimizer)
         if not on_device and _backend.to_numpy(found)[0]:
+            it.record(optimizer, OptState.STEPPED, found)
             return None
         if not (on_device or fused or checked is not None):  # (any optimizer: nothing to tell it)
-            return optimizer.step(grads, *args, **kwargs)
+            result = optimizer.step(grads, *args, **kwargs)
+            it.record(optimizer, OptState.STEPPED, found)
+            return result
         # the device flag decides on the device (the step's kernel writes nothing when it is set);
         # the grads checked above are not checked again
         optimizer._amp_found_inf = found if on_device else None
         optimizer._amp_grad_scale = self._scale if fused else None
         optimizer._amp_checked = checked
         try:
-            return optimizer.step(grads, *args, **kwargs)
-        except Exception:
-            if fused:  # the grads were only checked, not unscaled: this step never happened
-                self._found_inf = None
-            raise
+            result = optimizer.step(grads, *args, **kwargs)
         finally:
             optimizer._amp_found_inf = optimizer._amp_grad_scale = optimizer._amp_checked = None
+        it.record(optimizer, OptState.STEPPED, found)
+        return result
 
     def update(self, new_scale: float | None = None) -> None:
-        """torch's _amp_update_scale_: back off after inf, grow after growth_interval clean steps."""
+        """torch's _amp_update_scale_: back off when any optimizer's grads held an inf/NaN since
+        the last update(), grow after growth_interval clean iterations."""
         if not self.enabled:
             return
         if new_scale is not None:
             self._scale[...] = np.float32(_float32_in("new_scale", new_scale, 0.0))
-        elif self._found_inf is None:
-            raise RuntimeError("update(): no step was unscaled since the last update()")
         else:
+            flags = self._iteration.flags()
+            if not flags:
+                raise RuntimeError(
+                    "update(): no inf checks were recorded since the last update() (no step or unscale_)"
+                )
             with _backend._device_of(self._scale):
                 self._native().amp_update_scale_(
                     self._scale,
                     self._growth_tracker,
-                    self._found_inf,
+                    combined(flags, self._scale),
                     self.growth_factor,
                     self.backoff_factor,
                     self.growth_interval,
                 )
-        self._found_inf = None
+        self._iteration = Iteration()
 
     def state_dict(self) -> dict:
+        """The scale, its factors, interval and growth tracker; ``{}`` when disabled (torch's)."""
+        if not self.enabled:
+            return {}
         return {
             "scale": float(_backend.to_numpy(self._scale)[0]),
             "growth_factor": self.growth_factor,
@@ -313,9 +387,13 @@ class GradScaler:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output, every value checked (as by the constructor) before
-        any is assigned."""
+        any is assigned; a no-op when disabled, as torch's."""
         if not isinstance(state, Mapping):
             raise TypeError(f"state_dict: expected a dict, got {type(state).__name__}")
+        if not self.enabled:
+            return  # (torch's: a disabled scaler keeps no state; its own state_dict() is {})
+        if not state:
+            raise ValueError("state_dict: empty, possibly saved from a disabled GradScaler")
         for key in _KEYS:
             if key not in state:
                 raise ValueError(f"state_dict: missing '{key}'")
@@ -328,3 +406,21 @@ class GradScaler:
         self.growth_factor = st["growth_factor"]
         self.backoff_factor = st["backoff_factor"]
         self.growth_interval = st["growth_interval"]
+
+    # ---- copies ---------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        # the iteration's record names optimizers by id(): a copy would hold the originals' ids
+        if self.enabled and self._iteration:
+            raise RuntimeError(
+                "A GradScaler instance may only be pickled at the beginning of an iteration, or at "
+                "the end after scaler.update()."
+            )
+        return {**vars(self), "_iteration": Iteration()}  # (empty: a shallow copy gets its own)
+
+    def __setstate__(self, state: dict) -> None:
+        if "_iteration" not in state:  # pickled before the per-optimizer record: its one flag
+            pending = state.pop("_found_inf", None)
+            state["_iteration"] = Iteration()
+            state["_iteration"].pending = pending
+        vars(self).update(state)

@@ -1,0 +1,87 @@
+"""``amp.GradScaler``'s record of one iteration (since the last ``update()``): each optimizer's
+stage and found_inf flag, as torch.amp.GradScaler's ``_per_optimizer_states`` keeps them.
+
+An optimizer is READY until its grads are unscaled (``unscale_(optimizer, grads)``, or inside
+``step``), UNSCALED until its step, then STEPPED: a second ``unscale_`` or ``step`` for it before
+``update()`` raises torch's RuntimeError, and each optimizer's step is skipped on its own flag
+only. ``update()`` backs the scale off when any optimizer's flag is set. Optimizers are keyed by
+``id()``, as torch keys them, and held by the record (one iteration long): an optimizer dropped
+after its step cannot leave its id to the next one made.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+
+__all__ = ["OptState"]
+
+
+class OptState(Enum):
+    """An optimizer's stage in the current iteration (torch.amp.grad_scaler.OptState)."""
+
+    READY = 0
+    UNSCALED = 1
+    STEPPED = 2
+
+
+class Iteration:
+    """The stages and found_inf flags recorded since the last ``update()``."""
+
+    def __init__(self) -> None:
+        #: id(optimizer) -> [stage, found_inf flag, the optimizer] (recorded once its grads were
+        #: checked; the optimizer held so that its id is not reused by another within the iteration)
+        self.states: dict[int, list] = {}
+        #: the flag of ``unscale_(grads)`` (no optimizer named) that no step has claimed yet
+        self.pending: Any = None
+
+    def __bool__(self) -> bool:
+        return bool(self.states) or self.pending is not None
+
+    def stage(self, optimizer) -> OptState:
+        entry = self.states.get(id(optimizer))
+        return OptState.READY if entry is None else entry[0]
+
+    def found_inf(self, optimizer):
+        return self.states[id(optimizer)][1]
+
+    def record(self, optimizer, stage: OptState, found_inf) -> None:
+        self.states[id(optimizer)] = [stage, found_inf, optimizer]
+
+    def claim_pending(self, optimizer) -> None:
+        """A READY optimizer stepped after ``unscale_(grads)``: those were its grads, unscaled
+        (the single-optimizer form, which ``unscale_`` allows once per iteration)."""
+        if self.pending is not None and id(optimizer) not in self.states:
+            self.record(optimizer, OptState.UNSCALED, self.pending)
+            self.pending = None
+
+    def flags(self) -> list:
+        """Every found_inf flag recorded, for ``update()``."""
+        found = [entry[1] for entry in self.states.values()]
+        return found + ([] if self.pending is None else [self.pending])
+
+
+def combined(flags: list, scale):
+    """One found_inf flag beside ``scale`` (its backend and device) that is set when any of
+    ``flags`` is: torch sums them, the nonzero test is the same. On the device the flags are
+    combined there, without a host synchronization (one from another backend or device is
+    copied over first)."""
+    here = [f if _same_place(f, scale) else _backend.asarray_like(f, scale, np.float32) for f in flags]
+    if len(here) == 1:
+        return here[0]  # (only read by amp_update_scale_)
+    xp = _backend.array_module(scale)
+    with _backend._device_of(scale):
+        total = here[0].copy()
+        for f in here[1:]:
+            xp.maximum(total, f, out=total)
+    return total
+
+
+def _same_place(a, b) -> bool:
+    if _backend.is_cupy(a) != _backend.is_cupy(b):
+        return False
+    return not _backend.is_cupy(a) or a.device.id == b.device.id
