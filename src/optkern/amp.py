@@ -55,10 +55,13 @@ __all__ = ["GradScaler", "OptState"]
 
 
 def _skips_on_device(optimizer) -> bool:
-    """Whether ``optimizer``'s CUDA step reads GradScaler's device flag: low-precision storage, or
-    capturable mode in every group."""
+    """Whether ``optimizer``'s CUDA step reads GradScaler's device flag: capturable mode in every
+    group (its step counters live on the device, and a skipped step leaves them). A low-precision
+    step counts on the host (its bias corrections and Philox streams): skipped only by its kernel,
+    it would count the step it did not take, so its flag is read on the host, as torch reads a
+    non-fused optimizer's."""
     if getattr(optimizer, "_lowp", None) is not None:
-        return True
+        return False
     groups = getattr(optimizer, "param_groups", None) or []
     return bool(groups) and getattr(optimizer, "_capturable", False) and all(g.get("capturable") for g in groups)
 
