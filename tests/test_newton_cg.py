@@ -1,6 +1,8 @@
 """hessian.cg (against dense solves and SciPy) and optim.NewtonCG (quadratics, indefinite Hessians,
 the digits MLP against Adam at an equal count of gradient + Hessian-vector products)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,32 @@ def test_cg_operator_output_checked_and_never_written():
         hessian.cg(hessian.from_hvp(lambda v: 0.0 * v, 3), np.ones(3), stop_on_negative_curvature=False)
 
 
+@pytest.mark.parametrize("precond", [False, True])
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_cg_zero_rhs_is_solved_by_zero_at_once(start, precond):
+    """b = 0: x = 0, info 0, no product, whatever x0 (SciPy's answer). From a nonzero x0 the rule
+    ||r|| <= max(rtol ||b||, atol) = 0 could not be met: CG ran all maxiter products and reported
+    no convergence. The result's other fields describe x = 0: the residual is b."""
+    sla = pytest.importorskip("scipy.sparse.linalg")
+    n, lam = 12, 0.5
+    A = spd(n, 11)
+    x0 = np.random.default_rng(11).standard_normal(n) if start == "warm" else None
+    products = []
+    op = hessian.from_hvp(lambda v: products.append(1) or A @ v, n)
+    kw = {"precond_diag": np.diag(A) + lam} if precond else {}
+    b = np.zeros(n)
+    res = hessian.cg(op, b, x0, damping=lam, **kw)
+    assert (res.info, res.iterations, res.num_matvecs, len(products)) == (0, 0, 0, 0)
+    assert res.x.shape == (n,) and res.x.dtype == np.float64 and not res.x.any()
+    assert res.residual_norm == 0.0 and res.residual.shape == (n,) and not res.residual.any()
+    assert not res.negative_curvature and res.direction is None
+    xs, info = sla.cg(A + lam * np.eye(n), b, x0=x0)
+    assert info == 0
+    np.testing.assert_array_equal(res.x, xs)
+    if x0 is not None:
+        assert x0.any()  # (the warm start is not written)
+
+
 # ---- NewtonCG ---------------------------------------------------------------------------------
 
 
@@ -196,6 +224,49 @@ def test_newton_cg_after_a_rejected_step_evaluates_the_start_unless_reusing(reus
         np.testing.assert_array_equal(calls[2], [1.0, -2.0])  # the step's first call is at w
     assert start == (5.0 if reuse else 0.25 + 6.25)  # the cached loss at w, or the new batch's
     assert opt.num_grad_evals == len(calls)
+
+
+def test_newton_cg_zero_gradient_is_a_null_step():
+    """A zero gradient makes p = 0 (CG's x for b = 0): the step evaluates only at w, runs no
+    product (from the warm start CG used to spend all max_cg_iter of them), leaves the params and
+    the damping as they are (rho = 0/0 was read as -inf and boosted the damping) and skips the
+    trial evaluation at w + 0 = w; ``last`` says so (rho NaN, not accepted)."""
+    A = np.diag([1.0, 2.0, 3.0])
+    x = np.zeros(3)
+    batch = {"b": np.array([1.0, -1.0, 2.0])}  # f_b(x) = (x - b).A(x - b) / 2
+    calls, products = [], []
+
+    def f():
+        calls.append(x.copy())
+        d = x - batch["b"]
+        return float(0.5 * d @ A @ d), A @ d
+
+    H = hessian.from_hvp(lambda v: products.append(1) or A @ v, 3)
+    opt = optim.NewtonCG([x], H, damping=1e-3, warm_start=0.95, max_cg_iter=40, reuse_trial_gradient=False)
+    opt.step(f)
+    assert opt.last["accepted"] and opt._p.any()  # a warm start for the next step
+    batch["b"] = x.copy()  # a batch whose minimum is w: its gradient there is exactly 0
+    w, lam = x.copy(), opt.param_groups[0]["damping"]
+    for _ in range(2):
+        n_calls, n_products, evals, hvps = len(calls), len(products), opt.num_grad_evals, opt.num_hvps
+        assert opt.step(f) == 0.0
+        assert len(calls) == n_calls + 1 and len(products) == n_products
+        assert (opt.num_grad_evals, opt.num_hvps) == (evals + 1, hvps)
+        assert opt.param_groups[0]["damping"] == lam and opt.last["damping"] == lam
+        assert math.isnan(opt.last["rho"]) and not opt.last["accepted"]
+        assert (opt.last["cg_iterations"], opt.last["cg_info"], opt.last["new_loss"]) == (0, 0, 0.0)
+        np.testing.assert_array_equal(x, w)
+    # reusing evaluations: a start at the minimum costs one closure call over two steps
+    z = np.array([1.0, -1.0, 2.0])
+    calls.clear()
+    products.clear()
+    opt = optim.NewtonCG([z], H, damping=1e-3)
+    batch["b"] = z.copy()
+    x = z  # (f reads x)
+    for _ in range(2):
+        assert opt.step(f) == 0.0
+    assert len(calls) == 1 and not products and opt.param_groups[0]["damping"] == 1e-3
+    np.testing.assert_array_equal(z, [1.0, -1.0, 2.0])
 
 
 def test_newton_cg_handles_an_indefinite_hessian():

@@ -187,3 +187,29 @@ def test_sam_state_dict_adaptive_and_older_checkpoints():
     assert other.adaptive is False and other.rho == 0.2
     with pytest.raises(TypeError, match="adaptive"):
         optim.SAM(optim.SGD([p], lr=0.1), adaptive=1)
+
+
+def test_sam_load_state_dict_refused_while_perturbed():
+    """Between first_step and second_step the params hold the ascent point and SAM the backups of
+    w: a checkpoint loaded then would be overwritten by second_step's return to w. Refused as
+    optkern.torch.SAM refuses it (RuntimeError), before anything changes; loads after second_step."""
+    w = [np.array([1.0, -2.0, 0.5]), np.array([3.0, 4.0])]
+    g = [np.ones(3), np.full(2, -1.0)]
+    opt = optim.SAM(optim.SGD(w, lr=0.1, momentum=0.9), rho=0.2)
+    opt.step(lambda: (1.0, g))  # a momentum buffer in the checkpoint
+    sd = opt.state_dict()
+    sd["rho"] = 0.7
+    sd["base"]["param_groups"][0]["lr"] = 0.5
+    opt.first_step(g)
+    at_ascent = [p.copy() for p in w]
+    momentum = [m.copy() for m in (opt.state_dict()["base"]["state"][i]["momentum_buffer"] for i in (0, 1))]
+    with pytest.raises(RuntimeError, match=r"load_state_dict: the params are perturbed \(call second_step first\)"):
+        opt.load_state_dict(sd)
+    assert opt.rho == 0.2 and opt.param_groups[0]["lr"] == 0.1  # nothing loaded
+    for p, a in zip(w, at_ascent):
+        np.testing.assert_array_equal(p, a)
+    for i, m in enumerate(momentum):
+        np.testing.assert_array_equal(opt.state_dict()["base"]["state"][i]["momentum_buffer"], m)
+    opt.second_step(g)  # still the step it was: back to w, then SGD's step
+    opt.load_state_dict(sd)
+    assert opt.rho == 0.7 and opt.param_groups[0]["lr"] == 0.5

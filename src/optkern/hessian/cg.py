@@ -89,7 +89,8 @@ def cg(
       A: a ``CurvatureOperator``, a square array, or anything with ``matvec`` and ``shape``.
       b: right-hand side, shape ``(n,)``.
       x0: starting point (warm start); zeros by default. Not modified.
-      rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's rule).
+      rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's rule). ``b = 0``: ``x = 0``
+        at once, whatever ``x0`` (as SciPy: info 0, no product).
       maxiter: iteration limit (default ``10 n``, like SciPy).
       M: preconditioner approximating ``(A + damping I)^-1`` (SciPy's meaning): operator, matrix or
         callable ``r -> M r``; must be SPD (checked through ``r.M r > 0`` at every iteration).
@@ -135,14 +136,18 @@ def cg(
             raise ValueError(f"M: returned shape {tuple(z.shape)} for a vector of {n}")
         return xp.ascontiguousarray(z.reshape(n), dtype=dtype)
 
-    if x is None:
+    bnorm = math.sqrt(mod.cg_curvature(bv, bv, 0.0))
+    if x is None or (bnorm == 0.0 and not bool(xp.any(bv))):  # (b.b can underflow: b itself tested)
+        # b = 0: x = 0 solves it exactly whatever x0 (SciPy returns it at once, info 0); from a
+        # nonzero x0 the rule ||r|| <= max(rtol ||b||, atol) = 0 could never be met, and maxiter
+        # products would only approach it. Here r = b = 0 meets it before any product.
         x = xp.zeros(n, dtype=dtype)
         r = bv.copy()
     else:
         r = bv.copy()
         if bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
             mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
-    tol = max(rtol * math.sqrt(mod.cg_curvature(bv, bv, 0.0)), atol)
+    tol = max(rtol * bnorm, atol)
     rr = mod.cg_curvature(r, r, 0.0)
     rnorm = math.sqrt(rr)
     p = None

@@ -24,7 +24,7 @@ def closure_loss(loss) -> float:
     """The loss a closure returned, as a finite float; TypeError / ValueError naming ``closure``.
 
     Shared by the second-order optimizers' closures (LBFGS, NewtonCG, SAM). A number or a one-element
-    array (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
+    array of any shape (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
     complex number (``float`` of a NumPy complex drops the imaginary part with only a warning).
     """
     dtype = getattr(loss, "dtype", None)
@@ -34,8 +34,14 @@ def closure_loss(loss) -> float:
         or (dtype is not None and getattr(dtype, "kind", "f") not in "iuf")
     ):
         raise TypeError(f"closure: loss must be a real scalar, got {type(loss).__name__}")
+    shape = getattr(loss, "shape", None)
+    one = loss
+    if shape is not None and len(shape) and math.prod(shape) == 1 and hasattr(loss, "item"):
+        # one element in any shape ((1,), (1, 1): a batch of one): float() of a NumPy array of
+        # ndim > 0 is an error since NumPy 2 (torch and CuPy still take it); item() takes it in all
+        one = loss.item()
     try:
-        v = float(loss)
+        v = float(one)
     except OverflowError:  # an int beyond float's range
         raise ValueError("closure: returned a non-finite loss (an integer beyond float's range)") from None
     except (TypeError, ValueError):

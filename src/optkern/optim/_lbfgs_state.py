@@ -5,10 +5,11 @@ torch keeps L-BFGS's global state under the first parameter; so does this. ``old
 ``gram_sy`` / ``gram_yy`` (the inner products it maintains); a torch checkpoint without them gets
 them recomputed from the vectors.
 
-:func:`one_group` and :func:`vector` are the checks the single-group second-order optimizers
-(LBFGS, NewtonCG) share: the first-order optimizers' rules (:mod:`._state_checks`: the layout,
-unknown keys under ``strict``, values named by their path in the dict) for one parameter group
-whose state lives under its first parameter's index.
+:func:`distinct`, :func:`one_group` and :func:`vector` are the checks the single-group
+second-order optimizers (LBFGS, NewtonCG) share: params that share no memory, and the first-order
+optimizers' rules (:mod:`._state_checks`: the layout, unknown keys under ``strict``, values named
+by their path in the dict) for one parameter group whose state lives under its first parameter's
+index.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import types
 import numpy as np
 
 from .. import _backend
+from ._prechecks import _data_span
 from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar
 
 #: the keys of LBFGS's state entry: torch's, and optkern's inner products
@@ -41,6 +43,15 @@ _NEEDED = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "
 
 
 # ---- checks shared with NewtonCG -----------------------------------------------------------
+
+
+def distinct(params: list) -> None:
+    """ValueError unless the params share no memory (the same array twice, overlapping views), in
+    the words of the step's own check: a step writes each param from its slice of one flat vector,
+    so one would overwrite the other's update. Checked at construction (as the first-order
+    optimizers refuse a param given twice), not first inside a step after its closure has run.
+    The params are C-contiguous here (checked before): their byte spans are their memory."""
+    _backend.check_disjoint([(*_data_span(p), f"params[{i}]") for i, p in enumerate(params) if p.nbytes])
 
 
 def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, str, dict]:

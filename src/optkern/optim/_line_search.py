@@ -1,18 +1,36 @@
 """Strong-Wolfe line search of torch.optim.LBFGS (ported from minFunc / torch's lswolfe.lua).
 
-The same decisions in the same order as ``torch.optim.lbfgs._strong_wolfe``, on Python floats and
-flat NumPy / CuPy vectors, so that optkern's L-BFGS takes torch's steps. ``obj_func(t)`` returns
-``(loss, flat_grad, gtd)`` at ``x + t d`` (``gtd = flat_grad . d``); the gradients it returns must be
-fresh arrays (the bracket keeps them).
+The same decisions in the same order as ``torch.optim.lbfgs._strong_wolfe``, on flat NumPy / CuPy
+vectors, so that optkern's L-BFGS takes torch's steps. ``obj_func(t)`` returns ``(loss, flat_grad,
+gtd)`` at ``x + t d`` (``gtd = flat_grad . d``); the gradients it returns must be fresh arrays (the
+bracket keeps them).
+
+The scalars are typed as torch's are: the losses are Python floats (torch takes ``float(loss)``),
+while ``gtd``, ``gtd_new`` and ``d_norm`` are 0-d tensors of the params' dtype there, so every
+expression touching them (the Armijo bound ``f + c1 t gtd``, the curvature test, the cubic's ``d1``,
+``d2`` and minimizer, the bracket width ``|b1 - b0| d_norm``) rounds to that dtype, Python operands
+cast to it first. The caller passes them as Python floats for float64 params and as
+``numpy.float32`` for float32 ones: NumPy 2's scalar promotion (NEP 50: a Python float operand is
+cast to the NumPy scalar's dtype) then rounds each operation, and each comparison, as torch's
+float32 tensors do, and a ``t`` computed from them stays float32 as torch's does (float64 tensors
+and Python floats round alike: float64 runs are Python floats throughout). At the float32 precision
+floor this decides steps: a float64 Armijo test rejects the equal losses that torch's float32 test
+accepts (tests/test_lbfgs_float32.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
+# float32 scalars overflow or divide by zero as torch's tensors do, to inf / nan without a warning
+_IEEE = {"over": "ignore", "divide": "ignore", "invalid": "ignore"}
+
 
 def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
-    """Minimizer of the cubic through (x1, f1, g1), (x2, f2, g2), clamped to ``bounds``."""
+    """Minimizer of the cubic through (x1, f1, g1), (x2, f2, g2), clamped to ``bounds`` (a
+    ``numpy.float32`` when the slopes are: torch's is a float32 tensor then)."""
     if bounds is not None:
         xmin_bound, xmax_bound = bounds
     else:
@@ -20,7 +38,8 @@ def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
-        d2 = math.sqrt(d2_square)
+        # torch's d2_square.sqrt(): in float32 for float32 (math.sqrt would return a Python float)
+        d2 = np.sqrt(d2_square) if isinstance(d2_square, np.floating) else math.sqrt(d2_square)
         if x1 <= x2:
             min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
         else:
@@ -30,7 +49,19 @@ def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
 
 
 def strong_wolfe(obj_func, t, d_norm, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
-    """Returns ``(f_new, g_new, t, evaluations)``; ``d_norm = max |d|``."""
+    """Returns ``(f_new, g_new, t, evaluations)``; ``d_norm = max |d|``. ``gtd``, ``d_norm`` and the
+    ``gtd`` that ``obj_func`` returns: scalars of the params' dtype (see the module's docstring)."""
+    outer = np.geterr()
+
+    def evaluate(tt):
+        with np.errstate(**outer):  # the closure runs under the caller's NumPy error handling
+            return obj_func(tt)
+
+    with np.errstate(**_IEEE):
+        return _strong_wolfe(evaluate, t, d_norm, f, g, gtd, c1, c2, tolerance_change, max_ls)
+
+
+def _strong_wolfe(obj_func, t, d_norm, f, g, gtd, c1, c2, tolerance_change, max_ls):
     f_new, g_new, gtd_new = obj_func(t)
     ls_func_evals = 1
     t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _backend
 from .._pickling import NativeByName
-from . import _closure, _line_search
+from . import _closure, _lbfgs_state, _line_search
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
 
@@ -89,6 +89,7 @@ class LBFGS(NativeByName):
             _backend.check_written(p, params[0].dtype, f"params[{i}]")
             if p.dtype not in (np.float32, np.float64):
                 raise TypeError(f"params[{i}]: expected float32 or float64, got {p.dtype}")
+        _lbfgs_state.distinct(params)
         self.param_groups = [dict(group, params=list(params))]
         self._mod = mod
         self._xp = _backend.array_module(params[0])
@@ -257,11 +258,15 @@ class LBFGS(NativeByName):
         state = self.state
         self._moved = False
         wolfe = ls is not None
+        # torch's gtd, max |d|, |g| sums and maxima are tensors of the params' dtype, its tests on
+        # them float32 for float32 params: the same here through numpy.float32 scalars
+        # (_line_search's docstring), Python floats (torch's float64, to the bit) otherwise
+        sc = np.float32 if self._dtype == np.float32 else float
         loss, g, gmax, gsum = self._evaluate(closure, copy=wolfe)
         orig_loss = loss
         current_evals = 1
         state["func_evals"] += 1
-        if gmax <= tol_grad:
+        if sc(gmax) <= tol_grad:
             return orig_loss
 
         n_iter = 0
@@ -278,9 +283,14 @@ class LBFGS(NativeByName):
             else:
                 sg, yg = self._push(g, history_size)  # also prev_g = g
             gtd, dmax = self._direction(g, sg, yg)
+            gtd, dmax = sc(gtd), sc(dmax)
             self._prev_loss = loss
 
-            t = min(1.0, 1.0 / gsum) * lr if state["n_iter"] == 1 else lr
+            if state["n_iter"] == 1:
+                with np.errstate(over="ignore"):  # (1 / a float32 sum may overflow: torch's is inf too)
+                    t = min(1.0, 1.0 / sc(gsum)) * lr
+            else:
+                t = lr
             if gtd > -tol_change:
                 break
 
@@ -292,32 +302,32 @@ class LBFGS(NativeByName):
                     self._move(tt, save=first[0])
                     first[0] = False
                     f, gn, _, _ = self._evaluate_or_restore(closure, copy=True)
-                    return f, gn, float(self._xp.dot(gn, self._d))
+                    return f, gn, sc(float(self._xp.dot(gn, self._d)))
 
                 loss, g, t, ls_func_evals = _line_search.strong_wolfe(
                     obj_func, t, dmax, loss, g, gtd, max_ls=max_eval - current_evals
                 )
                 self._move(t, save=False)
                 gmax = float(self._host(self._stats(g))[0])
-                opt_cond = gmax <= tol_grad
+                opt_cond = sc(gmax) <= tol_grad
             else:
                 self._move(t, save=True)
                 opt_cond = False
                 if n_iter != max_iter:
                     loss, g, gmax, _ = self._evaluate_or_restore(closure, copy=False)
-                    opt_cond = gmax <= tol_grad
+                    opt_cond = sc(gmax) <= tol_grad
                     ls_func_evals = 1
-            self._t = t
+            self._t = t = float(t)  # (a float32 t is exact in a float: the state holds Python floats)
             current_evals += ls_func_evals
             state["func_evals"] += ls_func_evals
 
             if n_iter == max_iter or current_evals >= max_eval or opt_cond:
                 break
-            if abs(t) * dmax <= tol_change:  # = max |t d|: rounding is monotone
+            if abs(sc(t)) * dmax <= tol_change:  # = max |t d| (torch's d.mul(t)): rounding is monotone
                 break
             if abs(loss - self._prev_loss) < tol_change:
                 break
-        self._t = t
+        self._t = float(t)
         return orig_loss
 
     def _stats(self, g):

@@ -20,7 +20,7 @@ from .._pickling import NativeByName
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
 from ._closure import call, closure_grads, closure_loss
-from ._lbfgs_state import count, one_group, vector
+from ._lbfgs_state import count, distinct, one_group, vector
 
 #: the hyper-parameters of the group, in ``__init__``'s order
 _HYPER = (
@@ -62,9 +62,11 @@ class NewtonCG(NativeByName):
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (a None grad reads as
     zeros); returns the loss at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
-    diagnostics (rho, damping, CG iterations and exit). A step that raises (a bad closure result:
-    TypeError / ValueError naming ``closure``; or whatever the closure or the operator raise,
-    propagated unchanged) leaves the params and the optimizer's state as they were before it.
+    diagnostics (rho, damping, CG iterations and exit). A zero gradient makes ``p = 0``: the step
+    then ends there (no trial evaluation, the damping kept, ``rho`` NaN). A step that raises (a bad
+    closure result: TypeError / ValueError naming ``closure``; or whatever the closure or the
+    operator raise, propagated unchanged) leaves the params and the optimizer's state as they were
+    before it.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class NewtonCG(NativeByName):
             if not hasattr(p, "dtype") or p.dtype not in (np.float32, np.float64):
                 raise TypeError(f"params[{i}]: expected a float32 or float64 array")
             _backend.check_written(p, params[0].dtype, f"params[{i}]")
+        distinct(params)
         if not (isinstance(curvature, CurvatureOperator) or hasattr(curvature, "matvec") or callable(curvature)):
             raise TypeError(
                 f"curvature: expected a CurvatureOperator or a callable returning one, got {type(curvature).__name__}"
@@ -191,9 +194,11 @@ class NewtonCG(NativeByName):
         p = res.x
         if res.negative_curvature and res.iterations == 0:
             p = res.direction  # the preconditioned gradient direction: still a descent direction
+        xp = self._xp
+        if not bool(xp.any(p)):
+            return self._null_step(loss, g, p, res, evals, lam)
         # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and
         # (A + lam I) x = -g - r from the recursion (exact arithmetic) when p is the CG iterate
-        xp = self._xp
         pp = float(xp.dot(p, p))
         if p is res.x:
             pAp = float(xp.dot(p, -g - res.residual)) - lam * pp
@@ -232,6 +237,27 @@ class NewtonCG(NativeByName):
             "negative_curvature": res.negative_curvature,
             "loss": loss,
             "new_loss": new_loss,
+        }
+        return loss
+
+    def _null_step(self, loss, g, p, res, evals, lam):
+        """The end of a step whose CG solution is ``p = 0`` (a zero gradient: ``cg`` returns 0 at
+        once): the trial point would be ``w`` itself, so it is not evaluated, and the reduction
+        ratio is 0 / 0, which says nothing of the model: the damping stays (a ratio read as
+        ``-inf`` would boost it on every such step). The params are not touched."""
+        self.num_grad_evals += evals
+        self.num_hvps += res.num_matvecs
+        self._cache = (loss, g) if self.reuse_trial_gradient else None  # still the params' evaluation
+        self._p = p  # the step taken: the next one starts CG cold
+        self.last = {
+            "rho": math.nan,
+            "damping": lam,
+            "accepted": False,
+            "cg_iterations": res.iterations,
+            "cg_info": res.info,
+            "negative_curvature": res.negative_curvature,
+            "loss": loss,
+            "new_loss": loss,
         }
         return loss
 

@@ -136,9 +136,14 @@ class SAM(NativeByName):
         wrapped optimizer loads ``state_dict['base']`` (checking it before it changes anything), then
         they are set. ``strict=False`` ignores unknown keys and keeps this SAM's value of a missing
         ``rho`` / ``eps`` (and is passed on to the wrapped optimizer); a missing ``adaptive`` (a
-        checkpoint from before ASAM) reads as False."""
+        checkpoint from before ASAM) reads as False. Between ``first_step`` and ``second_step``:
+        RuntimeError, nothing loaded."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        # between first_step and second_step the params hold the ascent point and the backups w:
+        # second_step would put w back over what was loaded (optkern.torch.SAM refuses it too)
+        if self._perturbed:
+            raise RuntimeError("load_state_dict: the params are perturbed (call second_step first)")
         keys = ("base", "rho", "eps", "adaptive")
         for k in keys:
             if k not in state_dict and (strict or k == "base") and k != "adaptive":
