@@ -143,8 +143,8 @@ def state_dict(opt, copy: bool = True) -> dict:
                 "gram_yy": opt._yy[:k, :k].copy(),
             }
         )
-        if opt._al is not None:
-            st["al"] = list(opt._al)
+        if opt._al is not None:  # torch's layout: history_size slots, None past the history
+            st["al"] = list(opt._al) + [None] * max(int(g["history_size"]) - len(opt._al), 0)
     return {"state": {0: st} if st else {}, "param_groups": [group]}
 
 
