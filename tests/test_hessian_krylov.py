@@ -152,3 +152,99 @@ def test_duck_typed_operators_compose(ops):
     np.testing.assert_allclose((P @ H) @ v, A @ B @ A @ v, rtol=1e-12)
     np.testing.assert_allclose(H.dot(-2.0) @ v, -2 * A @ v, rtol=1e-14)
     assert P.shape == (9, 9) and P.dtype == np.float64
+
+
+def _exact(A, k, which):
+    ev = np.linalg.eigvalsh(A)
+    return {"LA": ev[::-1], "SA": ev, "LM": ev[np.argsort(-np.abs(ev), kind="stable")]}[which][:k]
+
+
+def _spectra(n, b):
+    """Distinct eigenvalues, and a repeated one as often as a block of b sees (a Krylov space of
+    one vector holds one copy of each eigenvalue: test_block_lanczos_finds_a_repeated_eigenvalue)."""
+    yield np.linspace(-2.0, 3.0, n)
+    yield np.r_[np.full(min(b, n), 2.5), np.linspace(-1.0, 1.0, n - min(b, n))]
+
+
+@pytest.mark.parametrize("n,b", [(n, b) for n in range(1, 11) for b in range(1, 5) if b <= n])
+def test_blocks_that_do_not_divide_n_still_fill_the_space(n, b):
+    """n products are allowed: the last block is narrower where b does not divide n, the basis spans
+    the whole space and the eigenvalues are exact, as with block_size=1. Whole blocks stopped at
+    floor(n / b) * b products: n=5, b=3 gave 1.41 for the top eigenvalue 3 (converged=False)."""
+    rng = np.random.default_rng(100 * n + b)
+    for spectrum in _spectra(n, b):
+        Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+        A = (Q * spectrum) @ Q.T
+        scale = np.abs(spectrum).max()
+        for k in range(1, n + 1):
+            if spectrum[0] == spectrum[min(b, n) - 1] and k + b > n and b > 1:
+                continue  # block size 1 is used (k + b > n): one copy of the repeated eigenvalue
+            for which in ("LA", "SA", "LM"):
+                for max_basis in (None, n + 3):
+                    if max_basis is not None and max_basis < k + b:
+                        continue
+                    r = hessian.top_eigenvalues(A, k, which, block_size=b, max_steps=n, max_basis=max_basis)
+                    want = _exact(A, k, which)
+                    got = np.abs(r.eigenvalues) if which == "LM" else r.eigenvalues
+                    want = np.abs(want) if which == "LM" else want
+                    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * scale, err_msg=f"k={k} {which}")
+                    assert r.converged and r.steps <= n
+
+
+@pytest.mark.parametrize("n,b", [(5, 3), (7, 2), (10, 4), (9, 4)])
+def test_the_whole_space_gives_exact_repeated_eigenvalues(n, b):
+    """Any multiplicity is exact once the basis spans the space: a tolerance no residual meets forces
+    all n products, the last block narrower (before: floor(n / b) * b products, never the space)."""
+    rng = np.random.default_rng(n)
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    spectrum = np.r_[np.full(n - 2, 2.0), -0.5, 1.0]
+    A = (Q * spectrum) @ Q.T
+    for k in sorted({1, 2, n - b}):  # (k + b <= n: blocks of b are used)
+        for which in ("LA", "SA"):
+            r = hessian.top_eigenvalues(A, k, which, block_size=b, max_steps=3 * n, tol=1e-300, check_every=1)
+            np.testing.assert_allclose(r.eigenvalues, _exact(A, k, which), rtol=0, atol=1e-12)
+            assert r.steps == n and r.converged  # the residuals of the whole space are 0
+
+
+def test_the_last_narrow_block_is_counted_and_reported():
+    n, b = 11, 4
+    A = np.diag(np.arange(1.0, n + 1))
+    op = hessian.from_hvp(lambda v: A @ v, n, matmat=lambda V: A @ V)
+    calls = []
+    r = hessian.top_eigenvalues(op, 1, block_size=b, tol=1e-300, progress=lambda d, t: calls.append((d, t)))
+    assert r.eigenvalues == pytest.approx([11.0], abs=1e-12)
+    assert r.steps == op.num_matvecs == n and calls[-1] == (n, n)
+    assert [d for d, _ in calls] == [4, 8, 11]  # two blocks of 4, then the 3 directions left
+
+
+@pytest.mark.parametrize("block_size,max_basis,max_steps", [(3, 15, 3000), (1, 12, 700), (2, None, 7), (4, 10, 50)])
+def test_progress_total_bounds_the_products_of_restarted_runs(block_size, max_basis, max_steps):
+    """Thick restarts go on past n products (up to max_steps); the total said min(max_steps, n): a
+    run of 3000 products reported (3000, 300)."""
+    n = 300
+    ev = np.r_[np.linspace(-1.0, 1.0, n - 5), 3.0, 4.0, 5.0, 6.0, 7.0]
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+    A = (Q * ev) @ Q.T
+    calls = []
+    r = hessian.top_eigenvalues(
+        A,
+        5,
+        "SA",
+        block_size=block_size,
+        max_basis=max_basis,
+        max_steps=max_steps,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls[-1][0] == r.steps <= max_steps
+    assert all(d <= t for d, t in calls) and len({t for _, t in calls}) == 1
+
+
+@pytest.mark.parametrize("k,block_size,max_basis", [(5, 4, 10), (4, 3, 8), (2, 4, 7)])
+def test_a_max_basis_that_is_not_whole_blocks_restarts(k, block_size, max_basis):
+    """The capacity was rounded down to whole blocks, below the k + b a restart needs: max_basis=10,
+    block_size=4, k=5 failed an internal assertion (nk + 2 b <= cap + b) at the first restart."""
+    A = sym(120, 4)
+    ev = np.linalg.eigvalsh(A)
+    r = hessian.top_eigenvalues(A, k, block_size=block_size, max_basis=max_basis, max_steps=20000)
+    assert r.converged
+    np.testing.assert_allclose(r.eigenvalues, ev[::-1][:k], atol=1e-9 * np.abs(ev).max())

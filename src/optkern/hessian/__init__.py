@@ -7,6 +7,13 @@ layer); estimators take any operator on NumPy or CuPy vectors: ``trace``
 (Hutchinson, Hutch++), ``lanczos``, ``top_eigenvalues``,
 ``power_iteration``, ``spectral_density`` (stochastic Lanczos quadrature) and
 ``gradient_concentration``.
+
+What a user's product function returns (``from_hvp``'s ``fn``, ``from_grad``'s
+``grad_fn``, a wrapped ``LinearOperator``) is checked where it enters the
+operator (an array of shape ``(n,)``, float32 or float64, finite): every
+estimator raises the same TypeError / ValueError naming it. NaN or Inf products
+of the library's own operators (``from_mlp`` at NaN params, a dense matrix)
+raise ValueError naming ``op`` in every estimator (``A`` in ``cg``).
 """
 
 from .cg import CGResult, cg

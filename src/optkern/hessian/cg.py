@@ -165,6 +165,8 @@ def cg(
         for it in range(1, maxiter + 1):
             y = product(p)
             pAp = mod.cg_curvature(p, y, damping)
+            if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
+                raise ValueError(f"A: the product is not finite (p.Ap = {pAp})")
             if not pAp > 0.0 and stop_on_negative_curvature:
                 result.update(negative_curvature=True, info=-1, iterations=it - 1)
                 break

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _backend, _malloc
 from ._probes import rademacher
+from ._products import check_estimate
 from .operators import unit_vector
 
 _CHUNK = 1 << 16  # columns per pass when Ritz vectors are formed in place (bounded scratch memory)
@@ -98,8 +99,7 @@ class BlockKrylov:
         self.Q[row] = 0.0
 
     def _broke_down(self, beta, ref):
-        if not np.isfinite(beta):
-            raise FloatingPointError("the operator returned a non-finite product")
+        check_estimate(beta)  # NaN / Inf products: ValueError naming op, as every estimator raises
         return beta <= 10 * self.eps * max(self.scale, ref)
 
     def _orthonormalize_block(self, lo, filled, ref=None):
@@ -130,8 +130,33 @@ class BlockKrylov:
 
     # ---- one step ---------------------------------------------------------
 
+    def _last_block(self):
+        """Before a step past ``cap``: only a basis that may hold the whole space (``cap = n``) steps
+        there, with a final partial block of the ``cap - m`` directions left (a whole block stopped
+        short of ``n`` products when ``b`` does not divide ``n``: wrong Ritz values on small problems).
+        The exhausted space left the other pending rows zero (``_replace``): the live rows move to the
+        front and the block narrows to them (``b``, ``R`` and the residuals then have its width; the
+        step after it fills the space, no other follows). False when no direction is left."""
+        m, want = self.m, self.cap - self.m
+        P = self.Q[m : m + self.b]
+        live = np.flatnonzero(_to_host(self.xp.linalg.norm(P, axis=1)) > 0)[:want]
+        P[: len(live)] = P[live]  # (fancy indexing reads a copy first: no overlap)
+        width = len(live)
+        while width < want:  # (a direction lost to rounding: a new random one, zero if none is left)
+            self._replace(m + width)
+            if not bool(self.xp.any(self.Q[m + width])):
+                break
+            width += 1
+        if width:
+            self.b = width
+        return width > 0
+
     def step(self):
-        """Multiply the pending block, extend ``H``, orthonormalize the next block (restarting first if full)."""
+        """Multiply the pending block, extend ``H``, orthonormalize the next block (restarting first if full;
+        past ``cap`` with a narrower last block, see ``_last_block``). Returns False when nothing was left."""
+        if self.m + self.b > self.cap and not self._last_block():
+            self.cap = self.m  # the space is exhausted: the Ritz pairs are final
+            return False
         xp, b, m = self.xp, self.b, self.m
         hi = m + b
         W = self.op.matmat(self.Q[m:hi].T)  # (n, b)
@@ -161,6 +186,7 @@ class BlockKrylov:
         self.scale = max(self.scale, float(np.abs(R).max()))
         self.R = R
         self.m = hi
+        return True
 
     def projected(self):
         """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ._probes import rademacher
+from ._products import check_estimate
 from .krylov import BlockKrylov, select
 from .operators import as_operator, unit_vector, with_progress
 from .recurrence import LanczosRecurrence
@@ -150,8 +151,8 @@ def top_eigenvalues(
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
       max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
-      progress: optional ``progress(done, total)`` after each product (``total``: the cap;
-        iteration usually stops earlier).
+      progress: optional ``progress(done, total)`` after each product (``total``: the most
+        products it may make; iteration usually stops earlier).
       block_size: vectors per Lanczos step ``b``; ``b > 1`` multiplies blocks
         (``op.matmat``: one forward pass per block for ``from_mlp``) and finds
         clustered or repeated eigenvalues more reliably (1 is used when ``n`` or
@@ -181,18 +182,31 @@ def top_eigenvalues(
         max_basis = _backend.integer("max_basis", max_basis, lo=k + b)
     if min(max_steps, n) < k + b:  # too small a space for blocks: one vector at a time
         b = 1
-    cap = (min(max_steps, n, max_basis or n) // b) * b  # products come in whole blocks
-    op = with_progress(op, progress, min(max_steps, n))
+    cap = min(max_steps, n, max_basis or n)
+    # A basis that may hold the whole space fills it, the last block narrower when b does not divide n
+    # (whole blocks stopped short of n products: wrong eigenvalues where n products make them exact).
+    # Without restarts products otherwise come in whole blocks. With them the capacity is not rounded
+    # down to whole blocks: a restart leaves any number of vectors, and the rounding could leave less
+    # than the k + b a restart needs (max_basis=10, block_size=4, k=5: an AssertionError).
+    whole = cap == n
+    if not whole and max_basis is None:
+        cap = (cap // b) * b
+    # progress' total bounds the products: the basis' capacity, or with thick restarts (which go on
+    # past n) the whole blocks max_steps allows (min(max_steps, n) was passed 10x by max_steps = 10 n)
+    op = with_progress(op, progress, cap if whole or max_basis is None else (max_steps // b) * b)
     kr = BlockKrylov(op, b, cap, v0, seed)
     steps = 0
     while True:
-        if kr.full:
+        if kr.full and not whole:
             theta, _, _ = kr.ritz()
             keep = select(theta, max(k, min(kr.m - b, (kr.cap - b + k) // 2)), which)
             kr.restart(np.sort(keep))
         kr.step()
         steps += 1
-        last = kr.products + b > max_steps or (kr.full and max_basis is None)
+        if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)
+            last = kr.m >= kr.cap
+        else:
+            last = kr.products + b > max_steps or (kr.full and max_basis is None)
         if kr.m < k or (not last and steps % check_every):
             continue
         theta, S, res_all = kr.ritz()
@@ -235,7 +249,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     for it in range(1, max_iter + 1):
         w = op.matvec(v)
         new = float(xp.vdot(v, w))
-        nw = float(xp.linalg.norm(w))
+        nw = check_estimate(float(xp.linalg.norm(w)))  # (NaN / Inf products: ValueError, as every estimator)
         if nw == 0.0:
             return PowerResult(0.0, v, it, True)
         v = w / nw

@@ -136,7 +136,9 @@ def from_mlp(
     def into(v, out):
         over_batches(product, v, out)
 
-    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None)
+    # (unchecked: the MLP's own products have the operator's shape and dtype; NaN params or data give
+    # NaN products, which the estimators refuse, naming `op`)
+    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None)
     if comm is None:
         return op
     from ..distributed import distributed, global_share

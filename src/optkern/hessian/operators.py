@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _backend
 from .._pickling import NativeByName
+from ._products import check_finite, checked, float_dtype, real_array
 from .compose import Composed as _Composed
 from .compose import is_operator as _is_operator
 
@@ -35,6 +36,12 @@ class CurvatureOperator(NativeByName):
       into: optional ``(v, out) -> None`` writing ``A v`` into ``out``: ``matvec(v, out=...)``
         then reuses the caller's buffer (the Lanczos recurrences pass one per run) instead of
         a fresh array per product.
+      check: the names of ``matvec``, ``matmat`` and ``into`` in the errors about their products:
+        each product is checked (``_products.checked``: an array of ``xp`` of shape ``(n,)`` /
+        ``(n, k)``, float32 or float64 -- cast to ``dtype`` --, finite; TypeError / ValueError
+        naming the function, and nothing written into a caller's ``out``). A non-finite product
+        of ``into`` is refused after ``into`` wrote it. None: products the library computes
+        itself (``from_mlp``, dense matrices), not checked.
     """
 
     def __init__(
@@ -46,6 +53,8 @@ class CurvatureOperator(NativeByName):
         matmat: Callable | None = None,
         name: str = "operator",
         into: Callable | None = None,
+        *,
+        check: tuple[str, str, str] | None = ("matvec", "matmat", "into"),
     ):
         n = _backend.integer("n", n, lo=1)
         dtype = float_dtype(dtype, "dtype")
@@ -54,6 +63,7 @@ class CurvatureOperator(NativeByName):
         self._mv = matvec
         self._mm = matmat
         self._into = into
+        self._check = check
         self.xp = xp
         self.name = name
         self.num_matvecs = 0  # products applied so far (columns of matmat count one each)
@@ -88,14 +98,22 @@ class CurvatureOperator(NativeByName):
         """
         shape = getattr(v, "shape", None)
         v = self._vector(v)
+        chk = self._check
         if out is None:
             y = self._mv(v)
+            if chk is not None:
+                y = checked(y, chk[0], self, v)
         else:
             y = _backend.out_array(out, self.xp, self.dtype, (self.shape[0],), {"v": v})
             if self._into is not None:
                 self._into(v, y)
+                if chk is not None:
+                    check_finite(y, chk[2], self)
             else:
-                y[...] = self._mv(v)
+                r = self._mv(v)
+                if chk is not None:  # before `out` is written: a refused product leaves it as it was
+                    r = checked(r, chk[0], self)
+                y[...] = r
         self.num_matvecs += 1
         return y.reshape(shape) if shape is not None and len(shape) == 2 else y
 
@@ -107,7 +125,11 @@ class CurvatureOperator(NativeByName):
             raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
         if self._mm is not None:
             self.num_matvecs += V.shape[1]
-            return self._mm(xp.ascontiguousarray(V, dtype=self.dtype))
+            V = xp.ascontiguousarray(V, dtype=self.dtype)
+            Y = self._mm(V)
+            if self._check is not None:
+                Y = checked(Y, self._check[1], self, V, (V.shape[0], V.shape[1]))
+            return Y
         out = xp.empty((V.shape[0], V.shape[1]), dtype=self.dtype)
         for j in range(V.shape[1]):
             out[:, j] = self.matvec(V[:, j])
@@ -228,12 +250,23 @@ def from_hvp(
     its vectors. ``matmat(V)``, when given, is used for blocks of vectors;
     ``into(v, out)``, when given, writes ``H v`` into ``out`` (products into a
     reused buffer, see ``CurvatureOperator``).
+
+    Every product is checked where it enters the operator: ``fn`` must return an
+    array of ``xp`` (a torch tensor or other DLPack array is viewed as one) of
+    shape ``(n,)``, ``matmat`` one of shape ``(n, k)``, of float32 or float64
+    (cast to ``dtype``; integer, bool or complex products are refused), with
+    finite entries. Otherwise TypeError / ValueError naming ``fn`` (``matmat``,
+    ``into``), before anything is written into a caller's ``out`` (``into``
+    writes its product itself: a non-finite one is refused after). Every
+    estimator then raises the same error.
     """
     if into is not None and not callable(into):
         raise TypeError(f"into: expected a callable or None, got {type(into).__name__}")
+    if matmat is not None and not callable(matmat):
+        raise TypeError(f"matmat: expected a callable or None, got {type(matmat).__name__}")
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-    return _operator_class(xp)(fn, n, dtype, xp, matmat, name, into)
+    return _operator_class(xp)(fn, n, dtype, xp, matmat, name, into, check=("fn", "matmat", "into"))
 
 
 def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name: str = "fd-grad"):
@@ -286,7 +319,8 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         h = scale / nv
         return (grad(params + h * v) - grad(params - h * v)) / (2.0 * h)
 
-    return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name)
+    # (the products are checked like from_hvp's, named grad_fn: NaN gradients give NaN products)
+    return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name, check=("grad_fn",) * 3)
 
 
 def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) -> CurvatureOperator:
@@ -315,7 +349,8 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
         tick(V.shape[1])
         return r
 
-    return from_hvp(matvec, op.shape[0], op.dtype, xp=op.xp, matmat=matmat, name=op.name)
+    # (unchecked: `op` checked its products already where they came from a user's function)
+    return _operator_class(op.xp)(matvec, op.shape[0], op.dtype, op.xp, matmat, op.name, check=None)
 
 
 def as_operator(A, name: str = "A") -> CurvatureOperator:
@@ -331,7 +366,7 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)
-        return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense")
+        return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense", check=None)
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = A.shape
         if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:
@@ -339,32 +374,8 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         n = _backend.integer(f"{name}: shape[0]", shape[0], lo=1)
         dtype = getattr(A, "dtype", None)
         dtype = np.float64 if dtype is None else float_dtype(dtype, f"{name}: dtype")
-        return _operator_class(np)(A.matvec, n, dtype, np, None, "wrapped")
+        return _operator_class(np)(A.matvec, n, dtype, np, None, "wrapped", check=(f"{name}.matvec",) * 3)
     raise TypeError(f"{name}: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
-
-
-def float_dtype(dtype, name: str) -> np.dtype:
-    """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}")
-    return dt
-
-
-def real_array(xp, v, name: str):
-    """``v`` as an array of ``xp`` holding real numbers, before any cast to an operator's dtype (a cast
-    would drop the imaginary part of complex entries with only a warning, and strings or objects
-    are not numbers). TypeError naming ``name``."""
-    try:
-        a = xp.asarray(v)
-    except (TypeError, ValueError) as e:  # a ragged list...
-        raise TypeError(f"{name}: cannot be read as an array of numbers ({e})") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
-    return a
 
 
 def unit_vector(op, v, name: str = "v0"):

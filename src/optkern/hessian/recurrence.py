@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _backend, _malloc
 from ._probes import rademacher
+from ._products import check_estimate
 from .operators import unit_vector
 
 MODES = ("full", "partial", "none")
@@ -160,8 +161,7 @@ class LanczosRecurrence:
             b = float(self.mod.lanczos_orthogonalize_(ring[cur:], 1, w, self.coeffs))
             cur = 0  # coefficient index of q_0
         a = float(self.coeffs[cur])
-        if not np.isfinite(b):
-            raise FloatingPointError("the operator returned a non-finite product")
+        check_estimate(b)  # NaN / Inf products: ValueError naming op, as every estimator raises
         if b > 0 and self.mode != "none" and j + 1 < self.m:
             due = self.mode == "full" or self.force
             self.force = False

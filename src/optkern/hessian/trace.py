@@ -7,7 +7,10 @@ Hutch++ (Meyer, Musco, Musco & Woodruff 2021): with ``m`` products, take
 ``tr(Q^T A Q)`` exactly and estimate the rest ``tr((I - QQ^T) A (I - QQ^T))``
 by Hutchinson with ``m - 2 s`` projected probes. For a matrix whose spectrum
 decays, the top-``s`` part carries most of the trace and the variance drops
-from O(1/m) to O(1/m^2).
+from O(1/m) to O(1/m^2). With ``m >= 3 n`` the sketch would span the whole space
+(``Q`` has only ``n`` columns, ``A Q`` costs ``n`` products, the projected
+probes are zero): the trace is then computed exactly from the ``n`` products
+``A e_i``, and ``num_matvecs`` is ``n``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ._probes import rademacher
+from ._products import check_estimate
 from .operators import as_operator, with_progress
 
 
@@ -72,10 +76,15 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     Args:
       op: a ``CurvatureOperator`` (or a square array / LinearOperator).
       method: ``"hutchinson"`` or ``"hutch++"`` (needs ``num_matvecs >= 3``).
-      num_matvecs: total number of products with ``op``.
+      num_matvecs: total number of products with ``op``; ``"hutch++"`` with
+        ``num_matvecs >= 3 n`` makes ``n`` (the exact trace, ``stderr`` 0, no samples).
       seed: seed of the Rademacher probes (probe ``i`` is reproducible alone,
         the same on CPU and GPU).
-      progress: optional ``progress(done, total)`` after each product (``total = num_matvecs``).
+      progress: optional ``progress(done, total)`` after each product (``total``: the
+        products made, ``TraceResult.num_matvecs``).
+
+    NaN or Inf products raise ValueError (naming ``fn`` for ``from_hvp``, else ``op``), as in
+    every estimator.
     """
     op = as_operator(op)
     if method not in ("hutchinson", "hutch++"):
@@ -83,13 +92,21 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     m = _backend.integer("num_matvecs", num_matvecs, lo=1)
     if m > _MAX_COUNT:  # NumPy would refuse the probe block with a message naming nothing
         raise ValueError(f"num_matvecs: must be at most 2**31 - 1, got {m}")
-    op = with_progress(op, progress, m)
+    if method == "hutch++" and m < 3:
+        raise ValueError(f"num_matvecs: hutch++ needs at least 3, got {m}")
+    n = op.shape[0]
+    exact = method == "hutch++" and m // 3 >= n
+    op = with_progress(op, progress, n if exact else m)
+    xp = op.xp
     if method == "hutchinson":
         samples = _hutchinson_samples(op, _probe_block(op, seed, 0, m))
-        return TraceResult(float(samples.mean()), _stderr(samples), m, method, samples)
-    if m < 3:
-        raise ValueError(f"num_matvecs: hutch++ needs at least 3, got {m}")
-    xp = op.xp
+        return TraceResult(check_estimate(float(samples.mean())), _stderr(samples), m, method, samples)
+    if exact:
+        # s >= n sketch columns would span the space: the QR has n columns, A Q costs n products (not
+        # s: the count reported m products where fewer were made) and the projected probes are zero.
+        # A I gives the same exact trace from n products.
+        t = float(xp.trace(op.matmat(xp.eye(n, dtype=op.dtype))))
+        return TraceResult(check_estimate(t), 0.0, n, method, np.zeros(0))
     s = m // 3
     S = _probe_block(op, seed, 0, s)
     Q, _ = xp.linalg.qr(op.matmat(S))
@@ -99,4 +116,4 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     G = _probe_block(op, seed, s, g)
     G = G - Q @ (Q.T @ G)
     samples = _hutchinson_samples(op, G)
-    return TraceResult(t_top + float(samples.mean()), _stderr(samples), m, method, samples)
+    return TraceResult(check_estimate(t_top + float(samples.mean())), _stderr(samples), m, method, samples)

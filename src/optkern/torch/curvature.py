@@ -46,6 +46,16 @@ def hessian_operator(
 
     Params the loss does not depend on get zero rows and columns. Errors (TypeError / ValueError)
     name ``loss_fn``, ``params[i]``, ``batches`` or ``kind``; a non-finite loss is refused.
+
+    Model mode: ``loss_fn`` runs the model as it is. With ``batches``, every product re-runs the
+    forward pass (an estimator makes tens to hundreds of products), so a model in ``train()`` mode
+    updates its batch norm running statistics (``running_mean``, ``running_var``,
+    ``num_batches_tracked``) on each product as a training step would, and dropout draws new masks
+    (as with ``torch.autograd.functional.hvp`` or PyHessian); without ``batches`` the forward pass
+    runs once, here. The operator is the Hessian of the loss in the mode it runs in: call
+    ``model.eval()`` first for the eval-mode loss (and unchanged buffers), or save the buffers
+    (``{k: b.clone() for k, b in model.named_buffers()}``) and restore them after the estimates
+    when the train-mode Hessian is wanted.
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable returning the loss tensor, got {type(loss_fn).__name__}")

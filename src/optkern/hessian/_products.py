@@ -1,0 +1,93 @@
+"""The checks of what a user's product function returns, where it enters a ``CurvatureOperator``
+(and of the dtypes and real vectors the operators take).
+
+Every estimator (``trace``, ``lanczos``, ``top_eigenvalues``, ``spectral_density``,
+``power_iteration``, ``cg``) reads the products through the operator, so one check there makes
+them all agree. Unchecked, NumPy broadcast a scalar or a ``(n + 1,)`` product into wrong
+numbers, cast an int64 product (already truncated by the function) or dropped the imaginary
+part of a complex one, ``None`` became NaN, and each estimator failed its own way or not at
+all. Now a product of the wrong kind, shape or dtype raises TypeError / ValueError naming the
+function (``fn`` for ``from_hvp``), with ``from_grad``'s wording, before anything reads it; a
+non-finite product raises ValueError.
+
+Cheap enough for the tight loops of Lanczos and Hutchinson: attribute checks and one
+reduction per product (the sum: any NaN or Inf entry makes it non-finite); a copy only where
+one is needed (a float32 product of a float64 operator, a product that is the input itself).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from .._array_checks import type_name
+
+
+def checked(y, who: str, op, v=None, shape: tuple | None = None):
+    """``y``, what the function ``who`` returned for an operator ``op``, as an array of ``op.xp``
+    of ``shape`` (default ``(n,)``) and ``op.dtype`` with finite entries. TypeError / ValueError
+    naming ``who`` otherwise. ``v``: the input of the product; a product sharing its memory (an
+    identity ``fn = lambda v: v``) is copied, since the recurrences overwrite products in place."""
+    xp = op.xp
+    n = op.shape[0]
+    shape = (n,) if shape is None else shape
+    y = _backend.as_array(y, who)  # a torch tensor / DLPack array: a view of the same memory
+    if not (_backend.is_cupy(y) if xp is not np else isinstance(y, np.ndarray)):
+        raise TypeError(f"{who}: expected it to return a {xp.__name__} array (the product), got {type_name(y)}")
+    if tuple(y.shape) != tuple(shape):
+        raise ValueError(f"{who}: returned shape {tuple(y.shape)}, expected {tuple(shape)}")
+    if y.dtype not in (np.float32, np.float64):
+        # An integer product was truncated by the function (H v of a float v is not integer), a
+        # complex one is not a real symmetric operator's: refused, not cast.
+        raise TypeError(f"{who}: returned {y.dtype} entries, expected float32 or float64")
+    check_finite(y, who, op)
+    if y.dtype != op.dtype:
+        y = y.astype(op.dtype)  # a new array: cannot share memory with v
+    elif v is not None and xp.may_share_memory(y, v):  # (bounds only: no exact overlap search)
+        y = y.copy()
+    return y
+
+
+def check_finite(y, who: str, op) -> None:
+    """ValueError naming ``who`` unless every entry of the product ``y`` is finite."""
+    # A NaN or Inf entry makes the sum NaN or Inf, so a finite sum proves every entry finite in one
+    # pass without a temporary; a non-finite sum can also be an overflow of finite entries: look.
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf - inf, an overflow: the answer, not a warning)
+        total = float(y.sum())
+    if not math.isfinite(total) and not bool(op.xp.isfinite(y).all()):
+        raise ValueError(f"{who}: returned a product with NaN or Inf entries (operator {op.name!r})")
+
+
+def check_estimate(value: float, name: str = "op") -> float:
+    """``value``, an estimate made from the products of an operator the library computed itself
+    (``from_mlp``, a dense matrix: its products are not checked one by one), or ValueError naming
+    the estimator's operator argument ``name``: its products were NaN or Inf, or overflowed."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: the operator's products are not finite (NaN or Inf entries, or overflow)")
+    return value
+
+
+def float_dtype(dtype, name: str) -> np.dtype:
+    """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}")
+    return dt
+
+
+def real_array(xp, v, name: str):
+    """``v`` as an array of ``xp`` holding real numbers, before any cast to an operator's dtype (a cast
+    would drop the imaginary part of complex entries with only a warning, and strings or objects
+    are not numbers). TypeError naming ``name``."""
+    try:
+        a = xp.asarray(v)
+    except (TypeError, ValueError) as e:  # a ragged list...
+        raise TypeError(f"{name}: cannot be read as an array of numbers ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
+    return a
