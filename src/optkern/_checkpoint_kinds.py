@@ -116,10 +116,13 @@ def _wants_torch(obj) -> bool:
 
 
 def _check_state(obj, data) -> None:
-    """A torch optimizer's saved state dict: the structure and group sizes its loader needs,
-    checked before any target is written (torch's own checks, some of them after it has
-    started to change the optimizer)."""
+    """A torch optimizer's or module's saved state dict: what its loader needs, checked before any
+    target is written (torch's own checks run while it loads: a failure there leaves earlier
+    targets already written, and raises torch's RuntimeError instead of a ValueError naming the
+    entry)."""
     torch = _torch()
+    if torch is not None and isinstance(obj, torch.nn.Module):
+        return _check_module_state(torch, obj, data)
     if torch is None or not isinstance(obj, torch.optim.Optimizer):
         return
     if not isinstance(data, dict) or not isinstance(data.get("state"), dict):
@@ -141,6 +144,34 @@ def _check_state(obj, data) -> None:
     odd = [k for k in data["state"] if k not in ids]
     if odd:
         raise ValueError(f"['state'] holds state for param {odd[0]!r}, which no saved param group lists")
+
+
+def _check_module_state(torch, module, data) -> None:
+    """What ``module.load_state_dict(data)`` (strict) checks, as a ValueError naming the entry: the
+    same keys (missing and unexpected ones, as torch lists them), and each saved tensor with its
+    entry's shape and dtype (torch would convert a dtype silently; optkern restores arrays only
+    into their own dtype). Entries that are not tensors (a module's extra state) are its own."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a saved module state dict, found a {type(data).__name__}")
+    ours = module.state_dict()
+    missing = [k for k in ours if k not in data]
+    unexpected = [k for k in data if k not in ours]
+    if missing or unexpected:
+        says = [f"missing key(s) {', '.join(map(repr, missing))}"] if missing else []
+        says += [f"unexpected key(s) {', '.join(map(repr, unexpected))}"] if unexpected else []
+        raise ValueError(f"does not fit the {type(module).__name__}: {'; '.join(says)}")
+    for k, mine in ours.items():
+        saved = data[k]
+        if not isinstance(mine, torch.Tensor):
+            continue
+        if not isinstance(saved, torch.Tensor):
+            raise ValueError(f"[{k!r}]: expected a saved tensor, found {type(saved).__name__}")
+        if tuple(saved.shape) != tuple(mine.shape) or saved.dtype != mine.dtype:
+            hint = " (convert one of them first)" if saved.shape == mine.shape else ""
+            raise ValueError(
+                f"[{k!r}]: saved tensor is {saved.dtype} {tuple(saved.shape)}, the module's is "
+                f"{mine.dtype} {tuple(mine.shape)}{hint}"
+            )
 
 
 def _load_torch_state(obj, data) -> None:

@@ -29,12 +29,13 @@ the format and the version before it returns or applies anything; a truncated, a
 foreign file raises one ValueError naming the file and the problem. It returns
 ``{name: data}`` with plain data (state dicts and arrays as NumPy arrays). Objects passed as
 keyword targets are restored in place, all or nothing: every target is checked first
-(optimizers through their full state-dict validation; arrays by shape and dtype; the saved
-type name must match; array targets must not share memory), then each one's
-``load_state_dict`` (arrays: a copy into the target, onto its device) runs, and if one of
-them still fails, the targets already restored get their previous state back. Optimizers
-copy the state onto their parameters' device. (Kinds of targets: ``_checkpoint_kinds.py``;
-the encoding: ``_checkpoint_codec.py``.)
+(optimizers through their full state-dict validation; arrays by shape and dtype; torch
+modules by their state dict's keys -- missing and unexpected ones, as torch's strict load --
+and each tensor's shape and dtype; the saved type name must match; array targets must not
+share memory), then each one's ``load_state_dict`` (arrays: a copy into the target, onto its
+device) runs, and if one of them still fails, the targets already restored get their
+previous state back. Optimizers copy the state onto their parameters' device. (Kinds of
+targets: ``_checkpoint_kinds.py``; the encoding: ``_checkpoint_codec.py``.)
 """
 
 from __future__ import annotations

@@ -61,6 +61,15 @@ def _ptr(a) -> int:
     return a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
 
 
+def _overlap(a, b) -> bool:
+    """Whether two C-contiguous arrays share bytes (their spans intersect: exact for contiguous
+    arrays, and as cheap as reading two pointers, unlike ``shares_memory`` in general)."""
+    if a.size == 0 or b.size == 0:
+        return False
+    pa, pb = _ptr(a), _ptr(b)
+    return pa < pb + b.nbytes and pb < pa + a.nbytes
+
+
 def rank_order_reduce(rows, op: str, out):
     """``out = op(rows[0], rows[1], ...)`` folded in row order (rows: ``(world, n)``).
 
@@ -110,7 +119,11 @@ class Communicator:
     Collectives synchronize CuPy's current stream before MPI reads device memory; NCCL
     calls are enqueued on that stream without a host synchronization. Each method is a
     collective: every rank calls it, in the same order, with arrays of the same size and
-    dtype.
+    dtype. Arguments are checked before any communication, on each rank for its own
+    arguments (no extra message per call): code that passes every rank the same kind of
+    arrays gets the same error on every rank; a rank alone with bad arguments raises while
+    the others wait in the collective -- run under ``python -m mpi4py``, which turns that
+    into an abort of the job.
     """
 
     def __init__(self, comm=None, backend: str = "auto", ordered: bool = False, *, cuda_aware: bool = False):
@@ -221,7 +234,7 @@ class Communicator:
         """Rank ``r`` receives block ``r`` of ``x`` (``x.size / world`` elements) reduced over ranks.
 
         ``op``: ``"sum"`` or ``"mean"``; ``out``: optional contiguous result array (not
-        overlapping ``x``). Returns the result.
+        overlapping ``x``: ValueError). Returns the result.
         """
         _contiguous(x, "x")
         self._check_op(op, ("sum", "mean"), x)
@@ -237,6 +250,10 @@ class Communicator:
         _same_kind(x, out, "x", "out")
         if out.size != n:
             raise ValueError(f"out: expected {n} elements, got {out.size}")
+        # MPI refuses aliased buffers (an MPI error, then some ranks wait forever). Refused here
+        # instead, before any message: an out cut from x overlaps it on every rank alike
+        if _overlap(x, out):
+            raise ValueError("out: overlaps x (the result needs memory of its own)")
         if n == 0:
             return out
         if _is_bf16(x) and self.size > 1:  # reduced in float32, rounded to nearest even once
@@ -263,7 +280,8 @@ class Communicator:
     def allgather(self, x, out=None):
         """Every rank's ``x`` concatenated in rank order (``world * x.size`` elements); returns it.
 
-        ``x`` may be ``out``'s own block (``out[rank * n:(rank + 1) * n]``): gathered in place.
+        ``x`` may be ``out``'s own block (``out[rank * n:(rank + 1) * n]``): gathered in place;
+        an ``x`` overlapping ``out`` elsewhere is copied first.
         """
         _contiguous(x, "x")
         xp = _backend.array_module(x)
@@ -275,6 +293,11 @@ class Communicator:
         if out.size != n * self.size:
             raise ValueError(f"out: expected {n * self.size} elements (world x {n}), got {out.size}")
         in_place = n > 0 and _ptr(x) == _ptr(out) + self.rank * n * x.itemsize
+        if not in_place and _overlap(x, out):
+            # x lies in out elsewhere than its own block: gathered from a copy (MPI refuses aliased
+            # buffers). Not refused: x = out[0:n] is rank 0's own block but overlaps on the other
+            # ranks, and an error on some ranks only would leave rank 0 waiting in the collective.
+            x = x.copy()
         if n == 0:
             return out
         if _is_bf16(x):  # (the bits, as uint16)

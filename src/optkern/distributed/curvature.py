@@ -53,18 +53,19 @@ def distributed(op, comm, weight: float = 1.0):
         )
     xp = op.xp
 
-    def matvec(v):
-        y = op.matvec(v) if weight != 0.0 else xp.zeros_like(v)
+    def reduced(y, v):
+        # the sum is formed in place: never in the caller's vector (an op may hand back its input,
+        # `lambda v: v`, or an array it keeps)
         if weight not in (0.0, 1.0):
             y = y * weight
-        y = xp.ascontiguousarray(y)
-        return comm.allreduce(y, "sum", ordered=True)
+        elif weight == 1.0 and xp.may_share_memory(y, v):
+            y = y.copy()
+        return comm.allreduce(xp.ascontiguousarray(y), "sum", ordered=True)
+
+    def matvec(v):
+        return reduced(op.matvec(v) if weight != 0.0 else xp.zeros_like(v), v)
 
     def matmat(V):
-        Y = op.matmat(V) if weight != 0.0 else xp.zeros_like(V)
-        if weight not in (0.0, 1.0):
-            Y = Y * weight
-        Y = xp.ascontiguousarray(Y)
-        return comm.allreduce(Y, "sum", ordered=True)
+        return reduced(op.matmat(V) if weight != 0.0 else xp.zeros_like(V), V)
 
     return _operator_class(xp)(matvec, op.shape[0], op.dtype, xp, matmat, f"distributed-{op.name}")

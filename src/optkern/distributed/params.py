@@ -53,3 +53,22 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
     check_same_params(arrays, comm, "arrays")
     for a in arrays:
         comm.bcast(a, root)
+
+
+def agree(comm, fn):
+    """``fn()`` on every rank, which returns ``(local, shared)``; returns ``(local, [every rank's
+    shared])``. A TypeError / ValueError from ``fn`` on any rank raises on every rank (the rank's
+    own error, or the lowest failing rank's, same type, saying which rank): no rank goes on to a
+    collective the others never enter. One allgather of small objects (set-up, not steps)."""
+    try:
+        local, shared = fn()
+        err = None
+    except (TypeError, ValueError) as e:
+        local, shared, err = None, None, e
+    got = comm.allgather_object((None if err is None else (type(err).__name__, str(err)), shared))
+    if err is not None:
+        raise err
+    for r, (theirs, _) in enumerate(got):
+        if theirs is not None:
+            raise (TypeError if theirs[0] == "TypeError" else ValueError)(f"{theirs[1]} (on rank {r})")
+    return local, [s for _, s in got]

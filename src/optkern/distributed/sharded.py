@@ -15,58 +15,12 @@ import contextlib
 import numpy as np
 
 from .. import _backend
-from ..clip import _span
 from ..optim import AdagradNorm
 from ..optim._lowp_config import _half_fmt
-from . import sharded_state
+from . import sharded_setup, sharded_state
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step
-from .params import check_same_params
-
-
-def _groups(params, where="params") -> list:
-    """The user's params as a list of group dicts (a list of arrays is one group)."""
-    if isinstance(params, dict):
-        raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
-    if isinstance(params, np.ndarray) or _backend.is_cupy(params):
-        params = [params]
-    try:
-        groups = list(params)
-    except TypeError:
-        raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got {type(params).__name__}") from None
-    if not groups:
-        raise ValueError(f"{where}: got an empty parameter list")
-    if not isinstance(groups[0], dict):
-        groups = [{"params": groups}]
-    out = []
-    for gi, g in enumerate(groups):
-        if not isinstance(g, dict) or "params" not in g:
-            raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
-        out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{gi}]['params']")})
-    return out
-
-
-def _check_distinct(params) -> None:
-    """Raise ValueError naming the later of two params that share memory (the same array twice, or
-    overlapping views): each is copied back from its own slice of the flat buffer after a step, so
-    one would overwrite the other's update (an unsharded optimizer refuses them too)."""
-    spans: list = []
-    seen: dict = {}
-    for i, p in enumerate(params):
-        j = seen.setdefault(id(p), i)
-        if j != i:
-            raise ValueError(f"params[{i}]: the same array as params[{j}] (a parameter appears twice)")
-        lo, hi = _span(p, _backend.is_cupy(p))
-        if hi > lo:
-            spans.append((lo, hi, i))
-    spans.sort()
-    far = None  # the span reaching furthest so far
-    for s in spans:
-        if far is not None and s[0] < far[1]:
-            i, j = max(s[2], far[2]), min(s[2], far[2])
-            raise ValueError(f"params[{i}] shares memory with params[{j}] (aliasing arrays cannot be updated in place)")
-        if far is None or s[1] > far[1]:
-            far = s
+from .params import agree, check_same_params
 
 
 class ShardedOptimizer:
@@ -77,17 +31,24 @@ class ShardedOptimizer:
       params: this rank's replica of the parameters (a list of arrays, or of group dicts
         with per-group hyper-parameters); one dtype (float32 or float64, or float16 / bfloat16 with
         ``master_weights=True``: each rank keeps the float32 master of its slice) and one kind
-        (NumPy or CuPy), the same layout on every rank (checked) and the same values (use
-        :func:`broadcast_params` first: each rank's slice starts from its own copy). Any count
-        of elements: the flat buffer is padded to a multiple of the world size.
+        (NumPy or CuPy), the same arrays, groups and hyper-parameters on every rank (checked
+        at construction: ValueError on every rank) and the same values before each step
+        (:func:`broadcast_params`, before or after construction: each step reads this rank's
+        slice from its own arrays). Any count of elements: the flat buffer is padded to a
+        multiple of the world size.
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.
       **hyper: the optimizer's hyper-parameters (``lr=...``).
 
-    After each ``step`` every rank's ``params`` (the arrays passed in) hold the updated
-    values. ``opt.params`` are views of the flat buffer with the same shapes: use them as
-    the model's parameters to skip one copy per step. ``param_groups`` are the local
+    The arrays passed in are the parameters, as for an unsharded optimizer: each ``step``
+    reads this rank's slice from them (so weights loaded into them in place, e.g. by
+    ``optkern.load(path, opt=opt, params=params)``, are what the step continues from) and
+    leaves the updated values in them on every rank (with ``master_weights``, once a slice has
+    stepped its float32 master holds the weights, as in an unsharded optimizer: it is in the
+    checkpoints). ``opt.params`` are views of the flat
+    buffer with the same shapes, holding the last step's values: read them, but write the
+    arrays passed in (the next step reads those, not these). ``param_groups`` are the local
     optimizer's groups (hyper-parameters per group, for schedules; their ``params`` are this
     rank's slices). ``synchronize(grads)`` returns this rank's slice of the averaged
     gradient (a list of arrays), e.g. for ``clip_grad_norm_(shard, max_norm, comm=comm)``;
@@ -105,11 +66,9 @@ class ShardedOptimizer:
         self.comm = comm = as_communicator(comm)
         self.op = op
         self.grad_weight = _grad_weight(grad_weight)
-        groups = _groups(params)
-        self._user = [p for g in groups for p in g["params"]]
-        if not self._user:
-            raise ValueError("params: no arrays to optimize")
-        self._check_params(self._user)
+        # this rank's arguments checked first, the outcome agreed on: a rank refusing its arrays
+        # must not leave the others waiting in the exchanges below
+        groups = agree(comm, lambda: (self._parse(params), None))[0]
         check_same_params(self._user, comm)
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
@@ -135,6 +94,12 @@ class ShardedOptimizer:
         ]
         self.lo = min(self.rank * self.chunk, self.numel)
         self.hi = min(self.lo + self.chunk, self.numel)
+        # (param, first, stop) in its C order, with the flat offset: the pieces of this rank's slice
+        self._own = []
+        for p, a in zip(self._user, np.cumsum([0] + [p.size for p in self._user[:-1]])):
+            s, e = max(self.lo - int(a), 0), min(self.hi - int(a), p.size)
+            if s < e:
+                self._own.append((p, s, e, int(a) + s))
         with _backend._device_of(p0):
             self._shard = xp.zeros(self.chunk, dtype=p0.dtype)  # this rank's reduced gradient slice
         base = self.rank * self.chunk
@@ -148,7 +113,11 @@ class ShardedOptimizer:
             if b > a:
                 self._local_grads.append(self._shard[a - base : b - base])
             local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
-        self.optimizer = optimizer_class(local_groups, **hyper)
+        # built on every rank, then the layout compared: each rank's groups and hyper-parameters
+        # decide how it steps its own slice, so they must be everyone's (the local optimizer can
+        # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
+        self.optimizer, sigs = agree(comm, lambda: self._local(optimizer_class, local_groups, hyper))
+        sharded_setup.check_same_groups(sigs)
         self._sq_by_group: list = []
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
@@ -156,22 +125,17 @@ class ShardedOptimizer:
         self._skip = False
         self._synced = False
 
-    @staticmethod
-    def _check_params(params) -> None:
-        _backend.backend(("params", params))  # one kind
-        dt = params[0].dtype
-        for i, p in enumerate(params):
-            if p.dtype not in (np.float32, np.float64) and _half_fmt(p.dtype) is None:
-                raise TypeError(f"params[{i}]: expected float32, float64, float16 or bfloat16, got {p.dtype}")
-            if p.dtype != dt:
-                raise TypeError(
-                    f"params[{i}]: expected {dt} like params[0], got {p.dtype} (one flat buffer holds every parameter)"
-                )
-            if _backend.is_cupy(p) and p.device.id != params[0].device.id:
-                raise ValueError(f"params[{i}]: on device {p.device.id}, params[0] on {params[0].device.id}")
-            if isinstance(p, np.ndarray) and not p.flags.writeable:
-                raise ValueError(f"params[{i}]: array is read-only")
-        _check_distinct(params)
+    def _parse(self, params) -> list:
+        """The groups of ``params``, their arrays (``self._user``) checked on this rank."""
+        groups = sharded_setup.groups_of(params)
+        self._user = [p for g in groups for p in g["params"]]
+        sharded_setup.check_params(self._user)
+        return groups
+
+    def _local(self, optimizer_class, local_groups, hyper) -> tuple:
+        """(the local optimizer of this rank's slices, its layout signature for the other ranks)."""
+        opt = optimizer_class(local_groups, **hyper)
+        return opt, sharded_setup.signature(opt, self._counts)
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -230,6 +194,7 @@ class ShardedOptimizer:
             if grads is None:
                 raise ValueError("grads: required outside skip_synchronize()")
             self.synchronize(grads)
+        self._read_params()
         if self._adagrad_norm:
             self._reduce_sq_norms()
         self.optimizer.step(self._local_grads)
@@ -239,6 +204,17 @@ class ShardedOptimizer:
         for p, v in zip(self._user, self.params):
             if p is not v:
                 p[...] = v
+
+    def _read_params(self) -> None:
+        """This rank's slice of the flat buffer from the arrays passed in, before its step.
+
+        Those arrays are the parameters (as for an unsharded optimizer): whatever changed them
+        since the last step -- a checkpoint's weights loaded in place, ``broadcast_params`` after
+        construction, a re-initialisation -- is what this step updates, instead of the flat
+        buffer's stale copy overwriting it. It costs one copy of 1/world of the parameters,
+        against the step's own copies of all of them (gradients in, parameters out)."""
+        for p, s, e, at in self._own:
+            self._flat[at : at + e - s] = p.reshape(-1)[s:e]
 
     def _reduce_sq_norms(self) -> None:
         """AdaGrad-Norm: each group's ``||g'||^2`` over all ranks' slices, one ordered allreduce."""
@@ -315,7 +291,13 @@ class ShardedOptimizer:
         return sharded_state.consolidate(gathered, self.optimizer.param_groups, self._ranges, self._counts, self._user)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a consolidated state dict (any world size) or this rank's own shard (same world size)."""
+        """Load a consolidated state dict (any world size) or this rank's own shard (same world size).
+
+        The optimizer's state only: load the parameters into the arrays passed in (the next
+        step reads them). A consolidated dict is checked whole on every rank, as an unsharded
+        optimizer checks it (each array its parameter's shape, ...), and the parameters of one
+        group must have the same step count and scalars (a group's slice steps as one array):
+        every rank loading the same dict raises the same ValueError naming the entry."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         if "zero" in state_dict:
@@ -332,5 +314,5 @@ class ShardedOptimizer:
                     )
             self.optimizer.load_state_dict(state_dict["optimizer"])
             return
-        local = sharded_state.reshard(state_dict, self._slices, self._ranges, self._counts, self._user)
+        local = sharded_state.reshard(state_dict, self.optimizer, self._slices, self._ranges, self._counts, self._user)
         self.optimizer.load_state_dict(local)

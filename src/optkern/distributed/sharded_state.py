@@ -14,12 +14,14 @@ import numpy as np
 
 from .. import _backend, lowp
 from ..optim._lowp import LowPrecisionMixin
-from ..optim._state_checks import check_groups
+from ..optim._state_checks import NONNEGATIVE, SCALARS, check_array, check_groups, check_scalar, check_step
 
 
-def _is_array_state(name, v, shape) -> bool:
-    """A per-element state array (exp_avg, ...) rather than a scalar (step, b_sq, mu_product)."""
-    return name != "step" and hasattr(v, "shape") and tuple(v.shape) == tuple(shape)
+def _array_names(optimizer) -> tuple:
+    """The names of the per-element state arrays (exp_avg, master_param, ...): the optimizer's own
+    list, not a guess from shapes (a one-element slice's array looks like a scalar, and a state
+    saved with the wrong shape must be named as wrong, not taken for a scalar)."""
+    return tuple(optimizer._state_names)
 
 
 def state_bytes(optimizer) -> int:
@@ -48,8 +50,26 @@ def _float_entry(entry: dict, where: str) -> dict:
     return out
 
 
+def _float32_entry(entry: dict, names, where: str) -> dict:
+    """An entry in any storage format as the float32 values the unsharded loader checks (8-bit
+    codes dequantized, bfloat16 widened: exact), its format keys gone; the local optimizer
+    stores them in its own format again."""
+    entry = _float_entry(entry, where)
+    fmt = entry.get("state_dtype", "float32")
+    if fmt != "bfloat16":
+        return entry
+    out = {k: v for k, v in entry.items() if k != "state_dtype"}
+    for k in names:
+        if entry.get(k) is not None:
+            v = LowPrecisionMixin._lowp_widen(entry[k], fmt, entry, k, 0, f"{where}[{k!r}]")
+            out[k] = v if v is entry[k] else np.asarray(v).reshape(np.shape(entry[k]))
+    return out
+
+
 def _scalar(v):
-    return _backend.to_numpy(v).item() if hasattr(v, "shape") else v
+    """A one-element array as a number (step, mu_product, b_sq); anything else as it is (an unknown
+    key the local optimizer's load then names)."""
+    return _backend.to_numpy(v).item() if hasattr(v, "shape") and getattr(v, "size", 0) == 1 else v
 
 
 def local_pieces(optimizer, slices) -> list:
@@ -60,7 +80,8 @@ def local_pieces(optimizer, slices) -> list:
         if b <= a:
             continue
         entry = _float_entry(sd["state"].get(k) or {}, f"state[{k}]")
-        arrays = {n: _backend.to_numpy(v).copy() for n, v in entry.items() if _is_array_state(n, v, (b - a,))}
+        names = _array_names(optimizer)
+        arrays = {n: _backend.to_numpy(v).copy() for n, v in entry.items() if n in names and v is not None}
         scalars = {n: _scalar(v) for n, v in entry.items() if n not in arrays}
         pieces.append({"gi": gi, "a": a, "b": b, "arrays": arrays, "scalars": scalars, "stepped": bool(entry)})
         k += 1
@@ -93,47 +114,101 @@ def consolidate(gathered, param_groups, ranges, counts, params) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def reshard(sd, slices, ranges, counts, params) -> dict:
-    """The local optimizer's state dict for this rank's ``slices`` from an unsharded one."""
+def reshard(sd, optimizer, slices, ranges, counts, params) -> dict:
+    """The local optimizer's state dict for this rank's ``slices`` from an unsharded one.
+
+    Every group is checked, not only those this rank holds part of: each rank loads the same
+    dict, so each refuses a bad one with the same error (none goes on alone to the next step's
+    collectives)."""
     keys = check_groups(sd, list(counts), strict=False)  # (a shard, with 'zero', is not resharded)
+    names = _array_names(optimizer)
+    scalar_names = tuple(getattr(optimizer, "_scalar_names", ()))
     saved_groups, saved_state = list(sd["param_groups"]), sd["state"]
-    state, groups, k, first = {}, [], 0, 0
-    for gi, ((a, b), (g_lo, _g_hi), saved) in enumerate(zip(slices, ranges, saved_groups)):
-        where = f"state_dict['param_groups'][{gi}]"
-        ids, n = keys[gi], counts[gi]
+    merged: list = []
+    first = 0
+    for gi, n in enumerate(counts):
         mine = params[first : first + n]
         first += n
+        merged.append(_group_entry(saved_state, keys[gi], mine, names, scalar_names, gi))
+    state, groups, k = {}, [], 0
+    for gi, ((a, b), (g_lo, _g_hi), saved) in enumerate(zip(slices, ranges, saved_groups)):
         hyper = {kk: v for kk, v in saved.items() if kk != "params"}
         if b <= a:
             groups.append({**hyper, "params": []})
             continue
-        entries = [
-            _float_entry(saved_state.get(i, saved_state.get(str(i))) or {}, f"state_dict['state'][{i!r}]") for i in ids
-        ]
-        if any(entries) and not all(entries[j] or mine[j].size == 0 for j in range(n)):
-            raise ValueError(
-                f"{where}: some parameters have state and some do not; a sharded optimizer steps whole groups"
-            )
-        if any(entries):
-            j0 = next(j for j, e in enumerate(entries) if e)
-            ref = entries[j0]
-            names = [nm for nm, v in ref.items() if _is_array_state(nm, v, mine[j0].shape)]
-            entry = {nm: _scalar(v) for nm, v in ref.items() if nm not in names}
-            for nm in names:
-                parts = []
-                for j, (e, p) in enumerate(zip(entries, mine)):
-                    if p.size == 0:
-                        continue
-                    if nm not in e:
-                        raise ValueError(f"state_dict['state'][{ids[j]!r}]: missing {nm!r}")
-                    v = _backend.to_numpy(e[nm])
-                    if v.size != p.size:
-                        raise ValueError(
-                            f"state_dict['state'][{ids[j]!r}][{nm!r}]: expected {p.size} elements, got {v.size}"
-                        )
-                    parts.append(np.asarray(v).reshape(-1))
-                entry[nm] = np.concatenate(parts)[a - g_lo : b - g_lo]
-            state[k] = entry
+        group_state = merged[gi]
+        if group_state is not None:
+            scalars, arrays = group_state
+            state[k] = {**scalars, **{nm: np.concatenate(parts)[a - g_lo : b - g_lo] for nm, parts in arrays.items()}}
         groups.append({**hyper, "params": [k]})
         k += 1
     return {"state": state, "param_groups": groups}
+
+
+def _group_entry(saved_state, ids, mine, names, scalar_names, gi: int) -> tuple | None:
+    """One group's state as the single entry a slice of it takes: (scalars, {array name: the
+    params' flat arrays in order}), or None when no parameter of the group has state.
+
+    The local optimizer steps a group's slice as one parameter, with one step count: the
+    group's parameters must agree on everything but their arrays (a parameter skipped by a
+    ``None`` gradient has fewer steps than the others: refused, naming both entries). Each
+    array is checked as an unsharded optimizer's load checks it (its parameter's shape, ...).
+    Zero-size parameters hold no element of the flat buffer: their entries are ignored."""
+    where = f"state_dict['param_groups'][{gi}]"
+    entries = {}
+    for j, (i, p) in enumerate(zip(ids, mine)):
+        raw = saved_state.get(i, saved_state.get(str(i)))
+        if p.size and raw:
+            if not isinstance(raw, dict):
+                raise TypeError(f"state_dict['state'][{i!r}]: expected a dict, got {type(raw).__name__}")
+            entries[j] = _float32_entry(raw, names, f"state_dict['state'][{i!r}]")
+    live = [j for j, p in enumerate(mine) if p.size]
+    if not entries:
+        return None
+    bare = [j for j in live if j not in entries]
+    if bare:
+        raise ValueError(
+            f"{where}: some parameters have state and some do not (state_dict['state'][{ids[bare[0]]!r}] has "
+            f"none, state_dict['state'][{ids[next(iter(entries))]!r}] has); a sharded optimizer steps whole groups"
+        )
+    ref_j = live[0]
+    ref_where = f"state_dict['state'][{ids[ref_j]!r}]"
+    ref_arrays = {nm for nm in names if entries[ref_j].get(nm) is not None}
+    ref_numbers = _numbers(entries[ref_j], scalar_names, ref_where)
+    arrays: dict = {nm: [] for nm in names if nm in ref_arrays}
+    for j in live:
+        e, ew = entries[j], f"state_dict['state'][{ids[j]!r}]"
+        have = {nm for nm in names if e.get(nm) is not None}
+        if have != ref_arrays:
+            nm, lacks = min((nm, ew if nm in ref_arrays else ref_where) for nm in have ^ ref_arrays)
+            raise ValueError(f"{lacks}: missing {nm!r} (other parameters of its group have it)")
+        for nm in arrays:
+            check_array(e[nm], mine[j], f"{ew}[{nm!r}]", nm in NONNEGATIVE)
+            arrays[nm].append(np.asarray(_backend.to_numpy(e[nm])).reshape(-1))
+        nums = _numbers(e, scalar_names, ew)
+        for key in [k for k in ("step", *scalar_names) if k in nums or k in ref_numbers]:  # step first
+            if key not in nums or key not in ref_numbers:
+                raise ValueError(
+                    f"{ew if key not in nums else ref_where}: missing {key!r} (other parameters of its group have it)"
+                )
+            if nums[key] != ref_numbers[key]:
+                raise ValueError(
+                    f"{ew}[{key!r}]: {nums[key]!r} differs from {ref_where}[{key!r}] = {ref_numbers[key]!r} in the "
+                    "same parameter group (a sharded optimizer steps a group's slice as one array, with one "
+                    "step count: load this state into an unsharded optimizer)"
+                )
+    scalars = {nm: _scalar(v) for nm, v in entries[ref_j].items() if nm not in arrays}
+    return scalars, arrays
+
+
+def _numbers(entry: dict, scalar_names, where: str) -> dict:
+    """An entry's step and per-parameter scalars, as checked numbers (a tensor step, a float
+    mu_product ...), for comparing the entries of one group."""
+    out: dict = {}
+    if entry.get("step") is not None:
+        out["step"] = check_step(entry["step"], f"{where}['step']")
+    for nm in scalar_names:
+        if entry.get(nm) is not None:
+            lo, hi, lo_open = SCALARS.get(nm, (None, None, False))
+            out[nm] = check_scalar(entry[nm], f"{where}[{nm!r}]", lo, hi, lo_open)
+    return out

@@ -83,6 +83,10 @@ def from_mlp(
     if not batches:
         raise ValueError("batches: needs at least one (x, y) batch")
     total = sum(int(bx.shape[0]) for bx, _ in batches)
+    if total == 0 and comm is None:
+        raise ValueError("x: needs at least one row (every batch is empty)")
+    # batches without rows add nothing (and the MLP refuses them): a rank's share may be empty
+    batches = [(bx, by) for bx, by in batches if int(bx.shape[0])] or batches[:1]
     weights = [int(bx.shape[0]) / max(total, 1) if reduction == "mean" else 1.0 for bx, _ in batches]
     product = model.hvp if kind == "hessian" else model.ggn_vp
     product_block = model.hvp_block if kind == "hessian" else model.ggn_block
@@ -143,7 +147,8 @@ def from_mlp(
         return op
     from ..distributed import distributed, global_share
 
-    return distributed(op, comm, global_share(total, comm) if reduction == "mean" else 1.0)
+    # (a rank without rows takes part in every reduction without applying its operator: weight 0)
+    return distributed(op, comm, global_share(total, comm) if reduction == "mean" else float(total > 0))
 
 
 def _frozen_products(model, params, batches, kind):
