@@ -57,6 +57,8 @@ class _StateDictChecks:
                 if n not in entry:
                     continue
                 t = entry[n]
+                if t is None and n in self._may_be_none:
+                    continue  # (torch 1.x SGD saved {'momentum_buffer': None}: made from the next grad)
                 if not isinstance(t, torch.Tensor):
                     raise TypeError(f"{where}[{n!r}]: expected a torch.Tensor, got {type(t).__name__}")
                 if not (t.is_floating_point() and t.layout is _STRIDED):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import operator
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,10 @@ import torch
 from .. import _backend
 from ..optim._hyper import _check_dtype
 from . import _lowp, _views
+from ._state import _FLOAT_DTYPES, _STEP_DTYPES, _checked_scalar
 
 _STRIDED = torch.strided
+_TENSOR = torch.Tensor
 # (unbound methods and getters: one call each per tensor in the per-step checks)
 _data_ptr = torch.Tensor.data_ptr
 _numpy = torch.Tensor.numpy
@@ -46,9 +49,39 @@ class _StepChecks:
             check_grad(p, p.grad, gi, index[id(p)], dtypes)
 
     def _names(self, group: dict, ps: list, gi: int) -> list:
-        """How errors name the params ``ps`` of group ``gi``."""
-        index = {id(p): j for j, p in enumerate(group["params"])}
-        return [f"param_groups[{gi}]['params'][{index[id(p)]}]" for p in ps]
+        """How errors name the params ``ps`` of group ``gi``. A tensor listed twice in the group
+        (appended to ``group["params"]`` again after construction; both in ``ps``) is named by its
+        positions in turn: an aliasing error names the two places, not one twice."""
+        where: dict = {}
+        for j, p in enumerate(group["params"]):
+            where.setdefault(id(p), []).append(j)
+        return [f"param_groups[{gi}]['params'][{_next_place(where[id(p)])}]" for p in ps]
+
+    def _scalar_values(self, group: dict, ps: list, gi: int, states: list) -> list:
+        """The step count and per-param scalars (NAdam's mu_product) of each of ``states`` (the
+        state dicts of params ``ps``, group ``gi``), a tuple of numbers each, in ``_run_keys``
+        order, those held. TypeError / ValueError naming the first the step cannot read and
+        advance in place after its native call wrote: each must be a 1-element real tensor
+        (torch's optimizers refuse a number too: "singleton tensors"), finite, a step count >= 0
+        (as ``load_state_dict`` checks them), mu_product floating-point (torch multiplies it in
+        place by a float). Read where a step's runs are planned (``_layout``, SGD's runs that
+        make buffers): a run of a cached layout holds checked ones (``_layout_holds``)."""
+        keys = [(k, *((_STEP_DTYPES, 0.0) if k == "step" else (_FLOAT_DTYPES, -math.inf))) for k in self._run_keys]
+        out = []
+        for p, s in zip(ps, states):
+            vals = []
+            for k, dtypes, lo in keys:
+                v = s.get(k)
+                if v is None and k not in s:
+                    continue
+                if type(v) is _TENSOR and v.dtype in dtypes and v.numel() == 1:
+                    x = v.item()
+                    if lo <= x < math.inf:
+                        vals.append(x)
+                        continue
+                vals.append(_checked_scalar(v, f"state[{self._names(group, [p], gi)[0]}][{k!r}]", dtypes, lo))
+            out.append(tuple(vals))
+        return out
 
     def _run_views(self, group: dict, ps: list, gi: int) -> tuple:
         """(the params' NumPy views, [(state name, a view of that state of each param, None where
@@ -61,7 +94,13 @@ class _StepChecks:
         states = [self.state.get(p) or {} for p in ps]
         names = self._stored(hp, ps[0].dtype)
         self._check_state_layouts(group, ps, gi, states, names)
-        return _views.views(ps), [(n, [_views.view(s[n]) if n in s else None for s in states]) for n in names]
+        return _views.views(ps), [(n, [_views.view(s[n]) if self._held(s, n) else None for s in states]) for n in names]
+
+    def _held(self, st: dict, n: str) -> bool:
+        """Whether state dict ``st`` holds state tensor ``n`` (else the step makes it): SGD's
+        ``momentum_buffer`` may be None, which torch's SGD makes from the next grad as a missing
+        one (``_may_be_none``); a None anything else is held, and refused by the checks."""
+        return n in st and (st[n] is not None or n not in self._may_be_none)
 
     def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
         """ValueError naming a state tensor of ``ps`` (group ``gi``) whose memory layout is not its
@@ -140,7 +179,7 @@ class _StepChecks:
                     _views.check_tensor(p, name, dtypes)
                     st = self.state.get(p) or {}
                     for n in self._stored(hp, p.dtype):
-                        if n in st:
+                        if self._held(st, n):
                             self._check_state(p, st[n], f"state[{name}][{n!r}]")
         if all(ps[0].is_cpu for *_, runs in work for ps in runs):
             self._precheck_native(work, True)
@@ -152,7 +191,8 @@ class _StepChecks:
                 _check_dtype(hp, self._m._math_dtype(_views.view(ps[0]).dtype), f"param_groups[{gi}]")
                 for p, name in zip(ps, self._names(group, ps, gi)):
                     st = self.state.get(p) or {}
-                    ts = [(p, name)] + [(st[n], f"state[{name}][{n!r}]") for n in self._stored(hp, p.dtype) if n in st]
+                    names = [n for n in self._stored(hp, p.dtype) if self._held(st, n)]
+                    ts = [(p, name)] + [(st[n], f"state[{name}][{n!r}]") for n in names]
                     written += [_span(t, nm) for t, nm in ts if t.numel()]
                     if p.grad.numel():
                         read.append(_span(p.grad, name + ".grad"))
@@ -245,6 +285,12 @@ class _StepChecks:
                 wn, gn = [""] * len(w), [""] * len(g)
             runs.append((dt, w, wn, g, gp, gn))
         _backend.cpu.precheck_step_(runs)
+
+
+def _next_place(places: list) -> int:
+    """The first of a tensor's positions in its group, taken from ``places`` while another is left
+    (``_names``: a tensor listed twice gets its second position the second time it is named)."""
+    return places.pop(0) if len(places) > 1 else places[0]
 
 
 def _span(t: torch.Tensor, name: str) -> tuple:

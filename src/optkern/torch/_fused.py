@@ -10,6 +10,7 @@ passes to its fused kernel) are in ``optimizers.py`` and ``adam.py``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import operator
 
@@ -24,7 +25,7 @@ from ._checks_step import _StepChecks, check_new_group
 from ._host_values import host_group, immutable
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
-from ._state import _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
+from ._state import _HOST_SCALARS, _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
 from ._tracked import _TrackedEntry, _TrackedState, plain, tracked
 
 
@@ -39,6 +40,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
 
     #: the optkern.optim class whose state layout this adapter keeps (in torch tensors)
     _core: type = _optim.Optimizer
+    #: state tensors torch's namesake takes as None (made by the step: SGD's momentum_buffer)
+    _may_be_none: tuple = ()
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         lowp = dict(lowp or {})
@@ -75,7 +78,10 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         """Forget the run layouts and the views of their params and state (made again by the next
         step): after anything that may change which tensors a run holds."""
         self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
-        self._view_cache: dict = {}  # id(run) -> (validity key, param views, state views, joined scalars)
+        # id(run) -> (validity key, param views, state views, joined scalars, optkern.optim run, the
+        # per-param dicts, their entries, contiguous, dicts all the optimizer's own, the run keys held,
+        # [joined tensors, their versions], run keys not joined): _Runs._run makes it
+        self._view_cache: dict = {}
 
     def __getstate__(self) -> dict:
         """pickle / ``copy.deepcopy``: torch's (defaults, state, groups) and the storage options;
@@ -143,7 +149,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's loader (casts state to each param's dtype and device), then the step counters and
-        mu_product back on the CPU (``_scalars_to_host``), the hyper-parameters torch's format lacks
+        mu_product back on the CPU, a number (older torch's ``"step": 2``) made the tensor torch's
+        ``__setstate__`` makes (``_scalars_to_host``), the hyper-parameters torch's format lacks
         (``momentum_form``, RMSprop's ``nesterov``...) filled from the defaults.
 
         The whole state dict is checked first (``_check_state_dict``: its structure, every group's
@@ -159,8 +166,9 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 self.state[p].update(
                     {k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
                 )
+            scalars = tuple(k for k in self._run_keys if k in _HOST_SCALARS)
             for p, state in self.state.items():
-                _scalars_to_host(state)
+                _scalars_to_host(state, scalars)
                 _like_param(p, state)
             for i, group in enumerate(self.param_groups):
                 for k, v in self.defaults.items():
@@ -186,14 +194,17 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
 
     # ---- one step ------------------------------------------------------------------
 
-    def step(self, closure=None):
-        """One update of every param with a grad; ``closure`` (re-evaluated with grad enabled)
-        returns the loss, which ``step`` returns.
+    def step(self, *args, **kwargs):
+        """``step(closure=None)``: one update of every param with a grad; ``closure``
+        (re-evaluated with grad enabled) returns the loss, which ``step`` returns.
 
         torch's step hooks (``register_step_pre_hook`` / ``post_hook``, global ones included) and
         its profiler's ``Optimizer.step#...`` range run as in torch, through torch's own wrapper,
         whenever one is registered or a profiler runs; otherwise the wrapper is skipped (it cost
-        0.3 ms per step on a 16M-float model: 2% of the step)."""
+        0.3 ms per step on a 16M-float model: 2% of the step). The caller's arguments go through
+        as given, as torch's wrapper passes them: a hook sees ``args=(opt,)`` and
+        ``kwargs={'closure': f}`` for ``step(closure=f)``, ``args=(opt, f)`` for ``step(f)``, and
+        may return new ones."""
         if (
             self._optimizer_step_pre_hooks
             or self._optimizer_step_post_hooks
@@ -201,8 +212,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
             or _GLOBAL_POST_HOOKS
             or torch.autograd._profiler_enabled()
         ):
-            return _hooked_step(self, closure)
-        return _plain_step(self, closure)
+            return _hooked_step(self, *args, **kwargs)
+        return _plain_step(self, *args, **kwargs)
 
     step.hooked = True  # type: ignore[attr-defined]  # torch.optim.Optimizer leaves it unwrapped
 
@@ -303,13 +314,14 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         return set()
 
     def _after(self, group, params, states, t, out) -> None:
-        """Advance the step counters (one add on the run's joined counters, else one foreach call)."""
+        """Advance the step counters (one add on the run's joined counters, else one foreach call).
+        An int 1: an integer step tensor (torch's ``step_t += 1`` takes one) stays an integer."""
         if "step" in self._joined:
-            self._joined["step"] += 1.0
+            self._joined["step"] += 1
             return
         steps = [s["step"] for s in states if "step" in s]
         if steps:
-            torch._foreach_add_(steps, 1.0)
+            torch._foreach_add_(steps, 1)
 
     # ---- state: the optkern.optim class's -----------------------------------------------
 
@@ -353,11 +365,13 @@ _GLOBAL_PRE_HOOKS: dict = getattr(_torch_optimizer, "_global_optimizer_pre_hooks
 _GLOBAL_POST_HOOKS: dict = getattr(_torch_optimizer, "_global_optimizer_post_hooks", {})
 
 
-def _plain_step(self: _Fused, closure):
-    out = self._step(closure)
+def _plain_step(self: _Fused, *args, **kwargs):
+    out = self._step(*args, **kwargs)
     self._optimizer_step_code()  # (what torch's profiler hooks into, as torch's wrapper calls it)
     return out
 
 
 _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
+# (``inspect.signature(opt.step)`` as torch's: ``(closure=None)``, as its wrapper shows it)
+_Fused.step.__signature__ = inspect.signature(_Fused._step)  # type: ignore[attr-defined]
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)

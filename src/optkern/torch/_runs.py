@@ -5,6 +5,7 @@ one run's fused call (the optkern.optim class's own ``_update``, or the adapter'
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,11 +17,12 @@ from ..optim._run import _Run
 from . import _lowp, _views
 from ._checks_step import _data_ptr
 from ._host_values import host_group
-from ._state import _entries, _join_scalars, _same_entries, _scalar_dtype
+from ._state import _entries, _equal_scalars, _join_scalars, _same_entries, _scalar_dtype
 from ._tracked import _TrackedEntry
 
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
 _is_contiguous = torch.Tensor.is_contiguous
+_version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
 
 
 class _Runs:
@@ -36,33 +38,68 @@ class _Runs:
 
     def _layout(self, group: dict, params: list, gi: int) -> list:
         """The runs of ``params`` (the group's params with a grad): params of one device, dtype and
-        step count (and per-param scalars) share a call. Cached while the same params have grads.
-        Writes nothing: params without state yet (made by the step, ``_init_pending``) run with
-        the step count and scalars they will start at."""
+        step count (and per-param scalars) share a call. Cached while the same params have grads
+        and the runs still hold (``_layout_holds``). Writes nothing: params without state yet
+        (made by the step, ``_init_pending``; a dict the user cleared too) run with the step count
+        and scalars they will start at. A step count or scalar the step cannot advance in place
+        is named (``_scalar_values``)."""
         ids = tuple(map(id, params))
         cached = self._layouts.get(gi)
-        if cached is not None and cached[0] == ids:
-            return cached[1]
+        if cached is not None:
+            if cached[0] == ids and self._layout_holds(cached[1]):
+                return cached[1]
+            self._drop_group_layout(gi)
         runs: dict = {}
         keys = self._run_keys
+        states = [self.state.get(p) or {} for p in params]
+        values = self._scalar_values(group, params, gi, states) if keys else [()] * len(params)
         pending, fresh = [], None
-        for p in params:
-            st = self.state.get(p)
+        for p, st, vals in zip(params, states, values):
             if not st:
                 pending.append(p)
                 if fresh is None:
                     fresh = self._fresh_scalars(p, group)
-                st = fresh
-            key = (p.device, p.dtype) + tuple(float(st[k]) for k in keys if k in st)
-            runs.setdefault(key, []).append(p)
+                vals = tuple(fresh[k] for k in keys if k in fresh)
+            runs.setdefault((p.device, p.dtype) + vals, []).append(p)
         self._layouts[gi] = (ids, list(runs.values()), pending)
-        self._view_cache = {}
         return self._layouts[gi][1]
+
+    def _drop_group_layout(self, gi: int) -> None:
+        """Forget group ``gi``'s run layout and its runs' view cache entries (keyed by the runs'
+        ids: dropped before the lists are freed, so no new list finds an old entry)."""
+        cached = self._layouts.pop(gi, None)
+        if cached is not None:
+            for ps in cached[1]:
+                self._view_cache.pop(id(ps), None)
+
+    def _layout_holds(self, runs: list) -> bool:
+        """Whether a group's cached runs still stand: each run's per-param dicts hold the entries
+        its view cache entry found (no state tensor, step count or scalar replaced or deleted, no
+        dict cleared: a cleared param starts afresh, as in torch), and its params' step counts and
+        scalars are still equal (one call steps them all with the first's).
+
+        While no per-param dict changed (``_TrackedEntry.changes``) and no joined step tensor was
+        changed in place (its ``_version``: ``_join_scalars``), this is one look-up and a version
+        compare per run; otherwise the entries are compared, then the values read."""
+        same = _TrackedEntry.changes == self._entries_seen
+        for ps in runs:
+            hit = self._view_cache.get(id(ps))
+            if hit is None:
+                return False  # (a step stopped between its plan and this run: plan again)
+            if not (same and hit[8]) and not _same_entries(hit[5], hit[0][0] + hit[9], hit[6]):
+                return False
+            bufs, versions = hit[10]
+            if hit[11] or list(map(_version, bufs)) != versions:
+                if not _equal_scalars(hit[5], hit[9]):
+                    return False
+                versions[:] = map(_version, bufs)  # (changed alike: the run stands)
+        return True
 
     def _element_bases(self, params: list) -> list[int]:
         """The index of each param's element 0 among all elements of ``param_groups`` in order: the
         stochastic rounding's Philox counters (optkern.optim numbers its params' elements so)."""
-        starts, base = {}, 0
+        starts: dict[int, int] = {}
+        base = 0
         for g in self.param_groups:
             for p in g["params"]:
                 starts.setdefault(id(p), base)
@@ -93,8 +130,7 @@ class _Runs:
         # (_tracked.py), else each state entry compared with the cached one
         if hit[8] and _TrackedEntry.changes == self._entries_seen:
             return hit
-        scalars = [k for k in self._run_keys if k in hit[5][0]]
-        if _same_entries(hit[5], (*names, *scalars), hit[6]):
+        if _same_entries(hit[5], names + hit[9], hit[6]):
             return hit
         return None
 
@@ -112,16 +148,15 @@ class _Runs:
         # (the per-param state dicts are torch's own until load_state_dict, which drops the cache;
         # looking 200 of them up by tensor costs 0.2 ms a step)
         states = hit[5] if hit is not None else [self.state[p] for p in params]
-        t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
         if hit is not None:
             pviews, lists, self._joined, core_run, dense = hit[1], hit[2], hit[3], hit[4], hit[7]
         else:
             dense = all(map(_is_contiguous, params))  # (else channels_last ones: flat views, checked)
-            scalars = [k for k in self._run_keys if k in states[0]]
+            scalars = tuple(k for k in self._run_keys if k in states[0])
             pviews = _views.views(params)
             self._check_state_layouts(group, params, gi, states, names)
             lists = {n: _views.views([s[n] for s in states]) for n in names}
-            self._joined = _join_scalars(states, scalars) if cache else {}
+            self._joined, bufs = _join_scalars(states, scalars) if cache else ({}, [])
             core_run = None
             if cache or self._lowp_core:  # the optkern.optim run over the same views: its step,
                 # without re-checking the lists (a low-precision step goes this way only)
@@ -132,8 +167,13 @@ class _Runs:
                 key = (names, list(map(_data_ptr, params)))
                 entries = (*names, *scalars)
                 own = all(type(st) is _TrackedEntry for st in states)
-                cached = (key, pviews, lists, self._joined, core_run, states, _entries(states, entries), dense, own)
+                versions = [bufs, list(map(_version, bufs))]  # (see _layout_holds)
+                unjoined = len(params) > 1 and len(self._joined) < len(scalars)  # (values read each step)
+                flat = _entries(states, entries)
+                cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
+                cached += (own, scalars, versions, unjoined)
                 self._view_cache[id(params)] = cached
+        t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
             grads = self._grad_arrays(params, gi)
         else:

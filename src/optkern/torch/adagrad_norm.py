@@ -97,7 +97,8 @@ class AdagradNorm(_Fused):
             except (TypeError, ValueError):
                 self._precheck_named([(group, ps, gi, None, [ps])])  # refused before writing: name it
                 raise
-            torch._foreach_add_([self.state[p]["step"] for p in ps], 1.0)
+            # (an int 1: an integer step tensor a checkpoint held stays one, as torch's ``step_t += 1``)
+            torch._foreach_add_([self.state[p]["step"] for p in ps], 1)
 
     def _b_sq(self, group: dict, ps: list) -> torch.Tensor:
         """The b^2 tensor of the group's params like ``ps`` (one device; one dtype unless low
@@ -131,7 +132,7 @@ class AdagradNorm(_Fused):
         except (TypeError, ValueError):
             self._precheck_named([(group, ps, gi, None, [ps])])  # refused before writing: name it
             raise
-        torch._foreach_add_([s["step"] for s in states], 1.0)
+        torch._foreach_add_([s["step"] for s in states], 1)
 
     def _call(self, group, params, grads, lists, t, *, first):
         import numpy as np

@@ -37,6 +37,7 @@ class SGD(_Fused):
     keywords: see :mod:`optkern.torch` (a ``step`` count is then kept, as for Adam)."""
 
     _core = _optim.SGD
+    _may_be_none = ("momentum_buffer",)  # (torch's SGD: None, or none, makes it from the next grad)
 
     def __init__(
         self,
@@ -66,14 +67,17 @@ class SGD(_Fused):
         )
 
     def _first_params(self, group, params, gi) -> list:
-        """The params whose momentum buffer this step makes (torch makes it from the first step's
-        gradient): those run with first=True. Writes nothing."""
+        """The params whose momentum buffer this step makes (torch makes it from the next
+        gradient where there is none, or None: a torch 1.x checkpoint's, a user's reset): those
+        run with first=True. Writes nothing."""
         cached = self._layouts.get(gi)  # a layout is only made once every buffer exists (momentum may
-        # have been switched on since: then the first param has none either)
+        # have been switched on since: then the first param has none either); while its runs hold
+        # (no buffer deleted, set to None or a dict cleared since: _layout_holds), every buffer does
         if not self._state_names(group) or (
             cached is not None
             and cached[0] == tuple(map(id, params))
             and (self.state.get(params[0]) or {}).get("momentum_buffer") is not None
+            and self._layout_holds(cached[1])
         ):
             return []
         return [p for p in params if (self.state.get(p) or {}).get("momentum_buffer") is None]
@@ -82,6 +86,8 @@ class SGD(_Fused):
         first = self._first_params(group, params, gi)
         if not first:
             return super()._plan(group, params, gi)
+        # (runs outside the layout: a low-precision step count, advanced after the call wrote, checked here)
+        self._scalar_values(group, params, gi, [self.state.get(p) or {} for p in params])
         return self._first_runs(params, first), True
 
     @staticmethod
@@ -102,7 +108,9 @@ class SGD(_Fused):
         if not first:  # no momentum, or every buffer made: the cached layout and views
             super()._group_step(group, params, gi)
             return
-        # torch creates the buffer from the first step's gradient: those params run with first=True
+        # torch creates the buffer from the first step's gradient: those params run with first=True.
+        # The cached layout's views may hold a buffer the user dropped: made anew next step
+        self._drop_group_layout(gi)
         for p in first:
             if self._lowp_core is not None:  # (its step count, master and buffer storage)
                 self._init_state(p, self.state[p], group)
