@@ -132,7 +132,9 @@ def _spoil_entry(sd, kind, rng):
             v = v.astype(np.int32)
         target[key] = v
     elif isinstance(v, list) and v:
-        target[key] = v[:-1] if kind == "short" else [np.nan if kind == "nan" else -abs(np.asarray(x)) - 1 for x in v]
+        # (None items: torch's empty slots, e.g. LBFGS's al past the history, stay None)
+        spoilt = [x if x is None else np.nan if kind == "nan" else -abs(np.asarray(x)) - 1 for x in v]
+        target[key] = v[:-1] if kind == "short" else spoilt
     elif isinstance(v, (int, float)) and not isinstance(v, bool):
         target[key] = {"nan": float("nan"), "negative": -abs(v) - 1, "short": v, "other_dtype": complex(v, 1)}[kind]
     return key
