@@ -1,8 +1,10 @@
-// optkern._cpu.dropout_: out = x * keep / (1 - p), keep regenerated from the
-// Philox stream (seed, offset) (philox::keep), so backward is the same call
-// on dy and no mask needs to be stored. Optionally writes the uint8 mask.
+// optkern._cpu.dropout_: out = x * keep / (1 - p) (rules::dropout: a dropped NaN
+// or inf gives NaN), keep regenerated from the Philox stream (seed, offset)
+// (philox::keep), so backward is the same call on dy and no mask needs to be
+// stored. Optionally writes the uint8 mask.
 #include <pybind11/pybind11.h>
 
+#include "optkern/rules/norm.hpp"
 #include "philox_cpu.hpp"
 #include "py_arrays.hpp"
 
@@ -25,10 +27,7 @@ void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint6
     const T s = scale;
     const T* xa = x + a;
     T* ya = y + a;
-    for (int64_t j = 0; j < m; ++j) {
-      const T kept = xa[j] * s;
-      ya[j] = philox::to_float(w[j]) >= pf ? kept : T(0);
-    }
+    for (int64_t j = 0; j < m; ++j) ya[j] = rules::dropout(xa[j], philox::to_float(w[j]) >= pf, s);
     if (uint8_t* const ma = mask ? mask + a : nullptr)
       for (int64_t j = 0; j < m; ++j) ma[j] = uint8_t(philox::to_float(w[j]) >= pf);
   });

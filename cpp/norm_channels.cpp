@@ -85,6 +85,7 @@ template <class T> struct GradSumKernel {
   const T *dy, *x, *mean, *rstd;
   T *sdy, *sdyx;  // [nblk][C]
   Shape sh;
+  const T* ns;  // S = 1: ChannelScaling's data, null when no channel needs it (norm_cpu.hpp)
   OK_INLINE void operator()(int64_t t) const {
     const int64_t C = sh.C, S = sh.S;
     if (S == 1) {
@@ -94,6 +95,14 @@ template <class T> struct GradSumKernel {
       for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
         const T* OK_RESTRICT g = dy + n * C;
         const T* OK_RESTRICT xn = x + n * C;
+        if (ns) {  // (rare: a channel whose x - mean may overflow)
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) {
+            a[c] += g[c];
+            b[c] += g[c] * rules::normalize(xn[c], channel_normalizer(ns, C, c));
+          }
+          continue;
+        }
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
           a[c] += g[c];
@@ -103,21 +112,22 @@ template <class T> struct GradSumKernel {
       return;
     }
     const int64_t k = t / C, c = t % C;
-    const T mu = mean[c], rs = rstd[c];
     T a = 0, b = 0;
-    for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
-      const T* OK_RESTRICT g = dy + (n * C + c) * S;
-      const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      prefetch_row(g + C * S, n + 1 < sh.n1(k) ? S : 0);
-      prefetch_row(xn + C * S, n + 1 < sh.n1(k) ? S : 0);
-      T r[2];  // Σ dy, Σ dy x̂ over the run
-      lane_sums<2, T>(S, [&](int64_t i, T* v) {
-        v[0] = g[i];
-        v[1] = g[i] * rules::normalize(xn[i], mu, rs);
-      }, r);
-      a += r[0];
-      b += r[1];
-    }
+    with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
+      for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
+        const T* OK_RESTRICT g = dy + (n * C + c) * S;
+        const T* OK_RESTRICT xn = x + (n * C + c) * S;
+        prefetch_row(g + C * S, n + 1 < sh.n1(k) ? S : 0);
+        prefetch_row(xn + C * S, n + 1 < sh.n1(k) ? S : 0);
+        T r[2];  // Σ dy, Σ dy x̂ over the run
+        lane_sums<2, T>(S, [&](int64_t i, T* v) OK_INLINE_LAMBDA {
+          v[0] = g[i];
+          v[1] = g[i] * rules::normalize(xn[i], nz);
+        }, r);
+        a += r[0];
+        b += r[1];
+      }
+    });
     sdy[t] = a;
     sdyx[t] = b;
   }
@@ -129,17 +139,28 @@ template <class T> struct ApplyKernel {
   T* y;
   Shape sh;
   bool stream;  // non-temporal stores of y (large outputs)
+  const T* ns;  // S = 1: ChannelScaling's data, or null
   OK_INLINE void operator()(int64_t t) const {
     if (sh.S == 1) {
       const T* OK_RESTRICT xn = x + t * sh.C;
-      write_row(y + t * sh.C, sh.C, stream,
-                [&](int64_t c) { return rules::affine(rules::normalize(xn[c], mean[c], rstd[c]), w[c], b[c]); });
+      if (ns) {  // (rare: a channel whose x - mean may overflow)
+        write_row(y + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
+          return rules::affine(rules::normalize(xn[c], channel_normalizer(ns, sh.C, c)), w[c], b[c]);
+        });
+        return;
+      }
+      write_row(y + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
+        return rules::affine(rules::normalize(xn[c], mean[c], rstd[c]), w[c], b[c]);
+      });
       return;
     }
     const int64_t c = t % sh.C;
-    const T mu = mean[c], rs = rstd[c], wc = w[c], bc = b[c];
+    const T wc = w[c], bc = b[c];
     const T* OK_RESTRICT xn = x + t * sh.S;
-    write_row(y + t * sh.S, sh.S, stream, [&](int64_t i) { return rules::affine(rules::normalize(xn[i], mu, rs), wc, bc); });
+    with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
+      write_row(y + t * sh.S, sh.S, stream,
+                [&](int64_t i) OK_INLINE_LAMBDA { return rules::affine(rules::normalize(xn[i], nz), wc, bc); });
+    });
   }
 };
 
@@ -149,21 +170,32 @@ template <class T> struct DxKernel {
   T* dx;
   Shape sh;
   bool stream;  // non-temporal stores of dx (large outputs)
+  const T* ns;  // S = 1: ChannelScaling's data, or null
   OK_INLINE void operator()(int64_t t) const {
     if (sh.S == 1) {
       const T* OK_RESTRICT g = dy + t * sh.C;
       const T* OK_RESTRICT xn = x + t * sh.C;
-      write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) {
+      if (ns) {  // (rare: a channel whose x - mean may overflow)
+        write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
+          const T xh = rules::normalize(xn[c], channel_normalizer(ns, sh.C, c));
+          return rules::norm_dx(g[c], w[c], xh, rstd[c], mg[c], mgx[c]);
+        });
+        return;
+      }
+      write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
         return rules::norm_dx(g[c], w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
       });
       return;
     }
     const int64_t c = t % sh.C;
-    const T mu = mean[c], rs = rstd[c], wc = w[c], a = mg[c], b = mgx[c];
+    const T rs = rstd[c], wc = w[c], a = mg[c], b = mgx[c];
     const T* OK_RESTRICT g = dy + t * sh.S;
     const T* OK_RESTRICT xn = x + t * sh.S;
-    write_row(dx + t * sh.S, sh.S, stream,
-              [&](int64_t i) { return rules::norm_dx(g[i], wc, rules::normalize(xn[i], mu, rs), rs, a, b); });
+    with_normalizer(mean[c], rs, [&](const auto& nz) OK_INLINE_LAMBDA {
+      write_row(dx + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA {
+        return rules::norm_dx(g[i], wc, rules::normalize(xn[i], nz), rs, a, b);
+      });
+    });
   }
 };
 
@@ -285,6 +317,8 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
   if (!k.w) k.w = ones.data();
   if (!k.b) k.b = zeros.data();
   py::gil_scoped_release nogil;
+  const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? sh.C : 0);
+  k.ns = scaling.data();
   run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 2 * sh.size());  // x in, y out
   if (rm) update_running(rm, rv, k.mean, var, sh.C, ra.momentum);
 }
@@ -321,7 +355,9 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
   py::gil_scoped_release nogil;
   const int64_t nblk = sh.nblk(), C = sh.C;
   std::vector<T> sdy(size_t(nblk * C), T(0)), sdyx(size_t(nblk * C), T(0)), mg(size_t(C), T(0)), mgx(size_t(C), T(0));
-  run(GradSumKernel<T>{k.dy, k.x, k.mean, k.rstd, sdy.data(), sdyx.data(), sh}, tasks(sh), 2 * sh.size());
+  const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? C : 0);
+  k.ns = scaling.data();
+  run(GradSumKernel<T>{k.dy, k.x, k.mean, k.rstd, sdy.data(), sdyx.data(), sh, k.ns}, tasks(sh), 2 * sh.size());
   const T M = T(sh.N * sh.S);
   for (int64_t c = 0; c < C; ++c) {
     T a = 0, b = 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "optkern/common.hpp"
 #include "lane_sums.hpp"
@@ -93,6 +94,47 @@ template <class T> OK_INLINE T row_norm2(const T* OK_RESTRICT x, int64_t n) {
   if (rules::stats_ok(T(0), ss, T(0))) return std::sqrt(ss);
   const auto q = scaled_sum_squares<T>(n, [&](int64_t i) { return x[i]; });
   return rules::norm_scaled(q.ssq, q.e);
+}
+
+// f(nz) with the normalizer of a row or channel's (mean, r): the plain (x - mean) · r, or where x - mean
+// may overflow (rules::normalize_needs_scaling: σ near the dtype's max) the scaled one. f is compiled
+// for both; the common rows run the plain one's loops as they were. f, and the per-element lambdas
+// in it, are declared OK_INLINE_LAMBDA: a lambda GCC finds too large to inline is compiled once, for
+// the baseline ISA, outside the target_clones of its caller (no FMA: fma_t a library call; the row
+// kernels ran 5-10x slower).
+#if defined(__GNUC__)
+#define OK_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define OK_INLINE_LAMBDA
+#endif
+template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, F&& f) {
+  if (rules::normalize_needs_scaling(r)) f(rules::scaled_normalizer(mean, r));
+  else f(rules::Normalizer<T>{mean, r});
+}
+
+// The kernels vectorized across channels (batch norm of (N, C)) choose once per call: when any
+// channel needs the scaled normalizer, every channel's is held as (f, mf, rf) ([3][C] in `v`), the
+// others' as (1, -mean, r), whose fma(x, 1, -mean) · r rounds as (x - mean) · r. Else `v` is empty
+// (data() null: the plain formula's loops).
+template <class T> struct ChannelScaling {
+  std::vector<T> v;
+  ChannelScaling(const T* mean, const T* r, int64_t C) {
+    bool any = false;
+    for (int64_t c = 0; c < C; ++c) any |= rules::normalize_needs_scaling(r[c]);
+    if (!any) return;
+    v.resize(size_t(3 * C));
+    for (int64_t c = 0; c < C; ++c) {
+      const auto n = rules::normalize_needs_scaling(r[c]) ? rules::scaled_normalizer(mean[c], r[c])
+                                                          : rules::ScaledNormalizer<T>{T(1), -mean[c], r[c]};
+      v[size_t(c)] = n.f, v[size_t(C + c)] = n.mf, v[size_t(2 * C + c)] = n.rf;
+    }
+  }
+  const T* data() const { return v.empty() ? nullptr : v.data(); }
+};
+
+// Channel c's normalizer from a ChannelScaling's data (C channels).
+template <class T> OK_INLINE rules::ScaledNormalizer<T> channel_normalizer(const T* ns, int64_t C, int64_t c) {
+  return {ns[c], ns[C + c], ns[2 * C + c]};
 }
 
 // Ask for the next row while this one is written: a row is often one 4 KiB

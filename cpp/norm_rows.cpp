@@ -59,16 +59,20 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
   const T* OK_RESTRICT w = a.w + (r % a.G) * a.Cg;
   const T* OK_RESTRICT b = a.b + (r % a.G) * a.Cg;
   prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
-  if (a.S == 1) {
-    write_row(y, M, a.stream, [&](int64_t j) { return rules::affine(rules::normalize(x[j], mu, rs), w[j], b[j]); });
-    return;
-  }
-  for (int64_t c = 0; c < a.Cg; ++c) {
-    const T wc = w[c], bc = b[c];
-    const T* OK_RESTRICT xc = x + c * a.S;
-    write_row(y + c * a.S, a.S, a.stream,
-              [&](int64_t s) { return rules::affine(rules::normalize(xc[s], mu, rs), wc, bc); });
-  }
+  with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
+    if (a.S == 1) {
+      write_row(y, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
+        return rules::affine(rules::normalize(x[j], nz), w[j], b[j]);
+      });
+      return;
+    }
+    for (int64_t c = 0; c < a.Cg; ++c) {
+      const T wc = w[c], bc = b[c];
+      const T* OK_RESTRICT xc = x + c * a.S;
+      write_row(y + c * a.S, a.S, a.stream,
+                [&](int64_t s) OK_INLINE_LAMBDA { return rules::affine(rules::normalize(xc[s], nz), wc, bc); });
+    }
+  });
 }
 
 template <class T> struct RowGradArgs {
@@ -85,51 +89,55 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
   const T* OK_RESTRICT dy = a.dy + r * M;
   T* OK_RESTRICT dx = a.dx + r * M;
   const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
-  const int64_t w0 = (r % a.G) * a.Cg;
-  const T* OK_RESTRICT w = a.w + w0;
-  T sg = 0, sgx = 0;
-  if (a.S == 1) {
-    T s[2];  // Σ g, Σ g x̂ with g = γ dy
-    lane_sums<2, T>(M, [&](int64_t j, T* v) {
-      v[0] = dy[j] * w[j];
-      v[1] = v[0] * rules::normalize(x[j], mu, rs);
-    }, s);
-    sg = s[0], sgx = s[1];
-  } else {
-    for (int64_t c = 0; c < a.Cg; ++c) {
-      const T* OK_RESTRICT dyc = dy + c * a.S;
-      const T* OK_RESTRICT xc = x + c * a.S;
-      T s[2];  // Σ dy, Σ dy x̂ over the channel's run
-      lane_sums<2, T>(a.S, [&](int64_t i, T* v) {
-        v[0] = dyc[i];
-        v[1] = dyc[i] * rules::normalize(xc[i], mu, rs);
+  with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
+    const int64_t w0 = (r % a.G) * a.Cg;
+    const T* OK_RESTRICT w = a.w + w0;
+    T sg = 0, sgx = 0;
+    if (a.S == 1) {
+      T s[2];  // Σ g, Σ g x̂ with g = γ dy
+      lane_sums<2, T>(M, [&](int64_t j, T* v) OK_INLINE_LAMBDA {
+        v[0] = dy[j] * w[j];
+        v[1] = v[0] * rules::normalize(x[j], nz);
       }, s);
-      sg += w[c] * s[0];
-      sgx += w[c] * s[1];
-      if (pdw) pdw[w0 + c] += s[1];
-      if (pdb) pdb[w0 + c] += s[0];
-    }
-  }
-  const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
-  if (a.S == 1) {
-    write_row(dx, M, a.stream,
-              [&](int64_t j) { return rules::norm_dx(dy[j], w[j], rules::normalize(x[j], mu, rs), rs, mg, mgx); });
-    if (pdw || pdb) {
-#pragma omp simd
-      for (int64_t j = 0; j < M; ++j) {
-        if (pdw) pdw[w0 + j] += dy[j] * rules::normalize(x[j], mu, rs);
-        if (pdb) pdb[w0 + j] += dy[j];
+      sg = s[0], sgx = s[1];
+    } else {
+      for (int64_t c = 0; c < a.Cg; ++c) {
+        const T* OK_RESTRICT dyc = dy + c * a.S;
+        const T* OK_RESTRICT xc = x + c * a.S;
+        T s[2];  // Σ dy, Σ dy x̂ over the channel's run
+        lane_sums<2, T>(a.S, [&](int64_t i, T* v) OK_INLINE_LAMBDA {
+          v[0] = dyc[i];
+          v[1] = dyc[i] * rules::normalize(xc[i], nz);
+        }, s);
+        sg += w[c] * s[0];
+        sgx += w[c] * s[1];
+        if (pdw) pdw[w0 + c] += s[1];
+        if (pdb) pdb[w0 + c] += s[0];
       }
     }
-    return;
-  }
-  for (int64_t c = 0; c < a.Cg; ++c) {
-    const T wc = w[c];
-    const T* OK_RESTRICT dyc = dy + c * a.S;
-    const T* OK_RESTRICT xc = x + c * a.S;
-    write_row(dx + c * a.S, a.S, a.stream,
-              [&](int64_t s) { return rules::norm_dx(dyc[s], wc, rules::normalize(xc[s], mu, rs), rs, mg, mgx); });
-  }
+    const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
+    if (a.S == 1) {
+      write_row(dx, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
+        return rules::norm_dx(dy[j], w[j], rules::normalize(x[j], nz), rs, mg, mgx);
+      });
+      if (pdw || pdb) {
+#pragma omp simd
+        for (int64_t j = 0; j < M; ++j) {
+          if (pdw) pdw[w0 + j] += dy[j] * rules::normalize(x[j], nz);
+          if (pdb) pdb[w0 + j] += dy[j];
+        }
+      }
+      return;
+    }
+    for (int64_t c = 0; c < a.Cg; ++c) {
+      const T wc = w[c];
+      const T* OK_RESTRICT dyc = dy + c * a.S;
+      const T* OK_RESTRICT xc = x + c * a.S;
+      write_row(dx + c * a.S, a.S, a.stream, [&](int64_t s) OK_INLINE_LAMBDA {
+        return rules::norm_dx(dyc[s], wc, rules::normalize(xc[s], nz), rs, mg, mgx);
+      });
+    }
+  });
 }
 
 // Multi-versioned row loops (GCC target_clones needs plain functions).

@@ -46,6 +46,11 @@ template <class T> struct WnBackward {
     const T nrm = norm[r];
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
+    if (!rules::weight_norm_k_ok(k, s, nrm)) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
+      const T sn = s / nrm;
+      for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv_scaled(dwr[j], vr[j], scale, sn, nrm);
+      return;
+    }
 #pragma omp simd
     for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv(dwr[j], vr[j], scale, k);
   }

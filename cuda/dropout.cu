@@ -7,6 +7,7 @@
 
 #include "norm_common.cuh"
 #include "optkern/philox.hpp"
+#include "optkern/rules/norm.hpp"
 
 namespace optkern {
 
@@ -56,7 +57,7 @@ __global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, float
   using C = typename Compute<T>::type;
   for_each_slot<4>(n, seed, offset, br, [&](int64_t i, const philox::U4& r, unsigned k) {
     const bool keep = philox::to_float(philox::lane(r, k)) >= p;
-    store(y, i, keep ? C(load(x, i)) * scale : C(0));
+    store(y, i, rules::dropout(C(load(x, i)), keep, scale));  // (a dropped NaN or inf: NaN)
     if (mask) mask[i] = uint8_t(keep);
   });
 }

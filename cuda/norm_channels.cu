@@ -16,7 +16,7 @@ __global__ void channel_apply_kernel(const T* __restrict__ x, const A* __restric
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = (S == 1 ? i : i / S) % C;
     const A wc = w ? A(load(w, c)) : A(1), bc = b ? A(load(b, c)) : A(0);
-    store(y, i, rules::affine(rules::normalize(A(load(x, i)), mean[c], rstd[c]), wc, bc));
+    store(y, i, rules::affine(rules::normalize_safe(A(load(x, i)), mean[c], rstd[c]), wc, bc));
   }
 }
 
@@ -29,8 +29,8 @@ __global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict_
     const int64_t c = (S == 1 ? i : i / S) % C;
     const A wc = w ? A(load(w, c)) : A(1);
     const A mg = training ? wc * total[c].a * inv_m : A(0), mgx = training ? wc * total[c].b * inv_m : A(0);
-    store(dx, i, rules::norm_dx(A(load(dy, i)), wc, rules::normalize(A(load(x, i)), mean[c], rstd[c]), rstd[c],
-                                mg, mgx));
+    store(dx, i, rules::norm_dx(A(load(dy, i)), wc, rules::normalize_safe(A(load(x, i)), mean[c], rstd[c]),
+                                rstd[c], mg, mgx));
   }
 }
 

@@ -34,7 +34,7 @@ template <class T, class A> struct GradSumOp {
     const int64_t k = per_row ? n * G + c / Cg : c;
     const A g = load(dy, i);
     acc.a += g;
-    acc.b += g * rules::normalize(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
+    acc.b += g * rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
   }
 };
 

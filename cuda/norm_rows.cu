@@ -61,7 +61,7 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const int64_t c = w0 + (S == 1 ? j : j / S);
       const A wc = w ? A(load(w, c)) : A(1), bc = b ? A(load(b, c)) : A(0);
-      store(yr, j, rules::affine(rules::normalize(A(load(xr, j)), mu, rs), wc, bc));
+      store(yr, j, rules::affine(rules::normalize_safe(A(load(xr, j)), mu, rs), wc, bc));
     }
   }
 }
@@ -81,13 +81,14 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A g = A(load(dyr, j)) * (w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1));
       s.a += g;
-      s.b += g * rules::normalize(A(load(xr, j)), mu, rs);
+      s.b += g * rules::normalize_safe(A(load(xr, j)), mu, rs);
     }
     s = block_reduce(s, ss, Sum2<A>{A(0), A(0)});
     const A mg = mean ? s.a / A(M) : A(0), mgx = s.b / A(M);  // RMS norm (no mean): no mean(g) term
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
-      store(dx + r * M, j, rules::norm_dx(A(load(dyr, j)), wj, rules::normalize(A(load(xr, j)), mu, rs), rs, mg, mgx));
+      const A xh = rules::normalize_safe(A(load(xr, j)), mu, rs);  // (scaled where x - mu may overflow)
+      store(dx + r * M, j, rules::norm_dx(A(load(dyr, j)), wj, xh, rs, mg, mgx));
     }
   }
 }

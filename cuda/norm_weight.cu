@@ -55,6 +55,12 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     const A nrm = norm[r];
     if (threadIdx.x == 0) store(dg, r, q.a / nrm);
     const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(q.a, nrm);
+    if (!rules::weight_norm_k_ok(k, q.a, nrm)) {  // s / ‖v‖² out of range (rules/norm.hpp), block-uniform
+      const A sn = q.a / nrm;
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
+        store(dv + r * M, j, rules::weight_norm_dv_scaled(A(load(dwr, j)), A(load(vr, j)), scale, sn, nrm));
+      continue;
+    }
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
       store(dv + r * M, j, rules::weight_norm_dv(A(load(dwr, j)), A(load(vr, j)), scale, k));
   }

@@ -67,3 +67,31 @@ def test_torch_dropout_statistics():
     np.testing.assert_allclose(np.unique(y), np.unique(t), rtol=1e-6)
     sd = np.sqrt(p * (1 - p) / x.size)
     assert abs((y != 0).mean() - (t != 0).mean()) < 7 * sd
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_dropped_nan_or_inf_stays_nan(dtype):
+    """y = x · keep / (1 - p), as documented and as torch computes it: a dropped NaN or ±inf gives
+    0 · NaN = 0 · inf = NaN, so a NaN activation (or, through backward, gradient) is not hidden.
+    A select of 0 for dropped elements turned them into 0."""
+    x = np.array([np.nan, np.inf, -np.inf, 1.0, -0.0, 3.0] * 64, dtype)
+    y, mask = norm.dropout(x, 0.5, seed=0, offset=3, return_mask=True)
+    dropped_bad = (mask == 0) & ~np.isfinite(x)
+    assert dropped_bad.sum() > 20 and ((mask == 1) & ~np.isfinite(x)).sum() > 20
+    with np.errstate(invalid="ignore"):
+        want = x * np.where(mask, dtype(1.0 / (1.0 - 0.5)), dtype(0))  # the formula, in x's dtype
+    np.testing.assert_array_equal(y, want)  # (NaN where want is NaN)
+    assert np.isnan(y[dropped_bad]).all()
+    np.testing.assert_array_equal(norm.dropout_backward(x, 0.5, seed=0, offset=3), want)
+
+
+def test_torch_dropout_keeps_nan_and_inf_visible_too():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = np.array([np.nan, np.inf, -np.inf, 2.0] * 256, np.float32)
+    t = torch.nn.functional.dropout(torch.from_numpy(x), p=0.5, training=True).numpy()
+    y = norm.dropout(x, 0.5, seed=5)
+    for out in (t, y):
+        assert np.isnan(out[np.isnan(x)]).all()  # kept or dropped, NaN
+        assert not (out[np.isinf(x)] == 0).any()  # ±inf kept (scaled) or dropped (NaN): never 0
+        assert np.isnan(out[np.isinf(x)]).any() and np.isinf(out[np.isinf(x)]).any()
+        assert set(np.unique(out[x == 2.0])) == {0.0, 4.0}

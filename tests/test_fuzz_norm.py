@@ -309,8 +309,9 @@ def test_dropout(data):
     y, mask = res
     xin = np.asarray(kw["x"], np.float64)
     with np.errstate(all="ignore"):
-        # kept elements scale by 1 / (1 - p) computed in float64 and rounded once (as torch's dropout)
-        ref = np.where(mask.astype(bool), xin * (1.0 / (1.0 - kw["p"])), 0.0)
+        # kept elements scale by 1 / (1 - p) computed in float64 and rounded once (as torch's dropout);
+        # dropped ones are x * 0 (a NaN or inf stays NaN, as torch's x * mask * scale)
+        ref = np.where(mask.astype(bool), xin * (1.0 / (1.0 - kw["p"])), xin * 0.0)
     dtype = y.dtype  # x may have been given in the other float dtype: judged in the one it has
     assert_close(y, ref, dtype, "y")
     dx = norm.dropout_backward(np.ascontiguousarray(kw["x"]), kw["p"], kw["seed"])

@@ -249,3 +249,45 @@ def test_batch_norm_running_var_matches_the_unbiased_variance(dtype):
     norm.batch_norm(x, running_mean=rm, running_var=rv, momentum=0.25)
     ref = 0.75 + 0.25 * x.astype(np.float64).var(axis=(0, 2), ddof=1)
     np.testing.assert_allclose(rv, ref, rtol=RTOL[dtype] * 4)
+
+
+def _wn_backward_exact(v, g, dw):
+    """(dv, dg) of one row of weight_norm from exact rational sums: with s = Σ dw v and n = ‖v‖,
+    dg = s / n and dv = (g / n)(dw - s v / n²), each value rounded once to float64 before the division
+    by n (which is in float64's normal range for every case here)."""
+    from fractions import Fraction as Fr
+
+    vv, dd = [Fr(float(a)) for a in v], [Fr(float(a)) for a in dw]
+    n2, s = sum(a * a for a in vv), sum(a * b for a, b in zip(vv, dd))
+    k = (n2.denominator.bit_length() - n2.numerator.bit_length()) // 2  # n2 4^k is near 1
+    n = math.ldexp(math.sqrt(n2 * 4**k), -k)
+    dv = [float(Fr(float(g)) * (d - s * a / n2)) / n for a, d in zip(vv, dd)]
+    return np.array(dv), float(s) / n
+
+
+# (v row, g, dw row): k = s / ‖v‖ / ‖v‖ overflowed (to inf, or the dv of the wrong sign) in the first three
+WN_BACKWARD_CASES = [
+    (np.float32, [1e-40, 2e-40], 1e-30, [1.0, 1.0]),  # subnormal ‖v‖, tiny g
+    (np.float32, [1e-9, 2e-9], 1e-5, [1e30, 1e30]),  # normal range, a large dw
+    (np.float64, [1e-160, 2e-160], 1e-150, [1e160, 1e160]),
+    (np.float32, [1e-40, 2e-40], 1e-2, [1.0, -3.0]),  # dv near float32's max
+    (np.float32, [3.0, -4.0, 1.0], 0.5, [0.25, 2.0, -1.0]),  # ordinary: the fast path
+    (np.float64, [3.0, -4.0, 1.0], 0.5, [0.25, 2.0, -1.0]),
+]
+
+
+@pytest.mark.parametrize("dtype,v,g,dw", WN_BACKWARD_CASES)
+def test_weight_norm_backward_where_s_over_norm_squared_overflows(dtype, v, g, dw):
+    """dv = (g / ‖v‖)(dw - (s / ‖v‖)(v / ‖v‖)) is finite where s / ‖v‖² is not (a subnormal ‖v‖ or a
+    large dw): it was -inf for both elements (exact: one positive, one negative); torch in float32 too
+    gives NaN / -inf here (its float64 gives the exact values of the float32 cases)."""
+    v2, g1, dw2 = np.array([v], dtype), np.array([g], dtype), np.array([dw], dtype)
+    w, saved = norm.weight_norm(v2, g1)
+    dg, dv = norm.weight_norm_backward(dw2, v2, g1, saved)
+    want_dv, want_dg = _wn_backward_exact(v2[0], g1[0], dw2[0])
+    assert np.isfinite(want_dv).all() and np.isfinite(dv).all()
+    # a subnormal ‖v‖ (2.2e-40) is saved in float32 with about 17 bits (6e-6 relative), times dv's cancellation
+    rtol = 5e-5 if saved.norm[0] < np.finfo(dtype).tiny else RTOL[dtype] * 8
+    np.testing.assert_allclose(dv[0], want_dv, rtol=rtol)
+    np.testing.assert_allclose(dg, [want_dg], rtol=rtol)
+    assert (np.sign(dv[0]) == np.sign(want_dv)).all()

@@ -85,18 +85,73 @@ def test_instance_norm_running_statistics_match_the_float64_formula(dtype, shape
     """Instance norm averages its per-instance statistics over the batch, then the same update."""
     rng = np.random.default_rng(sum(shape) + 1)
     x = (1 + 3 * rng.standard_normal(shape)).astype(dtype)
+    x[:, 0] = 1 + 3e-4 * rng.standard_normal(x[:, 0].shape)  # a variance (9e-8) far below eps (1e-5)
     C = shape[1]
     rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(0.5, 2, C).astype(dtype)
+    rv[0] = 0  # (so that the small variance is not lost in (1 - momentum) rv)
     inst = x.astype(np.float64).reshape(shape[0], C, -1)
     want_m = 0.7 * rm.astype(np.float64) + 0.3 * inst.mean(axis=2).mean(axis=0)
     want_v = 0.7 * rv.astype(np.float64) + 0.3 * inst.var(axis=2, ddof=1).mean(axis=0)
     strided_m, strided_v = np.zeros(2 * C, dtype), np.zeros(2 * C, dtype)
     strided_m[::2], strided_v[::2] = rm, rv  # strided buffers: updated through contiguous copies
     norm.instance_norm(x, running_mean=strided_m[::2], running_var=strided_v[::2], momentum=0.3)
-    tol = 64 * float(np.finfo(dtype).eps)  # the variance comes back from rstd = 1 / sqrt(var + eps)
+    # the unbiased variances come from the moments (not back from rstd = 1 / sqrt(var + eps), which an
+    # atol of 1e-5 let pass): relative, with the moments' and the batch average's rounding
+    tol = 8 * float(np.finfo(dtype).eps)
     np.testing.assert_allclose(strided_m[::2], want_m, rtol=tol, atol=tol)
-    np.testing.assert_allclose(strided_v[::2], want_v, rtol=tol, atol=1e-5)
+    np.testing.assert_allclose(strided_v[::2], want_v, rtol=tol, atol=0)
     assert not strided_m[1::2].any() and not strided_v[1::2].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [0.0, 1.0, 3.0])
+@pytest.mark.parametrize("eps", [1e-5, 1e-3, 0.1, 0.7])
+def test_instance_norm_running_var_of_constant_instances_is_exactly_zero(dtype, c, eps):
+    """Constant instances have variance 0 (torch's too): 1 / rstd² - eps from a rounded rstd gave
+    -1.2e-12 (float32, eps 1e-5) or 4e-8 (eps 0.7), a negative or made-up running variance."""
+    x = np.full((2, 3, 8), c, dtype)
+    rm, rv = np.zeros(3, dtype), np.ones(3, dtype)
+    norm.instance_norm(x, running_mean=rm, running_var=rv, momentum=1.0, eps=eps)
+    np.testing.assert_array_equal(rv, np.zeros(3))
+    np.testing.assert_array_equal(rm, np.full(3, c))
+    rv[:] = 2.0
+    norm.instance_norm(x, running_mean=rm, running_var=rv, momentum=0.25, eps=eps)
+    np.testing.assert_array_equal(rv, np.full(3, 1.5))  # (1 - momentum) 2 + momentum 0, exact
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("std", [1e-2, 1e-4, 1e-5, 1e-6])
+def test_instance_norm_running_var_of_a_small_spread_matches_float64(dtype, std):
+    """A variance far below eps (1e-5) is kept to the rounding of the data's moments: from rstd it was
+    0.5% off at std 1e-5 and 20% at 1e-6 in float32 (and 1e-9 relative in float64 at 1e-6)."""
+    rng = np.random.default_rng(int(-np.log10(std)))
+    x = (1.0 + std * rng.standard_normal((3, 2, 64))).astype(dtype)
+    rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
+    norm.instance_norm(x, running_mean=rm, running_var=rv, momentum=1.0)
+    want = x.astype(np.float64).var(axis=2, ddof=1).mean(axis=0)  # of the data as rounded
+    np.testing.assert_allclose(rv, want, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=0)
+    np.testing.assert_allclose(rm, x.astype(np.float64).mean(axis=(0, 2)), rtol=4 * np.finfo(dtype).eps)
+
+
+def test_instance_norm_with_buffers_normalizes_as_without():
+    """With running buffers the statistics come from the channel kernels (the (1, N C, S) view): the
+    output, saved statistics and gradients agree with the row kernels' to rounding."""
+    rng = np.random.default_rng(5)
+    x, dy = (2 + rng.standard_normal((3, 4, 37))).astype(np.float32), rng.standard_normal((3, 4, 37))
+    w, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    y1, s1 = norm.instance_norm(x, w, b)
+    y2, s2 = norm.instance_norm(x, w, b, np.zeros(4, np.float32), np.ones(4, np.float32))
+    tol = 16 * float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(y2, y1, rtol=tol, atol=tol)
+    np.testing.assert_allclose(s2.mean, s1.mean, rtol=tol, atol=tol)
+    np.testing.assert_allclose(s2.rstd, s1.rstd, rtol=tol)
+    assert s2.mean.shape == s1.mean.shape == (3, 4) and s2.groups == s1.groups == 4
+    g1 = norm.instance_norm_backward(dy.astype(np.float32), x, w, s1)
+    g2 = norm.instance_norm_backward(dy.astype(np.float32), x, w, s2)
+    for a, b_ in zip(g1, g2):
+        np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="^weight: array must be C-contiguous"):
+        norm.instance_norm(x, np.ones(8, np.float32)[::2], None, np.zeros(4, np.float32), np.ones(4, np.float32))
 
 
 def test_native_running_stats_checks():

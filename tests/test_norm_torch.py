@@ -131,3 +131,42 @@ def test_weight_norm(shape, dim):
     dg, dv = norm.weight_norm_backward(dw, v, g, s)
     np.testing.assert_allclose(dv, gv, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dg, gg, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "dtype,std", [(np.float32, 0.0), (np.float32, 1e-2)] + [(np.float64, s) for s in (0.0, 1e-2, 1e-4, 1e-6)]
+)
+def test_instance_norm_running_var_of_small_spreads(dtype, std):
+    """torch's running_var (the unbiased variance from its moments): exactly 0 for constant instances,
+    where 1 / rstd² - eps gave -1.2e-12 in float32; torch's float32 sums are 1e-3 off at std 1e-6, so
+    below 1e-2 float64 alone (tests/test_norm_running.py has float32 against float64)."""
+    rng = np.random.default_rng(17)
+    x = (1.0 + std * rng.standard_normal((3, 2, 64))).astype(dtype)
+    rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
+    trm, trv = torch.zeros(2, dtype=torch.from_numpy(x).dtype), torch.ones(2, dtype=torch.from_numpy(x).dtype)
+    norm.instance_norm(x, running_mean=rm, running_var=rv, momentum=0.5, eps=1e-3)
+    F.instance_norm(torch.from_numpy(x), trm, trv, use_input_stats=True, momentum=0.5, eps=1e-3)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rm, trm.numpy(), rtol=tol)
+    if std == 0.0:
+        np.testing.assert_array_equal(rv, trv.numpy())  # 0.5: (1 - momentum) 1 + momentum 0
+    else:
+        np.testing.assert_allclose(rv, trv.numpy(), rtol=tol)
+
+
+@pytest.mark.parametrize(
+    "v,g,dw", [([1e-40, 2e-40], 1e-30, [1.0, 1.0]), ([1e-9, 2e-9], 1e-5, [1e30, 1e30])], ids=["subnormal", "large-dw"]
+)
+def test_weight_norm_backward_where_s_over_norm_squared_overflows(v, g, dw):
+    """float32 rows where s / ‖v‖² overflows (dv was -inf for both elements): torch's float64 autograd on
+    the same values (torch's float32 itself gives NaN / -inf here)."""
+    v32, g32, dw32 = np.array([v], np.float32), np.array([g], np.float32), np.array([dw], np.float32)
+    _, s = norm.weight_norm(v32, g32)
+    dg, dv = norm.weight_norm_backward(dw32, v32, g32, s)
+    tv, tg = t(v32.astype(np.float64)), t(g32.astype(np.float64))
+    gv, gg = grads(torch._weight_norm(tv, tg, 0), dw32.astype(np.float64), tv, tg)
+    assert np.isfinite(gv).all()
+    # (a subnormal ‖v‖ = 2.2e-40, saved in float32, keeps about 17 bits: 6e-6 relative, times dv's cancellation)
+    rtol = 5e-5 if v[0] < 1e-38 else 2e-6
+    np.testing.assert_allclose(dv, gv, rtol=rtol)
+    np.testing.assert_allclose(dg, gg, rtol=rtol)

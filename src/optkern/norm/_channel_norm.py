@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from .. import _backend
 from ._common import (
     BatchNormSaved,
@@ -51,10 +53,19 @@ def _on_running(xp, running_mean, running_var, update):
             buf[...] = tmp
 
 
+def _layout(N, S):
+    """(N, S) for the channel kernels. An empty x (N = 0 or a zero-size spatial dim, S = 0) goes as
+    (0, S = 1): the same zero elements, a layout the kernels take (they refuse S = 0, their blocks
+    are sized by S), so that they still check every argument and then write nothing (torch returns
+    an empty output, and zero parameter gradients, for such an x)."""
+    return (N, S) if N * S else (0, 1)
+
+
 def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S):
     """Normalize with fixed per-channel running statistics; returns (mean, rstd) for backward."""
     mean = running_mean.copy()
     rstd = _rstd(running_var, eps)
+    N, S = _layout(N, S)
     mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S)
     return mean, rstd
 
@@ -66,6 +77,7 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(C, dtype=pdt)
     dbias = xp.empty(C, dtype=pdt)
+    N, S = _layout(N, S)
     with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), _saved_names("mean", "rstd"):
         mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
     return dx, dweight, dbias
@@ -81,13 +93,15 @@ def batch_norm(
     the running buffers are given, updates them in place as PyTorch does:
     ``running = (1 - momentum) * running + momentum * batch`` with the
     unbiased batch variance. Eval (``training=False``) normalizes with
-    ``running_mean`` / ``running_var`` (both required).
+    ``running_mean`` / ``running_var`` (both required). An empty ``x`` (N = 0
+    or a zero-size spatial dim) gives an empty y and leaves the buffers alone,
+    as in torch.
 
     Args:
       x: input, C-contiguous.
       weight, bias: optional (C,) affine parameters (x's dtype).
       running_mean, running_var: optional (C,) buffers in the statistics dtype.
-      training: batch statistics (True) or running statistics (False).
+      training: a bool: batch statistics (True) or running statistics (False).
       momentum: in [0, 1].
       eps: > 0, added to the variance.
       out: optional array to write y into (x's shape, dtype and kind).
@@ -104,6 +118,8 @@ def batch_norm(
         raise ValueError(f"x: expected shape (N, C) or (N, C, *spatial), got {tuple(x.shape)}")
     eps = _eps(eps, x)
     momentum = _momentum(momentum)
+    # a bool, as torch requires: "False" or None read as a choice would train and overwrite the buffers
+    training = _backend.flag("training", training)
     N, C = int(x.shape[0]), int(x.shape[1])
     if C < 1:
         raise ValueError(f"x: expected at least one channel (C = x.shape[1] >= 1), got shape {tuple(x.shape)}")
@@ -116,8 +132,16 @@ def batch_norm(
         [("x", x), ("out", out), ("weight", weight), ("bias", bias)],
     )
     if training:
-        if N * S <= 1:
+        # torch's check: one value has no variance; none (an empty batch or spatial dim) is an empty y
+        if N * S == 1:
             raise ValueError(f"x: expected more than 1 value per channel when training, got shape {tuple(x.shape)}")
+        if N * S == 0:
+            # torch leaves the running buffers alone; the statistics of no values: mean 0, rstd NaN (as
+            # torch's group norm of empty groups). The call checks every argument and writes nothing.
+            mean, rstd = xp.zeros(C, dtype=sdt), xp.full(C, np.nan, dtype=sdt)
+            n, s = _layout(N, S)
+            mod.channel_norm_forward(x, mean, rstd, weight, bias, y, n, C, s)
+            return y, BatchNormSaved(mean, rstd, True)
         mean = xp.empty(C, dtype=sdt)
         rstd = xp.empty(C, dtype=sdt)
         var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd

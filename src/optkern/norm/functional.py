@@ -81,11 +81,38 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     return y, RowNormSaved(mean, rstd, 1)
 
 
+def _empty_rows(R, S, mean, rstd, prefix=""):
+    """(R, S, mean, rstd) for the row kernels. With a zero-size spatial dim (S = 0: every row empty)
+    they get R = 0 rows of S = 1, the same zero elements of x (they refuse S = 0), so that they still
+    check every other argument; the statistics, whose size they would check against R, are checked
+    here and passed as their first 0 elements (keeping the dtype, which they check)."""
+    if S:
+        return R, S, mean, rstd
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        if a is not None and a.size != R:
+            raise ValueError(f"{prefix}{name}: expected {R} elements, got {a.size}")
+    return 0, 1, *(None if a is None else a.reshape(-1)[:0] for a in (mean, rstd))
+
+
+def _row_forward(mod, x, weight, bias, y, mean, rstd, R, G, Cg, S, eps):
+    """row_norm_forward of a group / instance norm, also for a zero-size spatial dim: an empty y (as
+    torch's) with the statistics of empty groups that torch's native_group_norm gives, mean 0 and
+    rstd NaN."""
+    if S == 0:
+        mean[...] = 0
+        rstd[...] = np.nan
+    R, S, m, r = _empty_rows(R, S, mean, rstd)
+    mod.row_norm_forward(x, weight, bias, y, m, r, R, G, Cg, S, eps, False)
+
+
 def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True, out=None):
     xp = _xp(x)
+    # a bool: a string such as "False" would read as True and return gradients the caller declined
+    param_grads = _backend.flag("param_grads", param_grads)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
     _shape_of("weight", weight, wshape)
+    R, S, mean, rstd = _empty_rows(R, S, mean, rstd, prefix="saved.")
     dx = _out(out, x)
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(wshape, dtype=pdt) if param_grads else None
@@ -178,7 +205,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     y = _out(out, x)
     mean = xp.empty((N, G), dtype=_stat_dtype(x))
     rstd = xp.empty((N, G), dtype=_stat_dtype(x))
-    mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * G, G, C // G, S, eps, False)
+    _row_forward(mod, x, weight, bias, y, mean, rstd, N * G, G, C // G, S, eps)
     return y, RowNormSaved(mean, rstd, G)
 
 
@@ -225,6 +252,8 @@ def instance_norm(
     N, C, S = _nc_spatial(x)
     eps = _eps(eps, x)
     momentum = _momentum(momentum)
+    # a bool: "False" would read as True, None as False (torch raises TypeError for both)
+    use_input_stats = _backend.flag("use_input_stats", use_input_stats)
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
     xp = _xp(x)
     y = _out(out, x)
@@ -237,20 +266,37 @@ def instance_norm(
             raise ValueError("running_mean, running_var: required when use_input_stats=False")
         mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
         return y, RowNormSaved(mean, rstd, 0)
-    if S <= 1:
+    # torch's check: one value has no variance; none (S = 0) is an empty y
+    if S == 1:
         raise ValueError(
             f"x: expected more than 1 spatial element when use_input_stats=True, got shape {tuple(x.shape)}"
         )
     mean = xp.empty((N, C), dtype=sdt)
     rstd = xp.empty((N, C), dtype=sdt)
-    mod.row_norm_forward(x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps, False)
-    if running_mean is not None and N > 0:
-        var = 1.0 / (rstd.astype(np.float64) ** 2) - eps  # biased per-instance variance
-        batch_mean = mean.mean(axis=0)
-        batch_var = (var * (S / (S - 1))).mean(axis=0).astype(sdt)
-        _on_running(
-            xp, running_mean, running_var, lambda rm, rv: mod.running_stats_(rm, rv, batch_mean, batch_var, momentum)
-        )
+    if running_mean is None or N * S == 0:  # (an empty batch leaves the buffers alone)
+        _row_forward(mod, x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps)
+        return y, RowNormSaved(mean, rstd, C)
+    # Running buffers: the unbiased variances, with mean and rstd, from the same moments (the channel
+    # kernels' statistics of x viewed as one sample of N C channels, as torch's instance norm is its
+    # batch norm of that view). Recovered from rstd as 1 / rstd² - eps they lost everything below
+    # eps's rounding error (a constant instance got -1.2e-12 in float32, torch's exact 0). The
+    # normalization is the same view's, with the affine parameters tiled N times: no extra pass for the
+    # variance, and measured as fast as the row kernel (float32 (32, 64, 56²), (8, 32, 128²), (64, 256, 49)).
+    if weight is not None and not weight.flags.c_contiguous:  # (the copies below would hide it)
+        raise ValueError("weight: array must be C-contiguous")
+    if bias is not None and not bias.flags.c_contiguous:
+        raise ValueError("bias: array must be C-contiguous")
+    var = xp.empty((N, C), dtype=sdt)
+    mod.channel_stats(x, mean, rstd, var, 1, N * C, S, eps)
+    w, b = (None if p is None else xp.tile(p, N) for p in (weight, bias))
+    mod.channel_norm_forward(x, mean, rstd, w, b, y, 1, N * C, S)
+    # the batch averages (torch's running update of the view, averaged over the N instances), summed in
+    # float64 and rounded once
+    batch_mean = mean.mean(axis=0, dtype=np.float64).astype(sdt)
+    batch_var = var.mean(axis=0, dtype=np.float64).astype(sdt)
+    _on_running(
+        xp, running_mean, running_var, lambda rm, rv: mod.running_stats_(rm, rv, batch_mean, batch_var, momentum)
+    )
     return y, RowNormSaved(mean, rstd, C)
 
 
@@ -263,6 +309,7 @@ def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True,
     groups = _saved_int(saved, "groups", 0)
     if groups not in (0, C):
         raise ValueError(f"saved.groups: expected 0 (running statistics) or C={C}, got {groups}")
+    param_grads = _backend.flag("param_grads", param_grads)  # (a string would read as True)
     if groups == 0:  # running statistics: fixed per-channel mean / rstd
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")

@@ -117,6 +117,8 @@ class BatchNorm(_NormModule):
 
     def forward(self, x, training=True):
         """Normalize x; returns y."""
+        # a bool, checked before anything changes: "False" would train and update the running buffers
+        training = _backend.flag("training", training)
         self._check_channels(x, self.num_features, "num_features")
         self._check_dtype(x)
         use_batch = training or self.running_mean is None

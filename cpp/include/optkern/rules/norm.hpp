@@ -162,6 +162,41 @@ template <class A> OK_HD A running_stat(A running, A batch, double momentum) {
 
 template <class A> OK_HD A normalize(A x, A mean, A r) { return (x - mean) * r; }
 
+// ---- x̂ where x - mean overflows ---------------------------------------------
+// Each of the M values of a row (or channel) has |x - mean| <= sqrt(M) σ <= sqrt(M) / r (one square
+// of Σ(x - mean)² = M σ²), below 2^31.5 / r for M < 2^63: in range while r >= 2^(32 - emax). Rows
+// with a smaller r (σ above 2^96 ≈ 8e28 in float32, 2^992 in float64: values near the dtype's max,
+// whose statistics took the scaled path) may overflow there, as float32 [3e38, 3e38, -3e38] did
+// (x - mean = -4e38: y = -inf, dx = NaN, where x̂ = -1.41). They form x̂ scaled by 2^-e, with
+// r 2^e in [1, 2): (x - mean) 2^-e as one fma of the exact x · 2^-e and -mean · 2^-e, times r 2^e.
+// Scaling by a power of two is exact, so this rounds as (x - mean) · r wherever that is in range
+// (mean · 2^-e below the normal range aside: then it is far below x̂'s precision). The kernels
+// choose per row or channel (normcpu::with_normalizer; the GPU's per element, normalize_safe), so
+// other rows keep the plain formula's instructions and bits. (The bound is for a row's own
+// statistics: fixed running statistics far from x overflow as torch's eval mode does.)
+template <class A> OK_HD bool normalize_needs_scaling(A r) {
+  return r > A(0) && r < (sizeof(A) == 4 ? A(0x1p-96) : A(0x1p-992));  // (false for NaN)
+}
+// The plain normalization of a row, (x - mean) · r, as an object (the kernels take either).
+template <class A> struct Normalizer {
+  A mean, r;
+};
+template <class A> OK_HD A normalize(A x, const Normalizer<A>& n) { return (x - n.mean) * n.r; }
+// The scaled one: x̂ = fma(x, f, mf) · rf with f = 2^-e, mf = -mean 2^-e, rf = r 2^e.
+template <class A> struct ScaledNormalizer {
+  A f, mf, rf;
+};
+template <class A> OK_HD ScaledNormalizer<A> scaled_normalizer(A mean, A r) {
+  const int e = -scale_exp(r);  // r 2^e in [1, 2); e > 0 where normalize_needs_scaling(r)
+  return {scale2(A(1), -e), -scale2(mean, -e), scale2(r, e)};
+}
+template <class A> OK_HD A normalize(A x, const ScaledNormalizer<A>& n) { return fma_t(x, n.f, n.mf) * n.rf; }
+// x̂ with the choice made for this element's statistics (the GPU's kernels, memory-bound, where a
+// compare per element costs nothing).
+template <class A> OK_HD A normalize_safe(A x, A mean, A r) {
+  return normalize_needs_scaling(r) ? normalize(x, scaled_normalizer(mean, r)) : normalize(x, mean, r);
+}
+
 template <class A> OK_HD A affine(A xhat, A w, A b) { return fma_t(xhat, w, b); }
 
 // dx of one element from the row (or channel) means of g and g ∘ x̂, given g (the R-operator's terms);
@@ -199,6 +234,25 @@ template <class A> OK_HD A weight_norm_k(A s, A norm) { return s / norm / norm; 
 template <class A> OK_HD A weight_norm_dv(A dw, A v, A scale, A s_over_norm2) {
   return scale * fma_t(-s_over_norm2, v, dw);
 }
+// s / ‖v‖² itself still overflows where dv is finite: a subnormal ‖v‖ (float32 v = [1e-40, 2e-40],
+// g = 1e-30: k = 6e39) or a large dw (v ~ 1e-9, dw ~ 1e30), and -k v + dw became -inf for every
+// element, whatever dv's sign. Then, or when k fell below the normal range (digits lost), the row
+// takes (s / ‖v‖) · (v / ‖v‖), each factor in range: a division more per element, on those rows alone.
+template <class A> OK_HD bool weight_norm_k_ok(A k, A s, A norm) {
+  const A ak = k < A(0) ? -k : k;
+  const A tiny = sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022);  // the smallest normal
+  // (a zero, infinite or NaN norm or s: as before, whatever that gives)
+  return (finite_(k) && (ak >= tiny || s == A(0))) || !finite_(s) || !finite_(norm) || norm == A(0);
+}
+template <class A> OK_HD A weight_norm_dv_scaled(A dw, A v, A scale, A s_over_norm, A norm) {
+  return scale * fma_t(-s_over_norm, v / norm, dw);
+}
+
+// Inverted dropout of one element, y = x · keep / (1 - p) with scale = 1 / (1 - p): the product is
+// formed for a dropped element too (x · 0), as the formula and torch do, so a dropped NaN or ±inf
+// gives NaN. A select of 0 for it (keep ? x · scale : 0) hid a NaN activation, and through backward
+// (the same call on dy) a NaN gradient.
+template <class A> OK_HD A dropout(A x, bool keep, A scale) { return x * (keep ? scale : A(0)); }
 
 }  // namespace rules
 }  // namespace optkern
