@@ -42,6 +42,7 @@ from ._lowp_config import (
     LowpConfig,
     _half_fmt,
     _host,
+    element_starts,
     lowp_keywords,
 )
 from ._parts import OptimizerParts
@@ -210,12 +211,7 @@ class LowPrecisionMixin(OptimizerParts):
         native calls)."""
         if getattr(run, "bases", None) is not None:  # (getattr: a run pickled before runs had bases)
             return run.bases
-        starts: dict[int, int] = {}
-        base = 0
-        for g in self.param_groups:
-            for p in g["params"]:
-                starts[len(starts)] = base
-                base += int(p.size)
+        starts = element_starts(self.param_groups)
         return [starts[i] for i in run.index]
 
     def _lowp_plan(self, run) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
@@ -58,3 +59,16 @@ def lowp_keywords(cls: _C) -> _C:
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in LOWP_KEYWORDS.items()]
     init.__signature__ = sig.replace(parameters=params)
     return cls
+
+
+def element_starts(groups: list) -> list[int]:
+    """The index of each param's element 0 among all elements of ``groups``' params in order (any
+    array with a ``shape``: NumPy, CuPy, torch): the Philox counters of stochastic rounding, so that
+    no two params of a step round with the same words. One numbering for optkern.optim and
+    optkern.torch, whose runs (groups, formats, None-grad splits) step in separate native calls."""
+    starts, base = [], 0
+    for g in groups:
+        for p in g["params"]:
+            starts.append(base)
+            base += math.prod(p.shape)
+    return starts

@@ -13,6 +13,7 @@ import torch.utils.dlpack
 
 from .. import _backend
 from ..optim._hyper import _check_dtype
+from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
 from . import _lowp, _views
 from ._checks_step import _data_ptr
@@ -98,12 +99,10 @@ class _Runs:
     def _element_bases(self, params: list) -> list[int]:
         """The index of each param's element 0 among all elements of ``param_groups`` in order: the
         stochastic rounding's Philox counters (optkern.optim numbers its params' elements so)."""
+        flat = [p for g in self.param_groups for p in g["params"]]
         starts: dict[int, int] = {}
-        base = 0
-        for g in self.param_groups:
-            for p in g["params"]:
-                starts.setdefault(id(p), base)
-                base += p.numel()
+        for p, s in zip(flat, element_starts(self.param_groups)):
+            starts.setdefault(id(p), s)  # (a tensor listed twice is refused by the step's checks)
         return [starts[id(p)] for p in params]
 
     def _fresh_scalars(self, p, group: dict) -> dict:
