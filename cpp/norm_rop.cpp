@@ -134,6 +134,8 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   a.rxhat = args.get<T>(rxhat, "rxhat", n, true);
   T* mx = args.get<T>(m_xrh, "m_xrh", S.G, true);
   args.check_overlap();
+  const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
+  a.s.scaled = scaled.data();
   std::vector<T> means(size_t(2 * S.G));
   a.means = means.data();
   py::gil_scoped_release nogil;
@@ -165,6 +167,8 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   T* pw = args.get<T>(rdw, "rdweight", S.D, true);
   T* pb = args.get<T>(rdb, "rdbias", S.D, true);
   args.check_overlap();
+  const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
+  a.s.scaled = scaled.data();
   std::vector<T> means(size_t(4 * S.G)), params(size_t(2 * S.D));
   a.means = means.data();
   py::gil_scoped_release nogil;

@@ -311,7 +311,7 @@ def test_mlp_strided_params_are_read_like_contiguous_ones(norm):
         ((6.0,), TypeError, r"normalized_shape\[0\]: expected an integer"),
         ((True,), TypeError, r"normalized_shape\[0\]: expected an integer"),
         ((2**64,), ValueError, r"normalized_shape\[0\]: must be <="),
-        ((-6,), ValueError, r"normalized_shape\[0\]: must be >= 1"),
+        ((-6,), ValueError, r"normalized_shape\[0\]: must be >= 0"),
     ],
 )
 def test_layer_and_rms_norm_check_normalized_shape(ns, exc, match):

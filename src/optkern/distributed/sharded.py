@@ -39,7 +39,9 @@ class ShardedOptimizer:
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.
-      **hyper: the optimizer's hyper-parameters (``lr=...``).
+      **hyper: the optimizer's hyper-parameters (``lr=...``). Changed later through
+        ``param_groups`` (schedules), they must change alike on every rank: each step compares
+        them (a hash, one small allreduce) and raises ValueError on every rank where they differ.
 
     The arrays passed in are the parameters, as for an unsharded optimizer: each ``step``
     reads this rank's slice from them (so weights loaded into them in place, e.g. by
@@ -118,6 +120,8 @@ class ShardedOptimizer:
         # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
         self.optimizer, sigs = agree(comm, lambda: self._local(optimizer_class, local_groups, hyper))
         sharded_setup.check_same_groups(sigs)
+        # and at every step (a change on one rank only diverges silently): one allreduce of a hash
+        self._hyper_check = sharded_setup.HyperCheck(self.optimizer, self._counts, comm, sigs[self.rank])
         self._sq_by_group: list = []
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
@@ -185,6 +189,7 @@ class ShardedOptimizer:
         # the local step's own checks (hyper-parameters, its arrays) first: a step it would refuse
         # must not find the gradients reduced (they are this step's buffers, not the user's)
         check_optimizer_step(self.optimizer, self._local_grads)
+        self._hyper_check()  # (every rank, before any collective of this step: ValueError on every rank)
         if self._skip:
             if not self._synced:
                 raise RuntimeError(

@@ -6,9 +6,14 @@ that decides how a slice is updated must agree across ranks: the arrays (``check
 how they are grouped, each group's hyper-parameters and the low-precision options. A rank that
 disagrees would update its slice differently (one parameter with two different updates, owned
 by two ranks), or enter a per-group collective of another length (AdaGrad-Norm's ``||g||^2``).
+The hyper-parameters are checked again at every step (:class:`HyperCheck`): a schedule or a user
+changing a group's ``lr`` on one rank only made the ranks diverge silently.
 """
 
 from __future__ import annotations
+
+import hashlib
+import numbers
 
 import numpy as np
 
@@ -136,3 +141,82 @@ def check_same_groups(sigs: list) -> None:
                         f"params[{gi}]: hyper-parameter {k!r} is {hp.get(k)!r} on rank {r}, {hp0.get(k)!r} on "
                         "rank 0 (each rank steps its own slice of the group: they must agree)"
                     )
+
+
+def _canon(v):
+    """A hyper-parameter's value as the other ranks would write it (0.1 and np.float64(0.1) alike)."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, (tuple, list)):
+        return tuple(_canon(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted(((str(k), _canon(x)) for k, x in v.items()), key=lambda kv: kv[0]))
+    return repr(v)
+
+
+def _digest(sig) -> float:
+    """A 48-bit hash of a :func:`signature`, as a float64 (exact: a collective compares it)."""
+    h = hashlib.blake2b(repr(_canon(sig)).encode(), digest_size=6).digest()
+    return float(int.from_bytes(h, "little"))
+
+
+def _snapshot_value(v):
+    """A group entry as it stands, compared by value at the next step (an array by its bytes; a CuPy
+    ``lr`` of capturable mode, read on the device only, by identity: the host checks see 0.0 for it)."""
+    if _backend.is_cupy(v):
+        return ("cupy", id(v))
+    if isinstance(v, np.ndarray):
+        return ("ndarray", v.dtype.str, v.shape, v.tobytes())
+    return v
+
+
+class HyperCheck:
+    """The hyper-parameters of every group, agreed across ranks at every step.
+
+    Construction compares the ranks' groups (:func:`check_same_groups`); a change after it on one
+    rank only (``opt.param_groups[1]["lr"] = ...``, a schedule stepped on one rank) made that rank
+    step its slices differently, silently. ``__call__`` (each step, on every rank) takes a snapshot
+    of the groups' entries (no validation: microseconds), hashes the validated :func:`signature`
+    again only when the snapshot changed on this rank, and compares the hashes in one allreduce of
+    two float64 (max of ``(h, -h)``: every rank sees whether any differs) -- every rank makes that
+    call every step, changed or not, or a rank that changed would wait alone in it. Only when the
+    hashes differ are the signatures exchanged, and every rank raises the same ValueError naming the
+    group, the hyper-parameter and the ranks.
+    """
+
+    def __init__(self, optimizer, counts, comm, sig):
+        self.optimizer, self.counts, self.comm = optimizer, counts, comm
+        self._snap = self._snapshot()
+        self._sig, self._hash = sig, _digest(sig)
+        self._buf = np.zeros(2)
+
+    def _snapshot(self) -> list:
+        return [[(k, _snapshot_value(v)) for k, v in g.items() if k != "params"] for g in self.optimizer.param_groups]
+
+    def __call__(self) -> None:
+        snap = self._snapshot()
+        try:
+            same = snap == self._snap
+        except ValueError:  # (an entry whose == is an array, not a bool)
+            same = False
+        if not same:
+            self._sig = signature(self.optimizer, self.counts)  # (validated by the step's checks before)
+            self._hash, self._snap = _digest(self._sig), snap
+        buf = self._buf
+        buf[0], buf[1] = self._hash, -self._hash
+        if self.comm.size > 1:  # (a max is exact in any order: not the ordered mode's gather of rows)
+            self.comm.allreduce(buf, "max", ordered=False)
+        if buf[0] == self._hash and -buf[1] == self._hash:
+            return
+        try:
+            check_same_groups(self.comm.allgather_object(self._sig))
+        except ValueError as e:
+            raise ValueError(
+                f"step: the ranks' hyper-parameters differ, changed after construction on some ranks only: {e}"
+            ) from None
+        # (equal signatures, different hashes: not reachable -- the hash is of the signature)
+        raise AssertionError("hyper-parameter hashes differ between equal signatures")

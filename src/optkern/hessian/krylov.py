@@ -16,7 +16,11 @@ entries of ``s``.
 * Breakdown: a product in the span of the basis (an invariant subspace, as
   for ``A = I``) leaves a zero residual; that direction is replaced by a new
   random vector orthogonal to the basis and its coupling set to zero
-  (ARPACK's remedy), so the wanted eigenvalues still all appear.
+  (ARPACK's remedy), so the wanted eigenvalues still all appear. When the
+  whole block broke down, the Ritz pairs of the invariant subspace all have
+  zero residuals, found or not the copies of a repeated eigenvalue outside it
+  (so, to tolerance, where the coupling is that small without a breakdown):
+  ``fresh_pairs`` gives the new sequence's, which the caller also waits for.
 * Thick restart (Wu & Simon 2000): with ``max_basis = p`` the basis never
   holds more than ``p + b`` vectors. When it is full, the ``l`` most wanted
   Ritz vectors (about half the basis) are formed in place, ``H`` becomes
@@ -65,6 +69,11 @@ class BlockKrylov:
         self.products = 0
         self.eps = float(np.finfo(op.dtype).eps)
         self.scale = 0.0  # largest |H| entry seen: breakdown is judged relative to it
+        # First basis row of the Krylov sequence begun where a direction last broke down, to within
+        # ``invariant_tol`` relative (the caller's tolerance; 0: an exact breakdown); None if none did
+        # (see fresh_pairs)
+        self.fresh: int | None = None
+        self.invariant_tol = 0.0
         if v0 is not None:
             self.Q[0] = unit_vector(op, v0)
         self.R = self._orthonormalize_block(0, 0 if v0 is None else 1)
@@ -184,9 +193,33 @@ class BlockKrylov:
             self.scale = max(self.scale, float(np.abs(Ct).max()))
             R = self._orthonormalize_block(hi, b, ref)
         self.scale = max(self.scale, float(np.abs(R).max()))
+        # A direction broke down (a random one replaced it: R[i, i] = 0), or did to within tolerance (a
+        # Krylov space holding 5, 2 and 1 of a spectrum 5, 5, 5, 2, 1, ... ends on a beta of rounding
+        # size, above the breakdown test, and every Ritz pair has converged): the next block starts a
+        # new sequence there (random rows, or the residual's rounding noise, orthogonal to the basis)
+        if float(np.abs(np.diag(R)).min()) <= self.invariant_tol * self.scale:
+            self.fresh = hi
         self.R = R
         self.m = hi
         return True
+
+    def fresh_pairs(self):
+        """``(theta, residuals)`` of the Krylov sequence begun where the basis last spanned an invariant
+        subspace or a direction broke down (``fresh``; None if neither happened): the Ritz pairs of
+        ``H[fresh:m, fresh:m]``, decoupled from the rows before to within the tolerance when the whole
+        block broke down (else the compression of A on the new rows, a guide for when to stop: the
+        values returned are always those of the whole basis). Those rows' own Ritz pairs then have (near) zero
+        residuals whether or not the wanted eigenvalues are among them (the copies of a repeated
+        eigenvalue beyond the first lie outside one Krylov space), so a caller holds out for this
+        sequence's most wanted pair too: the best candidate left in the rest of the space."""
+        if self.fresh is None:
+            return None
+        lo = self.fresh
+        if self.m - lo < self.b:  # (its random rows not multiplied yet)
+            return np.empty(0), np.empty(0)
+        H = self.projected()[lo:, lo:]
+        theta, S = np.linalg.eigh(H)
+        return theta, np.linalg.norm(self.R @ S[-self.b :], axis=0)
 
     def projected(self):
         """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""
@@ -216,6 +249,7 @@ class BlockKrylov:
         Q[nk : nk + b] = Q[m : m + b]  # the pending block follows the kept Ritz vectors
         self.H[:] = 0.0
         self.H[np.arange(nk), np.arange(nk)] = theta[keep]
+        self.fresh = None  # (the kept Ritz vectors mix the sequences: no decoupled one is left)
         # Y^T A Q_pending (= (R S_last)^T) enters H when the pending block is multiplied next.
         self.m = nk
 

@@ -52,7 +52,9 @@ def lanczos(
     Args:
       op: a ``CurvatureOperator`` (or anything ``as_operator`` accepts).
       steps: number of iterations ``m`` (capped at ``n``; fewer are returned
-        when an invariant subspace is found early).
+        when an invariant subspace is found early: ``T`` then holds each
+        distinct eigenvalue of that subspace once, and a repeated eigenvalue's
+        further copies are not seen (``top_eigenvalues`` goes on past it)).
       v0: start vector (default: a Rademacher probe from ``seed``).
       reorthogonalize: ``"full"`` (every step against the whole basis: CGS2,
         fused native pass), ``"partial"`` (Simon's omega-recurrence: against the
@@ -146,7 +148,17 @@ def top_eigenvalues(
     at most that residual (and typically its square over the gap). An exact
     invariant subspace (e.g. ``A = I``) does not stop it early: the lost
     direction is replaced by a random orthogonal one, as ARPACK does
-    (``optkern.hessian.krylov``).
+    (``optkern.hessian.krylov``), and iteration goes on until that new
+    sequence's most wanted Ritz pair has converged too, so the copies of a
+    repeated eigenvalue outside the subspace are found.
+
+    Repeated eigenvalues: one Krylov space holds one eigenvector per distinct
+    eigenvalue, and with ``block_size=1`` further copies of an eigenvalue appear
+    only through such breakdowns or by rounding, so the pairs can converge with
+    a copy missing (eigenvalues 5, 5, 5, 4, 4 and many distinct smaller ones:
+    ``[5, 5, 4]`` for ``k=3``). Where multiplicities matter, use a
+    ``block_size`` at least the largest multiplicity expected among the wanted
+    ones (as ``scipy.sparse.linalg.eigsh`` has no guarantee either).
 
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
@@ -195,6 +207,7 @@ def top_eigenvalues(
     # past n) the whole blocks max_steps allows (min(max_steps, n) was passed 10x by max_steps = 10 n)
     op = with_progress(op, progress, cap if whole or max_basis is None else (max_steps // b) * b)
     kr = BlockKrylov(op, b, cap, v0, seed)
+    kr.invariant_tol = tol  # (a basis invariant to the tolerance: every pair converged, _fresh_converged)
     steps = 0
     while True:
         if kr.full and not whole:
@@ -213,12 +226,31 @@ def top_eigenvalues(
         idx = select(theta, k, which)
         res = res_all[idx]
         ok = bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), np.finfo(np.float64).tiny)))
+        if ok and kr.m < n:
+            ok = _fresh_converged(kr, which, tol)
         if ok or last:
             vecs = None
             if return_eigenvectors:
                 Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
                 vecs = kr.Q[: kr.m].T @ Sd
             return EigenResult(theta[idx], vecs, res, kr.products, ok)
+
+
+def _fresh_converged(kr, which, tol):
+    """After an invariant subspace (the breakdown of a whole block, ``BlockKrylov.fresh_pairs``) its
+    Ritz pairs all have zero residuals: an operator with eigenvalue 5 three times and a start vector
+    whose Krylov space held 5, 2 and 1 stopped there with [5, 2, 1] for k = 3, "converged". The
+    sequence from the new random vector, orthogonal to that subspace, must also have converged its
+    most wanted pair (the best candidate left in the rest of the space, a further copy of 5 there):
+    either it is among the k wanted, or it is less wanted than all of them."""
+    fresh = kr.fresh_pairs()
+    if fresh is None:
+        return True
+    theta, res = fresh
+    if len(theta) == 0:
+        return False
+    j = select(theta, 1, which)[0]
+    return bool(res[j] <= tol * max(abs(theta[j]), np.finfo(np.float64).tiny))
 
 
 @dataclass

@@ -176,9 +176,9 @@ def _eps(eps, x=None):
 
 
 def _shape_arg(normalized_shape, name="normalized_shape") -> tuple:
-    """``normalized_shape`` (an int or a sequence of ints) as a tuple of ints >= 1 whose product
-    fits int64; TypeError / ValueError naming it (or its entry) otherwise. A bool, a float, a
-    string or a 0-d array is not a shape."""
+    """``normalized_shape`` (an int or a sequence of ints) as a tuple of ints >= 0 (0 as torch
+    allows: rows of no elements, an empty output) whose product fits int64; TypeError / ValueError
+    naming it (or its entry) otherwise. A bool, a float, a string or a 0-d array is not a shape."""
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, (bool, np.bool_)):
         normalized_shape = (normalized_shape,)
     ok = isinstance(normalized_shape, (tuple, list)) or (
@@ -186,7 +186,7 @@ def _shape_arg(normalized_shape, name="normalized_shape") -> tuple:
     )
     if not ok:
         raise TypeError(f"{name}: expected an int or a tuple of ints, got {type(normalized_shape).__name__}")
-    ns = tuple(_backend.integer(f"{name}[{i}]", s, lo=1, hi=_backend.INT64_MAX) for i, s in enumerate(normalized_shape))
+    ns = tuple(_backend.integer(f"{name}[{i}]", s, lo=0, hi=_backend.INT64_MAX) for i, s in enumerate(normalized_shape))
     if math.prod(ns) > _backend.INT64_MAX:
         raise ValueError(f"{name}: {ns} holds more than {_backend.INT64_MAX} elements")
     return ns

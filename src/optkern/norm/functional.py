@@ -45,9 +45,7 @@ def _normalized_shape(x, normalized_shape):
         raise ValueError(
             f"normalized_shape: {ns} must be the trailing dimensions of x, whose shape is {tuple(x.shape)}"
         )
-    if _prod(ns) == 0:
-        raise ValueError(f"normalized_shape: must be non-empty, got {ns}")
-    return ns
+    return ns  # (a zero-size one, as torch allows: empty rows, _empty_rows)
 
 
 @_backend.on_array_device
@@ -77,32 +75,39 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     y = _out(out, x)
     mean = xp.empty(lead, dtype=_stat_dtype(x))
     rstd = xp.empty(lead, dtype=_stat_dtype(x))
-    mod.row_norm_forward(x, weight, bias, y, mean, rstd, R, 1, M, 1, eps, False)
+    _row_forward(mod, x, weight, bias, y, mean, rstd, R, 1, M, 1, eps)
     return y, RowNormSaved(mean, rstd, 1)
 
 
-def _empty_rows(R, S, mean, rstd, prefix=""):
-    """(R, S, mean, rstd) for the row kernels. With a zero-size spatial dim (S = 0: every row empty)
-    they get R = 0 rows of S = 1, the same zero elements of x (they refuse S = 0), so that they still
-    check every other argument; the statistics, whose size they would check against R, are checked
-    here and passed as their first 0 elements (keeping the dtype, which they check)."""
-    if S:
-        return R, S, mean, rstd
+def _empty_rows(R, G, Cg, S, mean, rstd, params=(), prefix=""):
+    """(R, Cg, S, mean, rstd, params) for the row kernels. Rows of no elements (M = Cg S = 0: a
+    zero-size spatial dim of a group / instance norm, or a zero-size normalized_shape of a layer /
+    RMS norm) go as R = 0 rows of Cg = max(Cg, 1), S = 1: the same zero elements of x (the kernels
+    refuse Cg = 0 and S = 0), so that they still check every other argument. The statistics, whose
+    size they would check against R, are checked here and passed as their first 0 elements (keeping
+    the dtype, which they check). With Cg = 0 the parameters (and parameter gradients) have no
+    elements either: each goes as a stand-in of G elements of its dtype and kind, which the kernels
+    check (and, for a gradient, fill with the sum over no rows; the caller keeps its empty one)."""
+    if Cg * S:
+        return R, Cg, S, mean, rstd, params
     for name, a in (("mean", mean), ("rstd", rstd)):
         if a is not None and a.size != R:
             raise ValueError(f"{prefix}{name}: expected {R} elements, got {a.size}")
-    return 0, 1, *(None if a is None else a.reshape(-1)[:0] for a in (mean, rstd))
+    if Cg == 0:
+        params = tuple(None if p is None else _xp(p).empty(G, dtype=p.dtype) for p in params)
+    return 0, max(Cg, 1), 1, *(None if a is None else a.reshape(-1)[:0] for a in (mean, rstd)), params
 
 
-def _row_forward(mod, x, weight, bias, y, mean, rstd, R, G, Cg, S, eps):
-    """row_norm_forward of a group / instance norm, also for a zero-size spatial dim: an empty y (as
-    torch's) with the statistics of empty groups that torch's native_group_norm gives, mean 0 and
-    rstd NaN."""
-    if S == 0:
-        mean[...] = 0
+def _row_forward(mod, x, weight, bias, y, mean, rstd, R, G, Cg, S, eps, rms=False):
+    """row_norm_forward, also for rows of no elements: an empty y (as torch's) with the statistics
+    of empty rows that torch's native_group_norm / native_layer_norm / _fused_rms_norm give, mean 0
+    and rstd (inv_rms) NaN."""
+    if Cg * S == 0:
+        if mean is not None:
+            mean[...] = 0
         rstd[...] = np.nan
-    R, S, m, r = _empty_rows(R, S, mean, rstd)
-    mod.row_norm_forward(x, weight, bias, y, m, r, R, G, Cg, S, eps, False)
+    R, Cg, S, m, r, (w, b) = _empty_rows(R, G, Cg, S, mean, rstd, (weight, bias))
+    mod.row_norm_forward(x, w, b, y, m, r, R, G, Cg, S, eps, rms)
 
 
 def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, param_grads, bias_grad=True, out=None):
@@ -112,16 +117,16 @@ def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, para
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
     _shape_of("weight", weight, wshape)
-    R, S, mean, rstd = _empty_rows(R, S, mean, rstd, prefix="saved.")
     dx = _out(out, x)
     pdt = x.dtype if weight is None else weight.dtype
     dweight = xp.empty(wshape, dtype=pdt) if param_grads else None
     dbias = xp.empty(wshape, dtype=pdt) if param_grads and bias_grad else None
+    R, Cg, S, mean, rstd, (w, dw, db) = _empty_rows(R, G, Cg, S, mean, rstd, (weight, dweight, dbias), "saved.")
     with (
         _native_name("dx", "out") if out is not None else contextlib.nullcontext(),
         _saved_names("mean", "rstd", "inv_rms"),
     ):
-        mod.row_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias, R, G, Cg, S, rms)
+        mod.row_norm_backward(dy, x, w, mean, rstd, dx, dw, db, R, G, Cg, S, rms)
     return dx, dweight, dbias
 
 
@@ -161,7 +166,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     xp = _xp(x)
     y = _out(out, x)
     inv = xp.empty(lead, dtype=_stat_dtype(x))
-    mod.row_norm_forward(x, weight, None, y, None, inv, R, 1, M, 1, eps, True)
+    _row_forward(mod, x, weight, None, y, None, inv, R, 1, M, 1, eps, rms=True)
     return y, RMSNormSaved(inv)
 
 
