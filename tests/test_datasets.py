@@ -39,6 +39,11 @@ def test_npz_and_csv_round_trip(tmp_path):
     np.testing.assert_allclose(c.x, d.x, rtol=1e-5, atol=1e-5)
 
 
+def _write_npy(path, a):
+    with open(path, "wb") as f:
+        np.save(f, a)
+
+
 @pytest.mark.parametrize(
     "make, msg",
     [
@@ -54,7 +59,9 @@ def test_npz_and_csv_round_trip(tmp_path):
         (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
         (lambda p: np.savez(p, x=np.ones((3000, 2)), y=np.arange(3000) % 1500), "not a classification"),
         (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 7)), "at least 2 classes"),
-        (lambda p: Path(p).write_bytes(b"not a zip"), "not a readable .npz"),
+        (lambda p: Path(p).write_bytes(b"not a zip"), "not an .npz (zip) archive"),
+        (lambda p: Path(p).write_text("1,2,3\n"), "not an .npz (zip) archive"),  # np.load: "pickled data"
+        (lambda p: _write_npy(p, np.ones(3)), "not an .npz archive"),  # an .npy renamed
         (lambda p: p.mkdir(), "is a directory"),
     ],
 )

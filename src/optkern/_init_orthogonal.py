@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import _backend
-from ._init_random import _checked, _draw, _target, make_rng
+from ._init_random import _checked, _draw, _representable, _target, make_rng
 
 
 @_checked
@@ -26,6 +26,7 @@ def orthogonal_(w, gain=1.0, *, rng=None):
     if w.ndim < 2:
         raise ValueError(f"w: orthogonal_ needs at least 2 dimensions, got shape {w.shape}")
     gain = _backend.real("gain", gain)
+    _representable("gain", gain, w)  # (Q's entries are at most 1 in magnitude)
     rows = w.shape[0]
     cols = w.size // rows if rows else 0
     if w.size == 0:

@@ -59,6 +59,16 @@ def _target(w, name="w"):
     return _backend.array_module(w)
 
 
+def _representable(name: str, value: float, w) -> None:
+    """ValueError naming ``name`` unless ``value`` stays finite in ``w``'s dtype: a std, mean, bound
+    or gain past float32's (or float16's) range would fill ``w`` with inf / NaN -- and, under
+    ``-W error``, raise NumPy's overflow warning half-way, after the draws were written."""
+    with np.errstate(over="ignore"):
+        ok = bool(np.isfinite(w.dtype.type(value)))
+    if not ok:
+        raise ValueError(f"{name}: {value!r} is not representable in the array's dtype {w.dtype}")
+
+
 def _fill_normal_(w, std, rng):
     xp = _target(w)
     w[...] = _draw(rng, "normal", w.shape, w.dtype, xp) * w.dtype.type(std)

@@ -57,6 +57,8 @@ class BatchLoader(NativeByName):
         if x.ndim < 1:
             raise ValueError("x: needs a leading example axis, got a 0-d array")
         if y is not None:
+            if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):  # (a list would be named "y[0]")
+                raise TypeError(f"y: expected a numpy or cupy array or None, got {type(y).__name__}")
             _backend.backend(("x", x), ("y", y))
             if y.ndim < 1 or y.shape[0] != x.shape[0]:
                 raise ValueError(f"y: expected {x.shape[0]} examples to match x, got shape {tuple(y.shape)}")

@@ -29,7 +29,7 @@ from . import _backend
 from ._init_orthogonal import lsuv_ as lsuv_
 from ._init_orthogonal import lsuv_mlp_ as lsuv_mlp_
 from ._init_orthogonal import orthogonal_ as orthogonal_
-from ._init_random import _checked, _fill_normal_, _fill_uniform_, _target
+from ._init_random import _checked, _fill_normal_, _fill_uniform_, _representable, _target
 from ._init_random import make_rng as make_rng
 from .random import _float_dtype, _shape
 
@@ -97,15 +97,20 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     raise ValueError(f"nonlinearity: unsupported {nonlinearity!r}")
 
 
-def _fan_fill_(w, fill_, scale, rng):
+def _fan_fill_(w, fill_, scale, rng, name="gain"):
     """``fill_(w, scale(fan_in, fan_out), rng)``: the fan-based initializers, their other arguments
     checked. A zero-element ``w`` has a zero fan (every non-empty one has fans >= 1): filling it is
-    a no-op, as in torch, which warns the same way."""
+    a no-op, as in torch, which warns the same way. A scale past ``w``'s dtype (only a huge ``name``
+    makes one: fans are >= 1) is refused before anything is drawn."""
     fans = calculate_fan_in_and_fan_out(w)
     if w.size == 0:
         warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=4)
         return w
-    return fill_(w, scale(*fans), rng)
+    s = scale(*fans)
+    with np.errstate(over="ignore"):
+        if not np.isfinite(w.dtype.type(s)):
+            raise ValueError(f"{name}: gives a scale of {s:g}, not representable in the array's dtype {w.dtype}")
+    return fill_(w, s, rng)
 
 
 # ---- variance-scaling families -------------------------------------------------
@@ -115,6 +120,8 @@ def _fan_fill_(w, fill_, scale, rng):
 def normal_(w, mean=0.0, std=1.0, *, rng=None):
     """Fill ``w`` with N(mean, std^2)."""
     std, mean = _backend.nonnegative("std", std), _backend.real("mean", mean)
+    _representable("std", std, w)  # (both before the draws are written)
+    _representable("mean", mean, w)
     _fill_normal_(w, std, rng)
     w += w.dtype.type(mean)
     return w
@@ -126,8 +133,14 @@ def uniform_(w, a=0.0, b=1.0, *, rng=None):
     a, b = _backend.real("a", a), _backend.real("b", b)
     if b < a:
         raise ValueError(f"b: must be >= a ({a}), got {b}")
-    _fill_uniform_(w, (b - a) / 2, rng)
-    w += w.dtype.type((a + b) / 2)
+    _representable("a", a, w)
+    _representable("b", b, w)
+    half, mid = (b - a) / 2, (a + b) / 2
+    if not (math.isfinite(half) and math.isfinite(mid)):  # b - a past float64's range: halve first
+        half, mid = b / 2 - a / 2, a / 2 + b / 2
+    _representable("b", half, w)  # (a float32 / float16 width past its range: the bounds name it)
+    _fill_uniform_(w, half, rng)
+    w += w.dtype.type(mid)
     return w
 
 
@@ -185,7 +198,7 @@ def kaiming_uniform_(w, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=
 def geometric_normal_(w, c=1.0, *, rng=None):
     """N(0, c / sqrt(fan_in * fan_out)): the geometric mean of the two fans."""
     c = _backend.positive("c", c)
-    return _fan_fill_(w, _fill_normal_, lambda fan_in, fan_out: math.sqrt(c / math.sqrt(fan_in * fan_out)), rng)
+    return _fan_fill_(w, _fill_normal_, lambda fan_in, fan_out: math.sqrt(c / math.sqrt(fan_in * fan_out)), rng, "c")
 
 
 @_checked
@@ -193,7 +206,7 @@ def geometric_uniform_(w, c=1.0, *, rng=None):
     """U(-b, b) with variance c / sqrt(fan_in * fan_out): b = sqrt(3 c / sqrt(fan_in fan_out))."""
     c = _backend.positive("c", c)
     return _fan_fill_(
-        w, _fill_uniform_, lambda fan_in, fan_out: math.sqrt(3.0 * (c / math.sqrt(fan_in * fan_out))), rng
+        w, _fill_uniform_, lambda fan_in, fan_out: math.sqrt(3.0 * (c / math.sqrt(fan_in * fan_out))), rng, "c"
     )
 
 

@@ -10,6 +10,7 @@ what it reads. Every ``Dataset`` lists in ``notes`` what was done to the data
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,12 @@ class Dataset:
 
     def split(self, val_fraction: float = 0.2, seed: int = 0):
         """Shuffled (train, validation) split, stratification-free, reproducible."""
+        from .. import _backend
+
+        val_fraction = _backend.real("val_fraction", val_fraction)  # (a str or None: TypeError naming it)
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction: must be in (0, 1), got {val_fraction}")
+        seed = _backend.integer("seed", seed, 0)  # (NumPy's own error would not say which argument)
         n = len(self.y)
         perm = np.random.default_rng(seed).permutation(n)
         nv = max(1, int(round(n * val_fraction)))
@@ -47,8 +52,14 @@ class Dataset:
 
 def load_digits(dtype=np.float32) -> Dataset:
     """The 8x8 digits, pixels scaled to [0, 1]."""
+    try:
+        dt = np.dtype(dtype)  # a name ("float64") or a dtype object works too, not only a scalar type
+    except TypeError:
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
+    if dt.kind != "f":  # (integer pixels divided by 16 would truncate)
+        raise TypeError(f"dtype: expected a floating dtype, got {dt}")
     with np.load(os.path.join(_HERE, "digits.npz")) as f:
-        x = f["x"].astype(dtype) / dtype(16.0)
+        x = f["x"].astype(dt) / dt.type(16.0)
         y = f["y"].astype(np.int64)
     return Dataset(x, y, 10, "digits", ("pixel values 0..16 divided by 16 (features in [0, 1])",))
 
@@ -61,12 +72,17 @@ def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
         raise DataError(f"{path}: labels must be one-dimensional, got shape {raw.shape}")
     if raw.dtype.kind not in "biuf":  # strings, complex, dates: no class index
         raise DataError(f"{path}: labels must be integers, got dtype {raw.dtype}")
-    f = raw.astype(np.float64)
-    if not np.all(np.isfinite(f)):
-        raise DataError(f"{path}: labels contain NaN or Inf")
-    if np.any(f != np.round(f)):
-        raise DataError(f"{path}: labels must be integers (class numbers), got fractional values")
-    values, index = np.unique(f, return_inverse=True)
+    if raw.dtype.kind in "biu":
+        # integer labels compared as integers: through float64, labels past 2**53 (IDs, hashes)
+        # that differ by less than its spacing would merge into one class
+        values, index = np.unique(raw, return_inverse=True)
+    else:
+        f = raw.astype(np.float64)
+        if not np.all(np.isfinite(f)):
+            raise DataError(f"{path}: labels contain NaN or Inf")
+        if np.any(f != np.round(f)):
+            raise DataError(f"{path}: labels must be integers (class numbers), got fractional values")
+        values, index = np.unique(f, return_inverse=True)
     k = len(values)
     if k < 2:
         raise DataError(f"{path}: need at least 2 classes, found {k}")
@@ -74,14 +90,23 @@ def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
         raise DataError(f"{path}: {k} distinct labels is not a classification label column")
     note = ""
     if not np.array_equal(values, np.arange(k)):
-        shown = ", ".join(f"{v:g}" for v in values[:3]) + (
-            f", ..., {values[-1]:g}" if k > 4 else "".join(f", {v:g}" for v in values[3:])
+        fmt = "{}" if values.dtype.kind in "biu" else "{:g}"  # (exact integers, as in the file)
+        shown = ", ".join(fmt.format(v) for v in values[:3]) + (
+            f", ..., {fmt.format(values[-1])}" if k > 4 else "".join(", " + fmt.format(v) for v in values[3:])
         )
         note = f"labels {{{shown}}} renumbered 0..{k - 1} in increasing order"
     return index.reshape(-1).astype(np.int64), k, note
 
 
+def _is_npy(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
+
+
 def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    if os.path.isfile(path) and not zipfile.is_zipfile(path) and not _is_npy(path):
+        # (np.load reads any other file as a pickle and says "pickled (object) data", which misleads)
+        raise DataError(f"{path}: not an .npz (zip) archive; save one with np.savez(path, x=..., y=...)")
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):  # an .npy renamed: one bare array
@@ -116,6 +141,13 @@ def _is_header(line: str) -> bool:
     return any(f.strip() and not _is_number(f) for f in line.split(","))
 
 
+def _unquote(field: str) -> str:
+    """A CSV field without its enclosing double quotes (a doubled quote inside stands for one)."""
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
+
+
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
     """Features, labels and the label column's name; ``label_column`` is an
     index (negative counts from the end) or a header name (default: the last)."""
@@ -133,9 +165,11 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         if len(content) == 1:  # loadtxt would only warn and return nothing
             raise DataError(f"{path}: only a header line, no data rows")
         skip = content[0] + 1
-        header = [h.strip() for h in lines[content[0]].split("#", 1)[0].split(",")]
+        # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
+        # label_column="label" finds "label"
+        header = [_unquote(h.strip()) for h in lines[content[0]].split("#", 1)[0].split(",")]
     try:
-        d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2)
+        d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
     except ValueError as e:
         raise DataError(f"{path}: not a numeric CSV ({e})") from None
     if d.shape[1] < 2:
@@ -188,6 +222,12 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     the label in the last column or in ``label_column``: an index or a header
     name). Features are standardized per column; integer labels of any values
     are renumbered 0..K-1. ``Dataset.notes`` says what was done."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
+    if dt.kind != "f":  # standardized features cast to integers would be truncated to -1, 0, 1
+        raise TypeError(f"dtype: expected a floating dtype, got {dt}")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):

@@ -68,6 +68,12 @@ def from_mlp(
     """
     if kwargs:
         raise TypeError(f"from_mlp: unexpected keyword argument {next(iter(kwargs))!r}")
+    from ..nn import MLP
+
+    if not isinstance(model, MLP):  # (else an AttributeError at the first product)
+        raise TypeError(f"model: expected an optkern.nn.MLP, got {type(model).__name__}")
+    if progress is not None and not callable(progress):  # (else a TypeError mid-product, unnamed)
+        raise TypeError(f"progress: expected a callable progress(done, total) or None, got {type(progress).__name__}")
     if kind not in ("hessian", "ggn"):
         raise ValueError(f"kind: expected 'hessian' or 'ggn', got {kind!r}")
     if reduction not in ("mean", "sum"):
@@ -79,7 +85,13 @@ def from_mlp(
         batches = [(x, y)]
     elif x is not None or y is not None:
         raise ValueError("x, y: give either one batch (x, y) or batches, not both")
-    batches = list(batches)
+    elif isinstance(batches, tuple) and len(batches) == 2 and all(hasattr(b, "ndim") for b in batches):
+        # (an (x, y) pair passed as batches would be read as two batches made of rows of x and y)
+        raise TypeError("batches: expected a sequence of (x, y) batches, got one (x, y) pair: pass [(x, y)]")
+    elif not hasattr(batches, "__iter__") or isinstance(batches, (str, bytes)):
+        raise TypeError(f"batches: expected a sequence of (x, y) batches, got {type(batches).__name__}")
+    batches = list(batches)  # (once: a generator is read here, and only here)
+    _check_batches(batches)
     if not batches:
         raise ValueError("batches: needs at least one (x, y) batch")
     total = sum(int(bx.shape[0]) for bx, _ in batches)
@@ -149,6 +161,22 @@ def from_mlp(
 
     # (a rank without rows takes part in every reduction without applying its operator: weight 0)
     return distributed(op, comm, global_share(total, comm) if reduction == "mean" else float(total > 0))
+
+
+def _check_batches(batches: list) -> None:
+    """Each of ``batches`` an ``(x, y)`` pair of arrays, or TypeError naming ``batches[i]`` --
+    instead of an unnamed unpacking or attribute error. Their shapes, dtypes and labels are checked
+    by the products (``MLP._check``), at the values the arrays hold then (``fixed=True``: at the
+    first product)."""
+    for i, batch in enumerate(batches):
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            what = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
+            raise TypeError(f"batches[{i}]: expected an (x, y) pair, got {what}")
+        bx, by = batch
+        if not (hasattr(bx, "shape") and getattr(bx, "ndim", 0) >= 1 and hasattr(by, "shape")):
+            raise TypeError(
+                f"batches[{i}]: expected an (x, y) pair of arrays, got ({type(bx).__name__}, {type(by).__name__})"
+            )
 
 
 def _frozen_products(model, params, batches, kind):

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _backend
 from .._pickling import NativeByName
+from .losses import _labels
 
 _NOT_USED = object()  # an argument a method does not take (None is a wrong value, not a missing one)
 
@@ -44,18 +45,26 @@ class _MLPArgs(NativeByName):
             raise ValueError(f"x: expected shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
         if x.shape[0] < 1:
             raise ValueError("x: needs at least one row")
+        if x.shape[0] == 1 and self.norm == "batch" and self.num_layers > 1:
+            # (else the first hidden layer's batch norm refuses its (1, width) input, naming "x" with a
+            # shape the caller never passed)
+            raise ValueError(
+                f"x: batch norm uses the statistics of the batch: expected more than 1 value per channel "
+                f"when training, got 1 row (shape {tuple(x.shape)})"
+            )
         x = xp.ascontiguousarray(x, dtype=self.dtype)
         if y is not None and y.dtype.kind not in "fiu":
             raise TypeError(f"y: expected real numbers (integer labels or float targets), got {y.dtype}")
         if y is not None and self.loss_kind == "cross_entropy" and y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer labels for the cross-entropy loss, got {y.dtype}")
-        if y is not None and self.loss_kind == "cross_entropy" and xp is np:
-            y = np.require(y, requirements=("C", "A"))  # labels are only read: any layout is copied
         if y is not None:
             n = x.shape[0]
             if self.loss_kind == "cross_entropy":
                 if y.shape != (n,):
                     raise ValueError(f"y: expected integer labels of shape ({n},), got {tuple(y.shape)}")
+                # checked here, so that a label out of range is reported as the caller's `y` (the loss
+                # kernel's own check would name it `labels`); a C-contiguous int64 copy where needed
+                y = _labels(y, n, self.sizes[-1], xp, name="y")
             else:
                 want = (n, self.sizes[-1])
                 if y.ndim == 1 and self.sizes[-1] == 1:
@@ -65,12 +74,16 @@ class _MLPArgs(NativeByName):
                 y = xp.ascontiguousarray(y, dtype=self.dtype)
         return xp, x, y
 
-    def _product_out(self, out, params, v):
-        """The array a product is written to: fresh, or the caller's ``out`` (checked before any work)."""
+    def _product_out(self, out, params, v, x=None):
+        """The array a product is written to: fresh, or the caller's ``out`` (checked before any work).
+
+        ``x`` (the checked inputs) must not share memory with ``out`` either: the backward pass writes
+        the last layer's rows of ``out`` before it reads ``x`` for the first layer's weight gradient."""
         xp = _backend.array_module(params)
         if out is None:
             return xp.empty_like(params)
-        return _backend.out_array(out, xp, self.dtype, params.shape, {"params": params, "v": v})
+        avoid = {"params": params, "v": v} if x is None else {"params": params, "v": v, "x": x}
+        return _backend.out_array(out, xp, self.dtype, params.shape, avoid)
 
     def _read(self, params):
         """``params`` (checked by :meth:`_check`) as a C-contiguous array to read the layers from:

@@ -306,7 +306,7 @@ class MLP(_MLPArgs):
         then reuse one buffer instead of a fresh, page-faulted array per call.
         """
         xp, x, y = self._check(params, x, y, v)
-        Hv = self._product_out(out, params, v)
+        Hv = self._product_out(out, params, v, x)
         return self._hvp_at(self._point(self._read(params), x, y, 2), self._direction(v), Hv)
 
     def _point(self, params, x, y, order):
@@ -364,7 +364,7 @@ class MLP(_MLPArgs):
         pass and one ordinary backward pass. ``out``: as for :meth:`hvp`.
         """
         xp, x, y = self._check(params, x, y, v)
-        Gv = self._product_out(out, params, v)
+        Gv = self._product_out(out, params, v, x)
         return self._ggn_at(self._point(self._read(params), x, y, 1), self._direction(v), Gv)
 
     @_ieee

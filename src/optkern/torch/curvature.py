@@ -12,6 +12,7 @@ for CPU params and CuPy arrays for CUDA ones, passed to torch zero-copy.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -234,5 +235,16 @@ def _batched(make, loss_fn, batches, params: list, vs: list) -> list:
 
 
 def _tensor(a) -> torch.Tensor:
-    """A NumPy / CuPy vector as a tensor over the same memory."""
-    return torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+    """A NumPy / CuPy vector as a tensor over the same memory.
+
+    A read-only NumPy vector (``matvec`` passes the caller's own array through when it already has
+    the operator's dtype and layout) is only read here; torch's "not writable" UserWarning -- an
+    error under ``-W error`` -- is silenced for it rather than copying the vector at every product.
+    """
+    if not isinstance(a, np.ndarray):
+        return torch.from_dlpack(a)
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(a)
