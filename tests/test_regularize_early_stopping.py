@@ -76,3 +76,26 @@ def test_bad_inputs(tmp_path):
         EarlyStopping().restore()
     with pytest.raises(TypeError, match="state"):
         save_state(tmp_path / "x.npz", {"f": object()})
+
+
+def test_metric_as_a_torch_tensor():
+    # a torch loop's val_loss is a 0-d tensor: it was a TypeError (a tensor's size is a method)
+    torch = pytest.importorskip("torch")
+    stopper = EarlyStopping(patience=0)
+    assert not stopper.step(torch.tensor(0.5))
+    assert stopper.step(torch.tensor([0.7], dtype=torch.float64))
+    assert stopper.best == 0.5 and stopper.best_step == 0
+    with pytest.raises(TypeError, match="^metric"):
+        stopper.step(torch.ones(2))
+
+
+def test_resume_before_any_improvement_ignores_a_stale_file(tmp_path):
+    path = tmp_path / "best.npz"
+    save_state(path, {"w": np.full(2, 99.0)})  # another run's checkpoint
+    state = EarlyStopping(path=path).state_dict()  # this run: nothing kept yet
+    resumed = EarlyStopping(path=path)
+    resumed.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="no checkpoint"):  # as the uninterrupted run
+        resumed.restore()
+    resumed.step(1.0, state={"w": np.zeros(2)})
+    np.testing.assert_array_equal(resumed.restore()["w"], np.zeros(2))

@@ -94,3 +94,23 @@ def test_cupy_batches_match_numpy():
         assert a.lam == b.lam and a.box == b.box
         np.testing.assert_allclose(cp.asnumpy(b.x), a.x, rtol=1e-6)
         np.testing.assert_allclose(cp.asnumpy(b.y), a.y, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [np.array([True, False] * 3), np.array(list("abcdef")), np.full((6, 4), 0.25 + 0j)],
+    ids=["bool", "str", "complex"],
+)
+def test_wrong_target_dtype_is_a_type_error(y):
+    # the contract: a wrong dtype is a TypeError naming the argument (these were ValueErrors)
+    x, _ = batch()
+    with pytest.raises(TypeError, match=r"^y: expected integer labels or float soft targets"):
+        R.mixup(x, y, 0.2, num_classes=4)
+
+
+@pytest.mark.parametrize("k, exc", [(4.0, TypeError), (True, TypeError), (0, ValueError)])
+def test_num_classes_is_checked_with_soft_targets_too(k, exc):
+    # num_classes=4.0 (or True against one class) passed unchecked beside soft targets
+    x, _ = batch()
+    with pytest.raises(exc, match="^num_classes"):
+        R.mixup(x, np.full((6, 4), 0.25, np.float32), 0.2, num_classes=k)

@@ -93,8 +93,11 @@ def load_state(path):
 
 
 def _metric(value, name: str = "metric") -> float:
-    """A real number (NaN and +-inf included) or a 1-element array of one, as a float."""
-    if hasattr(value, "item") and getattr(value, "size", 0) == 1:
+    """A real number (NaN and +-inf included) or a 1-element array or tensor of one, as a float
+    (a torch tensor's ``size`` is a method: its loss, ``val_loss`` as a 0-d tensor, was refused)."""
+    numel = getattr(value, "numel", None)
+    n = numel() if callable(numel) else getattr(value, "size", 0)
+    if hasattr(value, "item") and n == 1:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
@@ -204,5 +207,7 @@ class EarlyStopping:
         should_stop = _backend.flag("state['should_stop']", state["should_stop"])
         self.best, self.best_step, self.num_bad, self.steps = best, best_step, num_bad, steps
         self.should_stop = bool(should_stop)
-        if self.path is not None and os.path.exists(self.path):
-            self._best_state = self.path
+        if self.path is not None:
+            # best_step -1: that run never kept a checkpoint, so a file at path is another run's
+            # (restoring it gave a stale state where the uninterrupted run raises)
+            self._best_state = self.path if best_step >= 0 and os.path.exists(self.path) else None

@@ -59,6 +59,9 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
     xp = _backend.array_module(y)
     if y.shape[:1] != (n,):
         raise ValueError(f"y: expected {n} targets to match x, got shape {tuple(y.shape)}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        # a wrong dtype is a TypeError (bool, complex, strings: neither labels nor probabilities)
+        raise TypeError(f"y: expected integer labels or float soft targets, got {y.dtype}")
     if np.issubdtype(y.dtype, np.integer):
         if y.ndim != 1:
             raise ValueError(f"y: integer labels must have shape (N,), got {tuple(y.shape)}")
@@ -70,11 +73,11 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
         out = xp.zeros((n, k), dtype=dtype)
         out[xp.arange(n), y] = 1
         return out
-    if not np.issubdtype(y.dtype, np.floating) or y.ndim != 2:
+    if y.ndim != 2:
         raise ValueError(
             f"y: expected integer labels (N,) or float soft targets (N, K), got {y.dtype} of shape {tuple(y.shape)}"
         )
-    if num_classes is not None and y.shape[1] != num_classes:
+    if num_classes is not None and y.shape[1] != _backend.integer("num_classes", num_classes, 1):
         raise ValueError(f"y: has {y.shape[1]} classes but num_classes is {num_classes}")
     sums = y.sum(axis=1)
     if bool((y < 0).any()) or not bool(xp.allclose(sums, 1.0, atol=1e-4)):

@@ -14,6 +14,7 @@ import numbers
 import warnings
 
 from .. import _backend
+from ._group_values import _detached, _fills_in_place, _item, _scalar
 
 
 def check_step(step) -> int:
@@ -84,16 +85,6 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     raise TypeError(f"{name}: expected a Schedule, a callable or a number, got {type(s).__name__}")
 
 
-def _scalar(v) -> float:
-    """A group value as a float: a number, or a 1-element (device) array."""
-    return float(v.item()) if hasattr(v, "item") else float(v)
-
-
-def _item(v):
-    """A 1-element (device) array's number; anything else as it is (for the checks to name)."""
-    return v.item() if hasattr(v, "item") and getattr(v, "size", 0) == 1 else v
-
-
 #: The values the optimizers (optkern's and torch's) accept in the group entries whose meaning
 #: they fix: a Scheduler writes nothing else there. Any other entry only needs a finite value.
 _RANGES: dict = {
@@ -121,14 +112,22 @@ def _peak(schedule, steps: int | None) -> float:
     ts = list(range(0, n + 1, stride))
     if ts[-1] != n:
         ts.append(n)
-    return max(_value(schedule, t) for t in ts)
+    peak = _value(schedule, 0)  # checked strictly by the caller already
+    for t in ts[1:]:
+        # Only a warning rides on the peak: a callable that fails or overflows beyond the steps it
+        # will run (torch's LambdaLR over a table of them) must not make the Scheduler refuse it.
+        try:
+            v = _value(schedule, t)
+        except Exception:
+            break
+        peak = max(peak, v)
+    return peak
 
 
 def _real(v, t: int, schedule=None) -> float:
     """A schedule's value as a finite float (a real number or a 1-element array), else TypeError /
     ValueError naming the schedule (a built-in one's arguments too: they are what overflowed)."""
-    if hasattr(v, "item") and getattr(v, "size", 0) == 1 and not isinstance(v, (str, bytes)):
-        v = v.item()
+    v = _item(v)
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"schedule: returned {type(v).__name__} at step {t}, expected a real number")
     try:
@@ -205,7 +204,7 @@ class Scheduler:
         values = self._values(0, self.base_values, relative)  # every check before the groups change
         self._warn_if_suspect()
         for g in groups:
-            g.setdefault(init, self._get(g))
+            g.setdefault(init, _detached(self._get(g)))
         self._write(values)
 
     @property
@@ -275,10 +274,12 @@ class Scheduler:
                 seq = list(cur)
                 seq[self.index] = v
                 g[self.key] = type(cur)(seq) if isinstance(cur, tuple) else seq
-            elif hasattr(cur, "fill") and getattr(cur, "size", 0) == 1:
-                # A device-resident value (a capturable GPU optimizer's lr): update it in
-                # place, so a captured CUDA graph reads the new value at its next replay.
-                cur.fill(v)
+            elif _fills_in_place(cur):
+                # A device-resident value (a capturable GPU optimizer's lr, a tensor lr): update
+                # it in place, as torch's schedulers do, so a captured CUDA graph reads the new value
+                # at its next replay.
+                fill = getattr(cur, "fill_", None)
+                (fill if callable(fill) else cur.fill)(v)
             else:
                 g[self.key] = v
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import sys
+
 import torch
 
 from .. import clip as _clip
@@ -39,6 +43,20 @@ def _grads(params: list) -> list | None:
     return grads
 
 
+def _torch_only_order(norm_type) -> bool:
+    """Whether ``norm_type`` is an order torch's ``vector_norm`` takes but optkern's kernels do not
+    (0 <= p < 1, a negative p, -inf): torch's own implementation runs it, as a drop-in must (they
+    were refused with a ValueError). NaN and non-numbers stay optkern's to refuse."""
+    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
+        return False
+    p = float(norm_type)
+    return p < 1.0 and not math.isnan(p)
+
+
+def _is_pos_inf(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) == math.inf
+
+
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None) -> torch.Tensor:
     """torch.nn.utils.clip_grad_norm_: scale the gradients in place so their total norm is at most
     ``max_norm``; returns the total norm before clipping as a 0-d tensor (the grads' dtype and device).
@@ -46,22 +64,36 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     The norm is accumulated in float64 with a fixed blocking (the same bits for any thread count);
     on CUDA it runs on torch's current stream without a host synchronization. ``foreach`` is
     accepted for signature compatibility (every call is fused). Gradients of several dtypes or
-    devices, or of dtypes other than float32 / float64, are handled by torch's own implementation.
+    devices, or of dtypes other than float32 / float64, and orders below 1 (0, 0.5, -inf), are
+    handled by torch's own implementation. ``max_norm=inf`` (torch's idiom for measuring the norm
+    without clipping) leaves finite-norm gradients as they are and, as torch, makes them NaN when
+    the norm is infinite (``inf / inf``).
     """
     params = _params(parameters)
     grads = _grads(params)
-    if grads is None:
+    if grads is None or _torch_only_order(norm_type):
         return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)
     if not grads:
         return torch.tensor(0.0)
+    # optkern.clip_grad_norm_ refuses an infinite max_norm (its contract); the largest float clips
+    # every finite norm by min(1, huge) = 1 too, and torch's NaN for an infinite norm comes after
+    unbounded = _is_pos_inf(max_norm)
+    limit = sys.float_info.max if unbounded else max_norm
     g0 = grads[0]
     if g0.device.type == "cpu":
-        total = _clip.clip_grad_norm_(_views.views(grads), max_norm, norm_type, error_if_nonfinite)
+        total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
+        if unbounded and total == math.inf:
+            for g in grads:
+                g.fill_(math.nan)  # torch: g * (inf / (inf + 1e-6)) = g * NaN
         return torch.tensor(total, dtype=g0.dtype)
     with _views.on_stream(g0):
-        total = _clip.clip_grad_norm_(_views.views(grads), max_norm, norm_type, error_if_nonfinite)
+        total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
         # (taken on the stream that wrote it: no cross-stream wait is asked of CuPy)
-        return torch.from_dlpack(total).reshape(()).to(g0.dtype)
+        norm = torch.from_dlpack(total).reshape(())
+        if unbounded:  # on the device, without a host synchronization
+            coef = torch.where(torch.isposinf(norm), math.nan, 1.0)
+            torch._foreach_mul_(grads, coef)
+        return norm.to(g0.dtype)
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
@@ -71,6 +103,8 @@ def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
     grads = _grads(params)
     if grads is None:
         torch.nn.utils.clip_grad_value_(params, clip_value, foreach)
+        return
+    if _is_pos_inf(clip_value):  # clamping to [-inf, inf] changes nothing (NaN stays NaN), as in torch
         return
     if grads:
         with _views.on_stream(grads[0]):

@@ -1,0 +1,44 @@
+"""The values a Scheduler reads from and writes into param groups: numbers, NumPy scalars, 1-element
+NumPy / CuPy arrays (a capturable optimizer's device-resident lr) and torch tensors (torch's tensor lr
+and betas), each read as a float and, where it is an array or tensor, updated in place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _scalar(v) -> float:
+    """A group value as a float: a number, or a 1-element (device) array."""
+    return float(v.item()) if hasattr(v, "item") else float(v)
+
+
+def _numel(v) -> int | None:
+    """The element count of an array (NumPy, CuPy) or a torch tensor, whose ``size`` is a method
+    (``size == 1`` never held for one: a tensor lr was refused); None for anything else."""
+    numel = getattr(v, "numel", None)
+    if callable(numel):
+        return int(numel())
+    size = getattr(v, "size", None)
+    return size if isinstance(size, int) else None
+
+
+def _item(v):
+    """A 1-element (device) array's or tensor's number; anything else as it is (for the checks to name)."""
+    return v.item() if hasattr(v, "item") and _numel(v) == 1 and not isinstance(v, (str, bytes)) else v
+
+
+def _fills_in_place(v) -> bool:
+    """Whether a group value is a 1-element array or tensor, updated in place (``fill`` / ``fill_``)
+    as torch updates a tensor lr. A NumPy scalar (``np.float64``) is not: its ``fill`` returns and
+    changes nothing, so writing through it left the lr at its first value."""
+    if isinstance(v, np.generic):
+        return False
+    return _numel(v) == 1 and (callable(getattr(v, "fill_", None)) or callable(getattr(v, "fill", None)))
+
+
+def _detached(v):
+    """A copy of a 1-element array / tensor (``initial_<key>`` must not alias the value written in
+    place: it drifted with the schedule, so the next Scheduler took the current lr as its base)."""
+    if not _fills_in_place(v):
+        return v
+    return v.clone() if callable(getattr(v, "clone", None)) else v.copy()
