@@ -293,3 +293,16 @@ def test_report_shows_mean_and_spread_over_seeds_and_every_hyperparameter(tmp_pa
     assert "labels {1, 2, 3} renumbered 0..2" in text
     assert "on the same 300 training samples for every run (asked for 512; the training set has 1438)" in text
     assert "## Comparison with Ghorbani et al. 2019" in text and "**This run.**" in text
+
+
+def test_sharpness_sentence_counts_one_optimizer_in_the_singular():
+    from optkern.study.summary import sharpness_sentences
+
+    def curv(epoch):
+        return {"epoch": epoch, "top_eigenvalues": [2.0], "grad_concentration": 0.5}
+
+    runs = [{"optimizer": "adam", "norm": "none", "curvature": [curv(0), curv(3)]}]
+    (sentence,) = sharpness_sentences({"runs": runs, "checkpoint_epochs": [0, 3]})
+    assert "(1 optimizer)" in sentence
+    two = runs + [{"optimizer": "sgd", "norm": "none", "curvature": [curv(0), curv(3)]}]
+    assert "(2 optimizers)" in sharpness_sentences({"runs": two, "checkpoint_epochs": [0, 3]})[0]

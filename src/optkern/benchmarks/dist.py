@@ -179,8 +179,28 @@ def _fmt(rows) -> str:
 def main(args) -> int:
     """Entry point of ``optkern bench dist`` (run it under ``mpiexec -n N``)."""
     from ..distributed import Communicator
+    from ..study import UsageError
+    from . import env
 
+    # The suite times MPI on host (NumPy) arrays: a --device cuda run measured the CPU path and
+    # said nothing about it.
+    if args.device != "cpu":
+        raise UsageError("dist: --device cuda is not supported (this suite times MPI on host arrays)")
     comm = Communicator(backend="mpi")
+    error = None
+    if comm.rank == 0:  # before the minutes of measuring, not after; every rank stops alike
+        try:
+            env.check_output(args.json)
+        except UsageError as e:
+            error = str(e)
+    error = comm.bcast_object(error)
+    if error is not None:
+        raise UsageError(error)
+    with env.threads(args.threads):  # --threads was ignored here: the ZeRO-1 steps run optkern kernels
+        return _main(args, comm)
+
+
+def _main(args, comm) -> int:
     if comm.rank == 0:
         print(
             f"optkern bench dist: {comm.size} ranks, MPI: {_mpi().Get_library_version().splitlines()[0].strip()}",

@@ -58,6 +58,26 @@ def require_cuda():
         raise UsageError("--device cuda: no CUDA device found")
 
 
+def check_output(path: str | None, flag: str = "--json") -> None:
+    """Raise ``UsageError`` unless ``path`` (None: no file asked for) can be written. Checked
+    before the benchmarks run: the file is written after them, where a missing folder or a
+    directory of that name ended minutes of measuring with a traceback and no file."""
+    from ..study import UsageError
+
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):  # "a": an existing file keeps its content until the results replace it
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write the file ({e.strerror or e})") from None
+    if not existed:
+        os.unlink(path)
+
+
 def set_threads(n: int | None) -> int:
     """Use ``n`` threads in optkern (OpenMP) and torch; None leaves the defaults. Returns optkern's count."""
     from .. import _cpu

@@ -46,6 +46,7 @@ def main(args) -> int:
     that is not usable or a bad thread count.
     """
     device = args.device
+    env.check_output(args.json)
     if device == "cuda":
         env.require_cuda()
     suites = list(ALL) if args.suite == "all" else [args.suite]

@@ -82,6 +82,8 @@ def main(args) -> int:
             os.makedirs(args.out, exist_ok=True)
         except OSError as e:
             error = f"--out {args.out}: cannot create the folder ({e.strerror})"
+        else:
+            error = _unwritable(args.out)
     if comm is not None:
         error = comm.bcast_object(error)  # every rank stops, none waits alone
     if error is not None:
@@ -131,6 +133,37 @@ def main(args) -> int:
     return 0
 
 
+#: What a study writes into --out (report.write_json / write_markdown, plots.make_plots).
+OUTPUTS = (
+    "results.json",
+    "report.md",
+    "loss.png",
+    "accuracy.png",
+    "top_eigenvalue.png",
+    "spectral_density.png",
+    "training_time.png",
+)
+
+
+def _unwritable(out: str):
+    """Why the study could not write its files into the folder ``out``, or None. Checked before
+    training: otherwise the first results.json, after the first run, ended the study with a
+    traceback (a folder the user cannot write to, or a directory named results.json)."""
+    import os
+    import tempfile
+
+    for name in OUTPUTS:
+        path = os.path.join(out, name)
+        if os.path.exists(path) and not os.path.isfile(path):
+            return f"--out {out}: {name} exists and is not a file"
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".optkern-write-test-"):
+            pass
+    except OSError as e:
+        return f"--out {out}: cannot write into the folder ({e.strerror or e})"
+    return None
+
+
 def captions(results: dict) -> dict:
     """Each figure's caption, computed from the numbers it shows."""
     from . import plots, summary
@@ -167,19 +200,21 @@ def parse_lr(values) -> dict:
 
 def _config(args) -> StudyConfig:
     kw: dict[str, Any] = {}
-    if args.optimizers:
+    # "is not None", not truthiness: an empty --optimizers "" (a shell variable left unset) is an
+    # error from validate(), not a silent fall-back to the default study.
+    if args.optimizers is not None:
         names = [s.strip() for s in args.optimizers.split(",") if s.strip()]
         kw["optimizers"] = list(OPTIMIZERS) if names == ["all"] else names
     if getattr(args, "low_precision", False):  # the low-precision runs, after the ones asked for
         names = kw.get("optimizers", list(DEFAULT_OPTIMIZERS))
         kw["optimizers"] = names + [n for n in LOW_PRECISION if n not in names]
         kw["low_precision"] = True
-    if args.norms:
+    if args.norms is not None:
         kw["norms"] = [s.strip() for s in args.norms.split(",") if s.strip()]
     for name in ("epochs", "batch_size", "large_batch", "checkpoints", "curvature_batch", "activation"):
         if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
-    if args.hidden:
+    if args.hidden is not None:
         try:
             kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
         except ValueError:
@@ -192,6 +227,16 @@ def _config(args) -> StudyConfig:
     kw["jobs"] = args.jobs
     cfg = StudyConfig.quick(**kw) if args.quick else StudyConfig(**kw)
     cfg.validate()
+    # validate() allows overrides of any known optimizer (a StudyConfig built in code may carry
+    # them for later); on the command line a --lr for an optimizer this study does not run would
+    # be silently ignored: most likely a typo or a forgotten --optimizers.
+    idle = [name for name in cfg.overrides if name not in cfg.optimizers]
+    if idle:
+        raise ConfigError(
+            "overrides",
+            f"{', '.join(idle)}: not among the optimizers this study runs ({', '.join(cfg.optimizers)}); "
+            "add it with --optimizers",
+        )
     if cfg.device == "cuda":
         _check_cuda()
     return cfg

@@ -91,12 +91,22 @@ class StudyConfig:
         return cls(**base)
 
     def validate(self) -> None:
+        if not self.optimizers:
+            raise ConfigError("optimizers", f"no optimizer given; choose from {', '.join(OPTIMIZERS)}")
         unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
-        if unknown or not self.optimizers:
+        if unknown:
             raise ConfigError("optimizers", f"unknown {unknown}; choose from {', '.join(OPTIMIZERS)}")
+        if not self.norms:
+            raise ConfigError("norms", "no normalization given; choose from none, batch, layer")
         bad = [n for n in self.norms if n not in ("none", "batch", "layer")]
-        if bad or not self.norms:
+        if bad:
             raise ConfigError("norms", f"unknown {bad}; choose from none, batch, layer")
+        # A name listed twice would train the same run twice and the report would take the copies
+        # for seeds ("done (2 seeds)", a standard deviation of 0): refused, as argparse would.
+        for name, given in (("optimizers", self.optimizers), ("norms", self.norms)):
+            twice = sorted({v for v in given if list(given).count(v) > 1})
+            if twice:
+                raise ConfigError(name, f"{', '.join(twice)} listed more than once")
         for name, (lo, hi) in _INT_RANGES.items():
             given = getattr(self, name)
             if isinstance(given, bool) or not isinstance(given, numbers.Integral):

@@ -51,7 +51,7 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     key = ("epoch0", norm, seed)
     cache = {} if epoch0 is None else {key: epoch0}
     rec: dict = {}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt_once)
     try:
         with limit_threads(cfg.threads):
             train_run(name, norm, _WORKER["train"], _WORKER["val"], cfg, rec, progress=False, cache=cache, seed=seed)
@@ -60,6 +60,25 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return rec, cache.get(key)
+
+
+def _interrupt_once(signum, frame) -> None:
+    """A run's SIGINT handler: the first one stops the run, later ones are ignored. A Ctrl-C at a
+    terminal reaches a worker twice (from the terminal, and forwarded by the parent, see
+    run_pool): a second KeyboardInterrupt while the run is saving what it measured would lose it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _forward_interrupt(ex) -> None:
+    """Send SIGINT to the pool's workers: a SIGINT sent to this process alone (``kill -INT``, a
+    job scheduler, ``timeout -s INT``) reaches no worker, and the runs in flight went on to their
+    last epoch while the study waited for them. Idle workers ignore it (``_init``)."""
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except (OSError, AttributeError, TypeError):  # already gone
+            pass
 
 
 def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
@@ -112,11 +131,13 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
         except KeyboardInterrupt:
             # The workers had Ctrl-C too: the runs in flight return what they measured. (A worker
             # still starting up dies of it instead, which breaks the pool: its run has no record.)
+            # Forwarded too, for a SIGINT that reached this process alone.
+            _forward_interrupt(ex)
             for fut, i in running.items():
                 if not fut.cancel():
                     try:
                         records[i].update(fut.result()[0])
-                    except Exception:
+                    except Exception:  # a broken pool
                         pass
             return True
     return False

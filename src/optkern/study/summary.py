@@ -176,10 +176,11 @@ def sharpness_sentences(results: dict) -> list:
         if s is None:
             continue
         med = statistics.median(s["top_end"].values())
+        optimizers = f"{s['optimizers']} optimizer{'s' if s['optimizers'] != 1 else ''}"
         out.append(
             f"{norm_label(norm).capitalize()}, the largest Hessian eigenvalue is {g(s['top_start'])} at epoch "
             f"{s['first']} (the same weights for every optimizer) and {_range(s['top_end'])} at epoch {s['last']} "
-            f"({over}{s['optimizers']} optimizers): it {_change(s['top_start'], med)}. The spectrum spans "
+            f"({over}{optimizers}): it {_change(s['top_start'], med)}. The spectrum spans "
             f"{_span(s['lo_start'], s['hi_start'])} at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} "
             f"at epoch {s['last']} (median ends over optimizers)."
         )
