@@ -54,13 +54,11 @@ double grad_norm(py::handle arrays, double norm_type, py::handle out) {
 
 void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf) {
   ListAndScalar a = gather_with_scalar(arrays, "arrays", true, total_norm_buf, "total_norm_buf", false);
-  // Like torch: a NaN norm makes a NaN coefficient (the gradients become NaN).
-  const double c = max_norm / (*a.buf + 1e-6);
-  const double coef = (c < 1.0 || c != c) ? c : 1.0;
-  if (coef == 1.0) return;  // multiplying by one changes nothing
   dispatch_float(a.dt, [&](auto t) {
     using T = decltype(t);
-    apply_map<T>(rules::Scale<T>{T(coef)}, a.x);
+    const T coef = rules::clip_coef<T>(max_norm, *a.buf);
+    if (coef == T(1)) return;  // multiplying by one changes nothing
+    apply_map<T>(rules::Scale<T>{coef}, a.x);
   });
 }
 

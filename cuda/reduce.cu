@@ -89,8 +89,7 @@ template <class T> struct ClipByNorm {
   double max_norm;
   const double* total_norm;
   __device__ mt::MapOp<rules::Scale<T>, T> load() const {
-    const double c = max_norm / (total_norm[0] + 1e-6);
-    return {rules::Scale<T>{T(c > 1.0 ? 1.0 : c)}};
+    return {rules::Scale<T>{rules::clip_coef<T>(max_norm, total_norm[0])}};
   }
 };
 

@@ -334,6 +334,15 @@ template <class T> struct Scale {
   T c;
   OK_HD T operator()(T g) const { return g * c; }
 };
+// clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)) rounded as torch rounds it: its norm is
+// a tensor of the grads' dtype, `max_norm / t` is `t.reciprocal() * max_norm` (Tensor.__rtruediv__),
+// each op in T with the Python scalars cast to T, then clamp(max=1), which keeps a NaN (a NaN or
+// infinite norm makes NaN gradients, as there). T(norm) is the float64 norm rounded once.
+template <class T> OK_HD T clip_coef(double max_norm, double norm) {
+  const T r = T(1) / (T(norm) + T(1e-6));
+  const T c = r * T(max_norm);
+  return c > T(1) ? T(1) : c;
+}
 template <class T> struct ClampValue {
   T c;
   OK_HD T operator()(T g) const { return g > c ? c : (g < -c ? -c : g); }
