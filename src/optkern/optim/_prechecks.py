@@ -7,15 +7,32 @@ first -- natively for NumPy steps (``precheck_step_``), in Python otherwise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from operator import attrgetter
 
 import numpy as np
 
 from .. import _backend
 from ._parts import OptimizerParts
+from ._run import _Run
 
-if TYPE_CHECKING:
-    from ._run import _Run
+_size = attrgetter("size")
+
+
+def _check_state_sizes(run: _Run, names) -> None:
+    """ValueError naming the first state array of ``run`` whose size is not its param's: a param
+    replaced in its group's list by one of another size. ``precheck_step_`` compares the grads'
+    sizes with the params', not the state's; the run's own native call would refuse it only
+    after the calls before it wrote."""
+    sizes = list(map(_size, run.params))
+    for name in names:
+        arrays = run.state[name]
+        if list(map(_size, arrays)) == sizes:
+            continue
+        for i, p, a in zip(run.index, run.params, arrays):
+            if a.size != p.size:
+                raise ValueError(
+                    f"state[{i}][{name!r}]: expected {p.size} elements (its parameter's, params[{i}]), got {a.size}"
+                )
 
 
 def _data_span(a):
@@ -45,6 +62,7 @@ class PrecheckMixin(OptimizerParts):
         spec = []
         for run in runs:
             names = self._needed_any(run)
+            _check_state_sizes(run, names)
             written = run.params + [a for name in names for a in run.state[name]]
             key = (tuple(names), len(run.params))
             cached = run._names
@@ -111,6 +129,7 @@ class PrecheckMixin(OptimizerParts):
         if dt not in (np.float32, np.float64):
             raise TypeError(f"params[{run.index[0]}]: expected float32 or float64, got {dt}")
         names = self._needed_any(run)
+        _check_state_sizes(run, names)
         for k, (i, p) in enumerate(zip(run.index, run.params)):
             _backend.check_written(p, dt, f"params[{i}]")
             for name in names:

@@ -38,35 +38,50 @@ class _StateDictChecks:
         that replace it, low precision) as a step of this optimizer reads it: a dict; the step count
         and per-param scalars finite numbers (or 1-element tensors), the step count >= 0; each
         state tensor a floating-point tensor of its param's shape. Names the first bad entry."""
-        params = [p for g in self.param_groups for p in g["params"]]
-        ids = [k for g in sd["param_groups"] for k in g["params"]]
         lowp = {id(p) for p, _ in exact}
         names = set(_meta(self._core)._state_names) - set(_HOST_SCALARS)
-        for k, p in zip(ids, params):
-            if k not in sd["state"]:
+        m = self._m
+        # what a stepped param's entry must hold (torch's loader raises KeyError for a missing step;
+        # a missing state tensor only at torch's step): an entry holds all of it, or is empty
+        scalars = ("step", *m._scalar_names) if m._has_step and self._complete_state else ()
+        for gi, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
+            needed: tuple = ()
+            if self._complete_state:
+                group = {**self.defaults, **saved, "params": own["params"]}  # (checked: _check_state_dict)
+                hp = m._check(host_group(group), f"state_dict['param_groups'][{gi}]")
+                needed = tuple(n for n in m._needed(hp) if n not in self._may_be_none)
+            for k, p in zip(saved["params"], own["params"]):
+                if k in sd["state"]:
+                    self._check_entry(sd["state"][k], f"state_dict['state'][{k!r}]", p, names, scalars, needed, lowp)
+
+    def _check_entry(self, entry, where: str, p, names: set, scalars: tuple, needed: tuple, lowp: set) -> None:
+        """One param's saved entry (``_check_state_entries``): ``scalars`` and ``needed`` (state
+        tensors the saved group's hyper-parameters need) present in a non-empty one."""
+        if not isinstance(entry, dict):
+            raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
+        for n in _HOST_SCALARS:
+            if n in entry:
+                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
+        for n in scalars + (needed if id(p) not in lowp else ()):
+            if entry and n not in entry:
+                raise ValueError(
+                    f"{where}: missing {n!r} (a stepped param's entry holds every entry its step reads; "
+                    "a param that has not stepped has none)"
+                )
+        if id(p) in lowp:
+            return  # (its moments: converted and checked by _lowp.lowp_entry)
+        for n in names:
+            if n not in entry:
                 continue
-            entry, where = sd["state"][k], f"state_dict['state'][{k!r}]"
-            if not isinstance(entry, dict):
-                raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
-            for n in _HOST_SCALARS:
-                if n in entry:
-                    _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
-            if id(p) in lowp:
-                continue  # (its moments: converted and checked by _lowp.lowp_entry)
-            for n in names:
-                if n not in entry:
-                    continue
-                t = entry[n]
-                if t is None and n in self._may_be_none:
-                    continue  # (torch 1.x SGD saved {'momentum_buffer': None}: made from the next grad)
-                if not isinstance(t, torch.Tensor):
-                    raise TypeError(f"{where}[{n!r}]: expected a torch.Tensor, got {type(t).__name__}")
-                if not (t.is_floating_point() and t.layout is _STRIDED):
-                    raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
-                if t.shape != p.shape:
-                    raise ValueError(
-                        f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}"
-                    )
+            t = entry[n]
+            if t is None and n in self._may_be_none:
+                continue  # (torch 1.x SGD saved {'momentum_buffer': None}: made from the next grad)
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{where}[{n!r}]: expected a torch.Tensor, got {type(t).__name__}")
+            if not (t.is_floating_point() and t.layout is _STRIDED):
+                raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
+            if t.shape != p.shape:
+                raise ValueError(f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}")
 
 
 def _check_scalar(v, name: str, nonnegative: bool) -> None:

@@ -83,6 +83,34 @@ class _StepChecks:
             out.append(tuple(vals))
         return out
 
+    def _check_complete(self, group: dict, ps: list, gi: int, states: list, names: tuple = ()) -> None:
+        """ValueError naming the first entry a step of params ``ps`` (group ``gi``; ``states``
+        their state dicts) would read and that is missing from a non-empty dict (a param that has
+        stepped; an empty one starts afresh, as in torch): the step count and per-param scalars
+        of an optimizer that counts steps (a hand-built or edited state: counted from 1 again, the
+        bias corrections and lr decay would silently restart), or a state tensor of ``names``
+        (what the group's hyper-parameters need now: amsgrad, RMSprop's momentum or centered
+        switched on since). torch.optim raises KeyError there, its step after the earlier groups
+        were written; this is called where the step is planned, before anything is written. A
+        missing (or None) SGD momentum buffer is made from the next grad, as torch makes it."""
+        if not self._complete_state:
+            return
+        m = self._m
+        keys = ("step", *m._scalar_names) if m._has_step else ()
+        # (low-precision storage has rules of its own: a master copy only for half params, made
+        # from the param where missing; its moments' storage converted by _lowp)
+        names = () if self._lowp_core is not None else tuple(n for n in names if n not in self._may_be_none)
+        for p, s in zip(ps, states):
+            if not s:
+                continue
+            for k in keys + names:
+                if k not in s:
+                    what = "step count" if k == "step" else "state"
+                    raise ValueError(
+                        f"state[{self._names(group, [p], gi)[0]}]: missing {what} {k!r} (a param's state holds "
+                        "every entry its step reads, or none: an empty dict starts afresh)"
+                    )
+
     def _run_views(self, group: dict, ps: list, gi: int) -> tuple:
         """(the params' NumPy views, [(state name, a view of that state of each param, None where
         it has none yet)]): what the run's native call writes, of the state that exists."""
@@ -93,6 +121,7 @@ class _StepChecks:
             return hit[1], list(hit[2].items())
         states = [self.state.get(p) or {} for p in ps]
         names = self._stored(hp, ps[0].dtype)
+        self._check_complete(group, ps, gi, states, names)  # (a hyper-parameter may need more state now)
         self._check_state_layouts(group, ps, gi, states, names)
         return _views.views(ps), [(n, [_views.view(s[n]) if self._held(s, n) else None for s in states]) for n in names]
 

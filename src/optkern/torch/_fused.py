@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import operator
+from collections import OrderedDict
 
 import torch
 from torch.optim import optimizer as _torch_optimizer
@@ -42,6 +43,9 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     _core: type = _optim.Optimizer
     #: state tensors torch's namesake takes as None (made by the step: SGD's momentum_buffer)
     _may_be_none: tuple = ()
+    #: whether a param's non-empty state must hold its step count and per-param scalars
+    #: (``_check_complete``); AdagradNorm's params hold the group's b_sq before their first step
+    _complete_state: bool = True
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         lowp = dict(lowp or {})
@@ -148,6 +152,22 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         self._validated = True
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """torch's ``load_state_dict``: its pre-hooks (``register_load_state_dict_pre_hook``: a hook
+        may migrate an old checkpoint) run first, as torch runs them, so that what is checked and
+        loaded (``_load``) is the state dict they return; then torch's post-hooks."""
+        state_dict = state_dict.copy() if isinstance(state_dict, dict) else state_dict  # (torch's shallow copy)
+        for hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
+            out = hook(self, state_dict)
+            if out is not None:
+                state_dict = out
+        hooks = self._optimizer_load_state_dict_pre_hooks
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # (torch's loader must not run them again)
+        try:
+            self._load(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = hooks
+
+    def _load(self, state_dict: dict) -> None:
         """torch's loader (casts state to each param's dtype and device), then the step counters and
         mu_product back on the CPU, a number (older torch's ``"step": 2``) made the tensor torch's
         ``__setstate__`` makes (``_scalars_to_host``), the hyper-parameters torch's format lacks

@@ -53,6 +53,7 @@ class _Runs:
         runs: dict = {}
         keys = self._run_keys
         states = [self.state.get(p) or {} for p in params]
+        self._check_complete(group, params, gi, states, self._stored(self._hyper(group), params[0].dtype))
         values = self._scalar_values(group, params, gi, states) if keys else [()] * len(params)
         pending, fresh = [], None
         for p, st, vals in zip(params, states, values):
@@ -152,6 +153,7 @@ class _Runs:
         else:
             dense = all(map(_is_contiguous, params))  # (else channels_last ones: flat views, checked)
             scalars = tuple(k for k in self._run_keys if k in states[0])
+            self._check_complete(group, params, gi, states, names)  # (a hyper-parameter may need more state now)
             pviews = _views.views(params)
             self._check_state_layouts(group, params, gi, states, names)
             lists = {n: _views.views([s[n] for s in states]) for n in names}

@@ -30,6 +30,7 @@ class AdagradNorm(_Fused):
     """
 
     _core = _optim.AdagradNorm
+    _complete_state = False  # (a param without a grad so far may hold the group's b_sq, and no step)
 
     def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, **lowp):
         super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize), lowp)
@@ -45,7 +46,7 @@ class AdagradNorm(_Fused):
         if self._lowp_core is not None:  # (a half param's master copy)
             _lowp_new_state(p, state, self._lowp_core, (), self._hyper(group))
 
-    def load_state_dict(self, state_dict):
+    def _load(self, state_dict):
         """torch's loader casts every state tensor to its param's dtype: b_sq (float64) would come
         back rounded to float32 for float32 params. The saved values are restored in float64."""
         self._check_state_dict(state_dict)  # (before reading it)
@@ -55,7 +56,7 @@ class AdagradNorm(_Fused):
         for i, b in zip(ids, saved):
             if b is not None:
                 _check_scalar(b, f"state_dict['state'][{i!r}]['b_sq']", nonnegative=True)
-        super().load_state_dict(state_dict)
+        super()._load(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         for p, b in zip(params, saved):
             if isinstance(b, torch.Tensor) and "b_sq" in self.state[p]:
