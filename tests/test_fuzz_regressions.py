@@ -159,7 +159,8 @@ def test_clip_grad_norm_of_one_float32_array_norm_in_float64_and_scale_rounded_o
     """The fuzzer's 'other_float' spoil: one float32 array where float64 was drawn is valid, and the
     harness then held the float32 result to float64's tolerance (8.4e-9 off for norm_type=1). The
     library's promise, exactly: the norm of the float32 values accumulated in float64, then every
-    gradient multiplied by the coefficient rounded once to float32."""
+    gradient multiplied by the coefficient torch's float32 ops make from that norm rounded to float32
+    (reciprocal of norm + 1e-6, times max_norm, clamped to 1: rules::clip_coef)."""
     g = np.array([0.04196427, -0.03775166, 0.20109385, 0.03552414, -0.16252337, 0.11488757, 0.4062548], np.float32)
     g64 = g.astype(np.float64)
     if np.isinf(norm_type):
@@ -167,7 +168,8 @@ def test_clip_grad_norm_of_one_float32_array_norm_in_float64_and_scale_rounded_o
     else:
         ref = float(np.sum(np.abs(g64) ** norm_type) ** (1 / norm_type))
     max_norm = 0.5 * ref
-    expect = g * np.float32(max_norm / (ref + 1e-6))
+    coef = np.float32(1) / (np.float32(ref) + np.float32(1e-6)) * np.float32(max_norm)
+    expect = g * min(coef, np.float32(1))
     total = optkern.clip_grad_norm_([g], max_norm, norm_type=norm_type)
     assert total == pytest.approx(ref, rel=1e-14, abs=0)
     assert np.array_equal(g, expect)  # one float32 multiplication per element

@@ -176,7 +176,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     any thread count); for p > 6, as ``m (sum (|g| / m)^p)^(1/p)`` with ``m = max |g|``,
     which stays finite where the plain sum overflows (torch's does: inf, and zeroed gradients).
     Every gradient is multiplied by ``min(1, max_norm / (norm + 1e-6))`` (NaN when the norm is
-    NaN, as in PyTorch).
+    NaN, as in PyTorch), that factor rounded as torch's ops round it from the norm in the grads'
+    dtype (``(1 / (norm + 1e-6)) * max_norm`` in that dtype: float32 grads clipped as torch's).
 
     Args:
       grads: an array or a list of arrays (NumPy or CuPy, one dtype); a None in the list (a
