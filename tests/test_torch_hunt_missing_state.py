@@ -123,3 +123,22 @@ def test_sgd_missing_buffer_and_adagrad_norm_b_sq_before_a_step_are_still_fine()
     b.grad = torch.ones(3)
     opt.step()
     assert [float(opt.state[p]["step"]) for p in (a, b)] == [2.0, 1.0]
+
+
+@pytest.mark.parametrize("lost", ["master_param", "exp_avg"])
+def test_low_precision_state_missing_an_entry_is_refused_before_any_write(lost):
+    """A bfloat16 param's master copy (or a moment) deleted between steps: a bare KeyError once,
+    from the step's view building after the planning; now named, nothing written (the float32
+    param of the same group, another native call, keeps its bits)."""
+    a = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    b = torch.nn.Parameter(torch.ones(4, dtype=torch.float32))
+    opt = ot.Adam([a, b], lr=0.1, master_weights=True)
+    for _ in range(2):
+        a.grad, b.grad = torch.ones(4, dtype=torch.bfloat16), torch.ones(4, dtype=torch.float32)
+        opt.step()
+    del opt.state[a][lost]
+    before = (a.detach().clone(), b.detach().clone(), {k: v.clone() for k, v in opt.state[b].items()})
+    with pytest.raises(ValueError, match=rf"state\[param_groups\[0\]\['params'\]\[0\]\]: missing state '{lost}'"):
+        opt.step()
+    assert torch.equal(a, before[0]) and torch.equal(b, before[1])
+    assert all(torch.equal(v, before[2][k]) for k, v in opt.state[b].items())

@@ -97,9 +97,9 @@ class _StepChecks:
             return
         m = self._m
         keys = ("step", *m._scalar_names) if m._has_step else ()
-        # (low-precision storage has rules of its own: a master copy only for half params, made
-        # from the param where missing; its moments' storage converted by _lowp)
-        names = () if self._lowp_core is not None else tuple(n for n in names if n not in self._may_be_none)
+        # (``names`` are the storage of the params' dtype: a master copy only for half params,
+        # low-precision moments as stored; a loaded checkpoint's are converted by _lowp on load)
+        names = tuple(n for n in names if n not in self._may_be_none)
         for p, s in zip(ps, states):
             if not s:
                 continue
