@@ -31,13 +31,14 @@ from ._common import (
 )
 
 
-def _check_channel_params(x, C, weight, bias, running_mean, running_var):
-    """Validate per-channel affine parameters and running buffers; the statistics dtype."""
+def _check_channel_params(x, C, weight, bias, running_mean, running_var, written=True):
+    """Validate per-channel affine parameters and running buffers (``written``: updated by the call,
+    so writable); the statistics dtype."""
     _shape_of("weight", weight, (C,))
     _shape_of("bias", bias, (C,))
     sdt = _stat_dtype(x)
-    _buffer("running_mean", running_mean, (C,), sdt)
-    _buffer("running_var", running_var, (C,), sdt)
+    _buffer("running_mean", running_mean, (C,), sdt, written)
+    _buffer("running_var", running_var, (C,), sdt, written)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean, running_var: give both or neither")
     return sdt
@@ -100,7 +101,8 @@ def batch_norm(
     Args:
       x: input, C-contiguous.
       weight, bias: optional (C,) affine parameters (x's dtype).
-      running_mean, running_var: optional (C,) buffers in the statistics dtype.
+      running_mean, running_var: optional (C,) buffers in the statistics dtype (only read in eval:
+        read-only ones are valid there).
       training: a bool: batch statistics (True) or running statistics (False).
       momentum: in [0, 1].
       eps: > 0, added to the variance.
@@ -124,7 +126,7 @@ def batch_norm(
     if C < 1:
         raise ValueError(f"x: expected at least one channel (C = x.shape[1] >= 1), got shape {tuple(x.shape)}")
     S = _prod(x.shape[2:])
-    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var, written=training)
     xp = _xp(x)
     y = _out(out, x)
     _no_shared_memory(

@@ -73,14 +73,16 @@ def _shape_of(name, a, shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(a.shape)}")
 
 
-def _buffer(name, a, shape, dtype):
-    """A running-statistics buffer: right shape and dtype, writable (checked before any write)."""
+def _buffer(name, a, shape, dtype, written=True):
+    """A running-statistics buffer: right shape and dtype, and writable where the call updates it
+    (checked before any write). Only read (eval mode), a read-only one is valid, as torch's: running
+    statistics loaded with ``np.load(mmap_mode="r")`` serve inference unchanged."""
     if a is None:
         return
     _shape_of(name, a, shape)
     if a.dtype != dtype:
         raise TypeError(f"{name}: expected {np.dtype(dtype).name}, got {a.dtype}")
-    if isinstance(a, np.ndarray) and not a.flags.writeable:
+    if written and isinstance(a, np.ndarray) and not a.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
 
 

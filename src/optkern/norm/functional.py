@@ -259,7 +259,7 @@ def instance_norm(
     momentum = _momentum(momentum)
     # a bool: "False" would read as True, None as False (torch raises TypeError for both)
     use_input_stats = _backend.flag("use_input_stats", use_input_stats)
-    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var)
+    sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var, written=use_input_stats)
     xp = _xp(x)
     y = _out(out, x)
     _no_shared_memory(
