@@ -34,7 +34,7 @@ void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint6
 }
 
 void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
-  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: must be in [0, 1), got " + std::to_string(p));
+  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
   if (!py::isinstance<py::array>(x_h)) throw py::type_error("x: expected a numpy.ndarray");
   const auto dt = py::reinterpret_borrow<py::array>(x_h).dtype();
   const bool f32 = dt.equal(py::dtype::of<float>());

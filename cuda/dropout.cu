@@ -86,7 +86,7 @@ void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
 }
 
 void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
-  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: must be in [0, 1), got " + std::to_string(p));
+  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
   const DType dt = float_dtype<DeviceArrays>(x, "x", true);
   // Not an aliasing check: out may be x (dropout in place reads each element before writing it).
   DeviceArgs a(dt);

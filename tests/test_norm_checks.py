@@ -69,7 +69,7 @@ def test_bad_hyper_parameters(data):
             norm.batch_norm(x, momentum=m)
         with pytest.raises(ValueError, match="momentum"):
             norm.instance_norm(x, momentum=m)
-    for p in (-0.1, 1.0, 2.0):
+    for p in (-0.1, 1.0 + 2**-52, 2.0):
         with pytest.raises(ValueError, match="p: must be in"):
             norm.dropout(x, p, seed=1)
         with pytest.raises(ValueError, match="p: must be in"):

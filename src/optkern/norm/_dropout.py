@@ -23,7 +23,9 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
 
     Args:
       x: input array (C-contiguous).
-      p: drop probability in [0, 1).
+      p: drop probability in [0, 1]; at 1 every element is dropped: ``x * 0`` (torch's: a NaN or
+        inf input gives NaN, every other 0; the uniforms are < 1, so none is kept and the infinite
+        scale is never used).
       seed, offset: integers in [0, 2**64).
       training: when False, returns x unchanged (and an all-ones mask).
       return_mask: also return the uint8 keep mask.
@@ -33,7 +35,7 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     """
     _ndarray("x", x)
     mod = _backend.backend(("x", x))
-    p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
+    p = _backend.in_range("p", p, 0.0, 1.0)
     seed, offset = _seed_offset(seed, offset, x.size)
     training, return_mask = _backend.flag("training", training), _backend.flag("return_mask", return_mask)
     xp = _xp(x)
@@ -50,7 +52,7 @@ def dropout_backward(dy, p, seed, offset=0):
     """Gradient of :func:`dropout` (training mode): ``dx = dy * keep / (1 - p)``, mask regenerated."""
     _ndarray("dy", dy)
     mod = _backend.backend(("dy", dy))
-    p = _backend.in_range("p", p, 0.0, 1.0, hi_open=True)
+    p = _backend.in_range("p", p, 0.0, 1.0)
     seed, offset = _seed_offset(seed, offset, dy.size)
     dx = _xp(dy).empty_like(dy)
     with _native_name("x", "dy"):  # the native function calls its input x
