@@ -58,7 +58,9 @@ def weight_norm(v, g, dim=0):
     """Weight normalization ``w = g * v / ‖v‖`` (Salimans & Kingma 2016).
 
     The norm is taken over all dims of ``v`` except ``dim`` (``dim=None``:
-    over all of v, one scalar g). ``g`` holds one value per slice along
+    over all of v, one scalar g; a negative ``dim`` counts from the last axis,
+    as NumPy's -- torch's ``weight_norm(dim=-1)`` means the whole tensor, here
+    ``dim=None``, and its scalar ``g`` is refused for ``dim=-1``). ``g`` holds one value per slice along
     ``dim`` (any shape with that many elements, e.g. PyTorch's keepdim
     shape). Returns ``(w, saved)`` with ``saved`` a :class:`WeightNormSaved`.
     A slice holding NaN or ±inf has a NaN norm, and a NaN or zero norm raises
