@@ -18,11 +18,13 @@ products by double backward): PyHessian's top eigenvalues, trace and density on 
 estimators. Needs PyTorch
 (``pip install torch``); ``import optkern`` never imports it.
 
-torch.optim's implementation keywords are accepted (``_impl_keywords``): ``foreach`` and
+torch.optim's implementation keywords are accepted by the first-order optimizers, as
+torch's take them (``_impl_keywords``; torch's LBFGS has none): ``foreach`` and
 ``fused`` whatever their value (every step is one fused call per run of tensors),
 ``capturable`` and ``differentiable`` only False.
 
-Every optimizer here also takes optkern's low-precision keywords
+Every first-order optimizer here (SGD ... NAdam; not LBFGS / NewtonCG, whose
+params are float32/float64) also takes optkern's low-precision keywords
 (:mod:`optkern.optim._lowp`): ``master_weights=True`` updates bfloat16 / float16
 params through a float32 master copy kept in the state (``master_param``), with
 ``stochastic_rounding=True`` (Philox, ``seed``) or to nearest even (float32

@@ -12,11 +12,13 @@ optimizer from that state.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 import torch
 
 from .. import _backend
-from . import _views
+from . import _flat_order, _views
 from ._checks_step import check_grad, check_new_group
 from ._host_values import host_group
 
@@ -28,6 +30,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
 
     _HYPER: tuple = ()
     _EXTRA: tuple = ()  # attributes pickled / deep-copied with torch's three (what rebuilds the inner one)
+    _VECTORS: tuple = ()  # the state's flat vectors over all params (lists of them too): _flat_order
     _ONE_GROUP = "doesn't support per-parameter options (parameter groups)"
 
     def _setup(self, params, hyper: dict) -> None:
@@ -62,8 +65,34 @@ class ClosureOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _new_inner(self):
+        """A new inner optimizer over the params as they are now (their layout kept: ``_layout``)."""
         with _views.on_stream(self._params[0]):
-            return self._make_inner(_views.views(self._params), self._host_hyper())
+            inner = self._make_inner(_views.views(self._params), self._host_hyper())
+        self._layout = _flat_order.layout(self._params)
+        return inner
+
+    def _follow_layout(self) -> None:
+        """Params given another dtype, device or layout since the inner optimizer was made over them
+        (``model.double()``, ``model.to(memory_format=torch.channels_last)``: torch's LBFGS reads the
+        params afresh at every step): checked as the constructor checks them, then a new inner
+        optimizer over them with the state carried over (cast, its vectors in the new memory order).
+        A param of another size cannot keep the state: ValueError naming it."""
+        ps, old = self._params, self._layout
+        if _flat_order.layout(ps) == old:
+            return
+        names = [f"param_groups[0]['params'][{i}]" for i in range(len(ps))]
+        for p, name in zip(ps, names):
+            _views.check_tensor(p, name)
+        _views.check_one_kind(ps, names, "one flat vector of all params: one dtype, one device")
+        entry = dict(self.state.get(ps[0]) or {})
+        if entry and any(k in entry for k in self._VECTORS):
+            for p, name, (_, _, shape, _) in zip(ps, names, old):
+                if p.numel() != _flat_order._numel(shape):
+                    raise ValueError(
+                        f"{name}: has {p.numel()} elements, {_flat_order._numel(shape)} when the optimizer's state "
+                        "was made (a state over the old sizes: load one of these sizes, or clear opt.state)"
+                    )
+        self._load_entry(_flat_order.reorder_entry(entry, self._VECTORS, old, to_memory=False), logical=True)
 
     def _host_hyper(self, where: str = "") -> dict:
         """The group's hyper-parameters as the inner optimizer takes them (tensor lr read), checked;
@@ -95,6 +124,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
                 f"returns the loss, got {type(closure).__name__}"
             )
         closure = torch.enable_grad()(closure)
+        self._follow_layout()
         self._adopt_user_state()
         inner = self._inner
         hyper = self._host_hyper("param_groups[0]")
@@ -150,28 +180,68 @@ class ClosureOptimizer(torch.optim.Optimizer):
             return
         self._load_entry(dict(st or {}))
 
-    def _load_entry(self, entry: dict) -> None:
+    def _load_entry(self, entry: dict, logical: bool = False) -> None:
         """A fresh inner optimizer over the params, then ``entry`` (a state entry in torch's layout;
-        empty: none) and the group loaded into it."""
+        empty: none) and the group loaded into it. Its vectors are in the params' memory order, as
+        ``opt.state`` shows them (``logical``: in torch's order, as a checkpoint holds them)."""
         group = dict(self.param_groups[0], params=list(range(len(self._params))))
-        old = self.__dict__.get("_inner")
+        old, old_layout = self.__dict__.get("_inner"), self.__dict__.get("_layout")
         self._inner = self._new_inner()
         try:
-            self.load_state_dict({"state": {0: entry} if entry else {}, "param_groups": [group]})
+            self._load({"state": {0: entry} if entry else {}, "param_groups": [group]}, logical)
         except BaseException:
             if old is not None:  # (refused: the optimizer keeps the inner state it had)
-                self._inner = old
+                self._inner, self._layout = old, old_layout
             raise
+
+    def state_dict(self) -> dict:
+        """torch's ``state_dict`` (hooks included), the flat vectors in torch's order: the params'
+        logical order, where ``opt.state`` shows them in the memory order of params contiguous in
+        another order of their dims (channels_last)."""
+        p0 = self._params[0]
+        if not _flat_order.permuted(self._layout) or p0 not in self.state:
+            return super().state_dict()
+        shown = self.state
+        logical = _flat_order.reorder_entry(shown[p0], self._VECTORS, self._layout, to_memory=False)
+        self.state = defaultdict(dict, {p0: logical})  # (what torch's state_dict packs, for this call)
+        try:
+            return super().state_dict()
+        finally:
+            self.state = shown
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore from a ``state_dict()`` (torch's format); everything is checked (errors name the
-        entry) before anything changes."""
+        entry) before anything changes.
+
+        torch's hooks run as torch's loader runs them: the ``register_load_state_dict_pre_hook``
+        hooks first, on a shallow copy (what is checked and loaded is what they return: a hook may
+        migrate an old checkpoint), the post-hooks after the load. Internal loads (a state the user
+        set between steps, unpickling) run none, as torch's ``__setstate__`` runs none."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        state_dict = state_dict.copy()  # (torch's shallow copy: a hook may change the top level)
+        for hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
+            out = hook(self, state_dict)
+            if out is not None:
+                state_dict = out
+        self._follow_layout()  # (the checkpoint goes into the params as they are now)
+        self._load(state_dict, logical=True)
+        for post in list(self._optimizer_load_state_dict_post_hooks.values()):
+            post(self)
+
+    def _load(self, state_dict: dict, logical: bool) -> None:
+        """``load_state_dict`` without the hooks: checked whole, then loaded; ``logical``: its flat
+        vectors in torch's order (a checkpoint), else in the params' memory order (``opt.state``)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         arrays = dict(state_dict)
         if isinstance(arrays.get("state"), dict):
+            lay = self._layout
             with _views.on_stream(self._params[0]):
-                arrays["state"] = {k: to_arrays(v) for k, v in arrays["state"].items()}
+                arrays["state"] = {
+                    k: to_arrays(_flat_order.reorder_entry(v, self._VECTORS, lay, True) if logical else v)
+                    for k, v in arrays["state"].items()
+                }
         groups = arrays.get("param_groups")
         saved = None
         if isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict):

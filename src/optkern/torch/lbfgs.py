@@ -12,7 +12,10 @@ step in torch's layout (``d``, ``t``, ``old_dirs``, ``old_stps``, ``ro``, ``H_di
 those buffers, not copies, as torch's state holds its own), plus ``gram_sy`` / ``gram_yy``, the
 inner products optkern keeps (float64, CPU). So ``state_dict()`` is torch's format: a checkpoint
 moves between ``torch.optim.LBFGS`` and this class both ways (torch ignores the two extra keys; a
-checkpoint without them gets them recomputed).
+checkpoint without them gets them recomputed). For params contiguous in another order of their dims
+(channels_last) ``opt.state`` holds the vectors in the params' memory order (the inner buffers) and
+``state_dict()`` in torch's (their logical order), which ``load_state_dict`` takes; params given another
+layout, dtype or device between steps have the state carried over (:mod:`._flat_order`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class LBFGS(ClosureOptimizer):
     """
 
     _HYPER = _lbfgs._NAMES
+    _VECTORS = ("d", "prev_flat_grad", "old_dirs", "old_stps")  # (torch's: its params' logical order)
 
     def __init__(
         self,

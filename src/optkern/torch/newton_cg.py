@@ -18,9 +18,14 @@ params, with torch's closure and ``torch.optim.Optimizer``'s machinery (LR sched
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from .. import _backend
+from ..hessian import from_hvp
 from ..optim import newton_cg as _ncg
+from . import _flat_order
+from ._host_values import host_group
 from ._inner import ClosureOptimizer
 
 
@@ -32,7 +37,9 @@ class NewtonCG(ClosureOptimizer):
       curvature: a callable returning the step's curvature operator at the params' current values
         (``lambda: optkern.torch.hessian_operator(fn, model.parameters(), kind="ggn")``: built once
         per step, before the step moves the params), or an operator that evaluates at the params'
-        current values on every product.
+        current values on every product. Its vectors (and a ``preconditioner``'s diagonal) are the
+        params flattened in their logical order, as ``hessian_operator``'s: for params contiguous in
+        another order (channels_last) they are converted to the memory order the step works in.
       lr, damping, max_cg_iter, cg_tol, preconditioner, precond_exponent, warm_start, boost, drop,
         min_damping, max_damping: as in ``optkern.optim.NewtonCG``; ``damping`` in the group is the
         Levenberg-Marquardt ``lambda``, updated by every step.
@@ -49,6 +56,7 @@ class NewtonCG(ClosureOptimizer):
     """
 
     _HYPER = _ncg._HYPER
+    _VECTORS = ("prev_step",)
     _EXTRA = ("_curvature", "_preconditioner", "_reuse")
 
     def __init__(
@@ -74,15 +82,22 @@ class NewtonCG(ClosureOptimizer):
                 (lr, damping, max_cg_iter, cg_tol, precond_exponent, warm_start, boost, drop, min_damping, max_damping),
             )
         )
-        _ncg.NewtonCG._check(hyper)
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ValueError("lr: a tensor lr must have one element")
+        # a one-element tensor lr (torch's, an LR scheduler's) read as a number, as every step
+        # reads it (``_host_hyper``) and as LBFGS takes it
+        _ncg.NewtonCG._check(host_group(hyper))
         self._curvature, self._preconditioner = curvature, preconditioner
-        self._reuse = reuse_trial_gradient
+        # checked here: optkern.optim's NewtonCG takes bool(...) of anything ("no" would be True)
+        self._reuse = _backend.flag("reuse_trial_gradient", reuse_trial_gradient)
         self._setup(params, hyper)
 
     def _make_inner(self, views: list, hyper: dict) -> _ncg.NewtonCG:
-        return _ncg.NewtonCG(
-            views, self._curvature, **hyper, preconditioner=self._preconditioner, reuse_trial_gradient=self._reuse
-        )
+        curvature, preconditioner = self._curvature, self._preconditioner
+        lay = _flat_order.layout(self._params)
+        if _flat_order.permuted(lay):  # (the inner vectors: memory order; the operator's: logical)
+            curvature, preconditioner = _in_memory_order(curvature, preconditioner, lay)
+        return _ncg.NewtonCG(views, curvature, **hyper, preconditioner=preconditioner, reuse_trial_gradient=self._reuse)
 
     def _check_hyper(self, hyper: dict, where: str) -> None:
         _ncg.NewtonCG._check(hyper, where)
@@ -120,3 +135,44 @@ class NewtonCG(ClosureOptimizer):
         cached = self._inner._cache is not None
         returned, start_loss = self._run(closure)
         return start_loss if cached else returned[0]
+
+
+def _in_memory_order(curvature, preconditioner, lay: tuple) -> tuple:
+    """``curvature`` and ``preconditioner`` over the memory order of params contiguous in another
+    order of their dims (channels_last), where the inner optimizer's flat vectors are: the
+    operators of :func:`optkern.torch.hessian_operator` (and a user's diagonal) take the params
+    flattened in their logical order (``p.reshape(-1)``); unconverted, every curvature product
+    paired the elements of another order (a wrong Newton step, silently)."""
+
+    def reorder(v, to_memory: bool):
+        """A NumPy / CuPy flat vector reordered (a new array of the same module)."""
+        if isinstance(v, np.ndarray):
+            return _flat_order._reorder(torch.from_numpy(v), lay, to_memory).numpy()
+        import cupy
+
+        return cupy.from_dlpack(_flat_order._reorder(torch.from_dlpack(v), lay, to_memory))
+
+    def operator(op):
+        if not hasattr(op, "matvec") or getattr(op, "shape", None) is None or not hasattr(op, "xp"):
+            return op  # (the inner optimizer names what is wrong with it)
+        return from_hvp(
+            lambda v: reorder(op.matvec(reorder(v, False)), True),
+            op.shape[0],
+            op.dtype,
+            xp=op.xp,
+            name=f"{getattr(op, 'name', 'curvature')} (memory order)",
+        )
+
+    def diagonal(d):
+        return reorder(d, True) if isinstance(d, np.ndarray) or _backend.is_cupy(d) else d
+
+    if hasattr(curvature, "matvec"):
+        curv = operator(curvature)
+    else:
+        curv = lambda: operator(curvature())  # noqa: E731
+    pre = preconditioner
+    if callable(pre):
+        pre = lambda: diagonal(preconditioner())  # noqa: E731
+    elif pre is not None:
+        pre = diagonal(pre)
+    return curv, pre

@@ -147,6 +147,9 @@ class SAM(torch.optim.Optimizer):
                     self._norm = (ps[0].device, _backend.scalar_buffer(_views.view(ps[0])))
                 out = self._norm[1]
                 mod.sam_perturb_(_views.views(ps), _views.views(grads), _views.views(backups), rho, _EPS, out, adaptive)
+            # written through views autograd does not see: bumped as torch's in-place add_ bumps them, so a
+            # backward through a graph that saved the params raises as with the reference (not silently wrong)
+            torch.autograd.graph.increment_version(ps)
         self._moved = ps
         if zero_grad:
             self.zero_grad()
@@ -168,6 +171,7 @@ class SAM(torch.optim.Optimizer):
             with _views.on_stream(ps[0]):
                 mod = _backend.backend(("params", [_views.view(ps[0])]))
                 mod.sam_restore_(_views.views(ps), _views.views([self._backups[id(p)] for p in ps]))
+            torch.autograd.graph.increment_version(ps)  # (as first_step's)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -191,16 +195,39 @@ class SAM(torch.optim.Optimizer):
     # ---- checkpoints: the base optimizer's ---------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """The base optimizer's ``state_dict`` (its groups hold ``rho`` and ``adaptive``)."""
-        return self.base_optimizer.state_dict()
+        """The base optimizer's ``state_dict`` (its groups hold ``rho`` and ``adaptive``), with the
+        hooks registered on this optimizer run around it as torch's ``state_dict`` runs them (the
+        reference's is torch's own: ``register_state_dict_pre_hook`` / ``post_hook`` on the SAM)."""
+        for pre in list(self._optimizer_state_dict_pre_hooks.values()):
+            pre(self)
+        sd = self.base_optimizer.state_dict()
+        for post in list(self._optimizer_state_dict_post_hooks.values()):
+            out = post(self, sd)
+            if out is not None:
+                sd = out
+        return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
         """From :meth:`state_dict`, or the reference implementation's (its transient ``old_p``
-        entries dropped); the base optimizer checks the rest."""
+        entries dropped); the base optimizer checks the rest. The load hooks registered on this
+        optimizer run as torch's loader (the reference's) runs them: the pre-hooks first, on a
+        shallow copy, what they return loaded; the post-hooks after."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         if self._moved is not None:
             raise RuntimeError("load_state_dict: the params are perturbed (call second_step first)")
+        state_dict = state_dict.copy()
+        for pre in list(self._optimizer_load_state_dict_pre_hooks.values()):
+            out = pre(self, state_dict)
+            if out is not None:
+                state_dict = out
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: a load pre-hook returned a {type(state_dict).__name__}, not a dict")
+        self._load(state_dict)
+        for post in list(self._optimizer_load_state_dict_post_hooks.values()):
+            post(self)
+
+    def _load(self, state_dict: dict) -> None:
         sd = dict(state_dict)
         if isinstance(sd.get("state"), dict):
             sd["state"] = {
