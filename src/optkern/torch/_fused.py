@@ -271,6 +271,9 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                 self._grads = grads  # aligned with the params stepped (None: some params have none)
                 self._runs_now = runs
                 self._group_step(group, params, i)
+            # the native calls wrote the params through views autograd does not see: a graph that
+            # saved them must refuse its backward now, as after torch's in-place step
+            _increment_version([p for _, params, *_ in work for p in params])
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes
@@ -395,3 +398,4 @@ _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 # (``inspect.signature(opt.step)`` as torch's: ``(closure=None)``, as its wrapper shows it)
 _Fused.step.__signature__ = inspect.signature(_Fused._step)  # type: ignore[attr-defined]
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)
+_increment_version = torch.autograd.graph.increment_version

@@ -133,16 +133,30 @@ class ClosureOptimizer(torch.optim.Optimizer):
         returned: list = []
 
         def evaluate():
+            # the inner step moves the params through views autograd does not see: a graph saved at
+            # the old point must refuse its backward, as after torch's in-place moves. Every call
+            # after the first comes after a move (a graph made at the start, e.g. a curvature
+            # operator's, stays valid until then)
+            if returned:
+                torch.autograd.graph.increment_version(self._params)
             loss = closure()
             returned.append(loss)
             return loss, self._grad_views()
 
+        before = self._iterations()
         try:
             with _views.on_stream(self._params[0]):
                 out = inner.step(evaluate)
         finally:
+            if len(returned) > 1 or self._iterations() != before:  # (moved since the last call)
+                torch.autograd.graph.increment_version(self._params)
             self._after_step()
         return returned, out
+
+    def _iterations(self) -> int:
+        """The inner step's iteration count (L-BFGS: each iteration moves the params, the last one
+        possibly without a closure call after it); 0 where moves come with closure calls."""
+        return 0
 
     def _after_step(self) -> None:
         """What the inner step changed, back in the group (none by default) and the state shown."""

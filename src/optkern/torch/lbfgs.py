@@ -72,6 +72,9 @@ class LBFGS(ClosureOptimizer):
     def _inner_entry(self) -> dict:
         return _lbfgs_state.state_dict(self._inner, copy=False)["state"].get(0, {})
 
+    def _iterations(self) -> int:
+        return int(self._inner_entry().get("n_iter", 0))
+
     @torch.no_grad()
     def step(self, closure):
         """Up to ``max_iter`` L-BFGS iterations; returns what ``closure`` returned at the start.

@@ -1,0 +1,132 @@
+"""optkern.torch steps write the params through NumPy / DLPack views, which autograd does not see:
+a graph that saved a param before the step then ran its backward on the new values, silently
+(torch's in-place step bumps the version counters, and that backward raises). Every step now bumps
+them (torch.autograd.graph.increment_version)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ot = pytest.importorskip("optkern.torch")
+from optkern import hessian  # noqa: E402
+
+FIRST_ORDER = [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("Adagrad", dict(lr=0.1)),
+    ("AdagradNorm", dict(lr=0.1)),
+    ("RMSprop", dict(lr=0.01)),
+    ("Adadelta", dict(lr=1.0)),
+    ("Adam", dict(lr=0.1)),
+    ("AdamW", dict(lr=0.1)),
+    ("NAdam", dict(lr=0.1)),
+]
+
+
+def _stale_backward_raises(y) -> bool:
+    try:
+        y.backward()
+    except RuntimeError as e:
+        assert "modified by an inplace operation" in str(e)
+        return True
+    return False
+
+
+# float32, and bfloat16 params with a float32 master (the low-precision step: AdagradNorm, whose
+# state is one scalar, takes no low-precision keywords)
+CASES = [(n, hp, torch.float32) for n, hp in FIRST_ORDER]
+CASES += [(n, hp, torch.bfloat16) for n, hp in FIRST_ORDER if n != "AdagradNorm"]
+
+
+@pytest.mark.parametrize("name, hp, dtype", CASES, ids=[f"{n}-{str(d)[6:]}" for n, _, d in CASES])
+def test_first_order_step_invalidates_graphs_that_saved_the_params(name, hp, dtype):
+    w = torch.nn.Parameter(torch.linspace(1.0, 2.0, 5).to(dtype))
+    extra = dict(master_weights=True) if dtype == torch.bfloat16 else {}
+    opt = getattr(ot, name)([w], **hp, **extra)
+    y = (w * w).sum()  # saves w
+    w.grad = torch.ones_like(w)
+    before = w._version
+    opt.step()
+    assert w._version > before
+    assert _stale_backward_raises(y)
+
+
+def test_lbfgs_step_invalidates_graphs_that_saved_the_params():
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = ot.LBFGS([w], max_iter=3)
+    y = (w * w).sum()
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - 2.0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert _stale_backward_raises(y)
+
+
+def test_newton_cg_step_invalidates_graphs_that_saved_the_params():
+    w = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = ot.NewtonCG([w], hessian.from_hvp(lambda v: 2.0 * v, 4), damping=1e-3)
+    y = (w * w).sum()
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - 1.0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert not np.allclose(w.detach().numpy(), 0.0)  # (it moved)
+    assert _stale_backward_raises(y)
+
+
+def test_a_graph_built_inside_the_closure_stays_valid_for_it():
+    """The closure's own backward, at the point it evaluates, must not be refused."""
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = ot.LBFGS([w], max_iter=5, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - 2.0) ** 4).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    assert float(((w.detach() - 2.0) ** 4).sum()) < 1e-2
+
+
+def test_lbfgs_one_iteration_without_a_second_closure_call_still_bumps():
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = ot.LBFGS([w], max_iter=1)
+    y = (w * w).sum()
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = ((w - 2.0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert len(calls) == 1
+    assert _stale_backward_raises(y)
+
+
+def test_lbfgs_converged_at_the_start_moves_nothing_and_bumps_nothing():
+    """torch returns before any move when the first gradient is below tolerance_grad."""
+    w = torch.nn.Parameter(torch.full((3,), 2.0, dtype=torch.float64))
+    opt = ot.LBFGS([w])
+    y = (w * w).sum()
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - 2.0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    y.backward()  # (valid: the params did not move)
+    assert torch.equal(w.grad, 2.0 * w.detach())
