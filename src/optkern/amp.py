@@ -179,7 +179,7 @@ class GradScaler:
         self._scale: Any = np.full(1, st["scale"], np.float32)
         self._growth_tracker: Any = np.zeros(1, np.int64)
         self._assign(st)
-        self.enabled = bool(enabled)
+        self.enabled = _backend.flag("enabled", enabled)  # ("no" or None must not read as a choice)
         # each optimizer's stage and found_inf flag since the last update() (torch's
         # _per_optimizer_states): one flag for all would step a second optimizer on scaled grads
         self._iteration = Iteration()
@@ -219,7 +219,10 @@ class GradScaler:
         if _backend.is_cupy(loss):
             self._beside(loss)
             return loss * self._scale[0]
-        return loss * self.get_scale()
+        try:
+            return loss * self.get_scale()
+        except TypeError:  # (Python's message names no argument)
+            raise TypeError(f"loss: expected a number or an array, got {type(loss).__name__}") from None
 
     def unscale_(self, optimizer=None, grads=None):
         """``unscale_(optimizer, grads)``: divide ``optimizer``'s float32 ``grads`` by the scale in

@@ -60,13 +60,27 @@ VERSION = 1
 # ---- save ---------------------------------------------------------------------------------
 
 
+def _path(path) -> str:
+    """``path`` (str, bytes or os.PathLike) as a str naming a file: TypeError / ValueError naming
+    ``path`` (os's own errors name nothing, and a directory would be found only at the rename)."""
+    try:
+        path = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"path: expected a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    if not path or "\0" in path:
+        raise ValueError(f"path: expected a file name, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"path: {path!r} is a directory, not a checkpoint file")
+    return path
+
+
 def save(path, /, **objects) -> str:
     """Write ``objects`` (name=object) to the checkpoint ``path``, atomically; returns the path.
 
     Everything is encoded before the file is touched: an object that cannot be saved raises
     TypeError naming it, and ``path`` keeps its previous content.
     """
-    path = os.fspath(path)
+    path = _path(path)
     if not objects:
         raise ValueError("save: nothing to save; pass objects as name=object")
     arrays: list = []
@@ -214,7 +228,7 @@ def load(path, /, **targets) -> dict:
     truncated, altered or foreign file, and naming the entry for data that does not fit its
     target; the targets are then unchanged.
     """
-    path = os.fspath(path)
+    path = _path(path)
     stored = _read(path)
     given = {}
     for name, target in targets.items():

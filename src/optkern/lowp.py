@@ -183,6 +183,7 @@ def to_half(
     when ``raw=True`` (always uint16 for bfloat16 without ml_dtypes, or on CuPy)."""
     _option("dtype", dtype, HALF_DTYPES)
     _option("rounding", rounding, _ROUNDINGS)
+    raw = _backend.flag("raw", raw)  # (a string like "no" must not read as a choice)
     x = _float32(x, cupy_ok=True)
     out = _empty(x, x.shape, np.uint16)
     args = (dtype, rounding == "stochastic", _u64("seed", seed), _u64("step", step), _u64("offset", offset))
@@ -255,7 +256,7 @@ def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
 
 def decode_map(signed: bool) -> np.ndarray:
     """The 256 values (fractions of the block scale) a code byte stands for."""
-    return _backend.cpu.lowp_decode_map(bool(signed))
+    return _backend.cpu.lowp_decode_map(_backend.flag("signed", signed))
 
 
 # ---- SWALP's quantizers (Yang et al. 2019) ---------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
+from .communicator import _is_bf16
 
 
 class Bucket:
@@ -112,6 +113,13 @@ class Bucket:
                 comm.allreduce(g, op)  # a mean divides after the sum, as unpack does
                 return
         self.pack(grads, weight)
+        if op == "mean" and _is_bf16(self.flat):
+            # bfloat16 is summed in float32 and rounded once (MPI has no bfloat16): a sum rounded to
+            # bfloat16 and then divided rounds twice, unlike a direct bucket and ZeRO-1's
+            # reduce-scatter (a last bit apart at 3 ranks). The mean divides in float32 instead.
+            comm.allreduce(self.flat, "mean")
+            self.unpack(grads)
+            return
         comm.allreduce(self.flat, "sum")
         self.unpack(grads, comm.size if op == "mean" else 1)
 

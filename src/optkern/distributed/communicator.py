@@ -133,7 +133,19 @@ class Communicator:
         comm = MPI.COMM_WORLD if comm is None else comm
         if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm: expected an mpi4py.MPI.Comm or a Communicator, got {type(comm).__name__}")
-        if backend not in ("auto", "mpi", "nccl"):
+        # MPICH aborts the process (no Python exception, nothing to catch) on any call before
+        # MPI_Init or after MPI_Finalize: asked first, the answer is an error saying so
+        if MPI.Is_finalized():
+            raise RuntimeError("comm: MPI is already finalized (make Communicators before MPI.Finalize())")
+        if not MPI.Is_initialized():
+            raise RuntimeError("comm: MPI is not initialized (mpi4py.rc.initialize is False: call MPI.Init() first)")
+        if comm == MPI.COMM_NULL:
+            raise ValueError("comm: is MPI.COMM_NULL (e.g. a Split with color MPI.UNDEFINED on this rank)")
+        if comm.Is_inter():
+            # an intercommunicator's size is its local group's, and its collectives combine the
+            # remote group's data: accepted, every collective here returned wrong values or failed
+            raise TypeError("comm: an intercommunicator is not supported (Merge() it into an intracommunicator)")
+        if not isinstance(backend, str) or backend not in ("auto", "mpi", "nccl"):
             raise ValueError(f"backend: expected 'auto', 'mpi' or 'nccl', got {backend!r}")
         for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
             _backend.flag(name, flag)
@@ -189,7 +201,7 @@ class Communicator:
         return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
 
     def _check_op(self, op: str, allowed=_OPS, x=None) -> str:
-        if op not in allowed:
+        if not isinstance(op, str) or op not in allowed:  # (an array would make `in` ambiguous)
             raise ValueError(f"op: expected one of {', '.join(map(repr, allowed))}, got {op!r}")
         if op == "mean" and x is not None and x.dtype.kind != "f" and not _is_bf16(x):
             raise TypeError(f"x: op='mean' needs a floating-point array, got {x.dtype}")
@@ -200,7 +212,8 @@ class Communicator:
     def allreduce(self, x, op: str = "sum", *, ordered: bool | None = None):
         """Reduce ``x`` over all ranks, in place; returns ``x``.
 
-        ``op``: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``. ``ordered`` overrides the
+        ``op``: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"`` (a NaN on any rank is NaN on every
+        rank, as NumPy's ``maximum`` / ``minimum`` propagate it). ``ordered`` overrides the
         communicator's setting for this call.
         """
         _writable(x, "x")
@@ -222,13 +235,43 @@ class Communicator:
         nc = self._nccl_for(x)
         if nc is not None:
             nc.allreduce(x, "sum" if op == "mean" else op)
+        elif op in ("max", "min") and x.dtype.kind == "f":
+            self._mpi_extreme(x, op)
         else:
-            buf = self._mpi_buf(x)
-            self.mpi.Allreduce(mpi().IN_PLACE, buf, op=self._op(op))
-            self._mpi_back(buf, x)
+            self._mpi_allreduce(x, op)
         if op == "mean":
             _scale_mean(x.reshape(-1), self.size)
         return x
+
+    def _mpi_allreduce(self, x, op: str) -> None:
+        buf = self._mpi_buf(x)
+        self.mpi.Allreduce(mpi().IN_PLACE, buf, op=self._op(op))
+        self._mpi_back(buf, x)
+
+    def _mpi_extreme(self, x, op: str) -> None:
+        """MPI's MAX / MIN of floats, a NaN propagated as NumPy's ``maximum`` / ``minimum`` do.
+
+        MPI's MAX and MIN are C comparisons (``a > b ? a : b``): a NaN is kept or dropped by the
+        order in which the ranks' values meet, which differs between ranks (recursive doubling).
+        The ranks got different results: a NaN gradient norm on one rank (``clip_grad_norm_(...,
+        norm_type=inf, comm=)``) came back NaN on some ranks and finite on others, and their
+        replicas diverged. One more element says "a NaN here" (0 or +-1: exact under MAX / MIN,
+        the same on every rank); only when some rank had one does a second reduction say where.
+        """
+        xp = _backend.array_module(x)
+        flat = x.reshape(-1)
+        nan = xp.isnan(flat)
+        buf = xp.empty(flat.size + 1, dtype=x.dtype)
+        buf[:-1] = flat
+        buf[-1:] = xp.any(nan)
+        if op == "min":
+            buf[-1:] *= -1
+        self._mpi_allreduce(buf, op)
+        if float(buf[-1]) != 0.0:
+            where = nan.astype(np.uint8)
+            self._mpi_allreduce(where, "max")
+            buf[:-1][where.astype(bool)] = xp.nan
+        flat[...] = buf[:-1]
 
     def reduce_scatter(self, x, op: str = "sum", out=None, *, ordered: bool | None = None):
         """Rank ``r`` receives block ``r`` of ``x`` (``x.size / world`` elements) reduced over ranks.

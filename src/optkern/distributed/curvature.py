@@ -10,6 +10,7 @@ process on the concatenated data up to rounding.
 from __future__ import annotations
 
 import math
+import numbers
 
 from .. import _backend
 from .communicator import as_communicator
@@ -41,6 +42,8 @@ def distributed(op, comm, weight: float = 1.0):
     from ..hessian.operators import _operator_class, as_operator
 
     comm = as_communicator(comm)
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):  # (float() named neither)
+        raise TypeError(f"weight: expected a real number, got {type(weight).__name__}")
     weight = float(weight)
     if not math.isfinite(weight):
         raise ValueError(f"weight: must be finite, got {weight}")
@@ -53,19 +56,22 @@ def distributed(op, comm, weight: float = 1.0):
         )
     xp = op.xp
 
-    def reduced(y, v):
+    def reduced(y):
         # the sum is formed in place: never in the caller's vector (an op may hand back its input,
-        # `lambda v: v`, or an array it keeps)
-        if weight not in (0.0, 1.0):
+        # `lambda v: v`) nor in an array the op keeps (an output buffer it reuses, a cached
+        # product: copied when it was only checked against v, each product summed the ranks' into
+        # it, and the next one started from that sum). A copy costs 1/world of the ordered sum's
+        # gather.
+        if weight == 1.0:
+            y = y.copy(order="C")
+        elif weight != 0.0:
             y = y * weight
-        elif weight == 1.0 and xp.may_share_memory(y, v):
-            y = y.copy()
         return comm.allreduce(xp.ascontiguousarray(y), "sum", ordered=True)
 
     def matvec(v):
-        return reduced(op.matvec(v) if weight != 0.0 else xp.zeros_like(v), v)
+        return reduced(op.matvec(v) if weight != 0.0 else xp.zeros_like(v))
 
     def matmat(V):
-        return reduced(op.matmat(V) if weight != 0.0 else xp.zeros_like(V), V)
+        return reduced(op.matmat(V) if weight != 0.0 else xp.zeros_like(V))
 
     return _operator_class(xp)(matvec, op.shape[0], op.dtype, xp, matmat, f"distributed-{op.name}")

@@ -19,7 +19,9 @@ from .communicator import as_communicator
 from .params import check_same_params
 
 
-def _grad_weight(w):
+def _grad_weight(w, dtypes=()):
+    """``w`` (None, or a finite real >= 0) as a float; ``dtypes``: those of the gradients it scales,
+    where it must stay finite after rounding (1e300 is inf in float32: inf * 0 = NaN)."""
     if w is None:
         return None
     if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
@@ -30,6 +32,11 @@ def _grad_weight(w):
         raise ValueError("grad_weight: must be finite and >= 0, got an integer beyond float range") from None
     if not (math.isfinite(w) and w >= 0):
         raise ValueError(f"grad_weight: must be finite and >= 0, got {w}")
+    for dt in dtypes:
+        with np.errstate(over="ignore"):
+            r = float(np.dtype(dt).type(w)) if np.dtype(dt).kind in "fV" else w  # (ml_dtypes' bfloat16: V)
+        if not math.isfinite(r):
+            raise ValueError(f"grad_weight: {w!r} is not finite in the gradients' dtype {np.dtype(dt)}")
     return w
 
 
@@ -100,7 +107,7 @@ class DistributedOptimizer:
             raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
         bucket_mb = _size("bucket_mb", bucket_mb)
         direct_kb = _size("direct_kb", direct_kb, " (inf: pack every gradient)")
-        if op not in ("mean", "sum"):
+        if not isinstance(op, str) or op not in ("mean", "sum"):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.optimizer = optimizer
         self.comm = as_communicator(comm)
@@ -165,7 +172,7 @@ class DistributedOptimizer:
             if hi > lo:
                 spans.append((lo, hi, i))
         _check_no_overlap(spans)  # an array reduced in place twice would be summed twice
-        return grads, _grad_weight(self.grad_weight)
+        return grads, _grad_weight(self.grad_weight, {g.dtype for g in grads})
 
     def _reduce(self, grads: list, w) -> None:
         op = self.op if w is None else "sum"

@@ -63,7 +63,7 @@ class ShardedOptimizer:
     def __init__(self, optimizer_class, params, comm, *, op: str = "mean", grad_weight=None, **hyper):
         if not isinstance(optimizer_class, type) or not hasattr(optimizer_class, "step"):
             raise TypeError(f"optimizer_class: expected an optkern optimizer class, got {optimizer_class!r}")
-        if op not in ("mean", "sum"):
+        if not isinstance(op, str) or op not in ("mean", "sum"):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.comm = comm = as_communicator(comm)
         self.op = op
@@ -163,8 +163,12 @@ class ShardedOptimizer:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
         it holds part of, or one empty array; views of an internal buffer). ``grads`` are not
         modified."""
-        grads = check_grads(grads, self._user)
-        w = _grad_weight(self.grad_weight)
+        return self._reduce_scatter(check_grads(grads, self._user), self._weight())
+
+    def _weight(self):
+        return _grad_weight(self.grad_weight, (self._gflat.dtype,))
+
+    def _reduce_scatter(self, grads: list, w) -> list:
         for g, v in zip(grads, self._gviews):
             if g is not v:
                 v[...] = g
@@ -187,18 +191,28 @@ class ShardedOptimizer:
     def step(self, grads=None) -> None:
         """Reduce-scatter the gradients (unless skipped), step on the own slice, all-gather the params."""
         # the local step's own checks (hyper-parameters, its arrays) first: a step it would refuse
-        # must not find the gradients reduced (they are this step's buffers, not the user's)
-        check_optimizer_step(self.optimizer, self._local_grads)
-        self._hyper_check()  # (every rank, before any collective of this step: ValueError on every rank)
+        # must not find the gradients reduced (they are this step's buffers, not the user's). The
+        # outcome goes into the hyper-parameter check's allreduce, which every rank makes: a rank
+        # alone with a bad value (an lr < 0 set on one rank, a gradient of another shape) raised
+        # while the others waited in that allreduce or the reduce-scatter forever; now every rank
+        # raises, at no extra message.
+        err = w = None
+        try:
+            check_optimizer_step(self.optimizer, self._local_grads)
+            if not self._skip:
+                if grads is None:
+                    raise ValueError("grads: required outside skip_synchronize()")
+                grads, w = check_grads(grads, self._user), self._weight()
+        except (TypeError, ValueError) as e:
+            err = e
+        self._hyper_check(err)  # (every rank, before any collective of this step: an error on every rank)
         if self._skip:
             if not self._synced:
                 raise RuntimeError(
                     "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
                 )
         else:
-            if grads is None:
-                raise ValueError("grads: required outside skip_synchronize()")
-            self.synchronize(grads)
+            self._reduce_scatter(grads, w)
         self._read_params()
         if self._adagrad_norm:
             self._reduce_sq_norms()

@@ -197,23 +197,35 @@ class HyperCheck:
     def _snapshot(self) -> list:
         return [[(k, _snapshot_value(v)) for k, v in g.items() if k != "params"] for g in self.optimizer.param_groups]
 
-    def __call__(self) -> None:
-        snap = self._snapshot()
-        try:
-            same = snap == self._snap
-        except ValueError:  # (an entry whose == is an array, not a bool)
-            same = False
-        if not same:
-            self._sig = signature(self.optimizer, self.counts)  # (validated by the step's checks before)
-            self._hash, self._snap = _digest(self._sig), snap
+    def __call__(self, err: Exception | None = None) -> None:
+        """``err``: this rank's step refused its input (TypeError / ValueError): raised here after
+        the allreduce, and on every other rank as the same type naming this rank."""
+        if err is None:
+            snap = self._snapshot()
+            try:
+                same = snap == self._snap
+            except ValueError:  # (an entry whose == is an array, not a bool)
+                same = False
+            if not same:
+                self._sig = signature(self.optimizer, self.counts)  # (validated by the step's checks before)
+                self._hash, self._snap = _digest(self._sig), snap
+        h = self._hash if err is None else -1.0  # (hashes are >= 0: -1 differs from every one)
         buf = self._buf
-        buf[0], buf[1] = self._hash, -self._hash
+        buf[0], buf[1] = h, -h
         if self.comm.size > 1:  # (a max is exact in any order: not the ordered mode's gather of rows)
             self.comm.allreduce(buf, "max", ordered=False)
-        if buf[0] == self._hash and -buf[1] == self._hash:
+        if buf[0] == h and -buf[1] == h:  # every rank alike (every rank refused: each raises its own)
+            if err is not None:
+                raise err
             return
+        got = self.comm.allgather_object((None if err is None else (type(err).__name__, str(err)), self._sig))
+        if err is not None:
+            raise err
+        for r, (theirs, _) in enumerate(got):
+            if theirs is not None:
+                raise (TypeError if theirs[0] == "TypeError" else ValueError)(f"step: {theirs[1]} (on rank {r})")
         try:
-            check_same_groups(self.comm.allgather_object(self._sig))
+            check_same_groups([sig for _, sig in got])
         except ValueError as e:
             raise ValueError(
                 f"step: the ranks' hyper-parameters differ, changed after construction on some ranks only: {e}"

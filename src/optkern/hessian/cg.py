@@ -109,6 +109,7 @@ def cg(
     atol = _backend.nonnegative("atol", atol)
     damping = _backend.nonnegative("damping", damping)
     maxiter = 10 * n if maxiter is None else _backend.integer("maxiter", maxiter, lo=0)
+    stop_on_negative_curvature = _backend.flag("stop_on_negative_curvature", stop_on_negative_curvature)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
     _finite(xp, bv, "b")

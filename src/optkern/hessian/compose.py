@@ -51,7 +51,7 @@ class Composed(NativeByName):
         return self.matvec(x) if getattr(x, "ndim", None) == 1 else self.matmat(x)
 
     def dot(self, x):
-        return Composed(self, None, float(x)) if np.isscalar(x) else self @ x
+        return Composed(self, None, _backend.real("x", x)) if np.isscalar(x) else self @ x
 
     def __repr__(self):
         return f"<{self.shape[0]}x{self.shape[1]} composed operator dtype={self.dtype}>"

@@ -10,11 +10,13 @@ turns the nodes into a smooth density (PyHessian's ``density``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import _backend
+from ._products import real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
@@ -41,7 +43,7 @@ class SpectralDensity:
 
     def cdf(self, t):
         """The (unbroadened) quadrature estimate of the spectral CDF at ``t``."""
-        t = np.asarray(t, dtype=np.float64)
+        t = np.asarray(real_array(np, t, "t"), dtype=np.float64)
         w = self.weights.ravel() / self.weights.shape[0]
         return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
 
@@ -88,8 +90,20 @@ def spectral_density(
     basis entries otherwise.
     """
     op = as_operator(op)
-    P = _backend.integer("num_probes", num_probes, lo=1)
+    # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
+    P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
     steps = _backend.integer("steps", steps, lo=1)
+    # the grid's arguments checked before the products are spent
+    pad = _backend.nonnegative("pad", pad)
+    if sigma is not None:
+        sigma = _backend.positive("sigma", sigma)
+    if np.ndim(grid) == 0:
+        npts = _backend.integer("grid", grid, lo=2)
+        if npts > 2**31 - 1:  # NumPy would refuse it with a message naming nothing
+            raise ValueError(f"grid: must be at most 2**31 - 1 points, got {npts}")
+    else:  # (complex, strings or None entries are not points: a cast would drop or refuse them unnamed)
+        grid = real_array(np, _backend.to_numpy(grid) if _backend.is_cupy(grid) else grid, "grid")
+        grid = np.asarray(grid, dtype=np.float64).ravel()
     n = op.shape[0]
     m = min(steps, n)
     per = _backend.integer("probes_per_block", probes_per_block, lo=1)
@@ -113,17 +127,17 @@ def spectral_density(
     width = hi - lo
     if sigma is None:
         sigma = 0.01 * width if width > 0 else 1e-3
-    sigma = _backend.positive("sigma", sigma)
+    with np.errstate(over="ignore"):
+        norm = 1.0 / (sigma * np.sqrt(2 * np.pi) * P)
+    if not math.isfinite(norm):  # (a subnormal sigma: the density would be inf * 0 = NaN)
+        raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
     if np.ndim(grid) == 0:
-        npts = _backend.integer("grid", grid, lo=2)
-        if npts > 2**31 - 1:  # NumPy would refuse it with a message naming nothing
-            raise ValueError(f"grid: must be at most 2**31 - 1 points, got {npts}")
         margin = pad * width + 3 * sigma
+        if not (math.isfinite(lo - margin) and math.isfinite(hi + margin)):
+            name = "sigma, pad" if not math.isfinite(hi + 3 * sigma) else "pad, sigma"
+            raise ValueError(f"{name}: the grid's margin {margin!r} goes beyond float64's range")
         grid = np.linspace(lo - margin, hi + margin, npts)
-    else:
-        grid = np.asarray(grid, dtype=np.float64).ravel()
     dens = np.zeros_like(grid)
-    norm = 1.0 / (sigma * np.sqrt(2 * np.pi) * P)
     for p in range(P):
         z = (grid[:, None] - nodes[p][None, :]) / sigma
         dens += (np.exp(-0.5 * z * z) * weights[p][None, :]).sum(axis=1) * norm
@@ -158,15 +172,29 @@ def gradient_concentration(
     xp = op.xp
     k = _backend.integer("k", k, lo=1)
     g = op._vector(grad, "grad")
-    gg = float(xp.vdot(g, g))
-    if gg == 0.0:
+    if not bool(xp.isfinite(g).all()):  # (the fraction would be NaN)
+        raise ValueError("grad: has NaN or Inf entries")
+    big = float(xp.abs(g).max()) if g.size else 0.0
+    if big == 0.0:
         raise ValueError("grad: is zero, the fraction is undefined")
+    g = g / big  # the fraction is scale-free: ||g||^2 of a finite 1e200 gradient would overflow
+    gg = float(xp.vdot(g, g))
     if eigenvectors is None:
         eigenvectors = top_eigenvalues(
             op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
         ).eigenvectors
-    elif eigenvectors.ndim != 2 or eigenvectors.shape[0] != op.shape[0] or eigenvectors.shape[1] < k:
+    else:
+        if not (isinstance(eigenvectors, np.ndarray) or _backend.is_cupy(eigenvectors)) or (
+            _backend.is_cupy(eigenvectors) != (xp is not np)
+        ):
+            kind = "numpy" if xp is np else "cupy"
+            raise TypeError(f"eigenvectors: expected a {kind} array, got {_backend.type_name(eigenvectors)}")
+        if eigenvectors.dtype.kind not in "iuf":  # (complex parts would be dropped with a warning)
+            raise TypeError(f"eigenvectors: expected real numbers, got an array of dtype {eigenvectors.dtype}")
+    if eigenvectors.ndim != 2 or eigenvectors.shape[0] != op.shape[0] or eigenvectors.shape[1] < k:
         raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
+    if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
+        raise ValueError("eigenvectors: has NaN or Inf entries")
     U, _ = xp.linalg.qr(xp.asarray(eigenvectors[:, :k], dtype=op.dtype))  # re-orthonormalize the Ritz vectors
     c = U.T @ g
     return float(xp.vdot(c, c)) / gg

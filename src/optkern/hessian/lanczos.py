@@ -89,6 +89,8 @@ def lanczos(
     """
     op = as_operator(op)
     steps = _backend.integer("steps", steps, lo=1)
+    return_vectors = _backend.flag("return_vectors", return_vectors)
+    return_ritz = _backend.flag("return_ritz", return_ritz)
     op = with_progress(op, progress, min(steps, op.shape[0]))
     lz = LanczosRecurrence(
         op, steps, v0, seed, reorthogonalize, basis_dtype, basis, keep_basis=return_vectors or return_ritz
@@ -180,8 +182,9 @@ def top_eigenvalues(
     n = op.shape[0]
     if k > n:
         raise ValueError(f"k: must be at most n = {n}, got {k}")
-    if which not in ("LA", "SA", "LM"):
+    if not isinstance(which, str) or which not in ("LA", "SA", "LM"):
         raise ValueError(f"which: expected 'LA', 'SA' or 'LM', got {which!r}")
+    return_eigenvectors = _backend.flag("return_eigenvectors", return_eigenvectors)
     if tol is None:
         tol = 1e-10 if op.dtype == np.float64 else 1e-4
     tol = _backend.positive("tol", tol)

@@ -82,7 +82,10 @@ class CurvatureOperator(NativeByName):
             v = v[:, 0]
         if v.shape != (self.shape[0],):
             raise ValueError(f"{name}: expected shape ({self.shape[0]},) or ({self.shape[0]}, 1), got {tuple(v.shape)}")
-        return xp.ascontiguousarray(v, dtype=self.dtype)
+        v = xp.ascontiguousarray(v, dtype=self.dtype)
+        # a misaligned vector is copied (a contiguous one is kept): the native passes refuse it naming
+        # their own argument (cg's b: "p: array data is misaligned")
+        return v if xp is not np or v.flags.aligned else v.copy()
 
     @property
     def writes_into(self) -> bool:
@@ -165,17 +168,19 @@ class CurvatureOperator(NativeByName):
     def __matmul__(self, x):
         if _is_operator(x):
             return self._compose(x)
-        if np.isscalar(x):
-            raise ValueError("Scalar operands are not allowed, use '*' instead")
+        if np.isscalar(x):  # (SciPy's rule and words, naming the operand)
+            raise ValueError("x: Scalar operands are not allowed, use '*' instead")
         x_nd = getattr(x, "ndim", None)
         if x_nd == 1 or (x_nd == 2 and x.shape[1] == 1):
             return self.matvec(x)
         if x_nd == 2:
             return self.matmat(x)
-        raise ValueError(f"expected a 1-D or 2-D array, got {type(x).__name__}")
+        raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
 
     def dot(self, x):
         """``A x`` for a vector or matrix, ``A B`` (an operator) for an operator ``B``, ``a A`` for a scalar."""
+        if np.isscalar(x):  # a real multiple: a string or complex would make an operator of that dtype
+            _backend.real("x", x)
         if np.isscalar(x) and isinstance(self, _linear_operator_base()):
             return _linear_operator_base().dot(self, x)
         if np.isscalar(x):

@@ -50,12 +50,18 @@ class LanczosRecurrence:
     def __init__(
         self, op, max_steps, v0, seed, reorthogonalize="full", basis_dtype=None, basis=None, index=0, keep_basis=False
     ):
-        if reorthogonalize not in MODES:
+        # (a string first: an array would make ``in`` ambiguous, a list would be unhashable)
+        if not isinstance(reorthogonalize, str) or reorthogonalize not in MODES:
             raise ValueError(f"reorthogonalize: expected 'full', 'partial' or 'none', got {reorthogonalize!r}")
-        if basis not in (None, "device", "host"):
+        if basis is not None and (not isinstance(basis, str) or basis not in ("device", "host")):
             raise ValueError(f"basis: expected None, 'device' or 'host', got {basis!r}")
         wdt = np.dtype(op.dtype)
-        bdt = wdt if basis_dtype is None else np.dtype(basis_dtype)
+        try:
+            bdt = wdt if basis_dtype is None else np.dtype(basis_dtype)
+        except (TypeError, ValueError):  # NumPy's message would name nothing
+            raise TypeError(
+                f"basis_dtype: expected float32 or the operator's dtype {wdt}, got {basis_dtype!r}"
+            ) from None
         if bdt not in (np.float32, np.float64) or bdt.itemsize > wdt.itemsize:
             raise TypeError(f"basis_dtype: expected float32 or the operator's dtype {wdt}, got {bdt}")
         self.op, self.xp, self.mode = op, op.xp, reorthogonalize

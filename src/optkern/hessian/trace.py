@@ -87,7 +87,7 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     every estimator.
     """
     op = as_operator(op)
-    if method not in ("hutchinson", "hutch++"):
+    if not isinstance(method, str) or method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method: expected 'hutchinson' or 'hutch++', got {method!r}")
     m = _backend.integer("num_matvecs", num_matvecs, lo=1)
     if m > _MAX_COUNT:  # NumPy would refuse the probe block with a message naming nothing

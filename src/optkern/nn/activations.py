@@ -18,7 +18,7 @@ ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid", "softplus")
 
 def check_activation(kind: str) -> str:
     """Return ``kind`` if it names a supported activation, else raise ValueError."""
-    if kind not in ACTIVATIONS:
+    if not isinstance(kind, str) or kind not in ACTIVATIONS:  # (an array would make `in` ambiguous)
         raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {kind!r}")
     return kind
 

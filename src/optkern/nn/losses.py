@@ -108,7 +108,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
     Args:
       reduction: ``"mean"`` (scalar), ``"sum"`` (scalar) or ``"none"`` (per row).
     """
-    if reduction not in ("mean", "sum", "none"):
+    if not isinstance(reduction, str) or reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
     loss, _, _ = xent_forward(
         logits,
@@ -146,6 +146,15 @@ def mse_forward(out, target):
     Returns ``(loss, dloss/dout, h)`` where ``h = 2 / out.size`` is the
     (constant, diagonal) Hessian of the loss w.r.t. ``out``.
     """
+    for name, a in (("out", out), ("y", target)):  # (the MLP's names: out its output, y the targets)
+        if not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
+            raise TypeError(f"{name}: expected a numpy or cupy array, got {_backend.type_name(a)}")
+    if out.dtype not in (np.float32, np.float64):
+        raise TypeError(f"out: expected float32 or float64, got {out.dtype}")
+    if target.dtype.kind not in "iuf":  # (objects, complex, strings are not targets)
+        raise TypeError(f"y: expected real numbers, got {target.dtype}")
+    if _backend.is_cupy(out) != _backend.is_cupy(target):
+        raise TypeError(f"y: expected a {_backend.type_name(out)} like out, got {_backend.type_name(target)}")
     if tuple(target.shape) != tuple(out.shape):
         raise ValueError(f"y: expected shape {tuple(out.shape)} for the MSE loss, got {tuple(target.shape)}")
     r = out - target

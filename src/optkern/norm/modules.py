@@ -107,6 +107,9 @@ class BatchNorm(_NormModule):
         C = _backend.integer("num_features", num_features, lo=1, hi=_backend.INT64_MAX)
         self.eps = _eps(eps)
         self.momentum = None if momentum is None else _momentum(momentum)
+        # bools, as torch's: a string like "no" must not read as a choice
+        affine = _backend.flag("affine", affine)
+        track_running_stats = _backend.flag("track_running_stats", track_running_stats)
         if affine:
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
         sdt = np.float64 if self.dtype == np.float64 else np.float32
@@ -166,7 +169,8 @@ class LayerNorm(_NormModule):
         super().__init__(dtype, like)
         self.normalized_shape = _shape_arg(normalized_shape)
         self.eps = _eps(eps)
-        if elementwise_affine:
+        bias = _backend.flag("bias", bias)
+        if _backend.flag("elementwise_affine", elementwise_affine):
             self.weight = self._full(self.normalized_shape, 1)
             self.bias = self._full(self.normalized_shape, 0) if bias else None
 
@@ -198,7 +202,7 @@ class GroupNorm(_NormModule):
             raise ValueError(f"num_groups: must divide num_channels={C}, got {self.num_groups}")
         self.eps = _eps(eps)
         self.num_channels = C
-        if affine:
+        if _backend.flag("affine", affine):
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
 
     def forward(self, x, training=True):
@@ -224,7 +228,7 @@ class RMSNorm(_NormModule):
         super().__init__(dtype, like)
         self.normalized_shape = _shape_arg(normalized_shape)
         self.eps = None if eps is None else _eps(eps)
-        if elementwise_affine:
+        if _backend.flag("elementwise_affine", elementwise_affine):
             self.weight = self._full(self.normalized_shape, 1)
 
     def forward(self, x, training=True):

@@ -47,7 +47,7 @@ def add_penalty_grad_(params, grads, l1=0.0, l2=0.0, *, return_value=False):
     mod, params, grads = _lists(params, grads)
     l1 = _backend.nonnegative("l1", l1)
     l2 = _backend.nonnegative("l2", l2)
-    if not return_value:
+    if not _backend.flag("return_value", return_value):
         mod.penalty_grad_(params, grads, l1, l2, None)
         return None
     out, on_cpu = _out(params, mod)
