@@ -290,14 +290,3 @@ def test_grad_weight_beyond_the_gradients_dtype():
     d.grad_weight = 0.5  # representable: taken
     d.step([np.full(3, 2.0, np.float32)])
     np.testing.assert_allclose(p[0], 0.9)
-
-
-# ---- known, not fixed here: the cross-entropy kernel turns a -inf logit into NaN ---------------
-
-
-@pytest.mark.xfail(strict=True, reason="native: xent_row's 0 * -inf (cpp/include/optkern/rules/loss.hpp)")
-def test_cross_entropy_with_a_minus_inf_logit():
-    # torch.nn.functional.cross_entropy: 0 for the finite class, inf for the -inf one; optkern: NaN, NaN
-    z = np.array([[-np.inf, 1.0]], np.float32)
-    assert softmax_cross_entropy(z, np.array([1])) == 0.0
-    assert softmax_cross_entropy(z, np.array([0])) == np.inf

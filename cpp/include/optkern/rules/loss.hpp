@@ -10,7 +10,10 @@
 // and its Hessian-vector product with r (the R-operator of the gradient) is
 //   s = p (r - <p, r>),   R{H} = -sum s log p,
 //   R{dl/dz} = s + beta (s (log p + H + 1) + p R{H}).
-// Log-probabilities are formed as z - lse, so p = 0 never produces 0 * log 0.
+// Log-probabilities are formed as z - lse, so p = 0 never produces 0 * log 0. A logit of -inf
+// (a masked class: p = 0, log p = -inf) adds nothing where p multiplies log p (the limit p log p -> 0,
+// as torch's log_softmax and its gradient give): those terms are skipped where p = 0, as is the
+// smoothing term when eps = 0, so the loss and gradient of the other classes stay finite.
 #pragma once
 #include <cstdint>
 
@@ -38,7 +41,7 @@ OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, 
     const T d = z[c] - m;
     const T e = exp_(d);
     s += e;
-    t = fma_t(e, d, t);
+    t = e > T(0) ? fma_t(e, d, t) : t;  // (e d = 0 d -> 0 where d = -inf)
     sz += z[c];
   }
   const T logs = log_(s);
@@ -46,7 +49,9 @@ OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, 
   const T H = logs - t / s;
   const T sum_logp = fma_t(-T(C), lse, sz);
   const T eps_c = h.smoothing / T(C);
-  const T loss = fma_t(-h.penalty, H, fma_t(-eps_c, sum_logp, -(T(1) - h.smoothing) * (z[y] - lse)));
+  const T nll = -(T(1) - h.smoothing) * (z[y] - lse);
+  const T smoothed = h.smoothing != T(0) ? fma_t(-eps_c, sum_logp, nll) : nll;  // (0 (-inf) when eps = 0)
+  const T loss = h.penalty != T(0) ? fma_t(-h.penalty, H, smoothed) : smoothed;
   if (logp || g) {
     for (int64_t c = 0; c < C; ++c) {
       const T lp = z[c] - lse;
@@ -54,7 +59,7 @@ OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, 
       if (g) {
         const T p = exp_(lp);
         const T q = eps_c + (c == y ? T(1) - h.smoothing : T(0));
-        g[c] = h.scale * fma_t(h.penalty * p, lp + H, p - q);
+        g[c] = h.scale * (p > T(0) ? fma_t(h.penalty * p, lp + H, p - q) : p - q);
       }
     }
   }
@@ -68,7 +73,7 @@ template <class T> OK_HD void xent_rop_row(const T* logp, const T* r, int64_t C,
   for (int64_t c = 0; c < C; ++c) {
     const T p = exp_(logp[c]);
     pr = fma_t(p, r[c], pr);
-    if (h.penalty != T(0)) {
+    if (h.penalty != T(0) && p > T(0)) {
       plp = fma_t(p, logp[c], plp);
       prlp = fma_t(p * r[c], logp[c], prlp);
     }
@@ -79,7 +84,7 @@ template <class T> OK_HD void xent_rop_row(const T* logp, const T* r, int64_t C,
     const T p = exp_(logp[c]);
     const T s = p * (r[c] - pr);
     T v = s;
-    if (h.penalty != T(0)) v = fma_t(h.penalty, fma_t(s, logp[c] + H + T(1), p * RH), v);
+    if (h.penalty != T(0) && p > T(0)) v = fma_t(h.penalty, fma_t(s, logp[c] + H + T(1), p * RH), v);
     out[c] = h.scale * v;
   }
 }
