@@ -86,6 +86,60 @@ class _NormModule(NativeByName):
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward(x) first")
 
+    # ---- state: torch's keys, so a torch module's state_dict loads here and back ----------------
+
+    _BUFFERS: tuple = ()  # (array buffers beside weight and bias: BatchNorm's running statistics)
+
+    def _arrays(self) -> dict:
+        names = ("weight", "bias", *self._BUFFERS)
+        return {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
+
+    def state_dict(self) -> dict:
+        """Copies of the module's arrays under torch's names (``weight``, ``bias``,
+        ``running_mean``, ``running_var``, ``num_batches_tracked`` as a 0-d int64 array): what
+        ``torch.nn.BatchNorm2d.state_dict()`` holds, for :meth:`load_state_dict` here or in torch
+        (``{k: torch.from_numpy(v) for k, v in sd.items()}``)."""
+        out = {k: a.copy() for k, a in self._arrays().items()}
+        if "running_mean" in out:
+            out["num_batches_tracked"] = self._xp.asarray(self.num_batches_tracked, dtype=np.int64)
+        return out
+
+    def load_state_dict(self, state_dict) -> None:
+        """Load what :meth:`state_dict` (or the matching torch module's) returns: NumPy / CuPy
+        arrays or CPU tensors (anything ``asarray`` takes), each of its array's shape, converted to
+        its dtype. The keys must be exactly this module's; everything is checked before anything
+        is written (ValueError / TypeError naming the key)."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        own = self._arrays()
+        want = set(own) | ({"num_batches_tracked"} if "running_mean" in own else set())
+        if set(state_dict) != want:
+            missing, extra = sorted(want - set(state_dict)), sorted(set(state_dict) - want)
+            raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {extra}")
+        new = {}
+        for k, a in own.items():
+            v = state_dict[k]
+            if hasattr(v, "detach"):  # (a torch tensor: its values, as NumPy takes them)
+                v = v.detach().cpu().numpy()
+            try:
+                v = self._xp.asarray(v)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"state_dict[{k!r}]: expected an array, got {type(v).__name__} ({e})") from None
+            if v.dtype.kind not in "fiu":
+                raise TypeError(f"state_dict[{k!r}]: expected real numbers, got {v.dtype}")
+            if tuple(v.shape) != tuple(a.shape):
+                raise ValueError(f"state_dict[{k!r}]: expected shape {tuple(a.shape)}, got {tuple(v.shape)}")
+            new[k] = v
+        count = None
+        if "num_batches_tracked" in want:
+            count = state_dict["num_batches_tracked"]
+            count = int(count.item()) if hasattr(count, "item") else count
+            count = _backend.integer("state_dict['num_batches_tracked']", count, lo=0, hi=_backend.INT64_MAX)
+        for k, v in new.items():
+            own[k][...] = v  # (in place: an optimizer holding these arrays keeps stepping them)
+        if count is not None:
+            self.num_batches_tracked = count
+
 
 class BatchNorm(_NormModule):
     """Batch normalization over (N, C) or (N, C, *spatial) input, like ``torch.nn.BatchNorm{1,2,3}d``.
@@ -117,6 +171,8 @@ class BatchNorm(_NormModule):
         self.running_var = self._full(C, 1, sdt) if track_running_stats else None
         self.num_batches_tracked = 0
         self.num_features = C
+
+    _BUFFERS = ("running_mean", "running_var")
 
     def forward(self, x, training=True):
         """Normalize x; returns y."""
