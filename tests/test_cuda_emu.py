@@ -3,12 +3,16 @@
 Its launch rewriting on the project's own syntax, and its scheduler's semantics on small
 kernels compiled here: barriers and warp shuffles (every thread's values, not just lane 0's),
 `__shared__` per block, 2-D/3-D indices, a barrier that can never open (an error, not a hang),
-an invalid configuration (reported at cudaGetLastError), exceptions from threads. The whole CUDA
+an invalid configuration (reported at cudaGetLastError), exceptions from threads; and the checks for
+GPU-only defects: a shared-memory race shows in reversed or shuffled thread order (OKEMU_ORDER),
+shared memory starts as 0xff bytes in every block, a shuffle mask naming an exited lane fails the
+launch, grids and shared memory past the device's limits are invalid configurations. The whole CUDA
 test suite against the emulated module is `tools/cuda_emu/run` (minutes; see bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -72,6 +76,8 @@ def test_bad_launch_syntax_is_refused():
 KERNELS = r"""
 #include "cuda_runtime.h"
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -126,8 +132,49 @@ __global__ void early_exit(int* out) {
   out[threadIdx.x] = 1;
 }
 
+// Reads the left neighbour's shared write without a barrier: right only when the scheduler
+// happens to run thread t - 1 first (forward order), a race on a GPU.
+__global__ void left_racy(int* out) {
+  __shared__ int s[64];
+  s[threadIdx.x] = int(threadIdx.x);
+  out[threadIdx.x] = s[threadIdx.x ? threadIdx.x - 1 : 0];
+}
+// A block sum whose shared buffer is reused without a barrier after the read of the total:
+// thread 0 may overwrite sh[0] with the next sum before the others read the first.
+__global__ void reuse_racy(double* out) {
+  __shared__ double sh[64];
+  double r[2];
+  for (int k = 0; k < 2; ++k) {
+    sh[threadIdx.x] = double(k + 1);
+    __syncthreads();
+    for (int h = 32; h > 0; h >>= 1) {
+      if (int(threadIdx.x) < h) sh[threadIdx.x] += sh[threadIdx.x + h];
+      __syncthreads();
+    }
+    r[k] = sh[0];  // (a __syncthreads() here makes it race-free)
+  }
+  out[threadIdx.x] = r[0] + 1000 * r[1];
+}
+// Reads shared memory before anything wrote it (block 1 must not see block 0's 7).
+__global__ void read_before_write(unsigned* out) {
+  __shared__ unsigned s;
+  if (threadIdx.x == 0) out[blockIdx.x] = s;
+  __syncthreads();
+  s = 7u;
+}
+// A tail `if (i >= n) return;` before a full-mask shuffle: the mask names exited lanes.
+__global__ void tail_shuffle(const double* x, int n, double* out) {
+  const int i = int(threadIdx.x);
+  if (i >= n) return;
+  double v = x[i];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  if (i == 0) out[0] = v;
+}
+
 int main() {
   int fails = 0;
+  const char* order_env = std::getenv("OKEMU_ORDER");
+  const std::string order = order_env ? order_env : "forward";
   auto check = [&](bool ok, const char* what) {
     std::printf("%s %s\n", ok ? "ok" : "FAIL", what);
     fails += !ok;
@@ -198,22 +245,78 @@ int main() {
     check(cudaGetLastError() == cudaErrorInvalidValue && cudaGetLastError() == cudaSuccess,
           "an invalid configuration is reported once by cudaGetLastError");
   }
+  {
+    cudaGetLastError();
+    bool ok = true;
+    throws<<<dim3(1, 65536), 32>>>();
+    ok = ok && cudaGetLastError() == cudaErrorInvalidValue;
+    throws<<<dim3(1, 1, 65536), 32>>>();
+    ok = ok && cudaGetLastError() == cudaErrorInvalidValue;
+    throws<<<1, dim3(1, 1, 128)>>>();
+    ok = ok && cudaGetLastError() == cudaErrorInvalidValue;
+    throws<<<1, 32, 49153>>>();
+    ok = ok && cudaGetLastError() == cudaErrorInvalidValue;
+    check(ok, "grid.y / grid.z > 65535, block.z > 64, > 48 KB of dynamic shared memory: invalid");
+  }
+  {
+    std::vector<int> out(64, -2);
+    left_racy<<<1, 64>>>(out.data());
+    bool right = true;
+    for (int t = 1; t < 64; ++t) right = right && out[t] == t - 1;
+    check(order == "forward" ? right : !right, "a read of another thread's shared write without a barrier "
+                                               "is right in forward order only");
+  }
+  {
+    std::vector<double> out(64, 0);
+    reuse_racy<<<1, 64>>>(out.data());
+    bool right = true;
+    for (double v : out) right = right && v == 64 + 1000 * 128;
+    check(!right, "shared memory reused without a barrier after its read: wrong in every order");
+  }
+  {
+    std::vector<unsigned> out(2, 0);
+    read_before_write<<<2, 32>>>(out.data());
+    check(out[0] == 0xffffffffu && out[1] == 0xffffffffu, "shared memory starts as 0xff bytes in every block");
+  }
+  {
+    std::vector<double> x(32, 1.0);
+    double o = 0;
+    bool threw = false;
+    try {
+      tail_shuffle<<<1, 32>>>(x.data(), 20, &o);
+    } catch (const std::runtime_error& e) {
+      threw = std::string(e.what()).find("has exited") != std::string::npos;
+    }
+    tail_shuffle<<<1, 32>>>(x.data(), 32, &o);
+    check(threw && o == 32.0, "a shuffle mask naming an exited lane fails the launch");
+  }
   return fails;
 }
 """
+
+
+def test_shared_declarations_get_fresh_calls():
+    src = "__shared__ uint32_t amax[K][B], neg[K][B];\n  __shared__ SumK<T, K> sm[32];"
+    got, n = emu_build.fresh_shared(src)
+    assert n == 3
+    assert "neg[K][B]; ::okemu::shared_fresh(&amax, sizeof(amax)); ::okemu::shared_fresh(&neg, sizeof(neg));" in got
+    assert "sm[32]; ::okemu::shared_fresh(&sm, sizeof(sm));" in got
 
 
 @pytest.mark.skipif(CXX is None, reason="no C++ compiler")
 def test_scheduler_semantics(tmp_path):
     src = tmp_path / "kernels.cpp"
     text, n = emu_build.rewrite_launches(KERNELS)
-    assert n == 8
+    assert n == 17
+    text, _ = emu_build.fresh_shared(text)
     src.write_text(text)
     exe = tmp_path / "kernels"
     subprocess.run(
         [CXX, "-std=c++17", "-O1", f"-I{EMU / 'include'}", str(src), str(EMU / "runtime.cpp"), "-o", str(exe)],
         check=True,
     )
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "FAIL" not in r.stdout, r.stdout + r.stderr
-    assert r.stdout.count("ok ") == 8
+    for order in ("forward", "reverse", "shuffle"):
+        env = {**os.environ, "OKEMU_ORDER": order, "OKEMU_SEED": "7"}
+        r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0 and "FAIL" not in r.stdout, order + "\n" + r.stdout + r.stderr
+        assert r.stdout.count("ok ") == 13, order

@@ -100,6 +100,46 @@ def rewrite_launches(src: str, where: str = "") -> tuple[str, int]:
     return src, count
 
 
+def _split_declarators(text: str) -> list[str]:
+    """Top-level comma split that also nests template arguments (``SumK<T, K> sm[32], x``)."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        depth += {"(": 1, "[": 1, "{": 1, "<": 1, ")": -1, "]": -1, "}": -1, ">": -1}.get(ch, 0)
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return out
+
+
+def fresh_shared(src: str) -> tuple[str, int]:
+    """After each ``__shared__`` declaration, a call of okemu::shared_fresh per declared name.
+
+    On a GPU a block's shared memory starts undefined; here ``__shared__`` variables are function
+    statics that keep the previous block's values, which would hide a read before any write. The
+    call fills a variable with 0xff bytes (NaN, all-ones integers) when a block first reaches it.
+    Returns the text and the number of variables.
+    """
+    count = 0
+    out, pos = [], 0
+    for m in re.finditer(r"\b__shared__\s+([^;{}()]*?);", src):
+        names = []
+        for k, decl in enumerate(_split_declarators(m.group(1))):
+            decl = re.sub(r"\[.*\]", "", decl.split("=")[0]).strip()
+            words = re.findall(r"[A-Za-z_]\w*", decl)
+            if not words or (k == 0 and len(words) < 2):
+                raise ValueError(f"cannot read the __shared__ declaration {m.group(0)!r}")
+            names.append(words[-1])
+        calls = " ".join(f"::okemu::shared_fresh(&{n}, sizeof({n}));" for n in names)
+        out += [src[pos : m.end()], " ", calls]
+        pos = m.end()
+        count += len(names)
+    out.append(src[pos:])
+    return "".join(out), count
+
+
 def launch_sites() -> list[str]:
     """The name of every launch in cuda/ (what the emulated module counts)."""
     sites = []
@@ -151,6 +191,7 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
     # include them by quoted name, so they are found before anything on the include path.
     for f in sorted([*CUDA.glob("*.cu"), *CUDA.glob("*.cuh"), *CUDA.glob("*.hpp")]):
         text, _ = rewrite_launches(f.read_text(), f"cuda/{f.name}")
+        text, _ = fresh_shared(text)
         dst = srcdir / (f.stem + ".cpp" if f.suffix == ".cu" else f.name)
         if not dst.exists() or dst.read_text() != text:
             dst.write_text(text)

@@ -7,6 +7,16 @@
 // thread's exit leaves only waiting ones. A pass in which no fiber can move is a
 // deadlock (e.g. __syncthreads in divergent code) and fails the launch.
 //
+// OKEMU_ORDER picks the order in which the scheduler resumes the threads of a block after each
+// barrier (and runs the blocks of a grid): `forward` (default), `reverse`, or `shuffle` (a new
+// permutation every pass, seeded by OKEMU_SEED). A kernel whose result changes with the order
+// reads shared memory (or another block's output) that nothing ordered before the read: a race
+// on a GPU, invisible in one fixed order. Every `__shared__` variable is filled with 0xff bytes
+// (NaN, all-ones integers) when a block first reaches its declaration (build.py inserts the
+// call), so a read before any write is not masked by the previous block's values. A warp
+// shuffle whose mask names a lane that has exited (or lies past the block), or omits the
+// calling lane, fails the launch: undefined on a GPU (e.g. a tail `if (i < n)` before it).
+//
 // Every switch is _setjmp/_longjmp, which saves no signal mask (swapcontext's sigprocmask
 // system calls were ~90% of the run time of kernels with warp reductions); a fiber starts by
 // moving the stack pointer to its stack and calling fiber_main (x86-64), elsewhere by
@@ -15,9 +25,12 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <random>
+#include <unordered_map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -61,6 +74,7 @@ struct Block {
   std::vector<Barrier> warp_barriers;
   std::vector<int> warp_live;
   std::vector<uint64_t> slots;  // shuffle values, one per thread
+  std::vector<int> order;       // resume order of the current pass
   int live = 0;
   int current = -1;
   ucontext_t scheduler;
@@ -75,6 +89,36 @@ unsigned long long g_launches = 0;
 std::map<std::string, unsigned long long> g_sites;  // launches per launch site (build.py's names)
 cudaError_t g_last_error = cudaSuccess;
 std::vector<void*> g_stacks;
+unsigned long long g_block_serial = 0;  // blocks run so far (shared memory is fresh per block)
+std::unordered_map<const void*, unsigned long long> g_shared_seen;  // variable -> block that filled it
+
+enum class Order { forward, reverse, shuffle };
+struct Scheduling {
+  Order order = Order::forward;
+  std::mt19937_64 rng;
+  Scheduling() {
+    const char* o = std::getenv("OKEMU_ORDER");
+    const std::string v = o ? o : "forward";
+    if (v == "reverse") order = Order::reverse;
+    else if (v == "shuffle") order = Order::shuffle;
+    else if (v != "forward" && !v.empty()) {
+      std::fprintf(stderr, "cuda_emu: OKEMU_ORDER=%s: expected forward, reverse or shuffle\n", v.c_str());
+      std::abort();
+    }
+    const char* seed = std::getenv("OKEMU_SEED");
+    rng.seed(seed ? std::strtoull(seed, nullptr, 10) : 1u);
+  }
+  // 0 .. n-1 in this run's order (a fresh permutation per call when shuffling).
+  void arrange(std::vector<int>& idx, int n) {
+    idx.resize(size_t(n));
+    for (int i = 0; i < n; ++i) idx[size_t(i)] = order == Order::reverse ? n - 1 - i : i;
+    if (order == Order::shuffle) std::shuffle(idx.begin(), idx.end(), rng);
+  }
+};
+Scheduling& scheduling() {
+  static Scheduling s;
+  return s;
+}
 
 #if OKEMU_ASAN
 // The scheduler's stack as ASan knows it, learnt when a fiber first starts.
@@ -168,6 +212,7 @@ void run_block(Block& b, dim3 block) {
   b.slots.assign(size_t(n), ~uint64_t(0));
   b.live = n;
   b.error.clear();
+  ++g_block_serial;
   for (int i = 0; i < n; ++i) {
     Fiber& f = b.fibers[size_t(i)];
     f.linear = i;
@@ -184,7 +229,8 @@ void run_block(Block& b, dim3 block) {
   }
   while (b.live > 0) {
     bool moved = false;
-    for (int i = 0; i < n; ++i) {
+    scheduling().arrange(b.order, n);
+    for (int i : b.order) {
       Fiber& f = b.fibers[size_t(i)];
       if (f.done || (f.waiting && f.waiting->generation == f.wait_generation)) continue;
       b.current = i;
@@ -222,20 +268,51 @@ void syncthreads() { wait_at(g_block->block_barrier, g_block->live); }
 
 unsigned lane_id() { return unsigned(g_block->fibers[size_t(g_block->current)].linear % warpSize); }
 
-void warp_exchange(uint64_t mine, int src_lane, uint64_t* got) {
+// The lanes `mask` names must all take part in the shuffle: each exists, has not exited, and
+// the caller is one of them (checked once every live lane has arrived).
+void check_mask(unsigned mask, int me, int w) {
+  Block& b = *g_block;
+  const int n = int(b.fibers.size()), first = w * warpSize;
+  const int lanes = std::min(warpSize, n - first);
+  const unsigned exist = lanes == warpSize ? ~0u : (1u << lanes) - 1u;
+  if (!(mask >> (me - first) & 1u))
+    throw std::runtime_error("warp shuffle by lane " + std::to_string(me - first) + " whose mask " +
+                             std::to_string(mask) + " does not name it");
+  if ((mask & ~exist) != 0u)
+    throw std::runtime_error("warp shuffle mask names lanes past the end of the block (" +
+                             std::to_string(lanes) + " lanes in warp " + std::to_string(w) + ")");
+  if (b.warp_live[size_t(w)] == lanes) return;  // nobody exited
+  for (int l = 0; l < lanes; ++l)
+    if ((mask >> l & 1u) && b.fibers[size_t(first + l)].done)
+      throw std::runtime_error("warp shuffle mask names lane " + std::to_string(l) + " of warp " +
+                               std::to_string(w) + ", which has exited (a tail `if (i < n)` before the shuffle?)");
+}
+
+void warp_exchange(uint64_t mine, int src_lane, uint64_t* got, unsigned mask) {
   Block& b = *g_block;
   const int me = b.fibers[size_t(b.current)].linear, w = warp_of(me);
   b.slots[size_t(me)] = mine;
   wait_at(b.warp_barriers[size_t(w)], b.warp_live[size_t(w)]);  // every lane has written
+  check_mask(mask, me, w);
   const int src = w * warpSize + src_lane;
   // An exited or missing lane's slot reads as all ones (a NaN), which a correct kernel never uses.
   *got = src < int(b.slots.size()) && !b.fibers[size_t(src)].done ? b.slots[size_t(src)] : ~uint64_t(0);
   wait_at(b.warp_barriers[size_t(w)], b.warp_live[size_t(w)]);  // every lane has read
 }
 
-void run_grid(dim3 grid, dim3 block, const std::function<void()>& body, const char* name) {
+void shared_fresh(void* p, size_t bytes) {
+  auto& seen = g_shared_seen[p];
+  if (seen == g_block_serial) return;  // filled by an earlier thread of this block
+  seen = g_block_serial;
+  std::memset(p, 0xff, bytes);
+}
+
+void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& body, const char* name) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
-  if (threads == 0 || threads > uint64_t(kMaxThreads) || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+  // The device's limits: 1024 threads (z <= 64), grid.x < 2^31, grid.y and grid.z <= 65535, and 48 KB
+  // of dynamic shared memory without cudaFuncSetAttribute's opt-in (which the project never makes).
+  if (threads == 0 || threads > uint64_t(kMaxThreads) || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+      grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535u || grid.z > 65535u || shmem > 48u * 1024u) {
     // What the device reports for an invalid configuration, at cudaGetLastError.
     g_last_error = cudaErrorInvalidValue;
     std::fprintf(stderr, "cuda_emu: invalid launch configuration (%u,%u,%u)x(%u,%u,%u) in %s\n", grid.x, grid.y,
@@ -252,12 +329,23 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& body, const ch
   blockDim = block;
   gridDim = grid;
   try {
-    for (unsigned z = 0; z < grid.z; ++z)
-      for (unsigned y = 0; y < grid.y; ++y)
-        for (unsigned x = 0; x < grid.x; ++x) {
-          blockIdx = {x, y, z};
-          run_block(b, block);
-        }
+    const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+    if (scheduling().order == Order::forward || blocks > (uint64_t(1) << 24)) {
+      for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+          for (unsigned x = 0; x < grid.x; ++x) {
+            blockIdx = {x, y, z};
+            run_block(b, block);
+          }
+    } else {  // blocks in the run's order too (a kernel may not rely on one block running first)
+      std::vector<int> order;
+      scheduling().arrange(order, int(blocks));
+      for (int k : order) {
+        const unsigned x = unsigned(k) % grid.x, y = (unsigned(k) / grid.x) % grid.y, z = unsigned(k) / (grid.x * grid.y);
+        blockIdx = {x, y, z};
+        run_block(b, block);
+      }
+    }
   } catch (...) {
     g_block = outer;
     throw;

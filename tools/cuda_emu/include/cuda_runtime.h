@@ -16,9 +16,13 @@
 //
 // What this checks: indexing, reductions, barriers, the host code around the
 // launches, against the CPU module's results (and, built with ASan, every
-// out-of-bounds access). What it cannot: the memory model, races between
-// blocks, nvcc's floating-point contraction, device intrinsics' exact ulps
-// (they are emulated correctly rounded), performance.
+// out-of-bounds access); shared memory that starts undefined (0xff bytes per
+// block), shuffle masks naming exited lanes, the device's grid and block limits;
+// with OKEMU_ORDER=reverse / shuffle, shared-memory races that one fixed thread
+// order hides (runtime.cpp). What it cannot: the memory model (a fiber switches
+// only at barriers and shuffles, never between a racing load and store), races
+// between blocks that run at once, nvcc's floating-point contraction, device
+// intrinsics' exact ulps (they are emulated correctly rounded), performance.
 #pragma once
 #include <math.h>
 #include <stdint.h>
@@ -152,39 +156,44 @@ namespace okemu {
 
 // ---- the scheduler (tools/cuda_emu/runtime.cpp) ----------------------------------
 void syncthreads();
-void warp_exchange(uint64_t mine, int src_lane, uint64_t* got);  // barrier; *got = src's value
+// barrier of the live lanes; *got = src's value; every lane `mask` names must take part
+void warp_exchange(uint64_t mine, int src_lane, uint64_t* got, unsigned mask);
 unsigned lane_id();
-void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread_body, const char* name);
+void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& thread_body, const char* name);
+// A `__shared__` variable's bytes set to 0xff when the first thread of a block reaches its
+// declaration (build.py inserts the call after each one): no value survives from another block.
+void shared_fresh(void* p, size_t bytes);
 
-template <class T> T shuffle_from(T v, int src_lane) {
+template <class T> T shuffle_from(T v, int src_lane, unsigned mask) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffle of a value wider than 8 bytes");
   uint64_t mine = 0, got = 0;
   std::memcpy(&mine, &v, sizeof(T));
-  warp_exchange(mine, src_lane, &got);
+  warp_exchange(mine, src_lane, &got, mask);
   T r;
   std::memcpy(&r, &got, sizeof(T));
   return r;
 }
 
 // `body` runs the kernel call for the current thread (build.py wraps each launch's call in it).
-template <class Body> void launch(dim3 grid, dim3 block, size_t /*shmem*/, cudaStream_t /*stream*/, Body&& body,
+template <class Body> void launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t /*stream*/, Body&& body,
                                   const char* kernel) {
-  run_grid(grid, block, std::function<void()>(std::forward<Body>(body)), kernel);
+  run_grid(grid, block, shmem, std::function<void()>(std::forward<Body>(body)), kernel);
 }
 
 }  // namespace okemu
 
 inline void __syncthreads() { okemu::syncthreads(); }
 
-// Full-mask shuffles (the only kind optkern uses): every live lane of the warp takes part.
-template <class T> inline T __shfl_down_sync(unsigned /*mask*/, T v, unsigned delta, int width = 32) {
+// Every live lane of the warp takes part (a shuffle is a barrier of the warp's live lanes); the
+// lanes the mask names must all be among them (a mask naming an exited lane fails the launch).
+template <class T> inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   const int lane = int(okemu::lane_id()), seg = lane % width;
   const int src = seg + int(delta) < width ? lane + int(delta) : lane;
-  return okemu::shuffle_from(v, src);
+  return okemu::shuffle_from(v, src, mask);
 }
-template <class T> inline T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {
+template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   const int lane = int(okemu::lane_id()), base = lane & ~(width - 1);
-  return okemu::shuffle_from(v, base + ((lane - base) ^ lane_mask));
+  return okemu::shuffle_from(v, base + ((lane - base) ^ lane_mask), mask);
 }
 
 // Blocks run one at a time and a fiber is never preempted between a load and a store: a
