@@ -9,11 +9,13 @@ The scalars are typed as torch's are: the losses are Python floats (torch takes 
 while ``gtd``, ``gtd_new`` and ``d_norm`` are 0-d tensors of the params' dtype there, so every
 expression touching them (the Armijo bound ``f + c1 t gtd``, the curvature test, the cubic's ``d1``,
 ``d2`` and minimizer, the bracket width ``|b1 - b0| d_norm``) rounds to that dtype, Python operands
-cast to it first. The caller passes them as Python floats for float64 params and as
+cast to it first. The caller passes them as ``numpy.float64`` for float64 params and as
 ``numpy.float32`` for float32 ones: NumPy 2's scalar promotion (NEP 50: a Python float operand is
 cast to the NumPy scalar's dtype) then rounds each operation, and each comparison, as torch's
 float32 tensors do, and a ``t`` computed from them stays float32 as torch's does (float64 tensors
-and Python floats round alike: float64 runs are Python floats throughout). At the float32 precision
+and numpy.float64 scalars round alike; like tensors, and unlike Python floats, they divide by
+zero to inf / nan instead of raising: the cubic's denominator is 0 along a direction on which the
+loss is linear, tests/test_second_hunt_lbfgs.py). At the float32 precision
 floor this decides steps: a float64 Armijo test rejects the equal losses that torch's float32 test
 accepts (tests/test_lbfgs_float32.py).
 """
@@ -38,7 +40,7 @@ def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
-        # torch's d2_square.sqrt(): in float32 for float32 (math.sqrt would return a Python float)
+        # torch's d2_square.sqrt(): in the scalars' dtype (math.sqrt would return a Python float)
         d2 = np.sqrt(d2_square) if isinstance(d2_square, np.floating) else math.sqrt(d2_square)
         if x1 <= x2:
             min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))

@@ -260,8 +260,11 @@ class LBFGS(NativeByName):
         wolfe = ls is not None
         # torch's gtd, max |d|, |g| sums and maxima are tensors of the params' dtype, its tests on
         # them float32 for float32 params: the same here through numpy.float32 scalars
-        # (_line_search's docstring), Python floats (torch's float64, to the bit) otherwise
-        sc = np.float32 if self._dtype == np.float32 else float
+        # (_line_search's docstring), numpy.float64 otherwise: torch's float64 to the bit, and, like
+        # its tensors, a division by zero in the cubic interpolation (a direction along which the
+        # loss is linear: equal slopes, a zero denominator) gives inf / nan where a Python float
+        # raised ZeroDivisionError out of the line search with the params at its trial point
+        sc = np.float32 if self._dtype == np.float32 else np.float64
         loss, g, gmax, gsum = self._evaluate(closure, copy=wolfe)
         orig_loss = loss
         current_evals = 1

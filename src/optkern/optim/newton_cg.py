@@ -192,9 +192,15 @@ class NewtonCG(NativeByName):
         res = cg(op, -g, x0, rtol=cg_tol, maxiter=max_cg, precond_diag=diag, damping=lam)
         hvps = res.num_matvecs
         p = res.x
-        if res.negative_curvature and res.iterations == 0:
-            p = res.direction  # the preconditioned gradient direction: still a descent direction
         xp = self._xp
+        if res.negative_curvature and res.iterations == 0:
+            # the first CG direction, M^-1 r0: from a cold start r0 = -g, a descent direction; from a
+            # warm start x0, r0 = -g - (B + lambda I) x0, which may point uphill (g.p > 0). Along a
+            # direction of negative curvature both signs lower the model; the one with g.p <= 0
+            # lowers it more (and is the descent direction this exit promises): take that one
+            p = res.direction
+            if float(xp.dot(g, p)) > 0.0:
+                p = -p
         if not bool(xp.any(p)):
             return self._null_step(loss, g, p, res, evals, lam)
         # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and

@@ -21,7 +21,8 @@ class SAM(NativeByName):
     Args:
       base: any optkern optimizer exposing ``param_groups`` and ``step(grads)``.
       rho: the neighbourhood radius (>= 0).
-      eps: added to ``||g||`` (as in the reference implementation).
+      eps: added to ``||g||`` (as in the reference implementation; with ``eps = 0`` a zero ``||g||``
+        leaves the ascent point at ``w``, as any ``eps > 0`` does, instead of ``rho / 0``).
       adaptive: ASAM's ascent step (``w^2 g`` over ``||w g||``; rho of 0.5 to 2 is typical there).
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (grads in the order of
@@ -91,6 +92,12 @@ class SAM(NativeByName):
         self._moved = moved
         self._perturbed = True
         self._norm_buf = out
+        if self.eps == 0.0 and self.rho > 0.0 and self.grad_norm == 0.0:
+            # rho / (||g|| + eps) = rho / 0: the kernel's scale is inf and inf * 0 made every moved
+            # param NaN (the closure then saw NaN params; step() raised on their NaN loss). A zero
+            # gradient has no ascent direction: the ascent point is w itself, as it is for eps > 0
+            # (rho g / eps = 0). The backups hold w's bits. (Read only for eps = 0: a GPU sync.)
+            self._mod.sam_restore_(*_pick(self._moved, ps, self._backups))
 
     def second_step(self, grads) -> None:
         """Back to w (exactly), then the wrapped optimizer's step with ``grads`` (taken at the ascent point)."""
