@@ -8,8 +8,16 @@ steps), ``schedules`` (learning-rate and batch-size schedules), ``norm``
 with exact Hessian-vector products), ``hessian`` (trace, Lanczos, spectral
 density), ``init`` (initializers, LSUV), ``regularize`` (penalties, mixup,
 cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
-(batch loader), ``datasets`` (the bundled digits), ``threads`` (thread counts).
+(batch loader), ``datasets`` (the bundled digits), ``threads`` (thread counts),
+``lowp`` (bfloat16 / float16 conversion, stochastic rounding, 8-bit quantization),
+``amp`` (``GradScaler``), ``swa`` (SWA / EMA averages, ``update_bn``), ``swalp``
+(SWALP), ``distributed`` (MPI / NCCL data-parallel and ZeRO-1; a Communicator needs mpi4py),
+``torch`` (a drop-in ``torch.optim`` on optkern's kernels; needs PyTorch, import
+it explicitly: ``import optkern.torch``).
 ``save`` / ``load``: atomic, checksummed checkpoints (``checkpoint``).
+``clip_grad_norm_`` / ``clip_grad_value_``: gradient clipping (``clip``).
+``info()``, ``cuda_built()``: how optkern was built; ``set_pool_limit`` / ``release_pool``:
+the memory pool of the MLP's temporaries; ``pin_glibc_thresholds()``: glibc's malloc thresholds.
 """
 
 from __future__ import annotations

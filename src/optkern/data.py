@@ -14,6 +14,8 @@ import numpy as np
 from . import _backend
 from ._pickling import NativeByName
 
+__all__ = ["BatchLoader"]
+
 
 def _fixed(b: int, epoch) -> int:
     """A constant batch size (a partial of it pickles, where a lambda does not)."""
