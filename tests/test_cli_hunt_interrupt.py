@@ -30,6 +30,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action. A test run from a background job (CI's
+    ``cmd &``, nohup) has SIGINT ignored, which its children inherit; a Python started so never
+    installs its KeyboardInterrupt handler, as a background job should not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _children(pid: int) -> list:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -49,6 +56,7 @@ def test_sigint_to_the_parent_alone_stops_the_workers_runs(tmp_path):
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
         start_new_session=True,  # no terminal's Ctrl-C: the signal below reaches the parent only
     )
     try:
@@ -95,7 +103,7 @@ def test_a_run_stops_on_the_first_sigint_and_ignores_a_second():
 
 
 def test_forward_interrupt_signals_every_worker_and_tolerates_gone_ones():
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=_default_sigint)
     try:
 
         class Gone:
@@ -111,3 +119,4 @@ def test_forward_interrupt_signals_every_worker_and_tolerates_gone_ones():
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
+        sleeper.wait()  # (reaped: no ResourceWarning for a later test to trip on)
