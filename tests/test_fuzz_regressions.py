@@ -413,3 +413,23 @@ def test_group_norm_backward_of_an_x_whose_channels_the_groups_do_not_divide_nam
     bad = x[:, None, :]
     with pytest.raises(ValueError, match=r"^x, saved\.groups: x has C=1 channels"):
         norm.group_norm_backward(np.ones_like(bad), bad, None, saved)
+
+
+# ---- fuzz seed 2217332430: misaligned integer labels named as the kernel's `labels` ----------------
+
+
+def test_mlp_loss_takes_misaligned_labels():
+    """y a misaligned int64 view (a field of a packed record array): the labels' check had made
+    only a contiguous copy, and the native loss refused it as `labels: array data is misaligned`."""
+    from optkern.nn import MLP
+
+    m = MLP([3, 4], dtype=np.float64)
+    rng = np.random.default_rng(0)
+    p, x = rng.standard_normal(m.num_params), rng.standard_normal((5, 3))
+    y = np.array([0, 3, 1, 2, 2])
+    buf = np.zeros(y.nbytes + 1, np.uint8)
+    ym = buf[1:].view(np.int64)
+    ym[...] = y
+    assert not ym.flags.aligned
+    assert m.loss(p, x, ym) == m.loss(p, x, y)
+    np.testing.assert_array_equal(m.loss_and_grad(p, x, ym)[1], m.loss_and_grad(p, x, y)[1])

@@ -28,7 +28,9 @@ def _labels(labels, n: int, c: int, xp, name: str = "labels"):
         raise ValueError(f"{name}: expected shape ({n},), got {tuple(labels.shape)}")
     if n and labels.dtype == xp.uint64 and int(labels.max()) > _backend.INT64_MAX:
         raise ValueError(f"{name}: values must be in [0, {c}), got up to {int(labels.max())}")
-    y = xp.ascontiguousarray(labels, dtype=xp.int64)
+    # (a misaligned view is copied too, on NumPy: the kernel reads aligned int64 only, and would
+    # refuse it under its own name for the argument, not the caller's)
+    y = np.require(labels, np.int64, ("C", "A")) if xp is np else xp.ascontiguousarray(labels, dtype=xp.int64)
     if n:
         lo, hi = xp.stack([y.min(), y.max()]).tolist()  # one transfer (on a GPU, one host sync)
         if lo < 0 or hi >= c:
