@@ -149,7 +149,9 @@ def report_section(results: dict) -> list:
         "Adam's m and v in 8 bits, `swalp` trains with 8-bit weights, gradients and momentum (values on "
         "the 8-bit grid, held in float32 arrays as the paper's code does) and averages its iterates in "
         "float32 (constant learning rate, where `momentum` follows the warm-up + cosine schedule). Optimizer "
-        "memory: bytes per parameter the optimizer holds besides the model's weights.",
+        "memory: bytes per parameter the optimizer holds besides the model's weights. A run's final train "
+        "loss is the mean over its last epoch's batches; the SWA average's is its loss over the whole "
+        "training set (the text compares it with the last iterate's loss over the whole training set).",
         "",
         "| run | norm | final train loss | val accuracy | top eigenvalue | optimizer bytes/param |",
         "|---|---|---:|---:|---:|---:|",
@@ -177,13 +179,7 @@ def report_section(results: dict) -> list:
                     f"{_f(_mean(s['train_loss'] for s in swa), '.4f')} | "
                     f"{_f(_mean(s['val_acc'] for s in swa), '.3f')} | {_f(top, '.3g')} | |"
                 )
-                last = _mean(_top(r) for r in rs)
-                if top is not None and last is not None:
-                    word = "flatter" if top < last else "sharper" if top > last else "equally sharp"
-                    said.append(
-                        f"{where.capitalize()}, the SWA average of {name}'s iterates is {word} than its last "
-                        f"iterate (top eigenvalue {top:.3g} vs {last:.3g})."
-                    )
+                said += _swa_sentences(rs, name, where)
             scaled = [r for r in rs if r.get("loss_scale") is not None]
             if scaled:
                 said.append(
@@ -200,6 +196,34 @@ def report_section(results: dict) -> list:
                     f"({100 * (acc_low - acc_base):+.1f} points)."
                 )
     return out + ["", " ".join(said), ""] if said else out + [""]
+
+
+def _swa_sentences(rs: list, name: str, where: str) -> list:
+    """The SWA average against the last iterate of the same runs, each measured the same way: top
+    eigenvalue at the last epoch (runs with both), loss over the whole training set."""
+    pairs = []
+    for r in rs:
+        swa = r.get("swa") or {}
+        end = next((c for c in r.get("curvature") or [] if c["epoch"] == r["history"]["epoch"][-1]), None)
+        if swa.get("top_eigenvalues") and end is not None:
+            pairs.append((swa["top_eigenvalues"][0], end["top_eigenvalues"][0]))
+    out = []
+    if pairs:
+        top, last = _mean(p[0] for p in pairs), _mean(p[1] for p in pairs)
+        if top is not None and last is not None:
+            word = "flatter" if top < last else "sharper" if top > last else "equally sharp"
+            runs = f"; {len(pairs)} run(s)" if len(pairs) != len(rs) else ""
+            out.append(
+                f"{where.capitalize()}, the SWA average of {name}'s iterates is {word} than its last iterate "
+                f"(top eigenvalue {top:.3g} vs {last:.3g}{runs})."
+            )
+    losses = [
+        (s["train_loss"], s["last_train_loss"]) for s in (r.get("swa") or {} for r in rs) if "last_train_loss" in s
+    ]
+    avg, last = _mean(p[0] for p in losses), _mean(p[1] for p in losses)
+    if avg is not None and last is not None:
+        out.append(f"Its loss over the whole training set: {avg:.4f} at the average, {last:.4f} at the last iterate.")
+    return out
 
 
 def _lows(base: str) -> list:

@@ -45,10 +45,10 @@ def _init(train, val, cfg) -> None:
 def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     """One run in a worker: (its record, its epoch-0 measurement)."""
     from ..threads import limit_threads
-    from .runner import train_run
+    from .runner import epoch0_key, train_run
 
     cfg = _WORKER["cfg"]
-    key = ("epoch0", norm, seed)
+    key = epoch0_key(name, norm, seed)
     cache = {} if epoch0 is None else {key: epoch0}
     rec: dict = {}
     signal.signal(signal.SIGINT, _interrupt_once)
@@ -98,7 +98,9 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     """Run ``tasks`` (name, norm, seed) on ``jobs`` workers, filling ``records`` (same order) in
     place; True if interrupted."""
     ctx = multiprocessing.get_context("spawn")
-    pending: dict[tuple, list[int]] = {}  # (norm, seed) -> runs waiting for its epoch-0 measurement
+    from .runner import epoch0_key
+
+    pending: dict[tuple, list[int]] = {}  # epoch0_key -> runs waiting for its epoch-0 measurement
     running: dict[Future, int] = {}
     done = 0
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=(train, val, cfg)) as ex:
@@ -108,11 +110,12 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
             running[ex.submit(_run, name, norm, seed, epoch0)] = i
 
         try:
-            for i, (_, norm, seed) in enumerate(tasks):
-                if (norm, seed) in pending:
-                    pending[(norm, seed)].append(i)
+            for i, (name, norm, seed) in enumerate(tasks):
+                key = epoch0_key(name, norm, seed)
+                if key in pending:
+                    pending[key].append(i)
                 else:
-                    pending[(norm, seed)] = []
+                    pending[key] = []
                     submit(i, None)
             while running:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -121,8 +124,7 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                     rec, epoch0 = fut.result()
                     records[i].update(rec)
                     done += 1
-                    _, norm, seed = tasks[i]
-                    for j in pending.pop((norm, seed), []):
+                    for j in pending.pop(epoch0_key(*tasks[i]), []):
                         submit(j, epoch0)
                     if progress:
                         _say_done(rec, done, len(tasks), cfg.seeds)

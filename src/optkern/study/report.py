@@ -129,12 +129,14 @@ def _setup(results: dict) -> list:
             else ""
         ),
         "",
-        f"Curvature: the exact Hessian of the training loss (R-operator products, batch norm in training mode) on "
-        f"the same {used} training samples for every run{asked}, at epochs {_epochs(results)}. Top eigenvalues and "
+        f"Curvature: the exact Hessian of the training loss (mean cross-entropy, no penalty terms; R-operator "
+        f"products, batch norm in training mode with its statistics over that whole subset) on the same {used} "
+        f"training samples for every run{asked}, at epochs {_epochs(results)}. Top eigenvalues and "
         f"the eigenvectors for the gradient concentration come from one Lanczos run (full reorthogonalization, at "
         f"most {cfg.get('lanczos_steps', '?')} steps, relative residual {cfg.get('lanczos_tol', '?')}); trace by "
         f"Hutch++ ({cfg['trace_matvecs']} products, with its standard error); gradient concentration = fraction of "
-        f"the squared gradient norm in the top-{cfg['concentration_k']} eigenspace; density and the spectrum's ends "
+        f"the squared norm of the same loss's gradient (on those {used} samples) in the "
+        f"top-{cfg['concentration_k']} eigenspace; density and the spectrum's ends "
         f"by stochastic Lanczos quadrature ({cfg['density_probes']} probe(s) x {cfg['density_steps']} steps).",
         "",
     ]

@@ -170,9 +170,11 @@ def train_run(
     ``seed`` (default ``cfg.seed``) sets the initial weights, the batch order
     and the Hessian probes; the Hessian's sample subset depends on ``cfg.seed``
     only, so every run is measured on the same samples. Every run of one
-    normalization and seed starts from the same weights, so the epoch-0
-    measurements are identical across optimizers: with a ``cache`` dict they
-    are computed by the first run and copied by the others.
+    normalization and seed starts from the same weights (a half-precision run:
+    rounded to its format), so the epoch-0 measurements are identical across
+    optimizers of one precision: with a ``cache`` dict they are computed by the
+    first run and copied by the others (``epoch0_key``), with a note of a
+    Hessian that failed there.
     """
     seed = cfg.seed if seed is None else seed
     xp = _xp(cfg.device)
@@ -253,10 +255,15 @@ def train_run(
 
     def log_epoch(epoch: int, train_loss) -> None:
         if epoch == 0 and cache is not None:
-            key = ("epoch0", norm, seed)
-            if key not in cache:
-                cache[key] = measure(0, None)
-            m = copy.deepcopy(cache[key])
+            key = epoch0_key(name, norm, seed)
+            if key in cache:  # its measurement, and the note of a Hessian that failed there
+                m, failed = copy.deepcopy(cache[key])
+                if failed:
+                    record.setdefault("curvature_failed", []).extend(failed)
+            else:
+                before = len(record.get("curvature_failed", []))
+                m = measure(0, None)
+                cache[key] = copy.deepcopy((m, record.get("curvature_failed", [])[before:]))
         else:
             m = measure(epoch, train_loss)
         for k, v in zip(("train_loss", "val_loss", "val_acc"), m[:3]):
@@ -294,13 +301,19 @@ def train_run(
                 log_epoch(epoch, train_loss)
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
         if record["status"] == "running":
+            swa_failed: dict = {}  # (the average's Hessian failing is not the last iterate's)
             swa = lowprec.swa_measurement(
                 opt,
                 lambda p: evaluate(model, p, xva, yva),
-                lambda p: _safe_curvature(model, p, xc, yc, cfg, seed, cfg.epochs, record, comm),
+                lambda p: _safe_curvature(model, p, xc, yc, cfg, seed, cfg.epochs, swa_failed, comm),
                 lambda p: evaluate(model, p, xtr, ytr)[0],
             )
             if swa is not None:
+                # the last iterate's loss measured as the average's is (the whole training set at the
+                # end), beside the history's mean over the last epoch's batches
+                swa["last_train_loss"] = float(evaluate(model, params, xtr, ytr)[0])
+                if swa_failed:
+                    swa["curvature_failed"] = swa_failed["curvature_failed"]
                 record["swa"] = swa
         record["state_bytes_per_param"] = lowprec.state_bytes(opt) / max(int(model.num_params), 1)
         if half is not None and half.scaler is not None:
@@ -312,6 +325,14 @@ def train_run(
     if record["status"] == "running":
         record["status"] = "done"
     return record
+
+
+def epoch0_key(name: str, norm: str, seed: int) -> tuple:
+    """The epoch-0 cache's key of ``name``'s run: every run of one normalization and seed starts
+    from the same weights, except that a half-precision run (``Method.precision``) starts from
+    them rounded to its format (``lowprec.HalfWeights``), so it is measured there, by itself
+    (runs of the same format share it)."""
+    return ("epoch0", norm, seed, OPTIMIZERS[name].precision)
 
 
 def study_jobs(cfg: StudyConfig, runs: int, comm=None) -> int:

@@ -10,6 +10,8 @@ import math
 import statistics
 from typing import NamedTuple
 
+from .methods import OPTIMIZERS
+
 GHORBANI = "Ghorbani, Krishnan & Xiao (ICML 2019)"
 
 
@@ -96,9 +98,19 @@ def groups(results: dict) -> list:
     return res
 
 
+def _half(r: dict) -> bool:
+    """Whether ``r`` is a half-precision run (``Method.precision``): it starts from the shared
+    weights rounded to its format, so its epoch-0 measurement is not the shared one."""
+    m = OPTIMIZERS.get(r.get("optimizer", ""))
+    return bool(m is not None and m.precision)
+
+
 def _curv(results: dict, norm: str, epoch: int) -> list:
-    """Every curvature record of ``norm``'s runs at ``epoch``."""
-    return [c for r in results["runs"] if r.get("norm") == norm for c in r.get("curvature", []) if c["epoch"] == epoch]
+    """Every curvature record of ``norm``'s runs at ``epoch``: of the full-precision runs where
+    there are any (the shared starting point; a half-precision run starts from it rounded)."""
+    runs = [r for r in results["runs"] if r.get("norm") == norm]
+    full = [r for r in runs if not _half(r)]
+    return [c for r in full or runs for c in r.get("curvature", []) if c["epoch"] == epoch]
 
 
 def _norms(results: dict) -> list:
@@ -166,6 +178,12 @@ def _span(lo: float, hi: float) -> str:
     return f"{g(lo)} to {g(hi)}" if math.isfinite(lo) and math.isfinite(hi) else "—"
 
 
+def _full_note(results: dict, norm: str) -> str:
+    """'full-precision ' where ``norm`` has half-precision runs too (their start is rounded)."""
+    runs = [r for r in results["runs"] if r.get("norm") == norm]
+    return "full-precision " if any(_half(r) for r in runs) and not all(_half(r) for r in runs) else ""
+
+
 def sharpness_sentences(results: dict) -> list:
     """Per normalization: the top eigenvalue and the spectrum's ends at the start and the end."""
     out = []
@@ -179,7 +197,8 @@ def sharpness_sentences(results: dict) -> list:
         optimizers = f"{s['optimizers']} optimizer{'s' if s['optimizers'] != 1 else ''}"
         out.append(
             f"{norm_label(norm).capitalize()}, the largest Hessian eigenvalue is {g(s['top_start'])} at epoch "
-            f"{s['first']} (the same weights for every optimizer) and {_range(s['top_end'])} at epoch {s['last']} "
+            f"{s['first']} (the same weights for every {_full_note(results, norm)}optimizer) and "
+            f"{_range(s['top_end'])} at epoch {s['last']} "
             f"({over}{optimizers}): it {_change(s['top_start'], med)}. The spectrum spans "
             f"{_span(s['lo_start'], s['hi_start'])} at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} "
             f"at epoch {s['last']} (median ends over optimizers)."
