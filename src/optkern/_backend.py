@@ -120,12 +120,20 @@ def as_array(a, name: str):
     A read-only export (DLPack's read-only flag, e.g. a read-only NumPy array seen through
     another library) stays read-only: the checks of an array written in place refuse it,
     naming the argument. torch tensors that require grad are viewed through ``detach()``
-    (optkern writes outside autograd, like ``torch.no_grad``). CUDA arrays need CuPy.
+    (optkern writes outside autograd, like ``torch.no_grad``); any ``torch.Tensor`` subclass
+    takes torch's path (``_torch_view``). A NumPy masked array is refused (its mask would be
+    ignored). CUDA arrays need CuPy.
     """
     if not is_foreign(a):
+        if _is_masked(a):
+            raise TypeError(
+                f"{name}: expected a numpy.ndarray, got a masked array (optkern would ignore its mask): "
+                "pass a.filled(value) or a.data"
+            )
         return a
     t = type(a)
-    if t.__module__.split(".")[0] == "torch":
+    torch = sys.modules.get("torch")  # (a tensor exists: torch is imported; subclasses defined elsewhere too)
+    if torch is not None and isinstance(a, torch.Tensor):
         return _torch_view(a, name)
     if not hasattr(t, "__dlpack__"):  # __cuda_array_interface__ only (Numba, PyCUDA...)
         return _cupy(name, a).asarray(a)
@@ -147,17 +155,38 @@ def as_array(a, name: str):
 
 def _torch_view(a, name: str):
     """A torch tensor's NumPy / CuPy view: ``Tensor.numpy()`` for host tensors (2 us where
-    ``np.from_dlpack`` takes 30 us -- per gradient, per step), DLPack for CUDA tensors."""
+    ``np.from_dlpack`` takes 30 us -- per gradient, per step), DLPack for CUDA tensors.
+    bfloat16 host tensors come as ``ml_dtypes.bfloat16`` arrays over the same memory. A tensor
+    with the neg / conj bit set is a lazy view whose memory does not hold its values: refused
+    (``numpy()`` refuses it; torch's DLPack export drops the bit, so CUDA tensors are asked)."""
     if a.requires_grad:
         a = a.detach()
     try:
         if a.device.type == "cpu":
-            return a.numpy()
+            try:
+                return a.numpy()
+            except TypeError:
+                if a.dtype is not sys.modules["torch"].bfloat16:
+                    raise
+            try:
+                import ml_dtypes
+            except ImportError:
+                raise TypeError("a torch.bfloat16 tensor needs ml_dtypes (pip install ml_dtypes)") from None
+            return a.view(sys.modules["torch"].int16).numpy().view(ml_dtypes.bfloat16)
         if a.device.type == "cuda":
+            if a.is_neg() or a.is_conj():
+                bit = "neg" if a.is_neg() else "conj"
+                raise TypeError(f"its {bit} bit is set (a lazy view): pass tensor.resolve_{bit}()")
             return _cupy(name, a).from_dlpack(a)
     except (BufferError, TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"{name}: cannot view this torch.Tensor as an array: {e}") from None
     raise TypeError(f"{name}: torch tensors on {a.device.type} are not supported (cpu or cuda)")
+
+
+def _is_masked(a) -> bool:
+    """A NumPy masked array (``numpy.ma``: none exists unless it was imported)."""
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and isinstance(a, ma.MaskedArray)
 
 
 def _cupy(name: str, a):
@@ -225,7 +254,7 @@ def as_list(arrays, name: str) -> list:
     """A single array or a sequence of arrays, as a list of NumPy / CuPy arrays (foreign arrays
     viewed by ``as_array``; other elements are left for the caller's checks to name)."""
     if isinstance(arrays, np.ndarray) or is_cupy(arrays):
-        return [arrays]
+        return [as_array(arrays, name) if type(arrays) is not np.ndarray else arrays]
     if is_foreign(arrays):
         return [as_array(arrays, name)]
     try:
@@ -301,19 +330,24 @@ def _plain(a) -> bool:
     return False
 
 
+def _to_view(a) -> bool:
+    """Whether ``as_array`` has something to do with ``a``: a foreign array to view, a masked one to refuse."""
+    return is_foreign(a) or _is_masked(a)
+
+
 def _has_foreign(a) -> bool:
     if type(a) is np.ndarray:
         return False
     if isinstance(a, (list, tuple)):
-        return any(map(is_foreign, a))
-    return is_foreign(a)
+        return any(map(_to_view, a))
+    return _to_view(a)
 
 
 def _views_of_args(names, args, kwargs):
     """``args`` and ``kwargs`` with foreign arrays (and foreign arrays in lists) viewed by ``as_array``."""
 
     def conv(a, name):
-        if isinstance(a, (list, tuple)) and any(map(is_foreign, a)):
+        if isinstance(a, (list, tuple)) and any(map(_to_view, a)):
             items = [as_array(x, f"{name}[{i}]") for i, x in enumerate(a)]
             return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)  # named tuples too
         return as_array(a, name)
