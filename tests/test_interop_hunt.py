@@ -104,3 +104,21 @@ def test_bfloat16_tensors_are_viewed_in_place_where_bfloat16_arrays_are_taken(na
     assert np.array_equal(t.view(torch.int16).numpy(), ref.view(np.int16))  # bitwise the NumPy path
     with pytest.raises(TypeError, match=r"^grads\[0\]: expected float32 or float64, got bfloat16"):
         C.clip_grad_norm_([torch.ones(4, dtype=torch.bfloat16)], 1.0)  # (where bfloat16 is not taken: named)
+
+
+def test_running_buffers_with_a_zero_stride_are_refused_before_writing():
+    """A writable zero-stride running buffer (as_strided, torch's expand): the per-channel updates
+    all landed in one element, every channel then holding the last one's statistics."""
+    from numpy.lib.stride_tricks import as_strided
+
+    from optkern import norm
+
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    base = np.zeros(1)
+    rm = as_strided(base, shape=(3,), strides=(0,))
+    rv = np.ones(3)
+    with pytest.raises(ValueError, match=r"^running_mean: array has overlapping elements"):
+        norm.batch_norm(x, running_mean=rm, running_var=rv, training=True)
+    assert base[0] == 0.0 and (rv == 1.0).all()
+    y, _ = norm.batch_norm(x, running_mean=rm, running_var=rv, training=False)  # (only read: valid)
+    assert y.shape == x.shape
