@@ -130,3 +130,15 @@ def test_lbfgs_converged_at_the_start_moves_nothing_and_bumps_nothing():
     opt.step(closure)
     y.backward()  # (valid: the params did not move)
     assert torch.equal(w.grad, 2.0 * w.detach())
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_core_optim_on_torch_tensors_bumps_their_versions(name):
+    """optkern.optim stepping torch tensors (DLPack views) directly: the same hazard as the adapter."""
+    import optkern.optim as O
+
+    w = torch.linspace(1.0, 2.0, 5).requires_grad_()
+    opt = getattr(O, name)([w], lr=0.1)
+    y = (w * w).sum()
+    opt.step([torch.ones(5)])
+    assert _stale_backward_raises(y)

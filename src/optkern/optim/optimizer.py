@@ -11,6 +11,7 @@ checks (``_prechecks``), capturable mode (``_capturable``) and PyTorch-format
 
 from __future__ import annotations
 
+import sys
 from operator import is_
 
 import numpy as np
@@ -270,6 +271,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     if run.parent is not None:  # a global-norm group: the step counts for the group
                         run.parent.step, run.parent.extra = run.step, run.extra
             self._runs = [_merged(parts) for parts in layout]
+        _bump_torch_versions(self._given)
         return loss
 
     def _prepared(self, grads):
@@ -394,3 +396,15 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
+
+
+def _bump_torch_versions(given: list) -> None:
+    """The torch tensors among the params as given were written through views autograd does not
+    see: bump their version counters, so that a graph saved before the step refuses its backward
+    (as after torch's in-place step) instead of silently using the new values."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    tensors = [p for p in given if isinstance(p, torch.Tensor)]
+    if tensors:
+        torch.autograd.graph.increment_version(tensors)
