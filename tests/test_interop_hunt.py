@@ -122,3 +122,18 @@ def test_running_buffers_with_a_zero_stride_are_refused_before_writing():
     assert base[0] == 0.0 and (rv == 1.0).all()
     y, _ = norm.batch_norm(x, running_mean=rm, running_var=rv, training=False)  # (only read: valid)
     assert y.shape == x.shape
+
+
+def test_lowp_reads_torch_tensors_and_refuses_masked_arrays():
+    torch = pytest.importorskip("torch")
+    from optkern import lowp
+
+    x = np.linspace(-3.0, 3.0, 11, dtype=np.float32)
+    want = lowp.to_bfloat16(x, raw=True)
+    np.testing.assert_array_equal(lowp.to_bfloat16(torch.from_numpy(x), raw=True), want)
+    np.testing.assert_array_equal(lowp.from_half(torch.from_numpy(x).to(torch.float16)), x.astype(np.float16))
+    np.testing.assert_array_equal(
+        lowp.from_half(torch.from_numpy(x).to(torch.bfloat16)), lowp.from_half(want, "bfloat16")
+    )
+    with pytest.raises(TypeError, match=r"^x: expected a numpy.ndarray, got a masked array"):
+        lowp.to_bfloat16(np.ma.masked_array(x, mask=x > 0))

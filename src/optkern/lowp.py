@@ -151,7 +151,9 @@ def _float32(x, name="x", cupy_ok=False) -> np.ndarray:
     """``x`` as a C-contiguous float32 array of its shape (NumPy; CuPy too where ``cupy_ok``).
 
     A contiguous ``x`` is returned as it is: ``ascontiguousarray`` would make a 0-d array 1-d,
-    and the results, shaped like this array, would lose x's shape."""
+    and the results, shaped like this array, would lose x's shape. Any array optkern takes
+    (torch tensors, DLPack exporters) is read through a view; a masked array is refused."""
+    x = _backend.as_array(x, name)
     on_gpu = cupy_ok and _backend.is_cupy(x)
     if not (on_gpu or isinstance(x, np.ndarray)):
         raise TypeError(f"{name}: expected a {'numpy or cupy' if cupy_ok else 'numpy'} array, got {type(x).__name__}")
@@ -209,6 +211,7 @@ def stochastic_round(x, dtype: str = "bfloat16", *, seed: int = 0, step: int = 0
 
 def from_half(h, dtype: str | None = None) -> np.ndarray:
     """bfloat16 / float16 array (or uint16 bits with ``dtype``) -> float32, exactly."""
+    h = _backend.as_array(h, "h")  # (a torch / DLPack half tensor: a view of its memory)
     if not (isinstance(h, np.ndarray) or _backend.is_cupy(h)):
         raise TypeError(f"h: expected a numpy or cupy array, got {type(h).__name__}")
     fmt = half_format(h, dtype, "h")
