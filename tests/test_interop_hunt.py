@@ -137,3 +137,15 @@ def test_lowp_reads_torch_tensors_and_refuses_masked_arrays():
     )
     with pytest.raises(TypeError, match=r"^x: expected a numpy.ndarray, got a masked array"):
         lowp.to_bfloat16(np.ma.masked_array(x, mask=x > 0))
+
+
+def test_as_operator_takes_a_matrix_subclass_and_a_torch_tensor():
+    from optkern import hessian
+
+    a = np.diag([3.0, 1.0, 2.0])
+    want = hessian.top_eigenvalues(hessian.as_operator(a), k=1).eigenvalues
+    got = hessian.top_eigenvalues(hessian.as_operator(np.asmatrix(a)), k=1).eigenvalues
+    np.testing.assert_allclose(got, want)
+    torch = pytest.importorskip("torch")
+    got = hessian.top_eigenvalues(hessian.as_operator(torch.from_numpy(a)), k=1).eigenvalues
+    np.testing.assert_allclose(got, want)

@@ -365,6 +365,10 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
     Errors name the argument ``name``."""
     if isinstance(A, CurvatureOperator):
         return A
+    if not hasattr(A, "matvec"):  # (a torch tensor or other DLPack matrix: a view; masked refused)
+        A = _backend.as_array(A, name)
+    if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
+        A = A.view(np.ndarray)  # (np.matrix: its A @ v is a (1, n) matrix, not a vector)
     if isinstance(A, np.ndarray) or _backend.is_cupy(A):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"{name}: expected a square matrix, got shape {tuple(A.shape)}")
