@@ -142,3 +142,20 @@ def test_core_optim_on_torch_tensors_bumps_their_versions(name):
     y = (w * w).sum()
     opt.step([torch.ones(5)])
     assert _stale_backward_raises(y)
+
+
+def test_negated_view_grad_is_refused_by_name_not_stepped_the_wrong_way():
+    """torch._neg_view grads: NumPy refuses them (an unnamed RuntimeError once) and a DLPack capsule
+    drops the sign bit (a step the wrong way, silently): refused by name, nothing written."""
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = ot.SGD([w], lr=1.0)
+    for _ in range(2):  # (the second step takes the cached path)
+        w.grad = torch.ones(3)
+        opt.step()
+    w.grad = torch._neg_view(torch.ones(3))
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['params'\]\[0\]\.grad: a negated view"):
+        opt.step()
+    assert torch.equal(w.detach(), torch.full((3,), -1.0))
+    w.grad = w.grad.resolve_neg()
+    opt.step()
+    assert torch.equal(w.detach(), torch.zeros(3))

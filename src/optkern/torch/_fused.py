@@ -258,6 +258,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
             grads = [p.grad for p in params]
             if not all(map(operator.is_not, grads, itertools.repeat(None))):
                 params, grads = [p for p, g in zip(params, grads) if g is not None], None
+            if any(map(_is_neg, grads or [p.grad for p in params])):
+                _refuse_neg_view(params, i, group)
             if params:
                 runs, new = self._plan(group, params, i)  # (checks the group's hyper-parameters)
                 work.append((group, params, i, grads, runs))
@@ -399,3 +401,16 @@ _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 _Fused.step.__signature__ = inspect.signature(_Fused._step)  # type: ignore[attr-defined]
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)
 _increment_version = torch.autograd.graph.increment_version
+_is_neg = torch.Tensor.is_neg
+
+
+def _refuse_neg_view(params: list, gi: int, group: dict) -> None:
+    """ValueError naming the first grad that is a lazily negated view (``torch._neg_view``): NumPy
+    refuses it and DLPack hands over its memory without the sign, which would step the wrong way."""
+    for p in params:
+        if p.grad.is_neg():
+            j = next(k for k, q in enumerate(group["params"]) if q is p)
+            raise ValueError(
+                f"param_groups[{gi}]['params'][{j}].grad: a negated view (its sign is a lazy bit "
+                "that optkern's views cannot carry): set .grad = grad.resolve_neg()"
+            )
