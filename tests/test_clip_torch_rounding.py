@@ -67,3 +67,14 @@ def test_nonfinite_norm_as_torch(dt, value):
     torch.nn.utils.clip_grad_norm_([p], 1.0)
     optkern.clip_grad_norm_([g], 1.0)
     np.testing.assert_array_equal(g, p.grad.numpy())
+
+
+def test_adapter_takes_a_tensor_max_norm_as_torch():
+    import optkern.torch as OT
+
+    g = np.array([3.0, 4.0], np.float32)
+    p, q = (torch.zeros(2, requires_grad=True) for _ in range(2))
+    p.grad, q.grad = torch.from_numpy(g.copy()), torch.from_numpy(g.copy())
+    want = torch.nn.utils.clip_grad_norm_([p], torch.tensor(1.0))
+    got = OT.clip_grad_norm_([q], torch.tensor(1.0))
+    assert got.item() == want.item() and torch.equal(p.grad, q.grad)

@@ -71,6 +71,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     """
     params = _params(parameters)
     grads = _grads(params)
+    if isinstance(max_norm, torch.Tensor) and max_norm.numel() == 1 and not max_norm.is_complex():
+        max_norm = max_norm.item()  # (torch takes a tensor max_norm; one read, a host sync on a GPU)
     if grads is None or _torch_only_order(norm_type):
         return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)
     if not grads:
