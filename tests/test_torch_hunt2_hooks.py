@@ -178,3 +178,16 @@ def test_sam_moves_bump_the_version_counter_as_the_reference():
     opt.second_step(zero_grad=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         again.backward()
+
+
+def test_sam_takes_a_tensor_rho():
+    """The reference SAM takes any number for rho, a 0-d tensor included."""
+    import optkern.torch as ot
+
+    ps = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(2)]
+    a = ot.SAM([ps[0]], torch.optim.SGD, rho=torch.tensor(0.5), lr=0.1)
+    b = ot.SAM([ps[1]], torch.optim.SGD, rho=0.5, lr=0.1)
+    for p, opt in zip(ps, (a, b)):
+        p.grad = torch.tensor([1.0, 2.0, 2.0], dtype=torch.float64)
+        opt.first_step()
+    assert torch.equal(ps[0].detach(), ps[1].detach())

@@ -15,6 +15,7 @@ import torch
 from .. import _backend
 from . import _views
 from ._checks_step import check_grad
+from ._host_values import _host_number
 
 _EPS = 1e-12  # added to the norm, as in the reference implementation
 
@@ -36,7 +37,7 @@ class SAM(torch.optim.Optimizer):
     """
 
     def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
-        rho = _backend.nonnegative("rho", rho)
+        rho = _backend.nonnegative("rho", _host_number(rho))  # (a 0-d tensor rho, as the reference takes)
         adaptive = _backend.flag("adaptive", adaptive)
         if not callable(base_optimizer):
             raise TypeError(
@@ -92,7 +93,7 @@ class SAM(torch.optim.Optimizer):
         first: tuple | None = None
         for i, g in enumerate(self.param_groups):
             here = (
-                _backend.nonnegative(f"param_groups[{i}]['rho']", g["rho"]),
+                _backend.nonnegative(f"param_groups[{i}]['rho']", _host_number(g["rho"])),
                 _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
             )
             if first is not None and here != first:
@@ -237,7 +238,7 @@ class SAM(torch.optim.Optimizer):
             sd["state"] = {k: e for k, e in sd["state"].items() if e != {}}
         for i, g in enumerate(sd.get("param_groups") or []):
             if isinstance(g, dict):
-                _backend.nonnegative(f"state_dict['param_groups'][{i}]['rho']", g.get("rho", 0.0))
+                _backend.nonnegative(f"state_dict['param_groups'][{i}]['rho']", _host_number(g.get("rho", 0.0)))
                 _backend.flag(f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", False))
         self.base_optimizer.load_state_dict(sd)
         self._link()
