@@ -1,5 +1,7 @@
 """EarlyStopping: patience, min_delta, modes, best checkpoint in memory and in .npz."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,53 @@ def test_resume_before_any_improvement_ignores_a_stale_file(tmp_path):
         resumed.restore()
     resumed.step(1.0, state={"w": np.zeros(2)})
     np.testing.assert_array_equal(resumed.restore()["w"], np.zeros(2))
+
+
+def _assert_torch_state_equal(a, b):
+    torch = pytest.importorskip("torch")
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and b.dtype == a.dtype and b.device.type == "cpu"
+        assert b.shape == a.shape and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for k in a:
+            _assert_torch_state_equal(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert type(b) is type(a) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_torch_state_equal(x, y)
+    else:
+        assert a == b and type(a) is type(b)
+
+
+def test_path_saves_and_restores_torch_model_and_optimizer_state_dicts(tmp_path):
+    # a torch state_dict at path= was a TypeError naming state (tensors are not .npz-able as they are)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+
+    def make():
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+        return model, torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99))
+
+    model, opt = make()
+    model.half_param = torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))  # a dtype NumPy lacks
+    stopper = EarlyStopping(patience=1, path=tmp_path / "best.npz")
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    saved = None
+    for loss_value in (1.0, 0.5, 0.7, 0.8):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+        if stopper.step(loss_value, state=state):
+            break
+        if loss_value == 0.5:
+            saved = copy.deepcopy(state)  # Adam's moments change in place after this step
+    best = stopper.restore()
+    _assert_torch_state_equal(saved, best)
+    fresh_model, fresh_opt = make()
+    fresh_model.half_param = torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))
+    fresh_model.load_state_dict(best["model"])
+    fresh_opt.load_state_dict(best["optimizer"])
+    _assert_torch_state_equal(saved["model"], fresh_model.state_dict())
+    _assert_torch_state_equal(saved["optimizer"], fresh_opt.state_dict())

@@ -7,6 +7,7 @@ import json
 import math
 import numbers
 import os
+import sys
 
 import numpy as np
 
@@ -28,8 +29,46 @@ def _snapshot(obj):
     return copy.deepcopy(obj)
 
 
+#: NumPy has no such dtypes: their tensors are saved as raw bits of an integer of the same size
+_TORCH_BITS = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _torch_tensor(obj):
+    """``obj`` if it is a torch tensor (torch is not imported here: a tensor means it already is)."""
+    torch = sys.modules.get("torch")
+    return obj if torch is not None and isinstance(obj, torch.Tensor) else None
+
+
+def _encode_tensor(t, arrays: dict) -> dict:
+    """A torch tensor as a host NumPy array (its bits where NumPy lacks the dtype, e.g. bfloat16)."""
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    dtype = str(t.dtype).removeprefix("torch.")
+    try:
+        a = t.numpy()
+    except TypeError:
+        a = t.view(getattr(torch, _TORCH_BITS[t.element_size()].__name__)).numpy()
+    key = f"a{len(arrays)}"
+    arrays[key] = a.copy()
+    return {"__array__": key, "torch": dtype}
+
+
+def _decode_tensor(a, dtype: str):
+    import torch
+
+    want = getattr(torch, dtype, None)
+    if not isinstance(want, torch.dtype):
+        raise TypeError(f"unknown torch dtype {dtype!r}")
+    t = torch.from_numpy(np.array(a, order="C"))  # (not ascontiguousarray: it makes 0-d 1-d)
+    return t if t.dtype == want else t.view(want)
+
+
 def _encode(obj, arrays: dict):
-    """JSON-able skeleton of a state_dict; arrays go to ``arrays`` under a key."""
+    """JSON-able skeleton of a state_dict; arrays go to ``arrays`` under a key
+    (torch tensors as NumPy arrays, marked to come back as CPU tensors of their dtype)."""
+    if _torch_tensor(obj) is not None:
+        return _encode_tensor(obj, arrays)
     if _is_array(obj):
         key = f"a{len(arrays)}"
         cupy = _backend.is_cupy(obj)
@@ -54,6 +93,8 @@ def _decode(obj, arrays):
     if isinstance(obj, dict):
         if "__array__" in obj:
             a = np.array(arrays[obj["__array__"]])
+            if "torch" in obj:
+                return _decode_tensor(a, obj["torch"])
             if obj.get("cupy"):
                 import cupy
 
@@ -68,7 +109,11 @@ def _decode(obj, arrays):
 
 
 def save_state(path, state) -> None:
-    """Write a nested state_dict (dicts, lists, arrays, scalars) to an ``.npz``."""
+    """Write a nested state_dict (dicts, lists, arrays, torch tensors, scalars) to an ``.npz``.
+
+    Torch tensors (a ``torch.nn.Module``'s or ``torch.optim`` optimizer's state_dict) are saved
+    detached, from a host copy, and :func:`load_state` gives them back as CPU tensors of the
+    same dtype; torch is imported only for a state that holds tensors."""
     arrays: dict = {}
     skeleton = json.dumps(_encode(state, arrays))
     tmp = str(path) + ".tmp.npz"
@@ -77,7 +122,8 @@ def save_state(path, state) -> None:
 
 
 def load_state(path):
-    """Read a state_dict written by :func:`save_state` (CuPy arrays come back as CuPy).
+    """Read a state_dict written by :func:`save_state` (CuPy arrays come back as CuPy, torch
+    tensors as CPU torch tensors).
 
     A file that is not such a state (another ``.npz``, a damaged one) is a ValueError naming ``path``.
     """

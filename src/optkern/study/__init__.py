@@ -169,12 +169,7 @@ def captions(results: dict) -> dict:
     from . import plots, summary
 
     return {
-        "loss.png": "Training loss (mean over each epoch's batches, log scale)."
-        + (
-            f" Lines: mean over {results['config']['seeds']} seeds; bands: their range."
-            if results["config"].get("seeds", 1) > 1
-            else ""
-        ),
+        "loss.png": summary.loss_caption(results),
         "accuracy.png": summary.accuracy_caption(results, plots.accuracy_floor(results)),
         "top_eigenvalue.png": summary.top_eigenvalue_caption(results),
         "spectral_density.png": summary.density_caption(results),

@@ -22,6 +22,7 @@ import numpy as np
 from .. import lowp
 from ..amp import GradScaler
 from .methods import OPTIMIZERS
+from .summary import measured_at, run_row
 
 
 class HalfWeights:
@@ -168,7 +169,8 @@ def report_section(results: dict) -> list:
             rs = by[name]
             out.append(
                 f"| {name} | {norm} | {_f(_mean(_last(r, 'train_loss') for r in rs), '.4f')} | "
-                f"{_f(_mean(_last(r, 'val_acc') for r in rs), '.3f')} | {_f(_mean(_top(r) for r in rs), '.3g')} | "
+                f"{_f(_mean(_last(r, 'val_acc') for r in rs), '.3f')} | {_f(_mean(_top(r) for r in rs), '.3g')}"
+                f"{measured_at([run_row(r) for r in rs])} | "
                 f"{_f(_mean(r.get('state_bytes_per_param') for r in rs), '.2f')} |"
             )
             swa = [r["swa"] for r in rs if r.get("swa")]

@@ -102,7 +102,7 @@ def make_plots(results: dict, out_dir: str) -> list:
         plt.close(fig)
         paths.append(p)
 
-    save(_curves(plt, groups, norms, colors, "train_loss", "training loss (epoch mean)", log=True)[0], "loss.png")
+    save(_curves(plt, groups, norms, colors, "train_loss", "training loss", log=True)[0], "loss.png")
     save(_accuracy(plt, results, groups, norms, colors), "accuracy.png")
     if any(r.get("curvature") for _, _, rs in groups for r in rs):
         save(_sharpness(plt, groups, norms, colors), "top_eigenvalue.png")

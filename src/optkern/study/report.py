@@ -234,11 +234,7 @@ def _status(rows: list) -> str:
 
 def _at(rows: list) -> str:
     """ " (epoch N)" when the last Hessian measurement is older than the last epoch."""
-    for r in rows:
-        e = r["curvature_epoch"]
-        if e is not None and e != r["last_epoch"]:
-            return f" (epoch {e})"
-    return ""
+    return S.measured_at(rows)
 
 
 def _epochs(results: dict) -> str:

@@ -71,6 +71,26 @@ def run_row(r: dict) -> dict:
     }
 
 
+def measured_at(rows: list) -> str:
+    """ " (epoch N)" when a row's (:func:`run_row`) last Hessian measurement is older than its last
+    epoch (a diverged run's: its last one before diverging), so a table shows where it comes from."""
+    for r in rows:
+        e = r["curvature_epoch"]
+        if e is not None and e != r["last_epoch"]:
+            return f" (epoch {e})"
+    return ""
+
+
+def loss_caption(results: dict) -> str:
+    """loss.png's caption: what each epoch's training loss is (epoch 0's has no batches)."""
+    seeds = results.get("config", {}).get("seeds", 1)
+    return (
+        "Training loss (log scale): at epoch 0, before any step, the loss over the whole training set; "
+        "after that, the mean over each epoch's batches (a full-batch method's: the loss after its step)."
+        + (f" Lines: mean over {seeds} seeds; bands: their range." if seeds > 1 else "")
+    )
+
+
 METRICS = (
     "final_train_loss",
     "final_val_acc",
@@ -189,6 +209,7 @@ def sharpness_sentences(results: dict) -> list:
     out = []
     seeds = results.get("config", {}).get("seeds", 1)
     over = f"per optimizer the mean over {seeds} seeds; " if seeds > 1 else ""
+    start_over = f"mean over {seeds} seeds; " if seeds > 1 else ""
     for norm in _norms(results):
         s = sharpness(results, norm)
         if s is None:
@@ -197,7 +218,7 @@ def sharpness_sentences(results: dict) -> list:
         optimizers = f"{s['optimizers']} optimizer{'s' if s['optimizers'] != 1 else ''}"
         out.append(
             f"{norm_label(norm).capitalize()}, the largest Hessian eigenvalue is {g(s['top_start'])} at epoch "
-            f"{s['first']} (the same weights for every {_full_note(results, norm)}optimizer) and "
+            f"{s['first']} ({start_over}the same weights for every {_full_note(results, norm)}optimizer) and "
             f"{_range(s['top_end'])} at epoch {s['last']} "
             f"({over}{optimizers}): it {_change(s['top_start'], med)}. The spectrum spans "
             f"{_span(s['lo_start'], s['hi_start'])} at epoch {s['first']} and {_span(s['lo_end'], s['hi_end'])} "
