@@ -18,8 +18,6 @@ failure (the launch's timeout).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import sys
 from typing import Any
@@ -27,15 +25,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mpi_cases import raises as _raises
+from mpi_cases import run_case
+
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
 def _run(case: str, n: int) -> None:
-    from test_distributed import _ok, launch
-
-    res = launch(n, os.path.abspath(__file__), case, timeout=CASE_TIMEOUT)
-    for r in range(n):
-        _ok(res, f"rank {r}: {case} ok")
+    run_case(__file__, case, n, timeout=CASE_TIMEOUT)
 
 
 def test_bfloat16_mean_is_rounded_once_in_packed_buckets_as_in_direct_ones_and_zero():
@@ -81,16 +78,6 @@ def test_mpi_finalized_or_not_initialized_raises_instead_of_killing_the_process(
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _raises(exc, text: str):
-    try:
-        yield
-    except exc as e:
-        assert text in str(e), f"{text!r} not in {str(e)!r}"
-        return
-    raise AssertionError(f"{exc.__name__} {text!r} not raised")
 
 
 def case_bf16_mean(comm) -> None:

@@ -19,22 +19,19 @@ failure (the launch's timeout).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 
 import numpy as np
 import pytest
 
+from mpi_cases import raises as _raises
+from mpi_cases import run_case
+
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
 def _run(case: str, n: int) -> None:
-    from test_distributed import _ok, launch
-
-    res = launch(n, os.path.abspath(__file__), case, timeout=CASE_TIMEOUT)
-    for r in range(n):
-        _ok(res, f"rank {r}: {case} ok")
+    run_case(__file__, case, n, timeout=CASE_TIMEOUT)
 
 
 def test_a_step_refused_on_one_rank_raises_on_every_rank_then_goes_on():
@@ -59,16 +56,6 @@ def test_distributed_weight_must_be_a_real_number(weight):
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _raises(exc, text: str):
-    try:
-        yield
-    except exc as e:
-        assert text in str(e), f"{text!r} not in {str(e)!r}"
-        return
-    raise AssertionError(f"{exc.__name__} {text!r} not raised")
 
 
 def _grads(k: int) -> list:

@@ -13,21 +13,18 @@ launch's timeout).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 
 import numpy as np
+
+from mpi_cases import raises as _raises
+from mpi_cases import run_case
 
 CASE_TIMEOUT = 120  # s: a hang is a failure
 
 
 def _run(case: str, tmp_path) -> None:
-    from test_distributed import _ok, launch
-
-    res = launch(2, os.path.abspath(__file__), case, str(tmp_path), timeout=CASE_TIMEOUT)
-    for r in range(2):
-        _ok(res, f"rank {r}: {case} ok")
+    run_case(__file__, case, 2, str(tmp_path), timeout=CASE_TIMEOUT)
 
 
 def test_a_group_lr_changed_on_one_rank_raises_on_every_rank(tmp_path):
@@ -44,17 +41,6 @@ def test_changes_made_alike_on_every_rank_step_as_before(tmp_path):
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _raises(exc, text: str):
-    """The block raises ``exc`` whose message contains ``text`` (on this rank)."""
-    try:
-        yield
-    except exc as e:
-        assert text in str(e), f"{text!r} not in {str(e)!r}"
-        return
-    raise AssertionError(f"{exc.__name__} {text!r} not raised")
 
 
 def _params():

@@ -6,21 +6,19 @@ rank that raises while the other waits in a collective hangs it (the launch's ti
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
 import numpy as np
 
+from mpi_cases import raises as _raises
+from mpi_cases import run_case
+
 CASE_TIMEOUT = 120  # s: a hang is a failure
 
 
 def _run(case: str, tmp_path) -> None:
-    from test_distributed import _ok, launch
-
-    res = launch(2, os.path.abspath(__file__), case, str(tmp_path), timeout=CASE_TIMEOUT)
-    for r in range(2):
-        _ok(res, f"rank {r}: {case} ok")
+    run_case(__file__, case, 2, str(tmp_path), timeout=CASE_TIMEOUT)
 
 
 def test_resume_from_the_readme_checkpoint_continues_like_an_uninterrupted_run(tmp_path):
@@ -51,17 +49,6 @@ def test_overlapping_buffers_in_reduce_scatter_and_allgather(tmp_path):
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _raises(exc, text: str):
-    """The block raises ``exc`` whose message contains ``text`` (on this rank)."""
-    try:
-        yield
-    except exc as e:
-        assert text in str(e), f"{text!r} not in {str(e)!r}"
-        return
-    raise AssertionError(f"{exc.__name__} {text!r} not raised")
 
 
 def _grads(p, k: int) -> list:
