@@ -285,10 +285,16 @@ def reference(name, kw):
             return _adagrad_norm_reference(kw, hp, p64, g64)
     if name == "sgd_":
         t = 1 if hp.pop("first") else 2
+    # A state's decay factor that underflows to 0 in the arrays' dtype is 0 in the kernel, as in
+    # torch's float32 `state.mul_(beta)`: an infinite state times it is NaN, not inf (seed 3407758982:
+    # beta2 = 1e-300, exp_avg_sq inf, Adam's float32 param NaN as torch's)
+    dt = dtype_of(kw)
+    betas = [kw.get(b, d) for b, d in (("beta1", 0.9), ("beta2", 0.999))]
+    betas = [b if float(dt(b)) != 0.0 else 0.0 for b in betas]  # (betas are in [0, 1]: no overflow)
     for b in ("beta1", "beta2"):
         hp.pop(b, None)
     if name in ("adam_", "nadam_"):
-        hp["betas"] = (kw.get("beta1", 0.9), kw.get("beta2", 0.999))
+        hp["betas"] = tuple(betas)
     if name == "adam_":
         hp["amsgrad"] = "max_exp_avg_sqs" in kw
     if name == "rmsprop_":
