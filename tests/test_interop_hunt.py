@@ -4,6 +4,8 @@ defined outside torch take torch's path (a lazily negated one was read as its me
 wrong sign, and one that requires grad was refused); torch.bfloat16 tensors are viewed in place
 where bfloat16 arrays are taken (they were refused)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -144,7 +146,10 @@ def test_as_operator_takes_a_matrix_subclass_and_a_torch_tensor():
 
     a = np.diag([3.0, 1.0, 2.0])
     want = hessian.top_eigenvalues(hessian.as_operator(a), k=1).eigenvalues
-    got = hessian.top_eigenvalues(hessian.as_operator(np.asmatrix(a)), k=1).eigenvalues
+    with warnings.catch_warnings():  # (NumPy's PendingDeprecationWarning for np.matrix: an error here)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        m = np.asmatrix(a)
+    got = hessian.top_eigenvalues(hessian.as_operator(m), k=1).eigenvalues
     np.testing.assert_allclose(got, want)
     torch = pytest.importorskip("torch")
     got = hessian.top_eigenvalues(hessian.as_operator(torch.from_numpy(a)), k=1).eigenvalues
