@@ -26,3 +26,15 @@ def raises(exc, text: str):
         assert text in str(e), f"{text!r} not in {str(e)!r}"
         return
     raise AssertionError(f"{exc.__name__} {text!r} not raised")
+
+
+def run_here(cases: dict, argv: list) -> None:
+    """Under mpiexec: run ``case_<argv[0]>`` from ``cases`` (the calling file's globals) with an
+    ordered MPI communicator and ``argv[1:]``, then report ``rank R: CASE ok`` (after a barrier)."""
+    from optkern.distributed import Communicator
+
+    case, *args = argv
+    comm = Communicator(backend="mpi", ordered=True)
+    cases[f"case_{case}"](comm, *args)
+    comm.barrier()
+    print(f"rank {comm.rank}: {case} ok", flush=True)

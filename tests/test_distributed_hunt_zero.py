@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from mpi_cases import raises as _raises
-from mpi_cases import run_case
+from mpi_cases import run_case, run_here
 
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
@@ -151,14 +151,5 @@ def case_kept_buffer(comm) -> None:
             np.testing.assert_array_equal(kept, mine)  # the operator's array as it was
 
 
-def main(case: str) -> None:
-    from optkern.distributed import Communicator
-
-    comm = Communicator(backend="mpi", ordered=True)
-    globals()[f"case_{case}"](comm)
-    comm.barrier()
-    print(f"rank {comm.rank}: {case} ok", flush=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1])
+    run_here(globals(), sys.argv[1:])

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from mpi_cases import raises as _raises
-from mpi_cases import run_case
+from mpi_cases import run_case, run_here
 
 CASE_TIMEOUT = 120  # s: a hang is a failure
 
@@ -134,13 +134,5 @@ def case_alike(comm, tmp) -> None:
     _same_on_every_rank(comm, p)
 
 
-def main(case: str, tmp: str) -> None:
-    from optkern.distributed import Communicator
-
-    comm = Communicator(backend="mpi", ordered=True)
-    globals()[f"case_{case}"](comm, tmp)
-    print(f"rank {comm.rank}: {case} ok", flush=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    run_here(globals(), sys.argv[1:])

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from mpi_cases import raises as _raises
-from mpi_cases import run_case
+from mpi_cases import run_case, run_here
 
 CASE_TIMEOUT = 120  # s: a hang is a failure
 
@@ -239,13 +239,5 @@ def case_overlap(comm, tmp) -> None:
         assert np.array_equal(c.allgather(out[3 * r : 3 * r + 3], out=out), np.repeat(np.arange(1.0, w + 1), 3))
 
 
-def main(case: str, tmp: str) -> None:
-    from optkern.distributed import Communicator
-
-    comm = Communicator(backend="mpi", ordered=True)
-    globals()[f"case_{case}"](comm, tmp)
-    print(f"rank {comm.rank}: {case} ok", flush=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    run_here(globals(), sys.argv[1:])
