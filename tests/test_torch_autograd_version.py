@@ -37,6 +37,18 @@ CASES = [(n, hp, torch.float32) for n, hp in FIRST_ORDER]
 CASES += [(n, hp, torch.bfloat16) for n, hp in FIRST_ORDER if n != "AdagradNorm"]
 
 
+def _closure(opt, w, target: float, power: int):
+    """torch's closure for ``sum((w - target) ** power)``: zero the grads, backward, the loss."""
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - target) ** power).sum()
+        loss.backward()
+        return loss
+
+    return closure
+
+
 @pytest.mark.parametrize("name, hp, dtype", CASES, ids=[f"{n}-{str(d)[6:]}" for n, _, d in CASES])
 def test_first_order_step_invalidates_graphs_that_saved_the_params(name, hp, dtype):
     w = torch.nn.Parameter(torch.linspace(1.0, 2.0, 5).to(dtype))
@@ -55,11 +67,7 @@ def test_lbfgs_step_invalidates_graphs_that_saved_the_params():
     opt = ot.LBFGS([w], max_iter=3)
     y = (w * w).sum()
 
-    def closure():
-        opt.zero_grad()
-        loss = ((w - 2.0) ** 2).sum()
-        loss.backward()
-        return loss
+    closure = _closure(opt, w, 2.0, 2)
 
     opt.step(closure)
     assert _stale_backward_raises(y)
@@ -70,11 +78,7 @@ def test_newton_cg_step_invalidates_graphs_that_saved_the_params():
     opt = ot.NewtonCG([w], hessian.from_hvp(lambda v: 2.0 * v, 4), damping=1e-3)
     y = (w * w).sum()
 
-    def closure():
-        opt.zero_grad()
-        loss = ((w - 1.0) ** 2).sum()
-        loss.backward()
-        return loss
+    closure = _closure(opt, w, 1.0, 2)
 
     opt.step(closure)
     assert not np.allclose(w.detach().numpy(), 0.0)  # (it moved)
@@ -86,11 +90,7 @@ def test_a_graph_built_inside_the_closure_stays_valid_for_it():
     w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
     opt = ot.LBFGS([w], max_iter=5, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
-        loss = ((w - 2.0) ** 4).sum()
-        loss.backward()
-        return loss
+    closure = _closure(opt, w, 2.0, 4)
 
     for _ in range(3):
         opt.step(closure)
@@ -121,11 +121,7 @@ def test_lbfgs_converged_at_the_start_moves_nothing_and_bumps_nothing():
     opt = ot.LBFGS([w])
     y = (w * w).sum()
 
-    def closure():
-        opt.zero_grad()
-        loss = ((w - 2.0) ** 2).sum()
-        loss.backward()
-        return loss
+    closure = _closure(opt, w, 2.0, 2)
 
     opt.step(closure)
     y.backward()  # (valid: the params did not move)
