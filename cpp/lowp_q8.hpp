@@ -42,7 +42,7 @@ template <int M> inline uint32_t q8_encode_mag(float x) {
 }
 
 // The block's scale, as optkern.lowp.quantize_blockwise takes it: lowp::scale_of over the
-// abs_bits of its values (optkern/lowp_storage.hpp: the largest |x| that is not NaN, and whether
+// abs_bits of its values (optkern/lowp_storage.hpp: the largest finite |x|, and whether
 // any x < 0; the integer max vectorizes).
 inline float q8_block_scale(const float* x, int64_t n) {
 #if defined(OPTKERN_Q8_AVX2)

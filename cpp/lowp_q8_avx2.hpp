@@ -135,16 +135,16 @@ template <bool Signed> OK_AVX2 inline bool encode(const float* x, uint8_t* q, in
   return any != 0;
 }
 
-// q8_block_scale of x[0, n) (n a multiple of 8) in one pass: the largest abs_bits (NaN as 0)
+// q8_block_scale of x[0, n) (n a multiple of 8) in one pass: the largest abs_bits (NaN, inf as 0)
 // and whether any x < 0, into lowp::scale_of.
 OK_AVX2 inline float block_scale(const float* x, int64_t n) {
-  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), big = _mm256_set1_epi32(0x7f7fffff);
   __m256i amax = _mm256_setzero_si256();
   __m256 neg = _mm256_setzero_ps();
   for (int64_t i = 0; i < n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
     const __m256i a = _mm256_and_si256(_mm256_castps_si256(v), abs_mask);
-    amax = _mm256_max_epi32(amax, _mm256_andnot_si256(_mm256_cmpgt_epi32(a, inf), a));
+    amax = _mm256_max_epi32(amax, _mm256_andnot_si256(_mm256_cmpgt_epi32(a, big), a));
     neg = _mm256_or_ps(neg, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
   }
   __m128i m = _mm_max_epi32(_mm256_castsi256_si128(amax), _mm256_extracti128_si256(amax, 1));

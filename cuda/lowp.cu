@@ -4,7 +4,7 @@
 // same Philox words for stochastic rounding (element i: word offset + i of stream `stream`).
 //
 // A block's 8-bit scale is block_scale(absmax, any < 0) over its values, as the CPU's: the
-// absmax as an integer max over the bits of |x| (lowp::abs_bits; NaN counts as 0), which the
+// absmax as an integer max over the bits of |x| (lowp::abs_bits; NaN and inf count as 0), which the
 // threads of a block reduce in any order to the same value. Work goes to CuPy's current
 // stream with the GIL released; nothing is launched for empty arrays.
 //

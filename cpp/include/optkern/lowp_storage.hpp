@@ -113,11 +113,14 @@ template <Fmt SF, int K> OK_HD void store_states(const Tensor& t, int64_t i, con
 
 // An 8-bit block's scale as a reduction that gives the same in any order (the CUDA kernel's
 // warps and atomics), equal to the CPU's q8_block_scale (lowp_q8.hpp): the max over the block's
-// new values of abs_bits(x) (|x|'s bits order like the values; NaN counts as 0) and whether
-// any x < 0, then scale_of(max, any) = block_scale(absmax, any_negative) (rules/lowp.hpp).
+// new values of abs_bits(x) (|x|'s bits order like the values; NaN and +-inf count as 0) and
+// whether any x < 0, then scale_of(max, any) = block_scale(absmax, any_negative) (rules/lowp.hpp).
+// An inf in the scale decoded the whole block as 0 * inf = NaN (one second moment overflowing in
+// an Adam step turned 256 params NaN where float32 Adam stops just that element); counted as 0, the
+// inf encodes as its sign's top code (x / scale clamps to 1) and its neighbours keep their bound.
 OK_HD uint32_t abs_bits(float x) {
   const uint32_t a = bits_of(x) & 0x7fffffffu;
-  return a > 0x7f800000u ? 0u : a;
+  return a >= 0x7f800000u ? 0u : a;
 }
 OK_HD float scale_of(uint32_t max_abs_bits, bool any_negative) {
   return block_scale(float_of(max_abs_bits), any_negative);
