@@ -84,6 +84,13 @@ def case_one_rank_lr(comm, tmp) -> None:
     z.param_groups[0]["weight_decay"] = 0 if r == 0 else 0.0
     z.step(_grads(2))
     _same_on_every_rank(comm, p)
+    # a list changed in place on one rank (the snapshot kept that same list: it compared equal)
+    z.param_groups[0]["betas"] = [0.9, 0.999]
+    z.step(_grads(2))
+    if r == 1:
+        z.param_groups[0]["betas"][1] = 0.99
+    with _raises(ValueError, "params[0]: hyper-parameter 'beta2' is 0.99 on rank 1, 0.999 on rank 0"):
+        z.step(_grads(3))
 
 
 def case_other_hyper(comm, tmp) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
+from ._arrays import _contiguous, _is_bf16, _overlap, _ptr, _same_kind, _scale_mean, _writable, rank_order_reduce
 
 _OPS = ("sum", "mean", "max", "min")
 
@@ -33,74 +34,6 @@ def mpi():
             "(mpi4py and an MPI library, e.g. the mpich wheel)"
         ) from e
     return MPI
-
-
-def _contiguous(x, name: str):
-    if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
-        raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
-    if not x.flags.c_contiguous:
-        raise ValueError(f"{name}: array must be C-contiguous")
-    return x
-
-
-def _writable(x, name: str):
-    _contiguous(x, name)
-    if isinstance(x, np.ndarray) and not x.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
-    return x
-
-
-def _same_kind(a, b, na: str, nb: str) -> None:
-    if _backend.is_cupy(a) != _backend.is_cupy(b):
-        raise TypeError(f"{nb}: is a {'cupy' if _backend.is_cupy(b) else 'numpy'} array but {na} is not")
-    if a.dtype != b.dtype:
-        raise TypeError(f"{nb}: expected {a.dtype} like {na}, got {b.dtype}")
-
-
-def _ptr(a) -> int:
-    return a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
-
-
-def _overlap(a, b) -> bool:
-    """Whether two C-contiguous arrays share bytes (their spans intersect: exact for contiguous
-    arrays, and as cheap as reading two pointers, unlike ``shares_memory`` in general)."""
-    if a.size == 0 or b.size == 0:
-        return False
-    pa, pb = _ptr(a), _ptr(b)
-    return pa < pb + b.nbytes and pb < pa + a.nbytes
-
-
-def rank_order_reduce(rows, op: str, out):
-    """``out = op(rows[0], rows[1], ...)`` folded in row order (rows: ``(world, n)``).
-
-    The one place where ordered reductions (allreduce and reduce-scatter alike) do their
-    arithmetic, so the two give the same bits for the same element.
-    """
-    xp = _backend.array_module(rows)
-    flat = out.reshape(-1)
-    if op in ("sum", "mean"):
-        xp.copyto(flat, rows[0])
-        for r in range(1, rows.shape[0]):
-            flat += rows[r]
-        if op == "mean":
-            _scale_mean(flat, rows.shape[0])
-    else:
-        fold = xp.maximum if op == "max" else xp.minimum
-        xp.copyto(flat, rows[0])
-        for r in range(1, rows.shape[0]):
-            fold(flat, rows[r], out=flat)
-    return out
-
-
-def _is_bf16(x) -> bool:
-    """An ml_dtypes.bfloat16 NumPy array: MPI has no such type (bytes move as uint16, sums in float32)."""
-    return x.dtype.name == "bfloat16" and not _backend.is_cupy(x)
-
-
-def _scale_mean(x, world: int) -> None:
-    """The mean from a sum: ``x / world`` (a division, so world = 1 and 2 stay exact)."""
-    if world != 1:
-        x /= x.dtype.type(world)
 
 
 class Communicator:
@@ -123,7 +56,7 @@ class Communicator:
     arguments (no extra message per call): code that passes every rank the same kind of
     arrays gets the same error on every rank; a rank alone with bad arguments raises while
     the others wait in the collective -- run under ``python -m mpi4py``, which turns that
-    into an abort of the job.
+    into an abort of the job. After ``MPI.Finalize()`` every collective raises RuntimeError.
     """
 
     def __init__(self, comm=None, backend: str = "auto", ordered: bool = False, *, cuda_aware: bool = False):
@@ -150,6 +83,7 @@ class Communicator:
         for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
             _backend.flag(name, flag)
         self.mpi: Any = comm
+        self._finalized = MPI.Is_finalized  # (asked by every collective: see _live)
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.ordered = bool(ordered)
@@ -178,6 +112,14 @@ class Communicator:
         )
 
     # ---- helpers --------------------------------------------------------------------
+
+    def _live(self, where: str) -> None:
+        """RuntimeError unless MPI can still run collectives. Any MPI call after ``MPI_Finalize``
+        aborts the whole process in MPICH (no exception: nothing for a caller to catch or a log
+        to explain), so every collective asks first, before it reads or writes an array
+        (``MPI_Finalized`` is callable at any time; the question costs ~0.1 us a call)."""
+        if self._finalized():
+            raise RuntimeError(f"{where}: MPI is finalized (MPI.Finalize() was called): no collective can run")
 
     def _nccl_for(self, x):
         return self._nccl if (self._nccl is not None and _backend.is_cupy(x)) else None
@@ -216,6 +158,7 @@ class Communicator:
         rank, as NumPy's ``maximum`` / ``minimum`` propagate it). ``ordered`` overrides the
         communicator's setting for this call.
         """
+        self._live("allreduce")
         _writable(x, "x")
         self._check_op(op, _OPS, x)
         if ordered is not None:
@@ -279,6 +222,7 @@ class Communicator:
         ``op``: ``"sum"`` or ``"mean"``; ``out``: optional contiguous result array (not
         overlapping ``x``: ValueError). Returns the result.
         """
+        self._live("reduce_scatter")
         _contiguous(x, "x")
         self._check_op(op, ("sum", "mean"), x)
         if ordered is not None:
@@ -326,6 +270,7 @@ class Communicator:
         ``x`` may be ``out``'s own block (``out[rank * n:(rank + 1) * n]``): gathered in place;
         an ``x`` overlapping ``out`` elsewhere is copied first.
         """
+        self._live("allgather")
         _contiguous(x, "x")
         xp = _backend.array_module(x)
         n = x.size
@@ -364,6 +309,7 @@ class Communicator:
 
     def bcast(self, x, root: int = 0):
         """Rank ``root``'s ``x`` into every rank's ``x``, in place; returns ``x``."""
+        self._live("bcast")
         _writable(x, "x")
         root = self._root(root)
         if x.size == 0 or self.size == 1:
@@ -381,17 +327,21 @@ class Communicator:
         return x
 
     def barrier(self) -> None:
+        self._live("barrier")
         self.mpi.Barrier()
 
     # ---- Python objects (small, pickled: shapes, state dicts) --------------------------
 
     def allgather_object(self, obj) -> list:
+        self._live("allgather_object")
         return self.mpi.allgather(obj)
 
     def gather_object(self, obj, root: int = 0):
+        self._live("gather_object")
         return self.mpi.gather(obj, root=self._root(root))
 
     def bcast_object(self, obj, root: int = 0):
+        self._live("bcast_object")
         return self.mpi.bcast(obj, root=self._root(root))
 
     def _root(self, root) -> int:

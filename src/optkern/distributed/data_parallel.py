@@ -14,9 +14,10 @@ import numpy as np
 
 from .. import _backend
 from ..clip import _check_no_overlap, _span
+from . import hyper_check
 from .buckets import make_buckets
 from .communicator import as_communicator
-from .params import check_same_params
+from .params import agree, check_same_params
 
 
 def _grad_weight(w, dtypes=()):
@@ -72,8 +73,12 @@ class DistributedOptimizer:
 
     Args:
       optimizer: an ``optkern.optim`` optimizer over this rank's replica of the parameters
-        (the same layout on every rank: checked here; make the values equal with
-        :func:`broadcast_params`).
+        (the same layout, groups, hyper-parameters and low-precision options, the stochastic
+        rounding's seed included, on every rank: checked here, ValueError on every rank; make the
+        values equal with :func:`broadcast_params`). Hyper-parameters
+        changed later through ``param_groups`` (schedules) must change alike on every rank:
+        each ``step`` compares them (a hash, one small allreduce) and raises ValueError on every
+        rank where they differ.
       comm: a :class:`Communicator` (``ordered=True`` for bitwise reproducible averages)
         or an mpi4py communicator.
       bucket_mb: fusion buffer size in MiB: gradients are packed into flat buffers of at
@@ -115,6 +120,14 @@ class DistributedOptimizer:
         self.grad_weight = _grad_weight(grad_weight)
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         check_same_params(self._params, self.comm)
+        # every rank steps its whole replica with its own groups' values: they must be everyone's,
+        # at construction and at every step (a group's lr set, or a schedule stepped, on one rank
+        # only made that replica diverge silently). One allgather here, one small allreduce a step.
+        counts = [len(g["params"]) for g in optimizer.param_groups]
+        words = hyper_check.REPLICA
+        sigs = agree(self.comm, lambda: (None, hyper_check.signature(optimizer, counts, words)))[1]
+        hyper_check.check_same_groups(sigs, words)
+        self._hyper_check = hyper_check.HyperCheck(optimizer, counts, self.comm, sigs[self.comm.rank], words)
         self._buckets = make_buckets(self._params, int(bucket_mb * 2**20), direct_kb * 2**10)
         self._skip = False
         self._synced = False
@@ -159,6 +172,7 @@ class DistributedOptimizer:
 
     def synchronize(self, grads) -> None:
         """Average ``grads`` over the ranks, in place (weighted sum with ``grad_weight``)."""
+        self.comm._live("synchronize")  # (asked here: at one rank no collective would ask)
         self._reduce(*self._checked(grads))
 
     def _checked(self, grads) -> tuple:
@@ -173,6 +187,10 @@ class DistributedOptimizer:
                 spans.append((lo, hi, i))
         _check_no_overlap(spans)  # an array reduced in place twice would be summed twice
         return grads, _grad_weight(self.grad_weight, {g.dtype for g in grads})
+
+    def _check_step(self, grads) -> None:
+        """``grads`` as this step checks them (``amp.GradScaler`` asks before unscaling them in place)."""
+        self._checked(grads)
 
     def _reduce(self, grads: list, w) -> None:
         op = self.op if w is None else "sum"
@@ -193,15 +211,29 @@ class DistributedOptimizer:
             self._skip = False
 
     def step(self, grads) -> None:
-        """Average the gradients over the ranks (unless inside ``skip_synchronize``), then step."""
+        """Average the gradients over the ranks (unless inside ``skip_synchronize``), then step.
+
+        Every rank checks its gradients and the wrapped optimizer's checks, then the ranks compare
+        the outcome with their hyper-parameters (one allreduce of two float64): a step refused on
+        one rank (a bad gradient, an lr < 0 there) or hyper-parameters that differ raise on every
+        rank, before any gradient is averaged (a rank alone with an error raised while the others
+        waited in the buckets' allreduce forever; a rank alone with another lr stepped silently).
+        """
+        self.comm._live("step")  # (asked here: at one rank no collective would ask)
+        err = w = None
+        try:
+            if not self._skip:
+                grads, w = self._checked(grads)
+            check_optimizer_step(self.optimizer, grads)  # a refused step must not find grads averaged
+        except (TypeError, ValueError) as e:
+            err = e
+        self._hyper_check(err)  # (every rank, every step: an error on one rank raises on every rank)
         if self._skip:
             if not self._synced:
                 raise RuntimeError(
                     "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
                 )
         else:
-            grads, w = self._checked(grads)
-            check_optimizer_step(self.optimizer, grads)  # a refused step must not find grads averaged
             self._reduce(grads, w)
         self.optimizer.step(grads)
         self._synced = False

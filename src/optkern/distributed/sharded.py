@@ -17,7 +17,7 @@ import numpy as np
 from .. import _backend
 from ..optim import AdagradNorm
 from ..optim._lowp_config import _half_fmt
-from . import sharded_setup, sharded_state
+from . import hyper_check, sharded_setup, sharded_state
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step
 from .params import agree, check_same_params
@@ -119,9 +119,9 @@ class ShardedOptimizer:
         # decide how it steps its own slice, so they must be everyone's (the local optimizer can
         # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
         self.optimizer, sigs = agree(comm, lambda: self._local(optimizer_class, local_groups, hyper))
-        sharded_setup.check_same_groups(sigs)
+        hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
-        self._hyper_check = sharded_setup.HyperCheck(self.optimizer, self._counts, comm, sigs[self.rank])
+        self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, comm, sigs[self.rank])
         self._sq_by_group: list = []
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
@@ -139,7 +139,7 @@ class ShardedOptimizer:
     def _local(self, optimizer_class, local_groups, hyper) -> tuple:
         """(the local optimizer of this rank's slices, its layout signature for the other ranks)."""
         opt = optimizer_class(local_groups, **hyper)
-        return opt, sharded_setup.signature(opt, self._counts)
+        return opt, hyper_check.signature(opt, self._counts)
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -163,6 +163,7 @@ class ShardedOptimizer:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
         it holds part of, or one empty array; views of an internal buffer). ``grads`` are not
         modified."""
+        self.comm._live("synchronize")  # (before the gradients are copied into the flat buffer)
         return self._reduce_scatter(check_grads(grads, self._user), self._weight())
 
     def _weight(self):
@@ -188,6 +189,12 @@ class ShardedOptimizer:
         finally:
             self._skip = False
 
+    def _check_step(self, grads) -> None:
+        """``grads`` (the whole params', not this rank's slices) as this step checks them
+        (``amp.GradScaler`` asks before unscaling them in place: against ``param_groups``, the
+        local slices, every full-size gradient was refused)."""
+        check_grads(grads, self._user)
+
     def step(self, grads=None) -> None:
         """Reduce-scatter the gradients (unless skipped), step on the own slice, all-gather the params."""
         # the local step's own checks (hyper-parameters, its arrays) first: a step it would refuse
@@ -196,6 +203,7 @@ class ShardedOptimizer:
         # alone with a bad value (an lr < 0 set on one rank, a gradient of another shape) raised
         # while the others waited in that allreduce or the reduce-scatter forever; now every rank
         # raises, at no extra message.
+        self.comm._live("step")  # (after MPI.Finalize(): before the step's first copy, at any world size)
         err = w = None
         try:
             check_optimizer_step(self.optimizer, self._local_grads)

@@ -1,0 +1,76 @@
+"""The array side of the collectives: argument checks, overlap tests and the rank-ordered fold
+(:func:`rank_order_reduce`, the one place where ordered reductions do their arithmetic)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+
+
+def _contiguous(x, name: str):
+    if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
+        raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: array must be C-contiguous")
+    return x
+
+
+def _writable(x, name: str):
+    _contiguous(x, name)
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    return x
+
+
+def _same_kind(a, b, na: str, nb: str) -> None:
+    if _backend.is_cupy(a) != _backend.is_cupy(b):
+        raise TypeError(f"{nb}: is a {'cupy' if _backend.is_cupy(b) else 'numpy'} array but {na} is not")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{nb}: expected {a.dtype} like {na}, got {b.dtype}")
+
+
+def _ptr(a) -> int:
+    return a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
+
+
+def _overlap(a, b) -> bool:
+    """Whether two C-contiguous arrays share bytes (their spans intersect: exact for contiguous
+    arrays, and as cheap as reading two pointers, unlike ``shares_memory`` in general)."""
+    if a.size == 0 or b.size == 0:
+        return False
+    pa, pb = _ptr(a), _ptr(b)
+    return pa < pb + b.nbytes and pb < pa + a.nbytes
+
+
+def rank_order_reduce(rows, op: str, out):
+    """``out = op(rows[0], rows[1], ...)`` folded in row order (rows: ``(world, n)``).
+
+    The one place where ordered reductions (allreduce and reduce-scatter alike) do their
+    arithmetic, so the two give the same bits for the same element.
+    """
+    xp = _backend.array_module(rows)
+    flat = out.reshape(-1)
+    if op in ("sum", "mean"):
+        xp.copyto(flat, rows[0])
+        for r in range(1, rows.shape[0]):
+            flat += rows[r]
+        if op == "mean":
+            _scale_mean(flat, rows.shape[0])
+    else:
+        fold = xp.maximum if op == "max" else xp.minimum
+        xp.copyto(flat, rows[0])
+        for r in range(1, rows.shape[0]):
+            fold(flat, rows[r], out=flat)
+    return out
+
+
+def _is_bf16(x) -> bool:
+    """An ml_dtypes.bfloat16 NumPy array: MPI has no such type (bytes move as uint16, sums in float32)."""
+    return x.dtype.name == "bfloat16" and not _backend.is_cupy(x)
+
+
+def _scale_mean(x, world: int) -> None:
+    """The mean from a sum: ``x / world`` (a division, so world = 1 and 2 stay exact)."""
+    if world != 1:
+        x /= x.dtype.type(world)
