@@ -85,3 +85,35 @@ def _same_place(a, b) -> bool:
     if _backend.is_cupy(a) != _backend.is_cupy(b):
         return False
     return not _backend.is_cupy(a) or a.device.id == b.device.id
+
+
+
+def distributed(optimizer) -> bool:
+    """``optimizer`` is a distributed wrapper on more than one rank (``DistributedOptimizer``,
+    ``ShardedOptimizer``: their ``comm`` averages the grads inside the step)."""
+    comm = getattr(optimizer, "comm", None)
+    return comm is not None and getattr(comm, "size", 1) > 1 and callable(getattr(comm, "allreduce", None))
+
+
+def agreed(optimizer, found, err: Exception | None = None):
+    """``found`` made the same on every rank of a distributed wrapper: an inf on one rank reaches
+    every rank's averaged grads, so every rank must skip. Each rank checked its own local grads; a
+    rank that skipped alone left the others waiting in the step's gradient allreduce for ever. One
+    max-allreduce of the 1-element flag, in place (on the device for CuPy flags: no host sync).
+
+    ``err``: this rank refused its grads (``found`` a zeroed flag then): it is raised here after
+    the allreduce, and every other rank raises a ValueError saying so (2 in the flag), where they
+    waited alone in the allreduce before."""
+    if not distributed(optimizer):
+        if err is not None:
+            raise err
+        return found
+    if err is not None:
+        found[...] = 2
+    optimizer.comm.allreduce(found, "max", ordered=False)
+    if err is not None:
+        raise err
+    # NumPy flags only: a CuPy flag stays on the device (2 there skips the step as an inf would)
+    if not _backend.is_cupy(found) and found[0] == 2:
+        raise ValueError("grads: GradScaler.step was refused on another rank (see its error)")
+    return found

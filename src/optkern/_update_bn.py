@@ -39,7 +39,8 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
       forward: ``forward(x)`` runs the model on one input with its ``BatchNorm`` layers in
         training mode (``bn(h, training=True)``); its result is ignored.
       modules: the model's ``optkern.norm.BatchNorm`` layers (one or a list); layers built with
-        ``track_running_stats=False`` are left alone.
+        ``track_running_stats=False`` are left alone; with none at all (``[]``) the batches are
+        not read, as torch's update_bn returns for a model without BatchNorm layers.
 
     Each layer ends with the average of the per-batch statistics (mean, unbiased variance) and
     ``num_batches_tracked`` = the number of batches, its momentum as before. If ``forward`` or the
@@ -53,6 +54,11 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
         raise TypeError(f"forward: expected a callable forward(x), got {type(forward).__name__}")
     if not hasattr(batches, "__iter__"):
         raise TypeError(f"batches: expected an iterable of inputs, got {type(batches).__name__}")
+    if not isinstance(modules, BatchNorm) and len(modules) == 0:  # (a list or tuple: _batch_norms)
+        # torch's update_bn returns before it reads the loader when the model has no BatchNorm
+        # layer: a pass over the whole training set for nothing, otherwise. (Layers that keep no
+        # running statistics still see the data, as torch's: it iterates for those too.)
+        return
     saved = [(m.momentum, m.running_mean.copy(), m.running_var.copy(), m.num_batches_tracked) for m in mods]
     try:
         for m in mods:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from ._amp_states import Iteration, OptState, combined
+from ._amp_states import Iteration, OptState, agreed, combined, distributed
 from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
@@ -213,16 +213,36 @@ class GradScaler:
         return float(_backend.to_numpy(self._scale)[0]) if self.enabled else 1.0
 
     def scale(self, loss):
-        """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale)."""
+        """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
+        0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it; a list
+        or tuple of losses, each scaled, as torch's)."""
         if not self.enabled:
             return loss
+        return self._scaled(loss, "loss")
+
+    def _scaled(self, loss, name: str):
+        if isinstance(loss, (list, tuple)):
+            # torch's form for several outputs (``scaler.scale([l1, l2])``): each one scaled, in a
+            # container of the same type (a list used to be refused as not a number)
+            return type(loss)(self._scaled(v, f"{name}[{i}]") for i, v in enumerate(loss))
         if _backend.is_cupy(loss):
             self._beside(loss)
             return loss * self._scale[0]
+        if isinstance(loss, (np.ndarray, np.generic)) and _half_fmt(loss.dtype) is not None:
+            # torch multiplies by its 0-d float32 scale tensor, in float32: a 0-d float16 /
+            # bfloat16 loss (the usual scalar loss) comes out float32, an n-d one is rounded back
+            # to its dtype. NumPy with a Python float scale rounded the scale itself to the half
+            # type first (2**16 is inf in float16: every float16 loss became inf or NaN) and
+            # kept a 0-d loss half.
+            wide = np.asarray(loss, np.float32) * np.float32(self.get_scale())
+            if loss.ndim == 0:
+                return wide[()]
+            with np.errstate(over="ignore"):  # (inf past the half type's range, as torch's, silently)
+                return wide.astype(loss.dtype)
         try:
             return loss * self.get_scale()
         except TypeError:  # (Python's message names no argument)
-            raise TypeError(f"loss: expected a number or an array, got {type(loss).__name__}") from None
+            raise TypeError(f"{name}: expected a number or an array, got {type(loss).__name__}") from None
 
     def unscale_(self, optimizer=None, grads=None):
         """``unscale_(optimizer, grads)``: divide ``optimizer``'s float32 ``grads`` by the scale in
@@ -252,8 +272,15 @@ class GradScaler:
             raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
         if stage is OptState.STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
-        _check_grads_of(optimizer, grads)  # (before the grads are unscaled in place)
-        found = self._unscale(grads)
+        try:
+            _check_grads_of(optimizer, grads)  # (before the grads are unscaled in place)
+        except (TypeError, ValueError) as e:  # (every rank of a distributed wrapper raises)
+            agreed(optimizer, self._new_flag(()), e)
+        if distributed(optimizer):  # read only until every rank agreed (one may refuse), then unscaled
+            found = agreed(optimizer, self._check(grads))
+            self._unscale(grads)
+        else:
+            found = self._unscale(grads)
         self._iteration.record(optimizer, OptState.UNSCALED, found)
         return found if _backend.is_cupy(found) else bool(found[0])
 
@@ -326,15 +353,28 @@ class GradScaler:
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
         fused = it.stage(optimizer) is OptState.READY and getattr(optimizer, "_lowp", None) is not None
-        checked = None
-        if fused:
-            found = self._check(grads)  # (recorded once the step ran: a refused step changes nothing)
-        elif it.stage(optimizer) is OptState.READY:
-            checked = _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
-            found = self._unscale(grads)
+        checked = err = None
+        unscale = False  # (a distributed wrapper's float32 grads: unscaled once every rank agreed)
+        try:
+            if fused:
+                found = self._check(grads)  # (recorded once the step ran: a refused step changes nothing)
+            elif it.stage(optimizer) is OptState.READY:
+                checked = _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
+                if distributed(optimizer):  # (read only: another rank may refuse its grads)
+                    found, unscale = self._check(grads), True
+                else:
+                    found = self._unscale(grads)
+                    it.record(optimizer, OptState.UNSCALED, found)
+            else:
+                found = it.found_inf(optimizer)
+        except (TypeError, ValueError) as e:
+            if not distributed(optimizer):
+                raise
+            err, found = e, self._new_flag(())
+        found = agreed(optimizer, found, err)
+        if unscale:
+            self._unscale(grads)  # (its own flag is this rank's alone: the agreed one decides)
             it.record(optimizer, OptState.UNSCALED, found)
-        else:
-            found = it.found_inf(optimizer)
         on_device = _backend.is_cupy(found) and _skips_on_device(optimizer)
         if not on_device and _backend.to_numpy(found)[0]:
             it.record(optimizer, OptState.STEPPED, found)

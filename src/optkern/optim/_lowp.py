@@ -35,6 +35,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .. import _backend, lowp
+from ._lowp_checks import STORAGE, check_state
 from ._lowp_config import (
     _MASTER,
     LOWP_KEYWORDS,
@@ -117,8 +118,7 @@ class LowPrecisionMixin(OptimizerParts):
         lp = self._lowp
         if lp is None:
             return super()._new_state(name, p, hp)
-        dt = {"float32": np.float32, "bfloat16": np.uint16, "int8": np.uint8}[lp.state_dtype]
-        a = _backend.zeros(p, p.shape, dt)
+        a = _backend.zeros(p, p.shape, STORAGE[lp.state_dtype])
         fill = self._lowp_initial(name, hp)[0]
         if fill:
             a[...] = fill
@@ -164,6 +164,7 @@ class LowPrecisionMixin(OptimizerParts):
         """Every run's grads against its params (format, shape, layout), and nothing that a step
         reads overlapping anything it writes, before the first native call writes. ``full=False``:
         only what one native call cannot see (bfloat16 and float16 both travel as uint16)."""
+        lp = self._lowp
         written = []
         for run, gs in pairs:
             for i, p, g in zip(run.index, run.params, gs):
@@ -177,6 +178,7 @@ class LowPrecisionMixin(OptimizerParts):
                     raise ValueError(f"params[{i}]: array is read-only")
             if not full:
                 continue
+            check_state(lp, run)  # (the state too: before the first of several calls writes)
             named = [("params[{}]", run.params)] + [(f"state[{{}}][{k!r}]", v) for k, v in run.state.items()]
             for fmt, arrays in named:
                 # (None: a float32 param's master, beside half ones in optkern.torch's AdaGrad-Norm)
@@ -267,24 +269,30 @@ class LowPrecisionMixin(OptimizerParts):
             ps = sel(pbits) if half else sel(run.params)
             bits = not half or (len(by_fmt) == 1 and dt == np.uint16)  # (optkern.torch: uint16 already)
             gs = sel(grads) if bits else [g.view(np.uint16) for g in sel(grads)]
-            out = run.mod.lowp_step(
-                rule,
-                scalars,
-                flags,
-                ps,
-                gs,
-                sel(st[_MASTER]) if half else None,
-                [sel(st[n]) for n in names],
-                [sel(st[f"{n}_scale"]) for n in names] if lp.state_dtype == "int8" else None,
-                fmt,
-                lp.state_dtype,
-                lp.sr,
-                lp.seed,
-                run.step + 1,
-                lp.block,
-                bases=sel(bases),
-                **amp,
-            )
+            try:
+                out = run.mod.lowp_step(
+                    rule,
+                    scalars,
+                    flags,
+                    ps,
+                    gs,
+                    sel(st[_MASTER]) if half else None,
+                    [sel(st[n]) for n in names],
+                    [sel(st[f"{n}_scale"]) for n in names] if lp.state_dtype == "int8" else None,
+                    fmt,
+                    lp.state_dtype,
+                    lp.sr,
+                    lp.seed,
+                    run.step + 1,
+                    lp.block,
+                    bases=sel(bases),
+                    **amp,
+                )
+            except (TypeError, ValueError):
+                # One native call refuses bad input before it writes, naming its own arguments
+                # (``masters[0]``, ``scales[0][0]``): a bad state array is named as its entry.
+                check_state(lp, run)
+                raise
         return out
 
     # ---- state dict -----------------------------------------------------------------------
