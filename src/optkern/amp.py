@@ -89,6 +89,22 @@ def _float32_in(name: str, value, lo: float, hi: float = math.inf) -> float:
     return v
 
 
+def _new_scale(value, scale):
+    """``update(new_scale)``'s value: a number, or a 1-element float array (torch takes a 1-element
+    tensor: the scale read back from ``get_scale`` as an array, say). A NumPy one is checked as a
+    number; a device one is copied on the device, unchecked, as torch copies it (a check would
+    read it on the host: a sync)."""
+    if isinstance(value, np.ndarray) or _backend.is_cupy(value):
+        if value.size != 1 or value.dtype.kind != "f":
+            raise TypeError(f"new_scale: expected a number or a 1-element float array, got {value.dtype} {value.shape}")
+        if _backend.is_cupy(value):
+            if not _backend.is_cupy(scale):
+                raise ValueError("new_scale: a CuPy array for a scaler on the CPU")
+            return value.reshape(1).astype(np.float32)
+        value = float(value.reshape(-1)[0])
+    return np.float32(_float32_in("new_scale", value, 0.0))
+
+
 #: the scaler's state, in ``state_dict``'s keys
 _KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
 
@@ -401,7 +417,7 @@ class GradScaler:
         if not self.enabled:
             return
         if new_scale is not None:
-            self._scale[...] = np.float32(_float32_in("new_scale", new_scale, 0.0))
+            self._scale[...] = _new_scale(new_scale, self._scale)
         else:
             flags = self._iteration.flags()
             if not flags:
