@@ -97,6 +97,12 @@ def spectral_density(
     pad = _backend.nonnegative("pad", pad)
     if sigma is not None:
         sigma = _backend.positive("sigma", sigma)
+        # (what the nodes cannot change, refused before P * m products are spent on an error)
+        with np.errstate(over="ignore"):
+            if not math.isfinite(1.0 / (sigma * np.sqrt(2 * np.pi) * P)):
+                raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
+        if np.ndim(grid) == 0 and not math.isfinite(3 * sigma):
+            raise ValueError(f"sigma, pad: the grid's margin {3 * sigma!r} goes beyond float64's range")
     if np.ndim(grid) == 0:
         npts = _backend.integer("grid", grid, lo=2)
         if npts > 2**31 - 1:  # NumPy would refuse it with a message naming nothing
@@ -104,6 +110,8 @@ def spectral_density(
     else:  # (complex, strings or None entries are not points: a cast would drop or refuse them unnamed)
         grid = real_array(np, _backend.to_numpy(grid) if _backend.is_cupy(grid) else grid, "grid")
         grid = np.asarray(grid, dtype=np.float64).ravel()
+        if not np.isfinite(grid).all():  # (a NaN point made a NaN density, returned after the products)
+            raise ValueError("grid: has NaN or Inf entries")
     n = op.shape[0]
     m = min(steps, n)
     per = _backend.integer("probes_per_block", probes_per_block, lo=1)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _backend
 from .._pickling import NativeByName
-from ._products import check_finite, checked, float_dtype, real_array
+from ._products import check_finite, checked, float_dtype, private, real_array
 from .compose import Composed as _Composed
 from .compose import is_operator as _is_operator
 
@@ -100,14 +100,18 @@ class CurvatureOperator(NativeByName):
         otherwise. It must not share memory with ``v``.
         """
         shape = getattr(v, "shape", None)
-        v = self._vector(v)
+        given, v = v, self._vector(v)
         chk = self._check
         if out is None:
+            if chk is not None:
+                v = private(self.xp, v, given)
             y = self._mv(v)
             if chk is not None:
                 y = checked(y, chk[0], self, v)
         else:
             y = _backend.out_array(out, self.xp, self.dtype, (self.shape[0],), {"v": v})
+            if chk is not None:
+                v = private(self.xp, v, given)
             if self._into is not None:
                 self._into(v, y)
                 if chk is not None:
@@ -128,7 +132,9 @@ class CurvatureOperator(NativeByName):
             raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
         if self._mm is not None:
             self.num_matvecs += V.shape[1]
-            V = xp.ascontiguousarray(V, dtype=self.dtype)
+            given, V = V, xp.ascontiguousarray(V, dtype=self.dtype)
+            if self._check is not None:
+                V = private(xp, V, given)
             Y = self._mm(V)
             if self._check is not None:
                 Y = checked(Y, self._check[1], self, V, (V.shape[0], V.shape[1]))

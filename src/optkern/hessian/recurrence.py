@@ -10,7 +10,9 @@ is the ``reorthogonalize`` mode:
 * ``"partial"``: Simon's (1984) omega-recurrence estimates ``|q_{j+1}^T q_k|``
   for all ``k`` from ``alpha`` and ``beta`` alone (O(j) flops); only when the
   estimate passes ``sqrt(eps)`` is ``w`` orthogonalized against the whole
-  basis, at that step and the next. The basis stays semi-orthogonal, which
+  basis (CGS2), at that step and the next; a direction that cannot be made
+  semi-orthogonal (a Krylov space exhausted to the precision of the stored
+  basis) ends the run as a breakdown does. The basis stays semi-orthogonal, which
   keeps the Ritz values as accurate as full reorthogonalization (Simon's
   theorem: ``T`` is then the projection of ``A`` on an orthonormal basis of the
   Krylov space to working precision) while most steps never read the basis.
@@ -122,20 +124,28 @@ class LanczosRecurrence:
             self.Q[row] = _to_host(w) if self.bxp is np else w
 
     def _reorthogonalize(self, w, j):
-        """``w`` against the stored ``q_0 .. q_j``, renormalized; returns the norm factor.
+        """``w`` against the stored ``q_0 .. q_j``, renormalized; returns ``(r, c)``: the norm factor
+        and the size of the last pass' projection coefficients (what that pass removed).
 
         "full": CGS2. "partial": one classical Gram-Schmidt pass -- the omega-recurrence calls this
         while ``w`` is still orthogonal to the basis to about ``sqrt(eps)``, and one pass then
-        leaves about ``eps`` (the second pass of CGS2 guards against large components, which
-        cannot be there); it reads the basis twice instead of three times."""
+        leaves about ``eps``; it reads the basis twice instead of three times. A second pass where
+        the first removed more than ``eps ** (1/4)``: past a near-breakdown (a Krylov space
+        exhausted, ``beta`` of rounding size) ``w`` is that rounding noise, mostly inside the span
+        of the basis, and one pass against a basis orthogonal only to ``sqrt(eps)`` left
+        components ~``sqrt(eps) / r``: the basis lost orthogonality completely and SLQ nodes fell
+        outside the spectrum."""
         self.reorths += 1
         passes = 1 if self.mode == "partial" else 2
-        if self.bxp is self.xp:
-            return float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, w, self.bcoeffs, passes))
-        wh = np.ascontiguousarray(_to_host(w))  # host basis, device vectors
-        r = float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, wh, self.bcoeffs, passes))
-        w[...] = self.xp.asarray(wh)
-        return r
+        wb = w if self.bxp is self.xp else np.ascontiguousarray(_to_host(w))  # (host basis, device vectors)
+        r = float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, wb, self.bcoeffs, passes))
+        c = float(self.bxp.linalg.norm(self.bcoeffs[: j + 1]))
+        if passes == 1 and c > np.sqrt(self.eta):
+            r *= float(self.bmod.lanczos_orthogonalize_(self.Q[: j + 1], j + 1, wb, self.bcoeffs, 1))
+            c = float(self.bxp.linalg.norm(self.bcoeffs[: j + 1]))
+        if wb is not w:
+            w[...] = self.xp.asarray(wb)
+        return r, c
 
     def _omega(self, j, a, b):
         """Simon's recurrence for ``omega_{j+1, k} ~ q_{j+1}^T q_k``; True when reorthogonalization is due."""
@@ -168,19 +178,29 @@ class LanczosRecurrence:
             cur = 0  # coefficient index of q_0
         a = float(self.coeffs[cur])
         check_estimate(b)  # NaN / Inf products: ValueError naming op, as every estimator raises
+        lost = False
         if b > 0 and self.mode != "none" and j + 1 < self.m:
             due = self.mode == "full" or self.force
             self.force = False
             if (self.mode == "partial" and self._omega(j, a, b)) or due:
                 if self.mode == "partial" and not due:
                     self.force = True  # Simon: reorthogonalize the next vector too
-                b *= self._reorthogonalize(w, j)
-                self.om[: j + 1] = self.eps1
+                r, c = self._reorthogonalize(w, j)
+                b *= r
+                # What is left of w is orthogonal to the stored basis to (its rounding + what the
+                # last pass removed times the basis' own loss, at most eta) over r, not to eps1: with
+                # a float32 basis (and a float64 w) a near-breakdown's r ~ 1e-8 leaves components ~1
+                # that estimates reset to eps1 never saw (Ritz values at 100x the spectrum). Where
+                # even that is above sqrt(eps), no semi-orthogonal direction is left to continue
+                # with: the Krylov space is exhausted to the basis' precision, and T is final (an
+                # invariant subspace, as a breakdown).
+                self.om[: j + 1] = min(1.0, (self.eps1 + self.eta * c) / max(r, self.eps1))
+                lost = self.mode == "partial" and self.om[0] > self.eta
         self.alpha.append(a)
         self.beta.append(b)
         scale = max(max(abs(t) for t in self.alpha), max(self.beta))
         # Invariant subspace found (or the space is exhausted): T is exact.
-        if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale:
+        if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale or lost:
             self.done = True
             return
         self.cur ^= 1
