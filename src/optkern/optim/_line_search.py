@@ -37,7 +37,17 @@ def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
         xmin_bound, xmax_bound = bounds
     else:
         xmin_bound, xmax_bound = (x1, x2) if x1 <= x2 else (x2, x1)
-    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    num, den = 3 * (f1 - f2), x1 - x2
+    if isinstance(den, np.floating) and not isinstance(num, np.floating):
+        # torch: a Python float (the losses are floats) over a 0-d tensor (either step one: a t
+        # computed from gtd) is Tensor.__rtruediv__, i.e. ``den.reciprocal() * num``: 1 / den
+        # rounded to the dtype, then the product rounded (NEP 50: num cast to the dtype first), not
+        # one division. Along a nearly linear direction d1 below cancels, and this last-place
+        # difference moved the next trial step (tests/test_lbfgs_hunt27_torch_rounding.py).
+        quot = (1 / den) * num
+    else:
+        quot = num / den  # floats: Python's division; tensors both: torch's true division
+    d1 = g1 + g2 - quot
     d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
         # torch's d2_square.sqrt(): in the scalars' dtype (math.sqrt would return a Python float)
