@@ -36,6 +36,12 @@ optkern.torch optimizer loads torch's checkpoints and each other's, converting.
 Under ``torch.amp.GradScaler`` such an optimizer takes the scale and found_inf
 as torch's fused optimizers do: the step unscales the (float16) grads as it
 widens them and skips when a grad overflowed.
+
+Inference tensors (made under ``torch.inference_mode()``) are treated as torch
+treats them: updated in place inside inference mode (where the state a step
+makes is made of inference tensors, as torch's); outside it, every step, clip
+and SWA update that would write one raises torch's RuntimeError, naming it,
+before anything is written (:mod:`._inference`).
 """
 
 try:

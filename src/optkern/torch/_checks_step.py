@@ -15,7 +15,7 @@ import torch
 
 from .. import _backend
 from ..optim._hyper import _check_dtype
-from . import _lowp, _views
+from . import _inference, _lowp, _views
 from ._state import _FLOAT_DTYPES, _STEP_DTYPES, _checked_scalar
 
 _STRIDED = torch.strided
@@ -117,12 +117,15 @@ class _StepChecks:
         hp = self._hyper(group)
         hit = self._cached_views(group, ps, hp)
         if hit is not None:
+            if hit[12] is not None and not _inference.enabled():  # (an inference tensor: outside, refused)
+                _inference.refuse_found(self, group, ps, gi, hit[12])
             self._pre_hits[id(ps)] = hit  # (the step's _run need not check it again)
             return hit[1], list(hit[2].items())
         states = [self.state.get(p) or {} for p in ps]
         names = self._stored(hp, ps[0].dtype)
         self._check_complete(group, ps, gi, states, names)  # (a hyper-parameter may need more state now)
         self._check_state_layouts(group, ps, gi, states, names)
+        _inference.check_run(self, group, ps, gi, names, states)
         return _views.views(ps), [(n, [_views.view(s[n]) if self._held(s, n) else None for s in states]) for n in names]
 
     def _held(self, st: dict, n: str) -> bool:
@@ -133,12 +136,16 @@ class _StepChecks:
 
     def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
         """ValueError naming a state tensor of ``ps`` (group ``gi``) whose memory layout is not its
-        param's: the step pairs them element by element in memory order (channels_last)."""
+        param's (the step pairs them element by element in memory order: channels_last), or that
+        is a negated view (one a user set: a loaded one is resolved, ``_like_param``)."""
         for p, s in zip(ps, states):
             for n in names:
                 t = s.get(n)
-                if isinstance(t, torch.Tensor) and not (t.is_contiguous() and p.is_contiguous()):
-                    _views.check_paired(t, p, f"state[{self._names(group, [p], gi)[0]}][{n!r}]")
+                if isinstance(t, torch.Tensor) and not (t.is_contiguous() and p.is_contiguous() and not t.is_neg()):
+                    name = f"state[{self._names(group, [p], gi)[0]}][{n!r}]"
+                    if t.is_neg():
+                        raise ValueError(f"{name}: {_views.NEG_VIEW}")
+                    _views.check_paired(t, p, name)
 
     def _precheck(self, work: list) -> None:
         """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as
@@ -153,6 +160,7 @@ class _StepChecks:
         if all(ps[0].is_cpu for *_, runs in work for ps in runs):
             hits = [self._cached_views(g, ps, self._hyper(g)) for g, *_, runs in work for ps in runs]
             ok = self._written_ok
+            # (kept only for runs writing no inference tensor: those go through _run_views every step)
             if ok is not None and len(ok[0]) == len(hits) and all(map(operator.is_, ok[0], hits)):
                 self._pre_hits.update(zip((id(ps) for *_, runs in work for ps in runs), hits))
                 if self._grads_ok(work, ok):  # (the written tensors: as checked at an earlier step)
@@ -161,7 +169,7 @@ class _StepChecks:
                 return
             try:
                 self._precheck_native(work, False)
-                if all(h is not None for h in hits):
+                if all(h is not None and h[12] is None for h in hits):
                     self._written_ok = _written_spans(work, hits)
             except Exception:
                 self._pre_grads.clear()
@@ -204,6 +212,7 @@ class _StepChecks:
             hp = self._hyper(group)
             for ps in runs:
                 self._check_grads(ps, gi)
+                _inference.check_run(self, group, ps, gi, self._stored(hp, ps[0].dtype))
                 for p, name in zip(ps, self._names(group, ps, gi)):
                     _views.check_tensor(p, name, dtypes)
                     st = self.state.get(p) or {}

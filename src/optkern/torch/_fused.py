@@ -46,6 +46,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     #: whether a param's non-empty state must hold its step count and per-param scalars
     #: (``_check_complete``); AdagradNorm's params hold the group's b_sq before their first step
     _complete_state: bool = True
+    #: state entries a step writes beyond the state tensors and run keys (AdagradNorm's b_sq)
+    _written_extra: tuple = ()
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         lowp = dict(lowp or {})
@@ -84,7 +86,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         self._layouts: dict = {}  # group index -> (ids of the params with grads, runs)
         # id(run) -> (validity key, param views, state views, joined scalars, optkern.optim run, the
         # per-param dicts, their entries, contiguous, dicts all the optimizer's own, the run keys held,
-        # [joined tensors, their versions], run keys not joined): _Runs._run makes it
+        # [joined tensors, their versions], run keys not joined, the first inference tensor the run
+        # writes or None: _inference.first_written): _Runs._run makes it
         self._view_cache: dict = {}
 
     def __getstate__(self) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import _backend
-from . import _flat_order, _views
+from . import _flat_order, _inference, _views
 from ._checks_step import check_grad, check_new_group
 from ._host_values import host_group
 
@@ -124,6 +124,8 @@ class ClosureOptimizer(torch.optim.Optimizer):
                 f"returns the loss, got {type(closure).__name__}"
             )
         closure = torch.enable_grad()(closure)
+        # (the params are moved in place: before the closure, as nothing is written then)
+        _inference.refuse_tensors(self._params, "param_groups[0]['params'][{}]".format)
         self._follow_layout()
         self._adopt_user_state()
         inner = self._inner

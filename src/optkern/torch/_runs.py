@@ -15,7 +15,7 @@ from .. import _backend
 from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
-from . import _lowp, _views
+from . import _inference, _lowp, _views
 from ._checks_step import _data_ptr
 from ._host_values import host_group
 from ._state import _entries, _equal_scalars, _join_scalars, _same_entries, _scalar_dtype
@@ -150,10 +150,14 @@ class _Runs:
         states = hit[5] if hit is not None else [self.state[p] for p in params]
         if hit is not None:
             pviews, lists, self._joined, core_run, dense = hit[1], hit[2], hit[3], hit[4], hit[7]
+            if hit[12] is not None and not _inference.enabled():  # (an inference tensor: outside, refused)
+                _inference.refuse_found(self, group, params, gi, hit[12])
         else:
             dense = all(map(_is_contiguous, params))  # (else channels_last ones: flat views, checked)
             scalars = tuple(k for k in self._run_keys if k in states[0])
             self._check_complete(group, params, gi, states, names)  # (a hyper-parameter may need more state now)
+            # (checked once per cache entry: its tensors stay the same while it holds)
+            written = _inference.check_run(self, group, params, gi, names, states)
             pviews = _views.views(params)
             self._check_state_layouts(group, params, gi, states, names)
             lists = {n: _views.views([s[n] for s in states]) for n in names}
@@ -172,7 +176,7 @@ class _Runs:
                 unjoined = len(params) > 1 and len(self._joined) < len(scalars)  # (values read each step)
                 flat = _entries(states, entries)
                 cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
-                cached += (own, scalars, versions, unjoined)
+                cached += (own, scalars, versions, unjoined, written)
                 self._view_cache[id(params)] = cached
         t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)

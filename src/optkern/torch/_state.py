@@ -90,9 +90,15 @@ def _saved_ids(state_dict: dict) -> list:
 
 def _like_param(p, state: dict) -> None:
     """State tensors of ``p``'s shape put in ``p``'s memory layout (a checkpoint of a contiguous
-    model loaded into a channels_last one, or the reverse): copies, where the layouts differ."""
+    model loaded into a channels_last one, or the reverse), holding the values they show (a
+    negated view: the step's views cannot carry its sign bit): copies, where they differ."""
     for k, v in state.items():
-        if isinstance(v, torch.Tensor) and v.shape == p.shape and v.dim() and not _views.same_layout(v, p):
+        if (
+            isinstance(v, torch.Tensor)
+            and v.shape == p.shape
+            and v.dim()
+            and (not _views.same_layout(v, p) or v.is_neg())
+        ):
             state[k] = torch.empty_like(p, dtype=v.dtype, device=v.device).copy_(v)
 
 
@@ -100,6 +106,9 @@ def _zeros(p):
     """Zeros in ``p``'s memory layout (channels_last too): a state is stepped element by element
     with its param in memory order."""
     return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+_is_inference = torch.Tensor.is_inference
 
 
 def _join_scalars(states: list, keys) -> tuple:
@@ -121,15 +130,19 @@ def _join_scalars(states: list, keys) -> tuple:
             continue
         if any(v.dtype != first.dtype or v.device != first.device for v in vals):
             continue
-        buf = torch.stack([v.detach() for v in vals])
-        try:
-            # (a NumPy add costs a fraction of torch's; off the CPU, ``.data``: the same memory with
-            # a version counter of its own, so the step's add does not move ``buf._version``)
-            arr = buf.numpy() if buf.is_cpu else buf.data
-        except TypeError:
+        if any(map(_is_inference, vals)):  # (made under torch.inference_mode(): it has no version counter)
             continue
-        for j, s in enumerate(states):
-            s[k] = buf[j]
+        # (joined into a normal tensor inside inference mode too, as the tensors it replaces are)
+        with torch.inference_mode(False):
+            buf = torch.stack([v.detach() for v in vals])
+            try:
+                # (a NumPy add costs a fraction of torch's; off the CPU, ``.data``: the same memory with
+                # a version counter of its own, so the step's add does not move ``buf._version``)
+                arr = buf.numpy() if buf.is_cpu else buf.data
+            except TypeError:
+                continue
+            for j, s in enumerate(states):
+                s[k] = buf[j]
         joined[k] = arr
         bufs.append(buf)
     return joined, bufs

@@ -17,6 +17,8 @@ _FLOATS = (torch.float32, torch.float64)
 _NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _BF16 = torch.bfloat16
 _NO_STREAM = contextlib.nullcontext()  # (reusable: it holds nothing)
+#: why a tensor with torch's lazy negation bit (``torch._neg_view``, ``z.conj().imag``) is refused
+NEG_VIEW = "a negated view (its sign is a lazy bit that optkern's views cannot carry): pass t.resolve_neg()"
 _to_dlpack = torch.utils.dlpack.to_dlpack
 
 
@@ -31,6 +33,8 @@ def check_tensor(t, name: str, dtypes: tuple = _FLOATS) -> None:
         raise TypeError(f"{name}: expected {' or '.join(_NAMES[d] for d in dtypes)}, got {t.dtype}")
     if t.is_complex():
         raise TypeError(f"{name}: complex tensors are not supported")
+    if t.is_neg():  # (NumPy refuses it; DLPack hands over its memory without the sign)
+        raise ValueError(f"{name}: {NEG_VIEW}")
     if not t.is_contiguous() and dense_order(t) is None:
         raise ValueError(
             f"{name}: tensor must be contiguous (in some order of its dims: channels_last is), got strides {t.stride()}"

@@ -10,7 +10,7 @@ from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
 from ..optim._run import _Run
-from . import _views
+from . import _inference, _views
 from ._checks_state import _check_scalar
 from ._fused import _Fused
 from ._host_values import host_group
@@ -31,6 +31,7 @@ class AdagradNorm(_Fused):
 
     _core = _optim.AdagradNorm
     _complete_state = False  # (a param without a grad so far may hold the group's b_sq, and no step)
+    _written_extra = ("b_sq", "master_param")  # (a low-precision run mixes half and float32 params)
 
     def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, **lowp):
         super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize), lowp)
@@ -75,6 +76,8 @@ class AdagradNorm(_Fused):
         return list(by_kind.values())
 
     def _group_step(self, group, params, gi):
+        for ps in self._kinds(params):  # (a step of one call has no precheck: refused before anything)
+            _inference.check_run(self, group, ps, gi, ())
         for p in params:
             if "step" not in self.state[p]:  # (a param without a grad so far may hold the group's b_sq)
                 self._init_state(p, self.state[p], group)

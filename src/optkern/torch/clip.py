@@ -9,7 +9,7 @@ import sys
 import torch
 
 from .. import clip as _clip
-from . import _views
+from . import _inference, _views
 
 
 def _params(parameters) -> list:
@@ -32,7 +32,9 @@ def _params(parameters) -> list:
 def _grads(params: list) -> list | None:
     """The grads of ``params`` (None skipped), checked; None when torch's own implementation
     should run instead: grads of several devices or dtypes, or of a dtype optkern does not
-    update (float16, bfloat16)."""
+    update (float16, bfloat16). Outside inference mode an inference grad is refused first, as
+    torch's clipping refuses it (which, on torch's path, may have written others first)."""
+    _inference.refuse_tensors([p.grad for p in params], "parameters[{}].grad".format)
     grads = [p.grad for p in params if p.grad is not None]
     kinds = {(g.device, g.dtype) for g in grads}
     if len(kinds) > 1 or any(dt not in _views._FLOATS for _, dt in kinds):
@@ -41,6 +43,15 @@ def _grads(params: list) -> list | None:
         if p.grad is not None:
             _views.check_tensor(p.grad, f"parameters[{i}].grad")
     return grads
+
+
+def _number(v):
+    """A one-element real tensor as the number it holds (torch reads ``max_norm``, ``norm_type`` and
+    ``clip_value`` with ``float()``: tensors pass; one read, a host sync on a GPU); anything else
+    as it is, for the checks to name."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex() and v.dtype is not torch.bool:
+        return v.item()
+    return v
 
 
 def _torch_only_order(norm_type) -> bool:
@@ -71,8 +82,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     """
     params = _params(parameters)
     grads = _grads(params)
-    if isinstance(max_norm, torch.Tensor) and max_norm.numel() == 1 and not max_norm.is_complex():
-        max_norm = max_norm.item()  # (torch takes a tensor max_norm; one read, a host sync on a GPU)
+    max_norm, norm_type = _number(max_norm), _number(norm_type)
     if grads is None or _torch_only_order(norm_type):
         return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)
     if not grads:
@@ -103,6 +113,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
     other-dtype gradients, as ``clip_grad_norm_``)."""
     params = _params(parameters)
     grads = _grads(params)
+    clip_value = _number(clip_value)
     if grads is None:
         torch.nn.utils.clip_grad_value_(params, clip_value, foreach)
         return

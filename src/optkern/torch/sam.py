@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .. import _backend
-from . import _views
+from . import _inference, _views
 from ._checks_step import check_grad
 from ._host_values import _host_number
 
@@ -117,6 +117,7 @@ class SAM(torch.optim.Optimizer):
                     check_grad(p, p.grad, gi, j)
                     ps.append(p)
         _views.check_one_kind(ps, names, "the ascent step is one call: one dtype, one device")
+        _inference.refuse_tensors(ps, names.__getitem__)  # (the reference's in-place ascent raises)
         return ps
 
     def _backup(self, p: torch.Tensor) -> torch.Tensor:
@@ -127,6 +128,7 @@ class SAM(torch.optim.Optimizer):
             or b.dtype is not p.dtype
             or b.device != p.device
             or b.stride() != p.stride()
+            or (b.is_inference() and not _inference.enabled())  # (made inside inference mode; the reference clones)
         ):
             b = self._backups[id(p)] = torch.empty_like(p)  # (preserve_format: p's layout)
         return b

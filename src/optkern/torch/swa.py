@@ -16,7 +16,7 @@ import torch
 from torch.optim import swa_utils
 
 from .. import _backend
-from . import _views
+from . import _inference, _views
 
 
 def get_ema_multi_avg_fn(decay: float = 0.999):
@@ -69,6 +69,10 @@ class AveragedModel(swa_utils.AveragedModel):
     @torch.no_grad()
     def update_parameters(self, model) -> None:
         """Fold ``model``'s current parameters (and buffers, with ``use_buffers``) into the average."""
+        # torch's update writes the averages (through .detach(), which torch lets by) and then raises
+        # on ``n_averaged += 1`` when that is an inference tensor (a model made inside inference
+        # mode) outside inference mode: refused here before anything is written
+        _inference.refuse_tensors([self.n_averaged], lambda _: "n_averaged")
         w = self._lerp_weight()
         if w is None or int(self.n_averaged) == 0:  # (torch's: another rule, or the first copy)
             return super().update_parameters(model)
