@@ -164,14 +164,19 @@ template <class T> struct ApplyKernel {
   }
 };
 
-// dx = r (g - mean(g) - x̂ mean(g x̂)), g = γ dy; mg, mgx per channel (zero in eval mode).
+// dx = r (g - mean(g) - x̂ mean(g x̂)), g = γ dy; mg, mgx per channel (zero in eval mode: eval()).
 template <class T> struct DxKernel {
   const T *dy, *x, *mean, *rstd, *w, *mg, *mgx;
   T* dx;
   Shape sh;
   bool stream;  // non-temporal stores of dx (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
+  bool training;
   OK_INLINE void operator()(int64_t t) const {
+    if (!training) {
+      eval(t);
+      return;
+    }
     if (sh.S == 1) {
       const T* OK_RESTRICT g = dy + t * sh.C;
       const T* OK_RESTRICT xn = x + t * sh.C;
@@ -195,6 +200,18 @@ template <class T> struct DxKernel {
       write_row(dx + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA {
         return rules::norm_dx(g[i], wc, rules::normalize(xn[i], nz), rs, a, b);
       });
+    });
+  }
+  // Eval mode: dx = r dy γ (the means are constants) needs no x̂ -- formed, a NaN x or an x̂ past
+  // the dtype's range times the zero mean(g x̂) made dx NaN where torch's is finite. x̂ = 0 here
+  // gives the same bits as the formula's for every finite x̂.
+  OK_INLINE void eval(int64_t t) const {
+    const bool rows = sh.S == 1;
+    const int64_t len = rows ? sh.C : sh.S, c0 = t % sh.C;
+    const T* OK_RESTRICT g = dy + t * len;
+    write_row(dx + t * len, len, stream, [&](int64_t i) OK_INLINE_LAMBDA {
+      const int64_t c = rows ? i : c0;
+      return rules::norm_dx(g[i], w[c], T(0), rstd[c], T(0), T(0));
     });
   }
 };
@@ -369,6 +386,7 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
   }
   k.mg = mg.data();
   k.mgx = mgx.data();
+  k.training = training;
   run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 3 * sh.size());
 }
 

@@ -29,8 +29,9 @@ __global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict_
     const int64_t c = (S == 1 ? i : i / S) % C;
     const A wc = w ? A(load(w, c)) : A(1);
     const A mg = training ? wc * total[c].a * inv_m : A(0), mgx = training ? wc * total[c].b * inv_m : A(0);
-    store(dx, i, rules::norm_dx(A(load(dy, i)), wc, rules::normalize_safe(A(load(x, i)), mean[c], rstd[c]),
-                                rstd[c], mg, mgx));
+    // eval: x̂ not formed (the CPU's DxKernel::eval): a NaN or overflowing x̂ times the zero means gave NaN
+    const A xh = training ? rules::normalize_safe(A(load(x, i)), mean[c], rstd[c]) : A(0);
+    store(dx, i, rules::norm_dx(A(load(dy, i)), wc, xh, rstd[c], mg, mgx));
   }
 }
 

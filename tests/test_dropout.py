@@ -22,7 +22,7 @@ def test_forward_backward(dtype, p, shape):
     # the mask is the documented one: float32 uniform of stream (seed, offset + i) >= p
     u = okr.uniform(x.shape, seed=99, offset=5)
     np.testing.assert_array_equal(mask, (u >= np.float32(p)).astype(np.uint8))
-    scale = dtype(1.0 / (1.0 - p))  # in float64, rounded once (torch's dropout does the same)
+    scale = dtype(1.0 / float(dtype(1.0 - p)))  # torch: 1 - p in the dtype, then 1 / it rounded to it
     np.testing.assert_array_equal(y, np.where(mask, x * scale, 0).astype(dtype))
     np.testing.assert_array_equal(norm.dropout(x, p, seed=99, offset=5), y)
     dy = rng.standard_normal(x.shape).astype(dtype)

@@ -100,9 +100,11 @@ template <> OK_HD double uniform<double>(uint64_t g, uint64_t seed) {
 // Dropout keeps element g when its float32 uniform is >= p (p rounded to
 // float once on the host), so masks agree across devices and dtypes.
 OK_HD bool keep(uint64_t g, uint64_t seed, float p) { return to_float(word(g, seed)) >= p; }
-// The scale of a kept element, 1 / (1 - p) from the double p rounded once to
-// the compute type (as torch's dropout): p's float32 rounding is only the mask's.
-template <class C> OK_HD C dropout_scale(double p) { return C(1.0 / (1.0 - p)); }
+// The scale of a kept element as torch's dropout forms it: 1 - p rounded to the compute type, then
+// 1 / that rounded (float32: 1 / float(1 - p), which differs from float(1 / (1 - p)) by an ulp for
+// ~a quarter of p; the division in double rounds correctly to float). p's float32 rounding is only
+// the mask's.
+template <class C> OK_HD C dropout_scale(double p) { return C(1.0 / double(C(1.0 - p))); }
 
 }  // namespace philox
 }  // namespace optkern

@@ -20,7 +20,7 @@ from ._common import (
     _native_name,
     _nc_spatial,
     _ndarray,
-    _no_shared_memory,
+    _no_shared_running,
     _out,
     _prod,
     _rstd,
@@ -102,7 +102,7 @@ def batch_norm(
       x: input, C-contiguous.
       weight, bias: optional (C,) affine parameters (x's dtype).
       running_mean, running_var: optional (C,) buffers in the statistics dtype (only read in eval:
-        read-only ones are valid there).
+        read-only ones, or ones aliasing each other, weight, bias or x, are valid there; not out).
       training: a bool: batch statistics (True) or running statistics (False).
       momentum: in [0, 1].
       eps: > 0, added to the variance.
@@ -129,9 +129,11 @@ def batch_norm(
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var, written=training)
     xp = _xp(x)
     y = _out(out, x)
-    _no_shared_memory(
+    _no_shared_running(
+        training,
         [("running_mean", running_mean), ("running_var", running_var)],
         [("x", x), ("out", out), ("weight", weight), ("bias", bias)],
+        out,
     )
     if training:
         # torch's check: one value has no variance; none (an empty batch or spatial dim) is an empty y

@@ -112,9 +112,14 @@ def _native_name(native: str, public: str):
         yield
     except (TypeError, ValueError) as e:
         msg = str(e)
-        if not msg.startswith(native + ":") and not msg.startswith(native + " shares"):
-            raise
-        raise type(e)(public + msg[len(native) :]) from None
+        if msg.startswith((native + ":", native + " shares")):
+            raise type(e)(public + msg[len(native) :]) from None
+        # the native name as the other party ("weight shares memory with dx (..."): the caller passed
+        # no dx, its argument is `public` (a backward's out=)
+        other = f" shares memory with {native} ("
+        if other in msg:
+            raise type(e)(msg.replace(other, f" shares memory with {public} (", 1)) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -147,24 +152,40 @@ def _check_saved(saved, cls, arrays):
     return saved
 
 
-def _no_shared_memory(written, others):
+def _shares(a, b):
+    """Whether arrays ``a`` and ``b`` may share memory (their byte bounds overlap)."""
+    # another kind (a NumPy out with CuPy x) is its native call's TypeError, naming it; cupy's
+    # may_share_memory raises an unnamed one on a NumPy array, NumPy's on a CuPy array
+    return _backend.is_cupy(a) == _backend.is_cupy(b) and _backend.array_module(a).may_share_memory(a, b)
+
+
+def _no_shared_memory(
+    written, others, why="running statistics are written in place and must not alias another argument"
+):
     """ValueError if an array written in place (name, array) shares memory with another argument.
 
     Running statistics that alias x (or each other) would be overwritten while x is still read.
     ``may_share_memory`` compares the arrays' byte bounds (as the native overlap checks do), in C.
+    ``why``: the reason the message gives.
     """
     written = [(n, a) for n, a in written if a is not None and a.size > 0]
     others = [(n, a) for n, a in others if a is not None and a.size > 0]
     for i, (n, a) in enumerate(written):
-        may_share = _backend.array_module(a).may_share_memory
         for m, b in written[:i] + others:
-            # another kind (a NumPy out with CuPy x) is its native call's TypeError, naming it; cupy's
-            # may_share_memory raises an unnamed one on a NumPy array, NumPy's on a CuPy array
-            if _backend.is_cupy(a) == _backend.is_cupy(b) and may_share(a, b):
-                raise ValueError(
-                    f"{n}: shares memory with {m} (running statistics are written in place and must "
-                    "not alias another argument)"
-                )
+            if _shares(a, b):
+                raise ValueError(f"{n}: shares memory with {m} ({why})")
+
+
+def _no_shared_running(training, running, others, out):
+    """The aliasing check of a call given running statistics (``running``: (name, array) pairs).
+    Training updates them in place: they must alias nothing (``others``, ``out`` included). Eval only
+    reads them, as torch does (running_mean and running_var may be one array, or the weight): only
+    ``out``, written while they are read (the kernels get copies, so nothing else would see it), must
+    not alias them. (``others`` holds ``out`` too.)"""
+    if training:
+        _no_shared_memory(running, others)
+    else:
+        _no_shared_memory([("out", out)], running, "y is written while the running statistics are read")
 
 
 def _eps(eps, x=None):

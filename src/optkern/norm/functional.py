@@ -24,13 +24,14 @@ from ._common import (
     _native_name,
     _nc_spatial,
     _ndarray,
-    _no_shared_memory,
+    _no_shared_running,
     _out,
     _prod,
     _saved_int,
     _saved_names,
     _shape_arg,
     _shape_of,
+    _shares,
     _stat_dtype,
     _xp,
 )
@@ -262,9 +263,11 @@ def instance_norm(
     sdt = _check_channel_params(x, C, weight, bias, running_mean, running_var, written=use_input_stats)
     xp = _xp(x)
     y = _out(out, x)
-    _no_shared_memory(
+    _no_shared_running(
+        use_input_stats,
         [("running_mean", running_mean), ("running_var", running_var)],
         [("x", x), ("out", out), ("weight", weight), ("bias", bias)],
+        out,
     )
     if not use_input_stats:
         if running_mean is None:
@@ -291,6 +294,11 @@ def instance_norm(
         raise ValueError("weight: array must be C-contiguous")
     if bias is not None and not bias.flags.c_contiguous:
         raise ValueError("bias: array must be C-contiguous")
+    # ... and an out aliasing weight or bias, which the kernel refuses without running buffers: here
+    # it would get tiled copies and y would overwrite the caller's parameters
+    for name, p in (("weight", weight), ("bias", bias)):
+        if out is not None and p is not None and p.size and out.size and _shares(p, out):
+            raise ValueError(f"{name} shares memory with out (aliasing arrays cannot be updated in place)")
     var = xp.empty((N, C), dtype=sdt)
     mod.channel_stats(x, mean, rstd, var, 1, N * C, S, eps)
     w, b = (None if p is None else xp.tile(p, N) for p in (weight, bias))
