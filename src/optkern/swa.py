@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _backend
+from ._atomic import DEFER_SIGINT_ELEMENTS, NO_DEFER, Uninterrupted
 from ._pickling import NativeByName
 from ._update_bn import update_bn
 from .lowp import _option
@@ -80,9 +81,11 @@ class AveragedParams(NativeByName):
         _backend.check_list_like(params, self.averages, "params", of="average")
         # lerp weight 1 is an exact copy
         w = 1.0 if self.n_averaged == 0 else 1.0 / (self.n_averaged + 1) if self.mode == "swa" else 1.0 - self.decay
-        with _backend._device_of(self.averages[0] if self.averages else None):
-            self._mod.swa_lerp_(self.averages, params, w)
-        self.n_averaged += 1
+        big = sum(int(a.size) for a in self.averages) >= DEFER_SIGINT_ELEMENTS
+        with Uninterrupted() if big else NO_DEFER:  # (a Ctrl-C in the kernel: counted, then raised)
+            with _backend._device_of(self.averages[0] if self.averages else None):
+                self._mod.swa_lerp_(self.averages, params, w)
+            self.n_averaged += 1
 
     def _like_averages(self, arrays, name: str, written: bool) -> list:
         """``arrays`` checked against the averages, all before anything is written: one per

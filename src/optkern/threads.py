@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import threading
+import warnings
+
+from . import _backend
 
 #: The most threads ``set_num_threads`` / ``limit_threads`` take (the study's ``--threads`` bound
 #: too). OpenMP accepts any count but creates the team only at the next parallel region, and a
@@ -33,14 +38,14 @@ _OPENBLAS_SYMBOLS = (
 )
 
 
-def _loaded_openblas() -> list:
-    """(get, set) function pairs of every OpenBLAS library loaded in this process."""
+def _openblas_libs() -> list:
+    """(path, get, set) of every OpenBLAS library loaded in this process."""
     try:
         with open("/proc/self/maps") as f:
             paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
     except OSError:  # not Linux: leave BLAS alone
         return []
-    pairs = []
+    libs = []
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
@@ -49,49 +54,156 @@ def _loaded_openblas() -> list:
         for get_name, set_name in _OPENBLAS_SYMBOLS:
             get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
             if get is not None and set_ is not None:
-                pairs.append((get, set_))
+                libs.append((path, get, set_))
                 break
-    return pairs
+    return libs
+
+
+def _loaded_openblas() -> list:
+    """(get, set) function pairs of every OpenBLAS library loaded in this process."""
+    return [(get, set_) for _, get, set_ in _openblas_libs()]
 
 
 def get_num_threads() -> int:
     """OpenMP threads optkern's CPU kernels use."""
-    from . import _cpu
-
-    return int(_cpu.get_num_threads())
+    return int(_backend.cpu.get_num_threads())
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` OpenMP threads (1 to ``MAX_THREADS``) in optkern's CPU kernels (like ``torch.set_num_threads``)."""
-    from . import _cpu
-
-    _cpu.set_num_threads(_count(n))
+    n = _count(n)
+    _warn_if_forked(n)
+    _backend.cpu.set_num_threads(n)
 
 
 def _count(n) -> int:
     """``n`` checked as a thread count: an integer in [1, MAX_THREADS] (TypeError / ValueError naming ``n``)."""
-    from . import _backend
-
     return _backend.integer("n", n, 1, MAX_THREADS)
+
+
+class _Scope:
+    """An open ``limit_threads`` block: the counts to put back when it ends (OpenMP's, and per
+    OpenBLAS library path its (setter, count))."""
+
+    __slots__ = ("omp", "blas")
+
+    def __init__(self, omp: int, blas: dict):
+        self.omp, self.blas = omp, blas
+
+
+# The open limit_threads blocks of every Python thread, oldest first, and the lock that orders
+# their entries and exits. The counts are process-wide, so blocks of two threads can overlap
+# without nesting (A enters, B enters, A leaves, B leaves): each putting back what it found made
+# the last one to leave restore the other's limit, and the process stayed on it for good (A at
+# 1 thread, B at 3: 1 thread after both). A block that leaves while a later one is still open
+# now leaves the count alone (the later block's limit holds) and hands what it found to that
+# block, which puts it back when it leaves; blocks that nest leave as before.
+_scopes_lock = threading.Lock()
+_scopes: list = []
 
 
 @contextlib.contextmanager
 def limit_threads(n: int):
     """Run the block with ``n`` optkern OpenMP threads and ``n`` OpenBLAS threads,
     restoring the previous counts afterwards (best effort: a BLAS that is not
-    OpenBLAS keeps its own setting)."""
-    from . import _cpu as cpu
-
+    OpenBLAS keeps its own setting). The counts are process-wide: while blocks of
+    several Python threads are open, the last one entered sets them, and the counts
+    from before the first are back once all have ended."""
+    cpu = _backend.cpu
     n = _count(n)  # (before anything changes)
-    old_omp = cpu.get_num_threads()
-    blas = _loaded_openblas()
-    old_blas = [int(get()) for get, _ in blas]
+    _warn_if_forked(n)
+    libs = _openblas_libs()
+    scope = None
     try:
-        cpu.set_num_threads(n)
-        for _, set_ in blas:
-            set_(n)
+        with _scopes_lock:
+            scope = _Scope(int(cpu.get_num_threads()), {path: (set_, int(get())) for path, get, set_ in libs})
+            _scopes.append(scope)
+            cpu.set_num_threads(n)
+            for _, _, set_ in libs:
+                set_(n)
         yield
     finally:
-        cpu.set_num_threads(old_omp)
-        for (_, set_), k in zip(blas, old_blas):
-            set_(k)
+        if scope is not None:
+            with _scopes_lock:
+                _leave(scope)
+
+
+def _leave(scope: _Scope) -> None:
+    """End ``scope`` (the caller holds ``_scopes_lock``)."""
+    i = next((k for k, s in enumerate(_scopes) if s is scope), None)
+    if i is None:  # dropped by a fork (_after_fork_in_child): the child keeps its own count
+        return
+    del _scopes[i]
+    if i < len(_scopes):  # a block entered later is still open: it puts back what this one found
+        later = _scopes[i]
+        later.omp = scope.omp
+        later.blas.update(scope.blas)
+        return
+    _backend.cpu.set_num_threads(scope.omp)
+    for set_, k in scope.blas.values():
+        set_(k)
+
+
+# ---- fork ---------------------------------------------------------------------------------------
+
+# GNU libgomp does not survive fork: a child forked (os.fork, multiprocessing's "fork" start
+# method, Python 3.11's default on Linux) after the forking thread ran a parallel region inherits
+# a thread pool whose workers do not exist in it, and its first parallel region waits for them
+# forever (measured: an SGD step of 4M floats hung the child, os.fork and a fork Pool alike). A
+# region of one thread never reaches the pool, so a forked child runs optkern's kernels on one
+# thread, as PyTorch's DataLoader workers do; "spawn" and "forkserver" children start a fresh
+# runtime and keep the default. Which thread ran what cannot be told from here, so a child of a
+# parent that never ran a parallel kernel gets one thread too, and asking for more warns.
+_forked = False
+
+_FORK_WARNING = (
+    "optkern: this process was forked from one that had loaded optkern's OpenMP runtime; if the "
+    "forking thread had run a parallel optkern kernel, libgomp cannot start worker threads here and the "
+    "next parallel kernel hangs. A forked child runs optkern on 1 thread; for more, start workers with "
+    "multiprocessing's 'spawn' or 'forkserver' method."
+)
+
+
+def _warn_if_forked(n: int) -> None:
+    if _forked and n > 1:
+        warnings.warn(_FORK_WARNING, RuntimeWarning, stacklevel=3)
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _scopes_lock, _scopes
+    _forked = True
+    # (another thread may have held the lock at the fork; blocks of threads the child does not
+    # have never end, and the forking thread's own block must not bring back the parent's count)
+    _scopes_lock = threading.Lock()
+    _scopes = []
+    _backend.cpu.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---- OMP_NUM_THREADS beyond the bound ----------------------------------------------------------
+
+
+def _cap_start_count() -> None:
+    """OMP_NUM_THREADS above MAX_THREADS: start at MAX_THREADS, with a warning. The setting starts at
+    OpenMP's default, so the environment bypassed the bound set_num_threads keeps: 70000 ended the
+    process with a segfault at the first parallel kernel (the reason for MAX_THREADS), and
+    ``set_num_threads(get_num_threads())`` raised ValueError. Only read when the variable asks for
+    more (reading the count fixes it: a later omp_set_num_threads, torch's say, would not move it)."""
+    try:
+        asked = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:  # unset or not a count: libgomp ignores it too
+        return
+    if asked > MAX_THREADS and int(_backend.cpu.get_num_threads()) > MAX_THREADS:
+        warnings.warn(
+            f"optkern: OMP_NUM_THREADS={asked} is above optkern.threads.MAX_THREADS; optkern's kernels "
+            f"use {MAX_THREADS} threads",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        _backend.cpu.set_num_threads(MAX_THREADS)
+
+
+_cap_start_count()

@@ -11,7 +11,21 @@ class _Run:
     A group is one run unless a loaded state dict gave its params different step counts.
     """
 
-    __slots__ = ("index", "sel", "params", "state", "step", "extra", "mod", "fresh", "dev", "_names", "parent", "bases")
+    __slots__ = (
+        "index",
+        "sel",
+        "params",
+        "state",
+        "step",
+        "extra",
+        "mod",
+        "fresh",
+        "dev",
+        "_names",
+        "parent",
+        "bases",
+        "numel",
+    )
 
     def __init__(self, index, params, mod, step=0, state=None, extra=None):
         self.index = list(index)  # global parameter indices
@@ -32,6 +46,7 @@ class _Run:
         # the global index of each param's element 0 (stochastic rounding's Philox counters), when
         # a wrapper numbers them (optkern.torch); None: from the optimizer's param_groups
         self.bases = None
+        self.numel = sum(int(p.size) for p in params)  # (Optimizer.step: whether to defer Ctrl-C)
 
     def __getstate__(self) -> dict:
         """pickle / ``copy.deepcopy``: the native module by its name (a module is not copied)."""
@@ -40,6 +55,8 @@ class _Run:
     def __setstate__(self, state: dict) -> None:
         for k, v in imported(state).items():
             setattr(self, k, v)
+        if "numel" not in state:  # (pickled before it was kept)
+            self.numel = sum(int(p.size) for p in self.params)
 
     def grads(self, grads):
         s = self.sel

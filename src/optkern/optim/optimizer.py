@@ -17,6 +17,7 @@ from operator import is_
 import numpy as np
 
 from .. import _backend
+from .._atomic import DEFER_SIGINT_ELEMENTS, NO_DEFER, Uninterrupted
 from . import _closure
 from ._capturable import CapturableMixin
 from ._hyper import _check_dtype, _check_shapes
@@ -253,18 +254,23 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
         else:  # one native call checks everything before it writes, but compares sizes, not shapes
             _check_shapes(runs[0][0].params, grads)
-        for gi, group_runs in enumerate(runs):
-            hp, cap, lr_dev = checked[gi]
-            for run in group_runs:
-                if cap:
-                    self._step_capturable(run, run.grads(grads), hp, lr_dev)
-                else:
-                    if run.dev is not None:
-                        self._leave_capturable(run)
-                    self._ensure_state(run, hp)
-                    self._update(run, run.grads(grads), hp, self._host_step(run))
-                run.step += 1
-                run.fresh.clear()
+        # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
+        # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
+        # where the kernels are long enough for the two handler swaps (~2 us) not to matter
+        big = sum(run.numel for group_runs in runs for run in group_runs) >= DEFER_SIGINT_ELEMENTS
+        with Uninterrupted() if big else NO_DEFER:
+            for gi, group_runs in enumerate(runs):
+                hp, cap, lr_dev = checked[gi]
+                for run in group_runs:
+                    if cap:
+                        self._step_capturable(run, run.grads(grads), hp, lr_dev)
+                    else:
+                        if run.dev is not None:
+                            self._leave_capturable(run)
+                        self._ensure_state(run, hp)
+                        self._update(run, run.grads(grads), hp, self._host_step(run))
+                    run.step += 1
+                    run.fresh.clear()
         if layout is not None:
             for group_runs in runs:
                 for run in group_runs:
