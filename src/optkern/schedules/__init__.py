@@ -7,11 +7,11 @@ int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
 
     sched = optkern.schedules.linear_warmup(optkern.schedules.cosine(3e-3, T_max=1000), 50)
     scheduler = sched.attach(opt)        # group lr = sched(t): schedules are absolute
+    for batch in data:
+        ...; opt.step(grads); scheduler.step()
 
 ``Scheduler(opt, s, relative=True)`` multiplies each group's configured value
 by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
-    for batch in data:
-        ...; opt.step(grads); scheduler.step()
 """
 
 from .base import FunctionSchedule, Schedule, Scheduler, ScheduleScaleWarning, as_schedule, constant, momentum_scheduler

@@ -68,7 +68,8 @@ class FunctionSchedule(Schedule):
         if not callable(fn):
             raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
         self.fn = fn
-        self.total_steps = total_steps
+        # Checked: "x" or NaN failed later in the Scheduler with int()'s message; -1, 2.5 were taken.
+        self.total_steps = None if total_steps is None else count("total_steps", total_steps, 0)
 
     def value(self, t: int) -> float:
         return self.fn(t)
@@ -201,6 +202,7 @@ class Scheduler:
             for i, g in enumerate(groups)
         ]
         self.last_step = 0
+        self._last_values: list = []
         values = self._values(0, self.base_values, relative)  # every check before the groups change
         self._warn_if_suspect()
         for g in groups:
@@ -219,7 +221,7 @@ class Scheduler:
         peak = _peak(self.schedule, getattr(self.schedule, "total_steps", None))
         what = f"group {self._label!r}"
         if self.relative:
-            if 0.0 < peak < 1.0 / _SCALE_SUSPECT:
+            if 0.0 < peak < 1.0 / _SCALE_SUSPECT and self.base_values:  # (base_values[0]: IndexError)
                 warnings.warn(
                     f"schedule: as a multiplier (relative=True) it peaks at {peak:g}, so the {what} "
                     f"peaks at {peak:g} x {self.base_values[0]:g}; pass an absolute schedule without "
@@ -267,6 +269,17 @@ class Scheduler:
     def _where(self, i: int) -> str:
         return f"optimizer.param_groups[{i}][{self.key!r}]" + ("" if self.index is None else f"[{self.index}]")
 
+    def _check_groups(self) -> None:
+        """The optimizer still has the groups it was built for: zip() dropped a group added later
+        (``add_param_group``), left unscheduled without a word (torch's LambdaLR raises there)."""
+        n, m = len(self.optimizer.param_groups), len(self.base_values)
+        if n != m:
+            raise ValueError(
+                f"optimizer: has {n} param groups, this Scheduler was built for {m}; a group added or "
+                "removed after it is not scheduled: build a new Scheduler (load_state_dict with one "
+                "base value per group continues the step count)"
+            )
+
     def _write(self, values: list) -> None:
         for g, v in zip(self.optimizer.param_groups, values):
             cur = g[self.key]
@@ -282,16 +295,20 @@ class Scheduler:
                 (fill if callable(fill) else cur.fill)(v)
             else:
                 g[self.key] = v
+        # Kept as read back (a float32 tensor's rounding included): get_last_lr read the groups, so
+        # an lr set by hand or by another scheduler was reported as this one's (torch: its own).
+        self._last_values = [_scalar(self._get(g)) for g in self.optimizer.param_groups]
 
     def step(self) -> None:
         """Advance one step and write the new value into every param group (on an error, neither happens)."""
+        self._check_groups()
         values = self._values(self.last_step + 1, self.base_values, self.relative)
         self._write(values)
         self.last_step += 1
 
     def get_last_lr(self) -> list:
         """The values last written, one per group (torch's name)."""
-        return [_scalar(self._get(g)) for g in self.optimizer.param_groups]
+        return list(self._last_values)
 
     def state_dict(self) -> dict:
         """Step counter, base values, relative flag, key and index (the schedule itself is pure)."""
@@ -327,7 +344,8 @@ class Scheduler:
             raise ValueError(
                 f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler {self.key!r}[{self.index}]"
             )
-        last_step = check_step(state["last_step"])
+        # named as the caller wrote it (check_step said "step:")
+        last_step = _backend.integer("state['last_step']", state["last_step"], 0, _backend.INT64_MAX)
         values = self._values(last_step, base, relative)
         self.last_step, self.base_values, self.relative = last_step, base, relative
         for g, b in zip(self.optimizer.param_groups, base):
@@ -370,7 +388,9 @@ def nonneg(name, v):
 
 
 def count(name, v, lo=0):
-    return _backend.integer(name, v, lo)
+    # At most INT64_MAX, as a step is (check_step): a larger count (10**400) was accepted and then
+    # raised OverflowError ("int too large to convert to float") at the first value.
+    return _backend.integer(name, v, lo, _backend.INT64_MAX)
 
 
 def sequence(name: str, values) -> list:

@@ -30,7 +30,7 @@ class linear_warmup(Schedule):
         self.schedule = as_schedule(schedule)
         self.warmup_steps = count("warmup_steps", warmup_steps, 0)
         self.start_factor = _backend.in_range("start_factor", start_factor, 0.0, 1.0)
-        self.shift = bool(shift)
+        self.shift = _backend.flag("shift", shift)  # bool("False") was True
         total = self.schedule.total_steps
         if total is not None and not self.shift and self.warmup_steps > total:
             raise ValueError(f"warmup_steps: {self.warmup_steps} is longer than the schedule's total_steps {total}")
@@ -38,10 +38,12 @@ class linear_warmup(Schedule):
 
     def value(self, t):
         w = self.warmup_steps
+        # The part through its __call__, which checks what it returns: through .value a list or
+        # None met Python's own "can't multiply sequence" and a bool passed as 1.0.
         if t >= w:
-            return self.schedule.value(t - w if self.shift else t)
+            return self.schedule(t - w if self.shift else t)
         f = self.start_factor + (1.0 - self.start_factor) * t / w
-        return f * self.schedule.value(0 if self.shift else t)
+        return f * self.schedule(0 if self.shift else t)
 
 
 class chain(Schedule):
@@ -57,7 +59,7 @@ class chain(Schedule):
     def value(self, t):
         v = 1.0
         for s in self.schedules:
-            v *= s.value(t)
+            v *= s(t)  # checked by its __call__, as linear_warmup's part is
         return v
 
 
@@ -91,7 +93,7 @@ class sequential(Schedule):
     def value(self, t):
         i = bisect.bisect_right(self.boundaries, t)
         start = self.boundaries[i - 1] if i > 0 else 0
-        return self.schedules[i].value(t - start)
+        return self.schedules[i](t - start)  # checked by its __call__, as linear_warmup's part is
 
 
 def scale_lr(base_lr, batch, base_batch, rule: str = "linear") -> float:
