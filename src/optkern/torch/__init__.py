@@ -37,6 +37,22 @@ Under ``torch.amp.GradScaler`` such an optimizer takes the scale and found_inf
 as torch's fused optimizers do: the step unscales the (float16) grads as it
 widens them and skips when a grad overflowed.
 
+Complex params (complex64 / complex128) are stepped as torch.optim steps them: as their
+real views (``torch.view_as_real``, re and im interleaved; complex64 as float32), their state
+tensors complex like the param (a step count real), so checkpoints cross with torch.optim both
+ways; a group may mix them with real params. The same holds for ``LBFGS`` (torch's flat vectors
+over the real views; complex64 beside float32 params), ``NewtonCG`` (its vectors: the real
+views), ``SAM`` (not ``adaptive``: the reference scales a complex param by ``p ** 2``),
+``AveragedModel`` (complex64 fused as float32) and ``clip_grad_norm_`` (a complex grad's
+2-norm is its real view's; other orders, and ``clip_grad_value_``, are torch's: it refuses to
+clamp complex grads). ``AdagradNorm`` (optkern's own) steps the real views, sharing one b^2
+with the real params of that dtype. Refused by name, before anything is written: conjugated
+views (``z.conj()``: torch.optim's ``view_as_real`` refuses them too) as params, grads or state
+(a checkpoint's are loaded as the values they show), a grad of another dtype than its param's,
+real state for a complex param (torch's loader leaves it real and its step fails), the
+low-precision keywords (no complex master-weights recipe, in torch either) and
+``hessian_operator``.
+
 Inference tensors (made under ``torch.inference_mode()``) are treated as torch
 treats them: updated in place inside inference mode (where the state a step
 makes is made of inference tensors, as torch's); outside it, every step, clip

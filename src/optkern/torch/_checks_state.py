@@ -37,7 +37,8 @@ class _StateDictChecks:
         """Each param's saved state (``sd`` as torch's loader will see it; ``exact``: the entries
         that replace it, low precision) as a step of this optimizer reads it: a dict; the step count
         and per-param scalars finite numbers (or 1-element tensors), the step count >= 0; each
-        state tensor a floating-point tensor of its param's shape. Names the first bad entry."""
+        state tensor a floating-point (a complex param's: complex) tensor of its param's shape.
+        Names the first bad entry."""
         lowp = {id(p) for p, _ in exact}
         names = set(_meta(self._core)._state_names) - set(_HOST_SCALARS)
         m = self._m
@@ -78,7 +79,13 @@ class _StateDictChecks:
                 continue  # (torch 1.x SGD saved {'momentum_buffer': None}: made from the next grad)
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"{where}[{n!r}]: expected a torch.Tensor, got {type(t).__name__}")
-            if not (t.is_floating_point() and t.layout is _STRIDED):
+            if p.is_complex():  # (its state is complex too, as torch's: torch's loader would not cast it)
+                if not (t.is_complex() and t.layout is _STRIDED):
+                    got = f"{t.dtype} {t.layout}"
+                    raise TypeError(
+                        f"{where}[{n!r}]: expected a dense complex tensor (its param is {p.dtype}), got {got}"
+                    )
+            elif not (t.is_floating_point() and t.layout is _STRIDED):
                 raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
             if t.shape != p.shape:
                 raise ValueError(f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}")

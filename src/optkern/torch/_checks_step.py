@@ -137,14 +137,16 @@ class _StepChecks:
     def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
         """ValueError naming a state tensor of ``ps`` (group ``gi``) whose memory layout is not its
         param's (the step pairs them element by element in memory order: channels_last), or that
-        is a negated view (one a user set: a loaded one is resolved, ``_like_param``)."""
+        is a negated or conjugated view (one a user set: a loaded one is resolved, ``_like_param``)."""
         for p, s in zip(ps, states):
             for n in names:
                 t = s.get(n)
-                if isinstance(t, torch.Tensor) and not (t.is_contiguous() and p.is_contiguous() and not t.is_neg()):
+                if isinstance(t, torch.Tensor) and not (
+                    t.is_contiguous() and p.is_contiguous() and not t.is_neg() and not t.is_conj()
+                ):
                     name = f"state[{self._names(group, [p], gi)[0]}][{n!r}]"
-                    if t.is_neg():
-                        raise ValueError(f"{name}: {_views.NEG_VIEW}")
+                    if t.is_neg() or t.is_conj():
+                        raise ValueError(f"{name}: {_views.NEG_VIEW if t.is_neg() else _views.CONJ_VIEW}")
                     _views.check_paired(t, p, name)
 
     def _precheck(self, work: list) -> None:
@@ -192,8 +194,10 @@ class _StepChecks:
                 return False
         except (RuntimeError, TypeError, AttributeError):  # (a sparse grad, not a tensor)
             return False
-        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes = ok
+        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes, cx = ok
         if list(map(_dtype, gs)) != dtypes or list(map(_nbytes, gs)) != nbytes or not all(map(_is_cpu, gs)):
+            return False
+        if cx and any(gs[k].is_conj() for k in cx):  # (complex params' grads: a conjugated one is named)
             return False
         lo = np.fromiter(map(_data_ptr, gs), np.int64, len(gs))
         if (lo % itemsizes).any():
@@ -268,7 +272,8 @@ class _StepChecks:
                     gviews = list(map(_numpy, gs)) if same else [_views.view(g) for g in gs]
                 except (TypeError, RuntimeError):
                     gviews = [_views.view(g) for g in gs]
-                if not all(v.flags.c_contiguous for v in gviews):  # (channels_last: flat, in memory order)
+                # (channels_last: flat, in memory order; complex: the real view)
+                if not all(v.flags.c_contiguous and v.dtype.kind != "c" for v in gviews):
                     for g, p in zip(gs, ps):
                         if isinstance(g, torch.Tensor):
                             _views.check_paired(g, p, "grad")
@@ -358,8 +363,9 @@ def _check_overlaps(written: list, read: list) -> None:
 
 def _written_spans(work: list, hits: list) -> tuple:
     """(``hits``, the sorted first bytes of the step's params and state tensors, the furthest end
-    reached among the first k + 1, and the params' dtypes, sizes in bytes (a list and an array) and
-    item sizes, in the step's order): what ``_grads_ok`` checks grads against."""
+    reached among the first k + 1, and the params' dtypes, sizes in bytes (a list and an array),
+    item sizes and the indices of complex ones, in the step's order): what ``_grads_ok`` checks
+    grads against."""
     spans = []
     runs = [ps for *_, rs in work for ps in rs]
     params = [p for ps in runs for p in ps]
@@ -372,15 +378,20 @@ def _written_spans(work: list, hits: list) -> tuple:
     reach = np.maximum.accumulate(np.array([b for _, b in spans], np.int64)) if spans else np.zeros(0, np.int64)
     nbytes = list(map(_nbytes, params))
     itemsizes = np.array(list(map(_element_size, params)), np.int64)
-    return tuple(hits), lo, reach, list(map(_dtype, params)), nbytes, np.array(nbytes, np.int64), itemsizes
+    cx = [k for k, p in enumerate(params) if p.is_complex()]
+    return tuple(hits), lo, reach, list(map(_dtype, params)), nbytes, np.array(nbytes, np.int64), itemsizes, cx
 
 
-def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views._FLOATS) -> None:
+def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
     """TypeError / ValueError naming ``param_groups[gi]['params'][j].grad`` unless ``g``, the grad of
-    ``p``, can be read with ``p`` element by element: its dtype, shape and device, dense, and (when
-    either is not contiguous) of ``p``'s layout; ``dtypes``: the param dtypes the step takes."""
+    ``p``, can be read with ``p`` element by element: its dtype, shape and device, dense, not a
+    conjugated view, and (when either is not contiguous) of ``p``'s layout; ``dtypes``: the param
+    dtypes the step takes."""
     if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
         _bad_grad(p, g, f"param_groups[{gi}]['params'][{j}].grad")
+    if g.is_conj():  # (torch.optim's view_as_real refuses it too)
+        conj = _views.CONJ_VIEW.replace("pass t", "set .grad = grad")
+        raise ValueError(f"param_groups[{gi}]['params'][{j}].grad: {conj}")
     if not (g.is_contiguous() and p.is_contiguous()):
         name = f"param_groups[{gi}]['params'][{j}].grad"
         _views.check_tensor(g, name, dtypes)

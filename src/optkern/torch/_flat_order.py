@@ -20,8 +20,21 @@ from . import _views
 
 def layout(params: list) -> tuple:
     """What the inner optimizer's flat vector depends on, per param: dtype, device, shape and the
-    order of dims ``_views.view`` reads its memory in (None: contiguous)."""
-    return tuple((p.dtype, p.device, tuple(p.shape), None if p.is_contiguous() else _order(p)) for p in params)
+    order of dims ``_views.view`` reads its memory in (None: contiguous). A complex param's are its
+    real view's (``torch.view_as_real``: shape + (2,)), as torch's LBFGS flattens it."""
+    return tuple(_param_layout(p) for p in params)
+
+
+def _param_layout(p: torch.Tensor) -> tuple:
+    dtype = p.dtype
+    if p.is_complex():
+        p = torch.view_as_real(p.detach())
+    return (dtype, p.device, tuple(p.shape), None if p.is_contiguous() else _order(p))
+
+
+def size(p: torch.Tensor) -> int:
+    """The number of elements ``p`` has in the flat vector (a complex one: twice its numel)."""
+    return 2 * p.numel() if p.is_complex() else p.numel()
 
 
 def _order(p: torch.Tensor) -> tuple | None:

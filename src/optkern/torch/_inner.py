@@ -3,7 +3,8 @@ one param group around an ``optkern.optim`` optimizer (the inner one) that runs 
 of the params.
 
 What they share: the params checked (float32/float64, one dtype and device: the inner optimizer
-keeps one flat vector of them), torch's closure (zero the grads, backward, return the loss) turned
+keeps one flat vector of them; complex64/complex128 as their real views, re and im interleaved,
+as torch's LBFGS flattens them), torch's closure (zero the grads, backward, return the loss) turned
 into the inner optimizer's ``(loss, grads)`` with every grad checked by name, the inner state shown
 in ``self.state[first param]`` as tensors over its own buffers after every step (torch's layout for
 LBFGS), checkpoints converted both ways, and pickling / ``copy.deepcopy`` rebuilding the inner
@@ -87,9 +88,10 @@ class ClosureOptimizer(torch.optim.Optimizer):
         entry = dict(self.state.get(ps[0]) or {})
         if entry and any(k in entry for k in self._VECTORS):
             for p, name, (_, _, shape, _) in zip(ps, names, old):
-                if p.numel() != _flat_order._numel(shape):
+                n = _flat_order.size(p)  # (a complex param: its real view's)
+                if n != _flat_order._numel(shape):
                     raise ValueError(
-                        f"{name}: has {p.numel()} elements, {_flat_order._numel(shape)} when the optimizer's state "
+                        f"{name}: has {n} elements, {_flat_order._numel(shape)} when the optimizer's state "
                         "was made (a state over the old sizes: load one of these sizes, or clear opt.state)"
                     )
         self._load_entry(_flat_order.reorder_entry(entry, self._VECTORS, old, to_memory=False), logical=True)

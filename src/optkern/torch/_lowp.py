@@ -32,7 +32,9 @@ from . import _views
 from ._state import _saved_ids
 
 _HALVES = (torch.float16, torch.bfloat16)
-_FLOATS = (torch.float32, torch.float64)
+#: why low-precision storage refuses complex params (its master copy, 8-bit blocks and Philox
+#: element counters are over the param's elements; torch.optim has no complex half recipe either)
+COMPLEX_WHY = "with low-precision storage (master_weights / stochastic_rounding / state_dtype): use the default"
 _BLOCK = "block_size"
 
 
@@ -58,10 +60,11 @@ def make_core(core: type, options: dict):
 
 
 def param_dtypes(cfg: LowpConfig | None) -> tuple:
-    """The param dtypes an optimizer with ``cfg`` updates. With master weights, float32 params too
-    (a half model's norms kept in float32, say): they are their own master."""
+    """The param dtypes an optimizer with ``cfg`` updates (none complex: ``COMPLEX_WHY``). With
+    master weights, float32 params too (a half model's norms kept in float32, say): they are their
+    own master."""
     if cfg is None:
-        return _FLOATS
+        return _views.TYPES
     return _HALVES + (torch.float32,) if cfg.master else (torch.float32,)
 
 

@@ -153,7 +153,8 @@ class _Runs:
             if hit[12] is not None and not _inference.enabled():  # (an inference tensor: outside, refused)
                 _inference.refuse_found(self, group, params, gi, hit[12])
         else:
-            dense = all(map(_is_contiguous, params))  # (else channels_last ones: flat views, checked)
+            # (else channels_last ones: flat views, checked; complex ones: their real views. A run is one dtype)
+            dense = all(map(_is_contiguous, params)) and not params[0].is_complex()
             scalars = tuple(k for k in self._run_keys if k in states[0])
             self._check_complete(group, params, gi, states, names)  # (a hyper-parameter may need more state now)
             # (checked once per cache entry: its tensors stay the same while it holds)
@@ -224,7 +225,8 @@ class _Runs:
         requires grad, one on another device) goes through the checks that name it. The views
         the step's precheck made are reused. ``dense``: whether every param is contiguous (known to
         the caller; else checked here): a grad of a channels_last param goes through the checks
-        (its layout must be its param's) and comes as a flat view in memory order."""
+        (its layout must be its param's) and comes as a flat view in memory order; a complex one
+        too, as its real view."""
         pre = self._pre_grads.get(id(params))
         if pre is not None:
             return pre
@@ -232,7 +234,7 @@ class _Runs:
             if grads is None:
                 grads = [p.grad for p in params]
             try:
-                if dense if dense is not None else all(map(_is_contiguous, params)):
+                if dense if dense is not None else _views.flat_real(params):
                     # (a grad that is not contiguous: the native call refuses it, then it is named)
                     if capsules:
                         return list(map(_to_dlpack, grads))

@@ -91,15 +91,16 @@ def _saved_ids(state_dict: dict) -> list:
 def _like_param(p, state: dict) -> None:
     """State tensors of ``p``'s shape put in ``p``'s memory layout (a checkpoint of a contiguous
     model loaded into a channels_last one, or the reverse), holding the values they show (a
-    negated view: the step's views cannot carry its sign bit): copies, where they differ."""
+    negated or conjugated view: the step's views cannot carry the bit): copies, where they differ.
+    A complex param's complex state in its dtype (torch's loader casts the state of floating-point
+    params only)."""
+    cx = p.is_complex()
     for k, v in state.items():
-        if (
-            isinstance(v, torch.Tensor)
-            and v.shape == p.shape
-            and v.dim()
-            and (not _views.same_layout(v, p) or v.is_neg())
-        ):
-            state[k] = torch.empty_like(p, dtype=v.dtype, device=v.device).copy_(v)
+        if not (isinstance(v, torch.Tensor) and v.shape == p.shape):
+            continue
+        cast = cx and v.is_complex() and v.dtype != p.dtype
+        if cast or (v.dim() and (not _views.same_layout(v, p) or v.is_neg() or v.is_conj())):
+            state[k] = torch.empty_like(p, dtype=p.dtype if cast else v.dtype, device=v.device).copy_(v)
 
 
 def _zeros(p):

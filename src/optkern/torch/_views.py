@@ -4,6 +4,11 @@ CPU tensors become NumPy arrays over the same memory (``Tensor.numpy()``); CUDA
 tensors become CuPy arrays through DLPack capsules, and optkern's CUDA calls are
 enqueued on torch's current stream of that device (CuPy's current stream is
 set to it for the call), so nothing is copied and nothing synchronizes.
+
+A complex64 / complex128 tensor is viewed as its float32 / float64 ``torch.view_as_real``
+(re, im interleaved), as torch.optim steps complex params: every element-wise rule runs on
+the real view, grads and state alike (complex like the param); dtype checks and run grouping
+compare the views' real dtypes (``real_dtype``).
 """
 
 from __future__ import annotations
@@ -14,27 +19,42 @@ import torch
 import torch.utils.dlpack
 
 _FLOATS = (torch.float32, torch.float64)
+_C64, _C128 = torch.complex64, torch.complex128
+#: what the steps take by default: float32/float64, and complex64/complex128 as their real views
+TYPES = _FLOATS + (_C64, _C128)
+_REAL = {_C64: torch.float32, _C128: torch.float64}
 _NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_NAMES.update({_C64: "complex64", _C128: "complex128"})
 _BF16 = torch.bfloat16
 _NO_STREAM = contextlib.nullcontext()  # (reusable: it holds nothing)
 #: why a tensor with torch's lazy negation bit (``torch._neg_view``, ``z.conj().imag``) is refused
 NEG_VIEW = "a negated view (its sign is a lazy bit that optkern's views cannot carry): pass t.resolve_neg()"
+#: why a tensor with torch's lazy conjugation bit (``z.conj()``) is refused (torch.optim's
+#: ``view_as_real`` refuses it too)
+CONJ_VIEW = "a conjugated view (a lazy bit that its real view cannot carry): pass t.resolve_conj()"
 _to_dlpack = torch.utils.dlpack.to_dlpack
+_view_as_real = torch.view_as_real
+_is_contiguous = torch.Tensor.is_contiguous
+_is_complex = torch.Tensor.is_complex
 
 
-def check_tensor(t, name: str, dtypes: tuple = _FLOATS) -> None:
+def check_tensor(t, name: str, dtypes: tuple = TYPES, complex_why: str = "") -> None:
     """TypeError / ValueError naming ``name`` unless ``t`` is a dense tensor of one of ``dtypes``
-    (float32/float64 by default) that optkern can update."""
+    (float32/float64, complex64/complex128 by default) that optkern can update; ``complex_why``:
+    why a complex one is refused where ``dtypes`` has none."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.layout is not torch.strided:
         raise TypeError(f"{name}: sparse tensors are not supported (layout {t.layout})")
     if t.dtype not in dtypes:
-        raise TypeError(f"{name}: expected {' or '.join(_NAMES[d] for d in dtypes)}, got {t.dtype}")
-    if t.is_complex():
-        raise TypeError(f"{name}: complex tensors are not supported")
+        names = " or ".join(_NAMES[d] for d in dtypes)
+        if t.is_complex():
+            raise TypeError(f"{name}: complex tensors are not supported {complex_why or 'here'} (expected {names})")
+        raise TypeError(f"{name}: expected {names}, got {t.dtype}")
     if t.is_neg():  # (NumPy refuses it; DLPack hands over its memory without the sign)
         raise ValueError(f"{name}: {NEG_VIEW}")
+    if t.is_conj():
+        raise ValueError(f"{name}: {CONJ_VIEW}")
     if not t.is_contiguous() and dense_order(t) is None:
         raise ValueError(
             f"{name}: tensor must be contiguous (in some order of its dims: channels_last is), got strides {t.stride()}"
@@ -51,14 +71,26 @@ def dense_order(t: torch.Tensor) -> list | None:
     return order if t.permute(order).is_contiguous() else None
 
 
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the view ``view`` makes of a tensor of ``dtype`` (a complex one's real view)."""
+    return _REAL.get(dtype, dtype)
+
+
+def flat_real(tensors: list) -> bool:
+    """Whether every tensor is contiguous and real: its own flat NumPy view (``Tensor.numpy()``)."""
+    return all(map(_is_contiguous, tensors)) and not any(map(_is_complex, tensors))
+
+
 def check_one_kind(tensors: list, names: list, why: str) -> None:
     """TypeError naming the first of ``tensors`` (``names``: how errors name them) of another dtype
-    or device than the first: ``why`` says what needs them alike (one flat vector, one call)."""
+    (of its real view: ``real_dtype``) or device than the first: ``why`` says what needs them alike
+    (one flat vector, one call)."""
     if not tensors:
         return
     t0 = tensors[0]
+    r0 = real_dtype(t0.dtype)
     for t, name in zip(tensors, names):
-        if t.dtype is not t0.dtype or t.device != t0.device:
+        if real_dtype(t.dtype) is not r0 or t.device != t0.device:
             raise TypeError(f"{name}: {t.dtype} on {t.device}, {names[0]} is {t0.dtype} on {t0.device} ({why})")
 
 
@@ -91,11 +123,15 @@ def view(t: torch.Tensor):
     costs a device switch and torch's stream look-ups per tensor. No ordering is needed: every
     optkern call on these views runs on torch's current stream (``on_stream``).
 
-    bfloat16 (which neither NumPy nor CuPy has) comes as its raw bits, a uint16 array."""
+    bfloat16 (which neither NumPy nor CuPy has) comes as its raw bits, a uint16 array; complex64 /
+    complex128 as its real view (``torch.view_as_real``: shape + (2,), or flat in memory order)."""
     if t.requires_grad:
         t = t.detach()
-    if t.dtype is _BF16:
+    dt = t.dtype
+    if dt is _BF16:
         t = t.view(torch.uint16)
+    elif dt is _C64 or dt is _C128:
+        t = _view_as_real(t)
     if not t.is_contiguous():
         order = dense_order(t)
         if order is None:  # (check_tensor refuses it first)

@@ -26,7 +26,9 @@ class AdagradNorm(_Fused):
     """AdaGrad-Norm (Ward, Wu & Bottou 2019), not in torch: one step size per group.
 
     State: ``step`` and ``b_sq`` (the group's ``b^2``, one float64 tensor shared by the
-    group's params; a loaded state dict's copies are re-joined at the next step).
+    group's params; a loaded state dict's copies are re-joined at the next step). A complex param
+    steps as its real view (``torch.view_as_real``: its squared norm adds ``re^2 + im^2``), with
+    the real params of that dtype (complex64 with float32).
     """
 
     _core = _optim.AdagradNorm
@@ -69,10 +71,10 @@ class AdagradNorm(_Fused):
 
     def _kinds(self, params: list) -> list:
         """The calls of a step: one per device and dtype (low precision: halves and float32 params
-        of a device share one b^2)."""
+        of a device share one b^2; complex params are their real views: complex64 with float32)."""
         by_kind: dict = {}
         for p in params:
-            by_kind.setdefault((p.device, None if self._lowp_core else p.dtype), []).append(p)
+            by_kind.setdefault((p.device, None if self._lowp_core else _views.real_dtype(p.dtype)), []).append(p)
         return list(by_kind.values())
 
     def _group_step(self, group, params, gi):
@@ -112,8 +114,9 @@ class AdagradNorm(_Fused):
             b = torch.full((1,), float(group["b0"]) ** 2, dtype=torch.float64, device=ps[0].device)
         elif b.dtype != torch.float64 or b.numel() != 1 or b.device != ps[0].device:
             b = b.detach().to(device=ps[0].device, dtype=torch.float64).reshape(1).clone()
+        real = _views.real_dtype(ps[0].dtype)
         for p in group["params"]:
-            if p.device == ps[0].device and (self._lowp_core is not None or p.dtype == ps[0].dtype):
+            if p.device == ps[0].device and (self._lowp_core is not None or _views.real_dtype(p.dtype) == real):
                 self.state[p]["b_sq"] = b
         return b
 

@@ -169,12 +169,12 @@ class NAdam(_Fused):
 def _rule_mu_product(group, state: dict, dtype: torch.dtype) -> float:
     """The mu_product NAdam's rule starts this step from. The rule rounds the new product
     mu_product * mu_t to the params' dtype, as torch rounds it to its state's; torch keeps that
-    state in its default dtype, so float64 params under a float32 default get a float32 product:
+    state in its default dtype, so float64 (complex128) params under a float32 default get a float32 product:
     torch's own (``mu_product *= mu``, on a float32 tensor), divided by mu_t so that the rule's
     float64 product gives it back (to the last bit, or one float64 ulp off: the next float32
     rounding of the state restores it)."""
     mp = state["mu_product"]
-    if not (isinstance(mp, torch.Tensor) and mp.dtype == torch.float32 and dtype == torch.float64):
+    if not (isinstance(mp, torch.Tensor) and mp.dtype == torch.float32 and dtype in (torch.float64, torch.complex128)):
         return float(mp)
     beta1, t = _betas(group)[0], float(state["step"]) + 1.0
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * group["momentum_decay"])))  # (torch's expression)

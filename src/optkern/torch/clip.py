@@ -29,14 +29,20 @@ def _params(parameters) -> list:
     return params
 
 
-def _grads(params: list) -> list | None:
+def _grads(params: list, real_view: bool = False) -> list | None:
     """The grads of ``params`` (None skipped), checked; None when torch's own implementation
     should run instead: grads of several devices or dtypes, or of a dtype optkern does not
-    update (float16, bfloat16). Outside inference mode an inference grad is refused first, as
-    torch's clipping refuses it (which, on torch's path, may have written others first)."""
+    update (float16, bfloat16; complex ones unless ``real_view``: what is clipped is then their
+    real views, with the real grads of their dtype, except conjugated views). Outside inference
+    mode an inference grad is refused first, as torch's clipping refuses it (which, on torch's
+    path, may have written others first)."""
     _inference.refuse_tensors([p.grad for p in params], "parameters[{}].grad".format)
     grads = [p.grad for p in params if p.grad is not None]
     kinds = {(g.device, g.dtype) for g in grads}
+    if real_view and any(dt.is_complex for _, dt in kinds):
+        if any(g.is_conj() for g in grads):
+            return None
+        kinds = {(d, _views.real_dtype(dt)) for d, dt in kinds}
     if len(kinds) > 1 or any(dt not in _views._FLOATS for _, dt in kinds):
         return None
     for i, p in enumerate(params):
@@ -64,6 +70,12 @@ def _torch_only_order(norm_type) -> bool:
     return p < 1.0 and not math.isnan(p)
 
 
+def _is_two(v) -> bool:
+    """Whether ``norm_type`` is 2 (the one order whose norm of a complex vector, torch's ``|z|``,
+    is its real view's)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) == 2.0
+
+
 def _is_pos_inf(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) == math.inf
 
@@ -76,13 +88,14 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     on CUDA it runs on torch's current stream without a host synchronization. ``foreach`` is
     accepted for signature compatibility (every call is fused). Gradients of several dtypes or
     devices, or of dtypes other than float32 / float64, and orders below 1 (0, 0.5, -inf), are
-    handled by torch's own implementation. ``max_norm=inf`` (torch's idiom for measuring the norm
+    handled by torch's own implementation; complex gradients' 2-norm is their real views' (torch's
+    ``|z|``), other orders of them are torch's. ``max_norm=inf`` (torch's idiom for measuring the norm
     without clipping) leaves finite-norm gradients as they are and, as torch, makes them NaN when
     the norm is infinite (``inf / inf``).
     """
     params = _params(parameters)
-    grads = _grads(params)
     max_norm, norm_type = _number(max_norm), _number(norm_type)
+    grads = _grads(params, real_view=_is_two(norm_type))
     if grads is None or _torch_only_order(norm_type):
         return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)
     if not grads:
@@ -92,12 +105,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     unbounded = _is_pos_inf(max_norm)
     limit = sys.float_info.max if unbounded else max_norm
     g0 = grads[0]
+    dtype = _views.real_dtype(g0.dtype)  # (torch's norm of complex grads is real)
     if g0.device.type == "cpu":
         total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
         if unbounded and total == math.inf:
             for g in grads:
-                g.fill_(math.nan)  # torch: g * (inf / (inf + 1e-6)) = g * NaN
-        return torch.tensor(total, dtype=g0.dtype)
+                g.fill_(complex(math.nan, math.nan) if g.is_complex() else math.nan)  # torch: g * (inf / inf)
+        return torch.tensor(total, dtype=dtype)
     with _views.on_stream(g0):
         total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
         # (taken on the stream that wrote it: no cross-stream wait is asked of CuPy)
@@ -105,7 +119,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         if unbounded:  # on the device, without a host synchronization
             coef = torch.where(torch.isposinf(norm), math.nan, 1.0)
             torch._foreach_mul_(grads, coef)
-        return norm.to(g0.dtype)
+        return norm.to(dtype)
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None) -> None:

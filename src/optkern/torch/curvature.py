@@ -112,7 +112,7 @@ def _params(params) -> list:
     if not params:
         raise ValueError("params: got an empty list")
     for i, p in enumerate(params):
-        _views.check_tensor(p, f"params[{i}]")
+        _views.check_tensor(p, f"params[{i}]", _views._FLOATS, "in a Hessian operator")
         if not p.requires_grad:
             raise ValueError(f"params[{i}]: does not require grad (nothing to differentiate in)")
         if any(q is p for q in params[:i]):

@@ -32,7 +32,10 @@ from ._inner import ClosureOptimizer
 class LBFGS(ClosureOptimizer):
     """torch.optim.LBFGS (same signature and semantics) on optkern's fused two-loop kernels.
 
-    Differences from torch: params must be float32 or float64, of one dtype and one device (dense:
+    Complex params are stepped as their real views, as torch's (``view_as_real``: re and im
+    interleaved in the flat vectors; complex64 with float32 params).
+
+    Differences from torch: params must be float32 or float64 (or complex), of one real dtype and one device (dense:
     contiguous, or contiguous in another order of their dims, such as channels_last, whose grads then
     need the same layout); sparse grads are refused; a NaN/Inf loss or gradient raises ValueError
     naming ``closure`` and puts the params back to the last iterate (torch goes on with NaN). The

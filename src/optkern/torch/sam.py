@@ -32,7 +32,8 @@ class SAM(torch.optim.Optimizer):
     Beyond the reference: ``state_dict()`` is the base optimizer's (its momentum or moments
     included, with ``rho`` / ``adaptive`` in the groups), so a checkpoint restores training; the
     reference's checkpoints (``old_p`` entries) load too. Params and grads must be float32/float64
-    of one dtype and device (dense; a grad in its param's layout); every group must have the same
+    (complex: their real views, not with ``adaptive``) of one dtype and device (dense; a grad in its
+    param's layout); every group must have the same
     ``rho`` and ``adaptive`` (one fused call). Errors name the argument; nothing is moved then.
     """
 
@@ -106,14 +107,17 @@ class SAM(torch.optim.Optimizer):
         assert first is not None  # (an optimizer has a group)
         return first
 
-    def _with_grads(self) -> list:
-        """The params that have a grad, each checked with it (errors name both)."""
+    def _with_grads(self, adaptive: bool) -> list:
+        """The params that have a grad, each checked with it (errors name both). ASAM's complex params
+        are refused: the reference's scale ``p ** 2`` of a complex param is not its real view's."""
         ps, names = [], []
         for gi, group in enumerate(self.param_groups):
             for j, p in enumerate(group["params"]):
                 if p.grad is not None:
                     names.append(f"param_groups[{gi}]['params'][{j}]")
-                    _views.check_tensor(p, names[-1])
+                    _views.check_tensor(
+                        p, names[-1], _views._FLOATS if adaptive else _views.TYPES, "with adaptive=True"
+                    )
                     check_grad(p, p.grad, gi, j)
                     ps.append(p)
         _views.check_one_kind(ps, names, "the ascent step is one call: one dtype, one device")
@@ -140,7 +144,7 @@ class SAM(torch.optim.Optimizer):
         if self._moved is not None:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         rho, adaptive = self._hyper()
-        ps = self._with_grads()
+        ps = self._with_grads(adaptive)
         if ps:
             grads = [p.grad for p in ps]
             backups = [self._backup(p) for p in ps]

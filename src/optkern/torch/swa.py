@@ -6,8 +6,9 @@ torch averages on the CPU one tensor at a time (its foreach kernels are for CUDA
 float32 tensors go to optkern's ``swa_lerp_`` in one call (CPU: one OpenMP pass over all of them;
 CUDA: one launch on torch's current stream), with torch's lerp: ``lerp(a, p, 1 / (n + 1))`` for SWA,
 ``lerp(a, p, 1 - decay)`` for EMA (torch's CUDA bits; the CPU's per-tensor SWA formula rounds
-differently by an ulp or so). Tensors of other dtypes, or on another device than their average,
-take torch's own formula. The first update copies, as torch's does.
+differently by an ulp or so). complex64 tensors are averaged as their float32 real views (a lerp
+with a real weight is one per component). Tensors of other dtypes, or on another device than their
+average, take torch's own formula. The first update copies, as torch's does.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class AveragedModel(swa_utils.AveragedModel):
         fused, rest = [], []
         for a, p in zip(ours, theirs):
             a, p = a.detach(), p.detach()
-            same = a.dtype is torch.float32 and p.dtype is torch.float32 and a.device == p.device
+            same = a.dtype in _FUSED and p.dtype is a.dtype and a.device == p.device
+            same = same and not (a.is_conj() or p.is_conj())
             if same and a.device.type in ("cpu", "cuda") and _views.same_layout(a, p) and _dense(a):
                 fused.append((a, p))
             else:
@@ -94,6 +96,9 @@ class AveragedModel(swa_utils.AveragedModel):
             self.multi_avg_fn([a], [p], self.n_averaged.to(a.device))
         else:
             a.copy_(swa_utils.get_swa_avg_fn()(a, p, self.n_averaged.to(a.device)))
+
+
+_FUSED = (torch.float32, torch.complex64)  # (complex64: its float32 real view)
 
 
 def _dense(t: torch.Tensor) -> bool:
