@@ -35,9 +35,19 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
         return int(obj)
     if isinstance(obj, numbers.Real):
         f = float(obj)
-        return f if np.isfinite(f) else {"__float__": repr(f)}
+        if f == obj or f != f:  # (NaN: unequal to itself)
+            return f if np.isfinite(f) else {"__float__": repr(f)}
+        # a float cannot hold it (np.longdouble's extra bits, a Fraction): it was rounded silently.
+        # A NumPy scalar is saved as the 0-d array of its dtype, anything else refused
+        if not isinstance(obj, np.generic):
+            raise TypeError(
+                f"{where}: cannot save the {type(obj).__name__} {obj} exactly (a float would hold {f!r}); "
+                "convert it first"
+            )
     if _is_torch_tensor(obj):
         return _encode_tensor(obj, arrays, where)
+    if isinstance(obj, np.ma.MaskedArray):  # np.asarray drops the mask: hidden values saved as data
+        raise TypeError(f"{where}: cannot save a masked array (its mask would be lost); save .data and .mask")
     if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):
         a = obj.get() if _backend.is_cupy(obj) else np.asarray(obj)
         if a.dtype.name == "bfloat16":  # ml_dtypes' type: its bits, tagged, so no pickle is needed

@@ -19,8 +19,13 @@ The file is one uncompressed ``.npz`` (readable with ``numpy.load(path, allow_pi
 written to ``path`` as given): member ``meta`` holds UTF-8 JSON -- the format name and
 version, every object's kind, type name and structure, each array's dtype, shape and
 SHA-256 -- and ``meta_sha256`` the SHA-256 of ``meta``; members ``a0``, ``a1``... hold the
-arrays (CuPy arrays are saved from a host copy). It is written to a temporary file in the
-same directory, flushed and fsync'ed, renamed over ``path`` (atomic) and the directory is
+arrays (CuPy arrays are saved from a host copy). Arrays are saved bit for bit (NaN payloads,
+infinities, -0.0, 0-size shapes) and C-contiguous: a Fortran-order or strided array loads as a
+C-contiguous array of the same shape and values (a target restored in place keeps its own
+layout). NumPy scalars come back as Python numbers (an ``np.longdouble`` that a float cannot
+hold as a 0-d array); a masked array, or a number a float cannot hold, is refused (TypeError).
+It is written to a temporary file in the same directory, flushed and fsync'ed, renamed over
+``path`` (atomic; an existing file's permission bits are kept) and the directory is
 fsync'ed: a reader, or a job restarted after a kill, sees the old file or the new one,
 never a mix (a killed writer may leave a ``.<name>.<pid>.<random>.tmp`` file behind).
 
@@ -44,6 +49,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -69,8 +75,20 @@ def _path(path) -> str:
         raise TypeError(f"path: expected a str, bytes or os.PathLike, got {type(path).__name__}") from None
     if not path or "\0" in path:
         raise ValueError(f"path: expected a file name, got {path!r}")
-    if os.path.isdir(path):
+    # "ck.npz/" names a directory: save wrote the whole file to a temporary "..<pid>...tmp" and only
+    # the rename failed (NotADirectoryError naming the temporary)
+    if path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep)):
+        raise ValueError(f"path: {path!r} ends with a path separator (a directory, not a checkpoint file)")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # (none yet: save creates it, load raises FileNotFoundError)
+        return path
+    if stat.S_ISDIR(mode):
         raise ValueError(f"path: {path!r} is a directory, not a checkpoint file")
+    # the rename replaced a FIFO or a device (root's /dev/null) by a regular file, and load
+    # opened a FIFO and waited for a writer
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"path: {path!r} is not a regular file (a FIFO, socket or device), not a checkpoint file")
     return path
 
 
@@ -110,11 +128,20 @@ def save(path, /, **objects) -> str:
 
 def _write_atomic(path: str, members: dict) -> None:
     """npz of ``members`` at ``path``: temporary file, fsync, rename, fsync of the directory."""
-    folder = os.path.dirname(os.path.abspath(path))
+    # The directory as the OS resolves it (not abspath's lexical one: in "link/../ck.npz" the ".."
+    # leaves the link's target, so the temporary went elsewhere, onto another file system even,
+    # where the rename failed with EXDEV)
+    folder = os.path.dirname(path) or os.curdir
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+    try:  # a checkpoint written over keeps its mode, as open(path, "wb") keeps it (a private 0600
+        mode = stat.S_IMODE(os.stat(path).st_mode)  # file became readable by all at the next save)
+    except OSError:
+        mode = None  # a new file: the umask applies, as for open()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.chmod(tmp, mode)
             np.savez(f, **members)
             f.flush()
             os.fsync(f.fileno())
@@ -250,17 +277,23 @@ def load(path, /, **targets) -> dict:
         try:
             kind.check(target, data)
         except (TypeError, ValueError) as e:
-            sep = "" if str(e).startswith("[") else ": "  # a path inside the entry continues the name
-            raise type(e)(f"{path}[{name!r}]{sep}{e}") from None
+            raise _named(e, path, name) from None
     _check_disjoint(path, targets)
     _apply_all(path, targets, given)
     return {name: e.data for name, e in stored.items()}
+
+
+def _named(e: Exception, path: str, name: str) -> Exception:
+    """``e`` (a TypeError / ValueError about an entry's data) naming the file and the entry."""
+    sep = "" if str(e).startswith("[") else ": "  # a path inside the entry continues the name
+    return type(e)(f"{path}[{name!r}]{sep}{e}")
 
 
 def _apply_all(path: str, targets: dict, given: dict) -> None:
     """Restore every target; if one fails, put the ones already restored back as they were."""
     done = []
     items = list(targets.items())
+    name: str | None = None
     try:
         for i, (name, target) in enumerate(items):
             kind = _kind_of(target)
@@ -272,7 +305,11 @@ def _apply_all(path: str, targets: dict, given: dict) -> None:
             )
             kind.apply(target, given[name])
             done.append((kind, target, before))
-    except Exception:
+    except BaseException as e:  # (Ctrl-C too: the targets restored so far must not stay so)
         for kind, target, before in reversed(done):
             kind.apply(target, before)
+        # a target that only its own loader checks (LBFGS, SAM, schedulers, GradScaler, averages,
+        # ...) raised that loader's bare message: named as the checks before it name theirs
+        if isinstance(e, (TypeError, ValueError)) and type(e) in (TypeError, ValueError) and name is not None:
+            raise _named(e, path, name) from None
         raise

@@ -107,6 +107,12 @@ def _entries_by_index(state: dict) -> dict:
             i = int(key)
         except ValueError:
             raise ValueError(f"state_dict['state']: key {key!r} is not a parameter index") from None
+        # a string only in its decimal form: the loader looks an entry up by i and str(i), so an
+        # entry under "01", " 1" or "+1" was checked as param 1's and then never loaded (dropped)
+        if isinstance(key, str) and key != str(i):
+            raise ValueError(
+                f"state_dict['state']: key {key!r} is not a parameter index (write index {i} as {i} or {str(i)!r})"
+            )
         if i in out:
             raise ValueError(f"state_dict['state']: index {i} appears twice (as {out[i][0]!r} and {key!r})")
         out[i] = (key, entry)

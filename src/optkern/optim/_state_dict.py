@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -28,7 +29,8 @@ class StateDictMixin(OptimizerParts):
 
         ``{"state": {index: {"step": int, <state name>: array, ...}}, "param_groups":
         [{<hyper-parameters>, "params": [index, ...]}]}``, indices counting parameters across
-        groups in order. Arrays are the live state (not copies), as in PyTorch; only
+        groups in order. Arrays are the live state (not copies), as in PyTorch, and each group
+        is a new dict of the group's own values (a ``betas`` list is shared, as in PyTorch); only
         parameters that have taken a step have an entry. State arrays are CuPy arrays for CuPy
         parameters; in capturable mode ``step`` is the live 0-d float64 CuPy array that the
         device increments (shared by the parameters of a group).
@@ -74,7 +76,9 @@ class StateDictMixin(OptimizerParts):
 
         State arrays may be NumPy or CuPy arrays or CPU torch tensors; they are copied into
         new arrays on the parameters' backend and device, in the parameters' dtype
-        (``step`` may be a number or a 0-d array of either kind). Hyper-parameters come from
+        (``step`` may be a number or a 0-d array of either kind), and the groups' values are
+        deep-copied (as PyTorch's loader copies them): the optimizer keeps nothing of
+        ``state_dict``. Hyper-parameters come from
         the state dict except ``capturable``, which stays this optimizer's (it says how steps
         run, not where training is). Everything is checked before anything changes (see
         :mod:`optkern.optim._state_checks`): each state array has its parameter's shape, is
@@ -96,7 +100,10 @@ class StateDictMixin(OptimizerParts):
             ids = list(saved["params"])
             group = {
                 **ours,
-                **{k: v for k, v in saved.items() if k not in ("params", "capturable")},
+                # copies, as torch's loader deep-copies the saved groups: a mutable value (a betas
+                # list, an extra entry) stayed shared with the caller's dict, whose later changes
+                # then reached this optimizer
+                **{k: copy.deepcopy(v) for k, v in saved.items() if k not in ("params", "capturable")},
                 "params": ours["params"],
             }
             hp, cap, lr_dev = self._checked(group, where)
