@@ -202,14 +202,14 @@ def test_sam_load_state_dict_refused_while_perturbed():
     sd["base"]["param_groups"][0]["lr"] = 0.5
     opt.first_step(g)
     at_ascent = [p.copy() for p in w]
-    momentum = [m.copy() for m in (opt.state_dict()["base"]["state"][i]["momentum_buffer"] for i in (0, 1))]
+    momentum = [m.copy() for m in (opt.base.state_dict()["state"][i]["momentum_buffer"] for i in (0, 1))]
     with pytest.raises(RuntimeError, match=r"load_state_dict: the params are perturbed \(call second_step first\)"):
         opt.load_state_dict(sd)
     assert opt.rho == 0.2 and opt.param_groups[0]["lr"] == 0.1  # nothing loaded
     for p, a in zip(w, at_ascent):
         np.testing.assert_array_equal(p, a)
     for i, m in enumerate(momentum):
-        np.testing.assert_array_equal(opt.state_dict()["base"]["state"][i]["momentum_buffer"], m)
+        np.testing.assert_array_equal(opt.base.state_dict()["state"][i]["momentum_buffer"], m)
     opt.second_step(g)  # still the step it was: back to w, then SGD's step
     opt.load_state_dict(sd)
     assert opt.rho == 0.7 and opt.param_groups[0]["lr"] == 0.5

@@ -17,6 +17,7 @@ import numpy as np
 from .. import _backend
 from ..optim import AdagradNorm
 from ..optim._lowp_config import _half_fmt
+from ..optim._run import _Run
 from . import hyper_check, sharded_setup, sharded_state
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step
@@ -140,6 +141,40 @@ class ShardedOptimizer:
         """(the local optimizer of this rank's slices, its layout signature for the other ranks)."""
         opt = optimizer_class(local_groups, **hyper)
         return opt, hyper_check.signature(opt, self._counts)
+
+    # ---- copies ----------------------------------------------------------------------------
+
+    # The views of the flat buffers (``params``, the local optimizer's slices, the gradient views)
+    # are arrays of their own to pickle and ``copy.deepcopy``: copied one by one they no longer
+    # see the copied buffers, and the copy's steps updated arrays its all-gather never wrote. So
+    # they are left out of the copied state and made again on the copied buffers. (The
+    # communicator is copied as the rest: an mpi4py communicator copies to the same one, so a
+    # copy made alike on every rank steps with the other ranks' copies.)
+    _VIEWS = ("params", "_gviews", "_local_grads")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k not in self._VIEWS}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        at, self.params = 0, []
+        for p in self._user:
+            self.params.append(self._flat[at : at + p.size].reshape(p.shape))
+            at += p.size
+        starts = np.cumsum([0] + [p.size for p in self._user[:-1]])
+        self._gviews = [self._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(starts, self._user)]
+        base = self.rank * self.chunk
+        self._local_grads = [self._shard[a - base : b - base] for a, b in self._slices if b > a]
+        # the local optimizer's params: its copied slices replaced by views of the copied buffer
+        opt, swap = self.optimizer, {}
+        for gi, (a, b) in enumerate(self._slices):
+            if b > a:
+                for old in opt._group_params[gi][1]:
+                    swap[id(old)] = (old, self._flat[a:b])
+        opt.__dict__.pop("_lowp_plans", None)  # (a cache of views of the old arrays)
+        for k, v in list(vars(opt).items()):
+            setattr(opt, k, _swapped(v, swap, set()))
+        opt._index_of = {(id(swap[key][1]) if key in swap else key): i for key, i in opt._index_of.items()}
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -343,3 +378,28 @@ class ShardedOptimizer:
             return
         local = sharded_state.reshard(state_dict, self.optimizer, self._slices, self._ranges, self._counts, self._user)
         self.optimizer.load_state_dict(local)
+
+
+def _swapped(v, swap: dict, seen: set):
+    """``v`` with each object of ``swap`` (id -> (old, new)) replaced by its new one, in the lists,
+    dicts, tuples and runs (``_Run``) it holds; lists, dicts and runs changed in place."""
+    hit = swap.get(id(v))
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    if id(v) in seen:
+        return v
+    if isinstance(v, list):
+        seen.add(id(v))
+        v[:] = [_swapped(x, swap, seen) for x in v]
+    elif isinstance(v, dict):
+        seen.add(id(v))
+        for k, x in list(v.items()):
+            v[k] = _swapped(x, swap, seen)
+    elif isinstance(v, tuple) and not hasattr(v, "_fields"):
+        return tuple(_swapped(x, swap, seen) for x in v)
+    elif isinstance(v, _Run):
+        seen.add(id(v))
+        for k in _Run.__slots__:
+            if hasattr(v, k):
+                setattr(v, k, _swapped(getattr(v, k), swap, seen))
+    return v

@@ -300,7 +300,14 @@ class LowPrecisionMixin(OptimizerParts):
     def state_dict(self) -> dict:
         sd = super().state_dict()  # type: ignore[misc]
         lp = self._lowp
-        if lp is None or lp.state_dtype == "float32":
+        if lp is None:
+            return sd
+        # the seed of the step's random words (stochastically rounded params, bf16 states): saved
+        # with each entry, as the storage format, so that a resumed run rounds as this one would
+        if lp.sr or lp.state_dtype == "bfloat16":
+            for entry in sd["state"].values():
+                entry["seed"] = lp.seed
+        if lp.state_dtype == "float32":
             return sd
         bf = lowp.bfloat16_dtype()
         base = type(self)._state_names
@@ -322,6 +329,11 @@ class LowPrecisionMixin(OptimizerParts):
             super().load_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
         finally:
             del self._lowp_raw
+        # the saved seed replaces the constructor's (a state dict without one, as before it was
+        # saved, keeps it): the resumed steps draw the words the saved run would have drawn
+        seed = _saved_seed(state_dict)
+        if seed is not None and self._lowp is not None:
+            self._lowp = self._lowp._replace(seed=seed)
 
     def _check_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """As the base check, on the state converted to float32 as :meth:`load_state_dict` loads it."""
@@ -336,6 +348,7 @@ class LowPrecisionMixin(OptimizerParts):
         format keys gone; exact 8-bit data kept aside when this optimizer stores the same."""
         if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict):
             return sd
+        _saved_seed(sd)  # (checked: one valid seed or none)
         lp = self._lowp
         base = type(self)._state_names
         state = {}
@@ -353,7 +366,7 @@ class LowPrecisionMixin(OptimizerParts):
                 raise type(e)(f"{where}['block']: {str(e).partition(': ')[2]}") from None
             out = {}
             for k, v in entry.items():
-                if k in ("state_dtype", "block") or (fmt == "int8" and k.endswith("_scale") and k[:-6] in base):
+                if k in ("state_dtype", "block", "seed") or (fmt == "int8" and k.endswith("_scale") and k[:-6] in base):
                     continue
                 if k == _MASTER and (lp is None or not lp.master):
                     continue  # an fp32 optimizer's params are its own master
@@ -416,3 +429,22 @@ class LowPrecisionMixin(OptimizerParts):
         if lp.master and _MASTER not in arrays:
             arrays[_MASTER] = lowp.from_half(p)
         return step, arrays, extra
+
+
+def _saved_seed(sd) -> int | None:
+    """The stochastic-rounding seed a state dict's entries were saved with (``None``: none saved);
+    a ValueError if it is not one unsigned 64-bit integer shared by every entry."""
+    seeds = {}
+    state = sd.get("state") if isinstance(sd, dict) else None
+    for key, entry in state.items() if isinstance(state, dict) else ():
+        if isinstance(entry, dict) and "seed" in entry:
+            v = entry["seed"]
+            if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
+                v = v[()]  # (a 0-d array, as an archive may return it)
+            try:
+                seeds[key] = lowp._u64("seed", v)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"state_dict['state'][{key!r}]['seed']: {str(e).partition(': ')[2]}") from None
+    if len(set(seeds.values())) > 1:
+        raise ValueError(f"state_dict['state']: the entries were saved with different seeds {seeds}")
+    return next(iter(seeds.values()), None)

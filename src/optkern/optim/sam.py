@@ -136,6 +136,14 @@ class SAM(NativeByName):
         return closure_loss(loss), grads
 
     def state_dict(self) -> dict:
+        """``{"base": the wrapped optimizer's state dict, "rho", "eps", "adaptive"}``. Between
+        ``first_step`` and ``second_step``: RuntimeError (save after ``second_step``)."""
+        # between the two steps the params hold the ascent point and only the backups hold w: a
+        # checkpoint of that moment would resume from the ascent point, w lost. Refused, as
+        # load_state_dict refuses that moment, rather than saving the
+        # backups too: a SAM step is one call apart, and a checkpoint is taken between steps.
+        if self._perturbed:
+            raise RuntimeError("state_dict: the params are perturbed (call second_step first, then save)")
         return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps, "adaptive": self.adaptive}
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
