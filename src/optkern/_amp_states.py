@@ -87,7 +87,6 @@ def _same_place(a, b) -> bool:
     return not _backend.is_cupy(a) or a.device.id == b.device.id
 
 
-
 def distributed(optimizer) -> bool:
     """``optimizer`` is a distributed wrapper on more than one rank (``DistributedOptimizer``,
     ``ShardedOptimizer``: their ``comm`` averages the grads inside the step)."""
