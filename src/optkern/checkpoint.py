@@ -310,6 +310,6 @@ def _apply_all(path: str, targets: dict, given: dict) -> None:
             kind.apply(target, before)
         # a target that only its own loader checks (LBFGS, SAM, schedulers, GradScaler, averages,
         # ...) raised that loader's bare message: named as the checks before it name theirs
-        if isinstance(e, (TypeError, ValueError)) and type(e) in (TypeError, ValueError) and name is not None:
-            raise _named(e, path, name) from None
+        if isinstance(e, Exception) and type(e) in (TypeError, ValueError) and name is not None:
+            raise _named(e, path, name) from None  # (exact types: a subclass keeps its own message)
         raise
