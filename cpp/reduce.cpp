@@ -56,8 +56,8 @@ void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf) {
   ListAndScalar a = gather_with_scalar(arrays, "arrays", true, total_norm_buf, "total_norm_buf", false);
   dispatch_float(a.dt, [&](auto t) {
     using T = decltype(t);
-    const T coef = rules::clip_coef<T>(max_norm, *a.buf);
-    if (coef == T(1)) return;  // multiplying by one changes nothing
+    const double coef = rules::clip_coef<T>(max_norm, *a.buf);
+    if (coef == 1.0) return;  // multiplying by one changes nothing
     apply_map<T>(rules::Scale<T>{coef}, a.x);
   });
 }

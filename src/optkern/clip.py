@@ -178,6 +178,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     Every gradient is multiplied by ``min(1, max_norm / (norm + 1e-6))`` (NaN when the norm is
     NaN, as in PyTorch), that factor rounded as torch's ops round it from the norm in the grads'
     dtype (``(1 / (norm + 1e-6)) * max_norm`` in that dtype: float32 grads clipped as torch's).
+    A finite norm past the dtype's range (float32 grads near its max) takes the factor in float64,
+    rounded once: the grads are clipped, where torch's float32 norm is inf and zeroes them.
 
     Args:
       grads: an array or a list of arrays (NumPy or CuPy, one dtype); a None in the list (a

@@ -330,18 +330,28 @@ template <class Rule> OK_HD Counters advance(const Rule&, const Counters& c) { r
 template <class T> OK_HD Counters advance(const NAdam<T>& r, const Counters& c) { return {c.t, r.mu_product}; }
 
 // Gradient transforms used by clipping (state-free, write g in place).
+// g * c with c held in double: for a c that T represents (every factor but the one below) the
+// product is exact in double and rounds once, so it is T's own g * c bit for bit.
 template <class T> struct Scale {
-  T c;
-  OK_HD T operator()(T g) const { return g * c; }
+  double c;
+  OK_HD T operator()(T g) const { return T(double(g) * c); }
 };
 // clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)) rounded as torch rounds it: its norm is
 // a tensor of the grads' dtype, `max_norm / t` is `t.reciprocal() * max_norm` (Tensor.__rtruediv__),
 // each op in T with the Python scalars cast to T, then clamp(max=1), which keeps a NaN (a NaN or
-// infinite norm makes NaN gradients, as there). T(norm) is the float64 norm rounded once.
-template <class T> OK_HD T clip_coef(double max_norm, double norm) {
-  const T r = T(1) / (T(norm) + T(1e-6));
+// infinite norm makes NaN gradients, as there). T(norm) is the float64 norm rounded once. A finite
+// norm past T's range (float32 grads near FLT_MAX) rounds to inf there and torch zeroes the
+// gradients; the factor is then taken in double and applied unrounded (it is subnormal in float32
+// for max_norm ~ 1), so they come out clipped.
+template <class T> OK_HD double clip_coef(double max_norm, double norm) {
+  const T tn = T(norm);
+  if (tn - tn != T(0) && norm - norm == 0.0) {  // T(norm) is inf while norm is finite
+    const double c = max_norm / (norm + 1e-6);
+    return c > 1.0 ? 1.0 : c;
+  }
+  const T r = T(1) / (tn + T(1e-6));
   const T c = r * T(max_norm);
-  return c > T(1) ? T(1) : c;
+  return c > T(1) ? 1.0 : double(c);
 }
 template <class T> struct ClampValue {
   T c;
