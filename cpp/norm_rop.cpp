@@ -61,12 +61,20 @@ template <class Terms> struct GroupSums {
   }
 };
 
-// Row n of an element functor (FwdElement or BwdElement).
+// Row n of an element functor (FwdElement or BwdElement); bad[n]: whether an output of the row is
+// not finite (the rows that may need the scaled redo, rop::fwd_group_scaled).
 template <class E> struct RowApply {
   E e;
+  char* bad;
   OK_INLINE void operator()(int64_t n) const {
-#pragma omp simd
-    for (int64_t d = 0; d < e.s.D; ++d) e(n, d);
+    using T = decltype(e.nonfinite(0));
+    T z = T(0);  // (0, or NaN after a non-finite output: any order of the sum gives the same)
+#pragma omp simd reduction(+ : z)
+    for (int64_t d = 0; d < e.s.D; ++d) {
+      e(n, d);
+      z += e.nonfinite(n * e.s.D + d);
+    }
+    bad[n] = !(z == T(0));
   }
 };
 
@@ -94,6 +102,22 @@ template <class K> void run_all(const K& k, int64_t items, int64_t work) {
   parallel_for(items, work, [&](int64_t i) { run_items(k, i, i + 1); });
 }
 
+// The groups whose outputs are not finite, from RowApply's rows (mx: also those whose m(x̂ R{h}) is not).
+template <class E>
+std::vector<int64_t> bad_groups(const E& e, const std::vector<char>& bad_rows, const decltype(e.nonfinite(0))* mx) {
+  const int64_t N = e.s.N, D = e.s.D, G = e.s.groups();
+  std::vector<char> bad(size_t(G), 0);
+  for (int64_t n = 0; n < N; ++n) {
+    if (!bad_rows[size_t(n)]) continue;
+    for (int64_t d = 0; d < D; ++d)
+      if (!rules::finite_(e.nonfinite(n * D + d))) bad[size_t(e.s.group(n, d))] = 1;
+  }
+  std::vector<int64_t> out;
+  for (int64_t g = 0; g < G; ++g)
+    if (bad[size_t(g)] || (mx && !rules::finite_(mx[g]))) out.push_back(g);
+  return out;
+}
+
 template <class Terms, class T> void group_sums(const Terms& f, int64_t N, int64_t D, T scale, T* out) {
   const GroupSums<Terms> k{f, N, D, scale, out};
   run_all(k, k.items(), 3 * N * D);  // (about three arrays per element, parallel.hpp)
@@ -113,10 +137,22 @@ Shape shape_of(py::handle h, int axis) {
   return {N, D, axis == 1 ? N : D};
 }
 
+// An array of exactly `shape`: its element count checked first (the words of every kernel's count
+// check), then the shape itself. A count alone let a (D, N) direction, or a flat one, be read in h's
+// (N, D) layout, and a (2, 3) mean pass for 6 groups.
+template <class T>
+T* exact(HostArgs& args, py::handle h, const char* what, const std::vector<int64_t>& shape, bool written) {
+  T* p = args.get<T>(h, what, shape.size() == 1 ? shape[0] : shape[0] * shape[1], written);
+  const auto got = HostArrays::shape(h);
+  if (got != shape)
+    throw py::value_error(std::string(what) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
+  return p;
+}
+
 template <class T, int A>
 Norm<T, A> saved(HostArgs& args, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
-  return {args.get<T>(h, "h", S.N * S.D, false), args.get<T>(mean, "mean", S.G, false),
-          args.get<T>(rstd, "rstd", S.G, false), S.N, S.D};
+  return {args.get<T>(h, "h", S.N * S.D, false), exact<T>(args, mean, "mean", {S.G}, false),
+          exact<T>(args, rstd, "rstd", {S.G}, false), S.N, S.D};
 }
 
 template <class T, int A>
@@ -126,13 +162,13 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   const int64_t n = S.N * S.D;
   FwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
-  a.rh = args.get<T>(rh, "rh", n, false);
-  a.w = args.get<T>(w, "weight", S.D, false);
-  a.vw = args.get<T>(vw, "vweight", S.D, false);
-  a.vb = args.get<T>(vb, "vbias", S.D, false);
-  a.ry = args.get<T>(ry, "ry", n, true);
-  a.rxhat = args.get<T>(rxhat, "rxhat", n, true);
-  T* mx = args.get<T>(m_xrh, "m_xrh", S.G, true);
+  a.rh = exact<T>(args, rh, "rh", {S.N, S.D}, false);
+  a.w = exact<T>(args, w, "weight", {S.D}, false);
+  a.vw = exact<T>(args, vw, "vweight", {S.D}, false);
+  a.vb = exact<T>(args, vb, "vbias", {S.D}, false);
+  a.ry = exact<T>(args, ry, "ry", {S.N, S.D}, true);
+  a.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, true);
+  T* mx = exact<T>(args, m_xrh, "m_xrh", {S.G}, true);
   args.check_overlap();
   const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
   a.s.scaled = scaled.data();
@@ -145,7 +181,9 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   }
   group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.data());
   std::copy(means.begin() + S.G, means.end(), mx);
-  run_all(FwdApply<T, A>{a}, S.N, 3 * n);
+  std::vector<char> bad_rows(size_t(S.N));
+  run_all(FwdApply<T, A>{a, bad_rows.data()}, S.N, 3 * n);
+  for (const int64_t g : bad_groups(a, bad_rows, mx)) fwd_group_scaled(a, mx, g);  // (rare: directions near the max)
 }
 
 template <class T, int A>
@@ -156,16 +194,16 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   const int64_t n = S.N * S.D;
   BwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
-  a.dy = args.get<T>(dy, "dy", n, false);
-  a.rdy = args.get<T>(rdy, "rdy", n, false);
-  a.w = args.get<T>(w, "weight", S.D, false);
-  a.vw = args.get<T>(vw, "vweight", S.D, false);
-  a.rxhat = args.get<T>(rxhat, "rxhat", n, false);
-  a.m_xrh = args.get<T>(m_xrh, "m_xrh", S.G, false);
-  a.dh = args.get<T>(dh, "dh", n, true);
-  a.rdh = args.get<T>(rdh, "rdh", n, true);
-  T* pw = args.get<T>(rdw, "rdweight", S.D, true);
-  T* pb = args.get<T>(rdb, "rdbias", S.D, true);
+  a.dy = exact<T>(args, dy, "dy", {S.N, S.D}, false);
+  a.rdy = exact<T>(args, rdy, "rdy", {S.N, S.D}, false);
+  a.w = exact<T>(args, w, "weight", {S.D}, false);
+  a.vw = exact<T>(args, vw, "vweight", {S.D}, false);
+  a.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, false);
+  a.m_xrh = exact<T>(args, m_xrh, "m_xrh", {S.G}, false);
+  a.dh = exact<T>(args, dh, "dh", {S.N, S.D}, true);
+  a.rdh = exact<T>(args, rdh, "rdh", {S.N, S.D}, true);
+  T* pw = exact<T>(args, rdw, "rdweight", {S.D}, true);
+  T* pb = exact<T>(args, rdb, "rdbias", {S.D}, true);
   args.check_overlap();
   const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
   a.s.scaled = scaled.data();
@@ -175,8 +213,14 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   if (n > 0) {
     group_sums(BwdTerms<T, A>{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
                means.data());
-    run_all(BwdApply<T, A>{a}, S.N, 5 * n);
-    group_sums(ParamTerms<T, A>{a.s, a.dy, a.rdy, a.rxhat}, S.N, S.D, T(1), params.data());
+    std::vector<char> bad_rows(size_t(S.N));
+    run_all(BwdApply<T, A>{a, bad_rows.data()}, S.N, 5 * n);
+    for (const int64_t g : bad_groups(a, bad_rows, static_cast<const T*>(nullptr))) bwd_group_scaled(a, g);
+    const ParamTerms<T, A> terms{a.s, a.dy, a.rdy, a.rxhat};
+    group_sums(terms, S.N, S.D, T(1), params.data());
+    for (int64_t d = 0; d < S.D; ++d)  // (rare: the columns of directions near the max)
+      if (!rules::finite_(params[size_t(d)]) || !rules::finite_(params[size_t(S.D + d)]))
+        param_col_scaled(terms, d, params.data(), params.data() + S.D);
   }
   std::copy(params.begin(), params.begin() + S.D, pw);
   std::copy(params.begin() + S.D, params.end(), pb);

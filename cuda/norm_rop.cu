@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cuda_arrays.hpp"
 #include "norm_common.cuh"
@@ -86,10 +87,30 @@ template <class T> __global__ void fill_kernel(T* p, int64_t n, T v) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) p[i] = v;
 }
 
-template <class E> __global__ void apply_kernel(E e, int64_t N, int64_t D) {
+// The elements; bad[g] = 1 for a group with a non-finite output (the groups to redo scaled).
+template <class E> __global__ void apply_kernel(E e, int64_t N, int64_t D, int* bad) {
   const int64_t n = N * D;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    e(i / D, i % D);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / D, c = i % D;
+    e(r, c);
+    if (!rules::finite_(e.nonfinite(i))) bad[e.s.group(r, c)] = 1;
+  }
+}
+
+// Directions near the max (optkern/norm_rop.hpp): the groups whose outputs came out non-finite (or
+// m(x̂ R{h}): forward) computed again with the directions scaled, one thread a group (rare: a
+// compare per group otherwise); likewise the parameter sums, one thread a column.
+template <class T, int A> __global__ void fwd_redo_kernel(FwdElement<T, A> e, T* mx, const int* bad, int64_t G) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < G; g += int64_t(gridDim.x) * blockDim.x)
+    if (bad[g] || !rules::finite_(mx[g])) fwd_group_scaled(e, mx, g);
+}
+template <class T, int A> __global__ void bwd_redo_kernel(BwdElement<T, A> e, const int* bad, int64_t G) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < G; g += int64_t(gridDim.x) * blockDim.x)
+    if (bad[g]) bwd_group_scaled(e, g);
+}
+template <class T, int A> __global__ void param_redo_kernel(ParamTerms<T, A> p, T* params, int64_t D) {
+  for (int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; d < D; d += int64_t(gridDim.x) * blockDim.x)
+    if (!rules::finite_(params[d]) || !rules::finite_(params[D + d])) param_col_scaled(p, d, params, params + D);
 }
 
 template <class Terms>
@@ -99,8 +120,8 @@ void group_sums(const Terms& f, int64_t N, int64_t D, typename Terms::value_type
   else col_sums_kernel<<<grid_for(D, kThreads), kThreads, 0, s>>>(f, N, D, scale, out);
 }
 
-template <class E> void apply(const E& e, int64_t N, int64_t D, cudaStream_t s) {
-  apply_kernel<<<grid_for(N * D, kThreads), kThreads, 0, s>>>(e, N, D);
+template <class E> void apply(const E& e, int64_t N, int64_t D, int* bad, cudaStream_t s) {
+  apply_kernel<<<grid_for(N * D, kThreads), kThreads, 0, s>>>(e, N, D, bad);
 }
 
 struct Shape {
@@ -115,10 +136,22 @@ Shape shape_of(py::handle h, int axis) {
   return {s[0], s[1], axis == 1 ? s[0] : s[1]};
 }
 
+// An array of exactly `shape`: its element count checked first (the words of every kernel's count
+// check), then the shape itself. A count alone let a (D, N) direction, or a flat one, be read in h's
+// (N, D) layout, and a (2, 3) mean pass for 6 groups.
+template <class T>
+T* exact(DeviceArgs& args, py::handle h, const char* what, const std::vector<int64_t>& shape, bool written) {
+  T* p = args.get<T>(h, what, shape.size() == 1 ? shape[0] : shape[0] * shape[1], written);
+  const auto got = DeviceArrays::shape(h);
+  if (got != shape)
+    throw py::value_error(std::string(what) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
+  return p;
+}
+
 template <class T, int A>
 Norm<T, A> saved(DeviceArgs& a, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
-  return {a.get<T>(h, "h", S.N * S.D, false), a.get<T>(mean, "mean", S.G, false), a.get<T>(rstd, "rstd", S.G, false),
-          S.N, S.D};
+  return {a.get<T>(h, "h", S.N * S.D, false), exact<T>(a, mean, "mean", {S.G}, false),
+          exact<T>(a, rstd, "rstd", {S.G}, false), S.N, S.D};
 }
 
 template <class T, int A>
@@ -128,13 +161,13 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   const int64_t n = S.N * S.D;
   FwdElement<T, A> e{};
   e.s = saved<T, A>(args, h, mean, rstd, S);
-  e.rh = args.get<T>(rh, "rh", n, false);
-  e.w = args.get<T>(w, "weight", S.D, false);
-  e.vw = args.get<T>(vw, "vweight", S.D, false);
-  e.vb = args.get<T>(vb, "vbias", S.D, false);
-  e.ry = args.get<T>(ry, "ry", n, true);
-  e.rxhat = args.get<T>(rxhat, "rxhat", n, true);
-  T* mx = args.get<T>(m_xrh, "m_xrh", S.G, true);
+  e.rh = exact<T>(args, rh, "rh", {S.N, S.D}, false);
+  e.w = exact<T>(args, w, "weight", {S.D}, false);
+  e.vw = exact<T>(args, vw, "vweight", {S.D}, false);
+  e.vb = exact<T>(args, vb, "vbias", {S.D}, false);
+  e.ry = exact<T>(args, ry, "ry", {S.N, S.D}, true);
+  e.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, true);
+  T* mx = exact<T>(args, m_xrh, "m_xrh", {S.G}, true);
   args.check_overlap();
   require_current_device(args.device, "h");
   if (S.G == 0) return;
@@ -144,12 +177,14 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
     check_launch("norm_rop_fwd");
     return;
   }
-  ScratchBuffer means(sizeof(T) * size_t(2 * S.G), s);
+  ScratchBuffer means(sizeof(T) * size_t(2 * S.G), s), bad(sizeof(int) * size_t(S.G), s);
   e.means = means.as<T>();
   py::gil_scoped_release nogil;
   group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.as<T>(), s);
   check_cuda(cudaMemcpyAsync(mx, means.as<T>() + S.G, sizeof(T) * size_t(S.G), cudaMemcpyDeviceToDevice, s), "m_xrh");
-  apply(e, S.N, S.D, s);
+  check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_fwd flags");
+  apply(e, S.N, S.D, bad.as<int>(), s);
+  fwd_redo_kernel<<<grid_for(S.G, kThreads), kThreads, 0, s>>>(e, mx, bad.as<int>(), S.G);
   check_launch("norm_rop_fwd");
 }
 
@@ -161,30 +196,36 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   const int64_t n = S.N * S.D;
   BwdElement<T, A> e{};
   e.s = saved<T, A>(args, h, mean, rstd, S);
-  e.dy = args.get<T>(dy, "dy", n, false);
-  e.rdy = args.get<T>(rdy, "rdy", n, false);
-  e.w = args.get<T>(w, "weight", S.D, false);
-  e.vw = args.get<T>(vw, "vweight", S.D, false);
-  e.rxhat = args.get<T>(rxhat, "rxhat", n, false);
-  e.m_xrh = args.get<T>(m_xrh, "m_xrh", S.G, false);
-  e.dh = args.get<T>(dh, "dh", n, true);
-  e.rdh = args.get<T>(rdh, "rdh", n, true);
-  T* pw = args.get<T>(rdw, "rdweight", S.D, true);
-  T* pb = args.get<T>(rdb, "rdbias", S.D, true);
+  e.dy = exact<T>(args, dy, "dy", {S.N, S.D}, false);
+  e.rdy = exact<T>(args, rdy, "rdy", {S.N, S.D}, false);
+  e.w = exact<T>(args, w, "weight", {S.D}, false);
+  e.vw = exact<T>(args, vw, "vweight", {S.D}, false);
+  e.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, false);
+  e.m_xrh = exact<T>(args, m_xrh, "m_xrh", {S.G}, false);
+  e.dh = exact<T>(args, dh, "dh", {S.N, S.D}, true);
+  e.rdh = exact<T>(args, rdh, "rdh", {S.N, S.D}, true);
+  T* pw = exact<T>(args, rdw, "rdweight", {S.D}, true);
+  T* pb = exact<T>(args, rdb, "rdbias", {S.D}, true);
   args.check_overlap();
   require_current_device(args.device, "h");
   if (S.D == 0) return;
   cudaStream_t s = current_stream();
-  ScratchBuffer means(sizeof(T) * size_t(4 * (S.G > 0 ? S.G : 1)), s), params(sizeof(T) * size_t(2 * S.D), s);
+  const int64_t G1 = S.G > 0 ? S.G : 1;
+  ScratchBuffer means(sizeof(T) * size_t(4 * G1), s), params(sizeof(T) * size_t(2 * S.D), s);
+  ScratchBuffer bad(sizeof(int) * size_t(G1), s);
   e.means = means.as<T>();
   py::gil_scoped_release nogil;
   if (n > 0) {
     group_sums(BwdTerms<T, A>{e.s, e.dy, e.rdy, e.w, e.vw, e.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
                means.as<T>(), s);
-    apply(e, S.N, S.D, s);
+    check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_bwd flags");
+    apply(e, S.N, S.D, bad.as<int>(), s);
+    bwd_redo_kernel<<<grid_for(S.G, kThreads), kThreads, 0, s>>>(e, bad.as<int>(), S.G);
   }
   // Column sums over N rows (zeros when N = 0).
-  group_sums(ParamTerms<T, A>{e.s, e.dy, e.rdy, e.rxhat}, S.N, S.D, T(1), params.as<T>(), s);
+  const ParamTerms<T, A> terms{e.s, e.dy, e.rdy, e.rxhat};
+  group_sums(terms, S.N, S.D, T(1), params.as<T>(), s);
+  param_redo_kernel<<<grid_for(S.D, kThreads), kThreads, 0, s>>>(terms, params.as<T>(), S.D);
   check_cuda(cudaMemcpyAsync(pw, params.as<T>(), sizeof(T) * size_t(S.D), cudaMemcpyDeviceToDevice, s), "rdweight");
   check_cuda(cudaMemcpyAsync(pb, params.as<T>() + S.D, sizeof(T) * size_t(S.D), cudaMemcpyDeviceToDevice, s),
              "rdbias");
