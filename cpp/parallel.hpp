@@ -40,7 +40,9 @@ inline int64_t total_size(const std::vector<int64_t>& sizes) {
 // The one process-wide thread count of every optkern parallel region
 // (optkern.set_num_threads). omp_set_num_threads would only set it for the
 // calling Python thread; each region passes num_threads(max_threads())
-// instead. Starts at OpenMP's default (OMP_NUM_THREADS or the cores).
+// instead. optkern/threads.py sets it when optkern is imported (OMP_NUM_THREADS or the CPUs of
+// the process's affinity mask): the ICV read here first is the calling thread's, which
+// torch.set_num_threads and the like change.
 inline std::atomic<int>& thread_setting() {
 #ifdef _OPENMP
   static std::atomic<int> n{omp_get_max_threads()};

@@ -8,6 +8,16 @@ descheduled thread. optkern's workers sleep between regions by default (see
 ``_backend``), which removes most of the cost; ``limit_threads(1)`` removes
 the rest and makes timings steady (the study runs that way). Large optimizer
 steps and normalizations want all threads.
+
+optkern's count is its own, like torch's, and fixed at ``import optkern`` from
+the environment alone, whichever Python thread imports it: the first value of
+``OMP_NUM_THREADS`` if set (a value that is not a list of positive integers
+warns and is ignored, as libgomp and torch ignore it; one above ``MAX_THREADS``
+warns and runs ``MAX_THREADS``), else the CPUs in the process's affinity mask
+(``os.sched_getaffinity``: ``taskset`` counts; CPU quotas of a container do
+not), capped at ``MAX_THREADS``. Other libraries' settings do not move it:
+``torch.set_num_threads`` (before or after the import) leaves it alone, and
+``set_num_threads`` leaves torch's. A forked child starts at 1 (see below).
 """
 
 from __future__ import annotations
@@ -183,27 +193,73 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-# ---- OMP_NUM_THREADS beyond the bound ----------------------------------------------------------
+# ---- the count at import ----------------------------------------------------------------------
+
+# optkern's count is its own, like torch's: fixed here, at import, from the environment alone. It
+# used to start at the OpenMP ICV of whichever Python thread first asked for it, which other
+# libraries change: torch (its CPU wheel shares this libgomp) had run omp_set_num_threads(1) in the
+# main thread after torch.set_num_threads(1), and optkern then ran on one thread for good; the same
+# import gave another count from another Python thread, and a CPU mask narrowed after libgomp had
+# loaded was not seen. (The C++ setting never reads the ICV again; set_num_threads and fork move it.)
+
+_WHITESPACE = " \t\n\v\f\r"
 
 
-def _cap_start_count() -> None:
-    """OMP_NUM_THREADS above MAX_THREADS: start at MAX_THREADS, with a warning. The setting starts at
-    OpenMP's default, so the environment bypassed the bound set_num_threads keeps: 70000 ended the
-    process with a segfault at the first parallel kernel (the reason for MAX_THREADS), and
-    ``set_num_threads(get_num_threads())`` raised ValueError. Only read when the variable asks for
-    more (reading the count fixes it: a later omp_set_num_threads, torch's say, would not move it)."""
-    try:
-        asked = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
-    except ValueError:  # unset or not a count: libgomp ignores it too
-        return
-    if asked > MAX_THREADS and int(_backend.cpu.get_num_threads()) > MAX_THREADS:
-        warnings.warn(
-            f"optkern: OMP_NUM_THREADS={asked} is above optkern.threads.MAX_THREADS; optkern's kernels "
-            f"use {MAX_THREADS} threads",
-            RuntimeWarning,
-            stacklevel=2,
+def _positive(item: str) -> int:
+    """``item`` as a positive decimal integer (surrounding whitespace and a ``+`` allowed, as libgomp
+    reads one), or 0 when it is not one."""
+    item = item.strip(_WHITESPACE)
+    digits = item[1:] if item.startswith("+") else item
+    if not (digits.isascii() and digits.isdigit()):
+        return 0
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 16 else 10**15  # (past MAX_THREADS; int() refuses 4301 digits)
+
+
+def _omp_num_threads(value: str, default: int) -> int:
+    """The count OMP_NUM_THREADS=``value`` asks for: the first item of its comma-separated list of
+    positive integers (one per nesting level; optkern does not nest). A value that is not such a
+    list warns and gives ``default``: libgomp and torch ignore it too, and an import that failed
+    over a setting meant for every OpenMP program would help no one. Above MAX_THREADS: capped,
+    with a warning (70000 ended the process with a segfault at the first parallel kernel)."""
+    counts = [_positive(item) for item in value.split(",")]
+    if min(counts) < 1:
+        _start_warning(
+            f"OMP_NUM_THREADS={value!r} is not a list of positive integers; optkern's kernels use {default} threads"
         )
-        _backend.cpu.set_num_threads(MAX_THREADS)
+        return default
+    if counts[0] > MAX_THREADS:
+        first = value.split(",")[0].strip(_WHITESPACE)
+        _start_warning(
+            f"OMP_NUM_THREADS={first} is above optkern.threads.MAX_THREADS; optkern's kernels use {MAX_THREADS} threads"
+        )
+        return MAX_THREADS
+    return counts[0]
 
 
-_cap_start_count()
+def _start_warning(message: str) -> None:
+    # (stacklevel 4: the module line that sets the count, past _omp_num_threads and _start_count)
+    warnings.warn(f"optkern: {message}", RuntimeWarning, stacklevel=4)
+
+
+def _cpus_of_process() -> int:
+    """The CPUs this process may run on: the affinity mask of its main thread (what ``taskset``
+    sets and reports), not that of the importing thread, which may have a narrower one of its own;
+    ``os.cpu_count()`` where the mask cannot be read (not Linux)."""
+    for pid in (os.getpid(), 0):
+        try:
+            return len(os.sched_getaffinity(pid))
+        except (AttributeError, OSError):  # no sched_getaffinity (not Linux), or no main thread to ask
+            continue
+    return os.cpu_count() or 1
+
+
+def _start_count() -> int:
+    """optkern's thread count at import: OMP_NUM_THREADS if set, else the CPUs of this process's
+    affinity mask (capped at MAX_THREADS: a larger host is not refused, it runs the bound)."""
+    default = min(_cpus_of_process(), MAX_THREADS)
+    value = os.environ.get("OMP_NUM_THREADS")
+    return default if value is None else _omp_num_threads(value, default)
+
+
+_backend.cpu.set_num_threads(_start_count())
