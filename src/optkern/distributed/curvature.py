@@ -13,17 +13,28 @@ import math
 import numbers
 
 from .. import _backend
+from .agreement import agree, refuse_together
 from .communicator import as_communicator
 
 
 def global_share(local_rows, comm) -> float:
     """``local_rows / sum over ranks of local_rows`` (0 for a rank with no rows)."""
     comm = as_communicator(comm)
-    n = _backend.integer("local_rows", local_rows, lo=0)
-    total = sum(comm.allgather_object(n))
+    # (checked inside the exchange: a rank alone with a bad count must not leave the others in it)
+    n, counts = agree(comm, lambda: (_backend.integer("local_rows", local_rows, lo=0),) * 2)
+    total = sum(counts)
     if total == 0:
         raise ValueError("local_rows: every rank has zero rows")
     return n / total
+
+
+def _weight(weight) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):  # (float() named neither)
+        raise TypeError(f"weight: expected a real number, got {type(weight).__name__}")
+    weight = float(weight)
+    if not math.isfinite(weight):
+        raise ValueError(f"weight: must be finite, got {weight}")
+    return weight
 
 
 def distributed(op, comm, weight: float = 1.0):
@@ -37,41 +48,63 @@ def distributed(op, comm, weight: float = 1.0):
       weight: this rank's share, e.g. ``global_share(len(x_local), comm)`` for a mean loss.
 
     Every rank must call every product (matvec / matmat) of the result together, as the
-    estimators do when run with the same arguments on every rank.
+    estimators do when run with the same arguments on every rank. A product that fails on one
+    rank (its operator refused a non-finite product of its own rows, ...) raises on every rank.
     """
     from ..hessian.operators import _operator_class, as_operator
 
     comm = as_communicator(comm)
-    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):  # (float() named neither)
-        raise TypeError(f"weight: expected a real number, got {type(weight).__name__}")
-    weight = float(weight)
-    if not math.isfinite(weight):
-        raise ValueError(f"weight: must be finite, got {weight}")
-    op = as_operator(op)
-    shape = comm.allgather_object((tuple(op.shape), str(op.dtype)))
+    # this rank's arguments checked inside the exchange of shapes: a rank alone with a bad weight
+    # (its own share) or operator raised while the others waited in that exchange forever
+    op, shape = agree(comm, lambda: _local(op, weight, as_operator))
+    weight = _weight(weight)
     if any(s != shape[0] for s in shape):
         r = next(i for i, s in enumerate(shape) if s != shape[0])
         raise ValueError(
             f"op: rank {r} has a {shape[r][0]} {shape[r][1]} operator, rank 0 a {shape[0][0]} {shape[0][1]} one"
         )
-    xp = op.xp
+    xp, n = op.xp, op.shape[0]
 
-    def reduced(y):
-        # the sum is formed in place: never in the caller's vector (an op may hand back its input,
-        # `lambda v: v`) nor in an array the op keeps (an output buffer it reuses, a cached
-        # product: copied when it was only checked against v, each product summed the ranks' into
-        # it, and the next one started from that sum). A copy costs 1/world of the ordered sum's
-        # gather.
-        if weight == 1.0:
-            y = y.copy(order="C")
-        elif weight != 0.0:
-            y = y * weight
-        return comm.allreduce(xp.ascontiguousarray(y), "sum", ordered=True)
+    def reduced(product, x, shape):
+        # this rank's weighted product in a buffer of one more element: 1 where the product failed
+        # here, summed with the products (ordered sum: the same on every rank), so every rank
+        # learns of a failure in the collective it makes anyway (a rank alone with an error raised
+        # while the others waited in it forever). The sum is formed in this buffer: never in the
+        # caller's vector (an op may hand back its input, `lambda v: v`) nor in an array the op
+        # keeps (an output buffer it reuses, a cached product: each product summed the ranks' into
+        # it, and the next one started from that sum).
+        buf = xp.empty(math.prod(shape) + 1, dtype=op.dtype)
+        buf[-1] = 0
+        err = None
+        try:
+            if weight == 0.0:
+                buf[:-1] = 0
+            else:
+                y = product(x)
+                if tuple(y.shape) != shape:  # (the rows gathered would not line up)
+                    raise ValueError(f"op: a product of shape {tuple(y.shape)}, expected {shape}")
+                if weight == 1.0:
+                    buf[:-1] = y.reshape(-1)
+                else:
+                    xp.multiply(y.reshape(-1), weight, out=buf[:-1])
+        except Exception as e:  # (the caller's operator: any error, reported to every rank)
+            err = e
+            buf[-1] = 1
+        comm.allreduce(buf, "sum", ordered=True)
+        if err is not None or float(buf[-1]) != 0.0:
+            refuse_together(comm, err, "matvec")  # (raises: some rank failed)
+        return buf[:-1].reshape(shape)
 
     def matvec(v):
-        return reduced(op.matvec(v) if weight != 0.0 else xp.zeros_like(v))
+        return reduced(op.matvec, v, (n,))
 
     def matmat(V):
-        return reduced(op.matmat(V) if weight != 0.0 else xp.zeros_like(V))
+        return reduced(op.matmat, V, (n, V.shape[1]))
 
-    return _operator_class(xp)(matvec, op.shape[0], op.dtype, xp, matmat, f"distributed-{op.name}")
+    return _operator_class(xp)(matvec, n, op.dtype, xp, matmat, f"distributed-{op.name}")
+
+
+def _local(op, weight, as_operator) -> tuple:
+    _weight(weight)
+    op = as_operator(op)
+    return op, (tuple(op.shape), str(op.dtype))

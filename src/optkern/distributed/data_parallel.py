@@ -15,9 +15,10 @@ import numpy as np
 from .. import _backend
 from ..clip import _check_no_overlap, _span
 from . import hyper_check
+from .agreement import agree, load_together, reduce_mode, refuse_together, state_digest
 from .buckets import make_buckets
 from .communicator import as_communicator
-from .params import agree, check_same_params
+from .params import check_same_params
 
 
 def _grad_weight(w, dtypes=()):
@@ -53,6 +54,19 @@ def _size(name: str, v, hint: str = "") -> float:
     if not f > 0 or (math.isinf(f) and not hint):
         raise ValueError(f"{name}: expected a finite number > 0{hint}, got {v!r}")
     return f
+
+
+def _arguments(optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:
+    """DistributedOptimizer's arguments checked on this rank: (bucket_mb, direct_kb, grad_weight,
+    the optimizer's params in group order)."""
+    if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
+        raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
+    bucket_mb = _size("bucket_mb", bucket_mb)
+    direct_kb = _size("direct_kb", direct_kb, " (inf: pack every gradient)")
+    if not isinstance(op, str) or op not in ("mean", "sum"):
+        raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    return bucket_mb, direct_kb, _grad_weight(grad_weight), params
 
 
 def check_optimizer_step(optimizer, grads) -> None:
@@ -108,17 +122,13 @@ class DistributedOptimizer:
     def __init__(
         self, optimizer, comm, bucket_mb: float = 25, op: str = "mean", grad_weight=None, direct_kb: float = 256
     ):
-        if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
-            raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
-        bucket_mb = _size("bucket_mb", bucket_mb)
-        direct_kb = _size("direct_kb", direct_kb, " (inf: pack every gradient)")
-        if not isinstance(op, str) or op not in ("mean", "sum"):
-            raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
-        self.optimizer = optimizer
         self.comm = as_communicator(comm)
+        # this rank's arguments checked, the outcome agreed: a rank alone with a bad one (its own
+        # grad_weight, for uneven shards) raised while the others waited in the allgathers below
+        args = agree(self.comm, lambda: (_arguments(optimizer, bucket_mb, op, grad_weight, direct_kb), None))[0]
+        bucket_mb, direct_kb, self.grad_weight, self._params = args
+        self.optimizer = optimizer
         self.op = op
-        self.grad_weight = _grad_weight(grad_weight)
-        self._params = [p for g in optimizer.param_groups for p in g["params"]]
         check_same_params(self._params, self.comm)
         # every rank steps its whole replica with its own groups' values: they must be everyone's,
         # at construction and at every step (a group's lr set, or a schedule stepped, on one rank
@@ -147,7 +157,12 @@ class DistributedOptimizer:
         return self.optimizer.state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.optimizer.load_state_dict(state_dict)
+        """Load ``state_dict`` on every rank (collective): the replicas step alike only from the same
+        state. A dict refused on one rank, or loading into another state than rank 0's (another
+        checkpoint, another step), raises on every rank and leaves every rank's state as it was
+        (a refusal on one rank only left the others loaded and stepping on, their replicas apart)."""
+        opt = self.optimizer
+        load_together(self.comm, opt, lambda: opt.load_state_dict(state_dict), lambda: state_digest(opt.state_dict()))
 
     def __repr__(self) -> str:
         return f"DistributedOptimizer({type(self.optimizer).__name__}, {len(self._buckets)} buckets, {self.comm!r})"
@@ -171,9 +186,22 @@ class DistributedOptimizer:
         return len(self._buckets)
 
     def synchronize(self, grads) -> None:
-        """Average ``grads`` over the ranks, in place (weighted sum with ``grad_weight``)."""
+        """Average ``grads`` over the ranks, in place (weighted sum with ``grad_weight``).
+
+        Collective. Gradients refused on one rank (another shape or dtype, None, read-only, ...) or
+        ranks that reduce differently (``grad_weight`` set on some only, another ``op``) raise on
+        every rank before any gradient is written (one small allreduce agrees on it)."""
         self.comm._live("synchronize")  # (asked here: at one rank no collective would ask)
-        self._reduce(*self._checked(grads))
+        err, checked = None, None
+        try:
+            checked = self._checked(grads)
+        except (TypeError, ValueError) as e:
+            err = e
+        # (every rank: a rank alone with a bad gradient raised while the others waited in the
+        # buckets' allreduce forever; one small allreduce, as the step's hyper-parameter check)
+        refuse_together(self.comm, err, "synchronize", reduce_mode(self.op, self.grad_weight))
+        assert checked is not None
+        self._reduce(*checked)
 
     def _checked(self, grads) -> tuple:
         """(grads as a list, the weight): everything ``synchronize`` checks before it writes."""
@@ -220,20 +248,22 @@ class DistributedOptimizer:
         waited in the buckets' allreduce forever; a rank alone with another lr stepped silently).
         """
         self.comm._live("step")  # (asked here: at one rank no collective would ask)
-        err = w = None
+        err: Exception | None = None
+        w = None
+        if self._skip and not self._synced:  # (agreed below: every rank raises it)
+            err = RuntimeError(
+                "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
+            )
         try:
             if not self._skip:
                 grads, w = self._checked(grads)
             check_optimizer_step(self.optimizer, grads)  # a refused step must not find grads averaged
         except (TypeError, ValueError) as e:
             err = e
-        self._hyper_check(err)  # (every rank, every step: an error on one rank raises on every rank)
-        if self._skip:
-            if not self._synced:
-                raise RuntimeError(
-                    "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
-                )
-        else:
+        # (every rank, every step: an error on one rank raises on every rank, as does a step inside
+        # skip_synchronize() on some ranks only: the others' reduction would wait for them)
+        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
+        if not self._skip:
             self._reduce(grads, w)
         self.optimizer.step(grads)
         self._synced = False

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _backend
+from .agreement import _canon, _raise_any, _said, mode_error
 
 #: The low-precision options, as LowpConfig's fields name them -> the keyword.
 _LOWP_KEYWORDS = {
@@ -106,21 +107,6 @@ def check_same_groups(sigs: list, words: Words = ZERO) -> None:
                     )
 
 
-def _canon(v):
-    """A hyper-parameter's value as the other ranks would write it (0.1 and np.float64(0.1) alike)."""
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    if isinstance(v, (tuple, list)):
-        return tuple(_canon(x) for x in v)
-    if isinstance(v, dict):
-        return tuple(sorted(((str(k), _canon(x)) for k, x in v.items()), key=lambda kv: kv[0]))
-    return repr(v)
-
-
 def _digest(sig) -> float:
     """A 48-bit hash of a :func:`signature`, as a float64 (exact: a collective compares it)."""
     h = hashlib.blake2b(repr(_canon(sig)).encode(), digest_size=6).digest()
@@ -174,9 +160,13 @@ class HyperCheck:
             for g in self.optimizer.param_groups
         ]
 
-    def __call__(self, err: Exception | None = None) -> None:
-        """``err``: this rank's step refused its input (TypeError / ValueError): raised here after
-        the allreduce, and on every other rank as the same type naming this rank."""
+    def __call__(self, err: Exception | None = None, skip: bool = False, mode: int = 0) -> None:
+        """``err``: this rank's step refused its input (TypeError / ValueError, or RuntimeError):
+        raised here after the allreduce, and on every other rank as the same type naming this rank.
+        ``skip``: this step is inside ``skip_synchronize()`` (no reduction), ``mode``: how it
+        reduces (:func:`.agreement.reduce_mode`, 0..2): in the hash too, as a step inside it on
+        some ranks only left the others waiting in their reduction, and a mean on some ranks
+        beside a (weighted) sum on others gave each another average."""
         if err is None:
             snap = self._snapshot()
             try:
@@ -186,7 +176,8 @@ class HyperCheck:
             if not same:
                 self._sig = signature(self.optimizer, self.counts, self.words)  # (the step checked the values)
                 self._hash, self._snap = _digest(self._sig), snap
-        h = self._hash if err is None else -1.0  # (hashes are >= 0: -1 differs from every one)
+        # (hashes are < 2**48, so 8h + 2 mode + skip is exact in a float64; >= 0: -1 differs from all)
+        h = 8.0 * self._hash + 2 * mode + bool(skip) if err is None else -1.0
         buf = self._buf
         buf[0], buf[1] = h, -h
         if self.comm.size > 1:
@@ -198,14 +189,26 @@ class HyperCheck:
             if err is not None:
                 raise err
             return
-        got = self.comm.allgather_object((None if err is None else (type(err).__name__, str(err)), self._sig))
-        if err is not None:
-            raise err
-        for r, (theirs, _) in enumerate(got):
-            if theirs is not None:
-                raise (TypeError if theirs[0] == "TypeError" else ValueError)(f"step: {theirs[1]} (on rank {r})")
+        got = self.comm.allgather_object((_said(err), self._sig, bool(skip), mode))
         try:
-            check_same_groups([sig for _, sig in got], self.words)
+            _raise_any(err, [theirs for theirs, *_ in got])
+        except (TypeError, ValueError, RuntimeError) as e:
+            if e is err:
+                raise
+            raise type(e)(f"step: {e}") from None
+        skips = [s for _, _, s, _ in got]
+        if any(s != skips[0] for s in skips):
+            r = skips.index(not skips[0])
+            raise RuntimeError(
+                f"step: inside skip_synchronize() on rank {r if skips[r] else 0}, outside it on rank "
+                f"{0 if skips[r] else r} (every rank steps alike: the ranks outside reduce the gradients, "
+                "a collective the others never enter)"
+            )
+        bad_mode = mode_error("step", [m for *_, m in got])
+        if bad_mode is not None:
+            raise bad_mode
+        try:
+            check_same_groups([sig for _, sig, _, _ in got], self.words)
         except ValueError as e:
             raise ValueError(
                 f"step: the ranks' hyper-parameters differ, changed after construction on some ranks only: {e}"

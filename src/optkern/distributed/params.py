@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .agreement import agree
 from .communicator import as_communicator
 
 
@@ -12,18 +13,26 @@ def _signature(arrays) -> list:
     return [(tuple(int(s) for s in a.shape), str(a.dtype), "cupy" if _backend.is_cupy(a) else "numpy") for a in arrays]
 
 
-def check_same_params(arrays, comm, name: str = "params") -> None:
+def check_same_params(arrays, comm, name: str = "params", check=None) -> None:
     """Raise ValueError on every rank unless every rank holds arrays of the same shapes and dtypes.
 
     One allgather of the (shape, dtype) lists, then every rank compares all of them, so
-    every rank raises the same error (naming the first mismatch) and none waits alone.
+    every rank raises the same error (naming the first mismatch) and none waits alone. This
+    rank's own checks (arrays, and ``check(arrays)`` where given) go into that allgather: a
+    non-array on one rank raised there while the others waited in it forever.
     """
     comm = as_communicator(comm)
-    arrays = _backend.as_list(arrays, name)
-    for i, a in enumerate(arrays):
-        if not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
-            raise TypeError(f"{name}[{i}]: expected a numpy or cupy array, got {type(a).__name__}")
-    sigs = comm.allgather_object(_signature(arrays))
+
+    def local():
+        a = _backend.as_list(arrays, name)
+        for i, x in enumerate(a):
+            if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
+                raise TypeError(f"{name}[{i}]: expected a numpy or cupy array, got {type(x).__name__}")
+        if check is not None:
+            check(a)
+        return None, _signature(a)
+
+    sigs = agree(comm, local)[1]
     ref = sigs[0]
     for r, sig in enumerate(sigs[1:], start=1):
         if len(sig) != len(ref):
@@ -42,33 +51,15 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
     Arrays are sent one by one (start-up cost, not a training-step path).
     """
     comm = as_communicator(comm)
-    arrays = _backend.as_list(arrays, "arrays")
-    for i, a in enumerate(arrays):
-        if not (isinstance(a, np.ndarray) or _backend.is_cupy(a)):
-            raise TypeError(f"arrays[{i}]: expected a numpy or cupy array, got {type(a).__name__}")
-        if not a.flags.c_contiguous:
-            raise ValueError(f"arrays[{i}]: array must be C-contiguous")
-        if isinstance(a, np.ndarray) and not a.flags.writeable:
-            raise ValueError(f"arrays[{i}]: array is read-only")
-    check_same_params(arrays, comm, "arrays")
-    for a in arrays:
+
+    def check(arrays) -> None:  # (this rank's checks, agreed in check_same_params' allgather)
+        for i, a in enumerate(arrays):
+            if not a.flags.c_contiguous:
+                raise ValueError(f"arrays[{i}]: array must be C-contiguous")
+            if isinstance(a, np.ndarray) and not a.flags.writeable:
+                raise ValueError(f"arrays[{i}]: array is read-only")
+        comm._root(root)
+
+    check_same_params(arrays, comm, "arrays", check)
+    for a in _backend.as_list(arrays, "arrays"):
         comm.bcast(a, root)
-
-
-def agree(comm, fn):
-    """``fn()`` on every rank, which returns ``(local, shared)``; returns ``(local, [every rank's
-    shared])``. A TypeError / ValueError from ``fn`` on any rank raises on every rank (the rank's
-    own error, or the lowest failing rank's, same type, saying which rank): no rank goes on to a
-    collective the others never enter. One allgather of small objects (set-up, not steps)."""
-    try:
-        local, shared = fn()
-        err = None
-    except (TypeError, ValueError) as e:
-        local, shared, err = None, None, e
-    got = comm.allgather_object((None if err is None else (type(err).__name__, str(err)), shared))
-    if err is not None:
-        raise err
-    for r, (theirs, _) in enumerate(got):
-        if theirs is not None:
-            raise (TypeError if theirs[0] == "TypeError" else ValueError)(f"{theirs[1]} (on rank {r})")
-    return local, [s for _, s in got]

@@ -17,11 +17,11 @@ import numpy as np
 from .. import _backend
 from ..optim import AdagradNorm
 from ..optim._lowp_config import _half_fmt
-from ..optim._run import _Run
 from . import hyper_check, sharded_setup, sharded_state
+from .agreement import agree, load_together, reduce_mode, refuse_together, state_digest
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step
-from .params import agree, check_same_params
+from .params import check_same_params
 
 
 class ShardedOptimizer:
@@ -62,16 +62,11 @@ class ShardedOptimizer:
     """
 
     def __init__(self, optimizer_class, params, comm, *, op: str = "mean", grad_weight=None, **hyper):
-        if not isinstance(optimizer_class, type) or not hasattr(optimizer_class, "step"):
-            raise TypeError(f"optimizer_class: expected an optkern optimizer class, got {optimizer_class!r}")
-        if not isinstance(op, str) or op not in ("mean", "sum"):
-            raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.comm = comm = as_communicator(comm)
-        self.op = op
-        self.grad_weight = _grad_weight(grad_weight)
-        # this rank's arguments checked first, the outcome agreed on: a rank refusing its arrays
-        # must not leave the others waiting in the exchanges below
-        groups = agree(comm, lambda: (self._parse(params), None))[0]
+        # this rank's arguments checked first, the outcome agreed on: a rank refusing its arrays (or
+        # its own grad_weight, for uneven shards) must not leave the others waiting in the
+        # exchanges below
+        groups = agree(comm, lambda: (self._parse(optimizer_class, params, op, grad_weight), None))[0]
         check_same_params(self._user, comm)
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
@@ -130,8 +125,15 @@ class ShardedOptimizer:
         self._skip = False
         self._synced = False
 
-    def _parse(self, params) -> list:
-        """The groups of ``params``, their arrays (``self._user``) checked on this rank."""
+    def _parse(self, optimizer_class, params, op, grad_weight) -> list:
+        """The groups of ``params``, their arrays (``self._user``) and the other arguments checked
+        on this rank."""
+        if not isinstance(optimizer_class, type) or not hasattr(optimizer_class, "step"):
+            raise TypeError(f"optimizer_class: expected an optkern optimizer class, got {optimizer_class!r}")
+        if not isinstance(op, str) or op not in ("mean", "sum"):
+            raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
+        self.op = op
+        self.grad_weight = _grad_weight(grad_weight)
         groups = sharded_setup.groups_of(params)
         self._user = [p for g in groups for p in g["params"]]
         sharded_setup.check_params(self._user)
@@ -173,7 +175,7 @@ class ShardedOptimizer:
                     swap[id(old)] = (old, self._flat[a:b])
         opt.__dict__.pop("_lowp_plans", None)  # (a cache of views of the old arrays)
         for k, v in list(vars(opt).items()):
-            setattr(opt, k, _swapped(v, swap, set()))
+            setattr(opt, k, sharded_state.swapped(v, swap, set()))
         opt._index_of = {(id(swap[key][1]) if key in swap else key): i for key, i in opt._index_of.items()}
 
     # ---- the optimizer's face -----------------------------------------------------------
@@ -197,9 +199,19 @@ class ShardedOptimizer:
     def synchronize(self, grads) -> list:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
         it holds part of, or one empty array; views of an internal buffer). ``grads`` are not
-        modified."""
+        modified. Collective: gradients refused on one rank raise on every rank, as in
+        :meth:`DistributedOptimizer.synchronize`."""
         self.comm._live("synchronize")  # (before the gradients are copied into the flat buffer)
-        return self._reduce_scatter(check_grads(grads, self._user), self._weight())
+        err = w = checked = None
+        try:
+            checked, w = check_grads(grads, self._user), self._weight()
+        except (TypeError, ValueError) as e:
+            err = e
+        # (every rank: a rank alone with a bad gradient raised while the others waited in the
+        # reduce-scatter forever; one small allreduce, as the step's hyper-parameter check)
+        refuse_together(self.comm, err, "synchronize", reduce_mode(self.op, self.grad_weight))
+        assert checked is not None
+        return self._reduce_scatter(checked, w)
 
     def _weight(self):
         return _grad_weight(self.grad_weight, (self._gflat.dtype,))
@@ -239,7 +251,12 @@ class ShardedOptimizer:
         # while the others waited in that allreduce or the reduce-scatter forever; now every rank
         # raises, at no extra message.
         self.comm._live("step")  # (after MPI.Finalize(): before the step's first copy, at any world size)
-        err = w = None
+        err: Exception | None = None
+        w = None
+        if self._skip and not self._synced:  # (agreed below: every rank raises it)
+            err = RuntimeError(
+                "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
+            )
         try:
             check_optimizer_step(self.optimizer, self._local_grads)
             if not self._skip:
@@ -248,13 +265,10 @@ class ShardedOptimizer:
                 grads, w = check_grads(grads, self._user), self._weight()
         except (TypeError, ValueError) as e:
             err = e
-        self._hyper_check(err)  # (every rank, before any collective of this step: an error on every rank)
-        if self._skip:
-            if not self._synced:
-                raise RuntimeError(
-                    "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
-                )
-        else:
+        # (every rank, before any collective of this step: an error on one rank raises on every
+        # rank, as does a step inside skip_synchronize() on some ranks only)
+        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
+        if not self._skip:
             self._reduce_scatter(grads, w)
         self._read_params()
         if self._adagrad_norm:
@@ -343,6 +357,13 @@ class ShardedOptimizer:
         are NumPy copies. It loads into an unsharded optimizer, or into a ShardedOptimizer of
         any world size (``load_state_dict``, re-sharded).
         """
+        if to is not None:  # (a `to` refused on one rank only left the others in the gather)
+            err = None
+            try:
+                self.comm._root(to)
+            except (TypeError, ValueError) as e:
+                err = type(e)(str(e).replace("root:", "to:", 1))
+            refuse_together(self.comm, err, "gather_object")  # (named as the gather it precedes)
         pieces = sharded_state.local_pieces(self.optimizer, self._slices)
         if to is None:
             gathered = self.comm.allgather_object(pieces)
@@ -359,47 +380,12 @@ class ShardedOptimizer:
         step reads them). A consolidated dict is checked whole on every rank, as an unsharded
         optimizer checks it (each array its parameter's shape, ...), and the parameters of one
         group must have the same step count and scalars (a group's slice steps as one array):
-        every rank loading the same dict raises the same ValueError naming the entry."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
-        if "zero" in state_dict:
-            lay, ours = state_dict["zero"], self._layout()
-            if not isinstance(lay, dict):
-                raise TypeError(f"state_dict['zero']: expected a dict (a shard's layout), got {type(lay).__name__}")
-            if "optimizer" not in state_dict:
-                raise ValueError("state_dict: a shard (with 'zero') is missing 'optimizer'")
-            for k in ("world", "numel", "chunk", "rank", "shapes"):
-                if lay.get(k) != ours[k]:
-                    raise ValueError(
-                        f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
-                        " (load a consolidate_state_dict() checkpoint to change the world size)"
-                    )
-            self.optimizer.load_state_dict(state_dict["optimizer"])
-            return
-        local = sharded_state.reshard(state_dict, self.optimizer, self._slices, self._ranges, self._counts, self._user)
-        self.optimizer.load_state_dict(local)
-
-
-def _swapped(v, swap: dict, seen: set):
-    """``v`` with each object of ``swap`` (id -> (old, new)) replaced by its new one, in the lists,
-    dicts, tuples and runs (``_Run``) it holds; lists, dicts and runs changed in place."""
-    hit = swap.get(id(v))
-    if hit is not None and hit[0] is v:
-        return hit[1]
-    if id(v) in seen:
-        return v
-    if isinstance(v, list):
-        seen.add(id(v))
-        v[:] = [_swapped(x, swap, seen) for x in v]
-    elif isinstance(v, dict):
-        seen.add(id(v))
-        for k, x in list(v.items()):
-            v[k] = _swapped(x, swap, seen)
-    elif isinstance(v, tuple) and not hasattr(v, "_fields"):
-        return tuple(_swapped(x, swap, seen) for x in v)
-    elif isinstance(v, _Run):
-        seen.add(id(v))
-        for k in _Run.__slots__:
-            if hasattr(v, k):
-                setattr(v, k, _swapped(getattr(v, k), swap, seen))
-    return v
+        every rank loading the same dict raises the same ValueError naming the entry. Collective: a
+        dict (or a shard) refused on one rank raises on every rank, and every rank keeps the state
+        it had (a refusal on one rank only left the others stepping from the checkpoint, that rank
+        from its old state: one optimizer, two states); so does a consolidated dict that differs
+        between ranks (compared by a digest: each rank's slices cut from another state)."""
+        # (a consolidated dict is the same on every rank: compared; a shard is each rank's own)
+        shard = not isinstance(state_dict, dict) or "zero" in state_dict  # (not a dict: refused in load)
+        same = None if shard else lambda: state_digest(state_dict)
+        load_together(self.comm, self.optimizer, lambda: sharded_state.load(self, state_dict), same)

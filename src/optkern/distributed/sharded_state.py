@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _backend, lowp
 from ..optim._lowp import LowPrecisionMixin
+from ..optim._run import _Run
 from ..optim._state_checks import NONNEGATIVE, SCALARS, check_array, check_groups, check_scalar, check_step
 
 
@@ -212,3 +213,51 @@ def _numbers(entry: dict, scalar_names, where: str) -> dict:
             lo, hi, lo_open = SCALARS.get(nm, (None, None, False))
             out[nm] = check_scalar(entry[nm], f"{where}[{nm!r}]", lo, hi, lo_open)
     return out
+
+
+def load(zopt, state_dict) -> None:
+    """``ShardedOptimizer.load_state_dict`` on this rank (the ranks' agreement is the caller's):
+    a consolidated dict resharded to this rank's slices, or this rank's own shard."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+    if "zero" in state_dict:
+        lay, ours = state_dict["zero"], zopt._layout()
+        if not isinstance(lay, dict):
+            raise TypeError(f"state_dict['zero']: expected a dict (a shard's layout), got {type(lay).__name__}")
+        if "optimizer" not in state_dict:
+            raise ValueError("state_dict: a shard (with 'zero') is missing 'optimizer'")
+        for k in ("world", "numel", "chunk", "rank", "shapes"):
+            if lay.get(k) != ours[k]:
+                raise ValueError(
+                    f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
+                    " (load a consolidate_state_dict() checkpoint to change the world size)"
+                )
+        zopt.optimizer.load_state_dict(state_dict["optimizer"])
+        return
+    local = reshard(state_dict, zopt.optimizer, zopt._slices, zopt._ranges, zopt._counts, zopt._user)
+    zopt.optimizer.load_state_dict(local)
+
+
+def swapped(v, swap: dict, seen: set):
+    """``v`` with each object of ``swap`` (id -> (old, new)) replaced by its new one, in the lists,
+    dicts, tuples and runs (``_Run``) it holds; lists, dicts and runs changed in place."""
+    hit = swap.get(id(v))
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    if id(v) in seen:
+        return v
+    if isinstance(v, list):
+        seen.add(id(v))
+        v[:] = [swapped(x, swap, seen) for x in v]
+    elif isinstance(v, dict):
+        seen.add(id(v))
+        for k, x in list(v.items()):
+            v[k] = swapped(x, swap, seen)
+    elif isinstance(v, tuple) and not hasattr(v, "_fields"):
+        return tuple(swapped(x, swap, seen) for x in v)
+    elif isinstance(v, _Run):
+        seen.add(id(v))
+        for k in _Run.__slots__:
+            if hasattr(v, k):
+                setattr(v, k, swapped(getattr(v, k), swap, seen))
+    return v
