@@ -30,8 +30,11 @@ params through a float32 master copy kept in the state (``master_param``), with
 ``stochastic_rounding=True`` (Philox, ``seed``) or to nearest even (float32
 params of the same optimizer, a half model's norms say, are their own master);
 ``state_dtype="bfloat16"`` or ``"int8"`` (blockwise 8-bit, ``block_size``)
-stores the moments compactly. Such a ``state_dict`` keeps the compact tensors;
-``to_torch_state_dict`` turns it into one ``torch.optim`` loads, and every
+stores the moments compactly. Such a ``state_dict`` keeps the compact tensors
+and the ``seed`` its random words are drawn from (a resumed run rounds as the
+saved one would have; a checkpoint without one keeps the constructor's);
+``to_torch_state_dict`` turns it into one ``torch.optim`` loads (needed for
+8-bit states: torch's loader would cast the codes to floats), and every
 optkern.torch optimizer loads torch's checkpoints and each other's, converting.
 Under ``torch.amp.GradScaler`` such an optimizer takes the scale and found_inf
 as torch's fused optimizers do: the step unscales the (float16) grads as it

@@ -71,6 +71,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         self._hyper_cache: dict = {}  # id(group) -> (keys, values, checked hyper-parameters, group)
         self._pre_grads: dict = {}  # id(run) -> the grad views the step's precheck made (reused by the step)
         self._runs_now: list | None = None  # the stepping group's runs (its layout), as planned
+        self._elements: dict = {}  # group index -> (its runs as last planned, their elements): _uninterrupted
         self._pre_hits: dict = {}  # id(run) -> its view cache entry, as the step's precheck found it valid
         # (the view cache entries of a step's runs, their written tensors' sorted spans and reach) at
         # the last full precheck: while a step's runs have the very same entries, only grads are checked
@@ -180,15 +181,13 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         hyper-parameters as the constructor checks them, every state entry against its param), and
         on any error the optimizer keeps its state and groups: nothing is assigned."""
         self._check_state_dict(state_dict)
+        seed, state_dict = _lowp.take_seed(state_dict)  # (checked; torch's loader would keep it in the state)
         state_dict, exact = self._lowp_load(state_dict)
         self._check_state_entries(state_dict, exact)
         old: tuple = (self.state, self.param_groups)
         try:
             super().load_state_dict(state_dict)
-            for p, entry in exact:  # (torch's loader cast them to the param's dtype: put back as stored)
-                self.state[p].update(
-                    {k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
-                )
+            _lowp.put_exact(self.state, exact, _meta(self._core)._state_names)
             scalars = tuple(k for k in self._run_keys if k in _HOST_SCALARS)
             for p, state in self.state.items():
                 _scalars_to_host(state, scalars)
@@ -198,6 +197,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                     group.setdefault(k, v)
                 self._validate(group, f"param_groups[{i}]")
             self.state = tracked(self.state, own=True)  # (torch's loader made the per-param dicts)
+            _lowp.adopt_seed(self._lowp_core, seed)
         except BaseException:
             self.state, self.param_groups = old[0], old[1]  # (torch's loader assigns new objects: the old are intact)
             raise
@@ -205,9 +205,10 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
             self._drop_layouts()
 
     def state_dict(self) -> dict:
-        """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads)."""
+        """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads),
+        with the stochastic-rounding seed where the step draws with one (``_lowp.with_seed``)."""
         sd = super().state_dict()
-        return {**sd, "state": plain(sd["state"])}
+        return {**sd, "state": _lowp.with_seed(plain(sd["state"]), self._lowp_cfg)}
 
     def _lowp_load(self, state_dict: dict) -> tuple:
         """(``state_dict`` as torch's loader should see it, [(param, entry) it must not cast]):
@@ -272,13 +273,17 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         try:
             if calls > 1 or fresh:
                 self._precheck(work)
-            for group, params, i, grads, runs in work:
-                self._grads = grads  # aligned with the params stepped (None: some params have none)
-                self._runs_now = runs
-                self._group_step(group, params, i)
-            # the native calls wrote the params through views autograd does not see: a graph that
-            # saved them must refuse its backward now, as after torch's in-place step
-            _increment_version([p for _, params, *_ in work for p in params])
+            # a Ctrl-C during a kernel is raised as it returns, before its run's step counts advance
+            # (params at step n + 1, state at n) or the next run steps: deferred to the end of a
+            # step long enough for the handler swaps not to matter, as optkern.optim's steps defer it
+            with self._uninterrupted(work):
+                for group, params, i, grads, runs in work:
+                    self._grads = grads  # aligned with the params stepped (None: some params have none)
+                    self._runs_now = runs
+                    self._group_step(group, params, i)
+                # the native calls wrote the params through views autograd does not see: a graph that
+                # saved them must refuse its backward now, as after torch's in-place step
+                _increment_version([p for _, params, *_ in work for p in params])
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes

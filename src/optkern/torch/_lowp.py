@@ -11,11 +11,20 @@ configured with those keywords. State lives in ``optimizer.state[p]`` as torch t
   dynamic blockwise 8-bit map with ``<name>_scale`` (one float32 per block) and ``block_size``;
 * ``step`` (also for SGD here: the stochastic-rounding stream of a step is drawn from it).
 
-``state_dict()`` holds exactly these; ``load_state_dict`` takes any of them (and torch's own
+``state_dict()`` holds exactly these, and, where the step draws random words (stochastic rounding,
+bfloat16 states), each non-empty entry the ``seed`` they are drawn from (a Python int, as
+optkern.optim's checkpoints hold it): ``load_state_dict`` takes the saved seed over the
+constructor's, so a resumed run rounds as the saved one would have; a checkpoint without one (torch's,
+or saved before the seed was) keeps the constructor's. torch.optim's loader keeps the key as an
+unknown per-param entry (its steps ignore it, its ``state_dict`` saves it again), so the seed
+survives a trip through torch.optim too. ``load_state_dict`` takes any of them (and torch's own
 float32 checkpoints) and converts into this optimizer's format: 8-bit with the same block is
 copied exactly, anything else goes through float32 (bf16 rounded to nearest even, 8-bit by
-blockwise quantization; a missing master starts from the param). :func:`to_torch_state_dict`
-turns one back into what ``torch.optim``'s optimizers load.
+blockwise quantization; a missing master starts from the param, and so does a half one: only
+torch.optim's loader makes that, casting the entry it does not know to its param's dtype, and its
+steps then moved the param, not that copy). :func:`to_torch_state_dict` turns one back into what
+``torch.optim``'s optimizers load; it is needed for 8-bit states: torch's loader casts the uint8
+codes to the param's dtype as values without a word (bfloat16 moments it widens exactly).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import lowp
+from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig
 from . import _views
 from ._state import _saved_ids
@@ -36,6 +46,7 @@ _HALVES = (torch.float16, torch.bfloat16)
 #: element counters are over the param's elements; torch.optim has no complex half recipe either)
 COMPLEX_WHY = "with low-precision storage (master_weights / stochastic_rounding / state_dtype): use the default"
 _BLOCK = "block_size"
+_SEED = "seed"
 
 
 @functools.cache
@@ -46,7 +57,19 @@ def _core_type(core: type) -> type:
     def _half_format(self, p):
         return "bfloat16" if p.dtype == np.uint16 else core._half_format(self, p)
 
-    return type(core.__name__, (core,), {"_half_format": _half_format, "__module__": __name__})
+    def __reduce__(self):  # (pickle finds a class by its name: this one is made here, by ``core``)
+        return _rebuilt_core, (core, dict(vars(self)))
+
+    return type(
+        core.__name__, (core,), {"_half_format": _half_format, "__reduce__": __reduce__, "__module__": __name__}
+    )
+
+
+def _rebuilt_core(core: type, state: dict):
+    """A pickled ``make_core`` instance (an optimizer pickled with ``torch.save(opt)``) rebuilt."""
+    m: Any = object.__new__(_core_type(core))
+    vars(m).update(state)
+    return m
 
 
 def make_core(core: type, options: dict):
@@ -122,6 +145,30 @@ def amp_scale(opt, like):
 # ---- checkpoints ------------------------------------------------------------------------
 
 
+def with_seed(state: dict, cfg: LowpConfig | None) -> dict:
+    """A ``state_dict()['state']`` whose non-empty entries also hold ``cfg``'s seed where the step
+    draws random words with it (stochastic rounding, bfloat16 states), as optkern.optim saves it.
+    New dicts: the optimizer's own entries are not touched (empty ones stay empty: a param that
+    has not stepped holds nothing)."""
+    if cfg is None or not (cfg.sr or cfg.state_dtype == "bfloat16"):
+        return state
+    return {k: {**e, _SEED: cfg.seed} if isinstance(e, dict) and e else e for k, e in state.items()}
+
+
+def take_seed(state_dict) -> tuple:
+    """(the seed ``state_dict``'s entries were saved with, or None where none was; ``state_dict``
+    without it, for torch's loader). ValueError / TypeError naming the entry for a seed that is not
+    an unsigned 64-bit int or differs between entries; nothing is changed then."""
+    seed = _saved_seed(state_dict)
+    if seed is None:
+        return None, state_dict
+    state = {
+        k: {n: v for n, v in e.items() if n != _SEED} if isinstance(e, dict) and _SEED in e else e
+        for k, e in state_dict["state"].items()
+    }
+    return seed, {**state_dict, "state": state}
+
+
 def _widen(entry: dict, k: str, where: str) -> np.ndarray:
     """Saved moment ``k`` of a state entry as float32/float64 values (8-bit decoded, bf16 widened)."""
     v = entry[k]
@@ -153,11 +200,11 @@ def _is_8bit(entry: dict, k: str) -> bool:
 def float_entry(entry: dict, names: tuple, where: str) -> dict:
     """``entry`` with moments ``names`` as float tensors and the low-precision extras (scales,
     block size, master) gone: what torch's optimizers keep."""
-    out = {k: v for k, v in entry.items() if k not in (_BLOCK, _MASTER)}
+    # (a scale beside a moment that is not 8-bit is stale: an 8-bit checkpoint's, loaded before
+    # the loaders dropped it; torch's optimizers would keep it as an unknown entry)
+    out = {k: v for k, v in entry.items() if k not in (_BLOCK, _MASTER, *(f"{n}_scale" for n in names))}
     for n in names:
         if n in entry and entry[n] is not None:
-            if _is_8bit(entry, n):
-                out.pop(f"{n}_scale", None)
             x = torch.from_numpy(_widen(entry, n, where))  # (_widen: a tensor, or it raised)
             out[n] = x.reshape(entry[n].shape)
     return out
@@ -168,8 +215,9 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
     (not ``step``: torch's loader keeps that)."""
     out: dict = {}
     n_p = p.numel()
+    own = storage_keys(names)  # (a 0-d param's moments and master are 0-d too: made below, or dropped)
     for k, v in entry.items():  # per-param scalars other than step (NAdam's mu_product): as saved
-        if k != "step" and isinstance(v, torch.Tensor) and v.dim() == 0:
+        if k != "step" and k not in own and isinstance(v, torch.Tensor) and v.dim() == 0:
             out[k] = v.detach().clone()
     for n in names:
         if n not in entry or entry[n] is None:
@@ -182,12 +230,13 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
             codes = scales = None
         if x.size != n_p:
             raise ValueError(f"{where}[{n!r}]: has {x.size} values, its param {n_p}")
+        _check_shape(entry[n], p, f"{where}[{n!r}]")  # (another model's param of this size: named)
         if cfg.state_dtype == "int8":
             if codes is None:
                 c, s = lowp.quantize_blockwise(x, cfg.block)
                 codes, scales = torch.from_numpy(c), torch.from_numpy(s)
             out[n] = codes.reshape(p.shape).clone()
-            out[f"{n}_scale"], out[_BLOCK] = scales.clone(), cfg.block
+            out[f"{n}_scale"], out[_BLOCK] = scales.reshape(-1).clone(), cfg.block  # (one per block, 1-D)
         else:
             dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
             out[n] = torch.from_numpy(x).reshape(p.shape).to(dt)  # (to bfloat16: nearest even)
@@ -196,10 +245,50 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
         if isinstance(m, torch.Tensor):
             if m.numel() != n_p or not m.is_floating_point():
                 raise ValueError(f"{where}[{_MASTER!r}]: expected {n_p} float values, got {m.numel()} {m.dtype}")
+            _check_shape(m, p, f"{where}[{_MASTER!r}]")
+        if isinstance(m, torch.Tensor) and m.dtype not in _HALVES:
             out[_MASTER] = m.detach().cpu().to(torch.float32).reshape(p.shape).clone()
-        else:
+        else:  # none, or a half one: torch.optim's loader cast it to its param's dtype, and its
+            # steps moved the param, not it (taken, the param would jump back): from the param
             out[_MASTER] = p.detach().cpu().to(torch.float32).clone()
     return out
+
+
+def _check_shape(v: torch.Tensor, p: torch.Tensor, where: str) -> None:
+    """ValueError naming ``where`` unless saved tensor ``v`` has its param's shape (as a plain
+    optimizer's loader requires: a transposed or reshaped param of another model is not this one's)."""
+    if v.shape != p.shape:
+        raise ValueError(f"{where}: expected shape {tuple(p.shape)} (its param's), got {tuple(v.shape)}")
+
+
+def storage_keys(names: tuple) -> tuple:
+    """The entries of a state that belong to its storage format, with moments ``names``: the
+    moments, their 8-bit scales, the block size and the master copy (``lowp_entry`` makes each
+    one this optimizer stores; torch's loader would keep the others as they were saved: an 8-bit
+    checkpoint's scales in a bfloat16 optimizer's state, a master beside a float32 param)."""
+    return (*names, *(f"{n}_scale" for n in names), _BLOCK, _MASTER)
+
+
+def put_exact(state, exact: list, names: tuple) -> None:
+    """Each (param, entry) of ``exact`` (``convert_checkpoint``'s) into ``state[param]`` as stored
+    (torch's loader cast it to the param's dtype), on the param's device, with what torch's loader
+    kept of the saved storage and ``lowp_entry`` did not make (``storage_keys``: another format's)
+    gone."""
+    stale = storage_keys(names)
+    for p, entry in exact:
+        st = state[p]
+        for k in stale:
+            st.pop(k, None)
+        st.update({k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in entry.items()})
+
+
+def adopt_seed(core, seed: int | None) -> None:
+    """A loaded checkpoint's stochastic-rounding seed (``take_seed``) as optkern.optim instance
+    ``core``'s (None, no seed saved: an older or a torch.optim checkpoint, the constructor's
+    stays), so the resumed steps draw the words the saved run would have drawn. No ``core`` (no
+    low precision): nothing is drawn."""
+    if seed is not None and core is not None:
+        core._lowp = core._lowp._replace(seed=seed)
 
 
 def convert_checkpoint(state_dict, params: list, cfg: LowpConfig | None, names: tuple) -> tuple:
@@ -229,7 +318,9 @@ def to_torch_state_dict(state_dict: dict, names: tuple = ()) -> dict:
     """An optkern.torch optimizer's ``state_dict()`` in the form ``torch.optim``'s optimizers load:
     8-bit and bfloat16 moments as float32 tensors, scales, block sizes and master copies dropped
     (torch keeps no master: its params continue from their half values). Other entries are shared,
-    not copied. ``names``: the moments to convert (default: every 8-bit or bfloat16 tensor)."""
+    not copied; the ``seed`` stays (torch's optimizers keep it as an unknown entry and save it again,
+    so a checkpoint back from torch.optim rounds on with it). ``names``: the moments to convert
+    (default: every 8-bit or bfloat16 tensor)."""
     if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
         raise TypeError("state_dict: expected an optimizer state dict (with a 'state' dict)")
     state = {}

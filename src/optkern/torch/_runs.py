@@ -12,6 +12,7 @@ import torch
 import torch.utils.dlpack
 
 from .. import _backend
+from .._atomic import DEFER_SIGINT_ELEMENTS, NO_DEFER, Uninterrupted
 from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
@@ -23,6 +24,7 @@ from ._tracked import _TrackedEntry
 
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
 _is_contiguous = torch.Tensor.is_contiguous
+_numel = torch.Tensor.numel
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
 
 
@@ -32,6 +34,7 @@ class _Runs:
     # what it assigns (made, and described, in _Fused.__init__)
     _view_cache: dict
     _joined: dict
+    _elements: dict
 
     if TYPE_CHECKING:  # everything else it reads is _Fused's
 
@@ -96,6 +99,22 @@ class _Runs:
                     return False
                 versions[:] = map(_version, bufs)  # (changed alike: the run stands)
         return True
+
+    def _uninterrupted(self, work: list):
+        """``Uninterrupted()`` (``optkern._atomic``) for a step (``_step``'s ``work``: its groups and
+        their runs) of at least ``DEFER_SIGINT_ELEMENTS`` elements, else a no-op context, as
+        optkern.optim's steps choose: a Ctrl-C during a kernel is raised as it returns, so inside
+        it the step (its arrays, its step counts, every run) is whole first. Each group's count is
+        kept while its runs are the same list (the cached layout: one look-up a step; counting 200
+        params cost ~30 us on a loaded 2-core VM). A complex param counts its complex elements: a
+        cost estimate."""
+        n = 0
+        for _, _, gi, _, runs in work:
+            hit = self._elements.get(gi)
+            if hit is None or hit[0] is not runs:
+                hit = self._elements[gi] = (runs, sum(sum(map(_numel, ps)) for ps in runs))
+            n += hit[1]
+        return Uninterrupted() if n >= DEFER_SIGINT_ELEMENTS else NO_DEFER
 
     def _element_bases(self, params: list) -> list[int]:
         """The index of each param's element 0 among all elements of ``param_groups`` in order: the
