@@ -49,7 +49,8 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
     """Layer-sequential unit-variance initialization (Mishkin & Matas 2016), in place.
 
     Protocol, so it works with any model:
-      weights: the layers' weight arrays in forward order (each ``(out, in, ...)``).
+      weights: the layers' weight arrays in forward order (each ``(out, in, ...)``; no two
+        sharing memory).
       forward: ``forward(x) -> list of arrays``, the output of every layer
         (pre-activation: the result of multiplying by ``weights[i]``, plus its
         bias) for the batch ``x``, computed with the current weights.
@@ -74,6 +75,11 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
         _target(w, f"weights[{i}]")
         if orthogonal_start and w.ndim < 2:
             raise ValueError(f"weights[{i}]: orthogonal_start needs at least 2 dimensions, got shape {w.shape}")
+    from .swa import check_disjoint  # (imported here: optkern.swa is not needed to import optkern.init)
+
+    # a weight listed twice (or two views of one buffer) would be rescaled for both layers: the
+    # first layer's variance would be left off 1 and the returned one stale
+    check_disjoint(weights, [f"weights[{i}]" for i in range(len(weights))])
     gen = make_rng(rng, _backend.array_module(weights[0]) if weights else np)
     originals = [w.copy() for w in weights]
     try:

@@ -69,16 +69,44 @@ def _representable(name: str, value: float, w) -> None:
         raise ValueError(f"{name}: {value!r} is not representable in the array's dtype {w.dtype}")
 
 
-def _fill_normal_(w, std, rng):
+#: no standard normal draw of NumPy's or CuPy's generators reaches this (NumPy's ziggurat tops out
+#: near 14): below it a scaled draw cannot overflow, and the fill skips its finiteness pass (a sync)
+_Z_MAX = 64.0
+
+
+def _fill_normal_(w, std, rng, mean=None, name="std"):
+    """``w = z * std (+ mean)`` in ``w``'s dtype, or ValueError naming ``name`` before ``w`` is
+    written where a draw overflows the dtype (a representable std of 30000 in float16 does: an
+    inf in the weights, or under ``-W error`` NumPy's overflow warning)."""
     xp = _target(w)
-    w[...] = _draw(rng, "normal", w.shape, w.dtype, xp) * w.dtype.type(std)
+    t = w.dtype.type
+    a = _draw(rng, "normal", w.shape, w.dtype, xp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a *= t(std)
+        if mean is not None:
+            a += t(mean)
+    shift = 0.0 if mean is None else abs(mean)
+    if shift + _Z_MAX * std > float(np.finfo(w.dtype).max) and not bool(xp.isfinite(a).all()):
+        what = f"N({mean}, {std}^2)" if mean is not None else f"N(0, {std}^2)"
+        raise ValueError(f"{name}: draws of {what} overflow the array's dtype {w.dtype}")
+    w[...] = a
     return w
 
 
-def _fill_uniform_(w, bound, rng):
+def _fill_uniform_(w, bound, rng, mid=None, ends=None):
+    """``w = (2u - 1) * bound (+ mid)`` in ``w``'s dtype. ``ends=(a, b)``: the draws are clipped to
+    them where a range reaches past half the dtype's max: there ``bound`` and ``mid``, each rounded
+    to the dtype, can add up past its max (U(59584, 65504) in float16 wrote infs)."""
     xp = _target(w)
+    t = w.dtype.type
     u = _draw(rng, "uniform", w.shape, w.dtype, xp)
-    w[...] = (u * w.dtype.type(2.0) - w.dtype.type(1.0)) * w.dtype.type(bound)
+    with np.errstate(over="ignore"):
+        u = (u * t(2.0) - t(1.0)) * t(bound)
+        if mid is not None:
+            u += t(mid)
+    if ends is not None and max(abs(ends[0]), abs(ends[1])) > float(np.finfo(w.dtype).max) / 2:
+        xp.clip(u, t(ends[0]), t(ends[1]), out=u)
+    w[...] = u
     return w
 
 

@@ -110,6 +110,8 @@ def _fan_fill_(w, fill_, scale, rng, name="gain"):
     with np.errstate(over="ignore"):
         if not np.isfinite(w.dtype.type(s)):
             raise ValueError(f"{name}: gives a scale of {s:g}, not representable in the array's dtype {w.dtype}")
+    if fill_ is _fill_normal_:  # a normal draw times s can still overflow (a uniform one stays within s)
+        return fill_(w, s, rng, name=name)
     return fill_(w, s, rng)
 
 
@@ -118,13 +120,11 @@ def _fan_fill_(w, fill_, scale, rng, name="gain"):
 
 @_checked
 def normal_(w, mean=0.0, std=1.0, *, rng=None):
-    """Fill ``w`` with N(mean, std^2)."""
+    """Fill ``w`` with N(mean, std^2) (ValueError naming std, ``w`` untouched, if a draw overflows its dtype)."""
     std, mean = _backend.nonnegative("std", std), _backend.real("mean", mean)
     _representable("std", std, w)  # (both before the draws are written)
     _representable("mean", mean, w)
-    _fill_normal_(w, std, rng)
-    w += w.dtype.type(mean)
-    return w
+    return _fill_normal_(w, std, rng, mean)
 
 
 @_checked
@@ -139,9 +139,7 @@ def uniform_(w, a=0.0, b=1.0, *, rng=None):
     if not (math.isfinite(half) and math.isfinite(mid)):  # b - a past float64's range: halve first
         half, mid = b / 2 - a / 2, a / 2 + b / 2
     _representable("b", half, w)  # (a float32 / float16 width past its range: the bounds name it)
-    _fill_uniform_(w, half, rng)
-    w += w.dtype.type(mid)
-    return w
+    return _fill_uniform_(w, half, rng, mid, (a, b))
 
 
 @_checked

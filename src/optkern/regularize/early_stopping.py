@@ -25,7 +25,9 @@ def _snapshot(obj):
     if isinstance(obj, dict):
         return {k: _snapshot(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_snapshot(v) for v in obj)
+        items = [_snapshot(v) for v in obj]
+        # a named tuple (hyper-parameters, say) takes its fields as arguments, not one iterable
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     return copy.deepcopy(obj)
 
 
@@ -64,6 +66,14 @@ def _decode_tensor(a, dtype: str):
     return t if t.dtype == want else t.view(want)
 
 
+def _check_npy_dtype(dt) -> None:
+    """TypeError unless ``load_state`` can read an array of ``dt`` back as ``dt``: object arrays
+    would be pickled (and refused on loading), other dtypes .npy does not know come back as
+    void bytes. Raised while encoding, so a good checkpoint is never replaced by such a file."""
+    if dt.hasobject or np.lib.format.descr_to_dtype(np.lib.format.dtype_to_descr(dt)) != dt:
+        raise TypeError(f"state: cannot save an array of dtype {dt} to .npz (it would not load back as {dt})")
+
+
 def _encode(obj, arrays: dict):
     """JSON-able skeleton of a state_dict; arrays go to ``arrays`` under a key
     (torch tensors as NumPy arrays, marked to come back as CPU tensors of their dtype)."""
@@ -72,7 +82,12 @@ def _encode(obj, arrays: dict):
     if _is_array(obj):
         key = f"a{len(arrays)}"
         cupy = _backend.is_cupy(obj)
-        arrays[key] = obj.get() if cupy else obj
+        a = obj.get() if cupy else obj
+        if a.dtype.type.__module__ == "ml_dtypes":  # .npy knows it only as void bytes: its bits, tagged
+            arrays[key] = a.view(f"u{a.dtype.itemsize}")
+            return {"__array__": key, "cupy": cupy, "ml_dtypes": a.dtype.name}
+        _check_npy_dtype(a.dtype)
+        arrays[key] = a
         return {"__array__": key, "cupy": cupy}
     if isinstance(obj, np.generic):
         obj = obj.item()
@@ -93,6 +108,10 @@ def _decode(obj, arrays):
     if isinstance(obj, dict):
         if "__array__" in obj:
             a = np.array(arrays[obj["__array__"]])
+            if "ml_dtypes" in obj:
+                import ml_dtypes
+
+                a = a.view(np.dtype(getattr(ml_dtypes, obj["ml_dtypes"])))
             if "torch" in obj:
                 return _decode_tensor(a, obj["torch"])
             if obj.get("cupy"):
@@ -113,7 +132,9 @@ def save_state(path, state) -> None:
 
     Torch tensors (a ``torch.nn.Module``'s or ``torch.optim`` optimizer's state_dict) are saved
     detached, from a host copy, and :func:`load_state` gives them back as CPU tensors of the
-    same dtype; torch is imported only for a state that holds tensors."""
+    same dtype; torch is imported only for a state that holds tensors. NumPy arrays of ml_dtypes'
+    types (bfloat16, float8_*) are saved as their bits and come back with their dtype; an array
+    that would not load back as it was (dtype object) is a TypeError, before the file is touched."""
     arrays: dict = {}
     skeleton = json.dumps(_encode(state, arrays))
     tmp = str(path) + ".tmp.npz"

@@ -15,6 +15,8 @@ sparsity, L2 for SGD or for an exact penalized objective); use
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _backend
 
 
@@ -25,10 +27,20 @@ def _lists(params, grads=None):
     return mod, params, grads
 
 
+def _check_rounded(params, **coeffs) -> None:
+    """ValueError naming a coefficient that is not finite in float32: the gradient kernel rounds
+    ``l1`` / ``l2`` to the arrays' dtype, and an inf there writes NaN (inf * sign(0)) and infs
+    into every gradient. (The penalty's value is summed in float64: no limit there.)"""
+    if not params or getattr(params[0], "dtype", None) != np.float32:
+        return
+    for name, v in coeffs.items():
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.float32(v)):
+                raise ValueError(f"{name}: {v!r} is not finite in float32 (the arrays' dtype)")
+
+
 def _out(params, mod):
     xp = _backend.array_module(params[0]) if params else None
-    import numpy as np
-
     return (xp or np).zeros(1, dtype="float64"), mod is _backend.cpu
 
 
@@ -47,6 +59,7 @@ def add_penalty_grad_(params, grads, l1=0.0, l2=0.0, *, return_value=False):
     mod, params, grads = _lists(params, grads)
     l1 = _backend.nonnegative("l1", l1)
     l2 = _backend.nonnegative("l2", l2)
+    _check_rounded(params, l1=l1, l2=l2)
     if not _backend.flag("return_value", return_value):
         mod.penalty_grad_(params, grads, l1, l2, None)
         return None
