@@ -137,22 +137,10 @@ Shape shape_of(py::handle h, int axis) {
   return {N, D, axis == 1 ? N : D};
 }
 
-// An array of exactly `shape`: its element count checked first (the words of every kernel's count
-// check), then the shape itself. A count alone let a (D, N) direction, or a flat one, be read in h's
-// (N, D) layout, and a (2, 3) mean pass for 6 groups.
-template <class T>
-T* exact(HostArgs& args, py::handle h, const char* what, const std::vector<int64_t>& shape, bool written) {
-  T* p = args.get<T>(h, what, shape.size() == 1 ? shape[0] : shape[0] * shape[1], written);
-  const auto got = HostArrays::shape(h);
-  if (got != shape)
-    throw py::value_error(std::string(what) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
-  return p;
-}
-
 template <class T, int A>
 Norm<T, A> saved(HostArgs& args, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
-  return {args.get<T>(h, "h", S.N * S.D, false), exact<T>(args, mean, "mean", {S.G}, false),
-          exact<T>(args, rstd, "rstd", {S.G}, false), S.N, S.D};
+  return {args.get<T>(h, "h", S.N * S.D, false), args.shaped<T>(mean, "mean", {S.G}, false),
+          args.shaped<T>(rstd, "rstd", {S.G}, false), S.N, S.D};
 }
 
 template <class T, int A>
@@ -162,13 +150,13 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   const int64_t n = S.N * S.D;
   FwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
-  a.rh = exact<T>(args, rh, "rh", {S.N, S.D}, false);
-  a.w = exact<T>(args, w, "weight", {S.D}, false);
-  a.vw = exact<T>(args, vw, "vweight", {S.D}, false);
-  a.vb = exact<T>(args, vb, "vbias", {S.D}, false);
-  a.ry = exact<T>(args, ry, "ry", {S.N, S.D}, true);
-  a.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, true);
-  T* mx = exact<T>(args, m_xrh, "m_xrh", {S.G}, true);
+  a.rh = args.shaped<T>(rh, "rh", {S.N, S.D}, false);
+  a.w = args.shaped<T>(w, "weight", {S.D}, false);
+  a.vw = args.shaped<T>(vw, "vweight", {S.D}, false);
+  a.vb = args.shaped<T>(vb, "vbias", {S.D}, false);
+  a.ry = args.shaped<T>(ry, "ry", {S.N, S.D}, true);
+  a.rxhat = args.shaped<T>(rxhat, "rxhat", {S.N, S.D}, true);
+  T* mx = args.shaped<T>(m_xrh, "m_xrh", {S.G}, true);
   args.check_overlap();
   const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
   a.s.scaled = scaled.data();
@@ -194,16 +182,16 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   const int64_t n = S.N * S.D;
   BwdElement<T, A> a{};
   a.s = saved<T, A>(args, h, mean, rstd, S);
-  a.dy = exact<T>(args, dy, "dy", {S.N, S.D}, false);
-  a.rdy = exact<T>(args, rdy, "rdy", {S.N, S.D}, false);
-  a.w = exact<T>(args, w, "weight", {S.D}, false);
-  a.vw = exact<T>(args, vw, "vweight", {S.D}, false);
-  a.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, false);
-  a.m_xrh = exact<T>(args, m_xrh, "m_xrh", {S.G}, false);
-  a.dh = exact<T>(args, dh, "dh", {S.N, S.D}, true);
-  a.rdh = exact<T>(args, rdh, "rdh", {S.N, S.D}, true);
-  T* pw = exact<T>(args, rdw, "rdweight", {S.D}, true);
-  T* pb = exact<T>(args, rdb, "rdbias", {S.D}, true);
+  a.dy = args.shaped<T>(dy, "dy", {S.N, S.D}, false);
+  a.rdy = args.shaped<T>(rdy, "rdy", {S.N, S.D}, false);
+  a.w = args.shaped<T>(w, "weight", {S.D}, false);
+  a.vw = args.shaped<T>(vw, "vweight", {S.D}, false);
+  a.rxhat = args.shaped<T>(rxhat, "rxhat", {S.N, S.D}, false);
+  a.m_xrh = args.shaped<T>(m_xrh, "m_xrh", {S.G}, false);
+  a.dh = args.shaped<T>(dh, "dh", {S.N, S.D}, true);
+  a.rdh = args.shaped<T>(rdh, "rdh", {S.N, S.D}, true);
+  T* pw = args.shaped<T>(rdw, "rdweight", {S.D}, true);
+  T* pb = args.shaped<T>(rdb, "rdbias", {S.D}, true);
   args.check_overlap();
   const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
   a.s.scaled = scaled.data();

@@ -136,22 +136,10 @@ Shape shape_of(py::handle h, int axis) {
   return {s[0], s[1], axis == 1 ? s[0] : s[1]};
 }
 
-// An array of exactly `shape`: its element count checked first (the words of every kernel's count
-// check), then the shape itself. A count alone let a (D, N) direction, or a flat one, be read in h's
-// (N, D) layout, and a (2, 3) mean pass for 6 groups.
-template <class T>
-T* exact(DeviceArgs& args, py::handle h, const char* what, const std::vector<int64_t>& shape, bool written) {
-  T* p = args.get<T>(h, what, shape.size() == 1 ? shape[0] : shape[0] * shape[1], written);
-  const auto got = DeviceArrays::shape(h);
-  if (got != shape)
-    throw py::value_error(std::string(what) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
-  return p;
-}
-
 template <class T, int A>
 Norm<T, A> saved(DeviceArgs& a, py::handle h, py::handle mean, py::handle rstd, const Shape& S) {
-  return {a.get<T>(h, "h", S.N * S.D, false), exact<T>(a, mean, "mean", {S.G}, false),
-          exact<T>(a, rstd, "rstd", {S.G}, false), S.N, S.D};
+  return {a.get<T>(h, "h", S.N * S.D, false), a.shaped<T>(mean, "mean", {S.G}, false),
+          a.shaped<T>(rstd, "rstd", {S.G}, false), S.N, S.D};
 }
 
 template <class T, int A>
@@ -161,13 +149,13 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   const int64_t n = S.N * S.D;
   FwdElement<T, A> e{};
   e.s = saved<T, A>(args, h, mean, rstd, S);
-  e.rh = exact<T>(args, rh, "rh", {S.N, S.D}, false);
-  e.w = exact<T>(args, w, "weight", {S.D}, false);
-  e.vw = exact<T>(args, vw, "vweight", {S.D}, false);
-  e.vb = exact<T>(args, vb, "vbias", {S.D}, false);
-  e.ry = exact<T>(args, ry, "ry", {S.N, S.D}, true);
-  e.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, true);
-  T* mx = exact<T>(args, m_xrh, "m_xrh", {S.G}, true);
+  e.rh = args.shaped<T>(rh, "rh", {S.N, S.D}, false);
+  e.w = args.shaped<T>(w, "weight", {S.D}, false);
+  e.vw = args.shaped<T>(vw, "vweight", {S.D}, false);
+  e.vb = args.shaped<T>(vb, "vbias", {S.D}, false);
+  e.ry = args.shaped<T>(ry, "ry", {S.N, S.D}, true);
+  e.rxhat = args.shaped<T>(rxhat, "rxhat", {S.N, S.D}, true);
+  T* mx = args.shaped<T>(m_xrh, "m_xrh", {S.G}, true);
   args.check_overlap();
   require_current_device(args.device, "h");
   if (S.G == 0) return;
@@ -196,16 +184,16 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   const int64_t n = S.N * S.D;
   BwdElement<T, A> e{};
   e.s = saved<T, A>(args, h, mean, rstd, S);
-  e.dy = exact<T>(args, dy, "dy", {S.N, S.D}, false);
-  e.rdy = exact<T>(args, rdy, "rdy", {S.N, S.D}, false);
-  e.w = exact<T>(args, w, "weight", {S.D}, false);
-  e.vw = exact<T>(args, vw, "vweight", {S.D}, false);
-  e.rxhat = exact<T>(args, rxhat, "rxhat", {S.N, S.D}, false);
-  e.m_xrh = exact<T>(args, m_xrh, "m_xrh", {S.G}, false);
-  e.dh = exact<T>(args, dh, "dh", {S.N, S.D}, true);
-  e.rdh = exact<T>(args, rdh, "rdh", {S.N, S.D}, true);
-  T* pw = exact<T>(args, rdw, "rdweight", {S.D}, true);
-  T* pb = exact<T>(args, rdb, "rdbias", {S.D}, true);
+  e.dy = args.shaped<T>(dy, "dy", {S.N, S.D}, false);
+  e.rdy = args.shaped<T>(rdy, "rdy", {S.N, S.D}, false);
+  e.w = args.shaped<T>(w, "weight", {S.D}, false);
+  e.vw = args.shaped<T>(vw, "vweight", {S.D}, false);
+  e.rxhat = args.shaped<T>(rxhat, "rxhat", {S.N, S.D}, false);
+  e.m_xrh = args.shaped<T>(m_xrh, "m_xrh", {S.G}, false);
+  e.dh = args.shaped<T>(dh, "dh", {S.N, S.D}, true);
+  e.rdh = args.shaped<T>(rdh, "rdh", {S.N, S.D}, true);
+  T* pw = args.shaped<T>(rdw, "rdweight", {S.D}, true);
+  T* pb = args.shaped<T>(rdb, "rdbias", {S.D}, true);
   args.check_overlap();
   require_current_device(args.device, "h");
   if (S.D == 0) return;

@@ -9,8 +9,8 @@ forward does (rop::Norm), and other rows keep the plain formula's bits.
 
 Reference: the array-generic float64 formulas of ``optkern.nn.normalization`` on each group divided by
 its scale s (x̂, R{y}, R{x̂} and the parameter terms do not change; dh and R{dh} scale by 1 / s). The
-directions (R{h}, dy, R{dy}) are of ordinary size: like the backward's dy, each is used at its own scale,
-and one whose group sums overflow the dtype (R{h} itself near the max) is beyond the kernels' range.
+directions (R{h}, dy, R{dy}) are of ordinary size here; directions near the dtype's max, whose group sums
+overflow, are tests/test_hunt28_nn_rop_directions.py's (those groups are redone at a power-of-two scale).
 """
 
 import numpy as np

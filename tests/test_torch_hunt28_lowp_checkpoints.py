@@ -23,32 +23,17 @@ Guard (held before): 8-bit state through ``to_torch_state_dict``, torch.optim an
 codes and scales, bit for bit.
 """
 
-import io
-
 import pytest
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
-
-
-def run(opt, ps, seed, n):
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(n):
-        for p in ps:
-            p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
-        opt.step()
-
-
-def through_file(sd):
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    return torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+from torch_common import step_random, through_file  # noqa: E402
 
 
 def trained(dtype, shape, **lp):
     ps = [torch.randn(*shape).to(dtype), torch.randn(11).to(dtype), torch.randn(()).to(dtype)]
     opt = ot.Adam(ps, lr=1e-2, **lp)
-    run(opt, ps, 1, 2)
+    step_random(opt, ps, 1, 2)
     return opt, ps
 
 
@@ -93,12 +78,12 @@ def test_a_converted_checkpoint_leaves_only_this_storages_entries(src, dst):
     b = ot.Adam(qs, lr=1e-2, **dst)
     b.load_state_dict(through_file(a.state_dict()))
     own = ot.Adam([q.clone() for q in qs], lr=1e-2, **dst)
-    run(own, own.param_groups[0]["params"], 1, 1)
+    step_random(own, own.param_groups[0]["params"], 1, 1)
     for q, r in zip(qs, own.param_groups[0]["params"]):
         assert b.state[q].keys() == own.state[r].keys()
         for k, v in b.state[q].items():
             assert isinstance(v, int) or v.dtype == own.state[r][k].dtype, k
-    run(b, qs, 2, 1)
+    step_random(b, qs, 2, 1)
     t = torch.optim.Adam([q.clone() for q in qs], lr=1e-2)
     t.load_state_dict(through_file(ot.to_torch_state_dict(b.state_dict())))
     for p in t.param_groups[0]["params"]:
@@ -139,7 +124,7 @@ def test_a_master_cast_by_torch_optims_loader_is_not_taken(dtype):
     ts = [p.clone() for p in ps]
     t = torch.optim.Adam(ts, lr=1e-2)
     t.load_state_dict(through_file(a.state_dict()))
-    run(t, ts, 2, 3)
+    step_random(t, ts, 2, 3)
     saved = through_file(t.state_dict())
     assert saved["state"][0]["master_param"].dtype == dtype  # (what torch's loader made of it)
     qs = [p.clone() for p in ts]
@@ -147,7 +132,7 @@ def test_a_master_cast_by_torch_optims_loader_is_not_taken(dtype):
     b.load_state_dict(saved)
     for q in qs:
         assert torch.equal(b.state[q]["master_param"], q.float())
-    run(b, qs, 3, 1)
+    step_random(b, qs, 3, 1)
     for q, r in zip(qs, ts):  # (one lr-sized step from torch's params, not from the old master)
         assert (q.float() - r.float()).abs().max() < 0.05
 
@@ -181,7 +166,7 @@ def test_a_low_precision_optimizer_pickles(lp):
     c = pickle.loads(pickle.dumps(b))
     assert c._lowp_cfg == b._lowp_cfg
     for opt in (b, c):
-        run(opt, opt.param_groups[0]["params"], 5, 2)
+        step_random(opt, opt.param_groups[0]["params"], 5, 2)
     for p, q in zip(b.param_groups[0]["params"], c.param_groups[0]["params"]):
         assert torch.equal(p, q)
         assert all(torch.equal(v, c.state[q][k]) for k, v in b.state[p].items() if isinstance(v, torch.Tensor))

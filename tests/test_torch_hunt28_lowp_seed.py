@@ -10,12 +10,11 @@ without one (torch.optim's, or an older one) keeps the constructor's seed. torch
 keeps the unknown entry and saves it again, so crossing to torch.optim and back keeps it too.
 """
 
-import io
-
 import pytest
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
+from torch_common import step_random, through_file  # noqa: E402
 
 SIZES = [1, 7, 300, 1031]
 # (name, hyper-parameters, low-precision keywords, param dtype): every one draws random words
@@ -34,20 +33,6 @@ IDS = [f"{n}-{i}" for i, (n, *_) in enumerate(DRAWS)]
 def params(dtype):
     g = torch.Generator().manual_seed(0)
     return [torch.randn(n, generator=g).to(dtype) for n in SIZES]
-
-
-def run(opt, ps, seed, n):
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(n):
-        for p in ps:
-            p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
-        opt.step()
-
-
-def through_file(sd):
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    return torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -69,13 +54,13 @@ def test_resumed_run_continues_bit_for_bit_whatever_the_new_seed(name, kw, lp, d
     steps the same n: params and every state tensor bitwise those of the uninterrupted run."""
     ps = params(dtype)
     a = getattr(ot, name)(ps, **kw, **lp, seed=1234567)
-    run(a, ps, 1, 3)
+    step_random(a, ps, 1, 3)
     saved = through_file(a.state_dict())
     qs = [p.clone() for p in ps]
-    run(a, ps, 2, 3)
+    step_random(a, ps, 2, 3)
     b = getattr(ot, name)(qs, **kw, **lp)  # (seed 0)
     b.load_state_dict(saved)
-    run(b, qs, 2, 3)
+    step_random(b, qs, 2, 3)
     assert_same_run(a, ps, b, qs)
 
 
@@ -85,7 +70,7 @@ def test_the_seed_is_saved_where_the_step_draws_with_it():
     for lp, saved in ((dict(stochastic_rounding=True), True), ({}, False)):
         ps = params(torch.bfloat16)
         opt = ot.Adam(ps, lr=1e-2, master_weights=True, state_dtype="int8", seed=2**64 - 1, **lp)
-        run(opt, ps[:3], 1, 1)  # (the last param without a grad: no state)
+        step_random(opt, ps[:3], 1, 1)  # (the last param without a grad: no state)
         opt.state[ps[3]]  # (an empty entry, as a defaultdict look-up leaves it)
         sd = through_file(opt.state_dict())
         for i in range(3):
@@ -101,17 +86,17 @@ def test_a_checkpoint_without_a_seed_keeps_the_constructors():
     lp = dict(master_weights=True, stochastic_rounding=True)
     ps = params(torch.bfloat16)
     a = ot.Adam(ps, lr=1e-2, **lp, seed=5)
-    run(a, ps, 1, 2)
+    step_random(a, ps, 1, 2)
     old = through_file(a.state_dict())
     for e in old["state"].values():
         assert e.pop("seed") == 5
-    run(a, ps, 2, 2)
+    step_random(a, ps, 2, 2)
     for seed, same in ((5, True), (6, False)):
         qs = [p.clone() for p in params(torch.bfloat16)]
         b = ot.Adam(qs, lr=1e-2, **lp, seed=seed)
-        run(b, qs, 1, 2)
+        step_random(b, qs, 1, 2)
         b.load_state_dict(old)
-        run(b, qs, 2, 2)
+        step_random(b, qs, 2, 2)
         assert all(same_bits(p, q) for p, q in zip(ps, qs)) == same
 
 
@@ -122,7 +107,7 @@ def test_crossing_to_torch_optim_and_back_keeps_the_seed():
     ``to_torch_state_dict`` the same."""
     ps = [p.float() for p in params(torch.float32)]
     a = ot.Adam(ps, lr=1e-2, state_dtype="bfloat16", seed=99)
-    run(a, ps, 1, 2)
+    step_random(a, ps, 1, 2)
     for convert in (lambda sd: sd, ot.to_torch_state_dict):
         sd = through_file(convert(a.state_dict()))
         ts = [p.clone() for p in ps]
@@ -130,14 +115,14 @@ def test_crossing_to_torch_optim_and_back_keeps_the_seed():
         t.load_state_dict(sd)
         for i, p in enumerate(ps):
             assert torch.equal(t.state[ts[i]]["exp_avg"], a.state[p]["exp_avg"].float())
-        run(t, ts, 3, 1)
+        step_random(t, ts, 3, 1)
         back = through_file(t.state_dict())
         assert {e["seed"] for e in back["state"].values()} == {99}
         ref = ot.Adam([p.clone() for p in ts], lr=1e-2, state_dtype="bfloat16", seed=99)
         b = ot.Adam([p.clone() for p in ts], lr=1e-2, state_dtype="bfloat16")
         for opt in (ref, b):
             opt.load_state_dict(back)
-            run(opt, opt.param_groups[0]["params"], 4, 2)
+            step_random(opt, opt.param_groups[0]["params"], 4, 2)
         assert_same_run(ref, ref.param_groups[0]["params"], b, b.param_groups[0]["params"])
 
 
@@ -154,7 +139,7 @@ def test_crossing_to_torch_optim_and_back_keeps_the_seed():
 def test_a_bad_saved_seed_is_named_and_nothing_loads(seeds, err, match):
     ps = params(torch.bfloat16)
     a = ot.Adam(ps, lr=1e-2, master_weights=True, stochastic_rounding=True, seed=3)
-    run(a, ps, 1, 1)
+    step_random(a, ps, 1, 1)
     sd = through_file(a.state_dict())
     for i, s in enumerate(seeds):
         sd["state"][i]["seed"] = s

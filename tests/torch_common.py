@@ -1,6 +1,8 @@
 """What the optkern.torch tests share: the optimizer cases checked against torch.optim, the small
 torch models and data they train, and the CUDA skip marker."""
 
+import io
+
 import pytest
 import torch
 
@@ -59,3 +61,19 @@ def _gpu_missing():
 
 _NO_GPU = _gpu_missing()
 gpu = pytest.mark.skipif(_NO_GPU is not None, reason=f"needs torch CUDA, CuPy and optkern._cuda: {_NO_GPU}")
+
+
+def step_random(opt, ps, seed, n):
+    """``n`` steps of ``opt`` on seeded standard-normal gradients of the params' dtype."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
+        opt.step()
+
+
+def through_file(sd):
+    """``sd`` after a torch.save / torch.load round trip (weights_only, as a checkpoint is read)."""
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    return torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
