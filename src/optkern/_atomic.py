@@ -24,6 +24,12 @@ DEFER_SIGINT_ELEMENTS = 1 << 18
 NO_DEFER = contextlib.nullcontext()  # (reusable: it holds nothing)
 
 
+def deferring(elements: int):
+    """The context a step over ``elements`` elements runs in: ``Uninterrupted()`` from
+    ``DEFER_SIGINT_ELEMENTS`` on, else ``NO_DEFER`` (the handler swaps cost more than the window)."""
+    return Uninterrupted() if elements >= DEFER_SIGINT_ELEMENTS else NO_DEFER
+
+
 class Uninterrupted:
     """Defer SIGINT's Python handler to the end of the block (a no-op off the main thread)."""
 

@@ -22,6 +22,7 @@ from ._array_checks import is_cupy as is_cupy
 from ._array_checks import out_array as out_array
 from ._array_checks import type_name as type_name
 from ._scalars import INT64_MAX as INT64_MAX
+from ._scalars import finite_in as finite_in
 from ._scalars import flag as flag
 from ._scalars import in_range as in_range
 from ._scalars import integer as integer

@@ -45,6 +45,16 @@ def nonnegative(name: str, value) -> float:
     return in_range(name, value, 0.0, None)
 
 
+def finite_in(name: str, value: float, dtype) -> float:
+    """``value`` rounded to ``dtype`` (the arrays', as a kernel rounds it), or ValueError naming it
+    where that is inf: an overflowing coefficient writes infs and NaNs (inf * 0) into every array."""
+    with np.errstate(over="ignore", under="ignore"):
+        r = float(np.dtype(dtype).type(value))
+    if not math.isfinite(r):
+        raise ValueError(f"{name}: {value!r} is not finite in {np.dtype(dtype).name} (the arrays' dtype)")
+    return r
+
+
 def flag(name: str, value) -> bool:
     """A bool (Python or NumPy): a string like "no" or a list must not read as a choice."""
     if not isinstance(value, (bool, np.bool_)):

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _backend
-from ._atomic import DEFER_SIGINT_ELEMENTS, NO_DEFER, Uninterrupted
+from ._atomic import deferring
 from ._pickling import NativeByName
 from ._update_bn import update_bn
 from .lowp import _option
@@ -81,8 +81,7 @@ class AveragedParams(NativeByName):
         _backend.check_list_like(params, self.averages, "params", of="average")
         # lerp weight 1 is an exact copy
         w = 1.0 if self.n_averaged == 0 else 1.0 / (self.n_averaged + 1) if self.mode == "swa" else 1.0 - self.decay
-        big = sum(int(a.size) for a in self.averages) >= DEFER_SIGINT_ELEMENTS
-        with Uninterrupted() if big else NO_DEFER:  # (a Ctrl-C in the kernel: counted, then raised)
+        with deferring(sum(int(a.size) for a in self.averages)):  # (a Ctrl-C in the kernel: counted, then raised)
             with _backend._device_of(self.averages[0] if self.averages else None):
                 self._mod.swa_lerp_(self.averages, params, w)
             self.n_averaged += 1

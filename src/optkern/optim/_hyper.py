@@ -133,10 +133,7 @@ def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
             continue
         name = (names or {}).get(field) or n(field)
         if field in _ROUNDED:
-            with np.errstate(over="ignore", under="ignore"):
-                r = float(dtype.type(v))
-            if not np.isfinite(r):
-                raise ValueError(f"{name}: {v!r} is not finite in {dtype.name} (the arrays' dtype)")
+            r = _backend.finite_in(name, v, dtype)
             bound = _F32_SCALE_MAX if dtype.itemsize < 8 else _F64_SCALE_MAX
             if field in _SCALES and abs(v) > bound:
                 kind = "float32" if dtype.itemsize < 8 else "float64"

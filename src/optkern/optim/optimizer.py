@@ -17,7 +17,7 @@ from operator import is_
 import numpy as np
 
 from .. import _backend
-from .._atomic import DEFER_SIGINT_ELEMENTS, NO_DEFER, Uninterrupted
+from .._atomic import deferring
 from . import _closure
 from ._capturable import CapturableMixin
 from ._hyper import _check_dtype, _check_shapes
@@ -257,8 +257,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
         # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
         # where the kernels are long enough for the two handler swaps (~2 us) not to matter
-        big = sum(run.numel for group_runs in runs for run in group_runs) >= DEFER_SIGINT_ELEMENTS
-        with Uninterrupted() if big else NO_DEFER:
+        with deferring(sum(run.numel for group_runs in runs for run in group_runs)):
             for gi, group_runs in enumerate(runs):
                 hp, cap, lr_dev = checked[gi]
                 for run in group_runs:

@@ -28,15 +28,12 @@ def _lists(params, grads=None):
 
 
 def _check_rounded(params, **coeffs) -> None:
-    """ValueError naming a coefficient that is not finite in float32: the gradient kernel rounds
-    ``l1`` / ``l2`` to the arrays' dtype, and an inf there writes NaN (inf * sign(0)) and infs
-    into every gradient. (The penalty's value is summed in float64: no limit there.)"""
-    if not params or getattr(params[0], "dtype", None) != np.float32:
-        return
-    for name, v in coeffs.items():
-        with np.errstate(over="ignore"):
-            if not np.isfinite(np.float32(v)):
-                raise ValueError(f"{name}: {v!r} is not finite in float32 (the arrays' dtype)")
+    """The gradient kernel rounds ``l1`` / ``l2`` to the arrays' dtype: one past float32's range
+    would write NaN (inf * sign(0)) and infs into every gradient. (The penalty's value is summed in
+    float64: no limit there.)"""
+    if params and getattr(params[0], "dtype", None) == np.float32:
+        for name, v in coeffs.items():
+            _backend.finite_in(name, v, np.float32)
 
 
 def _out(params, mod):

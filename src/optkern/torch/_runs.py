@@ -12,7 +12,7 @@ import torch
 import torch.utils.dlpack
 
 from .. import _backend
-from .._atomic import DEFER_SIGINT_ELEMENTS, NO_DEFER, Uninterrupted
+from .._atomic import deferring
 from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
@@ -101,9 +101,8 @@ class _Runs:
         return True
 
     def _uninterrupted(self, work: list):
-        """``Uninterrupted()`` (``optkern._atomic``) for a step (``_step``'s ``work``: its groups and
-        their runs) of at least ``DEFER_SIGINT_ELEMENTS`` elements, else a no-op context, as
-        optkern.optim's steps choose: a Ctrl-C during a kernel is raised as it returns, so inside
+        """``optkern._atomic.deferring`` for a step (``_step``'s ``work``: its groups and their
+        runs), as optkern.optim's steps choose: a Ctrl-C during a kernel is raised as it returns, so inside
         it the step (its arrays, its step counts, every run) is whole first. Each group's count is
         kept while its runs are the same list (the cached layout: one look-up a step; counting 200
         params cost ~30 us on a loaded 2-core VM). A complex param counts its complex elements: a
@@ -114,7 +113,7 @@ class _Runs:
             if hit is None or hit[0] is not runs:
                 hit = self._elements[gi] = (runs, sum(sum(map(_numel, ps)) for ps in runs))
             n += hit[1]
-        return Uninterrupted() if n >= DEFER_SIGINT_ELEMENTS else NO_DEFER
+        return deferring(n)
 
     def _element_bases(self, params: list) -> list[int]:
         """The index of each param's element 0 among all elements of ``param_groups`` in order: the
