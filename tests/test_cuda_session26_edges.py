@@ -35,12 +35,18 @@ def test_cross_entropy_with_masked_logits(dtype, beta, eps):
     r = np.where(np.isfinite(z), np.linspace(-1.0, 1.0, z.size).reshape(z.shape), 0.0).astype(dtype)
     want = xent_forward(z, y, label_smoothing=eps, confidence_penalty=beta, scale=0.25)
     got = xent_forward(cp.asarray(z), cp.asarray(y), label_smoothing=eps, confidence_penalty=beta, scale=0.25)
-    for g, w, what in zip(got, want, ("loss", "logp", "grad")):
+    for g, w, what in zip(got[:2], want[:2], ("loss", "logp")):
         same_bits(cp.asnumpy(g), w, what)
-    same_bits(
+    # (p = exp(log p): the device's exp is CUDA's, the host's a polynomial within a few ulp of it,
+    # rules/activation.hpp; the gradient and the R-operator (values of order 1) differ by as much)
+    tol = 8 * np.finfo(dtype).eps
+    np.testing.assert_allclose(cp.asnumpy(got[2]), want[2], rtol=tol, atol=tol, err_msg="grad")
+    np.testing.assert_allclose(
         cp.asnumpy(xent_rop(got[1], cp.asarray(r), confidence_penalty=beta, scale=0.25)),
         xent_rop(want[1], r, confidence_penalty=beta, scale=0.25),
-        "rop",
+        rtol=tol,
+        atol=tol,
+        err_msg="rop",
     )
 
 

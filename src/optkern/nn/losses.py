@@ -49,6 +49,16 @@ def _hp(label_smoothing, confidence_penalty):
     return eps, beta
 
 
+def _in_dtype(a, **coefs):
+    """``coefs`` checked finite in the float dtype of ``a`` (the kernel rounds them to it): float32
+    logits with scale 1e39 wrote inf * 0 = NaN where the gradient or the R-operator is 0. Another
+    dtype is left for the kernel to refuse, naming its array."""
+    dt = getattr(a, "dtype", None)
+    if dt not in (np.float32, np.float64):
+        return list(coefs.values())
+    return [_backend.finite_in(name, v, dt) for name, v in coefs.items()]
+
+
 @_backend.on_array_device
 def xent_forward(
     logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, scale=1.0, need_logp=True, need_grad=True
@@ -69,6 +79,7 @@ def xent_forward(
     eps, beta = _hp(label_smoothing, confidence_penalty)
     scale = _backend.real("scale", scale)
     _check_logits(logits)
+    beta, scale = _in_dtype(logits, confidence_penalty=beta, scale=scale)
     if not (isinstance(labels, np.ndarray) or _backend.is_cupy(labels)):
         raise TypeError(f"labels: expected an integer array, got {type(labels).__name__}")
     mod = _backend.backend(("logits", logits), ("labels", labels))
@@ -92,6 +103,7 @@ def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
     """
     beta = _backend.real("confidence_penalty", confidence_penalty)
     scale = _backend.real("scale", scale)
+    beta, scale = _in_dtype(logp, confidence_penalty=beta, scale=scale)
     mod = _backend.backend(("logp", logp), ("r", r))
     xp = _backend.array_module(logp)
     out = xp.empty_like(logp)
