@@ -172,44 +172,43 @@ template <class T> struct DxKernel {
   bool stream;  // non-temporal stores of dx (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
   bool training;
-  OK_INLINE void operator()(int64_t t) const {
-    if (!training) {
-      eval(t);
-      return;
-    }
+  char* bad;  // bad[t]: a dx of task t is not finite (redone: redo_channels)
+  OK_INLINE void operator()(int64_t t) const { bad[t] = !dx_finite(t); }
+  OK_INLINE bool dx_finite(int64_t t) const {
+    if (!training) return eval(t);
     if (sh.S == 1) {
       const T* OK_RESTRICT g = dy + t * sh.C;
       const T* OK_RESTRICT xn = x + t * sh.C;
       if (ns) {  // (rare: a channel whose x - mean may overflow)
-        write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
+        return write_row_finite(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
           const T xh = rules::normalize(xn[c], channel_normalizer(ns, sh.C, c));
           return rules::norm_dx(g[c], w[c], xh, rstd[c], mg[c], mgx[c]);
         });
-        return;
       }
-      write_row(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
+      return write_row_finite(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
         return rules::norm_dx(g[c], w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
       });
-      return;
     }
     const int64_t c = t % sh.C;
     const T rs = rstd[c], wc = w[c], a = mg[c], b = mgx[c];
     const T* OK_RESTRICT g = dy + t * sh.S;
     const T* OK_RESTRICT xn = x + t * sh.S;
+    bool ok = true;
     with_normalizer(mean[c], rs, [&](const auto& nz) OK_INLINE_LAMBDA {
-      write_row(dx + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA {
+      ok = write_row_finite(dx + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA {
         return rules::norm_dx(g[i], wc, rules::normalize(xn[i], nz), rs, a, b);
       });
     });
+    return ok;
   }
   // Eval mode: dx = r dy γ (the means are constants) needs no x̂ -- formed, a NaN x or an x̂ past
   // the dtype's range times the zero mean(g x̂) made dx NaN where torch's is finite. x̂ = 0 here
   // gives the same bits as the formula's for every finite x̂.
-  OK_INLINE void eval(int64_t t) const {
+  OK_INLINE bool eval(int64_t t) const {
     const bool rows = sh.S == 1;
     const int64_t len = rows ? sh.C : sh.S, c0 = t % sh.C;
     const T* OK_RESTRICT g = dy + t * len;
-    write_row(dx + t * len, len, stream, [&](int64_t i) OK_INLINE_LAMBDA {
+    return write_row_finite(dx + t * len, len, stream, [&](int64_t i) OK_INLINE_LAMBDA {
       const int64_t c = rows ? i : c0;
       return rules::norm_dx(g[i], w[c], T(0), rstd[c], T(0), T(0));
     });
@@ -387,7 +386,10 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
   k.mg = mg.data();
   k.mgx = mgx.data();
   k.training = training;
+  std::vector<char> bad(size_t(sh.S == 1 ? sh.N : sh.N * sh.C));
+  k.bad = bad.data();
   run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 3 * sh.size());
+  redo_channels(ChannelGrads<T>{k.dy, k.x, k.mean, k.rstd, k.w, k.dx, sh.N, C, sh.S, training}, k.bad, dw, db);
 }
 
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,

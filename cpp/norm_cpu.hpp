@@ -88,6 +88,88 @@ template <class T, class F> rules::ScaledMoments<T> scaled_moments(int64_t n, F&
   return {rules::scale2(k + off, e), q, e};
 }
 
+// ---- dy near the max: the redo of rules/norm.hpp (rare: groups whose dx or parameter sum overflowed) ----
+// `at(i)` gives element i's rules::GradElem (dy, γ, x̂), i in [0, n), `put(i, v)` writes its dx;
+// serial, in order.
+using rules::GradElem;
+
+// dx of a group (mean(g) and mean(g x̂) over its n elements; rms: no mean(g)) with dy, γ scaled.
+template <class T, class At, class Put> void dx_group_scaled(int64_t n, T r, bool rms, At&& at, Put&& put) {
+  T mdy = T(0), mw = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const GradElem<T> e = at(i);
+    mdy = rules::max_abs(mdy, e.dy), mw = rules::max_abs(mw, e.w);
+  }
+  const rules::GradScale sc = rules::grad_scale(mdy, mw);
+  if (!rules::scales(sc)) return;
+  T sg = T(0), sgx = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const GradElem<T> e = at(i);
+    const T g = rules::scaled_g(e.dy, e.w, sc);
+    sg += g, sgx += g * e.xhat;
+  }
+  const T mg = rms ? T(0) : sg / T(n), mgx = sgx / T(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const GradElem<T> e = at(i);
+    put(i, rules::norm_dx_scaled(e.dy, e.w, e.xhat, r, mg, mgx, sc));
+  }
+}
+
+// dγ = Σ dy x̂ and dβ = Σ dy of one parameter entry again, dy scaled, where the plain sum (*dw, *db;
+// either may be null) is not finite.
+template <class T, class At> void param_sums_scaled(int64_t n, At&& at, T* dw, T* db) {
+  T mdy = T(0);
+  for (int64_t i = 0; i < n; ++i) mdy = rules::max_abs(mdy, at(i).dy);
+  const int a = rules::grad_scale(mdy, T(0)).a;
+  if (a == 0) return;
+  T sw = T(0), sb = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const GradElem<T> e = at(i);
+    const T d = rules::scale2(e.dy, -a);
+    sw += d * e.xhat, sb += d;
+  }
+  if (dw && !rules::finite_(*dw)) *dw = rules::param_unscaled(sw, a);
+  if (db && !rules::finite_(*db)) *db = rules::param_unscaled(sb, a);
+}
+
+// Batch norm's (N, C, S) channels after its dx pass (cpp/norm_channels.cpp): those whose dx came out
+// non-finite again, dy and γ scaled (eval mode: each such element, dx = r γ dy having no group sums);
+// then dγ, dβ where not finite. bad[t]: task t's dx (row t of C when S = 1, else run (n, c) = t) is not.
+template <class T> struct ChannelGrads {
+  const T *dy, *x, *mean, *rstd, *w;
+  T* dx;
+  int64_t N, C, S;
+  bool training;
+  int64_t at(int64_t c, int64_t i) const { return ((i / S) * C + c) * S + i % S; }  // element i of channel c
+};
+template <class T> void redo_channels(const ChannelGrads<T>& k, const char* bad_tasks, T* dw, T* db) {
+  const int64_t C = k.C, n = k.N * k.S, tasks = k.S == 1 ? k.N : k.N * C;
+  std::vector<char> bad(size_t(C), 0);
+  for (int64_t t = 0; t < tasks; ++t) {
+    if (!bad_tasks[t]) continue;
+    if (k.S > 1) bad[size_t(t % C)] = 1;
+    else
+      for (int64_t c = 0; c < C; ++c) bad[size_t(c)] |= !rules::finite_(k.dx[t * C + c]);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const auto elem = [&](int64_t i) {
+      const int64_t e = k.at(c, i);
+      return GradElem<T>{k.dy[e], k.w[c], rules::normalize_safe(k.x[e], k.mean[c], k.rstd[c])};
+    };
+    if (bad[size_t(c)] && k.training)
+      dx_group_scaled<T>(n, k.rstd[c], false, elem, [&](int64_t i, T v) { k.dx[k.at(c, i)] = v; });
+    for (int64_t i = 0; bad[size_t(c)] && !k.training && i < n; ++i) {
+      T& d = k.dx[k.at(c, i)];
+      const T g = k.dy[k.at(c, i)];
+      if (!rules::finite_(d))
+        d = rules::norm_dx_scaled(g, k.w[c], T(0), k.rstd[c], T(0), T(0),
+                                  rules::grad_scale(rules::max_abs(T(0), g), rules::max_abs(T(0), k.w[c])));
+    }
+    if ((dw && !rules::finite_(dw[c])) || (db && !rules::finite_(db[c])))
+      param_sums_scaled<T>(n, elem, dw ? dw + c : nullptr, db ? db + c : nullptr);
+  }
+}
+
 // ‖x‖₂ of a contiguous row: the fast sum unless it overflowed or underflowed.
 template <class T> OK_INLINE T row_norm2(const T* OK_RESTRICT x, int64_t n) {
   const T ss = sum_squares(x, n);

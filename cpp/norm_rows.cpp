@@ -78,17 +78,20 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
 template <class T> struct RowGradArgs {
   const T *dy, *x, *w, *mean, *rstd;  // mean: null for RMS norm
   T *dx, *pdw, *pdb;                   // pdw, pdb: per-block partials (null: not wanted)
+  char* bad;                           // bad[r]: row r's dx is not finite (redone: redo_rows)
   int64_t R, G, Cg, S;
   bool rms, stream;  // stream: non-temporal stores of dx (large outputs)
 };
 
-// dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials.
-template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t r, T* pdw, T* pdb) {
+// dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials; false when a dx
+// written is not finite.
+template <class T> OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, T* pdw, T* pdb) {
   const int64_t M = a.Cg * a.S;
   const T* OK_RESTRICT x = a.x + r * M;
   const T* OK_RESTRICT dy = a.dy + r * M;
   T* OK_RESTRICT dx = a.dx + r * M;
   const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
+  bool ok = true;
   with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
     const int64_t w0 = (r % a.G) * a.Cg;
     const T* OK_RESTRICT w = a.w + w0;
@@ -117,7 +120,7 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
     }
     const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
     if (a.S == 1) {
-      write_row(dx, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
+      ok = write_row_finite(dx, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
         return rules::norm_dx(dy[j], w[j], rules::normalize(x[j], nz), rs, mg, mgx);
       });
       if (pdw || pdb) {
@@ -133,11 +136,45 @@ template <class T> OK_INLINE void row_backward(const RowGradArgs<T>& a, int64_t 
       const T wc = w[c];
       const T* OK_RESTRICT dyc = dy + c * a.S;
       const T* OK_RESTRICT xc = x + c * a.S;
-      write_row(dx + c * a.S, a.S, a.stream, [&](int64_t s) OK_INLINE_LAMBDA {
+      ok &= write_row_finite(dx + c * a.S, a.S, a.stream, [&](int64_t s) OK_INLINE_LAMBDA {
         return rules::norm_dx(dyc[s], wc, rules::normalize(xc[s], nz), rs, mg, mgx);
       });
     }
   });
+  return ok;
+}
+
+// dy near the max (rules/norm.hpp): the rows whose dx came out non-finite again, dy and γ scaled.
+template <class T> void redo_rows(const RowGradArgs<T>& a) {
+  const int64_t M = a.Cg * a.S;
+  for (int64_t r = 0; r < a.R; ++r) {
+    if (!a.bad[r]) continue;
+    const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
+    const int64_t o = r * M, w0 = (r % a.G) * a.Cg;
+    dx_group_scaled<T>(
+        M, rs, a.rms,
+        [&](int64_t j) {
+          return GradElem<T>{a.dy[o + j], a.w[w0 + j / a.S], rules::normalize_safe(a.x[o + j], mu, rs)};
+        },
+        [&](int64_t j, T v) { a.dx[o + j] = v; });
+  }
+}
+
+// dγ[i], dβ[i] again where not finite: the entry's elements are run c = i % Cg of the rows r = i / Cg + k G.
+template <class T> void redo_params(const RowGradArgs<T>& a, T* dw, T* db) {
+  const int64_t M = a.Cg * a.S, W = a.G * a.Cg;
+  for (int64_t i = 0; i < W; ++i) {
+    if ((!dw || rules::finite_(dw[i])) && (!db || rules::finite_(db[i]))) continue;
+    const int64_t g = i / a.Cg, c = i % a.Cg;
+    param_sums_scaled<T>(
+        (a.R / a.G) * a.S,
+        [&](int64_t t) {
+          const int64_t r = g + (t / a.S) * a.G, e = r * M + c * a.S + t % a.S;
+          const T mu = a.rms ? T(0) : a.mean[r];
+          return GradElem<T>{a.dy[e], T(0), rules::normalize_safe(a.x[e], mu, a.rstd[r])};
+        },
+        dw ? dw + i : nullptr, db ? db + i : nullptr);
+  }
 }
 
 // Multi-versioned row loops (GCC target_clones needs plain functions).
@@ -150,11 +187,11 @@ OK_CLONES void rows_fwd(const RowArgs<double>& a, int64_t r0, int64_t r1) {
   if (a.stream) stream_fence();
 }
 OK_CLONES void rows_bwd(const RowGradArgs<float>& a, int64_t r0, int64_t r1, float* pdw, float* pdb) {
-  for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
+  for (int64_t r = r0; r < r1; ++r) a.bad[r] = !row_backward(a, r, pdw, pdb);
   if (a.stream) stream_fence();
 }
 OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, double* pdw, double* pdb) {
-  for (int64_t r = r0; r < r1; ++r) row_backward(a, r, pdw, pdb);
+  for (int64_t r = r0; r < r1; ++r) a.bad[r] = !row_backward(a, r, pdw, pdb);
   if (a.stream) stream_fence();
 }
 
@@ -213,9 +250,12 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
   const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / L.W())}) : 1;
   const int64_t W = L.W();
   std::vector<T> pdw(dw ? size_t(nblk * W) : 0, T(0)), pdb(db ? size_t(nblk * W) : 0, T(0));
+  std::vector<char> bad(size_t(L.R));
+  a.bad = bad.data();
   py::gil_scoped_release nogil;
   if (!dw && !db) {
     parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_bwd(a, r0, r1, (T*)nullptr, (T*)nullptr); });
+    redo_rows(a);
     return;
   }
   parallel_for(nblk, 3 * n, [&](int64_t k) {  // dy, x, dx
@@ -231,6 +271,8 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
     if (dw) dw[i] = sw;
     if (db) db[i] = sb;
   });
+  redo_rows(a);
+  redo_params(a, dw, db);
 }
 
 void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,

@@ -46,13 +46,30 @@ template <class T> struct WnBackward {
     const T nrm = norm[r];
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
+    bool ok;  // (whether every dv is finite)
     if (!rules::weight_norm_k_ok(k, s, nrm)) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
       const T sn = s / nrm;
-      for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv_scaled(dwr[j], vr[j], scale, sn, nrm);
-      return;
+      ok = write_row_finite(dvr, M, false, [&](int64_t j) {
+        return rules::weight_norm_dv_scaled(dwr[j], vr[j], scale, sn, nrm);
+      });
+    } else {
+      ok = write_row_finite(dvr, M, false, [&](int64_t j) { return rules::weight_norm_dv(dwr[j], vr[j], scale, k); });
     }
-#pragma omp simd
-    for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv(dwr[j], vr[j], scale, k);
+    if (!ok || !rules::finite_(dg[r])) redo(r);
+  }
+  // dw or v near the max (rules/norm.hpp): row r again, dw and v scaled (rare).
+  void redo(int64_t r) const {
+    const T* dwr = dw + r * M;
+    const T* vr = v + r * M;
+    T adw = T(0), av = T(0);
+    for (int64_t j = 0; j < M; ++j) adw = rules::max_abs(adw, dwr[j]), av = rules::max_abs(av, vr[j]);
+    const rules::GradScale sc = rules::grad_scale(adw, av);
+    if (!rules::scales(sc)) return;
+    T s = T(0);
+    for (int64_t j = 0; j < M; ++j) s += rules::scale2(dwr[j], -sc.a) * rules::scale2(vr[j], -sc.b);
+    const auto q = rules::weight_norm_scaled(s, norm[r], g[r], sc);
+    dg[r] = rules::weight_norm_dg_scaled(q);
+    for (int64_t j = 0; j < M; ++j) dv[r * M + j] = rules::weight_norm_dv_rescaled(dwr[j], vr[j], q);
   }
 };
 

@@ -24,14 +24,16 @@ template <class T, class A>
 __global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const A* __restrict__ mean,
                                   const A* __restrict__ rstd, const T* __restrict__ w,
                                   const Sum2<A>* __restrict__ total, T* __restrict__ dx, int64_t n, int64_t C,
-                                  int64_t S, A inv_m, bool training) {
+                                  int64_t S, A inv_m, bool training, int* __restrict__ bad) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = (S == 1 ? i : i / S) % C;
     const A wc = w ? A(load(w, c)) : A(1);
     const A mg = training ? wc * total[c].a * inv_m : A(0), mgx = training ? wc * total[c].b * inv_m : A(0);
     // eval: x̂ not formed (the CPU's DxKernel::eval): a NaN or overflowing x̂ times the zero means gave NaN
     const A xh = training ? rules::normalize_safe(A(load(x, i)), mean[c], rstd[c]) : A(0);
-    store(dx, i, rules::norm_dx(A(load(dy, i)), wc, xh, rstd[c], mg, mgx));
+    const A v = rules::norm_dx(A(load(dy, i)), wc, xh, rstd[c], mg, mgx);
+    store(dx, i, v);
+    if (!rules::finite_(v)) bad[c] = 1;  // (redone: channel_redo_kernel; a race of equal stores)
   }
 }
 
@@ -167,13 +169,18 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
     const T* tx = reinterpret_cast<const T*>(xp);
     const A* tm = reinterpret_cast<const A*>(mp);
     const A* tr = reinterpret_cast<const A*>(rp);
-    ScratchBuffer total(size_t(C) * sizeof(Sum2<A>), s);
-    channel_grad_sums(GradSumOp<T, A>{tdy, tx, tm, tr, 1, 1, false}, N, C, S, reinterpret_cast<T*>(dwp),
-                      reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(), s);
+    ScratchBuffer total(size_t(C) * sizeof(Sum2<A>), s), flags(size_t(2 * C) * sizeof(int), s);
+    const GradSumOp<T, A> op{tdy, tx, tm, tr, 1, 1, false};
+    channel_grad_sums(op, N, C, S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(),
+                      flags.as<int>(), s);
     if (n > 0)
       channel_dx_kernel<T, A><<<grid_for(n, kThreads), kThreads, 0, s>>>(
           tdy, tx, tm, tr, reinterpret_cast<const T*>(wp), total.as<Sum2<A>>(), reinterpret_cast<T*>(dxp), n, C, S,
-          A(1) / A(N * S > 0 ? N * S : 1), training);
+          A(1) / A(N * S > 0 ? N * S : 1), training, flags.as<int>() + C);
+    // dy near the max (rules/norm.hpp): channels whose sums or dx came out non-finite, again scaled
+    DxRedo<T, A> d;
+    d.w = reinterpret_cast<const T*>(wp), d.rstd = tr, d.dx = reinterpret_cast<T*>(dxp), d.training = training;
+    channel_redo(op, N, C, S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), flags.as<int>(), d, s);
   });
   check_launch("channel_norm_backward");
 }

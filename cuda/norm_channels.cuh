@@ -30,11 +30,14 @@ template <class T, class A> struct GradSumOp {
   int64_t G, Cg;
   bool per_row;
   __device__ Acc zero() const { return {A(0), A(0)}; }
-  __device__ void push(Acc& acc, int64_t n, int64_t c, int64_t i) const {
+  __device__ A xhat(int64_t n, int64_t c, int64_t i) const {
     const int64_t k = per_row ? n * G + c / Cg : c;
+    return rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
+  }
+  __device__ void push(Acc& acc, int64_t n, int64_t c, int64_t i) const {
     const A g = load(dy, i);
     acc.a += g;
-    acc.b += g * rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
+    acc.b += g * xhat(n, c, i);
   }
 };
 
@@ -116,15 +119,67 @@ stats_scaled_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64
   }
 }
 
+// flags[c]: which sums are not finite (bit 0: Σ dy, bit 1: Σ dy x̂; redone by channel_redo_kernel);
+// flags[C + c] = 0, set later by a dx kernel whose channel c's dx is not finite.
 template <class T, class A>
 __global__ void sums_finalize_kernel(const Sum2<A>* __restrict__ part, int64_t K, int64_t C, T* __restrict__ dw,
-                                     T* __restrict__ db, Sum2<A>* __restrict__ total) {
+                                     T* __restrict__ db, Sum2<A>* __restrict__ total, int* __restrict__ flags) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
     Sum2<A> acc{A(0), A(0)};
     for (int64_t k = 0; k < K; ++k) acc = combine(acc, part[k * C + c]);
     if (dw) store(dw, c, acc.b);
     if (db) store(db, c, acc.a);
     if (total) total[c] = acc;
+    flags[c] = (rules::finite_(acc.a) ? 0 : 1) | (rules::finite_(acc.b) ? 0 : 2);
+    flags[C + c] = 0;
+  }
+}
+
+// Batch norm's dx, for the redo: γ (null: ones), rstd, dx (null: parameter sums only), the mode.
+template <class T, class A> struct DxRedo {
+  const T* w = nullptr;
+  const A* rstd = nullptr;
+  T* dx = nullptr;
+  bool training = true;
+};
+
+// dy near the max (rules/norm.hpp): the channels flagged by sums_finalize_kernel or the dx kernel
+// again, one block each, dy (and γ) scaled: the non-finite parameter sums, then dx (eval mode: each
+// non-finite element, dx = r γ dy having no sums). Other channels return at once (block-uniform).
+template <class T, class A>
+__global__ void __launch_bounds__(kChanThreads)
+channel_redo_kernel(GradSumOp<T, A> op, int64_t N, int64_t C, int64_t S, T* __restrict__ dw, T* __restrict__ db,
+                    const int* __restrict__ flags, DxRedo<T, A> d) {
+  const int64_t n = N * S;
+  for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+    const int f = flags[c], fdx = d.dx ? flags[C + c] : 0;
+    if (!f && !fdx) continue;
+    const A wc = d.w ? A(load(d.w, c)) : A(1);
+    const auto idx = [&](int64_t i) { return ((i / S) * C + c) * S + i % S; };
+    const auto at = [&](int64_t i) {
+      const int64_t e = idx(i);
+      return rules::GradElem<A>{A(load(op.dy, e)), wc, op.xhat(i / S, c, e)};
+    };
+    if (f) {
+      int a;
+      const Sum2<A> q = block_param_sums_scaled<A>(n, at, &a);
+      if (threadIdx.x == 0 && a != 0) {
+        if (db && (f & 1)) store(db, c, q.a);
+        if (dw && (f & 2)) store(dw, c, q.b);
+      }
+    }
+    if (!fdx) continue;
+    const A r = d.rstd[c];
+    if (d.training) {
+      block_dx_group_scaled<A>(n, r, false, at, [&](int64_t i, A v) { store(d.dx, idx(i), v); });
+      continue;
+    }
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const A dy = load(op.dy, idx(i));
+      if (rules::finite_(rules::norm_dx(dy, wc, A(0), r, A(0), A(0)))) continue;
+      const rules::GradScale sc = rules::grad_scale(rules::max_abs(A(0), dy), rules::max_abs(A(0), wc));
+      store(d.dx, idx(i), rules::norm_dx_scaled(dy, wc, A(0), r, A(0), A(0), sc));
+    }
   }
 }
 
@@ -153,14 +208,24 @@ void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rs
       x, redo.as<int>(), N, C, S, mean, rstd, var, eps);
 }
 
-// dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), totals in `total` when given.
+// dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), totals in `total` when given; flags (2 C ints):
+// sums_finalize_kernel's.
 template <class T, class A>
 void channel_grad_sums(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db, Sum2<A>* total,
-                       cudaStream_t s) {
+                       int* flags, cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
   ScratchBuffer part(size_t(K * C) * sizeof(Sum2<A>), s);
   launch_partials(op, N, C, S, K, part.as<Sum2<A>>(), s);
-  sums_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<Sum2<A>>(), K, C, dw, db, total);
+  sums_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<Sum2<A>>(), K, C, dw, db, total, flags);
+}
+
+// channel_redo_kernel over the C channels (after the dx kernel, if any).
+template <class T, class A>
+void channel_redo(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db, const int* flags,
+                  const DxRedo<T, A>& d, cudaStream_t s) {
+  if (C > 0)
+    channel_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+        op, N, C, S, dw, db, flags, d);
 }
 
 }  // namespace normgpu

@@ -71,6 +71,10 @@ __global__ void __launch_bounds__(kRowThreads)
 row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w, const A* __restrict__ mean,
               const A* __restrict__ rstd, T* __restrict__ dx, int64_t R, int64_t G, int64_t Cg, int64_t S) {
   __shared__ Sum2<A> ss[32];
+  // The last row whose dx came out non-finite (rows only grow: no reset; written after this row's
+  // block_reduce, which every thread passes only after reading the previous row's value).
+  __shared__ int64_t bad_row;
+  if (threadIdx.x == 0) bad_row = -1;
   const int64_t M = Cg * S;
   for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
     const T* xr = x + r * M;
@@ -88,8 +92,19 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
       const A xh = rules::normalize_safe(A(load(xr, j)), mu, rs);  // (scaled where x - mu may overflow)
-      store(dx + r * M, j, rules::norm_dx(A(load(dyr, j)), wj, xh, rs, mg, mgx));
+      const A v = rules::norm_dx(A(load(dyr, j)), wj, xh, rs, mg, mgx);
+      store(dx + r * M, j, v);
+      if (!rules::finite_(v)) bad_row = r;
     }
+    __syncthreads();
+    if (bad_row == r)  // dy near the max (rules/norm.hpp): the row again, dy and γ scaled (block-uniform)
+      block_dx_group_scaled<A>(
+          M, rs, !mean,
+          [&](int64_t j) {
+            const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
+            return rules::GradElem<A>{A(load(dyr, j)), wj, rules::normalize_safe(A(load(xr, j)), mu, rs)};
+          },
+          [&](int64_t j, A v) { store(dx + r * M, j, v); });
   }
 }
 
@@ -155,7 +170,11 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
     if (dwp || dbp) {
       // (R, M) seen as (N = R / G, C = G Cg, S); row of (n, c) is n G + c / Cg.
       GradSumOp<T, A> op{tdy, tx, reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp), L.G, L.Cg, true};
-      channel_grad_sums(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), static_cast<Sum2<A>*>(nullptr), s);
+      ScratchBuffer flags(size_t(2 * L.W()) * sizeof(int), s);
+      channel_grad_sums(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp),
+                        static_cast<Sum2<A>*>(nullptr), flags.as<int>(), s);
+      channel_redo(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), flags.as<int>(),
+                   DxRedo<T, A>{}, s);
     }
   });
   check_launch("row_norm_backward");

@@ -64,5 +64,47 @@ template <class A, class At> __device__ rules::ScaledMoments<A> block_scaled_mom
   return {rules::scale2(k + off, e), block_reduce(q, ss, Sum2<A>{A(0), A(0)}).a, e};
 }
 
+// ---- dy near the max: the redo of rules/norm.hpp, by the whole block (the CPU's: cpp/norm_cpu.hpp) ----
+// `at(i)` gives element i's rules::GradElem<A> (dy, γ, x̂), i in [0, n); `put(i, v)` writes its dx.
+
+// dx of a group (mean(g), mean(g x̂) over its n elements; rms: no mean(g)) with dy, γ scaled.
+template <class A, class At, class Put> __device__ void block_dx_group_scaled(int64_t n, A r, bool rms, At at, Put put) {
+  __shared__ Sum2<A> ss[32];
+  const A mdy = block_max_abs<A>(n, [&](int64_t i) { return at(i).dy; });
+  const A mw = block_max_abs<A>(n, [&](int64_t i) { return at(i).w; });
+  const rules::GradScale sc = rules::grad_scale(mdy, mw);
+  if (!rules::scales(sc)) return;  // (block-uniform)
+  Sum2<A> q{A(0), A(0)};
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const rules::GradElem<A> e = at(i);
+    const A g = rules::scaled_g(e.dy, e.w, sc);
+    q.a += g, q.b += g * e.xhat;
+  }
+  q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+  const A mg = rms ? A(0) : q.a / A(n), mgx = q.b / A(n);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const rules::GradElem<A> e = at(i);
+    put(i, rules::norm_dx_scaled(e.dy, e.w, e.xhat, r, mg, mgx, sc));
+  }
+}
+
+// Σ dy x̂ (.b) and Σ dy (.a) of one parameter entry again with dy 2^-a, scaled back (a = 0: not
+// redone, the result unused), returned to every thread.
+template <class A, class At> __device__ Sum2<A> block_param_sums_scaled(int64_t n, At at, int* a_out) {
+  __shared__ Sum2<A> ss[32];
+  const A mdy = block_max_abs<A>(n, [&](int64_t i) { return at(i).dy; });
+  const int a = rules::grad_scale(mdy, A(0)).a;
+  *a_out = a;
+  if (a == 0) return {A(0), A(0)};
+  Sum2<A> q{A(0), A(0)};
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const rules::GradElem<A> e = at(i);
+    const A d = rules::scale2(e.dy, -a);
+    q.a += d, q.b += d * e.xhat;
+  }
+  q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+  return {rules::param_unscaled(q.a, a), rules::param_unscaled(q.b, a)};
+}
+
 }  // namespace normgpu
 }  // namespace optkern

@@ -41,11 +41,31 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
   }
 }
 
+// dw or v near the max (rules/norm.hpp): a row whose dg or dv came out non-finite again, dw and v
+// scaled, by the whole block (block-uniform call).
+template <class T, class A>
+__device__ void wn_redo_row(const T* dwr, const T* vr, A g, A nrm, T* dvr, T* dg, int64_t M) {
+  __shared__ Sum2<A> ss[32];
+  const A adw = block_max_abs<A>(M, [&](int64_t j) { return A(load(dwr, j)); });
+  const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
+  const rules::GradScale sc = rules::grad_scale(adw, av);
+  if (!rules::scales(sc)) return;
+  Sum2<A> q{A(0), A(0)};
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
+    q.a += rules::scale2(A(load(dwr, j)), -sc.a) * rules::scale2(A(load(vr, j)), -sc.b);
+  const auto w = rules::weight_norm_scaled(block_reduce(q, ss, Sum2<A>{A(0), A(0)}).a, nrm, g, sc);
+  if (threadIdx.x == 0) store(dg, 0, rules::weight_norm_dg_scaled(w));
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
+    store(dvr, j, rules::weight_norm_dv_rescaled(A(load(dwr, j)), A(load(vr, j)), w));
+}
+
 template <class T, class A>
 __global__ void __launch_bounds__(kThreads)
 wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* __restrict__ g,
                    const A* __restrict__ norm, T* __restrict__ dv, T* __restrict__ dg, int64_t rows, int64_t M) {
   __shared__ Sum2<A> ss[32];
+  __shared__ int64_t bad_row;  // the last row with a non-finite dv (as in norm_rows.cu's row_dx_kernel)
+  if (threadIdx.x == 0) bad_row = -1;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* vr = v + r * M;
     const T* dwr = dw + r * M;
@@ -55,14 +75,16 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     const A nrm = norm[r];
     if (threadIdx.x == 0) store(dg, r, q.a / nrm);
     const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(q.a, nrm);
-    if (!rules::weight_norm_k_ok(k, q.a, nrm)) {  // s / ‖v‖² out of range (rules/norm.hpp), block-uniform
-      const A sn = q.a / nrm;
-      for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
-        store(dv + r * M, j, rules::weight_norm_dv_scaled(A(load(dwr, j)), A(load(vr, j)), scale, sn, nrm));
-      continue;
+    const bool k_ok = rules::weight_norm_k_ok(k, q.a, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
+    const A sn = q.a / nrm;
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+      const A dwj = load(dwr, j), vj = load(vr, j);
+      const A d = k_ok ? rules::weight_norm_dv(dwj, vj, scale, k) : rules::weight_norm_dv_scaled(dwj, vj, scale, sn, nrm);
+      store(dv + r * M, j, d);
+      if (!rules::finite_(d)) bad_row = r;
     }
-    for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
-      store(dv + r * M, j, rules::weight_norm_dv(A(load(dwr, j)), A(load(vr, j)), scale, k));
+    __syncthreads();
+    if (bad_row == r || !rules::finite_(sn)) wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M);
   }
 }
 

@@ -131,10 +131,7 @@ template <class T, int A> struct BwdElement {
 // non-finite or small direction keeps the plain result (NaN in, NaN out; an r near the max is not a
 // range problem of the directions).
 
-// The exponent k such that amax 2^-k is in [1, 2), for amax >= 1 and finite; else 0 (no scaling).
-template <class T> OK_HD int down_exp(T amax) {
-  return rules::finite_(amax) && amax >= T(1) ? rules::scale_exp(amax) : 0;
-}
+using rules::down_exp;  // (amax 2^-k in [1, 2), rules/norm.hpp: dy near the max)
 
 // R{x̂}, R{y} and m(x̂ R{h}) of group g again, with R{h} scaled by 2^-k (all three linear in R{h}).
 template <class T, int A> OK_HD void fwd_group_scaled(const FwdElement<T, A>& e, T* m_xrh, int64_t g) {

@@ -213,6 +213,45 @@ template <class A> OK_HD A norm_dx(A dy, A w, A xhat, A r, A mean_g, A mean_gxha
   return r * fma_t(-xhat, mean_gxhat, scaled_plus(dy, w, -mean_g));
 }
 
+// ---- dy near the dtype's max ----------------------------------------------------
+// dx is a projection of g = γ dy, |dx| within a modest multiple of r max|γ dy|: in range wherever
+// that is. The plain pass overflows first: its group sums Σ g and Σ g x̂ (float32 [1.8e38, 1.8e38,
+// -1.8e38, ...]: Σ = inf, dx = -inf / NaN), or g itself, or g - mean(g). dx is linear in dy and in
+// γ (dγ, dβ in dy), so a group whose dx came out non-finite is computed again with dy 2^-a and γ
+// 2^-b (exact scalings: the group's largest |dy| and |γ| brought into [1, 2)) and scaled back by
+// 2^(a+b); a dγ or dβ entry that came out non-finite is summed again with dy 2^-a, times 2^a (inf
+// where the exact sum is past the max). The kernels find those groups from the outputs they write
+// anyway (no pass over the others, which keep their bits). A non-finite dy or γ, or one whose
+// largest magnitude is below 1 (an overflow that is r's), keeps the plain result (NaN in, NaN out).
+// The loops are the CPU's (cpp/norm_cpu.hpp) and the GPU's block-parallel ones
+// (cuda/norm_scaled.cuh); the R-operator does the same for its directions (optkern/norm_rop.hpp).
+
+// The exponent k with amax 2^-k in [1, 2), for amax >= 1 and finite; else 0 (no scaling).
+template <class A> OK_HD int down_exp(A amax) { return finite_(amax) && amax >= A(1) ? scale_exp(amax) : 0; }
+
+// One element of a group as the redo loops read it.
+template <class A> struct GradElem {
+  A dy, w, xhat;
+};
+
+// The scaling of a group redone: dy 2^-a, γ 2^-b (none: a = b = 0).
+struct GradScale {
+  int a, b;
+};
+template <class A> OK_HD GradScale grad_scale(A max_dy, A max_w) {
+  if (!finite_(max_dy) || !finite_(max_w)) return {0, 0};
+  return {down_exp(max_dy), down_exp(max_w)};
+}
+OK_HD bool scales(const GradScale& s) { return s.a != 0 || s.b != 0; }
+// g = γ dy of the scaled values (the terms of the scaled group sums: g, g x̂).
+template <class A> OK_HD A scaled_g(A dy, A w, const GradScale& s) { return scale2(dy, -s.a) * scale2(w, -s.b); }
+// dx from the group means of the scaled terms, scaled back.
+template <class A> OK_HD A norm_dx_scaled(A dy, A w, A xhat, A r, A mean_g, A mean_gxhat, const GradScale& s) {
+  return scale2(norm_dx(scale2(dy, -s.a), scale2(w, -s.b), xhat, r, mean_g, mean_gxhat), s.a + s.b);
+}
+// A parameter gradient's sum again: Σ scale2(dy, -a) t over its elements, times 2^a.
+template <class A> OK_HD A param_unscaled(A sum_scaled, int a) { return scale2(sum_scaled, a); }
+
 // R-operator (Pearlmutter) of a normalization whose statistics depend on the
 // input, as in batch norm's training mode: with R{h} the direction of the
 // input and m(.) the group mean,
@@ -246,6 +285,28 @@ template <class A> OK_HD bool weight_norm_k_ok(A k, A s, A norm) {
 }
 template <class A> OK_HD A weight_norm_dv_scaled(A dw, A v, A scale, A s_over_norm, A norm) {
   return scale * fma_t(-s_over_norm, v / norm, dw);
+}
+
+// dw near the max, or v: s = Σ dw v overflows (float32 dw = [1.9e38, 1.9e38, 1.9e38, 0, ...] with v
+// ~ 1) where dg = s / ‖v‖ and dv are in range, and dv = scale (dw - k v) came out ±inf everywhere.
+// dv is linear in dw and of degree -1 in v, dg linear in dw and of degree 0 in v: a row whose dg or
+// dv came out non-finite is computed again from dw 2^-a and v 2^-b (‖v‖ 2^-b; grad_scale of the
+// row's largest |dw| and |v|), dg scaled back by 2^a and dv by 2^(a-b), as for the norms' dy above.
+template <class A> struct WnScaled {
+  A s, norm, scale, k;  // of the scaled row: Σ dw v, ‖v‖, g / ‖v‖, s / ‖v‖²
+  bool k_ok;
+  GradScale sc;
+};
+// From the scaled row's s (Σ scale2(dw, -a) scale2(v, -b)), the unscaled ‖v‖ and g.
+template <class A> OK_HD WnScaled<A> weight_norm_scaled(A s, A norm, A g, const GradScale& sc) {
+  const A n = scale2(norm, -sc.b), k = weight_norm_k(s, n);
+  return {s, n, weight_norm_scale(g, n), k, weight_norm_k_ok(k, s, n), sc};
+}
+template <class A> OK_HD A weight_norm_dg_scaled(const WnScaled<A>& q) { return scale2(q.s / q.norm, q.sc.a); }
+template <class A> OK_HD A weight_norm_dv_rescaled(A dw, A v, const WnScaled<A>& q) {
+  const A d = scale2(dw, -q.sc.a), x = scale2(v, -q.sc.b);
+  const A r = q.k_ok ? weight_norm_dv(d, x, q.scale, q.k) : weight_norm_dv_scaled(d, x, q.scale, q.s / q.norm, q.norm);
+  return scale2(r, q.sc.a - q.sc.b);
 }
 
 // Inverted dropout of one element, y = x · keep / (1 - p) with scale = 1 / (1 - p): the product is
