@@ -8,6 +8,14 @@ between two of them. Inside ``Uninterrupted()`` (main thread only: Python runs s
 there alone) SIGINT is recorded instead, and the handler that was installed runs on exit, once
 the step is whole -- the KeyboardInterrupt then comes from there. Only steps of at least
 ``DEFER_SIGINT_ELEMENTS`` elements defer (the cost below); smaller ones keep the window.
+
+The closure optimizers (L-BFGS, Newton-CG, SAM; optkern.torch's too) defer over their whole step,
+whatever its size, and open a window (``Uninterrupted.call``) for what writes nothing: the closure,
+a curvature solve. Their writes are Python bookkeeping between closure calls (L-BFGS's history,
+Newton-CG's move param by param, SAM's record of the ascent), a window no kernel size bounds, and
+a closure call (a forward and backward) costs far more than the two handler swaps. A Ctrl-C
+recorded during a write raises as the next window opens (where a step puts its params back, as
+when its closure raises) or at the step's end.
 """
 
 from __future__ import annotations
@@ -31,14 +39,28 @@ def deferring(elements: int):
 
 
 class Uninterrupted:
-    """Defer SIGINT's Python handler to the end of the block (a no-op off the main thread)."""
+    """Defer SIGINT's Python handler to the end of the block (a no-op off the main thread).
 
-    __slots__ = ("_old", "_got")
+    Nested inside another one (whose window is shut): a no-op, the outer one defers and its windows
+    are this one's. ``call(fn)`` opens a window: ``fn`` (a user's closure: a long forward and
+    backward) runs under the handler that was installed, so a Ctrl-C there raises at once, inside
+    ``fn``; one recorded before the window raises as it opens, before ``fn`` runs -- where the
+    caller already handles the closure's exceptions (a closure optimizer puts its params back), not
+    in the middle of a write. The window is a flag read by the recording handler (no handler swap:
+    a closure optimizer calls its closure dozens of times a step)."""
+
+    __slots__ = ("_old", "_got", "_open", "_outer")
 
     def __enter__(self) -> Uninterrupted:
         self._old = None
         self._got: tuple | None = None
+        self._open = False
+        self._outer: Uninterrupted | None = None
         if threading.current_thread() is _MAIN:
+            outer = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+            if isinstance(outer, Uninterrupted) and not outer._open:
+                self._outer = outer  # (a step inside a step: the outer one records, and opens the windows)
+                return self
             try:
                 self._old = signal.signal(signal.SIGINT, self._record)
             except ValueError:  # (an interpreter that is not the main one)
@@ -46,8 +68,25 @@ class Uninterrupted:
         return self
 
     def _record(self, signum, frame) -> None:
-        if self._got is None:
+        if self._open:  # (in a window: what the installed handler does, now)
+            if callable(self._old):
+                self._old(signum, frame)
+        elif self._got is None:
             self._got = (signum, frame)
+
+    def call(self, fn, *args):
+        """``fn(*args)`` in a window: interruptible (see the class)."""
+        owner = self._outer or self
+        if owner._old is None or owner._open:  # (off the main thread, or already in a window)
+            return fn(*args)
+        got, owner._got = owner._got, None
+        if got is not None and callable(owner._old):
+            owner._old(*got)  # (the Ctrl-C recorded so far: KeyboardInterrupt before fn runs)
+        owner._open = True
+        try:
+            return fn(*args)
+        finally:
+            owner._open = False
 
     def __exit__(self, *exc) -> None:
         old = self._old

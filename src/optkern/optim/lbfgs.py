@@ -11,11 +11,13 @@ associated differently), not bit for bit.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from .. import _backend
+from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from . import _closure, _lbfgs_state, _line_search
 
@@ -250,9 +252,18 @@ class LBFGS(NativeByName):
     # ---- step --------------------------------------------------------------------------
 
     def step(self, closure):
-        """Up to ``max_iter`` L-BFGS iterations; returns the loss at the starting point."""
+        """Up to ``max_iter`` L-BFGS iterations; returns the loss at the starting point.
+
+        A Ctrl-C raises inside the closure as it would without the step; one that arrives while
+        the step writes (the history, the direction, a move of the params) is held until the next
+        closure call, where the step puts the params back to the iterate as when the closure
+        raises, or until the step's end: the state always describes the params (``_atomic``)."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+        with Uninterrupted() as guard:
+            return self._step(functools.partial(guard.call, closure))
+
+    def _step(self, closure):
         lr, max_iter, max_eval, tol_grad, tol_change, history_size, ls = _check_group(self.param_groups[0])
         self._trim(history_size)
         state = self.state

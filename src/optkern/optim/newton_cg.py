@@ -11,11 +11,13 @@ residual and negative curvature; starts CG from ``warm_start`` times the previou
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from .. import _backend
+from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
@@ -173,11 +175,25 @@ class NewtonCG(NativeByName):
 
     def step(self, closure):
         """One Newton-CG step; returns the loss at the start. Counters, damping, the warm start and
-        the cached evaluation change only when the step completes."""
+        the cached evaluation change only when the step completes.
+
+        The closure and the solve (the user's operator: a product may be a forward and two backward
+        passes) write nothing and stay interruptible; a Ctrl-C while the step moves the params or
+        records the step is held until the trial point's closure call (the params go back to the
+        start, as when the closure raises) or the step's end (``_atomic``)."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
-        g_ = self.param_groups[0]
-        lr, lam, max_cg, cg_tol, expo, warm, boost, drop, lam_min, lam_max = self._check(g_)
+        with Uninterrupted() as guard:
+            hp, loss, g, p, res, evals, hvps, q = guard.call(self._solve, closure)
+            if not bool(self._xp.any(p)):
+                return self._null_step(loss, g, p, res, evals, hp[1])
+            return self._take(functools.partial(guard.call, closure), hp, loss, g, p, res, evals, hvps, q)
+
+    def _solve(self, closure) -> tuple:
+        """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
+        products, model decrease q of lr p)``; nothing written."""
+        hp = self._check(self.param_groups[0])
+        lr, lam, max_cg, cg_tol, expo, warm = hp[:6]
         op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else self.curvature
         if getattr(op, "shape", None) != (self._n, self._n):
             raise ValueError(
@@ -202,7 +218,7 @@ class NewtonCG(NativeByName):
             if float(xp.dot(g, p)) > 0.0:
                 p = -p
         if not bool(xp.any(p)):
-            return self._null_step(loss, g, p, res, evals, lam)
+            return hp, loss, g, p, res, evals, hvps, 0.0
         # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and
         # (A + lam I) x = -g - r from the recursion (exact arithmetic) when p is the CG iterate
         pp = float(xp.dot(p, p))
@@ -212,7 +228,12 @@ class NewtonCG(NativeByName):
             pAp = float(xp.dot(p, op.matvec(p)))
             hvps += 1
         q = lr * float(xp.dot(g, p)) + 0.5 * lr * lr * pAp
-        w = xp.array(self._flat(self._params))
+        return hp, loss, g, p, res, evals, hvps, q
+
+    def _take(self, closure, hp, loss, g, p, res, evals, hvps, q):
+        """The trial point ``w + lr p`` evaluated, the step kept or undone, the damping adapted."""
+        lr, lam, _, _, _, _, boost, drop, lam_min, lam_max = hp
+        w = self._xp.array(self._flat(self._params))
         self._set(w + lr * p)
         try:
             new_loss, new_g = self._evaluate(closure)
@@ -226,7 +247,7 @@ class NewtonCG(NativeByName):
             lam = min(lam * boost, lam_max)
         elif rho > 0.75:
             lam = max(lam * drop, lam_min)
-        g_["damping"] = lam
+        self.param_groups[0]["damping"] = lam
         accepted = new_loss < loss
         if accepted:
             self._cache = (new_loss, new_g) if self.reuse_trial_gradient else None

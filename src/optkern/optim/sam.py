@@ -10,7 +10,10 @@ the ascent point ``w + rho w^2 g / (||w g|| + eps)`` (element-wise products).
 
 from __future__ import annotations
 
+import functools
+
 from .. import _backend
+from .._atomic import Uninterrupted, deferring
 from .._pickling import NativeByName
 from ._closure import call, closure_loss
 
@@ -86,39 +89,47 @@ class SAM(NativeByName):
                 self._backups = [xp.empty_like(p) for p in ps]
         out = _backend.scalar_buffer(ps[0])
         moved = [i for i, g in enumerate(grads) if g is not None]
-        self._mod.sam_perturb_(
-            *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
-        )
-        self._moved = moved
-        self._perturbed = True
-        self._norm_buf = out
-        if self.eps == 0.0 and self.rho > 0.0 and self.grad_norm == 0.0:
-            # rho / (||g|| + eps) = rho / 0: the kernel's scale is inf and inf * 0 made every moved
-            # param NaN (the closure then saw NaN params; step() raised on their NaN loss). A zero
-            # gradient has no ascent direction: the ascent point is w itself, as it is for eps > 0
-            # (rho g / eps = 0). The backups hold w's bits. (Read only for eps = 0: a GPU sync.)
-            self._mod.sam_restore_(*_pick(self._moved, ps, self._backups))
+        # a Ctrl-C during the kernel raised as it returned, before the move was recorded: the params
+        # at the ascent point, w only in the backups, and second_step refused (not perturbed)
+        with deferring(_numel(ps)):
+            self._mod.sam_perturb_(
+                *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
+            )
+            self._moved = moved
+            self._perturbed = True
+            self._norm_buf = out
+            if self.eps == 0.0 and self.rho > 0.0 and self.grad_norm == 0.0:
+                # rho / (||g|| + eps) = rho / 0: the kernel's scale is inf and inf * 0 made every moved
+                # param NaN (the closure then saw NaN params; step() raised on their NaN loss). A zero
+                # gradient has no ascent direction: the ascent point is w itself, as it is for eps > 0
+                # (rho g / eps = 0). The backups hold w's bits. (Read only for eps = 0: a GPU sync.)
+                self._mod.sam_restore_(*_pick(self._moved, ps, self._backups))
 
     def second_step(self, grads) -> None:
         """Back to w (exactly), then the wrapped optimizer's step with ``grads`` (taken at the ascent point)."""
         if not self._perturbed:
             raise RuntimeError("second_step: call first_step first")
         grads = self._check_grads(grads)
-        self._restore()
-        self.base.step(grads)
+        with deferring(_numel(self._all_params())):  # (back at w and stepped, or neither)
+            self._restore()
+            self.base.step(grads)
 
     def step(self, closure):
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
-        loss, grads = self._call(closure)
-        self._perturb(grads, "closure: grads")
-        try:
-            _, grads2 = self._call(closure)
-            grads2 = self._check_grads(grads2, "closure: grads")
-        except BaseException:  # a bad result, or the closure's own error (propagated unchanged)
-            self._restore()  # leave w as it was
-            raise
-        self.second_step(grads2)
+        # the closure calls interruptible; a Ctrl-C during a write held until the second call (the
+        # params then go back to w, as when it raises) or the step's end (``_atomic``)
+        with Uninterrupted() as guard:
+            closure = functools.partial(guard.call, closure)
+            loss, grads = self._call(closure)
+            self._perturb(grads, "closure: grads")
+            try:
+                _, grads2 = self._call(closure)
+                grads2 = self._check_grads(grads2, "closure: grads")
+            except BaseException:  # a bad result, or the closure's own error (propagated unchanged)
+                self._restore()  # leave w as it was
+                raise
+            self.second_step(grads2)
         return loss
 
     def _restore(self) -> None:
@@ -183,6 +194,10 @@ class SAM(NativeByName):
         except (TypeError, ValueError) as e:  # its messages name paths inside its own state dict
             raise (TypeError if isinstance(e, TypeError) else ValueError)(f"state_dict['base']: {e}") from e
         self.rho, self.eps, self.adaptive = rho, eps, adaptive
+
+
+def _numel(arrays: list) -> int:
+    return sum(int(a.size) for a in arrays)
 
 
 def _pick(index: list, *lists) -> list:

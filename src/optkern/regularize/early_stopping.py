@@ -272,9 +272,31 @@ class EarlyStopping:
         best_step = _backend.integer("state['best_step']", state["best_step"], -1, steps - 1)
         num_bad = _backend.integer("state['num_bad']", state["num_bad"], 0, steps)
         should_stop = _backend.flag("state['should_stop']", state["should_stop"])
+        self._check_counts(best, best_step, num_bad, steps)
         self.best, self.best_step, self.num_bad, self.steps = best, best_step, num_bad, steps
         self.should_stop = bool(should_stop)
         if self.path is not None:
             # best_step -1: that run never kept a checkpoint, so a file at path is another run's
             # (restoring it gave a stale state where the uninterrupted run raises)
             self._best_state = self.path if best_step >= 0 and os.path.exists(self.path) else None
+
+    def _check_counts(self, best: float, best_step: int, num_bad: int, steps: int) -> None:
+        """The counters of a state as ``step`` leaves them, else ValueError naming the key: every
+        check after the best one was bad (``num_bad = steps - 1 - best_step``; before any
+        improvement, ``best_step = -1``: all of them), and the best is still the start value
+        (``inf`` in mode min, ``-inf`` in max) exactly when no check improved on it. Unchecked, a
+        state of wrong counts loaded silently (``num_bad = 0`` five checks after the best: early
+        stopping ``patience`` checks late), as did a best no step recorded."""
+        want = steps - 1 - best_step
+        if num_bad != want:
+            raise ValueError(
+                f"state['num_bad']: {num_bad}, but state['steps'] = {steps} and state['best_step'] = {best_step} "
+                f"mean {want} checks after the best (every one bad)"
+            )
+        start = math.inf if self.mode == "min" else -math.inf
+        if (best_step < 0) != (best == start):
+            got = "no check improved" if best_step < 0 else f"check {best_step} improved"
+            raise ValueError(
+                f"state['best_step']: {best_step} ({got}), but state['best'] = {best} "
+                f"(the start value in mode {self.mode!r} is {start})"
+            )

@@ -52,8 +52,26 @@ def _check_x(x, ndim=None):
     return _backend.array_module(x)
 
 
+def _float_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy floating dtype, else TypeError naming ``dtype``: targets are
+    probabilities (an integer or bool one-hot would be mixed in integer arithmetic, a complex one
+    is no probability), and None would be NumPy's float64, not this function's default."""
+    if dtype is None:
+        raise TypeError("dtype: expected a floating dtype (float16, float32, float64), got None")
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):  # NumPy's message would not name dtype
+        raise TypeError(f"dtype: expected a floating dtype (float16, float32, float64), got {dtype!r}") from None
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"dtype: expected a floating dtype (float16, float32, float64), got {dt}")
+    return dt
+
+
 def soft_targets(y, n, num_classes=None, dtype=np.float32):
-    """(N, K) soft targets from integer labels (N,) (one-hot, needs num_classes) or soft targets (N, K)."""
+    """(N, K) soft targets from integer labels (N,) (one-hot of ``dtype``, a floating dtype; needs
+    num_classes) or soft targets (N, K) (returned as they are)."""
+    dtype = _float_dtype(dtype)
+    n = _backend.integer("n", n, 0)
     if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):
         raise TypeError(f"y: expected a numpy or cupy array, got {type(y).__name__}")
     xp = _backend.array_module(y)
@@ -85,6 +103,15 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
     return y
 
 
+def _targets(y, x, xp, num_classes):
+    """``soft_targets`` of ``y`` for the batch ``x`` (on ``xp``, x's array module), y on x's
+    module too: a NumPy y with a CuPy x (or the reverse) gave mixed inputs and targets on two
+    devices, or an indexing error from the other module."""
+    if (isinstance(y, np.ndarray) or _backend.is_cupy(y)) and _backend.array_module(y) is not xp:
+        raise TypeError(f"y: expected a {xp.__name__} array like x, got a {_backend.array_module(y).__name__} one")
+    return soft_targets(y, x.shape[0], num_classes, x.dtype)
+
+
 def _draw(alpha, n, rng):
     alpha = _backend.positive("alpha", alpha)
     g = _host_rng(rng)
@@ -107,7 +134,7 @@ def mixup(x, y, alpha=0.2, *, num_classes=None, rng=None) -> Mixed:
     """
     xp = _check_x(x)
     n = x.shape[0]
-    t = soft_targets(y, n, num_classes, x.dtype)
+    t = _targets(y, x, xp, num_classes)
     lam, perm, _ = _draw(alpha, n, rng)
     p = xp.asarray(perm)
     xm = x * x.dtype.type(lam) + x[p] * x.dtype.type(1.0 - lam)
@@ -133,7 +160,7 @@ def cutmix(x, y, alpha=1.0, *, num_classes=None, rng=None) -> Mixed:
     n, _, h, w = x.shape
     if h == 0 or w == 0:  # no pixel to draw a box centre from
         raise ValueError(f"x: expected images of at least 1 x 1 pixels, got shape {tuple(x.shape)}")
-    t = soft_targets(y, n, num_classes, x.dtype)
+    t = _targets(y, x, xp, num_classes)
     lam, perm, g = _draw(alpha, n, rng)
     r = math.sqrt(1.0 - lam)
     ch, cw = int(h * r), int(w * r)

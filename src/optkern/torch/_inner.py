@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import _backend
+from .._atomic import Uninterrupted
 from . import _flat_order, _inference, _views
 from ._checks_step import check_grad, check_new_group
 from ._host_values import host_group
@@ -128,6 +129,12 @@ class ClosureOptimizer(torch.optim.Optimizer):
         closure = torch.enable_grad()(closure)
         # (the params are moved in place: before the closure, as nothing is written then)
         _inference.refuse_tensors(self._params, "param_groups[0]['params'][{}]".format)
+        # SIGINT held over the step, the state shown included; the inner step's windows (its closure
+        # calls, Newton-CG's solve) are this one's: a Ctrl-C there raises at once (``_atomic``)
+        with Uninterrupted():
+            return self._run_inner(closure)
+
+    def _run_inner(self, closure) -> tuple:
         self._follow_layout()
         self._adopt_user_state()
         inner = self._inner

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from .. import _backend
+from .._atomic import Uninterrupted, deferring
 from . import _inference, _views
 from ._checks_step import check_grad
 from ._host_values import _host_number
@@ -145,6 +146,15 @@ class SAM(torch.optim.Optimizer):
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         rho, adaptive = self._hyper()
         ps = self._with_grads(adaptive)
+        # a Ctrl-C during the kernel raised as it returned, before ``_moved`` recorded the move: the
+        # params at the ascent point, w only in the backups, second_step refused (held: ``_atomic``)
+        with deferring(sum(p.numel() for p in ps)):
+            self._perturb(ps, rho, adaptive)
+        if zero_grad:
+            self.zero_grad()
+
+    def _perturb(self, ps: list, rho: float, adaptive: bool) -> None:
+        """``first_step``'s move of ``ps`` (checked) and its record."""
         if ps:
             grads = [p.grad for p in ps]
             backups = [self._backup(p) for p in ps]
@@ -158,8 +168,6 @@ class SAM(torch.optim.Optimizer):
             # backward through a graph that saved the params raises as with the reference (not silently wrong)
             torch.autograd.graph.increment_version(ps)
         self._moved = ps
-        if zero_grad:
-            self.zero_grad()
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:
@@ -167,8 +175,9 @@ class SAM(torch.optim.Optimizer):
         ``.grad`` (those of the ascent point)."""
         if self._moved is None:
             raise RuntimeError("second_step: call first_step first")
-        self._restore()
-        self.base_optimizer.step()
+        with deferring(sum(p.numel() for p in self._moved)):  # (back at w and stepped, or neither)
+            self._restore()
+            self.base_optimizer.step()
         if zero_grad:
             self.zero_grad()
 
@@ -190,14 +199,16 @@ class SAM(torch.optim.Optimizer):
                 "closure: SAM.step needs a callable doing the second forward and backward, "
                 f"got {type(closure).__name__}"
             )
-        self.first_step(zero_grad=True)
-        try:
-            with torch.enable_grad():
-                closure()
-        except BaseException:
-            self._restore()
-            raise
-        self.second_step()
+        # the closure interruptible; a Ctrl-C during a write held until the closure is called (the
+        # params then go back to w, as when it raises) or the step's end (``_atomic``)
+        with Uninterrupted() as guard:
+            self.first_step(zero_grad=True)
+            try:
+                guard.call(torch.enable_grad()(closure))
+            except BaseException:
+                self._restore()
+                raise
+            self.second_step()
 
     # ---- checkpoints: the base optimizer's ---------------------------------------------------------
 

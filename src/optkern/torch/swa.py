@@ -17,6 +17,7 @@ import torch
 from torch.optim import swa_utils
 
 from .. import _backend
+from .._atomic import deferring
 from . import _inference, _views
 
 
@@ -64,7 +65,8 @@ class AveragedModel(swa_utils.AveragedModel):
             else:
                 rest.append((a, p))
         first = fused[0][0] if fused else None  # (the device and stream of the fused call)
-        plan = ([_views.view(a) for a, _ in fused], [_views.view(p) for _, p in fused], rest, first)
+        n = sum(a.numel() for a in ours)  # (what an update writes: ``deferring``'s measure)
+        plan = ([_views.view(a) for a, _ in fused], [_views.view(p) for _, p in fused], rest, first, n)
         self._fused_plan = (key, plan)
         return plan
 
@@ -78,17 +80,20 @@ class AveragedModel(swa_utils.AveragedModel):
         w = self._lerp_weight()
         if w is None or int(self.n_averaged) == 0:  # (torch's: another rule, or the first copy)
             return super().update_parameters(model)
-        averages, params, rest, first = self._plan(model)
-        if first is not None:
-            with _views.on_stream(first):
-                mod = _backend.backend(("averages", averages[:1]))
-                mod.swa_lerp_(averages, params, w)
-        for a, p in rest:
-            self._torch_rule(a, p.to(a.device))
-        if not self.use_buffers:  # (torch's: the buffers kept in sync with the model's)
-            for b, mb in zip(self.module.buffers(), model.buffers(), strict=True):
-                b.detach().copy_(mb.detach().to(b.device))
-        self.n_averaged += 1
+        averages, params, rest, first, n = self._plan(model)
+        # a Ctrl-C during the fused kernel raised as it returned, before ``n_averaged`` counted the
+        # update: the next one then weighted it 1 / n for 1 / (n + 1) (held to the end: ``_atomic``)
+        with deferring(n):
+            if first is not None:
+                with _views.on_stream(first):
+                    mod = _backend.backend(("averages", averages[:1]))
+                    mod.swa_lerp_(averages, params, w)
+            for a, p in rest:
+                self._torch_rule(a, p.to(a.device))
+            if not self.use_buffers:  # (torch's: the buffers kept in sync with the model's)
+                for b, mb in zip(self.module.buffers(), model.buffers(), strict=True):
+                    b.detach().copy_(mb.detach().to(b.device))
+            self.n_averaged += 1
 
     def _torch_rule(self, a: torch.Tensor, p: torch.Tensor) -> None:
         """One tensor the fused pass does not take, averaged as torch averages it."""
