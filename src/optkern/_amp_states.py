@@ -11,6 +11,7 @@ after its step cannot leave its id to the next one made.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any
 
@@ -116,3 +117,21 @@ def agreed(optimizer, found, err: Exception | None = None):
     if not _backend.is_cupy(found) and found[0] == 2:
         raise ValueError("grads: GradScaler.step was refused on another rank (see its error)")
     return found
+
+
+_GRAD = re.compile(r"\bgrads\[(\d+)\]")
+
+
+def renumbered(err: Exception, index: list[int] | None) -> Exception:
+    """``err`` of a native call over some of the grads (``index``: the position in ``grads`` of
+    each array passed; None: all of them, in order) naming each grad by its position in ``grads``:
+    the call's own position named another grad (after a None entry, or across the format groups
+    of a low-precision optimizer's grads)."""
+    if index is None:
+        return err
+
+    def at(m: re.Match) -> str:
+        k = int(m.group(1))
+        return f"grads[{index[k]}]" if k < len(index) else m.group(0)
+
+    return type(err)(_GRAD.sub(at, str(err)))

@@ -270,6 +270,19 @@ def as_list(arrays, name: str) -> list:
 _NATIVE_TYPES = {np.ndarray}
 
 
+def read_once(arrays):
+    """``arrays`` as a list when it is an iterable other than an array, a list or a tuple (a
+    generator), else as given: for a caller that passes it on after reading it (checks, then the
+    write, then the caller's own objects kept), where each read its own pass of a generator and
+    the later ones found it exhausted. Not iterable: returned for ``as_list`` to name."""
+    if arrays is None or isinstance(arrays, (list, tuple)) or is_array(arrays):
+        return arrays
+    try:
+        return list(arrays)
+    except TypeError:
+        return arrays
+
+
 # ---- arrays on the backend of another array (CuPy-aware) ---------------------
 
 

@@ -41,6 +41,7 @@ flag (a synchronization, as torch's non-fused optimizers do).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from operator import attrgetter
 from typing import Any
@@ -48,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from ._amp_states import Iteration, OptState, agreed, combined, distributed
+from ._amp_states import Iteration, OptState, agreed, combined, distributed, renumbered
 from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
@@ -89,6 +90,13 @@ def _float32_in(name: str, value, lo: float, hi: float = math.inf) -> float:
     return v
 
 
+def _saved_scale(name: str, value) -> float:
+    """A scale read back from a state dict: the constructor's rule, or 0, which the scale reaches
+    by backing off (from 2**16, 166 non-finite steps in a row underflow float32, as torch's scale
+    does): ``state_dict()`` writes it, so ``load_state_dict`` must take it back."""
+    return 0.0 if _backend.real(name, value) == 0.0 else _float32_in(name, value, 0.0)
+
+
 def _new_scale(value, scale):
     """``update(new_scale)``'s value: a number, or a 1-element float array (torch takes a 1-element
     tensor: the scale read back from ``get_scale`` as an array, say). A NumPy one is checked as a
@@ -109,12 +117,14 @@ def _new_scale(value, scale):
 _KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
 
 
-def _checked_state(state: Mapping, names: dict) -> dict:
+def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
     """``state`` (``_KEYS`` -> value) checked, the constructor's rules for each (ValueError /
-    TypeError naming ``names[key]``), before the caller assigns any of it."""
+    TypeError naming ``names[key]``), before the caller assigns any of it; a ``saved`` state
+    (``load_state_dict``) may hold a scale that backed off to 0 (``_saved_scale``)."""
     interval = _backend.integer(names["growth_interval"], state["growth_interval"], lo=1, hi=_backend.INT64_MAX)
+    scale = _saved_scale if saved else lambda name, v: _float32_in(name, v, 0.0)
     return {
-        "scale": _float32_in(names["scale"], state["scale"], 0.0),
+        "scale": scale(names["scale"], state["scale"]),
         "growth_factor": _float32_in(names["growth_factor"], state["growth_factor"], 1.0),
         "backoff_factor": _float32_in(names["backoff_factor"], state["backoff_factor"], 0.0, 1.0),
         "growth_interval": interval,
@@ -166,7 +176,9 @@ def _check_grads_of(optimizer, grads) -> list | None:
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, list) or not all(isinstance(g, dict) and "params" in g for g in groups):
         return None
-    params = [p for g in groups for p in g["params"]]
+    # (torch tensors viewed as the grads are: compared as they are, a float32 tensor's dtype
+    # torch.float32 refused every float32 grad)
+    params = _backend.as_list([p for g in groups for p in g["params"]], "params")
     grads = _backend.check_list_like(_backend.as_list(grads, "grads"), params, "grads", none=True)
     for i, g in enumerate(grads):
         if g is not None:  # (a param the step skips, as torch skips a None .grad)
@@ -244,6 +256,11 @@ class GradScaler:
         if _backend.is_cupy(loss):
             self._beside(loss)
             return loss * self._scale[0]
+        torch = sys.modules.get("torch")  # (a tensor exists: torch is imported)
+        if torch is not None and isinstance(loss, torch.Tensor):
+            # torch's own product, by its 0-d float32 scale tensor: a 0-d float16 / bfloat16 loss
+            # comes out float32 (times a Python float it stayed float16: 2**16 * loss was inf)
+            return loss * torch.full((), self.get_scale(), dtype=torch.float32, device=loss.device)
         if isinstance(loss, (np.ndarray, np.generic)) and _half_fmt(loss.dtype) is not None:
             # torch multiplies by its 0-d float32 scale tensor, in float32: a 0-d float16 /
             # bfloat16 loss (the usual scalar loss) comes out float32, an n-d one is rounded back
@@ -283,6 +300,7 @@ class GradScaler:
         _check_optimizer(optimizer)
         if not self.enabled:
             return False
+        grads = _backend.read_once(grads)  # (a generator: checked, unscaled and stepped alike)
         stage = self._iteration.stage(optimizer)
         if stage is OptState.UNSCALED:
             raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
@@ -317,10 +335,15 @@ class GradScaler:
     def _unscale(self, grads) -> Any:
         """found_inf of float32 ``grads``, unscaled in place in the same pass (``amp_unscale_``)."""
         grads = _backend.as_list(grads, "grads")
-        live = grads if _all_float32(grads) else _float32_only(grads)  # (the common case in one pass)
+        live, index = grads, None
+        if not _all_float32(grads):  # (the common case in one pass)
+            live, index = _float32_only(grads), [i for i, g in enumerate(grads) if g is not None]
         found = self._new_flag(live)
         with _backend._device_of(self._scale):
-            self._native().amp_unscale_(live, self._scale, found)
+            try:
+                self._native().amp_unscale_(live, self._scale, found)
+            except (TypeError, ValueError) as e:  # (named by its place in grads, not in live)
+                raise renumbered(e, index) from None
         return found
 
     def _new_flag(self, grads):
@@ -335,15 +358,20 @@ class GradScaler:
         grads left scaled: that optimizer's step unscales them (``lowp_step``'s ``grad_scale``)."""
         grads = _backend.as_list(grads, "grads")
         found = self._new_flag(grads)
-        by_fmt: dict[str, list] = {}
+        by_fmt: dict[str, tuple[list, list]] = {}  # format -> (its grads, their places in grads)
         for i, g in enumerate(grads):
             if g is None:  # (a param the step skips)
                 continue
             fmt = _grad_format(g, i)
-            by_fmt.setdefault(fmt, []).append(g if fmt == "float32" else g.view(np.uint16))
+            gs, index = by_fmt.setdefault(fmt, ([], []))
+            gs.append(g if fmt == "float32" else g.view(np.uint16))
+            index.append(i)
         with _backend._device_of(self._scale):
-            for fmt, gs in by_fmt.items():
-                self._native().amp_check_(gs, fmt, found)
+            for fmt, (gs, index) in by_fmt.items():
+                try:
+                    self._native().amp_check_(gs, fmt, found)
+                except (TypeError, ValueError) as e:  # (named by its place in grads, not in gs)
+                    raise renumbered(e, index) from None
         return found
 
     def step(self, optimizer, grads, *args, **kwargs):
@@ -360,6 +388,7 @@ class GradScaler:
         _check_optimizer(optimizer)
         if not self.enabled:
             return optimizer.step(grads, *args, **kwargs)
+        grads = _backend.read_once(grads)  # (a generator: checked, unscaled and stepped alike)
         if "closure" in kwargs:  # (its grads would reach the step scaled: torch refuses it too)
             raise RuntimeError("Closure use is not currently supported if GradScaler is enabled.")
         it = self._iteration
@@ -459,7 +488,7 @@ class GradScaler:
         for key in _KEYS:
             if key not in state:
                 raise ValueError(f"state_dict: missing '{key}'")
-        self._assign(_checked_state(state, {k: f"state_dict[{k!r}]" for k in _KEYS}))
+        self._assign(_checked_state(state, {k: f"state_dict[{k!r}]" for k in _KEYS}, saved=True))
 
     def _assign(self, st: dict) -> None:
         """Take the checked state ``st`` (``_checked_state``)."""

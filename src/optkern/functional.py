@@ -20,19 +20,58 @@ the native call (``_<name>_call``) that the class uses too, so that a step
 validates once; this module gathers the public forms.
 """
 
+import functools
+import inspect
+import sys
+
+from . import _backend
+from .optim import adadelta, adagrad, adam, nadam, rmsprop, sgd
+
 # (the hyper-parameter tuples too, importable from here as before)
 from .optim.adadelta import AdadeltaHyper as AdadeltaHyper
-from .optim.adadelta import adadelta_
 from .optim.adagrad import AdagradHyper as AdagradHyper
 from .optim.adagrad import AdagradNormHyper as AdagradNormHyper
-from .optim.adagrad import adagrad_, adagrad_norm_
 from .optim.adam import AdamHyper as AdamHyper
-from .optim.adam import adam_, adamw_
 from .optim.nadam import NAdamHyper as NAdamHyper
-from .optim.nadam import nadam_
+from .optim.optimizer import _bump_torch_versions
 from .optim.rmsprop import RMSpropHyper as RMSpropHyper
-from .optim.rmsprop import rmsprop_
 from .optim.sgd import SGDHyper as SGDHyper
-from .optim.sgd import sgd_
+
+
+def _versioned(fn):
+    """``fn`` with a lone foreign array viewed first (``as_array``: adagrad_norm_'s ``b_sq`` tensor
+    was refused; lists are viewed by ``fn``, keyword-only hyper-parameters left as given), then
+    the version counters of the torch tensors it wrote bumped (every array argument but
+    ``grads``: params and state, in lists or alone), as ``Optimizer.step`` bumps its params':
+    written through views autograd does not see, a graph saved before the step would otherwise
+    differentiate the new values silently, where torch's in-place step refuses it."""
+    kinds = inspect.signature(fn).parameters
+    arrays = [n for n, p in kinds.items() if p.kind is p.POSITIONAL_OR_KEYWORD]  # (params, grads, state)
+
+    @functools.wraps(fn)
+    def step(*args, **kwargs):
+        given = {**dict(zip(arrays, args)), **{k: v for k, v in kwargs.items() if k in arrays}}
+        views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
+        if views:
+            args = tuple(views.get(n, a) for n, a in zip(arrays, args)) + args[len(arrays) :]
+            kwargs = {k: views.get(k, v) for k, v in kwargs.items()}
+        out = fn(*args, **kwargs)
+        if "torch" in sys.modules:  # (no tensor without torch)
+            written = [v for k, v in given.items() if k != "grads"]
+            _bump_torch_versions([t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))])
+        return out
+
+    step.__module__ = __name__  # (pickled by reference: found here, not as the wrapped function)
+    return step
+
+
+sgd_ = _versioned(sgd.sgd_)
+adagrad_ = _versioned(adagrad.adagrad_)
+adagrad_norm_ = _versioned(adagrad.adagrad_norm_)
+rmsprop_ = _versioned(rmsprop.rmsprop_)
+adadelta_ = _versioned(adadelta.adadelta_)
+adam_ = _versioned(adam.adam_)
+adamw_ = _versioned(adam.adamw_)
+nadam_ = _versioned(nadam.nadam_)
 
 __all__ = ["sgd_", "adagrad_", "adagrad_norm_", "rmsprop_", "adadelta_", "adam_", "adamw_", "nadam_"]
