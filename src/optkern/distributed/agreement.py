@@ -40,6 +40,29 @@ def mode_error(where: str, modes: list) -> ValueError | None:
     )
 
 
+def comm_kind(comm) -> tuple:
+    """How this rank's Communicator runs a reduction: rank-ordered (a gather of rows) or MPI's own,
+    NCCL or MPI for CuPy arrays. Ranks that differ make different collectives and wait in them
+    forever (``Communicator(ordered=...)`` set on some ranks only): compared by the wrappers'
+    set-up (:func:`check_comm_kinds`)."""
+    return bool(comm.ordered), comm._nccl is not None
+
+
+def check_comm_kinds(kinds: list) -> None:
+    """ValueError (on every rank: ``kinds`` are every rank's :func:`comm_kind`) naming the first rank
+    whose Communicator reduces otherwise than rank 0's."""
+    r = next((r for r, k in enumerate(kinds) if k != kinds[0]), None)
+    if r is not None:
+        (o, n), (o0, n0) = kinds[r], kinds[0]
+        what = f"ordered={o} on rank {r}, ordered={o0} on rank 0"
+        if o == o0:
+            what = f"NCCL {n} on rank {r}, {n0} on rank 0"
+        raise ValueError(
+            f"comm: {what} (the ranks' reductions would not pair up and wait forever: make the "
+            "Communicator alike on every rank)"
+        )
+
+
 def agree(comm, fn):
     """``fn()`` on every rank, which returns ``(local, shared)``; returns ``(local, [every rank's
     shared])``. A TypeError / ValueError from ``fn`` on any rank raises on every rank (the rank's
@@ -55,25 +78,57 @@ def agree(comm, fn):
     return local, [s for _, s in got]
 
 
-def refuse_together(comm, err, where: str, mode: int | None = None) -> None:
+def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple = ()) -> None:
     """``err``: this rank's refusal of a call's input (a TypeError / ValueError) or None. Raise on
     every rank when any rank refused: the rank's own error, elsewhere the lowest refusing rank's
     (same type, saying which rank), before the call's collectives -- a rank alone with a bad
     argument raised while the others waited in them forever. ``mode``: this rank's
-    :func:`reduce_mode`, compared in the same message (ValueError where the ranks differ). One
-    allreduce of three float64 (max of ``(refused, mode, -mode)``); the messages are exchanged
-    only when some rank refused or the modes differ."""
+    :func:`reduce_mode`, compared in the same message (ValueError where the ranks differ); so are
+    ``same``, ``(name, value)`` pairs (small ints or None) that must be equal on every rank: a
+    wrapped optimizer's count of ``"param_groups"`` (a group added on some ranks only: those
+    rebuilt their buckets, collectively, while the others reduced), a root (``to=0`` on one rank,
+    ``to=1`` on another: each waited for the other's gather forever). One allreduce of a few
+    float64 (max of each value and its negative); the messages are exchanged only when some rank
+    refused or a value differs."""
     if comm.size > 1:
-        m = 0.0 if mode is None else float(mode)
-        buf = np.array([0.0 if err is None else 1.0, m, -m])
+        values = [0.0 if mode is None else float(mode)] + [-1.0 if v is None else float(v) for _, v in same]
+        buf = np.array([0.0 if err is None else 1.0] + [x for v in values for x in (v, -v)])
         comm._live(where)
         comm._mpi_allreduce(buf, "max")  # (MPI's own max: small integers, never NaN)
-        if buf[0] != 0.0 or buf[1] != -buf[2]:
-            got = comm.allgather_object((_said(err), mode))
-            _raise_any(err, [e for e, _ in got])
-            raise mode_error(where, [m for _, m in got]) or AssertionError("modes differ, then agree")
+        if buf[0] != 0.0 or any(buf[1::2] != -buf[2::2]):
+            got = comm.allgather_object((_said(err), mode, [v for _, v in same]))
+            # the groups first (the ranks' other errors follow from a group added on some only), then
+            # the refusals, then the values (a refusing rank's own is None)
+            apart = [_apart(where, name, [vs[i] for _, _, vs in got]) for i, (name, _) in enumerate(same)]
+            groups = [bad for (name, _), bad in zip(same, apart) if name == "param_groups" and bad]
+            if groups:
+                raise groups[0]
+            _raise_any(err, [e for e, _, _ in got])
+            bad = next((bad for bad in apart if bad), None) or mode_error(where, [m for _, m, _ in got])
+            raise bad or AssertionError("values differ, then agree")
     if err is not None:
         raise err
+
+
+def _apart(where: str, name: str, values: list) -> ValueError | None:
+    if name == "param_groups":
+        return groups_error(where, values)
+    r = next((r for r, v in enumerate(values) if v != values[0]), None)
+    if r is None:
+        return None
+    return ValueError(f"{where}: {name}={values[r]!r} on rank {r}, {name}={values[0]!r} on rank 0 (pass it alike)")
+
+
+def groups_error(where: str, counts: list) -> ValueError | None:
+    """The ValueError for ranks whose optimizers hold another count of parameter groups (None where
+    they all agree)."""
+    r = next((r for r, n in enumerate(counts) if n != counts[0]), None)
+    if r is None:
+        return None
+    return ValueError(
+        f"{where}: param_groups: {counts[r]} parameter groups on rank {r}, {counts[0]} on rank 0 (a group "
+        "added on some ranks only: add_param_group must be called alike on every rank)"
+    )
 
 
 def _said(err):
@@ -92,13 +147,15 @@ def _raise_any(err, said: list) -> None:
 _KINDS = {"TypeError": TypeError, "ValueError": ValueError}  # (any other: RuntimeError)
 
 
-def load_together(comm, optimizer, load, digest=None) -> None:
+def load_together(comm, optimizer, load, digest=None, apart=None) -> None:
     """``load()`` (a ``load_state_dict`` into ``optimizer``) on every rank, collective. A refusal on
     one rank only left the others loaded: they stepped from the checkpoint, it from its old state.
     Now every rank raises (the refusing rank's error) and a rank that had loaded is put back (its
     own earlier ``state_dict()``, loaded again: the loaders copy, so those arrays are intact).
     ``digest()``, after a load: what must be equal on every rank (a :func:`state_digest`; None:
-    nothing), e.g. the replicas' loaded states. One allgather of small objects (loads are rare)."""
+    nothing), e.g. the replicas' loaded states; ``apart(digests)``: the ValueError for digests that
+    disagree, or None (by default: any that differs from rank 0's). One allgather of small objects
+    (loads are rare)."""
     before = optimizer.state_dict()
     loaded = False
 
@@ -110,16 +167,23 @@ def load_together(comm, optimizer, load, digest=None) -> None:
 
     try:
         digests = agree(comm, run)[1]
-        r = next((r for r, d in enumerate(digests) if d != digests[0]), None)
-        if r is not None:
-            raise ValueError(
-                f"state_dict: rank {r} loaded another state than rank 0 (the ranks step on together "
-                "only from the same state: load the same checkpoint on every rank)"
-            )
+        bad = (apart or _differs)(digests)
+        if bad is not None:
+            raise bad
     except (TypeError, ValueError):
         if loaded:
             optimizer.load_state_dict(before)
         raise
+
+
+def _differs(digests: list) -> ValueError | None:
+    r = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+    if r is None:
+        return None
+    return ValueError(
+        f"state_dict: rank {r} loaded another state than rank 0 (the ranks step on together "
+        "only from the same state: load the same checkpoint on every rank)"
+    )
 
 
 def _canon(v):

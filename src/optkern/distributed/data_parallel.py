@@ -15,9 +15,10 @@ import numpy as np
 from .. import _backend
 from ..clip import _check_no_overlap, _span
 from . import hyper_check
-from .agreement import agree, load_together, reduce_mode, refuse_together, state_digest
+from .agreement import agree, check_comm_kinds, comm_kind, load_together, reduce_mode, refuse_together, state_digest
 from .buckets import make_buckets
 from .communicator import as_communicator
+from .groups import grown, restorable
 from .params import check_same_params
 
 
@@ -125,22 +126,34 @@ class DistributedOptimizer:
         self.comm = as_communicator(comm)
         # this rank's arguments checked, the outcome agreed: a rank alone with a bad one (its own
         # grad_weight, for uneven shards) raised while the others waited in the allgathers below
-        args = agree(self.comm, lambda: (_arguments(optimizer, bucket_mb, op, grad_weight, direct_kb), None))[0]
+        # (and the Communicators compared: ordered on some ranks only, their reductions never paired up)
+        local = lambda: (_arguments(optimizer, bucket_mb, op, grad_weight, direct_kb), comm_kind(self.comm))  # noqa: E731
+        args, kinds = agree(self.comm, local)
+        check_comm_kinds(kinds)
         bucket_mb, direct_kb, self.grad_weight, self._params = args
         self.optimizer = optimizer
         self.op = op
+        self._bucket_bytes, self._direct_bytes = int(bucket_mb * 2**20), direct_kb * 2**10
         check_same_params(self._params, self.comm)
-        # every rank steps its whole replica with its own groups' values: they must be everyone's,
-        # at construction and at every step (a group's lr set, or a schedule stepped, on one rank
-        # only made that replica diverge silently). One allgather here, one small allreduce a step.
-        counts = [len(g["params"]) for g in optimizer.param_groups]
-        words = hyper_check.REPLICA
-        sigs = agree(self.comm, lambda: (None, hyper_check.signature(optimizer, counts, words)))[1]
-        hyper_check.check_same_groups(sigs, words)
-        self._hyper_check = hyper_check.HyperCheck(optimizer, counts, self.comm, sigs[self.comm.rank], words)
-        self._buckets = make_buckets(self._params, int(bucket_mb * 2**20), direct_kb * 2**10)
+        self._counts, self._hyper_check, _ = self._agreed_groups(self._params, len(self._params))
+        self._buckets = make_buckets(self._params, self._bucket_bytes, self._direct_bytes)
         self._skip = False
         self._synced = False
+
+    def _agreed_groups(self, params: list, new: int) -> tuple:
+        """(counts per group, the step's :class:`.hyper_check.HyperCheck`, every rank's digest of
+        ``params[new:]``), the groups compared across ranks. Collective (one allgather).
+
+        Every rank steps its whole replica with its own groups' values: they must be everyone's,
+        at construction and at every step (a group's lr set, or a schedule stepped, on one rank
+        only made that replica diverge silently). One allgather here, one small allreduce a step."""
+        opt, words = self.optimizer, hyper_check.REPLICA
+        counts = [len(g["params"]) for g in opt.param_groups]
+        got = agree(self.comm, lambda: (None, (hyper_check.signature(opt, counts, words), state_digest(params[new:]))))
+        sigs = [sig for sig, _ in got[1]]
+        hyper_check.check_same_groups(sigs, words)
+        check = hyper_check.HyperCheck(opt, counts, self.comm, sigs[self.comm.rank], words)
+        return counts, check, [d for _, d in got[1]]
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -164,6 +177,57 @@ class DistributedOptimizer:
         opt = self.optimizer
         load_together(self.comm, opt, lambda: opt.load_state_dict(state_dict), lambda: state_digest(opt.state_dict()))
 
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group to the wrapped optimizer on every rank (collective), as its own
+        ``add_param_group`` does, and rebuild the buckets for it.
+
+        Every rank passes its replica's group: the same shapes, dtypes, hyper-parameters and values
+        (each rank steps its own replica from them: copy rank 0's with :func:`broadcast_params`
+        first). A group refused on one rank (its optimizer's checks, a mismatch with the other
+        ranks) raises on every rank and is added on none. A group added to the wrapped optimizer
+        directly, alike on every rank, is followed at the next ``step`` / ``synchronize``."""
+        self.comm._live("add_param_group")
+        opt = self.optimizer
+        undo = restorable(opt)
+
+        def add():
+            if not callable(getattr(opt, "add_param_group", None)):
+                raise TypeError(f"optimizer: {type(opt).__name__} has no add_param_group")
+            if grown(opt, self._counts):  # (added directly and not yet followed: agreed in _follow)
+                raise ValueError(
+                    "param_groups: a group was added to the wrapped optimizer directly and not yet "
+                    "followed (step or synchronize first)"
+                )
+            opt.add_param_group(param_group)
+            return None, None
+
+        try:
+            agree(self.comm, add)
+            self._follow()
+        except (TypeError, ValueError):
+            undo()  # (every rank raises: the ranks that had added the group drop it again)
+            raise
+
+    def _follow(self) -> None:
+        """Buckets, counts and the step's check made again for the wrapped optimizer's groups, after
+        a group was added on every rank (collective: every rank calls it at the same point). The new
+        arrays must be alike on every rank: layout and values (compared by a digest); nothing of
+        this wrapper changes unless they are."""
+        opt, old = self.optimizer, len(self._params)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        check_same_params(params, self.comm)
+        counts, check, digests = self._agreed_groups(params, old)
+        r = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+        if r is not None:
+            raise ValueError(
+                f"param_groups[{len(self._counts)}:]: the added parameters hold other values on rank {r} than "
+                "on rank 0 (each rank steps its own replica from them: copy rank 0's with "
+                "broadcast_params(arrays, comm) before adding them)"
+            )
+        self._params, self._counts, self._hyper_check = params, counts, check
+        self._buckets = make_buckets(params, self._bucket_bytes, self._direct_bytes)
+        self._synced = False  # (a synchronize before the group was added did not reduce its gradients)
+
     def __repr__(self) -> str:
         return f"DistributedOptimizer({type(self.optimizer).__name__}, {len(self._buckets)} buckets, {self.comm!r})"
 
@@ -175,6 +239,12 @@ class DistributedOptimizer:
         Gradients written into these are reduced without the copies into and out of the
         buffers; pass this list to ``step`` / ``synchronize``.
         """
+        if grown(self.optimizer, self._counts):
+            raise RuntimeError(
+                "grad_buffers: a group was added to the wrapped optimizer since the buckets were made: "
+                "they are made again at the next step or synchronize (or add groups with this wrapper's "
+                "add_param_group, which makes them at once)"
+            )
         views = [None] * len(self._params)
         for b in self._buckets:
             for i, v in zip(b.index, b.views):
@@ -193,13 +263,21 @@ class DistributedOptimizer:
         every rank before any gradient is written (one small allreduce agrees on it)."""
         self.comm._live("synchronize")  # (asked here: at one rank no collective would ask)
         err, checked = None, None
+        added = grown(self.optimizer, self._counts)
         try:
-            checked = self._checked(grads)
+            if not added:  # (grown: checked against the new layout once it is agreed, below)
+                checked = self._checked(grads)
         except (TypeError, ValueError) as e:
             err = e
         # (every rank: a rank alone with a bad gradient raised while the others waited in the
-        # buckets' allreduce forever; one small allreduce, as the step's hyper-parameter check)
-        refuse_together(self.comm, err, "synchronize", reduce_mode(self.op, self.grad_weight))
+        # buckets' allreduce forever; one small allreduce, as the step's hyper-parameter check,
+        # which also compares the group counts: a group added on some ranks only raises)
+        n = len(self.optimizer.param_groups)
+        refuse_together(self.comm, err, "synchronize", reduce_mode(self.op, self.grad_weight), (("param_groups", n),))
+        if added:  # (on every rank: the counts agreed)
+            self._follow()
+            self.synchronize(grads)
+            return
         assert checked is not None
         self._reduce(*checked)
 
@@ -217,7 +295,12 @@ class DistributedOptimizer:
         return grads, _grad_weight(self.grad_weight, {g.dtype for g in grads})
 
     def _check_step(self, grads) -> None:
-        """``grads`` as this step checks them (``amp.GradScaler`` asks before unscaling them in place)."""
+        """``grads`` as this step checks them (``amp.GradScaler`` asks before unscaling them in place;
+        after a group added to the wrapped optimizer directly, against its groups: the step follows
+        them, and the buckets' old layout refused every gradient list the step would take)."""
+        if grown(self.optimizer, self._counts):
+            check_optimizer_step(self.optimizer, grads)
+            return
         self._checked(grads)
 
     def _reduce(self, grads: list, w) -> None:
@@ -248,6 +331,9 @@ class DistributedOptimizer:
         waited in the buckets' allreduce forever; a rank alone with another lr stepped silently).
         """
         self.comm._live("step")  # (asked here: at one rank no collective would ask)
+        if grown(self.optimizer, self._counts):
+            self._step_grown(grads)
+            return
         err: Exception | None = None
         w = None
         if self._skip and not self._synced:  # (agreed below: every rank raises it)
@@ -267,6 +353,21 @@ class DistributedOptimizer:
             self._reduce(grads, w)
         self.optimizer.step(grads)
         self._synced = False
+
+    def _step_grown(self, grads) -> None:
+        """A step after a group was added to the wrapped optimizer directly: the groups (their counts
+        and values, with the new ones) compared in the step's own allreduce -- a rank that added
+        none, or another, raises with every rank -- then, on every rank, the buckets made again
+        and the step as usual."""
+        err: Exception | None = None
+        try:
+            check_optimizer_step(self.optimizer, grads)  # (the new groups' values, the grads' layout)
+        except (TypeError, ValueError) as e:
+            err = e
+        self._hyper_check.counts = [len(g["params"]) for g in self.optimizer.param_groups]
+        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
+        self._follow()
+        self.step(grads)
 
     def zero_grad_buffers(self) -> None:
         for b in self._buckets:

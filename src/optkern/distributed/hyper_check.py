@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _backend
-from .agreement import _canon, _raise_any, _said, mode_error
+from .agreement import _canon, _raise_any, _said, groups_error, mode_error
 
 #: The low-precision options, as LowpConfig's fields name them -> the keyword.
 _LOWP_KEYWORDS = {
@@ -190,6 +190,10 @@ class HyperCheck:
                 raise err
             return
         got = self.comm.allgather_object((_said(err), self._sig, bool(skip), mode))
+        # a group added on some ranks only first (their steps' own errors follow from it)
+        bad_groups = groups_error("step", [len(sig[2]) for _, sig, _, _ in got])
+        if bad_groups is not None:
+            raise bad_groups
         try:
             _raise_any(err, [theirs for theirs, *_ in got])
         except (TypeError, ValueError, RuntimeError) as e:

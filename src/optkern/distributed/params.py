@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import _backend
@@ -13,13 +15,15 @@ def _signature(arrays) -> list:
     return [(tuple(int(s) for s in a.shape), str(a.dtype), "cupy" if _backend.is_cupy(a) else "numpy") for a in arrays]
 
 
-def check_same_params(arrays, comm, name: str = "params", check=None) -> None:
+def check_same_params(arrays, comm, name: str = "params", check=None, root=None) -> None:
     """Raise ValueError on every rank unless every rank holds arrays of the same shapes and dtypes.
 
     One allgather of the (shape, dtype) lists, then every rank compares all of them, so
     every rank raises the same error (naming the first mismatch) and none waits alone. This
     rank's own checks (arrays, and ``check(arrays)`` where given) go into that allgather: a
-    non-array on one rank raised there while the others waited in it forever.
+    non-array on one rank raised there while the others waited in it forever. ``root``: a rank
+    number that must be the same on every rank too (``broadcast_params``'): compared in that
+    allgather.
     """
     comm = as_communicator(comm)
 
@@ -30,9 +34,13 @@ def check_same_params(arrays, comm, name: str = "params", check=None) -> None:
                 raise TypeError(f"{name}[{i}]: expected a numpy or cupy array, got {type(x).__name__}")
         if check is not None:
             check(a)
-        return None, _signature(a)
+        return None, (_signature(a), root)
 
-    sigs = agree(comm, local)[1]
+    got = agree(comm, local)[1]
+    r = next((r for r, (_, root_r) in enumerate(got) if root_r != got[0][1]), None)
+    if r is not None:  # (each rank waited for its own root's broadcast forever)
+        raise ValueError(f"root: {got[r][1]} on rank {r}, {got[0][1]} on rank 0 (every rank must pass the same root)")
+    sigs = [sig for sig, _ in got]
     ref = sigs[0]
     for r, sig in enumerate(sigs[1:], start=1):
         if len(sig) != len(ref):
@@ -60,6 +68,6 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
                 raise ValueError(f"arrays[{i}]: array is read-only")
         comm._root(root)
 
-    check_same_params(arrays, comm, "arrays", check)
+    check_same_params(arrays, comm, "arrays", check, root if isinstance(root, numbers.Integral) else None)
     for a in _backend.as_list(arrays, "arrays"):
         comm.bcast(a, root)

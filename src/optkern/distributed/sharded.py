@@ -11,16 +11,17 @@ slices are all-gathered back into every rank's flat buffer.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
-from ..optim._lowp_config import _half_fmt
-from . import hyper_check, sharded_setup, sharded_state
-from .agreement import agree, load_together, reduce_mode, refuse_together, state_digest
+from . import hyper_check, sharded_groups, sharded_norm, sharded_setup, sharded_state
+from .agreement import agree, check_comm_kinds, comm_kind, load_together, reduce_mode, refuse_together, state_digest
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step
+from .groups import grown
 from .params import check_same_params
 
 
@@ -66,11 +67,20 @@ class ShardedOptimizer:
         # this rank's arguments checked first, the outcome agreed on: a rank refusing its arrays (or
         # its own grad_weight, for uneven shards) must not leave the others waiting in the
         # exchanges below
-        groups = agree(comm, lambda: (self._parse(optimizer_class, params, op, grad_weight), None))[0]
-        check_same_params(self._user, comm)
+        groups, kinds = agree(comm, lambda: (self._parse(optimizer_class, params, op, grad_weight), comm_kind(comm)))
+        check_comm_kinds(kinds)
+        self._class, self._hyper = optimizer_class, hyper
+        self._build(groups)
+        self._skip = False
+        self._synced = False
+
+    def _build(self, groups: list) -> None:
+        """The buffers, slices and local optimizer for ``groups`` (the user's groups; their arrays are
+        ``self._user``), at construction and when groups are added. Collective, checks agreed."""
+        check_same_params(self._user, self.comm)
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
-        self.world, self.rank = comm.size, comm.rank
+        self.world, self.rank = self.comm.size, self.comm.rank
         self.chunk = -(-self.numel // self.world)  # ceil: the last ranks' slices hold the padding
         xp = _backend.array_module(p0)
         with _backend._device_of(p0):
@@ -114,16 +124,14 @@ class ShardedOptimizer:
         # built on every rank, then the layout compared: each rank's groups and hyper-parameters
         # decide how it steps its own slice, so they must be everyone's (the local optimizer can
         # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
-        self.optimizer, sigs = agree(comm, lambda: self._local(optimizer_class, local_groups, hyper))
+        self.optimizer, sigs = agree(self.comm, lambda: self._local(self._class, local_groups, self._hyper))
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
-        self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, comm, sigs[self.rank])
+        self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])
         self._sq_by_group: list = []
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
             self.optimizer.global_sq_norm = self._global_sq_norm
-        self._skip = False
-        self._synced = False
 
     def _parse(self, optimizer_class, params, op, grad_weight) -> list:
         """The groups of ``params``, their arrays (``self._user``) and the other arguments checked
@@ -159,24 +167,7 @@ class ShardedOptimizer:
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
-        at, self.params = 0, []
-        for p in self._user:
-            self.params.append(self._flat[at : at + p.size].reshape(p.shape))
-            at += p.size
-        starts = np.cumsum([0] + [p.size for p in self._user[:-1]])
-        self._gviews = [self._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(starts, self._user)]
-        base = self.rank * self.chunk
-        self._local_grads = [self._shard[a - base : b - base] for a, b in self._slices if b > a]
-        # the local optimizer's params: its copied slices replaced by views of the copied buffer
-        opt, swap = self.optimizer, {}
-        for gi, (a, b) in enumerate(self._slices):
-            if b > a:
-                for old in opt._group_params[gi][1]:
-                    swap[id(old)] = (old, self._flat[a:b])
-        opt.__dict__.pop("_lowp_plans", None)  # (a cache of views of the old arrays)
-        for k, v in list(vars(opt).items()):
-            setattr(opt, k, sharded_state.swapped(v, swap, set()))
-        opt._index_of = {(id(swap[key][1]) if key in swap else key): i for key, i in opt._index_of.items()}
+        sharded_setup.views_again(self)
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -194,6 +185,32 @@ class ShardedOptimizer:
         """Bytes of optimizer state arrays held by this rank."""
         return sharded_state.state_bytes(self.optimizer)
 
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters (a dict with ``"params"``, this rank's replica of the arrays, and
+        optional hyper-parameters) on every rank, as torch's ZeroRedundancyOptimizer does. Collective.
+
+        The new arrays go at the end of the flat buffer, so every rank's slice moves: the state is
+        consolidated on every rank (transiently the whole state on each) and resharded into the new
+        slices; the steps go on as an unsharded optimizer's after its ``add_param_group``. A group
+        refused on one rank (another shape or dtype than the other ranks', bad hyper-parameters)
+        raises on every rank and leaves every rank as it was. A group added to the local optimizer
+        (``opt.optimizer``) directly, alike on every rank, is followed the same way at the next
+        ``step`` / ``synchronize`` / ``consolidate_state_dict`` / ``load_state_dict``."""
+        self.comm._live("add_param_group")
+        group = agree(self.comm, lambda: (sharded_groups.new_group(self, param_group), None))[0]
+        sharded_groups.regroup(self, sharded_groups.user_groups(self) + [group])
+
+    def _follow(self, where: str, err=None, mode: int | None = None, same: tuple = ()) -> bool:
+        """Whether a group was added to the local optimizer directly, agreed (with ``err`` and ``mode``
+        as :func:`.agreement.refuse_together` agrees them: a count of groups that differs between
+        ranks raises on every rank), and if so the optimizer re-sharded for it on every rank."""
+        added = grown(self.optimizer, self._counts)
+        refuse_together(self.comm, err, where, mode, (("param_groups", len(self.optimizer.param_groups)), *same))
+        if added:
+            groups = sharded_groups.user_groups(self) + sharded_groups.added_directly(self)
+            sharded_groups.regroup(self, groups)
+        return added
+
     # ---- a step ---------------------------------------------------------------------------
 
     def synchronize(self, grads) -> list:
@@ -204,12 +221,15 @@ class ShardedOptimizer:
         self.comm._live("synchronize")  # (before the gradients are copied into the flat buffer)
         err = w = checked = None
         try:
-            checked, w = check_grads(grads, self._user), self._weight()
+            if not grown(self.optimizer, self._counts):  # (else checked once it is followed, below)
+                checked, w = check_grads(grads, self._user), self._weight()
         except (TypeError, ValueError) as e:
             err = e
         # (every rank: a rank alone with a bad gradient raised while the others waited in the
-        # reduce-scatter forever; one small allreduce, as the step's hyper-parameter check)
-        refuse_together(self.comm, err, "synchronize", reduce_mode(self.op, self.grad_weight))
+        # reduce-scatter forever; one small allreduce, as the step's hyper-parameter check, which
+        # also compares the counts of groups: one added on some ranks only raises on all)
+        if self._follow("synchronize", err, reduce_mode(self.op, self.grad_weight)):
+            return self.synchronize(grads)
         assert checked is not None
         return self._reduce_scatter(checked, w)
 
@@ -239,8 +259,10 @@ class ShardedOptimizer:
     def _check_step(self, grads) -> None:
         """``grads`` (the whole params', not this rank's slices) as this step checks them
         (``amp.GradScaler`` asks before unscaling them in place: against ``param_groups``, the
-        local slices, every full-size gradient was refused)."""
-        check_grads(grads, self._user)
+        local slices, every full-size gradient was refused; with a group added to ``opt.optimizer``
+        directly, the step's layout once it follows it)."""
+        added = [p for g in sharded_groups.added_directly(self) for p in g["params"]]
+        check_grads(grads, self._user + added)
 
     def step(self, grads=None) -> None:
         """Reduce-scatter the gradients (unless skipped), step on the own slice, all-gather the params."""
@@ -251,6 +273,9 @@ class ShardedOptimizer:
         # while the others waited in that allreduce or the reduce-scatter forever; now every rank
         # raises, at no extra message.
         self.comm._live("step")  # (after MPI.Finalize(): before the step's first copy, at any world size)
+        if grown(self.optimizer, self._counts):
+            sharded_groups.step_grown(self, grads)
+            return
         err: Exception | None = None
         w = None
         if self._skip and not self._synced:  # (agreed below: every rank raises it)
@@ -272,7 +297,7 @@ class ShardedOptimizer:
             self._reduce_scatter(grads, w)
         self._read_params()
         if self._adagrad_norm:
-            self._reduce_sq_norms()
+            sharded_norm.reduce_sq_norms(self)
         self.optimizer.step(self._local_grads)
         self._synced = False
         own = self._flat[self.rank * self.chunk : (self.rank + 1) * self.chunk]
@@ -292,40 +317,10 @@ class ShardedOptimizer:
         for p, s, e, at in self._own:
             self._flat[at : at + e - s] = p.reshape(-1)[s:e]
 
-    def _reduce_sq_norms(self) -> None:
-        """AdaGrad-Norm: each group's ``||g'||^2`` over all ranks' slices, one ordered allreduce."""
-        xp = _backend.array_module(self._flat)
-        local = np.zeros(len(self._slices))
-        k = 0
-        for gi, (a, b) in enumerate(self._slices):
-            if b > a:
-                grp = self.optimizer._checked(self.optimizer.param_groups[gi], f"param_groups[{gi}]")[0]
-                p, g = self._flat[a:b], self._local_grads[k]
-                if _half_fmt(p.dtype) is not None:  # master weights: g' of the float32 step
-                    master = self._master(gi)
-                    p, g = (p.astype(np.float32) if master is None else master), g.astype(np.float32)
-                e = -g if grp.maximize else g
-                if grp.weight_decay != 0:
-                    e = e + p.dtype.type(grp.weight_decay) * p
-                e = e.astype(np.float64)
-                local[gi] = float(xp.sum(e * e))
-                k += 1
-        self.comm.allreduce(local, "sum", ordered=True)
-        self._sq_by_group = [float(v) for v in local]
-
-    def _master(self, gi: int):
-        """The local optimizer's float32 master of group ``gi``'s slice (master weights), or None
-        before its first step."""
-        for run in self.optimizer._runs[gi]:
-            masters = run.state.get("master_param")
-            if masters:
-                return masters[0]
-        return None
-
     def _global_sq_norm(self, params, grads) -> float:
         """The group's reduced ``||g'||^2`` (``params``: its slice, or the slice's master)."""
         for gi, grp in enumerate(self.optimizer.param_groups):
-            if any(p is params[0] for p in grp["params"]) or self._master(gi) is params[0]:
+            if any(p is params[0] for p in grp["params"]) or sharded_norm.master(self, gi) is params[0]:
                 return self._sq_by_group[gi]
         raise AssertionError("a group of the local optimizer without its slice")  # (not reachable)
 
@@ -337,6 +332,12 @@ class ShardedOptimizer:
         Loads back at the same world size; :meth:`consolidate_state_dict` gives a checkpoint
         for any world size (and for an unsharded optimizer).
         """
+        if grown(self.optimizer, self._counts):  # (its state dict would hold a group of whole arrays)
+            raise RuntimeError(
+                "state_dict: a group was added to the local optimizer (opt.optimizer) directly and not yet "
+                "followed: the next step, synchronize or consolidate_state_dict re-shards for it "
+                "(add groups with opt.add_param_group, which re-shards at once)"
+            )
         return {"zero": self._layout(), "optimizer": self.optimizer.state_dict()}
 
     def _layout(self) -> dict:
@@ -357,13 +358,18 @@ class ShardedOptimizer:
         are NumPy copies. It loads into an unsharded optimizer, or into a ShardedOptimizer of
         any world size (``load_state_dict``, re-sharded).
         """
-        if to is not None:  # (a `to` refused on one rank only left the others in the gather)
-            err = None
-            try:
+        err = None
+        try:  # (a `to` refused on one rank only left the others in the gather)
+            if to is not None:
                 self.comm._root(to)
-            except (TypeError, ValueError) as e:
-                err = type(e)(str(e).replace("root:", "to:", 1))
-            refuse_together(self.comm, err, "gather_object")  # (named as the gather it precedes)
+        except (TypeError, ValueError) as e:
+            err = type(e)(str(e).replace("root:", "to:", 1))
+        # (named as the gather it precedes; `to` compared: to=0 on one rank, 1 on another, each waited)
+        self._follow("gather_object", err, None, (("to", to if err is None else None),))
+        return self._consolidated(to)
+
+    def _consolidated(self, to: int | None):
+        """consolidate_state_dict's gather and assembly (``to`` agreed, the groups followed)."""
         pieces = sharded_state.local_pieces(self.optimizer, self._slices)
         if to is None:
             gathered = self.comm.allgather_object(pieces)
@@ -386,6 +392,11 @@ class ShardedOptimizer:
         from its old state: one optimizer, two states); so does a consolidated dict that differs
         between ranks (compared by a digest: each rank's slices cut from another state)."""
         # (a consolidated dict is the same on every rank: compared; a shard is each rank's own)
+        self._follow("load_state_dict")  # (the groups every rank loads into: agreed first)
         shard = not isinstance(state_dict, dict) or "zero" in state_dict  # (not a dict: refused in load)
-        same = None if shard else lambda: state_digest(state_dict)
-        load_together(self.comm, self.optimizer, lambda: sharded_state.load(self, state_dict), same)
+        opt, slices = self.optimizer, self._slices
+        digest: Callable[[], object] = lambda: state_digest(state_dict)  # noqa: E731
+        apart = None
+        if shard:  # (each rank its own: their steps compared, a mixed checkpoint diverged silently)
+            digest, apart = (lambda: sharded_state.shard_counts(opt, slices)), sharded_state.shards_apart
+        load_together(self.comm, opt, lambda: sharded_state.load(self, state_dict), digest, apart)

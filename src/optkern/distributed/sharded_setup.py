@@ -16,9 +16,10 @@ import numpy as np
 from .. import _backend
 from ..clip import _span
 from ..optim._lowp_config import _half_fmt
+from . import sharded_state
 
 
-def groups_of(params, where="params") -> list:
+def groups_of(params, where="params", first: int = 0) -> list:
     """The user's params as a list of group dicts (a list of arrays is one group)."""
     if isinstance(params, dict):
         raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
@@ -36,7 +37,7 @@ def groups_of(params, where="params") -> list:
     for gi, g in enumerate(groups):
         if not isinstance(g, dict) or "params" not in g:
             raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
-        out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{gi}]['params']")})
+        out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{first + gi}]['params']")})
     return out
 
 
@@ -81,3 +82,26 @@ def check_distinct(params) -> None:
             raise ValueError(f"params[{i}] shares memory with params[{j}] (aliasing arrays cannot be updated in place)")
         if far is None or s[1] > far[1]:
             far = s
+
+
+def views_again(z) -> None:
+    """A copied ShardedOptimizer's views (``params``, the gradient views, the local optimizer's
+    slices) made again on its copied buffers (copied one by one they no longer see them)."""
+    at, z.params = 0, []
+    for p in z._user:
+        z.params.append(z._flat[at : at + p.size].reshape(p.shape))
+        at += p.size
+    starts = np.cumsum([0] + [p.size for p in z._user[:-1]])
+    z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(starts, z._user)]
+    base = z.rank * z.chunk
+    z._local_grads = [z._shard[a - base : b - base] for a, b in z._slices if b > a]
+    # the local optimizer's params: its copied slices replaced by views of the copied buffer
+    opt, swap = z.optimizer, {}
+    for gi, (a, b) in enumerate(z._slices):
+        if b > a:
+            for old in opt._group_params[gi][1]:
+                swap[id(old)] = (old, z._flat[a:b])
+    opt.__dict__.pop("_lowp_plans", None)  # (a cache of views of the old arrays)
+    for k, v in list(vars(opt).items()):
+        setattr(opt, k, sharded_state.swapped(v, swap, set()))
+    opt._index_of = {(id(swap[key][1]) if key in swap else key): i for key, i in opt._index_of.items()}

@@ -215,6 +215,40 @@ def _numbers(entry: dict, scalar_names, where: str) -> dict:
     return out
 
 
+def shard_counts(optimizer, slices) -> list:
+    """Per group, what every rank holding a slice of it must have loaded alike (None on a rank
+    without one): the step count and the per-group scalars (NAdam's mu_product, AdaGrad-Norm's
+    b_sq), or "no state". A group steps as one array: a shard from another step of the run
+    (rank 0's from one checkpoint, rank 1's from another) stepped its slice with another bias
+    correction than the other slices, silently."""
+    state = optimizer.state_dict()["state"]
+    keys = ("step", *getattr(optimizer, "_scalar_names", ()))
+    out: list[str | None] = []
+    k = 0
+    for a, b in slices:
+        if b <= a:
+            out.append(None)
+            continue
+        entry = state.get(k) or {}
+        said = ", ".join(f"{n} {_scalar(entry[n])!r}" for n in keys if entry.get(n) is not None)
+        out.append(said or "no state")
+        k += 1
+    return out
+
+
+def shards_apart(counts: list) -> ValueError | None:
+    """The ValueError for ranks whose :func:`shard_counts` differ on a group they hold, or None."""
+    for gi in range(len(counts[0]) if counts else 0):
+        held = [(r, c[gi]) for r, c in enumerate(counts) if c[gi] is not None]
+        bad = next(((r, c) for r, c in held if c != held[0][1]), None)
+        if bad is not None:
+            return ValueError(
+                f"state_dict: rank {bad[0]} loaded a shard of param_groups[{gi}] at {bad[1]}, rank {held[0][0]} at "
+                f"{held[0][1]} (the slices of a group step as one array: load the shards of one checkpoint)"
+            )
+    return None
+
+
 def load(zopt, state_dict) -> None:
     """``ShardedOptimizer.load_state_dict`` on this rank (the ranks' agreement is the caller's):
     a consolidated dict resharded to this rank's slices, or this rank's own shard."""
