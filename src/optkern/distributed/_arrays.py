@@ -70,6 +70,13 @@ def _is_bf16(x) -> bool:
     return x.dtype.name == "bfloat16" and not _backend.is_cupy(x)
 
 
+def _is_half_bits(x) -> bool:
+    """A 16-bit float array (bfloat16 or float16): moved as its uint16 bits. Open MPI has no
+    float16 datatype (mpi4py maps it to MPI_DATATYPE_NULL: "MPI_ERR_TYPE: invalid datatype"),
+    and moving bits is exact whatever the library."""
+    return _is_bf16(x) or x.dtype == np.float16
+
+
 def _scale_mean(x, world: int) -> None:
     """The mean from a sum: ``x / world`` (a division, so world = 1 and 2 stay exact)."""
     if world != 1:

@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
-from ._arrays import _contiguous, _is_bf16, _overlap, _ptr, _same_kind, _scale_mean, _writable, rank_order_reduce
+from ._arrays import (
+    _contiguous,
+    _is_bf16,
+    _is_half_bits,
+    _overlap,
+    _ptr,
+    _same_kind,
+    _scale_mean,
+    _writable,
+    rank_order_reduce,
+)
 
 _OPS = ("sum", "mean", "max", "min")
 
@@ -124,6 +134,22 @@ class Communicator:
     def _nccl_for(self, x):
         return self._nccl if (self._nccl is not None and _backend.is_cupy(x)) else None
 
+    def _as_bits(self, x) -> bool:
+        """Whether ``x`` moves as its uint16 bits: a 16-bit float going through MPI (NCCL moves
+        float16 itself, and has no uint16)."""
+        return _is_half_bits(x) and self._nccl_for(x) is None
+
+    def _in_float32(self, x, ordered: bool | None) -> bool:
+        """Whether a reduction of ``x`` runs in float32, rounded once to ``x``'s dtype: bfloat16
+        (no MPI library has it), and float16 that MPI would reduce (Open MPI 4 refuses float16 in
+        reductions, "MPI_ERR_TYPE: invalid datatype", though mpi4py maps it; one rule for every
+        library gives the same bits everywhere). Ordered float16 sums stay float16 (the rows
+        move as bits and are added here); NCCL reduces float16 itself."""
+        if _is_bf16(x):
+            return True
+        in_order = self.ordered if ordered is None else ordered
+        return x.dtype == np.float16 and not in_order and self._nccl_for(x) is None
+
     def _mpi_buf(self, x):
         """What mpi4py gets for ``x``: NumPy as is; CuPy after a stream sync (device or host copy)."""
         if not _backend.is_cupy(x):
@@ -163,7 +189,7 @@ class Communicator:
         self._check_op(op, _OPS, x)
         if ordered is not None:
             _backend.flag("ordered", ordered)
-        if _is_bf16(x) and x.size and self.size > 1:  # reduced in float32, rounded to nearest even once
+        if self._in_float32(x, ordered) and x.size and self.size > 1:  # rounded to nearest even once
             w = x.astype(np.float32)
             self.allreduce(w, op, ordered=ordered)
             x[...] = w.astype(x.dtype)
@@ -243,7 +269,7 @@ class Communicator:
             raise ValueError("out: overlaps x (the result needs memory of its own)")
         if n == 0:
             return out
-        if _is_bf16(x) and self.size > 1:  # reduced in float32, rounded to nearest even once
+        if self._in_float32(x, ordered) and self.size > 1:  # rounded to nearest even once
             out[...] = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered).reshape(out.shape).astype(x.dtype)
             return out
         flat = x.reshape(-1)
@@ -288,7 +314,7 @@ class Communicator:
             x = x.copy()
         if n == 0:
             return out
-        if _is_bf16(x):  # (the bits, as uint16)
+        if self._as_bits(x):
             self.allgather(x.view(np.uint16), out.view(np.uint16))
             return out
         if self.size == 1:
@@ -314,7 +340,7 @@ class Communicator:
         root = self._root(root)
         if x.size == 0 or self.size == 1:
             return x
-        if _is_bf16(x):  # (the bits, as uint16)
+        if self._as_bits(x):
             self.bcast(x.view(np.uint16), root)
             return x
         nc = self._nccl_for(x)
@@ -361,6 +387,8 @@ class Communicator:
 
     def _alltoall_rows(self, blocks):
         """``(world, n)``: row ``r`` is rank ``r``'s block number ``self.rank`` (one alltoall)."""
+        if self._as_bits(blocks):
+            return self._alltoall_rows(blocks.view(np.uint16)).view(blocks.dtype)
         xp = _backend.array_module(blocks)
         rows = xp.empty_like(blocks)
         nc = self._nccl_for(blocks)
