@@ -129,6 +129,16 @@ def amp_skip(opt) -> bool:
     return found is not None and bool(found)
 
 
+def _torch_device(like) -> torch.device:
+    """The torch device of a tensor or of its NumPy / CuPy view (a CuPy array's ``device`` is
+    CuPy's own Device object, which ``Tensor.to`` refuses)."""
+    if isinstance(like, torch.Tensor):
+        return like.device
+    if isinstance(like, np.ndarray):
+        return torch.device("cpu")
+    return torch.device("cuda", like.device.id)
+
+
 def amp_scale(opt, like):
     """GradScaler's ``grad_scale`` (set on the optimizer around the step; None once ``unscale_``
     ran) as the 1-element float32 array beside ``like`` that the low-precision step divides the
@@ -138,7 +148,7 @@ def amp_scale(opt, like):
         return None
     if not isinstance(scale, torch.Tensor):
         scale = torch.tensor(float(scale))
-    t = scale.detach().to(device=like.device, dtype=torch.float32).reshape(1)
+    t = scale.detach().to(device=_torch_device(like), dtype=torch.float32).reshape(1)
     return _views.view(t if t.is_contiguous() else t.clone())
 
 
