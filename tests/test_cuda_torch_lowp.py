@@ -7,6 +7,8 @@ from gpu import require_gpu
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
+from torch_common import no_host_sync  # noqa: E402 (after the torch skip)
+
 if not torch.cuda.is_available():
     pytest.skip("torch sees no CUDA device", allow_module_level=True)
 require_gpu()
@@ -58,11 +60,11 @@ def test_cuda_equals_cpu_bit_for_bit_without_host_sync(name, kw, lp, dtype):
             p.grad, q.grad = x, x.cuda()
         a.step()
         torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
+        no_host_sync(True)
         try:
             b.step()
         finally:
-            torch.cuda.set_sync_debug_mode(0)
+            no_host_sync(False)
         for p, q in zip(cpu, dev):
             assert torch.equal(_bits(p), _bits(q))
     assert [p.data_ptr() for p in dev] == ptrs

@@ -1,6 +1,7 @@
 """Foreign arrays (torch CPU tensors, any DLPack exporter) in the core API: zero-copy, in place,
 bitwise the NumPy path's results; read-only exports and foreign devices refused by name."""
 
+import os
 import subprocess
 import sys
 
@@ -206,5 +207,8 @@ def test_jax_arrays_read_where_nothing_is_written_and_refused_as_params():
 
     if importlib.util.find_spec("jax") is None:
         pytest.skip("JAX is not installed")
-    out = subprocess.run([sys.executable, "-c", _JAX_CHECKS], capture_output=True, text=True, timeout=300)
+    # (JAX on its CPU backend: on a GPU machine its arrays live on the GPU, and a GPU grad for a
+    # NumPy param is refused, rightly, as "grads[0]: expected a numpy.ndarray, got cupy.ndarray")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _JAX_CHECKS], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
-from torch_common import CASES, IDS, data, gpu, mlp  # noqa: E402 (after the torch skip)
+from torch_common import CASES, IDS, data, gpu, mlp, no_host_sync  # noqa: E402 (after the torch skip)
 
 # ---- CUDA tensors (torch with CUDA, CuPy and optkern._cuda) --------------------------------------
 
@@ -38,10 +38,10 @@ class _NoHostSync:
 
     def __enter__(self):
         torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
+        no_host_sync(True)
 
     def __exit__(self, *exc):
-        torch.cuda.set_sync_debug_mode(0)
+        no_host_sync(False)
 
 
 @gpu

@@ -2,6 +2,7 @@
 torch models and data they train, and the CUDA skip marker."""
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -77,3 +78,12 @@ def through_file(sd):
     buf = io.BytesIO()
     torch.save(sd, buf)
     return torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+
+
+def no_host_sync(on: bool) -> None:
+    """torch's sync debug mode to "error" (on) or back to the default. Setting it warns once per
+    process that the mode is a prototype (torch 2.11): an error under -W error, raised after the
+    mode was set, which then failed every later test of that worker at its first copy to the GPU."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        torch.cuda.set_sync_debug_mode("error" if on else 0)

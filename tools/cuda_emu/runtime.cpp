@@ -21,6 +21,11 @@
 // system calls were ~90% of the run time of kernels with warp reductions); a fiber starts by
 // moving the stack pointer to its stack and calling fiber_main (x86-64), elsewhere by
 // makecontext/swapcontext.
+//
+// Compilers that define _FORTIFY_SOURCE by default (Ubuntu's) make _longjmp glibc's checked
+// __longjmp_chk, which aborts every jump between fiber stacks ("longjmp causes uninitialized
+// stack frame": seen on the GPU machine's image): off for this file, before any header.
+#undef _FORTIFY_SOURCE
 #include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
