@@ -7,6 +7,7 @@ writes it there), else the installed optkern.
 from __future__ import annotations
 
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 
@@ -28,7 +29,7 @@ def bench(suite: str, argv: list, extra: tuple = ()) -> int:
     """``optkern bench suite *extra *argv`` (``--device``, ``--quick``, ``--json``, ``--threads``);
     the results are also written as JSON (default: bench/results-<suite>-<device>.json)."""
     src = Path(__file__).resolve().parents[1] / "src"
-    if any((src / "optkern").glob("_cpu*")):
+    if any((src / "optkern" / f"_cpu{sfx}").exists() for sfx in EXTENSION_SUFFIXES):
         sys.path.insert(0, str(src))
     from optkern.cli import main
 

@@ -24,11 +24,12 @@ import argparse
 import os
 import sys
 import time
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP threads must not spin between calls
 src = Path(__file__).resolve().parents[1] / "src"
-if any((src / "optkern").glob("_cpu*")):
+if any((src / "optkern" / f"_cpu{sfx}").exists() for sfx in EXTENSION_SUFFIXES):
     sys.path.insert(0, str(src))
 
 import numpy as np  # noqa: E402

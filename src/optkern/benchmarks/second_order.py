@@ -47,15 +47,15 @@ def _quadratic(n, seed=0):
     return rng.uniform(0.5, 2.0, n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
 
 
-def _ours_lbfgs(n, history):
+def _ours_lbfgs(n, history, xp=np):
     from optkern import optim
 
-    a, x0 = _quadratic(n)
+    a, x0 = (xp.asarray(v) for v in _quadratic(n))
     x = x0.copy()
-    g = np.empty_like(x)
+    g = xp.empty_like(x)
 
     def closure():
-        np.multiply(a, x, out=g)
+        xp.multiply(a, x, out=g)
         return 0.0, g  # the loss is not used without a line search
 
     opt = optim.LBFGS([x], lr=0.01, max_iter=1, history_size=history, tolerance_grad=0, tolerance_change=0)
@@ -64,9 +64,9 @@ def _ours_lbfgs(n, history):
     return lambda: opt.step(closure)
 
 
-def _torch_lbfgs(torch, n, history, cls=None):
+def _torch_lbfgs(torch, n, history, cls=None, device="cpu"):
     """torch.optim.LBFGS's step, or that of ``cls`` (optkern.torch.LBFGS: the same torch code)."""
-    a, x0 = (torch.from_numpy(v) for v in _quadratic(n))
+    a, x0 = (torch.from_numpy(v).to(device) for v in _quadratic(n))
     x = x0.clone().requires_grad_(True)
     cls = cls or torch.optim.LBFGS
     opt = cls([x], lr=0.01, max_iter=1, history_size=history, tolerance_grad=0, tolerance_change=0)
@@ -83,18 +83,19 @@ def _torch_lbfgs(torch, n, history, cls=None):
     return lambda: opt.step(closure)
 
 
-def _kernels(n, k):
-    """(push, direction) calls on a k-row history of float32 vectors."""
+def _kernels(n, k, xp=np):
+    """(push, direction) calls on a k-row history of float32 vectors (NumPy: the CPU module's
+    kernels; CuPy: the CUDA module's)."""
     from optkern import _backend
 
     rng = np.random.default_rng(1)
-    S = [rng.standard_normal(n, dtype=np.float32) for _ in range(k)]
-    Y = [rng.standard_normal(n, dtype=np.float32) for _ in range(k)]
-    g, pg, d = (rng.standard_normal(n, dtype=np.float32) for _ in range(3))
-    sn, yn = np.empty_like(g), np.empty_like(g)
-    out, o2 = np.empty(5 * k + 4), np.empty(2)
+    S = [xp.asarray(rng.standard_normal(n, dtype=np.float32)) for _ in range(k)]
+    Y = [xp.asarray(rng.standard_normal(n, dtype=np.float32)) for _ in range(k)]
+    g, pg, d = (xp.asarray(rng.standard_normal(n, dtype=np.float32)) for _ in range(3))
+    sn, yn = xp.empty_like(g), xp.empty_like(g)
+    out, o2 = xp.empty(5 * k + 4), xp.empty(2)
     cs, cy = list(rng.standard_normal(k)), list(rng.standard_normal(k))
-    mod = _backend.cpu
+    mod = _backend.cpu if xp is np else _backend.cuda_module()
     return (
         lambda: mod.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.5, out),
         lambda: mod.lbfgs_direction_(S, Y, cs, cy, g, -1.0, d, o2),
@@ -113,18 +114,21 @@ def _available_bytes() -> int:
     return 0
 
 
-def _lbfgs_rows(torch, quick, plan):
+def _lbfgs_rows(torch, quick, plan, device="cpu"):
+    xp = np
+    if device == "cuda":  # (the GPU's memory holds history 100 of 16M: 12.8 GB)
+        import cupy as xp
+    big = 16 * M if device == "cuda" or _available_bytes() >= 16 << 30 else 2 * M  # history 100 x 2 rows x 4 B x n
     rows = []
-    big = 16 * M if _available_bytes() >= 16 << 30 else 2 * M  # history 100 x 2 rows x 4 B x n
     for n, hist in ((M if quick else 16 * M, 10), (M // 4 if quick else big, 100 if not quick else 20)):
-        theirs = {} if torch is None else {"LBFGS": lambda n=n, h=hist: _torch_lbfgs(torch, n, h)}
+        theirs = {} if torch is None else {"LBFGS": lambda n=n, h=hist: _torch_lbfgs(torch, n, h, device=device)}
         rows.append(
             compare(
                 SUITE,
                 f"L-BFGS step, history {hist}, {probe.size_label(n)} fp32",
-                lambda n=n, h=hist: _ours_lbfgs(n, h),
+                lambda n=n, h=hist: _ours_lbfgs(n, h, xp),
                 theirs,
-                "cpu",
+                device,
                 plan,
                 note="incl. closure g = a x",
             )
@@ -136,9 +140,9 @@ def _lbfgs_rows(torch, quick, plan):
                 compare(
                     SUITE,
                     f"L-BFGS step via optkern.torch, history {hist}, {probe.size_label(n)} fp32",
-                    lambda n=n, h=hist: _torch_lbfgs(torch, n, h, LBFGS),
+                    lambda n=n, h=hist: _torch_lbfgs(torch, n, h, LBFGS, device),
                     theirs,
-                    "cpu",
+                    device,
                     plan,
                     note="torch's closure and tensors; incl. closure g = a x",
                 )
@@ -146,19 +150,26 @@ def _lbfgs_rows(torch, quick, plan):
     return rows
 
 
-def _kernel_rows(quick, plan, probe_row, read_probe):
+def _kernel_rows(quick, plan, probe_row, read_probe, device="cpu"):
     """push / direction against the rmw probe (bytes read + written), and in the note against the
-    read probe (bytes read only: both passes are read-dominated, 2k + 3 and 2k + 1 arrays read)."""
+    read probe (bytes read only: both passes are read-dominated, 2k + 3 and 2k + 1 arrays read).
+    On the GPU (``read_probe`` None) against the device-to-device copy probe only."""
+    xp = np
+    if device == "cuda":
+        import cupy as xp
     n = M if quick else 16 * M
     rows = []
     for k in (10,) if quick else (10, 30):
-        push, direction = _kernels(n, k)
+        push, direction = _kernels(n, k, xp)
         for name, fn, nbytes, nread in (
             ("push (pair + all dots)", push, 4 * n * (2 * k + 6), 4 * n * (2 * k + 3)),
             ("direction", direction, 4 * n * (2 * k + 2), 4 * n * (2 * k + 1)),
         ):
-            t = measure(fn, "cpu", plan)
+            t = measure(fn, device, plan)
             reads = nread / t.median_ms / 1e6
+            note = f"reads {reads:.1f} GB/s"
+            if read_probe is not None:
+                note += f" = {100 * reads / read_probe.gbs:.0f}% of the read probe"
             rows.append(
                 Row(
                     SUITE,
@@ -166,7 +177,7 @@ def _kernel_rows(quick, plan, probe_row, read_probe):
                     t,
                     nbytes,
                     probe_gbs=probe_row.gbs,
-                    note=f"reads {reads:.1f} GB/s = {100 * reads / read_probe.gbs:.0f}% of the read probe",
+                    note=note,
                 )
             )
         del push, direction
@@ -289,15 +300,13 @@ def _sam_torch_row(torch, quick, plan):
 
 
 def run(device: str = "cpu", quick: bool = False, threads: int | None = None) -> list:
-    """The suite on the CPU (the CUDA kernels have no GPU to run on here). Returns a list of ``Row``."""
-    if device == "cuda":  # the CUDA kernels build but have not run on a GPU yet: no GPU rows
-        import sys
-
-        print("optkern bench second: CPU only for now (no GPU rows)", file=sys.stderr)
-        return []
+    """The suite; returns a list of ``Row``. On the GPU: the L-BFGS and two-loop kernel rows
+    (CuPy against torch on CUDA, and the copy probe); Newton-CG and SAM run on the CPU only."""
     env.set_threads(threads)
     torch = env.torch_for(device)
     plan = plan_for(quick)
+    if device == "cuda":
+        return _cuda_rows(torch, quick, plan)
     n = M if quick else 16 * M
     first = probe.cpu_rmw(SUITE, n, 1, plan)
     reads = probe.faster(probe.cpu_read(SUITE, n, 23, plan), probe.cpu_read(SUITE, n, 23, plan))
@@ -312,3 +321,15 @@ def run(device: str = "cpu", quick: bool = False, threads: int | None = None) ->
         if r.bytes_moved:
             r.probe_gbs = best.gbs
     return [best, reads] + rows
+
+
+def _cuda_rows(torch, quick, plan) -> list:
+    env.require_cuda()
+    n = M if quick else 16 * M
+    copy = probe.cuda_copy(SUITE, n, plan)
+    rows = _lbfgs_rows(torch, quick, plan, "cuda")
+    rows += _kernel_rows(quick, plan, copy, None, "cuda")
+    for r in rows:
+        if r.bytes_moved:
+            r.probe_gbs = copy.gbs
+    return [copy] + rows
