@@ -10,25 +10,9 @@ Skips (with the reason) without CuPy, without the CUDA module or without a devic
 import numpy as np
 import pytest
 
-from optkern import _backend
+from gpu import require_gpu
 
-
-def _cupy():
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed: CUDA tests need cupy and a GPU", allow_module_level=True)
-    if not _backend.cuda_built():
-        pytest.skip("optkern was built without its CUDA module", allow_module_level=True)
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no device")
-    except Exception as e:  # no driver / no device
-        pytest.skip(f"no CUDA device available: {e}", allow_module_level=True)
-    return cupy
-
-
-cp = _cupy()
+cp, _ = require_gpu()
 
 import optkern.norm as on  # noqa: E402
 import test_hunt29_normbwd_overflow as base  # noqa: E402

@@ -6,25 +6,10 @@ Skips (with the reason) without CuPy, without the CUDA module or without a devic
 import numpy as np
 import pytest
 
+from gpu import require_gpu
 from optkern import _backend
 
-
-def _cupy():
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed: CUDA tests need cupy and a GPU", allow_module_level=True)
-    if not _backend.cuda_built():
-        pytest.skip("optkern was built without its CUDA module", allow_module_level=True)
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no device")
-    except Exception as e:  # no driver / no device
-        pytest.skip(f"no CUDA device available: {e}", allow_module_level=True)
-    return cupy
-
-
-cp = _cupy()
+cp, _ = require_gpu()
 
 from optkern import hessian  # noqa: E402
 from optkern.nn import ACTIVATIONS, MLP, activation  # noqa: E402

@@ -22,6 +22,11 @@ from .. import _backend
 MODES = ("grad_weight set (a weighted sum)", "op='mean' (grad_weight None)", "op='sum' (grad_weight None)")
 
 
+def first_unlike(values: list) -> int | None:
+    """The first rank whose value differs from rank 0's (None where every rank's is the same)."""
+    return next((r for r, v in enumerate(values) if v != values[0]), None)
+
+
 def reduce_mode(op: str, grad_weight) -> int:
     """0: a weighted sum (``grad_weight`` set), 1: a mean, 2: a sum. Every rank must reduce alike: a
     mean on some ranks and a sum (or a weighted sum) on others ran the same collective, silently
@@ -31,7 +36,7 @@ def reduce_mode(op: str, grad_weight) -> int:
 
 def mode_error(where: str, modes: list) -> ValueError | None:
     """The ValueError for ranks whose :func:`reduce_mode` differ (None where they all agree)."""
-    r = next((r for r, m in enumerate(modes) if m != modes[0]), None)
+    r = first_unlike(modes)
     if r is None:
         return None
     return ValueError(
@@ -51,7 +56,7 @@ def comm_kind(comm) -> tuple:
 def check_comm_kinds(kinds: list) -> None:
     """ValueError (on every rank: ``kinds`` are every rank's :func:`comm_kind`) naming the first rank
     whose Communicator reduces otherwise than rank 0's."""
-    r = next((r for r, k in enumerate(kinds) if k != kinds[0]), None)
+    r = first_unlike(kinds)
     if r is not None:
         (o, n), (o0, n0) = kinds[r], kinds[0]
         what = f"ordered={o} on rank {r}, ordered={o0} on rank 0"
@@ -113,7 +118,7 @@ def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple 
 def _apart(where: str, name: str, values: list) -> ValueError | None:
     if name == "param_groups":
         return groups_error(where, values)
-    r = next((r for r, v in enumerate(values) if v != values[0]), None)
+    r = first_unlike(values)
     if r is None:
         return None
     return ValueError(f"{where}: {name}={values[r]!r} on rank {r}, {name}={values[0]!r} on rank 0 (pass it alike)")
@@ -122,7 +127,7 @@ def _apart(where: str, name: str, values: list) -> ValueError | None:
 def groups_error(where: str, counts: list) -> ValueError | None:
     """The ValueError for ranks whose optimizers hold another count of parameter groups (None where
     they all agree)."""
-    r = next((r for r, n in enumerate(counts) if n != counts[0]), None)
+    r = first_unlike(counts)
     if r is None:
         return None
     return ValueError(
@@ -177,7 +182,7 @@ def load_together(comm, optimizer, load, digest=None, apart=None) -> None:
 
 
 def _differs(digests: list) -> ValueError | None:
-    r = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+    r = first_unlike(digests)
     if r is None:
         return None
     return ValueError(

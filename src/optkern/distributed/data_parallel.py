@@ -15,7 +15,16 @@ import numpy as np
 from .. import _backend
 from ..clip import _check_no_overlap, _span
 from . import hyper_check
-from .agreement import agree, check_comm_kinds, comm_kind, load_together, reduce_mode, refuse_together, state_digest
+from .agreement import (
+    agree,
+    check_comm_kinds,
+    comm_kind,
+    first_unlike,
+    load_together,
+    reduce_mode,
+    refuse_together,
+    state_digest,
+)
 from .buckets import make_buckets
 from .communicator import as_communicator
 from .groups import grown, restorable
@@ -217,7 +226,7 @@ class DistributedOptimizer:
         params = [p for g in opt.param_groups for p in g["params"]]
         check_same_params(params, self.comm)
         counts, check, digests = self._agreed_groups(params, old)
-        r = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+        r = first_unlike(digests)
         if r is not None:
             raise ValueError(
                 f"param_groups[{len(self._counts)}:]: the added parameters hold other values on rank {r} than "
