@@ -43,7 +43,27 @@ bool same_shape(const py::detail::PyArray_Proxy* a, const py::detail::PyArray_Pr
   return true;
 }
 
-// runs: list of (dtype, written arrays, their names, grads, their params, grad names).
+std::string shape_str(const dlpack::Tensor& t) {
+  std::string s = "(";
+  for (int k = 0; k < t.ndim; ++k) s += (k ? ", " : "") + std::to_string(t.shape[k]);
+  return s + (t.ndim == 1 ? ",)" : ")");
+}
+
+// A DLPack capsule grad (the torch adapter's; read_capsule: dtype, layout, alignment) of its
+// param's shape: its span. A transposed grad of the right size is refused here as an array's is.
+Span capsule_span(py::handle g, const std::string& what, const py::dtype& dt, size_t itemsize,
+                  const py::detail::PyArray_Proxy* pa, size_t run, size_t index) {
+  const auto [data, n] = read_capsule(g, what, dt, itemsize);
+  const auto& t = static_cast<const dlpack::Managed*>(PyCapsule_GetPointer(g.ptr(), "dltensor"))->dl_tensor;
+  bool same = t.ndim == pa->nd;
+  for (int k = 0; same && k < t.ndim; ++k) same = t.shape[k] == int64_t(pa->dimensions[k]);
+  if (!same) throw py::value_error(what + ": expected shape " + shape_str(pa) + ", got " + shape_str(t));
+  const auto lo = reinterpret_cast<uintptr_t>(data);
+  return {lo, lo + uintptr_t(n) * itemsize, run, index};
+}
+
+// runs: list of (dtype, written arrays, their names, grads, their params, grad names). A grad may
+// be a DLPack capsule, as in the native calls' read-only lists.
 void precheck_step(py::list runs) {
   std::vector<Span> written, read;
   std::vector<py::list> wnames, gnames;
@@ -62,9 +82,14 @@ void precheck_step(py::list runs) {
     }
     for (size_t i = 0; i < g.size(); ++i) {
       const Fault f = array_fault(g[i], dt, itemsize, false);
+      const auto* pa = py::detail::array_proxy(p[i].ptr());
+      if (f == Fault::not_array && PyCapsule_CheckExact(g[i].ptr())) {
+        const Span s = capsule_span(g[i], py::str(gn[i]).cast<std::string>(), dt, itemsize, pa, r, i);
+        if (s.hi > s.lo) read.push_back(s);
+        continue;
+      }
       if (f != Fault::none) raise_fault(f, g[i], py::str(gn[i]).cast<std::string>(), dt);
       const auto* ga = py::detail::array_proxy(g[i].ptr());
-      const auto* pa = py::detail::array_proxy(p[i].ptr());
       if (!same_shape(ga, pa))
         throw py::value_error(py::str(gn[i]).cast<std::string>() + ": expected shape " + shape_str(pa) + ", got " +
                               shape_str(ga));

@@ -9,6 +9,7 @@ through -- as NumPy or CuPy arrays over their own memory.
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 
@@ -267,7 +268,11 @@ def as_list(arrays, name: str) -> list:
     return out
 
 
-_NATIVE_TYPES = {np.ndarray}
+#: What a list may hold without a per-element look (``as_list``, the optimizers' fast paths): NumPy
+#: arrays, and DLPack capsules, which the native calls read where they only read (the torch
+#: adapter's grads). A capsule sent through ``as_array`` came back unchanged, after ~1.5 us of
+#: type tests each: 0.3 ms of a 200-tensor adapter step, about 5 % of it at 16M parameters.
+_NATIVE_TYPES = {np.ndarray, type(datetime.datetime_CAPI)}
 
 
 def read_once(arrays):

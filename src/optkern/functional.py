@@ -33,7 +33,7 @@ from .optim.adagrad import AdagradHyper as AdagradHyper
 from .optim.adagrad import AdagradNormHyper as AdagradNormHyper
 from .optim.adam import AdamHyper as AdamHyper
 from .optim.nadam import NAdamHyper as NAdamHyper
-from .optim.optimizer import _bump_torch_versions
+from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .optim.rmsprop import RMSpropHyper as RMSpropHyper
 from .optim.sgd import SGDHyper as SGDHyper
 
@@ -58,7 +58,8 @@ def _versioned(fn):
         out = fn(*args, **kwargs)
         if "torch" in sys.modules:  # (no tensor without torch)
             written = [v for k, v in given.items() if k != "grads"]
-            _bump_torch_versions([t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))])
+            flat = [t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))]
+            _bump_torch_versions(torch_tensors(flat))
         return out
 
     step.__module__ = __name__  # (pickled by reference: found here, not as the wrapped function)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend, functional, lowp
-from .optim.optimizer import _bump_torch_versions
+from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .swa import AveragedParams, check_disjoint
 
 __all__ = ["SWALP"]
@@ -89,6 +89,7 @@ class SWALP:
         self.params = _backend.as_list(given, "params")
         # written through NumPy views autograd does not see: their versions bumped after each write
         self._given = [given] if _backend.is_array(given) else given
+        self._tensors = torch_tensors(self._given)
         # NumPy arrays on the CPU or CuPy arrays on one GPU, all of one kind
         self._gpu = bool(self.params) and _backend.is_cupy(self.params[0])
         self._kind = "cupy.ndarray" if self._gpu else "numpy.ndarray"
@@ -103,7 +104,7 @@ class SWALP:
         self.buffers = [_zeros_like(p) for p in self.params] if self.momentum > 0 else None
         for i, p in enumerate(self.params):
             self._quantize("weight", i, p, 0, out=p)
-        _bump_torch_versions(self._given)
+        _bump_torch_versions(self._tensors)
         self.swa = AveragedParams(self.params, mode="swa")
 
     def _is_kind(self, a) -> bool:
@@ -147,7 +148,7 @@ class SWALP:
                 self._quantize("momentum", i, self.buffers[i], t, out=self.buffers[i])
             self._quantize("weight", i, p, t, out=p)
         # (a graph saved before the step refuses its backward, as after torch's in-place step)
-        _bump_torch_versions(self._given)
+        _bump_torch_versions(self._tensors)
         if self.t >= self.swa_start and (self.t - self.swa_start) % self.cycle == 0:
             self.swa.update(self.params)
 
