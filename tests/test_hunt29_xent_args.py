@@ -38,3 +38,13 @@ def test_rop_refuses_a_coefficient_beyond_float32(name):
 def test_loss_refuses_a_penalty_beyond_float32():
     with pytest.raises(ValueError, match="confidence_penalty"):
         softmax_cross_entropy(Z, Y, confidence_penalty=1e39)
+
+
+def test_mlp_refuses_a_confidence_penalty_past_its_dtype_at_construction():
+    """A float32 model took confidence_penalty=1e39 and refused it only at its first loss."""
+    from optkern.nn import MLP
+
+    with pytest.raises(ValueError, match=r"confidence_penalty: 1e\+39 is not finite in float32"):
+        MLP([4, 3], dtype=np.float32, confidence_penalty=1e39)
+    assert MLP([4, 3], dtype=np.float64, confidence_penalty=1e39).confidence_penalty == 1e39
+    assert MLP([4, 3], dtype=np.float32, confidence_penalty=0.1).confidence_penalty == 0.1  # (kept unrounded)

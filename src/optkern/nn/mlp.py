@@ -107,7 +107,10 @@ class MLP(_MLPArgs):
         self.norm = norm
         self.loss_kind = loss
         self.label_smoothing = _backend.in_range("label_smoothing", label_smoothing, 0.0, 1.0)
+        # (finite in the model's dtype, as the loss kernels round it: 1e39 on a float32 model was
+        # accepted here and refused only at the first loss, far from the constructor)
         self.confidence_penalty = _backend.real("confidence_penalty", confidence_penalty)
+        _backend.finite_in("confidence_penalty", self.confidence_penalty, self.dtype)  # (a check: kept unrounded)
         self.norm_eps = _backend.positive("norm_eps", norm_eps)
         self.xp = xp
         self.layout = self._make_layout()
