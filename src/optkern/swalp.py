@@ -17,15 +17,58 @@ The paper pairs this with a constant or cyclic learning rate after ``swa_start``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from . import _backend, functional, lowp
 from .optim.optimizer import _bump_torch_versions, torch_tensors
-from .swa import AveragedParams, check_disjoint
+from .swa import AveragedParams, _copy, check_disjoint
 
 __all__ = ["SWALP"]
 
 _WHAT = ("weight", "grad", "momentum")
+
+
+#: The constructor's arguments a checkpoint holds (with ``t``, ``buffers`` and ``swa``).
+_CONFIG = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "number",
+    "bits",
+    "block",
+    "frac",
+    "swa_start",
+    "cycle",
+    "seed",
+    "rounding",
+)
+
+
+def _checked_config(config, name) -> dict:
+    """The constructor's arguments (``_CONFIG``) checked; ``name(key)`` is what an error calls each
+    (the argument's name, or its key in a state dict)."""
+    out: dict[str, Any] = {
+        "rounding": lowp._option(name("rounding"), config["rounding"], ("stochastic", "nearest")),
+        "number": lowp._option(name("number"), config["number"], ("block_fp", "fixed_point")),
+    }
+    bits = config["bits"]
+    bits = dict.fromkeys(_WHAT, bits) if not isinstance(bits, dict) else dict(bits)
+    if set(bits) != set(_WHAT):
+        raise ValueError(f"{name('bits')}: expected an int or a dict with keys {_WHAT}, got {sorted(bits, key=repr)}")
+    out["bits"] = {k: lowp._grid_bits(f"{name('bits')}[{k!r}]", bits[k]) for k in _WHAT}
+    out["block"] = lowp._fp_block(name("block"), config["block"])
+    out["frac"] = lowp._grid_frac(name("frac"), config["frac"])
+    out["swa_start"] = _backend.integer(name("swa_start"), config["swa_start"], lo=0)
+    out["cycle"] = _backend.integer(name("cycle"), config["cycle"], lo=1)
+    # the quantizers' Philox keys seed .. seed + 2 must all be uint64s
+    out["seed"] = _backend.integer(name("seed"), config["seed"], lo=0, hi=lowp._UINT64 - (len(_WHAT) - 1))
+    out["lr"] = _backend.in_range(name("lr"), config["lr"], 0.0)
+    out["momentum"] = _backend.in_range(name("momentum"), config["momentum"], 0.0, 1.0)
+    out["weight_decay"] = _backend.in_range(name("weight_decay"), config["weight_decay"], 0.0)
+    return out
 
 
 def _zeros_like(a):
@@ -52,7 +95,21 @@ class SWALP:
 
     Every argument is checked here (the quantizers' too), so that a step checks only its grads
     before it writes: a refused step leaves params, buffers, averages and ``t`` as they were.
+    ``state_dict`` / ``load_state_dict`` checkpoint it (the params are saved beside it).
     """
+
+    # (set from _checked_config, by the constructor and load_state_dict)
+    lr: float
+    momentum: float
+    weight_decay: float
+    number: str
+    bits: dict
+    block: int
+    frac: int
+    swa_start: int
+    cycle: int
+    seed: int
+    rounding: str
 
     def __init__(
         self,
@@ -70,21 +127,9 @@ class SWALP:
         seed: int = 0,
         rounding: str = "stochastic",
     ):
-        self.rounding = lowp._option("rounding", rounding, ("stochastic", "nearest"))
-        self.number = lowp._option("number", number, ("block_fp", "fixed_point"))
-        bits = dict.fromkeys(_WHAT, bits) if not isinstance(bits, dict) else dict(bits)
-        if set(bits) != set(_WHAT):
-            raise ValueError(f"bits: expected an int or a dict with keys {_WHAT}, got {sorted(bits, key=repr)}")
-        self.bits = {k: lowp._grid_bits(f"bits[{k!r}]", bits[k]) for k in _WHAT}
-        self.block = lowp._fp_block("block", block)
-        self.frac = lowp._grid_frac("frac", frac)
-        self.swa_start = _backend.integer("swa_start", swa_start, lo=0)
-        self.cycle = _backend.integer("cycle", cycle, lo=1)
-        # the quantizers' Philox keys seed .. seed + 2 must all be uint64s
-        self.seed = _backend.integer("seed", seed, lo=0, hi=lowp._UINT64 - (len(_WHAT) - 1))
-        self.lr = _backend.in_range("lr", lr, 0.0)
-        self.momentum = _backend.in_range("momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _backend.in_range("weight_decay", weight_decay, 0.0)
+        config = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, number=number, bits=bits, block=block)
+        config.update(frac=frac, swa_start=swa_start, cycle=cycle, seed=seed, rounding=rounding)
+        self.__dict__.update(_checked_config(config, lambda k: k))
         given = _backend.read_once(params)
         self.params = _backend.as_list(given, "params")
         # written through NumPy views autograd does not see: their versions bumped after each write
@@ -156,3 +201,46 @@ class SWALP:
     def averages(self) -> list:
         """The SWA model (float32, full precision): the mean of the averaged iterates."""
         return self.swa.averages
+
+    def state_dict(self) -> dict:
+        """What resumes the run with the params (saved beside it): the step count, copies of the
+        quantized momentum buffers (None without momentum), the SWA average and the configuration.
+        The stochastic rounding draws from (seed, step, element): a run resumed from it takes the
+        same steps, bit for bit, as the run that went on (``optkern.save`` / ``load`` take it)."""
+        return {
+            "t": self.t,
+            **{k: dict(self.bits) if k == "bits" else getattr(self, k) for k in _CONFIG},
+            "buffers": None if self.buffers is None else [_copy(b) for b in self.buffers],
+            "swa": self.swa.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict) -> None:
+        """Restore :meth:`state_dict`'s output: its configuration checked as the constructor checks
+        it, its buffers (one per param, float32 of the param's shape; present when its momentum is
+        not 0) and its average; everything is checked before anything is assigned."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        for key in ("t", *_CONFIG, "buffers", "swa"):
+            if key not in state_dict:
+                raise ValueError(f"state_dict: missing {key!r}")
+        config = _checked_config(state_dict, lambda k: f"state_dict[{k!r}]")
+        t = _backend.integer("state_dict['t']", state_dict["t"], lo=0, hi=_backend.INT64_MAX)
+        buffers = state_dict["buffers"]
+        if (buffers is None) != (config["momentum"] == 0):
+            raise ValueError(
+                f"state_dict['buffers']: {'missing' if buffers is None else 'given'} with momentum "
+                f"{config['momentum']} (buffers exist exactly when momentum is not 0)"
+            )
+        if buffers is not None:
+            buffers = _backend.as_list(buffers, "state_dict['buffers']")
+            _backend.check_list_like(buffers, self.params, "state_dict['buffers']", kind=False)
+        self.swa.load_state_dict(state_dict["swa"])  # (checks all of its own before it assigns)
+        if buffers is None:
+            self.buffers = None
+        else:
+            mine = self.buffers or [_zeros_like(p) for p in self.params]
+            for b, src in zip(mine, buffers):
+                b[...] = _backend.asarray_like(src, b)  # (a host checkpoint onto the GPU, or back)
+            self.buffers = mine
+        self.__dict__.update(config)
+        self.t = t
