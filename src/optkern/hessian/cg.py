@@ -51,12 +51,18 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         dmin = float(d.min()) if n else 1.0
         if not (dmin > 0.0) or not math.isfinite(float(d.max())):
             raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), min {dmin}")
-        inv = (1.0 / d).astype(dtype)
+        with np.errstate(over="ignore"):
+            inv = (1.0 / d).astype(dtype)
+        if not math.isfinite(float(inv.max())):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
+            raise ValueError(f"precond_diag: its reciprocal overflows {np.dtype(dtype).name}, min {dmin}")
         return lambda r: r * inv
     if M is None:
         return None
     if callable(M) and not hasattr(M, "matvec"):
-        return _on_copy(M)
+        # checked as from_hvp checks fn (and given a copy of r, see _on_copy): a complex M r lost its
+        # imaginary part with only a warning, an integer one was truncated (then "not positive
+        # definite"), None was "returned shape ()"
+        return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec
     op = as_operator(M, "M") if not hasattr(M, "matvec") else M
     shape = getattr(op, "shape", None)
     if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
@@ -125,6 +131,15 @@ def cg(
     if x is not None:
         _finite(xp, x, "x0")
     precond = _preconditioner(M, precond_diag, n, xp, dtype)
+    # The system solved for b / s, s a power of two (exact) when b is far from 1: r.r and p.Ap of a b
+    # of 1e200 overflowed (x = 0 returned as converged, info 0), of 1e-200 underflowed to 0 (the
+    # same), of 1e-160 lost their digits (x off by 1e-3, "converged"). x, r, p, the residual norm
+    # (and atol, x0 on the way in) are scaled back; the solve is linear, so nothing else changes.
+    big = float(xp.abs(bv).max())
+    scale = math.ldexp(1.0, math.frexp(big)[1] - 1) if big and not 2.0**-200 < big < 2.0**200 else 1.0
+    if scale != 1.0:
+        bv, atol = bv / scale, atol / scale
+        x = None if x is None else x / scale
     mod = _backend.backend(("b", bv))
     matvecs = 0
 
@@ -186,7 +201,7 @@ def cg(
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
-                callback(x)
+                callback(x if scale == 1.0 else x * scale)
             if rnorm <= tol:
                 result["info"] = 0
                 break
@@ -198,4 +213,7 @@ def cg(
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
+    if scale != 1.0:
+        x, r, rnorm = x * scale, r * scale, rnorm * scale
+        p = None if p is None else p * scale
     return CGResult(x=x, residual_norm=rnorm, residual=r, direction=p, num_matvecs=matvecs, **result)

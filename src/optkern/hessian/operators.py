@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .. import _backend
+from .._array_checks import type_name
 from .._pickling import NativeByName
 from ._products import check_finite, checked, float_dtype, private, real_array
 from .compose import Composed as _Composed
@@ -113,8 +114,18 @@ class CurvatureOperator(NativeByName):
             if chk is not None:
                 v = private(self.xp, v, given)
             if self._into is not None:
-                self._into(v, y)
+                r = self._into(v, y)
                 if chk is not None:
+                    # An `into` returning its product instead of writing it (``lambda v, out: d * v``)
+                    # left `out` as it was: Lanczos read an uninitialized buffer as A v, no error.
+                    # None or `out` itself (NumPy's ``out=`` functions return it) are what it may return.
+                    if r is not None and r is not y:
+                        a = _backend.as_array(r, chk[2])
+                        if not (isinstance(a, type(y)) and self.xp.may_share_memory(a, y)):
+                            raise TypeError(
+                                f"{chk[2]}: returned a {type_name(r)} instead of writing the product into "
+                                "`out` (return None or out)"
+                            )
                     check_finite(y, chk[2], self)
             else:
                 r = self._mv(v)
@@ -127,7 +138,9 @@ class CurvatureOperator(NativeByName):
     def matmat(self, V):
         """``A V`` for ``V`` of shape ``(n, k)``."""
         xp = self.xp
-        V = xp.asarray(V)
+        # (real numbers, named V: a complex block lost its imaginary part to the cast below with only
+        # a warning, and the columns' matvec named "v")
+        V = real_array(xp, V, "V")
         if V.ndim != 2 or V.shape[0] != self.shape[0]:
             raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
         if self._mm is not None:
@@ -397,10 +410,14 @@ def unit_vector(op, v, name: str = "v0"):
     """``v / ||v||``, a start vector of ``op`` (shaped and typed as its products take them); ValueError
     naming ``name`` when it is zero (it spans nothing) or not finite (every product would be NaN)."""
     v = op._vector(v, name)
-    nrm = float(op.xp.linalg.norm(v))
-    if not math.isfinite(nrm) or nrm == 0.0:
+    big = float(op.xp.abs(v).max())
+    if not math.isfinite(big) or big == 0.0:
         raise ValueError(f"{name}: must be a finite nonzero vector")
-    return v / nrm
+    # The direction is scale-free, but ||v|| of finite entries of 1e300 overflowed and of 1e-310
+    # underflowed to 0: a valid start vector was refused as "not finite nonzero". Scaled first by a
+    # power of two (exact: the same bits as v / ||v|| wherever that norm was representable).
+    v = v / math.ldexp(1.0, math.frexp(big)[1] - 1)
+    return v / float(op.xp.linalg.norm(v))
 
 
 def _norm(xp, v) -> float:
