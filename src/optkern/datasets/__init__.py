@@ -189,6 +189,17 @@ def _column_index(label_column, header, ncols: int, path: str) -> int:
         if not header or text not in header:
             names = f"the header has {', '.join(header)}" if header else "the file has no header line"
             raise DataError(f"{path}: label column {text!r} not found ({names})") from None
+        # A name's position means nothing when the header and the rows disagree (it picked another
+        # column, or one past the last: an IndexError), or when two columns share the name.
+        if len(header) != ncols:
+            raise DataError(
+                f"{path}: the header line has {len(header)} names for {ncols} columns: "
+                f"label column {text!r} cannot be found by name"
+            ) from None
+        if header.count(text) > 1:
+            raise DataError(
+                f"{path}: label column {text!r} is ambiguous: {header.count(text)} columns have that name"
+            ) from None
         return header.index(text)
     if not -ncols <= j < ncols:
         raise DataError(

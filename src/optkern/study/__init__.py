@@ -60,6 +60,8 @@ def main(args) -> int:
     from . import plots, report
     from .parallel import communicator
 
+    if args.data == "":  # --data "$FILE" with FILE unset: an error, not a study of the digits
+        raise UsageError("--data: no file name given (leave --data out for the bundled digits)")
     if args.label_column is not None and not (args.data or "").lower().endswith(".csv"):
         raise UsageError("--label-column: applies to a .csv --data file (an .npz holds its labels in array 'y')")
     try:
@@ -103,8 +105,11 @@ def main(args) -> int:
         + f"; output in {os.path.abspath(args.out)}"
     )
 
+    _mark_unfinished(args.out)
+
     def checkpoint(results):  # keep a valid results.json after every run
-        report.write_json(results, args.out)
+        # marked interrupted until the study ends: killed meanwhile (SIGTERM, SIGKILL), it is the result
+        report.write_json({**results, "interrupted": True}, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint, comm=comm)
     report.write_json(results, args.out)
@@ -164,6 +169,27 @@ def _unwritable(out: str):
     return None
 
 
+UNFINISHED = (
+    "# optkern study\n\n**Not finished**: the study writing into this folder is still running, or was "
+    "stopped before it could write its report; results.json (once there) holds the runs finished so far.\n"
+)
+
+
+def _mark_unfinished(out: str) -> None:
+    """Replace a previous study's report.md and results.json in ``out`` before training: a study
+    killed before writing its own (SIGTERM, SIGKILL) left them there, looking complete, beside its
+    partial results (or none)."""
+    import os
+
+    try:
+        with open(os.path.join(out, "report.md"), "w") as f:
+            f.write(UNFINISHED)
+        if os.path.isfile(os.path.join(out, "results.json")):
+            os.remove(os.path.join(out, "results.json"))
+    except OSError as e:  # (a report.md the user cannot write: found now, not after the training)
+        raise UsageError(f"--out {out}: cannot write report.md or results.json ({e.strerror or e})") from None
+
+
 def captions(results: dict) -> dict:
     """Each figure's caption, computed from the numbers it shows."""
     from . import plots, summary
@@ -180,6 +206,9 @@ def captions(results: dict) -> dict:
 def parse_lr(values) -> dict:
     """``--lr adam=1e-3 --lr sgd=0.05`` (or ``adam=1e-3,sgd=0.05``) -> {name: {"lr": value}}."""
     out: dict = {}
+    for v in values or ():
+        if not v.strip(" ,"):  # --lr "$LR" with LR unset: an error, not the default rates
+            raise ConfigError("overrides", f"expected NAME=VALUE like adam=1e-3, got {v!r}")
     for item in (p.strip() for v in values or () for p in v.split(",") if p.strip()):
         name, sep, value = item.partition("=")
         name = name.strip()
@@ -189,6 +218,8 @@ def parse_lr(values) -> dict:
             lr = float(value)
         except ValueError:
             raise ConfigError("overrides", f"{name}={value}: {value!r} is not a number") from None
+        if "lr" in out.get(name, {}):  # the last one won silently: which one was meant?
+            raise ConfigError("overrides", f"{name} given more than once ({out[name]['lr']:g} and {lr:g})")
         out.setdefault(name, {})["lr"] = lr
     return out
 
@@ -200,7 +231,9 @@ def _config(args) -> StudyConfig:
     if args.optimizers is not None:
         names = [s.strip() for s in args.optimizers.split(",") if s.strip()]
         kw["optimizers"] = list(OPTIMIZERS) if names == ["all"] else names
-    if getattr(args, "low_precision", False):  # the low-precision runs, after the ones asked for
+    # The low-precision runs, after the ones asked for (not after an empty --optimizers "": that
+    # stays validate()'s error, not a study of the low-precision runs alone).
+    if getattr(args, "low_precision", False) and kw.get("optimizers") != []:
         names = kw.get("optimizers", list(DEFAULT_OPTIMIZERS))
         kw["optimizers"] = names + [n for n in LOW_PRECISION if n not in names]
         kw["low_precision"] = True

@@ -7,6 +7,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import methods
 from .methods import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
@@ -42,6 +44,9 @@ _INT_RANGES = {
     "seeds": (1, 10_000),
 }
 _INT_RANGES_HIDDEN = (1, 65_536)
+#: The largest learning rate: the study's weights are float32, whose optimizers refuse a scale above
+#: float32's max ** (1/4) (4.3e9; optkern.optim._hyper) when they are built, after earlier runs.
+_LR_MAX = float(np.finfo(np.float32).max) ** 0.25
 
 
 @dataclass
@@ -124,6 +129,13 @@ class StudyConfig:
         if "batch" in self.norms and min(self.batch_size, self.curvature_batch) < 2:  # batch norm needs 2 rows
             name = "batch_size" if self.batch_size < 2 else "curvature_batch"
             raise ConfigError(name, f"batch norm needs at least 2 samples, got {getattr(self, name)}")
+        # (so do the batches of large_batch rows: Newton-CG's steps on single rows ended the study
+        # with the model's traceback at its first step)
+        large = [o for o in self.optimizers if o in OPTIMIZERS and OPTIMIZERS[o].batch == "large"]
+        if "batch" in self.norms and large and self.large_batch < 2:
+            raise ConfigError(
+                "large_batch", f"batch norm needs at least 2 samples ({', '.join(large)}), got {self.large_batch}"
+            )
         if self.device not in ("cpu", "cuda"):
             raise ConfigError("device", f"expected 'cpu' or 'cuda', got {self.device!r}")
         lowp_runs = [o for o in self.optimizers if o in methods.LOW_PRECISION]
@@ -136,6 +148,11 @@ class StudyConfig:
             lr = hp.get("lr", 1.0)
             if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
                 raise ConfigError("overrides", f"{name}: the learning rate must be a positive number, got {lr!r}")
+            if lr > _LR_MAX:  # (the optimizers refuse it only when built, mid-study, with a traceback)
+                raise ConfigError(
+                    "overrides",
+                    f"{name}: the learning rate must be at most {_LR_MAX:.4g} (float32's max ** (1/4)), got {lr!r}",
+                )
 
     def checkpoint_epochs(self) -> list:
         c = min(self.checkpoints, self.epochs + 1)

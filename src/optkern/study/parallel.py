@@ -69,6 +69,7 @@ class Objective:
         self._sync = None
         self._x = self._y = None
         self._weight = 1.0
+        self.last_loss = 0.0  # the latest closure's loss
 
     def attach(self, optimizer) -> None:
         """Reduce gradients through ``optimizer``'s data-parallel buckets (a collective:
@@ -86,7 +87,9 @@ class Objective:
 
     def closure(self):
         self.evaluations += 1
-        return loss_and_grad(self.model, self.params, self._x, self._y, self.comm, self._weight, self._sync)
+        out = loss_and_grad(self.model, self.params, self._x, self._y, self.comm, self._weight, self._sync)
+        self.last_loss = out[0]  # (the same on every rank: what a refused step is judged by)
+        return out
 
     def loss(self) -> float:
         """The batch's mean loss at the current params (no gradient; not counted)."""

@@ -206,7 +206,15 @@ def train_run(
     def step() -> float:
         """One optimizer step on the objective's batch; the batch's loss at the start."""
         if method.closure:
-            return float(opt.step(objective.closure))
+            try:
+                return float(opt.step(objective.closure))
+            except ValueError:
+                # The closure optimizers refuse a non-finite loss from their closure: the run
+                # diverged mid-epoch (reported as such, as a first-order run's is), where it ended
+                # the whole study with a traceback.
+                if math.isfinite(float(objective.last_loss)):
+                    raise
+                return math.inf
         loss, grads = objective.closure()
         if half is None:
             opt.step(grads)
@@ -290,7 +298,7 @@ def train_run(
                     record["steps"] += 1
                     tot += loss * int(idx.shape[0])
                 train_loss = tot / n
-                if method.batch == "full":  # one step per epoch: report the loss it reached
+                if method.batch == "full" and math.isfinite(train_loss):  # one step per epoch: the loss it reached
                     train_loss = objective.loss()
                 record["grad_evals"] = objective.evaluations
                 timing["train_time_s"] += time.perf_counter() - t
