@@ -67,9 +67,10 @@ class MLP(_MLPArgs):
       norm: None, ``"batch"`` (training-mode batch norm) or ``"layer"``, after each hidden Linear.
       loss: ``"cross_entropy"`` (mean over rows, integer labels) or ``"mse"``
         (``mean((out - y)^2)`` over all elements, like ``torch.nn.MSELoss``).
-      label_smoothing: cross-entropy label smoothing in ``[0, 1]``.
-      confidence_penalty: weight ``beta`` of ``-beta * H(softmax)`` added to the cross-entropy.
-      norm_eps: the normalization's ``eps``.
+      label_smoothing: cross-entropy label smoothing in ``[0, 1]`` (0 with ``"mse"``).
+      confidence_penalty: weight ``beta`` of ``-beta * H(softmax)`` added to the cross-entropy
+        (0 with ``"mse"``).
+      norm_eps: the normalization's ``eps`` (not 0 in the model's dtype).
       dtype: float32 or float64 (parameters, activations and products).
       xp: array module for ``init_params`` (numpy or cupy); every method follows its arguments.
     """
@@ -112,6 +113,17 @@ class MLP(_MLPArgs):
         self.confidence_penalty = _backend.real("confidence_penalty", confidence_penalty)
         _backend.finite_in("confidence_penalty", self.confidence_penalty, self.dtype)  # (a check: kept unrounded)
         self.norm_eps = _backend.positive("norm_eps", norm_eps)
+        # (float32 statistics add eps in float32: 1e-50 was accepted here and refused at the first
+        # loss, naming the normalization kernel's `eps`, not this argument)
+        if norm and self.dtype == np.float32 and np.float32(self.norm_eps) == 0:
+            raise ValueError(
+                f"norm_eps: {norm_eps!r} rounds to 0 in float32 (the model's dtype); the smallest usable "
+                f"value is {float(np.nextafter(np.float32(0), np.float32(1)))!r}"
+            )
+        # (the MSE loss has neither: a nonzero value was silently ignored)
+        for name, value in (("label_smoothing", self.label_smoothing), ("confidence_penalty", self.confidence_penalty)):
+            if loss == "mse" and value != 0:
+                raise ValueError(f"{name}: applies to the cross-entropy loss only, got {value!r} with loss='mse'")
         self.xp = xp
         self.layout = self._make_layout()
         self.num_params = sum(math.prod(s) for layer in self.layout for _, (_, s) in layer.items())

@@ -129,7 +129,9 @@ template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
       return;
     }
     case Act::relu: {  // f'' = 0 away from the kink
-      f = z > T(0) ? z : T(0);
+      // z < 0, not !(z > 0): NaN stays NaN and -0 stays -0, as torch.relu (NaN -> 0 hid a NaN
+      // input behind a finite loss)
+      f = z < T(0) ? T(0) : z;
       d1 = z > T(0) ? T(1) : T(0);
       d2 = T(0);
       return;
