@@ -50,7 +50,13 @@ def _check_array(target, data) -> None:
 def _copy_into(target, data) -> None:
     if _backend.is_cupy(target):
         with _backend._device_of(target):
-            target.set(np.ascontiguousarray(data))
+            # CuPy's set takes a host array of the target's own shape into a contiguous target only:
+            # reshaped (np.ascontiguousarray makes a 0-d array 1-d), and a strided view (a slice)
+            # through a device copy ("Cannot set to non-contiguous array" otherwise)
+            if target.flags.c_contiguous or target.flags.f_contiguous:
+                target.set(np.ascontiguousarray(data).reshape(target.shape))
+            else:
+                target[...] = _backend.array_module(target).asarray(data)
     else:
         np.copyto(target, data)
 

@@ -43,7 +43,8 @@ class SpectralDensity:
 
     def cdf(self, t):
         """The (unbroadened) quadrature estimate of the spectral CDF at ``t``."""
-        t = np.asarray(real_array(np, t, "t"), dtype=np.float64)
+        # (a CuPy t read back to the host, as spectral_density's grid is: np.asarray refuses it)
+        t = np.asarray(real_array(np, _backend.to_numpy(t) if _backend.is_cupy(t) else t, "t"), dtype=np.float64)
         w = self.weights.ravel() / self.weights.shape[0]
         return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
 

@@ -29,8 +29,6 @@ def pytest_configure(config) -> None:
 NOT_EMULATED = {
     "tests/test_cuda_backend.py::test_device_count_is_a_count": "asserts no device without /dev/nvidia0; "
     "the emulator is a device",
-    "tests/test_cuda_capturable.py::test_mixing_numpy_and_cupy_names_the_argument": "the CuPy stand-in's "
-    "arrays are NumPy subclasses, which the CPU module accepts as NumPy arrays",
     "tests/test_cuda_large.py::test_clip_grad_norm_beyond_2_31_elements": "8.6 GB of host memory",
     "tests/test_cuda_large.py::test_adam_step_beyond_2_31_elements": "35 GB of host memory",
     "tests/test_cuda_large.py::test_quantize_blockwise_beyond_2_31_elements": "11 GB of host memory",

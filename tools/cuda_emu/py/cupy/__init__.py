@@ -2,12 +2,38 @@
 
 tools/cuda_emu builds ``optkern._cuda`` from cuda/*.cu as host code; "device
 memory" is then host memory. This package gives optkern and its CUDA tests the
-CuPy they expect: ``cupy.ndarray`` is a NumPy subclass (so optkern's
-``_backend.is_cupy`` routes it to ``optkern._cuda``) whose ``data.ptr`` is its
-buffer's address; every NumPy function is here, its array results turned into
-this ndarray; ``cupy.cuda`` has devices, streams and events that do nothing
-(launches run synchronously). Not emulated: graph capture (``Stream`` has no
-``begin_capture``, so the graph tests skip), NCCL, several devices.
+CuPy they expect: ``cupy.ndarray`` holds a NumPy array (its "device" memory;
+``data.ptr`` is its buffer's address) and behaves as CuPy 14's does where
+optkern's Python code could tell the difference, so that code which only works
+on the stand-in fails here, not first on a GPU (checked against CuPy's
+cupy/_core/core.pyx, flags.pyx, _kernel.pyx, _routines_indexing.pyx,
+_manipulation/basic.py, cuda/device.pyx):
+
+- it is not a ``numpy.ndarray`` (``isinstance(a, np.ndarray)`` is False) and
+  has no buffer, ``__array_interface__`` or ``ctypes``: ``np.asarray(a)`` and
+  NumPy functions that convert raise TypeError ("Implicit conversion to a
+  NumPy array is not allowed..."); ``.get()``, ``cupy.asnumpy`` copy;
+- ``flags`` has only ``c_contiguous``, ``f_contiguous``, ``owndata``
+  (read-only; no ``writeable``, no ``aligned``); only CuPy's methods and
+  attributes are there (no ``setflags``, ``tofile``, ``flat``...);
+- ``device`` is a ``cupy.cuda.Device`` (``id``, ``int()``, ``<CUDA Device 0>``);
+- no ``__index__``; scalars come back as 0-d arrays (indexing, reductions);
+- a NumPy array (0-d too, but in a comparison) as an operand of an operator, a ufunc or a module
+  function (``cupy.concatenate``, ``cupy.where``...) raises TypeError
+  ("Unsupported type <class 'numpy.ndarray'>"), as does
+  ``cupy.ascontiguousarray`` of one; ``np.add(a, b)`` and other NumPy functions
+  given CuPy arrays dispatch to CuPy's (NEP 13/18);
+- host arrays go in through ``cupy.asarray`` / ``cupy.array`` or ``a.set(h)``
+  (``h`` of ``a``'s dtype and shape, ``a`` contiguous); ``a[...] = h``,
+  ``a.fill(h)`` and ``cupy.copyto(a, h)`` take a scalar ``h`` only (integer or
+  boolean index arrays: host values too).
+
+``cupy.linalg`` and ``cupy.random`` are NumPy's over the held arrays and the
+``*_like`` functions accept host arrays, as CuPy's do. ``cupy.cuda`` has
+devices, streams and events that do nothing (launches run synchronously).
+Not emulated: graph capture (``Stream`` has no ``begin_capture``, so the graph
+tests skip), NCCL, several devices; ``__dlpack__`` exports host memory
+(DLPack device 1), so torch sees a CPU tensor.
 """
 
 from __future__ import annotations
@@ -17,118 +43,33 @@ import types
 
 import numpy as _np
 
-from . import cuda
+from . import cuda as cuda
 
 __version__ = "13.0.0+okemu"
 
+from ._core import _HOST_OK, _call, _check_operand, _Proxy, _ufunc, _unwrap, _wrap, _wrapped, ndarray
 
-class _Memory:
-    __slots__ = ("ptr", "device_id")
-
-    def __init__(self, ptr: int) -> None:
-        self.ptr = ptr
-        self.device_id = 0
-
-
-class ndarray(_np.ndarray):  # noqa: N801 - CuPy's name
-    """A NumPy array that optkern takes for a CuPy one (its memory is the "device" memory)."""
-
-    @property
-    def data(self):  # type: ignore[override]
-        return _Memory(self.__array_interface__["data"][0])
-
-    @property
-    def device(self):  # type: ignore[override]
-        return cuda.Device(0)
-
-    @property
-    def _c_contiguous(self) -> bool:
-        return bool(self.flags.c_contiguous)
-
-    @property
-    def __cuda_array_interface__(self) -> dict:
-        d = dict(self.__array_interface__)
-        d["version"] = 3
-        d["stream"] = None
-        return d
-
-    def get(self, stream=None, order="C", out=None):
-        if out is not None:
-            out[...] = _np.asarray(self)
-            return out
-        return _np.array(self, order=order, subok=False)
-
-    def set(self, arr, stream=None) -> None:
-        self[...] = arr
-
-    def __getitem__(self, key):
-        # CuPy's integer indexing gives 0-d arrays (device memory), not scalars.
-        r = super().__getitem__(key)
-        return _np.asarray(r).view(ndarray) if isinstance(r, _np.generic) else r
-
-    def __array_wrap__(self, obj, context=None, return_scalar=False):
-        # CuPy's reductions give 0-d arrays, not scalars.
-        return _np.asarray(obj).view(ndarray)
-
-    def __repr__(self) -> str:
-        return _np.asarray(self).__repr__().replace("array(", "cupy_emulated(", 1)
-
-
-ndarray.__module__ = "cupy"
-
-
-def _wrap(x):
-    """NumPy results as this module's arrays (inside tuples and lists too)."""
-    if isinstance(x, _np.ndarray) and not isinstance(x, ndarray):
-        return x.view(ndarray)
-    if isinstance(x, _np.generic):  # a NumPy scalar result: CuPy gives a 0-d array
-        return _np.asarray(x).view(ndarray)
-    if isinstance(x, tuple):
-        return tuple(_wrap(v) for v in x)
-    if isinstance(x, list):
-        return [_wrap(v) for v in x]
-    return x
-
-
-def _wrapped(fn):
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        return _wrap(fn(*args, **kwargs))
-
-    return call
-
-
-class _Proxy:
-    """A NumPy module or object whose callables return this module's arrays."""
-
-    def __init__(self, target) -> None:
-        self._target = target
-
-    def __getattr__(self, name):
-        v = getattr(self._target, name)
-        if isinstance(v, types.ModuleType):
-            return _Proxy(v)
-        if callable(v) and not isinstance(v, type):
-            fn = _wrapped(v)
-            if isinstance(v, types.FunctionType | types.BuiltinFunctionType | _np.ufunc):
-                return fn
-            return _proxy_result(fn)
-        return v
-
-
-def _proxy_result(fn):
-    """Constructors (RandomState, default_rng...): their objects' methods wrap too."""
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        r = fn(*args, **kwargs)
-        return r if isinstance(r, ndarray | _np.ndarray | int | float | tuple | list) else _Proxy(r)
-
-    return call
-
+__all__ = ["ndarray"]
 
 linalg = _Proxy(_np.linalg)
-testing = _np.testing
+
+
+class _Testing:
+    """cupy.testing: NumPy's assertions over the host copies of CuPy arrays."""
+
+    def __getattr__(self, name):
+        fn = getattr(_np.testing, name)
+        if not callable(fn):
+            return fn
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            return fn(*(asnumpy(a) if isinstance(a, ndarray) else a for a in args), **kwargs)
+
+        return call
+
+
+testing = _Testing()
 
 
 class _RandomState(_Proxy):
@@ -161,22 +102,26 @@ def asarray(a, dtype=None, order=None, *, blocking=False):
         return a
     if isinstance(a, ndarray):
         return a.astype(dtype)
-    return _np.array(a, dtype=dtype, order=order or "K").view(ndarray)
+    return ndarray._of(_np.array(_unwrap(a), dtype=dtype, order=order or "K"))
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-    return _np.array(obj, dtype=dtype, copy=True, order=order, ndmin=ndmin).view(ndarray)
+    return ndarray._of(_np.array(_unwrap(obj), dtype=dtype, copy=True, order=order, ndmin=ndmin))
 
 
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
+    if isinstance(a, ndarray):
+        return a.get(stream, order, out)
     if out is not None:
-        out[...] = _np.asarray(a)
+        out[...] = a
         return out
-    return _np.array(a, order=order, subok=False)
+    return _np.asarray(a, order=order)
 
 
 def from_dlpack(x):
-    return _np.from_dlpack(x).view(ndarray)
+    if isinstance(x, ndarray):
+        return ndarray._of(x._a.view())
+    return ndarray._of(_np.from_dlpack(x))
 
 
 def get_array_module(*args):
@@ -207,10 +152,41 @@ def get_default_pinned_memory_pool() -> _MemoryPool:
     return _pool
 
 
+def ascontiguousarray(a, dtype=None):
+    # cupy/_core/core.pyx ascontiguousarray(_ndarray_base a, ...): a host array is refused
+    if not isinstance(a, ndarray):
+        raise TypeError(f"Argument 'a' has incorrect type (expected cupy.ndarray, got {type(a).__name__})")
+    return _wrap(_np.ascontiguousarray(a._a, dtype), (a,))
+
+
+def copyto(dst, src, casting="same_kind", where=None) -> None:
+    # cupy/_manipulation/basic.py copyto: from a host array, a single value only
+    if isinstance(src, _np.ndarray) and src.size != 1:
+        raise ValueError("non-scalar numpy.ndarray cannot be used for copyto")
+    _np.copyto(dst._a, _unwrap(src), casting=casting, where=_unwrap(where) if where is not None else True)
+
+
+def _only_device(fn):
+    """A NumPy function as CuPy's: host arrays among its arguments (or in a list of them) refused,
+    as CuPy's kernels refuse them (``_kernel.pyx`` ``_preprocess_arg``; ``concatenate``: "Only
+    cupy arrays can be concatenated")."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        for a in args:
+            for x in a if isinstance(a, list | tuple) else (a,):
+                _check_operand(x)
+        return _call(fn, args, kwargs)
+
+    return call
+
+
 def __getattr__(name: str):
     v = getattr(_np, name)
     if isinstance(v, types.ModuleType):
         return _Proxy(v)
+    if isinstance(v, _np.ufunc):
+        return _ufunc(v)
     if callable(v) and not isinstance(v, type):
-        return _wrapped(v)
+        return _wrapped(v) if name in _HOST_OK else _only_device(v)
     return v

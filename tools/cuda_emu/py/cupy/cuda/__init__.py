@@ -12,12 +12,21 @@ _ptrs = itertools.count(0x1000, 0x10)
 
 
 class Device:
+    """cupy.cuda.Device (cupy/cuda/device.pyx): ``id``, ``int(d)``, ``<CUDA Device 0>``; not a string,
+    not an integer (no ``__index__``), as libraries that take a device (torch) see it."""
+
     def __init__(self, device=None) -> None:
         self.id = 0 if device is None else int(device)
         if self.id != 0:
             raise runtime.CUDARuntimeError("cudaErrorInvalidDevice: the emulator has one device")
 
     compute_capability = "90"
+
+    def __int__(self) -> int:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<CUDA Device {self.id}>"
 
     def use(self) -> None:
         pass
