@@ -29,20 +29,9 @@ import optkern.study as study
 from optkern import cli
 from optkern.datasets import load_file
 from optkern.study import runner
+from test_cli_hunt_options import TINY, no_training  # noqa: F401 (the study-stopping fixture)
 
-TINY = ["--quick", "--epochs", "1", "--hidden", "8", "--curvature-samples", "32", "--jobs", "1", "--no-plots"]
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    """Fail the test if a study starts training (every case must stop before)."""
-
-    def refuse(*a, **k):
-        raise AssertionError("the study ran")
-
-    monkeypatch.setattr(runner, "run_study", refuse)
-    monkeypatch.setattr(study, "run_study", refuse)
 
 
 def _one_line_error(capsys, *words) -> str:
@@ -83,9 +72,8 @@ def test_label_column_name_in_a_header_longer_than_the_rows_exits_2_without_trac
         ("a,a,label", 3, "a", ("'a' is ambiguous",)),  # took the first 'a'
     ],
 )
-def test_label_column_name_that_does_not_say_which_column_is_refused(
-    header, ncols, column, words, tmp_path, capsys, no_training
-):
+@pytest.mark.usefixtures("no_training")
+def test_label_column_name_that_does_not_say_which_column_is_refused(header, ncols, column, words, tmp_path, capsys):
     data = _csv(tmp_path / "d.csv", header, ncols)
     rc = cli.main(["study", *TINY, "--data", data, "--label-column", column, "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 2
@@ -105,14 +93,16 @@ def test_label_column_name_that_does_not_say_which_column_is_refused(
         (["--low-precision", "--optimizers", ""], ("--optimizers:", "no optimizer given")),
     ],
 )
-def test_options_that_were_ignored_or_failed_mid_study_exit_2(args, words, tmp_path, capsys, no_training):
+@pytest.mark.usefixtures("no_training")
+def test_options_that_were_ignored_or_failed_mid_study_exit_2(args, words, tmp_path, capsys):
     rc = cli.main(["study", *TINY, *args, "--out", str(tmp_path / "out"), "--quiet"])
     assert rc == 2
     line = _one_line_error(capsys, *words)
     assert "overrides" not in line and "large_batch" not in line  # internal names never reach the user
 
 
-def test_large_batch_1_with_batch_norm_exits_2_and_without_it_is_fine(tmp_path, capsys, no_training):
+@pytest.mark.usefixtures("no_training")
+def test_large_batch_1_with_batch_norm_exits_2_and_without_it_is_fine(tmp_path, capsys):
     args = ["study", *TINY, "--optimizers", "newton-cg", "--large-batch", "1", "--out", str(tmp_path), "--quiet"]
     assert cli.main(args) == 2
     _one_line_error(capsys, "--large-batch:", "batch norm", "newton-cg")
