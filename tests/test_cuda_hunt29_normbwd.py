@@ -45,11 +45,8 @@ def test_cuda_dx_with_dy_near_the_max_matches_float64(case, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cuda_eval_batch_norm_dx_past_dy_gamma(dtype):
-    top = float(np.finfo(dtype).max)
-    x = np.ones((3, 2), dtype)
-    dy = np.array([[0.9 * top, 1.0], [-0.8 * top, 2.0], [0.5, -3.0]], dtype)
-    w = np.array([4.0, 4.0], dtype)
-    X, DY, W, RM, RV = _dev(x, dy, w, np.zeros(2, dtype), np.full(2, 63.99999, dtype))
+    x, dy, w, rm, rv = base.eval_dy_gamma_past_the_max(dtype)
+    X, DY, W, RM, RV = _dev(x, dy, w, rm, rv)
     _, s = on.batch_norm(X, W, None, RM, RV, training=False, eps=1e-5)
     dx = cp.asnumpy(on.batch_norm_backward(DY, X, W, s)[0])
     r = 1.0 / np.sqrt(np.float64(63.99999) + 1e-5)
@@ -113,11 +110,7 @@ def test_cuda_weight_norm_dw_near_the_max(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cuda_weight_norm_v_near_the_max_root(dtype):
-    rng = np.random.default_rng(1)
-    e = np.finfo(dtype).maxexp // 2
-    v = np.ldexp(rng.uniform(1.0, 2.0, (2, 5)), e + 4).astype(dtype)
-    g = rng.uniform(0.5, 1.0, 2).astype(dtype)
-    dw = np.ldexp(rng.uniform(1.0, 2.0, (2, 5)), e - 2).astype(dtype)
+    dw, v, g, e = wbase.v_near_the_max_root(dtype)
     DW, V, G = _dev(dw, v, g)
     _, saved = on.weight_norm(V, G, dim=0)
     dg, dv = _host(*on.weight_norm_backward(DW, V, G, saved))

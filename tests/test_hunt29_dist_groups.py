@@ -69,6 +69,17 @@ def _grads(p, k: int, rank: int) -> list:
     return [(np.sin(a.astype(np.float64) * 3.0 + k) + rank).astype(a.dtype) for a in p]
 
 
+def _resume_beside(comm, going, resumed, one, ref, how: str) -> None:
+    """Steps 5 and 6 of the optimizer that went on and of the one resumed from its checkpoint (each
+    ``(optimizer, params)``) beside the one-process ``one`` over ``ref``: all three the same bits."""
+    for k in range(5, 7):
+        for opt, arrays in (going, resumed):
+            opt.step(_grads(arrays, k, comm.rank))
+        one.step(_mean(ref, k, comm.size))
+    _bitwise(resumed[1], ref, f"{how}: resumed")
+    _bitwise(going[1], ref, f"{how}: went on")
+
+
 def _mean(p, k: int, world: int) -> list:
     """The ranks' gradients summed in rank order, then divided (as the ordered collectives do)."""
     rows = [_grads(p, k, r) for r in range(world)]
@@ -126,12 +137,7 @@ def case_dp_add(comm) -> None:
         q = [a.copy() for a in p]
         e = DistributedOptimizer(optim.AdamW([{"params": q[:2]}, {"params": q[2:]}], lr=0.1), comm)
         e.load_state_dict(sd)
-        for k in range(5, 7):
-            for opt, arrays in ((d, p), (e, q)):
-                opt.step(_grads(arrays, k, comm.rank))
-            one.step(_mean(ref, k, comm.size))
-        _bitwise(q, ref, f"{how}: resumed")
-        _bitwise(p, ref, f"{how}: went on")
+        _resume_beside(comm, (d, p), (e, q), one, ref, how)
 
 
 def case_zero_add(comm) -> None:
@@ -167,12 +173,7 @@ def case_zero_add(comm) -> None:
         e = ShardedOptimizer(optim.Adam, [{"params": q[:2]}, {"params": q[2:]}], comm, lr=0.1, amsgrad=True)
         e.load_state_dict(shard)
         assert state_digest(e.state_dict()) == state_digest(shard)
-        for k in range(5, 7):
-            for opt, arrays in ((z, p), (e, q)):
-                opt.step(_grads(arrays, k, comm.rank))
-            one.step(_mean(ref, k, comm.size))
-        _bitwise(q, ref, f"{how}: resumed")
-        _bitwise(p, ref, f"{how}: went on")
+        _resume_beside(comm, (z, p), (e, q), one, ref, how)
 
 
 def case_zero_lowp(comm) -> None:

@@ -150,14 +150,19 @@ def test_batch_norm_dbias_of_cancelling_columns_is_exact(dtype):
     _close(dw, want[1], dtype, "dweight", in_range=4)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_eval_batch_norm_dx_past_dy_gamma(dtype):
-    """Eval mode: dx = r γ dy with γ dy past the max but r γ dy in range (plain: r · inf)."""
+def eval_dy_gamma_past_the_max(dtype):
+    """(x, dy, w, running_mean, running_var) with γ dy past the max and rstd ≈ 1/8 (the CUDA test's too)."""
     top = float(np.finfo(dtype).max)
     x = np.ones((3, 2), dtype)
     dy = np.array([[0.9 * top, 1.0], [-0.8 * top, 2.0], [0.5, -3.0]], dtype)
     w = np.array([4.0, 4.0], dtype)
-    rm, rv = np.zeros(2, dtype), np.full(2, 63.99999, dtype)  # rstd ≈ 1/8
+    return x, dy, w, np.zeros(2, dtype), np.full(2, 63.99999, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eval_batch_norm_dx_past_dy_gamma(dtype):
+    """Eval mode: dx = r γ dy with γ dy past the max but r γ dy in range (plain: r · inf)."""
+    x, dy, w, rm, rv = eval_dy_gamma_past_the_max(dtype)
     _, s = on.batch_norm(x, w, None, rm, rv, training=False, eps=1e-5)
     dx, dw, db = on.batch_norm_backward(dy, x, w, s)
     r = 1.0 / np.sqrt(np.float64(rv) + 1e-5)

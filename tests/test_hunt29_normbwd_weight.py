@@ -59,14 +59,20 @@ def test_dw_near_the_max(dtype):
     _close(dv, want[1], dtype, "dv")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_v_near_the_max_root(dtype):
-    """v ~ 2^(emax/2 + 4) and dw ~ 2^(emax/2 - 2): s = Σ dw v past the max, dg ~ 1e10 / 1e153."""
+def v_near_the_max_root(dtype):
+    """(dw, v, g, e): v ~ 2^(e + 4) and dw ~ 2^(e - 2), e = emax / 2 (the CUDA test's case too)."""
     rng = np.random.default_rng(1)
     e = np.finfo(dtype).maxexp // 2
     v = np.ldexp(rng.uniform(1.0, 2.0, (2, 5)), e + 4).astype(dtype)
     g = rng.uniform(0.5, 1.0, 2).astype(dtype)
     dw = np.ldexp(rng.uniform(1.0, 2.0, (2, 5)), e - 2).astype(dtype)
+    return dw, v, g, e
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_v_near_the_max_root(dtype):
+    """v ~ 2^(emax/2 + 4) and dw ~ 2^(emax/2 - 2): s = Σ dw v past the max, dg ~ 1e10 / 1e153."""
+    dw, v, g, e = v_near_the_max_root(dtype)
     _, saved = on.weight_norm(v, g, dim=0)
     dg, dv = on.weight_norm_backward(dw, v, g, saved)
     want = _reference(dw, v, g, e, e)
