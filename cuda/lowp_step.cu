@@ -9,12 +9,15 @@
 //   per 8-bit block of new values:  scale = block_scale(absmax, any < 0), code = quantize(s, scale)
 //
 // One launch per 256 tensors of a multi-tensor table (lowp::Tensor: void pointers, since
-// params, states and scales differ in format). A block of threads owns a chunk of kChunk
-// elements, a whole number of tiles of kTile = 4096 elements, and a tile a whole number of
-// 8-bit blocks (<= 4096 values), so each 8-bit block is dequantized, updated, reduced and
-// requantized by one block of threads. The block absmax is an integer max over the bits of
-// |x| (lowp::abs_bits), so the warp shuffles and shared-memory atomics that reduce it give
-// the CPU's result in any order.
+// params, states and scales differ in format). Each thread updates its elements in batches of
+// kBatch, the batch's loads all issued before its first store (a thread with one element's loads
+// in flight at a time left the 8-bit step latency-bound: 17-20 % of the copy probe on an H200).
+//
+// fp32 / bf16 states: a block of threads owns a chunk of kChunk elements. 8-bit states: a block
+// owns one tile of max(block, kStride) elements, a whole number of 8-bit blocks: every element is
+// updated, its new state values kept in shared memory; then each warp takes whole 8-bit blocks,
+// reduces their absmax and sign, and writes their scale and codes. The absmax is an integer max
+// over the bits of |x| (lowp::abs_bits), so the reduction gives the CPU's result in any order.
 //
 // found_inf (optional, one float32 on the device; CUDA only): when nonzero the kernel returns
 // before writing anything -- torch GradScaler's skipped step, decided on the device with no
@@ -39,14 +42,19 @@ namespace {
 using lowp::Fmt;
 
 constexpr int kThreads = 256;
-constexpr int kPer = 16;                              // elements per thread in a tile
-constexpr int64_t kTile = int64_t(kThreads) * kPer;  // 4096
-constexpr int64_t kChunk = 8 * kTile;                 // elements per block of threads
-constexpr int kTileBlocks = int(kTile / lowp::kSmallestBlock);  // 8-bit blocks in a tile, at most
+constexpr int kWarps = kThreads / 32;
+constexpr int kBatch = 4;                               // elements per thread with loads in flight together
+constexpr int64_t kStride = int64_t(kThreads) * kBatch;  // 1024 elements per batch of a block
+constexpr int64_t kChunk = 32 * kStride;                 // fp32 / bf16 states: elements per block
 constexpr int kMaxTensors = 256;
-constexpr int64_t kMaxChunks = int64_t(1) << 30;      // grid.x and int32 safe
-static_assert(kTile % lowp::kLargestBlock == 0, "a tile must be a whole number of 8-bit blocks");
-static_assert(lowp::kSmallestBlock % 32 == 0, "a warp's elements must lie in one 8-bit block");
+constexpr int64_t kMaxChunks = int64_t(1) << 30;        // grid.x and int32 safe
+static_assert(lowp::kSmallestBlock % 32 == 0, "a warp's lanes must cover an 8-bit block evenly");
+// 8-bit tiles keep K float32 values per element in shared memory: K <= 3 and the largest tile
+// (one 4096 block) stay within the 48 KB a launch gets without opting in.
+static_assert(3 * lowp::kLargestBlock * sizeof(float) <= 48 * 1024, "8-bit tile values exceed 48 KB");
+
+// Elements per block of threads: a chunk, or with 8-bit states a tile.
+__host__ __device__ inline int64_t span_of(bool q8, int64_t block) { return q8 ? (block > kStride ? block : kStride) : kChunk; }
 
 // The launch's tensors and the prefix sum of their chunk counts (one block per chunk).
 struct Table {
@@ -56,80 +64,80 @@ struct Table {
 };
 static_assert(sizeof(Table) + 512 < 32764, "kernel parameters are limited to 32 KB");
 
-// Element i with fp32 or bf16 states (or none): load, update, store.
-template <Fmt PF, Fmt SF, class Rule>
-__device__ __forceinline__ void update(const Rule& rule, const lowp::Tensor& t, int64_t i, const lowp::Config& c) {
-  constexpr int K = Rule::kState;
-  float s[K > 0 ? K : 1];
-#pragma unroll
-  for (int k = 0; k < K; ++k) s[k] = lowp::load_state<SF>(t, k, i);
-  lowp::update_element<PF>(rule, t, i, c, s);
-  lowp::store_states<SF, K>(t, i, s, c);
+// State k of element i as float32: fp32 / bf16 loaded, or an 8-bit code times its block's scale.
+template <Fmt SF>
+__device__ __forceinline__ float state_of(const lowp::Tensor& t, int k, int64_t i, int shift) {
+  if constexpr (SF == Fmt::q8)
+    return lowp::dequantize(static_cast<const uint8_t*>(t.s[k])[i], t.scale[k][i >> shift]);
+  else
+    return lowp::load_state<SF>(t, k, i);
 }
 
-// One tile [lo, hi) with 8-bit states: every element dequantized and updated, its new
-// state values kept per thread (element lo + j kThreads + thread); each 8-bit block's
-// absmax and sign reduced over its new values (a warp's 32 elements lie in one block:
-// shuffles, then one shared atomic per warp); then the codes and the scales written.
-// (The j loop is not unrolled: the rule inlined 16 times per instantiation made the
-// build much longer; v lives in thread-local memory, coalesced and cached.)
-template <Fmt PF, class Rule>
-__device__ void q8_tile(const Rule& rule, const lowp::Tensor& t, int64_t lo, int64_t hi, const lowp::Config& c,
-                        int shift, uint32_t (*amax)[kTileBlocks], uint32_t (*neg)[kTileBlocks]) {
+// One batch: elements a + u kThreads + thread (u < kBatch) below hi updated. Their new states are
+// stored (fp32 / bf16) or, with 8-bit states, kept in vals[k * span + (i - lo)] for quantize_tile.
+template <Fmt PF, Fmt SF, class Rule>
+__device__ __forceinline__ void update_batch(const Rule& rule, const lowp::Tensor& t, int64_t a, int64_t hi,
+                                             const lowp::Config& c, int shift, float* vals, int64_t lo,
+                                             int64_t span) {
   constexpr int K = Rule::kState;
-  for (int x = int(threadIdx.x); x < K * kTileBlocks; x += kThreads) {
-    amax[x / kTileBlocks][x % kTileBlocks] = 0u;
-    neg[x / kTileBlocks][x % kTileBlocks] = 0u;
-  }
-  __syncthreads();
-  const bool leader = (threadIdx.x & 31u) == 0u;
-  float v[kPer][K];
-#pragma unroll 1
-  for (int j = 0; j < kPer; ++j) {
-    const int64_t i = lo + int64_t(j) * kThreads + threadIdx.x;
-    const bool in = i < hi;
-    float s[K];
+  constexpr int KS = K > 0 ? K : 1;
+  float w[kBatch], g[kBatch], s[kBatch][KS];
 #pragma unroll
-    for (int k = 0; k < K; ++k) s[k] = 0.0f;
-    if (in) {
+  for (int u = 0; u < kBatch; ++u) {
+    const int64_t i = a + int64_t(u) * kThreads + threadIdx.x;
+    w[u] = g[u] = 0.0f;
 #pragma unroll
-      for (int k = 0; k < K; ++k) s[k] = lowp::dequantize(static_cast<const uint8_t*>(t.s[k])[i], t.scale[k][i >> shift]);
-      lowp::update_element<PF>(rule, t, i, c, s);
-    }
+    for (int k = 0; k < KS; ++k) s[u][k] = 0.0f;
+    if (i < hi) {
+      w[u] = lowp::load_weight<PF>(t, i);
+      g[u] = lowp::load_grad<PF>(t, i, c);
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      v[j][k] = s[k];
-      uint32_t a = in ? lowp::abs_bits(s[k]) : 0u;
-      uint32_t n = in && s[k] < 0.0f ? 1u : 0u;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) {
-        const uint32_t ao = __shfl_xor_sync(0xffffffffu, a, o);
-        a = ao > a ? ao : a;
-        n |= __shfl_xor_sync(0xffffffffu, n, o);
-      }
-      if (leader && in) {  // (the leader holds the warp's first element: in range if any is)
-        const int b = int((i - lo) >> shift);
-        atomicMax(&amax[k][b], a);
-        atomicOr(&neg[k][b], n);
-      }
+      for (int k = 0; k < K; ++k) s[u][k] = state_of<SF>(t, k, i, shift);
     }
   }
-  __syncthreads();
-#pragma unroll 1
-  for (int j = 0; j < kPer; ++j) {
-    const int64_t i = lo + int64_t(j) * kThreads + threadIdx.x;
-    if (i >= hi) break;
-    const int b = int((i - lo) >> shift);
 #pragma unroll
-    for (int k = 0; k < K; ++k)
-      static_cast<uint8_t*>(t.s[k])[i] = lowp::quantize(v[j][k], lowp::scale_of(amax[k][b], neg[k][b] != 0u));
+  for (int u = 0; u < kBatch; ++u) {
+    const int64_t i = a + int64_t(u) * kThreads + threadIdx.x;
+    if (i >= hi) continue;
+    lowp::apply_element<PF>(rule, t, i, c, w[u], g[u], s[u]);
+    if constexpr (SF == Fmt::q8) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) vals[int64_t(k) * span + (i - lo)] = s[u][k];
+    } else {
+      lowp::store_states<SF, K>(t, i, s[u], c);
+    }
   }
-  const int nb = int((hi - lo + (int64_t(1) << shift) - 1) >> shift);
-  for (int x = int(threadIdx.x); x < K * nb; x += kThreads) {
+}
+
+// The 8-bit blocks of the tile [lo, hi) whose new values are in vals: warp by warp, one (state,
+// block) at a time, the block's absmax bits and sign reduced over its values (lanes, then
+// shuffles), its scale written by lane 0 and its codes by all lanes (consecutive bytes).
+template <int K>
+__device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int shift, const float* vals,
+                              int64_t span) {
+  const int lane = int(threadIdx.x & 31u), warp = int(threadIdx.x >> 5);
+  const int64_t block = int64_t(1) << shift;
+  const int nb = int((hi - lo + block - 1) >> shift);
+  for (int x = warp; x < K * nb; x += kWarps) {
     const int k = x / nb, b = x % nb;
-    t.scale[k][(lo >> shift) + b] = lowp::scale_of(amax[k][b], neg[k][b] != 0u);
+    const int64_t first = int64_t(b) << shift;  // the block's offset in the tile
+    const int64_t n = hi - lo - first < block ? hi - lo - first : block;
+    const float* v = vals + int64_t(k) * span + first;
+    uint32_t amax = 0u, neg = 0u;
+    for (int64_t e = lane; e < n; e += 32) {
+      amax = max(amax, lowp::abs_bits(v[e]));
+      neg |= v[e] < 0.0f ? 1u : 0u;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      neg |= __shfl_xor_sync(0xffffffffu, neg, o);
+    }
+    const float scale = lowp::scale_of(amax, neg != 0u);
+    if (lane == 0) t.scale[k][((lo + first) >> shift)] = scale;
+    uint8_t* codes = static_cast<uint8_t*>(t.s[k]) + lo + first;
+    for (int64_t e = lane; e < n; e += 32) codes[e] = lowp::quantize(v[e], scale);
   }
-  __syncthreads();  // the next tile resets the accumulators
 }
 
 template <Fmt PF, Fmt SF, class Rule>
@@ -138,17 +146,19 @@ __global__ void __launch_bounds__(kThreads)
   if (found_inf && *found_inf != 0.0f) return;  // a skipped step writes nothing
   lowp::Config c = config;
   if (c.grad_scale) c.grad_mul = rules::inv_scale(*c.grad_scale);  // GradScaler's scale, read on the device
+  constexpr bool kQ8 = SF == Fmt::q8 && Rule::kState > 0;
+  const int64_t span = span_of(kQ8, c.block);
   const int ci = int(blockIdx.x);
   const int ti = mt::find_tensor(tab, ci);
   const lowp::Tensor& t = tab.t[ti];
-  const int64_t lo = int64_t(ci - tab.first_chunk[ti]) * kChunk;
-  const int64_t hi = t.n < lo + kChunk ? t.n : lo + kChunk;
-  if constexpr (SF == Fmt::q8 && Rule::kState > 0) {
-    __shared__ uint32_t amax[Rule::kState][kTileBlocks], neg[Rule::kState][kTileBlocks];
-    const int shift = __ffsll(static_cast<long long>(c.block)) - 1;  // block: a power of two
-    for (int64_t a = lo; a < hi; a += kTile) q8_tile<PF>(rule, t, a, a + kTile < hi ? a + kTile : hi, c, shift, amax, neg);
-  } else {
-    for (int64_t i = lo + threadIdx.x; i < hi; i += kThreads) update<PF, SF>(rule, t, i, c);
+  const int64_t lo = int64_t(ci - tab.first_chunk[ti]) * span;
+  const int64_t hi = t.n < lo + span ? t.n : lo + span;
+  const int shift = __ffsll(static_cast<long long>(c.block)) - 1;  // block: a power of two
+  extern __shared__ float vals[];                                 // 8-bit states: [K][span]
+  for (int64_t a = lo; a < hi; a += kStride) update_batch<PF, SF>(rule, t, a, hi, c, shift, vals, lo, span);
+  if constexpr (kQ8) {
+    __syncthreads();
+    quantize_tile<Rule::kState>(t, lo, hi, shift, vals, span);
   }
 }
 
@@ -156,16 +166,19 @@ __global__ void __launch_bounds__(kThreads)
 template <Fmt PF, Fmt SF, class Rule>
 void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::Config& c, const float* found_inf,
             cudaStream_t s) {
+  constexpr bool q8 = SF == Fmt::q8 && Rule::kState > 0;
+  const int64_t span = span_of(q8, c.block);
+  const size_t shared = q8 ? size_t(Rule::kState) * size_t(span) * sizeof(float) : 0;
   Table tab{};
   const auto flush = [&] {
     if (tab.count == 0) return;
-    lowp_kernel<PF, SF, Rule><<<unsigned(tab.first_chunk[tab.count]), kThreads, 0, s>>>(tab, rule, c, found_inf);
+    lowp_kernel<PF, SF, Rule><<<unsigned(tab.first_chunk[tab.count]), kThreads, shared, s>>>(tab, rule, c, found_inf);
     check_launch("optkern._cuda lowp_step");
     tab.count = 0;
   };
   for (const lowp::Tensor& t : ts) {
     if (t.n == 0) continue;
-    const int64_t chunks = (t.n + kChunk - 1) / kChunk;
+    const int64_t chunks = (t.n + span - 1) / span;
     if (chunks > kMaxChunks) throw std::runtime_error("optkern._cuda: array too large for one launch");
     if (tab.first_chunk[tab.count] + chunks > kMaxChunks) flush();
     tab.t[tab.count] = t;

@@ -159,10 +159,12 @@ def test_equals_the_cpu_step_bit_for_bit(rule, pf, sf, sr):
         c.assert_equal()
 
 
-@pytest.mark.parametrize("block", [64, 256, 4096])
+@pytest.mark.parametrize("block", [64, 256, 1024, 2048, 4096])
 def test_chunk_tile_and_block_boundaries(block):
-    """Sizes around the kernel's 4096-element tiles and 32768-element chunks, 8-bit blocks of 64..4096."""
-    sizes = [4095, 4096, 4097, 32_767, 32_768, 32_769, 65_536 + 3, 63, 65]
+    """Sizes around the kernel's 1024-element batches and tiles (8-bit tiles: max(block, 1024)),
+    its 32768-element chunks, 8-bit blocks of 64..4096; AMSGrad's three states fill the largest
+    tile's shared memory (3 x 4096 floats: the 48 KB a launch gets)."""
+    sizes = [1023, 1024, 1025, 2047, 2049, 4095, 4096, 4097, 32_767, 32_768, 32_769, 65_536 + 3, 63, 65]
     c = Call(np.random.default_rng(502), RULES[6], "bfloat16", "int8", sizes, block)
     for t in range(1, 4):
         c.step(t, sr=True)

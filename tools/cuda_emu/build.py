@@ -114,6 +114,15 @@ def _split_declarators(text: str) -> list[str]:
     return out
 
 
+def dynamic_shared(src: str) -> str:
+    """``extern __shared__ T name[];`` (dynamic shared memory) as a pointer to the launch's buffer."""
+    return re.sub(
+        r"\bextern\s+__shared__\s+(?:alignas\(\d+\)\s+)?([\w:]+)\s+(\w+)\s*\[\s*\]\s*;",
+        r"\1* \2 = static_cast<\1*>(::okemu::dynamic_shared());",
+        src,
+    )
+
+
 def fresh_shared(src: str) -> tuple[str, int]:
     """After each ``__shared__`` declaration, a call of okemu::shared_fresh per declared name.
 
@@ -191,7 +200,7 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
     # include them by quoted name, so they are found before anything on the include path.
     for f in sorted([*CUDA.glob("*.cu"), *CUDA.glob("*.cuh"), *CUDA.glob("*.hpp")]):
         text, _ = rewrite_launches(f.read_text(), f"cuda/{f.name}")
-        text, _ = fresh_shared(text)
+        text, _ = fresh_shared(dynamic_shared(text))
         dst = srcdir / (f.stem + ".cpp" if f.suffix == ".cu" else f.name)
         if not dst.exists() or dst.read_text() != text:
             dst.write_text(text)

@@ -95,6 +95,7 @@ std::map<std::string, unsigned long long> g_sites;  // launches per launch site 
 cudaError_t g_last_error = cudaSuccess;
 std::vector<void*> g_stacks;
 unsigned long long g_block_serial = 0;  // blocks run so far (shared memory is fresh per block)
+std::vector<unsigned char>* g_dynamic = nullptr;  // the running launch's dynamic shared memory
 std::unordered_map<const void*, unsigned long long> g_shared_seen;  // variable -> block that filled it
 
 enum class Order { forward, reverse, shuffle };
@@ -218,6 +219,7 @@ void run_block(Block& b, dim3 block) {
   b.live = n;
   b.error.clear();
   ++g_block_serial;
+  if (g_dynamic) std::memset(g_dynamic->data(), 0xff, g_dynamic->size());  // undefined at block start
   for (int i = 0; i < n; ++i) {
     Fiber& f = b.fibers[size_t(i)];
     f.linear = i;
@@ -331,6 +333,9 @@ void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& 
   b.body = &body;
   Block* outer = g_block;
   g_block = &b;
+  std::vector<unsigned char> dynamic(shmem + 16);  // (never empty: data() is a valid pointer)
+  std::vector<unsigned char>* outer_dynamic = g_dynamic;
+  g_dynamic = &dynamic;
   blockDim = block;
   gridDim = grid;
   try {
@@ -353,10 +358,14 @@ void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& 
     }
   } catch (...) {
     g_block = outer;
+    g_dynamic = outer_dynamic;
     throw;
   }
   g_block = outer;
+  g_dynamic = outer_dynamic;
 }
+
+void* dynamic_shared() { return g_dynamic ? g_dynamic->data() : nullptr; }
 
 }  // namespace okemu
 

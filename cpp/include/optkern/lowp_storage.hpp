@@ -75,12 +75,22 @@ struct Config {
   float grad_mul = 1.0f;
 };
 
-// Load, rule, store the param and master; the new state values are left in
-// s[] for the caller (stored by store_states, or quantized per block).
+// The loads of one element's update: its fp32 weight (master or fp32 param) and its unscaled
+// grad. (Apart from apply_element so that the CUDA kernel can issue a batch of elements' loads
+// before any of their stores, which the compiler may not reorder across: the arrays may alias
+// for all it knows.)
+template <Fmt PF> OK_HD float load_weight(const Tensor& t, int64_t i) {
+  return PF == Fmt::f32 ? static_cast<const float*>(t.p)[i] : t.master[i];
+}
+template <Fmt PF> OK_HD float load_grad(const Tensor& t, int64_t i, const Config& c) {
+  return rules::unscale(load<PF>(t.g, i), c.grad_mul);
+}
+
+// The rule on loaded values, then the param and master stored; the new state values are left
+// in s[] for the caller (stored by store_states, or quantized per block).
 template <Fmt PF, class Rule>
-OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Config& c, float* s) {
-  float w = PF == Fmt::f32 ? static_cast<float*>(t.p)[i] : t.master[i];
-  rule(w, rules::unscale(load<PF>(t.g, i), c.grad_mul), s);
+OK_HD void apply_element(const Rule& rule, const Tensor& t, int64_t i, const Config& c, float w, float g, float* s) {
+  rule(w, g, s);
   if constexpr (PF == Fmt::f32) {
     static_cast<float*>(t.p)[i] = w;
   } else {
@@ -88,6 +98,12 @@ OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Co
     const uint32_t rnd = c.sr_param ? philox::word(t.base + uint64_t(i), c.seed, c.step) : 0u;
     store<PF>(t.p, i, w, c.sr_param, rnd);
   }
+}
+
+// Load, rule, store the param and master (s[] in: the loaded states, out: the new ones).
+template <Fmt PF, class Rule>
+OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Config& c, float* s) {
+  apply_element<PF>(rule, t, i, c, load_weight<PF>(t, i), load_grad<PF>(t, i, c), s);
 }
 
 // The Philox key of bf16 state k's words, and state k's random bits from its pair's word (the

@@ -140,6 +140,7 @@ inline float __uint_as_float(uint32_t u) {
 }
 inline int __ffsll(long long x) { return __builtin_ffsll(x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(unsigned(x)); }
 inline unsigned __umulhi(unsigned a, unsigned b) { return unsigned((uint64_t(a) * b) >> 32); }
 
 // CUDA's min/max take mixed argument types (the usual arithmetic conversions).
@@ -163,6 +164,9 @@ void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& 
 // A `__shared__` variable's bytes set to 0xff when the first thread of a block reaches its
 // declaration (build.py inserts the call after each one): no value survives from another block.
 void shared_fresh(void* p, size_t bytes);
+// The running launch's dynamic shared memory (`extern __shared__ T name[];`, which build.py
+// rewrites to a pointer to it): the launch's shmem bytes, 0xff-filled when each block starts.
+void* dynamic_shared();
 
 template <class T> T shuffle_from(T v, int src_lane, unsigned mask) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffle of a value wider than 8 bytes");

@@ -195,8 +195,11 @@ OK_HD float pow10_neg(int e) {  // 10^-e for e in [0, 8], the same floats everyw
 // Magnitude code (M bits) -> value in [0, 1].
 template <int M> OK_HD float dyn_decode_mag(uint32_t c) {
   if (c == 0) return 0.0f;
-  int top = M - 1;  // position of the leading one
-  while (!((c >> top) & 1u)) --top;
+#if defined(__CUDA_ARCH__)
+  const int top = 31 - __clz(int(c));  // position of the leading one (one instruction, no loop)
+#else
+  const int top = 31 - __builtin_clz(c);
+#endif
   const int e = M - 1 - top, f_bits = top;
   const uint32_t f = c & ((1u << f_bits) - 1u);
   return pow10_neg(e) * (0.1f + 0.9f * float(f + 1u) / float(1u << f_bits));
