@@ -1,7 +1,7 @@
 // L-BFGS on CuPy arrays, same contract as cpp/lbfgs.cpp (rules/second_order.hpp explains the
-// coefficient-space two-loop recursion). Per step: push (one kernel reads every history row once
-// for all the inner products, computing and storing the new pair as it goes, a copy g -> prev_g,
-// one kernel adds the block partials in order) and direction (one kernel, plus the ordered sum of g.d and max |d|); the row pointers
+// coefficient-space two-loop recursion). Per step: push (one kernel writes the new pair, one
+// reads every history row once for all the inner products, one adds the block partials in
+// order) and direction (one kernel, plus the ordered sum of g.d and max |d|); the row pointers
 // and coefficients go by value with the launches (lbfgsgpu::RowTable, 120 rows each: a longer
 // history takes more launches, in row order). Nothing synchronizes per history entry: the host
 // reads the few inner products once per step (the Python side needs them for torch's s.y > 1e-10
@@ -40,6 +40,7 @@ using lbfgsgpu::dots_kernel;
 using lbfgsgpu::kRows;
 using lbfgsgpu::kTableRows;
 using lbfgsgpu::kThreads;
+using lbfgsgpu::new_pair_kernel;
 using lbfgsgpu::num_blocks;
 using lbfgsgpu::stats_kernel;
 using lbfgsgpu::sum_parts_kernel;
@@ -142,16 +143,18 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
     using T = decltype(tag);
     const ScratchBuffer buf(sizeof(double) * size_t(Q * nb), s, dev);  // freed (stream-ordered) on return
     double* part = buf.as<double>();
+    const int grid = int(num_blocks(n, kThreads * 8, 4096));
     if (n > 0) {
-      // a table of rows per launch; the last launch adds the self group, which stores the pair
+      new_pair_kernel<T><<<grid, kThreads, 0, s>>>((T*)sn.ptr, (T*)yn.ptr, (const T*)g.ptr, (T*)pg.ptr,
+                                                   (const T*)d.ptr, T(t), n);
+      // a table of rows per launch; the last launch adds the self group
       for (int64_t first = 0; first == 0 || first < k; first += kTableRows) {
         const auto rt = row_table<T>(h, first);
         const bool last = first + kTableRows >= k;
         const unsigned groups = unsigned((rt.count + kRows - 1) / kRows + (last ? 1 : 0));
-        dots_kernel<T><<<dim3(groups, unsigned(nb)), kThreads, 0, s>>>(
-            rt, (const T*)d.ptr, (const T*)g.ptr, (const T*)pg.ptr, T(t), (T*)sn.ptr, (T*)yn.ptr, part, n, nb, k);
+        dots_kernel<T><<<dim3(unsigned(nb), groups), kThreads, 0, s>>>(rt, (const T*)sn.ptr, (const T*)yn.ptr,
+                                                                       (const T*)g.ptr, part, n, nb, k);
       }
-      check_cuda(cudaMemcpyAsync(pg.ptr, g.ptr, sizeof(T) * size_t(n), cudaMemcpyDeviceToDevice, s), "lbfgs_push_");
     } else {
       check_cuda(cudaMemsetAsync(part, 0, sizeof(double) * size_t(Q * nb), s), "lbfgs_push_");
     }

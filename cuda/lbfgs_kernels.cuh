@@ -1,5 +1,5 @@
 // The device kernels of L-BFGS's passes (cuda/lbfgs.cu checks the arguments and launches them):
-// the history dots (with the new pair) with block partials summed in order, the direction, the
+// the new pair, the history dots with block partials summed in order, the direction, the
 // parameter moves and the gradient statistics. Included by lbfgs.cu only.
 #pragma once
 #include <cuda_runtime.h>
@@ -52,31 +52,33 @@ template <bool Max> __device__ double block_reduce(double v, double* sh) {
   return r;
 }
 
-// The push pass's dots, with the new pair computed where it is read: s_new = t d, y_new = g -
-// prev_g (the same T operations in every block; the self group stores them). Block (r, b) covers
-// columns of segment b and the table's rows kRows r .. kRows r + kRows - 1; a row group past the
-// table's rows (launched with the last table only) takes the new pair's own dots and stores the
-// pair. The row groups of one segment are consecutive blocks (blockIdx.x), so they run together
-// and all but one read d, g and prev_g from L2: the pass moves about what it must (d, g, prev_g,
-// the rows, the pair written), not the pair and g once more per group. prev_g = g is copied by the
-// caller after the last launch (every block reads prev_g). part[q * nb + b] = the partial of dot q
-// over segment b; k: rows in the whole history.
+// y_new = g - prev_g, s_new = t d, prev_g = g.
 template <class T>
-__global__ void dots_kernel(const RowTable<T> rt, const T* __restrict__ d, const T* __restrict__ g,
-                            const T* __restrict__ pg, T t, T* __restrict__ sn, T* __restrict__ yn,
-                            double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
+__global__ void new_pair_kernel(T* __restrict__ sn, T* __restrict__ yn, const T* __restrict__ g, T* __restrict__ pg,
+                                const T* __restrict__ d, T t, int64_t n) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    const T gj = g[j];
+    yn[j] = gj - pg[j];
+    sn[j] = t * d[j];
+    pg[j] = gj;
+  }
+}
+
+// Block (b, r) covers columns of segment b and the table's rows kRows r .. kRows r + kRows - 1;
+// a row group past the table's rows (launched with the last table only) takes the new pair's own
+// dots. part[q * nb + b] = the partial of dot q over segment b; k: rows in the whole history.
+template <class T>
+__global__ void dots_kernel(const RowTable<T> rt, const T* __restrict__ sn, const T* __restrict__ yn,
+                            const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
   __shared__ double sh[kThreads];
-  const int64_t b = blockIdx.y;
+  const int64_t b = blockIdx.x;
   const int64_t seg = (n + nb - 1) / nb;
   const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
-  const int r0 = int(blockIdx.x) * kRows;
+  const int r0 = int(blockIdx.y) * kRows;
   if (r0 >= rt.count) {  // the self group
     double acc[rs::kPushSelf] = {0.0, 0.0, 0.0, 0.0};
     for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
-      const T gj = g[j], st = t * d[j], yt = gj - pg[j];
-      sn[j] = st;
-      yn[j] = yt;
-      const double s = st, y = yt, gg = gj;
+      const double s = sn[j], y = yn[j], gg = g[j];
       acc[rs::kYS] += y * s;
       acc[rs::kYY] += y * y;
       acc[rs::kGS] += gg * s;
@@ -91,8 +93,7 @@ __global__ void dots_kernel(const RowTable<T> rt, const T* __restrict__ d, const
   const int rows = rt.count - r0 < kRows ? rt.count - r0 : kRows;
   double acc[kRows][rs::kPushPerRow] = {};
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
-    const T gj = g[j];
-    const double s = T(t * d[j]), y = T(gj - pg[j]), gg = gj;
+    const double s = sn[j], y = yn[j], gg = g[j];
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (i < rows) {

@@ -64,47 +64,57 @@ struct Table {
 };
 static_assert(sizeof(Table) + 512 < 32764, "kernel parameters are limited to 32 KB");
 
-// State k of element i as float32: fp32 / bf16 loaded, or an 8-bit code times its block's scale.
+// State k of element i as stored: fp32 / bf16 (as Raw), or an 8-bit code with its block's scale.
+template <Fmt SF> struct StateRaw {
+  lowp::Raw<SF> v;
+  float scale;  // 8-bit only
+};
 template <Fmt SF>
-__device__ __forceinline__ float state_of(const lowp::Tensor& t, int k, int64_t i, int shift) {
-  if constexpr (SF == Fmt::q8)
-    return lowp::dequantize(static_cast<const uint8_t*>(t.s[k])[i], t.scale[k][i >> shift]);
-  else
-    return lowp::load_state<SF>(t, k, i);
+__device__ __forceinline__ StateRaw<SF> state_raw(const lowp::Tensor& t, int k, int64_t i, int shift) {
+  if constexpr (SF == Fmt::q8) return {lowp::load_raw<SF>(t.s[k], i), t.scale[k][i >> shift]};
+  else return {lowp::load_raw<SF>(t.s[k], i), 0.0f};
+}
+template <Fmt SF> __device__ __forceinline__ float state_value(StateRaw<SF> r) {
+  if constexpr (SF == Fmt::q8) return lowp::dequantize(r.v, r.scale);
+  else return lowp::widen<SF>(r.v);
 }
 
 // One batch: elements a + u kThreads + thread (u < kBatch) below hi updated. Their new states are
 // stored (fp32 / bf16) or, with 8-bit states, kept in vals[k * span + (i - lo)] for quantize_tile.
+// Every load of the batch is issued, as stored, before the first value is widened: a conversion
+// (or a decode) right after its load would wait for it before the next element's loads.
 template <Fmt PF, Fmt SF, class Rule>
 __device__ __forceinline__ void update_batch(const Rule& rule, const lowp::Tensor& t, int64_t a, int64_t hi,
                                              const lowp::Config& c, int shift, float* vals, int64_t lo,
                                              int64_t span) {
   constexpr int K = Rule::kState;
   constexpr int KS = K > 0 ? K : 1;
-  float w[kBatch], g[kBatch], s[kBatch][KS];
+  float w[kBatch];
+  lowp::Raw<PF> g[kBatch];
+  StateRaw<SF> r[kBatch][KS];
 #pragma unroll
   for (int u = 0; u < kBatch; ++u) {
     const int64_t i = a + int64_t(u) * kThreads + threadIdx.x;
-    w[u] = g[u] = 0.0f;
+    const bool in = i < hi;
+    const int64_t ii = in ? i : lo;  // (a valid index: the loads need no branch; unused when out)
+    w[u] = lowp::load_weight<PF>(t, ii);
+    g[u] = lowp::load_raw<PF>(t.g, ii);
 #pragma unroll
-    for (int k = 0; k < KS; ++k) s[u][k] = 0.0f;
-    if (i < hi) {
-      w[u] = lowp::load_weight<PF>(t, i);
-      g[u] = lowp::load_grad<PF>(t, i, c);
-#pragma unroll
-      for (int k = 0; k < K; ++k) s[u][k] = state_of<SF>(t, k, i, shift);
-    }
+    for (int k = 0; k < K; ++k) r[u][k] = state_raw<SF>(t, k, ii, shift);
   }
 #pragma unroll
   for (int u = 0; u < kBatch; ++u) {
     const int64_t i = a + int64_t(u) * kThreads + threadIdx.x;
     if (i >= hi) continue;
-    lowp::apply_element<PF>(rule, t, i, c, w[u], g[u], s[u]);
+    float s[KS];
+#pragma unroll
+    for (int k = 0; k < K; ++k) s[k] = state_value<SF>(r[u][k]);
+    lowp::apply_element<PF>(rule, t, i, c, w[u], lowp::grad_of<PF>(g[u], c), s);
     if constexpr (SF == Fmt::q8) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) vals[int64_t(k) * span + (i - lo)] = s[u][k];
+      for (int k = 0; k < K; ++k) vals[int64_t(k) * span + (i - lo)] = s[k];
     } else {
-      lowp::store_states<SF, K>(t, i, s[u], c);
+      lowp::store_states<SF, K>(t, i, s, c);
     }
   }
 }

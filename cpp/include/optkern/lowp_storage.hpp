@@ -21,6 +21,7 @@
 // the largest part of a bf16-state step on the CPU: bench/RESULTS.md).
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "optkern/common.hpp"
 #include "optkern/philox.hpp"
@@ -36,13 +37,20 @@ enum class Fmt : int { f32 = 0, bf16 = 1, f16 = 2, q8 = 3 };
 constexpr int64_t kSmallestBlock = 64;
 constexpr int64_t kLargestBlock = 4096;
 
-// Element i of an array of format F as float32 (q8 needs the block scale).
-template <Fmt F> OK_HD float load(const void* a, int64_t i) {
-  if constexpr (F == Fmt::f32) return static_cast<const float*>(a)[i];
-  if constexpr (F == Fmt::bf16) return bf16_to_f32(static_cast<const uint16_t*>(a)[i]);
-  if constexpr (F == Fmt::f16) return f16_to_f32(static_cast<const uint16_t*>(a)[i]);
+// An element of format F as stored (fp32: float; bf16 / fp16: its bits; q8: its code), and
+// widened to float32 (q8 needs the block scale: dequantize). Raw loads apart from widening let
+// the CUDA kernel issue a batch of loads before the first conversion waits for one.
+template <Fmt F> using Raw = std::conditional_t<F == Fmt::f32, float, std::conditional_t<F == Fmt::q8, uint8_t, uint16_t>>;
+template <Fmt F> OK_HD Raw<F> load_raw(const void* a, int64_t i) { return static_cast<const Raw<F>*>(a)[i]; }
+template <Fmt F> OK_HD float widen(Raw<F> x) {
+  if constexpr (F == Fmt::f32) return x;
+  if constexpr (F == Fmt::bf16) return bf16_to_f32(x);
+  if constexpr (F == Fmt::f16) return f16_to_f32(x);
   return 0.0f;
 }
+
+// Element i of an array of format F as float32 (not q8).
+template <Fmt F> OK_HD float load(const void* a, int64_t i) { return widen<F>(load_raw<F>(a, i)); }
 
 // x rounded into element i of an array of format F (not q8): nearest even, or
 // stochastic with the random word `rnd` when `sr`.
@@ -82,8 +90,9 @@ struct Config {
 template <Fmt PF> OK_HD float load_weight(const Tensor& t, int64_t i) {
   return PF == Fmt::f32 ? static_cast<const float*>(t.p)[i] : t.master[i];
 }
+template <Fmt PF> OK_HD float grad_of(Raw<PF> g, const Config& c) { return rules::unscale(widen<PF>(g), c.grad_mul); }
 template <Fmt PF> OK_HD float load_grad(const Tensor& t, int64_t i, const Config& c) {
-  return rules::unscale(load<PF>(t.g, i), c.grad_mul);
+  return grad_of<PF>(load_raw<PF>(t.g, i), c);
 }
 
 // The rule on loaded values, then the param and master stored; the new state values are left
