@@ -126,3 +126,19 @@ def test_a_run_s_sigterm_handler_is_the_sigint_one_and_ignores_what_follows():
     finally:
         signal.signal(signal.SIGINT, old[0])
         signal.signal(signal.SIGTERM, old[1])
+
+
+def test_results_json_interrupted_while_written_keeps_the_last_one_and_no_temporary(tmp_path, monkeypatch):
+    from optkern.study import report
+
+    report.write_json({"runs": [1]}, str(tmp_path))
+
+    def interrupted(obj, f, **kw):
+        f.write('{"runs": [')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.json, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_json({"runs": [1, 2]}, str(tmp_path))
+    assert os.listdir(tmp_path) == ["results.json"]
+    assert json.loads((tmp_path / "results.json").read_text()) == {"runs": [1]}
