@@ -90,7 +90,7 @@ def spectral_density(
     Memory per probe run at once: 3 vectors with ``"none"``; plus ``(m + 1) n``
     basis entries otherwise.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
     P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
     steps = _backend.integer("steps", steps, lo=1)
@@ -110,7 +110,9 @@ def spectral_density(
             raise ValueError(f"grid: must be at most 2**31 - 1 points, got {npts}")
     else:  # (complex, strings or None entries are not points: a cast would drop or refuse them unnamed)
         grid = real_array(np, _backend.to_numpy(grid) if _backend.is_cupy(grid) else grid, "grid")
-        grid = np.asarray(grid, dtype=np.float64).ravel()
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.ndim != 1 or grid.size == 0:  # (a 2-d grid came back flattened; an empty one wasted P * m products)
+            raise ValueError(f"grid: expected a 1-d array of at least one point, got shape {tuple(grid.shape)}")
         if not np.isfinite(grid).all():  # (a NaN point made a NaN density, returned after the products)
             raise ValueError("grid: has NaN or Inf entries")
     n = op.shape[0]
@@ -177,7 +179,7 @@ def gradient_concentration(
         (``tol``, ``max_steps`` and ``seed`` are then ignored).
       progress: passed to ``top_eigenvalues``.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     xp = op.xp
     k = _backend.integer("k", k, lo=1)
     g = op._vector(grad, "grad")

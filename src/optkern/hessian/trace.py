@@ -116,7 +116,7 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     (n x probes) elements, whatever ``num_matvecs``; Hutch++'s sketch (``num_matvecs // 3``
     vectors and its QR) is held whole, as the method needs.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     if not isinstance(method, str) or method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method: expected 'hutchinson' or 'hutch++', got {method!r}")
     m = _backend.integer("num_matvecs", num_matvecs, lo=1)
