@@ -63,3 +63,34 @@ def test_spectral_density_takes_a_one_point_grid():
     op, _ = _counting_op()
     d = hessian.spectral_density(op, steps=3, grid=[3.0])
     assert d.grid.shape == d.density.shape == (1,) and d.density[0] > 0
+
+
+def _concentration_problem(n=12):
+    a = np.random.default_rng(4).standard_normal((n, n))
+    A = a + a.T
+    return A, np.random.default_rng(5).standard_normal(n), hessian.top_eigenvalues(A, 3, return_eigenvectors=True)
+
+
+@pytest.mark.parametrize(
+    "make, what",
+    [
+        (lambda E: np.zeros_like(E), "column 0 is zero"),
+        (lambda E: np.stack([E[:, 0], E[:, 1], 2 * E[:, 0]], axis=1), "column 2 is in the span"),
+        (lambda E: np.stack([E[:, 0], E[:, 0] + 1e-12 * E[:, 1], E[:, 2]], axis=1), "column 1 is in the span"),
+    ],
+    ids=["zeros", "repeated", "nearly-repeated"],
+)
+def test_gradient_concentration_refuses_dependent_eigenvectors(make, what):
+    # (QR completed them with arbitrary directions: the share of an arbitrary subspace, returned)
+    A, g, top = _concentration_problem()
+    with pytest.raises(ValueError, match=f"^eigenvectors: columns 0..2 must be linearly independent.*{what}"):
+        hessian.gradient_concentration(A, g, 3, eigenvectors=make(top.eigenvectors))
+
+
+def test_gradient_concentration_takes_scaled_or_float32_ritz_vectors():
+    A, g, top = _concentration_problem()
+    want = hessian.gradient_concentration(A, g, 3, eigenvectors=top.eigenvectors)
+    scaled = top.eigenvectors * np.array([1e-30, 1.0, 1e30])  # (the QR re-orthonormalizes: scale-free)
+    assert hessian.gradient_concentration(A, g, 3, eigenvectors=scaled) == pytest.approx(want, rel=1e-12)
+    f32 = top.eigenvectors.astype(np.float32)
+    assert hessian.gradient_concentration(A.astype(np.float32), g, 3, eigenvectors=f32) == pytest.approx(want, rel=1e-5)
