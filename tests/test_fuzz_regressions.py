@@ -71,8 +71,9 @@ def test_norm_eps_rounding_to_zero_in_float32_statistics_names_eps():
     norm.layer_norm(x.astype(np.float64), 3, eps=1e-300)  # float64 statistics hold it
 
 
-def test_dense_operator_of_another_dtype_names_a():
-    with pytest.raises(TypeError, match=r"^A: expected a float32 or float64 matrix, got object"):
+def test_dense_operator_of_another_dtype_names_op():
+    # (power_iteration's argument is op: it was named A, as_operator's own name for it)
+    with pytest.raises(TypeError, match=r"^op: expected a float32 or float64 matrix, got object"):
         hessian.power_iteration(np.eye(2).astype(object))
 
 

@@ -16,12 +16,18 @@ Newton-CG's move param by param, SAM's record of the ascent), a window no kernel
 a closure call (a forward and backward) costs far more than the two handler swaps. A Ctrl-C
 recorded during a write raises as the next window opens (where a step puts its params back, as
 when its closure raises) or at the step's end.
+
+Files have the same need: ``replace_atomically(path)`` writes a file whole or not at all (a
+temporary file beside it, renamed over it once complete).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import signal
+import stat
 import threading
 
 _MAIN = threading.main_thread()
@@ -96,3 +102,34 @@ class Uninterrupted:
         got = self._got
         if got is not None and callable(old):  # (SIG_IGN / SIG_DFL are ints: ignored, as they were)
             old(*got)  # (Python's default handler raises KeyboardInterrupt here)
+
+
+@contextlib.contextmanager
+def replace_atomically(path: str, binary: bool = False):
+    """A file object whose content replaces ``path`` when the block ends without an exception.
+
+    ``open(path, "w")`` truncates at once: a crash, a Ctrl-C or a full disk while writing left
+    half a file, and the previous content was gone. Here the content goes to a temporary file in
+    the same folder (``.<name>.<pid>.<random>.tmp``: same file system, so the rename is atomic;
+    unique, so two writers do not share it), is fsync'ed, and ``os.replace`` puts it in place;
+    on an exception the temporary is removed and ``path`` is untouched. A file written over
+    keeps its mode (as ``open(path, "w")`` keeps it); a new one gets the umask's."""
+    folder = os.path.dirname(path) or os.curdir
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            if mode is not None:
+                os.chmod(tmp, mode)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -65,7 +65,7 @@ With batch norm each rank normalizes its own share (as DDP without SyncBatchNorm
 
 Time: the default study takes about 2-3 minutes on a 2-core CPU; --quick (hidden
 {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
-stops early and still writes a report of the runs so far.
+(or SIGTERM) stops early and still writes a report of the runs so far.
 
 examples:
   optkern study --quick

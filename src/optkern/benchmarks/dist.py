@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from .._atomic import replace_atomically
 from .timing import _stats
 
 SIZES_M = (16, 64)
@@ -217,7 +218,7 @@ def _main(args, comm) -> int:
             "Allreduce + divide; >= 0.9 is the target)"
         )
         if args.json:
-            with open(args.json, "w") as f:
+            with replace_atomically(args.json) as f:  # (whole or not at all, as the other suites)
                 json.dump({"world": comm.size, "rows": rows}, f, indent=1)
             print(f"results: {args.json}")
     sys.stdout.flush()

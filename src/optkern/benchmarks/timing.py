@@ -13,6 +13,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
+from .._atomic import replace_atomically
+
 
 @dataclass
 class Timing:
@@ -213,8 +215,9 @@ def format_table(rows: list) -> str:
 
 
 def write_json(rows: list, path: str, meta: dict) -> None:
-    """``{"meta": meta, "rows": [Row.as_dict(), ...]}`` to ``path`` (strict JSON: no NaN)."""
-    with open(path, "w") as f:
+    """``{"meta": meta, "rows": [Row.as_dict(), ...]}`` to ``path`` (strict JSON: no NaN), whole or
+    not at all: a Ctrl-C while writing left a truncated file in place of the last run's."""
+    with replace_atomically(path) as f:
         json.dump({"meta": meta, "rows": [r.as_dict() for r in rows]}, f, indent=1, allow_nan=False)
 
 

@@ -110,7 +110,10 @@ def cg(
         callable ``r -> M r``; must be SPD (checked through ``r.M r > 0`` at every iteration).
       precond_diag: or a positive diagonal ``D`` approximating ``A + damping I`` (applied as ``r / D``).
       damping: ``lambda >= 0`` added to the diagonal.
-      callback: ``callback(xk)`` after each iteration.
+      callback: ``callback(xk)`` after each iteration, with a copy of the iterate ``x_k``: one a
+        caller may keep (``callback=history.append``) or write to. SciPy's ``cg`` passes its live
+        ``x``, which the next iteration overwrites in place: its callers who store it get the
+        final iterate N times (the copy costs one vector per iteration, with a callback only).
       stop_on_negative_curvature: return at the first direction with ``p.(A + damping I) p <= 0``
         (else continue, as plain CG does, with no guarantee).
     """
@@ -201,7 +204,7 @@ def cg(
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
-                callback(x if scale == 1.0 else x * scale)
+                callback(x.copy() if scale == 1.0 else x * scale)  # (x * scale: a new array too)
             if rnorm <= tol:
                 result["info"] = 0
                 break

@@ -90,7 +90,7 @@ def spectral_density(
     Memory per probe run at once: 3 vectors with ``"none"``; plus ``(m + 1) n``
     basis entries otherwise.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
     P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
     steps = _backend.integer("steps", steps, lo=1)
@@ -110,7 +110,9 @@ def spectral_density(
             raise ValueError(f"grid: must be at most 2**31 - 1 points, got {npts}")
     else:  # (complex, strings or None entries are not points: a cast would drop or refuse them unnamed)
         grid = real_array(np, _backend.to_numpy(grid) if _backend.is_cupy(grid) else grid, "grid")
-        grid = np.asarray(grid, dtype=np.float64).ravel()
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.ndim != 1 or grid.size == 0:  # (a 2-d grid came back flattened; an empty one wasted P * m products)
+            raise ValueError(f"grid: expected a 1-d array of at least one point, got shape {tuple(grid.shape)}")
         if not np.isfinite(grid).all():  # (a NaN point made a NaN density, returned after the products)
             raise ValueError("grid: has NaN or Inf entries")
     n = op.shape[0]
@@ -153,6 +155,22 @@ def spectral_density(
     return SpectralDensity(grid, dens, nodes, weights, float(sigma))
 
 
+def _check_rank(xp, V, R, k: int) -> None:
+    """ValueError unless the ``k`` columns of ``V`` (QR: ``V = U R``) span ``k`` dimensions. QR
+    completes dependent columns with arbitrary directions: zeros, or a column twice, gave the
+    gradient's share of an arbitrary subspace (0.03, 0.28 for 12 x 2), as if measured. ``|R_ii|``
+    over column ``i``'s norm is the sine of its angle with the columns before it; Ritz vectors
+    are orthonormal, this ratio about 1."""
+    norms = _backend.to_numpy(xp.linalg.norm(V, axis=0))
+    ratio = np.abs(_backend.to_numpy(xp.diagonal(R))) / np.where(norms > 0, norms, 1.0)
+    bad = np.flatnonzero(~(ratio > np.sqrt(np.finfo(V.dtype).eps)) | ~(norms > 0))
+    if bad.size:
+        raise ValueError(
+            f"eigenvectors: columns 0..{k - 1} must be linearly independent (Ritz vectors), column {bad[0]} "
+            f"is {'zero' if not norms[bad[0]] > 0 else 'in the span of the columns before it'}"
+        )
+
+
 def gradient_concentration(
     op,
     grad,
@@ -174,10 +192,11 @@ def gradient_concentration(
         eigenvalues, largest first, from an earlier
         ``top_eigenvalues(op, K, "LA", return_eigenvectors=True)`` with
         ``K >= k``; the first ``k`` columns are used and no Lanczos is run
-        (``tol``, ``max_steps`` and ``seed`` are then ignored).
+        (``tol``, ``max_steps`` and ``seed`` are then ignored). The ``k`` columns must be linearly
+        independent (ValueError otherwise: they would span no ``k``-dimensional subspace).
       progress: passed to ``top_eigenvalues``.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     xp = op.xp
     k = _backend.integer("k", k, lo=1)
     g = op._vector(grad, "grad")
@@ -204,6 +223,8 @@ def gradient_concentration(
         raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
     if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
         raise ValueError("eigenvectors: has NaN or Inf entries")
-    U, _ = xp.linalg.qr(xp.asarray(eigenvectors[:, :k], dtype=op.dtype))  # re-orthonormalize the Ritz vectors
+    V = xp.asarray(eigenvectors[:, :k], dtype=op.dtype)
+    U, R = xp.linalg.qr(V)  # re-orthonormalize the Ritz vectors
+    _check_rank(xp, V, R, k)
     c = U.T @ g
     return float(xp.vdot(c, c)) / gg

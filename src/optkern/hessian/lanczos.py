@@ -87,7 +87,7 @@ def lanczos(
       for eigenvectors ``S`` of ``T``; with ``return_ritz``, ``(theta, U)`` is
       appended to whichever of the two tuples is returned.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     steps = _backend.integer("steps", steps, lo=1)
     return_vectors = _backend.flag("return_vectors", return_vectors)
     return_ritz = _backend.flag("return_ritz", return_ritz)
@@ -177,7 +177,7 @@ def top_eigenvalues(
         wanted half of its Ritz vectors. Default: no restart (basis up to
         ``max_steps`` vectors).
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     k = _backend.integer("k", k, lo=1)
     n = op.shape[0]
     if k > n:
@@ -274,7 +274,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     and cheap per step but converges at rate ``|lambda_2 / lambda_1|``; prefer
     ``top_eigenvalues``.
     """
-    op = as_operator(op)
+    op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     max_iter = _backend.integer("max_iter", max_iter, lo=1)
     tol = _backend.positive("tol", tol)
     xp = op.xp

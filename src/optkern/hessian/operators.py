@@ -389,8 +389,8 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
     if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
         A = A.view(np.ndarray)  # (np.matrix: its A @ v is a (1, n) matrix, not a vector)
     if isinstance(A, np.ndarray) or _backend.is_cupy(A):
-        if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ValueError(f"{name}: expected a square matrix, got shape {tuple(A.shape)}")
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:  # (0 x 0: "n: must be >= 1")
+            raise ValueError(f"{name}: expected a square matrix of at least 1 x 1, got shape {tuple(A.shape)}")
         if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)

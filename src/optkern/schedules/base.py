@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Mapping, Set
 
 from .. import _backend
 from ._group_values import _detached, _fills_in_place, _item, _scalar
@@ -394,9 +395,13 @@ def count(name, v, lo=0):
 
 
 def sequence(name: str, values) -> list:
-    """``values`` (milestones, boundaries, schedules) as a list, or TypeError naming ``name``."""
+    """``values`` (milestones, boundaries, schedules) as a list, or TypeError naming ``name``.
+    Iterables in order (lists, tuples, arrays, generators); not a set or a dict, whose order is
+    not the caller's: ``sequential({a, b}, [3])`` ran b before a."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name}: expected a sequence, got {type(values).__name__}")
+    if isinstance(values, (Set, Mapping)):
+        raise TypeError(f"{name}: expected a sequence in order (a list or tuple), got a {type(values).__name__}")
     return list(values)
 
 

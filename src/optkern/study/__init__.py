@@ -57,7 +57,6 @@ def main(args) -> int:
     import sys
 
     from ..datasets import DataError, load_digits, load_file
-    from . import plots, report
     from .parallel import communicator
 
     if args.data == "":  # --data "$FILE" with FILE unset: an error, not a study of the digits
@@ -106,9 +105,20 @@ def main(args) -> int:
     )
 
     _mark_unfinished(args.out)
+    with _SigtermAsCtrlC() as sigterm:
+        code = _run_and_report(args, train, val, cfg, comm, say)
+    return 128 + int(sigterm.signum) if code == 130 and sigterm.signum else code
+
+
+def _run_and_report(args, train, val, cfg, comm, say) -> int:
+    """The study's runs, then results.json and report.md; 130 if interrupted, else 0."""
+    import os
+    import sys
+
+    from . import plots, report
 
     def checkpoint(results):  # keep a valid results.json after every run
-        # marked interrupted until the study ends: killed meanwhile (SIGTERM, SIGKILL), it is the result
+        # marked interrupted until the study ends: killed meanwhile (SIGKILL), it is the result
         report.write_json({**results, "interrupted": True}, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint, comm=comm)
@@ -136,6 +146,47 @@ def main(args) -> int:
         say("interrupted: the report holds the runs measured so far")
         return 130
     return 0
+
+
+class _SigtermAsCtrlC:
+    """While the study runs, SIGTERM does what Ctrl-C does (main thread only: Python runs signal
+    handlers there alone).
+
+    ``kill``, ``timeout``, a job scheduler at its time limit, systemd and ``docker stop`` send
+    SIGTERM, whose default action ended the study at once: the run in flight lost and no report
+    written. The handler calls SIGINT's handler in place (``KeyboardInterrupt``, or the record of
+    an ``optkern._atomic.Uninterrupted`` step that defers it; raised directly where SIGINT is
+    ignored, as in a job started in the background) and ignores later SIGTERMs while the report is
+    written; ``signum`` says one came (the exit status is then 128 + SIGTERM, not Ctrl-C's 130)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: Any = None
+
+    def __enter__(self) -> "_SigtermAsCtrlC":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        self.signum = signum
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
 
 
 #: What a study writes into --out (report.write_json / write_markdown, plots.make_plots).

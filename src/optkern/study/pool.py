@@ -52,6 +52,7 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     cache = {} if epoch0 is None else {key: epoch0}
     rec: dict = {}
     signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)  # (a SIGTERM to the study's process group: as Ctrl-C)
     try:
         with limit_threads(cfg.threads):
             train_run(name, norm, _WORKER["train"], _WORKER["val"], cfg, rec, progress=False, cache=cache, seed=seed)
@@ -59,14 +60,17 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
         rec["status"] = "interrupted"
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (idle: the pool's own shutdown may terminate it)
     return rec, cache.get(key)
 
 
 def _interrupt_once(signum, frame) -> None:
-    """A run's SIGINT handler: the first one stops the run, later ones are ignored. A Ctrl-C at a
-    terminal reaches a worker twice (from the terminal, and forwarded by the parent, see
-    run_pool): a second KeyboardInterrupt while the run is saving what it measured would lose it."""
+    """A run's SIGINT and SIGTERM handler: the first one stops the run, later ones are ignored. A
+    Ctrl-C at a terminal reaches a worker twice (from the terminal, and forwarded by the parent, see
+    run_pool), a SIGTERM to the process group too (then SIGINT from the parent): a second
+    KeyboardInterrupt while the run is saving what it measured would lose it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

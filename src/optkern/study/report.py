@@ -7,6 +7,7 @@ import json
 import math
 import os
 
+from .._atomic import replace_atomically
 from . import lowprec
 from . import summary as S
 
@@ -39,10 +40,9 @@ def _finite(obj):
 def write_json(results: dict, out_dir: str) -> str:
     """Write ``results`` to ``out_dir/results.json`` atomically (strict JSON, compact)."""
     path = os.path.join(out_dir, "results.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    # a reader never sees half a file; a Ctrl-C or SIGTERM while writing leaves no results.json.tmp
+    with replace_atomically(path) as f:
         json.dump(_finite(results), f, separators=(",", ":"), allow_nan=False, default=str)
-    os.replace(tmp, path)  # a reader never sees half a file
     return path
 
 
