@@ -112,7 +112,8 @@ def replace_atomically(path: str, binary: bool = False):
     half a file, and the previous content was gone. Here the content goes to a temporary file in
     the same folder (``.<name>.<pid>.<random>.tmp``: same file system, so the rename is atomic;
     unique, so two writers do not share it), is fsync'ed, and ``os.replace`` puts it in place;
-    on an exception the temporary is removed and ``path`` is untouched. A file written over
+    on an exception the temporary is removed and ``path`` is untouched; after the rename the folder
+    is fsync'ed too (the rename durable). A file written over
     keeps its mode (as ``open(path, "w")`` keeps it); a new one gets the umask's."""
     folder = os.path.dirname(path) or os.curdir
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -133,3 +134,18 @@ def replace_atomically(path: str, binary: bool = False):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    """The rename itself made durable (POSIX); some systems cannot open a directory."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)

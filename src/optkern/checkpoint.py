@@ -48,12 +48,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import stat
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _atomic
 from ._checkpoint_codec import _decode, _encode, _host_copy, _sha256
 from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _wants_torch, register
 
@@ -127,41 +127,10 @@ def save(path, /, **objects) -> str:
 
 
 def _write_atomic(path: str, members: dict) -> None:
-    """npz of ``members`` at ``path``: temporary file, fsync, rename, fsync of the directory."""
-    # The directory as the OS resolves it (not abspath's lexical one: in "link/../ck.npz" the ".."
-    # leaves the link's target, so the temporary went elsewhere, onto another file system even,
-    # where the rename failed with EXDEV)
-    folder = os.path.dirname(path) or os.curdir
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:  # a checkpoint written over keeps its mode, as open(path, "wb") keeps it (a private 0600
-        mode = stat.S_IMODE(os.stat(path).st_mode)  # file became readable by all at the next save)
-    except OSError:
-        mode = None  # a new file: the umask applies, as for open()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.chmod(tmp, mode)
-            np.savez(f, **members)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # the rename itself durable (POSIX); some systems cannot open a directory
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    """npz of ``members`` at ``path``: temporary file, fsync, rename, fsync of the directory
+    (``_atomic.replace_atomically``: a crash or Ctrl-C leaves the previous checkpoint whole)."""
+    with _atomic.replace_atomically(path, binary=True) as f:
+        np.savez(f, **members)
 
 
 # ---- load ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from .. import _backend
+from .. import _atomic, _backend
 
 
 def _is_array(a) -> bool:
@@ -137,9 +137,8 @@ def save_state(path, state) -> None:
     that would not load back as it was (dtype object) is a TypeError, before the file is touched."""
     arrays: dict = {}
     skeleton = json.dumps(_encode(state, arrays))
-    tmp = str(path) + ".tmp.npz"
-    np.savez(tmp, __skeleton__=np.array(skeleton), **arrays)
-    os.replace(tmp, path)
+    with _atomic.replace_atomically(os.fspath(path), binary=True) as f:  # (no half file, no .tmp left)
+        np.savez(f, __skeleton__=np.array(skeleton), **arrays)
 
 
 def load_state(path):
