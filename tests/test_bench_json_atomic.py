@@ -66,3 +66,25 @@ def test_replace_atomically_writes_text_or_bytes(tmp_path):
         f.write(b"\x00\x01")
     assert (tmp_path / "t.txt").read_text() == "text" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     assert sorted(os.listdir(tmp_path)) == ["b.bin", "t.txt"]
+
+
+def test_an_interrupted_save_state_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """early_stopping.save_state wrote ``path + '.tmp.npz'`` and renamed it: a Ctrl-C while
+    writing left that file behind (the old one stayed, but the folder filled with temporaries)."""
+    import numpy as np
+
+    from optkern.regularize import early_stopping
+
+    path = tmp_path / "state.npz"
+    early_stopping.save_state(path, {"w": np.arange(3.0)})
+    before = path.read_bytes()
+
+    def interrupted_savez(f, **kw):
+        f.write(b"PK\x03\x04")  # a part written, then the Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(early_stopping.np, "savez", interrupted_savez)
+    with pytest.raises(KeyboardInterrupt):
+        early_stopping.save_state(path, {"w": np.arange(5.0)})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["state.npz"]
