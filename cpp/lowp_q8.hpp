@@ -1,11 +1,12 @@
 // The 8-bit state map of rules/lowp.hpp in loop-friendly forms for the CPU loop (lowp_loop.hpp),
 // bit for bit the scalar functions (tests/test_lowp_q8.py pins the loop to
 // optkern.lowp.quantize_blockwise / dequantize_blockwise, which run the scalar functions):
-//   decode / encode: dyn_decode_mag<M> / dyn_encode_mag<M>'s own float operations in the same
-//   order, with branches turned into selects (and a division by 2^F into the equal product by
-//   2^-F) so that a block vectorizes. A product that may meet an addition is exact (by a power of
-//   two), so no compiler contraction into an FMA can change a result. Checked against the scalar
-//   functions: decode for all 256 codes of both maps, encode over every float in [0, 1.5], NaN, inf.
+//   decode: dyn_decode_mag<M>'s own float operations in the same order, with branches turned
+//   into selects (and a division by 2^F into the equal product by 2^-F) so that a block
+//   vectorizes. A product that may meet an addition is exact (by a power of two), so no compiler
+//   contraction into an FMA can change a result. encode: the division-free encoder of
+//   optkern/q8_fast.hpp (exact where it flags). Checked against the scalar functions: decode for
+//   all 256 codes of both maps, encode over every float in [0, 1.5], NaN, inf.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -13,33 +14,11 @@
 
 #include "lowp_q8_avx512.hpp"
 #include "optkern/lowp_storage.hpp"
+#include "optkern/q8_fast.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
 namespace lowp {
-
-// dyn_encode_mag<M>(x), branch-free: decade e by the same comparisons, 10^-e and 2^F by selects.
-template <int M> inline uint32_t q8_encode_mag(float x) {
-  const bool pos = x > 0.0f;  // false for NaN
-  const float xc = x > 1.0f ? 1.0f : x;
-  int e = 0;
-  float p = 1.0f;  // 10^-e
-#pragma GCC unroll 8
-  for (int k = 1; k < M; ++k) {
-    const bool below = xc <= pow10_neg(k);
-    e += below ? 1 : 0;
-    p = below ? pow10_neg(k) : p;  // the decades nest: the last one below is 10^-e
-  }
-  const int f_bits = M - 1 - e;
-  const float two_f = float_of(uint32_t(127 + f_bits) << 23);  // float(1 << f_bits), exactly
-  const float t = (xc / p - 0.1f) / 0.9f * two_f - 1.0f;
-  int f = int(rintf(t));
-  const int f_max = (1 << f_bits) - 1;
-  f = f < -1 ? -1 : (f > f_max ? f_max : f);
-  const uint32_t mid = uint32_t((1 << f_bits) + f);
-  const uint32_t last = xc >= 0.5f * pow10_neg(M - 1) ? 1u : 0u;  // the smallest decade: code 1 or 0
-  return pos ? (e == M - 1 ? last : mid) : 0u;
-}
 
 // The block's scale, as optkern.lowp.quantize_blockwise takes it: lowp::scale_of over the
 // abs_bits of its values (optkern/lowp_storage.hpp: the largest finite |x|, and whether
@@ -59,20 +38,15 @@ inline float q8_block_scale(const float* x, int64_t n) {
 }
 
 // A block of n values -> codes with the block's scale (as lowp::quantize(x[i], scale) for each i).
-// Portable form: the scalar operations as selects, which GCC vectorizes.
+// Portable form: optkern/q8_fast.hpp's division-free encoder, the one the CUDA kernel runs (the
+// exact quantize for the values it flags, and for a block whose scale it cannot take).
 inline void q8_encode_block_portable(const float* x, uint8_t* q, int64_t n, float scale) {
-  if (scale == 0.0f) {
-    std::memset(q, 0, size_t(n));
-  } else if (scale < 0.0f) {
-    const float s = -scale;
-    for (int64_t i = 0; i < n; ++i) {
-      const float y = x[i] / s;
-      const uint32_t m = q8_encode_mag<7>(std::fabs(y));
-      q[i] = uint8_t(m == 0u ? 0u : ((y < 0.0f ? 0x80u : 0u) | m));
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) q[i] = uint8_t(q8_encode_mag<8>(x[i] / scale));
+  const float r = 1.0f / std::fabs(scale);
+  if (!fast_scale(scale, r)) {
+    for (int64_t i = 0; i < n; ++i) q[i] = quantize(x[i], scale);
+    return;
   }
+  for (int64_t i = 0; i < n; ++i) q[i] = quantize_fast(x[i], scale, r, kMap<7>, kMap<8>);
 }
 
 // (out of line: the fix-up loop stays a plain scalar loop)

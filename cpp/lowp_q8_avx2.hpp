@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "optkern/lowp_storage.hpp"
+#include "optkern/q8_fast.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -32,33 +33,13 @@ namespace avx2 {
 
 #define OK_AVX2 __attribute__((target("avx2,fma")))
 
-// Per-decade constants of a magnitude map of M bits, index e in [0, 8): the index t of the
-// scalar map, t + 2^F = (y / 10^-e - 0.1) / 0.9 2^F + 2^F - 1, is evaluated as y K_e + L_e, then
-// rounded to the code itself. The last decade (e = M - 1: code 1 at 10^-(M-1), else 0) takes
-// offset 0.05 instead of 0.1, which puts its rounding cut (code 1/2) at the map's threshold
-// 10^-(M-1) / 2; its codes come out right without a separate case.
-template <int M> struct MapTables {
-  float k[8], l[8], next[8];
-  constexpr MapTables() : k(), l(), next() {
-    constexpr float kPow10[8] = {1.0f, 0.1f, 0.01f, 1e-3f, 1e-4f, 1e-5f, 1e-6f, 1e-7f};  // = pow10_neg
-    for (int e = 0; e < 8; ++e) {
-      const float two = float(1 << (e < M ? M - 1 - e : 0));  // 2^F
-      const float c = (1.0f / 0.9f) * two;                   // RN(1 / 0.9) 2^F, exact
-      k[e] = (1.0f / kPow10[e]) * c;                         // RN(RN(10^e) c)
-      l[e] = float(double(two) - 1.0 - double(e < M - 1 ? 0.1f : 0.05f) * double(c));
-      next[e] = e < M - 1 ? kPow10[e + 1] : -1.0f;  // 10^-(e+1); the last decade has none below
-    }
-  }
-};
-template <int M> inline constexpr MapTables<M> kMap{};
-
-// |t' - t| bound of the division-free index (t: the scalar encoder's rounded index, both in
-// units of the code): y' = x RN(1 / s) is within 2.01 u of x / s, K_e within 3 u of 2^F / (0.9
-// 10^-e), the product and the add round once more, L_e once: |y' K_e + L_e - T| <= 8.5 2^F u for
-// the exact index T, and the scalar's own chain of five roundings is within 6 2^F u of T. So
-// rint(t') = rint(t) unless t' is within 15 2^F u of a half-integer; the flag takes 32 2^7 u for
-// every decade (2^F <= 2^7): a few elements in 10^4 are recomputed, fewer selects run for all.
-constexpr float kTol = 0.5f - 4096.0f * 5.9604644775390625e-08f;
+// The tables (MapTables, kMap) and the flag's tolerance (kTol) are optkern/q8_fast.hpp's, whose
+// scalar form of this encoder the portable loop and the CUDA kernel run. The error bound: y' =
+// x RN(1 / s) is within 2.01 u of x / s, K_e within 3 u of 2^F / (0.9 10^-e), the product and the
+// add round once more, L_e once: |y' K_e + L_e - T| <= 8.5 2^F u for the exact index T, and the
+// scalar's own chain of five roundings is within 6 2^F u of T. So rint(t') = rint(t) unless t' is
+// within 15 2^F u of a half-integer; the flag takes 32 2^7 u for every decade (2^F <= 2^7): a few
+// elements in 10^4 are recomputed, fewer selects run for all.
 
 // Magnitude codes of 8 values y (y <= 0 and NaN: code 0) of an M-bit map, and the lanes to
 // recompute. Where y' and y fall in different decades both sit at the shared edge, where either

@@ -36,7 +36,7 @@ OK_AVX512 inline __m512 table(const float* t) { return _mm512_broadcast_f32x8(_m
 
 // avx2::encode_mag<M> on 16 lanes (its comments give the why of each step).
 template <int M> OK_AVX512 inline __m512i encode_mag(__m512 y, __mmask16& suspect) {
-  const avx2::MapTables<M>& T = avx2::kMap<M>;
+  const MapTables<M>& T = kMap<M>;
   constexpr float kLo = M == 8 ? 1.4901161193847656e-08f : 1.1920928955078125e-07f;  // 2^-26, 2^-23
   // (operand order as in AVX2: min keeps a NaN y, max then makes it kLo)
   const __m512 xc = _mm512_max_ps(_mm512_min_ps(_mm512_set1_ps(0.99999994f), y), _mm512_set1_ps(kLo));
@@ -50,7 +50,7 @@ template <int M> OK_AVX512 inline __m512i encode_mag(__m512 y, __mmask16& suspec
                                  _mm512_permutexvar_ps(e, table(T.l)));
   const __m512 ft = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 dist = _mm512_abs_ps(_mm512_sub_ps(t, ft));
-  suspect = _mm512_cmp_ps_mask(dist, _mm512_set1_ps(avx2::kTol), _CMP_GE_OQ);
+  suspect = _mm512_cmp_ps_mask(dist, _mm512_set1_ps(kTol), _CMP_GE_OQ);
   return _mm512_cvttps_epi32(ft);
 }
 

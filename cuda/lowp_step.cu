@@ -16,8 +16,10 @@
 // fp32 / bf16 states: a block of threads owns a chunk of kChunk elements. 8-bit states: a block
 // owns one tile of max(block, kStride) elements, a whole number of 8-bit blocks: every element is
 // updated, its new state values kept in shared memory; then each warp takes whole 8-bit blocks,
-// reduces their absmax and sign, and writes their scale and codes. The absmax is an integer max
-// over the bits of |x| (lowp::abs_bits), so the reduction gives the CPU's result in any order.
+// reduces their absmax and sign, and writes their scale and codes (optkern/q8_fast.hpp's
+// division-free encoder, the CPU's portable loop's: the exact codes, with the exact quantize for
+// the few values it flags). The absmax is an integer max over the bits of |x| (lowp::abs_bits),
+// so the reduction gives the CPU's result in any order.
 //
 // found_inf (optional, one float32 on the device; CUDA only): when nonzero the kernel returns
 // before writing anything -- torch GradScaler's skipped step, decided on the device with no
@@ -35,6 +37,7 @@
 #include "cuda_arrays.hpp"
 #include "multi_tensor.cuh"
 #include "optkern/lowp_step_args.hpp"
+#include "optkern/q8_fast.hpp"
 
 namespace optkern {
 namespace {
@@ -121,10 +124,12 @@ __device__ __forceinline__ void update_batch(const Rule& rule, const lowp::Tenso
 
 // The 8-bit blocks of the tile [lo, hi) whose new values are in vals: warp by warp, one (state,
 // block) at a time, the block's absmax bits and sign reduced over its values (lanes, then
-// shuffles), its scale written by lane 0 and its codes by all lanes (consecutive bytes).
+// shuffles), its scale written by lane 0 and its codes by all lanes (consecutive bytes), encoded
+// by optkern/q8_fast.hpp's division-free encoder (the exact quantize where it flags a value or
+// cannot take the block's scale), whose tables m7, m8 live in shared memory.
 template <int K>
 __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int shift, const float* vals,
-                              int64_t span) {
+                              int64_t span, const lowp::MapTables<7>& m7, const lowp::MapTables<8>& m8) {
   const int lane = int(threadIdx.x & 31u), warp = int(threadIdx.x >> 5);
   const int64_t block = int64_t(1) << shift;
   const int nb = int((hi - lo + block - 1) >> shift);
@@ -146,7 +151,12 @@ __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int
     const float scale = lowp::scale_of(amax, neg != 0u);
     if (lane == 0) t.scale[k][((lo + first) >> shift)] = scale;
     uint8_t* codes = static_cast<uint8_t*>(t.s[k]) + lo + first;
-    for (int64_t e = lane; e < n; e += 32) codes[e] = lowp::quantize(v[e], scale);
+    const float r = 1.0f / fabsf(scale);  // (IEEE division: the CPU's RN(1 / s))
+    if (lowp::fast_scale(scale, r)) {
+      for (int64_t e = lane; e < n; e += 32) codes[e] = lowp::quantize_fast(v[e], scale, r, m7, m8);
+    } else {
+      for (int64_t e = lane; e < n; e += 32) codes[e] = lowp::quantize(v[e], scale);
+    }
   }
 }
 
@@ -167,8 +177,16 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ float vals[];                                 // 8-bit states: [K][span]
   for (int64_t a = lo; a < hi; a += kStride) update_batch<PF, SF>(rule, t, a, hi, c, shift, vals, lo, span);
   if constexpr (kQ8) {
+    __shared__ lowp::MapTables<7> m7;
+    __shared__ lowp::MapTables<8> m8;
+    if (threadIdx.x == 0) {  // (constants, evaluated by the compiler as the CPU's kMap)
+      constexpr lowp::MapTables<7> c7 = lowp::make_map<7>();
+      constexpr lowp::MapTables<8> c8 = lowp::make_map<8>();
+      m7 = c7;
+      m8 = c8;
+    }
     __syncthreads();
-    quantize_tile<Rule::kState>(t, lo, hi, shift, vals, span);
+    quantize_tile<Rule::kState>(t, lo, hi, shift, vals, span, m7, m8);
   }
 }
 

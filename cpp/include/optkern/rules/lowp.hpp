@@ -202,7 +202,8 @@ template <int M> OK_HD float dyn_decode_mag(uint32_t c) {
 #endif
   const int e = M - 1 - top, f_bits = top;
   const uint32_t f = c & ((1u << f_bits) - 1u);
-  return pow10_neg(e) * (0.1f + 0.9f * float(f + 1u) / float(1u << f_bits));
+  // / 2^F as the equal, exact product by 2^-F (a division on the GPU is a subroutine)
+  return pow10_neg(e) * (0.1f + 0.9f * float(f + 1u) * float_of(uint32_t(127 - f_bits) << 23));
 }
 
 // Value in [0, 1] -> nearest magnitude code (M bits). The decade is found by
