@@ -25,19 +25,22 @@ struct DeviceKind {
     throw py::type_error("runs: no CUDA kernel takes " + n + " arrays");
   }
   template <class Name> Span written(py::handle h, const Name& name, DType dt, size_t run, size_t i) {
-    return span(h, check_device_array_named(h, name, dt, -1, device), dt, run, i);
+    int64_t n = 0;
+    char* data = check_device_array_named(h, name, dt, -1, device, &n);  // (sets n: not in span's arguments)
+    return span(data, n, dt, run, i);
   }
   template <class Name> Span read(py::handle g, py::handle p, const Name& name, DType dt, size_t run, size_t i) {
-    char* data = check_device_array_named(g, name, dt, -1, device);
+    int64_t n = 0;
+    char* data = check_device_array_named(g, name, dt, -1, device, &n);
     const auto want = DeviceArrays::shape(p), got = DeviceArrays::shape(g);
     if (got != want) throw py::value_error(name() + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
-    return span(g, data, dt, run, i);
+    return span(data, n, dt, run, i);
   }
 
  private:
-  static Span span(py::handle h, char* data, DType dt, size_t run, size_t i) {
+  static Span span(char* data, int64_t n, DType dt, size_t run, size_t i) {
     const auto lo = reinterpret_cast<uintptr_t>(data);
-    return {lo, lo + uintptr_t(OK_ATTR(h, "size").cast<int64_t>()) * dtype_size(dt), run, i};
+    return {lo, lo + uintptr_t(n) * dtype_size(dt), run, i};
   }
 };
 
