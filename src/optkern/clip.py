@@ -94,11 +94,10 @@ def _check_grads(grads, mod, index: list | None) -> None:
         # arrays: ~5 us in Python on a GPU machine (1 ms over 200 arrays)
         mod.precheck_step_([(dt, grads, names, [], [], [])])
         return
-    on_gpu = _backend.is_cupy(grads[0])
-    spans = []
+    spans = []  # (NumPy subclasses: the same checks in Python)
     for i, g in enumerate(grads):
         _backend.check_written(g, dt, names[i])
-        lo, hi = _span(g, on_gpu)
+        lo, hi = _span(g, False)
         if hi > lo:
             spans.append((lo, hi, i if index is None else index[i]))
     _check_no_overlap(spans)
@@ -114,6 +113,9 @@ def _names(index: list | None, n: int) -> list:
     return list(_cached_names(n)) if index is None else [f"grads[{i}]" for i in index]
 
 
+_is_none = functools.partial(operator.is_, None)
+
+
 def _live(grads: list) -> tuple[list, list | None]:
     """``grads`` without its None entries (parameters without a gradient: skipped, as torch's
     clipping skips a None ``.grad``) and each kept array's index in ``grads`` (None: all kept)."""
@@ -121,9 +123,6 @@ def _live(grads: list) -> tuple[list, list | None]:
         return grads, None
     index = [i for i, g in enumerate(grads) if g is not None]
     return [grads[i] for i in index], index
-
-
-_is_none = functools.partial(operator.is_, None)
 
 
 def _check_no_overlap(spans) -> None:
