@@ -1,25 +1,16 @@
-// The checks of an optimizer step made of several native calls (param groups,
-// mixed dtypes), run over the whole step before the first call writes: every
-// param / state array and every grad as the step's own calls would check
-// them, and no grad sharing memory with, and no two, written arrays. One pass
-// over the array structs, no strings unless something is wrong: it runs on
-// every such step.
+// precheck_step_ on NumPy arrays (the checks and the aliasing test: optkern/step_checks.hpp),
+// and first_readonly_. A grad may be a DLPack capsule, as in the native calls' read-only lists.
 #include <pybind11/pybind11.h>
 
-#include <algorithm>
 #include <string>
-#include <vector>
 
+#include "optkern/step_checks.hpp"
 #include "py_arrays.hpp"
 
 namespace optkern {
 namespace {
 namespace py = pybind11;
-
-struct Span {
-  uintptr_t lo, hi;
-  size_t run, index;  // index into the run's written (or grads) names
-};
+using step_checks::Span;
 
 // An array already checked to have the run's dtype (`itemsize` bytes each).
 Span span_of(py::handle h, size_t itemsize, size_t run, size_t index) {
@@ -62,61 +53,38 @@ Span capsule_span(py::handle g, const std::string& what, const py::dtype& dt, si
   return {lo, lo + uintptr_t(n) * itemsize, run, index};
 }
 
-// runs: list of (dtype, written arrays, their names, grads, their params, grad names). A grad may
-// be a DLPack capsule, as in the native calls' read-only lists.
-void precheck_step(py::list runs) {
-  std::vector<Span> written, read;
-  std::vector<py::list> wnames, gnames;
-  for (size_t r = 0; r < runs.size(); ++r) {
-    const py::tuple run = runs[r];
-    const py::dtype dt = run[0];
-    const size_t itemsize = size_t(dt.itemsize());
-    const py::list w = run[1], wn = run[2], g = run[3], p = run[4], gn = run[5];
-    wnames.push_back(wn);
-    gnames.push_back(gn);
-    for (size_t i = 0; i < w.size(); ++i) {
-      const Fault f = array_fault(w[i], dt, itemsize, true);
-      if (f != Fault::none) raise_fault(f, w[i], py::str(wn[i]).cast<std::string>(), dt);
-      const Span s = span_of(w[i], itemsize, r, i);
-      if (s.hi > s.lo) written.push_back(s);
-    }
-    for (size_t i = 0; i < g.size(); ++i) {
-      const Fault f = array_fault(g[i], dt, itemsize, false);
-      const auto* pa = py::detail::array_proxy(p[i].ptr());
-      if (f == Fault::not_array && PyCapsule_CheckExact(g[i].ptr())) {
-        const Span s = capsule_span(g[i], py::str(gn[i]).cast<std::string>(), dt, itemsize, pa, r, i);
-        if (s.hi > s.lo) read.push_back(s);
-        continue;
-      }
-      if (f != Fault::none) raise_fault(f, g[i], py::str(gn[i]).cast<std::string>(), dt);
-      const auto* ga = py::detail::array_proxy(g[i].ptr());
-      if (!same_shape(ga, pa))
-        throw py::value_error(py::str(gn[i]).cast<std::string>() + ": expected shape " + shape_str(pa) + ", got " +
-                              shape_str(ga));
-      const Span s = span_of(g[i], itemsize, r, i);
-      if (s.hi > s.lo) read.push_back(s);
-    }
-  }
-  const auto by_lo = [](const Span& a, const Span& b) { return a.lo < b.lo; };
-  const auto name = [](const std::vector<py::list>& names, const Span& s) {
-    return py::str(names[s.run][s.index]).cast<std::string>();
+// NumPy arrays for step_checks::precheck_runs.
+struct HostKind {
+  struct Run {
+    py::dtype dt;
+    size_t itemsize;
   };
-  std::sort(written.begin(), written.end(), by_lo);
-  // reach[k]: the written span reaching furthest among the first k + 1.
-  std::vector<size_t> reach(written.size());
-  for (size_t k = 0; k < written.size(); ++k) {
-    reach[k] = k && written[reach[k - 1]].hi >= written[k].hi ? reach[k - 1] : k;
-    if (k && written[reach[k - 1]].hi > written[k].lo)
-      throw py::value_error(name(wnames, written[k]) + " shares memory with " + name(wnames, written[reach[k - 1]]) +
-                            " (aliasing arrays cannot be updated in place)");
+  Run run(py::handle dtype) const {
+    const py::dtype dt = py::reinterpret_borrow<py::object>(dtype);
+    return {dt, size_t(dt.itemsize())};
   }
-  for (const Span& s : read) {
-    const auto k = size_t(std::lower_bound(written.begin(), written.end(), Span{s.hi, 0, 0, 0}, by_lo) -
-                          written.begin());  // written spans starting below s.hi
-    if (k && written[reach[k - 1]].hi > s.lo)
-      throw py::value_error(name(gnames, s) + " shares memory with " + name(wnames, written[reach[k - 1]]) +
-                            " (aliasing arrays cannot be updated in place)");
+  template <class Name> Span written(py::handle h, const Name& name, const Run& r, size_t run, size_t i) const {
+    const Fault f = array_fault(h, r.dt, r.itemsize, true);
+    if (f != Fault::none) raise_fault(f, h, name(), r.dt);
+    return span_of(h, r.itemsize, run, i);
   }
+  template <class Name>
+  Span read(py::handle g, py::handle p, const Name& name, const Run& r, size_t run, size_t i) const {
+    const Fault f = array_fault(g, r.dt, r.itemsize, false);
+    const auto* pa = py::detail::array_proxy(p.ptr());
+    if (f == Fault::not_array && PyCapsule_CheckExact(g.ptr()))
+      return capsule_span(g, name(), r.dt, r.itemsize, pa, run, i);
+    if (f != Fault::none) raise_fault(f, g, name(), r.dt);
+    const auto* ga = py::detail::array_proxy(g.ptr());
+    if (!same_shape(ga, pa))
+      throw py::value_error(name() + ": expected shape " + shape_str(pa) + ", got " + shape_str(ga));
+    return span_of(g, r.itemsize, run, i);
+  }
+};
+
+void precheck_step(py::list runs) {
+  HostKind kind;
+  step_checks::precheck_runs(runs, kind);
 }
 
 // The position of the first read-only array in `arrays` (NumPy arrays), or -1. The low-precision

@@ -20,6 +20,7 @@ void register_lowp_step(py::module_& m);   // lowp_step.cu
 void register_lowp(py::module_& m);        // lowp.cu
 void register_swa(py::module_& m);         // swa.cu
 void register_amp(py::module_& m);         // amp.cu
+void register_step_checks(py::module_& m); // step_checks.cu
 }  // namespace optkern
 
 static int device_count() {
@@ -49,4 +50,5 @@ PYBIND11_MODULE(_cuda, m) {
   optkern::register_lowp(m);
   optkern::register_swa(m);
   optkern::register_amp(m);
+  optkern::register_step_checks(m);
 }

@@ -114,10 +114,12 @@ inline void require_list(py::handle seq, const char* name) {
     throw py::type_error(std::string(name) + ": expected a list of arrays, got " + type_name(seq));
 }
 
-// One CuPy array; returns its device pointer. `what()` names it in errors
-// (built only on failure: this runs for every array of every step).
+// One CuPy array; returns its device pointer (and its element count in `size`, when
+// given: callers that need it read it once). `what()` names it in errors (built only on
+// failure: this runs for every array of every step).
 template <class Name>
-inline char* check_device_array_named(py::handle h, const Name& what, DType dt, int64_t expect_size, int& device) {
+inline char* check_device_array_named(py::handle h, const Name& what, DType dt, int64_t expect_size, int& device,
+                                      int64_t* size = nullptr) {
   if (!is_cupy(h))
     throw py::type_error(what() + ": expected a cupy.ndarray, got " + type_name(h));
   if (!has_dtype(h, dt))
@@ -127,6 +129,7 @@ inline char* check_device_array_named(py::handle h, const Name& what, DType dt, 
   if (expect_size >= 0 && n != expect_size)
     throw py::value_error(what() + ": expected " + std::to_string(expect_size) + " elements, got " +
                           std::to_string(n));
+  if (size) *size = n;
   py::object mem = OK_ATTR(h, "data");
   const int dev = py::cast<int>(OK_ATTR(mem, "device_id"));
   if (device < 0) device = dev;
@@ -160,9 +163,10 @@ inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool
   out.size.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     py::object a = s[i];
-    const int64_t want = sizes ? (*sizes)[i] : -1;
-    out.data.push_back(check_device_array_named(a, [&] { return item_name(name, i); }, dt, want, device));
-    out.size.push_back(want >= 0 ? want : OK_ATTR(a, "size").cast<int64_t>());
+    int64_t n = 0;
+    out.data.push_back(
+        check_device_array_named(a, [&] { return item_name(name, i); }, dt, sizes ? (*sizes)[i] : -1, device, &n));
+    out.size.push_back(n);
   }
   out.device = device;
   return out;
@@ -219,8 +223,10 @@ struct DeviceArrays {
   }
   static void* check(py::handle h, const char* what, DType dt, int64_t size, bool written, int& device,
                      uint64_t& bytes) {
-    char* p = check_device_array(h, what, dt, written, size, device);
-    bytes = uint64_t(size >= 0 ? size : OK_ATTR(h, "size").cast<int64_t>()) * dtype_size(dt);
+    (void)written;  // CuPy arrays have no read-only flag.
+    int64_t n = 0;
+    char* p = check_device_array_named(h, [&] { return std::string(what); }, dt, size, device, &n);
+    bytes = uint64_t(n) * dtype_size(dt);
     return p;
   }
   static DeviceList gather(py::handle seq, const char* name, DType dt, bool written, int& device,

@@ -9,8 +9,22 @@ import numpy as np
 
 
 def is_cupy(a) -> bool:
-    t = type(a)
-    return t.__module__.startswith("cupy") and t.__name__ == "ndarray"
+    return is_cupy_type(type(a))
+
+
+#: CuPy's ndarray type once seen (``is_cupy_type``): a set lookup from then on, where the name
+#: test costs two attribute reads and a string method per array, and without importing CuPy.
+_CUPY_TYPES: set = set()
+
+
+def is_cupy_type(t) -> bool:
+    """Whether ``t`` is ``cupy.ndarray`` (told by its module and name: CuPy need not be imported)."""
+    if t in _CUPY_TYPES:
+        return True
+    if t.__module__.startswith("cupy") and t.__name__ == "ndarray":
+        _CUPY_TYPES.add(t)  # (a type object of an extension class lives for the process)
+        return True
+    return False
 
 
 def type_name(a) -> str:

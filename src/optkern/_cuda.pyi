@@ -50,6 +50,7 @@ __all__: list[str] = [
     "penalty_grad_",
     "penalty_value",
     "philox4x32_10",
+    "precheck_step_",
     "random_rademacher_",
     "random_uniform_",
     "rmsprop_",
@@ -569,6 +570,11 @@ def philox4x32_10(
 ) -> typing.Annotated[list[int], "FixedSize(4)"]:
     """
     Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).
+    """
+
+def precheck_step_(runs: list) -> None:
+    """
+    Check a multi-call optimizer step before it writes: runs of (dtype, written arrays, their names, grads, their params, grad names).
     """
 
 def random_rademacher_(

@@ -13,6 +13,7 @@ and the update runs there (``_cuda.swa_lerp_``, the same rule and the same bits 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from .lowp import _option
 __all__ = ["AveragedParams", "update_bn"]
 
 _MODES = ("swa", "ema")
+_shape, _size = attrgetter("shape"), attrgetter("size")
 _STATE_KEYS = ("mode", "decay", "n_averaged", "averages")
 
 
@@ -78,13 +80,25 @@ class AveragedParams(NativeByName):
     def update(self, params) -> None:
         """Fold the current ``params`` (same shapes as at construction) into the average."""
         params = _backend.as_list(params, "params")
-        _backend.check_list_like(params, self.averages, "params", of="average")
+        self._check_shapes(params)
         # lerp weight 1 is an exact copy
         w = 1.0 if self.n_averaged == 0 else 1.0 / (self.n_averaged + 1) if self.mode == "swa" else 1.0 - self.decay
-        with deferring(sum(int(a.size) for a in self.averages)):  # (a Ctrl-C in the kernel: counted, then raised)
+        with deferring(sum(map(_size, self.averages))):  # (a Ctrl-C in the kernel: counted, then raised)
             with _backend._device_of(self.averages[0] if self.averages else None):
                 self._mod.swa_lerp_(self.averages, params, w)
             self.n_averaged += 1
+
+    def _check_shapes(self, params: list) -> None:
+        """``params`` one per average, each of its average's shape, before ``swa_lerp_`` checks the
+        rest (kind, float32, layout, device, aliasing; sizes but not shapes) in
+        ``check_list_like``'s wording: compared in C-level passes, the arrays named (by
+        ``check_list_like``) only when they differ."""
+        try:
+            same = list(map(_shape, params)) == list(map(_shape, self.averages))
+        except AttributeError:  # (something without a shape: named below)
+            same = False
+        if not same:
+            _backend.check_list_like(params, self.averages, "params", of="average")
 
     def _like_averages(self, arrays, name: str, written: bool) -> list:
         """``arrays`` checked against the averages, all before anything is written: one per

@@ -17,6 +17,9 @@
 // shuffle whose mask names a lane that has exited (or lies past the block), or omits the
 // calling lane, fails the launch: undefined on a GPU (e.g. a tail `if (i < n)` before it).
 //
+// OKEMU_SKIP_KERNELS=1 counts launches without running them: the host code around them is then
+// all a call costs (bench/host_cost.py --emulated times it so; results are garbage).
+//
 // Every switch is _setjmp/_longjmp, which saves no signal mask (swapcontext's sigprocmask
 // system calls were ~90% of the run time of kernels with warp reductions); a fiber starts by
 // moving the stack pointer to its stack and calling fiber_main (x86-64), elsewhere by
@@ -329,6 +332,11 @@ void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   ++g_launches;
   ++g_sites[name];
+  static const bool skip = [] {
+    const char* v = std::getenv("OKEMU_SKIP_KERNELS");
+    return v && *v && std::string(v) != "0";
+  }();
+  if (skip) return;
   Block b;
   b.body = &body;
   Block* outer = g_block;
