@@ -1,0 +1,69 @@
+"""``optkern.load`` of a distributed wrapper's checkpoint with a bad file on one rank (a hunt at 2 ranks).
+
+A ZeRO-1 ``ShardedOptimizer`` saves one file per rank (``optkern.save(f"shard-{rank}.npz",
+opt=opt, params=params)``) and resumes from them with ``optkern.load(..., opt=opt, params=params)``;
+the wrapper's ``load_state_dict`` is a collective. A shard damaged or missing on one rank raised
+there, before the load, while the other ranks went on into the wrapper's load and waited in it
+forever (the launch's timeout). Now the file's refusal is agreed first: every rank raises (the
+refusing rank its own error, the others the same type naming it and the rank; a missing file is a
+RuntimeError there), nothing is restored, and the next load of good files works.
+
+The test launches this file under ``mpiexec -n 2 python -m mpi4py`` with one case; a hang is a
+failure (the launch's timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from mpi_cases import raises as _raises
+from mpi_cases import run_case, run_here
+
+CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
+
+
+def test_a_shard_damaged_or_missing_on_one_rank_raises_on_every_rank(tmp_path):
+    run_case(__file__, "bad_shard", 2, str(tmp_path), timeout=CASE_TIMEOUT)
+
+
+# ---- cases (run under mpiexec) ------------------------------------------------------------------
+
+
+def case_bad_shard(comm, tmp) -> None:
+    import optkern
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer, ShardedOptimizer
+
+    r = comm.rank
+    p = [np.linspace(-1.0, 1.0, 5), np.linspace(0.5, 2.0, 3)]
+    z = ShardedOptimizer(optim.Adam, p, comm, lr=0.1)
+    z.step([np.ones(5), np.ones(3)])
+    good, bad = os.path.join(tmp, f"shard-{r}.npz"), os.path.join(tmp, f"bad-{r}.npz")
+    optkern.save(good, opt=z, params=p)
+    blob = bytearray(open(good, "rb").read())
+    if r == 1:
+        blob[len(blob) // 2] ^= 0xFF
+    open(bad, "wb").write(bytes(blob))
+    saved = [a.copy() for a in p]
+    z.step([np.ones(5), np.ones(3)])  # (moved on: a load puts the saved state back)
+    moved = [a.copy() for a in p]
+    with _raises(ValueError, "bad-1.npz: damaged checkpoint"):
+        optkern.load(bad, opt=z, params=p)
+    with _raises(RuntimeError if r == 0 else FileNotFoundError, "No such file or directory"):
+        optkern.load(good if r == 0 else good + ".gone", opt=z, params=p)
+    assert all(np.array_equal(a, b) for a, b in zip(p, moved)), "a refused load restored the params"
+    d = DistributedOptimizer(optim.SGD([np.zeros(2)], lr=0.1), comm)
+    optkern.save(os.path.join(tmp, f"dp-{r}.npz"), opt=d)
+    with _raises(RuntimeError if r == 0 else FileNotFoundError, "No such file or directory"):
+        optkern.load(os.path.join(tmp, f"dp-{r}.npz" if r == 0 else "gone.npz"), opt=d)
+    optkern.load(good, opt=z, params=p)  # the good shards: restored on every rank
+    assert all(np.array_equal(a, b) for a, b in zip(p, saved))
+    z.step([np.ones(5), np.ones(3)])
+    assert all(np.array_equal(a, b) for a, b in zip(p, moved)), "the resumed step differs"
+
+
+if __name__ == "__main__":
+    run_here(globals(), sys.argv[1:])
