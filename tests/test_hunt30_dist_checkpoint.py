@@ -8,6 +8,10 @@ forever (the launch's timeout). Now the file's refusal is agreed first: every ra
 refusing rank its own error, the others the same type naming it and the rank; a missing file is a
 RuntimeError there), nothing is restored, and the next load of good files works.
 
+A shard (one rank's ``ShardedOptimizer.state_dict()``) loaded into an unsharded optimizer (or a
+``DistributedOptimizer``) was refused as "missing 'state'", naming no way out: the message now says
+it is a shard and to load ``consolidate_state_dict()``'s dict.
+
 The test launches this file under ``mpiexec -n 2 python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
 """
@@ -18,6 +22,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -27,6 +32,21 @@ CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 def test_a_shard_damaged_or_missing_on_one_rank_raises_on_every_rank(tmp_path):
     run_case(__file__, "bad_shard", 2, str(tmp_path), timeout=CASE_TIMEOUT)
+
+
+def test_a_shard_loaded_into_an_unsharded_optimizer_is_named_as_one():
+    pytest.importorskip("mpi4py")
+    from optkern import optim
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    p = [np.linspace(-1.0, 1.0, 5)]
+    z = ShardedOptimizer(optim.Adam, p, Communicator(), lr=0.1)
+    z.step([np.ones(5)])
+    with pytest.raises(ValueError, match=r"^state_dict: is one rank.s ShardedOptimizer shard .* consolidate_st"):
+        optim.Adam([p[0].copy()], lr=0.1).load_state_dict(z.state_dict())
+    o = optim.Adam([p[0].copy()], lr=0.1)
+    o.load_state_dict(z.consolidate_state_dict())  # the consolidated dict loads
+    assert int(o.state_dict()["state"][0]["step"]) == 1
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
