@@ -12,6 +12,11 @@ A shard (one rank's ``ShardedOptimizer.state_dict()``) loaded into an unsharded 
 ``DistributedOptimizer``) was refused as "missing 'state'", naming no way out: the message now says
 it is a shard and to load ``consolidate_state_dict()``'s dict.
 
+``ShardedOptimizer.load_state_dict`` with a shard on some ranks and a consolidated dict on others
+was refused, but each kind of rank judged the others' digests by its own rule: rank 0 said "rank 1
+loaded another state", rank 1 "rank 0 at b" (a character of a hash). Now the kinds are compared
+first: the same message, naming both, on every rank.
+
 The test launches this file under ``mpiexec -n 2 python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
 """
@@ -32,6 +37,10 @@ CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 def test_a_shard_damaged_or_missing_on_one_rank_raises_on_every_rank(tmp_path):
     run_case(__file__, "bad_shard", 2, str(tmp_path), timeout=CASE_TIMEOUT)
+
+
+def test_a_shard_on_some_ranks_and_a_consolidated_dict_on_others_are_named_alike():
+    run_case(__file__, "mixed_kinds", 3, timeout=CASE_TIMEOUT)
 
 
 def test_a_shard_loaded_into_an_unsharded_optimizer_is_named_as_one():
@@ -83,6 +92,26 @@ def case_bad_shard(comm, tmp) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(p, saved))
     z.step([np.ones(5), np.ones(3)])
     assert all(np.array_equal(a, b) for a, b in zip(p, moved)), "the resumed step differs"
+
+
+def case_mixed_kinds(comm) -> None:
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer
+
+    r = comm.rank
+    p = [np.linspace(-1.0, 1.0, 6)]
+    z = ShardedOptimizer(optim.Adam, p, comm, lr=0.1)
+    z.step([np.ones(6)])
+    shard, full = z.state_dict(), z.consolidate_state_dict(to=None)
+    z.step([np.ones(6)])
+    text = "state_dict: rank 1 loaded a shard state dict, rank 0 a consolidated one (load the same kind"
+    with _raises(ValueError, text):
+        z.load_state_dict(full if r != 1 else shard)
+    with _raises(ValueError, "state_dict: rank 1 loaded a consolidated state dict, rank 0 a shard one"):
+        z.load_state_dict(shard if r == 0 else full)
+    assert int(z.optimizer.state_dict()["state"][0]["step"]) == 2  # (every rank's state as it was)
+    z.load_state_dict(full)  # alike: loads
+    assert int(z.optimizer.state_dict()["state"][0]["step"]) == 1
 
 
 if __name__ == "__main__":
