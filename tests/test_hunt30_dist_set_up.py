@@ -10,7 +10,9 @@
   forever. With valid arguments that differ (``kind="ggn"`` on one rank, ``"hessian"`` on
   another; another ``reduction``) the products summed a Hessian and a Gauss-Newton matrix, or
   the ranks' exchanges paired up wrongly and hung. Now every rank checks its arguments inside
-  an exchange and compares the curvature it builds: the same error on every rank.
+  an exchange and compares the curvature it builds: the same error on every rank. So are the
+  parameters (by a digest): at other values on one rank (``broadcast_params`` forgotten) the
+  products summed the curvature of two points, silently.
 
 Each test launches this file under ``mpiexec -n 2 python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
@@ -84,6 +86,9 @@ def case_mlp_arguments(comm) -> None:
         kw = mine if r == 0 else {k: ("layer1" if k == "block" else None) for k in mine if k == "block"}
         with _raises(ValueError, "kind, block, reduction: " + text):
             hessian.from_mlp(model, params, x, y, comm=comm, **kw)
+    moved = params + (r == 1) * 1e-3  # (rank 1 forgot broadcast_params: the curvature of two points)
+    with _raises(ValueError, "params: rank 1 holds other values than rank 0 (the curvature is taken at one point"):
+        hessian.from_mlp(model, moved, x, y, comm=comm)
     H = hessian.from_mlp(model, params, x, y, comm=comm, kind="ggn")  # alike: the products agree
     got = comm.allgather_object(H.matvec(np.ones(H.shape[0], np.float32)).tobytes())
     assert got[0] == got[1]
