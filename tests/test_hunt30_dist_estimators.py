@@ -22,6 +22,7 @@ failure (the launch's timeout).
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -97,6 +98,10 @@ def case_apart(comm) -> None:
     with _raises(ValueError, f"op: a product of 2 vectors on rank 2, of 1 on rank 0 {SAME}"):
         H.matmat(np.ones((8, 2))) if r == 2 else H.matvec(np.ones(8))
     _still_in_lockstep(comm, H, A)
+    Hc = copy.deepcopy(H)  # (a copy's products run through the same lockstep as its estimators)
+    with _raises(ValueError, f"op: rank 1 asks for another product, rank 0 has finished its estimator {SAME}"):
+        hessian.spectral_density(Hc, num_probes=2 if r == 0 else 3, steps=4)
+    _still_in_lockstep(comm, Hc, A)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def fingerprint(x) -> float:
     products are summed in rank order); vectors made from another seed differ in about half of
     their entries, so 32 rows tell them apart."""
     n = int(x.shape[0])
-    rows = _backend.to_numpy(x[:: max(1, n // 32)]) if _backend.is_cupy(x) else np.asarray(x[:: max(1, n // 32)])
+    sample = x[:: max(1, n // 32)]
+    rows = _backend.to_numpy(sample) if _backend.is_cupy(sample) else np.asarray(sample)
     h = hashlib.blake2b(np.ascontiguousarray(rows).tobytes(), digest_size=6).digest()
     return float(int.from_bytes(h, "little"))
 
@@ -43,7 +44,11 @@ class Lockstep:
     def __init__(self, comm):
         self.comm = comm
         self.depth = 0  # estimators running (one may call another: only the outermost ends with a header)
-        self._agreed: Exception | None = None  # the last error a header raised (on every rank alike)
+
+    def __deepcopy__(self, memo) -> Lockstep:
+        # (a copied operator's products still run through this one, held by their closures: the
+        # copy's estimators must count and mark errors in the same object)
+        return self
 
     def product(self, x) -> None:
         """Before a product of ``x`` (``(n,)`` or ``(n, k)``): the ranks agree they all make it."""
@@ -79,13 +84,15 @@ class Lockstep:
         if all(buf[0::2] == -buf[1::2]):  # every rank alike (refused on every rank: each raises its own)
             return
         got = comm.allgather_object((values, _said(err)))
-        self._agreed = err if err is not None else _apart([v for v, _ in got], [s for _, s in got])
-        raise self._agreed
+        bad = err if err is not None else _apart([v for v, _ in got], [s for _, s in got])
+        # (marked, not kept here: a kept error would keep its traceback's frames and their arrays alive)
+        bad._optkern_lockstep = self  # type: ignore[attr-defined]
+        raise bad
 
     def _from_header(self, e: BaseException | None) -> bool:
-        """Whether ``e`` (or an error it was raised from) is the one a header raised."""
+        """Whether ``e`` (or an error it was raised from) is one a header of this operator raised."""
         while e is not None:
-            if e is self._agreed:
+            if getattr(e, "_optkern_lockstep", None) is self:
                 return True
             e = e.__cause__ or e.__context__
         return False
