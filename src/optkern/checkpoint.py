@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -223,7 +224,45 @@ def load(path, /, **targets) -> dict:
     name, all or nothing (see the module docstring). Raises ValueError naming the file for a
     truncated, altered or foreign file, and naming the entry for data that does not fit its
     target; the targets are then unchanged.
+
+    Targets that load collectively (an ``optkern.distributed`` wrapper, whose ``load_state_dict``
+    every rank calls together): a file refused or missing on one rank raises on every rank.
     """
+    comm = _communicator(targets)
+    path, stored, given = _prepared(path, targets) if comm is None else _prepared_together(comm, path, targets)
+    _apply_all(path, targets, given)
+    return {name: e.data for name, e in stored.items()}
+
+
+def _communicator(targets: dict):
+    """The Communicator of a target that loads collectively (a ``DistributedOptimizer`` or
+    ``ShardedOptimizer``: its ``comm``), or None. (Only where optkern.distributed was imported:
+    no such target exists otherwise.)"""
+    mod = sys.modules.get("optkern.distributed.communicator")
+    if mod is None:
+        return None
+    return next((t.comm for t in targets.values() if isinstance(getattr(t, "comm", None), mod.Communicator)), None)
+
+
+def _prepared_together(comm, path, targets: dict) -> tuple:
+    """:func:`_prepared` on every rank, its refusal agreed. Each rank reads its own file (a shard per
+    rank): one truncated, altered or missing on one rank raised there while the others went on into
+    the wrapper's collective load and waited in it forever."""
+    from .distributed.agreement import refuse_together
+
+    err, out = None, None
+    try:
+        out = _prepared(path, targets)
+    except (TypeError, ValueError, OSError) as e:  # (a missing file too: the others must not wait)
+        err = e
+    refuse_together(comm, err, "load")
+    assert out is not None  # (refuse_together raised where any rank refused)
+    return out
+
+
+def _prepared(path, targets: dict) -> tuple:
+    """(the path, the file's entries, the data for each target), every target checked: nothing
+    written yet."""
     path = _path(path)
     stored = _read(path)
     given = {}
@@ -248,8 +287,7 @@ def load(path, /, **targets) -> dict:
         except (TypeError, ValueError) as e:
             raise _named(e, path, name) from None
     _check_disjoint(path, targets)
-    _apply_all(path, targets, given)
-    return {name: e.data for name, e in stored.items()}
+    return path, stored, given
 
 
 def _named(e: Exception, path: str, name: str) -> Exception:

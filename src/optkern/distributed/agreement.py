@@ -172,7 +172,7 @@ def load_together(comm, optimizer, load, digest=None, apart=None) -> None:
 
     try:
         digests = agree(comm, run)[1]
-        bad = (apart or _differs)(digests)
+        bad = (apart or loaded_apart)(digests)
         if bad is not None:
             raise bad
     except (TypeError, ValueError):
@@ -181,7 +181,8 @@ def load_together(comm, optimizer, load, digest=None, apart=None) -> None:
         raise
 
 
-def _differs(digests: list) -> ValueError | None:
+def loaded_apart(digests: list) -> ValueError | None:
+    """The ValueError for ranks whose loaded states' digests differ from rank 0's (None where alike)."""
     r = first_unlike(digests)
     if r is None:
         return None

@@ -15,6 +15,7 @@ import numbers
 from .. import _backend
 from .agreement import agree, refuse_together
 from .communicator import as_communicator
+from .lockstep import Lockstep
 
 
 def global_share(local_rows, comm) -> float:
@@ -47,9 +48,11 @@ def distributed(op, comm, weight: float = 1.0):
       comm: a :class:`Communicator` or an mpi4py communicator.
       weight: this rank's share, e.g. ``global_share(len(x_local), comm)`` for a mean loss.
 
-    Every rank must call every product (matvec / matmat) of the result together, as the
-    estimators do when run with the same arguments on every rank. A product that fails on one
-    rank (its operator refused a non-finite product of its own rows, ...) raises on every rank.
+    Every rank must call every product (matvec / matmat) of the result together, with the same
+    vectors, as the estimators do when run with the same arguments on every rank. A product that
+    fails on one rank (its operator refused a non-finite product of its own rows, ...) raises on
+    every rank; so do estimators whose arguments are refused on one rank or differ between ranks
+    (another count of products, another seed or ``v0``: :mod:`.lockstep`).
     """
     from ..hessian.operators import _operator_class, as_operator
 
@@ -64,6 +67,7 @@ def distributed(op, comm, weight: float = 1.0):
             f"op: rank {r} has a {shape[r][0]} {shape[r][1]} operator, rank 0 a {shape[0][0]} {shape[0][1]} one"
         )
     xp, n = op.xp, op.shape[0]
+    lock = Lockstep(comm)
 
     def reduced(product, x, shape):
         # this rank's weighted product in a buffer of one more element: 1 where the product failed
@@ -73,6 +77,7 @@ def distributed(op, comm, weight: float = 1.0):
         # caller's vector (an op may hand back its input, `lambda v: v`) nor in an array the op
         # keeps (an output buffer it reuses, a cached product: each product summed the ranks' into
         # it, and the next one started from that sum).
+        lock.product(x)  # (the ranks agree first that they all make this product, of these vectors)
         buf = xp.empty(math.prod(shape) + 1, dtype=op.dtype)
         buf[-1] = 0
         err = None
@@ -101,7 +106,9 @@ def distributed(op, comm, weight: float = 1.0):
     def matmat(V):
         return reduced(op.matmat, V, (n, V.shape[1]))
 
-    return _operator_class(xp)(matvec, n, op.dtype, xp, matmat, f"distributed-{op.name}")
+    out = _operator_class(xp)(matvec, n, op.dtype, xp, matmat, f"distributed-{op.name}")
+    out._lockstep = lock  # (the estimators end in lockstep: optkern.hessian._lockstep)
+    return out
 
 
 def _local(op, weight, as_operator) -> tuple:

@@ -79,6 +79,30 @@ def _arguments(optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:
     return bucket_mb, direct_kb, _grad_weight(grad_weight), params
 
 
+def _local_set_up(comm, optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:
+    """(this rank's checked arguments, what the other ranks must share: how its Communicator
+    reduces, and the buffer sizes that cut the gradients into buckets)."""
+    args = _arguments(optimizer, bucket_mb, op, grad_weight, direct_kb)
+    return args, (comm_kind(comm), args[:2])
+
+
+def check_same_sizes(sizes: list) -> None:
+    """ValueError (on every rank: ``sizes`` are every rank's ``(bucket_mb, direct_kb)``) naming the
+    first rank whose sizes differ from rank 0's. The sizes decide which gradients share a bucket and
+    so the sequence and length of the collectives: a rank with another ``bucket_mb`` reduced its
+    buckets against other ranks' buckets of other lengths (MPI's "message truncated" abort, or the
+    sum of unrelated gradients written into every rank's, silently)."""
+    r = first_unlike(sizes)
+    if r is None:
+        return
+    for i, name in enumerate(("bucket_mb", "direct_kb")):
+        if sizes[r][i] != sizes[0][i]:
+            raise ValueError(
+                f"{name}: {sizes[r][i]!r} on rank {r}, {sizes[0][i]!r} on rank 0 (the ranks' buckets, and so "
+                "their reductions, would not pair up: pass it alike on every rank)"
+            )
+
+
 def check_optimizer_step(optimizer, grads) -> None:
     """Raise what ``optimizer.step(grads)`` would raise for bad input, before a wrapper writes into
     ``grads`` (its own check when the optimizer has one: optkern.optim's do)."""
@@ -136,9 +160,10 @@ class DistributedOptimizer:
         # this rank's arguments checked, the outcome agreed: a rank alone with a bad one (its own
         # grad_weight, for uneven shards) raised while the others waited in the allgathers below
         # (and the Communicators compared: ordered on some ranks only, their reductions never paired up)
-        local = lambda: (_arguments(optimizer, bucket_mb, op, grad_weight, direct_kb), comm_kind(self.comm))  # noqa: E731
-        args, kinds = agree(self.comm, local)
-        check_comm_kinds(kinds)
+        local = lambda: _local_set_up(self.comm, optimizer, bucket_mb, op, grad_weight, direct_kb)  # noqa: E731
+        args, shared = agree(self.comm, local)
+        check_comm_kinds([kind for kind, _ in shared])
+        check_same_sizes([sizes for _, sizes in shared])
         bucket_mb, direct_kb, self.grad_weight, self._params = args
         self.optimizer = optimizer
         self.op = op

@@ -18,7 +18,17 @@ import numpy as np
 from .. import _backend
 from ..optim import AdagradNorm
 from . import hyper_check, sharded_groups, sharded_norm, sharded_setup, sharded_state
-from .agreement import agree, check_comm_kinds, comm_kind, load_together, reduce_mode, refuse_together, state_digest
+from .agreement import (
+    agree,
+    check_comm_kinds,
+    comm_kind,
+    first_unlike,
+    load_together,
+    loaded_apart,
+    reduce_mode,
+    refuse_together,
+    state_digest,
+)
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step
 from .groups import grown
@@ -395,8 +405,23 @@ class ShardedOptimizer:
         self._follow("load_state_dict")  # (the groups every rank loads into: agreed first)
         shard = not isinstance(state_dict, dict) or "zero" in state_dict  # (not a dict: refused in load)
         opt, slices = self.optimizer, self._slices
-        digest: Callable[[], object] = lambda: state_digest(state_dict)  # noqa: E731
-        apart = None
+        digest: Callable[[], object] = lambda: ("consolidated", state_digest(state_dict))  # noqa: E731
         if shard:  # (each rank its own: their steps compared, a mixed checkpoint diverged silently)
-            digest, apart = (lambda: sharded_state.shard_counts(opt, slices)), sharded_state.shards_apart
-        load_together(self.comm, opt, lambda: sharded_state.load(self, state_dict), digest, apart)
+            digest = lambda: ("shard", sharded_state.shard_counts(opt, slices))  # noqa: E731
+        load_together(self.comm, opt, lambda: sharded_state.load(self, state_dict), digest, _loaded_apart)
+
+
+def _loaded_apart(digests: list) -> ValueError | None:
+    """The ValueError for ranks that loaded unlike states (None where they agree): ``digests`` are
+    every rank's ``(kind, digest)``. A shard on some ranks and a consolidated dict on others were
+    compared digest against digest of the other kind: refused, but with a message made of the
+    characters of a hash ("rank 0 at b"), and another message on each rank."""
+    kinds = [k for k, _ in digests]
+    r = first_unlike(kinds)
+    if r is not None:
+        return ValueError(
+            f"state_dict: rank {r} loaded a {kinds[r]} state dict, rank 0 a {kinds[0]} one (load the same "
+            "kind on every rank: each rank's own shard, or the same consolidate_state_dict() dict)"
+        )
+    values = [d for _, d in digests]
+    return sharded_state.shards_apart(values) if kinds[0] == "shard" else loaded_apart(values)

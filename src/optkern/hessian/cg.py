@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _backend
+from ._lockstep import in_lockstep
 from .operators import CurvatureOperator, as_operator, real_array
 
 
@@ -83,6 +84,7 @@ def _finite(xp, v, name: str) -> None:
         raise ValueError(f"{name}: has NaN or Inf entries")
 
 
+@in_lockstep("A")
 def cg(
     A,
     b,

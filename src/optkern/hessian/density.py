@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
+from ._lockstep import in_lockstep
 from ._products import real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
@@ -53,6 +54,7 @@ class SpectralDensity:
         return float((self.weights * self.nodes).sum() / self.weights.shape[0])
 
 
+@in_lockstep("op")
 def spectral_density(
     op,
     num_probes: int = 1,
@@ -171,6 +173,7 @@ def _check_rank(xp, V, R, k: int) -> None:
         )
 
 
+@in_lockstep("op")
 def gradient_concentration(
     op,
     grad,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
+from ._lockstep import in_lockstep
 from ._probes import rademacher
 from ._products import check_estimate
 from .krylov import BlockKrylov, select
@@ -35,6 +36,7 @@ def _tridiag_eigh(alpha, beta):
     return np.linalg.eigh(T)
 
 
+@in_lockstep("op")
 def lanczos(
     op,
     steps: int,
@@ -126,6 +128,7 @@ class EigenResult:
     converged: bool
 
 
+@in_lockstep("op")
 def top_eigenvalues(
     op,
     k: int = 1,
@@ -266,6 +269,7 @@ class PowerResult:
     converged: bool
 
 
+@in_lockstep("op")
 def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: int = 0) -> PowerResult:
     """Power iteration for the eigenvalue of largest magnitude (PyHessian's sharpness estimate).
 

@@ -65,7 +65,60 @@ def from_mlp(
         derivatives, the loss head), which every later product reuses: products 1.3-1.6x faster
         (bench/RESULTS.md, 20th session) for the memory of one forward pass per batch.
         Later in-place changes to ``params`` or the batches are not seen: build a new operator.
+
+    With ``comm``, an argument refused on one rank (another ``kind``, ``block`` or ``block_size``
+    there, a bad batch) raises on every rank (ValueError / TypeError naming the rank); so do
+    valid ones that differ (``kind``, ``block``, ``reduction``) and ``params`` holding other values
+    on some rank (compared by a digest: copy rank 0's with ``broadcast_params`` first).
     """
+    args = (model, params, x, y, kind, batches, reduction, progress, block, block_size, comm is None, fixed, kwargs)
+    if comm is None:
+        return _local_operator(*args)[0]
+    from ..distributed import distributed, global_share
+    from ..distributed.agreement import agree
+    from ..distributed.communicator import as_communicator
+
+    comm = as_communicator(comm)
+    # this rank's arguments checked inside an exchange every rank makes: a rank alone with a bad one
+    # raised while the others waited in global_share's exchange forever
+    (op, total), shared = agree(comm, lambda: _with_kind(_local_operator(*args), reduction, params))
+    _check_alike(shared)
+    # (a rank without rows takes part in every reduction without applying its operator: weight 0)
+    return distributed(op, comm, global_share(total, comm) if reduction == "mean" else float(total > 0))
+
+
+def _with_kind(local: tuple, reduction: str, params) -> tuple:
+    """(``local``, what the ranks' operators must share: the curvature, the block, the reduction, and
+    the point it is taken at -- ``params``, by a digest)."""
+    from ..distributed.agreement import state_digest
+
+    return local, (f"{local[0].name} (reduction={reduction!r})", state_digest(params))
+
+
+def _check_alike(shared: list) -> None:
+    """ValueError (on every rank: ``shared`` is every rank's :func:`_with_kind`) naming the first rank
+    whose operator is another curvature, or at other parameters, than rank 0's: summed, a Hessian on
+    one rank and a Gauss-Newton product on another (or two points) is the curvature of nothing."""
+    kinds = [k for k, _ in shared]
+    r = next((r for r, k in enumerate(kinds) if k != kinds[0]), None)
+    if r is not None:
+        raise ValueError(
+            f"kind, block, reduction: {kinds[r]} on rank {r}, {kinds[0]} on rank 0 (every rank's operator must "
+            "be the same curvature of its own rows: pass them alike)"
+        )
+    r = next((r for r, (_, d) in enumerate(shared) if d != shared[0][1]), None)
+    if r is not None:
+        raise ValueError(
+            f"params: rank {r} holds other values than rank 0 (the curvature is taken at one point: copy rank "
+            "0's parameters with optkern.distributed.broadcast_params first)"
+        )
+
+
+def _local_operator(
+    model, params, x, y, kind, batches, reduction, progress, block, block_size, alone: bool, fixed, kwargs
+) -> tuple:
+    """(this rank's operator on its batches, its count of rows): ``from_mlp``'s arguments checked.
+    ``alone``: no communicator (then at least one row is needed)."""
     if kwargs:
         raise TypeError(f"from_mlp: unexpected keyword argument {next(iter(kwargs))!r}")
     from ..nn import MLP
@@ -95,7 +148,7 @@ def from_mlp(
     if not batches:
         raise ValueError("batches: needs at least one (x, y) batch")
     total = sum(int(bx.shape[0]) for bx, _ in batches)
-    if total == 0 and comm is None:
+    if total == 0 and alone:
         raise ValueError("x: needs at least one row (every batch is empty)")
     # batches without rows add nothing (and the MLP refuses them): a rank's share may be empty
     batches = [(bx, by) for bx, by in batches if int(bx.shape[0])] or batches[:1]
@@ -155,12 +208,7 @@ def from_mlp(
     # (unchecked: the MLP's own products have the operator's shape and dtype; NaN params or data give
     # NaN products, which the estimators refuse, naming `op`)
     op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None)
-    if comm is None:
-        return op
-    from ..distributed import distributed, global_share
-
-    # (a rank without rows takes part in every reduction without applying its operator: weight 0)
-    return distributed(op, comm, global_share(total, comm) if reduction == "mean" else float(total > 0))
+    return op, total
 
 
 def _check_batches(batches: list) -> None:

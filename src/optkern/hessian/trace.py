@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
+from ._lockstep import in_lockstep
 from ._probes import rademacher
 from ._products import check_estimate
 from .operators import as_operator, with_progress
@@ -96,6 +97,7 @@ def _stderr(samples):
 _MAX_COUNT = 2**31 - 1
 
 
+@in_lockstep("op")
 def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0, progress=None) -> TraceResult:
     """Estimate ``tr(op)`` from ``num_matvecs`` operator products.
 

@@ -128,6 +128,11 @@ def check_groups(sd, counts: list[int], *, strict: bool = True, indices: bool = 
     saved keys to params by position). Raises TypeError / ValueError naming the first bad entry."""
     if not isinstance(sd, dict):
         raise TypeError(f"state_dict: expected a dict (an optimizer's state_dict()), got {type(sd).__name__}")
+    if "zero" in sd and "state" not in sd:  # (the missing 'state' named no way out)
+        raise ValueError(
+            "state_dict: is one rank's ShardedOptimizer shard (its state_dict(): 'zero' and 'optimizer'), "
+            "a slice of the state: load the dict its consolidate_state_dict() returns"
+        )
     for k in ("state", "param_groups"):
         if k not in sd:
             raise ValueError(f"state_dict: missing {k!r} (expected a dict with 'state' and 'param_groups')")
