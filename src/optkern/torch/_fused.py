@@ -88,7 +88,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         # id(run) -> (validity key, param views, state views, joined scalars, optkern.optim run, the
         # per-param dicts, their entries, contiguous, dicts all the optimizer's own, the run keys held,
         # [joined tensors, their versions], run keys not joined, the first inference tensor the run
-        # writes or None: _inference.first_written): _Runs._run makes it
+        # writes or None: _inference.first_written, the params' shapes): _Runs._run makes it
         self._view_cache: dict = {}
 
     def __getstate__(self) -> dict:
