@@ -164,16 +164,17 @@ class _Runs:
         hp = self._hyper(group)
         names = self._stored(hp, params[0].dtype)
         hit = (self._pre_hits.get(id(params)) or self._cached_views(group, params, hp, names)) if cache else None
-        # (the per-param state dicts are torch's own until load_state_dict, which drops the cache;
-        # looking 200 of them up by tensor costs 0.2 ms a step)
-        states = hit[5] if hit is not None else [self.state[p] for p in params]
         if hit is not None:
+            # (the per-param state dicts are torch's own until load_state_dict, which drops the
+            # cache; looking 200 of them up by tensor costs 0.2 ms a step)
+            states = hit[5]
             pviews, lists, self._joined, core_run, dense = hit[1], hit[2], hit[3], hit[4], hit[7]
             shapes = hit[13]
             if hit[12] is not None and not _inference.enabled():  # (an inference tensor: outside, refused)
                 _inference.refuse_found(self, group, params, gi, hit[12])
         else:
             # (else channels_last ones: flat views, checked; complex ones: their real views. A run is one dtype)
+            states = self._run_states(params, names)
             dense = all(map(_is_contiguous, params)) and not params[0].is_complex()
             shapes = list(map(_shape, params))  # (what the grads' shapes are compared with)
             scalars = tuple(k for k in self._run_keys if k in states[0])
@@ -220,6 +221,14 @@ class _Runs:
             self._precheck_named([(group, params, gi, None, [params])])
             raise
         self._after(group, params, states, t, out)
+
+    def _run_states(self, params: list, names: tuple) -> list:
+        """The per-param state dicts of a run whose step keeps state tensors ``names``: a param
+        without one gets its (empty) entry in ``state`` only if the step keeps some state, as
+        torch's plain SGD adds none."""
+        if names or self._run_keys:
+            return [self.state[p] for p in params]
+        return [self.state.get(p, {}) for p in params]
 
     def _core_step(self, hp: tuple, run: _Run, grads: list, t: int, first: bool):
         """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``
