@@ -26,7 +26,8 @@ class _StateDictChecks:
     def _check_state_dict(self, sd) -> None:
         """TypeError / ValueError naming the first entry of ``sd`` this optimizer cannot load (its
         structure and the groups' hyper-parameters; the state entries: ``_check_state_entries``)."""
-        check_groups(sd, [len(g["params"]) for g in self.param_groups], strict=False, indices=False)
+        keys = check_groups(sd, [len(g["params"]) for g in self.param_groups], strict=False, indices=False)
+        _check_listed(sd["state"], {k for group in keys for k in group})
         for i, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             where = f"state_dict['param_groups'][{i}]"
             group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
@@ -89,6 +90,19 @@ class _StateDictChecks:
                 raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
             if t.shape != p.shape:
                 raise ValueError(f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}")
+
+
+def _check_listed(state: dict, listed: set) -> None:
+    """ValueError naming the first key of a saved ``state`` that no saved group lists (``listed``):
+    torch's loader keeps such an entry under that key and never steps it, so a checkpoint whose
+    keys were changed (strings after a trip through JSON; ids renamed in its groups) would load with
+    its state silently dropped."""
+    for k in state:
+        if k not in listed:
+            raise ValueError(
+                f"state_dict['state'][{k!r}]: no parameter group lists this id (state_dict['param_groups'][i]"
+                "['params'] holds the ids of the params whose state it keys)"
+            )
 
 
 def _check_scalar(v, name: str, nonnegative: bool) -> None:

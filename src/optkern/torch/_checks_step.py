@@ -29,6 +29,7 @@ _dtype = operator.attrgetter("dtype")
 _nbytes = operator.attrgetter("nbytes")
 _element_size = torch.Tensor.element_size
 _size = operator.attrgetter("size")
+_shape = operator.attrgetter("shape")
 
 
 class _StepChecks:
@@ -136,11 +137,15 @@ class _StepChecks:
 
     def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
         """ValueError naming a state tensor of ``ps`` (group ``gi``) whose memory layout is not its
-        param's (the step pairs them element by element in memory order: channels_last), or that
-        is a negated or conjugated view (one a user set: a loaded one is resolved, ``_like_param``)."""
+        param's (the step pairs them element by element in memory order: channels_last), that
+        is a negated or conjugated view (one a user set: a loaded one is resolved, ``_like_param``),
+        or, outside low precision (whose storage has shapes of its own), of another shape than its
+        param's (``_check_shape``)."""
         for p, s in zip(ps, states):
             for n in names:
                 t = s.get(n)
+                if self._lowp_core is None and isinstance(t, torch.Tensor) and t.shape != p.shape:
+                    _check_shape(t, p, f"state[{self._names(group, [p], gi)[0]}][{n!r}]")
                 if isinstance(t, torch.Tensor) and not (
                     t.is_contiguous() and p.is_contiguous() and not t.is_neg() and not t.is_conj()
                 ):
@@ -194,8 +199,10 @@ class _StepChecks:
                 return False
         except (RuntimeError, TypeError, AttributeError):  # (a sparse grad, not a tensor)
             return False
-        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes, cx = ok
+        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes, cx, shapes = ok
         if list(map(_dtype, gs)) != dtypes or list(map(_nbytes, gs)) != nbytes or not all(map(_is_cpu, gs)):
+            return False
+        if list(map(_shape, gs)) != shapes:  # (the native calls compare sizes only)
             return False
         if cx and any(gs[k].is_conj() for k in cx):  # (complex params' grads: a conjugated one is named)
             return False
@@ -250,8 +257,7 @@ class _StepChecks:
         if self._lowp_core is None:
             if t.dtype != p.dtype:
                 raise TypeError(f"{name}: expected {p.dtype} (its param's dtype), got {t.dtype}")
-            if t.numel() != p.numel():
-                raise ValueError(f"{name}: expected {p.numel()} elements (its param's), got {t.numel()}")
+            _check_shape(t, p, name)
         if t.layout is not _STRIDED:
             raise ValueError(f"{name}: tensor must be contiguous")
         _views.check_paired(t, p, name)
@@ -268,6 +274,8 @@ class _StepChecks:
                     _check_dtype(hp, self._m._math_dtype(dt), f"param_groups[{gi}]")
                 pnames = self._names(group, ps, gi) if named else None
                 gs = grads if grads is not None and len(runs) == 1 else [p.grad for p in ps]
+                hit = self._pre_hits.get(id(ps))  # (precheck_step_ compares sizes only: the shapes here)
+                self._check_grad_shapes(ps, gi, gs, hit[13] if hit is not None else list(map(_shape, ps)))
                 try:
                     gviews = list(map(_numpy, gs)) if same else [_views.view(g) for g in gs]
                 except (TypeError, RuntimeError):
@@ -330,6 +338,14 @@ class _StepChecks:
         _backend.cpu.precheck_step_(runs)
 
 
+def _check_shape(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
+    """ValueError naming ``t``, a state tensor of param ``p``, unless it has ``p``'s shape: torch's
+    step fails on another (its element-wise ops broadcast, or refuse), while the native calls,
+    which compare sizes, would pair the elements in memory order. (The loader checks it too.)"""
+    if t.shape != p.shape:
+        raise ValueError(f"{name}: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}")
+
+
 def _next_place(places: list) -> int:
     """The first of a tensor's positions in its group, taken from ``places`` while another is left
     (``_names``: a tensor listed twice gets its second position the second time it is named)."""
@@ -364,8 +380,8 @@ def _check_overlaps(written: list, read: list) -> None:
 def _written_spans(work: list, hits: list) -> tuple:
     """(``hits``, the sorted first bytes of the step's params and state tensors, the furthest end
     reached among the first k + 1, and the params' dtypes, sizes in bytes (a list and an array),
-    item sizes and the indices of complex ones, in the step's order): what ``_grads_ok`` checks
-    grads against."""
+    item sizes, the indices of complex ones and shapes, in the step's order): what ``_grads_ok``
+    checks grads against."""
     spans = []
     runs = [ps for *_, rs in work for ps in rs]
     params = [p for ps in runs for p in ps]
@@ -379,7 +395,8 @@ def _written_spans(work: list, hits: list) -> tuple:
     nbytes = list(map(_nbytes, params))
     itemsizes = np.array(list(map(_element_size, params)), np.int64)
     cx = [k for k, p in enumerate(params) if p.is_complex()]
-    return tuple(hits), lo, reach, list(map(_dtype, params)), nbytes, np.array(nbytes, np.int64), itemsizes, cx
+    dtypes, shapes = list(map(_dtype, params)), list(map(_shape, params))
+    return tuple(hits), lo, reach, dtypes, nbytes, np.array(nbytes, np.int64), itemsizes, cx, shapes
 
 
 def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
@@ -388,7 +405,7 @@ def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
     conjugated view, and (when either is not contiguous) of ``p``'s layout; ``dtypes``: the param
     dtypes the step takes."""
     if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
-        _bad_grad(p, g, f"param_groups[{gi}]['params'][{j}].grad")
+        _bad_grad(p, g, f"param_groups[{gi}]['params'][{j}].grad", dtypes)
     if g.is_conj():  # (torch.optim's view_as_real refuses it too)
         conj = _views.CONJ_VIEW.replace("pass t", "set .grad = grad")
         raise ValueError(f"param_groups[{gi}]['params'][{j}].grad: {conj}")
@@ -398,11 +415,12 @@ def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
         _views.check_paired(g, p, name)
 
 
-def _bad_grad(p, g, name: str) -> None:
-    """Raise the error that names what is wrong with grad ``g`` of param ``p``."""
+def _bad_grad(p, g, name: str, dtypes: tuple = _views.TYPES) -> None:
+    """Raise the error that names what is wrong with grad ``g`` of param ``p`` (``dtypes``: the
+    param dtypes the step takes: a low-precision one's bfloat16 grad is refused for its shape)."""
     if g.is_sparse:
         raise TypeError(f"{name}: sparse gradients are not supported")
-    _views.check_tensor(g, name)
+    _views.check_tensor(g, name, dtypes)
     raise ValueError(
         f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
         f"{tuple(p.shape)} {p.dtype} on {p.device}"

@@ -88,7 +88,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         # id(run) -> (validity key, param views, state views, joined scalars, optkern.optim run, the
         # per-param dicts, their entries, contiguous, dicts all the optimizer's own, the run keys held,
         # [joined tensors, their versions], run keys not joined, the first inference tensor the run
-        # writes or None: _inference.first_written): _Runs._run makes it
+        # writes or None: _inference.first_written, the params' shapes): _Runs._run makes it
         self._view_cache: dict = {}
 
     def __getstate__(self) -> dict:
@@ -316,8 +316,11 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
             self._run(group, ps, gi, cache=True, grads=self._grads if len(runs) == 1 else None)
 
     def _init_pending(self, group: dict, gi: int) -> None:
-        """Make the state of the layout's params that had none when it was made."""
+        """Make the state of the layout's params that had none when it was made (none where the
+        step keeps none: torch's plain SGD adds no entry to ``state``)."""
         pending = self._layouts[gi][2]
+        if pending and not self._keeps_state(group, pending[0].dtype):
+            pending.clear()
         for p in pending:
             if not self.state.get(p):
                 self._init_state(p, self.state[p], group)
@@ -361,6 +364,11 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     def _state_names(self, group: dict) -> tuple:
         """The state tensors a step with this group's hyper-parameters uses."""
         return tuple(self._m._needed(self._hyper(group)))
+
+    def _keeps_state(self, group: dict, dtype: torch.dtype) -> bool:
+        """Whether a step of the group's ``dtype`` params keeps per-param state: a step count, a
+        per-param scalar or a state tensor (SGD without momentum keeps none, as torch's)."""
+        return bool(self._run_keys or self._stored(self._hyper(group), dtype))
 
     def _stored(self, hp: tuple, dtype: torch.dtype) -> tuple:
         """Every state tensor a step of ``dtype`` params with checked hyper-parameters ``hp`` reads or writes."""

@@ -25,6 +25,7 @@ from ._tracked import _TrackedEntry
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
 _is_contiguous = torch.Tensor.is_contiguous
 _numel = torch.Tensor.numel
+_shape = operator.attrgetter("shape")
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
 
 
@@ -163,16 +164,19 @@ class _Runs:
         hp = self._hyper(group)
         names = self._stored(hp, params[0].dtype)
         hit = (self._pre_hits.get(id(params)) or self._cached_views(group, params, hp, names)) if cache else None
-        # (the per-param state dicts are torch's own until load_state_dict, which drops the cache;
-        # looking 200 of them up by tensor costs 0.2 ms a step)
-        states = hit[5] if hit is not None else [self.state[p] for p in params]
         if hit is not None:
+            # (the per-param state dicts are torch's own until load_state_dict, which drops the
+            # cache; looking 200 of them up by tensor costs 0.2 ms a step)
+            states = hit[5]
             pviews, lists, self._joined, core_run, dense = hit[1], hit[2], hit[3], hit[4], hit[7]
+            shapes = hit[13]
             if hit[12] is not None and not _inference.enabled():  # (an inference tensor: outside, refused)
                 _inference.refuse_found(self, group, params, gi, hit[12])
         else:
             # (else channels_last ones: flat views, checked; complex ones: their real views. A run is one dtype)
+            states = self._run_states(params, names)
             dense = all(map(_is_contiguous, params)) and not params[0].is_complex()
+            shapes = list(map(_shape, params))  # (what the grads' shapes are compared with)
             scalars = tuple(k for k in self._run_keys if k in states[0])
             self._check_complete(group, params, gi, states, names)  # (a hyper-parameter may need more state now)
             # (checked once per cache entry: its tensors stay the same while it holds)
@@ -195,9 +199,11 @@ class _Runs:
                 unjoined = len(params) > 1 and len(self._joined) < len(scalars)  # (values read each step)
                 flat = _entries(states, entries)
                 cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
-                cached += (own, scalars, versions, unjoined, written)
+                cached += (own, scalars, versions, unjoined, written, shapes)
                 self._view_cache[id(params)] = cached
         t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
+        if self._pre_grads.get(id(params)) is None:  # (else the step's precheck checked them)
+            self._check_grad_shapes(params, gi, grads, shapes)
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
             grads = self._grad_arrays(params, gi)
         else:
@@ -216,6 +222,14 @@ class _Runs:
             raise
         self._after(group, params, states, t, out)
 
+    def _run_states(self, params: list, names: tuple) -> list:
+        """The per-param state dicts of a run whose step keeps state tensors ``names``: a param
+        without one gets its (empty) entry in ``state`` only if the step keeps some state, as
+        torch's plain SGD adds none."""
+        if names or self._run_keys:
+            return [self.state[p] for p in params]
+        return [self.state.get(p, {}) for p in params]
+
     def _core_step(self, hp: tuple, run: _Run, grads: list, t: int, first: bool):
         """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``
         runs): the functional form's per-call list conversions and checks are skipped (the
@@ -230,14 +244,30 @@ class _Runs:
         m._update(run, grads, hp, self._core_t(t, first))
         return run.extra.get("mu_product")
 
+    def _check_grad_shapes(self, params: list, gi: int, grads: list | None, shapes: list) -> None:
+        """ValueError naming a grad of ``params`` (group ``gi``; ``grads`` their grads when the
+        caller has them) of another shape than its param's, or a state tensor of another shape
+        than a param given a new one in place (``p.data = p.data.view(...)``: ``shapes``, the
+        params' shapes the run's views were made with, are then not the params' own). The native
+        calls compare sizes only; torch's ``.grad`` setter keeps a grad's shape its param's, but
+        ``p.grad.data = ...`` and ``p.data = ...`` go around it. One look at each grad's shape."""
+        if list(map(_shape, grads if grads is not None else [p.grad for p in params])) == shapes:
+            return
+        self._check_grads(params, gi)  # (a grad that is not its param's shape is named)
+        group = self.param_groups[gi]
+        states = [self.state.get(p) or {} for p in params]
+        self._check_state_layouts(group, params, gi, states, self._stored(self._hyper(group), params[0].dtype))
+        self._view_cache.pop(id(params), None)  # (every shape is the param's: views made anew next step)
+
     def _grad_views(
         self, params: list, gi: int, capsules: bool = False, grads: list | None = None, dense: bool | None = None
     ) -> list:
         """What the native call reads as the grads of ``params`` (one run: one device and dtype).
 
         On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
-        and device those of its param, and the native call checks dtype, size and layout again
-        before it writes (an error it raises is then named by ``_precheck``). ``capsules``:
+        and device those of its param, the caller has compared the shapes (``_check_grad_shapes``)
+        and the native call checks dtype, size and layout again before it writes (an error it
+        raises is then named by ``_precheck``). ``capsules``:
         DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()`` per tensor, which only
         the native calls take), else NumPy views. Anything either refuses (a sparse grad, one that
         requires grad, one on another device) goes through the checks that name it. The views

@@ -110,8 +110,8 @@ class NAdam(_Fused):
         eps=1e-8,
         weight_decay=0.0,
         momentum_decay=4e-3,
+        decoupled_weight_decay=False,  # (positional in torch's signature too)
         *,
-        decoupled_weight_decay=False,
         maximize=False,
         **lowp,
     ):
