@@ -139,7 +139,9 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     def _validate(self, group: dict, where: str) -> None:
         """Hyper-parameters checked by the functional form on empty lists (nothing is written)."""
         for j, p in enumerate(group["params"]):
-            _views.check_tensor(p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg), _lowp.COMPLEX_WHY)
+            _views.check_tensor(
+                p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg), _lowp.COMPLEX_WHY, _lowp.HALF_HINT
+            )
             if self._lowp_cfg is not None and not p.is_contiguous():  # (8-bit blocks, master: flat, C order)
                 raise ValueError(
                     f"{where}['params'][{j}]: low-precision storage needs a contiguous param, got strides "

@@ -45,6 +45,8 @@ _HALVES = (torch.float16, torch.bfloat16)
 #: why low-precision storage refuses complex params (its master copy, 8-bit blocks and Philox
 #: element counters are over the param's elements; torch.optim has no complex half recipe either)
 COMPLEX_WHY = "with low-precision storage (master_weights / stochastic_rounding / state_dtype): use the default"
+# (a half param given to an optimizer built without master weights)
+HALF_HINT = "float16 / bfloat16 params need master_weights=True: an fp32 master copy in the optimizer's state"
 _BLOCK = "block_size"
 _SEED = "seed"
 

@@ -38,10 +38,11 @@ _is_contiguous = torch.Tensor.is_contiguous
 _is_complex = torch.Tensor.is_complex
 
 
-def check_tensor(t, name: str, dtypes: tuple = TYPES, complex_why: str = "") -> None:
+def check_tensor(t, name: str, dtypes: tuple = TYPES, complex_why: str = "", half_hint: str = "") -> None:
     """TypeError / ValueError naming ``name`` unless ``t`` is a dense tensor of one of ``dtypes``
     (float32/float64, complex64/complex128 by default) that optkern can update; ``complex_why``:
-    why a complex one is refused where ``dtypes`` has none."""
+    why a complex one is refused where ``dtypes`` has none; ``half_hint``: what to do with a
+    float16 / bfloat16 one that ``dtypes`` lacks."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.layout is not torch.strided:
@@ -50,7 +51,8 @@ def check_tensor(t, name: str, dtypes: tuple = TYPES, complex_why: str = "") -> 
         names = " or ".join(_NAMES[d] for d in dtypes)
         if t.is_complex():
             raise TypeError(f"{name}: complex tensors are not supported {complex_why or 'here'} (expected {names})")
-        raise TypeError(f"{name}: expected {names}, got {t.dtype}")
+        hint = f" ({half_hint})" if half_hint and t.dtype in (torch.float16, torch.bfloat16) else ""
+        raise TypeError(f"{name}: expected {names}, got {t.dtype}{hint}")
     if t.is_neg():  # (NumPy refuses it; DLPack hands over its memory without the sign)
         raise ValueError(f"{name}: {NEG_VIEW}")
     if t.is_conj():
