@@ -202,46 +202,30 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         holds a different part of the gradients (a ZeRO slice): the norm is then taken over
         every rank's part (``sum ||.||_p^p`` in rank order, max for inf), the same on every
         rank. Collective: every rank calls it (a rank without gradients passes an empty array).
+        The ranks agree on the arguments first (one small allreduce): an argument refused on
+        any rank, or a ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs
+        between ranks, raises the same TypeError / ValueError on every rank, nothing written.
 
     Returns:
       The total norm before clipping: a Python float for NumPy input; for CuPy input a
       1-element float64 CuPy array (``out`` when given; no host synchronisation, unless
       ``error_if_nonfinite``).
     """
-    grads, index = _live(_backend.as_list(grads, "grads"))
-    with _grads_named(index):
-        mod = _backend.backend(("grads", grads))
-    max_norm = _backend.nonnegative("max_norm", max_norm)
-    p = _norm_type(norm_type)
-    error_if_nonfinite = _backend.flag("error_if_nonfinite", error_if_nonfinite)
-    if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
-        if out is None:
-            return 0.0 if comm is None else _global_norm(np.zeros(1), p, comm)
-        _backend.backend(("out", out))
-        buf = _norm_out(out, out, _backend.array_module(out))
-        buf[...] = 0.0
-        total = 0.0 if comm is None else _global_norm(buf, p, comm)
-        return total if isinstance(out, np.ndarray) else out
-    xp = _backend.array_module(grads[0])
-    if out is not None or error_if_nonfinite or comm is not None or p > _SCALED_P:
-        # (otherwise the norm's native call checks the grads as the scaling one does, aliasing
-        # and read-only aside, which that one checks before it writes; the norm only wrote a
-        # buffer of ours: nothing the caller sees changed, and one pass over the arrays less)
-        _check_grads(grads, mod, index)
-    buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
-    prev = buf.copy() if error_if_nonfinite and out is not None else None
-    if _SCALED_P < p < math.inf:
-        total = _scaled_norm(mod, grads, p, buf, xp, index)
+    if comm is None:
+        local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, False)
     else:
-        with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
-            total = mod.grad_norm(grads, p, buf)
+        comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm)
+    grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total = local
     if comm is not None:
         total = _global_norm(buf, p, comm)
+    if mod is None:  # no gradients on this rank: nothing to clip
+        return total if out is None or isinstance(out, np.ndarray) else out
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
         if not math.isfinite(value):
             if out is not None:  # an error leaves every argument as it was
                 buf[...] = prev
+            xp = _backend.array_module(grads[0])
             flag = xp.empty(1, dtype=np.float64)
             for name, g in zip(_names(index, len(grads)), grads):
                 mod.all_finite([g], flag)
@@ -254,6 +238,74 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     with _grads_named(index):
         mod.clip_scale_(grads, max_norm, buf)
     return (buf if out is None else out) if total is None else total
+
+
+def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool) -> tuple:
+    """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
+    fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total)``, ``mod``
+    None where there are no gradients; ``prev``: ``out``'s value before (restored where the call
+    raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy)."""
+    grads, index = _live(_backend.as_list(grads, "grads"))
+    with _grads_named(index):
+        mod = _backend.backend(("grads", grads))
+    max_norm = _backend.nonnegative("max_norm", max_norm)
+    p = _norm_type(norm_type)
+    error_if_nonfinite = _backend.flag("error_if_nonfinite", error_if_nonfinite)
+    if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
+        if out is None:
+            return grads, index, None, max_norm, p, error_if_nonfinite, np.zeros(1), None, 0.0
+        _backend.backend(("out", out))
+        buf = _norm_out(out, out, _backend.array_module(out))
+        prev = buf.copy() if distributed else None
+        buf[...] = 0.0
+        total = 0.0 if isinstance(out, np.ndarray) else None
+        return grads, index, None, max_norm, p, error_if_nonfinite, buf, prev, total
+    xp = _backend.array_module(grads[0])
+    if out is not None or error_if_nonfinite or distributed or p > _SCALED_P:
+        # (otherwise the norm's native call checks the grads as the scaling one does, aliasing
+        # and read-only aside, which that one checks before it writes; the norm only wrote a
+        # buffer of ours: nothing the caller sees changed, and one pass over the arrays less)
+        _check_grads(grads, mod, index)
+    buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
+    prev = buf.copy() if (error_if_nonfinite or distributed) and out is not None else None
+    if _SCALED_P < p < math.inf:
+        total = _scaled_norm(mod, grads, p, buf, xp, index)
+    else:
+        with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
+            total = mod.grad_norm(grads, p, buf)
+    return grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total
+
+
+def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm) -> tuple:
+    """``(comm as a Communicator, _local_norm(...))``, the ranks agreed before the norm's collective:
+    an argument refused on one rank only (an int32 gradient, a NaN or negative ``max_norm``) raised
+    there while the others waited in the collective forever (or summed a NaN from it), and a
+    ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs between ranks (2 on one, inf
+    on another) clipped each rank by another norm, silently: its replica diverged. Now every rank
+    raises the same TypeError / ValueError (the refusing rank its own, the others naming it and the
+    rank), ``out`` as it was. One small allreduce (:func:`.distributed.agreement.refuse_together`)."""
+    from .distributed.agreement import refuse_together
+    from .distributed.communicator import as_communicator
+
+    comm = as_communicator(comm)
+    err, local = None, None
+    try:
+        local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, True)
+    except (TypeError, ValueError) as e:
+        err = e
+    same: tuple = (("norm_type", None), ("max_norm", None), ("error_if_nonfinite", None))
+    if local is not None:
+        _, _, _, m, p, flag, *_ = local
+        same = (("norm_type", p), ("max_norm", m), ("error_if_nonfinite", flag))
+    try:
+        comm._live("allreduce")  # (the call's collective, as the message of a finalized MPI names it)
+        refuse_together(comm, err, "clip_grad_norm_", same=same)
+    except BaseException:
+        if local is not None and local[7] is not None:  # out, written by this rank's norm: as it was
+            local[6][...] = local[7]
+        raise
+    assert local is not None  # (refuse_together raised where any rank refused)
+    return comm, local
 
 
 def _global_norm(buf, p: float, comm):
