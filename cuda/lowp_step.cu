@@ -1,7 +1,7 @@
 // optkern._cuda.lowp_step: the low-precision optimizer step of optkern._cpu.lowp_step
 // (cpp/lowp_step.cpp) on CuPy arrays, with the same bits: the same argument checks and
 // rule construction (optkern/lowp_step_args.hpp), the same element update
-// (lowp::update_element, load/store, load_state/store_states of optkern/lowp_storage.hpp,
+// (lowp::load_weight / load_raw / widen, apply_element, store_states of optkern/lowp_storage.hpp,
 // whose semantics the CPU loop is pinned to) and the same 8-bit block encoding:
 //
 //   per element:  s = float(state)        fp32 / bf16, or code * block scale (lowp::dequantize)

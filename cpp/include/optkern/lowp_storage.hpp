@@ -83,17 +83,14 @@ struct Config {
   float grad_mul = 1.0f;
 };
 
-// The loads of one element's update: its fp32 weight (master or fp32 param) and its unscaled
-// grad. (Apart from apply_element so that the CUDA kernel can issue a batch of elements' loads
-// before any of their stores, which the compiler may not reorder across: the arrays may alias
-// for all it knows.)
+// The loads of one element's update: its fp32 weight (master or fp32 param), and its grad as
+// stored, unscaled by grad_of. (Apart from apply_element so that the CUDA kernel can issue a
+// batch of elements' loads before any of their stores, which the compiler may not reorder
+// across: the arrays may alias for all it knows.)
 template <Fmt PF> OK_HD float load_weight(const Tensor& t, int64_t i) {
   return PF == Fmt::f32 ? static_cast<const float*>(t.p)[i] : t.master[i];
 }
 template <Fmt PF> OK_HD float grad_of(Raw<PF> g, const Config& c) { return rules::unscale(widen<PF>(g), c.grad_mul); }
-template <Fmt PF> OK_HD float load_grad(const Tensor& t, int64_t i, const Config& c) {
-  return grad_of<PF>(load_raw<PF>(t.g, i), c);
-}
 
 // The rule on loaded values, then the param and master stored; the new state values are left
 // in s[] for the caller (stored by store_states, or quantized per block).
@@ -109,19 +106,10 @@ OK_HD void apply_element(const Rule& rule, const Tensor& t, int64_t i, const Con
   }
 }
 
-// Load, rule, store the param and master (s[] in: the loaded states, out: the new ones).
-template <Fmt PF, class Rule>
-OK_HD void update_element(const Rule& rule, const Tensor& t, int64_t i, const Config& c, float* s) {
-  apply_element<PF>(rule, t, i, c, load_weight<PF>(t, i), load_grad<PF>(t, i, c), s);
-}
-
 // The Philox key of bf16 state k's words, and state k's random bits from its pair's word (the
 // mapping above; f32_to_bf16_sr reads the high half).
 OK_HD uint64_t state_key(const Config& c, int k) { return c.seed + 1u + uint64_t(k & ~1); }
 OK_HD uint32_t state_bits(uint32_t word, int k) { return (k & 1) ? word << 16 : word; }
-
-// State k's element i from an fp32 / bf16 array.
-template <Fmt SF> OK_HD float load_state(const Tensor& t, int k, int64_t i) { return load<SF>(t.s[k], i); }
 
 // States 0..K-1 of element i back into fp32 / bf16 arrays (bf16: stochastic, one word per pair).
 template <Fmt SF, int K> OK_HD void store_states(const Tensor& t, int64_t i, const float* s, const Config& c) {

@@ -83,6 +83,16 @@ def agree(comm, fn):
     return local, [s for _, s in got]
 
 
+def extremes(comm, values: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The largest and the smallest of each of ``values`` over the ranks, in one allreduce (MPI's
+    max of each value and of its negative; small numbers, never NaN): where the two differ, some
+    rank's value differs from another's. ``where`` names the call if MPI is finalized."""
+    buf = np.array([x for v in values for x in (float(v), -float(v))])
+    comm._live(where)
+    comm._mpi_allreduce(buf, "max")
+    return buf[0::2], -buf[1::2]
+
+
 def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple = ()) -> None:
     """``err``: this rank's refusal of a call's input (a TypeError / ValueError) or None. Raise on
     every rank when any rank refused: the rank's own error, elsewhere the lowest refusing rank's
@@ -96,11 +106,10 @@ def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple 
     float64 (max of each value and its negative); the messages are exchanged only when some rank
     refused or a value differs."""
     if comm.size > 1:
+        refused = 0.0 if err is None else 1.0
         values = [0.0 if mode is None else float(mode)] + [-1.0 if v is None else float(v) for _, v in same]
-        buf = np.array([0.0 if err is None else 1.0] + [x for v in values for x in (v, -v)])
-        comm._live(where)
-        comm._mpi_allreduce(buf, "max")  # (MPI's own max: small integers, never NaN)
-        if buf[0] != 0.0 or any(buf[1::2] != -buf[2::2]):
+        hi, lo = extremes(comm, [refused, *values], where)
+        if hi[0] != 0.0 or any(hi[1:] != lo[1:]):
             got = comm.allgather_object((_said(err), mode, [v for _, v in same]))
             # the groups first (the ranks' other errors follow from a group added on some only), then
             # the refusals, then the values (a refusing rank's own is None)

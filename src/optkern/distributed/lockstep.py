@@ -19,7 +19,7 @@ import hashlib
 import numpy as np
 
 from .. import _backend
-from .agreement import _raise_any, _said
+from .agreement import _raise_any, _said, extremes, first_unlike
 
 PRODUCT, DONE, REFUSED = 1, 2, 3
 _SAID = {PRODUCT: "asks for another product", DONE: "has finished its estimator", REFUSED: "refused its estimator"}
@@ -78,10 +78,8 @@ class Lockstep:
         if comm.size == 1:
             return
         values = (float(state), float(columns), fp)
-        buf = np.array([x for v in values for x in (v, -v)])
-        comm._live("allreduce")  # (the product's first collective)
-        comm._mpi_allreduce(buf, "max")
-        if all(buf[0::2] == -buf[1::2]):  # every rank alike (refused on every rank: each raises its own)
+        hi, lo = extremes(comm, list(values), "allreduce")  # ("allreduce": the product's first collective)
+        if all(hi == lo):  # every rank alike (refused on every rank: each raises its own)
             return
         got = comm.allgather_object((values, _said(err)))
         bad = err if err is not None else _apart([v for v, _ in got], [s for _, s in got])
@@ -105,10 +103,10 @@ def _apart(headers: list, said: list) -> Exception:
     except (TypeError, ValueError, RuntimeError) as e:
         return e
     states = [int(h[0]) for h in headers]
-    r = next((r for r, s in enumerate(states) if s != states[0]), None)
+    r = first_unlike(states)
     if r is not None:
         return ValueError(f"op: rank {r} {_SAID[states[r]]}, rank 0 {_SAID[states[0]]} ({_SAME})")
-    r = next(r for r, h in enumerate(headers) if h != headers[0])
+    r = first_unlike(headers) or 0  # (some header differs: _header compared them)
     if headers[r][1] != headers[0][1]:
         what = f"a product of {int(headers[r][1])} vectors on rank {r}, of {int(headers[0][1])} on rank 0"
     else:
