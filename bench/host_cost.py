@@ -95,11 +95,14 @@ def _torch_cases(n: int, size: int) -> dict:
     gs = [torch.randn(size, device="cuda") for _ in range(n)]
     ps = [torch.randn(size, device="cuda") for _ in range(n)]
     avg = [p.clone() for p in ps]
+    owners = [torch.empty(size, device="cuda") for _ in range(n)]  # torch clips parameters' .grad
+    for o, g in zip(owners, gs):
+        o.grad = g
     found = torch.zeros(1, device="cuda")
     inv = torch.ones(1, device="cuda")
     return {
-        "clip_grad_value_": lambda: torch.nn.utils.clip_grad_value_(gs, 0.5, foreach=True),
-        "clip_grad_norm_": lambda: torch.nn.utils.clip_grad_norm_(gs, 1e9, foreach=True),
+        "clip_grad_value_": lambda: torch.nn.utils.clip_grad_value_(owners, 0.5, foreach=True),
+        "clip_grad_norm_": lambda: torch.nn.utils.clip_grad_norm_(owners, 1e9, foreach=True),
         "GradScaler unscale_+update": lambda: torch._amp_foreach_non_finite_check_and_unscale_(gs, found, inv),
         "AveragedParams.update (ema)": lambda: torch._foreach_lerp_(avg, ps, 0.01),
     }

@@ -53,8 +53,10 @@ constexpr int kMaxTensors = 256;
 constexpr int64_t kMaxChunks = int64_t(1) << 30;        // grid.x and int32 safe
 static_assert(lowp::kSmallestBlock % 32 == 0, "a warp's lanes must cover an 8-bit block evenly");
 // 8-bit tiles keep K float32 values per element in shared memory: K <= 3 and the largest tile
-// (one 4096 block) stay within the 48 KB a launch gets without opting in.
-static_assert(3 * lowp::kLargestBlock * sizeof(float) <= 48 * 1024, "8-bit tile values exceed 48 KB");
+// (one 4096 block) take 48 KB, which with the static tables passes the 48 KB a launch gets
+// without cudaFuncSetAttribute's opt-in (made by launch); 64 KB leaves an H200's SM (228 KB)
+// three blocks of the largest tile.
+static_assert(3 * lowp::kLargestBlock * sizeof(float) <= 64 * 1024, "8-bit tile values exceed 64 KB");
 
 // Elements per block of threads: a chunk, or with 8-bit states a tile.
 __host__ __device__ inline int64_t span_of(bool q8, int64_t block) { return q8 ? (block > kStride ? block : kStride) : kChunk; }
@@ -77,8 +79,21 @@ __device__ __forceinline__ StateRaw<SF> state_raw(const lowp::Tensor& t, int k, 
   if constexpr (SF == Fmt::q8) return {lowp::load_raw<SF>(t.s[k], i), t.scale[k][i >> shift]};
   else return {lowp::load_raw<SF>(t.s[k], i), 0.0f};
 }
-template <Fmt SF> __device__ __forceinline__ float state_value(StateRaw<SF> r) {
-  if constexpr (SF == Fmt::q8) return lowp::dequantize(r.v, r.scale);
+// The two 8-bit maps' values, dyn_decode(c, false) in u[c] and dyn_decode(c, true) in s[c], filled
+// once per block of threads: a shared-memory lookup in place of each code's decode (a chain of
+// selects and conversions the 8-bit step's instruction count was dominated by, ncu on an H200).
+struct DecodeTable {
+  float u[256], s[256];
+};
+__device__ __forceinline__ void fill_decode_table(DecodeTable& d) {
+  for (int c = int(threadIdx.x); c < 256; c += kThreads) {
+    d.u[c] = lowp::dyn_decode(uint8_t(c), false);
+    d.s[c] = lowp::dyn_decode(uint8_t(c), true);
+  }
+}
+template <Fmt SF> __device__ __forceinline__ float state_value(StateRaw<SF> r, const DecodeTable* d) {
+  if constexpr (SF == Fmt::q8)
+    return lowp::dequantize_by(r.v, r.scale, [d](uint8_t c, bool is_signed) { return is_signed ? d->s[c] : d->u[c]; });
   else return lowp::widen<SF>(r.v);
 }
 
@@ -89,7 +104,7 @@ template <Fmt SF> __device__ __forceinline__ float state_value(StateRaw<SF> r) {
 template <Fmt PF, Fmt SF, class Rule>
 __device__ __forceinline__ void update_batch(const Rule& rule, const lowp::Tensor& t, int64_t a, int64_t hi,
                                              const lowp::Config& c, int shift, float* vals, int64_t lo,
-                                             int64_t span) {
+                                             int64_t span, const DecodeTable* dec) {
   constexpr int K = Rule::kState;
   constexpr int KS = K > 0 ? K : 1;
   float w[kBatch];
@@ -111,7 +126,7 @@ __device__ __forceinline__ void update_batch(const Rule& rule, const lowp::Tenso
     if (i >= hi) continue;
     float s[KS];
 #pragma unroll
-    for (int k = 0; k < K; ++k) s[k] = state_value<SF>(r[u][k]);
+    for (int k = 0; k < K; ++k) s[k] = state_value<SF>(r[u][k], dec);
     lowp::apply_element<PF>(rule, t, i, c, w[u], lowp::grad_of<PF>(g[u], c), s);
     if constexpr (SF == Fmt::q8) {
 #pragma unroll
@@ -120,6 +135,21 @@ __device__ __forceinline__ void update_batch(const Rule& rule, const lowp::Tenso
       lowp::store_states<SF, K>(t, i, s, c);
     }
   }
+}
+
+// Codes of the n values v[0, n) into codes[0, n) by the lanes of a warp, `encode` per value:
+// four consecutive values per lane read as one float4 and stored as one 32-bit word where codes is
+// 4-byte aligned (v, in shared memory, is 16-byte aligned: tiles and blocks are multiples of 64),
+// the rest one byte per lane.
+template <class Encode>
+__device__ __forceinline__ void encode_block(const float* v, int n, uint8_t* codes, int lane, const Encode& encode) {
+  const int n4 = (reinterpret_cast<uintptr_t>(codes) & 3u) == 0u ? n & ~3 : 0;
+  for (int e = 4 * lane; e < n4; e += 128) {
+    const float4 q = *reinterpret_cast<const float4*>(v + e);
+    *reinterpret_cast<uint32_t*>(codes + e) = uint32_t(encode(q.x)) | uint32_t(encode(q.y)) << 8 |
+                                              uint32_t(encode(q.z)) << 16 | uint32_t(encode(q.w)) << 24;
+  }
+  for (int e = n4 + lane; e < n; e += 32) codes[e] = encode(v[e]);
 }
 
 // The 8-bit blocks of the tile [lo, hi) whose new values are in vals: warp by warp, one (state,
@@ -131,18 +161,23 @@ template <int K>
 __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int shift, const float* vals,
                               int64_t span, const lowp::MapTables<7>& m7, const lowp::MapTables<8>& m8) {
   const int lane = int(threadIdx.x & 31u), warp = int(threadIdx.x >> 5);
-  const int64_t block = int64_t(1) << shift;
+  const int block = 1 << shift;
   const int nb = int((hi - lo + block - 1) >> shift);
   for (int x = warp; x < K * nb; x += kWarps) {
     const int k = x / nb, b = x % nb;
-    const int64_t first = int64_t(b) << shift;  // the block's offset in the tile
-    const int64_t n = hi - lo - first < block ? hi - lo - first : block;
+    const int first = b << shift;  // the block's offset in the tile
+    const int n = hi - lo - first < block ? int(hi - lo - first) : block;
     const float* v = vals + int64_t(k) * span + first;
     uint32_t amax = 0u, neg = 0u;
-    for (int64_t e = lane; e < n; e += 32) {
-      amax = max(amax, lowp::abs_bits(v[e]));
-      neg |= v[e] < 0.0f ? 1u : 0u;
+    const auto see = [&](float x) {
+      amax = max(amax, lowp::abs_bits(x));
+      neg |= x < 0.0f ? 1u : 0u;
+    };
+    for (int e = 4 * lane; e < (n & ~3); e += 128) {
+      const float4 q = *reinterpret_cast<const float4*>(v + e);
+      see(q.x), see(q.y), see(q.z), see(q.w);
     }
+    for (int e = (n & ~3) + lane; e < n; e += 32) see(v[e]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -153,9 +188,9 @@ __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int
     uint8_t* codes = static_cast<uint8_t*>(t.s[k]) + lo + first;
     const float r = 1.0f / fabsf(scale);  // (IEEE division: the CPU's RN(1 / s))
     if (lowp::fast_scale(scale, r)) {
-      for (int64_t e = lane; e < n; e += 32) codes[e] = lowp::quantize_fast(v[e], scale, r, m7, m8);
+      encode_block(v, n, codes, lane, [&](float x) { return lowp::quantize_fast(x, scale, r, m7, m8); });
     } else {
-      for (int64_t e = lane; e < n; e += 32) codes[e] = lowp::quantize(v[e], scale);
+      encode_block(v, n, codes, lane, [&](float x) { return lowp::quantize(x, scale); });
     }
   }
 }
@@ -175,7 +210,14 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hi = t.n < lo + span ? t.n : lo + span;
   const int shift = __ffsll(static_cast<long long>(c.block)) - 1;  // block: a power of two
   extern __shared__ float vals[];                                 // 8-bit states: [K][span]
-  for (int64_t a = lo; a < hi; a += kStride) update_batch<PF, SF>(rule, t, a, hi, c, shift, vals, lo, span);
+  const DecodeTable* dec = nullptr;
+  if constexpr (kQ8) {
+    __shared__ DecodeTable table;
+    fill_decode_table(table);
+    __syncthreads();
+    dec = &table;
+  }
+  for (int64_t a = lo; a < hi; a += kStride) update_batch<PF, SF>(rule, t, a, hi, c, shift, vals, lo, span, dec);
   if constexpr (kQ8) {
     __shared__ lowp::MapTables<7> m7;
     __shared__ lowp::MapTables<8> m8;
@@ -197,6 +239,10 @@ void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::C
   constexpr bool q8 = SF == Fmt::q8 && Rule::kState > 0;
   const int64_t span = span_of(q8, c.block);
   const size_t shared = q8 ? size_t(Rule::kState) * size_t(span) * sizeof(float) : 0;
+  if (q8) {  // (every launch: the attribute is the current device's, and costs no synchronization)
+    check_cuda(cudaFuncSetAttribute(lowp_kernel<PF, SF, Rule>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
+               "optkern._cuda lowp_step (shared memory opt-in)");
+  }
   Table tab{};
   const auto flush = [&] {
     if (tab.count == 0) return;

@@ -68,22 +68,22 @@ def stored(x, fmt):
 class Padded:
     """A device copy of a host array, a view inside a buffer of SENTINEL bytes."""
 
-    def __init__(self, h):
-        self.n = h.nbytes
-        self.buf = cp.full(self.n + 2 * PAD, SENTINEL, dtype=cp.uint8)
-        self.view = self.buf[PAD : PAD + self.n].view(h.dtype) if self.n else cp.zeros(0, h.dtype)
+    def __init__(self, h, offset=0):
+        self.n, self.lo = h.nbytes, PAD + offset  # offset: bytes past PAD (misaligns the view)
+        self.buf = cp.full(self.n + 2 * PAD + offset, SENTINEL, dtype=cp.uint8)
+        self.view = self.buf[self.lo : self.lo + self.n].view(h.dtype) if self.n else cp.zeros(0, h.dtype)
         if self.n:
             self.view[...] = cp.asarray(h)
 
     def pads_intact(self):
         b = cp.asnumpy(self.buf)
-        return bool((b[:PAD] == SENTINEL).all() and (b[PAD + self.n :] == SENTINEL).all())
+        return bool((b[: self.lo] == SENTINEL).all() and (b[self.lo + self.n :] == SENTINEL).all())
 
 
 class Call:
     """One call's lists on the host and (padded) on the device; `sizes` elements per tensor."""
 
-    def __init__(self, rng, rule, pf, sf, sizes, block=256):
+    def __init__(self, rng, rule, pf, sf, sizes, block=256, state_offset=0):
         self.rule, self.pf, self.sf, self.block = rule, pf, sf, block
         self.rng, self.sizes = rng, sizes
         p = [stored(rng.standard_normal(n), pf) for n in sizes]
@@ -93,15 +93,15 @@ class Call:
         self.host["scales"] = [[np.zeros(b, np.float32) for b in nb] for _ in range(rule.n_states)]
         if sf != "int8":
             self.host["scales"] = None
-        self.dev = {k: self._to_dev(v) for k, v in self.host.items()}
+        self.dev = {k: self._to_dev(v, state_offset if k == "states" else 0) for k, v in self.host.items()}
 
     @staticmethod
-    def _to_dev(v):
+    def _to_dev(v, offset=0):
         if v is None:
             return None
         if isinstance(v, np.ndarray):
-            return Padded(v)
-        return [Call._to_dev(x) for x in v]
+            return Padded(v, offset)
+        return [Call._to_dev(x, offset) for x in v]
 
     @staticmethod
     def _views(v):
@@ -163,11 +163,24 @@ def test_equals_the_cpu_step_bit_for_bit(rule, pf, sf, sr):
 def test_chunk_tile_and_block_boundaries(block):
     """Sizes around the kernel's 1024-element batches and tiles (8-bit tiles: max(block, 1024)),
     its 32768-element chunks, 8-bit blocks of 64..4096; AMSGrad's three states fill the largest
-    tile's shared memory (3 x 4096 floats: the 48 KB a launch gets)."""
+    tile's shared memory (3 x 4096 floats: with the static tables past the 48 KB a launch gets
+    without the kernel's opt-in)."""
     sizes = [1023, 1024, 1025, 2047, 2049, 4095, 4096, 4097, 32_767, 32_768, 32_769, 65_536 + 3, 63, 65]
     c = Call(np.random.default_rng(502), RULES[6], "bfloat16", "int8", sizes, block)
     for t in range(1, 4):
         c.step(t, sr=True)
+        c.assert_equal()
+
+
+@pytest.mark.parametrize("offset", [1, 2, 3])
+def test_8bit_states_at_any_byte_offset(offset):
+    """Codes are stored four to a 32-bit word where the state array is 4-byte aligned, else one
+    byte at a time: states at every misalignment, full and partial blocks, against the CPU."""
+    sizes = [1023, 4096, 4097, 300, 64, 65, 1]
+    c = Call(np.random.default_rng(503), RULES[3], "float16", "int8", sizes, 256, state_offset=offset)
+    assert all(int(a.data.ptr) % 4 == offset % 4 for a in c._views(c.dev["states"])[0])
+    for t in range(1, 4):
+        c.step(t)
         c.assert_equal()
 
 

@@ -100,6 +100,20 @@ def rewrite_launches(src: str, where: str = "") -> tuple[str, int]:
     return src, count
 
 
+def rewrite_opt_ins(src: str) -> str:
+    """Every ``cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)``
+    as ``::okemu::opt_in_shared("kernel", bytes)``: the emulator keys the opt-in by the kernel
+    expression's text, which its launches' names end with."""
+    for m in reversed(list(re.finditer(r"\bcudaFuncSetAttribute\s*\(", src))):
+        end = _matching_paren(src, m.end() - 1)
+        args = _split_declarators(src[m.end() : end])  # (template arguments nest)
+        if len(args) != 3 or args[1].strip() != "cudaFuncAttributeMaxDynamicSharedMemorySize":
+            raise ValueError(f"cannot emulate {src[m.start() : end + 1]!r}")
+        kernel = " ".join(args[0].split())
+        src = src[: m.start()] + f"::okemu::opt_in_shared({json.dumps(kernel)}, {args[2].strip()})" + src[end + 1 :]
+    return src
+
+
 def _split_declarators(text: str) -> list[str]:
     """Top-level comma split that also nests template arguments (``SumK<T, K> sm[32], x``)."""
     out, depth, cur = [], 0, []
@@ -164,7 +178,8 @@ def _flags(asan: bool) -> list[str]:
     inc = [HERE / "include", ROOT / "cpp" / "include", Path(pybind11.get_include())]
     # -O2 with ASan too: GCC forms fused multiply-adds only from -O2 on, and the CUDA tests compare
     # with the CPU module bit for bit (an -O1 build fails them by a last bit, as nvcc --fmad=false would).
-    flags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-g", "-O2"]
+    # -fno-strict-aliasing: kernels read float arrays as float4 (vector loads), as CUDA allows.
+    flags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-g", "-O2", "-fno-strict-aliasing"]
     # nvcc contracts a * b + c into an fma (--fmad=true), and so does GCC's AVX2 clone of the CPU
     # loops that the CUDA tests compare with bit for bit: with FMA on this CPU the emulator contracts
     # too (GCC's choices, not nvcc's: where the two compilers contract differently, only a GPU tells).
@@ -199,7 +214,7 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
     # Headers too (they launch kernels): the rewritten copies sit beside the units, which
     # include them by quoted name, so they are found before anything on the include path.
     for f in sorted([*CUDA.glob("*.cu"), *CUDA.glob("*.cuh"), *CUDA.glob("*.hpp")]):
-        text, _ = rewrite_launches(f.read_text(), f"cuda/{f.name}")
+        text, _ = rewrite_launches(rewrite_opt_ins(f.read_text()), f"cuda/{f.name}")
         text, _ = fresh_shared(dynamic_shared(text))
         dst = srcdir / (f.stem + ".cpp" if f.suffix == ".cu" else f.name)
         if not dst.exists() or dst.read_text() != text:

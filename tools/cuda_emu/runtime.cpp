@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -100,6 +101,14 @@ std::vector<void*> g_stacks;
 unsigned long long g_block_serial = 0;  // blocks run so far (shared memory is fresh per block)
 std::vector<unsigned char>* g_dynamic = nullptr;  // the running launch's dynamic shared memory
 std::unordered_map<const void*, unsigned long long> g_shared_seen;  // variable -> block that filled it
+// Shared memory per block: static bytes this block has reached (the device counts every
+// `__shared__` variable of the kernel, here only those reached: a lower bound), the launch's
+// dynamic bytes and its limit. Without cudaFuncSetAttribute's opt-in, static + dynamic <= 48 KB;
+// with an opt-in of N bytes, dynamic <= N and static + N <= 227 KB (an H100 / H200 block's most).
+constexpr size_t kDefaultShared = 48u * 1024u, kOptInShared = 227u * 1024u;
+size_t g_block_static = 0, g_launch_dynamic = 0, g_launch_opt_in = 0;
+const char* g_launch_name = "";
+std::unordered_map<std::string, size_t> g_opt_in;  // kernel expression -> opted-in dynamic bytes
 
 enum class Order { forward, reverse, shuffle };
 struct Scheduling {
@@ -222,6 +231,7 @@ void run_block(Block& b, dim3 block) {
   b.live = n;
   b.error.clear();
   ++g_block_serial;
+  g_block_static = 0;
   if (g_dynamic) std::memset(g_dynamic->data(), 0xff, g_dynamic->size());  // undefined at block start
   for (int i = 0; i < n; ++i) {
     Fiber& f = b.fibers[size_t(i)];
@@ -315,14 +325,42 @@ void shared_fresh(void* p, size_t bytes) {
   if (seen == g_block_serial) return;  // filled by an earlier thread of this block
   seen = g_block_serial;
   std::memset(p, 0xff, bytes);
+  g_block_static += bytes;
+  const bool over = g_launch_opt_in ? g_block_static + g_launch_opt_in > kOptInShared
+                                    : g_block_static + g_launch_dynamic > kDefaultShared;
+  if (over && g_last_error == cudaSuccess) {  // the device refuses such a launch: cudaLaunchKernel's error
+    g_last_error = cudaErrorInvalidValue;
+    std::fprintf(stderr, "cuda_emu: %zu bytes of static + %zu of dynamic shared memory (opt-in %zu) in %s\n",
+                 g_block_static, g_launch_dynamic, g_launch_opt_in, g_launch_name);
+  }
+}
+
+// The text after a launch name's "cuda/file.cu:line " (build.py's names), else the whole name.
+std::string kernel_of(const char* name) {
+  const char* sp = std::strchr(name, ' ');
+  return sp && std::strncmp(name, "cuda/", 5) == 0 ? std::string(sp + 1) : std::string(name);
+}
+
+cudaError_t opt_in_shared(const char* kernel, long long bytes) {
+  if (bytes < 0 || size_t(bytes) > kOptInShared) return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(g_launch_mutex);
+  g_opt_in[kernel] = size_t(bytes);
+  return cudaSuccess;
 }
 
 void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& body, const char* name) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   // The device's limits: 1024 threads (z <= 64), grid.x < 2^31, grid.y and grid.z <= 65535, and 48 KB
-  // of dynamic shared memory without cudaFuncSetAttribute's opt-in (which the project never makes).
+  // of dynamic shared memory without cudaFuncSetAttribute's opt-in (static bytes: shared_fresh).
+  size_t opt_in = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    const auto it = g_opt_in.find(kernel_of(name));
+    if (it != g_opt_in.end()) opt_in = it->second;
+  }
   if (threads == 0 || threads > uint64_t(kMaxThreads) || block.z > 64 || grid.x == 0 || grid.y == 0 ||
-      grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535u || grid.z > 65535u || shmem > 48u * 1024u) {
+      grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535u || grid.z > 65535u ||
+      shmem > (opt_in ? opt_in : kDefaultShared)) {
     // What the device reports for an invalid configuration, at cudaGetLastError.
     g_last_error = cudaErrorInvalidValue;
     std::fprintf(stderr, "cuda_emu: invalid launch configuration (%u,%u,%u)x(%u,%u,%u) in %s\n", grid.x, grid.y,
@@ -332,6 +370,9 @@ void run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()>& 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   ++g_launches;
   ++g_sites[name];
+  g_launch_dynamic = shmem;
+  g_launch_opt_in = opt_in;
+  g_launch_name = name;
   static const bool skip = [] {
     const char* v = std::getenv("OKEMU_SKIP_KERNELS");
     return v && *v && std::string(v) != "0";

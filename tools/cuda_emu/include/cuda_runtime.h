@@ -50,6 +50,9 @@
 struct uint3 {
   unsigned x, y, z;
 };
+struct alignas(16) float4 {  // (CUDA's vector type: one 16-byte load or store)
+  float x, y, z, w;
+};
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -76,6 +79,9 @@ enum cudaMemcpyKind {
   cudaMemcpyDefault = 4
 };
 enum cudaDeviceAttr { cudaDevAttrMemoryPoolsSupported = 115 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+// Only build.py's rewrite of it (okemu::opt_in_shared) runs here: a call it missed does not build.
+template <class K> cudaError_t cudaFuncSetAttribute(K*, cudaFuncAttribute, int) = delete;
 enum cudaMemAllocationType { cudaMemAllocationTypeInvalid = 0, cudaMemAllocationTypePinned = 1 };
 enum cudaMemLocationType { cudaMemLocationTypeInvalid = 0, cudaMemLocationTypeDevice = 1 };
 enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
@@ -167,6 +173,10 @@ void shared_fresh(void* p, size_t bytes);
 // The running launch's dynamic shared memory (`extern __shared__ T name[];`, which build.py
 // rewrites to a pointer to it): the launch's shmem bytes, 0xff-filled when each block starts.
 void* dynamic_shared();
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), which build.py
+// rewrites to this with the kernel expression's text: launches of that expression (their names'
+// text after "file:line ") may take `bytes` of dynamic shared memory.
+cudaError_t opt_in_shared(const char* kernel, long long bytes);
 
 template <class T> T shuffle_from(T v, int src_lane, unsigned mask) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffle of a value wider than 8 bytes");

@@ -241,12 +241,19 @@ OK_HD float block_scale(float absmax, bool any_negative) { return any_negative ?
 // The product is rounded on its own on the device as well: the CPU loop stores the decoded
 // state before the rule reads it, and nvcc could otherwise fuse this product into the rule's
 // first add (a bit the 8-bit state's CPU-GPU equality tests would see).
-OK_HD float dequantize(uint8_t c, float scale) {
+OK_HD float mul_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
-  return scale < 0.0f ? __fmul_rn(dyn_decode(c, true), -scale) : __fmul_rn(dyn_decode(c, false), scale);
+  return __fmul_rn(a, b);
 #else
-  return scale < 0.0f ? dyn_decode(c, true) * -scale : dyn_decode(c, false) * scale;
+  return a * b;
 #endif
+}
+// `decode(c, is_signed)`: dyn_decode, or a lookup of its values (the CUDA step's shared table).
+template <class Decode> OK_HD float dequantize_by(uint8_t c, float scale, const Decode& decode) {
+  return scale < 0.0f ? mul_rn(decode(c, true), -scale) : mul_rn(decode(c, false), scale);
+}
+OK_HD float dequantize(uint8_t c, float scale) {
+  return dequantize_by(c, scale, [](uint8_t x, bool is_signed) { return dyn_decode(x, is_signed); });
 }
 OK_HD uint8_t quantize(float x, float scale) {
   if (scale == 0.0f) return 0u;
