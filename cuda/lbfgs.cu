@@ -138,7 +138,9 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
   check_disjoint(h, {sn, yn, g, pg, d, out});
   require_current_device(dev, "g");
   cudaStream_t s = current_stream();
-  const int64_t n = h.n, nb = num_blocks(n, 16384, 512);
+  // Column segments of 8192 (up to 512 of them, times the row groups): a 1M-element history has
+  // 128 x groups blocks (16384-column segments left half of an H200's SMs without work).
+  const int64_t n = h.n, nb = num_blocks(n, 8192, 512);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const ScratchBuffer buf(sizeof(double) * size_t(Q * nb), s, dev);  // freed (stream-ordered) on return
@@ -183,7 +185,9 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
   check_disjoint(h, {g, d, out});
   require_current_device(dev, "g");
   cudaStream_t s = current_stream();
-  const int64_t n = h.n, nb = num_blocks(n, 16384, 1024);
+  // Segments of 4096 (up to 1024 blocks): 1M elements take 256 blocks (with 16384, 64: 45 % of the
+  // probe on an H200, half its SMs idle).
+  const int64_t n = h.n, nb = num_blocks(n, 4096, 1024);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const ScratchBuffer buf(sizeof(double) * size_t(2 * nb), s, dev);  // freed (stream-ordered) on return

@@ -14,8 +14,9 @@
 // in flight at a time left the 8-bit step latency-bound: 17-20 % of the copy probe on an H200).
 //
 // fp32 / bf16 states: a block of threads owns a chunk of kChunk elements. 8-bit states: a block
-// owns one tile of max(block, kStride) elements, a whole number of 8-bit blocks: every element is
-// updated, its new state values kept in shared memory; then each warp takes whole 8-bit blocks,
+// owns a chunk of whole tiles of max(block, kStride) elements, each tile a whole number of 8-bit
+// blocks, taken one at a time: every element of the tile is updated, its new state values kept
+// in shared memory; then each warp takes whole 8-bit blocks,
 // reduces their absmax and sign, and writes their scale and codes (optkern/q8_fast.hpp's
 // division-free encoder, the CPU's portable loop's: the exact codes, with the exact quantize for
 // the few values it flags). The absmax is an integer max over the bits of |x| (lowp::abs_bits),
@@ -60,6 +61,13 @@ static_assert(3 * lowp::kLargestBlock * sizeof(float) <= 64 * 1024, "8-bit tile 
 
 // Elements per block of threads: a chunk, or with 8-bit states a tile.
 __host__ __device__ inline int64_t span_of(bool q8, int64_t block) { return q8 ? (block > kStride ? block : kStride) : kChunk; }
+// Elements per block of threads: 8-bit states take whole tiles, at least kQ8Chunk elements (one
+// 1024-element tile per block spent a fifth of the step on each block's table set-up).
+constexpr int64_t kQ8Chunk = 4 * kStride;
+__host__ __device__ inline int64_t chunk_of(bool q8, int64_t block) {
+  const int64_t tile = span_of(q8, block);
+  return q8 && tile < kQ8Chunk ? kQ8Chunk : tile;  // (tiles and kQ8Chunk: powers of two)
+}
 
 // The launch's tensors and the prefix sum of their chunk counts (one block per chunk).
 struct Table {
@@ -202,25 +210,19 @@ __global__ void __launch_bounds__(kThreads)
   lowp::Config c = config;
   if (c.grad_scale) c.grad_mul = rules::inv_scale(*c.grad_scale);  // GradScaler's scale, read on the device
   constexpr bool kQ8 = SF == Fmt::q8 && Rule::kState > 0;
-  const int64_t span = span_of(kQ8, c.block);
+  const int64_t span = span_of(kQ8, c.block), chunk = chunk_of(kQ8, c.block);
   const int ci = int(blockIdx.x);
   const int ti = mt::find_tensor(tab, ci);
   const lowp::Tensor& t = tab.t[ti];
-  const int64_t lo = int64_t(ci - tab.first_chunk[ti]) * span;
-  const int64_t hi = t.n < lo + span ? t.n : lo + span;
+  const int64_t lo = int64_t(ci - tab.first_chunk[ti]) * chunk;
+  const int64_t hi = t.n < lo + chunk ? t.n : lo + chunk;
   const int shift = __ffsll(static_cast<long long>(c.block)) - 1;  // block: a power of two
   extern __shared__ float vals[];                                 // 8-bit states: [K][span]
-  const DecodeTable* dec = nullptr;
   if constexpr (kQ8) {
     __shared__ DecodeTable table;
-    fill_decode_table(table);
-    __syncthreads();
-    dec = &table;
-  }
-  for (int64_t a = lo; a < hi; a += kStride) update_batch<PF, SF>(rule, t, a, hi, c, shift, vals, lo, span, dec);
-  if constexpr (kQ8) {
     __shared__ lowp::MapTables<7> m7;
     __shared__ lowp::MapTables<8> m8;
+    fill_decode_table(table);
     if (threadIdx.x == 0) {  // (constants, evaluated by the compiler as the CPU's kMap)
       constexpr lowp::MapTables<7> c7 = lowp::make_map<7>();
       constexpr lowp::MapTables<8> c8 = lowp::make_map<8>();
@@ -228,7 +230,16 @@ __global__ void __launch_bounds__(kThreads)
       m8 = c8;
     }
     __syncthreads();
-    quantize_tile<Rule::kState>(t, lo, hi, shift, vals, span, m7, m8);
+    for (int64_t tlo = lo; tlo < hi; tlo += span) {  // the chunk's tiles, one at a time through vals
+      const int64_t thi = hi < tlo + span ? hi : tlo + span;
+      for (int64_t a = tlo; a < thi; a += kStride)
+        update_batch<PF, SF>(rule, t, a, thi, c, shift, vals, tlo, span, &table);
+      __syncthreads();
+      quantize_tile<Rule::kState>(t, tlo, thi, shift, vals, span, m7, m8);
+      __syncthreads();  // (the next tile's values overwrite vals)
+    }
+  } else {
+    for (int64_t a = lo; a < hi; a += kStride) update_batch<PF, SF>(rule, t, a, hi, c, shift, vals, lo, span, nullptr);
   }
 }
 
@@ -237,7 +248,7 @@ template <Fmt PF, Fmt SF, class Rule>
 void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::Config& c, const float* found_inf,
             cudaStream_t s) {
   constexpr bool q8 = SF == Fmt::q8 && Rule::kState > 0;
-  const int64_t span = span_of(q8, c.block);
+  const int64_t span = span_of(q8, c.block), chunk = chunk_of(q8, c.block);
   const size_t shared = q8 ? size_t(Rule::kState) * size_t(span) * sizeof(float) : 0;
   if (q8) {  // (every launch: the attribute is the current device's, and costs no synchronization)
     check_cuda(cudaFuncSetAttribute(lowp_kernel<PF, SF, Rule>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
@@ -252,7 +263,7 @@ void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::C
   };
   for (const lowp::Tensor& t : ts) {
     if (t.n == 0) continue;
-    const int64_t chunks = (t.n + span - 1) / span;
+    const int64_t chunks = (t.n + chunk - 1) / chunk;
     if (chunks > kMaxChunks) throw std::runtime_error("optkern._cuda: array too large for one launch");
     if (tab.first_chunk[tab.count] + chunks > kMaxChunks) flush();
     tab.t[tab.count] = t;

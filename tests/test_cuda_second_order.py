@@ -35,8 +35,9 @@ def _f(a):
 
 # ---- L-BFGS kernels --------------------------------------------------------------------------------
 
-# (n, k): one block, odd sizes, several column blocks; 9M: the push's 512-block cap (16384-column
-# segments grow past it); 17M: the direction's 1024-block cap.
+# (n, k): one block, odd sizes, several column blocks; 9M: the push's 512-block cap (8192-column
+# segments grow past it from 4.2M); 17M: the direction's 1024-block cap (4096-column segments
+# grow past it from 4.2M).
 # k = 120, 121, 241: one full table of rows per launch, one more row, two tables and one row
 SMALL_SIZES = [(1, 0), (7, 3), (1023, 5), (70001, 4), (70001, 9), (7, 120), (1023, 121), (257, 241)]
 LBFGS_SIZES = SMALL_SIZES + [(9_000_001, 2), (17_000_003, 1)]
