@@ -68,6 +68,13 @@ def test_launch_sites_are_named_by_file_and_line():
     assert all(s.startswith("cuda/") for s in sites)
 
 
+def test_shared_memory_opt_ins_are_rewritten():
+    src = "check(cudaFuncSetAttribute(k<A, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(n)), w);"
+    assert emu_build.rewrite_opt_ins(src) == 'check(::okemu::opt_in_shared("k<A, B>", int(n)), w);'
+    with pytest.raises(ValueError, match="cannot emulate"):
+        emu_build.rewrite_opt_ins("cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 50);")
+
+
 def test_bad_launch_syntax_is_refused():
     with pytest.raises(ValueError, match="configuration"):
         emu_build.rewrite_launches("k<<<1>>>(x);")
@@ -171,6 +178,16 @@ __global__ void tail_shuffle(const double* x, int n, double* out) {
   if (i == 0) out[0] = v;
 }
 
+// 1 KB of static shared memory next to the launch's dynamic bytes.
+__global__ void static_and_dynamic(float* out) {
+  __shared__ float table[256];
+  extern __shared__ float dyn[];
+  table[threadIdx.x] = 1.0f;
+  dyn[threadIdx.x] = 2.0f;
+  __syncthreads();
+  out[threadIdx.x] = table[threadIdx.x] + dyn[threadIdx.x];
+}
+
 int main() {
   int fails = 0;
   const char* order_env = std::getenv("OKEMU_ORDER");
@@ -259,6 +276,21 @@ int main() {
     check(ok, "grid.y / grid.z > 65535, block.z > 64, > 48 KB of dynamic shared memory: invalid");
   }
   {
+    cudaGetLastError();
+    std::vector<float> out(256, 0.0f);
+    static_and_dynamic<<<1, 256, 48 * 1024 - 1024>>>(out.data());  // 1 KB static + 47 KB: fits
+    bool ok = cudaGetLastError() == cudaSuccess && out[255] == 3.0f;
+    static_and_dynamic<<<1, 256, 48 * 1024>>>(out.data());  // 1 KB past 48 KB without the opt-in
+    ok = ok && cudaGetLastError() == cudaErrorInvalidValue;
+    ok = ok && cudaFuncSetAttribute(static_and_dynamic, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) ==
+                   cudaSuccess;
+    static_and_dynamic<<<1, 256, 64 * 1024>>>(out.data());
+    ok = ok && cudaGetLastError() == cudaSuccess;
+    static_and_dynamic<<<1, 256, 64 * 1024 + 4>>>(out.data());  // past the opted-in bytes
+    ok = ok && cudaGetLastError() == cudaErrorInvalidValue;
+    check(ok, "static + dynamic shared memory past 48 KB needs the kernel's opt-in, and stays within it");
+  }
+  {
     std::vector<int> out(64, -2);
     left_racy<<<1, 64>>>(out.data());
     bool right = true;
@@ -306,9 +338,9 @@ def test_shared_declarations_get_fresh_calls():
 @pytest.mark.skipif(CXX is None, reason="no C++ compiler")
 def test_scheduler_semantics(tmp_path):
     src = tmp_path / "kernels.cpp"
-    text, n = emu_build.rewrite_launches(KERNELS)
-    assert n == 17
-    text, _ = emu_build.fresh_shared(text)
+    text, n = emu_build.rewrite_launches(emu_build.rewrite_opt_ins(KERNELS))
+    assert n == 21
+    text, _ = emu_build.fresh_shared(emu_build.dynamic_shared(text))
     src.write_text(text)
     exe = tmp_path / "kernels"
     subprocess.run(
@@ -319,4 +351,4 @@ def test_scheduler_semantics(tmp_path):
         env = {**os.environ, "OKEMU_ORDER": order, "OKEMU_SEED": "7"}
         r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, env=env)
         assert r.returncode == 0 and "FAIL" not in r.stdout, order + "\n" + r.stdout + r.stderr
-        assert r.stdout.count("ok ") == 13, order
+        assert r.stdout.count("ok ") == 14, order
