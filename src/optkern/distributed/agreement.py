@@ -11,6 +11,7 @@ rank its own error, the others the same type naming it and the rank.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import numbers
 
@@ -68,32 +69,66 @@ def check_comm_kinds(kinds: list) -> None:
         )
 
 
-def agree(comm, fn):
+def agree(comm, fn, call: str = "set-up"):
     """``fn()`` on every rank, which returns ``(local, shared)``; returns ``(local, [every rank's
     shared])``. A TypeError / ValueError from ``fn`` on any rank raises on every rank (the rank's
     own error, or the lowest failing rank's, same type, saying which rank): no rank goes on to a
-    collective the others never enter. One allgather of small objects (set-up, not steps)."""
+    collective the others never enter. A header (:func:`extremes`: the ranks are all in ``call``)
+    and one allgather of small objects (set-up, not steps)."""
     try:
         local, shared = fn()
         err = None
     except (TypeError, ValueError) as e:
         local, shared, err = None, None, e
+    if comm.size > 1:
+        extremes(comm, [], "allgather_object", call)
     got = comm.allgather_object((_said(err), shared))
     _raise_any(err, [e for e, _ in got])
     return local, [s for _, s in got]
 
 
-def extremes(comm, values: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+#: Values of every call's first allreduce (its header): the call's code, then up to
+#: ``HEADER - 1`` values of the caller's, zeros after. One length for every call, so that ranks in
+#: two different calls (``step`` on one, ``synchronize`` on another) pair their headers up and
+#: see it, where allreduces of two lengths aborted the job (MPI_ERR_TRUNCATE, "Message truncated").
+HEADER = 12
+
+
+@functools.cache
+def _code(call: str) -> float:
+    """A call's name as a 40-bit integer (exact in a float64, and in its negative)."""
+    return float(int.from_bytes(hashlib.blake2b(call.encode(), digest_size=5).digest(), "little"))
+
+
+def extremes(comm, values: list, where: str, call: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The largest and the smallest of each of ``values`` over the ranks, in one allreduce (MPI's
     max of each value and of its negative; small numbers, never NaN): where the two differ, some
-    rank's value differs from another's. ``where`` names the call if MPI is finalized."""
-    buf = np.array([x for v in values for x in (float(v), -float(v))])
+    rank's value differs from another's. ``where`` names the call if MPI is finalized; ``call``
+    (default ``where``) is the call the ranks must all be making: the allreduce is the call's
+    header (:data:`HEADER`), and ranks making different calls raise a RuntimeError on every rank,
+    naming each rank's call, before either call's collectives."""
+    if len(values) >= HEADER:
+        raise AssertionError(f"{where}: a header holds {HEADER - 1} values, not {len(values)}")
+    head = [_code(call or where), *map(float, values)] + [0.0] * (HEADER - 1 - len(values))
+    buf = np.array([x for v in head for x in (v, -v)])
     comm._live(where)
     comm._mpi_allreduce(buf, "max")
-    return buf[0::2], -buf[1::2]
+    hi, lo = buf[0::2], -buf[1::2]
+    if hi[0] != lo[0]:
+        raise calls_apart(comm.allgather_object(call or where))
+    return hi[1 : len(values) + 1], lo[1 : len(values) + 1]
 
 
-def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple = ()) -> None:
+def calls_apart(calls: list) -> RuntimeError:
+    """The error every rank raises when the ranks' headers come from different calls."""
+    said = ", ".join(f"rank {r}: {c}" for r, c in enumerate(calls))
+    return RuntimeError(
+        f"the ranks made different collective calls ({said}): every rank makes the same calls of "
+        "the distributed objects, in the same order (nothing was reduced or written)"
+    )
+
+
+def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple = (), call: str | None = None) -> None:
     """``err``: this rank's refusal of a call's input (a TypeError / ValueError) or None. Raise on
     every rank when any rank refused: the rank's own error, elsewhere the lowest refusing rank's
     (same type, saying which rank), before the call's collectives -- a rank alone with a bad
@@ -103,12 +138,12 @@ def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple 
     wrapped optimizer's count of ``"param_groups"`` (a group added on some ranks only: those
     rebuilt their buckets, collectively, while the others reduced), a root (``to=0`` on one rank,
     ``to=1`` on another: each waited for the other's gather forever). One allreduce of a few
-    float64 (max of each value and its negative); the messages are exchanged only when some rank
-    refused or a value differs."""
+    float64 (max of each value and its negative), the call's header (``call``, default ``where``:
+    :func:`extremes`); the messages are exchanged only when some rank refused or a value differs."""
     if comm.size > 1:
         refused = 0.0 if err is None else 1.0
         values = [0.0 if mode is None else float(mode)] + [-1.0 if v is None else float(v) for _, v in same]
-        hi, lo = extremes(comm, [refused, *values], where)
+        hi, lo = extremes(comm, [refused, *values], where, call)
         if hi[0] != 0.0 or any(hi[1:] != lo[1:]):
             got = comm.allgather_object((_said(err), mode, [v for _, v in same]))
             # the groups first (the ranks' other errors follow from a group added on some only), then
@@ -180,7 +215,7 @@ def load_together(comm, optimizer, load, digest=None, apart=None) -> None:
         return None, (None if digest is None else digest())
 
     try:
-        digests = agree(comm, run)[1]
+        digests = agree(comm, run, "load_state_dict")[1]
         bad = (apart or loaded_apart)(digests)
         if bad is not None:
             raise bad

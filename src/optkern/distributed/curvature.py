@@ -22,7 +22,7 @@ def global_share(local_rows, comm) -> float:
     """``local_rows / sum over ranks of local_rows`` (0 for a rank with no rows)."""
     comm = as_communicator(comm)
     # (checked inside the exchange: a rank alone with a bad count must not leave the others in it)
-    n, counts = agree(comm, lambda: (_backend.integer("local_rows", local_rows, lo=0),) * 2)
+    n, counts = agree(comm, lambda: (_backend.integer("local_rows", local_rows, lo=0),) * 2, "global_share")
     total = sum(counts)
     if total == 0:
         raise ValueError("local_rows: every rank has zero rows")
@@ -59,7 +59,7 @@ def distributed(op, comm, weight: float = 1.0):
     comm = as_communicator(comm)
     # this rank's arguments checked inside the exchange of shapes: a rank alone with a bad weight
     # (its own share) or operator raised while the others waited in that exchange forever
-    op, shape = agree(comm, lambda: _local(op, weight, as_operator))
+    op, shape = agree(comm, lambda: _local(op, weight, as_operator), "curvature.distributed")
     weight = _weight(weight)
     if any(s != shape[0] for s in shape):
         r = next(i for i, s in enumerate(shape) if s != shape[0])

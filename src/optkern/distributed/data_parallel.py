@@ -161,7 +161,7 @@ class DistributedOptimizer:
         # grad_weight, for uneven shards) raised while the others waited in the allgathers below
         # (and the Communicators compared: ordered on some ranks only, their reductions never paired up)
         local = lambda: _local_set_up(self.comm, optimizer, bucket_mb, op, grad_weight, direct_kb)  # noqa: E731
-        args, shared = agree(self.comm, local)
+        args, shared = agree(self.comm, local, "DistributedOptimizer()")
         check_comm_kinds([kind for kind, _ in shared])
         check_same_sizes([sizes for _, sizes in shared])
         bucket_mb, direct_kb, self.grad_weight, self._params = args
@@ -183,7 +183,11 @@ class DistributedOptimizer:
         only made that replica diverge silently). One allgather here, one small allreduce a step."""
         opt, words = self.optimizer, hyper_check.REPLICA
         counts = [len(g["params"]) for g in opt.param_groups]
-        got = agree(self.comm, lambda: (None, (hyper_check.signature(opt, counts, words), state_digest(params[new:]))))
+        got = agree(
+            self.comm,
+            lambda: (None, (hyper_check.signature(opt, counts, words), state_digest(params[new:]))),
+            "the optimizer's param groups",
+        )
         sigs = [sig for sig, _ in got[1]]
         hyper_check.check_same_groups(sigs, words)
         check = hyper_check.HyperCheck(opt, counts, self.comm, sigs[self.comm.rank], words)
@@ -236,7 +240,7 @@ class DistributedOptimizer:
             return None, None
 
         try:
-            agree(self.comm, add)
+            agree(self.comm, add, "add_param_group")
             self._follow()
         except (TypeError, ValueError):
             undo()  # (every rank raises: the ranks that had added the group drop it again)

@@ -78,7 +78,11 @@ class Lockstep:
         if comm.size == 1:
             return
         values = (float(state), float(columns), fp)
-        hi, lo = extremes(comm, list(values), "allreduce")  # ("allreduce": the product's first collective)
+        try:  # ("allreduce": the product's first collective)
+            hi, lo = extremes(comm, list(values), "allreduce", "a distributed curvature estimator")
+        except RuntimeError as e:  # (ranks in other calls: raised on every rank, no header follows)
+            e._optkern_lockstep = self  # type: ignore[attr-defined]
+            raise
         if all(hi == lo):  # every rank alike (refused on every rank: each raises its own)
             return
         got = comm.allgather_object((values, _said(err)))

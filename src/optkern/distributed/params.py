@@ -36,7 +36,7 @@ def check_same_params(arrays, comm, name: str = "params", check=None, root=None)
             check(a)
         return None, (_signature(a), root)
 
-    got = agree(comm, local)[1]
+    got = agree(comm, local, f"{name}: shapes and dtypes")[1]
     r = next((r for r, (_, root_r) in enumerate(got) if root_r != got[0][1]), None)
     if r is not None:  # (each rank waited for its own root's broadcast forever)
         raise ValueError(f"root: {got[r][1]} on rank {r}, {got[0][1]} on rank 0 (every rank must pass the same root)")

@@ -77,7 +77,9 @@ class ShardedOptimizer:
         # this rank's arguments checked first, the outcome agreed on: a rank refusing its arrays (or
         # its own grad_weight, for uneven shards) must not leave the others waiting in the
         # exchanges below
-        groups, kinds = agree(comm, lambda: (self._parse(optimizer_class, params, op, grad_weight), comm_kind(comm)))
+        groups, kinds = agree(
+            comm, lambda: (self._parse(optimizer_class, params, op, grad_weight), comm_kind(comm)), "ShardedOptimizer()"
+        )
         check_comm_kinds(kinds)
         self._class, self._hyper = optimizer_class, hyper
         self._build(groups)
@@ -134,7 +136,8 @@ class ShardedOptimizer:
         # built on every rank, then the layout compared: each rank's groups and hyper-parameters
         # decide how it steps its own slice, so they must be everyone's (the local optimizer can
         # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
-        self.optimizer, sigs = agree(self.comm, lambda: self._local(self._class, local_groups, self._hyper))
+        make = self._local
+        self.optimizer, sigs = agree(self.comm, lambda: make(self._class, local_groups, self._hyper), "the shards")
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
         self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])
@@ -207,15 +210,15 @@ class ShardedOptimizer:
         (``opt.optimizer``) directly, alike on every rank, is followed the same way at the next
         ``step`` / ``synchronize`` / ``consolidate_state_dict`` / ``load_state_dict``."""
         self.comm._live("add_param_group")
-        group = agree(self.comm, lambda: (sharded_groups.new_group(self, param_group), None))[0]
+        group = agree(self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group")[0]
         sharded_groups.regroup(self, sharded_groups.user_groups(self) + [group])
 
-    def _follow(self, where: str, err=None, mode: int | None = None, same: tuple = ()) -> bool:
+    def _follow(self, where: str, err=None, mode: int | None = None, same: tuple = (), call: str | None = None) -> bool:
         """Whether a group was added to the local optimizer directly, agreed (with ``err`` and ``mode``
         as :func:`.agreement.refuse_together` agrees them: a count of groups that differs between
         ranks raises on every rank), and if so the optimizer re-sharded for it on every rank."""
         added = grown(self.optimizer, self._counts)
-        refuse_together(self.comm, err, where, mode, (("param_groups", len(self.optimizer.param_groups)), *same))
+        refuse_together(self.comm, err, where, mode, (("param_groups", len(self.optimizer.param_groups)), *same), call)
         if added:
             groups = sharded_groups.user_groups(self) + sharded_groups.added_directly(self)
             sharded_groups.regroup(self, groups)
@@ -375,7 +378,7 @@ class ShardedOptimizer:
         except (TypeError, ValueError) as e:
             err = type(e)(str(e).replace("root:", "to:", 1))
         # (named as the gather it precedes; `to` compared: to=0 on one rank, 1 on another, each waited)
-        self._follow("gather_object", err, None, (("to", to if err is None else None),))
+        self._follow("gather_object", err, None, (("to", to if err is None else None),), "consolidate_state_dict")
         return self._consolidated(to)
 
     def _consolidated(self, to: int | None):

@@ -57,7 +57,7 @@ def regroup(z, groups: list) -> None:
     that differ between ranks, a group the local optimizer refuses) raises on every rank and
     puts every rank's ``z`` back as it was."""
     user = [p for g in groups for p in g["params"]]
-    agree(z.comm, lambda: _run(sharded_setup.check_params, user))
+    agree(z.comm, lambda: _run(sharded_setup.check_params, user), "the shards' params")
     state = z._consolidated(None)  # (every rank: each takes its new slices from it)
     saved = dict(vars(z))
     try:
@@ -68,7 +68,7 @@ def regroup(z, groups: list) -> None:
             hyper = {k: v for k, v in z.optimizer.param_groups[gi].items() if k != "params"}
             state["param_groups"].append({**hyper, "params": list(range(first, first + z._counts[gi]))})
             first += z._counts[gi]
-        agree(z.comm, lambda: _run(sharded_state.load, z, state))
+        agree(z.comm, lambda: _run(sharded_state.load, z, state), "the shards' state")
     except (TypeError, ValueError):
         vars(z).clear()
         vars(z).update(saved)

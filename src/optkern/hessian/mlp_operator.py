@@ -81,7 +81,7 @@ def from_mlp(
     comm = as_communicator(comm)
     # this rank's arguments checked inside an exchange every rank makes: a rank alone with a bad one
     # raised while the others waited in global_share's exchange forever
-    (op, total), shared = agree(comm, lambda: _with_kind(_local_operator(*args), reduction, params))
+    (op, total), shared = agree(comm, lambda: _with_kind(_local_operator(*args), reduction, params), "from_mlp")
     _check_alike(shared)
     # (a rank without rows takes part in every reduction without applying its operator: weight 0)
     return distributed(op, comm, global_share(total, comm) if reduction == "mean" else float(total > 0))
