@@ -42,6 +42,12 @@ def test_other_seeds_or_counts_of_products_on_one_rank_raise_on_every_rank():
     run_case(__file__, "apart", 3, timeout=CASE_TIMEOUT)
 
 
+def test_estimators_over_operators_built_from_a_distributed_one_end_in_lockstep():
+    """``2 * H``, ``H + H``: their estimators carried no lockstep (only ``H`` had one), so one
+    refused on one rank left the others in a product of ``H``."""
+    run_case(__file__, "composed", 2, timeout=CASE_TIMEOUT)
+
+
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
 
 
@@ -102,6 +108,21 @@ def case_apart(comm) -> None:
     with _raises(ValueError, f"op: rank 1 asks for another product, rank 0 has finished its estimator {SAME}"):
         hessian.spectral_density(Hc, num_probes=2 if r == 0 else 3, steps=4)
     _still_in_lockstep(comm, Hc, A)
+
+
+def case_composed(comm) -> None:
+    from optkern import hessian
+
+    H, A = _operator(comm)
+    bad = comm.rank == 1
+    for M, want in ((H.dot(2.0), 2 * A), (H + H, 2 * A), (H @ H, A @ A)):
+        with _raises(ValueError, "num_matvecs: must be >= 1, got -1"):
+            hessian.trace(M, num_matvecs=-1 if bad else 10)
+        with _raises(ValueError, "k: must be >= 1, got 0"):
+            hessian.top_eigenvalues(M, k=0 if bad else 2)
+        t = hessian.trace(M, num_matvecs=8, seed=3).estimate
+        assert np.isclose(t, hessian.trace(want, num_matvecs=8, seed=3).estimate, rtol=1e-12), t
+    _still_in_lockstep(comm, H, A)
 
 
 if __name__ == "__main__":

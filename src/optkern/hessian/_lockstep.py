@@ -15,6 +15,24 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 
+def lockstep_of(op):
+    """The lockstep of a distributed operator ``op``, or of the first distributed operator ``op`` is
+    built from: a multiple, sum or product of operators (SciPy's composite operators keep their
+    operands in ``args``, ``Composed`` in ``A`` and ``B``). None for any other operator. (An
+    estimator over ``2 * H`` refused on one rank left the others waiting in a product of ``H``.)"""
+    todo, seen = [op], 0
+    while todo and seen < 64:  # (a bound, not a depth any composition reaches)
+        x = todo.pop(0)
+        seen += 1
+        lock = getattr(x, "_lockstep", None)
+        if lock is not None:
+            return lock
+        parts = getattr(x, "args", None)
+        todo += [a for a in (parts if isinstance(parts, tuple) else ()) if hasattr(a, "matvec")]
+        todo += [a for a in (getattr(x, "A", None), getattr(x, "B", None)) if hasattr(a, "matvec")]
+    return None
+
+
 def in_lockstep(name: str) -> Callable[[F], F]:
     """Decorate an estimator whose operator is its first argument, called ``name``."""
 
@@ -22,7 +40,7 @@ def in_lockstep(name: str) -> Callable[[F], F]:
         @functools.wraps(fn)
         def run(*args, **kwargs):
             op = args[0] if args else kwargs.get(name)
-            lock = getattr(op, "_lockstep", None)
+            lock = lockstep_of(op)
             if lock is None:  # (any operator but a distributed one: nothing to agree)
                 return fn(*args, **kwargs)
             with lock.estimator():
