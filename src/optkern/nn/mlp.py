@@ -96,9 +96,12 @@ class MLP(_MLPArgs):
         sizes = [_backend.integer(f"sizes[{i}]", s, hi=_backend.INT64_MAX) for i, s in enumerate(sizes)]
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"sizes: expected at least two positive widths, got {sizes}")
-        if norm not in (None, "batch", "layer"):
+        # (str first, as check_activation: a 0-d string array compares equal to its text, so
+        # np.array("batch") passed `in` and was kept; the forward pass then failed with an unnamed
+        # "unhashable type: 'numpy.ndarray'" at the first loss)
+        if not (norm is None or isinstance(norm, str)) or norm not in (None, "batch", "layer"):
             raise ValueError(f"norm: expected None, 'batch' or 'layer', got {norm!r}")
-        if loss not in ("cross_entropy", "mse"):
+        if not isinstance(loss, str) or loss not in ("cross_entropy", "mse"):
             raise ValueError(f"loss: expected 'cross_entropy' or 'mse', got {loss!r}")
         self.dtype = _float_dtype(dtype)
         if not (xp is np or getattr(xp, "__name__", None) == "cupy"):
