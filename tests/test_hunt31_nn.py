@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from optkern import hessian
 from optkern.nn import MLP
 
 
@@ -26,3 +27,57 @@ def test_numpy_str_names_still_work():
     p = m.init_params(0)
     x = np.random.default_rng(0).standard_normal((5, 3))
     assert np.isfinite(float(m.loss(p, x, np.zeros((5, 2)))))
+
+
+def _batches(rng, m, sizes=(4, 7, 2)):
+    xs = [rng.standard_normal((n, m.sizes[0])) for n in sizes]
+    return [(x, rng.integers(0, m.sizes[-1], len(x))) for x in xs]
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_out_is_left_as_it_was_when_a_later_batch_is_refused(fixed):
+    rng = np.random.default_rng(1)
+    m = MLP([3, 5, 2], norm="batch", dtype=np.float64)
+    p = m.init_params(0)
+    (x1, y1), (x2, y2) = _batches(rng, m, (4, 7))
+    op = hessian.from_mlp(m, p, batches=[(x1, y1), (x2, y2 + 5)], fixed=fixed)  # labels out of range
+    out = np.full(m.num_params, 7.0)
+    with pytest.raises(ValueError, match="^y: values must be in"):
+        op.matvec(rng.standard_normal(m.num_params), out=out)
+    assert np.all(out == 7.0)  # (it held batch 0's product)
+
+
+@pytest.mark.parametrize("kind", ["hessian", "ggn"])
+def test_out_sharing_memory_with_a_later_batch_is_refused_before_writing(kind):
+    rng = np.random.default_rng(2)
+    m = MLP([3, 5, 2], dtype=np.float64)  # 32 parameters
+    p = m.init_params(0)
+    buf = rng.standard_normal(64)
+    x1, y1 = rng.standard_normal((4, 3)), rng.integers(0, 2, 4)
+    x2, y2 = buf[:24].reshape(8, 3), rng.integers(0, 2, 8)  # batch 1's x lies in `out` below
+    before = buf.copy()
+    op = hessian.from_mlp(m, p, batches=[(x1, y1), (x2, y2)], kind=kind)
+    with pytest.raises(ValueError, match=r"^out shares memory with batches\[1\]'s x"):
+        op.matvec(rng.standard_normal(m.num_params), out=buf[:32])
+    assert np.array_equal(buf, before)  # (the first batch's product overwrote x2, then x2 was read)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+@pytest.mark.parametrize("kind", ["hessian", "ggn"])
+def test_product_into_out_over_batches_equals_the_sum_of_the_batches(kind, fixed):
+    rng = np.random.default_rng(3)
+    m = MLP([3, 5, 2], norm="layer", activation="gelu", dtype=np.float64)
+    p = m.init_params(0)
+    batches = _batches(rng, m)
+    v = rng.standard_normal(m.num_params)
+    product = m.hvp if kind == "hessian" else m.ggn_vp
+    n = sum(len(x) for x, _ in batches)
+    want = sum(product(p, x, y, v) * (len(x) / n) for x, y in batches)
+    op = hessian.from_mlp(m, p, batches=batches, kind=kind, fixed=fixed)
+    buf = np.empty(m.num_params)
+    assert op.matvec(v, out=buf) is buf
+    np.testing.assert_allclose(buf, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(buf, op.matvec(v))
+    if fixed:  # (the copies taken at the first product: a later in-place change is not seen)
+        batches[1][0][...] = 0.0
+        np.testing.assert_array_equal(op.matvec(v), buf)

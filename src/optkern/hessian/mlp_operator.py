@@ -4,6 +4,7 @@ principal sub-matrix of some layers, and summed over MPI ranks."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -158,7 +159,9 @@ def _local_operator(
     if not isinstance(fixed, bool):
         raise TypeError(f"fixed: expected True or False, got {type(fixed).__name__}")
     if fixed:
-        product, product_block = _frozen_products(model, params, batches, kind)
+        product, product_block, ready = _frozen_products(model, params, batches, kind)
+    else:
+        ready = functools.partial(_ready, model, params, batches)
     xp = _backend.array_module(params)
     idx = None if block is None else xp.asarray(block_indices(model, block))
 
@@ -203,6 +206,13 @@ def _local_operator(
 
     @_pool.pooled
     def into(v, out):
+        # The first batch's product is written straight into `out`, before the later batches are
+        # read: each of them is checked first, and `out` against its arrays. Else a bad label in
+        # batches[1] raised after `out` held half a product, and an `out` sharing memory with
+        # batches[1]'s x was written over it before that batch was read (a wrong product, the
+        # caller's data overwritten, no error).
+        if len(batches) > 1:
+            ready(v, out)
         over_batches(product, v, out)
 
     # (unchecked: the MLP's own products have the operator's shape and dtype; NaN params or data give
@@ -227,11 +237,24 @@ def _check_batches(batches: list) -> None:
             )
 
 
+def _ready(model, params, batches: list, v, out) -> None:
+    """Before a product over ``batches`` is written into ``out``: the arguments of every batch after
+    the first checked (``MLP._check``, as its product will), and ``out`` sharing no memory with the
+    arrays of any (read after the first batch's product is in ``out``). TypeError / ValueError."""
+    xp = _backend.array_module(params)
+    for i, (bx, by) in enumerate(batches[1:], 1):
+        model._check(params, bx, by, v)
+        for name, a in (("x", bx), ("y", by)):
+            if xp.shares_memory(out, a):
+                raise ValueError(f"out shares memory with batches[{i}]'s {name}")
+
+
 def _frozen_products(model, params, batches, kind):
-    """``(product, product_block)`` with the signatures of ``MLP.hvp`` / ``hvp_block`` for
-    ``fixed=True``: at a copy of ``params`` and of each batch taken at the first product, each
-    batch's point (``MLP._point``) computed once (a batch is known by the identity of its arrays,
-    which the operator's list of batches keeps alive)."""
+    """``(product, product_block, ready)`` with the signatures of ``MLP.hvp`` / ``hvp_block`` and
+    :func:`_ready` for ``fixed=True``: at a copy of ``params`` and of each batch taken at the first
+    product, each batch's point (``MLP._point``) computed once (a batch is known by the identity of
+    its arrays, which the operator's list of batches keeps alive). ``ready`` takes every batch's
+    copy and point before a product is written into ``out``."""
     from ..nn import block as _block
 
     order = 2 if kind == "hessian" else 1
@@ -263,7 +286,11 @@ def _frozen_products(model, params, batches, kind):
         with np.errstate(all="ignore"):
             return many(model, pt, V)
 
-    return product, product_block
+    def ready(v, out):
+        for bx, by in batches:  # (the copies are taken here: what `out` shares memory with is not read again)
+            point(params, bx, by)
+
+    return product, product_block, ready
 
 
 def block_indices(model, block):
