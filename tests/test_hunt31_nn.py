@@ -81,3 +81,23 @@ def test_product_into_out_over_batches_equals_the_sum_of_the_batches(kind, fixed
     if fixed:  # (the copies taken at the first product: a later in-place change is not seen)
         batches[1][0][...] = 0.0
         np.testing.assert_array_equal(op.matvec(v), buf)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["layer\u00b2", "layer\u2460", "layer" + "9" * 5000, "layer" + "0" * 5000],
+    ids=["superscript", "circled", "5000 nines", "5000 zeros"],
+)
+def test_block_names_int_cannot_read_are_refused_naming_block(name):
+    # ("²".isdigit() is true, int("²") raises; int() refuses more than 4300 digits: an unnamed ValueError)
+    m = MLP([3, 4, 2], dtype=np.float64)
+    x, y = np.ones((5, 3)), np.zeros(5, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"^block: expected 'layer1' \.\.\. 'layer2'"):
+        hessian.from_mlp(m, m.init_params(0), x, y, block=name)
+
+
+def test_block_names_with_leading_zeros_still_name_their_layer():
+    m = MLP([3, 4, 2], dtype=np.float64)
+    x, y = np.ones((5, 3)), np.zeros(5, dtype=np.int64)
+    op = hessian.from_mlp(m, m.init_params(0), x, y, block="layer" + "0" * 30 + "2")
+    assert op.shape == (10, 10)

@@ -305,9 +305,13 @@ def block_indices(model, block):
     ranges = []
     for b in names:
         num = b[5:] if b.startswith("layer") else ""
-        if not num.isdigit() or not 1 <= int(num) <= model.num_layers:
+        # (ASCII digits, few enough for int(): str.isdigit is also true of "²" and "①", which int()
+        # refuses, and int() refuses more than 4300 digits; both raised its unnamed ValueError)
+        digits = num.lstrip("0")
+        k = int(digits) if num.isascii() and num.isdigit() and 0 < len(digits) <= 18 else 0
+        if not 1 <= k <= model.num_layers:
             raise ValueError(f"block: expected 'layer1' ... 'layer{model.num_layers}', got {b!r}")
-        entries = model.layout[int(num) - 1].values()
+        entries = model.layout[k - 1].values()
         lo = min(off for off, _ in entries)
         hi = max(off + math.prod(shape) for off, shape in entries)
         ranges.append((lo, hi))
