@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from optkern import hessian
-from optkern.nn import MLP
+from optkern.nn import MLP, softmax_cross_entropy, softmax_cross_entropy_grad
 
 
 @pytest.mark.parametrize(
@@ -101,3 +101,18 @@ def test_block_names_with_leading_zeros_still_name_their_layer():
     x, y = np.ones((5, 3)), np.zeros(5, dtype=np.int64)
     op = hessian.from_mlp(m, m.init_params(0), x, y, block="layer" + "0" * 30 + "2")
     assert op.shape == (10, 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_mean_of_no_rows_is_nan_without_a_warning_like_torch(dtype):
+    torch = pytest.importorskip("torch")
+    z, y = np.zeros((0, 3), dtype), np.zeros(0, dtype=np.int64)
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(z), torch.from_numpy(y))
+    assert np.isnan(float(want))
+    # (NumPy's "Mean of empty slice" RuntimeWarning: an error under the tests' -W error)
+    loss = softmax_cross_entropy(z, y)
+    assert np.isnan(loss) and loss.dtype == dtype
+    loss, grad = softmax_cross_entropy_grad(z, y)
+    assert np.isnan(loss) and loss.dtype == dtype and grad.shape == (0, 3)
+    assert softmax_cross_entropy(z, y, reduction="sum") == 0
+    assert softmax_cross_entropy(z, y, reduction="none").shape == (0,)

@@ -111,6 +111,14 @@ def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
     return out
 
 
+def _row_mean(loss):
+    """``loss.mean()`` of the per-row losses; NaN for no rows, as torch's ``cross_entropy`` (NumPy's
+    mean first warns "Mean of empty slice": an error under ``-W error``, the project's tests' setting)."""
+    if loss.shape[0] == 0:
+        return _backend.array_module(loss).full((), float("nan"), dtype=loss.dtype)[()]
+    return loss.mean()
+
+
 @_backend.on_array_device
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_penalty=0.0, reduction="mean"):
     """Softmax cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,).
@@ -134,7 +142,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
     )
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
+    return loss.sum() if reduction == "sum" else _row_mean(loss)
 
 
 @_backend.on_array_device
@@ -150,7 +158,7 @@ def softmax_cross_entropy_grad(logits, labels, *, label_smoothing=0.0, confidenc
         scale=1.0 / max(n, 1),
         need_logp=False,
     )
-    return loss.mean(), grad
+    return _row_mean(loss), grad
 
 
 @_backend.on_array_device
