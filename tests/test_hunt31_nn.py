@@ -116,3 +116,21 @@ def test_cross_entropy_mean_of_no_rows_is_nan_without_a_warning_like_torch(dtype
     assert np.isnan(loss) and loss.dtype == dtype and grad.shape == (0, 3)
     assert softmax_cross_entropy(z, y, reduction="sum") == 0
     assert softmax_cross_entropy(z, y, reduction="none").shape == (0,)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_float64_inputs_past_float32_range_give_the_mlps_product_without_warnings(fixed):
+    # (a float32 model casts x to float32: 1e300 is inf there, and MLP.hvp propagates it; a fixed
+    # operator's first product warned "overflow encountered in cast" instead -- an error under -W error)
+    m = MLP([3, 4, 2])
+    p = m.init_params(0)
+    x = np.ones((5, 3))
+    x[0, 0] = 1e300
+    y = np.zeros(5, dtype=np.int64)
+    v = np.linspace(-1, 1, m.num_params, dtype=np.float32)
+    want = m.hvp(p, x, y, v)
+    op = hessian.from_mlp(m, p, x, y, fixed=fixed)
+    np.testing.assert_array_equal(op.matvec(v), want)
+    np.testing.assert_array_equal(op.matmat(v[:, None])[:, 0], m.hvp_block(p, x, y, v[None])[0])
+    two = hessian.from_mlp(m, p, batches=[(x, y), (x, y)], fixed=fixed)
+    np.testing.assert_array_equal(two.matvec(v, out=np.empty_like(v)), want)

@@ -237,6 +237,21 @@ def _check_batches(batches: list) -> None:
             )
 
 
+def _ieee_quiet(fn):
+    """``fn`` without NumPy's floating-point warnings, as the MLP's methods (``nn.mlp._ieee``): non-finite
+    values propagate. Its checks too: a float64 ``x`` past float32's range is inf in a float32 model's
+    copy (``MLP.hvp``'s result), where NumPy warned "overflow encountered in cast" -- an error under
+    ``-W error`` -- in a ``fixed=True`` operator's first product."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+@_ieee_quiet
 def _ready(model, params, batches: list, v, out) -> None:
     """Before a product over ``batches`` is written into ``out``: the arguments of every batch after
     the first checked (``MLP._check``, as its product will), and ``out`` sharing no memory with the
@@ -262,6 +277,7 @@ def _frozen_products(model, params, batches, kind):
     many = _block.hvp_block_at if kind == "hessian" else _block.ggn_block_at
     held: dict = {}  # "params": the copy; (id(x), id(y)) of a batch -> (x, y, point)
 
+    @_ieee_quiet
     def point(p, bx, by):
         if "params" not in held:
             xp, _, _ = model._check(p, bx, by)
@@ -271,8 +287,7 @@ def _frozen_products(model, params, batches, kind):
         if entry is None:
             xp, x, y = model._check(held["params"], bx, by)
             x, y = xp.array(x), xp.array(y)
-            with np.errstate(all="ignore"):  # (non-finite values propagate, as in MLP.hvp)
-                entry = held[key] = (x, y, model._point(held["params"], x, y, order))
+            entry = held[key] = (x, y, model._point(held["params"], x, y, order))
         return entry
 
     def product(p, bx, by, v, out=None):
