@@ -134,3 +134,14 @@ def test_float64_inputs_past_float32_range_give_the_mlps_product_without_warning
     np.testing.assert_array_equal(op.matmat(v[:, None])[:, 0], m.hvp_block(p, x, y, v[None])[0])
     two = hessian.from_mlp(m, p, batches=[(x, y), (x, y)], fixed=fixed)
     np.testing.assert_array_equal(two.matvec(v, out=np.empty_like(v)), want)
+
+
+@pytest.mark.parametrize("rows", [3, 6])
+def test_mse_targets_of_another_length_are_refused_naming_y(rows):
+    m = MLP([3, 1], loss="mse", dtype=np.float64)
+    p, x = m.init_params(0), np.ones((5, 3))
+    with pytest.raises(ValueError, match=r"^y: expected targets of shape \(5, 1\), got \(" + str(rows)):
+        m.loss(p, x, np.zeros(rows))
+    # (N,) targets are the (N, 1) column
+    y = np.linspace(-1, 1, 5)
+    assert m.loss(p, x, y) == m.loss(p, x, y[:, None])

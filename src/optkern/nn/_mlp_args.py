@@ -67,7 +67,9 @@ class _MLPArgs(NativeByName):
                 y = _labels(y, n, self.sizes[-1], xp, name="y")
             else:
                 want = (n, self.sizes[-1])
-                if y.ndim == 1 and self.sizes[-1] == 1:
+                # (N,) targets of a single output, read as (N, 1); another length is refused below,
+                # naming y (reshape raised its own unnamed "cannot reshape array of size ...")
+                if y.shape == (n,) and self.sizes[-1] == 1:
                     y = y.reshape(n, 1)
                 if tuple(y.shape) != want:
                     raise ValueError(f"y: expected targets of shape {want}, got {tuple(y.shape)}")
