@@ -145,3 +145,30 @@ def test_mse_targets_of_another_length_are_refused_naming_y(rows):
     # (N,) targets are the (N, 1) column
     y = np.linspace(-1, 1, 5)
     assert m.loss(p, x, y) == m.loss(p, x, y[:, None])
+
+
+def _misaligned(a):
+    """A copy of ``a`` in a buffer one byte off its dtype's alignment (np.frombuffer at an odd offset)."""
+    b = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    b[...] = a
+    assert not b.flags.aligned and b.flags.c_contiguous
+    return b
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_misaligned_params_and_directions_give_the_aligned_results(norm):
+    # (the normalization kernels refused them, naming their own `weight` / `vweight`)
+    rng = np.random.default_rng(4)
+    m = MLP([3, 4, 2], norm=norm, dtype=np.float64)
+    p, x, y = m.init_params(0), rng.standard_normal((5, 3)), rng.integers(0, 2, 5)
+    v = rng.standard_normal(m.num_params)
+    mp, mv = _misaligned(p), _misaligned(v)
+    np.testing.assert_array_equal(m.loss_and_grad(mp, x, y)[1], m.loss_and_grad(p, x, y)[1])
+    np.testing.assert_array_equal(m.predict(mp, x), m.predict(p, x))
+    for method in (m.hvp, m.ggn_vp):
+        np.testing.assert_array_equal(method(mp, x, y, mv), method(p, x, y, v))
+    np.testing.assert_array_equal(m.jvp(mp, x, mv), m.jvp(p, x, v))
+    for method in (m.hvp_block, m.ggn_block):
+        np.testing.assert_array_equal(method(mp, x, y, _misaligned(v[None])), method(p, x, y, v[None]))
+    op = hessian.from_mlp(m, mp, x, y, fixed=True)
+    np.testing.assert_array_equal(op.matmat(_misaligned(v[:, None]))[:, 0], m.hvp_block(p, x, y, v[None])[0])

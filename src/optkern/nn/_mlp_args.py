@@ -14,6 +14,16 @@ from .losses import _labels
 _NOT_USED = object()  # an argument a method does not take (None is a wrong value, not a missing one)
 
 
+def _native(a):
+    """``a`` as an array the native kernels take: C-contiguous and, on NumPy, aligned (a copy where
+    needed). Its ``gamma`` / ``beta`` (and directions') views go to the normalization kernels, which
+    refused a misaligned buffer (``np.frombuffer`` at an odd offset) naming their own ``weight`` /
+    ``vweight``, not the caller's ``params`` / ``v``."""
+    if isinstance(a, np.ndarray):
+        return np.require(a, requirements=("C", "A"))
+    return _backend.array_module(a).ascontiguousarray(a)
+
+
 class _MLPArgs(NativeByName):
     """The checks of :class:`optkern.nn.MLP`'s public methods (its sizes, dtype and loss kind)."""
 
@@ -91,11 +101,11 @@ class _MLPArgs(NativeByName):
         """``params`` (checked by :meth:`_check`) as a C-contiguous array to read the layers from:
         the native normalization kernels take contiguous ``gamma`` / ``beta``, so a strided view
         is copied."""
-        return _backend.array_module(params).ascontiguousarray(params)
+        return _native(params)
 
     def _direction(self, v):
         """``v`` (checked by :meth:`_check`) as a C-contiguous array: a strided or broadcast view is copied."""
-        return _backend.array_module(v).ascontiguousarray(v)
+        return _native(v)
 
     def _check_block(self, params, x, y, V):
         if not (isinstance(V, np.ndarray) or _backend.is_cupy(V)):
@@ -105,4 +115,4 @@ class _MLPArgs(NativeByName):
         if V.ndim != 2 or V.shape[1] != self.num_params or V.shape[0] < 1:
             raise ValueError(f"V: expected shape (k, {self.num_params}) with k >= 1, got {tuple(V.shape)}")
         xp, x, y = self._check(params, x, y, V[0])
-        return xp, x, y, xp.ascontiguousarray(V)
+        return xp, x, y, _native(V)
