@@ -172,3 +172,16 @@ def test_misaligned_params_and_directions_give_the_aligned_results(norm):
         np.testing.assert_array_equal(method(mp, x, y, _misaligned(v[None])), method(p, x, y, v[None]))
     op = hessian.from_mlp(m, mp, x, y, fixed=True)
     np.testing.assert_array_equal(op.matmat(_misaligned(v[:, None]))[:, 0], m.hvp_block(p, x, y, v[None])[0])
+
+
+@pytest.mark.parametrize("method", ["hvp", "ggn_vp"])
+def test_out_sharing_memory_with_a_strided_x_is_refused(method):
+    # (compared with the contiguous copy of x, not x: accepted, and the caller's x overwritten)
+    m = MLP([3, 5, 2], dtype=np.float64)  # 32 parameters
+    rng = np.random.default_rng(5)
+    buf = rng.standard_normal(64)
+    x = buf[:60].reshape(10, 6)[:, ::2]  # a (10, 3) strided view of buf
+    before = buf.copy()
+    with pytest.raises(ValueError, match="^out shares memory with x"):
+        getattr(m, method)(m.init_params(0), x, rng.integers(0, 2, 10), rng.standard_normal(32), out=buf[:32])
+    assert np.array_equal(buf, before)

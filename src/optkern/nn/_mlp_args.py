@@ -89,8 +89,10 @@ class _MLPArgs(NativeByName):
     def _product_out(self, out, params, v, x=None):
         """The array a product is written to: fresh, or the caller's ``out`` (checked before any work).
 
-        ``x`` (the checked inputs) must not share memory with ``out`` either: the backward pass writes
-        the last layer's rows of ``out`` before it reads ``x`` for the first layer's weight gradient."""
+        ``x`` (the inputs) must not share memory with ``out`` either: the backward pass writes the last
+        layer's rows of ``out`` before it reads ``x`` for the first layer's weight gradient. The caller's
+        ``x``, as ``params`` and ``v``, not the checked copy of a strided or cast one: compared with the
+        copy, an ``out`` over the caller's strided ``x`` was accepted and written over it, no error."""
         xp = _backend.array_module(params)
         if out is None:
             return xp.empty_like(params)

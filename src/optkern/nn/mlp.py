@@ -323,9 +323,9 @@ class MLP(_MLPArgs):
         array like ``params`` to write the product to (returned); repeated products
         then reuse one buffer instead of a fresh, page-faulted array per call.
         """
-        xp, x, y = self._check(params, x, y, v)
-        Hv = self._product_out(out, params, v, x)
-        return self._hvp_at(self._point(self._read(params), x, y, 2), self._direction(v), Hv)
+        _, xc, yc = self._check(params, x, y, v)
+        Hv = self._product_out(out, params, v, x)  # (the caller's x: see _product_out)
+        return self._hvp_at(self._point(self._read(params), xc, yc, 2), self._direction(v), Hv)
 
     def _point(self, params, x, y, order):
         """What a curvature product at ``params`` (C-contiguous) on one checked batch computes before
@@ -381,9 +381,9 @@ class MLP(_MLPArgs):
         is positive semidefinite (with ``confidence_penalty = 0``). One R-forward
         pass and one ordinary backward pass. ``out``: as for :meth:`hvp`.
         """
-        xp, x, y = self._check(params, x, y, v)
+        _, xc, yc = self._check(params, x, y, v)
         Gv = self._product_out(out, params, v, x)
-        return self._ggn_at(self._point(self._read(params), x, y, 1), self._direction(v), Gv)
+        return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv)
 
     @_ieee
     def _ggn_at(self, point, v, Gv):
