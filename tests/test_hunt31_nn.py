@@ -185,3 +185,14 @@ def test_out_sharing_memory_with_a_strided_x_is_refused(method):
     with pytest.raises(ValueError, match="^out shares memory with x"):
         getattr(m, method)(m.init_params(0), x, rng.integers(0, 2, 10), rng.standard_normal(32), out=buf[:32])
     assert np.array_equal(buf, before)
+
+
+@pytest.mark.parametrize("which", ["x", "y"])
+@pytest.mark.parametrize("fixed", [False, True])
+def test_from_mlp_names_a_non_array_x_or_y_as_given(which, fixed):
+    # (the one batch (x, y) was refused as "batches[0]", an argument the caller did not pass)
+    m = MLP([3, 4, 2], dtype=np.float64)
+    batch = {"x": np.ones((5, 3)), "y": np.zeros(5, dtype=np.int64)}
+    batch[which] = batch[which].tolist()
+    with pytest.raises(TypeError, match=f"^{which}: expected an array, got list"):
+        hessian.from_mlp(m, m.init_params(0), batch["x"], batch["y"], fixed=fixed)

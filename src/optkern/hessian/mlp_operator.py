@@ -136,6 +136,10 @@ def _local_operator(
     if batches is None:
         if x is None or y is None:
             raise ValueError("x, y: give one batch (x, y) or batches=[(x, y), ...]")
+        # (named as the caller gave them: _check_batches below names the pair batches[0])
+        for name, a, ndim in (("x", x, 1), ("y", y, 0)):
+            if not (hasattr(a, "shape") and getattr(a, "ndim", -1) >= ndim):
+                raise TypeError(f"{name}: expected an array, got {type(a).__name__}")
         batches = [(x, y)]
     elif x is not None or y is not None:
         raise ValueError("x, y: give either one batch (x, y) or batches, not both")
