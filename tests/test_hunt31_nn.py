@@ -196,3 +196,21 @@ def test_from_mlp_names_a_non_array_x_or_y_as_given(which, fixed):
     batch[which] = batch[which].tolist()
     with pytest.raises(TypeError, match=f"^{which}: expected an array, got list"):
         hessian.from_mlp(m, m.init_params(0), batch["x"], batch["y"], fixed=fixed)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_float32_norm_eps_past_float32_range_is_accepted_without_a_warning(norm):
+    # (the constructor's rounding check cast it to float32 and NumPy warned "overflow encountered in
+    # cast": an error under -W error; the model itself works, every normalized value ~0)
+    m32 = MLP([3, 4, 2], norm=norm, norm_eps=1e39)
+    m64 = MLP([3, 4, 2], norm=norm, norm_eps=1e39, dtype=np.float64)  # (finite there: the reference)
+    rng = np.random.default_rng(6)
+    p = m64.init_params(0) + 0.1 * rng.standard_normal(m64.num_params)
+    x, y, v = rng.standard_normal((5, 3)), rng.integers(0, 2, 5), rng.standard_normal(m64.num_params)
+    f = np.float32
+    loss, grad = m32.loss_and_grad(p.astype(f), x.astype(f), y)
+    want_loss, want_grad = m64.loss_and_grad(p, x, y)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+    hv = m32.hvp(p.astype(f), x.astype(f), y, v.astype(f))
+    np.testing.assert_allclose(hv, m64.hvp(p, x, y, v), rtol=1e-5, atol=1e-6)

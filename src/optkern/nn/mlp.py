@@ -118,7 +118,11 @@ class MLP(_MLPArgs):
         self.norm_eps = _backend.positive("norm_eps", norm_eps)
         # (float32 statistics add eps in float32: 1e-50 was accepted here and refused at the first
         # loss, naming the normalization kernel's `eps`, not this argument)
-        if norm and self.dtype == np.float32 and np.float32(self.norm_eps) == 0:
+        # (a value past float32's range is inf there: usable, every normalized value 0 as torch's
+        # 1e-20s, but the cast warned "overflow encountered in cast", an error under -W error)
+        with np.errstate(over="ignore"):
+            eps32 = np.float32(self.norm_eps)
+        if norm and self.dtype == np.float32 and eps32 == 0:
             raise ValueError(
                 f"norm_eps: {norm_eps!r} rounds to 0 in float32 (the model's dtype); the smallest usable "
                 f"value is {float(np.nextafter(np.float32(0), np.float32(1)))!r}"
