@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 from optkern import schedules as S
+from optkern.swalp import SWALP
 
 
 def _torch_lrs(make, steps, lr=0.1):
@@ -32,3 +34,23 @@ def test_multi_step_takes_unsorted_milestones_as_torch_does(milestones):
     s = S.multi_step(0.1, milestones, 0.5)
     assert [s(t) for t in range(14)] == pytest.approx(want, rel=1e-12, abs=0)
     assert s.milestones == sorted(milestones)
+
+
+@pytest.mark.parametrize("name", ["lr", "weight_decay"])
+def test_swalp_refuses_a_scale_its_sgd_step_refuses_at_construction(name):
+    # SWALP took lr / weight_decay above float32's max ** (1/4) (what sgd_ refuses for float32
+    # params) and raised at the first step; a checkpoint holding one loaded the same way.
+    p = [np.full(7, 0.3, np.float32)]
+    with pytest.raises(ValueError, match=f"^{name}: .* max \\*\\* \\(1/4\\)"):
+        SWALP(p, **{"lr": 0.1, name: 1e10})
+    np.testing.assert_array_equal(p[0], np.full(7, 0.3, np.float32))  # not quantized either
+    run = SWALP(p, lr=0.1)
+    run.step([np.ones(7, np.float32)])
+    sd = run.state_dict()
+    sd[name] = 1e10
+    before = (run.t, run.lr, run.weight_decay, run.buffers[0].copy(), run.averages[0].copy())
+    with pytest.raises(ValueError, match=f"^state_dict\\['{name}'\\]: "):
+        run.load_state_dict(sd)
+    assert (run.t, run.lr, run.weight_decay) == before[:3]
+    np.testing.assert_array_equal(run.buffers[0], before[3])
+    np.testing.assert_array_equal(run.averages[0], before[4])
