@@ -54,3 +54,19 @@ def test_swalp_refuses_a_scale_its_sgd_step_refuses_at_construction(name):
     assert (run.t, run.lr, run.weight_decay) == before[:3]
     np.testing.assert_array_equal(run.buffers[0], before[3])
     np.testing.assert_array_equal(run.averages[0], before[4])
+
+
+@pytest.mark.parametrize("mode, gamma", [("triangular", 1.0), ("triangular2", 1.0), ("exp_range", 0.9)])
+def test_cyclic_step_size_down_zero_is_torchs_sawtooth(mode, gamma):
+    # torch's CyclicLR(step_size_down=0) rises over step_size_up steps and drops back to base_lr;
+    # cyclic refused step_size_down=0 with ValueError.
+    def make(torch, o):
+        return torch.optim.lr_scheduler.CyclicLR(
+            o, 0.01, 0.1, step_size_up=4, step_size_down=0, mode=mode, gamma=gamma, cycle_momentum=False
+        )
+
+    want = _torch_lrs(make, 17)
+    s = S.cyclic(0.01, 0.1, 4, 0, mode=mode, gamma=gamma)
+    assert [s(t) for t in range(17)] == want
+    m = s.momentum(0.8, 0.9)
+    assert [m(t) for t in (0, 2, 4)] == pytest.approx([0.9, 0.9 - 0.1 * 0.5 * (gamma**2), 0.9])

@@ -12,7 +12,7 @@ class cyclic(Schedule):
     """Cyclical learning rate between ``base_lr`` and ``max_lr`` (torch CyclicLR).
 
     A cycle is ``step_size_up`` steps rising then ``step_size_down`` (default:
-    the same) falling. The amplitude ``max_lr - base_lr`` is scaled by
+    the same; 0: a sawtooth) falling. The amplitude ``max_lr - base_lr`` is scaled by
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
     """
@@ -23,8 +23,10 @@ class cyclic(Schedule):
         if self.max_lr < self.base_lr:
             raise ValueError(f"max_lr: {self.max_lr} is below base_lr {self.base_lr}")
         self.step_size_up = count("step_size_up", step_size_up, 1)
+        # 0 is torch's sawtooth (rise over step_size_up steps, then back to base_lr at once); it
+        # was refused here. (step_size_up stays >= 1: 0 divides by zero in torch at step 0.)
         self.step_size_down = (
-            self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 1)
+            self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 0)
         )
         if mode not in ("triangular", "triangular2", "exp_range"):
             raise ValueError(f"mode: expected 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
