@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from optkern import schedules as S
+from optkern.regularize import mixup, soft_targets
 from optkern.swalp import SWALP
 
 
@@ -70,3 +71,18 @@ def test_cyclic_step_size_down_zero_is_torchs_sawtooth(mode, gamma):
     assert [s(t) for t in range(17)] == want
     m = s.momentum(0.8, 0.9)
     assert [m(t) for t in (0, 2, 4)] == pytest.approx([0.9, 0.9 - 0.1 * 0.5 * (gamma**2), 0.9])
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_float16_soft_targets_rounded_from_probabilities_are_taken(k):
+    # A softmax's rows rounded to float16 sum to 1 only within float16's rounding (an ulp of 1 is
+    # 9.8e-4): soft_targets (and so mixup / cutmix) refused such rows against atol=1e-4.
+    rng = np.random.default_rng(k)
+    z = rng.standard_normal((1023, k))
+    y = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).astype(np.float16)
+    assert soft_targets(y, 1023) is y
+    x = rng.standard_normal((1023, 5)).astype(np.float16)
+    m = mixup(x, y, 0.4, rng=3)
+    assert m.y.dtype == np.float16 and np.allclose(m.y.astype(np.float64).sum(axis=1), 1.0, atol=4e-3)
+    with pytest.raises(ValueError, match="^y: soft targets"):  # a row off by 1% is still refused
+        soft_targets(np.full((4, 2), 0.505, np.float16), 4)
