@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optkern import schedules as S
-from optkern.regularize import mixup, soft_targets
+from optkern.regularize import EarlyStopping, mixup, save_state, soft_targets
 from optkern.swalp import SWALP
 
 
@@ -86,3 +86,34 @@ def test_float16_soft_targets_rounded_from_probabilities_are_taken(k):
     assert m.y.dtype == np.float16 and np.allclose(m.y.astype(np.float64).sum(axis=1), 1.0, atol=4e-3)
     with pytest.raises(ValueError, match="^y: soft targets"):  # a row off by 1% is still refused
         soft_targets(np.full((4, 2), 0.505, np.float16), 4)
+
+
+def test_early_stopping_resume_of_a_run_that_kept_no_checkpoint_ignores_a_stale_file(tmp_path):
+    # A run whose checks improved without state= kept no checkpoint (restore raises); resumed from
+    # its state_dict, the stopper took another run's file at path as its own and restored it.
+    path = tmp_path / "best.npz"
+    save_state(path, {"w": np.full(2, 99.0)})  # another run's checkpoint
+    run = EarlyStopping(path=path)
+    run.step(1.0)
+    run.step(0.5)
+    with pytest.raises(RuntimeError, match="no checkpoint"):
+        run.restore()
+    resumed = EarlyStopping(path=path)
+    resumed.load_state_dict(run.state_dict())
+    with pytest.raises(RuntimeError, match="no checkpoint"):  # as the uninterrupted run
+        resumed.restore()
+    assert resumed.state_dict() == run.state_dict()
+    # a run that kept one resumes with it
+    kept = EarlyStopping(path=tmp_path / "mine.npz")
+    kept.step(1.0, state={"w": np.zeros(2)})
+    again = EarlyStopping(path=tmp_path / "mine.npz")
+    again.load_state_dict(kept.state_dict())
+    np.testing.assert_array_equal(again.restore()["w"], np.zeros(2))
+    # checked before anything changes
+    before = again.state_dict()
+    for bad, exc in (("yes", TypeError), (None, TypeError)):
+        with pytest.raises(exc, match=r"^state\['kept'\]: "):
+            again.load_state_dict({**run.state_dict(), "kept": bad})
+    with pytest.raises(ValueError, match=r"^state\['kept'\]: "):
+        again.load_state_dict({**EarlyStopping().state_dict(), "kept": True})
+    assert again.state_dict() == before
