@@ -117,3 +117,24 @@ def test_early_stopping_resume_of_a_run_that_kept_no_checkpoint_ignores_a_stale_
     with pytest.raises(ValueError, match=r"^state\['kept'\]: "):
         again.load_state_dict({**EarlyStopping().state_dict(), "kept": True})
     assert again.state_dict() == before
+
+
+@pytest.mark.parametrize(
+    "make, name, other",
+    [
+        (lambda v: S.cyclic(0.1, 1.0, 2, mode=v), "mode", "triangular2"),
+        (lambda v: S.one_cycle(1.0, 10, anneal=v), "anneal", "linear"),
+        (lambda v: S.swalr(1.0, 0.1, 3, anneal_strategy=v), "anneal_strategy", "linear"),
+        (lambda v: S.scale_lr(0.1, 2, 1, rule=v), "rule", "sqrt"),
+        (lambda v: EarlyStopping(mode=v), "mode", "max"),
+    ],
+)
+def test_string_options_refuse_arrays_by_name(make, name, other):
+    # ``v not in (...)`` with a NumPy array of strings: two elements raised NumPy's unnamed "truth
+    # value of an array is ambiguous"; one element passed and was stored as the option.
+    for bad in (np.array([other, "x"]), np.array([other]), None, 3):
+        with pytest.raises(TypeError, match=f"^{name}: expected "):
+            make(bad)
+    with pytest.raises(ValueError, match=f"^{name}: expected "):
+        make("nope")
+    make(np.str_(other))  # (a str subclass: taken)

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .. import _atomic, _backend
+from ..lowp import _option
 
 
 def _is_array(a) -> bool:
@@ -199,9 +200,8 @@ class EarlyStopping:
     def __init__(self, patience=10, min_delta=0.0, mode="min", path=None):
         self.patience = _backend.integer("patience", patience, 0)
         self.min_delta = _backend.nonnegative("min_delta", min_delta)
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
-        self.mode = mode
+        # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
+        self.mode = _option("mode", mode, ("min", "max"))
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a file name or None, got {type(path).__name__}")
         self.path = None if path is None else os.fspath(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
+from ..lowp import _option
 from .base import Schedule, count, positive
 
 
@@ -28,9 +29,8 @@ class cyclic(Schedule):
         self.step_size_down = (
             self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 0)
         )
-        if mode not in ("triangular", "triangular2", "exp_range"):
-            raise ValueError(f"mode: expected 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
-        self.mode = mode
+        # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
+        self.mode = _option("mode", mode, ("triangular", "triangular2", "exp_range"))
         self.gamma = _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
 
     def _wave(self, t: int) -> tuple:
@@ -124,8 +124,7 @@ class one_cycle(_phased):
         self.max_lr = positive("max_lr", max_lr)
         total_steps = count("total_steps", total_steps, 2)
         self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)
-        if anneal not in ("cos", "linear"):
-            raise ValueError(f"anneal: expected 'cos' or 'linear', got {anneal!r}")
+        anneal = _option("anneal", anneal, ("cos", "linear"))  # (as cyclic's mode)
         self.div_factor = positive("div_factor", div_factor)
         self.final_div_factor = positive("final_div_factor", final_div_factor)
         self.three_phase = _backend.flag("three_phase", three_phase)  # bool("False") was True
