@@ -138,3 +138,19 @@ def test_string_options_refuse_arrays_by_name(make, name, other):
     with pytest.raises(ValueError, match=f"^{name}: expected "):
         make("nope")
     make(np.str_(other))  # (a str subclass: taken)
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda v: S.multi_step(1.0, v), "milestones"),
+        (lambda v: S.batch_size_schedule(8, v), "milestones"),
+        (lambda v: S.sequential([S.constant(1.0), S.constant(2.0)], v), "boundaries"),
+        (lambda v: S.sequential(v, []), "schedules"),
+    ],
+)
+def test_a_0d_array_for_a_sequence_is_refused_by_name(make, name):
+    # A 0-d array has __iter__ but iterating it raises NumPy's "iteration over a 0-d array".
+    with pytest.raises(TypeError, match=f"^{name}: expected a sequence"):
+        make(np.array(3))
+    make(np.array([3]) if name != "schedules" else np.array([S.constant(1.0)], dtype=object))

@@ -400,6 +400,8 @@ def sequence(name: str, values) -> list:
     not the caller's: ``sequential({a, b}, [3])`` ran b before a."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name}: expected a sequence, got {type(values).__name__}")
+    if getattr(values, "ndim", None) == 0:  # has __iter__, but iterating raised NumPy's unnamed TypeError
+        raise TypeError(f"{name}: expected a sequence, got a 0-d {type(values).__name__}")
     if isinstance(values, (Set, Mapping)):
         raise TypeError(f"{name}: expected a sequence in order (a list or tuple), got a {type(values).__name__}")
     return list(values)
