@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from optkern import schedules as S
+from optkern.norm import BatchNorm
 from optkern.regularize import EarlyStopping, mixup, save_state, soft_targets
+from optkern.swa import update_bn
 from optkern.swalp import SWALP
 
 
@@ -154,3 +156,15 @@ def test_a_0d_array_for_a_sequence_is_refused_by_name(make, name):
     with pytest.raises(TypeError, match=f"^{name}: expected a sequence"):
         make(np.array(3))
     make(np.array([3]) if name != "schedules" else np.array([S.constant(1.0)], dtype=object))
+
+
+def test_update_bn_refuses_a_0d_array_of_batches_by_name():
+    # It passed the hasattr(batches, "__iter__") check, reset the statistics and raised NumPy's
+    # unnamed "iteration over a 0-d array" from the loop.
+    bn = BatchNorm(3)
+    bn.running_mean[...] = 2.0
+    with pytest.raises(TypeError, match="^batches: expected an iterable"):
+        update_bn(np.array(3.0, np.float32), lambda x: bn.forward(x), [bn])
+    np.testing.assert_array_equal(bn.running_mean, np.full(3, 2.0, np.float32))
+    update_bn(np.ones((2, 4, 3), np.float32), lambda x: bn.forward(x), [bn])  # (rows of an array: batches)
+    np.testing.assert_allclose(bn.running_mean, np.ones(3))
