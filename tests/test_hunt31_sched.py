@@ -168,3 +168,23 @@ def test_update_bn_refuses_a_0d_array_of_batches_by_name():
     np.testing.assert_array_equal(bn.running_mean, np.full(3, 2.0, np.float32))
     update_bn(np.ones((2, 4, 3), np.float32), lambda x: bn.forward(x), [bn])  # (rows of an array: batches)
     np.testing.assert_allclose(bn.running_mean, np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "change", [{"key": np.array(["lr", "x"])}, {"key": np.array(["lr"])}, {"index": np.array([0, 1])}, {"key": b"lr"}]
+)
+def test_scheduler_state_of_another_key_or_index_is_refused_whole(change):
+    # key / index compared with != : a NumPy array raised NumPy's unnamed "truth value is
+    # ambiguous" (or, with one element, passed for the key it holds).
+    class Opt:
+        def __init__(self):
+            self.param_groups = [{"lr": 0.1}]
+
+    sc = S.cosine(0.1, 10).attach(Opt())
+    sc.step()
+    before = sc.state_dict()
+    with pytest.raises(ValueError, match="^state: drives "):
+        sc.load_state_dict({"last_step": 5, "base_values": [0.2], **change})
+    assert sc.state_dict() == before
+    sc.load_state_dict({"last_step": 5, "base_values": [0.2], "key": "lr", "index": None})
+    assert sc.last_step == 5

@@ -341,7 +341,15 @@ class Scheduler:
         relative = state.get("relative", self.relative)
         if not isinstance(relative, bool):
             raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
-        if state.get("key", self.key) != self.key or state.get("index", self.index) != self.index:
+        key, index = state.get("key", self.key), state.get("index", self.index)
+        # Compared as a str and an integer (or None): a NumPy array compared element by element, so
+        # != raised NumPy's unnamed "truth value is ambiguous", or a 1-element one passed.
+        same_index = (
+            index is None
+            if self.index is None
+            else isinstance(index, numbers.Integral) and not isinstance(index, bool) and index == self.index
+        )
+        if not (isinstance(key, str) and key == self.key and same_index):
             raise ValueError(
                 f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler {self.key!r}[{self.index}]"
             )
