@@ -188,3 +188,25 @@ def test_scheduler_state_of_another_key_or_index_is_refused_whole(change):
     assert sc.state_dict() == before
     sc.load_state_dict({"last_step": 5, "base_values": [0.2], "key": "lr", "index": None})
     assert sc.last_step == 5
+
+
+@pytest.mark.parametrize(
+    "key, index, value, where",
+    [
+        ("lr", None, -0.1, r"optimizer\.param_groups\[1\]\['lr'\]"),
+        ("lr", None, "0.1", r"optimizer\.param_groups\[1\]\['lr'\]"),
+        ("betas", 0, (1.5, 0.99), r"optimizer\.param_groups\[1\]\['betas'\]\[0\]"),
+    ],
+)
+def test_scheduler_names_the_group_entry_it_read(key, index, value, where):
+    # A bad value of a group with no 'initial_<key>' entry was reported as 'initial_<key>'.
+    class Opt:
+        def __init__(self):
+            self.param_groups = [{key: 0.1 if index is None else (0.9, 0.99)}, {key: value}]
+
+    with pytest.raises((TypeError, ValueError), match=f"^{where}: "):
+        S.Scheduler(Opt(), S.constant(0.5), key=key, index=index)
+    opt = Opt()
+    opt.param_groups[1]["initial_" + key + ("" if index is None else str(index))] = -1.0
+    with pytest.raises(ValueError, match=r"^optimizer\.param_groups\[1\]\['initial_"):
+        S.Scheduler(opt, S.constant(0.5), key=key, index=index)

@@ -198,8 +198,12 @@ class Scheduler:
         self.key = key
         self.index = index
         init = "initial_" + self._label
+        # named by the entry read: a bad 'lr' of a group without 'initial_lr' was called 'initial_lr'
         self.base_values = [
-            self._checked(f"optimizer.param_groups[{i}][{init!r}]", _item(g.get(init, self._get(g))))
+            self._checked(
+                f"optimizer.param_groups[{i}][{init!r}]" if init in g else self._where(i),
+                _item(g.get(init, self._get(g))),
+            )
             for i, g in enumerate(groups)
         ]
         self.last_step = 0
