@@ -54,6 +54,8 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
         raise TypeError(f"forward: expected a callable forward(x), got {type(forward).__name__}")
     if not hasattr(batches, "__iter__"):
         raise TypeError(f"batches: expected an iterable of inputs, got {type(batches).__name__}")
+    if getattr(batches, "ndim", None) == 0:  # has __iter__, but iterating raised NumPy's unnamed TypeError
+        raise TypeError(f"batches: expected an iterable of inputs, got a 0-d {type(batches).__name__}")
     if not isinstance(modules, BatchNorm) and len(modules) == 0:  # (a list or tuple: _batch_norms)
         # torch's update_bn returns before it reads the loader when the model has no BatchNorm
         # layer: a pass over the whole training set for nothing, otherwise. (Layers that keep no

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from . import _backend, functional, lowp
+from .optim._hyper import _check_dtype
 from .optim.optimizer import _bump_torch_versions, torch_tensors
+from .optim.sgd import SGDHyper
 from .swa import AveragedParams, _copy, check_disjoint
 
 __all__ = ["SWALP"]
@@ -68,6 +70,11 @@ def _checked_config(config, name) -> dict:
     out["lr"] = _backend.in_range(name("lr"), config["lr"], 0.0)
     out["momentum"] = _backend.in_range(name("momentum"), config["momentum"], 0.0, 1.0)
     out["weight_decay"] = _backend.in_range(name("weight_decay"), config["weight_decay"], 0.0)
+    # As sgd_ checks them against the float32 params at every step: checked only there, a value
+    # it refuses (lr or weight_decay above float32's max ** (1/4), 4.3e9) was taken here and
+    # raised at the first step, or on the step after a checkpoint holding it was loaded.
+    hp = SGDHyper(out["lr"], out["momentum"], 0.0, out["weight_decay"], False, False, False)
+    _check_dtype(hp, np.float32, names={k: name(k) for k in ("lr", "momentum", "weight_decay")})
     return out
 
 

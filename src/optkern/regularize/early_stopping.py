@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .. import _atomic, _backend
+from ..lowp import _option
 
 
 def _is_array(a) -> bool:
@@ -199,9 +200,8 @@ class EarlyStopping:
     def __init__(self, patience=10, min_delta=0.0, mode="min", path=None):
         self.patience = _backend.integer("patience", patience, 0)
         self.min_delta = _backend.nonnegative("min_delta", min_delta)
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
-        self.mode = mode
+        # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
+        self.mode = _option("mode", mode, ("min", "max"))
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a file name or None, got {type(path).__name__}")
         self.path = None if path is None else os.fspath(path)
@@ -247,13 +247,15 @@ class EarlyStopping:
         return _snapshot(self._best_state)
 
     def state_dict(self) -> dict:
-        """Counters and best value (the checkpoint itself stays in memory / in ``path``)."""
+        """Counters and best value, and whether a checkpoint was kept (the checkpoint itself stays
+        in memory / in ``path``)."""
         return {
             "best": self.best,
             "best_step": self.best_step,
             "num_bad": self.num_bad,
             "steps": self.steps,
             "should_stop": self.should_stop,
+            "kept": self._best_state is not None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -272,12 +274,19 @@ class EarlyStopping:
         num_bad = _backend.integer("state['num_bad']", state["num_bad"], 0, steps)
         should_stop = _backend.flag("state['should_stop']", state["should_stop"])
         self._check_counts(best, best_step, num_bad, steps)
+        # Whether that run kept a checkpoint: one whose checks improved without state= kept none
+        # either, and took another run's file at path for its own (restore gave a stale state
+        # where the uninterrupted run raises). A state without the key (older) counts an
+        # improvement as kept.
+        kept = _backend.flag("state['kept']", state["kept"]) if "kept" in state else best_step >= 0
+        if kept and best_step < 0:
+            raise ValueError("state['kept']: True, but state['best_step'] = -1 (no check improved: none was kept)")
         self.best, self.best_step, self.num_bad, self.steps = best, best_step, num_bad, steps
         self.should_stop = bool(should_stop)
         if self.path is not None:
-            # best_step -1: that run never kept a checkpoint, so a file at path is another run's
-            # (restoring it gave a stale state where the uninterrupted run raises)
-            self._best_state = self.path if best_step >= 0 and os.path.exists(self.path) else None
+            self._best_state = self.path if kept and os.path.exists(self.path) else None
+        elif not kept:
+            self._best_state = None  # (restore raises, as it does in the run resumed)
 
     def _check_counts(self, best: float, best_step: int, num_bad: int, steps: int) -> None:
         """The counters of a state as ``step`` leaves them, else ValueError naming the key: every

@@ -97,8 +97,12 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
         )
     if num_classes is not None and y.shape[1] != _backend.integer("num_classes", num_classes, 1):
         raise ValueError(f"y: has {y.shape[1]} classes but num_classes is {num_classes}")
-    sums = y.sum(axis=1)
-    if bool((y < 0).any()) or not bool(xp.allclose(sums, 1.0, atol=1e-4)):
+    # Summed in float64, within the rounding of y's dtype: float16 probabilities each rounded to
+    # nearest sum to 1 only within half an ulp of 1 (4.9e-4), and summed in float16 land an ulp off
+    # (9.8e-4); atol=1e-4 on the float16 sum refused such rows (a softmax's, at random).
+    sums = y.sum(axis=1, dtype=np.float64)
+    atol = max(1e-4, 4 * float(np.finfo(y.dtype).eps))
+    if bool((y < 0).any()) or not bool(xp.allclose(sums, 1.0, atol=atol)):
         raise ValueError("y: soft targets must be non-negative and sum to 1 per row")
     return y
 

@@ -198,8 +198,12 @@ class Scheduler:
         self.key = key
         self.index = index
         init = "initial_" + self._label
+        # named by the entry read: a bad 'lr' of a group without 'initial_lr' was called 'initial_lr'
         self.base_values = [
-            self._checked(f"optimizer.param_groups[{i}][{init!r}]", _item(g.get(init, self._get(g))))
+            self._checked(
+                f"optimizer.param_groups[{i}][{init!r}]" if init in g else self._where(i),
+                _item(g.get(init, self._get(g))),
+            )
             for i, g in enumerate(groups)
         ]
         self.last_step = 0
@@ -341,7 +345,15 @@ class Scheduler:
         relative = state.get("relative", self.relative)
         if not isinstance(relative, bool):
             raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
-        if state.get("key", self.key) != self.key or state.get("index", self.index) != self.index:
+        key, index = state.get("key", self.key), state.get("index", self.index)
+        # Compared as a str and an integer (or None): a NumPy array compared element by element, so
+        # != raised NumPy's unnamed "truth value is ambiguous", or a 1-element one passed.
+        same_index = (
+            index is None
+            if self.index is None
+            else isinstance(index, numbers.Integral) and not isinstance(index, bool) and index == self.index
+        )
+        if not (isinstance(key, str) and key == self.key and same_index):
             raise ValueError(
                 f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler {self.key!r}[{self.index}]"
             )
@@ -400,6 +412,8 @@ def sequence(name: str, values) -> list:
     not the caller's: ``sequential({a, b}, [3])`` ran b before a."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name}: expected a sequence, got {type(values).__name__}")
+    if getattr(values, "ndim", None) == 0:  # has __iter__, but iterating raised NumPy's unnamed TypeError
+        raise TypeError(f"{name}: expected a sequence, got a 0-d {type(values).__name__}")
     if isinstance(values, (Set, Mapping)):
         raise TypeError(f"{name}: expected a sequence in order (a list or tuple), got a {type(values).__name__}")
     return list(values)

@@ -7,6 +7,7 @@ import bisect
 import math
 
 from .. import _backend
+from ..lowp import _option
 from .base import Schedule, as_schedule, count, positive, sequence, steps
 from .decay import cosine
 
@@ -107,8 +108,8 @@ def scale_lr(base_lr, batch, base_batch, rule: str = "linear") -> float:
     base_lr = positive("base_lr", base_lr)
     batch = count("batch", batch, 1)
     base_batch = count("base_batch", base_batch, 1)
-    if rule not in ("linear", "sqrt"):
-        raise ValueError(f"rule: expected 'linear' or 'sqrt', got {rule!r}")
+    # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
+    rule = _option("rule", rule, ("linear", "sqrt"))
     try:
         lr = base_lr * batch / base_batch if rule == "linear" else base_lr * math.sqrt(batch / base_batch)
     except OverflowError:  # batch / base_batch beyond float's range

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
+from ..lowp import _option
 from .base import Schedule, count, positive
 
 
@@ -12,7 +13,7 @@ class cyclic(Schedule):
     """Cyclical learning rate between ``base_lr`` and ``max_lr`` (torch CyclicLR).
 
     A cycle is ``step_size_up`` steps rising then ``step_size_down`` (default:
-    the same) falling. The amplitude ``max_lr - base_lr`` is scaled by
+    the same; 0: a sawtooth) falling. The amplitude ``max_lr - base_lr`` is scaled by
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
     """
@@ -23,12 +24,13 @@ class cyclic(Schedule):
         if self.max_lr < self.base_lr:
             raise ValueError(f"max_lr: {self.max_lr} is below base_lr {self.base_lr}")
         self.step_size_up = count("step_size_up", step_size_up, 1)
+        # 0 is torch's sawtooth (rise over step_size_up steps, then back to base_lr at once); it
+        # was refused here. (step_size_up stays >= 1: 0 divides by zero in torch at step 0.)
         self.step_size_down = (
-            self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 1)
+            self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 0)
         )
-        if mode not in ("triangular", "triangular2", "exp_range"):
-            raise ValueError(f"mode: expected 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
-        self.mode = mode
+        # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
+        self.mode = _option("mode", mode, ("triangular", "triangular2", "exp_range"))
         self.gamma = _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
 
     def _wave(self, t: int) -> tuple:
@@ -122,8 +124,7 @@ class one_cycle(_phased):
         self.max_lr = positive("max_lr", max_lr)
         total_steps = count("total_steps", total_steps, 2)
         self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)
-        if anneal not in ("cos", "linear"):
-            raise ValueError(f"anneal: expected 'cos' or 'linear', got {anneal!r}")
+        anneal = _option("anneal", anneal, ("cos", "linear"))  # (as cyclic's mode)
         self.div_factor = positive("div_factor", div_factor)
         self.final_div_factor = positive("final_div_factor", final_div_factor)
         self.three_phase = _backend.flag("three_phase", three_phase)  # bool("False") was True

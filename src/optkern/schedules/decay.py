@@ -46,17 +46,15 @@ class step_decay(Schedule):
 class multi_step(Schedule):
     """``lr * gamma ** (number of milestones <= t)`` (torch MultiStepLR).
 
-    ``milestones``: non-decreasing positive step indices; a repeated milestone
+    ``milestones``: positive step indices in any order; a repeated milestone
     applies ``gamma`` once per repetition, as in PyTorch.
     """
 
     def __init__(self, lr=1.0, milestones=(), gamma=0.1):
         self.lr = positive("lr", lr)
-        ms = steps("milestones", milestones)
-        for i in range(1, len(ms)):
-            if ms[i] < ms[i - 1]:
-                raise ValueError(f"milestones: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")
-        self.milestones = ms
+        # Sorted, not refused: torch's MultiStepLR counts its milestones (a Counter), so [30, 10]
+        # is [10, 30] there; a torch user's unsorted list raised ValueError here.
+        self.milestones = sorted(steps("milestones", milestones))
         self.gamma = _gamma(gamma)
 
     def value(self, t):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..lowp import _option
 from .base import Schedule, count, nonneg
 
 
@@ -22,9 +23,8 @@ class swalr(Schedule):
         self.initial_lr = nonneg("initial_lr", initial_lr)
         self.swa_lr = nonneg("swa_lr", swa_lr)
         self.anneal_epochs = count("anneal_epochs", anneal_epochs, 0)
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"anneal_strategy: expected 'cos' or 'linear', got {anneal_strategy!r}")
-        self.anneal_strategy = anneal_strategy
+        # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
+        self.anneal_strategy = _option("anneal_strategy", anneal_strategy, ("cos", "linear"))
         self.total_steps = self.anneal_epochs
 
     def value(self, t):
