@@ -1,0 +1,84 @@
+"""Defects found in optkern.norm by the 31st hunt, each with a test that failed before its fix.
+
+Weight norm with small magnitudes: the backward formed s = Σ dw v in the dtype, which underflows
+where dg = s / ‖v‖ and dv = (g / ‖v‖)(dw - s v / ‖v‖²) are in range (float64 v ~ 1e-200, dw ~
+1e-200: s = 0, dg = 0 and dv of the wrong sign), and the forward divided by a subnormal ‖v‖ that
+kept few digits (float64 v = [5e-324, 5e-324]: w = [g, g] where g [0.71, 0.71]). References: the
+formulas in 60-digit decimal arithmetic on the (exact) input values.
+"""
+
+import decimal
+
+import numpy as np
+import pytest
+
+from optkern import norm
+
+_D = decimal.Decimal
+
+
+def _wn_ref(v, g, dw):
+    """(w, dg, dv) of one row in 60-digit decimal arithmetic, rounded to float64."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        vv = [_D(float(a)) for a in v]
+        dd = [_D(float(a)) for a in dw]
+        gg = _D(float(g))
+        n = sum(a * a for a in vv).sqrt()
+        s = sum(a * b for a, b in zip(dd, vv))
+        w = np.array([float(gg * a / n) for a in vv])
+        dv = np.array([float(gg / n * (d - s / (n * n) * a)) for d, a in zip(dd, vv)])
+        return w, float(s / n), dv
+
+
+@pytest.mark.parametrize(
+    "dtype, v, dw",
+    [
+        (np.float64, [3e-200, 4e-200], [1e-200, 2e-200]),  # s = 1.1e-399: 0 (was dg = 0, dv = [0.2, 0.4])
+        (np.float32, [3e-20, 4e-20], [1e-25, 2e-25]),  # s subnormal: ~2 digits (was dv 8-15 % off)
+        (np.float64, [1.5e-323, 2e-323, 0.0], [1e-300, 1e-300, 1e-300]),  # g / ‖v‖ = inf (was dv = inf)
+    ],
+)
+def test_weight_norm_backward_where_sum_dw_v_underflows(dtype, v, dw):
+    v, dw, g = np.array([v], dtype), np.array([dw], dtype), np.array([1.0], dtype)
+    _, saved = norm.weight_norm(v, g, dim=0)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    _, dg_ref, dv_ref = _wn_ref(v[0], g[0], dw[0])
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(dg[0], dg_ref, rtol=rtol)
+    np.testing.assert_allclose(dv[0], dv_ref, rtol=rtol, atol=rtol * np.abs(dv_ref).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_norm_of_subnormal_rows(dtype):
+    """Rows of subnormal v (norm subnormal): w and the gradients to the dtype's precision."""
+    sub = np.finfo(dtype).smallest_subnormal
+    v = np.array([[1, 1, 0], [2, -3, 1], [5, 7, -11]], dtype) * sub
+    g = np.array([1.0, 0.5, 2.0], dtype)
+    dw = np.array([[1, -2, 3], [4, 5, -6], [-7, 8, 9]], dtype) * dtype(1e-3)
+    w, saved = norm.weight_norm(v, g, dim=0)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    rtol = 1e-12 if dtype == np.float64 else 2e-6
+    for r in range(3):
+        w_ref, dg_ref, dv_ref = _wn_ref(v[r], g[r], dw[r])
+        np.testing.assert_allclose(w[r], w_ref, rtol=rtol, atol=0)
+        np.testing.assert_allclose(dg[r], dg_ref, rtol=rtol)
+        if np.abs(dv_ref).max() < np.finfo(dtype).max:  # (else dv overflows, as it must)
+            np.testing.assert_allclose(dv[r], dv_ref, rtol=rtol, atol=rtol * np.abs(dv_ref).max())
+
+
+def test_weight_norm_backward_of_zero_gradient_rows_is_zero():
+    """A row of dw = 0 (s = 0, now the rescaled path) still gives dg = 0 and dv = 0 exactly."""
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((4, 5)) * 1e3
+    g = rng.random(4) + 0.5
+    dw = rng.standard_normal((4, 5))
+    dw[1] = 0
+    dw[3] = 0
+    _, saved = norm.weight_norm(v, g, dim=0)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    assert np.all(dg[[1, 3]] == 0) and np.all(dv[[1, 3]] == 0)
+    for r in (0, 2):
+        _, dg_ref, dv_ref = _wn_ref(v[r], g[r], dw[r])
+        np.testing.assert_allclose(dg[r], dg_ref, rtol=1e-12)
+        np.testing.assert_allclose(dv[r], dv_ref, rtol=1e-10, atol=1e-13)
