@@ -8,6 +8,7 @@ formulas in 60-digit decimal arithmetic on the (exact) input values.
 """
 
 import decimal
+import warnings
 
 import numpy as np
 import pytest
@@ -82,3 +83,59 @@ def test_weight_norm_backward_of_zero_gradient_rows_is_zero():
         _, dg_ref, dv_ref = _wn_ref(v[r], g[r], dw[r])
         np.testing.assert_allclose(dg[r], dg_ref, rtol=1e-12)
         np.testing.assert_allclose(dv[r], dv_ref, rtol=1e-10, atol=1e-13)
+
+
+# ---- eps past float32's max ---------------------------------------------------------------------
+#
+# float32 input keeps float32 statistics: an eps past float32's max became inf in the row kernels
+# (layer / RMS / group / instance norm: y = bias, rstd 0, and numpy's overflow warning in eval
+# batch norm) but stayed finite in the channel kernels (batch norm, instance norm with running
+# buffers: y ~ 1e-20 x), so one call gave two answers. Refused naming eps, before any write, as an
+# eps that rounds to 0 there is (and as the optimizers refuse a hyper-parameter not finite in their
+# dtype); float64 input takes it.
+
+
+def _eps_calls(x, out, rm, rv):
+    return {
+        "layer_norm": lambda eps: norm.layer_norm(x, 5, eps=eps, out=out),
+        "rms_norm": lambda eps: norm.rms_norm(x, 5, eps=eps, out=out),
+        "group_norm": lambda eps: norm.group_norm(x, 3, eps=eps, out=out),
+        "instance_norm": lambda eps: norm.instance_norm(x, eps=eps, out=out),
+        "instance_norm_running": lambda eps: norm.instance_norm(x, None, None, rm, rv, eps=eps, out=out),
+        "batch_norm": lambda eps: norm.batch_norm(x, None, None, rm, rv, eps=eps, out=out),
+        "batch_norm_eval": lambda eps: norm.batch_norm(x, None, None, rm, rv, training=False, eps=eps, out=out),
+    }
+
+
+_FNS = list(_eps_calls(None, None, None, None))
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("fn", _FNS)
+@pytest.mark.parametrize("eps", [1e39, 1e300, _F32_MAX + 2.0**103])  # (the last: the first double rounding to inf)
+def test_float32_eps_past_the_max_is_refused_before_any_write(fn, eps):
+    x = np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32)
+    out = np.full(x.shape, 7.0, np.float32)
+    rm, rv = np.full(3, 0.5, np.float32), np.full(3, 2.0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (numpy's "overflow encountered in cast" was one)
+        with pytest.raises(ValueError, match=r"^eps: .* overflows float32"):
+            _eps_calls(x, out, rm, rv)[fn](eps)
+    assert np.all(out == 7.0) and np.all(rm == 0.5) and np.all(rv == 2.0)
+
+
+@pytest.mark.parametrize("fn", _FNS)
+@pytest.mark.parametrize("eps", [_F32_MAX, float(np.nextafter(_F32_MAX + 2.0**103, 0.0))])  # (both round to max)
+def test_float32_takes_an_eps_that_rounds_to_its_max(fn, eps):
+    x = np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32)
+    out = np.full(x.shape, 7.0, np.float32)
+    _eps_calls(x, out, np.zeros(3, np.float32), np.ones(3, np.float32))[fn](eps)
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("fn", _FNS)
+def test_float64_takes_an_eps_past_float32s_max(fn):
+    x = np.random.default_rng(0).standard_normal((4, 3, 5))
+    out = np.empty_like(x)
+    y, _ = _eps_calls(x, out, np.zeros(3), np.ones(3))[fn](1e39)
+    assert y is out and np.isfinite(out).all() and np.abs(out).max() > 0  # (x̂ ~ 1e-20, not 0)
