@@ -139,3 +139,38 @@ def test_float64_takes_an_eps_past_float32s_max(fn):
     out = np.empty_like(x)
     y, _ = _eps_calls(x, out, np.zeros(3), np.ones(3))[fn](1e39)
     assert y is out and np.isfinite(out).all() and np.abs(out).max() > 0  # (x̂ ~ 1e-20, not 0)
+
+
+# ---- modules given a torch tensor ------------------------------------------------------------------
+#
+# The functional forms take a CPU torch tensor (its NumPy view); the modules compared str(x.dtype)
+# with their dtype first and refused it with "x: expected float32 (this BatchNorm's dtype), got
+# torch.float32". Now they view it as the functional forms do.
+
+
+def _modules():
+    return {
+        "BatchNorm": (lambda: norm.BatchNorm(4), (3, 4, 5)),
+        "LayerNorm": (lambda: norm.LayerNorm(5), (3, 4, 5)),
+        "GroupNorm": (lambda: norm.GroupNorm(2, 4), (3, 4, 5)),
+        "RMSNorm": (lambda: norm.RMSNorm(5), (3, 4, 5)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_modules()))
+def test_modules_take_a_torch_tensor_as_the_functional_forms_do(name):
+    torch = pytest.importorskip("torch")
+    make, shape = _modules()[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    ours, theirs = make(), make()
+    y_ref, dx_ref = ours(x), ours.backward(dy)
+    y = theirs(torch.from_numpy(x.copy()).requires_grad_(True))
+    dx = theirs.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for a, b in zip(theirs.grads(), ours.grads()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=r"^x: expected float32 .*, got float64$"):
+        make()(torch.from_numpy(x.astype(np.float64)))
