@@ -71,8 +71,9 @@ template <class T> struct WnBackward {
     }
     if (!ok || !rules::finite_(dg[r])) redo(r, false);
   }
-  // dw or v near the max, or (small) s = Σ dw v underflowed (rules/norm.hpp): row r again, dw and v
-  // scaled (rare). False, writing nothing, where no scaling applies (the plain results stand).
+  // dg or dv not finite (dw or v near the max, a subnormal ‖v‖), or (small) s = Σ dw v underflowed
+  // (rules/norm.hpp): row r again, dw and v scaled (rare). False, writing nothing, where no scaling
+  // applies (the plain results stand).
   bool redo(int64_t r, bool small) const {
     const T* dwr = dw + r * M;
     const T* vr = v + r * M;
@@ -86,7 +87,9 @@ template <class T> struct WnBackward {
     }
     T adw = T(0), av = T(0);
     for (int64_t j = 0; j < M; ++j) adw = rules::max_abs(adw, dwr[j]), av = rules::max_abs(av, vr[j]);
-    const rules::GradScale sc = small ? rules::unit_scale(adw, av) : rules::grad_scale(adw, av);
+    // (scaled up as well as down: v of a subnormal ‖v‖ as much as dw near the max; v 2^-b in [1, 2), so
+    // that ‖v‖ 2^-b below is in range)
+    const rules::GradScale sc = rules::unit_scale(adw, av);
     if (!rules::scales(sc)) return false;
     T s = T(0), ss = T(0);
     for (int64_t j = 0; j < M; ++j) {

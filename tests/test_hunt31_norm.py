@@ -68,6 +68,30 @@ def test_weight_norm_of_subnormal_rows(dtype):
             np.testing.assert_allclose(dv[r], dv_ref, rtol=rtol, atol=rtol * np.abs(dv_ref).max())
 
 
+@pytest.mark.parametrize(
+    "dtype, v, dw, g",
+    [
+        # dv overflows (as it must: ~1e314) and the redo of that row took ‖v‖ 2^-b from an unscaled
+        # subnormal v: ‖v‖ 2^-b = 0, dg = inf (exact -1.2e5)
+        (np.float64, [1e-309, -2e-309, 3e-309], [1e5, 2e5, -1e5], 1.0),
+        (np.float32, [1e-39, -2e-39, 3e-39], [1e3, 2e3, -1e3], 1.0),
+        # g / ‖v‖ finite, s / ‖v‖² not: dv in range, from the subnormal ‖v‖
+        (np.float64, [1e-309, -2e-309, 3e-309], [1e3, 2e3, -1e3], 1e-10),
+    ],
+)
+def test_weight_norm_backward_of_a_subnormal_norm_with_large_dw(dtype, v, dw, g):
+    v, dw, g = np.array([v], dtype), np.array([dw], dtype), np.array([g], dtype)
+    _, saved = norm.weight_norm(v, g, dim=0)
+    with np.errstate(over="ignore"):
+        dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    _, dg_ref, dv_ref = _wn_ref(v[0], g[0], dw[0])
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(dg[0], dg_ref, rtol=rtol)
+    big = np.abs(dv_ref) > np.finfo(dtype).max
+    assert np.all(np.isinf(dv[0][big]))
+    np.testing.assert_allclose(dv[0][~big], dv_ref[~big], rtol=rtol, atol=rtol * np.abs(dv_ref[~big]).max(initial=0))
+
+
 def test_weight_norm_backward_of_zero_gradient_rows_is_zero():
     """A row of dw = 0 (s = 0, now the rescaled path) still gives dg = 0 and dv = 0 exactly."""
     rng = np.random.default_rng(0)

@@ -302,7 +302,8 @@ template <class A> struct WnScaled {
 // subnormal range and s lost its digits where dg and dv are in range (float64 v ~ 1e-200 and dw ~
 // 1e-200: s = 0 and dv of the wrong sign; float32 v = [1e-40, 2e-40], g = 1e-30, dw ~ 1e-3: dv 400
 // times too large). Such a row is computed again as the non-finite ones are, but with dw and v
-// scaled to [1, 2) up as well as down (grad_scale only scales down).
+// scaled to [1, 2) up as well as down (grad_scale only scales down; the non-finite rows too: a
+// subnormal ‖v‖ left unscaled kept g / ‖v‖ = inf).
 template <class A> OK_HD bool weight_norm_s_small(A s, A M) {
   const A as = s < A(0) ? -s : s;
   return as < M * (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));  // (false for NaN: the plain path's)
