@@ -3,6 +3,7 @@
 // independent and each is reduced in a fixed order.
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "py_arrays.hpp"
@@ -24,8 +25,20 @@ template <class T> struct WnForward {
     T* OK_RESTRICT wr = w + r * M;
     const T nrm = row_norm2(vr, M);
     norm[r] = nrm;
+    if (rules::is_subnormal(nrm)) {
+      // A subnormal ‖v‖ kept few digits (float64 v = [5e-324, 5e-324]: ‖v‖ = 5e-324, w = [g, g] where
+      // g [0.71, 0.71]; float32 v ~ 1e-40: ~5 digits): w from v 2^-b and ‖v‖ 2^-b, in range (exact
+      // digits). The saved norm stays the subnormal ‖v‖.
+      T av = T(0), ss = T(0);
+      for (int64_t j = 0; j < M; ++j) av = rules::max_abs(av, vr[j]);
+      const int b = rules::scale_exp(av);
+      for (int64_t j = 0; j < M; ++j) ss += rules::scale2(vr[j], -b) * rules::scale2(vr[j], -b);
+      const T n = std::sqrt(ss);
+      for (int64_t j = 0; j < M; ++j) wr[j] = g[r] * (rules::scale2(vr[j], -b) / n);
+      return;
+    }
     const T scale = rules::weight_norm_scale(g[r], nrm);
-    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // a subnormal norm: g / ‖v‖ overflows, v / ‖v‖ does not
+    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // g near the max: g / ‖v‖ overflows, v / ‖v‖ does not
       for (int64_t j = 0; j < M; ++j) wr[j] = g[r] * (vr[j] / nrm);
       return;
     }
@@ -43,6 +56,7 @@ template <class T> struct WnBackward {
     const T* OK_RESTRICT vr = v + r * M;
     T* OK_RESTRICT dvr = dv + r * M;
     const T s = lane_sum<T>(M, [&](int64_t j) { return dwr[j] * vr[j]; });
+    if (rules::weight_norm_s_small(s, T(M)) && redo(r, true)) return;  // (s underflowed: rules/norm.hpp)
     const T nrm = norm[r];
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
@@ -55,21 +69,41 @@ template <class T> struct WnBackward {
     } else {
       ok = write_row_finite(dvr, M, false, [&](int64_t j) { return rules::weight_norm_dv(dwr[j], vr[j], scale, k); });
     }
-    if (!ok || !rules::finite_(dg[r])) redo(r);
+    if (!ok || !rules::finite_(dg[r])) redo(r, false);
   }
-  // dw or v near the max (rules/norm.hpp): row r again, dw and v scaled (rare).
-  void redo(int64_t r) const {
+  // dg or dv not finite (dw or v near the max, a subnormal ‖v‖), or (small) s = Σ dw v underflowed
+  // (rules/norm.hpp): row r again, dw and v scaled (rare). False, writing nothing, where no scaling
+  // applies (the plain results stand).
+  bool redo(int64_t r, bool small) const {
     const T* dwr = dw + r * M;
     const T* vr = v + r * M;
+    if (small) {
+      // (dw = 0, a row of s = 0: the plain results are exact zeros -- and frequent: a frozen or dead
+      // unit, which the scaled loops below, ldexp per element, ran 30x slower. dw is finite here: s is.)
+      T m = T(0);
+#pragma omp simd reduction(max : m)
+      for (int64_t j = 0; j < M; ++j) m = std::max(m, std::abs(dwr[j]));
+      if (m == T(0)) return false;
+    }
     T adw = T(0), av = T(0);
     for (int64_t j = 0; j < M; ++j) adw = rules::max_abs(adw, dwr[j]), av = rules::max_abs(av, vr[j]);
-    const rules::GradScale sc = rules::grad_scale(adw, av);
-    if (!rules::scales(sc)) return;
-    T s = T(0);
-    for (int64_t j = 0; j < M; ++j) s += rules::scale2(dwr[j], -sc.a) * rules::scale2(vr[j], -sc.b);
-    const auto q = rules::weight_norm_scaled(s, norm[r], g[r], sc);
+    // (scaled up as well as down: v of a subnormal ‖v‖ as much as dw near the max; v 2^-b in [1, 2), so
+    // that ‖v‖ 2^-b below is in range)
+    const rules::GradScale sc = rules::unit_scale(adw, av);
+    if (!rules::scales(sc)) return false;
+    T s = T(0), ss = T(0);
+    for (int64_t j = 0; j < M; ++j) {
+      const T vs = rules::scale2(vr[j], -sc.b);
+      s += rules::scale2(dwr[j], -sc.a) * vs;
+      ss += vs * vs;
+    }
+    // A subnormal saved ‖v‖ kept few digits (float32 v ~ 1e-40: ~5), and dv = (g / ‖v‖)(dw - s v / ‖v‖²)
+    // cancels where dw is near parallel to v: there ‖v‖ 2^-b from the scaled row (in range, exact digits).
+    const auto q = rules::is_subnormal(norm[r]) ? rules::weight_norm_scaled_at(s, std::sqrt(ss), g[r], sc)
+                                                : rules::weight_norm_scaled(s, norm[r], g[r], sc);
     dg[r] = rules::weight_norm_dg_scaled(q);
     for (int64_t j = 0; j < M; ++j) dv[r * M + j] = rules::weight_norm_dv_rescaled(dwr[j], vr[j], q);
+    return true;
   }
 };
 

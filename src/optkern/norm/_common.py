@@ -189,17 +189,28 @@ def _no_shared_running(training, running, others, out):
 
 
 def _eps(eps, x=None):
-    """eps > 0, and (given the input ``x``) still > 0 in the statistics' dtype: an eps that rounds
-    to 0 there divides by a zero variance (NaN for a constant row where float64 is finite)."""
+    """eps > 0, and (given the input ``x``) still > 0 and finite in the statistics' dtype: an eps that
+    rounds to 0 there divides by a zero variance (NaN for a constant row where float64 is finite);
+    one past float32's max became inf in the row kernels (y = bias, the rstd 0) but not in the channel
+    kernels (batch norm, instance norm with running buffers: y ~ 1e-20 x), which add it in double --
+    refused as the optimizers refuse a hyper-parameter that is not finite in the arrays' dtype."""
     eps = _backend.positive("eps", eps)
     # float32 (and the GPU's half types) keep float32 statistics; an unsupported dtype is x's error
     half = _backend.is_cupy(x) and getattr(x, "dtype", None) != np.float64
-    if x is not None and (getattr(x, "dtype", None) == np.float32 or half) and np.float32(eps) == 0:
-        raise ValueError(
-            f"eps: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
-            f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
-        )
+    if x is not None and (getattr(x, "dtype", None) == np.float32 or half):
+        if eps > _F32_MAX_ROUNDED:  # (compared in double: np.float32(eps) would warn of the overflow)
+            raise ValueError(f"eps: {eps!r} overflows float32 (the statistics' dtype); at most {_F32_MAX!r}")
+        if np.float32(eps) == 0:
+            raise ValueError(
+                f"eps: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
+                f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
+            )
     return eps
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+# the largest double that rounds to a finite float32 (below max + half an ulp, 2**104, which rounds to inf)
+_F32_MAX_ROUNDED = float(np.nextafter(_F32_MAX + 2.0**103, 0.0))
 
 
 def _shape_arg(normalized_shape, name="normalized_shape") -> tuple:

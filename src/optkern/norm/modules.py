@@ -66,6 +66,13 @@ class _NormModule(NativeByName):
     def __call__(self, x, training=True):
         return self.forward(x, training=training)
 
+    @staticmethod
+    def _input(x):
+        """x, a foreign array (a torch tensor...) as its NumPy / CuPy view, as the functional forms take
+        it: the checks below read its dtype (``torch.float32`` read as another dtype than float32:
+        "x: expected float32 (this BatchNorm's dtype), got torch.float32") and its shape."""
+        return _backend.as_array(x, "x")
+
     def _check_dtype(self, x):
         """x in this module's dtype where the module holds arrays of it (weight, running buffers):
         the error names x, not the module's array that the native call would blame."""
@@ -178,6 +185,7 @@ class BatchNorm(_NormModule):
         """Normalize x; returns y."""
         # a bool, checked before anything changes: "False" would train and update the running buffers
         training = _backend.flag("training", training)
+        x = self._input(x)
         self._check_channels(x, self.num_features, "num_features")
         self._check_dtype(x)
         use_batch = training or self.running_mean is None
@@ -232,6 +240,7 @@ class LayerNorm(_NormModule):
 
     def forward(self, x, training=True):
         """Normalize x (``training`` is accepted for a uniform interface and ignored)."""
+        x = self._input(x)
         self._check_dtype(x)
         y, self._saved = layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         self._x = x
@@ -263,6 +272,7 @@ class GroupNorm(_NormModule):
 
     def forward(self, x, training=True):
         """Normalize x (``training`` is ignored)."""
+        x = self._input(x)
         self._check_channels(x, self.num_channels, "num_channels")
         self._check_dtype(x)
         y, self._saved = group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
@@ -289,6 +299,7 @@ class RMSNorm(_NormModule):
 
     def forward(self, x, training=True):
         """Normalize x (``training`` is ignored)."""
+        x = self._input(x)
         self._check_dtype(x)
         y, self._saved = rms_norm(x, self.normalized_shape, self.weight, self.eps)
         self._x = x

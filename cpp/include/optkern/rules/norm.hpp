@@ -298,9 +298,31 @@ template <class A> struct WnScaled {
   GradScale sc;
 };
 // From the scaled row's s (Σ scale2(dw, -a) scale2(v, -b)), the unscaled ‖v‖ and g.
-template <class A> OK_HD WnScaled<A> weight_norm_scaled(A s, A norm, A g, const GradScale& sc) {
-  const A n = scale2(norm, -sc.b), k = weight_norm_k(s, n);
+// s = Σ dw v below the row's M times the smallest normal: its products fell into (or under) the
+// subnormal range and s lost its digits where dg and dv are in range (float64 v ~ 1e-200 and dw ~
+// 1e-200: s = 0 and dv of the wrong sign; float32 v = [1e-40, 2e-40], g = 1e-30, dw ~ 1e-3: dv 400
+// times too large). Such a row is computed again as the non-finite ones are, but with dw and v
+// scaled to [1, 2) up as well as down (grad_scale only scales down; the non-finite rows too: a
+// subnormal ‖v‖ left unscaled kept g / ‖v‖ = inf).
+template <class A> OK_HD bool weight_norm_s_small(A s, A M) {
+  const A as = s < A(0) ? -s : s;
+  return as < M * (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));  // (false for NaN: the plain path's)
+}
+template <class A> OK_HD int unit_exp(A amax) { return finite_(amax) && amax > A(0) ? scale_exp(amax) : 0; }
+template <class A> OK_HD GradScale unit_scale(A max_dw, A max_v) {
+  if (!finite_(max_dw) || !finite_(max_v)) return {0, 0};
+  return {unit_exp(max_dw), unit_exp(max_v)};
+}
+// (n: ‖v‖ 2^-b, of the scaled row)
+template <class A> OK_HD WnScaled<A> weight_norm_scaled_at(A s, A n, A g, const GradScale& sc) {
+  const A k = weight_norm_k(s, n);
   return {s, n, weight_norm_scale(g, n), k, weight_norm_k_ok(k, s, n), sc};
+}
+template <class A> OK_HD WnScaled<A> weight_norm_scaled(A s, A norm, A g, const GradScale& sc) {
+  return weight_norm_scaled_at(s, scale2(norm, -sc.b), g, sc);
+}
+template <class A> OK_HD bool is_subnormal(A v) {
+  return v != A(0) && (v < A(0) ? -v : v) < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
 }
 template <class A> OK_HD A weight_norm_dg_scaled(const WnScaled<A>& q) { return scale2(q.s / q.norm, q.sc.a); }
 template <class A> OK_HD A weight_norm_dv_rescaled(A dw, A v, const WnScaled<A>& q) {
