@@ -118,10 +118,15 @@ class MLP(_MLPArgs):
         self.norm_eps = _backend.positive("norm_eps", norm_eps)
         # (float32 statistics add eps in float32: 1e-50 was accepted here and refused at the first
         # loss, naming the normalization kernel's `eps`, not this argument)
-        # (a value past float32's range is inf there: usable, every normalized value 0 as torch's
-        # 1e-20s, but the cast warned "overflow encountered in cast", an error under -W error)
+        # (a value past float32's range is inf there: refused, as optkern.norm refuses it naming its
+        # `eps`, which the first loss reached; the cast warned "overflow encountered in cast" first)
         with np.errstate(over="ignore"):
             eps32 = np.float32(self.norm_eps)
+        if norm and self.dtype == np.float32 and not np.isfinite(eps32):
+            raise ValueError(
+                f"norm_eps: {norm_eps!r} overflows float32 (the model's dtype); at most "
+                f"{float(np.finfo(np.float32).max)!r}"
+            )
         if norm and self.dtype == np.float32 and eps32 == 0:
             raise ValueError(
                 f"norm_eps: {norm_eps!r} rounds to 0 in float32 (the model's dtype); the smallest usable "
