@@ -32,8 +32,22 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
       nrm = rules::norm_scaled(sq.ssq, sq.e);
     }
     if (threadIdx.x == 0) norm[r] = nrm;
-    const A gr = load(g, r), scale = rules::weight_norm_scale(gr, nrm);
-    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // a subnormal norm: g / ‖v‖ overflows, v / ‖v‖ does not
+    const A gr = load(g, r);
+    if (rules::is_subnormal(nrm)) {  // (block-uniform) as cpp/norm_weight.cpp: w from v 2^-b and ‖v‖ 2^-b
+      const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
+      const int b = rules::scale_exp(av);
+      Sum2<A> qs{A(0), A(0)};
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+        const A x = rules::scale2(A(load(vr, j)), -b);
+        qs.a += x * x;
+      }
+      const A n = sqrt(block_reduce(qs, ss, Sum2<A>{A(0), A(0)}).a);
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
+        store(w + r * M, j, gr * (rules::scale2(A(load(vr, j)), -b) / n));
+      continue;
+    }
+    const A scale = rules::weight_norm_scale(gr, nrm);
+    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // g near the max: g / ‖v‖ overflows, v / ‖v‖ does not
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) store(w + r * M, j, gr * (A(load(vr, j)) / nrm));
       continue;
     }
@@ -41,22 +55,39 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
   }
 }
 
-// dw or v near the max (rules/norm.hpp): a row whose dg or dv came out non-finite again, dw and v
-// scaled, by the whole block (block-uniform call).
+// Row r again with dw and v scaled (rare; rules/norm.hpp, as cpp/norm_weight.cpp's redo), by the
+// whole block (block-uniform call): a row whose dg or dv came out non-finite (dw or v near the max, a
+// subnormal ‖v‖), or (small) whose s = Σ dw v underflowed. False, writing nothing, where no scaling
+// applies (the plain results stand; small: also a row of dw = 0, whose plain results are exact zeros).
 template <class T, class A>
-__device__ void wn_redo_row(const T* dwr, const T* vr, A g, A nrm, T* dvr, T* dg, int64_t M) {
+__device__ bool wn_redo_row(const T* dwr, const T* vr, A g, A nrm, T* dvr, T* dg, int64_t M, bool small) {
   __shared__ Sum2<A> ss[32];
   const A adw = block_max_abs<A>(M, [&](int64_t j) { return A(load(dwr, j)); });
+  if (small && adw == A(0)) return false;
   const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
-  const rules::GradScale sc = rules::grad_scale(adw, av);
-  if (!rules::scales(sc)) return;
-  Sum2<A> q{A(0), A(0)};
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
-    q.a += rules::scale2(A(load(dwr, j)), -sc.a) * rules::scale2(A(load(vr, j)), -sc.b);
-  const auto w = rules::weight_norm_scaled(block_reduce(q, ss, Sum2<A>{A(0), A(0)}).a, nrm, g, sc);
+  const rules::GradScale sc = rules::unit_scale(adw, av);  // (up as well as down: v 2^-b in [1, 2))
+  if (!rules::scales(sc)) return false;
+  // s and ‖v 2^-b‖² by one thread in the CPU's order (a rare row: cancellation in dv where dw is near
+  // parallel to v magnified the difference a tree's order made, 1e-5 relative in float32)
+  if (threadIdx.x == 0) {
+    Sum2<A> t{A(0), A(0)};
+    for (int64_t j = 0; j < M; ++j) {
+      const A vs = rules::scale2(A(load(vr, j)), -sc.b);
+      t.a += rules::scale2(A(load(dwr, j)), -sc.a) * vs;
+      t.b += vs * vs;
+    }
+    ss[0] = t;
+  }
+  __syncthreads();
+  const Sum2<A> q = ss[0];
+  __syncthreads();  // (ss is reused by the next row's call)
+  // (a subnormal saved ‖v‖ kept few digits: ‖v‖ 2^-b from the scaled row instead)
+  const auto w = rules::is_subnormal(nrm) ? rules::weight_norm_scaled_at(q.a, A(sqrt(q.b)), g, sc)
+                                          : rules::weight_norm_scaled(q.a, nrm, g, sc);
   if (threadIdx.x == 0) store(dg, 0, rules::weight_norm_dg_scaled(w));
   for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
     store(dvr, j, rules::weight_norm_dv_rescaled(A(load(dwr, j)), A(load(vr, j)), w));
+  return true;
 }
 
 template <class T, class A>
@@ -73,6 +104,12 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) q.a += A(load(dwr, j)) * A(load(vr, j));
     q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
     const A nrm = norm[r];
+    // (s underflowed: rules/norm.hpp; block-uniform)
+    if (rules::weight_norm_s_small(q.a, A(M)) &&
+        wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, true)) {
+      __syncthreads();  // (bad_row and the shared sums: the next row's)
+      continue;
+    }
     if (threadIdx.x == 0) store(dg, r, q.a / nrm);
     const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(q.a, nrm);
     const bool k_ok = rules::weight_norm_k_ok(k, q.a, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
@@ -84,7 +121,7 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
       if (!rules::finite_(d)) bad_row = r;
     }
     __syncthreads();
-    if (bad_row == r || !rules::finite_(sn)) wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M);
+    if (bad_row == r || !rules::finite_(sn)) wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, false);
   }
 }
 

@@ -93,3 +93,26 @@ def test_weight_norm_matches_the_cpu_at_the_edges(dtype, case):
     dg_g, dv_g = norm.weight_norm_backward(cp.asarray(dw), cp.asarray(v), cp.asarray(g), s_g)
     _same(dg_g, dg_c, dtype)
     _same(dv_g, dv_c, dtype)
+
+
+@pytest.mark.parametrize(
+    "dtype, v, dw",
+    [
+        (np.float64, [[3e-200, 4e-200]], [[1e-200, 2e-200]]),  # s = Σ dw v underflows to 0
+        (np.float32, [[3e-20, 4e-20]], [[1e-25, 2e-25]]),  # s subnormal
+        (np.float64, [[1.5e-323, 2e-323, 0.0]], [[1e-300, 1e-300, 1e-300]]),  # subnormal ‖v‖, g / ‖v‖ = inf
+        (np.float32, [[1e-45, 1e-45, 0.0], [2e-44, -3e-44, 1e-44]], [[1e-3, -2e-3, 3e-3], [0.0, 0.0, 0.0]]),
+    ],
+)
+def test_weight_norm_rows_of_underflowing_sums_or_subnormal_norms_match_the_cpu(dtype, v, dw):
+    """The rows the CPU computes again scaled (tests/test_hunt31_norm.py checks its results against
+    exact references): the same rows on the GPU, forward and backward (a dw = 0 row: zeros)."""
+    v, dw = np.array(v, dtype), np.array(dw, dtype)
+    g = np.linspace(0.5, 2.0, v.shape[0]).astype(dtype)
+    w_c, s_c = norm.weight_norm(v, g)
+    w_g, s_g = norm.weight_norm(cp.asarray(v), cp.asarray(g))
+    _same(w_g, w_c, dtype)
+    dg_c, dv_c = norm.weight_norm_backward(dw, v, g, s_c)
+    dg_g, dv_g = norm.weight_norm_backward(cp.asarray(dw), cp.asarray(v), cp.asarray(g), s_g)
+    _same(dg_g, dg_c, dtype)
+    _same(dv_g, dv_c, dtype)
