@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -15,18 +13,11 @@ from optkern.swalp import SWALP
 
 
 def _torch_lrs(make, steps, lr=0.1):
+    """torch's lr sequence (test_schedules_torch.torch_values) of ``make(torch, opt)``."""
     torch = pytest.importorskip("torch")
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=lr)
-    sched = make(torch, opt)
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(steps):
-            out.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.step()
-    return out
+    from test_schedules_torch import torch_values
+
+    return torch_values(lambda opt: make(torch, opt), steps, lr)
 
 
 @pytest.mark.parametrize("milestones", [[5, 2], [8, 3, 3, 1], [4, 9, 2, 9]])
