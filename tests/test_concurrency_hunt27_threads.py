@@ -177,16 +177,23 @@ def work(i):
     return float(q[0])
 
 if __name__ == "__main__":
+    import sys
     optkern.set_num_threads(2)
     work(0)
+    print("phase: parent stepped", file=sys.stderr, flush=True)
     with mp.get_context("fork").Pool(2) as pool:
+        print("phase: pool started", file=sys.stderr, flush=True)
         print(pool.map_async(work, range(4)).get(timeout=30))
+        print("phase: mapped", file=sys.stderr, flush=True)
+    print("phase: pool closed", file=sys.stderr, flush=True)
 """
 
 
 def test_a_multiprocessing_fork_pool_after_parallel_kernels_does_not_hang():
+    # (stderr names the last phase reached: this test timed out twice in CI's sanitizer stage,
+    # 2026-12-04, and passed in every rerun, alone and in the whole sanitized suite)
     rc, out, err = _python(_POOL, timeout=60)
-    assert rc == 0, err
+    assert rc == 0, f"rc {rc}; stdout {out!r}; stderr {err!r}"
     assert out.strip() == str([-0.10000000149011612] * 4)
 
 
