@@ -109,8 +109,11 @@ def extremes(comm, values: list, where: str, call: str | None = None) -> tuple[n
     naming each rank's call, before either call's collectives."""
     if len(values) >= HEADER:
         raise AssertionError(f"{where}: a header holds {HEADER - 1} values, not {len(values)}")
-    head = [_code(call or where), *map(float, values)] + [0.0] * (HEADER - 1 - len(values))
-    buf = np.array([x for v in head for x in (v, -v)])
+    buf = np.zeros(2 * HEADER)  # (value, -value) pairs: one max gives every value's max and min
+    head = buf[0::2]
+    head[0] = _code(call or where)
+    head[1 : len(values) + 1] = values
+    np.negative(head, out=buf[1::2])
     comm._live(where)
     comm._mpi_allreduce(buf, "max")
     hi, lo = buf[0::2], -buf[1::2]
