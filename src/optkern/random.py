@@ -36,8 +36,9 @@ def _shape(shape, name: str = "shape", itemsize: int = 1) -> tuple[int, ...]:
         out = tuple(_backend.integer(name, s, 0, _backend.INT64_MAX) for s in shape)
     except TypeError:
         raise TypeError(f"{name}: expected an int or a tuple of ints, got {shape!r}") from None
-    if math.prod(out) * itemsize > _backend.INT64_MAX:
-        raise ValueError(f"{name}: {out} holds more than 2**63 - 1 bytes")
+    # NumPy sizes an array by its nonzero dimensions (a zero-size (2**62, 4, 0) is "too big" too)
+    if math.prod(s for s in out if s) * itemsize > _backend.INT64_MAX:
+        raise ValueError(f"{name}: {out} spans more than 2**63 - 1 bytes")
     return out
 
 
