@@ -108,6 +108,7 @@ class BatchLoader(NativeByName):
 
     def __iter__(self):
         e = self.epoch
+        self.batch_size(e)  # a schedule's bad size raises here, before the epoch counts as begun
         try:
             yield from self.batches(e)
         finally:
