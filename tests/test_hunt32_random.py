@@ -1,6 +1,7 @@
 """Hunt 32, the counter-based RNG and what uses it: shapes of zero-size arrays whose other
-dimensions overflow (optkern.random, optkern.init's return-new variants), and BatchLoader's epoch
-after an epoch that failed before its first batch."""
+dimensions overflow (optkern.random, optkern.init's return-new variants), BatchLoader's epoch
+after an epoch that failed before its first batch, and BatchLoader shuffles of different seeds
+that were the same permutations (seeds past 2**32)."""
 
 import numpy as np
 import pytest
@@ -55,3 +56,36 @@ def test_an_epoch_broken_off_after_a_batch_still_counts():
     for _ in loader:
         break
     assert loader.epoch == 1
+
+
+def _epoch_orders(seed, epochs):
+    loader = data.BatchLoader(np.arange(64.0), None, 64, seed=seed)
+    return [loader.order(e) for e in range(epochs)]
+
+
+@pytest.mark.parametrize("high", [1, 3, 2**31])
+def test_seeds_past_2_32_do_not_replay_another_seeds_epochs(high):
+    """numpy's SeedSequence reads ``[seed, e]`` as 32-bit words: ``[5 + 2**32 * j, 0]`` is the
+    words ``[5, j, 0]``, whose trailing 0 is the same as none: seed ``5 + 2**32 j``'s epoch 0 was
+    seed 5's epoch ``j``, bit for bit (and its epoch ``e``, seed 5's epoch ``j + 2**32 e``)."""
+    small = _epoch_orders(5, 4)
+    big = _epoch_orders(5 + 2**32 * high, 4)
+    for e, order in enumerate(big):
+        for f, other in enumerate(small):
+            assert not np.array_equal(order, other), f"seed 5 + 2**32 * {high}, epoch {e} == seed 5, epoch {f}"
+    if high == 1:
+        assert not np.array_equal(big[0], _epoch_orders(5, 2)[1])
+
+
+def test_seeds_below_2_32_keep_their_documented_shuffle():
+    loader = data.BatchLoader(np.arange(50.0), None, 7, seed=123)
+    for e in (0, 1, 2**33 + 1):
+        np.testing.assert_array_equal(loader.order(e), np.random.default_rng([123, e]).permutation(50))
+
+
+def test_large_seeds_shuffle_reproducibly_and_per_epoch():
+    a, b = _epoch_orders(2**64 + 7, 3), _epoch_orders(2**64 + 7, 3)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[1], a[2])
+    assert sorted(a[0].tolist()) == list(range(64))

@@ -35,6 +35,17 @@ def _batch_size_fn(schedule):
     )
 
 
+def _epoch_seed(seed: int, epoch: int):
+    """The entropy of ``epoch``'s shuffle. NumPy reads ``[seed, epoch]`` as 32-bit words, a trailing
+    zero word the same as none: past 2**32, seed ``s + 2**32 j``'s epoch 0 (words ``[s, j, 0]``)
+    was seed ``s``'s epoch ``j``. There the epoch is a spawn key, which SeedSequence appends after
+    the seed padded to its 4-word pool (seeds below 2**128 stay apart); below 2**32,
+    ``[seed, epoch]`` as ever (a one-word seed, so no collision), the shuffles unchanged."""
+    if seed < 1 << 32:
+        return [seed, epoch]
+    return np.random.SeedSequence(seed, spawn_key=(epoch,))
+
+
 class BatchLoader(NativeByName):
     """Epochs of shuffled mini-batches of ``(x, y)`` (NumPy or CuPy arrays).
 
@@ -43,7 +54,8 @@ class BatchLoader(NativeByName):
       y: targets with the same first axis, or None (then batches are ``x`` alone).
       batch_size_schedule: an int, a :class:`~optkern.schedules.batch_size_schedule`
         (its ``batch_size(epoch)`` is used) or a callable ``epoch -> int``.
-      seed: the shuffle of epoch ``e`` is ``numpy.random.default_rng([seed, e])``,
+      seed: the shuffle of epoch ``e`` is ``numpy.random.default_rng([seed, e])`` (for a seed
+        from 2**32: ``default_rng(SeedSequence(seed, spawn_key=(e,)))``, see ``_epoch_seed``),
         so any epoch can be replayed and a resumed run sees the same batches.
       shuffle: False keeps the data order.
       drop_last: drop a final batch smaller than the batch size.
@@ -94,7 +106,7 @@ class BatchLoader(NativeByName):
         e = self.epoch if epoch is None else _backend.integer("epoch", epoch, 0)
         if not self.shuffle:
             return np.arange(self.n)
-        return np.random.default_rng([self.seed, e]).permutation(self.n)
+        return np.random.default_rng(_epoch_seed(self.seed, e)).permutation(self.n)
 
     def batches(self, epoch: int | None = None):
         """Yield the batches of ``epoch`` without changing :attr:`epoch`."""
