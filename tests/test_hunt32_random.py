@@ -1,10 +1,12 @@
 """Hunt 32, the counter-based RNG and what uses it: shapes of zero-size arrays whose other
 dimensions overflow (optkern.random, optkern.init's return-new variants), BatchLoader's epoch
-after an epoch that failed before its first batch, and BatchLoader shuffles of different seeds
-that were the same permutations (seeds past 2**32)."""
+after an epoch that failed before its first batch, BatchLoader shuffles of different seeds that
+were the same permutations (seeds past 2**32), and initializers writing arrays whose elements
+share memory (zero or overlapping strides)."""
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import as_strided
 
 from optkern import data
 from optkern import init as I
@@ -89,3 +91,62 @@ def test_large_seeds_shuffle_reproducibly_and_per_epoch():
         np.testing.assert_array_equal(u, v)
     assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[1], a[2])
     assert sorted(a[0].tolist()) == list(range(64))
+
+
+# ---- initializers of arrays whose elements share memory ---------------------------------------
+
+
+def _shared_rows():
+    """A writable (4, 3) view whose four rows are one row of memory (torch's expand)."""
+    base = np.zeros(3)
+    return base, as_strided(base, shape=(4, 3), strides=(0, 8))
+
+
+def _overlapping_rows():
+    """A writable (3, 3) view whose rows overlap by one element (strides (16, 8))."""
+    base = np.zeros(8)
+    return base, as_strided(base, shape=(3, 3), strides=(16, 8))
+
+
+FILLS = [
+    lambda w: I.normal_(w, rng=0),
+    lambda w: I.uniform_(w, rng=0),
+    lambda w: I.lecun_uniform_(w, rng=0),
+    lambda w: I.xavier_normal_(w, rng=0),
+    lambda w: I.kaiming_uniform_(w, rng=0),
+    lambda w: I.geometric_normal_(w, rng=0),
+    lambda w: I.orthogonal_(w, rng=0),
+]
+
+
+@pytest.mark.parametrize("make", [_shared_rows, _overlapping_rows])
+@pytest.mark.parametrize("fill", FILLS)
+def test_initializers_refuse_arrays_whose_elements_share_memory(fill, make):
+    """The draws were written one after another into shared memory: the last one left in every
+    element that shares it, e.g. four equal rows of an "orthogonal" (4, 3) matrix. torch refuses
+    these ("more than one element of the written-to tensor refers to a single memory location")."""
+    base, w = make()
+    assert w.flags.writeable
+    with pytest.raises(ValueError, match=r"^w: array has overlapping elements"):
+        fill(w)
+    assert (base == 0).all()
+
+
+def test_lsuv_refuses_a_weight_whose_elements_share_memory():
+    base, w = _shared_rows()
+    with pytest.raises(ValueError, match=r"^weights\[1\]: array has overlapping elements"):
+        I.lsuv_([np.eye(4), w], lambda x: [x, x], np.ones((8, 4)), orthogonal_start=False, rng=0)
+    assert (base == 0).all()
+
+
+def test_initializers_accept_strided_arrays_with_distinct_elements():
+    # (2, 3) with strides (24, 16): elements at bytes 0, 16, 32 and 24, 40, 56, distinct though the
+    # strides are not nested (the rows interleave); and transposes, reversed and sliced views
+    base = np.zeros(8)
+    w = as_strided(base, shape=(2, 3), strides=(24, 16))
+    I.orthogonal_(w, rng=0)
+    np.testing.assert_allclose(w @ w.T, np.eye(2), atol=1e-12)
+    assert base[1] == 0
+    for v in (np.zeros((5, 3)).T, np.zeros((6, 4))[::-2, 1:], np.zeros((3, 1, 4))):
+        want = I.xavier_normal_(np.zeros(v.shape), rng=3)
+        np.testing.assert_array_equal(I.xavier_normal_(v, rng=3), want)

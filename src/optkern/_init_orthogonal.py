@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import _backend
-from ._init_random import _checked, _draw, _representable, _target, make_rng
+from ._init_random import _checked, _distinct_elements, _draw, _representable, _target, make_rng
 
 
 @_checked
@@ -73,6 +73,7 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
     orthogonal_start = _backend.flag("orthogonal_start", orthogonal_start)
     for i, w in enumerate(weights):
         _target(w, f"weights[{i}]")
+        _distinct_elements(w, f"weights[{i}]")  # (rescaled in place: a shared element once per view)
         if orthogonal_start and w.ndim < 2:
             raise ValueError(f"weights[{i}]: orthogonal_start needs at least 2 dimensions, got shape {w.shape}")
     from .swa import check_disjoint  # (imported here: optkern.swa is not needed to import optkern.init)

@@ -59,6 +59,29 @@ def _target(w, name="w"):
     return _backend.array_module(w)
 
 
+def _distinct_elements(w, name="w") -> None:
+    """ValueError naming ``name`` where two elements of ``w`` share memory (a writable
+    ``np.broadcast_to``, torch's ``expand``, ``as_strided``): the draws, written one after another,
+    left the last one in all of them -- four equal rows of an "orthogonal" (4, 3) matrix. torch
+    refuses these writes too. Strides nested (each at least the span of the smaller ones) are the
+    common case and cheap to check; others (rare) are decided by the elements' byte offsets."""
+    if w.size == 0:
+        return
+    dims = sorted((abs(int(st)), int(n)) for st, n in zip(w.strides, w.shape) if n > 1)
+    span = w.itemsize
+    for stride, n in dims:
+        if stride < span:
+            break
+        span += stride * (n - 1)
+    else:
+        return
+    offsets = np.zeros((), np.int64)
+    for stride, n in dims:
+        offsets = np.add.outer(offsets, np.arange(n, dtype=np.int64) * stride)
+    if np.unique(offsets).size < offsets.size:
+        raise ValueError(f"{name}: array has overlapping elements (its strides {tuple(w.strides)} reuse memory)")
+
+
 def _representable(name: str, value: float, w) -> None:
     """ValueError naming ``name`` unless ``value`` stays finite in ``w``'s dtype: a std, mean, bound
     or gain past float32's (or float16's) range would fill ``w`` with inf / NaN -- and, under
@@ -116,6 +139,7 @@ def _checked(fill_):
     @functools.wraps(fill_)
     def run(w, *args, **kw):
         _target(w)
+        _distinct_elements(w)
         _check_rng(kw.get("rng"))
         return fill_(w, *args, **kw)
 
