@@ -22,3 +22,44 @@ def test_param_replaced_by_another_dtype_checks_the_hyper_parameters_again():
     with pytest.raises(ValueError, match=r"^param_groups\[0\]\['lr'\]: 1e\+39 is not finite in float32"):
         opt.step([np.zeros(3, np.float32)])
     np.testing.assert_array_equal(new, 1.0)
+
+
+def _split_by_a_none_grad(opt, ps):
+    opt.step([np.ones_like(ps[0]), None])  # (param 0 has stepped once, param 1 not: two runs)
+
+
+def _split_by_loading_mixed_steps(opt, ps):
+    opt.step([np.ones_like(p) for p in ps])
+    sd = opt.state_dict()
+    sd["state"][1]["step"] = 5
+    opt.load_state_dict(sd)
+
+
+def _loaded(opt, ps):
+    opt.step([np.ones_like(p) for p in ps])
+    opt.load_state_dict(opt.state_dict())
+
+
+REPLACED = [
+    (name, hp, before)
+    for name, hp in [("SGD", dict(momentum=0.9)), ("Adam", {}), ("AdagradNorm", {})]
+    for before in (_split_by_a_none_grad, _split_by_loading_mixed_steps, _loaded)
+    if not (name == "AdagradNorm" and before is _split_by_loading_mixed_steps)  # (one step count a group)
+]
+
+
+@pytest.mark.parametrize("name, hp, before", REPLACED, ids=[f"{n}-{b.__name__}" for n, _, b in REPLACED])
+def test_a_param_replaced_in_its_groups_list_is_the_one_stepped(name, hp, before):
+    """``_check_param_groups``: "a param may be replaced in place by another array". The runs of a
+    group split (None grads, a loaded state dict) held lists of their own: the old array went on
+    stepping and the new one never moved."""
+    ps = [np.zeros(3), np.zeros(4)]
+    opt = getattr(O, name)(ps, lr=0.1, **hp)
+    before(opt, ps)
+    old = ps[0].copy()
+    new = np.zeros(3)
+    opt.param_groups[0]["params"][0] = new
+    opt.step([np.ones(3), np.ones(4)])
+    np.testing.assert_array_equal(ps[0], old)  # (no longer a param of the optimizer)
+    assert (new < 0).all()
+    assert opt.state[new] is not None

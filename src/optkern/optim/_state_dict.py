@@ -169,7 +169,9 @@ class StateDictMixin(OptimizerParts):
             step, _, extra = records[ks[0]]
             names = set.intersection(*(set(records[k][1]) for k in ks)) if step > 0 else set()
             state = {n: [records[k][1][n] for k in ks] for n in self._state_names if n in names}
-            run = _Run([index[k] for k in ks], [params[k] for k in ks], mod, step, state, dict(extra))
+            # (a run of the whole group holds its list, where a param may be replaced in place)
+            ps = params if len(ks) == len(params) else [params[k] for k in ks]
+            run = _Run([index[k] for k in ks], ps, mod, step, state, dict(extra))
             runs.append(run)
         return runs
 

@@ -278,6 +278,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     if run.parent is not None:  # a global-norm group: the step counts for the group
                         run.parent.step, run.parent.extra = run.step, run.extra
             self._runs = [_merged(parts) for parts in layout]
+            for (lst, _), group_runs in zip(self._group_params, self._runs):
+                if len(group_runs) == 1 and len(group_runs[0].params) == len(lst):
+                    group_runs[0].params = lst  # (rejoined: the group's own list again, see _follow_replaced)
         _bump_torch_versions(self._given_tensors)
         return loss
 
@@ -286,6 +289,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         lr buffer)] per group, runs to step per group, run layout after the step or None, whether
         the step is one native call over every param)``. The array checks (``_precheck``) remain."""
         self._check_param_groups()
+        self._follow_replaced()
         skips = False
         if type(grads) is not list or not set(map(type, grads)) <= _backend._NATIVE_TYPES:  # (else: no None either)
             grads = _backend.as_list(grads, "grads")
@@ -344,6 +348,20 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     f"param_groups[{gi}]['params']: expected the group's arrays, got a new list holding "
                     "others (replace a param in the group's own list, or add it with add_param_group)"
                 )
+
+    def _follow_replaced(self) -> None:
+        """Bring the runs' params up to the groups' lists, where a param may have been replaced in
+        place (``_check_param_groups``). A group in one run holds its list itself; a split group
+        (None grads, a loaded state dict) holds lists of its own, where the old array went on
+        stepping and the new one never moved."""
+        start = 0
+        for (lst, _), group_runs in zip(self._group_params, self._runs):
+            if not (len(group_runs) == 1 and group_runs[0].params is lst):
+                for run in group_runs:
+                    for k, i in enumerate(run.index):
+                        if run.params[k] is not lst[i - start]:
+                            run.params[k] = lst[i - start]
+            start += len(lst)
 
     def _live_runs(self, grads: list, checked: list):
         """(runs to step, run layout after the step) for a step that skips the params whose grad is
