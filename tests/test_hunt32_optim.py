@@ -63,3 +63,58 @@ def test_a_param_replaced_in_its_groups_list_is_the_one_stepped(name, hp, before
     np.testing.assert_array_equal(ps[0], old)  # (no longer a param of the optimizer)
     assert (new < 0).all()
     assert opt.state[new] is not None
+
+
+def _fortran(a):
+    return np.asfortranarray(a)
+
+
+def _transposed(a):
+    return np.ascontiguousarray(a.T).T
+
+
+def _torch_channels_last(a):
+    torch = pytest.importorskip("torch")
+    return torch.from_numpy(a.copy()).to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("layout", [_fortran, _transposed, _torch_channels_last])
+@pytest.mark.parametrize("name, hp", [("Adam", dict(amsgrad=True)), ("SGD", dict(momentum=0.9)), ("RMSprop", {})])
+def test_state_loaded_from_another_memory_layout_still_steps(name, hp, layout):
+    """A state dict's arrays in another memory layout (a Fortran-ordered array, a transpose, torch's
+    channels_last state of a channels_last param) loaded as copies in that layout: every later step
+    then refused them (``exp_avgs[0]: array must be C-contiguous``)."""
+    shape = (2, 3, 4, 5)
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(shape)
+    grads = [rng.standard_normal(shape) for _ in range(2)]
+    ref_p, p = p0.copy(), p0.copy()
+    ref, opt = getattr(O, name)([ref_p], lr=0.1, **hp), getattr(O, name)([p], lr=0.1, **hp)
+    ref.step([grads[0]])
+    sd = ref.state_dict()
+    opt.load_state_dict(
+        {**sd, "state": {0: {k: layout(v) if isinstance(v, np.ndarray) else v for k, v in sd["state"][0].items()}}}
+    )
+    np.copyto(p, ref_p)
+    ref.step([grads[1]])
+    opt.step([grads[1]])
+    np.testing.assert_array_equal(p, ref_p)
+
+
+def test_int8_state_codes_loaded_in_fortran_order_still_step():
+    """The same for the 8-bit codes of ``state_dtype="int8"`` (kept as saved, exactly)."""
+    rng = np.random.default_rng(1)
+    p0 = rng.standard_normal((6, 70)).astype(np.float32)
+    grads = [rng.standard_normal(p0.shape).astype(np.float32) for _ in range(2)]
+    ref_p, p = p0.copy(), p0.copy()
+    ref, opt = (O.Adam([q], lr=0.1, state_dtype="int8") for q in (ref_p, p))
+    ref.step([grads[0]])
+    sd = ref.state_dict()
+    entry = {
+        k: np.asfortranarray(v) if isinstance(v, np.ndarray) and v.ndim == 2 else v for k, v in sd["state"][0].items()
+    }
+    opt.load_state_dict({**sd, "state": {0: entry}})
+    np.copyto(p, ref_p)
+    ref.step([grads[1]])
+    opt.step([grads[1]])
+    np.testing.assert_array_equal(p, ref_p)

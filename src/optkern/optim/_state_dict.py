@@ -210,7 +210,9 @@ def _copy_like(v, p, name: str):
     if src.size != p.size:
         raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
     with _backend._device_of(p):
-        return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)
+        # C order whatever the source's layout (a Fortran array, torch's channels_last state): the
+        # native steps take C-contiguous arrays only, and refused the copy at every later step
+        return xp.array(src, dtype=p.dtype, copy=True, order="C").reshape(p.shape)
 
 
 class _StateView(Mapping):
