@@ -118,3 +118,42 @@ def test_int8_state_codes_loaded_in_fortran_order_still_step():
     ref.step([grads[1]])
     opt.step([grads[1]])
     np.testing.assert_array_equal(p, ref_p)
+
+
+def _one_element(shape):
+    return lambda v: np.full(shape, v)
+
+
+def _torch_one_element(v):
+    torch = pytest.importorskip("torch")
+    return torch.tensor([v], dtype=torch.float64)  # (optkern.torch.AdagradNorm's b_sq)
+
+
+@pytest.mark.parametrize(
+    "form", [_one_element((1,)), _one_element((1, 1)), _torch_one_element], ids=["1", "1x1", "torch"]
+)
+def test_adagrad_norm_loads_b_sq_as_a_one_element_array(form):
+    """The state checks accept a per-parameter scalar as a one-element array; AdaGrad-Norm's loader
+    then called ``float()`` on it, which NumPy 2 refuses for ndim > 0: a TypeError naming nothing,
+    after ``_check_state_dict`` (what ``optkern.load`` checks every target with) had passed it."""
+    ref_p, p = np.ones(3), np.ones(3)
+    ref, opt = O.AdagradNorm([ref_p], lr=0.1), O.AdagradNorm([p], lr=0.1)
+    ref.step([np.arange(3.0)])
+    sd = ref.state_dict()
+    sd = {**sd, "state": {0: {**sd["state"][0], "b_sq": form(sd["state"][0]["b_sq"])}}}
+    opt._check_state_dict(sd)
+    opt.load_state_dict(sd)
+    np.copyto(p, ref_p)
+    ref.step([np.ones(3)])
+    opt.step([np.ones(3)])
+    np.testing.assert_array_equal(p, ref_p)
+    assert opt.state_dict()["state"][0]["b_sq"] == ref.state_dict()["state"][0]["b_sq"]
+
+
+def test_adagrad_norm_b_sq_of_several_elements_is_named():
+    opt = O.AdagradNorm([np.ones(3)], lr=0.1)
+    opt.step([np.ones(3)])
+    sd = opt.state_dict()
+    sd["state"][0]["b_sq"] = np.ones(2)
+    with pytest.raises(ValueError, match=r"^state_dict\['state'\]\[0\]\['b_sq'\]: expected a real number"):
+        opt.load_state_dict(sd)
