@@ -157,3 +157,29 @@ def test_adagrad_norm_b_sq_of_several_elements_is_named():
     sd["state"][0]["b_sq"] = np.ones(2)
     with pytest.raises(ValueError, match=r"^state_dict\['state'\]\[0\]\['b_sq'\]: expected a real number"):
         opt.load_state_dict(sd)
+
+
+@pytest.mark.parametrize(
+    "new, error, message",
+    [
+        (None, TypeError, r"expected a numpy or cupy array, got NoneType"),
+        ([1.0, 2.0, 3.0], TypeError, r"expected a numpy or cupy array, got list"),
+        (np.ones(3, np.int32), TypeError, r"expected float32 or float64, got int32"),
+        (np.ones(3, np.complex64), TypeError, r"expected float32 or float64, got complex64"),
+        (np.ones(3, np.float16), TypeError, r"float16 params need master_weights=True"),
+    ],
+    ids=["None", "list", "int32", "complex64", "float16"],
+)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_param_replaced_by_a_non_array_or_another_dtype_is_named(new, error, message, groups):
+    """A param replaced in its group's list is checked as ``add_param_group`` checks one, before
+    anything is read or written (a None or a list raised AttributeError from the shape checks)."""
+    ps = [np.ones(3), np.ones(2)]
+    opt = O.Adam([{"params": ps[:1]}, {"params": ps[1:]}] if groups == 2 else ps, lr=0.1)
+    opt.step([np.ones(3), np.ones(2)])
+    opt.param_groups[0]["params"][0] = new
+    before = ps[1].copy()
+    with pytest.raises(error, match=r"^param_groups\[0\]\['params'\]\[0\]: " + message):
+        opt.step([np.ones(3), np.ones(2)])
+    np.testing.assert_array_equal(ps[1], before)
+    assert opt.state_dict()["state"][1]["step"] == 1

@@ -95,6 +95,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
         self._given_tensors: list = []  # the torch tensors among them
         self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
+        self._seen: list[tuple] = []  # per group, the arrays its list held when last checked
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
         if _backend.is_array(params):
@@ -203,6 +204,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             self._check_capturable_arrays(flag, params[0], lr_dev, where)
         self.param_groups.append(group)
         self._group_params.append((params, tuple(params)))
+        self._seen.append(tuple(params))
         self._runs.append([_Run(range(self._n, self._n + len(params)), params, mod)] if params else [])
         for k, (g, p) in enumerate(zip(given, params)):
             self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
@@ -335,6 +337,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             if cur is None:
                 raise ValueError(f"param_groups[{gi}]: missing 'params'")
             if cur is lst and len(cur) == len(ps):
+                if not _same(cur, self._seen[gi]):
+                    self._check_replaced(gi, cur)
                 continue
             if not isinstance(cur, list):
                 raise TypeError(f"param_groups[{gi}]['params']: expected a list of arrays, got {type(cur).__name__}")
@@ -348,6 +352,18 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     f"param_groups[{gi}]['params']: expected the group's arrays, got a new list holding "
                     "others (replace a param in the group's own list, or add it with add_param_group)"
                 )
+
+    def _check_replaced(self, gi: int, params: list) -> None:
+        """A group's list where a param was replaced in place, checked as ``add_param_group`` checks
+        one: an array of this optimizer's kind and dtype, before anything reads it (a None or a list
+        raised AttributeError in the step's shape checks; an int32 array would be checked against
+        the hyper-parameters, naming ``eps`` for it). The step's array checks do the rest (layout,
+        size, aliasing)."""
+        where = f"param_groups[{gi}]['params']"
+        _backend.backend((where, params))
+        for i, p in enumerate(params):
+            self._check_param_dtype(p, f"{where}[{i}]")
+        self._seen[gi] = tuple(params)
 
     def _follow_replaced(self) -> None:
         """Bring the runs' params up to the groups' lists, where a param may have been replaced in
