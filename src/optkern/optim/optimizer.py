@@ -85,7 +85,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
     _amp_checked: list | None = None
 
     def __init__(self, params, defaults: dict):
-        self._dtype_checked: dict = {}  # where -> (hp, params list, its arrays) last validated against the dtypes
+        self._dtype_checked: dict = {}  # where -> (hp, params list) last validated against the dtypes
         self._checked(defaults, "")  # names the bad argument plainly: "lr: must be ..."
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
@@ -364,6 +364,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         for i, p in enumerate(params):
             self._check_param_dtype(p, f"{where}[{i}]")
         self._seen[gi] = tuple(params)
+        # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
+        # NaN into a float32 one put in its place): the cached checks are of the old arrays
+        self._dtype_checked.clear()
 
     def _follow_replaced(self) -> None:
         """Bring the runs' params up to the groups' lists, where a param may have been replaced in
@@ -427,16 +430,15 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         params = group.get("params")
         if params:
             cached = self._dtype_checked.get(where)
-            # (the arrays too: one replaced in the list by another dtype must be checked again)
-            if cached is not None and cached[1] is params and cached[0] == hp and _same(params, cached[2]):
-                return hp  # checked when hp last changed: not every step
+            if cached is not None and cached[1] is params and cached[0] == hp:
+                return hp  # checked when hp last changed (or a param was replaced: _check_replaced)
             names = {
                 "beta1": f"{where}['betas'][0]" if where else "betas[0]",
                 "beta2": f"{where}['betas'][1]" if where else "betas[1]",
             }
             for dt in sorted({self._math_dtype(p.dtype) for p in params}, key=str):
                 _check_dtype(hp, dt, where, names)
-            self._dtype_checked[where] = (hp, params, tuple(params))
+            self._dtype_checked[where] = (hp, params)
         return hp
 
 
