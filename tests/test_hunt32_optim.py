@@ -3,6 +3,17 @@
 - A param replaced in its group's own list by an array of another dtype: the group's
   hyper-parameters are checked against the new dtype (the per-group cache of that check kept
   the old dtype's verdict, and an ``lr`` beyond float32 wrote NaN into a float32 param).
+- A param replaced in its group's list after the group's runs split (a None grad, a loaded state
+  dict) is the one stepped (the runs held lists of their own: the old array went on stepping).
+- A param replaced in its group's list by a non-array (None, a list) or an array of a dtype the
+  optimizer cannot run is named as ``add_param_group`` names it, before anything is read or
+  written (None and lists raised AttributeError from the step's shape checks).
+- State arrays loaded from another memory layout (Fortran order, a transpose, torch's channels_last
+  state; 8-bit codes too) are copied in C order (copies in the source's layout were refused at
+  every later step: ``exp_avgs[0]: array must be C-contiguous``).
+- AdaGrad-Norm loads ``b_sq`` given as a one-element array of any shape (optkern.torch's is a
+  float64 tensor of shape (1,)), as the state checks accept it (its loader's ``float()`` raised
+  NumPy 2's TypeError after ``_check_state_dict`` had passed the dict).
 """
 
 from __future__ import annotations
