@@ -116,7 +116,7 @@ def device(monkeypatch):
     cupy.full_like = lambda p, v, **k: dev(np.full_like(np.asarray(p), v, **k))
     cupy.zeros = lambda *a, **k: dev(np.zeros(*a, **k))
     cupy.full = lambda *a, **k: dev(np.full(*a, **k))
-    cupy.array = lambda x, dtype=None, copy=True: dev(np.array(np.asarray(x), dtype=dtype))
+    cupy.array = lambda x, dtype=None, copy=True, order="K": dev(np.array(np.asarray(x), dtype=dtype, order=order))
     cuda = types.ModuleType("cupy.cuda")
     cuda.Device = lambda i=0: contextlib.nullcontext()
     cuda.get_current_stream = lambda: types.SimpleNamespace(is_capturing=lambda: device.capturing)

@@ -419,8 +419,9 @@ class LowPrecisionMixin(OptimizerParts):
                 arrays[n] = lowp.to_half(np.ascontiguousarray(arrays[n]), "bfloat16", raw=True)
             elif lp.state_dtype == "int8":
                 raw = self._lowp_raw.get((key, n))
-                if raw is not None:
-                    codes, scales = (np.array(raw[0], np.uint8).reshape(p.shape), np.array(raw[1], np.float32))
+                if raw is not None:  # (C order: a Fortran copy of the codes was refused at every step)
+                    codes = np.array(raw[0], np.uint8, order="C").reshape(p.shape)
+                    scales = np.array(raw[1], np.float32)
                 else:
                     codes, scales = lowp.quantize_blockwise(np.ascontiguousarray(arrays[n]), lp.block)
                 arrays[n], arrays[f"{n}_scale"] = codes, scales

@@ -169,7 +169,9 @@ class StateDictMixin(OptimizerParts):
             step, _, extra = records[ks[0]]
             names = set.intersection(*(set(records[k][1]) for k in ks)) if step > 0 else set()
             state = {n: [records[k][1][n] for k in ks] for n in self._state_names if n in names}
-            run = _Run([index[k] for k in ks], [params[k] for k in ks], mod, step, state, dict(extra))
+            # (a run of the whole group holds its list, where a param may be replaced in place)
+            ps = params if len(ks) == len(params) else [params[k] for k in ks]
+            run = _Run([index[k] for k in ks], ps, mod, step, state, dict(extra))
             runs.append(run)
         return runs
 
@@ -208,7 +210,9 @@ def _copy_like(v, p, name: str):
     if src.size != p.size:
         raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
     with _backend._device_of(p):
-        return xp.array(src, dtype=p.dtype, copy=True).reshape(p.shape)
+        # C order whatever the source's layout (a Fortran array, torch's channels_last state): the
+        # native steps take C-contiguous arrays only, and refused the copy at every later step
+        return xp.array(src, dtype=p.dtype, copy=True, order="C").reshape(p.shape)
 
 
 class _StateView(Mapping):

@@ -6,11 +6,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
-
 from .. import _backend
 from .._backend import nonnegative, positive
-from . import _lowp_norm
+from . import _lowp_norm, _state_checks
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
@@ -212,8 +210,13 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
         return {"b_sq": float(run.extra["b_sq"][0])}
 
     def _extra_from_state(self, entry, where):
-        b_sq = _backend.positive(f"{where}['b_sq']", float(np.asarray(_host(entry.get("b_sq", np.nan)))))
-        return {"b_sq": b_sq}
+        # (as NAdam reads mu_product: a one-element array of any shape, as the state checks accept;
+        # float() of one of ndim > 0 is a TypeError since NumPy 2)
+        v = entry.get("b_sq")
+        if v is None:
+            raise ValueError(f"{where}: missing 'b_sq'")
+        lo, hi, lo_open = _state_checks.SCALARS["b_sq"]
+        return {"b_sq": _state_checks.check_scalar(v, f"{where}['b_sq']", lo, hi, lo_open)}
 
     def _make_runs(self, index, params, records, mod):
         runs = super()._make_runs(index, params, records, mod)
@@ -221,7 +224,3 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
             if "b_sq" in run.extra:
                 run.extra["b_sq"] = _backend.scalar_buffer(run.params[0], run.extra["b_sq"])
         return runs
-
-
-def _host(v):
-    return v.get() if _backend.is_cupy(v) else v

@@ -95,6 +95,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
         self._given_tensors: list = []  # the torch tensors among them
         self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
+        self._seen: list[tuple] = []  # per group, the arrays its list held when last checked
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
         if _backend.is_array(params):
@@ -203,6 +204,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             self._check_capturable_arrays(flag, params[0], lr_dev, where)
         self.param_groups.append(group)
         self._group_params.append((params, tuple(params)))
+        self._seen.append(tuple(params))
         self._runs.append([_Run(range(self._n, self._n + len(params)), params, mod)] if params else [])
         for k, (g, p) in enumerate(zip(given, params)):
             self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
@@ -278,6 +280,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     if run.parent is not None:  # a global-norm group: the step counts for the group
                         run.parent.step, run.parent.extra = run.step, run.extra
             self._runs = [_merged(parts) for parts in layout]
+            for (lst, _), group_runs in zip(self._group_params, self._runs):
+                if len(group_runs) == 1 and len(group_runs[0].params) == len(lst):
+                    group_runs[0].params = lst  # (rejoined: the group's own list again, see _follow_replaced)
         _bump_torch_versions(self._given_tensors)
         return loss
 
@@ -286,6 +291,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         lr buffer)] per group, runs to step per group, run layout after the step or None, whether
         the step is one native call over every param)``. The array checks (``_precheck``) remain."""
         self._check_param_groups()
+        self._follow_replaced()
         skips = False
         if type(grads) is not list or not set(map(type, grads)) <= _backend._NATIVE_TYPES:  # (else: no None either)
             grads = _backend.as_list(grads, "grads")
@@ -331,6 +337,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
             if cur is None:
                 raise ValueError(f"param_groups[{gi}]: missing 'params'")
             if cur is lst and len(cur) == len(ps):
+                if not _same(cur, self._seen[gi]):
+                    self._check_replaced(gi, cur)
                 continue
             if not isinstance(cur, list):
                 raise TypeError(f"param_groups[{gi}]['params']: expected a list of arrays, got {type(cur).__name__}")
@@ -344,6 +352,35 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                     f"param_groups[{gi}]['params']: expected the group's arrays, got a new list holding "
                     "others (replace a param in the group's own list, or add it with add_param_group)"
                 )
+
+    def _check_replaced(self, gi: int, params: list) -> None:
+        """A group's list where a param was replaced in place, checked as ``add_param_group`` checks
+        one: an array of this optimizer's kind and dtype, before anything reads it (a None or a list
+        raised AttributeError in the step's shape checks; an int32 array would be checked against
+        the hyper-parameters, naming ``eps`` for it). The step's array checks do the rest (layout,
+        size, aliasing)."""
+        where = f"param_groups[{gi}]['params']"
+        _backend.backend((where, params))
+        for i, p in enumerate(params):
+            self._check_param_dtype(p, f"{where}[{i}]")
+        self._seen[gi] = tuple(params)
+        # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
+        # NaN into a float32 one put in its place): the cached checks are of the old arrays
+        self._dtype_checked.clear()
+
+    def _follow_replaced(self) -> None:
+        """Bring the runs' params up to the groups' lists, where a param may have been replaced in
+        place (``_check_param_groups``). A group in one run holds its list itself; a split group
+        (None grads, a loaded state dict) holds lists of its own, where the old array went on
+        stepping and the new one never moved."""
+        start = 0
+        for (lst, _), group_runs in zip(self._group_params, self._runs):
+            if not (len(group_runs) == 1 and group_runs[0].params is lst):
+                for run in group_runs:
+                    for k, i in enumerate(run.index):
+                        if run.params[k] is not lst[i - start]:
+                            run.params[k] = lst[i - start]
+            start += len(lst)
 
     def _live_runs(self, grads: list, checked: list):
         """(runs to step, run layout after the step) for a step that skips the params whose grad is
@@ -394,7 +431,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         if params:
             cached = self._dtype_checked.get(where)
             if cached is not None and cached[1] is params and cached[0] == hp:
-                return hp  # checked when hp last changed: not every step
+                return hp  # checked when hp last changed (or a param was replaced: _check_replaced)
             names = {
                 "beta1": f"{where}['betas'][0]" if where else "betas[0]",
                 "beta2": f"{where}['betas'][1]" if where else "betas[1]",
@@ -403,6 +440,11 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
+
+
+def _same(params: list, arrays: tuple) -> bool:
+    """Whether the list ``params`` still holds exactly ``arrays`` (by identity; ~3 us for 200)."""
+    return len(params) == len(arrays) and all(map(is_, params, arrays))
 
 
 def torch_tensors(given: list) -> list:
