@@ -52,6 +52,7 @@ static const char* simd_level() {
 // The hand-written 8-bit map and Philox loops this process runs (cpu_avx2.hpp's switches).
 static const char* lowp_loops() {
 #if defined(OPTKERN_X86_AVX2)
+  if (optkern::use_avx512_vbmi()) return "avx512-vbmi";
   if (optkern::use_avx512()) return "avx512";
   if (optkern::use_avx2()) return "avx2";
 #endif

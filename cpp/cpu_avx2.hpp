@@ -24,6 +24,16 @@ inline bool use_avx512() {
   return ok;
 }
 
+// Whether the 8-bit decode looks its values up by byte permutes (AVX512_VBMI, besides the
+// above; cpp/lowp_q8_avx512.hpp's decode_vbmi). OPTKERN_NO_AVX512_VBMI=1 turns it off (the
+// arithmetic AVX-512 decode runs), so that the tests pin both on a VBMI machine.
+inline bool use_avx512_vbmi() {
+  static const bool ok =
+      use_avx512() && __builtin_cpu_supports("avx512vbmi") &&
+      !(std::getenv("OPTKERN_NO_AVX512_VBMI") && std::getenv("OPTKERN_NO_AVX512_VBMI")[0] == '1');
+  return ok;
+}
+
 // F16C's half conversions (cpp/lowp_convert_loops.hpp), under the same switch.
 inline bool use_f16c() {
   static const bool ok = use_avx2() && __builtin_cpu_supports("f16c");

@@ -111,8 +111,14 @@ inline void q8_decode_block(const uint8_t* q, float* x, int64_t n, float scale) 
   if (use_avx2()) {
     const int64_t n8 = n & ~int64_t(7);
     if (use_avx512()) {
-      if (scale < 0.0f) avx512::decode<true>(q, x, n8, -scale);
-      else avx512::decode<false>(q, x, n8, scale);
+      const int64_t n64 = use_avx512_vbmi() ? n & ~int64_t(63) : 0;  // (the rest: the arithmetic decode)
+      if (scale < 0.0f) {
+        avx512::decode_vbmi<true>(q, x, n64, -scale);
+        avx512::decode<true>(q + n64, x + n64, n8 - n64, -scale);
+      } else {
+        avx512::decode_vbmi<false>(q, x, n64, scale);
+        avx512::decode<false>(q + n64, x + n64, n8 - n64, scale);
+      }
     } else {
       if (scale < 0.0f) avx2::decode<true>(q, x, n8, -scale);
       else avx2::decode<false>(q, x, n8, scale);

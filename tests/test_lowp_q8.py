@@ -226,18 +226,23 @@ def _loops():
     return _backend.cpu.build_info()["lowp_loops"]
 
 
-@pytest.mark.parametrize("switch", ["OPTKERN_PORTABLE", "OPTKERN_NO_AVX512"])
+_EXPECT = {"OPTKERN_PORTABLE": "portable", "OPTKERN_NO_AVX512": "avx2", "OPTKERN_NO_AVX512_VBMI": "avx512"}
+
+
+@pytest.mark.parametrize("switch", list(_EXPECT))
 def test_other_loops_too(switch):
     """The tests above, the step's bf16-state words and stochastic_round's words run the fastest
-    hand-written loops the CPU has (cpp/lowp_q8_avx512.hpp or lowp_q8_avx2.hpp, philox_cpu.hpp's
-    fill_words); OPTKERN_PORTABLE=1 turns them all off, OPTKERN_NO_AVX512=1 the AVX-512 ones
+    hand-written loops the CPU has (cpp/lowp_q8_avx512.hpp -- with AVX512_VBMI its decode by byte
+    lookups -- or lowp_q8_avx2.hpp, philox_cpu.hpp's fill_words); OPTKERN_PORTABLE=1 turns them all
+    off, OPTKERN_NO_AVX512=1 the AVX-512 ones, OPTKERN_NO_AVX512_VBMI=1 the byte-lookup decode
     (cpp/cpu_avx2.hpp), and the same tests pin those loops."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    if switch == "OPTKERN_NO_AVX512" and _loops() != "avx512":
+    ranks = list(_EXPECT.values()) + ["avx512-vbmi"]  # (slowest first)
+    if ranks.index(_loops()) <= ranks.index(_EXPECT[switch]):
         pytest.skip(f"this CPU runs the {_loops()} loops already (the tests above pinned them)")
     here = Path(__file__).parent
     tests = [
@@ -249,7 +254,7 @@ def test_other_loops_too(switch):
     env = dict(os.environ, **{switch: "1"})
     probe = "from optkern import _backend; print(_backend.cpu.build_info()['lowp_loops'])"
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
-    assert r.stdout.strip() == ("portable" if switch == "OPTKERN_PORTABLE" else "avx2"), r.stdout + r.stderr
+    assert r.stdout.strip() == _EXPECT[switch], r.stdout + r.stderr
     r = subprocess.run(
         [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not other_loops"],
         env=env,
@@ -259,3 +264,22 @@ def test_other_loops_too(switch):
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout
+
+
+@pytest.mark.parametrize("block", [64, 256, 4096])
+@pytest.mark.parametrize("tail", [0, 8, 13, 63])
+def test_q8_decode_of_whole_and_partial_blocks(block, tail):
+    """dequantize_blockwise equals the map's value times the block's |scale|, rounded once in
+    float32, bit for bit: blocks of 64-code groups (AVX512_VBMI's byte lookups), a last block whose
+    length leaves groups of 16 and 8 (the arithmetic AVX-512 decode) and fewer (the scalar one)."""
+    rng = np.random.default_rng(block + tail)
+    n = 3 * block + tail
+    codes = rng.integers(0, 256, n).astype(np.uint8)
+    nb = -(-n // block)
+    scales = (rng.standard_normal(nb) * 10.0 ** rng.integers(-30, 30, nb)).astype(np.float32)
+    scales[1] = 0.0
+    got = lowp.dequantize_blockwise(codes, scales, block)
+    s = np.repeat(scales, block)[:n]
+    want = np.where(s < 0, lowp.decode_map(True)[codes] * -s, lowp.decode_map(False)[codes] * s).astype(np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
