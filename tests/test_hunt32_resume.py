@@ -39,3 +39,59 @@ def test_early_stopping_keeps_its_best_checkpoint_when_a_load_is_rolled_back(tmp
     stopper.load_state_dict(EarlyStopping().state_dict())
     with pytest.raises(RuntimeError, match="no checkpoint kept yet"):
         stopper.restore()
+
+
+def _half_params():
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    return [np.linspace(-1, 1, 300).astype(bf16)], [np.linspace(0.3, -0.2, 300).astype(bf16)]
+
+
+def test_low_precision_seed_is_kept_when_a_load_is_rolled_back(tmp_path):
+    # A fresh optimizer's state_dict() has no entry, so no seed: the roll-back of a load that had set
+    # the checkpoint's seed left it there, and the stochastic rounding drew another run's words.
+    kw = dict(lr=0.01, master_weights=True, stochastic_rounding=True)
+    p, g = _half_params()
+    src = optim.Adam(p, seed=7, **kw)
+    src.step(g)
+    _save_with_a_bad_lbfgs(tmp_path / "ck.npz", opt=src)
+    (p, g), (q, _) = _half_params(), _half_params()
+    opt, twin = optim.Adam(p, seed=3, **kw), optim.Adam(q, seed=3, **kw)
+    with pytest.raises(ValueError, match=r"\['lb'\]: "):
+        optkern.load(tmp_path / "ck.npz", opt=opt, lb=_refused_lbfgs())
+    opt.step(g)
+    twin.step(g)
+    np.testing.assert_array_equal(p[0].view(np.uint16), q[0].view(np.uint16))
+    # a state dict of an optimizer that has not stepped loads as that optimizer: its own seed
+    p, _ = _half_params()
+    opt = optim.Adam(p, seed=3, **kw)
+    opt.load_state_dict(src.state_dict())
+    opt.load_state_dict(optim.Adam(_half_params()[0], seed=3, **kw).state_dict())
+    opt.step(g)
+    np.testing.assert_array_equal(p[0].view(np.uint16), q[0].view(np.uint16))
+
+
+def test_optkern_torch_low_precision_seed_is_kept_when_a_load_is_rolled_back(tmp_path):
+    # optkern.torch's optimizers: the same roll-back left the checkpoint's seed in a fresh optimizer.
+    torch = pytest.importorskip("torch")
+    from optkern.torch import Adam
+
+    def params():
+        return [torch.nn.Parameter(torch.linspace(-1, 1, 300, dtype=torch.bfloat16))]
+
+    def step(opt, ps):
+        for p in ps:
+            p.grad = torch.linspace(0.3, -0.2, 300, dtype=torch.bfloat16)
+        opt.step()
+
+    kw = dict(lr=0.01, master_weights=True, stochastic_rounding=True)
+    ps = params()
+    src = Adam(ps, seed=7, **kw)
+    step(src, ps)
+    _save_with_a_bad_lbfgs(tmp_path / "ck.npz", opt=src)
+    p, q = params(), params()
+    opt, twin = Adam(p, seed=3, **kw), Adam(q, seed=3, **kw)
+    with pytest.raises(ValueError, match=r"\['lb'\]: "):
+        optkern.load(tmp_path / "ck.npz", opt=opt, lb=_refused_lbfgs())
+    step(opt, p)
+    step(twin, q)
+    assert torch.equal(p[0].view(torch.int16), q[0].view(torch.int16))
