@@ -5,12 +5,16 @@ or inf are refused by name, before anything is assigned (SWA averages, SWALP's m
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 import optkern
 from optkern import optim
 from optkern.regularize import EarlyStopping
+from optkern.swa import AveragedParams
+from optkern.swalp import SWALP
 
 
 def _save_with_a_bad_lbfgs(path, **objects):
@@ -95,3 +99,38 @@ def test_optkern_torch_low_precision_seed_is_kept_when_a_load_is_rolled_back(tmp
     step(opt, p)
     step(twin, q)
     assert torch.equal(p[0].view(torch.int16), q[0].view(torch.int16))
+
+
+def _averaged():
+    ps = [np.linspace(-1, 1, 5).astype(np.float32), np.ones((2, 3), np.float32)]
+    avg = AveragedParams(ps, mode="ema", decay=0.5)
+    avg.update(ps)
+    return avg
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_averaged_params_refuse_a_non_finite_average(value):
+    # A checkpoint's NaN / inf average loaded silently (the optimizers refuse non-finite state).
+    avg = _averaged()
+    before = copy.deepcopy(avg.state_dict())
+    sd = copy.deepcopy(before)
+    sd["averages"][1][1, 2] = value
+    with pytest.raises(ValueError, match=r"^state_dict\['averages'\]\[1\]: 1 non-finite entries"):
+        avg.load_state_dict(sd)
+    for a, b in zip(avg.averages, before["averages"]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", ["buffers", "swa"])
+def test_swalp_refuses_a_non_finite_buffer_or_average(where):
+    run = SWALP([np.linspace(-1, 1, 5).astype(np.float32)], lr=0.1)
+    run.step([np.ones(5, np.float32)])
+    before = copy.deepcopy(run.state_dict())
+    sd = copy.deepcopy(before)
+    (sd["buffers"] if where == "buffers" else sd["swa"]["averages"])[0][2] = np.nan
+    name = r"state_dict\['buffers'\]\[0\]" if where == "buffers" else r"state_dict\['averages'\]\[0\]"
+    with pytest.raises(ValueError, match=f"^{name}: 1 non-finite entries"):
+        run.load_state_dict(sd)
+    after = run.state_dict()
+    for a, b in zip(after["buffers"] + after["swa"]["averages"], before["buffers"] + before["swa"]["averages"]):
+        np.testing.assert_array_equal(a, b)
