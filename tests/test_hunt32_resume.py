@@ -1,7 +1,8 @@
 """Resuming and checkpoints (32nd hunt): a load that ``optkern.load`` rolls back (a later target
 refused) must leave every target as it was -- an EarlyStopping's in-memory best checkpoint and a
-low-precision optimizer's stochastic-rounding seed were lost there -- and checkpoints holding NaN
-or inf are refused by name, before anything is assigned (SWA averages, SWALP's momentum buffers)."""
+low-precision optimizer's stochastic-rounding seed were lost there --, checkpoints holding NaN or
+inf are refused by name, before anything is assigned (SWA averages, SWALP's momentum buffers), and an
+AdamW that loads Adam's state dict stays decoupled, as torch's does."""
 
 from __future__ import annotations
 
@@ -134,3 +135,43 @@ def test_swalp_refuses_a_non_finite_buffer_or_average(where):
     after = run.state_dict()
     for a, b in zip(after["buffers"] + after["swa"]["averages"], before["buffers"] + before["swa"]["averages"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_adamw_stays_decoupled_when_it_loads_an_adam_state_dict():
+    # torch's AdamW keeps decoupled_weight_decay True for any state it loads (its __setstate__); an
+    # optkern AdamW loading Adam's state dict (decoupled_weight_decay False) became L2 Adam.
+    def params():
+        return [np.linspace(-1, 1, 7).astype(np.float32)]
+
+    g = [np.linspace(0.5, -0.5, 7).astype(np.float32)]
+    adam = optim.Adam(params(), lr=0.1, weight_decay=0.5)
+    adam.step(g)
+    sd = adam.state_dict()
+    p, q = params(), params()
+    opt, twin = optim.AdamW(p), optim.AdamW(q)
+    opt.load_state_dict(sd)
+    twin.load_state_dict({**sd, "param_groups": [{**sd["param_groups"][0], "decoupled_weight_decay": True}]})
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True
+    opt.step(g)
+    twin.step(g)
+    np.testing.assert_array_equal(p[0], q[0])
+
+
+def test_optkern_torch_adamw_stays_decoupled_when_it_loads_an_adam_state_dict():
+    torch = pytest.importorskip("torch")
+    from optkern.torch import AdamW
+
+    def params():
+        return [torch.nn.Parameter(torch.linspace(-1, 1, 7))]
+
+    def step(opt, ps):
+        ps[0].grad = torch.linspace(0.5, -0.5, 7)
+        opt.step()
+
+    ps = params()
+    adam = torch.optim.Adam(ps, lr=0.1, weight_decay=0.5)
+    step(adam, ps)
+    ours, theirs = AdamW(params()), torch.optim.AdamW(params())
+    for opt in (ours, theirs):
+        opt.load_state_dict(adam.state_dict())
+    assert ours.param_groups[0]["decoupled_weight_decay"] is theirs.param_groups[0]["decoupled_weight_decay"] is True
