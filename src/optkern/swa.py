@@ -63,6 +63,15 @@ def check_disjoint(arrays: list, names: list) -> None:
         open_.append((hi, k))
 
 
+def check_finite(arrays: list, name: str) -> None:
+    """ValueError naming the first of a checkpoint's ``arrays`` that holds NaN or inf (an average of a
+    diverged run: loaded, every later average is NaN too), as the optimizers refuse such state."""
+    for i, a in enumerate(arrays):
+        bad = a.size - int(_backend.array_module(a).isfinite(a).sum())
+        if bad:
+            raise ValueError(f"{name}[{i}]: {bad} non-finite entries (NaN or inf) of {a.size}")
+
+
 class AveragedParams(NativeByName):
     def __init__(self, params, mode: str = "swa", decay: float = 0.999):
         self.mode = _option("mode", mode, _MODES)
@@ -127,7 +136,7 @@ class AveragedParams(NativeByName):
         }
 
     def load_state_dict(self, state_dict) -> None:
-        """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32);
+        """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32, finite);
         everything is checked before anything is assigned."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
@@ -138,6 +147,7 @@ class AveragedParams(NativeByName):
         decay = _backend.in_range("state_dict['decay']", state_dict["decay"], 0.0, 1.0)
         n = _backend.integer("state_dict['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
         averages = self._like_averages(state_dict["averages"], "state_dict['averages']", written=False)
+        check_finite(averages, "state_dict['averages']")
         for a, src in zip(self.averages, averages):
             a[...] = _backend.asarray_like(src, a)  # (a host checkpoint onto the GPU, or back)
         self.mode, self.decay, self.n_averaged = mode, decay, n

@@ -26,7 +26,7 @@ from . import _backend, functional, lowp
 from .optim._hyper import _check_dtype
 from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .optim.sgd import SGDHyper
-from .swa import AveragedParams, _copy, check_disjoint
+from .swa import AveragedParams, _copy, check_disjoint, check_finite
 
 __all__ = ["SWALP"]
 
@@ -223,7 +223,7 @@ class SWALP:
 
     def load_state_dict(self, state_dict) -> None:
         """Restore :meth:`state_dict`'s output: its configuration checked as the constructor checks
-        it, its buffers (one per param, float32 of the param's shape; present when its momentum is
+        it, its buffers (one per param, finite float32 of the param's shape; present when its momentum is
         not 0) and its average; everything is checked before anything is assigned."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
@@ -241,6 +241,7 @@ class SWALP:
         if buffers is not None:
             buffers = _backend.as_list(buffers, "state_dict['buffers']")
             _backend.check_list_like(buffers, self.params, "state_dict['buffers']", kind=False)
+            check_finite(buffers, "state_dict['buffers']")
         self.swa.load_state_dict(state_dict["swa"])  # (checks all of its own before it assigns)
         if buffers is None:
             self.buffers = None

@@ -60,6 +60,7 @@ class LowPrecisionMixin(OptimizerParts):
     _amp_found_inf = None  # set by amp.GradScaler.step around a CuPy step: the device flag that skips it
     _amp_grad_scale = None  # set by amp.GradScaler.step around a step: the scale the step unscales grads by
     _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
+    _lowp_seed0: int | None = None  # the constructor's seed (None: pickled before it was kept)
     _state_names: tuple = ()
 
     def _lowp_init(self, capturable, **options) -> None:
@@ -86,6 +87,7 @@ class LowPrecisionMixin(OptimizerParts):
         if capturable is True:
             raise ValueError("capturable: not supported with master_weights or a compact state_dtype")
         self._lowp = LowpConfig(master, sr, state_dtype, seed, block)
+        self._lowp_seed0 = seed
         base = type(self)._state_names
         self._state_names = (
             base + ((_MASTER,) if master else ()) + (tuple(f"{n}_scale" for n in base) if state_dtype == "int8" else ())
@@ -332,6 +334,11 @@ class LowPrecisionMixin(OptimizerParts):
         # the saved seed replaces the constructor's (a state dict without one, as before it was
         # saved, keeps it): the resumed steps draw the words the saved run would have drawn
         seed = _saved_seed(state_dict)
+        if seed is None and not any(run.step for group_runs in self._runs for run in group_runs):
+            # nothing stepped, so no entry to hold a seed: the optimizer as constructed, with its own.
+            # (Kept, a seed loaded before stayed: optkern.load, undoing a load by loading the state
+            # from before, left a fresh optimizer drawing the checkpoint's words.)
+            seed = self._lowp_seed0
         if seed is not None and self._lowp is not None:
             self._lowp = self._lowp._replace(seed=seed)
 

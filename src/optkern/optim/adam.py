@@ -248,3 +248,10 @@ class AdamW(Adam):
             capturable=capturable,
             **lowp,
         )
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """As :meth:`Adam.load_state_dict`; the groups stay decoupled, as torch's AdamW keeps them for
+        any state it loads (an Adam state dict's ``decoupled_weight_decay`` False made it L2 Adam)."""
+        super().load_state_dict(state_dict, strict)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

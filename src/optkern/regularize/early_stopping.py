@@ -197,6 +197,10 @@ class EarlyStopping:
     (called only when the metric improved). NaN never counts as improvement.
     """
 
+    # the in-memory checkpoint a loaded state without one hid (load_state_dict); on the class, so a
+    # stopper pickled before it existed has it too
+    _set_aside = None
+
     def __init__(self, patience=10, min_delta=0.0, mode="min", path=None):
         self.patience = _backend.integer("patience", patience, 0)
         self.min_delta = _backend.nonnegative("min_delta", min_delta)
@@ -285,8 +289,12 @@ class EarlyStopping:
         self.should_stop = bool(should_stop)
         if self.path is not None:
             self._best_state = self.path if kept and os.path.exists(self.path) else None
-        elif not kept:
-            self._best_state = None  # (restore raises, as it does in the run resumed)
+        elif not kept:  # (restore raises, as it does in the run resumed)
+            # set aside, not dropped: optkern.load undoes a load when a later target is refused by
+            # loading the state from before, which says one was kept; dropped, it was lost there
+            self._set_aside, self._best_state = self._best_state or self._set_aside, None
+        elif self._best_state is None:
+            self._best_state = self._set_aside  # (None for a stopper that never kept one)
 
     def _check_counts(self, best: float, best_step: int, num_bad: int, steps: int) -> None:
         """The counters of a state as ``step`` leaves them, else ValueError naming the key: every

@@ -199,7 +199,7 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
                     group.setdefault(k, v)
                 self._validate(group, f"param_groups[{i}]")
             self.state = tracked(self.state, own=True)  # (torch's loader made the per-param dicts)
-            _lowp.adopt_seed(self._lowp_core, seed)
+            _lowp.adopt_seed(self._lowp_core, seed, stepped=any(self.state.values()))
         except BaseException:
             self.state, self.param_groups = old[0], old[1]  # (torch's loader assigns new objects: the old are intact)
             raise

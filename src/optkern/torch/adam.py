@@ -93,6 +93,13 @@ class AdamW(Adam):
     ):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **lowp)
 
+    def __setstate__(self, state: dict) -> None:
+        # torch's AdamW.__setstate__ (which its load_state_dict calls): any state loaded into an
+        # AdamW stays decoupled (a torch.optim.Adam state dict says False: it ran as L2 Adam)
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
+
 
 @impl_keywords
 @lowp_keywords
