@@ -155,3 +155,26 @@ def test_negated_view_grad_is_refused_by_name_not_stepped_the_wrong_way():
     w.grad = w.grad.resolve_neg()
     opt.step()
     assert torch.equal(w.detach(), torch.zeros(3))
+
+
+@pytest.mark.parametrize("name, hp", FIRST_ORDER, ids=[n for n, _ in FIRST_ORDER])
+def test_a_refused_step_leaves_the_versions_and_saved_graphs_as_they_were(name, hp):
+    """The step bumps the version counters before its kernels (the params' objects are in cache
+    then) and puts them back when it is refused, which writes nothing: a graph that saved a param
+    before a refused step still runs its backward, and after a good step it raises."""
+    w = torch.nn.Parameter(torch.linspace(1.0, 2.0, 5))
+    u = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 3))
+    opt = getattr(ot, name)([w, u], **hp)
+    w.grad, u.grad = torch.ones_like(w), torch.ones_like(u)
+    opt.step()
+    y = (w * w).sum() + (u * u).sum()  # saves w and u
+    before = (w._version, u._version)
+    w.grad = w.detach()  # shares the param's memory: refused before anything is written
+    with pytest.raises(ValueError, match="shares memory"):
+        opt.step()
+    assert (w._version, u._version) == before
+    assert not _stale_backward_raises(y)
+    y = (w * w).sum()
+    w.grad = torch.ones_like(w)
+    opt.step()
+    assert _stale_backward_raises(y)

@@ -275,17 +275,25 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         try:
             if calls > 1 or fresh:
                 self._precheck(work)
+            # the native calls write the params through views autograd does not see: a graph that
+            # saved them must refuse its backward after the step, as after torch's in-place step.
+            # Bumped before the kernels, while the params' objects are in cache from the checks
+            # above (after a large step's memory traffic the bump cost 40-150 us for 200 params),
+            # and put back if the step is refused, which writes nothing (_bumped_back).
+            stepped = [p for _, params, *_ in work for p in params]
+            _increment_version(stepped)
             # a Ctrl-C during a kernel is raised as it returns, before its run's step counts advance
             # (params at step n + 1, state at n) or the next run steps: deferred to the end of a
             # step long enough for the handler swaps not to matter, as optkern.optim's steps defer it
-            with self._uninterrupted(work):
-                for group, params, i, grads, runs in work:
-                    self._grads = grads  # aligned with the params stepped (None: some params have none)
-                    self._runs_now = runs
-                    self._group_step(group, params, i)
-                # the native calls wrote the params through views autograd does not see: a graph that
-                # saved them must refuse its backward now, as after torch's in-place step
-                _increment_version([p for _, params, *_ in work for p in params])
+            try:
+                with self._uninterrupted(work):
+                    for group, params, i, grads, runs in work:
+                        self._grads = grads  # aligned with the params stepped (None: some params have none)
+                        self._runs_now = runs
+                        self._group_step(group, params, i)
+            except (TypeError, ValueError):
+                _bumped_back(stepped)
+                raise
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes
@@ -419,6 +427,18 @@ _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 _Fused.step.__signature__ = inspect.signature(_Fused._step)  # type: ignore[attr-defined]
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)
 _increment_version = torch.autograd.graph.increment_version
+_set_versions = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)
+
+
+def _bumped_back(params: list) -> None:
+    """The version counters of a refused step's params as before its bump: a refusal (TypeError,
+    ValueError: every array is checked before the first write) wrote nothing, so a graph that saved
+    them stays valid. (Params that are views of one tensor share a counter: it keeps one bump per
+    extra view -- stricter, never unsafe. A torch without the setter keeps the bumps too.)"""
+    if _set_versions is not None and params:
+        _set_versions(tuple(params), tuple(p._version - 1 for p in params))
+
+
 _is_neg = torch.Tensor.is_neg
 
 
