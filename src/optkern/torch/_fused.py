@@ -21,6 +21,7 @@ from torch.optim import optimizer as _torch_optimizer
 from .. import optim as _optim
 from ..optim._run import _Run
 from . import _lowp, _views
+from ._autograd_marks import _bumped_back, _increment_version, _is_neg, _refuse_neg_view
 from ._checks_state import _StateDictChecks
 from ._checks_step import _StepChecks, check_new_group
 from ._host_values import host_group, immutable
@@ -426,29 +427,3 @@ _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 # (``inspect.signature(opt.step)`` as torch's: ``(closure=None)``, as its wrapper shows it)
 _Fused.step.__signature__ = inspect.signature(_Fused._step)  # type: ignore[attr-defined]
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)
-_increment_version = torch.autograd.graph.increment_version
-_set_versions = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)
-
-
-def _bumped_back(params: list) -> None:
-    """The version counters of a refused step's params as before its bump: a refusal (TypeError,
-    ValueError: every array is checked before the first write) wrote nothing, so a graph that saved
-    them stays valid. (Params that are views of one tensor share a counter: it keeps one bump per
-    extra view -- stricter, never unsafe. A torch without the setter keeps the bumps too.)"""
-    if _set_versions is not None and params:
-        _set_versions(tuple(params), tuple(p._version - 1 for p in params))
-
-
-_is_neg = torch.Tensor.is_neg
-
-
-def _refuse_neg_view(params: list, gi: int, group: dict) -> None:
-    """ValueError naming the first grad that is a lazily negated view (``torch._neg_view``): NumPy
-    refuses it and DLPack hands over its memory without the sign, which would step the wrong way."""
-    for p in params:
-        if p.grad.is_neg():
-            j = next(k for k, q in enumerate(group["params"]) if q is p)
-            raise ValueError(
-                f"param_groups[{gi}]['params'][{j}].grad: a negated view (its sign is a lazy bit "
-                "that optkern's views cannot carry): set .grad = grad.resolve_neg()"
-            )
