@@ -23,6 +23,7 @@ temporary file beside it, renamed over it once complete).
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (signal.signal, getsignal: the same plus enum conversions, ~10 us a swap)
 import contextlib
 import os
 import secrets
@@ -63,12 +64,12 @@ class Uninterrupted:
         self._open = False
         self._outer: Uninterrupted | None = None
         if threading.current_thread() is _MAIN:
-            outer = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+            outer = getattr(_signal.getsignal(signal.SIGINT), "__self__", None)
             if isinstance(outer, Uninterrupted) and not outer._open:
                 self._outer = outer  # (a step inside a step: the outer one records, and opens the windows)
                 return self
             try:
-                self._old = signal.signal(signal.SIGINT, self._record)
+                self._old = _signal.signal(signal.SIGINT, self._record)
             except ValueError:  # (an interpreter that is not the main one)
                 self._old = None
         return self
@@ -98,7 +99,7 @@ class Uninterrupted:
         old = self._old
         if old is None:
             return
-        signal.signal(signal.SIGINT, old)
+        _signal.signal(signal.SIGINT, old)
         got = self._got
         if got is not None and callable(old):  # (SIG_IGN / SIG_DFL are ints: ignored, as they were)
             old(*got)  # (Python's default handler raises KeyboardInterrupt here)
