@@ -200,6 +200,12 @@ def top_eigenvalues(
         max_basis = _backend.integer("max_basis", max_basis, lo=k + b)
     if min(max_steps, n) < k + b:  # too small a space for blocks: one vector at a time
         b = 1
+    if max_basis is not None and max_basis + b >= n:
+        # The bound admits the whole space (its n + b rows are within max_basis + 2 b): no restart. A
+        # restarted basis there had more rows than the space holds; the lost ones stayed zero, were
+        # multiplied, and came back as Ritz value 0 with a zero eigenvector (diag(1..5), k=1, "SA",
+        # block_size=2, max_basis=4, max_steps=8: eigenvalue 0.0, "converged").
+        max_basis = None
     cap = min(max_steps, n, max_basis or n)
     # A basis that may hold the whole space fills it, the last block narrower when b does not divide n
     # (whole blocks stopped short of n products: wrong eigenvalues where n products make them exact).
