@@ -5,6 +5,10 @@ answers on operators of known spectrum (and the MLP's products against a float64
   ``max_basis + block_size >= n`` vectors, restarted, pushed more vectors than the space holds; the
   lost directions became zero rows, which were multiplied and entered the projected matrix as
   Ritz value 0 -- returned, "converged", with a zero eigenvector.
+* ``spectral_density``'s default ``sigma`` (1% of the nodes' range) on a spectrum that is one point
+  up to rounding (``Q I Q^T``: nodes 1 ulp apart): a width of 1e-18, a grid of 2 distinct points
+  and a density that integrated to 19.9, not 1; on ``1e14 I`` the 1e-3 width fell below float64's
+  spacing there, and the density was all zeros.
 """
 
 from __future__ import annotations
@@ -34,3 +38,22 @@ def test_thick_restart_on_a_space_the_basis_nearly_fills(which, n, k, b, max_bas
     U = r.eigenvectors
     np.testing.assert_allclose(np.linalg.norm(U, axis=0), 1.0, atol=1e-9)
     np.testing.assert_allclose(A @ U, U * r.eigenvalues, atol=1e-8)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e14])
+def test_default_sigma_of_a_single_point_spectrum_up_to_rounding(scale):
+    """The density of ``scale * Q Q^T`` (the identity up to rounding) integrates to 1."""
+    n = 20
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+    A = scale * (Q @ Q.T)
+    d = hessian.spectral_density(A, num_probes=6, steps=n, grid=200)
+    assert d.sigma > 1e-6 * scale  # (not a width of the nodes' rounding)
+    assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=5e-3)
+    assert d.grid[0] < scale < d.grid[-1] and len(np.unique(d.grid)) == 200
+
+
+def test_default_sigma_of_an_exact_multiple_of_the_identity():
+    d = hessian.spectral_density(1e14 * np.eye(5), num_probes=1, steps=5, grid=200)
+    assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=5e-3)
+    d = hessian.spectral_density(np.eye(5), num_probes=1, steps=5, grid=200)
+    assert d.sigma == 1e-3  # (as documented: a range of 0 below magnitude 1)
