@@ -9,6 +9,10 @@ answers on operators of known spectrum (and the MLP's products against a float64
   up to rounding (``Q I Q^T``: nodes 1 ulp apart): a width of 1e-18, a grid of 2 distinct points
   and a density that integrated to 19.9, not 1; on ``1e14 I`` the 1e-3 width fell below float64's
   spacing there, and the density was all zeros.
+* ``power_iteration`` normalized ``A v`` by NumPy's norm, the square root of a sum of squares in the
+  vector's dtype: for a float32 operator of eigenvalues near 1e-25 it underflowed to 0 (eigenvalue
+  0.0 returned as "converged" at the first step), near 1e-22 to subnormals (500 iterations, 0.6%
+  off, not converged), and near 1e19 it overflowed (ValueError: "products are not finite").
 """
 
 from __future__ import annotations
@@ -57,3 +61,12 @@ def test_default_sigma_of_an_exact_multiple_of_the_identity():
     assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=5e-3)
     d = hessian.spectral_density(np.eye(5), num_probes=1, steps=5, grid=200)
     assert d.sigma == 1e-3  # (as documented: a range of 0 below magnitude 1)
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e-22, 1.0, 1e19])
+def test_power_iteration_on_a_float32_operator_of_tiny_or_huge_eigenvalues(scale):
+    A = (np.diag([3.0, 2.0, 1.0]) * scale).astype(np.float32)
+    r = hessian.power_iteration(A, max_iter=500, tol=1e-6)
+    assert r.converged and r.iterations < 100
+    assert r.eigenvalue == pytest.approx(3.0 * scale, rel=1e-5, abs=0)
+    assert np.linalg.norm(r.eigenvector.astype(np.float64)) == pytest.approx(1.0, rel=1e-6)

@@ -294,10 +294,12 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     for it in range(1, max_iter + 1):
         w = op.matvec(v)
         new = float(xp.vdot(v, w))
-        nw = check_estimate(float(xp.linalg.norm(w)))  # (NaN / Inf products: ValueError, as every estimator)
-        if nw == 0.0:
+        big = check_estimate(float(xp.abs(w).max()))  # (NaN / Inf products: ValueError, as every estimator)
+        if big == 0.0:
             return PowerResult(0.0, v, it, True)
-        v = w / nw
+        # (normalized as a start vector is, scaled first: NumPy's norm squares in w's dtype, and a float32
+        # operator's eigenvalues near 1e-25 gave 0.0 "converged", near 1e19 "products are not finite")
+        v = unit_vector(op, w, "op")
         if lam is not None and abs(new - lam) <= tol * max(abs(new), np.finfo(np.float64).tiny):
             return PowerResult(new, v, it, True)
         lam = new
