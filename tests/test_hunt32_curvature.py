@@ -13,6 +13,12 @@ answers on operators of known spectrum (and the MLP's products against a float64
   vector's dtype: for a float32 operator of eigenvalues near 1e-25 it underflowed to 0 (eigenvalue
   0.0 returned as "converged" at the first step), near 1e-22 to subnormals (500 iterations, 0.6%
   off, not converged), and near 1e19 it overflowed (ValueError: "products are not finite").
+* ``power_iteration`` and ``top_eigenvalues`` started from a Rademacher (+-1) vector, which is exactly
+  orthogonal, with probability 1/2, to an eigenvector such as ``(e1 - e2) / sqrt(2)`` (two parameters
+  entering a loss through their sum: ``[[1, 1], [1, 1]]``); the Krylov space then never holds it:
+  power iteration returned 0.0 for the sharpness 2 of ``[[1, 1], [1, 1]]``, top_eigenvalues 1.0 for
+  the top eigenvalue 5, both "converged", for about half of the seeds. (PyHessian and ARPACK start
+  from continuous random vectors.)
 """
 
 from __future__ import annotations
@@ -70,3 +76,24 @@ def test_power_iteration_on_a_float32_operator_of_tiny_or_huge_eigenvalues(scale
     assert r.converged and r.iterations < 100
     assert r.eigenvalue == pytest.approx(3.0 * scale, rel=1e-5, abs=0)
     assert np.linalg.norm(r.eigenvector.astype(np.float64)) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_power_iteration_finds_the_top_eigenvalue_of_a_pair_for_every_seed():
+    """The Hessian of ``(w1 + w2)^2 / 2``: eigenvalues 2 and 0, the top eigenvector ``(1, 1) / sqrt(2)``."""
+    A = np.ones((2, 2))
+    wrong = [s for s in range(64) if abs(hessian.power_iteration(A, seed=s).eigenvalue - 2.0) > 1e-6]
+    assert wrong == []
+
+
+def test_top_eigenvalue_with_an_eigenvector_of_two_equal_entries_for_every_seed():
+    n = 50
+    u = np.zeros(n)
+    u[:2] = [1.0, -1.0]
+    u /= np.sqrt(2.0)
+    A = 5.0 * np.outer(u, u) + np.diag(np.r_[0.0, 0.0, np.linspace(0.1, 1.0, n - 2)])
+    wrong = []
+    for s in range(32):
+        r = hessian.top_eigenvalues(A, 1, seed=s)
+        if not (r.converged and abs(r.eigenvalues[0] - 5.0) < 1e-8):
+            wrong.append(s)
+    assert wrong == []

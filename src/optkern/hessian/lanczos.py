@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ._lockstep import in_lockstep
-from ._probes import rademacher
+from ._probes import start_vector
 from ._products import check_estimate
 from .krylov import BlockKrylov, select
 from .operators import as_operator, unit_vector, with_progress
@@ -168,6 +168,8 @@ def top_eigenvalues(
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
       max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
+      v0, seed: the start vector (default: uniform in ``[-1, 1)`` from ``seed``; the rest of a
+        first block, and the replacements of lost directions, too).
       progress: optional ``progress(done, total)`` after each product (``total``: the most
         products it may make; iteration usually stops earlier).
       block_size: vectors per Lanczos step ``b``; ``b > 1`` multiplies blocks
@@ -280,7 +282,8 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     """Power iteration for the eigenvalue of largest magnitude (PyHessian's sharpness estimate).
 
     Iterates ``v <- A v / ||A v||`` with the Rayleigh quotient ``v^T A v`` as
-    the estimate, and stops when it changes by at most ``tol`` relative. Simple
+    the estimate, and stops when it changes by at most ``tol`` relative, from ``v0`` (default:
+    uniform in ``[-1, 1)`` from ``seed``, as PyHessian starts from a Gaussian one). Simple
     and cheap per step but converges at rate ``|lambda_2 / lambda_1|``; prefer
     ``top_eigenvalues``.
     """
@@ -289,7 +292,8 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     tol = _backend.positive("tol", tol)
     xp = op.xp
     n = op.shape[0]
-    v = unit_vector(op, rademacher(n, seed=seed, index=0, dtype=op.dtype, xp=xp) if v0 is None else v0)
+    # (a uniform start vector, not +-1: [[1, 1], [1, 1]] gave 0.0 half the time, see _probes.start_vector)
+    v = unit_vector(op, start_vector(n, seed=seed, index=0, dtype=op.dtype, xp=xp) if v0 is None else v0)
     lam = None
     for it in range(1, max_iter + 1):
         w = op.matvec(v)
