@@ -19,6 +19,10 @@ answers on operators of known spectrum (and the MLP's products against a float64
   power iteration returned 0.0 for the sharpness 2 of ``[[1, 1], [1, 1]]``, top_eigenvalues 1.0 for
   the top eigenvalue 5, both "converged", for about half of the seeds. (PyHessian and ARPACK start
   from continuous random vectors.)
+* ``trace`` summed each Hutchinson sample ``z^T A z`` of a float32 operator in float32, down the
+  columns of a probe block (a running sum, not NumPy's pairwise one): on a diagonal float32 operator
+  of 2**20 entries, where every sample is the trace exactly, each was off by about 1e-5 relative
+  (stderr 0), 300 times the rounding of a float32 pairwise sum.
 """
 
 from __future__ import annotations
@@ -97,3 +101,13 @@ def test_top_eigenvalue_with_an_eigenvector_of_two_equal_entries_for_every_seed(
         if not (r.converged and abs(r.eigenvalues[0] - 5.0) < 1e-8):
             wrong.append(s)
     assert wrong == []
+
+
+def test_hutchinson_samples_of_a_float32_operator_are_summed_in_float64():
+    n = 1 << 20
+    d = np.random.default_rng(0).uniform(0.0, 1.0, n).astype(np.float32)
+    op = hessian.from_hvp(lambda v: d * v, n, np.float32, matmat=lambda V: d[:, None] * V)
+    r = hessian.trace(op, num_matvecs=4)
+    exact = float(d.astype(np.float64).sum())  # (z_i^2 d_i = d_i: every sample is the trace)
+    np.testing.assert_allclose(r.samples, exact, rtol=1e-9)
+    assert r.estimate == pytest.approx(exact, rel=1e-9)
