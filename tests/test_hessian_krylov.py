@@ -53,9 +53,12 @@ def test_block_lanczos_finds_a_repeated_eigenvalue():
     D = np.diag(np.r_[np.full(10, 5.0), np.linspace(0, 1, 90)])
     r = hessian.top_eigenvalues(D, 6, block_size=4)
     np.testing.assert_allclose(r.eigenvalues, np.full(6, 5.0), atol=1e-10)
-    # one vector at a time sees a single copy (a Krylov space holds one vector per distinct eigenvalue)
+    # one vector at a time may see a single copy (a Krylov space holds one vector per distinct eigenvalue
+    # in exact arithmetic; from a +-1 start vector here it did, [5, 1]: from a uniform one the rounding
+    # of the basis grows into the second copy, [5, 5])
     r1 = hessian.top_eigenvalues(D, 2)
-    np.testing.assert_allclose(r1.eigenvalues, [5.0, 1.0], atol=1e-9)
+    assert r1.eigenvalues[0] == pytest.approx(5.0, abs=1e-9)
+    assert min(abs(r1.eigenvalues[1] - 5.0), abs(r1.eigenvalues[1] - 1.0)) <= 1e-9
 
 
 @pytest.mark.parametrize("block_size,max_basis", [(1, 12), (1, 25), (2, 16), (3, 20)])

@@ -30,7 +30,8 @@ def _old_probe_block(n, seed, first, count, dtype):
 
 
 def _old_samples(A, Z):
-    return np.asarray((Z * (A @ Z)).sum(axis=0), dtype=np.float64)
+    # (summed in float64 since hunt 32: a float32 operator's samples were running float32 sums)
+    return np.asarray((Z * (A @ Z)).sum(axis=0, dtype=np.float64), dtype=np.float64)
 
 
 def _old_trace(A, method, m, seed):

@@ -4,14 +4,29 @@ Rademacher (+-1) probes come from ``optkern.random.rademacher`` (the
 counter-based Philox RNG: the same numbers on CPU and GPU for a seed and
 offset). Probe ``i`` of a run uses the counter range starting at ``i * n``,
 so any probe can be regenerated alone.
+
+Start vectors of the eigensolvers (``top_eigenvalues``, ``power_iteration``) are uniform in
+``[-1, 1)`` instead (``optkern.random.uniform``, the same stream): a +-1 vector is exactly orthogonal,
+with probability 1/2, to an eigenvector such as ``(e1 - e2) / sqrt(2)``, whose eigenvalue the Krylov
+space then never holds; a continuous one is orthogonal to none (ARPACK's and PyHessian's choice).
 """
 
 from __future__ import annotations
 
 from ..random import rademacher as _philox_rademacher
+from ..random import uniform as _philox_uniform
 
 
 def rademacher(n: int, *, seed: int, index: int, dtype, xp):
     """Probe number ``index``: a ``(n,)`` array of +-1 of ``dtype`` on ``xp`` (numpy or cupy)."""
     like = xp.empty(0, dtype=dtype)
     return _philox_rademacher((n,), seed=seed, offset=index * n, dtype=dtype, like=like)
+
+
+def start_vector(n: int, *, seed: int, index: int, dtype, xp):
+    """Start vector number ``index``: a ``(n,)`` array uniform in ``[-1, 1)`` of ``dtype`` on ``xp``."""
+    like = xp.empty(0, dtype=dtype)
+    u = _philox_uniform((n,), seed=seed, offset=index * n, dtype=dtype, like=like)
+    u *= 2
+    u -= 1
+    return u

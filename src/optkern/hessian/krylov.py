@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, _malloc
-from ._probes import rademacher
+from ._probes import start_vector
 from ._products import check_estimate
 from .operators import unit_vector
 
@@ -81,7 +81,8 @@ class BlockKrylov:
     # ---- orthogonalization ------------------------------------------------
 
     def _random_row(self, row):
-        self.Q[row] = rademacher(self.n, seed=self.seed, index=self.next_probe, dtype=self.op.dtype, xp=self.xp)
+        # (uniform, not +-1: a +-1 start vector missed the eigenvector (1, -1) / sqrt(2) half the time, _probes)
+        self.Q[row] = start_vector(self.n, seed=self.seed, index=self.next_probe, dtype=self.op.dtype, xp=self.xp)
         self.next_probe += 1
 
     def _orth_row(self, row, lo, k):
@@ -96,8 +97,8 @@ class BlockKrylov:
         return float(self.mod.lanczos_orthogonalize_(self.Q[lo : lo + k], k, self.Q[row], self.coeffs))
 
     def _replace(self, row):
-        """A new random direction at ``row``, orthonormal to every row before it (a +-1 probe can
-        lie in the span of the basis: then the next probe is tried; a zero row if the space is full)."""
+        """A new random direction at ``row``, orthonormal to every row before it (a random vector can
+        lie in the span of the basis to rounding: then the next one is tried; a zero row if the space is full)."""
         for _ in range(8):
             self._random_row(row)
             nrm = float(self.xp.linalg.norm(self.Q[row]))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ._lockstep import in_lockstep
-from ._probes import rademacher
+from ._probes import start_vector
 from ._products import check_estimate
 from .krylov import BlockKrylov, select
 from .operators import as_operator, unit_vector, with_progress
@@ -168,6 +168,8 @@ def top_eigenvalues(
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
       max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
+      v0, seed: the start vector (default: uniform in ``[-1, 1)`` from ``seed``; the rest of a
+        first block, and the replacements of lost directions, too).
       progress: optional ``progress(done, total)`` after each product (``total``: the most
         products it may make; iteration usually stops earlier).
       block_size: vectors per Lanczos step ``b``; ``b > 1`` multiplies blocks
@@ -200,6 +202,12 @@ def top_eigenvalues(
         max_basis = _backend.integer("max_basis", max_basis, lo=k + b)
     if min(max_steps, n) < k + b:  # too small a space for blocks: one vector at a time
         b = 1
+    if max_basis is not None and max_basis + b >= n:
+        # The bound admits the whole space (its n + b rows are within max_basis + 2 b): no restart. A
+        # restarted basis there had more rows than the space holds; the lost ones stayed zero, were
+        # multiplied, and came back as Ritz value 0 with a zero eigenvector (diag(1..5), k=1, "SA",
+        # block_size=2, max_basis=4, max_steps=8: eigenvalue 0.0, "converged").
+        max_basis = None
     cap = min(max_steps, n, max_basis or n)
     # A basis that may hold the whole space fills it, the last block narrower when b does not divide n
     # (whole blocks stopped short of n products: wrong eigenvalues where n products make them exact).
@@ -274,7 +282,8 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     """Power iteration for the eigenvalue of largest magnitude (PyHessian's sharpness estimate).
 
     Iterates ``v <- A v / ||A v||`` with the Rayleigh quotient ``v^T A v`` as
-    the estimate, and stops when it changes by at most ``tol`` relative. Simple
+    the estimate, and stops when it changes by at most ``tol`` relative, from ``v0`` (default:
+    uniform in ``[-1, 1)`` from ``seed``, as PyHessian starts from a Gaussian one). Simple
     and cheap per step but converges at rate ``|lambda_2 / lambda_1|``; prefer
     ``top_eigenvalues``.
     """
@@ -283,15 +292,18 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     tol = _backend.positive("tol", tol)
     xp = op.xp
     n = op.shape[0]
-    v = unit_vector(op, rademacher(n, seed=seed, index=0, dtype=op.dtype, xp=xp) if v0 is None else v0)
+    # (a uniform start vector, not +-1: [[1, 1], [1, 1]] gave 0.0 half the time, see _probes.start_vector)
+    v = unit_vector(op, start_vector(n, seed=seed, index=0, dtype=op.dtype, xp=xp) if v0 is None else v0)
     lam = None
     for it in range(1, max_iter + 1):
         w = op.matvec(v)
         new = float(xp.vdot(v, w))
-        nw = check_estimate(float(xp.linalg.norm(w)))  # (NaN / Inf products: ValueError, as every estimator)
-        if nw == 0.0:
+        big = check_estimate(float(xp.abs(w).max()))  # (NaN / Inf products: ValueError, as every estimator)
+        if big == 0.0:
             return PowerResult(0.0, v, it, True)
-        v = w / nw
+        # (normalized as a start vector is, scaled first: NumPy's norm squares in w's dtype, and a float32
+        # operator's eigenvalues near 1e-25 gave 0.0 "converged", near 1e19 "products are not finite")
+        v = unit_vector(op, w, "op")
         if lam is not None and abs(new - lam) <= tol * max(abs(new), np.finfo(np.float64).tiny):
             return PowerResult(new, v, it, True)
         lam = new
