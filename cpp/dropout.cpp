@@ -53,6 +53,7 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
     mask = static_cast<uint8_t*>(m.mutable_data());
   }
   const int64_t n = int64_t(x.size());
+  check_philox_counter(n, offset);
   const void* xp = x.data();
   void* yp = y.mutable_data();
   py::gil_scoped_release nogil;

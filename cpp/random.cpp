@@ -27,6 +27,7 @@ py::array float_out(py::handle h, const char* what) {
 void uniform_(py::handle out_h, uint64_t seed, uint64_t offset) {
   py::array out = float_out(out_h, "out");
   const int64_t n = int64_t(out.size());
+  check_philox_counter(n, offset);
   void* p = out.mutable_data();
   const bool single = out.itemsize() == 4;  // itemsize() reads the dtype object: with the GIL held
   py::gil_scoped_release nogil;
@@ -52,6 +53,7 @@ template <class T> void signs(T* o, int64_t n, uint64_t seed, uint64_t offset) {
 void rademacher_(py::handle out_h, uint64_t seed, uint64_t offset) {
   py::array out = float_out(out_h, "out");
   const int64_t n = int64_t(out.size());
+  check_philox_counter(n, offset);
   void* p = out.mutable_data();
   const bool single = out.itemsize() == 4;  // itemsize() reads the dtype object: with the GIL held
   py::gil_scoped_release nogil;

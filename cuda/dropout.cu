@@ -64,20 +64,12 @@ __global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, float
 
 constexpr int kThreads = 256;
 
-// Element i takes Philox word offset + i, so offset + n must not pass 2^64 (the Python wrappers'
-// check: optkern.norm.dropout, optkern.random). Past it BlockRange's last word wraps, nblocks comes
-// out near 2^64 / per and every thread loops for ever (a hang); refused here instead.
-void check_counter(int64_t n, uint64_t offset) {
-  if (n > 0 && uint64_t(n) - 1 > ~offset)
-    throw py::value_error("offset: offset + " + std::to_string(n) + " elements overflows the 64-bit counter");
-}
-
 void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
   const DType dt = float_dtype<DeviceArrays>(out, "out");
   DeviceArgs a(dt);
   char* p = a.get(out, "out", -1, true);
   const int64_t n = device_size(out);
-  check_counter(n, offset);
+  check_philox_counter(n, offset);
   if (n == 0) return;
   DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
@@ -103,7 +95,7 @@ void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t of
   const int64_t n = device_size(x);
   char* yp = a.get(out, "out", n, true);
   uint8_t* mp = a.opt<uint8_t>(mask_h, "mask", DType::u8, n, true);
-  check_counter(n, offset);
+  check_philox_counter(n, offset);
   if (n == 0) return;
   DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();

@@ -150,3 +150,24 @@ def test_initializers_accept_strided_arrays_with_distinct_elements():
     for v in (np.zeros((5, 3)).T, np.zeros((6, 4))[::-2, 1:], np.zeros((3, 1, 4))):
         want = I.xavier_normal_(np.zeros(v.shape), rng=3)
         np.testing.assert_array_equal(I.xavier_normal_(v, rng=3), want)
+
+
+@pytest.mark.parametrize("n", [2, 5, 33])
+def test_native_philox_calls_past_2_64_are_refused_as_on_the_gpu(n):
+    """The native CPU fills and dropout refuse an offset whose offset + size passes 2**64, as the
+    CUDA module (where the block count overflowed and the launch hung) and the Python wrappers do;
+    they returned wrapped words before. A draw ending exactly at 2**64 still runs."""
+    from optkern import _cpu
+
+    off = 2**64 - n + 1
+    x = np.ones(n, np.float32)
+    for call in (
+        lambda: _cpu.dropout_(x, np.empty_like(x), 0.5, 7, off, None),
+        lambda: _cpu.random_uniform_(np.empty(n), 3, off),
+        lambda: _cpu.random_rademacher_(np.empty(n, np.float32), 3, off),
+    ):
+        with pytest.raises(ValueError, match="offset: offset"):
+            call()
+    out = np.empty(n, np.float32)
+    _cpu.random_uniform_(out, 3, off - 1)
+    assert np.all((out >= 0) & (out < 1))

@@ -21,6 +21,15 @@ inline std::string item_name(const char* name, size_t i) {
   return std::string(name) + "[" + std::to_string(i) + "]";
 }
 
+// Element i of a Philox draw takes counter offset + i (optkern/philox.hpp): offset + n must not
+// pass 2^64, as the Python wrappers check (optkern.random, optkern.norm.dropout). Past it the
+// counters wrap: a native call on the CPU returned wrapped words, and the GPU's block count
+// overflowed, every thread then looping practically for ever.
+inline void check_philox_counter(int64_t n, uint64_t offset) {
+  if (n > 0 && uint64_t(n) - 1 > ~offset)
+    throw py::value_error("offset: offset + " + std::to_string(n) + " elements overflows the 64-bit counter");
+}
+
 // "cupy.ndarray", "list", ...: enough to tell a wrong backend from a wrong kind.
 inline std::string type_name(py::handle h) {
   const py::handle t = py::type::of(h);
