@@ -28,12 +28,18 @@ constexpr int64_t kGradBlocks = 64;
 // magnitude (with float32 data near 1e4 and a spread of ~1 rounding step,
 // Σ(x - mean)² around a rounded mean is off by up to 25%). The summary is
 // kept in double (chunks are merged in double for the same reason).
+// Σ(x - k) is summed in double, of deviations formed in double (exact from
+// float32): its terms are of size |x - k|, about σ, and a float32 sum of them
+// was off by ~ε σ, thousands of ulps of a mean near 0 (Σ x̂, exactly 0, came out
+// ~1e-3 N: a dy with a common offset, 10 + small, gave dweight = Σ dy x̂ many
+// times its true size; torch's mean is within an ulp or so). The second pass,
+// Σ((x - k) - o)² (its error relative to itself), stays in T.
 template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
   const T k = x[0];
-  const T s = lane_sum<T>(n, [&](int64_t i) { return x[i] - k; });
-  const T o = s / T(n);
+  const double s = lane_sum<double>(n, [&](int64_t i) { return double(x[i]) - double(k); });
+  const T o = T(s / double(n));
   const T q = lane_sum<T>(n, [&](int64_t i) { return ((x[i] - k) - o) * ((x[i] - k) - o); });
-  return {double(n), double(k) + double(s) / double(n), double(q)};
+  return {double(n), double(k) + s / double(n), double(q)};
 }
 
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).

@@ -1,0 +1,87 @@
+"""Defects found in optkern.norm by the 32nd hunt, each with a test that failed before its fix.
+
+Float32 means: the statistics kernels (batch norm's per-channel ``channel_stats``, the row kernels
+of layer / group / instance norm) summed the deviations from the first value, Σ(x - x[0]), in
+float32. Those terms are of size σ whatever the mean, so for data centred near 0 the mean was off by
+~1e-7 σ -- thousands of its ulps (torch: about one) -- and Σ x̂ (exactly 0) came out ~1e-3 N: a
+dy with a common offset (10 + small, as a loss's gradient often has) gave dweight = Σ dy x̂ many
+times off (batch norm of (40000, 3): 60 % of its size; torch 1 %). References: float64 on the
+float32 inputs.
+"""
+
+import numpy as np
+import pytest
+
+from optkern import norm
+
+
+def _mean_tolerance(m):
+    """A few ulps of the float32 mean, plus a little for its spread (σ = 1 here)."""
+    return 4 * np.spacing(np.abs(m).astype(np.float32)).astype(np.float64) + 2e-9
+
+
+_STAT_CASES = [
+    ("batch", (32768, 1)),  # (N, C): one sequential sum per channel and block of 16K rows
+    ("batch", (40000, 3)),
+    ("batch", (8, 2, 4096)),  # (N, C, S): lane sums per run
+    ("layer", (4, 4096)),
+    ("instance", (1, 257, 1023)),
+    ("group", (2, 4, 2048)),
+]
+
+
+def _forward(kind, x, dy):
+    """(saved mean, mean axes, dweight, dweight's sum axes) of the kernel `kind`."""
+    if kind == "batch":
+        _, s = norm.batch_norm(x, training=True)
+        dw = norm.batch_norm_backward(dy, x, None, s)[1]
+        return s.mean, (0, *range(2, x.ndim)), dw
+    if kind == "layer":
+        _, s = norm.layer_norm(x, x.shape[-1:])
+        return s.mean, (x.ndim - 1,), norm.layer_norm_backward(dy, x, None, s)[1]
+    if kind == "instance":
+        _, s = norm.instance_norm(x)
+        return s.mean, tuple(range(2, x.ndim)), norm.instance_norm_backward(dy, x, None, s)[1]
+    _, s = norm.group_norm(x, 2)
+    return s.mean, None, norm.group_norm_backward(dy, x, None, s)[1]
+
+
+def _reference(kind, x64, dy64, axes):
+    """(mean, dweight) in float64."""
+    if kind == "group":
+        N, C = x64.shape[:2]
+        xg = x64.reshape(N, 2, -1)
+        m = xg.mean(axis=2, keepdims=True)
+        xh = ((xg - m) / np.sqrt(xg.var(axis=2, keepdims=True) + 1e-5)).reshape(x64.shape)
+        return m.reshape(N, 2), (dy64 * xh).sum(axis=(0, *range(2, x64.ndim)))
+    m = x64.mean(axis=axes, keepdims=True)
+    xh = (x64 - m) / np.sqrt(x64.var(axis=axes, keepdims=True) + 1e-5)
+    wax = tuple(range(x64.ndim - 1)) if kind == "layer" else (0, *range(2, x64.ndim))
+    if kind == "instance":
+        wax = (0, *range(2, x64.ndim))
+    return m, (dy64 * xh).sum(axis=wax)
+
+
+@pytest.mark.parametrize("kind, shape", _STAT_CASES)
+def test_float32_mean_of_data_centred_near_zero(kind, shape):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = (10 + 1e-3 * rng.standard_normal(shape)).astype(np.float32)
+    mean, axes, _ = _forward(kind, x, dy)
+    m, _ = _reference(kind, x.astype(np.float64), dy.astype(np.float64), axes)
+    m = m.reshape(mean.shape)
+    err = np.abs(mean.astype(np.float64) - m)
+    assert np.all(err <= _mean_tolerance(m)), (err.max(), np.abs(m).max())
+
+
+@pytest.mark.parametrize("kind, shape", _STAT_CASES)
+def test_float32_dweight_of_a_dy_with_a_common_offset(kind, shape):
+    """dweight = Σ dy x̂ with dy = 10 + small: 10 Σ x̂ cancels (Σ x̂ = 0), and a mean off by δ left
+    10 r N δ of it."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = (10 + 1e-3 * rng.standard_normal(shape)).astype(np.float32)
+    _, axes, dw = _forward(kind, x, dy)
+    _, want = _reference(kind, x.astype(np.float64), dy.astype(np.float64), axes)
+    err = np.abs(dw - want).max()
+    assert err <= 0.03 * np.abs(want).max(), (err, np.abs(want).max())
