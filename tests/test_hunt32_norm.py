@@ -85,3 +85,31 @@ def test_float32_dweight_of_a_dy_with_a_common_offset(kind, shape):
     _, want = _reference(kind, x.astype(np.float64), dy.astype(np.float64), axes)
     err = np.abs(dw - want).max()
     assert err <= 0.03 * np.abs(want).max(), (err, np.abs(want).max())
+
+
+# ---- RMS norm and weight norm: Σ x² of long float32 rows -------------------------------------
+#
+# sum_squares summed x² in float32 lanes of up to thousands of terms each: for rows of similar
+# values every addition rounds the same way, and a constant row of 65536 had ‖x‖² 1e-5 off (RMS
+# norm's y = 1 ± 1e-5, ~100 ulps; weight norm's w as far; torch within an ulp). Now summed in double
+# (the products exact from float32).
+
+
+@pytest.mark.parametrize("M", [2048, 65536])
+@pytest.mark.parametrize("c", [3.3, 123.456, 1e4])
+def test_float32_rms_norm_of_a_constant_row(M, c):
+    x = np.full((2, M), c, np.float32)
+    y, s = norm.rms_norm(x, (M,), None, 1e-6)
+    x64 = x.astype(np.float64)
+    inv = 1 / np.sqrt((x64**2).mean(axis=1) + 1e-6)
+    np.testing.assert_allclose(s.inv_rms, inv, rtol=1e-7)
+    np.testing.assert_allclose(y, x64 * inv[:, None], rtol=2.4e-7)  # (two roundings of y ~ 1)
+
+
+@pytest.mark.parametrize("M", [2048, 65536])
+def test_float32_weight_norm_of_a_constant_tensor(M):
+    v = np.full((2, M // 2), 123.456, np.float32)
+    w, s = norm.weight_norm(v, np.ones(1, np.float32), dim=None)
+    nrm = np.sqrt((v.astype(np.float64) ** 2).sum())
+    np.testing.assert_allclose(s.norm, [nrm], rtol=1e-7)
+    np.testing.assert_allclose(w, v.astype(np.float64) / nrm, rtol=2.4e-7)
