@@ -57,7 +57,7 @@ template <class T> struct StatsKernel {
       for (int64_t n = n0; n < n1; ++n) {
         const T* OK_RESTRICT xn = x + n * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) qp[c] += ((xn[c] - x0[c]) - op[c]) * ((xn[c] - x0[c]) - op[c]);
+        for (int64_t c = 0; c < C; ++c) qp[c] += sq_dev(xn[c], x0[c], op[c]);
       }
       for (int64_t c = 0; c < C; ++c)
         part[k * C + c] = {double(cnt), double(x0[c]) + sp[c] / double(cnt), double(qp[c])};
@@ -74,12 +74,17 @@ template <class T> struct StatsKernel {
     }
     const T cnt = T((n1 - n0) * S);
     const T o = T(s / double(cnt));
-    T q = 0;
+    // Σ((x - shift) - o)²: lane sums of chunks of the runs, added in double (as the row kernels'
+    // chunks are merged: norm_cpu.hpp). One lane sum of a whole run (S = 16384: 512 terms a lane)
+    // summed in T, and the runs in T, rounded every addition alike for data of few distinct values
+    // (±c: rstd 3e-6 off, ~20 ulps of y, where the row kernels' and torch's are within a few).
+    double q = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      q += lane_sum<T>(S, [&](int64_t i) { return ((xn[i] - shift) - o) * ((xn[i] - shift) - o); });
+      for (int64_t j = 0; j < S; j += kStatChunk)
+        q += double(lane_sum<T>(std::min(kStatChunk, S - j), [&](int64_t i) { return sq_dev(xn[j + i], shift, o); }));
     }
-    part[t] = {double(cnt), double(shift) + s / double(cnt), double(q)};
+    part[t] = {double(cnt), double(shift) + s / double(cnt), q};
   }
 };
 

@@ -33,12 +33,15 @@ constexpr int64_t kGradBlocks = 64;
 // was off by ~ε σ, thousands of ulps of a mean near 0 (Σ x̂, exactly 0, came out
 // ~1e-3 N: a dy with a common offset, 10 + small, gave dweight = Σ dy x̂ many
 // times its true size; torch's mean is within an ulp or so). The second pass,
-// Σ((x - k) - o)² (its error relative to itself), stays in T.
+// Σ((x - k) - o)² (its error relative to itself), stays in T, its chunk's sum
+// merged in double: a sum over one chunk's lanes (64 terms each) is within a few
+// ulps even where every addition rounds alike (data of few distinct values).
+template <class T> OK_INLINE T sq_dev(T x, T k, T o) { return ((x - k) - o) * ((x - k) - o); }
 template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
   const T k = x[0];
   const double s = lane_sum<double>(n, [&](int64_t i) { return double(x[i]) - double(k); });
   const T o = T(s / double(n));
-  const T q = lane_sum<T>(n, [&](int64_t i) { return ((x[i] - k) - o) * ((x[i] - k) - o); });
+  const T q = lane_sum<T>(n, [&](int64_t i) { return sq_dev(x[i], k, o); });
   return {double(n), double(k) + s / double(n), double(q)};
 }
 

@@ -113,3 +113,22 @@ def test_float32_weight_norm_of_a_constant_tensor(M):
     nrm = np.sqrt((v.astype(np.float64) ** 2).sum())
     np.testing.assert_allclose(s.norm, [nrm], rtol=1e-7)
     np.testing.assert_allclose(w, v.astype(np.float64) / nrm, rtol=2.4e-7)
+
+
+# ---- Σ(x - mean)² of long float32 runs of repeated values ------------------------------------
+#
+# Batch norm's (N, C, S) statistics summed the squared deviations of a whole run in one float32
+# lane sum (S = 16384: 512 terms a lane) and the runs of a block in float32: for data of few
+# distinct values (quantized inputs, ±c) every addition rounded alike, and rstd came out 3e-6 off
+# (~20 ulps of y; torch within an ulp). Now chunks of 2048 are lane-summed and added in double, as
+# the row kernels merge their chunks: within a few ulps (rtol 5e-7) as those are.
+
+
+@pytest.mark.parametrize("c", [0.7, 3.3, 123.456])
+def test_float32_batch_norm_rstd_of_data_of_two_values(c):
+    x = np.empty((4, 2, 16384), np.float32)
+    x[..., 0::2], x[..., 1::2] = c, -c
+    _, s = norm.batch_norm(x, training=True)
+    c32 = float(np.float32(c))
+    np.testing.assert_allclose(s.rstd, 1 / np.sqrt(c32 * c32 + 1e-5), rtol=5e-7)
+    np.testing.assert_allclose(s.mean, 0, atol=1e-12)
