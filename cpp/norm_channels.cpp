@@ -38,45 +38,53 @@ template <class T> struct StatsKernel {
     if (S == 1) {
       const int64_t k = t, n0 = sh.n0(k), n1 = sh.n1(k);
       const T* OK_RESTRICT x0 = x + n0 * C;
-      std::vector<T> s(size_t(C), T(0)), q(size_t(C), T(0));
-      T* OK_RESTRICT sp = s.data();
+      // Σ(x - x0) in double (norm_cpu.hpp: chunk_moments says why; here each channel's is one
+      // sequential sum over up to 16K rows)
+      std::vector<double> s(size_t(C), 0.0);
+      std::vector<T> q(size_t(C), T(0));
+      double* OK_RESTRICT sp = s.data();
       T* OK_RESTRICT qp = q.data();
       for (int64_t n = n0; n < n1; ++n) {
         const T* OK_RESTRICT xn = x + n * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) sp[c] += xn[c] - x0[c];
+        for (int64_t c = 0; c < C; ++c) sp[c] += double(xn[c]) - double(x0[c]);
       }
       // Second pass around x0 + o, o = Σ(x - x0) / n, never around a mean rounded to x's magnitude.
       const T cnt = T(n1 - n0);
       std::vector<T> o(static_cast<size_t>(C));
       T* OK_RESTRICT op = o.data();
-      for (int64_t c = 0; c < C; ++c) op[c] = sp[c] / cnt;
+      for (int64_t c = 0; c < C; ++c) op[c] = T(sp[c] / double(cnt));
       for (int64_t n = n0; n < n1; ++n) {
         const T* OK_RESTRICT xn = x + n * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) qp[c] += ((xn[c] - x0[c]) - op[c]) * ((xn[c] - x0[c]) - op[c]);
+        for (int64_t c = 0; c < C; ++c) qp[c] += sq_dev(xn[c], x0[c], op[c]);
       }
       for (int64_t c = 0; c < C; ++c)
-        part[k * C + c] = {double(cnt), double(x0[c]) + double(sp[c]) / double(cnt), double(qp[c])};
+        part[k * C + c] = {double(cnt), double(x0[c]) + sp[c] / double(cnt), double(qp[c])};
       return;
     }
     const int64_t k = t / C, c = t % C, n0 = sh.n0(k), n1 = sh.n1(k);
     const T shift = x[(n0 * C + c) * S];
-    T s = 0;
+    double s = 0;  // (in double: norm_cpu.hpp, chunk_moments)
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       // The runs of one channel lie C * S apart: prefetch the next one.
       prefetch_row(xn + C * S, n + 1 < n1 ? S : 0);
-      s += lane_sum<T>(S, [&](int64_t i) { return xn[i] - shift; });
+      s += lane_sum<double>(S, [&](int64_t i) { return double(xn[i]) - double(shift); });
     }
     const T cnt = T((n1 - n0) * S);
-    const T o = s / cnt;
-    T q = 0;
+    const T o = T(s / double(cnt));
+    // Σ((x - shift) - o)²: lane sums of chunks of the runs, added in double (as the row kernels'
+    // chunks are merged: norm_cpu.hpp). One lane sum of a whole run (S = 16384: 512 terms a lane)
+    // summed in T, and the runs in T, rounded every addition alike for data of few distinct values
+    // (±c: rstd 3e-6 off, ~20 ulps of y, where the row kernels' and torch's are within a few).
+    double q = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      q += lane_sum<T>(S, [&](int64_t i) { return ((xn[i] - shift) - o) * ((xn[i] - shift) - o); });
+      for (int64_t j = 0; j < S; j += kStatChunk)
+        q += double(lane_sum<T>(std::min(kStatChunk, S - j), [&](int64_t i) { return sq_dev(xn[j + i], shift, o); }));
     }
-    part[t] = {double(cnt), double(shift) + double(s) / double(cnt), double(q)};
+    part[t] = {double(cnt), double(shift) + s / double(cnt), q};
   }
 };
 
@@ -89,26 +97,30 @@ template <class T> struct GradSumKernel {
   OK_INLINE void operator()(int64_t t) const {
     const int64_t C = sh.C, S = sh.S;
     if (S == 1) {
+      // Each channel's sums are sequential over up to 16K rows: in double (in float32 Σ dy x̂, whose
+      // terms cancel, kept ~ε √N |dy| of them: with dy = 10 + small several % of dweight)
       const int64_t k = t;
-      T* OK_RESTRICT a = sdy + k * C;
-      T* OK_RESTRICT b = sdyx + k * C;
+      std::vector<double> sa(size_t(C), 0.0), sb(size_t(C), 0.0);
+      double* OK_RESTRICT a = sa.data();
+      double* OK_RESTRICT b = sb.data();
       for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
         const T* OK_RESTRICT g = dy + n * C;
         const T* OK_RESTRICT xn = x + n * C;
         if (ns) {  // (rare: a channel whose x - mean may overflow)
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            a[c] += g[c];
-            b[c] += g[c] * rules::normalize(xn[c], channel_normalizer(ns, C, c));
+            a[c] += double(g[c]);
+            b[c] += double(g[c] * rules::normalize(xn[c], channel_normalizer(ns, C, c)));
           }
           continue;
         }
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
-          a[c] += g[c];
-          b[c] += g[c] * rules::normalize(xn[c], mean[c], rstd[c]);
+          a[c] += double(g[c]);
+          b[c] += double(g[c] * rules::normalize(xn[c], mean[c], rstd[c]));
         }
       }
+      for (int64_t c = 0; c < C; ++c) sdy[k * C + c] = T(a[c]), sdyx[k * C + c] = T(b[c]);
       return;
     }
     const int64_t k = t / C, c = t % C;

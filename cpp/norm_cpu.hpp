@@ -28,12 +28,21 @@ constexpr int64_t kGradBlocks = 64;
 // magnitude (with float32 data near 1e4 and a spread of ~1 rounding step,
 // Σ(x - mean)² around a rounded mean is off by up to 25%). The summary is
 // kept in double (chunks are merged in double for the same reason).
+// Σ(x - k) is summed in double, of deviations formed in double (exact from
+// float32): its terms are of size |x - k|, about σ, and a float32 sum of them
+// was off by ~ε σ, thousands of ulps of a mean near 0 (Σ x̂, exactly 0, came out
+// ~1e-3 N: a dy with a common offset, 10 + small, gave dweight = Σ dy x̂ many
+// times its true size; torch's mean is within an ulp or so). The second pass,
+// Σ((x - k) - o)² (its error relative to itself), stays in T, its chunk's sum
+// merged in double: a sum over one chunk's lanes (64 terms each) is within a few
+// ulps even where every addition rounds alike (data of few distinct values).
+template <class T> OK_INLINE T sq_dev(T x, T k, T o) { return ((x - k) - o) * ((x - k) - o); }
 template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
   const T k = x[0];
-  const T s = lane_sum<T>(n, [&](int64_t i) { return x[i] - k; });
-  const T o = s / T(n);
-  const T q = lane_sum<T>(n, [&](int64_t i) { return ((x[i] - k) - o) * ((x[i] - k) - o); });
-  return {double(n), double(k) + double(s) / double(n), double(q)};
+  const double s = lane_sum<double>(n, [&](int64_t i) { return double(x[i]) - double(k); });
+  const T o = T(s / double(n));
+  const T q = lane_sum<T>(n, [&](int64_t i) { return sq_dev(x[i], k, o); });
+  return {double(n), double(k) + s / double(n), double(q)};
 }
 
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).
@@ -43,8 +52,13 @@ template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t 
   return acc;
 }
 
+// Σx² in double (RMS norm, ‖v‖ of weight norm), rounded to T once: summed in float32 lanes of
+// thousands of terms, rows of similar values rounded every addition the same way (a constant row
+// of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where torch's is within one).
+// From float32 the products are exact and neither overflow nor underflow; the result rounded to T
+// still can, which the caller's stats_ok sees as before.
 template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
-  return lane_sum<T>(n, [&](int64_t i) { return x[i] * x[i]; });
+  return T(lane_sum<double>(n, [&](int64_t i) { return double(x[i]) * double(x[i]); }));
 }
 
 // ---- The scaled fallback of rules/norm.hpp (rare: extreme or non-finite rows) ----
