@@ -159,9 +159,8 @@ def test_negated_view_grad_is_refused_by_name_not_stepped_the_wrong_way():
 
 @pytest.mark.parametrize("name, hp", FIRST_ORDER, ids=[n for n, _ in FIRST_ORDER])
 def test_a_refused_step_leaves_the_versions_and_saved_graphs_as_they_were(name, hp):
-    """The step bumps the version counters before its kernels (the params' objects are in cache
-    then) and puts them back when it is refused, which writes nothing: a graph that saved a param
-    before a refused step still runs its backward, and after a good step it raises."""
+    """A refused step writes nothing and bumps no version counter: a graph that saved a param
+    before it still runs its backward; after a good step it raises."""
     w = torch.nn.Parameter(torch.linspace(1.0, 2.0, 5))
     u = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 3))
     opt = getattr(ot, name)([w, u], **hp)

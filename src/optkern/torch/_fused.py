@@ -21,7 +21,7 @@ from torch.optim import optimizer as _torch_optimizer
 from .. import optim as _optim
 from ..optim._run import _Run
 from . import _lowp, _views
-from ._autograd_marks import _bumped_back, _increment_version, _is_neg, _refuse_neg_view
+from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view
 from ._checks_state import _StateDictChecks
 from ._checks_step import _StepChecks, check_new_group
 from ._host_values import host_group, immutable
@@ -276,25 +276,17 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         try:
             if calls > 1 or fresh:
                 self._precheck(work)
-            # the native calls write the params through views autograd does not see: a graph that
-            # saved them must refuse its backward after the step, as after torch's in-place step.
-            # Bumped before the kernels, while the params' objects are in cache from the checks
-            # above (after a large step's memory traffic the bump cost 40-150 us for 200 params),
-            # and put back if the step is refused, which writes nothing (_bumped_back).
-            stepped = [p for _, params, *_ in work for p in params]
-            _increment_version(stepped)
             # a Ctrl-C during a kernel is raised as it returns, before its run's step counts advance
             # (params at step n + 1, state at n) or the next run steps: deferred to the end of a
             # step long enough for the handler swaps not to matter, as optkern.optim's steps defer it
-            try:
-                with self._uninterrupted(work):
-                    for group, params, i, grads, runs in work:
-                        self._grads = grads  # aligned with the params stepped (None: some params have none)
-                        self._runs_now = runs
-                        self._group_step(group, params, i)
-            except (TypeError, ValueError):
-                _bumped_back(stepped)
-                raise
+            with self._uninterrupted(work):
+                for group, params, i, grads, runs in work:
+                    self._grads = grads  # aligned with the params stepped (None: some params have none)
+                    self._runs_now = runs
+                    self._group_step(group, params, i)
+                # the native calls wrote the params through views autograd does not see: a graph that
+                # saved them must refuse its backward now, as after torch's in-place step
+                _increment_version([p for _, params, *_ in work for p in params])
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes
