@@ -1,0 +1,89 @@
+"""Defects found in optkern.amp.GradScaler by the 32nd hunt (amp / clipping / SWA against torch),
+each with a test that failed before its fix.
+
+GradScaler's ``growth_factor``, ``backoff_factor`` and ``growth_interval`` are plain attributes, as
+torch's ``set_growth_factor`` / ``set_backoff_factor`` / ``set_growth_interval`` set them:
+
+* lowering ``growth_interval`` below the count of clean steps is what torch's
+  ``set_growth_interval`` allows (its rule grows only when the count *reaches* the interval, so the
+  scale then stays, and optkern's native rule is the same); ``state_dict()`` then wrote that count,
+  and ``load_state_dict`` refused it (``_growth_tracker`` must be <= interval - 1): a checkpoint the
+  scaler itself wrote could not be resumed, where torch's loads;
+* a value of the wrong type assigned to one reached the native ``amp_update_scale_`` unchecked: a
+  pybind11 "incompatible function arguments" TypeError naming no attribute (a str factor, a float
+  interval), and an infinite ``growth_factor`` was taken silently and written by ``state_dict()``,
+  which ``load_state_dict`` then refused. ``update()`` now checks them by the constructor's rules,
+  naming the attribute, before the scale changes.
+
+(Clipping, SWA / EMA averaging, update_bn and SWALR were compared with torch over norm orders 1, 2,
+3, 2.5, 7, 10, inf, -inf, 0.5, 0, all-zero / inf / NaN / None grads, use_buffers, EMA decays and
+anneal settings, and agreed: no test here.)
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from optkern.amp import GradScaler
+from optkern.optim import SGD
+
+torch = pytest.importorskip("torch")
+
+
+def _clean_steps(scaler, opt, n):
+    for _ in range(n):
+        scaler.step(opt, [np.ones(2, np.float32)])
+        scaler.update()
+
+
+def _torch_clean_steps(scaler, opt, p, n):
+    for _ in range(n):
+        scaler.scale(torch.tensor(1.0))
+        p.grad = torch.ones(2)
+        scaler.step(opt)
+        scaler.update()
+
+
+def test_state_dict_with_the_interval_lowered_below_the_count_round_trips_as_torchs():
+    s, o = GradScaler(init_scale=4.0, growth_interval=100), SGD([np.zeros(2, np.float32)], lr=0.1)
+    tp = torch.nn.Parameter(torch.zeros(2))
+    ts, to = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=100), torch.optim.SGD([tp], lr=0.1)
+    _clean_steps(s, o, 20)
+    _torch_clean_steps(ts, to, tp, 20)
+    s.growth_interval = 10
+    ts.set_growth_interval(10)
+    saved = s.state_dict()
+    assert saved == ts.state_dict()
+    resumed, tr = GradScaler(), torch.amp.GradScaler("cpu")
+    resumed.load_state_dict(saved)  # (ValueError: state_dict['_growth_tracker'] must be <= 9)
+    tr.load_state_dict(saved)
+    _clean_steps(resumed, SGD([np.zeros(2, np.float32)], lr=0.1), 3)
+    _torch_clean_steps(tr, torch.optim.SGD([tp], lr=0.1), tp, 3)
+    assert resumed.state_dict() == tr.state_dict()
+
+
+@pytest.mark.parametrize(
+    "attr, value, err",
+    [
+        ("growth_factor", "2", TypeError),
+        ("backoff_factor", None, TypeError),
+        ("growth_interval", 2.5, TypeError),
+        ("growth_factor", math.inf, ValueError),
+        ("growth_factor", 1.0, ValueError),
+        ("backoff_factor", 0.0, ValueError),
+        ("growth_interval", 0, ValueError),
+    ],
+)
+def test_update_names_a_bad_assigned_factor_or_interval_and_changes_nothing(attr, value, err):
+    s, o = GradScaler(init_scale=4.0, growth_interval=1), SGD([np.zeros(2, np.float32)], lr=0.1)
+    good = getattr(s, attr)
+    setattr(s, attr, value)
+    s.step(o, [np.ones(2, np.float32)])
+    with pytest.raises(err, match=f"^{attr}: "):  # (not pybind11's list of signatures)
+        s.update()
+    assert s.get_scale() == 4.0
+    setattr(s, attr, good)  # (the iteration's record stands: update() then runs)
+    s.update()
+    assert s.get_scale() == 8.0
+    GradScaler().load_state_dict(s.state_dict())
