@@ -1,5 +1,5 @@
-"""Defects found in optkern.amp.GradScaler by the 32nd hunt (amp / clipping / SWA against torch),
-each with a test that failed before its fix.
+"""Defects found in optkern.amp.GradScaler and optkern.swa.AveragedParams by the 32nd hunt (amp /
+clipping / SWA against torch), each with a test that failed before its fix.
 
 GradScaler's ``growth_factor``, ``backoff_factor`` and ``growth_interval`` are plain attributes, as
 torch's ``set_growth_factor`` / ``set_backoff_factor`` / ``set_growth_interval`` set them:
@@ -15,6 +15,13 @@ torch's ``set_growth_factor`` / ``set_backoff_factor`` / ``set_growth_interval``
   which ``load_state_dict`` then refused. ``update()`` now checks them by the constructor's rules,
   naming the attribute, before the scale changes.
 
+AveragedParams' ``decay``, ``mode`` and ``n_averaged`` are attributes too (an EMA decay warmed up by
+assigning it each step is common practice), and ``update`` used them unchecked while the native
+``swa_lerp_`` takes any weight: a decay of 2.0 extrapolated (weight -1: the average of 1 and 3 came
+out -1), a NaN decay made every average NaN, ``n_averaged = 2.5`` went on counting 3.5, and
+``n_averaged = None`` raised Python's unnamed TypeError *after* the averages were written. ``update``
+now checks them as the constructor / ``load_state_dict`` do, naming them, before anything is written.
+
 (Clipping, SWA / EMA averaging, update_bn and SWALR were compared with torch over norm orders 1, 2,
 3, 2.5, 7, 10, inf, -inf, 0.5, 0, all-zero / inf / NaN / None grads, use_buffers, EMA decays and
 anneal settings, and agreed: no test here.)
@@ -27,6 +34,7 @@ import pytest
 
 from optkern.amp import GradScaler
 from optkern.optim import SGD
+from optkern.swa import AveragedParams
 
 torch = pytest.importorskip("torch")
 
@@ -87,3 +95,40 @@ def test_update_names_a_bad_assigned_factor_or_interval_and_changes_nothing(attr
     s.update()
     assert s.get_scale() == 8.0
     GradScaler().load_state_dict(s.state_dict())
+
+
+@pytest.mark.parametrize(
+    "attr, value, err",
+    [
+        ("decay", 2.0, ValueError),
+        ("decay", -0.5, ValueError),
+        ("decay", math.nan, ValueError),
+        ("decay", "0.9", TypeError),
+        ("mode", "mean", ValueError),
+        ("n_averaged", -1, ValueError),
+        ("n_averaged", 2.5, TypeError),
+        ("n_averaged", None, TypeError),
+    ],
+)
+def test_averaged_params_update_names_a_bad_assigned_attribute_before_writing(attr, value, err):
+    ap = AveragedParams([np.ones(3, np.float32)], mode="ema", decay=0.5)
+    ap.update([np.ones(3, np.float32)])
+    setattr(ap, attr, value)
+    with pytest.raises(err, match=f"^{attr}: "):
+        ap.update([np.full(3, 3.0, np.float32)])
+    np.testing.assert_array_equal(ap.averages[0], np.ones(3, np.float32))
+    assert getattr(ap, attr) is value
+
+
+def test_averaged_params_assigned_decay_warmup_is_torchs_ema():
+    # the common EMA warm-up, decay assigned before each update, against torch's lerp
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(5).astype(np.float32) for _ in range(5)]
+    ap = AveragedParams([xs[0]], mode="ema", decay=0.9)
+    ref = torch.from_numpy(xs[0].copy())
+    for t, x in enumerate(xs):
+        ap.decay = min(0.9, (1 + t) / (10 + t))
+        ap.update([x])
+        if t:
+            ref.lerp_(torch.from_numpy(x), 1 - ap.decay)
+    np.testing.assert_array_equal(ap.averages[0], ref.numpy())
