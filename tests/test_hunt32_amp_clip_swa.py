@@ -1,5 +1,5 @@
-"""Defects found in optkern.amp.GradScaler and optkern.swa.AveragedParams by the 32nd hunt (amp /
-clipping / SWA against torch), each with a test that failed before its fix.
+"""Defects found in optkern.amp.GradScaler, optkern.swa.AveragedParams and optkern.torch's clipping
+by the 32nd hunt (amp / clipping / SWA against torch), each with a test that failed before its fix.
 
 GradScaler's ``growth_factor``, ``backoff_factor`` and ``growth_interval`` are plain attributes, as
 torch's ``set_growth_factor`` / ``set_backoff_factor`` / ``set_growth_interval`` set them:
@@ -22,9 +22,16 @@ out -1), a NaN decay made every average NaN, ``n_averaged = 2.5`` went on counti
 ``n_averaged = None`` raised Python's unnamed TypeError *after* the averages were written. ``update``
 now checks them as the constructor / ``load_state_dict`` do, naming them, before anything is written.
 
-(Clipping, SWA / EMA averaging, update_bn and SWALR were compared with torch over norm orders 1, 2,
-3, 2.5, 7, 10, inf, -inf, 0.5, 0, all-zero / inf / NaN / None grads, use_buffers, EMA decays and
-anneal settings, and agreed: no test here.)
+optkern.torch.clip_grad_norm_ / clip_grad_value_ hand optkern.clip the grads of the parameters that
+have one, and its errors named them by their place in that list, as ``grads[k]``: behind a parameter
+without a grad (a frozen layer), ``error_if_nonfinite`` blamed "grads[1]" for ``parameters[2].grad``,
+and a grad shared by two parameters was "grads[1] shares memory with grads[0]". The adapter has no
+``grads`` argument: its errors now name ``parameters[i].grad`` (and ``parameters``), as its other
+checks do.
+
+(Otherwise clipping, SWA / EMA averaging, update_bn and SWALR were compared with torch over norm
+orders 1, 2, 3, 2.5, 7, 10, inf, -inf, 0.5, 0, all-zero / inf / NaN / None grads, use_buffers, EMA
+decays and anneal settings, and agreed: no test here.)
 """
 
 import math
@@ -37,6 +44,7 @@ from optkern.optim import SGD
 from optkern.swa import AveragedParams
 
 torch = pytest.importorskip("torch")
+ot = pytest.importorskip("optkern.torch")
 
 
 def _clean_steps(scaler, opt, n):
@@ -132,3 +140,38 @@ def test_averaged_params_assigned_decay_warmup_is_torchs_ema():
         if t:
             ref.lerp_(torch.from_numpy(x), 1 - ap.decay)
     np.testing.assert_array_equal(ap.averages[0], ref.numpy())
+
+
+def _frozen_first(*grads):
+    """A parameter without a grad (frozen), then one per grad."""
+    params = [torch.nn.Parameter(torch.ones(2))]
+    for g in grads:
+        p = torch.nn.Parameter(torch.ones(2))
+        p.grad = g
+        params.append(p)
+    return params
+
+
+def test_clip_grad_norm_nonfinite_error_names_the_parameter_behind_one_without_grad():
+    params = _frozen_first(torch.ones(2), torch.tensor([1.0, math.inf]))
+    with pytest.raises(RuntimeError, match=r"^parameters\[2\]\.grad: contains non-finite values"):
+        ot.clip_grad_norm_(params, 1.0, error_if_nonfinite=True)
+    with pytest.raises(ValueError, match=r"^parameters\[2\]\.grad: contains non-finite values"):
+        ot.clip_grad_norm_(params, 1.0, error_if_nonfinite=True)  # (optkern's ValueError too)
+    assert torch.equal(params[1].grad, torch.ones(2))
+
+
+def test_clip_grad_norm_overflowing_norm_error_names_parameters():
+    p = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    p.grad = torch.full((2,), 1e200, dtype=torch.float64)  # finite, its norm past float64's range
+    with pytest.raises(RuntimeError, match=r"^parameters: the total norm of order 2.0 is inf"):
+        ot.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+@pytest.mark.parametrize("clip", [lambda ps: ot.clip_grad_norm_(ps, 1.0), lambda ps: ot.clip_grad_value_(ps, 0.5)])
+def test_clip_shared_grad_error_names_the_parameters(clip):
+    shared = torch.ones(2)
+    params = _frozen_first(shared, shared)
+    with pytest.raises(ValueError, match=r"^parameters\[2\]\.grad shares memory with parameters\[1\]\.grad"):
+        clip(params)
+    assert torch.equal(shared, torch.ones(2))
