@@ -128,8 +128,12 @@ def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
         "growth_factor": _float32_in(names["growth_factor"], state["growth_factor"], 1.0),
         "backoff_factor": _float32_in(names["backoff_factor"], state["backoff_factor"], 0.0, 1.0),
         "growth_interval": interval,
-        # the rule keeps the count of clean steps below the interval (it grows and restarts there)
-        "_growth_tracker": _backend.integer(names["_growth_tracker"], state["_growth_tracker"], lo=0, hi=interval - 1),
+        # the rule keeps the count of clean steps below the interval (it grows and restarts there);
+        # a saved one may be past it: the interval lowered below the count (torch's
+        # set_growth_interval; its rule and ours then grow no more), which state_dict() writes
+        "_growth_tracker": _backend.integer(
+            names["_growth_tracker"], state["_growth_tracker"], lo=0, hi=_backend.INT64_MAX if saved else interval - 1
+        ),
     }
 
 
@@ -463,16 +467,21 @@ class GradScaler:
                 raise RuntimeError(
                     "update(): no inf checks were recorded since the last update() (no step or unscale_)"
                 )
+            rule = self._rule()
             with _backend._device_of(self._scale):
-                self._native().amp_update_scale_(
-                    self._scale,
-                    self._growth_tracker,
-                    combined(flags, self._scale),
-                    self.growth_factor,
-                    self.backoff_factor,
-                    self.growth_interval,
-                )
+                self._native().amp_update_scale_(self._scale, self._growth_tracker, combined(flags, self._scale), *rule)
         self._iteration = Iteration()
+
+    def _rule(self) -> tuple:
+        """(growth_factor, backoff_factor, growth_interval) by the constructor's rules, naming the
+        attribute: assigned as torch's set_growth_factor / set_growth_interval set them, they are
+        not checked there (a str factor or a float interval reached the native call: pybind11's
+        TypeError naming none; an infinite factor was taken, and written by state_dict())."""
+        return (
+            _float32_in("growth_factor", self.growth_factor, 1.0),
+            _float32_in("backoff_factor", self.backoff_factor, 0.0, 1.0),
+            _backend.integer("growth_interval", self.growth_interval, lo=1, hi=_backend.INT64_MAX),
+        )
 
     def state_dict(self) -> dict:
         """The scale, its factors, interval and growth tracker; ``{}`` when disabled (torch's)."""

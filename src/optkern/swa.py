@@ -90,12 +90,23 @@ class AveragedParams(NativeByName):
         """Fold the current ``params`` (same shapes as at construction) into the average."""
         params = _backend.as_list(params, "params")
         self._check_shapes(params)
-        # lerp weight 1 is an exact copy
-        w = 1.0 if self.n_averaged == 0 else 1.0 / (self.n_averaged + 1) if self.mode == "swa" else 1.0 - self.decay
+        w = self._weight()
         with deferring(sum(map(_size, self.averages))):  # (a Ctrl-C in the kernel: counted, then raised)
             with _backend._device_of(self.averages[0] if self.averages else None):
                 self._mod.swa_lerp_(self.averages, params, w)
             self.n_averaged += 1
+
+    def _weight(self) -> float:
+        """This update's lerp weight (1, an exact copy, for the first), from ``mode``, ``n_averaged``
+        and ``decay`` checked by the constructor's and ``load_state_dict``'s rules, naming them: they
+        are attributes (an EMA decay warmed up by assigning it), and the kernel takes any weight --
+        a decay of 2 extrapolated (weight -1) and a NaN one made every average NaN, silently; a
+        count of 2.5 went on as 3.5, and one of None raised after the averages were written."""
+        mode = _option("mode", self.mode, _MODES)
+        n = _backend.integer("n_averaged", self.n_averaged, lo=0, hi=_backend.INT64_MAX - 1)
+        if n == 0:
+            return 1.0
+        return 1.0 / (n + 1) if mode == "swa" else 1.0 - _backend.in_range("decay", self.decay, 0.0, 1.0)
 
     def _check_shapes(self, params: list) -> None:
         """``params`` one per average, each of its average's shape, before ``swa_lerp_`` checks the

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import re
 import sys
 
 import torch
@@ -49,6 +51,30 @@ def _grads(params: list, real_view: bool = False) -> list | None:
         if p.grad is not None:
             _views.check_tensor(p.grad, f"parameters[{i}].grad")
     return grads
+
+
+_GRAD_NAME = re.compile(r"\bgrads(?:\[(\d+)\])?(?=[\[:\s])")
+
+
+@contextlib.contextmanager
+def _named(params: list):
+    """Errors of optkern.clip name ``grads[k]``, the k-th grad it was handed (None grads left out)
+    and ``grads``, which this function has no argument called: named here as its caller knows them,
+    ``parameters[i].grad`` and ``parameters`` ("grads[1]: contains non-finite values" was
+    parameters[2].grad behind a parameter without a grad)."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        index = [i for i, p in enumerate(params) if p.grad is not None]
+
+        def name(m: re.Match) -> str:
+            k = m.group(1)
+            return "parameters" if k is None else f"parameters[{index[int(k)]}].grad"
+
+        msg = _GRAD_NAME.sub(name, str(e))
+        if msg == str(e):
+            raise
+        raise type(e)(msg) from None
 
 
 def _number(v):
@@ -107,12 +133,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     g0 = grads[0]
     dtype = _views.real_dtype(g0.dtype)  # (torch's norm of complex grads is real)
     if g0.device.type == "cpu":
-        total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
+        with _named(params):
+            total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
         if unbounded and total == math.inf:
             for g in grads:
                 g.fill_(complex(math.nan, math.nan) if g.is_complex() else math.nan)  # torch: g * (inf / inf)
         return torch.tensor(total, dtype=dtype)
-    with _views.on_stream(g0):
+    with _views.on_stream(g0), _named(params):
         total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
         # (taken on the stream that wrote it: no cross-stream wait is asked of CuPy)
         norm = torch.from_dlpack(total).reshape(())
@@ -134,5 +161,5 @@ def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
     if _is_pos_inf(clip_value):  # clamping to [-inf, inf] changes nothing (NaN stays NaN), as in torch
         return
     if grads:
-        with _views.on_stream(grads[0]):
+        with _views.on_stream(grads[0]), _named(params):
             _clip.clip_grad_value_(_views.views(grads), clip_value)
