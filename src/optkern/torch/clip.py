@@ -86,6 +86,19 @@ def _number(v):
     return v
 
 
+def _order(norm_type):
+    """``norm_type`` as a number where it is a string ``float()`` reads, as torch's
+    ``clip_grad_norm_`` reads it (``"-inf"`` and ``"2"`` were TypeErrors here, where torch runs
+    them); one it cannot read is refused naming ``norm_type`` (torch's bare ValueError does not).
+    Anything else as it is (``_number``'s to read)."""
+    if not isinstance(norm_type, str):
+        return _number(norm_type)
+    try:
+        return float(norm_type)
+    except ValueError:
+        raise ValueError(f"norm_type: expected a number, got the string {norm_type!r}") from None
+
+
 def _torch_only_order(norm_type) -> bool:
     """Whether ``norm_type`` is an order torch's ``vector_norm`` takes but optkern's kernels do not
     (0 <= p < 1, a negative p, -inf): torch's own implementation runs it, as a drop-in must (they
@@ -117,10 +130,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     handled by torch's own implementation; complex gradients' 2-norm is their real views' (torch's
     ``|z|``), other orders of them are torch's. ``max_norm=inf`` (torch's idiom for measuring the norm
     without clipping) leaves finite-norm gradients as they are and, as torch, makes them NaN when
-    the norm is infinite (``inf / inf``).
+    the norm is infinite (``inf / inf``). A string ``norm_type`` is read with ``float()``, as torch
+    reads it (``"2"``, ``"-inf"``).
     """
     params = _params(parameters)
-    max_norm, norm_type = _number(max_norm), _number(norm_type)
+    max_norm, norm_type = _number(max_norm), _order(norm_type)
     grads = _grads(params, real_view=_is_two(norm_type))
     if grads is None or _torch_only_order(norm_type):
         return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)

@@ -1,0 +1,60 @@
+"""Torch drop-in gaps found in session 32's hunt.
+
+- ``optkern.torch.clip_grad_norm_`` refused a string ``norm_type`` other than 'inf' ("-inf", "2",
+  "2.0") with a TypeError, where torch's reads any string with ``float()``; ``optkern.clip_grad_norm_``
+  the same ("2" a TypeError): both read strings with ``float()`` now, and name ``norm_type`` for one
+  it cannot read.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import optkern
+
+torch = pytest.importorskip("torch")
+ot = pytest.importorskip("optkern.torch")
+
+
+def _params():
+    g = torch.Generator().manual_seed(0)
+    ps = [torch.zeros(4, 3, requires_grad=True), torch.zeros(5, requires_grad=True)]
+    for p in ps:
+        p.grad = torch.randn(p.shape, generator=g) * 3
+    return ps
+
+
+@pytest.mark.parametrize("norm_type", ["-inf", "2", "2.0", "1", "3.5", "inf", "Infinity", "0.5", " 2 "])
+def test_clip_grad_norm_string_norm_type_as_torch(norm_type):
+    ours, theirs = _params(), _params()
+    n1 = ot.clip_grad_norm_(ours, 1.0, norm_type=norm_type)
+    n2 = torch.nn.utils.clip_grad_norm_(theirs, 1.0, norm_type=norm_type)
+    torch.testing.assert_close(n1, n2)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("norm_type", ["fro", "two", ""])
+def test_clip_grad_norm_unreadable_string_norm_type_is_refused(norm_type):
+    ps = _params()
+    before = [p.grad.clone() for p in ps]
+    with pytest.raises(ValueError, match="norm_type"):
+        ot.clip_grad_norm_(ps, 1.0, norm_type=norm_type)
+    for p, b in zip(ps, before):
+        assert torch.equal(p.grad, b)
+    with pytest.raises(ValueError, match="norm_type"):
+        optkern.clip_grad_norm_([np.ones(3)], 1.0, norm_type=norm_type)
+
+
+@pytest.mark.parametrize("norm_type, p", [("2", 2.0), ("3.0", 3.0), ("INF", math.inf), ("1e0", 1.0)])
+def test_numpy_clip_grad_norm_reads_string_norm_type(norm_type, p):
+    g1, g2 = np.arange(1.0, 7.0), np.arange(1.0, 7.0)
+    assert optkern.clip_grad_norm_([g1], 1.0, norm_type=norm_type) == optkern.clip_grad_norm_([g2], 1.0, norm_type=p)
+    np.testing.assert_array_equal(g1, g2)
+
+
+@pytest.mark.parametrize("norm_type", ["-inf", "0.5", "nan"])
+def test_numpy_clip_grad_norm_string_below_one_is_refused_as_its_number(norm_type):
+    with pytest.raises(ValueError, match="norm_type: must be >= 1 or inf"):
+        optkern.clip_grad_norm_([np.ones(3)], 1.0, norm_type=norm_type)
