@@ -4,6 +4,11 @@
   "2.0") with a TypeError, where torch's reads any string with ``float()``; ``optkern.clip_grad_norm_``
   the same ("2" a TypeError): both read strings with ``float()`` now, and name ``norm_type`` for one
   it cannot read.
+- ``optkern.schedules.swalr`` used attributes assigned after construction unchecked: an
+  ``anneal_strategy`` of 'foo' annealed linearly, a negative ``anneal_epochs`` extrapolated past
+  ``swa_lr``, silently; a NaN ``swa_lr`` was refused only as the schedule's NaN value ("overflows
+  there"). They are checked where they are used now, by the constructor's rules, naming the
+  attribute, before a Scheduler writes a group.
 """
 
 import math
@@ -12,6 +17,7 @@ import numpy as np
 import pytest
 
 import optkern
+from optkern import optim, schedules
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
@@ -58,3 +64,41 @@ def test_numpy_clip_grad_norm_reads_string_norm_type(norm_type, p):
 def test_numpy_clip_grad_norm_string_below_one_is_refused_as_its_number(norm_type):
     with pytest.raises(ValueError, match="norm_type: must be >= 1 or inf"):
         optkern.clip_grad_norm_([np.ones(3)], 1.0, norm_type=norm_type)
+
+
+@pytest.mark.parametrize(
+    "attr, value, exc",
+    [
+        ("anneal_strategy", "foo", ValueError),
+        ("anneal_strategy", None, TypeError),
+        ("anneal_epochs", -2, ValueError),
+        ("anneal_epochs", 2.5, TypeError),
+        ("swa_lr", float("nan"), ValueError),
+        ("swa_lr", "0.1", TypeError),
+        ("swa_lr", -0.1, ValueError),
+        ("initial_lr", float("nan"), ValueError),
+    ],
+)
+def test_swalr_assigned_attributes_are_checked_where_used(attr, value, exc):
+    s = schedules.swalr(1.0, 0.1, anneal_epochs=4)
+    setattr(s, attr, value)
+    with pytest.raises(exc, match=f"^{attr}: "):
+        s(1)
+    p = np.zeros(3, np.float32)
+    opt = optim.SGD([p], lr=1.0)
+    with pytest.raises(exc, match=attr):
+        s.attach(opt)  # (attaching writes step 0's lr: refused before it does)
+    assert opt.param_groups[0]["lr"] == 1.0
+    s2 = schedules.swalr(1.0, 0.1, anneal_epochs=4)
+    sc = s2.attach(opt)
+    setattr(s2, attr, value)
+    with pytest.raises(exc, match=attr):
+        sc.step()
+    assert opt.param_groups[0]["lr"] == 1.0 and sc.last_step == 0
+
+
+def test_swalr_assigned_attributes_in_range_are_used():
+    s = schedules.swalr(1.0, 0.1, anneal_epochs=4)
+    s.anneal_strategy, s.anneal_epochs, s.swa_lr = "linear", 2, 0.5
+    assert s(1) == pytest.approx(0.75, rel=1e-15)
+    assert s(5) == 0.5

@@ -28,8 +28,17 @@ class swalr(Schedule):
         self.total_steps = self.anneal_epochs
 
     def value(self, t):
-        if self.anneal_epochs == 0:
-            return self.swa_lr
-        x = min(1.0, t / self.anneal_epochs)
-        a = (1.0 - math.cos(math.pi * x)) / 2.0 if self.anneal_strategy == "cos" else x
-        return self.swa_lr * a + self.initial_lr * (1.0 - a)
+        # The attributes checked where they are used, by the constructor's rules, naming them (as
+        # optkern.swa.AveragedParams.update re-checks its own): they are assignable (swa_lr tuned
+        # mid-run), and an anneal_strategy of 'foo' annealed linearly, a negative anneal_epochs
+        # extrapolated past swa_lr, and a NaN swa_lr made every lr NaN, silently. Raised before
+        # the Scheduler writes any group.
+        initial_lr = nonneg("initial_lr", self.initial_lr)
+        swa_lr = nonneg("swa_lr", self.swa_lr)
+        epochs = count("anneal_epochs", self.anneal_epochs, 0)
+        strategy = _option("anneal_strategy", self.anneal_strategy, ("cos", "linear"))
+        if epochs == 0:
+            return swa_lr
+        x = min(1.0, t / epochs)
+        a = (1.0 - math.cos(math.pi * x)) / 2.0 if strategy == "cos" else x
+        return swa_lr * a + initial_lr * (1.0 - a)
