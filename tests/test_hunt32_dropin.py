@@ -9,6 +9,10 @@
   ``swa_lr``, silently; a NaN ``swa_lr`` was refused only as the schedule's NaN value ("overflows
   there"). They are checked where they are used now, by the constructor's rules, naming the
   attribute, before a Scheduler writes a group.
+- ``optkern.init.xavier_uniform_`` / ``xavier_normal_`` refused ``gain=0``, where torch's fill
+  zeros; a negative gain stays refused, as torch refuses it (an empty range, a negative std).
+  (``orthogonal_`` on a zero-element array stays silent: torch 2.13's does not warn either, only
+  its kaiming initializers do.)
 """
 
 import math
@@ -17,7 +21,7 @@ import numpy as np
 import pytest
 
 import optkern
-from optkern import optim, schedules
+from optkern import init, optim, schedules
 
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
@@ -102,3 +106,27 @@ def test_swalr_assigned_attributes_in_range_are_used():
     s.anneal_strategy, s.anneal_epochs, s.swa_lr = "linear", 2, 0.5
     assert s(1) == pytest.approx(0.75, rel=1e-15)
     assert s(5) == 0.5
+
+
+@pytest.mark.parametrize("name", ["xavier_uniform_", "xavier_normal_"])
+def test_xavier_gain_zero_fills_zeros_as_torch(name):
+    w = np.ones((4, 3), np.float32)
+    assert getattr(init, name)(w, gain=0.0, rng=0) is w
+    t = torch.ones(4, 3)
+    getattr(torch.nn.init, name)(t, gain=0.0)
+    np.testing.assert_array_equal(w, t.numpy())  # (zeros; -0.0 == 0.0)
+    w0 = np.ones((4, 3))
+    getattr(init, name)(w0, gain=0, rng=0)
+    np.testing.assert_array_equal(w0, 0.0)
+
+
+@pytest.mark.parametrize("name", ["xavier_uniform_", "xavier_normal_"])
+@pytest.mark.parametrize("gain", [-1.0, -0.5, float("nan")])
+def test_xavier_negative_gain_is_refused_as_torch_refuses_it(name, gain):
+    w = np.ones((4, 3))
+    with pytest.raises(ValueError, match="gain"):
+        getattr(init, name)(w, gain=gain, rng=0)
+    np.testing.assert_array_equal(w, 1.0)
+    if not math.isnan(gain):
+        with pytest.raises(RuntimeError):
+            getattr(torch.nn.init, name)(torch.ones(4, 3), gain=gain)

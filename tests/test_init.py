@@ -121,7 +121,7 @@ def test_seeding_and_return_new():
         (lambda: I.calculate_fan_in_and_fan_out((5,)), ValueError, "at least 2"),
         (lambda: I.kaiming_normal_(np.empty((3, 3)), mode="fan"), ValueError, "mode"),
         (lambda: I.kaiming_normal_(np.empty((3, 3)), nonlinearity="gelu"), ValueError, "nonlinearity"),
-        (lambda: I.xavier_normal_(np.empty((3, 3)), gain=0), ValueError, "gain"),
+        (lambda: I.xavier_normal_(np.empty((3, 3)), gain=-1), ValueError, "gain"),
         (lambda: I.geometric_normal_(np.empty((3, 3)), c=-1), ValueError, "c"),
         (lambda: I.orthogonal_(np.empty(5)), ValueError, "2 dimensions"),
         (lambda: I.lecun_normal_(np.empty((3, 3), np.int64)), TypeError, "floating"),

@@ -156,15 +156,23 @@ def lecun_uniform_(w, *, rng=None):
 
 @_checked
 def xavier_normal_(w, gain=1.0, *, rng=None):
-    """N(0, gain^2 * 2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-    gain = _backend.positive("gain", gain)
+    """N(0, gain^2 * 2 / (fan_in + fan_out)) (Glorot & Bengio 2010).
+
+    ``gain >= 0``: 0 fills zeros (the draw still made), as torch's; a negative gain is refused, as
+    torch refuses it (a negative std)."""
+    # (nonnegative, not positive: gain=0 was refused where torch's xavier_normal_ zeroes the array)
+    gain = _backend.nonnegative("gain", gain)
     return _fan_fill_(w, _fill_normal_, lambda fan_in, fan_out: gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 
 
 @_checked
 def xavier_uniform_(w, gain=1.0, *, rng=None):
-    """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-    gain = _backend.positive("gain", gain)
+    """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010).
+
+    ``gain >= 0``: 0 fills zeros (the draw still made), as torch's; a negative gain is refused, as
+    torch refuses it (an empty range)."""
+    # (nonnegative, not positive: gain=0 was refused where torch's xavier_uniform_ zeroes the array)
+    gain = _backend.nonnegative("gain", gain)
     return _fan_fill_(w, _fill_uniform_, lambda fan_in, fan_out: gain * math.sqrt(6.0 / (fan_in + fan_out)), rng)
 
 
