@@ -22,16 +22,10 @@ class NonFiniteNormError(ValueError, RuntimeError):
 
 
 def _norm_type(norm_type) -> float:
-    if isinstance(norm_type, str):
-        # torch reads norm_type with float(): any string it reads is an order ("2", "inf",
-        # "-inf"), then checked as the number it reads (only 'inf' / '+inf' were taken: "2"
-        # was a TypeError where torch clips by the 2-norm)
-        try:
-            norm_type = float(norm_type)
-        except ValueError:
-            raise ValueError(f"norm_type: expected a number, got the string {norm_type!r}") from None
+    if isinstance(norm_type, str) and norm_type.lower() in ("inf", "+inf"):
+        return math.inf
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.floating, np.integer)):
-        raise TypeError(f"norm_type: expected a number or a string float() reads, got {type(norm_type).__name__}")
+        raise TypeError(f"norm_type: expected a number or 'inf', got {type(norm_type).__name__}")
     try:
         p = float(norm_type)
     except OverflowError:  # an int beyond float's range: not inf, which must be asked for
@@ -197,9 +191,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
       grads: an array or a list of arrays (NumPy or CuPy, one dtype); a None in the list (a
         parameter without a gradient) is skipped, as torch skips a None ``.grad``.
       max_norm: the largest allowed norm, >= 0.
-      norm_type: p >= 1, or ``inf``; a string is read with ``float()``, as torch reads it
-        (``"2"``, ``"inf"``; ``"-inf"`` is then refused as below 1, one that ``float()`` cannot
-        read raises a ValueError).
+      norm_type: p >= 1, or ``inf`` / ``"inf"``.
       error_if_nonfinite: raise ``NonFiniteNormError`` (a ValueError naming the first offending
         array, and a RuntimeError as torch raises) instead of clipping when the total norm is NaN
         or infinite.
