@@ -19,8 +19,14 @@ def _params():
     return ps
 
 
+# (the strings: read with float() as torch reads them -- session 32's drop-in fix, "2" and "-inf"
+# were TypeErrors)
+_STRING_ORDERS = ["-inf", "2", "2.0", "1", "3.5", "inf", "Infinity", "0.5", " 2 "]
+
+
 @pytest.mark.parametrize(
-    "norm_type", [torch.tensor(2.0), torch.tensor([1.0]), torch.tensor(float("inf")), torch.tensor(0.5)]
+    "norm_type",
+    [torch.tensor(2.0), torch.tensor([1.0]), torch.tensor(float("inf")), torch.tensor(0.5), *_STRING_ORDERS],
 )
 def test_clip_grad_norm_tensor_norm_type(norm_type):
     ours, theirs = _params(), _params()
