@@ -331,13 +331,16 @@ class LowPrecisionMixin(OptimizerParts):
             super().load_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
         finally:
             del self._lowp_raw
-        # the saved seed replaces the constructor's (a state dict without one, as before it was
-        # saved, keeps it): the resumed steps draw the words the saved run would have drawn
-        seed = _saved_seed(state_dict)
-        if seed is None and not any(run.step for group_runs in self._runs for run in group_runs):
-            # nothing stepped, so no entry to hold a seed: the optimizer as constructed, with its own.
-            # (Kept, a seed loaded before stayed: optkern.load, undoing a load by loading the state
-            # from before, left a fresh optimizer drawing the checkpoint's words.)
+        self._adopt_seed(_saved_seed(state_dict), any(run.step for group_runs in self._runs for run in group_runs))
+
+    def _adopt_seed(self, seed: int | None, stepped: bool) -> None:
+        """A loaded checkpoint's stochastic-rounding seed as this optimizer's (optkern.torch's loads
+        call it too): the saved seed replaces the constructor's, so the resumed steps draw the words
+        the saved run would have drawn; a state dict without one keeps the seed, unless nothing in
+        it ``stepped`` -- then no entry could hold one, and the optimizer is as constructed, with the
+        constructor's (kept, a seed loaded before stayed: optkern.load, undoing a load by loading
+        the state from before, left a fresh optimizer drawing the checkpoint's words)."""
+        if seed is None and not stepped:
             seed = self._lowp_seed0
         if seed is not None and self._lowp is not None:
             self._lowp = self._lowp._replace(seed=seed)

@@ -253,5 +253,11 @@ class AdamW(Adam):
         """As :meth:`Adam.load_state_dict`; the groups stay decoupled, as torch's AdamW keeps them for
         any state it loads (an Adam state dict's ``decoupled_weight_decay`` False made it L2 Adam)."""
         super().load_state_dict(state_dict, strict)
-        for group in self.param_groups:
-            group["decoupled_weight_decay"] = True
+        keep_decoupled(self.param_groups)
+
+
+def keep_decoupled(param_groups: list) -> None:
+    """AdamW's groups after a load (optkern.optim's and optkern.torch's): decoupled whatever the
+    state said, as torch's AdamW keeps them (an Adam state dict's False made it L2 Adam)."""
+    for group in param_groups:
+        group["decoupled_weight_decay"] = True

@@ -296,18 +296,9 @@ def put_exact(state, exact: list, names: tuple) -> None:
 
 def adopt_seed(core, seed: int | None, stepped: bool) -> None:
     """A loaded checkpoint's stochastic-rounding seed (``take_seed``) as optkern.optim instance
-    ``core``'s (None, no seed saved: an older or a torch.optim checkpoint, the seed stays), so the
-    resumed steps draw the words the saved run would have drawn. No ``core`` (no low precision):
-    nothing is drawn. A checkpoint with no param ``stepped`` has no entry to hold a seed: the
-    optimizer as constructed, with the constructor's (kept, a seed loaded before stayed:
-    optkern.load, undoing a load by loading the state from before, left a fresh optimizer drawing
-    the checkpoint's words; as optkern.optim's ``load_state_dict``)."""
-    if core is None:
-        return
-    if seed is None and not stepped:
-        seed = core._lowp_seed0
-    if seed is not None:
-        core._lowp = core._lowp._replace(seed=seed)
+    ``core``'s, by its own rule (``_adopt_seed``); no ``core`` (no low precision): nothing is drawn."""
+    if core is not None:
+        core._adopt_seed(seed, stepped)
 
 
 def convert_checkpoint(state_dict, params: list, cfg: LowpConfig | None, names: tuple) -> tuple:

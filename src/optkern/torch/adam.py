@@ -9,6 +9,7 @@ import torch
 from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
+from ..optim.adam import keep_decoupled
 from ._fused import _Fused
 from ._host_values import host_group
 from ._impl_keywords import impl_keywords
@@ -97,8 +98,7 @@ class AdamW(Adam):
         # torch's AdamW.__setstate__ (which its load_state_dict calls): any state loaded into an
         # AdamW stays decoupled (a torch.optim.Adam state dict says False: it ran as L2 Adam)
         super().__setstate__(state)
-        for group in self.param_groups:
-            group["decoupled_weight_decay"] = True
+        keep_decoupled(self.param_groups)
 
 
 @impl_keywords
