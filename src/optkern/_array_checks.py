@@ -120,3 +120,26 @@ def check_disjoint(written, read=()) -> None:
                 raise ValueError(f"{name} shares memory with {owner} (aliasing arrays cannot be updated in place)")
         if hi > far[w][0]:
             far[w] = (hi, name)
+
+
+def distinct_elements(w, name: str) -> None:
+    """ValueError naming ``name`` where two elements of ``w``, an array written in place, share memory
+    (a writable ``np.broadcast_to``, torch's ``expand``, ``as_strided``): writes made one after
+    another leave the last one in all of them. Strides nested (each at least the span of the smaller
+    ones) are the common case and cheap to check; others (rare) are decided by the elements' byte
+    offsets."""
+    if w.size == 0:
+        return
+    dims = sorted((abs(int(st)), int(n)) for st, n in zip(w.strides, w.shape) if n > 1)
+    span = w.itemsize
+    for stride, n in dims:
+        if stride < span:
+            break
+        span += stride * (n - 1)
+    else:
+        return
+    offsets = np.zeros((), np.int64)
+    for stride, n in dims:
+        offsets = np.add.outer(offsets, np.arange(n, dtype=np.int64) * stride)
+    if np.unique(offsets).size < offsets.size:
+        raise ValueError(f"{name}: array has overlapping elements (its strides {tuple(w.strides)} reuse memory)")

@@ -60,26 +60,9 @@ def _target(w, name="w"):
 
 
 def _distinct_elements(w, name="w") -> None:
-    """ValueError naming ``name`` where two elements of ``w`` share memory (a writable
-    ``np.broadcast_to``, torch's ``expand``, ``as_strided``): the draws, written one after another,
-    left the last one in all of them -- four equal rows of an "orthogonal" (4, 3) matrix. torch
-    refuses these writes too. Strides nested (each at least the span of the smaller ones) are the
-    common case and cheap to check; others (rare) are decided by the elements' byte offsets."""
-    if w.size == 0:
-        return
-    dims = sorted((abs(int(st)), int(n)) for st, n in zip(w.strides, w.shape) if n > 1)
-    span = w.itemsize
-    for stride, n in dims:
-        if stride < span:
-            break
-        span += stride * (n - 1)
-    else:
-        return
-    offsets = np.zeros((), np.int64)
-    for stride, n in dims:
-        offsets = np.add.outer(offsets, np.arange(n, dtype=np.int64) * stride)
-    if np.unique(offsets).size < offsets.size:
-        raise ValueError(f"{name}: array has overlapping elements (its strides {tuple(w.strides)} reuse memory)")
+    """``_backend.distinct_elements``: the random fills write each element once, and a shared one kept
+    the last draw (four equal rows of an "orthogonal" (4, 3) matrix; torch refuses these writes)."""
+    _backend.distinct_elements(w, name)
 
 
 def _representable(name: str, value: float, w) -> None:

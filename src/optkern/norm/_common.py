@@ -84,10 +84,8 @@ def _buffer(name, a, shape, dtype, written=True):
         raise TypeError(f"{name}: expected {np.dtype(dtype).name}, got {a.dtype}")
     if written and isinstance(a, np.ndarray) and not a.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
-    if written and a.ndim == 1 and a.shape[0] > 1 and a.strides[0] == 0:
-        # (np.broadcast_to made writable, torch's expand: every channel's update lands in one
-        # element, the last channel's value left in all)
-        raise ValueError(f"{name}: array has overlapping elements (a zero stride): one element per channel needed")
+    if written:  # (np.broadcast_to made writable, torch's expand: every channel's update in one element)
+        _backend.distinct_elements(a, name)
 
 
 def _default_eps(dtype):
