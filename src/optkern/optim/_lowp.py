@@ -292,8 +292,9 @@ class LowPrecisionMixin(OptimizerParts):
                 )
             except (TypeError, ValueError):
                 # One native call refuses bad input before it writes, naming its own arguments
-                # (``masters[0]``, ``scales[0][0]``): a bad state array is named as its entry.
-                check_state(lp, run)
+                # (``masters[0]``, ``states[0][0]``, ``scales[0][0]``): a bad state array, or a
+                # grad sharing memory with one, is named as its entry (the full check raises it).
+                self._lowp_check([(run, grads)])  # (check_state too)
                 raise
         return out
 
