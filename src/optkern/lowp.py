@@ -37,7 +37,11 @@ resolution halves, so small values keep relative precision down to 1e-6
 (signed) / 1e-7 (unsigned) of the block's absmax. Blocks whose values are all
 >= 0 (second moments) use the unsigned map, one bit finer. Round trip error per
 element is at most ``0.45 / 64`` of the block's absmax for a signed block and
-``0.45 / 128`` for an unsigned one (below ``absmax / 127``). Linear int8 was
+``0.45 / 128`` for an unsigned one (below ``absmax / 127``) while the absmax is
+a normal float32; a block whose absmax is subnormal (below 2**-126) has its
+decoded values rounded to the subnormal grid (2**-149 apart), which adds up to
+half of that spacing (an absmax of 72 * 2**-149: 1 spacing off, where
+``absmax / 127`` is 0.57). Linear int8 was
 not used for states: it rounds every second moment under absmax / 254 of its
 block to zero, and Adam then divides by ``eps``.
 """
