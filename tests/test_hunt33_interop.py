@@ -1,0 +1,83 @@
+"""Arrays from other libraries across the public API (interop hunt 33): exporters of NumPy's
+``__array_interface__`` alone were refused as "not an array" everywhere; the MLP's methods,
+``regularize.mixup`` / ``cutmix`` / ``soft_targets``, ``hessian.from_mlp``'s batches and
+``GradScaler.scale`` refused torch tensors or DLPack exporters that every optimizer takes; the
+``out=`` of ``CurvatureOperator.matvec``, ``MLP.hvp`` and ``clip_grad_norm_`` refused a torch tensor;
+an operator read a DLPack-only vector as an array of objects; ``AveragedParams.copy_to`` wrote into
+a zero-stride view (one element, holding the last value written)."""
+
+import numpy as np
+import pytest
+
+import optkern.clip as C
+from optkern import _backend, regularize
+from optkern import functional as F
+from optkern import optim as O
+
+torch = pytest.importorskip("torch")
+
+
+class Interface:
+    """Exports only NumPy's ``__array_interface__`` (as PIL images and buffers of other libraries do)."""
+
+    def __init__(self, a):
+        self.base = a
+        self.__array_interface__ = a.__array_interface__
+
+
+class DLPackOnly:
+    """Exports only ``__dlpack__`` (a JAX / TF-like array)."""
+
+    def __init__(self, a):
+        self.base = a
+
+    def __dlpack__(self, **kwargs):
+        return self.base.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.base.__dlpack_device__()
+
+
+def _rand(shape, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def test_array_interface_exporters_are_updated_in_place():
+    p0, g, m = _rand(7), _rand(7, seed=1), _rand(7, seed=2)
+    want_p, want_m = p0.copy(), m.copy()
+    F.sgd_([want_p], [g], [want_m], lr=0.1, momentum=0.9)
+
+    p, mm = p0.copy(), m.copy()
+    F.sgd_([Interface(p)], [Interface(g)], [Interface(mm)], lr=0.1, momentum=0.9)
+    np.testing.assert_array_equal(p, want_p)
+    np.testing.assert_array_equal(mm, want_m)
+
+    p = p0.copy()
+    opt = O.Adam([Interface(p)], lr=0.1)
+    opt.step([Interface(g)])
+    ref = p0.copy()
+    O.Adam([ref], lr=0.1).step([g])
+    np.testing.assert_array_equal(p, ref)
+
+    gg = np.full(5, 3.0, np.float32)
+    assert C.clip_grad_norm_(Interface(gg), 1.0) == pytest.approx(np.sqrt(45.0))
+    np.testing.assert_allclose(np.linalg.norm(gg), 1.0, rtol=1e-5)
+
+
+def test_read_only_array_interface_exporter_is_refused_before_writing():
+    p, g = _rand(6), _rand(6, seed=1)
+    ro = p.copy()
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match=r"^params\[0\]: array is read-only"):
+        F.sgd_([Interface(ro)], [g], lr=0.1)
+    np.testing.assert_array_equal(ro, p)
+
+
+def test_numpy_scalars_and_types_are_not_foreign_arrays():
+    # (both export ``__array_interface__``: a scalar type passed as dtype= was viewed as an object array)
+    assert not _backend.is_foreign(np.float32(1.0))
+    assert not _backend.is_foreign(np.float16)
+    y = np.array([0, 2, 1])
+    t = regularize.soft_targets(Interface(y), 3, 3, dtype=np.float16)
+    assert t.dtype == np.float16
+    np.testing.assert_array_equal(t, np.eye(3, dtype=np.float16)[y])
