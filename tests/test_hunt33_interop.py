@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import optkern.clip as C
-from optkern import _backend, regularize
+from optkern import _backend, hessian, regularize
 from optkern import functional as F
 from optkern import optim as O
 
@@ -71,6 +71,32 @@ def test_read_only_array_interface_exporter_is_refused_before_writing():
     with pytest.raises(ValueError, match=r"^params\[0\]: array is read-only"):
         F.sgd_([Interface(ro)], [g], lr=0.1)
     np.testing.assert_array_equal(ro, p)
+
+
+def test_operator_matvec_takes_a_dlpack_vector_and_a_torch_out():
+    a = np.diag(np.arange(1.0, 6.0))
+    op = hessian.as_operator(a)
+    v = np.linspace(-1.0, 1.0, 5)
+    out = torch.zeros(5, dtype=torch.float64)
+    op.matvec(DLPackOnly(v), out=out)
+    np.testing.assert_array_equal(out.numpy(), a @ v)
+    np.testing.assert_array_equal(op.matvec(Interface(v)), a @ v)
+    ro = np.zeros(5)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="^out: array is read-only"):
+        op.matvec(v, out=DLPackOnly(ro))
+
+
+def test_clip_grad_norm_writes_the_norm_into_a_torch_out():
+    g = np.full(4, 3.0, np.float32)
+    out = torch.zeros(1, dtype=torch.float64)
+    assert C.clip_grad_norm_([g], 1.0, out=out) == 6.0
+    assert out.item() == 6.0
+    empty = torch.full((1,), 5.0, dtype=torch.float64)
+    assert C.clip_grad_norm_([], 1.0, out=empty) == 0.0  # (a float, as with a NumPy out)
+    assert empty.item() == 0.0
+    with pytest.raises(ValueError, match=r"^out: expected a contiguous 1-element float64"):
+        C.clip_grad_norm_([g], 1.0, out=torch.zeros(1))
 
 
 def test_numpy_scalars_and_types_are_not_foreign_arrays():
