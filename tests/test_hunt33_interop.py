@@ -13,6 +13,8 @@ import optkern.clip as C
 from optkern import _backend, hessian, regularize
 from optkern import functional as F
 from optkern import optim as O
+from optkern.amp import GradScaler
+from optkern.nn import MLP
 
 torch = pytest.importorskip("torch")
 
@@ -73,6 +75,22 @@ def test_read_only_array_interface_exporter_is_refused_before_writing():
     np.testing.assert_array_equal(ro, p)
 
 
+def test_mlp_methods_take_torch_and_dlpack_arrays_and_out():
+    m = MLP([3, 5, 2], activation="tanh")
+    params = m.init_params(1)
+    x, y, v = _rand((6, 3), seed=2), np.array([0, 1, 1, 0, 1, 0]), _rand(m.num_params, seed=3)
+    loss, grad = m.loss_and_grad(params, x, y)
+    hv = m.hvp(params, x, y, v)
+
+    loss_t, grad_t = m.loss_and_grad(torch.from_numpy(params.copy()), DLPackOnly(x), Interface(y))
+    assert loss_t == loss
+    np.testing.assert_array_equal(grad_t, grad)
+    out = torch.zeros(m.num_params)
+    m.hvp(DLPackOnly(params), torch.from_numpy(x), y, Interface(v), out=out)
+    np.testing.assert_array_equal(out.numpy(), hv)
+    np.testing.assert_array_equal(m.predict(torch.from_numpy(params), DLPackOnly(x)), m.predict(params, x))
+
+
 def test_operator_matvec_takes_a_dlpack_vector_and_a_torch_out():
     a = np.diag(np.arange(1.0, 6.0))
     op = hessian.as_operator(a)
@@ -97,6 +115,32 @@ def test_clip_grad_norm_writes_the_norm_into_a_torch_out():
     assert empty.item() == 0.0
     with pytest.raises(ValueError, match=r"^out: expected a contiguous 1-element float64"):
         C.clip_grad_norm_([g], 1.0, out=torch.zeros(1))
+
+
+def test_mixup_cutmix_soft_targets_take_foreign_arrays():
+    x, y = _rand((4, 2, 3, 3), seed=4), np.array([0, 2, 1, 0])
+    for fn in (regularize.mixup, regularize.cutmix):
+        want = fn(x, y, num_classes=3, rng=7)
+        got = fn(torch.from_numpy(x.copy()), DLPackOnly(y), num_classes=3, rng=7)
+        np.testing.assert_array_equal(got.x, want.x)
+        np.testing.assert_array_equal(got.y, want.y)
+    np.testing.assert_array_equal(regularize.soft_targets(Interface(y), 4, 3), regularize.soft_targets(y, 4, 3))
+
+
+def test_from_mlp_takes_dlpack_batches_and_arguments():
+    m = MLP([3, 4, 3])
+    params, x, y = m.init_params(0), _rand((5, 3), seed=5), np.array([0, 1, 2, 0, 1])
+    v = _rand(m.num_params, seed=6)
+    want = hessian.from_mlp(m, params, x, y).matvec(v)
+    np.testing.assert_array_equal(hessian.from_mlp(m, params, DLPackOnly(x), Interface(y)).matvec(v), want)
+    np.testing.assert_array_equal(hessian.from_mlp(m, params, batches=[(DLPackOnly(x), Interface(y))]).matvec(v), want)
+
+
+def test_grad_scaler_scales_a_dlpack_loss():
+    s = GradScaler(init_scale=8.0)
+    loss = np.array([1.5], np.float32)
+    np.testing.assert_array_equal(s.scale(DLPackOnly(loss)), [12.0])
+    np.testing.assert_array_equal(s.scale(Interface(loss)), [12.0])
 
 
 def test_numpy_scalars_and_types_are_not_foreign_arrays():
