@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import optkern.clip as C
-from optkern import _backend, hessian, regularize
+from optkern import _backend, hessian, regularize, swa
 from optkern import functional as F
 from optkern import optim as O
 from optkern.amp import GradScaler
@@ -115,6 +115,18 @@ def test_clip_grad_norm_writes_the_norm_into_a_torch_out():
     assert empty.item() == 0.0
     with pytest.raises(ValueError, match=r"^out: expected a contiguous 1-element float64"):
         C.clip_grad_norm_([g], 1.0, out=torch.zeros(1))
+
+
+def test_swa_copy_to_refuses_a_zero_stride_view_before_writing():
+    avg = swa.AveragedParams([np.arange(4, dtype=np.float32)])
+    base = np.zeros(4, np.float32)
+    shared = np.lib.stride_tricks.as_strided(base, (4,), (0,))
+    with pytest.raises(ValueError, match=r"^params\[0\]: array has overlapping elements"):
+        avg.copy_to([shared])
+    np.testing.assert_array_equal(base, 0.0)
+    strided = np.zeros(8, np.float32)
+    avg.copy_to([strided[::2]])  # (distinct elements: written)
+    np.testing.assert_array_equal(strided[::2], np.arange(4))
 
 
 def test_mixup_cutmix_soft_targets_take_foreign_arrays():
