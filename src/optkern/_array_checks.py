@@ -85,7 +85,13 @@ def check_written(a, dt, name: str) -> None:
 def out_array(out, xp, dtype, shape: tuple, avoid: dict):
     """The caller's ``out`` for a result of ``dtype`` and ``shape`` on ``xp``, checked before any
     work: a writable C-contiguous array sharing no memory with the arrays of ``avoid`` (name ->
-    array). TypeError / ValueError naming ``out``."""
+    array). TypeError / ValueError naming ``out``. A foreign ``out`` (a torch tensor, any DLPack or
+    array-interface exporter) is checked and returned as its NumPy / CuPy view, so the result lands
+    in the caller's memory."""
+    from . import _backend  # (its as_array views foreign arrays; _backend imports this module)
+
+    if _backend.is_foreign(out):
+        out = _backend.as_array(out, "out")
     if not (isinstance(out, np.ndarray) or is_cupy(out)) or is_cupy(out) != (xp is not np):
         raise TypeError(f"out: expected a {xp.__name__} array, got {type(out).__name__}")
     if out.dtype != dtype:

@@ -97,18 +97,24 @@ def cuda_built() -> bool:
         return False
 
 
-# ---- foreign arrays (DLPack, __cuda_array_interface__): zero-copy views ------------------
+# ---- foreign arrays (DLPack, __cuda_array_interface__, __array_interface__): zero-copy views ---
 
 #: DLPack device types: host memory (NumPy) and CUDA memory (CuPy; managed memory too)
 _DL_CPU, _DL_CUDA, _DL_CUDA_MANAGED = 1, 2, 13
 
 
 def is_foreign(a) -> bool:
-    """Whether ``a`` is an array from another library (not NumPy, not CuPy) that optkern can view."""
+    """Whether ``a`` is an array from another library (not NumPy, not CuPy) that optkern can view:
+    one exporting ``__dlpack__``, ``__cuda_array_interface__`` or ``__array_interface__``."""
     t = type(a)
     if t is np.ndarray or isinstance(a, np.ndarray) or is_cupy(a):
         return False
-    return hasattr(t, "__dlpack__") or hasattr(a, "__cuda_array_interface__")
+    if hasattr(t, "__dlpack__") or hasattr(a, "__cuda_array_interface__"):
+        return True
+    # NumPy's array interface (PIL images, buffers of other libraries); not NumPy's scalars, which
+    # export one too (a number is not an array to write in place), nor their types (a dtype=np.float16
+    # argument: the class has the attribute)
+    return hasattr(a, "__array_interface__") and not isinstance(a, (np.generic, type))
 
 
 def is_array(a) -> bool:
@@ -139,8 +145,13 @@ def as_array(a, name: str):
     torch = sys.modules.get("torch")  # (a tensor exists: torch is imported; subclasses defined elsewhere too)
     if torch is not None and isinstance(a, torch.Tensor):
         return _torch_view(a, name)
-    if not hasattr(t, "__dlpack__"):  # __cuda_array_interface__ only (Numba, PyCUDA...)
-        return _cupy(name, a).asarray(a)
+    if not hasattr(t, "__dlpack__"):
+        if hasattr(a, "__cuda_array_interface__"):  # (Numba, PyCUDA...)
+            return _cupy(name, a).asarray(a)
+        try:  # __array_interface__ only: NumPy views the exporter's memory (read-only if it says so)
+            return np.asarray(a)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}: cannot view a {t.__name__} through its __array_interface__: {e}") from None
     try:
         dev = int(a.__dlpack_device__()[0])
     except Exception as e:

@@ -276,6 +276,8 @@ class GradScaler:
                 return wide[()]
             with np.errstate(over="ignore"):  # (inf past the half type's range, as torch's, silently)
                 return wide.astype(loss.dtype)
+        if _backend.is_foreign(loss):  # a DLPack / array-interface exporter: its NumPy / CuPy view, scaled
+            return self._scaled(_backend.as_array(loss, name), name)
         try:
             return loss * self.get_scale()
         except TypeError:  # (Python's message names no argument)

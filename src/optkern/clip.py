@@ -219,7 +219,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if comm is not None:
         total = _global_norm(buf, p, comm)
     if mod is None:  # no gradients on this rank: nothing to clip
-        return total if out is None or isinstance(out, np.ndarray) else out
+        return out if total is None else total
     if error_if_nonfinite:
         value = float(buf[0]) if total is None else total
         if not math.isfinite(value):
@@ -251,6 +251,8 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     max_norm = _backend.nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
     error_if_nonfinite = _backend.flag("error_if_nonfinite", error_if_nonfinite)
+    if out is not None:  # a torch tensor (any foreign array) as its NumPy / CuPy view, checked as one
+        out = _backend.as_array(out, "out")
     if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
         if out is None:
             return grads, index, None, max_norm, p, error_if_nonfinite, np.zeros(1), None, 0.0

@@ -123,13 +123,15 @@ class AveragedParams(NativeByName):
     def _like_averages(self, arrays, name: str, written: bool) -> list:
         """``arrays`` checked against the averages, all before anything is written: one per
         average, each a float32 array of its shape; ``written``: also on the averages' backend (NumPy
-        / CuPy), writable and sharing no memory with one another."""
+        / CuPy), writable, no two elements of one sharing memory, and sharing no memory with one another."""
         arrays = _backend.as_list(arrays, name)
         _backend.check_list_like(arrays, self.averages, name, of="average", kind=written)
         if written:
             for i, p in enumerate(arrays):
                 if isinstance(p, np.ndarray) and not p.flags.writeable:
                     raise ValueError(f"{name}[{i}]: array is read-only")
+                # (a zero-stride view kept the last element written: the average's, in all of them)
+                _backend.distinct_elements(p, f"{name}[{i}]")
             check_disjoint(arrays, [f"{name}[{i}]" for i in range(len(arrays))])
         return arrays
 

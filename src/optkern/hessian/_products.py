@@ -96,7 +96,10 @@ def float_dtype(dtype, name: str) -> np.dtype:
 def real_array(xp, v, name: str):
     """``v`` as an array of ``xp`` holding real numbers, before any cast to an operator's dtype (a cast
     would drop the imaginary part of complex entries with only a warning, and strings or objects
-    are not numbers). TypeError naming ``name``."""
+    are not numbers). TypeError naming ``name``. A foreign array is read through its view
+    (``_backend.as_array``): ``xp.asarray`` made an object array of a DLPack-only exporter."""
+    if _backend.is_foreign(v):
+        v = _backend.as_array(v, name)
     try:
         a = xp.asarray(v)
     except (TypeError, ValueError) as e:  # a ragged list...

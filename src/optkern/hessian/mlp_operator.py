@@ -14,6 +14,7 @@ from .. import _backend, _pool
 from .operators import CurvatureOperator, _operator_class
 
 
+@_backend.on_array_device  # (params, x, y as torch tensors, DLPack / array-interface exporters: viewed)
 def from_mlp(
     model,
     params,
@@ -229,11 +230,14 @@ def _check_batches(batches: list) -> None:
     """Each of ``batches`` an ``(x, y)`` pair of arrays, or TypeError naming ``batches[i]`` --
     instead of an unnamed unpacking or attribute error. Their shapes, dtypes and labels are checked
     by the products (``MLP._check``), at the values the arrays hold then (``fixed=True``: at the
-    first product)."""
+    first product). Foreign arrays (torch tensors, DLPack / array-interface exporters) are replaced
+    by their views, in ``batches``."""
     for i, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             what = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
             raise TypeError(f"batches[{i}]: expected an (x, y) pair, got {what}")
+        if any(map(_backend.is_foreign, batch)):
+            batches[i] = batch = tuple(_backend.as_array(a, f"batches[{i}][{j}]") for j, a in enumerate(batch))
         bx, by = batch
         if not (hasattr(bx, "shape") and getattr(bx, "ndim", 0) >= 1 and hasattr(by, "shape")):
             raise TypeError(

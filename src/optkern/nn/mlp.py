@@ -36,13 +36,16 @@ _NORM_AXIS = {"batch": 0, "layer": 1}
 def _ieee(method):
     """Non-finite values propagate as IEEE arithmetic says (NaN / inf results, as in PyTorch),
     without NumPy's floating-point warnings from its matrix products (an error under ``-W error``);
-    temporaries come from optkern's pool (``optkern._pool``: no page faults per call)."""
+    temporaries come from optkern's pool (``optkern._pool``: no page faults per call). Foreign
+    arrays (torch tensors, DLPack or array-interface exporters; ``out`` too) are viewed first
+    (``_backend.on_array_device``), as every public call's arguments are."""
+    viewed = _backend.on_array_device(method)
 
     @functools.wraps(method)
     @_pool.pooled
     def call(*args, **kwargs):
         with np.errstate(all="ignore"):
-            return method(*args, **kwargs)
+            return viewed(*args, **kwargs)
 
     return call
 

@@ -67,6 +67,7 @@ def _float_dtype(dtype) -> np.dtype:
     return dt
 
 
+@_backend.on_array_device  # (torch tensors, DLPack / array-interface exporters: viewed)
 def soft_targets(y, n, num_classes=None, dtype=np.float32):
     """(N, K) soft targets from integer labels (N,) (one-hot of ``dtype``, a floating dtype; needs
     num_classes) or soft targets (N, K) (returned as they are)."""
@@ -126,6 +127,7 @@ def _mix_targets(t, lam, perm):
     return t * t.dtype.type(lam) + t[perm] * t.dtype.type(1.0 - lam)
 
 
+@_backend.on_array_device  # (torch tensors, DLPack / array-interface exporters: viewed)
 def mixup(x, y, alpha=0.2, *, num_classes=None, rng=None) -> Mixed:
     """mixup: ``x' = lam x + (1 - lam) x[perm]``, ``y' = lam y + (1 - lam) y[perm]``.
 
@@ -145,6 +147,7 @@ def mixup(x, y, alpha=0.2, *, num_classes=None, rng=None) -> Mixed:
     return Mixed(xm, _mix_targets(t, lam, p), lam, p)
 
 
+@_backend.on_array_device  # (torch tensors, DLPack / array-interface exporters: viewed)
 def cutmix(x, y, alpha=1.0, *, num_classes=None, rng=None) -> Mixed:
     """CutMix: paste a random box of the partner image ``x[perm]`` into each image.
 
