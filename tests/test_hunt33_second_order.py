@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optkern import optim
+from optkern import hessian, optim
 
 torch = pytest.importorskip("torch")
 
@@ -122,6 +122,35 @@ def test_lbfgs_first_iteration_error_then_repeated_takes_torchs_first_step(line_
     ref.step(closure)
     np.testing.assert_allclose(x, p.detach().numpy(), rtol=1e-12, atol=1e-12)
     assert opt.state["n_iter"] == ref.state[p]["n_iter"]
+
+
+def _newton(**kw):
+    a = np.array([1.0, 2.0, 3.0])
+    x = np.array([1.0, -2.0, 0.5])
+    opt = optim.NewtonCG([x], hessian.from_hvp(lambda v: a * v, 3, np.float64), **kw)
+    return x, opt, (lambda: (float(0.5 * x @ (a * x)), a * x))
+
+
+@pytest.mark.parametrize("value", ["no", None, 1, np.array([True, False])])
+def test_newton_cg_reuse_trial_gradient_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="^reuse_trial_gradient: expected a bool"):
+        _newton(reuse_trial_gradient=value)
+
+
+@pytest.mark.parametrize(
+    "diag",
+    [np.array([1j, 1.0, 1.0]), np.array(["a", "b", "c"]), np.array([object(), 1.0, 1.0], dtype=object)],
+    ids=["complex", "str", "object"],
+)
+@pytest.mark.parametrize("as_callable", [False, True])
+def test_newton_cg_preconditioner_of_non_real_numbers_named(diag, as_callable):
+    x, opt, closure = _newton(preconditioner=(lambda: diag) if as_callable else diag)
+    x0 = x.copy()
+    calls = []
+    with pytest.raises(TypeError, match="^preconditioner: expected real numbers"):
+        opt.step(lambda: calls.append(1) or closure())
+    assert np.array_equal(x, x0) and not calls and opt.num_grad_evals == opt.num_hvps == 0
+    assert opt.param_groups[0]["damping"] == 1.0
 
 
 def test_torch_lbfgs_first_iteration_interrupted_then_repeated_follows_torch():

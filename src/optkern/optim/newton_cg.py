@@ -19,6 +19,7 @@ import numpy as np
 from .. import _backend
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
+from ..hessian._products import real_array
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
 from ._closure import call, closure_grads, closure_loss
@@ -106,7 +107,9 @@ class NewtonCG(NativeByName):
         self._n = sum(int(p.size) for p in params)
         self.curvature = curvature
         self.preconditioner = preconditioner
-        self.reuse_trial_gradient = bool(reuse_trial_gradient)
+        # (bool() of anything took "no" or None as a choice, and an array's ambiguous truth value
+        # raised without naming the argument)
+        self.reuse_trial_gradient = _backend.flag("reuse_trial_gradient", reuse_trial_gradient)
         hyper = (lr, damping, max_cg_iter, cg_tol, precond_exponent, warm_start, boost, drop, min_damping, max_damping)
         group = {"params": list(params), **dict(zip(_HYPER, hyper))}
         self._check(group)
@@ -166,7 +169,9 @@ class NewtonCG(NativeByName):
         if pc is None:
             return None
         d = pc() if callable(pc) else pc
-        d = self._xp.asarray(d)
+        # real numbers, named here: a complex diagonal was refused as cg's "precond_diag", a string
+        # one by a bare NumPy comparison error, neither naming this argument
+        d = real_array(self._xp, d, "preconditioner")
         if d.shape != (self._n,):
             raise ValueError(f"preconditioner: expected a diagonal of shape ({self._n},), got {tuple(d.shape)}")
         if not bool((d >= 0).all()) or not bool(self._xp.isfinite(d).all()):
