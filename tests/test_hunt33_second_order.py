@@ -153,6 +153,22 @@ def test_newton_cg_preconditioner_of_non_real_numbers_named(diag, as_callable):
     assert opt.param_groups[0]["damping"] == 1.0
 
 
+@pytest.mark.parametrize("value", ["yes", None, np.array([True, False])])
+def test_sam_adaptive_set_between_steps_named(value):
+    x = np.array([1.0, -2.0, 3.0])
+    sam = optim.SAM(optim.SGD([x], lr=0.1, momentum=0.9), rho=0.05)
+    sam.step(lambda: (float(x @ x), 2 * x))
+    x0, state0 = x.copy(), sam.state_dict()
+    sam.adaptive = value
+    with pytest.raises(TypeError, match="^adaptive: expected a bool"):
+        sam.step(lambda: (float(x @ x), 2 * x))
+    assert np.array_equal(x, x0) and not sam._perturbed
+    sam.adaptive = False
+    assert sam.state_dict()["base"]["state"][0]["momentum_buffer"].tolist() == (
+        state0["base"]["state"][0]["momentum_buffer"].tolist()
+    )
+
+
 def test_torch_lbfgs_first_iteration_interrupted_then_repeated_follows_torch():
     """optkern.torch.LBFGS (the same inner step): a Ctrl-C in the first line search's first trial,
     the step repeated, gives torch's uninterrupted step."""

@@ -76,7 +76,11 @@ class SAM(NativeByName):
         """``first_step`` with ``grads`` named ``name`` in errors."""
         if self._perturbed:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
+        # the attributes a user may set between steps, checked as the constructor checks them (an
+        # adaptive of "yes" reached the native call: a TypeError naming none of SAM's arguments)
         self.rho = _backend.nonnegative("rho", self.rho)
+        self.eps = _backend.nonnegative("eps", self.eps)
+        self.adaptive = _backend.flag("adaptive", self.adaptive)
         grads = self._check_grads(grads, name)
         ps = self._all_params()
         xp = _backend.array_module(ps[0])
