@@ -200,3 +200,38 @@ def test_torch_lbfgs_first_iteration_interrupted_then_repeated_follows_torch():
     opts[1].step(closure_of(params[1], False))
     np.testing.assert_allclose(params[0].detach().numpy(), params[1].detach().numpy(), rtol=1e-12, atol=1e-12)
     assert opts[0].state[params[0]]["n_iter"] == opts[1].state[params[1]]["n_iter"]
+
+
+def _lbfgs_made(x):
+    return optim.LBFGS([x], line_search_fn="strong_wolfe")
+
+
+def _newton_made(x):
+    return optim.NewtonCG([x], hessian.from_hvp(lambda v: 2.0 * v, x.size, x.dtype))
+
+
+@pytest.mark.parametrize("make", [_lbfgs_made, _newton_made], ids=["LBFGS", "NewtonCG"])
+@pytest.mark.parametrize(
+    "new, exc, match",
+    [
+        (np.ones(4), ValueError, r"^param_groups\[0\]\['params'\]: hold 4 elements, the optimizer's state 3"),
+        (np.ones(2), ValueError, r"^param_groups\[0\]\['params'\]: hold 2 elements, the optimizer's state 3"),
+        (np.ones(3, np.float32), TypeError, r"^param_groups\[0\]\['params'\]\[0\]: expected float64, got float32"),
+        ([1.0, 2.0, 3.0], TypeError, r"^param_groups\[0\]\['params'\]\[0\]: expected an array, got list"),
+    ],
+    ids=["larger", "smaller", "float32", "list"],
+)
+def test_param_replaced_between_steps_named_before_the_closure(make, new, exc, match):
+    """A param replaced in param_groups[0]['params'] by one of another size or dtype: the step
+    names it before calling the closure (LBFGS named its history ``S[0]`` after the closure ran;
+    NewtonCG raised a bare NumPy broadcast error, or took a float32 param into its float64 state)."""
+    x = np.array([1.0, -2.0, 0.5])
+    opt = make(x)
+    opt.step(lambda: (float(x @ x), 2 * x))
+    y = new.copy()
+    opt.param_groups[0]["params"][0] = y
+    before = np.array(y, copy=True)
+    calls = []
+    with pytest.raises(exc, match=match):
+        opt.step(lambda: calls.append(1) or (float(np.dot(y, y)), 2 * np.asarray(y)))
+    assert not calls and np.array_equal(np.asarray(y), before)

@@ -5,7 +5,7 @@ torch keeps L-BFGS's global state under the first parameter; so does this. ``old
 ``gram_sy`` / ``gram_yy`` (the inner products it maintains); a torch checkpoint without them gets
 them recomputed from the vectors.
 
-:func:`distinct`, :func:`one_group` and :func:`vector` are the checks the single-group
+:func:`distinct`, :func:`same_params`, :func:`one_group` and :func:`vector` are the checks the single-group
 second-order optimizers (LBFGS, NewtonCG) share: params that share no memory, and the first-order
 optimizers' rules (:mod:`._state_checks`: the layout, unknown keys under ``strict``, values named
 by their path in the dict) for one parameter group whose state lives under its first parameter's
@@ -52,6 +52,24 @@ def distinct(params: list) -> None:
     optimizers refuse a param given twice), not first inside a step after its closure has run.
     The params are C-contiguous here (checked before): their byte spans are their memory."""
     _backend.check_disjoint([(*_data_span(p), f"params[{i}]") for i, p in enumerate(params) if p.nbytes])
+
+
+def same_params(params: list, dtype, n: int) -> None:
+    """The params at a step as the optimizer's flat vectors were made for: a param replaced in
+    ``param_groups[0]['params']`` between steps must be updatable in place, of the optimizer's dtype,
+    and all of them ``n`` elements. Checked before the closure runs: another size or dtype was found
+    by the first native call after it, its error naming the history (``S[0]``), or not at all
+    (NewtonCG mixed a float32 param into its float64 state)."""
+    for i, p in enumerate(params):
+        if not hasattr(p, "dtype") or not hasattr(p, "flags"):
+            raise TypeError(f"param_groups[0]['params'][{i}]: expected an array, got {type(p).__name__}")
+        _backend.check_written(p, dtype, f"param_groups[0]['params'][{i}]")
+    total = sum(int(p.size) for p in params)
+    if total != n:
+        raise ValueError(
+            f"param_groups[0]['params']: hold {total} elements, the optimizer's state {n} "
+            "(one flat vector of the params it was made with)"
+        )
 
 
 def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, str, dict]:

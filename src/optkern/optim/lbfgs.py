@@ -272,6 +272,7 @@ class LBFGS(NativeByName):
 
     def _step(self, closure):
         lr, max_iter, max_eval, tol_grad, tol_change, history_size, ls = _check_group(self.param_groups[0])
+        _lbfgs_state.same_params(self._params, self._dtype, self._n)
         self._trim(history_size)
         state = self.state
         self._moved = False

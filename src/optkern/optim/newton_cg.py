@@ -23,7 +23,7 @@ from ..hessian._products import real_array
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
 from ._closure import call, closure_grads, closure_loss
-from ._lbfgs_state import count, distinct, one_group, vector
+from ._lbfgs_state import count, distinct, one_group, same_params, vector
 
 #: the hyper-parameters of the group, in ``__init__``'s order
 _HYPER = (
@@ -105,6 +105,7 @@ class NewtonCG(NativeByName):
             raise TypeError("preconditioner: expected None, a diagonal array or a callable returning one")
         self._xp = _backend.array_module(params[0])
         self._n = sum(int(p.size) for p in params)
+        self._dtype = params[0].dtype
         self.curvature = curvature
         self.preconditioner = preconditioner
         # (bool() of anything took "no" or None as a choice, and an array's ambiguous truth value
@@ -198,6 +199,7 @@ class NewtonCG(NativeByName):
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
         products, model decrease q of lr p)``; nothing written."""
         hp = self._check(self.param_groups[0])
+        same_params(self._params, self._dtype, self._n)
         lr, lam, max_cg, cg_tol, expo, warm = hp[:6]
         op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else self.curvature
         if getattr(op, "shape", None) != (self._n, self._n):
