@@ -235,3 +235,52 @@ def test_param_replaced_between_steps_named_before_the_closure(make, new, exc, m
     with pytest.raises(exc, match=match):
         opt.step(lambda: calls.append(1) or (float(np.dot(y, y)), 2 * np.asarray(y)))
     assert not calls and np.array_equal(np.asarray(y), before)
+
+
+def test_lbfgs_huge_history_size_checkpoint_and_torch_step():
+    """history_size = 2**40 (a cap: only the pairs stored are allocated): state_dict() padded
+    torch's ``al`` list to 2**40 entries (MemoryError), and optkern.torch.LBFGS, which shows that
+    state after every step, raised MemoryError with its params already moved. The checkpoint, without
+    ``al``, continues in torch.optim.LBFGS (torch makes its own) as in optkern."""
+    import optkern.torch as ot
+
+    f, x0 = _problem()
+    x = x0.copy()
+    opt = optim.LBFGS([x], history_size=2**40, max_iter=3)
+    opt.step(lambda: f(x))
+    sd = opt.state_dict()
+    assert "al" not in sd["state"][0] and len(sd["state"][0]["old_dirs"]) >= 1
+    p = torch.tensor(x.copy(), requires_grad=True)
+    # (torch's own step allocates history_size slots: its run here holds 50; with fewer pairs stored
+    # the iterates do not depend on history_size)
+    ref = torch.optim.LBFGS([p], history_size=50, max_iter=3)
+
+    def tensors(v):
+        return (
+            [tensors(a) for a in v] if isinstance(v, list) else torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+        )
+
+    entry = {k: tensors(v) for k, v in sd["state"][0].items() if not k.startswith("gram_")}
+    ref.load_state_dict({"state": {0: entry}, "param_groups": [dict(sd["param_groups"][0], history_size=50)]})
+
+    def closure():
+        loss, g = f(p.detach().numpy())
+        p.grad = torch.from_numpy(g)
+        return torch.tensor(loss, dtype=torch.float64)
+
+    ref.step(closure)
+    opt.step(lambda: f(x))
+    np.testing.assert_allclose(x, p.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+    q = torch.tensor(x0, requires_grad=True)
+    topt = ot.LBFGS([q], history_size=2**40, max_iter=3)
+
+    def tclosure():
+        topt.zero_grad()
+        loss = (q * q).sum() + q.sum()
+        loss.backward()
+        return loss
+
+    topt.step(tclosure)
+    assert topt.state[q]["n_iter"] >= 2 and "al" not in topt.state[q]
+    np.testing.assert_allclose(q.detach().numpy(), -0.5, rtol=1e-12)

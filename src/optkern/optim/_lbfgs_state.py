@@ -161,8 +161,14 @@ def state_dict(opt, copy: bool = True) -> dict:
                 "gram_yy": opt._yy[:k, :k].copy(),
             }
         )
-        if opt._al is not None:  # torch's layout: history_size slots, None past the history
-            st["al"] = list(opt._al) + [None] * max(int(g["history_size"]) - len(opt._al), 0)
+        pad = int(g["history_size"]) - (0 if opt._al is None else len(opt._al))
+        # torch's layout: history_size slots, None past the history (torch's step writes al[i] for
+        # each pair it holds and never extends the list). Left out where that list would outgrow the
+        # vectors the checkpoint holds: a history_size of 2**40 (a cap here, not an allocation) made
+        # state_dict() and optkern.torch.LBFGS's every step raise MemoryError after it moved the
+        # params. Without "al" torch's step makes its own, and al is only read after it is written.
+        if opt._al is not None and pad <= opt._n * (2 * k + 2):
+            st["al"] = list(opt._al) + [None] * max(pad, 0)
     return {"state": {0: st} if st else {}, "param_groups": [group]}
 
 
