@@ -284,3 +284,20 @@ def test_lbfgs_huge_history_size_checkpoint_and_torch_step():
     topt.step(tclosure)
     assert topt.state[q]["n_iter"] >= 2 and "al" not in topt.state[q]
     np.testing.assert_allclose(q.detach().numpy(), -0.5, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make_base",
+    [
+        lambda x: optim.LBFGS([x]),
+        lambda x: optim.NewtonCG([x], hessian.from_hvp(lambda v: v, x.size, x.dtype)),
+        lambda x: optim.SAM(optim.SGD([x], lr=0.1)),
+    ],
+    ids=["LBFGS", "NewtonCG", "SAM"],
+)
+def test_sam_refuses_a_base_whose_step_takes_a_closure(make_base):
+    """SAM calls base.step(grads): LBFGS, NewtonCG (and SAM) take a closure there. They were
+    accepted, and every SAM step ran the closure twice before a TypeError naming ``closure``."""
+    x = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match=r"^base: \w+\.step takes a closure, not grads"):
+        optim.SAM(make_base(x), rho=0.05)
