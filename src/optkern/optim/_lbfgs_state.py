@@ -5,7 +5,7 @@ torch keeps L-BFGS's global state under the first parameter; so does this. ``old
 ``gram_sy`` / ``gram_yy`` (the inner products it maintains); a torch checkpoint without them gets
 them recomputed from the vectors.
 
-:func:`distinct`, :func:`one_group` and :func:`vector` are the checks the single-group
+:func:`distinct`, :func:`same_params`, :func:`one_group` and :func:`vector` are the checks the single-group
 second-order optimizers (LBFGS, NewtonCG) share: params that share no memory, and the first-order
 optimizers' rules (:mod:`._state_checks`: the layout, unknown keys under ``strict``, values named
 by their path in the dict) for one parameter group whose state lives under its first parameter's
@@ -52,6 +52,24 @@ def distinct(params: list) -> None:
     optimizers refuse a param given twice), not first inside a step after its closure has run.
     The params are C-contiguous here (checked before): their byte spans are their memory."""
     _backend.check_disjoint([(*_data_span(p), f"params[{i}]") for i, p in enumerate(params) if p.nbytes])
+
+
+def same_params(params: list, dtype, n: int) -> None:
+    """The params at a step as the optimizer's flat vectors were made for: a param replaced in
+    ``param_groups[0]['params']`` between steps must be updatable in place, of the optimizer's dtype,
+    and all of them ``n`` elements. Checked before the closure runs: another size or dtype was found
+    by the first native call after it, its error naming the history (``S[0]``), or not at all
+    (NewtonCG mixed a float32 param into its float64 state)."""
+    for i, p in enumerate(params):
+        if not hasattr(p, "dtype") or not hasattr(p, "flags"):
+            raise TypeError(f"param_groups[0]['params'][{i}]: expected an array, got {type(p).__name__}")
+        _backend.check_written(p, dtype, f"param_groups[0]['params'][{i}]")
+    total = sum(int(p.size) for p in params)
+    if total != n:
+        raise ValueError(
+            f"param_groups[0]['params']: hold {total} elements, the optimizer's state {n} "
+            "(one flat vector of the params it was made with)"
+        )
 
 
 def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, str, dict]:
@@ -143,8 +161,14 @@ def state_dict(opt, copy: bool = True) -> dict:
                 "gram_yy": opt._yy[:k, :k].copy(),
             }
         )
-        if opt._al is not None:  # torch's layout: history_size slots, None past the history
-            st["al"] = list(opt._al) + [None] * max(int(g["history_size"]) - len(opt._al), 0)
+        pad = int(g["history_size"]) - (0 if opt._al is None else len(opt._al))
+        # torch's layout: history_size slots, None past the history (torch's step writes al[i] for
+        # each pair it holds and never extends the list). Left out where that list would outgrow the
+        # vectors the checkpoint holds: a history_size of 2**40 (a cap here, not an allocation) made
+        # state_dict() and optkern.torch.LBFGS's every step raise MemoryError after it moved the
+        # params. Without "al" torch's step makes its own, and al is only read after it is written.
+        if opt._al is not None and pad <= opt._n * (2 * k + 2):
+            st["al"] = list(opt._al) + [None] * max(pad, 0)
     return {"state": {0: st} if st else {}, "param_groups": [group]}
 
 

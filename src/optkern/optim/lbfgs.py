@@ -161,11 +161,18 @@ class LBFGS(NativeByName):
     def _restore(self):
         """Params back to the iterate ``self._x`` (after a failed evaluation at a trial point). The
         iteration is left as one that took a step of length 0, so the next step's update adds no
-        pair (``s = 0``: the curvature test drops it) instead of reading an unset or stale ``t``."""
+        pair (``s = 0``: the curvature test drops it) instead of reading an unset or stale ``t``,
+        and repeats the iteration that failed: its direction from the same history and gradient,
+        its step ``lr``. The run's first iteration is undone instead (``n_iter`` back to 0): it
+        starts with the short step ``min(1, 1 / |g|_1) lr`` (no curvature known yet), which a
+        repeat read as a later iteration replaced by ``lr`` -- a step ``|g|_1`` times longer
+        than the one interrupted."""
         if self._x is not None and self._moved:
             self._mod.sam_restore_(self._params, self._x_views())
             self._moved = False
             self._t = 0.0
+            if self.state["n_iter"] == 1:
+                self.state["n_iter"] = 0
 
     def _x_views(self):
         out, o = [], 0
@@ -265,6 +272,7 @@ class LBFGS(NativeByName):
 
     def _step(self, closure):
         lr, max_iter, max_eval, tol_grad, tol_change, history_size, ls = _check_group(self.param_groups[0])
+        _lbfgs_state.same_params(self._params, self._dtype, self._n)
         self._trim(history_size)
         state = self.state
         self._moved = False

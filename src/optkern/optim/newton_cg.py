@@ -19,10 +19,11 @@ import numpy as np
 from .. import _backend
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
+from ..hessian._products import real_array
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator
 from ._closure import call, closure_grads, closure_loss
-from ._lbfgs_state import count, distinct, one_group, vector
+from ._lbfgs_state import count, distinct, one_group, same_params, vector
 
 #: the hyper-parameters of the group, in ``__init__``'s order
 _HYPER = (
@@ -104,9 +105,12 @@ class NewtonCG(NativeByName):
             raise TypeError("preconditioner: expected None, a diagonal array or a callable returning one")
         self._xp = _backend.array_module(params[0])
         self._n = sum(int(p.size) for p in params)
+        self._dtype = params[0].dtype
         self.curvature = curvature
         self.preconditioner = preconditioner
-        self.reuse_trial_gradient = bool(reuse_trial_gradient)
+        # (bool() of anything took "no" or None as a choice, and an array's ambiguous truth value
+        # raised without naming the argument)
+        self.reuse_trial_gradient = _backend.flag("reuse_trial_gradient", reuse_trial_gradient)
         hyper = (lr, damping, max_cg_iter, cg_tol, precond_exponent, warm_start, boost, drop, min_damping, max_damping)
         group = {"params": list(params), **dict(zip(_HYPER, hyper))}
         self._check(group)
@@ -166,7 +170,9 @@ class NewtonCG(NativeByName):
         if pc is None:
             return None
         d = pc() if callable(pc) else pc
-        d = self._xp.asarray(d)
+        # real numbers, named here: a complex diagonal was refused as cg's "precond_diag", a string
+        # one by a bare NumPy comparison error, neither naming this argument
+        d = real_array(self._xp, d, "preconditioner")
         if d.shape != (self._n,):
             raise ValueError(f"preconditioner: expected a diagonal of shape ({self._n},), got {tuple(d.shape)}")
         if not bool((d >= 0).all()) or not bool(self._xp.isfinite(d).all()):
@@ -193,6 +199,7 @@ class NewtonCG(NativeByName):
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
         products, model decrease q of lr p)``; nothing written."""
         hp = self._check(self.param_groups[0])
+        same_params(self._params, self._dtype, self._n)
         lr, lam, max_cg, cg_tol, expo, warm = hp[:6]
         op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else self.curvature
         if getattr(op, "shape", None) != (self._n, self._n):

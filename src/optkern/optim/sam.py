@@ -40,6 +40,16 @@ class SAM(NativeByName):
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
             raise TypeError(f"base: expected an optkern optimizer (param_groups, step), got {type(base).__name__}")
+        from .lbfgs import LBFGS
+        from .newton_cg import NewtonCG
+
+        if isinstance(base, (LBFGS, NewtonCG, SAM)):
+            # their step takes a closure, not grads: every SAM step evaluated the closure twice, then
+            # raised a TypeError naming the closure (the grads were not a callable)
+            raise TypeError(
+                f"base: {type(base).__name__}.step takes a closure, not grads (SAM wraps an optimizer "
+                "whose step(grads) takes the gradients at the ascent point)"
+            )
         self.base = base
         self.rho = _backend.nonnegative("rho", rho)
         self.eps = _backend.nonnegative("eps", eps)
@@ -76,7 +86,11 @@ class SAM(NativeByName):
         """``first_step`` with ``grads`` named ``name`` in errors."""
         if self._perturbed:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
+        # the attributes a user may set between steps, checked as the constructor checks them (an
+        # adaptive of "yes" reached the native call: a TypeError naming none of SAM's arguments)
         self.rho = _backend.nonnegative("rho", self.rho)
+        self.eps = _backend.nonnegative("eps", self.eps)
+        self.adaptive = _backend.flag("adaptive", self.adaptive)
         grads = self._check_grads(grads, name)
         ps = self._all_params()
         xp = _backend.array_module(ps[0])

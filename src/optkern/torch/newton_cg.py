@@ -88,7 +88,7 @@ class NewtonCG(ClosureOptimizer):
         # reads it (``_host_hyper``) and as LBFGS takes it
         _ncg.NewtonCG._check(host_group(hyper))
         self._curvature, self._preconditioner = curvature, preconditioner
-        # checked here: optkern.optim's NewtonCG takes bool(...) of anything ("no" would be True)
+        # checked here too (as optkern.optim's NewtonCG checks it): the inner one is made at the end
         self._reuse = _backend.flag("reuse_trial_gradient", reuse_trial_gradient)
         self._setup(params, hyper)
 
