@@ -63,7 +63,8 @@ distributed when the launcher says so (PMI_SIZE, OMPI_COMM_WORLD_SIZE or
 MV2_COMM_WORLD_SIZE > 1; mpi4py is not imported otherwise), or with --distributed.
 With batch norm each rank normalizes its own share (as DDP without SyncBatchNorm).
 
-Time: the default study takes about 2-3 minutes on a 2-core CPU; --quick (hidden
+Time: the default study takes under a minute on an idle 2-core CPU (its runs train
+in parallel, one per core: --jobs); --quick (hidden
 {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
 (or SIGTERM) stops early and still writes a report of the runs so far.
 
@@ -78,6 +79,7 @@ examples:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .study.methods import LOW_PRECISION
     from .study.runner import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
     p = argparse.ArgumentParser(prog="optkern", description="Fast optimizer, normalization and Hessian kernels.")
@@ -156,8 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--low-precision",
         action="store_true",
-        help="add Adam on bfloat16 weights (fp32 master), Adam with 8-bit states and SWALP (8-bit SGD + SWA) "
-        "and compare them with fp32 Adam and SGD with momentum in the report (CPU)",
+        help="add " + ", ".join(LOW_PRECISION) + " (Adam on bfloat16 weights with an fp32 master, on float16 "
+        "weights with dynamic loss scaling, Adam with 8-bit states, SWALP: 8-bit SGD + SWA) and compare them "
+        "with fp32 Adam and SGD with momentum in the report (CPU)",
     )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument(
