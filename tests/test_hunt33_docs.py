@@ -8,8 +8,9 @@
 - The README's "Tests without PyTorch" paragraph quoted the counts of an older run than the table
   it refers to ("the run above").
 - ``optkern study --help``: ``--low-precision`` did not name the float16 run it adds
-  (``adam-fp16``), and the default study's time (2-3 minutes) was from before runs trained in
-  parallel (the README measures 0.6 min).
+  (``adam-fp16``); the default study's time (2-3 minutes) was from before runs trained in
+  parallel (the README measures 0.6 min); ``--checkpoints`` said "default 4" where ``--quick``
+  measures 3 times (the option defaults are now written from StudyConfig).
 - ``optkern.swa.AveragedParams`` had no docstring of its own: ``help()`` showed its pickling
   mixin's ("A mixin: the attributes that are native modules ..."); ``GradScaler`` had none.
 """
@@ -67,6 +68,36 @@ def test_study_help_time_agrees_with_the_readmes_measurement():
         assert said.group(1) == "under a minute", (minutes, said.group(1))
     else:
         assert f"{round(minutes)} minute" in said.group(1), (minutes, said.group(1))
+
+
+@pytest.mark.parametrize(
+    "dest, field",
+    [
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("large_batch", "large_batch"),
+        ("hidden", "hidden"),
+        ("activation", "activation"),
+        ("checkpoints", "checkpoints"),
+        ("curvature_batch", "curvature_batch"),
+        ("norms", "norms"),
+    ],
+)
+def test_study_help_states_each_default_with_and_without_quick(dest, field):
+    """An option's help states StudyConfig's default, and --quick's where --quick changes it
+    (``--checkpoints`` said "default 4" where ``--quick`` measures 3 times)."""
+    from optkern.study.config import StudyConfig
+
+    action = next(a for a in _study_parser()._actions if a.dest == dest)
+    said = re.search(r"default:? ([^;)]+?)(?:; (\S+) with --quick)?(?:\)|$)", " ".join(action.help.split()))
+    assert said, action.help
+
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+
+    full, quick = show(getattr(StudyConfig(), field)), show(getattr(StudyConfig.quick(), field))
+    assert said.group(1) == full, (action.help, full)
+    assert (said.group(2) or full) == quick, (action.help, quick)
 
 
 def test_public_classes_have_their_own_docstrings():
