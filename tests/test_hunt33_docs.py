@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -208,3 +209,29 @@ def test_averaged_params_docstring_describes_it():
     avg.update([np.full(3, 5.0, np.float32)])  # then 0.5 * 3 + 0.5 * 5
     np.testing.assert_array_equal(avg.averages[0], np.full(3, 4.0, np.float32))
     assert avg.n_averaged == 2
+
+
+def test_sgd_textbook_form_is_the_documented_formula_with_dampening_and_nesterov():
+    """The textbook form's docstrings gave ``v <- momentum v - lr g'`` (no dampening) and
+    ``p <- p + v`` for Nesterov too; the step scales g' by 1 - dampening, and Nesterov looks ahead."""
+    from optkern import optim
+
+    docs = [inspect.getdoc(optim.SGD)]
+    if importlib.util.find_spec("torch") is not None:
+        import optkern.torch as ot
+
+        docs.append(inspect.getdoc(ot.SGD))
+    for doc in docs:
+        flat = " ".join(doc.split())
+        assert "lr (1 - dampening) g" in flat and "Nesterov: ``p <- p + m" in flat, doc
+    lr, mu, damp, g = 0.1, 0.9, 0.2, [0.5, -0.3, 0.7]
+    for nesterov in (False, True):
+        d = 0.0 if nesterov else damp  # (torch's Nesterov needs dampening 0)
+        p = np.array([1.0])
+        opt = optim.SGD([p], lr=lr, momentum=mu, dampening=d, nesterov=nesterov, momentum_form="textbook")
+        want, v = 1.0, 0.0
+        for i, gi in enumerate(g):
+            opt.step([np.array([gi])])
+            v = -lr * gi if i == 0 else mu * v - lr * (1 - d) * gi
+            want = want + (mu * v - lr * gi if nesterov else v)
+            np.testing.assert_allclose(p, [want], rtol=1e-15, atol=1e-15)

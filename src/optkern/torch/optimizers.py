@@ -33,7 +33,8 @@ __all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "Adam
 @lowp_keywords
 class SGD(_Fused):
     """torch.optim.SGD (momentum, dampening, Nesterov, maximize) on optkern's fused step;
-    ``momentum_form="textbook"`` gives ``v <- mu v - lr g, p <- p + v``. Low-precision
+    ``momentum_form="textbook"`` gives ``v <- mu v - lr (1 - dampening) g, p <- p + v`` (Nesterov:
+    ``p <- p + mu v - lr g``; ``v <- -lr g`` on the first step). Low-precision
     keywords: see :mod:`optkern.torch` (a ``step`` count is then kept, as for Adam)."""
 
     _core = _optim.SGD
