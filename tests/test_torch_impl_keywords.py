@@ -1,5 +1,5 @@
 """torch.optim's implementation keywords on optkern.torch's optimizers: ``foreach`` / ``fused``
-(any value) and ``capturable=False`` / ``differentiable=False`` change nothing; what optkern.torch
+(None, True or False) and ``capturable=False`` / ``differentiable=False`` change nothing; what optkern.torch
 cannot do is refused by name; torch code passing them runs with the import changed. Tensor
 hyper-parameters (``lr``, ``betas``), which torch also takes, are read at every step."""
 
@@ -79,7 +79,12 @@ def test_what_cannot_be_done_is_refused_by_name(name, kw, err, match):
 def test_signature_lists_them_with_torchs_defaults(name):
     sig = inspect.signature(getattr(ot, name)).parameters
     assert {k: sig[k].default for k in TORCH_IMPL_KEYWORDS} == dict(TORCH_IMPL_KEYWORDS)
-    assert all(sig[k].kind is inspect.Parameter.KEYWORD_ONLY for k in TORCH_IMPL_KEYWORDS)
+    # of torch's kind: positional where torch's namesake takes them by position (Adagrad's and
+    # Adadelta's foreach, RMSprop's capturable, foreach, differentiable), else keyword-only
+    theirs = inspect.signature(getattr(torch.optim, name)).parameters if hasattr(torch.optim, name) else {}
+    for k in TORCH_IMPL_KEYWORDS:
+        want = theirs[k].kind if k in theirs else inspect.Parameter.KEYWORD_ONLY
+        assert sig[k].kind is want, (k, sig[k].kind, want)
 
 
 def test_nanogpt_optimizer_line_matches_torch_in_float64():

@@ -191,6 +191,10 @@ def _check_grads_of(optimizer, grads) -> list | None:
 
 
 class GradScaler:
+    """Dynamic loss scaling with ``torch.amp.GradScaler``'s keywords and defaults (no ``device``: the
+    scale lives beside the grads) and methods (``scale``, ``unscale_``, ``step``, ``update``,
+    ``get_scale``, ``state_dict``); see the module docstring."""
+
     def __init__(
         self,
         init_scale: float = 2.0**16,

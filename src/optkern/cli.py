@@ -63,7 +63,8 @@ distributed when the launcher says so (PMI_SIZE, OMPI_COMM_WORLD_SIZE or
 MV2_COMM_WORLD_SIZE > 1; mpi4py is not imported otherwise), or with --distributed.
 With batch norm each rank normalizes its own share (as DDP without SyncBatchNorm).
 
-Time: the default study takes about 2-3 minutes on a 2-core CPU; --quick (hidden
+Time: the default study takes under a minute on an idle 2-core CPU (its runs train
+in parallel, one per core: --jobs); --quick (hidden
 {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
 (or SIGTERM) stops early and still writes a report of the runs so far.
 
@@ -78,7 +79,16 @@ examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .study.runner import DEFAULT_OPTIMIZERS, OPTIMIZERS
+    from .study.methods import LOW_PRECISION
+    from .study.runner import DEFAULT_OPTIMIZERS, OPTIMIZERS, StudyConfig
+
+    d, q = StudyConfig(), StudyConfig.quick()
+
+    def default(field: str) -> str:
+        """``default X`` (``; Y with --quick`` where --quick changes it), from StudyConfig."""
+        show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+        a, b = show(getattr(d, field)), show(getattr(q, field))
+        return f"default {a}" if a == b else f"default {a}; {b} with --quick"
 
     p = argparse.ArgumentParser(prog="optkern", description="Fast optimizer, normalization and Hessian kernels.")
     p.add_argument("--version", action="version", version=f"optkern {_version()}")
@@ -108,18 +118,20 @@ def _parser() -> argparse.ArgumentParser:
         "ones, " + ",".join(DEFAULT_OPTIMIZERS) + ")",
     )
     s.add_argument("--norms", metavar="LIST", help="comma-separated: none,batch,layer (default: none,batch)")
-    s.add_argument("--epochs", type=int, help="training epochs per run (default 30; 4 with --quick)")
-    s.add_argument("--batch-size", type=int, help="mini-batch size (default 64)")
-    s.add_argument("--large-batch", type=int, metavar="N", help="batch size of newton-cg (default 512)")
-    s.add_argument("--hidden", metavar="LIST", help="hidden layer widths, e.g. 128,128")
-    s.add_argument("--activation", choices=["tanh", "relu", "gelu", "sigmoid", "softplus"], help="default tanh")
-    s.add_argument("--checkpoints", type=int, help="how many times to measure the Hessian per run (default 4)")
+    s.add_argument("--epochs", type=int, help=f"training epochs per run ({default('epochs')})")
+    s.add_argument("--batch-size", type=int, help=f"mini-batch size ({default('batch_size')})")
+    s.add_argument("--large-batch", type=int, metavar="N", help=f"batch size of newton-cg ({default('large_batch')})")
+    s.add_argument("--hidden", metavar="LIST", help=f"hidden layer widths ({default('hidden')})")
+    s.add_argument("--activation", choices=["tanh", "relu", "gelu", "sigmoid", "softplus"], help=default("activation"))
+    s.add_argument(
+        "--checkpoints", type=int, help=f"how many times to measure the Hessian per run ({default('checkpoints')})"
+    )
     s.add_argument(
         "--curvature-samples",
         type=int,
         metavar="N",
         dest="curvature_batch",
-        help="training samples the Hessian is measured on (default 512; 256 with --quick)",
+        help=f"training samples the Hessian is measured on ({default('curvature_batch')})",
     )
     s.add_argument(
         "--lr",
@@ -156,8 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--low-precision",
         action="store_true",
-        help="add Adam on bfloat16 weights (fp32 master), Adam with 8-bit states and SWALP (8-bit SGD + SWA) "
-        "and compare them with fp32 Adam and SGD with momentum in the report (CPU)",
+        help="add " + ", ".join(LOW_PRECISION) + " (Adam on bfloat16 weights with an fp32 master, on float16 "
+        "weights with dynamic loss scaling, Adam with 8-bit states, SWALP: 8-bit SGD + SWA) and compare them "
+        "with fp32 Adam and SGD with momentum in the report (CPU)",
     )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument(

@@ -73,6 +73,14 @@ def check_finite(arrays: list, name: str) -> None:
 
 
 class AveragedParams(NativeByName):
+    """The SWA or EMA average of ``params`` (float32 NumPy or CuPy arrays, all of one kind).
+
+    ``mode="swa"``: the running mean of every ``update``'s params; ``mode="ema"``: an exponential
+    moving average with ``decay`` in [0, 1] (see the module docstring for the formulas). The
+    first ``update`` copies the params. ``averages`` holds the averages (arrays beside the
+    params), ``n_averaged`` the updates so far; ``copy_to(params)`` writes the average back.
+    """
+
     def __init__(self, params, mode: str = "swa", decay: float = 0.999):
         self.mode = _option("mode", mode, _MODES)
         self.decay = _backend.in_range("decay", decay, 0.0, 1.0)

@@ -89,9 +89,10 @@ class SGD(LowPrecisionMixin, Optimizer):
 
     ``g' = ±g + weight_decay p``; with momentum ``b <- momentum b + (1 - dampening) g'``
     (``b <- g'`` on the first step), ``d = g' + momentum b`` (Nesterov) or ``b``,
-    ``p <- p - lr d``. ``momentum_form="textbook"`` uses ``v <- momentum v - lr g'``,
-    ``p <- p + v`` instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while
-    ``lr`` is constant. State: ``momentum_buffer``. ``capturable=True`` (CuPy arrays): a step
+    ``p <- p - lr d``. ``momentum_form="textbook"`` uses ``v <- momentum v - lr (1 - dampening) g'``
+    (``v <- -lr g'`` on the first step), ``p <- p + v`` (Nesterov: ``p <- p + momentum v - lr g'``)
+    instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while ``lr`` is constant
+    (``v = -lr b``). State: ``momentum_buffer`` (``v`` in the textbook form). ``capturable=True`` (CuPy arrays): a step
     that can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
     Low precision (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
     ``block_size``): as :class:`~optkern.optim.Adam`'s, for the momentum buffer.

@@ -20,7 +20,7 @@ estimators. Needs PyTorch
 
 torch.optim's implementation keywords are accepted by the first-order optimizers, as
 torch's take them (``_impl_keywords``; torch's LBFGS has none): ``foreach`` and
-``fused`` whatever their value (every step is one fused call per run of tensors),
+``fused`` None, True or False alike (every step is one fused call per run of tensors),
 ``capturable`` and ``differentiable`` only False.
 
 Every first-order optimizer here (SGD ... NAdam; not LBFGS / NewtonCG, whose

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-#: torch.optim's implementation keywords and their torch defaults (keyword-only).
+#: torch.optim's implementation keywords and their torch defaults (keyword-only in most of torch's
+#: signatures; Adagrad, RMSprop and Adadelta take some by position, and so do ours).
 TORCH_IMPL_KEYWORDS: Mapping[str, Any] = MappingProxyType(
     {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 )
@@ -48,10 +49,15 @@ def take_impl_keywords(options: dict) -> None:
 
 def impl_keywords(cls: _C) -> _C:
     """Class decorator (outside ``lowp_keywords``): ``cls.__init__``'s signature also lists
-    ``TORCH_IMPL_KEYWORDS`` with torch's defaults."""
+    ``TORCH_IMPL_KEYWORDS`` with torch's defaults (keyword-only, unless ``__init__`` names one itself:
+    positional where torch's namesake takes it by position, such as Adagrad's ``foreach``)."""
     init = vars(cls)["__init__"]
     sig = inspect.signature(init)
     params = list(sig.parameters.values())
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in TORCH_IMPL_KEYWORDS.items()]
+    params += [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+        for k, v in TORCH_IMPL_KEYWORDS.items()
+        if k not in sig.parameters
+    ]
     init.__signature__ = sig.replace(parameters=params)
     return cls

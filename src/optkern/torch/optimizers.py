@@ -33,7 +33,8 @@ __all__ = ["SGD", "Adagrad", "AdagradNorm", "RMSprop", "Adadelta", "Adam", "Adam
 @lowp_keywords
 class SGD(_Fused):
     """torch.optim.SGD (momentum, dampening, Nesterov, maximize) on optkern's fused step;
-    ``momentum_form="textbook"`` gives ``v <- mu v - lr g, p <- p + v``. Low-precision
+    ``momentum_form="textbook"`` gives ``v <- mu v - lr (1 - dampening) g, p <- p + v`` (Nesterov:
+    ``p <- p + mu v - lr g``; ``v <- -lr g`` on the first step). Low-precision
     keywords: see :mod:`optkern.torch` (a ``step`` count is then kept, as for Adam)."""
 
     _core = _optim.SGD
@@ -162,10 +163,12 @@ class Adagrad(_Fused):
         weight_decay=0.0,
         initial_accumulator_value=0.0,
         eps=1e-10,
+        foreach=None,
         *,
         maximize=False,
         **lowp,
     ):
+        lowp["foreach"] = foreach  # (positional in torch's signature: checked with the keyword ones)
         super().__init__(
             params,
             dict(
@@ -213,11 +216,16 @@ class RMSprop(_Fused):
         weight_decay=0.0,
         momentum=0.0,
         centered=False,
-        *,
+        capturable=False,
+        foreach=None,
         maximize=False,
+        differentiable=False,
+        *,
         nesterov=False,
         **lowp,
     ):
+        # (positional in torch's signature: checked with the keyword ones)
+        lowp.update(capturable=capturable, foreach=foreach, differentiable=differentiable)
         super().__init__(
             params,
             dict(
@@ -257,7 +265,8 @@ class Adadelta(_Fused):
 
     _core = _optim.Adadelta
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False, **lowp):
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach=None, *, maximize=False, **lowp):
+        lowp["foreach"] = foreach  # (positional in torch's signature: checked with the keyword ones)
         hp = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, hp, lowp)
 
