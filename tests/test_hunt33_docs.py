@@ -235,3 +235,19 @@ def test_sgd_textbook_form_is_the_documented_formula_with_dampening_and_nesterov
             v = -lr * gi if i == 0 else mu * v - lr * (1 - d) * gi
             want = want + (mu * v - lr * gi if nesterov else v)
             np.testing.assert_allclose(p, [want], rtol=1e-15, atol=1e-15)
+
+
+def test_optkern_info_into_a_closed_pipe_exits_quietly():
+    """`optkern info | head -1`: the reader gone before the output is written gave a
+    BrokenPipeError traceback; now no traceback and exit 141 (128 + SIGPIPE), as a shell's."""
+    import subprocess
+    import sys
+
+    # (the environment as given: optkern is the installed package in CI, src/ with PYTHONPATH here)
+    cmd = [sys.executable, "-m", "optkern", "info"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()  # (closed before the child has imported optkern: its first print meets EPIPE)
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .study import UsageError
@@ -196,7 +197,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    b.add_argument("--threads", type=int, help="OpenMP threads for optkern and torch (default: all)")
+    b.add_argument(
+        "--threads",
+        type=int,
+        help="OpenMP threads for optkern and torch (default: each library's own count, OMP_NUM_THREADS or all cores)",
+    )
 
     sub.add_parser("info", help="how optkern was built: version, compiler, threads, SIMD, CUDA")
     return p
@@ -236,6 +241,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
+        # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a writer killed by it
 
 
 if __name__ == "__main__":
