@@ -392,6 +392,21 @@ def momentum_scheduler(optimizer, schedule) -> Scheduler:
     raise ValueError("optimizer: has neither 'momentum' nor 'betas' in its param groups")
 
 
+def derived_total_steps(follows: str):
+    """A ``total_steps`` property (its getter decorated) for a schedule whose horizon follows its
+    other attributes (``follows``): computed when read, so that it follows their assignment (a
+    value stored at construction went stale: ``swalr``'s after ``anneal_epochs = 20``, a warm-up's
+    after its wrapped schedule's), and refused when assigned itself (it would be overwritten)."""
+
+    def wrap(getter):
+        def refuse(self, value) -> None:
+            raise AttributeError(f"total_steps: follows {follows} of {type(self).__name__}; assign that instead")
+
+        return property(getter, refuse, doc=getter.__doc__)
+
+    return wrap
+
+
 def positive(name, v):
     return _backend.positive(name, v)
 

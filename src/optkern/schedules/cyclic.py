@@ -80,8 +80,21 @@ class _cyclic_momentum(Schedule):
 class _phased(Schedule):
     """Piecewise annealing between phase end points (the machinery of one-cycle)."""
 
+    #: the attributes the phases were computed from: assigned after construction they went stale
+    #: (a ``total_steps`` raised moved the clamp past the last phase, which then extrapolated: a
+    #: linear one below its final value, to negative rates), so they are refused then
+    _FIXED: tuple[str, ...] = ("anneal", "total_steps")
+
     def __init__(self, phases, anneal, total_steps):
-        self._phases, self.anneal, self.total_steps = phases, anneal, total_steps
+        self.anneal, self.total_steps = anneal, total_steps
+        self._phases = phases  # (last: the attributes are fixed from here on)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._FIXED and "_phases" in vars(self):
+            raise AttributeError(
+                f"{name}: {type(self).__name__}'s phases were computed from it at construction; make a new schedule"
+            )
+        super().__setattr__(name, value)
 
     def _interp(self, start, end, pct):
         if self.anneal == "cos":
@@ -108,8 +121,11 @@ class one_cycle(_phased):
     symmetrically before the final annihilation phase. Steps past the last
     (``total_steps - 1``) hold the final value (torch's value at ``total_steps``, after the
     last of ``total_steps`` scheduler steps, extrapolates the last phase; beyond it torch raises).
-    :meth:`momentum` gives the matching inverse momentum cycle.
+    :meth:`momentum` gives the matching inverse momentum cycle. Its arguments, kept as attributes,
+    cannot be assigned afterwards (AttributeError): the phases are computed from them once.
     """
+
+    _FIXED = ("anneal", "total_steps", "max_lr", "pct_start", "div_factor", "final_div_factor", "three_phase")
 
     def __init__(
         self,

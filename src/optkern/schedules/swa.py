@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..lowp import _option
-from .base import Schedule, count, nonneg
+from .base import Schedule, count, derived_total_steps, nonneg
 
 
 class swalr(Schedule):
@@ -25,7 +25,11 @@ class swalr(Schedule):
         self.anneal_epochs = count("anneal_epochs", anneal_epochs, 0)
         # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
         self.anneal_strategy = _option("anneal_strategy", anneal_strategy, ("cos", "linear"))
-        self.total_steps = self.anneal_epochs
+
+    @derived_total_steps("anneal_epochs")
+    def total_steps(self) -> int:
+        """``anneal_epochs`` (checked, naming it): the value holds ``swa_lr`` from there on."""
+        return count("anneal_epochs", self.anneal_epochs, 0)
 
     def value(self, t):
         # The attributes checked where they are used, by the constructor's rules, naming them (as
