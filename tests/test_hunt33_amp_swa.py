@@ -27,6 +27,11 @@ that failed before its fix.
   silent), and before it computes the fans, so a 1-D empty array warns and is returned there, where
   optkern raised ValueError. Now only the kaiming ones warn, in torch's order; lecun and geometric
   (not in torch) are silent, as xavier.
+* GradScaler had none of torch's ``is_enabled`` / ``get_growth_factor`` / ``set_growth_factor`` /
+  ``get_backoff_factor`` / ``set_backoff_factor`` / ``get_growth_interval`` /
+  ``set_growth_interval`` / ``_get_growth_tracker``: a torch user's call raised AttributeError.
+  Added; the setters check by the constructor's rules (naming ``new_factor`` / ``new_interval``),
+  where torch takes anything.
 """
 
 import warnings
@@ -363,3 +368,61 @@ def test_zero_element_warnings_match_torchs(name, shape):
     theirs = outcome(lambda: getattr(torch.nn.init, name)(torch.empty(shape)))
     ours = outcome(lambda: getattr(I, name)(np.empty(shape, np.float32), rng=0))
     assert ours == theirs
+
+
+# ---- GradScaler: torch's getters and setters ------------------------------------------------------
+
+
+def test_getters_and_setters_exist_and_are_checked():
+    s = GradScaler(growth_factor=3.0, backoff_factor=0.25, growth_interval=5)
+    assert s.is_enabled() and not GradScaler(enabled=False).is_enabled()
+    assert (s.get_growth_factor(), s.get_backoff_factor(), s.get_growth_interval()) == (3.0, 0.25, 5)
+    assert s._get_growth_tracker() == 0
+    for setter, bad, exc in [
+        (s.set_growth_factor, 1.0, ValueError),
+        (s.set_growth_factor, float("inf"), ValueError),
+        (s.set_growth_factor, "2", TypeError),
+        (s.set_backoff_factor, 1.0, ValueError),
+        (s.set_backoff_factor, float("nan"), ValueError),
+        (s.set_growth_interval, 0, ValueError),
+        (s.set_growth_interval, 2.5, TypeError),
+    ]:
+        with pytest.raises(exc, match="^new_(factor|interval): "):
+            setter(bad)
+    assert s.state_dict() == {
+        "scale": 2.0**16,
+        "growth_factor": 3.0,
+        "backoff_factor": 0.25,
+        "growth_interval": 5,
+        "_growth_tracker": 0,
+    }
+
+
+def test_setters_drive_the_scale_as_torchs():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    p = torch.nn.Parameter(torch.ones(3))
+    topt = torch.optim.SGD([p], lr=0.0)
+    ts = torch.amp.GradScaler("cpu", growth_interval=3)
+    opt = SGD([np.ones(3, np.float32)], lr=0.0)
+    s = GradScaler(growth_interval=3)
+    for k in range(12):
+        if k == 2:
+            for sc in (ts, s):
+                sc.set_growth_interval(1)
+                sc.set_growth_factor(3.0)
+        if k == 6:
+            for sc in (ts, s):
+                sc.set_backoff_factor(0.125)
+        g = _f32(rng, 3)
+        if k in (7, 9):
+            g[1] = np.inf
+        ts.scale(torch.ones(()))
+        p.grad = torch.from_numpy(g.copy())
+        ts.step(topt)
+        ts.update()
+        s.step(opt, [g])
+        s.update()
+        assert s.get_scale() == ts.get_scale()
+        assert s._get_growth_tracker() == ts._get_growth_tracker()
+    assert s.state_dict() == ts.state_dict()

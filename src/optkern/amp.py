@@ -247,6 +247,37 @@ class GradScaler:
         """The current scale (reads it back from the GPU: a synchronization there)."""
         return float(_backend.to_numpy(self._scale)[0]) if self.enabled else 1.0
 
+    def is_enabled(self) -> bool:
+        """Whether the scaler scales (torch's ``is_enabled``)."""
+        return self.enabled
+
+    def get_growth_factor(self) -> float:
+        return self.growth_factor
+
+    def set_growth_factor(self, new_factor: float) -> None:
+        """torch's ``set_growth_factor``, checked by the constructor's rule (ValueError / TypeError
+        naming ``new_factor``; torch takes any value) before it is assigned."""
+        self.growth_factor = _float32_in("new_factor", new_factor, 1.0)
+
+    def get_backoff_factor(self) -> float:
+        return self.backoff_factor
+
+    def set_backoff_factor(self, new_factor: float) -> None:
+        """torch's ``set_backoff_factor``, checked by the constructor's rule (in (0, 1))."""
+        self.backoff_factor = _float32_in("new_factor", new_factor, 0.0, 1.0)
+
+    def get_growth_interval(self) -> int:
+        return self.growth_interval
+
+    def set_growth_interval(self, new_interval: int) -> None:
+        """torch's ``set_growth_interval``, checked by the constructor's rule (an integer >= 1; one
+        below the current count of clean steps is taken, as torch takes it: the scale then stays)."""
+        self.growth_interval = _backend.integer("new_interval", new_interval, lo=1, hi=_backend.INT64_MAX)
+
+    def _get_growth_tracker(self) -> int:
+        """The count of clean steps since the last growth or backoff (torch's; 0 when disabled)."""
+        return int(_backend.to_numpy(self._growth_tracker)[0]) if self.enabled else 0
+
     def scale(self, loss):
         """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
         0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it; a list
