@@ -32,6 +32,9 @@ that failed before its fix.
   ``set_growth_interval`` / ``_get_growth_tracker``: a torch user's call raised AttributeError.
   Added; the setters check by the constructor's rules (naming ``new_factor`` / ``new_interval``),
   where torch takes anything.
+* ``AveragedParams.update``'s first update (``n_averaged == 0``) lerped at weight 1 where torch's
+  AveragedModel copies: ``p - (p - a) * 0`` is NaN where the average (the params copied at
+  construction) held an inf or NaN, and +0 for a -0 param. It copies now.
 """
 
 import warnings
@@ -44,6 +47,7 @@ from optkern import init as I
 from optkern import schedules as S
 from optkern.amp import GradScaler
 from optkern.optim import SGD
+from optkern.swa import AveragedParams
 
 
 def _f32(rng, n):
@@ -426,3 +430,45 @@ def test_setters_drive_the_scale_as_torchs():
         assert s.get_scale() == ts.get_scale()
         assert s._get_growth_tracker() == ts._get_growth_tracker()
     assert s.state_dict() == ts.state_dict()
+
+
+# ---- AveragedParams: the first update copies ----------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["swa", "ema"])
+def test_first_update_copies_the_params_as_torchs(mode):
+    start = np.array([np.inf, np.nan, 1.0, -np.inf, 2.0], np.float32)
+    p = np.array([1.0, 2.0, -0.0, 4.0, -0.0], np.float32)
+    a = AveragedParams([start], mode=mode, decay=0.9)
+    a.update([p])
+    np.testing.assert_array_equal(a.averages[0], p)
+    assert np.array_equal(np.signbit(a.averages[0]), np.signbit(p))
+    assert a.n_averaged == 1
+    q = np.full(5, 3.0, np.float32)
+    a.update([q])  # (then the rule: the running mean of p and q, or the EMA)
+    want = p + (q - p) * np.float32(0.5 if mode == "swa" else 0.1)
+    np.testing.assert_allclose(a.averages[0], want, rtol=1e-6, atol=1e-6)
+
+
+def test_first_update_copy_agrees_with_torchs_averaged_model():
+    torch = pytest.importorskip("torch")
+    start = np.array([[np.inf, np.nan, 1.0]], np.float32)
+    p = np.array([[1.0, 2.0, 3.0]], np.float32)
+    m = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(start))
+    avg = torch.optim.swa_utils.AveragedModel(m)
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(p))
+    avg.update_parameters(m)
+    ours = AveragedParams([start.copy()])
+    ours.update([p])
+    np.testing.assert_array_equal(ours.averages[0], avg.module.weight.detach().numpy())
+
+
+def test_first_update_with_bad_params_writes_nothing():
+    a = AveragedParams([np.ones(4, np.float32)])
+    with pytest.raises(TypeError, match=r"params\[0\]"):
+        a.update([np.zeros(4, np.float64)])
+    np.testing.assert_array_equal(a.averages[0], 1.0)
+    assert a.n_averaged == 0
