@@ -35,6 +35,13 @@ that failed before its fix.
 * ``AveragedParams.update``'s first update (``n_averaged == 0``) lerped at weight 1 where torch's
   AveragedModel copies: ``p - (p - a) * 0`` is NaN where the average (the params copied at
   construction) held an inf or NaN, and +0 for a -0 param. It copies now.
+* The schedules' attributes are assignable (an lr tuned mid-run), but only swalr's were checked
+  after construction (the 32nd hunt): a ``step_decay.gamma`` of 2 grew the lr silently, a
+  ``step_size`` / ``T_max`` / ``T_0`` of 0 raised ZeroDivisionError, a ``cyclic.mode`` of 'foo' ran
+  exp_range, ``multi_step.milestones`` assigned out of order were counted wrong (bisect on an
+  unsorted list; torch counts them as a Counter), and ``batch_size_schedule.batch_size`` read a
+  bad attribute unchecked. Every schedule now lists its constructor's rules
+  (``Schedule._rules``), applied before each value (swalr's among them), naming the attribute.
 """
 
 import warnings
@@ -472,3 +479,90 @@ def test_first_update_with_bad_params_writes_nothing():
         a.update([np.zeros(4, np.float64)])
     np.testing.assert_array_equal(a.averages[0], 1.0)
     assert a.n_averaged == 0
+
+
+# ---- schedules: assigned attributes checked by their constructor's rules -------------------------
+
+
+_ASSIGNED = [
+    (lambda: S.constant(0.5), "lr", "x", TypeError),
+    (lambda: S.linear(1.0, 0.0, 10), "total_steps", 0, ValueError),
+    (lambda: S.linear(1.0, 0.0, 10), "end", float("nan"), ValueError),
+    (lambda: S.step_decay(1.0, 2, 0.5), "gamma", 2.0, ValueError),
+    (lambda: S.step_decay(1.0, 2, 0.5), "step_size", 0, ValueError),
+    (lambda: S.step_decay(1.0, 2, 0.5), "lr", -1.0, ValueError),
+    (lambda: S.multi_step(1.0, [3, 6], 0.5), "milestones", [3, "x"], TypeError),
+    (lambda: S.multi_step(1.0, [3, 6], 0.5), "milestones", [0, 3], ValueError),
+    (lambda: S.exponential(1.0, 0.9), "gamma", 0.0, ValueError),
+    (lambda: S.inverse_time(1.0, 1.0, 1.0), "k", -1.0, ValueError),
+    (lambda: S.polynomial(1.0, 10, 1.0), "power", 0.0, ValueError),
+    (lambda: S.cosine(1.0, 10), "total_steps", 0, ValueError),
+    (lambda: S.cosine(1.0, 10), "eta_min", -0.1, ValueError),
+    (lambda: S.cosine_restarts(1.0, 3), "T_0", 0, ValueError),
+    (lambda: S.cosine_restarts(1.0, 3), "T_mult", 1.5, TypeError),
+    (lambda: S.cyclic(0.1, 1.0, 2), "mode", "foo", ValueError),
+    (lambda: S.cyclic(0.1, 1.0, 2), "step_size_up", 0, ValueError),
+    (lambda: S.cyclic(0.1, 1.0, 2), "gamma", 1.5, ValueError),
+    (lambda: S.linear_warmup(S.constant(1.0), 3), "start_factor", 2.0, ValueError),
+    (lambda: S.linear_warmup(S.constant(1.0), 3), "schedule", "x", TypeError),
+    (lambda: S.linear_warmup(S.constant(1.0), 3), "shift", "False", TypeError),
+    (lambda: S.batch_size_schedule(32, [2, 4]), "factor", 1.0, ValueError),
+    (lambda: S.batch_size_schedule(32, [2, 4]), "milestones", [4, 2], ValueError),
+    (lambda: S.swalr(1.0, 0.1, 4), "anneal_epochs", -2, ValueError),
+]
+
+
+@pytest.mark.parametrize("make, attr, value, exc", _ASSIGNED, ids=[f"{a}={v!r}" for _, a, v, _ in _ASSIGNED])
+def test_assigned_schedule_attributes_are_checked_before_a_value(make, attr, value, exc):
+    s = make()
+    setattr(s, attr, value)
+    with pytest.raises(exc, match=f"^{attr}"):
+        s(1)
+    p = np.zeros(3, np.float32)
+    opt = SGD([p], lr=1.0)
+    with pytest.raises(exc, match=attr):
+        s.attach(opt)  # (attaching writes step 0's value: refused before it does)
+    assert opt.param_groups[0]["lr"] == 1.0
+
+
+def test_cyclic_momentum_checks_its_cycle_and_its_own():
+    c = S.cyclic(0.1, 1.0, 2)
+    m = c.momentum(0.8, 0.9)
+    c.mode = "foo"
+    with pytest.raises(ValueError, match="^mode: "):
+        m(1)
+    c.mode = "triangular"
+    m.max_momentum = 1.5
+    with pytest.raises(ValueError, match="^max_momentum: "):
+        m(1)
+
+
+def test_batch_size_checks_the_assigned_attributes():
+    s = S.batch_size_schedule(32, [2, 4], factor=2.0)
+    s.factor = 0.5
+    with pytest.raises(ValueError, match="^factor: "):
+        s.batch_size(3)
+
+
+def test_multi_step_milestones_assigned_in_any_order_count_as_torchs():
+    torch = pytest.importorskip("torch")
+    s = S.multi_step(1.0, [3, 6], 0.5)
+    s.milestones = [8, 2, 5, 5]
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ts = torch.optim.lr_scheduler.MultiStepLR(opt, [8, 2, 5, 5], gamma=0.5)
+    theirs = []
+    for _ in range(12):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ts.step()
+    assert [s(t) for t in range(12)] == pytest.approx(theirs, rel=1e-15)
+
+
+def test_assigned_schedule_attributes_in_range_are_used():
+    s = S.step_decay(1.0, 2, 0.5)
+    s.gamma, s.step_size = 0.25, 1
+    assert s(2) == 0.0625
+    m = S.multi_step(1.0, [3, 6], 0.5)
+    m.milestones = [6, 1]
+    assert (m(0), m(1), m(6)) == (1.0, 0.5, 0.25)

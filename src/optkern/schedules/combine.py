@@ -8,7 +8,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, as_schedule, count, derived_total_steps, positive, sequence, steps
+from .base import Schedule, as_schedule, count, derived_total_steps, in_unit, positive, sequence, steps
 from .decay import cosine
 
 
@@ -26,6 +26,13 @@ class linear_warmup(Schedule):
     Raises ValueError when the wrapped schedule has a finite horizon
     (``total_steps``) shorter than the warm-up and ``shift=False``.
     """
+
+    _rules = (
+        ("schedule", lambda name, v: as_schedule(v, name)),
+        ("warmup_steps", count),
+        ("start_factor", in_unit),
+        ("shift", _backend.flag),
+    )
 
     def __init__(self, schedule, warmup_steps, start_factor=0.0, shift=False):
         self.schedule = as_schedule(schedule)

@@ -6,7 +6,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, count, positive
+from .base import Schedule, count, count1, gamma_rule, in_unit, positive
 
 
 class cyclic(Schedule):
@@ -17,6 +17,15 @@ class cyclic(Schedule):
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
     """
+
+    _rules = (
+        ("base_lr", _backend.nonnegative),
+        ("max_lr", positive),
+        ("step_size_up", count1),
+        ("step_size_down", count),
+        ("mode", lambda name, v: _option(name, v, ("triangular", "triangular2", "exp_range"))),
+        ("gamma", gamma_rule),
+    )
 
     def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None, mode="triangular", gamma=1.0):
         self.base_lr = _backend.nonnegative("base_lr", base_lr)
@@ -69,8 +78,17 @@ class cyclic(Schedule):
 class _cyclic_momentum(Schedule):
     """``max_momentum - (max_momentum - base_momentum) * wave(t)`` of a :class:`cyclic` schedule."""
 
+    _rules = (
+        ("base_momentum", in_unit),
+        ("max_momentum", in_unit),
+    )
+
     def __init__(self, lr_cycle: cyclic, base_momentum: float, max_momentum: float):
         self._cycle, self.base_momentum, self.max_momentum = lr_cycle, base_momentum, max_momentum
+
+    def _check_attributes(self) -> None:
+        super()._check_attributes()
+        self._cycle._check_attributes()  # (its wave, read here)
 
     def value(self, t):
         scale, amp = self._cycle._wave(t)  # torch's order, as in cyclic.value
