@@ -15,7 +15,7 @@ namespace {
 
 void swa_lerp(py::handle avgs, py::handle params, double w) {
   swa::LerpCall<HostArrays> call;
-  swa::gather_lerp(call, avgs, params);
+  swa::gather_lerp(call, avgs, params, w);
   const ArrayList& A = call.avgs;
   const ArrayList& P = call.params;
   const float wf = float(w);

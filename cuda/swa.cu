@@ -24,7 +24,7 @@ struct LerpOp {
 
 void swa_lerp(py::handle averages, py::handle params, double w) {
   swa::LerpCall<DeviceArrays> c;
-  swa::gather_lerp(c, averages, params);
+  swa::gather_lerp(c, averages, params, w);
   int64_t n = 0;
   for (int64_t k : c.avgs.size) n += k;
   if (n == 0) return;  // nothing to launch: needs neither CuPy's stream nor a device

@@ -5,6 +5,7 @@ state, an optimizer's lr), and the overflow cases that used to return inf / NaN 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -55,8 +56,10 @@ def test_init_checks_every_argument_before_writing(call, exc, name):
 )
 @pytest.mark.parametrize("shape", [(3, 0), (0, 0), (2, 0, 4)])
 def test_fan_initializers_of_zero_element_arrays_are_a_no_op_as_in_torch(fill, shape):
+    # (only torch's kaiming initializers warn of it: tests/test_hunt33_amp_swa.py pins which)
     w = np.empty(shape, np.float32)
-    with pytest.warns(UserWarning, match="zero-element"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         assert fill(w, rng=0) is w
     with pytest.raises(TypeError, match="^rng: "):  # still checked
         fill(w, rng="seed")

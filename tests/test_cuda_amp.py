@@ -54,7 +54,8 @@ def test_update_scale_sequence_equals_the_cpu():
 
 
 @pytest.mark.parametrize(
-    "case", ["scale_float64", "flag_size", "grads_float64", "flag_is_scale", "tracker_int32", "bad_growth"]
+    "case",
+    ["scale_float64", "flag_size", "grads_float64", "flag_is_scale", "tracker_int32", "bad_growth", "inf_growth"],
 )
 def test_bad_input_raises_the_cpu_error(case):
     def call(mod, xp):
@@ -70,6 +71,8 @@ def test_bad_input_raises_the_cpu_error(case):
             return mod.amp_update_scale_(s, t, s, 2.0, 0.5, 3)
         if case == "tracker_int32":
             return mod.amp_update_scale_(s, xp.zeros(1, xp.int32), f, 2.0, 0.5, 3)
+        if case == "inf_growth":
+            return mod.amp_update_scale_(s, t, f, float("inf"), 0.5, 3)
         return mod.amp_update_scale_(s, t, f, 1.0, 0.5, 3)
 
     assert raised(lambda: call(_cuda, cp)) == raised(lambda: call(_cpu, np))

@@ -75,6 +75,15 @@ def test_bad_input_raises_the_cpu_error(case):
     assert raised(lambda: _cuda.swa_lerp_(*build(cp), 0.5)) == raised(lambda: _cpu.swa_lerp_(*build(np), 0.5))
 
 
+@pytest.mark.parametrize("w", [float("nan"), 2.0, -1.0, float("inf")])
+def test_weight_outside_0_1_raises_the_cpu_error_before_writing(w):
+    a, p = [cp.zeros(5, cp.float32)], [cp.ones(5, cp.float32)]
+    assert raised(lambda: _cuda.swa_lerp_(a, p, w)) == raised(
+        lambda: _cpu.swa_lerp_([np.zeros(5, np.float32)], [np.ones(5, np.float32)], w)
+    )
+    assert not cp.asnumpy(a[0]).any()
+
+
 @pytest.mark.parametrize("mode", ["swa", "ema"])
 def test_averaged_params_on_cupy_equal_numpy(mode):
     rng = np.random.default_rng(803)

@@ -81,6 +81,17 @@ def test_ema_with_optkerns_getter_is_torchs_bit_for_bit():
         assert torch.equal(a, b) and torch.equal(b, c)
 
 
+def test_ema_nan_decay_runs_as_torchs():
+    """A NaN decay, which torch's getter lets through its range check (a lerp weight the fused
+    swa_lerp_ refuses): torch's own formula, the same bits."""
+    model = net()
+    nan = float("nan")
+    ours = run(ot.AveragedModel, model, multi_avg_fn=ot.get_ema_multi_avg_fn(nan), use_buffers=True)
+    theirs = run(swa_utils.AveragedModel, model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(nan), use_buffers=True)
+    for a, b in zip(tensors(ours), tensors(theirs)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
 def test_other_dtypes_and_rules_run_as_torch():
     """float64 models and a custom avg_fn take torch's path: torch's results exactly."""
     model = net(torch.float64)

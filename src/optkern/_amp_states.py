@@ -61,8 +61,9 @@ class Iteration:
             self.pending = None
 
     def flags(self) -> list:
-        """Every found_inf flag recorded, for ``update()``."""
-        found = [entry[1] for entry in self.states.values()]
+        """Every found_inf flag recorded, for ``update()`` (none for an optimizer unscaled with
+        every grad None: nothing was checked)."""
+        found = [entry[1] for entry in self.states.values() if entry[1] is not None]
         return found + ([] if self.pending is None else [self.pending])
 
 

@@ -113,6 +113,9 @@ def _new_scale(value, scale):
     return np.float32(_float32_in("new_scale", value, 0.0))
 
 
+#: why a step or unscale_ on no grads at all is refused (torch's AssertionError message)
+_NOTHING_CHECKED = "no inf checks were recorded for this optimizer"
+
 #: the scaler's state, in ``state_dict``'s keys
 _KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
 
@@ -248,6 +251,37 @@ class GradScaler:
         """The current scale (reads it back from the GPU: a synchronization there)."""
         return float(_backend.to_numpy(self._scale)[0]) if self.enabled else 1.0
 
+    def is_enabled(self) -> bool:
+        """Whether the scaler scales (torch's ``is_enabled``)."""
+        return self.enabled
+
+    def get_growth_factor(self) -> float:
+        return self.growth_factor
+
+    def set_growth_factor(self, new_factor: float) -> None:
+        """torch's ``set_growth_factor``, checked by the constructor's rule (ValueError / TypeError
+        naming ``new_factor``; torch takes any value) before it is assigned."""
+        self.growth_factor = _float32_in("new_factor", new_factor, 1.0)
+
+    def get_backoff_factor(self) -> float:
+        return self.backoff_factor
+
+    def set_backoff_factor(self, new_factor: float) -> None:
+        """torch's ``set_backoff_factor``, checked by the constructor's rule (in (0, 1))."""
+        self.backoff_factor = _float32_in("new_factor", new_factor, 0.0, 1.0)
+
+    def get_growth_interval(self) -> int:
+        return self.growth_interval
+
+    def set_growth_interval(self, new_interval: int) -> None:
+        """torch's ``set_growth_interval``, checked by the constructor's rule (an integer >= 1; one
+        below the current count of clean steps is taken, as torch takes it: the scale then stays)."""
+        self.growth_interval = _backend.integer("new_interval", new_interval, lo=1, hi=_backend.INT64_MAX)
+
+    def _get_growth_tracker(self) -> int:
+        """The count of clean steps since the last growth or backoff (torch's; 0 when disabled)."""
+        return int(_backend.to_numpy(self._growth_tracker)[0]) if self.enabled else 0
+
     def scale(self, loss):
         """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
         0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it; a list
@@ -300,7 +334,11 @@ class GradScaler:
         float16 / bfloat16 grads (a ``master_weights`` optimizer's) raise TypeError: ``step``
         unscales them inside the optimizer's step, after widening to float32 -- unscaled in their
         own format they would lose the small values the scaling kept (torch's GradScaler refuses
-        to unscale FP16 gradients for the same reason)."""
+        to unscale FP16 gradients for the same reason).
+
+        Every grad None: ``unscale_(optimizer, grads)`` records the optimizer as unscaled with
+        nothing checked (torch's) and returns False, and its ``step`` raises ValueError;
+        ``unscale_(grads)`` raises ValueError naming ``grads``."""
         if grads is None:  # unscale_(grads)
             if callable(getattr(optimizer, "step", None)):
                 raise TypeError("grads: unscale_(optimizer) needs that optimizer's grads: unscale_(optimizer, grads)")
@@ -321,11 +359,17 @@ class GradScaler:
         except (TypeError, ValueError) as e:  # (every rank of a distributed wrapper raises)
             agreed(optimizer, self._new_flag(()), e)
         if distributed(optimizer):  # read only until every rank agreed (one may refuse), then unscaled
-            found = agreed(optimizer, self._check(grads))
+            checked = self._check(grads)
+            found = agreed(optimizer, self._new_flag(()) if checked is None else checked)
             self._unscale(grads)
+            found = None if checked is None else found
         else:
             found = self._unscale(grads)
+        # (every grad None: recorded with no flag, as torch records an optimizer without grads;
+        # its step() then raises, having nothing checked to step on)
         self._iteration.record(optimizer, OptState.UNSCALED, found)
+        if found is None:
+            return False
         return found if _backend.is_cupy(found) else bool(found[0])
 
     def _unscale_anonymous(self, grads):
@@ -339,17 +383,22 @@ class GradScaler:
                 "optimizers, name each one: unscale_(optimizer, grads))"
             )
         found = self._unscale(grads)
+        if found is None:
+            raise ValueError(f"grads: {_NOTHING_CHECKED} (every grad is None)")
         self._iteration.pending = found
         return found if _backend.is_cupy(found) else bool(found[0])
 
     def _unscale(self, grads) -> Any:
-        """found_inf of float32 ``grads``, unscaled in place in the same pass (``amp_unscale_``).
+        """found_inf of float32 ``grads``, unscaled in place in the same pass (``amp_unscale_``);
+        None when every grad is None (nothing checked: no flag to step or update on).
 
         The grads go to the native call as they are: it checks every one (float32 included)
         before it writes, so a list it takes is one of float32 arrays. Only a list it refuses is
         looked at here (None entries skipped, half grads named), and passed again: the common
         case reads no array in Python (a dtype read per array is ~0.1 us on CuPy)."""
         grads = _backend.as_list(grads, "grads")
+        if not grads:
+            return None
         found = self._new_flag(grads)
         with _backend._device_of(self._scale):
             try:
@@ -359,6 +408,8 @@ class GradScaler:
                 if _all_float32(grads):  # (refused for another reason: its error stands)
                     raise
         live, index = _float32_only(grads), [i for i, g in enumerate(grads) if g is not None]
+        if not live:
+            return None
         with _backend._device_of(self._scale):
             try:
                 self._native().amp_unscale_(live, self._scale, found)
@@ -375,7 +426,8 @@ class GradScaler:
 
     def _check(self, grads) -> Any:
         """found_inf of ``grads`` (float32 and halves, as a low-precision optimizer takes them), the
-        grads left scaled: that optimizer's step unscales them (``lowp_step``'s ``grad_scale``)."""
+        grads left scaled: that optimizer's step unscales them (``lowp_step``'s ``grad_scale``);
+        None when every grad is None (nothing checked)."""
         grads = _backend.as_list(grads, "grads")
         found = self._new_flag(grads)
         by_fmt: dict[str, tuple[list, list]] = {}  # format -> (its grads, their places in grads)
@@ -392,13 +444,16 @@ class GradScaler:
                     self._native().amp_check_(gs, fmt, found)
                 except (TypeError, ValueError) as e:  # (named by its place in grads, not in gs)
                     raise renumbered(e, index) from None
-        return found
+        return found if by_fmt else None
 
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale ``optimizer``'s ``grads`` (unless ``unscale_`` did) and step it unless one of
         them is inf/NaN, torch's per-optimizer rules: each optimizer is unscaled and skipped on
         its own grads' flag; a second ``step`` for one optimizer before ``update()`` raises
-        RuntimeError. Returns the optimizer's result, or None for a skipped step.
+        RuntimeError. Returns the optimizer's result, or None for a skipped step. ValueError naming
+        the optimizer when every one of its grads is None (torch's AssertionError "No inf checks
+        were recorded for this optimizer."): nothing was checked, so there is no clean step to
+        count; the scaler and the optimizer are left as they were.
 
         ``grads`` are checked against the optimizer's params before they are unscaled in place,
         and a low-precision optimizer's step (its grads only read here) that raises leaves the
@@ -417,21 +472,28 @@ class GradScaler:
         it.claim_pending(optimizer)
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
-        fused = it.stage(optimizer) is OptState.READY and getattr(optimizer, "_lowp", None) is not None
+        ready = it.stage(optimizer) is OptState.READY
+        fused = ready and getattr(optimizer, "_lowp", None) is not None
         checked = err = None
         unscale = False  # (a distributed wrapper's float32 grads: unscaled once every rank agreed)
         try:
             if fused:
                 found = self._check(grads)  # (recorded once the step ran: a refused step changes nothing)
-            elif it.stage(optimizer) is OptState.READY:
+            elif ready:
                 checked = _check_grads_of(optimizer, grads)  # (unscaled in place: checked first)
                 if distributed(optimizer):  # (read only: another rank may refuse its grads)
                     found, unscale = self._check(grads), True
                 else:
                     found = self._unscale(grads)
-                    it.record(optimizer, OptState.UNSCALED, found)
             else:
                 found = it.found_inf(optimizer)
+            if found is None:
+                # torch's AssertionError "No inf checks were recorded for this optimizer.": a step
+                # on no grads was counted as a clean one (update() grew the scale on nothing).
+                # Refused before anything is recorded (every grad None: nothing was written).
+                raise ValueError(f"optimizer: {_NOTHING_CHECKED} (every one of its grads is None)")
+            if ready and not fused and not unscale:
+                it.record(optimizer, OptState.UNSCALED, found)
         except (TypeError, ValueError) as e:
             if not distributed(optimizer):
                 raise

@@ -97,14 +97,19 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     raise ValueError(f"nonlinearity: unsupported {nonlinearity!r}")
 
 
-def _fan_fill_(w, fill_, scale, rng, name="gain"):
+def _fan_fill_(w, fill_, scale, rng, name="gain", *, warn_empty=False):
     """``fill_(w, scale(fan_in, fan_out), rng)``: the fan-based initializers, their other arguments
     checked. A zero-element ``w`` has a zero fan (every non-empty one has fans >= 1): filling it is
-    a no-op, as in torch, which warns the same way. A scale past ``w``'s dtype (only a huge ``name``
-    makes one: fans are >= 1) is refused before anything is drawn."""
+    a no-op, as in torch. torch warns of it ("Initializing zero-element tensors is a no-op") in
+    its kaiming initializers only (``warn_empty``), before it computes the fans (a 1-D empty
+    weight warns there, where its fans would be refused); its xavier ones are silent, and so are
+    the initializers torch has not (lecun, geometric): they all warned here. A scale past ``w``'s
+    dtype (only a huge ``name`` makes one: fans are >= 1) is refused before anything is drawn."""
+    if warn_empty and w.size == 0:
+        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=4)
+        return w
     fans = calculate_fan_in_and_fan_out(w)
     if w.size == 0:
-        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=4)
         return w
     s = scale(*fans)
     with np.errstate(over="ignore"):
@@ -190,14 +195,14 @@ def kaiming_normal_(w, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=N
     ``mode="fan_in"`` preserves the forward variance, ``"fan_out"`` the
     backward one; ``a`` is the leaky-relu negative slope (torch's defaults).
     """
-    return _fan_fill_(w, _fill_normal_, _kaiming_std(a, mode, nonlinearity), rng)
+    return _fan_fill_(w, _fill_normal_, _kaiming_std(a, mode, nonlinearity), rng, warn_empty=True)
 
 
 @_checked
 def kaiming_uniform_(w, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None):
     """U(-b, b), b = sqrt(3) * gain(nonlinearity, a) / sqrt(fan) (He et al. 2015)."""
     std = _kaiming_std(a, mode, nonlinearity)
-    return _fan_fill_(w, _fill_uniform_, lambda *fans: math.sqrt(3.0) * std(*fans), rng)
+    return _fan_fill_(w, _fill_uniform_, lambda *fans: math.sqrt(3.0) * std(*fans), rng, warn_empty=True)
 
 
 @_checked

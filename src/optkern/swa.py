@@ -101,7 +101,13 @@ class AveragedParams(NativeByName):
         w = self._weight()
         with deferring(sum(map(_size, self.averages))):  # (a Ctrl-C in the kernel: counted, then raised)
             with _backend._device_of(self.averages[0] if self.averages else None):
-                self._mod.swa_lerp_(self.averages, params, w)
+                self._mod.swa_lerp_(self.averages, params, w)  # (checks every array before it writes)
+                if self.n_averaged == 0:
+                    # the first update copies, as torch's AveragedModel does: the lerp at weight 1
+                    # is p - (p - a) * 0, NaN where the construction-time copy held an inf or NaN
+                    # (and +0 for a -0 param), where torch's average is the param
+                    for a, p in zip(self.averages, params):
+                        a[...] = p
             self.n_averaged += 1
 
     def _weight(self) -> float:

@@ -7,6 +7,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -58,7 +59,10 @@ template <class Arrays> struct UpdateCall {
 template <class Arrays>
 void gather_update(UpdateCall<Arrays>& c, py::handle scale, py::handle tracker, py::handle found_inf, double growth,
                    double backoff, int64_t interval) {
-  if (!(growth > 1.0)) throw py::value_error("growth_factor: must be > 1, got " + std::to_string(growth));
+  // (an infinite growth_factor: every growth overflows, so the scale never grows -- refused as
+  // GradScaler refuses it, rather than taken silently)
+  if (!(growth > 1.0 && std::isfinite(growth)))
+    throw py::value_error("growth_factor: must be finite and > 1, got " + std::to_string(growth));
   if (!(backoff > 0.0 && backoff < 1.0))
     throw py::value_error("backoff_factor: must be in (0, 1), got " + std::to_string(backoff));
   if (interval < 1) throw py::value_error("growth_interval: must be >= 1, got " + std::to_string(interval));

@@ -1,9 +1,12 @@
 // swa_lerp_'s arguments, written once for optkern._cpu (cpp/swa.cpp, NumPy arrays) and
 // optkern._cuda (cuda/swa.cu, CuPy arrays): the Python signature, and the lists checked by the
 // shared collector of optkern/call_args.hpp (float32, C-contiguous, params of the averages'
-// sizes, one device, no average sharing memory with anything) before anything is written.
+// sizes, one device, no average sharing memory with anything) and the weight before anything is
+// written.
 #pragma once
 #include <pybind11/pybind11.h>
+
+#include <string>
 
 #include "optkern/call_args.hpp"
 
@@ -16,7 +19,13 @@ template <class Arrays> struct LerpCall {
   typename Arrays::List avgs, params;
 };
 
-template <class Arrays> void gather_lerp(LerpCall<Arrays>& c, py::handle averages, py::handle params) {
+// weight in [0, 1] (NaN refused): outside it the lerp extrapolates (a decay of 2 averaged 1 and 3
+// to -1), and a NaN weight made every average NaN; AveragedParams' weights are 1 / (n + 1) and
+// 1 - decay, both inside it.
+template <class Arrays>
+void gather_lerp(LerpCall<Arrays>& c, py::handle averages, py::handle params, double weight) {
+  if (!(weight >= 0.0 && weight <= 1.0))
+    throw py::value_error("weight: must be in [0, 1], got " + std::to_string(weight));
   c.avgs = c.args.list(averages, "averages", true);
   c.params = c.args.list(params, "params", false, &c.avgs.size);
   c.args.check_overlap();

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
+from typing import Any, ClassVar
 
 from .. import _backend
 from ._group_values import _detached, _fills_in_place, _item, _scalar
@@ -34,11 +35,23 @@ class Schedule:
 
     total_steps: int | None = None
 
+    #: (attribute, its constructor's rule) pairs, ``rule(name, value)`` raising TypeError / ValueError
+    #: naming it: the attributes are assignable (an lr tuned mid-run), and are checked by the
+    #: same rules before each value (assigned unchecked, a gamma of 2 grew the lr, a step_size of
+    #: 0 raised ZeroDivisionError, unsorted milestones were counted wrong)
+    _rules: ClassVar[tuple[tuple[str, Callable[[str, Any], Any]], ...]] = ()
+
     def __call__(self, step) -> float:
         """The value at ``step`` (an integer >= 0); TypeError / ValueError naming the schedule if it
-        is no real number or not finite (arguments whose arithmetic overflows float64)."""
+        is no real number or not finite (arguments whose arithmetic overflows float64), or naming
+        an attribute assigned a value its constructor refuses."""
         t = check_step(step)
+        self._check_attributes()
         return _real(self.value(t), t, self)
+
+    def _check_attributes(self) -> None:
+        for name, rule in self._rules:
+            rule(name, getattr(self, name))
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -54,6 +67,8 @@ class Schedule:
 
 class constant(Schedule):
     """``value`` at every step."""
+
+    _rules = (("lr", lambda name, v: _backend.real(name, v)),)
 
     def __init__(self, value=1.0):
         self.lr = _backend.real("value", value)
@@ -392,6 +407,21 @@ def momentum_scheduler(optimizer, schedule) -> Scheduler:
     raise ValueError("optimizer: has neither 'momentum' nor 'betas' in its param groups")
 
 
+def derived_total_steps(follows: str):
+    """A ``total_steps`` property (its getter decorated) for a schedule whose horizon follows its
+    other attributes (``follows``): computed when read, so that it follows their assignment (a
+    value stored at construction went stale: ``swalr``'s after ``anneal_epochs = 20``, a warm-up's
+    after its wrapped schedule's), and refused when assigned itself (it would be overwritten)."""
+
+    def wrap(getter):
+        def refuse(self, value) -> None:
+            raise AttributeError(f"total_steps: follows {follows} of {type(self).__name__}; assign that instead")
+
+        return property(getter, refuse, doc=getter.__doc__)
+
+    return wrap
+
+
 def positive(name, v):
     return _backend.positive(name, v)
 
@@ -404,6 +434,21 @@ def count(name, v, lo=0):
     # At most INT64_MAX, as a step is (check_step): a larger count (10**400) was accepted and then
     # raised OverflowError ("int too large to convert to float") at the first value.
     return _backend.integer(name, v, lo, _backend.INT64_MAX)
+
+
+def count1(name, v):
+    """A count >= 1 (a rule of ``Schedule._rules``)."""
+    return count(name, v, 1)
+
+
+def in_unit(name, v):
+    """A real in [0, 1] (a rule of ``Schedule._rules``)."""
+    return _backend.in_range(name, v, 0.0, 1.0)
+
+
+def gamma_rule(name, v):
+    """A decay factor in (0, 1] (a rule of ``Schedule._rules``)."""
+    return _backend.in_range(name, v, 0.0, 1.0, lo_open=True)
 
 
 def sequence(name: str, values) -> list:

@@ -7,7 +7,15 @@ import bisect
 import math
 
 from .. import _backend
-from .base import Schedule, check_step, count, positive, steps
+from .base import Schedule, check_step, count, count1, positive, steps
+
+
+def _milestones(values, name: str = "milestones") -> list:
+    ms = steps(name, values)
+    for i in range(1, len(ms)):
+        if ms[i] < ms[i - 1]:
+            raise ValueError(f"{name}: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")
+    return ms
 
 
 class batch_size_schedule(Schedule):
@@ -32,13 +40,17 @@ class batch_size_schedule(Schedule):
     any schedule); :meth:`batch_size` gives the batch size (an int).
     """
 
+    _rules = (
+        ("base_batch_size", count1),
+        ("milestones", lambda name, v: _milestones(v, name)),
+        ("factor", lambda name, v: _backend.in_range(name, v, 1.0, None, lo_open=True)),
+        ("max_batch_size", lambda name, v: None if v is None else count1(name, v)),
+        ("lr", positive),
+    )
+
     def __init__(self, base_batch_size, milestones, factor=5.0, max_batch_size=None, lr=1.0):
         self.base_batch_size = count("base_batch_size", base_batch_size, 1)
-        ms = steps("milestones", milestones)
-        for i in range(1, len(ms)):
-            if ms[i] < ms[i - 1]:
-                raise ValueError(f"milestones: must be non-decreasing, got {ms[i - 1]} before {ms[i]}")
-        self.milestones = ms
+        self.milestones = ms = _milestones(milestones)
         self.factor = _backend.in_range("factor", factor, 1.0, None, lo_open=True)
         # the largest nominal batch (after the last milestone) must be a float64: every value is computed from it
         try:
@@ -62,7 +74,9 @@ class batch_size_schedule(Schedule):
 
     def batch_size(self, step) -> int:
         """The batch size at ``step``."""
-        b = self._nominal(check_step(step))
+        step = check_step(step)
+        self._check_attributes()
+        b = self._nominal(step)
         if self.max_batch_size is not None and b > self.max_batch_size:
             return self.max_batch_size
         return int(round(b))

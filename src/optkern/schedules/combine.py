@@ -8,7 +8,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, as_schedule, count, positive, sequence, steps
+from .base import Schedule, as_schedule, count, derived_total_steps, in_unit, positive, sequence, steps
 from .decay import cosine
 
 
@@ -27,6 +27,13 @@ class linear_warmup(Schedule):
     (``total_steps``) shorter than the warm-up and ``shift=False``.
     """
 
+    _rules = (
+        ("schedule", lambda name, v: as_schedule(v, name)),
+        ("warmup_steps", count),
+        ("start_factor", in_unit),
+        ("shift", _backend.flag),
+    )
+
     def __init__(self, schedule, warmup_steps, start_factor=0.0, shift=False):
         self.schedule = as_schedule(schedule)
         self.warmup_steps = count("warmup_steps", warmup_steps, 0)
@@ -35,7 +42,13 @@ class linear_warmup(Schedule):
         total = self.schedule.total_steps
         if total is not None and not self.shift and self.warmup_steps > total:
             raise ValueError(f"warmup_steps: {self.warmup_steps} is longer than the schedule's total_steps {total}")
-        self.total_steps = None if total is None else total + (self.warmup_steps if self.shift else 0)
+
+    @derived_total_steps("schedule, warmup_steps and shift")
+    def total_steps(self) -> int | None:
+        """The wrapped schedule's horizon (now: it may be reassigned, or its own follow its
+        attributes), plus the warm-up when ``shift``."""
+        total = self.schedule.total_steps
+        return None if total is None else total + (self.warmup_steps if self.shift else 0)
 
     def value(self, t):
         w = self.warmup_steps
@@ -54,8 +67,12 @@ class chain(Schedule):
         if not schedules:
             raise ValueError("schedules: need at least one schedule")
         self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
+
+    @derived_total_steps("schedules")
+    def total_steps(self) -> int | None:
+        """The longest horizon of the schedules (None when one has none), as they are now."""
         totals = [s.total_steps for s in self.schedules]
-        self.total_steps = None if None in totals else max(totals)
+        return None if None in totals else max(totals)
 
     def value(self, t):
         v = 1.0
@@ -88,8 +105,12 @@ class sequential(Schedule):
             if b[i] <= b[i - 1]:
                 raise ValueError(f"boundaries: must be strictly increasing, got {b[i - 1]} then {b[i]}")
         self.boundaries = b
+
+    @derived_total_steps("schedules and boundaries")
+    def total_steps(self) -> int | None:
+        """The last schedule's horizon after the last boundary (None when it has none), as now."""
         last = self.schedules[-1].total_steps
-        self.total_steps = None if last is None else (b[-1] if b else 0) + last
+        return None if last is None else (self.boundaries[-1] if self.boundaries else 0) + last
 
     def value(self, t):
         i = bisect.bisect_right(self.boundaries, t)

@@ -6,7 +6,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, count, positive
+from .base import Schedule, count, count1, gamma_rule, in_unit, positive
 
 
 class cyclic(Schedule):
@@ -17,6 +17,15 @@ class cyclic(Schedule):
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
     """
+
+    _rules = (
+        ("base_lr", _backend.nonnegative),
+        ("max_lr", positive),
+        ("step_size_up", count1),
+        ("step_size_down", count),
+        ("mode", lambda name, v: _option(name, v, ("triangular", "triangular2", "exp_range"))),
+        ("gamma", gamma_rule),
+    )
 
     def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None, mode="triangular", gamma=1.0):
         self.base_lr = _backend.nonnegative("base_lr", base_lr)
@@ -69,8 +78,17 @@ class cyclic(Schedule):
 class _cyclic_momentum(Schedule):
     """``max_momentum - (max_momentum - base_momentum) * wave(t)`` of a :class:`cyclic` schedule."""
 
+    _rules = (
+        ("base_momentum", in_unit),
+        ("max_momentum", in_unit),
+    )
+
     def __init__(self, lr_cycle: cyclic, base_momentum: float, max_momentum: float):
         self._cycle, self.base_momentum, self.max_momentum = lr_cycle, base_momentum, max_momentum
+
+    def _check_attributes(self) -> None:
+        super()._check_attributes()
+        self._cycle._check_attributes()  # (its wave, read here)
 
     def value(self, t):
         scale, amp = self._cycle._wave(t)  # torch's order, as in cyclic.value
@@ -80,8 +98,21 @@ class _cyclic_momentum(Schedule):
 class _phased(Schedule):
     """Piecewise annealing between phase end points (the machinery of one-cycle)."""
 
+    #: the attributes the phases were computed from: assigned after construction they went stale
+    #: (a ``total_steps`` raised moved the clamp past the last phase, which then extrapolated: a
+    #: linear one below its final value, to negative rates), so they are refused then
+    _FIXED: tuple[str, ...] = ("anneal", "total_steps")
+
     def __init__(self, phases, anneal, total_steps):
-        self._phases, self.anneal, self.total_steps = phases, anneal, total_steps
+        self.anneal, self.total_steps = anneal, total_steps
+        self._phases = phases  # (last: the attributes are fixed from here on)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._FIXED and "_phases" in vars(self):
+            raise AttributeError(
+                f"{name}: {type(self).__name__}'s phases were computed from it at construction; make a new schedule"
+            )
+        super().__setattr__(name, value)
 
     def _interp(self, start, end, pct):
         if self.anneal == "cos":
@@ -108,8 +139,11 @@ class one_cycle(_phased):
     symmetrically before the final annihilation phase. Steps past the last
     (``total_steps - 1``) hold the final value (torch's value at ``total_steps``, after the
     last of ``total_steps`` scheduler steps, extrapolates the last phase; beyond it torch raises).
-    :meth:`momentum` gives the matching inverse momentum cycle.
+    :meth:`momentum` gives the matching inverse momentum cycle. Its arguments, kept as attributes,
+    cannot be assigned afterwards (AttributeError): the phases are computed from them once.
     """
+
+    _FIXED = ("anneal", "total_steps", "max_lr", "pct_start", "div_factor", "final_div_factor", "three_phase")
 
     def __init__(
         self,

@@ -7,15 +7,20 @@ so that it reads as a multiplier of each param group's base lr).
 
 from __future__ import annotations
 
-import bisect
 import math
 
 from .. import _backend
-from .base import Schedule, count, nonneg, positive, steps
+from .base import Schedule, count, count1, gamma_rule, nonneg, positive, steps
 
 
 class linear(Schedule):
     """Linear from ``init`` to ``end`` over ``steps`` steps, then ``end`` (optax.linear_schedule)."""
+
+    _rules = (
+        ("init", _backend.real),
+        ("end", _backend.real),
+        ("total_steps", count1),
+    )
 
     def __init__(self, init, end, steps):
         self.init = _backend.real("init", init)
@@ -28,11 +33,17 @@ class linear(Schedule):
 
 
 def _gamma(gamma):
-    return _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
+    return gamma_rule("gamma", gamma)
 
 
 class step_decay(Schedule):
     """``lr * gamma ** (t // step_size)`` (torch StepLR). gamma in (0, 1]."""
+
+    _rules = (
+        ("lr", positive),
+        ("step_size", count1),
+        ("gamma", gamma_rule),
+    )
 
     def __init__(self, lr=1.0, step_size=1, gamma=0.1):
         self.lr = positive("lr", lr)
@@ -50,6 +61,12 @@ class multi_step(Schedule):
     applies ``gamma`` once per repetition, as in PyTorch.
     """
 
+    _rules = (
+        ("lr", positive),
+        ("milestones", steps),
+        ("gamma", gamma_rule),
+    )
+
     def __init__(self, lr=1.0, milestones=(), gamma=0.1):
         self.lr = positive("lr", lr)
         # Sorted, not refused: torch's MultiStepLR counts its milestones (a Counter), so [30, 10]
@@ -58,11 +75,17 @@ class multi_step(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+        # (counted as torch's Counter counts them: milestones assigned in any order, as at construction)
+        return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= t)
 
 
 class exponential(Schedule):
     """``lr * gamma ** t`` (torch ExponentialLR). gamma in (0, 1]."""
+
+    _rules = (
+        ("lr", positive),
+        ("gamma", gamma_rule),
+    )
 
     def __init__(self, lr=1.0, gamma=0.99):
         self.lr = positive("lr", lr)
@@ -80,6 +103,12 @@ class inverse_time(Schedule):
     is the classic ``lr0 / (1 + k t)``.
     """
 
+    _rules = (
+        ("lr", positive),
+        ("k", nonneg),
+        ("power", positive),
+    )
+
     def __init__(self, lr=1.0, k=1.0, power=1.0):
         self.lr = positive("lr", lr)
         self.k = nonneg("k", k)
@@ -92,6 +121,13 @@ class inverse_time(Schedule):
 
 class polynomial(Schedule):
     """``(lr - end) * (1 - min(t, T) / T) ** power + end`` (optax polynomial; torch PolynomialLR when end=0)."""
+
+    _rules = (
+        ("lr", positive),
+        ("total_steps", count1),
+        ("power", positive),
+        ("end", nonneg),
+    )
 
     def __init__(self, lr=1.0, total_steps=1, power=1.0, end=0.0):
         self.lr = positive("lr", lr)
@@ -116,6 +152,12 @@ class cosine(Schedule):
     T_max, this holds ``eta_min`` — use :class:`cosine_restarts` to restart).
     """
 
+    _rules = (
+        ("lr", positive),
+        ("total_steps", count1),
+        ("eta_min", nonneg),
+    )
+
     def __init__(self, lr=1.0, T_max=1, eta_min=0.0):
         self.lr = positive("lr", lr)
         self.total_steps = count("T_max", T_max, 1)
@@ -128,6 +170,13 @@ class cosine(Schedule):
 class cosine_restarts(Schedule):
     """SGDR (Loshchilov & Hutter 2017): cosine annealing restarted every cycle,
     the i-th cycle ``T_0 * T_mult ** i`` steps long (torch CosineAnnealingWarmRestarts)."""
+
+    _rules = (
+        ("lr", positive),
+        ("T_0", count1),
+        ("T_mult", count1),
+        ("eta_min", nonneg),
+    )
 
     def __init__(self, lr=1.0, T_0=1, T_mult=1, eta_min=0.0):
         self.lr = positive("lr", lr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..lowp import _option
-from .base import Schedule, count, nonneg
+from .base import Schedule, count, derived_total_steps, nonneg
 
 
 class swalr(Schedule):
@@ -25,20 +25,27 @@ class swalr(Schedule):
         self.anneal_epochs = count("anneal_epochs", anneal_epochs, 0)
         # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
         self.anneal_strategy = _option("anneal_strategy", anneal_strategy, ("cos", "linear"))
-        self.total_steps = self.anneal_epochs
+
+    @derived_total_steps("anneal_epochs")
+    def total_steps(self) -> int:
+        """``anneal_epochs`` (checked, naming it): the value holds ``swa_lr`` from there on."""
+        return count("anneal_epochs", self.anneal_epochs, 0)
+
+    # The attributes checked before each value, by the constructor's rules, naming them
+    # (Schedule._rules): they are assignable (swa_lr tuned mid-run), and an anneal_strategy of
+    # 'foo' annealed linearly, a negative anneal_epochs extrapolated past swa_lr, and a NaN swa_lr
+    # made every lr NaN, silently. Raised before the Scheduler writes any group.
+    _rules = (
+        ("initial_lr", nonneg),
+        ("swa_lr", nonneg),
+        ("anneal_epochs", count),
+        ("anneal_strategy", lambda name, v: _option(name, v, ("cos", "linear"))),
+    )
 
     def value(self, t):
-        # The attributes checked where they are used, by the constructor's rules, naming them (as
-        # optkern.swa.AveragedParams.update re-checks its own): they are assignable (swa_lr tuned
-        # mid-run), and an anneal_strategy of 'foo' annealed linearly, a negative anneal_epochs
-        # extrapolated past swa_lr, and a NaN swa_lr made every lr NaN, silently. Raised before
-        # the Scheduler writes any group.
-        initial_lr = nonneg("initial_lr", self.initial_lr)
-        swa_lr = nonneg("swa_lr", self.swa_lr)
-        epochs = count("anneal_epochs", self.anneal_epochs, 0)
-        strategy = _option("anneal_strategy", self.anneal_strategy, ("cos", "linear"))
+        epochs = self.anneal_epochs
         if epochs == 0:
-            return swa_lr
+            return self.swa_lr
         x = min(1.0, t / epochs)
-        a = (1.0 - math.cos(math.pi * x)) / 2.0 if strategy == "cos" else x
-        return swa_lr * a + initial_lr * (1.0 - a)
+        a = (1.0 - math.cos(math.pi * x)) / 2.0 if self.anneal_strategy == "cos" else x
+        return self.swa_lr * a + self.initial_lr * (1.0 - a)

@@ -13,6 +13,8 @@ average, take torch's own formula. The first update copies, as torch's does.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim import swa_utils
 
@@ -35,12 +37,18 @@ class AveragedModel(swa_utils.AveragedModel):
     over the float32 tensors; any other ``avg_fn`` / ``multi_avg_fn`` runs as in torch."""
 
     def _lerp_weight(self) -> float | None:
-        """The lerp weight of this update, or None where the average is not one optkern fuses."""
+        """The lerp weight of this update, or None where the average is not one optkern fuses: another
+        rule, or a weight outside [0, 1] (an EMA decay above 1 or NaN, a count set below 0), which
+        torch's formula takes (extrapolating) and the fused kernel refuses."""
         n = int(self.n_averaged)
         if self.avg_fn is None and self.multi_avg_fn is None:
-            return 1.0 / (n + 1)
-        decay = getattr(self.multi_avg_fn, "_optkern_ema_decay", None)
-        return None if self.avg_fn is not None or decay is None else 1.0 - decay
+            w = 1.0 / (n + 1) if n != -1 else math.nan
+        else:
+            decay = getattr(self.multi_avg_fn, "_optkern_ema_decay", None)
+            if self.avg_fn is not None or decay is None:
+                return None
+            w = 1.0 - decay
+        return w if 0.0 <= w <= 1.0 else None
 
     def _tensors(self, module) -> list:
         return list(module.parameters()) + (list(module.buffers()) if self.use_buffers else [])
