@@ -12,6 +12,9 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+import pytest
+
 import optkern
 
 THREADS = (1, 2, 3)
@@ -75,3 +78,50 @@ def test_start_vectors_do_not_depend_on_the_thread_count():
     # the start vector v0 / ||v0|| of lanczos(v0=...), top_eigenvalues, spectral_density and
     # power_iteration
     _assert_same(_bytes_by_thread_count(_START))
+
+
+# ---- a data loader resumed from a checkpoint taken inside an epoch ----------------------------------
+
+
+def _batches_seen(loader, epochs, stop=None):
+    """The labels of every batch of ``epochs`` epochs; with ``stop = (epoch, k)`` the loader's state
+    dict taken after the k-th batch of that epoch (while the loop runs) is returned too."""
+    seen, saved = [], None
+    for e in range(epochs):
+        for k, (_, yb) in enumerate(loader):
+            seen.append(yb.copy())
+            if stop == (e, k):
+                saved = loader.state_dict()
+    return seen, saved
+
+
+def test_batch_loader_resumed_inside_an_epoch_continues_with_the_next_batch():
+    from optkern import data
+
+    x = np.arange(103.0).reshape(103, 1)
+    y = np.arange(103)
+    whole, _ = _batches_seen(data.BatchLoader(x, y, 10, seed=4), 3)
+    for e, k in [(0, 0), (1, 4), (1, 10), (2, 7)]:
+        first, saved = _batches_seen(data.BatchLoader(x, y, 10, seed=4), 3, stop=(e, k))
+        resumed = data.BatchLoader(x, y, 10, seed=4)
+        resumed.load_state_dict(saved)
+        rest = [yb for _, yb in resumed] + [yb for _ in range(2 - e) for _, yb in resumed]
+        done = 11 * e + k + 1  # batches taken before the checkpoint (11 a epoch)
+        assert len(whole[:done]) + len(rest) == len(whole)
+        for a, b in zip(whole[done:], rest):
+            np.testing.assert_array_equal(a, b)
+        assert resumed.epoch == 3
+
+
+def test_batch_loader_position_is_checked_and_old_states_load():
+    from optkern import data
+
+    loader = data.BatchLoader(np.arange(10.0), None, 3, seed=5)  # 4 batches an epoch
+    loader.load_state_dict({"epoch": 2, "seed": 5})  # (saved before loaders kept a position)
+    assert loader.state_dict() == {"epoch": 2, "seed": 5, "batch": 0}
+    for bad, exc in [(-1, ValueError), (5, ValueError), (1.5, TypeError)]:
+        with pytest.raises(exc, match=r"^state\['batch'\]: "):
+            loader.load_state_dict({"epoch": 3, "seed": 6, "batch": bad})
+        assert loader.state_dict() == {"epoch": 2, "seed": 5, "batch": 0}
+    loader.load_state_dict({"epoch": 3, "seed": 5, "batch": 4})  # (the epoch's last batch was taken)
+    assert list(loader) == [] and loader.epoch == 4
