@@ -125,3 +125,16 @@ def test_batch_loader_position_is_checked_and_old_states_load():
         assert loader.state_dict() == {"epoch": 2, "seed": 5, "batch": 0}
     loader.load_state_dict({"epoch": 3, "seed": 5, "batch": 4})  # (the epoch's last batch was taken)
     assert list(loader) == [] and loader.epoch == 4
+
+
+def test_batch_loader_batches_from_a_start():
+    from optkern import data
+
+    loader = data.BatchLoader(np.arange(10.0), None, 3, seed=5)
+    whole = list(loader.batches(2))
+    rest = list(loader.batches(2, start=2))
+    assert len(rest) == 2
+    for a, b in zip(whole[2:], rest):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="^start: "):
+        next(loader.batches(2, start=-1))

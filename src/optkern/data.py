@@ -125,6 +125,7 @@ class BatchLoader(NativeByName):
         """Yield the batches of ``epoch`` from its batch ``start`` on, without changing :attr:`epoch`."""
         e = self.epoch if epoch is None else epoch
         b = self.batch_size(e)
+        start = _backend.integer("start", start, 0)
         idx = self._xp.asarray(self.order(e))
         stop = self.n - self.n % b if self.drop_last else self.n
         for s in range(start * b, stop, b):
