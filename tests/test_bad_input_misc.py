@@ -170,7 +170,7 @@ def test_batch_loader_state_is_checked_whole_before_loading(state, exc, match):
     loader.epoch = 7
     with pytest.raises(exc, match=match):
         loader.load_state_dict(state)
-    assert loader.state_dict() == {"epoch": 7, "seed": 5}
+    assert loader.state_dict() == {"epoch": 7, "seed": 5, "batch": 0}
 
 
 def test_batch_loader_flags_are_bools():

@@ -62,7 +62,9 @@ class BatchLoader(NativeByName):
 
     Iterating the loader yields one epoch of ``(x_batch, y_batch)`` and then
     advances :attr:`epoch`. Batches are gathered with the arrays' own library
-    (the index permutation is moved to the GPU for CuPy arrays).
+    (the index permutation is moved to the GPU for CuPy arrays). :meth:`state_dict` holds the
+    epoch and, taken inside the loop, how many of its batches were handed out: a loader restored
+    from it goes on with the next batch, as the run that went on did.
     """
 
     def __init__(self, x, y=None, batch_size_schedule=32, seed=0, *, shuffle=True, drop_last=False):
@@ -82,6 +84,9 @@ class BatchLoader(NativeByName):
         self.shuffle = _backend.flag("shuffle", shuffle)
         self.drop_last = _backend.flag("drop_last", drop_last)
         self.epoch = 0
+        # (epoch, batches of it handed out): where an epoch stopped or a restored one resumes; an
+        # epoch assigned to `epoch` by hand (another one) starts at its first batch
+        self._pos = (0, 0)
         self._xp = _backend.array_module(x)
 
     @property
@@ -98,8 +103,16 @@ class BatchLoader(NativeByName):
 
     def __len__(self) -> int:
         """Number of batches in the current epoch."""
-        b = self.batch_size()
+        return self._count(self.epoch)
+
+    def _count(self, epoch: int) -> int:
+        b = self.batch_size(epoch)
         return self.n // b if self.drop_last else -(-self.n // b)
+
+    def _taken(self) -> int:
+        """Batches of the current epoch handed out (0 unless it stopped or was restored inside it)."""
+        e, k = getattr(self, "_pos", (0, 0))  # (a loader pickled before it kept a position: none)
+        return k if e == self.epoch else 0
 
     def order(self, epoch: int | None = None):
         """The example order of ``epoch`` (a host int64 array)."""
@@ -108,26 +121,33 @@ class BatchLoader(NativeByName):
             return np.arange(self.n)
         return np.random.default_rng(_epoch_seed(self.seed, e)).permutation(self.n)
 
-    def batches(self, epoch: int | None = None):
-        """Yield the batches of ``epoch`` without changing :attr:`epoch`."""
+    def batches(self, epoch: int | None = None, start: int = 0):
+        """Yield the batches of ``epoch`` from its batch ``start`` on, without changing :attr:`epoch`."""
         e = self.epoch if epoch is None else epoch
         b = self.batch_size(e)
+        start = _backend.integer("start", start, 0)
         idx = self._xp.asarray(self.order(e))
         stop = self.n - self.n % b if self.drop_last else self.n
-        for s in range(0, stop, b):
+        for s in range(start * b, stop, b):
             i = idx[s : s + b]
             yield self.x[i] if self.y is None else (self.x[i], self.y[i])
 
     def __iter__(self):
         e = self.epoch
         self.batch_size(e)  # a schedule's bad size raises here, before the epoch counts as begun
+        k = self._taken()
         try:
-            yield from self.batches(e)
+            for batch in self.batches(e, k):
+                k += 1
+                self._pos = (e, k)  # (counted when handed out: a state dict taken in the loop resumes after it)
+                yield batch
         finally:
-            self.epoch = e + 1
+            self.epoch, self._pos = e + 1, (e + 1, 0)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "seed": self.seed}
+        """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
+        the loop over it)."""
+        return {"epoch": self.epoch, "seed": self.seed, "batch": self._taken()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; the whole of ``state`` is checked before anything changes."""
@@ -138,4 +158,10 @@ class BatchLoader(NativeByName):
                 raise ValueError(f"state: missing {k!r}")
         epoch = _backend.integer("state['epoch']", state["epoch"], 0)
         seed = _backend.integer("state['seed']", state["seed"], 0)
-        self.epoch, self.seed = epoch, seed
+        # (a state saved before loaders kept a position has no 'batch': the epoch from its start)
+        batch = _backend.integer("state['batch']", state.get("batch", 0), 0)
+        if batch:
+            count = self._count(epoch)
+            if batch > count:
+                raise ValueError(f"state['batch']: {batch} batches taken, but epoch {epoch} has {count}")
+        self.epoch, self.seed, self._pos = epoch, seed, (epoch, batch)

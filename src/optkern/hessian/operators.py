@@ -322,7 +322,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
-    norm = float(xp.linalg.norm(params))
+    norm = _norm2(params)
     if not math.isfinite(norm):
         raise ValueError("params: has NaN or Inf entries")
     scale = rel_step * (1.0 + norm)
@@ -337,7 +337,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         return g
 
     def matvec(v):
-        nv = float(xp.linalg.norm(v))
+        nv = _norm2(v)
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
@@ -417,8 +417,16 @@ def unit_vector(op, v, name: str = "v0"):
     # underflowed to 0: a valid start vector was refused as "not finite nonzero". Scaled first by a
     # power of two (exact: the same bits as v / ||v|| wherever that norm was representable).
     v = v / math.ldexp(1.0, math.frexp(big)[1] - 1)
-    return v / float(op.xp.linalg.norm(v))
+    return v / _norm2(v)
 
 
-def _norm(xp, v) -> float:
-    return math.sqrt(float(xp.vdot(v, v).real))
+def _norm2(v) -> float:
+    """``||v||`` of a real 1-D NumPy or CuPy vector, summed in float64 by optkern's fixed blocking
+    (``cg_curvature`` without damping): the same bits for any thread count. NumPy's norm is
+    OpenBLAS's dot, which splits a float64 vector of more than 10,000 elements into one partial
+    sum per BLAS thread: from_grad's products and every start vector changed their last bits with
+    ``OMP_NUM_THREADS``."""
+    v = _backend.array_module(v).ascontiguousarray(v)
+    if isinstance(v, np.ndarray) and not v.flags.aligned:
+        v = v.copy()
+    return math.sqrt(_backend.backend(("v", v)).cg_curvature(v, v, 0.0))
