@@ -34,7 +34,7 @@ def _lowprec_run(name, status="done", diverged_epoch=None):
 def test_lowprec_table_marks_a_diverged_runs_older_top_eigenvalue_with_its_epoch():
     runs = [_lowprec_run("adam"), _lowprec_run("adam-fp16", "diverged", 2)]
     text = "\n".join(report_section({"runs": runs}))
-    (fp16,) = [line for line in text.splitlines() if line.startswith("| adam-fp16 |")]
+    (fp16,) = [line for line in text.splitlines() if line.startswith("| adam-fp16 (diverged at epoch 2) |")]
     assert "| 4 (epoch 1) |" in fp16  # its last measurement, before it diverged at epoch 2
     (adam,) = [line for line in text.splitlines() if line.startswith("| adam |")]
     assert "| 5 |" in adam and "(epoch" not in adam  # measured at its last epoch: no marker

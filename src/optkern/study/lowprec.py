@@ -22,7 +22,7 @@ import numpy as np
 from .. import lowp
 from ..amp import GradScaler
 from .methods import OPTIMIZERS
-from .summary import measured_at, run_row
+from .summary import curvature_rows, measured_at, run_row
 
 
 class HalfWeights:
@@ -123,14 +123,26 @@ def _f(v, spec: str) -> str:
     return "—" if v is None else format(v, spec)
 
 
-def _last(run: dict, key: str):
-    h = run.get("history", {}).get(key) or [None]
-    return h[-1]
+def _final(rs: list, key: str) -> float | None:
+    """Mean over ``rs`` of ``run_row``'s ``key`` ("final_train_loss", "final_val_acc"): None for a
+    diverged run, whose history ends at the epoch before it diverged (epoch 0 when it diverged in
+    epoch 1) and was reported as its final loss and accuracy."""
+    return _mean(run_row(r)[key] for r in rs)
 
 
-def _top(run: dict):
-    c = run.get("curvature") or []
-    return c[-1]["top_eigenvalues"][0] if c else None
+def _top(rs: list) -> float | None:
+    """Mean top eigenvalue of the runs' last Hessian measurements of one epoch (``curvature_rows``)."""
+    return _mean(row["top_eigenvalue"] for row in curvature_rows([run_row(r) for r in rs]))
+
+
+def _diverged(rs: list) -> str:
+    """' (diverged at epoch N)', ' (k of n seeds diverged)' or ''."""
+    div = [r for r in rs if r.get("status") == "diverged"]
+    if not div:
+        return ""
+    if len(rs) == 1:
+        return f" (diverged at epoch {div[0].get('diverged_epoch')})"
+    return f" ({len(div)} of {len(rs)} seeds diverged)"
 
 
 def report_section(results: dict) -> list:
@@ -152,7 +164,9 @@ def report_section(results: dict) -> list:
         "float32 (constant learning rate, where `momentum` follows the warm-up + cosine schedule). Optimizer "
         "memory: bytes per parameter the optimizer holds besides the model's weights. A run's final train "
         "loss is the mean over its last epoch's batches; the SWA average's is its loss over the whole "
-        "training set (the text compares it with the last iterate's loss over the whole training set).",
+        "training set (the text compares it with the last iterate's loss over the whole training set). A run "
+        "that diverged has no final loss or accuracy (—; its top eigenvalue is its last one, marked with its "
+        "epoch), and is left out of the comparisons.",
         "",
         "| run | norm | final train loss | val accuracy | top eigenvalue | optimizer bytes/param |",
         "|---|---|---:|---:|---:|---:|",
@@ -168,8 +182,8 @@ def report_section(results: dict) -> list:
         for name in shown:
             rs = by[name]
             out.append(
-                f"| {name} | {norm} | {_f(_mean(_last(r, 'train_loss') for r in rs), '.4f')} | "
-                f"{_f(_mean(_last(r, 'val_acc') for r in rs), '.3f')} | {_f(_mean(_top(r) for r in rs), '.3g')}"
+                f"| {name}{_diverged(rs)} | {norm} | {_f(_final(rs, 'final_train_loss'), '.4f')} | "
+                f"{_f(_final(rs, 'final_val_acc'), '.3f')} | {_f(_top(rs), '.3g')}"
                 f"{measured_at([run_row(r) for r in rs])} | "
                 f"{_f(_mean(r.get('state_bytes_per_param') for r in rs), '.2f')} |"
             )
@@ -189,9 +203,12 @@ def report_section(results: dict) -> list:
                     f"{_mean(r['steps'] for r in scaled):.0f} steps skipped (float16 gradients that overflowed), "
                     f"final loss scale {_mean(r['loss_scale'] for r in scaled):.4g}."
                 )
+            if _diverged(rs):  # (a baseline's too: its comparisons below leave it out)
+                said.append(f"{name} {where}: {_diverged(rs)[2:-1]}.")
             base = LOW_PRECISION.get(name)
-            acc_low = _mean(_last(r, "val_acc") for r in rs)
-            acc_base = _mean(_last(r, "val_acc") for r in by.get(base, [])) if base else None
+            # (the runs that finished: a diverged run has no final accuracy)
+            acc_low = _final(rs, "final_val_acc")
+            acc_base = _final(by.get(base, []), "final_val_acc") if base else None
             if acc_low is not None and acc_base is not None:
                 said.append(
                     f"{name} {where}: validation accuracy {acc_low:.3f} against {acc_base:.3f} for {base} "

@@ -202,8 +202,9 @@ def _table(results: dict) -> list:
         st = grp["stats"]
         rows = grp["rows"]
         at = _at(rows)
-        unconverged |= not all(r["converged"] for r in rows)
-        star = "" if all(r["converged"] for r in rows) else "*"
+        converged = all(r["converged"] for r in S.curvature_rows(rows))  # (the rows its numbers are of)
+        unconverged |= not converged
+        star = "" if converged else "*"
         out.append(
             f"| {grp['optimizer']} | {grp['norm']} | {_cell(st['final_train_loss'], '.4f')} | "
             f"{_cell(st['final_val_acc'], '.3f')} | {_cell(st['top_eigenvalue'], '.3g')}{star}{at} | "

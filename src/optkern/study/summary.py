@@ -71,14 +71,33 @@ def run_row(r: dict) -> dict:
     }
 
 
+#: The run_row fields measured on the Hessian: a group's are averaged over ``curvature_rows`` only.
+CURVATURE_METRICS = ("top_eigenvalue", "trace", "trace_stderr", "grad_concentration")
+
+
+def curvature_rows(rows: list) -> list:
+    """The rows (:func:`run_row`) whose last Hessian measurement is at the latest epoch any of them
+    has: the ones a mean over seeds may pool. A diverged seed's last one is older (epoch 0 when it
+    diverged in epoch 1); averaging it with the other seeds' last ones mixed epochs in one number."""
+    epochs = [r["curvature_epoch"] for r in rows if r["curvature_epoch"] is not None]
+    if not epochs:
+        return []
+    return [r for r in rows if r["curvature_epoch"] == max(epochs)]
+
+
 def measured_at(rows: list) -> str:
-    """ " (epoch N)" when a row's (:func:`run_row`) last Hessian measurement is older than its last
-    epoch (a diverged run's: its last one before diverging), so a table shows where it comes from."""
-    for r in rows:
-        e = r["curvature_epoch"]
-        if e is not None and e != r["last_epoch"]:
-            return f" (epoch {e})"
-    return ""
+    """ " (epoch N)" when the last Hessian measurement of the rows (:func:`run_row`) that
+    ``curvature_rows`` keeps is older than their last epoch (a diverged run's: its last one before
+    diverging), and " (k of n seeds)" when it keeps only k of the n rows, so a table shows where
+    its Hessian numbers come from."""
+    used = curvature_rows(rows)
+    notes = []
+    e = used[0]["curvature_epoch"] if used else None
+    if any(e != r["last_epoch"] for r in used):
+        notes.append(f"epoch {e}")
+    if used and len(used) < len(rows):
+        notes.append(f"{len(used)} of {len(rows)} seeds")
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def loss_caption(results: dict) -> str:
@@ -113,7 +132,8 @@ def groups(results: dict) -> list:
         out.setdefault((row["optimizer"], row["norm"]), []).append(row)
     res = []
     for (name, norm), rows in out.items():
-        stats = {m: stat(row[m] for row in rows) for m in METRICS}
+        used = curvature_rows(rows)  # (Hessian numbers of one epoch: not a diverged seed's older ones)
+        stats = {m: stat(row[m] for row in (used if m in CURVATURE_METRICS else rows)) for m in METRICS}
         res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats})
     return res
 

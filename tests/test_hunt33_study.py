@@ -1,0 +1,81 @@
+"""Is what `optkern study` reports true? Each number checked against what its label says, on
+tiny real studies (a learning rate large enough that some runs diverge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from optkern import datasets
+from optkern.study import lowprec, report, runner, summary
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load_digits().split(0.2, seed=0)
+
+
+def _cfg(**kw):
+    base = dict(norms=["none"], hidden=(8,), curvature_batch=32, jobs=1, checkpoints=2)
+    base.update(kw)
+    return runner.StudyConfig.quick(**base)
+
+
+def _line(lines, start):
+    (line,) = [x for x in lines if x.startswith(start)]
+    return line
+
+
+def test_lowprec_section_gives_a_diverged_run_no_final_loss_or_accuracy(digits):
+    # swalp at lr=1000 diverges in epoch 1: its history ends at epoch 0 (the initial weights), which
+    # the low-precision table reported as its final loss and accuracy (0.150), and the text compared
+    # that with momentum's ("-48.5 points"), while the results table said "—" and "diverged".
+    cfg = _cfg(optimizers=["momentum", "swalp"], epochs=3, low_precision=True, overrides={"swalp": {"lr": 1000.0}})
+    res = runner.run_study(*digits, cfg, progress=False)
+    swalp = next(r for r in res["runs"] if r["optimizer"] == "swalp")
+    assert swalp["status"] == "diverged" and swalp["history"]["epoch"] == [0]  # (the case at hand)
+    lines = lowprec.report_section(res)
+    row = _line(lines, "| swalp")
+    assert row.startswith("| swalp (diverged at epoch 1) | none | — | — |"), row
+    acc0 = f"{swalp['history']['val_acc'][0]:.3f}"
+    assert acc0 not in row
+    text = lines[-2]
+    assert "swalp without normalization: diverged at epoch 1." in text
+    assert "validation accuracy" not in text  # nothing to compare: momentum's is not set against epoch 0's
+    assert _line(lines, "| momentum |").startswith("| momentum | none | ")
+
+
+def test_a_groups_hessian_numbers_are_those_of_one_epoch(digits, tmp_path):
+    # sgd at lr=800, seeds 1..3: seeds 1 and 3 diverge in epoch 1 (last Hessian: epoch 0), seed 2
+    # ends at epoch 2. The table's top eigenvalue was the mean of the three last measurements,
+    # two of epoch 0 and one of epoch 2 (2.06 ± 2, "(epoch 0)"): no epoch's value.
+    cfg = _cfg(optimizers=["sgd"], epochs=2, seed=1, seeds=3, overrides={"sgd": {"lr": 800.0}})
+    res = runner.run_study(*digits, cfg, progress=False)
+    status = {r["seed"]: r["status"] for r in res["runs"]}
+    assert status == {1: "diverged", 2: "done", 3: "diverged"}  # (the case at hand)
+    done = next(r for r in res["runs"] if r["status"] == "done")
+    end = done["curvature"][-1]
+    assert end["epoch"] == 2
+    (grp,) = summary.groups(res)
+    st = grp["stats"]
+    assert st["top_eigenvalue"].n == 1 and st["top_eigenvalue"].mean == end["top_eigenvalues"][0]
+    assert st["trace"].mean == end["trace"] and st["grad_concentration"].mean == end["grad_concentration"]
+    md = Path(report.write_markdown(res, str(tmp_path), [])).read_text()
+    row = _line(md.splitlines(), "| sgd | none |")
+    assert f"| {end['top_eigenvalues'][0]:.3g}" in row and "(1 of 3 seeds)" in row and "(epoch 0)" not in row, row
+
+
+def test_measured_at_names_the_epoch_and_the_seeds_of_the_numbers_it_marks():
+    def row(seed, status, last, curv):
+        return {"seed": seed, "status": status, "last_epoch": last, "curvature_epoch": curv}
+
+    # every seed diverged: their numbers are of epoch 0, from all three seeds
+    rows = [row(s, "diverged", 1, 0) for s in range(3)]
+    assert summary.measured_at(rows) == " (epoch 0)"
+    assert summary.curvature_rows(rows) == rows
+    # one seed whose Hessian failed at its last epoch (its last one: epoch 2) beside two measured at 4
+    rows = [row(0, "done", 4, 4), row(1, "done", 4, 2), row(2, "done", 4, 4)]
+    assert summary.measured_at(rows) == " (2 of 3 seeds)"
+    assert summary.measured_at([row(0, "done", 4, 4)]) == ""
+    assert summary.measured_at([row(0, "done", 4, None)]) == "" and summary.curvature_rows([]) == []
