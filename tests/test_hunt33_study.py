@@ -79,3 +79,25 @@ def test_measured_at_names_the_epoch_and_the_seeds_of_the_numbers_it_marks():
     assert summary.measured_at(rows) == " (2 of 3 seeds)"
     assert summary.measured_at([row(0, "done", 4, 4)]) == ""
     assert summary.measured_at([row(0, "done", 4, None)]) == "" and summary.curvature_rows([]) == []
+
+
+@pytest.mark.parametrize(
+    "avg, last, word",
+    [
+        (0.9995, 1.0, "as sharp as"),
+        (1.0005, 1.0, "as sharp as"),
+        (0.988, 1.0, "flatter than"),
+        (1.02, 1.0, "sharper than"),
+    ],
+)
+def test_swa_average_is_called_flatter_only_beyond_the_eigensolvers_tolerance(avg, last, word):
+    # a top eigenvalue is known to about the Lanczos tolerance (relative, 1e-3 here): 0.9995 vs 1 was
+    # called "flatter" though the two cannot be ordered
+    run = {
+        "history": {"epoch": [0, 3]},
+        "curvature": [{"epoch": 3, "top_eigenvalues": [last]}],
+        "swa": {"top_eigenvalues": [avg], "train_loss": 0.5, "last_train_loss": 0.6},
+    }
+    (sentence, _) = lowprec._swa_sentences([run], "swalp", "without normalization", 1e-3)
+    assert f"is {word} its last iterate" in sentence, sentence
+    assert ("within the eigensolver's relative tolerance 0.001" in sentence) == (word == "as sharp as")

@@ -195,7 +195,7 @@ def report_section(results: dict) -> list:
                     f"{_f(_mean(s['train_loss'] for s in swa), '.4f')} | "
                     f"{_f(_mean(s['val_acc'] for s in swa), '.3f')} | {_f(top, '.3g')} | |"
                 )
-                said += _swa_sentences(rs, name, where)
+                said += _swa_sentences(rs, name, where, results.get("config", {}).get("lanczos_tol", 0.0))
             scaled = [r for r in rs if r.get("loss_scale") is not None]
             if scaled:
                 said.append(
@@ -217,9 +217,10 @@ def report_section(results: dict) -> list:
     return out + ["", " ".join(said), ""] if said else out + [""]
 
 
-def _swa_sentences(rs: list, name: str, where: str) -> list:
+def _swa_sentences(rs: list, name: str, where: str, tol: float) -> list:
     """The SWA average against the last iterate of the same runs, each measured the same way: top
-    eigenvalue at the last epoch (runs with both), loss over the whole training set."""
+    eigenvalue at the last epoch (runs with both), loss over the whole training set. ``tol``: the
+    eigensolver's relative tolerance, within which neither is called flatter."""
     pairs = []
     for r in rs:
         swa = r.get("swa") or {}
@@ -230,10 +231,13 @@ def _swa_sentences(rs: list, name: str, where: str) -> list:
     if pairs:
         top, last = _mean(p[0] for p in pairs), _mean(p[1] for p in pairs)
         if top is not None and last is not None:
-            word = "flatter" if top < last else "sharper" if top > last else "equally sharp"
             runs = f"; {len(pairs)} run(s)" if len(pairs) != len(rs) else ""
+            if abs(top - last) <= tol * max(abs(top), abs(last)):  # (each known to about tol: no order)
+                word, runs = "as sharp as", f"{runs}; within the eigensolver's relative tolerance {tol:g}"
+            else:
+                word = "flatter than" if top < last else "sharper than"
             out.append(
-                f"{where.capitalize()}, the SWA average of {name}'s iterates is {word} than its last iterate "
+                f"{where.capitalize()}, the SWA average of {name}'s iterates is {word} its last iterate "
                 f"(top eigenvalue {top:.3g} vs {last:.3g}{runs})."
             )
     losses = [
