@@ -64,6 +64,9 @@ def test_a_groups_hessian_numbers_are_those_of_one_epoch(digits, tmp_path):
     md = Path(report.write_markdown(res, str(tmp_path), [])).read_text()
     row = _line(md.splitlines(), "| sgd | none |")
     assert f"| {end['top_eigenvalues'][0]:.3g}" in row and "(1 of 3 seeds)" in row and "(epoch 0)" not in row, row
+    # the summary's end values are of the one seed measured there: "the mean over 3 seeds" said otherwise
+    (said,) = summary.sharpness_sentences(res)
+    assert "per optimizer the mean over 3 seeds (1 for sgd);" in said, said
 
 
 def test_measured_at_names_the_epoch_and_the_seeds_of_the_numbers_it_marks():

@@ -186,6 +186,7 @@ def sharpness(results: dict, norm: str) -> dict | None:
         "first": first,
         "last": last,
         "optimizers": len(ends),
+        "end_seeds": {o: len(cs) for o, cs in ends.items()},  # (a seed that diverged has no end)
         "top_start": statistics.fmean(c["top_eigenvalues"][0] for c in start),
         "top_end": per_opt(lambda c: c["top_eigenvalues"][0]),
         "lo_start": statistics.fmean(c.get("spectrum_min", math.nan) for c in start),
@@ -228,12 +229,14 @@ def sharpness_sentences(results: dict) -> list:
     """Per normalization: the top eigenvalue and the spectrum's ends at the start and the end."""
     out = []
     seeds = results.get("config", {}).get("seeds", 1)
-    over = f"per optimizer the mean over {seeds} seeds; " if seeds > 1 else ""
     start_over = f"mean over {seeds} seeds; " if seeds > 1 else ""
     for norm in _norms(results):
         s = sharpness(results, norm)
         if s is None:
             continue
+        # (the seeds measured at the end: one that diverged before it is not among them)
+        short = ", ".join(f"{n} for {o}" for o, n in s["end_seeds"].items() if n < seeds)
+        over = f"per optimizer the mean over {seeds} seeds{f' ({short})' if short else ''}; " if seeds > 1 else ""
         med = statistics.median(s["top_end"].values())
         optimizers = f"{s['optimizers']} optimizer{'s' if s['optimizers'] != 1 else ''}"
         out.append(
