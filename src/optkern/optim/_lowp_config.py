@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
@@ -61,14 +61,15 @@ def lowp_keywords(cls: _C) -> _C:
     return cls
 
 
-def element_starts(groups: list) -> list[int]:
+def element_starts(groups: list, size: Callable[[Any], int] | None = None) -> list[int]:
     """The index of each param's element 0 among all elements of ``groups``' params in order (any
     array with a ``shape``: NumPy, CuPy, torch): the Philox counters of stochastic rounding, so that
     no two params of a step round with the same words. One numbering for optkern.optim and
-    optkern.torch, whose runs (groups, formats, None-grad splits) step in separate native calls."""
+    optkern.torch, whose runs (groups, formats, None-grad splits) step in separate native calls.
+    ``size``: a param's element count where its ``shape`` is not it (a lazy torch param: 0)."""
     starts, base = [], 0
     for g in groups:
         for p in g["params"]:
             starts.append(base)
-            base += math.prod(p.shape)
+            base += math.prod(p.shape) if size is None else size(p)
     return starts

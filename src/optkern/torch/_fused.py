@@ -140,6 +140,8 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     def _validate(self, group: dict, where: str) -> None:
         """Hyper-parameters checked by the functional form on empty lists (nothing is written)."""
         for j, p in enumerate(group["params"]):
+            if _views.is_lazy(p):  # a lazy module's, before its first forward: torch.optim takes it (its
+                continue  # forward materializes the very same Parameter; the step checks it then)
             _views.check_tensor(
                 p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg), _lowp.COMPLEX_WHY, _lowp.HALF_HINT
             )

@@ -25,8 +25,14 @@ from ._tracked import _TrackedEntry
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
 _is_contiguous = torch.Tensor.is_contiguous
 _numel = torch.Tensor.numel
+
 _shape = operator.attrgetter("shape")
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
+
+
+def _elements_now(p) -> int:
+    """``p``'s element count; 0 for a lazy module's param before its first forward (no shape yet)."""
+    return 0 if _views.is_lazy(p) else _numel(p)
 
 
 class _Runs:
@@ -121,7 +127,8 @@ class _Runs:
         stochastic rounding's Philox counters (optkern.optim numbers its params' elements so)."""
         flat = [p for g in self.param_groups for p in g["params"]]
         starts: dict[int, int] = {}
-        for p, s in zip(flat, element_starts(self.param_groups)):
+        # (a lazy module's param before its first forward has no shape, and no grad: it counts none)
+        for p, s in zip(flat, element_starts(self.param_groups, _elements_now)):
             starts.setdefault(id(p), s)  # (a tensor listed twice is refused by the step's checks)
         return [starts[id(p)] for p in params]
 

@@ -32,6 +32,13 @@ NEG_VIEW = "a negated view (its sign is a lazy bit that optkern's views cannot c
 #: why a tensor with torch's lazy conjugation bit (``z.conj()``) is refused (torch.optim's
 #: ``view_as_real`` refuses it too)
 CONJ_VIEW = "a conjugated view (a lazy bit that its real view cannot carry): pass t.resolve_conj()"
+#: why a lazy module's param before its first forward (``torch.nn.UninitializedParameter``) is refused
+#: where it would be read or given state now (torch's own error names no argument)
+LAZY = (
+    "an uninitialized parameter (a lazy module's, before its first forward): run the model once on a "
+    "batch before constructing this (torch's lazy-module docs do the same)"
+)
+is_lazy = torch.nn.parameter.is_lazy
 _to_dlpack = torch.utils.dlpack.to_dlpack
 _view_as_real = torch.view_as_real
 _is_contiguous = torch.Tensor.is_contiguous
@@ -45,6 +52,8 @@ def check_tensor(t, name: str, dtypes: tuple = TYPES, complex_why: str = "", hal
     float16 / bfloat16 one that ``dtypes`` lacks."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if is_lazy(t):  # (every method but a few raises torch's ValueError, which names no argument)
+        raise ValueError(f"{name}: {LAZY}")
     if t.layout is not torch.strided:
         raise TypeError(f"{name}: sparse tensors are not supported (layout {t.layout})")
     if t.dtype not in dtypes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
+from . import _views
 from ._fused import _Fused
 from ._impl_keywords import impl_keywords
 from ._state import _zeros
@@ -181,6 +182,10 @@ class Adagrad(_Fused):
             ),
             lowp,
         )
+        for i, group in enumerate(self.param_groups):
+            for j, p in enumerate(group["params"]):  # (a lazy param has no shape yet: torch's refuses it too)
+                if _views.is_lazy(p):
+                    raise ValueError(f"param_groups[{i}]['params'][{j}]: Adagrad makes its state here: {_views.LAZY}")
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, self.state[p], group)
