@@ -420,5 +420,26 @@ def unit_vector(op, v, name: str = "v0"):
     return v / float(op.xp.linalg.norm(v))
 
 
-def _norm(xp, v) -> float:
-    return math.sqrt(float(xp.vdot(v, v).real))
+def vector_norm(xp, v, axis=None):
+    """``||v||`` (a float; ``axis``: the norms along it, an array of ``xp``), safe at either end of
+    ``v``'s range. NumPy's and CuPy's norms square in ``v``'s dtype: entries of 1e200 (float64) or
+    1e20 (float32) made it inf, of 1e-200 / 1e-25 zero, and Lanczos over ``c A`` then took every
+    step for a breakdown (``top_eigenvalues``: eigenvalues wrong or the first one only). Where the
+    direct norm is not finite or so small that squares may have underflowed, ``v`` is scaled by a
+    power of two of its largest magnitude (exact) and the norm scaled back (LAPACK nrm2's idea)."""
+    fi = np.finfo(v.dtype)
+    floor = math.sqrt(float(fi.tiny)) / float(fi.eps)  # (squares above tiny / eps^2: underflow lost nothing)
+    with np.errstate(over="ignore", under="ignore"):
+        r = xp.linalg.norm(v, axis=axis)
+    if axis is None:
+        if not math.isfinite(float(r)) or float(r) < floor:
+            big = float(xp.abs(v).max()) if v.size else 0.0
+            if math.isfinite(big) and big > 0.0:
+                e = math.frexp(big)[1]
+                return math.ldexp(float(xp.linalg.norm(xp.ldexp(v, -e))), e)
+        return float(r)
+    if bool(xp.all(xp.isfinite(r) & (r >= floor))):
+        return r
+    e = xp.frexp(xp.abs(v).max(axis=axis, keepdims=True))[1]  # (0 for a zero row: left as it is)
+    with np.errstate(over="ignore"):
+        return xp.ldexp(xp.linalg.norm(xp.ldexp(v, -e), axis=axis), xp.squeeze(e, axis=axis))
