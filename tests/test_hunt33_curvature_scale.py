@@ -142,3 +142,14 @@ def test_gradient_concentration_of_a_scaled_operator(dtype, c):
     assert want == pytest.approx((g[0] ** 2 + g[1] ** 2) / (g @ g), rel=1e-5)
     got = hessian.gradient_concentration((c * A).astype(dtype), (c * g).astype(dtype), 2)
     assert got == pytest.approx(want, rel=_rtol(dtype) * 10)
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
+@pytest.mark.parametrize("dtype,c", CASES)
+def test_trace_and_its_stderr_of_a_scaled_operator(dtype, c, method):
+    A = _sym(40, seed=5) + 3 * np.eye(40)
+    want = hessian.trace(A.astype(dtype), method, num_matvecs=12, seed=2)
+    got = hessian.trace((c * A).astype(dtype), method, num_matvecs=12, seed=2)
+    assert got.estimate / c == pytest.approx(want.estimate, rel=_rtol(dtype))
+    assert 0 < want.stderr < np.inf
+    assert got.stderr / c == pytest.approx(want.stderr, rel=_rtol(dtype))
