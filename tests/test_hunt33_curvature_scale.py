@@ -153,3 +153,15 @@ def test_trace_and_its_stderr_of_a_scaled_operator(dtype, c, method):
     assert got.estimate / c == pytest.approx(want.estimate, rel=_rtol(dtype))
     assert 0 < want.stderr < np.inf
     assert got.stderr / c == pytest.approx(want.stderr, rel=_rtol(dtype))
+
+
+def test_lanczos_default_start_finds_a_top_eigenvector_of_two_opposite_entries_for_every_seed():
+    """diag(5, 1, ...) rotated so that the top eigenvector is ``(e1 - e2) / sqrt(2)``: a +-1 start vector
+    with equal first two entries is orthogonal to it (half the seeds), and no Ritz value reaches 5."""
+    n = 40
+    u = np.zeros(n)
+    u[:2] = [1.0, -1.0]
+    u /= np.sqrt(2.0)
+    A = 5.0 * np.outer(u, u) + np.diag(np.r_[0.0, 0.0, np.linspace(0.1, 1.0, n - 2)])
+    wrong = [s for s in range(32) if abs(_ritz(*hessian.lanczos(A, 12, seed=s)).max() - 5.0) > 1e-8]
+    assert wrong == []
