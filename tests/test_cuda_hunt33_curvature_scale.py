@@ -56,3 +56,16 @@ def test_lanczos_and_density_of_a_scaled_cupy_operator(c):
     want = hessian.spectral_density(cp.asarray(A), num_probes=2, steps=10, grid=30)
     got = hessian.spectral_density(cp.asarray(c * A), num_probes=2, steps=10, grid=30)
     np.testing.assert_allclose(got.grid / c, want.grid, rtol=1e-10)
+
+
+@pytest.mark.parametrize("c", [1e-22, 1e20])
+def test_cg_of_a_scaled_float32_system_on_the_gpu(c):
+    n = 12
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((n, n))
+    A = M @ M.T / n + np.eye(n)
+    b = rng.standard_normal(n)
+    r = hessian.cg(cp.asarray((c * A).astype(np.float32)), cp.asarray((c * b).astype(np.float32)))
+    assert (r.info, r.negative_curvature) == (0, False)
+    exact = np.linalg.solve(A, b)
+    np.testing.assert_allclose(cp.asnumpy(r.x), exact, rtol=0, atol=2e-6 * np.abs(exact).max())

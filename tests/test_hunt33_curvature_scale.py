@@ -165,3 +165,38 @@ def test_lanczos_default_start_finds_a_top_eigenvector_of_two_opposite_entries_f
     A = 5.0 * np.outer(u, u) + np.diag(np.r_[0.0, 0.0, np.linspace(0.1, 1.0, n - 2)])
     wrong = [s for s in range(32) if abs(_ritz(*hessian.lanczos(A, 12, seed=s)).max() - 5.0) > 1e-8]
     assert wrong == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [1e-20, 1e-22, 1e-26, 1.0, 1e18, 1e20])
+def test_cg_solution_of_a_scaled_system(c, dtype):
+    """(c A) x = c b has the solution of A x = b, with the same convergence (float32: its range holds c b)."""
+    if dtype == np.float64:
+        c = c**10 if c != 1.0 else c  # (1e-200 .. 1e200: the same failures in float64's range)
+    n = 12
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((n, n))
+    A = M @ M.T / n + np.eye(n)
+    b = rng.standard_normal(n)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    want = hessian.cg(A.astype(dtype), b.astype(dtype), rtol=rtol)
+    got = hessian.cg((c * A).astype(dtype), (c * b).astype(dtype), rtol=rtol)
+    assert (got.info, got.negative_curvature) == (want.info, want.negative_curvature) == (0, False)
+    exact = np.linalg.solve(A, b)
+    tol = 2e-6 * np.abs(exact).max() if dtype == np.float32 else 1e-11 * np.abs(exact).max()
+    np.testing.assert_allclose(want.x, exact, rtol=0, atol=tol)
+    np.testing.assert_allclose(got.x, exact, rtol=0, atol=tol)
+    assert got.residual_norm / c <= rtol * np.linalg.norm(b) * 1.01
+
+
+def test_cg_with_b_scaled_to_one_is_unchanged_bit_for_bit_in_range():
+    """b scaled by a power of two: where nothing under- or overflows, x is the same bits as cg on 2**k b scaled back."""
+    n = 9
+    rng = np.random.default_rng(4)
+    M = rng.standard_normal((n, n))
+    A = (M @ M.T / n + np.eye(n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    r1 = hessian.cg(A, b * np.float32(2.0**-30))
+    r2 = hessian.cg(A, b * np.float32(2.0**20))
+    assert r1.iterations == r2.iterations
+    assert np.array_equal(r1.x * np.float32(2.0**50), r2.x)
