@@ -12,6 +12,8 @@ hold -- the estimators' results are scale-equivariant, their rounding should be 
   Ritz residuals: inf for a float64 ``1e200 A`` or a float32 ``1e30 A`` -- every step looked like a
   breakdown, the eigenvalues came from random replacement directions.
 * ``trace``'s standard error was NumPy's ``std`` of the samples: inf for ``1e200 A``, 0 for ``1e-200 A``.
+* ``from_grad`` took NumPy's norms of ``params`` (finite params of 1e200: "params: has NaN or Inf
+  entries") and of the direction ``v`` (a ``v`` of 1e-200: norm 0, the product zeros; of 1e200: NaN).
 * ``lanczos()`` still started from a Rademacher (+-1) vector by default, exactly orthogonal, half
   the time, to a top eigenvector ``(e1 - e2) / sqrt(2)``: its Ritz values then miss the top
   eigenvalue (the eigensolvers' default start has been uniform since hunt 32).
@@ -200,3 +202,12 @@ def test_cg_with_b_scaled_to_one_is_unchanged_bit_for_bit_in_range():
     r2 = hessian.cg(A, b * np.float32(2.0**20))
     assert r1.iterations == r2.iterations
     assert np.array_equal(r1.x * np.float32(2.0**50), r2.x)
+
+
+@pytest.mark.parametrize("p_scale,v_scale", [(1e200, 1.0), (1.0, 1e-200), (1.0, 1e200), (1e-200, 1e-200)])
+def test_from_grad_products_at_scaled_params_and_directions(p_scale, v_scale):
+    """The finite-difference product of a linear gradient is ``A v`` whatever the sizes of ``params`` and ``v``."""
+    A = np.diag([1.0, 2.0, 3.0]) + 0.1
+    v = np.array([1.0, -1.0, 0.5]) * v_scale
+    op = hessian.from_grad(lambda x: A @ x, np.array([1.0, 2.0, -1.0]) * p_scale)
+    np.testing.assert_allclose(op.matvec(v), A @ v, rtol=1e-8)

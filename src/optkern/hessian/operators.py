@@ -322,7 +322,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
-    norm = float(xp.linalg.norm(params))
+    norm = vector_norm(xp, params)  # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf")
     if not math.isfinite(norm):
         raise ValueError("params: has NaN or Inf entries")
     scale = rel_step * (1.0 + norm)
@@ -337,7 +337,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         return g
 
     def matvec(v):
-        nv = float(xp.linalg.norm(v))
+        nv = vector_norm(xp, v)  # (scaled: a v of 1e-200 had norm 0, its product zeros; of 1e200, inf: NaN)
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
