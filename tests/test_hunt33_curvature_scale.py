@@ -211,3 +211,16 @@ def test_from_grad_products_at_scaled_params_and_directions(p_scale, v_scale):
     v = np.array([1.0, -1.0, 0.5]) * v_scale
     op = hessian.from_grad(lambda x: A @ x, np.array([1.0, 2.0, -1.0]) * p_scale)
     np.testing.assert_allclose(op.matvec(v), A @ v, rtol=1e-8)
+
+
+def test_vector_norm_at_and_past_the_ends_of_the_range():
+    """``operators.vector_norm``, the estimators' scaled norm: exact scaling, inf past the range (no OverflowError)."""
+    from optkern.hessian.operators import vector_norm
+
+    assert vector_norm(np, np.full(4, 1e200)) == pytest.approx(2e200, rel=1e-15)
+    assert vector_norm(np, np.full(4, 1e-320)) == pytest.approx(2e-320, rel=1e-3)  # (subnormal entries)
+    assert vector_norm(np, np.full(4, 1.7e308)) == np.inf
+    assert vector_norm(np, np.zeros(3)) == 0.0
+    rows = vector_norm(np, np.array([[1e200, 1e200], [0.0, 0.0], [3e-200, 4e-200]]), axis=1)
+    np.testing.assert_allclose(rows, [np.sqrt(2) * 1e200, 0.0, 5e-200], rtol=1e-15)
+    assert vector_norm(np, np.full(4, 1e30, np.float32)) == pytest.approx(2e30, rel=1e-6)

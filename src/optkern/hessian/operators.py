@@ -436,7 +436,8 @@ def vector_norm(xp, v, axis=None):
             big = float(xp.abs(v).max()) if v.size else 0.0
             if math.isfinite(big) and big > 0.0:
                 e = math.frexp(big)[1]
-                return math.ldexp(float(xp.linalg.norm(xp.ldexp(v, -e))), e)
+                with np.errstate(over="ignore"):  # (a norm past float64's range: inf, as NumPy's)
+                    return float(np.ldexp(float(xp.linalg.norm(xp.ldexp(v, -e))), e))
         return float(r)
     if bool(xp.all(xp.isfinite(r) & (r >= floor))):
         return r
