@@ -128,18 +128,16 @@ __global__ void max_kernel(const T* __restrict__ w, double* __restrict__ part, c
   if (threadIdx.x == 0) part[b] = sh[0];
 }
 
-// 2: the exponent e of max |w|, and the squares of w 2^-e per block (one thread block per column block;
-// every block folds the maxima itself, in block order).
+// 2: the squares of w 2^-e per block, e the exponent of max |w| (every block folds the maxima itself,
+// in block order, as scaled_norm_kernel does).
 template <class T>
 __global__ void scaled_sq_kernel(const T* __restrict__ w, const double* __restrict__ maxima,
-                                 double* __restrict__ part, NormState* __restrict__ st, int64_t n, int64_t nb) {
+                                 double* __restrict__ part, const NormState* __restrict__ st, int64_t n,
+                                 int64_t nb) {
   if (st->path != kScaled) return;
   double amax = 0.0;
   for (int64_t b = 0; b < nb; ++b) amax = rules::max_abs(amax, maxima[b]);
-  if (!rules::finite_(amax) || amax == 0.0) {  // zero w: beta 0; NaN or Inf: beta NaN / Inf; w left
-    if (blockIdx.x == 0 && threadIdx.x == 0) st->beta = amax, st->path = kLeave;
-    return;
-  }
+  if (!rules::finite_(amax) || amax == 0.0) return;  // (scaled_norm_kernel says so: kLeave)
   const int e = rules::scale_exp(amax);
   const int64_t b = blockIdx.x;
   const int64_t seg = (n + nb - 1) / nb;
@@ -151,14 +149,22 @@ __global__ void scaled_sq_kernel(const T* __restrict__ w, const double* __restri
   }
   s = block_sum(s);
   if (threadIdx.x == 0) part[b] = s;
-  if (b == 0 && threadIdx.x == 0) st->e = e;
 }
 
-// 3: beta and 1 / sqrt(ssq) from the scaled sums.
-__global__ void scaled_norm_kernel(const double* __restrict__ part, NormState* __restrict__ st, int64_t nb) {
+// 3: beta and 1 / sqrt(ssq) from the scaled sums; a zero w: beta 0, a w holding NaN or Inf: beta NaN
+// or Inf, w left as it is (kLeave).
+__global__ void scaled_norm_kernel(const double* __restrict__ part, const double* __restrict__ maxima,
+                                   NormState* __restrict__ st, int64_t nb) {
   if (st->path != kScaled) return;
+  double amax = 0.0;
+  for (int64_t b = 0; b < nb; ++b) amax = rules::max_abs(amax, maxima[b]);
+  if (!rules::finite_(amax) || amax == 0.0) {
+    st->beta = amax, st->path = kLeave;
+    return;
+  }
   double s = 0.0;
   for (int64_t b = 0; b < nb; ++b) s += part[b];
+  st->e = rules::scale_exp(amax);
   st->beta = rules::norm_scaled(s, st->e);
   st->inv = 1.0 / sqrt(s);
 }
@@ -169,7 +175,7 @@ template <class T> __global__ void scale_kernel(T* __restrict__ w, const NormSta
   const double b = st->beta, inv = st->inv;
   const int e = st->e;
   if (path == kLeave || (path == kDirect && !(b > 0.0))) return;
-  const T d = T(1.0 / b);
+  const T d = path == kDirect ? T(1.0 / b) : T(0);  // (1 / b need not be a T on the scaled path)
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x)
     w[j] = path == kDirect ? w[j] * d : rules::lanczos_unit_scaled(w[j], e, inv);
 }
@@ -190,7 +196,7 @@ void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scrat
   norm_kernel<T><<<1, 1, 0, s>>>(part, st, nb);
   max_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part + nb, st, n, nb);
   scaled_sq_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part + nb, part, st, n, nb);
-  scaled_norm_kernel<<<1, 1, 0, s>>>(part, st, nb);
+  scaled_norm_kernel<<<1, 1, 0, s>>>(part, part + nb, st, nb);
   scale_kernel<T><<<grid_cols, kThreads, 0, s>>>(w, st, n);
 }
 
