@@ -8,7 +8,9 @@
 // the dot products of pass 2 share one sweep over Q (a block's new w depends
 // only on the global coefficients and that block), so Q is read three times.
 // Q may be float32 with a float64 w (a float32 basis halves the memory and
-// the bytes read; products, coefficients and w stay in double).
+// the bytes read; products, coefficients and w stay in double). ||w|| of a float64 w near the ends of
+// its range is summed again scaled (rules::lanczos_sumsq_direct): a spectrum scaled by 1e+-200 then
+// scales with it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/second_order.hpp"
 #include "lane_sums.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
@@ -61,6 +64,37 @@ template <class T> OK_CLONES void block_scale(T* w, int64_t lo, int64_t len, T s
   for (int64_t j = 0; j < len; ++j) wb[j] *= s;
 }
 
+// ||w|| and w / ||w|| where the direct sum of squares left the range (rare: a float64 w of entries
+// near 1e+-154 or beyond, a float32 w of norm below 2^-125): max|w|, then the squares of w 2^-e,
+// block by block (bitwise the same for any thread count). 0 for a zero w (left as it is), NaN or
+// Inf for a w holding NaN or Inf (left too).
+template <class T> double scaled_normalize(T* w, const std::vector<Chunk>& blocks, std::vector<double>& part) {
+  int64_t n = 0;
+  for (const Chunk& bl : blocks) n += bl.len;
+  for_each_chunk(blocks, n, [&](const Chunk& bl) {
+    double m = 0.0;
+    for (int64_t j = bl.start; j < bl.start + bl.len; ++j) m = rules::max_abs(m, double(w[j]));
+    part[size_t(bl.start / kBlock)] = m;
+  });
+  double amax = 0.0;
+  for (double v : part) amax = rules::max_abs(amax, v);
+  if (!rules::finite_(amax) || amax == 0.0) return amax;
+  const int e = rules::scale_exp(amax);
+  for_each_chunk(blocks, n, [&](const Chunk& bl) {
+    part[size_t(bl.start / kBlock)] = lane_sum<double>(bl.len, [&](int64_t j) {
+      const double v = rules::scale2(double(w[bl.start + j]), -e);
+      return v * v;
+    });
+  });
+  double ssq = 0.0;
+  for (double v : part) ssq += v;
+  const double inv = 1.0 / std::sqrt(ssq);
+  for_each_chunk(blocks, n, [&](const Chunk& bl) {
+    for (int64_t j = bl.start; j < bl.start + bl.len; ++j) w[j] = rules::lanczos_unit_scaled(w[j], e, inv);
+  });
+  return rules::norm_scaled(ssq, e);
+}
+
 template <class TQ, class T>
 double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, int passes) {
   const int64_t nb = (n + kBlock - 1) / kBlock;
@@ -97,6 +131,7 @@ double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, i
   });
   double s = 0.0;
   for (double v : nrm) s += v;
+  if (!rules::lanczos_sumsq_direct<T>(s)) return scaled_normalize(w, blocks, nrm);
   const double beta = std::sqrt(s);
   if (beta > 0.0) {
     const T inv = T(1.0 / beta);

@@ -5,13 +5,16 @@
 // in block order by one thread per row. Kernels per call: 2 x (dots, sum,
 // update) + norm + scale, all on CuPy's current stream; the returned beta
 // is copied to the host (Lanczos needs it there for T anyway). Q may be float32
-// with a float64 w (float32 basis storage; w and the coefficients in double).
+// with a float64 w (float32 basis storage; w and the coefficients in double). ||w|| of a w near the ends
+// of double's range is summed again scaled (rules::lanczos_sumsq_direct): three more kernels, which
+// return at once unless the direct sum said so (no host round trip).
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
 
 #include "cuda_arrays.hpp"
+#include "optkern/rules/second_order.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -88,27 +91,101 @@ __global__ void update_kernel(const TQ* __restrict__ Q, const double* __restrict
   }
 }
 
-// beta = sqrt(sum part); w *= 1 / beta when beta > 0.
-__global__ void norm_kernel(const double* __restrict__ part, double* __restrict__ beta, int64_t nb) {
+// The norm's state in scratch after norm_kernel: beta, the path (kDirect, kScaled, kLeave), and for
+// kScaled the exponent e and 1 / sqrt(ssq) of rules::lanczos_unit_scaled.
+enum NormPath { kDirect = 0, kScaled = 1, kLeave = 2 };
+struct NormState {
+  double beta, inv;
+  int path, e;
+};
+
+// beta = sqrt(sum part) when that sum is in range (rules::lanczos_sumsq_direct); else the scaled path.
+template <class T> __global__ void norm_kernel(const double* __restrict__ part, NormState* __restrict__ st, int64_t nb) {
   double s = 0.0;
   for (int64_t b = 0; b < nb; ++b) s += part[b];
-  *beta = sqrt(s);
+  st->beta = sqrt(s);
+  st->inv = 0.0, st->e = 0;
+  st->path = rules::lanczos_sumsq_direct<T>(s) ? kDirect : kScaled;
 }
 
-template <class T> __global__ void scale_kernel(T* __restrict__ w, const double* __restrict__ beta, int64_t n) {
-  const double b = *beta;
-  if (!(b > 0.0)) return;
-  const T inv = T(1.0 / b);
+// The scaled path, 1: max |w| per block.
+template <class T>
+__global__ void max_kernel(const T* __restrict__ w, double* __restrict__ part, const NormState* __restrict__ st,
+                           int64_t n, int64_t nb) {
+  if (st->path != kScaled) return;  // (uniform: the whole grid returns)
+  __shared__ double sh[kThreads];
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double m = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) m = rules::max_abs(m, double(w[j]));
+  sh[threadIdx.x] = m;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] = rules::max_abs(sh[threadIdx.x], sh[threadIdx.x + s]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[b] = sh[0];
+}
+
+// 2: the squares of w 2^-e per block, e the exponent of max |w| (every block folds the maxima itself,
+// in block order, as scaled_norm_kernel does).
+template <class T>
+__global__ void scaled_sq_kernel(const T* __restrict__ w, const double* __restrict__ maxima,
+                                 double* __restrict__ part, const NormState* __restrict__ st, int64_t n,
+                                 int64_t nb) {
+  if (st->path != kScaled) return;
+  double amax = 0.0;
+  for (int64_t b = 0; b < nb; ++b) amax = rules::max_abs(amax, maxima[b]);
+  if (!rules::finite_(amax) || amax == 0.0) return;  // (scaled_norm_kernel says so: kLeave)
+  const int e = rules::scale_exp(amax);
+  const int64_t b = blockIdx.x;
+  const int64_t seg = (n + nb - 1) / nb;
+  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  double s = 0.0;
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
+    const double v = rules::scale2(double(w[j]), -e);
+    s += v * v;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[b] = s;
+}
+
+// 3: beta and 1 / sqrt(ssq) from the scaled sums; a zero w: beta 0, a w holding NaN or Inf: beta NaN
+// or Inf, w left as it is (kLeave).
+__global__ void scaled_norm_kernel(const double* __restrict__ part, const double* __restrict__ maxima,
+                                   NormState* __restrict__ st, int64_t nb) {
+  if (st->path != kScaled) return;
+  double amax = 0.0;
+  for (int64_t b = 0; b < nb; ++b) amax = rules::max_abs(amax, maxima[b]);
+  if (!rules::finite_(amax) || amax == 0.0) {
+    st->beta = amax, st->path = kLeave;
+    return;
+  }
+  double s = 0.0;
+  for (int64_t b = 0; b < nb; ++b) s += part[b];
+  st->e = rules::scale_exp(amax);
+  st->beta = rules::norm_scaled(s, st->e);
+  st->inv = 1.0 / sqrt(s);
+}
+
+// w <- w / beta: w *= 1 / beta on the direct path when beta > 0, the scaled entries on the scaled one.
+template <class T> __global__ void scale_kernel(T* __restrict__ w, const NormState* __restrict__ st, int64_t n) {
+  const int path = st->path;
+  const double b = st->beta, inv = st->inv;
+  const int e = st->e;
+  if (path == kLeave || (path == kDirect && !(b > 0.0))) return;
+  const T d = path == kDirect ? T(1.0 / b) : T(0);  // (1 / b need not be a T on the scaled path)
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x)
-    w[j] *= inv;
+    w[j] = path == kDirect ? w[j] * d : rules::lanczos_unit_scaled(w[j], e, inv);
 }
 
 template <class TQ, class T>
 void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scratch, int passes, cudaStream_t s) {
   const int64_t nb = num_blocks(n);
-  double* part = scratch;          // k * nb (>= nb)
-  double* c = part + (k > 0 ? k : 1) * nb;  // k
-  double* beta = c + (k > 0 ? k : 1);       // 1
+  double* part = scratch;          // k * nb (>= 2 nb)
+  double* c = part + (k > 1 ? k : 2) * nb;  // k
+  NormState* st = reinterpret_cast<NormState*>(c + (k > 0 ? k : 1));
   const int grid_cols = int((n + kThreads - 1) / kThreads < 4096 ? (n + kThreads - 1) / kThreads : 4096);
   for (int pass = 0; pass < passes && k > 0; ++pass) {
     dots_kernel<TQ, T><<<dim3(unsigned(nb), unsigned(k < 65535 ? k : 65535)), kThreads, 0, s>>>(Q, w, part, n, nb, k);
@@ -116,8 +193,11 @@ void cgs2(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, double* scrat
     update_kernel<TQ, T><<<grid_cols, kThreads, 0, s>>>(Q, c, w, n, k);
   }
   sq_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part, n, nb);
-  norm_kernel<<<1, 1, 0, s>>>(part, beta, nb);
-  scale_kernel<T><<<grid_cols, kThreads, 0, s>>>(w, beta, n);
+  norm_kernel<T><<<1, 1, 0, s>>>(part, st, nb);
+  max_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part + nb, st, n, nb);
+  scaled_sq_kernel<T><<<unsigned(nb), kThreads, 0, s>>>(w, part + nb, part, st, n, nb);
+  scaled_norm_kernel<<<1, 1, 0, s>>>(part, part + nb, st, nb);
+  scale_kernel<T><<<grid_cols, kThreads, 0, s>>>(w, st, n);
 }
 
 double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle coeffs, int passes) {
@@ -150,7 +230,7 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
   {
     py::gil_scoped_release nogil;
     const int64_t nb = num_blocks(n);
-    const size_t bytes = sizeof(double) * size_t((k > 0 ? k : 1) * nb + (k > 0 ? k : 1) + 1);
+    const size_t bytes = sizeof(double) * size_t((k > 1 ? k : 2) * nb + (k > 0 ? k : 1)) + sizeof(NormState);
     const ScratchBuffer buf(bytes, s, args.device);
     double* scratch = buf.as<double>();
     if (dt == DType::f32)
@@ -160,8 +240,8 @@ double lanczos_orthogonalize(py::handle Q, int64_t k, py::handle w, py::handle c
     else
       cgs2<double, double>((const double*)qp, n, k, (double*)wp, (double*)cp, scratch, passes, s);
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, scratch + (k > 0 ? k : 1) * nb + (k > 0 ? k : 1),
-                                              sizeof(double), cudaMemcpyDeviceToHost, s);
+    const double* beta_at = scratch + (k > 1 ? k : 2) * nb + (k > 0 ? k : 1);  // (NormState::beta: first)
+    if (e == cudaSuccess) e = cudaMemcpyAsync(&beta, beta_at, sizeof(double), cudaMemcpyDeviceToHost, s);
     if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     if (e != cudaSuccess) {
       py::gil_scoped_acquire gil;

@@ -136,12 +136,16 @@ def cg(
     if x is not None:
         _finite(xp, x, "x0")
     precond = _preconditioner(M, precond_diag, n, xp, dtype)
-    # The system solved for b / s, s a power of two (exact) when b is far from 1: r.r and p.Ap of a b
-    # of 1e200 overflowed (x = 0 returned as converged, info 0), of 1e-200 underflowed to 0 (the
-    # same), of 1e-160 lost their digits (x off by 1e-3, "converged"). x, r, p, the residual norm
-    # (and atol, x0 on the way in) are scaled back; the solve is linear, so nothing else changes.
-    big = float(xp.abs(bv).max())
-    scale = math.ldexp(1.0, math.frexp(big)[1] - 1) if big and not 2.0**-200 < big < 2.0**200 else 1.0
+    # The system solved for b / s, s the power of two (exact) with 1 <= max |b / s| < 2: r.r and p.Ap of
+    # a b of 1e200 overflowed (x = 0 returned as converged, info 0), of 1e-200 underflowed to 0 (the
+    # same), of 1e-160 lost their digits (x off by 1e-3, "converged"). Always, not only for such b: the
+    # directions p are then ~1 and the products A p ~ ||A||, which a (c A) x = c b needs -- in float32
+    # with c = 1e-20 its A p (~1e-40) were subnormal (x off by 3e-5), with c = 1e-22 zero ("negative
+    # curvature", info -1), with c = 1e20 inf. x, r, p, the residual norm (and atol, x0 on the way in)
+    # are scaled back; the solve is linear and s exact, so where nothing under- or overflowed the
+    # iterates are the same bits as unscaled.
+    big = float(xp.abs(bv).max()) if n else 0.0
+    scale = math.ldexp(1.0, math.frexp(big)[1] - 1) if big else 1.0
     if scale != 1.0:
         bv, atol = bv / scale, atol / scale
         x = None if x is None else x / scale

@@ -19,7 +19,7 @@ from .. import _backend
 from ._lockstep import in_lockstep
 from ._products import real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
-from .operators import as_operator, with_progress
+from .operators import as_operator, vector_norm, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
 
 
@@ -175,7 +175,7 @@ def _check_rank(xp, V, R, k: int) -> None:
     gradient's share of an arbitrary subspace (0.03, 0.28 for 12 x 2), as if measured. ``|R_ii|``
     over column ``i``'s norm is the sine of its angle with the columns before it; Ritz vectors
     are orthonormal, this ratio about 1."""
-    norms = _backend.to_numpy(xp.linalg.norm(V, axis=0))
+    norms = _backend.to_numpy(vector_norm(xp, V, axis=0))
     ratio = np.abs(_backend.to_numpy(xp.diagonal(R))) / np.where(norms > 0, norms, 1.0)
     bad = np.flatnonzero(~(ratio > np.sqrt(np.finfo(V.dtype).eps)) | ~(norms > 0))
     if bad.size:

@@ -35,7 +35,7 @@ import numpy as np
 from .. import _backend, _malloc
 from ._probes import start_vector
 from ._products import check_estimate
-from .operators import unit_vector
+from .operators import unit_vector, vector_norm
 
 _CHUNK = 1 << 16  # columns per pass when Ritz vectors are formed in place (bounded scratch memory)
 
@@ -88,12 +88,7 @@ class BlockKrylov:
     def _orth_row(self, row, lo, k):
         """Row ``row`` against rows ``[lo, lo + k)`` (CGS2, fused native pass), normalized; returns its prior
         norm. ``coeffs[:k]`` receives the projection coefficients."""
-        if k == 0:
-            w = self.Q[row]
-            beta = float(self.xp.linalg.norm(w))
-            if beta > 0:
-                w /= beta
-            return beta
+        # (k = 0: only normalized, by the same native pass -- its norm scaled where w's squares leave the range)
         return float(self.mod.lanczos_orthogonalize_(self.Q[lo : lo + k], k, self.Q[row], self.coeffs))
 
     def _replace(self, row):
@@ -174,7 +169,7 @@ class BlockKrylov:
         new = self.Q[hi : hi + b]  # callers restart() first when the basis is full
         new[...] = W.T
         if b == 1:
-            ref = float(xp.linalg.norm(new[0]))
+            ref = vector_norm(xp, new[0])  # (scaled: the product of c A with c = 1e200 squared to inf)
             beta = self._orth_row(hi, 0, hi)
             self.H[:hi, m] = _to_host(self.coeffs[:hi])
             self.scale = max(self.scale, float(np.abs(self.H[:hi, m]).max()))
@@ -183,7 +178,7 @@ class BlockKrylov:
                 beta = 0.0
             R = np.array([[beta]])
         else:
-            ref = _to_host(xp.linalg.norm(new, axis=1))
+            ref = _to_host(vector_norm(xp, new, axis=1))
             basis = self.Q[:hi]
             C = basis @ new.T  # block CGS2: two GEMMs per pass
             new -= C.T @ basis
@@ -220,7 +215,7 @@ class BlockKrylov:
             return np.empty(0), np.empty(0)
         H = self.projected()[lo:, lo:]
         theta, S = np.linalg.eigh(H)
-        return theta, np.linalg.norm(self.R @ S[-self.b :], axis=0)
+        return theta, vector_norm(np, self.R @ S[-self.b :], axis=0)
 
     def projected(self):
         """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""
@@ -230,7 +225,7 @@ class BlockKrylov:
     def ritz(self):
         """``(theta, S, residuals)``: eigenpairs of ``H`` and ``||A u_i - theta_i u_i|| = ||R s_last,i||``."""
         theta, S = np.linalg.eigh(self.projected())
-        res = np.linalg.norm(self.R @ S[self.m - self.b : self.m], axis=0)
+        res = vector_norm(np, self.R @ S[self.m - self.b : self.m], axis=0)  # (R of c A: ~c, squares may overflow)
         return theta, S, res
 
     @property

@@ -57,7 +57,8 @@ def lanczos(
         when an invariant subspace is found early: ``T`` then holds each
         distinct eigenvalue of that subspace once, and a repeated eigenvalue's
         further copies are not seen (``top_eigenvalues`` goes on past it)).
-      v0: start vector (default: a Rademacher probe from ``seed``).
+      v0: start vector (default: uniform in ``[-1, 1)`` from ``seed``, as ``top_eigenvalues``; SLQ's
+        probes, ``spectral_density``'s, stay Rademacher).
       reorthogonalize: ``"full"`` (every step against the whole basis: CGS2,
         fused native pass), ``"partial"`` (Simon's omega-recurrence: against the
         basis only when orthogonality is about to be lost; the same Ritz values
@@ -94,6 +95,8 @@ def lanczos(
     return_vectors = _backend.flag("return_vectors", return_vectors)
     return_ritz = _backend.flag("return_ritz", return_ritz)
     op = with_progress(op, progress, min(steps, op.shape[0]))
+    if v0 is None:  # (uniform, not +-1: a +-1 start missed the top eigenvector (e1 - e2) / sqrt(2) half the time)
+        v0 = start_vector(op.shape[0], seed=seed, index=0, dtype=op.dtype, xp=op.xp)
     lz = LanczosRecurrence(
         op, steps, v0, seed, reorthogonalize, basis_dtype, basis, keep_basis=return_vectors or return_ritz
     )

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _fixed_sums
 from .._array_checks import type_name
 from .._pickling import NativeByName
 from ._products import check_finite, checked, float_dtype, private, real_array
@@ -322,7 +322,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
-    norm = _norm2(params)
+    norm = vector_norm(xp, params)  # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf")
     if not math.isfinite(norm):
         raise ValueError("params: has NaN or Inf entries")
     scale = rel_step * (1.0 + norm)
@@ -337,7 +337,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         return g
 
     def matvec(v):
-        nv = _norm2(v)
+        nv = vector_norm(xp, v)  # (scaled: a v of 1e-200 had norm 0, its product zeros; of 1e200, inf: NaN)
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
@@ -417,16 +417,39 @@ def unit_vector(op, v, name: str = "v0"):
     # underflowed to 0: a valid start vector was refused as "not finite nonzero". Scaled first by a
     # power of two (exact: the same bits as v / ||v|| wherever that norm was representable).
     v = v / math.ldexp(1.0, math.frexp(big)[1] - 1)
-    return v / _norm2(v)
+    return v / _fixed_sums.norm(v)
 
 
-def _norm2(v) -> float:
-    """``||v||`` of a real 1-D NumPy or CuPy vector, summed in float64 by optkern's fixed blocking
-    (``cg_curvature`` without damping): the same bits for any thread count. NumPy's norm is
-    OpenBLAS's dot, which splits a float64 vector of more than 10,000 elements into one partial
-    sum per BLAS thread: from_grad's products and every start vector changed their last bits with
-    ``OMP_NUM_THREADS``."""
-    v = _backend.array_module(v).ascontiguousarray(v)
-    if isinstance(v, np.ndarray) and not v.flags.aligned:
-        v = v.copy()
-    return math.sqrt(_backend.backend(("v", v)).cg_curvature(v, v, 0.0))
+_FLOOR64 = math.sqrt(float(np.finfo(np.float64).tiny)) / float(np.finfo(np.float64).eps)
+
+
+def vector_norm(xp, v, axis=None):
+    """``||v||`` (a float; ``axis``: the norms along it, an array of ``xp``), safe at either end of
+    ``v``'s range. NumPy's and CuPy's norms square in ``v``'s dtype: entries of 1e200 (float64) or
+    1e20 (float32) made it inf, of 1e-200 / 1e-25 zero, and Lanczos over ``c A`` then took every
+    step for a breakdown (``top_eigenvalues``: eigenvalues wrong or the first one only). Where the
+    direct norm is not finite or so small that squares may have underflowed, ``v`` is scaled by a
+    power of two of its largest magnitude (exact) and the norm scaled back (LAPACK nrm2's idea).
+    The whole vector's norm sums its squares in float64 by ``_fixed_sums`` (the same bits for any
+    thread count, where NumPy's goes to BLAS); the norms along an axis are NumPy's / CuPy's
+    reductions (no BLAS)."""
+    if axis is None:
+        with np.errstate(over="ignore", under="ignore"):
+            r = _fixed_sums.norm(v)
+        # (float64 squares: a float32 vector's never leave the range; a float64 one's may)
+        if not math.isfinite(r) or r < _FLOOR64:
+            big = float(xp.abs(v).max()) if v.size else 0.0
+            if math.isfinite(big) and big > 0.0:
+                e = math.frexp(big)[1]
+                with np.errstate(over="ignore"):  # (a norm past float64's range: inf, as NumPy's)
+                    return float(np.ldexp(_fixed_sums.norm(xp.ldexp(v, -e)), e))
+        return r
+    fi = np.finfo(v.dtype)
+    floor = math.sqrt(float(fi.tiny)) / float(fi.eps)  # (squares above tiny / eps^2: underflow lost nothing)
+    with np.errstate(over="ignore", under="ignore"):
+        r = xp.linalg.norm(v, axis=axis)
+    if bool(xp.all(xp.isfinite(r) & (r >= floor))):
+        return r
+    e = xp.frexp(xp.abs(v).max(axis=axis, keepdims=True))[1]  # (0 for a zero row: left as it is)
+    with np.errstate(over="ignore"):
+        return xp.ldexp(xp.linalg.norm(xp.ldexp(v, -e), axis=axis), xp.squeeze(e, axis=axis))

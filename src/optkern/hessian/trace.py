@@ -15,6 +15,7 @@ probes are zero): the trace is then computed exactly from the ``n`` products
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,7 +93,13 @@ def _to_host(a):
 
 def _stderr(samples):
     m = len(samples)
-    return float(np.std(samples, ddof=1) / np.sqrt(m)) if m > 1 else float("inf")
+    if m < 2:
+        return float("inf")
+    # (scaled by a power of two of the largest sample, exact: NumPy's std squares the deviations, and the
+    # stderr of c A's samples was inf for c = 1e200, 0 for c = 1e-200)
+    big = float(np.abs(samples).max())
+    e = math.frexp(big)[1] if math.isfinite(big) else 0
+    return math.ldexp(float(np.std(np.ldexp(samples, -e), ddof=1) / np.sqrt(m)), e)
 
 
 _MAX_COUNT = 2**31 - 1

@@ -1,5 +1,6 @@
-// The math of the second-order optimizers, written once for the host loops
-// (cpp/lbfgs.cpp, cpp/sam.cpp, cpp/cg.cpp) and the CUDA kernels (cuda/lbfgs.cu, cuda/sam.cu, cuda/cg.cu).
+// The math of the second-order optimizers and the curvature solvers, written once for the host loops
+// (cpp/lbfgs.cpp, cpp/sam.cpp, cpp/cg.cpp, cpp/linalg.cpp) and the CUDA kernels (cuda/lbfgs.cu,
+// cuda/sam.cu, cuda/cg.cu, cuda/linalg.cu).
 //
 // L-BFGS in coefficient space ("vector-free" L-BFGS, Chen, Yin, Li & Gao 2014): the two-loop
 // recursion of torch.optim.LBFGS,
@@ -14,6 +15,7 @@
 #include <cstdint>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/norm.hpp"
 #include "optkern/rules/rounding.hpp"
 
 namespace optkern {
@@ -95,6 +97,22 @@ template <class T> OK_HD void cg_update(T& x, T& r, T p, T ap, T alpha) {
 
 // The next search direction: p = z + beta p (z the preconditioned residual).
 template <class T> OK_HD T cg_direction(T z, T p, T beta) { return scaled_plus(beta, p, z); }
+
+// Lanczos' beta = ||w|| and w / beta (lanczos_orthogonalize_: cpp/linalg.cpp, cuda/linalg.cu), with
+// LAPACK nrm2's safeguard as the normalizations have it (rules/norm.hpp): the squares summed directly
+// in double are kept when that sum is finite and above sumsq_floor. Else -- a float64 w with entries
+// past ~1e154 (the sum overflowed: beta = inf, "products are not finite") or a norm below 2^-450
+// (it underflowed: beta = 0, a breakdown at the first step; or lost digits) -- w is summed again
+// scaled by 2^-e, 2^e <= max|w| < 2^(e+1) (exact), and Σw² = ssq 4^e (beta: norm_scaled). A float32
+// w's squares never leave double's range, but w *= float(1 / beta) needs 1 / beta to be a float: a
+// norm below 2^-125 (a near-breakdown of a 1e-30 operator) made it inf and w NaN.
+template <class T> OK_HD bool lanczos_sumsq_direct(double ssq) {
+  return finite_(ssq) && ssq >= (sizeof(T) == 4 ? 0x1p-250 : sumsq_floor<double>());
+}
+
+// An entry of w / beta from the scaled sum: (x 2^-e) / sqrt(ssq), never forming beta (which may be
+// subnormal, its reciprocal inf) -- inv = 1 / sqrt(ssq).
+template <class T> OK_HD T lanczos_unit_scaled(T x, int e, double inv) { return T(scale2(double(x), -e) * inv); }
 
 }  // namespace rules
 }  // namespace optkern
