@@ -19,6 +19,9 @@ scaler.step(opt2, g2); scaler.update()``): each optimizer is unscaled
 found_inf flag, at most once each per iteration (a second ``unscale_`` or
 ``step`` for it before ``update()`` raises torch's RuntimeError), and
 ``update()`` backs off when any of them found an inf/NaN (``_amp_states.py``).
+A distributed wrapper (``DistributedOptimizer``, ``ShardedOptimizer``) of a low-precision
+optimizer reduces the scaled grads first; the reduced grads decide (agreed by every rank) and the
+wrapper steps on them, its optimizer unscaling them after widening.
 Disabled (``enabled=False``), ``step`` is the optimizer's own step and
 ``state_dict()`` is ``{}``, as torch's.
 
@@ -161,6 +164,17 @@ def _float32_only(grads: list) -> list:
                 "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
             )
     return [g for g in grads if g is not None]
+
+
+def _wrapped_lowp(optimizer):
+    """The low-precision optimizer a distributed wrapper (``DistributedOptimizer``,
+    ``ShardedOptimizer``: ``synchronize`` / ``skip_synchronize``) steps, else None."""
+    inner = getattr(optimizer, "optimizer", None)
+    if getattr(inner, "_lowp", None) is None:
+        return None
+    if not all(callable(getattr(optimizer, k, None)) for k in ("synchronize", "skip_synchronize")):
+        return None
+    return inner
 
 
 def _check_optimizer(optimizer) -> None:
@@ -473,6 +487,9 @@ class GradScaler:
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
         ready = it.stage(optimizer) is OptState.READY
+        inner = _wrapped_lowp(optimizer) if ready else None
+        if inner is not None:  # (its grads reduced first: the flag of the grads its step takes)
+            return self._step_wrapped(optimizer, inner, grads, args, kwargs)
         fused = ready and getattr(optimizer, "_lowp", None) is not None
         checked = err = None
         unscale = False  # (a distributed wrapper's float32 grads: unscaled once every rank agreed)
@@ -519,6 +536,32 @@ class GradScaler:
             result = optimizer.step(grads, *args, **kwargs)
         finally:
             optimizer._amp_found_inf = optimizer._amp_grad_scale = optimizer._amp_checked = None
+        it.record(optimizer, OptState.STEPPED, found)
+        return result
+
+    def _step_wrapped(self, optimizer, inner, grads, args, kwargs):
+        """``step`` of a distributed wrapper over a low-precision optimizer (``master_weights`` /
+        ``state_dtype``), whose step unscales the grads after widening them (float16 / bfloat16 grads
+        included). The scaled grads are reduced first (``synchronize``: collective, a refusal on one
+        rank raises on every rank), then the reduced grads are checked (the sum of finite scaled
+        grads can overflow: that average is what the step would take) and the flag agreed over the
+        ranks (a ZeRO-1 rank checks its slice only), then the wrapper steps on them inside
+        ``skip_synchronize`` with the scale handed to the optimizer, or every rank skips."""
+        it = self._iteration
+        reduced = optimizer.synchronize(grads)
+        if reduced is None:  # (DistributedOptimizer: averaged in place, into grads)
+            grads = reduced = _backend.as_list(grads, "grads")
+        found = self._check(reduced)
+        found = agreed(optimizer, self._new_flag(reduced) if found is None else found)
+        if _backend.to_numpy(found)[0]:
+            it.record(optimizer, OptState.STEPPED, found)
+            return None
+        inner._amp_grad_scale = self._scale
+        try:
+            with optimizer.skip_synchronize():
+                result = optimizer.step(grads, *args, **kwargs)
+        finally:
+            inner._amp_grad_scale = None
         it.record(optimizer, OptState.STEPPED, found)
         return result
 

@@ -138,6 +138,12 @@ class ShardedOptimizer:
         # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
         make = self._local
         self.optimizer, sigs = agree(self.comm, lambda: make(self._class, local_groups, self._hyper), "the shards")
+        # stochastic rounding's Philox counters: each local param (a group's slice) is numbered from
+        # its flat offset, as the unsharded optimizer numbers every element (numbered from 0 on
+        # every rank, each rank rounded its slice with the first slice's words: not the unsharded
+        # optimizer's bits, and the ranks' roundings correlated)
+        if hasattr(self.optimizer, "_element_starts"):
+            self.optimizer._element_starts = [a for a, b in self._slices if b > a]
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
         self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])

@@ -20,6 +20,10 @@ def reduce_sq_norms(z) -> None:
             if _half_fmt(p.dtype) is not None:  # master weights: g' of the float32 step
                 m32 = master(z, gi)
                 p, g = (p.astype(np.float32) if m32 is None else m32), g.astype(np.float32)
+            if z.optimizer._amp_grad_scale is not None:  # (GradScaler: the step's g' is unscaled)
+                scale = z.optimizer._amp_grad_scale
+                inv = (1.0 / _backend.to_numpy(scale).astype(np.float64)).astype(np.float32)[0]
+                g = g.astype(np.float32) * inv
             e = -g if grp.maximize else g
             if grp.weight_decay != 0:
                 e = e + p.dtype.type(grp.weight_decay) * p

@@ -61,6 +61,10 @@ class LowPrecisionMixin(OptimizerParts):
     _amp_grad_scale = None  # set by amp.GradScaler.step around a step: the scale the step unscales grads by
     _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
     _lowp_seed0: int | None = None  # the constructor's seed (None: pickled before it was kept)
+    # the global index of each param's element 0 where the params are slices of a larger numbering
+    # (optkern.distributed's ZeRO-1: a rank's slice of the flat parameters draws the Philox words
+    # of its global elements, as the unsharded optimizer does); None: from ``param_groups``
+    _element_starts: list[int] | None = None
     _state_names: tuple = ()
 
     def _lowp_init(self, capturable, **options) -> None:
@@ -215,7 +219,9 @@ class LowPrecisionMixin(OptimizerParts):
         native calls)."""
         if getattr(run, "bases", None) is not None:  # (getattr: a run pickled before runs had bases)
             return run.bases
-        starts = element_starts(self.param_groups)
+        starts = self._element_starts
+        if starts is None:
+            starts = element_starts(self.param_groups)
         return [starts[i] for i in run.index]
 
     def _lowp_plan(self, run) -> tuple:
