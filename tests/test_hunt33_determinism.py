@@ -141,3 +141,54 @@ def test_batch_loader_batches_from_a_start():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="^start: "):
         next(loader.batches(2, start=-1))
+
+
+_DOTS = """
+    import hashlib
+    import numpy as np
+    from optkern import hessian, optim
+
+    def h(*arrays):
+        return hashlib.sha256(b"".join(np.asarray(a, dtype=np.float64).tobytes() for a in arrays)).hexdigest()
+
+    n = 40_001
+    rng = np.random.default_rng(3)
+    d = rng.uniform(0.5, 2.0, n)
+    d[:3] = [9.0, 7.0, 5.0]
+
+    class Diag:
+        shape = (n, n)
+        dtype = np.float64
+
+        def matvec(self, v):
+            return d * v
+
+    op = hessian.as_operator(Diag())
+    r = hessian.power_iteration(op, max_iter=5, tol=1e-30, seed=1)
+    print("power", h([r.eigenvalue], r.eigenvector))
+    g = rng.standard_normal(n)
+    print("concentration", h([hessian.gradient_concentration(op, g, k=2, seed=1)]))
+
+    # L-BFGS with the strong Wolfe line search, and Newton-CG's model decrease (its rho)
+    target = rng.standard_normal(n)
+    def closure_of(x):
+        def closure():
+            r = x - target
+            return 0.5 * float(np.sum(d * r * r)), d * r
+        return closure
+    x = np.zeros(n)
+    opt = optim.LBFGS([x], line_search_fn="strong_wolfe", max_iter=4)
+    opt.step(closure_of(x))
+    print("lbfgs", h(x))
+    y = np.zeros(n)
+    ncg = optim.NewtonCG([y], curvature=op, max_cg_iter=3)
+    ncg.step(closure_of(y))
+    print("newton-cg", h(y, [ncg.last["rho"]]))
+"""
+
+
+def test_power_iteration_concentration_lbfgs_and_newton_cg_do_not_depend_on_the_thread_count():
+    # power_iteration's Rayleigh quotient, gradient_concentration's dots, the strong Wolfe line
+    # search's directional derivative and Newton-CG's model decrease were NumPy dots (BLAS: one
+    # partial sum per thread for float64 vectors past ~10,000 elements)
+    _assert_same(_bytes_by_thread_count(_DOTS))

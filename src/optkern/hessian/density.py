@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _fixed_sums
 from ._lockstep import in_lockstep
 from ._products import real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
@@ -221,7 +221,7 @@ def gradient_concentration(
     if big == 0.0:
         raise ValueError("grad: is zero, the fraction is undefined")
     g = g / big  # the fraction is scale-free: ||g||^2 of a finite 1e200 gradient would overflow
-    gg = float(xp.vdot(g, g))
+    gg = _fixed_sums.dot(g, g)  # (sums of a fixed order: see optkern._fixed_sums)
     if eigenvectors is None:
         eigenvectors = top_eigenvalues(
             op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
@@ -241,5 +241,5 @@ def gradient_concentration(
     V = xp.asarray(eigenvectors[:, :k], dtype=op.dtype)
     U, R = xp.linalg.qr(V)  # re-orthonormalize the Ritz vectors
     _check_rank(xp, V, R, k)
-    c = U.T @ g
-    return float(xp.vdot(c, c)) / gg
+    c = [_fixed_sums.dot(U[:, i], g) for i in range(k)]  # (U.T @ g: BLAS's, thread-count dependent)
+    return math.fsum(x * x for x in c) / gg

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend, _malloc
+from .. import _backend, _fixed_sums, _malloc
 from ._probes import start_vector
 from ._products import check_estimate
 from .operators import unit_vector, vector_norm
@@ -96,7 +96,7 @@ class BlockKrylov:
         lie in the span of the basis to rounding: then the next one is tried; a zero row if the space is full)."""
         for _ in range(8):
             self._random_row(row)
-            nrm = float(self.xp.linalg.norm(self.Q[row]))
+            nrm = _fixed_sums.norm(self.Q[row])
             left = self._orth_row(row, 0, row) / nrm
             left *= self._orth_row(row, 0, row)
             if left > 1e3 * self.eps:

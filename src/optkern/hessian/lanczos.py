@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _fixed_sums
 from ._lockstep import in_lockstep
 from ._probes import start_vector
 from ._products import check_estimate
@@ -300,7 +300,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     lam = None
     for it in range(1, max_iter + 1):
         w = op.matvec(v)
-        new = float(xp.vdot(v, w))
+        new = _fixed_sums.dot(v, w)  # (not NumPy's vdot: BLAS, whose last bits follow the thread count)
         big = check_estimate(float(xp.abs(w).max()))  # (NaN / Inf products: ValueError, as every estimator)
         if big == 0.0:
             return PowerResult(0.0, v, it, True)

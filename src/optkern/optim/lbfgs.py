@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _fixed_sums
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from . import _closure, _lbfgs_state, _line_search
@@ -324,7 +324,7 @@ class LBFGS(NativeByName):
                     self._move(tt, save=first[0])
                     first[0] = False
                     f, gn, _, _ = self._evaluate_or_restore(closure, copy=True)
-                    return f, gn, sc(float(self._xp.dot(gn, self._d)))
+                    return f, gn, sc(_fixed_sums.dot(gn, self._d))  # (not BLAS: the same bits for any thread count)
 
                 loss, g, t, ls_func_evals = _line_search.strong_wolfe(
                     obj_func, t, dmax, loss, g, gtd, max_ls=max_eval - current_evals

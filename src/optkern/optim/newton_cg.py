@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _fixed_sums
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from ..hessian._products import real_array
@@ -222,19 +222,19 @@ class NewtonCG(NativeByName):
             # direction of negative curvature both signs lower the model; the one with g.p <= 0
             # lowers it more (and is the descent direction this exit promises): take that one
             p = res.direction
-            if float(xp.dot(g, p)) > 0.0:
+            if _fixed_sums.dot(g, p) > 0.0:
                 p = -p
         if not bool(xp.any(p)):
             return hp, loss, g, p, res, evals, hvps, 0.0
         # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and
         # (A + lam I) x = -g - r from the recursion (exact arithmetic) when p is the CG iterate
-        pp = float(xp.dot(p, p))
+        pp = _fixed_sums.dot(p, p)  # (the model's dots: not BLAS's, whose bits follow the thread count)
         if p is res.x:
-            pAp = float(xp.dot(p, -g - res.residual)) - lam * pp
+            pAp = _fixed_sums.dot(p, -g - res.residual) - lam * pp
         else:
-            pAp = float(xp.dot(p, op.matvec(p)))
+            pAp = _fixed_sums.dot(p, op.matvec(p))
             hvps += 1
-        q = lr * float(xp.dot(g, p)) + 0.5 * lr * lr * pAp
+        q = lr * _fixed_sums.dot(g, p) + 0.5 * lr * lr * pAp
         return hp, loss, g, p, res, evals, hvps, q
 
     def _take(self, closure, hp, loss, g, p, res, evals, hvps, q):
