@@ -21,6 +21,8 @@ def is_cupy_type(t) -> bool:
     """Whether ``t`` is ``cupy.ndarray`` (told by its module and name: CuPy need not be imported)."""
     if t in _CUPY_TYPES:
         return True
+    if t is np.ndarray:  # (the common case: no attribute reads)
+        return False
     if t.__module__.startswith("cupy") and t.__name__ == "ndarray":
         _CUPY_TYPES.add(t)  # (a type object of an extension class lives for the process)
         return True

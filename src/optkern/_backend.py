@@ -103,11 +103,17 @@ def cuda_built() -> bool:
 _DL_CPU, _DL_CUDA, _DL_CUDA_MANAGED = 1, 2, 13
 
 
+#: Exact types that export no array interface: NumPy's array, and built-ins whose instances take no
+#: attributes of their own (a list of arrays, a number, None: the other arguments of a call), for
+#: which the attribute tests below cost three failed look-ups (~1.5 us) to say False.
+_NEVER_FOREIGN = frozenset({np.ndarray, list, tuple, dict, int, float, bool, str, type(None)})
+
+
 def is_foreign(a) -> bool:
     """Whether ``a`` is an array from another library (not NumPy, not CuPy) that optkern can view:
     one exporting ``__dlpack__``, ``__cuda_array_interface__`` or ``__array_interface__``."""
     t = type(a)
-    if t is np.ndarray or isinstance(a, np.ndarray) or is_cupy(a):
+    if t in _NEVER_FOREIGN or isinstance(a, np.ndarray) or is_cupy(a):
         return False
     if hasattr(t, "__dlpack__") or hasattr(a, "__cuda_array_interface__"):
         return True

@@ -215,17 +215,25 @@ def _shape_arg(normalized_shape, name="normalized_shape") -> tuple:
     """``normalized_shape`` (an int or a sequence of ints) as a tuple of ints >= 0 (0 as torch
     allows: rows of no elements, an empty output) whose product fits int64; TypeError / ValueError
     naming it (or its entry) otherwise. A bool, a float, a string or a 0-d array is not a shape."""
-    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, (bool, np.bool_)):
+    if type(normalized_shape) is int or (
+        isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, (bool, np.bool_))
+    ):
         normalized_shape = (normalized_shape,)
-    ok = isinstance(normalized_shape, (tuple, list)) or (
-        isinstance(normalized_shape, np.ndarray) and normalized_shape.ndim == 1
-    )
-    if not ok:
-        raise TypeError(f"{name}: expected an int or a tuple of ints, got {type(normalized_shape).__name__}")
-    ns = tuple(_backend.integer(f"{name}[{i}]", s, lo=0, hi=_backend.INT64_MAX) for i, s in enumerate(normalized_shape))
-    if math.prod(ns) > _backend.INT64_MAX:
-        raise ValueError(f"{name}: {ns} holds more than {_backend.INT64_MAX} elements")
+    if type(normalized_shape) is tuple and all(type(s) is int and 0 <= s <= _INT64_MAX for s in normalized_shape):
+        ns = normalized_shape  # (exact ints in range: what the per-entry checks return, no names built)
+    else:
+        ok = isinstance(normalized_shape, (tuple, list)) or (
+            isinstance(normalized_shape, np.ndarray) and normalized_shape.ndim == 1
+        )
+        if not ok:
+            raise TypeError(f"{name}: expected an int or a tuple of ints, got {type(normalized_shape).__name__}")
+        ns = tuple(_backend.integer(f"{name}[{i}]", s, lo=0, hi=_INT64_MAX) for i, s in enumerate(normalized_shape))
+    if math.prod(ns) > _INT64_MAX:
+        raise ValueError(f"{name}: {ns} holds more than {_INT64_MAX} elements")
     return ns
+
+
+_INT64_MAX = _backend.INT64_MAX
 
 
 def _saved_int(saved, field: str, lo: int) -> int:

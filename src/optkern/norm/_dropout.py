@@ -55,8 +55,11 @@ def dropout_backward(dy, p, seed, offset=0):
     p = _backend.in_range("p", p, 0.0, 1.0)
     seed, offset = _seed_offset(seed, offset, dy.size)
     dx = _xp(dy).empty_like(dy)
-    with _native_name("x", "dy"):  # the native function calls its input x
+    try:
         mod.dropout_(dy, dx, p, seed, offset, None)
+    except (TypeError, ValueError):
+        with _native_name("x", "dy"):  # the native function calls its input x (renamed on the error path only)
+            raise
     return dx
 
 

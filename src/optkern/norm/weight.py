@@ -104,6 +104,10 @@ def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
     xp = _xp(v)
     dv = xp.empty_like(vr)
     dg = xp.empty_like(g)
-    with _saved_names("norm"):
-        mod.weight_norm_backward(dwr, vr, g, saved.norm, dv, dg, rows, _wn_row_len(vr, rows))
+    n = _wn_row_len(vr, rows)
+    try:
+        mod.weight_norm_backward(dwr, vr, g, saved.norm, dv, dg, rows, n)
+    except (TypeError, ValueError):
+        with _saved_names("norm"):  # (renamed on the error path only)
+            raise
     return dg, _from_rows(dv, d)

@@ -145,7 +145,8 @@ def _real(v, t: int, schedule=None) -> float:
     """A schedule's value as a finite float (a real number or a 1-element array), else TypeError /
     ValueError naming the schedule (a built-in one's arguments too: they are what overflowed)."""
     v = _item(v)
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    kind = type(v)  # (an exact float / int skips numbers.Real's ABC check; a bool takes it)
+    if kind is not float and kind is not int and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
         raise TypeError(f"schedule: returned {type(v).__name__} at step {t}, expected a real number")
     try:
         f = float(v)

@@ -1,0 +1,158 @@
+"""The per-call fast paths of the small-call host work (exact-type tests before the ABC checks,
+the never-foreign built-in types, error renaming on the error path only) decide exactly as the
+full tests they skip: the edges each fast path sees (bools, ints past a bound, subclasses) still
+get the full test's answer and error, and a native error of a norm backward or dropout backward
+is still renamed to the public argument."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import optkern.norm as N
+from optkern import _backend, _scalars
+from optkern import schedules as S
+from optkern.norm._common import _shape_arg
+
+
+class _Float(float):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+@pytest.mark.parametrize("value", [0.5, 3, _Float(0.5), _Int(3), np.float32(0.5), np.float64(0.5), np.int64(3)])
+def test_real_accepts_real_numbers_as_float(value):
+    out = _scalars.real("lr", value)
+    assert type(out) is float and out == float(value)
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (True, TypeError, "lr: expected a real number, got bool"),
+        (np.bool_(True), TypeError, "lr: expected a real number, got bool"),
+        ("0.1", TypeError, "lr: expected a real number, got str"),
+        (None, TypeError, "lr: expected a real number, got NoneType"),
+        (10**400, ValueError, "lr: must be finite, got an integer beyond float range"),
+        (math.inf, ValueError, "lr: must be finite, got inf"),
+        (math.nan, ValueError, "lr: must be finite, got nan"),
+    ],
+)
+def test_real_refuses_what_it_refused(value, error, match):
+    with pytest.raises(error, match=match):
+        _scalars.real("lr", value)
+
+
+def test_in_range_fast_path_keeps_the_bounds():
+    assert _scalars.in_range("x", 1, 0.0, 1.0) == 1.0
+    with pytest.raises(ValueError, match=r"x: must be in \[0.0, 1.0\), got 1.0"):
+        _scalars.in_range("x", 1.0, 0.0, 1.0, hi_open=True)
+
+
+@pytest.mark.parametrize("value", [7, _Int(7), np.int64(7), np.uint8(7)])
+def test_integer_accepts_integers(value):
+    out = _scalars.integer("seed", value, lo=0, hi=_scalars.INT64_MAX)
+    assert type(out) is int and out == 7
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (True, TypeError, "seed: expected an integer, got bool"),
+        (7.0, TypeError, "seed: expected an integer, got float"),
+        (-1, ValueError, "seed: must be >= 0, got -1"),
+        (2**63, ValueError, "seed: must be <= 9223372036854775807"),
+    ],
+)
+def test_integer_refuses_what_it_refused(value, error, match):
+    with pytest.raises(error, match=match):
+        _scalars.integer("seed", value, lo=0, hi=_scalars.INT64_MAX)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [(7, (7,)), ((7,), (7,)), ((3, 0), (3, 0)), ([3, 4], (3, 4)), ((np.int64(3),), (3,)), (np.array([2, 5]), (2, 5))],
+)
+def test_shape_arg_values(shape, expected):
+    out = _shape_arg(shape)
+    assert out == expected and type(out) is tuple and all(type(s) is int for s in out)
+
+
+@pytest.mark.parametrize(
+    "shape, error, match",
+    [
+        ((2**63,), ValueError, r"normalized_shape\[0\]: must be <= 9223372036854775807"),
+        ((3, -1), ValueError, r"normalized_shape\[1\]: must be >= 0, got -1"),
+        ((True,), TypeError, r"normalized_shape\[0\]: expected an integer, got bool"),
+        (True, TypeError, "normalized_shape: expected an int or a tuple of ints, got bool"),
+        ((7.0,), TypeError, r"normalized_shape\[0\]: expected an integer, got float"),
+        ((2**62, 4), ValueError, r"normalized_shape: \(4611686018427387904, 4\) holds more than"),
+        ("7", TypeError, "normalized_shape: expected an int or a tuple of ints, got str"),
+    ],
+)
+def test_shape_arg_refuses_what_it_refused(shape, error, match):
+    with pytest.raises(error, match=match):
+        _shape_arg(shape)
+
+
+def test_schedule_value_checks():
+    assert S.FunctionSchedule(lambda t: 2)(0) == 2.0
+    with pytest.raises(TypeError, match="schedule: returned bool at step 1, expected a real number"):
+        S.FunctionSchedule(lambda t: True)(1)
+    with pytest.raises(ValueError, match="schedule: returned an integer beyond float64's range at step 2"):
+        S.FunctionSchedule(lambda t: 10**400)(2)
+    with pytest.raises(ValueError, match="schedule: returned inf at step 3"):
+        S.FunctionSchedule(lambda t: math.inf)(3)
+
+
+class _ListWithInterface(list):
+    """A list subclass exporting NumPy's array interface: foreign (not an exact built-in type)."""
+
+    @property
+    def __array_interface__(self):
+        return np.zeros(2).__array_interface__
+
+
+@pytest.mark.parametrize("a", [[], [np.zeros(2)], (), {}, 1, 1.0, True, "x", None, np.zeros(2)])
+def test_builtins_are_never_foreign(a):
+    assert not _backend.is_foreign(a)
+
+
+def test_subclass_of_a_builtin_still_looked_at():
+    assert _backend.is_foreign(_ListWithInterface())
+
+
+X = np.random.default_rng(0).standard_normal((2, 7)).astype(np.float32)
+
+
+def test_row_backward_errors_renamed():
+    _, s = N.layer_norm(X, 7)
+    with pytest.raises(TypeError, match="^saved.mean: expected float32, got float64"):
+        N.layer_norm_backward(X, X, None, N.RowNormSaved(s.mean.astype(np.float64), s.rstd, 1))
+    with pytest.raises(TypeError, match="^out: expected float32, got float64"):
+        N.layer_norm_backward(X, X, None, s, out=np.ones((2, 7), np.float64))
+    _, r = N.rms_norm(X, 7)
+    with pytest.raises(TypeError, match="^saved.inv_rms: expected float32, got float64"):
+        N.rms_norm_backward(X, X, None, N.RMSNormSaved(r.inv_rms.astype(np.float64)))
+
+
+def test_channel_backward_errors_renamed():
+    _, s = N.batch_norm(X)
+    with pytest.raises(TypeError, match="^out: expected float32, got float64"):
+        N.batch_norm_backward(X, X, None, s, out=np.ones((2, 7), np.float64))
+    with pytest.raises(TypeError, match="^saved.mean: expected float32, got float64"):
+        N.batch_norm_backward(X, X, None, s._replace(mean=s.mean.astype(np.float64)))
+
+
+def test_dropout_and_weight_norm_backward_errors_renamed():
+    with pytest.raises(TypeError, match="^dy: expected float32 or float64, got int32"):
+        N.dropout_backward(np.ones(7, np.int32), 0.1, 1)
+    v, g = np.ones((3, 4), np.float32), np.ones((3, 1), np.float32)
+    _, ws = N.weight_norm(v, g, 0)
+    with pytest.raises(TypeError, match="^saved.norm: expected float32, got float64"):
+        N.weight_norm_backward(v, v, g, N.WeightNormSaved(ws.norm.astype(np.float64), ws.dim))
