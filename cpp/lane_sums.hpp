@@ -39,11 +39,12 @@ template <class A, class F> OK_LANE_INLINE A lane_sum(int64_t n, F&& f) {
 
 // Σ_i f(i) over [0, n) in double, where f gives T: a double T is lane_sum<double>; a float T is
 // summed in float lanes (full vector width) over blocks of kBlockTerms terms a lane, each block's
-// lanes then added to double lanes. A float lane sum of thousands of terms (or one rounded to float)
-// was off by ~ε times its largest partial sum, and for terms of few distinct values every addition
-// rounded alike; here the float rounding is bounded by a block's eight terms, and the sum of the
-// blocks is as good as a double sum of the terms (the reason the callers once summed in double:
-// cpp/norm_cpu.hpp). The association depends on n only.
+// lanes then added to double lanes (what a float's vector width buys over lane_sum<double>: one
+// add per 8 terms, not a conversion and an add per 4). A float lane sum of thousands of terms was off
+// by ~ε times its partial sums, and for terms of few distinct values every addition rounded alike;
+// here the float rounding is that of a block's eight terms, the blocks summed in double. For sums
+// of like-signed terms (squares: cpp/norm_cpu.hpp), within an ulp or so of the double sum of the
+// terms. The association depends on n only.
 constexpr int64_t kBlockTerms = 8;
 template <class T, class F> OK_LANE_INLINE double block_sum(int64_t n, F&& f) {
   if constexpr (sizeof(T) == sizeof(double)) {
