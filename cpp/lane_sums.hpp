@@ -37,6 +37,42 @@ template <class A, class F> OK_LANE_INLINE A lane_sum(int64_t n, F&& f) {
   return s;
 }
 
+// Σ_i f(i) over [0, n) in double, where f gives T: a double T is lane_sum<double>; a float T is
+// summed in float lanes (full vector width) over blocks of kBlockTerms terms a lane, each block's
+// lanes then added to double lanes (what a float's vector width buys over lane_sum<double>: one
+// add per 8 terms, not a conversion and an add per 4). A float lane sum of thousands of terms was off
+// by ~ε times its partial sums, and for terms of few distinct values every addition rounded alike;
+// here the float rounding is that of a block's eight terms, the blocks summed in double. For sums
+// of like-signed terms (squares: cpp/norm_cpu.hpp), within an ulp or so of the double sum of the
+// terms. The association depends on n only.
+constexpr int64_t kBlockTerms = 8;
+template <class T, class F> OK_LANE_INLINE double block_sum(int64_t n, F&& f) {
+  if constexpr (sizeof(T) == sizeof(double)) {
+    return lane_sum<double>(n, f);
+  } else {
+    constexpr int64_t W = 128 / int64_t(sizeof(T)), B = W * kBlockTerms;
+    double acc[W];
+    for (int64_t j = 0; j < W; ++j) acc[j] = 0.0;
+    int64_t i = 0;
+    for (; i + B <= n; i += B) {
+      T s[W];
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) s[j] = f(i + j);
+      for (int64_t t = 1; t < kBlockTerms; ++t) {
+#pragma omp simd
+        for (int64_t j = 0; j < W; ++j) s[j] += f(i + t * W + j);
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) acc[j] += double(s[j]);
+    }
+    for (int64_t w = W / 2; w > 0; w /= 2)
+      for (int64_t j = 0; j < w; ++j) acc[j] += acc[j + w];
+    double r = acc[0];
+    for (; i < n; ++i) r += double(f(i));  // the tail, in order
+    return r;
+  }
+}
+
 template <int K, class A, class F, std::size_t... Ks>
 OK_LANE_INLINE void lane_sums_each(int64_t n, F& f, A* out, std::index_sequence<Ks...>) {
   ((out[Ks] = lane_sum<A>(n, [&](int64_t i) {

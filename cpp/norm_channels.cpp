@@ -28,7 +28,7 @@ struct Shape {
   int64_t size() const { return N * C * S; }
 };
 
-// Shifted two-pass moments of block k (all channels when S = 1, else channel t % C).
+// Corrected two-pass moments of block k (all channels when S = 1, else channel t % C).
 template <class T> struct StatsKernel {
   const T* x;
   rules::Moments<double>* part;  // [nblk][C], kept and merged in double (norm_cpu.hpp: chunk_moments)
@@ -37,54 +37,56 @@ template <class T> struct StatsKernel {
     const int64_t C = sh.C, S = sh.S;
     if (S == 1) {
       const int64_t k = t, n0 = sh.n0(k), n1 = sh.n1(k);
-      const T* OK_RESTRICT x0 = x + n0 * C;
-      // Σ(x - x0) in double (norm_cpu.hpp: chunk_moments says why; here each channel's is one
-      // sequential sum over up to 16K rows)
-      std::vector<double> s(size_t(C), 0.0);
-      std::vector<T> q(size_t(C), T(0));
+      // The corrected two-pass of norm_cpu.hpp's chunk_moments across the channels: Σx in double,
+      // then Σ(x - m)² in T over blocks of kBlockTerms rows, each added in double. One sum in T of a
+      // channel's up to 16K squared deviations rounded every addition alike for data of few distinct
+      // values (half a, half b: rstd 300 ulps off; random columns 8).
+      std::vector<double> s(size_t(C), 0.0), q(size_t(C), 0.0);
+      std::vector<T> m(static_cast<size_t>(C)), qb(static_cast<size_t>(C));
       double* OK_RESTRICT sp = s.data();
-      T* OK_RESTRICT qp = q.data();
+      double* OK_RESTRICT qp = q.data();
+      T* OK_RESTRICT mp = m.data();
+      T* OK_RESTRICT bp = qb.data();
       for (int64_t n = n0; n < n1; ++n) {
         const T* OK_RESTRICT xn = x + n * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) sp[c] += double(xn[c]) - double(x0[c]);
+        for (int64_t c = 0; c < C; ++c) sp[c] += double(xn[c]);
       }
-      // Second pass around x0 + o, o = Σ(x - x0) / n, never around a mean rounded to x's magnitude.
-      const T cnt = T(n1 - n0);
-      std::vector<T> o(static_cast<size_t>(C));
-      T* OK_RESTRICT op = o.data();
-      for (int64_t c = 0; c < C; ++c) op[c] = T(sp[c] / double(cnt));
-      for (int64_t n = n0; n < n1; ++n) {
-        const T* OK_RESTRICT xn = x + n * C;
+      const double cnt = double(n1 - n0);
+      for (int64_t c = 0; c < C; ++c) mp[c] = T(sp[c] / cnt);
+      for (int64_t n = n0; n < n1; n += kBlockTerms) {
+        std::fill(qb.begin(), qb.end(), T(0));
+        for (int64_t j = n; j < std::min(n1, n + kBlockTerms); ++j) {
+          const T* OK_RESTRICT xn = x + j * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) qp[c] += sq_dev(xn[c], x0[c], op[c]);
+          for (int64_t c = 0; c < C; ++c) bp[c] += sq_dev(xn[c], mp[c]);
+        }
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) qp[c] += double(bp[c]);
       }
-      for (int64_t c = 0; c < C; ++c)
-        part[k * C + c] = {double(cnt), double(x0[c]) + sp[c] / double(cnt), double(qp[c])};
+      for (int64_t c = 0; c < C; ++c) {
+        const double mean = sp[c] / cnt;
+        part[k * C + c] = {cnt, mean, corrected_m2(qp[c], mean - double(mp[c]), cnt)};
+      }
       return;
     }
+    // The corrected two-pass of norm_cpu.hpp's chunk_moments over the block's runs of channel c.
     const int64_t k = t / C, c = t % C, n0 = sh.n0(k), n1 = sh.n1(k);
-    const T shift = x[(n0 * C + c) * S];
-    double s = 0;  // (in double: norm_cpu.hpp, chunk_moments)
+    double s = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       // The runs of one channel lie C * S apart: prefetch the next one.
       prefetch_row(xn + C * S, n + 1 < n1 ? S : 0);
-      s += lane_sum<double>(S, [&](int64_t i) { return double(xn[i]) - double(shift); });
+      s += lane_sum<double>(S, [&](int64_t i) { return double(xn[i]); });
     }
-    const T cnt = T((n1 - n0) * S);
-    const T o = T(s / double(cnt));
-    // Σ((x - shift) - o)²: lane sums of chunks of the runs, added in double (as the row kernels'
-    // chunks are merged: norm_cpu.hpp). One lane sum of a whole run (S = 16384: 512 terms a lane)
-    // summed in T, and the runs in T, rounded every addition alike for data of few distinct values
-    // (±c: rstd 3e-6 off, ~20 ulps of y, where the row kernels' and torch's are within a few).
+    const double cnt = double((n1 - n0) * S), mean = s / cnt;
+    const T m = T(mean);
     double q = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      for (int64_t j = 0; j < S; j += kStatChunk)
-        q += double(lane_sum<T>(std::min(kStatChunk, S - j), [&](int64_t i) { return sq_dev(xn[j + i], shift, o); }));
+      q += block_sum<T>(S, [&](int64_t i) { return sq_dev(xn[i], m); });
     }
-    part[t] = {double(cnt), double(shift) + s / double(cnt), q};
+    part[t] = {cnt, mean, corrected_m2(q, mean - double(m), cnt)};
   }
 };
 

@@ -22,27 +22,29 @@ constexpr int64_t kStatChunk = 2048;
 // Row blocks holding parameter-gradient partials (fixed: from shapes only).
 constexpr int64_t kGradBlocks = 64;
 
-// Moments of x[0..n) by the shifted two-pass method around the first value
-// k: Σ(x - k), then Σ((x - k) - o)² with o = Σ(x - k) / n. The deviations
-// x - k are exact for data near k, and neither pass rounds the mean to x's
-// magnitude (with float32 data near 1e4 and a spread of ~1 rounding step,
-// Σ(x - mean)² around a rounded mean is off by up to 25%). The summary is
-// kept in double (chunks are merged in double for the same reason).
-// Σ(x - k) is summed in double, of deviations formed in double (exact from
-// float32): its terms are of size |x - k|, about σ, and a float32 sum of them
-// was off by ~ε σ, thousands of ulps of a mean near 0 (Σ x̂, exactly 0, came out
-// ~1e-3 N: a dy with a common offset, 10 + small, gave dweight = Σ dy x̂ many
-// times its true size; torch's mean is within an ulp or so). The second pass,
-// Σ((x - k) - o)² (its error relative to itself), stays in T, its chunk's sum
-// merged in double: a sum over one chunk's lanes (64 terms each) is within a few
-// ulps even where every addition rounds alike (data of few distinct values).
-template <class T> OK_INLINE T sq_dev(T x, T k, T o) { return ((x - k) - o) * ((x - k) - o); }
+// Moments of x[0..n) by a corrected two-pass method (Chan, Golub, LeVeque):
+//   pass 1: s = Σx in double (the floats converted exactly), mean = s / n, m = mean rounded to T;
+//   pass 2: q = Σ(x - m)² as a block_sum (lane_sums.hpp: float lanes, blocks of 8 terms a lane
+//   added in double), M2 = q - n (mean - m)².
+// The mean is as good as a double sum: a float32 sum of the deviations Σ(x - x[0]) rounded to
+// float32 left means of data centred near 0 thousands of ulps off (Σ x̂, exactly 0, came out ~1e-3 N:
+// a dy with a common offset, 10 + small, gave dweight = Σ dy x̂ many times its true size).
+// M2 never rounds the mean to x's magnitude: with data near 1e4 and a spread of a few rounding steps
+// the terms x - m are exact (x within a factor 2 of m) and n (mean - m)² corrects for m's rounding;
+// for data near 0, x - m rounds but the correction is then negligible beside M2. q in float32 lanes
+// of a whole chunk (64 terms a lane) rounded alike for data of few distinct values (half a, half b:
+// rstd 3-4 ulps off where torch's is 0.2); in blocks of 8 terms, < 1 ulp.
+template <class T> OK_INLINE T sq_dev(T x, T m) { return (x - m) * (x - m); }
+// M2 = Σ(x - mean)² of n values from q = Σ(x - m)², with mean - m = dm (never below 0; NaN stays NaN).
+OK_INLINE double corrected_m2(double q, double dm, double n) {
+  const double m2 = q - n * dm * dm;
+  return m2 < 0.0 ? 0.0 : m2;
+}
 template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
-  const T k = x[0];
-  const double s = lane_sum<double>(n, [&](int64_t i) { return double(x[i]) - double(k); });
-  const T o = T(s / double(n));
-  const T q = lane_sum<T>(n, [&](int64_t i) { return sq_dev(x[i], k, o); });
-  return {double(n), double(k) + s / double(n), double(q)};
+  const double mean = lane_sum<double>(n, [&](int64_t i) { return double(x[i]); }) / double(n);
+  const T m = T(mean);
+  const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(x[i], m); });
+  return {double(n), mean, corrected_m2(q, mean - double(m), double(n))};
 }
 
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).
@@ -52,13 +54,12 @@ template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t 
   return acc;
 }
 
-// Σx² in double (RMS norm, ‖v‖ of weight norm), rounded to T once: summed in float32 lanes of
+// Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, rounded to T once: summed in float32 lanes of
 // thousands of terms, rows of similar values rounded every addition the same way (a constant row
 // of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where torch's is within one).
-// From float32 the products are exact and neither overflow nor underflow; the result rounded to T
-// still can, which the caller's stats_ok sees as before.
+// The result rounded to T can overflow or underflow, which the caller's stats_ok sees.
 template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
-  return T(lane_sum<double>(n, [&](int64_t i) { return double(x[i]) * double(x[i]); }));
+  return T(block_sum<T>(n, [&](int64_t i) { return x[i] * x[i]; }));
 }
 
 // ---- The scaled fallback of rules/norm.hpp (rare: extreme or non-finite rows) ----

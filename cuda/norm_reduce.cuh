@@ -52,5 +52,20 @@ template <class V> __device__ V block_reduce(V v, V* smem, const V& zero) {
   return out;
 }
 
+// Σ at(j)² over [0, n) by the whole block (call from every thread), in double and rounded to A
+// once, as cpp/norm_cpu.hpp's sum_squares: each thread's float sum of n / blockDim similar terms
+// rounded every addition alike (a constant float32 row of 65536: Σx² ~1e-5 off, RMS norm's y and
+// weight norm's w ~100 ulps). The products of floats are exact in double, and neither overflows nor
+// underflows there; the rounded result can, which the caller's stats_ok sees.
+template <class A, class At> __device__ A block_sum_squares(int64_t n, At at) {
+  __shared__ Sum2<double> ss[32];
+  Sum2<double> q{0.0, 0.0};
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const double v = double(at(j));
+    q.a += v * v;
+  }
+  return A(block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a);
+}
+
 }  // namespace normgpu
 }  // namespace optkern

@@ -23,21 +23,15 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
                    A* __restrict__ mean, A* __restrict__ rstd, int64_t R, int64_t G, int64_t Cg, int64_t S, A eps,
                    bool rms) {
   __shared__ rules::Moments<A> sm[32];
-  __shared__ Sum2<A> ss[32];
   const int64_t M = Cg * S;
   for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
     const T* xr = x + r * M;
     T* yr = y + r * M;
     A mu = A(0), rs;
     if (rms) {
-      Sum2<A> q{A(0), A(0)};
-      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-        const A v = load(xr, j);
-        q.a += v * v;
-      }
-      q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
-      if (rules::stats_ok(A(0), q.a, eps)) {  // block-uniform: every thread holds the same total
-        rs = rules::inv_rms(q.a, A(M), eps);
+      const A q = block_sum_squares<A>(M, [&](int64_t j) { return A(load(xr, j)); });
+      if (rules::stats_ok(A(0), q, eps)) {  // block-uniform: every thread holds the same total
+        rs = rules::inv_rms(q, A(M), eps);
       } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
         const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(xr, j)); });
         rs = rules::rsqrt_scaled(sq.ssq / A(M), sq.e, eps);

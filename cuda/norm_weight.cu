@@ -15,18 +15,12 @@ template <class T, class A>
 __global__ void __launch_bounds__(kThreads)
 wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restrict__ w, A* __restrict__ norm,
                   int64_t rows, int64_t M) {
-  __shared__ Sum2<A> ss[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* vr = v + r * M;
-    Sum2<A> q{A(0), A(0)};
-    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-      const A x = load(vr, j);
-      q.a += x * x;
-    }
-    q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+    const A q = block_sum_squares<A>(M, [&](int64_t j) { return A(load(vr, j)); });
     A nrm;
-    if (rules::stats_ok(A(0), q.a, A(0))) {  // block-uniform
-      nrm = sqrt(q.a);
+    if (rules::stats_ok(A(0), q, A(0))) {  // block-uniform
+      nrm = sqrt(q);
     } else {  // ‖v‖² overflowed or underflowed (rules/norm.hpp)
       const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(vr, j)); });
       nrm = rules::norm_scaled(sq.ssq, sq.e);
@@ -36,12 +30,7 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
     if (rules::is_subnormal(nrm)) {  // (block-uniform) as cpp/norm_weight.cpp: w from v 2^-b and ‖v‖ 2^-b
       const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
       const int b = rules::scale_exp(av);
-      Sum2<A> qs{A(0), A(0)};
-      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-        const A x = rules::scale2(A(load(vr, j)), -b);
-        qs.a += x * x;
-      }
-      const A n = sqrt(block_reduce(qs, ss, Sum2<A>{A(0), A(0)}).a);
+      const A n = sqrt(block_sum_squares<A>(M, [&](int64_t j) { return rules::scale2(A(load(vr, j)), -b); }));
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x)
         store(w + r * M, j, gr * (rules::scale2(A(load(vr, j)), -b) / n));
       continue;
