@@ -103,6 +103,18 @@ def check_same_sizes(sizes: list) -> None:
             )
 
 
+def steps_from_closure(optimizer) -> bool:
+    """Whether ``optimizer`` (an instance or a class) steps from a closure, not from gradients:
+    L-BFGS (line search), Newton-CG (trial step, damping) and SAM (the ascent point) evaluate the
+    loss and gradient themselves, maybe several times a step."""
+    from ..optim.lbfgs import LBFGS
+    from ..optim.newton_cg import NewtonCG
+    from ..optim.sam import SAM
+
+    kinds = (LBFGS, NewtonCG, SAM)
+    return issubclass(optimizer, kinds) if isinstance(optimizer, type) else isinstance(optimizer, kinds)
+
+
 def check_optimizer_step(optimizer, grads) -> None:
     """Raise what ``optimizer.step(grads)`` would raise for bad input, before a wrapper writes into
     ``grads`` (its own check when the optimizer has one: optkern.optim's do)."""
@@ -151,6 +163,19 @@ class DistributedOptimizer:
     copies of small gradients too. Every rank passes an array for every parameter (zeros where
     its part of the batch gave none): a None grad is refused, since the ranks could disagree on
     which parameters have one and the collectives would not match.
+
+    Closure optimizers (``optim.LBFGS``, ``optim.NewtonCG``, ``optim.SAM``): ``step(closure)``,
+    ``closure() -> (loss, grads)`` on this rank's rows (a None grad reads as zeros). Each call of
+    the closure is averaged as the gradients are (its loss too, reduced alike: the mean, the sum or
+    the ``grad_weight``-weighted sum; copied into the fusion buffers, the closure's arrays are not
+    written), so with ``ordered=True`` every rank's optimizer sees the same bits and takes the same
+    line-search / damping / ascent decisions: the params stay identical on every rank and match one
+    process on the concatenated data to rounding. A closure that raises or returns a bad result on
+    one rank raises on every rank (that rank's own error; a KeyboardInterrupt there: RuntimeError
+    elsewhere), the params put back as the optimizer puts them back alone. Newton-CG needs the
+    distributed curvature (``hessian.from_mlp(..., comm=comm)`` or :func:`.curvature.distributed`):
+    a rank-local operator gives each rank another CG solution. ``step(grads)`` on them raises
+    TypeError before anything is written; so does ``step(closure)`` on the other optimizers.
     """
 
     def __init__(
@@ -369,6 +394,8 @@ class DistributedOptimizer:
         waited in the buckets' allreduce forever; a rank alone with another lr stepped silently).
         """
         self.comm._live("step")  # (asked here: at one rank no collective would ask)
+        if steps_from_closure(self.optimizer):
+            return self._closure_step(grads)
         if grown(self.optimizer, self._counts):
             self._step_grown(grads)
             return
@@ -391,6 +418,68 @@ class DistributedOptimizer:
             self._reduce(grads, w)
         self.optimizer.step(grads)
         self._synced = False
+
+    def _closure_step(self, closure):
+        """``step(closure)`` of a closure optimizer: the closure's every result averaged over the
+        ranks (:meth:`_averaged`) before the optimizer sees it. Returns the optimizer's step's value."""
+        opt = self.optimizer
+        err: Exception | None = None
+        if not callable(closure):  # (step(grads) too: it averaged them in place, then LBFGS refused them)
+            err = TypeError(
+                f"closure: {type(opt).__name__} steps from a closure () -> (loss, grads) (the wrapper averages "
+                f"both over the ranks at each call), got {type(closure).__name__}"
+            )
+        elif self._skip:
+            err = RuntimeError(
+                f"step: a {type(opt).__name__} step inside skip_synchronize(): the wrapper averages its "
+                "closure's results itself (step outside it)"
+            )
+        added = grown(opt, self._counts)
+        if added:
+            self._hyper_check.counts = [len(g["params"]) for g in opt.param_groups]
+        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
+        if added:
+            self._follow()
+        return opt.step(self._averaged(closure))
+
+    def _averaged(self, closure):
+        """``closure`` with its ``(loss, grads)`` reduced over the ranks, at every call. A call that
+        fails on one rank (the closure raised, or returned a bad result) raises on every rank, before
+        any reduction: one small allreduce (the call's header) agrees on it."""
+        from ..optim import _closure
+
+        def averaged():
+            err: BaseException | None = None
+            loss, w, bufs = 0.0, None, self.grad_buffers()
+            try:
+                loss, grads = _closure.call(closure)
+                loss = _closure.closure_loss(loss)
+                grads = _backend.check_list_like(
+                    _backend.as_list(grads, "closure: grads"), self._params, "closure: grads", none=True
+                )
+                w = _grad_weight(self.grad_weight, {p.dtype for p in self._params})
+                for b, g in zip(bufs, grads):  # (ours: the closure's arrays are not written)
+                    if g is None:
+                        b.fill(0)
+                    else:
+                        b[...] = g
+            except BaseException as e:  # (a Ctrl-C on one rank too: the others would wait forever)
+                err = e
+            said = err
+            if err is not None and not isinstance(err, (TypeError, ValueError)):
+                said = RuntimeError(f"closure: raised {type(err).__name__}: {err}")
+            try:
+                refuse_together(self.comm, said, "closure", reduce_mode(self.op, self.grad_weight))
+            except BaseException:
+                if err is not None:
+                    raise err from None
+                raise
+            self._reduce(bufs, w)
+            total = np.array([loss if w is None else loss * w])
+            self.comm.allreduce(total, self.op if w is None else "sum")
+            return float(total[0]), bufs
+
+        return averaged
 
     def _step_grown(self, grads) -> None:
         """A step after a group was added to the wrapped optimizer directly: the groups (their counts

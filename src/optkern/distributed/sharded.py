@@ -30,7 +30,7 @@ from .agreement import (
     state_digest,
 )
 from .communicator import as_communicator
-from .data_parallel import _grad_weight, check_grads, check_optimizer_step
+from .data_parallel import _grad_weight, check_grads, check_optimizer_step, steps_from_closure
 from .groups import grown
 from .params import check_same_params
 
@@ -157,6 +157,13 @@ class ShardedOptimizer:
         on this rank."""
         if not isinstance(optimizer_class, type) or not hasattr(optimizer_class, "step"):
             raise TypeError(f"optimizer_class: expected an optkern optimizer class, got {optimizer_class!r}")
+        if steps_from_closure(optimizer_class):
+            # (its line search / CG / ascent step need the whole gradient and loss; a slice's
+            # optimizer made from groups refused them with messages naming params or base)
+            raise TypeError(
+                f"optimizer_class: {optimizer_class.__name__} steps from a closure over all the params, which "
+                "ZeRO-1 cannot shard: wrap it in DistributedOptimizer (it averages the closure's results)"
+            )
         if not isinstance(op, str) or op not in ("mean", "sum"):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.op = op
