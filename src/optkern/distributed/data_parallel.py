@@ -26,6 +26,7 @@ from .agreement import (
     state_digest,
 )
 from .buckets import make_buckets
+from .closure_steps import ClosureSteps, steps_from_closure
 from .communicator import as_communicator
 from .groups import grown, restorable
 from .params import check_same_params
@@ -103,18 +104,6 @@ def check_same_sizes(sizes: list) -> None:
             )
 
 
-def steps_from_closure(optimizer) -> bool:
-    """Whether ``optimizer`` (an instance or a class) steps from a closure, not from gradients:
-    L-BFGS (line search), Newton-CG (trial step, damping) and SAM (the ascent point) evaluate the
-    loss and gradient themselves, maybe several times a step."""
-    from ..optim.lbfgs import LBFGS
-    from ..optim.newton_cg import NewtonCG
-    from ..optim.sam import SAM
-
-    kinds = (LBFGS, NewtonCG, SAM)
-    return issubclass(optimizer, kinds) if isinstance(optimizer, type) else isinstance(optimizer, kinds)
-
-
 def check_optimizer_step(optimizer, grads) -> None:
     """Raise what ``optimizer.step(grads)`` would raise for bad input, before a wrapper writes into
     ``grads`` (its own check when the optimizer has one: optkern.optim's do)."""
@@ -128,7 +117,7 @@ def check_grads(grads, params, name: str = "grads") -> list:
     return _backend.check_list_like(_backend.as_list(grads, name), params, name)
 
 
-class DistributedOptimizer:
+class DistributedOptimizer(ClosureSteps):
     """Data-parallel wrapper of an optkern optimizer: every rank steps with the averaged gradient.
 
     Args:
@@ -418,68 +407,6 @@ class DistributedOptimizer:
             self._reduce(grads, w)
         self.optimizer.step(grads)
         self._synced = False
-
-    def _closure_step(self, closure):
-        """``step(closure)`` of a closure optimizer: the closure's every result averaged over the
-        ranks (:meth:`_averaged`) before the optimizer sees it. Returns the optimizer's step's value."""
-        opt = self.optimizer
-        err: Exception | None = None
-        if not callable(closure):  # (step(grads) too: it averaged them in place, then LBFGS refused them)
-            err = TypeError(
-                f"closure: {type(opt).__name__} steps from a closure () -> (loss, grads) (the wrapper averages "
-                f"both over the ranks at each call), got {type(closure).__name__}"
-            )
-        elif self._skip:
-            err = RuntimeError(
-                f"step: a {type(opt).__name__} step inside skip_synchronize(): the wrapper averages its "
-                "closure's results itself (step outside it)"
-            )
-        added = grown(opt, self._counts)
-        if added:
-            self._hyper_check.counts = [len(g["params"]) for g in opt.param_groups]
-        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
-        if added:
-            self._follow()
-        return opt.step(self._averaged(closure))
-
-    def _averaged(self, closure):
-        """``closure`` with its ``(loss, grads)`` reduced over the ranks, at every call. A call that
-        fails on one rank (the closure raised, or returned a bad result) raises on every rank, before
-        any reduction: one small allreduce (the call's header) agrees on it."""
-        from ..optim import _closure
-
-        def averaged():
-            err: BaseException | None = None
-            loss, w, bufs = 0.0, None, self.grad_buffers()
-            try:
-                loss, grads = _closure.call(closure)
-                loss = _closure.closure_loss(loss)
-                grads = _backend.check_list_like(
-                    _backend.as_list(grads, "closure: grads"), self._params, "closure: grads", none=True
-                )
-                w = _grad_weight(self.grad_weight, {p.dtype for p in self._params})
-                for b, g in zip(bufs, grads):  # (ours: the closure's arrays are not written)
-                    if g is None:
-                        b.fill(0)
-                    else:
-                        b[...] = g
-            except BaseException as e:  # (a Ctrl-C on one rank too: the others would wait forever)
-                err = e
-            said = err
-            if err is not None and not isinstance(err, (TypeError, ValueError)):
-                said = RuntimeError(f"closure: raised {type(err).__name__}: {err}")
-            try:
-                refuse_together(self.comm, said, "closure", reduce_mode(self.op, self.grad_weight))
-            except BaseException:
-                if err is not None:
-                    raise err from None
-                raise
-            self._reduce(bufs, w)
-            total = np.array([loss if w is None else loss * w])
-            self.comm.allreduce(total, self.op if w is None else "sum")
-            return float(total[0]), bufs
-
-        return averaged
 
     def _step_grown(self, grads) -> None:
         """A step after a group was added to the wrapped optimizer directly: the groups (their counts
