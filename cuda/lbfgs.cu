@@ -213,7 +213,9 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
 }
 
 void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, bool save) {
-  const DType dt = float_dtype<DeviceArrays>(x_h, "x");
+  // The params' dtype (float32 for none), as the CPU's: x's made "params[0]" the culprit of a float64
+  // x beside float32 params, and took a float64 x with no params, which the CPU refuses.
+  const DType dt = float_dtype_of(params, "params");
   int dev = -1;
   const DeviceList P = gather_device(params, "params", dt, true, dev);
   int64_t n = 0;
