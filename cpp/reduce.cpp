@@ -30,7 +30,8 @@ ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writa
   r.x = gather(arrays, name, r.dt, writable);
   r.buf = scalar_buffer(buf, buf_name, buf_writable);
   const ArrayList b = scalar_as_list(r.buf, size_t(r.dt.itemsize()));
-  check_no_overlap({{name, &r.x, writable}, {buf_name, &b, buf_writable}}, size_t(r.dt.itemsize()));
+  check_no_overlap({{name, &r.x, writable}, {buf_name, &b, buf_writable, true, size_t(r.dt.itemsize())}},
+                   size_t(r.dt.itemsize()));
   return r;
 }
 

@@ -22,6 +22,9 @@
 - penalty_grad_ / penalty_value's out: the CUDA penalty_grad_ refused an out sharing memory with a
   param or a grad, the CPU's took it (the element became the penalty's value), and neither
   penalty_value checked it. Now one check (optkern/regularize_args.hpp) in both modules.
+- the CPU named its 1-element float64 buffers (out, total_norm_buf, b_sq, counters, lr_buffer) as
+  list items in aliasing errors ("out[0] shares memory with grads[0]", clip_grad_norm_'s too), the
+  CUDA module as the lone arrays they are; now both name them as the CUDA module does.
 
 Skipped without CuPy / the CUDA module / a device; tools/cuda_emu runs it on the CPU.
 """
@@ -243,3 +246,28 @@ def test_penalty_out_beside_the_arrays_still_runs():
         got.append((_backend.to_numpy(buf), _backend.to_numpy(g)))
     np.testing.assert_allclose(got[1][0], got[0][0], rtol=1e-15)
     same_bits(got[1][1], got[0][1], "grads")
+
+
+_BUFFER_ALIAS = {
+    "grad_norm out": lambda mod, a: mod.grad_norm([a[:4]], 2.0, a[3:4]),
+    "clip_scale_ total_norm_buf": lambda mod, a: mod.clip_scale_([a[:4]], 1.0, a[3:4]),
+    "all_finite out": lambda mod, a: mod.all_finite([a[:4]], a[0:1]),
+    "sam_perturb_ out": lambda mod, a: mod.sam_perturb_([a[:2]], [a[2:4]], [a[4:6]], 0.1, 0.0, a[5:6]),
+    "adagrad_norm_ b_sq": lambda mod, a: mod.adagrad_norm_([a[:2]], [a[2:4]], a[1:2], 0.1, 0.0, False),
+    "sgd_capturable counters": lambda mod, a: mod.sgd_capturable(
+        [a[:2]], [a[2:4]], None, 0.1, 0.0, 0.0, 0.0, False, False, False, 0.0, a[1:2], None
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BUFFER_ALIAS))
+def test_a_float64_buffer_sharing_memory_is_named_as_on_the_gpu(case):
+    """The CPU named its 1-element float64 buffers as list items ("out[0] shares memory with
+    grads[0]", through clip_grad_norm_ too); the CUDA module names them as the lone arrays they are."""
+    errs = []
+    for xp, mod in ((np, _cpu), (cp, _cuda)):
+        a = xp.linspace(1.0, 2.0, 6)
+        errs.append(raised(lambda mod=mod, a=a: _BUFFER_ALIAS[case](mod, a)))
+        same_bits(_backend.to_numpy(a), np.linspace(1.0, 2.0, 6), f"{case}: written before the refusal")
+    name = case.split()[1]
+    assert errs[0] == errs[1] and "shares memory" in errs[0][1] and f"{name}[" not in errs[0][1], errs
