@@ -66,7 +66,9 @@ Hist check_history(py::handle S, py::handle Y, py::handle like, const char* like
   Hist h;
   h.dt = float_dtype<DeviceArrays>(like, like_name);
   const auto shape = shape_of(like);
-  if (shape.size() != 1) throw py::value_error(std::string(like_name) + ": expected a 1-D array");
+  if (shape.size() != 1)
+    throw py::value_error(std::string(like_name) + ": expected a 1-D array, got " + std::to_string(shape.size()) +
+                          "-D");
   h.n = shape[0];
   std::vector<int64_t> sizes;
   h.S = gather_device(S, "S", h.dt, false, h.dev);

@@ -15,7 +15,9 @@
   module's "must be a float >= 1 or inf"); now one check (optkern/reduce_args.hpp), one message.
 - lbfgs_move_ took its dtype from x, the CPU from the params: a float64 x beside float32 params was
   "params[0]: expected float64" (the CPU: "x: expected float32"), and a float64 x with no params ran,
-  where the CPU refuses it. Now the params' dtype, as on the CPU.
+  where the CPU refuses it. Now the params' dtype, as on the CPU. Its shape errors and
+  lbfgs_push_/_direction_'s for a 2-D g now read the same in both modules (the CPU's "x: expected
+  shape (8,) (all params), got size 8" for a (2, 4) x; the CUDA module's bare "g: expected a 1-D array").
 - dropout_ (both modules) took an out overlapping x without being x, and a mask sharing memory with
   x or out: the result then depended on the order of the writes (the CPU's chunks, the GPU's
   threads). Now refused by one check (optkern/dropout_args.hpp) before anything is written.
@@ -271,3 +273,21 @@ def test_a_float64_buffer_sharing_memory_is_named_as_on_the_gpu(case):
         same_bits(_backend.to_numpy(a), np.linspace(1.0, 2.0, 6), f"{case}: written before the refusal")
     name = case.split()[1]
     assert errs[0] == errs[1] and "shares memory" in errs[0][1] and f"{name}[" not in errs[0][1], errs
+
+
+_LBFGS_SHAPES = {
+    "move: 2-D x": lambda mod, xp: mod.lbfgs_move_([xp.zeros(8)], xp.ones((2, 4)), xp.ones(8), 0.5, True),
+    "move: 2-D d": lambda mod, xp: mod.lbfgs_move_([xp.zeros(8)], xp.ones(8), xp.ones((2, 4)), 0.5, False),
+    "push: 2-D g": lambda mod, xp: mod.lbfgs_push_(
+        [], [], xp.ones(8), xp.ones(8), xp.ones((2, 4)), xp.ones(8), xp.ones(8), 1.0, xp.zeros(4)
+    ),
+    "direction: 2-D g": lambda mod, xp: mod.lbfgs_direction_(
+        [], [], [], [], xp.ones((2, 4)), 1.0, xp.ones(8), xp.zeros(2)
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_LBFGS_SHAPES))
+def test_lbfgs_shape_errors_read_the_same(case):
+    errs = [raised(lambda mod=mod, xp=xp: _LBFGS_SHAPES[case](mod, xp)) for xp, mod in ((np, _cpu), (cp, _cuda))]
+    assert errs[0] == errs[1] and errs[0][0] is ValueError, errs
