@@ -4,6 +4,7 @@
 // stored. Optionally writes the uint8 mask.
 #include <pybind11/pybind11.h>
 
+#include "optkern/dropout_args.hpp"
 #include "optkern/rules/norm.hpp"
 #include "philox_cpu.hpp"
 #include "py_arrays.hpp"
@@ -53,6 +54,7 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
     mask = static_cast<uint8_t*>(m.mutable_data());
   }
   const int64_t n = int64_t(x.size());
+  dropout_args::check_overlap(x.data(), y.data(), uint64_t(x.nbytes()), mask, mask ? uint64_t(n) : 0);
   check_philox_counter(n, offset);
   const void* xp = x.data();
   void* yp = y.mutable_data();

@@ -230,12 +230,14 @@ void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, b
   const ArrayList P = gather(params_h, "params", dt, true);
   const int64_t n = total_size(P.size);
   py::array x = check_array(x_h, "x", dt, save), d = check_array(d_h, "d", dt, false);
-  if (x.ndim() != 1 || x.shape(0) != n)
-    throw py::value_error("x: expected shape (" + std::to_string(n) + ",) (all params), got size " +
-                          std::to_string(x.size()));
-  if (d.ndim() != 1 || d.shape(0) != n)
-    throw py::value_error("d: expected shape (" + std::to_string(n) + ",) (all params), got size " +
-                          std::to_string(d.size()));
+  // (in the CUDA module's words: a (2, 4) x was "got size 8", the size expected)
+  const auto check_flat = [n](const py::array& a, const char* name) {
+    if (a.ndim() == 1 && a.shape(0) == n) return;
+    std::vector<int64_t> got(a.shape(), a.shape() + a.ndim());
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str({n}) + ", got " + shape_str(got));
+  };
+  check_flat(x, "x");
+  check_flat(d, "d");
   if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
   const ArrayList X = single(x), D = single(d);
   check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, size_t(dt.itemsize()));

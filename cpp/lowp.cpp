@@ -45,7 +45,7 @@ void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, bool st
              uint64_t stream, uint64_t offset) {
   const Half k = lowp::half_kind(fmt);
   lowp::Map<HostArrays> m;
-  lowp::gather_map(m, src_h, "float32", out_h, "uint16");
+  lowp::gather_to_half(m, src_h, out_h, stochastic, offset);
   const float* x = static_cast<const float*>(m.x);
   uint16_t* o = static_cast<uint16_t*>(m.out);
   const int64_t n = m.n;
@@ -161,7 +161,7 @@ uint32_t finite_absmax_bits(const float* x, int64_t lo, int64_t hi) {
 void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int64_t frac, bool stochastic,
                           uint64_t seed, uint64_t stream, uint64_t offset) {
   lowp::GridCall<HostArrays> call;
-  lowp::gather_grid(call, src_h, out_h, bits);
+  lowp::gather_grid(call, src_h, out_h, bits, stochastic, offset);
   lowp::check_frac(frac);
   const GridArgs a{call.x, call.out, call.n, stochastic, seed, stream, offset};
   const lowp::Grid g = lowp::fixed_point_grid(int(bits), int(frac));
@@ -174,7 +174,7 @@ void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int6
 void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t block, bool stochastic,
                        uint64_t seed, uint64_t stream, uint64_t offset) {
   lowp::GridCall<HostArrays> call;
-  lowp::gather_grid(call, src_h, out_h, bits);
+  lowp::gather_grid(call, src_h, out_h, bits, stochastic, offset);
   lowp::check_fp_block(block);
   const GridArgs a{call.x, call.out, call.n, stochastic, seed, stream, offset};
   py::gil_scoped_release nogil;

@@ -40,12 +40,12 @@ struct HostBuffers {
     if (!st.counters.is_none()) {
       counters = scalar_buffer(st.counters, "counters", true, n);
       lists.push_back(scalar_as_list(counters, size_t(dt.itemsize()), n));
-      named.push_back({"counters", &lists.back(), true});
+      named.push_back({"counters", &lists.back(), true, true, size_t(dt.itemsize())});
     }
     if (!st.lr_buffer.is_none()) {
       lr = scalar_buffer(st.lr_buffer, "lr_buffer", false);
       lists.push_back(scalar_as_list(lr, size_t(dt.itemsize())));
-      named.push_back({"lr_buffer", &lists.back(), false});
+      named.push_back({"lr_buffer", &lists.back(), false, true, size_t(dt.itemsize())});
     }
     if (!st.found_inf.is_none()) {
       const py::array a = check_array(st.found_inf, "found_inf", py::dtype::of<float>(), false);
@@ -117,7 +117,7 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, const ru
   const py::dtype dt = list_dtype(params, "params");
   double* b2 = scalar_buffer(b_sq, "b_sq", true);
   const ArrayList b2_list = scalar_as_list(b2, size_t(dt.itemsize()));
-  const Lists L = gather_lists(params, grads, {}, dt, {{"b_sq", &b2_list, true}});
+  const Lists L = gather_lists(params, grads, {}, dt, {{"b_sq", &b2_list, true, true, size_t(dt.itemsize())}});
   if (!(std::isfinite(*b2) && *b2 >= 0.0))  // would turn every parameter into NaN
     throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + std::to_string(*b2));
   dispatch_float(dt, [&](auto t) {

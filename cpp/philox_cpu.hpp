@@ -193,7 +193,7 @@ void words_in_batches(int64_t lo, int64_t hi, uint64_t offset, uint64_t seed, ui
   const unsigned per_block = 4 / per;  // elements per block
   for (int64_t a = lo; a < hi; a += batch) {
     const int64_t m = hi - a < batch ? hi - a : batch;
-    const uint64_t g = offset + uint64_t(a);  // (offset + n <= 2^64: checked by the Python layer)
+    const uint64_t g = offset + uint64_t(a);  // (offset + n <= 2^64: check_philox_counter, in every caller)
     fill_words_at(w, g / per_block, int64_t(g % per_block) * per, m * int64_t(per), seed, stream);
     f(a, static_cast<const uint32_t*>(w), m);
   }

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "multi_tensor.hpp"
+#include "optkern/reduce_args.hpp"
 #include "optkern/rules/optim.hpp"
 
 namespace optkern {
@@ -29,7 +30,8 @@ ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writa
   r.x = gather(arrays, name, r.dt, writable);
   r.buf = scalar_buffer(buf, buf_name, buf_writable);
   const ArrayList b = scalar_as_list(r.buf, size_t(r.dt.itemsize()));
-  check_no_overlap({{name, &r.x, writable}, {buf_name, &b, buf_writable}}, size_t(r.dt.itemsize()));
+  check_no_overlap({{name, &r.x, writable}, {buf_name, &b, buf_writable, true, size_t(r.dt.itemsize())}},
+                   size_t(r.dt.itemsize()));
   return r;
 }
 
@@ -43,8 +45,7 @@ double norm_of(const ArrayList& x, double p) {
 }
 
 double grad_norm(py::handle arrays, double norm_type, py::handle out) {
-  if (!(norm_type >= 1.0))  // also rejects NaN
-    throw py::value_error("norm_type: must be >= 1 or inf, got " + std::to_string(norm_type));
+  reduce_args::check_norm_type(norm_type);
   ListAndScalar a = gather_with_scalar(arrays, "arrays", false, out, "out", true);
   double n = 0.0;
   dispatch_float(a.dt, [&](auto t) { n = norm_of<decltype(t)>(a.x, norm_type); });
@@ -63,8 +64,7 @@ void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf) {
 }
 
 void clamp(py::handle arrays, double clip_value) {
-  if (!(clip_value >= 0.0))
-    throw py::value_error("clip_value: must be >= 0, got " + std::to_string(clip_value));
+  reduce_args::check_clip_value(clip_value);
   const py::dtype dt = list_dtype(arrays, "arrays");
   const ArrayList x = gather(arrays, "arrays", dt, true);
   check_no_overlap({{"arrays", &x, true}}, size_t(dt.itemsize()));

@@ -13,6 +13,7 @@
 #include "element_loops.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
+#include "optkern/regularize_args.hpp"
 #include "optkern/rules/regularize.hpp"
 
 namespace optkern {
@@ -34,11 +35,6 @@ py::dtype list_dtype(py::handle seq, const char* name) {
   if (!dt.equal(py::dtype::of<float>()) && !dt.equal(py::dtype::of<double>()))
     throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
   return dt;
-}
-
-void check_coeffs(double l1, double l2) {
-  if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
-  if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
 }
 
 // out: None or a writable 1-element float64 array.
@@ -66,12 +62,13 @@ double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2
 }
 
 py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
-  check_coeffs(l1, l2);
+  regularize_args::check_coeffs(l1, l2);
   const py::dtype dt = list_dtype(params, "params");
   const ArrayList p = gather(params, "params", dt, false);
   const ArrayList g = gather(grads, "grads", dt, true, &p.size);
-  check_no_overlap({{"params", &p, false}, {"grads", &g, true}}, size_t(dt.itemsize()));
   double* o = out_ptr(out);
+  const ArrayList ol = regularize_args::out_list<ArrayList>(o);
+  regularize_args::check_overlap(p, &g, o ? &ol : nullptr, size_t(dt.itemsize()));
   const bool f32 = dt.equal(py::dtype::of<float>());  // Python call: before the GIL is dropped
   double v;
   {
@@ -84,10 +81,12 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
 }
 
 py::float_ penalty_value(py::handle params, double l1, double l2, py::handle out) {
-  check_coeffs(l1, l2);
+  regularize_args::check_coeffs(l1, l2);
   const py::dtype dt = list_dtype(params, "params");
   const ArrayList p = gather(params, "params", dt, false);
   double* o = out_ptr(out);
+  const ArrayList ol = regularize_args::out_list<ArrayList>(o);
+  regularize_args::check_overlap<ArrayList>(p, nullptr, o ? &ol : nullptr, size_t(dt.itemsize()));
   const bool f32 = dt.equal(py::dtype::of<float>());
   double v;
   {

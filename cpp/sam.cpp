@@ -38,7 +38,11 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
   const Lists L = gather_lists(params, grads, {{"backups", backups, false}}, dt);
   double* buf = scalar_buffer(out, "out", true);
   const ArrayList b = scalar_as_list(buf, size_t(dt.itemsize()));
-  check_no_overlap({{"params", &L.p, true}, {"grads", &L.g, false}, {"backups", &L.s[0], true}, {"out", &b, true}},
+  // (out: a lone array, named without an index, as the CUDA module names it)
+  check_no_overlap({{"params", &L.p, true},
+                    {"grads", &L.g, false},
+                    {"backups", &L.s[0], true},
+                    {"out", &b, true, true, size_t(dt.itemsize())}},
                    size_t(dt.itemsize()));
   double norm = 0.0;
   dispatch_float(dt, [&](auto tag) {

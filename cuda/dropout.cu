@@ -6,6 +6,7 @@
 #include <array>
 
 #include "norm_common.cuh"
+#include "optkern/dropout_args.hpp"
 #include "optkern/philox.hpp"
 #include "optkern/rules/norm.hpp"
 
@@ -89,12 +90,13 @@ void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
 void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
   if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
   const DType dt = float_dtype<DeviceArrays>(x, "x", true);
-  // Not an aliasing check: out may be x (dropout in place reads each element before writing it).
+  // (Not the collector's aliasing check: out may be x; dropout_args::check_overlap.)
   DeviceArgs a(dt);
   const char* xp = a.get(x, "x", -1, false);
   const int64_t n = device_size(x);
   char* yp = a.get(out, "out", n, true);
   uint8_t* mp = a.opt<uint8_t>(mask_h, "mask", DType::u8, n, true);
+  dropout_args::check_overlap(xp, yp, uint64_t(n) * dtype_size(dt), mp, mp ? uint64_t(n) : 0);
   check_philox_counter(n, offset);
   if (n == 0) return;
   DeviceGuard guard(a.device);

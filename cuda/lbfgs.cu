@@ -66,7 +66,9 @@ Hist check_history(py::handle S, py::handle Y, py::handle like, const char* like
   Hist h;
   h.dt = float_dtype<DeviceArrays>(like, like_name);
   const auto shape = shape_of(like);
-  if (shape.size() != 1) throw py::value_error(std::string(like_name) + ": expected a 1-D array");
+  if (shape.size() != 1)
+    throw py::value_error(std::string(like_name) + ": expected a 1-D array, got " + std::to_string(shape.size()) +
+                          "-D");
   h.n = shape[0];
   std::vector<int64_t> sizes;
   h.S = gather_device(S, "S", h.dt, false, h.dev);
@@ -213,7 +215,9 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
 }
 
 void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, bool save) {
-  const DType dt = float_dtype<DeviceArrays>(x_h, "x");
+  // The params' dtype (float32 for none), as the CPU's: x's made "params[0]" the culprit of a float64
+  // x beside float32 params, and took a float64 x with no params, which the CPU refuses.
+  const DType dt = float_dtype_of(params, "params");
   int dev = -1;
   const DeviceList P = gather_device(params, "params", dt, true, dev);
   int64_t n = 0;

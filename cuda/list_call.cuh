@@ -37,7 +37,8 @@ class ListCall {
     return true;
   }
 
-  // A list that must be given (state the rule reads and writes).
+  // A list that must be given (grads, backups, state the rule reads and writes): None is the
+  // CPU's TypeError naming it (add() would skip it, and the op's depth check raise a RuntimeError).
   void require(py::handle seq, const char* name, bool written) {
     if (seq.is_none()) throw py::type_error(std::string(name) + ": expected a list of arrays, got None");
     add(seq, name, written);

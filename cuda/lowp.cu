@@ -137,7 +137,7 @@ void to_half(py::handle x, py::handle out, const std::string& fmt, bool stochast
              uint64_t offset) {
   const Half k = lowp::half_kind(fmt);
   lowp::Map<DeviceArrays> m;
-  lowp::gather_map(m, x, "float32", out, "uint16");
+  lowp::gather_to_half(m, x, out, stochastic, offset);
   if (m.n == 0) return;  // nothing to launch: needs neither CuPy's stream nor a device
   const cudaStream_t s = stream_for(m.args.device, "x");
   const auto* xp = static_cast<const float*>(m.x);
@@ -191,7 +191,7 @@ void dequantize_blockwise(py::handle codes, py::handle scales, py::handle out, i
 void quantize_fixed_point(py::handle x, py::handle out, int64_t bits, int64_t frac, bool stochastic, uint64_t seed,
                           uint64_t stream, uint64_t offset) {
   lowp::GridCall<DeviceArrays> c;
-  lowp::gather_grid(c, x, out, bits);
+  lowp::gather_grid(c, x, out, bits, stochastic, offset);
   lowp::check_frac(frac);
   if (c.n == 0) return;
   const cudaStream_t s = stream_for(c.in.device, "x");
@@ -204,7 +204,7 @@ void quantize_fixed_point(py::handle x, py::handle out, int64_t bits, int64_t fr
 void quantize_block_fp(py::handle x, py::handle out, int64_t bits, int64_t block, bool stochastic, uint64_t seed,
                        uint64_t stream, uint64_t offset) {
   lowp::GridCall<DeviceArrays> c;
-  lowp::gather_grid(c, x, out, bits);
+  lowp::gather_grid(c, x, out, bits, stochastic, offset);
   lowp::check_fp_block(block);
   if (c.n == 0) return;
   const cudaStream_t s = stream_for(c.in.device, "x");

@@ -54,7 +54,7 @@ struct CudaOptim {
   static rules::Counters step(py::object params, py::object grads, const std::array<py::object, N>& lists,
                               const typename D::Hyper& h, const Step& st) {
     ListCall a(params, "params", true);
-    a.add(grads, "grads", false);
+    a.require(grads, "grads", false);
     bool present[N];
     for (size_t k = 0; k < N; ++k) {
       present[k] = true;

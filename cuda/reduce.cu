@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "list_call.cuh"
+#include "optkern/reduce_args.hpp"
 #include "optkern/rules/optim.hpp"
 #include "optkern/signatures_optim.hpp"
 
@@ -106,9 +107,7 @@ template <class T> struct AdagradNormStep {
 // ---- bindings --------------------------------------------------------------------
 
 void grad_norm(py::object arrays, double norm_type, py::object out) {
-  const bool inf = std::isinf(norm_type) && norm_type > 0;
-  if (!inf && !(norm_type >= 1.0))
-    throw py::value_error("norm_type: must be a float >= 1 or inf, got " + std::to_string(norm_type));
+  const bool inf = reduce_args::check_norm_type(norm_type);
   ListCall a(arrays, "arrays", false);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
@@ -132,8 +131,7 @@ void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
 }
 
 void clamp(py::object arrays, double clip_value) {
-  if (!(clip_value >= 0.0))
-    throw py::value_error("clip_value: must be >= 0, got " + std::to_string(clip_value));
+  reduce_args::check_clip_value(clip_value);
   ListCall a(arrays, "arrays", true);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
@@ -154,7 +152,7 @@ void all_finite(py::object arrays, py::object out) {
 
 void adagrad_norm(py::object params, py::object grads, py::object b_sq, const rules::AdagradNormHyper& h) {
   ListCall a(params, "params", true);
-  a.add(grads, "grads", false);
+  a.require(grads, "grads", false);
   double* b = a.add_buffer(b_sq, "b_sq", 1, true);
   a.ready(/*always_launch=*/true);  // b^2 += 0 still runs for empty lists
   dispatch_float(a.dtype(), [&](auto z) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "cuda_arrays.hpp"
+#include "optkern/regularize_args.hpp"
 #include "optkern/rules/regularize.hpp"
 
 namespace optkern {
@@ -69,11 +70,6 @@ __global__ void sum_partials(const double* part, int64_t n, double* out) {
   if (threadIdx.x == 0) out[0] = s;
 }
 
-void check_coeffs(double l1, double l2) {
-  if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
-  if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
-}
-
 double* out_ptr(py::handle out, int& device) {
   if (out.is_none()) return nullptr;
   return reinterpret_cast<double*>(check_device_array(out, "out", DType::f64, true, 1, device));
@@ -122,16 +118,14 @@ void launch(const DeviceList& p, const DeviceList* g, double l1, double l2, doub
 }
 
 py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
-  check_coeffs(l1, l2);
+  regularize_args::check_coeffs(l1, l2);
   const DType dt = float_dtype_of(params, "params");
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);
   const DeviceList g = gather_device(grads, "grads", dt, true, device, &p.size);
   double* o = out_ptr(out, device);
-  DeviceList o_list;
-  if (o) o_list = gather_scalar_buffer(out, "out", device);
-  check_no_overlap({{"params", &p, false}, {"grads", &g, true}, {"out", o ? &o_list : nullptr, true, true}},
-                   dtype_size(dt));
+  const DeviceList ol = regularize_args::out_list<DeviceList>(o);
+  regularize_args::check_overlap(p, &g, o ? &ol : nullptr, dtype_size(dt));
   require_current_device(device, "params");
   if (dt == DType::f32) launch<float>(p, &g, l1, l2, o);
   else launch<double>(p, &g, l1, l2, o);
@@ -139,12 +133,14 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
 }
 
 py::object penalty_value(py::handle params, double l1, double l2, py::handle out) {
-  check_coeffs(l1, l2);
+  regularize_args::check_coeffs(l1, l2);
   const DType dt = float_dtype_of(params, "params");
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);
   if (out.is_none()) throw py::value_error("out: a 1-element float64 cupy array is required (no host sync)");
   double* o = out_ptr(out, device);
+  const DeviceList ol = regularize_args::out_list<DeviceList>(o);
+  regularize_args::check_overlap<DeviceList>(p, nullptr, &ol, dtype_size(dt));
   require_current_device(device, "params");
   if (dt == DType::f32) launch<float>(p, nullptr, l1, l2, o);
   else launch<double>(p, nullptr, l1, l2, o);

@@ -67,8 +67,8 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
   ListCall a(params, "params", true);
-  a.add(grads, "grads", false);
-  a.add(backups, "backups", true);
+  a.require(grads, "grads", false);
+  a.require(backups, "backups", true);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
   dispatch_float(a.dtype(), [&](auto z) {
@@ -81,7 +81,7 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
 
 void sam_restore(py::handle params, py::handle backups) {
   ListCall a(params, "params", true);
-  a.add(backups, "backups", false);
+  a.require(backups, "backups", false);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);

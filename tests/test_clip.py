@@ -191,7 +191,7 @@ def test_bad_grads_are_named_and_nothing_is_written(clip, bad, exc, msg):
 
 def test_out_aliasing_grads_names_grads():
     g = np.full(4, 10.0)
-    with pytest.raises(ValueError, match=r"^out\[0\] shares memory with grads\[0\]"):
+    with pytest.raises(ValueError, match=r"^out shares memory with grads\[0\]"):
         clip_grad_norm_([g], 1.0, out=g[1:2])
     assert np.array_equal(g, np.full(4, 10.0))
 

@@ -20,7 +20,9 @@ Stochastic rounding rounds up with probability equal to the distance to the
 value below over the spacing, so its expectation is the input. Element ``i``
 uses the Philox4x32-10 word of global index ``offset + i`` in stream ``step``
 of ``seed`` (see ``optkern.random``; the stream is the counter's upper 64
-bits): deterministic given (seed, step, index), the same on CPU and GPU.
+bits): deterministic given (seed, step, index), the same on CPU and GPU. The
+indices must stay below 2**64: ``offset + x.size`` past it raises ValueError
+naming ``offset`` (nearest rounding draws nothing and takes any offset).
 
 CuPy arrays. The conversions and the blockwise quantizers (``to_half``,
 ``stochastic_round``, ``from_half``, ``quantize_blockwise``,

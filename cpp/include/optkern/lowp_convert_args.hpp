@@ -53,6 +53,21 @@ void gather_map(Map<Arrays>& m, py::handle x, const char* x_dtype, py::handle ou
   m.args.check_overlap();
 }
 
+// Stochastic rounding of element i takes Philox word offset + i (philox::word): offset + n must not
+// pass 2^64 (check_philox_counter, as for dropout and the random fills). Past it the CPU's batched
+// words ran on into the counter's upper half while the GPU's per-element index wrapped to 0: the two
+// modules rounded with different words. Nearest rounding draws nothing: any offset.
+inline void check_draws(int64_t n, bool stochastic, uint64_t offset) {
+  if (stochastic) check_philox_counter(n, offset);
+}
+
+// lowp_to_half: float32 x -> uint16 half bits out, and its words.
+template <class Arrays>
+void gather_to_half(Map<Arrays>& m, py::handle x, py::handle out, bool stochastic, uint64_t offset) {
+  gather_map(m, x, "float32", out, "uint16");
+  check_draws(m.n, stochastic, offset);
+}
+
 // 8-bit blocks: float32 values (n), uint8 codes (n) and one float32 scale per block.
 template <class Arrays> struct Blocks {
   Args<Arrays> args;
@@ -111,7 +126,8 @@ template <class Arrays> struct GridCall {
   float* out = nullptr;
   int64_t n = 0;
 };
-template <class Arrays> void gather_grid(GridCall<Arrays>& g, py::handle x, py::handle out, int64_t bits) {
+template <class Arrays>
+void gather_grid(GridCall<Arrays>& g, py::handle x, py::handle out, int64_t bits, bool stochastic, uint64_t offset) {
   check_bits(bits);
   const auto f32 = Arrays::dtype_named("float32");
   g.x = g.in.template get<const float>(x, "x", f32, -1, false);
@@ -122,6 +138,7 @@ template <class Arrays> void gather_grid(GridCall<Arrays>& g, py::handle x, py::
   const auto bytes = uintptr_t(g.n) * 4u;
   if (xl != ol && xl < ol + bytes && ol < xl + bytes)
     throw py::value_error("out: overlaps x without being x (quantize in place with out=x, or into a new array)");
+  check_draws(g.n, stochastic, offset);
 }
 
 }  // namespace lowp

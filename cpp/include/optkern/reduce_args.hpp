@@ -1,0 +1,25 @@
+// The scalar checks of the reductions and gradient transforms (grad_norm, clamp_), written once for
+// optkern._cpu (cpp/reduce.cpp) and optkern._cuda (cuda/reduce.cu): the same refusals with the same
+// messages, before any array is read or written.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+namespace optkern {
+namespace reduce_args {
+namespace py = pybind11;
+
+// p >= 1 or +inf (NaN and -inf refused); true for +inf (the max norm).
+inline bool check_norm_type(double p) {
+  if (!(p >= 1.0)) throw py::value_error("norm_type: must be >= 1 or inf, got " + std::to_string(p));
+  return std::isinf(p);
+}
+
+inline void check_clip_value(double v) {
+  if (!(v >= 0.0)) throw py::value_error("clip_value: must be >= 0, got " + std::to_string(v));
+}
+
+}  // namespace reduce_args
+}  // namespace optkern

@@ -1,0 +1,40 @@
+// penalty_grad_ / penalty_value's checks, written once for optkern._cpu (cpp/regularize.cpp, NumPy
+// arrays) and optkern._cuda (cuda/regularize.cu, CuPy arrays), before anything is written: the
+// coefficients, and no written array (the grads, the 1-element float64 out) sharing memory with any
+// other, params included. (The CPU left out `out`: an out inside a param or a grad took the
+// penalty's value in place of that element, where the CUDA module refused it.)
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+#include "optkern/call_args.hpp"
+
+namespace optkern {
+namespace regularize_args {
+namespace py = pybind11;
+
+inline void check_coeffs(double l1, double l2) {
+  if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
+  if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
+}
+
+// L: the CPU's ArrayList or the GPU's DeviceList. g: null for penalty_value; out: null when not
+// given, else its one pointer with size 1.
+template <class L> void check_overlap(const L& p, const L* g, const L* out, size_t itemsize) {
+  check_overlaps<L>({{"params", &p, false}, {"grads", g, true}, {"out", out, true, true}}, itemsize);
+}
+
+// `out` (its pointer, or null) as a one-entry list for check_overlap.
+template <class L> L out_list(void* out) {
+  L l;
+  if (out) {
+    l.data.push_back(static_cast<char*>(out));
+    l.size.push_back(1);
+  }
+  return l;
+}
+
+}  // namespace regularize_args
+}  // namespace optkern
