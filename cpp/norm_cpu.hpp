@@ -35,11 +35,7 @@ constexpr int64_t kGradBlocks = 64;
 // of a whole chunk (64 terms a lane) rounded alike for data of few distinct values (half a, half b:
 // rstd 3-4 ulps off where torch's is 0.2); in blocks of 8 terms, < 1 ulp.
 template <class T> OK_INLINE T sq_dev(T x, T m) { return (x - m) * (x - m); }
-// M2 = Σ(x - mean)² of n values from q = Σ(x - m)², with mean - m = dm (never below 0; NaN stays NaN).
-OK_INLINE double corrected_m2(double q, double dm, double n) {
-  const double m2 = q - n * dm * dm;
-  return m2 < 0.0 ? 0.0 : m2;
-}
+using rules::corrected_m2;  // M2 from q and mean - m (rules/norm.hpp)
 template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
   const double mean = lane_sum<double>(n, [&](int64_t i) { return double(x[i]); }) / double(n);
   const T m = T(mean);

@@ -13,23 +13,30 @@
 namespace optkern {
 namespace normgpu {
 
-// Moments of x (batch-norm statistics).
+// Moments of x (batch-norm statistics): each thread's shifted sums in double (rules::push_shifted),
+// merged as moments in double (Part).
 template <class T, class A> struct StatsOp {
-  using Acc = rules::Moments<A>;
+  using Acc = rules::ShiftedSums<double>;
+  using Part = rules::Moments<double>;
   const T* x;
-  __device__ Acc zero() const { return {A(0), A(0), A(0)}; }
-  __device__ void push(Acc& acc, int64_t, int64_t, int64_t i) const { rules::push(acc, A(load(x, i))); }
+  __device__ Acc zero() const { return {0, 0.0, 0.0, 0.0}; }
+  __device__ Part part_zero() const { return {0.0, 0.0, 0.0}; }
+  __device__ void push(Acc& acc, int64_t, int64_t, int64_t i) const { rules::push_shifted(acc, double(load(x, i))); }
+  __device__ Part finish(const Acc& acc) const { return rules::shifted_moments(acc); }
 };
 
 // Σ dy and Σ dy x̂; statistics per channel (batch norm) or per row n G + c / Cg
 // (row normalizations; no mean for RMS norm).
 template <class T, class A> struct GradSumOp {
   using Acc = Sum2<A>;
+  using Part = Acc;
   const T *dy, *x;
   const A *mean, *rstd;
   int64_t G, Cg;
   bool per_row;
   __device__ Acc zero() const { return {A(0), A(0)}; }
+  __device__ Part part_zero() const { return zero(); }
+  __device__ Part finish(const Acc& acc) const { return acc; }
   __device__ A xhat(int64_t n, int64_t c, int64_t i) const {
     const int64_t k = per_row ? n * G + c / Cg : c;
     return rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
@@ -54,9 +61,10 @@ inline int64_t channel_splits(int64_t N, int64_t S) {
 // 32 channels x 8 row lanes (coalesced along C); S > 1: one block per channel.
 template <class Op>
 __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, int64_t K,
-                                       typename Op::Acc* __restrict__ part) {
-  using V = typename Op::Acc;
-  __shared__ V sm[kChanThreads];
+                                       typename Op::Part* __restrict__ part) {
+  using V = typename Op::Acc;  // a thread's accumulator, reduced as Op::Part
+  using P = typename Op::Part;
+  __shared__ P sm[kChanThreads];
   const int64_t k = blockIdx.y, n0 = N * k / K, n1 = N * (k + 1) / K;
   if (S == 1) {
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -64,7 +72,7 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
     V v = op.zero();
     if (c < C)
       for (int64_t n = n0 + ty; n < n1; n += kTileRows) op.push(v, n, c, n * C + c);
-    sm[ty * kTile + tx] = v;
+    sm[ty * kTile + tx] = op.finish(v);
     __syncthreads();
 #pragma unroll
     for (int h = kTileRows / 2; h >= 1; h >>= 1) {
@@ -80,24 +88,25 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
     const int64_t base = (n * C + c) * S;
     for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push(v, n, c, base + s);
   }
-  v = block_reduce(v, sm, op.zero());
-  if (threadIdx.x == 0) part[k * C + c] = v;
+  const P t = block_reduce(op.finish(v), sm, op.part_zero());
+  if (threadIdx.x == 0) part[k * C + c] = t;
 }
 
 // mean, rstd and the unbiased variance (running buffers) from the same merged
 // moments; redo[c] = 1 where those are unusable (rules::stats_ok) and the
 // channel must be summed again scaled (stats_scaled_kernel).
 template <class A>
-__global__ void stats_finalize_kernel(const rules::Moments<A>* __restrict__ part, int64_t K, int64_t C,
+__global__ void stats_finalize_kernel(const rules::Moments<double>* __restrict__ part, int64_t K, int64_t C,
                                       A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps,
                                       int* __restrict__ redo) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
-    rules::Moments<A> acc{A(0), A(0), A(0)};
+    rules::Moments<double> acc{0.0, 0.0, 0.0};
     for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
-    mean[c] = acc.mean;
-    rstd[c] = rules::rstd(acc, eps);
-    var[c] = rules::unbiased_var(acc);
-    redo[c] = rules::stats_ok(acc.mean, acc.m2, eps) ? 0 : 1;
+    // (in double, rounded once; the check on the values rounded to A, as cpp/norm_channels.cpp's)
+    mean[c] = A(acc.mean);
+    rstd[c] = A(rules::rstd(acc, double(eps)));
+    var[c] = A(rules::unbiased_var(acc));
+    redo[c] = rules::stats_ok(A(acc.mean), A(acc.m2), eps) ? 0 : 1;
   }
 }
 
@@ -184,7 +193,7 @@ channel_redo_kernel(GradSumOp<T, A> op, int64_t N, int64_t C, int64_t S, T* __re
 }
 
 template <class Op>
-void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, typename Op::Acc* part,
+void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, typename Op::Part* part,
                      cudaStream_t s) {
   if (S == 1) {
     const dim3 grid{unsigned((C + kTile - 1) / kTile), unsigned(K), 1u}, block{unsigned(kTile), unsigned(kTileRows), 1u};
@@ -199,10 +208,10 @@ void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, t
 template <class T, class A>
 void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
-  ScratchBuffer part(size_t(K * C) * sizeof(rules::Moments<A>), s);
+  ScratchBuffer part(size_t(K * C) * sizeof(rules::Moments<double>), s);
   ScratchBuffer redo(size_t(C) * sizeof(int), s);
-  launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<A>>(), s);
-  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<A>>(), K, C, mean, rstd, var, eps,
+  launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<double>>(), s);
+  stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<double>>(), K, C, mean, rstd, var, eps,
                                                          redo.as<int>());
   stats_scaled_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
       x, redo.as<int>(), N, C, S, mean, rstd, var, eps);

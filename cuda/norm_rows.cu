@@ -1,7 +1,7 @@
 // Row normalizations on the GPU (layer, RMS, group, instance norm), same
 // layout as cpp/norm_rows.cpp: x is (R, M), M = Cg * S, row r uses affine
-// entries (r % G) * Cg + j / S. One block per row: Welford per thread, a
-// deterministic tree merge (Chan), the scaled re-summation where those
+// entries (r % G) * Cg + j / S. One block per row: shifted sums in double per thread
+// (rules::push_shifted), a deterministic tree merge (Chan) in double, the scaled re-summation where those
 // statistics are unusable (norm_scaled.cuh), then the normalize/affine pass. Parameter
 // gradients reduce over rows in fixed splits (norm_channels.cuh).
 #include "norm_channels.cuh"
@@ -22,7 +22,7 @@ __global__ void __launch_bounds__(kRowThreads)
 row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
                    A* __restrict__ mean, A* __restrict__ rstd, int64_t R, int64_t G, int64_t Cg, int64_t S, A eps,
                    bool rms) {
-  __shared__ rules::Moments<A> sm[32];
+  __shared__ rules::Moments<double> sm[32];
   const int64_t M = Cg * S;
   for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
     const T* xr = x + r * M;
@@ -37,12 +37,13 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
         rs = rules::rsqrt_scaled(sq.ssq / A(M), sq.e, eps);
       }
     } else {
-      rules::Moments<A> m{A(0), A(0), A(0)};
-      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push(m, A(load(xr, j)));
-      m = block_reduce(m, sm, rules::Moments<A>{A(0), A(0), A(0)});
-      if (rules::stats_ok(m.mean, m.m2, eps)) {
-        mu = m.mean;
-        rs = rules::rstd(m, eps);
+      rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
+      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
+      const rules::Moments<double> m =
+          block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0});
+      if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {  // (as cpp/norm_rows.cpp)
+        mu = A(m.mean);
+        rs = A(rules::rstd(m, double(eps)));
       } else {
         const auto q = block_scaled_moments<A>(M, [&](int64_t j) { return A(load(xr, j)); });
         mu = q.mean;
