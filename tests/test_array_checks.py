@@ -1,5 +1,6 @@
 """``_backend.check_disjoint``: the Python twin of the native step check (cpp/step_checks.cpp) used
-by low-precision steps (CuPy steps of the float optimizers take the CUDA module's native check). Written spans may overlap nothing; read spans only each other."""
+by low-precision steps (CuPy steps of the float optimizers take the CUDA module's native check).
+Written spans may overlap nothing; read spans only each other."""
 
 import numpy as np
 import pytest
