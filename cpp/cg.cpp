@@ -12,6 +12,7 @@
 #include <string>
 
 #include "lane_sums.hpp"
+#include "optkern/cg_args.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
 #include "parallel.hpp"
@@ -42,23 +43,12 @@ template <class T> OK_CLONES void direction_loop(T* OK_RESTRICT p, const T* OK_R
   for (int64_t i = 0; i < n; ++i) p[i] = rules::cg_direction(z[i], p[i], beta);
 }
 
-double finite(const char* name, double v) {
-  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
-  return v;
-}
+using cg_args::finite;
 
-// Checks the vectors (one float dtype, 1-D, the length of the first, C-contiguous, written ones
-// writable and not overlapping any other) and runs f(chunk, T-tag) over fixed chunks.
-struct Vectors {
-  py::dtype dt;
-  HostArgs args;
-  int64_t n = 0;
-  explicit Vectors(py::handle first, const char* name) : dt(float_dtype<HostArrays>(first, name)), args(dt) {
-    const auto shape = HostArrays::shape(first);
-    if (shape.size() != 1) throw py::value_error(std::string(name) + ": expected a 1-D array");
-    n = shape[0];
-  }
-  char* add(py::handle h, const char* name, bool written) { return args.shaped(h, name, {n}, written); }
+// The vectors, checked (optkern/cg_args.hpp: also writable where written); sum runs f(start,
+// length) over fixed chunks.
+struct Vectors : cg_args::Vectors<HostArrays> {
+  using cg_args::Vectors<HostArrays>::Vectors;
   template <class F> double sum(int64_t cost, F&& f) {
     args.check_overlap();
     const auto chunks = make_chunks({n});

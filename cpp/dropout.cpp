@@ -43,14 +43,11 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
     throw py::type_error("x: expected float32 or float64, got " + dtype_name(dt));
   py::array x = check_array(x_h, "x", dt, false);
   py::array y = check_array(out_h, "out", dt, true);
-  if (y.size() != x.size())
-    throw py::value_error("out: expected " + std::to_string(x.size()) + " elements, got " + std::to_string(y.size()));
+  check_size("out", int64_t(x.size()), int64_t(y.size()));
   uint8_t* mask = nullptr;
   if (!mask_h.is_none()) {
     py::array m = check_array(mask_h, "mask", py::dtype::of<uint8_t>(), true);
-    if (m.size() != x.size())
-      throw py::value_error("mask: expected " + std::to_string(x.size()) + " elements, got " +
-                            std::to_string(m.size()));
+    check_size("mask", int64_t(x.size()), int64_t(m.size()));
     mask = static_cast<uint8_t*>(m.mutable_data());
   }
   const int64_t n = int64_t(x.size());

@@ -53,10 +53,7 @@ History check_history(py::handle S_h, py::handle Y_h, py::handle like, const cha
   History h{dt, {}, {}, int64_t(l.shape(0))};
   h.S = gather(S_h, "S", dt, false);
   std::vector<int64_t> sizes(h.S.count(), h.n);
-  for (size_t j = 0; j < h.S.count(); ++j)
-    if (h.S.size[j] != h.n)
-      throw py::value_error(item_name("S", j) + ": expected " + std::to_string(h.n) + " elements, got " +
-                            std::to_string(h.S.size[j]));
+  for (size_t j = 0; j < h.S.count(); ++j) check_size(item_name("S", j), h.n, h.S.size[j]);
   h.Y = gather(Y_h, "Y", dt, false, &sizes);
   return h;
 }

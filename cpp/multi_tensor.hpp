@@ -133,9 +133,7 @@ inline Lists gather_lists(py::handle params, py::handle grads, std::initializer_
 // An n-element float64 array (scalars the kernel reads or writes in place).
 inline double* scalar_buffer(py::handle h, const char* name, bool writable, int64_t n = 1) {
   py::array a = check_array(h, name, py::dtype::of<double>(), writable);
-  if (a.size() != n)
-    throw py::value_error(std::string(name) + ": expected a " + std::to_string(n) + "-element float64 array, got " +
-                          std::to_string(a.size()) + " elements");
+  check_size(name, n, int64_t(a.size()));
   return static_cast<double*>(const_cast<void*>(a.data()));
 }
 

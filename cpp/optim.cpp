@@ -49,8 +49,7 @@ struct HostBuffers {
     }
     if (!st.found_inf.is_none()) {
       const py::array a = check_array(st.found_inf, "found_inf", py::dtype::of<float>(), false);
-      if (a.size() != 1)
-        throw py::value_error("found_inf: expected 1 elements, got " + std::to_string(a.size()));
+      check_size("found_inf", 1, int64_t(a.size()));
       found_inf = static_cast<const float*>(a.data());
       ArrayList l;
       l.data.push_back(reinterpret_cast<char*>(const_cast<float*>(found_inf)));

@@ -150,9 +150,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
       for (int k = 0; k < a->nd; ++k) sz *= int64_t(a->dimensions[k]);
       data = a->data;
     }
-    if (sizes && sz != (*sizes)[i])
-      throw py::value_error(item_name(name, i) + ": expected " + std::to_string((*sizes)[i]) +
-                            " elements, got " + std::to_string(sz));
+    if (sizes) check_size(item_name(name, i), (*sizes)[i], sz);
     out.data.push_back(data);
     out.size.push_back(sz);
     out.owners.push_back(std::move(item));
@@ -190,9 +188,7 @@ struct HostArrays {
   static void* check(py::handle h, const char* what, const DType& dt, int64_t size, bool written, int& /*device*/,
                      uint64_t& bytes) {
     py::array a = check_array(h, what, dt, written);
-    if (size >= 0 && int64_t(a.size()) != size)
-      throw py::value_error(std::string(what) + ": expected " + std::to_string(size) + " elements, got " +
-                            std::to_string(a.size()));
+    if (size >= 0) check_size(what, size, int64_t(a.size()));
     bytes = uint64_t(a.nbytes());
     return const_cast<void*>(a.data());
   }

@@ -41,7 +41,7 @@ py::dtype list_dtype(py::handle seq, const char* name) {
 double* out_ptr(py::handle out) {
   if (out.is_none()) return nullptr;
   py::array a = check_array(out, "out", py::dtype::of<double>(), true);
-  if (a.size() != 1) throw py::value_error("out: expected 1 element, got " + std::to_string(a.size()));
+  check_size("out", 1, int64_t(a.size()));
   return static_cast<double*>(a.mutable_data());
 }
 

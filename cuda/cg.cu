@@ -1,34 +1,72 @@
 // The vector passes of one conjugate-gradient iteration on CuPy arrays (same contract and rules as
-// cpp/cg.cpp), through the multi-tensor apply / deterministic reduce of list_call.cuh on
-// one-array lists, on CuPy's current stream. Each sum is copied back to the host (hessian.cg
+// cpp/cg.cpp; the checks: optkern/cg_args.hpp), through the multi-tensor apply / deterministic
+// reduce of multi_tensor.cuh on one-array lists, on CuPy's current stream. Each sum is copied back to the host (hessian.cg
 // needs alpha and beta there, as it needs the product's curvature).
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
-#include <cmath>
-#include <string>
+#include <stdexcept>
+#include <vector>
 
 #include "list_call.cuh"
+#include "optkern/cg_args.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
 
 namespace optkern {
 namespace {
 
-// A one-array list of a vector: 1-D, as cpp/cg.cpp requires (the list call checks only sizes, so a
-// (2, 4) array would otherwise pass for 8 elements). Non-CuPy input is left to the list's TypeError.
-py::list one(py::handle h, const char* name) {
-  if (is_cupy(h) && DeviceArrays::shape(h).size() != 1)
-    throw py::value_error(std::string(name) + ": expected a 1-D array");
-  py::list l;
-  l.append(h);
-  return l;
-}
+using cg_args::finite;
 
-double finite(const char* name, double v) {
-  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
-  return v;
-}
+// The vectors, checked as cpp/cg.cpp checks them (optkern/cg_args.hpp), each as a one-array list
+// for the multi-tensor apply / reduce of multi_tensor.cuh.
+class Vectors : public cg_args::Vectors<DeviceArrays> {
+ public:
+  Vectors(py::handle first, const char* name) : cg_args::Vectors<DeviceArrays>(first, name), first_name_(name) {
+    lists_.reserve(4);
+  }
+
+  void add(py::handle h, const char* name, bool written) {
+    lists_.push_back(DeviceList{{cg_args::Vectors<DeviceArrays>::add(h, name, written)}, {n}, -1});
+  }
+
+  DType dtype() const { return dt; }
+  int device() const { return args.device; }
+  cudaStream_t stream() const { return stream_; }
+
+  // Aliasing checks; then false when the vectors are empty (nothing is launched).
+  bool ready() {
+    args.check_overlap();
+    if (n == 0) return false;
+    require_current_device(args.device, first_name_);
+    stream_ = current_stream();
+    return true;
+  }
+
+  template <class T, class Src> void apply(const Src& src) const {
+    const auto l = lists<Src::kDepth>();
+    py::gil_scoped_release nogil;
+    mt::launch_apply<T>(src, l, stream_);
+  }
+
+  template <class T, class Op, class Fin> void reduce(const Op& op, const Fin& fin) const {
+    const auto l = lists<Op::kDepth>();
+    py::gil_scoped_release nogil;
+    mt::launch_reduce<T>(op, l, fin, args.device, stream_);
+  }
+
+ private:
+  template <int D> mt::Lists<D> lists() const {
+    if (lists_.size() != size_t(D)) throw std::logic_error("cg Vectors: op depth does not match the vectors");
+    mt::Lists<D> l{};
+    for (int k = 0; k < D; ++k) l[size_t(k)] = &lists_[size_t(k)];
+    return l;
+  }
+
+  const char* first_name_;
+  cudaStream_t stream_ = nullptr;
+  std::vector<DeviceList> lists_;
+};
 
 struct Store {
   static constexpr bool kMax = false;
@@ -74,7 +112,7 @@ template <class T> struct Direction {
 };
 
 // The reduction of op over the call's lists, copied to the host.
-template <class T, class Op> double sum_to_host(const ListCall& a, const Op& op) {
+template <class T, class Op> double sum_to_host(const Vectors& a, const Op& op) {
   const ScratchBuffer buf(sizeof(double), a.stream(), a.device());
   a.reduce<T>(op, Store{buf.as<double>()});
   double s = 0.0;
@@ -89,8 +127,9 @@ template <class T, class Op> double sum_to_host(const ListCall& a, const Op& op)
 }
 
 double cg_curvature(py::handle p, py::handle y, double damping) {
-  ListCall a(one(p, "p"), "p", false);
-  a.add(one(y, "y"), "y", false);
+  Vectors a(p, "p");
+  a.add(p, "p", false);
+  a.add(y, "y", false);
   finite("damping", damping);
   if (!a.ready()) return 0.0;
   double s = 0.0;
@@ -102,10 +141,11 @@ double cg_curvature(py::handle p, py::handle y, double damping) {
 }
 
 double cg_update(py::handle x, py::handle r, py::handle p, py::handle y, double alpha, double damping) {
-  ListCall a(one(x, "x"), "x", true);
-  a.add(one(r, "r"), "r", true);
-  a.add(one(p, "p"), "p", false);
-  a.add(one(y, "y"), "y", false);
+  Vectors a(x, "x");
+  a.add(x, "x", true);
+  a.add(r, "r", true);
+  a.add(p, "p", false);
+  a.add(y, "y", false);
   finite("alpha", alpha);
   finite("damping", damping);
   if (!a.ready()) return 0.0;
@@ -119,8 +159,9 @@ double cg_update(py::handle x, py::handle r, py::handle p, py::handle y, double 
 }
 
 void cg_direction(py::handle p, py::handle z, double beta) {
-  ListCall a(one(p, "p"), "p", true);
-  a.add(one(z, "z"), "z", false);
+  Vectors a(p, "p");
+  a.add(p, "p", true);
+  a.add(z, "z", false);
   finite("beta", beta);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto t) {

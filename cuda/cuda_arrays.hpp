@@ -126,9 +126,7 @@ inline char* check_device_array_named(py::handle h, const Name& what, DType dt, 
     throw py::type_error(what() + ": expected " + std::string(dtype_str(dt)) + ", got " + cupy_dtype(h));
   if (!c_contiguous(h)) throw py::value_error(what() + ": array must be C-contiguous");
   const int64_t n = py::cast<int64_t>(OK_ATTR(h, "size"));
-  if (expect_size >= 0 && n != expect_size)
-    throw py::value_error(what() + ": expected " + std::to_string(expect_size) + " elements, got " +
-                          std::to_string(n));
+  if (expect_size >= 0 && n != expect_size) check_size(what(), expect_size, n);
   if (size) *size = n;
   py::object mem = OK_ATTR(h, "data");
   const int dev = py::cast<int>(OK_ATTR(mem, "device_id"));

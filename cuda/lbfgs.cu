@@ -73,10 +73,7 @@ Hist check_history(py::handle S, py::handle Y, py::handle like, const char* like
   std::vector<int64_t> sizes;
   h.S = gather_device(S, "S", h.dt, false, h.dev);
   sizes.assign(h.S.count(), h.n);
-  for (size_t j = 0; j < h.S.count(); ++j)
-    if (h.S.size[j] != h.n)
-      throw py::value_error(item_name("S", j) + ": expected " + std::to_string(h.n) + " elements, got " +
-                            std::to_string(h.S.size[j]));
+  for (size_t j = 0; j < h.S.count(); ++j) check_size(item_name("S", j), h.n, h.S.size[j]);
   h.Y = gather_device(Y, "Y", h.dt, false, h.dev, &sizes);
   return h;
 }

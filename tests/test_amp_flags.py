@@ -47,7 +47,7 @@ def test_bad_input_is_named():
     s, f, t = np.ones(1, np.float32), np.zeros(1, np.float32), np.zeros(1, np.int64)
     with pytest.raises(TypeError, match=r"^scale: expected float32"):
         _cpu.amp_unscale_([np.ones(3, np.float32)], np.ones(1), f)
-    with pytest.raises(ValueError, match=r"^found_inf: expected 1 elements"):
+    with pytest.raises(ValueError, match=r"^found_inf: expected 1 element,"):
         _cpu.amp_unscale_([np.ones(3, np.float32)], s, np.zeros(2, np.float32))
     with pytest.raises(ValueError, match=r"shares memory"):
         _cpu.amp_unscale_([f], s, f)

@@ -135,7 +135,7 @@ def test_amp_check_and_grad_scale_bad_input_is_named():
         _cpu.amp_check_([np.ones(3)], "float64", f)
     with pytest.raises(TypeError, match=r"^grads\[0\]: expected uint16"):
         _cpu.amp_check_([np.ones(3, np.float32)], "bfloat16", f)
-    with pytest.raises(ValueError, match=r"^found_inf: expected 1 elements"):
+    with pytest.raises(ValueError, match=r"^found_inf: expected 1 element,"):
         _cpu.amp_check_([np.ones(3, np.float32)], "float32", np.zeros(2, np.float32))
     p, g, m = np.zeros(4, np.float32), np.ones(4, np.float32), [np.zeros(4, np.float32) for _ in range(2)]
     for bad, err, msg in [

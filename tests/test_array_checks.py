@@ -1,5 +1,6 @@
 """``_backend.check_disjoint``: the Python twin of the native step check (cpp/step_checks.cpp) used
-by CuPy and low-precision steps. Written spans may overlap nothing; read spans only each other."""
+by low-precision steps (CuPy steps of the float optimizers take the CUDA module's native check).
+Written spans may overlap nothing; read spans only each other."""
 
 import numpy as np
 import pytest
@@ -26,8 +27,8 @@ def test_check_disjoint(written, read, message):
             _backend.check_disjoint(written, read)
 
 
-def test_a_python_checked_step_refuses_two_params_sharing_memory():
-    # (a NumPy step: the native check; a CuPy one takes check_disjoint, which now sees this too)
+def test_a_step_of_two_groups_refuses_two_params_sharing_memory():
+    # (the native check, precheck_step_: a CuPy step takes the CUDA module's, written once with it)
     from optkern import optim
 
     buf = np.zeros(10, np.float32)

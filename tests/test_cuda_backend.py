@@ -206,11 +206,11 @@ def test_aliasing_is_rejected():
 @need_no_device
 def test_device_buffers_are_checked():
     p, g, m, v = _lists([5])
-    with pytest.raises(ValueError, match=r"counters: expected 1 elements, got 2"):
+    with pytest.raises(ValueError, match=r"counters: expected 1 element, got 2"):
         _adam(p, g, m, v, counters=fake(2, np.float64))
     with pytest.raises(TypeError, match=r"counters: expected float64, got float32"):
         _adam(p, g, m, v, counters=fake(1, np.float32))
-    with pytest.raises(ValueError, match=r"lr_buffer: expected 1 elements, got 3"):
+    with pytest.raises(ValueError, match=r"lr_buffer: expected 1 element, got 3"):
         _adam(p, g, m, v, lr_buffer=fake(3, np.float64))
     with pytest.raises(TypeError, match=r"counters: expected a cupy.ndarray, got numpy.ndarray"):
         _adam(p, g, m, v, counters=np.zeros(1))
@@ -220,7 +220,7 @@ def test_device_buffers_are_checked():
         )
     with pytest.raises(TypeError, match=r"out: expected a cupy.ndarray, got numpy.ndarray"):
         _cuda.grad_norm(p, 2.0, np.zeros(1))
-    with pytest.raises(ValueError, match=r"b_sq: expected 1 elements, got 2"):
+    with pytest.raises(ValueError, match=r"b_sq: expected 1 element, got 2"):
         _cuda.adagrad_norm_(p, g, fake(2, np.float64), 0.1, 0.0, False)
     with pytest.raises(TypeError, match=r"sums: expected a list of arrays, got None"):
         _cuda.adagrad_(p, g, None, 0.1, 0.0, 0.0, 1e-10, False, 1)

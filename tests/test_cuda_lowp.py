@@ -312,7 +312,7 @@ def test_host_arrays_and_bad_found_inf_are_named():
         _adam_step(dev, [g[0], cp.asnumpy(g[1])])
     with pytest.raises(TypeError, match=r"^found_inf: expected float32, got float64"):
         _adam_step(dev, g, cp.zeros(1, cp.float64))
-    with pytest.raises(ValueError, match=r"^found_inf: expected 1 elements, got 2"):
+    with pytest.raises(ValueError, match=r"^found_inf: expected 1 element, got 2"):
         _adam_step(dev, g, cp.zeros(2, cp.float32))
     with pytest.raises(ValueError, match=r"^found_inf shares memory with masters\[0\]"):
         _adam_step(dev, g, dev["masters"][0][:1])

@@ -1,6 +1,6 @@
 """Low-precision optimizers check their *state* arrays (master copy, compact moments, 8-bit block
 scales) before the first native call of a step writes, as the float32 optimizers do
-(``_prechecks._check_state_sizes`` / ``_check_run_arrays``), and name them ``state[i][name]``.
+(``_prechecks._check_state_sizes`` / ``precheck_step_``), and name them ``state[i][name]``.
 
 A step of several native calls (param groups, or bfloat16 and float16 params in one group) used to
 step the first group, count its step, and only then have the second call refuse a state array of

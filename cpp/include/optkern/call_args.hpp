@@ -39,6 +39,15 @@ inline std::string type_name(py::handle h) {
   return mod.substr(0, mod.find('.')) + "." + name;
 }
 
+// ValueError "what: expected 1 element, got 2" ("7 elements" past one) unless an array holds
+// `want` elements: one wording for every size check of both modules (lone arrays, list items,
+// the 1-element float64 buffers of norms, penalties and step counters), which had three.
+inline void check_size(const std::string& what, int64_t want, int64_t got) {
+  if (got != want)
+    throw py::value_error(what + ": expected " + std::to_string(want) + (want == 1 ? " element" : " elements") +
+                          ", got " + std::to_string(got));
+}
+
 inline std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "(";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);

@@ -17,7 +17,7 @@ def check_state(lp: LowpConfig | None, run) -> None:
     as its native call checks it -- kind, size, dtype, layout, writable -- named ``state[i][name]``.
 
     Why: the float32 optimizers check their state before a step's first native call writes
-    (``_prechecks._check_run_arrays``), but the low-precision ``_precheck`` checked only the grads
+    (``_prechecks``: ``precheck_step_``), but the low-precision ``_precheck`` checked only the grads
     and overlaps, so a step of several calls (param groups, two half formats in one group) stepped
     the first and counted its step before a later call refused a state array -- a param replaced
     by one of another size, a master made read-only through ``state_dict()``'s live arrays -- and
