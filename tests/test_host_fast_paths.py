@@ -156,3 +156,148 @@ def test_dropout_and_weight_norm_backward_errors_renamed():
     _, ws = N.weight_norm(v, g, 0)
     with pytest.raises(TypeError, match="^saved.norm: expected float32, got float64"):
         N.weight_norm_backward(v, v, g, N.WeightNormSaved(ws.norm.astype(np.float64), ws.dim))
+
+
+# ---- the optimizer's checked hyper-parameters, reused for the very same values ---------------
+
+from optkern import amp, optim  # noqa: E402
+from optkern.norm import _common  # noqa: E402
+
+
+def _adam(**kw):
+    p = [np.ones(7, np.float32), np.ones((2, 3), np.float32)]
+    return optim.Adam(p, **kw), [np.full(7, 0.5, np.float32), np.full((2, 3), 0.5, np.float32)]
+
+
+def _counting(opt, monkeypatch) -> list:
+    calls: list = []
+    real = opt._check
+
+    def counted(group, where):
+        calls.append(where)
+        return real(group, where)
+
+    monkeypatch.setattr(opt, "_check", counted)
+    return calls
+
+
+def test_same_values_checked_once_then_reused(monkeypatch):
+    opt, g = _adam(lr=1e-3)
+    calls = _counting(opt, monkeypatch)
+    opt.step(g)
+    opt.step(g)
+    assert calls == []  # (checked by the constructor's add_param_group, the same objects since)
+    opt.param_groups[0]["lr"] = 2e-3  # a new value: checked in full
+    opt.step(g)
+    opt.step(g)
+    assert calls == ["param_groups[0]"]
+
+
+def test_grad_scaler_step_checks_the_group_once(monkeypatch):
+    opt, g = _adam(lr=1e-3)
+    scaler = amp.GradScaler(init_scale=2.0)
+    calls = _counting(opt, monkeypatch)
+    opt.param_groups[0]["lr"] = 5e-4
+    scaler.unscale_(opt, g)
+    scaler.step(opt, g)
+    scaler.update()
+    scaler.step(opt, g)
+    scaler.update()
+    assert calls == ["param_groups[0]"]  # (the unscale_ check; the step's and the next ones reuse it)
+
+
+@pytest.mark.parametrize(
+    "key, value, error, match",
+    [
+        ("lr", -1.0, ValueError, r"param_groups\[0\]\['lr'\]: must be in \[0.0, inf\)"),
+        ("lr", True, TypeError, r"param_groups\[0\]\['lr'\]: expected a real number, got bool"),
+        ("betas", (False, 0.999), TypeError, r"param_groups\[0\]\['betas'\]\[0\]: expected a real number, got bool"),
+        ("betas", (1, 0.999), ValueError, r"param_groups\[0\]\['betas'\]\[0\]: must be in \[0.0, 1.0\)"),
+        ("eps", 1e-50, ValueError, r"param_groups\[0\]\['eps'\]: 1e-50 rounds to 0 in float32"),
+        ("amsgrad", "yes", TypeError, r"param_groups\[0\]\['amsgrad'\]: expected a bool, got str"),
+    ],
+)
+def test_a_changed_value_is_refused_after_reuse(key, value, error, match):
+    # (equal values of another type too: False == 0, (1, 0.999) == (True, 0.999))
+    opt, g = _adam(betas=(0, 0.999) if key == "betas" else (0.9, 0.999))
+    opt.step(g)
+    before = [p.copy() for p in opt.param_groups[0]["params"]]
+    opt.param_groups[0][key] = value
+    with pytest.raises(error, match=match):
+        opt.step(g)
+    for p, b in zip(opt.param_groups[0]["params"], before):
+        np.testing.assert_array_equal(p, b)
+
+
+def test_a_deleted_key_is_named_after_reuse():
+    opt, g = _adam()
+    opt.step(g)
+    del opt.param_groups[0]["eps"]
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: missing 'eps'"):
+        opt.step(g)
+
+
+def test_a_list_value_changed_in_place_is_checked(monkeypatch):
+    opt, g = _adam(betas=[0.9, 0.999])
+    opt.step(g)
+    opt.param_groups[0]["betas"][0] = 1.5  # (the same list object: a mutable value is never reused)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['betas'\]\[0\]: must be in \[0.0, 1.0\)"):
+        opt.step(g)
+
+
+@pytest.mark.parametrize("value", [-0.0, np.float64(0.0), _Float(0.0)])
+def test_an_equal_value_of_another_object_gets_its_own_check(value):
+    opt, g = _adam(weight_decay=0.0)
+    opt.step(g)
+    opt.param_groups[0]["weight_decay"] = value
+    hp = opt._checked(opt.param_groups[0], "param_groups[0]")[0]
+    full = opt._check(opt.param_groups[0], "param_groups[0]")
+    assert hp == full and math.copysign(1.0, hp.weight_decay) == math.copysign(1.0, float(value))
+
+
+def test_subclass_values_are_not_cached():
+    opt, g = _adam(lr=_Float(1e-3))
+    opt.step(g)
+    assert "param_groups[0]" not in opt._hp_checked
+
+
+def test_optimizer_unpickled_without_the_cache_steps():
+    opt, g = _adam()
+    del opt.__dict__["_hp_checked"]  # (as one pickled before it)
+    opt.step(g)
+    assert "param_groups[0]" in opt._hp_checked
+
+
+# ---- GradScaler's growth rule, reused for the very same values -------------------------------
+
+
+def test_grad_scaler_rule_rechecked_when_assigned():
+    scaler = amp.GradScaler()
+    assert scaler._rule() == (2.0, 0.5, 2000)
+    assert scaler._rule() is scaler._rule()
+    scaler.growth_factor = 0.5  # (assigned as torch's attribute, unchecked there)
+    with pytest.raises(ValueError, match="growth_factor: must be in"):
+        scaler._rule()
+    scaler.growth_factor = np.float64(3.0)  # (a NumPy scalar: checked every time, not kept)
+    assert scaler._rule() == (3.0, 0.5, 2000)
+    assert scaler._rule_checked[0][0] == 2.0
+    scaler.growth_interval = 2000.0
+    with pytest.raises(TypeError, match="growth_interval: expected an integer, got float"):
+        scaler._rule()
+
+
+def test_grad_scaler_pickle_leaves_the_rule_cache_out():
+    import pickle
+
+    scaler = amp.GradScaler()
+    scaler._rule()
+    assert "_rule_checked" not in scaler.__getstate__()
+    copy = pickle.loads(pickle.dumps(scaler))
+    assert copy._rule() == scaler._rule()
+
+
+def test_device_of_numpy_is_a_shared_reentrant_null_context():
+    ctx = _backend._device_of(np.zeros(1))
+    assert ctx is _backend._device_of(np.zeros(2))
+    with ctx, ctx:
+        pass
