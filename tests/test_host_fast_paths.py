@@ -301,3 +301,36 @@ def test_device_of_numpy_is_a_shared_reentrant_null_context():
     assert ctx is _backend._device_of(np.zeros(2))
     with ctx, ctx:
         pass
+
+
+# ---- eps of layer / RMS norm: float32's rounding to 0, without a NumPy scalar per call -------
+
+_TIE = 2.0**-150  # half of float32's smallest subnormal: rounds to 0 (to even)
+
+
+@pytest.mark.parametrize(
+    "eps",
+    [
+        _TIE,
+        math.nextafter(_TIE, 0.0),
+        math.nextafter(_TIE, 1.0),
+        2.0**-149,
+        1.5 * 2.0**-149,
+        2.0**-126,
+        math.nextafter(2.0**-126, 0.0),
+        1e-50,
+        5e-324,
+        1e-5,
+    ],
+)
+def test_eps_rounding_to_zero_in_float32(eps):
+    zero = bool(np.float32(eps) == 0)
+    assert zero == (eps <= _TIE)  # round to nearest even: the tie and below round to 0
+    x = np.ones((2, 7), np.float32)
+    for fn in (N.layer_norm, N.rms_norm):
+        if zero:
+            with pytest.raises(ValueError, match=r"^eps: .* rounds to 0 in float32 \(the statistics' dtype\)"):
+                fn(x, 7, eps=eps)
+        else:
+            fn(x, 7, eps=eps)
+    assert _common._eps(eps, x.astype(np.float64)) == eps  # (float64 statistics: taken)

@@ -198,7 +198,10 @@ def _eps(eps, x=None):
     if x is not None and (getattr(x, "dtype", None) == np.float32 or half):
         if eps > _F32_MAX_ROUNDED:  # (compared in double: np.float32(eps) would warn of the overflow)
             raise ValueError(f"eps: {eps!r} overflows float32 (the statistics' dtype); at most {_F32_MAX!r}")
-        if np.float32(eps) == 0:
+        # (a normal float32's range never rounds to 0, flushed or not: the NumPy scalar, ~250 ns, is
+        # built only below 2**-126, where round-to-nearest-even gives 0 for eps <= 2**-150, the tie
+        # with 2**-149 included, and a flush-to-zero mode gives 0 for all of it, as the kernels would)
+        if eps < _F32_TINY and np.float32(eps) == 0:
             raise ValueError(
                 f"eps: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
                 f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
@@ -207,6 +210,7 @@ def _eps(eps, x=None):
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = 2.0**-126  # float32's smallest normal
 # the largest double that rounds to a finite float32 (below max + half an ulp, 2**104, which rounds to inf)
 _F32_MAX_ROUNDED = float(np.nextafter(_F32_MAX + 2.0**103, 0.0))
 
