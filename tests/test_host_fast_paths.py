@@ -334,3 +334,52 @@ def test_eps_rounding_to_zero_in_float32(eps):
         else:
             fn(x, 7, eps=eps)
     assert _common._eps(eps, x.astype(np.float64)) == eps  # (float64 statistics: taken)
+
+
+# ---- functional forms: torch tensors looked for only in lists that may hold them ----------------
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+def test_written_tensors_equal_the_full_scan():
+    torch = pytest.importorskip("torch")
+    from optkern import functional as F
+    from optkern.optim.optimizer import torch_tensors
+
+    a, t = np.zeros(3, np.float32), torch.zeros(3)
+    cases = [
+        [[a, a], [a, None], None],
+        [[a, t], (a,), t],
+        [(t, a), [np.zeros(2).view(_Sub)], a],
+        [[], [None], (None, t)],
+    ]
+    for written in cases:
+        flat = [x for w in written for x in (w if isinstance(w, (list, tuple)) else (w,))]
+        assert [id(x) for x in F._written_tensors(written)] == [id(x) for x in torch_tensors(flat)]
+
+
+def test_functional_bumps_a_tensor_in_a_mixed_list_and_in_keywords():
+    torch = pytest.importorskip("torch")
+    from optkern import functional as F
+
+    p = [np.ones(3, np.float32), torch.ones(3)]
+    g = [np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32)]
+    m = [np.zeros(3, np.float32), torch.zeros(3)]
+    v = [np.zeros(3, np.float32), np.zeros(3, np.float32)]
+    before = p[1]._version, m[1]._version
+    F.adam_(p, g, exp_avgs=m, exp_avg_sqs=v, step=1)
+    assert p[1]._version > before[0] and m[1]._version > before[1]
+    np.testing.assert_array_equal(p[0], p[1].numpy())
+
+
+def test_functional_views_a_lone_foreign_array():
+    torch = pytest.importorskip("torch")
+    from optkern import functional as F
+
+    p, g = [np.ones(3, np.float32)], [np.full(3, 0.5, np.float32)]
+    b_sq = torch.full((1,), 1e-4, dtype=torch.float64)  # (a lone tensor: viewed first, written in place)
+    before = b_sq._version
+    F.adagrad_norm_(p, g, b_sq, lr=0.1)
+    assert float(b_sq[0]) == 1e-4 + 0.75 and b_sq._version > before

@@ -24,6 +24,8 @@ import functools
 import inspect
 import sys
 
+import numpy as np
+
 from . import _backend
 from .optim import adadelta, adagrad, adam, nadam, rmsprop, sgd
 
@@ -50,20 +52,42 @@ def _versioned(fn):
 
     @functools.wraps(fn)
     def step(*args, **kwargs):
-        given = {**dict(zip(arrays, args)), **{k: v for k, v in kwargs.items() if k in arrays}}
-        views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
-        if views:
-            args = tuple(views.get(n, a) for n, a in zip(arrays, args)) + args[len(arrays) :]
-            kwargs = {k: views.get(k, v) for k, v in kwargs.items()}
+        given = dict(zip(arrays, args))
+        if kwargs:
+            given.update((k, v) for k, v in kwargs.items() if k in arrays)
+        # (one pass over the types: lists, tuples and NumPy arrays are never foreign)
+        if not set(map(type, given.values())) <= _backend._NEVER_FOREIGN:
+            views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
+            if views:
+                args = tuple(views.get(n, a) for n, a in zip(arrays, args)) + args[len(arrays) :]
+                kwargs = {k: views.get(k, v) for k, v in kwargs.items()}
         out = fn(*args, **kwargs)
         if "torch" in sys.modules:  # (no tensor without torch)
-            written = [v for k, v in given.items() if k != "grads"]
-            flat = [t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))]
-            _bump_torch_versions(torch_tensors(flat))
+            tensors = _written_tensors([v for k, v in given.items() if k != "grads"])
+            if tensors:
+                _bump_torch_versions(tensors)
         return out
 
     step.__module__ = __name__  # (pickled by reference: found here, not as the wrapped function)
     return step
+
+
+#: what no list of a functional call's arrays needs looked into for torch tensors: a NumPy array
+#: (exact type: a torch.Tensor is none) and None (an absent state list's entries)
+_NOT_TENSORS = frozenset({np.ndarray, type(None)})
+
+
+def _written_tensors(written: list) -> list:
+    """The torch tensors among ``written`` (arrays, and lists or tuples of them): a list of NumPy
+    arrays is passed over by one set of its element types, not looked at element by element."""
+    flat: list = []
+    for a in written:
+        if isinstance(a, (list, tuple)):
+            if not set(map(type, a)) <= _NOT_TENSORS:
+                flat += a
+        elif type(a) not in _NOT_TENSORS:
+            flat.append(a)
+    return torch_tensors(flat) if flat else []
 
 
 sgd_ = _versioned(sgd.sgd_)
