@@ -7,6 +7,7 @@ is still renamed to the public argument."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -383,3 +384,71 @@ def test_functional_views_a_lone_foreign_array():
     before = b_sq._version
     F.adagrad_norm_(p, g, b_sq, lr=0.1)
     assert float(b_sq[0]) == 1e-4 + 0.75 and b_sq._version > before
+
+
+# ---- Scheduler.step: a finite float in range skips in_range; everything else takes it --------------
+
+
+def _sgd(lr=0.1):
+    return optim.SGD([np.ones(3, np.float32)], lr=lr)
+
+
+def test_scheduler_step_values_and_written_floats():
+    opt = _sgd()
+    sch = S.cosine(0.1, 10).attach(opt)
+    for t in range(1, 12):
+        sch.step()
+        expect = S.cosine(0.1, 10)(t)
+        assert opt.param_groups[0]["lr"] == expect and sch.get_last_lr() == [expect]
+        assert type(opt.param_groups[0]["lr"]) is float
+
+
+def test_scheduler_relative_overflow_named_by_the_full_check():
+    opt = type("O", (), {"param_groups": [{"lr": 1e300}]})()
+    sch = S.FunctionSchedule(lambda t: 1.0 if t == 0 else 1e10).attach(opt, relative=True)
+    with pytest.raises(ValueError, match=r"^schedule \(step 1, optimizer.param_groups\[0\]\['lr'\]\): must be finite"):
+        sch.step()
+    assert opt.param_groups[0]["lr"] == 1e300 and sch.last_step == 0
+
+
+@pytest.mark.parametrize(
+    "key, index, bad, match",
+    [
+        ("lr", None, -0.5, r"\['lr'\]\): must be in \[0.0, inf\)"),
+        ("eps", None, 0.0, r"\['eps'\]\): must be in \(0.0, inf\)"),
+        ("betas", 0, 1.0, r"\['betas'\]\[0\]\): must be in \[0.0, 1.0\)"),
+        ("betas", 0, -0.1, r"\['betas'\]\[0\]\): must be in \[0.0, 1.0\)"),
+    ],
+)
+def test_scheduler_range_edges_refused_as_before(key, index, bad, match):
+    opt = optim.Adam([np.ones(3, np.float32)], lr=0.1)
+    with warnings.catch_warnings():  # (eps: an absolute schedule far above its 1e-8)
+        warnings.simplefilter("ignore", S.ScheduleScaleWarning)
+        sch = S.Scheduler(opt, S.FunctionSchedule(lambda t: 0.5 if t == 0 else bad), key=key, index=index)
+    with pytest.raises(ValueError, match=r"^schedule \(step 1, optimizer.param_groups\[0\]" + match):
+        sch.step()
+
+
+def test_scheduler_keeps_an_edge_value_in_range():
+    opt = optim.Adam([np.ones(3, np.float32)], lr=0.1)
+    sch = S.Scheduler(opt, S.FunctionSchedule(lambda t: 0.5 if t == 0 else 0.0), key="betas", index=0)
+    sch.step()  # 0.0: the closed lower end of betas
+    assert opt.param_groups[0]["betas"][0] == 0.0
+
+
+@pytest.mark.parametrize("lr", [np.float64(0.1), True, 1])
+def test_scheduler_writes_non_float_group_values_as_before(lr):
+    opt = _sgd()
+    opt.param_groups[0]["lr"] = lr
+    sch = S.Scheduler.__new__(S.Scheduler)  # (a scheduler over the group as it stands now)
+    sch.__init__(type("O", (), {"param_groups": [dict(opt.param_groups[0], initial_lr=0.1)]})(), S.constant(0.25))
+    sch.step()
+    assert sch.optimizer.param_groups[0]["lr"] == 0.25 and sch.get_last_lr() == [0.25]
+
+
+def test_scheduler_fills_a_one_element_array_in_place():
+    lr = np.full(1, 0.1)
+    holder = type("O", (), {"param_groups": [{"lr": lr}]})()
+    sch = S.Scheduler(holder, S.constant(0.25))
+    sch.step()
+    assert holder.param_groups[0]["lr"] is lr and lr[0] == 0.25 and sch.get_last_lr() == [0.25]
