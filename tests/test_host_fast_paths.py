@@ -452,3 +452,26 @@ def test_scheduler_fills_a_one_element_array_in_place():
     sch = S.Scheduler(holder, S.constant(0.25))
     sch.step()
     assert holder.param_groups[0]["lr"] is lr and lr[0] == 0.25 and sch.get_last_lr() == [0.25]
+
+
+# ---- rms_norm's default eps, kept per dtype ----------------------------------------------------
+
+
+def test_default_eps_per_dtype_as_computed():
+    dtypes = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)]
+    try:
+        import ml_dtypes
+
+        dtypes.append(np.dtype(ml_dtypes.bfloat16))
+    except ImportError:
+        pass
+    for _ in range(2):  # (computed, then kept)
+        for dt in dtypes:
+            expect = 2.0**-7 if dt.name == "bfloat16" else float(np.finfo(dt).eps)
+            assert _common._default_eps(dt) == expect
+    for _ in range(2):  # (refused every time: nothing kept)
+        with pytest.raises(ValueError):
+            _common._default_eps(np.dtype(np.int32))
+    x = np.ones((2, 7), np.float32)
+    y, _ = N.rms_norm(x, 7)
+    np.testing.assert_array_equal(y, N.rms_norm(x, 7, eps=float(np.finfo(np.float32).eps))[0])

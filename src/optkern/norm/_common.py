@@ -89,8 +89,18 @@ def _buffer(name, a, shape, dtype, written=True):
 
 
 def _default_eps(dtype):
-    """``torch.finfo(dtype).eps`` (bfloat16: 2**-7)."""
-    return 2.0**-7 if str(dtype) == "bfloat16" else float(np.finfo(dtype).eps)
+    """``torch.finfo(dtype).eps`` (bfloat16: 2**-7), kept per dtype (``str`` and ``np.finfo`` cost
+    ~1.5 us per call: rms_norm's default eps)."""
+    eps = _DEFAULT_EPS.get(dtype)
+    if eps is None:
+        eps = 2.0**-7 if str(dtype) == "bfloat16" else float(np.finfo(dtype).eps)
+        if len(_DEFAULT_EPS) >= 64:
+            _DEFAULT_EPS.clear()
+        _DEFAULT_EPS[dtype] = eps
+    return eps
+
+
+_DEFAULT_EPS: dict = {}  # dtype -> its default eps (a dtype finfo refuses raises every time)
 
 
 def _out(out, x, name="out"):
