@@ -344,6 +344,10 @@ class _Sub(np.ndarray):
     pass
 
 
+class _List(list):
+    pass
+
+
 def test_written_tensors_equal_the_full_scan():
     torch = pytest.importorskip("torch")
     from optkern import functional as F
@@ -355,6 +359,9 @@ def test_written_tensors_equal_the_full_scan():
         [[a, t], (a,), t],
         [(t, a), [np.zeros(2).view(_Sub)], a],
         [[], [None], (None, t)],
+        [_List([a, t]), [a]],  # (a list subclass: scanned)
+        [[[t]], a],  # (a nested list: not looked into, as before)
+        [a, None, [a, None]],
     ]
     for written in cases:
         flat = [x for w in written for x in (w if isinstance(w, (list, tuple)) else (w,))]

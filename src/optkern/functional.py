@@ -49,12 +49,13 @@ def _versioned(fn):
     differentiate the new values silently, where torch's in-place step refuses it."""
     kinds = inspect.signature(fn).parameters
     arrays = [n for n, p in kinds.items() if p.kind is p.POSITIONAL_OR_KEYWORD]  # (params, grads, state)
+    named = frozenset(arrays)
 
     @functools.wraps(fn)
     def step(*args, **kwargs):
         given = dict(zip(arrays, args))
-        if kwargs:
-            given.update((k, v) for k, v in kwargs.items() if k in arrays)
+        if kwargs and not named.isdisjoint(kwargs):
+            given.update({k: v for k, v in kwargs.items() if k in named})
         # (one pass over the types: lists, tuples and NumPy arrays are never foreign)
         if not set(map(type, given.values())) <= _backend._NEVER_FOREIGN:
             views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
@@ -78,16 +79,19 @@ _NOT_TENSORS = frozenset({np.ndarray, type(None)})
 
 
 def _written_tensors(written: list) -> list:
-    """The torch tensors among ``written`` (arrays, and lists or tuples of them): a list of NumPy
-    arrays is passed over by one set of its element types, not looked at element by element."""
-    flat: list = []
+    """The torch tensors among ``written`` (arrays, and lists or tuples of them): NumPy arrays and
+    None, the common case, are told by one set of the element types of every list (an exact list
+    or tuple; a subclass's own type sends the call to the scan), not element by element."""
+    types: set = set()
     for a in written:
-        if isinstance(a, (list, tuple)):
-            if not set(map(type, a)) <= _NOT_TENSORS:
-                flat += a
-        elif type(a) not in _NOT_TENSORS:
-            flat.append(a)
-    return torch_tensors(flat) if flat else []
+        t = type(a)
+        if t is list or t is tuple:
+            types.update(map(type, a))
+        else:
+            types.add(t)
+    if types <= _NOT_TENSORS:
+        return []
+    return torch_tensors([t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))])
 
 
 sgd_ = _versioned(sgd.sgd_)
