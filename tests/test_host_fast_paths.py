@@ -482,3 +482,34 @@ def test_default_eps_per_dtype_as_computed():
     x = np.ones((2, 7), np.float32)
     y, _ = N.rms_norm(x, 7)
     np.testing.assert_array_equal(y, N.rms_norm(x, 7, eps=float(np.finfo(np.float32).eps))[0])
+
+
+# ---- a schedule's attributes: rechecked unless they are the very objects that passed ---------------
+
+
+def test_schedule_attribute_assigned_is_checked_again():
+    c = S.cosine(0.1, 10)
+    assert c(3) == S.cosine(0.1, 10)(3)
+    c(4)
+    c.lr = -1.0
+    with pytest.raises(ValueError, match=r"^lr: must be in \(0.0, inf\)"):
+        c(5)
+    c.lr = True
+    with pytest.raises(TypeError, match="^lr: expected a real number, got bool"):
+        c(5)
+    c.lr = 0.2
+    assert c(5) == S.cosine(0.2, 10)(5)
+    c.total_steps = 0
+    with pytest.raises(ValueError, match="^total_steps: must be >= 1"):
+        c(5)
+
+
+def test_schedule_attribute_of_another_type_checked_every_time():
+    c = S.cosine(0.1, 10)
+    c.lr = np.float64(0.1)
+    c(1)
+    assert "_attributes_checked" not in vars(c)
+    c.lr = _Float(0.1)
+    c(1)
+    assert "_attributes_checked" not in vars(c)
+    assert "_attributes_checked" not in repr(c)
