@@ -9,6 +9,7 @@ through -- as NumPy or CuPy arrays over their own memory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
@@ -338,15 +339,18 @@ def read_once(arrays):
 # ---- arrays on the backend of another array (CuPy-aware) ---------------------
 
 
+#: what ``_device_of`` returns for a NumPy array: one shared instance (a nullcontext keeps no state
+#: and may be entered again, nested or not)
+_NO_DEVICE = contextlib.nullcontext()
+
+
 def _device_of(a):
     """Context manager selecting the CUDA device of a CuPy array (no-op for NumPy)."""
-    import contextlib
-
     if is_cupy(a):
         import cupy
 
         return cupy.cuda.Device(a.device.id)
-    return contextlib.nullcontext()
+    return _NO_DEVICE
 
 
 def on_array_device(fn):

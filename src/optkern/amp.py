@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import Any
 
 import numpy as np
@@ -144,6 +144,10 @@ def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
 
 
 _FLOAT32 = {np.dtype(np.float32)}
+
+#: the types whose objects ``GradScaler._rule`` reuses its checks of (immutable built-ins: a subclass
+#: or a NumPy scalar is checked at every update)
+_PLAIN_NUMBERS = frozenset({float, int})
 
 
 def _all_float32(arrays: list) -> bool:
@@ -588,11 +592,18 @@ class GradScaler:
         attribute: assigned as torch's set_growth_factor / set_growth_interval set them, they are
         not checked there (a str factor or a float interval reached the native call: pybind11's
         TypeError naming none; an infinite factor was taken, and written by state_dict())."""
-        return (
-            _float32_in("growth_factor", self.growth_factor, 1.0),
-            _float32_in("backoff_factor", self.backoff_factor, 0.0, 1.0),
-            _backend.integer("growth_interval", self.growth_interval, lo=1, hi=_backend.INT64_MAX),
+        given = (self.growth_factor, self.backoff_factor, self.growth_interval)
+        hit = self.__dict__.get("_rule_checked")  # (the values last checked, and the rule)
+        if hit is not None and all(map(is_, given, hit[0])):
+            return hit[1]  # the very same objects, of exact float / int types: checked already
+        rule = (
+            _float32_in("growth_factor", given[0], 1.0),
+            _float32_in("backoff_factor", given[1], 0.0, 1.0),
+            _backend.integer("growth_interval", given[2], lo=1, hi=_backend.INT64_MAX),
         )
+        if set(map(type, given)) <= _PLAIN_NUMBERS:  # (immutable, and compared as built-ins)
+            self._rule_checked = (given, rule)
+        return rule
 
     def state_dict(self) -> dict:
         """The scale, its factors, interval and growth tracker; ``{}`` when disabled (torch's)."""
@@ -637,7 +648,9 @@ class GradScaler:
                 "A GradScaler instance may only be pickled at the beginning of an iteration, or at "
                 "the end after scaler.update()."
             )
-        return {**vars(self), "_iteration": Iteration()}  # (empty: a shallow copy gets its own)
+        state = {**vars(self), "_iteration": Iteration()}  # (empty: a shallow copy gets its own)
+        state.pop("_rule_checked", None)  # (a cache of _rule: pickles stay as they were)
+        return state
 
     def __setstate__(self, state: dict) -> None:
         if "_iteration" not in state:  # pickled before the per-optimizer record: its one flag

@@ -24,6 +24,8 @@ import functools
 import inspect
 import sys
 
+import numpy as np
+
 from . import _backend
 from .optim import adadelta, adagrad, adam, nadam, rmsprop, sgd
 
@@ -47,23 +49,49 @@ def _versioned(fn):
     differentiate the new values silently, where torch's in-place step refuses it."""
     kinds = inspect.signature(fn).parameters
     arrays = [n for n, p in kinds.items() if p.kind is p.POSITIONAL_OR_KEYWORD]  # (params, grads, state)
+    named = frozenset(arrays)
 
     @functools.wraps(fn)
     def step(*args, **kwargs):
-        given = {**dict(zip(arrays, args)), **{k: v for k, v in kwargs.items() if k in arrays}}
-        views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
-        if views:
-            args = tuple(views.get(n, a) for n, a in zip(arrays, args)) + args[len(arrays) :]
-            kwargs = {k: views.get(k, v) for k, v in kwargs.items()}
+        given = dict(zip(arrays, args))
+        if kwargs and not named.isdisjoint(kwargs):
+            given.update({k: v for k, v in kwargs.items() if k in named})
+        # (one pass over the types: lists, tuples and NumPy arrays are never foreign)
+        if not set(map(type, given.values())) <= _backend._NEVER_FOREIGN:
+            views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
+            if views:
+                args = tuple(views.get(n, a) for n, a in zip(arrays, args)) + args[len(arrays) :]
+                kwargs = {k: views.get(k, v) for k, v in kwargs.items()}
         out = fn(*args, **kwargs)
         if "torch" in sys.modules:  # (no tensor without torch)
-            written = [v for k, v in given.items() if k != "grads"]
-            flat = [t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))]
-            _bump_torch_versions(torch_tensors(flat))
+            tensors = _written_tensors([v for k, v in given.items() if k != "grads"])
+            if tensors:
+                _bump_torch_versions(tensors)
         return out
 
     step.__module__ = __name__  # (pickled by reference: found here, not as the wrapped function)
     return step
+
+
+#: what no list of a functional call's arrays needs looked into for torch tensors: a NumPy array
+#: (exact type: a torch.Tensor is none) and None (an absent state list's entries)
+_NOT_TENSORS = frozenset({np.ndarray, type(None)})
+
+
+def _written_tensors(written: list) -> list:
+    """The torch tensors among ``written`` (arrays, and lists or tuples of them): NumPy arrays and
+    None, the common case, are told by one set of the element types of every list (an exact list
+    or tuple; a subclass's own type sends the call to the scan), not element by element."""
+    types: set = set()
+    for a in written:
+        t = type(a)
+        if t is list or t is tuple:
+            types.update(map(type, a))
+        else:
+            types.add(t)
+    if types <= _NOT_TENSORS:
+        return []
+    return torch_tensors([t for a in written for t in (a if isinstance(a, (list, tuple)) else (a,))])
 
 
 sgd_ = _versioned(sgd.sgd_)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import warnings
 from collections.abc import Callable, Mapping, Set
 from typing import Any, ClassVar
@@ -50,8 +51,16 @@ class Schedule:
         return _real(self.value(t), t, self)
 
     def _check_attributes(self) -> None:
-        for name, rule in self._rules:
-            rule(name, getattr(self, name))
+        """Each attribute by its rule, unless it is the very object of an immutable built-in type
+        (``_PLAIN_ATTRIBUTES``) that passed when last checked: a rule reads only the value."""
+        values = [getattr(self, name) for name, _ in self._rules]
+        last = self.__dict__.get("_attributes_checked")
+        if last is not None and len(last) == len(values) and all(map(operator.is_, values, last)):
+            return
+        for (name, rule), v in zip(self._rules, values):
+            rule(name, v)
+        if set(map(type, values)) <= _PLAIN_ATTRIBUTES:
+            self.__dict__["_attributes_checked"] = values  # (not through a subclass's __setattr__)
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -113,6 +122,22 @@ _RANGES: dict = {
 }
 
 
+#: ``_RANGES`` as (lo, hi, lo_open, hi_open), unbounded ends as infinities (``Scheduler._values``'
+#: test of a float before it calls in_range)
+_BOUNDS: dict = {
+    k: (r.get("lo", -math.inf), r.get("hi", math.inf), r.get("lo_open", False), r.get("hi_open", False))
+    for k, r in _RANGES.items()
+}
+_NO_BOUNDS = (-math.inf, math.inf, False, False)
+
+#: attribute types whose objects cannot change (exact types: a subclass may override anything), so
+#: that an attribute still holding the object its rule passed needs no second look
+_PLAIN_ATTRIBUTES = frozenset({float, int, bool, str, type(None)})
+
+#: group values written by assignment: no array or tensor, nothing to fill in place (exact types)
+_PLAIN_VALUES = frozenset({float, int})
+
+
 class ScheduleScaleWarning(UserWarning):
     """A schedule's values look like the wrong kind (absolute vs multiplier) for the optimizer."""
 
@@ -144,7 +169,8 @@ def _peak(schedule, steps: int | None) -> float:
 def _real(v, t: int, schedule=None) -> float:
     """A schedule's value as a finite float (a real number or a 1-element array), else TypeError /
     ValueError naming the schedule (a built-in one's arguments too: they are what overflowed)."""
-    v = _item(v)
+    if type(v) is not float:  # (a float has no item(): the failed look-up cost ~0.2 us)
+        v = _item(v)
     kind = type(v)  # (an exact float / int skips numbers.Real's ABC check; a bool takes it)
     if kind is not float and kind is not int and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
         raise TypeError(f"schedule: returned {type(v).__name__} at step {t}, expected a real number")
@@ -279,7 +305,13 @@ class Scheduler:
         TypeError / ValueError naming the schedule."""
         v = _value(self.schedule, t)
         values = [b * v for b in base] if relative else [v for _ in base]
+        lo, hi, lo_open, hi_open = _BOUNDS.get(self.key, _NO_BOUNDS)
         for i, x in enumerate(values):
+            # the common case without building the error's name: a finite float inside the range
+            # (in_range's answer for it; anything else takes in_range itself)
+            if type(x) is float and -math.inf < x < math.inf and (lo < x if lo_open else lo <= x):
+                if x < hi if hi_open else x <= hi:
+                    continue
             self._checked(f"schedule (step {t}, {self._where(i)})", x)
         return values
 
@@ -302,9 +334,12 @@ class Scheduler:
             )
 
     def _write(self, values: list) -> None:
-        for g, v in zip(self.optimizer.param_groups, values):
-            cur = g[self.key]
-            if self.index is not None:
+        groups, key = self.optimizer.param_groups, self.key
+        for g, v in zip(groups, values):
+            cur = g[key]
+            if type(cur) in _PLAIN_VALUES and self.index is None:  # (neither an array nor a tensor)
+                g[key] = v
+            elif self.index is not None:
                 seq = list(cur)
                 seq[self.index] = v
                 g[self.key] = type(cur)(seq) if isinstance(cur, tuple) else seq
@@ -318,7 +353,10 @@ class Scheduler:
                 g[self.key] = v
         # Kept as read back (a float32 tensor's rounding included): get_last_lr read the groups, so
         # an lr set by hand or by another scheduler was reported as this one's (torch: its own).
-        self._last_values = [_scalar(self._get(g)) for g in self.optimizer.param_groups]
+        if self.index is None:  # (a float read back is itself: _scalar's look-up for item() skipped)
+            self._last_values = [v if type(v) is float else _scalar(v) for v in [g[key] for g in groups]]
+        else:
+            self._last_values = [_scalar(self._get(g)) for g in groups]
 
     def step(self) -> None:
         """Advance one step and write the new value into every param group (on an error, neither happens)."""
