@@ -43,175 +43,33 @@ flag (a synchronization, as torch's non-fused optimizers do).
 
 from __future__ import annotations
 
-import math
 import sys
-from collections.abc import Mapping
-from operator import attrgetter, is_
 from typing import Any
 
 import numpy as np
 
 from . import _backend
+from ._amp_checks import (
+    _KEYS,
+    _NOTHING_CHECKED,
+    _all_float32,
+    _check_grads_of,
+    _check_optimizer,
+    _checked_state,
+    _float32_only,
+    _grad_format,
+    _new_scale,
+    _skips_on_device,
+    _wrapped_lowp,
+)
+from ._amp_config import ScalerConfig
 from ._amp_states import Iteration, OptState, agreed, combined, distributed, renumbered
 from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
 
 
-def _skips_on_device(optimizer) -> bool:
-    """Whether ``optimizer``'s CUDA step reads GradScaler's device flag: capturable mode in every
-    group (its step counters live on the device, and a skipped step leaves them). A low-precision
-    step counts on the host (its bias corrections and Philox streams): skipped only by its kernel,
-    it would count the step it did not take, so its flag is read on the host, as torch reads a
-    non-fused optimizer's."""
-    if getattr(optimizer, "_lowp", None) is not None:
-        return False
-    groups = getattr(optimizer, "param_groups", None) or []
-    return bool(groups) and getattr(optimizer, "_capturable", False) and all(g.get("capturable") for g in groups)
-
-
-def _grad_format(g, i: int) -> str:
-    """'float32', 'bfloat16' or 'float16': the formats a low-precision step takes as grads."""
-    if not hasattr(g, "dtype"):
-        raise TypeError(f"grads[{i}]: expected an array, got {type(g).__name__}")
-    dt = np.dtype(g.dtype)
-    fmt = "float32" if dt == np.float32 else _half_fmt(dt)
-    if fmt is None:
-        raise TypeError(f"grads[{i}]: expected float32, float16 or bfloat16 gradients, got {dt}")
-    return fmt
-
-
-def _float32_in(name: str, value, lo: float, hi: float = math.inf) -> float:
-    """A real in the open interval (lo, hi) that stays inside it rounded to float32, as the native
-    rule holds the scale and its factors: a scale of 1e39 would be inf there and 1e-50 zero, a
-    backoff_factor of 1 - 1e-9 one (no backoff)."""
-    v = _backend.in_range(name, value, lo, None if hi == math.inf else hi, lo_open=True, hi_open=True)
-    with np.errstate(over="ignore"):
-        f = float(np.float32(v))
-    if not lo < f < hi:
-        raise ValueError(f"{name}: must stay in ({lo}, {hi}) rounded to float32, got {v!r} (float32: {f})")
-    return v
-
-
-def _saved_scale(name: str, value) -> float:
-    """A scale read back from a state dict: the constructor's rule, or 0, which the scale reaches
-    by backing off (from 2**16, 166 non-finite steps in a row underflow float32, as torch's scale
-    does): ``state_dict()`` writes it, so ``load_state_dict`` must take it back."""
-    return 0.0 if _backend.real(name, value) == 0.0 else _float32_in(name, value, 0.0)
-
-
-def _new_scale(value, scale):
-    """``update(new_scale)``'s value: a number, or a 1-element float array (torch takes a 1-element
-    tensor: the scale read back from ``get_scale`` as an array, say). A NumPy one is checked as a
-    number; a device one is copied on the device, unchecked, as torch copies it (a check would
-    read it on the host: a sync)."""
-    if isinstance(value, np.ndarray) or _backend.is_cupy(value):
-        if value.size != 1 or value.dtype.kind != "f":
-            raise TypeError(f"new_scale: expected a number or a 1-element float array, got {value.dtype} {value.shape}")
-        if _backend.is_cupy(value):
-            if not _backend.is_cupy(scale):
-                raise ValueError("new_scale: a CuPy array for a scaler on the CPU")
-            return value.reshape(1).astype(np.float32)
-        value = float(value.reshape(-1)[0])
-    return np.float32(_float32_in("new_scale", value, 0.0))
-
-
-#: why a step or unscale_ on no grads at all is refused (torch's AssertionError message)
-_NOTHING_CHECKED = "no inf checks were recorded for this optimizer"
-
-#: the scaler's state, in ``state_dict``'s keys
-_KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
-
-
-def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
-    """``state`` (``_KEYS`` -> value) checked, the constructor's rules for each (ValueError /
-    TypeError naming ``names[key]``), before the caller assigns any of it; a ``saved`` state
-    (``load_state_dict``) may hold a scale that backed off to 0 (``_saved_scale``)."""
-    interval = _backend.integer(names["growth_interval"], state["growth_interval"], lo=1, hi=_backend.INT64_MAX)
-    scale = _saved_scale if saved else lambda name, v: _float32_in(name, v, 0.0)
-    return {
-        "scale": scale(names["scale"], state["scale"]),
-        "growth_factor": _float32_in(names["growth_factor"], state["growth_factor"], 1.0),
-        "backoff_factor": _float32_in(names["backoff_factor"], state["backoff_factor"], 0.0, 1.0),
-        "growth_interval": interval,
-        # the rule keeps the count of clean steps below the interval (it grows and restarts there);
-        # a saved one may be past it: the interval lowered below the count (torch's
-        # set_growth_interval; its rule and ours then grow no more), which state_dict() writes
-        "_growth_tracker": _backend.integer(
-            names["_growth_tracker"], state["_growth_tracker"], lo=0, hi=_backend.INT64_MAX if saved else interval - 1
-        ),
-    }
-
-
-_FLOAT32 = {np.dtype(np.float32)}
-
-#: the types whose objects ``GradScaler._rule`` reuses its checks of (immutable built-ins: a subclass
-#: or a NumPy scalar is checked at every update)
-_PLAIN_NUMBERS = frozenset({float, int})
-
-
-def _all_float32(arrays: list) -> bool:
-    """Whether every one of ``arrays`` is a float32 array, in one pass (naming none)."""
-    try:
-        return not set(map(attrgetter("dtype"), arrays)) - _FLOAT32
-    except AttributeError:
-        return False
-
-
-def _float32_only(grads: list) -> list:
-    """``grads`` without its None entries (params the step skips), each checked to be float32
-    (a half grad is unscaled inside a master_weights optimizer's step, after widening)."""
-    for i, g in enumerate(grads):
-        if g is not None and _grad_format(g, i) != "float32":
-            raise TypeError(
-                f"grads[{i}]: {g.dtype} gradients are unscaled inside the optimizer's step (in float32): "
-                "call scaler.step(optimizer, grads) with a master_weights optimizer, without unscale_()"
-            )
-    return [g for g in grads if g is not None]
-
-
-def _wrapped_lowp(optimizer):
-    """The low-precision optimizer a distributed wrapper (``DistributedOptimizer``,
-    ``ShardedOptimizer``: ``synchronize`` / ``skip_synchronize``) steps, else None."""
-    inner = getattr(optimizer, "optimizer", None)
-    if getattr(inner, "_lowp", None) is None:
-        return None
-    if not all(callable(getattr(optimizer, k, None)) for k in ("synchronize", "skip_synchronize")):
-        return None
-    return inner
-
-
-def _check_optimizer(optimizer) -> None:
-    if not callable(getattr(optimizer, "step", None)):
-        raise TypeError(f"optimizer: expected an optimizer (with a step() method), got {type(optimizer).__name__}")
-
-
-def _check_grads_of(optimizer, grads) -> list | None:
-    """``grads`` against ``optimizer``'s params (its ``param_groups``, all groups in order), before
-    ``GradScaler.step`` unscales them in place. An optkern optimizer checks them as its step would
-    (``_check_step``: one per param or None, kind, dtype, shape, layout, no grad sharing memory
-    with a param or state array) and the checked list is returned: its step need not check those
-    same arrays again. For another optimizer: one per param (or None), each of its param's kind,
-    dtype and shape; one without ``param_groups`` of dicts is left to check its grads itself."""
-    check = getattr(optimizer, "_check_step", None)
-    if callable(check):
-        grads = _backend.as_list(grads, "grads")
-        check(grads)
-        return grads
-    groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, list) or not all(isinstance(g, dict) and "params" in g for g in groups):
-        return None
-    # (torch tensors viewed as the grads are: compared as they are, a float32 tensor's dtype
-    # torch.float32 refused every float32 grad)
-    params = _backend.as_list([p for g in groups for p in g["params"]], "params")
-    grads = _backend.check_list_like(_backend.as_list(grads, "grads"), params, "grads", none=True)
-    for i, g in enumerate(grads):
-        if g is not None:  # (a param the step skips, as torch skips a None .grad)
-            _grad_format(g, i)
-    return None
-
-
-class GradScaler:
+class GradScaler(ScalerConfig):
     """Dynamic loss scaling with ``torch.amp.GradScaler``'s keywords and defaults (no ``device``: the
     scale lives beside the grads) and methods (``scale``, ``unscale_``, ``step``, ``update``,
     ``get_scale``, ``state_dict``); see the module docstring."""
@@ -272,33 +130,6 @@ class GradScaler:
     def is_enabled(self) -> bool:
         """Whether the scaler scales (torch's ``is_enabled``)."""
         return self.enabled
-
-    def get_growth_factor(self) -> float:
-        return self.growth_factor
-
-    def set_growth_factor(self, new_factor: float) -> None:
-        """torch's ``set_growth_factor``, checked by the constructor's rule (ValueError / TypeError
-        naming ``new_factor``; torch takes any value) before it is assigned."""
-        self.growth_factor = _float32_in("new_factor", new_factor, 1.0)
-
-    def get_backoff_factor(self) -> float:
-        return self.backoff_factor
-
-    def set_backoff_factor(self, new_factor: float) -> None:
-        """torch's ``set_backoff_factor``, checked by the constructor's rule (in (0, 1))."""
-        self.backoff_factor = _float32_in("new_factor", new_factor, 0.0, 1.0)
-
-    def get_growth_interval(self) -> int:
-        return self.growth_interval
-
-    def set_growth_interval(self, new_interval: int) -> None:
-        """torch's ``set_growth_interval``, checked by the constructor's rule (an integer >= 1; one
-        below the current count of clean steps is taken, as torch takes it: the scale then stays)."""
-        self.growth_interval = _backend.integer("new_interval", new_interval, lo=1, hi=_backend.INT64_MAX)
-
-    def _get_growth_tracker(self) -> int:
-        """The count of clean steps since the last growth or backoff (torch's; 0 when disabled)."""
-        return int(_backend.to_numpy(self._growth_tracker)[0]) if self.enabled else 0
 
     def scale(self, loss):
         """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
@@ -586,75 +417,3 @@ class GradScaler:
             with _backend._device_of(self._scale):
                 self._native().amp_update_scale_(self._scale, self._growth_tracker, combined(flags, self._scale), *rule)
         self._iteration = Iteration()
-
-    def _rule(self) -> tuple:
-        """(growth_factor, backoff_factor, growth_interval) by the constructor's rules, naming the
-        attribute: assigned as torch's set_growth_factor / set_growth_interval set them, they are
-        not checked there (a str factor or a float interval reached the native call: pybind11's
-        TypeError naming none; an infinite factor was taken, and written by state_dict())."""
-        given = (self.growth_factor, self.backoff_factor, self.growth_interval)
-        hit = self.__dict__.get("_rule_checked")  # (the values last checked, and the rule)
-        if hit is not None and all(map(is_, given, hit[0])):
-            return hit[1]  # the very same objects, of exact float / int types: checked already
-        rule = (
-            _float32_in("growth_factor", given[0], 1.0),
-            _float32_in("backoff_factor", given[1], 0.0, 1.0),
-            _backend.integer("growth_interval", given[2], lo=1, hi=_backend.INT64_MAX),
-        )
-        if set(map(type, given)) <= _PLAIN_NUMBERS:  # (immutable, and compared as built-ins)
-            self._rule_checked = (given, rule)
-        return rule
-
-    def state_dict(self) -> dict:
-        """The scale, its factors, interval and growth tracker; ``{}`` when disabled (torch's)."""
-        if not self.enabled:
-            return {}
-        return {
-            "scale": float(_backend.to_numpy(self._scale)[0]),
-            "growth_factor": self.growth_factor,
-            "backoff_factor": self.backoff_factor,
-            "growth_interval": self.growth_interval,
-            "_growth_tracker": int(_backend.to_numpy(self._growth_tracker)[0]),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`'s output, every value checked (as by the constructor) before
-        any is assigned; a no-op when disabled, as torch's."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state_dict: expected a dict, got {type(state).__name__}")
-        if not self.enabled:
-            return  # (torch's: a disabled scaler keeps no state; its own state_dict() is {})
-        if not state:
-            raise ValueError("state_dict: empty, possibly saved from a disabled GradScaler")
-        for key in _KEYS:
-            if key not in state:
-                raise ValueError(f"state_dict: missing '{key}'")
-        self._assign(_checked_state(state, {k: f"state_dict[{k!r}]" for k in _KEYS}, saved=True))
-
-    def _assign(self, st: dict) -> None:
-        """Take the checked state ``st`` (``_checked_state``)."""
-        self._scale[...] = np.float32(st["scale"])
-        self._growth_tracker[...] = st["_growth_tracker"]
-        self.growth_factor = st["growth_factor"]
-        self.backoff_factor = st["backoff_factor"]
-        self.growth_interval = st["growth_interval"]
-
-    # ---- copies ---------------------------------------------------------------------------------
-
-    def __getstate__(self) -> dict:
-        # the iteration's record names optimizers by id(): a copy would hold the originals' ids
-        if self.enabled and self._iteration:
-            raise RuntimeError(
-                "A GradScaler instance may only be pickled at the beginning of an iteration, or at "
-                "the end after scaler.update()."
-            )
-        state = {**vars(self), "_iteration": Iteration()}  # (empty: a shallow copy gets its own)
-        state.pop("_rule_checked", None)  # (a cache of _rule: pickles stay as they were)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        if "_iteration" not in state:  # pickled before the per-optimizer record: its one flag
-            pending = state.pop("_found_inf", None)
-            state["_iteration"] = Iteration()
-            state["_iteration"].pending = pending
-        vars(self).update(state)
