@@ -18,16 +18,10 @@ from optkern import norm
 
 cp, _ = require_gpu()
 
+from test_cuda_norm import _bf16_ok  # noqa: E402 (after the skip: it needs CuPy)
+
 EPS = 1e-5
 SIZES = [1, 7, 1023, 4097, 65536]
-
-
-def _bf16_ok():
-    try:
-        cp.empty(1, dtype="bfloat16")
-        return True
-    except Exception:
-        return False
 
 
 # (dtype, offset, spread): the spread a few of the dtype's steps at the offset or more.
