@@ -281,7 +281,7 @@ def test_grad_scaler_rule_rechecked_when_assigned():
         scaler._rule()
     scaler.growth_factor = np.float64(3.0)  # (a NumPy scalar: checked every time, not kept)
     assert scaler._rule() == (3.0, 0.5, 2000)
-    assert scaler._rule_checked[0][0] == 2.0
+    assert scaler._rule_checked["rule"][1][0] == 2.0  # (the cache still holds the last plain values)
     scaler.growth_interval = 2000.0
     with pytest.raises(TypeError, match="growth_interval: expected an integer, got float"):
         scaler._rule()

@@ -100,10 +100,6 @@ def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
 
 _FLOAT32 = {np.dtype(np.float32)}
 
-#: the types whose objects ``GradScaler._rule`` reuses its checks of (immutable built-ins: a subclass
-#: or a NumPy scalar is checked at every update)
-_PLAIN_NUMBERS = frozenset({float, int})
-
 
 def _all_float32(arrays: list) -> bool:
     """Whether every one of ``arrays`` is a float32 array, in one pass (naming none)."""

@@ -5,14 +5,14 @@ and pickling."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import is_
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _backend
-from ._amp_checks import _KEYS, _PLAIN_NUMBERS, _checked_state, _float32_in
+from ._amp_checks import _KEYS, _checked_state, _float32_in
 from ._amp_states import Iteration
+from ._checked_values import cached, remember
 
 
 class ScalerConfig:
@@ -54,17 +54,16 @@ class ScalerConfig:
         attribute: assigned as torch's set_growth_factor / set_growth_interval set them, they are
         not checked there (a str factor or a float interval reached the native call: pybind11's
         TypeError naming none; an infinite factor was taken, and written by state_dict())."""
-        given = (self.growth_factor, self.backoff_factor, self.growth_interval)
-        hit = self.__dict__.get("_rule_checked")  # (the values last checked, and the rule)
-        if hit is not None and all(map(is_, given, hit[0])):
-            return hit[1]  # the very same objects, of exact float / int types: checked already
-        rule = (
-            _float32_in("growth_factor", given[0], 1.0),
-            _float32_in("backoff_factor", given[1], 0.0, 1.0),
-            _backend.integer("growth_interval", given[2], lo=1, hi=_backend.INT64_MAX),
-        )
-        if set(map(type, given)) <= _PLAIN_NUMBERS:  # (immutable, and compared as built-ins)
-            self._rule_checked = (given, rule)
+        given = {k: getattr(self, k) for k in ("growth_factor", "backoff_factor", "growth_interval")}
+        cache = self.__dict__.setdefault("_rule_checked", {})  # (left out of pickles: __getstate__)
+        rule = cached(cache, "rule", given)  # (the very same immutable objects: checked already)
+        if rule is None:
+            rule = (
+                _float32_in("growth_factor", given["growth_factor"], 1.0),
+                _float32_in("backoff_factor", given["backoff_factor"], 0.0, 1.0),
+                _backend.integer("growth_interval", given["growth_interval"], lo=1, hi=_backend.INT64_MAX),
+            )
+            remember(cache, "rule", given, rule)
         return rule
 
     def state_dict(self) -> dict:

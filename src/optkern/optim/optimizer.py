@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _backend
 from .._atomic import deferring
+from .._checked_values import cached, remember
 from . import _closure
 from ._capturable import CapturableMixin
 from ._hyper import _check_dtype, _check_shapes
@@ -429,19 +430,17 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         scheduler's lr, -0.0 for 0.0, a subclass or NumPy scalar, a list) is checked in full.
         ``GradScaler.step`` checks the group before it unscales the grads and the step checks it
         again: the second check is this lookup (~0.3 us, where Adam's ``_check`` is ~3 us)."""
-        keys, values = tuple(group), list(group.values())
         cache = self.__dict__.get("_hp_checked")
         if cache is None:  # (an optimizer unpickled from before the cache)
             cache = self._hp_checked = {}
-        hit = cache.get(where)
-        if hit is not None and hit[0] == keys and all(map(is_, values, hit[1])):
-            return hit[2]
+        hp = cached(cache, where, group)
+        if hp is not None:
+            return hp
         try:
             hp = self._check(group, where)
         except KeyError as e:  # a hyper-parameter deleted from the group between steps
             raise ValueError(f"{where or 'defaults'}: missing {e.args[0]!r}") from None
-        if all(_immutable(v) for k, v in group.items() if k != "params"):
-            cache[where] = (keys, values, hp)
+        remember(cache, where, group, hp)
         return hp
 
     def _check_group(self, group: dict, where: str):
@@ -460,17 +459,6 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
-
-
-_IMMUTABLE = frozenset({float, int, bool, str, type(None)})
-
-
-def _immutable(v) -> bool:
-    """Whether ``v`` cannot change while it is the same object, and compares and converts as a
-    built-in (exact types: a subclass may override both)."""
-    if type(v) is tuple:
-        return all(map(_immutable, v))
-    return type(v) in _IMMUTABLE
 
 
 def _same(params: list, arrays: tuple) -> bool:

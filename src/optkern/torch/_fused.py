@@ -19,12 +19,13 @@ import torch
 from torch.optim import optimizer as _torch_optimizer
 
 from .. import optim as _optim
+from .._checked_values import cached, remember
 from ..optim._run import _Run
 from . import _lowp, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view
 from ._checks_state import _StateDictChecks
 from ._checks_step import _StepChecks, check_new_group
-from ._host_values import host_group, immutable
+from ._host_values import host_group
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
 from ._state import _HOST_SCALARS, _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
@@ -335,14 +336,12 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         """The group's checked hyper-parameters (the optkern.optim class's ``_check``), reused while
         the group holds the very same keys and immutable values (a tensor or list value: checked
         every step, it may change in place)."""
-        keys, values = tuple(group), list(group.values())
-        hit = self._hyper_cache.get(id(group))
-        if hit is not None and hit[0] == keys and all(map(operator.is_, values, hit[1])):
-            return hit[2]
+        hp = cached(self._hyper_cache, id(group), group)
+        if hp is not None:
+            return hp
         gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
         hp = self._m._check(host_group(group), f"param_groups[{gi}]")  # (errors name the group's entry)
-        if all(immutable(v) for k, v in group.items() if k != "params"):
-            self._hyper_cache[id(group)] = (keys, values, hp, group)  # (the group kept: its id stays its)
+        remember(self._hyper_cache, id(group), group, hp, group)  # (the group kept: its id stays its)
         return hp
 
     def _core_extra(self) -> dict:

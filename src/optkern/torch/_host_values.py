@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checked_values import immutable
+
 
 def _host_number(v):
     """A one-element real tensor as a Python float (torch takes ``lr`` and ``betas`` as tensors:
@@ -24,10 +26,3 @@ def host_group(group: dict) -> dict:
         if k != "params" and (isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v))):
             return {k: v if k == "params" else _host_number(v) for k, v in group.items()}
     return group
-
-
-def immutable(v) -> bool:
-    """Whether ``v`` is a value that cannot change while the same object (a hyper-parameter)."""
-    if isinstance(v, tuple):
-        return all(map(immutable, v))
-    return v is None or type(v) in (float, int, bool, str)
