@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import warnings
 from collections.abc import Callable, Mapping, Set
 from typing import Any, ClassVar
 
 from .. import _backend
+from .._checked_values import cached, remember
 from ._group_values import _detached, _fills_in_place, _item, _scalar
 
 
@@ -51,16 +51,17 @@ class Schedule:
         return _real(self.value(t), t, self)
 
     def _check_attributes(self) -> None:
-        """Each attribute by its rule, unless it is the very object of an immutable built-in type
-        (``_PLAIN_ATTRIBUTES``) that passed when last checked: a rule reads only the value."""
-        values = [getattr(self, name) for name, _ in self._rules]
-        last = self.__dict__.get("_attributes_checked")
-        if last is not None and len(last) == len(values) and all(map(operator.is_, values, last)):
+        """Each attribute by its rule, unless every one still holds the very immutable object that
+        passed when last checked (``_checked_values``: a rule reads only the value)."""
+        values = {name: getattr(self, name) for name, _ in self._rules}
+        cache = self.__dict__.get("_attributes_checked", {})
+        if cached(cache, "rules", values):
             return
-        for (name, rule), v in zip(self._rules, values):
+        for (name, rule), v in zip(self._rules, values.values()):
             rule(name, v)
-        if set(map(type, values)) <= _PLAIN_ATTRIBUTES:
-            self.__dict__["_attributes_checked"] = values  # (not through a subclass's __setattr__)
+        remember(cache, "rules", values, True)
+        if cache:
+            self.__dict__["_attributes_checked"] = cache  # (not through a subclass's __setattr__)
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -129,10 +130,6 @@ _BOUNDS: dict = {
     for k, r in _RANGES.items()
 }
 _NO_BOUNDS = (-math.inf, math.inf, False, False)
-
-#: attribute types whose objects cannot change (exact types: a subclass may override anything), so
-#: that an attribute still holding the object its rule passed needs no second look
-_PLAIN_ATTRIBUTES = frozenset({float, int, bool, str, type(None)})
 
 #: group values written by assignment: no array or tensor, nothing to fill in place (exact types)
 _PLAIN_VALUES = frozenset({float, int})
