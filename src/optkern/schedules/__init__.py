@@ -14,11 +14,12 @@ int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
 by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
 """
 
-from .base import FunctionSchedule, Schedule, Scheduler, ScheduleScaleWarning, as_schedule, constant, momentum_scheduler
+from .base import FunctionSchedule, Schedule, as_schedule, constant
 from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
 from .decay import cosine, cosine_restarts, exponential, inverse_time, linear, multi_step, polynomial, step_decay
+from .scheduler import Scheduler, ScheduleScaleWarning, momentum_scheduler
 from .swa import swalr
 
 __all__ = [

@@ -1,23 +1,25 @@
-"""The Schedule type (with the constant one), and the object that writes a schedule into an optimizer.
+"""The Schedule type (with the constant one) and the argument checks the schedules share.
 
 A schedule is a pure function of the step: ``sched(t) -> value`` for an
 integer ``t >= 0``. It holds no state, so evaluating it at any step, in any
-order, gives the same number. :class:`Scheduler` adds the one piece of state a
-training loop needs (the step counter) and writes ``value`` into every param
-group of an optimizer.
+order, gives the same number. :class:`.scheduler.Scheduler` adds the one piece of
+state a training loop needs (the step counter) and writes ``value`` into every
+param group of an optimizer.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Mapping, Set
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _backend
 from .._checked_values import cached, remember
-from ._group_values import _detached, _fills_in_place, _item, _scalar
+from ._group_values import _item
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 
 def check_step(step) -> int:
@@ -68,6 +70,8 @@ class Schedule:
 
     def attach(self, optimizer, *, relative: bool = False, key: str = "lr", index: int | None = None) -> Scheduler:
         """A :class:`Scheduler` driving ``optimizer``'s param groups with this schedule."""
+        from .scheduler import Scheduler  # (that module imports this one)
+
         return Scheduler(optimizer, self, relative=relative, key=key, index=index)
 
     def __repr__(self) -> str:
@@ -112,57 +116,6 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     raise TypeError(f"{name}: expected a Schedule, a callable or a number, got {type(s).__name__}")
 
 
-#: The values the optimizers (optkern's and torch's) accept in the group entries whose meaning
-#: they fix: a Scheduler writes nothing else there. Any other entry only needs a finite value.
-_RANGES: dict = {
-    "lr": dict(lo=0.0),
-    "weight_decay": dict(lo=0.0),
-    "momentum": dict(lo=0.0),
-    "eps": dict(lo=0.0, lo_open=True),
-    "betas": dict(lo=0.0, hi=1.0, hi_open=True),
-}
-
-
-#: ``_RANGES`` as (lo, hi, lo_open, hi_open), unbounded ends as infinities (``Scheduler._values``'
-#: test of a float before it calls in_range)
-_BOUNDS: dict = {
-    k: (r.get("lo", -math.inf), r.get("hi", math.inf), r.get("lo_open", False), r.get("hi_open", False))
-    for k, r in _RANGES.items()
-}
-_NO_BOUNDS = (-math.inf, math.inf, False, False)
-
-#: group values written by assignment: no array or tensor, nothing to fill in place (exact types)
-_PLAIN_VALUES = frozenset({float, int})
-
-
-class ScheduleScaleWarning(UserWarning):
-    """A schedule's values look like the wrong kind (absolute vs multiplier) for the optimizer."""
-
-
-#: An absolute schedule whose peak is this many times the configured value (or a multiplier that
-#: peaks below its inverse) is almost surely the other kind: warn.
-_SCALE_SUSPECT = 100.0
-
-
-def _peak(schedule, steps: int | None) -> float:
-    """The largest value over the schedule's horizon (sampled at <= 1001 steps, ends included)."""
-    n = 1000 if steps is None else max(int(steps) - 1, 0)
-    stride = max(1, -(-n // 1000))
-    ts = list(range(0, n + 1, stride))
-    if ts[-1] != n:
-        ts.append(n)
-    peak = _value(schedule, 0)  # checked strictly by the caller already
-    for t in ts[1:]:
-        # Only a warning rides on the peak: a callable that fails or overflows beyond the steps it
-        # will run (torch's LambdaLR over a table of them) must not make the Scheduler refuse it.
-        try:
-            v = _value(schedule, t)
-        except Exception:
-            break
-        peak = max(peak, v)
-    return peak
-
-
 def _real(v, t: int, schedule=None) -> float:
     """A schedule's value as a finite float (a real number or a 1-element array), else TypeError /
     ValueError naming the schedule (a built-in one's arguments too: they are what overflowed)."""
@@ -179,268 +132,6 @@ def _real(v, t: int, schedule=None) -> float:
         why = "" if schedule is None or isinstance(schedule, FunctionSchedule) else f"; {schedule!r} overflows there"
         raise ValueError(f"schedule: returned {v} at step {t}, expected a finite number{why}")
     return f
-
-
-def _value(schedule, t: int) -> float:
-    """``schedule(t)`` as a finite float, or TypeError / ValueError naming the schedule."""
-    return _real(schedule(t), t)
-
-
-class Scheduler:
-    """Drive the hyper-parameter ``key`` (default ``'lr'``) of every param group.
-
-    Args:
-      optimizer: any object with ``param_groups``, a list of dicts holding a
-        mutable ``key`` entry (optkern.optim optimizers, torch.optim ones).
-      schedule: a :class:`Schedule` or callable ``step -> float``.
-      relative: ``False`` (default): every group's value is ``schedule(t)``
-        itself, the schedule states the lr in absolute terms, as torch's
-        ``OneCycleLR(max_lr=...)`` does: ``Scheduler(SGD(lr=0.1), one_cycle(0.1, ...))``
-        peaks at 0.1. ``True``: the value is the group's base value times
-        ``schedule(t)`` (build such a schedule with peak/initial value 1.0),
-        so per-group learning rates keep their ratios as torch's ``StepLR`` /
-        ``LambdaLR`` do; ``eta_min`` and the like are then multipliers too.
-      key: which group entry to write (``"lr"``, ``"momentum"``, ``"weight_decay"``,
-        ``"betas"``...).
-      index: for a tuple-valued entry (``"betas"``), which element to drive
-        (0 for Adam's beta1, as torch's one-cycle momentum does).
-
-    Mixing the two kinds up is loud: a :class:`ScheduleScaleWarning` when an
-    absolute schedule peaks more than 100x above a group's configured value,
-    when a multiplier schedule peaks below 1/100, or when an absolute schedule
-    would give groups with different configured values the same value.
-
-    Like torch.optim.lr_scheduler: the base value of each group is read once
-    (stored as ``group['initial_<key>']``), construction writes the value at
-    step 0, and every :meth:`step` advances one step and writes its value.
-    :meth:`state_dict` / :meth:`load_state_dict` hold the step and the base
-    values, so a resumed run writes exactly the values of an uninterrupted one.
-    """
-
-    def __init__(self, optimizer, schedule, *, relative: bool = False, key: str = "lr", index: int | None = None):
-        groups = getattr(optimizer, "param_groups", None)
-        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-            raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
-        if not isinstance(relative, bool):
-            raise TypeError(f"relative: expected a bool, got {type(relative).__name__}")
-        if not isinstance(key, str):
-            raise TypeError(f"key: expected a str, got {type(key).__name__}")
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-            raise TypeError(f"index: expected an int or None, got {type(index).__name__}")
-        for i, g in enumerate(groups):
-            if key not in g:
-                raise ValueError(f"optimizer.param_groups[{i}]: has no {key!r} entry")
-            _check_entry(g[key], key, index, i)
-        self.optimizer = optimizer
-        self.schedule = as_schedule(schedule)
-        self.relative = relative
-        self.key = key
-        self.index = index
-        init = "initial_" + self._label
-        # named by the entry read: a bad 'lr' of a group without 'initial_lr' was called 'initial_lr'
-        self.base_values = [
-            self._checked(
-                f"optimizer.param_groups[{i}][{init!r}]" if init in g else self._where(i),
-                _item(g.get(init, self._get(g))),
-            )
-            for i, g in enumerate(groups)
-        ]
-        self.last_step = 0
-        self._last_values: list = []
-        values = self._values(0, self.base_values, relative)  # every check before the groups change
-        self._warn_if_suspect()
-        for g in groups:
-            g.setdefault(init, _detached(self._get(g)))
-        self._write(values)
-
-    @property
-    def _label(self) -> str:
-        return self.key if self.index is None else f"{self.key}{self.index}"
-
-    def _get(self, g):
-        v = g[self.key]
-        return v if self.index is None else v[self.index]
-
-    def _warn_if_suspect(self) -> None:
-        peak = _peak(self.schedule, getattr(self.schedule, "total_steps", None))
-        what = f"group {self._label!r}"
-        if self.relative:
-            if 0.0 < peak < 1.0 / _SCALE_SUSPECT and self.base_values:  # (base_values[0]: IndexError)
-                warnings.warn(
-                    f"schedule: as a multiplier (relative=True) it peaks at {peak:g}, so the {what} "
-                    f"peaks at {peak:g} x {self.base_values[0]:g}; pass an absolute schedule without "
-                    "relative=True, or build the multiplier with peak 1.0",
-                    ScheduleScaleWarning,
-                    stacklevel=3,
-                )
-            return
-        bases = [b for b in self.base_values if b > 0.0]
-        if bases and peak > _SCALE_SUSPECT * max(bases):
-            warnings.warn(
-                f"schedule: peaks at {peak:g}, {peak / max(bases):.0f}x the optimizer's {what} "
-                f"{max(bases):g}; schedules are absolute by default -- for a multiplier of the "
-                "configured value pass relative=True",
-                ScheduleScaleWarning,
-                stacklevel=3,
-            )
-        if len(set(self.base_values)) > 1:
-            warnings.warn(
-                f"schedule: the param groups have different {what} values {self.base_values}; an "
-                "absolute schedule gives them all the same value -- pass relative=True to keep their "
-                "ratios",
-                ScheduleScaleWarning,
-                stacklevel=3,
-            )
-
-    def values(self, step: int | None = None) -> list:
-        """The per-group values at ``step`` (default: the current step)."""
-        t = self.last_step if step is None else check_step(step)
-        return self._values(t, self.base_values, self.relative)
-
-    def _values(self, t: int, base: list, relative: bool) -> list:
-        """The values to write at step ``t``, each checked (finite, in the entry's range) or
-        TypeError / ValueError naming the schedule."""
-        v = _value(self.schedule, t)
-        values = [b * v for b in base] if relative else [v for _ in base]
-        lo, hi, lo_open, hi_open = _BOUNDS.get(self.key, _NO_BOUNDS)
-        for i, x in enumerate(values):
-            # the common case without building the error's name: a finite float inside the range
-            # (in_range's answer for it; anything else takes in_range itself)
-            if type(x) is float and -math.inf < x < math.inf and (lo < x if lo_open else lo <= x):
-                if x < hi if hi_open else x <= hi:
-                    continue
-            self._checked(f"schedule (step {t}, {self._where(i)})", x)
-        return values
-
-    def _checked(self, name: str, v) -> float:
-        """``v`` as a float if it is a finite value the driven entry accepts (``_RANGES``)."""
-        return _backend.in_range(name, v, **_RANGES.get(self.key, {}))
-
-    def _where(self, i: int) -> str:
-        return f"optimizer.param_groups[{i}][{self.key!r}]" + ("" if self.index is None else f"[{self.index}]")
-
-    def _check_groups(self) -> None:
-        """The optimizer still has the groups it was built for: zip() dropped a group added later
-        (``add_param_group``), left unscheduled without a word (torch's LambdaLR raises there)."""
-        n, m = len(self.optimizer.param_groups), len(self.base_values)
-        if n != m:
-            raise ValueError(
-                f"optimizer: has {n} param groups, this Scheduler was built for {m}; a group added or "
-                "removed after it is not scheduled: build a new Scheduler (load_state_dict with one "
-                "base value per group continues the step count)"
-            )
-
-    def _write(self, values: list) -> None:
-        groups, key = self.optimizer.param_groups, self.key
-        for g, v in zip(groups, values):
-            cur = g[key]
-            if type(cur) in _PLAIN_VALUES and self.index is None:  # (neither an array nor a tensor)
-                g[key] = v
-            elif self.index is not None:
-                seq = list(cur)
-                seq[self.index] = v
-                g[self.key] = type(cur)(seq) if isinstance(cur, tuple) else seq
-            elif _fills_in_place(cur):
-                # A device-resident value (a capturable GPU optimizer's lr, a tensor lr): update
-                # it in place, as torch's schedulers do, so a captured CUDA graph reads the new value
-                # at its next replay.
-                fill = getattr(cur, "fill_", None)
-                (fill if callable(fill) else cur.fill)(v)
-            else:
-                g[self.key] = v
-        # Kept as read back (a float32 tensor's rounding included): get_last_lr read the groups, so
-        # an lr set by hand or by another scheduler was reported as this one's (torch: its own).
-        if self.index is None:  # (a float read back is itself: _scalar's look-up for item() skipped)
-            self._last_values = [v if type(v) is float else _scalar(v) for v in [g[key] for g in groups]]
-        else:
-            self._last_values = [_scalar(self._get(g)) for g in groups]
-
-    def step(self) -> None:
-        """Advance one step and write the new value into every param group (on an error, neither happens)."""
-        self._check_groups()
-        values = self._values(self.last_step + 1, self.base_values, self.relative)
-        self._write(values)
-        self.last_step += 1
-
-    def get_last_lr(self) -> list:
-        """The values last written, one per group (torch's name)."""
-        return list(self._last_values)
-
-    def state_dict(self) -> dict:
-        """Step counter, base values, relative flag, key and index (the schedule itself is pure)."""
-        return {
-            "last_step": self.last_step,
-            "base_values": list(self.base_values),
-            "relative": self.relative,
-            "key": self.key,
-            "index": self.index,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values. All of
-        ``state`` and the values it leads to are checked before anything changes."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
-        for k in ("last_step", "base_values"):
-            if k not in state:
-                raise ValueError(f"state: missing {k!r}")
-        raw = state["base_values"]
-        if not isinstance(raw, (list, tuple)):
-            raise TypeError(f"state['base_values']: expected a list of numbers, got {type(raw).__name__}")
-        if len(raw) != len(self.optimizer.param_groups):
-            raise ValueError(
-                f"state['base_values']: has {len(raw)} entries but the optimizer has "
-                f"{len(self.optimizer.param_groups)} param groups"
-            )
-        base = [self._checked(f"state['base_values'][{i}]", _item(b)) for i, b in enumerate(raw)]
-        relative = state.get("relative", self.relative)
-        if not isinstance(relative, bool):
-            raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
-        key, index = state.get("key", self.key), state.get("index", self.index)
-        # Compared as a str and an integer (or None): a NumPy array compared element by element, so
-        # != raised NumPy's unnamed "truth value is ambiguous", or a 1-element one passed.
-        same_index = (
-            index is None
-            if self.index is None
-            else isinstance(index, numbers.Integral) and not isinstance(index, bool) and index == self.index
-        )
-        if not (isinstance(key, str) and key == self.key and same_index):
-            raise ValueError(
-                f"state: drives {state.get('key')!r}[{state.get('index')}], this scheduler {self.key!r}[{self.index}]"
-            )
-        # named as the caller wrote it (check_step said "step:")
-        last_step = _backend.integer("state['last_step']", state["last_step"], 0, _backend.INT64_MAX)
-        values = self._values(last_step, base, relative)
-        self.last_step, self.base_values, self.relative = last_step, base, relative
-        for g, b in zip(self.optimizer.param_groups, base):
-            g["initial_" + self._label] = b
-        self._write(values)
-
-
-def _check_entry(v, key: str, index, i: int) -> None:
-    """A group's ``key`` entry is a number (index None) or a sequence with element ``index``."""
-    where = f"optimizer.param_groups[{i}][{key!r}]"
-    if index is None:
-        if isinstance(v, (tuple, list)):
-            raise TypeError(f"{where}: is a {type(v).__name__}; pass index= to drive one element (index=0 for beta1)")
-        return
-    if not isinstance(v, (tuple, list)):
-        raise TypeError(f"index: {where} is a {type(v).__name__}, not a tuple or list")
-    if not -len(v) <= index < len(v):
-        raise ValueError(f"index: {index} is out of range for {where} of length {len(v)}")
-
-
-def momentum_scheduler(optimizer, schedule) -> Scheduler:
-    """An absolute :class:`Scheduler` cycling momentum as torch's ``cycle_momentum=True`` does: the
-    groups' ``momentum`` entry, or ``betas[0]`` for Adam-like optimizers (torch's rule)."""
-    groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, (list, tuple)) or not groups or not isinstance(groups[0], dict):
-        raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
-    if "betas" in groups[0]:
-        return Scheduler(optimizer, schedule, key="betas", index=0)
-    if "momentum" in groups[0]:
-        return Scheduler(optimizer, schedule, key="momentum")
-    raise ValueError("optimizer: has neither 'momentum' nor 'betas' in its param groups")
 
 
 def derived_total_steps(follows: str):
