@@ -248,3 +248,20 @@ def test_kernels_suite_times_every_case(tmp_path, capsys):
     assert per["weight_norm dim=0 square v"] == (12, 8) and per["random.uniform"] == (8, 4)
     cpu_only = {name for name, c in bk.CASES.items() if not c.cuda}
     assert cpu_only == set()  # (SWALP's quantizers have had a CUDA path since the 15th session)
+
+
+def test_lbfgs_pass_paired_with_a_read_probe_over_its_own_arrays():
+    """`bench second`'s kernel rows give each L-BFGS pass against a read probe over the arrays
+    it reads, timed back to back: a pass doing twice the probe's reads shows under 100 %."""
+    import numpy as np
+
+    from optkern import _cpu
+    from optkern.benchmarks import second_order as so
+
+    arrays = [np.full(1 << 16, float(i), np.float32) for i in range(23)]
+    twice = lambda: (_cpu.probe_read(arrays), _cpu.probe_read(arrays))
+    note = so._paired_read_note(twice, arrays, Plan(warmup=1, min_repeats=15, max_repeats=15, budget_s=0.1))
+    m = re.fullmatch(r"; paired with a read probe over its own arrays (\d+)% \[(\d+), (\d+)\]", note)
+    assert m, note
+    med, q1, q3 = map(int, m.groups())
+    assert q1 <= med <= q3 and 20 <= med < 90, note

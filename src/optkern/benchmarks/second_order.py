@@ -16,7 +16,9 @@ and ``g, prev_g, d`` and writes ``s_new, y_new, prev_g``: ``4n (2k + 6)`` bytes;
 Both are read-dominated, and this machine's reads stream slower than an in-place update's
 mix (the rmw probe counts its writes, which overlap its reads): each row's note also gives
 the bytes read (``2k + 3`` and ``2k + 1`` arrays) against a read-only probe of 23 arrays
-(``_cpu.probe_read``, the stream count of the k = 10 passes).
+(``_cpu.probe_read``, the stream count of the k = 10 passes), and against the same probe run over
+the pass's own arrays, the two timed back to back in alternating order (the settled ratio: the
+probe alone swung +-30 % within one run on the shared VM).
 
 Newton-CG row: MLP 784-256-10 tanh, batch 512, float32, Gauss-Newton products: the time of one
 CG iteration (``hessian.cg`` with ``rtol=0``, 10 iterations, divided by 10) against one product;
@@ -99,6 +101,7 @@ def _kernels(n, k, xp=np):
     return (
         lambda: mod.lbfgs_push_(S, Y, sn, yn, g, pg, d, 0.5, out),
         lambda: mod.lbfgs_direction_(S, Y, cs, cy, g, -1.0, d, o2),
+        (S + Y + [g, pg, d], S + Y + [g]),  # the arrays each pass reads (for the paired probe)
     )
 
 
@@ -160,16 +163,17 @@ def _kernel_rows(quick, plan, probe_row, read_probe, device="cpu"):
     n = M if quick else 16 * M
     rows = []
     for k in (10,) if quick else (10, 30):
-        push, direction = _kernels(n, k, xp)
-        for name, fn, nbytes, nread in (
-            ("push (pair + all dots)", push, 4 * n * (2 * k + 6), 4 * n * (2 * k + 3)),
-            ("direction", direction, 4 * n * (2 * k + 2), 4 * n * (2 * k + 1)),
+        push, direction, (push_reads, dir_reads) = _kernels(n, k, xp)
+        for name, fn, nbytes, nread, arrays in (
+            ("push (pair + all dots)", push, 4 * n * (2 * k + 6), 4 * n * (2 * k + 3), push_reads),
+            ("direction", direction, 4 * n * (2 * k + 2), 4 * n * (2 * k + 1), dir_reads),
         ):
             t = measure(fn, device, plan)
             reads = nread / t.median_ms / 1e6
             note = f"reads {reads:.1f} GB/s"
             if read_probe is not None:
                 note += f" = {100 * reads / read_probe.gbs:.0f}% of the read probe"
+                note += _paired_read_note(fn, arrays, plan)
             rows.append(
                 Row(
                     SUITE,
@@ -182,6 +186,16 @@ def _kernel_rows(quick, plan, probe_row, read_probe, device="cpu"):
             )
         del push, direction
     return rows
+
+
+def _paired_read_note(fn, arrays, plan) -> str:
+    """The pass against a read-only probe over the very arrays it reads, the two timed back to back
+    in alternating order (``timing.paired``): the probe's own swings on this shared VM (+-30 % within
+    one run) move both calls of a pair alike, where a ratio of two separate medians takes them in."""
+    from .. import _cpu
+
+    med, q1, q3 = paired(lambda: _cpu.probe_read(arrays), fn, plan)  # probe time / pass time
+    return f"; paired with a read probe over its own arrays {100 * med:.0f}% [{100 * q1:.0f}, {100 * q3:.0f}]"
 
 
 def _newton_cg_row(quick, plan):
