@@ -1,0 +1,83 @@
+"""Hunt 34, curvature: what the 34th session's hunt found in the operators and estimators.
+
+Vectors of another dtype than the operator's: a float64 vector given to a float32 operator is cast
+to float32. Finite entries past float32's range became inf in that cast, which NumPy reports with a
+RuntimeWarning ("overflow encountered in cast": an error under ``-W error``, the project's test
+setting), else an inf went on: a matvec of inf, or "v0: must be a finite nonzero vector" / "grad: has
+NaN or Inf entries" about a finite vector the caller gave. Arguments that are only a direction (a
+start vector ``v0``, the gradient whose concentration is measured, the eigenvectors spanning a
+subspace) are scale-free: they are taken as given, scaled into range by a power of two; the others
+(``matvec``'s ``v``, ``matmat``'s ``V``, ``cg``'s ``b`` and ``x0``) are refused, ValueError naming them.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from optkern import hessian
+
+BIG = 1e39  # finite in float64, past float32's largest (3.4e38)
+
+
+def _op32(n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    return ((Q * np.linspace(1.0, 3.0, n)) @ Q.T).astype(np.float32)
+
+
+def _direction(n, seed=1):
+    return np.random.default_rng(seed).uniform(0.5, 1.0, n)  # float64
+
+
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda op, v: op.matvec(v), "v"),
+        (lambda op, v: op.matvec(v, out=np.empty(v.shape[0], np.float32)), "v"),
+        (lambda op, v: op.matmat(np.stack([v, v], axis=1)), "V"),
+        (lambda op, v: hessian.cg(op, v), "b"),
+        (lambda op, v: hessian.cg(op, np.ones(v.shape[0]), x0=v), "x0"),
+    ],
+)
+@pytest.mark.parametrize(
+    "wrap", [hessian.as_operator, lambda A: hessian.from_hvp(lambda v: A @ v, A.shape[0], A.dtype)]
+)
+def test_a_float64_vector_past_float32s_range_is_refused_naming_it(call, name, wrap):
+    op = wrap(_op32())
+    v = _direction(5) * BIG
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"^{name}: .*float32"):
+            call(op, v)
+
+
+@pytest.mark.parametrize("scale", [BIG, 1e-50])
+def test_a_start_vector_is_a_direction_whatever_its_float64_scale(scale):
+    """``v0`` of top_eigenvalues, lanczos and power_iteration: the result of ``v0 * scale`` is the
+    result of ``v0`` (1e-50 underflowed to a zero float32 vector: "must be a finite nonzero vector")."""
+    A = _op32()
+    v0 = _direction(5)
+    for run in (
+        lambda v: hessian.top_eigenvalues(A, 2, v0=v, return_eigenvectors=True).eigenvalues,
+        lambda v: hessian.power_iteration(A, v0=v, max_iter=3).eigenvalue,
+        lambda v: hessian.lanczos(A, steps=3, v0=v)[0],
+    ):
+        want = run(v0)
+        np.testing.assert_allclose(run(v0 * scale), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [BIG, 1e-50])
+def test_gradient_concentration_of_a_float64_gradient_at_any_scale(scale):
+    A = _op32()
+    g = _direction(5, seed=2)
+    ev = hessian.top_eigenvalues(A, 2, return_eigenvectors=True).eigenvectors
+    # the float64 reference: the fraction of g in the span of the two Ritz vectors
+    U = np.linalg.qr(ev.astype(np.float64))[0]
+    want = float(np.sum((U.T @ g) ** 2) / (g @ g))
+    got = hessian.gradient_concentration(A, g * scale, 2, eigenvectors=ev)
+    assert got == pytest.approx(want, rel=1e-5)
+    # eigenvectors are a basis: any scale spans the same subspace
+    assert hessian.gradient_concentration(A, g, 2, eigenvectors=ev.astype(np.float64) * scale) == pytest.approx(
+        want, rel=1e-5
+    )
