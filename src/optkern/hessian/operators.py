@@ -404,7 +404,12 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         n = _backend.integer(f"{name}: shape[0]", shape[0], lo=1)
         dtype = getattr(A, "dtype", None)
         dtype = np.float64 if dtype is None else float_dtype(dtype, f"{name}: dtype")
-        return _operator_class(np)(A.matvec, n, dtype, np, None, "wrapped", check=(f"{name}.matvec",) * 3)
+        # The vectors of the array module the object names (a product of CuPy operators, ``H @ G``, is a
+        # ``compose.Composed`` of CuPy vectors): wrapped as a NumPy operator, its CuPy products were
+        # refused ("expected it to return a numpy array") by every estimator. Else NumPy's (SciPy's).
+        xp = getattr(A, "xp", np)
+        xp = xp if getattr(xp, "__name__", None) in ("numpy", "cupy") else np
+        return _operator_class(xp)(A.matvec, n, dtype, xp, None, "wrapped", check=(f"{name}.matvec",) * 3)
     raise TypeError(f"{name}: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
 
 
