@@ -81,3 +81,21 @@ def test_gradient_concentration_of_a_float64_gradient_at_any_scale(scale):
     assert hessian.gradient_concentration(A, g, 2, eigenvectors=ev.astype(np.float64) * scale) == pytest.approx(
         want, rel=1e-5
     )
+
+
+def test_a_composed_duck_typed_operator_refuses_a_product_of_mismatched_shapes():
+    """``(H @ G) @ K`` of the operators CuPy vectors use (``compose.Composed``) with ``K`` of another
+    size: made as a (9, 4) operator, refused only at its first product, naming a ``v`` the caller
+    never passed. Now refused where composed, as ``H @ K`` and SciPy's product are."""
+    from optkern.hessian import CurvatureOperator
+
+    H = CurvatureOperator(lambda x: 2.0 * x, 9)  # (the class CuPy operators use)
+    K = CurvatureOperator(lambda x: 3.0 * x, 4)
+    with pytest.raises(ValueError, match="shapes"):
+        H @ K
+    for P in (H @ H, H.dot(2.0)):
+        with pytest.raises(ValueError, match=r"shapes \(9, 9\) and \(4, 4\)"):
+            P @ K
+        with pytest.raises(ValueError, match=r"shapes \(9, 9\) and \(4, 4\)"):
+            P.dot(K)
+    np.testing.assert_allclose(((H @ H) @ H) @ np.ones(9), np.full(9, 8.0))

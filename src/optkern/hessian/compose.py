@@ -22,6 +22,10 @@ class Composed(NativeByName):
     ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
 
     def __init__(self, A, B, scale):
+        # (checked here, as CurvatureOperator._compose does: ``(H @ G) @ K`` with K of another size was
+        # made, and refused only at its first product, naming a ``v`` the caller never passed)
+        if B is not None and B.shape[0] != A.shape[1]:
+            raise ValueError(f"cannot multiply operators of shapes {A.shape} and {B.shape}")
         self.A, self.B, self.scale = A, B, scale
         self.shape = (A.shape[0], (B if B is not None else A).shape[1])
         self.dtype = np.result_type(A.dtype, B.dtype) if B is not None else A.dtype
