@@ -99,3 +99,43 @@ def test_a_composed_duck_typed_operator_refuses_a_product_of_mismatched_shapes()
         with pytest.raises(ValueError, match=r"shapes \(9, 9\) and \(4, 4\)"):
             P.dot(K)
     np.testing.assert_allclose(((H @ H) @ H) @ np.ones(9), np.full(9, 8.0))
+
+
+def _mse_with_targets_in(buf_extra):
+    """An MSE MLP, its params, x, and a buffer whose head holds the targets ``y``."""
+    from optkern.nn import MLP
+
+    m = MLP([3, 4, 2], activation="tanh", loss="mse", dtype=np.float64)
+    rng = np.random.default_rng(5)
+    p = m.init_params(5) + 0.1 * rng.standard_normal(m.num_params)
+    x = rng.standard_normal((5, 3))
+    buf = np.empty(m.num_params + buf_extra)
+    y = buf[:10].reshape(5, 2)
+    y[...] = rng.standard_normal((5, 2))
+    return m, p, x, y, buf, rng.standard_normal(m.num_params)
+
+
+@pytest.mark.parametrize("method", ["hvp", "ggn_vp"])
+def test_an_mlp_product_into_an_out_over_the_targets_is_refused(method):
+    """``out`` sharing memory with ``y`` (MSE targets) was accepted: the product overwrote the caller's
+    targets, no error (``x`` and ``params`` were refused already, and ``from_mlp`` refused a later
+    batch's ``y``)."""
+    m, p, x, y, buf, v = _mse_with_targets_in(10)
+    y0 = y.copy()
+    with pytest.raises(ValueError, match="^out shares memory with y$"):
+        getattr(m, method)(p, x, y, v, out=buf[: m.num_params])
+    np.testing.assert_array_equal(y, y0)
+
+
+def test_from_mlp_products_into_an_out_over_the_targets_are_refused():
+    """Through ``from_mlp`` the overwritten targets made every later product wrong, silently."""
+    m, p, x, y, buf, v = _mse_with_targets_in(10)
+    y0 = y.copy()
+    op = hessian.from_mlp(m, p, x, y)
+    with pytest.raises(ValueError, match="out shares memory with y"):
+        op.matvec(v, out=buf[: m.num_params])
+    np.testing.assert_array_equal(y, y0)
+    # the float64 reference: central differences of the gradient at the intact targets
+    h = 1e-5
+    fd = (m.loss_and_grad(p + h * v, x, y0)[1] - m.loss_and_grad(p - h * v, x, y0)[1]) / (2 * h)
+    np.testing.assert_allclose(op.matvec(v), fd, rtol=1e-6, atol=1e-9)
