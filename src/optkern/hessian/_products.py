@@ -120,7 +120,7 @@ def in_dtype(xp, a, dtype, name: str, scale_free: bool = False):
     flush it below the dtype's normal range. Otherwise ValueError naming ``name``. A vector in range
     is cast as before, bit for bit."""
     dtype = np.dtype(dtype)
-    if a.dtype.kind == "f" and a.size and np.finfo(a.dtype).max > np.finfo(dtype).max:
+    if a.dtype != dtype and a.dtype.kind == "f" and a.size and np.finfo(a.dtype).max > np.finfo(dtype).max:
         with np.errstate(invalid="ignore"):
             big = float(xp.abs(a).max())  # (NaN: left to the callers' finiteness checks)
         with np.errstate(over="ignore"):
