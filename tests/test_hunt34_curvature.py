@@ -139,3 +139,26 @@ def test_from_mlp_products_into_an_out_over_the_targets_are_refused():
     h = 1e-5
     fd = (m.loss_and_grad(p + h * v, x, y0)[1] - m.loss_and_grad(p - h * v, x, y0)[1]) / (2 * h)
     np.testing.assert_allclose(op.matvec(v), fd, rtol=1e-6, atol=1e-9)
+
+
+def test_a_torch_operators_non_finite_product_names_loss_fn():
+    """``optkern.torch.hessian_operator``'s errors name ``loss_fn``, ``params[i]``, ``batches`` or
+    ``kind`` (its docstring); a finite loss with a non-finite Hessian (``|w|^1.5`` at 0) was refused
+    naming ``fn`` -- or ``into`` for ``matvec(v, out=...)`` --, arguments of ``from_hvp`` that the
+    caller never passed."""
+    torch = pytest.importorskip("torch")
+    from optkern.torch import hessian_operator
+
+    w = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    op = hessian_operator(lambda: (w.abs() ** 1.5).sum(), [w])
+    for run in (
+        lambda: op.matvec(np.ones(3)),
+        lambda: op.matvec(np.ones(3), out=np.empty(3)),
+        lambda: hessian.trace(op, num_matvecs=3),
+        lambda: hessian.top_eigenvalues(op, 1),
+    ):
+        with pytest.raises(ValueError, match=r"^loss_fn: .*NaN or Inf"):
+            run()
+    # a finite Hessian is still the products' (w^2 summed: 2 I)
+    v = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_array_equal(hessian_operator(lambda: (w * w).sum(), [w]).matvec(v), 2 * v)
