@@ -43,3 +43,20 @@ def test_estimators_take_composed_cupy_operators(dtype):
         # (SLQ with a probe is stochastic: the same probes on the CPU, on the dense product)
         want = hessian.spectral_density(M.astype(dtype), steps=M.shape[0], grid=20).mean()
         assert hessian.spectral_density(P, steps=M.shape[0], grid=20).mean() == pytest.approx(want, rel=tol)
+
+
+def test_float64_vectors_past_float32s_range_on_a_float32_cupy_operator():
+    """test_hunt34_curvature's dtype rule on CuPy vectors: refused naming the argument, or (a direction)
+    scaled into range, with the CPU's result."""
+    A = _pair()[0].astype(np.float32)
+    op = hessian.as_operator(cp.asarray(A))
+    v = np.random.default_rng(3).uniform(0.5, 1.0, A.shape[0])
+    with pytest.raises(ValueError, match="^v: .*float32"):
+        op.matvec(cp.asarray(v * 1e39))
+    with pytest.raises(ValueError, match="^b: .*float32"):
+        hessian.cg(op, cp.asarray(v * 1e39))
+    for scale in (1e39, 1e-50):
+        got = hessian.top_eigenvalues(op, 2, v0=cp.asarray(v * scale)).eigenvalues
+        np.testing.assert_allclose(got, hessian.top_eigenvalues(A, 2, v0=v).eigenvalues, rtol=1e-5)
+        frac = hessian.gradient_concentration(op, cp.asarray(v * scale), 2)
+        assert frac == pytest.approx(hessian.gradient_concentration(A, v, 2), rel=1e-4)
