@@ -382,7 +382,8 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
-    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``) is wrapped.
+    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``, or ``H @ G`` of CuPy
+    operators) is wrapped, on the array module its ``xp`` names (NumPy without one).
     Errors name the argument ``name``."""
     if isinstance(A, CurvatureOperator):
         return A
