@@ -162,3 +162,18 @@ def test_a_torch_operators_non_finite_product_names_loss_fn():
     # a finite Hessian is still the products' (w^2 summed: 2 I)
     v = np.array([1.0, -2.0, 0.5])
     np.testing.assert_array_equal(hessian_operator(lambda: (w * w).sum(), [w]).matvec(v), 2 * v)
+
+
+def test_a_composed_duck_typed_operator_at_a_scalar_or_a_3d_array_names_x():
+    """``P @ 2.0`` / ``P @ (3-d array)`` of a composed CuPy-style operator raised "V: expected shape
+    (n, k)", naming a ``V`` the caller never passed; ``H @ 2.0`` of the operator itself names ``x``
+    with SciPy's words."""
+    from optkern.hessian import CurvatureOperator
+
+    H = CurvatureOperator(lambda x: 2.0 * x, 4)
+    for P in (H, H @ H, H.dot(3.0)):
+        with pytest.raises(ValueError, match="^x: Scalar operands are not allowed"):
+            P @ 2.0
+        with pytest.raises(ValueError, match="^x: expected a 1-D or 2-D array"):
+            P @ np.ones((4, 1, 1))
+    np.testing.assert_allclose((H @ H) @ np.ones((4, 1)), np.full((4, 1), 4.0))

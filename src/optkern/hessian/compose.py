@@ -50,9 +50,16 @@ class Composed(NativeByName):
         return y if self.scale == 1.0 else y * self.scale
 
     def __matmul__(self, x):
+        # (CurvatureOperator.__matmul__'s rule and words: a scalar or a 3-d array went to matmat, whose
+        # error named a V the caller never passed)
         if is_operator(x):
             return Composed(self, x, 1.0)
-        return self.matvec(x) if getattr(x, "ndim", None) == 1 else self.matmat(x)
+        if np.isscalar(x):
+            raise ValueError("x: Scalar operands are not allowed, use '*' instead")
+        nd = getattr(x, "ndim", None)
+        if nd not in (1, 2):
+            raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
+        return self.matvec(x) if nd == 1 else self.matmat(x)
 
     def dot(self, x):
         return Composed(self, None, _backend.real("x", x)) if np.isscalar(x) else self @ x
