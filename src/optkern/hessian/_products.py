@@ -107,3 +107,26 @@ def real_array(xp, v, name: str):
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
     return a
+
+
+def in_dtype(xp, a, dtype, name: str, scale_free: bool = False):
+    """``a`` (real numbers, from :func:`real_array`) as a C-contiguous array of ``dtype``, an operator's.
+
+    A float64 ``a`` given to a float32 operator: finite entries past float32's range became inf in
+    the cast (NumPy's "overflow encountered in cast", an error under ``-W error``), and the caller's
+    finite vector was then refused as "not finite", or multiplied as inf. ``scale_free`` (a direction:
+    a start vector, a gradient whose concentration is measured, a basis): ``a`` is first scaled by the
+    power of two (exact) that puts its largest entry in ``[0.5, 1)`` where the cast would overflow or
+    flush it below the dtype's normal range. Otherwise ValueError naming ``name``. A vector in range
+    is cast as before, bit for bit."""
+    dtype = np.dtype(dtype)
+    if a.dtype != dtype and a.dtype.kind == "f" and a.size and np.finfo(a.dtype).max > np.finfo(dtype).max:
+        with np.errstate(invalid="ignore"):
+            big = float(xp.abs(a).max())  # (NaN: left to the callers' finiteness checks)
+        with np.errstate(over="ignore"):
+            over = math.isfinite(big) and not math.isfinite(float(dtype.type(big)))
+        if scale_free and math.isfinite(big) and big > 0 and (over or big < float(np.finfo(dtype).tiny)):
+            a = xp.ldexp(a, -math.frexp(big)[1])
+        elif over:
+            raise ValueError(f"{name}: entries up to {big!r} overflow {dtype} (the operator's dtype)")
+    return xp.ascontiguousarray(a, dtype=dtype)

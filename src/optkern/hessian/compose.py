@@ -22,6 +22,10 @@ class Composed(NativeByName):
     ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
 
     def __init__(self, A, B, scale):
+        # (checked here, as CurvatureOperator._compose does: ``(H @ G) @ K`` with K of another size was
+        # made, and refused only at its first product, naming a ``v`` the caller never passed)
+        if B is not None and B.shape[0] != A.shape[1]:
+            raise ValueError(f"cannot multiply operators of shapes {A.shape} and {B.shape}")
         self.A, self.B, self.scale = A, B, scale
         self.shape = (A.shape[0], (B if B is not None else A).shape[1])
         self.dtype = np.result_type(A.dtype, B.dtype) if B is not None else A.dtype
@@ -46,9 +50,16 @@ class Composed(NativeByName):
         return y if self.scale == 1.0 else y * self.scale
 
     def __matmul__(self, x):
+        # (CurvatureOperator.__matmul__'s rule and words: a scalar or a 3-d array went to matmat, whose
+        # error named a V the caller never passed)
         if is_operator(x):
             return Composed(self, x, 1.0)
-        return self.matvec(x) if getattr(x, "ndim", None) == 1 else self.matmat(x)
+        if np.isscalar(x):
+            raise ValueError("x: Scalar operands are not allowed, use '*' instead")
+        nd = getattr(x, "ndim", None)
+        if nd not in (1, 2):
+            raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
+        return self.matvec(x) if nd == 1 else self.matmat(x)
 
     def dot(self, x):
         return Composed(self, None, _backend.real("x", x)) if np.isscalar(x) else self @ x

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _backend, _fixed_sums
 from ._lockstep import in_lockstep
-from ._products import real_array
+from ._products import in_dtype, real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, vector_norm, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
@@ -214,7 +214,7 @@ def gradient_concentration(
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     xp = op.xp
     k = _backend.integer("k", k, lo=1)
-    g = op._vector(grad, "grad")
+    g = op._vector(grad, "grad", scale_free=True)  # (the fraction is scale-free)
     if not bool(xp.isfinite(g).all()):  # (the fraction would be NaN)
         raise ValueError("grad: has NaN or Inf entries")
     big = float(xp.abs(g).max()) if g.size else 0.0
@@ -238,7 +238,7 @@ def gradient_concentration(
         raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
     if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
         raise ValueError("eigenvectors: has NaN or Inf entries")
-    V = xp.asarray(eigenvectors[:, :k], dtype=op.dtype)
+    V = in_dtype(xp, eigenvectors[:, :k], op.dtype, "eigenvectors", scale_free=True)  # (a basis: any scale)
     U, R = xp.linalg.qr(V)  # re-orthonormalize the Ritz vectors
     _check_rank(xp, V, R, k)
     c = [_fixed_sums.dot(U[:, i], g) for i in range(k)]  # (U.T @ g: BLAS's, thread-count dependent)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import _backend, _fixed_sums
 from .._array_checks import type_name
 from .._pickling import NativeByName
-from ._products import check_finite, checked, float_dtype, private, real_array
+from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
 from .compose import Composed as _Composed
 from .compose import is_operator as _is_operator
 
@@ -76,14 +76,16 @@ class CurvatureOperator(NativeByName):
 
     ndim = 2
 
-    def _vector(self, v, name="v"):
+    def _vector(self, v, name="v", scale_free=False):
+        """``v`` as a C-contiguous ``(n,)`` vector of the operator's dtype; ``scale_free``: a direction
+        (``_products.in_dtype``: scaled into the dtype's range where a cast would leave it)."""
         xp = self.xp
         v = real_array(xp, v, name)
         if v.ndim == 2 and v.shape[1] == 1:
             v = v[:, 0]
         if v.shape != (self.shape[0],):
             raise ValueError(f"{name}: expected shape ({self.shape[0]},) or ({self.shape[0]}, 1), got {tuple(v.shape)}")
-        v = xp.ascontiguousarray(v, dtype=self.dtype)
+        v = in_dtype(xp, v, self.dtype, name, scale_free)
         # a misaligned vector is copied (a contiguous one is kept): the native passes refuse it naming
         # their own argument (cg's b: "p: array data is misaligned")
         return v if xp is not np or v.flags.aligned else v.copy()
@@ -143,9 +145,9 @@ class CurvatureOperator(NativeByName):
         V = real_array(xp, V, "V")
         if V.ndim != 2 or V.shape[0] != self.shape[0]:
             raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
+        given, V = V, in_dtype(xp, V, self.dtype, "V")  # (refused naming V, not a column's "v")
         if self._mm is not None:
             self.num_matvecs += V.shape[1]
-            given, V = V, xp.ascontiguousarray(V, dtype=self.dtype)
             if self._check is not None:
                 V = private(xp, V, given)
             Y = self._mm(V)
@@ -380,7 +382,8 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
-    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``) is wrapped.
+    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``, or ``H @ G`` of CuPy
+    operators) is wrapped, on the array module its ``xp`` names (NumPy without one).
     Errors name the argument ``name``."""
     if isinstance(A, CurvatureOperator):
         return A
@@ -402,14 +405,19 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         n = _backend.integer(f"{name}: shape[0]", shape[0], lo=1)
         dtype = getattr(A, "dtype", None)
         dtype = np.float64 if dtype is None else float_dtype(dtype, f"{name}: dtype")
-        return _operator_class(np)(A.matvec, n, dtype, np, None, "wrapped", check=(f"{name}.matvec",) * 3)
+        # The vectors of the array module the object names (a product of CuPy operators, ``H @ G``, is a
+        # ``compose.Composed`` of CuPy vectors): wrapped as a NumPy operator, its CuPy products were
+        # refused ("expected it to return a numpy array") by every estimator. Else NumPy's (SciPy's).
+        xp = getattr(A, "xp", np)
+        xp = xp if getattr(xp, "__name__", None) in ("numpy", "cupy") else np
+        return _operator_class(xp)(A.matvec, n, dtype, xp, None, "wrapped", check=(f"{name}.matvec",) * 3)
     raise TypeError(f"{name}: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
 
 
 def unit_vector(op, v, name: str = "v0"):
     """``v / ||v||``, a start vector of ``op`` (shaped and typed as its products take them); ValueError
     naming ``name`` when it is zero (it spans nothing) or not finite (every product would be NaN)."""
-    v = op._vector(v, name)
+    v = op._vector(v, name, scale_free=True)
     big = float(op.xp.abs(v).max())
     if not math.isfinite(big) or big == 0.0:
         raise ValueError(f"{name}: must be a finite nonzero vector")

@@ -86,17 +86,20 @@ class _MLPArgs(NativeByName):
                 y = xp.ascontiguousarray(y, dtype=self.dtype)
         return xp, x, y
 
-    def _product_out(self, out, params, v, x=None):
+    def _product_out(self, out, params, v, x=None, y=None):
         """The array a product is written to: fresh, or the caller's ``out`` (checked before any work).
 
         ``x`` (the inputs) must not share memory with ``out`` either: the backward pass writes the last
         layer's rows of ``out`` before it reads ``x`` for the first layer's weight gradient. The caller's
         ``x``, as ``params`` and ``v``, not the checked copy of a strided or cast one: compared with the
-        copy, an ``out`` over the caller's strided ``x`` was accepted and written over it, no error."""
+        copy, an ``out`` over the caller's strided ``x`` was accepted and written over it, no error.
+        Nor ``y``: read before ``out`` is written, but the caller's targets were overwritten, no error
+        (and ``from_mlp``'s later products, which read them again, were wrong)."""
         xp = _backend.array_module(params)
         if out is None:
             return xp.empty_like(params)
-        avoid = {"params": params, "v": v} if x is None else {"params": params, "v": v, "x": x}
+        avoid = {"params": params, "v": v}
+        avoid.update((name, a) for name, a in (("x", x), ("y", y)) if a is not None)
         return _backend.out_array(out, xp, self.dtype, params.shape, avoid)
 
     def _read(self, params):

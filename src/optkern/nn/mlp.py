@@ -336,7 +336,7 @@ class MLP(_MLPArgs):
         then reuse one buffer instead of a fresh, page-faulted array per call.
         """
         _, xc, yc = self._check(params, x, y, v)
-        Hv = self._product_out(out, params, v, x)  # (the caller's x: see _product_out)
+        Hv = self._product_out(out, params, v, x, y)  # (the caller's x and y: see _product_out)
         return self._hvp_at(self._point(self._read(params), xc, yc, 2), self._direction(v), Hv)
 
     def _point(self, params, x, y, order):
@@ -394,7 +394,7 @@ class MLP(_MLPArgs):
         pass and one ordinary backward pass. ``out``: as for :meth:`hvp`.
         """
         _, xc, yc = self._check(params, x, y, v)
-        Gv = self._product_out(out, params, v, x)
+        Gv = self._product_out(out, params, v, x, y)
         return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv)
 
     @_ieee
