@@ -64,7 +64,9 @@ class _StateDictChecks:
         for n in _HOST_SCALARS:
             if n in entry:
                 _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
-        for n in scalars + (needed if id(p) not in lowp else ()):
+        # (a low-precision param's entry too: lowp_entry converts the moments present and skips a
+        # missing one, which loaded and then failed every step with "missing state")
+        for n in scalars + needed:
             if entry and n not in entry:
                 raise ValueError(
                     f"{where}: missing {n!r} (a stepped param's entry holds every entry its step reads; "

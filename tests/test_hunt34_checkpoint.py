@@ -1,0 +1,111 @@
+"""Session 34's checkpoint hunt: state dicts that loaded into a low-precision optimizer and left
+it unable to step (or silently dropped what they held), and what they now raise before anything
+is written. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import optkern.torch as OT  # noqa: E402
+
+# (params, keywords) of the low-precision configurations a torch user meets
+LOWP = [
+    pytest.param(torch.bfloat16, {"master_weights": True}, id="bf16-master"),
+    pytest.param(torch.float16, {"master_weights": True, "stochastic_rounding": True, "seed": 7}, id="fp16-master-sr"),
+    pytest.param(torch.float32, {"state_dtype": "int8"}, id="int8"),
+    pytest.param(torch.float32, {"state_dtype": "bfloat16"}, id="bf16-state"),
+    pytest.param(torch.bfloat16, {"master_weights": True, "state_dtype": "int8"}, id="bf16-master-int8"),
+]
+
+
+def _params(dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(5, 3, generator=g).to(dtype).requires_grad_(), torch.randn(7, generator=g).to(dtype)]
+
+
+def _stepped(cls, dtype, lowp, seed, steps=2, **hp):
+    """An optimizer of two groups (different lr) after ``steps`` steps of fresh random grads."""
+    ps = _params(dtype, seed)
+    opt = cls([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.005}], lr=0.01, **hp, **lowp)
+    g = torch.Generator().manual_seed(seed + 1)
+    for _ in range(steps):
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g).to(dtype)
+        opt.step()
+    return opt, ps
+
+
+def _snapshot(opt) -> list:
+    """Every value of the optimizer's state and groups, as bytes (compared before and after)."""
+    out = []
+    for st in opt.state.values():
+        for k in sorted(st):
+            v = st[k]
+            out.append(
+                (k, v.dtype, tuple(v.shape), v.detach().contiguous().view(-1).view(torch.uint8).clone())
+                if isinstance(v, torch.Tensor)
+                else (k, v)
+            )
+    out.append(copy.deepcopy([{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]))
+    return out
+
+
+def _same(a: list, b: list) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, tuple) and len(x) == 4 and isinstance(x[3], torch.Tensor):
+            if not (isinstance(y, tuple) and x[:3] == y[:3] and torch.equal(x[3], y[3])):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _seed(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+# (optimizer, hyper-parameters, the state tensor its step needs, how to break the saved dict)
+_MISSING = [
+    pytest.param(OT.Adam, {}, "exp_avg", lambda sd: sd["state"][1].pop("exp_avg"), id="Adam-no-exp_avg"),
+    pytest.param(OT.NAdam, {}, "exp_avg_sq", lambda sd: sd["state"][1].pop("exp_avg_sq"), id="NAdam-no-exp_avg_sq"),
+    pytest.param(
+        OT.AdamW,
+        {},
+        "max_exp_avg_sq",
+        lambda sd: sd["param_groups"][1].update(amsgrad=True),
+        id="AdamW-amsgrad-switched-on",
+    ),
+    pytest.param(OT.Adagrad, {}, "sum", lambda sd: sd["state"][0].pop("sum"), id="Adagrad-no-sum"),
+    pytest.param(
+        OT.RMSprop, {"centered": True}, "grad_avg", lambda sd: sd["state"][1].pop("grad_avg"), id="RMSprop-no-grad_avg"
+    ),
+    pytest.param(OT.Adadelta, {}, "acc_delta", lambda sd: sd["state"][1].pop("acc_delta"), id="Adadelta-no-acc"),
+]
+
+
+@pytest.mark.parametrize("dtype, lowp", LOWP)
+@pytest.mark.parametrize("cls, hp, name, damage", _MISSING)
+def test_lowp_load_refuses_an_entry_without_a_needed_state(cls, hp, name, damage, dtype, lowp):
+    # a stepped param's saved entry without a state tensor its step reads: a float32 optimizer
+    # refuses it at load; the low-precision one loaded it, and every later step then raised
+    # "missing state" (the run could not continue, and the old state was gone)
+    seed = _seed(f"{cls.__name__}{name}")
+    src, _ = _stepped(cls, dtype, lowp, seed, steps=3, **hp)
+    sd = copy.deepcopy(src.state_dict())
+    damage(sd)
+    target, ps = _stepped(cls, dtype, lowp, seed + 2, **hp)
+    before = _snapshot(target)
+    with pytest.raises(ValueError, match=rf"state_dict\['state'\]\[\d\]: missing '{name}'"):
+        target.load_state_dict(sd)
+    assert _same(before, _snapshot(target))
+    for p in ps:  # and the optimizer still steps
+        p.grad = torch.ones_like(p)
+    target.step()
+
