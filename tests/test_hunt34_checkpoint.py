@@ -109,3 +109,25 @@ def test_lowp_load_refuses_an_entry_without_a_needed_state(cls, hp, name, damage
         p.grad = torch.ones_like(p)
     target.step()
 
+
+@pytest.mark.parametrize("dtype, lowp", LOWP)
+def test_sgd_entry_without_its_buffer_steps_from_the_next_grad(dtype, lowp):
+    # torch's SGD makes a missing (or None) momentum buffer from the next grad, and so does the
+    # float32 optkern.torch.SGD; with 8-bit state every step after such a load refused the buffer's
+    # missing block scales (the buffer and its scales are made together)
+    src, _ = _stepped(OT.SGD, dtype, lowp, 11, steps=3, momentum=0.9)
+    sd = copy.deepcopy(src.state_dict())
+    sd["state"][0].pop("momentum_buffer")
+    target, ps = _stepped(OT.SGD, dtype, lowp, 12, momentum=0.9)
+    target.load_state_dict(sd)
+    master = target.state[ps[0]].get("master_param")
+    w = (master if master is not None else ps[0]).detach().double().clone()
+    g = torch.Generator().manual_seed(13)
+    for p in ps:
+        p.grad = torch.randn(p.shape, generator=g).to(dtype)
+    target.step()
+    # the first step of a buffer: buf = g, so w <- w - lr g (float32 arithmetic, lr of group 0)
+    want = (w.float() - np.float32(0.01) * ps[0].grad.float()).double()
+    got = target.state[ps[0]].get("master_param", ps[0]).detach().double()
+    assert torch.allclose(got, want, rtol=0, atol=1e-6)
+    assert target.state[ps[0]]["momentum_buffer"].shape == ps[0].shape
