@@ -131,3 +131,20 @@ def test_sgd_entry_without_its_buffer_steps_from_the_next_grad(dtype, lowp):
     got = target.state[ps[0]].get("master_param", ps[0]).detach().double()
     assert torch.allclose(got, want, rtol=0, atol=1e-6)
     assert target.state[ps[0]]["momentum_buffer"].shape == ps[0].shape
+
+
+@pytest.mark.parametrize("bad", ["x", [1.0, 2.0], np.zeros((5, 3), np.float32)], ids=["str", "list", "ndarray"])
+@pytest.mark.parametrize("cls", [OT.Adam, OT.SGD, OT.AdagradNorm])
+def test_master_weights_load_refuses_a_master_that_is_not_a_tensor(cls, bad):
+    # a master copy that is no tensor was read as "no master": the loaded optimizer went on from
+    # the half param, the saved float32 weights silently dropped (a wrong-sized tensor is refused)
+    hp = {"momentum": 0.9} if cls is OT.SGD else {}
+    lowp = {"master_weights": True}
+    src, _ = _stepped(cls, torch.bfloat16, lowp, 21, steps=3, **hp)
+    sd = copy.deepcopy(src.state_dict())
+    sd["state"][0]["master_param"] = bad
+    target, _ = _stepped(cls, torch.bfloat16, lowp, 22, **hp)
+    before = _snapshot(target)
+    with pytest.raises(TypeError, match=r"state_dict\['state'\]\[0\]\['master_param'\]: expected a tensor"):
+        target.load_state_dict(sd)
+    assert _same(before, _snapshot(target))

@@ -254,6 +254,8 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
             out[n] = torch.from_numpy(x).reshape(p.shape).to(dt)  # (to bfloat16: nearest even)
     if cfg.master and p.dtype in _HALVES:
         m = entry.get(_MASTER)
+        if m is not None and not isinstance(m, torch.Tensor):  # (read as "no master", the saved weights were lost)
+            raise TypeError(f"{where}[{_MASTER!r}]: expected a tensor, got {type(m).__name__}")
         if isinstance(m, torch.Tensor):
             if m.numel() != n_p or not m.is_floating_point():
                 raise ValueError(f"{where}[{_MASTER!r}]: expected {n_p} float values, got {m.numel()} {m.dtype}")
