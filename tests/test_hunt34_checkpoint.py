@@ -148,3 +148,66 @@ def test_master_weights_load_refuses_a_master_that_is_not_a_tensor(cls, bad):
     with pytest.raises(TypeError, match=r"state_dict\['state'\]\[0\]\['master_param'\]: expected a tensor"):
         target.load_state_dict(sd)
     assert _same(before, _snapshot(target))
+
+
+# ---- optkern.distributed.ShardedOptimizer (world size 1, in process) ----------------------------
+
+_CONSOLIDATED_DAMAGE = [
+    pytest.param(lambda sd: sd.update(extra=1), r"^state_dict: unknown key 'extra'", id="unknown-top-key"),
+    pytest.param(
+        lambda sd: sd["state"].update({7: copy.deepcopy(sd["state"][0])}),
+        r"^state_dict\['state'\]\[7\]: no parameter group lists this index",
+        id="unlisted-index",
+    ),
+    pytest.param(lambda sd: sd["state"][2].clear(), r"^state_dict\['state'\]\[2\]", id="empty-entry-of-a-group"),
+]
+
+
+@pytest.mark.parametrize("damage, match", _CONSOLIDATED_DAMAGE)
+@pytest.mark.parametrize(
+    "name, hp, lowp",
+    [
+        ("Adam", {"amsgrad": True}, {}),
+        ("SGD", {"momentum": 0.9}, {}),
+        ("RMSprop", {"centered": True}, {"state_dtype": "int8"}),
+        ("NAdam", {}, {"state_dtype": "bfloat16"}),
+    ],
+)
+def test_sharded_load_of_a_consolidated_dict_refuses_what_the_unsharded_optimizer_refuses(
+    name, hp, lowp, damage, match
+):
+    # a consolidated dict loads "as an unsharded optimizer checks it", but its resharding read only
+    # the listed entries: an unknown key and an unlisted index were dropped in silence, and a
+    # group whose only entry was emptied restarted its state (the unsharded load refuses all three)
+    pytest.importorskip("mpi4py")
+    from optkern import optim
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    cls = getattr(optim, name)
+    rng = np.random.default_rng(_seed(name))
+
+    def stepped():
+        ps = [rng.standard_normal(s).astype(np.float32) for s in ((5, 3), (7,), (4, 2))]
+        z = ShardedOptimizer(
+            cls, [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.005}], Communicator(), lr=0.01, **hp, **lowp
+        )
+        for _ in range(2):
+            z.step([rng.standard_normal(p.shape).astype(np.float32) for p in ps])
+        return z, ps
+
+    src, sps = stepped()
+    sd = copy.deepcopy(src.consolidate_state_dict())
+    damage(sd)
+    plain = cls(
+        [{"params": [p.copy() for p in sps[:2]]}, {"params": [sps[2].copy()], "lr": 0.005}], lr=0.01, **hp, **lowp
+    )
+    with pytest.raises(ValueError, match=match):
+        plain.load_state_dict(sd)  # (the unsharded optimizer's answer: the same refusal)
+    target, _ = stepped()
+    before = target.consolidate_state_dict()
+    with pytest.raises(ValueError, match=match):
+        target.load_state_dict(sd)
+    after = target.consolidate_state_dict()
+    for i, entry in before["state"].items():
+        for k, v in entry.items():
+            assert np.array_equal(np.asarray(v), np.asarray(after["state"][i][k])), (i, k)
