@@ -211,3 +211,42 @@ def test_sharded_load_of_a_consolidated_dict_refuses_what_the_unsharded_optimize
     for i, entry in before["state"].items():
         for k, v in entry.items():
             assert np.array_equal(np.asarray(v), np.asarray(after["state"][i][k])), (i, k)
+
+
+# ---- optkern.torch: a fractional step count -------------------------------------------------------
+
+
+def _adam_pair(seed):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(6, generator=g).requires_grad_()
+    opt = OT.Adam([p], lr=0.1)
+    p.grad = torch.randn(6, generator=g)
+    opt.step()
+    return opt, p
+
+
+@pytest.mark.parametrize("step", [torch.tensor(1.5), 2.25, torch.tensor([0.5])], ids=["tensor", "float", "1-element"])
+def test_torch_load_refuses_a_fractional_step_count(step):
+    # a step count of 1.5 loaded, and the next step ran with the bias corrections of step
+    # int(1.5) + 1 = 2 while the state said 2.5 (torch.optim's Adam uses 2.5): neither its own
+    # count nor torch's result. optkern.optim refuses a fraction; so does this loader now
+    src, _ = _adam_pair(31)
+    sd = copy.deepcopy(src.state_dict())
+    sd["state"][0]["step"] = step
+    target, _ = _adam_pair(32)
+    before = _snapshot(target)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['step'\]: expected a whole number of steps"):
+        target.load_state_dict(sd)
+    assert _same(before, _snapshot(target))
+
+
+def test_torch_step_refuses_a_fractional_step_count_set_between_steps():
+    # the same count written into the live state: stepped as int(step) + 1, its count then 2.5
+    opt, p = _adam_pair(33)
+    opt.state[p]["step"] = torch.tensor(1.5)
+    before = p.detach().clone()
+    p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match=r"\['step'\]: expected a whole number of steps, got 1.5"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
+    assert float(opt.state[p]["step"]) == 1.5

@@ -37,7 +37,7 @@ class _StateDictChecks:
     def _check_state_entries(self, sd: dict, exact: list) -> None:
         """Each param's saved state (``sd`` as torch's loader will see it; ``exact``: the entries
         that replace it, low precision) as a step of this optimizer reads it: a dict; the step count
-        and per-param scalars finite numbers (or 1-element tensors), the step count >= 0; each
+        and per-param scalars finite numbers (or 1-element tensors), the step count a whole number >= 0; each
         state tensor a floating-point (a complex param's: complex) tensor of its param's shape.
         Names the first bad entry."""
         lowp = {id(p) for p, _ in exact}
@@ -63,7 +63,7 @@ class _StateDictChecks:
             raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
         for n in _HOST_SCALARS:
             if n in entry:
-                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
+                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step")
         # (a low-precision param's entry too: lowp_entry converts the moments present and skips a
         # missing one, which loaded and then failed every step with "missing state")
         for n in scalars + needed:
@@ -107,9 +107,9 @@ def _check_listed(state: dict, listed: set) -> None:
             )
 
 
-def _check_scalar(v, name: str, nonnegative: bool) -> None:
+def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False) -> None:
     """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
-    (and >= 0 where ``nonnegative``)."""
+    (and >= 0 where ``nonnegative``, a whole number where ``whole``)."""
     if isinstance(v, torch.Tensor):
         if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
             raise TypeError(
@@ -117,6 +117,10 @@ def _check_scalar(v, name: str, nonnegative: bool) -> None:
             )
         v = float(v.detach().cpu().reshape(()))
     if nonnegative:
-        _backend.nonnegative(name, v)
+        x = _backend.nonnegative(name, v)
+        # (a step count, ``whole``: a fraction stepped as int(step) + 1, its bias corrections those
+        # of another step than the count it kept, and than torch.optim's)
+        if whole and x % 1:
+            raise ValueError(f"{name}: expected a whole number of steps, got {x}")
     else:
         _backend.real(name, v)

@@ -77,7 +77,7 @@ class _StepChecks:
                     continue
                 if type(v) is _TENSOR and v.dtype in dtypes and v.numel() == 1:
                     x = v.item()
-                    if lo <= x < math.inf:
+                    if lo <= x < math.inf and not (lo == 0 and x % 1):  # (a step count: whole)
                         vals.append(x)
                         continue
                 vals.append(_checked_scalar(v, f"state[{self._names(group, [p], gi)[0]}][{k!r}]", dtypes, lo))
