@@ -250,3 +250,45 @@ def test_torch_step_refuses_a_fractional_step_count_set_between_steps():
         opt.step()
     assert torch.equal(p.detach(), before)
     assert float(opt.state[p]["step"]) == 1.5
+
+
+# ---- optkern.torch: NaN / inf / negative second moments in a loaded state -----------------------
+
+_TORCH_VALUES = [
+    pytest.param(OT.Adam, "exp_avg", float("nan"), "NaN or inf", id="Adam-exp_avg-nan"),
+    pytest.param(OT.Adam, "exp_avg_sq", -1.0, "negative", id="Adam-exp_avg_sq-negative"),
+    pytest.param(OT.RMSprop, "square_avg", float("inf"), "NaN or inf", id="RMSprop-square_avg-inf"),
+    pytest.param(OT.Adagrad, "sum", -0.5, "negative", id="Adagrad-sum-negative"),
+    pytest.param(OT.Adadelta, "acc_delta", float("nan"), "NaN or inf", id="Adadelta-acc_delta-nan"),
+    pytest.param(OT.SGD, "momentum_buffer", float("-inf"), "NaN or inf", id="SGD-buffer-inf"),
+]
+
+
+@pytest.mark.parametrize("dtype, lowp", [pytest.param(torch.float32, {}, id="float32"), *LOWP])
+@pytest.mark.parametrize("cls, name, value, what", _TORCH_VALUES)
+def test_torch_load_refuses_non_finite_or_negative_state(cls, name, value, what, dtype, lowp):
+    # such a state loaded (the checks looked at dtypes and shapes only) and the next step wrote NaN
+    # into its param (sqrt of a negative second moment, or the NaN itself): the resumed model
+    # was lost one step later. optkern.optim's loader refuses both, naming the entry
+    hp = {"momentum": 0.9} if cls is OT.SGD else {}
+    seed = _seed(f"{cls.__name__}{name}{value}")
+    src, _ = _stepped(cls, torch.float32, {}, seed, **hp)  # (a float32 checkpoint: every target converts it)
+    sd = copy.deepcopy(src.state_dict())
+    sd["state"][1][name].view(-1)[3] = value
+    target, ps = _stepped(cls, dtype, lowp, seed + 1, **hp)
+    before = _snapshot(target)
+    with pytest.raises(ValueError, match=rf"state_dict\['state'\]\[1\]\['{name}'\]: holds {what}"):
+        target.load_state_dict(sd)
+    assert _same(before, _snapshot(target))
+
+
+def test_torch_master_weights_load_refuses_a_nan_master():
+    # the float32 master is the weights the step updates: a NaN in it came out in the param
+    src, _ = _stepped(OT.Adam, torch.bfloat16, {"master_weights": True}, 51)
+    sd = copy.deepcopy(src.state_dict())
+    sd["state"][0]["master_param"][2, 1] = float("nan")
+    target, _ = _stepped(OT.Adam, torch.bfloat16, {"master_weights": True}, 52)
+    before = _snapshot(target)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['master_param'\]: holds NaN or inf"):
+        target.load_state_dict(sd)
+    assert _same(before, _snapshot(target))

@@ -4,12 +4,13 @@ torch's loader changes anything."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .. import _backend
-from ..optim._state_checks import check_groups
+from ..optim._state_checks import NONNEGATIVE, check_groups
 from ._host_values import host_group
 from ._state import _HOST_SCALARS, _meta
 
@@ -92,6 +93,25 @@ class _StateDictChecks:
                 raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
             if t.shape != p.shape:
                 raise ValueError(f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}")
+            check_values(t, f"{where}[{n!r}]", n in NONNEGATIVE and not t.is_complex())
+
+
+def check_values(t: torch.Tensor, name: str, nonnegative: bool) -> None:
+    """ValueError naming ``name`` where saved state ``t`` holds a NaN or inf, or (``nonnegative``: a
+    second moment, an accumulator) a negative entry: loaded, the next step wrote NaN into its param
+    (optkern.optim's loader refuses both, :data:`~optkern.optim._state_checks.NONNEGATIVE`)."""
+    if t.numel() == 0:
+        return
+    # one reading pass, nothing allocated (torch.isfinite(t).all() made a bool tensor of t's size:
+    # 70x slower on a large checkpoint); min and max propagate NaN
+    t = t.detach()
+    if t.is_complex():  # (a conjugated view, loaded as the values it shows: copied to be viewed as real)
+        t = torch.view_as_real(t.resolve_conj())
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}: holds NaN or inf entries (the next step would write them into its param)")
+    if nonnegative and lo < 0:
+        raise ValueError(f"{name}: holds negative entries (a sum or average of squares is >= 0)")
 
 
 def _check_listed(state: dict, listed: set) -> None:
