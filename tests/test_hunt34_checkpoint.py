@@ -5,6 +5,7 @@ is written. Each test failed before its fix."""
 from __future__ import annotations
 
 import copy
+import pickle
 import zlib
 
 import numpy as np
@@ -292,3 +293,55 @@ def test_torch_master_weights_load_refuses_a_nan_master():
     with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['master_param'\]: holds NaN or inf"):
         target.load_state_dict(sd)
     assert _same(before, _snapshot(target))
+
+
+# ---- LBFGS: the last step length -----------------------------------------------------------------
+
+
+def _quadratic_closure(ps, backend):
+    """A strictly convex quartic in float64 (an independent loss; grads in the params' dtype)."""
+    rng = np.random.default_rng(61)
+    a = rng.standard_normal((6, 6))
+    a = a @ a.T / 6 + np.eye(6)
+
+    def numpy_closure():
+        x = ps[0].astype(np.float64)
+        return float(0.5 * x @ a @ x + 0.1 * np.sum(x**4)), [(a @ x + 0.4 * x**3).astype(ps[0].dtype)]
+
+    def torch_closure():
+        ps[0].grad = None
+        x = ps[0]
+        loss = 0.5 * x @ torch.from_numpy(a).to(x.dtype) @ x + 0.1 * (x**4).sum()
+        loss.backward()
+        return loss
+
+    return numpy_closure if backend == "numpy" else torch_closure
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_lbfgs_load_refuses_a_negative_step_length(backend):
+    # 't' is the last step's length (>= 0 after any step): the next step's first curvature pair is
+    # s = t d, so a negative one entered the history reversed, silently
+    from optkern import optim
+
+    def make(seed):
+        x = np.random.default_rng(seed).standard_normal(6).astype(np.float32)
+        if backend == "numpy":
+            ps = [x]
+            opt = optim.LBFGS(ps, lr=0.5, max_iter=3, history_size=4)
+        else:
+            ps = [torch.from_numpy(x).requires_grad_()]
+            opt = OT.LBFGS(ps, lr=0.5, max_iter=3, history_size=4)
+        for _ in range(2):
+            opt.step(_quadratic_closure(ps, backend))
+        return opt
+
+    src = make(62)
+    sd = copy.deepcopy(src.state_dict())
+    assert sd["state"][0]["t"] >= 0
+    sd["state"][0]["t"] = -0.25
+    target = make(63)
+    before = pickle.dumps(target.state_dict())
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['t'\]: must be in \[0.0, inf\)"):
+        target.load_state_dict(sd)
+    assert pickle.dumps(target.state_dict()) == before
