@@ -15,7 +15,16 @@ import numpy as np
 from .. import _backend, lowp
 from ..optim._lowp import LowPrecisionMixin
 from ..optim._run import _Run
-from ..optim._state_checks import NONNEGATIVE, SCALARS, check_array, check_groups, check_scalar, check_step
+from ..optim._state_checks import (
+    NONNEGATIVE,
+    SCALARS,
+    _entries_by_index,
+    check_array,
+    check_groups,
+    check_listed,
+    check_scalar,
+    check_step,
+)
 
 
 def _array_names(optimizer) -> tuple:
@@ -121,7 +130,10 @@ def reshard(sd, optimizer, slices, ranges, counts, params) -> dict:
     Every group is checked, not only those this rank holds part of: each rank loads the same
     dict, so each refuses a bad one with the same error (none goes on alone to the next step's
     collectives)."""
-    keys = check_groups(sd, list(counts), strict=False)  # (a shard, with 'zero', is not resharded)
+    # strict, as the unsharded optimizer's default load: an unknown key or the state of an index no
+    # group lists was dropped here in silence (the unsharded optimizer refuses both, naming them)
+    keys = check_groups(sd, list(counts), strict=True)  # (a shard, with 'zero', is not resharded)
+    check_listed(_entries_by_index(sd["state"]), keys)
     names = _array_names(optimizer)
     scalar_names = tuple(getattr(optimizer, "_scalar_names", ()))
     saved_groups, saved_state = list(sd["param_groups"]), sd["state"]
@@ -159,6 +171,8 @@ def _group_entry(saved_state, ids, mine, names, scalar_names, gi: int) -> tuple 
     entries = {}
     for j, (i, p) in enumerate(zip(ids, mine)):
         raw = saved_state.get(i, saved_state.get(str(i)))
+        if p.size and isinstance(raw, dict) and not raw:  # (read as "no state": the group's, silently)
+            raise ValueError(f"state_dict['state'][{i!r}]: empty (a parameter that has not taken a step has no entry)")
         if p.size and raw:
             if not isinstance(raw, dict):
                 raise TypeError(f"state_dict['state'][{i!r}]: expected a dict, got {type(raw).__name__}")

@@ -201,7 +201,9 @@ def _history(opt, st: dict, where: str, history_size: int) -> dict:
         "ro": ro,
         "d": vector(st["d"], like, n, at("d")),
         "prev_g": vector(st["prev_flat_grad"], like, n, at("prev_flat_grad")),
-        "t": check_scalar(st["t"], at("t")),
+        # (the last step length, >= 0: the next step's first pair is s = t d; a negative one entered
+        # the history reversed)
+        "t": check_scalar(st["t"], at("t"), 0.0),
         "H_diag": check_scalar(st["H_diag"], at("H_diag"), 0.0, None, True),
         "prev_loss": check_scalar(st["prev_loss"], at("prev_loss")),
     }

@@ -80,17 +80,23 @@ def check_state_dict(opt, state_dict, *, strict: bool = True) -> None:
     """Raise TypeError / ValueError naming the first entry of ``state_dict`` that ``opt`` must not load."""
     ids = check_groups(state_dict, _counts(opt), strict=strict)
     entries = _entries_by_index(state_dict["state"])
-    listed = {i for group in ids for i in group}
     for gi, (ours, saved) in enumerate(zip(opt.param_groups, state_dict["param_groups"])):
         _check_group(opt, saved, ours, gi, ids[gi], entries, strict)
     if strict:
-        unlisted = sorted(set(entries) - listed)
-        if unlisted:
-            key = entries[unlisted[0]][0]
-            raise ValueError(
-                f"state_dict['state'][{key!r}]: no parameter group lists this index "
-                "(load_state_dict(..., strict=False) ignores it)"
-            )
+        check_listed(entries, ids)
+
+
+def check_listed(entries: dict, ids: list[list]) -> None:
+    """ValueError naming the first of ``entries`` (``_entries_by_index``) whose index no group's
+    ``ids`` (``check_groups``) lists: a strict load refuses the state it would drop."""
+    listed = {i for group in ids for i in group}
+    unlisted = sorted(set(entries) - listed)
+    if unlisted:
+        key = entries[unlisted[0]][0]
+        raise ValueError(
+            f"state_dict['state'][{key!r}]: no parameter group lists this index "
+            "(load_state_dict(..., strict=False) ignores it)"
+        )
 
 
 def _counts(opt) -> list[int]:

@@ -4,12 +4,13 @@ torch's loader changes anything."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .. import _backend
-from ..optim._state_checks import check_groups
+from ..optim._state_checks import NONNEGATIVE, check_groups
 from ._host_values import host_group
 from ._state import _HOST_SCALARS, _meta
 
@@ -37,7 +38,7 @@ class _StateDictChecks:
     def _check_state_entries(self, sd: dict, exact: list) -> None:
         """Each param's saved state (``sd`` as torch's loader will see it; ``exact``: the entries
         that replace it, low precision) as a step of this optimizer reads it: a dict; the step count
-        and per-param scalars finite numbers (or 1-element tensors), the step count >= 0; each
+        and per-param scalars finite numbers (or 1-element tensors), the step count a whole number >= 0; each
         state tensor a floating-point (a complex param's: complex) tensor of its param's shape.
         Names the first bad entry."""
         lowp = {id(p) for p, _ in exact}
@@ -63,8 +64,10 @@ class _StateDictChecks:
             raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
         for n in _HOST_SCALARS:
             if n in entry:
-                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step")
-        for n in scalars + (needed if id(p) not in lowp else ()):
+                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step")
+        # (a low-precision param's entry too: lowp_entry converts the moments present and skips a
+        # missing one, which loaded and then failed every step with "missing state")
+        for n in scalars + needed:
             if entry and n not in entry:
                 raise ValueError(
                     f"{where}: missing {n!r} (a stepped param's entry holds every entry its step reads; "
@@ -90,6 +93,25 @@ class _StateDictChecks:
                 raise TypeError(f"{where}[{n!r}]: expected a dense floating-point tensor, got {t.dtype} {t.layout}")
             if t.shape != p.shape:
                 raise ValueError(f"{where}[{n!r}]: expected shape {tuple(p.shape)} (its param's), got {tuple(t.shape)}")
+            check_values(t, f"{where}[{n!r}]", n in NONNEGATIVE and not t.is_complex())
+
+
+def check_values(t: torch.Tensor, name: str, nonnegative: bool) -> None:
+    """ValueError naming ``name`` where saved state ``t`` holds a NaN or inf, or (``nonnegative``: a
+    second moment, an accumulator) a negative entry: loaded, the next step wrote NaN into its param
+    (optkern.optim's loader refuses both, :data:`~optkern.optim._state_checks.NONNEGATIVE`)."""
+    if t.numel() == 0:
+        return
+    # one reading pass, nothing allocated (torch.isfinite(t).all() made a bool tensor of t's size:
+    # 70x slower on a large checkpoint); min and max propagate NaN
+    t = t.detach()
+    if t.is_complex():  # (a conjugated view, loaded as the values it shows: copied to be viewed as real)
+        t = torch.view_as_real(t.resolve_conj())
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}: holds NaN or inf entries (the next step would write them into its param)")
+    if nonnegative and lo < 0:
+        raise ValueError(f"{name}: holds negative entries (a sum or average of squares is >= 0)")
 
 
 def _check_listed(state: dict, listed: set) -> None:
@@ -105,9 +127,9 @@ def _check_listed(state: dict, listed: set) -> None:
             )
 
 
-def _check_scalar(v, name: str, nonnegative: bool) -> None:
+def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False) -> None:
     """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
-    (and >= 0 where ``nonnegative``)."""
+    (and >= 0 where ``nonnegative``, a whole number where ``whole``)."""
     if isinstance(v, torch.Tensor):
         if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
             raise TypeError(
@@ -115,6 +137,10 @@ def _check_scalar(v, name: str, nonnegative: bool) -> None:
             )
         v = float(v.detach().cpu().reshape(()))
     if nonnegative:
-        _backend.nonnegative(name, v)
+        x = _backend.nonnegative(name, v)
+        # (a step count, ``whole``: a fraction stepped as int(step) + 1, its bias corrections those
+        # of another step than the count it kept, and than torch.optim's)
+        if whole and x % 1:
+            raise ValueError(f"{name}: expected a whole number of steps, got {x}")
     else:
         _backend.real(name, v)

@@ -77,7 +77,7 @@ class _StepChecks:
                     continue
                 if type(v) is _TENSOR and v.dtype in dtypes and v.numel() == 1:
                     x = v.item()
-                    if lo <= x < math.inf:
+                    if lo <= x < math.inf and not (lo == 0 and x % 1):  # (a step count: whole)
                         vals.append(x)
                         continue
                 vals.append(_checked_scalar(v, f"state[{self._names(group, [p], gi)[0]}][{k!r}]", dtypes, lo))
@@ -104,8 +104,11 @@ class _StepChecks:
         for p, s in zip(ps, states):
             if not s:
                 continue
+            # an 8-bit buffer the step makes (None, or none) has no scales yet: made with it (a state
+            # dict without SGD's buffer loaded, then every step refused its missing scales)
+            made = {f"{n}_scale" for n in self._may_be_none if s.get(n) is None}
             for k in keys + names:
-                if k not in s:
+                if k not in s and k not in made:
                     what = "step count" if k == "step" else "state"
                     raise ValueError(
                         f"state[{self._names(group, [p], gi)[0]}]: missing {what} {k!r} (a param's state holds "

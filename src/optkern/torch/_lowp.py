@@ -38,7 +38,9 @@ import torch
 from .. import lowp
 from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig
+from ..optim._state_checks import NONNEGATIVE
 from . import _views
+from ._checks_state import check_values
 from ._state import _saved_ids
 
 _HALVES = (torch.float16, torch.bfloat16)
@@ -243,6 +245,7 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
         if x.size != n_p:
             raise ValueError(f"{where}[{n!r}]: has {x.size} values, its param {n_p}")
         _check_shape(entry[n], p, f"{where}[{n!r}]")  # (another model's param of this size: named)
+        check_values(torch.from_numpy(x), f"{where}[{n!r}]", n in NONNEGATIVE)
         if cfg.state_dtype == "int8":
             if codes is None:
                 c, s = lowp.quantize_blockwise(x, cfg.block)
@@ -254,11 +257,14 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
             out[n] = torch.from_numpy(x).reshape(p.shape).to(dt)  # (to bfloat16: nearest even)
     if cfg.master and p.dtype in _HALVES:
         m = entry.get(_MASTER)
+        if m is not None and not isinstance(m, torch.Tensor):  # (read as "no master", the saved weights were lost)
+            raise TypeError(f"{where}[{_MASTER!r}]: expected a tensor, got {type(m).__name__}")
         if isinstance(m, torch.Tensor):
             if m.numel() != n_p or not m.is_floating_point():
                 raise ValueError(f"{where}[{_MASTER!r}]: expected {n_p} float values, got {m.numel()} {m.dtype}")
             _check_shape(m, p, f"{where}[{_MASTER!r}]")
         if isinstance(m, torch.Tensor) and m.dtype not in _HALVES:
+            check_values(m.detach(), f"{where}[{_MASTER!r}]", False)
             out[_MASTER] = m.detach().cpu().to(torch.float32).reshape(p.shape).clone()
         else:  # none, or a half one: torch.optim's loader cast it to its param's dtype, and its
             # steps moved the param, not it (taken, the param would jump back): from the param

@@ -80,6 +80,8 @@ def _checked_scalar(v, name: str, dtypes: frozenset, lo: float):
     x = v.item()
     if not lo <= x < math.inf:
         raise ValueError(f"{name}: must be finite{' and >= 0' if lo == 0 else ''}, got {x}")
+    if lo == 0 and x % 1:  # (a step count: the step's bias corrections read int(step), torch's the fraction)
+        raise ValueError(f"{name}: expected a whole number of steps, got {x}")
     return x
 
 
