@@ -6,7 +6,10 @@ The setup of ``optkern.benchmarks.optim``'s adapter rows (``_adapter_and_raw``: 
 totalling 16M float32 with their grads, the adapter's step and the ``optkern.optim`` step over the
 very same memory), the two alternated in pairs (the order within a pair alternating) for
 ``--rounds`` pairs; printed: the median of the per-pair ratios adapter / raw with its quartiles and
-range, and an A/A control (raw / raw, paired the same way): a ratio the method cannot tell from 1.
+range, and an A/A control (raw / raw, paired the same way): a ratio the method cannot tell from 1;
+with each, the medians of the two steps' host time outside the native calls (the CPU module's
+``adam_`` / ``sgd_`` timed inside: the kernels take the same time for both, so this is where the
+adapter's overhead shows, far less blurred by a loaded VM than the ratio) and the raw step's time.
 To compare two versions of the code, run this script under each (e.g. ``git archive`` of the old
 commit's ``src`` plus the built module) alternately, several times each.
 """
@@ -44,10 +47,10 @@ def timed_native(names) -> None:
 
 def paired(a, b, rounds: int) -> tuple:
     """(per-pair ratios time(a) / time(b), the order within a pair alternating; a's and b's time
-    outside native calls, us)."""
+    outside native calls, us; b's time, ms)."""
     for _ in range(5):
         a(), b()
-    out, host_a, host_b = [], [], []
+    out, host_a, host_b, time_b = [], [], [], []
     for i in range(rounds):
         first, second = (a, b) if i % 2 == 0 else (b, a)
         _NATIVE[0] = 0.0
@@ -64,11 +67,12 @@ def paired(a, b, rounds: int) -> tuple:
         out.append(ta / tb)
         host_a.append(ha)
         host_b.append(hb)
-    return out, host_a, host_b
+        time_b.append(1e3 * tb)
+    return out, host_a, host_b, time_b
 
 
 def summary(res: tuple) -> dict:
-    r, ha, hb = res
+    r, ha, hb, tb = res
     q = statistics.quantiles(r, n=4, method="inclusive")
     return {
         "median_pct": 100 * (statistics.median(r) - 1),
@@ -76,6 +80,7 @@ def summary(res: tuple) -> dict:
         "q3_pct": 100 * (q[2] - 1),
         "host_a_us": statistics.median(ha),
         "host_b_us": statistics.median(hb),
+        "b_ms": statistics.median(tb),
     }
 
 
@@ -103,7 +108,7 @@ def main() -> None:
         if isinstance(v, dict):
             print(
                 f"{k:16s} {v['median_pct']:+6.2f}%  (quartiles {v['q1_pct']:+.2f}..{v['q3_pct']:+.2f}%)"
-                f"  host outside native: {v['host_a_us']:.0f} / {v['host_b_us']:.0f} us"
+                f"  host outside native: {v['host_a_us']:.0f} / {v['host_b_us']:.0f} us; step {v['b_ms']:.2f} ms"
             )
 
 
