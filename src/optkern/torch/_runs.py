@@ -8,6 +8,7 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.utils.dlpack
 
@@ -208,7 +209,14 @@ class _Runs:
                 cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
                 cached += (own, scalars, versions, unjoined, written, shapes)
                 self._view_cache[id(params)] = cached
-        t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
+        # (read from the run's joined step counts, a NumPy array over the same memory as
+        # ``states[0]["step"]``, where it has one: ``float()`` of a 0-d tensor costs ~45 us after a
+        # large step's memory traffic has made torch's code cold, ``ndarray.item`` ~8)
+        joined = self._joined.get("step")
+        if type(joined) is np.ndarray:
+            t = int(joined.item(0)) + 1
+        else:
+            t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
         if self._pre_grads.get(id(params)) is None:  # (else the step's precheck checked them)
             self._check_grad_shapes(params, gi, grads, shapes)
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
