@@ -12,9 +12,7 @@ mismatch). Steps of at least ``optkern._atomic.DEFER_SIGINT_ELEMENTS`` elements 
 to their end (``Uninterrupted``).
 """
 
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ import numpy as np
 import pytest
 
 import optkern
+import sigint_mid_kernel
 from optkern import norm
 from optkern import random as okrandom
 
@@ -205,33 +204,14 @@ p += 1
 call()
 before = watched.copy()
 
-def poke():  # SIGINT once the kernel has written its first element (the GIL is free meanwhile)
-    while watched[0] == before[0]:
-        pass
-    os.kill(os.getpid(), signal.SIGINT)
-
-t = threading.Thread(target=poke)
-t.start()
-try:
-    try:
-        call()
-        where = "after"
-    except KeyboardInterrupt:
-        where = "inside"
-    t.join()
-except KeyboardInterrupt:
-    where = "after"
-print(json.dumps(dict(where=where, written=int((watched != before).sum()), n=n, count=count())))
+{poke}
+print(json.dumps(dict(where=where, written=written, n=n, count=count(), late=late)))
 """
 
 
 def _interrupted(what):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    r = subprocess.run(
-        [sys.executable, "-c", _INTERRUPT.replace("{what}", what)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    script = _INTERRUPT.replace("{poke}", sigint_mid_kernel.POKE.replace("CALL", "call()"))
+    return sigint_mid_kernel.run(script.replace("{what}", what), ROOT, timeout=120)
 
 
 def test_an_optimizer_step_interrupted_mid_kernel_is_counted():

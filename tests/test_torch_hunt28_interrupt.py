@@ -11,14 +11,12 @@ optkern.optim's do. Technique: ``tests/test_concurrency_hunt27_kernels.py``'s (a
 SIGINT once the kernel has written its first element).
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 import optkern
+import sigint_mid_kernel
 
 pytest.importorskip("torch")
 
@@ -48,34 +46,14 @@ opt.step()
 watched = (opt.state[p]["master_param"] if what == "lowp" else p).numpy()
 before = watched.copy()
 
-def poke():  # SIGINT once the kernel has written its first element (the GIL is free meanwhile)
-    while watched[0] == before[0]:
-        pass
-    os.kill(os.getpid(), signal.SIGINT)
-
-t = threading.Thread(target=poke)
-t.start()
-try:
-    try:
-        opt.step()
-        where = "after"
-    except KeyboardInterrupt:
-        where = "inside"
-    t.join()
-except KeyboardInterrupt:
-    where = "after"
-written = int((watched != before).sum())
-print(json.dumps(dict(where=where, written=written, n=n, count=float(opt.state[p]["step"]))))
+{poke}
+print(json.dumps(dict(where=where, written=written, n=n, count=float(opt.state[p]["step"]), late=late)))
 """
 
 
 def _interrupted(what):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    r = subprocess.run(
-        [sys.executable, "-c", _INTERRUPT.replace("{what}", what)], env=env, capture_output=True, text=True, timeout=180
-    )
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    script = _INTERRUPT.replace("{poke}", sigint_mid_kernel.POKE.replace("CALL", "opt.step()"))
+    return sigint_mid_kernel.run(script.replace("{what}", what), ROOT, timeout=180)
 
 
 @pytest.mark.parametrize("what", ["adam", "lowp", "adagradnorm"])
