@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _pool
 from ._lockstep import in_lockstep
 from .operators import CurvatureOperator, as_operator, real_array
 
@@ -88,6 +88,7 @@ def _finite(xp, v, name: str) -> float:
 
 
 @in_lockstep("A")
+@_pool.pooled  # (its vectors, fresh per solve, came as fresh pages: 300-760 page faults a solve)
 def cg(
     A,
     b,
