@@ -3,6 +3,8 @@
 //   cg_curvature   p.(y + lambda p)                               reads p, y
 //   cg_update_     x += alpha p,  r -= alpha (y + lambda p);  r.r   reads x, r, p, y; writes x, r
 //   cg_direction_  p = z + beta p                                 reads z, p; writes p
+//   cg_iteration_  the three in turn (z = r, no preconditioner) in one parallel region, each
+//                  thread on the same chunks in each step: one crossing from Python per iteration
 // where y = A p is the operator's product (never written: an operator may hand back an array it
 // keeps). The sums are in float64 over fixed chunks added in chunk order, so they are the same
 // for any thread count (NumPy's float32 dot accumulates in float32).
@@ -10,6 +12,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "lane_sums.hpp"
 #include "optkern/cg_args.hpp"
@@ -106,8 +109,66 @@ void cg_direction(py::handle p_h, py::handle z_h, double beta) {
   });
 }
 
+// The sum of a step's partials, in chunk order from 0.0, as reduce_chunks adds them (the same bits).
+double chunk_sum(const std::vector<double>& part) {
+  double s = 0.0;
+  for (double q : part) s += q;
+  return s;
+}
+
+py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
+                       double tol, bool stop_on_negative_curvature) {
+  Vectors v(x_h, "x");
+  char* x = v.add(x_h, "x", true);
+  char* r = v.add(r_h, "r", true);
+  char* p = v.add(p_h, "p", true);
+  const char* y = v.add(y_h, "y", false);
+  finite("rz", rz);
+  finite("damping", damping);
+  if (std::isnan(tol)) throw py::value_error("tol: must not be NaN");
+  v.args.check_overlap();
+  double pAp = 0.0, rr = NAN;
+  by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    T* xt = reinterpret_cast<T*>(x);
+    T* rt = reinterpret_cast<T*>(r);
+    T* pt = reinterpret_cast<T*>(p);
+    const T* yt = reinterpret_cast<const T*>(y);
+    const T lambda = T(damping);
+    T alpha{}, beta{};
+    const auto chunks = make_chunks({v.n});
+    std::vector<double> part(chunks.size());
+    const auto step = [&](int s, const Chunk& c) {
+      const size_t i = size_t(&c - chunks.data());
+      const int64_t lo = c.start;
+      if (s == 0) part[i] = curvature_loop<T>(pt + lo, yt + lo, lambda, c.len);
+      if (s == 1) part[i] = update_loop<T>(xt + lo, rt + lo, pt + lo, yt + lo, alpha, lambda, c.len);
+      if (s == 2) direction_loop<T>(pt + lo, rt + lo, beta, c.len);
+    };
+    const auto after = [&](int s) {
+      double a = 0.0, b = 0.0;
+      if (s == 0) {
+        pAp = chunk_sum(part);
+        const bool go = cg_args::cg_step(pAp, rz, stop_on_negative_curvature, a);
+        alpha = T(a);
+        return go;
+      }
+      if (s == 1) {
+        rr = chunk_sum(part);
+        const bool go = cg_args::cg_next(rr, rz, tol, b);
+        beta = T(b);
+        return go;
+      }
+      return false;
+    };
+    py::gil_scoped_release nogil;
+    for_each_chunk_steps(chunks, 8 * v.n, 3, step, after);  // work: 2 + 4 + 2 arrays streamed
+  });
+  return py::make_tuple(pAp, rr);
+}
+
 }  // namespace
 
-void register_cg(py::module_& m) { sig::cg(m, &cg_curvature, &cg_update, &cg_direction); }
+void register_cg(py::module_& m) { sig::cg(m, &cg_curvature, &cg_update, &cg_direction, &cg_iteration); }
 
 }  // namespace optkern

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -170,8 +171,48 @@ void cg_direction(py::handle p, py::handle z, double beta) {
   });
 }
 
+// cpp/cg.cpp's cg_iteration_ (its contract; the decisions of optkern/cg_args.hpp between the
+// passes): the three kernels of cg_curvature, cg_update_ and cg_direction_ in turn, each sum read
+// back to decide the next launch.
+py::tuple cg_iteration(py::handle x, py::handle r, py::handle p, py::handle y, double rz, double damping, double tol,
+                       bool stop_on_negative_curvature) {
+  Vectors u(x, "x");  // (x, r, p, y): every check before anything is launched; p is written too
+  u.add(x, "x", true);
+  u.add(r, "r", true);
+  u.add(p, "p", true);
+  u.add(y, "y", false);
+  finite("rz", rz);
+  finite("damping", damping);
+  if (std::isnan(tol)) throw py::value_error("tol: must not be NaN");
+  const bool any = u.ready();
+  Vectors c(p, "p");
+  c.add(p, "p", false);
+  c.add(y, "y", false);
+  Vectors d(p, "p");
+  d.add(p, "p", true);
+  d.add(r, "r", false);
+  double pAp = 0.0, rr = NAN, alpha = 0.0, beta = 0.0;
+  if (any) {
+    c.ready();
+    d.ready();
+  }
+  dispatch_float(u.dtype(), [&](auto t) {
+    using T = decltype(t);
+    if (any) pAp = sum_to_host<T>(c, Curvature<T>{T(damping)});
+    if (!cg_args::cg_step(pAp, rz, stop_on_negative_curvature, alpha)) return;
+    if (any) {
+      u.apply<T>(Update<T>{T(alpha), T(damping)});
+      rr = sum_to_host<T>(u, ResidualSquares<T>{});
+    } else {
+      rr = 0.0;
+    }
+    if (cg_args::cg_next(rr, rz, tol, beta) && any) d.apply<T>(Direction<T>{T(beta)});
+  });
+  return py::make_tuple(pAp, rr);
+}
+
 }  // namespace
 
-void register_cg(py::module_& m) { sig::cg(m, &cg_curvature, &cg_update, &cg_direction); }
+void register_cg(py::module_& m) { sig::cg(m, &cg_curvature, &cg_update, &cg_direction, &cg_iteration); }
 
 }  // namespace optkern

@@ -22,6 +22,7 @@ __all__: list[str] = [
     "amp_update_scale_",
     "cg_curvature",
     "cg_direction_",
+    "cg_iteration_",
     "cg_update_",
     "channel_norm_backward",
     "channel_norm_forward",
@@ -229,6 +230,20 @@ def cg_curvature(p: typing.Any, y: typing.Any, damping: typing.SupportsFloat | t
 def cg_direction_(p: typing.Any, z: typing.Any, beta: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     p = z + beta p, in place.
+    """
+
+def cg_iteration_(
+    x: typing.Any,
+    r: typing.Any,
+    p: typing.Any,
+    y: typing.Any,
+    rz: typing.SupportsFloat | typing.SupportsIndex,
+    damping: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    stop_on_negative_curvature: bool,
+) -> tuple:
+    """
+    One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn (the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p. Returns (pAp, rr), rr NaN when x and r were not written.
     """
 
 def cg_update_(

@@ -39,5 +39,24 @@ template <class Arrays> struct Vectors {
   char* add(py::handle h, const char* name, bool written) { return args.shaped(h, name, {n}, written); }
 };
 
+// hessian.cg's decisions inside one fused iteration (cg_iteration_), made as cg.py makes them from
+// the same doubles, so that it can tell from the returned sums what the pass did:
+// the step alpha = rz / p.Ap is taken when p.Ap is finite, positive (or any sign when the solve
+// goes on through negative curvature) and the step finite; else nothing is written.
+inline bool cg_step(double pAp, double rz, bool stop_on_negative_curvature, double& alpha) {
+  if (!std::isfinite(pAp) || (!(pAp > 0.0) && stop_on_negative_curvature)) return false;
+  alpha = pAp != 0.0 ? rz / pAp : INFINITY;
+  return std::isfinite(alpha);
+}
+
+// The next direction p = r + beta p, beta = r.r / rz, is taken while ||r|| = sqrt(r.r) > tol (not
+// converged; cg.py compares math.sqrt(rr) <= tol, the same correctly rounded sqrt) and beta is
+// finite (else cg.py's cg_direction_ call refuses it, naming beta).
+inline bool cg_next(double rr, double rz, double tol, double& beta) {
+  if (std::sqrt(rr) <= tol) return false;
+  beta = rr / rz;
+  return std::isfinite(beta);
+}
+
 }  // namespace cg_args
 }  // namespace optkern

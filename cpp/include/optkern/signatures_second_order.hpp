@@ -38,14 +38,21 @@ void sam(py::module_& m, Perturb perturb, Restore restore) {
   m.def("sam_restore_", restore, arg("params"), arg("backups"), "params = backups (SAM's return to w).");
 }
 
-template <class Curv, class Update, class Dir>
-void cg(py::module_& m, Curv curvature, Update update, Dir direction) {
+template <class Curv, class Update, class Dir, class Iter>
+void cg(py::module_& m, Curv curvature, Update update, Dir direction, Iter iteration) {
   m.def("cg_curvature", curvature, arg("p"), arg("y"), arg("damping"),
         "CG's curvature along p from y = A p: p.(y + damping p), summed in float64 (deterministic). "
         "With damping = 0 a plain dot product.");
   m.def("cg_update_", update, arg("x"), arg("r"), arg("p"), arg("y"), arg("alpha"), arg("damping"),
         "One pass: x += alpha p, r -= alpha (y + damping p); returns r.r (float64, deterministic).");
   m.def("cg_direction_", direction, arg("p"), arg("z"), arg("beta"), "p = z + beta p, in place.");
+  m.def("cg_iteration_", iteration, arg("x"), arg("r"), arg("p"), arg("y"), arg("rz"), arg("damping"), arg("tol"),
+        arg("stop_on_negative_curvature"),
+        "One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn "
+        "(the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with "
+        "stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), "
+        "rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p. Returns (pAp, rr), rr NaN "
+        "when x and r were not written.");
 }
 
 }  // namespace sig

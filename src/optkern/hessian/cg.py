@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _pool
 from ._lockstep import in_lockstep
 from .operators import CurvatureOperator, as_operator, real_array
 
@@ -79,12 +79,16 @@ def _on_copy(f: Callable) -> Callable:
     return lambda r: f(r.copy())
 
 
-def _finite(xp, v, name: str) -> None:
-    if v.size and not math.isfinite(float(xp.abs(v).max())):
+def _finite(xp, v, name: str) -> float:
+    """``max |v|`` (0 for an empty ``v``), or ValueError naming ``v`` when it has NaN or Inf entries."""
+    big = float(xp.abs(v).max()) if v.size else 0.0
+    if not math.isfinite(big):
         raise ValueError(f"{name}: has NaN or Inf entries")
+    return big
 
 
 @in_lockstep("A")
+@_pool.pooled  # (its vectors, fresh per solve, came as fresh pages: 300-760 page faults a solve)
 def cg(
     A,
     b,
@@ -131,7 +135,7 @@ def cg(
     stop_on_negative_curvature = _backend.flag("stop_on_negative_curvature", stop_on_negative_curvature)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
-    _finite(xp, bv, "b")
+    big = _finite(xp, bv, "b")
     x = None if x0 is None else xp.array(op._vector(x0, "x0"))  # a copy: x0 is not modified
     if x is not None:
         _finite(xp, x, "x0")
@@ -144,7 +148,6 @@ def cg(
     # curvature", info -1), with c = 1e20 inf. x, r, p, the residual norm (and atol, x0 on the way in)
     # are scaled back; the solve is linear and s exact, so where nothing under- or overflowed the
     # iterates are the same bits as unscaled.
-    big = float(xp.abs(bv).max()) if n else 0.0
     scale = math.ldexp(1.0, math.frexp(big)[1] - 1) if big else 1.0
     if scale != 1.0:
         bv, atol = bv / scale, atol / scale
@@ -169,7 +172,8 @@ def cg(
             raise ValueError(f"M: returned shape {tuple(z.shape)} for a vector of {n}")
         return xp.ascontiguousarray(z.reshape(n), dtype=dtype)
 
-    bnorm = math.sqrt(mod.cg_curvature(bv, bv, 0.0))
+    bb = mod.cg_curvature(bv, bv, 0.0)
+    bnorm = math.sqrt(bb)
     if x is None or (bnorm == 0.0 and not bool(xp.any(bv))):  # (b.b can underflow: b itself tested)
         # b = 0: x = 0 solves it exactly whatever x0 (SciPy returns it at once, info 0); from a
         # nonzero x0 the rule ||r|| <= max(rtol ||b||, atol) = 0 could never be met, and maxiter
@@ -180,8 +184,9 @@ def cg(
         r = bv.copy()
         if bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
             mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
+            bb = mod.cg_curvature(r, r, 0.0)
     tol = max(rtol * bnorm, atol)
-    rr = mod.cg_curvature(r, r, 0.0)
+    rr = bb  # r.r (r = b: its sum is b.b's, not taken again)
     rnorm = math.sqrt(rr)
     p = None
     result: dict[str, Any] = {"negative_curvature": False, "info": maxiter, "iterations": 0}
@@ -195,9 +200,18 @@ def cg(
         if precond and not rz > 0.0:
             raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz})")
         p = xp.array(z)
+        fused = precond is None  # (a preconditioner's z = M r is Python's, between the passes)
         for it in range(1, maxiter + 1):
             y = product(p)
-            pAp = mod.cg_curvature(p, y, damping)
+            if fused:
+                # The iteration's three passes below in one native call, one parallel region (the
+                # same bits; cg_iteration_ decides as this loop does, from the same sums): the steps
+                # it skipped are told by pAp and rr as the checks below read them.
+                if xp.may_share_memory(y, p):  # (an operator handing back its input: p is written)
+                    y = y.copy()
+                pAp, rr = mod.cg_iteration_(x, r, p, y, rz, damping, tol, stop_on_negative_curvature)
+            else:
+                pAp = mod.cg_curvature(p, y, damping)
             if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
                 raise ValueError(f"A: the product is not finite (p.Ap = {pAp})")
             if not pAp > 0.0 and stop_on_negative_curvature:
@@ -206,7 +220,8 @@ def cg(
             alpha = rz / pAp if pAp != 0.0 else math.inf
             if not math.isfinite(alpha):
                 raise ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
-            rr = mod.cg_update_(x, r, p, y, alpha, damping)
+            if not fused:
+                rr = mod.cg_update_(x, r, p, y, alpha, damping)
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
@@ -218,7 +233,8 @@ def cg(
             rz_new = rr if precond is None else mod.cg_curvature(r, z, 0.0)
             if precond and not rz_new > 0.0:
                 raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_new})")
-            mod.cg_direction_(p, z, rz_new / rz)
+            if not fused or not math.isfinite(rz_new / rz):  # (fused: done unless beta is refused here)
+                mod.cg_direction_(p, z, rz_new / rz)
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
