@@ -7,7 +7,7 @@
 // The normalizations run their float32 kernels unchanged on float32 copies (HalfStage): the
 // statistics are then exactly the float32 path's (the corrected two-pass of norm_cpu.hpp), and no
 // second copy of the row / channel / weight-norm loops exists to drift from the tested one. The
-// element-wise dropout loads and stores per element (Half16 / load / store below).
+// element-wise dropout converts batch by batch (Half16, load_n / store_n below).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -115,8 +115,9 @@ class HalfStage {
   std::vector<Copy> ins_, outs_;
 };
 
-// Per-element access for the element-wise loops (dropout), as cuda/norm_common.cuh's load / store:
-// Half16<false> float16, Half16<true> bfloat16, each travelling as its bits.
+// The element-wise loops (dropout) over half storage: Half16<false> float16, Half16<true> bfloat16,
+// each travelling as its bits; a batch is loaded to float32 and stored back by the vectorized
+// conversion loops (lowp_convert_loops.hpp: F16C where the CPU has it), the bits of rules/lowp.hpp.
 template <bool BF16> struct Half16 {
   uint16_t bits;
 };
@@ -126,12 +127,14 @@ template <class T> struct Compute {
 template <bool B> struct Compute<Half16<B>> {
   using type = float;
 };
-template <class T> OK_HD T load(const T& v) { return v; }
-OK_HD float load(const Half16<false>& h) { return lowp::f16_to_f32(h.bits); }
-OK_HD float load(const Half16<true>& h) { return lowp::bf16_to_f32(h.bits); }
-template <class T> OK_HD void store(T& o, T v) { o = v; }
-OK_HD void store(Half16<false>& o, float v) { o.bits = lowp::f32_to_f16(v); }
-OK_HD void store(Half16<true>& o, float v) { o.bits = lowp::f32_to_bf16(v); }
+template <bool B> void load_n(const Half16<B>* h, float* o, int64_t n) {
+  if (B) lowp::from_bf16_loop(reinterpret_cast<const uint16_t*>(h), o, n);
+  else lowp::from_f16_loop(reinterpret_cast<const uint16_t*>(h), o, n);
+}
+template <bool B> void store_n(const float* x, Half16<B>* o, int64_t n) {
+  if (B) lowp::to_bf16_loop(x, reinterpret_cast<uint16_t*>(o), n);
+  else lowp::to_f16_loop(x, reinterpret_cast<uint16_t*>(o), n);
+}
 
 }  // namespace half
 }  // namespace optkern
