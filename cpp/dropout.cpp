@@ -4,6 +4,9 @@
 // stored. Optionally writes the uint8 mask.
 #include <pybind11/pybind11.h>
 
+#include <type_traits>
+
+#include "half_stage.hpp"
 #include "optkern/dropout_args.hpp"
 #include "optkern/rules/norm.hpp"
 #include "philox_cpu.hpp"
@@ -16,19 +19,29 @@ void register_random(py::module_& m);  // random.cpp
 
 namespace {
 
+// T: float, double or a half storage type (half::Half16: loaded to float32, the product rounded to
+// nearest even on store, as cuda/dropout.cu does).
 template <class T>
 void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint64_t seed, uint64_t offset) {
+  using C = typename half::Compute<T>::type;
   const float p = float(p_in);  // the mask's threshold
-  const T scale = philox::dropout_scale<T>(p_in);
+  const C scale = philox::dropout_scale<C>(p_in);
   // Captures copied to locals and x read unconditionally: the loops then vectorize (a store
   // through y or the mask could otherwise alias a captured value, and a conditional load blocks
   // if-conversion).
   philox::parallel_words(n, offset, seed, 0, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
     const float pf = p;
-    const T s = scale;
+    const C s = scale;
     const T* xa = x + a;
     T* ya = y + a;
-    for (int64_t j = 0; j < m; ++j) ya[j] = rules::dropout(xa[j], philox::to_float(w[j]) >= pf, s);
+    if constexpr (std::is_same_v<T, C>) {
+      for (int64_t j = 0; j < m; ++j) ya[j] = rules::dropout(xa[j], philox::to_float(w[j]) >= pf, s);
+    } else {  // half storage: the batch in float32 (a per-element conversion did not vectorize: 4x slower)
+      alignas(64) float b[philox::kFillMax];
+      half::load_n(xa, b, m);
+      for (int64_t j = 0; j < m; ++j) b[j] = rules::dropout(b[j], philox::to_float(w[j]) >= pf, s);
+      half::store_n(b, ya, m);
+    }
     if (uint8_t* const ma = mask ? mask + a : nullptr)
       for (int64_t j = 0; j < m; ++j) ma[j] = uint8_t(philox::to_float(w[j]) >= pf);
   });
@@ -37,10 +50,8 @@ void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint6
 void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
   if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
   if (!py::isinstance<py::array>(x_h)) throw py::type_error("x: expected a numpy.ndarray");
-  const auto dt = py::reinterpret_borrow<py::array>(x_h).dtype();
-  const bool f32 = dt.equal(py::dtype::of<float>());
-  if (!f32 && !dt.equal(py::dtype::of<double>()))
-    throw py::type_error("x: expected float32 or float64, got " + dtype_name(dt));
+  const py::dtype dt = float_dtype<HostArrays>(x_h, "x", true);
+  const bool f32 = dt.itemsize() == 4, f16 = half::is_half(dt) && !half::is_bf16(dt), bf16 = half::is_bf16(dt);
   py::array x = check_array(x_h, "x", dt, false);
   py::array y = check_array(out_h, "out", dt, true);
   check_size("out", int64_t(x.size()), int64_t(y.size()));
@@ -56,7 +67,11 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
   const void* xp = x.data();
   void* yp = y.mutable_data();
   py::gil_scoped_release nogil;
-  if (f32) dropout_loop(static_cast<const float*>(xp), static_cast<float*>(yp), mask, n, p, seed, offset);
+  using F16 = half::Half16<false>;
+  using BF16 = half::Half16<true>;
+  if (f16) dropout_loop(static_cast<const F16*>(xp), static_cast<F16*>(yp), mask, n, p, seed, offset);
+  else if (bf16) dropout_loop(static_cast<const BF16*>(xp), static_cast<BF16*>(yp), mask, n, p, seed, offset);
+  else if (f32) dropout_loop(static_cast<const float*>(xp), static_cast<float*>(yp), mask, n, p, seed, offset);
   else dropout_loop(static_cast<const double*>(xp), static_cast<double*>(yp), mask, n, p, seed, offset);
 }
 

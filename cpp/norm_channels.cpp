@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "half_stage.hpp"
 #include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
@@ -286,9 +287,17 @@ void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle
 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
                    double eps) {
-  const py::dtype dt = float_dtype<HostArrays>(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
+  if (half::is_half(dt)) {  // the float32 kernel on a float32 copy of x (half_stage.hpp)
+    half::HalfStage st(dt);
+    const py::object xf = st.in(x, "x", sh.size());
+    st.stat(mean, "mean", sh.C, true), st.stat(rstd, "rstd", sh.C, true), st.stat(var, "var", sh.C, true);
+    st.check();
+    stats_impl<float>(xf, mean, rstd, var, sh, eps);
+    return;
+  }
   if (dt.itemsize() == 4) stats_impl<float>(x, mean, rstd, var, sh, eps);
   else stats_impl<double>(x, mean, rstd, var, sh, eps);
 }
@@ -356,10 +365,22 @@ void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::hand
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
                           py::handle running_var, double momentum) {
-  const py::dtype dt = float_dtype<HostArrays>(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
   const RunningArgs ra{var, running_mean, running_var, momentum};
+  if (half::is_half(dt)) {  // float32 kernels on float32 copies; statistics stay float32 (half_stage.hpp)
+    half::HalfStage st(dt);
+    const py::object xf = st.in(x, "x", sh.size()), wf = st.in(w, "weight", sh.C), bf = st.in(b, "bias", sh.C);
+    st.stat(mean, "mean", sh.C, false), st.stat(rstd, "rstd", sh.C, false);
+    const py::object yf = st.out(y, "out", sh.size());
+    st.stat(var, "var", sh.C, false);
+    st.stat(running_mean, "running_mean", sh.C, true), st.stat(running_var, "running_var", sh.C, true);
+    st.check();
+    forward_impl<float>(xf, mean, rstd, wf, bf, yf, sh, ra);
+    st.finish();
+    return;
+  }
   if (dt.itemsize() == 4) forward_impl<float>(x, mean, rstd, w, b, y, sh, ra);
   else forward_impl<double>(x, mean, rstd, w, b, y, sh, ra);
 }
@@ -409,8 +430,19 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
                            bool training) {
-  const py::dtype dt = float_dtype<HostArrays>(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
+  if (half::is_half(dt)) {  // float32 kernels on float32 copies (half_stage.hpp)
+    half::HalfStage st(dt);
+    const py::object dyf = st.in(dy, "dy", sh.size()), xf = st.in(x, "x", sh.size());
+    st.stat(mean, "mean", sh.C, false), st.stat(rstd, "rstd", sh.C, false);
+    const py::object wf = st.in(w, "weight", sh.C), dxf = st.out(dx, "dx", sh.size());
+    const py::object dwf = st.out(dw, "dweight", sh.C), dbf = st.out(db, "dbias", sh.C);
+    st.check();
+    backward_impl<float>(dyf, xf, mean, rstd, wf, dxf, dwf, dbf, sh, training);
+    st.finish();
+    return;
+  }
   if (dt.itemsize() == 4) backward_impl<float>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
   else backward_impl<double>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
 }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "half_stage.hpp"
 #include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/norm_layout.hpp"
@@ -219,9 +220,22 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle w_h, py::handle b_h
 void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
                       py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
                       double eps, bool rms) {
-  const py::dtype dt = float_dtype<HostArrays>(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
+  if (half::is_half(dt)) {  // float32 kernels on float32 copies (half_stage.hpp)
+    half::HalfStage st(dt);
+    const int64_t n = L.R * L.M();
+    const py::object xf = st.in(x, "x", n), wf = st.in(weight, "weight", L.W()), bf = st.in(bias, "bias", L.W());
+    const py::object yf = st.out(out, "out", n);
+    if (!rms) st.stat(mean, "mean", L.R, true);
+    st.stat(rstd, rms ? "inv_rms" : "rstd", L.R, true);
+    st.check();
+    HostArgs fargs(py::dtype::of<float>());
+    forward_impl<float>(fargs, xf, wf, bf, yf, mean, rstd, L, eps, rms);
+    st.finish();
+    return;
+  }
   HostArgs args(dt);
   if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
   else forward_impl<double>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
@@ -278,8 +292,22 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
 void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
                        py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
                        int64_t group_channels, int64_t spatial, bool rms) {
-  const py::dtype dt = float_dtype<HostArrays>(x, "x");
+  const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
+  if (half::is_half(dt)) {  // float32 kernels on float32 copies (half_stage.hpp)
+    half::HalfStage st(dt);
+    const int64_t n = L.R * L.M();
+    const py::object dyf = st.in(dy, "dy", n), xf = st.in(x, "x", n), wf = st.in(weight, "weight", L.W());
+    if (!rms) st.stat(mean, "mean", L.R, false);
+    st.stat(rstd, rms ? "inv_rms" : "rstd", L.R, false);
+    const py::object dxf = st.out(dx, "dx", n), dwf = st.out(dweight, "dweight", L.W());
+    const py::object dbf = st.out(dbias, "dbias", L.W());
+    st.check();
+    HostArgs fargs(py::dtype::of<float>());
+    backward_impl<float>(fargs, dyf, xf, wf, mean, rstd, dxf, dwf, dbf, L, rms);
+    st.finish();
+    return;
+  }
   HostArgs args(dt);
   if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
   else backward_impl<double>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);

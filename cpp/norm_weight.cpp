@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "half_stage.hpp"
 #include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
@@ -150,16 +151,35 @@ void bwd(py::handle dw_h, py::handle v_h, py::handle g_h, py::handle n_h, py::ha
 }
 
 void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
-  const py::dtype dt = float_dtype<HostArrays>(v, "v");
+  const py::dtype dt = float_dtype<HostArrays>(v, "v", true);
   check_rows(v, rows, M);
+  if (half::is_half(dt)) {  // the float32 kernel on float32 copies; ‖v‖ stays float32 (half_stage.hpp)
+    half::HalfStage st(dt);
+    const py::object vf = st.in(v, "v", rows * M), gf = st.in(g, "g", rows), wf = st.out(out, "out", rows * M);
+    st.stat(norm, "norm", rows, true);
+    st.check();
+    fwd<float>(vf, gf, wf, norm, rows, M);
+    st.finish();
+    return;
+  }
   if (dt.itemsize() == 4) fwd<float>(v, g, out, norm, rows, M);
   else fwd<double>(v, g, out, norm, rows, M);
 }
 
 void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
                           int64_t rows, int64_t M) {
-  const py::dtype dt = float_dtype<HostArrays>(v, "v");
+  const py::dtype dt = float_dtype<HostArrays>(v, "v", true);
   check_rows(v, rows, M);
+  if (half::is_half(dt)) {  // the float32 kernel on float32 copies (half_stage.hpp)
+    half::HalfStage st(dt);
+    const py::object dwf = st.in(dw, "dw", rows * M), vf = st.in(v, "v", rows * M), gf = st.in(g, "g", rows);
+    st.stat(norm, "norm", rows, false);
+    const py::object dvf = st.out(dv, "dv", rows * M), dgf = st.out(dg, "dg", rows);
+    st.check();
+    bwd<float>(dwf, vf, gf, norm, dvf, dgf, rows, M);
+    st.finish();
+    return;
+  }
   if (dt.itemsize() == 4) bwd<float>(dw, v, g, norm, dv, dg, rows, M);
   else bwd<double>(dw, v, g, norm, dv, dg, rows, M);
 }

@@ -336,7 +336,7 @@ def test_valid_normalized_shapes_still_work():
         N.LayerNorm((2**40, 2**40))
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.float16, object, np.complex64, None, "foo"])
+@pytest.mark.parametrize("dtype", [np.int64, np.float128, object, np.complex64, None, "foo"])
 @pytest.mark.parametrize(
     "make",
     [
@@ -347,7 +347,7 @@ def test_valid_normalized_shapes_still_work():
     ],
 )
 def test_norm_modules_refuse_other_dtypes(make, dtype):
-    with pytest.raises(TypeError, match="dtype: expected float32 or float64"):
+    with pytest.raises(TypeError, match="dtype: expected float32, float64, float16 or 'bfloat16'"):
         make(dtype)
 
 

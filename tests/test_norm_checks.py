@@ -80,8 +80,8 @@ def test_bad_hyper_parameters(data):
 
 def test_dtype_contiguity_and_kind(data):
     x = data
-    with pytest.raises(TypeError, match="x: expected float32 or float64, got float16"):
-        norm.layer_norm(x.astype(np.float16), 5)
+    with pytest.raises(TypeError, match="x: expected float16, bfloat16, float32 or float64, got int32"):
+        norm.layer_norm(x.astype(np.int32), 5)  # (float16 is taken since the 34th hunt)
     with pytest.raises(TypeError, match="weight: expected float32, got float64"):
         norm.layer_norm(x, 5, np.ones(5))
     with pytest.raises(TypeError, match="bias: expected float32, got float64"):
@@ -94,7 +94,7 @@ def test_dtype_contiguity_and_kind(data):
         norm.batch_norm(x[:, ::2])
     with pytest.raises(TypeError, match="x: expected a numpy or cupy array"):
         norm.layer_norm([1.0, 2.0], 2)
-    with pytest.raises(TypeError, match="v: expected float32 or float64"):
+    with pytest.raises(TypeError, match="v: expected float16, bfloat16, float32 or float64"):
         norm.weight_norm(np.ones((2, 2), np.int32), np.ones(2, np.int32))
 
 
@@ -318,7 +318,7 @@ def test_dropout_backward_names_dy():
     dy = np.random.default_rng(9).standard_normal((4, 10)).astype(np.float32)
     with pytest.raises(ValueError, match="^dy: array must be C-contiguous"):
         norm.dropout_backward(dy[:, ::2], 0.5, seed=1)
-    with pytest.raises(TypeError, match="^dy: expected float32 or float64"):
+    with pytest.raises(TypeError, match="^dy: expected float16, bfloat16, float32 or float64"):
         norm.dropout_backward(dy.astype(np.int32), 0.5, seed=1)
 
 
@@ -327,7 +327,7 @@ def test_dropout_arguments(data):
         norm.dropout(data, 0.5, seed=-1)
     with pytest.raises(ValueError, match="offset"):
         norm.dropout(data, 0.5, seed=1, offset=2**64 - 3)
-    with pytest.raises(TypeError, match="x: expected float32 or float64"):
+    with pytest.raises(TypeError, match="x: expected float16, bfloat16, float32 or float64"):
         norm.dropout(data.astype(np.int32), 0.5, seed=1)
 
 

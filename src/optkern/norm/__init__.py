@@ -1,10 +1,14 @@
 """Normalization layers and dropout: functional forward / backward and small modules.
 
-Every function takes NumPy arrays (C++/OpenMP kernels, float32 / float64) or
-CuPy arrays (CUDA kernels, also float16 / bfloat16 storage with float32
-statistics) and returns arrays of the same kind. Inputs must be C-contiguous;
-weights share the input's dtype; statistics (``mean``, ``rstd``, running
-buffers) are float64 for float64 input and float32 otherwise.
+Every function takes NumPy arrays (C++/OpenMP kernels) or CuPy arrays (CUDA
+kernels) of float32, float64, or float16 / bfloat16 storage, and returns
+arrays of the same kind. On the CPU bfloat16 is ``ml_dtypes.bfloat16`` (see
+:mod:`optkern.lowp`). Half storage computes as float32 on both backends: each
+element loaded to float32, the float32 statistics, each result rounded to
+nearest even. Inputs must be C-contiguous; weights, bias, ``out`` and the
+gradients share the input's dtype; statistics (``mean``, ``rstd``, running
+buffers, weight norm's ``norm``) are float64 for float64 input and float32
+otherwise.
 
 Forward functions return ``(y, saved)``, where ``saved`` is a small named
 tuple holding what the matching ``*_backward`` needs (per-row or per-channel

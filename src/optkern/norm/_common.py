@@ -203,9 +203,9 @@ def _eps(eps, x=None):
     kernels (batch norm, instance norm with running buffers: y ~ 1e-20 x), which add it in double --
     refused as the optimizers refuse a hyper-parameter that is not finite in the arrays' dtype."""
     eps = _backend.positive("eps", eps)
-    # float32 (and the GPU's half types) keep float32 statistics; an unsupported dtype is x's error
-    half = _backend.is_cupy(x) and getattr(x, "dtype", None) != np.float64
-    if x is not None and (getattr(x, "dtype", None) == np.float32 or half):
+    # float32 and the half types (CPU and GPU) keep float32 statistics; an unsupported dtype is x's error
+    dt = getattr(x, "dtype", None)
+    if x is not None and (dt == np.float32 or (getattr(dt, "itemsize", 0) == 2 and dt.name in _HALF_NAMES)):
         if eps > _F32_MAX_ROUNDED:  # (compared in double: np.float32(eps) would warn of the overflow)
             raise ValueError(f"eps: {eps!r} overflows float32 (the statistics' dtype); at most {_F32_MAX!r}")
         # (a normal float32's range never rounds to 0, flushed or not: the NumPy scalar, ~250 ns, is
@@ -220,6 +220,8 @@ def _eps(eps, x=None):
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+# the half storage types, whose statistics are float32 (bfloat16 by name: ml_dtypes' or CuPy's dtype)
+_HALF_NAMES = frozenset(("float16", "bfloat16"))
 _F32_TINY = 2.0**-126  # float32's smallest normal
 # the largest double that rounds to a finite float32 (below max + half an ulp, 2**104, which rounds to inf)
 _F32_MAX_ROUNDED = float(np.nextafter(_F32_MAX + 2.0**103, 0.0))

@@ -22,7 +22,8 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     ``x.size`` between calls to draw fresh masks from one seed.
 
     Args:
-      x: input array (C-contiguous).
+      x: input array (C-contiguous): float32, float64, float16 or bfloat16 (half types scale in
+        float32 and round to nearest even; the mask is the float32 call's for the same seed).
       p: drop probability in [0, 1]; at 1 every element is dropped: ``x * 0`` (torch's: a NaN or
         inf input gives NaN, every other 0; the uniforms are < 1, so none is kept and the infinite
         scale is never used).

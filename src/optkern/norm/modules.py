@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, lowp
 from .._pickling import NativeByName
 from ._common import _eps, _momentum, _shape_arg
 from .functional import (
@@ -20,18 +20,28 @@ from .functional import (
 
 
 def _module_dtype(dtype, cupy: bool):
-    """A module's dtype: float32 or float64; on CuPy also float16 and "bfloat16" (kept as the string)."""
-    if cupy and isinstance(dtype, str) and dtype == "bfloat16":
-        return dtype
-    allowed = (np.float32, np.float64, np.float16) if cupy else (np.float32, np.float64)
+    """A module's dtype: float32, float64, float16 or bfloat16 (float32 statistics for the half types,
+    as the kernels keep them on CPU and GPU). "bfloat16": on CuPy kept as the string; on NumPy
+    ``ml_dtypes.bfloat16`` (what optkern takes as bfloat16 host arrays, :mod:`optkern.lowp`)."""
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        if cupy:
+            return dtype
+        bf16 = lowp.bfloat16_dtype()
+        if bf16 is None:
+            raise TypeError("dtype: 'bfloat16' on NumPy needs ml_dtypes (pip install ml_dtypes)")
+        return bf16
     try:
         dt = None if dtype is None else np.dtype(dtype)
     except (TypeError, ValueError):
         dt = None
-    if dt is None or dt not in allowed:
-        want = "float32, float64, float16 or 'bfloat16'" if cupy else "float32 or float64"
-        raise TypeError(f"dtype: expected {want}, got {repr(dtype) if dt is None else dt}")
+    if dt is None or not (dt in _ALLOWED or (not cupy and dt.name == "bfloat16")):
+        raise TypeError(
+            f"dtype: expected float32, float64, float16 or 'bfloat16', got {repr(dtype) if dt is None else dt}"
+        )
     return dt
+
+
+_ALLOWED = (np.float32, np.float64, np.float16)
 
 
 class _NormModule(NativeByName):

@@ -1,0 +1,140 @@
+// Half-precision storage (float16, bfloat16) on the CPU for the normalization and dropout calls,
+// with the CUDA module's contract (cuda/norm_common.cuh): x, weight, bias, out and the gradients in
+// the storage type, mean / rstd / var / running statistics / ‖v‖ in float32; each element loaded to
+// float32, the float32 kernel's math, each result rounded to nearest even on output
+// (rules/lowp.hpp's conversions, the bits the GPU's __float2half_rn / __float2bfloat16_rn give).
+//
+// The normalizations run their float32 kernels unchanged on float32 copies (HalfStage): the
+// statistics are then exactly the float32 path's (the corrected two-pass of norm_cpu.hpp), and no
+// second copy of the row / channel / weight-norm loops exists to drift from the tested one. The
+// element-wise dropout converts batch by batch (Half16, load_n / store_n below).
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowp_convert_loops.hpp"
+#include "optkern/common.hpp"
+#include "optkern/rules/lowp.hpp"
+#include "parallel.hpp"
+#include "py_arrays.hpp"
+
+namespace optkern {
+namespace half {
+namespace py = pybind11;
+
+// Whether dt is a 2-byte float storage type (float_dtype<HostArrays>(h, what, true) admits only
+// these besides float32 / float64), and which.
+inline bool is_half(const py::dtype& dt) { return dt.itemsize() == 2; }
+inline bool is_bf16(const py::dtype& dt) { return dtype_name(dt) == "bfloat16"; }
+
+// f(i0, i1) over [0, n) in blocks of kChunk elements, in parallel when large (the split decides
+// only who converts a block: an element's bits never depend on it).
+template <class F> void blocks(int64_t n, F&& f) {
+  const int64_t nb = (n + kChunk - 1) / kChunk;
+#ifdef _OPENMP
+  const int threads = max_threads();
+  if (nb > 1 && threads > 1 && 2 * n >= serial_below(threads)) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < nb; ++b) f(b * kChunk, std::min(n, (b + 1) * kChunk));
+    return;
+  }
+#endif
+  for (int64_t b = 0; b < nb; ++b) f(b * kChunk, std::min(n, (b + 1) * kChunk));
+}
+
+inline void to_float(const uint16_t* h, float* o, int64_t n, bool bf16) {
+  blocks(n, [&](int64_t a, int64_t b) {
+    if (bf16) lowp::from_bf16_loop(h + a, o + a, b - a);
+    else lowp::from_f16_loop(h + a, o + a, b - a);
+  });
+}
+
+inline void from_float(const float* x, uint16_t* o, int64_t n, bool bf16) {
+  blocks(n, [&](int64_t a, int64_t b) {
+    if (bf16) lowp::to_bf16_loop(x + a, o + a, b - a);
+    else lowp::to_f16_loop(x + a, o + a, b - a);
+  });
+}
+
+// The arrays of one half-precision call: declared (and checked, as HostArgs checks them: dtype,
+// layout, size, writable) one by one, then check() tests their overlaps and fills the float32
+// copies of the inputs; the float32 kernel runs on the handles in() / out() returned; finish()
+// rounds its outputs into the caller's arrays. Nothing the caller passed is written before
+// finish(), so a failed check (here or in the float32 call) leaves every array as it was.
+class HalfStage {
+ public:
+  explicit HalfStage(const py::dtype& dt) : args_(dt), bf16_(is_bf16(dt)) {}
+
+  // A storage-type input (None stays None): the float32 array the kernel reads.
+  py::object in(py::handle h, const char* what, int64_t size) {
+    if (h.is_none()) return py::none();
+    const uint16_t* p = args_.get<uint16_t>(h, what, size, false);
+    py::array_t<float> f(py::reinterpret_borrow<py::array>(h).size());
+    ins_.push_back({p, f.mutable_data(), int64_t(f.size())});
+    return std::move(f);
+  }
+
+  // A storage-type output (None stays None): the float32 array the kernel writes.
+  py::object out(py::handle h, const char* what, int64_t size) {
+    if (h.is_none()) return py::none();
+    uint16_t* p = args_.get<uint16_t>(h, what, size, true);
+    py::array_t<float> f(py::reinterpret_borrow<py::array>(h).size());
+    outs_.push_back({p, f.mutable_data(), int64_t(f.size())});
+    return std::move(f);
+  }
+
+  // A float32 statistics array (None allowed), passed to the kernel as it is; checked here too so
+  // that its overlaps with the storage-type arrays are seen.
+  void stat(py::handle h, const char* what, int64_t size, bool written) {
+    if (!h.is_none()) args_.get<float>(h, what, py::dtype::of<float>(), size, written);
+  }
+
+  void check() {
+    args_.check_overlap();
+    py::gil_scoped_release nogil;
+    for (const Copy& c : ins_) to_float(c.half, c.f, c.n, bf16_);
+  }
+
+  void finish() {
+    py::gil_scoped_release nogil;
+    for (const Copy& c : outs_) from_float(c.f, const_cast<uint16_t*>(c.half), c.n, bf16_);
+  }
+
+ private:
+  struct Copy {
+    const uint16_t* half;
+    float* f;
+    int64_t n;
+  };
+  HostArgs args_;
+  bool bf16_;
+  std::vector<Copy> ins_, outs_;
+};
+
+// The element-wise loops (dropout) over half storage: Half16<false> float16, Half16<true> bfloat16,
+// each travelling as its bits; a batch is loaded to float32 and stored back by the vectorized
+// conversion loops (lowp_convert_loops.hpp: F16C where the CPU has it), the bits of rules/lowp.hpp.
+template <bool BF16> struct Half16 {
+  uint16_t bits;
+};
+template <class T> struct Compute {
+  using type = T;
+};
+template <bool B> struct Compute<Half16<B>> {
+  using type = float;
+};
+template <bool B> void load_n(const Half16<B>* h, float* o, int64_t n) {
+  if (B) lowp::from_bf16_loop(reinterpret_cast<const uint16_t*>(h), o, n);
+  else lowp::from_f16_loop(reinterpret_cast<const uint16_t*>(h), o, n);
+}
+template <bool B> void store_n(const float* x, Half16<B>* o, int64_t n) {
+  if (B) lowp::to_bf16_loop(x, reinterpret_cast<uint16_t*>(o), n);
+  else lowp::to_f16_loop(x, reinterpret_cast<uint16_t*>(o), n);
+}
+
+}  // namespace half
+}  // namespace optkern
