@@ -1,0 +1,75 @@
+"""Session 34's misc hunt.
+
+* ``spectral_density`` of ``c A`` beside ``A`` (SLQ is scale-equivariant: nodes ``c theta``, density
+  ``rho(t / c) / c``). ``1 / (sigma sqrt(2 pi) P)`` was formed in float64 and refused ("sigma: too
+  small") once it overflowed -- at ``c = 2**-1018`` for a spectrum of range 0.2, whose density
+  (~5 * 2**1018) is a float64; the default width of a one-point spectrum was an absolute 1e-3 below
+  magnitude 1, so ``2**-1000 I``'s one node was smeared over 1e298 times its value; nodes near
+  -+1e308 made ``hi - lo`` inf and the grid's margin NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optkern import hessian
+
+# Powers of two: c A is exact, so c A's density differs from A's only by the estimator's own rounding.
+DENSITY_SCALES = [(np.float64, 2.0**e) for e in (-1018, -1000, 1000, 1016)] + [
+    (np.float32, 2.0**e) for e in (-120, 120)
+]
+
+
+def _narrow():
+    """A spectrum of range 0.2 (default width 0.002): its density peaks near 5."""
+    return np.diag(np.linspace(1.0, 1.2, 30))
+
+
+def _gauss_density(grid, nodes, weights, sigma):
+    """Independent reference of the broadened quadrature (weights per probe sum to 1), in x87 long double
+    where NumPy has it: its exponent range holds ``t - theta`` near 1e308 and ``1 / sigma`` near 1e-310."""
+    ld = np.longdouble
+    z = (grid.astype(ld)[:, None] - nodes.ravel().astype(ld)[None, :]) / ld(sigma)
+    w = weights.ravel().astype(ld) / weights.shape[0]
+    return ((np.exp(-0.5 * z * z) * w).sum(axis=1) / (ld(sigma) * np.sqrt(2 * np.pi, dtype=ld))).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype,c", DENSITY_SCALES)
+# (16 I: width 0.016, a peak of 25 -- times 2**1018 still a float64)
+@pytest.mark.parametrize("make", [_narrow, lambda: 16 * np.eye(6), lambda: np.diag(np.linspace(-2.0, 5.0, 30))])
+def test_spectral_density_of_a_scaled_operator_is_the_scaled_density(make, dtype, c):
+    A = make()
+    want = hessian.spectral_density(A.astype(dtype), num_probes=2, steps=12, grid=60)
+    got = hessian.spectral_density((c * A).astype(dtype), num_probes=2, steps=12, grid=60)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    assert got.sigma / c == pytest.approx(want.sigma, rel=rtol)
+    np.testing.assert_allclose(got.grid / c, want.grid, rtol=0, atol=rtol * np.abs(want.grid).max())
+    np.testing.assert_allclose(got.density * c, want.density, rtol=0, atol=1e3 * rtol * want.density.max())
+    ref = _gauss_density(got.grid, got.nodes, got.weights, got.sigma)
+    np.testing.assert_allclose(got.density, ref, rtol=1e-9, atol=1e-12 * ref.max())
+    assert np.trapezoid(want.density, want.grid) == pytest.approx(1.0, abs=5e-3)
+
+
+def test_an_explicit_sigma_scales_with_the_operator():
+    A = _narrow()
+    c = 2.0**-1018
+    want = hessian.spectral_density(A, num_probes=2, steps=12, sigma=0.002, grid=np.linspace(0.9, 1.3, 41))
+    got = hessian.spectral_density(c * A, num_probes=2, steps=12, sigma=c * 0.002, grid=c * np.linspace(0.9, 1.3, 41))
+    np.testing.assert_allclose(got.density * c, want.density, rtol=1e-9, atol=1e-12 * want.density.max())
+
+
+def test_a_density_past_float64_is_refused_naming_sigma():
+    """``2**-1018 I``: its one node's density ``400 * 2**1018`` is beyond float64's max."""
+    with pytest.raises(ValueError, match="^sigma: too small for a float64 density"):
+        hessian.spectral_density(2.0**-1018 * np.eye(6), num_probes=2, steps=6, grid=61)
+
+
+@pytest.mark.parametrize("pad", [0.0, 0.01])
+def test_spectral_density_of_nodes_near_the_ends_of_float64(pad):
+    d = hessian.spectral_density(np.diag([-1e308, 0.0, 1e308]), num_probes=2, steps=3, grid=51, pad=pad)
+    assert np.isfinite(d.grid).all() and np.isfinite(d.density).all()
+    assert d.grid[0] < -1e308 and d.grid[-1] > 1e308 and np.all(np.diff(d.grid) > 0)
+    assert d.sigma == pytest.approx(2e306, rel=1e-12)
+    ref = _gauss_density(d.grid, d.nodes, d.weights, d.sigma)
+    np.testing.assert_allclose(d.density, ref, rtol=1e-9, atol=1e-12 * ref.max())
