@@ -73,3 +73,75 @@ def test_spectral_density_of_nodes_near_the_ends_of_float64(pad):
     assert d.sigma == pytest.approx(2e306, rel=1e-12)
     ref = _gauss_density(d.grid, d.nodes, d.weights, d.sigma)
     np.testing.assert_allclose(d.density, ref, rtol=1e-9, atol=1e-12 * ref.max())
+
+
+# ``optkern study``'s divergence rule (optkern.study.divergence): "not finite or above 1000x the start"
+# called a run that ended at 869x its start loss "done".
+
+S = 2.3  # a 10-class cross-entropy's start
+
+
+@pytest.mark.parametrize(
+    "tail, last, want",
+    [
+        ([869 * S], True, 1),  # the case at hand: its last epoch, 869x the start
+        ([2.0, 869 * S], True, 2),
+        ([5 * S, 869 * S], False, 1),  # two epochs in a row above 4x: diverged at the first
+        ([2.0, 1.5, 5 * S, 6 * S], False, 3),
+        ([5 * S], False, None),  # one epoch above, more to come: a spike, not yet divergence
+        ([2.0, 5 * S, 1.0], False, None),  # a spike it came back from
+        ([2.0, 5 * S, 1.0], True, None),
+        ([2.0, 3.9 * S, 3.9 * S, 3.9 * S], True, None),  # within 4x
+        ([2.0, float("nan")], False, 2),  # not finite: at once
+        ([2.0, float("inf")], False, 2),
+        ([1001 * S], False, 1),  # beyond any recovery: at once, as before
+    ],
+)
+def test_divergence_rule_on_synthetic_loss_curves(tail, last, want):
+    from optkern.study import divergence
+
+    assert divergence.diverged_at([S, *tail], last=last) == want
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from optkern import datasets
+
+    return datasets.load_digits().split(0.2, seed=0)
+
+
+def _sgd_run(digits, lr, epochs):
+    from optkern.study import runner
+
+    cfg = runner.StudyConfig.quick(
+        optimizers=["sgd"],
+        norms=["none"],
+        hidden=(8,),
+        curvature_batch=32,
+        jobs=1,
+        checkpoints=2,
+        epochs=epochs,
+        overrides={"sgd": {"lr": lr}},
+    )
+    (r,) = runner.run_study(*digits, cfg, progress=False)["runs"]
+    return r
+
+
+def test_a_study_run_that_ends_far_above_its_start_loss_diverged(digits):
+    """sgd at lr=20 for one epoch: the loss went from 2.3 to 51 (22x), reported "done"."""
+    r = _sgd_run(digits, 20.0, 1)
+    start = r["history"]["train_loss"][0]
+    assert r["status"] == "diverged" and r["diverged_epoch"] == 1
+    assert 4 * start < r["diverged_loss"] < 1e3 * start  # (the case at hand: finite, below the old bound)
+    assert r["history"]["epoch"] == [0]
+
+
+def test_a_study_run_that_stays_above_its_bound_diverged_at_the_first_such_epoch(digits):
+    """sgd at lr=8: 17.3 (7.4x) at epoch 1 and above 4x at epoch 2 too; its epoch 1, logged while it
+    might have recovered, is dropped with its Hessian: a diverged run's history ends before it."""
+    r = _sgd_run(digits, 8.0, 4)
+    start = r["history"]["train_loss"][0]
+    assert r["status"] == "diverged" and r["diverged_epoch"] == 1
+    assert 4 * start < r["diverged_loss"] < 1e3 * start
+    assert r["history"]["epoch"] == [0] and all(len(v) == 1 for v in r["history"].values())
+    assert [c["epoch"] for c in r["curvature"]] == [0]

@@ -17,7 +17,7 @@ from .. import hessian, schedules
 from ..datasets import Dataset
 from ..nn import MLP
 from ..threads import limit_threads
-from . import lowprec, methods
+from . import divergence, lowprec, methods
 from .config import ConfigError, StudyConfig, all_hyperparameters
 from .methods import DEFAULT_OPTIMIZERS, OPTIMIZERS, Method
 from .parallel import Objective, loss_and_grad, shard
@@ -285,6 +285,7 @@ def train_run(
     try:  # overflow in a diverging run is reported by its status, not by NumPy warnings
         with ProgressBar(cfg.epochs, label, enabled=progress) as bar, np.errstate(all="ignore"):
             log_epoch(0, None)
+            losses = [hist["train_loss"][-1]]  # per epoch, for divergence.diverged_at
             for epoch in range(1, cfg.epochs + 1):
                 t = time.perf_counter()
                 perm = xp.asarray(rng.permutation(n))
@@ -302,9 +303,11 @@ def train_run(
                     train_loss = objective.loss()
                 record["grad_evals"] = objective.evaluations
                 timing["train_time_s"] += time.perf_counter() - t
-                # Diverged: the loss overflowed or grew a thousandfold over the start's.
-                if not math.isfinite(train_loss) or train_loss > 1e3 * hist["train_loss"][0]:
-                    record.update(status="diverged", diverged_epoch=epoch, diverged_loss=train_loss)
+                losses.append(train_loss)
+                gone = divergence.diverged_at(losses, last=epoch == cfg.epochs)
+                if gone is not None:
+                    divergence.cut_at(record, gone)  # (a diverged run's history ends at the epoch before)
+                    record.update(status="diverged", diverged_epoch=gone, diverged_loss=losses[gone])
                     break
                 log_epoch(epoch, train_loss)
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")
