@@ -145,3 +145,148 @@ def test_a_study_run_that_stays_above_its_bound_diverged_at_the_first_such_epoch
     assert 4 * start < r["diverged_loss"] < 1e3 * start
     assert r["history"]["epoch"] == [0] and all(len(v) == 1 for v in r["history"].values())
     assert [c["epoch"] for c in r["curvature"]] == [0]
+
+
+# SAM and a gradient with NaN / Inf entries. The ascent step divided by its norm: a NaN in the first
+# gradient made every param at the ascent point NaN (an Inf gave a scale of 0: no move), so every
+# gradient there was NaN and the wrapped optimizer's step wrote NaN into every param and its state;
+# step(closure) took both gradients without the check its loss gets (and LBFGS's / NewtonCG's do).
+# (The Inf cases passed before: guards of the same contract.)
+
+BAD = [float("nan"), float("inf"), -float("inf")]
+
+
+def _params():
+    rng = np.random.default_rng(7)
+    return [rng.standard_normal(5).astype(np.float32), rng.standard_normal(3).astype(np.float32)]
+
+
+def _quad_grads(ps):
+    """The gradient of sum(p^2) / 2 + sum(p): p + 1 (depends on where it is taken)."""
+    return [p + 1 for p in ps]
+
+
+@pytest.mark.parametrize("bad", BAD)
+@pytest.mark.parametrize("at", ["w", "the ascent point"])
+def test_sam_step_refuses_a_non_finite_closure_gradient_with_w_and_state_untouched(at, bad):
+    from optkern import optim
+
+    ps = _params()
+    w = [p.copy() for p in ps]
+    sam = optim.SAM(optim.Adam(ps, lr=0.1), rho=0.05)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        g = _quad_grads(ps)
+        if (len(calls) == 1) == (at == "w"):
+            g[0][2] = bad
+        return float(sum((p.astype(np.float64) ** 2).sum() / 2 for p in ps)), g
+
+    with pytest.raises(ValueError, match=rf"^closure: returned a gradient with NaN or Inf entries \(at {at}\)"):
+        sam.step(closure)
+    assert len(calls) == (1 if at == "w" else 2)
+    for p, p0 in zip(ps, w):
+        np.testing.assert_array_equal(p.view(np.uint32), p0.view(np.uint32))  # (the very bits of w)
+    assert sam.base.state_dict()["state"] == {}
+    calls.append(1)  # (from here every closure result is finite: the next step works)
+    sam.step(lambda: (1.0, _quad_grads(ps)))
+    assert all(np.isfinite(p).all() for p in ps)
+
+
+def _adam_step(w, g, lr=0.1):
+    """Independent float64 reference of one Adam step from fresh state (PyTorch's defaults)."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    g = g.astype(np.float64)
+    m, v = (1 - b1) * g, (1 - b2) * g * g
+    return w.astype(np.float64) - lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("bad", BAD)
+def test_sam_first_step_with_a_non_finite_gradient_stays_at_w(bad, adaptive):
+    """The manual API follows the wrapped optimizer's step(grads) (no error): no ascent direction,
+    so the params stay at w and the descent step is the wrapped optimizer's with the gradient given."""
+    from optkern import optim
+
+    ps = _params()
+    w = [p.copy() for p in ps]
+    sam = optim.SAM(optim.Adam(ps, lr=0.1), rho=0.05, adaptive=adaptive)
+    g1 = _quad_grads(ps)
+    g1[1][0] = bad
+    sam.first_step(g1)
+    assert not np.isfinite(sam.grad_norm)
+    for p, p0 in zip(ps, w):
+        np.testing.assert_array_equal(p.view(np.uint32), p0.view(np.uint32))
+    g2 = _quad_grads(ps)  # (taken at the "ascent point": w)
+    sam.second_step(g2)
+    for p, p0, g in zip(ps, w, g2):
+        np.testing.assert_allclose(p, _adam_step(p0, g), rtol=1e-5, atol=1e-6)
+
+
+def test_sam_second_step_with_a_non_finite_gradient_is_the_wrapped_optimizers_step():
+    from optkern import optim
+
+    ps, ref = _params(), _params()
+    sam = optim.SAM(optim.Adam(ps, lr=0.1), rho=0.05)
+    base = optim.Adam(ref, lr=0.1)
+    sam.first_step(_quad_grads(ps))
+    g2 = [g.copy() for g in _quad_grads(ref)]
+    g2[0][3] = np.nan
+    sam.second_step([g.copy() for g in g2])
+    base.step(g2)
+    for p, r in zip(ps, ref):  # (NaN where the gradient has it, and only there)
+        np.testing.assert_array_equal(p, r)
+    assert np.isnan(ps[0][3]) and np.isfinite(np.delete(ps[0], 3)).all() and np.isfinite(ps[1]).all()
+
+
+@pytest.mark.parametrize("bad", BAD)
+@pytest.mark.parametrize("base_name", ["optkern", "torch"])
+def test_torch_sam_with_a_non_finite_first_gradient_steps_from_w(base_name, bad):
+    torch = pytest.importorskip("torch")
+    import optkern.torch as okt
+
+    base_cls = okt.Adam if base_name == "optkern" else torch.optim.Adam
+    p = torch.nn.Parameter(torch.tensor(_params()[0]))
+    ref = torch.nn.Parameter(p.detach().clone())
+    sam = okt.SAM([p], base_cls, lr=0.1, rho=0.05)
+    (0.5 * (p * p).sum() + p.sum()).backward()
+    p.grad[2] = bad
+
+    def closure():
+        sam.zero_grad()
+        loss = 0.5 * (p * p).sum() + p.sum()
+        loss.backward()
+        return loss
+
+    sam.step(closure)
+    base = base_cls([ref], lr=0.1)
+    ref.grad = ref.detach() + 1  # (the gradient at w: the ascent point was w)
+    base.step()
+    assert torch.isfinite(p).all()
+    torch.testing.assert_close(p.detach(), ref.detach(), rtol=0, atol=0)
+    want = _adam_step(_params()[0], _params()[0] + 1)
+    np.testing.assert_allclose(p.detach().numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_sam_with_a_non_finite_second_gradient_is_the_base_step():
+    torch = pytest.importorskip("torch")
+    import optkern.torch as okt
+
+    p = torch.nn.Parameter(torch.tensor(_params()[0]))
+    ref = torch.nn.Parameter(p.detach().clone())
+    sam = okt.SAM([p], okt.Adam, lr=0.1, rho=0.05)
+    (0.5 * (p * p).sum()).backward()
+    g2 = torch.tensor(_params()[0]) * 3
+    g2[1] = float("nan")
+
+    def closure():
+        sam.zero_grad()
+        p.grad = g2.clone()
+
+    sam.step(closure)
+    base = okt.Adam([ref], lr=0.1)
+    ref.grad = g2.clone()
+    base.step()
+    torch.testing.assert_close(p.detach(), ref.detach(), rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(p[1]) and torch.isfinite(p[[0, 2, 3, 4]]).all()

@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 
+# (LBFGS's, NewtonCG's and SAM's refusal of a closure's gradient: optim/lbfgs.py, newton_cg.py, sam.py)
+_NONFINITE_GRAD = "closure: returned a gradient with NaN or Inf entries"
+
+
 def _xp(device: str):
     if device == "cuda":
         import cupy
@@ -208,11 +212,12 @@ def train_run(
         if method.closure:
             try:
                 return float(opt.step(objective.closure))
-            except ValueError:
-                # The closure optimizers refuse a non-finite loss from their closure: the run
-                # diverged mid-epoch (reported as such, as a first-order run's is), where it ended
-                # the whole study with a traceback.
-                if math.isfinite(float(objective.last_loss)):
+            except ValueError as e:
+                # The closure optimizers refuse a non-finite loss or gradient from their closure: the
+                # run diverged mid-epoch (reported as such, as a first-order run's is), where it ended
+                # the whole study with a traceback. (SAM refuses a NaN gradient behind a finite loss
+                # too, since session 34: it used to step to NaN params, refused at the next loss.)
+                if math.isfinite(float(objective.last_loss)) and not str(e).startswith(_NONFINITE_GRAD):
                     raise
                 return math.inf
         loss, grads = objective.closure()
