@@ -77,8 +77,10 @@ def spectral_density(
       steps: Lanczos steps per probe (``m``; costs ``P * m`` products).
       grid: number of evenly spaced grid points spanning the nodes (widened by
         ``pad`` of the range plus ``3 sigma`` on each side), or the grid itself.
-      sigma: Gaussian width (default ``0.01 * (max node - min node)``, 1e-3 if
-        the range is 0 or within the nodes' rounding: times the nodes' magnitude past 1).
+      sigma: Gaussian width (default ``0.01 * (max node - min node)``; 1e-3 of the
+        nodes' magnitude if the range is 0 or within the nodes' rounding, 1e-3 if all nodes are 0).
+        The density of ``c A`` (with ``c sigma``) is that of ``A`` on ``c`` times the grid, divided
+        by ``c``, wherever float64 holds it (ValueError naming sigma where it does not).
       progress: optional ``progress(done, total)`` after each product (``total = P * m``).
       reorthogonalize: ``"partial"`` (default: Simon's omega-recurrence, the
         Ritz values of full reorthogonalization while reading the basis on few
@@ -100,9 +102,11 @@ def spectral_density(
     pad = _backend.nonnegative("pad", pad)
     if sigma is not None:
         sigma = _backend.positive("sigma", sigma)
-        # (what the nodes cannot change, refused before P * m products are spent on an error)
+        # (what the nodes cannot change, refused before P * m products are spent on an error: a probe's
+        # heaviest node weighs at least 1 / m, and its kernel alone peaks at 1 / (sigma sqrt(2 pi) P m);
+        # a smaller sigma that the density can carry is left to the density's own check below)
         with np.errstate(over="ignore"):
-            if not math.isfinite(1.0 / (sigma * np.sqrt(2 * np.pi) * P)):
+            if not math.isfinite(1.0 / (sigma * np.sqrt(2 * np.pi) * P * min(steps, op.shape[0]))):
                 raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
         if np.ndim(grid) == 0 and not math.isfinite(3 * sigma):
             raise ValueError(f"sigma, pad: the grid's margin {3 * sigma!r} goes beyond float64's range")
@@ -137,36 +141,68 @@ def spectral_density(
             nodes[p, k:] = theta[-1]
             weights[p, :k] = S[0] ** 2
     lo, hi = float(nodes.min()), float(nodes.max())
-    width = hi - lo
     if sigma is None:
         sigma = _default_sigma(lo, hi, op.dtype)
     with np.errstate(over="ignore"):
-        norm = 1.0 / (sigma * np.sqrt(2 * np.pi) * P)
-    if not math.isfinite(norm):  # (a subnormal sigma: the density would be inf * 0 = NaN)
-        raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
+        width = hi - lo  # (inf for nodes near -+1e308: pad * hi - pad * lo, the same margin, may be finite)
+        margin = (pad * width if math.isfinite(width) else pad * hi - pad * lo if pad else 0.0) + 3 * sigma
     if np.ndim(grid) == 0:
-        margin = pad * width + 3 * sigma
         if not (math.isfinite(lo - margin) and math.isfinite(hi + margin)):
             name = "sigma, pad" if not math.isfinite(hi + 3 * sigma) else "pad, sigma"
             raise ValueError(f"{name}: the grid's margin {margin!r} goes beyond float64's range")
-        grid = np.linspace(lo - margin, hi + margin, npts)
-    dens = np.zeros_like(grid)
-    for p in range(P):
-        z = (grid[:, None] - nodes[p][None, :]) / sigma
-        dens += (np.exp(-0.5 * z * z) * weights[p][None, :]).sum(axis=1) * norm
+        grid = _linspace(lo - margin, hi + margin, npts)
+    dens = _broadened(grid, nodes, weights, sigma)
+    if not np.isfinite(dens).all():  # (a density past float64's max: sigma below what float64 can divide by)
+        raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
     return SpectralDensity(grid, dens, nodes, weights, float(sigma))
 
 
 def _default_sigma(lo: float, hi: float, dtype) -> float:
     """1% of the nodes' range ``[lo, hi]``; where that range is 0 or only the nodes' rounding (Lanczos
-    makes them to about ``eps ||A||``), 1e-3 -- relative to the nodes' magnitude past 1, as float64
-    resolves no finer there. ``Q I Q^T``'s nodes 1 ulp apart gave a width of 1e-18, a grid of 2
-    distinct points and a density integrating to 19.9; on ``1e14 I`` a width of 1e-3 was below
-    float64's spacing, the grid one point, the density 0."""
+    makes them to about ``eps ||A||``), 1e-3 of the nodes' magnitude (1e-3 if all are 0). ``Q I Q^T``'s
+    nodes 1 ulp apart gave a width of 1e-18, a grid of 2 distinct points and a density integrating to
+    19.9; on ``1e14 I`` a width of 1e-3 was below float64's spacing, the grid one point, the density 0.
+    Relative, so that ``c A``'s width is ``c`` times ``A``'s at any scale: an absolute 1e-3 under
+    ``2**-1000 I`` spread its one node over 1e298 times its value. (``0.01 hi - 0.01 lo``: ``hi - lo``
+    of nodes near +-1e308 is inf.)"""
     scale = max(abs(lo), abs(hi))
-    if hi - lo > 100 * float(np.finfo(dtype).eps) * scale:
-        return 0.01 * (hi - lo)
-    return 1e-3 * max(1.0, scale)
+    if hi / 2 - lo / 2 > 50 * float(np.finfo(dtype).eps) * scale:
+        return 0.01 * hi - 0.01 * lo
+    return 1e-3 * scale if scale > 0 else 1e-3
+
+
+def _exponent(x: float) -> int:
+    """``e`` with ``2**(e-1) <= |x| < 2**e`` (0 for 0): dividing by ``2**e`` is exact."""
+    return math.frexp(x)[1]
+
+
+def _linspace(a: float, b: float, n: int) -> np.ndarray:
+    """``np.linspace(a, b, n)`` computed on ``[a, b] / 2**e``: its step ``(b - a) / (n - 1)`` was inf
+    (a grid of NaN) for ends near -+1e308, and subnormal (a grid of repeated points) for ends near
+    1e-310."""
+    e = _exponent(max(abs(a), abs(b)))
+    return np.ldexp(np.linspace(math.ldexp(a, -e), math.ldexp(b, -e), n), e)
+
+
+def _broadened(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """``(1/P) sum_p sum_i tau_pi N(t; theta_pi, sigma^2)`` at the grid points ``t``, with the
+    magnitudes held apart as powers of two: ``1 / sigma`` overflowed (refused) below sigma ~ 5e-309 --
+    ``2**-1016`` times a spectrum of range 0.2 -- though the density (``2**1016 * 5``) was a float64,
+    and ``t - theta`` was subnormal (bits lost) under such operators. Grid and nodes are divided by
+    one power of two ``2**e`` (exact), ``sigma = ms * 2**es`` (``1 <= ms < 2``); the differences, the
+    kernel's argument and its normalization are formed at magnitude ~1 and ``ldexp`` applies the
+    exponents (inf where the density truly leaves float64, 0 where it underflows)."""
+    P = nodes.shape[0]
+    e = _exponent(max(float(np.abs(grid).max()), float(np.abs(nodes).max())))
+    es = _exponent(sigma) - 1
+    ms = math.ldexp(sigma, -es)
+    g = np.ldexp(grid, -e)
+    dens = np.zeros_like(grid)
+    with np.errstate(over="ignore"):  # (z past float64's range: a kernel of exp(-inf) = 0)
+        for p in range(P):
+            z = np.ldexp((g[:, None] - np.ldexp(nodes[p], -e)[None, :]) / ms, e - es)
+            dens += (np.exp(-0.5 * z * z) * weights[p][None, :]).sum(axis=1)
+        return np.ldexp(dens / (ms * math.sqrt(2 * math.pi) * P), -es)
 
 
 def _check_rank(xp, V, R, k: int) -> None:

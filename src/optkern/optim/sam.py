@@ -11,6 +11,7 @@ the ascent point ``w + rho w^2 g / (||w g|| + eps)`` (element-wise products).
 from __future__ import annotations
 
 import functools
+import math
 
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
@@ -35,6 +36,15 @@ class SAM(NativeByName):
     skips it. ``grad_norm`` holds ``||g||`` of the last ascent step. A bad closure result raises
     TypeError / ValueError naming ``closure``; an error at the ascent point (that, or the closure's
     own exception) first puts the params back to ``w``.
+
+    Non-finite values: ``step(closure)`` refuses a NaN / Inf loss or gradient from either
+    evaluation (ValueError naming ``closure``, as LBFGS and NewtonCG refuse theirs), the params
+    at ``w`` and the wrapped optimizer's state untouched. ``first_step`` / ``second_step`` take
+    gradients as the wrapped optimizer's ``step(grads)`` does (optkern's, as PyTorch's, carries a
+    NaN / Inf gradient entry into its param and state, no error): a first gradient with NaN / Inf
+    entries has no ascent direction, so the params stay at ``w`` (``grad_norm`` NaN / inf), and
+    ``second_step`` hands its gradients to the wrapped optimizer as they are. (The ascent step
+    used to divide by a NaN norm: every param at the ascent point NaN, and so every gradient there.)
     """
 
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
@@ -82,8 +92,8 @@ class SAM(NativeByName):
         """w -> w + rho g / (||g|| + eps), remembering w."""
         self._perturb(grads, "grads")
 
-    def _perturb(self, grads, name: str) -> None:
-        """``first_step`` with ``grads`` named ``name`` in errors."""
+    def _perturb(self, grads, name: str) -> list:
+        """``first_step`` with ``grads`` named ``name`` in errors; returns them, checked, as a list."""
         if self._perturbed:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         # the attributes a user may set between steps, checked as the constructor checks them (an
@@ -118,6 +128,7 @@ class SAM(NativeByName):
                 # gradient has no ascent direction: the ascent point is w itself, as it is for eps > 0
                 # (rho g / eps = 0). The backups hold w's bits. (Read only for eps = 0: a GPU sync.)
                 self._mod.sam_restore_(*_pick(self._moved, ps, self._backups))
+        return grads
 
     def second_step(self, grads) -> None:
         """Back to w (exactly), then the wrapped optimizer's step with ``grads`` (taken at the ascent point)."""
@@ -136,10 +147,16 @@ class SAM(NativeByName):
         with Uninterrupted() as guard:
             closure = functools.partial(guard.call, closure)
             loss, grads = self._call(closure)
-            self._perturb(grads, "closure: grads")
+            grads = self._perturb(grads, "closure: grads")
+            # (the norm finite: every entry is; else the kernel left w unmoved, only backups written)
+            if not math.isfinite(self.grad_norm) and not _all_finite(grads):
+                self._perturbed = False
+                raise ValueError("closure: returned a gradient with NaN or Inf entries (at w)")
             try:
                 _, grads2 = self._call(closure)
                 grads2 = self._check_grads(grads2, "closure: grads")
+                if not _all_finite(grads2):
+                    raise ValueError("closure: returned a gradient with NaN or Inf entries (at the ascent point)")
             except BaseException:  # a bad result, or the closure's own error (propagated unchanged)
                 self._restore()  # leave w as it was
                 raise
@@ -208,6 +225,15 @@ class SAM(NativeByName):
         except (TypeError, ValueError) as e:  # its messages name paths inside its own state dict
             raise (TypeError if isinstance(e, TypeError) else ValueError)(f"state_dict['base']: {e}") from e
         self.rho, self.eps, self.adaptive = rho, eps, adaptive
+
+
+def _all_finite(grads: list) -> bool:
+    """No NaN / Inf in ``grads`` (None entries skipped); one device sync for CuPy arrays."""
+    gs = [g for g in grads if g is not None]
+    if not gs:
+        return True
+    xp = _backend.array_module(gs[0])
+    return bool(xp.stack([xp.isfinite(g).all() for g in gs]).all())
 
 
 def _numel(arrays: list) -> int:

@@ -17,7 +17,7 @@ from .. import hessian, schedules
 from ..datasets import Dataset
 from ..nn import MLP
 from ..threads import limit_threads
-from . import lowprec, methods
+from . import divergence, lowprec, methods
 from .config import ConfigError, StudyConfig, all_hyperparameters
 from .methods import DEFAULT_OPTIMIZERS, OPTIMIZERS, Method
 from .parallel import Objective, loss_and_grad, shard
@@ -33,6 +33,10 @@ __all__ = [
     "run_study",
     "train_run",
 ]
+
+
+# (LBFGS's, NewtonCG's and SAM's refusal of a closure's gradient: optim/lbfgs.py, newton_cg.py, sam.py)
+_NONFINITE_GRAD = "closure: returned a gradient with NaN or Inf entries"
 
 
 def _xp(device: str):
@@ -208,11 +212,12 @@ def train_run(
         if method.closure:
             try:
                 return float(opt.step(objective.closure))
-            except ValueError:
-                # The closure optimizers refuse a non-finite loss from their closure: the run
-                # diverged mid-epoch (reported as such, as a first-order run's is), where it ended
-                # the whole study with a traceback.
-                if math.isfinite(float(objective.last_loss)):
+            except ValueError as e:
+                # The closure optimizers refuse a non-finite loss or gradient from their closure: the
+                # run diverged mid-epoch (reported as such, as a first-order run's is), where it ended
+                # the whole study with a traceback. (SAM refuses a NaN gradient behind a finite loss
+                # too, since session 34: it used to step to NaN params, refused at the next loss.)
+                if math.isfinite(float(objective.last_loss)) and not str(e).startswith(_NONFINITE_GRAD):
                     raise
                 return math.inf
         loss, grads = objective.closure()
@@ -285,6 +290,7 @@ def train_run(
     try:  # overflow in a diverging run is reported by its status, not by NumPy warnings
         with ProgressBar(cfg.epochs, label, enabled=progress) as bar, np.errstate(all="ignore"):
             log_epoch(0, None)
+            losses = [hist["train_loss"][-1]]  # per epoch, for divergence.diverged_at
             for epoch in range(1, cfg.epochs + 1):
                 t = time.perf_counter()
                 perm = xp.asarray(rng.permutation(n))
@@ -302,9 +308,11 @@ def train_run(
                     train_loss = objective.loss()
                 record["grad_evals"] = objective.evaluations
                 timing["train_time_s"] += time.perf_counter() - t
-                # Diverged: the loss overflowed or grew a thousandfold over the start's.
-                if not math.isfinite(train_loss) or train_loss > 1e3 * hist["train_loss"][0]:
-                    record.update(status="diverged", diverged_epoch=epoch, diverged_loss=train_loss)
+                losses.append(train_loss)
+                gone = divergence.diverged_at(losses, last=epoch == cfg.epochs)
+                if gone is not None:
+                    divergence.cut_at(record, gone)  # (a diverged run's history ends at the epoch before)
+                    record.update(status="diverged", diverged_epoch=gone, diverged_loss=losses[gone])
                     break
                 log_epoch(epoch, train_loss)
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")

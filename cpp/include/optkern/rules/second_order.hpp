@@ -80,9 +80,14 @@ template <class T> OK_HD void sam_perturb_adaptive(T& p, T g, T& backup, T scale
 // One element's term of the ascent norm's sum of squares (float64): g, or |w| g for ASAM.
 OK_HD double sam_norm_term(double p, double g, bool adaptive) { return adaptive ? p * g : g; }
 
-// SAM's ascent scale; zero for rho = 0 (so w + scale g == w bit for bit).
+// SAM's ascent scale; zero for rho = 0 (so w + scale g == w bit for bit), and zero for a norm that
+// is NaN or inf (a gradient with NaN / Inf entries: no ascent direction, the ascent point is w, as
+// for a zero gradient; an inf norm gave rho / inf = 0 already). rho / NaN made every moved param
+// NaN: the second gradient, taken there, was NaN everywhere and the wrapped optimizer's step wrote
+// NaN into every param and its state, where its own step with that gradient writes NaN only where
+// the gradient has it. (grad_norm - grad_norm: NaN for inf and NaN, 0 otherwise.)
 OK_HD double sam_scale(double rho, double grad_norm, double eps) {
-  return rho == 0.0 ? 0.0 : rho / (grad_norm + eps);
+  return rho == 0.0 || !(grad_norm - grad_norm == 0.0) ? 0.0 : rho / (grad_norm + eps);
 }
 
 // Conjugate gradients on (A + lambda I) (hessian.cg), rounded like the NumPy/SciPy loop it
