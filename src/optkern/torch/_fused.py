@@ -23,8 +23,9 @@ from .._checked_values import cached, remember
 from ..optim._run import _Run
 from . import _lowp, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view
+from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks
-from ._checks_step import _StepChecks, check_new_group
+from ._checks_step import _StepChecks
 from ._host_values import host_group
 from ._impl_keywords import take_impl_keywords
 from ._runs import _Runs
