@@ -8,7 +8,6 @@ array), large arrays reduced in place (no copies).
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from . import hyper_check
 from .agreement import (
     agree,
     check_comm_kinds,
-    comm_kind,
     first_unlike,
     load_together,
     reduce_mode,
@@ -28,93 +26,9 @@ from .agreement import (
 from .buckets import make_buckets
 from .closure_steps import ClosureSteps, steps_from_closure
 from .communicator import as_communicator
+from .data_parallel_args import _grad_weight, _local_set_up, check_grads, check_optimizer_step, check_same_sizes
 from .groups import grown, restorable
 from .params import check_same_params
-
-
-def _grad_weight(w, dtypes=()):
-    """``w`` (None, or a finite real >= 0) as a float; ``dtypes``: those of the gradients it scales,
-    where it must stay finite after rounding (1e300 is inf in float32: inf * 0 = NaN)."""
-    if w is None:
-        return None
-    if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
-        raise TypeError(f"grad_weight: expected a number or None, got {type(w).__name__}")
-    try:
-        w = float(w)
-    except OverflowError:  # an int beyond float's range
-        raise ValueError("grad_weight: must be finite and >= 0, got an integer beyond float range") from None
-    if not (math.isfinite(w) and w >= 0):
-        raise ValueError(f"grad_weight: must be finite and >= 0, got {w}")
-    for dt in dtypes:
-        with np.errstate(over="ignore"):
-            r = float(np.dtype(dt).type(w)) if np.dtype(dt).kind in "fV" else w  # (ml_dtypes' bfloat16: V)
-        if not math.isfinite(r):
-            raise ValueError(f"grad_weight: {w!r} is not finite in the gradients' dtype {np.dtype(dt)}")
-    return w
-
-
-def _size(name: str, v, hint: str = "") -> float:
-    """A buffer size: a number > 0 (``inf`` where ``hint`` allows it). ValueError for every bad
-    value, a non-number included, as these arguments have always raised."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a number > 0{hint}, got {type(v).__name__}")
-    try:
-        f = float(v)
-    except OverflowError:  # an int beyond float's range
-        f = math.inf
-    if not f > 0 or (math.isinf(f) and not hint):
-        raise ValueError(f"{name}: expected a finite number > 0{hint}, got {v!r}")
-    return f
-
-
-def _arguments(optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:
-    """DistributedOptimizer's arguments checked on this rank: (bucket_mb, direct_kb, grad_weight,
-    the optimizer's params in group order)."""
-    if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
-        raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
-    bucket_mb = _size("bucket_mb", bucket_mb)
-    direct_kb = _size("direct_kb", direct_kb, " (inf: pack every gradient)")
-    if not isinstance(op, str) or op not in ("mean", "sum"):
-        raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    return bucket_mb, direct_kb, _grad_weight(grad_weight), params
-
-
-def _local_set_up(comm, optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:
-    """(this rank's checked arguments, what the other ranks must share: how its Communicator
-    reduces, and the buffer sizes that cut the gradients into buckets)."""
-    args = _arguments(optimizer, bucket_mb, op, grad_weight, direct_kb)
-    return args, (comm_kind(comm), args[:2])
-
-
-def check_same_sizes(sizes: list) -> None:
-    """ValueError (on every rank: ``sizes`` are every rank's ``(bucket_mb, direct_kb)``) naming the
-    first rank whose sizes differ from rank 0's. The sizes decide which gradients share a bucket and
-    so the sequence and length of the collectives: a rank with another ``bucket_mb`` reduced its
-    buckets against other ranks' buckets of other lengths (MPI's "message truncated" abort, or the
-    sum of unrelated gradients written into every rank's, silently)."""
-    r = first_unlike(sizes)
-    if r is None:
-        return
-    for i, name in enumerate(("bucket_mb", "direct_kb")):
-        if sizes[r][i] != sizes[0][i]:
-            raise ValueError(
-                f"{name}: {sizes[r][i]!r} on rank {r}, {sizes[0][i]!r} on rank 0 (the ranks' buckets, and so "
-                "their reductions, would not pair up: pass it alike on every rank)"
-            )
-
-
-def check_optimizer_step(optimizer, grads) -> None:
-    """Raise what ``optimizer.step(grads)`` would raise for bad input, before a wrapper writes into
-    ``grads`` (its own check when the optimizer has one: optkern.optim's do)."""
-    check = getattr(optimizer, "_check_step", None)
-    if check is not None:
-        check(grads)
-
-
-def check_grads(grads, params, name: str = "grads") -> list:
-    """``grads`` as a list matching ``params`` in kind, dtype and shape (checked before any collective)."""
-    return _backend.check_list_like(_backend.as_list(grads, name), params, name)
 
 
 class DistributedOptimizer(ClosureSteps):

@@ -16,15 +16,16 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _backend, _fixed_sums
+from .. import _backend
 from .._array_checks import type_name
 from .._pickling import NativeByName
+from ._linear_operator import LinearOperatorProtocol, _linear_operator_base
 from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
-from .compose import Composed as _Composed
-from .compose import is_operator as _is_operator
+from ._vectors import unit_vector as unit_vector  # (re-exported: the estimators and tests import it here)
+from ._vectors import vector_norm
 
 
-class CurvatureOperator(NativeByName):
+class CurvatureOperator(NativeByName, LinearOperatorProtocol):
     """A symmetric linear operator defined by a matrix-vector product.
 
     Args:
@@ -162,82 +163,11 @@ class CurvatureOperator(NativeByName):
     rmatvec = matvec
     rmatmat = matmat
 
-    # LinearOperator's private hooks, for SciPy code paths that call them.
-    def _matvec(self, v):
-        return self.matvec(v)
-
-    def _matmat(self, V):
-        return self.matmat(V)
-
-    def _rmatvec(self, v):
-        return self.matvec(v)
-
-    def _adjoint(self):
-        return self
-
-    def _transpose(self):
-        return self
-
-    @property
-    def T(self):
-        return self
-
-    @property
-    def H(self):
-        return self
-
-    def __matmul__(self, x):
-        if _is_operator(x):
-            return self._compose(x)
-        if np.isscalar(x):  # (SciPy's rule and words, naming the operand)
-            raise ValueError("x: Scalar operands are not allowed, use '*' instead")
-        x_nd = getattr(x, "ndim", None)
-        if x_nd == 1 or (x_nd == 2 and x.shape[1] == 1):
-            return self.matvec(x)
-        if x_nd == 2:
-            return self.matmat(x)
-        raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
-
-    def dot(self, x):
-        """``A x`` for a vector or matrix, ``A B`` (an operator) for an operator ``B``, ``a A`` for a scalar."""
-        if np.isscalar(x):  # a real multiple: a string or complex would make an operator of that dtype
-            _backend.real("x", x)
-        if np.isscalar(x) and isinstance(self, _linear_operator_base()):
-            return _linear_operator_base().dot(self, x)
-        if np.isscalar(x):
-            return _Composed(self, None, float(x))
-        return self @ x
-
-    def _compose(self, other):
-        """The product operator ``self @ other`` (SciPy's product operator when both are SciPy ones)."""
-        if other.shape[0] != self.shape[1]:
-            raise ValueError(f"cannot multiply operators of shapes {self.shape} and {other.shape}")
-        base = _linear_operator_base()
-        if isinstance(self, base) and isinstance(other, base):
-            return base.dot(self, other)
-        return _Composed(self, other, 1.0)
-
     def __call__(self, v):
         return self.matvec(v)
 
     def __repr__(self):
         return f"<{self.shape[0]}x{self.shape[1]} CurvatureOperator '{self.name}' dtype={self.dtype}>"
-
-
-_SCIPY = None
-
-
-def _linear_operator_base():
-    """scipy.sparse.linalg.LinearOperator, or a dummy class when SciPy is missing."""
-    global _SCIPY
-    if _SCIPY is None:
-        try:
-            from scipy.sparse.linalg import LinearOperator
-
-            _SCIPY = LinearOperator
-        except ImportError:  # pragma: no cover - scipy is a test dependency
-            _SCIPY = type("NoScipy", (), {})
-    return _SCIPY
 
 
 def _operator_class(xp):
@@ -412,52 +342,3 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         xp = xp if getattr(xp, "__name__", None) in ("numpy", "cupy") else np
         return _operator_class(xp)(A.matvec, n, dtype, xp, None, "wrapped", check=(f"{name}.matvec",) * 3)
     raise TypeError(f"{name}: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")
-
-
-def unit_vector(op, v, name: str = "v0"):
-    """``v / ||v||``, a start vector of ``op`` (shaped and typed as its products take them); ValueError
-    naming ``name`` when it is zero (it spans nothing) or not finite (every product would be NaN)."""
-    v = op._vector(v, name, scale_free=True)
-    big = float(op.xp.abs(v).max())
-    if not math.isfinite(big) or big == 0.0:
-        raise ValueError(f"{name}: must be a finite nonzero vector")
-    # The direction is scale-free, but ||v|| of finite entries of 1e300 overflowed and of 1e-310
-    # underflowed to 0: a valid start vector was refused as "not finite nonzero". Scaled first by a
-    # power of two (exact: the same bits as v / ||v|| wherever that norm was representable).
-    v = v / math.ldexp(1.0, math.frexp(big)[1] - 1)
-    return v / _fixed_sums.norm(v)
-
-
-_FLOOR64 = math.sqrt(float(np.finfo(np.float64).tiny)) / float(np.finfo(np.float64).eps)
-
-
-def vector_norm(xp, v, axis=None):
-    """``||v||`` (a float; ``axis``: the norms along it, an array of ``xp``), safe at either end of
-    ``v``'s range. NumPy's and CuPy's norms square in ``v``'s dtype: entries of 1e200 (float64) or
-    1e20 (float32) made it inf, of 1e-200 / 1e-25 zero, and Lanczos over ``c A`` then took every
-    step for a breakdown (``top_eigenvalues``: eigenvalues wrong or the first one only). Where the
-    direct norm is not finite or so small that squares may have underflowed, ``v`` is scaled by a
-    power of two of its largest magnitude (exact) and the norm scaled back (LAPACK nrm2's idea).
-    The whole vector's norm sums its squares in float64 by ``_fixed_sums`` (the same bits for any
-    thread count, where NumPy's goes to BLAS); the norms along an axis are NumPy's / CuPy's
-    reductions (no BLAS)."""
-    if axis is None:
-        with np.errstate(over="ignore", under="ignore"):
-            r = _fixed_sums.norm(v)
-        # (float64 squares: a float32 vector's never leave the range; a float64 one's may)
-        if not math.isfinite(r) or r < _FLOOR64:
-            big = float(xp.abs(v).max()) if v.size else 0.0
-            if math.isfinite(big) and big > 0.0:
-                e = math.frexp(big)[1]
-                with np.errstate(over="ignore"):  # (a norm past float64's range: inf, as NumPy's)
-                    return float(np.ldexp(_fixed_sums.norm(xp.ldexp(v, -e)), e))
-        return r
-    fi = np.finfo(v.dtype)
-    floor = math.sqrt(float(fi.tiny)) / float(fi.eps)  # (squares above tiny / eps^2: underflow lost nothing)
-    with np.errstate(over="ignore", under="ignore"):
-        r = xp.linalg.norm(v, axis=axis)
-    if bool(xp.all(xp.isfinite(r) & (r >= floor))):
-        return r
-    e = xp.frexp(xp.abs(v).max(axis=axis, keepdims=True))[1]  # (0 for a zero row: left as it is)
-    with np.errstate(over="ignore"):
-        return xp.ldexp(xp.linalg.norm(xp.ldexp(v, -e), axis=axis), xp.squeeze(e, axis=axis))

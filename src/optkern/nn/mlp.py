@@ -9,6 +9,7 @@ direction ``v`` in parameter space has the same layout.
 
 Matrix products go through the array module's BLAS (NumPy / cuBLAS via CuPy);
 activations and softmax cross-entropy through the fused native kernels.
+The passes over the layers (forward, backward, R-forward) are in ``_mlp_passes``.
 The Hessian-vector product is Pearlmutter's R-operator: one forward pass and
 one backward pass that carry the ordinary and the R-quantities together.
 Batch norm always uses batch statistics (training mode), so the loss, its
@@ -26,11 +27,10 @@ from .. import _backend, _pool
 from . import block as _block
 from ._gemm import _weight_grad
 from ._mlp_args import _MLPArgs
-from .activations import activation, check_activation
-from .losses import _labels, mse_forward, xent_forward, xent_rop
-from .normalization import norm_backward, norm_forward, norm_rop_backward, norm_rop_forward
-
-_NORM_AXIS = {"batch": 0, "layer": 1}
+from ._mlp_passes import _NORM_AXIS, _MLPPasses
+from .activations import check_activation
+from .losses import _labels
+from .normalization import norm_rop_backward
 
 
 def _ieee(method):
@@ -61,7 +61,7 @@ def _float_dtype(dtype) -> np.dtype:
     return dt
 
 
-class MLP(_MLPArgs):
+class MLP(_MLPArgs, _MLPPasses):
     """Multi-layer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
     Args:
@@ -202,92 +202,6 @@ class MLP(_MLPArgs):
             if "gamma" in layer:
                 layer["gamma"][...] = 1.0
         return self.xp.asarray(flat)
-
-    # ---- forward ----------------------------------------------------------
-
-    def _forward(self, P, x, order):
-        """Layer caches: input ``a``, norm ``saved``, ``d1``/``d2``; returns (caches, output)."""
-        caches = []
-        a = x
-        last = self.num_layers - 1
-        for i, p in enumerate(P):
-            h = a @ p["W"].T
-            h += p["b"]
-            c = {"a": a}
-            if i == last:
-                caches.append(c)
-                return caches, h
-            if self.norm:
-                h, c["saved"] = norm_forward(h, p["gamma"], p["beta"], self.norm_eps, _NORM_AXIS[self.norm])
-            if order == 0:
-                a = activation(self.activation, h)
-            elif order == 1:
-                a, c["d1"] = activation(self.activation, h, order=1)
-            else:
-                a, c["d1"], c["d2"] = activation(self.activation, h, order=2)
-            caches.append(c)
-
-    def _loss_head(self, out, y, need_grad=True):
-        """Scalar loss, gradient w.r.t. the output, and what the loss R-operator needs."""
-        if self.loss_kind == "mse":
-            loss, g, h = mse_forward(out, y)
-            return loss, g, h
-        n = out.shape[0]
-        rows, logp, g = xent_forward(
-            out,
-            y,
-            label_smoothing=self.label_smoothing,
-            confidence_penalty=self.confidence_penalty,
-            scale=1.0 / n,
-            need_logp=need_grad,
-            need_grad=need_grad,
-        )
-        return rows.mean(), g, logp
-
-    def _loss_rop(self, head, rout):
-        """``(d^2 loss / d out^2) rout``."""
-        if self.loss_kind == "mse":
-            return rout * head
-        return xent_rop(head, rout, confidence_penalty=self.confidence_penalty, scale=1.0 / rout.shape[0])
-
-    # ---- backward ---------------------------------------------------------
-
-    def _backward(self, P, caches, g, out_flat):
-        """Plain backpropagation of ``g`` (d loss / d output) into ``out_flat``'s views."""
-        G = self.views(out_flat)
-        axis = _NORM_AXIS.get(self.norm)
-        for i in range(self.num_layers - 1, -1, -1):
-            c, p = caches[i], P[i]
-            _weight_grad(g, c["a"], G[i]["W"])
-            G[i]["b"][...] = g.sum(axis=0)
-            if i == 0:
-                break
-            prev = caches[i - 1]
-            g = (g @ p["W"]) * prev["d1"]
-            if self.norm:
-                g, G[i - 1]["gamma"][...], G[i - 1]["beta"][...] = norm_backward(
-                    g, P[i - 1]["gamma"], prev["saved"], axis
-                )
-        return out_flat
-
-    def _rop_forward(self, P, V, caches):
-        """R-forward: per hidden layer ``Rz`` (pre-activation) and ``Ra``; returns R{output}."""
-        axis = _NORM_AXIS.get(self.norm)
-        ra = None
-        last = self.num_layers - 1
-        for i, (p, v) in enumerate(zip(P, V)):
-            c = caches[i]
-            rh = c["a"] @ v["W"].T
-            rh += v["b"]
-            if ra is not None:
-                rh += ra @ p["W"].T
-            c["Ra"] = ra
-            if i == last:
-                return rh
-            if self.norm:
-                rh, c["rsaved"] = norm_rop_forward(rh, p["gamma"], v["gamma"], v["beta"], c["saved"], axis)
-            c["Rz"] = rh
-            ra = c["d1"] * rh
 
     # ---- public API -------------------------------------------------------
 

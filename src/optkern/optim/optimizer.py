@@ -5,8 +5,9 @@ hyper-parameters into a named tuple (``_check``), says which state arrays those
 hyper-parameters need (``_needed``) and runs one native step for a list of
 params (``_update``, plain or with capturable mode's device buffers).
 Everything else lives here and in the mixins, one job each: whole-step array
-checks (``_prechecks``), capturable mode (``_capturable``) and PyTorch-format
-``state_dict`` / ``load_state_dict`` (``_state_dict``).
+checks (``_prechecks``), capturable mode (``_capturable``), PyTorch-format
+``state_dict`` / ``load_state_dict`` (``_state_dict``) and following ``param_groups``
+between steps (``_group_tracking``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from .._atomic import deferring
 from .._checked_values import cached, remember
 from . import _closure
 from ._capturable import CapturableMixin
+from ._group_tracking import GroupTrackingMixin
 from ._hyper import _check_dtype, _check_shapes
 from ._prechecks import PrecheckMixin
-from ._run import _merged, _Run, _sub_run
+from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
 
 
-class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
+class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin):
     """Base class of the optkern optimizers (PyTorch-style, for NumPy and CuPy arrays).
 
     Args:
@@ -318,103 +320,6 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
         grads, _, runs, _, _ = self._prepared(grads)
         self._precheck(grads, runs)
 
-    def _check_param_groups(self) -> None:
-        """Raise unless ``param_groups`` still holds the groups as added, each with as many params
-        (the runs and state follow them: a group grown or shrunk in place would be stepped half).
-
-        A param may be replaced in place by another array (checked like the others at the step);
-        a new ``params`` list must hold the same arrays (the runs keep the list they were given)."""
-        groups, added = self.param_groups, self._group_params
-        if type(groups) is not list or len(groups) != len(added):
-            if not isinstance(groups, list):
-                raise TypeError(f"param_groups: expected a list of dicts, got {type(groups).__name__}")
-            raise ValueError(
-                f"param_groups: expected the {len(added)} groups added so far (add groups with "
-                f"add_param_group; removing one is not supported), got {len(groups)}"
-            )
-        for gi, (g, (lst, ps)) in enumerate(zip(groups, added)):
-            if type(g) is not dict:
-                raise TypeError(f"param_groups[{gi}]: expected a dict, got {type(g).__name__}")
-            cur = g.get("params")
-            if cur is None:
-                raise ValueError(f"param_groups[{gi}]: missing 'params'")
-            if cur is lst and len(cur) == len(ps):
-                if not _same(cur, self._seen[gi]):
-                    self._check_replaced(gi, cur)
-                continue
-            if not isinstance(cur, list):
-                raise TypeError(f"param_groups[{gi}]['params']: expected a list of arrays, got {type(cur).__name__}")
-            if len(cur) != len(ps):
-                raise ValueError(
-                    f"param_groups[{gi}]['params']: expected the group's {len(ps)} arrays "
-                    f"(add parameters with add_param_group), got {len(cur)}"
-                )
-            if not all(map(is_, cur, ps)):
-                raise ValueError(
-                    f"param_groups[{gi}]['params']: expected the group's arrays, got a new list holding "
-                    "others (replace a param in the group's own list, or add it with add_param_group)"
-                )
-
-    def _check_replaced(self, gi: int, params: list) -> None:
-        """A group's list where a param was replaced in place, checked as ``add_param_group`` checks
-        one: an array of this optimizer's kind and dtype, before anything reads it (a None or a list
-        raised AttributeError in the step's shape checks; an int32 array would be checked against
-        the hyper-parameters, naming ``eps`` for it). The step's array checks do the rest (layout,
-        size, aliasing)."""
-        where = f"param_groups[{gi}]['params']"
-        _backend.backend((where, params))
-        for i, p in enumerate(params):
-            self._check_param_dtype(p, f"{where}[{i}]")
-        self._seen[gi] = tuple(params)
-        # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
-        # NaN into a float32 one put in its place): the cached checks are of the old arrays
-        self._dtype_checked.clear()
-
-    def _follow_replaced(self) -> None:
-        """Bring the runs' params up to the groups' lists, where a param may have been replaced in
-        place (``_check_param_groups``). A group in one run holds its list itself; a split group
-        (None grads, a loaded state dict) holds lists of its own, where the old array went on
-        stepping and the new one never moved."""
-        start = 0
-        for (lst, _), group_runs in zip(self._group_params, self._runs):
-            if not (len(group_runs) == 1 and group_runs[0].params is lst):
-                for run in group_runs:
-                    for k, i in enumerate(run.index):
-                        if run.params[k] is not lst[i - start]:
-                            run.params[k] = lst[i - start]
-            start += len(lst)
-
-    def _live_runs(self, grads: list, checked: list):
-        """(runs to step, run layout after the step) for a step that skips the params whose grad is
-        None: a run with some skipped params is split into the stepped part and the rest, which
-        keep their own step counts and state; equal neighbours are merged again after the step.
-        A group kept in one run (global-norm optimizers) steps its live params in a view of the
-        run that shares its state, and counts the step for the group."""
-        live_runs, layout = [], []
-        for gi, group_runs in enumerate(self._runs):
-            live, parts = [], []
-            for run in group_runs:
-                keep = [k for k, i in enumerate(run.index) if grads[i] is not None]
-                if checked[gi][1] and 0 < len(keep) < len(run.index):  # a captured step reads every grad
-                    skipped = next(i for i in run.index if grads[i] is None)
-                    raise ValueError(f"grads[{skipped}]: None is not supported in capturable mode")
-                if len(keep) == len(run.index):
-                    live.append(run)
-                    parts.append(run)
-                elif not keep:
-                    parts.append(run)
-                elif self._one_run_per_group:
-                    live.append(_sub_run(run, keep, parent=run))
-                    parts.append(run)
-                else:
-                    rest = [k for k in range(len(run.index)) if k not in set(keep)]
-                    a, b = _sub_run(run, keep), _sub_run(run, rest)
-                    live.append(a)
-                    parts += [a, b]
-            live_runs.append(live)
-            layout.append(parts)
-        return live_runs, layout
-
     def _ensure_state(self, run: _Run, hp: tuple) -> None:
         for name in self._needed(hp):
             if name not in run.state:
@@ -459,11 +364,6 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin):
                 _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
-
-
-def _same(params: list, arrays: tuple) -> bool:
-    """Whether the list ``params`` still holds exactly ``arrays`` (by identity; ~3 us for 200)."""
-    return len(params) == len(arrays) and all(map(is_, params, arrays))
 
 
 def torch_tensors(given: list) -> list:

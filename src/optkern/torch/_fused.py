@@ -2,8 +2,9 @@
 step groups a param group's tensors into runs (one device, dtype and step count), keeps
 NumPy/CuPy views of the params and state of each run while they stay the same tensors, and
 hands each run to the optkern.optim class it mirrors (``_core``). Here: construction, groups,
-loading, the step over the groups and the state a param starts with; the runs themselves (layout,
-views, one run's call) are the mixin ``_Runs`` (``_runs.py``), the checks the mixins of
+loading and the step over the groups; the state a param has and starts with is the mixin
+``_InitialState`` (``_initial_state.py``), the runs themselves (layout,
+views, one run's call) the mixin ``_Runs`` (``_runs.py``), the checks the mixins of
 ``_checks_step.py`` and ``_checks_state.py``. The classes themselves (SGD ... NAdam: what each
 passes to its fused kernel) are in ``optimizers.py`` and ``adam.py``.
 """
@@ -20,19 +21,20 @@ from torch.optim import optimizer as _torch_optimizer
 
 from .. import optim as _optim
 from .._checked_values import cached, remember
-from ..optim._run import _Run
 from . import _lowp, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view
+from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks
-from ._checks_step import _StepChecks, check_new_group
+from ._checks_step import _StepChecks
 from ._host_values import host_group
 from ._impl_keywords import take_impl_keywords
+from ._initial_state import _InitialState
 from ._runs import _Runs
-from ._state import _HOST_SCALARS, _like_param, _meta, _scalar_dtype, _scalars_to_host, _step_tensor, _zeros
+from ._state import _HOST_SCALARS, _like_param, _meta, _scalars_to_host
 from ._tracked import _TrackedEntry, _TrackedState, plain, tracked
 
 
-class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
+class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     """Groups, closure, grad=None skipping and runs; subclasses say how one run steps.
 
     Which state a param has, and its initial values, come from the optkern.optim class the
@@ -362,42 +364,6 @@ class _Fused(_StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
         steps = [s["step"] for s in states if "step" in s]
         if steps:
             torch._foreach_add_(steps, 1)
-
-    # ---- state: the optkern.optim class's -----------------------------------------------
-
-    def _state_names(self, group: dict) -> tuple:
-        """The state tensors a step with this group's hyper-parameters uses."""
-        return tuple(self._m._needed(self._hyper(group)))
-
-    def _keeps_state(self, group: dict, dtype: torch.dtype) -> bool:
-        """Whether a step of the group's ``dtype`` params keeps per-param state: a step count, a
-        per-param scalar or a state tensor (SGD without momentum keeps none, as torch's)."""
-        return bool(self._run_keys or self._stored(self._hyper(group), dtype))
-
-    def _stored(self, hp: tuple, dtype: torch.dtype) -> tuple:
-        """Every state tensor a step of ``dtype`` params with checked hyper-parameters ``hp`` reads or writes."""
-        names = tuple(self._m._needed(hp))
-        cfg = self._lowp_cfg
-        return names if cfg is None else _lowp.stored_names(cfg, names, dtype)
-
-    def _init_state(self, p, state: dict, group: dict) -> None:
-        """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and
-        the state tensors, each initialised as the optkern.optim class initialises its arrays. (A
-        step count or scalar ``state`` holds already is kept: SGD's buffers may come later.)"""
-        m = self._m
-        hp = self._hyper(group)
-        if m._has_step or self._lowp_core:
-            state.setdefault("step", _step_tensor())
-        with _views.on_stream(p):
-            for name, value in m._new_extra(_Run([0], [_views.view(p)], None), hp).items():
-                state.setdefault(name, torch.tensor(float(value), dtype=_scalar_dtype()))
-            if self._lowp_core:  # (the storage the low-precision step takes)
-                _lowp.new_state(p, state, m, tuple(m._needed(hp)), hp)
-                return
-            for name in m._needed(hp):
-                t = _zeros(p)
-                _views.view(t)[...] = m._new_state(name, _views.view(t), hp)
-                state[name] = t
 
     # ---- per optimizer -------------------------------------------------------------
 

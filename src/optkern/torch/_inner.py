@@ -21,7 +21,7 @@ import torch
 from .. import _backend
 from .._atomic import Uninterrupted
 from . import _flat_order, _inference, _views
-from ._checks_step import check_grad, check_new_group
+from ._checks_inputs import check_grad, check_new_group
 from ._host_values import host_group
 
 

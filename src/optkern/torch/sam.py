@@ -15,7 +15,7 @@ import torch
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from . import _inference, _views
-from ._checks_step import check_grad
+from ._checks_inputs import check_grad
 from ._host_values import _host_number
 
 _EPS = 1e-12  # added to the norm, as in the reference implementation
