@@ -3,7 +3,7 @@
 // rows (from the shape only); each (block, channel) is reduced by one thread
 // in a fixed order and blocks are merged in order, so the result is bitwise
 // identical for any thread count. With S = 1 a block is reduced for all
-// channels at once, vectorized across channels.
+// channels at once, vectorized across channels. (The kernels: norm_channels_kernels.hpp.)
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 
 #include "half_stage.hpp"
 #include "py_arrays.hpp"
+#include "norm_channels_kernels.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
 #include "optkern/signatures.hpp"
@@ -20,229 +21,6 @@ namespace {
 namespace py = pybind11;
 using namespace normcpu;
 
-struct Shape {
-  int64_t N, C, S;
-  int64_t nb() const { return std::max<int64_t>(1, (int64_t(1) << 14) / (S == 1 ? C : S)); }  // rows / block
-  int64_t nblk() const { return (N + nb() - 1) / nb(); }
-  int64_t n0(int64_t k) const { return k * nb(); }
-  int64_t n1(int64_t k) const { return std::min(N, (k + 1) * nb()); }
-  int64_t size() const { return N * C * S; }
-};
-
-// Corrected two-pass moments of block k (all channels when S = 1, else channel t % C).
-template <class T> struct StatsKernel {
-  const T* x;
-  rules::Moments<double>* part;  // [nblk][C], kept and merged in double (norm_cpu.hpp: chunk_moments)
-  Shape sh;
-  OK_INLINE void operator()(int64_t t) const {
-    const int64_t C = sh.C, S = sh.S;
-    if (S == 1) {
-      const int64_t k = t, n0 = sh.n0(k), n1 = sh.n1(k);
-      // The corrected two-pass of norm_cpu.hpp's chunk_moments across the channels: Σx in double,
-      // then Σ(x - m)² in T over blocks of kBlockTerms rows, each added in double. One sum in T of a
-      // channel's up to 16K squared deviations rounded every addition alike for data of few distinct
-      // values (half a, half b: rstd 300 ulps off; random columns 8).
-      std::vector<double> s(size_t(C), 0.0), q(size_t(C), 0.0);
-      std::vector<T> m(static_cast<size_t>(C)), qb(static_cast<size_t>(C));
-      double* OK_RESTRICT sp = s.data();
-      double* OK_RESTRICT qp = q.data();
-      T* OK_RESTRICT mp = m.data();
-      T* OK_RESTRICT bp = qb.data();
-      for (int64_t n = n0; n < n1; ++n) {
-        const T* OK_RESTRICT xn = x + n * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) sp[c] += double(xn[c]);
-      }
-      const double cnt = double(n1 - n0);
-      for (int64_t c = 0; c < C; ++c) mp[c] = T(sp[c] / cnt);
-      for (int64_t n = n0; n < n1; n += kBlockTerms) {
-        std::fill(qb.begin(), qb.end(), T(0));
-        for (int64_t j = n; j < std::min(n1, n + kBlockTerms); ++j) {
-          const T* OK_RESTRICT xn = x + j * C;
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) bp[c] += sq_dev(xn[c], mp[c]);
-        }
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) qp[c] += double(bp[c]);
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        const double mean = sp[c] / cnt;
-        part[k * C + c] = {cnt, mean, corrected_m2(qp[c], mean - double(mp[c]), cnt)};
-      }
-      return;
-    }
-    // The corrected two-pass of norm_cpu.hpp's chunk_moments over the block's runs of channel c.
-    const int64_t k = t / C, c = t % C, n0 = sh.n0(k), n1 = sh.n1(k);
-    double s = 0;
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      // The runs of one channel lie C * S apart: prefetch the next one.
-      prefetch_row(xn + C * S, n + 1 < n1 ? S : 0);
-      s += lane_sum<double>(S, [&](int64_t i) { return double(xn[i]); });
-    }
-    const double cnt = double((n1 - n0) * S), mean = s / cnt;
-    const T m = T(mean);
-    double q = 0;
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      q += block_sum<T>(S, [&](int64_t i) { return sq_dev(xn[i], m); });
-    }
-    part[t] = {cnt, mean, corrected_m2(q, mean - double(m), cnt)};
-  }
-};
-
-// Σ dy and Σ dy x̂ of block k (all channels when S = 1, else channel t % C).
-template <class T> struct GradSumKernel {
-  const T *dy, *x, *mean, *rstd;
-  T *sdy, *sdyx;  // [nblk][C]
-  Shape sh;
-  const T* ns;  // S = 1: ChannelScaling's data, null when no channel needs it (norm_cpu.hpp)
-  OK_INLINE void operator()(int64_t t) const {
-    const int64_t C = sh.C, S = sh.S;
-    if (S == 1) {
-      // Each channel's sums are sequential over up to 16K rows: in double (in float32 Σ dy x̂, whose
-      // terms cancel, kept ~ε √N |dy| of them: with dy = 10 + small several % of dweight)
-      const int64_t k = t;
-      std::vector<double> sa(size_t(C), 0.0), sb(size_t(C), 0.0);
-      double* OK_RESTRICT a = sa.data();
-      double* OK_RESTRICT b = sb.data();
-      for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
-        const T* OK_RESTRICT g = dy + n * C;
-        const T* OK_RESTRICT xn = x + n * C;
-        if (ns) {  // (rare: a channel whose x - mean may overflow)
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
-            a[c] += double(g[c]);
-            b[c] += double(g[c] * rules::normalize(xn[c], channel_normalizer(ns, C, c)));
-          }
-          continue;
-        }
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          a[c] += double(g[c]);
-          b[c] += double(g[c] * rules::normalize(xn[c], mean[c], rstd[c]));
-        }
-      }
-      for (int64_t c = 0; c < C; ++c) sdy[k * C + c] = T(a[c]), sdyx[k * C + c] = T(b[c]);
-      return;
-    }
-    const int64_t k = t / C, c = t % C;
-    T a = 0, b = 0;
-    with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
-      for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
-        const T* OK_RESTRICT g = dy + (n * C + c) * S;
-        const T* OK_RESTRICT xn = x + (n * C + c) * S;
-        prefetch_row(g + C * S, n + 1 < sh.n1(k) ? S : 0);
-        prefetch_row(xn + C * S, n + 1 < sh.n1(k) ? S : 0);
-        T r[2];  // Σ dy, Σ dy x̂ over the run
-        lane_sums<2, T>(S, [&](int64_t i, T* v) OK_INLINE_LAMBDA {
-          v[0] = g[i];
-          v[1] = g[i] * rules::normalize(xn[i], nz);
-        }, r);
-        a += r[0];
-        b += r[1];
-      }
-    });
-    sdy[t] = a;
-    sdyx[t] = b;
-  }
-};
-
-// y = γ x̂ + β for row n (S = 1) or run (n, c) = t (S > 1).
-template <class T> struct ApplyKernel {
-  const T *x, *mean, *rstd, *w, *b;
-  T* y;
-  Shape sh;
-  bool stream;  // non-temporal stores of y (large outputs)
-  const T* ns;  // S = 1: ChannelScaling's data, or null
-  OK_INLINE void operator()(int64_t t) const {
-    if (sh.S == 1) {
-      const T* OK_RESTRICT xn = x + t * sh.C;
-      if (ns) {  // (rare: a channel whose x - mean may overflow)
-        write_row(y + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
-          return rules::affine(rules::normalize(xn[c], channel_normalizer(ns, sh.C, c)), w[c], b[c]);
-        });
-        return;
-      }
-      write_row(y + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
-        return rules::affine(rules::normalize(xn[c], mean[c], rstd[c]), w[c], b[c]);
-      });
-      return;
-    }
-    const int64_t c = t % sh.C;
-    const T wc = w[c], bc = b[c];
-    const T* OK_RESTRICT xn = x + t * sh.S;
-    with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
-      write_row(y + t * sh.S, sh.S, stream,
-                [&](int64_t i) OK_INLINE_LAMBDA { return rules::affine(rules::normalize(xn[i], nz), wc, bc); });
-    });
-  }
-};
-
-// dx = r (g - mean(g) - x̂ mean(g x̂)), g = γ dy; mg, mgx per channel (zero in eval mode: eval()).
-template <class T> struct DxKernel {
-  const T *dy, *x, *mean, *rstd, *w, *mg, *mgx;
-  T* dx;
-  Shape sh;
-  bool stream;  // non-temporal stores of dx (large outputs)
-  const T* ns;  // S = 1: ChannelScaling's data, or null
-  bool training;
-  char* bad;  // bad[t]: a dx of task t is not finite (redone: redo_channels)
-  OK_INLINE void operator()(int64_t t) const { bad[t] = !dx_finite(t); }
-  OK_INLINE bool dx_finite(int64_t t) const {
-    if (!training) return eval(t);
-    if (sh.S == 1) {
-      const T* OK_RESTRICT g = dy + t * sh.C;
-      const T* OK_RESTRICT xn = x + t * sh.C;
-      if (ns) {  // (rare: a channel whose x - mean may overflow)
-        return write_row_finite(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
-          const T xh = rules::normalize(xn[c], channel_normalizer(ns, sh.C, c));
-          return rules::norm_dx(g[c], w[c], xh, rstd[c], mg[c], mgx[c]);
-        });
-      }
-      return write_row_finite(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
-        return rules::norm_dx(g[c], w[c], rules::normalize(xn[c], mean[c], rstd[c]), rstd[c], mg[c], mgx[c]);
-      });
-    }
-    const int64_t c = t % sh.C;
-    const T rs = rstd[c], wc = w[c], a = mg[c], b = mgx[c];
-    const T* OK_RESTRICT g = dy + t * sh.S;
-    const T* OK_RESTRICT xn = x + t * sh.S;
-    bool ok = true;
-    with_normalizer(mean[c], rs, [&](const auto& nz) OK_INLINE_LAMBDA {
-      ok = write_row_finite(dx + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA {
-        return rules::norm_dx(g[i], wc, rules::normalize(xn[i], nz), rs, a, b);
-      });
-    });
-    return ok;
-  }
-  // Eval mode: dx = r dy γ (the means are constants) needs no x̂ -- formed, a NaN x or an x̂ past
-  // the dtype's range times the zero mean(g x̂) made dx NaN where torch's is finite. x̂ = 0 here
-  // gives the same bits as the formula's for every finite x̂.
-  OK_INLINE bool eval(int64_t t) const {
-    const bool rows = sh.S == 1;
-    const int64_t len = rows ? sh.C : sh.S, c0 = t % sh.C;
-    const T* OK_RESTRICT g = dy + t * len;
-    return write_row_finite(dx + t * len, len, stream, [&](int64_t i) OK_INLINE_LAMBDA {
-      const int64_t c = rows ? i : c0;
-      return rules::norm_dx(g[i], w[c], T(0), rstd[c], T(0), T(0));
-    });
-  }
-};
-
-OK_NORM_CLONE_RANGE(StatsKernel)
-OK_NORM_CLONE_RANGE(GradSumKernel)
-OK_NORM_CLONE_RANGE(ApplyKernel)
-OK_NORM_CLONE_RANGE(DxKernel)
-
-// Run kernel(t) for t in [0, n) (one task per block/channel or per run).
-template <class K> void run(const K& k, int64_t n, int64_t work) {
-  if (n <= 0) return;
-  const int64_t per = std::max<int64_t>(1, n / 256);
-  const int64_t nr = (n + per - 1) / per;
-  parallel_for(nr, work, [&](int64_t r) { run_range(k, r * per, std::min(n, (r + 1) * per)); });
-}
-
 Shape shape_of(int64_t size, int64_t N, int64_t C, int64_t S) {
   if (N < 0 || C < 1 || S < 1) throw py::value_error("shape: N >= 0, C >= 1, S >= 1 required");
   if (N * C * S != size)
@@ -250,8 +28,6 @@ Shape shape_of(int64_t size, int64_t N, int64_t C, int64_t S) {
                           std::to_string(size));
   return {N, C, S};
 }
-
-int64_t tasks(const Shape& sh) { return sh.S == 1 ? sh.nblk() : sh.nblk() * sh.C; }
 
 // mean, rstd = 1 / sqrt(biased var + eps) and the unbiased variance (for the
 // running buffer) of each channel, all from the same merged moments.

@@ -28,9 +28,7 @@ blockwise quantization). A missing master copy starts from the half param.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from operator import is_
-from types import MappingProxyType
 
 import numpy as np
 
@@ -42,24 +40,23 @@ from ._lowp_config import (
     STATE_DTYPES,
     LowpConfig,
     _half_fmt,
-    _host,
     element_starts,
     lowp_keywords,
 )
-from ._parts import OptimizerParts
+from ._lowp_state_dict import LowpStateDictMixin
+from ._lowp_state_dict import _saved_seed as _saved_seed  # (torch/_lowp.py imports it from here)
 from ._prechecks import _data_span
 
 __all__ = ["LOWP_KEYWORDS", "STATE_DTYPES", "LowPrecisionMixin", "LowpConfig", "lowp_keywords"]
 
 
-class LowPrecisionMixin(OptimizerParts):
+class LowPrecisionMixin(LowpStateDictMixin):
     """Optimizer mixin: ``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
     ``block_size`` (``LOWP_KEYWORDS``; configured by ``_lowp_init`` before ``Optimizer.__init__``)."""
 
     _lowp: LowpConfig | None = None
     _amp_found_inf = None  # set by amp.GradScaler.step around a CuPy step: the device flag that skips it
     _amp_grad_scale = None  # set by amp.GradScaler.step around a step: the scale the step unscales grads by
-    _lowp_raw: Mapping = MappingProxyType({})  # exact 8-bit data of a state dict being loaded
     _lowp_seed0: int | None = None  # the constructor's seed (None: pickled before it was kept)
     # the global index of each param's element 0 where the params are slices of a larger numbering
     # (optkern.distributed's ZeRO-1: a rank's slice of the flat parameters draws the Philox words
@@ -303,166 +300,3 @@ class LowPrecisionMixin(OptimizerParts):
                 self._lowp_check([(run, grads)])  # (check_state too)
                 raise
         return out
-
-    # ---- state dict -----------------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        sd = super().state_dict()  # type: ignore[misc]
-        lp = self._lowp
-        if lp is None:
-            return sd
-        # the seed of the step's random words (stochastically rounded params, bf16 states): saved
-        # with each entry, as the storage format, so that a resumed run rounds as this one would
-        if lp.sr or lp.state_dtype == "bfloat16":
-            for entry in sd["state"].values():
-                entry["seed"] = lp.seed
-        if lp.state_dtype == "float32":
-            return sd
-        bf = lowp.bfloat16_dtype()
-        base = type(self)._state_names
-        for entry in sd["state"].values():
-            entry["state_dtype"] = lp.state_dtype
-            if lp.state_dtype == "int8":
-                entry["block"] = lp.block
-            elif bf is not None:
-                for n in base:
-                    if n in entry and type(entry[n]) is np.ndarray:  # (CuPy has no ml_dtypes: raw bits)
-                        entry[n] = entry[n].view(bf)
-        return sd
-
-    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
-        """As :meth:`Optimizer.load_state_dict`, converting the state's storage format (see
-        :mod:`optkern.optim._lowp`) into this optimizer's."""
-        self._lowp_raw = {}
-        try:
-            super().load_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
-        finally:
-            del self._lowp_raw
-        self._adopt_seed(_saved_seed(state_dict), any(run.step for group_runs in self._runs for run in group_runs))
-
-    def _adopt_seed(self, seed: int | None, stepped: bool) -> None:
-        """A loaded checkpoint's stochastic-rounding seed as this optimizer's (optkern.torch's loads
-        call it too): the saved seed replaces the constructor's, so the resumed steps draw the words
-        the saved run would have drawn; a state dict without one keeps the seed, unless nothing in
-        it ``stepped`` -- then no entry could hold one, and the optimizer is as constructed, with the
-        constructor's (kept, a seed loaded before stayed: optkern.load, undoing a load by loading
-        the state from before, left a fresh optimizer drawing the checkpoint's words)."""
-        if seed is None and not stepped:
-            seed = self._lowp_seed0
-        if seed is not None and self._lowp is not None:
-            self._lowp = self._lowp._replace(seed=seed)
-
-    def _check_state_dict(self, state_dict: dict, strict: bool = True) -> None:
-        """As the base check, on the state converted to float32 as :meth:`load_state_dict` loads it."""
-        self._lowp_raw = {}
-        try:
-            super()._check_state_dict(self._lowp_float32(state_dict), strict)  # type: ignore[misc]
-        finally:
-            del self._lowp_raw
-
-    def _lowp_float32(self, sd):
-        """``sd`` with every stored state as float32 values (8-bit dequantized, bf16 widened), the
-        format keys gone; exact 8-bit data kept aside when this optimizer stores the same."""
-        if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict):
-            return sd
-        _saved_seed(sd)  # (checked: one valid seed or none)
-        lp = self._lowp
-        base = type(self)._state_names
-        state = {}
-        for key, entry in sd["state"].items():
-            if not isinstance(entry, dict):
-                state[key] = entry
-                continue
-            where = f"state_dict['state'][{key!r}]"
-            fmt = entry.get("state_dtype", "float32")
-            if fmt not in STATE_DTYPES:
-                raise ValueError(f"{where}['state_dtype']: expected one of {STATE_DTYPES}, got {fmt!r}")
-            try:
-                block = lowp._block(entry.get("block", 256)) if fmt == "int8" else 0
-            except (TypeError, ValueError) as e:  # (named as the entry it came from)
-                raise type(e)(f"{where}['block']: {str(e).partition(': ')[2]}") from None
-            out = {}
-            for k, v in entry.items():
-                if k in ("state_dtype", "block", "seed") or (fmt == "int8" and k.endswith("_scale") and k[:-6] in base):
-                    continue
-                if k == _MASTER and (lp is None or not lp.master):
-                    continue  # an fp32 optimizer's params are its own master
-                if k in base and v is not None:
-                    v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]")
-                    if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:
-                        self._lowp_raw[(str(key), k)] = (_host(entry[k]), _host(entry[f"{k}_scale"]))
-                out[k] = v
-            state[key] = out
-        return {**sd, "state": state}
-
-    @staticmethod
-    def _lowp_widen(v, fmt: str, entry: dict, k: str, block: int, where: str):
-        if fmt == "int8":
-            codes = _host(v)
-            if codes.dtype != np.uint8:
-                raise TypeError(f"{where}: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
-            scales = entry.get(f"{k}_scale")
-            if scales is None:
-                raise ValueError(
-                    f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: missing (8-bit state needs its scales)"
-                )
-            scales = _host(scales)
-            if scales.dtype != np.float32 or scales.shape != (lowp.n_blocks(codes.size, block),):
-                raise ValueError(
-                    f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: expected {lowp.n_blocks(codes.size, block)} "
-                    f"float32 block scales, got {scales.size} of {scales.dtype}"
-                )
-            return lowp.dequantize_blockwise(codes, scales, block)
-        a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
-        if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):
-            return lowp.from_half(a, "bfloat16" if a.dtype == np.uint16 else None)
-        return v
-
-    def _parse_entry(self, saved_state: dict, sid, p, hp):
-        lp = self._lowp
-        if lp is None:
-            return super()._parse_entry(saved_state, sid, p, hp)  # type: ignore[misc]
-        # float32 copies (a float32 stand-in with p's shape), then this optimizer's storage
-        step, arrays, extra = super()._parse_entry(  # type: ignore[misc]
-            saved_state, sid, np.broadcast_to(np.zeros((), np.float32), p.shape), hp
-        )
-        if not arrays:
-            return step, arrays, extra
-        key = str(sid)  # as _lowp_float32 keyed the exact 8-bit data
-        for n in type(self)._state_names:
-            if n not in arrays:
-                continue
-            if lp.state_dtype == "bfloat16":
-                arrays[n] = lowp.to_half(np.ascontiguousarray(arrays[n]), "bfloat16", raw=True)
-            elif lp.state_dtype == "int8":
-                raw = self._lowp_raw.get((key, n))
-                if raw is not None:  # (C order: a Fortran copy of the codes was refused at every step)
-                    codes = np.array(raw[0], np.uint8, order="C").reshape(p.shape)
-                    scales = np.array(raw[1], np.float32)
-                else:
-                    codes, scales = lowp.quantize_blockwise(np.ascontiguousarray(arrays[n]), lp.block)
-                arrays[n], arrays[f"{n}_scale"] = codes, scales
-        if _backend.is_cupy(p):  # (built on the host above) onto p's device
-            arrays = {n: _backend.asarray_like(a, p, a.dtype) for n, a in arrays.items()}
-        if lp.master and _MASTER not in arrays:
-            arrays[_MASTER] = lowp.from_half(p)
-        return step, arrays, extra
-
-
-def _saved_seed(sd) -> int | None:
-    """The stochastic-rounding seed a state dict's entries were saved with (``None``: none saved);
-    a ValueError if it is not one unsigned 64-bit integer shared by every entry."""
-    seeds = {}
-    state = sd.get("state") if isinstance(sd, dict) else None
-    for key, entry in state.items() if isinstance(state, dict) else ():
-        if isinstance(entry, dict) and "seed" in entry:
-            v = entry["seed"]
-            if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
-                v = v[()]  # (a 0-d array, as an archive may return it)
-            try:
-                seeds[key] = lowp._u64("seed", v)
-            except (TypeError, ValueError) as e:
-                raise type(e)(f"state_dict['state'][{key!r}]['seed']: {str(e).partition(': ')[2]}") from None
-    if len(set(seeds.values())) > 1:
-        raise ValueError(f"state_dict['state']: the entries were saved with different seeds {seeds}")
-    return next(iter(seeds.values()), None)

@@ -2,34 +2,25 @@
 sentences of the report's summary and figure captions, computed from the
 measurements. Nothing here is taken from the literature except the comparison
 with Ghorbani et al., which is marked as such and puts this run's numbers
-next to their claim."""
+next to their claim. (The aggregates are in aggregates.py, re-exported here.)"""
 
 from __future__ import annotations
 
 import math
 import statistics
-from typing import NamedTuple
 
+# (the aggregates, re-exported: summary.groups, summary.run_row ... keep working)
+from .aggregates import CURVATURE_METRICS as CURVATURE_METRICS
+from .aggregates import METRICS as METRICS
+from .aggregates import Stat as Stat
+from .aggregates import curvature_rows as curvature_rows
+from .aggregates import groups
+from .aggregates import measured_at as measured_at
+from .aggregates import run_row as run_row
+from .aggregates import stat as stat
 from .methods import OPTIMIZERS
 
 GHORBANI = "Ghorbani, Krishnan & Xiao (ICML 2019)"
-
-
-class Stat(NamedTuple):
-    """Mean and sample standard deviation over seeds (sd 0 for one seed), with the range."""
-
-    mean: float
-    sd: float
-    lo: float
-    hi: float
-    n: int
-
-
-def stat(values) -> Stat | None:
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return None
-    return Stat(statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, min(v), max(v), len(v))
 
 
 def norm_label(norm: str) -> str:
@@ -41,65 +32,6 @@ def g(v: float) -> str:
     return format(v, ".3g")
 
 
-def run_row(r: dict) -> dict:
-    """One run's final numbers (None where it has none: diverged, interrupted)."""
-    h = r.get("history", {})
-    c = r.get("curvature", [])
-    last = c[-1] if c else {}
-    diverged = r.get("status") == "diverged"
-    steps = r.get("steps") or 0
-    return {
-        "optimizer": r.get("optimizer", "?"),
-        "norm": r.get("norm", "?"),
-        "seed": r.get("seed"),
-        "status": r.get("status", "?"),
-        "diverged_epoch": r.get("diverged_epoch"),
-        "curvature_failed": [f["epoch"] for f in r.get("curvature_failed", [])],
-        "last_epoch": r.get("diverged_epoch") if diverged else h["epoch"][-1] if h.get("epoch") else None,
-        "final_train_loss": h["train_loss"][-1] if h.get("train_loss") and not diverged else None,
-        "final_val_acc": h["val_acc"][-1] if h.get("val_acc") and not diverged else None,
-        "time_s": r.get("time_s"),
-        "train_time_s": r.get("train_time_s"),
-        "step_ms": 1e3 * r["train_time_s"] / steps if steps and r.get("train_time_s") is not None else None,
-        "curvature_time_s": r.get("curvature_time_s"),
-        "top_eigenvalue": last["top_eigenvalues"][0] if last.get("top_eigenvalues") else None,
-        "converged": last.get("lanczos_converged", True),
-        "trace": last.get("trace"),
-        "trace_stderr": last.get("trace_stderr"),
-        "grad_concentration": last.get("grad_concentration"),
-        "curvature_epoch": last.get("epoch"),
-    }
-
-
-#: The run_row fields measured on the Hessian: a group's are averaged over ``curvature_rows`` only.
-CURVATURE_METRICS = ("top_eigenvalue", "trace", "trace_stderr", "grad_concentration")
-
-
-def curvature_rows(rows: list) -> list:
-    """The rows (:func:`run_row`) whose last Hessian measurement is at the latest epoch any of them
-    has: the ones a mean over seeds may pool. A diverged seed's last one is older (epoch 0 when it
-    diverged in epoch 1); averaging it with the other seeds' last ones mixed epochs in one number."""
-    epochs = [r["curvature_epoch"] for r in rows if r["curvature_epoch"] is not None]
-    if not epochs:
-        return []
-    return [r for r in rows if r["curvature_epoch"] == max(epochs)]
-
-
-def measured_at(rows: list) -> str:
-    """ " (epoch N)" when the last Hessian measurement of the rows (:func:`run_row`) that
-    ``curvature_rows`` keeps is older than their last epoch (a diverged run's: its last one before
-    diverging), and " (k of n seeds)" when it keeps only k of the n rows, so a table shows where
-    its Hessian numbers come from."""
-    used = curvature_rows(rows)
-    notes = []
-    e = used[0]["curvature_epoch"] if used else None
-    if any(e != r["last_epoch"] for r in used):
-        notes.append(f"epoch {e}")
-    if used and len(used) < len(rows):
-        notes.append(f"{len(used)} of {len(rows)} seeds")
-    return f" ({', '.join(notes)})" if notes else ""
-
-
 def loss_caption(results: dict) -> str:
     """loss.png's caption: what each epoch's training loss is (epoch 0's has no batches)."""
     seeds = results.get("config", {}).get("seeds", 1)
@@ -108,34 +40,6 @@ def loss_caption(results: dict) -> str:
         "after that, the mean over each epoch's batches (a full-batch method's: the loss after its step)."
         + (f" Lines: mean over {seeds} seeds; bands: their range." if seeds > 1 else "")
     )
-
-
-METRICS = (
-    "final_train_loss",
-    "final_val_acc",
-    "top_eigenvalue",
-    "trace",
-    "trace_stderr",
-    "grad_concentration",
-    "train_time_s",
-    "step_ms",
-    "curvature_time_s",
-)
-
-
-def groups(results: dict) -> list:
-    """One entry per (optimizer, norm), in run order: its per-seed rows and a
-    ``Stat`` per metric over the seeds that have it."""
-    out: dict = {}
-    for r in results["runs"]:
-        row = run_row(r)
-        out.setdefault((row["optimizer"], row["norm"]), []).append(row)
-    res = []
-    for (name, norm), rows in out.items():
-        used = curvature_rows(rows)  # (Hessian numbers of one epoch: not a diverged seed's older ones)
-        stats = {m: stat(row[m] for row in (used if m in CURVATURE_METRICS else rows)) for m in METRICS}
-        res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats})
-    return res
 
 
 def _half(r: dict) -> bool:

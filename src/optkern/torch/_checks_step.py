@@ -4,7 +4,6 @@ sharing memory with a written one, before the first native call writes anything.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import operator
@@ -17,6 +16,7 @@ from .. import _backend
 from ..optim._hyper import _check_dtype
 from . import _inference, _lowp, _views
 from ._checks_inputs import check_grad
+from ._overlaps import _check_overlaps, _dtype, _nbytes, _shape, _span, _written_spans
 from ._state import _FLOAT_DTYPES, _STEP_DTYPES, _checked_scalar
 
 _STRIDED = torch.strided
@@ -26,11 +26,7 @@ _data_ptr = torch.Tensor.data_ptr
 _numpy = torch.Tensor.numpy
 _is_contiguous = torch.Tensor.is_contiguous
 _is_cpu = operator.attrgetter("is_cpu")
-_dtype = operator.attrgetter("dtype")
-_nbytes = operator.attrgetter("nbytes")
-_element_size = torch.Tensor.element_size
 _size = operator.attrgetter("size")
-_shape = operator.attrgetter("shape")
 
 
 class _StepChecks:
@@ -354,50 +350,3 @@ def _next_place(places: list) -> int:
     """The first of a tensor's positions in its group, taken from ``places`` while another is left
     (``_names``: a tensor listed twice gets its second position the second time it is named)."""
     return places.pop(0) if len(places) > 1 else places[0]
-
-
-def _span(t: torch.Tensor, name: str) -> tuple:
-    """(device, first byte, one past the last, name) of a dense tensor's memory (contiguous in some
-    order of its dims: its elements fill the bytes from data_ptr on)."""
-    lo = t.data_ptr()
-    return (t.device, lo, lo + t.numel() * t.element_size(), name)
-
-
-def _check_overlaps(written: list, read: list) -> None:
-    """ValueError naming a written span (``_span``) that overlaps another, or a read span that
-    overlaps a written one: aliasing tensors cannot be updated in place."""
-    written = sorted(written, key=lambda s: (str(s[0]), s[1]))
-    starts = [(str(w[0]), w[1]) for w in written]
-    reach: list = []  # reach[k]: the span reaching furthest among the first k + 1 (of one device)
-    for k, w in enumerate(written):
-        prev = written[reach[-1]] if k and written[reach[-1]][0] == w[0] else None
-        if prev is not None and prev[2] > w[1]:
-            raise ValueError(f"{w[3]} shares memory with {prev[3]} (aliasing arrays cannot be updated in place)")
-        reach.append(k if prev is None or w[2] >= prev[2] else reach[-1])
-    for r in read:
-        k = bisect.bisect_left(starts, (str(r[0]), r[2]))  # written spans of the device starting below r's end
-        if k and written[reach[k - 1]][0] == r[0] and written[reach[k - 1]][2] > r[1]:
-            w = written[reach[k - 1]]
-            raise ValueError(f"{r[3]} shares memory with {w[3]} (aliasing arrays cannot be updated in place)")
-
-
-def _written_spans(work: list, hits: list) -> tuple:
-    """(``hits``, the sorted first bytes of the step's params and state tensors, the furthest end
-    reached among the first k + 1, and the params' dtypes, sizes in bytes (a list and an array),
-    item sizes, the indices of complex ones and shapes, in the step's order): what ``_grads_ok``
-    checks grads against."""
-    spans = []
-    runs = [ps for *_, rs in work for ps in rs]
-    params = [p for ps in runs for p in ps]
-    for ps, hit in zip(runs, hits):
-        names = hit[0][0]
-        ts = list(ps) + [st[n] for st in hit[5] for n in names]
-        spans += [(t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in ts if t.numel()]
-    spans.sort()
-    lo = np.array([a for a, _ in spans], np.int64)
-    reach = np.maximum.accumulate(np.array([b for _, b in spans], np.int64)) if spans else np.zeros(0, np.int64)
-    nbytes = list(map(_nbytes, params))
-    itemsizes = np.array(list(map(_element_size, params)), np.int64)
-    cx = [k for k, p in enumerate(params) if p.is_complex()]
-    dtypes, shapes = list(map(_dtype, params)), list(map(_shape, params))
-    return tuple(hits), lo, reach, dtypes, nbytes, np.array(nbytes, np.int64), itemsizes, cx, shapes
