@@ -81,7 +81,8 @@ def _on_copy(f: Callable) -> Callable:
 
 def _finite(xp, v, name: str) -> float:
     """``max |v|`` (0 for an empty ``v``), or ValueError naming ``v`` when it has NaN or Inf entries."""
-    big = float(xp.abs(v).max()) if v.size else 0.0
+    # max(max v, -min v): |v| as a temporary cost a vector and a pass more; NaN propagates alike
+    big = max(float(v.max()), -float(v.min())) if v.size else 0.0
     if not math.isfinite(big):
         raise ValueError(f"{name}: has NaN or Inf entries")
     return big
@@ -136,9 +137,9 @@ def cg(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
     big = _finite(xp, bv, "b")
-    x = None if x0 is None else xp.array(op._vector(x0, "x0"))  # a copy: x0 is not modified
-    if x is not None:
-        _finite(xp, x, "x0")
+    x0v = None if x0 is None else op._vector(x0, "x0")  # (maybe x0 itself: read only)
+    if x0v is not None:
+        _finite(xp, x0v, "x0")
     precond = _preconditioner(M, precond_diag, n, xp, dtype)
     # The system solved for b / s, s the power of two (exact) with 1 <= max |b / s| < 2: r.r and p.Ap of
     # a b of 1e200 overflowed (x = 0 returned as converged, info 0), of 1e-200 underflowed to 0 (the
@@ -149,9 +150,12 @@ def cg(
     # are scaled back; the solve is linear and s exact, so where nothing under- or overflowed the
     # iterates are the same bits as unscaled.
     scale = math.ldexp(1.0, math.frexp(big)[1] - 1) if big else 1.0
-    if scale != 1.0:
+    # x, r: cg's own arrays, never b's or x0's (written in place, returned). b / s and x0 / s are
+    # fresh already: taken as they are (a copy more of each cost a pass and a vector per solve).
+    own_b = scale != 1.0
+    if own_b:
         bv, atol = bv / scale, atol / scale
-        x = None if x is None else x / scale
+    x = None if x0v is None else (x0v / scale if scale != 1.0 else xp.array(x0v))
     mod = _backend.backend(("b", bv))
     matvecs = 0
 
@@ -174,17 +178,15 @@ def cg(
 
     bb = mod.cg_curvature(bv, bv, 0.0)
     bnorm = math.sqrt(bb)
+    r = bv if own_b else bv.copy()
     if x is None or (bnorm == 0.0 and not bool(xp.any(bv))):  # (b.b can underflow: b itself tested)
         # b = 0: x = 0 solves it exactly whatever x0 (SciPy returns it at once, info 0); from a
         # nonzero x0 the rule ||r|| <= max(rtol ||b||, atol) = 0 could never be met, and maxiter
         # products would only approach it. Here r = b = 0 meets it before any product.
         x = xp.zeros(n, dtype=dtype)
-        r = bv.copy()
-    else:
-        r = bv.copy()
-        if bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
-            mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
-            bb = mod.cg_curvature(r, r, 0.0)
+    elif bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
+        mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
+        bb = mod.cg_curvature(r, r, 0.0)
     tol = max(rtol * bnorm, atol)
     rr = bb  # r.r (r = b: its sum is b.b's, not taken again)
     rnorm = math.sqrt(rr)
@@ -238,7 +240,10 @@ def cg(
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
-    if scale != 1.0:
-        x, r, rnorm = x * scale, r * scale, rnorm * scale
-        p = None if p is None else p * scale
+    if scale != 1.0:  # in place: x, r and p are cg's own (the callback had copies)
+        x *= scale
+        r *= scale
+        rnorm *= scale
+        if p is not None:
+            p *= scale
     return CGResult(x=x, residual_norm=rnorm, residual=r, direction=p, num_matvecs=matvecs, **result)
