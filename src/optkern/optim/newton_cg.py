@@ -147,8 +147,12 @@ class NewtonCG(NativeByName):
         return self.param_groups[0]["params"]
 
     def _flat(self, arrays):
+        """The arrays' concatenation as one fresh vector, ours (one array: a copy of it; several: their
+        ``concatenate``, fresh already -- a copy of it as well cost a pass and a vector per call)."""
         xp = self._xp
-        return arrays[0].reshape(-1) if len(arrays) == 1 else xp.concatenate([a.reshape(-1) for a in arrays])
+        if len(arrays) == 1:
+            return xp.array(arrays[0].reshape(-1))
+        return xp.concatenate([a.reshape(-1) for a in arrays])
 
     def _set(self, flat):
         o = 0
@@ -160,7 +164,7 @@ class NewtonCG(NativeByName):
         """(loss, flat gradient) from the closure, checked (the caller counts the evaluation)."""
         loss, grads = call(closure)
         loss, grads = closure_loss(loss), closure_grads(grads, self._params)
-        g = self._xp.array(self._flat(grads))  # ours: the closure may reuse its buffers
+        g = self._flat(grads)  # ours: the closure may reuse its buffers
         if not bool(self._xp.isfinite(g).all()):
             raise ValueError("closure: returned a gradient with NaN or Inf entries")
         return loss, g
@@ -191,7 +195,7 @@ class NewtonCG(NativeByName):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
         with Uninterrupted() as guard:
             hp, loss, g, p, res, evals, hvps, q = guard.call(self._solve, closure)
-            if not bool(self._xp.any(p)):
+            if q is None:  # p = 0 (_solve tested it)
                 return self._null_step(loss, g, p, res, evals, hp[1])
             return self._take(functools.partial(guard.call, closure), hp, loss, g, p, res, evals, hvps, q)
 
@@ -225,12 +229,17 @@ class NewtonCG(NativeByName):
             if _fixed_sums.dot(g, p) > 0.0:
                 p = -p
         if not bool(xp.any(p)):
-            return hp, loss, g, p, res, evals, hvps, 0.0
+            return hp, loss, g, p, res, evals, hvps, None  # (q None: step() ends at p = 0)
         # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and
         # (A + lam I) x = -g - r from the recursion (exact arithmetic) when p is the CG iterate
         pp = _fixed_sums.dot(p, p)  # (the model's dots: not BLAS's, whose bits follow the thread count)
         if p is res.x:
-            pAp = _fixed_sums.dot(p, -g - res.residual) - lam * pp
+            # p.(-g - r) as -(p.(g + r)), the same bits ((-g) - r = -(g + r) and the sum is sign-
+            # symmetric); g + r in place in r, cg's own array (read nowhere else): -g, then the
+            # difference, were two vectors and two passes a step
+            s = res.residual
+            s = xp.add(s, g, out=s) if s.dtype == g.dtype else g + s  # (an operator of another dtype: promoted)
+            pAp = -_fixed_sums.dot(p, s) - lam * pp
         else:
             pAp = _fixed_sums.dot(p, op.matvec(p))
             hvps += 1
@@ -240,8 +249,10 @@ class NewtonCG(NativeByName):
     def _take(self, closure, hp, loss, g, p, res, evals, hvps, q):
         """The trial point ``w + lr p`` evaluated, the step kept or undone, the damping adapted."""
         lr, lam, _, _, _, _, boost, drop, lam_min, lam_max = hp
-        w = self._xp.array(self._flat(self._params))
-        self._set(w + lr * p)
+        w = self._flat(self._params)
+        t = p * lr  # (w + lr p with one new vector: lr p + w is the same sum; promoted as before)
+        t = self._xp.add(t, w, out=t) if t.dtype == w.dtype else w + t
+        self._set(t)
         try:
             new_loss, new_g = self._evaluate(closure)
         except BaseException:  # a bad result, or the closure's own error: back to w, the step undone
