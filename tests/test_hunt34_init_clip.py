@@ -312,3 +312,16 @@ def test_numpy_clip_grads_with_norm_without_grads():
         okclip.clip_grads_with_norm_([], 1.0, None)  # (was an AttributeError)
     with pytest.raises(ValueError, match="max_norm"):
         okclip.clip_grads_with_norm_([], -1.0, 3.0)
+
+
+@pytest.mark.parametrize("kw", [dict(norm_type=7.0), dict(error_if_nonfinite=True), dict(norm_type=2.0)])
+def test_get_total_norm_only_reads(kw):
+    """The norm writes no array: read-only or overlapping ones are measured (they were refused
+    with p > 6 or error_if_nonfinite, the paths that ran the writing checks of clip_grad_norm_)."""
+    a = np.arange(1.0, 6.0)
+    a.flags.writeable = False
+    p = kw.get("norm_type", 2.0)
+    assert abs(okclip.get_total_norm([a], **kw) - float(np.sum(a**p) ** (1 / p))) <= 1e-14 * 5
+    x = torch.randn(8, dtype=torch.float64)
+    got, want = okt.get_total_norm([x, x[2:5]], **kw), torch.nn.utils.get_total_norm([x, x[2:5]], **kw)
+    assert abs(got.item() - want.item()) <= 1e-14 * want.item()

@@ -260,7 +260,7 @@ def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
     1-element float64 CuPy array (``out`` when given) for CuPy input; 0.0 for no arrays.
     Pass it to :func:`clip_grads_with_norm_` to clip later (after a norm of other arrays too)."""
     grads, index, mod, _, p, error_if_nonfinite, buf, prev, total = _local_norm(
-        grads, 0.0, norm_type, error_if_nonfinite, out, False
+        grads, 0.0, norm_type, error_if_nonfinite, out, False, reads_only=True
     )
     if mod is not None and error_if_nonfinite:
         _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None, "compute it")
@@ -302,7 +302,7 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
         mod.clip_scale_(grads, max_norm, buf)
 
 
-def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool) -> tuple:
+def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False) -> tuple:
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total)``, ``mod``
     None where there are no gradients; ``prev``: ``out``'s value before (restored where the call
@@ -325,7 +325,9 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         total = 0.0 if isinstance(out, np.ndarray) else None
         return grads, index, None, max_norm, p, error_if_nonfinite, buf, prev, total
     xp = _backend.array_module(grads[0])
-    if out is not None or error_if_nonfinite or distributed or p > _SCALED_P:
+    # (``reads_only``: get_total_norm writes no grad, so read-only or overlapping ones are fine, as
+    # in torch; the native norm still checks dtypes, layouts, devices and ``out``)
+    if not reads_only and (out is not None or error_if_nonfinite or distributed or p > _SCALED_P):
         # (otherwise the norm's native call checks the grads as the scaling one does, aliasing
         # and read-only aside, which that one checks before it writes; the norm only wrote a
         # buffer of ours: nothing the caller sees changed, and one pass over the arrays less)
