@@ -15,7 +15,8 @@ cutmix, early stopping), ``random`` (counter-based Philox streams), ``data``
 ``torch`` (a drop-in ``torch.optim`` on optkern's kernels; needs PyTorch, import
 it explicitly: ``import optkern.torch``).
 ``save`` / ``load``: atomic, checksummed checkpoints (``checkpoint``).
-``clip_grad_norm_`` / ``clip_grad_value_``: gradient clipping (``clip``).
+``clip_grad_norm_`` / ``clip_grad_value_`` / ``get_total_norm`` / ``clip_grads_with_norm_``: gradient
+clipping (``clip``).
 ``info()``, ``cuda_built()``: how optkern was built; ``set_pool_limit`` / ``release_pool``:
 the memory pool of the MLP's temporaries; ``pin_glibc_thresholds()``: glibc's malloc thresholds.
 """
@@ -45,7 +46,7 @@ from ._malloc import pin_glibc_thresholds
 from ._pool import release as release_pool
 from ._pool import set_limit as set_pool_limit
 from .checkpoint import load, save
-from .clip import clip_grad_norm_, clip_grad_value_
+from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .threads import get_num_threads, limit_threads, set_num_threads
 
 
@@ -90,6 +91,8 @@ __all__ = [
     "__version__",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
     "save",
     "load",
     "checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 import operator
 import re
 
@@ -12,7 +13,13 @@ import numpy as np
 
 from . import _backend
 
-__all__ = ["NonFiniteNormError", "clip_grad_norm_", "clip_grad_value_"]
+__all__ = [
+    "NonFiniteNormError",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+]
 
 
 class NonFiniteNormError(ValueError, RuntimeError):
@@ -221,26 +228,81 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if mod is None:  # no gradients on this rank: nothing to clip
         return out if total is None else total
     if error_if_nonfinite:
-        value = float(buf[0]) if total is None else total
-        if not math.isfinite(value):
-            if out is not None:  # an error leaves every argument as it was
-                buf[...] = prev
-            xp = _backend.array_module(grads[0])
-            flag = xp.empty(1, dtype=np.float64)
-            for name, g in zip(_names(index, len(grads)), grads):
-                mod.all_finite([g], flag)
-                if float(flag[0]) == 0.0:
-                    raise NonFiniteNormError(
-                        f"{name}: contains non-finite values; the total norm of order {p} "
-                        f"is {value} (pass error_if_nonfinite=False to clip anyway)"
-                    )
-            raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")
+        _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
     with _grads_named(index):
         mod.clip_scale_(grads, max_norm, buf)
     return (buf if out is None else out) if total is None else total
 
 
-def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool) -> tuple:
+def _refuse_nonfinite(grads, index, mod, p, buf, prev, total, restore: bool, verb="clip") -> None:
+    """``NonFiniteNormError`` naming the first array with a NaN or inf where the norm in ``buf``
+    (``total``: its float, None on the GPU, read here: a sync) is not finite; ``restore``: ``buf``
+    (the caller's ``out``) gets its value before back, as an error leaves every argument as it was."""
+    value = float(buf[0]) if total is None else total
+    if math.isfinite(value):
+        return
+    if restore:
+        buf[...] = prev
+    flag = _backend.array_module(grads[0]).empty(1, dtype=np.float64)
+    for name, g in zip(_names(index, len(grads)), grads):
+        mod.all_finite([g], flag)
+        if float(flag[0]) == 0.0:
+            raise NonFiniteNormError(
+                f"{name}: contains non-finite values; the total norm of order {p} "
+                f"is {value} (pass error_if_nonfinite=False to {verb} anyway)"
+            )
+    raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")
+
+
+def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
+    """The total norm of ``grads`` as :func:`clip_grad_norm_` takes it (same checks, blocking and
+    bits), without clipping: torch.nn.utils.get_total_norm. Returns a float for NumPy input, a
+    1-element float64 CuPy array (``out`` when given) for CuPy input; 0.0 for no arrays.
+    Pass it to :func:`clip_grads_with_norm_` to clip later (after a norm of other arrays too)."""
+    grads, index, mod, _, p, error_if_nonfinite, buf, prev, total = _local_norm(
+        grads, 0.0, norm_type, error_if_nonfinite, out, False, reads_only=True
+    )
+    if mod is not None and error_if_nonfinite:
+        _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None, "compute it")
+    return (buf if out is None else out) if total is None else total
+
+
+def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
+    """Scale ``grads`` in place by ``min(1, max_norm / (total_norm + 1e-6))``, the factor rounded as
+    :func:`clip_grad_norm_` rounds it (torch.nn.utils.clip_grads_with_norm_). ``total_norm``: a
+    real number or a 1-element float array of the grads' kind and device (what
+    :func:`get_total_norm` returns: on the GPU, no host synchronization); ``max_norm`` >= 0 or inf.
+    A NaN or infinite ``total_norm`` makes NaN gradients (zeros for ``max_norm=0`` and an infinite
+    norm), as torch's ``inf / inf`` and ``0 / inf``."""
+    grads, index = _live(_backend.as_list(grads, "grads"))
+    with _grads_named(index):
+        mod = _backend.backend(("grads", grads))
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not float(max_norm) >= 0.0:
+        _backend.nonnegative("max_norm", max_norm)  # (its TypeError / ValueError; inf passes here)
+    max_norm, norm, like = float(max_norm), None, grads[0] if grads else None
+    if isinstance(total_norm, numbers.Real) and not isinstance(total_norm, bool):
+        norm = float(total_norm)
+    elif like is None and hasattr(total_norm, "dtype"):
+        pass  # (no grads: nothing to scale, nor to check an array norm against)
+    elif like is None or type(total_norm) is not type(like) or total_norm.size != 1:
+        shape = f" of shape {tuple(total_norm.shape)}" if like is not None and type(total_norm) is type(like) else ""
+        got = f"{type(total_norm).__name__}{shape}"
+        raise TypeError(f"total_norm: expected a real number or a 1-element array like grads, got {got}")
+    elif total_norm.dtype.kind != "f":
+        raise TypeError(f"total_norm: expected a floating dtype, got {total_norm.dtype}")
+    elif _backend.is_cupy(like) and total_norm.device != like.device:
+        raise ValueError(f"total_norm: on device {total_norm.device.id}, grads on device {like.device.id}")
+    if not grads:
+        return
+    _check_grads(grads, mod, index)  # (clip_grad_norm_'s checks and wording, before anything is written)
+    xp = _backend.array_module(like)
+    # a fresh float64 copy (on the device: no synchronization), apart from the grads it may lie in
+    buf = xp.full(1, norm, dtype=np.float64) if norm is not None else total_norm.astype(np.float64).reshape(1)
+    with _grads_named(index):
+        mod.clip_scale_(grads, max_norm, buf)
+
+
+def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False) -> tuple:
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total)``, ``mod``
     None where there are no gradients; ``prev``: ``out``'s value before (restored where the call
@@ -263,7 +325,9 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         total = 0.0 if isinstance(out, np.ndarray) else None
         return grads, index, None, max_norm, p, error_if_nonfinite, buf, prev, total
     xp = _backend.array_module(grads[0])
-    if out is not None or error_if_nonfinite or distributed or p > _SCALED_P:
+    # (``reads_only``: get_total_norm writes no grad, so read-only or overlapping ones are fine, as
+    # in torch; the native norm still checks dtypes, layouts, devices and ``out``)
+    if not reads_only and (out is not None or error_if_nonfinite or distributed or p > _SCALED_P):
         # (otherwise the norm's native call checks the grads as the scaling one does, aliasing
         # and read-only aside, which that one checks before it writes; the norm only wrote a
         # buffer of ours: nothing the caller sees changed, and one pass over the arrays less)

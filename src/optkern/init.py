@@ -14,8 +14,9 @@ shape ``(out, in, *kernel)`` has ``fan_in = in * prod(kernel)`` and
 ``fan_out = out * prod(kernel)``.
 
 Here the fans and gains and the variance-scaling initializers; the generators, draws and fills
-they share are in ``_init_random``, ``orthogonal_`` and LSUV in ``_init_orthogonal``, and
-imported here.
+they share are in ``_init_random``, ``orthogonal_`` and LSUV in ``_init_orthogonal``,
+``trunc_normal_``, ``constant_``, ``ones_``, ``eye_``, ``dirac_`` and ``sparse_`` in
+``_init_fill``, and imported here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ import warnings
 import numpy as np
 
 from . import _backend
+from ._init_fill import constant_ as constant_
+from ._init_fill import dirac_ as dirac_
+from ._init_fill import eye_ as eye_
+from ._init_fill import ones_ as ones_
+from ._init_fill import sparse_ as sparse_
+from ._init_fill import trunc_normal_ as trunc_normal_
 from ._init_orthogonal import lsuv_ as lsuv_
 from ._init_orthogonal import lsuv_mlp_ as lsuv_mlp_
 from ._init_orthogonal import orthogonal_ as orthogonal_
@@ -263,3 +270,5 @@ kaiming_uniform = _make_new(kaiming_uniform_)
 geometric_normal = _make_new(geometric_normal_)
 geometric_uniform = _make_new(geometric_uniform_)
 orthogonal = _make_new(orthogonal_)
+trunc_normal = _make_new(trunc_normal_)
+sparse = _make_new(sparse_)

@@ -12,7 +12,7 @@ matrix or Hessian (:mod:`.newton_cg`); ``SAM`` is sharpness-aware minimization (
 any torch optimizer with the widely used reference implementation's API, its ascent and return as
 fused kernels (:mod:`.sam`); ``AveragedModel`` is torch's SWA / EMA model average with the update
 of all float32 tensors fused in one pass (:mod:`.swa`). ``clip_grad_norm_`` / ``clip_grad_value_``
-mirror ``torch.nn.utils``.
+and torch 2.6's ``get_total_norm`` / ``clip_grads_with_norm_`` mirror ``torch.nn.utils``.
 ``hessian_operator`` makes a torch model's loss Hessian an :mod:`optkern.hessian` operator (exact
 products by double backward): PyHessian's top eigenvalues, trace and density on optkern's
 estimators. Needs PyTorch
@@ -69,7 +69,7 @@ except ImportError as e:  # pragma: no cover - exercised without torch
     raise ImportError("optkern.torch needs PyTorch: pip install torch (or pip install 'optkern[bench]')") from e
 
 from ._lowp import to_torch_state_dict
-from .clip import clip_grad_norm_, clip_grad_value_
+from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .curvature import hessian_operator
 from .lbfgs import LBFGS
 from .newton_cg import NewtonCG
@@ -93,6 +93,8 @@ __all__ = [
     "get_ema_multi_avg_fn",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
     "hessian_operator",
     "to_torch_state_dict",
 ]

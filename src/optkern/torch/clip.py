@@ -177,3 +177,89 @@ def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
     if grads:
         with _views.on_stream(grads[0]), _named(params):
             _clip.clip_grad_value_(_views.views(grads), clip_value)
+
+
+def _tensors(tensors) -> list:
+    """``tensors`` (get_total_norm's: the tensors themselves, not their grads) as a list, each checked."""
+    if isinstance(tensors, torch.Tensor):
+        return [tensors]
+    try:
+        tensors = list(tensors)
+    except TypeError:
+        raise TypeError(f"tensors: expected a tensor or an iterable of tensors, got {type(tensors).__name__}") from None
+    for i, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"tensors[{i}]: expected a torch.Tensor, got {type(t).__name__}")
+    return tensors
+
+
+@contextlib.contextmanager
+def _named_tensors():
+    """optkern.clip's ``grads[k]`` / ``grads`` as get_total_norm's caller knows them: ``tensors[k]``."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = re.sub(r"\bgrads\b", "tensors", str(e))
+        if msg == str(e):
+            raise
+        raise type(e)(msg) from None
+
+
+def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None) -> torch.Tensor:
+    """torch.nn.utils.get_total_norm (torch >= 2.6): the total norm of ``tensors`` as one vector, a
+    0-d tensor of their dtype and device, by optkern.clip's deterministic kernels (the norm
+    :func:`clip_grad_norm_` clips by). ``foreach`` is accepted for compatibility. Tensors of several
+    dtypes or devices, or of dtypes other than float32 / float64, tensors that autograd records
+    (the norm would be differentiable in torch), and orders below 1 run torch's own implementation.
+    A non-finite norm with ``error_if_nonfinite`` raises optkern's ``NonFiniteNormError``, a
+    RuntimeError as torch's, naming the first tensor holding a NaN or inf."""
+    tensors, norm_type = _tensors(tensors), _order(norm_type)
+    kinds = {(t.device, t.dtype) for t in tensors}
+    recorded = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if len(kinds) > 1 or any(dt not in _views._FLOATS for _, dt in kinds) or recorded or _torch_only_order(norm_type):
+        return torch.nn.utils.get_total_norm(tensors, norm_type, error_if_nonfinite, foreach)
+    if not tensors:
+        return torch.tensor(0.0)
+    for i, t in enumerate(tensors):
+        _views.check_tensor(t, f"tensors[{i}]")
+    t0 = tensors[0]
+    if t0.device.type == "cpu":
+        with _named_tensors():
+            total = _clip.get_total_norm(_views.views(tensors), norm_type, error_if_nonfinite)
+        return torch.tensor(total, dtype=t0.dtype)
+    with _views.on_stream(t0), _named_tensors():
+        total = _clip.get_total_norm(_views.views(tensors), norm_type, error_if_nonfinite)
+        return torch.from_dlpack(total).reshape(()).to(t0.dtype)
+
+
+def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None) -> None:
+    """torch.nn.utils.clip_grads_with_norm_ (torch >= 2.6): multiply every gradient by
+    ``min(1, max_norm / (total_norm + 1e-6))`` in place, rounded as torch rounds it in
+    ``total_norm``'s dtype, on optkern's fused kernel (on CUDA without a host synchronization).
+    ``total_norm`` is a 1-element tensor (what :func:`get_total_norm` returns). Gradients of several
+    dtypes or devices or of other dtypes, a ``total_norm`` of another dtype or device than theirs
+    or one autograd records, run torch's own implementation. ``max_norm`` >= 0 (inf: nothing
+    clipped, NaN gradients for an infinite norm, as torch)."""
+    params = _params(parameters)
+    max_norm = _number(max_norm)
+    if not isinstance(total_norm, torch.Tensor):
+        raise TypeError(f"total_norm: expected a torch.Tensor, got {type(total_norm).__name__}")
+    if total_norm.numel() != 1:
+        raise ValueError(f"total_norm: expected one element, got shape {tuple(total_norm.shape)}")
+    grads = _grads(params)
+    own = grads is not None and (
+        not grads or (total_norm.dtype, total_norm.device) == (grads[0].dtype, grads[0].device)
+    )
+    if not own or (torch.is_grad_enabled() and total_norm.requires_grad):
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total_norm, foreach)
+        return
+    if not grads:
+        _clip.clip_grads_with_norm_([], max_norm, 0.0)  # (max_norm still checked)
+        return
+    g0 = grads[0]
+    if g0.device.type == "cpu":
+        with _named(params):
+            _clip.clip_grads_with_norm_(_views.views(grads), max_norm, total_norm.item())
+        return
+    with _views.on_stream(g0), _named(params):
+        _clip.clip_grads_with_norm_(_views.views(grads), max_norm, _views.view(total_norm.detach().reshape(1)))
