@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 
 from .. import _backend
-from ..clip import _check_no_overlap, _span
+from .._clip_checks import _check_no_overlap, _span
 from . import hyper_check
 from .agreement import (
     agree,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..clip import _span
+from .._clip_checks import _span
 from ..optim._lowp_config import _half_fmt
 from . import sharded_state
 

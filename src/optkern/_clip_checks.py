@@ -1,0 +1,128 @@
+"""The argument checks of :mod:`optkern.clip`: the gradients' dtypes, layouts and memory spans
+(none shared: an array twice would be scaled twice), None entries skipped as torch skips a None
+``.grad``, the caller's ``out`` buffer, and the native calls' errors named as the caller wrote them
+(``grads[i]``, ``i`` in the caller's list)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import operator
+import re
+
+import numpy as np
+
+from . import _backend
+
+
+def _span(a, on_gpu: bool):
+    """(first byte, one past the last byte) of the memory an array's elements lie in: for a
+    strided array more than ``nbytes`` from its first element, either way (negative strides)."""
+    ptr = a.data.ptr if on_gpu else a.__array_interface__["data"][0]
+    if a.size == 0:
+        return ptr, ptr
+    lo, hi = ptr, ptr + a.itemsize
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi
+
+
+def _check_grads(grads, mod, index: list | None) -> None:
+    """The native checks of ``grads`` (written in place), naming ``grads[i]`` (``i`` in the
+    caller's list: ``index``, see ``_live``), by ``mod``'s (the grads' native module) pre-step
+    check where it takes them.
+
+    Done before the first native call: clip_grad_norm_'s first call writes ``out`` and only
+    its second one would see a read-only or aliasing gradient.
+    """
+    dt = grads[0].dtype
+    names = _names(index, len(grads))
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{names[0]}: expected float32 or float64, got {dt}")
+    if mod is not _backend.cpu or all(type(g) is np.ndarray for g in grads):
+        # the optimizers' native pre-step check, the same checks and wording: ~0.1 us an array
+        # against ~10 us in Python (2 ms of a 6 ms clip of 200 arrays of 16M floats); CuPy
+        # arrays: ~5 us in Python on a GPU machine (1 ms over 200 arrays)
+        mod.precheck_step_([(dt, grads, names, [], [], [])])
+        return
+    spans = []  # (NumPy subclasses: the same checks in Python)
+    for i, g in enumerate(grads):
+        _backend.check_written(g, dt, names[i])
+        lo, hi = _span(g, False)
+        if hi > lo:
+            spans.append((lo, hi, i if index is None else index[i]))
+    _check_no_overlap(spans)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_names(n: int) -> tuple:
+    return tuple(f"grads[{i}]" for i in range(n))
+
+
+def _names(index: list | None, n: int) -> list:
+    """["grads[i]" for each kept index] (``index`` None: 0 .. n-1, a fresh list of cached strings)."""
+    return list(_cached_names(n)) if index is None else [f"grads[{i}]" for i in index]
+
+
+_is_none = functools.partial(operator.is_, None)
+
+
+def _live(grads: list) -> tuple[list, list | None]:
+    """``grads`` without its None entries (parameters without a gradient: skipped, as torch's
+    clipping skips a None ``.grad``) and each kept array's index in ``grads`` (None: all kept)."""
+    if not any(map(_is_none, grads)):  # (one C-level pass)
+        return grads, None
+    index = [i for i, g in enumerate(grads) if g is not None]
+    return [grads[i] for i in index], index
+
+
+def _check_no_overlap(spans) -> None:
+    """Raise if two (lo, hi, index) spans overlap: one array twice would be scaled twice."""
+    spans.sort()
+    far = None  # the span reaching furthest so far
+    for s in spans:
+        if far is not None and s[0] < far[1]:
+            raise ValueError(
+                f"grads[{s[2]}] shares memory with grads[{far[2]}] (aliasing arrays cannot be updated in place)"
+            )
+        if far is None or s[1] > far[1]:
+            far = s
+
+
+_NATIVE_NAME = re.compile(r"\barrays(?=[\[:])")
+_NATIVE_INDEX = re.compile(r"\bgrads\[(\d+)\]")
+
+
+@contextlib.contextmanager
+def _grads_named(index: list | None = None):
+    """Errors of the native calls say ``grads`` where they say ``arrays`` (their parameter's
+    name), and the index in the caller's list (``index``: see ``_live``)."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = _NATIVE_NAME.sub("grads", str(e))
+        if index is not None:
+            msg = _NATIVE_INDEX.sub(lambda m: f"grads[{index[int(m.group(1))]}]", msg)
+        if msg == str(e):
+            raise
+        raise type(e)(msg) from None
+
+
+def _norm_out(out, like, xp):
+    """The caller's 1-element float64 buffer for the norm, checked."""
+    if type(out) is not type(like):
+        raise TypeError(
+            f"out: expected a {type(like).__module__}.{type(like).__name__} like grads, got {type(out).__name__}"
+        )
+    if out.dtype != np.float64 or out.size != 1 or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out: expected a contiguous 1-element float64 array, got {out.dtype} of shape {tuple(out.shape)}"
+        )
+    if isinstance(out, np.ndarray) and not out.flags.writeable:  # (CuPy arrays are always writable)
+        raise ValueError("out: array is read-only")
+    if xp is not np and out.device != like.device:
+        raise ValueError(f"out: on device {out.device.id}, grads on device {like.device.id}")
+    return out.reshape(1)
