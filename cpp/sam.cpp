@@ -2,6 +2,8 @@
 // call each: the ascent step  backup = w, w += rho g / (||g|| + eps)  (the global norm first,
 // deterministic, then one fused pass; adaptive SAM, Kwon et al. 2021: w += rho w^2 g / (||w g|| +
 // eps)) and the return  w = backup  (exact: the descent step starts from the very bits of w).
+// ||g|| is exact over double's range: a sum of squares that overflowed or underflowed is taken again
+// scaled by a power of two (rules::sam_norm_term_scaled; a gradient in range pays nothing more).
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -30,6 +32,37 @@ OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_REST
   }
 }
 
+// max |term| over the lists, NaN if any term is NaN (the rescan's scale; a rare path: no clones).
+template <class T, class F> double max_term(const F& term, const ArrayList& A, const ArrayList& B) {
+  const auto chunks = make_chunks(A.size);
+  py::gil_scoped_release nogil;
+  return fold_chunks(
+      chunks, 2 * total_size(A.size), 0.0,
+      [&](const Chunk& c) {
+        const T* a = A.ptr<T>(size_t(c.tensor)) + c.start;
+        const T* b = B.ptr<T>(size_t(c.tensor)) + c.start;
+        double m = 0.0;
+        for (int64_t i = 0; i < c.len; ++i) m = rules::max_abs(m, term(a[i], b[i]));
+        return m;
+      },
+      [](double x, double y) { return rules::max_abs(x, y); });
+}
+
+// ||term(a, g)|| over the lists: sqrt of the plain sum of squares when it is in range (one pass,
+// as before), else the squares summed again scaled (rules::sam_norm_term_scaled: two more passes,
+// only for a gradient out of double's range). A zero, NaN or Inf term keeps the direct norm.
+template <class T, bool kAdaptive> double ascent_norm(const ArrayList& A, const ArrayList& G) {
+  const auto term = [](T a, T g) { return rules::sam_norm_term(double(a), double(g), kAdaptive); };
+  const double s = sum_lists<T>([=](T a, T g) { return Square{term(a, g)}; }, A, G);
+  if (rules::lanczos_sumsq_direct<T>(s)) return std::sqrt(s);
+  const double amax = max_term<T>(term, A, G);
+  if (!rules::finite_(amax) || amax == 0.0) return std::sqrt(s);
+  const int e = rules::scale_exp(amax);
+  const double ssq = sum_lists<T>(
+      [=](T a, T g) { return Square{rules::sam_norm_term_scaled(double(a), double(g), kAdaptive, e)}; }, A, G);
+  return rules::norm_scaled(ssq, e);
+}
+
 double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out,
                    bool adaptive) {
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
@@ -48,10 +81,7 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     // plain SAM reads only g for its norm (the params' stream only where ASAM needs it)
-    norm = std::sqrt(
-        adaptive
-            ? sum_lists<T>([](T p, T g) { return Square{rules::sam_norm_term(double(p), double(g), true)}; }, L.p, L.g)
-            : sum_lists<T>([](T g, T) { return Square{rules::sam_norm_term(0.0, double(g), false)}; }, L.g, L.g));
+    norm = adaptive ? ascent_norm<T, true>(L.p, L.g) : ascent_norm<T, false>(L.g, L.g);
     const T scale = T(rules::sam_scale(rho, norm, eps));
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;

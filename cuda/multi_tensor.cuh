@@ -147,10 +147,22 @@ template <bool Max> __device__ __forceinline__ double block_reduce(double v) {
   return v;
 }
 
-// Op: kDepth, kMax and `__device__ double operator()(const T* v) const`.
+// An Op may say `__device__ bool skip() const`, read from device memory: then every block writes the
+// identity 0 and returns before loading anything (a pass only some calls need, decided on the device
+// by an earlier one, with no host round trip: SAM's rescaled norm, cuda/sam.cu).
+template <class Op> __device__ __forceinline__ auto op_skips(const Op& op, int) -> decltype(op.skip()) {
+  return op.skip();
+}
+template <class Op> __device__ __forceinline__ bool op_skips(const Op&, long) { return false; }
+
+// Op: kDepth, kMax and `__device__ double operator()(const T* v) const` (optionally skip(), above).
 template <class T, class Op>
 __global__ void __launch_bounds__(kBlock)
     reduce_kernel(const __grid_constant__ Table<T, Op::kDepth> tab, const Op op, double* __restrict__ partials) {
+  if (op_skips(op, 0)) {  // (uniform over the grid: no thread reaches block_reduce's barrier)
+    if (threadIdx.x == 0) partials[blockIdx.x] = 0.0;
+    return;
+  }
   double acc = 0.0;
   visit_chunk<T, Op::kDepth, 0u>(tab, [&](T* v) { acc = combine<Op::kMax>(acc, op(v)); });
   acc = block_reduce<Op::kMax>(acc);

@@ -1,7 +1,8 @@
 // SAM's ascent and return passes on CuPy arrays (same contract as cpp/sam.cpp): ||g|| by the
 // deterministic two-stage reduction into out[0], then one fused pass that reads the norm on the
 // device (no host synchronization): backup = w, w += rho g / (||g|| + eps) (ASAM: rho w^2 g /
-// (||w g|| + eps)); and w = backup.
+// (||w g|| + eps)); and w = backup. A sum of squares out of double's range is taken again scaled
+// (two more reductions, decided on the device: they return at once for a gradient in range).
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -27,10 +28,58 @@ template <class T> struct GradSquares {
   }
 };
 
-struct SqrtOut {
+// The norm's device scratch: st[0] the direct sum of squares, st[1] max |term| (rescan only).
+struct SumOut {
   static constexpr bool kMax = false;
   double* out;
-  __device__ void operator()(double s) const { out[0] = sqrt(s); }
+  double* st;
+  __device__ void operator()(double s) const { st[0] = s, out[0] = sqrt(s); }
+};
+
+// Out of double's range (rules::lanczos_sumsq_direct, as on the CPU: cpp/sam.cpp) the terms are
+// summed again scaled by 2^-e (rules::sam_norm_term_scaled); otherwise both passes return at once.
+template <class T> __device__ bool in_range(const double* st) { return rules::lanczos_sumsq_direct<T>(st[0]); }
+__device__ inline bool no_scale(double amax) { return !rules::finite_(amax) || amax == 0.0; }
+
+template <class T> struct TermMax {  // 1: max |term| (NaN wins)
+  static constexpr int kDepth = 3;
+  static constexpr bool kMax = true;
+  bool adaptive;
+  const double* st;
+  __device__ bool skip() const { return in_range<T>(st); }
+  __device__ double operator()(const T* v) const {
+    const double x = adaptive ? rules::sam_norm_term(double(v[0]), double(v[1]), true)
+                              : rules::sam_norm_term(0.0, double(v[1]), false);
+    return x < 0.0 ? -x : x;
+  }
+};
+template <class T> struct MaxOut {
+  static constexpr bool kMax = true;
+  double* st;
+  __device__ void operator()(double m) const {
+    if (!in_range<T>(st)) st[1] = m;
+  }
+};
+
+template <class T> struct ScaledSquares {  // 2: sum of (term 2^-e)^2, e the exponent of max |term|
+  static constexpr int kDepth = 3;
+  static constexpr bool kMax = false;
+  bool adaptive;
+  const double* st;
+  __device__ bool skip() const { return in_range<T>(st) || no_scale(st[1]); }
+  __device__ double operator()(const T* v) const {
+    const int e = rules::scale_exp(st[1]);
+    const double x = rules::sam_norm_term_scaled(adaptive ? double(v[0]) : 0.0, double(v[1]), adaptive, e);
+    return x * x;
+  }
+};
+template <class T> struct ScaledOut {  // a zero, NaN or Inf max keeps the direct norm
+  static constexpr bool kMax = false;
+  double* out;
+  const double* st;
+  __device__ void operator()(double ssq) const {
+    if (!in_range<T>(st) && !no_scale(st[1])) out[0] = rules::norm_scaled(ssq, rules::scale_exp(st[1]));
+  }
 };
 
 template <class T> struct PerturbOp {
@@ -71,9 +120,13 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
   a.require(backups, "backups", true);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
+  const ScratchBuffer scratch(2 * sizeof(double), a.stream(), a.device());  // (the norm's st, above)
+  double* st = scratch.as<double>();
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    a.reduce<T>(GradSquares<T>{adaptive}, SqrtOut{o});
+    a.reduce<T>(GradSquares<T>{adaptive}, SumOut{o, st});
+    a.reduce<T>(TermMax<T>{adaptive, st}, MaxOut<T>{st});
+    a.reduce<T>(ScaledSquares<T>{adaptive, st}, ScaledOut<T>{o, st});
     a.apply<T>(Perturb<T>{rho, eps, o, adaptive});
   });
   return py::none();  // the norm stays in out[0] on the device

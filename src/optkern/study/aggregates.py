@@ -39,6 +39,7 @@ def run_row(r: dict) -> dict:
         "seed": r.get("seed"),
         "status": r.get("status", "?"),
         "diverged_epoch": r.get("diverged_epoch"),
+        "collapsed": bool(r.get("collapsed")),  # finished as a dead network (divergence.collapsed)
         "curvature_failed": [f["epoch"] for f in r.get("curvature_failed", [])],
         "last_epoch": r.get("diverged_epoch") if diverged else h["epoch"][-1] if h.get("epoch") else None,
         "final_train_loss": h["train_loss"][-1] if h.get("train_loss") and not diverged else None,

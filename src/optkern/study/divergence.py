@@ -55,3 +55,29 @@ def cut_at(record: dict, epoch: int) -> None:
     for key in ("curvature", "curvature_failed"):
         if key in record:
             record[key][:] = [c for c in record[key] if c["epoch"] < epoch]
+
+
+#: How many binomial standard errors from chance a collapsed run's accuracy may lie: 3 keeps a
+#: dead network on a validation set of a few hundred samples (whose accuracy is chance plus noise)
+#: while any run that learned something (a few points above chance) is outside it.
+CHANCE_SE = 3.0
+
+
+def collapsed(final_loss: float, final_acc: float, num_classes: int, num_val: int) -> bool:
+    """Whether a run that finished (within the divergence bound) ended as a dead network.
+
+    A high-learning-rate run can kill its network (every ReLU off, or the logits pinned) without
+    its loss ever leaving ``FACTOR`` x the start: it ends at the uniform guess's loss, ln C, with
+    chance accuracy 1 / C. Such a run is not "done" like a healthy one. It is collapsed when its
+    final training loss is at or above ln C (no better than guessing: a live network below it has
+    learned something) AND its final validation accuracy lies within ``CHANCE_SE`` binomial
+    standard errors ``sqrt(p (1 - p) / num_val)`` of chance ``p = 1 / C``.
+    """
+    if num_classes < 2 or num_val < 1:
+        return False
+    loss, acc = float(final_loss), float(final_acc)
+    if not (math.isfinite(loss) and math.isfinite(acc)):
+        return False
+    p = 1.0 / num_classes
+    se = math.sqrt(p * (1.0 - p) / num_val)
+    return loss >= math.log(num_classes) and abs(acc - p) <= CHANCE_SE * se

@@ -90,9 +90,9 @@ def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
     acc = hist.get("val_acc") or [float("nan")]
     label = f"{rec.get('optimizer')}{'+' + rec['norm'] if rec.get('norm') != 'none' else ''}"
     label += f" seed {rec.get('seed')}" if seeds > 1 else ""
+    status = "collapsed" if rec.get("collapsed") else rec.get("status", "?")  # (divergence.collapsed)
     print(
-        f"{label:<22} {rec.get('status', '?'):<9} {rec.get('time_s', 0.0):6.1f}s  val acc {acc[-1]:.3f}  "
-        f"({done}/{total} runs)",
+        f"{label:<22} {status:<9} {rec.get('time_s', 0.0):6.1f}s  val acc {acc[-1]:.3f}  ({done}/{total} runs)",
         file=sys.stderr,
         flush=True,
     )

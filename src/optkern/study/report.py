@@ -8,7 +8,7 @@ import math
 import os
 
 from .._atomic import replace_atomically
-from . import lowprec
+from . import divergence, lowprec
 from . import summary as S
 
 
@@ -218,6 +218,13 @@ def _table(results: dict) -> list:
             "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual tolerance: "
             "a rough value (see `lanczos_converged` in results.json).",
         ]
+    if any(r.get("collapsed") for grp in gs for r in grp["rows"]):
+        out += [
+            "",
+            "Collapsed to chance: the run finished with a training loss at or above ln(classes) and a validation "
+            f"accuracy within {divergence.CHANCE_SE:g} standard errors of 1 / classes -- a dead network, whose "
+            "loss and accuracy are the uniform guess's.",
+        ]
     return out + [""]
 
 
@@ -225,10 +232,14 @@ def _status(rows: list) -> str:
     parts = []
     for r in rows:
         s = f"diverged at epoch {r['diverged_epoch']}" if r["status"] == "diverged" else r["status"]
+        if r.get("collapsed"):  # (its loss and accuracy are the uniform guess's: not a result)
+            s = "collapsed to chance"
         if r["curvature_failed"]:
             s += "; no Hessian at epoch " + ", ".join(map(str, r["curvature_failed"]))
         parts.append(s if len(rows) == 1 else f"seed {r['seed']}: {s}")
-    if len(rows) > 1 and all(r["status"] == "done" and not r["curvature_failed"] for r in rows):
+    if len(rows) > 1 and all(
+        r["status"] == "done" and not r.get("collapsed") and not r["curvature_failed"] for r in rows
+    ):
         return f"done ({len(rows)} seeds)"
     return "; ".join(parts)
 

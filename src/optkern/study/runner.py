@@ -290,6 +290,10 @@ def train_run(
             record["train_hvps"] = int(opt.num_hvps)
     if record["status"] == "running":
         record["status"] = "done"
+        # a dead network (loss ln C, chance accuracy) stays within the divergence bound: flagged
+        record["collapsed"] = divergence.collapsed(
+            hist["train_loss"][-1], hist["val_acc"][-1], int(train.num_classes), int(val.x.shape[0])
+        )
     return record
 
 

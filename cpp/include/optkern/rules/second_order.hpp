@@ -80,6 +80,15 @@ template <class T> OK_HD void sam_perturb_adaptive(T& p, T g, T& backup, T scale
 // One element's term of the ascent norm's sum of squares (float64): g, or |w| g for ASAM.
 OK_HD double sam_norm_term(double p, double g, bool adaptive) { return adaptive ? p * g : g; }
 
+// The norm's sum of squares out of range -- a float64 g (ASAM: w g) past ~1e154 overflowed it (norm
+// inf, scale 0: the ascent silently skipped), below ~1e-162 it underflowed (norm 0, scale inf) -- is
+// taken again as Lanczos' is (lanczos_sumsq_direct below says when; the same rule on CPU and GPU):
+// the terms scaled by 2^-e, 2^e <= max |term| < 2^(e+1), exact, and ||g|| = norm_scaled(ssq, e).
+// A gradient scaled by a power of two then moves w exactly as the unscaled one does.
+OK_HD double sam_norm_term_scaled(double p, double g, bool adaptive, int e) {
+  return scale2(sam_norm_term(p, g, adaptive), -e);
+}
+
 // SAM's ascent scale; zero for rho = 0 (so w + scale g == w bit for bit), and zero for a norm that
 // is NaN or inf (a gradient with NaN / Inf entries: no ascent direction, the ascent point is w, as
 // for a zero gradient; an inf norm gave rho / inf = 0 already). rho / NaN made every moved param
@@ -103,7 +112,8 @@ template <class T> OK_HD void cg_update(T& x, T& r, T p, T ap, T alpha) {
 // The next search direction: p = z + beta p (z the preconditioned residual).
 template <class T> OK_HD T cg_direction(T z, T p, T beta) { return scaled_plus(beta, p, z); }
 
-// Lanczos' beta = ||w|| and w / beta (lanczos_orthogonalize_: cpp/linalg.cpp, cuda/linalg.cu), with
+// Lanczos' beta = ||w|| and w / beta (lanczos_orthogonalize_: cpp/linalg.cpp, cuda/linalg.cu; SAM's
+// ascent norm takes the same test: sam_norm_term_scaled), with
 // LAPACK nrm2's safeguard as the normalizations have it (rules/norm.hpp): the squares summed directly
 // in double are kept when that sum is finite and above sumsq_floor. Else -- a float64 w with entries
 // past ~1e154 (the sum overflowed: beta = inf, "products are not finite") or a norm below 2^-450
