@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import optkern
 from optkern.regularize import add_penalty_grad_
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+# the directory holding the optkern this process imported (a checkout's src, or site-packages
+# where CI installed it: a checkout's src has no built module there)
+SRC = str(Path(optkern.__file__).resolve().parents[1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
