@@ -8,21 +8,14 @@ import numpy as np
 import pytest
 
 from gpu import require_gpu
+from test_hunt34_cg_fused import _three_passes
 
 cp, K = require_gpu()
 
 
-def _three(x, r, p, y, rz, damping, tol, stop):
-    pAp = K.cg_curvature(p, y, damping)
-    if not math.isfinite(pAp) or (not pAp > 0.0 and stop):
-        return pAp, math.nan
-    alpha = rz / pAp if pAp != 0.0 else math.inf
-    if not math.isfinite(alpha):
-        return pAp, math.nan
-    rr = K.cg_update_(x, r, p, y, alpha, damping)
-    if not math.sqrt(rr) <= tol and math.isfinite(rr / rz):
-        K.cg_direction_(p, r, rr / rz)
-    return pAp, rr
+def _three(*args):
+    """The CPU tests' reference loop over this module's three passes."""
+    return _three_passes(*args, K=K)
 
 
 def _vectors(n, dtype, case, seed=0):

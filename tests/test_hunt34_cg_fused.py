@@ -23,8 +23,9 @@ def _state(n, dtype, seed=0):
     return x, r, p, y
 
 
-def _three_passes(x, r, p, y, rz, damping, tol, stop):
-    """The loop of hessian.cg before the fusion (no preconditioner): the reference."""
+def _three_passes(x, r, p, y, rz, damping, tol, stop, K=K):
+    """The loop of hessian.cg before the fusion (no preconditioner): the reference (``K``: the
+    native module whose three passes it runs; the CUDA tests pass theirs)."""
     pAp = K.cg_curvature(p, y, damping)
     if not math.isfinite(pAp) or (not pAp > 0.0 and stop):
         return pAp, math.nan

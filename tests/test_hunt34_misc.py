@@ -110,7 +110,8 @@ def digits():
     return datasets.load_digits().split(0.2, seed=0)
 
 
-def _sgd_run(digits, lr, epochs):
+def _sgd_run(digits, lr, epochs, whole=False):
+    """One quick SGD study run on digits (``whole``: the study's result, else the run)."""
     from optkern.study import runner
 
     cfg = runner.StudyConfig.quick(
@@ -123,7 +124,10 @@ def _sgd_run(digits, lr, epochs):
         epochs=epochs,
         overrides={"sgd": {"lr": lr}},
     )
-    (r,) = runner.run_study(*digits, cfg, progress=False)["runs"]
+    res = runner.run_study(*digits, cfg, progress=False)
+    if whole:
+        return res
+    (r,) = res["runs"]
     return r
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from optkern import _backend
+from test_hunt34_misc import _sgd_run
 
 RHO = 0.05
 
@@ -148,19 +149,8 @@ def digits():
 
 
 def _study(digits, lr):
-    from optkern.study import runner
-
-    cfg = runner.StudyConfig.quick(
-        optimizers=["sgd"],
-        norms=["none"],
-        hidden=(8,),
-        curvature_batch=32,
-        jobs=1,
-        checkpoints=2,
-        epochs=3,
-        overrides={"sgd": {"lr": lr}},
-    )
-    return runner.run_study(*digits, cfg, progress=False)
+    """The whole study result of test_hunt34_misc's quick SGD run, 3 epochs."""
+    return _sgd_run(digits, lr, 3, whole=True)
 
 
 def _row(md: str) -> str:
