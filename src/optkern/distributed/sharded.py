@@ -2,7 +2,9 @@
 
 The parameters live in one flat buffer, padded to ``world * chunk`` elements; rank ``r``
 owns elements ``[r * chunk, (r + 1) * chunk)`` and keeps the optimizer state of that slice
-only. A step: the gradients are packed into a flat buffer and reduce-scattered (each rank
+only. With 8-bit states (``state_dtype="int8"``) each parameter starts at a multiple of the
+quantization block and ``chunk`` is whole blocks: every block is one of the unsharded
+optimizer's blocks, so the codes (and the steps) are its own at any world size. A step: the gradients are packed into a flat buffer and reduce-scattered (each rank
 receives its slice, summed over ranks), the wrapped optimizer steps on the slice (views of
 the flat buffer, one view per parameter group: a slice may cut through arrays), and the
 slices are all-gathered back into every rank's flat buffer.
@@ -11,8 +13,6 @@ slices are all-gathered back into every rank's flat buffer.
 from __future__ import annotations
 
 import contextlib
-
-import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
@@ -89,33 +89,37 @@ class ShardedOptimizer(ShardedCheckpoints):
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
         self.world, self.rank = self.comm.size, self.comm.rank
-        self.chunk = -(-self.numel // self.world)  # ceil: the last ranks' slices hold the padding
+        # 8-bit states are quantized in blocks from each param's element 0: each param starts at a
+        # multiple of the block and the slices are whole blocks, so that every block of a slice is
+        # one of the unsharded optimizer's (else the codes depended on the world size)
+        align = sharded_setup.align_of(self._hyper)
+        self._offs, span = sharded_setup.offsets(self._user, align)
+        self.chunk = sharded_setup.chunk_of(span, self.world, align)
         xp = _backend.array_module(p0)
         with _backend._device_of(p0):
             self._flat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
             self._gflat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
-        self.params, self._ranges, at = [], [], 0
+        self.params, self._ranges, k = [], [], 0
         for g in groups:
-            start = at
-            for p in g["params"]:
-                v = self._flat[at : at + p.size].reshape(p.shape)
+            n = len(g["params"])
+            ends = [(o, o + p.size) for o, p in zip(self._offs[k : k + n], g["params"])]
+            for (o, e), p in zip(ends, g["params"]):
+                v = self._flat[o:e].reshape(p.shape)
                 v[...] = p
                 self.params.append(v)
-                at += p.size
-            self._ranges.append((start, at))
+            at = self._offs[k] if n else (self._ranges[-1][1] if self._ranges else 0)
+            self._ranges.append((at, ends[-1][1] if n else at))
+            k += n
         self._counts = [len(g["params"]) for g in groups]
-        self._gviews = [
-            self._gflat[a : a + p.size].reshape(p.shape)
-            for a, p in zip(np.cumsum([0] + [p.size for p in self._user[:-1]]), self._user)
-        ]
-        self.lo = min(self.rank * self.chunk, self.numel)
-        self.hi = min(self.lo + self.chunk, self.numel)
+        self._gviews = [self._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(self._offs, self._user)]
+        self.lo = min(self.rank * self.chunk, span)
+        self.hi = min(self.lo + self.chunk, span)
         # (param, first, stop) in its C order, with the flat offset: the pieces of this rank's slice
         self._own = []
-        for p, a in zip(self._user, np.cumsum([0] + [p.size for p in self._user[:-1]])):
-            s, e = max(self.lo - int(a), 0), min(self.hi - int(a), p.size)
+        for p, a in zip(self._user, self._offs):
+            s, e = max(self.lo - a, 0), min(self.hi - a, p.size)
             if s < e:
-                self._own.append((p, s, e, int(a) + s))
+                self._own.append((p, s, e, a + s))
         with _backend._device_of(p0):
             self._shard = xp.zeros(self.chunk, dtype=p0.dtype)  # this rank's reduced gradient slice
         base = self.rank * self.chunk
@@ -139,7 +143,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         # every rank, each rank rounded its slice with the first slice's words: not the unsharded
         # optimizer's bits, and the ranks' roundings correlated)
         if hasattr(self.optimizer, "_element_starts"):
-            self.optimizer._element_starts = [a for a, b in self._slices if b > a]
+            self.optimizer._element_starts = [sharded_setup.element_of(self, a) for a, b in self._slices if b > a]
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
         self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])

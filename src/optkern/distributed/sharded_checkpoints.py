@@ -70,7 +70,9 @@ class ShardedCheckpoints:
             gathered = self.comm.gather_object(pieces, root=to)
             if self.rank != to:
                 return None
-        return sharded_state.consolidate(gathered, self.optimizer.param_groups, self._ranges, self._counts, self._user)
+        return sharded_state.consolidate(
+            gathered, self.optimizer.param_groups, self._ranges, self._counts, self._user, self._offs
+        )
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a consolidated state dict (any world size) or this rank's own shard (same world size).

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _backend
 from .._clip_checks import _span
-from ..optim._lowp_config import _half_fmt
+from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
 from . import sharded_state
 
 
@@ -84,15 +84,55 @@ def check_distinct(params) -> None:
             far = s
 
 
+def align_of(hyper: dict) -> int:
+    """What each param's flat offset and the slices' bounds are multiples of: the 8-bit states'
+    block (``state_dtype="int8"``, quantized per block of each param), else 1. A bad
+    ``block_size`` gives 1: the local optimizer refuses it, naming it."""
+    fmt, block = hyper.get("state_dtype"), hyper.get("block_size", LOWP_KEYWORDS["block_size"])
+    if not (isinstance(fmt, str) and fmt == "int8"):
+        return 1
+    if isinstance(block, (int, np.integer)) and not isinstance(block, bool) and 64 <= block <= 4096:
+        return int(block) if not block & (block - 1) else 1
+    return 1
+
+
+def offsets(params, align: int) -> tuple[list[int], int]:
+    """(each param's offset in the flat buffer, the end of the last): consecutive, each rounded up
+    to a multiple of ``align`` (the gaps hold zeros: no gradient, no update)."""
+    offs, at = [], 0
+    for p in params:
+        at = -(-at // align) * align
+        offs.append(at)
+        at += int(p.size)
+    return offs, at
+
+
+def chunk_of(span: int, world: int, align: int) -> int:
+    """Each rank's share of ``span`` flat elements: whole multiples of ``align`` (the last ranks'
+    slices hold the padding)."""
+    share = -(-span // world)  # (ceil)
+    return -(-share // align) * align
+
+
+def element_of(z, at: int) -> int:
+    """The unsharded optimizer's index of flat element ``at`` (its params' elements numbered in
+    order, without the gaps): a slice's first Philox counter (stochastic rounding). A slice
+    holding several params of 8-bit states numbers those after a gap on from the gap."""
+    first = 0
+    for p, o in zip(z._user, z._offs):
+        if o <= at < o + p.size:
+            return first + at - o
+        first += int(p.size)
+    return at
+
+
 def views_again(z) -> None:
     """A copied ShardedOptimizer's views (``params``, the gradient views, the local optimizer's
     slices) made again on its copied buffers (copied one by one they no longer see them)."""
-    at, z.params = 0, []
-    for p in z._user:
-        z.params.append(z._flat[at : at + p.size].reshape(p.shape))
-        at += p.size
-    starts = np.cumsum([0] + [p.size for p in z._user[:-1]])
-    z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(starts, z._user)]
+    if not hasattr(z, "_offs"):  # (pickled before 8-bit states aligned the params: no gaps)
+        z._offs = [int(a) for a in np.cumsum([0] + [p.size for p in z._user[:-1]])]
+    z.params = [z._flat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
+    z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
     base = z.rank * z.chunk
     z._local_grads = [z._shard[a - base : b - base] for a, b in z._slices if b > a]
     # the local optimizer's params: its copied slices replaced by views of the copied buffer

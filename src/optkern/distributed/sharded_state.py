@@ -3,9 +3,10 @@
 The local optimizer has one parameter per group it holds part of: the group's slice of
 the flat buffer. Its state arrays are the same slices of the group's state laid out flat,
 so consolidating is concatenating the slices in flat order and cutting them into the
-arrays' shapes; re-sharding is the reverse for another slice. 8-bit states (``state_dtype=
-"int8"``) travel as their float32 values: a slice's blocks are not the unsharded layout's, so
-each side (re)quantizes its own (the same layout again gives the same codes back).
+arrays' shapes (at their flat offsets: 8-bit states leave gaps to align each array to a block);
+re-sharding is the reverse for another slice. 8-bit states (``state_dtype="int8"``) travel as
+their float32 values, which each side quantizes again in the same blocks (each array's own,
+from its element 0): the same codes back.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def local_pieces(optimizer, slices) -> list:
     return pieces
 
 
-def consolidate(gathered, param_groups, ranges, counts, params) -> dict:
-    """The unsharded state dict from every rank's pieces (``counts``: parameters per group)."""
+def consolidate(gathered, param_groups, ranges, counts, params, offs) -> dict:
+    """The unsharded state dict from every rank's pieces (``counts``: parameters per group,
+    ``offs``: each param's flat offset; the gaps between them are dropped)."""
     by_group: dict[int, list] = {}
     for rank_pieces in gathered:
         for pc in rank_pieces:
@@ -112,19 +114,17 @@ def consolidate(gathered, param_groups, ranges, counts, params) -> dict:
         if pieces and all(pc["stepped"] for pc in pieces):
             names = list(pieces[0]["arrays"])
             flat = {nm: np.concatenate([pc["arrays"][nm] for pc in pieces]) for nm in names}
-            off = 0
             for i in group_params:
-                p = params[i]
+                p, off = params[i], offs[i] - pieces[0]["a"]
                 entry = dict(pieces[0]["scalars"])
                 for nm in names:
                     entry[nm] = flat[nm][off : off + p.size].reshape(p.shape).copy()
                 state[i] = entry
-                off += p.size
         groups.append({**{k: v for k, v in param_groups[gi].items() if k != "params"}, "params": group_params})
     return {"state": state, "param_groups": groups}
 
 
-def reshard(sd, optimizer, slices, ranges, counts, params) -> dict:
+def reshard(sd, optimizer, slices, ranges, counts, params, offs) -> dict:
     """The local optimizer's state dict for this rank's ``slices`` from an unsharded one.
 
     Every group is checked, not only those this rank holds part of: each rank loads the same
@@ -143,8 +143,10 @@ def reshard(sd, optimizer, slices, ranges, counts, params) -> dict:
         mine = params[first : first + n]
         first += n
         merged.append(_group_entry(saved_state, keys[gi], mine, names, scalar_names, gi))
-    state, groups, k = {}, [], 0
-    for gi, ((a, b), (g_lo, _g_hi), saved) in enumerate(zip(slices, ranges, saved_groups)):
+    state, groups, k, first = {}, [], 0, 0
+    for gi, ((a, b), (g_lo, g_hi), saved) in enumerate(zip(slices, ranges, saved_groups)):
+        at = [o - g_lo for o, p in zip(offs[first : first + counts[gi]], params[first : first + counts[gi]]) if p.size]
+        first += counts[gi]
         hyper = {kk: v for kk, v in saved.items() if kk != "params"}
         if b <= a:
             groups.append({**hyper, "params": []})
@@ -152,10 +154,22 @@ def reshard(sd, optimizer, slices, ranges, counts, params) -> dict:
         group_state = merged[gi]
         if group_state is not None:
             scalars, arrays = group_state
-            state[k] = {**scalars, **{nm: np.concatenate(parts)[a - g_lo : b - g_lo] for nm, parts in arrays.items()}}
+            state[k] = {
+                **scalars,
+                **{nm: _laid(parts, at, g_hi - g_lo)[a - g_lo : b - g_lo] for nm, parts in arrays.items()},
+            }
         groups.append({**hyper, "params": [k]})
         k += 1
     return {"state": state, "param_groups": groups}
+
+
+def _laid(parts: list, at: list, n: int) -> np.ndarray:
+    """A group's params' flat arrays ``parts`` laid out as in the flat buffer (``at``: their
+    offsets in the group's ``n`` elements; the gaps between them, zeros)."""
+    out = np.zeros(n, dtype=np.result_type(*parts))
+    for part, o in zip(parts, at):
+        out[o : o + part.size] = part
+    return out
 
 
 def _group_entry(saved_state, ids, mine, names, scalar_names, gi: int) -> tuple | None:
@@ -282,7 +296,7 @@ def load(zopt, state_dict) -> None:
                 )
         zopt.optimizer.load_state_dict(state_dict["optimizer"])
         return
-    local = reshard(state_dict, zopt.optimizer, zopt._slices, zopt._ranges, zopt._counts, zopt._user)
+    local = reshard(state_dict, zopt.optimizer, zopt._slices, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
     zopt.optimizer.load_state_dict(local)
 
 
