@@ -30,19 +30,19 @@ _LOWP_KEYWORDS = {
 
 
 class Words(NamedTuple):
-    """How the messages name the wrapper's arguments, why the ranks must agree, and whether they
-    must share the stochastic rounding's seed."""
+    """How the messages name the wrapper's arguments and why the ranks must agree."""
 
     optimizer: str
     groups: str
     why: str
-    seed: bool
 
 
-# ZeRO: each rank rounds its own slice (any seed); data-parallel: each rounds its whole replica, and
-# another seed on one rank rounded its half-precision parameters differently (its replica diverged)
-ZERO = Words("optimizer_class", "params", "each rank steps its own slice of the group", False)
-REPLICA = Words("optimizer", "param_groups", "each rank steps its own replica with them", True)
+# Data-parallel: each rank rounds its whole replica, and another seed on one rank rounded its half
+# params (or bfloat16 moments) differently: its replica diverged. ZeRO: each rank rounds its own
+# slice with the words of its global elements, as the unsharded optimizer does: another seed on one
+# rank gave a run that is no unsharded optimizer's and changes with the world size.
+ZERO = Words("optimizer_class", "params", "each rank steps its own slice of the group")
+REPLICA = Words("optimizer", "param_groups", "each rank steps its own replica with them")
 
 
 def _plain(v) -> bool:
@@ -63,8 +63,8 @@ def signature(optimizer, counts, words: Words = ZERO) -> tuple:
         lowp = {k: getattr(lp, k) for k in _LOWP_KEYWORDS if k not in ("block", "seed")}
         if lp.state_dtype == "int8":  # (the block size of 8-bit states only)
             lowp["block"] = lp.block
-        if lp.sr and words.seed:  # (the seed of stochastic rounding only)
-            lowp["seed"] = lp.seed
+        if lp.sr or lp.state_dtype == "bfloat16":  # (the seed of stochastic rounding only: bfloat16
+            lowp["seed"] = lp.seed  # moments round stochastically too, without stochastic_rounding)
     checked = getattr(optimizer, "_checked", None)
     groups = []
     for gi, (g, n) in enumerate(zip(optimizer.param_groups, counts)):

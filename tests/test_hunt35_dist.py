@@ -1,0 +1,67 @@
+"""optkern.distributed as a demanding HPC user drives it (a hunt at 2 and 4 ranks).
+
+* The seed of stochastic rounding must agree across ranks wherever a step rounds with it:
+  ``state_dtype="bfloat16"`` rounds the moments stochastically (no ``stochastic_rounding=True``
+  needed), and the seed was only compared for ``stochastic_rounding``: data-parallel replicas with
+  ``seed=rank`` rounded their moments differently and diverged in silence. ZeRO-1 compared no
+  seed at all ("each rank rounds its own slice"), but its slices draw the Philox words of their
+  global elements as the unsharded optimizer does: a seed per rank gave a run that is no unsharded
+  optimizer's and changes with the world size (a checkpoint resumed on another count of ranks
+  went on with other roundings). Now both refuse another seed on one rank, on every rank.
+
+The tests launch this file under ``mpiexec -n N python -m mpi4py`` with one case; a hang is a
+failure (the launch's timeout).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from mpi_cases import raises, run_case, run_here
+
+CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
+
+
+def test_a_seed_that_differs_between_ranks_is_refused_wherever_it_rounds():
+    run_case(__file__, "seed", 2, timeout=CASE_TIMEOUT)
+
+
+# ---- cases (run under mpiexec) ------------------------------------------------------------------
+
+
+def case_seed(comm) -> None:
+    from optkern import optim
+    from optkern.distributed import Communicator, DistributedOptimizer, ShardedOptimizer
+
+    r = comm.rank
+    rounding = (
+        dict(state_dtype="bfloat16"),
+        dict(master_weights=True, stochastic_rounding=True),
+    )
+    for lowp in rounding:
+        dt = np.float32 if "state_dtype" in lowp else np.float16
+        p = [np.linspace(-1, 1, 300).astype(dt), np.ones(7, dt)]
+        with raises(ValueError, "seed: 1 on rank 1, 0 on rank 0"):
+            DistributedOptimizer(optim.Adam([x.copy() for x in p], lr=1e-2, seed=r, **lowp), comm)
+        with raises(ValueError, "seed: 1 on rank 1, 0 on rank 0"):
+            ShardedOptimizer(optim.Adam, [x.copy() for x in p], comm, lr=1e-2, seed=r, **lowp)
+        # one seed: the replicas stay equal (and ZeRO-1 steps as they do)
+        dp, zp = [x.copy() for x in p], [x.copy() for x in p]
+        d = DistributedOptimizer(optim.Adam(dp, lr=1e-2, seed=7, **lowp), Communicator(comm.mpi, ordered=True))
+        z = ShardedOptimizer(optim.Adam, zp, Communicator(comm.mpi, ordered=True), lr=1e-2, seed=7, **lowp)
+        for s in range(3):
+            g = [np.random.default_rng(10 * s + r).standard_normal(x.size).astype(dt) for x in p]
+            d.step([x.copy() for x in g])
+            z.step(g)
+        every = comm.mpi.allgather(dp)
+        for a, b, c in zip(every[0], every[1], zp):
+            assert np.array_equal(a, b) and np.array_equal(a, c), lowp
+    # a seed that rounds nothing (float32 storage, no stochastic rounding) may differ
+    DistributedOptimizer(optim.Adam([np.ones(5, np.float32)], lr=1e-2, seed=r), comm)
+    ShardedOptimizer(optim.Adam, [np.ones(5, np.float32)], comm, lr=1e-2, seed=r, state_dtype="int8")
+
+
+if __name__ == "__main__":
+    run_here(globals(), sys.argv[1:])
