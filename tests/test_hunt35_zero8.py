@@ -36,6 +36,10 @@ def test_zero1_int8_consolidated_state_is_the_unsharded_state_and_loads_back(n):
     run_case(__file__, "zero8_ckpt", n, timeout=CASE_TIMEOUT)
 
 
+def test_zero1_int8_regroups_copies_and_reshards_as_the_unsharded_8bit_optimizer():
+    run_case(__file__, "zero8_more", 4, timeout=CASE_TIMEOUT)
+
+
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
 
 
@@ -127,6 +131,83 @@ def case_zero8_ckpt(comm) -> None:
             one.step(g)
             for i, (a, b) in enumerate(zip(*ones)):
                 assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), (cls.__name__, hyper, s, i)
+
+
+def case_zero8_more(comm) -> None:
+    """At 4 ranks, block 64: a group added (the state re-sharded into the new slices), a copy
+    (its views made again on the copied buffer, at the params' offsets), a rank's own shard
+    loaded back, an unsharded optimizer's 8-bit state dict loaded, and a checkpoint of 2 ranks
+    loaded on 4: each steps as the unsharded 8-bit optimizer."""
+    import copy
+    import pickle
+
+    from optkern import optim
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    hyper = dict(lr=1e-2, state_dtype="int8", block_size=64)
+    world = Communicator(comm.mpi, ordered=True)
+
+    def fresh(seed=0):
+        rng = np.random.default_rng(seed)
+        return [rng.standard_normal(n).astype(np.float32) for n in (100, 7, 300)]
+
+    def same(a, b, what):
+        assert all(np.array_equal(x.view(np.uint32), y.view(np.uint32)) for x, y in zip(a, b)), what
+
+    # a group added after two steps
+    zp, dp = fresh(), fresh()
+    ze, de = fresh(5)[:2], fresh(5)[:2]
+    z, d = ShardedOptimizer(optim.Adam, zp, world, **hyper), optim.Adam(dp, **hyper)
+    for s in range(2):
+        g = _grads(zp, s, 0)
+        z.step(g)
+        d.step(g)
+    z.add_param_group({"params": ze, "lr": 3e-3})
+    d.add_param_group({"params": de, "lr": 3e-3})
+    for s in range(2, 4):
+        g = _grads(zp + ze, s, 0)
+        z.step(g)
+        d.step(g)
+        same(zp + ze, dp + de, ("add_param_group", s))
+    # copies, and this rank's own shard loaded into another optimizer
+    zc, zk = copy.deepcopy(z), pickle.loads(pickle.dumps(z))
+    zs_params = [p.copy() for p in zp + ze]
+    zs = ShardedOptimizer(optim.Adam, zs_params[:3], world, **hyper)
+    zs.add_param_group({"params": zs_params[3:], "lr": 3e-3})
+    zs.load_state_dict(z.state_dict())
+    for s in range(4, 6):
+        g = _grads(zp + ze, s, 0)
+        for o in (z, zc, zk, zs, d):
+            o.step(g)
+        same(zp + ze, dp + de, ("after the copies", s))
+        same(zc.params, dp + de, ("deepcopy", s))
+        same(zk.params, dp + de, ("pickle", s))
+        same(zs_params, dp + de, ("own shard", s))
+    # an unsharded 8-bit state dict (codes and scales) loaded
+    zu = [p.copy() for p in dp + de]
+    z = ShardedOptimizer(optim.Adam, [{"params": zu[:3]}, {"params": zu[3:], "lr": 3e-3}], world, **hyper)
+    z.load_state_dict(d.state_dict())
+    for s in range(6, 8):
+        g = _grads(zu, s, 0)
+        z.step(g)
+        d.step(g)
+        same(zu, dp + de, ("unsharded state dict", s))
+    # 2 ranks train and consolidate, 4 load
+    half = Communicator(comm.mpi.Split(comm.rank // 2, comm.rank), ordered=True)
+    zp, dp = fresh(), fresh()
+    z, d = ShardedOptimizer(optim.Adam, zp, half, **hyper), optim.Adam(dp, **hyper)
+    for s in range(3):
+        g = _grads(zp, s, 0)
+        z.step(g)
+        d.step(g)
+    full = comm.mpi.bcast(z.consolidate_state_dict(to=None), root=0)
+    z = ShardedOptimizer(optim.Adam, zp, world, **hyper)
+    z.load_state_dict(full)
+    for s in range(3, 5):
+        g = _grads(zp, s, 0)
+        z.step(g)
+        d.step(g)
+        same(zp, dp, ("2 ranks to 4", s))
 
 
 def _regroup(layout, ordered):
