@@ -4,8 +4,9 @@ The parameters live in one flat buffer, padded to ``world * chunk`` elements; ra
 owns elements ``[r * chunk, (r + 1) * chunk)`` and keeps the optimizer state of that slice
 only. With 8-bit states (``state_dtype="int8"``) each parameter starts at a multiple of the
 quantization block and ``chunk`` is whole blocks: every block is one of the unsharded
-optimizer's blocks, so the codes (and the steps) are its own at any world size. A step: the gradients are packed into a flat buffer and reduce-scattered (each rank
-receives its slice, summed over ranks), the wrapped optimizer steps on the slice (views of
+optimizer's blocks, so the codes (and the steps) are its own at any world size. A step:
+the gradients are packed into a flat buffer and reduce-scattered (each rank receives its
+slice, summed over ranks), the wrapped optimizer steps on the slice (views of
 the flat buffer, one view per parameter group: a slice may cut through arrays), and the
 slices are all-gathered back into every rank's flat buffer.
 """
@@ -141,9 +142,12 @@ class ShardedOptimizer(ShardedCheckpoints):
         # stochastic rounding's Philox counters: each local param (a group's slice) is numbered from
         # its flat offset, as the unsharded optimizer numbers every element (numbered from 0 on
         # every rank, each rank rounded its slice with the first slice's words: not the unsharded
-        # optimizer's bits, and the ranks' roundings correlated)
+        # optimizer's bits, and the ranks' roundings correlated). With 8-bit states the flat offsets
+        # count the gaps that align the params to blocks: still one word per element, but a param
+        # after a gap draws other words than in the unsharded optimizer (one local param per
+        # slice is numbered as one run: no numbering of it can skip the gaps)
         if hasattr(self.optimizer, "_element_starts"):
-            self.optimizer._element_starts = [sharded_setup.element_of(self, a) for a, b in self._slices if b > a]
+            self.optimizer._element_starts = [a for a, b in self._slices if b > a]
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
         self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])

@@ -114,18 +114,6 @@ def chunk_of(span: int, world: int, align: int) -> int:
     return -(-share // align) * align
 
 
-def element_of(z, at: int) -> int:
-    """The unsharded optimizer's index of flat element ``at`` (its params' elements numbered in
-    order, without the gaps): a slice's first Philox counter (stochastic rounding). A slice
-    holding several params of 8-bit states numbers those after a gap on from the gap."""
-    first = 0
-    for p, o in zip(z._user, z._offs):
-        if o <= at < o + p.size:
-            return first + at - o
-        first += int(p.size)
-    return at
-
-
 def views_again(z) -> None:
     """A copied ShardedOptimizer's views (``params``, the gradient views, the local optimizer's
     slices) made again on its copied buffers (copied one by one they no longer see them)."""
