@@ -9,6 +9,13 @@
   optimizer's and changes with the world size (a checkpoint resumed on another count of ranks
   went on with other roundings). Now both refuse another seed on one rank, on every rank.
 
+* ``Communicator.allreduce`` / ``reduce_scatter`` of a bool array (a flag per rank: "found an
+  inf", reduced with ``max`` as any rank) raised ``mpi4py.MPI.Exception: Invalid MPI_Op`` (MPI's
+  MAX and SUM take no C bool) on the default path, while ``ordered=True`` returned NumPy's answer:
+  now both reduce bools as NumPy does in place (``max`` / ``sum``: any rank, ``min``: every rank).
+  A complex array with ``max`` / ``min`` (no order in MPI; NumPy's is lexicographic) raised the
+  same MPI error or returned on the ordered path: now a TypeError naming ``x`` on both.
+
 The tests launch this file under ``mpiexec -n N python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
 """
@@ -26,6 +33,10 @@ CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 
 def test_a_seed_that_differs_between_ranks_is_refused_wherever_it_rounds():
     run_case(__file__, "seed", 2, timeout=CASE_TIMEOUT)
+
+
+def test_bool_arrays_reduce_and_complex_extremes_are_refused_alike_on_every_path():
+    run_case(__file__, "comm_dtypes", 2, timeout=CASE_TIMEOUT)
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
@@ -61,6 +72,27 @@ def case_seed(comm) -> None:
     # a seed that rounds nothing (float32 storage, no stochastic rounding) may differ
     DistributedOptimizer(optim.Adam([np.ones(5, np.float32)], lr=1e-2, seed=r), comm)
     ShardedOptimizer(optim.Adam, [np.ones(5, np.float32)], comm, lr=1e-2, seed=r, state_dtype="int8")
+
+
+def case_comm_dtypes(comm) -> None:
+    from optkern.distributed import Communicator
+
+    r = comm.rank
+    for ordered in (False, True):
+        c = Communicator(comm.mpi, ordered=ordered)
+        mine = np.array([r == 1, False, True, r == 0])
+        for op, want in (("max", [1, 0, 1, 1]), ("sum", [1, 0, 1, 1]), ("min", [0, 0, 1, 0])):
+            got = c.allreduce(mine.copy(), op)
+            assert got.dtype == np.bool_ and got.tolist() == [bool(v) for v in want], (ordered, op, got)
+        got = c.reduce_scatter(np.array([r == 1, False, True, r == 0]))
+        assert got.dtype == np.bool_ and got.tolist() == [[True, False], [True, True]][r], (ordered, got)
+        for op in ("max", "min"):
+            z = np.array([1 + 2j, 3 - 1j]) * (r + 1)
+            with raises(TypeError, f"x: op={op!r} needs real numbers, got complex128"):
+                c.allreduce(z, op)
+            assert np.array_equal(z, np.array([1 + 2j, 3 - 1j]) * (r + 1))  # (untouched)
+        # complex sums are fine on both paths
+        assert np.array_equal(c.allreduce(np.array([1j]) * (r + 1), "sum"), np.array([3j]))
 
 
 if __name__ == "__main__":

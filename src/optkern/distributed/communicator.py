@@ -164,8 +164,10 @@ class Communicator:
         if host is not x:
             x.set(host)
 
-    def _op(self, op: str):
+    def _op(self, op: str, x):
         MPI = mpi()
+        if x.dtype == np.bool_:  # (MPI's SUM / MAX / MIN take no C bool: NumPy's in-place bool results)
+            return {"sum": MPI.LOR, "max": MPI.LOR, "min": MPI.LAND}[op]
         return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
 
     def _check_op(self, op: str, allowed=_OPS, x=None) -> str:
@@ -173,6 +175,8 @@ class Communicator:
             raise ValueError(f"op: expected one of {', '.join(map(repr, allowed))}, got {op!r}")
         if op == "mean" and x is not None and x.dtype.kind != "f" and not _is_bf16(x):
             raise TypeError(f"x: op='mean' needs a floating-point array, got {x.dtype}")
+        if op in ("max", "min") and x is not None and x.dtype.kind == "c":  # (MPI has no order of them)
+            raise TypeError(f"x: op={op!r} needs real numbers, got {x.dtype}")
         return op
 
     # ---- collectives ------------------------------------------------------------------
@@ -181,8 +185,8 @@ class Communicator:
         """Reduce ``x`` over all ranks, in place; returns ``x``.
 
         ``op``: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"`` (a NaN on any rank is NaN on every
-        rank, as NumPy's ``maximum`` / ``minimum`` propagate it). ``ordered`` overrides the
-        communicator's setting for this call.
+        rank, as NumPy's ``maximum`` / ``minimum`` propagate it; bools: ``sum`` and ``max`` any rank,
+        ``min`` every rank). ``ordered`` overrides the communicator's setting for this call.
         """
         self._live("allreduce")
         _writable(x, "x")
@@ -214,7 +218,7 @@ class Communicator:
 
     def _mpi_allreduce(self, x, op: str) -> None:
         buf = self._mpi_buf(x)
-        self.mpi.Allreduce(mpi().IN_PLACE, buf, op=self._op(op))
+        self.mpi.Allreduce(mpi().IN_PLACE, buf, op=self._op(op, x))
         self._mpi_back(buf, x)
 
     def _mpi_extreme(self, x, op: str) -> None:
@@ -284,7 +288,7 @@ class Communicator:
             nc.reduce_scatter(flat, out.reshape(-1))
         else:
             send, recv = self._mpi_buf(flat), self._mpi_buf(out)
-            self.mpi.Reduce_scatter_block(send, recv, op=mpi().SUM)
+            self.mpi.Reduce_scatter_block(send, recv, op=self._op("sum", x))
             self._mpi_back(recv, out)
         if op == "mean":
             _scale_mean(out.reshape(-1), self.size)
