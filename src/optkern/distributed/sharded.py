@@ -44,7 +44,9 @@ class ShardedOptimizer(ShardedCheckpoints):
         at construction: ValueError on every rank) and the same values before each step
         (:func:`broadcast_params`, before or after construction: each step reads this rank's
         slice from its own arrays). Any count of elements: the flat buffer is padded to a
-        multiple of the world size.
+        multiple of the world size (with ``state_dtype="int8"``, each array also starts at a
+        multiple of ``block_size``: up to ``block_size - 1`` zeros of state per array, so that the
+        8-bit steps are the unsharded optimizer's, bit for bit, at any world size).
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.
@@ -245,7 +247,8 @@ class ShardedOptimizer(ShardedCheckpoints):
 
     def synchronize(self, grads) -> list:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
-        it holds part of, or one empty array; views of an internal buffer). ``grads`` are not
+        it holds part of, or one empty array; views of an internal buffer; zeros in the gaps of
+        8-bit states' block alignment). ``grads`` are not
         modified. Collective: gradients refused on one rank raise on every rank, as in
         :meth:`DistributedOptimizer.synchronize`."""
         self.comm._live("synchronize")  # (before the gradients are copied into the flat buffer)
