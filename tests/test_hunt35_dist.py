@@ -16,6 +16,13 @@
   A complex array with ``max`` / ``min`` (no order in MPI; NumPy's is lexicographic) raised the
   same MPI error or returned on the ordered path: now a TypeError naming ``x`` on both.
 
+* A ``Communicator`` made with ``ordered=True`` on some ranks only, or ``backend="mpi"`` on some
+  and ``"auto"`` on others, hung: the ordered ranks gathered rows while the others sat in
+  ``MPI_Allreduce`` (or the ``"auto"`` ranks waited in the construction's exchange of device keys
+  that the ``"mpi"`` ranks never joined), with no message. The wrappers compared their
+  communicators, a plain one did not. Now the construction compares ``backend`` and ``ordered``
+  (one small allgather, set-up only) and raises ValueError on every rank.
+
 The tests launch this file under ``mpiexec -n N python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
 """
@@ -37,6 +44,10 @@ def test_a_seed_that_differs_between_ranks_is_refused_wherever_it_rounds():
 
 def test_bool_arrays_reduce_and_complex_extremes_are_refused_alike_on_every_path():
     run_case(__file__, "comm_dtypes", 2, timeout=CASE_TIMEOUT)
+
+
+def test_a_communicator_made_otherwise_on_one_rank_is_refused_on_every_rank():
+    run_case(__file__, "comm_alike", 2, timeout=30)
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
@@ -93,6 +104,21 @@ def case_comm_dtypes(comm) -> None:
             assert np.array_equal(z, np.array([1 + 2j, 3 - 1j]) * (r + 1))  # (untouched)
         # complex sums are fine on both paths
         assert np.array_equal(c.allreduce(np.array([1j]) * (r + 1), "sum"), np.array([3j]))
+
+
+def case_comm_alike(comm) -> None:
+    from optkern.distributed import Communicator
+
+    r = comm.rank
+    for mine, theirs, text in (
+        (dict(ordered=True), {}, "ordered: True on rank 0, False on rank 1"),
+        (dict(backend="mpi"), dict(backend="auto"), "backend: 'mpi' on rank 0, 'auto' on rank 1"),
+    ):
+        with raises(ValueError, text):
+            Communicator(comm.mpi, **(mine if r == 0 else theirs))
+    # made alike, they reduce (and cuda_aware, which pairs the same collectives, may differ)
+    c = Communicator(comm.mpi, backend="mpi", ordered=True, cuda_aware=r == 1)
+    assert np.array_equal(c.allreduce(np.ones(3) * (r + 1)), np.full(3, 3.0))
 
 
 if __name__ == "__main__":

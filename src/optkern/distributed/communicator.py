@@ -69,7 +69,9 @@ class Communicator:
     into an abort of the job. After ``MPI.Finalize()`` every collective raises RuntimeError.
     """
 
-    def __init__(self, comm=None, backend: str = "auto", ordered: bool = False, *, cuda_aware: bool = False):
+    def __init__(
+        self, comm=None, backend: str = "auto", ordered: bool = False, *, cuda_aware: bool = False, _alike=False
+    ):
         MPI = mpi()
         if isinstance(comm, Communicator):
             comm = comm.mpi
@@ -100,10 +102,23 @@ class Communicator:
         self.cuda_aware = bool(cuda_aware)
         self.backend = backend
         self._nccl = None
-        if backend != "mpi":
-            from . import _nccl
+        from . import _nccl
 
-            keys = comm.allgather(_nccl.device_key())  # decided together: no rank waits alone
+        if _alike and backend == "mpi":  # (as_communicator: made alike on every rank, at every call)
+            return
+        # decided together, and compared: a rank with another backend or ordering waited alone in
+        # this exchange, or in another collective than the others' at the first reduction (hung)
+        mine = (backend, self.ordered, _nccl.device_key() if backend != "mpi" else None)
+        infos = comm.allgather(mine)
+        for i, name in enumerate(("backend", "ordered")):
+            r = next((r for r, v in enumerate(infos) if v[i] != infos[0][i]), None)
+            if r is not None:
+                raise ValueError(
+                    f"{name}: {infos[0][i]!r} on rank 0, {infos[r][i]!r} on rank {r} (make the Communicator "
+                    "alike on every rank: the ranks' collectives would not pair up and wait forever)"
+                )
+        if backend != "mpi":
+            keys = [k for _, _, k in infos]
             if None not in keys and len(set(keys)) == len(keys):
                 self._nccl = _nccl.NcclComm(comm)
             elif backend == "nccl":
@@ -407,4 +422,4 @@ class Communicator:
 
 def as_communicator(comm) -> Communicator:
     """A Communicator for ``comm`` (a Communicator, an mpi4py communicator, or None: COMM_WORLD)."""
-    return comm if isinstance(comm, Communicator) else Communicator(comm, backend="mpi")
+    return comm if isinstance(comm, Communicator) else Communicator(comm, backend="mpi", _alike=True)
