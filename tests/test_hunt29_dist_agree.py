@@ -49,7 +49,11 @@ def case_ordered_apart(comm) -> None:
     from optkern import optim
     from optkern.distributed import Communicator, DistributedOptimizer, ShardedOptimizer
 
-    c = Communicator(comm.mpi, backend="mpi", ordered=comm.rank == 0)
+    # (since session 35 the Communicator's construction compares them: it raises first)
+    with _raises(ValueError, "ordered: True on rank 0, False on rank 1"):
+        Communicator(comm.mpi, backend="mpi", ordered=comm.rank == 0)
+    c = Communicator(comm.mpi, backend="mpi")
+    c.ordered = comm.rank == 0  # (set after construction: the wrappers compare them again)
     text = "comm: ordered=False on rank 1, ordered=True on rank 0"
     p = [np.ones(6)]
     with _raises(ValueError, text):
