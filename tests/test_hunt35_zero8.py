@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from mpi_cases import run_case, run_here
+from mpi_cases import raises, run_case, run_here
 
 CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 SIZES = (1000, 7, 301, 2050)  # no size (and no sum of them) a multiple of the block
@@ -38,6 +38,10 @@ def test_zero1_int8_consolidated_state_is_the_unsharded_state_and_loads_back(n):
 
 def test_zero1_int8_regroups_copies_and_reshards_as_the_unsharded_8bit_optimizer():
     run_case(__file__, "zero8_more", 4, timeout=CASE_TIMEOUT)
+
+
+def test_a_shard_laid_out_for_another_state_dtype_is_refused():
+    run_case(__file__, "zero8_shard_layout", 2, timeout=CASE_TIMEOUT)
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
@@ -208,6 +212,35 @@ def case_zero8_more(comm) -> None:
         z.step(g)
         d.step(g)
         same(zp, dp, ("2 ranks to 4", s))
+
+
+def case_zero8_shard_layout(comm) -> None:
+    """Params of 255 and 768 elements on 2 ranks: 8-bit states (block 256) put the second at flat
+    256, float32 ones at 255 -- with the same world, numel and chunk (512), which were all a shard's
+    layout said. A shard (``state_dict``) of one loaded into the other passed that check; only the
+    last rank's local optimizer refused it ("expected 511 elements (like its parameter), got 512"),
+    a slice's length saying nothing of the layout. The layout now holds the params' offsets: refused
+    on every rank, naming them and what to load instead; every rank's state as it was."""
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer
+
+    def make(**lp):
+        ps = [np.linspace(-1, 1, n).astype(np.float32) for n in (255, 768)]
+        z = ShardedOptimizer(optim.Adam, ps, comm, lr=1e-2, **lp)
+        z.step([np.ones(p.size, np.float32) for p in ps])
+        return z
+
+    eight, plain = make(state_dtype="int8"), make()
+    assert eight.chunk == plain.chunk == 512
+    for src, dst in ((eight, plain), (plain, eight)):
+        before = dst.state_dict()
+        with raises(ValueError, "state_dict['zero']['offsets']: is"):
+            dst.load_state_dict(src.state_dict())
+        after = dst.state_dict()["optimizer"]["state"]
+        for k, entry in before["optimizer"]["state"].items():
+            for name, v in entry.items():
+                assert np.array_equal(np.asarray(v), np.asarray(after[k][name])), (k, name)
+        dst.load_state_dict(src.consolidate_state_dict(to=None))  # (a consolidated one: re-laid out)
 
 
 def _regroup(layout, ordered):

@@ -40,6 +40,7 @@ class ShardedCheckpoints:
             "numel": self.numel,
             "chunk": self.chunk,
             "ranges": list(self._ranges),
+            "offsets": list(self._offs),
             "shapes": [tuple(p.shape) for p in self._user],
             "dtype": str(self._flat.dtype),
         }

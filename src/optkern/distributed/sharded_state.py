@@ -294,10 +294,30 @@ def load(zopt, state_dict) -> None:
                     f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
                     " (load a consolidate_state_dict() checkpoint to change the world size)"
                 )
+        _check_offsets(lay, ours["offsets"])
         zopt.optimizer.load_state_dict(state_dict["optimizer"])
         return
     local = reshard(state_dict, zopt.optimizer, zopt._slices, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
     zopt.optimizer.load_state_dict(local)
+
+
+def _check_offsets(lay: dict, ours: list) -> None:
+    """A shard's params at this optimizer's flat offsets (8-bit states align each to a block, other
+    states do not: the same world, numel and chunk can hold them elsewhere). A shard saved before
+    layouts held offsets had them consecutive."""
+    theirs = lay.get("offsets")
+    if theirs is None:
+        sizes = [int(np.prod(s)) for s in lay.get("shapes") or ()]
+        theirs = [sum(sizes[:i]) for i in range(len(sizes))]
+    try:
+        theirs = [int(o) for o in theirs]
+    except (TypeError, ValueError):
+        raise TypeError(f"state_dict['zero']['offsets']: expected a list of integers, got {theirs!r}") from None
+    if theirs != ours:
+        raise ValueError(
+            f"state_dict['zero']['offsets']: is {theirs!r}, this optimizer's is {ours!r} (a shard laid out for "
+            "another state_dtype or block_size: load a consolidate_state_dict() checkpoint)"
+        )
 
 
 def swapped(v, swap: dict, seen: set):
