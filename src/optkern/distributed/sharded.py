@@ -45,8 +45,10 @@ class ShardedOptimizer(ShardedCheckpoints):
         (:func:`broadcast_params`, before or after construction: each step reads this rank's
         slice from its own arrays). Any count of elements: the flat buffer is padded to a
         multiple of the world size (with ``state_dtype="int8"``, each array also starts at a
-        multiple of ``block_size``: up to ``block_size - 1`` zeros of state per array, so that the
-        8-bit steps are the unsharded optimizer's, bit for bit, at any world size).
+        multiple of ``block_size``, so that the 8-bit steps are the unsharded optimizer's, bit for
+        bit, at any world size: up to ``block_size - 1`` zeros per array in the flat parameter and
+        gradient buffers and in the slices' state -- many arrays far smaller than the block pay
+        for it).
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.
