@@ -55,6 +55,8 @@ def _setups():
     yield optim.Adam, [{"params": [0, 1, 2]}, {"params": [3], "lr": 3e-3}], dict(lr=1e-2, state_dtype="int8")
     yield optim.AdamW, [{"params": [1, 2, 3, 0]}], dict(lr=1e-2, state_dtype="int8", block_size=64)
     yield optim.SGD, [{"params": [2, 0]}, {"params": [1, 3]}], dict(lr=1e-2, momentum=0.9, state_dtype="int8")
+    # (a state that starts away from 0: the gaps' too, until a checkpoint's load zeroes them)
+    yield optim.Adagrad, [{"params": [3, 1, 0]}], dict(lr=1e-2, initial_accumulator_value=0.3, state_dtype="int8")
 
 
 def _make(comm, cls, layout, hyper, rng):
