@@ -72,6 +72,7 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
         self._drop_layouts()
         self._joined: dict = {}  # the running step's joined scalars (see _join_scalars)
         self._grads: list | None = None  # the stepping group's grads, when every param has one
+        self._first_now: dict = {}  # group index -> SGD's params making buffers, as its step's _plan found them
         self._hyper_cache: dict = {}  # id(group) -> (keys, values, checked hyper-parameters, group)
         self._pre_grads: dict = {}  # id(run) -> the grad views the step's precheck made (reused by the step)
         self._runs_now: list | None = None  # the stepping group's runs (its layout), as planned
@@ -291,7 +292,7 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
                     self._group_step(group, params, i)
                 # the native calls wrote the params through views autograd does not see: a graph that
                 # saved them must refuse its backward now, as after torch's in-place step
-                _increment_version([p for _, params, *_ in work for p in params])
+                _increment_version(work[0][1] if len(work) == 1 else [p for _, ps, *_ in work for p in ps])
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes
@@ -310,11 +311,12 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
         if seen is None or seen[0] is not st or seen[1] != st.version:
             self._drop_layouts()
 
-    def _plan(self, group: dict, params: list, gi: int) -> tuple:
+    def _plan(self, group: dict, params: list, gi: int, held: list | None = None) -> tuple:
         """(the runs of ``params``, one native call each; whether the step creates state for some),
-        the group's hyper-parameters checked. Nothing is written."""
+        the group's hyper-parameters checked. Nothing is written. ``held``: the group's cached runs,
+        when the caller found them holding for ``params`` this step (``_held_layout``)."""
         self._hyper(group)
-        runs = self._layout(group, params, gi)
+        runs = held if held is not None else self._layout(group, params, gi)
         return runs, bool(self._layouts[gi][2])
 
     def _group_step(self, group: dict, params: list, gi: int) -> None:

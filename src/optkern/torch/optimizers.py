@@ -68,26 +68,27 @@ class SGD(_Fused):
             lowp,
         )
 
-    def _first_params(self, group, params, gi) -> list:
-        """The params whose momentum buffer this step makes (torch makes it from the next
-        gradient where there is none, or None: a torch 1.x checkpoint's, a user's reset): those
-        run with first=True. Writes nothing."""
-        cached = self._layouts.get(gi)  # a layout is only made once every buffer exists (momentum may
-        # have been switched on since: then the first param has none either); while its runs hold
-        # (no buffer deleted, set to None or a dict cleared since: _layout_holds), every buffer does
-        if not self._state_names(group) or (
-            cached is not None
-            and cached[0] == tuple(map(id, params))
-            and (self.state.get(params[0]) or {}).get("momentum_buffer") is not None
-            and self._layout_holds(cached[1])
-        ):
-            return []
-        return [p for p in params if (self.state.get(p) or {}).get("momentum_buffer") is None]
+    def _first_params(self, group, params, gi) -> tuple:
+        """(the params whose momentum buffer this step makes, the group's cached runs when they
+        still hold for ``params`` or None: ``_held_layout``). torch makes a buffer from the next
+        gradient where there is none, or None (a torch 1.x checkpoint's, a user's reset): those
+        params run with first=True. Writes nothing."""
+        if not self._state_names(group):
+            return [], None
+        # a layout is only made once every buffer exists (momentum may have been switched on since:
+        # then the first param has none either); while its runs hold (no buffer deleted, set to
+        # None or a dict cleared since: _layout_holds), every buffer does
+        held = self._held_layout(params, gi)
+        if held is not None and (self.state.get(params[0]) or {}).get("momentum_buffer") is not None:
+            return [], held
+        return [p for p in params if (self.state.get(p) or {}).get("momentum_buffer") is None], held
 
     def _plan(self, group, params, gi):
-        first = self._first_params(group, params, gi)
+        # (the cached runs looked at once a step: _Fused._plan and _group_step take what is found here)
+        first, held = self._first_params(group, params, gi)
+        self._first_now[gi] = first
         if not first:
-            return super()._plan(group, params, gi)
+            return super()._plan(group, params, gi, held)
         # (runs outside the layout: a low-precision step count, advanced after the call wrote, checked here)
         self._scalar_values(group, params, gi, [self.state.get(p) or {} for p in params])
         return self._first_runs(params, first), True
@@ -106,7 +107,10 @@ class SGD(_Fused):
 
     def _group_step(self, group, params, gi):
         self._first_set: set = set()
-        first = self._first_params(group, params, gi)
+        # (what this step's _plan found: nothing is written between a step's plan and its groups' steps)
+        first = self._first_now.pop(gi, None)
+        if first is None:
+            first = self._first_params(group, params, gi)[0]
         if not first:  # no momentum, or every buffer made: the cached layout and views
             super()._group_step(group, params, gi)
             return
