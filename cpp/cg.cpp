@@ -116,6 +116,12 @@ double chunk_sum(const std::vector<double>& part) {
   return s;
 }
 
+// What the fused iteration's steps leave for the next (each thread its own copy, the same values).
+template <class T> struct IterationState {
+  double pAp = 0.0, rr = NAN;
+  T alpha{}, beta{};
+};
+
 py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
                        double tol, bool stop_on_negative_curvature) {
   Vectors v(x_h, "x");
@@ -130,39 +136,41 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
   double pAp = 0.0, rr = NAN;
   by_dtype(v.dt, [&](auto tag) {
     using T = decltype(tag);
+    using State = IterationState<T>;
     T* xt = reinterpret_cast<T*>(x);
     T* rt = reinterpret_cast<T*>(r);
     T* pt = reinterpret_cast<T*>(p);
     const T* yt = reinterpret_cast<const T*>(y);
     const T lambda = T(damping);
-    T alpha{}, beta{};
     const auto chunks = make_chunks({v.n});
-    std::vector<double> part(chunks.size());
-    const auto step = [&](int s, const Chunk& c) {
+    // one array of partials per summing step: a thread may write step 1's while another still adds
+    // step 0's
+    std::vector<double> curv(chunks.size()), squares(chunks.size());
+    const auto step = [&](int s, const Chunk& c, const State& st) {
       const size_t i = size_t(&c - chunks.data());
       const int64_t lo = c.start;
-      if (s == 0) part[i] = curvature_loop<T>(pt + lo, yt + lo, lambda, c.len);
-      if (s == 1) part[i] = update_loop<T>(xt + lo, rt + lo, pt + lo, yt + lo, alpha, lambda, c.len);
-      if (s == 2) direction_loop<T>(pt + lo, rt + lo, beta, c.len);
+      if (s == 0) curv[i] = curvature_loop<T>(pt + lo, yt + lo, lambda, c.len);
+      if (s == 1) squares[i] = update_loop<T>(xt + lo, rt + lo, pt + lo, yt + lo, st.alpha, lambda, c.len);
+      if (s == 2) direction_loop<T>(pt + lo, rt + lo, st.beta, c.len);
     };
-    const auto after = [&](int s) {
+    const auto after = [&](int s, State& st) {
       double a = 0.0, b = 0.0;
       if (s == 0) {
-        pAp = chunk_sum(part);
-        const bool go = cg_args::cg_step(pAp, rz, stop_on_negative_curvature, a);
-        alpha = T(a);
+        st.pAp = chunk_sum(curv);
+        const bool go = cg_args::cg_step(st.pAp, rz, stop_on_negative_curvature, a);
+        st.alpha = T(a);
         return go;
       }
-      if (s == 1) {
-        rr = chunk_sum(part);
-        const bool go = cg_args::cg_next(rr, rz, tol, b);
-        beta = T(b);
-        return go;
-      }
-      return false;
+      st.rr = chunk_sum(squares);
+      const bool go = cg_args::cg_next(st.rr, rz, tol, b);
+      st.beta = T(b);
+      return go;
     };
     py::gil_scoped_release nogil;
-    for_each_chunk_steps(chunks, 8 * v.n, 3, step, after);  // work: 2 + 4 + 2 arrays streamed
+    // work: 2 + 4 + 2 arrays streamed
+    const State end = for_each_chunk_steps<State>(chunks, 8 * v.n, 3, step, after);
+    pAp = end.pAp;
+    rr = end.rr;
   });
   return py::make_tuple(pAp, rr);
 }

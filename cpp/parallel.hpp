@@ -104,24 +104,30 @@ void for_each_chunk(const std::vector<Chunk>& chunks, int64_t work, F&& f) {
   for (int64_t i = 0; i < n; ++i) f(chunks[size_t(i)]);
 }
 
-// f(step, chunk) for every chunk, step by step (0, 1, ...), in ONE parallel region: each thread
-// keeps the chunks for_each_chunk would give it in every step (its part of the vectors stays in
-// its cache), and between steps, when every chunk has finished the step, after(step) runs on one
-// thread; it returns whether the next step runs (false, or the last step: the region ends).
+// f(step, chunk, state) for every chunk, step by step (0, 1, ...), in ONE parallel region: each
+// thread keeps the chunks for_each_chunk would give it in every step (its part of the vectors stays
+// in its cache). Between steps, when every chunk has finished the step, every thread calls
+// after(step, state) on its own State (value-initialized per thread): it must only read what the
+// step wrote (which no later step may write: a thread can be in the next step while another is
+// still in after) and its own state, so that every thread reaches the same answer -- whether the
+// next step runs -- and the same state, which the next step's f reads. Returns the state (the
+// calling thread's). One barrier per step boundary and none after the last step: with a `single` for
+// after() each boundary cost two, and under OMP_WAIT_POLICY=PASSIVE a thread arriving first at a
+// barrier sleeps and is woken through the hypervisor (tens of us each on a VM).
 // Odd steps run a thread's chunks backwards: a step starts on the chunks the previous one ended
 // on, still in the core's cache (each chunk's result is its own, so the order changes no bits).
 // hessian.cg's iteration is three such steps: one region instead of three (each wakes the
 // sleeping workers, 10-100+ us on a VM) and one call from Python instead of three.
-template <class F, class After>
-void for_each_chunk_steps(const std::vector<Chunk>& chunks, int64_t work, int steps, F&& f, After&& after) {
+template <class State, class F, class After>
+State for_each_chunk_steps(const std::vector<Chunk>& chunks, int64_t work, int steps, F&& f, After&& after) {
   const int64_t n = int64_t(chunks.size());
+  State out{};
 #ifdef _OPENMP
   const int threads = max_threads();
   if (n > 1 && threads > 1 && work >= serial_below(threads)) {
     std::vector<int64_t> offset(size_t(n) + 1, 0);
     for (int64_t i = 0; i < n; ++i) offset[size_t(i) + 1] = offset[size_t(i)] + chunks[size_t(i)].len;
     const int64_t total = offset[size_t(n)];
-    bool go = true;  // after()'s answer, read by every thread past the barrier that ends `single`
 #pragma omp parallel num_threads(threads)
     {
       const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
@@ -130,21 +136,24 @@ void for_each_chunk_steps(const std::vector<Chunk>& chunks, int64_t work, int st
         return int64_t(std::lower_bound(offset.begin(), offset.end() - 1, bound) - offset.begin());
       };
       const int64_t lo = first_of(t), hi = t + 1 == T ? n : first_of(t + 1);
-      for (int s = 0; s < steps && go; ++s) {
-        for (int64_t k = lo; k < hi; ++k) f(s, chunks[size_t(s % 2 ? lo + hi - 1 - k : k)]);
+      State st{};
+      for (int s = 0; s < steps; ++s) {
+        for (int64_t k = lo; k < hi; ++k) f(s, chunks[size_t(s % 2 ? lo + hi - 1 - k : k)], st);
+        if (s + 1 == steps) break;
 #pragma omp barrier
-#pragma omp single
-        go = after(s);
+        if (!after(s, st)) break;
       }
+      if (t == 0) out = st;
     }
-    return;
+    return out;
   }
 #endif
   (void)work;
   for (int s = 0; s < steps; ++s) {
-    for (int64_t k = 0; k < n; ++k) f(s, chunks[size_t(s % 2 ? n - 1 - k : k)]);
-    if (!after(s)) break;
+    for (int64_t k = 0; k < n; ++k) f(s, chunks[size_t(s % 2 ? n - 1 - k : k)], out);
+    if (s + 1 == steps || !after(s, out)) break;
   }
+  return out;
 }
 
 // One value per chunk from f(chunk), folded in chunk order with op: the
