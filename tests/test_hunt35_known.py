@@ -4,14 +4,20 @@
   caller's params (the operator reads its own copy, so the product was right, but the caller's
   weights were silently clobbered); an ``out`` over a batch's ``x`` / ``y`` likewise. Refused like
   the live operator's overlaps: ValueError naming ``out``, nothing written.
+* SAM's ascent step with ``eps = 0`` and ``||g||`` so small that ``rho / ||g||`` is past the params'
+  dtype (float32 gradients below ~1e-38, float64 ones below ~1e-308): the scale was inf in that
+  dtype and every moved param inf (NaN where ``g`` is 0). The scale now carries its exponent apart
+  (``rules::sam_scale_split``): ``w + rho g / ||g||`` as for a gradient scaled into range.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from optkern import hessian
+from optkern import _backend, hessian, optim
 from optkern.nn import MLP
 
 
@@ -84,3 +90,73 @@ def test_fixed_operator_out_elsewhere_still_written_directly():
     out = np.full(model.num_params, np.nan)
     assert op.writes_into and op.matvec(v, out=out) is out
     np.testing.assert_array_equal(out, live.matvec(v))
+
+
+RHO = 0.05
+
+
+def _tiny_case(dtype, n=1053, seed=5):
+    """w ~ N(0, 1) and a gradient of small integers times the dtype's least subnormal (exact, and
+    exact again times any power of two that keeps it in range)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(n).astype(dtype)
+    tiny = 2.0**-149 if dtype == np.float32 else 2.0**-1074
+    g = (rng.integers(-40, 41, n).astype(np.float64) * tiny).astype(dtype)
+    g[3] = 0.0  # (a zero entry: inf * 0 made it NaN)
+    return w, g
+
+
+def _ascent(w, g, adaptive, eps=0.0):
+    p, bk, out = w.copy(), np.full_like(w, 7), np.zeros(1)
+    _backend.cpu.sam_perturb_([p], [g], [bk], RHO, eps, out, adaptive)
+    assert bk.tobytes() == w.tobytes()
+    return p, float(out[0])
+
+
+@pytest.mark.parametrize(("dtype", "up"), [(np.float32, 2.0**120), (np.float64, 2.0**1000)])
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sam_ascent_of_an_underflowing_gradient_stays_finite_and_on_the_ray(dtype, up, adaptive):
+    w, g = _tiny_case(dtype)
+    p, nrm = _ascent(w, g, adaptive)
+    assert 0.0 < nrm < RHO / np.finfo(dtype).max  # (the case: the scale is past the dtype's range)
+    assert np.isfinite(p).all()
+    # independent reference: w + rho t / ||t|| in float64 from the exact gradient taken into range
+    # (t = g, or w g for ASAM; the move along g, or w^2 g). float64: ||t|| is itself a float64 -- the
+    # returned norm, subnormal here and so only ~10 bits exact -- and the move is by that norm.
+    g64, w64 = g.astype(np.float64) * up, w.astype(np.float64)
+    t = w64 * g64 if adaptive else g64
+    exact = math.hypot(*t.tolist())
+    assert nrm * up == pytest.approx(exact, rel=2.0**-50 if dtype == np.float32 else 2.0**-9)
+    move = RHO * (w64 * w64 * g64 if adaptive else g64) / (exact if dtype == np.float32 else nrm * up)
+    assert np.abs(move).max() > 1e-3  # (a real move, not a skipped one)
+    np.testing.assert_allclose(p, w64 + move, rtol=0, atol=4 * np.finfo(dtype).eps * (np.abs(w64).max() + RHO))
+
+
+# (float32 only: a float64 gradient whose scale leaves float64 has a subnormal norm, fewer bits than
+# the norm of the gradient scaled into range)
+@pytest.mark.parametrize(("dtype", "up"), [(np.float32, 2.0**120)])
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sam_ascent_of_an_underflowing_gradient_is_the_ascent_of_it_scaled_into_range(dtype, up, adaptive):
+    w, g = _tiny_case(dtype)
+    big = (g.astype(np.float64) * up).astype(dtype)
+    assert np.array_equal(big.astype(np.float64) / up, g.astype(np.float64))  # (exact)
+    p_tiny, n_tiny = _ascent(w, g, adaptive)
+    p_big, n_big = _ascent(w, big, adaptive)
+    assert n_big == n_tiny * up
+    assert p_tiny.tobytes() == p_big.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sam_step_with_eps_0_and_an_underflowing_gradient_writes_finite_params(dtype):
+    w, g = _tiny_case(dtype, n=64)
+    p = w.copy()
+    opt = optim.SAM(optim.SGD([p], lr=0.1), rho=RHO, eps=0.0)
+    seen = []
+
+    def closure():
+        seen.append(p.copy())
+        return 1.0, [g]
+
+    opt.step(closure)
+    assert np.isfinite(seen[1]).all() and not np.array_equal(seen[1], w)  # the ascent point
+    assert np.isfinite(p).all()
