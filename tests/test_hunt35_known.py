@@ -8,10 +8,14 @@
   dtype (float32 gradients below ~1e-38, float64 ones below ~1e-308): the scale was inf in that
   dtype and every moved param inf (NaN where ``g`` is 0). The scale now carries its exponent apart
   (``rules::sam_scale_split``): ``w + rho g / ||g||`` as for a gradient scaled into range.
+* ``optkern study``: a run flagged "collapsed to chance" (and a diverged run's curvature, where every
+  seed diverged) entered its group's means, and the summary never said so. The means now leave both
+  out (the cells say how many) and the summary names them.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -160,3 +164,86 @@ def test_sam_step_with_eps_0_and_an_underflowing_gradient_writes_finite_params(d
     opt.step(closure)
     assert np.isfinite(seen[1]).all() and not np.array_equal(seen[1], w)  # the ascent point
     assert np.isfinite(p).all()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from optkern import datasets
+
+    return datasets.load_digits().split(0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def outcomes(digits):
+    """Real quick SGD studies on digits (test_hunt34_misc's): lr=2 trains (~91 %), lr=5 collapses to
+    chance within the divergence bound (test_hunt34_sam_study), lr=20 diverges in epoch 1."""
+    from test_hunt34_misc import _sgd_run
+
+    res = {
+        name: _sgd_run(digits, lr, ep, whole=True)
+        for name, lr, ep in (("ok", 2.0, 3), ("dead", 5.0, 3), ("gone", 20.0, 1))
+    }
+    (ok,), (dead,), (gone,) = (res[k]["runs"] for k in ("ok", "dead", "gone"))
+    assert ok["status"] == "done" and not ok["collapsed"]
+    assert dead["status"] == "done" and dead["collapsed"]
+    assert gone["status"] == "diverged"
+    return res
+
+
+def _seeds(outcomes, *names):
+    """The ok study's result with its runs replaced by the named studies' runs as seeds 0, 1, ... of one group."""
+    res = copy.deepcopy(outcomes["ok"])
+    res["runs"] = [dict(copy.deepcopy(outcomes[n]["runs"][0]), seed=i) for i, n in enumerate(names)]
+    res["config"]["seeds"] = len(names)
+    return res
+
+
+def _report(res, tmp_path) -> str:
+    from optkern.study import report
+
+    with open(report.write_markdown(res, str(tmp_path), figures=[])) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize(("other", "what"), [("dead", "collapsed"), ("gone", "diverged")])
+def test_study_means_leave_out_a_collapsed_or_diverged_seed_and_say_so(outcomes, tmp_path, other, what):
+    from optkern.study import summary
+
+    res = _seeds(outcomes, "ok", other)
+    (grp,) = summary.groups(res)
+    ok_row = summary.run_row(outcomes["ok"]["runs"][0])
+    for m in ("final_train_loss", "final_val_acc", "top_eigenvalue", "trace"):
+        st = grp["stats"][m]
+        assert st.n == 1 and st.mean == ok_row[m], m  # the healthy seed's alone
+    assert grp["excluded"] == {"collapsed": int(what == "collapsed"), "diverged": int(what == "diverged")}
+    assert grp["stats"]["step_ms"].n == 2  # (the cost of a step: every run's)
+    md = _report(res, tmp_path)
+    (row,) = [x for x in md.splitlines() if x.startswith("| sgd | none |")]
+    assert f"(1 {what} excluded)" in row
+    summ = md.split("## Summary", 1)[1].split("## ", 1)[0]
+    assert f"1 run {what}" in summ.lower() and "seed 1" in summ and "left out of every mean" in summ
+
+
+def test_study_of_only_a_collapsed_run_has_no_means(outcomes, tmp_path):
+    from optkern.study import summary
+
+    res = _seeds(outcomes, "dead")
+    (grp,) = summary.groups(res)
+    assert grp["stats"]["final_val_acc"] is None and grp["stats"]["top_eigenvalue"] is None
+    assert grp["excluded"]["collapsed"] == 1
+    md = _report(res, tmp_path)
+    (row,) = [x for x in md.splitlines() if x.startswith("| sgd | none |")]
+    assert row.split("|")[3].strip() == "— (1 collapsed excluded)"
+    summ = md.split("## Summary", 1)[1].split("## ", 1)[0]
+    assert "collapsed to chance (sgd without normalization)" in summ.lower()
+    assert "Final validation accuracy ranges" not in summ  # (no healthy run: no accuracy to give)
+
+
+def test_study_of_healthy_seeds_reports_as_before(outcomes, tmp_path):
+    from optkern.study import summary
+
+    res = _seeds(outcomes, "ok", "ok")
+    (grp,) = summary.groups(res)
+    assert grp["excluded"] == {"collapsed": 0, "diverged": 0} and grp["stats"]["final_val_acc"].n == 2
+    md = _report(res, tmp_path)
+    assert "excluded" not in md and "left out" not in md
