@@ -11,6 +11,11 @@
 * ``optkern study``: a run flagged "collapsed to chance" (and a diverged run's curvature, where every
   seed diverged) entered its group's means, and the summary never said so. The means now leave both
   out (the cells say how many) and the summary names them.
+* Dropout kept an element when its float32 uniform (the word's top 24 bits) was >= float32(p), while
+  the kept ones were scaled by 1 / (1 - p): the keep probability sat on a 2^-24 grid, E[y] / x off by
+  up to 2^-24 / (1 - p) (p = 1 - 2^-24 and above kept nothing at a scale of 2^24). Now the full 32-bit
+  word is compared with round(p 2^32), formed once in double on the host (philox::dropout_threshold,
+  CPU and CUDA).
 """
 
 from __future__ import annotations
@@ -247,3 +252,95 @@ def test_study_of_healthy_seeds_reports_as_before(outcomes, tmp_path):
     assert grp["excluded"] == {"collapsed": 0, "diverged": 0} and grp["stats"]["final_val_acc"].n == 2
     md = _report(res, tmp_path)
     assert "excluded" not in md and "left out" not in md
+
+
+def _words(n, seed, offset):
+    from test_random import words_ref  # (an independent pure-Python Philox4x32-10)
+
+    return words_ref(n, seed, offset)
+
+
+def _threshold(p: float) -> int:
+    """round(p 2^32), half up, from p's exact value (fractions: no float rounding at all)."""
+    from fractions import Fraction
+
+    return int(Fraction(p) * 2**32 + Fraction(1, 2))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1 - 2.0**-20, 1 - 1e-9, 2.0**-30, 1.0])
+def test_dropout_mask_is_the_full_word_against_round_p_2_32(p):
+    from optkern import norm
+
+    seed, offset, n = 2**33 + 7, 3, 257
+    x = np.ones(n, np.float64)
+    y, mask = norm.dropout(x, p, seed=seed, offset=offset, return_mask=True)
+    want = _words(n, seed, offset) >= _threshold(p)
+    np.testing.assert_array_equal(mask.astype(bool), want)
+    if p < 1:
+        np.testing.assert_array_equal(y, np.where(want, 1.0 / (1.0 - p), 0.0))
+    else:
+        assert not y.any()
+
+
+def test_dropout_mask_splits_a_24_bit_bucket():
+    """A threshold inside a word's top-24-bit bucket (words >= 2^31: float32's grid there is the
+    bucket's): the old rule rounded p to the grid and gave the bucket one fate."""
+    from optkern import norm
+
+    seed, offset, n = 12345, 0, 4096
+    w = _words(n, seed, offset)
+    low, high = w & 0xFF, w >= 2**31
+    i = int(np.flatnonzero(high & (low >= 0x90))[0])  # p 8 below it: float32(p) rounded up past it
+    j = int(np.flatnonzero(high & (low <= 0x70))[0])  # p 1 above it: float32(p) rounded down to its bucket
+    p = float(int(w[i]) - 8) * 2.0**-32
+    q = float(int(w[j]) + 1) * 2.0**-32
+    x = np.ones(n, np.float32)
+    _, m_p = norm.dropout(x, p, seed=seed, offset=offset, return_mask=True)
+    _, m_q = norm.dropout(x, q, seed=seed, offset=offset, return_mask=True)
+    assert m_p[i] == 1 and m_q[j] == 0
+    np.testing.assert_array_equal(m_p.astype(bool), w >= _threshold(p))
+    np.testing.assert_array_equal(m_q.astype(bool), w >= _threshold(q))
+
+
+@pytest.mark.parametrize("p", [1 - 1e-5, 1 - 2.0**-22, 1 - 3e-7, 0.999, 2.0**-20, 1e-6])
+def test_dropout_keep_fraction_at_extreme_p_is_unbiased(p):
+    """The keep fraction over many draws within 3 standard errors of 1 - p, the probability the scale
+    1 / (1 - p) assumes (a sanity check: the old rule's bias, <= 2^-24 absolute, needs far more draws
+    to see; the exact-mask tests above pin the rule)."""
+    from optkern import norm
+
+    n = 1 << 22
+    x = np.ones(n, np.float32)
+    kept = 0
+    draws = 8 if p > 0.99 else 1
+    for d in range(draws):
+        _, m = norm.dropout(x, p, seed=77, offset=d * n, return_mask=True)
+        kept += int(np.count_nonzero(m))
+    total = draws * n
+    q = 1.0 - p  # the keep probability the scale 1 / (1 - p) assumes
+    se = math.sqrt(q * (1 - q) / total)
+    assert abs(kept / total - q) <= 3 * se + 2.0**-33, (kept, total * q)
+
+
+def test_dropout_p_0_keeps_all_and_p_to_1_keeps_none():
+    from optkern import norm
+
+    x = np.linspace(-1.0, 1.0, 1 << 16)
+    y, m = norm.dropout(x, 0.0, seed=1, return_mask=True)
+    assert m.all() and np.array_equal(y, x)
+    for p in (1.0, 1 - 2.0**-34, np.nextafter(1.0, 0.0)):  # round(p 2^32) = 2^32: none kept
+        y, m = norm.dropout(x, p, seed=1, return_mask=True)
+        assert not m.any() and not np.any(y), p
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_masks_repeat_for_the_same_seed_and_offset(dtype):
+    from optkern import norm
+
+    x = np.ones(5000, dtype)
+    a = norm.dropout(x, 0.37, seed=9, offset=11, return_mask=True)[1]
+    b = norm.dropout(x, 0.37, seed=9, offset=11, return_mask=True)[1]
+    c = norm.dropout(np.ones(5011, dtype), 0.37, seed=9, offset=0, return_mask=True)[1]
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c[11:])
+    np.testing.assert_array_equal(norm.dropout_backward(x, 0.37, seed=9, offset=11) != 0, a.astype(bool))
