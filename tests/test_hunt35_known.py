@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -344,3 +345,26 @@ def test_dropout_masks_repeat_for_the_same_seed_and_offset(dtype):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c[11:])
     np.testing.assert_array_equal(norm.dropout_backward(x, 0.37, seed=9, offset=11) != 0, a.astype(bool))
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_block_operator_refuses_an_out_over_the_callers_arrays(fixed):
+    """A layer block's product is copied into ``out`` after it is computed (no direct writing): an
+    ``out`` over the caller's params (or a batch's x) was written over them, no error."""
+    model, p, data, rng = _fixed_problem()
+    op = hessian.from_mlp(model, p, kind="hessian", batches=data, block="layer2", fixed=fixed)
+    m = op.shape[0]
+    v = rng.standard_normal(m)
+    before = p.copy()
+    with pytest.raises(ValueError, match="^out shares memory with params"):
+        op.matvec(v, out=p[:m])
+    np.testing.assert_array_equal(p, before)
+    for i, name in ((0, "x"), (1, "batches[1]'s x")):
+        x = data[i][0]
+        if x.size >= m:
+            saved = x.copy()
+            with pytest.raises(ValueError, match=rf"^out shares memory with {re.escape(name)}$"):
+                op.matvec(v, out=x.reshape(-1)[:m])
+            np.testing.assert_array_equal(x, saved)
+    out = np.empty(m)
+    assert op.matvec(v, out=out) is out  # (elsewhere: written)

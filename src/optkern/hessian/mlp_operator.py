@@ -222,7 +222,12 @@ def _local_operator(
 
     # (unchecked: the MLP's own products have the operator's shape and dtype; NaN params or data give
     # NaN products, which the estimators refuse, naming `op`)
-    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None)
+    # (a layer block's product is copied into `out` once computed: `out` is checked against the
+    # caller's arrays by the operator, as the full product's by MLP._product_out and _ready)
+    avoid = None if idx is None else functools.partial(_callers, params, batches)
+    op = _operator_class(xp)(
+        matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None, avoid=avoid
+    )
     return op, total
 
 
@@ -267,6 +272,15 @@ def _ready(model, params, batches: list, v, out) -> None:
     for bx, by in batches[1:]:
         model._check(params, bx, by, v)
     _apart(out, batches, _backend.array_module(params))
+
+
+def _callers(params, batches: list) -> dict:
+    """The caller's arrays an ``out`` must not overlap, named as the full product's errors name them."""
+    named = {"params": params}
+    for i, (bx, by) in enumerate(batches):
+        where = "" if i == 0 else f"batches[{i}]'s "
+        named[f"{where}x"], named[f"{where}y"] = bx, by
+    return named
 
 
 def _apart(out, batches: list, xp) -> None:
