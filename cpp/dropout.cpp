@@ -24,26 +24,26 @@ namespace {
 template <class T>
 void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint64_t seed, uint64_t offset) {
   using C = typename half::Compute<T>::type;
-  const float p = float(p_in);  // the mask's threshold
+  const philox::DropoutThreshold th = philox::dropout_threshold(p_in);  // the mask's
   const C scale = philox::dropout_scale<C>(p_in);
   // Captures copied to locals and x read unconditionally: the loops then vectorize (a store
   // through y or the mask could otherwise alias a captured value, and a conditional load blocks
   // if-conversion).
   philox::parallel_words(n, offset, seed, 0, 1, [&](int64_t a, const uint32_t* w, int64_t m) {
-    const float pf = p;
+    const philox::DropoutThreshold k = th;
     const C s = scale;
     const T* xa = x + a;
     T* ya = y + a;
     if constexpr (std::is_same_v<T, C>) {
-      for (int64_t j = 0; j < m; ++j) ya[j] = rules::dropout(xa[j], philox::to_float(w[j]) >= pf, s);
+      for (int64_t j = 0; j < m; ++j) ya[j] = rules::dropout(xa[j], philox::kept(w[j], k), s);
     } else {  // half storage: the batch in float32 (a per-element conversion did not vectorize: 4x slower)
       alignas(64) float b[philox::kFillMax];
       half::load_n(xa, b, m);
-      for (int64_t j = 0; j < m; ++j) b[j] = rules::dropout(b[j], philox::to_float(w[j]) >= pf, s);
+      for (int64_t j = 0; j < m; ++j) b[j] = rules::dropout(b[j], philox::kept(w[j], k), s);
       half::store_n(b, ya, m);
     }
     if (uint8_t* const ma = mask ? mask + a : nullptr)
-      for (int64_t j = 0; j < m; ++j) ma[j] = uint8_t(philox::to_float(w[j]) >= pf);
+      for (int64_t j = 0; j < m; ++j) ma[j] = uint8_t(philox::kept(w[j], k));
   });
 }
 

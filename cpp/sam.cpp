@@ -18,11 +18,14 @@ namespace {
 
 // One chunk of the ascent step, per ISA clone like every element loop.
 template <class T>
-OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT bk, T scale, bool adaptive,
-                            int64_t n) {
+OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT bk, rules::SamScale<T> s,
+                            bool adaptive, int64_t n) {
+  const T scale = s.m;
   if (scale == T(0)) {  // rho = 0: w stays bitwise (w + 0 g would turn -0 into +0, NaN g into NaN)
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) bk[i] = p[i];
+  } else if (s.k != 0) {  // (a scale past T's range: a norm near underflow, rules::sam_scale_split)
+    for (int64_t i = 0; i < n; ++i) rules::sam_perturb_split(p[i], g[i], bk[i], s, adaptive);
   } else if (adaptive) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) rules::sam_perturb_adaptive(p[i], g[i], bk[i], scale);
@@ -82,7 +85,7 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
     using T = decltype(tag);
     // plain SAM reads only g for its norm (the params' stream only where ASAM needs it)
     norm = adaptive ? ascent_norm<T, true>(L.p, L.g) : ascent_norm<T, false>(L.g, L.g);
-    const T scale = T(rules::sam_scale(rho, norm, eps));
+    const auto scale = rules::sam_scale_split<T>(rho, norm, eps);
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;
     for_each_chunk(chunks, 3 * total_size(L.p.size), [&](const Chunk& c) {  // p, g, backup

@@ -53,11 +53,11 @@ __global__ void sign_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, B
 }
 
 template <class T>
-__global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, float p,
+__global__ void dropout_kernel(const T* x, T* y, uint8_t* mask, int64_t n, philox::DropoutThreshold th,
                                typename Compute<T>::type scale, uint64_t seed, uint64_t offset, BlockRange br) {
   using C = typename Compute<T>::type;
   for_each_slot<4>(n, seed, offset, br, [&](int64_t i, const philox::U4& r, unsigned k) {
-    const bool keep = philox::to_float(philox::lane(r, k)) >= p;
+    const bool keep = philox::kept(philox::lane(r, k), th);
     store(y, i, rules::dropout(C(load(x, i)), keep, scale));  // (a dropped NaN or inf: NaN)
     if (mask) mask[i] = uint8_t(keep);
   });
@@ -103,13 +103,13 @@ void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t of
   const cudaStream_t s = current_stream();
   const BlockRange br(n, offset, 4);
   const unsigned grid = grid_for(int64_t(br.nblocks), kThreads);
-  const float pf = float(p);
+  const philox::DropoutThreshold th = philox::dropout_threshold(p);  // (p in [0, 1]: checked above)
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     using C = typename Compute<T>::type;
     const C scale = philox::dropout_scale<C>(p);
     dropout_kernel<T><<<grid, kThreads, 0, s>>>(reinterpret_cast<const T*>(xp), reinterpret_cast<T*>(yp), mp, n,
-                                                pf, scale, seed, offset, br);
+                                                th, scale, seed, offset, br);
   });
   check_launch("dropout_");
 }

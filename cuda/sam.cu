@@ -83,10 +83,12 @@ template <class T> struct ScaledOut {  // a zero, NaN or Inf max keeps the direc
 };
 
 template <class T> struct PerturbOp {
-  T scale;
+  rules::SamScale<T> s;
   bool adaptive;
   __device__ void operator()(T* v) const {
+    const T scale = s.m;
     if (scale == T(0)) v[2] = v[0];  // rho = 0: w stays bitwise
+    else if (s.k != 0) rules::sam_perturb_split(v[0], v[1], v[2], s, adaptive);  // (rules::sam_scale_split)
     else if (adaptive) rules::sam_perturb_adaptive(v[0], v[1], v[2], scale);
     else rules::sam_perturb(v[0], v[1], v[2], scale);
   }
@@ -99,7 +101,7 @@ template <class T> struct Perturb {
   double rho, eps;
   const double* norm;
   bool adaptive;
-  __device__ PerturbOp<T> load() const { return {T(rules::sam_scale(rho, norm[0], eps)), adaptive}; }
+  __device__ PerturbOp<T> load() const { return {rules::sam_scale_split<T>(rho, norm[0], eps), adaptive}; }
 };
 
 template <class T> struct CopyOp {

@@ -2,12 +2,27 @@
 keep-rate statistics, and the documented link to optkern.random."""
 
 import zlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from optkern import norm
 from optkern import random as okr
+
+
+def mask_ref(shape, p, seed, offset):
+    """The documented mask: the 32-bit word w of stream (seed, offset + i) >= t = round(p 2^32). w's
+    top 24 bits are optkern.random's float32 uniform times 2^24, which settle every element but those
+    of the one 24-bit bucket holding t: their words come from test_random's pure-Python Philox."""
+    from test_random import words_ref
+
+    hi = (okr.uniform(shape, seed=seed, offset=offset).ravel().astype(np.float64) * 2**24).astype(np.int64)
+    t = int(Fraction(p) * 2**32 + Fraction(1, 2))
+    keep = hi * 256 >= t
+    for i in np.flatnonzero(hi == t >> 8):
+        keep[i] = int(words_ref(1, seed, offset + int(i))[0]) >= t
+    return keep.reshape(shape)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -19,9 +34,8 @@ def test_forward_backward(dtype, p, shape):
     y, mask = norm.dropout(x, p, seed=99, offset=5, return_mask=True)
     assert y.shape == x.shape and y.dtype == dtype
     assert mask.shape == x.shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
-    # the mask is the documented one: float32 uniform of stream (seed, offset + i) >= p
-    u = okr.uniform(x.shape, seed=99, offset=5)
-    np.testing.assert_array_equal(mask, (u >= np.float32(p)).astype(np.uint8))
+    # the mask is the documented one: the 32-bit word of stream (seed, offset + i) >= round(p 2^32)
+    np.testing.assert_array_equal(mask, mask_ref(x.shape, p, 99, 5).astype(np.uint8))
     scale = dtype(1.0 / float(dtype(1.0 - p)))  # torch: 1 - p in the dtype, then 1 / it rounded to it
     np.testing.assert_array_equal(y, np.where(mask, x * scale, 0).astype(dtype))
     np.testing.assert_array_equal(norm.dropout(x, p, seed=99, offset=5), y)

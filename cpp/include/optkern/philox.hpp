@@ -97,13 +97,26 @@ template <> OK_HD double uniform<double>(uint64_t g, uint64_t seed) {
   return (g & 1) ? to_double(r.z, r.w) : to_double(r.x, r.y);
 }
 
-// Dropout keeps element g when its float32 uniform is >= p (p rounded to
-// float once on the host), so masks agree across devices and dtypes.
-OK_HD bool keep(uint64_t g, uint64_t seed, float p) { return to_float(word(g, seed)) >= p; }
+// Dropout keeps element g when its whole 32-bit word w is >= t = round(p 2^32), t formed once in
+// double on the host (dropout_threshold), so masks agree across devices and dtypes. P(keep) is then
+// 1 - t 2^-32, within 2^-33 of the 1 - p that the scale 1 / (1 - p) assumes. (The float32 uniform,
+// w's top 24 bits, against float(p) put it on a 2^-24 grid: E[y] / x off by up to 2^-24 / (1 - p),
+// and every p within 2^-25 of 1 kept nothing.) t = 2^32 -- p = 1, or within 2^-33 of it -- keeps
+// nothing: `none`, as no uint32 t can say it.
+struct DropoutThreshold {
+  uint32_t t;
+  bool none;
+};
+// p in [0, 1]: p 2^32 is exact in double, + 1/2 too (below 2^33), truncated: round half up.
+OK_HD DropoutThreshold dropout_threshold(double p) {
+  const double t = p * 4294967296.0 + 0.5;
+  return t >= 4294967296.0 ? DropoutThreshold{0u, true} : DropoutThreshold{uint32_t(t), false};
+}
+OK_HD bool kept(uint32_t w, DropoutThreshold k) { return w >= k.t && !k.none; }
+OK_HD bool keep(uint64_t g, uint64_t seed, DropoutThreshold k) { return kept(word(g, seed), k); }
 // The scale of a kept element as torch's dropout forms it: 1 - p rounded to the compute type, then
 // 1 / that rounded (float32: 1 / float(1 - p), which differs from float(1 / (1 - p)) by an ulp for
-// ~a quarter of p; the division in double rounds correctly to float). p's float32 rounding is only
-// the mask's.
+// ~a quarter of p; the division in double rounds correctly to float).
 template <class C> OK_HD C dropout_scale(double p) { return C(1.0 / double(C(1.0 - p))); }
 
 }  // namespace philox

@@ -222,7 +222,12 @@ def _local_operator(
 
     # (unchecked: the MLP's own products have the operator's shape and dtype; NaN params or data give
     # NaN products, which the estimators refuse, naming `op`)
-    op = _operator_class(xp)(matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None)
+    # (a layer block's product is copied into `out` once computed: `out` is checked against the
+    # caller's arrays by the operator, as the full product's by MLP._product_out and _ready)
+    avoid = None if idx is None else functools.partial(_callers, params, batches)
+    op = _operator_class(xp)(
+        matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None, avoid=avoid
+    )
     return op, total
 
 
@@ -264,9 +269,24 @@ def _ready(model, params, batches: list, v, out) -> None:
     """Before a product over ``batches`` is written into ``out``: the arguments of every batch after
     the first checked (``MLP._check``, as its product will), and ``out`` sharing no memory with the
     arrays of any (read after the first batch's product is in ``out``). TypeError / ValueError."""
-    xp = _backend.array_module(params)
-    for i, (bx, by) in enumerate(batches[1:], 1):
+    for bx, by in batches[1:]:
         model._check(params, bx, by, v)
+    _apart(out, batches, _backend.array_module(params))
+
+
+def _callers(params, batches: list) -> dict:
+    """The caller's arrays an ``out`` must not overlap, named as the full product's errors name them."""
+    named = {"params": params}
+    for i, (bx, by) in enumerate(batches):
+        where = "" if i == 0 else f"batches[{i}]'s "
+        named[f"{where}x"], named[f"{where}y"] = bx, by
+    return named
+
+
+def _apart(out, batches: list, xp) -> None:
+    """ValueError naming ``out`` when it shares memory with the x or y of any batch after the first
+    (the first batch's are checked by its product, ``MLP._product_out``)."""
+    for i, (bx, by) in enumerate(batches[1:], 1):
         for name, a in (("x", bx), ("y", by)):
             if xp.shares_memory(out, a):
                 raise ValueError(f"out shares memory with batches[{i}]'s {name}")
@@ -301,7 +321,9 @@ def _frozen_products(model, params, batches, kind):
     def product(p, bx, by, v, out=None):
         x, y, pt = point(p, bx, by)
         model._check(held["params"], x, y, v)
-        return single(pt, model._direction(v), model._product_out(out, held["params"], v))
+        # `out` checked against the caller's params and batch, not the copies read here: the product
+        # came out right over them, but the caller's weights (or data) were silently overwritten
+        return single(pt, model._direction(v), model._product_out(out, p, v, bx, by))
 
     def product_block(p, bx, by, V):
         x, y, pt = point(p, bx, by)
@@ -310,7 +332,11 @@ def _frozen_products(model, params, batches, kind):
             return many(model, pt, V)
 
     def ready(v, out):
-        for bx, by in batches:  # (the copies are taken here: what `out` shares memory with is not read again)
+        # `out` over a later batch's x or y is refused as the live operator's _ready does (before
+        # anything is written): the copies below would keep the product right, but the caller's data
+        # was overwritten, no error
+        _apart(out, batches, _backend.array_module(params))
+        for bx, by in batches:  # (the copies are taken here, before the first batch's product is written)
             point(params, bx, by)
 
     return product, product_block, ready

@@ -44,6 +44,10 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         naming the function, and nothing written into a caller's ``out``). A non-finite product
         of ``into`` is refused after ``into`` wrote it. None: products the library computes
         itself (``from_mlp``, dense matrices), not checked.
+      avoid: optional ``() -> {name: array}``: the arrays the caller gave the operator (its params,
+        its data), which ``matvec``'s ``out`` must not share memory with (ValueError naming ``out``
+        and the array, before anything is written): a product copied into ``out`` over them
+        computed right, then overwrote the caller's weights, no error.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         into: Callable | None = None,
         *,
         check: tuple[str, str, str] | None = ("matvec", "matmat", "into"),
+        avoid: Callable | None = None,
     ):
         n = _backend.integer("n", n, lo=1)
         dtype = float_dtype(dtype, "dtype")
@@ -66,6 +71,7 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         self._mm = matmat
         self._into = into
         self._check = check
+        self._avoid = avoid
         self.xp = xp
         self.name = name
         self.num_matvecs = 0  # products applied so far (columns of matmat count one each)
@@ -113,7 +119,8 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
             if chk is not None:
                 y = checked(y, chk[0], self, v)
         else:
-            y = _backend.out_array(out, self.xp, self.dtype, (self.shape[0],), {"v": v})
+            avoid = {"v": v} if self._avoid is None else {"v": v, **self._avoid()}
+            y = _backend.out_array(out, self.xp, self.dtype, (self.shape[0],), avoid)
             if chk is not None:
                 v = private(self.xp, v, given)
             if self._into is not None:

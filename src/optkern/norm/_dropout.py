@@ -15,8 +15,10 @@ from ._common import _native_name, _ndarray, _xp
 def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     """Inverted dropout: ``y = x * keep / (1 - p)`` with a counter-based mask.
 
-    Element i is kept when the float32 uniform of the Philox4x32-10 stream
-    ``(seed, offset + i)`` (see :mod:`optkern.random`) is >= p, so the mask
+    Element i is kept when the 32-bit word of the Philox4x32-10 stream ``(seed, offset + i)`` (see
+    :mod:`optkern.random`; its top 24 bits are the float32 uniform) is >= ``round(p * 2**32)``: a
+    keep probability within 2**-33 of ``1 - p``, as the scale ``1 / (1 - p)`` assumes (the float32
+    uniform against p put it on a 2**-24 grid). The mask
     is the same on CPU and GPU and :func:`dropout_backward` regenerates it
     from ``(seed, offset)`` without storing it. Advance ``offset`` by
     ``x.size`` between calls to draw fresh masks from one seed.
@@ -25,8 +27,8 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
       x: input array (C-contiguous): float32, float64, float16 or bfloat16 (half types scale in
         float32 and round to nearest even; the mask is the float32 call's for the same seed).
       p: drop probability in [0, 1]; at 1 every element is dropped: ``x * 0`` (torch's: a NaN or
-        inf input gives NaN, every other 0; the uniforms are < 1, so none is kept and the infinite
-        scale is never used).
+        inf input gives NaN, every other 0; none is kept -- nor for any p within 2**-33 of 1 -- and
+        the infinite scale is never used).
       seed, offset: integers in [0, 2**64).
       training: when False, returns x unchanged (and an all-ones mask).
       return_mask: also return the uint8 keep mask.

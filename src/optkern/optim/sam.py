@@ -26,7 +26,11 @@ class SAM(NativeByName):
       base: any optkern optimizer exposing ``param_groups`` and ``step(grads)``.
       rho: the neighbourhood radius (>= 0).
       eps: added to ``||g||`` (as in the reference implementation; with ``eps = 0`` a zero ``||g||``
-        leaves the ascent point at ``w``, as any ``eps > 0`` does, instead of ``rho / 0``).
+        leaves the ascent point at ``w``, as any ``eps > 0`` does, instead of ``rho / 0``). A
+        norm so small that ``rho / (||g|| + eps)`` is past the params' dtype (float32 gradients
+        below ~1e-38 with ``eps = 0``) still moves ``w`` by ``rho g / ||g||``, as the gradient
+        scaled into range does (the scale's exponent carried apart: ``rules::sam_scale_split``), where
+        the scale was inf and every moved param inf or NaN.
       adaptive: ASAM's ascent step (``w^2 g`` over ``||w g||``; rho of 0.5 to 2 is typical there).
 
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (grads in the order of

@@ -99,16 +99,45 @@ METRICS = (
 )
 
 
+#: The run_row fields averaged over every run, whatever its outcome: the cost of a step is measured
+#: the same in a run that diverged or collapsed as in a healthy one.
+COST_METRICS = ("step_ms",)
+
+
+def failed(row: dict) -> str | None:
+    """ "diverged" or "collapsed" for a run (:func:`run_row`) whose numbers are not a result -- a
+    diverged run's last ones are from before it diverged, a collapsed run's loss and accuracy are the
+    uniform guess's -- else None."""
+    return "diverged" if row["status"] == "diverged" else "collapsed" if row.get("collapsed") else None
+
+
+def kept(rows: list) -> list:
+    """The rows a group's means pool: not :func:`failed`. A collapsed seed's chance accuracy and
+    ln C loss averaged with the healthy seeds' made a mean no run had, unremarked."""
+    return [r for r in rows if failed(r) is None]
+
+
+def excluded_note(grp: dict) -> str:
+    """' (1 collapsed, 2 diverged excluded)' for a group (:func:`groups`) whose means leave runs out, else ''."""
+    ex = grp["excluded"]
+    parts = [f"{n} {what}" for what, n in ex.items() if n]
+    return f" ({', '.join(parts)} excluded)" if parts else ""
+
+
 def groups(results: dict) -> list:
-    """One entry per (optimizer, norm), in run order: its per-seed rows and a
-    ``Stat`` per metric over the seeds that have it."""
+    """One entry per (optimizer, norm), in run order: its per-seed rows, a ``Stat`` per metric over
+    the seeds that have it -- runs that diverged or collapsed (:func:`failed`) left out of all but
+    ``COST_METRICS`` -- and ``excluded``: how many were left out, by outcome."""
     out: dict = {}
     for r in results["runs"]:
         row = run_row(r)
         out.setdefault((row["optimizer"], row["norm"]), []).append(row)
     res = []
     for (name, norm), rows in out.items():
-        used = curvature_rows(rows)  # (Hessian numbers of one epoch: not a diverged seed's older ones)
-        stats = {m: stat(row[m] for row in (used if m in CURVATURE_METRICS else rows)) for m in METRICS}
-        res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats})
+        good = kept(rows)
+        used = curvature_rows(good)  # (Hessian numbers of one epoch)
+        pick = {m: used if m in CURVATURE_METRICS else rows if m in COST_METRICS else good for m in METRICS}
+        stats = {m: stat(row[m] for row in pick[m]) for m in METRICS}
+        excluded = {what: sum(failed(r) == what for r in rows) for what in ("collapsed", "diverged")}
+        res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats, "excluded": excluded})
     return res

@@ -179,7 +179,8 @@ def _accuracy(plt, results, groups, norms, colors):
     ax = axes[-1]
     names = list(dict.fromkeys(o for o, _, _ in groups))
     for opt, norm, rs in groups:
-        st = S.stat(r["history"]["val_acc"][-1] for r in rs if r.get("status") != "diverged")
+        # (as the table's means: not a diverged or collapsed run's)
+        st = S.stat(r["history"]["val_acc"][-1] for r in rs if r.get("status") != "diverged" and not r.get("collapsed"))
         if st is None:
             continue
         y = names.index(opt) + 0.2 * (norms.index(norm) - (len(norms) - 1) / 2)

@@ -201,13 +201,14 @@ def _table(results: dict) -> list:
     for grp in gs:
         st = grp["stats"]
         rows = grp["rows"]
-        at = _at(rows)
-        converged = all(r["converged"] for r in S.curvature_rows(rows))  # (the rows its numbers are of)
+        at = _at(S.kept(rows))  # (the rows the means pool: not a diverged or collapsed run's)
+        converged = all(r["converged"] for r in S.curvature_rows(S.kept(rows)))  # (the rows its numbers are of)
+        ex = S.excluded_note(grp)  # (next to the means that leave those runs out)
         unconverged |= not converged
         star = "" if converged else "*"
         out.append(
-            f"| {grp['optimizer']} | {grp['norm']} | {_cell(st['final_train_loss'], '.4f')} | "
-            f"{_cell(st['final_val_acc'], '.3f')} | {_cell(st['top_eigenvalue'], '.3g')}{star}{at} | "
+            f"| {grp['optimizer']} | {grp['norm']} | {_cell(st['final_train_loss'], '.4f')}{ex} | "
+            f"{_cell(st['final_val_acc'], '.3f')}{ex} | {_cell(st['top_eigenvalue'], '.3g')}{star}{at} | "
             f"{_cell(st['trace'], '.3g')}{at} | {_fmt(st['trace_stderr'].mean if st['trace_stderr'] else None, '.2g')} "
             f"| {_cell(st['grad_concentration'], '.2f')} | {_cell(st['step_ms'], '.2f')} | "
             f"{_cell(st['train_time_s'], '.2f')} | {_cell(st['curvature_time_s'], '.1f')} | {_status(rows)} |"
@@ -224,6 +225,12 @@ def _table(results: dict) -> list:
             "Collapsed to chance: the run finished with a training loss at or above ln(classes) and a validation "
             f"accuracy within {divergence.CHANCE_SE:g} standard errors of 1 / classes -- a dead network, whose "
             "loss and accuracy are the uniform guess's.",
+        ]
+    if any(S.excluded_note(grp) for grp in gs):
+        out += [
+            "",
+            "Runs that collapsed to chance or diverged are left out of the means (all but the step time; the "
+            "cells say how many): their numbers are a dead network's or from before the divergence.",
         ]
     return out + [""]
 

@@ -14,7 +14,10 @@ from .aggregates import CURVATURE_METRICS as CURVATURE_METRICS
 from .aggregates import METRICS as METRICS
 from .aggregates import Stat as Stat
 from .aggregates import curvature_rows as curvature_rows
+from .aggregates import excluded_note as excluded_note
+from .aggregates import failed as failed
 from .aggregates import groups
+from .aggregates import kept as kept
 from .aggregates import measured_at as measured_at
 from .aggregates import run_row as run_row
 from .aggregates import stat as stat
@@ -74,7 +77,9 @@ def sharpness(results: dict, norm: str) -> dict | None:
     ends: dict = {}
     for r in results["runs"]:
         if r.get("norm") == norm:
-            c = next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
+            # (a collapsed run's end is a dead network's, left out as from the table's means; a
+            # diverged run has no measurement at the last checkpoint)
+            c = None if r.get("collapsed") else next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
             if c is not None:
                 ends.setdefault(r["optimizer"], []).append(c)
     if not start or not ends:
@@ -90,7 +95,7 @@ def sharpness(results: dict, norm: str) -> dict | None:
         "first": first,
         "last": last,
         "optimizers": len(ends),
-        "end_seeds": {o: len(cs) for o, cs in ends.items()},  # (a seed that diverged has no end)
+        "end_seeds": {o: len(cs) for o, cs in ends.items()},  # (a seed that diverged or collapsed has no end)
         "top_start": statistics.fmean(c["top_eigenvalues"][0] for c in start),
         "top_end": per_opt(lambda c: c["top_eigenvalues"][0]),
         "lo_start": statistics.fmean(c.get("spectrum_min", math.nan) for c in start),
@@ -202,11 +207,38 @@ def normalization_sentence(results: dict) -> str:
     return " ".join(out)
 
 
+def failed_sentence(results: dict) -> str:
+    """Which runs collapsed to chance or diverged, and that the means leave them out (the table's
+    status column named them, but the summary's numbers read as if every run had trained)."""
+    said = {"collapsed": [], "diverged": []}
+    for grp in groups(results):
+        for r in grp["rows"]:
+            what = failed(r)
+            if what is not None:
+                seed = f" seed {r['seed']}" if len(grp["rows"]) > 1 else ""
+                at = f" at epoch {r['diverged_epoch']}" if what == "diverged" else ""
+                said[what].append(f"{r['optimizer']} {norm_label(r['norm'])}{seed}{at}")
+    parts = []
+    if said["collapsed"]:
+        n = len(said["collapsed"])
+        parts.append(f"{n} run{'s' if n > 1 else ''} collapsed to chance ({'; '.join(said['collapsed'])})")
+    if said["diverged"]:
+        n = len(said["diverged"])
+        parts.append(f"{n} run{'s' if n > 1 else ''} diverged ({'; '.join(said['diverged'])})")
+    if not parts:
+        return ""
+    return f"{' and '.join(parts).capitalize()}: left out of every mean below and in the results table."
+
+
 def summary(results: dict) -> list:
     """The report's summary: sentences computed from this run's numbers."""
-    return [
-        t for t in (accuracy_sentence(results), *sharpness_sentences(results), normalization_sentence(results)) if t
-    ]
+    texts = (
+        failed_sentence(results),
+        accuracy_sentence(results),
+        *sharpness_sentences(results),
+        normalization_sentence(results),
+    )
+    return [t for t in texts if t]
 
 
 def ghorbani_comparison(results: dict) -> list:

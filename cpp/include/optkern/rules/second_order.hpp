@@ -99,6 +99,35 @@ OK_HD double sam_scale(double rho, double grad_norm, double eps) {
   return rho == 0.0 || !(grad_norm - grad_norm == 0.0) ? 0.0 : rho / (grad_norm + eps);
 }
 
+// The ascent scale in the params' dtype T as m 2^k. A norm so small that rho / (||g|| + eps) is past
+// T's range (float32 gradients below ~1e-38 with eps = 0, float64 ones below ~1e-308) made T(scale)
+// inf and every moved param inf (NaN where g is 0), though each |rho g_i / ||g|||| <= rho. Then
+// k > 0 carries the exponent: the move is w + m (g 2^k), g 2^k exact and its product with m the one
+// rounding of g times the scale in an unbounded exponent range -- a gradient scaled by a power of
+// two moves w exactly as the unscaled one does, as for the norm's rescan above. In range: k = 0 and
+// m = T(scale), the bits as before. ||g|| + eps = 0 (a zero gradient, eps = 0): no ascent (m = 0).
+// (float64: a norm that small is subnormal, of fewer bits: the move is along g, its length rho to
+// that precision. A float32 gradient's norm, a double, is always exact to double's precision.)
+template <class T> struct SamScale {
+  T m;
+  int k;
+};
+template <class T> OK_HD SamScale<T> sam_scale_split(double rho, double grad_norm, double eps) {
+  const double s = sam_scale(rho, grad_norm, eps), big = sizeof(T) == 4 ? 0x1.fffffep127 : 0x1.fffffffffffffp1023;
+  const double d = grad_norm + eps;
+  if (s <= big) return {T(s), 0};
+  if (!(d > 0.0)) return {T(0), 0};
+  const int er = scale_exp(rho), ed = scale_exp(d);  // both exact powers of two out: (rho / d) = m 2^(er - ed)
+  return {T(scale2(rho, -er) / scale2(d, -ed)), er - ed};
+}
+
+// The ascent step with a split scale (k > 0), rounded as sam_perturb / sam_perturb_adaptive are.
+template <class T> OK_HD void sam_perturb_split(T& p, T g, T& backup, SamScale<T> s, bool adaptive) {
+  backup = p;
+  const T gk = scale2(g, s.k);  // exact: 2^k > 1, and |g 2^k| < 2 rho |g| / (||g|| + eps) stays in range
+  p = scaled_plus(s.m, adaptive ? (p * p) * gk : gk, p);
+}
+
 // Conjugate gradients on (A + lambda I) (hessian.cg), rounded like the NumPy/SciPy loop it
 // replaces (each product, then each sum). Given y = A p, the damped product y + lambda p:
 template <class T> OK_HD T cg_damped(T y, T p, T lambda) { return lambda == T(0) ? y : scaled_plus(lambda, p, y); }
