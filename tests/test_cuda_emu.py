@@ -344,7 +344,7 @@ def test_scheduler_semantics(tmp_path):
     src.write_text(text)
     exe = tmp_path / "kernels"
     subprocess.run(
-        [CXX, "-std=c++17", "-O1", f"-I{EMU / 'include'}", str(src), str(EMU / "runtime.cpp"), "-o", str(exe)],
+        [CXX, "-std=c++17", "-O1", f"-I{EMU / 'include'}", str(src), *map(str, emu_build.RUNTIME), "-o", str(exe)],
         check=True,
     )
     for order in ("forward", "reverse", "shuffle"):

@@ -110,6 +110,23 @@ def out_array(out, xp, dtype, shape: tuple, avoid: dict):
     return out
 
 
+def byte_span(a) -> tuple[int, int]:
+    """(first byte, one past the last byte) of the memory a NumPy or CuPy array's elements lie in,
+    any strides (negative ones too: more than ``nbytes`` from its first element, either way);
+    ``(ptr, ptr)`` when it is empty. Spans that do not meet share no memory; spans that meet may
+    still not (``a[::2]`` and ``a[1::2]``): ``shares_memory`` decides those."""
+    ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
+    if a.size == 0:
+        return ptr, ptr
+    lo, hi = ptr, ptr + a.itemsize
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi
+
+
 def check_disjoint(written, read=()) -> None:
     """ValueError unless no ``(lo, hi, name)`` byte span of ``written`` overlaps another written
     span or a ``read`` one (read spans may share memory with each other: nothing writes them).

@@ -9,6 +9,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import _backend
+from ._array_checks import byte_span
 from ._checkpoint_codec import _host_copy, _torch
 
 
@@ -227,14 +228,7 @@ def _array_leaves(target, where: str):
 
 def _span(a) -> tuple:
     """(memory space, first byte, one past the last byte) of a non-empty array."""
-    host = isinstance(a, np.ndarray)
-    lo = hi = a.ctypes.data if host else a.data.ptr
-    for n, st in zip(a.shape, a.strides):
-        if st < 0:
-            lo += st * (n - 1)
-        else:
-            hi += st * (n - 1)
-    return ("host" if host else ("cuda", a.device.id), lo, hi + a.itemsize)
+    return ("host" if isinstance(a, np.ndarray) else ("cuda", a.device.id), *byte_span(a))
 
 
 def _check_disjoint(path: str, targets: dict) -> None:

@@ -18,6 +18,7 @@ from operator import attrgetter
 import numpy as np
 
 from . import _backend
+from ._array_checks import byte_span
 from ._atomic import deferring
 from ._pickling import NativeByName
 from ._update_bn import update_bn
@@ -36,23 +37,12 @@ def _copy(p):
         return _backend.array_module(p).array(p, dtype=np.float32, copy=True)
 
 
-def _span(a) -> tuple:
-    """(first byte, one past the last byte) an array (NumPy or CuPy, any strides, not empty) touches."""
-    lo = hi = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
-    for n, stride in zip(a.shape, a.strides):
-        if stride < 0:
-            lo += (n - 1) * stride
-        else:
-            hi += (n - 1) * stride
-    return lo, hi + a.itemsize
-
-
 def check_disjoint(arrays: list, names: list) -> None:
     """ValueError naming the later of two of ``arrays`` that share memory: arrays written in
     place one after another would see each other's writes (or one array be written twice).
     Byte ranges are compared first; only arrays whose ranges meet are tested exactly (views that
     interleave, like ``a[::2]`` and ``a[1::2]``, share no element)."""
-    spans = sorted((*_span(a), k) for k, a in enumerate(arrays) if a.size)
+    spans = sorted((*byte_span(a), k) for k, a in enumerate(arrays) if a.size)
     open_: list = []  # (end, k) of the spans that may still reach the next one
     for lo, hi, k in spans:
         open_ = [(end, j) for end, j in open_ if end > lo]

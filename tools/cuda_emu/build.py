@@ -26,6 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CUDA = ROOT / "cuda"
+#: the emulator itself, linked into every build: the block scheduler and the launches / runtime calls
+RUNTIME = (HERE / "scheduler.cpp", HERE / "runtime.cpp")
 
 
 def _back_over_name(src: str, end: int) -> int:
@@ -221,7 +223,7 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
             dst.write_text(text)
         if f.suffix == ".cu":
             units.append(dst)
-    units.append(HERE / "runtime.cpp")
+    units += RUNTIME
     flags = _flags(asan)
     objs = [objdir / (u.stem + ".o") for u in units]
     stamp = objdir / "flags.txt"  # other flags: everything recompiles

@@ -19,7 +19,7 @@
 // out-of-bounds access); shared memory that starts undefined (0xff bytes per
 // block), shuffle masks naming exited lanes, the device's grid and block limits;
 // with OKEMU_ORDER=reverse / shuffle, shared-memory races that one fixed thread
-// order hides (runtime.cpp). What it cannot: the memory model (a fiber switches
+// order hides (scheduler.cpp). What it cannot: the memory model (a fiber switches
 // only at barriers and shuffles, never between a racing load and store), races
 // between blocks that run at once, nvcc's floating-point contraction, device
 // intrinsics' exact ulps (they are emulated correctly rounded), performance.
@@ -161,7 +161,7 @@ template <class A, class B> inline std::common_type_t<A, B> max(A a, B b) {
 
 namespace okemu {
 
-// ---- the scheduler (tools/cuda_emu/runtime.cpp) ----------------------------------
+// ---- the scheduler and the launches (tools/cuda_emu/scheduler.cpp, runtime.cpp) ---
 void syncthreads();
 // barrier of the live lanes; *got = src's value; every lane `mask` names must take part
 void warp_exchange(uint64_t mine, int src_lane, uint64_t* got, unsigned mask);
