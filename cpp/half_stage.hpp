@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lowp_convert_loops.hpp"
@@ -113,6 +114,43 @@ class HalfStage {
   HostArgs args_;
   bool bf16_;
   std::vector<Copy> ins_, outs_;
+};
+
+// ---- Row by row (the row normalizations): no float32 copy of a whole array ----------------------
+// A row of half storage loaded to float32 / a float32 row rounded to half, on the caller's thread
+// (the vectorized loops: F16C where the CPU has it). The float32 row kernels run on such rows, so
+// the math is the float32 path's and the bits those of the staged copies above.
+inline void load_row(const uint16_t* h, float* o, int64_t n, bool bf16) {
+  if (bf16) lowp::from_bf16_loop(h, o, n);
+  else lowp::from_f16_loop(h, o, n);
+}
+inline void store_row(const float* x, uint16_t* o, int64_t n, bool bf16) {
+  if (bf16) lowp::to_bf16_loop(x, o, n);
+  else lowp::to_f16_loop(x, o, n);
+}
+// One element (the rare rescaled redo paths, which gather across rows).
+inline float load1(uint16_t h, bool bf16) { return bf16 ? lowp::bf16_to_f32(h) : lowp::f16_to_f32(h); }
+
+// The arithmetic type of storage S: half storage travels as uint16_t bits, computed in float32.
+template <class S> using compute_t = std::conditional_t<std::is_same_v<S, uint16_t>, float, S>;
+
+// A small parameter array (weight, bias: a row's or channel's entries) as compute_t<S> values: the
+// caller's array itself for float32 / float64, a float32 copy of half storage, `fill` where absent.
+template <class S> struct Params {
+  using T = compute_t<S>;
+  std::vector<T> v;
+  const T* p = nullptr;
+  Params(const S* s, int64_t n, T fill, bool bf16) {
+    if constexpr (std::is_same_v<S, T>) {
+      if (s) p = s;
+    } else if (s) {
+      v.resize(size_t(n));
+      to_float(s, v.data(), n, bf16);
+    }
+    (void)bf16;
+    if (!p && v.empty()) v.assign(size_t(n), fill);
+    if (!p) p = v.data();
+  }
 };
 
 // The element-wise loops (dropout) over half storage: Half16<false> float16, Half16<true> bfloat16,
