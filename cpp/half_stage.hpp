@@ -4,10 +4,12 @@
 // float32, the float32 kernel's math, each result rounded to nearest even on output
 // (rules/lowp.hpp's conversions, the bits the GPU's __float2half_rn / __float2bfloat16_rn give).
 //
-// The normalizations run their float32 kernels unchanged on float32 copies (HalfStage): the
-// statistics are then exactly the float32 path's (the corrected two-pass of norm_cpu.hpp), and no
-// second copy of the row / channel / weight-norm loops exists to drift from the tested one. The
-// element-wise dropout converts batch by batch (Half16, load_n / store_n below).
+// The normalizations run their float32 kernels unchanged, so the statistics are exactly the float32
+// path's (the corrected two-pass of norm_cpu.hpp) and no second copy of the loops exists to drift
+// from the tested one: the row norms (norm_rows.cpp) and batch norm (norm_channels_kernels.hpp) on
+// float32 rows / blocks loaded one at a time (load_row / store_row below); weight norm still on
+// float32 copies of whole arrays (HalfStage). The element-wise dropout converts batch by batch
+// (Half16, load_n / store_n below).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
