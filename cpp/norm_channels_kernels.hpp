@@ -25,23 +25,10 @@ struct Shape {
   int64_t size() const { return N * C * S; }
 };
 
-// The elements a task reads and writes: `count` runs of `run` elements, `gap` apart from `off`
-// (one run of a row or block when gap == run). With half storage they are loaded to a float32
-// buffer, runs packed, and the kernel reads them through a RunView: the same code, `x + i` for
-// element i of the caller's array giving its place in the buffer.
-struct Region {
-  int64_t off, count, gap, run;
-};
-template <class T> struct RunView {
-  T* p;
-  int64_t off, gap, run;
-  OK_INLINE T* operator+(int64_t i) const {
-    const int64_t d = i - off;
-    return p + (d / gap) * run + d % gap;
-  }
-};
-using HalfIn = RunView<const float>;
-using HalfOut = RunView<float>;
+using half::HalfIn;  // (half_stage.hpp: a task's elements in a float32 buffer)
+using half::HalfIO;
+using half::HalfOut;
+using half::Region;
 // Block k's region (Stats, GradSum): all channels' rows when S = 1, else channel t % C's runs.
 inline Region block_region(const Shape& sh, int64_t t) {
   if (sh.S == 1) {
@@ -274,42 +261,17 @@ OK_NORM_CLONE_RANGE(GradSumKernel)
 OK_NORM_CLONE_RANGE(ApplyKernel)
 OK_NORM_CLONE_RANGE(DxKernel)
 
-// Half storage (x, dy in; out: y or dx): each task's region loaded to float32, the kernel run on the
-// buffer, its output rounded back (half_stage.hpp). A task's region is at most ~16K elements a run.
-struct HalfIO {
-  const uint16_t *x, *dy;
-  uint16_t* out;
-  bool bf16;
-};
-template <class K> OK_INLINE void half_tasks(const K& k0, const HalfIO& h, int64_t t0, int64_t t1) {
-  K k = k0;
-  std::vector<float> buf;
-  for (int64_t t = t0; t < t1; ++t) {
-    const Region g = k.region(t);
-    const int64_t n = g.count * g.run;
-    if (buf.size() < size_t(3 * n)) buf.resize(size_t(3 * n));
-    float *x = buf.data(), *dy = x + n, *out = dy + n;
-    for (int64_t r = 0; r < g.count; ++r) {
-      half::load_row(h.x + g.off + r * g.gap, x + r * g.run, g.run, h.bf16);
-      if (h.dy) half::load_row(h.dy + g.off + r * g.gap, dy + r * g.run, g.run, h.bf16);
-    }
-    k.bind({x, g.off, g.gap, g.run}, {dy, g.off, g.gap, g.run}, {out, g.off, g.gap, g.run});
-    k(t);
-    for (int64_t r = 0; h.out && r < g.count; ++r)
-      half::store_row(out + r * g.run, h.out + g.off + r * g.gap, g.run, h.bf16);
-  }
-}
 OK_CLONES void run_range(const StatsKernel<float, HalfIn>& k, const HalfIO& h, int64_t t0, int64_t t1) {
-  half_tasks(k, h, t0, t1);
+  half::tasks(k, h, t0, t1);
 }
 OK_CLONES void run_range(const GradSumKernel<float, HalfIn>& k, const HalfIO& h, int64_t t0, int64_t t1) {
-  half_tasks(k, h, t0, t1);
+  half::tasks(k, h, t0, t1);
 }
 OK_CLONES void run_range(const ApplyKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, int64_t t0, int64_t t1) {
-  half_tasks(k, h, t0, t1);
+  half::tasks(k, h, t0, t1);
 }
 OK_CLONES void run_range(const DxKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, int64_t t0, int64_t t1) {
-  half_tasks(k, h, t0, t1);
+  half::tasks(k, h, t0, t1);
 }
 
 // Run kernel(t) for t in [0, n) (one task per block/channel or per run); h: half storage's arrays
