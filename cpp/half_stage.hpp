@@ -7,8 +7,9 @@
 // The normalizations run their float32 kernels unchanged, so the statistics are exactly the float32
 // path's (the corrected two-pass of norm_cpu.hpp) and no second copy of the loops exists to drift
 // from the tested one: the row norms (norm_rows.cpp), batch norm (norm_channels_kernels.hpp) and
-// weight norm (norm_weight.cpp) on float32 rows / blocks loaded one at a time (load_row / store_row, tasks below). The element-wise
-// dropout converts batch by batch (Half16, load_n / store_n below).
+// weight norm (norm_weight.cpp) run on float32 rows / blocks loaded one at a time (load_row,
+// store_row, tasks below), never on float32 copies of whole arrays (a pass more over memory, and
+// the copies' memory). The element-wise dropout converts batch by batch (Half16, load_n / store_n).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

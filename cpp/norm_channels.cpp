@@ -119,7 +119,10 @@ struct RunningArgs {
 
 // The rare redo of non-finite dx or parameter sums (norm_cpu.hpp's redo_channels) with half storage:
 // it gathers a channel's elements across the batch, so it runs on float32 copies of dy, x and dx
-// (dx as rounded: a half value rounds to itself), made only when something needs redoing.
+// (dx as rounded: a half value rounds to itself), made only when something needs redoing. (One
+// difference from the float32 call on float32 copies: with S = 1 the redo picks the channels whose dx
+// is not finite in a row that has one, here after rounding, so a float16 dx past 65504 in such a row
+// is redone too -- scaled, to about the same value, which rounds to inf again.)
 void redo_half(const DxKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, float* dw, float* db) {
   const Shape& sh = k.sh;
   const int64_t tasks = sh.S == 1 ? sh.N : sh.N * sh.C;
@@ -258,7 +261,8 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   HostArgs args(dt);
-  if (half::is_half(dt)) backward_impl<uint16_t>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, half::is_bf16(dt));
+  if (half::is_half(dt))
+    backward_impl<uint16_t>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, half::is_bf16(dt));
   else if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, false);
   else backward_impl<double>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, false);
 }

@@ -35,7 +35,8 @@ template <class T> struct RowArgs {
 
 // Row r, read from x and written to y (a.x, a.y's row; or float32 rows converted from half storage,
 // a.x then null: the caller converts the next row itself).
-template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT x, T* OK_RESTRICT y) {
+template <class T>
+OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT x, T* OK_RESTRICT y) {
   const int64_t M = a.Cg * a.S;
   T mu = T(0), rs;
   if (a.rms) {

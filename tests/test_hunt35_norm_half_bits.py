@@ -128,3 +128,44 @@ def test_weight_norm(dt, shape):
         ["dg", "dv"], norm.weight_norm_backward(dw, v, g, s), norm.weight_norm_backward(dw32, v32, g32, s32)
     ):
         _same(name, a, a32, dt)
+
+
+# ---- no float32 copies of whole arrays -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms", "group", "batch", "weight"])
+def test_no_float32_copies(kind):
+    """The half paths convert a row / block at a time: the NumPy memory a call takes (tracemalloc
+    sees NumPy's allocations) is its half outputs, not float32 copies of x, dy and the outputs (the
+    staged path took ~4 bytes an element more and failed this: 5x x.nbytes or more)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    x, dy = _data(rng, (256, 1024), np.float16, 0.5), _data(rng, (256, 1024), np.float16)
+    w, b = _data(rng, 1024, np.float16, 1.0), _data(rng, 1024, np.float16)
+    xc, dyc = x.reshape(16, 16, 1024), dy.reshape(16, 16, 1024)
+    wc, bc = w[:16].copy(), b[:16].copy()
+    calls = {
+        "layer": (lambda: norm.layer_norm(x, 1024, w, b), lambda s: norm.layer_norm_backward(dy, x, w, s)),
+        "rms": (lambda: norm.rms_norm(x, 1024, w), lambda s: norm.rms_norm_backward(dy, x, w, s)),
+        "group": (lambda: norm.group_norm(xc, 4, wc, bc), lambda s: norm.group_norm_backward(dyc, xc, wc, s)),
+        "batch": (
+            lambda: norm.batch_norm(xc, wc, bc, training=True),
+            lambda s: norm.batch_norm_backward(dyc, xc, wc, s),
+        ),
+        "weight": (lambda: norm.weight_norm(x, w[:256, None].copy(), dim=0), None),
+    }
+    fwd, bwd = calls[kind]
+    if kind == "weight":
+        g = w[:256, None].copy()
+        bwd = lambda s: norm.weight_norm_backward(dy, x, g, s)
+    saved = fwd()[1]
+    for f in (fwd, lambda: bwd(saved)):
+        f()  # (warm: first-call allocations)
+        tracemalloc.start()
+        try:
+            f()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 2.5 * x.nbytes, f"{kind}: {peak / x.nbytes:.2f} x.nbytes of NumPy memory"
