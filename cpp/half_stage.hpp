@@ -4,16 +4,19 @@
 // float32, the float32 kernel's math, each result rounded to nearest even on output
 // (rules/lowp.hpp's conversions, the bits the GPU's __float2half_rn / __float2bfloat16_rn give).
 //
-// The normalizations run their float32 kernels unchanged on float32 copies (HalfStage): the
-// statistics are then exactly the float32 path's (the corrected two-pass of norm_cpu.hpp), and no
-// second copy of the row / channel / weight-norm loops exists to drift from the tested one. The
-// element-wise dropout converts batch by batch (Half16, load_n / store_n below).
+// The normalizations run their float32 kernels unchanged, so the statistics are exactly the float32
+// path's (the corrected two-pass of norm_cpu.hpp) and no second copy of the loops exists to drift
+// from the tested one: the row norms (norm_rows.cpp), batch norm (norm_channels_kernels.hpp) and
+// weight norm (norm_weight.cpp) run on float32 rows / blocks loaded one at a time (load_row,
+// store_row, tasks below), never on float32 copies of whole arrays (a pass more over memory, and
+// the copies' memory). The element-wise dropout converts batch by batch (Half16, load_n / store_n).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lowp_convert_loops.hpp"
@@ -21,6 +24,7 @@
 #include "optkern/rules/lowp.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
+#include "stream_store.hpp"  // (OK_INLINE)
 
 namespace optkern {
 namespace half {
@@ -60,61 +64,88 @@ inline void from_float(const float* x, uint16_t* o, int64_t n, bool bf16) {
   });
 }
 
-// The arrays of one half-precision call: declared (and checked, as HostArgs checks them: dtype,
-// layout, size, writable) one by one, then check() tests their overlaps and fills the float32
-// copies of the inputs; the float32 kernel runs on the handles in() / out() returned; finish()
-// rounds its outputs into the caller's arrays. Nothing the caller passed is written before
-// finish(), so a failed check (here or in the float32 call) leaves every array as it was.
-class HalfStage {
- public:
-  explicit HalfStage(const py::dtype& dt) : args_(dt), bf16_(is_bf16(dt)) {}
+// ---- Row by row (the row normalizations): no float32 copy of a whole array ----------------------
+// A row of half storage loaded to float32 / a float32 row rounded to half, on the caller's thread
+// (the vectorized loops: F16C where the CPU has it). The float32 row kernels run on such rows, so
+// the math is the float32 path's and the bits its results rounded.
+inline void load_row(const uint16_t* h, float* o, int64_t n, bool bf16) {
+  if (bf16) lowp::from_bf16_loop(h, o, n);
+  else lowp::from_f16_loop(h, o, n);
+}
+inline void store_row(const float* x, uint16_t* o, int64_t n, bool bf16) {
+  if (bf16) lowp::to_bf16_loop(x, o, n);
+  else lowp::to_f16_loop(x, o, n);
+}
+// One element (the rare rescaled redo paths, which gather across rows).
+inline float load1(uint16_t h, bool bf16) { return bf16 ? lowp::bf16_to_f32(h) : lowp::f16_to_f32(h); }
 
-  // A storage-type input (None stays None): the float32 array the kernel reads.
-  py::object in(py::handle h, const char* what, int64_t size) {
-    if (h.is_none()) return py::none();
-    const uint16_t* p = args_.get<uint16_t>(h, what, size, false);
-    py::array_t<float> f(py::reinterpret_borrow<py::array>(h).size());
-    ins_.push_back({p, f.mutable_data(), int64_t(f.size())});
-    return std::move(f);
+// The arithmetic type of storage S: half storage travels as uint16_t bits, computed in float32.
+template <class S> using compute_t = std::conditional_t<std::is_same_v<S, uint16_t>, float, S>;
+
+// A small parameter array (weight, bias: a row's or channel's entries) as compute_t<S> values: the
+// caller's array itself for float32 / float64, a float32 copy of half storage, `fill` where absent.
+template <class S> struct Params {
+  using T = compute_t<S>;
+  std::vector<T> v;
+  const T* p = nullptr;
+  Params(const S* s, int64_t n, T fill, bool bf16) {
+    if constexpr (std::is_same_v<S, T>) {
+      if (s) p = s;
+    } else if (s) {
+      v.resize(size_t(n));
+      to_float(s, v.data(), n, bf16);
+    }
+    (void)bf16;
+    if (!p && v.empty()) v.assign(size_t(n), fill);
+    if (!p) p = v.data();
   }
-
-  // A storage-type output (None stays None): the float32 array the kernel writes.
-  py::object out(py::handle h, const char* what, int64_t size) {
-    if (h.is_none()) return py::none();
-    uint16_t* p = args_.get<uint16_t>(h, what, size, true);
-    py::array_t<float> f(py::reinterpret_borrow<py::array>(h).size());
-    outs_.push_back({p, f.mutable_data(), int64_t(f.size())});
-    return std::move(f);
-  }
-
-  // A float32 statistics array (None allowed), passed to the kernel as it is; checked here too so
-  // that its overlaps with the storage-type arrays are seen.
-  void stat(py::handle h, const char* what, int64_t size, bool written) {
-    if (!h.is_none()) args_.get<float>(h, what, py::dtype::of<float>(), size, written);
-  }
-
-  void check() {
-    args_.check_overlap();
-    py::gil_scoped_release nogil;
-    for (const Copy& c : ins_) to_float(c.half, c.f, c.n, bf16_);
-  }
-
-  void finish() {
-    py::gil_scoped_release nogil;
-    for (const Copy& c : outs_) from_float(c.f, const_cast<uint16_t*>(c.half), c.n, bf16_);
-  }
-
- private:
-  struct Copy {
-    const uint16_t* half;
-    float* f;
-    int64_t n;
-  };
-  HostArgs args_;
-  bool bf16_;
-  std::vector<Copy> ins_, outs_;
 };
 
+// ---- Task by task (batch norm, weight norm) ---------------------------------------------------------
+// The elements a task reads and writes: `count` runs of `run` elements, `gap` apart from `off`
+// (one run of a row or block when gap == run). With half storage they are loaded to a float32
+// buffer, runs packed, and the kernel reads them through a RunView: the same code, `x + i` for
+// element i of the caller's array giving its place in the buffer.
+struct Region {
+  int64_t off, count, gap, run;
+};
+template <class T> struct RunView {
+  T* p;
+  int64_t off, gap, run;
+  OK_INLINE T* operator+(int64_t i) const {
+    const int64_t d = i - off;
+    return p + (d / gap) * run + d % gap;
+  }
+};
+using HalfIn = RunView<const float>;
+using HalfOut = RunView<float>;
+
+// Tasks [t0, t1) of a kernel over half storage (x, dy in, out: y or dx; dy or out may be null): each
+// task's region (k.region(t)) loaded to float32, the kernel bound to the buffers (k.bind(x, dy, out))
+// and run, its output rounded back to nearest even.
+struct HalfIO {
+  const uint16_t *x, *dy;
+  uint16_t* out;
+  bool bf16;
+};
+template <class K> OK_INLINE void tasks(const K& k0, const HalfIO& h, int64_t t0, int64_t t1) {
+  K k = k0;
+  std::vector<float> buf;
+  for (int64_t t = t0; t < t1; ++t) {
+    const Region g = k.region(t);
+    const int64_t n = g.count * g.run;
+    if (buf.size() < size_t(3 * n)) buf.resize(size_t(3 * n));
+    float *x = buf.data(), *dy = x + n, *out = dy + n;
+    for (int64_t r = 0; r < g.count; ++r) {
+      load_row(h.x + g.off + r * g.gap, x + r * g.run, g.run, h.bf16);
+      if (h.dy) load_row(h.dy + g.off + r * g.gap, dy + r * g.run, g.run, h.bf16);
+    }
+    k.bind({x, g.off, g.gap, g.run}, {dy, g.off, g.gap, g.run}, {out, g.off, g.gap, g.run});
+    k(t);
+    for (int64_t r = 0; h.out && r < g.count; ++r)
+      store_row(out + r * g.run, h.out + g.off + r * g.gap, g.run, h.bf16);
+  }
+}
 // The element-wise loops (dropout) over half storage: Half16<false> float16, Half16<true> bfloat16,
 // each travelling as its bits; a batch is loaded to float32 and stored back by the vectorized
 // conversion loops (lowp_convert_loops.hpp: F16C where the CPU has it), the bits of rules/lowp.hpp.

@@ -7,9 +7,9 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
-#include "half_stage.hpp"
 #include "py_arrays.hpp"
 #include "norm_channels_kernels.hpp"
 #include "norm_cpu.hpp"
@@ -30,19 +30,27 @@ Shape shape_of(int64_t size, int64_t N, int64_t C, int64_t S) {
 }
 
 // mean, rstd = 1 / sqrt(biased var + eps) and the unbiased variance (for the
-// running buffer) of each channel, all from the same merged moments.
-template <class T>
-void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle var_h, const Shape& sh, double eps) {
-  HostArgs args(py::dtype::of<T>());
-  const T* x = args.get<T>(x_h, "x", sh.size(), false);
-  T* mean = args.get<T>(mean_h, "mean", sh.C, true);
-  T* rstd = args.get<T>(rstd_h, "rstd", sh.C, true);
-  T* var = args.get<T>(var_h, "var", sh.C, true);
+// running buffer) of each channel, all from the same merged moments. S: the storage type of x
+// (uint16_t: half, bf16 says which; statistics in float32).
+template <class S>
+void stats_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle var_h,
+                const Shape& sh, double eps, bool bf16) {
+  using T = half::compute_t<S>;
+  const py::dtype dt = py::dtype::of<T>();
+  const S* x = args.get<S>(x_h, "x", sh.size(), false);
+  T* mean = args.get<T>(mean_h, "mean", dt, sh.C, true);
+  T* rstd = args.get<T>(rstd_h, "rstd", dt, sh.C, true);
+  T* var = args.get<T>(var_h, "var", dt, sh.C, true);
   args.check_overlap();
   if (sh.N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
   py::gil_scoped_release nogil;
   std::vector<rules::Moments<double>> part(size_t(sh.nblk() * sh.C));
-  run(StatsKernel<T>{x, part.data(), sh}, tasks(sh), sh.size());
+  if constexpr (std::is_same_v<S, T>) {
+    run(StatsKernel<T>{x, part.data(), sh}, tasks(sh), sh.size());
+  } else {
+    const HalfIO h{x, nullptr, nullptr, bf16};
+    run(StatsKernel<T, HalfIn>{{}, part.data(), sh}, &h, tasks(sh), sh.size());
+  }
   for (int64_t c = 0; c < sh.C; ++c) {
     rules::Moments<double> acc{0.0, 0.0, 0.0};
     for (int64_t k = 0; k < sh.nblk(); ++k) acc = rules::merge(acc, part[size_t(k * sh.C + c)]);
@@ -54,7 +62,11 @@ void stats_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle
     }
     // Overflow, underflow below a tiny eps or non-finite x (rules/norm.hpp): the channel again, scaled.
     const int64_t n = sh.N * sh.S;
-    const auto q = scaled_moments<T>(n, [&](int64_t i) { return x[((i / sh.S) * sh.C + c) * sh.S + i % sh.S]; });
+    const auto q = scaled_moments<T>(n, [&](int64_t i) {
+      const S v = x[((i / sh.S) * sh.C + c) * sh.S + i % sh.S];
+      if constexpr (std::is_same_v<S, T>) return v;
+      else return half::load1(v, bf16);
+    });
     mean[c] = q.mean;
     rstd[c] = rules::rsqrt_scaled(q.m2 / T(n), q.e, T(eps));
     var[c] = rules::unbiased_var_scaled(q, n);
@@ -66,16 +78,10 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
-  if (half::is_half(dt)) {  // the float32 kernel on a float32 copy of x (half_stage.hpp)
-    half::HalfStage st(dt);
-    const py::object xf = st.in(x, "x", sh.size());
-    st.stat(mean, "mean", sh.C, true), st.stat(rstd, "rstd", sh.C, true), st.stat(var, "var", sh.C, true);
-    st.check();
-    stats_impl<float>(xf, mean, rstd, var, sh, eps);
-    return;
-  }
-  if (dt.itemsize() == 4) stats_impl<float>(x, mean, rstd, var, sh, eps);
-  else stats_impl<double>(x, mean, rstd, var, sh, eps);
+  HostArgs args(dt);
+  if (half::is_half(dt)) stats_impl<uint16_t>(args, x, mean, rstd, var, sh, eps, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) stats_impl<float>(args, x, mean, rstd, var, sh, eps, false);
+  else stats_impl<double>(args, x, mean, rstd, var, sh, eps, false);
 }
 
 // running <- (1 - momentum) running + momentum batch, for the C means and variances.
@@ -111,30 +117,60 @@ struct RunningArgs {
   double momentum;
 };
 
-template <class T>
-void forward_impl(py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h, py::handle b_h,
-                  py::handle y_h, const Shape& sh, const RunningArgs& ra) {
-  HostArgs args(py::dtype::of<T>());
-  ApplyKernel<T> k{};
-  k.x = args.get<T>(x_h, "x", sh.size(), false);
-  k.mean = args.get<T>(mean_h, "mean", sh.C, false);
-  k.rstd = args.get<T>(rstd_h, "rstd", sh.C, false);
-  k.w = args.opt<T>(w_h, "weight", sh.C, false);
-  k.b = args.opt<T>(b_h, "bias", sh.C, false);
-  k.y = args.get<T>(y_h, "out", sh.size(), true);
-  const T* var = args.opt<T>(ra.var, "var", sh.C, false);
-  T* rm = args.opt<T>(ra.mean, "running_mean", sh.C, true);
-  T* rv = args.opt<T>(ra.rvar, "running_var", sh.C, true);
+// The rare redo of non-finite dx or parameter sums (norm_cpu.hpp's redo_channels) with half storage:
+// it gathers a channel's elements across the batch, so it runs on float32 copies of dy, x and dx
+// (dx as rounded: a half value rounds to itself), made only when something needs redoing. (One
+// difference from the float32 call on float32 copies: with S = 1 the redo picks the channels whose dx
+// is not finite in a row that has one, here after rounding, so a float16 dx past 65504 in such a row
+// is redone too -- scaled, to about the same value, which rounds to inf again.)
+void redo_half(const DxKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, float* dw, float* db) {
+  const Shape& sh = k.sh;
+  const int64_t tasks = sh.S == 1 ? sh.N : sh.N * sh.C;
+  bool any = std::any_of(k.bad, k.bad + tasks, [](char b) { return b != 0; });
+  for (int64_t c = 0; c < sh.C; ++c) any |= (dw && !rules::finite_(dw[c])) || (db && !rules::finite_(db[c]));
+  if (!any) return;
+  const int64_t n = sh.size();
+  std::vector<float> f(size_t(3 * n));
+  half::to_float(h.dy, f.data(), n, h.bf16);
+  half::to_float(h.x, f.data() + n, n, h.bf16);
+  half::to_float(h.out, f.data() + 2 * n, n, h.bf16);
+  redo_channels(ChannelGrads<float>{f.data(), f.data() + n, k.mean, k.rstd, k.w, f.data() + 2 * n, sh.N, sh.C, sh.S,
+                                    k.training},
+                k.bad, dw, db);
+  half::from_float(f.data() + 2 * n, h.out, n, h.bf16);
+}
+
+template <class S>
+void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h,
+                  py::handle b_h, py::handle y_h, const Shape& sh, const RunningArgs& ra, bool bf16) {
+  using T = half::compute_t<S>;
+  constexpr bool kHalf = !std::is_same_v<S, T>;
+  const py::dtype dt = py::dtype::of<T>();
+  std::conditional_t<kHalf, ApplyKernel<T, HalfIn, HalfOut>, ApplyKernel<T>> k{};
+  const S* x = args.get<S>(x_h, "x", sh.size(), false);
+  k.mean = args.get<T>(mean_h, "mean", dt, sh.C, false);
+  k.rstd = args.get<T>(rstd_h, "rstd", dt, sh.C, false);
+  const S* w = args.opt<S>(w_h, "weight", sh.C, false);
+  const S* b = args.opt<S>(b_h, "bias", sh.C, false);
+  S* y = args.get<S>(y_h, "out", sh.size(), true);
+  const T* var = args.opt<T>(ra.var, "var", dt, sh.C, false);
+  T* rm = args.opt<T>(ra.mean, "running_mean", dt, sh.C, true);
+  T* rv = args.opt<T>(ra.rvar, "running_var", dt, sh.C, true);
   k.sh = sh;
-  k.stream = stream_output(sh.size(), sizeof(T));
   args.check_overlap();
-  const std::vector<T> ones(size_t(sh.C), T(1)), zeros(size_t(sh.C), T(0));
-  if (!k.w) k.w = ones.data();
-  if (!k.b) k.b = zeros.data();
+  const half::Params<S> wp(w, sh.C, T(1), bf16), bp(b, sh.C, T(0), bf16);
+  k.w = wp.p, k.b = bp.p;
   py::gil_scoped_release nogil;
   const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? sh.C : 0);
   k.ns = scaling.data();
-  run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 2 * sh.size());  // x in, y out
+  const int64_t n = sh.S == 1 ? sh.N : sh.N * sh.C;
+  if constexpr (kHalf) {  // (the kernel writes a buffer: no streamed stores)
+    const HalfIO h{x, nullptr, y, bf16};
+    run(k, &h, n, 2 * sh.size());
+  } else {
+    k.x = x, k.y = y, k.stream = stream_output(sh.size(), sizeof(T));
+    run(k, n, 2 * sh.size());  // x in, y out
+  }
   if (rm) update_running(rm, rv, k.mean, var, sh.C, ra.momentum);
 }
 
@@ -145,46 +181,52 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
   const RunningArgs ra{var, running_mean, running_var, momentum};
-  if (half::is_half(dt)) {  // float32 kernels on float32 copies; statistics stay float32 (half_stage.hpp)
-    half::HalfStage st(dt);
-    const py::object xf = st.in(x, "x", sh.size()), wf = st.in(w, "weight", sh.C), bf = st.in(b, "bias", sh.C);
-    st.stat(mean, "mean", sh.C, false), st.stat(rstd, "rstd", sh.C, false);
-    const py::object yf = st.out(y, "out", sh.size());
-    st.stat(var, "var", sh.C, false);
-    st.stat(running_mean, "running_mean", sh.C, true), st.stat(running_var, "running_var", sh.C, true);
-    st.check();
-    forward_impl<float>(xf, mean, rstd, wf, bf, yf, sh, ra);
-    st.finish();
-    return;
-  }
-  if (dt.itemsize() == 4) forward_impl<float>(x, mean, rstd, w, b, y, sh, ra);
-  else forward_impl<double>(x, mean, rstd, w, b, y, sh, ra);
+  HostArgs args(dt);
+  if (half::is_half(dt)) forward_impl<uint16_t>(args, x, mean, rstd, w, b, y, sh, ra, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) forward_impl<float>(args, x, mean, rstd, w, b, y, sh, ra, false);
+  else forward_impl<double>(args, x, mean, rstd, w, b, y, sh, ra, false);
 }
 
-template <class T>
-void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle w_h,
-                   py::handle dx_h, py::handle dw_h, py::handle db_h, const Shape& sh, bool training) {
-  HostArgs args(py::dtype::of<T>());
-  DxKernel<T> k{};
-  k.dy = args.get<T>(dy_h, "dy", sh.size(), false);
-  k.x = args.get<T>(x_h, "x", sh.size(), false);
-  k.mean = args.get<T>(mean_h, "mean", sh.C, false);
-  k.rstd = args.get<T>(rstd_h, "rstd", sh.C, false);
-  k.w = args.opt<T>(w_h, "weight", sh.C, false);
-  k.dx = args.get<T>(dx_h, "dx", sh.size(), true);
-  T* dw = args.opt<T>(dw_h, "dweight", sh.C, true);
-  T* db = args.opt<T>(db_h, "dbias", sh.C, true);
+template <class S>
+void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle mean_h, py::handle rstd_h,
+                   py::handle w_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const Shape& sh, bool training,
+                   bool bf16) {
+  using T = half::compute_t<S>;
+  constexpr bool kHalf = !std::is_same_v<S, T>;
+  const py::dtype dt = py::dtype::of<T>();
+  std::conditional_t<kHalf, DxKernel<T, HalfIn, HalfOut>, DxKernel<T>> k{};
+  std::conditional_t<kHalf, GradSumKernel<T, HalfIn>, GradSumKernel<T>> gk{};
+  const S* dy = args.get<S>(dy_h, "dy", sh.size(), false);
+  const S* x = args.get<S>(x_h, "x", sh.size(), false);
+  k.mean = args.get<T>(mean_h, "mean", dt, sh.C, false);
+  k.rstd = args.get<T>(rstd_h, "rstd", dt, sh.C, false);
+  const S* w = args.opt<S>(w_h, "weight", sh.C, false);
+  S* dx = args.get<S>(dx_h, "dx", sh.size(), true);
+  S* dws = args.opt<S>(dw_h, "dweight", sh.C, true);
+  S* dbs = args.opt<S>(db_h, "dbias", sh.C, true);
   k.sh = sh;
-  k.stream = stream_output(sh.size(), sizeof(T));
   args.check_overlap();
-  const std::vector<T> ones(size_t(sh.C), T(1));
-  if (!k.w) k.w = ones.data();
+  const half::Params<S> wp(w, sh.C, T(1), bf16);
+  k.w = wp.p;
+  const int64_t nblk = sh.nblk(), C = sh.C, size = sh.size();
+  // Half storage: dγ, dβ in float32 (C values), rounded once at the end.
+  std::vector<T> dwv(kHalf && dws ? size_t(C) : 0), dbv(kHalf && dbs ? size_t(C) : 0);
+  T* const dw = kHalf ? (dws ? dwv.data() : nullptr) : reinterpret_cast<T*>(dws);
+  T* const db = kHalf ? (dbs ? dbv.data() : nullptr) : reinterpret_cast<T*>(dbs);
+  const HalfIO h{reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(dy),
+                 reinterpret_cast<uint16_t*>(dx), bf16};
   py::gil_scoped_release nogil;
-  const int64_t nblk = sh.nblk(), C = sh.C;
   std::vector<T> sdy(size_t(nblk * C), T(0)), sdyx(size_t(nblk * C), T(0)), mg(size_t(C), T(0)), mgx(size_t(C), T(0));
   const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? C : 0);
   k.ns = scaling.data();
-  run(GradSumKernel<T>{k.dy, k.x, k.mean, k.rstd, sdy.data(), sdyx.data(), sh, k.ns}, tasks(sh), 2 * sh.size());
+  gk.mean = k.mean, gk.rstd = k.rstd, gk.sdy = sdy.data(), gk.sdyx = sdyx.data(), gk.sh = sh, gk.ns = k.ns;
+  if constexpr (kHalf) {
+    run(gk, &h, tasks(sh), 2 * size);
+  } else {
+    k.dy = dy, k.x = x, k.dx = dx, k.stream = stream_output(size, sizeof(T));
+    gk.dy = dy, gk.x = x;
+    run(gk, tasks(sh), 2 * size);
+  }
   const T M = T(sh.N * sh.S);
   for (int64_t c = 0; c < C; ++c) {
     T a = 0, b = 0;
@@ -199,8 +241,18 @@ void backward_impl(py::handle dy_h, py::handle x_h, py::handle mean_h, py::handl
   k.training = training;
   std::vector<char> bad(size_t(sh.S == 1 ? sh.N : sh.N * sh.C));
   k.bad = bad.data();
-  run(k, sh.S == 1 ? sh.N : sh.N * sh.C, 3 * sh.size());
-  redo_channels(ChannelGrads<T>{k.dy, k.x, k.mean, k.rstd, k.w, k.dx, sh.N, C, sh.S, training}, k.bad, dw, db);
+  const int64_t nt = sh.S == 1 ? sh.N : sh.N * sh.C;
+  if constexpr (kHalf) {
+    run(k, &h, nt, 3 * size);
+    redo_half(k, h, dw, db);
+  } else {
+    run(k, nt, 3 * size);
+    redo_channels(ChannelGrads<T>{k.dy, k.x, k.mean, k.rstd, k.w, k.dx, sh.N, C, sh.S, training}, k.bad, dw, db);
+  }
+  if constexpr (kHalf) {
+    if (dw) half::from_float(dw, dws, C, bf16);
+    if (db) half::from_float(db, dbs, C, bf16);
+  }
 }
 
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
@@ -208,19 +260,11 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
                            bool training) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
-  if (half::is_half(dt)) {  // float32 kernels on float32 copies (half_stage.hpp)
-    half::HalfStage st(dt);
-    const py::object dyf = st.in(dy, "dy", sh.size()), xf = st.in(x, "x", sh.size());
-    st.stat(mean, "mean", sh.C, false), st.stat(rstd, "rstd", sh.C, false);
-    const py::object wf = st.in(w, "weight", sh.C), dxf = st.out(dx, "dx", sh.size());
-    const py::object dwf = st.out(dw, "dweight", sh.C), dbf = st.out(db, "dbias", sh.C);
-    st.check();
-    backward_impl<float>(dyf, xf, mean, rstd, wf, dxf, dwf, dbf, sh, training);
-    st.finish();
-    return;
-  }
-  if (dt.itemsize() == 4) backward_impl<float>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
-  else backward_impl<double>(dy, x, mean, rstd, w, dx, dw, db, sh, training);
+  HostArgs args(dt);
+  if (half::is_half(dt))
+    backward_impl<uint16_t>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, false);
+  else backward_impl<double>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, false);
 }
 
 }  // namespace

@@ -5,8 +5,10 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
+#include "half_stage.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
 
@@ -23,11 +25,32 @@ struct Shape {
   int64_t size() const { return N * C * S; }
 };
 
+using half::HalfIn;  // (half_stage.hpp: a task's elements in a float32 buffer)
+using half::HalfIO;
+using half::HalfOut;
+using half::Region;
+// Block k's region (Stats, GradSum): all channels' rows when S = 1, else channel t % C's runs.
+inline Region block_region(const Shape& sh, int64_t t) {
+  if (sh.S == 1) {
+    const int64_t k = t, n0 = sh.n0(k), len = (sh.n1(k) - n0) * sh.C;
+    return {n0 * sh.C, 1, len, len};
+  }
+  const int64_t k = t / sh.C, c = t % sh.C, n0 = sh.n0(k);
+  return {(n0 * sh.C + c) * sh.S, sh.n1(k) - n0, sh.C * sh.S, sh.S};
+}
+// Row t (S = 1) or run t (Apply, Dx).
+inline Region row_region(const Shape& sh, int64_t t) {
+  const int64_t len = sh.S == 1 ? sh.C : sh.S;
+  return {t * len, 1, len, len};
+}
+
 // Corrected two-pass moments of block k (all channels when S = 1, else channel t % C).
-template <class T> struct StatsKernel {
-  const T* x;
+template <class T, class P = const T*> struct StatsKernel {
+  P x;
   rules::Moments<double>* part;  // [nblk][C], kept and merged in double (norm_cpu.hpp: chunk_moments)
   Shape sh;
+  Region region(int64_t t) const { return block_region(sh, t); }
+  void bind(P x_, P, HalfOut) { x = x_; }
   OK_INLINE void operator()(int64_t t) const {
     const int64_t C = sh.C, S = sh.S;
     if (S == 1) {
@@ -86,11 +109,14 @@ template <class T> struct StatsKernel {
 };
 
 // Σ dy and Σ dy x̂ of block k (all channels when S = 1, else channel t % C).
-template <class T> struct GradSumKernel {
-  const T *dy, *x, *mean, *rstd;
+template <class T, class P = const T*> struct GradSumKernel {
+  P dy, x;
+  const T *mean, *rstd;
   T *sdy, *sdyx;  // [nblk][C]
   Shape sh;
   const T* ns;  // S = 1: ChannelScaling's data, null when no channel needs it (norm_cpu.hpp)
+  Region region(int64_t t) const { return block_region(sh, t); }
+  void bind(P x_, P dy_, HalfOut) { x = x_, dy = dy_; }
   OK_INLINE void operator()(int64_t t) const {
     const int64_t C = sh.C, S = sh.S;
     if (S == 1) {
@@ -143,12 +169,15 @@ template <class T> struct GradSumKernel {
 };
 
 // y = γ x̂ + β for row n (S = 1) or run (n, c) = t (S > 1).
-template <class T> struct ApplyKernel {
-  const T *x, *mean, *rstd, *w, *b;
-  T* y;
+template <class T, class P = const T*, class Q = T*> struct ApplyKernel {
+  P x;
+  const T *mean, *rstd, *w, *b;
+  Q y;
   Shape sh;
   bool stream;  // non-temporal stores of y (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
+  Region region(int64_t t) const { return row_region(sh, t); }
+  void bind(P x_, P, Q y_) { x = x_, y = y_; }
   OK_INLINE void operator()(int64_t t) const {
     if (sh.S == 1) {
       const T* OK_RESTRICT xn = x + t * sh.C;
@@ -174,14 +203,17 @@ template <class T> struct ApplyKernel {
 };
 
 // dx = r (g - mean(g) - x̂ mean(g x̂)), g = γ dy; mg, mgx per channel (zero in eval mode: eval()).
-template <class T> struct DxKernel {
-  const T *dy, *x, *mean, *rstd, *w, *mg, *mgx;
-  T* dx;
+template <class T, class P = const T*, class Q = T*> struct DxKernel {
+  P dy, x;
+  const T *mean, *rstd, *w, *mg, *mgx;
+  Q dx;
   Shape sh;
   bool stream;  // non-temporal stores of dx (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
   bool training;
   char* bad;  // bad[t]: a dx of task t is not finite (redone: redo_channels)
+  Region region(int64_t t) const { return row_region(sh, t); }
+  void bind(P x_, P dy_, Q dx_) { x = x_, dy = dy_, dx = dx_; }
   OK_INLINE void operator()(int64_t t) const { bad[t] = !dx_finite(t); }
   OK_INLINE bool dx_finite(int64_t t) const {
     if (!training) return eval(t);
@@ -228,6 +260,31 @@ OK_NORM_CLONE_RANGE(StatsKernel)
 OK_NORM_CLONE_RANGE(GradSumKernel)
 OK_NORM_CLONE_RANGE(ApplyKernel)
 OK_NORM_CLONE_RANGE(DxKernel)
+
+OK_CLONES void run_range(const StatsKernel<float, HalfIn>& k, const HalfIO& h, int64_t t0, int64_t t1) {
+  half::tasks(k, h, t0, t1);
+}
+OK_CLONES void run_range(const GradSumKernel<float, HalfIn>& k, const HalfIO& h, int64_t t0, int64_t t1) {
+  half::tasks(k, h, t0, t1);
+}
+OK_CLONES void run_range(const ApplyKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, int64_t t0, int64_t t1) {
+  half::tasks(k, h, t0, t1);
+}
+OK_CLONES void run_range(const DxKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, int64_t t0, int64_t t1) {
+  half::tasks(k, h, t0, t1);
+}
+
+// Run kernel(t) for t in [0, n) (one task per block/channel or per run); h: half storage's arrays
+// (null: the kernel's own pointers).
+template <class K> void run(const K& k, const HalfIO* h, int64_t n, int64_t work) {
+  if (n <= 0) return;
+  const int64_t per = std::max<int64_t>(1, n / 256);
+  const int64_t nr = (n + per - 1) / per;
+  parallel_for(nr, work, [&](int64_t r) {
+    if constexpr (std::is_same_v<decltype(k.x), HalfIn>) run_range(k, *h, r * per, std::min(n, (r + 1) * per));
+    else run_range(k, r * per, std::min(n, (r + 1) * per));
+  });
+}
 
 // Run kernel(t) for t in [0, n) (one task per block/channel or per run).
 template <class K> void run(const K& k, int64_t n, int64_t work) {

@@ -9,6 +9,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "half_stage.hpp"
@@ -31,10 +33,11 @@ template <class T> struct RowArgs {
   bool rms, stream;  // stream: non-temporal stores of y (large outputs)
 };
 
-template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
+// Row r, read from x and written to y (a.x, a.y's row; or float32 rows converted from half storage,
+// a.x then null: the caller converts the next row itself).
+template <class T>
+OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT x, T* OK_RESTRICT y) {
   const int64_t M = a.Cg * a.S;
-  const T* OK_RESTRICT x = a.x + r * M;
-  T* OK_RESTRICT y = a.y + r * M;
   T mu = T(0), rs;
   if (a.rms) {
     const T ss = sum_squares(x, M);
@@ -59,7 +62,7 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
   a.rstd[r] = rs;
   const T* OK_RESTRICT w = a.w + (r % a.G) * a.Cg;
   const T* OK_RESTRICT b = a.b + (r % a.G) * a.Cg;
-  prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
+  if (a.x) prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
   with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
     if (a.S == 1) {
       write_row(y, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
@@ -79,18 +82,18 @@ template <class T> OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r) {
 template <class T> struct RowGradArgs {
   const T *dy, *x, *w, *mean, *rstd;  // mean: null for RMS norm
   T *dx, *pdw, *pdb;                   // pdw, pdb: per-block partials (null: not wanted)
-  char* bad;                           // bad[r]: row r's dx is not finite (redone: redo_rows)
+  char* bad;                           // bad[r]: row r's dx is not finite (redone: redo_row)
   int64_t R, G, Cg, S;
   bool rms, stream;  // stream: non-temporal stores of dx (large outputs)
 };
 
 // dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials; false when a dx
 // written is not finite.
-template <class T> OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, T* pdw, T* pdb) {
+// (x, dy, dx: row r of a.x, a.dy, a.dx, or float32 rows converted from half storage)
+template <class T>
+OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_RESTRICT x, const T* OK_RESTRICT dy,
+                            T* OK_RESTRICT dx, T* pdw, T* pdb) {
   const int64_t M = a.Cg * a.S;
-  const T* OK_RESTRICT x = a.x + r * M;
-  const T* OK_RESTRICT dy = a.dy + r * M;
-  T* OK_RESTRICT dx = a.dx + r * M;
   const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
   bool ok = true;
   with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
@@ -145,24 +148,21 @@ template <class T> OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t 
   return ok;
 }
 
-// dy near the max (rules/norm.hpp): the rows whose dx came out non-finite again, dy and γ scaled.
-template <class T> void redo_rows(const RowGradArgs<T>& a) {
+// dy near the max (rules/norm.hpp): row r, whose dx came out non-finite, again with dy and γ scaled
+// (x, dy, dx: its rows, as in row_backward; dx keeps its values where the redo writes nothing).
+template <class T> void redo_row(const RowGradArgs<T>& a, int64_t r, const T* x, const T* dy, T* dx) {
   const int64_t M = a.Cg * a.S;
-  for (int64_t r = 0; r < a.R; ++r) {
-    if (!a.bad[r]) continue;
-    const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
-    const int64_t o = r * M, w0 = (r % a.G) * a.Cg;
-    dx_group_scaled<T>(
-        M, rs, a.rms,
-        [&](int64_t j) {
-          return GradElem<T>{a.dy[o + j], a.w[w0 + j / a.S], rules::normalize_safe(a.x[o + j], mu, rs)};
-        },
-        [&](int64_t j, T v) { a.dx[o + j] = v; });
-  }
+  const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
+  const int64_t w0 = (r % a.G) * a.Cg;
+  dx_group_scaled<T>(
+      M, rs, a.rms,
+      [&](int64_t j) { return GradElem<T>{dy[j], a.w[w0 + j / a.S], rules::normalize_safe(x[j], mu, rs)}; },
+      [&](int64_t j, T v) { dx[j] = v; });
 }
 
 // dγ[i], dβ[i] again where not finite: the entry's elements are run c = i % Cg of the rows r = i / Cg + k G.
-template <class T> void redo_params(const RowGradArgs<T>& a, T* dw, T* db) {
+// at(e) gives element e's (dy, x).
+template <class T, class At> void redo_params(const RowGradArgs<T>& a, At&& at, T* dw, T* db) {
   const int64_t M = a.Cg * a.S, W = a.G * a.Cg;
   for (int64_t i = 0; i < W; ++i) {
     if ((!dw || rules::finite_(dw[i])) && (!db || rules::finite_(db[i]))) continue;
@@ -172,7 +172,8 @@ template <class T> void redo_params(const RowGradArgs<T>& a, T* dw, T* db) {
         [&](int64_t t) {
           const int64_t r = g + (t / a.S) * a.G, e = r * M + c * a.S + t % a.S;
           const T mu = a.rms ? T(0) : a.mean[r];
-          return GradElem<T>{a.dy[e], T(0), rules::normalize_safe(a.x[e], mu, a.rstd[r])};
+          const auto [d, v] = at(e);
+          return GradElem<T>{d, T(0), rules::normalize_safe(v, mu, a.rstd[r])};
         },
         dw ? dw + i : nullptr, db ? db + i : nullptr);
   }
@@ -180,41 +181,102 @@ template <class T> void redo_params(const RowGradArgs<T>& a, T* dw, T* db) {
 
 // Multi-versioned row loops (GCC target_clones needs plain functions).
 OK_CLONES void rows_fwd(const RowArgs<float>& a, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) row_forward(a, r);
+  for (int64_t r = r0; r < r1; ++r) row_forward(a, r, a.x + r * a.Cg * a.S, a.y + r * a.Cg * a.S);
   if (a.stream) stream_fence();
 }
 OK_CLONES void rows_fwd(const RowArgs<double>& a, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) row_forward(a, r);
+  for (int64_t r = r0; r < r1; ++r) row_forward(a, r, a.x + r * a.Cg * a.S, a.y + r * a.Cg * a.S);
   if (a.stream) stream_fence();
 }
 OK_CLONES void rows_bwd(const RowGradArgs<float>& a, int64_t r0, int64_t r1, float* pdw, float* pdb) {
-  for (int64_t r = r0; r < r1; ++r) a.bad[r] = !row_backward(a, r, pdw, pdb);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * a.Cg * a.S;
+    a.bad[r] = !row_backward(a, r, a.x + o, a.dy + o, a.dx + o, pdw, pdb);
+  }
   if (a.stream) stream_fence();
 }
 OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, double* pdw, double* pdb) {
-  for (int64_t r = r0; r < r1; ++r) a.bad[r] = !row_backward(a, r, pdw, pdb);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * a.Cg * a.S;
+    a.bad[r] = !row_backward(a, r, a.x + o, a.dy + o, a.dx + o, pdw, pdb);
+  }
   if (a.stream) stream_fence();
 }
 
-template <class T>
+// Half storage (h: uint16_t bits, bfloat16 or float16): each row loaded to float32 into a buffer of
+// the thread's, the float32 row kernel above run on it, its output rounded to nearest even into the
+// caller's row. (A conversion per element inside the kernels' loops does not vectorize: 4x slower
+// in dropout; a row converted at once stays in L1 / L2 for the kernel's passes.)
+struct HalfRows {
+  const uint16_t *x, *dy;
+  uint16_t* out;  // y or dx
+  bool bf16;
+};
+OK_CLONES void rows_fwd_half(const RowArgs<float>& a, const HalfRows& h, int64_t r0, int64_t r1) {
+  const int64_t M = a.Cg * a.S;
+  std::vector<float> buf(size_t(2 * M));
+  float *x = buf.data(), *y = x + M;
+  for (int64_t r = r0; r < r1; ++r) {
+    half::load_row(h.x + r * M, x, M, h.bf16);
+    row_forward(a, r, x, y);
+    half::store_row(y, h.out + r * M, M, h.bf16);
+  }
+}
+OK_CLONES void rows_bwd_half(const RowGradArgs<float>& a, const HalfRows& h, int64_t r0, int64_t r1, float* pdw,
+                             float* pdb) {
+  const int64_t M = a.Cg * a.S;
+  std::vector<float> buf(size_t(3 * M));
+  float *x = buf.data(), *dy = x + M, *dx = dy + M;
+  for (int64_t r = r0; r < r1; ++r) {
+    half::load_row(h.x + r * M, x, M, h.bf16);
+    half::load_row(h.dy + r * M, dy, M, h.bf16);
+    a.bad[r] = !row_backward(a, r, x, dy, dx, pdw, pdb);
+    half::store_row(dx, h.out + r * M, M, h.bf16);
+  }
+}
+void redo_rows_half(const RowGradArgs<float>& a, const HalfRows& h) {
+  const int64_t M = a.Cg * a.S;
+  std::vector<float> buf;
+  for (int64_t r = 0; r < a.R; ++r) {
+    if (!a.bad[r]) continue;
+    buf.resize(size_t(3 * M));
+    float *x = buf.data(), *dy = x + M, *dx = dy + M;
+    half::load_row(h.x + r * M, x, M, h.bf16);
+    half::load_row(h.dy + r * M, dy, M, h.bf16);
+    half::load_row(h.out + r * M, dx, M, h.bf16);  // (exact: a rounded value rounds to itself)
+    redo_row(a, r, x, dy, dx);
+    half::store_row(dx, h.out + r * M, M, h.bf16);
+  }
+}
+
+// S: the storage type (float, double, or uint16_t for half: bf16 then says which); statistics in
+// compute_t<S>.
+template <class S>
 void forward_impl(HostArgs& args, py::handle x_h, py::handle w_h, py::handle b_h, py::handle y_h,
-                  py::handle mean_h, py::handle rstd_h, const RowLayout& L, double eps, bool rms) {
+                  py::handle mean_h, py::handle rstd_h, const RowLayout& L, double eps, bool rms, bool bf16) {
+  using T = half::compute_t<S>;
+  constexpr bool kHalf = !std::is_same_v<S, T>;
+  const py::dtype dt = py::dtype::of<T>();  // (the statistics': float32 for half storage)
   const int64_t n = L.R * L.M();
   RowArgs<T> a{};
-  a.x = args.get<T>(x_h, "x", n, false);
-  a.w = args.opt<T>(w_h, "weight", L.W(), false);
-  a.b = args.opt<T>(b_h, "bias", L.W(), false);
-  a.y = args.get<T>(y_h, "out", n, true);
-  a.mean = rms ? nullptr : args.get<T>(mean_h, "mean", L.R, true);
-  a.rstd = args.get<T>(rstd_h, rms ? "inv_rms" : "rstd", L.R, true);
+  const S* x = args.get<S>(x_h, "x", n, false);
+  const S* w = args.opt<S>(w_h, "weight", L.W(), false);
+  const S* b = args.opt<S>(b_h, "bias", L.W(), false);
+  S* y = args.get<S>(y_h, "out", n, true);
+  a.mean = rms ? nullptr : args.get<T>(mean_h, "mean", dt, L.R, true);
+  a.rstd = args.get<T>(rstd_h, rms ? "inv_rms" : "rstd", dt, L.R, true);
   args.check_overlap();
-  const std::vector<T> ones(size_t(L.W()), T(1)), zeros(size_t(L.W()), T(0));
-  if (!a.w) a.w = ones.data();
-  if (!a.b) a.b = zeros.data();
+  const half::Params<S> wp(w, L.W(), T(1), bf16), bp(b, L.W(), T(0), bf16);
+  a.w = wp.p, a.b = bp.p;
   a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.eps = T(eps), a.rms = rms;
-  a.stream = stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
-  parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_fwd(a, r0, r1); });
+  if constexpr (kHalf) {  // (the kernel writes a row buffer: no streamed stores)
+    const HalfRows h{x, nullptr, y, bf16};
+    parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_fwd_half(a, h, r0, r1); });
+  } else {
+    a.x = x, a.y = y, a.stream = stream_output(n, sizeof(T));
+    parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_fwd(a, r0, r1); });
+  }
 }
 
 void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
@@ -223,70 +285,81 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
-  if (half::is_half(dt)) {  // float32 kernels on float32 copies (half_stage.hpp)
-    half::HalfStage st(dt);
-    const int64_t n = L.R * L.M();
-    const py::object xf = st.in(x, "x", n), wf = st.in(weight, "weight", L.W()), bf = st.in(bias, "bias", L.W());
-    const py::object yf = st.out(out, "out", n);
-    if (!rms) st.stat(mean, "mean", L.R, true);
-    st.stat(rstd, rms ? "inv_rms" : "rstd", L.R, true);
-    st.check();
-    HostArgs fargs(py::dtype::of<float>());
-    forward_impl<float>(fargs, xf, wf, bf, yf, mean, rstd, L, eps, rms);
-    st.finish();
-    return;
-  }
   HostArgs args(dt);
-  if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
-  else forward_impl<double>(args, x, weight, bias, out, mean, rstd, L, eps, rms);
+  if (half::is_half(dt)) forward_impl<uint16_t>(args, x, weight, bias, out, mean, rstd, L, eps, rms, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms, false);
+  else forward_impl<double>(args, x, weight, bias, out, mean, rstd, L, eps, rms, false);
 }
 
-template <class T>
+template <class S>
 void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w_h, py::handle mean_h,
-                   py::handle rstd_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const RowLayout& L, bool rms) {
-  const int64_t n = L.R * L.M();
+                   py::handle rstd_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const RowLayout& L, bool rms,
+                   bool bf16) {
+  using T = half::compute_t<S>;
+  constexpr bool kHalf = !std::is_same_v<S, T>;
+  const py::dtype dt = py::dtype::of<T>();
+  const int64_t n = L.R * L.M(), W = L.W();
   RowGradArgs<T> a{};
-  a.dy = args.get<T>(dy_h, "dy", n, false);
-  a.x = args.get<T>(x_h, "x", n, false);
-  a.w = args.opt<T>(w_h, "weight", L.W(), false);
-  a.mean = rms ? nullptr : args.get<T>(mean_h, "mean", L.R, false);
-  a.rstd = args.get<T>(rstd_h, rms ? "inv_rms" : "rstd", L.R, false);
-  a.dx = args.get<T>(dx_h, "dx", n, true);
-  T* dw = args.opt<T>(dw_h, "dweight", L.W(), true);
-  T* db = args.opt<T>(db_h, "dbias", L.W(), true);
+  const S* dy = args.get<S>(dy_h, "dy", n, false);
+  const S* x = args.get<S>(x_h, "x", n, false);
+  const S* w = args.opt<S>(w_h, "weight", W, false);
+  a.mean = rms ? nullptr : args.get<T>(mean_h, "mean", dt, L.R, false);
+  a.rstd = args.get<T>(rstd_h, rms ? "inv_rms" : "rstd", dt, L.R, false);
+  S* dx = args.get<S>(dx_h, "dx", n, true);
+  S* dws = args.opt<S>(dw_h, "dweight", W, true);
+  S* dbs = args.opt<S>(db_h, "dbias", W, true);
   args.check_overlap();
-  const std::vector<T> ones(size_t(L.W()), T(1));
-  if (!a.w) a.w = ones.data();
+  const half::Params<S> wp(w, W, T(1), bf16);
+  a.w = wp.p;
+  // Half storage: dγ, dβ summed in float32 (W values), rounded once at the end.
+  std::vector<T> dwv(kHalf && dws ? size_t(W) : 0), dbv(kHalf && dbs ? size_t(W) : 0);
+  T* const dw = kHalf ? (dws ? dwv.data() : nullptr) : reinterpret_cast<T*>(dws);
+  T* const db = kHalf ? (dbs ? dbv.data() : nullptr) : reinterpret_cast<T*>(dbs);
   a.R = L.R, a.G = L.G, a.Cg = L.Cg, a.S = L.S, a.rms = rms;
-  a.stream = stream_output(n, sizeof(T));
+  const HalfRows h{reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(dy),
+                   reinterpret_cast<uint16_t*>(dx), bf16};
+  if constexpr (!kHalf) a.x = x, a.dy = dy, a.dx = dx, a.stream = stream_output(n, sizeof(T));
+  const auto rows_of = [&](int64_t r0, int64_t r1, T* pw, T* pb) {
+    if constexpr (kHalf) rows_bwd_half(a, h, r0, r1, pw, pb);
+    else rows_bwd(a, r0, r1, pw, pb);
+  };
   // Fixed row blocks (from the shape only) hold the parameter-gradient partials.
   // At most kGradBlocks blocks, and partials of at most ~4M values each.
-  const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / L.W())}) : 1;
-  const int64_t W = L.W();
+  const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / W)}) : 1;
   std::vector<T> pdw(dw ? size_t(nblk * W) : 0, T(0)), pdb(db ? size_t(nblk * W) : 0, T(0));
   std::vector<char> bad(size_t(L.R));
   a.bad = bad.data();
   py::gil_scoped_release nogil;
   if (!dw && !db) {
-    parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_bwd(a, r0, r1, (T*)nullptr, (T*)nullptr); });
-    redo_rows(a);
-    return;
+    parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_of(r0, r1, nullptr, nullptr); });
+  } else {
+    parallel_for(nblk, 3 * n, [&](int64_t k) {  // dy, x, dx
+      const int64_t r0 = L.R * k / nblk, r1 = L.R * (k + 1) / nblk;
+      rows_of(r0, r1, dw ? pdw.data() + k * W : nullptr, db ? pdb.data() + k * W : nullptr);
+    });
+    parallel_for(W, nblk * W, [&](int64_t i) {
+      T sw = 0, sb = 0;
+      for (int64_t k = 0; k < nblk; ++k) {
+        if (dw) sw += pdw[size_t(k * W + i)];
+        if (db) sb += pdb[size_t(k * W + i)];
+      }
+      if (dw) dw[i] = sw;
+      if (db) db[i] = sb;
+    });
   }
-  parallel_for(nblk, 3 * n, [&](int64_t k) {  // dy, x, dx
-    const int64_t r0 = L.R * k / nblk, r1 = L.R * (k + 1) / nblk;
-    rows_bwd(a, r0, r1, dw ? pdw.data() + k * W : nullptr, db ? pdb.data() + k * W : nullptr);
-  });
-  parallel_for(W, nblk * W, [&](int64_t i) {
-    T sw = 0, sb = 0;
-    for (int64_t k = 0; k < nblk; ++k) {
-      if (dw) sw += pdw[size_t(k * W + i)];
-      if (db) sb += pdb[size_t(k * W + i)];
-    }
-    if (dw) dw[i] = sw;
-    if (db) db[i] = sb;
-  });
-  redo_rows(a);
-  redo_params(a, dw, db);
+  if constexpr (kHalf) {
+    redo_rows_half(a, h);
+    if (dw || db)
+      redo_params(a, [&](int64_t e) { return std::pair<T, T>{half::load1(h.dy[e], bf16), half::load1(h.x[e], bf16)}; },
+                  dw, db);
+    if (dw) half::from_float(dw, reinterpret_cast<uint16_t*>(dws), W, bf16);
+    if (db) half::from_float(db, reinterpret_cast<uint16_t*>(dbs), W, bf16);
+  } else {
+    const int64_t M = L.M();
+    for (int64_t r = 0; r < L.R; ++r)
+      if (a.bad[r]) redo_row(a, r, a.x + r * M, a.dy + r * M, a.dx + r * M);
+    if (dw || db) redo_params(a, [&](int64_t e) { return std::pair<T, T>{a.dy[e], a.x[e]}; }, dw, db);
+  }
 }
 
 void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
@@ -294,23 +367,11 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
                        int64_t group_channels, int64_t spatial, bool rms) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
-  if (half::is_half(dt)) {  // float32 kernels on float32 copies (half_stage.hpp)
-    half::HalfStage st(dt);
-    const int64_t n = L.R * L.M();
-    const py::object dyf = st.in(dy, "dy", n), xf = st.in(x, "x", n), wf = st.in(weight, "weight", L.W());
-    if (!rms) st.stat(mean, "mean", L.R, false);
-    st.stat(rstd, rms ? "inv_rms" : "rstd", L.R, false);
-    const py::object dxf = st.out(dx, "dx", n), dwf = st.out(dweight, "dweight", L.W());
-    const py::object dbf = st.out(dbias, "dbias", L.W());
-    st.check();
-    HostArgs fargs(py::dtype::of<float>());
-    backward_impl<float>(fargs, dyf, xf, wf, mean, rstd, dxf, dwf, dbf, L, rms);
-    st.finish();
-    return;
-  }
   HostArgs args(dt);
-  if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
-  else backward_impl<double>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms);
+  if (half::is_half(dt))
+    backward_impl<uint16_t>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms, false);
+  else backward_impl<double>(args, dy, x, weight, mean, rstd, dx, dweight, dbias, L, rms, false);
 }
 
 }  // namespace

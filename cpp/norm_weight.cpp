@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "half_stage.hpp"
 #include "py_arrays.hpp"
@@ -17,10 +19,16 @@ namespace {
 namespace py = pybind11;
 using namespace normcpu;
 
-template <class T> struct WnForward {
-  const T *v, *g;
-  T *w, *norm;
+// P, Q: how v, dw / w, dv are read and written (pointers; half storage: half.hpp's views of a row
+// loaded to float32).
+template <class T, class P = const T*, class Q = T*> struct WnForward {
+  P v;
+  const T* g;
+  Q w;
+  T* norm;
   int64_t M;
+  half::Region region(int64_t r) const { return {r * M, 1, M, M}; }
+  void bind(P v_, P, Q w_) { v = v_, w = w_; }
   OK_INLINE void operator()(int64_t r) const {
     const T* OK_RESTRICT vr = v + r * M;
     T* OK_RESTRICT wr = w + r * M;
@@ -48,10 +56,14 @@ template <class T> struct WnForward {
   }
 };
 
-template <class T> struct WnBackward {
-  const T *dw, *v, *g, *norm;
-  T *dv, *dg;
+template <class T, class P = const T*, class Q = T*> struct WnBackward {
+  P dw, v;
+  const T *g, *norm;
+  Q dv;
+  T* dg;
   int64_t M;
+  half::Region region(int64_t r) const { return {r * M, 1, M, M}; }
+  void bind(P v_, P dw_, Q dv_) { v = v_, dw = dw_, dv = dv_; }
   OK_INLINE void operator()(int64_t r) const {
     const T* OK_RESTRICT dwr = dw + r * M;
     const T* OK_RESTRICT vr = v + r * M;
@@ -78,6 +90,7 @@ template <class T> struct WnBackward {
   bool redo(int64_t r, bool small) const {
     const T* dwr = dw + r * M;
     const T* vr = v + r * M;
+    T* dvr = dv + r * M;
     if (small) {
       // (dw = 0, a row of s = 0: the plain results are exact zeros -- and frequent: a frozen or dead
       // unit, which the scaled loops below, ldexp per element, ran 30x slower. dw is finite here: s is.)
@@ -103,16 +116,29 @@ template <class T> struct WnBackward {
     const auto q = rules::is_subnormal(norm[r]) ? rules::weight_norm_scaled_at(s, std::sqrt(ss), g[r], sc)
                                                 : rules::weight_norm_scaled(s, norm[r], g[r], sc);
     dg[r] = rules::weight_norm_dg_scaled(q);
-    for (int64_t j = 0; j < M; ++j) dv[r * M + j] = rules::weight_norm_dv_rescaled(dwr[j], vr[j], q);
+    for (int64_t j = 0; j < M; ++j) dvr[j] = rules::weight_norm_dv_rescaled(dwr[j], vr[j], q);
     return true;
   }
 };
 
 OK_NORM_CLONE_RANGE(WnForward)
 OK_NORM_CLONE_RANGE(WnBackward)
+using half::HalfIn;
+using half::HalfIO;
+using half::HalfOut;
+OK_CLONES void run_range(const WnForward<float, HalfIn, HalfOut>& k, const HalfIO& h, int64_t r0, int64_t r1) {
+  half::tasks(k, h, r0, r1);
+}
+OK_CLONES void run_range(const WnBackward<float, HalfIn, HalfOut>& k, const HalfIO& h, int64_t r0, int64_t r1) {
+  half::tasks(k, h, r0, r1);
+}
 
-template <class K> void run_rows(const K& k, int64_t rows, int64_t M) {
-  parallel_ranges(rows, M, [&](int64_t r0, int64_t r1) { run_range(k, r0, r1); });
+// h: half storage's arrays (for kernels of HalfIn views; else null: the kernel's own pointers).
+template <class K> void run_rows(const K& k, const HalfIO* h, int64_t rows, int64_t M) {
+  parallel_ranges(rows, M, [&](int64_t r0, int64_t r1) {
+    if constexpr (std::is_same_v<decltype(k.v), HalfIn>) run_range(k, *h, r0, r1);
+    else run_range(k, r0, r1);
+  });
 }
 
 void check_rows(py::handle v, int64_t rows, int64_t M) {
@@ -120,68 +146,77 @@ void check_rows(py::handle v, int64_t rows, int64_t M) {
     throw py::value_error("v: expected rows * M elements");
 }
 
-template <class T> void fwd(py::handle v_h, py::handle g_h, py::handle w_h, py::handle n_h, int64_t rows, int64_t M) {
-  HostArgs args(py::dtype::of<T>());
-  WnForward<T> k{};
-  k.v = args.get<T>(v_h, "v", rows * M, false);
-  k.g = args.get<T>(g_h, "g", rows, false);
-  k.w = args.get<T>(w_h, "out", rows * M, true);
-  k.norm = args.get<T>(n_h, "norm", rows, true);
+// S: the storage type (uint16_t: half, bf16 says which; ‖v‖ in float32).
+template <class S>
+void fwd(HostArgs& args, py::handle v_h, py::handle g_h, py::handle w_h, py::handle n_h, int64_t rows, int64_t M,
+         bool bf16) {
+  using T = half::compute_t<S>;
+  constexpr bool kHalf = !std::is_same_v<S, T>;
+  std::conditional_t<kHalf, WnForward<T, HalfIn, HalfOut>, WnForward<T>> k{};
+  const S* v = args.get<S>(v_h, "v", rows * M, false);
+  const S* g = args.get<S>(g_h, "g", rows, false);
+  S* w = args.get<S>(w_h, "out", rows * M, true);
+  k.norm = args.get<T>(n_h, "norm", py::dtype::of<T>(), rows, true);
   k.M = M;
   args.check_overlap();
+  const half::Params<S> gp(g, rows, T(1), bf16);
+  k.g = gp.p;
   py::gil_scoped_release nogil;
-  run_rows(k, rows, M);
+  if constexpr (kHalf) {
+    const HalfIO h{v, nullptr, w, bf16};
+    run_rows(k, &h, rows, M);
+  } else {
+    k.v = v, k.w = w;
+    run_rows(k, nullptr, rows, M);
+  }
 }
 
-template <class T>
-void bwd(py::handle dw_h, py::handle v_h, py::handle g_h, py::handle n_h, py::handle dv_h, py::handle dg_h,
-         int64_t rows, int64_t M) {
-  HostArgs args(py::dtype::of<T>());
-  WnBackward<T> k{};
-  k.dw = args.get<T>(dw_h, "dw", rows * M, false);
-  k.v = args.get<T>(v_h, "v", rows * M, false);
-  k.g = args.get<T>(g_h, "g", rows, false);
-  k.norm = args.get<T>(n_h, "norm", rows, false);
-  k.dv = args.get<T>(dv_h, "dv", rows * M, true);
-  k.dg = args.get<T>(dg_h, "dg", rows, true);
+template <class S>
+void bwd(HostArgs& args, py::handle dw_h, py::handle v_h, py::handle g_h, py::handle n_h, py::handle dv_h,
+         py::handle dg_h, int64_t rows, int64_t M, bool bf16) {
+  using T = half::compute_t<S>;
+  constexpr bool kHalf = !std::is_same_v<S, T>;
+  std::conditional_t<kHalf, WnBackward<T, HalfIn, HalfOut>, WnBackward<T>> k{};
+  const S* dw = args.get<S>(dw_h, "dw", rows * M, false);
+  const S* v = args.get<S>(v_h, "v", rows * M, false);
+  const S* g = args.get<S>(g_h, "g", rows, false);
+  k.norm = args.get<T>(n_h, "norm", py::dtype::of<T>(), rows, false);
+  S* dv = args.get<S>(dv_h, "dv", rows * M, true);
+  S* dg = args.get<S>(dg_h, "dg", rows, true);
   k.M = M;
   args.check_overlap();
+  const half::Params<S> gp(g, rows, T(1), bf16);
+  k.g = gp.p;
   py::gil_scoped_release nogil;
-  run_rows(k, rows, M);
+  if constexpr (kHalf) {  // (dg: rows values in float32, rounded once at the end)
+    std::vector<float> dgf(static_cast<size_t>(rows));
+    k.dg = dgf.data();
+    const HalfIO h{v, dw, dv, bf16};
+    run_rows(k, &h, rows, M);
+    half::from_float(dgf.data(), dg, rows, bf16);
+  } else {
+    k.dw = dw, k.v = v, k.dv = dv, k.dg = dg;
+    run_rows(k, nullptr, rows, M);
+  }
 }
 
 void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
   const py::dtype dt = float_dtype<HostArrays>(v, "v", true);
   check_rows(v, rows, M);
-  if (half::is_half(dt)) {  // the float32 kernel on float32 copies; ‖v‖ stays float32 (half_stage.hpp)
-    half::HalfStage st(dt);
-    const py::object vf = st.in(v, "v", rows * M), gf = st.in(g, "g", rows), wf = st.out(out, "out", rows * M);
-    st.stat(norm, "norm", rows, true);
-    st.check();
-    fwd<float>(vf, gf, wf, norm, rows, M);
-    st.finish();
-    return;
-  }
-  if (dt.itemsize() == 4) fwd<float>(v, g, out, norm, rows, M);
-  else fwd<double>(v, g, out, norm, rows, M);
+  HostArgs args(dt);
+  if (half::is_half(dt)) fwd<uint16_t>(args, v, g, out, norm, rows, M, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) fwd<float>(args, v, g, out, norm, rows, M, false);
+  else fwd<double>(args, v, g, out, norm, rows, M, false);
 }
 
 void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
                           int64_t rows, int64_t M) {
   const py::dtype dt = float_dtype<HostArrays>(v, "v", true);
   check_rows(v, rows, M);
-  if (half::is_half(dt)) {  // the float32 kernel on float32 copies (half_stage.hpp)
-    half::HalfStage st(dt);
-    const py::object dwf = st.in(dw, "dw", rows * M), vf = st.in(v, "v", rows * M), gf = st.in(g, "g", rows);
-    st.stat(norm, "norm", rows, false);
-    const py::object dvf = st.out(dv, "dv", rows * M), dgf = st.out(dg, "dg", rows);
-    st.check();
-    bwd<float>(dwf, vf, gf, norm, dvf, dgf, rows, M);
-    st.finish();
-    return;
-  }
-  if (dt.itemsize() == 4) bwd<float>(dw, v, g, norm, dv, dg, rows, M);
-  else bwd<double>(dw, v, g, norm, dv, dg, rows, M);
+  HostArgs args(dt);
+  if (half::is_half(dt)) bwd<uint16_t>(args, dw, v, g, norm, dv, dg, rows, M, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) bwd<float>(args, dw, v, g, norm, dv, dg, rows, M, false);
+  else bwd<double>(args, dw, v, g, norm, dv, dg, rows, M, false);
 }
 
 }  // namespace
