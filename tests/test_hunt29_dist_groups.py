@@ -81,14 +81,17 @@ def _resume_beside(comm, going, resumed, one, ref, how: str) -> None:
 
 
 def _mean(p, k: int, world: int) -> list:
-    """The ranks' gradients summed in rank order, then divided (as the ordered collectives do)."""
+    """The ranks' gradients summed in rank order, then divided (as the ordered collectives do; a
+    float16 mean in float32, rounded once: a float16 sum past 65504 overflowed where the mean does not)."""
     rows = [_grads(p, k, r) for r in range(world)]
     out = []
     for i in range(len(p)):
-        s = rows[0][i].copy()
+        dt = rows[0][i].dtype
+        wide = np.float32 if dt == np.float16 else dt
+        s = rows[0][i].astype(wide)
         for r in range(1, world):
-            s += rows[r][i]
-        out.append(s / s.dtype.type(world))
+            s += rows[r][i].astype(wide)
+        out.append((s / s.dtype.type(world)).astype(dt))
     return out
 
 

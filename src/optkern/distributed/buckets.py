@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
-from .communicator import _is_bf16
+from ._arrays import _is_half_bits as _is_half
 
 
 class Bucket:
@@ -113,10 +113,11 @@ class Bucket:
                 comm.allreduce(g, op)  # a mean divides after the sum, as unpack does
                 return
         self.pack(grads, weight)
-        if op == "mean" and _is_bf16(self.flat):
-            # bfloat16 is summed in float32 and rounded once (MPI has no bfloat16): a sum rounded to
-            # bfloat16 and then divided rounds twice, unlike a direct bucket and ZeRO-1's
-            # reduce-scatter (a last bit apart at 3 ranks). The mean divides in float32 instead.
+        if op == "mean" and _is_half(self.flat):
+            # 16-bit floats are summed in float32 and rounded once (Communicator.allreduce): a sum
+            # rounded to bfloat16 and then divided rounds twice, unlike a direct bucket and ZeRO-1's
+            # reduce-scatter (a last bit apart at 3 ranks), and a float16 sum past 65504 is inf where
+            # the mean is finite (2 ranks near 40000). The mean divides in float32 instead.
             comm.allreduce(self.flat, "mean")
             self.unpack(grads)
             return

@@ -154,16 +154,20 @@ class Communicator:
         float16 itself, and has no uint16)."""
         return _is_half_bits(x) and self._nccl_for(x) is None
 
-    def _in_float32(self, x, ordered: bool | None) -> bool:
+    def _in_float32(self, x, ordered: bool | None, op: str) -> bool:
         """Whether a reduction of ``x`` runs in float32, rounded once to ``x``'s dtype: bfloat16
-        (no MPI library has it), and float16 that MPI would reduce (Open MPI 4 refuses float16 in
+        (no MPI library has it), float16 that MPI would reduce (Open MPI 4 refuses float16 in
         reductions, "MPI_ERR_TYPE: invalid datatype", though mpi4py maps it; one rule for every
-        library gives the same bits everywhere). Ordered float16 sums stay float16 (the rows
-        move as bits and are added here); NCCL reduces float16 itself."""
+        library gives the same bits everywhere), and every float16 mean: a float16 sum overflows
+        past 65504 where the mean does not (2 ranks' gradients near 40000 averaged to inf on the
+        ordered path and through NCCL; the wrappers' averages go through here). Ordered float16
+        sums stay float16 (the rows move as bits and are added here); NCCL sums float16 itself."""
         if _is_bf16(x):
             return True
+        if x.dtype != np.float16:
+            return False
         in_order = self.ordered if ordered is None else ordered
-        return x.dtype == np.float16 and not in_order and self._nccl_for(x) is None
+        return op == "mean" or (not in_order and self._nccl_for(x) is None)
 
     def _mpi_buf(self, x):
         """What mpi4py gets for ``x``: NumPy as is; CuPy after a stream sync (device or host copy)."""
@@ -208,7 +212,7 @@ class Communicator:
         self._check_op(op, _OPS, x)
         if ordered is not None:
             _backend.flag("ordered", ordered)
-        if self._in_float32(x, ordered) and x.size and self.size > 1:  # rounded to nearest even once
+        if self._in_float32(x, ordered, op) and x.size and self.size > 1:  # rounded to nearest even once
             w = x.astype(np.float32)
             self.allreduce(w, op, ordered=ordered)
             x[...] = w.astype(x.dtype)
@@ -288,7 +292,7 @@ class Communicator:
             raise ValueError("out: overlaps x (the result needs memory of its own)")
         if n == 0:
             return out
-        if self._in_float32(x, ordered) and self.size > 1:  # rounded to nearest even once
+        if self._in_float32(x, ordered, op) and self.size > 1:  # rounded to nearest even once
             out[...] = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered).reshape(out.shape).astype(x.dtype)
             return out
         flat = x.reshape(-1)

@@ -143,15 +143,14 @@ class ShardedOptimizer(ShardedCheckpoints):
         # also refuse its slice on one rank only, e.g. a hyper-parameter checked against dtypes)
         make = self._local
         self.optimizer, sigs = agree(self.comm, lambda: make(self._class, local_groups, self._hyper), "the shards")
-        # stochastic rounding's Philox counters: each local param (a group's slice) is numbered from
-        # its flat offset, as the unsharded optimizer numbers every element (numbered from 0 on
-        # every rank, each rank rounded its slice with the first slice's words: not the unsharded
-        # optimizer's bits, and the ranks' roundings correlated). With 8-bit states the flat offsets
-        # count the gaps that align the params to blocks: still one word per element, but a param
-        # after a gap draws other words than in the unsharded optimizer (one local param per
-        # slice is numbered as one run: no numbering of it can skip the gaps)
+        # stochastic rounding's Philox counters: each element of a local param (a group's slice)
+        # draws its unsharded element's word, as the unsharded optimizer numbers them (numbered from
+        # 0 on every rank, each rank rounded its slice with the first slice's words, and the ranks'
+        # roundings correlated; numbered by the flat offset, a param after an 8-bit state's
+        # alignment gap drew other words than in the unsharded optimizer)
         if hasattr(self.optimizer, "_element_starts"):
-            self.optimizer._element_starts = [a for a, b in self._slices if b > a]
+            starts, runs = sharded_setup.element_numbering(self._slices, self._user, self._offs)
+            self.optimizer._element_starts, self.optimizer._element_runs = starts, runs
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
         self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])

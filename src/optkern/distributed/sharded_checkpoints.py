@@ -33,6 +33,14 @@ class ShardedCheckpoints:
             )
         return {"zero": self._layout(), "optimizer": self.optimizer.state_dict()}
 
+    def _loads_saved(self, kind: str, type_name: str) -> bool:
+        """Whether ``optkern.load(path, opt=self)`` takes an entry saved as ``kind`` / ``type_name``
+        besides this class's own shards: a consolidated dict saved as plain data
+        (``optkern.save(path, opt=z.consolidate_state_dict(to=0))``, the one file that loads at any
+        world size) and an unsharded optimizer of the wrapped class, both loaded (and checked) as
+        :meth:`load_state_dict` loads them. (Refused before: "holds a saved tree (dict)".)"""
+        return (kind == "tree" and type_name == "dict") or (kind == "optimizer" and type_name == self._class.__name__)
+
     def _layout(self) -> dict:
         return {
             "rank": self.rank,

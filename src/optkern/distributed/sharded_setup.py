@@ -114,6 +114,31 @@ def chunk_of(span: int, world: int, align: int) -> int:
     return -(-share // align) * align
 
 
+def element_numbering(slices, params, offs) -> tuple[list[int], dict]:
+    """(each local param's first Philox counter, ``{local param: its pieces}`` where its numbering
+    jumps): the counters of the unsharded optimizer, which numbers the params' elements back to
+    back, while the flat buffer puts 8-bit states' params at block multiples. A slice of several
+    params is cut at each param's flat offset (a block boundary) into pieces ``(first, stop,
+    counter of first)`` in local coordinates; the gaps' zeros continue the piece before them."""
+    starts, runs, k = [], {}, 0
+    firsts = [int(a) for a in np.cumsum([0] + [int(p.size) for p in params[:-1]])]
+    for a, b in slices:
+        if b <= a:
+            continue
+        pieces = []
+        for p, o, u in zip(params, offs, firsts):
+            if p.size and o < b and o + p.size > a:
+                at = max(o, a)
+                pieces.append((at - a, u + at - o))
+        pieces = pieces or [(0, a)]
+        starts.append(pieces[0][1])
+        if any(c - s != pieces[0][1] - pieces[0][0] for s, c in pieces):
+            stops = [s for s, _ in pieces[1:]] + [b - a]
+            runs[k] = [(s, e, c) for (s, c), e in zip(pieces, stops)]
+        k += 1
+    return starts, runs
+
+
 def views_again(z) -> None:
     """A copied ShardedOptimizer's views (``params``, the gradient views, the local optimizer's
     slices) made again on its copied buffers (copied one by one they no longer see them)."""

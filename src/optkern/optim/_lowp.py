@@ -62,6 +62,10 @@ class LowPrecisionMixin(LowpStateDictMixin):
     # (optkern.distributed's ZeRO-1: a rank's slice of the flat parameters draws the Philox words
     # of its global elements, as the unsharded optimizer does); None: from ``param_groups``
     _element_starts: list[int] | None = None
+    # where a param's numbering jumps (ZeRO-1 with 8-bit states: a slice holds several params apart
+    # by the gaps that align them to blocks, each numbered from its own unsharded element 0): per
+    # param index, its pieces ``(first, stop, global index of first)``, each at a block boundary
+    _element_runs: dict | None = None
     _state_names: tuple = ()
 
     def _lowp_init(self, capturable, **options) -> None:
@@ -274,23 +278,34 @@ class LowPrecisionMixin(LowpStateDictMixin):
             ps = sel(pbits) if half else sel(run.params)
             bits = not half or (len(by_fmt) == 1 and dt == np.uint16)  # (optkern.torch: uint16 already)
             gs = sel(grads) if bits else [g.view(np.uint16) for g in sel(grads)]
+            arrays = (
+                ps,
+                gs,
+                sel(st[_MASTER]) if half else None,
+                [sel(st[n]) for n in names],
+                [sel(st[f"{n}_scale"]) for n in names] if lp.state_dtype == "int8" else None,
+                sel(bases),
+            )
+            if self._element_runs:
+                arrays = _cut(arrays, sel([self._element_runs.get(i) for i in run.index]), lp.block)
+            p_, g_, m_, s_, sc_, b_ = arrays
             try:
                 out = run.mod.lowp_step(
                     rule,
                     scalars,
                     flags,
-                    ps,
-                    gs,
-                    sel(st[_MASTER]) if half else None,
-                    [sel(st[n]) for n in names],
-                    [sel(st[f"{n}_scale"]) for n in names] if lp.state_dtype == "int8" else None,
+                    p_,
+                    g_,
+                    m_,
+                    s_,
+                    sc_,
                     fmt,
                     lp.state_dtype,
                     lp.sr,
                     lp.seed,
                     run.step + 1,
                     lp.block,
-                    bases=sel(bases),
+                    bases=b_,
                     **amp,
                 )
             except (TypeError, ValueError):
@@ -300,3 +315,29 @@ class LowPrecisionMixin(LowpStateDictMixin):
                 self._lowp_check([(run, grads)])  # (check_state too)
                 raise
         return out
+
+
+def _cut(arrays: tuple, runs: list, block: int) -> tuple:
+    """(params, grads, masters, states, scales, bases) of one native call with each param that has
+    ``runs`` (``_element_runs``: pieces at block boundaries, each with its own first Philox word)
+    cut into those pieces: the same elements and 8-bit blocks, each numbered as its own param."""
+    if not any(runs):
+        return arrays
+    ps, gs, ms, ss, scs, bs = arrays
+    out: tuple = ([], [], None if ms is None else [], [[] for _ in ss], None if scs is None else [[] for _ in scs], [])
+    for k, pieces in enumerate(runs):
+        for a, b, base in pieces or ((0, int(ps[k].size), bs[k]),):
+
+            def cut(x, a=a, b=b):
+                return x.reshape(-1)[a:b]
+
+            out[0].append(cut(ps[k]))
+            out[1].append(cut(gs[k]))
+            if ms is not None:
+                out[2].append(cut(ms[k]))
+            for dst, src in zip(out[3], ss):
+                dst.append(cut(src[k]))
+            for dst, src in zip(out[4] or (), scs or ()):
+                dst.append(src[k].reshape(-1)[a // block : -(-b // block)])
+            out[5].append(base)
+    return out
