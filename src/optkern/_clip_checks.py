@@ -16,12 +16,6 @@ from . import _backend
 from ._array_checks import byte_span
 
 
-def _span(a, on_gpu: bool) -> tuple[int, int]:
-    """``byte_span`` under the name ``optkern.distributed`` imports (``on_gpu``: unused, the array
-    tells; kept until those callers move to ``byte_span``)."""
-    return byte_span(a)
-
-
 def _check_grads(grads, mod, index: list | None) -> None:
     """The native checks of ``grads`` (written in place), naming ``grads[i]`` (``i`` in the
     caller's list: ``index``, see ``_live``), by ``mod``'s (the grads' native module) pre-step

@@ -11,8 +11,8 @@ import contextlib
 
 import numpy as np
 
-from .. import _backend
-from .._clip_checks import _check_no_overlap, _span
+from .._array_checks import byte_span
+from .._clip_checks import _check_no_overlap
 from . import hyper_check
 from .agreement import (
     agree,
@@ -254,7 +254,7 @@ class DistributedOptimizer(ClosureSteps):
         for i, g in enumerate(grads):
             if isinstance(g, np.ndarray) and not g.flags.writeable:
                 raise ValueError(f"grads[{i}]: array is read-only (the average is written into it)")
-            lo, hi = _span(g, _backend.is_cupy(g))
+            lo, hi = byte_span(g)
             if hi > lo:
                 spans.append((lo, hi, i))
         _check_no_overlap(spans)  # an array reduced in place twice would be summed twice

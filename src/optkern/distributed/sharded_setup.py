@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .._clip_checks import _span
+from .._array_checks import byte_span
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
 from . import sharded_state
 
@@ -71,7 +71,7 @@ def check_distinct(params) -> None:
         j = seen.setdefault(id(p), i)
         if j != i:
             raise ValueError(f"params[{i}]: the same array as params[{j}] (a parameter appears twice)")
-        lo, hi = _span(p, _backend.is_cupy(p))
+        lo, hi = byte_span(p)
         if hi > lo:
             spans.append((lo, hi, i))
     spans.sort()

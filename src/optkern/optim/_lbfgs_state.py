@@ -19,7 +19,7 @@ import types
 import numpy as np
 
 from .. import _backend
-from ._prechecks import _data_span
+from .._array_checks import byte_span
 from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar
 
 #: the keys of LBFGS's state entry: torch's, and optkern's inner products
@@ -51,7 +51,7 @@ def distinct(params: list) -> None:
     so one would overwrite the other's update. Checked at construction (as the first-order
     optimizers refuse a param given twice), not first inside a step after its closure has run.
     The params are C-contiguous here (checked before): their byte spans are their memory."""
-    _backend.check_disjoint([(*_data_span(p), f"params[{i}]") for i, p in enumerate(params) if p.nbytes])
+    _backend.check_disjoint([(*byte_span(p), f"params[{i}]") for i, p in enumerate(params) if p.nbytes])
 
 
 def same_params(params: list, dtype, n: int) -> None:

@@ -33,6 +33,7 @@ from operator import is_
 import numpy as np
 
 from .. import _backend, lowp
+from .._array_checks import byte_span
 from ._lowp_checks import STORAGE, check_state
 from ._lowp_config import (
     _MASTER,
@@ -45,7 +46,6 @@ from ._lowp_config import (
 )
 from ._lowp_state_dict import LowpStateDictMixin
 from ._lowp_state_dict import _saved_seed as _saved_seed  # (torch/_lowp.py imports it from here)
-from ._prechecks import _data_span
 
 __all__ = ["LOWP_KEYWORDS", "STATE_DTYPES", "LowPrecisionMixin", "LowpConfig", "lowp_keywords"]
 
@@ -190,11 +190,11 @@ class LowPrecisionMixin(LowpStateDictMixin):
             for fmt, arrays in named:
                 # (None: a float32 param's master, beside half ones in optkern.torch's AdaGrad-Norm)
                 written += [
-                    (*_data_span(a), fmt.format(i)) for i, a in zip(run.index, arrays) if a is not None and a.nbytes
+                    (*byte_span(a), fmt.format(i)) for i, a in zip(run.index, arrays) if a is not None and a.nbytes
                 ]
         if not full:
             return
-        read = [(*_data_span(g), f"grads[{i}]") for run, gs in pairs for i, g in zip(run.index, gs) if g.nbytes]
+        read = [(*byte_span(g), f"grads[{i}]") for run, gs in pairs for i, g in zip(run.index, gs) if g.nbytes]
         _backend.check_disjoint(written, read)
 
     def _lowp_ensure(self, run, names, hp) -> None:

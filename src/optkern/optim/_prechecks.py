@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from .. import _backend
 from ._parts import OptimizerParts
 from ._run import _Run
 
@@ -32,12 +31,6 @@ def _check_state_sizes(run: _Run, names) -> None:
                 raise ValueError(
                     f"state[{i}][{name!r}]: expected {p.size} elements (its parameter's, params[{i}]), got {a.size}"
                 )
-
-
-def _data_span(a):
-    """(first byte, one past the last byte) of an array's buffer (NumPy or CuPy)."""
-    ptr = a.data.ptr if _backend.is_cupy(a) else a.__array_interface__["data"][0]
-    return ptr, ptr + a.nbytes
 
 
 class PrecheckMixin(OptimizerParts):
