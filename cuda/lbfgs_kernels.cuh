@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "block_tree.cuh"
 #include "multi_tensor.cuh"
 #include "optkern/rules/second_order.hpp"
 
@@ -72,8 +73,7 @@ __global__ void dots_kernel(const RowTable<T> rt, const T* __restrict__ sn, cons
                             const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb, int64_t k) {
   __shared__ double sh[kThreads];
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   const int r0 = int(blockIdx.y) * kRows;
   if (r0 >= rt.count) {  // the self group
     double acc[rs::kPushSelf] = {0.0, 0.0, 0.0, 0.0};
@@ -142,8 +142,7 @@ __global__ void direction_kernel(const RowTable<T> rt, const T* __restrict__ g, 
                                  double* __restrict__ part, int64_t n, int64_t nb) {
   __shared__ double sh[kThreads];
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   double gd = 0.0, m = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     // in T, in the CPU's order: the same bits
@@ -189,8 +188,7 @@ template <class T>
 __global__ void stats_kernel(const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb) {
   __shared__ double sh[kThreads];
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   double m = 0.0, s = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     const double a = fabs(double(g[j]));

@@ -13,6 +13,7 @@
 
 #include <string>
 
+#include "block_tree.cuh"
 #include "cuda_arrays.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures.hpp"
@@ -29,30 +30,18 @@ inline int64_t num_blocks(int64_t n) {
   return b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b);
 }
 
-__device__ double block_sum(double v) {
-  __shared__ double sh[kThreads];
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  return sh[0];
-}
-
 // part[i * nb + b] = sum over block b's columns of Q[i, j] * w[j]  (rows i = blockIdx.y, + gridDim.y, ...:
 // gridDim.y is at most 65535, the basis may be longer).
 template <class TQ, class T>
 __global__ void dots_kernel(const TQ* __restrict__ Q, const T* __restrict__ w, double* __restrict__ part, int64_t n,
                             int64_t nb, int64_t k) {
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   for (int64_t i = blockIdx.y; i < k; i += gridDim.y) {  // uniform per block: block_sum may sync
     const TQ* q = Q + i * n;
     double s = 0.0;
     for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(q[j]) * double(w[j]);
-    s = block_sum(s);
+    s = blockgpu::block_sum<kThreads>(s);
     if (threadIdx.x == 0) part[i * nb + b] = s;
     __syncthreads();  // everyone has read sh[0] before the next row overwrites it
   }
@@ -61,11 +50,10 @@ __global__ void dots_kernel(const TQ* __restrict__ Q, const T* __restrict__ w, d
 // ||w||^2 partials per block.
 template <class T> __global__ void sq_kernel(const T* __restrict__ w, double* __restrict__ part, int64_t n, int64_t nb) {
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   double s = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(w[j]) * double(w[j]);
-  s = block_sum(s);
+  s = blockgpu::block_sum<kThreads>(s);
   if (threadIdx.x == 0) part[b] = s;
 }
 
@@ -115,8 +103,7 @@ __global__ void max_kernel(const T* __restrict__ w, double* __restrict__ part, c
   if (st->path != kScaled) return;  // (uniform: the whole grid returns)
   __shared__ double sh[kThreads];
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   double m = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) m = rules::max_abs(m, double(w[j]));
   sh[threadIdx.x] = m;
@@ -140,14 +127,13 @@ __global__ void scaled_sq_kernel(const T* __restrict__ w, const double* __restri
   if (!rules::finite_(amax) || amax == 0.0) return;  // (scaled_norm_kernel says so: kLeave)
   const int e = rules::scale_exp(amax);
   const int64_t b = blockIdx.x;
-  const int64_t seg = (n + nb - 1) / nb;
-  const int64_t lo = b * seg, hi = lo + seg < n ? lo + seg : n;
+  const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   double s = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     const double v = rules::scale2(double(w[j]), -e);
     s += v * v;
   }
-  s = block_sum(s);
+  s = blockgpu::block_sum<kThreads>(s);
   if (threadIdx.x == 0) part[b] = s;
 }
 

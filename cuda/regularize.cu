@@ -14,6 +14,7 @@
 #include <cmath>
 #include <string>
 
+#include "block_tree.cuh"
 #include "cuda_arrays.hpp"
 #include "optkern/regularize_args.hpp"
 #include "optkern/rules/regularize.hpp"
@@ -34,17 +35,6 @@ template <class T> struct Table {
   int64_t part_offset;  // first slot of this launch in the partials buffer
 };
 
-__device__ double block_sum(double v) {
-  __shared__ double sh[kThreads];
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (int(threadIdx.x) < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  return sh[0];
-}
-
 template <class T>
 __global__ void penalty_kernel(Table<T> t, T l1, T l2, double dl1, double dl2, bool grad, double* partial) {
   const int k = blockIdx.y;
@@ -58,7 +48,7 @@ __global__ void penalty_kernel(Table<T> t, T l1, T l2, double dl1, double dl2, b
     if (partial) acc += rules::penalty_term(pi, dl1, dl2);
   }
   if (partial) {
-    const double s = block_sum(acc);
+    const double s = blockgpu::block_sum<kThreads>(acc);
     if (threadIdx.x == 0) partial[t.part_offset + int64_t(k) * gridDim.x + blockIdx.x] = s;
   }
 }
@@ -66,7 +56,7 @@ __global__ void penalty_kernel(Table<T> t, T l1, T l2, double dl1, double dl2, b
 __global__ void sum_partials(const double* part, int64_t n, double* out) {
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) acc += part[i];
-  const double s = block_sum(acc);
+  const double s = blockgpu::block_sum<kThreads>(acc);
   if (threadIdx.x == 0) out[0] = s;
 }
 
