@@ -135,17 +135,19 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _is_header(line: str) -> bool:
-    """A first line is a header when some field is not a number: one with a
-    letter can still be data (``nan``, ``1e-3``)."""
-    return any(f.strip() and not _is_number(f) for f in line.split(","))
-
-
 def _unquote(field: str) -> str:
     """A CSV field without its enclosing double quotes (a doubled quote inside stands for one)."""
     if len(field) >= 2 and field[0] == field[-1] == '"':
         return field[1:-1].replace('""', '"')
     return field
+
+
+def _is_header(line: str) -> bool:
+    """A first line is a header when some field is not a number: one with a
+    letter can still be data (``nan``, ``1e-3``), and so can a number in
+    double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
+    reads as one: taken for a header, the first data row was dropped unseen."""
+    return any(f.strip() and not _is_number(_unquote(f.strip())) for f in line.split(","))
 
 
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -221,7 +223,8 @@ def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
         raise DataError(f"{path}: features contain NaN or Inf")
     # Scaled to [-1, 1] first: the same result, and values near 1e300 (or past
     # float32's 3e38) cannot overflow the variance or the cast.
-    peak = np.abs(x).max(0).astype(np.float64)
+    # (in long double where x is: its values past float64's range made the peak inf, the column 0)
+    peak = np.abs(x).max(0).astype(np.result_type(x.dtype, np.float64))
     x = x / np.where(peak > 0, peak, 1)
     mu, sd = x.mean(0), x.std(0)
     return ((x - mu) / np.where(sd > 0, sd, 1)).astype(dtype)

@@ -1,0 +1,93 @@
+"""``optkern study --data``: files that trained on something other than what they hold.
+
+A CSV whose numbers are all in double quotes (Python's ``csv.QUOTE_ALL``, or a quoted label
+column) lost its first row: a quoted number is not a number to the header test, so the row was
+taken for a header and dropped without a word (and its label became the label column's "name").
+An .npz of long doubles whose values exceed float64's range had that column scaled by an
+infinite peak: silently all zeros, "a constant column".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from optkern import cli
+from optkern.datasets import load_file
+
+TINY = ["--quick", "--epochs", "1", "--hidden", "8", "--curvature-samples", "32", "--jobs", "1", "--no-plots"]
+TINY += ["--optimizers", "sgd", "--norms", "none", "--quiet"]
+
+
+def _data(n=60, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, 3, n)
+
+
+def _write_quoted(path, x, y, header=None, quote_features=True):
+    with open(path, "w", newline="") as f:
+        if header:
+            f.write(",".join(f'"{h}"' for h in header) + "\n")
+        for row, label in zip(x, y):
+            feats = [f'"{v!r}"' if quote_features else repr(v) for v in row.tolist()]
+            f.write(",".join([*feats, f'"{int(label)}"']) + "\n")
+
+
+@pytest.mark.parametrize("quote_features", [True, False])
+def test_a_quoted_first_data_row_is_not_a_header(tmp_path, quote_features):
+    x, y = _data()
+    path = tmp_path / "quoted.csv"
+    _write_quoted(path, x, y, quote_features=quote_features)
+    d = load_file(str(path))
+    assert len(d.y) == len(y)  # was len(y) - 1: the first row read as a header and dropped
+    assert "label from CSV column 4 of 4" in d.notes
+
+
+def test_quote_all_csv_writer_keeps_every_row(tmp_path):
+    x, y = _data()
+    path = tmp_path / "qall.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_ALL)
+        for row, label in zip(x.tolist(), y.tolist()):
+            w.writerow([*row, label])
+    assert len(load_file(str(path)).y) == len(y)
+
+
+def test_a_quoted_header_is_still_a_header(tmp_path):
+    x, y = _data()
+    path = tmp_path / "qh.csv"
+    _write_quoted(path, x, y, header=["a", "b", "c", "label"])
+    d = load_file(str(path), label_column="label")
+    assert len(d.y) == len(y)
+    assert "label from the CSV's 'label'" in d.notes
+
+
+def test_study_of_a_quoted_csv_trains_on_every_row(tmp_path):
+    x, y = _data(n=50)
+    path = tmp_path / "q.csv"
+    _write_quoted(path, x, y)
+    out = tmp_path / "out"
+    assert cli.main(["study", *TINY, "--data", str(path), "--out", str(out)]) == 0
+    data = (out / "report.md").read_text().split("Data: ")[1].split("\n")[0]
+    assert "40 training / 10 validation" in data and "label from CSV column 4 of 4" in data, data
+    assert json.loads((out / "results.json").read_text())["runs"]
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max, reason="long double is float64 here")
+def test_long_double_features_beyond_float64_are_not_zeroed():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3)).astype(np.longdouble)
+    x[:, 1] *= np.longdouble(10) ** 4000  # finite in long double, past float64's max
+    y = rng.integers(0, 2, 40)
+    from optkern.datasets import _features
+
+    with np.errstate(over="raise"):
+        f = _features(x, "ld.npz", np.float32)
+    assert np.all(np.isfinite(f))
+    np.testing.assert_allclose(f.std(0), 1.0, rtol=1e-5)  # column 1 was all zeros
+    ref = np.asarray(x[:, 1] / np.abs(x[:, 1]).max(), dtype=np.float64)
+    np.testing.assert_allclose(f[:, 1], (ref - ref.mean()) / ref.std(), rtol=1e-4, atol=1e-5)
+    assert y.shape == (40,)
