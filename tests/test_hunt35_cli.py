@@ -91,3 +91,26 @@ def test_long_double_features_beyond_float64_are_not_zeroed():
     ref = np.asarray(x[:, 1] / np.abs(x[:, 1]).max(), dtype=np.float64)
     np.testing.assert_allclose(f[:, 1], (ref - ref.mean()) / ref.std(), rtol=1e-4, atol=1e-5)
     assert y.shape == (40,)
+
+
+def test_pandas_column_number_header_is_a_header(tmp_path):
+    # pd.DataFrame(np.c_[x, y]).to_csv(path, index=False) names the columns 0..n-1: that line was
+    # read as a sample with label n-1, an extra class of one sample ("labels {0, 1, 2, 4}").
+    x, y = _data()
+    path = tmp_path / "pandas.csv"
+    with open(path, "w") as f:
+        f.write(",".join(str(i) for i in range(x.shape[1] + 1)) + "\n")
+        for row, label in zip(x.tolist(), y.tolist()):
+            f.write(",".join(map(repr, [*row, float(label)])) + "\n")
+    d = load_file(str(path))
+    assert len(d.y) == len(y) and d.num_classes == 3
+    assert not any("renumbered" in n for n in d.notes), d.notes
+    assert load_file(str(path), label_column="3").num_classes == 3
+
+
+def test_a_two_column_zero_one_first_row_is_still_data(tmp_path):
+    # "0,1" in a file of one feature and a label is as likely a sample as a header: kept
+    path = tmp_path / "two.csv"
+    rows = ["0,1"] + [f"{i / 10},{i % 2}" for i in range(1, 30)]
+    path.write_text("\n".join(rows) + "\n")
+    assert len(load_file(str(path)).y) == 30

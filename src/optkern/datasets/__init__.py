@@ -147,7 +147,12 @@ def _is_header(line: str) -> bool:
     letter can still be data (``nan``, ``1e-3``), and so can a number in
     double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
     reads as one: taken for a header, the first data row was dropped unseen."""
-    return any(f.strip() and not _is_number(_unquote(f.strip())) for f in line.split(","))
+    fields = [_unquote(f.strip()) for f in line.split(",")]
+    # pandas' column numbers 0..n-1 (pd.DataFrame(array).to_csv(index=False)): read as a sample,
+    # that line added a class of one sample (label n-1). Two columns "0,1" may well be a sample.
+    if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
+        return True
+    return any(f and not _is_number(f) for f in fields)
 
 
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
