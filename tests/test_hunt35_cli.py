@@ -114,3 +114,33 @@ def test_a_two_column_zero_one_first_row_is_still_data(tmp_path):
     rows = ["0,1"] + [f"{i / 10},{i % 2}" for i in range(1, 30)]
     path.write_text("\n".join(rows) + "\n")
     assert len(load_file(str(path)).y) == 30
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        # --large-batch sets newton-cg's batches alone: with the default optimizers it did nothing
+        (["--optimizers", "sgd,adam", "--large-batch", "128"], ("--large-batch:", "newton-cg", "--optimizers")),
+        # --batch-size sets the mini-batch optimizers' batches: L-BFGS takes the whole training set
+        (["--optimizers", "lbfgs", "--batch-size", "7"], ("--batch-size:", "lbfgs", "--optimizers")),
+        (["--optimizers", "lbfgs,newton-cg", "--batch-size", "7"], ("--batch-size:", "--optimizers")),
+    ],
+)
+def test_a_batch_option_no_run_uses_is_an_error(args, words, tmp_path, capsys, monkeypatch):
+    import optkern.study as study
+
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: pytest.fail("the study ran"))
+    rc = cli.main(["study", *TINY[:-5], "--norms", "none", "--quiet", *args, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    line = err.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("optkern study: error: "), err
+    assert all(w in line for w in words), line
+
+
+def test_batch_options_a_run_uses_are_accepted(tmp_path):
+    args = ["study", *TINY[:-5], "--norms", "none", "--quiet", "--optimizers", "sgd,newton-cg"]
+    args += ["--batch-size", "16", "--large-batch", "32", "--out", str(tmp_path / "o")]
+    assert cli.main(args) == 0
+    runs = json.loads((tmp_path / "o" / "results.json").read_text())["runs"]
+    assert sorted(r["batch_size"] for r in runs) == [16, 32]

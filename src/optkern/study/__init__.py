@@ -316,6 +316,17 @@ def _config(args) -> StudyConfig:
             f"{', '.join(idle)}: not among the optimizers this study runs ({', '.join(cfg.optimizers)}); "
             "add it with --optimizers",
         )
+    # Likewise a batch size no run uses: --large-batch sets newton-cg's batches alone, --batch-size
+    # the mini-batch optimizers' (L-BFGS takes the whole training set).
+    others = ", ".join(o for o in OPTIMIZERS if OPTIMIZERS[o].batch != "mini")
+    for field, kind, users in (
+        ("large_batch", "large", ", ".join(o for o in OPTIMIZERS if OPTIMIZERS[o].batch == "large")),
+        ("batch_size", "mini", f"the mini-batch optimizers (all but {others})"),
+    ):
+        if getattr(args, field, None) is not None and all(OPTIMIZERS[o].batch != kind for o in cfg.optimizers):
+            raise ConfigError(
+                field, f"applies to {users}; this study runs {', '.join(cfg.optimizers)} (add one with --optimizers)"
+            )
     if cfg.device == "cuda":
         _check_cuda()
     return cfg
