@@ -144,3 +144,37 @@ def test_batch_options_a_run_uses_are_accepted(tmp_path):
     assert cli.main(args) == 0
     runs = json.loads((tmp_path / "o" / "results.json").read_text())["runs"]
     assert sorted(r["batch_size"] for r in runs) == [16, 32]
+
+
+def _numpy_out_of_memory(*a, **k):
+    # 1 PiB, past any address space: NumPy's own MemoryError (as from --hidden 65536,65536)
+    np.zeros(2**50, dtype=np.uint8)
+
+
+def test_a_study_out_of_memory_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import optkern.study as study
+
+    monkeypatch.setattr(study, "run_study", _numpy_out_of_memory)
+    rc = cli.main(["study", *TINY, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("optkern study: error: out of memory"), err
+    assert "--hidden" in line and "--jobs" in line, line
+
+
+def test_a_worker_that_died_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import optkern.study as study
+
+    def broken(*a, **k):
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(study, "run_study", broken)
+    rc = cli.main(["study", *TINY, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("optkern study: error: a worker process died"), err
+    assert "--jobs" in line, line
