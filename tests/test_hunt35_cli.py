@@ -178,3 +178,24 @@ def test_a_worker_that_died_is_one_line_not_a_traceback(tmp_path, capsys, monkey
     line = err.strip().splitlines()[-1]
     assert line.startswith("optkern study: error: a worker process died"), err
     assert "--jobs" in line, line
+
+
+def test_csv_integer_labels_past_2_53_stay_distinct(tmp_path):
+    # A CSV's numbers were all read as float64, where 2**53 and 2**53 + 1 are one value: two classes
+    # merged silently (the .npz path compares integer labels as integers).
+    x, y = _data(n=60)
+    labels = [str(2**53 + int(v)) for v in y]  # three classes, 2**53 + {0, 1, 2}
+    path = tmp_path / "ids.csv"
+    path.write_text("".join(",".join([*map(repr, r), lab]) + "\n" for r, lab in zip(x.tolist(), labels)))
+    d = load_file(str(path))
+    assert d.num_classes == 3
+    np.testing.assert_array_equal(d.y, y)
+    assert any("9007199254740992, 9007199254740993, 9007199254740994" in n for n in d.notes), d.notes
+
+
+def test_csv_labels_past_uint64_are_refused(tmp_path):
+    x, y = _data(n=60)
+    path = tmp_path / "big.csv"
+    path.write_text("".join(",".join([*map(repr, r), str(2**70 + int(v))]) + "\n" for r, v in zip(x.tolist(), y)))
+    with pytest.raises(ValueError, match=r"labels must be integers in .*, got 1180591620717411303426"):
+        load_file(str(path))

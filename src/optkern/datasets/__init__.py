@@ -183,7 +183,25 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         raise DataError(f"{path}: need at least one feature column and a label column, got {d.shape[1]} column(s)")
     j = _column_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
-    return np.delete(d, j, axis=1), d[:, j], name
+    return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+
+def _integer_labels(lines, skip: int, j: int, labels: np.ndarray, path: str) -> np.ndarray:
+    """The label column as integers where float64 cannot hold them: past 2**53 it merged
+    labels one apart (IDs, hashes) into one class, silently; read again, as text."""
+    if not (np.all(np.isfinite(labels)) and np.abs(labels).max() >= 2.0**53):
+        return labels
+    text = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str, usecols=[j])[:, 0]
+    try:
+        values = [int(t.strip()) for t in text]
+    except ValueError:  # 1e20, 2.5e16: written as floating-point numbers, read as such
+        return labels
+    lo, hi = min(values), max(values)
+    if -(2**63) <= lo and hi < 2**63:
+        return np.array(values, dtype=np.int64)
+    if 0 <= lo and hi < 2**64:
+        return np.array(values, dtype=np.uint64)
+    raise DataError(f"{path}: labels must be integers in [-2**63, 2**63) or [0, 2**64), got {max(values, key=abs)}")
 
 
 def _column_index(label_column, header, ncols: int, path: str) -> int:
