@@ -199,3 +199,19 @@ def test_csv_labels_past_uint64_are_refused(tmp_path):
     path.write_text("".join(",".join([*map(repr, r), str(2**70 + int(v))]) + "\n" for r, v in zip(x.tolist(), y)))
     with pytest.raises(ValueError, match=r"labels must be integers in .*, got 1180591620717411303426"):
         load_file(str(path))
+
+
+def test_a_batch_size_past_the_training_set_is_reported_as_the_batch_used(tmp_path):
+    # --batch-size 100000 on 40 training rows trains with batches of 40; results.json and the
+    # report said "batch 100000" (the Hessian's samples already said "asked for N; the training
+    # set has M").
+    x, y = _data(n=50)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=y)
+    out = tmp_path / "o"
+    assert cli.main(["study", *TINY, "--batch-size", "100000", "--data", str(path), "--out", str(out)]) == 0
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["batch_size"] == 40 and run["steps"] == 1, run
+    report = (out / "report.md").read_text()
+    assert "batch 40 (asked for 100000; the training set has 40)" in report
+    assert "| 40 |" in report and "| 100000 |" not in report
