@@ -215,3 +215,20 @@ def test_a_batch_size_past_the_training_set_is_reported_as_the_batch_used(tmp_pa
     report = (out / "report.md").read_text()
     assert "batch 40 (asked for 100000; the training set has 40)" in report
     assert "| 40 |" in report and "| 100000 |" not in report
+
+
+@pytest.mark.parametrize("column", ["", "  "])
+def test_an_empty_label_column_names_the_option(column, tmp_path, capsys, monkeypatch):
+    # --label-column "$COL" with COL unset said "hdr.csv: label column '' not found", as if a
+    # column had been named
+    import optkern.study as study
+
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: pytest.fail("the study ran"))
+    x, y = _data()
+    path = tmp_path / "hdr.csv"
+    path.write_text(
+        "a,b,c,label\n" + "".join(",".join(map(repr, [*r, float(v)])) + "\n" for r, v in zip(x.tolist(), y))
+    )
+    rc = cli.main(["study", *TINY, "--data", str(path), "--label-column", column, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().startswith("optkern study: error: --label-column: no column given"), err
