@@ -232,3 +232,20 @@ def test_an_empty_label_column_names_the_option(column, tmp_path, capsys, monkey
     rc = cli.main(["study", *TINY, "--data", str(path), "--label-column", column, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.strip().startswith("optkern study: error: --label-column: no column given"), err
+
+
+def test_a_previous_studys_figures_do_not_stay_beside_a_new_report(tmp_path):
+    # A study with --no-plots (or without matplotlib) into a folder holding an earlier study's
+    # figures left them there, beside a report that says the figures were skipped: stale plots of
+    # other runs, looking current (report.md and results.json were already replaced).
+    from optkern.study import OUTPUTS
+
+    out = tmp_path / "o"
+    out.mkdir()
+    figures = [n for n in OUTPUTS if n.endswith(".png")]
+    for name in figures:
+        (out / name).write_bytes(b"\x89PNG old study")
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["study", *TINY, "--out", str(out)]) == 0
+    assert not [n for n in figures if (out / n).exists()]
+    assert (out / "notes.txt").read_text() == "mine"  # only the study's own files go

@@ -231,14 +231,16 @@ UNFINISHED = (
 def _mark_unfinished(out: str) -> None:
     """Replace a previous study's report.md and results.json in ``out`` before training: a study
     killed before writing its own (SIGTERM, SIGKILL) left them there, looking complete, beside its
-    partial results (or none)."""
+    partial results (or none). Its figures go too: a study that draws none (--no-plots, no
+    matplotlib) left them beside its own report, looking current."""
     import os
 
     try:
         with open(os.path.join(out, "report.md"), "w") as f:
             f.write(UNFINISHED)
-        if os.path.isfile(os.path.join(out, "results.json")):
-            os.remove(os.path.join(out, "results.json"))
+        for name in OUTPUTS:
+            if name != "report.md" and os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
     except OSError as e:  # (a report.md the user cannot write: found now, not after the training)
         raise UsageError(f"--out {out}: cannot write report.md or results.json ({e.strerror or e})") from None
 
