@@ -249,3 +249,28 @@ def test_a_previous_studys_figures_do_not_stay_beside_a_new_report(tmp_path):
     assert cli.main(["study", *TINY, "--out", str(out)]) == 0
     assert not [n for n in figures if (out / n).exists()]
     assert (out / "notes.txt").read_text() == "mine"  # only the study's own files go
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--distributed", "--jobs", "2"], ("--jobs:", "MPI")),
+        (["--device", "cuda", "--jobs", "2"], ("--jobs:", "GPU")),
+    ],
+)
+def test_jobs_a_study_cannot_use_is_an_error(args, words, tmp_path, capsys, monkeypatch):
+    # runs train one at a time on a GPU and under MPI (study_jobs): an explicit --jobs N was ignored
+    import optkern.study as study
+
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: pytest.fail("the study ran"))
+    rc = cli.main(["study", *TINY, *args, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("optkern study: error: ") and all(w in err for w in words), err
+
+
+@pytest.mark.parametrize("jobs", ["0", "1"])
+def test_jobs_0_or_1_under_mpi_is_accepted(jobs, tmp_path):
+    out = tmp_path / "o"
+    assert cli.main(["study", *TINY, "--distributed", "--jobs", jobs, "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["runs"][0]["status"] == "done"

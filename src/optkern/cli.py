@@ -168,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
-        "--threads threads; 1: all in this process). Results do not depend on it",
+        "--threads threads; 1: all in this process; one at a time on a GPU and under MPI). Results do not "
+        "depend on it",
     )
     s.add_argument(
         "--low-precision",

@@ -79,6 +79,8 @@ def main(args) -> int:
     # Under mpiexec (or --distributed): data-parallel over the ranks. Every rank parses the same
     # arguments and data, so a usage error stops every rank alike; only rank 0 writes or prints.
     comm = communicator(force=bool(getattr(args, "distributed", False)))
+    if comm is not None and args.jobs > 1:  # (study_jobs: one run at a time; every rank stops alike)
+        raise UsageError(f"--jobs: under MPI the ranks share every run, one at a time; got {args.jobs} (leave it out)")
     error = None
     if comm is None or comm.rank == 0:
         try:
@@ -331,6 +333,8 @@ def _config(args) -> StudyConfig:
             raise ConfigError(
                 field, f"applies to {users}; this study runs {', '.join(cfg.optimizers)} (add one with --optimizers)"
             )
+    if cfg.device != "cpu" and cfg.jobs > 1:  # (study_jobs: one run at a time on the one GPU)
+        raise ConfigError("jobs", f"runs train one at a time on a GPU; got {cfg.jobs} (leave it out)")
     if cfg.device == "cuda":
         _check_cuda()
     return cfg
