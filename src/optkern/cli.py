@@ -69,6 +69,10 @@ in parallel, one per core: --jobs); --quick (hidden
 {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
 (or SIGTERM) stops early and still writes a report of the runs so far.
 
+Exit status: 0 done; 2 bad options or data (one line on stderr, before any
+training); 1 out of memory or a worker process died; 130 stopped by Ctrl-C
+(143 by SIGTERM).
+
 examples:
   optkern study --quick
   optkern study --optimizers sgd,adam --lr adam=1e-3 --epochs 10 --out my-study
@@ -164,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
-        "--threads threads; 1: all in this process). Results do not depend on it",
+        "--threads threads; 1: all in this process; one at a time on a GPU and under MPI). Results do not "
+        "depend on it",
     )
     s.add_argument(
         "--low-precision",
@@ -208,6 +213,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the ``optkern`` command; returns its exit status: 0 done, 2 bad options or data, 1 out of
+    memory or a worker process died, 130 interrupted (143: SIGTERM during a study), 141 SIGPIPE."""
+    from concurrent.futures.process import BrokenProcessPool
+
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -238,6 +247,19 @@ def main(argv=None) -> int:
         # Bad options or data: one line, exit code 2 (argparse's convention).
         print(f"optkern {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:
+        # a network or benchmark too large for this machine (--hidden 65536,65536 wants 16 GiB):
+        # one line, as for any failure the user can act on, not NumPy's traceback
+        hint = "a smaller --hidden, --curvature-samples or --jobs may fit" if args.command == "study" else "try --quick"
+        print(f"optkern {args.command}: error: out of memory ({e}); {hint}", file=sys.stderr)
+        return 1
+    except BrokenProcessPool as e:  # a worker of --jobs killed (the kernel's OOM killer, kill -9)
+        print(
+            f"optkern {args.command}: error: a worker process died ({e}); killed by the system, perhaps out of "
+            "memory: try fewer --jobs (1: no worker processes)",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)
         return 130

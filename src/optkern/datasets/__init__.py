@@ -135,17 +135,24 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _is_header(line: str) -> bool:
-    """A first line is a header when some field is not a number: one with a
-    letter can still be data (``nan``, ``1e-3``)."""
-    return any(f.strip() and not _is_number(f) for f in line.split(","))
-
-
 def _unquote(field: str) -> str:
     """A CSV field without its enclosing double quotes (a doubled quote inside stands for one)."""
     if len(field) >= 2 and field[0] == field[-1] == '"':
         return field[1:-1].replace('""', '"')
     return field
+
+
+def _is_header(line: str) -> bool:
+    """A first line is a header when some field is not a number: one with a
+    letter can still be data (``nan``, ``1e-3``), and so can a number in
+    double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
+    reads as one: taken for a header, the first data row was dropped unseen."""
+    fields = [_unquote(f.strip()) for f in line.split(",")]
+    # pandas' column numbers 0..n-1 (pd.DataFrame(array).to_csv(index=False)): read as a sample,
+    # that line added a class of one sample (label n-1). Two columns "0,1" may well be a sample.
+    if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
+        return True
+    return any(f and not _is_number(f) for f in fields)
 
 
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -176,7 +183,25 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         raise DataError(f"{path}: need at least one feature column and a label column, got {d.shape[1]} column(s)")
     j = _column_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
-    return np.delete(d, j, axis=1), d[:, j], name
+    return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+
+def _integer_labels(lines, skip: int, j: int, labels: np.ndarray, path: str) -> np.ndarray:
+    """The label column as integers where float64 cannot hold them: past 2**53 it merged
+    labels one apart (IDs, hashes) into one class, silently; read again, as text."""
+    if not (np.all(np.isfinite(labels)) and np.abs(labels).max() >= 2.0**53):
+        return labels
+    text = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str, usecols=[j])[:, 0]
+    try:
+        values = [int(t.strip()) for t in text]
+    except ValueError:  # 1e20, 2.5e16: written as floating-point numbers, read as such
+        return labels
+    lo, hi = min(values), max(values)
+    if -(2**63) <= lo and hi < 2**63:
+        return np.array(values, dtype=np.int64)
+    if 0 <= lo and hi < 2**64:
+        return np.array(values, dtype=np.uint64)
+    raise DataError(f"{path}: labels must be integers in [-2**63, 2**63) or [0, 2**64), got {max(values, key=abs)}")
 
 
 def _column_index(label_column, header, ncols: int, path: str) -> int:
@@ -221,7 +246,8 @@ def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
         raise DataError(f"{path}: features contain NaN or Inf")
     # Scaled to [-1, 1] first: the same result, and values near 1e300 (or past
     # float32's 3e38) cannot overflow the variance or the cast.
-    peak = np.abs(x).max(0).astype(np.float64)
+    # (in long double where x is: its values past float64's range made the peak inf, the column 0)
+    peak = np.abs(x).max(0).astype(np.result_type(x.dtype, np.float64))
     x = x / np.where(peak > 0, peak, 1)
     mu, sd = x.mean(0), x.std(0)
     return ((x - mu) / np.where(sd > 0, sd, 1)).astype(dtype)

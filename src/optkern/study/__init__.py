@@ -61,6 +61,8 @@ def main(args) -> int:
 
     if args.data == "":  # --data "$FILE" with FILE unset: an error, not a study of the digits
         raise UsageError("--data: no file name given (leave --data out for the bundled digits)")
+    if args.label_column is not None and not args.label_column.strip():  # (COL unset, as --data above)
+        raise UsageError("--label-column: no column given (leave --label-column out for the last column)")
     if args.label_column is not None and not (args.data or "").lower().endswith(".csv"):
         raise UsageError("--label-column: applies to a .csv --data file (an .npz holds its labels in array 'y')")
     try:
@@ -77,6 +79,8 @@ def main(args) -> int:
     # Under mpiexec (or --distributed): data-parallel over the ranks. Every rank parses the same
     # arguments and data, so a usage error stops every rank alike; only rank 0 writes or prints.
     comm = communicator(force=bool(getattr(args, "distributed", False)))
+    if comm is not None and args.jobs > 1:  # (study_jobs: one run at a time; every rank stops alike)
+        raise UsageError(f"--jobs: under MPI the ranks share every run, one at a time; got {args.jobs} (leave it out)")
     error = None
     if comm is None or comm.rank == 0:
         try:
@@ -229,14 +233,16 @@ UNFINISHED = (
 def _mark_unfinished(out: str) -> None:
     """Replace a previous study's report.md and results.json in ``out`` before training: a study
     killed before writing its own (SIGTERM, SIGKILL) left them there, looking complete, beside its
-    partial results (or none)."""
+    partial results (or none). Its figures go too: a study that draws none (--no-plots, no
+    matplotlib) left them beside its own report, looking current."""
     import os
 
     try:
         with open(os.path.join(out, "report.md"), "w") as f:
             f.write(UNFINISHED)
-        if os.path.isfile(os.path.join(out, "results.json")):
-            os.remove(os.path.join(out, "results.json"))
+        for name in OUTPUTS:
+            if name != "report.md" and os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
     except OSError as e:  # (a report.md the user cannot write: found now, not after the training)
         raise UsageError(f"--out {out}: cannot write report.md or results.json ({e.strerror or e})") from None
 
@@ -316,6 +322,19 @@ def _config(args) -> StudyConfig:
             f"{', '.join(idle)}: not among the optimizers this study runs ({', '.join(cfg.optimizers)}); "
             "add it with --optimizers",
         )
+    # Likewise a batch size no run uses: --large-batch sets newton-cg's batches alone, --batch-size
+    # the mini-batch optimizers' (L-BFGS takes the whole training set).
+    others = ", ".join(o for o in OPTIMIZERS if OPTIMIZERS[o].batch != "mini")
+    for field, kind, users in (
+        ("large_batch", "large", ", ".join(o for o in OPTIMIZERS if OPTIMIZERS[o].batch == "large")),
+        ("batch_size", "mini", f"the mini-batch optimizers (all but {others})"),
+    ):
+        if getattr(args, field, None) is not None and all(OPTIMIZERS[o].batch != kind for o in cfg.optimizers):
+            raise ConfigError(
+                field, f"applies to {users}; this study runs {', '.join(cfg.optimizers)} (add one with --optimizers)"
+            )
+    if cfg.device != "cpu" and cfg.jobs > 1:  # (study_jobs: one run at a time on the one GPU)
+        raise ConfigError("jobs", f"runs train one at a time on a GPU; got {cfg.jobs} (leave it out)")
     if cfg.device == "cuda":
         _check_cuda()
     return cfg

@@ -88,6 +88,13 @@ def _paragraphs(texts) -> list:
     return [x for t in texts for x in (t, "")]
 
 
+def _batch(asked: int, num_train) -> str:
+    """The mini-batch size the runs used: at most the training set (as the Hessian's samples)."""
+    if num_train is None or asked <= num_train:
+        return str(asked)
+    return f"{num_train} (asked for {asked}; the training set has {num_train})"
+
+
 def _setup(results: dict) -> list:
     cfg = results["config"]
     info = results["info"]
@@ -112,7 +119,8 @@ def _setup(results: dict) -> list:
         + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
         f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
-        f"{cfg['batch_size']}, linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) to each optimizer's "
+        f"{_batch(cfg['batch_size'], results.get('num_train'))}, linear warm-up ({cfg['warmup_fraction']:.0%} "
+        "of the steps) to each optimizer's "
         f"learning rate, then cosine decay to 0. "
         + (
             f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "

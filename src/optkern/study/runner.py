@@ -61,7 +61,7 @@ def make_optimizer(name: str, params, cfg: StudyConfig | None = None, curvature=
 def batch_rows(name: str, cfg: StudyConfig, n: int) -> int:
     """Rows per step of ``name``'s runs on ``n`` training rows."""
     kind = OPTIMIZERS[name].batch
-    return n if kind == "full" else min(cfg.large_batch, n) if kind == "large" else cfg.batch_size
+    return n if kind == "full" else min(cfg.large_batch if kind == "large" else cfg.batch_size, n)
 
 
 def batches(n: int, size: int) -> list:
