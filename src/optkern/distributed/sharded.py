@@ -104,7 +104,8 @@ class ShardedOptimizer(ShardedCheckpoints):
         with _backend._device_of(p0):
             self._flat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
             self._gflat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
-        self.params, self._ranges, k = [], [], 0
+        self._ranges: list[tuple[int, int]] = []  # each group's [lo, hi) in the flat buffers
+        self.params, k = [], 0
         for g in groups:
             n = len(g["params"])
             ends = [(o, o + p.size) for o, p in zip(self._offs[k : k + n], g["params"])]

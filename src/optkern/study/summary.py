@@ -210,7 +210,7 @@ def normalization_sentence(results: dict) -> str:
 def failed_sentence(results: dict) -> str:
     """Which runs collapsed to chance or diverged, and that the means leave them out (the table's
     status column named them, but the summary's numbers read as if every run had trained)."""
-    said = {"collapsed": [], "diverged": []}
+    said: dict[str, list[str]] = {"collapsed": [], "diverged": []}
     for grp in groups(results):
         for r in grp["rows"]:
             what = failed(r)
