@@ -233,7 +233,7 @@ def _bad_inputs(tmp):
         "scalar y": dict(x=x, y=np.array(1)),
         "no feature columns": dict(x=x[:, :0], y=y),
         "complex features": dict(x=x + 1j, y=y),
-        "string labels": dict(x=x, y=np.array(["cat", "dog"] * 10)),
+        "byte-string labels": dict(x=x, y=np.array([b"cat", b"dog"] * 10)),
     }
     for name, arrays in npz.items():
         p = tmp / (name.replace(" ", "_") + ".npz")
@@ -261,7 +261,7 @@ BAD_DATA_WORDS = {
     "scalar y": "one-dimensional",
     "no feature columns": "no feature columns",
     "complex features": "real numbers",
-    "string labels": "labels must be integers",
+    "byte-string labels": "labels must be integers or class names",
 }
 
 

@@ -56,7 +56,7 @@ def _write_npy(path, a):
         (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(1)), "one-dimensional"),
         (lambda p: np.savez(p, x=np.ones((20, 0)), y=np.arange(20) % 2), "no feature columns"),
         (lambda p: np.savez(p, x=np.ones((20, 2)) * 1j, y=np.arange(20) % 2), "real numbers"),
-        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array(["a", "b"] * 10)), "labels must be integers"),
+        (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.array([b"a", b"b"] * 10)), "integers or class names"),
         (lambda p: np.savez(p, x=np.ones((3000, 2)), y=np.arange(3000) % 1500), "not a classification"),
         (lambda p: np.savez(p, x=np.ones((20, 2)), y=np.full(20, 7)), "at least 2 classes"),
         (lambda p: Path(p).write_bytes(b"not a zip"), "not an .npz (zip) archive"),
@@ -78,7 +78,7 @@ def test_bad_csv_and_extension(tmp_path):
     with pytest.raises(DataError, match="feature column"):
         load_file(str(p))
     q = tmp_path / "words.csv"
-    q.write_text("a,b\n1,x\n")
+    q.write_text("a,b\nx,1\n")  # (a word in a feature column: the label column alone may hold words)
     with pytest.raises(DataError, match="numeric"):
         load_file(str(q))
     r = tmp_path / "d.txt"

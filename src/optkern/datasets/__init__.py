@@ -70,9 +70,11 @@ def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
     indices, K and a note saying how they were renumbered ('' when they were 0..K-1)."""
     if raw.ndim != 1:
         raise DataError(f"{path}: labels must be one-dimensional, got shape {raw.shape}")
-    if raw.dtype.kind not in "biuf":  # strings, complex, dates: no class index
-        raise DataError(f"{path}: labels must be integers, got dtype {raw.dtype}")
-    if raw.dtype.kind in "biu":
+    if raw.dtype.kind not in "biufU":  # bytes, complex, dates: no class index
+        raise DataError(f"{path}: labels must be integers or class names, got dtype {raw.dtype}")
+    if raw.dtype.kind == "U" and not np.all(np.char.str_len(raw) > 0):
+        raise DataError(f"{path}: a label is empty (row {int(np.argmin(np.char.str_len(raw))) + 1})")
+    if raw.dtype.kind in "biuU":
         # integer labels compared as integers: through float64, labels past 2**53 (IDs, hashes)
         # that differ by less than its spacing would merge into one class
         values, index = np.unique(raw, return_inverse=True)
@@ -90,11 +92,12 @@ def _labels(raw: np.ndarray, path: str) -> tuple[np.ndarray, int, str]:
         raise DataError(f"{path}: {k} distinct labels is not a classification label column")
     note = ""
     if not np.array_equal(values, np.arange(k)):
-        fmt = "{}" if values.dtype.kind in "biu" else "{:g}"  # (exact integers, as in the file)
+        fmt = "{}" if values.dtype.kind in "biuU" else "{:g}"  # (exact integers, as in the file)
         shown = ", ".join(fmt.format(v) for v in values[:3]) + (
             f", ..., {fmt.format(values[-1])}" if k > 4 else "".join(", " + fmt.format(v) for v in values[3:])
         )
-        note = f"labels {{{shown}}} renumbered 0..{k - 1} in increasing order"
+        order = "sorted (class names)" if values.dtype.kind == "U" else "increasing"
+        note = f"labels {{{shown}}} renumbered 0..{k - 1} in {order} order"
     return index.reshape(-1).astype(np.int64), k, note
 
 
@@ -142,17 +145,26 @@ def _unquote(field: str) -> str:
     return field
 
 
-def _is_header(line: str) -> bool:
+def _words_at(line: str) -> list[int]:
+    """The positions of a CSV line's fields that are not numbers (a number in double quotes is one)."""
+    fields = [_unquote(f.strip()) for f in line.split(",")]
+    return [i for i, f in enumerate(fields) if f and not _is_number(f)]
+
+
+def _is_header(line: str, second: str | None = None) -> bool:
     """A first line is a header when some field is not a number: one with a
     letter can still be data (``nan``, ``1e-3``), and so can a number in
     double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
-    reads as one: taken for a header, the first data row was dropped unseen."""
+    reads as one: taken for a header, the first data row was dropped unseen.
+    A word where the ``second`` line has a word too is data, not a name: a
+    headerless file's text labels (iris' ``5.1,3.5,1.4,0.2,setosa``)."""
     fields = [_unquote(f.strip()) for f in line.split(",")]
     # pandas' column numbers 0..n-1 (pd.DataFrame(array).to_csv(index=False)): read as a sample,
     # that line added a class of one sample (label n-1). Two columns "0,1" may well be a sample.
     if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
         return True
-    return any(f and not _is_number(f) for f in fields)
+    words = _words_at(line)
+    return bool(words) and (second is None or not set(words) <= set(_words_at(second)))
 
 
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -168,7 +180,8 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
     if not content:
         raise DataError(f"{path}: the file is empty")
     skip, header = 0, None
-    if _is_header(lines[content[0]].split("#", 1)[0]):
+    second = lines[content[1]].split("#", 1)[0] if len(content) > 1 else None
+    if _is_header(lines[content[0]].split("#", 1)[0], second):
         if len(content) == 1:  # loadtxt would only warn and return nothing
             raise DataError(f"{path}: only a header line, no data rows")
         skip = content[0] + 1
@@ -178,12 +191,37 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
     try:
         d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
     except ValueError as e:
-        raise DataError(f"{path}: not a numeric CSV ({e})") from None
-    if d.shape[1] < 2:
-        raise DataError(f"{path}: need at least one feature column and a label column, got {d.shape[1]} column(s)")
-    j = _column_index(label_column, header, d.shape[1], path)
+        return _csv_with_word_labels(lines, skip, header, label_column, path, e)
+    j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
     return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+
+def _label_index(label_column, header, ncols: int, path: str) -> int:
+    if ncols < 2:
+        raise DataError(f"{path}: need at least one feature column and a label column, got {ncols} column(s)")
+    return _column_index(label_column, header, ncols, path)
+
+
+def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err: ValueError):
+    """A CSV whose label column holds words (iris' ``setosa``; the class names ``_labels`` numbers
+    in sorted order), every other column numbers; else the numeric read's error, naming the
+    first word found in a feature column."""
+    try:
+        t = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str)
+    except ValueError:  # rows of different lengths
+        raise DataError(f"{path}: not a numeric CSV ({err})") from None
+    j = _label_index(label_column, header, t.shape[1], path)
+    cells = np.char.strip(t)
+    for (r, c), cell in np.ndenumerate(np.delete(cells, j, axis=1)):
+        if not _is_number(cell):
+            col = c + (c >= j)  # (the column in the file, counted from 1 below)
+            raise DataError(
+                f"{path}: not a numeric CSV (feature column {col + 1}, data row {r + 1}: {str(cell)!r}; "
+                f"only the label column may hold words)"
+            )
+    name = header[j] if header and len(header) == t.shape[1] else f"column {j + 1}"
+    return np.delete(cells, j, axis=1).astype(np.float64), cells[:, j], name
 
 
 def _integer_labels(lines, skip: int, j: int, labels: np.ndarray, path: str) -> np.ndarray:
@@ -255,10 +293,11 @@ def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
 
 def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     """Read ``.npz`` (``x``: (n, d) or (n, ...) features, flattened to (n,
-    prod(...)); ``y``: (n,) labels) or ``.csv`` (numeric, optional header line;
+    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line;
     the label in the last column or in ``label_column``: an index or a header
     name). Features are standardized per column; integer labels of any values
-    are renumbered 0..K-1. ``Dataset.notes`` says what was done."""
+    are renumbered 0..K-1, and so are class names (words in the label column or
+    a string ``y``), in sorted order. ``Dataset.notes`` says what was done."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
