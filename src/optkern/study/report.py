@@ -12,6 +12,30 @@ from . import divergence, lowprec
 from . import summary as S
 
 
+def _scheduled(names) -> bool:
+    """Whether any of the study's optimizers ``names`` follows the warm-up + cosine schedule."""
+    from .methods import OPTIMIZERS
+
+    return any(n not in OPTIMIZERS or OPTIMIZERS[n].schedule for n in names)
+
+
+def _schedule(cfg: dict) -> str:
+    """The learning-rate schedule, said of the runs that follow it: L-BFGS and Newton-CG take
+    none (a report of those alone told of a warm-up and cosine decay no run had)."""
+    from .methods import OPTIMIZERS
+
+    names = list(cfg.get("optimizers") or [])
+    free = [n for n in names if n in OPTIMIZERS and not OPTIMIZERS[n].schedule]
+    if names and len(free) == len(names):
+        verb = "sets its" if len(free) == 1 else "set their"
+        return f"no learning-rate schedule ({' and '.join(free)} {verb} own steps)"
+    said = (
+        f"linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) to each optimizer's learning rate, "
+        "then cosine decay to 0"
+    )
+    return said + (f" ({', '.join(free)}: no schedule)" if free else "")
+
+
 def _fmt(v, spec: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
@@ -119,9 +143,7 @@ def _setup(results: dict) -> list:
         + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
         f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
-        f"{_batch(cfg['batch_size'], results.get('num_train'))}, linear warm-up ({cfg['warmup_fraction']:.0%} "
-        "of the steps) to each optimizer's "
-        f"learning rate, then cosine decay to 0. "
+        f"{_batch(cfg['batch_size'], results.get('num_train'))}, {_schedule(cfg)}. "
         + (
             f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
             f"order, Hessian probes); tables show mean ± standard deviation over the seeds. "
@@ -175,7 +197,8 @@ def _hyperparameters(results: dict) -> list:
         "## Optimizers",
         "",
         "Every hyper-parameter of each run; **bold**: set by the study or by `--lr` "
-        "(`lr` is the schedule's peak), the rest are the class's defaults.",
+        + ("(`lr` is the schedule's peak), " if _scheduled(table) else "")
+        + "the rest are the class's defaults.",
         "",
         "| name | class | hyper-parameters | batch | notes |",
         "|---|---|---|---:|---|",
