@@ -59,7 +59,10 @@ def _new_scale(value, scale):
     """``update(new_scale)``'s value: a number, or a 1-element float array (torch takes a 1-element
     tensor: the scale read back from ``get_scale`` as an array, say). A NumPy one is checked as a
     number; a device one is copied on the device, unchecked, as torch copies it (a check would
-    read it on the host: a sync)."""
+    read it on the host: a sync). A foreign array (a torch tensor, as torch's ``update`` takes) is
+    viewed as the NumPy / CuPy array it is."""
+    if _backend.is_foreign(value):  # (was refused as "expected a real number")
+        value = _backend.as_array(value, "new_scale")
     if isinstance(value, np.ndarray) or _backend.is_cupy(value):
         if value.size != 1 or value.dtype.kind != "f":
             raise TypeError(f"new_scale: expected a number or a 1-element float array, got {value.dtype} {value.shape}")
