@@ -186,7 +186,10 @@ def sparse_(w, sparsity, std=0.01, *, rng=None):
         raise ValueError(f"w: sparse_ needs a 2-dimensional array, got shape {w.shape}")
     if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
         raise TypeError(f"sparsity: expected a real number, got {type(sparsity).__name__}")
-    sparsity = float(sparsity)
+    try:
+        sparsity = float(sparsity)
+    except OverflowError:  # (an int past float's range)
+        raise ValueError(f"sparsity: must be in [0, 1], got an integer of {int(sparsity).bit_length()} bits") from None
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity: must be in [0, 1], got {sparsity}")
     std = _backend.nonnegative("std", std)

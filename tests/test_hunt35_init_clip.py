@@ -1,0 +1,68 @@
+"""Session 35 hunt in optkern.clip / optkern.init: arguments refused with a TypeError / ValueError
+naming them (not a bare OverflowError) before anything is written, a negative ``total_norm``
+(no norm is negative: it flipped every gradient's sign) refused, and a torch tensor's norm (what
+torch.nn.utils.get_total_norm returns) taken by clip_grads_with_norm_ as clip_grad_norm_ takes
+torch gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import optkern.clip as okclip
+import optkern.init as okinit
+
+
+def _grads():
+    return [np.array([3.0, -4.0], np.float32), np.array([[1.0, 2.0]], np.float32)]
+
+
+@pytest.mark.parametrize("arg", ["max_norm", "total_norm"])
+def test_clip_grads_with_norm_huge_int_is_a_value_error_naming_it(arg):
+    grads = _grads()
+    before = [g.copy() for g in grads]
+    kw = {"max_norm": 1.0, "total_norm": 5.0, arg: 10**400}
+    with pytest.raises(ValueError, match=f"^{arg}: "):
+        okclip.clip_grads_with_norm_(grads, **kw)
+    assert all(np.array_equal(g, b) for g, b in zip(grads, before))
+
+
+@pytest.mark.parametrize("total", [-1.0, -1e-300, np.float32(-2.0), np.array([-1.0]), np.array(-3.0, np.float32)])
+def test_clip_grads_with_norm_refuses_a_negative_total_norm(total):
+    # min(1, 1 / (-1 + 1e-6)) = -1: every gradient negated (an ascent step), silently
+    grads = _grads()
+    before = [g.copy() for g in grads]
+    with pytest.raises(ValueError, match="^total_norm: must be >= 0"):
+        okclip.clip_grads_with_norm_(grads, 1.0, total)
+    assert all(np.array_equal(g, b) for g, b in zip(grads, before))
+
+
+@pytest.mark.parametrize("total", [0.0, -0.0, 5.0, np.nan, np.inf, np.array([np.nan])])
+def test_clip_grads_with_norm_still_takes_zero_nan_and_inf(total):
+    grads = _grads()
+    okclip.clip_grads_with_norm_(grads, 1.0, total)  # (NaN / inf: torch's NaN or zeroed grads)
+
+
+def test_clip_grads_with_norm_takes_a_torch_norm_like_torch():
+    torch = pytest.importorskip("torch")
+    values = _grads()
+    params = [torch.nn.Parameter(torch.zeros(v.shape)) for v in values]
+    for p, v in zip(params, values):
+        p.grad = torch.tensor(v.copy())
+    total = torch.nn.utils.get_total_norm([p.grad for p in params])
+    grads = [g.copy() for g in values]
+    okclip.clip_grads_with_norm_(grads, 1.0, total)
+    torch.nn.utils.clip_grads_with_norm_(params, 1.0, total)
+    for g, p in zip(grads, params):
+        np.testing.assert_array_equal(g, p.grad.numpy())
+    tgrads = [torch.tensor(v.copy()) for v in values]  # torch gradients too, as clip_grad_norm_ takes them
+    okclip.clip_grads_with_norm_(tgrads, 1.0, total)
+    for g, p in zip(tgrads, params):
+        np.testing.assert_array_equal(g.numpy(), p.grad.numpy())
+
+
+def test_sparse_huge_int_sparsity_is_a_value_error_naming_it():
+    w = np.ones((3, 3), np.float32)
+    with pytest.raises(ValueError, match="^sparsity: "):
+        okinit.sparse_(w, 10**400)
+    assert (w == 1).all()
