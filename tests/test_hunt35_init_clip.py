@@ -66,3 +66,24 @@ def test_sparse_huge_int_sparsity_is_a_value_error_naming_it():
     with pytest.raises(ValueError, match="^sparsity: "):
         okinit.sparse_(w, 10**400)
     assert (w == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("fill", "shape", "strides"),
+    [(okinit.eye_, (3, 3), (4, 4)), (okinit.dirac_, (2, 2, 3), (4, 4, 4))],
+)
+def test_eye_and_dirac_refuse_an_array_whose_elements_share_memory(fill, shape, strides):
+    # the zeros and ones written one after another land on shared elements: eye_ gave
+    # [[1, 0, 1], [0, 1, 0], [1, 0, 1]], no identity (torch's too); the random fills refuse these
+    buf = np.full(16, 7.0, np.float32)
+    w = np.lib.stride_tricks.as_strided(buf, shape, strides)
+    with pytest.raises(ValueError, match="^w: .*overlapping"):
+        fill(w)
+    assert (buf == 7.0).all()
+
+
+def test_eye_and_dirac_still_fill_plain_and_strided_views():
+    w = np.full((4, 6), 5.0, np.float32)[:, ::2]
+    np.testing.assert_array_equal(okinit.eye_(w), np.eye(4, 3, dtype=np.float32))
+    d = okinit.dirac_(np.full((2, 2, 3), 5.0, np.float32))
+    assert d.sum() == 2 and d[0, 0, 1] == 1 and d[1, 1, 1] == 1
