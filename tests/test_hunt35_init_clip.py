@@ -87,3 +87,20 @@ def test_eye_and_dirac_still_fill_plain_and_strided_views():
     np.testing.assert_array_equal(okinit.eye_(w), np.eye(4, 3, dtype=np.float32))
     d = okinit.dirac_(np.full((2, 2, 3), 5.0, np.float32))
     assert d.sum() == 2 and d[0, 0, 1] == 1 and d[1, 1, 1] == 1
+
+
+def test_float16_uniform_draws_stay_below_the_upper_bound_as_torch():
+    # the [0, 1) draws were made in float64 and rounded to float16: 1 - 2**-12 .. 1 became 1.0, and
+    # U(a, b) reached b (270 in a million; torch's half uniform_ stays in [a, b))
+    w = okinit.uniform_(np.empty(1_000_000, np.float16), 0.0, 1.0, rng=0)
+    assert w.max() < 1.0 and w.min() >= 0.0
+    w = okinit.uniform_(np.empty(1_000_000, np.float16), -1.0, 1.0, rng=0)
+    assert w.max() < 1.0 and w.min() >= -1.0
+    w = okinit.kaiming_uniform_(np.empty((1000, 1000), np.float16), rng=0)
+    assert float(w.max()) < float(np.float16(np.sqrt(3.0) * np.sqrt(2.0) / np.sqrt(1000)))
+
+
+def test_float32_uniform_draws_unchanged():
+    w = okinit.uniform_(np.empty(1000, np.float32), -2.0, 3.0, rng=5)
+    u = np.random.default_rng(5).random(1000, dtype=np.float32)
+    np.testing.assert_array_equal(w, (u * np.float32(2.0) - np.float32(1.0)) * np.float32(2.5) + np.float32(0.5))
