@@ -48,16 +48,19 @@ def test_uniform_values_are_unchanged_away_from_the_max():
     # U(-0.5, 2): (2u - 1) * half + mid in float16, as before the clipping was added
     w = np.empty((7, 1023), np.float16)
     init.uniform_(w, -0.5, 2.0, rng=3)
-    u = np.random.default_rng(3).random((7, 1023)).astype(np.float16)
     t = np.float16
+    # (u in float16 kept below 1: a float64 u rounding to 1.0 made U(a, b) reach b; hunt35)
+    below_one = np.nextafter(t(1), t(0))
+    u = np.minimum(np.random.default_rng(3).random((7, 1023)).astype(np.float16), below_one)
     np.testing.assert_array_equal(w, (u * t(2) - t(1)) * t(1.25) + t(0.75))
     w = np.zeros(5000, np.float16)
     init.uniform_(w, 59584.08, 65504.0, rng=1)  # and the clipped fill is the same draw where in range
-    u = np.random.default_rng(1).random(5000).astype(np.float16)
+    u = np.minimum(np.random.default_rng(1).random(5000).astype(np.float16), below_one)
     with np.errstate(over="ignore"):
         ref = (u * t(2) - t(1)) * t((65504.0 - 59584.08) / 2) + t((65504.0 + 59584.08) / 2)
     ok = np.isfinite(ref)
-    assert (~ok).any()  # the case at hand
+    # (the case at hand, an inf in ref, came from u = 1.0 and is gone with it: the fill stays finite)
+    assert np.isfinite(w).all() and (w >= t(59584.08)).all()
     np.testing.assert_array_equal(w[ok], ref[ok])
 
 

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from . import _backend
-from ._init_random import _checked, _draw, _fill_normal_, _representable, _target, make_rng
+from ._init_random import _checked, _distinct_elements, _draw, _fill_normal_, _representable, _target, make_rng
 
 # ---- the inverse of the standard normal CDF ---------------------------------------------------
 # NumPy has no erfinv / ndtri (scipy is not a dependency): Acklam's rational approximation
@@ -151,6 +151,7 @@ def eye_(w):
     xp = _target(w)
     if w.ndim != 2:
         raise ValueError(f"w: eye_ needs a 2-dimensional array, got shape {w.shape}")
+    _distinct_elements(w)  # (zeros then ones: a shared element kept a one off the diagonal)
     w[...] = 0
     n = min(w.shape)
     idx = xp.arange(n)
@@ -168,6 +169,7 @@ def dirac_(w, groups=1):
         raise ValueError(f"w: dirac_ needs a 3, 4 or 5-dimensional array, got shape {w.shape}")
     if w.shape[0] % groups:
         raise ValueError(f"groups: must divide w's first dimension ({w.shape[0]}), got {groups}")
+    _distinct_elements(w)  # (as eye_: zeros then ones, a shared element kept the one)
     per_group = w.shape[0] // groups
     centre = tuple(k // 2 for k in w.shape[2:])
     w[...] = 0
@@ -186,7 +188,10 @@ def sparse_(w, sparsity, std=0.01, *, rng=None):
         raise ValueError(f"w: sparse_ needs a 2-dimensional array, got shape {w.shape}")
     if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
         raise TypeError(f"sparsity: expected a real number, got {type(sparsity).__name__}")
-    sparsity = float(sparsity)
+    try:
+        sparsity = float(sparsity)
+    except OverflowError:  # (an int past float's range)
+        raise ValueError(f"sparsity: must be in [0, 1], got an integer of {int(sparsity).bit_length()} bits") from None
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity: must be in [0, 1], got {sparsity}")
     std = _backend.nonnegative("std", std)

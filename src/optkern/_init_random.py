@@ -46,7 +46,13 @@ def _draw(rng, kind: str, shape, dtype, xp):
         a = xp.asarray(a)
     elif not host and xp is np:
         a = a.get()
-    return a.astype(dtype, copy=False)
+    a = a.astype(dtype, copy=False)
+    if kind != "normal" and lib_dtype is np.float64 and np.dtype(dtype) != np.float64:
+        # a float64 draw just below 1 rounds to 1.0 in float16: U(a, b) reached b (torch's stays
+        # in [a, b)); its largest value below 1 instead
+        t = np.dtype(dtype).type
+        xp.minimum(a, np.nextafter(t(1), t(0)), out=a)
+    return a
 
 
 def _target(w, name="w"):

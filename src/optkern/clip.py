@@ -157,15 +157,17 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     real number or a 1-element float array of the grads' kind and device (what
     :func:`get_total_norm` returns: on the GPU, no host synchronization); ``max_norm`` >= 0 or inf.
     A NaN or infinite ``total_norm`` makes NaN gradients (zeros for ``max_norm=0`` and an infinite
-    norm), as torch's ``inf / inf`` and ``0 / inf``."""
+    norm), as torch's ``inf / inf`` and ``0 / inf``; a negative one (no norm is) is refused, where
+    torch negates every gradient (a NumPy array's value is read; a CuPy one's is not: no sync). A
+    torch tensor (torch.nn.utils.get_total_norm's) is taken as its NumPy / CuPy view."""
     grads, index = _live(_backend.as_list(grads, "grads"))
     with _grads_named(index):
         mod = _backend.backend(("grads", grads))
-    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not float(max_norm) >= 0.0:
-        _backend.nonnegative("max_norm", max_norm)  # (its TypeError / ValueError; inf passes here)
-    max_norm, norm, like = float(max_norm), None, grads[0] if grads else None
+    max_norm, norm, like = _max_norm_or_inf(max_norm), None, grads[0] if grads else None
+    if _backend.is_foreign(total_norm):  # torch.nn.utils.get_total_norm's tensor, as the grads are taken
+        total_norm = _backend.as_array(total_norm, "total_norm")
     if isinstance(total_norm, numbers.Real) and not isinstance(total_norm, bool):
-        norm = float(total_norm)
+        norm = _total_norm_value(total_norm)
     elif like is None and hasattr(total_norm, "dtype"):
         pass  # (no grads: nothing to scale, nor to check an array norm against)
     elif like is None or type(total_norm) is not type(like) or total_norm.size != 1:
@@ -178,12 +180,41 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
         raise ValueError(f"total_norm: on device {total_norm.device.id}, grads on device {like.device.id}")
     if not grads:
         return
+    if norm is None and isinstance(total_norm, np.ndarray):  # (a CuPy one is not read: no sync)
+        _total_norm_value(total_norm.reshape(-1)[0])
     _check_grads(grads, mod, index)  # (clip_grad_norm_'s checks and wording, before anything is written)
     xp = _backend.array_module(like)
     # a fresh float64 copy (on the device: no synchronization), apart from the grads it may lie in
     buf = xp.full(1, norm, dtype=np.float64) if norm is not None else total_norm.astype(np.float64).reshape(1)
     with _grads_named(index):
         mod.clip_scale_(grads, max_norm, buf)
+
+
+def _max_norm_or_inf(max_norm) -> float:
+    """``max_norm`` >= 0 as a float, inf allowed (clip_grads_with_norm_); an int past float's range
+    is a ValueError naming it (``float()`` raised a bare OverflowError)."""
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
+        return _backend.nonnegative("max_norm", max_norm)  # (its TypeError)
+    try:
+        v = float(max_norm)
+    except OverflowError:
+        raise ValueError("max_norm: must be finite or inf, got an integer beyond float range") from None
+    if not v >= 0.0:
+        return _backend.nonnegative("max_norm", max_norm)  # (its ValueError: negative or NaN)
+    return v
+
+
+def _total_norm_value(total_norm) -> float:
+    """A real ``total_norm`` as a float: NaN and inf pass (torch's NaN or zeroed grads); a negative
+    one, which no norm is, is refused (its factor ``max_norm / (total_norm + 1e-6)`` is negative:
+    every gradient's sign flipped, an ascent step), and so is an int past float's range."""
+    try:
+        v = float(total_norm)
+    except OverflowError:
+        raise ValueError("total_norm: must be a float, got an integer beyond float range") from None
+    if v < 0.0:
+        raise ValueError(f"total_norm: must be >= 0 (a norm), got {v!r}")
+    return v
 
 
 def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False) -> tuple:
