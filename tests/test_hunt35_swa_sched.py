@@ -30,3 +30,35 @@ def test_a_fortran_ordered_param_given_to_update_is_named():
         avg.update([np.asfortranarray(np.ones((2, 3), np.float32))])
     np.testing.assert_array_equal(avg.averages[0], before)
     assert avg.n_averaged == 0
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_torch_averaged_model_updated_with_its_own_module_as_torch(ema):
+    # torch's AveragedModel takes update_parameters(avg.module) (each average lerped toward
+    # itself: unchanged, the count advanced); the fused pass refused it after the first update
+    # with "params[1] shares memory with averages[1]", names of arrays the caller never saw.
+    torch = pytest.importorskip("torch")
+    from torch.optim import swa_utils
+
+    import optkern.torch as okt
+
+    out = []
+    for mk, ema_fn in (
+        (swa_utils.AveragedModel, swa_utils.get_ema_multi_avg_fn),
+        (okt.AveragedModel, okt.get_ema_multi_avg_fn),
+    ):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+        avg = mk(model) if ema is None else mk(model, multi_avg_fn=ema_fn(ema))
+        for k in range(3):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(k + 1)
+            avg.update_parameters(model)
+        avg.update_parameters(avg.module)
+        avg.update_parameters(model)
+        out.append(([t.detach().clone() for t in avg.module.parameters()], int(avg.n_averaged)))
+    (theirs, n_theirs), (ours, n_ours) = out
+    assert n_ours == n_theirs == 5
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
