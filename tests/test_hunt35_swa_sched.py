@@ -62,3 +62,21 @@ def test_torch_averaged_model_updated_with_its_own_module_as_torch(ema):
     assert n_ours == n_theirs == 5
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_swalp_refuses_a_checkpoint_whose_average_is_an_ema():
+    # SWALP averages in mode "swa" (it has no mode argument): a checkpoint whose 'swa' entry said
+    # mode "ema" was loaded, and the run went on folding the weights in as an EMA of decay 0.999.
+    from optkern.swalp import SWALP
+
+    params = [np.linspace(-1, 1, 6, dtype=np.float32)]
+    run = SWALP(params, 0.1)
+    run.step([np.ones(6, np.float32)])
+    state = run.state_dict()
+    state["swa"] = dict(state["swa"], mode="ema")
+    before = (run.t, run.averages[0].copy(), run.swa.n_averaged)
+    with pytest.raises(ValueError, match=r"state_dict\['swa'\]\['mode'\]"):
+        run.load_state_dict(state)
+    assert run.swa.mode == "swa"
+    assert (run.t, run.swa.n_averaged) == (before[0], before[2])
+    np.testing.assert_array_equal(run.averages[0], before[1])

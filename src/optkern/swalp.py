@@ -242,7 +242,11 @@ class SWALP:
             buffers = _backend.as_list(buffers, "state_dict['buffers']")
             _backend.check_list_like(buffers, self.params, "state_dict['buffers']", kind=False)
             check_finite(buffers, "state_dict['buffers']")
-        self.swa.load_state_dict(state_dict["swa"])  # (checks all of its own before it assigns)
+        swa = state_dict["swa"]
+        if isinstance(swa, Mapping) and "mode" in swa:
+            # SWALP's average is an SWA one (no mode argument): an "ema" checkpoint went on as an EMA
+            lowp._option("state_dict['swa']['mode']", swa["mode"], ("swa",))
+        self.swa.load_state_dict(swa)  # (checks all of its own before it assigns)
         if buffers is None:
             self.buffers = None
         else:
