@@ -80,3 +80,44 @@ def test_swalp_refuses_a_checkpoint_whose_average_is_an_ema():
     assert run.swa.mode == "swa"
     assert (run.t, run.swa.n_averaged) == (before[0], before[2])
     np.testing.assert_array_equal(run.averages[0], before[1])
+
+
+@pytest.mark.parametrize(
+    "attr, value, match",
+    [
+        ("cycle", 0, r"cycle: must be >= 1"),
+        ("swa_start", "3", r"swa_start: expected an integer"),
+        ("number", "block-fp", r"number: expected 'block_fp' or 'fixed_point'"),
+        ("momentum", 2.0, r"momentum: must be in \[0.0, 1.0\]"),
+        ("seed", -1, r"seed: must be >= 0"),
+        ("bits", {"weight": 8, "grad": 8, "momentum": 99}, r"bits\['momentum'\]"),
+    ],
+)
+def test_swalp_step_checks_assigned_attributes_before_it_writes(attr, value, match):
+    # The attributes are assignable (the docstring's "assign lr between steps"), but only the
+    # constructor checked them: a cycle of 0 raised ZeroDivisionError and a swa_start of "3" an
+    # unnamed TypeError after the params were stepped and t counted, a seed of -1 raised after
+    # the params were written, "block-fp" quantized in fixed point and a momentum of 2 ran.
+    from optkern.swalp import SWALP
+
+    run = SWALP([np.linspace(-1, 1, 6, dtype=np.float32)], 0.1, momentum=0.5)
+    run.step([np.ones(6, np.float32)])
+    before = (run.t, run.params[0].copy(), run.buffers[0].copy(), run.averages[0].copy())
+    setattr(run, attr, value)
+    with pytest.raises((TypeError, ValueError), match=match):
+        run.step([np.ones(6, np.float32)])
+    assert run.t == before[0]
+    for now, then in zip((run.params[0], run.buffers[0], run.averages[0]), before[1:]):
+        np.testing.assert_array_equal(now, then)
+
+
+def test_swalp_lr_assigned_between_steps_is_used():
+    from optkern.swalp import SWALP
+
+    a, b = (SWALP([np.zeros(4, np.float32)], 0.5, momentum=0.0, rounding="nearest") for _ in range(2))
+    a.lr = 0.25
+    b.lr = np.float64(0.25)
+    for run in (a, b):
+        run.step([np.ones(4, np.float32)])
+    np.testing.assert_array_equal(a.params[0], np.full(4, -0.25, np.float32))
+    np.testing.assert_array_equal(b.params[0], a.params[0])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, functional, lowp
+from ._checked_values import cached, remember
 from .optim._hyper import _check_dtype
 from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .optim.sgd import SGDHyper
@@ -137,6 +138,7 @@ class SWALP:
         config = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, number=number, bits=bits, block=block)
         config.update(frac=frac, swa_start=swa_start, cycle=cycle, seed=seed, rounding=rounding)
         self.__dict__.update(_checked_config(config, lambda k: k))
+        self._config_checked: dict = {}  # (_check_config's: the attributes last found good)
         given = _backend.read_once(params)
         self.params = _backend.as_list(given, "params")
         # written through NumPy views autograd does not see: their versions bumped after each write
@@ -182,6 +184,7 @@ class SWALP:
         ``sgd_`` checks params and buffers before it writes; the quantizers' arguments were
         checked at construction, so nothing after it can fail. ``t`` counts the step once it
         is taken."""
+        self._check_config()
         grads = _backend.check_list_like(_backend.as_list(grads, "grads"), self.params, "grads")
         t = self.t + 1
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
@@ -203,6 +206,23 @@ class SWALP:
         _bump_torch_versions(self._tensors)
         if self.t >= self.swa_start and (self.t - self.swa_start) % self.cycle == 0:
             self.swa.update(self.params)
+
+    def _check_config(self) -> None:
+        """The configuration attributes by the constructor's rules, naming them, before a step writes:
+        they are assignable (an lr between steps), and a cycle of 0 raised ZeroDivisionError, a seed
+        of -1 ValueError, after the params were stepped; a number of "block-fp" quantized in fixed
+        point. Skipped while every attribute holds the very objects that last passed."""
+        config = {k: getattr(self, k) for k in _CONFIG}
+        key = dict(config)
+        bits = config["bits"]
+        if type(bits) is dict and len(bits) == len(_WHAT):  # (its entries compared one by one)
+            del key["bits"]
+            key.update({f"bits[{w!r}]": bits.get(w, bits) for w in _WHAT})
+        cache = self.__dict__.setdefault("_config_checked", {})  # (a SWALP pickled before it had one)
+        if cached(cache, "config", key):
+            return
+        _checked_config(config, lambda k: k)
+        remember(cache, "config", key, True)
 
     @property
     def averages(self) -> list:
