@@ -121,3 +121,19 @@ def test_swalp_lr_assigned_between_steps_is_used():
         run.step([np.ones(4, np.float32)])
     np.testing.assert_array_equal(a.params[0], np.full(4, -0.25, np.float32))
     np.testing.assert_array_equal(b.params[0], a.params[0])
+
+
+@pytest.mark.parametrize("cap", [None, 40])
+def test_batch_size_schedule_keeps_the_noise_scale_of_a_rounded_batch(cap):
+    # The documented invariant lr(t) / batch_size(t) == lr * factor ** -c / base_batch_size held
+    # only where base * factor ** c is an integer: with factor 1.5 from 7 the batch 10.5 was
+    # rounded to 10 and the lr kept, a noise scale 5% above the step decay's.
+    from optkern.schedules import batch_size_schedule
+
+    sched = batch_size_schedule(7, [1, 2, 3, 4, 5, 6, 7, 8], factor=1.5, max_batch_size=cap, lr=0.3)
+    for t in range(10):
+        c = min(t, 8)
+        want = 0.3 * 1.5**-c / 7
+        assert sched(t) / sched.batch_size(t) == pytest.approx(want, rel=1e-12), t
+    whole = batch_size_schedule(8, [2], factor=2.0, lr=0.1)
+    assert [whole(t) for t in range(4)] == [0.1] * 4  # (an integer batch: the lr itself, exactly)
