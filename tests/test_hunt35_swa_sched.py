@@ -137,3 +137,16 @@ def test_batch_size_schedule_keeps_the_noise_scale_of_a_rounded_batch(cap):
         assert sched(t) / sched.batch_size(t) == pytest.approx(want, rel=1e-12), t
     whole = batch_size_schedule(8, [2], factor=2.0, lr=0.1)
     assert [whole(t) for t in range(4)] == [0.1] * 4  # (an integer batch: the lr itself, exactly)
+
+
+def test_momentum_scheduler_of_an_optimizer_without_groups_says_so():
+    # An empty param_groups list is a list of dicts (Scheduler takes it); the TypeError said
+    # "expected an object with param_groups, a list of dicts" of one that is.
+    from optkern.schedules import constant, momentum_scheduler
+
+    class NoGroups:
+        def __init__(self):
+            self.param_groups: list = []
+
+    with pytest.raises(ValueError, match=r"optimizer: has no param groups"):
+        momentum_scheduler(NoGroups(), constant(0.9))
