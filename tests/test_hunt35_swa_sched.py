@@ -150,3 +150,43 @@ def test_momentum_scheduler_of_an_optimizer_without_groups_says_so():
 
     with pytest.raises(ValueError, match=r"optimizer: has no param groups"):
         momentum_scheduler(NoGroups(), constant(0.9))
+
+
+def _swalp_pair(momentum):
+    from optkern.swalp import SWALP
+
+    return SWALP([np.linspace(-1, 1, 6, dtype=np.float32)], 0.1, momentum=momentum, rounding="nearest")
+
+
+def test_swalp_momentum_assigned_on_mid_run_starts_a_buffer_as_torch():
+    # momentum assigned from 0 to 0.5 between steps raised "momentum_buffers: required when
+    # momentum != 0" (no such argument); torch's SGD starts the buffer there as the gradient.
+    run = _swalp_pair(0.0)
+    g = np.full(6, 0.5, np.float32)
+    run.step([g])
+    run.momentum = 0.5
+    run.step([g])
+    # the reference: one plain step, then a fresh momentum-0.5 run's first step (b = g) from there
+    # (nearest rounding: the fresh run's construction-time quantization keeps grid values)
+    plain = _swalp_pair(0.0)
+    plain.step([g])
+    from optkern.swalp import SWALP
+
+    ref = SWALP([plain.params[0].copy()], 0.1, momentum=0.5, rounding="nearest")
+    ref.step([g])
+    np.testing.assert_array_equal(run.params[0], ref.params[0])
+    assert run.t == 2 and run.buffers is not None
+    np.testing.assert_array_equal(run.buffers[0], ref.buffers[0])
+
+
+def test_swalp_checkpoint_after_momentum_assigned_off_loads():
+    # momentum assigned from 0.5 to 0 kept the buffers, which state_dict saved and load_state_dict
+    # refused ("buffers exist exactly when momentum is not 0"): the run's own checkpoint unloadable.
+    run = _swalp_pair(0.5)
+    run.step([np.ones(6, np.float32)])
+    run.momentum = 0.0
+    run.step([np.ones(6, np.float32)])
+    state = run.state_dict()
+    other = _swalp_pair(0.5)
+    other.load_state_dict(state)
+    assert other.momentum == 0.0 and other.t == 2

@@ -188,16 +188,20 @@ class SWALP:
         grads = _backend.check_list_like(_backend.as_list(grads, "grads"), self.params, "grads")
         t = self.t + 1
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
+        # momentum assigned between steps: off drops the buffers (kept, the checkpoint held buffers
+        # with momentum 0, which load_state_dict refuses); on starts them at zero, so that this
+        # step's b = g, torch SGD's first buffer (sgd_ raised "momentum_buffers: required")
+        buffers = None if self.momentum == 0 else self.buffers or [_zeros_like(p) for p in self.params]
         functional.sgd_(
             self.params,
             gq,
-            self.buffers,
+            buffers,
             lr=self.lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             first=t == 1,
         )
-        self.t = t
+        self.t, self.buffers = t, buffers
         for i, p in enumerate(self.params):
             if self.buffers is not None:
                 self._quantize("momentum", i, self.buffers[i], t, out=self.buffers[i])
