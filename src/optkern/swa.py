@@ -32,9 +32,11 @@ _STATE_KEYS = ("mode", "decay", "n_averaged", "averages")
 
 
 def _copy(p):
-    """A float32 copy of ``p`` on its backend and device."""
+    """A C-contiguous float32 copy of ``p`` on its backend and device (C order, as ``swa_lerp_``
+    needs of an average: a Fortran-ordered param's copy kept its order, and every update then
+    raised naming ``averages[0]``, an array the caller never passed)."""
     with _backend._device_of(p):
-        return _backend.array_module(p).array(p, dtype=np.float32, copy=True)
+        return _backend.array_module(p).array(p, dtype=np.float32, copy=True, order="C")
 
 
 def check_disjoint(arrays: list, names: list) -> None:

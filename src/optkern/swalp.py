@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, functional, lowp
+from ._checked_values import cached, remember
 from .optim._hyper import _check_dtype
 from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .optim.sgd import SGDHyper
@@ -137,6 +138,7 @@ class SWALP:
         config = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, number=number, bits=bits, block=block)
         config.update(frac=frac, swa_start=swa_start, cycle=cycle, seed=seed, rounding=rounding)
         self.__dict__.update(_checked_config(config, lambda k: k))
+        self._config_checked: dict = {}  # (_check_config's: the attributes last found good)
         given = _backend.read_once(params)
         self.params = _backend.as_list(given, "params")
         # written through NumPy views autograd does not see: their versions bumped after each write
@@ -182,19 +184,24 @@ class SWALP:
         ``sgd_`` checks params and buffers before it writes; the quantizers' arguments were
         checked at construction, so nothing after it can fail. ``t`` counts the step once it
         is taken."""
+        self._check_config()
         grads = _backend.check_list_like(_backend.as_list(grads, "grads"), self.params, "grads")
         t = self.t + 1
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
+        # momentum assigned between steps: off drops the buffers (kept, the checkpoint held buffers
+        # with momentum 0, which load_state_dict refuses); on starts them at zero, so that this
+        # step's b = g, torch SGD's first buffer (sgd_ raised "momentum_buffers: required")
+        buffers = None if self.momentum == 0 else self.buffers or [_zeros_like(p) for p in self.params]
         functional.sgd_(
             self.params,
             gq,
-            self.buffers,
+            buffers,
             lr=self.lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             first=t == 1,
         )
-        self.t = t
+        self.t, self.buffers = t, buffers
         for i, p in enumerate(self.params):
             if self.buffers is not None:
                 self._quantize("momentum", i, self.buffers[i], t, out=self.buffers[i])
@@ -203,6 +210,23 @@ class SWALP:
         _bump_torch_versions(self._tensors)
         if self.t >= self.swa_start and (self.t - self.swa_start) % self.cycle == 0:
             self.swa.update(self.params)
+
+    def _check_config(self) -> None:
+        """The configuration attributes by the constructor's rules, naming them, before a step writes:
+        they are assignable (an lr between steps), and a cycle of 0 raised ZeroDivisionError, a seed
+        of -1 ValueError, after the params were stepped; a number of "block-fp" quantized in fixed
+        point. Skipped while every attribute holds the very objects that last passed."""
+        config = {k: getattr(self, k) for k in _CONFIG}
+        key = dict(config)
+        bits = config["bits"]
+        if type(bits) is dict and len(bits) == len(_WHAT):  # (its entries compared one by one)
+            del key["bits"]
+            key.update({f"bits[{w!r}]": bits.get(w, bits) for w in _WHAT})
+        cache = self.__dict__.setdefault("_config_checked", {})  # (a SWALP pickled before it had one)
+        if cached(cache, "config", key):
+            return
+        _checked_config(config, lambda k: k)
+        remember(cache, "config", key, True)
 
     @property
     def averages(self) -> list:
@@ -242,7 +266,11 @@ class SWALP:
             buffers = _backend.as_list(buffers, "state_dict['buffers']")
             _backend.check_list_like(buffers, self.params, "state_dict['buffers']", kind=False)
             check_finite(buffers, "state_dict['buffers']")
-        self.swa.load_state_dict(state_dict["swa"])  # (checks all of its own before it assigns)
+        swa = state_dict["swa"]
+        if isinstance(swa, Mapping) and "mode" in swa:
+            # SWALP's average is an SWA one (no mode argument): an "ema" checkpoint went on as an EMA
+            lowp._option("state_dict['swa']['mode']", swa["mode"], ("swa",))
+        self.swa.load_state_dict(swa)  # (checks all of its own before it assigns)
         if buffers is None:
             self.buffers = None
         else:

@@ -319,8 +319,10 @@ def momentum_scheduler(optimizer, schedule) -> Scheduler:
     """An absolute :class:`Scheduler` cycling momentum as torch's ``cycle_momentum=True`` does: the
     groups' ``momentum`` entry, or ``betas[0]`` for Adam-like optimizers (torch's rule)."""
     groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, (list, tuple)) or not groups or not isinstance(groups[0], dict):
+    if not isinstance(groups, (list, tuple)) or (groups and not isinstance(groups[0], dict)):
         raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
+    if not groups:  # (a list of dicts, but none to pick the entry from)
+        raise ValueError("optimizer: has no param groups, so neither 'momentum' nor 'betas' to drive")
     if "betas" in groups[0]:
         return Scheduler(optimizer, schedule, key="betas", index=0)
     if "momentum" in groups[0]:

@@ -68,6 +68,9 @@ class AveragedModel(swa_utils.AveragedModel):
             a, p = a.detach(), p.detach()
             same = a.dtype in _FUSED and p.dtype is a.dtype and a.device == p.device
             same = same and not (a.is_conj() or p.is_conj())
+            # an average and its model tensor in one memory (``update_parameters(avg.module)``, which
+            # torch takes): the fused pass refuses aliasing arrays, torch's formula does not
+            same = same and not _shares_storage(a, p)
             if same and a.device.type in ("cpu", "cuda") and _views.same_layout(a, p) and _dense(a):
                 fused.append((a, p))
             else:
@@ -117,3 +120,9 @@ _FUSED = (torch.float32, torch.complex64)  # (complex64: its float32 real view)
 def _dense(t: torch.Tensor) -> bool:
     """Contiguous, or contiguous in another order of its dims (what ``_views.view`` takes)."""
     return t.is_contiguous() or _views.dense_order(t) is not None
+
+
+def _shares_storage(a: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether ``a`` and ``p`` are views into one storage (of any overlap)."""
+    ptr = a.untyped_storage().data_ptr()
+    return ptr != 0 and ptr == p.untyped_storage().data_ptr()
