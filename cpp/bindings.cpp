@@ -5,6 +5,7 @@
 #include "cpu_avx2.hpp"
 #include "optkern/common.hpp"
 #include "parallel.hpp"
+#include "py_arrays.hpp"
 
 namespace py = pybind11;
 
@@ -74,6 +75,23 @@ static py::dict build_info() {
   return d;
 }
 
+// optkern._cpu.HeldCapsules: the list type whose capsules gather() frees once read
+// (py_arrays.hpp's held_capsules). Made here, not in Python, so that the module knows it by
+// identity; the module keeps one reference to it for the life of the process.
+static void register_held_capsules(py::module_& m) {
+  const py::module_ builtins = py::module_::import("builtins");
+  py::dict ns;
+  ns["__slots__"] = py::make_tuple("tensors");
+  ns["__module__"] = "optkern._cpu";
+  ns["__doc__"] =
+      "A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native "
+      "call that only reads them empties the list once it has read and checked every one (the capsules "
+      "freed while in cache), and keeps the list, so the tensors, alive until it returns.";
+  py::object held = builtins.attr("type")("HeldCapsules", py::make_tuple(builtins.attr("list")), ns);
+  m.attr("HeldCapsules") = held;
+  optkern::held_capsules_type() = held.release().ptr();
+}
+
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "optkern C++/OpenMP kernels";
   m.def("build_info", &build_info, "How this module was built and what it runs on.");
@@ -99,4 +117,5 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_amp(m);
   optkern::register_probe_threads(m);
   optkern::register_pool(m);
+  register_held_capsules(m);
 }

@@ -11,6 +11,7 @@ import numpy
 import numpy.typing
 
 __all__: list[str] = [
+    "HeldCapsules",
     "activation_fwd",
     "adadelta_",
     "adadelta_capturable",
@@ -87,6 +88,13 @@ __all__: list[str] = [
     "weight_norm_backward",
     "weight_norm_forward",
 ]
+
+class HeldCapsules(list):
+    """
+    A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native call that only reads them empties the list once it has read and checked every one (the capsules freed while in cache), and keeps the list, so the tensors, alive until it returns.
+    """
+
+    tensors: list
 
 def _set_stream_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> int:
     """

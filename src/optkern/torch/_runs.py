@@ -14,6 +14,7 @@ import torch.utils.dlpack
 
 from .. import _backend
 from .._atomic import deferring
+from .._cpu import HeldCapsules as _HeldCapsules
 from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
@@ -29,6 +30,15 @@ _numel = torch.Tensor.numel
 
 _shape = operator.attrgetter("shape")
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
+
+
+def _held(capsules, tensors: list):
+    """The capsules as a ``_cpu.HeldCapsules`` list holding ``tensors``: the native call frees them
+    once it has read them, while they are still in cache (``cpp/py_arrays.hpp``); freed after the
+    kernel, 200 of them cost ~150 us a step. ``tensors`` keeps their memory alive meanwhile."""
+    out = _HeldCapsules(capsules)
+    out.tensors = tensors
+    return out
 
 
 def _same_objects(a, b) -> bool:
@@ -296,14 +306,15 @@ class _Runs:
         On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
         and device those of its param, the caller has compared the shapes (``_check_grad_shapes``)
         and the native call checks dtype, size and layout again before it writes (an error it
-        raises is then named by ``_precheck``). ``capsules``:
-        DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()`` per tensor, which only
-        the native calls take), else NumPy views. Anything either refuses (a sparse grad, one that
-        requires grad, one on another device) goes through the checks that name it. The views
-        the step's precheck made are reused. ``dense``: whether every param is contiguous (known to
-        the caller; else checked here): a grad of a channels_last param goes through the checks
-        (its layout must be its param's) and comes as a flat view in memory order; a complex one
-        too, as its real view."""
+        raises is then named by ``_precheck``). ``capsules``: DLPack capsules (``to_dlpack``, half
+        the cost of ``Tensor.numpy()`` per tensor, which only the native calls take) in a list that
+        the step's one native call empties once it has read them (``_held``; each ``_update`` that
+        ``_core_step`` runs makes one call), else NumPy views. Anything either refuses (a sparse
+        grad, one that requires grad, one on another device) goes through the checks that name
+        it. The views the step's precheck made are reused. ``dense``: whether every param is
+        contiguous (known to the caller; else checked here): a grad of a channels_last param goes
+        through the checks (its layout must be its param's) and comes as a flat view in memory
+        order; a complex one too, as its real view."""
         pre = self._pre_grads.get(id(params))
         if pre is not None:
             return pre
@@ -313,8 +324,8 @@ class _Runs:
             try:
                 if dense if dense is not None else _views.flat_real(params):
                     # (a grad that is not contiguous: the native call refuses it, then it is named)
-                    if capsules:
-                        return list(map(_to_dlpack, grads))
+                    if capsules:  # (freed by the native call once read: _held)
+                        return _held(map(_to_dlpack, grads), grads)
                     return [g.numpy() for g in grads]
             except (TypeError, RuntimeError):
                 pass
