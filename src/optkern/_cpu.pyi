@@ -84,6 +84,7 @@ __all__: list[str] = [
     "sgd_capturable",
     "softmax_xent_fwd",
     "softmax_xent_rop",
+    "spans_clear",
     "swa_lerp_",
     "weight_norm_backward",
     "weight_norm_forward",
@@ -888,6 +889,17 @@ def softmax_xent_rop(
 ) -> None:
     """
     out = scale * (Hessian of the row loss w.r.t. logits) @ r, given saved log-probs.
+    """
+
+def spans_clear(
+    ptrs: list,
+    nbytes: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    itemsizes: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    wlo: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    reach: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+) -> bool:
+    """
+    Whether every span [ptrs[i], ptrs[i] + nbytes[i]) is aligned to itemsizes[i] and overlaps no written span (wlo: their sorted starts, reach[k]: the furthest end among the first k + 1).
     """
 
 def swa_lerp_(averages: typing.Any, params: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex) -> None:

@@ -9,14 +9,14 @@ import math
 import operator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from .. import _backend
+from .._cpu import spans_clear as _spans_clear
 from ..optim._hyper import _check_dtype
 from . import _inference, _lowp, _views
 from ._checks_inputs import check_grad
-from ._overlaps import _check_overlaps, _dtype, _nbytes, _shape, _span, _written_spans
+from ._overlaps import _check_overlaps, _grad_sig, _shape, _span, _written_spans
 from ._state import _FLOAT_DTYPES, _STEP_DTYPES, _checked_scalar
 
 _STRIDED = torch.strided
@@ -25,7 +25,6 @@ _TENSOR = torch.Tensor
 _data_ptr = torch.Tensor.data_ptr
 _numpy = torch.Tensor.numpy
 _is_contiguous = torch.Tensor.is_contiguous
-_is_cpu = operator.attrgetter("is_cpu")
 _size = operator.attrgetter("size")
 
 
@@ -199,22 +198,12 @@ class _StepChecks:
                 return False
         except (RuntimeError, TypeError, AttributeError):  # (a sparse grad, not a tensor)
             return False
-        _, wlo, reach, dtypes, nbytes, pbytes, itemsizes, cx, shapes = ok
-        if list(map(_dtype, gs)) != dtypes or list(map(_nbytes, gs)) != nbytes or not all(map(_is_cpu, gs)):
-            return False
-        if list(map(_shape, gs)) != shapes:  # (the native calls compare sizes only)
+        _, wlo, reach, sigs, pbytes, itemsizes, cx = ok
+        if list(map(_grad_sig, gs)) != sigs:  # (the native calls compare sizes only, not shapes)
             return False
         if cx and any(gs[k].is_conj() for k in cx):  # (complex params' grads: a conjugated one is named)
             return False
-        lo = np.fromiter(map(_data_ptr, gs), np.int64, len(gs))
-        if (lo % itemsizes).any():
-            return False
-        if not len(wlo):
-            return True
-        hi = lo + pbytes
-        k = np.searchsorted(wlo, hi, side="left")  # written spans starting below each grad's end
-        prev = np.where(k > 0, reach[np.maximum(k - 1, 0)], 0)
-        return not ((prev > lo) & (hi > lo)).any()
+        return _spans_clear(list(map(_data_ptr, gs)), pbytes, itemsizes, wlo, reach)
 
     def _precheck_named(self, work: list) -> None:
         """The checks, naming what fails (the slow pass: on failure, and off the CPU)."""
