@@ -12,6 +12,7 @@
 // pass  d = -H g + sum_j (-H al_j) y_j + (al_j - be_j) s_j  -- two passes over the history per
 // step instead of 4k.
 #pragma once
+#include <cmath>  // (NAN)
 #include <cstdint>
 
 #include "optkern/common.hpp"
@@ -49,6 +50,17 @@ OK_HD double lbfgs_two_loop(int64_t k, const double* sy, const double* yy, const
 // with add_(alpha=...): an fma each). The CPU's and the GPU's d are the same bits.
 template <class T> OK_HD T direction_start(T g_scale, T g) { return g_scale * g; }
 template <class T> OK_HD T direction_add(T d, T cy, T y, T cs, T s) { return fma_t(cs, s, fma_t(cy, y, d)); }
+
+// max |x| of lbfgs_stats (g) and of the direction (d): NaN-sticky, and then the one quiet NaN
+// (0x7ff8...: no sign, no payload) whichever NaN was met. The CPU's SIMD max keeps a NaN flag beside
+// the max and writes abs_max_nan(); the GPU's tree took |x| of the NaN it met (its sign cleared,
+// its payload kept): other bits than the CPU's for a NaN with a payload. Combining two partial
+// maxes: abs_max_step(a, b) for b >= 0 or canonical NaN, the same rule.
+OK_HD double abs_max_nan() { return double(NAN); }
+OK_HD double abs_max_step(double m, double x) {
+  const double a = x < 0.0 ? -x : x;
+  return a != a ? abs_max_nan() : (a > m ? a : m);  // (m NaN: a > m is false, m stays)
+}
 
 // The dot products the push pass returns, per history row j (kPushPerRow of them) and for the
 // new pair itself (kPushSelf), in this order.
