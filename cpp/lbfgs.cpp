@@ -175,12 +175,12 @@ void direction(const History& h, const std::vector<double>& cs, const std::vecto
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
       gd[ci] += direction_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), cs.data(), cy.data(), g,
                                    g_scale, d, stream, &m, &nan);
-    dmax[ci] = nan ? NAN : m;
+    dmax[ci] = nan ? rules::abs_max_nan() : m;
   });
   double s = 0.0, m = 0.0;
   for (size_t b = 0; b < chunks.size(); ++b) {
     s += gd[b];
-    m = (dmax[b] > m || dmax[b] != dmax[b]) ? dmax[b] : m;
+    m = rules::abs_max_step(m, dmax[b]);
   }
   out[0] = s;
   out[1] = m;
@@ -284,13 +284,13 @@ void lbfgs_stats(py::handle g_h, py::handle out_h) {
         nan |= (a != a);
       }
       const size_t ci = size_t(&c - chunks.data());
-      mx[ci] = nan ? NAN : m;
+      mx[ci] = nan ? rules::abs_max_nan() : m;
       sm[ci] = lane_sum<double>(c.len, [&](int64_t i) { return std::fabs(double(x[i])); });
     });
   });
   double m = 0.0, s = 0.0;
   for (size_t b = 0; b < chunks.size(); ++b) {
-    m = (mx[b] > m || mx[b] != mx[b]) ? mx[b] : m;
+    m = rules::abs_max_step(m, mx[b]);
     s += sm[b];
   }
   double* op = static_cast<double*>(out.mutable_data());

@@ -51,19 +51,26 @@ template <class T, class F> double max_term(const F& term, const ArrayList& A, c
       [](double x, double y) { return rules::max_abs(x, y); });
 }
 
+// ||term(a, g)|| = sqrt(ssq) 2^e when rescanned (ssq = 0: not; the scale reads ssq and e:
+// rules::sam_scale_rescanned).
+struct AscentNorm {
+  double norm, ssq;
+  int e;
+};
+
 // ||term(a, g)|| over the lists: sqrt of the plain sum of squares when it is in range (one pass,
 // as before), else the squares summed again scaled (rules::sam_norm_term_scaled: two more passes,
 // only for a gradient out of double's range). A zero, NaN or Inf term keeps the direct norm.
-template <class T, bool kAdaptive> double ascent_norm(const ArrayList& A, const ArrayList& G) {
+template <class T, bool kAdaptive> AscentNorm ascent_norm(const ArrayList& A, const ArrayList& G) {
   const auto term = [](T a, T g) { return rules::sam_norm_term(double(a), double(g), kAdaptive); };
   const double s = sum_lists<T>([=](T a, T g) { return Square{term(a, g)}; }, A, G);
-  if (rules::lanczos_sumsq_direct<T>(s)) return std::sqrt(s);
+  if (rules::lanczos_sumsq_direct<T>(s)) return {std::sqrt(s), 0.0, 0};
   const double amax = max_term<T>(term, A, G);
-  if (!rules::finite_(amax) || amax == 0.0) return std::sqrt(s);
+  if (!rules::finite_(amax) || amax == 0.0) return {std::sqrt(s), 0.0, 0};
   const int e = rules::scale_exp(amax);
   const double ssq = sum_lists<T>(
       [=](T a, T g) { return Square{rules::sam_norm_term_scaled(double(a), double(g), kAdaptive, e)}; }, A, G);
-  return rules::norm_scaled(ssq, e);
+  return {rules::norm_scaled(ssq, e), ssq, e};
 }
 
 double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out,
@@ -84,8 +91,9 @@ double sam_perturb(py::handle params, py::handle grads, py::handle backups, doub
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     // plain SAM reads only g for its norm (the params' stream only where ASAM needs it)
-    norm = adaptive ? ascent_norm<T, true>(L.p, L.g) : ascent_norm<T, false>(L.g, L.g);
-    const auto scale = rules::sam_scale_split<T>(rho, norm, eps);
+    const AscentNorm an = adaptive ? ascent_norm<T, true>(L.p, L.g) : ascent_norm<T, false>(L.g, L.g);
+    norm = an.norm;
+    const auto scale = rules::sam_scale_rescanned<T>(rho, an.norm, eps, an.ssq, an.e);
     const auto chunks = make_chunks(L.p.size);
     py::gil_scoped_release nogil;
     for_each_chunk(chunks, 3 * total_size(L.p.size), [&](const Chunk& c) {  // p, g, backup

@@ -152,8 +152,7 @@ __global__ void direction_kernel(const RowTable<T> rt, const T* __restrict__ g, 
     d[j] = v;
     if (Finish) {
       gd += double(g[j]) * double(v);
-      const double a = fabs(double(v));
-      m = (a > m || a != a) ? a : m;
+      m = rs::abs_max_step(m, double(v));  // (the CPU's NaN bits)
     }
   }
   if (!Finish) return;
@@ -192,7 +191,7 @@ __global__ void stats_kernel(const T* __restrict__ g, double* __restrict__ part,
   double m = 0.0, s = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     const double a = fabs(double(g[j]));
-    m = (a > m || a != a) ? a : m;
+    m = rs::abs_max_step(m, double(g[j]));  // (the CPU's NaN bits)
     s += a;
   }
   m = block_reduce<true>(m, sh);

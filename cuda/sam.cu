@@ -28,12 +28,13 @@ template <class T> struct GradSquares {
   }
 };
 
-// The norm's device scratch: st[0] the direct sum of squares, st[1] max |term| (rescan only).
+// The norm's device scratch: st[0] the direct sum of squares, st[1] max |term| (rescan only), st[2]
+// the scaled sum of squares (0: not rescanned; rules::sam_scale_rescanned reads it).
 struct SumOut {
   static constexpr bool kMax = false;
   double* out;
   double* st;
-  __device__ void operator()(double s) const { st[0] = s, out[0] = sqrt(s); }
+  __device__ void operator()(double s) const { st[0] = s, st[2] = 0.0, out[0] = sqrt(s); }
 };
 
 // Out of double's range (rules::lanczos_sumsq_direct, as on the CPU: cpp/sam.cpp) the terms are
@@ -76,9 +77,9 @@ template <class T> struct ScaledSquares {  // 2: sum of (term 2^-e)^2, e the exp
 template <class T> struct ScaledOut {  // a zero, NaN or Inf max keeps the direct norm
   static constexpr bool kMax = false;
   double* out;
-  const double* st;
+  double* st;
   __device__ void operator()(double ssq) const {
-    if (!in_range<T>(st) && !no_scale(st[1])) out[0] = rules::norm_scaled(ssq, rules::scale_exp(st[1]));
+    if (!in_range<T>(st) && !no_scale(st[1])) out[0] = rules::norm_scaled(ssq, rules::scale_exp(st[1])), st[2] = ssq;
   }
 };
 
@@ -94,14 +95,19 @@ template <class T> struct PerturbOp {
   }
 };
 
-// The scale is read from the norm on the device when each block starts.
+// The scale is read from the norm (and the rescan's st) on the device when each block starts.
 template <class T> struct Perturb {
   static constexpr int kDepth = 3;
   static constexpr unsigned kWritten = 1u | 4u;  // params, backups
   double rho, eps;
   const double* norm;
+  const double* st;
   bool adaptive;
-  __device__ PerturbOp<T> load() const { return {rules::sam_scale_split<T>(rho, norm[0], eps), adaptive}; }
+  __device__ PerturbOp<T> load() const {
+    const double ssq = st[2];  // (st[1] is set where ssq is: the rescan's max)
+    const int e = ssq > 0.0 ? rules::scale_exp(st[1]) : 0;
+    return {rules::sam_scale_rescanned<T>(rho, norm[0], eps, ssq, e), adaptive};
+  }
 };
 
 template <class T> struct CopyOp {
@@ -122,14 +128,14 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
   a.require(backups, "backups", true);
   double* o = a.add_buffer(out, "out", 1, true);
   a.ready(/*always_launch=*/true);
-  const ScratchBuffer scratch(2 * sizeof(double), a.stream(), a.device());  // (the norm's st, above)
+  const ScratchBuffer scratch(3 * sizeof(double), a.stream(), a.device());  // (the norm's st, above)
   double* st = scratch.as<double>();
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
     a.reduce<T>(GradSquares<T>{adaptive}, SumOut{o, st});
     a.reduce<T>(TermMax<T>{adaptive, st}, MaxOut<T>{st});
     a.reduce<T>(ScaledSquares<T>{adaptive, st}, ScaledOut<T>{o, st});
-    a.apply<T>(Perturb<T>{rho, eps, o, adaptive});
+    a.apply<T>(Perturb<T>{rho, eps, o, st, adaptive});
   });
   return py::none();  // the norm stays in out[0] on the device
 }

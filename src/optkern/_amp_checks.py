@@ -48,6 +48,24 @@ def _float32_in(name: str, value, lo: float, hi: float = math.inf) -> float:
     return v
 
 
+def _scale_in(name: str, value) -> float:
+    """A scale the user sets (``init_scale``, ``update(new_scale)``): ``_float32_in`` (0, negative
+    and non-finite refused, as 1e-50, zero in float32), and one whose reciprocal is a finite float32.
+    The unscale multiplies by ``float32(1 / scale)`` and checks the gradients it reads, as torch's
+    does, not the products: below 2.938737e-39 (float32 subnormals from 2**-128 down) that
+    reciprocal is inf, every finite gradient unscaled to inf (0 to NaN) with found_inf clear,
+    and the step wrote them into the params. torch accepts such a scale; refused here by name."""
+    v = _float32_in(name, value, 0.0)
+    with np.errstate(over="ignore"):
+        inv = np.float32(1.0 / float(np.float32(v)))
+    if not math.isfinite(inv):
+        raise ValueError(
+            f"{name}: 1 / {name} (the unscale's factor) overflows float32 for {v!r}; the smallest scale "
+            "taken is 2.938737e-39 (2**-128 * (1 + 2**-21))"
+        )
+    return v
+
+
 def _saved_scale(name: str, value) -> float:
     """A scale read back from a state dict: the constructor's rule, or 0, which the scale reaches
     by backing off (from 2**16, 166 non-finite steps in a row underflow float32, as torch's scale
@@ -71,7 +89,7 @@ def _new_scale(value, scale):
                 raise ValueError("new_scale: a CuPy array for a scaler on the CPU")
             return value.reshape(1).astype(np.float32)
         value = float(value.reshape(-1)[0])
-    return np.float32(_float32_in("new_scale", value, 0.0))
+    return np.float32(_scale_in("new_scale", value))
 
 
 #: why a step or unscale_ on no grads at all is refused (torch's AssertionError message)
@@ -86,7 +104,7 @@ def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
     TypeError naming ``names[key]``), before the caller assigns any of it; a ``saved`` state
     (``load_state_dict``) may hold a scale that backed off to 0 (``_saved_scale``)."""
     interval = _backend.integer(names["growth_interval"], state["growth_interval"], lo=1, hi=_backend.INT64_MAX)
-    scale = _saved_scale if saved else lambda name, v: _float32_in(name, v, 0.0)
+    scale = _saved_scale if saved else _scale_in
     return {
         "scale": scale(names["scale"], state["scale"]),
         "growth_factor": _float32_in(names["growth_factor"], state["growth_factor"], 1.0),

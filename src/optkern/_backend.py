@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import os
 import sys
+from collections.abc import Mapping, Set
 
 import numpy as np
 
@@ -191,6 +192,12 @@ def as_list(arrays, name: str) -> list:
         return [as_array(arrays, name) if type(arrays) is not np.ndarray else arrays]
     if is_foreign(arrays):
         return [as_array(arrays, name)]
+    if isinstance(arrays, (Mapping, Set, str, bytes)):
+        # list() of a dict took its keys for the arrays (then "grads[0]: ... got str"); a set has no
+        # order to match params by: named here, with what is taken
+        raise TypeError(
+            f"{name}: expected an array or a list of arrays, got {type(arrays).__name__} (pass a list in order)"
+        )
     try:
         out = list(arrays)
     except TypeError:
@@ -214,8 +221,8 @@ def read_once(arrays):
     generator), else as given: for a caller that passes it on after reading it (checks, then the
     write, then the caller's own objects kept), where each read its own pass of a generator and
     the later ones found it exhausted. Not iterable: returned for ``as_list`` to name."""
-    if arrays is None or isinstance(arrays, (list, tuple)) or is_array(arrays):
-        return arrays
+    if arrays is None or isinstance(arrays, (list, tuple, Mapping, Set, str, bytes)) or is_array(arrays):
+        return arrays  # (a dict, set or str: for as_list to refuse by name, not its keys taken)
     try:
         return list(arrays)
     except TypeError:

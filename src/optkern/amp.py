@@ -72,7 +72,14 @@ __all__ = ["GradScaler", "OptState"]
 class GradScaler(ScalerConfig):
     """Dynamic loss scaling with ``torch.amp.GradScaler``'s keywords and defaults (no ``device``: the
     scale lives beside the grads) and methods (``scale``, ``unscale_``, ``step``, ``update``,
-    ``get_scale``, ``state_dict``); see the module docstring."""
+    ``get_scale``, ``state_dict``); see the module docstring.
+
+    ``init_scale`` and ``update(new_scale)`` take a scale in float32's range whose reciprocal (the
+    unscale's factor) is a finite float32: from 2.938737e-39 up. Zero, negative, non-finite and
+    smaller scales raise ValueError naming the argument (torch takes the ones below 2.938737e-39,
+    where finite gradients unscale to inf / NaN without setting found_inf and the step writes them
+    into the params). A scale the backoff reaches (0 after ~166 overflowing steps in a row from
+    2**16) is kept and saved as torch keeps it; ``load_state_dict`` takes it back."""
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ The paper pairs this with a constant or cyclic learning rate after ``swa_start``
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +59,13 @@ def _checked_config(config, name) -> dict:
         "number": lowp._option(name("number"), config["number"], ("block_fp", "fixed_point")),
     }
     bits = config["bits"]
-    bits = dict.fromkeys(_WHAT, bits) if not isinstance(bits, dict) else dict(bits)
+    if not isinstance(bits, Mapping):
+        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):  # (not as bits['weight']: none given)
+            raise TypeError(
+                f"{name('bits')}: expected an int or a dict with keys {_WHAT} of ints, got {type(bits).__name__}"
+            )
+        bits = dict.fromkeys(_WHAT, bits)
+    bits = dict(bits)
     if set(bits) != set(_WHAT):
         raise ValueError(f"{name('bits')}: expected an int or a dict with keys {_WHAT}, got {sorted(bits, key=repr)}")
     out["bits"] = {k: lowp._grid_bits(f"{name('bits')}[{k!r}]", bits[k]) for k in _WHAT}

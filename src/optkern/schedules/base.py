@@ -61,9 +61,14 @@ class Schedule:
             return
         for (name, rule), v in zip(self._rules, values.values()):
             rule(name, v)
+        self._check_together()
         remember(cache, "rules", values, True)
         if cache:
             self.__dict__["_attributes_checked"] = cache  # (not through a subclass's __setattr__)
+
+    def _check_together(self) -> None:
+        """ValueError naming an attribute whose value the others rule out (each passed its own
+        rule): the constructor's cross-checks, run again before each value, as the rules are."""
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -39,6 +39,10 @@ class linear_warmup(Schedule):
         self.warmup_steps = count("warmup_steps", warmup_steps, 0)
         self.start_factor = _backend.in_range("start_factor", start_factor, 0.0, 1.0)
         self.shift = _backend.flag("shift", shift)  # bool("False") was True
+        self._check_together()
+
+    def _check_together(self) -> None:
+        # (again before each value: warmup_steps, shift or the schedule's own horizon assigned later)
         total = self.schedule.total_steps
         if total is not None and not self.shift and self.warmup_steps > total:
             raise ValueError(f"warmup_steps: {self.warmup_steps} is longer than the schedule's total_steps {total}")

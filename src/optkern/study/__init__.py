@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from .config import check_memory
 from .methods import DEFAULT_OPTIMIZERS, LOW_PRECISION
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
@@ -76,6 +77,10 @@ def main(args) -> int:
         train, val = data.split(val_fraction=0.2, seed=args.seed)
     except (DataError, ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
+    try:  # (widths the machine cannot hold: refused by arithmetic, before anything is allocated)
+        check_memory(cfg, train.x.shape[1], train.num_classes)
+    except ConfigError as e:
+        raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.message}") from None
     # Under mpiexec (or --distributed): data-parallel over the ranks. Every rank parses the same
     # arguments and data, so a usage error stops every rank alike; only rank 0 writes or prints.
     comm = communicator(force=bool(getattr(args, "distributed", False)))

@@ -169,3 +169,48 @@ def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
     """Every hyper-parameter of ``name``'s run: the ones set, then the class's
     defaults for the rest (read from its signature), for the report."""
     return methods.all_hyperparameters(name, cfg.hyperparameters(name))
+
+
+#: float32 arrays of the model's size one run holds at least: the weights, their gradient and two
+#: optimizer states (Adam's moments; the curvature measures' vectors and the activations come on top)
+_COPIES = 4
+
+
+def model_weights(cfg: StudyConfig, n_features: int, n_classes: int) -> int:
+    """The MLP's weight and bias count for ``cfg.hidden`` between the data's features and classes
+    (Python integers: exact for any widths)."""
+    sizes = [int(n_features), *map(int, cfg.hidden), int(n_classes)]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+def _memory_bytes(device: str) -> int | None:
+    """The memory a run may use: the host's physical memory, or the GPU's; None when unknown."""
+    try:
+        if device == "cuda":
+            import cupy
+
+            return int(cupy.cuda.runtime.memGetInfo()[1])
+        import os
+
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except Exception:  # (no sysconf names, no CUDA runtime: the study finds out as it allocates)
+        return None
+
+
+def check_memory(cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1) -> None:
+    """ConfigError naming ``hidden`` when one run's lower bound of memory (``_COPIES`` float32
+    arrays of the model's size) exceeds ``available`` bytes (default: this machine's; None: not
+    checked). Arithmetic only, before anything is allocated: ``--hidden 65536,65536`` (4.3e9
+    weights, 64 GiB) started the study and failed in NumPy's allocation, or was killed by the
+    system part-way (and a sanitizer's allocator aborts on such a request)."""
+    avail = _memory_bytes(cfg.device) if available == -1 else available
+    n = model_weights(cfg, n_features, n_classes)
+    need = _COPIES * 4 * n
+    if avail is not None and need > avail:
+        sizes = [int(n_features), *map(int, cfg.hidden), int(n_classes)]
+        raise ConfigError(
+            "hidden",
+            f"an MLP of layer sizes {sizes} has {n:,} weights: a run holds at least {need / 2**30:.1f} GiB "
+            f"({_COPIES} float32 copies: weights, gradient, optimizer state), more than the {avail / 2**30:.0f} GiB "
+            f"of {'GPU memory' if cfg.device == 'cuda' else 'memory'} here; choose smaller widths",
+        )

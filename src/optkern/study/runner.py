@@ -18,7 +18,7 @@ from ..datasets import Dataset
 from ..nn import MLP
 from ..threads import limit_threads
 from . import divergence, lowprec, methods
-from .config import ConfigError, StudyConfig, all_hyperparameters
+from .config import ConfigError, StudyConfig, all_hyperparameters, check_memory
 
 # (runner.curvature, not hessian_measures.curvature, is what _safe_curvature calls: tests patch it here)
 from .hessian_measures import curvature
@@ -325,6 +325,7 @@ def run_study(
     (the caller writes them). ``comm``: data-parallel over its ranks (see ``train_run``);
     every rank returns the same results, progress is drawn by rank 0 only."""
     cfg.validate()
+    check_memory(cfg, train.x.shape[1], train.num_classes)  # (before any run allocates its model)
     from .. import info
 
     results: dict[str, Any] = {

@@ -12,6 +12,7 @@
 // pass  d = -H g + sum_j (-H al_j) y_j + (al_j - be_j) s_j  -- two passes over the history per
 // step instead of 4k.
 #pragma once
+#include <cmath>  // (NAN)
 #include <cstdint>
 
 #include "optkern/common.hpp"
@@ -49,6 +50,17 @@ OK_HD double lbfgs_two_loop(int64_t k, const double* sy, const double* yy, const
 // with add_(alpha=...): an fma each). The CPU's and the GPU's d are the same bits.
 template <class T> OK_HD T direction_start(T g_scale, T g) { return g_scale * g; }
 template <class T> OK_HD T direction_add(T d, T cy, T y, T cs, T s) { return fma_t(cs, s, fma_t(cy, y, d)); }
+
+// max |x| of lbfgs_stats (g) and of the direction (d): NaN-sticky, and then the one quiet NaN
+// (0x7ff8...: no sign, no payload) whichever NaN was met. The CPU's SIMD max keeps a NaN flag beside
+// the max and writes abs_max_nan(); the GPU's tree took |x| of the NaN it met (its sign cleared,
+// its payload kept): other bits than the CPU's for a NaN with a payload. Combining two partial
+// maxes: abs_max_step(a, b) for b >= 0 or canonical NaN, the same rule.
+OK_HD double abs_max_nan() { return double(NAN); }
+OK_HD double abs_max_step(double m, double x) {
+  const double a = x < 0.0 ? -x : x;
+  return a != a ? abs_max_nan() : (a > m ? a : m);  // (m NaN: a > m is false, m stays)
+}
 
 // The dot products the push pass returns, per history row j (kPushPerRow of them) and for the
 // new pair itself (kPushSelf), in this order.
@@ -106,8 +118,8 @@ OK_HD double sam_scale(double rho, double grad_norm, double eps) {
 // rounding of g times the scale in an unbounded exponent range -- a gradient scaled by a power of
 // two moves w exactly as the unscaled one does, as for the norm's rescan above. In range: k = 0 and
 // m = T(scale), the bits as before. ||g|| + eps = 0 (a zero gradient, eps = 0): no ascent (m = 0).
-// (float64: a norm that small is subnormal, of fewer bits: the move is along g, its length rho to
-// that precision. A float32 gradient's norm, a double, is always exact to double's precision.)
+// (float64: a norm that small is subnormal, of fewer bits: sam_scale_rescanned below takes the scale
+// from the norm's scaled sum instead. A float32 gradient's norm, a double, is always a normal double.)
 template <class T> struct SamScale {
   T m;
   int k;
@@ -119,6 +131,24 @@ template <class T> OK_HD SamScale<T> sam_scale_split(double rho, double grad_nor
   if (!(d > 0.0)) return {T(0), 0};
   const int er = scale_exp(rho), ed = scale_exp(d);  // both exact powers of two out: (rho / d) = m 2^(er - ed)
   return {T(scale2(rho, -er) / scale2(d, -ed)), er - ed};
+}
+
+// The ascent scale from a rescanned norm, ||g|| = sqrt(ssq) 2^e (sam_norm_term_scaled; ssq = 0: not
+// rescanned). Rounded below double's normal range the norm keeps few bits (1e-321: 8), and
+// rho / (||g|| + eps) from it moved w up to 1e-3 (relative) off the length rho: here the divisor is
+// d = (sqrt(ssq) + eps 2^-e) 2^e, both scalings exact, and rho / d is split as sam_scale_split splits
+// it (m in (1/2, 2), one rounding). An eps in the normal range swamps the norm's rounding (2^-1075 at
+// most: 2^-53 of eps), and a norm in range is as exact as before: sam_scale_split, the same bits.
+template <class T> OK_HD SamScale<T> sam_scale_rescanned(double rho, double norm, double eps, double ssq, int e) {
+  constexpr double kMinNormal = 0x1p-1022;
+  if (!(norm < kMinNormal) || !(eps < kMinNormal) || rho == 0.0 || !(ssq > 0.0) || !finite_(ssq))
+    return sam_scale_split<T>(rho, norm, eps);
+  const double dm = norm_scaled(ssq, 0) + scale2(eps, -e);
+  const int er = scale_exp(rho), ed = scale_exp(dm);
+  const double m = scale2(rho, -er) / scale2(dm, -ed);
+  const int k = er - ed - e;  // rho / d = m 2^k
+  if (k <= (sizeof(T) == 4 ? 127 : 1023)) return {T(scale2(m, k)), 0};  // in T's range: m 2^k < 2^(k+1)
+  return {T(m), k};
 }
 
 // The ascent step with a split scale (k > 0), rounded as sam_perturb / sam_perturb_adaptive are.
