@@ -214,8 +214,8 @@ template <bool Signed> OK_AVX512 inline void decode(const uint8_t* q, float* x, 
 // ---- decode by lookup (AVX512_VBMI) ----------------------------------------------------------
 // The 256 values of a map, dyn_decode's own, as four byte planes (plane b: byte b of each value's
 // bits): vpermt2b looks up 64 codes' bytes of one plane in a 128-entry half of it, so a code's
-// value takes two permutes and a blend per plane and no arithmetic -- the same bits as the
-// scalar decode by construction. (The arithmetic decode above: ~13 vector operations per 16
+// value takes two permutes and a blend per plane (the signed map: one permute, decode_vbmi) and no
+// arithmetic -- the same bits as the scalar decode by construction. (The arithmetic decode above: ~13 vector operations per 16
 // codes, a fifth of an 8-bit Adam step on one Zen 4 thread; this one ~8: 31 per 64 codes.)
 struct BytePlanes {
   alignas(64) uint8_t b[2][4][256];  // [signed][plane][code]
@@ -257,9 +257,21 @@ template <bool Signed> OK_VBMI inline void decode_vbmi(const uint8_t* q, float* 
   const __m512 sv = _mm512_set1_ps(s);
   for (int64_t i = 0; i < n; i += 64) {
     const __m512i c = _mm512_permutexvar_epi8(order, _mm512_loadu_si512(q + i));
-    const __mmask64 high = _mm512_movepi8_mask(c);
-    const __m512i b0 = plane_bytes(planes[0], c, high), b1 = plane_bytes(planes[1], c, high);
-    const __m512i b2 = plane_bytes(planes[2], c, high), b3 = plane_bytes(planes[3], c, high);
+    __m512i b0, b1, b2, b3;
+    if constexpr (Signed) {
+      // dyn_decode(c, true) is dyn_decode(c & 0x7f, true) with the sign of bit 7 (-0 for 0x80):
+      // a lookup in the first 128 entries (vpermt2b reads an index's low seven bits), then bit 7
+      // of each code into its value's top byte -- no second lookup and no blend per plane
+      b0 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[0]), c, _mm512_load_si512(planes[0] + 64));
+      b1 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[1]), c, _mm512_load_si512(planes[1] + 64));
+      b2 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[2]), c, _mm512_load_si512(planes[2] + 64));
+      b3 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[3]), c, _mm512_load_si512(planes[3] + 64));
+      b3 = _mm512_ternarylogic_epi32(b3, c, _mm512_set1_epi8(char(0x80)), 0xF8);  // b3 | (c & 0x80)
+    } else {
+      const __mmask64 high = _mm512_movepi8_mask(c);
+      b0 = plane_bytes(planes[0], c, high), b1 = plane_bytes(planes[1], c, high);
+      b2 = plane_bytes(planes[2], c, high), b3 = plane_bytes(planes[3], c, high);
+    }
     const __m512i w01lo = _mm512_unpacklo_epi8(b0, b1), w01hi = _mm512_unpackhi_epi8(b0, b1);
     const __m512i w23lo = _mm512_unpacklo_epi8(b2, b3), w23hi = _mm512_unpackhi_epi8(b2, b3);
     const __m512i v[4] = {_mm512_unpacklo_epi16(w01lo, w23lo), _mm512_unpackhi_epi16(w01lo, w23lo),
