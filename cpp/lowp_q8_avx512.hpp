@@ -34,16 +34,37 @@ namespace avx512 {
 // An 8-entry table in both 256-bit halves: vpermps by an index in [0, 8) reads it in any lane.
 OK_AVX512 inline __m512 table(const float* t) { return _mm512_broadcast_f32x8(_mm256_loadu_ps(t)); }
 
+// The lower decade g of each binade of the clamped range (avx2::encode_mag's (126 - binade) 1233 >>
+// 12) and its 10^-(g+1), as 32-entry tables indexed by binade mod 32 (vpermt2d and vpermt2ps read
+// an index's low five bits; binades 96 .. 127 hold the range: [2^-26, 1) for the 8-bit map,
+// [2^-23, 1) for the 7-bit one): two lookups in place of the subtract, multiply, shift and lookup.
+template <int M> struct BinadeTables {
+  alignas(64) int32_t g[32];
+  alignas(64) float next[32];
+};
+template <int M> constexpr BinadeTables<M> make_binade_tables() {
+  BinadeTables<M> t{};
+  for (int b = 96; b < 128; ++b) {
+    const int g = ((126 - b) * 1233) >> 12;  // (b = 127 lies above the range: g = -1, unused)
+    const int gc = g < 0 ? 0 : g > 7 ? 7 : g;
+    t.g[b & 31] = gc;
+    t.next[b & 31] = kMap<M>.next[gc];
+  }
+  return t;
+}
+template <int M> inline constexpr BinadeTables<M> kBinade = make_binade_tables<M>();
+
 // avx2::encode_mag<M> on 16 lanes (its comments give the why of each step).
 template <int M> OK_AVX512 inline __m512i encode_mag(__m512 y, __mmask16& suspect) {
   const MapTables<M>& T = kMap<M>;
+  const BinadeTables<M>& B = kBinade<M>;
   constexpr float kLo = M == 8 ? 1.4901161193847656e-08f : 1.1920928955078125e-07f;  // 2^-26, 2^-23
+  static_assert(M == 7 || M == 8, "the binade tables cover [2^-32, 1)");
   // (operand order as in AVX2: min keeps a NaN y, max then makes it kLo)
   const __m512 xc = _mm512_max_ps(_mm512_min_ps(_mm512_set1_ps(0.99999994f), y), _mm512_set1_ps(kLo));
   const __m512i binade = _mm512_srli_epi32(_mm512_castps_si512(xc), 23);
-  const __m512i g = _mm512_srai_epi32(
-      _mm512_mullo_epi32(_mm512_sub_epi32(_mm512_set1_epi32(126), binade), _mm512_set1_epi32(1233)), 12);
-  const __m512 next = _mm512_permutexvar_ps(g, table(T.next));
+  const __m512i g = _mm512_permutex2var_epi32(_mm512_load_si512(B.g), binade, _mm512_load_si512(B.g + 16));
+  const __m512 next = _mm512_permutex2var_ps(_mm512_load_ps(B.next), binade, _mm512_load_ps(B.next + 16));
   const __mmask16 below = _mm512_cmp_ps_mask(xc, next, _CMP_LE_OQ);
   const __m512i e = _mm512_mask_add_epi32(g, below, g, _mm512_set1_epi32(1));
   const __m512 t = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_permutexvar_ps(e, table(T.k))),
@@ -74,7 +95,23 @@ template <bool Signed> OK_AVX512 inline bool encode(const float* x, uint8_t* q, 
   const __m512 rv = _mm512_set1_ps(r);
   unsigned any = 0;
   int64_t i = 0;
-  // two vectors per pass: independent dependency chains for the out-of-order core to overlap
+  // four vectors per pass: independent dependency chains for the out-of-order core to overlap, and
+  // their codes narrowed by two packs and one permute (packs work within 128-bit lanes: byte 4 j +
+  // q of lane l is code 4 l + q of vector j) instead of four vpmovdb and two inserts
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (; i + 64 <= n; i += 64) {
+    __mmask16 s0, s1, s2, s3;
+    const __m512i c0 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i), rv), s0);
+    const __m512i c1 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 16), rv), s1);
+    const __m512i c2 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 32), rv), s2);
+    const __m512i c3 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 48), rv), s3);
+    // codes are in [0, 255]: the saturating packs are exact
+    const __m512i b = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, b));
+    const uint64_t m = uint64_t(s0) | uint64_t(s1) << 16 | uint64_t(s2) << 32 | uint64_t(s3) << 48;
+    std::memcpy(sus + i / 8, &m, sizeof m);
+    any |= unsigned(m != 0);
+  }
   for (; i + 32 <= n; i += 32) {
     __mmask16 s0, s1;
     const __m512i c0 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i), rv), s0);
@@ -101,7 +138,7 @@ template <bool Signed> OK_AVX512 inline bool encode(const float* x, uint8_t* q, 
 // avx2::block_scale on 16 lanes: the largest abs_bits (NaN, inf as 0) and whether any x < 0 (a running
 // min: min keeps its second operand where either is NaN, and -0 is not below 0). Vector
 // accumulators only: a mask accumulator (kor through a general register) made it 2.4x slower.
-OK_AVX512 inline float block_scale(const float* x, int64_t n) {
+OK_AVX512 inline float block_scale_exact(const float* x, int64_t n) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
   __m512i amax = _mm512_setzero_si512();
   __m512 lo = _mm512_setzero_ps();
@@ -114,6 +151,34 @@ OK_AVX512 inline float block_scale(const float* x, int64_t n) {
   }
   const bool neg = _mm512_cmp_ps_mask(lo, _mm512_setzero_ps(), _CMP_LT_OQ) != 0;
   return lowp::scale_of(uint32_t(_mm512_reduce_max_epi32(amax)), neg);
+}
+
+// The same, faster where the block holds no NaN or inf (as a step's states nearly always do): the
+// max of |x|'s bits unfiltered, two accumulators of each kind; a max at or above inf's bits sends
+// the block to block_scale_exact (below it, no element was NaN or inf and the maxima agree). The
+// accumulated mins never hold NaN or -0 (min(v, lo) keeps lo then), so merging them is exact.
+OK_AVX512 inline float block_scale(const float* x, int64_t n) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+  __m512 lo0 = _mm512_setzero_ps(), lo1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+    a0 = _mm512_max_epi32(a0, _mm512_and_si512(_mm512_castps_si512(v0), abs_mask));
+    a1 = _mm512_max_epi32(a1, _mm512_and_si512(_mm512_castps_si512(v1), abs_mask));
+    lo0 = _mm512_min_ps(v0, lo0);
+    lo1 = _mm512_min_ps(v1, lo1);
+  }
+  for (; i < n; i += 16) {  // (n a multiple of 8)
+    const __mmask16 lanes = n - i >= 16 ? __mmask16(0xffff) : __mmask16(0x00ff);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i);
+    a0 = _mm512_max_epi32(a0, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+    lo0 = _mm512_min_ps(v, lo0);
+  }
+  const uint32_t amax = uint32_t(_mm512_reduce_max_epi32(_mm512_max_epi32(a0, a1)));
+  if (amax >= 0x7f800000u) return block_scale_exact(x, n);
+  const bool neg = _mm512_cmp_ps_mask(_mm512_min_ps(lo0, lo1), _mm512_setzero_ps(), _CMP_LT_OQ) != 0;
+  return lowp::scale_of(amax, neg);
 }
 
 // avx2::decode_mag<M> on 16 lanes (lanes with c = 0 give garbage: the caller masks them).
@@ -149,8 +214,8 @@ template <bool Signed> OK_AVX512 inline void decode(const uint8_t* q, float* x, 
 // ---- decode by lookup (AVX512_VBMI) ----------------------------------------------------------
 // The 256 values of a map, dyn_decode's own, as four byte planes (plane b: byte b of each value's
 // bits): vpermt2b looks up 64 codes' bytes of one plane in a 128-entry half of it, so a code's
-// value takes two permutes and a blend per plane and no arithmetic -- the same bits as the
-// scalar decode by construction. (The arithmetic decode above: ~13 vector operations per 16
+// value takes two permutes and a blend per plane (the signed map: one permute, decode_vbmi) and no
+// arithmetic -- the same bits as the scalar decode by construction. (The arithmetic decode above: ~13 vector operations per 16
 // codes, a fifth of an 8-bit Adam step on one Zen 4 thread; this one ~8: 31 per 64 codes.)
 struct BytePlanes {
   alignas(64) uint8_t b[2][4][256];  // [signed][plane][code]
@@ -192,9 +257,21 @@ template <bool Signed> OK_VBMI inline void decode_vbmi(const uint8_t* q, float* 
   const __m512 sv = _mm512_set1_ps(s);
   for (int64_t i = 0; i < n; i += 64) {
     const __m512i c = _mm512_permutexvar_epi8(order, _mm512_loadu_si512(q + i));
-    const __mmask64 high = _mm512_movepi8_mask(c);
-    const __m512i b0 = plane_bytes(planes[0], c, high), b1 = plane_bytes(planes[1], c, high);
-    const __m512i b2 = plane_bytes(planes[2], c, high), b3 = plane_bytes(planes[3], c, high);
+    __m512i b0, b1, b2, b3;
+    if constexpr (Signed) {
+      // dyn_decode(c, true) is dyn_decode(c & 0x7f, true) with the sign of bit 7 (-0 for 0x80):
+      // a lookup in the first 128 entries (vpermt2b reads an index's low seven bits), then bit 7
+      // of each code into its value's top byte -- no second lookup and no blend per plane
+      b0 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[0]), c, _mm512_load_si512(planes[0] + 64));
+      b1 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[1]), c, _mm512_load_si512(planes[1] + 64));
+      b2 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[2]), c, _mm512_load_si512(planes[2] + 64));
+      b3 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[3]), c, _mm512_load_si512(planes[3] + 64));
+      b3 = _mm512_ternarylogic_epi32(b3, c, _mm512_set1_epi8(char(0x80)), 0xF8);  // b3 | (c & 0x80)
+    } else {
+      const __mmask64 high = _mm512_movepi8_mask(c);
+      b0 = plane_bytes(planes[0], c, high), b1 = plane_bytes(planes[1], c, high);
+      b2 = plane_bytes(planes[2], c, high), b3 = plane_bytes(planes[3], c, high);
+    }
     const __m512i w01lo = _mm512_unpacklo_epi8(b0, b1), w01hi = _mm512_unpackhi_epi8(b0, b1);
     const __m512i w23lo = _mm512_unpacklo_epi8(b2, b3), w23hi = _mm512_unpackhi_epi8(b2, b3);
     const __m512i v[4] = {_mm512_unpacklo_epi16(w01lo, w23lo), _mm512_unpackhi_epi16(w01lo, w23lo),

@@ -87,71 +87,69 @@ __attribute__((target("avx2"))) inline void fill_blocks_avx2(uint32_t* out, uint
   }
 }
 
-// The same with AVX-512, 32 blocks per pass (nb a multiple of 32): fill_blocks_avx2's steps on
-// sixteen lanes, masks where AVX2 blends. GCC 12's AVX-512 intrinsics trip -Wmaybe-uninitialized
-// and -Wuninitialized on their own "undefined" operands (GCC bug 105593; see lowp_q8_avx512.hpp).
+// The same with AVX-512, 32 blocks per pass (nb a multiple of 32), one block per 64-bit lane:
+// vpmuludq multiplies the low halves of 64-bit lanes, so a word kept in a lane's low half is
+// multiplied as it stands and its 64-bit product holds both results (lo in the low half, hi after
+// one shift). A lane's high half is never read by a multiply or stored, so it may hold garbage
+// (y and w keep the product's high half there). Per round and 8 blocks: 2 multiplies, 2 shifts,
+// 2 three-way XORs -- the 32-bit-lane form (16 blocks a vector) needed 16 operations per 16 blocks
+// for the same 4 multiplies, the rest shifts and blends to split and merge even and odd lanes.
+// Four groups of 8 blocks interleaved hide a round's ~5-cycle chain. GCC 12's AVX-512 intrinsics
+// trip -Wmaybe-uninitialized and -Wuninitialized on their own "undefined" operands (GCC bug 105593;
+// see lowp_q8_avx512.hpp).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #define OK_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-struct Lanes16 {
-  __m512i x, y, z, w;
+struct Lanes8x64 {
+  __m512i x, y, z, w;  // word of lane l in the low half of 64-bit lane l
 };
 
-OK_AVX512 inline Lanes16 counters16(uint64_t c, uint64_t stream) {
-  const __m512i lo = _mm512_set1_epi32(int(uint32_t(c)));
-  const __m512i x = _mm512_add_epi32(lo, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  const __m512i hi = _mm512_set1_epi32(int(uint32_t(c >> 32)));
-  const __mmask16 wrapped = _mm512_cmplt_epu32_mask(x, lo);  // + 1 on the high word where the low one wrapped
-  return {x, _mm512_mask_add_epi32(hi, wrapped, hi, _mm512_set1_epi32(1)), _mm512_set1_epi32(int(uint32_t(stream))),
-          _mm512_set1_epi32(int(uint32_t(stream >> 32)))};
+OK_AVX512 inline Lanes8x64 counters8x64(uint64_t c, __m512i z, __m512i w) {
+  // the counters c + l as 64-bit sums (mod 2^64, as block()'s uint64_t): low word as it stands, high one shifted down
+  const __m512i b = _mm512_add_epi64(_mm512_set1_epi64(int64_t(c)), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  return {b, _mm512_srli_epi64(b, 32), z, w};
 }
 
-OK_AVX512 inline void round16(Lanes16& v, __m512i k0, __m512i k1) {  // single_round
-  const __m512i m0 = _mm512_set1_epi64(kM0), m1 = _mm512_set1_epi64(kM1);
-  const __m512i p0e = _mm512_mul_epu32(v.x, m0), p0o = _mm512_mul_epu32(_mm512_srli_epi64(v.x, 32), m0);
-  const __m512i p1e = _mm512_mul_epu32(v.z, m1), p1o = _mm512_mul_epu32(_mm512_srli_epi64(v.z, 32), m1);
-  constexpr __mmask16 odd = 0xAAAA;
-  const __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p0e, 32), p0o);
-  const __m512i hi1 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p1e, 32), p1o);
-  const __m512i nx = _mm512_ternarylogic_epi32(hi1, v.y, k0, 0x96);  // hi1 ^ y ^ k0
-  const __m512i nz = _mm512_ternarylogic_epi32(hi0, v.w, k1, 0x96);
-  v.y = _mm512_mask_blend_epi32(odd, p1e, _mm512_slli_epi64(p1o, 32));
-  v.w = _mm512_mask_blend_epi32(odd, p0e, _mm512_slli_epi64(p0o, 32));
-  v.x = nx;
-  v.z = nz;
+OK_AVX512 inline void round8x64(Lanes8x64& v, __m512i k0, __m512i k1) {  // single_round
+  const __m512i p0 = _mm512_mul_epu32(v.x, _mm512_set1_epi64(kM0));  // lo0 | hi0 << 32
+  const __m512i p1 = _mm512_mul_epu32(v.z, _mm512_set1_epi64(kM1));
+  v.x = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), v.y, k0, 0x96);  // hi1 ^ y ^ k0
+  v.z = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), v.w, k1, 0x96);  // hi0 ^ w ^ k1
+  v.y = p1;
+  v.w = p0;
 }
 
-OK_AVX512 inline void store16(uint32_t* out, const Lanes16& v) {  // lane l -> out[4 l .. 4 l + 3]
-  // within each 128-bit lane k, b_j holds block 4 k + j's four words
-  const __m512i xy0 = _mm512_unpacklo_epi32(v.x, v.y), xy1 = _mm512_unpackhi_epi32(v.x, v.y);
-  const __m512i zw0 = _mm512_unpacklo_epi32(v.z, v.w), zw1 = _mm512_unpackhi_epi32(v.z, v.w);
-  const __m512i b0 = _mm512_unpacklo_epi64(xy0, zw0), b1 = _mm512_unpackhi_epi64(xy0, zw0);
-  const __m512i b2 = _mm512_unpacklo_epi64(xy1, zw1), b3 = _mm512_unpackhi_epi64(xy1, zw1);
-  // then the 4 x 4 transpose of 128-bit lanes: output k = (b0, b1, b2, b3) lane k
-  const __m512i t0 = _mm512_shuffle_i32x4(b0, b1, 0x44), t1 = _mm512_shuffle_i32x4(b2, b3, 0x44);  // lanes 0, 1
-  const __m512i t2 = _mm512_shuffle_i32x4(b0, b1, 0xEE), t3 = _mm512_shuffle_i32x4(b2, b3, 0xEE);  // lanes 2, 3
-  _mm512_storeu_si512(out, _mm512_shuffle_i32x4(t0, t1, 0x88));
-  _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(t0, t1, 0xDD));
-  _mm512_storeu_si512(out + 32, _mm512_shuffle_i32x4(t2, t3, 0x88));
-  _mm512_storeu_si512(out + 48, _mm512_shuffle_i32x4(t2, t3, 0xDD));
+OK_AVX512 inline void store8x64(uint32_t* out, const Lanes8x64& v) {  // lane l -> out[4 l .. 4 l + 3]
+  // x_l y_l pairs (dwords 2 l of x, then of y), then pairs of pairs (qwords)
+  const __m512i pick = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+  const __m512i xy = _mm512_permutex2var_epi32(v.x, pick, v.y), zw = _mm512_permutex2var_epi32(v.z, pick, v.w);
+  _mm512_storeu_si512(out, _mm512_permutex2var_epi64(xy, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), zw));
+  _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi64(xy, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), zw));
 }
 
 OK_AVX512 inline void fill_blocks_avx512(uint32_t* out, uint64_t b0, int64_t nb, uint64_t seed, uint64_t stream) {
+  const __m512i z = _mm512_set1_epi64(int64_t(uint32_t(stream))), w = _mm512_set1_epi64(int64_t(stream >> 32));
   for (int64_t j = 0; j < nb; j += 32) {
-    Lanes16 a = counters16(b0 + uint64_t(j), stream), b = counters16(b0 + uint64_t(j) + 16, stream);
+    const uint64_t c = b0 + uint64_t(j);
+    Lanes8x64 a = counters8x64(c, z, w), b = counters8x64(c + 8, z, w);
+    Lanes8x64 d = counters8x64(c + 16, z, w), e = counters8x64(c + 24, z, w);
     uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
     for (int r = 0; r < 10; ++r) {
-      const __m512i kv0 = _mm512_set1_epi32(int(k0)), kv1 = _mm512_set1_epi32(int(k1));
-      round16(a, kv0, kv1);
-      round16(b, kv0, kv1);
+      const __m512i kv0 = _mm512_set1_epi64(k0), kv1 = _mm512_set1_epi64(k1);
+      round8x64(a, kv0, kv1);
+      round8x64(b, kv0, kv1);
+      round8x64(d, kv0, kv1);
+      round8x64(e, kv0, kv1);
       k0 += kW0;
       k1 += kW1;
     }
-    store16(out + 4 * j, a);
-    store16(out + 4 * j + 64, b);
+    store8x64(out + 4 * j, a);
+    store8x64(out + 4 * j + 32, b);
+    store8x64(out + 4 * j + 64, d);
+    store8x64(out + 4 * j + 96, e);
   }
 }
 #undef OK_AVX512
@@ -168,6 +166,7 @@ inline void fill_words_at(uint32_t* out, uint64_t b0, int64_t skip, int64_t n, u
   alignas(64) uint32_t buf[kFillMax + 128];
   const int64_t nb = (skip + n + 3) >> 2;
 #if defined(OPTKERN_X86_AVX2)
+  if (use_avx512() && skip == 0 && n % 128 == 0) return fill_blocks_avx512(out, b0, nb, seed, stream);  // (whole passes: no copy)
   if (use_avx512()) fill_blocks_avx512(buf, b0, (nb + 31) & ~int64_t(31), seed, stream);
   else if (use_avx2()) fill_blocks_avx2(buf, b0, (nb + 15) & ~int64_t(15), seed, stream);
   else fill_blocks_portable(buf, b0, nb, seed, stream);
