@@ -6,7 +6,6 @@
 //   cg_iteration_  the three in turn (z = r, no preconditioner) in one parallel region, each
 //                  thread on the same chunks in each step: one crossing from Python per iteration
 //   cg_start_      r = b / s (s a power of two), r.r; p = r and x = 0 from a cold start   reads b
-//   cg_scale_      x, r, p *= s (the solution scaled back)
 // where y = A p is the operator's product (never written: an operator may hand back an array it
 // keeps). The sums are in float64 over fixed chunks added in chunk order, so they are the same
 // for any thread count (NumPy's float32 dot accumulates in float32).
@@ -152,28 +151,6 @@ double cg_start(py::handle b_h, py::handle r_h, py::handle p_h, py::handle x_h, 
   });
 }
 
-template <class T> OK_CLONES void scale_loop(T* OK_RESTRICT a, T s, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) a[i] *= s;
-}
-
-// x, r and p (None: skipped) times s, in place: the solution of the scaled system scaled back (s a
-// power of two, each product rounded as NumPy's x *= s).
-void cg_scale(py::handle x_h, py::handle r_h, py::handle p_h, double scale) {
-  Vectors v(x_h, "x");
-  char* q[3] = {v.add(x_h, "x", true), v.add(r_h, "r", true), p_h.is_none() ? nullptr : v.add(p_h, "p", true)};
-  finite("scale", scale);
-  by_dtype(v.dt, [&](auto tag) {
-    using T = decltype(tag);
-    const T s = T(scale);
-    return v.sum(q[2] ? 6 : 4, [&](int64_t lo, int64_t len) {
-      for (char* a : q)
-        if (a != nullptr) scale_loop<T>(reinterpret_cast<T*>(a) + lo, s, len);
-      return 0.0;
-    });
-  });
-}
-
 // The sum of a step's partials, in chunk order from 0.0, as reduce_chunks adds them (the same bits).
 double chunk_sum(const std::vector<double>& part) {
   double s = 0.0;
@@ -244,12 +221,10 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
 
 void register_cg(py::module_& m) {
   sig::cg(m, &cg_curvature, &cg_update, &cg_direction, &cg_iteration);
-  // (host only: hessian.cg takes CuPy's b / s and x *= s on the GPU)
+  // (host only: hessian.cg takes CuPy's b / s on the GPU)
   m.def("cg_start_", &cg_start, py::arg("b"), py::arg("r"), py::arg("p"), py::arg("x"), py::arg("scale"),
         "hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; "
         "else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).");
-  m.def("cg_scale_", &cg_scale, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("scale"),
-        "x, r and p (None: skipped) times scale, in place.");
 }
 
 }  // namespace optkern

@@ -27,7 +27,6 @@ __all__: list[str] = [
     "cg_curvature",
     "cg_direction_",
     "cg_iteration_",
-    "cg_scale_",
     "cg_start_",
     "cg_update_",
     "channel_norm_backward",
@@ -273,11 +272,6 @@ def cg_iteration_(
 ) -> tuple:
     """
     One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn (the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p. Returns (pAp, rr), rr NaN when x and r were not written.
-    """
-
-def cg_scale_(x: typing.Any, r: typing.Any, p: typing.Any, scale: typing.SupportsFloat | typing.SupportsIndex) -> None:
-    """
-    x, r and p (None: skipped) times scale, in place.
     """
 
 def cg_start_(

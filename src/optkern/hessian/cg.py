@@ -257,12 +257,9 @@ def cg(
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
     if scale != 1.0:  # in place: x, r and p are cg's own (the callback had copies)
+        x *= scale
+        r *= scale
         rnorm *= scale
-        if hasattr(mod, "cg_scale_"):  # (the CPU module: one call, not three NumPy passes)
-            mod.cg_scale_(x, r, p, scale)
-        else:
-            x *= scale
-            r *= scale
-            if p is not None:
-                p *= scale
+        if p is not None:
+            p *= scale
     return CGResult(x=x, residual_norm=rnorm, residual=r, direction=p, num_matvecs=matvecs, **result)
