@@ -11,10 +11,12 @@
 // for any thread count (NumPy's float32 dot accumulates in float32).
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "cg_threads.hpp"
 #include "lane_sums.hpp"
 #include "optkern/cg_args.hpp"
 #include "optkern/rules/second_order.hpp"
@@ -158,6 +160,12 @@ double chunk_sum(const std::vector<double>& part) {
   return s;
 }
 
+// The process's choice of threads for the fused iteration (cg_threads.hpp).
+ThreadChoice& thread_choice() {
+  static ThreadChoice c;
+  return c;
+}
+
 // What the fused iteration's steps leave for the next (each thread its own copy, the same values).
 template <class T> struct IterationState {
   double pAp = 0.0, rr = NAN;
@@ -209,8 +217,17 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
       return go;
     };
     py::gil_scoped_release nogil;
-    // work: 2 + 4 + 2 arrays streamed
-    const State end = for_each_chunk_steps<State>(chunks, 8 * v.n, 3, step, after);
+    // work: 2 + 4 + 2 arrays streamed; on the calling thread (work 0) where threads lost to it
+    // (cg_threads.hpp)
+    const int threads = max_threads();
+    const bool may = chunks.size() > 1 && threads > 1 && 8 * v.n >= serial_below(threads);
+    const bool par = may && thread_choice().parallel(v.n, threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    const State end = for_each_chunk_steps<State>(chunks, par ? 8 * v.n : 0, 3, step, after);
+    if (may) {
+      const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
+      thread_choice().record(v.n, threads, par, took.count());
+    }
     pAp = end.pAp;
     rr = end.rr;
   });
