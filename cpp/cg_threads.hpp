@@ -12,7 +12,9 @@
 //
 // So where serial_below allows threads, the calls of one size run one thread and all threads in turn
 // until each has kExplore timings, then the faster by the median of its last kKeep, and the other
-// once every kRecheck calls (the machine's load changes). The thread count changes no bits: each
+// once after kRecheck calls (the machine's load changes), after twice as many each time the choice
+// stands (up to kMaxRecheck: a re-timing of the slower path under load can cost milliseconds), after
+// kRecheck again when it changes. The thread count changes no bits: each
 // chunk's sum is its own, added in chunk order. A fixed bound (OPTKERN_SERIAL_BELOW: the tests') turns
 // the choice off: the bound decides, as for every other kernel.
 #pragma once
@@ -34,7 +36,15 @@ class ThreadChoice {
     ++e.calls;
     if (e.count[0] < kExplore || e.count[1] < kExplore) return e.count[1] <= e.count[0];
     const bool best = median(e, 1) < median(e, 0);
-    return e.calls % kRecheck == 0 ? !best : best;
+    if (e.next == 0 || best != e.best) {  // (a first choice, or a changed one: re-timed soon)
+      e.best = best;
+      e.interval = kRecheck;
+      e.next = e.calls + kRecheck;
+    }
+    if (e.calls < e.next) return best;
+    e.interval = std::min(2 * e.interval, kMaxRecheck);
+    e.next = e.calls + e.interval;
+    return !best;
   }
 
   void record(int64_t n, int threads, bool par, double ns) {
@@ -47,10 +57,12 @@ class ThreadChoice {
   }
 
  private:
-  static constexpr int kExplore = 3, kKeep = 5, kRecheck = 16;
+  static constexpr int kExplore = 3, kKeep = 5;
+  static constexpr int64_t kRecheck = 16, kMaxRecheck = 1024;
   struct Entry {
-    int64_t n = -1, calls = 0;
+    int64_t n = -1, calls = 0, next = 0, interval = kRecheck;  // next: the call that re-times the other
     int threads = 0;
+    bool best = false;  // the choice (true: all threads)
     std::array<std::array<double, kKeep>, 2> t{};  // [one thread, all threads]
     std::array<int64_t, 2> count{};
   };

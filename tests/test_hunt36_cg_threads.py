@@ -12,7 +12,8 @@ import optkern
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
 # n above 1M: 8 n work units exceed serial_below's largest bound (2^23), so the choice is made
-# (and explored) on any machine; 40 iterations: the exploration (3 + 3 calls) and two re-timings.
+# (and explored) on any machine; two solves of 40 iterations on 3 threads: the exploration (3 + 3
+# calls), then re-timings of the path not chosen 16 and 32 calls apart.
 CODE = """
 import numpy as np, optkern
 from optkern import hessian
