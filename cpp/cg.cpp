@@ -5,15 +5,18 @@
 //   cg_direction_  p = z + beta p                                 reads z, p; writes p
 //   cg_iteration_  the three in turn (z = r, no preconditioner) in one parallel region, each
 //                  thread on the same chunks in each step: one crossing from Python per iteration
+//   cg_start_      r = b / s (s a power of two), r.r; p = r and x = 0 from a cold start   reads b
 // where y = A p is the operator's product (never written: an operator may hand back an array it
 // keeps). The sums are in float64 over fixed chunks added in chunk order, so they are the same
 // for any thread count (NumPy's float32 dot accumulates in float32).
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "cg_threads.hpp"
 #include "lane_sums.hpp"
 #include "optkern/cg_args.hpp"
 #include "optkern/rules/second_order.hpp"
@@ -109,11 +112,58 @@ void cg_direction(py::handle p_h, py::handle z_h, double beta) {
   });
 }
 
+// hessian.cg's start in one pass over b instead of four NumPy passes and a native one (b / s, r.r,
+// zeros for x, a copy of r for p): r = b / s (s a power of two: exact, rounded as NumPy's b / s where
+// it underflows), r.r summed as cg_curvature(r, r, 0) sums it (the same terms, chunks and lanes: the
+// same bits), and, where given (a cold start without a preconditioner), p = r and x = 0.
+template <class T, bool kCold>
+OK_CLONES double start_loop(const T* OK_RESTRICT b, T* OK_RESTRICT r, T* OK_RESTRICT p, T* OK_RESTRICT x, T s,
+                            int64_t n) {
+  return lane_sum<double>(n, [&](int64_t i) {
+    const T ri = b[i] / s;
+    r[i] = ri;
+    if constexpr (kCold) {
+      p[i] = ri;
+      x[i] = T(0);
+    }
+    return double(ri) * double(ri);
+  });
+}
+
+double cg_start(py::handle b_h, py::handle r_h, py::handle p_h, py::handle x_h, double scale) {
+  Vectors v(b_h, "b");
+  const char* b = v.add(b_h, "b", false);
+  char* r = v.add(r_h, "r", true);
+  const bool cold = !p_h.is_none();
+  if (cold == x_h.is_none()) throw py::value_error("p, x: give both (a cold start) or neither");
+  char* p = cold ? v.add(p_h, "p", true) : nullptr;
+  char* x = cold ? v.add(x_h, "x", true) : nullptr;
+  finite("scale", scale);
+  if (!(scale > 0.0) || std::ldexp(1.0, std::ilogb(scale)) != scale)
+    throw py::value_error("scale: expected a power of two, got " + std::to_string(scale));
+  return by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    if (double(T(scale)) != scale) throw py::value_error("scale: not exact in the vectors' dtype");
+    const auto at = [&](char* q, int64_t lo) { return q == nullptr ? nullptr : reinterpret_cast<T*>(q) + lo; };
+    return v.sum(cold ? 4 : 2, [&](int64_t lo, int64_t len) {
+      const T* bt = reinterpret_cast<const T*>(b) + lo;
+      return cold ? start_loop<T, true>(bt, at(r, lo), at(p, lo), at(x, lo), T(scale), len)
+                  : start_loop<T, false>(bt, at(r, lo), nullptr, nullptr, T(scale), len);
+    });
+  });
+}
+
 // The sum of a step's partials, in chunk order from 0.0, as reduce_chunks adds them (the same bits).
 double chunk_sum(const std::vector<double>& part) {
   double s = 0.0;
   for (double q : part) s += q;
   return s;
+}
+
+// The process's choice of threads for the fused iteration (cg_threads.hpp).
+ThreadChoice& thread_choice() {
+  static ThreadChoice c;
+  return c;
 }
 
 // What the fused iteration's steps leave for the next (each thread its own copy, the same values).
@@ -167,8 +217,17 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
       return go;
     };
     py::gil_scoped_release nogil;
-    // work: 2 + 4 + 2 arrays streamed
-    const State end = for_each_chunk_steps<State>(chunks, 8 * v.n, 3, step, after);
+    // work: 2 + 4 + 2 arrays streamed; on the calling thread (work 0) where threads lost to it
+    // (cg_threads.hpp)
+    const int threads = max_threads();
+    const bool may = chunks.size() > 1 && threads > 1 && 8 * v.n >= serial_below(threads);
+    const bool par = may && thread_choice().parallel(v.n, threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    const State end = for_each_chunk_steps<State>(chunks, par ? 8 * v.n : 0, 3, step, after);
+    if (may) {
+      const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
+      thread_choice().record(v.n, threads, par, took.count());
+    }
     pAp = end.pAp;
     rr = end.rr;
   });
@@ -177,6 +236,12 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
 
 }  // namespace
 
-void register_cg(py::module_& m) { sig::cg(m, &cg_curvature, &cg_update, &cg_direction, &cg_iteration); }
+void register_cg(py::module_& m) {
+  sig::cg(m, &cg_curvature, &cg_update, &cg_direction, &cg_iteration);
+  // (host only: hessian.cg takes CuPy's b / s on the GPU)
+  m.def("cg_start_", &cg_start, py::arg("b"), py::arg("r"), py::arg("p"), py::arg("x"), py::arg("scale"),
+        "hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; "
+        "else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).");
+}
 
 }  // namespace optkern

@@ -160,7 +160,7 @@ def test_cg_is_the_old_loop_bit_for_bit_and_one_native_call_per_iteration(monkey
     A = _spd(300, 6)
     b = np.random.default_rng(7).standard_normal(300).astype(np.float32) * 40.0
     calls = {}
-    for name in ("cg_curvature", "cg_update_", "cg_direction_", "cg_iteration_"):
+    for name in ("cg_curvature", "cg_update_", "cg_direction_", "cg_iteration_", "cg_start_"):
         fn = getattr(K, name)
         monkeypatch.setattr(
             K, name, lambda *a, _f=fn, _n=name: (calls.__setitem__(_n, calls.get(_n, 0) + 1), _f(*a))[1]
@@ -172,8 +172,9 @@ def test_cg_is_the_old_loop_bit_for_bit_and_one_native_call_per_iteration(monkey
     np.testing.assert_array_equal(res.residual, r)
     np.testing.assert_array_equal(res.direction, p)
     assert res.residual_norm == rnorm and res.iterations == 12 and res.num_matvecs == 12
-    # b.b once (r = b: not summed again), then one call per iteration (it was 2 + 3 x 12 calls)
-    assert calls == {"cg_curvature": 1, "cg_iteration_": 12}
+    # the start (r = b / s, b.b, x = 0, p = r) in one call, then one call per iteration (it was 2 + 3
+    # x 12 calls)
+    assert calls == {"cg_start_": 1, "cg_iteration_": 12}
 
 
 def test_cg_solve_touches_no_fresh_pages():

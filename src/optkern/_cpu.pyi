@@ -28,6 +28,7 @@ __all__: list[str] = [
     "cg_curvature",
     "cg_direction_",
     "cg_iteration_",
+    "cg_start_",
     "cg_update_",
     "channel_norm_backward",
     "channel_norm_forward",
@@ -280,6 +281,13 @@ def cg_iteration_(
 ) -> tuple:
     """
     One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn (the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p. Returns (pAp, rr), rr NaN when x and r were not written.
+    """
+
+def cg_start_(
+    b: typing.Any, r: typing.Any, p: typing.Any, x: typing.Any, scale: typing.SupportsFloat | typing.SupportsIndex
+) -> float:
+    """
+    hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).
     """
 
 def cg_update_(

@@ -1,0 +1,102 @@
+// Whether hessian.cg's fused iteration (cg_iteration_, cpp/cg.cpp) runs on all of optkern's threads or
+// on the calling thread, chosen by timing both.
+//
+// serial_below (parallel_cost.cpp) prices one wake-up of the sleeping workers, measured once on an
+// empty region. The fused iteration pays more than that, and by an amount no fixed bound captures:
+// it follows an operator product (milliseconds in which the workers sleep and BLAS's own threads run),
+// its region wakes a worker at each of its two step boundaries as well, and its chunks split unevenly
+// (n = 203,530: four chunks, 64 % of the elements on one thread). On this project's 2-vCPU VM, a
+// 784-256-10 MLP's Gauss-Newton CG at n = 203,530 took 197 us per iteration on one thread and 245 us
+// on two on a quiet host; 123 vs 158 us (batch 128) and 205 vs 292 us (batch 512) under load, where
+// serial_below (93K-440K work units) chose two threads for its 1.6M.
+//
+// So where serial_below allows threads, the calls of one size run one thread and all threads in turn
+// until each has kExplore timings, then the faster by the median of its last kKeep, and the other
+// once after kRecheck calls (the machine's load changes), after twice as many each time the choice
+// stands (up to kMaxRecheck: a re-timing of the slower path under load can cost milliseconds), after
+// kRecheck again when it changes. The thread count changes no bits: each
+// chunk's sum is its own, added in chunk order. A fixed bound (OPTKERN_SERIAL_BELOW: the tests') turns
+// the choice off: the bound decides, as for every other kernel.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+
+namespace optkern {
+
+class ThreadChoice {
+ public:
+  // True: this call of n elements on `threads` threads runs them all.
+  bool parallel(int64_t n, int threads) {
+    if (fixed()) return true;
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entry(n, threads);
+    ++e.calls;
+    if (e.count[0] < kExplore || e.count[1] < kExplore) return e.count[1] <= e.count[0];
+    const bool best = median(e, 1) < median(e, 0);
+    if (e.next == 0 || best != e.best) {  // (a first choice, or a changed one: re-timed soon)
+      e.best = best;
+      e.interval = kRecheck;
+      e.next = e.calls + kRecheck;
+    }
+    if (e.calls < e.next) return best;
+    e.interval = std::min(2 * e.interval, kMaxRecheck);
+    e.next = e.calls + e.interval;
+    return !best;
+  }
+
+  void record(int64_t n, int threads, bool par, double ns) {
+    if (fixed()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entry(n, threads);
+    const size_t m = par ? 1 : 0;
+    e.t[m][size_t(e.count[m] % kKeep)] = ns;
+    ++e.count[m];
+  }
+
+ private:
+  static constexpr int kExplore = 3, kKeep = 5;
+  static constexpr int64_t kRecheck = 16, kMaxRecheck = 1024;
+  struct Entry {
+    int64_t n = -1, calls = 0, next = 0, interval = kRecheck;  // next: the call that re-times the other
+    int threads = 0;
+    bool best = false;  // the choice (true: all threads)
+    std::array<std::array<double, kKeep>, 2> t{};  // [one thread, all threads]
+    std::array<int64_t, 2> count{};
+  };
+
+  static bool fixed() {
+    static const bool f = [] {
+      const char* v = std::getenv("OPTKERN_SERIAL_BELOW");
+      return v != nullptr && *v != '\0';
+    }();
+    return f;
+  }
+
+  // The entry of (n, threads); a new size replaces the oldest of the few kept.
+  Entry& entry(int64_t n, int threads) {
+    for (Entry& e : table_)
+      if (e.n == n && e.threads == threads) return e;
+    Entry& e = table_[next_];
+    next_ = (next_ + 1) % table_.size();
+    e = Entry{};
+    e.n = n;
+    e.threads = threads;
+    return e;
+  }
+
+  static double median(const Entry& e, int m) {
+    std::array<double, kKeep> s = e.t[size_t(m)];
+    const size_t k = size_t(std::min<int64_t>(e.count[size_t(m)], kKeep));
+    std::nth_element(s.begin(), s.begin() + k / 2, s.begin() + k);
+    return s[k / 2];
+  }
+
+  std::array<Entry, 4> table_{};
+  size_t next_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace optkern
