@@ -18,6 +18,9 @@ from ._amp_states import combined, renumbered
 class ScalerPasses(ScalerConfig):
     """A mixin of ``GradScaler``: its state's place and its unscale / check passes."""
 
+    _scale: Any  # (1-element arrays: NumPy, or CuPy beside CuPy grads)
+    _growth_tracker: Any
+
     # ---- where the state lives ---------------------------------------------------------------
 
     def _beside(self, like) -> None:
