@@ -65,9 +65,11 @@ template <class T, bool kAdaptive> AscentNorm ascent_norm(const ArrayList& A, co
   const auto term = [](T a, T g) { return rules::sam_norm_term(double(a), double(g), kAdaptive); };
   const double s = sum_lists<T>([=](T a, T g) { return Square{term(a, g)}; }, A, G);
   if (rules::lanczos_sumsq_direct<T>(s)) return {std::sqrt(s), 0.0, 0};
-  const double amax = max_term<T>(term, A, G);
+  const bool up = rules::sam_rescan_up(s);  // (ASAM's max: rules::sam_norm_term_max)
+  const auto mterm = [=](T a, T g) { return rules::sam_norm_term_max(double(a), double(g), kAdaptive, up); };
+  const double amax = max_term<T>(mterm, A, G);
   if (!rules::finite_(amax) || amax == 0.0) return {std::sqrt(s), 0.0, 0};
-  const int e = rules::scale_exp(amax);
+  const int e = rules::sam_rescan_exp(amax, kAdaptive, up);
   const double ssq = sum_lists<T>(
       [=](T a, T g) { return Square{rules::sam_norm_term_scaled(double(a), double(g), kAdaptive, e)}; }, A, G);
   return {rules::norm_scaled(ssq, e), ssq, e};

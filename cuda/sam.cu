@@ -41,6 +41,10 @@ struct SumOut {
 // summed again scaled by 2^-e (rules::sam_norm_term_scaled); otherwise both passes return at once.
 template <class T> __device__ bool in_range(const double* st) { return rules::lanczos_sumsq_direct<T>(st[0]); }
 __device__ inline bool no_scale(double amax) { return !rules::finite_(amax) || amax == 0.0; }
+// The rescan's exponent e from st[1] (ASAM's max is taken 2^kSamUp larger where st[0] underflowed).
+__device__ inline int rescan_exp(const double* st, bool adaptive) {
+  return rules::sam_rescan_exp(st[1], adaptive, rules::sam_rescan_up(st[0]));
+}
 
 template <class T> struct TermMax {  // 1: max |term| (NaN wins)
   static constexpr int kDepth = 3;
@@ -48,9 +52,10 @@ template <class T> struct TermMax {  // 1: max |term| (NaN wins)
   bool adaptive;
   const double* st;
   __device__ bool skip() const { return in_range<T>(st); }
-  __device__ double operator()(const T* v) const {
-    const double x = adaptive ? rules::sam_norm_term(double(v[0]), double(v[1]), true)
-                              : rules::sam_norm_term(0.0, double(v[1]), false);
+  __device__ double operator()(const T* v) const {  // (ASAM: rules::sam_norm_term_max)
+    const bool up = rules::sam_rescan_up(st[0]);
+    const double x = adaptive ? rules::sam_norm_term_max(double(v[0]), double(v[1]), true, up)
+                              : rules::sam_norm_term_max(0.0, double(v[1]), false, up);
     return x < 0.0 ? -x : x;
   }
 };
@@ -69,17 +74,18 @@ template <class T> struct ScaledSquares {  // 2: sum of (term 2^-e)^2, e the exp
   const double* st;
   __device__ bool skip() const { return in_range<T>(st) || no_scale(st[1]); }
   __device__ double operator()(const T* v) const {
-    const int e = rules::scale_exp(st[1]);
+    const int e = rescan_exp(st, adaptive);
     const double x = rules::sam_norm_term_scaled(adaptive ? double(v[0]) : 0.0, double(v[1]), adaptive, e);
     return x * x;
   }
 };
 template <class T> struct ScaledOut {  // a zero, NaN or Inf max keeps the direct norm
   static constexpr bool kMax = false;
+  bool adaptive;
   double* out;
   double* st;
   __device__ void operator()(double ssq) const {
-    if (!in_range<T>(st) && !no_scale(st[1])) out[0] = rules::norm_scaled(ssq, rules::scale_exp(st[1])), st[2] = ssq;
+    if (!in_range<T>(st) && !no_scale(st[1])) out[0] = rules::norm_scaled(ssq, rescan_exp(st, adaptive)), st[2] = ssq;
   }
 };
 
@@ -105,7 +111,7 @@ template <class T> struct Perturb {
   bool adaptive;
   __device__ PerturbOp<T> load() const {
     const double ssq = st[2];  // (st[1] is set where ssq is: the rescan's max)
-    const int e = ssq > 0.0 ? rules::scale_exp(st[1]) : 0;
+    const int e = ssq > 0.0 ? rescan_exp(st, adaptive) : 0;
     return {rules::sam_scale_rescanned<T>(rho, norm[0], eps, ssq, e), adaptive};
   }
 };
@@ -134,7 +140,7 @@ py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, 
     using T = decltype(z);
     a.reduce<T>(GradSquares<T>{adaptive}, SumOut{o, st});
     a.reduce<T>(TermMax<T>{adaptive, st}, MaxOut<T>{st});
-    a.reduce<T>(ScaledSquares<T>{adaptive, st}, ScaledOut<T>{o, st});
+    a.reduce<T>(ScaledSquares<T>{adaptive, st}, ScaledOut<T>{adaptive, o, st});
     a.apply<T>(Perturb<T>{rho, eps, o, st, adaptive});
   });
   return py::none();  // the norm stays in out[0] on the device

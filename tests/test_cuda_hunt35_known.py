@@ -29,8 +29,16 @@ def test_sam_ascent_of_an_underflowing_gradient_is_the_cpus(dtype, adaptive):
     K.sam_perturb_([pd], [cp.array(g)], [bd], RHO, 0.0, od, adaptive)
     got = cp.asnumpy(pd)
     assert np.isfinite(got).all() and not np.array_equal(got, w)
-    same_bits(got, p, "params")
     assert cp.asnumpy(bd).tobytes() == w.tobytes()
+    if adaptive and dtype == np.float64:
+        # ASAM's float64 terms w g keep all their digits now (rules::sam_norm_term_scaled: they were
+        # rounded to a few bits below the normal range, whose sums were exact in any order): the
+        # two sums' orders round apart, the norm and the step within that rounding of the CPU's
+        assert float(cp.asnumpy(od)[0]) == pytest.approx(out[0], rel=1e-14, abs=0)
+        d = p - w
+        assert np.all(np.abs(got - p) <= 4 * np.finfo(dtype).eps * np.abs(w) + 1e-14 * np.abs(d))
+        return
+    same_bits(got, p, "params")
     assert float(cp.asnumpy(od)[0]) == out[0]
 
 

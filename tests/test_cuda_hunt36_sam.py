@@ -1,7 +1,7 @@
 """CUDA twin of tests/test_hunt36_sam.py: float64 SAM's ascent for a gradient of subnormal entries
 takes its scale from the rescanned sum (rules::sam_scale_rescanned), as the CPU's does; the step
 against the NumPy reference on the gradient scaled by an exact power of two, and the CPU's step
-within the rounding of the two sums' orders. (ASAM: see tests/test_hunt36_sam.py.)"""
+within the rounding of the two sums' orders (ASAM with w = 1.5 too: tests/test_cuda_hunt36_asam.py)."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ EPS = np.finfo(np.float64).eps
 SCALE = 2.0**1000
 
 
-@pytest.mark.parametrize("adaptive", [False])  # (ASAM: see the module docstring)
+@pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("scale", [1e-310, 1e-320, 3.5e-323])
 @pytest.mark.parametrize("n", [1, 1000, 70001])
 def test_float64_ascent_of_a_subnormal_gradient(scale, n, adaptive):

@@ -131,13 +131,15 @@ def test_sam_ascent_of_an_underflowing_gradient_stays_finite_and_on_the_ray(dtyp
     assert 0.0 < nrm < RHO / np.finfo(dtype).max  # (the case: the scale is past the dtype's range)
     assert np.isfinite(p).all()
     # independent reference: w + rho t / ||t|| in float64 from the exact gradient taken into range
-    # (t = g, or w g for ASAM; the move along g, or w^2 g). float64: ||t|| is itself a float64 -- the
-    # returned norm, subnormal here and so only ~10 bits exact -- and the move is by that norm.
+    # (t = g, or w g for ASAM; the move along g, or w^2 g). float64: the returned ||t|| is itself a
+    # float64, subnormal here and so only ~10 bits exact, but the move is by the exact norm (the scale
+    # from the rescanned sum: rules::sam_scale_rescanned; ASAM's terms w g scaled apart,
+    # rules::sam_norm_term_scaled -- before, rounded below the normal range, they moved w by nrm).
     g64, w64 = g.astype(np.float64) * up, w.astype(np.float64)
     t = w64 * g64 if adaptive else g64
     exact = math.hypot(*t.tolist())
     assert nrm * up == pytest.approx(exact, rel=2.0**-50 if dtype == np.float32 else 2.0**-9)
-    move = RHO * (w64 * w64 * g64 if adaptive else g64) / (exact if dtype == np.float32 else nrm * up)
+    move = RHO * (w64 * w64 * g64 if adaptive else g64) / exact
     assert np.abs(move).max() > 1e-3  # (a real move, not a skipped one)
     np.testing.assert_allclose(p, w64 + move, rtol=0, atol=4 * np.finfo(dtype).eps * (np.abs(w64).max() + RHO))
 

@@ -3,8 +3,7 @@
 range -- 1e-321 keeps 8 bits -- and the scale rho / (||g|| + eps) taken from that: the step was off
 by up to 1e-3 relative. Now the scale comes from the scaled sum itself (rules::sam_scale_rescanned).
 Reference: NumPy on the gradient scaled by an exact power of two (np.linalg.norm in range).
-ASAM is not covered: its norm's terms w g are products rounded below the normal range before any
-scaling (sam_norm_term), which limits its step's precision there whatever the scale does."""
+ASAM here too (w = 1.5); its own cases, terms w g below the normal range: tests/test_hunt36_asam.py."""
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ def _ref_delta(p, g, rho, adaptive):
     return rho * gs / np.linalg.norm(gs)
 
 
-@pytest.mark.parametrize("adaptive", [False])  # (ASAM: see the module docstring)
+@pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("scale", [1e-310, 1e-318, 1e-320, 3.5e-323])
 @pytest.mark.parametrize("n", [1, 3, 1000, 70001])
 def test_float64_ascent_of_a_subnormal_gradient_has_the_reference_step(scale, n, adaptive):

@@ -26,7 +26,7 @@ Disabled (``enabled=False``), ``step`` is the optimizer's own step and
 ``state_dict()`` is ``{}``, as torch's.
 
 The scale, the growth tracker and each found-inf flag live in 1-element arrays
-beside the gradients: NumPy for NumPy grads, CuPy on the grads' device for CuPy
+beside the gradients (``_amp_passes.py``): NumPy for NumPy grads, CuPy on the grads' device for CuPy
 grads, where unscaling and the update run on the device and never synchronize
 the host (``unscale_`` then returns the device flag; ``get_scale`` and
 ``state_dict`` read the scale back, which does synchronize). A low-precision
@@ -52,24 +52,21 @@ from . import _backend
 from ._amp_checks import (
     _KEYS,
     _NOTHING_CHECKED,
-    _all_float32,
     _check_grads_of,
     _check_optimizer,
     _checked_state,
-    _float32_only,
-    _grad_format,
     _new_scale,
     _skips_on_device,
     _wrapped_lowp,
 )
-from ._amp_config import ScalerConfig
-from ._amp_states import Iteration, OptState, agreed, combined, distributed, renumbered
+from ._amp_passes import ScalerPasses
+from ._amp_states import Iteration, OptState, agreed, combined, distributed
 from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
 
 
-class GradScaler(ScalerConfig):
+class GradScaler(ScalerPasses):
     """Dynamic loss scaling with ``torch.amp.GradScaler``'s keywords and defaults (no ``device``: the
     scale lives beside the grads) and methods (``scale``, ``unscale_``, ``step``, ``update``,
     ``get_scale``, ``state_dict``); see the module docstring.
@@ -105,28 +102,6 @@ class GradScaler(ScalerConfig):
         # each optimizer's stage and found_inf flag since the last update() (torch's
         # _per_optimizer_states): one flag for all would step a second optimizer on scaled grads
         self._iteration = Iteration()
-
-    # ---- where the state lives ---------------------------------------------------------------
-
-    def _beside(self, like) -> None:
-        """Move the scale and growth tracker to ``like``'s backend and device (if not there)."""
-        if _backend.is_cupy(like):
-            if not _backend.is_cupy(self._scale) or self._scale.device.id != like.device.id:
-                self._scale = _backend.asarray_like(self._scale, like, np.float32)
-                self._growth_tracker = _backend.asarray_like(self._growth_tracker, like, np.int64)
-        elif isinstance(like, np.ndarray) and _backend.is_cupy(self._scale):  # (not an array: left to the checks)
-            self._scale, self._growth_tracker = self._scale.get(), self._growth_tracker.get()
-
-    def _native(self):
-        return _backend.cuda_module() if _backend.is_cupy(self._scale) else _backend.cpu
-
-    @property
-    def _found_inf(self):
-        """The found_inf flag ``update()`` would read now (set when any optimizer's grads held an
-        inf/NaN), or None when nothing was checked since the last update(): the one flag this
-        scaler kept before it kept one per optimizer, for code that inspects it."""
-        flags = self._iteration.flags()
-        return combined(flags, self._scale) if flags else None
 
     # ---- the API -------------------------------------------------------------------------------
 
@@ -243,64 +218,6 @@ class GradScaler(ScalerConfig):
             raise ValueError(f"grads: {_NOTHING_CHECKED} (every grad is None)")
         self._iteration.pending = found
         return found if _backend.is_cupy(found) else bool(found[0])
-
-    def _unscale(self, grads) -> Any:
-        """found_inf of float32 ``grads``, unscaled in place in the same pass (``amp_unscale_``);
-        None when every grad is None (nothing checked: no flag to step or update on).
-
-        The grads go to the native call as they are: it checks every one (float32 included)
-        before it writes, so a list it takes is one of float32 arrays. Only a list it refuses is
-        looked at here (None entries skipped, half grads named), and passed again: the common
-        case reads no array in Python (a dtype read per array is ~0.1 us on CuPy)."""
-        grads = _backend.as_list(grads, "grads")
-        if not grads:
-            return None
-        found = self._new_flag(grads)
-        with _backend._device_of(self._scale):
-            try:
-                self._native().amp_unscale_(grads, self._scale, found)
-                return found
-            except (TypeError, ValueError):
-                if _all_float32(grads):  # (refused for another reason: its error stands)
-                    raise
-        live, index = _float32_only(grads), [i for i, g in enumerate(grads) if g is not None]
-        if not live:
-            return None
-        with _backend._device_of(self._scale):
-            try:
-                self._native().amp_unscale_(live, self._scale, found)
-            except (TypeError, ValueError) as e:  # (named by its place in grads, not in live)
-                raise renumbered(e, index) from None
-        return found
-
-    def _new_flag(self, grads):
-        """A zeroed found_inf flag beside ``grads`` (the scale moved there first)."""
-        first = next((g for g in grads if g is not None), None)
-        if first is not None:
-            self._beside(first)
-        return _backend.zeros(self._scale, 1, np.float32)
-
-    def _check(self, grads) -> Any:
-        """found_inf of ``grads`` (float32 and halves, as a low-precision optimizer takes them), the
-        grads left scaled: that optimizer's step unscales them (``lowp_step``'s ``grad_scale``);
-        None when every grad is None (nothing checked)."""
-        grads = _backend.as_list(grads, "grads")
-        found = self._new_flag(grads)
-        by_fmt: dict[str, tuple[list, list]] = {}  # format -> (its grads, their places in grads)
-        for i, g in enumerate(grads):
-            if g is None:  # (a param the step skips)
-                continue
-            fmt = _grad_format(g, i)
-            gs, index = by_fmt.setdefault(fmt, ([], []))
-            gs.append(g if fmt == "float32" else g.view(np.uint16))
-            index.append(i)
-        with _backend._device_of(self._scale):
-            for fmt, (gs, index) in by_fmt.items():
-                try:
-                    self._native().amp_check_(gs, fmt, found)
-                except (TypeError, ValueError) as e:  # (named by its place in grads, not in gs)
-                    raise renumbered(e, index) from None
-        return found if by_fmt else None
 
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale ``optimizer``'s ``grads`` (unless ``unscale_`` did) and step it unless one of

@@ -82,9 +82,59 @@ def _hutchinson_samples(op, seed, first, count, project=None):
             Z = project(Z)
         AZ = op.matmat(Z)
         # (summed in float64: a float32 running sum down 2**20 rows was off by 1e-5 relative)
-        parts.append(np.asarray(_to_host((Z * AZ).sum(axis=0, dtype=np.float64)), dtype=np.float64))
+        parts.append(np.asarray(_to_host(_column_dots(op.xp, Z, AZ)), dtype=np.float64))
         del Z, AZ  # (before the next block is made: two blocks would be live at once)
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+def _diagonal_sum(xp, M) -> float:
+    """``trace(M)``, summed as ``xp.trace`` sums it (in M's dtype); where a float64 sum passed the
+    range though the diagonal is finite (c, c, -c, -c: inf - inf), the sum of the diagonal scaled by
+    ``2^-e`` (exact, ``2^e`` above its max) times ``2^e``: inf only where the trace itself is."""
+    d = xp.diagonal(M)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = float(d.sum())
+    if math.isfinite(t) or not bool(xp.isfinite(d).all()):
+        return t  # (NaN / Inf products: left to check_estimate, naming op)
+    e = math.frexp(float(xp.abs(d).max()))[1]
+    return math.ldexp(float(xp.ldexp(d, -e).sum()), e)
+
+
+def _column_dots(xp, Z, AZ):
+    """``z^T (A z)`` per column, summed in float64; where a sum passed float64's range though the
+    products are finite (Hutch++'s projected probes times 1e308 products, or c, c, -c, -c down a
+    column: inf - inf), the columns of ``Z (A Z 2^-e)`` (exact scaling) summed, times ``2^e``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = (Z * AZ).sum(axis=0, dtype=np.float64)
+    if bool(xp.isfinite(s).all()) or not bool(xp.isfinite(AZ).all()):
+        return s  # (NaN / Inf products: left to check_estimate, naming op)
+    e = math.frexp(float(xp.abs(AZ).max()))[1]
+    with np.errstate(over="ignore"):
+        return xp.ldexp((Z * xp.ldexp(AZ, -e)).sum(axis=0, dtype=np.float64), e)
+
+
+def _mean(samples) -> float:
+    """The samples' mean, ``sum / m`` as NumPy's mean takes it; where the sum passed float64's range,
+    ``(sum of x 2^-e) / m`` times ``2^e`` (exact scalings): 20 samples of 1e307 have a mean."""
+    m = len(samples)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = float(samples.sum())
+    if math.isfinite(s) or not np.isfinite(samples).all():
+        return s / m
+    e = math.frexp(float(np.abs(samples).max()))[1]
+    return math.ldexp(float(np.ldexp(samples, -e).sum()) / m, e)
+
+
+def _sketch_basis(xp, Y):
+    """An orthonormal basis of the sketch ``Y = A S`` (QR). Entries near float64's max made the
+    Householder steps overflow (Q NaN: the finite 1.5e308 diag(1, 1, -1, -1, 1/2) raised "products
+    not finite"): the span is that of ``Y 2^-e``, exact, taken there where Q is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        Q, _ = xp.linalg.qr(Y)
+    if bool(xp.isfinite(Q).all()) or not bool(xp.isfinite(Y).all()):
+        return Q
+    e = math.frexp(float(xp.abs(Y).max()))[1]
+    return xp.linalg.qr(xp.ldexp(Y, -e))[0]
 
 
 def _to_host(a):
@@ -140,18 +190,18 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
     xp = op.xp
     if method == "hutchinson":
         samples = _hutchinson_samples(op, seed, 0, m)
-        return TraceResult(check_estimate(float(samples.mean())), _stderr(samples), m, method, samples)
+        return TraceResult(check_estimate(_mean(samples)), _stderr(samples), m, method, samples)
     if exact:
         # s >= n sketch columns would span the space: the QR has n columns, A Q costs n products (not
         # s: the count reported m products where fewer were made) and the projected probes are zero.
         # A I gives the same exact trace from n products.
-        t = float(xp.trace(op.matmat(xp.eye(n, dtype=op.dtype))))
+        t = _diagonal_sum(xp, op.matmat(xp.eye(n, dtype=op.dtype)))
         return TraceResult(check_estimate(t), 0.0, n, method, np.zeros(0))
     s = m // 3
     S = _probe_block(op, seed, 0, s)
-    Q, _ = xp.linalg.qr(op.matmat(S))
+    Q = _sketch_basis(xp, op.matmat(S))
     AQ = op.matmat(xp.ascontiguousarray(Q))
-    t_top = float(xp.trace(Q.T @ AQ))
+    t_top = _diagonal_sum(xp, Q.T @ AQ)
     del S  # (the sketch's probes: not needed past the QR)
     samples = _hutchinson_samples(op, seed, s, m - 2 * s, project=lambda G: G - Q @ (Q.T @ G))
-    return TraceResult(check_estimate(t_top + float(samples.mean())), _stderr(samples), m, method, samples)
+    return TraceResult(check_estimate(t_top + _mean(samples)), _stderr(samples), m, method, samples)

@@ -97,9 +97,30 @@ OK_HD double sam_norm_term(double p, double g, bool adaptive) { return adaptive 
 // taken again as Lanczos' is (lanczos_sumsq_direct below says when; the same rule on CPU and GPU):
 // the terms scaled by 2^-e, 2^e <= max |term| < 2^(e+1), exact, and ||g|| = norm_scaled(ssq, e).
 // A gradient scaled by a power of two then moves w exactly as the unscaled one does.
+// ASAM's term is w and g scaled apart, w 2^-ew in [1, 2) and g 2^(ew - e) (exact where it is normal:
+// |w g 2^-e| < 2 bounds it), then their product, one rounding: w g rounded first fell below the
+// normal range (w, g ~1e-160: 8 bits left, or 0) before the scaling could keep its digits. A product
+// in the normal range scaled into it gives the same bits as before; 0, NaN and Inf w keep w g.
 OK_HD double sam_norm_term_scaled(double p, double g, bool adaptive, int e) {
-  return scale2(sam_norm_term(p, g, adaptive), -e);
+  if (!adaptive || p == 0.0 || !finite_(p)) return scale2(sam_norm_term(p, g, adaptive), -e);
+  const int ep = scale_exp(p);
+  return scale2(p, -ep) * scale2(g, ep - e);
 }
+
+// The rescan's max pass takes ASAM's terms 2^kSamUp larger (sam_norm_term_scaled, exact) where the
+// direct sum underflowed (up): every |w g| < 2^-450 there, and 2^kSamUp brings the smallest product,
+// 2^-2148, into the normal range, so max |term| has the exponent e + kSamUp of the largest product
+// (the product rounded first gave 0 below 2^-1075: no rescan, no ascent). Plain SAM's terms are g.
+constexpr int kSamUp = 1200;
+OK_HD double sam_norm_term_max(double p, double g, bool adaptive, bool up) {
+  return adaptive && up ? sam_norm_term_scaled(p, g, true, -kSamUp) : sam_norm_term(p, g, adaptive);
+}
+// The rescan's exponent e from that max (finite, > 0).
+OK_HD int sam_rescan_exp(double amax, bool adaptive, bool up) {
+  return scale_exp(amax) - (adaptive && up ? kSamUp : 0);
+}
+// up: the direct sum of squares fell below the range (finite), not past it.
+OK_HD bool sam_rescan_up(double s) { return finite_(s) && s < sumsq_floor<double>(); }
 
 // SAM's ascent scale; zero for rho = 0 (so w + scale g == w bit for bit), and zero for a norm that
 // is NaN or inf (a gradient with NaN / Inf entries: no ascent direction, the ascent point is w, as
@@ -143,7 +164,9 @@ template <class T> OK_HD SamScale<T> sam_scale_rescanned(double rho, double norm
   constexpr double kMinNormal = 0x1p-1022;
   if (!(norm < kMinNormal) || !(eps < kMinNormal) || rho == 0.0 || !(ssq > 0.0) || !finite_(ssq))
     return sam_scale_split<T>(rho, norm, eps);
-  const double dm = norm_scaled(ssq, 0) + scale2(eps, -e);
+  const double es = scale2(eps, -e);  // (ASAM's e reaches -2148: eps 2^-e may overflow, the norm then
+  if (!finite_(es)) return sam_scale_split<T>(rho, norm, eps);  // below 2^-1000 of eps: negligible)
+  const double dm = norm_scaled(ssq, 0) + es;
   const int er = scale_exp(rho), ed = scale_exp(dm);
   const double m = scale2(rho, -er) / scale2(dm, -ed);
   const int k = er - ed - e;  // rho / d = m 2^k
@@ -152,10 +175,23 @@ template <class T> OK_HD SamScale<T> sam_scale_rescanned(double rho, double norm
 }
 
 // The ascent step with a split scale (k > 0), rounded as sam_perturb / sam_perturb_adaptive are.
+// ASAM: where w^2 is below the normal range (|w| < 2^-511: it kept few bits, or 0) or g 2^k past
+// the range (a subnormal w), the step is m (w (w g 2^k)), w g 2^k scaled apart as
+// sam_norm_term_scaled scales it (|w g 2^k| <~ 2 rho: in range), three roundings as the reference's.
 template <class T> OK_HD void sam_perturb_split(T& p, T g, T& backup, SamScale<T> s, bool adaptive) {
   backup = p;
   const T gk = scale2(g, s.k);  // exact: 2^k > 1, and |g 2^k| < 2 rho |g| / (||g|| + eps) stays in range
-  p = scaled_plus(s.m, adaptive ? (p * p) * gk : gk, p);
+  if (!adaptive) {
+    p = scaled_plus(s.m, gk, p);
+    return;
+  }
+  const T pp = p * p;
+  if (sizeof(T) == 8 && p != T(0) && finite_(double(p)) && (!(double(pp) >= 0x1p-1022) || !finite_(double(gk)))) {
+    const double t = sam_norm_term_scaled(double(p), double(g), true, -s.k);
+    p = scaled_plus(s.m, p * T(t), p);
+    return;
+  }
+  p = scaled_plus(s.m, pp * gk, p);
 }
 
 // Conjugate gradients on (A + lambda I) (hessian.cg), rounded like the NumPy/SciPy loop it
