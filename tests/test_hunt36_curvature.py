@@ -172,3 +172,30 @@ def test_bad_start_vectors_named(v0):
             f(A7, 2, v0=v0)
     with pytest.raises((TypeError, ValueError), match="^v0: "):
         H.power_iteration(A7, v0=v0)
+
+
+# ---- power_iteration: converged only at an eigenvector (the lead's pass) ----------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_power_iteration_with_plus_minus_dominant_eigenvalues_is_not_converged(dtype, seed):
+    """diag(5, -5, 1): the iterate alternates between two vectors whose Rayleigh quotient is the same
+    non-eigenvalue (-3.45 from seed 0); it was returned with converged=True."""
+    r = H.power_iteration(np.diag([5.0, -5.0, 1.0]).astype(dtype), max_iter=300, seed=seed)
+    assert not r.converged
+
+
+def test_power_iteration_on_a_subnormal_operator_converges_to_its_eigenvalue():
+    """diag(1, 2, -3) * 1e-320 stopped after two products at -2.485e-320, "converged"."""
+    r = H.power_iteration(np.diag([1.0, 2.0, -3.0]) * 1e-320, max_iter=500)
+    assert r.converged and r.eigenvalue == pytest.approx(-3e-320, rel=1e-3)
+
+
+@pytest.mark.parametrize("second", [4.9, -4.9, 2.0, 0.0])
+def test_power_iteration_converged_means_a_small_residual(second):
+    A = np.diag([5.0, second, 1.0, 0.5, 0.25, 0.1, 0.05])
+    r = H.power_iteration(A, max_iter=5000)
+    assert r.converged and r.eigenvalue == pytest.approx(5.0, rel=1e-4)
+    v = np.asarray(r.eigenvector)
+    assert np.linalg.norm(A @ v - r.eigenvalue * v) <= 1e-3 * 5.0

@@ -306,8 +306,23 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
             return PowerResult(0.0, v, it, True)
         # (normalized as a start vector is, scaled first: NumPy's norm squares in w's dtype, and a float32
         # operator's eigenvalues near 1e-25 gave 0.0 "converged", near 1e19 "products are not finite")
-        v = unit_vector(op, w, "op")
+        u = unit_vector(op, w, "op")
         if lam is not None and abs(new - lam) <= tol * max(abs(new), np.finfo(np.float64).tiny):
-            return PowerResult(new, v, it, True)
-        lam = new
+            if _settled(xp, w, v, new, big, tol):
+                return PowerResult(new, u, it, True)
+        v, lam = u, new
     return PowerResult(new, v, max_iter, False)
+
+
+def _settled(xp, w, v, theta: float, big: float, tol: float) -> bool:
+    """Whether the unit vector ``v`` with ``w = A v`` and quotient ``theta`` is an eigenvector to the
+    accuracy a quotient converged to ``tol`` implies: ``||w - theta v|| <= sqrt(tol) |theta|`` (the
+    residual left when the dominant eigenvalue stands alone), or a few ulps of the dtype. The
+    quotient alone can settle where no eigenvector is: with eigenvalues +-lambda dominant the iterate
+    alternates between two vectors of one quotient (diag(5, -5, 1) stopped at -3.45, "converged"),
+    and a subnormal operator's quotient repeats its coarse values (diag(1, 2, -3) * 1e-320 stopped at
+    -2.485e-320 after two products). Scaled by ``big`` (max |w|): no square over- or underflows."""
+    r = (w / big) - (theta / big) * v if big != 0.0 else w - theta * v
+    rn = float(np.sqrt(_fixed_sums.dot(r, r))) * big
+    floor = 64 * float(np.finfo(np.dtype(w.dtype)).eps)
+    return rn <= max(float(np.sqrt(tol)), floor) * abs(theta)
