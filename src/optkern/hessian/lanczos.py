@@ -285,7 +285,9 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     """Power iteration for the eigenvalue of largest magnitude (PyHessian's sharpness estimate).
 
     Iterates ``v <- A v / ||A v||`` with the Rayleigh quotient ``v^T A v`` as
-    the estimate, and stops when it changes by at most ``tol`` relative, from ``v0`` (default:
+    the estimate, and stops when it changes by at most ``tol`` relative and the residual
+    ``||A v - theta v||`` is at most ``sqrt(tol) |theta|`` (``converged``: with eigenvalues +-lambda
+    dominant the quotient settles but never converges), from ``v0`` (default:
     uniform in ``[-1, 1)`` from ``seed``, as PyHessian starts from a Gaussian one). Simple
     and cheap per step but converges at rate ``|lambda_2 / lambda_1|``; prefer
     ``top_eigenvalues``.
