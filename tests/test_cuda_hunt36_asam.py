@@ -11,27 +11,9 @@ from gpu import require_gpu
 cp, K = require_gpu()
 
 from optkern import _backend  # noqa: E402
+from test_hunt36_asam import EPS, RHO, _case, _ref_delta  # noqa: E402
 
 CPU = _backend.cpu
-EPS = np.finfo(np.float64).eps
-RHO = 0.05
-
-
-def _case(wscale, gscale, n, seed):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(n) * wscale
-    g = rng.standard_normal(n) * gscale
-    w[w == 0] = wscale
-    g[g == 0] = gscale if gscale >= 5e-324 else 5e-324
-    return w, g
-
-
-def _ref_delta(w, g):
-    a = -int(np.floor(np.log2(np.max(np.abs(w)))))
-    b = -int(np.floor(np.log2(np.max(np.abs(g)))))
-    ws, gs = np.ldexp(w, a), np.ldexp(g, b)
-    t = ws * gs
-    return np.ldexp(RHO * ws * t / np.linalg.norm(t), -a)
 
 
 @pytest.mark.parametrize(("wscale", "gscale"), [(1.5, 1e-318), (1e-160, 1e-160), (1e-200, 1e-200), (1e-300, 1e-20)])
