@@ -87,54 +87,48 @@ def _hutchinson_samples(op, seed, first, count, project=None):
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
-def _diagonal_sum(xp, M) -> float:
-    """``trace(M)``, summed as ``xp.trace`` sums it (in M's dtype); where a float64 sum passed the
-    range though the diagonal is finite (c, c, -c, -c: inf - inf), the sum of the diagonal scaled by
-    ``2^-e`` (exact, ``2^e`` above its max) times ``2^e``: inf only where the trace itself is."""
-    d = xp.diagonal(M)
+def _in_range(xp, x, f, scaled_back: bool = True):
+    """``f(x)``; where its result passed float64's range though ``x`` is finite (sums of c, c, -c,
+    -c: inf - inf; 1e307-sized terms), ``f(x 2^-e)`` (``2^e`` above max |x|: an exact scaling)
+    times ``2^e`` for an ``f`` linear in ``x``, or as it is (``scaled_back`` False: a span). Inf
+    only where the result itself is; NaN / Inf in ``x`` left to ``check_estimate``, naming op."""
     with np.errstate(over="ignore", invalid="ignore"):
-        t = float(d.sum())
-    if math.isfinite(t) or not bool(xp.isfinite(d).all()):
-        return t  # (NaN / Inf products: left to check_estimate, naming op)
-    e = math.frexp(float(xp.abs(d).max()))[1]
-    return math.ldexp(float(xp.ldexp(d, -e).sum()), e)
+        out = f(x)
+    done = math.isfinite(out) if isinstance(out, float) else bool(xp.isfinite(out).all())
+    if done or not bool(xp.isfinite(x).all()):
+        return out
+    e = math.frexp(float(xp.abs(x).max()))[1]
+    out = f(xp.ldexp(x, -e))
+    if not scaled_back:
+        return out
+    if isinstance(out, float):
+        return math.ldexp(out, e)
+    with np.errstate(over="ignore"):
+        return xp.ldexp(out, e)
+
+
+def _diagonal_sum(xp, M) -> float:
+    """``trace(M)``, summed as ``xp.trace`` sums it (in M's dtype), in range (``_in_range``)."""
+    return _in_range(xp, xp.diagonal(M), lambda d: float(d.sum()))
 
 
 def _column_dots(xp, Z, AZ):
-    """``z^T (A z)`` per column, summed in float64; where a sum passed float64's range though the
-    products are finite (Hutch++'s projected probes times 1e308 products, or c, c, -c, -c down a
-    column: inf - inf), the columns of ``Z (A Z 2^-e)`` (exact scaling) summed, times ``2^e``."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = (Z * AZ).sum(axis=0, dtype=np.float64)
-    if bool(xp.isfinite(s).all()) or not bool(xp.isfinite(AZ).all()):
-        return s  # (NaN / Inf products: left to check_estimate, naming op)
-    e = math.frexp(float(xp.abs(AZ).max()))[1]
-    with np.errstate(over="ignore"):
-        return xp.ldexp((Z * xp.ldexp(AZ, -e)).sum(axis=0, dtype=np.float64), e)
+    """``z^T (A z)`` per column, summed in float64, in range (``_in_range`` on ``A Z``: Hutch++'s
+    projected probes times 1e308 products, or c, c, -c, -c down a column)."""
+    return _in_range(xp, AZ, lambda a: (Z * a).sum(axis=0, dtype=np.float64))
 
 
 def _mean(samples) -> float:
-    """The samples' mean, ``sum / m`` as NumPy's mean takes it; where the sum passed float64's range,
-    ``(sum of x 2^-e) / m`` times ``2^e`` (exact scalings): 20 samples of 1e307 have a mean."""
-    m = len(samples)
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = float(samples.sum())
-    if math.isfinite(s) or not np.isfinite(samples).all():
-        return s / m
-    e = math.frexp(float(np.abs(samples).max()))[1]
-    return math.ldexp(float(np.ldexp(samples, -e).sum()) / m, e)
+    """The samples' mean, ``sum / m`` as NumPy's mean takes it, in range (``_in_range``: 20 samples
+    of 1e307 have a mean)."""
+    return _in_range(np, samples, lambda s: float(s.sum()) / len(samples))
 
 
 def _sketch_basis(xp, Y):
     """An orthonormal basis of the sketch ``Y = A S`` (QR). Entries near float64's max made the
     Householder steps overflow (Q NaN: the finite 1.5e308 diag(1, 1, -1, -1, 1/2) raised "products
-    not finite"): the span is that of ``Y 2^-e``, exact, taken there where Q is not finite."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        Q, _ = xp.linalg.qr(Y)
-    if bool(xp.isfinite(Q).all()) or not bool(xp.isfinite(Y).all()):
-        return Q
-    e = math.frexp(float(xp.abs(Y).max()))[1]
-    return xp.linalg.qr(xp.ldexp(Y, -e))[0]
+    not finite"): the span is that of ``Y 2^-e`` (``_in_range``, not scaled back)."""
+    return _in_range(xp, Y, lambda y: xp.linalg.qr(y)[0], scaled_back=False)
 
 
 def _to_host(a):
