@@ -132,7 +132,8 @@ def _native_name(native: str, public: str):
 
 @contextlib.contextmanager
 def _saved_names(*names):
-    """Errors of a backward's native call name ``saved.<field>`` where the native code names the field."""
+    """Errors of a backward's native call name ``saved.<field>`` where the native code names the field,
+    as the subject or as the other party (``dx shares memory with mean (``: an ``out=`` aliasing it)."""
     try:
         yield
     except (TypeError, ValueError) as e:
@@ -140,6 +141,9 @@ def _saved_names(*names):
         for n in names:
             if msg.startswith((n + ":", n + " shares")):
                 raise type(e)("saved." + msg) from None
+            other = f" shares memory with {n} ("
+            if other in msg:
+                raise type(e)(msg.replace(other, f" shares memory with saved.{n} (", 1)) from None
         raise
 
 

@@ -1,0 +1,63 @@
+"""A backward's ``out=`` sharing memory with the forward's saved statistics: the error named the
+native field (``out shares memory with mean``), an array the caller never passed by that name,
+where every other error about them says ``saved.mean`` / ``saved.rstd`` / ``saved.inv_rms``."""
+
+import numpy as np
+import pytest
+
+from optkern import norm
+
+RNG = np.random.default_rng(37)
+X = RNG.standard_normal((2, 4, 3)).astype(np.float32)
+DY = RNG.standard_normal((2, 4, 3)).astype(np.float32)
+
+
+def _forward(kind):
+    """(saved, backward(saved, out)) of one normalization of X."""
+    if kind == "layer":
+        return norm.layer_norm(X, 3)[1], lambda s, out: norm.layer_norm_backward(DY, X, None, s, out=out)
+    if kind == "rms":
+        return norm.rms_norm(X, 3)[1], lambda s, out: norm.rms_norm_backward(DY, X, None, s, out=out)
+    if kind == "group":
+        return norm.group_norm(X, 2)[1], lambda s, out: norm.group_norm_backward(DY, X, None, s, out=out)
+    if kind == "instance":
+        return norm.instance_norm(X)[1], lambda s, out: norm.instance_norm_backward(DY, X, None, s, out=out)
+    if kind == "instance_running":
+        rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+        saved = norm.instance_norm(X, None, None, rm, rv, use_input_stats=False)[1]
+        return saved, lambda s, out: norm.instance_norm_backward(DY, X, None, s, out=out)
+    saved = norm.batch_norm(X)[1]
+    return saved, lambda s, out: norm.batch_norm_backward(DY, X, None, s, out=out)
+
+
+CASES = [
+    ("layer", 0, "mean"),
+    ("layer", 1, "rstd"),
+    ("rms", 0, "inv_rms"),
+    ("group", 0, "mean"),
+    ("group", 1, "rstd"),
+    ("instance", 0, "mean"),
+    ("instance", 1, "rstd"),
+    ("instance_running", 0, "mean"),
+    ("batch", 0, "mean"),
+    ("batch", 1, "rstd"),
+]
+
+
+@pytest.mark.parametrize("kind, field, name", CASES)
+def test_backward_out_sharing_a_saved_statistic_names_it_saved_dot_field(kind, field, name):
+    saved, backward = _forward(kind)
+    stat = saved[field]
+    buf = np.zeros(X.size + stat.size, np.float32)  # out overlaps the statistic's copy at its start
+    buf[: stat.size] = stat.ravel()
+    parts = list(saved)
+    parts[field] = buf[: stat.size].reshape(stat.shape)
+    aliased = type(saved)(*parts)
+    out = buf[: X.size].reshape(X.shape)
+    before = buf.copy()
+    with pytest.raises(ValueError, match=rf"^out shares memory with saved\.{name} \("):
+        backward(aliased, out)
+    np.testing.assert_array_equal(buf, before)  # nothing written
+    # the same statistics in their own memory: the call runs, and gives the unaliased result
+    dx = backward(type(saved)(*[p.copy() if hasattr(p, "copy") else p for p in parts]), None)[0]
+    np.testing.assert_array_equal(dx, backward(saved, None)[0])
