@@ -79,8 +79,14 @@ class Schedule:
 
         return Scheduler(optimizer, self, relative=relative, key=key, index=index)
 
+    #: (attribute, the constructor's name for it) pairs where they differ (cosine keeps ``T_max`` as
+    #: its horizon ``total_steps``): the repr is the call that builds the schedule, and an overflow error
+    #: shows it as the arguments that overflowed (``cosine(total_steps=10)`` raised TypeError)
+    _init_names: ClassVar[tuple[tuple[str, str], ...]] = ()
+
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        names = dict(self._init_names)
+        args = ", ".join(f"{names.get(k, k)}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
 
@@ -88,6 +94,7 @@ class constant(Schedule):
     """``value`` at every step."""
 
     _rules = (("lr", lambda name, v: _backend.real(name, v)),)
+    _init_names = (("lr", "value"),)  # (the method is ``value``)
 
     def __init__(self, value=1.0):
         self.lr = _backend.real("value", value)

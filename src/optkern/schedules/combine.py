@@ -78,6 +78,9 @@ class chain(Schedule):
         totals = [s.total_steps for s in self.schedules]
         return None if None in totals else max(totals)
 
+    def __repr__(self) -> str:  # (its schedules are positional: ``chain(s1, s2)``)
+        return f"chain({', '.join(map(repr, self.schedules))})"
+
     def value(self, t):
         v = 1.0
         for s in self.schedules:

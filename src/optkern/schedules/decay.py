@@ -21,6 +21,7 @@ class linear(Schedule):
         ("end", _backend.real),
         ("total_steps", count1),
     )
+    _init_names = (("total_steps", "steps"),)
 
     def __init__(self, init, end, steps):
         self.init = _backend.real("init", init)
@@ -157,6 +158,7 @@ class cosine(Schedule):
         ("total_steps", count1),
         ("eta_min", nonneg),
     )
+    _init_names = (("total_steps", "T_max"),)
 
     def __init__(self, lr=1.0, T_max=1, eta_min=0.0):
         self.lr = positive("lr", lr)

@@ -1,0 +1,49 @@
+"""A schedule's repr is the call that builds it: ``cosine(1.0, T_max=10)`` printed as
+``cosine(lr=1.0, total_steps=10, ...)`` (``linear``'s ``steps`` as ``total_steps``, ``constant``'s
+``value`` as ``lr``, ``chain``'s schedules as a ``schedules=`` keyword it does not take). The repr
+is what an overflow error shows as the arguments that overflowed; those calls raised TypeError."""
+
+import pytest
+
+from optkern import schedules as S
+
+CASES = [
+    S.constant(0.3),
+    S.linear(1.0, 0.1, 5),
+    S.step_decay(1.0, 3, 0.5),
+    S.multi_step(1.0, [2, 4], 0.5),
+    S.exponential(1.0, 0.9),
+    S.inverse_time(1.0, 0.5, 2.0),
+    S.polynomial(1.0, 10, 2.0, 0.1),
+    S.cosine(1.0, 10, 0.1),
+    S.cosine_restarts(1.0, 3, 2, 0.1),
+    S.cyclic(0.1, 1.0, 3, 2, "exp_range", 0.9),
+    S.one_cycle(1.0, 20, 0.25, "linear", 10.0, 100.0, True),
+    S.swalr(1.0, 0.1, 3, "linear"),
+    S.linear_warmup(S.cosine(1.0, 10), 3, 0.1, True),
+    S.batch_size_schedule(32, [3, 5], 2.0, 100, 0.5),
+    S.sequential([S.cosine(1.0, 3), S.linear(0.5, 0.2, 4)], [3]),
+    S.chain(S.cosine(1.0, 3), S.exponential(1.0, 0.9)),
+    S.chain(S.constant(2.0)),
+    S.warmup_cosine(1.0, 3, 10, 0.1, 0.2),
+]
+
+
+@pytest.mark.parametrize("sched", CASES, ids=lambda s: type(s).__name__)
+def test_repr_is_a_call_that_builds_the_same_schedule(sched):
+    rebuilt = eval(repr(sched), vars(S))
+    assert type(rebuilt) is type(sched)
+    assert [rebuilt(t) for t in range(40)] == [sched(t) for t in range(40)]
+    assert repr(rebuilt) == repr(sched)
+
+
+def test_repr_follows_an_assigned_attribute():
+    c = S.cosine(1.0, 10)
+    c.total_steps = 20  # (the horizon, assignable; the constructor calls it T_max)
+    assert repr(c) == "cosine(lr=1.0, T_max=20, eta_min=0.0)"
+    assert eval(repr(c), vars(S))(10) == c(10)
+
+
+def test_overflow_error_names_the_constructor_arguments():
+    with pytest.raises(ValueError, match=r"cosine\(lr=1e\+308, T_max=10, eta_min=0\.0\) overflows there"):
+        S.chain(S.cosine(1e308, 10), S.constant(10.0))(0)
