@@ -47,3 +47,30 @@ def test_repr_follows_an_assigned_attribute():
 def test_overflow_error_names_the_constructor_arguments():
     with pytest.raises(ValueError, match=r"cosine\(lr=1e\+308, T_max=10, eta_min=0\.0\) overflows there"):
         S.chain(S.cosine(1e308, 10), S.constant(10.0))(0)
+
+
+@pytest.mark.parametrize(
+    "make, arg, value",
+    [(lambda: S.cosine(1.0, 10, 0.1), "T_max", 20), (lambda: S.linear(1.0, 0.0, 10), "steps", 20)],
+    ids=["cosine.T_max", "linear.steps"],
+)
+def test_the_constructors_name_for_the_horizon_is_an_attribute_that_takes_effect(make, arg, value):
+    # assigned under the name the constructor (and torch's CosineAnnealingLR) gives it, the horizon
+    # was a new attribute the schedule never read: the old values went on, silently
+    sched = make()
+    assert getattr(sched, arg) == 10
+    setattr(sched, arg, value)
+    assert sched.total_steps == value and getattr(sched, arg) == value
+    fresh = eval(repr(sched), vars(S))
+    assert [sched(t) for t in range(30)] == [fresh(t) for t in range(30)]
+    assert fresh.total_steps == value and "total_steps" not in repr(sched) and repr(sched).count(arg) == 1
+
+
+@pytest.mark.parametrize("make, arg", [(lambda: S.cosine(1.0, 10), "T_max"), (lambda: S.linear(1.0, 0.0, 10), "steps")])
+@pytest.mark.parametrize("bad, err", [(0, ValueError), (2.5, TypeError), ("20", TypeError), (True, TypeError)])
+def test_a_bad_horizon_assigned_is_refused_by_its_name_and_nothing_changes(make, arg, bad, err):
+    sched = make()
+    before = [sched(t) for t in range(15)]
+    with pytest.raises(err, match=rf"^{arg}: "):
+        setattr(sched, arg, bad)
+    assert [sched(t) for t in range(15)] == before

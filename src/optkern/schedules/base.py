@@ -146,6 +146,21 @@ def _real(v, t: int, schedule=None) -> float:
     return f
 
 
+def horizon_alias(name: str):
+    """A property ``name`` (the constructor's argument, e.g. cosine's ``T_max``) for the horizon
+    ``total_steps``: assigned under that name, torch's (``CosineAnnealingLR.T_max``), the horizon was a
+    new attribute the schedule never read, and the old values went on silently. Checked as the
+    constructor checks it (>= 1), naming it, before anything changes."""
+
+    def get(self) -> int:
+        return self.total_steps
+
+    def set_(self, value) -> None:
+        self.total_steps = count1(name, value)
+
+    return property(get, set_, doc=f"``total_steps`` under the constructor's name ``{name}``.")
+
+
 def derived_total_steps(follows: str):
     """A ``total_steps`` property (its getter decorated) for a schedule whose horizon follows its
     other attributes (``follows``): computed when read, so that it follows their assignment (a

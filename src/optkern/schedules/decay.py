@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
-from .base import Schedule, count, count1, gamma_rule, nonneg, positive, steps
+from .base import Schedule, count, count1, gamma_rule, horizon_alias, nonneg, positive, steps
 
 
 class linear(Schedule):
@@ -22,6 +22,7 @@ class linear(Schedule):
         ("total_steps", count1),
     )
     _init_names = (("total_steps", "steps"),)
+    steps = horizon_alias("steps")
 
     def __init__(self, init, end, steps):
         self.init = _backend.real("init", init)
@@ -159,6 +160,7 @@ class cosine(Schedule):
         ("eta_min", nonneg),
     )
     _init_names = (("total_steps", "T_max"),)
+    T_max = horizon_alias("T_max")
 
     def __init__(self, lr=1.0, T_max=1, eta_min=0.0):
         self.lr = positive("lr", lr)
