@@ -74,3 +74,20 @@ def test_a_bad_horizon_assigned_is_refused_by_its_name_and_nothing_changes(make,
     with pytest.raises(err, match=rf"^{arg}: "):
         setattr(sched, arg, bad)
     assert [sched(t) for t in range(15)] == before
+
+
+def test_constant_value_assigned_under_the_constructors_name_takes_effect():
+    # ``value`` is also the method every schedule has: assigned, the float replaced it, and the
+    # next call raised Python's unnamed "'float' object is not callable"
+    c = S.constant(1.0)
+    c.value = 2.5
+    assert c(0) == c(7) == 2.5 and c.lr == 2.5 and callable(c.value)
+    assert eval(repr(c), vars(S))(3) == 2.5
+
+
+@pytest.mark.parametrize("bad, err", [("2", TypeError), (None, TypeError), (float("nan"), ValueError)])
+def test_constant_bad_value_assigned_is_refused_by_name_and_nothing_changes(bad, err):
+    c = S.constant(1.0)
+    with pytest.raises(err, match=r"^value: "):
+        c.value = bad
+    assert c(0) == 1.0 and callable(c.value)

@@ -99,6 +99,13 @@ class constant(Schedule):
     def __init__(self, value=1.0):
         self.lr = _backend.real("value", value)
 
+    def __setattr__(self, name: str, v) -> None:
+        # ``value`` assigned (the constructor's name) is ``lr``, checked: the float replaced the
+        # method every schedule has, and the next call raised "'float' object is not callable"
+        if name == "value":
+            name, v = "lr", _backend.real("value", v)
+        super().__setattr__(name, v)
+
     def value(self, t):
         return self.lr
 
