@@ -91,3 +91,24 @@ def test_constant_bad_value_assigned_is_refused_by_name_and_nothing_changes(bad,
     with pytest.raises(err, match=r"^value: "):
         c.value = bad
     assert c(0) == 1.0 and callable(c.value)
+
+
+def test_cosine_restarts_cycle_checks_its_step_as_a_call_does():
+    # the public cycle(t) took any step: (-1, 3) and (2.5, 3) for steps that do not exist, and
+    # Python's unnamed TypeError for a string
+    c = S.cosine_restarts(1.0, 3, 2)
+    assert [c.cycle(t) for t in (0, 2, 3, 8, 9)] == [(0, 3), (2, 3), (0, 6), (5, 6), (0, 12)]
+    for bad, err in ((-1, ValueError), (2.5, TypeError), ("3", TypeError), (None, TypeError), (True, TypeError)):
+        with pytest.raises(err, match=r"^step: "):
+            c.cycle(bad)
+
+
+@pytest.mark.parametrize("attr, bad", [("T_0", 0), ("T_mult", 0), ("T_0", 2.5)])
+def test_cosine_restarts_cycle_checks_assigned_attributes_as_a_call_does(attr, bad):
+    # T_0 = 0 assigned: cycle(3) raised ZeroDivisionError (T_mult = 0: an endless loop in the walk)
+    c = S.cosine_restarts(1.0, 3, 2)
+    setattr(c, attr, bad)
+    with pytest.raises((TypeError, ValueError), match=rf"^{attr}: "):
+        c.cycle(3)
+    with pytest.raises((TypeError, ValueError), match=rf"^{attr}: "):
+        c(3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
-from .base import Schedule, count, count1, gamma_rule, horizon_alias, nonneg, positive, steps
+from .base import Schedule, check_step, count, count1, gamma_rule, horizon_alias, nonneg, positive, steps
 
 
 class linear(Schedule):
@@ -188,8 +188,14 @@ class cosine_restarts(Schedule):
         self.T_mult = count("T_mult", T_mult, 1)
         self.eta_min = nonneg("eta_min", eta_min)
 
-    def cycle(self, t: int) -> tuple:
-        """(steps into the current cycle, its length) at step t."""
+    def cycle(self, step) -> tuple:
+        """(steps into the current cycle, its length) at ``step``, checked as a call checks it (and the
+        attributes: a T_mult assigned 0 looped forever in the walk, a T_0 of 0 divided by zero)."""
+        t = check_step(step)
+        self._check_attributes()
+        return self._cycle(t)
+
+    def _cycle(self, t: int) -> tuple:
         if self.T_mult == 1:
             return t % self.T_0, self.T_0
         # Integer walk: exact where torch's log() can land on the wrong cycle.
@@ -200,5 +206,5 @@ class cosine_restarts(Schedule):
         return t, length
 
     def value(self, t):
-        cur, length = self.cycle(t)
+        cur, length = self._cycle(t)
         return _cos(self.lr, self.eta_min, cur, length)
