@@ -61,3 +61,34 @@ def test_backward_out_sharing_a_saved_statistic_names_it_saved_dot_field(kind, f
     # the same statistics in their own memory: the call runs, and gives the unaliased result
     dx = backward(type(saved)(*[p.copy() if hasattr(p, "copy") else p for p in parts]), None)[0]
     np.testing.assert_array_equal(dx, backward(saved, None)[0])
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize(
+    "bad, err", [(None, TypeError), ("3", TypeError), (2.5, TypeError), (True, TypeError), (-1, ValueError)]
+)
+def test_batchnorm_num_batches_tracked_assigned_a_bad_value_is_refused_before_anything_is_written(momentum, bad, err):
+    # with a momentum the count was not checked: None or "3" raised Python's unnamed TypeError after the
+    # running statistics were updated, 2.5 went on as 3.5, -1 as 0 (momentum=None checked it first)
+    bn = norm.BatchNorm(4, momentum=momentum)
+    bn.num_batches_tracked = bad
+    mean, var = bn.running_mean.copy(), bn.running_var.copy()
+    with pytest.raises(err, match=r"^num_batches_tracked: "):
+        bn(X)
+    np.testing.assert_array_equal(bn.running_mean, mean)
+    np.testing.assert_array_equal(bn.running_var, var)
+    assert bn.num_batches_tracked is bad
+    bn.num_batches_tracked = 3  # fixed: counted on
+    bn(X)
+    assert bn.num_batches_tracked == 4
+    bn(X, training=False)  # (eval neither reads nor counts it)
+    assert bn.num_batches_tracked == 4
+
+
+def test_batchnorm_eval_and_untracked_ignore_the_count():
+    bn = norm.BatchNorm(4)
+    bn.num_batches_tracked = None
+    bn(X, training=False)  # eval: the count is neither read nor written
+    untracked = norm.BatchNorm(4, track_running_stats=False)
+    untracked.num_batches_tracked = None
+    untracked(X)  # no running statistics: nothing counts batches (as before)

@@ -199,12 +199,14 @@ class BatchNorm(_NormModule):
         self._check_channels(x, self.num_features, "num_features")
         self._check_dtype(x)
         use_batch = training or self.running_mean is None
-        # momentum None: batch n + 1 enters the running average with weight 1 / (n + 1), in double as torch
-        if self.momentum is None:
+        counted = training and self.running_mean is not None
+        # the count (an assignable attribute) checked before the running statistics change: with a
+        # momentum, None or "3" raised Python's unnamed TypeError after they were updated, 2.5 went on
+        n = 0
+        if counted or self.momentum is None:
             n = _backend.integer("num_batches_tracked", self.num_batches_tracked, lo=0, hi=_backend.INT64_MAX - 1)
-            momentum = 1.0 / (n + 1)
-        else:
-            momentum = self.momentum
+        # momentum None: batch n + 1 enters the running average with weight 1 / (n + 1), in double as torch
+        momentum = 1.0 / (n + 1) if self.momentum is None else self.momentum
         y, self._saved = batch_norm(
             x,
             self.weight,
@@ -215,8 +217,8 @@ class BatchNorm(_NormModule):
             momentum=momentum,
             eps=self.eps,
         )
-        if training and self.running_mean is not None:
-            self.num_batches_tracked += 1
+        if counted:
+            self.num_batches_tracked = n + 1
         self._x = x
         return y
 
