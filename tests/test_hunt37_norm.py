@@ -92,3 +92,16 @@ def test_batchnorm_eval_and_untracked_ignore_the_count():
     untracked = norm.BatchNorm(4, track_running_stats=False)
     untracked.num_batches_tracked = None
     untracked(X)  # no running statistics: nothing counts batches (as before)
+
+
+@pytest.mark.parametrize("bad, err", [(None, TypeError), ("3", TypeError), (2.5, TypeError), (-1, ValueError)])
+def test_batchnorm_state_dict_of_a_bad_count_is_refused_by_name(bad, err):
+    # saved as given: 2.5 as 2, "3" as 3, -1 as -1 (a checkpoint its own load_state_dict refuses), None
+    # as NumPy's unnamed TypeError
+    bn = norm.BatchNorm(4)
+    bn.num_batches_tracked = bad
+    with pytest.raises(err, match=r"^num_batches_tracked: "):
+        bn.state_dict()
+    bn.num_batches_tracked = np.int64(5)  # (an integer of NumPy's: saved as the 0-d int64 torch holds)
+    sd = bn.state_dict()
+    assert sd["num_batches_tracked"].dtype == np.int64 and sd["num_batches_tracked"] == 5

@@ -117,8 +117,9 @@ class _NormModule(NativeByName):
         ``torch.nn.BatchNorm2d.state_dict()`` holds, for :meth:`load_state_dict` here or in torch
         (``{k: torch.from_numpy(v) for k, v in sd.items()}``)."""
         out = {k: a.copy() for k, a in self._arrays().items()}
-        if "running_mean" in out:
-            out["num_batches_tracked"] = self._xp.asarray(self.num_batches_tracked, dtype=np.int64)
+        if "running_mean" in out:  # (the count checked by load_state_dict's rule: 2.5 was saved as 2)
+            n = _backend.integer("num_batches_tracked", self.num_batches_tracked, lo=0, hi=_backend.INT64_MAX)
+            out["num_batches_tracked"] = self._xp.asarray(n, dtype=np.int64)
         return out
 
     def load_state_dict(self, state_dict) -> None:
