@@ -112,3 +112,19 @@ def test_cosine_restarts_cycle_checks_assigned_attributes_as_a_call_does(attr, b
         c.cycle(3)
     with pytest.raises((TypeError, ValueError), match=rf"^{attr}: "):
         c(3)
+
+
+def test_cyclic_momentum_bounds_inverted_by_assignment_are_refused_as_at_construction():
+    # cyclic.momentum(0.9, 0.8) is refused; assigned afterwards, the same inverted pair ran a cycle
+    # below base_momentum silently (cyclic's own max_lr / base_lr pair is re-checked before each value)
+    c = S.cyclic(0.1, 1.0, 3)
+    m = c.momentum(0.8, 0.9)
+    before = [m(t) for t in range(7)]
+    m.max_momentum = 0.5
+    with pytest.raises(ValueError, match=r"^max_momentum: 0.5 is below base_momentum 0.8"):
+        m(1)
+    m.max_momentum = 0.9
+    assert [m(t) for t in range(7)] == before
+    m.base_momentum = 0.95
+    with pytest.raises(ValueError, match=r"^max_momentum: 0.9 is below base_momentum 0.95"):
+        m(1)

@@ -90,6 +90,11 @@ class _cyclic_momentum(Schedule):
     def __init__(self, lr_cycle: cyclic, base_momentum: float, max_momentum: float):
         self._cycle, self.base_momentum, self.max_momentum = lr_cycle, base_momentum, max_momentum
 
+    def _check_together(self) -> None:
+        # (as cyclic.momentum refuses it: assigned afterwards, the cycle ran below base_momentum)
+        if self.max_momentum < self.base_momentum:
+            raise ValueError(f"max_momentum: {self.max_momentum} is below base_momentum {self.base_momentum}")
+
     def _check_attributes(self) -> None:
         super()._check_attributes()
         self._cycle._check_attributes()  # (its wave, read here)
