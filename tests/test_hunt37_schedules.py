@@ -128,3 +128,70 @@ def test_cyclic_momentum_bounds_inverted_by_assignment_are_refused_as_at_constru
     m.base_momentum = 0.95
     with pytest.raises(ValueError, match=r"^max_momentum: 0.9 is below base_momentum 0.95"):
         m(1)
+
+
+# ---- composite schedules and the batch-size schedule: attributes assigned after construction ----
+
+
+def _seq():
+    return S.sequential([S.constant(1.0), S.constant(2.0), S.constant(3.0)], [3, 6])
+
+
+@pytest.mark.parametrize(
+    "boundaries, match",
+    [
+        ([6, 3], r"^boundaries: must be strictly increasing, got 6 then 3"),  # ran 1, 1, 1, 3, ... silently
+        ([3], r"^boundaries: expected 2 entries for 3 schedules, got 1"),  # ran the first two only
+        ([3, 6, 9], r"^boundaries: expected 2 entries for 3 schedules, got 3"),  # IndexError at step 9
+        ([0, 6], r"^boundaries\[0\]: must be >= 1, got 0"),  # the first schedule skipped
+    ],
+)
+def test_sequential_boundaries_assigned_are_checked_as_the_constructor_checks_them(boundaries, match):
+    q = _seq()
+    before = [q(t) for t in range(12)]
+    q.boundaries = boundaries
+    with pytest.raises(ValueError, match=match):
+        q(4)
+    q.boundaries = [3, 6]
+    assert [q(t) for t in range(12)] == before
+
+
+@pytest.mark.parametrize("make, attr", [(_seq, "schedules"), (lambda: S.chain(S.constant(2.0)), "schedules")])
+def test_composite_schedules_assigned_are_converted_as_the_constructor_converts_them(make, attr):
+    # a number or a plain callable assigned raised Python's unnamed "'float' object is not callable"
+    s = make()
+    n = len(getattr(s, attr))
+    setattr(s, attr, [0.5] + [lambda t: 2.0] * (n - 1))
+    assert all(isinstance(x, S.Schedule) for x in getattr(s, attr))
+    assert s(0) == 0.5
+    with pytest.raises(TypeError, match=rf"^{attr}\[0\]: expected a Schedule, a callable or a number, got str"):
+        setattr(s, attr, ["x"] * n)
+    assert s(0) == 0.5  # (nothing assigned)
+    getattr(s, attr)[0] = "x"  # changed in place: named at the next value
+    with pytest.raises(TypeError, match=rf"^{attr}\[0\]: expected a Schedule"):
+        s(0)
+
+
+def test_linear_warmup_schedule_assigned_is_converted():
+    w = S.linear_warmup(S.cosine(1.0, 10), 3)
+    w.schedule = 0.5  # (a number: the constant schedule, as the constructor takes it)
+    assert isinstance(w.schedule, S.Schedule) and w(5) == 0.5 and w.total_steps is None
+    with pytest.raises(TypeError, match=r"^schedule: expected a Schedule, a callable or a number, got str"):
+        w.schedule = "x"
+
+
+def test_batch_size_schedule_cap_assigned_below_the_base_is_refused_as_at_construction():
+    b = S.batch_size_schedule(32, [3, 5], 2.0, 100)
+    b.max_batch_size = 1  # (gave batch 1 and the lr divided by 32, silently)
+    with pytest.raises(ValueError, match=r"^max_batch_size: 1 is below base_batch_size 32"):
+        b(0)
+    with pytest.raises(ValueError, match=r"^max_batch_size: 1 is below base_batch_size 32"):
+        b.batch_size(0)
+
+
+def test_batch_size_schedule_factor_assigned_past_float64_is_refused_by_name():
+    b = S.batch_size_schedule(32, [3, 5], 2.0)
+    b.factor = 1e300  # (Python's unnamed OverflowError at the last milestone)
+    for f in (b, b.batch_size):
+        with pytest.raises(ValueError, match=r"^factor: base_batch_size \* factor \*\* len\(milestones\)"):
+            f(6)

@@ -168,6 +168,20 @@ def horizon_alias(name: str):
     return property(get, set_, doc=f"``total_steps`` under the constructor's name ``{name}``.")
 
 
+def schedule_list(name: str, values) -> list:
+    """``values`` (a sequence) as a list of Schedules (numbers and callables converted, as
+    :func:`as_schedule` does), each named ``name[i]`` when it is none of these."""
+    return [as_schedule(v, f"{name}[{i}]") for i, v in enumerate(sequence(name, values))]
+
+
+def schedules_rule(name: str, values) -> None:
+    """A rule (``Schedule._rules``) for a list of schedules changed in place (assignment converts):
+    each entry must be a Schedule, named ``name[i]``, not Python's "'float' object is not callable"."""
+    for i, v in enumerate(sequence(name, values)):
+        if not isinstance(v, Schedule):
+            raise TypeError(f"{name}[{i}]: expected a Schedule, got {type(v).__name__} (assign it to convert it)")
+
+
 def derived_total_steps(follows: str):
     """A ``total_steps`` property (its getter decorated) for a schedule whose horizon follows its
     other attributes (``follows``): computed when read, so that it follows their assignment (a

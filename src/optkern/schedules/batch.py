@@ -50,24 +50,28 @@ class batch_size_schedule(Schedule):
 
     def __init__(self, base_batch_size, milestones, factor=5.0, max_batch_size=None, lr=1.0):
         self.base_batch_size = count("base_batch_size", base_batch_size, 1)
-        self.milestones = ms = _milestones(milestones)
+        self.milestones = _milestones(milestones)
         self.factor = _backend.in_range("factor", factor, 1.0, None, lo_open=True)
+        self.max_batch_size = None if max_batch_size is None else count("max_batch_size", max_batch_size, 1)
+        self._check_together()
+        self.lr = positive("lr", lr)
+
+    def _check_together(self) -> None:
+        # (again before each value and batch size: assigned afterwards, a cap below the base gave that
+        # batch and a divided lr silently, a factor past float64 Python's unnamed OverflowError)
+        base, ms = self.base_batch_size, self.milestones
         # the largest nominal batch (after the last milestone) must be a float64: every value is computed from it
         try:
-            top = self.base_batch_size * self.factor ** len(ms)
+            top = base * self.factor ** len(ms)
         except OverflowError:
             top = math.inf
         if not math.isfinite(top):
             raise ValueError(
-                f"factor: base_batch_size * factor ** len(milestones) = {self.base_batch_size} * "
-                f"{self.factor!r} ** {len(ms)} overflows float64"
+                f"factor: base_batch_size * factor ** len(milestones) = {base} * {self.factor!r} ** {len(ms)} "
+                "overflows float64"
             )
-        if max_batch_size is not None:
-            max_batch_size = count("max_batch_size", max_batch_size, 1)
-            if max_batch_size < self.base_batch_size:
-                raise ValueError(f"max_batch_size: {max_batch_size} is below base_batch_size {self.base_batch_size}")
-        self.max_batch_size = max_batch_size
-        self.lr = positive("lr", lr)
+        if self.max_batch_size is not None and self.max_batch_size < base:
+            raise ValueError(f"max_batch_size: {self.max_batch_size} is below base_batch_size {base}")
 
     def _nominal(self, t: int) -> float:
         return self.base_batch_size * self.factor ** bisect.bisect_right(self.milestones, t)

@@ -8,7 +8,17 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, as_schedule, count, derived_total_steps, in_unit, positive, sequence, steps
+from .base import (
+    Schedule,
+    as_schedule,
+    count,
+    derived_total_steps,
+    in_unit,
+    positive,
+    schedule_list,
+    schedules_rule,
+    steps,
+)
 from .decay import cosine
 
 
@@ -41,6 +51,11 @@ class linear_warmup(Schedule):
         self.shift = _backend.flag("shift", shift)  # bool("False") was True
         self._check_together()
 
+    def __setattr__(self, name: str, value) -> None:
+        # an assigned schedule converted as the constructor converts it: a number or a plain callable
+        # raised "'float' object is not callable" (or, for total_steps, an AttributeError) when used
+        super().__setattr__(name, as_schedule(value, name) if name == "schedule" else value)
+
     def _check_together(self) -> None:
         # (again before each value: warmup_steps, shift or the schedule's own horizon assigned later)
         total = self.schedule.total_steps
@@ -70,7 +85,14 @@ class chain(Schedule):
     def __init__(self, *schedules):
         if not schedules:
             raise ValueError("schedules: need at least one schedule")
-        self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
+        self.schedules = schedules
+
+    _rules = (("schedules", schedules_rule),)
+
+    def __setattr__(self, name: str, value) -> None:
+        # the schedules (assigned later too) converted as the constructor's are: a number or a plain
+        # callable assigned raised "'float' object is not callable" at the next value
+        super().__setattr__(name, schedule_list(name, value) if name == "schedules" else value)
 
     @derived_total_steps("schedules")
     def total_steps(self) -> int | None:
@@ -98,20 +120,28 @@ class sequential(Schedule):
     """
 
     def __init__(self, schedules, boundaries):
-        schedules = sequence("schedules", schedules)
-        if not schedules:
+        self.schedules = schedules
+        if not self.schedules:
             raise ValueError("schedules: need at least one schedule")
-        self.schedules = [as_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
-        b = steps("boundaries", boundaries)
-        if len(b) != len(self.schedules) - 1:
-            raise ValueError(
-                f"boundaries: expected {len(self.schedules) - 1} entries for "
-                f"{len(self.schedules)} schedules, got {len(b)}"
-            )
+        self.boundaries = steps("boundaries", boundaries)
+        self._check_together()
+
+    # Checked again before each value (assigned afterwards, unsorted boundaries ran the wrong schedules
+    # silently, one too many raised IndexError); the schedules are converted when assigned.
+    _rules = (("schedules", schedules_rule), ("boundaries", steps))
+
+    def _check_together(self) -> None:
+        b, n = self.boundaries, len(self.schedules)
+        if not n:
+            raise ValueError("schedules: need at least one schedule")
+        if len(b) != n - 1:
+            raise ValueError(f"boundaries: expected {n - 1} entries for {n} schedules, got {len(b)}")
         for i in range(1, len(b)):
             if b[i] <= b[i - 1]:
                 raise ValueError(f"boundaries: must be strictly increasing, got {b[i - 1]} then {b[i]}")
-        self.boundaries = b
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, schedule_list(name, value) if name == "schedules" else value)
 
     @derived_total_steps("schedules and boundaries")
     def total_steps(self) -> int | None:
