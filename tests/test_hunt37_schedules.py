@@ -195,3 +195,17 @@ def test_batch_size_schedule_factor_assigned_past_float64_is_refused_by_name():
     for f in (b, b.batch_size):
         with pytest.raises(ValueError, match=r"^factor: base_batch_size \* factor \*\* len\(milestones\)"):
             f(6)
+
+
+@pytest.mark.parametrize(
+    "attr, bad, err", [("fn", 5, TypeError), ("total_steps", -3, ValueError), ("total_steps", 2.5, TypeError)]
+)
+def test_function_schedule_attributes_assigned_are_checked_as_the_constructor_checks_them(attr, bad, err):
+    # fn = 5 raised Python's unnamed "'int' object is not callable"; a total_steps of -3 was taken
+    f = S.FunctionSchedule(lambda t: 0.5, 10)
+    setattr(f, attr, bad)
+    with pytest.raises(err, match=rf"^{attr}: "):
+        f(0)
+    f2 = S.FunctionSchedule(lambda t: 0.5, 10)
+    f2.total_steps = None  # (no horizon: valid, as at construction)
+    assert f2(3) == 0.5

@@ -113,15 +113,26 @@ class constant(Schedule):
 class FunctionSchedule(Schedule):
     """Wrap any callable ``f(step) -> float`` as a :class:`Schedule`."""
 
+    # (assigned afterwards: fn = 5 raised Python's unnamed "'int' object is not callable", and a
+    # total_steps of -3 was taken)
+    _rules = (
+        ("fn", lambda name, v: _callable(name, v)),
+        ("total_steps", lambda name, v: None if v is None else count(name, v, 0)),
+    )
+
     def __init__(self, fn, total_steps: int | None = None):
-        if not callable(fn):
-            raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-        self.fn = fn
+        self.fn = _callable("fn", fn)
         # Checked: "x" or NaN failed later in the Scheduler with int()'s message; -1, 2.5 were taken.
         self.total_steps = None if total_steps is None else count("total_steps", total_steps, 0)
 
     def value(self, t: int) -> float:
         return self.fn(t)
+
+
+def _callable(name: str, fn):
+    if not callable(fn):
+        raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
+    return fn
 
 
 def as_schedule(s, name: str = "schedule") -> Schedule:
