@@ -209,3 +209,18 @@ def test_function_schedule_attributes_assigned_are_checked_as_the_constructor_ch
     f2 = S.FunctionSchedule(lambda t: 0.5, 10)
     f2.total_steps = None  # (no horizon: valid, as at construction)
     assert f2(3) == 0.5
+
+
+@pytest.mark.parametrize("make", [_seq, lambda: S.chain(S.constant(2.0))], ids=["sequential", "chain"])
+def test_composite_schedules_assigned_empty_are_refused_as_at_construction(make):
+    s = make()
+    s.schedules = []  # (chain: every value 1.0; sequential: IndexError)
+    with pytest.raises(ValueError, match=r"^schedules: need at least one schedule"):
+        s(0)
+
+
+def test_sequential_boundary_assigned_a_bool_is_refused_by_name():
+    q = _seq()
+    q.boundaries = [True, 6]
+    with pytest.raises(TypeError, match=r"^boundaries\[0\]: "):
+        q(0)

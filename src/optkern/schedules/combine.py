@@ -94,6 +94,16 @@ class chain(Schedule):
         # callable assigned raised "'float' object is not callable" at the next value
         super().__setattr__(name, schedule_list(name, value) if name == "schedules" else value)
 
+    def _check_together(self) -> None:
+        if not self.schedules:  # (assigned [] afterwards: every value was 1.0)
+            raise ValueError("schedules: need at least one schedule")
+
+    def _check_attributes(self) -> None:
+        ss = self.schedules  # (valid without the rules' full pass, as sequential's)
+        if type(ss) is list and ss and all(isinstance(x, Schedule) for x in ss):
+            return
+        super()._check_attributes()
+
     @derived_total_steps("schedules")
     def total_steps(self) -> int | None:
         """The longest horizon of the schedules (None when one has none), as they are now."""
@@ -142,6 +152,22 @@ class sequential(Schedule):
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, schedule_list(name, value) if name == "schedules" else value)
+
+    def _check_attributes(self) -> None:
+        # (the rules' answer for valid lists without them: lists are not cached as immutable values,
+        # and the full pass cost ~6 us per value)
+        b, ss = self.boundaries, self.schedules
+        if (
+            type(b) is list
+            and type(ss) is list
+            and len(b) == len(ss) - 1
+            and all(type(x) is int for x in b)
+            and (not b or (1 <= b[0] and b[-1] <= _backend.INT64_MAX))
+            and all(x < y for x, y in zip(b, b[1:]))
+            and all(isinstance(x, Schedule) for x in ss)
+        ):
+            return
+        super()._check_attributes()
 
     @derived_total_steps("schedules and boundaries")
     def total_steps(self) -> int | None:
