@@ -3,6 +3,7 @@
 ``value`` as ``lr``, ``chain``'s schedules as a ``schedules=`` keyword it does not take). The repr
 is what an overflow error shows as the arguments that overflowed; those calls raised TypeError."""
 
+import numpy as np
 import pytest
 
 from optkern import schedules as S
@@ -224,3 +225,37 @@ def test_sequential_boundary_assigned_a_bool_is_refused_by_name():
     q.boundaries = [True, 6]
     with pytest.raises(TypeError, match=r"^boundaries\[0\]: "):
         q(0)
+
+
+# ---- Scheduler: its own attributes, assigned after construction ----------------------------------
+
+
+def _scheduler():
+    from optkern import optim
+
+    opt = optim.SGD([np.zeros(2, np.float32)], lr=0.1)
+    return opt, S.Scheduler(opt, S.cosine(1.0, 10))
+
+
+@pytest.mark.parametrize(
+    "attr, bad, err",
+    [
+        ("relative", "no", TypeError),  # read as True: the lr became 0.1 x the schedule, silently
+        ("relative", None, TypeError),
+        ("last_step", None, TypeError),  # Python's unnamed "unsupported operand type(s) for +"
+        ("last_step", 2.5, TypeError),  # named "step", 3.5
+        ("last_step", -5, ValueError),  # named "step", -4
+    ],
+)
+def test_scheduler_attributes_assigned_are_checked_by_name_before_a_step_writes(attr, bad, err):
+    opt, sc = _scheduler()
+    lr = opt.param_groups[0]["lr"]
+    setattr(sc, attr, bad)
+    with pytest.raises(err, match=rf"^{attr}: "):
+        sc.step()
+    with pytest.raises(err, match=rf"^{attr}: "):
+        sc.values()
+    assert opt.param_groups[0]["lr"] == lr and getattr(sc, attr) is bad  # nothing written
+    setattr(sc, attr, {"relative": False, "last_step": 0}[attr])
+    sc.step()
+    assert sc.last_step == 1 and opt.param_groups[0]["lr"] == S.cosine(1.0, 10)(1)

@@ -179,8 +179,19 @@ class Scheduler:
 
     def values(self, step: int | None = None) -> list:
         """The per-group values at ``step`` (default: the current step)."""
-        t = self.last_step if step is None else check_step(step)
-        return self._values(t, self.base_values, self.relative)
+        t = self._last_step() if step is None else check_step(step)
+        return self._values(t, self.base_values, self._relative())
+
+    # The attributes a step reads, checked by name first (assignable, as torch's ``last_epoch``): a
+    # ``relative`` of "no" read as True and scaled every value silently, a ``last_step`` of None raised
+    # Python's unnamed TypeError, one of 2.5 or -5 was blamed on "step".
+    def _relative(self) -> bool:
+        r = self.relative
+        return r if type(r) is bool else _backend.flag("relative", r)
+
+    def _last_step(self) -> int:
+        t = self.last_step
+        return t if type(t) is int and 0 <= t < _backend.INT64_MAX else _backend.integer("last_step", t, 0)
 
     def _values(self, t: int, base: list, relative: bool) -> list:
         """The values to write at step ``t``, each checked (finite, in the entry's range) or
@@ -243,9 +254,10 @@ class Scheduler:
     def step(self) -> None:
         """Advance one step and write the new value into every param group (on an error, neither happens)."""
         self._check_groups()
-        values = self._values(self.last_step + 1, self.base_values, self.relative)
+        t = self._last_step() + 1
+        values = self._values(t, self.base_values, self._relative())
         self._write(values)
-        self.last_step += 1
+        self.last_step = t
 
     def get_last_lr(self) -> list:
         """The values last written, one per group (torch's name)."""
