@@ -1,7 +1,12 @@
-"""A schedule's repr is the call that builds it: ``cosine(1.0, T_max=10)`` printed as
-``cosine(lr=1.0, total_steps=10, ...)`` (``linear``'s ``steps`` as ``total_steps``, ``constant``'s
-``value`` as ``lr``, ``chain``'s schedules as a ``schedules=`` keyword it does not take). The repr
-is what an overflow error shows as the arguments that overflowed; those calls raised TypeError."""
+"""Schedules and the Scheduler as a user drives them after construction.
+
+A schedule's repr is the call that builds it (``cosine(1.0, T_max=10)`` printed as
+``cosine(lr=1.0, total_steps=10, ...)``, which raised TypeError; the repr is what an overflow error
+shows). Attributes assigned afterwards under the constructor's names take effect (``cosine.T_max``
+was a new attribute never read) and are checked as the constructor checks them, before anything is
+written: ``sequential``'s boundaries and schedules, ``chain``'s, ``linear_warmup``'s schedule,
+``batch_size_schedule``'s cap and factor, ``FunctionSchedule``'s fn, cyclic's momentum bounds,
+``cosine_restarts.cycle``'s step, the Scheduler's ``relative`` and ``last_step``."""
 
 import numpy as np
 import pytest
