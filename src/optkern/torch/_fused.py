@@ -22,7 +22,7 @@ from torch.optim import optimizer as _torch_optimizer
 from .. import optim as _optim
 from .._checked_values import cached, remember
 from . import _lowp, _views
-from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view
+from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
 from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks
 from ._checks_step import _StepChecks
@@ -286,13 +286,22 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
             # (params at step n + 1, state at n) or the next run steps: deferred to the end of a
             # step long enough for the handler swaps not to matter, as optkern.optim's steps defer it
             with self._uninterrupted(work):
-                for group, params, i, grads, runs in work:
-                    self._grads = grads  # aligned with the params stepped (None: some params have none)
-                    self._runs_now = runs
-                    self._group_step(group, params, i)
-                # the native calls wrote the params through views autograd does not see: a graph that
-                # saved them must refuse its backward now, as after torch's in-place step
-                _increment_version(work[0][1] if len(work) == 1 else [p for _, ps, *_ in work for p in ps])
+                # the native calls write the params through views autograd does not see: a graph that
+                # saved them must refuse its backward after the step, as after torch's in-place step.
+                # Bumped now, while the params are in cache (``bump_before_write``), and put back if
+                # the step raises (it wrote nothing then: ``_precheck``)
+                written = work[0][1] if len(work) == 1 else [p for _, ps, *_ in work for p in ps]
+                before = bump_before_write(written)
+                try:
+                    for group, params, i, grads, runs in work:
+                        self._grads = grads  # aligned with the params stepped (None: some params have none)
+                        self._runs_now = runs
+                        self._group_step(group, params, i)
+                except BaseException:
+                    restore_versions(written, before)
+                    raise
+                if before is None:
+                    _increment_version(written)
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes
