@@ -93,21 +93,27 @@ def test_a_step_of_several_groups_that_raises_leaves_every_version_as_it_was(mon
 @pytest.mark.parametrize("name, hp, kernel", CASES, ids=IDS)
 def test_views_of_one_tensor_sharing_a_counter_are_put_back_exactly(monkeypatch, name, hp, kernel):
     """Params that are disjoint views of one tensor share its version counter: the step bumps it
-    once per param, and a step that raises puts it back to the very version it had."""
-    base = torch.linspace(1.0, 2.0, 8)
-    a, b = base[:4], base[4:]
-    a.grad, b.grad = torch.ones(4), torch.ones(4)
-    opt = getattr(ot, name)([a, b], **hp)
+    once per param, and a step that raises puts every counter back to the very version it had
+    (three views of one tensor, in between them a param of its own, each at another version)."""
+    base = torch.linspace(1.0, 2.0, 12)
+    a, b, c = base[:4], base[4:8], base[8:]
+    d = torch.ones(3)
+    for _ in range(3):
+        base.add_(0.0)  # (versions that are not those of fresh tensors: 3 and 1)
+    d.add_(0.0)
+    for t in (a, b, c, d):
+        t.grad = torch.ones_like(t)
+    opt = getattr(ot, name)([a, d, b, c], **hp)
     opt.step()
-    v0 = base._version
-    assert a._version == b._version == v0
+    before = (base._version, a._version, b._version, c._version, d._version)
+    assert before[0] == before[1] == before[2] == before[3] != before[4]
     _failing(monkeypatch, kernel, RuntimeError("native"))
     with pytest.raises(RuntimeError, match="native"):
         opt.step()
-    assert (base._version, a._version, b._version) == (v0, v0, v0)
+    assert (base._version, a._version, b._version, c._version, d._version) == before
     monkeypatch.undo()
     opt.step()
-    assert base._version > v0
+    assert base._version > before[0] and d._version > before[4]
 
 
 @pytest.mark.parametrize("name, hp, kernel", CASES, ids=IDS)

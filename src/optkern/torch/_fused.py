@@ -291,16 +291,17 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
                 # Bumped now, while the params are in cache (``bump_before_write``), and put back if
                 # the step raises (it wrote nothing then: ``_precheck``)
                 written = work[0][1] if len(work) == 1 else [p for _, ps, *_ in work for p in ps]
-                before = bump_before_write(written)
+                bumped = bump_before_write(written)
                 try:
                     for group, params, i, grads, runs in work:
                         self._grads = grads  # aligned with the params stepped (None: some params have none)
                         self._runs_now = runs
                         self._group_step(group, params, i)
                 except BaseException:
-                    restore_versions(written, before)
+                    if bumped:
+                        restore_versions(written)
                     raise
-                if before is None:
+                if not bumped:
                     _increment_version(written)
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
