@@ -178,3 +178,23 @@ def test_inference_params_step_inside_inference_mode(name, hp, kernel):
         opt.step()
     assert not torch.equal(inf, torch.ones(3)) and not torch.equal(w, torch.ones(3))
     assert w._version > before
+
+
+@pytest.mark.parametrize("name, hp, kernel", CASES, ids=IDS)
+def test_a_step_of_inference_and_normal_params_that_raises_puts_the_normal_ones_back(monkeypatch, name, hp, kernel):
+    """Inside inference mode, an inference param (no counter) beside normal ones: a step whose
+    kernel raises puts the normal params' versions back and writes nothing."""
+    with torch.inference_mode():
+        inf = torch.ones(3)
+        inf.grad = torch.ones(3)
+    ws = [torch.ones(3), torch.ones(3)]
+    for w in ws:
+        w.grad = torch.ones(3)
+    opt = getattr(ot, name)([ws[0], inf, ws[1]], **hp)
+    with torch.inference_mode():
+        opt.step()
+    before = [w._version for w in ws]
+    _failing(monkeypatch, kernel, RuntimeError("native"))
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="native"):
+        opt.step()
+    assert [w._version for w in ws] == before
