@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import operator
+from typing import Any
 
 import torch
 
@@ -13,7 +14,7 @@ _increment_version = torch.autograd.graph.increment_version
 _bump = torch._C._increment_version  # (increment_version's own call, without its isinstance look)
 _version = operator.attrgetter("_version")
 # (torch's setter of version counters: older torch may lack it, then the step bumps after it wrote)
-_set_versions = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)
+_set_versions: Any = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)
 
 _is_neg = torch.Tensor.is_neg
 
