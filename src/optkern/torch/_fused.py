@@ -16,13 +16,14 @@ import itertools
 import operator
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from torch.optim import optimizer as _torch_optimizer
 
 from .. import optim as _optim
 from .._checked_values import cached, remember
 from . import _lowp, _views
-from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view
+from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
 from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks
 from ._checks_step import _StepChecks
@@ -286,13 +287,22 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
             # (params at step n + 1, state at n) or the next run steps: deferred to the end of a
             # step long enough for the handler swaps not to matter, as optkern.optim's steps defer it
             with self._uninterrupted(work):
-                for group, params, i, grads, runs in work:
-                    self._grads = grads  # aligned with the params stepped (None: some params have none)
-                    self._runs_now = runs
-                    self._group_step(group, params, i)
-                # the native calls wrote the params through views autograd does not see: a graph that
-                # saved them must refuse its backward now, as after torch's in-place step
-                _increment_version(work[0][1] if len(work) == 1 else [p for _, ps, *_ in work for p in ps])
+                # the native calls write the params through views autograd does not see: a graph that saved
+                # them must refuse its backward after the step, as after torch's in-place step. Bumped now,
+                # the params in cache (``bump_before_write``); put back if the step raises (nothing written)
+                written = work[0][1] if len(work) == 1 else [p for _, ps, *_ in work for p in ps]
+                bumped = bump_before_write(written)
+                try:
+                    for group, params, i, grads, runs in work:
+                        self._grads = grads  # aligned with the params stepped (None: some params have none)
+                        self._runs_now = runs
+                        self._group_step(group, params, i)
+                except BaseException:
+                    if bumped:
+                        restore_versions(written)
+                    raise
+                if not bumped:
+                    _increment_version(written)
             st = self.state
             self._state_seen = (st, st.version) if type(st) is _TrackedState else None
             self._entries_seen = _TrackedEntry.changes
@@ -358,10 +368,17 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
         return set()
 
     def _after(self, group, params, states, t, out) -> None:
-        """Advance the step counters (one add on the run's joined counters, else one foreach call).
-        An int 1: an integer step tensor (torch's ``step_t += 1`` takes one) stays an integer."""
-        if "step" in self._joined:
-            self._joined["step"] += 1
+        """Advance the step counters (one op on the run's joined counters, else one foreach call).
+        An int 1: an integer step tensor (torch's ``step_t += 1`` takes one) stays an integer.
+        Joined NumPy counters (equal whole counts while the layout holds) are filled with ``t``,
+        their count + 1 rounded as ``+= 1`` rounds: NumPy's add cost ~40 us after a large step
+        (its code cold), a fill ~17."""
+        joined = self._joined.get("step")
+        if joined is not None:
+            if type(joined) is np.ndarray:
+                joined.fill(t)
+            else:
+                joined += 1
             return
         steps = [s["step"] for s in states if "step" in s]
         if steps:
