@@ -100,6 +100,14 @@ OK_HD bool sam_adaptive_direct(double p, double g) {
   const double pp = p * p, x = pp * g, ax = x < 0.0 ? -x : x;
   return pp >= lo && pp <= hi && (g == 0.0 || (ax >= lo && ax <= hi));
 }
+// A cheaper superset of !sam_adaptive_direct for the CPU's vector loop (& on bools, no branch; NaN
+// and Inf entries flagged too: the scalar pass over the flagged chunk tests each exactly). A w^2
+// past the range makes w^2 g inf for g != 0: ax <= hi tests both.
+OK_HD bool sam_adaptive_maybe(double p, double g) {
+  constexpr double lo = 0x1p-1022, hi = 0x1.fffffffffffffp1023;
+  const double pp = p * p, x = pp * g, ax = x < 0.0 ? -x : x;
+  return (p != 0.0) & (g != 0.0) & !((pp >= lo) & (ax >= lo) & (ax <= hi));
+}
 
 // There: the step (w^2 g) scale with w, g and the scale each scaled into [1, 2) (exact powers of two)
 // and the exponents added apart: the same three roundings as the reference's in an unbounded
