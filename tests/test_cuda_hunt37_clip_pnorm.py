@@ -31,3 +31,16 @@ def test_zero_and_nonfinite_norms(p):
     assert float(out.get()[0]) == np.inf
     K.grad_norm([cp.asarray([1.0, np.nan])], p, out)
     assert np.isnan(float(out.get()[0]))
+
+
+@pytest.mark.parametrize(("p", "scale"), [(3.0, 1e120), (1.5, 1e30), (5.0, 1e-30)])
+def test_distributed_p_norm_on_one_rank(p, scale):
+    """clip._global_norm's scaled branch on CuPy buffers (xp.frexp / ldexp / log: tests/test_hunt37_clip_dist.py)."""
+    pytest.importorskip("mpi4py")
+    from mpi4py import MPI
+
+    from optkern import clip
+
+    gs = _grads(scale, np.float64, 2)
+    total = clip.clip_grad_norm_([cp.asarray(g) for g in gs], 1e300, norm_type=p, comm=MPI.COMM_WORLD)
+    assert abs(ulps(float(cp.asnumpy(total).ravel()[0]), exact_norm(gs, p))) <= 2.0

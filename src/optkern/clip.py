@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 
@@ -310,14 +311,32 @@ def _global_norm(buf, p: float, comm):
         buf **= p
         comm.allreduce(buf, "sum", ordered=True)
         buf[...] = xp.where(ok, scale * buf ** (1.0 / p), m)
-    else:
+    elif p in (1.0, 2.0):
         buf **= p
         comm.allreduce(buf, "sum", ordered=True)  # one number: ordered costs nothing, every rank agrees
         if p == 2.0:
             _backend.array_module(buf).sqrt(buf, out=buf)
-        else:
-            buf **= 1.0 / p
+    else:  # the ranks' norms scaled as the native kernel scales its terms (rules/pnorm.hpp)
+        xp = _backend.array_module(buf)
+        m = buf.copy()
+        comm.allreduce(m, "max")
+        ok = xp.isfinite(m) & (m > 0)
+        scale = xp.where(ok, xp.ldexp(1.0, xp.frexp(xp.where(ok, m, 1.0))[1] - 1), 1.0)  # 2^e <= m
+        buf /= scale
+        buf **= p
+        comm.allreduce(buf, "sum", ordered=True)
+        buf[...] = scale * _root(xp, buf, p)
     return float(buf[0]) if isinstance(buf, np.ndarray) else None
+
+
+def _root(xp, s, p: float):
+    """``s^(1/p)`` with 1 / p rounded and its rounding put back as rules::pnorm_root puts it,
+    ``pow(s, q) (1 + ql ln s)``: the plain root moved by ln(s) / p of 1 / p's rounding."""
+    q = 1.0 / p
+    ql = float((1 - Fraction(p) * Fraction(q)) / Fraction(p))  # (exact, then rounded: the fma's)
+    t = s**q
+    good = xp.isfinite(s) & (s > 0)
+    return xp.where(good, t + t * (ql * xp.log(xp.where(good, s, 1.0))), t)
 
 
 def clip_grad_value_(grads, clip_value) -> None:
