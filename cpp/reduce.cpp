@@ -44,7 +44,8 @@ double norm_of(const ArrayList& x, double p) {
   if (p == 2.0) return std::sqrt(sum_lists<T>([](T a, T) { return Square{double(a)}; }, x, x));
   if (p == 1.0) return sum_lists<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
   const int e = rules::pnorm_exp(absmax_list<T>(x));
-  return rules::pnorm_root(sum_lists<T>([p, e](T a, T) { return rules::pnorm_term(double(a), e, p); }, x, x), e, p);
+  const rules::PnormScale c = rules::pnorm_scale(e);
+  return rules::pnorm_root(sum_lists<T>([p, c](T a, T) { return rules::pnorm_term(double(a), c, p); }, x, x), e, p);
 }
 
 double grad_norm(py::handle arrays, double norm_type, py::handle out) {

@@ -38,7 +38,7 @@ template <class T> struct SumPowScaled {
   double p;
   const double* amax;
   __device__ double operator()(const T* v) const {
-    return rules::pnorm_term(double(v[0]), rules::pnorm_exp(amax[0]), p);
+    return rules::pnorm_term(double(v[0]), rules::pnorm_scale(rules::pnorm_exp(amax[0])), p);
   }
 };
 template <class T> struct MaxAbs {
