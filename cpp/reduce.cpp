@@ -9,6 +9,7 @@
 #include "multi_tensor.hpp"
 #include "optkern/reduce_args.hpp"
 #include "optkern/rules/optim.hpp"
+#include "optkern/rules/pnorm.hpp"
 
 namespace optkern {
 namespace py = pybind11;
@@ -35,13 +36,16 @@ ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writa
   return r;
 }
 
-// (sum |x|^p)^(1/p), or max |x| for p = inf; p = 1 and 2 avoid pow.
+// (sum |x|^p)^(1/p), or max |x| for p = inf; p = 1 and 2 avoid pow. Other p: scaled by the power of
+// two of max |x| (a pass more; rules/pnorm.hpp says why).
 template <class T>
 double norm_of(const ArrayList& x, double p) {
   if (std::isinf(p)) return absmax_list<T>(x);
   if (p == 2.0) return std::sqrt(sum_lists<T>([](T a, T) { return Square{double(a)}; }, x, x));
   if (p == 1.0) return sum_lists<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
-  return std::pow(sum_lists<T>([p](T a, T) { return std::pow(std::fabs(double(a)), p); }, x, x), 1.0 / p);
+  const int e = rules::pnorm_exp(absmax_list<T>(x));
+  const rules::PnormScale c = rules::pnorm_scale(e);
+  return rules::pnorm_root(sum_lists<T>([p, c](T a, T) { return rules::pnorm_term(double(a), c, p); }, x, x), e, p);
 }
 
 double grad_norm(py::handle arrays, double norm_type, py::handle out) {

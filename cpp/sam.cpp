@@ -27,8 +27,19 @@ OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_REST
   } else if (s.k != 0) {  // (a scale past T's range: a norm near underflow, rules::sam_scale_split)
     for (int64_t i = 0; i < n; ++i) rules::sam_perturb_split(p[i], g[i], bk[i], s, adaptive);
   } else if (adaptive) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) rules::sam_perturb_adaptive(p[i], g[i], bk[i], scale);
+    // the vector loop as before, flagging the entries whose w^2 g left the range; those (rare: tiny
+    // or huge weights) are stepped again from their backups by the scaled rule, as the GPU steps them
+    int rare = 0;
+#pragma omp simd reduction(| : rare)
+    for (int64_t i = 0; i < n; ++i) {
+      rare |= int(sizeof(T) == 8 && rules::sam_adaptive_maybe(double(p[i]), double(g[i])));
+      rules::sam_perturb_adaptive(p[i], g[i], bk[i], scale);
+    }
+    for (int64_t i = 0; rare && i < n; ++i) {
+      if (rules::sam_adaptive_direct(double(bk[i]), double(g[i]))) continue;
+      p[i] = bk[i];
+      rules::sam_perturb_adaptive_checked(p[i], g[i], bk[i], scale);
+    }
   } else {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) rules::sam_perturb(p[i], g[i], bk[i], scale);

@@ -11,6 +11,7 @@
 #include "list_call.cuh"
 #include "optkern/reduce_args.hpp"
 #include "optkern/rules/optim.hpp"
+#include "optkern/rules/pnorm.hpp"
 #include "optkern/signatures_optim.hpp"
 
 namespace optkern {
@@ -30,11 +31,15 @@ template <class T> struct SumAbs {
   static constexpr bool kMax = false;
   __device__ double operator()(const T* v) const { return fabs(double(v[0])); }
 };
-template <class T> struct SumPow {
+// |x 2^-e|^p, e from max |x| (the first pass's, read on the device: rules/pnorm.hpp)
+template <class T> struct SumPowScaled {
   static constexpr int kDepth = 1;
   static constexpr bool kMax = false;
   double p;
-  __device__ double operator()(const T* v) const { return pow(fabs(double(v[0])), p); }
+  const double* amax;
+  __device__ double operator()(const T* v) const {
+    return rules::pnorm_term(double(v[0]), rules::pnorm_scale(rules::pnorm_exp(amax[0])), p);
+  }
 };
 template <class T> struct MaxAbs {
   static constexpr int kDepth = 1;
@@ -59,15 +64,20 @@ template <class T> struct EffectiveGradSquares {
 };
 
 // ---- what the total becomes (stage 2) -----------------------------------------
-enum class Root { none, sqrt, pow };
+enum class Root { none, sqrt };
 template <bool Max> struct NormOut {
   static constexpr bool kMax = Max;
   double* out;
   Root root;
-  double inv_p;
   __device__ void operator()(double s) const {
-    out[0] = root == Root::sqrt ? sqrt(s) : root == Root::pow ? pow(s, inv_p) : s;
+    out[0] = root == Root::sqrt ? sqrt(s) : s;
   }
+};
+struct PowScaledOut {  // out[0] holds max |x| until the root replaces it
+  static constexpr bool kMax = false;
+  double* out;
+  double p;
+  __device__ void operator()(double s) const { out[0] = rules::pnorm_root(s, rules::pnorm_exp(out[0]), p); }
 };
 struct AllFiniteOut {
   static constexpr bool kMax = true;
@@ -113,10 +123,13 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
   a.ready(/*always_launch=*/true);
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    if (inf) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none, 1.0});
-    else if (norm_type == 2.0) a.reduce<T>(SumSquares<T>{}, NormOut<false>{o, Root::sqrt, 0.5});
-    else if (norm_type == 1.0) a.reduce<T>(SumAbs<T>{}, NormOut<false>{o, Root::none, 1.0});
-    else a.reduce<T>(SumPow<T>{norm_type}, NormOut<false>{o, Root::pow, 1.0 / norm_type});
+    if (inf) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none});
+    else if (norm_type == 2.0) a.reduce<T>(SumSquares<T>{}, NormOut<false>{o, Root::sqrt});
+    else if (norm_type == 1.0) a.reduce<T>(SumAbs<T>{}, NormOut<false>{o, Root::none});
+    else {  // max |x| into out, then the scaled sum reads it and writes the norm there
+      a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none});
+      a.reduce<T>(SumPowScaled<T>{norm_type, o}, PowScaledOut{o, norm_type});
+    }
   });
 }
 

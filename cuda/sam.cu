@@ -96,7 +96,7 @@ template <class T> struct PerturbOp {
     const T scale = s.m;
     if (scale == T(0)) v[2] = v[0];  // rho = 0: w stays bitwise
     else if (s.k != 0) rules::sam_perturb_split(v[0], v[1], v[2], s, adaptive);  // (rules::sam_scale_split)
-    else if (adaptive) rules::sam_perturb_adaptive(v[0], v[1], v[2], scale);
+    else if (adaptive) rules::sam_perturb_adaptive_checked(v[0], v[1], v[2], scale);
     else rules::sam_perturb(v[0], v[1], v[2], scale);
   }
 };

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 
@@ -42,12 +43,14 @@ def _norm_type(norm_type) -> float:
 
 
 #: Above this p the total norm is taken as ``m * (sum (|g| / m)^p)^(1/p)`` with ``m = max |g|``.
-#: The plain ``sum |g|^p`` (the native kernel's, and torch's at any p) leaves float64's normal
-#: range beyond it for float32 values (1.4e-45^p .. 3.4e38^p): it overflowed to inf, so clipping
-#: zeroed the gradients ([0.5, 0.5, 3] at p=2000), or underflowed to a zero norm. Up to p = 6
-#: float32 gradients never do (float64 gradients beyond 1e51 still overflow it there, as in torch).
-#: The plain sum is in float64: for p = 1, 2 and inf the norm is torch's to the bit; for other p it
-#: may differ from torch's (a float32 norm of per-array float32 norms) by an ulp of float32.
+#: The plain ``sum |g|^p`` (torch's at any p) leaves float64's normal range beyond it for float32
+#: values (1.4e-45^p .. 3.4e38^p): it overflowed to inf, so clipping zeroed the gradients ([0.5,
+#: 0.5, 3] at p=2000), or underflowed to a zero norm. The native kernel's sum for other p up to 6
+#: is of ``|g| 2^-e`` (``2^e <= max |g|``: exact, rules/pnorm.hpp): float64 gradients past 1e51 no
+#: longer overflow it, and the norm is within about an ulp of the exact one at any scale (the
+#: unscaled root was 20-35 ulps off for gradients of 1e+-30). In float64: for p = 1, 2 and inf the
+#: norm is torch's to the bit; for other p it may differ from torch's (a float32 norm of per-array
+#: float32 norms) by an ulp of float32.
 _SCALED_P = 6.0
 
 
@@ -308,14 +311,32 @@ def _global_norm(buf, p: float, comm):
         buf **= p
         comm.allreduce(buf, "sum", ordered=True)
         buf[...] = xp.where(ok, scale * buf ** (1.0 / p), m)
-    else:
+    elif p in (1.0, 2.0):
         buf **= p
         comm.allreduce(buf, "sum", ordered=True)  # one number: ordered costs nothing, every rank agrees
         if p == 2.0:
             _backend.array_module(buf).sqrt(buf, out=buf)
-        else:
-            buf **= 1.0 / p
+    else:  # the ranks' norms scaled as the native kernel scales its terms (rules/pnorm.hpp)
+        xp = _backend.array_module(buf)
+        m = buf.copy()
+        comm.allreduce(m, "max")
+        ok = xp.isfinite(m) & (m > 0)
+        scale = xp.where(ok, xp.ldexp(1.0, xp.frexp(xp.where(ok, m, 1.0))[1] - 1), 1.0)  # 2^e <= m
+        buf /= scale
+        buf **= p
+        comm.allreduce(buf, "sum", ordered=True)
+        buf[...] = scale * _root(xp, buf, p)
     return float(buf[0]) if isinstance(buf, np.ndarray) else None
+
+
+def _root(xp, s, p: float):
+    """``s^(1/p)`` with 1 / p rounded and its rounding put back as rules::pnorm_root puts it,
+    ``pow(s, q) (1 + ql ln s)``: the plain root moved by ln(s) / p of 1 / p's rounding."""
+    q = 1.0 / p
+    ql = float((1 - Fraction(p) * Fraction(q)) / Fraction(p))  # (exact, then rounded: the fma's)
+    t = s**q
+    good = xp.isfinite(s) & (s > 0)
+    return xp.where(good, t + t * (ql * xp.log(xp.where(good, s, 1.0))), t)
 
 
 def clip_grad_value_(grads, clip_value) -> None:

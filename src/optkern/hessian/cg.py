@@ -154,8 +154,7 @@ def cg(
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
     big = _finite(xp, bv, "b")
     x0v = None if x0 is None else op._vector(x0, "x0")  # (maybe x0 itself: read only)
-    if x0v is not None:
-        _finite(xp, x0v, "x0")
+    x0max = 0.0 if x0v is None else _finite(xp, x0v, "x0")
     precond = _preconditioner(M, precond_diag, n, xp, dtype)
     # The system solved for b / s, s the power of two (exact) with 1 <= max |b / s| < 2: r.r and p.Ap of
     # a b of 1e200 overflowed (x = 0 returned as converged, info 0), of 1e-200 underflowed to 0 (the
@@ -170,6 +169,10 @@ def cg(
     # x, r, p: cg's own arrays, never b's or x0's (written in place, returned). x0 / s is fresh
     # already: taken as it is (a copy more cost a pass and a vector per solve).
     x = None if x0v is None else (x0v / scale if scale != 1.0 else xp.array(x0v))
+    # whether x0 / s has a nonzero entry: its largest one divided as the array was (in its dtype,
+    # exact but where it underflows: rounding is monotone), where an any(x) pass was read
+    with np.errstate(all="ignore"):  # (an overflow to inf is nonzero too, as the array's was)
+        x0_nonzero = x0v is not None and float(dtype.type(x0max) / dtype.type(scale)) != 0.0
     mod = _backend.backend(("b", bv))
     matvecs = 0
 
@@ -201,7 +204,7 @@ def cg(
         # nonzero x0 the rule ||r|| <= max(rtol ||b||, atol) = 0 could never be met, and maxiter
         # products would only approach it. Here r = b = 0 meets it before any product.
         x = xp.zeros(n, dtype=dtype)
-    elif bool(xp.any(x)):  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
+    elif x0_nonzero:  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
         mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
         bb = mod.cg_curvature(r, r, 0.0)
     tol = max(rtol * bnorm, atol)

@@ -228,11 +228,13 @@ class NewtonCG(NativeByName):
             p = res.direction
             if _fixed_sums.dot(g, p) > 0.0:
                 p = -p
-        if not bool(xp.any(p)):
+        pp = _fixed_sums.dot(p, p)  # (the model's dots: not BLAS's, whose bits follow the thread count)
+        # p = 0 told by the sum of squares the model takes anyway; only a p.p of 0 (p below ~1e-162:
+        # an underflow) is looked at again, by an any pass, which ran on every step before
+        if pp == 0.0 and not bool(xp.any(p)):
             return hp, loss, g, p, res, evals, hvps, None  # (q None: step() ends at p = 0)
         # model decrease with the undamped curvature: p.B p = p.(A + lam I) p - lam |p|^2, and
         # (A + lam I) x = -g - r from the recursion (exact arithmetic) when p is the CG iterate
-        pp = _fixed_sums.dot(p, p)  # (the model's dots: not BLAS's, whose bits follow the thread count)
         if p is res.x:
             # p.(-g - r) as -(p.(g + r)), the same bits ((-g) - r = -(g + r) and the sum is sign-
             # symmetric); g + r in place in r, cg's own array (read nowhere else): -g, then the

@@ -89,6 +89,48 @@ template <class T> OK_HD void sam_perturb_adaptive(T& p, T g, T& backup, T scale
   p = scaled_plus(scale, (p * p) * g, p);
 }
 
+// Whether that rounding keeps the step's digits (float64): w^2 and w^2 g in the normal range (or g
+// = 0 beside a finite w^2). Else -- |w| < 2^-511 (w^2 a few bits, or 0), w^2 g below the range (w
+// 1e-150, g 1e-30) or past it (w 1e100, g 1e150: inf; w 1e200: w^2 inf, and inf 0 = NaN for g = 0)
+// -- the step lost up to all of its digits though the scale was in range and the step itself is
+// at most rho |w|. Zero, NaN and Inf w or g keep the reference's rounding (and its NaN / Inf).
+OK_HD bool sam_adaptive_direct(double p, double g) {
+  constexpr double lo = 0x1p-1022, hi = 0x1.fffffffffffffp1023;
+  if (p == 0.0 || !finite_(p) || !finite_(g)) return true;
+  const double pp = p * p, x = pp * g, ax = x < 0.0 ? -x : x;
+  return pp >= lo && pp <= hi && (g == 0.0 || (ax >= lo && ax <= hi));
+}
+// A cheaper superset of !sam_adaptive_direct for the CPU's vector loop (& on bools, no branch; NaN
+// and Inf entries flagged too: the scalar pass over the flagged chunk tests each exactly). A w^2
+// past the range makes w^2 g inf for g != 0: ax <= hi tests both.
+OK_HD bool sam_adaptive_maybe(double p, double g) {
+  constexpr double lo = 0x1p-1022, hi = 0x1.fffffffffffffp1023;
+  const double pp = p * p, x = pp * g, ax = x < 0.0 ? -x : x;
+  return (p != 0.0) & (g != 0.0) & !((pp >= lo) & (ax >= lo) & (ax <= hi));
+}
+
+// There: the step (w^2 g) scale with w, g and the scale each scaled into [1, 2) (exact powers of two)
+// and the exponents added apart: the same three roundings as the reference's in an unbounded
+// exponent range, then one exact scaling (a rounding more only where the step is subnormal, below
+// half an ulp of a normal w). A zero g steps by 0 (w stays).
+OK_HD double sam_adaptive_step_scaled(double p, double g, double scale) {
+  if (g == 0.0) return 0.0;
+  const int ep = scale_exp(p), eg = scale_exp(g), es = scale_exp(scale);
+  const double pm = scale2(p, -ep), gm = scale2(g, -eg), sm = scale2(scale, -es);
+  return scale2(mul_rn(mul_rn(mul_rn(pm, pm), gm), sm), 2 * ep + eg + es);
+}
+
+// sam_perturb_adaptive with that test: the GPU's step, and the CPU's for the entries its vector
+// loop flagged (float32 keeps the direct rounding: its reference rounds in float32 too).
+template <class T> OK_HD void sam_perturb_adaptive_checked(T& p, T g, T& backup, T scale) {
+  if (sizeof(T) == 4 || sam_adaptive_direct(double(p), double(g))) {
+    sam_perturb_adaptive(p, g, backup, scale);
+    return;
+  }
+  backup = p;
+  p = scaled_plus(T(1), T(sam_adaptive_step_scaled(double(p), double(g), double(scale))), p);
+}
+
 // One element's term of the ascent norm's sum of squares (float64): g, or |w| g for ASAM.
 OK_HD double sam_norm_term(double p, double g, bool adaptive) { return adaptive ? p * g : g; }
 
