@@ -9,6 +9,7 @@ what it reads. Every ``Dataset`` lists in ``notes`` what was done to the data
 
 from __future__ import annotations
 
+import csv
 import os
 import zipfile
 from dataclasses import dataclass
@@ -191,10 +192,30 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
     try:
         d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
     except ValueError as e:
+        _check_row_lengths(lines, skip, path)
         return _csv_with_word_labels(lines, skip, header, label_column, path, e)
     j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
     return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+
+def _check_row_lengths(lines, skip: int, path: str) -> None:
+    """Every data row has as many fields as the first, or DataError naming the first that does not
+    by its line in the file. With word labels the numeric read's error was the first label's
+    ("could not convert string 'x' ... column 3"), and numpy's own "row 3" counts data rows only
+    (blank and comment lines and the header skipped) and suggests its ``usecols``."""
+    first = None
+    for n, line in enumerate(lines[skip:], skip + 1):
+        text = line.split("#", 1)[0]
+        if not text.strip():
+            continue
+        k = len(next(csv.reader([text], quotechar='"')))
+        if first is None:
+            first = k
+        elif k != first:
+            raise DataError(
+                f"{path}: rows have different numbers of columns: line {n} has {k} fields, the first data row {first}"
+            )
 
 
 def _label_index(label_column, header, ncols: int, path: str) -> int:
