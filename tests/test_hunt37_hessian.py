@@ -1,0 +1,51 @@
+"""``hessian.from_grad`` as a user calls it: the operator's dtype is the params', and so is what a
+product is accurate to.
+
+* A ``grad_fn`` returning float32 gradients at float64 params was taken (cast up): the products of
+  the float64 operator carried float32's rounding divided by float64's small step, a relative error
+  near 1e-3 (``diag(1, 2, 3)``: ``[0.9984, 1.9969, 2.9953]``), silently.
+* ``params`` of size 0 was refused naming ``n``, an argument ``from_grad`` does not have.
+* A ``rel_step`` whose step overflows float64 was taken; the first product was refused as NaN
+  "returned by grad_fn", the user's function blamed for the step.
+"""
+
+import numpy as np
+import pytest
+
+from optkern import hessian
+
+A = np.diag([1.0, 2.0, 3.0])
+
+
+def test_finite_differences_of_float64_params_match_the_exact_product_to_float64_accuracy():
+    op = hessian.from_grad(lambda p: A @ p + p**3, np.ones(3))
+    exact = A + 3.0 * np.eye(3)  # (the Hessian of p^T A p / 2 + sum p^4 / 4 at p = 1)
+    assert np.abs(op.matmat(np.eye(3)) - exact).max() <= 1e-8
+
+
+def test_a_lower_precision_gradient_than_the_params_is_refused_by_name():
+    op = hessian.from_grad(lambda p: (A @ p).astype(np.float32), np.ones(3))
+    with pytest.raises(TypeError, match=r"^grad_fn: returned float32 gradients at float64 params"):
+        op.matvec(np.ones(3))
+    for est in (lambda: hessian.trace(op, num_matvecs=3), lambda: hessian.top_eigenvalues(op)):
+        with pytest.raises(TypeError, match=r"^grad_fn: "):
+            est()
+
+
+def test_a_gradient_in_the_params_dtype_or_finer_is_taken():
+    p32 = np.ones(3, np.float32)
+    for grad_fn in (lambda p: A.astype(np.float32) @ p, lambda p: A @ p.astype(np.float64)):
+        op = hessian.from_grad(grad_fn, p32)
+        assert op.dtype == np.float32
+        assert np.abs(op.matvec(np.ones(3, np.float32)) - [1.0, 2.0, 3.0]).max() <= 1e-3
+
+
+def test_empty_params_are_refused_naming_params():
+    with pytest.raises(ValueError, match=r"^params: expected at least one parameter, got shape \(0,\)"):
+        hessian.from_grad(lambda p: p, np.zeros(0))
+
+
+@pytest.mark.parametrize("rel_step", [1e308, float(np.finfo(np.float64).max)])
+def test_a_rel_step_whose_step_overflows_is_refused_naming_rel_step(rel_step):
+    with pytest.raises(ValueError, match=r"^rel_step: "):
+        hessian.from_grad(lambda p: A @ p, np.ones(3), rel_step=rel_step)
