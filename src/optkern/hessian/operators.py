@@ -245,7 +245,8 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     operators, or where no exact HVP exists).
 
     Args:
-      grad_fn: ``params -> gradient`` (same shape and array module as ``params``).
+      grad_fn: ``params -> gradient`` (same shape and array module as ``params``, and at least
+        their precision: float32 gradients at float64 params are refused, TypeError).
       params: the point (1-D array) at which the Hessian is taken.
       rel_step: the relative step size (default ``eps ** (1/3)``).
     """
