@@ -49,3 +49,28 @@ def test_empty_params_are_refused_naming_params():
 def test_a_rel_step_whose_step_overflows_is_refused_naming_rel_step(rel_step):
     with pytest.raises(ValueError, match=r"^rel_step: "):
         hessian.from_grad(lambda p: A @ p, np.ones(3), rel_step=rel_step)
+
+
+# ---- operator products with an operator that has only matvec and shape ---------------------------
+
+
+class _MatvecOnly:
+    """An operator as ``as_operator`` documents it: ``shape``, ``dtype`` and ``matvec``, no ``matmat``."""
+
+    shape = (3, 3)
+    dtype = np.float64
+
+    def matvec(self, v):
+        return np.diag([2.0, 1.0, 1.0]) @ v
+
+
+@pytest.mark.parametrize("block", [np.eye(3), np.ones((3, 1)), np.arange(6.0).reshape(3, 2)])
+def test_a_product_with_a_matvec_only_operator_takes_blocks(block):
+    # H @ G with G not a SciPy operator is a compose.Composed, whose matmat called G.matmat: an
+    # unnamed AttributeError for G @ V (V of 2 columns, or of 1: scipy's (n, 1) rule), where
+    # ``as_operator(G)`` and the estimators apply such an operator column by column
+    C = hessian.from_hvp(lambda v: A @ v, 3) @ _MatvecOnly()
+    want = A @ np.diag([2.0, 1.0, 1.0]) @ block
+    assert np.array_equal(C.matmat(block), want)
+    assert np.array_equal(C @ block, want)
+    assert np.array_equal(C.dot(2.0).matmat(block), 2.0 * want)

@@ -17,6 +17,18 @@ def is_operator(x):
     return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and hasattr(x, "shape")
 
 
+def _matmat(op, X):
+    """``op`` applied to the columns of ``X``: its ``matmat``, or its ``matvec`` column by column for an
+    operator with only ``matvec`` and ``shape`` (what ``as_operator`` takes and ``is_operator``
+    composes: ``G.matmat`` raised an unnamed AttributeError for ``(H @ G) @ V``)."""
+    mm = getattr(op, "matmat", None)
+    if mm is not None:
+        return mm(X)
+    xp = _backend.array_module(X)
+    cols = [op.matvec(X[:, j]) for j in range(X.shape[1])]
+    return xp.stack(cols, axis=1) if cols else xp.zeros((op.shape[0], 0), dtype=np.result_type(op.dtype, X.dtype))
+
+
 class Composed(NativeByName):
     """``scale * A @ B`` (``B`` None: ``scale * A``) for operators outside SciPy (CuPy vectors):
     ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
@@ -42,7 +54,7 @@ class Composed(NativeByName):
         return self._apply(lambda op, x: op.matvec(x), v)
 
     def matmat(self, V):
-        return self._apply(lambda op, x: op.matmat(x), V)
+        return self._apply(_matmat, V)
 
     def rmatvec(self, v):  # (A B)^T = B^T A^T
         y = self.A.rmatvec(v)
