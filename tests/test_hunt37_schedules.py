@@ -297,3 +297,17 @@ def test_scheduler_key_and_index_assigned_are_checked_by_name_before_anything_is
     sc.step()
     assert sc.last_step == 1 and opt.param_groups[0]["lr"] == S.cosine(1.0, 10)(1)
     assert opt.param_groups[0]["betas"] == before["betas"]
+
+
+@pytest.mark.parametrize("bad", [None, "cosine", [0.1]])
+def test_scheduler_schedule_assigned_is_converted_or_refused_as_at_construction(bad):
+    # (None raised Python's unnamed "'NoneType' object is not callable" at the next step)
+    opt, sc = _scheduler()
+    sc.schedule = bad
+    for call in (sc.step, sc.values):
+        with pytest.raises(TypeError, match=r"^schedule: expected a Schedule, a callable or a number"):
+            call()
+    assert opt.param_groups[0]["lr"] == S.cosine(1.0, 10)(0) and sc.last_step == 0  # nothing written
+    sc.schedule = 0.25  # a number, as the constructor takes it: constant(0.25)
+    sc.step()
+    assert opt.param_groups[0]["lr"] == 0.25 and sc.values() == [0.25]

@@ -13,7 +13,7 @@ import warnings
 
 from .. import _backend
 from ._group_values import _detached, _fills_in_place, _item, _scalar
-from .base import _real, as_schedule, check_step
+from .base import Schedule, _real, as_schedule, check_step
 
 #: The values the optimizers (optkern's and torch's) accept in the group entries whose meaning
 #: they fix: a Scheduler writes nothing else there. Any other entry only needs a finite value.
@@ -195,7 +195,10 @@ class Scheduler:
     def _values(self, t: int, base: list, relative: bool) -> list:
         """The values to write at step ``t``, each checked (finite, in the entry's range) or
         TypeError / ValueError naming the schedule."""
-        v = _value(self.schedule, t)
+        s = self.schedule
+        # (one assigned after construction, converted as the constructor converts it: a number is a
+        # constant, None raised Python's unnamed "'NoneType' object is not callable")
+        v = _value(s if isinstance(s, Schedule) else as_schedule(s), t)
         values = [b * v for b in base] if relative else [v for _ in base]
         lo, hi, lo_open, hi_open = _BOUNDS.get(self.key, _NO_BOUNDS)
         for i, x in enumerate(values):
