@@ -74,3 +74,17 @@ def test_a_product_with_a_matvec_only_operator_takes_blocks(block):
     assert np.array_equal(C.matmat(block), want)
     assert np.array_equal(C @ block, want)
     assert np.array_equal(C.dot(2.0).matmat(block), 2.0 * want)
+
+
+def test_gradient_concentration_takes_torch_eigenvectors_as_it_takes_a_torch_grad():
+    # grad, v0, b, x0, grid... take torch tensors (viewed); eigenvectors was refused ("expected a numpy
+    # array, got torch.Tensor")
+    torch = pytest.importorskip("torch")
+    op = hessian.as_operator(np.diag([3.0, 2.0, 1.0, 0.5]))
+    g = torch.tensor([1.0, 2.0, 2.0, 4.0], dtype=torch.float64)
+    V = torch.eye(4, dtype=torch.float64)[:, :2]  # (a non-contiguous view)
+    want = hessian.gradient_concentration(op, g.numpy(), 2, eigenvectors=np.eye(4)[:, :2])
+    assert want == pytest.approx(5.0 / 25.0, rel=1e-15)
+    assert hessian.gradient_concentration(op, g, 2, eigenvectors=V) == want
+    with pytest.raises(TypeError, match=r"^eigenvectors: cannot view this torch.Tensor"):
+        hessian.gradient_concentration(op, g, 2, eigenvectors=V._neg_view())
