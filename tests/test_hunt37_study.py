@@ -10,20 +10,22 @@ from optkern import cli
 from optkern.datasets import DataError, load_file
 
 CASES = {
-    # (file text, the line named, its fields, the fields of the first data row)
-    "word labels, header": ("a,b,label\n1,2,x\n3,4,y\n5,6\n7,8,y\n", 4, 2, 3),
-    "word labels, no header": ("1,2,x\n3,4,y\n5,6\n7,8,y\n", 3, 2, 3),
-    "numbers, header": ("a,b,label\n1,2,0\n3,4\n5,6,1\n", 3, 2, 3),
-    "numbers, blank and comment lines": ("1,2,0\n\n# note\n3,4,1\n5,6,1,9\n", 5, 4, 3),
+    # (file text, the line named, its fields, the data rows of the usual count, the rows, that count)
+    "word labels, header": ("a,b,label\n1,2,x\n3,4,y\n5,6\n7,8,y\n", 4, 2, 3, 4, 3),
+    "word labels, no header": ("1,2,x\n3,4,y\n5,6\n7,8,y\n", 3, 2, 3, 4, 3),
+    "numbers, header": ("a,b,label\n1,2,0\n3,4\n5,6,1\n", 3, 2, 2, 3, 3),
+    "numbers, blank and comment lines": ("1,2,0\n\n# note\n3,4,1\n5,6,1,9\n", 5, 4, 2, 3, 3),
+    # the odd row first: named, not the rows after it
+    "the first row short": ("1,2\n3,4,0\n5,6,1\n7,8,0\n", 1, 2, 3, 4, 3),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_ragged_csv_is_named_by_its_line_not_by_the_label_column(case, tmp_path, capsys):
-    text, line, k, j = CASES[case]
+    text, line, k, many, rows, usual = CASES[case]
     p = tmp_path / "ragged.csv"
     p.write_text(text)
-    want = rf"line {line} has {k} fields, the first data row {j}"
+    want = rf"line {line} has {k} fields where {many} of the {rows} data rows have {usual}$"
     with pytest.raises(DataError, match=want):
         load_file(str(p))
     rc = cli.main(["study", "--data", str(p), "--out", str(tmp_path / "out"), "--quiet"])
@@ -35,5 +37,5 @@ def test_a_ragged_csv_is_named_by_its_line_not_by_the_label_column(case, tmp_pat
 def test_a_ragged_csv_with_a_label_column_by_name_names_the_line(tmp_path):
     p = tmp_path / "ragged.csv"
     p.write_text("label,a,b\nx,1,2\ny,3\nx,5,6\n")
-    with pytest.raises(DataError, match=r"line 3 has 2 fields, the first data row 3"):
+    with pytest.raises(DataError, match=r"line 3 has 2 fields where 2 of the 3 data rows have 3$"):
         load_file(str(p), label_column="label")

@@ -9,6 +9,7 @@ what it reads. Every ``Dataset`` lists in ``notes`` what was done to the data
 
 from __future__ import annotations
 
+import collections
 import csv
 import os
 import zipfile
@@ -200,21 +201,22 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
 
 
 def _check_row_lengths(lines, skip: int, path: str) -> None:
-    """Every data row has as many fields as the first, or DataError naming the first that does not
-    by its line in the file. With word labels the numeric read's error was the first label's
+    """Every data row has as many fields as most of them, or DataError naming the first that does
+    not by its line in the file. With word labels the numeric read's error was the first label's
     ("could not convert string 'x' ... column 3"), and numpy's own "row 3" counts data rows only
     (blank and comment lines and the header skipped) and suggests its ``usecols``."""
-    first = None
+    rows = []  # (line number, fields)
     for n, line in enumerate(lines[skip:], skip + 1):
         text = line.split("#", 1)[0]
-        if not text.strip():
-            continue
-        k = len(next(csv.reader([text], quotechar='"')))
-        if first is None:
-            first = k
-        elif k != first:
+        if text.strip():
+            rows.append((n, len(next(csv.reader([text], quotechar='"')))))
+    counts = collections.Counter(k for _, k in rows)  # (most_common: a tie goes to the first row's)
+    usual, many = counts.most_common(1)[0] if rows else (0, 0)
+    for n, k in rows:
+        if k != usual:
             raise DataError(
-                f"{path}: rows have different numbers of columns: line {n} has {k} fields, the first data row {first}"
+                f"{path}: rows have different numbers of columns: line {n} has {k} fields where "
+                f"{many} of the {len(rows)} data rows have {usual}"
             )
 
 
