@@ -88,3 +88,30 @@ def test_gradient_concentration_takes_torch_eigenvectors_as_it_takes_a_torch_gra
     assert hessian.gradient_concentration(op, g, 2, eigenvectors=V) == want
     with pytest.raises(TypeError, match=r"^eigenvectors: cannot view this torch.Tensor"):
         hessian.gradient_concentration(op, g, 2, eigenvectors=V._neg_view())
+
+
+# ---- nested lists, as SciPy's LinearOperator takes them -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "x", [[1.0, 1.0, 1.0], (1.0, 1.0, 1.0), [[1.0], [1.0], [1.0]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]]
+)
+@pytest.mark.parametrize("how", ["@", "dot"])
+def test_operator_products_with_nested_lists_match_scipys(x, how):
+    # (SciPy's ``A @ [1, 1, 1]`` is ``A @ np.asarray(...)``; a curvature operator refused it, "x: expected
+    # a 1-D or 2-D array, got list", and its matvec of a (3, 1) list returned a (3,) vector)
+    sla = pytest.importorskip("scipy.sparse.linalg")
+    A3 = np.diag([1.0, 2.0, 3.0])
+    for op in (hessian.as_operator(A3), hessian.from_hvp(lambda v: A3 @ v, 3)):
+        ref = sla.aslinearoperator(A3)
+        got, want = (op @ x, ref @ x) if how == "@" else (op.dot(x), ref.dot(x))
+        assert got.shape == want.shape and np.array_equal(got, want)
+    if np.ndim(x) == 1 or np.shape(x)[1] == 1:
+        got = hessian.as_operator(A3).matvec(x)
+        assert got.shape == np.shape(x) and np.array_equal(got, ref.matvec(x))
+
+
+def test_a_ragged_list_is_refused_naming_the_operand():
+    op = hessian.as_operator(np.eye(3))
+    with pytest.raises(ValueError, match=r"^x: expected a 1-D or 2-D array"):
+        op @ [[1.0], [1.0, 2.0], [1.0]]

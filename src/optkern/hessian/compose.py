@@ -17,6 +17,19 @@ def is_operator(x):
     return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and hasattr(x, "shape")
 
 
+def ndim(x):
+    """``x.ndim``, or a nested list's / tuple's as NumPy reads it (SciPy's ``A @ [1, 1, 1]`` is
+    ``A @ np.asarray(...)``: one was refused, "expected a 1-D or 2-D array"); None otherwise (a ragged
+    list: NumPy's unnamed "inhomogeneous shape" error)."""
+    nd = getattr(x, "ndim", None)
+    if nd is None and isinstance(x, (list, tuple)):
+        try:
+            nd = np.ndim(x)
+        except ValueError:
+            return None
+    return nd
+
+
 def _matmat(op, X):
     """``op`` applied to the columns of ``X``: its ``matmat``, or its ``matvec`` column by column for an
     operator with only ``matvec`` and ``shape`` (what ``as_operator`` takes and ``is_operator``
@@ -68,7 +81,7 @@ class Composed(NativeByName):
             return Composed(self, x, 1.0)
         if np.isscalar(x):
             raise ValueError("x: Scalar operands are not allowed, use '*' instead")
-        nd = getattr(x, "ndim", None)
+        nd = ndim(x)
         if nd not in (1, 2):
             raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
         return self.matvec(x) if nd == 1 else self.matmat(x)

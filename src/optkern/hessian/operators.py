@@ -110,6 +110,11 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         otherwise. It must not share memory with ``v``.
         """
         shape = getattr(v, "shape", None)
+        if shape is None and isinstance(v, (list, tuple)):  # (a (n, 1) list: a (n, 1) product, as SciPy's)
+            try:
+                shape = np.shape(v)
+            except ValueError:  # (ragged: _vector names v)
+                pass
         given, v = v, self._vector(v)
         chk = self._check
         if out is None:
