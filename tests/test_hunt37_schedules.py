@@ -264,3 +264,50 @@ def test_scheduler_attributes_assigned_are_checked_by_name_before_a_step_writes(
     setattr(sc, attr, {"relative": False, "last_step": 0}[attr])
     sc.step()
     assert sc.last_step == 1 and opt.param_groups[0]["lr"] == S.cosine(1.0, 10)(1)
+
+
+def _adam_scheduler():
+    from optkern import optim
+
+    opt = optim.Adam([np.zeros(2, np.float32)], lr=0.1)
+    return opt, S.Scheduler(opt, S.cosine(1.0, 10))
+
+
+@pytest.mark.parametrize(
+    "attr, bad, err, match",
+    [
+        ("key", 5, TypeError, "key: expected a str"),  # Python's unnamed KeyError: 5
+        ("key", None, TypeError, "key: expected a str"),
+        ("key", "nope", ValueError, "key: "),  # KeyError: 'nope'
+        ("key", "betas", ValueError, "key: "),  # the betas tuple replaced by a float, silently
+        ("index", "a", TypeError, "index: expected an int or None"),  # "'float' object is not iterable"
+        ("index", True, TypeError, "index: expected an int or None"),
+        ("index", 0, ValueError, "index: "),  # "'float' object is not iterable"
+    ],
+)
+def test_scheduler_key_and_index_assigned_are_checked_by_name_before_anything_is_written(attr, bad, err, match):
+    opt, sc = _adam_scheduler()
+    before = dict(opt.param_groups[0])
+    setattr(sc, attr, bad)
+    for call in (sc.step, sc.values, sc.state_dict):
+        with pytest.raises(err, match=rf"^{match}"):
+            call()
+    assert opt.param_groups[0] == before and sc.last_step == 0  # nothing written
+    setattr(sc, attr, {"key": "lr", "index": None}[attr])
+    sc.step()
+    assert sc.last_step == 1 and opt.param_groups[0]["lr"] == S.cosine(1.0, 10)(1)
+    assert opt.param_groups[0]["betas"] == before["betas"]
+
+
+@pytest.mark.parametrize("bad", [None, "cosine", [0.1]])
+def test_scheduler_schedule_assigned_is_converted_or_refused_as_at_construction(bad):
+    # (None raised Python's unnamed "'NoneType' object is not callable" at the next step)
+    opt, sc = _scheduler()
+    sc.schedule = bad
+    for call in (sc.step, sc.values):
+        with pytest.raises(TypeError, match=r"^schedule: expected a Schedule, a callable or a number"):
+            call()
+    assert opt.param_groups[0]["lr"] == S.cosine(1.0, 10)(0) and sc.last_step == 0  # nothing written
+    sc.schedule = 0.25  # a number, as the constructor takes it: constant(0.25)
+    sc.step()
+    assert opt.param_groups[0]["lr"] == 0.25 and sc.values() == [0.25]

@@ -9,6 +9,8 @@ what it reads. Every ``Dataset`` lists in ``notes`` what was done to the data
 
 from __future__ import annotations
 
+import collections
+import csv
 import os
 import zipfile
 from dataclasses import dataclass
@@ -191,10 +193,31 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
     try:
         d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
     except ValueError as e:
+        _check_row_lengths(lines, skip, path)
         return _csv_with_word_labels(lines, skip, header, label_column, path, e)
     j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
     return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+
+def _check_row_lengths(lines, skip: int, path: str) -> None:
+    """Every data row has as many fields as most of them, or DataError naming the first that does
+    not by its line in the file. With word labels the numeric read's error was the first label's
+    ("could not convert string 'x' ... column 3"), and numpy's own "row 3" counts data rows only
+    (blank and comment lines and the header skipped) and suggests its ``usecols``."""
+    rows = []  # (line number, fields)
+    for n, line in enumerate(lines[skip:], skip + 1):
+        text = line.split("#", 1)[0]
+        if text.strip():
+            rows.append((n, len(next(csv.reader([text], quotechar='"')))))
+    counts = collections.Counter(k for _, k in rows)  # (most_common: a tie goes to the first row's)
+    usual, many = counts.most_common(1)[0] if rows else (0, 0)
+    for n, k in rows:
+        if k != usual:
+            raise DataError(
+                f"{path}: rows have different numbers of columns: line {n} has {k} fields where "
+                f"{many} of the {len(rows)} data rows have {usual}"
+            )
 
 
 def _label_index(label_column, header, ncols: int, path: str) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 from .. import _backend
 from .compose import Composed as _Composed
 from .compose import is_operator as _is_operator
+from .compose import ndim as _ndim
 
 _SCIPY = None
 
@@ -59,8 +60,8 @@ class LinearOperatorProtocol:
             return self._compose(x)
         if np.isscalar(x):  # (SciPy's rule and words, naming the operand)
             raise ValueError("x: Scalar operands are not allowed, use '*' instead")
-        x_nd = getattr(x, "ndim", None)
-        if x_nd == 1 or (x_nd == 2 and x.shape[1] == 1):
+        x_nd = _ndim(x)
+        if x_nd == 1 or (x_nd == 2 and np.shape(x)[1] == 1):
             return self.matvec(x)
         if x_nd == 2:
             return self.matmat(x)

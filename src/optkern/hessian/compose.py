@@ -17,6 +17,31 @@ def is_operator(x):
     return not (isinstance(x, np.ndarray) or _backend.is_cupy(x)) and hasattr(x, "matvec") and hasattr(x, "shape")
 
 
+def ndim(x):
+    """``x.ndim``, or a nested list's / tuple's as NumPy reads it (SciPy's ``A @ [1, 1, 1]`` is
+    ``A @ np.asarray(...)``: one was refused, "expected a 1-D or 2-D array"); None otherwise (a ragged
+    list: NumPy's unnamed "inhomogeneous shape" error)."""
+    nd = getattr(x, "ndim", None)
+    if nd is None and isinstance(x, (list, tuple)):
+        try:
+            nd = np.ndim(x)
+        except ValueError:
+            return None
+    return nd
+
+
+def _matmat(op, X):
+    """``op`` applied to the columns of ``X``: its ``matmat``, or its ``matvec`` column by column for an
+    operator with only ``matvec`` and ``shape`` (what ``as_operator`` takes and ``is_operator``
+    composes: ``G.matmat`` raised an unnamed AttributeError for ``(H @ G) @ V``)."""
+    mm = getattr(op, "matmat", None)
+    if mm is not None:
+        return mm(X)
+    xp = _backend.array_module(X)
+    cols = [op.matvec(X[:, j]) for j in range(X.shape[1])]
+    return xp.stack(cols, axis=1) if cols else xp.zeros((op.shape[0], 0), dtype=np.result_type(op.dtype, X.dtype))
+
+
 class Composed(NativeByName):
     """``scale * A @ B`` (``B`` None: ``scale * A``) for operators outside SciPy (CuPy vectors):
     ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
@@ -42,7 +67,7 @@ class Composed(NativeByName):
         return self._apply(lambda op, x: op.matvec(x), v)
 
     def matmat(self, V):
-        return self._apply(lambda op, x: op.matmat(x), V)
+        return self._apply(_matmat, V)
 
     def rmatvec(self, v):  # (A B)^T = B^T A^T
         y = self.A.rmatvec(v)
@@ -56,7 +81,7 @@ class Composed(NativeByName):
             return Composed(self, x, 1.0)
         if np.isscalar(x):
             raise ValueError("x: Scalar operands are not allowed, use '*' instead")
-        nd = getattr(x, "ndim", None)
+        nd = ndim(x)
         if nd not in (1, 2):
             raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
         return self.matvec(x) if nd == 1 else self.matmat(x)

@@ -263,6 +263,8 @@ def gradient_concentration(
             op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
         ).eigenvectors
     else:
+        # (a torch tensor / DLPack matrix viewed, as grad is: it was refused, "expected a numpy array")
+        eigenvectors = _backend.as_array(eigenvectors, "eigenvectors")
         if not (isinstance(eigenvectors, np.ndarray) or _backend.is_cupy(eigenvectors)) or (
             _backend.is_cupy(eigenvectors) != (xp is not np)
         ):

@@ -110,6 +110,11 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         otherwise. It must not share memory with ``v``.
         """
         shape = getattr(v, "shape", None)
+        if shape is None and isinstance(v, (list, tuple)):  # (a (n, 1) list: a (n, 1) product, as SciPy's)
+            try:
+                shape = np.shape(v)
+            except ValueError:  # (ragged: _vector names v)
+                pass
         given, v = v, self._vector(v)
         chk = self._check
         if out is None:
@@ -245,7 +250,8 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     operators, or where no exact HVP exists).
 
     Args:
-      grad_fn: ``params -> gradient`` (same shape and array module as ``params``).
+      grad_fn: ``params -> gradient`` (same shape and array module as ``params``, and at least
+        their precision: float32 gradients at float64 params are refused, TypeError).
       params: the point (1-D array) at which the Hessian is taken.
       rel_step: the relative step size (default ``eps ** (1/3)``).
     """
@@ -258,6 +264,8 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     dtype = float_dtype(params.dtype, "params")
     if params.ndim != 1:
         raise ValueError(f"params: expected a 1-D array, got shape {tuple(params.shape)}")
+    if params.size == 0:  # (else the operator's "n: must be >= 1", an argument from_grad has not)
+        raise ValueError(f"params: expected at least one parameter, got shape {tuple(params.shape)}")
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
@@ -265,6 +273,8 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if not math.isfinite(norm):
         raise ValueError("params: has NaN or Inf entries")
     scale = rel_step * (1.0 + norm)
+    if not math.isfinite(scale):  # (every product was NaN, refused as grad_fn's)
+        raise ValueError(f"rel_step: the step {rel_step!r} * (1 + ||params||) overflows float64")
 
     def grad(x):
         """``grad_fn(x)``, checked: an array of the params' shape (TypeError / ValueError naming grad_fn)."""
@@ -273,6 +283,13 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
             raise TypeError(f"grad_fn: expected it to return an array, got {type(g).__name__}")
         if tuple(g.shape) != tuple(params.shape):
             raise ValueError(f"grad_fn: returned shape {tuple(g.shape)}, expected the params' {tuple(params.shape)}")
+        # A coarser gradient than the params: its rounding over the params' dtype's small step made a
+        # float64 operator's products ~1e-3 off (float32 gradients), silently, as the cast hid it.
+        if g.dtype.kind == "f" and g.dtype.itemsize < dtype.itemsize:
+            raise TypeError(
+                f"grad_fn: returned {g.dtype} gradients at {dtype} params; finite differences need the "
+                f"params' precision (return {dtype}, or pass {g.dtype} params)"
+            )
         return g
 
     def matvec(v):

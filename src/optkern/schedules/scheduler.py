@@ -13,7 +13,7 @@ import warnings
 
 from .. import _backend
 from ._group_values import _detached, _fills_in_place, _item, _scalar
-from .base import _real, as_schedule, check_step
+from .base import Schedule, _real, as_schedule, check_step
 
 #: The values the optimizers (optkern's and torch's) accept in the group entries whose meaning
 #: they fix: a Scheduler writes nothing else there. Any other entry only needs a finite value.
@@ -108,10 +108,7 @@ class Scheduler:
             raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
         if not isinstance(relative, bool):
             raise TypeError(f"relative: expected a bool, got {type(relative).__name__}")
-        if not isinstance(key, str):
-            raise TypeError(f"key: expected a str, got {type(key).__name__}")
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-            raise TypeError(f"index: expected an int or None, got {type(index).__name__}")
+        _check_target_types(key, index)
         for i, g in enumerate(groups):
             if key not in g:
                 raise ValueError(f"optimizer.param_groups[{i}]: has no {key!r} entry")
@@ -121,6 +118,7 @@ class Scheduler:
         self.relative = relative
         self.key = key
         self.index = index
+        self._target = (key, index)  # (what base_values and 'initial_<key>' belong to)
         init = "initial_" + self._label
         # named by the entry read: a bad 'lr' of a group without 'initial_lr' was called 'initial_lr'
         self.base_values = [
@@ -179,6 +177,7 @@ class Scheduler:
 
     def values(self, step: int | None = None) -> list:
         """The per-group values at ``step`` (default: the current step)."""
+        self._check_target()
         t = self._last_step() if step is None else check_step(step)
         return self._values(t, self.base_values, self._relative())
 
@@ -196,7 +195,10 @@ class Scheduler:
     def _values(self, t: int, base: list, relative: bool) -> list:
         """The values to write at step ``t``, each checked (finite, in the entry's range) or
         TypeError / ValueError naming the schedule."""
-        v = _value(self.schedule, t)
+        s = self.schedule
+        # (one assigned after construction, converted as the constructor converts it: a number is a
+        # constant, None raised Python's unnamed "'NoneType' object is not callable")
+        v = _value(s if isinstance(s, Schedule) else as_schedule(s), t)
         values = [b * v for b in base] if relative else [v for _ in base]
         lo, hi, lo_open, hi_open = _BOUNDS.get(self.key, _NO_BOUNDS)
         for i, x in enumerate(values):
@@ -214,6 +216,22 @@ class Scheduler:
 
     def _where(self, i: int) -> str:
         return f"optimizer.param_groups[{i}][{self.key!r}]" + ("" if self.index is None else f"[{self.index}]")
+
+    def _check_target(self) -> None:
+        """``key`` and ``index`` are still the entry the base values were read from: one assigned
+        afterwards raised Python's unnamed KeyError (``key = 5``) or "'float' object is not
+        iterable" (``index = 0`` on 'lr'), or replaced Adam's betas tuple by a float (``key =
+        'betas'``), silently. Checked as the constructor checks them, then refused by name."""
+        key, index = self.key, self.index
+        if key is self._target[0] and index is self._target[1]:
+            return
+        _check_target_types(key, index)
+        if (key, index) != self._target:
+            name = "key" if key != self._target[0] else "index"
+            raise ValueError(
+                f"{name}: this Scheduler was built to drive {self._target[0]!r}[{self._target[1]}] (its base "
+                f"values are that entry's), not {key!r}[{index}]; build a new Scheduler for another entry"
+            )
 
     def _check_groups(self) -> None:
         """The optimizer still has the groups it was built for: zip() dropped a group added later
@@ -253,6 +271,7 @@ class Scheduler:
 
     def step(self) -> None:
         """Advance one step and write the new value into every param group (on an error, neither happens)."""
+        self._check_target()
         self._check_groups()
         t = self._last_step() + 1
         values = self._values(t, self.base_values, self._relative())
@@ -265,6 +284,7 @@ class Scheduler:
 
     def state_dict(self) -> dict:
         """Step counter, base values, relative flag, key and index (the schedule itself is pure)."""
+        self._check_target()
         return {
             "last_step": self.last_step,
             "base_values": list(self.base_values),
@@ -276,6 +296,7 @@ class Scheduler:
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values. All of
         ``state`` and the values it leads to are checked before anything changes."""
+        self._check_target()
         if not isinstance(state, dict):
             raise TypeError(f"state: expected a dict, got {type(state).__name__}")
         for k in ("last_step", "base_values"):
@@ -312,6 +333,13 @@ class Scheduler:
         for g, b in zip(self.optimizer.param_groups, base):
             g["initial_" + self._label] = b
         self._write(values)
+
+
+def _check_target_types(key, index) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"key: expected a str, got {type(key).__name__}")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+        raise TypeError(f"index: expected an int or None, got {type(index).__name__}")
 
 
 def _check_entry(v, key: str, index, i: int) -> None:
