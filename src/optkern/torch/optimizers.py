@@ -156,7 +156,11 @@ class SGD(_Fused):
 @lowp_keywords
 class Adagrad(_Fused):
     """torch.optim.Adagrad (state created at construction, as torch does), and the low-precision
-    keywords (see :mod:`optkern.torch`)."""
+    keywords (see :mod:`optkern.torch`).
+
+    One difference, deliberate: a param group's own ``initial_accumulator_value`` (given in the
+    group's dict, or by ``add_param_group``) starts that group's sums. torch 2.x reads the
+    constructor's value for every group, its own key ignored."""
 
     _core = _optim.Adagrad
 
