@@ -112,6 +112,15 @@ OK_CLONES void store_stage_states(const Tensor& t, int K, int64_t lo, int64_t n,
   }
 }
 
+}  // namespace lowp
+}  // namespace optkern
+
+// (here: its pipelined blocks call the stage's conversions above)
+#include "lowp_q8_fused.hpp"
+
+namespace optkern {
+namespace lowp {
+
 // One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is
 // decoded into L1-resident float32 buffers, then the fp32 optimizer's own
 // element loop (rule_loop, multi_tensor.hpp) updates the fp32 weights in place
@@ -157,7 +166,20 @@ void chunk(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Conf
   constexpr int64_t kAhead = 2048;
   const int64_t ahead = SF == Fmt::q8 ? (kAhead + step - 1) / step * step : 0;
   if (ahead) prefetch_stage<PF, SF>(t, Rule::kState, lo, lo + ahead < hi ? lo + ahead : hi);
-  for (int64_t a = lo; a < hi; a += step) {
+  int64_t a = lo;
+#if defined(OPTKERN_Q8_FUSED)
+  // 8-bit states on AVX-512: the whole blocks pipelined (lowp_q8_fused.hpp), a last partial one below
+  if constexpr (SF == Fmt::q8 && Rule::kState >= 1) {
+    if (use_avx512() && step % 64 == 0) {
+      const int64_t nb = (hi - lo) / step;
+      fused::blocks<PF>(rule, t, lo, nb, c, [&](int64_t b) {
+        if (b + ahead < hi) prefetch_stage<PF, SF>(t, Rule::kState, b + ahead, b + ahead + step < hi ? b + ahead + step : hi);
+      });
+      a = lo + nb * step;
+    }
+  }
+#endif
+  for (; a < hi; a += step) {
     if (ahead && a + ahead < hi)
       prefetch_stage<PF, SF>(t, Rule::kState, a + ahead, a + ahead + step < hi ? a + ahead + step : hi);
     stage<PF, SF, Rule>(rule, t, a, a + step < hi ? a + step : hi, c, gbuf, sbuf);
