@@ -50,7 +50,7 @@ OK_CLONES void load_states(const Tensor& t, int K, int64_t lo, int64_t n, const 
     if constexpr (SF == Fmt::f32) {
       s[k] = static_cast<float*>(t.s[k]) + lo;
     } else {
-      s[k] = sbuf + k * kMaxBlock;
+      s[k] = sbuf + k * (SF == Fmt::q8 ? c.block : kStage);  // (packed: see lowp_q8_fused.hpp's sbuf)
       if constexpr (SF == Fmt::q8)
         q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + lo, s[k], n, t.scale[k][lo / c.block]);
       else

@@ -92,9 +92,12 @@ OK_AVX512_FUSED void blocks(const Rule& rule, const Tensor& t, int64_t lo, int64
   constexpr int K = Rule::kState;
   static_assert(K >= 1 && K <= 3, "8-bit states: one to three");
   const int64_t B = c.block;
-  alignas(64) float gbuf[kMaxBlock];
-  alignas(64) float sbuf[2][K][kMaxBlock];  // block j's new values in sbuf[j & 1] until block j + 1's pass
+  // Block j's new values of state k at sbuf + ((j & 1) K + k) B until block j + 1's pass, the
+  // grads after them: packed by B, not strided by kMaxBlock (16 KiB strides put every buffer in
+  // the same L1 sets, and with the streams from DRAM this loop ran slower than the stage loop).
+  alignas(64) float sbuf[(2 * K + 1) * kMaxBlock];
   alignas(64) uint8_t sus[K][kMaxBlock / 8];
+  float* const gbuf = sbuf + 2 * K * B;
   Pending prev[K];
   for (int64_t j = 0; j <= nb; ++j) {
     const bool cur = j < nb;
@@ -107,7 +110,7 @@ OK_AVX512_FUSED void blocks(const Rule& rule, const Tensor& t, int64_t lo, int64
       w = PF == Fmt::f32 ? static_cast<float*>(t.p) + a : t.master + a;
       g = load_grads<PF>(t, a, B, c, gbuf);
       for (int k = 0; k < K; ++k) {
-        s[k] = sbuf[j & 1][k];
+        s[k] = sbuf + ((j & 1) * K + k) * B;
         q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + a, s[k], B, t.scale[k][a / B]);
       }
     }
