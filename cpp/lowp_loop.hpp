@@ -50,7 +50,8 @@ OK_CLONES void load_states(const Tensor& t, int K, int64_t lo, int64_t n, const 
     if constexpr (SF == Fmt::f32) {
       s[k] = static_cast<float*>(t.s[k]) + lo;
     } else {
-      s[k] = sbuf + k * (SF == Fmt::q8 ? c.block : kStage);  // (packed: see lowp_q8_fused.hpp's sbuf)
+      // (packed by the stage size: 16 KiB strides put every buffer in the same L1 sets)
+      s[k] = sbuf + k * (SF == Fmt::q8 ? c.block : kStage);
       if constexpr (SF == Fmt::q8)
         q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + lo, s[k], n, t.scale[k][lo / c.block]);
       else
@@ -112,15 +113,6 @@ OK_CLONES void store_stage_states(const Tensor& t, int K, int64_t lo, int64_t n,
   }
 }
 
-}  // namespace lowp
-}  // namespace optkern
-
-// (here: its pipelined blocks call the stage's conversions above)
-#include "lowp_q8_fused.hpp"
-
-namespace optkern {
-namespace lowp {
-
 // One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is
 // decoded into L1-resident float32 buffers, then the fp32 optimizer's own
 // element loop (rule_loop, multi_tensor.hpp) updates the fp32 weights in place
@@ -166,20 +158,7 @@ void chunk(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Conf
   constexpr int64_t kAhead = 2048;
   const int64_t ahead = SF == Fmt::q8 ? (kAhead + step - 1) / step * step : 0;
   if (ahead) prefetch_stage<PF, SF>(t, Rule::kState, lo, lo + ahead < hi ? lo + ahead : hi);
-  int64_t a = lo;
-#if defined(OPTKERN_Q8_FUSED)
-  // 8-bit states on AVX-512: the whole blocks pipelined (lowp_q8_fused.hpp), a last partial one below
-  if constexpr (SF == Fmt::q8 && Rule::kState >= 1) {
-    if (use_avx512() && step % 64 == 0) {
-      const int64_t nb = (hi - lo) / step;
-      fused::blocks<PF>(rule, t, lo, nb, c, [&](int64_t b) {
-        if (b + ahead < hi) prefetch_stage<PF, SF>(t, Rule::kState, b + ahead, b + ahead + step < hi ? b + ahead + step : hi);
-      });
-      a = lo + nb * step;
-    }
-  }
-#endif
-  for (; a < hi; a += step) {
+  for (int64_t a = lo; a < hi; a += step) {
     if (ahead && a + ahead < hi)
       prefetch_stage<PF, SF>(t, Rule::kState, a + ahead, a + ahead + step < hi ? a + ahead + step : hi);
     stage<PF, SF, Rule>(rule, t, a, a + step < hi ? a + step : hi, c, gbuf, sbuf);

@@ -1,9 +1,8 @@
-"""The 8-bit-state step's pipelined blocks (cpp/lowp_q8_fused.hpp: on AVX-512 CPUs block j's rule
-and block j - 1's encode run in one loop) against the definition -- dequantize, the fp32 rule,
-quantize with the scalar map -- for one, two and three states, block after block of the cases a
-block's encode takes differently: a zero block (scale 0: the portable encoder), subnormal states
-(a scale whose reciprocal is not normal: the portable encoder), NaN, inf, huge and widely spread
-values (the fast encoder's flagged elements), and a partial last block (the stage loop)."""
+"""The 8-bit-state step's blocks (cpp/lowp_loop.hpp's stages) against the definition -- dequantize,
+the fp32 rule, quantize with the scalar map -- for one, two and three states, block after block of
+the cases a block's encode takes differently: a zero block (scale 0: the portable encoder),
+subnormal states (a scale whose reciprocal is not normal: the portable encoder), NaN, inf, huge and
+widely spread values (the fast encoder's flagged elements), and a partial last block."""
 
 import numpy as np
 import pytest
@@ -37,7 +36,7 @@ def block_grads(rng, block, n):
 @pytest.mark.parametrize("block", [64, 256])
 @pytest.mark.parametrize("pf", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("rule", list(RULES))
-def test_pipelined_blocks_are_dequantize_fp32_step_quantize(block, pf, rule):
+def test_blocks_of_every_encoder_case_are_dequantize_fp32_step_quantize(block, pf, rule):
     name, x, flags, k = RULES[rule]
     rng = np.random.default_rng(3700 + block + len(pf) + k)
     n = 15 * block + 29

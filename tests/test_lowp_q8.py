@@ -251,7 +251,7 @@ def test_other_loops_too(switch):
         str(here / "test_lowp.py") + "::test_stochastic_rounding_takes_the_documented_philox_words",
         str(here / "test_lowp.py") + "::test_to_float16_over_a_sweep_of_all_float32_bit_patterns",
         str(here / "test_hunt37_lowp_bf16.py"),  # (the bf16 stores: lowp_bf16_avx512.hpp or scalar)
-        str(here / "test_hunt37_lowp_q8.py"),  # (8-bit states: pipelined blocks or the stage loop)
+        str(here / "test_hunt37_lowp_q8.py"),  # (8-bit blocks of every encoder case)
     ]
     env = dict(os.environ, **{switch: "1"})
     probe = "from optkern import _backend; print(_backend.cpu.build_info()['lowp_loops'])"
