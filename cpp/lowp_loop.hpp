@@ -8,6 +8,7 @@
 #pragma once
 #include <vector>
 
+#include "lowp_bf16_avx512.hpp"
 #include "lowp_q8.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "multi_tensor.hpp"
@@ -49,7 +50,8 @@ OK_CLONES void load_states(const Tensor& t, int K, int64_t lo, int64_t n, const 
     if constexpr (SF == Fmt::f32) {
       s[k] = static_cast<float*>(t.s[k]) + lo;
     } else {
-      s[k] = sbuf + k * kMaxBlock;
+      // (packed by the stage size: 16 KiB strides put every buffer in the same L1 sets)
+      s[k] = sbuf + k * (SF == Fmt::q8 ? c.block : kStage);
       if constexpr (SF == Fmt::q8)
         q8_decode_block(static_cast<const uint8_t*>(t.s[k]) + lo, s[k], n, t.scale[k][lo / c.block]);
       else
@@ -63,11 +65,23 @@ OK_CLONES void load_states(const Tensor& t, int K, int64_t lo, int64_t n, const 
 template <Fmt PF>
 OK_CLONES void store_params(const Tensor& t, int64_t lo, int64_t n, const float* w, const Config& c) {
   if constexpr (PF != Fmt::f32) {
+#if defined(OPTKERN_BF16_AVX512)
+    constexpr bool kBf16 = PF == Fmt::bf16;  // (lowp_bf16_avx512.hpp: the same bits)
+    uint16_t* const out = static_cast<uint16_t*>(t.p) + lo;
+#else
+    constexpr bool kBf16 = false;
+#endif
     if (c.sr_param) {
       alignas(64) uint32_t rnd[kMaxBlock];
       philox::fill_words(rnd, t.base + uint64_t(lo), n, c.seed, c.step);
+#if defined(OPTKERN_BF16_AVX512)
+      if (kBf16 && use_avx512()) return avx512::store_bf16_sr<true>(out, w, rnd, n);
+#endif
       for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], true, rnd[i]);
     } else {
+#if defined(OPTKERN_BF16_AVX512)
+      if (kBf16 && use_avx512()) return avx512::store_bf16_rne(out, w, n);
+#endif
       for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], false, 0u);
     }
   }
@@ -82,6 +96,14 @@ OK_CLONES void store_stage_states(const Tensor& t, int K, int64_t lo, int64_t n,
   for (int k = 0; k < K; ++k) {
     if constexpr (SF == Fmt::bf16) {
       if ((k & 1) == 0) philox::fill_words(rnd, t.base + uint64_t(lo), n, state_key(c, k), c.step);
+#if defined(OPTKERN_BF16_AVX512)
+      if (use_avx512()) {  // (state_bits: the word's high half for state 2j, its low half for 2j + 1)
+        uint16_t* const out = static_cast<uint16_t*>(t.s[k]) + lo;
+        if (k & 1) avx512::store_bf16_sr<false>(out, s[k], rnd, n);
+        else avx512::store_bf16_sr<true>(out, s[k], rnd, n);
+        continue;
+      }
+#endif
       for (int64_t i = 0; i < n; ++i) store<SF>(t.s[k], lo + i, s[k][i], true, state_bits(rnd[i], k));
     } else if constexpr (SF == Fmt::q8) {
       const float sc = q8_block_scale(s[k], n);

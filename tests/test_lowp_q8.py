@@ -231,7 +231,7 @@ _EXPECT = {"OPTKERN_PORTABLE": "portable", "OPTKERN_NO_AVX512": "avx2", "OPTKERN
 
 @pytest.mark.parametrize("switch", list(_EXPECT))
 def test_other_loops_too(switch):
-    """The tests above, the step's bf16-state words and stochastic_round's words run the fastest
+    """The tests above, the step's bf16-state words and bf16 stores and stochastic_round's words run the fastest
     hand-written loops the CPU has (cpp/lowp_q8_avx512.hpp -- with AVX512_VBMI its decode by byte
     lookups -- or lowp_q8_avx2.hpp, philox_cpu.hpp's fill_words); OPTKERN_PORTABLE=1 turns them all
     off, OPTKERN_NO_AVX512=1 the AVX-512 ones, OPTKERN_NO_AVX512_VBMI=1 the byte-lookup decode
@@ -250,6 +250,8 @@ def test_other_loops_too(switch):
         str(here / "test_lowp_step.py") + "::test_bf16_states_are_stochastic_roundings_of_the_fp32_step",
         str(here / "test_lowp.py") + "::test_stochastic_rounding_takes_the_documented_philox_words",
         str(here / "test_lowp.py") + "::test_to_float16_over_a_sweep_of_all_float32_bit_patterns",
+        str(here / "test_hunt37_lowp_bf16.py"),  # (the bf16 stores: lowp_bf16_avx512.hpp or scalar)
+        str(here / "test_hunt37_lowp_q8.py"),  # (8-bit blocks of every encoder case)
     ]
     env = dict(os.environ, **{switch: "1"})
     probe = "from optkern import _backend; print(_backend.cpu.build_info()['lowp_loops'])"
