@@ -86,6 +86,12 @@ def _checked_config(config, name) -> dict:
     return out
 
 
+def _bits_dict(bits) -> dict:
+    """``bits`` as a dict {"weight", "grad", "momentum"} -> bits: a copy of a dict, or an int (the
+    constructor's form, assigned between steps) for every quantizer."""
+    return dict(bits) if isinstance(bits, Mapping) else dict.fromkeys(_WHAT, bits)
+
+
 def _zeros_like(a):
     """Zeros of ``a``'s shape and dtype on its backend and device."""
     with _backend._device_of(a):
@@ -232,7 +238,12 @@ class SWALP:
         cache = self.__dict__.setdefault("_config_checked", {})  # (a SWALP pickled before it had one)
         if cached(cache, "config", key):
             return
-        _checked_config(config, lambda k: k)
+        checked = _checked_config(config, lambda k: k)
+        if not isinstance(bits, Mapping):
+            # an int (the constructor's form: every quantizer's word length) kept as the constructor
+            # keeps it, a dict: _quantize indexes it ("'int' object is not subscriptable" after the
+            # check had passed it)
+            self.bits = checked["bits"]
         remember(cache, "config", key, True)
 
     @property
@@ -247,7 +258,7 @@ class SWALP:
         same steps, bit for bit, as the run that went on (``optkern.save`` / ``load`` take it)."""
         return {
             "t": self.t,
-            **{k: dict(self.bits) if k == "bits" else getattr(self, k) for k in _CONFIG},
+            **{k: _bits_dict(self.bits) if k == "bits" else getattr(self, k) for k in _CONFIG},
             "buffers": None if self.buffers is None else [_copy(b) for b in self.buffers],
             "swa": self.swa.state_dict(),
         }
