@@ -133,7 +133,8 @@ def _refuse_nonfinite(grads, index, mod, p, buf, prev, total, restore: bool, ver
         return
     if restore:
         buf[...] = prev
-    flag = _backend.array_module(grads[0]).empty(1, dtype=np.float64) if grads else None
+    # (no grads: a rank without any, whose global norm another rank's grads made non-finite)
+    flag = (_backend.array_module(grads[0]) if grads else np).empty(1, dtype=np.float64)
     for name, g in zip(_names(index, len(grads)), grads):
         mod.all_finite([g], flag)
         if float(flag[0]) == 0.0:
