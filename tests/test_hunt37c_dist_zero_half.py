@@ -27,6 +27,12 @@ def test_zero_weighted_half_sum_equals_data_parallel(n):
     run_case(__file__, "weighted_half", n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.parametrize("n", [3, 4])
+def test_zero_weighted_half_steps_equal_data_parallel(n):
+    pytest.importorskip("mpi4py")
+    run_case(__file__, "weighted_half_steps", n, timeout=CASE_TIMEOUT)
+
+
 def _ulp(v, dt):
     mant, emin = (10, -14) if dt == np.float16 else (7, -126)
     a = np.abs(np.asarray(v, np.float64))
@@ -79,6 +85,37 @@ def case_weighted_half(comm) -> None:
             else:  # MPI's own order (its allreduce and reduce-scatter add differently from 3 ranks)
                 bad = int(np.count_nonzero(np.abs(got.astype(np.float64) - want64[z.lo : z.hi]) > allow[z.lo : z.hi]))
             assert bad == 0, f"{dt} ordered={ordered}: {bad} of {mine.size} elements off"
+
+
+def case_weighted_half_steps(comm) -> None:
+    """A few AdamW steps with float32 masters (stochastic rounding too): the same params as data-parallel."""
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer, ShardedOptimizer
+
+    dtypes = [np.dtype(np.float16)]
+    try:
+        import ml_dtypes
+
+        dtypes.append(np.dtype(ml_dtypes.bfloat16))
+    except ImportError:
+        pass
+    rows = [5, 3, 0, 2, 4][: comm.size]  # uneven, a rank without rows
+    w = rows[comm.rank] / sum(rows)
+    sizes = ((7,), (1,), (0,), (1023,), (3, 5))
+    for dt in dtypes:
+        for extra in ({}, {"stochastic_rounding": True, "seed": 3}):
+            rng = np.random.default_rng(0)
+            init = [rng.standard_normal(s).astype(np.float32).astype(dt) for s in sizes]
+            rng = np.random.default_rng(10 + comm.rank)
+            steps = [[(rng.standard_normal(s) * 2).astype(np.float32).astype(dt) for s in sizes] for _ in range(3)]
+            dp, zp = [p.copy() for p in init], [p.copy() for p in init]
+            d = DistributedOptimizer(optim.AdamW(dp, lr=1e-2, master_weights=True, **extra), comm, grad_weight=w)
+            z = ShardedOptimizer(optim.AdamW, zp, comm, lr=1e-2, master_weights=True, grad_weight=w, **extra)
+            for g in steps:
+                d.step([x.copy() for x in g])
+                z.step([x.copy() for x in g])
+            for i, (a, b) in enumerate(zip(dp, zp)):
+                assert a.tobytes() == b.tobytes(), f"{dt} {extra}: params[{i}] differ from data-parallel"
 
 
 if __name__ == "__main__":
