@@ -114,6 +114,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if comm is not None:
         total = _global_norm(buf, p, comm)
     if mod is None:  # no gradients on this rank: nothing to clip
+        if error_if_nonfinite:  # (the norm is every rank's: a NaN elsewhere raises here as there)
+            _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
         return out if total is None else total
     if error_if_nonfinite:
         _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
@@ -131,7 +133,8 @@ def _refuse_nonfinite(grads, index, mod, p, buf, prev, total, restore: bool, ver
         return
     if restore:
         buf[...] = prev
-    flag = _backend.array_module(grads[0]).empty(1, dtype=np.float64)
+    # (no grads: a rank without any, whose global norm another rank's grads made non-finite)
+    flag = (_backend.array_module(grads[0]) if grads else np).empty(1, dtype=np.float64)
     for name, g in zip(_names(index, len(grads)), grads):
         mod.all_finite([g], flag)
         if float(flag[0]) == 0.0:

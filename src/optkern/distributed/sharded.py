@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from .. import _backend
 from ..optim import AdagradNorm
 from . import hyper_check, sharded_groups, sharded_norm, sharded_setup, sharded_state
+from ._arrays import _is_half_bits as _is_half
 from .agreement import (
     agree,
     check_comm_kinds,
@@ -275,9 +278,17 @@ class ShardedOptimizer(ShardedCheckpoints):
         for g, v in zip(grads, self._gviews):
             if g is not v:
                 v[...] = g
-        if w is not None:
-            self._gflat *= self._gflat.dtype.type(w)
-        self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard)
+        if w is not None and _is_half(self._gflat):
+            # 16-bit gradients times the weight, summed in float32 and rounded once, as
+            # DistributedOptimizer's buckets do (the weight and each product rounded to 16 bits,
+            # and ordered float16 sums rounded at each rank, were bits apart from data-parallel)
+            w32 = self._gflat.astype(np.float32)
+            w32 *= np.float32(w)
+            self._shard[...] = self.comm.reduce_scatter(w32, "sum").astype(self._shard.dtype)
+        else:
+            if w is not None:
+                self._gflat *= self._gflat.dtype.type(w)
+            self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard)
         self._synced = True
         # a rank holding no slice still returns one (empty) array: its kind picks the collective's path
         return list(self._local_grads) or [self._shard[:0]]

@@ -20,6 +20,7 @@ from .. import _backend
 from .._array_checks import type_name
 from .._pickling import NativeByName
 from ._linear_operator import LinearOperatorProtocol, _linear_operator_base
+from ._lockstep import lockstep_of
 from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
 from ._vectors import unit_vector as unit_vector  # (re-exported: the estimators and tests import it here)
 from ._vectors import vector_norm
@@ -330,7 +331,11 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
         return r
 
     # (unchecked: `op` checked its products already where they came from a user's function)
-    return _operator_class(op.xp)(matvec, op.shape[0], op.dtype, op.xp, matmat, op.name, check=None)
+    out = _operator_class(op.xp)(matvec, op.shape[0], op.dtype, op.xp, matmat, op.name, check=None)
+    lock = lockstep_of(op)
+    if lock is not None:  # (a distributed op's: an estimator over the wrapper ends in step with the ranks)
+        out._lockstep = lock
+    return out
 
 
 def as_operator(A, name: str = "A") -> CurvatureOperator:
