@@ -42,6 +42,23 @@ def _matmat(op, X):
     return xp.stack(cols, axis=1) if cols else xp.zeros((op.shape[0], 0), dtype=np.result_type(op.dtype, X.dtype))
 
 
+def _rmatvec(op, x, name: str):
+    """``op``'s transpose applied to ``x``: its ``rmatvec``, its ``matvec`` where it declares
+    ``symmetric = True``, else a TypeError naming the operand. An operator with only ``matvec`` and
+    ``shape`` composes (``matvec`` / ``matmat``), but its transpose is unknown: ``rmatvec`` raised an
+    unnamed AttributeError; taking its ``matvec`` unasked would be silently wrong when it is not
+    symmetric."""
+    rm = getattr(op, "rmatvec", None)
+    if rm is not None:
+        return rm(x)
+    if getattr(op, "symmetric", False) is True:
+        return op.matvec(x)
+    raise TypeError(
+        f"rmatvec: operand {name} ({type(op).__name__}) has no rmatvec (give it one, or "
+        "symmetric = True where its matvec is its own transpose)"
+    )
+
+
 class Composed(NativeByName):
     """``scale * A @ B`` (``B`` None: ``scale * A``) for operators outside SciPy (CuPy vectors):
     ``matvec``, ``matmat``, ``rmatvec``, ``@``, ``shape``, ``dtype``; composes further."""
@@ -70,8 +87,8 @@ class Composed(NativeByName):
         return self._apply(_matmat, V)
 
     def rmatvec(self, v):  # (A B)^T = B^T A^T
-        y = self.A.rmatvec(v)
-        y = y if self.B is None else self.B.rmatvec(y)
+        y = _rmatvec(self.A, v, "A")
+        y = y if self.B is None else _rmatvec(self.B, y, "B")
         return y if self.scale == 1.0 else y * self.scale
 
     def __matmul__(self, x):
