@@ -190,11 +190,17 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
         # label_column="label" finds "label"
         header = [_unquote(h.strip()) for h in lines[content[0]].split("#", 1)[0].split(",")]
+    # A "header" with numbers among its words may be the first data row, taken for a header because
+    # a ragged second line (``1,2,setosa`` then ``3,4``) has no word where it has one: its line
+    # counts with the rows, or the error named a full row as the odd one, or ``3,4`` loaded alone.
+    rows_from = content[0] if header and any(_is_number(h) for h in header) else skip
     try:
         d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
     except ValueError as e:
-        _check_row_lengths(lines, skip, path)
+        _check_row_lengths(lines, rows_from, path)
         return _csv_with_word_labels(lines, skip, header, label_column, path, e)
+    if header and rows_from != skip and len(header) != d.shape[1]:
+        _check_row_lengths(lines, rows_from, path)
     j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
     return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
