@@ -81,12 +81,13 @@ static py::dict build_info() {
 static void register_held_capsules(py::module_& m) {
   const py::module_ builtins = py::module_::import("builtins");
   py::dict ns;
-  ns["__slots__"] = py::make_tuple("tensors");
+  ns["__slots__"] = py::make_tuple("tensors", "shapes");
   ns["__module__"] = "optkern._cpu";
   ns["__doc__"] =
       "A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native "
       "call that only reads them empties the list once it has read and checked every one (the capsules "
-      "freed while in cache), and keeps the list, so the tensors, alive until it returns.";
+      "freed while in cache), and keeps the list, so the tensors, alive until it returns. ``shapes``, when "
+      "set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal.";
   py::object held = builtins.attr("type")("HeldCapsules", py::make_tuple(builtins.attr("list")), ns);
   m.attr("HeldCapsules") = held;
   optkern::held_capsules_type() = held.release().ptr();

@@ -138,6 +138,31 @@ inline bool held_capsules(py::handle seq) {
   return t && reinterpret_cast<const PyObject*>(Py_TYPE(seq.ptr())) == t && py::hasattr(seq, "tensors");
 }
 
+// The flat int64 array (each item's ndim, then its dims) that a held capsule list's `shapes`
+// attribute holds, as (data, length); (nullptr, 0) when it has none. optkern.torch sets it to its
+// params' shapes: its grads' shapes are compared here, on the capsules just made (in cache), not
+// on 200 torch.Size objects a step (~30 us after a large step's memory traffic).
+inline std::pair<const int64_t*, size_t> held_shapes(py::handle seq, py::object& keep) {
+  if (!PyObject_HasAttrString(seq.ptr(), "shapes")) return {nullptr, 0};
+  keep = seq.attr("shapes");
+  const py::dtype i64 = py::dtype::of<int64_t>();
+  if (array_fault(keep, i64, sizeof(int64_t), false) != Fault::none)
+    throw py::type_error("HeldCapsules.shapes: expected a C-contiguous int64 numpy.ndarray");
+  const auto* a = py::detail::array_proxy(keep.ptr());
+  return {reinterpret_cast<const int64_t*>(a->data), size_t(a->nd == 1 ? a->dimensions[0] : 0)};
+}
+
+// ValueError naming capsule `h` unless its shape is the one at `pos` of `shapes` (ndim, then the
+// dims); `pos` moves past it.
+inline void check_capsule_shape(py::handle h, const std::string& what, const int64_t* shapes, size_t n,
+                                size_t& pos) {
+  const auto& t = static_cast<const dlpack::Managed*>(PyCapsule_GetPointer(h.ptr(), "dltensor"))->dl_tensor;
+  bool same = pos < n && shapes[pos] == t.ndim && pos + 1 + size_t(t.ndim) <= n;
+  for (int k = 0; same && k < t.ndim; ++k) same = shapes[pos + 1 + size_t(k)] == t.shape[k];
+  if (!same) throw py::value_error(what + ": shape is not its param's");
+  pos += 1 + size_t(t.ndim);
+}
+
 // A list of arrays. `sizes`, when given, fixes the element count of each. Lists the
 // kernel only reads may hold DLPack capsules too (read_capsule).
 inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, bool writable,
@@ -150,6 +175,10 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
     throw py::value_error(std::string(name) + ": expected " + std::to_string(sizes->size()) +
                           " arrays, got " + std::to_string(n));
   const size_t itemsize = size_t(dt.itemsize());
+  const bool held = !writable && held_capsules(seq);
+  py::object shapes_obj;
+  const auto shapes = held ? held_shapes(seq, shapes_obj) : std::pair<const int64_t*, size_t>{nullptr, 0};
+  size_t shape_pos = 0;
   ArrayList out;
   out.data.reserve(n);
   out.size.reserve(n);
@@ -161,6 +190,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
     const Fault f = array_fault(item, dt, itemsize, writable);
     if (f == Fault::not_array && !writable && PyCapsule_CheckExact(item.ptr())) {
       std::tie(data, sz) = read_capsule(item, item_name(name, i), dt, itemsize);
+      if (shapes.first) check_capsule_shape(item, item_name(name, i), shapes.first, shapes.second, shape_pos);
     } else {
       if (f != Fault::none) raise_fault(f, item, item_name(name, i), dt);
       const auto* a = py::detail::array_proxy(item.ptr());
@@ -172,7 +202,7 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
     out.size.push_back(sz);
     out.owners.push_back(std::move(item));
   }
-  if (!writable && held_capsules(seq)) {
+  if (held) {
     out.owners.clear();
     out.owners.push_back(py::reinterpret_borrow<py::object>(seq));
     if (PyList_SetSlice(seq.ptr(), 0, PY_SSIZE_T_MAX, nullptr) != 0) throw py::error_already_set();

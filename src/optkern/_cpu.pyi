@@ -93,10 +93,11 @@ __all__: list[str] = [
 
 class HeldCapsules(list):
     """
-    A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native call that only reads them empties the list once it has read and checked every one (the capsules freed while in cache), and keeps the list, so the tensors, alive until it returns.
+    A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native call that only reads them empties the list once it has read and checked every one (the capsules freed while in cache), and keeps the list, so the tensors, alive until it returns. ``shapes``, when set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal.
     """
 
     tensors: list
+    shapes: numpy.ndarray
 
 def _set_stream_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> int:
     """

@@ -32,13 +32,22 @@ _shape = operator.attrgetter("shape")
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
 
 
-def _held(capsules, tensors: list):
+def _held(capsules, tensors: list, shapes=None):
     """The capsules as a ``_cpu.HeldCapsules`` list holding ``tensors``: the native call frees them
     once it has read them, while they are still in cache (``cpp/py_arrays.hpp``); freed after the
-    kernel, 200 of them cost ~150 us a step. ``tensors`` keeps their memory alive meanwhile."""
+    kernel, 200 of them cost ~150 us a step. ``tensors`` keeps their memory alive meanwhile.
+    ``shapes`` (``_flat_shapes``), when given: the native call refuses a capsule of another shape."""
     out = _HeldCapsules(capsules)
     out.tensors = tensors
+    if shapes is not None:
+        out.shapes = shapes
     return out
+
+
+def _flat_shapes(shapes: list) -> np.ndarray:
+    """``shapes`` as one int64 array (each one's ndim, then its dims): what a ``HeldCapsules``
+    list's native call compares its capsules' shapes with."""
+    return np.array([x for s in shapes for x in (len(s), *s)], np.int64)
 
 
 def _same_objects(a, b) -> bool:
@@ -231,7 +240,7 @@ class _Runs:
                 unjoined = len(params) > 1 and len(self._joined) < len(scalars)  # (values read each step)
                 flat = _entries(states, entries)
                 cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
-                cached += (own, scalars, versions, unjoined, written, shapes)
+                cached += (own, scalars, versions, unjoined, written, shapes, _flat_shapes(shapes))
                 self._view_cache[id(params)] = cached
         # (read from the run's joined step counts, a NumPy array over the same memory as
         # ``states[0]["step"]``, where it has one: ``float()`` of a 0-d tensor costs ~45 us after a
@@ -241,12 +250,17 @@ class _Runs:
             t = int(joined.item(0)) + 1
         else:
             t = int(float(states[0]["step"])) + 1 if "step" in states[0] else 1
-        if self._pre_grads.get(id(params)) is None:  # (else the step's precheck checked them)
+        # (a cached dense CPU run's grads go as capsules whose shapes the native call compares with
+        # the params' (``_held``): a mismatch is sorted out below, as ``_check_grad_shapes`` would)
+        native_shapes = hit is not None and dense and not self._lowp_core and params[0].is_cpu
+        if self._pre_grads.get(id(params)) is None and not native_shapes:  # (else the precheck checked them)
             self._check_grad_shapes(params, gi, grads, shapes)
+        given = grads
         if self._lowp_core:  # (the low-precision step takes arrays, bfloat16 as uint16 bits)
             grads = self._grad_arrays(params, gi)
         else:
-            grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads, dense=dense)
+            dims = hit[14] if hit is not None and native_shapes else None
+            grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads, dense=dense, shapes=dims)
         first = id(params[0]) in self._first(group, params)
         try:
             with _views.on_stream(params[0]):
@@ -255,7 +269,15 @@ class _Runs:
                 else:
                     out = self._call(host_group(group), pviews, grads, lists, t, first=first)
         except (TypeError, ValueError):
-            # the native call refused before writing: name what it refused by its place in the groups
+            # the native call refused before writing. A grad of another shape than the view cache's:
+            # named, or (a param given a new shape in place, ``p.data = ...``) the cache dropped and
+            # the run made again from fresh views (``_check_grad_shapes``)
+            if native_shapes and self._shapes_differ(params, given, shapes):
+                self._check_grad_shapes(params, gi, given, shapes)
+                self._pre_hits.pop(id(params), None)
+                self._run(group, params, gi, cache, given)
+                return
+            # else name what it refused by its place in the groups
             self._pre_grads.clear()
             self._precheck_named([(group, params, gi, None, [params])])
             raise
@@ -283,6 +305,14 @@ class _Runs:
         m._update(run, grads, hp, self._core_t(t, first))
         return run.extra.get("mu_product")
 
+    @staticmethod
+    def _shapes_differ(params: list, grads: list | None, shapes: list) -> bool:
+        """Whether a grad of ``params`` (``grads``, when the caller has them) is not of ``shapes``."""
+        try:
+            return list(map(_shape, grads if grads is not None else [p.grad for p in params])) != shapes
+        except AttributeError:  # (a grad that is not a tensor: named by the checks)
+            return False
+
     def _check_grad_shapes(self, params: list, gi: int, grads: list | None, shapes: list) -> None:
         """ValueError naming a grad of ``params`` (group ``gi``; ``grads`` their grads when the
         caller has them) of another shape than its param's, or a state tensor of another shape
@@ -299,7 +329,13 @@ class _Runs:
         self._view_cache.pop(id(params), None)  # (every shape is the param's: views made anew next step)
 
     def _grad_views(
-        self, params: list, gi: int, capsules: bool = False, grads: list | None = None, dense: bool | None = None
+        self,
+        params: list,
+        gi: int,
+        capsules: bool = False,
+        grads: list | None = None,
+        dense: bool | None = None,
+        shapes: np.ndarray | None = None,
     ) -> list:
         """What the native call reads as the grads of ``params`` (one run: one device and dtype).
 
@@ -314,7 +350,9 @@ class _Runs:
         it. The views the step's precheck made are reused. ``dense``: whether every param is
         contiguous (known to the caller; else checked here): a grad of a channels_last param goes
         through the checks (its layout must be its param's) and comes as a flat view in memory
-        order; a complex one too, as its real view."""
+        order; a complex one too, as its real view. ``shapes``: the params' (``_flat_shapes``), that
+        the native call compares the capsules' with; else the caller compared them. A grad that
+        the native call does not take as a capsule is checked here, shape included."""
         pre = self._pre_grads.get(id(params))
         if pre is not None:
             return pre
@@ -325,8 +363,9 @@ class _Runs:
                 if dense if dense is not None else _views.flat_real(params):
                     # (a grad that is not contiguous: the native call refuses it, then it is named)
                     if capsules:  # (freed by the native call once read: _held)
-                        return _held(map(_to_dlpack, grads), grads)
-                    return [g.numpy() for g in grads]
+                        return _held(map(_to_dlpack, grads), grads, shapes)
+                    if shapes is None:
+                        return [g.numpy() for g in grads]
             except (TypeError, RuntimeError):
                 pass
         self._check_grads(params, gi)
