@@ -9,24 +9,9 @@ import numpy as np
 import pytest
 
 from optkern import _backend, optim
-from test_hunt36_asam import EPS, RHO, _case, _ref_delta
+from test_hunt36_asam import RHO, _case, _check, _step
 
 CPU = _backend.cpu
-
-
-def _step(w, g, eps=0.0):
-    p, b, out = w.copy(), np.empty(w.size), np.zeros(1)
-    CPU.sam_perturb_([p], [g], [b], RHO, eps, out, True)
-    np.testing.assert_array_equal(b, w)
-    return p
-
-
-def _check(w, g, p, eps=0.0):
-    delta = _ref_delta(w, g, eps)
-    want = w + delta
-    allow = 4 * EPS * np.abs(w) + 16 * EPS * np.abs(delta)
-    err = np.abs(p - want)
-    assert np.all(err <= allow), float(np.max(err / np.maximum(allow, 1e-300)))
 
 
 # (w scale, g scale, eps): w^2 subnormal beside g in range; |w| just below 2^-511; w^2 g underflowing

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ot = pytest.importorskip("optkern.torch")
 from optkern import _atomic, _cpu  # noqa: E402
+from test_torch_autograd_version import _stale_backward_raises  # noqa: E402
 
 # (name, hyper-parameters, the CPU module's kernel its step calls)
 CASES = [
@@ -21,15 +22,6 @@ CASES = [
     ("AdamW", dict(lr=0.1), "adam_"),
 ]
 IDS = [n for n, _, _ in CASES]
-
-
-def _stale_backward_raises(y) -> bool:
-    try:
-        y.backward()
-    except RuntimeError as e:
-        assert "modified by an inplace operation" in str(e)
-        return True
-    return False
 
 
 def _failing(monkeypatch, kernel: str, exc: BaseException) -> list:

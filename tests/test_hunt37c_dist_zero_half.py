@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from mpi_cases import run_case, run_here
+from test_hunt36_dist import _ulp  # (the 16-bit ulp of the reference's tolerance)
 
 CASE_TIMEOUT = 90
 
@@ -31,13 +32,6 @@ def test_zero_weighted_half_sum_equals_data_parallel(n):
 def test_zero_weighted_half_steps_equal_data_parallel(n):
     pytest.importorskip("mpi4py")
     run_case(__file__, "weighted_half_steps", n, timeout=CASE_TIMEOUT)
-
-
-def _ulp(v, dt):
-    mant, emin = (10, -14) if dt == np.float16 else (7, -126)
-    a = np.abs(np.asarray(v, np.float64))
-    e = np.maximum(np.floor(np.log2(np.where(a > 0, a, 1.0))), emin)
-    return 2.0 ** (e - mant)
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
