@@ -22,7 +22,17 @@ class _InitialState:
 
     def _state_names(self, group: dict) -> tuple:
         """The state tensors a step with this group's hyper-parameters uses."""
-        return tuple(self._m._needed(self._hyper(group)))
+        return self._needed(self._hyper(group))
+
+    def _needed(self, hp: tuple) -> tuple:
+        """The state tensors a step with checked hyper-parameters ``hp`` uses: ``_m._needed``, kept
+        for the last ``hp`` object (the cached one a group's steps reuse: ``_Fused._hyper``). Two
+        calls and a tuple a step less: each step asks three times, its code cold after a large
+        step's memory traffic."""
+        memo = self._needed_memo
+        if memo is None or memo[0] is not hp:
+            memo = self._needed_memo = (hp, tuple(self._m._needed(hp)))
+        return memo[1]
 
     def _keeps_state(self, group: dict, dtype: torch.dtype) -> bool:
         """Whether a step of the group's ``dtype`` params keeps per-param state: a step count, a
@@ -31,7 +41,7 @@ class _InitialState:
 
     def _stored(self, hp: tuple, dtype: torch.dtype) -> tuple:
         """Every state tensor a step of ``dtype`` params with checked hyper-parameters ``hp`` reads or writes."""
-        names = tuple(self._m._needed(hp))
+        names = self._needed(hp)
         cfg = self._lowp_cfg
         return names if cfg is None else _lowp.stored_names(cfg, names, dtype)
 
