@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _atomic
+from ._array_checks import restoring_own_state
 from ._checkpoint_codec import _decode, _encode, _host_copy, _sha256
 from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _wants_torch, register
 
@@ -318,8 +319,10 @@ def _apply_all(path: str, targets: dict, given: dict) -> None:
             kind.apply(target, given[name])
             done.append((kind, target, before))
     except BaseException as e:  # (Ctrl-C too: the targets restored so far must not stay so)
-        for kind, target, before in reversed(done):
-            kind.apply(target, before)
+        # (each target's own state of before, as it was: a diverged one's NaN included)
+        with restoring_own_state():
+            for kind, target, before in reversed(done):
+                kind.apply(target, before)
         # a target that only its own loader checks (LBFGS, SAM, schedulers, GradScaler, averages,
         # ...) raised that loader's bare message: named as the checks before it name theirs
         if isinstance(e, Exception) and type(e) in (TypeError, ValueError) and name is not None:
