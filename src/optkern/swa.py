@@ -23,6 +23,7 @@ from ._atomic import deferring
 from ._pickling import NativeByName
 from ._update_bn import update_bn
 from .lowp import _option
+from .optim.optimizer import _bump_torch_versions, torch_tensors
 
 __all__ = ["AveragedParams", "update_bn"]
 
@@ -141,9 +142,15 @@ class AveragedParams(NativeByName):
         return arrays
 
     def copy_to(self, params) -> None:
-        """Write the average into ``params`` (e.g. before recomputing batch-norm statistics)."""
-        for p, a in zip(self._like_averages(params, "params", written=True), self.averages):
+        """Write the average into ``params`` (e.g. before recomputing batch-norm statistics).
+
+        Torch tensors among them are written through NumPy / CuPy views autograd does not see: their
+        version counters are bumped, as an optimizer's step bumps its params', so that a graph
+        saved before refuses its backward (it differentiated the averaged values silently)."""
+        given = _backend.read_once(params)  # (a generator: checked, written and counted alike)
+        for p, a in zip(self._like_averages(given, "params", written=True), self.averages):
             p[...] = a
+        _bump_torch_versions(torch_tensors([given] if _backend.is_array(given) else given))
 
     def state_dict(self) -> dict:
         return {

@@ -1,0 +1,45 @@
+"""optkern.swa defects found in hunt 38c: ``AveragedParams.copy_to`` wrote the average into torch
+tensors (which it takes, viewed as NumPy arrays) without bumping their version counters: a graph
+saved before it differentiated the new values silently (a gradient of 6 for x * x where torch's own
+in-place copy refuses the backward), as the optimizers' and SWALP's steps bump theirs."""
+
+import numpy as np
+import pytest
+
+from optkern.swa import AveragedParams
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_copy_to_a_tensor_refuses_a_graph_saved_before(single):
+    x = torch.nn.Parameter(torch.ones(3))
+    avg = AveragedParams([x])
+    avg.update([torch.full((3,), 3.0)])
+    y = (x * x).sum()
+    before = x._version
+    avg.copy_to(x if single else [x])
+    assert x._version > before
+    np.testing.assert_array_equal(x.detach().numpy(), np.full(3, 3.0, np.float32))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_copy_to_a_generator_of_tensors_and_arrays():
+    """A generator (read once), mixed with NumPy arrays: every tensor of it counted."""
+    x, a = torch.zeros(2), np.zeros(4, np.float32)
+    avg = AveragedParams([np.ones(2, np.float32), np.full(4, 2.0, np.float32)])
+    before = x._version
+    avg.copy_to(p for p in (x, a))
+    assert x._version > before
+    np.testing.assert_array_equal(x.numpy(), [1, 1])
+    np.testing.assert_array_equal(a, [2, 2, 2, 2])
+
+
+def test_a_refused_copy_to_changes_no_version():
+    x = torch.zeros(3)
+    avg = AveragedParams([np.ones(3, np.float32)])
+    before = x._version
+    with pytest.raises(ValueError, match=r"params\[0\]: expected shape"):
+        avg.copy_to([x[:2]])
+    assert x._version == before and not x.any()
