@@ -59,3 +59,41 @@ def test_state_dict_buffers_are_what_the_next_step_takes():
     run.step(_grads(1))
     for a, b in zip(run.params, went_on.params):
         np.testing.assert_array_equal(a, b)
+
+
+def _stepped():
+    run = SWALP(_params(), lr=0.05, momentum=0.9)
+    run.step(_grads(0))
+    return run
+
+
+@pytest.mark.parametrize(
+    "swa, error, match",
+    [
+        (lambda sd: {**sd, "averages": sd["averages"][:1]}, ValueError, r"\['swa'\]\['averages'\]: expected 3 arrays"),
+        (
+            lambda sd: {**sd, "averages": [np.ones(4, np.float32)] + sd["averages"][1:]},
+            ValueError,
+            r"\['swa'\]\['averages'\]\[0\]: expected shape",
+        ),
+        (
+            lambda sd: {k: v for k, v in sd.items() if k != "n_averaged"},
+            ValueError,
+            r"state_dict\['swa'\]: missing 'n_averaged'",
+        ),
+        (lambda sd: {**sd, "n_averaged": -1}, ValueError, r"state_dict\['swa'\]\['n_averaged'\]: must be >= 0"),
+        (lambda sd: {**sd, "decay": 7}, ValueError, r"state_dict\['swa'\]\['decay'\]"),
+        (lambda sd: 5, TypeError, r"state_dict\['swa'\]: expected a dict, got int"),
+    ],
+)
+def test_load_state_dict_names_the_entries_of_its_average_by_their_place(swa, error, match):
+    """The average's state is ``state_dict['swa']``: its refusals named ``state_dict['averages'][0]``,
+    ``state_dict: missing 'n_averaged'``, keys the checkpoint does not have at that level."""
+    run = _stepped()
+    sd = run.state_dict()
+    bad = {**sd, "swa": swa(sd["swa"])}
+    before = [a.copy() for a in run.params + run.buffers + run.averages]
+    with pytest.raises(error, match=match):
+        run.load_state_dict(bad)
+    for a, b in zip(run.params + run.buffers + run.averages, before):
+        np.testing.assert_array_equal(a, b)

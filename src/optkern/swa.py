@@ -163,16 +163,22 @@ class AveragedParams(NativeByName):
     def load_state_dict(self, state_dict) -> None:
         """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32, finite);
         everything is checked before anything is assigned."""
+        self._load(state_dict, "state_dict")
+
+    def _load(self, state_dict, name: str) -> None:
+        """``load_state_dict`` of the state ``name`` (a checkpoint's entry: SWALP's average is its
+        ``state_dict['swa']``, whose refusals named ``state_dict['averages'][0]``, a key its
+        checkpoint does not have at that level)."""
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+            raise TypeError(f"{name}: expected a dict, got {type(state_dict).__name__}")
         for key in _STATE_KEYS:
             if key not in state_dict:
-                raise ValueError(f"state_dict: missing '{key}'")
-        mode = _option("state_dict['mode']", state_dict["mode"], _MODES)
-        decay = _backend.in_range("state_dict['decay']", state_dict["decay"], 0.0, 1.0)
-        n = _backend.integer("state_dict['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
-        averages = self._like_averages(state_dict["averages"], "state_dict['averages']", written=False)
-        check_finite(averages, "state_dict['averages']")
+                raise ValueError(f"{name}: missing '{key}'")
+        mode = _option(f"{name}['mode']", state_dict["mode"], _MODES)
+        decay = _backend.in_range(f"{name}['decay']", state_dict["decay"], 0.0, 1.0)
+        n = _backend.integer(f"{name}['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
+        averages = self._like_averages(state_dict["averages"], f"{name}['averages']", written=False)
+        check_finite(averages, f"{name}['averages']")
         for a, src in zip(self.averages, averages):
             a[...] = _backend.asarray_like(src, a)  # (a host checkpoint onto the GPU, or back)
         self.mode, self.decay, self.n_averaged = mode, decay, n

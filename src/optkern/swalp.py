@@ -299,7 +299,7 @@ class SWALP:
         if isinstance(swa, Mapping) and "mode" in swa:
             # SWALP's average is an SWA one (no mode argument): an "ema" checkpoint went on as an EMA
             lowp._option("state_dict['swa']['mode']", swa["mode"], ("swa",))
-        self.swa.load_state_dict(swa)  # (checks all of its own before it assigns)
+        self.swa._load(swa, "state_dict['swa']")  # (checks all of its own before it assigns)
         if buffers is None:
             self.buffers = None
         else:
