@@ -69,3 +69,26 @@ def test_a_load_still_refuses_non_finite_state(tmp_path):
         optkern.load(path, avg=avg)
     with pytest.raises(ValueError, match="non-finite"):
         _adam([np.nan, 1, 1]).load_state_dict(_adam([np.nan, 1, 1]).state_dict())
+
+
+def _shared(shape, strides):
+    """A writable array of ``shape`` whose elements share memory (``strides`` in elements)."""
+    buf = np.zeros(32, np.float32)
+    return np.lib.stride_tricks.as_strided(buf, shape=shape, strides=[4 * s for s in strides])
+
+
+@pytest.mark.parametrize("wrap", [lambda a: a, lambda a: {"w": [a]}], ids=["array", "tree"])
+def test_an_array_target_whose_elements_share_memory_is_refused(wrap, tmp_path):
+    """Restored into an array whose elements share memory, the last value written stayed in all of
+    them: the target held other values than the file's, silently (the arrays written in place
+    elsewhere refuse such a view: ``_backend.distinct_elements``)."""
+    path = tmp_path / "ckpt.npz"
+    saved = np.arange(12, dtype=np.float32).reshape(4, 3)
+    optkern.save(path, w=wrap(saved))
+    target = _shared((4, 3), (1, 1))
+    with pytest.raises(ValueError, match=r"\['w'\].*overlapping elements"):
+        optkern.load(path, w=wrap(target))
+    assert not target.any()
+    distinct = np.zeros((4, 3), np.float32)[:, ::-1]  # (strided, elements distinct: taken)
+    optkern.load(path, w=wrap(distinct))
+    np.testing.assert_array_equal(distinct, saved)
