@@ -43,3 +43,38 @@ def test_a_refused_copy_to_changes_no_version():
     with pytest.raises(ValueError, match=r"params\[0\]: expected shape"):
         avg.copy_to([x[:2]])
     assert x._version == before and not x.any()
+
+
+def test_torch_averaged_model_refuses_a_model_of_other_buffers_before_writing():
+    """optkern.torch.AveragedModel keeps the buffers in sync (use_buffers=False) after the fused
+    average: a model with another count of buffers raised zip's ValueError there, after the averages
+    were written and before ``n_averaged`` counted them (the next update then weighted them wrong)."""
+    ot = pytest.importorskip("optkern.torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    avg = ot.AveragedModel(model)
+    avg.update_parameters(model)
+    other = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))  # (the params' shapes, no buffers)
+    before = [t.detach().clone() for t in list(avg.module.parameters()) + list(avg.module.buffers())]
+    with pytest.raises(ValueError, match=r"^model: has 0 buffers, the averaged module 3"):
+        avg.update_parameters(other)
+    assert int(avg.n_averaged) == 1
+    for a, b in zip(list(avg.module.parameters()) + list(avg.module.buffers()), before):
+        assert torch.equal(a, b)
+
+
+def test_no_zip_strict_in_the_package():
+    """``zip(..., strict=True)`` is Python 3.10's: on 3.9 (``requires-python >= 3.9``) it raised
+    TypeError, in optkern.torch.AveragedModel at every update after the first."""
+    import ast
+    import pathlib
+
+    import optkern
+
+    found = []
+    for path in sorted(pathlib.Path(optkern.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "zip":
+                if any(k.arg == "strict" for k in node.keywords):
+                    found.append(f"{path.name}:{node.lineno}")
+    assert not found, found
