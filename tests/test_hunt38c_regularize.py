@@ -49,3 +49,26 @@ def test_save_and_load_state_take_a_bytes_path(tmp_path):
 def test_load_state_names_a_directory(tmp_path):
     with pytest.raises(ValueError, match=r"^path: .* is a directory"):
         load_state(tmp_path)
+
+
+@pytest.mark.parametrize("saved, mine", [("max", "min"), ("min", "max")])
+def test_early_stopping_refuses_a_state_of_the_other_mode(saved, mine):
+    """``best`` is a best only in its run's mode: a mode "max" run's best accuracy, loaded into a
+    mode "min" stopper, was taken silently (every later accuracy then counted as no improvement).
+    The state names its mode now; a state without it (older) still loads."""
+    run = EarlyStopping(mode=saved, patience=3)
+    for m in (0.5, 0.7, 0.6):
+        run.step(m)
+    sd = run.state_dict()
+    assert sd["mode"] == saved
+    stopper = EarlyStopping(mode=mine, patience=3)
+    before = stopper.state_dict()
+    with pytest.raises(ValueError, match=rf"^state\['mode'\]: expected '{mine}', got '{saved}'"):
+        stopper.load_state_dict(sd)
+    assert stopper.state_dict() == before
+    same = EarlyStopping(mode=saved, patience=3)
+    same.load_state_dict(sd)
+    assert same.state_dict() == {**sd, "kept": False}
+    older = {k: v for k, v in sd.items() if k != "mode"}
+    same.load_state_dict(older)
+    assert [same.step(m) for m in (0.1, 0.1, 0.1)] == [run.step(m) for m in (0.1, 0.1, 0.1)]

@@ -252,9 +252,10 @@ class EarlyStopping:
         return _snapshot(self._best_state)
 
     def state_dict(self) -> dict:
-        """Counters and best value, and whether a checkpoint was kept (the checkpoint itself stays
-        in memory / in ``path``)."""
+        """Counters and best value, whether a checkpoint was kept (the checkpoint itself stays in
+        memory / in ``path``), and the mode the best is one in."""
         return {
+            "mode": self.mode,
             "best": self.best,
             "best_step": self.best_step,
             "num_bad": self.num_bad,
@@ -270,6 +271,10 @@ class EarlyStopping:
         for k in ("best", "best_step", "num_bad", "steps", "should_stop"):
             if k not in state:
                 raise ValueError(f"state: missing {k!r}")
+        if "mode" in state:  # (a state without it, older, is taken in this stopper's mode)
+            # a best is one only in its run's mode: a "max" run's accuracy loaded into a "min"
+            # stopper was taken silently, and every later accuracy counted as no improvement
+            _option("state['mode']", state["mode"], (self.mode,))
         best = _metric(state["best"], "state['best']")
         if math.isnan(best):
             raise ValueError("state['best']: must be a number or +-inf, got nan")
