@@ -2,7 +2,8 @@
 ``load_state_dict``, which refuses non-finite state (an optimizer's or an average's of a diverged
 run, the usual reason to load a checkpoint): the undo raised that refusal ("state_dict['state'][0]
 ['exp_avg']: 1 non-finite entries"), in place of the error that made the load fail, and the
-target kept the checkpoint's state."""
+target kept the checkpoint's state; and an array target whose elements share memory was "restored"
+to other values than the file's, silently."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,9 @@
 """optkern.swa defects found in hunt 38c: ``AveragedParams.copy_to`` wrote the average into torch
 tensors (which it takes, viewed as NumPy arrays) without bumping their version counters: a graph
 saved before it differentiated the new values silently (a gradient of 6 for x * x where torch's own
-in-place copy refuses the backward), as the optimizers' and SWALP's steps bump theirs."""
+in-place copy refuses the backward), as the optimizers' and SWALP's steps bump theirs; and
+optkern.torch.AveragedModel paired the buffers it keeps in sync with ``zip(..., strict=True)``
+(Python 3.10's: TypeError at every update on 3.9) after the fused average was written."""
 
 import numpy as np
 import pytest
