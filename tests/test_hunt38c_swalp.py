@@ -1,7 +1,9 @@
 """SWALP defects found in hunt 38c: a checkpoint written after ``momentum`` was assigned between
 steps (which ``step`` supports: off drops the buffers, on starts them at zero) held buffers that
 did not fit its momentum, and ``load_state_dict`` -- its own, a fresh SWALP's, ``optkern.load`` --
-refused it ("state_dict['buffers']: given with momentum 0.0"): the run could not be resumed."""
+refused it ("state_dict['buffers']: given with momentum 0.0"): the run could not be resumed; and
+``load_state_dict`` named its average's entries as if they were its own (``state_dict['averages'][0]``
+for ``state_dict['swa']['averages'][0]``)."""
 
 import copy
 
