@@ -207,7 +207,7 @@ def test_early_stopping_state_is_checked_whole_before_loading(change, exc, match
         es.load_state_dict(None if change is None else {**GOOD, **change})
     assert es.state_dict() == before
     es.load_state_dict(GOOD)
-    assert es.state_dict() == {**GOOD, "kept": False}  # (nothing kept in memory)
+    assert es.state_dict() == {**GOOD, "mode": "min", "kept": False}  # (nothing kept in memory)
 
 
 @pytest.mark.parametrize(

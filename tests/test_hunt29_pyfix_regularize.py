@@ -54,7 +54,7 @@ def test_inconsistent_counters_are_refused_whole(change, key):
         es.load_state_dict({**good, **change})
     assert es.state_dict() == before
     es.load_state_dict(good)
-    assert es.state_dict() == {**good, "kept": False}  # (nothing kept in memory)
+    assert es.state_dict() == {**good, "mode": "min", "kept": False}  # (nothing kept in memory)
 
 
 @pytest.mark.parametrize("mode, best", [("min", float("inf")), ("max", float("-inf"))])

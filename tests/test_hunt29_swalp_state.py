@@ -84,7 +84,7 @@ _DROP = object()
             TypeError,
             r"state_dict\['buffers'\]\[0\]",
         ),
-        ("swa", {"mode": "swa"}, ValueError, r"state_dict: missing 'decay'"),
+        ("swa", {"mode": "swa"}, ValueError, r"state_dict\['swa'\]: missing 'decay'"),
     ],
 )
 def test_bad_checkpoints_refused_before_anything_is_assigned(key, value, exc, match):

@@ -129,7 +129,7 @@ def test_swalp_refuses_a_non_finite_buffer_or_average(where):
     before = copy.deepcopy(run.state_dict())
     sd = copy.deepcopy(before)
     (sd["buffers"] if where == "buffers" else sd["swa"]["averages"])[0][2] = np.nan
-    name = r"state_dict\['buffers'\]\[0\]" if where == "buffers" else r"state_dict\['averages'\]\[0\]"
+    name = r"state_dict\['buffers'\]\[0\]" if where == "buffers" else r"state_dict\['swa'\]\['averages'\]\[0\]"
     with pytest.raises(ValueError, match=f"^{name}: 1 non-finite entries"):
         run.load_state_dict(sd)
     after = run.state_dict()

@@ -5,6 +5,9 @@ the same whichever layer finds it. Re-exported by ``_backend``; scalars: ``_scal
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 
@@ -168,3 +171,35 @@ def distinct_elements(w, name: str) -> None:
         offsets = np.add.outer(offsets, np.arange(n, dtype=np.int64) * stride)
     if np.unique(offsets).size < offsets.size:
         raise ValueError(f"{name}: array has overlapping elements (its strides {tuple(w.strides)} reuse memory)")
+
+
+#: set (in this thread) while a loader takes an object's own earlier state back: ``check_finite``
+_OWN_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def restoring_own_state():
+    """While ``optkern.load`` undoes a failed load, putting a target back through its own
+    ``load_state_dict`` from its ``state_dict()`` of before: ``check_finite`` passes that state
+    as it was. Refused there, a diverged run's state (NaN in an optimizer's moments or an average,
+    the usual reason to load a checkpoint) could not be put back: the undo raised that refusal in
+    place of the error that failed the load, and the target kept the checkpoint's state."""
+    was = getattr(_OWN_STATE, "on", False)
+    _OWN_STATE.on = True
+    try:
+        yield
+    finally:
+        _OWN_STATE.on = was
+
+
+def check_finite(a, name: str) -> None:
+    """ValueError naming ``name`` where ``a`` (a floating-point NumPy or CuPy array of saved state)
+    holds NaN or inf: loaded, it would make every later value NaN too, so the loaders refuse a
+    diverged run's state (except to put an object's own state back: ``restoring_own_state``)."""
+    if a.size == 0 or getattr(_OWN_STATE, "on", False):
+        return
+    # operators only (no module functions): the same code for NumPy and CuPy, on the array's device.
+    # |x| <= max is False exactly for NaN and +-inf
+    bad = a.size - int((abs(a) <= float(np.finfo(a.dtype).max)).sum())
+    if bad:
+        raise ValueError(f"{name}: {bad} non-finite entries (NaN or inf) of {a.size}")

@@ -18,7 +18,8 @@ recorded during a write raises as the next window opens (where a step puts its p
 when its closure raises) or at the step's end.
 
 Files have the same need: ``replace_atomically(path)`` writes a file whole or not at all (a
-temporary file beside it, renamed over it once complete).
+temporary file beside it, renamed over it once complete); ``checked_path`` is the check of a
+checkpoint's path argument.
 """
 
 from __future__ import annotations
@@ -103,6 +104,34 @@ class Uninterrupted:
         got = self._got
         if got is not None and callable(old):  # (SIG_IGN / SIG_DFL are ints: ignored, as they were)
             old(*got)  # (Python's default handler raises KeyboardInterrupt here)
+
+
+def checked_path(path) -> str:
+    """``path`` (str, bytes or os.PathLike) as a str naming a checkpoint file, or TypeError /
+    ValueError naming ``path`` before anything is written or read (os's own errors name nothing, and
+    a directory would be found only at the rename): the one rule of ``optkern.save`` / ``load`` and
+    ``optkern.regularize``'s ``save_state`` / ``load_state`` / ``EarlyStopping(path=...)``."""
+    try:
+        path = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"path: expected a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    if not path or "\0" in path:
+        raise ValueError(f"path: expected a file name, got {path!r}")
+    # "ck.npz/" names a directory: save wrote the whole file to a temporary "..<pid>...tmp" and only
+    # the rename failed (NotADirectoryError naming the temporary)
+    if path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep)):
+        raise ValueError(f"path: {path!r} ends with a path separator (a directory, not a checkpoint file)")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # (none yet: save creates it, load raises FileNotFoundError)
+        return path
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"path: {path!r} is a directory, not a checkpoint file")
+    # the rename replaced a FIFO or a device (root's /dev/null) by a regular file, and load
+    # opened a FIFO and waited for a writer
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"path: {path!r} is not a regular file (a FIFO, socket or device), not a checkpoint file")
+    return path
 
 
 @contextlib.contextmanager

@@ -46,6 +46,9 @@ def _check_array(target, data) -> None:
         )
     if isinstance(target, np.ndarray) and not target.flags.writeable:
         raise ValueError("the target array is read-only")
+    # (a writable view whose elements share memory, e.g. of an expanded tensor: the last value
+    # copied stayed in all of them, and the target held other values than the file's, silently)
+    _backend.distinct_elements(target, "the target array")
 
 
 def _copy_into(target, data) -> None:

@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 import sys
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _atomic
+from ._array_checks import restoring_own_state
 from ._checkpoint_codec import _decode, _encode, _host_copy, _sha256
 from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _wants_torch, register
 
@@ -67,39 +66,13 @@ VERSION = 1
 # ---- save ---------------------------------------------------------------------------------
 
 
-def _path(path) -> str:
-    """``path`` (str, bytes or os.PathLike) as a str naming a file: TypeError / ValueError naming
-    ``path`` (os's own errors name nothing, and a directory would be found only at the rename)."""
-    try:
-        path = os.fsdecode(os.fspath(path))
-    except TypeError:
-        raise TypeError(f"path: expected a str, bytes or os.PathLike, got {type(path).__name__}") from None
-    if not path or "\0" in path:
-        raise ValueError(f"path: expected a file name, got {path!r}")
-    # "ck.npz/" names a directory: save wrote the whole file to a temporary "..<pid>...tmp" and only
-    # the rename failed (NotADirectoryError naming the temporary)
-    if path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep)):
-        raise ValueError(f"path: {path!r} ends with a path separator (a directory, not a checkpoint file)")
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:  # (none yet: save creates it, load raises FileNotFoundError)
-        return path
-    if stat.S_ISDIR(mode):
-        raise ValueError(f"path: {path!r} is a directory, not a checkpoint file")
-    # the rename replaced a FIFO or a device (root's /dev/null) by a regular file, and load
-    # opened a FIFO and waited for a writer
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"path: {path!r} is not a regular file (a FIFO, socket or device), not a checkpoint file")
-    return path
-
-
 def save(path, /, **objects) -> str:
     """Write ``objects`` (name=object) to the checkpoint ``path``, atomically; returns the path.
 
     Everything is encoded before the file is touched: an object that cannot be saved raises
     TypeError naming it, and ``path`` keeps its previous content.
     """
-    path = _path(path)
+    path = _atomic.checked_path(path)
     if not objects:
         raise ValueError("save: nothing to save; pass objects as name=object")
     arrays: list = []
@@ -263,7 +236,7 @@ def _prepared_together(comm, path, targets: dict) -> tuple:
 def _prepared(path, targets: dict) -> tuple:
     """(the path, the file's entries, the data for each target), every target checked: nothing
     written yet."""
-    path = _path(path)
+    path = _atomic.checked_path(path)
     stored = _read(path)
     given = {}
     for name, target in targets.items():
@@ -318,8 +291,10 @@ def _apply_all(path: str, targets: dict, given: dict) -> None:
             kind.apply(target, given[name])
             done.append((kind, target, before))
     except BaseException as e:  # (Ctrl-C too: the targets restored so far must not stay so)
-        for kind, target, before in reversed(done):
-            kind.apply(target, before)
+        # (each target's own state of before, as it was: a diverged one's NaN included)
+        with restoring_own_state():
+            for kind, target, before in reversed(done):
+                kind.apply(target, before)
         # a target that only its own loader checks (LBFGS, SAM, schedulers, GradScaler, averages,
         # ...) raised that loader's bare message: named as the checks before it name theirs
         if isinstance(e, Exception) and type(e) in (TypeError, ValueError) and name is not None:

@@ -23,6 +23,7 @@ from ._atomic import deferring
 from ._pickling import NativeByName
 from ._update_bn import update_bn
 from .lowp import _option
+from .optim.optimizer import _bump_torch_versions, torch_tensors
 
 __all__ = ["AveragedParams", "update_bn"]
 
@@ -57,11 +58,10 @@ def check_disjoint(arrays: list, names: list) -> None:
 
 def check_finite(arrays: list, name: str) -> None:
     """ValueError naming the first of a checkpoint's ``arrays`` that holds NaN or inf (an average of a
-    diverged run: loaded, every later average is NaN too), as the optimizers refuse such state."""
+    diverged run: loaded, every later average is NaN too), by the optimizers' rule for such state
+    (``_backend.check_finite``)."""
     for i, a in enumerate(arrays):
-        bad = a.size - int(_backend.array_module(a).isfinite(a).sum())
-        if bad:
-            raise ValueError(f"{name}[{i}]: {bad} non-finite entries (NaN or inf) of {a.size}")
+        _backend.check_finite(a, f"{name}[{i}]")
 
 
 class AveragedParams(NativeByName):
@@ -142,9 +142,15 @@ class AveragedParams(NativeByName):
         return arrays
 
     def copy_to(self, params) -> None:
-        """Write the average into ``params`` (e.g. before recomputing batch-norm statistics)."""
-        for p, a in zip(self._like_averages(params, "params", written=True), self.averages):
+        """Write the average into ``params`` (e.g. before recomputing batch-norm statistics).
+
+        Torch tensors among them are written through NumPy / CuPy views autograd does not see: their
+        version counters are bumped, as an optimizer's step bumps its params', so that a graph
+        saved before refuses its backward (it differentiated the averaged values silently)."""
+        given = _backend.read_once(params)  # (a generator: checked, written and counted alike)
+        for p, a in zip(self._like_averages(given, "params", written=True), self.averages):
             p[...] = a
+        _bump_torch_versions(torch_tensors([given] if _backend.is_array(given) else given))
 
     def state_dict(self) -> dict:
         return {
@@ -157,16 +163,22 @@ class AveragedParams(NativeByName):
     def load_state_dict(self, state_dict) -> None:
         """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32, finite);
         everything is checked before anything is assigned."""
+        self._load(state_dict, "state_dict")
+
+    def _load(self, state_dict, name: str) -> None:
+        """``load_state_dict`` of the state ``name`` (a checkpoint's entry: SWALP's average is its
+        ``state_dict['swa']``, whose refusals named ``state_dict['averages'][0]``, a key its
+        checkpoint does not have at that level)."""
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+            raise TypeError(f"{name}: expected a dict, got {type(state_dict).__name__}")
         for key in _STATE_KEYS:
             if key not in state_dict:
-                raise ValueError(f"state_dict: missing '{key}'")
-        mode = _option("state_dict['mode']", state_dict["mode"], _MODES)
-        decay = _backend.in_range("state_dict['decay']", state_dict["decay"], 0.0, 1.0)
-        n = _backend.integer("state_dict['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
-        averages = self._like_averages(state_dict["averages"], "state_dict['averages']", written=False)
-        check_finite(averages, "state_dict['averages']")
+                raise ValueError(f"{name}: missing '{key}'")
+        mode = _option(f"{name}['mode']", state_dict["mode"], _MODES)
+        decay = _backend.in_range(f"{name}['decay']", state_dict["decay"], 0.0, 1.0)
+        n = _backend.integer(f"{name}['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
+        averages = self._like_averages(state_dict["averages"], f"{name}['averages']", written=False)
+        check_finite(averages, f"{name}['averages']")
         for a, src in zip(self.averages, averages):
             a[...] = _backend.asarray_like(src, a)  # (a host checkpoint onto the GPU, or back)
         self.mode, self.decay, self.n_averaged = mode, decay, n

@@ -255,11 +255,22 @@ class SWALP:
         """What resumes the run with the params (saved beside it): the step count, copies of the
         quantized momentum buffers (None without momentum), the SWA average and the configuration.
         The stochastic rounding draws from (seed, step, element): a run resumed from it takes the
-        same steps, bit for bit, as the run that went on (``optkern.save`` / ``load`` take it)."""
+        same steps, bit for bit, as the run that went on (``optkern.save`` / ``load`` take it).
+
+        The buffers are those the next step takes (``step``'s rule for a momentum assigned between
+        steps): None at momentum 0, zeros where momentum was turned on. Saved as they were held, a
+        checkpoint after such an assignment had buffers that did not fit its momentum, and every
+        ``load_state_dict`` (its own included) refused it: the run could not be resumed."""
+        if self.momentum == 0:
+            buffers = None
+        elif self.buffers is None:
+            buffers = [_zeros_like(p) for p in self.params]
+        else:
+            buffers = [_copy(b) for b in self.buffers]
         return {
             "t": self.t,
             **{k: _bits_dict(self.bits) if k == "bits" else getattr(self, k) for k in _CONFIG},
-            "buffers": None if self.buffers is None else [_copy(b) for b in self.buffers],
+            "buffers": buffers,
             "swa": self.swa.state_dict(),
         }
 
@@ -288,7 +299,7 @@ class SWALP:
         if isinstance(swa, Mapping) and "mode" in swa:
             # SWALP's average is an SWA one (no mode argument): an "ema" checkpoint went on as an EMA
             lowp._option("state_dict['swa']['mode']", swa["mode"], ("swa",))
-        self.swa.load_state_dict(swa)  # (checks all of its own before it assigns)
+        self.swa._load(swa, "state_dict['swa']")  # (checks all of its own before it assigns)
         if buffers is None:
             self.buffers = None
         else:

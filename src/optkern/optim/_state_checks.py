@@ -297,11 +297,7 @@ def check_array(v, p, name: str, nonnegative: bool = False) -> None:
         raise ValueError(f"{name}: expected shape {tuple(p.shape)} (its parameter's), got {tuple(a.shape)}")
     if a.size == 0:
         return
-    # operators only (no module functions): the same code for NumPy and CuPy, on the array's device.
-    # |x| <= max is False exactly for NaN and +-inf
-    bad = a.size - int((abs(a) <= float(np.finfo(a.dtype).max)).sum())
-    if bad:
-        raise ValueError(f"{name}: {bad} non-finite entries (NaN or inf) of {a.size}")
+    _backend.check_finite(a, name)
     pdt = p.dtype if p.dtype.itemsize >= 4 else np.dtype(np.float32)  # half params: float32 master and states
     if a.dtype.itemsize > pdt.itemsize and float(abs(a).max()) > float(np.finfo(pdt).max):
         raise ValueError(f"{name}: entries overflow the parameter's dtype {p.dtype}")

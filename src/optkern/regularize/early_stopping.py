@@ -136,9 +136,10 @@ def save_state(path, state) -> None:
     same dtype; torch is imported only for a state that holds tensors. NumPy arrays of ml_dtypes'
     types (bfloat16, float8_*) are saved as their bits and come back with their dtype; an array
     that would not load back as it was (dtype object) is a TypeError, before the file is touched."""
+    path = _atomic.checked_path(path)  # (named before anything is encoded or written)
     arrays: dict = {}
     skeleton = json.dumps(_encode(state, arrays))
-    with _atomic.replace_atomically(os.fspath(path), binary=True) as f:  # (no half file, no .tmp left)
+    with _atomic.replace_atomically(path, binary=True) as f:  # (no half file, no .tmp left)
         np.savez(f, __skeleton__=np.array(skeleton), **arrays)
 
 
@@ -148,6 +149,7 @@ def load_state(path):
 
     A file that is not such a state (another ``.npz``, a damaged one) is a ValueError naming ``path``.
     """
+    path = _atomic.checked_path(path)  # (a directory or a FIFO: named, not opened)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files if k != "__skeleton__"}
@@ -206,9 +208,8 @@ class EarlyStopping:
         self.min_delta = _backend.nonnegative("min_delta", min_delta)
         # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
         self.mode = _option("mode", mode, ("min", "max"))
-        if path is not None and not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path: expected a file name or None, got {type(path).__name__}")
-        self.path = None if path is None else os.fspath(path)
+        # (checked now: a directory was taken, and the first improving check raised os's error)
+        self.path = None if path is None else _atomic.checked_path(path)
         self.best = math.inf if mode == "min" else -math.inf
         self.best_step = -1
         self.num_bad = 0
@@ -251,9 +252,10 @@ class EarlyStopping:
         return _snapshot(self._best_state)
 
     def state_dict(self) -> dict:
-        """Counters and best value, and whether a checkpoint was kept (the checkpoint itself stays
-        in memory / in ``path``)."""
+        """Counters and best value, whether a checkpoint was kept (the checkpoint itself stays in
+        memory / in ``path``), and the mode the best is one in."""
         return {
+            "mode": self.mode,
             "best": self.best,
             "best_step": self.best_step,
             "num_bad": self.num_bad,
@@ -269,6 +271,10 @@ class EarlyStopping:
         for k in ("best", "best_step", "num_bad", "steps", "should_stop"):
             if k not in state:
                 raise ValueError(f"state: missing {k!r}")
+        if "mode" in state:  # (a state without it, older, is taken in this stopper's mode)
+            # a best is one only in its run's mode: a "max" run's accuracy loaded into a "min"
+            # stopper was taken silently, and every later accuracy counted as no improvement
+            _option("state['mode']", state["mode"], (self.mode,))
         best = _metric(state["best"], "state['best']")
         if math.isnan(best):
             raise ValueError("state['best']: must be a number or +-inf, got nan")

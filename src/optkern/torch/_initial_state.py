@@ -17,6 +17,7 @@ class _InitialState:
     """Which state a param has and its initial values (``_m``: the optkern.optim instance)."""
 
     if TYPE_CHECKING:  # everything else it reads is _Fused's
+        _needed_memo: tuple | None  # (assigned here too: mypy could not tell its type from _Fused's)
 
         def __getattr__(self, name: str) -> Any: ...
 

@@ -92,6 +92,8 @@ class AveragedModel(swa_utils.AveragedModel):
         if w is None or int(self.n_averaged) == 0:  # (torch's: another rule, or the first copy)
             return super().update_parameters(model)
         averages, params, rest, first, n = self._plan(model)
+        # (torch's: the buffers kept in sync with the model's; paired before anything is written)
+        synced = [] if self.use_buffers else _paired_buffers(self.module, model)
         # a Ctrl-C during the fused kernel raised as it returned, before ``n_averaged`` counted the
         # update: the next one then weighted it 1 / n for 1 / (n + 1) (held to the end: ``_atomic``)
         with deferring(n):
@@ -101,9 +103,8 @@ class AveragedModel(swa_utils.AveragedModel):
                     mod.swa_lerp_(averages, params, w)
             for a, p in rest:
                 self._torch_rule(a, p.to(a.device))
-            if not self.use_buffers:  # (torch's: the buffers kept in sync with the model's)
-                for b, mb in zip(self.module.buffers(), model.buffers(), strict=True):
-                    b.detach().copy_(mb.detach().to(b.device))
+            for b, mb in synced:
+                b.detach().copy_(mb.detach().to(b.device))
             self.n_averaged += 1
 
     def _torch_rule(self, a: torch.Tensor, p: torch.Tensor) -> None:
@@ -112,6 +113,17 @@ class AveragedModel(swa_utils.AveragedModel):
             self.multi_avg_fn([a], [p], self.n_averaged.to(a.device))
         else:
             a.copy_(swa_utils.get_swa_avg_fn()(a, p, self.n_averaged.to(a.device)))
+
+
+def _paired_buffers(module, model) -> list:
+    """(the average's buffer, the model's) pairs, or ValueError naming ``model`` where their counts
+    differ (torch pairs them with ``zip(..., strict=True)``: Python 3.9 has no ``strict``, and its
+    TypeError came at every update; and zip's ValueError came after the averages were written,
+    before ``n_averaged`` counted them)."""
+    ours, theirs = list(module.buffers()), list(model.buffers())
+    if len(ours) != len(theirs):
+        raise ValueError(f"model: has {len(theirs)} buffers, the averaged module {len(ours)} (kept in sync with them)")
+    return list(zip(ours, theirs))
 
 
 _FUSED = (torch.float32, torch.complex64)  # (complex64: its float32 real view)
