@@ -21,6 +21,7 @@ from ._products import in_dtype, real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, vector_norm, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
+from .symmetry import require_symmetric
 
 
 @dataclass
@@ -94,6 +95,7 @@ def spectral_density(
     Memory per probe run at once: 3 vectors with ``"none"``; plus ``(m + 1) n``
     basis entries otherwise.
     """
+    require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
     P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
@@ -284,6 +286,7 @@ def gradient_concentration(
     any k directions of the repeated eigenspace are Ritz vectors, each giving another fraction --
     and ValueError names ``k``. Given ``eigenvectors`` are taken as the subspace, unchecked.
     """
+    require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     xp = op.xp
     k = _backend.integer("k", k, lo=1)
