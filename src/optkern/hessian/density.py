@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -238,7 +239,7 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
         op, kk, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
     )
     if kk > k:
-        theta = np.sort(np.asarray(r.eigenvalues, np.float64))[::-1]
+        theta = np.asarray(r.eigenvalues, np.float64)  # ("LA": descending)
         eps = (1e-10 if op.dtype == np.float64 else 1e-4) if tol is None else float(tol)
         scale = float(np.max(np.abs(theta)))
         if theta[k - 1] - theta[k] <= eps * scale:
@@ -247,12 +248,8 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
                 f"top-{k} eigenspace is not unique, and the fraction would depend on the basis Lanczos picks "
                 "inside the repeated eigenspace; take k at a gap of the spectrum"
             )
-    return r.eigenvectors[:, _largest_first(r.eigenvalues)[:k]]
-
-
-def _largest_first(theta):
-    """Indices of ``theta`` from the largest down (a stable order for ties)."""
-    return np.argsort(-np.asarray(theta, np.float64), kind="stable")
+    vecs: Any = r.eigenvectors  # (an array: return_eigenvectors=True)
+    return vecs[:, :k]
 
 
 @in_lockstep("op")
