@@ -48,6 +48,17 @@ def test_a_non_symmetric_product_is_refused_by_name(name, make):
         ESTIMATORS[name](make())
 
 
+def test_a_product_wrapped_by_as_operator_is_declared_symmetric():
+    """Commuting factors (the same eigenvectors): the caller wraps the product, and it is taken."""
+    Q = np.linalg.qr(np.random.default_rng(2).standard_normal((N, N)))[0]
+    A, B = (Q * np.linspace(1.0, 2.0, N)) @ Q.T, (Q * np.linspace(0.5, 3.0, N)) @ Q.T
+    for P in (as_operator(A) @ as_operator(B), Composed(as_operator(A), as_operator(B), 1.0)):
+        with pytest.raises(ValueError, match=r"as_operator\(H @ G\)"):
+            top_eigenvalues(P, 2)
+        got = top_eigenvalues(as_operator(P), 2).eigenvalues
+        np.testing.assert_allclose(got, np.sort(np.linalg.eigvalsh(A @ B))[::-1][:2], rtol=1e-9)
+
+
 def test_cg_refuses_a_non_symmetric_product():
     with pytest.raises(ValueError, match=r"^A: a product of different operators"):
         cg(H @ G, np.ones(N))

@@ -8,7 +8,9 @@ numbers that are no eigenvalues of ``H G`` (2470, 2111, 1571 against 1993, 1806,
 20 x 20 SPD matrices), "converged". A product is symmetric when its factors, read outside in, are
 the same symmetric operators (``A @ A``, ``G @ H @ G``); scalars, transposes and powers keep what
 they wrap; sums of symmetric operators are symmetric. Operators this cannot see into (a user's
-``LinearOperator``) stay taken as symmetric, as before."""
+``LinearOperator``) stay taken as symmetric, as before, and so does a product wrapped by
+``as_operator`` (a curvature operator, symmetric by contract): the caller's word that its factors
+commute."""
 
 from __future__ import annotations
 
@@ -59,5 +61,6 @@ def require_symmetric(A, name: str, what: str) -> None:
     if _symmetric(A) is False:
         raise ValueError(
             f"{name}: a product of different operators (H @ G), which is not symmetric (its transpose is "
-            f"G @ H); {what} needs a symmetric operator (a symmetric product: G @ H @ G, or H @ H)"
+            f"G @ H); {what} needs a symmetric operator: a symmetric product (G @ H @ G, H @ H), or, where "
+            "the factors commute, hessian.as_operator(H @ G)"
         )
