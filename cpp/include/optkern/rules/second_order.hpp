@@ -107,12 +107,13 @@ template <class T> OK_HD bool sam_adaptive_direct(T p, T g) {
 }
 // A cheaper superset of !sam_adaptive_direct for the CPU's vector loop (& on bools, no branch; NaN
 // and Inf entries flagged too: the scalar pass over the flagged chunk tests each exactly). A w^2
-// past the range is flagged whatever g: with g = 0 too (inf 0 = NaN), which the test once skipped
-// (float64 w 1e200 beside g = 0 stepped to NaN on the CPU, where the GPU's exact test kept w).
+// past the range makes w^2 g inf for g != 0 and NaN (inf 0) for g = 0: ax <= hi tests both. (The
+// test once skipped every g = 0 entry: float64 w 1e200 beside g = 0 stepped to NaN on the CPU,
+// where the GPU's exact test kept w.) A finite w^2 beside g = 0 (ax = 0) is not flagged.
 template <class T> OK_HD bool sam_adaptive_maybe(T p, T g) {
   const T lo = normal_lo<T>(), hi = normal_hi<T>();
   const T pp = p * p, x = pp * g, ax = x < T(0) ? -x : x;
-  return (p != T(0)) & !((pp >= lo) & (pp <= hi) & ((g == T(0)) | ((ax >= lo) & (ax <= hi))));
+  return (p != T(0)) & !((pp >= lo) & (ax <= hi) & ((ax >= lo) | (g == T(0))));
 }
 
 // There: the step (w^2 g) scale with w, g and the scale each scaled into [1, 2) (exact powers of two)
