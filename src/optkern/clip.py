@@ -83,8 +83,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     rounded once: the grads are clipped, where torch's float32 norm is inf and zeroes them.
 
     Args:
-      grads: an array or a list of arrays (NumPy or CuPy, one dtype); a None in the list (a
-        parameter without a gradient) is skipped, as torch skips a None ``.grad``.
+      grads: an array or a list of arrays (NumPy or CuPy, one dtype: float32, float64, or float16 /
+        bfloat16, whose norm is taken from exact float32 copies in float64 and which are scaled in
+        float32 and rounded back once: ``_clip_half``); a None in the list (a parameter without a
+        gradient) is skipped, as torch skips a None ``.grad``.
       max_norm: the largest allowed norm, >= 0.
       norm_type: p >= 1, or ``inf`` / ``"inf"``.
       error_if_nonfinite: raise ``NonFiniteNormError`` (a ValueError naming the first offending
