@@ -32,11 +32,11 @@ OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_REST
     int rare = 0;
 #pragma omp simd reduction(| : rare)
     for (int64_t i = 0; i < n; ++i) {
-      rare |= int(sizeof(T) == 8 && rules::sam_adaptive_maybe(double(p[i]), double(g[i])));
+      rare |= int(rules::sam_adaptive_maybe(p[i], g[i]));
       rules::sam_perturb_adaptive(p[i], g[i], bk[i], scale);
     }
     for (int64_t i = 0; rare && i < n; ++i) {
-      if (rules::sam_adaptive_direct(double(bk[i]), double(g[i]))) continue;
+      if (rules::sam_adaptive_direct(bk[i], g[i])) continue;
       p[i] = bk[i];
       rules::sam_perturb_adaptive_checked(p[i], g[i], bk[i], scale);
     }

@@ -51,7 +51,11 @@ def case_refused_on_one_rank(comm) -> None:
 
     r = comm.rank
     refused = [  # (keyword arguments on rank 1, error, text)
-        ({"grads": [np.ones(3, dtype=np.int32)]}, TypeError, "grads[0]: expected float32 or float64, got int32"),
+        (
+            {"grads": [np.ones(3, dtype=np.int32)]},
+            TypeError,
+            "grads[0]: expected float32, float64, float16 or bfloat16, got int32",
+        ),
         ({"max_norm": math.nan}, ValueError, "max_norm: must be finite, got nan"),
         ({"max_norm": -1}, ValueError, "max_norm: must be in [0.0, inf), got -1.0"),
         ({"norm_type": 0.5}, ValueError, "norm_type: must be >= 1 or inf, got 0.5"),

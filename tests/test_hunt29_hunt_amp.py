@@ -23,7 +23,8 @@ class PlainOptimizer:
 
 
 def _backed_off_to_zero():
-    """An optkern and a torch scaler after 170 non-finite steps from 2**16: both scales 0."""
+    """An optkern and a torch scaler after 170 non-finite steps from 2**16: torch's scale 0, ours
+    the smallest scale whose unscale factor is finite (tests/test_hunt38b_amp_floor.py)."""
     ours, theirs = GradScaler(), torch.amp.GradScaler("cpu")
     opt = PlainOptimizer([np.zeros(1, np.float32)])
     tp = torch.nn.Parameter(torch.zeros(1))
@@ -40,8 +41,8 @@ def _backed_off_to_zero():
 
 def test_a_scale_backed_off_to_zero_loads_back():
     ours, theirs = _backed_off_to_zero()
-    assert ours.get_scale() == theirs.get_scale() == 0.0
-    for state in (ours.state_dict(), theirs.state_dict()):
+    assert theirs.get_scale() == 0.0 and ours.get_scale() == np.float32(2.0**-128 * (1 + 2.0**-21))
+    for state in (ours.state_dict(), theirs.state_dict()):  # (torch's 0 loads as our floor)
         other = GradScaler(init_scale=8.0)
         other.load_state_dict(state)
         assert other.state_dict() == ours.state_dict()

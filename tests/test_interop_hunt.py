@@ -104,8 +104,9 @@ def test_bfloat16_tensors_are_viewed_in_place_where_bfloat16_arrays_are_taken(na
         opt_t.step([torch.from_numpy(g).bfloat16()])
     assert t.data_ptr() == ptr
     assert np.array_equal(t.view(torch.int16).numpy(), ref.view(np.int16))  # bitwise the NumPy path
-    with pytest.raises(TypeError, match=r"^grads\[0\]: expected float32 or float64, got bfloat16"):
-        C.clip_grad_norm_([torch.ones(4, dtype=torch.bfloat16)], 1.0)  # (where bfloat16 is not taken: named)
+    t = torch.ones(4, dtype=torch.bfloat16)  # (clipped in place, as NumPy bfloat16 grads are)
+    assert C.clip_grad_norm_([t], 1.0) == 2.0
+    assert torch.equal(t, torch.full((4,), 0.5, dtype=torch.bfloat16))
 
 
 def test_running_buffers_with_a_zero_stride_are_refused_before_writing():

@@ -66,11 +66,19 @@ def _scale_in(name: str, value) -> float:
     return v
 
 
+#: the smallest scale whose unscale factor ``float32(1 / scale)`` is finite (rules::update_scale's
+#: floor): 2**-128 * (1 + 2**-21) = 2.938737e-39, a float32 subnormal
+SMALLEST_SCALE = 2.0**-128 * (1 + 2.0**-21)
+
+
 def _saved_scale(name: str, value) -> float:
-    """A scale read back from a state dict: the constructor's rule, or 0, which the scale reaches
-    by backing off (from 2**16, 166 non-finite steps in a row underflow float32, as torch's scale
-    does): ``state_dict()`` writes it, so ``load_state_dict`` must take it back."""
-    return 0.0 if _backend.real(name, value) == 0.0 else _float32_in(name, value, 0.0)
+    """A scale read back from a state dict: the constructor's rule, except that 0 and the scales
+    below ``SMALLEST_SCALE`` load as it. torch's backoff reaches them (0 after 166 non-finite steps
+    in a row from 2**16), so its state dicts hold them; taken as they are, the next step unscaled
+    every finite gradient to inf / NaN into the params (the backoff here stops at the floor)."""
+    if _backend.real(name, value) == 0.0:
+        return SMALLEST_SCALE
+    return max(_float32_in(name, value, 0.0), SMALLEST_SCALE)
 
 
 def _new_scale(value, scale):
@@ -102,7 +110,7 @@ _KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth
 def _checked_state(state: Mapping, names: dict, *, saved: bool = False) -> dict:
     """``state`` (``_KEYS`` -> value) checked, the constructor's rules for each (ValueError /
     TypeError naming ``names[key]``), before the caller assigns any of it; a ``saved`` state
-    (``load_state_dict``) may hold a scale that backed off to 0 (``_saved_scale``)."""
+    (``load_state_dict``) may hold a scale that backed off below the floor, torch's 0 (``_saved_scale``)."""
     interval = _backend.integer(names["growth_interval"], state["growth_interval"], lo=1, hi=_backend.INT64_MAX)
     scale = _saved_scale if saved else _scale_in
     return {

@@ -75,8 +75,9 @@ class GradScaler(ScalerPasses):
     unscale's factor) is a finite float32: from 2.938737e-39 up. Zero, negative, non-finite and
     smaller scales raise ValueError naming the argument (torch takes the ones below 2.938737e-39,
     where finite gradients unscale to inf / NaN without setting found_inf and the step writes them
-    into the params). A scale the backoff reaches (0 after ~166 overflowing steps in a row from
-    2**16) is kept and saved as torch keeps it; ``load_state_dict`` takes it back."""
+    into the params). The backoff stops there too (torch's goes on to 0 after ~166 overflowing
+    steps in a row from 2**16, and writes inf / NaN into the params at the next clean step), and
+    ``load_state_dict`` takes a saved scale below it (torch's 0) as that smallest scale."""
 
     def __init__(
         self,

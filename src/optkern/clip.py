@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _clip_half
 from ._clip_checks import _check_grads, _grads_named, _live, _names, _norm_out
 
 __all__ = [
@@ -83,8 +83,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     rounded once: the grads are clipped, where torch's float32 norm is inf and zeroes them.
 
     Args:
-      grads: an array or a list of arrays (NumPy or CuPy, one dtype); a None in the list (a
-        parameter without a gradient) is skipped, as torch skips a None ``.grad``.
+      grads: an array or a list of arrays (NumPy or CuPy, one dtype: float32, float64, or float16 /
+        bfloat16, whose norm is taken from exact float32 copies in float64 and which are scaled in
+        float32 and rounded back once: ``_clip_half``); a None in the list (a parameter without a
+        gradient) is skipped, as torch skips a None ``.grad``.
       max_norm: the largest allowed norm, >= 0.
       norm_type: p >= 1, or ``inf`` / ``"inf"``.
       error_if_nonfinite: raise ``NonFiniteNormError`` (a ValueError naming the first offending
@@ -110,7 +112,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, False)
     else:
         comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm)
-    grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total = local
+    grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half = local
     if comm is not None:
         total = _global_norm(buf, p, comm)
     if mod is None:  # no gradients on this rank: nothing to clip
@@ -121,6 +123,9 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
     with _grads_named(index):
         mod.clip_scale_(grads, max_norm, buf)
+    # (half grads: ``grads`` are their float32 copies, scaled; rounded back unless the factor is 1)
+    if half is not None and not (total is not None and math.isfinite(total) and max_norm / (total + 1e-6) >= 1.0):
+        _clip_half.store(mod, grads, *half)
     return (buf if out is None else out) if total is None else total
 
 
@@ -150,7 +155,7 @@ def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
     bits), without clipping: torch.nn.utils.get_total_norm. Returns a float for NumPy input, a
     1-element float64 CuPy array (``out`` when given) for CuPy input; 0.0 for no arrays.
     Pass it to :func:`clip_grads_with_norm_` to clip later (after a norm of other arrays too)."""
-    grads, index, mod, _, p, error_if_nonfinite, buf, prev, total = _local_norm(
+    grads, index, mod, _, p, error_if_nonfinite, buf, prev, total, _ = _local_norm(
         grads, 0.0, norm_type, error_if_nonfinite, out, False, reads_only=True
     )
     if mod is not None and error_if_nonfinite:
@@ -193,8 +198,12 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     xp = _backend.array_module(like)
     # a fresh float64 copy (on the device: no synchronization), apart from the grads it may lie in
     buf = xp.full(1, norm, dtype=np.float64) if norm is not None else total_norm.astype(np.float64).reshape(1)
+    fmt = _clip_half.half_format(grads)
+    wide = grads if fmt is None else _clip_half.widened(mod, grads, fmt)
     with _grads_named(index):
-        mod.clip_scale_(grads, max_norm, buf)
+        mod.clip_scale_(wide, max_norm, buf)
+    if fmt is not None:
+        _clip_half.store(mod, wide, grads, fmt)
 
 
 def _max_norm_or_inf(max_norm) -> float:
@@ -226,9 +235,11 @@ def _total_norm_value(total_norm) -> float:
 
 def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False) -> tuple:
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
-    fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total)``, ``mod``
-    None where there are no gradients; ``prev``: ``out``'s value before (restored where the call
-    raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy)."""
+    fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half)``,
+    ``mod`` None where there are no gradients; ``prev``: ``out``'s value before (restored where the
+    call raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy); ``half``:
+    None, or for float16 / bfloat16 grads ``(the caller's grads, their format)``, ``grads`` then
+    being their float32 copies (``_clip_half``), which the caller scales and stores back."""
     grads, index = _live(_backend.as_list(grads, "grads"))
     with _grads_named(index):
         mod = _backend.backend(("grads", grads))
@@ -239,17 +250,26 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         out = _backend.as_array(out, "out")
     if not grads:  # the norm of nothing is 0 (other ranks may hold some); out is still checked and written
         if out is None:
-            return grads, index, None, max_norm, p, error_if_nonfinite, np.zeros(1), None, 0.0
+            return grads, index, None, max_norm, p, error_if_nonfinite, np.zeros(1), None, 0.0, None
         _backend.backend(("out", out))
         buf = _norm_out(out, out, _backend.array_module(out))
         prev = buf.copy() if distributed else None
         buf[...] = 0.0
         total = 0.0 if isinstance(out, np.ndarray) else None
-        return grads, index, None, max_norm, p, error_if_nonfinite, buf, prev, total
+        return grads, index, None, max_norm, p, error_if_nonfinite, buf, prev, total, None
     xp = _backend.array_module(grads[0])
+    half = None
+    fmt = _clip_half.half_format(grads)
+    if fmt is not None:  # every check first (the stores back write array by array), then the copies
+        if reads_only:
+            _clip_half.check_read(grads, index)
+        else:
+            _check_grads(grads, mod, index)
+        half = (grads, fmt)
+        grads = _clip_half.widened(mod, grads, fmt)
     # (``reads_only``: get_total_norm writes no grad, so read-only or overlapping ones are fine, as
     # in torch; the native norm still checks dtypes, layouts, devices and ``out``)
-    if not reads_only and (out is not None or error_if_nonfinite or distributed or p > _SCALED_P):
+    if half is None and not reads_only and (out is not None or error_if_nonfinite or distributed or p > _SCALED_P):
         # (otherwise the norm's native call checks the grads as the scaling one does, aliasing
         # and read-only aside, which that one checks before it writes; the norm only wrote a
         # buffer of ours: nothing the caller sees changed, and one pass over the arrays less)
@@ -261,7 +281,7 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     else:
         with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
             total = mod.grad_norm(grads, p, buf)
-    return grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total
+    return grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half
 
 
 def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm) -> tuple:
@@ -353,6 +373,14 @@ def clip_grad_value_(grads, clip_value) -> None:
     with _grads_named(index):
         mod = _backend.backend(("grads", grads))
     clip_value = _backend.nonnegative("clip_value", clip_value)
+    fmt = _clip_half.half_format(grads)
+    if fmt is not None:  # (float32 copies clamped, stored back: checked first, as one call checks)
+        _check_grads(grads, mod, index)
+        wide = _clip_half.widened(mod, grads, fmt)
+        with _grads_named(index):
+            mod.clamp_(wide, clip_value)
+        _clip_half.store(mod, wide, grads, fmt)
+        return
     # One native call, which checks every grad (dtype, layout, device, aliasing) before it
     # writes, in the pre-step check's wording: no pre-check to repeat them.
     with _grads_named(index):

@@ -18,6 +18,7 @@ import numpy as np
 from .. import _backend, _pool
 from ._lockstep import in_lockstep
 from .operators import CurvatureOperator, as_operator, real_array
+from .symmetry import require_symmetric
 
 
 @dataclass
@@ -64,6 +65,7 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         # imaginary part with only a warning, an integer one was truncated (then "not positive
         # definite"), None was "returned shape ()"
         return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec
+    require_symmetric(M, "M", "CG")
     op = as_operator(M, "M") if not hasattr(M, "matvec") else M
     shape = getattr(op, "shape", None)
     if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
@@ -140,6 +142,7 @@ def cg(
       stop_on_negative_curvature: return at the first direction with ``p.(A + damping I) p <= 0``
         (else continue, as plain CG does, with no guarantee).
     """
+    require_symmetric(A, "A", "CG")
     op = as_operator(A)
     n = op.shape[0]
     xp = getattr(op, "xp", np)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from ._products import in_dtype, real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, vector_norm, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
+from .symmetry import require_symmetric
 
 
 @dataclass
@@ -94,6 +96,7 @@ def spectral_density(
     Memory per probe run at once: 3 vectors with ``"none"``; plus ``(m + 1) n``
     basis entries otherwise.
     """
+    require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
     P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
@@ -221,6 +224,34 @@ def _check_rank(xp, V, R, k: int) -> None:
         )
 
 
+def _top_space(op, k: int, tol, max_steps, seed, progress):
+    """The Ritz vectors of the ``k`` largest eigenvalues, found with the (k+1)-th: ValueError naming
+    ``k`` where the two are equal to the tolerance. The top-k eigenspace is then not unique and the
+    fraction was that of whichever part of the repeated eigenspace Lanczos picked (diag(3, 3, 3, ...),
+    k = 1: 0.018 or 0.40 by the seed)."""
+    n = op.shape[0]
+    if k > n:
+        raise ValueError(f"k: must be at most n = {n}, got {k}")
+    kk = min(k + 1, n)
+    if max_steps is not None:  # (room for the one more pair; the caller's cap is on products)
+        max_steps = max(_backend.integer("max_steps", max_steps, lo=k), kk)
+    r = top_eigenvalues(
+        op, kk, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
+    )
+    if kk > k:
+        theta = np.asarray(r.eigenvalues, np.float64)  # ("LA": descending)
+        eps = (1e-10 if op.dtype == np.float64 else 1e-4) if tol is None else float(tol)
+        scale = float(np.max(np.abs(theta)))
+        if theta[k - 1] - theta[k] <= eps * scale:
+            raise ValueError(
+                f"k: eigenvalues {k} and {k + 1} are equal to the tolerance ({theta[k - 1]!r}, {theta[k]!r}): the "
+                f"top-{k} eigenspace is not unique, and the fraction would depend on the basis Lanczos picks "
+                "inside the repeated eigenspace; take k at a gap of the spectrum"
+            )
+    vecs: Any = r.eigenvectors  # (an array: return_eigenvectors=True)
+    return vecs[:, :k]
+
+
 @in_lockstep("op")
 def gradient_concentration(
     op,
@@ -246,7 +277,13 @@ def gradient_concentration(
         (``tol``, ``max_steps`` and ``seed`` are then ignored). The ``k`` columns must be linearly
         independent (ValueError otherwise: they would span no ``k``-dimensional subspace).
       progress: passed to ``top_eigenvalues``.
+
+    Without ``eigenvectors`` the (k+1)-th largest eigenvalue is found too: where it equals the
+    k-th (to ``tol`` relative to the largest in magnitude), the top-k eigenspace is not unique --
+    any k directions of the repeated eigenspace are Ritz vectors, each giving another fraction --
+    and ValueError names ``k``. Given ``eigenvectors`` are taken as the subspace, unchecked.
     """
+    require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     xp = op.xp
     k = _backend.integer("k", k, lo=1)
@@ -259,9 +296,7 @@ def gradient_concentration(
     g = g / big  # the fraction is scale-free: ||g||^2 of a finite 1e200 gradient would overflow
     gg = _fixed_sums.dot(g, g)  # (sums of a fixed order: see optkern._fixed_sums)
     if eigenvectors is None:
-        eigenvectors = top_eigenvalues(
-            op, k, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
-        ).eigenvectors
+        eigenvectors = _top_space(op, k, tol, max_steps, seed, progress)
     else:
         # (a torch tensor / DLPack matrix viewed, as grad is: it was refused, "expected a numpy array")
         eigenvectors = _backend.as_array(eigenvectors, "eigenvectors")

@@ -27,6 +27,7 @@ from ._products import check_estimate
 from .krylov import BlockKrylov, select
 from .operators import as_operator, unit_vector, with_progress
 from .recurrence import LanczosRecurrence
+from .symmetry import require_symmetric
 
 
 def _tridiag_eigh(alpha, beta):
@@ -91,6 +92,7 @@ def lanczos(
       for eigenvectors ``S`` of ``T``; with ``return_ritz``, ``(theta, U)`` is
       appended to whichever of the two tuples is returned.
     """
+    require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     steps = _backend.integer("steps", steps, lo=1)
     return_vectors = _backend.flag("return_vectors", return_vectors)
@@ -186,6 +188,7 @@ def top_eigenvalues(
         wanted half of its Ritz vectors. Default: no restart (basis up to
         ``max_steps`` vectors).
     """
+    require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     k = _backend.integer("k", k, lo=1)
     n = op.shape[0]
@@ -305,6 +308,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     quotient settles on no eigenvalue and the residual does not fall: not converged. The
     eigenvector returned is ``A v / ||A v||`` (one step past ``v``).
     """
+    require_symmetric(op, "op", "power iteration")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     max_iter = _backend.integer("max_iter", max_iter, lo=1)
     tol = _backend.positive("tol", tol)

@@ -30,14 +30,20 @@ OK_HD float unscale(float g, float inv) { return product_rn(g, inv); }
 // inf or NaN: inf - inf and NaN - NaN are NaN, any finite g - g is 0.
 OK_HD bool nonfinite(float g) { return !(g - g == 0.0f); }
 
-// After a step: back off (and restart the count) when a gradient was non-finite; otherwise
-// count the clean step and grow after `interval` of them, unless the grown scale overflows.
-// As torch's kernels: the float32 scale times the double factor, rounded once to float32 (a
-// factor rounded to float32 first, 0.9 or 1.1 say, drifts from torch's scales within steps).
+// After a step: back off (and restart the count) when a gradient was non-finite, no lower than the
+// smallest scale whose unscale factor inv_scale is finite; otherwise count the clean step and grow
+// after `interval` of them, unless the grown scale overflows. As torch's kernels: the float32
+// scale times the double factor, rounded once to float32 (a factor rounded to float32 first, 0.9
+// or 1.1 say, drifts from torch's scales within steps). torch's backoff goes on below that floor
+// (0 after ~166 overflowing steps from 2^16): every finite gradient then unscales to inf (0 to
+// NaN) while found_inf, which tests the grads read, stays clear, and the next step writes them
+// into the params; here the scale stops at the floor (init_scale and new_scale refuse below it).
 OK_HD void update_scale(float& scale, int64_t& tracker, bool found_inf, double growth, double backoff,
                         int64_t interval) {
   if (found_inf) {
-    scale = float(double(scale) * backoff);
+    constexpr float kMinScale = 0x1.000008p-128f;  // 2^-128 (1 + 2^-21): 1 / it rounds below inf
+    const float backed = float(double(scale) * backoff);
+    scale = backed < kMinScale ? kMinScale : backed;
     tracker = 0;
     return;
   }

@@ -89,24 +89,31 @@ template <class T> OK_HD void sam_perturb_adaptive(T& p, T g, T& backup, T scale
   p = scaled_plus(scale, (p * p) * g, p);
 }
 
-// Whether that rounding keeps the step's digits (float64): w^2 and w^2 g in the normal range (or g
-// = 0 beside a finite w^2). Else -- |w| < 2^-511 (w^2 a few bits, or 0), w^2 g below the range (w
-// 1e-150, g 1e-30) or past it (w 1e100, g 1e150: inf; w 1e200: w^2 inf, and inf 0 = NaN for g = 0)
-// -- the step lost up to all of its digits though the scale was in range and the step itself is
-// at most rho |w|. Zero, NaN and Inf w or g keep the reference's rounding (and its NaN / Inf).
-OK_HD bool sam_adaptive_direct(double p, double g) {
-  constexpr double lo = 0x1p-1022, hi = 0x1.fffffffffffffp1023;
-  if (p == 0.0 || !finite_(p) || !finite_(g)) return true;
-  const double pp = p * p, x = pp * g, ax = x < 0.0 ? -x : x;
-  return pp >= lo && pp <= hi && (g == 0.0 || (ax >= lo && ax <= hi));
+// T's normal range [lo, hi] (float32, float64).
+template <class T> OK_HD T normal_lo() { return sizeof(T) == 4 ? T(0x1p-126f) : T(0x1p-1022); }
+template <class T> OK_HD T normal_hi() { return sizeof(T) == 4 ? T(0x1.fffffep127f) : T(0x1.fffffffffffffp1023); }
+
+// Whether that rounding, in the params' dtype T, keeps the step's digits: w^2 and w^2 g in T's normal
+// range (or g = 0 beside a finite w^2). Else -- w^2 below it (float64 |w| < 2^-511, float32 |w| <
+// 2^-63: a few bits, or 0), w^2 g below it (w 1e-150, g 1e-30) or past it (w 1e100, g 1e150: inf;
+// float64 w 1e200 or float32 w 1e20: w^2 inf, and inf 0 = NaN for g = 0) -- the step lost up to all
+// of its digits though the scale was in range and the step itself is at most rho |w|. Zero, NaN and
+// Inf w or g keep the reference's rounding (and its NaN / Inf).
+template <class T> OK_HD bool sam_adaptive_direct(T p, T g) {
+  const T lo = normal_lo<T>(), hi = normal_hi<T>();
+  if (p == T(0) || !finite_(double(p)) || !finite_(double(g))) return true;
+  const T pp = p * p, x = pp * g, ax = x < T(0) ? -x : x;
+  return pp >= lo && pp <= hi && (g == T(0) || (ax >= lo && ax <= hi));
 }
 // A cheaper superset of !sam_adaptive_direct for the CPU's vector loop (& on bools, no branch; NaN
 // and Inf entries flagged too: the scalar pass over the flagged chunk tests each exactly). A w^2
-// past the range makes w^2 g inf for g != 0: ax <= hi tests both.
-OK_HD bool sam_adaptive_maybe(double p, double g) {
-  constexpr double lo = 0x1p-1022, hi = 0x1.fffffffffffffp1023;
-  const double pp = p * p, x = pp * g, ax = x < 0.0 ? -x : x;
-  return (p != 0.0) & (g != 0.0) & !((pp >= lo) & (ax >= lo) & (ax <= hi));
+// past the range makes w^2 g inf for g != 0 and NaN (inf 0) for g = 0: ax <= hi tests both. (The
+// test once skipped every g = 0 entry: float64 w 1e200 beside g = 0 stepped to NaN on the CPU,
+// where the GPU's exact test kept w.) A finite w^2 beside g = 0 (ax = 0) is not flagged.
+template <class T> OK_HD bool sam_adaptive_maybe(T p, T g) {
+  const T lo = normal_lo<T>(), hi = normal_hi<T>();
+  const T pp = p * p, x = pp * g, ax = x < T(0) ? -x : x;
+  return (p != T(0)) & !((pp >= lo) & (ax <= hi) & ((ax >= lo) | (g == T(0))));
 }
 
 // There: the step (w^2 g) scale with w, g and the scale each scaled into [1, 2) (exact powers of two)
@@ -121,14 +128,20 @@ OK_HD double sam_adaptive_step_scaled(double p, double g, double scale) {
 }
 
 // sam_perturb_adaptive with that test: the GPU's step, and the CPU's for the entries its vector
-// loop flagged (float32 keeps the direct rounding: its reference rounds in float32 too).
+// loop flagged. float32 takes the step (w^2 g) scale in double there (every factor's range fits
+// double's: three roundings 2^-53, then the add rounded once to float32).
 template <class T> OK_HD void sam_perturb_adaptive_checked(T& p, T g, T& backup, T scale) {
-  if (sizeof(T) == 4 || sam_adaptive_direct(double(p), double(g))) {
+  if (sam_adaptive_direct(p, g)) {
     sam_perturb_adaptive(p, g, backup, scale);
     return;
   }
   backup = p;
-  p = scaled_plus(T(1), T(sam_adaptive_step_scaled(double(p), double(g), double(scale))), p);
+  const double dp = double(p);
+  if (sizeof(T) == 4) {
+    p = T(scaled_plus(mul_rn(mul_rn(dp, dp), double(g)), double(scale), dp));  // (no fma: rounding.hpp)
+    return;
+  }
+  p = scaled_plus(T(1), T(sam_adaptive_step_scaled(dp, double(g), double(scale))), p);
 }
 
 // One element's term of the ascent norm's sum of squares (float64): g, or |w| g for ASAM.
@@ -217,7 +230,7 @@ template <class T> OK_HD SamScale<T> sam_scale_rescanned(double rho, double norm
 }
 
 // The ascent step with a split scale (k > 0), rounded as sam_perturb / sam_perturb_adaptive are.
-// ASAM: where w^2 is below the normal range (|w| < 2^-511: it kept few bits, or 0) or g 2^k past
+// ASAM: where w^2 is below T's normal range (|w| < 2^-511, float32 2^-63: few bits, or 0) or g 2^k past
 // the range (a subnormal w), the step is m (w (w g 2^k)), w g 2^k scaled apart as
 // sam_norm_term_scaled scales it (|w g 2^k| <~ 2 rho: in range), three roundings as the reference's.
 template <class T> OK_HD void sam_perturb_split(T& p, T g, T& backup, SamScale<T> s, bool adaptive) {
@@ -228,7 +241,7 @@ template <class T> OK_HD void sam_perturb_split(T& p, T g, T& backup, SamScale<T
     return;
   }
   const T pp = p * p;
-  if (sizeof(T) == 8 && p != T(0) && finite_(double(p)) && (!(double(pp) >= 0x1p-1022) || !finite_(double(gk)))) {
+  if (p != T(0) && finite_(double(p)) && (!(pp >= normal_lo<T>()) || !finite_(double(gk)))) {
     const double t = sam_norm_term_scaled(double(p), double(g), true, -s.k);
     p = scaled_plus(s.m, p * T(t), p);
     return;
