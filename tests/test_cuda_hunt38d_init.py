@@ -1,5 +1,6 @@
-"""CUDA twin of test_hunt38d_init: a float16 CuPy array's normal fill is computed in float32 and
-rounded once, as the NumPy one (it was ``z * std + mean`` in float16, a subnormal std's step)."""
+"""CUDA twin of test_hunt38d_init: a float16 CuPy array's normal and uniform fills are computed in
+float32 and rounded once, as the NumPy ones (they were computed in float16, a subnormal std's or
+bound's step)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,11 @@ def test_float16_kaiming_normal_on_device_is_its_float32_fill_rounded():
     dev16 = okinit.kaiming_normal_(cp.empty((64, 48), cp.float16), rng=np.random.default_rng(9))
     dev32 = okinit.kaiming_normal_(cp.empty((64, 48), cp.float32), rng=np.random.default_rng(9))
     np.testing.assert_array_equal(cp.asnumpy(dev16), cp.asnumpy(dev32).astype(np.float16))
+
+
+@pytest.mark.parametrize(("a", "b"), [(-1e-6, 1e-6), (0.0, 1.0), (59584.08, 65504.0)])
+def test_float16_uniform_on_device_equals_host(a, b):
+    host = okinit.uniform_(np.empty((37, 29), np.float16), a, b, rng=np.random.default_rng(6))
+    dev = okinit.uniform_(cp.empty((37, 29), cp.float16), a, b, rng=np.random.default_rng(6))
+    np.testing.assert_array_equal(cp.asnumpy(dev), host)
+    assert np.isfinite(host).all() and host.max() < b
