@@ -87,3 +87,22 @@ def test_non_finite_values_still_load_as_torch_loads_them():
     m.load_state_dict({"weight": np.array([np.inf, np.nan, 65504.0]), "bias": np.array([-np.inf, 0, 65519.0])})
     assert np.isposinf(m.weight[0]) and np.isnan(m.weight[1]) and m.weight[2] == 65504
     assert np.isneginf(m.bias[0]) and m.bias[2] == 65504  # 65519 rounds to float16's max
+
+
+# ---- rms_norm's default eps on half inputs ------------------------------------------------------
+# eps=None was finfo(x.dtype).eps: 9.8e-4 for float16, 2**-7 for bfloat16, added to mean(x^2); torch
+# adds its computation dtype's (float32 for both: torch._decomp's _fused_rms_norm, and the CPU
+# kernel): x of RMS 0.01 came out 0.305 (float16) / 0.112 (bfloat16) where torch gives 0.9995 / 1.0.
+
+
+@pytest.mark.parametrize(("dtype", "tdtype"), [(np.float16, torch.float16), (_BF16, torch.bfloat16)])
+@pytest.mark.parametrize("rms", [0.01, 1e-3, 1.0, 30.0])
+def test_half_rms_norm_default_eps_is_torchs(dtype, tdtype, rms):
+    from optkern.norm.functional import rms_norm
+
+    x = (np.random.default_rng(3).standard_normal((5, 8)) * rms).astype(dtype)
+    want = torch.nn.functional.rms_norm(torch.from_numpy(x.astype(np.float32)).to(tdtype), (8,)).float().numpy()
+    got = rms_norm(x, (8,))[0].astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    m = RMSNorm(8, dtype="bfloat16" if dtype == _BF16 else dtype)
+    np.testing.assert_array_equal(m(x).astype(np.float32), want)
