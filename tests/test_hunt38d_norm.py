@@ -3,7 +3,8 @@ state_dict ("state_dict['weight']: expected real numbers, got bfloat16": ml_dtyp
 not of NumPy kind "f"), nor a torch bfloat16 module's (torch's ``.numpy()`` refuses bfloat16: an
 unnamed "Got unsupported ScalarType BFloat16"); and a finite value past the module's dtype (1e6
 into float16, 1e39 into float32) was written as inf, silently, or under ``-W error`` raised
-NumPy's "overflow encountered in cast" after the keys before it were written."""
+NumPy's "overflow encountered in cast" after the keys before it were written. And rms_norm's
+default eps on half inputs (below)."""
 
 from __future__ import annotations
 
