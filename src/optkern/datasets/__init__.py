@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import numbers
 import os
 import zipfile
 from dataclasses import dataclass
@@ -52,14 +53,22 @@ class Dataset:
         )
 
 
+def _float_dtype(dtype) -> np.dtype:
+    """``dtype`` as a floating NumPy dtype, or TypeError naming it: a name ("float64") or a dtype
+    object works, not only a scalar type; None is refused (NumPy reads it as float64), and so are
+    integer dtypes (pixels divided by 16, standardized features, would be truncated)."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind != "f":
+        raise TypeError(f"dtype: expected a floating dtype, got {repr(dtype) if dt is None else dt}")
+    return dt
+
+
 def load_digits(dtype=np.float32) -> Dataset:
     """The 8x8 digits, pixels scaled to [0, 1]."""
-    try:
-        dt = np.dtype(dtype)  # a name ("float64") or a dtype object works too, not only a scalar type
-    except TypeError:
-        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
-    if dt.kind != "f":  # (integer pixels divided by 16 would truncate)
-        raise TypeError(f"dtype: expected a floating dtype, got {dt}")
+    dt = _float_dtype(dtype)
     with np.load(os.path.join(_HERE, "digits.npz")) as f:
         x = f["x"].astype(dt) / dt.type(16.0)
         y = f["y"].astype(np.int64)
@@ -327,12 +336,16 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     name). Features are standardized per column; integer labels of any values
     are renumbered 0..K-1, and so are class names (words in the label column or
     a string ``y``), in sorted order. ``Dataset.notes`` says what was done."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
-    if dt.kind != "f":  # standardized features cast to integers would be truncated to -1, 0, 1
-        raise TypeError(f"dtype: expected a floating dtype, got {dt}")
+    dtype = _float_dtype(dtype)
+    # (os.stat's own TypeError named no argument, and read an int as a file descriptor; a bytes
+    # path was refused as the "unsupported file type b'.csv'")
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    path = os.fsdecode(path)
+    if not (label_column is None or isinstance(label_column, (str, numbers.Integral))) or isinstance(
+        label_column, bool
+    ):  # (else True or 1.0 was looked up as the header name "True" / "1.0")
+        raise TypeError(f"label_column: expected an int or a str (a header name), got {type(label_column).__name__}")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):

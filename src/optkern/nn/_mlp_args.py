@@ -24,6 +24,13 @@ def _native(a):
     return _backend.array_module(a).ascontiguousarray(a)
 
 
+def _real(a) -> bool:
+    """Whether ``a`` holds real numbers the model's float32 / float64 can take: float, integer, or
+    bfloat16 (ml_dtypes', a torch tensor's view: not of NumPy kind "f", and refused as x / y where
+    float16 was cast; float32 holds each of its values exactly)."""
+    return a.dtype.kind in "fiu" or a.dtype.name == "bfloat16"
+
+
 class _MLPArgs(NativeByName):
     """The checks of :class:`optkern.nn.MLP`'s public methods (its sizes, dtype and loss kind)."""
 
@@ -40,7 +47,7 @@ class _MLPArgs(NativeByName):
                 raise TypeError(f"{name}: expected a numpy or cupy array, got {type(a).__name__}")
         y = None if y is _NOT_USED else y
         v = None if v is _NOT_USED else v
-        if x.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool / object are not data
+        if not _real(x):  # complex would lose its imaginary part, bool / object are not data
             raise TypeError(f"x: expected real numbers (float or integer), got {x.dtype}")
         _backend.backend(("params", params), ("x", x), ("y", y), ("v", v))
         xp = _backend.array_module(params)
@@ -63,7 +70,7 @@ class _MLPArgs(NativeByName):
                 f"when training, got 1 row (shape {tuple(x.shape)})"
             )
         x = xp.ascontiguousarray(x, dtype=self.dtype)
-        if y is not None and y.dtype.kind not in "fiu":
+        if y is not None and not _real(y):
             raise TypeError(f"y: expected real numbers (integer labels or float targets), got {y.dtype}")
         if y is not None and self.loss_kind == "cross_entropy" and y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer labels for the cross-entropy loss, got {y.dtype}")

@@ -156,7 +156,8 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
 def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     """RMS normalization: ``y = x / sqrt(mean(x²) + eps) * weight`` over ``normalized_shape``.
 
-    ``eps`` defaults to ``finfo(x.dtype).eps`` as in ``torch.nn.functional.rms_norm``;
+    ``eps`` defaults to the machine epsilon of x's computation dtype as in
+    ``torch.nn.functional.rms_norm``: ``finfo(x.dtype).eps``, float32's for float16 / bfloat16;
     ``out`` optionally receives y.
     Returns ``(y, saved)`` with ``saved`` an :class:`RMSNormSaved`.
     """

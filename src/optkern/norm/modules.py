@@ -44,6 +44,32 @@ def _module_dtype(dtype, cupy: bool):
 _ALLOWED = (np.float32, np.float64, np.float16)
 
 
+def _state_value(xp, key, v, like):
+    """``state_dict[key]`` checked and converted to the module's array ``like`` (its shape, its
+    dtype), nothing written: bfloat16 values taken (ml_dtypes' bfloat16 is not of NumPy's kind "f":
+    a bfloat16 module could not load its own state; torch's ``.numpy()`` refuses bfloat16 tensors,
+    whose values float32 holds exactly), and a finite value past ``like``'s dtype refused (1e6 in
+    float16 was written as inf, silently; non-finite ones load, as in torch)."""
+    if hasattr(v, "detach"):  # (a torch tensor: its values, as NumPy takes them)
+        v = v.detach().cpu()
+        v = (v.float() if str(v.dtype) == "torch.bfloat16" else v).numpy()
+    try:
+        v = xp.asarray(v)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"state_dict[{key!r}]: expected an array, got {type(v).__name__} ({e})") from None
+    if v.dtype.kind not in "fiu" and v.dtype.name != "bfloat16":
+        raise TypeError(f"state_dict[{key!r}]: expected real numbers, got {v.dtype}")
+    if tuple(v.shape) != tuple(like.shape):
+        raise ValueError(f"state_dict[{key!r}]: expected shape {tuple(like.shape)}, got {tuple(v.shape)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = v.astype(like.dtype)
+    over = xp.isfinite(v) & ~xp.isfinite(cast)
+    if bool(over.any()):
+        bad = v[over][0]
+        raise ValueError(f"state_dict[{key!r}]: {bad} overflows the module's dtype {like.dtype}")
+    return cast
+
+
 class _NormModule(NativeByName):
     """Shared parts: parameters / grads lists and array allocation on NumPy or CuPy."""
 
@@ -134,20 +160,7 @@ class _NormModule(NativeByName):
         if set(state_dict) != want:
             missing, extra = sorted(want - set(state_dict)), sorted(set(state_dict) - want)
             raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {extra}")
-        new = {}
-        for k, a in own.items():
-            v = state_dict[k]
-            if hasattr(v, "detach"):  # (a torch tensor: its values, as NumPy takes them)
-                v = v.detach().cpu().numpy()
-            try:
-                v = self._xp.asarray(v)
-            except (TypeError, ValueError) as e:
-                raise TypeError(f"state_dict[{k!r}]: expected an array, got {type(v).__name__} ({e})") from None
-            if v.dtype.kind not in "fiu":
-                raise TypeError(f"state_dict[{k!r}]: expected real numbers, got {v.dtype}")
-            if tuple(v.shape) != tuple(a.shape):
-                raise ValueError(f"state_dict[{k!r}]: expected shape {tuple(a.shape)}, got {tuple(v.shape)}")
-            new[k] = v
+        new = {k: _state_value(self._xp, k, state_dict[k], a) for k, a in own.items()}
         count = None
         if "num_batches_tracked" in want:
             count = state_dict["num_batches_tracked"]
