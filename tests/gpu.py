@@ -26,6 +26,18 @@ def require_gpu():
     return cupy, cuda
 
 
+def half_dtypes(cp) -> list:
+    """The 16-bit float dtypes the GPU tests take: float16, and ml_dtypes' bfloat16 where CuPy
+    makes a bfloat16 array (older CuPy has none). Skips the module without ml_dtypes."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 host arrays are ml_dtypes arrays")
+    try:
+        cp.empty(1, dtype="bfloat16")
+        bf16 = [np.dtype(ml_dtypes.bfloat16)]
+    except Exception:
+        bf16 = []
+    return [np.dtype(np.float16)] + bf16
+
+
 def same_bits(got, want, what):
     """Bit for bit, except that any NaN equals any NaN: an invalid operation's NaN (0 * inf, inf - inf)
     is 0xffc00000 on x86 and 0x7fffffff on NVIDIA GPUs, which also drop NaN payloads."""

@@ -20,18 +20,9 @@ try:
         pytest.skip("no CUDA device", allow_module_level=True)
 except Exception as e:  # pragma: no cover - driver problems
     pytest.skip(f"CUDA unavailable: {e}", allow_module_level=True)
-ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 host arrays are ml_dtypes arrays")
+from gpu import half_dtypes  # noqa: E402
 
-
-def _bf16_on_gpu():
-    try:
-        cp.empty(1, dtype="bfloat16")
-        return True
-    except Exception:
-        return False
-
-
-LOW = [np.dtype(np.float16)] + ([np.dtype(ml_dtypes.bfloat16)] if _bf16_on_gpu() else [])
+LOW = half_dtypes(cp)
 IDS = [d.name for d in LOW]
 EPS = 1e-5
 F32_ERR = 64 * 2.0**-24

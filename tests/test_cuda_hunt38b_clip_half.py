@@ -6,24 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from gpu import require_gpu
+from gpu import half_dtypes, require_gpu
 
 cp, K = require_gpu()
 
 import optkern  # noqa: E402
 from test_hunt38b_clip_half import _grads  # noqa: E402
 
-
-def _bf16_on_gpu():
-    try:
-        cp.empty(1, dtype="bfloat16")
-        return True
-    except Exception:
-        return False
-
-
-ml_dtypes = pytest.importorskip("ml_dtypes")
-LOW = [np.dtype(np.float16)] + ([np.dtype(ml_dtypes.bfloat16)] if _bf16_on_gpu() else [])
+LOW = half_dtypes(cp)
 
 
 @pytest.mark.parametrize("dt", LOW, ids=str)
