@@ -234,6 +234,22 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
   return py::make_tuple(pAp, rr);
 }
 
+// The choices a fresh ThreadChoice makes over calls whose one-thread and all-thread times (ns) are
+// given, call by call: its rules replayed on known timings (tests/test_hunt38_cg.py).
+py::list cg_thread_choice_trace(const py::sequence& serial_ns, const py::sequence& parallel_ns) {
+  if (serial_ns.size() != parallel_ns.size())
+    throw py::value_error("serial_ns, parallel_ns: expected the same length, got " + std::to_string(serial_ns.size()) +
+                          " and " + std::to_string(parallel_ns.size()));
+  ThreadChoice c(true);
+  py::list out;
+  for (size_t i = 0; i < serial_ns.size(); ++i) {
+    const bool par = c.parallel(1, 2);
+    c.record(1, 2, par, py::cast<double>(par ? parallel_ns[i] : serial_ns[i]));
+    out.append(par);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_cg(py::module_& m) {
@@ -242,6 +258,9 @@ void register_cg(py::module_& m) {
   m.def("cg_start_", &cg_start, py::arg("b"), py::arg("r"), py::arg("p"), py::arg("x"), py::arg("scale"),
         "hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; "
         "else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).");
+  m.def("cg_thread_choice_trace", &cg_thread_choice_trace, py::arg("serial_ns"), py::arg("parallel_ns"),
+        "The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take "
+        "serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).");
 }
 
 }  // namespace optkern

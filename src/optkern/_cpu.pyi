@@ -29,6 +29,7 @@ __all__: list[str] = [
     "cg_direction_",
     "cg_iteration_",
     "cg_start_",
+    "cg_thread_choice_trace",
     "cg_update_",
     "channel_norm_backward",
     "channel_norm_forward",
@@ -289,6 +290,11 @@ def cg_start_(
 ) -> float:
     """
     hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).
+    """
+
+def cg_thread_choice_trace(serial_ns: collections.abc.Sequence, parallel_ns: collections.abc.Sequence) -> list:
+    """
+    The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).
     """
 
 def cg_update_(
