@@ -8,9 +8,11 @@ wrong path (three calls of it in a row, each milliseconds under load); when the 
 disturbed, the wrong choice stood for 112 calls (three re-timings 16, 32 and 64 calls apart had to
 outvote them)."""
 
+import numpy as np
 import pytest
 
-from optkern import _cpu
+from optkern import _cpu, hessian
+from optkern.nn import MLP
 
 EXPLORE = 6  # the first calls: each path timed three times, in turn
 
@@ -70,3 +72,104 @@ def test_the_faster_path_is_kept(faster):
 def test_trace_refuses_unequal_lengths():
     with pytest.raises(ValueError, match="serial_ns, parallel_ns"):
         _trace([1.0, 2.0], [1.0])
+
+
+# ---- the Gauss-Newton operator's curvature without the curvature pass (cg_iteration_known_) ----
+
+
+def _mlp(loss="cross_entropy", batch=96, seed=0):
+    model = MLP([20, 16, 5], activation="tanh", dtype=np.float32, loss=loss)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 20)).astype(np.float32)
+    y = rng.integers(0, 5, batch) if loss == "cross_entropy" else rng.standard_normal((batch, 5)).astype(np.float32)
+    return model, model.init_params(seed), x, y
+
+
+def _counting(monkeypatch, names):
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        fn = getattr(_cpu, name)
+        monkeypatch.setattr(_cpu, name, lambda *a, _f=fn, _n=name: (calls.__setitem__(_n, calls[_n] + 1), _f(*a))[1])
+    return calls
+
+
+@pytest.mark.parametrize("damping", [0.0, 1e-2])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_mlp_ggn_cg_takes_the_products_curvature(monkeypatch, damping, loss):
+    model, p, x, y = _mlp(loss)
+    G = hessian.from_mlp(model, p, x, y, kind="ggn")
+    generic = hessian.from_hvp(G.matvec, G.shape[0], np.float32)  # (the same products, the pass kept)
+    b = np.random.default_rng(3).standard_normal(G.shape[0]).astype(np.float32)
+    calls = _counting(monkeypatch, ["cg_iteration_", "cg_iteration_known_"])
+    res = hessian.cg(G, b, rtol=0.0, maxiter=15, damping=damping)
+    assert calls == {"cg_iteration_": 0, "cg_iteration_known_": 15}
+    assert res.num_matvecs == 15 and G.num_matvecs == 15
+    ref = hessian.cg(generic, b, rtol=0.0, maxiter=15, damping=damping)
+    assert calls["cg_iteration_"] == 15
+    assert res.iterations == ref.iterations == 15 and ref.num_matvecs == 15
+    np.testing.assert_allclose(res.x, ref.x, rtol=2e-3, atol=2e-3 * np.abs(ref.x).max())
+    np.testing.assert_allclose(res.residual_norm, ref.residual_norm, rtol=2e-2)
+    # the solution solves the damped system as well as the generic solve's does
+    Ax = G.matvec(res.x) + damping * res.x
+    assert np.linalg.norm(Ax - b) <= 1.02 * np.linalg.norm(G.matvec(ref.x) + damping * ref.x - b) + 1e-6
+
+
+def test_mlp_ggn_quadratic_form_is_v_dot_gv():
+    model, p, x, y = _mlp()
+    v = np.random.default_rng(4).standard_normal(model.num_params).astype(np.float32)
+    gv, q = model._ggn_vp_quad(p, x, y, v)
+    np.testing.assert_array_equal(gv, model.ggn_vp(p, x, y, v))
+    assert q == pytest.approx(float(np.dot(v.astype(np.float64), gv.astype(np.float64))), rel=1e-5)
+
+
+def test_mlp_ggn_quadratic_form_over_weighted_batches():
+    model, p, x, y = _mlp(batch=120)
+    batches = [(x[:40], y[:40]), (x[40:], y[40:])]
+    G = hessian.from_mlp(model, p, batches=batches, kind="ggn")
+    v = np.random.default_rng(5).standard_normal(model.num_params).astype(np.float32)
+    gv, q = G._quad(v)
+    np.testing.assert_allclose(gv, G.matvec(v), rtol=1e-5, atol=1e-7)
+    assert q == pytest.approx(float(np.dot(v.astype(np.float64), gv.astype(np.float64))), rel=1e-5)
+
+
+def test_only_the_plain_ggn_operator_tells_its_curvature():
+    model, p, x, y = _mlp()
+    assert hessian.from_mlp(model, p, x, y, kind="ggn")._quad is not None
+    assert hessian.from_mlp(model, p, x, y, kind="hessian")._quad is None
+    assert hessian.from_mlp(model, p, x, y, kind="ggn", block="layer1")._quad is None
+    assert hessian.from_mlp(model, p, x, y, kind="ggn", fixed=True)._quad is None
+
+
+@pytest.mark.parametrize("damping", [0.0, 0.25])
+def test_cg_iteration_known_is_cg_iteration_given_its_curvature(damping):
+    n = 70_001  # (chunks on two threads: the tests' OPTKERN_SERIAL_BELOW)
+    rng = np.random.default_rng(6)
+    r = rng.standard_normal(n).astype(np.float32)
+    p = (r + 0.3 * rng.standard_normal(n)).astype(np.float32)
+    y = (p * rng.uniform(0.5, 2.0, n)).astype(np.float32)
+    x = rng.standard_normal(n).astype(np.float32)
+    rz = _cpu.cg_curvature(r, r, 0.0)
+    a = [v.copy() for v in (x, r, p)]
+    pAp, rr = _cpu.cg_iteration_(*a, y, rz, damping, 0.0, True)
+    assert pAp == _cpu.cg_curvature(p, y, damping)
+    k = [v.copy() for v in (x, r, p)]
+    rr_k, pp = _cpu.cg_iteration_known_(*k, y, pAp, rz, damping, 0.0, True)
+    assert rr_k == rr
+    for u, w in zip(a, k):
+        np.testing.assert_array_equal(u, w)
+    assert pp == (_cpu.cg_curvature(k[2], k[2], 0.0) if damping else 0.0)
+
+
+def test_cg_iteration_known_writes_nothing_where_it_stops():
+    rng = np.random.default_rng(7)
+    x, r, p, y = (rng.standard_normal(1000).astype(np.float32) for _ in range(4))
+    before = [v.copy() for v in (x, r, p)]
+    rr, pp = _cpu.cg_iteration_known_(x, r, p, y, -1.0, 1.0, 0.1, 0.0, True)  # negative curvature
+    assert np.isnan(rr) and np.isnan(pp)
+    for u, w in zip(before, (x, r, p)):
+        np.testing.assert_array_equal(u, w)
+    rr, pp = _cpu.cg_iteration_known_(x, r, p, y, 2.0, 1.0, 0.1, 1e30, True)  # converged: p kept
+    assert np.isfinite(rr) and np.isnan(pp)
+    np.testing.assert_array_equal(p, before[2])
+    with pytest.raises(ValueError, match="y"):
+        _cpu.cg_iteration_known_(x, r, p, y[:-1], 2.0, 1.0, 0.1, 0.0, True)

@@ -28,6 +28,7 @@ __all__: list[str] = [
     "cg_curvature",
     "cg_direction_",
     "cg_iteration_",
+    "cg_iteration_known_",
     "cg_start_",
     "cg_thread_choice_trace",
     "cg_update_",
@@ -283,6 +284,21 @@ def cg_iteration_(
 ) -> tuple:
     """
     One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn (the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p. Returns (pAp, rr), rr NaN when x and r were not written.
+    """
+
+def cg_iteration_known_(
+    x: typing.Any,
+    r: typing.Any,
+    p: typing.Any,
+    y: typing.Any,
+    pAp: typing.SupportsFloat | typing.SupportsIndex,
+    rz: typing.SupportsFloat | typing.SupportsIndex,
+    damping: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    stop_on_negative_curvature: bool,
+) -> tuple:
+    """
+    cg_iteration_ given pAp = p.(y + damping p) (an operator that tells it): when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p and pp = p.p (0 with damping 0). Returns (rr, pp): rr NaN when x and r were not written, pp NaN when p was not.
     """
 
 def cg_start_(

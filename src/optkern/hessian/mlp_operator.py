@@ -170,19 +170,23 @@ def _local_operator(
     xp = _backend.array_module(params)
     idx = None if block is None else xp.asarray(block_indices(model, block))
 
-    def over_batches(fn, v, into=None):
-        out = None
+    def over_batches(fn, v, into=None, quad=False):
+        out, q = None, 0.0
         for i, ((bx, by), w) in enumerate(zip(batches, weights)):
             if out is None:  # the first batch's product goes straight to `into` when given
                 out = fn(params, bx, by, v) if into is None else fn(params, bx, by, v, out=into)
+                if quad:  # (fn gives (product, its quadratic form): the form weighted alike)
+                    out, q = out[0], out[1] * w
                 if w != 1.0:
                     out *= w
             else:
                 hv = fn(params, bx, by, v)
+                if quad:
+                    hv, q = hv[0], q + hv[1] * w
                 out += hv * w if w != 1.0 else hv
             if progress is not None:
                 progress(i + 1, len(batches))
-        return out
+        return (out, q) if quad else out
 
     @_pool.pooled  # (the temporaries of every batch's product: optkern/_pool.py)
     def matvec(v):
@@ -228,6 +232,10 @@ def _local_operator(
     op = _operator_class(xp)(
         matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None, avoid=avoid
     )
+    if kind == "ggn" and idx is None and not fixed:
+        # (G v, v.G v) for hessian.cg: the curvature from the product's output-space intermediate, not a
+        # pass over the n parameters (cpp/cg.cpp's cg_iteration_known_)
+        op._quad = _pool.pooled(lambda v: over_batches(model._ggn_vp_quad, v, quad=True))
     return op, total
 
 
