@@ -94,10 +94,10 @@ def _counting(monkeypatch, names):
 
 
 @pytest.mark.parametrize("damping", [0.0, 1e-2])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-def test_mlp_ggn_cg_takes_the_products_curvature(monkeypatch, damping, loss):
+@pytest.mark.parametrize("loss, fixed", [("cross_entropy", False), ("mse", False), ("cross_entropy", True)])
+def test_mlp_ggn_cg_takes_the_products_curvature(monkeypatch, damping, loss, fixed):
     model, p, x, y = _mlp(loss)
-    G = hessian.from_mlp(model, p, x, y, kind="ggn")
+    G = hessian.from_mlp(model, p, x, y, kind="ggn", fixed=fixed)
     generic = hessian.from_hvp(G.matvec, G.shape[0], np.float32)  # (the same products, the pass kept)
     b = np.random.default_rng(3).standard_normal(G.shape[0]).astype(np.float32)
     calls = _counting(monkeypatch, ["cg_iteration_", "cg_iteration_known_"])
@@ -132,12 +132,13 @@ def test_mlp_ggn_quadratic_form_over_weighted_batches():
     assert q == pytest.approx(float(np.dot(v.astype(np.float64), gv.astype(np.float64))), rel=1e-5)
 
 
-def test_only_the_plain_ggn_operator_tells_its_curvature():
+def test_only_the_whole_ggn_operator_tells_its_curvature():
     model, p, x, y = _mlp()
     assert hessian.from_mlp(model, p, x, y, kind="ggn")._quad is not None
     assert hessian.from_mlp(model, p, x, y, kind="hessian")._quad is None
     assert hessian.from_mlp(model, p, x, y, kind="ggn", block="layer1")._quad is None
-    assert hessian.from_mlp(model, p, x, y, kind="ggn", fixed=True)._quad is None
+    assert hessian.from_mlp(model, p, x, y, kind="ggn", block=["layer1", "layer2"])._quad is None
+    assert hessian.from_hvp(lambda v: 2.0 * v, 4, np.float32)._quad is None
 
 
 @pytest.mark.parametrize("damping", [0.0, 0.25])
