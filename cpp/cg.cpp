@@ -5,6 +5,7 @@
 //   cg_direction_  p = z + beta p                                 reads z, p; writes p
 //   cg_iteration_  the three in turn (z = r, no preconditioner) in one parallel region, each
 //                  thread on the same chunks in each step: one crossing from Python per iteration
+//   cg_iteration_known_  the update and the direction (with p.p) where the operator told p.A p
 //   cg_start_      r = b / s (s a power of two), r.r; p = r and x = 0 from a cold start   reads b
 // where y = A p is the operator's product (never written: an operator may hand back an array it
 // keeps). The sums are in float64 over fixed chunks added in chunk order, so they are the same
