@@ -6,7 +6,11 @@ with the other's last five re-timings, spread over up to 5 x 1024 calls. Timings
 times: when the load rose, the fresh times of the right path lost to the stale quiet ones of the
 wrong path (three calls of it in a row, each milliseconds under load); when the first timings were
 disturbed, the wrong choice stood for 112 calls (three re-timings 16, 32 and 64 calls apart had to
-outvote them)."""
+outvote them).
+
+Then the Gauss-Newton operator of ``from_mlp`` telling ``p.G p`` with its product, and cg skipping
+its curvature pass for it (``cg_iteration_known_``): the same solve to rounding, the same bits as
+``cg_iteration_`` given the same curvature."""
 
 import numpy as np
 import pytest
