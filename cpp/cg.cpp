@@ -5,6 +5,7 @@
 //   cg_direction_  p = z + beta p                                 reads z, p; writes p
 //   cg_iteration_  the three in turn (z = r, no preconditioner) in one parallel region, each
 //                  thread on the same chunks in each step: one crossing from Python per iteration
+//   cg_iteration_known_  the update and the direction (with p.p) where the operator told p.A p
 //   cg_start_      r = b / s (s a power of two), r.r; p = r and x = 0 from a cold start   reads b
 // where y = A p is the operator's product (never written: an operator may hand back an array it
 // keeps). The sums are in float64 over fixed chunks added in chunk order, so they are the same
@@ -234,6 +235,97 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
   return py::make_tuple(pAp, rr);
 }
 
+// p = z + beta p with p.p of the new p (the damping term of the next p.(A + lambda I) p in
+// cg_iteration_known_), summed as cg_curvature(p, p, 0) sums it (the same terms and lanes).
+template <class T>
+OK_CLONES double direction_sum_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T beta, int64_t n) {
+  return lane_sum<double>(n, [&](int64_t i) {
+    const T q = rules::cg_direction(z[i], p[i], beta);
+    p[i] = q;
+    return double(q) * double(q);
+  });
+}
+
+ThreadChoice& known_thread_choice() {  // (its own table: its calls are of the sizes cg_iteration_'s are)
+  static ThreadChoice c;
+  return c;
+}
+
+// cg_iteration_ for an operator that tells pAp = p.(A + lambda I) p itself (the MLP's Gauss-Newton
+// product: (J p).H_L (J p) from its output-space intermediate, plus lambda p.p): its curvature pass,
+// 2 of the 11 vector streams and the pass that ran at the float-to-double conversions' rate, left
+// out; p.p summed as the direction is written, for the next call (where damping is not 0).
+py::tuple cg_iteration_known(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double pAp, double rz,
+                             double damping, double tol, bool stop_on_negative_curvature) {
+  Vectors v(x_h, "x");
+  char* x = v.add(x_h, "x", true);
+  char* r = v.add(r_h, "r", true);
+  char* p = v.add(p_h, "p", true);
+  const char* y = v.add(y_h, "y", false);
+  finite("rz", rz);
+  finite("damping", damping);
+  if (std::isnan(tol)) throw py::value_error("tol: must not be NaN");
+  v.args.check_overlap();
+  double a = 0.0;
+  if (!cg_args::cg_step(pAp, rz, stop_on_negative_curvature, a)) return py::make_tuple(NAN, NAN);
+  double rr = NAN, pp = NAN;
+  by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    using State = IterationState<T>;
+    T* xt = reinterpret_cast<T*>(x);
+    T* rt = reinterpret_cast<T*>(r);
+    T* pt = reinterpret_cast<T*>(p);
+    const T* yt = reinterpret_cast<const T*>(y);
+    const T lambda = T(damping), alpha = T(a);
+    const bool sums_p = damping != 0.0;
+    const auto chunks = make_chunks({v.n});
+    std::vector<double> squares(chunks.size()), psq(chunks.size());
+    const auto step = [&](int s, const Chunk& c, const State& st) {
+      const size_t i = size_t(&c - chunks.data());
+      const int64_t lo = c.start;
+      if (s == 0) squares[i] = update_loop<T>(xt + lo, rt + lo, pt + lo, yt + lo, alpha, lambda, c.len);
+      if (s == 1 && sums_p) psq[i] = direction_sum_loop<T>(pt + lo, rt + lo, st.beta, c.len);
+      if (s == 1 && !sums_p) direction_loop<T>(pt + lo, rt + lo, st.beta, c.len);
+    };
+    const auto after = [&](int, State& st) {
+      double b = 0.0;
+      st.rr = chunk_sum(squares);
+      const bool go = cg_args::cg_next(st.rr, rz, tol, b);
+      st.beta = T(b);
+      return go;
+    };
+    py::gil_scoped_release nogil;
+    const int threads = max_threads();  // (work: 4 + 2 + 3 arrays streamed; the choice as cg_iteration_'s)
+    const bool may = chunks.size() > 1 && threads > 1 && 9 * v.n >= serial_below(threads);
+    const bool par = may && known_thread_choice().parallel(v.n, threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    rr = for_each_chunk_steps<State>(chunks, par ? 9 * v.n : 0, 2, step, after).rr;
+    if (may) {
+      const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
+      known_thread_choice().record(v.n, threads, par, took.count());
+    }
+    double b = 0.0;  // (whether the direction was written: as after() decided)
+    if (cg_args::cg_next(rr, rz, tol, b)) pp = sums_p ? chunk_sum(psq) : 0.0;
+  });
+  return py::make_tuple(rr, pp);
+}
+
+// The choices a fresh ThreadChoice makes over calls whose one-thread and all-thread times (ns) are
+// given, call by call: its rules replayed on known timings (tests/test_hunt38_cg.py).
+py::list cg_thread_choice_trace(const py::sequence& serial_ns, const py::sequence& parallel_ns) {
+  if (serial_ns.size() != parallel_ns.size())
+    throw py::value_error("serial_ns, parallel_ns: expected the same length, got " + std::to_string(serial_ns.size()) +
+                          " and " + std::to_string(parallel_ns.size()));
+  ThreadChoice c(true);
+  py::list out;
+  for (size_t i = 0; i < serial_ns.size(); ++i) {
+    const bool par = c.parallel(1, 2);
+    c.record(1, 2, par, py::cast<double>(par ? parallel_ns[i] : serial_ns[i]));
+    out.append(par);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_cg(py::module_& m) {
@@ -242,6 +334,15 @@ void register_cg(py::module_& m) {
   m.def("cg_start_", &cg_start, py::arg("b"), py::arg("r"), py::arg("p"), py::arg("x"), py::arg("scale"),
         "hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; "
         "else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).");
+  m.def("cg_iteration_known_", &cg_iteration_known, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("y"),
+        py::arg("pAp"), py::arg("rz"), py::arg("damping"), py::arg("tol"), py::arg("stop_on_negative_curvature"),
+        "cg_iteration_ given pAp = p.(y + damping p) (an operator that tells it): when pAp is finite and positive "
+        "(any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, "
+        "r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p and "
+        "pp = p.p (0 with damping 0). Returns (rr, pp): rr NaN when x and r were not written, pp NaN when p was not.");
+  m.def("cg_thread_choice_trace", &cg_thread_choice_trace, py::arg("serial_ns"), py::arg("parallel_ns"),
+        "The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take "
+        "serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).");
 }
 
 }  // namespace optkern

@@ -11,12 +11,16 @@
 // serial_below (93K-440K work units) chose two threads for its 1.6M.
 //
 // So where serial_below allows threads, the calls of one size run one thread and all threads in turn
-// until each has kExplore timings, then the faster by the median of its last kKeep, and the other
-// once after kRecheck calls (the machine's load changes), after twice as many each time the choice
-// stands (up to kMaxRecheck: a re-timing of the slower path under load can cost milliseconds), after
-// kRecheck again when it changes. The thread count changes no bits: each
-// chunk's sum is its own, added in chunk order. A fixed bound (OPTKERN_SERIAL_BELOW: the tests') turns
-// the choice off: the bound decides, as for every other kernel.
+// until each has kExplore timings, then the faster by their medians, and the other alone once after
+// kRecheck calls (the machine's load changes), after twice as many each time it stays slower (up to
+// kMaxRecheck: a re-timing of the slower path under load can cost milliseconds). Only timings of the
+// same period are compared: a re-timing against the choice's last kKeep calls, and where it is faster,
+// both timed afresh in turn. (The other's last kKeep re-timings, up to 5 x 1024 calls old, were
+// compared with the choice's last calls: when the load rose, the choice's fresh times lost to the
+// other's quiet ones and three calls of two threads ran in a row, each milliseconds under load; first
+// timings disturbed by a burst of load stood for 112 calls, until three re-timings outvoted them.)
+// The thread count changes no bits: each chunk's sum is its own, added in chunk order. A fixed bound
+// (OPTKERN_SERIAL_BELOW: the tests') turns the choice off: the bound decides, as for every other kernel.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -28,30 +32,42 @@ namespace optkern {
 
 class ThreadChoice {
  public:
+  // timed false: a fixed OPTKERN_SERIAL_BELOW decides (every call may run all threads; the bound rules).
+  explicit ThreadChoice(bool timed = !fixed()) : timed_(timed) {}
+
   // True: this call of n elements on `threads` threads runs them all.
   bool parallel(int64_t n, int threads) {
-    if (fixed()) return true;
+    if (!timed_) return true;
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entry(n, threads);
     ++e.calls;
-    if (e.count[0] < kExplore || e.count[1] < kExplore) return e.count[1] <= e.count[0];
-    const bool best = median(e, 1) < median(e, 0);
-    if (e.next == 0 || best != e.best) {  // (a first choice, or a changed one: re-timed soon)
-      e.best = best;
+    if (e.count[0] < kExplore || e.count[1] < kExplore) return e.count[1] <= e.count[0];  // (in turn)
+    if (!e.chosen) {  // both timed in turn, over the same calls: the faster by its median
+      e.best = median(e, 1) < median(e, 0);
+      e.chosen = true;
       e.interval = kRecheck;
       e.next = e.calls + kRecheck;
     }
-    if (e.calls < e.next) return best;
-    e.interval = std::min(2 * e.interval, kMaxRecheck);
-    e.next = e.calls + e.interval;
-    return !best;
+    if (e.calls < e.next) return e.best;
+    e.next = INT64_MAX;  // (a re-timing of the other: record() answers it)
+    return !e.best;
   }
 
   void record(int64_t n, int threads, bool par, double ns) {
-    if (fixed()) return;
+    if (!timed_) return;
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entry(n, threads);
     const size_t m = par ? 1 : 0;
+    if (e.chosen && par != e.best) {  // the re-timing of the path not chosen
+      if (ns < median(e, e.best ? 1 : 0)) {  // faster than the choice's last calls: both timed afresh
+        e.count = {0, 0};
+        e.chosen = false;
+      } else {
+        e.interval = std::min(2 * e.interval, kMaxRecheck);
+        e.next = e.calls + e.interval;
+      }
+      return;
+    }
     e.t[m][size_t(e.count[m] % kKeep)] = ns;
     ++e.count[m];
   }
@@ -62,7 +78,7 @@ class ThreadChoice {
   struct Entry {
     int64_t n = -1, calls = 0, next = 0, interval = kRecheck;  // next: the call that re-times the other
     int threads = 0;
-    bool best = false;  // the choice (true: all threads)
+    bool chosen = false, best = false;  // whether chosen, and the choice (true: all threads)
     std::array<std::array<double, kKeep>, 2> t{};  // [one thread, all threads]
     std::array<int64_t, 2> count{};
   };
@@ -94,6 +110,7 @@ class ThreadChoice {
     return s[k / 2];
   }
 
+  const bool timed_;
   std::array<Entry, 4> table_{};
   size_t next_ = 0;
   std::mutex mu_;

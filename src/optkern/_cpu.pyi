@@ -28,7 +28,9 @@ __all__: list[str] = [
     "cg_curvature",
     "cg_direction_",
     "cg_iteration_",
+    "cg_iteration_known_",
     "cg_start_",
+    "cg_thread_choice_trace",
     "cg_update_",
     "channel_norm_backward",
     "channel_norm_forward",
@@ -284,11 +286,31 @@ def cg_iteration_(
     One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn (the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p. Returns (pAp, rr), rr NaN when x and r were not written.
     """
 
+def cg_iteration_known_(
+    x: typing.Any,
+    r: typing.Any,
+    p: typing.Any,
+    y: typing.Any,
+    pAp: typing.SupportsFloat | typing.SupportsIndex,
+    rz: typing.SupportsFloat | typing.SupportsIndex,
+    damping: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    stop_on_negative_curvature: bool,
+) -> tuple:
+    """
+    cg_iteration_ given pAp = p.(y + damping p) (an operator that tells it): when pAp is finite and positive (any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p and pp = p.p (0 with damping 0). Returns (rr, pp): rr NaN when x and r were not written, pp NaN when p was not.
+    """
+
 def cg_start_(
     b: typing.Any, r: typing.Any, p: typing.Any, x: typing.Any, scale: typing.SupportsFloat | typing.SupportsIndex
 ) -> float:
     """
     hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).
+    """
+
+def cg_thread_choice_trace(serial_ns: collections.abc.Sequence, parallel_ns: collections.abc.Sequence) -> list:
+    """
+    The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).
     """
 
 def cg_update_(

@@ -219,25 +219,40 @@ def cg(
         result["info"] = 0
     else:
         # Per iteration: the product, then three fused passes (cpp/cg.cpp): the curvature
-        # p.(A + damping I) p, the update of x and r with the new r.r, the next direction.
+        # p.(A + damping I) p, the update of x and r with the new r.r, the next direction (two where
+        # the operator tells p.A p with its product).
         z = preconditioned(r)
         rz = rr if precond is None else mod.cg_curvature(r, z, 0.0)
         if precond and not rz > 0.0:
             raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz})")
         p = xp.array(z) if p0 is None else p0
         fused = precond is None  # (a preconditioner's z = M r is Python's, between the passes)
+        # An operator that tells p.A p with A p (from_mlp's Gauss-Newton, from its rows x outputs
+        # intermediate) spares the curvature pass, which ran at the float-to-double conversions' rate
+        # (35 of the fused call's ~100 us at n = 203,530); p.p, for the damping, is summed as each
+        # direction is written. The iterates agree with the pass's to rounding, not bit for bit.
+        known = getattr(op, "_quad", None) if fused and hasattr(mod, "cg_iteration_known_") else None
+        pp = rr  # p.p (p = r: the same sum)
         for it in range(1, maxiter + 1):
-            y = product(p)
-            if fused:
-                # The iteration's three passes below in one native call, one parallel region or the
-                # calling thread, whichever it timed faster (cpp/cg_threads.hpp; the same bits;
-                # cg_iteration_ decides as this loop does, from the same sums): the steps
-                # it skipped are told by pAp and rr as the checks below read them.
-                if xp.may_share_memory(y, p):  # (an operator handing back its input: p is written)
-                    y = y.copy()
-                pAp, rr = mod.cg_iteration_(x, r, p, y, rz, damping, tol, stop_on_negative_curvature)
+            if known is not None:  # (the library's own product: fresh, of the solve's shape and dtype)
+                matvecs += 1
+                op.num_matvecs += 1
+                y, pGp = known(p)
+                pAp = pGp + damping * pp if damping else pGp
+                # the update and the direction as cg_iteration_'s (its rules on pAp and rr), p.p summed
+                rr, pp = mod.cg_iteration_known_(x, r, p, y, pAp, rz, damping, tol, stop_on_negative_curvature)
             else:
-                pAp = mod.cg_curvature(p, y, damping)
+                y = product(p)
+                if fused:
+                    # The iteration's three passes below in one native call, one parallel region or the
+                    # calling thread, whichever it timed faster (cpp/cg_threads.hpp; the same bits;
+                    # cg_iteration_ decides as this loop does, from the same sums): the steps
+                    # it skipped are told by pAp and rr as the checks below read them.
+                    if xp.may_share_memory(y, p):  # (an operator handing back its input: p is written)
+                        y = y.copy()
+                    pAp, rr = mod.cg_iteration_(x, r, p, y, rz, damping, tol, stop_on_negative_curvature)
+                else:
+                    pAp = mod.cg_curvature(p, y, damping)
             if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
                 raise ValueError(f"A: the product is not finite (p.Ap = {pAp})")
             if not pAp > 0.0 and stop_on_negative_curvature:
@@ -248,6 +263,8 @@ def cg(
                 raise ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
             if not fused:
                 rr = mod.cg_update_(x, r, p, y, alpha, damping)
+            elif known is not None and not math.isfinite(rr):  # (a finite p.A p, a product with inf)
+                raise ValueError(f"A: the product is not finite (r.r = {rr})")
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:

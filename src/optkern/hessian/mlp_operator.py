@@ -170,19 +170,23 @@ def _local_operator(
     xp = _backend.array_module(params)
     idx = None if block is None else xp.asarray(block_indices(model, block))
 
-    def over_batches(fn, v, into=None):
-        out = None
+    def over_batches(fn, v, into=None, quad=False):
+        out, q = None, 0.0
         for i, ((bx, by), w) in enumerate(zip(batches, weights)):
             if out is None:  # the first batch's product goes straight to `into` when given
                 out = fn(params, bx, by, v) if into is None else fn(params, bx, by, v, out=into)
+                if quad:  # (fn gives (product, its quadratic form): the form weighted alike)
+                    out, q = out[0], out[1] * w
                 if w != 1.0:
                     out *= w
             else:
                 hv = fn(params, bx, by, v)
+                if quad:
+                    hv, q = hv[0], q + hv[1] * w
                 out += hv * w if w != 1.0 else hv
             if progress is not None:
                 progress(i + 1, len(batches))
-        return out
+        return (out, q) if quad else out
 
     @_pool.pooled  # (the temporaries of every batch's product: optkern/_pool.py)
     def matvec(v):
@@ -228,6 +232,11 @@ def _local_operator(
     op = _operator_class(xp)(
         matvec, n, model.dtype, xp, matmat, name, into if idx is None else None, check=None, avoid=avoid
     )
+    if kind == "ggn" and idx is None:
+        # (G v, v.G v) for hessian.cg: the curvature from the product's output-space intermediate, not a
+        # pass over the n parameters (cpp/cg.cpp's cg_iteration_known_)
+        with_form = functools.partial(product, quad=True) if fixed else model._ggn_vp_quad
+        op._quad = _pool.pooled(lambda v: over_batches(with_form, v, quad=True))
     return op, total
 
 
@@ -318,12 +327,14 @@ def _frozen_products(model, params, batches, kind):
             entry = held[key] = (x, y, model._point(held["params"], x, y, order))
         return entry
 
-    def product(p, bx, by, v, out=None):
+    def product(p, bx, by, v, out=None, quad=False):
         x, y, pt = point(p, bx, by)
         model._check(held["params"], x, y, v)
         # `out` checked against the caller's params and batch, not the copies read here: the product
         # came out right over them, but the caller's weights (or data) were silently overwritten
-        return single(pt, model._direction(v), model._product_out(out, p, v, bx, by))
+        out = model._product_out(out, p, v, bx, by)
+        # (quad: the Gauss-Newton product with its quadratic form, as MLP._ggn_vp_quad)
+        return single(pt, model._direction(v), out, quad=True) if quad else single(pt, model._direction(v), out)
 
     def product_block(p, bx, by, V):
         x, y, pt = point(p, bx, by)

@@ -71,6 +71,9 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         self._mv = matvec
         self._mm = matmat
         self._into = into
+        # optional v -> (A v, v.A v) of a library operator (hessian.from_mlp's Gauss-Newton): hessian.cg
+        # then takes its curvature from there, without a pass over the vectors
+        self._quad: Callable | None = None
         self._check = check
         self._avoid = avoid
         self.xp = xp

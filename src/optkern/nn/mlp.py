@@ -312,12 +312,25 @@ class MLP(_MLPArgs, _MLPPasses):
         return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv)
 
     @_ieee
-    def _ggn_at(self, point, v, Gv):
-        """``G v`` into ``Gv`` at a :meth:`_point` (``v``: checked, C-contiguous)."""
+    def _ggn_vp_quad(self, params, x, y, v):
+        """``(ggn_vp(params, x, y, v), v.G v)``: with the product its quadratic form, ``(J v).H_L (J v)``
+        from the output-space intermediate (rows x outputs) in float64, where ``v.(G v)`` costs a
+        pass over the parameters (hessian.cg's curvature: hessian.from_mlp's operator)."""
+        _, xc, yc = self._check(params, x, y, v)
+        Gv = self._product_out(None, params, v, x, y)
+        return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv, quad=True)
+
+    @_ieee
+    def _ggn_at(self, point, v, Gv, quad=False):
+        """``G v`` into ``Gv`` at a :meth:`_point` (``v``: checked, C-contiguous); ``quad``: ``(G v, v.G v)``."""
         P, cached, _, head = point
         caches = [dict(c) for c in cached]
-        rg = self._loss_rop(head, self._rop_forward(P, self.views(v), caches))
-        return self._backward(P, caches, rg, Gv)
+        rout = self._rop_forward(P, self.views(v), caches)
+        rg = self._loss_rop(head, rout)
+        # v.G v = v.J^T rg = (J v).rg, J v = rout: the backward below computes J^T rg from the same J
+        q = float((rout.astype(np.float64) * rg).sum()) if quad else 0.0
+        Gv = self._backward(P, caches, rg, Gv)
+        return (Gv, q) if quad else Gv
 
     @_ieee
     def hvp_block(self, params, x, y, V):
