@@ -1,10 +1,11 @@
 """The machinery of optkern.torch's optimizers: ``_Fused``, a ``torch.optim.Optimizer`` whose
 step groups a param group's tensors into runs (one device, dtype and step count), keeps
 NumPy/CuPy views of the params and state of each run while they stay the same tensors, and
-hands each run to the optkern.optim class it mirrors (``_core``). Here: construction, groups,
-loading and the step over the groups; the state a param has and starts with is the mixin
-``_InitialState`` (``_initial_state.py``), the runs themselves (layout,
-views, one run's call) the mixin ``_Runs`` (``_runs.py``), the checks the mixins of
+hands each run to the optkern.optim class it mirrors (``_core``). Here: construction, groups
+and the step over the groups; the state a param has and starts with is the mixin
+``_InitialState`` (``_initial_state.py``), checkpoints the mixin ``_StateDictIO``
+(``_state_dict_io.py``), the runs themselves (layout, views, one run's call) the mixin ``_Runs``
+(``_runs.py``), the checks the mixins of
 ``_checks_step.py`` and ``_checks_state.py``. The classes themselves (SGD ... NAdam: what each
 passes to its fused kernel) are in ``optimizers.py`` and ``adam.py``.
 """
@@ -12,7 +13,6 @@ passes to its fused kernel) are in ``optimizers.py`` and ``adam.py``.
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -29,11 +29,12 @@ from ._host_values import host_group
 from ._impl_keywords import take_impl_keywords
 from ._initial_state import _InitialState
 from ._runs import _Runs
-from ._state import _HOST_SCALARS, _like_param, _meta, _scalars_to_host
-from ._tracked import _TrackedEntry, _TrackedState, plain, tracked
+from ._state import _meta
+from ._state_dict_io import _StateDictIO
+from ._tracked import _TrackedEntry, _TrackedState, tracked
 
 
-class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
+class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, torch.optim.Optimizer):
     """Groups, closure, grad=None skipping and runs; subclasses say how one run steps.
 
     Which state a param has, and its initial values, come from the optkern.optim class the
@@ -163,67 +164,6 @@ class _Fused(_InitialState, _StateDictChecks, _StepChecks, _Runs, torch.optim.Op
             raise type(e)(f"{where}{'' if msg.startswith('[') else ': '}{msg}") from None
         self._m._check(host, where)  # (what every step checks: refused here too, not at the first step)
         self._validated = True
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """torch's ``load_state_dict``: its pre-hooks (``register_load_state_dict_pre_hook``: a hook
-        may migrate an old checkpoint) run first, as torch runs them, so that what is checked and
-        loaded (``_load``) is the state dict they return; then torch's post-hooks."""
-        state_dict = state_dict.copy() if isinstance(state_dict, dict) else state_dict  # (torch's shallow copy)
-        for hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
-            out = hook(self, state_dict)
-            if out is not None:
-                state_dict = out
-        hooks = self._optimizer_load_state_dict_pre_hooks
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # (torch's loader must not run them again)
-        try:
-            self._load(state_dict)
-        finally:
-            self._optimizer_load_state_dict_pre_hooks = hooks
-
-    def _load(self, state_dict: dict) -> None:
-        """torch's loader (casts state to each param's dtype and device), then the step counters and
-        mu_product back on the CPU, a number (older torch's ``"step": 2``) made the tensor torch's
-        ``__setstate__`` makes (``_scalars_to_host``), the hyper-parameters torch's format lacks
-        (``momentum_form``, RMSprop's ``nesterov``...) filled from the defaults.
-
-        The whole state dict is checked first (``_check_state_dict``: its structure, every group's
-        hyper-parameters as the constructor checks them, every state entry against its param), and
-        on any error the optimizer keeps its state and groups: nothing is assigned."""
-        self._check_state_dict(state_dict)
-        seed, state_dict = _lowp.take_seed(state_dict)  # (checked; torch's loader would keep it in the state)
-        state_dict, exact = self._lowp_load(state_dict)
-        self._check_state_entries(state_dict, exact)
-        old: tuple = (self.state, self.param_groups)
-        try:
-            super().load_state_dict(state_dict)
-            _lowp.put_exact(self.state, exact, _meta(self._core)._state_names)
-            scalars = tuple(k for k in self._run_keys if k in _HOST_SCALARS)
-            for p, state in self.state.items():
-                _scalars_to_host(state, scalars)
-                _like_param(p, state)
-            for i, group in enumerate(self.param_groups):
-                for k, v in self.defaults.items():
-                    group.setdefault(k, v)
-                self._validate(group, f"param_groups[{i}]")
-            self.state = tracked(self.state, own=True)  # (torch's loader made the per-param dicts)
-            _lowp.adopt_seed(self._lowp_core, seed, stepped=any(self.state.values()))
-        except BaseException:
-            self.state, self.param_groups = old[0], old[1]  # (torch's loader assigns new objects: the old are intact)
-            raise
-        finally:
-            self._drop_layouts()
-
-    def state_dict(self) -> dict:
-        """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads),
-        with the stochastic-rounding seed where the step draws with one (``_lowp.with_seed``)."""
-        sd = super().state_dict()
-        return {**sd, "state": _lowp.with_seed(plain(sd["state"]), self._lowp_cfg)}
-
-    def _lowp_load(self, state_dict: dict) -> tuple:
-        """(``state_dict`` as torch's loader should see it, [(param, entry) it must not cast]):
-        ``_lowp.convert_checkpoint`` for this optimizer's params, storage and moments."""
-        params = [p for g in self.param_groups for p in g["params"]]
-        return _lowp.convert_checkpoint(state_dict, params, self._lowp_cfg, _meta(self._core)._state_names)
 
     # ---- one step ------------------------------------------------------------------
 
