@@ -4,7 +4,8 @@ One native pass (``optkern._cpu`` / ``optkern._cuda`` ``activation_fwd``)
 computes ``f(z)``, ``f'(z)`` and ``f''(z)``: the forward pass keeps ``f'`` for
 backpropagation and the R-operator, and the Hessian-vector product needs
 ``f''``. GELU is the exact erf form (``torch.nn.functional.gelu`` default),
-softplus has ``beta = 1``; relu's derivatives at the kink are taken as 0.
+softplus has ``beta = 1``; relu's derivatives at the kink are taken as 0 (and ``f'`` at NaN as
+1: torch's backward passes a NaN input's gradient on).
 """
 
 from __future__ import annotations

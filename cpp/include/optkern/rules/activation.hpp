@@ -145,9 +145,10 @@ template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
     }
     case Act::relu: {  // f'' = 0 away from the kink
       // z < 0, not !(z > 0): NaN stays NaN and -0 stays -0, as torch.relu (NaN -> 0 hid a NaN
-      // input behind a finite loss)
+      // input behind a finite loss). f' as torch's backward (threshold_backward: 0 where z <= 0):
+      // a NaN z passes its gradient on (z > 0 cut it off)
       f = z < T(0) ? T(0) : z;
-      d1 = z > T(0) ? T(1) : T(0);
+      d1 = z <= T(0) ? T(0) : T(1);
       d2 = T(0);
       return;
     }
