@@ -92,8 +92,10 @@ class SGD(LowPrecisionMixin, Optimizer):
     ``p <- p - lr d``. ``momentum_form="textbook"`` uses ``v <- momentum v - lr (1 - dampening) g'``
     (``v <- -lr g'`` on the first step), ``p <- p + v`` (Nesterov: ``p <- p + momentum v - lr g'``)
     instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while ``lr`` is constant
-    (``v = -lr b``). State: ``momentum_buffer`` (``v`` in the textbook form). ``capturable=True`` (CuPy arrays): a step
-    that can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
+    (``v = -lr b``). State: ``momentum_buffer`` (``v`` in the textbook form; a step in the other
+    ``momentum_form`` than the buffers were written in raises ValueError: opposite signs).
+    ``capturable=True`` (CuPy arrays): a step that can be captured in a CUDA graph (see
+    :class:`~optkern.optim.Optimizer`).
     Low precision (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
     ``block_size``): as :class:`~optkern.optim.Adam`'s, for the momentum buffer.
     """
