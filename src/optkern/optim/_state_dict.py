@@ -237,7 +237,7 @@ class _StateView(Mapping):
         entry = None if i is None else self._entries().get(i)
         if entry is None:
             raise KeyError("no state for this parameter (not a parameter of this optimizer, or not stepped yet)")
-        return entry
+        return _Entry(entry)
 
     def __iter__(self):
         params = [p for g in self._opt.param_groups for p in g["params"]]
@@ -252,3 +252,30 @@ class _StateView(Mapping):
 
     def __repr__(self) -> str:
         return f"<optimizer state of {len(self)} parameters>"
+
+
+class _Entry(dict):
+    """One ``Optimizer.state[param]`` entry: read-only. It is made from ``state_dict()`` at each
+    lookup, so a key assigned into it (torch's ``opt.state[p]["exp_avg"] = t``) reached nothing the
+    optimizer reads: it stepped on with its old state, silently. Its arrays are the live state
+    (change them in place); copies (``copy``, ``pickle``, ``dict(e)``, ``e | {}``) are plain dicts."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(
+            "optimizer.state[param]: is read-only (its arrays are the live state: change them in "
+            "place; load_state_dict replaces state)"
+        )
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _refuse
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+    def copy(self) -> dict:
+        return dict(self)
+
+    def __copy__(self) -> dict:
+        return dict(self)
+
+    def __deepcopy__(self, memo) -> dict:
+        return copy.deepcopy(dict(self), memo)

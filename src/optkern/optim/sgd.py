@@ -92,8 +92,10 @@ class SGD(LowPrecisionMixin, Optimizer):
     ``p <- p - lr d``. ``momentum_form="textbook"`` uses ``v <- momentum v - lr (1 - dampening) g'``
     (``v <- -lr g'`` on the first step), ``p <- p + v`` (Nesterov: ``p <- p + momentum v - lr g'``)
     instead (Goodfellow et al., Alg. 8.2/8.3), equal to PyTorch's form while ``lr`` is constant
-    (``v = -lr b``). State: ``momentum_buffer`` (``v`` in the textbook form). ``capturable=True`` (CuPy arrays): a step
-    that can be captured in a CUDA graph (see :class:`~optkern.optim.Optimizer`).
+    (``v = -lr b``). State: ``momentum_buffer`` (``v`` in the textbook form; a step in the other
+    ``momentum_form`` than the buffers were written in raises ValueError: opposite signs).
+    ``capturable=True`` (CuPy arrays): a step that can be captured in a CUDA graph (see
+    :class:`~optkern.optim.Optimizer`).
     Low precision (``master_weights``, ``stochastic_rounding``, ``state_dtype``, ``seed``,
     ``block_size``): as :class:`~optkern.optim.Adam`'s, for the momentum buffer.
     """
@@ -146,6 +148,38 @@ class SGD(LowPrecisionMixin, Optimizer):
     def _needed(self, hp):
         return ("momentum_buffer",) if hp.momentum != 0 else ()
 
+    # ---- the form the momentum buffers are in ---------------------------------------------
+    # b (PyTorch's) and v = -lr b (textbook) have opposite signs: a buffer read in the other form
+    # steps uphill. Each run keeps the form its buffers were written in (run.extra["textbook"],
+    # not in the state dict: the saved group's momentum_form says it), and a step that would read
+    # them in the other form raises before anything is written.
+
+    def _prepared(self, grads):
+        out = super()._prepared(grads)
+        for gi, ((hp, _, _), group_runs) in enumerate(zip(out[1], self._runs)):
+            if hp.momentum == 0:
+                continue  # (no buffer read: the form may change while momentum is off)
+            for run in group_runs:
+                held = run.extra.get("textbook")
+                if held is not None and held != hp.textbook and "momentum_buffer" in run.state:
+                    forms = ("pytorch", "textbook")
+                    raise ValueError(
+                        f"param_groups[{gi}]['momentum_form']: is {forms[hp.textbook]!r}, but the group's "
+                        f"momentum buffers are in the {forms[held]!r} form (textbook v = -lr b: opposite "
+                        f"signs); set it back to {forms[held]!r}"
+                    )
+        return out
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        super().load_state_dict(state_dict, strict)
+        # the loaded buffers are in the saved group's form; a group without one (PyTorch's state
+        # dict, where the group keeps this optimizer's momentum_form) holds PyTorch's b
+        for saved, group_runs in zip(state_dict["param_groups"], self._runs):
+            textbook = saved.get("momentum_form", "pytorch") == "textbook"
+            for run in group_runs:
+                if "momentum_buffer" in run.state:
+                    run.extra["textbook"] = textbook
+
     def _host_step(self, run):
         # the buffers' step: 1 starts them from the gradient (baked into a captured step, which
         # has no device counter: capture after the buffers' first step)
@@ -155,5 +189,11 @@ class SGD(LowPrecisionMixin, Optimizer):
         if self._lowp is not None:
             x = [hp.lr, hp.momentum, hp.dampening, hp.weight_decay]
             flags = [hp.nesterov, hp.maximize, t == 1, hp.textbook]
-            return self._lowp_update(run, grads, "sgd", x, flags, self._needed(hp))
+            self._lowp_update(run, grads, "sgd", x, flags, self._needed(hp))
+            return self._wrote_form(run, hp)
         _sgd_call(run.mod, run.params, grads, run.state.get("momentum_buffer"), hp, t, dev)
+        self._wrote_form(run, hp)
+
+    def _wrote_form(self, run, hp) -> None:
+        if hp.momentum != 0:
+            run.extra["textbook"] = hp.textbook
