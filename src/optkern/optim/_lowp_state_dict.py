@@ -127,7 +127,7 @@ class LowpStateDictMixin(OptimizerParts):
         groups = sd.get("param_groups")
         if not isinstance(groups, list) or len(groups) != len(self.param_groups):
             return {}
-        sizes = {}
+        sizes: dict[str, int] = {}
         for saved, ours in zip(groups, self.param_groups):
             ids = saved.get("params") if isinstance(saved, dict) else None
             if not isinstance(ids, list) or len(ids) != len(ours["params"]):
