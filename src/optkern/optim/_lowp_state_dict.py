@@ -92,6 +92,7 @@ class LowpStateDictMixin(OptimizerParts):
         _saved_seed(sd)  # (checked: one valid seed or none)
         lp = self._lowp
         base = type(self)._state_names
+        sizes = self._saved_sizes(sd)
         state = {}
         for key, entry in sd["state"].items():
             if not isinstance(entry, dict):
@@ -112,19 +113,39 @@ class LowpStateDictMixin(OptimizerParts):
                 if k == _MASTER and (lp is None or not lp.master):
                     continue  # an fp32 optimizer's params are its own master
                 if k in base and v is not None:
-                    v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]")
+                    v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]", sizes.get(str(key)))
                     if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:
                         self._lowp_raw[(str(key), k)] = (_host(entry[k]), _host(entry[f"{k}_scale"]))
                 out[k] = v
             state[key] = out
         return {**sd, "state": state}
 
+    def _saved_sizes(self, sd: dict) -> dict:
+        """The element count of the param each saved entry belongs to, by ``str(key)`` (the groups'
+        saved ids in order against this optimizer's params; {} where the groups do not match, which
+        the base check then names)."""
+        groups = sd.get("param_groups")
+        if not isinstance(groups, list) or len(groups) != len(self.param_groups):
+            return {}
+        sizes: dict[str, int] = {}
+        for saved, ours in zip(groups, self.param_groups):
+            ids = saved.get("params") if isinstance(saved, dict) else None
+            if not isinstance(ids, list) or len(ids) != len(ours["params"]):
+                return {}
+            sizes.update((str(i), int(p.size)) for i, p in zip(ids, ours["params"]))
+        return sizes
+
     @staticmethod
-    def _lowp_widen(v, fmt: str, entry: dict, k: str, block: int, where: str):
+    def _lowp_widen(v, fmt: str, entry: dict, k: str, block: int, where: str, size: int | None = None):
+        """Saved state ``k`` as float32 values; ``size``: its param's element count, which 8-bit
+        codes are checked against before their scales (truncated codes with the scales of the
+        whole param were refused naming the scales, the entry that was right)."""
         if fmt == "int8":
             codes = _host(v)
             if codes.dtype != np.uint8:
                 raise TypeError(f"{where}: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
+            if size is not None and codes.size != size:
+                raise ValueError(f"{where}: expected {size} elements (like its parameter), got {codes.size}")
             scales = entry.get(f"{k}_scale")
             if scales is None:
                 raise ValueError(

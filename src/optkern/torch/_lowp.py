@@ -183,13 +183,17 @@ def take_seed(state_dict) -> tuple:
     return seed, {**state_dict, "state": state}
 
 
-def _widen(entry: dict, k: str, where: str) -> np.ndarray:
-    """Saved moment ``k`` of a state entry as float32/float64 values (8-bit decoded, bf16 widened)."""
+def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarray:
+    """Saved moment ``k`` of a state entry as float32/float64 values (8-bit decoded, bf16 widened).
+    ``n_p``: its param's element count, which 8-bit codes are checked against before their scales
+    (truncated codes with the scales of the whole param were refused naming the scales)."""
     v = entry[k]
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"{where}[{k!r}]: expected a tensor, got {type(v).__name__}")
     v = v.detach().cpu()
     if v.dtype is torch.uint8:
+        if n_p is not None and v.numel() != n_p:
+            raise ValueError(f"{where}[{k!r}]: has {v.numel()} values, its param {n_p}")
         scales, block = entry.get(f"{k}_scale"), entry.get(_BLOCK)
         if not isinstance(scales, torch.Tensor) or scales.dtype is not torch.float32:
             raise ValueError(f"{where}[{k + '_scale'!r}]: 8-bit state needs its float32 block scales")
@@ -211,15 +215,15 @@ def _is_8bit(entry: dict, k: str) -> bool:
     return isinstance(entry.get(k), torch.Tensor) and entry[k].dtype is torch.uint8
 
 
-def float_entry(entry: dict, names: tuple, where: str) -> dict:
+def float_entry(entry: dict, names: tuple, where: str, n_p: int | None = None) -> dict:
     """``entry`` with moments ``names`` as float tensors and the low-precision extras (scales,
-    block size, master) gone: what torch's optimizers keep."""
+    block size, master) gone: what torch's optimizers keep (``n_p``: the param's element count)."""
     # (a scale beside a moment that is not 8-bit is stale: an 8-bit checkpoint's, loaded before
     # the loaders dropped it; torch's optimizers would keep it as an unknown entry)
     out = {k: v for k, v in entry.items() if k not in (_BLOCK, _MASTER, *(f"{n}_scale" for n in names))}
     for n in names:
         if n in entry and entry[n] is not None:
-            x = torch.from_numpy(_widen(entry, n, where))  # (_widen: a tensor, or it raised)
+            x = torch.from_numpy(_widen(entry, n, where, n_p))  # (_widen: a tensor, or it raised)
             out[n] = x.reshape(entry[n].shape)
     return out
 
@@ -237,10 +241,10 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
         if n not in entry or entry[n] is None:
             continue
         if _is_8bit(entry, n) and cfg.state_dtype == "int8" and entry.get(_BLOCK) == cfg.block:
-            x = _widen(entry, n, where)  # (checks the codes against their scales)
+            x = _widen(entry, n, where, n_p)  # (checks the codes against their param and scales)
             codes, scales = entry[n].detach().cpu(), entry[f"{n}_scale"].detach().cpu()
         else:
-            x = _widen(entry, n, where).astype(np.float32)
+            x = _widen(entry, n, where, n_p).astype(np.float32)
             codes = scales = None
         if x.size != n_p:
             raise ValueError(f"{where}[{n!r}]: has {x.size} values, its param {n_p}")
@@ -326,7 +330,8 @@ def convert_checkpoint(state_dict, params: list, cfg: LowpConfig | None, names: 
         if cfg is not None:
             exact.append((p, lowp_entry(entry, p, cfg, names, where)))
         elif any(k in entry for k in (_MASTER, _BLOCK)) or any(_is_8bit(entry, n) for n in names):
-            state[sid] = float_entry(entry, names, where)
+            n_p = None if torch.nn.parameter.is_lazy(p) else p.numel()  # (a lazy param: no size yet)
+            state[sid] = float_entry(entry, names, where, n_p)
     return {**state_dict, "state": state}, exact
 
 

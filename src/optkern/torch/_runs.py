@@ -87,7 +87,13 @@ class _Runs:
         runs: dict = {}
         keys = self._run_keys
         states = [self.state.get(p) or {} for p in params]
-        self._check_complete(group, params, gi, states, self._stored(self._hyper(group), params[0].dtype))
+        # each param against what a step of its own dtype stores (a group of half and float32 params
+        # with master weights: the float32 ones have no master; checked against the first param's
+        # dtype, their state refused every new layout -- after a load, a step without one's grad)
+        hp = self._hyper(group)
+        for dt in dict.fromkeys(p.dtype for p in params):
+            ks = [k for k, p in enumerate(params) if p.dtype == dt]
+            self._check_complete(group, [params[k] for k in ks], gi, [states[k] for k in ks], self._stored(hp, dt))
         values = self._scalar_values(group, params, gi, states) if keys else [()] * len(params)
         pending, fresh = [], None
         for p, st, vals in zip(params, states, values):
