@@ -298,8 +298,14 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             return hp
         gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
         hp = self._m._check(host_group(group), f"param_groups[{gi}]")  # (errors name the group's entry)
+        self._check_against_state(group, gi, hp)
         remember(self._hyper_cache, id(group), group, hp, group)  # (the group kept: its id stays its)
         return hp
+
+    def _check_against_state(self, group: dict, gi: int, hp: tuple) -> None:
+        """ValueError where group ``gi``'s new hyper-parameters ``hp`` cannot read the state it
+        holds (SGD: buffers of the other momentum form). Run when they change, before any step
+        writes: each change misses the ``_hyper`` cache."""
 
     def _core_extra(self) -> dict:
         return {}

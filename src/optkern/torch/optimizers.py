@@ -68,6 +68,38 @@ class SGD(_Fused):
             lowp,
         )
 
+    # ---- the form the momentum buffers are in ----------------------------------------------------
+    # b (PyTorch's) and v = -lr b (textbook) have opposite signs: buffers read in the other form step
+    # uphill (as optkern.optim.SGD). The form a group's buffers were made in is kept here (torch's
+    # state dict has no place for it; the saved group's momentum_form says it, PyTorch's where it
+    # has none); a changed form is checked as the group's hyper-parameters change.
+
+    @property
+    def _buffer_forms(self) -> dict:
+        """group index -> whether its momentum buffers are textbook v (pickled with the optimizer)."""
+        return self.__dict__.setdefault("_forms", {})
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_forms": self._buffer_forms}
+
+    def _check_against_state(self, group, gi, hp) -> None:
+        held = self._buffer_forms.get(gi)
+        if hp.momentum == 0 or held is None or held == hp.textbook:
+            return  # (no buffer read: the form may change while momentum is off)
+        if any((self.state.get(p) or {}).get("momentum_buffer") is not None for p in group["params"]):
+            forms = ("pytorch", "textbook")
+            raise ValueError(
+                f"param_groups[{gi}]['momentum_form']: is {forms[hp.textbook]!r}, but the group's momentum "
+                f"buffers are in the {forms[held]!r} form (textbook v = -lr b: opposite signs); set it back "
+                f"to {forms[held]!r}"
+            )
+
+    def _load(self, state_dict: dict) -> None:
+        super()._load(state_dict)
+        self._buffer_forms.clear()
+        for i, saved in enumerate(state_dict["param_groups"]):
+            self._buffer_forms[i] = saved.get("momentum_form", "pytorch") == "textbook"
+
     def _first_params(self, group, params, gi) -> tuple:
         """(the params whose momentum buffer this step makes, the group's cached runs when they
         still hold for ``params`` or None: ``_held_layout``). torch makes a buffer from the next
@@ -125,6 +157,7 @@ class SGD(_Fused):
             else:
                 self.state[p]["momentum_buffer"] = _zeros(p)
         self._first_set = {id(p) for p in first}
+        self._buffer_forms[gi] = group["momentum_form"] == "textbook"  # (the form checked: _hyper)
         for run in self._first_runs(params, first):
             self._run(group, run, gi)
 
