@@ -46,21 +46,31 @@ def test_lowprec_section_gives_a_diverged_run_no_final_loss_or_accuracy(digits):
     assert _line(lines, "| momentum |").startswith("| momentum | none | ")
 
 
+def _mixed_study(digits):
+    """A 2-epoch sgd study of seeds 1..3 where two seeds diverge in epoch 1 (last Hessian: epoch 0)
+    and one ends at epoch 2, collapsed to chance: the first learning rate of a few that gives it.
+    (Which one does moves with the last bits of the arithmetic: at 11.25, the lr this test took until
+    the 38th session, the seeds ended at 4.8x, 3.9x, 4.3x their start loss against a bound of 4x,
+    and the tanh derivative's exact form then made seed 3 "done".)"""
+    for lr in (10.75, 12.75, 11.25, 12.25, 11.75):
+        cfg = _cfg(optimizers=["sgd"], epochs=2, seed=1, seeds=3, overrides={"sgd": {"lr": lr}})
+        res = runner.run_study(*digits, cfg, progress=False)
+        status = sorted(r["status"] for r in res["runs"])
+        if status == ["diverged", "diverged", "done"]:
+            return res
+    pytest.fail("no learning rate tried gives two diverged seeds beside one done: the case at hand")
+
+
 def test_a_groups_hessian_numbers_are_those_of_one_epoch(digits, tmp_path):
-    # sgd at lr=11.25, seeds 1..3: seeds 1 and 3 diverge in epoch 1 (last Hessian: epoch 0), seed 2
-    # ends at epoch 2. The table's top eigenvalue was the mean of the three last measurements,
-    # two of epoch 0 and one of epoch 2 (2.06 ± 2, "(epoch 0)"): no epoch's value. (lr=800 made
-    # seed 2 "done" at 999x its start loss, below the old bound of 1000x; session 34's rule,
-    # optkern.study.divergence, calls it diverged. At 11.25 the seeds end at 4.8x, 3.9x, 4.3x the
-    # start, against a bound of 4x.)
-    cfg = _cfg(optimizers=["sgd"], epochs=2, seed=1, seeds=3, overrides={"sgd": {"lr": 11.25}})
-    res = runner.run_study(*digits, cfg, progress=False)
-    status = {r["seed"]: r["status"] for r in res["runs"]}
-    assert status == {1: "diverged", 2: "done", 3: "diverged"}  # (the case at hand)
+    # Two seeds diverge in epoch 1 (last Hessian: epoch 0), one ends at epoch 2. The table's top
+    # eigenvalue was the mean of the three last measurements, two of epoch 0 and one of epoch 2
+    # (2.06 +- 2, "(epoch 0)"): no epoch's value. (lr=800 made a seed "done" at 999x its start loss,
+    # below the old bound of 1000x; session 34's rule, optkern.study.divergence, calls it diverged.)
+    res = _mixed_study(digits)
     done = next(r for r in res["runs"] if r["status"] == "done")
     end = done["curvature"][-1]
     assert end["epoch"] == 2
-    # Seed 2 ends "done" but collapsed to chance (loss 9.3 nats, 7.8 % accuracy): session 35 leaves
+    # The done seed collapsed to chance (at 11.25: loss 9.3 nats, 7.8 % accuracy): session 35 leaves
     # collapsed runs out of the means as diverged ones (test_hunt35_known), so no seed's Hessian numbers
     # are pooled -- not epoch 0's of the diverged seeds either -- and the row says what was left out.
     assert done["collapsed"]
@@ -74,7 +84,7 @@ def test_a_groups_hessian_numbers_are_those_of_one_epoch(digits, tmp_path):
     assert f"{end['top_eigenvalues'][0]:.3g}" not in row.split("|")[5]
     # nor the summary's end values: the one seed measured there collapsed
     assert summary.sharpness_sentences(res) == []
-    assert "1 run collapsed to chance (sgd without normalization seed 2)" in md
+    assert f"1 run collapsed to chance (sgd without normalization seed {done['seed']})" in md
 
 
 def test_measured_at_names_the_epoch_and_the_seeds_of_the_numbers_it_marks():
