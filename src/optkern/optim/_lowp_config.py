@@ -50,6 +50,18 @@ LOWP_KEYWORDS: Mapping[str, Any] = MappingProxyType(
 _C = TypeVar("_C", bound=type)
 
 
+def refuse_group_keywords(group: dict, where: str) -> None:
+    """ValueError naming a low-precision keyword given in param group ``where``: the storage is the
+    optimizer's (its constructor's keywords), one for all its groups; a group's was ignored, its
+    states kept in float32 silently."""
+    for k in LOWP_KEYWORDS:
+        if k in group:
+            raise ValueError(
+                f"{where}[{k!r}]: low-precision storage is set for the whole optimizer (a constructor "
+                "keyword), not per param group"
+            )
+
+
 def lowp_keywords(cls: _C) -> _C:
     """Class decorator: ``cls.__init__``'s signature (``help``, ``inspect.signature``) lists the
     low-precision keywords that it takes as ``**lowp``, with their defaults."""

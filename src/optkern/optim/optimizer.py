@@ -24,6 +24,7 @@ from . import _closure
 from ._capturable import CapturableMixin
 from ._group_tracking import GroupTrackingMixin
 from ._hyper import _check_dtype, _check_shapes
+from ._lowp_config import refuse_group_keywords
 from ._prechecks import PrecheckMixin
 from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
@@ -178,6 +179,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         where = f"param_groups[{gi}]"
         if "params" not in param_group:
             raise ValueError(f"{where}: missing 'params'")
+        refuse_group_keywords(param_group, where)
         given = param_group["params"]
         if _backend.is_array(given):
             given = [given]

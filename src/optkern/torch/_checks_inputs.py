@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..optim._lowp_config import refuse_group_keywords
 from . import _views
 
 _STRIDED = torch.strided
@@ -42,7 +43,10 @@ def _bad_grad(p, g, name: str, dtypes: tuple = _views.TYPES) -> None:
 def check_new_group(groups: list, param_group) -> None:
     """What an optkern.torch optimizer checks of a group before torch's ``add_param_group`` adds it
     to ``groups``: its params read into a list (a generator once, here, as torch would read it)
-    without duplicates (``_check_duplicates``: before torch warns of them)."""
+    without duplicates (``_check_duplicates``: before torch warns of them), and no low-precision
+    keyword of its own (the optimizer's storage is one for all its groups)."""
+    if isinstance(param_group, dict):
+        refuse_group_keywords(param_group, f"param_groups[{len(groups)}]")
     if isinstance(param_group, dict) and not isinstance(param_group.get("params"), (torch.Tensor, set, type(None))):
         try:
             param_group["params"] = list(param_group["params"])
