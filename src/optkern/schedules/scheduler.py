@@ -113,6 +113,13 @@ class Scheduler:
             if key not in g:
                 raise ValueError(f"optimizer.param_groups[{i}]: has no {key!r} entry")
             _check_entry(g[key], key, index, i)
+        if index is not None and index < 0 and groups:  # (one element, one name: 'initial_betas1' for -1 too)
+            sizes = {len(g[key]) for g in groups}
+            if len(sizes) > 1:
+                raise ValueError(
+                    f"index: {index} names different elements of groups' {key!r} of lengths {sorted(sizes)}"
+                )
+            index += sizes.pop()
         self.optimizer = optimizer
         self.schedule = as_schedule(schedule)
         self.relative = relative
