@@ -256,6 +256,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             loss, grads = _closure.call(closure)
         elif grads is None:
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
+        elif callable(grads) and not hasattr(grads, "__array__"):  # (torch's opt.step(closure), positional)
+            raise TypeError(f"grads: got a {type(grads).__name__}; pass a closure as step(closure=f)")
         grads, checked, runs, layout, whole = self._prepared(grads)
         amp = self._amp_checked
         if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):
