@@ -85,3 +85,14 @@ def element_starts(groups: list, size: Callable[[Any], int] | None = None) -> li
             starts.append(base)
             base += math.prod(p.shape) if size is None else size(p)
     return starts
+
+
+def check_scale_signs(scales: np.ndarray, nonnegative: bool, where: str) -> None:
+    """ValueError naming the 8-bit scales ``where`` of a state that is never negative (``nonnegative``:
+    stored in the unsigned map) when one is negative (the sign marks the signed map: its codes below
+    128 would load as other, positive, magnitudes, silently)."""
+    if nonnegative and scales.size and float(scales.min()) < 0.0:
+        raise ValueError(
+            f"{where}: {int((scales < 0).sum())} negative block scales (a negative scale marks the signed map; "
+            "this state is never negative: stored in the unsigned one)"
+        )

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _backend, lowp
-from ._lowp_config import _MASTER, STATE_DTYPES, _host
+from ._lowp_config import _MASTER, STATE_DTYPES, _host, check_scale_signs
 from ._parts import OptimizerParts
+from ._state_checks import NONNEGATIVE
 
 if TYPE_CHECKING:
     from ._lowp_config import LowpConfig
@@ -157,6 +158,7 @@ class LowpStateDictMixin(OptimizerParts):
                     f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: expected {lowp.n_blocks(codes.size, block)} "
                     f"float32 block scales, got {scales.size} of {scales.dtype}"
                 )
+            check_scale_signs(scales, k in NONNEGATIVE, f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]")
             return lowp.dequantize_blockwise(codes, scales, block)
         a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):
