@@ -173,17 +173,28 @@ template <class T> struct IterationState {
   T alpha{}, beta{};
 };
 
-py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
-                       double tol, bool stop_on_negative_curvature) {
-  Vectors v(x_h, "x");
-  char* x = v.add(x_h, "x", true);
-  char* r = v.add(r_h, "r", true);
-  char* p = v.add(p_h, "p", true);
-  const char* y = v.add(y_h, "y", false);
+// An iteration's vectors x, r, p (written) and y = A p, read into `v` (the first names the size
+// and dtype), and its scalars, checked: what cg_iteration_ and cg_iteration_known_ take alike.
+struct IterationArrays {
+  char *x, *r, *p;
+  const char* y;
+};
+IterationArrays iteration_arrays(Vectors& v, py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz,
+                                 double damping, double tol) {
+  const IterationArrays a{v.add(x_h, "x", true), v.add(r_h, "r", true), v.add(p_h, "p", true), v.add(y_h, "y", false)};
   finite("rz", rz);
   finite("damping", damping);
   if (std::isnan(tol)) throw py::value_error("tol: must not be NaN");
   v.args.check_overlap();
+  return a;
+}
+
+py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
+                       double tol, bool stop_on_negative_curvature) {
+  Vectors v(x_h, "x");
+  const IterationArrays arrays = iteration_arrays(v, x_h, r_h, p_h, y_h, rz, damping, tol);
+  char *x = arrays.x, *r = arrays.r, *p = arrays.p;  // (names: C++17 lambdas cannot capture structured bindings)
+  const char* y = arrays.y;
   double pAp = 0.0, rr = NAN;
   by_dtype(v.dt, [&](auto tag) {
     using T = decltype(tag);
@@ -258,14 +269,9 @@ ThreadChoice& known_thread_choice() {  // (its own table: its calls are of the s
 py::tuple cg_iteration_known(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double pAp, double rz,
                              double damping, double tol, bool stop_on_negative_curvature) {
   Vectors v(x_h, "x");
-  char* x = v.add(x_h, "x", true);
-  char* r = v.add(r_h, "r", true);
-  char* p = v.add(p_h, "p", true);
-  const char* y = v.add(y_h, "y", false);
-  finite("rz", rz);
-  finite("damping", damping);
-  if (std::isnan(tol)) throw py::value_error("tol: must not be NaN");
-  v.args.check_overlap();
+  const IterationArrays arrays = iteration_arrays(v, x_h, r_h, p_h, y_h, rz, damping, tol);
+  char *x = arrays.x, *r = arrays.r, *p = arrays.p;  // (names: C++17 lambdas cannot capture structured bindings)
+  const char* y = arrays.y;
   double a = 0.0;
   if (!cg_args::cg_step(pAp, rz, stop_on_negative_curvature, a)) return py::make_tuple(NAN, NAN);
   double rr = NAN, pp = NAN;
