@@ -189,6 +189,24 @@ IterationArrays iteration_arrays(Vectors& v, py::handle x_h, py::handle r_h, py:
   return a;
 }
 
+// for_each_chunk_steps over an iteration's `steps`, on the calling thread or a parallel region as
+// `choice` has timed them faster (cg_threads.hpp; work 0: the calling thread), this call's time
+// recorded for the next choice. `streams`: the arrays the steps stream, n elements each.
+template <class State, class Chunks, class Step, class After>
+State chosen_steps(ThreadChoice& choice, const Chunks& chunks, int64_t n, int64_t streams, int steps, Step&& step,
+                   After&& after) {
+  const int threads = max_threads();
+  const bool may = chunks.size() > 1 && threads > 1 && streams * n >= serial_below(threads);
+  const bool par = may && choice.parallel(n, threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  const State end = for_each_chunk_steps<State>(chunks, par ? streams * n : 0, steps, step, after);
+  if (may) {
+    const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
+    choice.record(n, threads, par, took.count());
+  }
+  return end;
+}
+
 py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
                        double tol, bool stop_on_negative_curvature) {
   Vectors v(x_h, "x");
@@ -229,17 +247,7 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
       return go;
     };
     py::gil_scoped_release nogil;
-    // work: 2 + 4 + 2 arrays streamed; on the calling thread (work 0) where threads lost to it
-    // (cg_threads.hpp)
-    const int threads = max_threads();
-    const bool may = chunks.size() > 1 && threads > 1 && 8 * v.n >= serial_below(threads);
-    const bool par = may && thread_choice().parallel(v.n, threads);
-    const auto t0 = std::chrono::steady_clock::now();
-    const State end = for_each_chunk_steps<State>(chunks, par ? 8 * v.n : 0, 3, step, after);
-    if (may) {
-      const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
-      thread_choice().record(v.n, threads, par, took.count());
-    }
+    const State end = chosen_steps<State>(thread_choice(), chunks, v.n, 8, 3, step, after);  // (2 + 4 + 2 arrays)
     pAp = end.pAp;
     rr = end.rr;
   });
@@ -301,15 +309,7 @@ py::tuple cg_iteration_known(py::handle x_h, py::handle r_h, py::handle p_h, py:
       return go;
     };
     py::gil_scoped_release nogil;
-    const int threads = max_threads();  // (work: 4 + 2 + 3 arrays streamed; the choice as cg_iteration_'s)
-    const bool may = chunks.size() > 1 && threads > 1 && 9 * v.n >= serial_below(threads);
-    const bool par = may && known_thread_choice().parallel(v.n, threads);
-    const auto t0 = std::chrono::steady_clock::now();
-    rr = for_each_chunk_steps<State>(chunks, par ? 9 * v.n : 0, 2, step, after).rr;
-    if (may) {
-      const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
-      known_thread_choice().record(v.n, threads, par, took.count());
-    }
+    rr = chosen_steps<State>(known_thread_choice(), chunks, v.n, 9, 2, step, after).rr;  // (4 + 2 + 3 arrays)
     double b = 0.0;  // (whether the direction was written: as after() decided)
     if (cg_args::cg_next(rr, rz, tol, b)) pp = sums_p ? chunk_sum(psq) : 0.0;
   });
