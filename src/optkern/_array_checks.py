@@ -72,14 +72,19 @@ def check_list_like(
     return arrays
 
 
-def check_written(a, dt, name: str) -> None:
-    """The native checks of an array updated in place, in their order and wording (for checks
-    that must run before the first of several native calls writes)."""
-    on_gpu = is_cupy(a)
+def check_read(a, dt, name: str) -> None:
+    """The native checks of an array read (of dtype ``dt``, C-contiguous), in their order and wording."""
     if a.dtype != dt:
         raise TypeError(f"{name}: expected {dt}, got {a.dtype}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name}: array must be C-contiguous")
+
+
+def check_written(a, dt, name: str) -> None:
+    """The native checks of an array updated in place, in their order and wording (for checks
+    that must run before the first of several native calls writes)."""
+    on_gpu = is_cupy(a)
+    check_read(a, dt, name)
     if not on_gpu and not a.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
     # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)

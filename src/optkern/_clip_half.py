@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
+from . import _array_checks, _backend
 from ._clip_checks import _names
 from .optim._lowp_config import _half_fmt
 
@@ -26,12 +26,8 @@ def half_format(grads: list) -> str | None:
 def check_read(grads: list, index: list | None) -> None:
     """What a read of half ``grads`` needs (get_total_norm: read-only ones are fine), naming
     ``grads[i]`` before any work: one dtype, C-contiguous."""
-    dt = grads[0].dtype
     for name, g in zip(_names(index, len(grads)), grads):
-        if g.dtype != dt:
-            raise TypeError(f"{name}: expected {dt}, got {g.dtype}")
-        if not g.flags.c_contiguous:
-            raise ValueError(f"{name}: array must be C-contiguous")
+        _array_checks.check_read(g, grads[0].dtype, name)
 
 
 def widened(mod, grads: list, fmt: str) -> list:
