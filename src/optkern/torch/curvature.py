@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ def hessian_operator(
         operator is the Hessian at the params' values now; make a new one after changing them).
         With ``batches`` (an iterable of tuples, e.g. a list of ``(x, y)`` or a re-iterable
         DataLoader), ``loss_fn(*batch)`` returns one batch's mean loss and a product is the average
-        of the batches' products weighted by their sizes (the first entry's ``len``): the Hessian
+        of the batches' products weighted by their sizes (the first entry's ``len``; a dict's first
+        value's; 1 for a scalar; an empty batch is skipped): the Hessian
         of the mean loss over all samples, one forward and two backward passes per batch and
         product, at the params' values when the product is taken.
       params: the tensors to differentiate in (``model.parameters()``; requiring grad), of one
@@ -218,13 +220,29 @@ def _flat(hv: list, params: list) -> list:
     return [(torch.zeros_like(p) if h is None else h).reshape(-1) for p, h in zip(params, hv)]
 
 
+def _size(batch: tuple) -> int:
+    """A batch's weight: the ``len`` of its first entry (of a dict's first value: a DataLoader over
+    a dataset of dicts collates each key along the samples; its own ``len`` counts keys), 1 for an
+    entry without one (a number, a 0-d tensor or array, whose ``len`` raises TypeError)."""
+    first = batch[0] if len(batch) else None
+    if isinstance(first, Mapping) and len(first):
+        first = next(iter(first.values()))
+    try:
+        return len(first) if hasattr(first, "__len__") else 1
+    except TypeError:
+        return 1
+
+
 def _batched(make, loss_fn, batches, params: list, vs: list) -> list:
-    """The batches' products averaged, weighted by batch size (flat parts)."""
+    """The batches' products averaged, weighted by batch size (flat parts). An empty batch weighs
+    nothing and is skipped (its mean loss is NaN: it was refused as a non-finite loss)."""
     total, count = None, 0
     for b, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)):
             batch = (batch,)
-        size = len(batch[0]) if len(batch) and hasattr(batch[0], "__len__") else 1
+        size = _size(batch)
+        if size == 0:
+            continue
         hv = _flat(make(loss_fn, tuple(batch), params, f"loss_fn(*batches[{b}])")(vs), params)
         if total is None:
             total = [h * size for h in hv]
