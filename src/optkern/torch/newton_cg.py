@@ -164,6 +164,10 @@ def _in_memory_order(curvature, preconditioner, lay: tuple) -> tuple:
         )
 
     def diagonal(d):
+        # (a torch tensor, any foreign array: its NumPy / CuPy view, reordered as those are; passed
+        # through, it preconditioned each element by another one's entry)
+        if _backend.is_foreign(d):
+            d = _backend.as_array(d, "preconditioner")
         return reorder(d, True) if isinstance(d, np.ndarray) or _backend.is_cupy(d) else d
 
     if hasattr(curvature, "matvec"):

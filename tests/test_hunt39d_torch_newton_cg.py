@@ -1,0 +1,51 @@
+"""optkern.torch.NewtonCG over channels_last params: its preconditioner diagonal is given in the
+params' logical order (as ``hessian_operator``'s vectors) and turned into the memory order the step
+works in. A NumPy diagonal was; a torch tensor one (what a torch user has, and what the inner
+optimizer takes as readily) was passed through in logical order: every param's elements were
+preconditioned by another element's entry, and the steps differed from the same diagonal as a NumPy
+array (and from contiguous params), silently."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ot = pytest.importorskip("optkern.torch")
+
+torch.set_num_threads(1)
+
+
+def _steps(pre_kind: str, channels_last: bool) -> np.ndarray:
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 3, 2, 2, dtype=torch.float64, generator=g)
+    x = torch.randn(5, 3, 2, 2, dtype=torch.float64, generator=g)
+    if channels_last:
+        w = w.contiguous(memory_format=torch.channels_last)
+    w.requires_grad_()
+
+    def fn():
+        return (torch.einsum("nchw,ochw->no", x, w) ** 4).mean() + 0.1 * (w**2).sum()
+
+    d = (torch.arange(w.numel(), dtype=torch.float64) + 1.0) / 10  # distinct entries: an order shows
+    pre = {
+        "numpy": d.numpy().copy(),
+        "torch": d.clone(),
+        "torch_callable": lambda: d.clone(),
+    }[pre_kind]
+    opt = ot.NewtonCG([w], lambda: ot.hessian_operator(fn, [w]), preconditioner=pre, max_cg_iter=3)
+
+    def closure():
+        opt.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        opt.step(closure)
+    return w.detach().contiguous().numpy().copy()
+
+
+@pytest.mark.parametrize("pre_kind", ["numpy", "torch", "torch_callable"])
+def test_a_torch_preconditioner_is_read_in_logical_order_for_channels_last_params(pre_kind):
+    want = _steps("numpy", channels_last=False)
+    np.testing.assert_allclose(_steps(pre_kind, channels_last=False), want, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(_steps(pre_kind, channels_last=True), want, rtol=0, atol=1e-12)
