@@ -49,3 +49,52 @@ def test_a_torch_preconditioner_is_read_in_logical_order_for_channels_last_param
     want = _steps("numpy", channels_last=False)
     np.testing.assert_allclose(_steps(pre_kind, channels_last=False), want, rtol=0, atol=1e-13)
     np.testing.assert_allclose(_steps(pre_kind, channels_last=True), want, rtol=0, atol=1e-12)
+
+
+def _quadratic_steps(kind: str, channels_last: bool) -> np.ndarray:
+    """Two steps on 0.5 w.H w + sum(w) with the curvature ``H`` handed over as ``kind``."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 3, 2, 2, dtype=torch.float64, generator=g)
+    if channels_last:
+        w = w.contiguous(memory_format=torch.channels_last)
+    w.requires_grad_()
+    n = w.numel()
+    m = torch.randn(n, n, dtype=torch.float64, generator=g)
+    h = m @ m.T / n + torch.eye(n, dtype=torch.float64)
+
+    def fn():
+        return 0.5 * (w.reshape(-1) @ h @ w.reshape(-1)) + w.reshape(-1).sum()
+
+    if kind == "scipy":
+        from scipy.sparse.linalg import aslinearoperator
+
+        curvature = aslinearoperator(h.numpy())
+    else:
+        curvature = {
+            "hessian_operator": lambda: ot.hessian_operator(fn, [w]),
+            "numpy_matrix": lambda: h.numpy(),
+            "torch_matrix": lambda: h,
+        }[kind]
+    opt = ot.NewtonCG([w], curvature, max_cg_iter=5)
+
+    def closure():
+        opt.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        opt.step(closure)
+    return w.detach().contiguous().numpy().copy()
+
+
+@pytest.mark.parametrize("kind", ["numpy_matrix", "torch_matrix", "scipy"])
+def test_a_dense_or_scipy_curvature_is_read_in_logical_order_for_channels_last_params(kind):
+    """The curvature as a dense matrix (NumPy or torch, returned by the callable) or a SciPy
+    LinearOperator is over the params flattened in logical order, as ``hessian_operator``'s:
+    only operators with an ``xp`` were converted, the others multiplied memory-order vectors."""
+    if kind == "scipy":
+        pytest.importorskip("scipy")
+    want = _quadratic_steps("hessian_operator", channels_last=False)
+    np.testing.assert_allclose(_quadratic_steps(kind, channels_last=False), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_quadratic_steps(kind, channels_last=True), want, rtol=0, atol=1e-12)

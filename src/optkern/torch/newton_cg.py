@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import _backend
-from ..hessian import from_hvp
+from ..hessian import as_operator, from_hvp
 from ..optim import newton_cg as _ncg
 from . import _flat_order
 from ._host_values import host_group
@@ -153,8 +153,12 @@ def _in_memory_order(curvature, preconditioner, lay: tuple) -> tuple:
         return cupy.from_dlpack(_flat_order._reorder(torch.from_dlpack(v), lay, to_memory))
 
     def operator(op):
-        if not hasattr(op, "matvec") or getattr(op, "shape", None) is None or not hasattr(op, "xp"):
+        if getattr(op, "shape", None) is None:
             return op  # (the inner optimizer names what is wrong with it)
+        # a dense matrix (NumPy, CuPy, torch) or a SciPy LinearOperator is over the logical order
+        # too: as an operator (errors naming ``curvature``), then converted (passed through, it
+        # multiplied vectors in memory order: a wrong Newton step, silently)
+        op = as_operator(op, "curvature")
         return from_hvp(
             lambda v: reorder(op.matvec(reorder(v, False)), True),
             op.shape[0],
