@@ -118,6 +118,17 @@ def _torch_view(a, name: str):
     raise TypeError(f"{name}: torch tensors on {a.device.type} are not supported (cpu or cuda)")
 
 
+def shown_values(v):
+    """A torch tensor as the plain tensor of the values it shows, for a loader that copies them
+    (``np.asarray`` of a state entry): detached (NumPy refuses a tensor that requires grad) and
+    its neg / conj bit resolved (a lazy view whose memory does not hold its values). Anything else
+    is returned as it is."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(v, torch.Tensor):
+        return v
+    return v.detach().resolve_neg().resolve_conj()
+
+
 def _is_masked(a) -> bool:
     """A NumPy masked array (``numpy.ma``: none exists unless it was imported)."""
     ma = sys.modules.get("numpy.ma")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, lowp
+from .._foreign import shown_values
 from .._pickling import NativeByName
 from ._common import _eps, _momentum, _shape_arg
 from .functional import (
@@ -50,8 +51,8 @@ def _state_value(xp, key, v, like):
     a bfloat16 module could not load its own state; torch's ``.numpy()`` refuses bfloat16 tensors,
     whose values float32 holds exactly), and a finite value past ``like``'s dtype refused (1e6 in
     float16 was written as inf, silently; non-finite ones load, as in torch)."""
-    if hasattr(v, "detach"):  # (a torch tensor: its values, as NumPy takes them)
-        v = v.detach().cpu()
+    if hasattr(v, "detach"):  # (a torch tensor: its values, as NumPy takes them; a neg view's resolved)
+        v = shown_values(v).cpu()
         v = (v.float() if str(v.dtype) == "torch.bfloat16" else v).numpy()
     try:
         v = xp.asarray(v)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _backend
+from .._foreign import shown_values
 from . import _state_checks
 from ._parts import OptimizerParts
 from ._run import _Run
@@ -194,7 +195,7 @@ def _to_host(v, name: str):
     if _backend.is_cupy(v):
         return v.get()
     try:
-        a = np.asarray(v)
+        a = np.asarray(shown_values(v))  # (a torch tensor's values: see _foreign.shown_values)
     except Exception:
         raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from None
     return a
