@@ -31,7 +31,7 @@ from ._array_checks import type_name as type_name
 
 # (foreign arrays' views: ``_foreign``; the names stay importable from here)
 from ._foreign import _NEVER_FOREIGN as _NEVER_FOREIGN
-from ._foreign import _is_masked
+from ._foreign import _is_masked, shown_values
 from ._foreign import as_array as as_array
 from ._foreign import is_array as is_array
 from ._foreign import is_foreign as is_foreign
@@ -355,7 +355,9 @@ def asarray_like(x, like, dtype=None):
 
 
 def to_numpy(x):
-    """A NumPy array with the values of ``x`` (copies from the GPU, which synchronizes)."""
+    """A NumPy array with the values of ``x`` (copies from the GPU, which synchronizes); a torch
+    tensor's shown values (one that requires grad, a neg / conj view: ``shown_values``), which
+    ``np.asarray`` refused with torch's unnamed RuntimeError."""
     if is_cupy(x):
         return x.get()
-    return np.asarray(x)
+    return np.asarray(shown_values(x))

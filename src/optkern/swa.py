@@ -20,6 +20,7 @@ import numpy as np
 from . import _backend
 from ._array_checks import byte_span
 from ._atomic import deferring
+from ._foreign import shown_values
 from ._pickling import NativeByName
 from ._update_bn import update_bn
 from .lowp import _option
@@ -177,7 +178,9 @@ class AveragedParams(NativeByName):
         mode = _option(f"{name}['mode']", state_dict["mode"], _MODES)
         decay = _backend.in_range(f"{name}['decay']", state_dict["decay"], 0.0, 1.0)
         n = _backend.integer(f"{name}['n_averaged']", state_dict["n_averaged"], lo=0, hi=_backend.INT64_MAX)
-        averages = self._like_averages(state_dict["averages"], f"{name}['averages']", written=False)
+        saved = state_dict["averages"]  # (torch tensors as the values they show: copied, never viewed)
+        saved = [shown_values(a) for a in saved] if isinstance(saved, (list, tuple)) else shown_values(saved)
+        averages = self._like_averages(saved, f"{name}['averages']", written=False)
         check_finite(averages, f"{name}['averages']")
         for a, src in zip(self.averages, averages):
             a[...] = _backend.asarray_like(src, a)  # (a host checkpoint onto the GPU, or back)
