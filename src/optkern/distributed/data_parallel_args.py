@@ -6,6 +6,7 @@ this rank before any collective."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -53,12 +54,26 @@ def _arguments(optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:
     the optimizer's params in group order)."""
     if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
         raise TypeError(f"optimizer: expected an optkern optimizer, got {type(optimizer).__name__}")
+    refuse_torch_optimizer(type(optimizer), "optimizer", "an optkern.optim optimizer")
     bucket_mb = _size("bucket_mb", bucket_mb)
     direct_kb = _size("direct_kb", direct_kb, " (inf: pack every gradient)")
     if not isinstance(op, str) or op not in ("mean", "sum"):
         raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
     params = [p for g in optimizer.param_groups for p in g["params"]]
     return bucket_mb, direct_kb, _grad_weight(grad_weight), params
+
+
+def refuse_torch_optimizer(cls, name: str, want: str) -> None:
+    """TypeError naming ``name`` where ``cls`` is a ``torch.optim.Optimizer`` (an optkern.torch
+    one too): the wrappers drive optkern.optim's optimizers over NumPy / CuPy views (torch tensors
+    too); a torch optimizer raised "Cannot interpret 'torch.float32' as a data type" or torch's
+    "can only optimize Tensors", naming no argument."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
+        raise TypeError(
+            f"{name}: expected {want}, got {cls.__module__}.{cls.__qualname__} (a torch.optim.Optimizer); "
+            "pass the optkern.optim optimizer of the same name: it takes torch tensors as params"
+        )
 
 
 def _local_set_up(comm, optimizer, bucket_mb, op, grad_weight, direct_kb) -> tuple:

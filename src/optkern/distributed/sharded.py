@@ -30,6 +30,7 @@ from .agreement import (
 )
 from .communicator import as_communicator
 from .data_parallel import _grad_weight, check_grads, check_optimizer_step, steps_from_closure
+from .data_parallel_args import refuse_torch_optimizer
 from .groups import grown
 from .params import check_same_params
 from .sharded_checkpoints import ShardedCheckpoints
@@ -168,6 +169,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         on this rank."""
         if not isinstance(optimizer_class, type) or not hasattr(optimizer_class, "step"):
             raise TypeError(f"optimizer_class: expected an optkern optimizer class, got {optimizer_class!r}")
+        refuse_torch_optimizer(optimizer_class, "optimizer_class", "an optkern.optim optimizer class")
         if steps_from_closure(optimizer_class):
             # (its line search / CG / ascent step need the whole gradient and loss; a slice's
             # optimizer made from groups refused them with messages naming params or base)

@@ -23,7 +23,7 @@ def groups_of(params, where="params", first: int = 0) -> list:
     """The user's params as a list of group dicts (a list of arrays is one group)."""
     if isinstance(params, dict):
         raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
-    if isinstance(params, np.ndarray) or _backend.is_cupy(params):
+    if _backend.is_array(params):  # (one array is one param; a torch tensor iterated gave its rows)
         params = [params]
     try:
         groups = list(params)
