@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from .. import _backend
+from .._foreign import shown_values
 
 
 def call(closure) -> tuple:
@@ -27,6 +28,9 @@ def closure_loss(loss) -> float:
     array of any shape (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
     complex number (``float`` of a NumPy complex drops the imaginary part with only a warning).
     """
+    # (a torch loss that requires grad, as a closure computing it with autograd returns it: its
+    # value, detached; float() of it made torch warn at every evaluation, an error under -W error)
+    loss = shown_values(loss)
     dtype = getattr(loss, "dtype", None)
     if (
         isinstance(loss, (str, bytes, bool, np.bool_))
