@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,11 +225,13 @@ def _size(batch: tuple) -> int:
     """A batch's weight: the ``len`` of its first entry (of a dict's first value: a DataLoader over
     a dataset of dicts collates each key along the samples; its own ``len`` counts keys), 1 for an
     entry without one (a number, a 0-d tensor or array, whose ``len`` raises TypeError)."""
-    first = batch[0] if len(batch) else None
+    first: Any = batch[0] if len(batch) else None
     if isinstance(first, Mapping) and len(first):
         first = next(iter(first.values()))
+    if not hasattr(first, "__len__"):
+        return 1
     try:
-        return len(first) if hasattr(first, "__len__") else 1
+        return len(first)
     except TypeError:
         return 1
 
