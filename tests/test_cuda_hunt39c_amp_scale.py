@@ -61,3 +61,10 @@ def test_good_values_set_the_device_scale(good):
     s.update(new_scale=good)
     assert s.get_scale() == 0.5 and isinstance(s._scale, cp.ndarray) and s._scale.dtype == cp.float32
     assert s._scale.shape == (1,)
+
+
+def test_a_device_value_for_a_host_scaler_is_refused_by_name():
+    s = amp.GradScaler(init_scale=8.0)  # (its scale on the host: no device step yet)
+    with pytest.raises(ValueError, match="^new_scale: a CUDA array for a scaler whose scale is on the CPU"):
+        s.update(new_scale=cp.array([2.0], cp.float32))
+    assert s.get_scale() == 8.0

@@ -97,7 +97,7 @@ def _new_scale(value, scale):
             raise TypeError(f"new_scale: expected a number or a 1-element float array, got {dt} {value.shape}")
         if _backend.is_cupy(value):
             if not _backend.is_cupy(scale):
-                raise ValueError("new_scale: a CuPy array for a scaler on the CPU")
+                raise ValueError("new_scale: a CUDA array for a scaler whose scale is on the CPU")
             value = value.reshape(1).get()
         value = float(value.reshape(-1)[0])
     return np.float32(_scale_in("new_scale", value))
