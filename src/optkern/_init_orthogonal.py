@@ -110,7 +110,7 @@ def _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen) -> list:
             # the start weights times the product of the factors, in float64, rounded once to w's
             # dtype: ``w *= dtype(factor)`` rounded the factor first (2**-11 off in float16) and
             # the weights again at every rescaling
-            start = w.astype("float64") if start is None else start
+            start = w.astype(np.promote_types(w.dtype, np.float64)) if start is None else start
             total *= 1.0 / math.sqrt(var + eps)
             w[...] = (start * total).astype(w.dtype)
             var = variance(i)
