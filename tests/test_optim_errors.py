@@ -216,7 +216,7 @@ def test_every_group_is_checked_before_any_write():
         (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, -1.0)), ValueError, r"^b_sq: must hold a finite b\^2 >= 0"),
         (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.nan)), ValueError, r"^b_sq: must hold a finite"),
         (lambda p, g, s: F.adagrad_norm_(p, g, np.full(1, np.inf)), ValueError, r"^b_sq: must hold a finite"),
-        (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=0.0), ValueError, r"mu_product"),
+        (lambda p, g, s: F.nadam_(p, g, s[0], s[1], step=1, mu_product=-0.5), ValueError, r"mu_product"),
         (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, lr=-1.0), ValueError, r"^lr"),
         (lambda p, g, s: F.adam_(p, g, s[0], s[1], step=1, beta1=1.0), ValueError, r"^beta1: must be in \[0.0, 1.0\)"),
         (lambda p, g, s: F.adamw_(p, g, s[0], s[1], step=1, beta2=-0.1), ValueError, r"^beta2: must be in"),

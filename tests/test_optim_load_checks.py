@@ -136,7 +136,7 @@ def _corruptions(name):
             ("mu_product-object", _set(0, "mu_product", object()), TypeError, at + ": expected a real number"),
             ("mu_product-nan", _set(0, "mu_product", float("nan")), ValueError, at + ": must be finite"),
             ("mu_product-above-1", _set(0, "mu_product", 1.5), ValueError, at + ": must be in"),
-            ("mu_product-zero", _set(0, "mu_product", 0.0), ValueError, at + ": must be in"),
+            ("mu_product-negative", _set(0, "mu_product", -0.5), ValueError, at + ": must be in"),
             (
                 "mu_product-missing",
                 lambda sd: sd["state"][0].pop("mu_product"),

@@ -83,19 +83,22 @@ def _saved_scale(name: str, value) -> float:
 
 def _new_scale(value, scale):
     """``update(new_scale)``'s value: a number, or a 1-element float array (torch takes a 1-element
-    tensor: the scale read back from ``get_scale`` as an array, say). A NumPy one is checked as a
-    number; a device one is copied on the device, unchecked, as torch copies it (a check would
-    read it on the host: a sync). A foreign array (a torch tensor, as torch's ``update`` takes) is
-    viewed as the NumPy / CuPy array it is."""
+    floating tensor, bfloat16 too: the scale read back from ``get_scale`` as an array, say),
+    checked by ``_scale_in`` wherever it lives. A device one is read back (4 bytes; torch copies it
+    unchecked on the device): unchecked, a NaN, 0, negative or overflowing value became the device
+    scale where the same value on the host is refused, and a negative one flips every later step.
+    A foreign array (a torch tensor, as torch's ``update`` takes) is viewed as the NumPy / CuPy
+    array it is; a CuPy one for a scaler on the CPU is refused (torch's device check)."""
     if _backend.is_foreign(value):  # (was refused as "expected a real number")
         value = _backend.as_array(value, "new_scale")
     if isinstance(value, np.ndarray) or _backend.is_cupy(value):
-        if value.size != 1 or value.dtype.kind != "f":
-            raise TypeError(f"new_scale: expected a number or a 1-element float array, got {value.dtype} {value.shape}")
+        dt = np.dtype(value.dtype)
+        if value.size != 1 or not (dt.kind == "f" or _half_fmt(dt) == "bfloat16"):
+            raise TypeError(f"new_scale: expected a number or a 1-element float array, got {dt} {value.shape}")
         if _backend.is_cupy(value):
             if not _backend.is_cupy(scale):
-                raise ValueError("new_scale: a CuPy array for a scaler on the CPU")
-            return value.reshape(1).astype(np.float32)
+                raise ValueError("new_scale: a CUDA array for a scaler whose scale is on the CPU")
+            value = value.reshape(1).get()
         value = float(value.reshape(-1)[0])
     return np.float32(_scale_in("new_scale", value))
 

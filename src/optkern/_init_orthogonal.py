@@ -103,10 +103,16 @@ def _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen) -> list:
     out = []
     for i, w in enumerate(weights):
         var = variance(i)
+        start, total = None, 1.0
         for _ in range(max_iter):
             if abs(var - 1.0) < tol:
                 break
-            w *= w.dtype.type(1.0 / math.sqrt(var + eps))
+            # the start weights times the product of the factors, in float64, rounded once to w's
+            # dtype: ``w *= dtype(factor)`` rounded the factor first (2**-11 off in float16) and
+            # the weights again at every rescaling
+            start = w.astype(np.promote_types(w.dtype, np.float64)) if start is None else start
+            total *= 1.0 / math.sqrt(var + eps)
+            w[...] = (start * total).astype(w.dtype)
             var = variance(i)
         out.append(var)
     return out

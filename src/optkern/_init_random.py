@@ -59,6 +59,11 @@ def _target(w, name="w"):
     if not (isinstance(w, np.ndarray) or _backend.is_cupy(w)):
         raise TypeError(f"{name}: expected a numpy or cupy array, got {type(w).__name__}")
     if not np.issubdtype(w.dtype, np.floating):
+        if w.dtype.name == "bfloat16":  # (ml_dtypes' is no NumPy floating type: "expected a floating dtype" misled)
+            raise TypeError(
+                f"{name}: bfloat16 is not supported (float16, float32 or float64): initialize a float32 "
+                "array and round it (optkern.lowp.to_bfloat16)"
+            )
         raise TypeError(f"{name}: expected a floating dtype, got {w.dtype}")
     if isinstance(w, np.ndarray) and not w.flags.writeable:
         raise ValueError(f"{name}: array is read-only")

@@ -152,13 +152,20 @@ class LowpStateDictMixin(OptimizerParts):
                 raise ValueError(
                     f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: missing (8-bit state needs its scales)"
                 )
-            scales = _host(scales)
-            if scales.dtype != np.float32 or scales.shape != (lowp.n_blocks(codes.size, block),):
-                raise ValueError(
-                    f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: expected {lowp.n_blocks(codes.size, block)} "
-                    f"float32 block scales, got {scales.size} of {scales.dtype}"
+            scales, at = _host(scales), f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]"
+            nb = lowp.n_blocks(codes.size, block)
+            if scales.dtype != np.float32 or scales.shape != (nb,):
+                got = (
+                    f"{scales.size} of {scales.dtype}"
+                    if scales.ndim <= 1
+                    else f"{scales.dtype} of shape {scales.shape}"
                 )
-            check_scale_signs(scales, k in NONNEGATIVE, f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]")
+                raise ValueError(f"{at}: expected {nb} float32 block scales (shape ({nb},)), got {got}")
+            # (a NaN / inf scale decodes to non-finite moments, refused after naming the codes)
+            bad = int(np.count_nonzero(~np.isfinite(scales)))
+            if bad:
+                raise ValueError(f"{at}: {bad} non-finite block scale{'s' if bad > 1 else ''} (NaN or inf)")
+            check_scale_signs(scales, k in NONNEGATIVE, at)
             return lowp.dequantize_blockwise(codes, scales, block)
         a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):

@@ -52,8 +52,10 @@ from .._foreign import shown_values
 NONNEGATIVE = frozenset({"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta"})
 
 #: Per-parameter scalars: (low, high, low end open). mu_product is a product of momentum
-#: factors in (0, 1); b_sq is AdaGrad-Norm's b^2 >= b0^2 > 0, divided by.
-SCALARS = {"mu_product": (0.0, 1.0, True), "b_sq": (0.0, None, True)}
+#: factors in [0, 1] (1 before the first step): 0 once it underflows (float32 after about 120 steps at the defaults, as
+#: torch's does) or from the first step with betas[0] = 0, and its state dicts hold that 0; b_sq
+#: is AdaGrad-Norm's b^2 >= b0^2 > 0, divided by.
+SCALARS = {"mu_product": (0.0, 1.0, False), "b_sq": (0.0, None, True)}
 
 #: Hyper-parameters a group must carry, by optimizer class name: those PyTorch's counterpart
 #: has always stored, and AdaGrad-Norm's own.

@@ -74,7 +74,8 @@ def nadam_(
         "", lr, (beta1, beta2), eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, _BETA_KEYWORDS
     )
     _check_params_dtype(hp, params)
-    mu_product = in_range("mu_product", mu_product, 0.0, 1.0, lo_open=True)
+    # (0 is a product this returns: underflowed, or with beta1 = 0; _state_checks.SCALARS)
+    mu_product = in_range("mu_product", mu_product, 0.0, 1.0)
     return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step), mu_product)
 
 

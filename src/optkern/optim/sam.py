@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._pickling import NativeByName
@@ -71,6 +73,10 @@ class SAM(NativeByName):
         ps = self._all_params()
         if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
             raise TypeError("base: SAM needs all params on one backend with one dtype")
+        if ps and ps[0].dtype not in (np.float32, np.float64):
+            # (a master_weights base's half params: every step ran the closure, then sam_perturb_
+            # refused them naming params[0], an argument SAM does not have)
+            raise TypeError(f"base: SAM's ascent step takes float32 or float64 params, got {ps[0].dtype}")
         self._mod = _backend.backend(("params", ps))
         self._backups: list | None = None
         self._moved: list = []  # the indices of the params the ascent step moved
