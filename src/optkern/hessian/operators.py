@@ -341,6 +341,18 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
     return out
 
 
+def _quiet(A) -> Callable:
+    """``v -> A @ v`` without NumPy's floating-point warnings: an overflowing product is inf, which the
+    estimators refuse naming the operator (ValueError), as from_mlp's (``mlp_operator._ieee_quiet``);
+    NumPy's "overflow encountered in matmul" was an escaping RuntimeWarning under ``-W error``."""
+
+    def product(v):
+        with np.errstate(all="ignore"):
+            return A @ v
+
+    return product
+
+
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
@@ -359,7 +371,7 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)
-        return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense", check=None)
+        return _operator_class(xp)(_quiet(A), A.shape[0], A.dtype, xp, _quiet(A), "dense", check=None)
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = A.shape
         if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:
