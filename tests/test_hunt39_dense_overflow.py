@@ -41,3 +41,18 @@ def test_the_dense_products_are_inf_without_a_warning():
         assert np.isinf(op.matvec(np.ones(3, np.float32))).all()
         assert np.isinf(op.matmat(np.ones((3, 2), np.float32))).all()
         assert np.isinf(op @ np.ones(3, np.float32)).all()
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e38), (np.float64, 1e308)])
+def test_from_grad_product_past_the_range_is_a_value_error_naming_grad_fn(dtype, big):
+    """``from_grad``'s difference quotient ``(g+ - g-) / 2h`` of a product past the dtype's range
+    (diag(1..5) times 1e38 in float32): NumPy's "overflow encountered in divide" escaped under
+    ``-W error``, not the ValueError naming ``grad_fn`` its non-finite products get."""
+    d = np.arange(1.0, 6.0).astype(dtype)
+    op = hessian.from_grad(lambda x: d * x, np.ones(5, dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^grad_fn: "):
+            op.matvec(np.full(5, big, dtype))
+        # (in range: the product as before)
+        np.testing.assert_allclose(op.matvec(np.ones(5, dtype)), d, rtol=1e-2 if dtype == np.float32 else 1e-8)

@@ -301,7 +301,11 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
-        return (grad(params + h * v) - grad(params - h * v)) / (2.0 * h)
+        gp, gm = grad(params + h * v), grad(params - h * v)
+        # (a quotient past the dtype's range is inf, refused naming grad_fn: NumPy's "overflow
+        # encountered in divide" escaped under -W error)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (gp - gm) / (2.0 * h)
 
     # (the products are checked like from_hvp's, named grad_fn: NaN gradients give NaN products)
     return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name, check=("grad_fn",) * 3)
