@@ -35,6 +35,8 @@ REFUSED = {
     "(HG)**2": lambda: (H @ G) ** 2,
     "(HG+H)**3": lambda: (H @ G + H) ** 3,
     "G(HG+H)G": lambda: G @ (H @ G + H) @ G,
+    "X+2X.T": lambda: (H @ G + H) + 2.0 * (H @ G + H).T,
+    "(X+X.T).T+X": lambda: ((H @ G + H) + (H @ G + H).T).T + (H @ G),
 }
 
 
@@ -59,6 +61,8 @@ SYMMETRIC = {
     "(HG+GH)**2": (lambda: (H @ G + G @ H) ** 2, np.linalg.matrix_power(A @ B + B @ A, 2)),
     "(HG)**0+H": (lambda: (H @ G) ** 0 + H, np.eye(N) + A),
     "G(HG+GH)G": (lambda: G @ (H @ G + G @ H) @ G, B @ (A @ B + B @ A) @ B),
+    "X+X.T": (lambda: (H @ G + H) + (H @ G + H).T, A @ B + B @ A + 2 * A),
+    "2X.T+2X": (lambda: 2.0 * (H @ G + H).T + 2.0 * (H @ G + H), 2 * (A @ B + B @ A + 2 * A)),
 }
 
 
@@ -75,3 +79,35 @@ def test_the_wrong_eigenvalues_the_sum_gave():
     true = np.linalg.eigvals(A @ B + 0.1 * np.eye(N)).real.max()
     wrapped = as_operator(H @ G + 0.1 * I)  # (as_operator: the caller's word; Lanczos runs on it)
     assert abs(top_eigenvalues(wrapped, 1).eigenvalues[0] - true) > 1e-3 * true
+
+
+@pytest.mark.parametrize(
+    "make, symmetric",
+    [
+        (lambda: (2.0 * H) ** 1100, True),
+        (lambda: (np.float64(2.0) * H) ** 1100, True),
+        (lambda: (2.0 * (H @ G + G @ H)) ** 1100 + H, True),
+        (lambda: H ** (10**6), True),
+        (lambda: (H @ G) ** (10**5), False),
+        (lambda: (2.0 * (H @ G)) ** 1100 + H, False),
+        # (weights 1e10 ** 32: inf; unpaired, not symmetric; paired with its transpose's inf, symmetric)
+        (lambda: (1e10 * (H @ G)) ** 32 + H, False),
+        (lambda: (1e10 * (H @ G)) ** 32 + (1e10 * (G @ H)) ** 32, True),
+    ],
+    ids=["2H^1100", "np2H^1100", "sum^1100", "H^1e6", "HG^1e5", "2HG^1100+H", "infHG+H", "infHG+infGH"],
+)
+def test_the_check_of_a_large_power_does_not_overflow(make, symmetric):
+    """A power's weight (``2 ** 1100``) overflowed Python's float power (OverflowError) or NumPy's
+    (RuntimeWarning under -W error) inside the check."""
+    import warnings
+
+    from optkern.hessian.symmetry import require_symmetric
+
+    op = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if symmetric:
+            require_symmetric(op, "op", "Lanczos")
+        else:
+            with pytest.raises(ValueError, match=r"^op: a product of different operators"):
+                require_symmetric(op, "op", "Lanczos")

@@ -17,11 +17,17 @@ caller's word that its factors commute."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .compose import Composed
 from .operators import CurvatureOperator
 
 #: SciPy's operator algebra (scipy.sparse.linalg._interface), by class name: private classes
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
+#: A power whose factors would list more than this many is kept whole (``H ** 10**6``)
+_MAX_FACTORS = 64
 
 
 def _product(A) -> tuple:
@@ -42,8 +48,16 @@ def _product(A) -> tuple:
         c, fs = _product(A.args[0])
         return c * A.args[1], fs
     if name == "_PowerLinearOperator":
+        p = int(A.args[1])
         c, fs = _product(A.args[0])
-        return c ** A.args[1], fs * int(A.args[1])
+        if p == 0:
+            return 1.0, []
+        if len(fs) * p > _MAX_FACTORS:  # (one factor, as symmetric as what it raises: _symmetric)
+            return 1.0, [A]
+        try:
+            return c**p, fs * p
+        except OverflowError:  # (a Python float's power: its weight is only compared, see _sum_symmetric)
+            return math.inf, fs * p
     if name in _TRANSPOSED:
         c, fs = _product(A.args[0])
         # (A B)^T = B^T A^T = B A for symmetric A, B; a transposed sum stays whole (its products differ)
@@ -52,16 +66,20 @@ def _product(A) -> tuple:
     return 1.0, [A]
 
 
-def _terms(A, c, out: list) -> list:
-    """``A`` (times ``c``) as the terms ``(weight, factors)`` of :func:`_product` that it sums."""
-    if type(A).__name__ == "_SumLinearOperator":
+def _terms(A, c, out: list, transposed: bool = False) -> list:
+    """``A`` (times ``c``; ``transposed``: its transpose) as the terms ``(weight, factors)`` of
+    :func:`_product` that it sums (``X + X.T`` of a sum ``X``: each product with its transpose)."""
+    name = type(A).__name__
+    if name == "_SumLinearOperator":
         for a in A.args:
-            _terms(a, c, out)
+            _terms(a, c, out, transposed)
         return out
+    if name in _TRANSPOSED:
+        return _terms(A.args[0], c, out, not transposed)
     d, fs = _product(A)
-    if len(fs) == 1 and type(fs[0]).__name__ == "_SumLinearOperator":  # (a multiple of a sum)
-        return _terms(fs[0], c * d, out)
-    out.append((c * d, fs))
+    if len(fs) == 1 and fs[0] is not A:  # (a multiple of a sum or of a transposed one)
+        return _terms(fs[0], c * d, out, transposed)
+    out.append((c * d, fs[::-1] if transposed else fs))
     return out
 
 
@@ -81,7 +99,8 @@ def _sum_symmetric(A) -> bool | None:
         unknown = unknown or kind is None
     for key, w in weights.items():
         t = weights.get(key[::-1], 0.0)
-        if abs(w - t) > 1e-12 * max(abs(w), abs(t)):
+        # (equal, or finite and equal to rounding: an overflowed weight, inf, pairs only with its equal)
+        if w != t and not (np.isfinite(w) and np.isfinite(t) and abs(w - t) <= 1e-12 * max(abs(w), abs(t))):
             return False
     return None if unknown else True
 
@@ -107,15 +126,18 @@ def _symmetric(A) -> bool | None:
     if name == "_SumLinearOperator":
         return _sum_symmetric(A)
     c, fs = _product(A)
-    if len(fs) == 1 and fs[0] is A:  # (not taken apart: a transposed sum is as symmetric as the sum; others unknown)
-        return _symmetric(A.args[0]) if name in _TRANSPOSED else None
+    if len(fs) == 1 and fs[0] is A:  # (not taken apart: a transposed sum or a power is as symmetric as
+        # what it wraps -- a power of an operator that is not symmetric is not --; others unknown)
+        return _symmetric(A.args[0]) if name in _TRANSPOSED or name == "_PowerLinearOperator" else None
     return _of_factors(fs) if fs else True
 
 
 def require_symmetric(A, name: str, what: str) -> None:
     """ValueError naming ``name`` where ``A`` is a product of operators that is not symmetric (alone,
     or in a sum or power)."""
-    if _symmetric(A) is False:
+    with np.errstate(all="ignore"):  # (NumPy scalar weights: an overflow is inf, compared as such)
+        symmetric = _symmetric(A)
+    if symmetric is False:
         raise ValueError(
             f"{name}: a product of different operators (H @ G), which is not symmetric (its transpose is "
             f"G @ H), alone or in a sum or power that does not pair it with its transpose; {what} needs a "
