@@ -45,7 +45,13 @@ def checked(y, who: str, op, v=None, shape: tuple | None = None):
         raise TypeError(f"{who}: returned {y.dtype} entries, expected float32 or float64")
     check_finite(y, who, op)
     if y.dtype != op.dtype:
-        y = y.astype(op.dtype)  # a new array: cannot share memory with v
+        # a new array: cannot share memory with v. A float64 product past float32's range became inf
+        # here, after the check: returned by matvec, blamed on `op` by the estimators (NumPy's "overflow
+        # encountered in cast" escaping under -W error): refused naming the function instead.
+        with np.errstate(over="ignore"):
+            y = y.astype(op.dtype)
+        if y.dtype == np.float32 and not bool(xp.isfinite(y).all()):  # (only a narrowing cast can overflow)
+            raise ValueError(f"{who}: returned a product with entries past {op.dtype}'s range (the operator's dtype)")
     elif v is not None and xp.may_share_memory(y, v):  # (bounds only: no exact overlap search)
         y = y.copy()
     return y

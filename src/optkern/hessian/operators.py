@@ -301,7 +301,11 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
-        return (grad(params + h * v) - grad(params - h * v)) / (2.0 * h)
+        gp, gm = grad(params + h * v), grad(params - h * v)
+        # (a quotient past the dtype's range is inf, refused naming grad_fn: NumPy's "overflow
+        # encountered in divide" escaped under -W error)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (gp - gm) / (2.0 * h)
 
     # (the products are checked like from_hvp's, named grad_fn: NaN gradients give NaN products)
     return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name, check=("grad_fn",) * 3)
@@ -341,6 +345,18 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
     return out
 
 
+def _quiet(A) -> Callable:
+    """``v -> A @ v`` without NumPy's floating-point warnings: an overflowing product is inf, which the
+    estimators refuse naming the operator (ValueError), as from_mlp's (``mlp_operator._ieee_quiet``);
+    NumPy's "overflow encountered in matmul" was an escaping RuntimeWarning under ``-W error``."""
+
+    def product(v):
+        with np.errstate(all="ignore"):
+            return A @ v
+
+    return product
+
+
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
@@ -359,7 +375,7 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)
-        return _operator_class(xp)(lambda v: A @ v, A.shape[0], A.dtype, xp, lambda V: A @ V, "dense", check=None)
+        return _operator_class(xp)(_quiet(A), A.shape[0], A.dtype, xp, _quiet(A), "dense", check=None)
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = A.shape
         if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:
