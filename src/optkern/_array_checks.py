@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -36,6 +37,38 @@ def type_name(a) -> str:
     """``"list"``, ``"numpy.ndarray"``, ``"cupy.ndarray"``: a kind as the native checks name it."""
     t = type(a)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
+
+
+#: NumPy views of exports through the unversioned DLPack protocol (``__dlpack__()`` without
+#: ``max_version``: no read-only flag in it, so NumPy views the memory read-only whether it is or
+#: not), by id: ``_foreign.as_array`` enters them, ``read_only`` says why they are refused.
+_UNVERSIONED_DLPACK: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def read_only(name: str, a) -> ValueError:
+    """The refusal of read-only ``a`` (argument ``name``) as a write target: ``array is read-only``,
+    with why when the view came through the unversioned DLPack protocol (optkern cannot tell
+    writable memory from a read-only buffer there, so it is refused either way)."""
+    msg = f"{name}: array is read-only"
+    if _UNVERSIONED_DLPACK.get(id(a)) is a:
+        msg += (
+            " (exported through the unversioned DLPack protocol: its __dlpack__() takes no max_version, "
+            "so the export carries no writability and NumPy views it read-only; pass a NumPy or CuPy "
+            "view of its memory, or an exporter of DLPack 1.0 or newer)"
+        )
+    return ValueError(msg)
+
+
+def hint_read_only(e: ValueError, arrays) -> ValueError:
+    """``e`` (a native ``<name>: array is read-only`` refusal) with ``read_only``'s why when one of
+    ``arrays`` (the call's arguments: arrays and lists of them) is such a DLPack view; else ``e``."""
+    if not _UNVERSIONED_DLPACK or not str(e).endswith(": array is read-only"):
+        return e
+    for x in arrays:
+        for a in x if isinstance(x, (list, tuple)) else (x,):
+            if _UNVERSIONED_DLPACK.get(id(a)) is a:
+                return read_only(str(e)[: -len(": array is read-only")], a)
+    return e
 
 
 def check_like(a, ref, name: str, *, kind: bool = True, dtype=None, shape: bool = True) -> None:
@@ -86,7 +119,7 @@ def check_written(a, dt, name: str) -> None:
     on_gpu = is_cupy(a)
     check_read(a, dt, name)
     if not on_gpu and not a.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
+        raise read_only(name, a)
     # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
     if (a.data.ptr % a.itemsize != 0) if on_gpu else not a.flags.aligned:
         raise ValueError(f"{name}: array data is misaligned")
@@ -111,7 +144,7 @@ def out_array(out, xp, dtype, shape: tuple, avoid: dict):
     if not out.flags.c_contiguous:
         raise ValueError("out: array must be C-contiguous")
     if isinstance(out, np.ndarray) and not out.flags.writeable:
-        raise ValueError("out: array is read-only")
+        raise read_only("out", out)
     for name, a in avoid.items():
         if xp.shares_memory(out, a):
             raise ValueError(f"out shares memory with {name}")

@@ -108,7 +108,7 @@ def _norm_out(out, like, xp):
             f"out: expected a contiguous 1-element float64 array, got {out.dtype} of shape {tuple(out.shape)}"
         )
     if isinstance(out, np.ndarray) and not out.flags.writeable:  # (CuPy arrays are always writable)
-        raise ValueError("out: array is read-only")
+        raise _backend.read_only("out", out)
     if xp is not np and out.device != like.device:
         raise ValueError(f"out: on device {out.device.id}, grads on device {like.device.id}")
     return out.reshape(1)

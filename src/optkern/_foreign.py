@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from ._array_checks import is_cupy
+from ._array_checks import _UNVERSIONED_DLPACK, is_cupy
 
 #: DLPack device types: host memory (NumPy) and CUDA memory (CuPy; managed memory too)
 _DL_CPU, _DL_CUDA, _DL_CUDA_MANAGED = 1, 2, 13
@@ -78,7 +78,10 @@ def as_array(a, name: str):
         raise TypeError(f"{name}: cannot read the device of a {t.__name__} through DLPack: {e}") from None
     try:
         if dev == _DL_CPU:
-            return np.from_dlpack(a)
+            v = np.from_dlpack(a)
+            if not v.flags.writeable and _unversioned(a):
+                _UNVERSIONED_DLPACK[id(v)] = v  # (a refusal to write it says why: read_only)
+            return v
         if dev in (_DL_CUDA, _DL_CUDA_MANAGED):
             return _cupy(name, a).from_dlpack(a)
     except (BufferError, TypeError, ValueError, RuntimeError) as e:
@@ -86,6 +89,19 @@ def as_array(a, name: str):
     raise TypeError(
         f"{name}: {t.__name__} lives on DLPack device type {dev}; optkern runs on the host (1) and CUDA (2)"
     )
+
+
+def _unversioned(a) -> bool:
+    """Whether DLPack exporter ``a`` speaks only the unversioned protocol (its ``__dlpack__`` takes
+    no ``max_version``: NumPy's fallback, which views the memory read-only, flag or not). Asked
+    only of a read-only view (the capsule made here is freed unused)."""
+    try:
+        a.__dlpack__(max_version=(1, 0))
+    except TypeError:
+        return True
+    except Exception:  # (a versioned exporter refusing for another reason)
+        return False
+    return False
 
 
 def _torch_view(a, name: str):

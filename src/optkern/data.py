@@ -122,10 +122,14 @@ class BatchLoader(NativeByName):
         return np.random.default_rng(_epoch_seed(self.seed, e)).permutation(self.n)
 
     def batches(self, epoch: int | None = None, start: int = 0):
-        """Yield the batches of ``epoch`` from its batch ``start`` on, without changing :attr:`epoch`."""
+        """Yield the batches of ``epoch`` from its batch ``start`` on (at most its batch count), without
+        changing :attr:`epoch`."""
         e = self.epoch if epoch is None else epoch
         b = self.batch_size(e)
         start = _backend.integer("start", start, 0)
+        count = self.n // b if self.drop_last else -(-self.n // b)
+        if start > count:  # (as load_state_dict's batch: past the end was an empty epoch, silently)
+            raise ValueError(f"start: batch {start}, but epoch {e} has {count}")
         idx = self._xp.asarray(self.order(e))
         stop = self.n - self.n % b if self.drop_last else self.n
         for s in range(start * b, stop, b):

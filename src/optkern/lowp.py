@@ -346,7 +346,9 @@ def quantize_block_fp(
     grid of step ``2^(E - bits + 2)``: ``a`` keeps ``bits - 1`` significant bits and nothing finite
     clips or becomes infinite (the grid ends at its last float32 points: with ``a >= 2**127`` its
     bottom point ``-2**128`` is left out). Rounding, NaN/inf and ``out`` as in
-    :func:`quantize_fixed_point`."""
+    :func:`quantize_fixed_point` (NaN stays NaN, +-inf saturates to the block's grid ends), except
+    that a block with no finite non-zero value (only zeros, NaN, +-inf) has no grid: it is kept as
+    it is, +-inf included (saturated to the grid that keeps its zeros, +inf was ~2.3e-38)."""
     block = _fp_block("block", block)
     x = _float32(x, cupy_ok=True)
     # A block of at least x.size elements is the whole array, the same bits as a block of x.size;

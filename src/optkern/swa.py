@@ -136,7 +136,7 @@ class AveragedParams(NativeByName):
         if written:
             for i, p in enumerate(arrays):
                 if isinstance(p, np.ndarray) and not p.flags.writeable:
-                    raise ValueError(f"{name}[{i}]: array is read-only")
+                    raise _backend.read_only(f"{name}[{i}]", p)
                 # (a zero-stride view kept the last element written: the average's, in all of them)
                 _backend.distinct_elements(p, f"{name}[{i}]")
             check_disjoint(arrays, [f"{name}[{i}]" for i in range(len(arrays))])

@@ -19,7 +19,7 @@ def _contiguous(x, name: str):
 def _writable(x, name: str):
     _contiguous(x, name)
     if isinstance(x, np.ndarray) and not x.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
+        raise _backend.read_only(name, x)
     return x
 
 

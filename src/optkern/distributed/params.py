@@ -65,7 +65,7 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
             if not a.flags.c_contiguous:
                 raise ValueError(f"arrays[{i}]: array must be C-contiguous")
             if isinstance(a, np.ndarray) and not a.flags.writeable:
-                raise ValueError(f"arrays[{i}]: array is read-only")
+                raise _backend.read_only(f"arrays[{i}]", a)
         comm._root(root)
 
     check_same_params(arrays, comm, "arrays", check, root if isinstance(root, numbers.Integral) else None)

@@ -57,7 +57,7 @@ def check_params(params) -> None:
         if _backend.is_cupy(p) and p.device.id != params[0].device.id:
             raise ValueError(f"params[{i}]: on device {p.device.id}, params[0] on {params[0].device.id}")
         if isinstance(p, np.ndarray) and not p.flags.writeable:
-            raise ValueError(f"params[{i}]: array is read-only")
+            raise _backend.read_only(f"params[{i}]", p)
     check_distinct(params)
 
 

@@ -83,7 +83,7 @@ def _buffer(name, a, shape, dtype, written=True):
     if a.dtype != dtype:
         raise TypeError(f"{name}: expected {np.dtype(dtype).name}, got {a.dtype}")
     if written and isinstance(a, np.ndarray) and not a.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
+        raise _backend.read_only(name, a)
     if written:  # (np.broadcast_to made writable, torch's expand: every channel's update in one element)
         _backend.distinct_elements(a, name)
 

@@ -9,6 +9,7 @@ normalises them into it), ``_<name>_call`` (one :func:`_native` call) and the pu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
@@ -126,6 +127,12 @@ def _check_dtype(hp: Any, dtype, where: str = "", names=None) -> None:
         _DTYPE_OK[key] = None
 
 
+def _mu_rounds_to_one(dtype: np.dtype) -> float:
+    """t * momentum_decay past which NAdam's 1 - 0.96^(t momentum_decay) / 2 rounds to 1 in ``dtype``
+    (0.96^x / 2 below half an ulp of 1: 2^-(nmant + 2)); 407.5 in float32."""
+    return (np.finfo(dtype).nmant + 1) * math.log(2.0) / -math.log(0.96)
+
+
 def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
     n = _namer(where)
     for field, v in zip(hp._fields, hp):
@@ -143,8 +150,11 @@ def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
                 )
             if _BELOW_ONE_WITH.get(field) in hp._fields and not r < 1.0:
                 raise ValueError(
-                    f"{name}: {v!r} rounds to 1 in {dtype.name} (the arrays' dtype), where NAdam's "
-                    f"momentum product would stay 1; the largest usable value is "
+                    f"{name}: {v!r} rounds to 1 in {dtype.name} (the arrays' dtype), where NAdam's momentum "
+                    "factor mu_t = beta1 (1 - 0.96^(t momentum_decay) / 2) then rounds to 1 once t * "
+                    f"momentum_decay passes about {_mu_rounds_to_one(dtype):.1f}: a momentum product still 1 "
+                    "(the first step, or a loaded state's) then makes the step divide by 1 - mu_product = 0; "
+                    "the largest usable value is "
                     f"{float(np.nextafter(dtype.type(1), dtype.type(0)))!r}"
                 )
             if field in _POSITIVE and not r > 0:
@@ -165,6 +175,12 @@ def _check_params_dtype(hp: tuple, params) -> None:
 
 def _native(mod, rule: str, args: tuple, dev) -> Any:
     """``mod.<rule>_(*args)``, or with ``dev = (counters, lr_buffer)`` its capturable variant."""
-    if dev is None:
-        return getattr(mod, rule + "_")(*args)
-    return getattr(mod, rule + "_capturable")(*args, *dev)
+    try:
+        if dev is None:
+            return getattr(mod, rule + "_")(*args)
+        return getattr(mod, rule + "_capturable")(*args, *dev)
+    except ValueError as e:  # (a read-only param: why, for an unversioned DLPack view)
+        hinted = _backend.hint_read_only(e, args)
+        if hinted is e:
+            raise
+        raise hinted from None

@@ -182,7 +182,7 @@ class LowPrecisionMixin(LowpStateDictMixin):
                 if not g.flags.c_contiguous:
                     raise ValueError(f"{name}: array must be C-contiguous")
                 if type(p) is np.ndarray and not p.flags.writeable:
-                    raise ValueError(f"params[{i}]: array is read-only")
+                    raise _backend.read_only(f"params[{i}]", p)
             if not full:
                 continue
             check_state(lp, run)  # (the state too: before the first of several calls writes)

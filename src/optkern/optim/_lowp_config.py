@@ -87,10 +87,15 @@ def element_starts(groups: list, size: Callable[[Any], int] | None = None) -> li
     return starts
 
 
-def check_scale_signs(scales: np.ndarray, nonnegative: bool, where: str) -> None:
-    """ValueError naming the 8-bit scales ``where`` of a state that is never negative (``nonnegative``:
-    stored in the unsigned map) when one is negative (the sign marks the signed map: its codes below
-    128 would load as other, positive, magnitudes, silently)."""
+def check_block_scales(scales: np.ndarray, nonnegative: bool, where: str) -> None:
+    """ValueError naming the saved 8-bit scales ``where`` (host float32, one per block) when one is
+    NaN / inf (it decodes to non-finite moments, which were then refused naming the codes: the
+    entry that is right), or, for a state that is never negative (``nonnegative``: stored in the
+    unsigned map), when one is negative (the sign marks the signed map: its codes below 128 would
+    load as other, positive, magnitudes, silently). Shared by optkern.optim and optkern.torch."""
+    bad = int(np.count_nonzero(~np.isfinite(scales)))
+    if bad:
+        raise ValueError(f"{where}: {bad} non-finite block scale{'s' if bad > 1 else ''} (NaN or inf)")
     if nonnegative and scales.size and float(scales.min()) < 0.0:
         raise ValueError(
             f"{where}: {int((scales < 0).sum())} negative block scales (a negative scale marks the signed map; "

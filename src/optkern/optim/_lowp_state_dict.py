@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _backend, lowp
-from ._lowp_config import _MASTER, STATE_DTYPES, _host, check_scale_signs
+from ._lowp_config import _MASTER, STATE_DTYPES, _host, check_block_scales
 from ._parts import OptimizerParts
 from ._state_checks import NONNEGATIVE
 
@@ -161,11 +161,7 @@ class LowpStateDictMixin(OptimizerParts):
                     else f"{scales.dtype} of shape {scales.shape}"
                 )
                 raise ValueError(f"{at}: expected {nb} float32 block scales (shape ({nb},)), got {got}")
-            # (a NaN / inf scale decodes to non-finite moments, refused after naming the codes)
-            bad = int(np.count_nonzero(~np.isfinite(scales)))
-            if bad:
-                raise ValueError(f"{at}: {bad} non-finite block scale{'s' if bad > 1 else ''} (NaN or inf)")
-            check_scale_signs(scales, k in NONNEGATIVE, at)
+            check_block_scales(scales, k in NONNEGATIVE, at)
             return lowp.dequantize_blockwise(codes, scales, block)
         a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):

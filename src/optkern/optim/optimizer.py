@@ -195,7 +195,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             if not p.flags.c_contiguous:
                 raise ValueError(f"{where}['params'][{i}]: array must be C-contiguous")
             if not _backend.is_cupy(p) and not p.flags.writeable:
-                raise ValueError(f"{where}['params'][{i}]: array is read-only")
+                raise _backend.read_only(f"{where}['params'][{i}]", p)
             if (p.data.ptr % p.itemsize != 0) if _backend.is_cupy(p) else not p.flags.aligned:
                 raise ValueError(f"{where}['params'][{i}]: array data is misaligned")
         seen = {id(p) for p in self._given}  # the objects given: one tensor's views are new arrays each time

@@ -37,7 +37,7 @@ import torch
 
 from .. import lowp
 from ..optim._lowp import _saved_seed
-from ..optim._lowp_config import _MASTER, LowpConfig, check_scale_signs
+from ..optim._lowp_config import _MASTER, LowpConfig, check_block_scales
 from ..optim._state_checks import NONNEGATIVE
 from . import _views
 from ._checks_state import check_values
@@ -205,8 +205,9 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
                 f"{where}[{k + '_scale'!r}]: expected {lowp.n_blocks(v.numel(), block)} block scales, "
                 f"got {scales.numel()}"
             )
-        check_scale_signs(scales.cpu().numpy(), k in NONNEGATIVE, f"{where}[{k + '_scale'!r}]")
-        return lowp.dequantize_blockwise(v.numpy().reshape(-1), scales.cpu().numpy(), block)
+        host = scales.detach().cpu().numpy()
+        check_block_scales(host, k in NONNEGATIVE, f"{where}[{k + '_scale'!r}]")  # (NaN / inf, signs)
+        return lowp.dequantize_blockwise(v.numpy().reshape(-1), host, block)
     if not v.is_floating_point():
         raise TypeError(f"{where}[{k!r}]: expected a floating-point or uint8 (8-bit) tensor, got {v.dtype}")
     return (v.float() if v.dtype in _HALVES else v).numpy().reshape(-1)

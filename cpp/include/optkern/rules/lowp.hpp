@@ -132,7 +132,8 @@ OK_HD uint16_t f32_to_f16_sr(float x, uint32_t rnd) {
 // finite |x|'s E = floor(log2 absmax), step = 2^(E - W + 2), so the absmax's index lies in
 // [2^(W-2), 2^(W-1)) and nothing finite clips (beyond rounding to the grid's ends). In double, where
 // x / step (a float times a power of two) and u's 24 bits add exactly for |x / step| < 2^28, so the
-// expectation is exact to 2^-24 of a step. NaN stays NaN, +-inf saturates. The integer range stops
+// expectation is exact to 2^-24 of a step. NaN stays NaN, +-inf saturates (a block with no finite
+// non-zero value keeps its +-inf: block_fp_grid). The integer range stops
 // at the last grid points float32 holds: with absmax >= 2^127 the bottom point -2^(W-1) step is
 // -2^128, which would turn -FLT_MAX (a finite value) into -inf.
 struct Grid {
@@ -151,9 +152,17 @@ OK_HD Grid grid_of(int log2_step, int bits) {
   return {step, 1.0 / step, -top < -fits ? -fits : -top, hi};  // 1 / step: exact, a power of two
 }
 OK_HD Grid fixed_point_grid(int bits, int frac) { return grid_of(-frac, bits); }
-// E = floor(log2 absmax) from absmax's bits (absmax finite, >= 0; 0 gives the grid of 2^-126).
+// E = floor(log2 absmax) from absmax's bits (absmax finite, >= 0). A block with no finite non-zero
+// value (zeros, NaN, +-inf) has no range for its infs to saturate to: the grid of 2^-126 keeps its
+// zeros, unclipped so that +-inf stays +-inf (clipped, +inf became ~2.3e-38: an overflow hidden).
 OK_HD Grid block_fp_grid(float absmax, int bits) {
   const uint32_t u = bits_of(absmax);
+  if ((u & 0x7fffffffu) == 0u) {
+    Grid g = grid_of(-126 - bits + 2, bits);
+    g.hi = double(float_of(0x7f800000u));
+    g.lo = -g.hi;
+    return g;
+  }
   int e = int(u >> 23) - 127;
   if (e == -127) {  // subnormal (or 0): the leading one of the significand
     for (uint32_t m = u & 0x7fffffu; m; m >>= 1) ++e;
