@@ -5,7 +5,10 @@ hessian.cg with a preconditioner ``M`` (a dense matrix or an operator) on the ot
 NumPy array is not allowed" from inside the first M r, or "v: cannot be read as an array").
 A product of operators on NumPy and CuPy vectors (``H @ G``, either order): a TypeError when it is
 formed (was made, then its first product failed inside SciPy or named a ``v`` the caller never
-passed)."""
+passed).
+NewtonCG with a curvature operator on the other backend than its params: a TypeError naming
+``curvature`` before the closure runs (was "b: cannot be read as an array of numbers", naming the
+argument of the cg call inside)."""
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from gpu import require_gpu
 
 cp, K = require_gpu()
 
-from optkern import hessian  # noqa: E402
+from optkern import hessian, optim  # noqa: E402
 
 N = 7
 
@@ -77,3 +80,23 @@ def test_a_product_of_cupy_operators_still_multiplies():
     a, b, m = _system(np.float64)
     h = hessian.as_operator(cp.asarray(a)) @ hessian.as_operator(cp.asarray(m))
     np.testing.assert_allclose(cp.asnumpy(h.matvec(cp.asarray(b))), a @ (m @ b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("params_on_gpu", [False, True])
+def test_newton_cg_names_an_operator_on_the_other_backend(params_on_gpu):
+    xp, xo = (cp, np) if params_on_gpu else (np, cp)
+    ps = [xp.asarray(np.linspace(-1, 1, 5).astype(np.float32))]
+    op = hessian.from_hvp(lambda v: 2 * v, 5, dtype=np.float32, xp=xo)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        return float((ps[0] * ps[0]).sum()), [2 * ps[0]]
+
+    before = cp.asnumpy(ps[0]) if params_on_gpu else ps[0].copy()
+    with pytest.raises(
+        TypeError, match=r"^curvature: works on (numpy|cupy) vectors, but the params are (numpy|cupy) arrays"
+    ):
+        optim.NewtonCG(ps, op).step(closure)
+    assert calls == []
+    np.testing.assert_array_equal(cp.asnumpy(ps[0]) if params_on_gpu else ps[0], before)
