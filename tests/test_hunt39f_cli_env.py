@@ -81,3 +81,11 @@ def test_a_script_that_imports_optkern_gets_the_value_error(tmp_path):
 def test_interpreter_options_before_m_are_skipped(options, tmp_path):
     r = _run([sys.executable, *options, "info"], "OPTKERN_POOL_BYTES", "1e9", cwd=tmp_path)
     _one_line(r, "OPTKERN_POOL_BYTES", "expected a non-negative integer (bytes), got '1e9'")
+
+
+@pytest.mark.parametrize("module", ["optkern", "optkern.cli"])
+def test_under_mpi4py_says_one_line(module, tmp_path):
+    # the launcher the CLI documents (mpiexec -n N python -m mpi4py -m optkern study ...)
+    pytest.importorskip("mpi4py")
+    r = _run([sys.executable, "-m", "mpi4py", "-m", module, "info"], "OPTKERN_POOL_BYTES", "x", cwd=tmp_path)
+    _one_line(r, "OPTKERN_POOL_BYTES", "expected a non-negative integer (bytes), got 'x'")

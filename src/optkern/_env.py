@@ -67,8 +67,8 @@ def _run_as_module() -> str | None:
 
 def is_cli() -> bool:
     """Whether this process is the ``optkern`` command (not a program that imports optkern)."""
-    if sys.argv and os.path.basename(sys.argv[0]) in _SCRIPTS:
-        return True
+    if sys.argv and (os.path.basename(sys.argv[0]) in _SCRIPTS or sys.argv[0] in _MODULES):
+        return True  # (the console script; or ``python -m mpi4py -m optkern``: argv[0] is the module)
     return _run_as_module() in _MODULES
 
 
