@@ -25,6 +25,15 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from . import _env
+
+try:
+    _env.check()  # a bad OPTKERN_* value: ValueError, or the optkern command's one-line error
+except ValueError as _error:
+    if _env.is_cli():
+        _env.cli_exit(_error)
+    raise
+
 from . import (
     _backend,
     _pool,

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Set
 
 import numpy as np
 
+from . import _env
 from ._array_checks import check_disjoint as check_disjoint
 from ._array_checks import check_finite as check_finite
 from ._array_checks import check_like as check_like
@@ -56,9 +57,7 @@ def _load_cpu():
     once, when it loads; the variable is restored so that libraries loaded
     later (PyTorch's own libgomp) keep their defaults."""
     global omp_passive
-    bound = os.environ.get("OPTKERN_SERIAL_BELOW", "")
-    if bound and not (bound.isascii() and bound.isdigit()):  # (read by cpp/parallel_cost.cpp)
-        raise ValueError(f"OPTKERN_SERIAL_BELOW: expected a non-negative integer (work units), got {bound!r}")
+    _env.serial_below()  # (a bad value refused here, before cpp/parallel_cost.cpp reads it)
     keys = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
     # (a runtime loaded before, by torch typically, has read its settings already)
     omp_passive = "torch" not in sys.modules

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 
-from . import _backend
+from . import _backend, _env
 
 DEFAULT_LIMIT = 256 << 20
 
@@ -27,12 +26,8 @@ _cpu = _backend.cpu
 
 
 def _limit_from_env() -> int:
-    raw = os.environ.get("OPTKERN_POOL_BYTES", "")
-    if not raw:
-        return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()):
-        raise ValueError(f"OPTKERN_POOL_BYTES: expected a non-negative integer (bytes), got {raw!r}")
-    return int(raw)
+    limit = _env.pool_bytes()
+    return DEFAULT_LIMIT if limit is None else limit
 
 
 _on = False  # limit > 0: with 0, optkern's calls use NumPy's own allocator

@@ -170,7 +170,8 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     :func:`get_total_norm` returns: on the GPU, no host synchronization); ``max_norm`` >= 0 or inf.
     A NaN or infinite ``total_norm`` makes NaN gradients (zeros for ``max_norm=0`` and an infinite
     norm), as torch's ``inf / inf`` and ``0 / inf``; a negative one (no norm is) is refused, where
-    torch negates every gradient (a NumPy array's value is read; a CuPy one's is not: no sync). A
+    torch negates every gradient (a NumPy array's value is read; a CuPy one's is not, no sync: it makes
+    NaN gradients, as a NaN norm). A
     torch tensor (torch.nn.utils.get_total_norm's) is taken as its NumPy / CuPy view."""
     grads, index = _live(_backend.as_list(grads, "grads"))
     with _grads_named(index):
@@ -198,6 +199,10 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     xp = _backend.array_module(like)
     # a fresh float64 copy (on the device: no synchronization), apart from the grads it may lie in
     buf = xp.full(1, norm, dtype=np.float64) if norm is not None else total_norm.astype(np.float64).reshape(1)
+    if norm is None and _backend.is_cupy(buf):
+        # a negative device norm (not read: no sync) made the factor negative, every gradient's sign
+        # flipped (an ascent step), silently; NaN instead: NaN gradients, as a NaN norm gives
+        buf = xp.where(buf < 0.0, float("nan"), buf)
     fmt = _clip_half.half_format(grads)
     wide = grads if fmt is None else _clip_half.widened(mod, grads, fmt)
     with _grads_named(index):

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _backend
 from .compose import Composed as _Composed
+from .compose import check_same_vectors as _check_same_vectors
 from .compose import is_operator as _is_operator
 from .compose import ndim as _ndim
 
@@ -67,6 +68,16 @@ class LinearOperatorProtocol:
             return self.matmat(x)
         raise ValueError(f"x: expected a 1-D or 2-D array, got {type(x).__name__}")
 
+    def __rmatmul__(self, x):
+        # ``x @ self``. Python asks this first where self's class subclasses x's: a SciPy (NumPy-vector)
+        # operator right of a CuPy one, whose product SciPy's __rmatmul__ read as an object array
+        # ("expected 1-d or 2-d array or matrix, got array(<... CurvatureOperator ...>)")
+        if _is_operator(x):
+            _check_same_vectors(x, self)
+            return _Composed(x, self, 1.0)
+        base = getattr(super(), "__rmatmul__", None)
+        return NotImplemented if base is None else base(x)
+
     def dot(self, x):
         """``A x`` for a vector or matrix, ``A B`` (an operator) for an operator ``B``, ``a A`` for a scalar."""
         if np.isscalar(x):  # a real multiple: a string or complex would make an operator of that dtype
@@ -81,6 +92,7 @@ class LinearOperatorProtocol:
         """The product operator ``self @ other`` (SciPy's product operator when both are SciPy ones)."""
         if other.shape[0] != self.shape[1]:
             raise ValueError(f"cannot multiply operators of shapes {self.shape} and {other.shape}")
+        _check_same_vectors(self, other)
         base = _linear_operator_base()
         if isinstance(self, base) and isinstance(other, base):
             return base.dot(self, other)

@@ -67,6 +67,11 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec
     require_symmetric(M, "M", "CG")
     op = as_operator(M, "M") if not hasattr(M, "matvec") else M
+    m_xp = getattr(op, "xp", None) if isinstance(op, CurvatureOperator) else None
+    if m_xp is not None and m_xp.__name__ != xp.__name__:
+        # (its first product failed inside: NumPy's unnamed "Implicit conversion to a NumPy array is
+        # not allowed", or "v: cannot be read as an array" naming M's own argument)
+        raise TypeError(f"M: works on {m_xp.__name__} vectors, but A on {xp.__name__} vectors")
     shape = getattr(op, "shape", None)
     if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
         raise ValueError(f"M: expected an operator of shape ({n}, {n}) like A, got {tuple(shape)}")

@@ -30,6 +30,18 @@ def ndim(x):
     return nd
 
 
+def check_same_vectors(A, B) -> None:
+    """TypeError unless operators ``A`` and ``B`` (both declaring their ``xp``) work on one array
+    module's vectors: ``H @ G`` of a NumPy and a CuPy operator was made, and its first product
+    failed inside SciPy ("expected 1-d or 2-d array or matrix") or named a ``v`` never passed."""
+    xa, xb = getattr(A, "xp", None), getattr(B, "xp", None)
+    if xa is None or xb is None:
+        return  # (an operator that names no array module: whatever vectors its matvec takes)
+    na, nb = getattr(xa, "__name__", None), getattr(xb, "__name__", None)
+    if na != nb:
+        raise TypeError(f"cannot multiply operators on {na} and {nb} vectors (their products need one array module)")
+
+
 def _matmat(op, X):
     """``op`` applied to the columns of ``X``: its ``matmat``, or its ``matvec`` column by column for an
     operator with only ``matvec`` and ``shape`` (what ``as_operator`` takes and ``is_operator``
@@ -68,6 +80,8 @@ class Composed(NativeByName):
         # made, and refused only at its first product, naming a ``v`` the caller never passed)
         if B is not None and B.shape[0] != A.shape[1]:
             raise ValueError(f"cannot multiply operators of shapes {A.shape} and {B.shape}")
+        if B is not None:
+            check_same_vectors(A, B)
         self.A, self.B, self.scale = A, B, scale
         self.shape = (A.shape[0], (B if B is not None else A).shape[1])
         self.dtype = np.result_type(A.dtype, B.dtype) if B is not None else A.dtype

@@ -77,6 +77,10 @@ class CapturableMixin(OptimizerParts):
         cap = False
         if self._capturable:
             cap = _backend.flag(n("capturable"), group.get("capturable", False))
+        elif _backend.flag(n("capturable"), group.get("capturable", False)):
+            # (was ignored: a group asking for device counters stepped as a plain one, its host reads
+            # and all, inside a CUDA graph too)
+            raise ValueError(f"{n('capturable')}: {type(self).__name__} has no capturable mode")
         lr_dev: Any = group.get("lr")
         if not _backend.is_cupy(lr_dev):
             return self._check_group(group, where), cap, None

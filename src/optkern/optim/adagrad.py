@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from .. import _backend
 from .._backend import nonnegative, positive
 from . import _lowp_norm, _state_checks
@@ -148,7 +150,24 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
     mod, params, grads, _ = _lists(params, grads)
     hp = _check_adagrad_norm("", lr, weight_decay, maximize)
     _check_params_dtype(hp, params)
+    _check_device_b_sq(b_sq)
     _adagrad_norm_call(mod, params, grads, b_sq, hp)
+
+
+def _check_device_b_sq(b_sq) -> None:
+    """A CuPy ``b_sq`` holds a b^2 (finite, >= 0), read on the host, as the CPU module checks its
+    own: the kernel takes b^2 from the device without a synchronization, and stepped with a bad one
+    silently (NaN: params left, b^2 NaN; negative: b^2 + ||g||^2 taken as b^2). Not while CuPy's
+    stream captures a graph (a host read is not allowed there): the user's state, unchecked."""
+    if not (_backend.is_cupy(b_sq) and b_sq.size == 1 and b_sq.dtype == np.float64):
+        return  # (the native call names anything else)
+    from ._capturable import is_capturing
+
+    if is_capturing(b_sq):
+        return
+    v = float(_backend.to_numpy(b_sq).reshape(-1)[0])
+    if not (math.isfinite(v) and v >= 0.0):
+        raise ValueError(f"b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got {v:f}")
 
 
 @lowp_keywords
@@ -168,9 +187,12 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
     _scalar_names = ("b_sq",)
     _one_run_per_group = True
 
-    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, **lowp):
+    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, capturable=None, **lowp):
         self._lowp_init(False, **lowp)
-        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize))
+        defaults = dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize)
+        if capturable is not None:  # (False: the plain optimizer; True refused by the group check)
+            defaults["capturable"] = capturable
+        super().__init__(params, defaults)
 
     def _lowp_init(self, capturable, **options) -> None:
         super()._lowp_init(capturable, **options)

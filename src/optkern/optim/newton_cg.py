@@ -21,7 +21,7 @@ from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from ..hessian._products import real_array
 from ..hessian.cg import cg
-from ..hessian.operators import CurvatureOperator
+from ..hessian.operators import CurvatureOperator, as_operator
 from ._closure import call, closure_grads, closure_loss
 from ._lbfgs_state import count, distinct, one_group, same_params, vector
 
@@ -199,6 +199,17 @@ class NewtonCG(NativeByName):
                 return self._null_step(loss, g, p, res, evals, hp[1])
             return self._take(functools.partial(guard.call, closure), hp, loss, g, p, res, evals, hvps, q)
 
+    def _check_operator(self, op) -> None:
+        """The operator's vectors are the params' kind and dtype: cg solves in the operator's, and
+        the step's arrays are the params' (the solve failed inside, with a TypeError naming cg's
+        ``b`` or the step's ``y``, after a closure evaluation)."""
+        op = as_operator(op, "curvature")
+        xp = getattr(op, "xp", np)
+        if xp.__name__ != self._xp.__name__:
+            raise TypeError(f"curvature: works on {xp.__name__} vectors, but the params are {self._xp.__name__} arrays")
+        if np.dtype(op.dtype) != self._dtype:
+            raise TypeError(f"curvature: its dtype is {np.dtype(op.dtype)}, but the params are {self._dtype}")
+
     def _solve(self, closure) -> tuple:
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
         products, model decrease q of lr p)``; nothing written."""
@@ -210,6 +221,7 @@ class NewtonCG(NativeByName):
             raise ValueError(
                 f"curvature: expected an operator of shape ({self._n}, {self._n}), got {getattr(op, 'shape', None)}"
             )
+        self._check_operator(op)
         diag = self._precond_diag(lam, expo)
         evals = int(self._cache is None)
         loss, g = self._evaluate(closure) if evals else self._cache
