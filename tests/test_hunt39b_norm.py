@@ -93,3 +93,12 @@ def test_weight_norm_of_a_long_row_near_the_overflow_is_accurate():
     w, s = N.weight_norm(v, np.ones(2, np.float32), 0)
     assert np.max(np.abs(s.norm - ref) / ref) < 1e-6
     assert _rel(w, v64 / ref[:, None]) < 1e-6
+
+
+def test_weight_norm_of_a_long_row_of_subnormal_norm_is_accurate():
+    # ‖v‖ subnormal: w from v 2**-b and ‖v‖ 2**-b (exact digits), whose Σ was one float32
+    # accumulator too (w 1.3e-4 off for 65536 values ±1e-42; the GPU's is a double block sum)
+    v = (np.float32(1e-42) * _signs(0, (2, M))).astype(np.float32)
+    v64 = v.astype(np.float64)
+    w, s = N.weight_norm(v, np.ones(2, np.float32), 0)
+    assert _rel(w, v64 / np.sqrt((v64**2).sum(1, keepdims=True))) < 1e-6
