@@ -109,12 +109,14 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     // that ‖v‖ 2^-b below is in range)
     const rules::GradScale sc = rules::unit_scale(adw, av);
     if (!rules::scales(sc)) return false;
-    T s = T(0), ss = T(0);
-    for (int64_t j = 0; j < M; ++j) {
+    // (Σ in double, rounded once, as sum_squares: float32 accumulators over a long row left dg 1.3e-4 off)
+    const T s = T(block_sum<T>(M, [&](int64_t j) {
+      return rules::scale2(dwr[j], -sc.a) * rules::scale2(vr[j], -sc.b);
+    }));
+    const T ss = T(block_sum<T>(M, [&](int64_t j) {
       const T vs = rules::scale2(vr[j], -sc.b);
-      s += rules::scale2(dwr[j], -sc.a) * vs;
-      ss += vs * vs;
-    }
+      return vs * vs;
+    }));
     // A subnormal saved ‖v‖ kept few digits (float32 v ~ 1e-40: ~5), and dv = (g / ‖v‖)(dw - s v / ‖v‖²)
     // cancels where dw is near parallel to v: there ‖v‖ 2^-b from the scaled row (in range, exact digits).
     const auto q = rules::is_subnormal(norm[r]) ? rules::weight_norm_scaled_at(s, std::sqrt(ss), g[r], sc)

@@ -102,3 +102,18 @@ def test_weight_norm_of_a_long_row_of_subnormal_norm_is_accurate():
     v64 = v.astype(np.float64)
     w, s = N.weight_norm(v, np.ones(2, np.float32), 0)
     assert _rel(w, v64 / np.sqrt((v64**2).sum(1, keepdims=True))) < 1e-6
+
+
+@pytest.mark.parametrize("dw_scale", [1.0, 1e37])
+def test_weight_norm_backward_of_a_subnormal_norm_row_is_accurate(dw_scale):
+    # the backward's redo (rows of a subnormal ‖v‖, or dw near the max) summed s = Σ dw v and ‖v‖²
+    # of the scaled row in float32 accumulators too: dg 1.3e-4 off
+    rng = np.random.default_rng(3)
+    v = (np.float32(1e-42) * _signs(0, (2, M))).astype(np.float32)
+    dw = (np.float32(dw_scale) * (1 + 0.1 * rng.random((2, M)))).astype(np.float32)
+    g = np.ones(2, np.float32)
+    _, s = N.weight_norm(v, g, 0)
+    dg, _ = N.weight_norm_backward(dw, v, g, s)
+    v64, d = v.astype(np.float64), dw.astype(np.float64)
+    ref = (d * v64).sum(1) / np.sqrt((v64**2).sum(1))
+    assert np.max(np.abs(dg - ref) / np.abs(ref)) < 1e-6
