@@ -69,34 +69,34 @@ template <class T, class F> T max_abs_of(int64_t n, F&& at) {
 }
 
 // Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf).
+// The scaled sums are those of the plain path above (sum_squares, chunk_moments) on x · 2^-e: Σ in
+// double / block_sum, the moments around the double mean rounded to T and corrected. (One T
+// accumulator, element by element, rounded every addition of a long row alike: float32 rows of
+// 65536 values ±c near the overflow of x², or tiny with a tiny eps, had y, rstd, the running
+// variance and ‖v‖ 2e-4 to 6e-4 off, where the same data in the normal range are within an ulp.)
 template <class T, class F> rules::ScaledSq<T> scaled_sum_squares(int64_t n, F&& at) {
   const T amax = max_abs_of<T>(n, at);
   if (!rules::finite_(amax)) return {T(NAN), 0};
   if (amax == T(0)) return {T(0), 0};
   const int e = rules::scale_exp(amax);
-  T s = T(0);
-  for (int64_t i = 0; i < n; ++i) {
+  const double s = block_sum<T>(n, [&](int64_t i) {
     const T v = rules::scale2(at(i), -e);
-    s += v * v;
-  }
-  return {s, e};
+    return v * v;
+  });
+  return {T(s), e};
 }
 
-// Mean and M2 of the row with M2 = m2 · 4^e (shifted two-pass on x · 2^-e).
+// Mean and M2 of the row with M2 = m2 · 4^e (the corrected two-pass of chunk_moments on x · 2^-e).
 template <class T, class F> rules::ScaledMoments<T> scaled_moments(int64_t n, F&& at) {
   const T amax = max_abs_of<T>(n, at);
   if (!rules::finite_(amax)) return {T(NAN), T(NAN), 0};
   if (amax == T(0)) return {T(0), T(0), 0};
   const int e = rules::scale_exp(amax);
-  const T k = rules::scale2(at(0), -e);
-  T s = T(0), q = T(0);
-  for (int64_t i = 0; i < n; ++i) s += rules::scale2(at(i), -e) - k;
-  const T off = s / T(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const T d = (rules::scale2(at(i), -e) - k) - off;
-    q += d * d;
-  }
-  return {rules::scale2(k + off, e), q, e};
+  // (x · 2^-e in (-2, 2), exact in double; the mean scaled back in double and rounded once)
+  const double mean = lane_sum<double>(n, [&](int64_t i) { return double(rules::scale2(at(i), -e)); }) / double(n);
+  const T m = T(mean);
+  const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(rules::scale2(at(i), -e), m); });
+  return {T(rules::scale2(mean, e)), T(corrected_m2(q, mean - double(m), double(n))), e};
 }
 
 // ---- dy near the max: the redo of rules/norm.hpp (rare: groups whose dx or parameter sum overflowed) ----

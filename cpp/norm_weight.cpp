@@ -38,11 +38,15 @@ template <class T, class P = const T*, class Q = T*> struct WnForward {
       // A subnormal ‖v‖ kept few digits (float64 v = [5e-324, 5e-324]: ‖v‖ = 5e-324, w = [g, g] where
       // g [0.71, 0.71]; float32 v ~ 1e-40: ~5 digits): w from v 2^-b and ‖v‖ 2^-b, in range (exact
       // digits). The saved norm stays the subnormal ‖v‖.
-      T av = T(0), ss = T(0);
+      // (Σ in double, rounded once, as sum_squares and the GPU's block_sum_squares: one T accumulator
+      // over a long row rounded every addition alike, w 1.3e-4 off for 65536 values ±1e-42)
+      T av = T(0);
       for (int64_t j = 0; j < M; ++j) av = rules::max_abs(av, vr[j]);
       const int b = rules::scale_exp(av);
-      for (int64_t j = 0; j < M; ++j) ss += rules::scale2(vr[j], -b) * rules::scale2(vr[j], -b);
-      const T n = std::sqrt(ss);
+      const T n = std::sqrt(T(block_sum<T>(M, [&](int64_t j) {
+        const T u = rules::scale2(vr[j], -b);
+        return u * u;
+      })));
       for (int64_t j = 0; j < M; ++j) wr[j] = g[r] * (rules::scale2(vr[j], -b) / n);
       return;
     }
@@ -105,12 +109,14 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     // that ‖v‖ 2^-b below is in range)
     const rules::GradScale sc = rules::unit_scale(adw, av);
     if (!rules::scales(sc)) return false;
-    T s = T(0), ss = T(0);
-    for (int64_t j = 0; j < M; ++j) {
+    // (Σ in double, rounded once, as sum_squares: float32 accumulators over a long row left dg 1.3e-4 off)
+    const T s = T(block_sum<T>(M, [&](int64_t j) {
+      return rules::scale2(dwr[j], -sc.a) * rules::scale2(vr[j], -sc.b);
+    }));
+    const T ss = T(block_sum<T>(M, [&](int64_t j) {
       const T vs = rules::scale2(vr[j], -sc.b);
-      s += rules::scale2(dwr[j], -sc.a) * vs;
-      ss += vs * vs;
-    }
+      return vs * vs;
+    }));
     // A subnormal saved ‖v‖ kept few digits (float32 v ~ 1e-40: ~5), and dv = (g / ‖v‖)(dw - s v / ‖v‖²)
     // cancels where dw is near parallel to v: there ‖v‖ 2^-b from the scaled row (in range, exact digits).
     const auto q = rules::is_subnormal(norm[r]) ? rules::weight_norm_scaled_at(s, std::sqrt(ss), g[r], sc)

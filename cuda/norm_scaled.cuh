@@ -1,8 +1,8 @@
 // The scaled fallback of rules/norm.hpp on the GPU: a row or channel whose
 // direct statistics overflowed, underflowed below a tiny eps or met a
 // non-finite value is summed again by the whole block, scaled by 2^-e with
-// 2^e <= max|x| < 2^(e+1). The same sums as cpp/norm_cpu.hpp's fallback, in
-// the block's fixed tree order (deterministic). Rare, so written for clarity:
+// 2^e <= max|x| < 2^(e+1). The same formulas as cpp/norm_cpu.hpp's fallback, summed
+// in double in the block's fixed tree order (deterministic). Rare, so written for clarity:
 // max, then one (RMS) or two (shifted mean, M2) scaled passes.
 //
 // Call from every thread of a 1-D block with a block-uniform condition (they
@@ -30,38 +30,41 @@ template <class A, class At> __device__ A block_max_abs(int64_t n, At at) {
   return block_reduce(m, sm, MaxAbs<A>{A(0)}).v;
 }
 
-// Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf).
+// Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf), summed in double as the CPU's.
 template <class A, class At> __device__ rules::ScaledSq<A> block_scaled_sum_squares(int64_t n, At at) {
-  __shared__ Sum2<A> ss[32];
+  __shared__ Sum2<double> ss[32];
   const A amax = block_max_abs<A>(n, at);
   if (!rules::finite_(amax)) return {A(NAN), 0};
   if (amax == A(0)) return {A(0), 0};
   const int e = rules::scale_exp(amax);
-  Sum2<A> q{A(0), A(0)};
+  Sum2<double> q{0.0, 0.0};
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const A v = rules::scale2(at(i), -e);
-    q.a += v * v;
+    q.a += double(v * v);
   }
-  return {block_reduce(q, ss, Sum2<A>{A(0), A(0)}).a, e};
+  return {A(block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a), e};
 }
 
-// Mean and M2 = m2 · 4^e (shifted two-pass on x · 2^-e around the first element).
+// Mean and M2 = m2 · 4^e: the CPU's corrected two-pass on x · 2^-e (the mean in double, M2 around it
+// rounded to A, corrected), its sums in double. (Per-thread sums in A, around the first element,
+// rounded a long row's additions alike: ~10-20 ulps of y for 65536 values ±c near the overflow.)
 template <class A, class At> __device__ rules::ScaledMoments<A> block_scaled_moments(int64_t n, At at) {
-  __shared__ Sum2<A> ss[32];
+  __shared__ Sum2<double> ss[32];
   const A amax = block_max_abs<A>(n, at);
   if (!rules::finite_(amax)) return {A(NAN), A(NAN), 0};
   if (amax == A(0)) return {A(0), A(0), 0};
   const int e = rules::scale_exp(amax);
-  const A k = rules::scale2(at(0), -e);
-  Sum2<A> s{A(0), A(0)};
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s.a += rules::scale2(at(i), -e) - k;
-  const A off = block_reduce(s, ss, Sum2<A>{A(0), A(0)}).a / A(n);
-  Sum2<A> q{A(0), A(0)};
+  Sum2<double> s{0.0, 0.0};
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s.a += double(rules::scale2(at(i), -e));
+  const double mean = block_reduce(s, ss, Sum2<double>{0.0, 0.0}).a / double(n);
+  const A m = A(mean);
+  Sum2<double> q{0.0, 0.0};
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const A d = (rules::scale2(at(i), -e) - k) - off;
-    q.a += d * d;
+    const A d = rules::scale2(at(i), -e) - m;
+    q.a += double(d * d);
   }
-  return {rules::scale2(k + off, e), block_reduce(q, ss, Sum2<A>{A(0), A(0)}).a, e};
+  const double q2 = block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a;
+  return {A(rules::scale2(mean, e)), A(rules::corrected_m2(q2, mean - double(m), double(n))), e};
 }
 
 // ---- dy near the max: the redo of rules/norm.hpp, by the whole block (the CPU's: cpp/norm_cpu.hpp) ----

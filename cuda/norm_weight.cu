@@ -50,25 +50,26 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
 // applies (the plain results stand; small: also a row of dw = 0, whose plain results are exact zeros).
 template <class T, class A>
 __device__ bool wn_redo_row(const T* dwr, const T* vr, A g, A nrm, T* dvr, T* dg, int64_t M, bool small) {
-  __shared__ Sum2<A> ss[32];
+  __shared__ Sum2<double> ss[32];
   const A adw = block_max_abs<A>(M, [&](int64_t j) { return A(load(dwr, j)); });
   if (small && adw == A(0)) return false;
   const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
   const rules::GradScale sc = rules::unit_scale(adw, av);  // (up as well as down: v 2^-b in [1, 2))
   if (!rules::scales(sc)) return false;
-  // s and ‖v 2^-b‖² by one thread in the CPU's order (a rare row: cancellation in dv where dw is near
-  // parallel to v magnified the difference a tree's order made, 1e-5 relative in float32)
+  // s and ‖v 2^-b‖² by one thread, in double and rounded once as the CPU's block_sum (a rare row:
+  // cancellation in dv where dw is near parallel to v magnified the difference a tree's order made,
+  // 1e-5 relative in float32; float accumulators over a long row rounded alike, dg 1e-4 off)
   if (threadIdx.x == 0) {
-    Sum2<A> t{A(0), A(0)};
+    Sum2<double> t{0.0, 0.0};
     for (int64_t j = 0; j < M; ++j) {
       const A vs = rules::scale2(A(load(vr, j)), -sc.b);
-      t.a += rules::scale2(A(load(dwr, j)), -sc.a) * vs;
-      t.b += vs * vs;
+      t.a += double(rules::scale2(A(load(dwr, j)), -sc.a) * vs);
+      t.b += double(vs * vs);
     }
     ss[0] = t;
   }
   __syncthreads();
-  const Sum2<A> q = ss[0];
+  const Sum2<A> q{A(ss[0].a), A(ss[0].b)};
   __syncthreads();  // (ss is reused by the next row's call)
   // (a subnormal saved ‖v‖ kept few digits: ‖v‖ 2^-b from the scaled row instead)
   const auto w = rules::is_subnormal(nrm) ? rules::weight_norm_scaled_at(q.a, A(sqrt(q.b)), g, sc)
