@@ -275,7 +275,10 @@ def _prod(shape):
 
 def _rstd(var, eps):
     xp = _xp(var)
-    return (1.0 / xp.sqrt(var + var.dtype.type(eps))).astype(var.dtype, copy=False)
+    # a negative running_var (a user's) gives NaN in its channel as torch's eval batch norm does,
+    # without NumPy's "invalid value in sqrt" warning (an error under -W error)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (1.0 / xp.sqrt(var + var.dtype.type(eps))).astype(var.dtype, copy=False)
 
 
 def _backward_module(dy, x, weight, stat_name, stat):
