@@ -6,8 +6,8 @@ column from the orthogonalization coefficients (so after a restart, where
 ``H`` is no longer tridiagonal, nothing changes). One step multiplies the
 newest block of ``b`` basis vectors (``op.matmat``: one forward pass for a
 block when the operator has block products), orthogonalizes the products
-against the whole basis, twice (CGS2: for ``b = 1`` the fused native pass
-``lanczos_orthogonalize_``, for ``b > 1`` two GEMMs per pass), and
+against the whole basis, twice (CGS2: the fused native pass
+``lanczos_orthogonalize_``, row by row: the same bits for any thread count), and
 orthonormalizes them within the block, which gives the next block and the
 coupling ``R`` (``A Q_m = Q_m H_m + Q_new R E_m^T``); the residual of a Ritz
 pair ``(theta, Q_m s)`` is ``||R s_last||`` with ``s_last`` the last ``b``
@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, _fixed_sums, _malloc
+from . import _orthonormal
 from ._probes import start_vector
 from ._products import check_estimate
 from .operators import unit_vector, vector_norm
@@ -179,12 +180,12 @@ class BlockKrylov:
             R = np.array([[beta]])
         else:
             ref = _to_host(vector_norm(xp, new, axis=1))
-            basis = self.Q[:hi]
-            C = basis @ new.T  # block CGS2: two GEMMs per pass
-            new -= C.T @ basis
-            C2 = basis @ new.T
-            new -= C2.T @ basis
-            Ct = _to_host(C + C2).astype(np.float64)
+            # CGS2 of each row against the basis by the native pass (not two GEMMs a pass: BLAS cuts
+            # their sums over n by thread, and the Ritz values followed OPENBLAS_NUM_THREADS)
+            Ct = np.empty((hi, b))
+            for j in range(b):
+                _orthonormal.orthogonalize_against(self.mod, self.Q[:hi], new[j], self.coeffs)
+                Ct[:, j] = _to_host(self.coeffs[:hi])
             self.H[:hi, m:hi] = Ct
             self.scale = max(self.scale, float(np.abs(Ct).max()))
             R = self._orthonormalize_block(hi, b, ref)

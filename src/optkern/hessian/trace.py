@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
+from . import _orthonormal
 from ._lockstep import in_lockstep
 from ._probes import rademacher
 from ._products import check_estimate
@@ -124,11 +125,32 @@ def _mean(samples) -> float:
     return _in_range(np, samples, lambda s: float(s.sum()) / len(samples))
 
 
-def _sketch_basis(xp, Y):
-    """An orthonormal basis of the sketch ``Y = A S`` (QR). Entries near float64's max made the
-    Householder steps overflow (Q NaN: the finite 1.5e308 diag(1, 1, -1, -1, 1/2) raised "products
-    not finite"): the span is that of ``Y 2^-e`` (``_in_range``, not scaled back)."""
-    return _in_range(xp, Y, lambda y: xp.linalg.qr(y)[0], scaled_back=False)
+def _sketch_basis(op, Y):
+    """An orthonormal basis of the sketch ``Y = A S``, as rows (``s x n``, C-contiguous), and the
+    kernel that made it. Not ``np.linalg.qr``: LAPACK's Householder steps reduce over ``n`` through
+    BLAS, whose sums follow the thread count (see ``_orthonormal``). Columns of ``Y`` in the span of
+    those before them (a rank-deficient sketch: an operator of rank below ``s``) give zero rows. Entries
+    near float64's max are fine: each row is normalized with a scaled norm first."""
+    xp = op.xp
+    Q = xp.ascontiguousarray(Y.T)
+    mod = _orthonormal.kernel(xp, op.dtype)
+    _orthonormal.orthonormalize_rows(mod, Q, _orthonormal.coefficients(xp, Q.shape[0]))
+    return Q, mod
+
+
+def _projector(mod, Q):
+    """``G -> (I - Q^T Q) G`` for the orthonormal rows of ``Q``, column by column through the native
+    pass (not ``G - Q^T (Q G)`` by GEMMs: their sums over ``n`` follow BLAS's thread count)."""
+    coeffs = _orthonormal.coefficients(_backend.array_module(Q), Q.shape[0])
+
+    def project(G):
+        xp = _backend.array_module(G)
+        Gt = xp.ascontiguousarray(G.T)  # (the probes as rows: contiguous, as the kernel takes them)
+        for j in range(Gt.shape[0]):
+            _orthonormal.project_out(mod, Q, Gt[j], coeffs)
+        return xp.ascontiguousarray(Gt.T)
+
+    return project
 
 
 def _to_host(a):
@@ -168,7 +190,7 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
 
     Memory: the probes are made and multiplied in blocks of at most ``PROBE_BLOCK_ELEMENTS``
     (n x probes) elements, whatever ``num_matvecs``; Hutch++'s sketch (``num_matvecs // 3``
-    vectors and its QR) is held whole, as the method needs.
+    vectors and its orthonormal basis) is held whole, as the method needs.
     """
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     if not isinstance(method, str) or method not in ("hutchinson", "hutch++"):
@@ -186,16 +208,19 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
         samples = _hutchinson_samples(op, seed, 0, m)
         return TraceResult(check_estimate(_mean(samples)), _stderr(samples), m, method, samples)
     if exact:
-        # s >= n sketch columns would span the space: the QR has n columns, A Q costs n products (not
+        # s >= n sketch columns would span the space: the basis has n vectors, A Q costs n products (not
         # s: the count reported m products where fewer were made) and the projected probes are zero.
         # A I gives the same exact trace from n products.
         t = _diagonal_sum(xp, op.matmat(xp.eye(n, dtype=op.dtype)))
         return TraceResult(check_estimate(t), 0.0, n, method, np.zeros(0))
     s = m // 3
     S = _probe_block(op, seed, 0, s)
-    Q = _sketch_basis(xp, op.matmat(S))
-    AQ = op.matmat(xp.ascontiguousarray(Q))
-    t_top = _diagonal_sum(xp, Q.T @ AQ)
-    del S  # (the sketch's probes: not needed past the QR)
-    samples = _hutchinson_samples(op, seed, s, m - 2 * s, project=lambda G: G - Q @ (Q.T @ G))
+    Q, mod = _sketch_basis(op, op.matmat(S))
+    del S  # (the sketch's probes: not needed past the basis)
+    Qc = xp.ascontiguousarray(Q.T)
+    # tr(Q^T A Q) as the sum of q_i . A q_i, NumPy's / CuPy's column sums (not the GEMM Q^T (A Q): BLAS)
+    dots = np.asarray(_to_host(_column_dots(xp, Qc, op.matmat(Qc))), dtype=np.float64)
+    t_top = _in_range(np, dots, lambda d: float(d.sum()))
+    del Qc
+    samples = _hutchinson_samples(op, seed, s, m - 2 * s, project=_projector(mod, Q))
     return TraceResult(check_estimate(t_top + _mean(samples)), _stderr(samples), m, method, samples)
