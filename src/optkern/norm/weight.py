@@ -32,16 +32,21 @@ def _wn_layout(v, g, dim, name="dim", norm=None):
     return rows, perm
 
 
-def _wn_row_len(vr, rows):
+def _wn_row_len(v, rows):
+    """The elements of one slice (``v``: the caller's, so that an error shows its shape)."""
     if rows == 0:
         return 1
-    if vr.size == 0:
-        raise ValueError(f"v: every slice must be non-empty, got shape {tuple(vr.shape)}")
-    return vr.size // rows
+    if v.size == 0:
+        raise ValueError(f"v: every slice must be non-empty, got shape {tuple(v.shape)}")
+    return v.size // rows
 
 
-def _to_rows(a, d):
-    """``a`` with axis d first, C-contiguous (a copy unless d == 0)."""
+def _to_rows(a, d, name):
+    """``a`` with axis d first, C-contiguous (a copy unless d == 0). ``a`` itself must be
+    C-contiguous along every ``dim``, as every normalization input (the axis move's copy hid a
+    strided one: it was taken along every dim but 0)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: array must be C-contiguous")
     if not d:
         return a
     return _xp(a).ascontiguousarray(_xp(a).moveaxis(a, d, 0))
@@ -71,11 +76,11 @@ def weight_norm(v, g, dim=0):
     _ndarray("g", g)
     mod = _backend.backend(("v", v), ("g", g))
     rows, d = _wn_layout(v, g, dim)
-    vr = _to_rows(v, d)
+    vr = _to_rows(v, d, "v")
     xp = _xp(v)
     w = xp.empty_like(vr)
     norm = xp.empty(rows, dtype=_stat_dtype(v))
-    mod.weight_norm_forward(vr, g, w, norm, rows, _wn_row_len(vr, rows))
+    mod.weight_norm_forward(vr, g, w, norm, rows, _wn_row_len(v, rows))
     ok = np.isfinite(norm) & (norm > 0) if xp is np else None  # (CuPy: not checked, it would sync the host)
     if ok is not None and not ok.all():  # NaN or ±inf in v gives a NaN norm: one error for both
         i = int(np.argmin(ok))
@@ -100,11 +105,11 @@ def weight_norm_backward(dw, v, g, saved: WeightNormSaved):
     if tuple(dw.shape) != tuple(v.shape):
         raise ValueError(f"dw: expected shape {tuple(v.shape)}, got {tuple(dw.shape)}")
     rows, d = _wn_layout(v, g, saved.dim, "saved.dim", saved.norm)
-    vr, dwr = _to_rows(v, d), _to_rows(dw, d)
+    vr, dwr = _to_rows(v, d, "v"), _to_rows(dw, d, "dw")
     xp = _xp(v)
     dv = xp.empty_like(vr)
     dg = xp.empty_like(g)
-    n = _wn_row_len(vr, rows)
+    n = _wn_row_len(v, rows)
     try:
         mod.weight_norm_backward(dwr, vr, g, saved.norm, dv, dg, rows, n)
     except (TypeError, ValueError):
