@@ -81,13 +81,15 @@ static py::dict build_info() {
 static void register_held_capsules(py::module_& m) {
   const py::module_ builtins = py::module_::import("builtins");
   py::dict ns;
-  ns["__slots__"] = py::make_tuple("tensors", "shapes");
+  ns["__slots__"] = py::make_tuple("tensors", "shapes", "api");
   ns["__module__"] = "optkern._cpu";
   ns["__doc__"] =
       "A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native "
       "call that only reads them empties the list once it has read and checked every one (the capsules "
       "freed while in cache), and keeps the list, so the tensors, alive until it returns. ``shapes``, when "
-      "set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal.";
+      "set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal. ``api``, "
+      "when set: a tensor type whose DLPack exchange API (``__dlpack_c_exchange_api__``) describes the items, "
+      "then tensors of it instead of capsules (see ``dlpack_exchange_usable``).";
   py::object held = builtins.attr("type")("HeldCapsules", py::make_tuple(builtins.attr("list")), ns);
   m.attr("HeldCapsules") = held;
   optkern::held_capsules_type() = held.release().ptr();
@@ -119,4 +121,9 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_probe_threads(m);
   optkern::register_pool(m);
   register_held_capsules(m);
+  m.def(
+      "dlpack_exchange_usable", [](py::handle type) { return optkern::exchange_api(type) != nullptr; },
+      py::arg("type"),
+      "Whether a tensor type's DLPack exchange API (``__dlpack_c_exchange_api__``, major version 1) can "
+      "describe the items of a ``HeldCapsules`` list (its ``api``).");
 }

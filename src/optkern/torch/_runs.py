@@ -15,6 +15,7 @@ import torch.utils.dlpack
 from .. import _backend
 from .._atomic import deferring
 from .._cpu import HeldCapsules as _HeldCapsules
+from .._cpu import dlpack_exchange_usable
 from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
@@ -25,6 +26,10 @@ from ._state import _entries, _equal_scalars, _join_scalars, _same_entries, _sca
 from ._tracked import _TrackedEntry
 
 _to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
+# (a CPU run's grads handed over as the tensors themselves where torch has a DLPack exchange API the
+# module can use: it describes each one in C, with no capsule made in Python -- to_dlpack cost ~0.4 us
+# a grad after a large step's memory traffic; else as capsules)
+_EXCHANGE = torch.Tensor if dlpack_exchange_usable(torch.Tensor) else None
 _is_contiguous = torch.Tensor.is_contiguous
 _numel = torch.Tensor.numel
 
@@ -32,15 +37,19 @@ _shape = operator.attrgetter("shape")
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
 
 
-def _held(capsules, tensors: list, shapes=None):
+def _held(capsules, tensors: list, shapes=None, api=None):
     """The capsules as a ``_cpu.HeldCapsules`` list holding ``tensors``: the native call frees them
     once it has read them, while they are still in cache (``cpp/py_arrays.hpp``); freed after the
     kernel, 200 of them cost ~150 us a step. ``tensors`` keeps their memory alive meanwhile.
-    ``shapes`` (``_flat_shapes``), when given: the native call refuses a capsule of another shape."""
+    ``shapes`` (``_flat_shapes``), when given: the native call refuses a capsule of another shape.
+    ``api`` (``_EXCHANGE``), when given: ``capsules`` are tensors of that type, which the native
+    call describes through its DLPack exchange API (checked as a capsule's: dtype, shape, layout)."""
     out = _HeldCapsules(capsules)
     out.tensors = tensors
     if shapes is not None:
         out.shapes = shapes
+    if api is not None:
+        out.api = api
     return out
 
 
@@ -348,10 +357,11 @@ class _Runs:
         On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
         and device those of its param, the caller has compared the shapes (``_check_grad_shapes``)
         and the native call checks dtype, size and layout again before it writes (an error it
-        raises is then named by ``_precheck``). ``capsules``: DLPack capsules (``to_dlpack``, half
-        the cost of ``Tensor.numpy()`` per tensor, which only the native calls take) in a list that
-        the step's one native call empties once it has read them (``_held``; each ``_update`` that
-        ``_core_step`` runs makes one call), else NumPy views. Anything either refuses (a sparse
+        raises is then named by ``_precheck``). ``capsules``: a list that the step's one native call
+        empties once it has read it (``_held``; each ``_update`` that ``_core_step`` runs makes one
+        call) of the grads themselves, which it describes through torch's DLPack exchange API
+        (``_EXCHANGE``), or of DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()``
+        per tensor, which only the native calls take); else NumPy views. Anything either refuses (a sparse
         grad, one that requires grad, one on another device) goes through the checks that name
         it. The views the step's precheck made are reused. ``dense``: whether every param is
         contiguous (known to the caller; else checked here): a grad of a channels_last param goes
@@ -368,7 +378,9 @@ class _Runs:
             try:
                 if dense if dense is not None else _views.flat_real(params):
                     # (a grad that is not contiguous: the native call refuses it, then it is named)
-                    if capsules:  # (freed by the native call once read: _held)
+                    if capsules:  # (the tensors themselves, or capsules freed by the native call once read: _held)
+                        if _EXCHANGE is not None:
+                            return _held(grads, grads, shapes, _EXCHANGE)
                         return _held(map(_to_dlpack, grads), grads, shapes)
                     if shapes is None:
                         return [g.numpy() for g in grads]
