@@ -65,6 +65,14 @@ def _same_objects(a, b) -> bool:
     return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
 def _elements_now(p) -> int:
     """``p``'s element count; 0 for a lazy module's param before its first forward (no shape yet)."""
     return 0 if _views.is_lazy(p) else _numel(p)
@@ -77,6 +85,7 @@ class _Runs:
     _view_cache: dict
     _joined: dict
     _elements: dict
+    _dtype_ok: tuple | None
 
     if TYPE_CHECKING:  # everything else it reads is _Fused's
 
@@ -278,11 +287,11 @@ class _Runs:
             grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads, dense=dense, shapes=dims)
         first = id(params[0]) in self._first(group, params)
         try:
-            with _views.on_stream(params[0]):
-                if core_run is not None:
-                    out = self._core_step(hp, core_run, grads, t, first)
-                else:
-                    out = self._call(host_group(group), pviews, grads, lists, t, first=first)
+            if params[0].is_cpu:  # (no stream to enter: the context's two calls cost ~5 us cold)
+                out = self._native_step(group, hp, core_run, pviews, grads, lists, t, first)
+            else:
+                with _views.on_stream(params[0]):
+                    out = self._native_step(group, hp, core_run, pviews, grads, lists, t, first)
         except (TypeError, ValueError):
             # the native call refused before writing. A grad of another shape than the view cache's:
             # named, or (a param given a new shape in place, ``p.data = ...``) the cache dropped and
@@ -306,13 +315,25 @@ class _Runs:
             return [self.state[p] for p in params]
         return [self.state.get(p, {}) for p in params]
 
+    def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
+        """A run's native call: through the optkern.optim run ``core_run`` where there is one
+        (``_core_step``), else the adapter's ``_call``."""
+        if core_run is not None:
+            return self._core_step(hp, core_run, grads, t, first)
+        return self._call(host_group(group), pviews, grads, lists, t, first=first)
+
     def _core_step(self, hp: tuple, run: _Run, grads: list, t: int, first: bool):
         """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``
         runs): the functional form's per-call list conversions and checks are skipped (the
         native call still checks every array before it writes). Returns the new per-run scalar
         (NAdam's mu_product) or None. ``hp``: the group's checked hyper-parameters."""
         m = self._m
-        _check_dtype(hp, m._math_dtype(run.params[0].dtype))
+        dt = m._math_dtype(run.params[0].dtype)
+        # (checked once per (hp, dtype): hp is the group's cached, immutable checked tuple -- _hyper --
+        # a hashable one as _check_dtype's own memo takes it; its key costs ~5 us a step cold)
+        if self._dtype_ok is None or self._dtype_ok[0] is not hp or self._dtype_ok[1] != dt:
+            _check_dtype(hp, dt)
+            self._dtype_ok = (hp, dt) if _hashable(hp) else None
         if self._lowp_core is not None:
             self._lowp_core._amp_grad_scale = _lowp.amp_scale(self, run.params[0])
         run.extra = self._core_extra()
