@@ -2,6 +2,9 @@
 // this file only lists them and reports how the module was built.
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+#include <string>
+
 #include "cpu_avx2.hpp"
 #include "optkern/common.hpp"
 #include "parallel.hpp"
@@ -95,6 +98,31 @@ static void register_held_capsules(py::module_& m) {
   optkern::held_capsules_type() = held.release().ptr();
 }
 
+// data_addresses (registered below): what its docstring says. The addresses are compared as bytes.
+static py::bytes data_addresses(py::handle tensors, py::handle type) {
+  const optkern::ExchangeAPI* api = optkern::exchange_api(type);
+  if (api == nullptr) throw py::type_error("type: expected a tensor type with a usable DLPack exchange API");
+  if (!PyList_Check(tensors.ptr())) throw py::type_error("tensors: expected a list");
+  const Py_ssize_t n = PyList_GET_SIZE(tensors.ptr());
+  std::string out(size_t(n) * sizeof(int64_t), '\0');
+  auto* tp = reinterpret_cast<PyTypeObject*>(type.ptr());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* h = PyList_GET_ITEM(tensors.ptr(), i);
+    optkern::dlpack::Tensor t{};
+    if (!PyObject_TypeCheck(h, tp) || api->dltensor_from_py_object_no_sync(h, &t) != 0) {
+      if (PyErr_Occurred()) {
+        py::error_already_set e;
+        throw py::type_error("tensors[" + std::to_string(i) + "]: " + e.what());
+      }
+      throw py::type_error("tensors[" + std::to_string(i) + "]: expected a " +
+                           py::str(type.attr("__name__")).cast<std::string>() + ", got " + optkern::type_name(h));
+    }
+    const int64_t a = int64_t(reinterpret_cast<uintptr_t>(t.data) + uintptr_t(t.byte_offset));
+    std::memcpy(&out[size_t(i) * sizeof(int64_t)], &a, sizeof a);
+  }
+  return py::bytes(out);
+}
+
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "optkern C++/OpenMP kernels";
   m.def("build_info", &build_info, "How this module was built and what it runs on.");
@@ -126,4 +154,9 @@ PYBIND11_MODULE(_cpu, m) {
       py::arg("type"),
       "Whether a tensor type's DLPack exchange API (``__dlpack_c_exchange_api__``, major version 1) can "
       "describe the items of a ``HeldCapsules`` list (its ``api``).");
+  m.def("data_addresses", &data_addresses, py::arg("tensors"), py::arg("type"),
+        "The address of each tensor's first element (its data pointer), as the native-endian int64s of one "
+        "bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError "
+        "naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its "
+        "cached views still view its params' memory: one call, no int made per tensor.)");
 }

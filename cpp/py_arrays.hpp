@@ -96,38 +96,42 @@ struct Managed {
 }  // namespace dlpack
 
 // The data and element count of DLPack tensor `t` (list item `h`): a C-contiguous, aligned host
-// array of dtype `dt`; a named TypeError/ValueError otherwise.
-inline std::pair<char*, int64_t> read_dl(const dlpack::Tensor& t, py::handle h, const std::string& what,
+// array of dtype `dt`; a TypeError/ValueError naming it `what()` otherwise. (The name is made only
+// then: a string a tensor cost ~0.1 us each, 200 a step.)
+template <class Name>
+inline std::pair<char*, int64_t> read_dl(const dlpack::Tensor& t, py::handle h, const Name& what,
                                          const py::dtype& dt, size_t itemsize) {
-  if (t.device.device_type != 1) throw py::type_error(what + ": DLPack tensor is not in host memory");
+  if (t.device.device_type != 1) throw py::type_error(what() + ": DLPack tensor is not in host memory");
   if (t.dtype.code != 2 || t.dtype.lanes != 1 || size_t(t.dtype.bits) != 8 * itemsize)
-    throw py::type_error(what + ": expected " + dtype_name(dt) + ", got DLPack dtype code " +
+    throw py::type_error(what() + ": expected " + dtype_name(dt) + ", got DLPack dtype code " +
                          std::to_string(t.dtype.code) + " bits " + std::to_string(t.dtype.bits));
   int64_t size = 1;
   for (int k = 0; k < t.ndim; ++k) size *= t.shape[k];
   if (t.strides && size > 0) {  // row-major, dimensions of extent 1 aside (their stride is free)
     int64_t expect = 1;
     for (int k = t.ndim - 1; k >= 0; --k) {
-      if (t.shape[k] != 1 && t.strides[k] != expect) raise_fault(Fault::layout, h, what, dt);
+      if (t.shape[k] != 1 && t.strides[k] != expect) raise_fault(Fault::layout, h, what(), dt);
       expect *= t.shape[k];
     }
   }
   char* data = static_cast<char*>(t.data) + t.byte_offset;
-  if (reinterpret_cast<uintptr_t>(data) % uintptr_t(itemsize) != 0) raise_fault(Fault::misaligned, h, what, dt);
+  if (reinterpret_cast<uintptr_t>(data) % uintptr_t(itemsize) != 0) raise_fault(Fault::misaligned, h, what(), dt);
   return {data, size};
 }
 
 // The tensor of a "dltensor" capsule (read_dl checks it); a TypeError unless `h` is an unused one.
-inline const dlpack::Tensor& capsule_tensor(py::handle h, const std::string& what) {
+template <class Name>
+inline const dlpack::Tensor& capsule_tensor(py::handle h, const Name& what) {
   if (!PyCapsule_IsValid(h.ptr(), "dltensor"))
-    throw py::type_error(what + ": expected a numpy.ndarray or an unused DLPack capsule");
+    throw py::type_error(what() + ": expected a numpy.ndarray or an unused DLPack capsule");
   return static_cast<const dlpack::Managed*>(PyCapsule_GetPointer(h.ptr(), "dltensor"))->dl_tensor;
 }
 
 // The data and element count of a "dltensor" capsule (capsule_tensor, read_dl).
 inline std::pair<char*, int64_t> read_capsule(py::handle h, const std::string& what, const py::dtype& dt,
                                               size_t itemsize) {
-  return read_dl(capsule_tensor(h, what), h, what, dt, itemsize);
+  const auto name = [&] { return what; };
+  return read_dl(capsule_tensor(h, name), h, name, dt, itemsize);
 }
 
 // DLPack's exchange API (dlpack.h >= 1.2, ``type.__dlpack_c_exchange_api__``, a "dlpack_exchange_api"
@@ -169,14 +173,15 @@ inline const ExchangeAPI* exchange_api(py::handle type) {
 
 // The DLPack tensor of list item `h`, an instance of `type` (a HeldCapsules list's ``api``), as its
 // exchange API describes it (valid while `h` lives and nothing else runs); a named TypeError else.
-inline dlpack::Tensor api_tensor(const ExchangeAPI* api, py::handle type, py::handle h, const std::string& what) {
+template <class Name>
+inline dlpack::Tensor api_tensor(const ExchangeAPI* api, py::handle type, py::handle h, const Name& what) {
   if (!PyObject_TypeCheck(h.ptr(), reinterpret_cast<PyTypeObject*>(type.ptr())))
-    throw py::type_error(what + ": expected a " + py::str(type.attr("__name__")).cast<std::string>() + ", got " +
+    throw py::type_error(what() + ": expected a " + py::str(type.attr("__name__")).cast<std::string>() + ", got " +
                          type_name(h));
   dlpack::Tensor t{};
   if (api->dltensor_from_py_object_no_sync(h.ptr(), &t) != 0) {
     py::error_already_set e;
-    throw py::type_error(what + ": " + e.what());
+    throw py::type_error(what() + ": " + e.what());
   }
   return t;
 }
@@ -214,11 +219,11 @@ inline std::pair<const int64_t*, size_t> held_shapes(py::handle seq, py::object&
 
 // ValueError naming item `what` (DLPack tensor `t`) unless its shape is the one at `pos` of
 // `shapes` (ndim, then the dims); `pos` moves past it.
-inline void check_dl_shape(const dlpack::Tensor& t, const std::string& what, const int64_t* shapes, size_t n,
-                           size_t& pos) {
+template <class Name>
+inline void check_dl_shape(const dlpack::Tensor& t, const Name& what, const int64_t* shapes, size_t n, size_t& pos) {
   bool same = pos < n && shapes[pos] == t.ndim && pos + 1 + size_t(t.ndim) <= n;
   for (int k = 0; same && k < t.ndim; ++k) same = shapes[pos + 1 + size_t(k)] == t.shape[k];
-  if (!same) throw py::value_error(what + ": shape is not its param's");
+  if (!same) throw py::value_error(what() + ": shape is not its param's");
   pos += 1 + size_t(t.ndim);
 }
 
@@ -260,14 +265,15 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
     char* data = nullptr;
     int64_t sz = 1;
     const Fault f = array_fault(item, dt, itemsize, writable);
+    const auto what = [&] { return item_name(name, i); };
     if (f == Fault::not_array && api != nullptr) {  // (a tensor: described in place, nothing made)
-      const dlpack::Tensor t = api_tensor(api, api_type, item, item_name(name, i));
-      std::tie(data, sz) = read_dl(t, item, item_name(name, i), dt, itemsize);
-      if (shapes.first) check_dl_shape(t, item_name(name, i), shapes.first, shapes.second, shape_pos);
+      const dlpack::Tensor t = api_tensor(api, api_type, item, what);
+      std::tie(data, sz) = read_dl(t, item, what, dt, itemsize);
+      if (shapes.first) check_dl_shape(t, what, shapes.first, shapes.second, shape_pos);
     } else if (f == Fault::not_array && !writable && PyCapsule_CheckExact(item.ptr())) {
-      const dlpack::Tensor& t = capsule_tensor(item, item_name(name, i));
-      std::tie(data, sz) = read_dl(t, item, item_name(name, i), dt, itemsize);
-      if (shapes.first) check_dl_shape(t, item_name(name, i), shapes.first, shapes.second, shape_pos);
+      const dlpack::Tensor& t = capsule_tensor(item, what);
+      std::tie(data, sz) = read_dl(t, item, what, dt, itemsize);
+      if (shapes.first) check_dl_shape(t, what, shapes.first, shapes.second, shape_pos);
     } else {
       if (f != Fault::none) raise_fault(f, item, item_name(name, i), dt);
       const auto* a = py::detail::array_proxy(item.ptr());

@@ -38,6 +38,7 @@ __all__: list[str] = [
     "chunk_threads",
     "clamp_",
     "clip_scale_",
+    "data_addresses",
     "dlpack_exchange_usable",
     "dropout_",
     "first_readonly_",
@@ -396,6 +397,11 @@ def clip_scale_(
 ) -> None:
     """
     arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.
+    """
+
+def data_addresses(tensors: typing.Any, type: typing.Any) -> bytes:
+    """
+    The address of each tensor's first element (its data pointer), as the native-endian int64s of one bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its cached views still view its params' memory: one call, no int made per tensor.)
     """
 
 def dlpack_exchange_usable(type: typing.Any) -> bool:
