@@ -2,6 +2,9 @@
 // this file only lists them and reports how the module was built.
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+#include <string>
+
 #include "cpu_avx2.hpp"
 #include "optkern/common.hpp"
 #include "parallel.hpp"
@@ -81,16 +84,43 @@ static py::dict build_info() {
 static void register_held_capsules(py::module_& m) {
   const py::module_ builtins = py::module_::import("builtins");
   py::dict ns;
-  ns["__slots__"] = py::make_tuple("tensors", "shapes");
+  ns["__slots__"] = py::make_tuple("tensors", "shapes", "api");
   ns["__module__"] = "optkern._cpu";
   ns["__doc__"] =
       "A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native "
       "call that only reads them empties the list once it has read and checked every one (the capsules "
       "freed while in cache), and keeps the list, so the tensors, alive until it returns. ``shapes``, when "
-      "set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal.";
+      "set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal. ``api``, "
+      "when set: a tensor type whose DLPack exchange API (``__dlpack_c_exchange_api__``) describes the items, "
+      "then tensors of it instead of capsules (see ``dlpack_exchange_usable``).";
   py::object held = builtins.attr("type")("HeldCapsules", py::make_tuple(builtins.attr("list")), ns);
   m.attr("HeldCapsules") = held;
   optkern::held_capsules_type() = held.release().ptr();
+}
+
+// data_addresses (registered below): what its docstring says. The addresses are compared as bytes.
+static py::bytes data_addresses(py::handle tensors, py::handle type) {
+  const optkern::ExchangeAPI* api = optkern::exchange_api(type);
+  if (api == nullptr) throw py::type_error("type: expected a tensor type with a usable DLPack exchange API");
+  if (!PyList_Check(tensors.ptr())) throw py::type_error("tensors: expected a list");
+  const Py_ssize_t n = PyList_GET_SIZE(tensors.ptr());
+  std::string out(size_t(n) * sizeof(int64_t), '\0');
+  auto* tp = reinterpret_cast<PyTypeObject*>(type.ptr());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* h = PyList_GET_ITEM(tensors.ptr(), i);
+    optkern::dlpack::Tensor t{};
+    if (!PyObject_TypeCheck(h, tp) || api->dltensor_from_py_object_no_sync(h, &t) != 0) {
+      if (PyErr_Occurred()) {
+        py::error_already_set e;
+        throw py::type_error("tensors[" + std::to_string(i) + "]: " + e.what());
+      }
+      throw py::type_error("tensors[" + std::to_string(i) + "]: expected a " +
+                           py::str(type.attr("__name__")).cast<std::string>() + ", got " + optkern::type_name(h));
+    }
+    const int64_t a = int64_t(reinterpret_cast<uintptr_t>(t.data) + uintptr_t(t.byte_offset));
+    std::memcpy(&out[size_t(i) * sizeof(int64_t)], &a, sizeof a);
+  }
+  return py::bytes(out);
 }
 
 PYBIND11_MODULE(_cpu, m) {
@@ -119,4 +149,14 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_probe_threads(m);
   optkern::register_pool(m);
   register_held_capsules(m);
+  m.def(
+      "dlpack_exchange_usable", [](py::handle type) { return optkern::exchange_api(type) != nullptr; },
+      py::arg("type"),
+      "Whether a tensor type's DLPack exchange API (``__dlpack_c_exchange_api__``, major version 1) can "
+      "describe the items of a ``HeldCapsules`` list (its ``api``).");
+  m.def("data_addresses", &data_addresses, py::arg("tensors"), py::arg("type"),
+        "The address of each tensor's first element (its data pointer), as the native-endian int64s of one "
+        "bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError "
+        "naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its "
+        "cached views still view its params' memory: one call, no int made per tensor.)");
 }

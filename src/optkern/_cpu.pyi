@@ -38,6 +38,8 @@ __all__: list[str] = [
     "chunk_threads",
     "clamp_",
     "clip_scale_",
+    "data_addresses",
+    "dlpack_exchange_usable",
     "dropout_",
     "first_readonly_",
     "get_num_threads",
@@ -95,11 +97,12 @@ __all__: list[str] = [
 
 class HeldCapsules(list):
     """
-    A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native call that only reads them empties the list once it has read and checked every one (the capsules freed while in cache), and keeps the list, so the tensors, alive until it returns. ``shapes``, when set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal.
+    A list of DLPack capsules of host tensors that ``tensors`` (set before the call) holds: a native call that only reads them empties the list once it has read and checked every one (the capsules freed while in cache), and keeps the list, so the tensors, alive until it returns. ``shapes``, when set: a flat int64 array (each item's ndim, then its dims) that each capsule's shape must equal. ``api``, when set: a tensor type whose DLPack exchange API (``__dlpack_c_exchange_api__``) describes the items, then tensors of it instead of capsules (see ``dlpack_exchange_usable``).
     """
 
     tensors: list
     shapes: numpy.ndarray
+    api: type
 
 def _set_stream_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
@@ -394,6 +397,16 @@ def clip_scale_(
 ) -> None:
     """
     arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.
+    """
+
+def data_addresses(tensors: typing.Any, type: typing.Any) -> bytes:
+    """
+    The address of each tensor's first element (its data pointer), as the native-endian int64s of one bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its cached views still view its params' memory: one call, no int made per tensor.)
+    """
+
+def dlpack_exchange_usable(type: typing.Any) -> bool:
+    """
+    Whether a tensor type's DLPack exchange API (``__dlpack_c_exchange_api__``, major version 1) can describe the items of a ``HeldCapsules`` list (its ``api``).
     """
 
 def dropout_(

@@ -74,6 +74,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         self._grads: list | None = None  # the stepping group's grads, when every param has one
         self._first_now: dict = {}  # group index -> SGD's params making buffers, as its step's _plan found them
         self._hyper_cache: dict = {}  # id(group) -> (keys, values, checked hyper-parameters, group)
+        self._dtype_ok: tuple | None = None  # (checked hyper-parameters, dtype) that passed _check_dtype last
         self._needed_memo: tuple | None = None  # (checked hyper-parameters, their state names): _needed
         self._pre_grads: dict = {}  # id(run) -> the grad views the step's precheck made (reused by the step)
         self._runs_now: list | None = None  # the stepping group's runs (its layout), as planned

@@ -10,21 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.utils.dlpack
 
 from .. import _backend
 from .._atomic import deferring
-from .._cpu import HeldCapsules as _HeldCapsules
 from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
 from . import _inference, _lowp, _views
-from ._checks_step import _data_ptr
+from ._handover import _EXCHANGE, _data_key, _flat_shapes, _held, _to_dlpack
 from ._host_values import host_group
 from ._state import _entries, _equal_scalars, _join_scalars, _same_entries, _scalar_dtype
 from ._tracked import _TrackedEntry
 
-_to_dlpack = torch.utils.dlpack.to_dlpack  # (a CPU run's grads as capsules: _grad_views)
 _is_contiguous = torch.Tensor.is_contiguous
 _numel = torch.Tensor.numel
 
@@ -32,28 +29,19 @@ _shape = operator.attrgetter("shape")
 _version = operator.attrgetter("_version")  # (moved by every in-place op on a tensor or its views)
 
 
-def _held(capsules, tensors: list, shapes=None):
-    """The capsules as a ``_cpu.HeldCapsules`` list holding ``tensors``: the native call frees them
-    once it has read them, while they are still in cache (``cpp/py_arrays.hpp``); freed after the
-    kernel, 200 of them cost ~150 us a step. ``tensors`` keeps their memory alive meanwhile.
-    ``shapes`` (``_flat_shapes``), when given: the native call refuses a capsule of another shape."""
-    out = _HeldCapsules(capsules)
-    out.tensors = tensors
-    if shapes is not None:
-        out.shapes = shapes
-    return out
-
-
-def _flat_shapes(shapes: list) -> np.ndarray:
-    """``shapes`` as one int64 array (each one's ndim, then its dims): what a ``HeldCapsules``
-    list's native call compares its capsules' shapes with."""
-    return np.array([x for s in shapes for x in (len(s), *s)], np.int64)
-
-
 def _same_objects(a, b) -> bool:
     """Whether sequences ``a`` and ``b`` hold the very same objects in order (no element's own
     ``__eq__``; none read: a look at 200 cold tensors' ids cost ~20 us more after a large step)."""
     return len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+def _hashable(x) -> bool:
+    """Whether ``x`` can be a dict key (a checked hyper-parameter tuple with no list or tensor in it)."""
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _elements_now(p) -> int:
@@ -68,6 +56,7 @@ class _Runs:
     _view_cache: dict
     _joined: dict
     _elements: dict
+    _dtype_ok: tuple | None
 
     if TYPE_CHECKING:  # everything else it reads is _Fused's
 
@@ -189,7 +178,7 @@ class _Runs:
             return None
         if names is None:
             names = self._stored(hp, params[0].dtype)
-        key = (names, list(map(_data_ptr, params)))
+        key = (names, _data_key(params))
         if hit[0] != key:
             return None
         # the run's per-param dicts all the optimizer's own and none changed since the last step
@@ -239,7 +228,7 @@ class _Runs:
                 if self._lowp_core:
                     core_run.bases = self._element_bases(params)
             if cache:
-                key = (names, list(map(_data_ptr, params)))
+                key = (names, _data_key(params))
                 entries = (*names, *scalars)
                 own = all(type(st) is _TrackedEntry for st in states)
                 versions = [bufs, list(map(_version, bufs))]  # (see _layout_holds)
@@ -269,11 +258,11 @@ class _Runs:
             grads = self._grad_views(params, gi, capsules=core_run is not None, grads=grads, dense=dense, shapes=dims)
         first = id(params[0]) in self._first(group, params)
         try:
-            with _views.on_stream(params[0]):
-                if core_run is not None:
-                    out = self._core_step(hp, core_run, grads, t, first)
-                else:
-                    out = self._call(host_group(group), pviews, grads, lists, t, first=first)
+            if params[0].is_cpu:  # (no stream to enter: the context's two calls cost ~5 us cold)
+                out = self._native_step(group, hp, core_run, pviews, grads, lists, t, first)
+            else:
+                with _views.on_stream(params[0]):
+                    out = self._native_step(group, hp, core_run, pviews, grads, lists, t, first)
         except (TypeError, ValueError):
             # the native call refused before writing. A grad of another shape than the view cache's:
             # named, or (a param given a new shape in place, ``p.data = ...``) the cache dropped and
@@ -297,13 +286,25 @@ class _Runs:
             return [self.state[p] for p in params]
         return [self.state.get(p, {}) for p in params]
 
+    def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
+        """A run's native call: through the optkern.optim run ``core_run`` where there is one
+        (``_core_step``), else the adapter's ``_call``."""
+        if core_run is not None:
+            return self._core_step(hp, core_run, grads, t, first)
+        return self._call(host_group(group), pviews, grads, lists, t, first=first)
+
     def _core_step(self, hp: tuple, run: _Run, grads: list, t: int, first: bool):
         """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``
         runs): the functional form's per-call list conversions and checks are skipped (the
         native call still checks every array before it writes). Returns the new per-run scalar
         (NAdam's mu_product) or None. ``hp``: the group's checked hyper-parameters."""
         m = self._m
-        _check_dtype(hp, m._math_dtype(run.params[0].dtype))
+        dt = m._math_dtype(run.params[0].dtype)
+        # (checked once per (hp, dtype): hp is the group's cached, immutable checked tuple -- _hyper --
+        # a hashable one as _check_dtype's own memo takes it; its key costs ~5 us a step cold)
+        if self._dtype_ok is None or self._dtype_ok[0] is not hp or self._dtype_ok[1] != dt:
+            _check_dtype(hp, dt)
+            self._dtype_ok = (hp, dt) if _hashable(hp) else None
         if self._lowp_core is not None:
             self._lowp_core._amp_grad_scale = _lowp.amp_scale(self, run.params[0])
         run.extra = self._core_extra()
@@ -348,10 +349,11 @@ class _Runs:
         On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
         and device those of its param, the caller has compared the shapes (``_check_grad_shapes``)
         and the native call checks dtype, size and layout again before it writes (an error it
-        raises is then named by ``_precheck``). ``capsules``: DLPack capsules (``to_dlpack``, half
-        the cost of ``Tensor.numpy()`` per tensor, which only the native calls take) in a list that
-        the step's one native call empties once it has read them (``_held``; each ``_update`` that
-        ``_core_step`` runs makes one call), else NumPy views. Anything either refuses (a sparse
+        raises is then named by ``_precheck``). ``capsules``: a list that the step's one native call
+        empties once it has read it (``_held``; each ``_update`` that ``_core_step`` runs makes one
+        call) of the grads themselves, which it describes through torch's DLPack exchange API
+        (``_EXCHANGE``), or of DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()``
+        per tensor, which only the native calls take); else NumPy views. Anything either refuses (a sparse
         grad, one that requires grad, one on another device) goes through the checks that name
         it. The views the step's precheck made are reused. ``dense``: whether every param is
         contiguous (known to the caller; else checked here): a grad of a channels_last param goes
@@ -368,7 +370,9 @@ class _Runs:
             try:
                 if dense if dense is not None else _views.flat_real(params):
                     # (a grad that is not contiguous: the native call refuses it, then it is named)
-                    if capsules:  # (freed by the native call once read: _held)
+                    if capsules:  # (the tensors themselves, or capsules freed by the native call once read: _held)
+                        if _EXCHANGE is not None:
+                            return _held(grads, grads, shapes, _EXCHANGE)
                         return _held(map(_to_dlpack, grads), grads, shapes)
                     if shapes is None:
                         return [g.numpy() for g in grads]

@@ -1,0 +1,123 @@
+"""A ``_cpu.HeldCapsules`` list with ``api`` set: its items are the tensors themselves, which the
+native call describes through the type's DLPack exchange API (``__dlpack_c_exchange_api__``) instead
+of capsules made per tensor in Python -- optkern.torch's CPU grads, where torch has one. Every
+check a capsule gets (dtype, size, shape against ``shapes``, layout, host memory) applies; a refused
+call writes nothing; an item of another type is named; the adapter steps as with capsules."""
+
+import numpy as np
+import pytest
+
+from optkern import _cpu
+
+torch = pytest.importorskip("torch")
+if not _cpu.dlpack_exchange_usable(torch.Tensor):
+    pytest.skip("this torch has no DLPack exchange API", allow_module_level=True)
+
+
+def _state(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    ps = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    gs = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for n in sizes]
+    return ps, gs, [np.zeros(n, np.float32) for n in sizes], [np.zeros(n, np.float32) for n in sizes]
+
+
+def _adam(ps, grads, ms, vs):
+    _cpu.adam_(ps, grads, ms, vs, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, 1)
+
+
+def _held(gs, shapes=None):
+    h = _cpu.HeldCapsules(gs)
+    h.tensors = gs
+    h.api = torch.Tensor
+    if shapes is not None:
+        h.shapes = np.array([x for s in shapes for x in (len(s), *s)], np.int64)
+    return h
+
+
+def test_usable_only_for_a_type_with_the_api():
+    assert _cpu.dlpack_exchange_usable(torch.Tensor)
+    assert not _cpu.dlpack_exchange_usable(np.ndarray)
+    assert not _cpu.dlpack_exchange_usable(3)
+
+
+@pytest.mark.parametrize("sizes", [[0], [1], [7, 1023], [5] * 33])
+def test_tensors_step_as_numpy_grads(sizes):
+    ps, gs, ms, vs = _state(sizes)
+    ref = [a.copy() for a in ps], [a.copy() for a in ms], [a.copy() for a in vs]
+    _adam(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
+    held = _held(gs, [(n,) for n in sizes])
+    _adam(ps, held, ms, vs)
+    assert len(held) == 0 and held.tensors is gs
+    for got, want in zip(ps + ms + vs, ref[0] + ref[1] + ref[2]):
+        np.testing.assert_array_equal(got, want)
+
+
+def _refused(ps, ms, vs, held, err, match):
+    before = [a.copy() for a in ps + ms + vs]
+    with pytest.raises(err, match=match):
+        _adam(ps, held, ms, vs)
+    assert len(held) == len(held.tensors)  # (left whole)
+    for a, b in zip(ps + ms + vs, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_every_capsule_check_applies_and_a_refused_call_writes_nothing():
+    ps, gs, ms, vs = _state([6, 6])
+    _refused(ps, ms, vs, _held([gs[0], torch.zeros(4)]), ValueError, r"grads\[1\]")  # size
+    _refused(ps, ms, vs, _held([gs[0], torch.zeros(6, dtype=torch.float64)]), TypeError, r"grads\[1\]")  # dtype
+    _refused(ps, ms, vs, _held([gs[0], torch.zeros(6, dtype=torch.int32)]), TypeError, r"grads\[1\]")
+    t = torch.zeros(3, 2).t()  # (6 elements, not row-major)
+    _refused(ps, ms, vs, _held([gs[0], t]), ValueError, r"grads\[1\].*contiguous")
+    # (the shape each must have: 6 elements of another shape are refused by name)
+    _refused(ps, ms, vs, _held([gs[0], torch.zeros(2, 3)], [(6,), (6,)]), ValueError, r"grads\[1\]: shape")
+    _refused(ps, ms, vs, _held([gs[0], "not a tensor"]), TypeError, r"grads\[1\]: expected a Tensor")
+
+
+def test_a_tensor_subclass_and_a_numpy_array_are_taken():
+    ps, gs, ms, vs = _state([4, 4], seed=2)
+    ref = [a.copy() for a in ps], [a.copy() for a in ms], [a.copy() for a in vs]
+    _adam(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
+    items = [torch.nn.Parameter(gs[0].clone(), requires_grad=False), gs[1].numpy()]
+    held = _held(items)  # (``tensors`` holds the items: the call empties the list once read)
+    _adam(ps, held, ms, vs)
+    for got, want in zip(ps, ref[0]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_an_api_of_another_type_is_refused():
+    ps, gs, ms, vs = _state([3])
+    held = _held(gs)
+    held.api = np.ndarray
+    with pytest.raises(TypeError, match="HeldCapsules.api"):
+        _adam(ps, held, ms, vs)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+def test_the_adapter_steps_alike_through_capsules_and_the_api(monkeypatch, name):
+    """The adapter's grads through the exchange API and (a torch without one) through capsules: the
+    same params, with new grad tensors every step (``zero_grad()``'s None) and one step of a grad
+    replaced by a transposed copy (named, nothing written)."""
+    import optkern.torch as OT
+    from optkern.torch import _runs
+
+    hp = dict(lr=1e-2, momentum=0.9) if name == "SGD" else dict(lr=1e-2)
+    out = []
+    for api in (_runs._EXCHANGE, None):
+        monkeypatch.setattr(_runs, "_EXCHANGE", api)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Linear(4, 4))
+        opt = getattr(OT, name)(model.parameters(), **hp)
+        for _ in range(4):
+            opt.zero_grad()
+            model(torch.randn(3, 6)).square().sum().backward()
+            opt.step()
+        w = model[1].weight
+        before = [p.detach().clone() for p in model.parameters()]
+        w.grad = w.grad.t().contiguous().t()  # (its shape, not row-major)
+        with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[2\]\.grad"):
+            opt.step()
+        for p, b in zip(model.parameters(), before):
+            assert torch.equal(p.detach(), b)
+        out.append(before)
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
