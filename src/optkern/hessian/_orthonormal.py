@@ -29,23 +29,31 @@ def coefficients(xp, k: int):
     return xp.zeros(max(k, 1), dtype="float64")
 
 
-def orthonormalize_rows(mod, Q, coeffs) -> int:
+def orthonormalize_rows(mod, Q, coeffs, sines=None) -> int:
     """The rows of the C-contiguous ``Q`` made orthonormal in place, in order (each against the rows
     before it, as QR orders the columns of ``Q^T``: the first ``j`` rows span what the first ``j``
     did). A row in their span to rounding (a rank-deficient sketch: zero, or a combination of the
     rows before) becomes zero: it adds no direction, and a zero row adds nothing to ``Q^T Q`` or to a
     projection. Rows of any magnitude (the kernel's norm is scaled near the ends of the range); NaN /
     Inf rows stay not finite (the caller's check on the products names the operator). Returns the
-    number of nonzero rows."""
+    number of nonzero rows. ``sines`` (a list) receives per row the fraction of it left by its first
+    CGS2 pass against the rows before, the sine of its angle with their span (QR's ``|R_ii| / ||q_i||``;
+    0 for a zero row, NaN for a row not finite): for callers with their own threshold of dependence."""
     kept = 0
     for i in range(Q.shape[0]):
         w = Q[i]
         first = float(mod.lanczos_orthogonalize_(Q[:0], 0, w, coeffs))  # (k = 0: w / ||w||, scaled where need be)
         if first == 0.0:
+            if sines is not None:
+                sines.append(0.0)
             continue  # (a zero row, left zero)
         independent = not math.isfinite(first)
-        for _ in range(0 if independent else _MAX_PASSES):
+        if sines is not None and independent:
+            sines.append(math.nan)
+        for p in range(0 if independent else _MAX_PASSES):
             left = float(mod.lanczos_orthogonalize_(Q[:i], i, w, coeffs))  # (w a unit vector: the fraction left)
+            if p == 0 and sines is not None:
+                sines.append(left)
             if left == 0.0:
                 break
             if not left < 0.5:  # no cancellation (or NaN): orthogonal to the rows before to rounding

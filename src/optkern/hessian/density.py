@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from .. import _backend, _fixed_sums
+from . import _orthonormal
 from ._lockstep import in_lockstep
 from ._products import in_dtype, real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
-from .operators import as_operator, vector_norm, with_progress
+from .operators import as_operator, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
 from .symmetry import require_symmetric
 
@@ -208,19 +209,18 @@ def _broadened(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: 
         return np.ldexp(dens / (ms * math.sqrt(2 * math.pi) * P), -es)
 
 
-def _check_rank(xp, V, R, k: int) -> None:
-    """ValueError unless the ``k`` columns of ``V`` (QR: ``V = U R``) span ``k`` dimensions. QR
-    completes dependent columns with arbitrary directions: zeros, or a column twice, gave the
-    gradient's share of an arbitrary subspace (0.03, 0.28 for 12 x 2), as if measured. ``|R_ii|``
-    over column ``i``'s norm is the sine of its angle with the columns before it; Ritz vectors
-    are orthonormal, this ratio about 1."""
-    norms = _backend.to_numpy(vector_norm(xp, V, axis=0))
-    ratio = np.abs(_backend.to_numpy(xp.diagonal(R))) / np.where(norms > 0, norms, 1.0)
-    bad = np.flatnonzero(~(ratio > np.sqrt(np.finfo(V.dtype).eps)) | ~(norms > 0))
-    if bad.size:
+def _check_rank(xp, V, sines, k: int) -> None:
+    """ValueError unless the ``k`` columns of ``V`` span ``k`` dimensions. An orthonormalization
+    completes or drops dependent columns: QR's arbitrary directions for zeros, or a column twice, gave
+    the gradient's share of an arbitrary subspace (0.03, 0.28 for 12 x 2), as if measured. ``sines[i]``
+    (``_orthonormal.orthonormalize_rows``) is the sine of column ``i``'s angle with the columns before
+    it, QR's ``|R_ii| / ||v_i||``; Ritz vectors are orthonormal, this about 1."""
+    tol = math.sqrt(float(np.finfo(V.dtype).eps))
+    bad = next((i for i, s in enumerate(sines) if not s > tol), None)
+    if bad is not None:
+        what = "in the span of the columns before it" if bool(xp.any(V[:, bad])) else "zero"
         raise ValueError(
-            f"eigenvectors: columns 0..{k - 1} must be linearly independent (Ritz vectors), column {bad[0]} "
-            f"is {'zero' if not norms[bad[0]] > 0 else 'in the span of the columns before it'}"
+            f"eigenvectors: columns 0..{k - 1} must be linearly independent (Ritz vectors), column {bad} is {what}"
         )
 
 
@@ -312,7 +312,13 @@ def gradient_concentration(
     if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
         raise ValueError("eigenvectors: has NaN or Inf entries")
     V = in_dtype(xp, eigenvectors[:, :k], op.dtype, "eigenvectors", scale_free=True)  # (a basis: any scale)
-    U, R = xp.linalg.qr(V)  # re-orthonormalize the Ritz vectors
-    _check_rank(xp, V, R, k)
-    c = [_fixed_sums.dot(U[:, i], g) for i in range(k)]  # (U.T @ g: BLAS's, thread-count dependent)
+    # Re-orthonormalize the Ritz vectors, as rows, by the native CGS2 pass: not np.linalg.qr, whose
+    # Householder updates reduce over n through BLAS in pieces cut by thread (the fraction's last bits
+    # followed OPENBLAS_NUM_THREADS: see _orthonormal). (A copy: V may be the caller's array, and the
+    # transpose of an (n, 1) or Fortran-ordered one is C-contiguous already.)
+    U = xp.array(V.T, order="C")
+    sines: list[float] = []
+    _orthonormal.orthonormalize_rows(_orthonormal.kernel(xp, U.dtype), U, _orthonormal.coefficients(xp, k), sines)
+    _check_rank(xp, V, sines, k)
+    c = [_fixed_sums.dot(U[i], g) for i in range(k)]  # (U @ g: BLAS's, thread-count dependent)
     return math.fsum(x * x for x in c) / gg
