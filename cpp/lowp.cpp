@@ -98,13 +98,13 @@ void quantize_blocks(py::handle src_h, py::handle codes_h, py::handle scales_h, 
       return;
     }
     uint32_t amax = 0u;  // lowp::abs_bits: the largest |x| that is not NaN, as the step's blocks take it
-    bool neg = false;
+    uint32_t flags = 0u;
     for (int64_t i = lo; i < hi; ++i) {
       const uint32_t m = lowp::abs_bits(x[i]);
       amax = m > amax ? m : amax;
-      neg = neg || x[i] < 0.0f;
+      flags |= lowp::block_flags(x[i]);
     }
-    s[b] = lowp::scale_of(amax, neg);
+    s[b] = lowp::scale_of(amax, flags);
     for (int64_t i = lo; i < hi; ++i) c[i] = lowp::quantize(x[i], s[b]);
   });
 }

@@ -22,19 +22,24 @@ namespace lowp {
 
 // The block's scale, as optkern.lowp.quantize_blockwise takes it: lowp::scale_of over the
 // abs_bits of its values (optkern/lowp_storage.hpp: the largest finite |x|, and whether
-// any x < 0; the integer max vectorizes).
+// any x < 0, or any +-inf where no finite value is non-zero; the integer max vectorizes).
 inline float q8_block_scale(const float* x, int64_t n) {
+  uint32_t amax = 0, flags = 0;
 #if defined(OPTKERN_Q8_AVX2)
-  if (use_avx512() && n % 8 == 0) return avx512::block_scale(x, n);
-  if (use_avx2() && n % 8 == 0) return avx2::block_scale(x, n);
+  if (n % 8 == 0 && (use_avx512() || use_avx2())) {
+    const float s = use_avx512() ? avx512::block_scale(x, n) : avx2::block_scale(x, n);
+    if (s != 0.0f) return s;
+    // (no finite non-zero value: its infs, if any, set the scale; rare, a plain pass)
+    for (int64_t i = 0; i < n; ++i) flags |= block_flags(x[i]);
+    return scale_of(0u, flags);
+  }
 #endif
-  uint32_t amax = 0, neg = 0;
   for (int64_t i = 0; i < n; ++i) {  // (one reduction per loop: GCC vectorizes each alone)
     const uint32_t a = abs_bits(x[i]);
     amax = amax > a ? amax : a;
   }
-  for (int64_t i = 0; i < n; ++i) neg |= x[i] < 0.0f ? 1u : 0u;
-  return scale_of(amax, neg != 0);
+  for (int64_t i = 0; i < n; ++i) flags |= block_flags(x[i]);
+  return scale_of(amax, flags);
 }
 
 // A block of n values -> codes with the block's scale (as lowp::quantize(x[i], scale) for each i).

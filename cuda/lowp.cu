@@ -68,12 +68,12 @@ __global__ void __launch_bounds__(kThreads) quantize_kernel(const float* __restr
   for (int64_t i = lo + threadIdx.x; i < hi; i += kThreads) {
     const uint32_t b = lowp::abs_bits(x[i]);
     a = b > a ? b : a;
-    ng |= x[i] < 0.0f ? 1u : 0u;
+    ng |= lowp::block_flags(x[i]);
   }
   atomicMax(&amax, a);  // (integer max and or: the same in any order)
   atomicOr(&neg, ng);
   __syncthreads();
-  const float scale = lowp::scale_of(amax, neg != 0u);
+  const float scale = lowp::scale_of(amax, neg);
   for (int64_t i = lo + threadIdx.x; i < hi; i += kThreads) c[i] = lowp::quantize(x[i], scale);
   if (threadIdx.x == 0) scales[blockIdx.x] = scale;
 }

@@ -181,7 +181,7 @@ __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int
     uint32_t amax = 0u, neg = 0u;
     const auto see = [&](float x) {
       amax = max(amax, lowp::abs_bits(x));
-      neg |= x < 0.0f ? 1u : 0u;
+      neg |= lowp::block_flags(x);
     };
     for (int e = 4 * lane; e < (n & ~3); e += 128) {
       const float4 q = *reinterpret_cast<const float4*>(v + e);
@@ -193,7 +193,7 @@ __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int
       amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
       neg |= __shfl_xor_sync(0xffffffffu, neg, o);
     }
-    const float scale = lowp::scale_of(amax, neg != 0u);
+    const float scale = lowp::scale_of(amax, neg);
     if (lane == 0) t.scale[k][((lo + first) >> shift)] = scale;
     uint8_t* codes = static_cast<uint8_t*>(t.s[k]) + lo + first;
     const float r = 1.0f / fabsf(scale);  // (IEEE division: the CPU's RN(1 / s))

@@ -59,16 +59,38 @@ def read_only(name: str, a) -> ValueError:
     return ValueError(msg)
 
 
-def hint_read_only(e: ValueError, arrays) -> ValueError:
+_READ_ONLY = ": array is read-only"
+
+
+def hint_read_only(e: ValueError, arrays, names=None) -> ValueError:
     """``e`` (a native ``<name>: array is read-only`` refusal) with ``read_only``'s why when one of
-    ``arrays`` (the call's arguments: arrays and lists of them) is such a DLPack view; else ``e``."""
-    if not _UNVERSIONED_DLPACK or not str(e).endswith(": array is read-only"):
+    ``arrays`` (the call's arguments: arrays and lists of them) is such a DLPack view; else ``e``.
+    ``names``: the arrays' names, one per array of the flat list ``arrays``: only the one ``e``
+    names is looked at (another argument's unversioned view does not explain this refusal)."""
+    msg = str(e)
+    if not _UNVERSIONED_DLPACK or not msg.endswith(_READ_ONLY):
         return e
+    name = msg[: -len(_READ_ONLY)]
+    if names is not None:
+        arrays = [a for a, n in zip(arrays, names) if n == name]
     for x in arrays:
         for a in x if isinstance(x, (list, tuple)) else (x,):
             if _UNVERSIONED_DLPACK.get(id(a)) is a:
-                return read_only(str(e)[: -len(": array is read-only")], a)
+                return read_only(name, a)
     return e
+
+
+@contextlib.contextmanager
+def read_only_explained(arrays, names=None):
+    """Native calls' read-only refusals inside, explained by ``hint_read_only`` (same arguments):
+    the one place a native ``array is read-only`` learns why for an unversioned DLPack view."""
+    try:
+        yield
+    except ValueError as e:
+        hinted = hint_read_only(e, arrays, names)
+        if hinted is e:
+            raise
+        raise hinted from None
 
 
 def check_like(a, ref, name: str, *, kind: bool = True, dtype=None, shape: bool = True) -> None:

@@ -29,6 +29,7 @@ from ._array_checks import is_cupy as is_cupy
 from ._array_checks import is_cupy_type as is_cupy_type
 from ._array_checks import out_array as out_array
 from ._array_checks import read_only as read_only
+from ._array_checks import read_only_explained as read_only_explained
 from ._array_checks import restoring_own_state as restoring_own_state
 from ._array_checks import type_name as type_name
 

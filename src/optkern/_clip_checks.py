@@ -32,7 +32,8 @@ def _check_grads(grads, mod, index: list | None) -> None:
         # the optimizers' native pre-step check, the same checks and wording: ~0.1 us an array
         # against ~10 us in Python (2 ms of a 6 ms clip of 200 arrays of 16M floats); CuPy
         # arrays: ~5 us in Python on a GPU machine (1 ms over 200 arrays)
-        mod.precheck_step_([(dt, grads, names, [], [], [])])
+        with _backend.read_only_explained(grads, names):  # (an unversioned DLPack view: why)
+            mod.precheck_step_([(dt, grads, names, [], [], [])])
         return
     spans = []  # (NumPy subclasses: the same checks in Python)
     for i, g in enumerate(grads):
@@ -83,18 +84,22 @@ _NATIVE_INDEX = re.compile(r"\bgrads\[(\d+)\]")
 
 
 @contextlib.contextmanager
-def _grads_named(index: list | None = None):
+def _grads_named(index: list | None = None, grads: list | None = None):
     """Errors of the native calls say ``grads`` where they say ``arrays`` (their parameter's
-    name), and the index in the caller's list (``index``: see ``_live``)."""
+    name), and the index in the caller's list (``index``: see ``_live``); ``grads`` (the arrays
+    the call writes): a read-only one's refusal says why for an unversioned DLPack view."""
     try:
         yield
     except (TypeError, ValueError) as e:
         msg = _NATIVE_NAME.sub("grads", str(e))
         if index is not None:
             msg = _NATIVE_INDEX.sub(lambda m: f"grads[{index[int(m.group(1))]}]", msg)
-        if msg == str(e):
+        named = e if msg == str(e) else type(e)(msg)
+        if grads is not None and isinstance(named, ValueError):
+            named = _backend.hint_read_only(named, grads, _names(index, len(grads)))
+        if named is e:
             raise
-        raise type(e)(msg) from None
+        raise named from None
 
 
 def _norm_out(out, like, xp):

@@ -121,7 +121,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         return out if total is None else total
     if error_if_nonfinite:
         _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
-    with _grads_named(index):
+    with _grads_named(index, grads):
         mod.clip_scale_(grads, max_norm, buf)
     # (half grads: ``grads`` are their float32 copies, scaled; rounded back unless the factor is 1)
     if half is not None and not (total is not None and math.isfinite(total) and max_norm / (total + 1e-6) >= 1.0):
@@ -388,5 +388,5 @@ def clip_grad_value_(grads, clip_value) -> None:
         return
     # One native call, which checks every grad (dtype, layout, device, aliasing) before it
     # writes, in the pre-step check's wording: no pre-check to repeat them.
-    with _grads_named(index):
+    with _grads_named(index, grads):
         mod.clamp_(grads, clip_value)

@@ -37,7 +37,9 @@ and one byte per value on a "dynamic tree" map (Dettmers 2016, as in
 bitsandbytes' 8-bit optimizers): per decade below the absmax the linear
 resolution halves, so small values keep relative precision down to 1e-6
 (signed) / 1e-7 (unsigned) of the block's absmax. Blocks whose values are all
->= 0 (second moments) use the unsigned map, one bit finer. Round trip error per
+>= 0 (second moments) use the unsigned map, one bit finer. +-inf saturates to
+its sign's top code (the block's largest finite magnitude; +-FLT_MAX in a block
+with no finite non-zero value); NaN has no code and is stored as 0. Round trip error per
 element is at most ``0.45 / 64`` of the block's absmax for a signed block and
 ``0.45 / 128`` for an unsigned one (below ``absmax / 127``) while the absmax is
 a normal float32; a block whose absmax is subnormal (below 2**-126) has its

@@ -35,8 +35,7 @@ _STATE_KEYS = ("mode", "decay", "n_averaged", "averages")
 
 def _copy(p):
     """A C-contiguous float32 copy of ``p`` on its backend and device (C order, as ``swa_lerp_``
-    needs of an average: a Fortran-ordered param's copy kept its order, and every update then
-    raised naming ``averages[0]``, an array the caller never passed)."""
+    needs of an average, whatever the order of the array it is made from)."""
     with _backend._device_of(p):
         return _backend.array_module(p).array(p, dtype=np.float32, copy=True, order="C")
 
@@ -83,6 +82,12 @@ class AveragedParams(NativeByName):
                 raise TypeError(
                     f"params[{i}]: expected a float32 numpy or cupy array, got {getattr(p, 'dtype', type(p).__name__)}"
                 )
+            # the layout every update's swa_lerp_ reads params in, refused here by the optimizers'
+            # rule for params: taken, such a param was refused by every update instead
+            if not p.flags.c_contiguous:
+                raise ValueError(f"params[{i}]: array must be C-contiguous")
+            if (p.data.ptr % p.itemsize != 0) if _backend.is_cupy(p) else not p.flags.aligned:
+                raise ValueError(f"params[{i}]: array data is misaligned")
         self._mod = _backend.backend(("params", params))  # (TypeError naming a param of the other kind)
         self.averages = [_copy(p) for p in params]
         self.n_averaged = 0

@@ -135,8 +135,18 @@ OK_HD uint32_t abs_bits(float x) {
   const uint32_t a = bits_of(x) & 0x7fffffffu;
   return a >= 0x7f800000u ? 0u : a;
 }
-OK_HD float scale_of(uint32_t max_abs_bits, bool any_negative) {
-  return block_scale(float_of(max_abs_bits), any_negative);
+// What a block's values say beside their absmax, OR-reduced with it: bit 0, x < 0 (the signed
+// map); bit 1, x is +-inf (read only where the absmax is 0: see scale_of).
+OK_HD uint32_t block_flags(float x) {
+  return (x < 0.0f ? 1u : 0u) | ((bits_of(x) & 0x7fffffffu) == 0x7f800000u ? 2u : 0u);
+}
+// `flags`: block_flags OR-reduced (a bool: whether any x < 0). A block with no finite non-zero
+// value but an inf takes the scale +-FLT_MAX: its infs saturate to +-FLT_MAX, as next to finite
+// values they saturate to the block's bound (its zeros and NaNs stay 0); with the scale 0 they
+// were stored as 0 (8-bit Adam's overflowed second moment came back 0: a step of m / eps).
+OK_HD float scale_of(uint32_t max_abs_bits, uint32_t flags) {
+  const uint32_t top = max_abs_bits == 0u && (flags & 2u) ? 0x7f7fffffu : max_abs_bits;
+  return block_scale(float_of(top), (flags & 1u) != 0u);
 }
 
 }  // namespace lowp

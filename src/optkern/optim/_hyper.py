@@ -175,12 +175,7 @@ def _check_params_dtype(hp: tuple, params) -> None:
 
 def _native(mod, rule: str, args: tuple, dev) -> Any:
     """``mod.<rule>_(*args)``, or with ``dev = (counters, lr_buffer)`` its capturable variant."""
-    try:
+    with _backend.read_only_explained(args):  # (a read-only param: why, for an unversioned DLPack view)
         if dev is None:
             return getattr(mod, rule + "_")(*args)
         return getattr(mod, rule + "_capturable")(*args, *dev)
-    except ValueError as e:  # (a read-only param: why, for an unversioned DLPack view)
-        hinted = _backend.hint_read_only(e, args)
-        if hinted is e:
-            raise
-        raise hinted from None

@@ -237,7 +237,7 @@ class LowPrecisionMixin(LowpStateDictMixin):
         if hit is not None and hit[0] is run.params and all(map(is_, hit[1], run.params)):
             held = hit[4]
             if held and (k := _backend.cpu.first_readonly_(held)) >= 0:
-                raise ValueError(f"params[{run.index[hit[5][k]]}]: array is read-only")
+                raise _backend.read_only(f"params[{run.index[hit[5][k]]}]", held[k])  # (DLPack: why)
             return hit[2], hit[3], hit[6]
         by_fmt: dict[str, list[int]] = {}
         for k, p in enumerate(run.params):

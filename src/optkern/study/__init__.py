@@ -57,6 +57,8 @@ def main(args) -> int:
     import os
     import sys
 
+    import numpy as np
+
     from ..datasets import DataError, load_digits, load_file
     from .parallel import communicator
 
@@ -75,6 +77,13 @@ def main(args) -> int:
     try:
         data = load_file(args.data, label_column=args.label_column) if args.data else load_digits()
         train, val = data.split(val_fraction=0.2, seed=args.seed)
+        present = len(np.unique(train.y))
+        if args.data and present < 2:  # (the file's own rule, on what is trained: a rare class in val)
+            raise DataError(
+                f"{args.data}: the training split holds {present} of {data.num_classes} classes (the 20% "
+                f"validation split drawn with --seed {args.seed} took the others' samples); pass more "
+                "samples of each class or another --seed"
+            )
     except (DataError, ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
     try:  # (widths the machine cannot hold: refused by arithmetic, before anything is allocated)

@@ -71,6 +71,25 @@ def curvature_rows(rows: list) -> list:
     return [r for r in rows if r["curvature_epoch"] == max(epochs)]
 
 
+#: The run_row fields of a run's last epoch (and the seconds it took to get there): a group's are
+#: averaged over ``epoch_rows`` only.
+LAST_EPOCH_METRICS = ("final_train_loss", "final_val_acc", "train_time_s", "curvature_time_s")
+
+
+def epoch_rows(rows: list) -> list:
+    """The rows (:func:`run_row`) whose last epoch is the latest any of them reached: the ones a
+    mean of final numbers may pool. An interrupted seed's last epoch is an earlier one (the run in
+    flight at a SIGTERM); averaging its loss with the finished seeds' mixed epochs in one number."""
+    epochs = [r["last_epoch"] for r in rows if r["last_epoch"] is not None]
+    return [r for r in rows if r["last_epoch"] == max(epochs)] if epochs else []
+
+
+def trained_to(rows: list) -> str:
+    """ " (k of n seeds)" when ``epoch_rows`` keeps only k of the n rows, else ""."""
+    used = epoch_rows(rows)
+    return f" ({len(used)} of {len(rows)} seeds)" if used and len(used) < len(rows) else ""
+
+
 def measured_at(rows: list) -> str:
     """ " (epoch N)" when the last Hessian measurement of the rows (:func:`run_row`) that
     ``curvature_rows`` keeps is older than their last epoch (a diverged run's: its last one before
@@ -135,8 +154,17 @@ def groups(results: dict) -> list:
     res = []
     for (name, norm), rows in out.items():
         good = kept(rows)
-        used = curvature_rows(good)  # (Hessian numbers of one epoch)
-        pick = {m: used if m in CURVATURE_METRICS else rows if m in COST_METRICS else good for m in METRICS}
+        used, latest = curvature_rows(good), epoch_rows(good)  # (Hessian numbers / final ones of one epoch)
+        pick = {
+            m: used
+            if m in CURVATURE_METRICS
+            else latest
+            if m in LAST_EPOCH_METRICS
+            else rows
+            if m in COST_METRICS
+            else good
+            for m in METRICS
+        }
         stats = {m: stat(row[m] for row in pick[m]) for m in METRICS}
         excluded = {what: sum(failed(r) == what for r in rows) for what in ("collapsed", "diverged")}
         res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats, "excluded": excluded})

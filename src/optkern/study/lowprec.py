@@ -22,7 +22,7 @@ import numpy as np
 from .. import lowp
 from ..amp import GradScaler
 from .methods import OPTIMIZERS
-from .summary import curvature_rows, measured_at, run_row
+from .summary import curvature_rows, epoch_rows, measured_at, run_row
 
 
 class HalfWeights:
@@ -126,8 +126,9 @@ def _f(v, spec: str) -> str:
 def _final(rs: list, key: str) -> float | None:
     """Mean over ``rs`` of ``run_row``'s ``key`` ("final_train_loss", "final_val_acc"): None for a
     diverged run, whose history ends at the epoch before it diverged (epoch 0 when it diverged in
-    epoch 1) and was reported as its final loss and accuracy."""
-    return _mean(run_row(r)[key] for r in rs)
+    epoch 1) and was reported as its final loss and accuracy; of the runs that reached the latest
+    epoch (``epoch_rows``: an interrupted seed's last epoch is an earlier one)."""
+    return _mean(row[key] for row in epoch_rows([run_row(r) for r in rs]))
 
 
 def _top(rs: list) -> float | None:

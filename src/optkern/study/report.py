@@ -234,7 +234,8 @@ def _table(results: dict) -> list:
         rows = grp["rows"]
         at = _at(S.kept(rows))  # (the rows the means pool: not a diverged or collapsed run's)
         converged = all(r["converged"] for r in S.curvature_rows(S.kept(rows)))  # (the rows its numbers are of)
-        ex = S.excluded_note(grp)  # (next to the means that leave those runs out)
+        # (next to the means that leave those runs out; the final numbers: of the seeds that finished)
+        ex = S.excluded_note(grp) + S.trained_to(S.kept(rows))
         unconverged |= not converged
         star = "" if converged else "*"
         out.append(

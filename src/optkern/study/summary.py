@@ -14,6 +14,7 @@ from .aggregates import CURVATURE_METRICS as CURVATURE_METRICS
 from .aggregates import METRICS as METRICS
 from .aggregates import Stat as Stat
 from .aggregates import curvature_rows as curvature_rows
+from .aggregates import epoch_rows as epoch_rows
 from .aggregates import excluded_note as excluded_note
 from .aggregates import failed as failed
 from .aggregates import groups
@@ -21,6 +22,7 @@ from .aggregates import kept as kept
 from .aggregates import measured_at as measured_at
 from .aggregates import run_row as run_row
 from .aggregates import stat as stat
+from .aggregates import trained_to as trained_to
 from .methods import OPTIMIZERS
 
 GHORBANI = "Ghorbani, Krishnan & Xiao (ICML 2019)"

@@ -245,7 +245,8 @@ OK_HD uint8_t dyn_encode(float x, bool is_signed) {
 
 // A block's scale records its map: absmax for an unsigned block, -absmax for
 // a signed one (a block whose new values are all >= 0 takes the finer
-// unsigned map). A zero block stores scale 0 and codes 0.
+// unsigned map). A zero block stores scale 0 and codes 0 (one whose only non-zero values are
+// +-inf: +-FLT_MAX, lowp_storage.hpp's scale_of).
 OK_HD float block_scale(float absmax, bool any_negative) { return any_negative ? -absmax : absmax; }
 // The product is rounded on its own on the device as well: the CPU loop stores the decoded
 // state before the rule reads it, and nvcc could otherwise fuse this product into the rule's
