@@ -7,24 +7,10 @@ exporter of a read-only buffer keeps the bare refusal; of a writable one, it is 
 import numpy as np
 import pytest
 
+from dlpack_exporters import HINT, Old
 from optkern.functional import sgd_
 from optkern.hessian.operators import as_operator
 from optkern.optim import SGD, Adam
-
-HINT = r"array is read-only \(exported through the unversioned DLPack protocol"
-
-
-class Old:
-    """DLPack before 1.0: no max_version (NumPy falls back to it and views the memory read-only)."""
-
-    def __init__(self, a):
-        self.a = a
-
-    def __dlpack__(self, stream=None):
-        return self.a.__dlpack__()
-
-    def __dlpack_device__(self):
-        return self.a.__dlpack_device__()
 
 
 class New(Old):

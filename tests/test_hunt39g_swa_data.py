@@ -10,6 +10,7 @@
 import numpy as np
 import pytest
 
+from dlpack_exporters import Old
 from optkern.data import BatchLoader
 from optkern.swa import AveragedParams
 
@@ -24,16 +25,6 @@ def test_a_start_past_the_epoch_is_refused_by_name(drop_last):
 
 
 def test_copy_to_an_unversioned_dlpack_export_says_why():
-    class Old:
-        def __init__(self, a):
-            self.a = a
-
-        def __dlpack__(self, stream=None):
-            return self.a.__dlpack__()
-
-        def __dlpack_device__(self):
-            return self.a.__dlpack_device__()
-
     a = AveragedParams([np.ones(3, np.float32)])
     out = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match=r"params\[0\]: array is read-only \(exported through the unversioned DLPack"):

@@ -9,19 +9,14 @@ printed bytes must agree (on a machine with one CPU they agree trivially). The a
 compare with the QR-based estimate of the same probes and with a dense ``eigh``.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-import optkern
 from optkern import hessian
 from optkern.hessian._probes import rademacher
-
-THREADS = ((1, 1), (2, 2), (1, 2), (2, 1))  # (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS)
+from thread_runs import outputs_by_threads
 
 SCRIPT = textwrap.dedent(
     """
@@ -43,14 +38,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_hutchpp_and_block_lanczos_bits_do_not_follow_the_thread_count():
-    src = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
-    out = {}
-    for blas, omp in THREADS:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(omp))
-        env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr[-3000:]
-        out[(blas, omp)] = res.stdout
+    out = outputs_by_threads(SCRIPT)
     assert len(set(out.values())) == 1, out
 
 

@@ -7,24 +7,10 @@ check (a half param's step plan, kept between steps). One explanation for all of
 import numpy as np
 import pytest
 
+from dlpack_exporters import HINT, Old
 from optkern import clip
 from optkern._foreign import as_array
 from optkern.optim import SGD
-
-HINT = r"array is read-only \(exported through the unversioned DLPack protocol"
-
-
-class Old:
-    """DLPack before 1.0: no max_version (NumPy falls back to it and views the memory read-only)."""
-
-    def __init__(self, a):
-        self.a = a
-
-    def __dlpack__(self, stream=None):
-        return self.a.__dlpack__()
-
-    def __dlpack_device__(self):
-        return self.a.__dlpack_device__()
 
 
 @pytest.mark.parametrize(

@@ -8,18 +8,13 @@ fresh interpreter per thread count; the printed bytes must agree (on a machine w
 agree trivially). The accuracy checks compare with the QR-based fraction and with a dense ``eigh``.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-import optkern
 from optkern import hessian
-
-THREADS = ((1, 1), (2, 2), (1, 2), (2, 1))  # (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS)
+from thread_runs import outputs_by_threads
 
 SCRIPT = textwrap.dedent(
     """
@@ -42,14 +37,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_concentration_bits_do_not_follow_the_thread_count():
-    src = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
-    out = {}
-    for blas, omp in THREADS:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(omp))
-        env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr[-3000:]
-        out[(blas, omp)] = res.stdout
+    out = outputs_by_threads(SCRIPT)
     assert len(set(out.values())) == 1, out
 
 
