@@ -68,6 +68,11 @@ class GroupTrackingMixin(OptimizerParts):
         the hyper-parameters, naming ``eps`` for it). The step's array checks do the rest (layout,
         size, aliasing)."""
         where = f"param_groups[{gi}]['params']"
+        # a DLPack exporter put in place (a torch tensor): its zero-copy array view, put in the
+        # list as add_param_group keeps one (the step's checks read .dtype of the object itself)
+        for i, a in enumerate(_backend.as_list(params, where)):
+            if a is not params[i]:
+                params[i] = a
         _backend.backend((where, params))
         for i, p in enumerate(params):
             self._check_param_dtype(p, f"{where}[{i}]")
