@@ -168,3 +168,10 @@ def test_a_failed_swa_hessian_is_not_reported_as_the_last_iterates(digits, monke
     assert "curvature_failed" not in rec and [c["epoch"] for c in rec["curvature"]] == [0, 4]
     assert [f["epoch"] for f in rec["swa"]["curvature_failed"]] == [4] and rec["swa"]["top_eigenvalues"] is None
     assert math.isfinite(rec["swa"]["last_train_loss"])
+
+
+@pytest.mark.parametrize(("k", "said"), [(1, "SWA average of 1 iterate)"), (2, "SWA average of 2 iterates)")])
+def test_swa_row_counts_its_iterates_in_words(k, said):
+    run = _swalp(0, 2.0, 1.0, 1.40, 1.30)
+    run["swa"]["averaged_iterates"] = k
+    assert said in "\n".join(lowprec.report_section({"runs": [run]}))

@@ -191,8 +191,9 @@ def report_section(results: dict) -> list:
             swa = [r["swa"] for r in rs if r.get("swa")]
             if swa:
                 top = _mean(s["top_eigenvalues"][0] if s.get("top_eigenvalues") else None for s in swa)
+                k = swa[0]["averaged_iterates"]
                 out.append(
-                    f"| {name} (SWA average of {swa[0]['averaged_iterates']} iterates) | {norm} | "
+                    f"| {name} (SWA average of {k} iterate{'' if k == 1 else 's'}) | {norm} | "
                     f"{_f(_mean(s['train_loss'] for s in swa), '.4f')} | "
                     f"{_f(_mean(s['val_acc'] for s in swa), '.3f')} | {_f(top, '.3g')} | |"
                 )
