@@ -19,14 +19,12 @@ gradient and its curvature are those of the training objective, exactly.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
-import sys
 
 import numpy as np
 
 from .. import _backend, _pool
-from ..optim.optimizer import _bump_torch_versions, torch_tensors
+from .._torch_written import bumps_written
 from . import block as _block
 from ._gemm import _weight_grad
 from ._mlp_args import _MLPArgs
@@ -49,25 +47,6 @@ def _ieee(method):
     def call(*args, **kwargs):
         with np.errstate(all="ignore"):
             return viewed(*args, **kwargs)
-
-    return call
-
-
-def _writes_out(method):
-    """``method`` with the version counter of a torch tensor given as its ``out`` bumped after the
-    write, as after torch's in-place ops (and optkern's optimizer steps): written through a view
-    autograd does not see, a graph that had saved the tensor differentiated its new values
-    silently, where torch refuses the backward. A call refused by its checks writes nothing and
-    bumps nothing."""
-    at = list(inspect.signature(method).parameters).index("out")
-
-    @functools.wraps(method)
-    def call(*args, **kwargs):
-        result = method(*args, **kwargs)
-        out = args[at] if len(args) > at else kwargs.get("out")
-        if out is not None and "torch" in sys.modules:  # (no tensor without torch)
-            _bump_torch_versions(torch_tensors([out]))
-        return result
 
     return call
 
@@ -260,7 +239,7 @@ class MLP(_MLPArgs, _MLPPasses):
         loss, g, _ = self._loss_head(out, y)
         return loss, self._backward(P, caches, g, xp.empty_like(params))
 
-    @_writes_out
+    @bumps_written("out")  # (a torch out: written as by an in-place torch op)
     @_ieee
     def hvp(self, params, x, y, v, out=None):
         """Exact Hessian-vector product ``H v`` of the mean loss (Pearlmutter's R-operator).
@@ -320,7 +299,7 @@ class MLP(_MLPArgs, _MLPPasses):
                 g, rg = gz, rgz
         return Hv
 
-    @_writes_out
+    @bumps_written("out")  # (a torch out: written as by an in-place torch op)
     @_ieee
     def ggn_vp(self, params, x, y, v, out=None):
         """Generalized Gauss-Newton product ``J^T H_L J v``.
