@@ -88,8 +88,7 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=
     return dx, dweight, dbias
 
 
-@bumps_written("out")
-@bumps_written("running_mean", "running_var", when="training")  # (eval reads them only)
+@bumps_written("running_mean", "running_var", when="training", also=("out",))  # (eval reads them only)
 @_backend.on_array_device
 def batch_norm(
     x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5, out=None

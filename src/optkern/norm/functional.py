@@ -240,8 +240,7 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     )
 
 
-@bumps_written("out")
-@bumps_written("running_mean", "running_var", when="use_input_stats")  # (else read only)
+@bumps_written("running_mean", "running_var", when="use_input_stats", also=("out",))  # (else read only)
 @_backend.on_array_device
 def instance_norm(
     x,
