@@ -18,11 +18,12 @@ from .optim.optimizer import _bump_torch_versions
 
 def bumps_written(*names: str, when: str | None = None, also: tuple = ()):
     """Decorator: after ``fn`` returns, bump the torch tensors among its arguments ``names`` and
-    ``also`` (positional or keyword). ``when``: the name of a flag argument (its default if not
-    given) that must be True for ``names`` to be written (``training``: eval mode only reads the
-    running buffers); ``also`` are written whatever it says (``out``). A call that raises (its
-    checks refuse it before anything is written) bumps nothing. The arguments are picked by
-    position, not bound: a call on NumPy arrays pays a few hundred nanoseconds."""
+    ``also`` (positional or keyword; arrays, or lists / tuples of them). ``when``: the name of a
+    flag argument (its default if not given) that must be True for ``names`` to be written
+    (``training``: eval mode only reads the running buffers); ``also`` are written whatever it
+    says (``out``). A call that raises (its checks refuse it before anything is written) bumps
+    nothing. The arguments are picked by position, not bound: a call on NumPy arrays pays a
+    few hundred nanoseconds."""
 
     def wrap(fn):
         params = inspect.signature(fn).parameters
@@ -41,7 +42,9 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = ()):
                 picked = [pick(args, kwargs, n) for n in also]
                 if when is None or pick(args, kwargs, when, flag_default) is True:
                     picked += [pick(args, kwargs, n) for n in names]
-                tensors = [a for a in picked if isinstance(a, torch.Tensor)]
+                # (a list or tuple argument, clip's grads, is looked into)
+                flat = [t for a in picked for t in (a if isinstance(a, (list, tuple)) else (a,))]
+                tensors = [a for a in flat if isinstance(a, torch.Tensor)]
                 if tensors:
                     _bump_torch_versions(tensors)
             return result

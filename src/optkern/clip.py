@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _backend, _clip_half
 from ._clip_checks import _check_grads, _grads_named, _live, _names, _norm_out
+from ._torch_written import bumps_written
 
 __all__ = [
     "NonFiniteNormError",
@@ -69,6 +70,7 @@ def _scaled_norm(mod, grads, p: float, buf, xp, index):
     return float(buf[0]) if xp is np else None
 
 
+@bumps_written("grads", "out")  # (torch tensors: written as by torch's in-place clipping)
 def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, out=None, comm=None):
     """Scale ``grads`` in place so that their total norm is at most ``max_norm``.
 
@@ -150,6 +152,7 @@ def _refuse_nonfinite(grads, index, mod, p, buf, prev, total, restore: bool, ver
     raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")
 
 
+@bumps_written("out")
 def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
     """The total norm of ``grads`` as :func:`clip_grad_norm_` takes it (same checks, blocking and
     bits), without clipping: torch.nn.utils.get_total_norm. Returns a float for NumPy input, a
@@ -163,6 +166,7 @@ def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
     return (buf if out is None else out) if total is None else total
 
 
+@bumps_written("grads")
 def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     """Scale ``grads`` in place by ``min(1, max_norm / (total_norm + 1e-6))``, the factor rounded as
     :func:`clip_grad_norm_` rounds it (torch.nn.utils.clip_grads_with_norm_). ``total_norm``: a
@@ -367,6 +371,7 @@ def _root(xp, s, p: float):
     return xp.where(good, t + t * (ql * xp.log(xp.where(good, s, 1.0))), t)
 
 
+@bumps_written("grads")
 def clip_grad_value_(grads, clip_value) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
 

@@ -11,6 +11,7 @@ import sys
 import torch
 
 from .. import clip as _clip
+from ..optim.optimizer import _bump_torch_versions
 from . import _inference, _views
 
 
@@ -149,12 +150,14 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if g0.device.type == "cpu":
         with _named(params):
             total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
+        _bump_torch_versions(grads)  # (written through views: as torch's mul_, a saved graph refuses them)
         if unbounded and total == math.inf:
             for g in grads:
                 g.fill_(complex(math.nan, math.nan) if g.is_complex() else math.nan)  # torch: g * (inf / inf)
         return torch.tensor(total, dtype=dtype)
     with _views.on_stream(g0), _named(params):
         total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
+        _bump_torch_versions(grads)
         # (taken on the stream that wrote it: no cross-stream wait is asked of CuPy)
         norm = torch.from_dlpack(total).reshape(())
         if unbounded:  # on the device, without a host synchronization
@@ -177,6 +180,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
     if grads:
         with _views.on_stream(grads[0]), _named(params):
             _clip.clip_grad_value_(_views.views(grads), clip_value)
+        _bump_torch_versions(grads)
 
 
 def _tensors(tensors) -> list:
@@ -260,6 +264,8 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None) -> Non
     if g0.device.type == "cpu":
         with _named(params):
             _clip.clip_grads_with_norm_(_views.views(grads), max_norm, total_norm.item())
+        _bump_torch_versions(grads)
         return
     with _views.on_stream(g0), _named(params):
         _clip.clip_grads_with_norm_(_views.views(grads), max_norm, _views.view(total_norm.detach().reshape(1)))
+    _bump_torch_versions(grads)
