@@ -33,12 +33,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, _fixed_sums, _malloc
-from . import _orthonormal
+from . import _combine, _orthonormal
 from ._probes import start_vector
 from ._products import check_estimate
 from .operators import unit_vector, vector_norm
-
-_CHUNK = 1 << 16  # columns per pass when Ritz vectors are formed in place (bounded scratch memory)
 
 
 def select(theta, k, which):
@@ -240,9 +238,7 @@ class BlockKrylov:
         assert nk + 2 * b <= self.cap + b  # room for the pending block and its product
         Sk = self.xp.asarray(S[:, keep].astype(self.op.dtype))  # (m, nk)
         Q = self.Q
-        for c0 in range(0, self.n, _CHUNK):  # Y = Sk^T Q[:m], in place, column chunk by chunk
-            c1 = min(c0 + _CHUNK, self.n)
-            Q[:nk, c0:c1] = Sk.T @ Q[:m, c0:c1]
+        _combine.combine_rows_(Q, Sk)  # Y = Sk^T Q[:m], in place (fixed order: no BLAS thread split)
         Q[nk : nk + b] = Q[m : m + b]  # the pending block follows the kept Ritz vectors
         self.H[:] = 0.0
         self.H[np.arange(nk), np.arange(nk)] = theta[keep]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend, _fixed_sums
+from . import _combine
 from ._lockstep import in_lockstep
 from ._probes import start_vector
 from ._products import check_estimate
@@ -110,7 +111,7 @@ def lanczos(
     out = (alpha, beta) + ((Q,) if return_vectors else ())
     if return_ritz:
         theta, S = _tridiag_eigh(alpha, beta)
-        out += (theta, Q.T @ _backend.array_module(Q).asarray(S, dtype=Q.dtype))
+        out += (theta, _combine.ritz_vectors(Q, _backend.array_module(Q).asarray(S, dtype=Q.dtype)))
     return out
 
 
@@ -253,7 +254,7 @@ def top_eigenvalues(
             vecs = None
             if return_eigenvectors:
                 Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
-                vecs = kr.Q[: kr.m].T @ Sd
+                vecs = _combine.ritz_vectors(kr.Q[: kr.m], Sd)  # (fixed order: no BLAS thread split)
             return EigenResult(theta[idx], vecs, res, kr.products, ok)
 
 
