@@ -187,11 +187,10 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
     _scalar_names = ("b_sq",)
     _one_run_per_group = True
 
-    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, capturable=None, **lowp):
+    def __init__(self, params, lr=1e-2, b0=1e-2, weight_decay=0.0, *, maximize=False, capturable=False, **lowp):
         self._lowp_init(False, **lowp)
-        defaults = dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize)
-        if capturable is not None:  # (False: the plain optimizer; True refused by the group check)
-            defaults["capturable"] = capturable
+        # (capturable: held as every signature default is; True is refused by the group check)
+        defaults = dict(lr=lr, b0=b0, weight_decay=weight_decay, maximize=maximize, capturable=capturable)
         super().__init__(params, defaults)
 
     def _lowp_init(self, capturable, **options) -> None:
