@@ -14,6 +14,20 @@ ot = pytest.importorskip("optkern.torch")
 torch.set_num_threads(1)
 
 
+def _two_steps(opt, fn, w) -> np.ndarray:
+    """Two steps of ``opt`` on the loss ``fn``; ``w`` after them in logical order."""
+
+    def closure():
+        opt.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        opt.step(closure)
+    return w.detach().contiguous().numpy().copy()
+
+
 def _steps(pre_kind: str, channels_last: bool) -> np.ndarray:
     g = torch.Generator().manual_seed(0)
     w = torch.randn(2, 3, 2, 2, dtype=torch.float64, generator=g)
@@ -32,16 +46,7 @@ def _steps(pre_kind: str, channels_last: bool) -> np.ndarray:
         "torch_callable": lambda: d.clone(),
     }[pre_kind]
     opt = ot.NewtonCG([w], lambda: ot.hessian_operator(fn, [w]), preconditioner=pre, max_cg_iter=3)
-
-    def closure():
-        opt.zero_grad()
-        loss = fn()
-        loss.backward()
-        return loss
-
-    for _ in range(2):
-        opt.step(closure)
-    return w.detach().contiguous().numpy().copy()
+    return _two_steps(opt, fn, w)
 
 
 @pytest.mark.parametrize("pre_kind", ["numpy", "torch", "torch_callable"])
@@ -76,16 +81,7 @@ def _quadratic_steps(kind: str, channels_last: bool) -> np.ndarray:
             "torch_matrix": lambda: h,
         }[kind]
     opt = ot.NewtonCG([w], curvature, max_cg_iter=5)
-
-    def closure():
-        opt.zero_grad()
-        loss = fn()
-        loss.backward()
-        return loss
-
-    for _ in range(2):
-        opt.step(closure)
-    return w.detach().contiguous().numpy().copy()
+    return _two_steps(opt, fn, w)
 
 
 @pytest.mark.parametrize("kind", ["numpy_matrix", "torch_matrix", "scipy"])
