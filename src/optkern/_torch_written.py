@@ -16,18 +16,21 @@ import sys
 from .optim.optimizer import _bump_torch_versions
 
 
-def bumps_written(*names: str, when: str | None = None, also: tuple = ()):
+def bumps_written(*names: str, when: str | None = None, also: tuple = (), returns: str | None = None):
     """Decorator: after ``fn`` returns, bump the torch tensors among its arguments ``names`` and
     ``also`` (positional or keyword; arrays, or lists / tuples of them). ``when``: the name of a
     flag argument (its default if not given) that must be True for ``names`` to be written
     (``training``: eval mode only reads the running buffers); ``also`` are written whatever it
     says (``out``). A call that raises (its checks refuse it before anything is written) bumps
     nothing. The arguments are picked by position, not bound: a call on NumPy arrays pays a
-    few hundred nanoseconds."""
+    few hundred nanoseconds. ``returns``: the name of the argument (``out``) the call returns when
+    given one: the caller's object, not the NumPy / CuPy view ``fn`` wrote and returned
+    (:func:`given_out`)."""
 
     def wrap(fn):
         params = inspect.signature(fn).parameters
-        at = {n: list(params).index(n) for n in (*names, *also, *((when,) if when else ()))}
+        extra = (*((when,) if when else ()), *((returns,) if returns else ()))
+        at = {n: list(params).index(n) for n in (*names, *also, *extra)}
         flag_default = params[when].default if when else None
 
         def pick(args, kwargs, n, default=None):
@@ -47,8 +50,29 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = ()):
                 tensors = [a for a in flat if isinstance(a, torch.Tensor)]
                 if tensors:
                     _bump_torch_versions(tensors)
+            if returns is not None:
+                given = pick(args, kwargs, returns)
+                if given is not None:
+                    return given_out(given, result, bump=False)
             return result
 
         return call
 
     return wrap
+
+
+def given_out(given, view, shape=None, bump: bool = True):
+    """What a call that wrote its result into ``view`` (the NumPy / CuPy view of the caller's ``out``,
+    ``given``) returns: ``given`` itself, as NumPy's ``out=`` functions return ``out`` -- a torch
+    tensor in, that tensor out, not the view (an ndarray where the caller holds a tensor) -- and
+    ``shape``, where given, as the caller's own ``reshape`` makes it (``view``'s for an exporter
+    without one). A torch tensor's version counter is bumped (``bump``; not where
+    :func:`bumps_written` does it): written as by an in-place torch op."""
+    if given is view:  # (a NumPy / CuPy out: nothing to do)
+        return view if shape is None else view.reshape(shape)
+    torch = sys.modules.get("torch")
+    if bump and torch is not None and isinstance(given, torch.Tensor):
+        _bump_torch_versions([given])
+    if shape is None:
+        return given
+    return given.reshape(shape) if hasattr(given, "reshape") else view.reshape(shape)

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _backend
 from .._array_checks import type_name
 from .._pickling import NativeByName
+from .._torch_written import given_out
 from ._linear_operator import LinearOperatorProtocol, _linear_operator_base
 from ._lockstep import lockstep_of
 from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
@@ -152,7 +153,10 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
                     r = checked(r, chk[0], self)
                 y[...] = r
         self.num_matvecs += 1
-        return y.reshape(shape) if shape is not None and len(shape) == 2 else y
+        shape = shape if shape is not None and len(shape) == 2 else None
+        if out is not None:  # (the caller's object: a torch out, that tensor, its version bumped)
+            return given_out(out, y, shape)
+        return y if shape is None else y.reshape(shape)
 
     def matmat(self, V):
         """``A V`` for ``V`` of shape ``(n, k)``."""

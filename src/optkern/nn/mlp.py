@@ -239,7 +239,7 @@ class MLP(_MLPArgs, _MLPPasses):
         loss, g, _ = self._loss_head(out, y)
         return loss, self._backward(P, caches, g, xp.empty_like(params))
 
-    @bumps_written("out")  # (a torch out: written as by an in-place torch op)
+    @bumps_written("out", returns="out")  # (a torch out: written as by an in-place torch op, returned)
     @_ieee
     def hvp(self, params, x, y, v, out=None):
         """Exact Hessian-vector product ``H v`` of the mean loss (Pearlmutter's R-operator).
@@ -299,7 +299,7 @@ class MLP(_MLPArgs, _MLPPasses):
                 g, rg = gz, rgz
         return Hv
 
-    @bumps_written("out")  # (a torch out: written as by an in-place torch op)
+    @bumps_written("out", returns="out")  # (a torch out: written as by an in-place torch op, returned)
     @_ieee
     def ggn_vp(self, params, x, y, v, out=None):
         """Generalized Gauss-Newton product ``J^T H_L J v``.
