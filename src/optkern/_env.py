@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 from typing import NoReturn
 
 # the names the ``optkern`` command runs under (pip writes optkern / optkern.exe / optkern-script.py)
 _SCRIPTS = ("optkern", "optkern.exe", "optkern-script.py")
 _MODULES = ("optkern", "optkern.cli", "optkern.__main__")
-_OPTS_WITH_VALUE = ("-X", "-W", "-Q")
+#: runpy's functions running a module by name (``-m``'s, and the one ``python -m mpi4py -m`` calls)
+_RUNPY_RUNNERS = ("_run_module_as_main", "run_module")
 
 
 def _count(name: str, unit: str) -> int | None:
@@ -46,22 +48,19 @@ def check() -> None:
 
 
 def _run_as_module() -> str | None:
-    """The module of ``python [options] -m MODULE``, else None. While ``-m``'s package imports,
-    sys.argv[0] is just "-m"; sys.orig_argv (Python 3.10+) still has the command line."""
-    argv = getattr(sys, "orig_argv", None) or []
-    i = 1
-    while i < len(argv):
-        a = argv[i]
-        if a == "-m":
-            return argv[i + 1] if i + 1 < len(argv) else None
-        if a.startswith("-m"):
-            return a[2:]
-        if a in _OPTS_WITH_VALUE:
-            i += 2
-            continue
-        if a == "-c" or not a.startswith("-") or a == "-":
-            return None  # a script, -c or stdin: Python reads no option past it
-        i += 1
+    """The module of ``python [options] -m MODULE`` (or of ``runpy.run_module``, as ``python -m
+    mpi4py -m MODULE`` runs it), else None: the ``mod_name`` of the innermost runpy frame running
+    one. While ``-m``'s package imports, ``sys.argv[0]`` is just "-m"; the command line
+    (``sys.orig_argv``) exists from Python 3.10 only: on 3.9 ``python -m optkern`` printed the
+    ValueError's traceback. The frames say it on every version (and need no parsing of the
+    interpreter's options)."""
+    f: FrameType | None = sys._getframe(1)
+    while f is not None:
+        # (by module name: runpy is frozen from 3.11 on, its code's file "<frozen runpy>")
+        if f.f_globals.get("__name__") == "runpy" and f.f_code.co_name in _RUNPY_RUNNERS:
+            name = f.f_locals.get("mod_name")
+            return name if isinstance(name, str) else None
+        f = f.f_back
     return None
 
 
