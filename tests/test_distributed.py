@@ -166,7 +166,8 @@ class _TwoEqualRanks:
     def __init__(self):
         self.calls = []
 
-    def allreduce(self, x, op):
+    def allreduce(self, x, op, check=True):
+        assert check is False  # (the buckets' ranks agreed at set-up: no header per call)
         self.calls.append((x.size, op))
         x *= 2
         if op == "mean":

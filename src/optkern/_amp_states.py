@@ -111,7 +111,7 @@ def agreed(optimizer, found, err: Exception | None = None):
         return found
     if err is not None:
         found[...] = 2
-    optimizer.comm.allreduce(found, "max", ordered=False)
+    optimizer.comm.allreduce(found, "max", ordered=False, check=False)
     if err is not None:
         raise err
     # NumPy flags only: a CuPy flag stays on the device (2 there skips the step as an inf would)

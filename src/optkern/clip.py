@@ -332,31 +332,31 @@ def _global_norm(buf, p: float, comm):
 
     comm = as_communicator(comm)
     if p == math.inf:
-        comm.allreduce(buf, "max")
+        comm.allreduce(buf, "max", check=False)
     elif p > _SCALED_P:  # scaled by the largest rank's norm, as _scaled_norm is by the largest |g|
         xp = _backend.array_module(buf)
         m = buf.copy()
-        comm.allreduce(m, "max")
+        comm.allreduce(m, "max", check=False)
         ok = xp.isfinite(m) & (m > 0)
         scale = xp.where(ok, m, 1.0)
         buf /= scale
         buf **= p
-        comm.allreduce(buf, "sum", ordered=True)
+        comm.allreduce(buf, "sum", ordered=True, check=False)
         buf[...] = xp.where(ok, scale * buf ** (1.0 / p), m)
     elif p in (1.0, 2.0):
         buf **= p
-        comm.allreduce(buf, "sum", ordered=True)  # one number: ordered costs nothing, every rank agrees
+        comm.allreduce(buf, "sum", ordered=True, check=False)  # one number: ordered costs nothing, every rank agrees
         if p == 2.0:
             _backend.array_module(buf).sqrt(buf, out=buf)
     else:  # the ranks' norms scaled as the native kernel scales its terms (rules/pnorm.hpp)
         xp = _backend.array_module(buf)
         m = buf.copy()
-        comm.allreduce(m, "max")
+        comm.allreduce(m, "max", check=False)
         ok = xp.isfinite(m) & (m > 0)
         scale = xp.where(ok, xp.ldexp(1.0, xp.frexp(xp.where(ok, m, 1.0))[1] - 1), 1.0)  # 2^e <= m
         buf /= scale
         buf **= p
-        comm.allreduce(buf, "sum", ordered=True)
+        comm.allreduce(buf, "sum", ordered=True, check=False)
         buf[...] = scale * _root(xp, buf, p)
     return float(buf[0]) if isinstance(buf, np.ndarray) else None
 

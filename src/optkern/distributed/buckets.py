@@ -115,7 +115,7 @@ class Bucket:
             if g.flags.c_contiguous:
                 if weight is not None:
                     g *= g.dtype.type(weight)
-                comm.allreduce(g, op)  # a mean divides after the sum, as unpack does
+                comm.allreduce(g, op, check=False)  # a mean divides after the sum, as unpack does
                 return
         self.pack(grads, weight)
         if op == "mean" and _is_half(self.flat):
@@ -123,10 +123,10 @@ class Bucket:
             # rounded to bfloat16 and then divided rounds twice, unlike a direct bucket and ZeRO-1's
             # reduce-scatter (a last bit apart at 3 ranks), and a float16 sum past 65504 is inf where
             # the mean is finite (2 ranks near 40000). The mean divides in float32 instead.
-            comm.allreduce(self.flat, "mean")
+            comm.allreduce(self.flat, "mean", check=False)
             self.unpack(grads)
             return
-        comm.allreduce(self.flat, "sum")
+        comm.allreduce(self.flat, "sum", check=False)
         self.unpack(grads, comm.size if op == "mean" else 1)
 
     def _reduce_weighted_half(self, comm, grads, weight) -> None:
@@ -141,7 +141,7 @@ class Bucket:
             target = self.flat
         w32 = target.astype(np.float32)
         w32 *= np.float32(weight)
-        comm.allreduce(w32, "sum")
+        comm.allreduce(w32, "sum", check=False)
         target[...] = w32.astype(target.dtype)
         if target is not g:
             self.unpack(grads)

@@ -2,7 +2,7 @@
 
 MPI is mpi4py's; NCCL is ``cupy.cuda.nccl`` started over MPI (see :mod:`._nccl`). Nothing
 here moves bytes itself: every collective is one library call, plus a sum in rank order
-when ``ordered=True``.
+when ``ordered=True``, after its header with ``check=True`` (:mod:`.call_check`).
 
 Ordered reductions gather every rank's array and add them in rank order
 (``((x_0 + x_1) + x_2) + ...``), so the result is bitwise the same on every rank, in
@@ -28,6 +28,7 @@ from ._arrays import (
     _writable,
     rank_order_reduce,
 )
+from .call_check import alike, array_field, value_field
 from .transport import _OPS, Transport, mpi
 
 
@@ -47,11 +48,18 @@ class Communicator(Transport):
     Collectives synchronize CuPy's current stream before MPI reads device memory; NCCL
     calls are enqueued on that stream without a host synchronization. Each method is a
     collective: every rank calls it, in the same order, with arrays of the same size and
-    dtype. Arguments are checked before any communication, on each rank for its own
-    arguments (no extra message per call): code that passes every rank the same kind of
-    arrays gets the same error on every rank; a rank alone with bad arguments raises while
-    the others wait in the collective -- run under ``python -m mpi4py``, which turns that
-    into an abort of the job. After ``MPI.Finalize()`` every collective raises RuntimeError.
+    dtype. Arguments are checked before any communication. With ``check=True`` (the default)
+    the ranks' arguments are compared too, in the call's header (one small allreduce,
+    :mod:`.call_check`): arrays of different sizes or dtypes, another ``op``, ``ordered`` or
+    ``root`` raise ValueError naming the argument on every rank, and an argument refused on one
+    rank raises on every rank (its own error there, the same type naming that rank elsewhere),
+    before anything is sent or written (MPI gave MPI_ERR_TRUNCATE on one rank and garbage on
+    another, or a different result per rank). ``check=False``, passed alike on every rank,
+    saves that message where the caller knows the ranks agree (optkern's wrappers agree at
+    set-up and in their own per-call header): each rank then checks its own arguments only,
+    and a rank alone with bad ones raises while the others wait in the collective -- run under
+    ``python -m mpi4py``, which turns that into an abort of the job. After ``MPI.Finalize()``
+    every collective raises RuntimeError.
     """
 
     def __init__(
@@ -123,21 +131,43 @@ class Communicator(Transport):
 
     # ---- collectives ------------------------------------------------------------------
 
-    def allreduce(self, x, op: str = "sum", *, ordered: bool | None = None):
+    def _agreed(self, call: str, check, args):
+        """The result of ``args()`` (this rank's checks of a call's arguments: ``(result, fields)``).
+        ``check`` (a bool, alike on every rank): the ranks' fields compared first and a refusal on
+        any rank raised on every rank (:func:`.call_check.alike`, one small allreduce); without it
+        each rank checks its own arguments only, no message."""
+        if not _backend.flag("check", check) or self.size == 1:
+            return args()[0]
+        try:
+            got, fields = args()
+            err = None
+        except (TypeError, ValueError) as e:
+            got, fields, err = None, (), e
+        alike(self, call, err, fields)
+        return got
+
+    def allreduce(self, x, op: str = "sum", *, ordered: bool | None = None, check: bool = True):
         """Reduce ``x`` over all ranks, in place; returns ``x``.
 
         ``op``: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"`` (a NaN on any rank is NaN on every
         rank, as NumPy's ``maximum`` / ``minimum`` propagate it; bools: ``sum`` and ``max`` any rank,
         ``min`` every rank). ``ordered`` overrides the communicator's setting for this call.
+        ``check``: the ranks' ``x`` (size, dtype), ``op`` and ordering compared first (see the class).
         """
         self._live("allreduce")
-        _writable(x, "x")
-        self._check_op(op, _OPS, x)
-        if ordered is not None:
-            _backend.flag("ordered", ordered)
+
+        def args():
+            _writable(x, "x")
+            self._check_op(op, _OPS, x)
+            if ordered is not None:
+                _backend.flag("ordered", ordered)
+            in_order = self.ordered if ordered is None else bool(ordered)
+            return None, (array_field("x", x), value_field("op", op, _OPS.index(op)), value_field("ordered", in_order))
+
+        self._agreed("allreduce", check, args)
         if self._in_float32(x, ordered, op) and x.size and self.size > 1:  # rounded to nearest even once
             w = x.astype(np.float32)
-            self.allreduce(w, op, ordered=ordered)
+            self.allreduce(w, op, ordered=ordered, check=False)
             x[...] = w.astype(x.dtype)
             return x
         if x.size == 0 or self.size == 1:
@@ -158,36 +188,43 @@ class Communicator(Transport):
             _scale_mean(x.reshape(-1), self.size)
         return x
 
-    def reduce_scatter(self, x, op: str = "sum", out=None, *, ordered: bool | None = None):
+    def reduce_scatter(self, x, op: str = "sum", out=None, *, ordered: bool | None = None, check: bool = True):
         """Rank ``r`` receives block ``r`` of ``x`` (``x.size / world`` elements) reduced over ranks.
 
         ``op``: ``"sum"`` or ``"mean"``; ``out``: optional contiguous result array (not
-        overlapping ``x``: ValueError). Returns the result.
+        overlapping ``x``: ValueError). Returns the result. ``check``: as for :meth:`allreduce`.
         """
         self._live("reduce_scatter")
-        _contiguous(x, "x")
-        self._check_op(op, ("sum", "mean"), x)
-        if ordered is not None:
-            _backend.flag("ordered", ordered)
-        if x.size % self.size:
-            raise ValueError(f"x: has {x.size} elements, not a multiple of the world size {self.size}")
-        n = x.size // self.size
-        xp = _backend.array_module(x)
-        if out is None:
-            out = xp.empty(n, dtype=x.dtype)
-        _writable(out, "out")
-        _same_kind(x, out, "x", "out")
-        if out.size != n:
-            raise ValueError(f"out: expected {n} elements, got {out.size}")
-        # MPI refuses aliased buffers (an MPI error, then some ranks wait forever). Refused here
-        # instead, before any message: an out cut from x overlaps it on every rank alike
-        if _overlap(x, out):
-            raise ValueError("out: overlaps x (the result needs memory of its own)")
+
+        def args():
+            _contiguous(x, "x")
+            self._check_op(op, ("sum", "mean"), x)
+            if ordered is not None:
+                _backend.flag("ordered", ordered)
+            if x.size % self.size:
+                raise ValueError(f"x: has {x.size} elements, not a multiple of the world size {self.size}")
+            n = x.size // self.size
+            o = _backend.array_module(x).empty(n, dtype=x.dtype) if out is None else out
+            _writable(o, "out")
+            _same_kind(x, o, "x", "out")
+            if o.size != n:
+                raise ValueError(f"out: expected {n} elements, got {o.size}")
+            # MPI refuses aliased buffers (an MPI error, then some ranks wait forever). Refused here
+            # instead, before any message: an out cut from x overlaps it on every rank alike
+            if _overlap(x, o):
+                raise ValueError("out: overlaps x (the result needs memory of its own)")
+            in_order = self.ordered if ordered is None else bool(ordered)
+            return o, (array_field("x", x), value_field("op", op, _OPS.index(op)), value_field("ordered", in_order))
+
+        out = self._agreed("reduce_scatter", check, args)
+        n = out.size
         if n == 0:
             return out
         if self._in_float32(x, ordered, op) and self.size > 1:  # rounded to nearest even once
-            out[...] = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered).reshape(out.shape).astype(x.dtype)
+            w = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered, check=False)
+            out[...] = w.reshape(out.shape).astype(x.dtype)
             return out
+        xp = _backend.array_module(x)
         flat = x.reshape(-1)
         if self.size == 1:
             xp.copyto(out.reshape(-1), flat)
@@ -206,22 +243,28 @@ class Communicator(Transport):
             _scale_mean(out.reshape(-1), self.size)
         return out
 
-    def allgather(self, x, out=None):
+    def allgather(self, x, out=None, *, check: bool = True):
         """Every rank's ``x`` concatenated in rank order (``world * x.size`` elements); returns it.
 
         ``x`` may be ``out``'s own block (``out[rank * n:(rank + 1) * n]``): gathered in place;
-        an ``x`` overlapping ``out`` elsewhere is copied first.
+        an ``x`` overlapping ``out`` elsewhere is copied first. ``check``: the ranks' ``x`` (size,
+        dtype) compared first (see the class).
         """
         self._live("allgather")
-        _contiguous(x, "x")
+
+        def args():
+            _contiguous(x, "x")
+            n = x.size
+            o = _backend.array_module(x).empty(n * self.size, dtype=x.dtype) if out is None else out
+            _writable(o, "out")
+            _same_kind(x, o, "x", "out")
+            if o.size != n * self.size:
+                raise ValueError(f"out: expected {n * self.size} elements (world x {n}), got {o.size}")
+            return o, (array_field("x", x),)
+
+        out = self._agreed("allgather", check, args)
         xp = _backend.array_module(x)
         n = x.size
-        if out is None:
-            out = xp.empty(n * self.size, dtype=x.dtype)
-        _writable(out, "out")
-        _same_kind(x, out, "x", "out")
-        if out.size != n * self.size:
-            raise ValueError(f"out: expected {n * self.size} elements (world x {n}), got {out.size}")
         in_place = n > 0 and _ptr(x) == _ptr(out) + self.rank * n * x.itemsize
         if not in_place and _overlap(x, out):
             # x lies in out elsewhere than its own block: gathered from a copy (MPI refuses aliased
@@ -231,7 +274,7 @@ class Communicator(Transport):
         if n == 0:
             return out
         if self._as_bits(x):
-            self.allgather(x.view(np.uint16), out.view(np.uint16))
+            self.allgather(x.view(np.uint16), out.view(np.uint16), check=False)
             return out
         if self.size == 1:
             if not in_place:
@@ -249,15 +292,21 @@ class Communicator(Transport):
         self._mpi_back(recv, out)
         return out
 
-    def bcast(self, x, root: int = 0):
-        """Rank ``root``'s ``x`` into every rank's ``x``, in place; returns ``x``."""
+    def bcast(self, x, root: int = 0, *, check: bool = True):
+        """Rank ``root``'s ``x`` into every rank's ``x``, in place; returns ``x``. ``check``: the
+        ranks' ``x`` (size, dtype) and ``root`` compared first (see the class)."""
         self._live("bcast")
-        _writable(x, "x")
-        root = self._root(root)
+
+        def args():
+            _writable(x, "x")
+            r = self._root(root)
+            return r, (array_field("x", x), value_field("root", r))
+
+        root = self._agreed("bcast", check, args)
         if x.size == 0 or self.size == 1:
             return x
         if self._as_bits(x):
-            self.bcast(x.view(np.uint16), root)
+            self.bcast(x.view(np.uint16), root, check=False)
             return x
         nc = self._nccl_for(x)
         if nc is not None:

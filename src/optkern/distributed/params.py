@@ -70,4 +70,4 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
 
     check_same_params(arrays, comm, "arrays", check, root if isinstance(root, numbers.Integral) else None)
     for a in _backend.as_list(arrays, "arrays"):
-        comm.bcast(a, root)
+        comm.bcast(a, root, check=False)  # (the layouts and root agreed above)

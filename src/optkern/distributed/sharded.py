@@ -286,11 +286,11 @@ class ShardedOptimizer(ShardedCheckpoints):
             # and ordered float16 sums rounded at each rank, were bits apart from data-parallel)
             w32 = self._gflat.astype(np.float32)
             w32 *= np.float32(w)
-            self._shard[...] = self.comm.reduce_scatter(w32, "sum").astype(self._shard.dtype)
+            self._shard[...] = self.comm.reduce_scatter(w32, "sum", check=False).astype(self._shard.dtype)
         else:
             if w is not None:
                 self._gflat *= self._gflat.dtype.type(w)
-            self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard)
+            self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard, check=False)
         self._synced = True
         # a rank holding no slice still returns one (empty) array: its kind picks the collective's path
         return list(self._local_grads) or [self._shard[:0]]
@@ -349,7 +349,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         self.optimizer.step(self._local_grads)
         self._synced = False
         own = self._flat[self.rank * self.chunk : (self.rank + 1) * self.chunk]
-        self.comm.allgather(own, out=self._flat)
+        self.comm.allgather(own, out=self._flat, check=False)
         for p, v in zip(self._user, self.params):
             if p is not v:
                 p[...] = v

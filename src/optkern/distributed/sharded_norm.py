@@ -30,7 +30,7 @@ def reduce_sq_norms(z) -> None:
             e = e.astype(np.float64)
             local[gi] = float(xp.sum(e * e))
             k += 1
-    z.comm.allreduce(local, "sum", ordered=True)
+    z.comm.allreduce(local, "sum", ordered=True, check=False)
     z._sq_by_group = [float(v) for v in local]
 
 
