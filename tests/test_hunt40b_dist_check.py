@@ -21,7 +21,9 @@ from mpi_cases import raises, run_case, run_here
 CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 
 
-@pytest.mark.parametrize("case", ["sizes", "dtypes", "ops_roots_orders", "one_rank_refuses", "unchecked"])
+@pytest.mark.parametrize(
+    "case", ["sizes", "dtypes", "ops_roots_orders", "one_rank_refuses", "calls_apart", "unchecked"]
+)
 def test_collectives_compare_the_ranks_arguments(case):
     pytest.importorskip("mpi4py")
     run_case(__file__, case, 2, timeout=CASE_TIMEOUT)
@@ -117,6 +119,19 @@ def case_one_rank_refuses(comm) -> None:
         comm.bcast(ro)
     with raises(ValueError, "root: must be < the world size 2"):
         comm.bcast(x, root=2 if comm.rank == 0 else 0)
+    assert np.array_equal(x, np.ones(3))
+    _still_works(comm)
+
+
+def case_calls_apart(comm) -> None:
+    # (another collective on each rank, or a wrapper's call on one: their headers pair up and differ)
+    import optkern.clip as C
+
+    x = np.ones(3)
+    with raises(RuntimeError, "rank 0: Communicator.allreduce, rank 1: Communicator.bcast"):
+        comm.allreduce(x) if comm.rank == 0 else comm.bcast(x)
+    with raises(RuntimeError, "rank 0: Communicator.allgather, rank 1: clip_grad_norm_"):
+        comm.allgather(x) if comm.rank == 0 else C.clip_grad_norm_([np.ones(3)], 1.0, comm=comm)
     assert np.array_equal(x, np.ones(3))
     _still_works(comm)
 

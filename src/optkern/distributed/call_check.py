@@ -10,10 +10,10 @@ that differs, each rank waited for its own root's broadcast. The size cannot tra
 mismatched counts is undefined -- the truncation error comes on some ranks only, garbage on the
 others, and the large-message algorithms (reduce-scatter + allgather, split by the count) may hang
 -- so the comparison must come first, in a message of one length on every rank. The header
-(:func:`.agreement.extremes`: the max of each value and of its negative, one allreduce of 24
-float64) holds the call, a refusal flag and each compared argument's code; only when they differ
-are the ranks' readable values exchanged (pickled, rarely) for the messages. Every rank then raises
-before anything is sent or written: a ValueError naming the argument and the ranks' values, or the
+(:func:`.agreement.extremes`' layout: the max of each value and of its negative, one allreduce of
+24 float64) holds the call, a refusal flag and a fingerprint of the compared arguments; only when
+they differ are the ranks' readable values exchanged (pickled, rarely) for the messages. Every
+rank then raises before anything is sent or written: a ValueError naming the argument and the ranks' values, or the
 refusing rank's own error (TypeError / ValueError) there and the same type naming it elsewhere.
 
 The wrappers (DistributedOptimizer, ShardedOptimizer, clipping, the distributed curvature...)
@@ -25,39 +25,75 @@ from __future__ import annotations
 
 import functools
 import zlib
+from array import array
 
-from .agreement import _raise_any, _said, extremes, first_unlike
+from .agreement import HEADER, _code, _raise_any, _said, calls_apart, first_unlike
+
+_MPI: list = []  # (mpi4py's IN_PLACE and MAX, looked up once: the header is on every checked call)
+_BITS = (1 << 52) - 1  # (a fingerprint exact in a float64, and its negative)
 
 
 @functools.cache
-def _dtype_code(name: str) -> float:
-    """A dtype's name (``"float64"``, ``"cupy float32"``) as a 32-bit number, the same on every rank
-    (``dtype.num`` of a registered type such as bfloat16 depends on the order of registration)."""
-    return float(zlib.crc32(name.encode()))
+def _dtype_code(dtype, kind: type) -> int:
+    """An array's dtype (and whether it is a CuPy array: NCCL moves those, MPI the NumPy ones) as a
+    32-bit number, the same on every rank (``dtype.num`` of a registered type such as bfloat16
+    depends on the order of registration; Python's ``hash`` of a string on the process)."""
+    return zlib.crc32(_kind(dtype, kind).encode())
 
 
-def array_field(name: str, x) -> tuple:
-    """``(name, shown, codes)`` of an array argument: its element count and dtype (and whether
-    it is a CuPy array: NCCL moves those, MPI the NumPy ones)."""
-    kind = f"{'cupy ' if type(x).__module__.startswith('cupy') else ''}{x.dtype}"
-    return name, f"{x.size} {kind} elements", (float(x.size), _dtype_code(kind))
+@functools.cache
+def _str_code(s: str) -> int:
+    return zlib.crc32(s.encode())
 
 
-def value_field(name: str, value, code=None) -> tuple:
-    """``(name, shown, codes)`` of a small argument: ``code`` (default: the value) a number."""
-    return name, repr(value), (float(value if code is None else code),)
+def _kind(dtype, kind: type) -> str:
+    return f"{'cupy ' if kind.__module__.startswith('cupy') else ''}{dtype}"
+
+
+def fingerprint(fields: tuple) -> float:
+    """One number for a call's ``fields`` (``(name, value)``: an array -- its element count and
+    dtype --, an int or bool, or a string), the same on every rank for the same values: Python's
+    hash of a tuple of ints (deterministic, unlike a string's, and the same algorithm since Python
+    3.8), 52 bits (two calls that differ collide with probability 2^-52). One number instead of
+    one per argument: the header is built on every checked call."""
+    key = []
+    for _, v in fields:
+        if isinstance(v, str):
+            key.append(_str_code(v))
+        elif isinstance(v, int):  # (bools too)
+            key.append(int(v))
+        else:
+            key += (v.size, _dtype_code(v.dtype, type(v)))
+    return float(hash(tuple(key)) & _BITS)
+
+
+def _shown(v) -> str:
+    return repr(v) if isinstance(v, (str, int)) else f"{v.size} {_kind(v.dtype, type(v))} elements"
 
 
 def alike(comm, call: str, err, fields: tuple) -> None:
-    """Raise on every rank unless every rank's ``fields`` (``(name, shown, codes)``) are the same and
-    no rank refused its arguments (``err``: this rank's TypeError / ValueError, or None)."""
-    codes = [c for _, _, cs in fields for c in cs]
-    hi, lo = extremes(comm, [0.0 if err is None else 1.0, *codes], call, f"Communicator.{call}")
-    if hi[0] == 0.0 and (hi[1:] == lo[1:]).all():  # (hi[0]: 1 where any rank refused, this one too)
+    """Raise on every rank unless every rank's ``fields`` are the same (:func:`fingerprint`) and no
+    rank refused its arguments (``err``: this rank's TypeError / ValueError, or None). The header is
+    :func:`.agreement.extremes`' layout (a wrapper's header met here says the ranks make different
+    calls) in a buffer of the communicator's, without its array arithmetic: this one is paid on every
+    checked call."""
+    buf = getattr(comm, "_call_head", None)
+    if buf is None:
+        from .transport import mpi
+
+        _MPI[:] = [mpi().IN_PLACE, mpi().MAX]
+        buf = comm._call_head = array("d", bytes(16 * HEADER))  # ((value, -value) pairs, zeros after)
+    code, refused, fp = _code(f"Communicator.{call}"), 0.0 if err is None else 1.0, fingerprint(fields)
+    buf[0], buf[1], buf[2], buf[3], buf[4], buf[5] = code, -code, refused, -refused, fp, -fp
+    comm.mpi.Allreduce(_MPI[0], buf, op=_MPI[1])
+    if buf[0] != -buf[1]:
+        buf[:] = array("d", bytes(16 * HEADER))  # (a wrapper's longer header was met: zeros again)
+        raise calls_apart(comm.allgather_object(f"Communicator.{call}"))
+    if buf[2] == 0.0 and buf[4] == -buf[5]:  # (buf[2]: 1 where any rank refused, this one too)
         return
-    got = comm.allgather_object((_said(err), [shown for _, shown, _ in fields]))
+    got = comm.allgather_object((_said(err), [_shown(v) for _, v in fields]))
     _raise_any(err, [e for e, _ in got])
-    for i, (name, _, _) in enumerate(fields):
+    for i, (name, _) in enumerate(fields):
         shown = [s[i] for _, s in got]
         r = first_unlike(shown)
         if r is not None:

@@ -28,7 +28,7 @@ from ._arrays import (
     _writable,
     rank_order_reduce,
 )
-from .call_check import alike, array_field, value_field
+from .call_check import alike
 from .transport import _OPS, Transport, mpi
 
 
@@ -162,7 +162,7 @@ class Communicator(Transport):
             if ordered is not None:
                 _backend.flag("ordered", ordered)
             in_order = self.ordered if ordered is None else bool(ordered)
-            return None, (array_field("x", x), value_field("op", op, _OPS.index(op)), value_field("ordered", in_order))
+            return None, (("x", x), ("op", op), ("ordered", in_order))
 
         self._agreed("allreduce", check, args)
         if self._in_float32(x, ordered, op) and x.size and self.size > 1:  # rounded to nearest even once
@@ -214,7 +214,7 @@ class Communicator(Transport):
             if _overlap(x, o):
                 raise ValueError("out: overlaps x (the result needs memory of its own)")
             in_order = self.ordered if ordered is None else bool(ordered)
-            return o, (array_field("x", x), value_field("op", op, _OPS.index(op)), value_field("ordered", in_order))
+            return o, (("x", x), ("op", op), ("ordered", in_order))
 
         out = self._agreed("reduce_scatter", check, args)
         n = out.size
@@ -260,7 +260,7 @@ class Communicator(Transport):
             _same_kind(x, o, "x", "out")
             if o.size != n * self.size:
                 raise ValueError(f"out: expected {n * self.size} elements (world x {n}), got {o.size}")
-            return o, (array_field("x", x),)
+            return o, (("x", x),)
 
         out = self._agreed("allgather", check, args)
         xp = _backend.array_module(x)
@@ -300,7 +300,7 @@ class Communicator(Transport):
         def args():
             _writable(x, "x")
             r = self._root(root)
-            return r, (array_field("x", x), value_field("root", r))
+            return r, (("x", x), ("root", r))
 
         root = self._agreed("bcast", check, args)
         if x.size == 0 or self.size == 1:
