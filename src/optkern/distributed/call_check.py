@@ -27,6 +27,8 @@ import functools
 import zlib
 from array import array
 
+import numpy as np
+
 from .agreement import HEADER, _code, _raise_any, _said, calls_apart, first_unlike
 
 _MPI: list = []  # (mpi4py's IN_PLACE and MAX, looked up once: the header is on every checked call)
@@ -34,11 +36,11 @@ _BITS = (1 << 52) - 1  # (a fingerprint exact in a float64, and its negative)
 
 
 @functools.cache
-def _dtype_code(dtype, kind: type) -> int:
+def _dtype_code(dtype, on_device: bool) -> int:
     """An array's dtype (and whether it is a CuPy array: NCCL moves those, MPI the NumPy ones) as a
     32-bit number, the same on every rank (``dtype.num`` of a registered type such as bfloat16
     depends on the order of registration; Python's ``hash`` of a string on the process)."""
-    return zlib.crc32(_kind(dtype, kind).encode())
+    return zlib.crc32(_kind(dtype, on_device).encode())
 
 
 @functools.cache
@@ -46,8 +48,8 @@ def _str_code(s: str) -> int:
     return zlib.crc32(s.encode())
 
 
-def _kind(dtype, kind: type) -> str:
-    return f"{'cupy ' if kind.__module__.startswith('cupy') else ''}{dtype}"
+def _kind(dtype, on_device: bool) -> str:
+    return f"{'cupy ' if on_device else ''}{dtype}"
 
 
 def fingerprint(fields: tuple) -> float:
@@ -63,12 +65,14 @@ def fingerprint(fields: tuple) -> float:
         elif isinstance(v, int):  # (bools too)
             key.append(int(v))
         else:
-            key += (v.size, _dtype_code(v.dtype, type(v)))
+            key += (v.size, _dtype_code(v.dtype, not isinstance(v, np.ndarray)))
     return float(hash(tuple(key)) & _BITS)
 
 
 def _shown(v) -> str:
-    return repr(v) if isinstance(v, (str, int)) else f"{v.size} {_kind(v.dtype, type(v))} elements"
+    if isinstance(v, (str, int)):
+        return repr(v)
+    return f"{v.size} {_kind(v.dtype, not isinstance(v, np.ndarray))} elements"
 
 
 def alike(comm, call: str, err, fields: tuple) -> None:
