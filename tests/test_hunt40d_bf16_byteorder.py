@@ -111,3 +111,49 @@ def test_a_bfloat16_state_of_the_other_byte_order_loads_its_values(spelling):
     for k in ("exp_avg", "exp_avg_sq"):
         got, want = other.state_dict()["state"][0][k], opt.state_dict()["state"][0][k]
         assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+
+
+def test_a_norm_module_refuses_the_dtype():
+    """(a module of that dtype was made, and no input could run through it: a native bfloat16 x was
+    "expected >V2", a swapped one refused by the kernels)"""
+    from optkern import norm
+
+    for make in (
+        lambda: norm.BatchNorm(4, dtype=BIG),
+        lambda: norm.GroupNorm(2, 4, dtype=BIG),
+        lambda: norm.LayerNorm(4, dtype=BIG),
+        lambda: norm.RMSNorm(4, dtype=BIG),
+    ):
+        with pytest.raises(TypeError, match=r"^dtype: expected float32, float64, float16 or 'bfloat16', got >V2"):
+            make()
+    assert norm.LayerNorm(4, dtype=BF16).weight.dtype == BF16
+
+
+class _Holder:
+    def __init__(self, v):
+        self.v = v
+
+    def state_dict(self):
+        return {"v": self.v}
+
+    def load_state_dict(self, state):
+        self.v = state["v"]
+
+
+def test_a_checkpoint_keeps_the_values(tmp_path):
+    """optkern.save stored a swapped array's bytes as bfloat16 bits: 1.5 came back -2.98."""
+    import optkern
+
+    a = swapped([1.5, -2.25, 3.0])
+    optkern.save(str(tmp_path / "c.ok"), h=_Holder(a))
+    back = _Holder(None)
+    optkern.load(str(tmp_path / "c.ok"), h=back)
+    assert back.v.dtype == BF16 and back.v.astype(np.float32).tolist() == [1.5, -2.25, 3.0]
+
+
+def test_early_stopping_snapshots_keep_the_values(tmp_path):
+    from optkern.regularize.early_stopping import load_state, save_state
+
+    save_state(str(tmp_path / "s.npz"), {"w": swapped([1.5, -2.25, 3.0])})
+    back = load_state(str(tmp_path / "s.npz"))["w"]
+    assert back.astype(np.float32).tolist() == [1.5, -2.25, 3.0]
