@@ -299,8 +299,9 @@ def _plain(a) -> bool:
 
 
 def _to_view(a) -> bool:
-    """Whether ``as_array`` has something to do with ``a``: a foreign array to view, a masked one to refuse."""
-    return is_foreign(a) or _is_masked(a)
+    """Whether ``as_array`` has something to do with ``a``: a foreign array or a matrix to view, a masked one
+    to refuse."""
+    return is_foreign(a) or _is_masked(a) or isinstance(a, np.matrix)
 
 
 def _has_foreign(a) -> bool:
