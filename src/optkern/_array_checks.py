@@ -33,6 +33,13 @@ def is_cupy_type(t) -> bool:
     return False
 
 
+def is_bfloat16(dt) -> bool:
+    """Whether dtype ``dt`` is ml_dtypes' bfloat16 in native byte order, the only one whose bytes
+    are the bfloat16 bits the kernels read: a byte-swapped one (``newbyteorder``) has the same
+    ``name`` but other numbers in native order (1.5 reads -2.98), as '>f2' is not float16."""
+    return dt.name == "bfloat16" and dt.isnative
+
+
 def type_name(a) -> str:
     """``"list"``, ``"numpy.ndarray"``, ``"cupy.ndarray"``: a kind as the native checks name it."""
     t = type(a)

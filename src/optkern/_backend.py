@@ -25,6 +25,7 @@ from ._array_checks import check_list_like as check_list_like
 from ._array_checks import check_written as check_written
 from ._array_checks import distinct_elements as distinct_elements
 from ._array_checks import hint_read_only as hint_read_only
+from ._array_checks import is_bfloat16 as is_bfloat16
 from ._array_checks import is_cupy as is_cupy
 from ._array_checks import is_cupy_type as is_cupy_type
 from ._array_checks import out_array as out_array
@@ -298,8 +299,9 @@ def _plain(a) -> bool:
 
 
 def _to_view(a) -> bool:
-    """Whether ``as_array`` has something to do with ``a``: a foreign array to view, a masked one to refuse."""
-    return is_foreign(a) or _is_masked(a)
+    """Whether ``as_array`` has something to do with ``a``: a foreign array or a matrix to view, a masked one
+    to refuse."""
+    return is_foreign(a) or _is_masked(a) or isinstance(a, np.matrix)
 
 
 def _has_foreign(a) -> bool:

@@ -51,6 +51,8 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
     if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):
         a = obj.get() if _backend.is_cupy(obj) else np.asarray(obj)
         if a.dtype.name == "bfloat16":  # ml_dtypes' type: its bits, tagged, so no pickle is needed
+            if not a.dtype.isnative:  # (the bits are read in native order: a swapped array's values first)
+                a = a.astype(a.dtype.newbyteorder("="))
             arrays.append(np.ascontiguousarray(a).reshape(a.shape).view(np.uint16))
             return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
         if a.dtype.kind not in "biufc":

@@ -26,7 +26,7 @@ def _check_grads(grads, mod, index: list | None) -> None:
     """
     dt = grads[0].dtype
     names = _names(index, len(grads))
-    if dt not in (np.float32, np.float64) and dt != np.float16 and dt.name != "bfloat16":
+    if dt not in (np.float32, np.float64) and dt != np.float16 and not _backend.is_bfloat16(dt):
         raise TypeError(f"{names[0]}: expected float32, float64, float16 or bfloat16, got {dt}")
     if mod is not _backend.cpu or all(type(g) is np.ndarray for g in grads):
         # the optimizers' native pre-step check, the same checks and wording: ~0.1 us an array

@@ -52,7 +52,8 @@ def as_array(a, name: str):
     naming the argument. torch tensors that require grad are viewed through ``detach()``
     (optkern writes outside autograd, like ``torch.no_grad``); any ``torch.Tensor`` subclass
     takes torch's path (``_torch_view``). A NumPy masked array is refused (its mask would be
-    ignored). CUDA arrays need CuPy.
+    ignored); a ``np.matrix`` is its plain ndarray view (the steps flatten and multiply arrays
+    elementwise). CUDA arrays need CuPy.
     """
     if not is_foreign(a):
         if _is_masked(a):
@@ -60,6 +61,8 @@ def as_array(a, name: str):
                 f"{name}: expected a numpy.ndarray, got a masked array (optkern would ignore its mask): "
                 "pass a.filled(value) or a.data"
             )
+        if isinstance(a, np.matrix):  # (stays 2-D through ravel, multiplies as matrices: its plain view)
+            return a.view(np.ndarray)
         return a
     t = type(a)
     torch = sys.modules.get("torch")  # (a tensor exists: torch is imported; subclasses defined elsewhere too)

@@ -102,7 +102,7 @@ def half_format(a, dtype=None, name: str = "a") -> str:
     dt = np.dtype(getattr(a, "dtype", np.float64))
     if dt == np.float16:
         fmt = "float16"
-    elif dt.name == "bfloat16":
+    elif _backend.is_bfloat16(dt):
         fmt = "bfloat16"
     elif dt == np.uint16:
         if dtype is None:

@@ -67,7 +67,7 @@ def rank_order_reduce(rows, op: str, out):
 
 def _is_bf16(x) -> bool:
     """An ml_dtypes.bfloat16 NumPy array: MPI has no such type (bytes move as uint16, sums in float32)."""
-    return x.dtype.name == "bfloat16" and not _backend.is_cupy(x)
+    return _backend.is_bfloat16(x.dtype) and not _backend.is_cupy(x)
 
 
 def _is_half_bits(x) -> bool:

@@ -97,14 +97,17 @@ def _default_eps(dtype):
     eps = _DEFAULT_EPS.get(dtype)
     if eps is None:
         half = str(dtype) in _HALF_NAMES
-        eps = float(np.finfo(np.float32).eps) if half else float(np.finfo(dtype).eps)
+        # (a dtype of no finfo -- int, bool, object, a byte-swapped bfloat16 -- is refused as x by the
+        # native check, as with an eps given: finfo's own ValueError named no argument)
+        known = half or np.dtype(dtype).kind == "f"
+        eps = float(np.finfo(np.float32 if half or not known else dtype).eps)
         if len(_DEFAULT_EPS) >= 64:
             _DEFAULT_EPS.clear()
         _DEFAULT_EPS[dtype] = eps
     return eps
 
 
-_DEFAULT_EPS: dict = {}  # dtype -> its default eps (a dtype finfo refuses raises every time)
+_DEFAULT_EPS: dict = {}  # dtype -> its default eps
 
 
 def _out(out, x, name="out"):

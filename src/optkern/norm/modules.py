@@ -35,7 +35,7 @@ def _module_dtype(dtype, cupy: bool):
         dt = None if dtype is None else np.dtype(dtype)
     except (TypeError, ValueError):
         dt = None
-    if dt is None or not (dt in _ALLOWED or (not cupy and dt.name == "bfloat16")):
+    if dt is None or not (dt in _ALLOWED or (not cupy and _backend.is_bfloat16(dt))):
         raise TypeError(
             f"dtype: expected float32, float64, float16 or 'bfloat16', got {repr(dtype) if dt is None else dt}"
         )

@@ -32,7 +32,7 @@ def _half_fmt(dt) -> str | None:
     dt = np.dtype(dt)
     if dt == np.float16:
         return "float16"
-    return "bfloat16" if dt.name == "bfloat16" else None
+    return "bfloat16" if _backend.is_bfloat16(dt) else None
 
 
 def _host(a) -> np.ndarray:

@@ -164,6 +164,8 @@ class LowpStateDictMixin(OptimizerParts):
             check_block_scales(scales, k in NONNEGATIVE, at)
             return lowp.dequantize_blockwise(codes, scales, block)
         a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
+        if isinstance(a, np.ndarray) and not a.dtype.isnative and a.dtype.name in ("bfloat16", "uint16"):
+            a = a.astype(a.dtype.newbyteorder("="))  # (a checkpoint of the other byte order: the same values)
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):
             return lowp.from_half(a, "bfloat16" if a.dtype == np.uint16 else None)
         return v

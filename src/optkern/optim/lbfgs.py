@@ -199,6 +199,12 @@ class LBFGS(NativeByName):
         out = self._out(5 * k + 4)
         self._mod.lbfgs_push_(self._S, self._Y, s_new, y_new, g, self._prev_g, self._d, float(self._t), out)
         dots = self._host(out)
+        if not np.isfinite(dots).all():  # (the kernels' float32 sums, as torch's: y.y of |y| ~ 2e19 is inf)
+            raise ValueError(
+                f"closure: the iterates diverge: an inner product of the newest L-BFGS pair overflows "
+                f"{np.dtype(self._dtype).name} (torch's step would make the params NaN); the pair is not "
+                "kept, the params are the last point evaluated: a smaller lr can go on from there"
+            )
         rows = dots[: 5 * k].reshape(k, 5)
         ys, yy, gs, gy = (float(v) for v in dots[5 * k :])
         sg, yg = rows[:, 3].copy(), rows[:, 4].copy()

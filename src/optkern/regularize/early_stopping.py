@@ -85,6 +85,8 @@ def _encode(obj, arrays: dict):
         cupy = _backend.is_cupy(obj)
         a = obj.get() if cupy else obj
         if a.dtype.type.__module__ == "ml_dtypes":  # .npy knows it only as void bytes: its bits, tagged
+            if not a.dtype.isnative:  # (its bits in native order: loaded as the native type)
+                a = a.astype(a.dtype.newbyteorder("="))
             arrays[key] = a.view(f"u{a.dtype.itemsize}")
             return {"__array__": key, "cupy": cupy, "ml_dtypes": a.dtype.name}
         _check_npy_dtype(a.dtype)
