@@ -11,6 +11,14 @@ closure is re-evaluated with grad enabled. The update runs in place on the
 tensors' own memory: one optkern call per (device, dtype, step count) run of
 a group, on torch's current CUDA stream for CUDA tensors.
 
+The step keeps views of the params' and state tensors' memory while they stay the same tensors:
+a state tensor replaced (``opt.state[p]["exp_avg"] = t``, a cleared or new dict) or a param given
+other memory (``p.data = t``) is followed. A state tensor given other memory in place while its
+param keeps its own (``opt.state[p]["exp_avg"].data = t`` or ``.set_(t)``) is not: the step goes on
+reading and writing the memory it viewed, where torch.optim's reads ``t``; assign the tensor
+instead. (Following it would mean reading every state tensor's data pointer each step, memory the
+step does not otherwise touch: +0.2-0.6 ms a step at 200 params, measured.)
+
 Here SGD, Adagrad, RMSprop and Adadelta; the Adam family (``adam.py``) and
 AdagradNorm (``adagrad_norm.py``) are imported from their own modules.
 """
