@@ -55,6 +55,8 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = (), return
                 given = pick(args, kwargs, returns)
                 if given is not None:
                     if type(result) is tuple:  # (y / dx first: the one written into out)
+                        if result[0] is given:  # (a NumPy / CuPy out: returned as it is)
+                            return result
                         return (given_out(given, result[0], bump=False), *result[1:])
                     return given_out(given, result, bump=False)
             return result
