@@ -25,7 +25,8 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = (), return
     nothing. The arguments are picked by position, not bound: a call on NumPy arrays pays a
     few hundred nanoseconds. ``returns``: the name of the argument (``out``) the call returns when
     given one: the caller's object, not the NumPy / CuPy view ``fn`` wrote and returned
-    (:func:`given_out`)."""
+    (:func:`given_out`); a tuple result (the norms' ``(y, saved)``, ``(dx, dweight, dbias)``) has
+    its first element replaced, the rest kept."""
 
     def wrap(fn):
         params = inspect.signature(fn).parameters
@@ -53,6 +54,10 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = (), return
             if returns is not None:
                 given = pick(args, kwargs, returns)
                 if given is not None:
+                    if type(result) is tuple:  # (y / dx first: the one written into out)
+                        if result[0] is given:  # (a NumPy / CuPy out: returned as it is)
+                            return result
+                        return (given_out(given, result[0], bump=False), *result[1:])
                     return given_out(given, result, bump=False)
             return result
 

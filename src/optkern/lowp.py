@@ -290,12 +290,16 @@ def _fp_block(name: str, block) -> int:
 
 def _grid_call(name, x, out, bits, extra, rounding, seed, step, offset):
     """SWALP's quantizer ``name`` of the native module of ``x`` (NumPy or CuPy, float32 from
-    ``_float32``) into ``out``, every argument checked before the call."""
+    ``_float32``) into ``out``, every argument checked before the call. A foreign ``out`` (a torch
+    tensor, a DLPack exporter: ``x`` may be one) is written through its view and returned itself."""
     _option("rounding", rounding, _ROUNDINGS)
     on_gpu = _backend.is_cupy(x)
+    given = out
     if out is None:
         out = _empty(x, x.shape, np.float32)
-    elif (
+    elif _backend.is_foreign(out):
+        out = _backend.as_array(out, "out")
+    if given is not None and (
         not (isinstance(out, np.ndarray) or _backend.is_cupy(out))
         or _backend.is_cupy(out) != on_gpu
         or out.dtype != np.float32
@@ -316,9 +320,15 @@ def _grid_call(name, x, out, bits, extra, rounding, seed, step, offset):
         _u64("step", step),
         _u64("offset", offset),
     )
+    if out is not given and isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise _backend.read_only("out", out)  # (a view of an unversioned DLPack export: says why)
     with _backend._device_of(x):
         getattr(_native(x)[1], name)(x, out, *args)
-    return out
+    if given is None or given is out:
+        return out
+    from ._torch_written import given_out  # (it imports optim, which imports this module)
+
+    return given_out(given, out)  # (the caller's object, a torch one's version bumped)
 
 
 def quantize_fixed_point(
@@ -332,7 +342,8 @@ def quantize_fixed_point(
     nearest even (``'nearest'``). NaN stays NaN; values beyond the range (and +-inf) saturate.
     ``x``: float32, NumPy or CuPy (the same bits on both). ``bits``: 2..24, ``frac``: -100..100.
     Returns float32 (a new array of x's shape on x's device, or ``out``, which may be ``x`` itself
-    to quantize in place)."""
+    to quantize in place; a torch tensor or DLPack exporter as ``out`` is written through its view
+    and returned itself, a torch one's version counter bumped)."""
     frac = _grid_frac("frac", frac)
     x = _float32(x, cupy_ok=True)
     return _grid_call("lowp_quantize_fixed_point", x, out, bits, frac, rounding, seed, step, offset)

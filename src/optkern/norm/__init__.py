@@ -22,7 +22,10 @@ math, written once in ``cpp/include/optkern/rules/norm.hpp``::
 The batch, layer, RMS, group and instance norm forwards and backwards take
 ``out=`` for their big output (``y``, ``dx``): a training loop that passes the
 same buffers every step skips the allocation and, for outputs of tens of MB,
-the page faults of fresh memory, which cost more than the kernel itself.
+the page faults of fresh memory, which cost more than the kernel itself. The
+result's first element is then ``out`` itself, as NumPy's ``out=`` returns it: a
+torch tensor (any foreign array) in, that object back, not its NumPy view (a
+torch one with its version counter bumped, written as by an in-place torch op).
 
 Statistics are computed with a shifted two-pass / Chan merge scheme (never
 E[x²] - E[x]²), and reductions use a fixed blocking, so results are bitwise

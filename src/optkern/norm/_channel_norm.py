@@ -88,7 +88,7 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=
     return dx, dweight, dbias
 
 
-@bumps_written("running_mean", "running_var", when="training", also=("out",))  # (eval reads them only)
+@bumps_written("running_mean", "running_var", when="training", also=("out",), returns="out")  # (eval reads them only)
 @_backend.on_array_device
 def batch_norm(
     x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5, out=None
@@ -169,7 +169,7 @@ def batch_norm(
     return y, BatchNormSaved(mean, rstd, False)
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
     """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.

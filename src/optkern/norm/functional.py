@@ -50,7 +50,7 @@ def _normalized_shape(x, normalized_shape):
     return ns  # (a zero-size one, as torch allows: empty rows, _empty_rows)
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
     """Layer normalization over the trailing ``normalized_shape`` dims of ``x``.
@@ -136,7 +136,7 @@ def _row_backward(mod, dy, x, weight, mean, rstd, R, G, Cg, S, rms, wshape, para
     return dx, dweight, dbias
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=None, param_grads=True, out=None):
     """Gradients of :func:`layer_norm`: ``(dx, dweight, dbias)``.
@@ -155,7 +155,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     """RMS normalization: ``y = x / sqrt(mean(x²) + eps) * weight`` over ``normalized_shape``.
@@ -179,7 +179,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, out=None):
     return y, RMSNormSaved(inv)
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None, param_grads=True, out=None):
     """Gradients of :func:`rms_norm`: ``(dx, dweight)``; dweight is None when ``param_grads=False``.
@@ -198,7 +198,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
     return dx, dw
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     """Group normalization of ``x`` (N, C, *spatial): statistics per sample over
@@ -225,7 +225,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     return y, RowNormSaved(mean, rstd, G)
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`group_norm`: ``(dx, dweight, dbias)`` (per-channel parameter grads)."""
@@ -240,7 +240,7 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     )
 
 
-@bumps_written("running_mean", "running_var", when="use_input_stats", also=("out",))  # (else read only)
+@bumps_written("running_mean", "running_var", when="use_input_stats", also=("out",), returns="out")  # (else read only)
 @_backend.on_array_device
 def instance_norm(
     x,
@@ -325,7 +325,7 @@ def instance_norm(
     return y, RowNormSaved(mean, rstd, C)
 
 
-@bumps_written("out")
+@bumps_written("out", returns="out")
 @_backend.on_array_device
 def instance_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, out=None):
     """Gradients of :func:`instance_norm`: ``(dx, dweight, dbias)``."""
