@@ -7,7 +7,9 @@ were lost: 3 threads x 20 Adam steps of one gradient matched 60 steps in one thr
 (``float()`` of None) from one of its threads. torch promises nothing here; a demanding user expects
 what a lock around ``step`` would give, so each optimizer now holds one (``optim._serial``): its
 ``step``, ``state_dict``, ``load_state_dict`` and ``add_param_group`` run one at a time, as if the
-threads had called them in some order. Different optimizers still step at once.
+threads had called them in some order. Different optimizers still step at once. The same for one
+``swa.AveragedParams`` updated from two threads: updates at once took the same weight and tore the
+average (0.47-0.54 element by element where every order gives 0.5).
 
 Guard (held on the code as found): optimizers of every kind, norms forward and backward, curvature
 products, Lanczos and CG of separate objects in separate threads, with ``set_num_threads`` changed
@@ -26,7 +28,7 @@ import numpy as np
 import pytest
 
 import optkern
-from optkern import _serial, optim
+from optkern import _serial, optim, swa
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
@@ -103,6 +105,31 @@ def test_one_lbfgs_stepped_from_three_threads_equals_the_steps_in_one(two_thread
     assert _together(lambda: [opt.step(closure) for _ in range(2)]) == []
     np.testing.assert_array_equal(x, x0)
     assert opt.state_dict()["state"][0]["n_iter"] == opt0.state_dict()["state"][0]["n_iter"]
+
+
+def test_one_swa_average_updated_from_two_threads_is_the_mean_of_every_update(two_threads):
+    # one thread folds in zeros, the other ones, 20 times each: in any order the SWA mean is 0.5 in
+    # every element (to rounding). Updates that ran at once took the same weight (the count of
+    # both, read before either had counted) and tore the arrays: 0.47-0.54, element by element.
+    for _ in range(2):
+        avg = _fold_zeros_and_ones(1 << 20)
+        assert avg.n_averaged == 40
+        m = avg.averages[0]
+        assert m.min() == m.max() and abs(float(m[0]) - 0.5) < 1e-5, (float(m.min()), float(m.max()))
+
+
+def _fold_zeros_and_ones(n):
+    avg = swa.AveragedParams([np.zeros(n, np.float32)])
+    arrays, taking = iter([np.zeros(n, np.float32), np.ones(n, np.float32)]), threading.Lock()
+
+    def fold():
+        with taking:
+            v = next(arrays)
+        for _ in range(20):
+            avg.update([v])
+
+    assert _together(fold, k=2) == []
+    return avg
 
 
 def test_copies_and_pickles_of_an_optimizer_have_locks_of_their_own():

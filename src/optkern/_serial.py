@@ -7,7 +7,8 @@ updates were lost (3 threads x 20 Adam steps of one gradient matched 60 steps in
 user of threads expects is what a lock would give, and an uncontended lock costs well under a
 microsecond against a step's tens. So ``step``, ``state_dict``, ``load_state_dict`` and
 ``add_param_group`` hold the optimizer's own lock: the calls of several threads run in some order,
-each whole. Different optimizers keep stepping at once. Reentrant: a closure may read
+each whole. Different optimizers keep stepping at once. ``swa.AveragedParams`` likewise (two updates
+at once took the same weight and tore the average). Reentrant: a closure may read
 ``state_dict``, and an optimizer's methods call one another.
 """
 
