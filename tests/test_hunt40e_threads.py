@@ -5,7 +5,7 @@ same time over the same params and state. Each read the moments the other was wr
 were lost: 3 threads x 20 Adam steps of one gradient matched 60 steps in one thread in 0 of 5 runs
 (SGD with momentum in 3 of 5, 8-bit Adam in 0 of 5), and L-BFGS raised an unrelated TypeError
 (``float()`` of None) from one of its threads. torch promises nothing here; a demanding user expects
-what a lock around ``step`` would give, so each optimizer now holds one (``optim._serial``): its
+what a lock around ``step`` would give, so each optimizer now holds one (``optkern._serial``): its
 ``step``, ``state_dict``, ``load_state_dict`` and ``add_param_group`` run one at a time, as if the
 threads had called them in some order. Different optimizers still step at once. The same for one
 ``swa.AveragedParams`` updated from two threads: updates at once took the same weight and tore the
