@@ -7,6 +7,11 @@ fixed ``os.fork`` and multiprocessing's "fork" through the Python hook only). Th
 registers a ``pthread_atfork`` child handler, which every ``fork()`` runs: one thread in the child,
 as after ``os.fork``, and asking for more warns there too.
 
+Defect fixed (in this hunt's own change): an optimizer's lock (``optkern._serial``, see
+test_hunt40e_threads.py), held by a parent's thread in the middle of a step when another forked,
+stayed held in the child, by a thread the child does not have: the child's first step of that
+optimizer waited for ever. A lock made before the last fork is now replaced.
+
 Guard (held on the code as found): a child forked while another thread of the parent is inside a
 parallel kernel computes, on its one thread, what the parent computes (8-bit Adam, layer norm,
 curvature products, Lanczos, CG). Every case runs in a child interpreter with a timeout, so that a
@@ -154,3 +159,45 @@ print(codes)
 
 def test_children_forked_while_a_thread_runs_a_parallel_kernel_compute_what_the_parent_does():
     assert _python(_FORK_MID_KERNEL, timeout=90) == "[0, 0]"
+
+
+# (a thread of the parent holds the optimizer's lock, as it does through a step, when the main thread
+# forks: the lock stays held in the child, by a thread the child does not have)
+_FORK_MID_STEP = r"""
+import os, threading, time
+import numpy as np
+import optkern
+from optkern import _serial, optim, swa
+p = np.zeros(1000, np.float32)
+opt, avg = optim.Adam([p], lr=1e-3), swa.AveragedParams([p])
+held, release = threading.Event(), threading.Event()
+def stepping():
+    with _serial.lock_of(opt), _serial.lock_of(avg):
+        held.set()
+        release.wait()
+t = threading.Thread(target=stepping)
+t.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    opt.step([np.ones_like(p)])
+    avg.update([p])
+    os._exit(0 if opt.state_dict()["state"][0]["step"] == 1 and avg.n_averaged == 1 else 3)
+release.set()
+t.join()
+t0 = time.monotonic()
+while time.monotonic() - t0 < 20:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exit", os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("hung")
+"""
+
+
+def test_a_child_forked_while_a_thread_steps_an_optimizer_can_step_it():
+    assert _python(_FORK_MID_STEP) == "exit 0"

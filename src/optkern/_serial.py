@@ -15,22 +15,41 @@ at once took the same weight and tore the average). Reentrant: a closure may rea
 from __future__ import annotations
 
 import functools
+import os
 import threading
 
-#: The attribute that holds an object's lock; pickles and copies leave it out (``unlocked``), so that
-#: a copy makes a lock of its own, never one held by the original's threads.
+#: The attribute that holds an object's lock, as ``(fork generation, lock)``; pickles and copies leave
+#: it out (``unlocked``), so that a copy makes a lock of its own, never one held by the original's threads.
 KEY = "_step_lock"
 
 _making = threading.Lock()
 
+# Forks since the module loaded (os.register_at_fork below). A child forked while another thread of the
+# parent was inside a step inherits the lock held, by a thread the child does not have: its first step
+# waited for ever. A lock made before the last fork is replaced (the child's only thread holds none).
+_generation = 0
+
 
 def lock_of(obj):
-    """``obj``'s reentrant lock, made at its first use (a copy, or an optimizer unpickled, has none)."""
-    lock = obj.__dict__.get(KEY)
-    if lock is None:
+    """``obj``'s reentrant lock, made at its first use in this process (a copy, an optimizer unpickled
+    or one inherited through fork makes its own)."""
+    entry = obj.__dict__.get(KEY)
+    if entry is None or entry[0] != _generation:
         with _making:  # (two threads' first calls must not make two locks)
-            lock = obj.__dict__.setdefault(KEY, threading.RLock())
-    return lock
+            entry = obj.__dict__.get(KEY)
+            if entry is None or entry[0] != _generation:
+                entry = obj.__dict__[KEY] = (_generation, threading.RLock())
+    return entry[1]
+
+
+def _after_fork_in_child() -> None:
+    global _generation, _making
+    _generation += 1
+    _making = threading.Lock()  # (another thread may have held it at the fork)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def unlocked(state: dict) -> dict:
