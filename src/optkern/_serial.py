@@ -4,12 +4,14 @@ optkern's kernels release the GIL, so two threads stepping the same optimizer ra
 the same time over the same params and state: each read the moments the other was writing, and
 updates were lost (3 threads x 20 Adam steps of one gradient matched 60 steps in one thread in 0 of
 5 runs; L-BFGS raised ``float()`` of None from one thread). torch promises nothing there; what a
-user of threads expects is what a lock would give, and an uncontended lock costs well under a
-microsecond against a step's tens. So ``step``, ``state_dict``, ``load_state_dict`` and
-``add_param_group`` hold the optimizer's own lock: the calls of several threads run in some order,
-each whole. Different optimizers keep stepping at once. ``swa.AveragedParams`` likewise (two updates
-at once took the same weight and tore the average). Reentrant: a closure may read
-``state_dict``, and an optimizer's methods call one another.
+user of threads expects is what a lock would give, and an uncontended one costs about a microsecond
+(0.8 us a call, this 2-vCPU VM at load 9) against a step's tens. So ``step``, ``state_dict``,
+``load_state_dict`` and ``add_param_group`` hold the optimizer's own lock: the calls of several
+threads run in some order, each whole. Different optimizers keep stepping at once.
+``swa.AveragedParams`` likewise (two updates at once took the same weight and tore the average),
+and optkern.torch's optimizers (their own native calls: 3 threads x 10 steps of a 1M-float Adam
+matched 30 steps in one thread in 0 of 6 runs). Reentrant: a closure may read ``state_dict``, and
+an optimizer's methods call one another.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 #: The attribute that holds an object's lock, as ``(fork generation, lock)``; pickles and copies leave
 #: it out (``unlocked``), so that a copy makes a lock of its own, never one held by the original's threads.
@@ -57,7 +61,10 @@ def unlocked(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != KEY}
 
 
-def serialized(fn):
+F = TypeVar("F", bound=Callable)
+
+
+def serialized(fn: F) -> F:
     """Method decorator: the call holds the object's lock (see the module's docstring)."""
 
     @functools.wraps(fn)
@@ -65,4 +72,4 @@ def serialized(fn):
         with lock_of(self):
             return fn(self, *args, **kwargs)
 
-    return call
+    return cast(F, call)
