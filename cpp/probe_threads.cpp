@@ -4,9 +4,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <stdexcept>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
 #endif
 
 #include "lane_sums.hpp"
@@ -106,6 +111,19 @@ void set_num_threads(int n) {
   thread_setting().store(n, std::memory_order_relaxed);
 }
 
+// Whether this process is a child forked after the module loaded (for threads.py's warning).
+std::atomic<bool> forked{false};
+
+// GNU libgomp's pool does not survive fork: a child's first region of more than one thread waits
+// for workers that exist only in the parent, forever. optkern/threads.py puts a child on one thread
+// from an os.register_at_fork hook, which runs for os.fork and multiprocessing's "fork" alone; a
+// fork() called from C (a C extension, a launcher library, ctypes) ran no hook, and the child's first
+// parallel kernel hung. pthread_atfork's child handler runs for every fork(): one thread there too.
+void in_forked_child() {
+  thread_setting().store(1, std::memory_order_relaxed);
+  forked.store(true, std::memory_order_relaxed);
+}
+
 // Which thread ran each chunk of arrays of `sizes` under for_each_chunk with a cost of `work`:
 // the split every parallel kernel gets, observable from the tests.
 std::vector<int> chunk_threads(const std::vector<int64_t>& sizes, int64_t work) {
@@ -139,6 +157,13 @@ void register_probe_threads(py::module_& m) {
   m.def("set_num_threads", &set_num_threads,
         "OpenMP threads of every following optkern call, from any Python thread (process-wide).", arg("n"));
   m.def("get_num_threads", &max_threads, "OpenMP threads the next parallel region will use.");
+  m.def(
+      "forked", [] { return forked.load(std::memory_order_relaxed); },
+      "Whether this process was forked (by any fork(), Python's or C's) after the module was loaded.");
+#if defined(__unix__) || defined(__APPLE__)
+  // (once: the module is initialized once per process, and never unloaded, so the handler stays valid)
+  if (pthread_atfork(nullptr, nullptr, &in_forked_child) != 0) throw std::runtime_error("pthread_atfork failed");
+#endif
   m.def("chunk_threads", &chunk_threads,
         "The thread (0-based) that ran each chunk of arrays of these sizes in a parallel pass costing `work` "
         "(the split of every multi-array kernel; for tests).",

@@ -98,8 +98,8 @@ def test_kernels_of_concurrent_python_threads_match_one_thread(restore_threads, 
 
 @pytest.mark.parametrize("name", ["Adam", "Adagrad", "RMSprop"])
 def test_one_optimizer_stepped_from_two_threads_counts_every_step(name):
-    # Nothing promises what two threads stepping one optimizer at once compute (their writes
-    # race, as in torch); it must not crash, lose the state or miscount the steps.
+    # It must not crash, lose the state or miscount the steps (the steps themselves run one at a
+    # time since hunt 40e: test_hunt40e_threads.py checks their values).
     p = np.zeros(100_000, np.float32)
     g = np.ones_like(p)
     opt = getattr(optkern.optim, name)([p], lr=1e-3)

@@ -426,6 +426,11 @@ def first_readonly_(arrays: list) -> int:
     The position of the first read-only NumPy array in `arrays`, or -1.
     """
 
+def forked() -> bool:
+    """
+    Whether this process was forked (by any fork(), Python's or C's) after the module was loaded.
+    """
+
 def get_num_threads() -> int:
     """
     OpenMP threads the next parallel region will use.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import types
 
+from ._serial import unlocked
+
 
 class _ModuleName(str):
     """A native module's name standing in for it in a pickled state."""
@@ -25,7 +27,7 @@ class NativeByName:
     """A mixin: the attributes that are native modules pickled and copied by name."""
 
     def __getstate__(self) -> dict:
-        return by_name(vars(self))
+        return by_name(unlocked(vars(self)))
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(imported(state))

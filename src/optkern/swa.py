@@ -22,6 +22,7 @@ from ._array_checks import byte_span
 from ._atomic import deferring
 from ._foreign import shown_values
 from ._pickling import NativeByName
+from ._serial import serialized
 from ._update_bn import update_bn
 from .lowp import _option
 from .optim.optimizer import _bump_torch_versions, torch_tensors
@@ -92,6 +93,7 @@ class AveragedParams(NativeByName):
         self.averages = [_copy(p) for p in params]
         self.n_averaged = 0
 
+    @serialized
     def update(self, params) -> None:
         """Fold the current ``params`` (same shapes as at construction) into the average."""
         params = _backend.as_list(params, "params")
@@ -147,6 +149,7 @@ class AveragedParams(NativeByName):
             check_disjoint(arrays, [f"{name}[{i}]" for i in range(len(arrays))])
         return arrays
 
+    @serialized
     def copy_to(self, params) -> None:
         """Write the average into ``params`` (e.g. before recomputing batch-norm statistics).
 
@@ -158,6 +161,7 @@ class AveragedParams(NativeByName):
             p[...] = a
         _bump_torch_versions(torch_tensors([given] if _backend.is_array(given) else given))
 
+    @serialized
     def state_dict(self) -> dict:
         return {
             "mode": self.mode,
@@ -166,6 +170,7 @@ class AveragedParams(NativeByName):
             "averages": [_copy(a) for a in self.averages],
         }
 
+    @serialized
     def load_state_dict(self, state_dict) -> None:
         """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32, finite);
         everything is checked before anything is assigned."""

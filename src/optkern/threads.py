@@ -175,7 +175,8 @@ _FORK_WARNING = (
 
 
 def _warn_if_forked(n: int) -> None:
-    if _forked and n > 1:
+    # (_cpu.forked: a fork() called from C runs no Python hook, only the module's pthread_atfork one)
+    if (_forked or _backend.cpu.forked()) and n > 1:
         warnings.warn(_FORK_WARNING, RuntimeWarning, stacklevel=3)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _backend, lowp
+from .._serial import serialized
 from ._lowp_config import _MASTER, STATE_DTYPES, _host, check_block_scales
 from ._parts import OptimizerParts
 from ._state_checks import NONNEGATIVE
@@ -31,6 +32,7 @@ class LowpStateDictMixin(OptimizerParts):
 
     # ---- state dict -----------------------------------------------------------------------
 
+    @serialized
     def state_dict(self) -> dict:
         sd = super().state_dict()  # type: ignore[misc]
         lp = self._lowp
@@ -55,6 +57,7 @@ class LowpStateDictMixin(OptimizerParts):
                         entry[n] = entry[n].view(bf)
         return sd
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """As :meth:`Optimizer.load_state_dict`, converting the state's storage format (see
         :mod:`optkern.optim._lowp`) into this optimizer's."""

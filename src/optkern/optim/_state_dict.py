@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _backend
 from .._foreign import shown_values
+from .._serial import serialized
 from . import _state_checks
 from ._parts import OptimizerParts
 from ._run import _Run
@@ -25,6 +26,7 @@ class StateDictMixin(OptimizerParts):
         (the live arrays). Parameters are looked up by identity (NumPy arrays are not hashable)."""
         return _StateView(self)
 
+    @serialized
     def state_dict(self) -> dict:
         """The optimizer state in PyTorch's format.
 
@@ -72,6 +74,7 @@ class StateDictMixin(OptimizerParts):
         self._check_param_groups()
         _state_checks.check_state_dict(self, state_dict, strict=strict)
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Load a state dict from :meth:`state_dict` (or a PyTorch optimizer of the same kind).
 

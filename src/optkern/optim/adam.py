@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._backend import in_range, nonnegative, positive
+from .._serial import serialized
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
@@ -249,6 +250,7 @@ class AdamW(Adam):
             **lowp,
         )
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """As :meth:`Adam.load_state_dict`; the groups stay decoupled, as torch's AdamW keeps them for
         any state it loads (an Adam state dict's ``decoupled_weight_decay`` False made it L2 Adam)."""

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _backend, _fixed_sums
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
+from .._serial import serialized
 from . import _closure, _lbfgs_state, _line_search
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
@@ -264,6 +265,7 @@ class LBFGS(NativeByName):
 
     # ---- step --------------------------------------------------------------------------
 
+    @serialized
     def step(self, closure):
         """Up to ``max_iter`` L-BFGS iterations; returns the loss at the starting point.
 
@@ -374,6 +376,7 @@ class LBFGS(NativeByName):
 
     # ---- checkpoints ----------------------------------------------------------------------
 
+    @serialized
     def state_dict(self) -> dict:
         """torch's LBFGS state layout (``state[0]``: ``d``, ``t``, ``old_dirs`` = y's, ``old_stps`` = s's,
         ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``n_iter``, ``func_evals``, ``al``) plus the
@@ -382,6 +385,7 @@ class LBFGS(NativeByName):
 
         return state_dict(self)
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Restore from :meth:`state_dict` (or a torch LBFGS state dict converted to arrays); checks
         everything before changing anything, like ``Optimizer.load_state_dict`` (``strict=False``

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _backend, _fixed_sums
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
+from .._serial import serialized
 from ..hessian._products import real_array
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator, as_operator
@@ -183,6 +184,7 @@ class NewtonCG(NativeByName):
             raise ValueError("preconditioner: the diagonal must be finite and >= 0 (SPD after damping)")
         return (d + damping) ** exponent
 
+    @serialized
     def step(self, closure):
         """One Newton-CG step; returns the loss at the start. Counters, damping, the warm start and
         the cached evaluation change only when the step completes.
@@ -320,6 +322,7 @@ class NewtonCG(NativeByName):
         }
         return loss
 
+    @serialized
     def state_dict(self) -> dict:
         g = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         g["params"] = list(range(len(self._params)))
@@ -328,6 +331,7 @@ class NewtonCG(NativeByName):
             st["prev_step"] = self._xp.array(self._p)
         return {"state": {0: st}, "param_groups": [g]}
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Restore from :meth:`state_dict`; checks everything before changing anything, like
         ``Optimizer.load_state_dict`` (``strict=False`` ignores unknown keys and keeps this

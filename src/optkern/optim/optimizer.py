@@ -20,6 +20,7 @@ import numpy as np
 from .. import _backend
 from .._atomic import deferring
 from .._checked_values import cached, remember
+from .._serial import serialized, unlocked
 from . import _closure
 from ._capturable import CapturableMixin
 from ._group_tracking import GroupTrackingMixin
@@ -87,6 +88,9 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
     #: Set by ``amp.GradScaler.step`` around a step: the grads it checked (``_check_step``) before
     #: unscaling them in place; the step does not check those same arrays again.
     _amp_checked: list | None = None
+
+    def __getstate__(self) -> dict:
+        return unlocked(vars(self))  # (a copy makes a lock of its own: optkern._serial)
 
     def __init__(self, params, defaults: dict):
         self._dtype_checked: dict = {}  # where -> (hp, params list) last validated against the dtypes
@@ -168,6 +172,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
 
     # ---- groups -----------------------------------------------------------------
 
+    @serialized
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of parameters (a dict with ``"params"`` and optional hyper-parameters)."""
         if not isinstance(param_group, dict):
@@ -227,6 +232,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
 
     # ---- step -----------------------------------------------------------------------
 
+    @serialized
     def step(self, grads=None, closure=None):
         """Update the parameters in place from ``grads``.
 

@@ -18,6 +18,7 @@ import numpy as np
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._pickling import NativeByName
+from .._serial import serialized
 from ._closure import call, closure_loss
 
 
@@ -149,6 +150,7 @@ class SAM(NativeByName):
             self._restore()
             self.base.step(grads)
 
+    @serialized
     def step(self, closure):
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
@@ -187,6 +189,7 @@ class SAM(NativeByName):
         loss, grads = call(closure)
         return closure_loss(loss), grads
 
+    @serialized
     def state_dict(self) -> dict:
         """``{"base": the wrapped optimizer's state dict, "rho", "eps", "adaptive"}``. Between
         ``first_step`` and ``second_step``: RuntimeError (save after ``second_step``)."""
@@ -198,6 +201,7 @@ class SAM(NativeByName):
             raise RuntimeError("state_dict: the params are perturbed (call second_step first, then save)")
         return {"base": self.base.state_dict(), "rho": self.rho, "eps": self.eps, "adaptive": self.adaptive}
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Restore from :meth:`state_dict`: ``rho``, ``eps`` and ``adaptive`` are checked, then the
         wrapped optimizer loads ``state_dict['base']`` (checking it before it changes anything), then

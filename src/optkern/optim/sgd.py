@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._backend import in_range, nonnegative
+from .._serial import serialized
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
@@ -170,6 +171,7 @@ class SGD(LowPrecisionMixin, Optimizer):
                     )
         return out
 
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         super().load_state_dict(state_dict, strict)
         # the loaded buffers are in the saved group's form; a group without one (PyTorch's state

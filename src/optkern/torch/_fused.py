@@ -20,6 +20,7 @@ from torch.optim import optimizer as _torch_optimizer
 
 from .. import optim as _optim
 from .._checked_values import cached, remember
+from .._serial import serialized
 from . import _lowp, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
 from ._checks_inputs import check_new_group
@@ -168,6 +169,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
 
     # ---- one step ------------------------------------------------------------------
 
+    @serialized
     def step(self, *args, **kwargs):
         """``step(closure=None)``: one update of every param with a grad; ``closure``
         (re-evaluated with grad enabled) returns the loss, which ``step`` returns.

@@ -20,6 +20,7 @@ import torch
 
 from .. import _backend
 from .._atomic import Uninterrupted
+from .._serial import serialized
 from . import _flat_order, _inference, _views
 from ._checks_inputs import check_grad, check_new_group
 from ._host_values import host_group
@@ -219,6 +220,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
                 self._inner, self._layout = old, old_layout
             raise
 
+    @serialized
     def state_dict(self) -> dict:
         """torch's ``state_dict`` (hooks included), the flat vectors in torch's order: the params'
         logical order, where ``opt.state`` shows them in the memory order of params contiguous in
@@ -234,6 +236,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
         finally:
             self.state = shown
 
+    @serialized
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore from a ``state_dict()`` (torch's format); everything is checked (errors name the
         entry) before anything changes.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._serial import serialized
 from . import _lowp
 from ._state import _HOST_SCALARS, _like_param, _meta, _scalars_to_host
 from ._tracked import plain, tracked
@@ -26,6 +27,7 @@ class _StateDictIO:
 
         def __getattr__(self, name: str) -> Any: ...
 
+    @serialized
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's ``load_state_dict``: its pre-hooks (``register_load_state_dict_pre_hook``: a hook
         may migrate an old checkpoint) run first, as torch runs them, so that what is checked and
@@ -75,6 +77,7 @@ class _StateDictIO:
         finally:
             self._drop_layouts()
 
+    @serialized
     def state_dict(self) -> dict:
         """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads),
         with the stochastic-rounding seed where the step draws with one (``_lowp.with_seed``)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .. import _backend
+from .._serial import serialized
 from ..optim import _lbfgs_state
 from ..optim import lbfgs as _lbfgs
 from ._host_values import host_group
@@ -78,6 +79,7 @@ class LBFGS(ClosureOptimizer):
     def _iterations(self) -> int:
         return int(self._inner_entry().get("n_iter", 0))
 
+    @serialized
     @torch.no_grad()
     def step(self, closure):
         """Up to ``max_iter`` L-BFGS iterations; returns what ``closure`` returned at the start.

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import _backend
+from .._serial import serialized
 from ..hessian import as_operator, from_hvp
 from ..optim import newton_cg as _ncg
 from . import _flat_order
@@ -128,6 +129,7 @@ class NewtonCG(ClosureOptimizer):
     def num_hvps(self) -> int:
         return self._inner.num_hvps
 
+    @serialized
     @torch.no_grad()
     def step(self, closure):
         """One Newton-CG step; returns the closure's loss at the start (a float when the step reused

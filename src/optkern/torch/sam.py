@@ -14,6 +14,7 @@ import torch
 
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
+from .._serial import serialized
 from . import _inference, _views
 from ._checks_inputs import check_grad
 from ._host_values import _host_number
@@ -189,6 +190,7 @@ class SAM(torch.optim.Optimizer):
                 mod.sam_restore_(_views.views(ps), _views.views([self._backups[id(p)] for p in ps]))
             torch.autograd.graph.increment_version(ps)  # (as first_step's)
 
+    @serialized
     @torch.no_grad()
     def step(self, closure=None):
         """``first_step(zero_grad=True)``, ``closure()`` (the forward and backward at the ascent
@@ -212,6 +214,7 @@ class SAM(torch.optim.Optimizer):
 
     # ---- checkpoints: the base optimizer's ---------------------------------------------------------
 
+    @serialized
     def state_dict(self) -> dict:
         """The base optimizer's ``state_dict`` (its groups hold ``rho`` and ``adaptive``), with the
         hooks registered on this optimizer run around it as torch's ``state_dict`` runs them (the
@@ -225,6 +228,7 @@ class SAM(torch.optim.Optimizer):
                 sd = out
         return sd
 
+    @serialized
     def load_state_dict(self, state_dict: dict) -> None:
         """From :meth:`state_dict`, or the reference implementation's (its transient ``old_p``
         entries dropped); the base optimizer checks the rest. The load hooks registered on this
