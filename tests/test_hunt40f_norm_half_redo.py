@@ -85,13 +85,11 @@ def _f32_cast_equal(name, got, want32, dt):
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16), err_msg=name)
 
 
-@pytest.mark.parametrize("dt_name", list(HALF))
 @pytest.mark.parametrize("shape", [(5, 6, 7), (3, 4, 1), (9, 5), (2, 3, 4, 5)])
-@pytest.mark.parametrize("case", ["inf", "huge"])
+# (float16 holds no value whose float32 sums overflow: its "huge" case is not one)
+@pytest.mark.parametrize(("dt_name", "case"), [("float16", "inf"), ("bfloat16", "inf"), ("bfloat16", "huge")])
 def test_redone_channels_have_the_float32_calls_bits(dt_name, shape, case):
     dt = HALF[dt_name]
-    if case == "huge" and dt_name == "float16":
-        pytest.skip("float16 holds no value whose float32 products overflow")
     rng = np.random.default_rng(sum(shape))
     x = (0.5 + 2 * rng.standard_normal(shape)).astype(dt)
     dy = rng.standard_normal(shape).astype(dt)
