@@ -118,26 +118,51 @@ struct RunningArgs {
 };
 
 // The rare redo of non-finite dx or parameter sums (norm_cpu.hpp's redo_channels) with half storage:
-// it gathers a channel's elements across the batch, so it runs on float32 copies of dy, x and dx
-// (dx as rounded: a half value rounds to itself), made only when something needs redoing. (One
-// difference from the float32 call on float32 copies: with S = 1 the redo picks the channels whose dx
-// is not finite in a row that has one, here after rounding, so a float16 dx past 65504 in such a row
-// is redone too -- scaled, to about the same value, which rounds to inf again.)
+// it gathers a channel's elements across the batch, so it runs on float32 copies of that channel's
+// dy, x and dx (dx as rounded: a half value rounds to itself), one channel at a time, made only for
+// the channels redone (copies of the whole arrays, 12 bytes an element, were made for one bad
+// channel). Each runs redo_channels as a batch of one channel (C = 1: its element i is the copies'
+// i), picking it as the whole call would: S > 1, a bad task of the channel; S = 1, a non-finite dx
+// of the channel in a bad row -- here after rounding, so a float16 dx past 65504 in such a row is
+// redone too (scaled, to about the same value, which rounds to inf again): the one difference from
+// the float32 call on float32 copies.
 void redo_half(const DxKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, float* dw, float* db) {
   const Shape& sh = k.sh;
-  const int64_t tasks = sh.S == 1 ? sh.N : sh.N * sh.C;
-  bool any = std::any_of(k.bad, k.bad + tasks, [](char b) { return b != 0; });
-  for (int64_t c = 0; c < sh.C; ++c) any |= (dw && !rules::finite_(dw[c])) || (db && !rules::finite_(db[c]));
-  if (!any) return;
-  const int64_t n = sh.size();
-  std::vector<float> f(size_t(3 * n));
-  half::to_float(h.dy, f.data(), n, h.bf16);
-  half::to_float(h.x, f.data() + n, n, h.bf16);
-  half::to_float(h.out, f.data() + 2 * n, n, h.bf16);
-  redo_channels(ChannelGrads<float>{f.data(), f.data() + n, k.mean, k.rstd, k.w, f.data() + 2 * n, sh.N, sh.C, sh.S,
-                                    k.training},
-                k.bad, dw, db);
-  half::from_float(f.data() + 2 * n, h.out, n, h.bf16);
+  const int64_t N = sh.N, C = sh.C, S = sh.S, m = N * S, tasks = S == 1 ? N : N * C;
+  std::vector<char> bad(size_t(C), 0);
+  for (int64_t t = 0; t < tasks; ++t) {
+    if (!k.bad[t]) continue;
+    if (S > 1) bad[size_t(t % C)] = 1;
+    else
+      for (int64_t c = 0; c < C; ++c) bad[size_t(c)] |= !rules::finite_(half::load1(h.out[t * C + c], h.bf16));
+  }
+  std::vector<float> f;    // one channel's dy, x, dx
+  std::vector<uint16_t> r;  // its dx rounded back
+  std::vector<char> pick;  // the one-channel batch's bad tasks
+  for (int64_t c = 0; c < C; ++c) {
+    const bool sums = (dw && !rules::finite_(dw[c])) || (db && !rules::finite_(db[c]));
+    if (!bad[size_t(c)] && !sums) continue;
+    f.resize(size_t(3 * m));
+    const auto at = [&](int64_t i) { return ((i / S) * C + c) * S + i % S; };  // (ChannelGrads::at)
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t e = at(i);
+      f[size_t(i)] = half::load1(h.dy[e], h.bf16);
+      f[size_t(m + i)] = half::load1(h.x[e], h.bf16);
+      f[size_t(2 * m + i)] = half::load1(h.out[e], h.bf16);
+    }
+    // S = 1: the rows as the kernel flagged them (their dx of this channel tested again there);
+    // S > 1: one task flagged where the channel is bad
+    pick.assign(size_t(N), 0);
+    if (S == 1) std::copy(k.bad, k.bad + N, pick.begin());
+    else if (N > 0) pick[0] = bad[size_t(c)];
+    redo_channels(ChannelGrads<float>{f.data(), f.data() + m, k.mean + c, k.rstd + c, k.w + c, f.data() + 2 * m, N, 1,
+                                      S, k.training},
+                  pick.data(), dw ? dw + c : nullptr, db ? db + c : nullptr);
+    if (!bad[size_t(c)]) continue;  // (only the sums redone: dx as it was)
+    r.resize(size_t(m));
+    half::from_float(f.data() + 2 * m, r.data(), m, h.bf16);
+    for (int64_t i = 0; i < m; ++i) h.out[at(i)] = r[size_t(i)];
+  }
 }
 
 template <class S>

@@ -27,14 +27,21 @@ OK_CLONES void perturb_loop(T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_REST
   } else if (s.k != 0) {  // (a scale past T's range: a norm near underflow, rules::sam_scale_split)
     for (int64_t i = 0; i < n; ++i) rules::sam_perturb_split(p[i], g[i], bk[i], s, adaptive);
   } else if (adaptive) {
-    // the vector loop as before, flagging the entries whose w^2 g left the range; those (rare: tiny
-    // or huge weights) are stepped again from their backups by the scaled rule, as the GPU steps them
-    int rare = 0;
-#pragma omp simd reduction(| : rare)
+    // the vector loop as before, keeping the extremes of |w|, |w^2 g| and the least nonzero |w|, |g|;
+    // where they leave the range (rare: tiny or huge weights) the entries whose w^2 g did are stepped
+    // again from their backups by the scaled rule, as the GPU steps them (rules::sam_adaptive_clean)
+    const T inf = T(INFINITY);
+    T w_max = 0, x_max = 0, w_min = inf, g_min = inf;
+#pragma omp simd reduction(max : w_max, x_max) reduction(min : w_min, g_min)
     for (int64_t i = 0; i < n; ++i) {
-      rare |= int(rules::sam_adaptive_maybe(p[i], g[i]));
-      rules::sam_perturb_adaptive(p[i], g[i], bk[i], scale);
+      const T w = p[i], gi = g[i], aw = std::fabs(w), x = std::fabs((w * w) * gi);
+      w_max = rules::sam_extreme_max(w_max, aw);
+      x_max = rules::sam_extreme_max(x_max, x);
+      w_min = rules::sam_extreme_min_nonzero(w_min, aw);
+      g_min = rules::sam_extreme_min_nonzero(g_min, T(std::fabs(gi)));
+      rules::sam_perturb_adaptive(p[i], gi, bk[i], scale);
     }
+    const bool rare = !rules::sam_adaptive_clean(rules::SamAdaptiveExtremes<T>{w_max, x_max, w_min, g_min});
     for (int64_t i = 0; rare && i < n; ++i) {
       if (rules::sam_adaptive_direct(bk[i], g[i])) continue;
       p[i] = bk[i];

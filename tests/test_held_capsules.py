@@ -13,16 +13,7 @@ from optkern import _cpu
 torch = pytest.importorskip("torch")
 from torch.utils.dlpack import to_dlpack  # noqa: E402
 
-
-def _state(sizes, seed=0):
-    rng = np.random.default_rng(seed)
-    ps = [rng.standard_normal(n).astype(np.float32) for n in sizes]
-    gs = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for n in sizes]
-    return ps, gs, [np.zeros(n, np.float32) for n in sizes], [np.zeros(n, np.float32) for n in sizes]
-
-
-def _adam(ps, grads, ms, vs):
-    _cpu.adam_(ps, grads, ms, vs, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, 1)
+from held_steps import adam_state, adam_step  # noqa: E402
 
 
 def _held(gs, tensors=True):
@@ -34,11 +25,11 @@ def _held(gs, tensors=True):
 
 @pytest.mark.parametrize("sizes", [[0], [1], [7, 1023], [5] * 33])
 def test_held_list_is_emptied_and_steps_as_a_plain_list(sizes):
-    ps, gs, ms, vs = _state(sizes)
+    ps, gs, ms, vs = adam_state(sizes)
     ref = [a.copy() for a in ps], [a.copy() for a in ms], [a.copy() for a in vs]
-    _adam(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
+    adam_step(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
     held = _held(gs)
-    _adam(ps, held, ms, vs)
+    adam_step(ps, held, ms, vs)
     assert len(held) == 0 and held.tensors is gs
     for got, want in zip(ps + ms + vs, ref[0] + ref[1] + ref[2]):
         np.testing.assert_array_equal(got, want)
@@ -46,33 +37,33 @@ def test_held_list_is_emptied_and_steps_as_a_plain_list(sizes):
 
 def test_the_tensors_outlive_the_capsules():
     """The capsules go during the call; the grads' memory is the tensors', which ``tensors`` holds."""
-    ps, gs, ms, vs = _state([4096] * 3, seed=1)
+    ps, gs, ms, vs = adam_state([4096] * 3, seed=1)
     want = [g.numpy().copy() for g in gs]
     held = _held(gs)
     del gs
     gc.collect()
-    _adam(ps, held, ms, vs)
+    adam_step(ps, held, ms, vs)
     for t, w in zip(held.tensors, want):
         np.testing.assert_array_equal(t.numpy(), w)
 
 
 def test_without_tensors_the_list_is_left_alone():
-    ps, gs, ms, vs = _state([3, 5])
+    ps, gs, ms, vs = adam_state([3, 5])
     held = _held(gs, tensors=False)
-    _adam(ps, held, ms, vs)
+    adam_step(ps, held, ms, vs)
     assert len(held) == 2
 
 
 def test_a_refused_call_leaves_the_list_whole_and_writes_nothing():
-    ps, gs, ms, vs = _state([3, 5])
+    ps, gs, ms, vs = adam_state([3, 5])
     before = [a.copy() for a in ps]
     held = _held([gs[0], torch.zeros(4)])  # (a grad of another size than its param)
     with pytest.raises(ValueError, match=r"grads\[1\]"):
-        _adam(ps, held, ms, vs)
+        adam_step(ps, held, ms, vs)
     assert len(held) == 2
     held = _held([gs[0], torch.zeros(5, dtype=torch.float64)])
     with pytest.raises(TypeError, match=r"grads\[1\]"):
-        _adam(ps, held, ms, vs)
+        adam_step(ps, held, ms, vs)
     assert len(held) == 2
     for a, b in zip(ps, before):
         np.testing.assert_array_equal(a, b)
@@ -80,10 +71,10 @@ def test_a_refused_call_leaves_the_list_whole_and_writes_nothing():
 
 def test_a_written_list_of_the_type_is_not_emptied():
     """Only lists a call reads hand their capsules over (a written list holds arrays anyway)."""
-    ps, gs, ms, vs = _state([3])
+    ps, gs, ms, vs = adam_state([3])
     held_params = _cpu.HeldCapsules(ps)
     held_params.tensors = ps
-    _adam(held_params, [g.numpy() for g in gs], ms, vs)
+    adam_step(held_params, [g.numpy() for g in gs], ms, vs)
     assert len(held_params) == 1
 
 

@@ -13,16 +13,7 @@ torch = pytest.importorskip("torch")
 if not _cpu.dlpack_exchange_usable(torch.Tensor):
     pytest.skip("this torch has no DLPack exchange API", allow_module_level=True)
 
-
-def _state(sizes, seed=0):
-    rng = np.random.default_rng(seed)
-    ps = [rng.standard_normal(n).astype(np.float32) for n in sizes]
-    gs = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for n in sizes]
-    return ps, gs, [np.zeros(n, np.float32) for n in sizes], [np.zeros(n, np.float32) for n in sizes]
-
-
-def _adam(ps, grads, ms, vs):
-    _cpu.adam_(ps, grads, ms, vs, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, 1)
+from held_steps import adam_state, adam_step  # noqa: E402
 
 
 def _held(gs, shapes=None):
@@ -42,11 +33,11 @@ def test_usable_only_for_a_type_with_the_api():
 
 @pytest.mark.parametrize("sizes", [[0], [1], [7, 1023], [5] * 33])
 def test_tensors_step_as_numpy_grads(sizes):
-    ps, gs, ms, vs = _state(sizes)
+    ps, gs, ms, vs = adam_state(sizes)
     ref = [a.copy() for a in ps], [a.copy() for a in ms], [a.copy() for a in vs]
-    _adam(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
+    adam_step(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
     held = _held(gs, [(n,) for n in sizes])
-    _adam(ps, held, ms, vs)
+    adam_step(ps, held, ms, vs)
     assert len(held) == 0 and held.tensors is gs
     for got, want in zip(ps + ms + vs, ref[0] + ref[1] + ref[2]):
         np.testing.assert_array_equal(got, want)
@@ -55,14 +46,14 @@ def test_tensors_step_as_numpy_grads(sizes):
 def _refused(ps, ms, vs, held, err, match):
     before = [a.copy() for a in ps + ms + vs]
     with pytest.raises(err, match=match):
-        _adam(ps, held, ms, vs)
+        adam_step(ps, held, ms, vs)
     assert len(held) == len(held.tensors)  # (left whole)
     for a, b in zip(ps + ms + vs, before):
         np.testing.assert_array_equal(a, b)
 
 
 def test_every_capsule_check_applies_and_a_refused_call_writes_nothing():
-    ps, gs, ms, vs = _state([6, 6])
+    ps, gs, ms, vs = adam_state([6, 6])
     _refused(ps, ms, vs, _held([gs[0], torch.zeros(4)]), ValueError, r"grads\[1\]")  # size
     _refused(ps, ms, vs, _held([gs[0], torch.zeros(6, dtype=torch.float64)]), TypeError, r"grads\[1\]")  # dtype
     _refused(ps, ms, vs, _held([gs[0], torch.zeros(6, dtype=torch.int32)]), TypeError, r"grads\[1\]")
@@ -74,22 +65,22 @@ def test_every_capsule_check_applies_and_a_refused_call_writes_nothing():
 
 
 def test_a_tensor_subclass_and_a_numpy_array_are_taken():
-    ps, gs, ms, vs = _state([4, 4], seed=2)
+    ps, gs, ms, vs = adam_state([4, 4], seed=2)
     ref = [a.copy() for a in ps], [a.copy() for a in ms], [a.copy() for a in vs]
-    _adam(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
+    adam_step(ref[0], [g.numpy() for g in gs], ref[1], ref[2])
     items = [torch.nn.Parameter(gs[0].clone(), requires_grad=False), gs[1].numpy()]
     held = _held(items)  # (``tensors`` holds the items: the call empties the list once read)
-    _adam(ps, held, ms, vs)
+    adam_step(ps, held, ms, vs)
     for got, want in zip(ps, ref[0]):
         np.testing.assert_array_equal(got, want)
 
 
 def test_an_api_of_another_type_is_refused():
-    ps, gs, ms, vs = _state([3])
+    ps, gs, ms, vs = adam_state([3])
     held = _held(gs)
     held.api = np.ndarray
     with pytest.raises(TypeError, match="HeldCapsules.api"):
-        _adam(ps, held, ms, vs)
+        adam_step(ps, held, ms, vs)
 
 
 @pytest.mark.parametrize("name", ["Adam", "SGD"])

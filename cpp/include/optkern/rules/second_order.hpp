@@ -105,15 +105,32 @@ template <class T> OK_HD bool sam_adaptive_direct(T p, T g) {
   const T pp = p * p, x = pp * g, ax = x < T(0) ? -x : x;
   return pp >= lo && pp <= hi && (g == T(0) || (ax >= lo && ax <= hi));
 }
-// A cheaper superset of !sam_adaptive_direct for the CPU's vector loop (& on bools, no branch; NaN
-// and Inf entries flagged too: the scalar pass over the flagged chunk tests each exactly). A w^2
-// past the range makes w^2 g inf for g != 0 and NaN (inf 0) for g = 0: ax <= hi tests both. (The
-// test once skipped every g = 0 entry: float64 w 1e200 beside g = 0 stepped to NaN on the CPU,
-// where the GPU's exact test kept w.) A finite w^2 beside g = 0 (ax = 0) is not flagged.
-template <class T> OK_HD bool sam_adaptive_maybe(T p, T g) {
-  const T lo = normal_lo<T>(), hi = normal_hi<T>();
-  const T pp = p * p, x = pp * g, ax = x < T(0) ? -x : x;
-  return (p != T(0)) & !((pp >= lo) & (ax <= hi) & ((ax >= lo) | (g == T(0))));
+// The CPU's vector loop tests a chunk at once, from four extremes its entries' magnitudes reach
+// (SamAdaptiveExtremes: max |w|, max |w^2 g|, the least nonzero |w| and |g|); the chunk's flagged
+// entries, where !sam_adaptive_direct, are stepped again by the exact rule, and a chunk is flagged
+// where some entry may be (a superset; a per-entry test in the loop cost float32 ASAM's step +19 %).
+// Rounding is monotone, so for an entry with w != 0 (w, g finite), w^2 >= round(min|w|^2) and
+// |w^2 g| >= round(round(min|w|^2) min|g|) where g != 0: those in the normal range, max|w|^2 and
+// max|w^2 g| not past it, every entry is direct. A w^2 past the range (float64 w 1e200, float32
+// 1e20) is found by max|w|, also beside g = 0 (w^2 g: inf 0 = NaN; the CPU's test once skipped
+// g = 0 and stepped such a w to NaN). NaN entries are left out of the extremes (a NaN w or g is
+// direct); Inf ones may flag their chunk, which the exact pass then steps as the reference does.
+template <class T> struct SamAdaptiveExtremes {
+  T w_max, x_max, w_min, g_min;
+};
+// One entry into the extremes (each v > m ? v : m, so a NaN never enters: the reductions' order,
+// the lanes', cannot drop an extreme behind a NaN).
+template <class T> OK_HD T sam_extreme_max(T m, T v) { return v > m ? v : m; }
+template <class T> OK_HD T sam_extreme_min_nonzero(T m, T v) {
+  const T inf = T(INFINITY);
+  const T a = v == T(0) ? inf : v;
+  return a < m ? a : m;
+}
+// (A least magnitude with no nonzero entry is Inf, or T's largest where an OpenMP min reduction
+// started a lane there: both pass the lower bounds, and a real such |w| fails w_max's.)
+template <class T> OK_HD bool sam_adaptive_clean(SamAdaptiveExtremes<T> e) {
+  const T lo = normal_lo<T>(), hi = normal_hi<T>(), pp = e.w_min * e.w_min;
+  return pp >= lo && e.w_max * e.w_max <= hi && e.x_max <= hi && pp * e.g_min >= lo;
 }
 
 // There: the step (w^2 g) scale with w, g and the scale each scaled into [1, 2) (exact powers of two)
