@@ -496,7 +496,7 @@ _ASSIGNED = [
     (lambda: S.multi_step(1.0, [3, 6], 0.5), "milestones", [0, 3], ValueError),
     (lambda: S.exponential(1.0, 0.9), "gamma", 0.0, ValueError),
     (lambda: S.inverse_time(1.0, 1.0, 1.0), "k", -1.0, ValueError),
-    (lambda: S.polynomial(1.0, 10, 1.0), "power", 0.0, ValueError),
+    (lambda: S.polynomial(1.0, 10, 1.0), "power", -1.0, ValueError),
     (lambda: S.cosine(1.0, 10), "total_steps", 0, ValueError),
     (lambda: S.cosine(1.0, 10), "eta_min", -0.1, ValueError),
     (lambda: S.cosine_restarts(1.0, 3), "T_0", 0, ValueError),

@@ -30,6 +30,20 @@ def _batch_norms(modules) -> list[BatchNorm]:
     return [m for m in mods if m.running_mean is not None]  # layers without running statistics: nothing to do
 
 
+def _check_measured(modules) -> None:
+    """ValueError naming the first layer (with running statistics) that counted no batch of a pass
+    that read some: ``forward`` ran it in evaluation mode (``training=False``) or not at all. torch's
+    update_bn puts the model in training mode itself; here ``forward`` picks the mode, and such a
+    layer ended with the reset statistics (mean 0, variance 1), the ones it had lost without a word."""
+    one = isinstance(modules, BatchNorm)
+    for i, m in enumerate([modules] if one else modules):
+        if m.running_mean is not None and m.num_batches_tracked == 0:
+            raise ValueError(
+                f"{'modules' if one else f'modules[{i}]'}: forward ran no batch through this BatchNorm in "
+                "training mode (bn(h, training=True)); its statistics are left as they were"
+            )
+
+
 def update_bn(batches: Iterable, forward: Callable, modules) -> None:
     """Recompute the running statistics of ``modules`` over ``batches``.
 
@@ -44,7 +58,9 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
 
     Each layer ends with the average of the per-batch statistics (mean, unbiased variance) and
     ``num_batches_tracked`` = the number of batches, its momentum as before. If ``forward`` or the
-    iteration raises, every layer's statistics and momentum are restored and the error propagates.
+    iteration raises, every layer's statistics and momentum are restored and the error propagates;
+    so they are when a layer counted no batch of a pass that read some (``forward`` ran it with
+    ``training=False``, or not at all): ValueError naming it.
 
     ``optkern.nn.MLP`` normalizes with the statistics of the batch in hand, in training and
     evaluation alike: it holds no running statistics, so its averaged params need no update.
@@ -66,8 +82,12 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
         for m in mods:
             m.reset_running_stats()
             m.momentum = None
+        read = False
         for item in batches:
+            read = True
             forward(item[0] if isinstance(item, (tuple, list)) else item)
+        if read:
+            _check_measured(modules)
     except BaseException:
         for m, (_, mean, var, n) in zip(mods, saved):
             m.running_mean[...] = mean

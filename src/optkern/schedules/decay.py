@@ -122,19 +122,22 @@ class inverse_time(Schedule):
 
 
 class polynomial(Schedule):
-    """``(lr - end) * (1 - min(t, T) / T) ** power + end`` (optax polynomial; torch PolynomialLR when end=0)."""
+    """``(lr - end) * (1 - min(t, T) / T) ** power + end`` (optax polynomial; torch PolynomialLR when end=0).
+
+    ``power=0`` holds ``lr`` at every step (``0 ** 0`` is 1), as torch and optax run it."""
 
     _rules = (
         ("lr", positive),
         ("total_steps", count1),
-        ("power", positive),
+        ("power", nonneg),
         ("end", nonneg),
     )
 
     def __init__(self, lr=1.0, total_steps=1, power=1.0, end=0.0):
         self.lr = positive("lr", lr)
         self.total_steps = count("total_steps", total_steps, 1)
-        self.power = positive("power", power)
+        # 0 taken: torch's PolynomialLR and optax's polynomial_schedule define it (a constant lr)
+        self.power = nonneg("power", power)
         self.end = nonneg("end", end)
 
     def value(self, t):
