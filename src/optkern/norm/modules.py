@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend, lowp
@@ -90,6 +92,13 @@ class _NormModule(NativeByName):
         self.grad_weight = self.grad_bias = None
         self._saved = None
         self._x = None
+
+    def _sized(self, name: str, n: int, stats, params: bool, shown=None) -> None:
+        """``n`` (elements of each array built from ``name``: the parameters where ``params``, and
+        statistics of dtype ``stats`` unless None) checked to fit one array, naming ``name``."""
+        for dt, used in ((stats, stats is not None), (self.dtype, params)):
+            if used:
+                _backend.array_elements(name, n, dt, shown)
 
     def _full(self, shape, value, dtype=None):
         return self._xp.full(shape, value, dtype=self.dtype if dtype is None else dtype)
@@ -198,9 +207,10 @@ class BatchNorm(_NormModule):
         # bools, as torch's: a string like "no" must not read as a choice
         affine = _backend.flag("affine", affine)
         track_running_stats = _backend.flag("track_running_stats", track_running_stats)
+        sdt = np.float64 if self.dtype == np.float64 else np.float32
+        self._sized("num_features", C, sdt if track_running_stats else None, affine)
         if affine:
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
-        sdt = np.float64 if self.dtype == np.float64 else np.float32
         self.running_mean = self._full(C, 0, sdt) if track_running_stats else None
         self.running_var = self._full(C, 1, sdt) if track_running_stats else None
         self.num_batches_tracked = 0
@@ -264,6 +274,7 @@ class LayerNorm(_NormModule):
         self.eps = _eps(eps)
         bias = _backend.flag("bias", bias)
         if _backend.flag("elementwise_affine", elementwise_affine):
+            self._sized("normalized_shape", math.prod(self.normalized_shape), None, True, self.normalized_shape)
             self.weight = self._full(self.normalized_shape, 1)
             self.bias = self._full(self.normalized_shape, 0) if bias else None
 
@@ -297,6 +308,7 @@ class GroupNorm(_NormModule):
         self.eps = _eps(eps)
         self.num_channels = C
         if _backend.flag("affine", affine):
+            self._sized("num_channels", C, None, True)
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
 
     def forward(self, x, training=True):
@@ -324,6 +336,7 @@ class RMSNorm(_NormModule):
         self.normalized_shape = _shape_arg(normalized_shape)
         self.eps = None if eps is None else _eps(eps)
         if _backend.flag("elementwise_affine", elementwise_affine):
+            self._sized("normalized_shape", math.prod(self.normalized_shape), None, True, self.normalized_shape)
             self.weight = self._full(self.normalized_shape, 1)
 
     def forward(self, x, training=True):
