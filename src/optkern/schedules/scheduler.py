@@ -111,7 +111,9 @@ class Scheduler:
         _check_target_types(key, index)
         for i, g in enumerate(groups):
             if key not in g:
-                raise ValueError(f"optimizer.param_groups[{i}]: has no {key!r} entry")
+                # (names key, the wrong argument, and what it could be: the group's entries)
+                entries = ", ".join(repr(k) for k in g if k != "params")
+                raise ValueError(f"key: optimizer.param_groups[{i}] has no {key!r} entry (its entries: {entries})")
             _check_entry(g[key], key, index, i)
         if index is not None and index < 0 and groups:  # (one element, one name: 'initial_betas1' for -1 too)
             sizes = {len(g[key]) for g in groups}
