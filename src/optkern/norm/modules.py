@@ -274,7 +274,9 @@ class LayerNorm(_NormModule):
         self.eps = _eps(eps)
         bias = _backend.flag("bias", bias)
         if _backend.flag("elementwise_affine", elementwise_affine):
-            self._sized("normalized_shape", math.prod(self.normalized_shape), None, True, self.normalized_shape)
+            self._sized(
+                "normalized_shape", math.prod(d for d in self.normalized_shape if d), None, True, self.normalized_shape
+            )
             self.weight = self._full(self.normalized_shape, 1)
             self.bias = self._full(self.normalized_shape, 0) if bias else None
 
@@ -336,7 +338,9 @@ class RMSNorm(_NormModule):
         self.normalized_shape = _shape_arg(normalized_shape)
         self.eps = None if eps is None else _eps(eps)
         if _backend.flag("elementwise_affine", elementwise_affine):
-            self._sized("normalized_shape", math.prod(self.normalized_shape), None, True, self.normalized_shape)
+            self._sized(
+                "normalized_shape", math.prod(d for d in self.normalized_shape if d), None, True, self.normalized_shape
+            )
             self.weight = self._full(self.normalized_shape, 1)
 
     def forward(self, x, training=True):
