@@ -177,7 +177,8 @@ class _NormModule(NativeByName):
         if "num_batches_tracked" in want:
             count = state_dict["num_batches_tracked"]
             count = int(count.item()) if hasattr(count, "item") else count
-            count = _backend.integer("state_dict['num_batches_tracked']", count, lo=0, hi=_backend.INT64_MAX)
+            # (the training forward's bound: 2**63 - 1 was loaded, and the next forward refused it)
+            count = _backend.integer("state_dict['num_batches_tracked']", count, lo=0, hi=_backend.INT64_MAX - 1)
         for k, v in new.items():
             own[k][...] = v  # (in place: an optimizer holding these arrays keeps stepping them)
         if count is not None:

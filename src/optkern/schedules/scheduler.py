@@ -282,7 +282,10 @@ class Scheduler:
         """Advance one step and write the new value into every param group (on an error, neither happens)."""
         self._check_target()
         self._check_groups()
-        t = self._last_step() + 1
+        t = self._last_step()
+        if t == _backend.INT64_MAX:  # (the step after it is past int64: "step" was blamed, no argument here)
+            raise ValueError(f"last_step: must be <= {_backend.INT64_MAX - 1} to step, got {t}")
+        t += 1
         values = self._values(t, self.base_values, self._relative())
         self._write(values)
         self.last_step = t
