@@ -215,7 +215,7 @@ def test_grad_scaler_step_checks_the_group_once(monkeypatch):
         ("betas", (False, 0.999), TypeError, r"param_groups\[0\]\['betas'\]\[0\]: expected a real number, got bool"),
         ("betas", (1, 0.999), ValueError, r"param_groups\[0\]\['betas'\]\[0\]: must be in \[0.0, 1.0\)"),
         ("eps", 1e-50, ValueError, r"param_groups\[0\]\['eps'\]: 1e-50 rounds to 0 in float32"),
-        ("amsgrad", "yes", TypeError, r"param_groups\[0\]\['amsgrad'\]: expected a bool, got str"),
+        ("amsgrad", "yes", TypeError, r"param_groups\[0\]\['amsgrad'\]: expected a bool \(or 0 / 1\), got str"),
     ],
 )
 def test_a_changed_value_is_refused_after_reuse(key, value, error, match):
