@@ -45,6 +45,7 @@ def _module_dtype(dtype, cupy: bool):
 
 
 _ALLOWED = (np.float32, np.float64, np.float16)
+_F32_STATS = np.empty(0, np.float32)  # (what _eps reads of an input: its dtype, the statistics' here)
 
 
 def _state_value(xp, key, v, like):
@@ -92,6 +93,11 @@ class _NormModule(NativeByName):
         self.grad_weight = self.grad_bias = None
         self._saved = None
         self._x = None
+
+    def _own_eps(self, eps) -> float:
+        """``eps`` by the forward's rule for this module's statistics (float32 unless the module is
+        float64): one rounding to 0 or past float32's max there was taken and refused at the first forward."""
+        return _eps(eps, None if self.dtype == np.float64 else _F32_STATS)
 
     def _sized(self, name: str, n: int, stats, params: bool, shown=None) -> None:
         """``n`` (elements of each array built from ``name``: the parameters where ``params``, and
@@ -203,7 +209,7 @@ class BatchNorm(_NormModule):
     ):
         super().__init__(dtype, like)
         C = _backend.integer("num_features", num_features, lo=1, hi=_backend.INT64_MAX)
-        self.eps = _eps(eps)
+        self.eps = self._own_eps(eps)
         self.momentum = None if momentum is None else _momentum(momentum)
         # bools, as torch's: a string like "no" must not read as a choice
         affine = _backend.flag("affine", affine)
@@ -272,7 +278,7 @@ class LayerNorm(_NormModule):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
         self.normalized_shape = _shape_arg(normalized_shape)
-        self.eps = _eps(eps)
+        self.eps = self._own_eps(eps)
         bias = _backend.flag("bias", bias)
         if _backend.flag("elementwise_affine", elementwise_affine):
             self._sized(
@@ -308,7 +314,7 @@ class GroupNorm(_NormModule):
         C = _backend.integer("num_channels", num_channels, lo=1, hi=_backend.INT64_MAX)
         if C % self.num_groups:
             raise ValueError(f"num_groups: must divide num_channels={C}, got {self.num_groups}")
-        self.eps = _eps(eps)
+        self.eps = self._own_eps(eps)
         self.num_channels = C
         if _backend.flag("affine", affine):
             self._sized("num_channels", C, None, True)
@@ -337,7 +343,7 @@ class RMSNorm(_NormModule):
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
         self.normalized_shape = _shape_arg(normalized_shape)
-        self.eps = None if eps is None else _eps(eps)
+        self.eps = None if eps is None else self._own_eps(eps)
         if _backend.flag("elementwise_affine", elementwise_affine):
             self._sized(
                 "normalized_shape", math.prod(d for d in self.normalized_shape if d), None, True, self.normalized_shape
