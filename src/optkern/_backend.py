@@ -41,6 +41,7 @@ from ._foreign import as_array as as_array
 from ._foreign import is_array as is_array
 from ._foreign import is_foreign as is_foreign
 from ._scalars import INT64_MAX as INT64_MAX
+from ._scalars import array_elements as array_elements
 from ._scalars import finite_in as finite_in
 from ._scalars import flag as flag
 from ._scalars import in_range as in_range

@@ -24,10 +24,9 @@ def _check_grads(grads, mod, index: list | None) -> None:
     Done before the first native call: clip_grad_norm_'s first call writes ``out`` and only
     its second one would see a read-only or aliasing gradient.
     """
+    check_dtype(grads, index)
     dt = grads[0].dtype
     names = _names(index, len(grads))
-    if dt not in (np.float32, np.float64) and dt != np.float16 and not _backend.is_bfloat16(dt):
-        raise TypeError(f"{names[0]}: expected float32, float64, float16 or bfloat16, got {dt}")
     if mod is not _backend.cpu or all(type(g) is np.ndarray for g in grads):
         # the optimizers' native pre-step check, the same checks and wording: ~0.1 us an array
         # against ~10 us in Python (2 ms of a 6 ms clip of 200 arrays of 16M floats); CuPy
@@ -42,6 +41,19 @@ def _check_grads(grads, mod, index: list | None) -> None:
         if hi > lo:
             spans.append((lo, hi, i if index is None else index[i]))
     _check_no_overlap(spans)
+
+
+def check_dtype(grads: list, index: list | None) -> None:
+    """``grads[0]``'s dtype one that clipping takes (the others must match it: the native checks
+    name them), else the one TypeError every clipping call raises, naming ``grads[i]`` (``i`` in the
+    caller's list). Checked here, not left to the native calls: theirs says "float32 or float64",
+    the dtypes they take, leaving out the half ones clipped through float32 copies."""
+    dt = grads[0].dtype
+    if dt not in (np.float32, np.float64) and dt != np.float16 and not _backend.is_bfloat16(dt):
+        raise TypeError(f"grads[{0 if index is None else index[0]}]: expected {GRAD_DTYPES}, got {dt}")
+
+
+GRAD_DTYPES = "float32, float64, float16 or bfloat16"
 
 
 @functools.lru_cache(maxsize=8)

@@ -78,3 +78,24 @@ def integer(name: str, value, lo=None, hi=None) -> int:
     if hi is not None and v > hi:
         raise ValueError(f"{name}: must be <= {hi}, got {v}")
     return v
+
+
+def array_elements(name: str, n: int, dtype, shown=None, rows: int | None = None) -> int:
+    """``n`` when one array of ``n`` elements of ``dtype`` (a NumPy dtype, or the string 'bfloat16'
+    of a CuPy module) -- ``n`` per row of ``rows`` rows, where given (0 counted as 1) -- can exist:
+    at most 2**63 - 1 bytes, NumPy's and CuPy's bound. Past it, a ValueError naming ``name`` and
+    the most it takes (``shown``: the value as the caller gave it, a shape, ``n`` then the product of
+    its nonzero dimensions: NumPy sizes a zero-size array by those too), checked before anything
+    is built: the allocation raised NumPy's unnamed "array is too big"."""
+    itemsize, label = (2, dtype) if isinstance(dtype, str) else (np.dtype(dtype).itemsize, np.dtype(dtype).name)
+    most = INT64_MAX // (itemsize * max(rows or 1, 1))
+    if rows is not None and rows > 1:
+        label = f"{label} over {rows} rows"
+    if n > most and shown is not None:  # (a shape: its element count bounded)
+        raise ValueError(
+            f"{name}: must hold <= {most} elements (2**63 - 1 bytes of {label}), "
+            f"got {shown} ({n} in its nonzero dimensions)"
+        )
+    if n > most:
+        raise ValueError(f"{name}: must be <= {most} (2**63 - 1 bytes of {label}), got {n}")
+    return n

@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import _backend, _clip_half
-from ._clip_checks import _check_grads, _grads_named, _live, _names, _norm_out
+from ._clip_checks import _check_grads, _grads_named, _live, _names, _norm_out, check_dtype
 from ._torch_written import bumps_written
 
 __all__ = [
@@ -266,6 +266,7 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         buf[...] = 0.0
         total = 0.0 if isinstance(out, np.ndarray) else None
         return grads, index, None, max_norm, p, error_if_nonfinite, buf, prev, total, None
+    check_dtype(grads, index)
     xp = _backend.array_module(grads[0])
     half = None
     fmt = _clip_half.half_format(grads)
@@ -383,6 +384,8 @@ def clip_grad_value_(grads, clip_value) -> None:
     with _grads_named(index):
         mod = _backend.backend(("grads", grads))
     clip_value = _backend.nonnegative("clip_value", clip_value)
+    if grads:
+        check_dtype(grads, index)
     fmt = _clip_half.half_format(grads)
     if fmt is not None:  # (float32 copies clamped, stored back: checked first, as one call checks)
         _check_grads(grads, mod, index)

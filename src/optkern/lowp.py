@@ -87,6 +87,27 @@ def _option(name: str, value, options: tuple) -> str:
     return value
 
 
+def _half_dtype(dtype, name: str = "dtype") -> str:
+    """'bfloat16' or 'float16' for ``dtype`` spelt as that string, a NumPy dtype or a scalar type
+    (``np.float16``, ``ml_dtypes.bfloat16`` and their dtypes): the spellings of both directions
+    (``to_half`` took only the strings while ``from_half`` took dtypes too, through ``str``).
+    TypeError naming ``name`` for what is no dtype (``np.dtype(None)`` would read as float64), a
+    ValueError for another dtype, a byte-swapped half among them (other bits than the kernels')."""
+    if isinstance(dtype, str):
+        return _option(name, dtype, HALF_DTYPES)
+    if not (isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic))):
+        raise TypeError(
+            f"{name}: expected 'bfloat16' or 'float16' (a string, NumPy dtype or scalar type), "
+            f"got {type(dtype).__name__}"
+        )
+    dt = np.dtype(dtype)
+    if dt == np.float16:  # (native order: '>f2' is not equal)
+        return "float16"
+    if _backend.is_bfloat16(dt):
+        return "bfloat16"
+    raise ValueError(f"{name}: expected 'bfloat16' or 'float16' (or its NumPy dtype), got {dt.str}")
+
+
 def bfloat16_dtype():
     """``ml_dtypes.bfloat16`` as a NumPy dtype, or None when ml_dtypes is not installed."""
     try:
@@ -100,6 +121,7 @@ def half_format(a, dtype=None, name: str = "a") -> str:
     """'bfloat16' or 'float16' for a 2-byte array: from its dtype, or from ``dtype``
     when ``a`` holds raw uint16 bits. Raises TypeError otherwise (naming ``name``)."""
     dt = np.dtype(getattr(a, "dtype", np.float64))
+    dtype = None if dtype is None else _half_dtype(dtype)
     if dt == np.float16:
         fmt = "float16"
     elif _backend.is_bfloat16(dt):
@@ -107,13 +129,11 @@ def half_format(a, dtype=None, name: str = "a") -> str:
     elif dt == np.uint16:
         if dtype is None:
             raise TypeError("dtype: a uint16 array holds raw bits; pass dtype='bfloat16' or 'float16'")
-        fmt = str(dtype)
+        fmt = dtype
     else:
         raise TypeError(f"{name}: expected a float16, bfloat16 or uint16 array, got {dt}")
-    if dtype is not None and str(dtype) != fmt:
+    if dtype is not None and dtype != fmt:
         raise TypeError(f"dtype: array is {fmt}, but dtype={dtype!r} was given")
-    if fmt not in HALF_DTYPES:
-        raise ValueError(f"dtype: expected 'bfloat16' or 'float16', got {dtype!r}")
     return fmt
 
 
@@ -177,7 +197,7 @@ def _float32(x, name="x", cupy_ok=False) -> np.ndarray:
 
 def to_half(
     x,
-    dtype: str = "bfloat16",
+    dtype: str | np.dtype | type = "bfloat16",
     *,
     rounding: str = "nearest",
     seed: int = 0,
@@ -185,13 +205,14 @@ def to_half(
     offset: int = 0,
     raw: bool = False,
 ):
-    """float32 ``x`` -> bfloat16 / float16 (a new array of x's shape).
+    """float32 ``x`` -> bfloat16 / float16 (a new array of x's shape); ``dtype``: 'bfloat16' or
+    'float16', or its NumPy dtype / scalar type (``ml_dtypes.bfloat16``, ``np.float16``).
 
     ``rounding``: 'nearest' (to nearest even) or 'stochastic' (Philox stream
     ``step`` of ``seed``, element i uses global index ``offset + i``).
     Returns ``np.float16`` / ``ml_dtypes.bfloat16`` arrays, or the uint16 bits
     when ``raw=True`` (always uint16 for bfloat16 without ml_dtypes, or on CuPy)."""
-    _option("dtype", dtype, HALF_DTYPES)
+    dtype = _half_dtype(dtype)
     _option("rounding", rounding, _ROUNDINGS)
     raw = _backend.flag("raw", raw)  # (a string like "no" must not read as a choice)
     x = _float32(x, cupy_ok=True)
@@ -212,12 +233,14 @@ def to_float16(x, **kw):
     return to_half(x, "float16", **kw)
 
 
-def stochastic_round(x, dtype: str = "bfloat16", *, seed: int = 0, step: int = 0, offset: int = 0, raw=False):
+def stochastic_round(
+    x, dtype: str | np.dtype | type = "bfloat16", *, seed: int = 0, step: int = 0, offset: int = 0, raw=False
+):
     """``to_half(x, dtype, rounding='stochastic', ...)``: unbiased rounding to a half type."""
     return to_half(x, dtype, rounding="stochastic", seed=seed, step=step, offset=offset, raw=raw)
 
 
-def from_half(h, dtype: str | None = None) -> np.ndarray:
+def from_half(h, dtype: str | np.dtype | type | None = None) -> np.ndarray:
     """bfloat16 / float16 array (or uint16 bits with ``dtype``) -> float32, exactly."""
     h = _backend.as_array(h, "h")  # (a torch / DLPack half tensor: a view of its memory)
     if not (isinstance(h, np.ndarray) or _backend.is_cupy(h)):

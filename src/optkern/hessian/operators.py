@@ -67,6 +67,8 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
     ):
         n = _backend.integer("n", n, lo=1)
         dtype = float_dtype(dtype, "dtype")
+        # (a vector of it must exist: past 2**63 - 1 bytes every estimator failed unnamed, "array is too big")
+        _backend.array_elements("n", n, dtype)
         if getattr(xp, "__name__", None) not in ("numpy", "cupy"):  # else the first product fails, unnamed
             raise TypeError(f"xp: expected the numpy or cupy module, got {xp!r}")
         self._mv = matvec

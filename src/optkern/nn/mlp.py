@@ -143,14 +143,17 @@ class MLP(_MLPArgs, _MLPPasses):
         self.xp = xp
         self.layout = self._make_layout()
         self.num_params = sum(math.prod(s) for layer in self.layout for _, (_, s) in layer.items())
-        if self.num_params > _backend.INT64_MAX:  # (then an index of the flat buffer overflows)
+        # (the flat buffer's bytes within 2**63 - 1, its indices within int64 too: a count past
+        # it was taken, and init_params raised NumPy's unnamed "array is too big")
+        most = _backend.INT64_MAX // self.dtype.itemsize
+        if self.num_params > most:
             total = 0
             for i, layer in enumerate(self.layout):
                 total += sum(math.prod(s) for _, s in layer.values())
-                if total > _backend.INT64_MAX:
+                if total > most:
                     raise ValueError(
-                        f"sizes[{i + 1}]: the layers up to it hold {total} parameters, more than an int64 index "
-                        f"allows ({_backend.INT64_MAX})"
+                        f"sizes[{i + 1}]: the layers up to it hold {total} parameters; one flat buffer holds "
+                        f"at most {most} {self.dtype.name} parameters (2**63 - 1 bytes)"
                     )
 
     # ---- parameters -------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend, lowp
@@ -43,6 +45,7 @@ def _module_dtype(dtype, cupy: bool):
 
 
 _ALLOWED = (np.float32, np.float64, np.float16)
+_F32_STATS = np.empty(0, np.float32)  # (what _eps reads of an input: its dtype, the statistics' here)
 
 
 def _state_value(xp, key, v, like):
@@ -90,6 +93,18 @@ class _NormModule(NativeByName):
         self.grad_weight = self.grad_bias = None
         self._saved = None
         self._x = None
+
+    def _own_eps(self, eps) -> float:
+        """``eps`` by the forward's rule for this module's statistics (float32 unless the module is
+        float64): one rounding to 0 or past float32's max there was taken and refused at the first forward."""
+        return _eps(eps, None if self.dtype == np.float64 else _F32_STATS)
+
+    def _sized(self, name: str, n: int, stats, params: bool, shown=None) -> None:
+        """``n`` (elements of each array built from ``name``: the parameters where ``params``, and
+        statistics of dtype ``stats`` unless None) checked to fit one array, naming ``name``."""
+        for dt, used in ((stats, stats is not None), (self.dtype, params)):
+            if used:
+                _backend.array_elements(name, n, dt, shown)
 
     def _full(self, shape, value, dtype=None):
         return self._xp.full(shape, value, dtype=self.dtype if dtype is None else dtype)
@@ -168,7 +183,8 @@ class _NormModule(NativeByName):
         if "num_batches_tracked" in want:
             count = state_dict["num_batches_tracked"]
             count = int(count.item()) if hasattr(count, "item") else count
-            count = _backend.integer("state_dict['num_batches_tracked']", count, lo=0, hi=_backend.INT64_MAX)
+            # (the training forward's bound: 2**63 - 1 was loaded, and the next forward refused it)
+            count = _backend.integer("state_dict['num_batches_tracked']", count, lo=0, hi=_backend.INT64_MAX - 1)
         for k, v in new.items():
             own[k][...] = v  # (in place: an optimizer holding these arrays keeps stepping them)
         if count is not None:
@@ -193,14 +209,15 @@ class BatchNorm(_NormModule):
     ):
         super().__init__(dtype, like)
         C = _backend.integer("num_features", num_features, lo=1, hi=_backend.INT64_MAX)
-        self.eps = _eps(eps)
+        self.eps = self._own_eps(eps)
         self.momentum = None if momentum is None else _momentum(momentum)
         # bools, as torch's: a string like "no" must not read as a choice
         affine = _backend.flag("affine", affine)
         track_running_stats = _backend.flag("track_running_stats", track_running_stats)
+        sdt = np.float64 if self.dtype == np.float64 else np.float32
+        self._sized("num_features", C, sdt if track_running_stats else None, affine)
         if affine:
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
-        sdt = np.float64 if self.dtype == np.float64 else np.float32
         self.running_mean = self._full(C, 0, sdt) if track_running_stats else None
         self.running_var = self._full(C, 1, sdt) if track_running_stats else None
         self.num_batches_tracked = 0
@@ -261,9 +278,12 @@ class LayerNorm(_NormModule):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
         self.normalized_shape = _shape_arg(normalized_shape)
-        self.eps = _eps(eps)
+        self.eps = self._own_eps(eps)
         bias = _backend.flag("bias", bias)
         if _backend.flag("elementwise_affine", elementwise_affine):
+            self._sized(
+                "normalized_shape", math.prod(d for d in self.normalized_shape if d), None, True, self.normalized_shape
+            )
             self.weight = self._full(self.normalized_shape, 1)
             self.bias = self._full(self.normalized_shape, 0) if bias else None
 
@@ -294,9 +314,10 @@ class GroupNorm(_NormModule):
         C = _backend.integer("num_channels", num_channels, lo=1, hi=_backend.INT64_MAX)
         if C % self.num_groups:
             raise ValueError(f"num_groups: must divide num_channels={C}, got {self.num_groups}")
-        self.eps = _eps(eps)
+        self.eps = self._own_eps(eps)
         self.num_channels = C
         if _backend.flag("affine", affine):
+            self._sized("num_channels", C, None, True)
             self.weight, self.bias = self._full(C, 1), self._full(C, 0)
 
     def forward(self, x, training=True):
@@ -322,8 +343,11 @@ class RMSNorm(_NormModule):
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32, like=None):
         super().__init__(dtype, like)
         self.normalized_shape = _shape_arg(normalized_shape)
-        self.eps = None if eps is None else _eps(eps)
+        self.eps = None if eps is None else self._own_eps(eps)
         if _backend.flag("elementwise_affine", elementwise_affine):
+            self._sized(
+                "normalized_shape", math.prod(d for d in self.normalized_shape if d), None, True, self.normalized_shape
+            )
             self.weight = self._full(self.normalized_shape, 1)
 
     def forward(self, x, training=True):

@@ -28,9 +28,15 @@ def _namer(where: str) -> Callable[[str], str]:
 
 
 def _flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, int, np.bool_, np.integer)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
+    """A bool option: a bool, or the int 0 / 1 (torch's code passes those); any other int is refused
+    -- ``bool()`` read -1 and 2**70 as True (``maximize=-1``: an ascent step, silently)."""
+    if value is True or value is False or isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        if value == 0 or value == 1:
+            return bool(value)
+        raise ValueError(f"{name}: expected a bool (or 0 / 1), got {int(value)}")
+    raise TypeError(f"{name}: expected a bool (or 0 / 1), got {type(value).__name__}")
 
 
 def _lists(params, grads, **states):

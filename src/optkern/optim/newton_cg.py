@@ -108,6 +108,8 @@ class NewtonCG(NativeByName):
         self._n = sum(int(p.size) for p in params)
         self._dtype = params[0].dtype
         self.curvature = curvature
+        if preconditioner is not None and not callable(preconditioner):
+            self._checked_diag(preconditioner)  # (a fixed one no step takes: refused here, not after a closure)
         self.preconditioner = preconditioner
         # (bool() of anything took "no" or None as a choice, and an array's ambiguous truth value
         # raised without naming the argument)
@@ -174,7 +176,11 @@ class NewtonCG(NativeByName):
         pc = self.preconditioner
         if pc is None:
             return None
-        d = pc() if callable(pc) else pc
+        d = self._checked_diag(pc() if callable(pc) else pc)
+        return (d + damping) ** exponent
+
+    def _checked_diag(self, d):
+        """The preconditioner's diagonal ``d`` as a real array of the parameters' size, finite and >= 0."""
         # real numbers, named here: a complex diagonal was refused as cg's "precond_diag", a string
         # one by a bare NumPy comparison error, neither naming this argument
         d = real_array(self._xp, d, "preconditioner")
@@ -182,7 +188,7 @@ class NewtonCG(NativeByName):
             raise ValueError(f"preconditioner: expected a diagonal of shape ({self._n},), got {tuple(d.shape)}")
         if not bool((d >= 0).all()) or not bool(self._xp.isfinite(d).all()):
             raise ValueError("preconditioner: the diagonal must be finite and >= 0 (SPD after damping)")
-        return (d + damping) ** exponent
+        return d
 
     @serialized
     def step(self, closure):

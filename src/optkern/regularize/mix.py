@@ -87,6 +87,7 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
         if num_classes is None:
             raise ValueError("num_classes: required with integer labels")
         k = _backend.integer("num_classes", num_classes, 1)
+        _backend.array_elements("num_classes", k, dtype, rows=n)  # (the (n, k) targets: their bytes)
         if n and (int(y.min()) < 0 or int(y.max()) >= k):
             raise ValueError(f"y: labels must be in [0, {k}), got range [{int(y.min())}, {int(y.max())}]")
         out = xp.zeros((n, k), dtype=dtype)

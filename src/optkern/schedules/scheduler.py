@@ -111,7 +111,9 @@ class Scheduler:
         _check_target_types(key, index)
         for i, g in enumerate(groups):
             if key not in g:
-                raise ValueError(f"optimizer.param_groups[{i}]: has no {key!r} entry")
+                # (names key, the wrong argument, and what it could be: the group's entries)
+                entries = ", ".join(repr(k) for k in g if k != "params")
+                raise ValueError(f"key: optimizer.param_groups[{i}] has no {key!r} entry (its entries: {entries})")
             _check_entry(g[key], key, index, i)
         if index is not None and index < 0 and groups:  # (one element, one name: 'initial_betas1' for -1 too)
             sizes = {len(g[key]) for g in groups}
@@ -280,7 +282,10 @@ class Scheduler:
         """Advance one step and write the new value into every param group (on an error, neither happens)."""
         self._check_target()
         self._check_groups()
-        t = self._last_step() + 1
+        t = self._last_step()
+        if t == _backend.INT64_MAX:  # (the step after it is past int64: "step" was blamed, no argument here)
+            raise ValueError(f"last_step: must be <= {_backend.INT64_MAX - 1} to step, got {t}")
+        t += 1
         values = self._values(t, self.base_values, self._relative())
         self._write(values)
         self.last_step = t
