@@ -47,7 +47,9 @@ OK_HD void update_scale(float& scale, int64_t& tracker, bool found_inf, double g
     tracker = 0;
     return;
   }
-  const int64_t successful = tracker + 1;
+  // (saturating: a loaded count can be INT64_MAX, and tracker + 1 would overflow into a negative
+  // count that the next checkpoint could not load)
+  const int64_t successful = tracker == INT64_MAX ? tracker : tracker + 1;
   if (successful == interval) {
     const float grown = float(double(scale) * growth);
     if (!nonfinite(grown)) scale = grown;
