@@ -85,7 +85,9 @@ def main(args) -> int:
                 "samples of each class or another --seed"
             )
     except (DataError, ValueError, TypeError) as e:
-        raise UsageError(str(e)) from None
+        # named by the option, as every other error is ("--data FILE: ..."; the loader's say "FILE: ...")
+        said = str(e)
+        raise UsageError(f"--data {said}" if args.data and said.startswith(f"{args.data}: ") else said) from None
     try:  # (widths the machine cannot hold: refused by arithmetic, before anything is allocated)
         check_memory(cfg, train.x.shape[1], train.num_classes)
     except ConfigError as e:
@@ -99,6 +101,8 @@ def main(args) -> int:
     if comm is None or comm.rank == 0:
         try:
             os.makedirs(args.out, exist_ok=True)
+        except FileExistsError:  # (a file of that name: "cannot create the folder (File exists)" said less)
+            error = f"--out {args.out}: exists and is not a folder"
         except OSError as e:
             error = f"--out {args.out}: cannot create the folder ({e.strerror})"
         else:
