@@ -187,7 +187,10 @@ def main(args) -> int:
     # said nothing about it.
     if args.device != "cpu":
         raise UsageError("dist: --device cuda is not supported (this suite times MPI on host arrays)")
-    comm = Communicator(backend="mpi")
+    try:
+        comm = Communicator(backend="mpi")
+    except ImportError as e:  # no mpi4py: one line saying what to install, not the traceback
+        raise UsageError(f"dist: {e}") from None
     error = None
     if comm.rank == 0:  # before the minutes of measuring, not after; every rank stops alike
         try:

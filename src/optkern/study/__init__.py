@@ -94,7 +94,11 @@ def main(args) -> int:
         raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.message}") from None
     # Under mpiexec (or --distributed): data-parallel over the ranks. Every rank parses the same
     # arguments and data, so a usage error stops every rank alike; only rank 0 writes or prints.
-    comm = communicator(force=bool(getattr(args, "distributed", False)))
+    forced = bool(getattr(args, "distributed", False))
+    try:
+        comm = communicator(force=forced)
+    except ImportError as e:  # no mpi4py: the user's to install (the message says how), not a traceback
+        raise UsageError(f"{'--distributed' if forced else 'a study under an MPI launcher'}: {e}") from None
     if comm is not None and args.jobs > 1:  # (study_jobs: one run at a time; every rank stops alike)
         raise UsageError(f"--jobs: under MPI the ranks share every run, one at a time; got {args.jobs} (leave it out)")
     error = None
