@@ -3,7 +3,8 @@ the epochs it logged, possibly epoch 0 alone (the initial weights). The summary'
 accuracy ranges from 0.100 (adam without normalization) ..." then quoted the untrained network's
 accuracy as a final one, and the results table gave its loss and accuracy under "final train loss"
 / "val accuracy" with no word of the epoch they are from (the Hessian columns of the same row say
-"(epoch N)"). And a study of one configuration said "ranges from 0.638 (sgd ...) to 0.638 (sgd ...)"."""
+"(epoch N)"). And a study of one configuration said "ranges from 0.638 (sgd ...) to 0.638 (sgd ...)"
+(the time caption likewise "from 1.12 ms (sgd ...) to 1.12 ms (sgd ...)")."""
 
 from __future__ import annotations
 
@@ -60,3 +61,9 @@ def test_one_configuration_is_no_range():
     text = S.accuracy_sentence(_results(_run("sgd", 3, "done", 0.638)))
     assert "ranges" not in text, text
     assert text.startswith("Final validation accuracy is 0.638 (sgd without normalization)"), text
+
+
+def test_time_caption_of_one_configuration_is_no_range():
+    text = S.time_caption(_results(_run("sgd", 3, "done", 0.638)))
+    assert " to " not in text, text
+    assert "step (forward, backward and the optimizer's update, mean over the run's steps): 10.00 ms (sgd" in text

@@ -359,9 +359,12 @@ def time_caption(results: dict) -> str:
         return ""
     lo = min(gs, key=lambda x: x["stats"]["step_ms"].mean)
     hi = max(gs, key=lambda x: x["stats"]["step_ms"].mean)
+
+    def at(x) -> str:
+        return f"{x['stats']['step_ms'].mean:.2f} ms ({x['optimizer']} {norm_label(x['norm'])})"
+
     return (
         f"Training time per optimizer step (forward, backward and the optimizer's update, mean over the run's "
-        f"steps): from {lo['stats']['step_ms'].mean:.2f} ms ({lo['optimizer']} {norm_label(lo['norm'])}) to "
-        f"{hi['stats']['step_ms'].mean:.2f} ms ({hi['optimizer']} {norm_label(hi['norm'])}), on "
+        f"steps): {at(lo) if len(gs) == 1 else f'from {at(lo)} to {at(hi)}'}, on "  # (one: no range)
         f"{results.get('config', {}).get('threads', '?')} thread(s)."
     )
