@@ -200,11 +200,11 @@ def main(args) -> int:
     error = comm.bcast_object(error)
     if error is not None:
         raise UsageError(error)
-    with env.threads(args.threads):  # --threads was ignored here: the ZeRO-1 steps run optkern kernels
-        return _main(args, comm)
+    with env.threads(args.threads) as n:  # --threads was ignored here: the ZeRO-1 steps run optkern kernels
+        return _main(args, comm, n)
 
 
-def _main(args, comm) -> int:
+def _main(args, comm, threads: int) -> int:
     if comm.rank == 0:
         print(
             f"optkern bench dist: {comm.size} ranks, MPI: {_mpi().Get_library_version().splitlines()[0].strip()}",
@@ -221,8 +221,13 @@ def _main(args, comm) -> int:
             "Allreduce + divide; >= 0.9 is the target)"
         )
         if args.json:
+            from . import env
+
+            # what the numbers depend on, as the other suites write it (timing.write_json); strict JSON
+            meta = env.machine("cpu")
+            meta.update(suites=["dist"], quick=bool(args.quick), threads=threads, world=comm.size)
             with replace_atomically(args.json) as f:  # (whole or not at all, as the other suites)
-                json.dump({"world": comm.size, "rows": rows}, f, indent=1)
+                json.dump({"meta": meta, "world": comm.size, "rows": rows}, f, indent=1, allow_nan=False)
             print(f"results: {args.json}")
     sys.stdout.flush()
     return 0
