@@ -177,6 +177,16 @@ def _fmt(rows) -> str:
     return "\n".join(out)
 
 
+def _write_json(args, rows: list, world: int, threads: int) -> None:
+    from . import env
+
+    # what the numbers depend on, as the other suites write it (timing.write_json); strict JSON
+    meta = env.machine("cpu")
+    meta.update(suites=["dist"], quick=bool(args.quick), threads=threads, world=world)
+    with replace_atomically(args.json) as f:  # (whole or not at all, as the other suites)
+        json.dump({"meta": meta, "world": world, "rows": rows}, f, indent=1, allow_nan=False)
+
+
 def main(args) -> int:
     """Entry point of ``optkern bench dist`` (run it under ``mpiexec -n N``)."""
     from ..distributed import Communicator
@@ -214,20 +224,17 @@ def _main(args, comm, threads: int) -> int:
             print("(one rank: run under `mpiexec -n 2 optkern bench dist` to measure communication)", flush=True)
     rows = allreduce_rows(comm, args.quick) + zero_rows(comm, args.quick)
     if comm.rank == 0:
-        print(_fmt(rows))
-        print(
-            "ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
-            "raw/this: the raw case's time / this time (a sum against the raw Allreduce, a mean against the raw "
-            "Allreduce + divide; >= 0.9 is the target)"
-        )
+        try:
+            print(_fmt(rows))
+            print(
+                "ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
+                "raw/this: the raw case's time / this time (a sum against the raw Allreduce, a mean against the "
+                "raw Allreduce + divide; >= 0.9 is the target)"
+            )
+        finally:  # (also when stdout's reader left, `| head`: the measurements asked for are kept)
+            if args.json:
+                _write_json(args, rows, comm.size, threads)
         if args.json:
-            from . import env
-
-            # what the numbers depend on, as the other suites write it (timing.write_json); strict JSON
-            meta = env.machine("cpu")
-            meta.update(suites=["dist"], quick=bool(args.quick), threads=threads, world=comm.size)
-            with replace_atomically(args.json) as f:  # (whole or not at all, as the other suites)
-                json.dump({"meta": meta, "world": comm.size, "rows": rows}, f, indent=1, allow_nan=False)
             print(f"results: {args.json}")
     sys.stdout.flush()
     return 0
