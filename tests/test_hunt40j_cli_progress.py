@@ -8,7 +8,12 @@ nothing for a run whose epoch 0 came from the cache, never that it diverged. Wit
 
 from __future__ import annotations
 
+import io
+
+import pytest
+
 from optkern.cli import main
+from optkern.study.progress import ProgressBar
 
 _ARGS = ["study", "--quick", "--epochs", "2", "--norms", "none", "--no-plots", "--seed", "0"]
 
@@ -35,3 +40,15 @@ def test_worker_progress_line_gives_no_accuracy_of_a_diverged_run(capsys, tmp_pa
     assert lines["sgd"][0].split()[1] == "diverged" and "at epoch 1" in lines["sgd"][0], lines["sgd"]
     assert "val acc" not in lines["sgd"][0], lines["sgd"]
     assert "val acc" in lines["adam"][0], lines["adam"]
+
+
+def test_bar_line_of_an_interrupted_run_says_so():
+    # (likewise the line of the run in flight at Ctrl-C / SIGTERM kept "measuring the Hessian at epoch 2...")
+    stream = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), ProgressBar(4, "sgd+batch", stream=stream) as bar:
+        bar.update(1, "loss 1.0 val acc 0.5")
+        bar.update(0, "measuring the Hessian at epoch 2...")
+        raise KeyboardInterrupt
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith(" interrupted"), line
+    assert "measuring" not in line, line
