@@ -22,12 +22,14 @@ _MODULES = ("optkern", "optkern.cli", "optkern.__main__")
 _RUNPY_RUNNERS = ("_run_module_as_main", "run_module")
 
 
-def _count(name: str, unit: str) -> int | None:
+def _count(name: str, unit: str, hi: int | None = None) -> int | None:
     raw = os.environ.get(name, "")
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"{name}: expected a non-negative integer ({unit}), got {raw!r}")
+    if hi is not None and int(raw) > hi:
+        raise ValueError(f"{name}: must be <= {hi} ({unit}), got {raw}")
     return int(raw)
 
 
@@ -37,8 +39,9 @@ def serial_below() -> int | None:
 
 
 def pool_bytes() -> int | None:
-    """OPTKERN_POOL_BYTES (the pool's limit, optkern._pool), None when unset."""
-    return _count("OPTKERN_POOL_BYTES", "bytes")
+    """OPTKERN_POOL_BYTES (the pool's limit, optkern._pool), None when unset. At most int64's max, as
+    the native pool takes it (beyond, its binding's TypeError came with a traceback: no one-line error)."""
+    return _count("OPTKERN_POOL_BYTES", "bytes", hi=2**63 - 1)
 
 
 def check() -> None:

@@ -37,7 +37,7 @@ def set_limit(nbytes: int) -> None:
     """The most bytes of freed blocks the pool keeps; 0 turns the pool off (NumPy's allocator is
     left in place) and frees what it held."""
     global _on
-    nbytes = _backend.integer("nbytes", nbytes, lo=0)
+    nbytes = _backend.integer("nbytes", nbytes, lo=0, hi=_backend.INT64_MAX)  # (the native call's int64)
     _cpu.pool_set_limit(nbytes)
     _on = nbytes > 0
 

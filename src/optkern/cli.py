@@ -27,7 +27,8 @@ What it does
   Each run trains an MLP (hidden {",".join(map(str, d.hidden))}, {d.activation}) for {d.epochs} epochs with
   one optimizer (by default {", ".join(DEFAULT_OPTIMIZERS)};
   also {", ".join(o for o in OPTIMIZERS if o not in DEFAULT_OPTIMIZERS)} with --optimizers: full-batch L-BFGS,
-  Hessian-free Newton-CG on batches of {d.large_batch}, sharpness-aware SGD)
+  Hessian-free Newton-CG on batches of {d.large_batch}, sharpness-aware SGD and its adaptive
+  variant; the low-precision runs of --low-precision)
   under a warm-up + cosine learning-rate schedule, once without and once with
   batch norm; every run of one seed starts from the same weights. At {d.checkpoints}
   checkpoints (first and last epoch included) it measures the exact Hessian of
@@ -176,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add " + ", ".join(LOW_PRECISION) + " (Adam on bfloat16 weights with an fp32 master, on float16 "
         "weights with dynamic loss scaling, Adam with 8-bit states, SWALP: 8-bit SGD + SWA) and compare them "
-        "with fp32 Adam and SGD with momentum in the report (CPU)",
+        "with fp32 Adam and SGD with momentum in the report where --optimizers runs them (the default does; CPU)",
     )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument(

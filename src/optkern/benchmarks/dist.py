@@ -177,6 +177,16 @@ def _fmt(rows) -> str:
     return "\n".join(out)
 
 
+def _write_json(args, rows: list, world: int, threads: int) -> None:
+    from . import env
+
+    # what the numbers depend on, as the other suites write it (timing.write_json); strict JSON
+    meta = env.machine("cpu")
+    meta.update(suites=["dist"], quick=bool(args.quick), threads=threads, world=world)
+    with replace_atomically(args.json) as f:  # (whole or not at all, as the other suites)
+        json.dump({"meta": meta, "world": world, "rows": rows}, f, indent=1, allow_nan=False)
+
+
 def main(args) -> int:
     """Entry point of ``optkern bench dist`` (run it under ``mpiexec -n N``)."""
     from ..distributed import Communicator
@@ -187,7 +197,10 @@ def main(args) -> int:
     # said nothing about it.
     if args.device != "cpu":
         raise UsageError("dist: --device cuda is not supported (this suite times MPI on host arrays)")
-    comm = Communicator(backend="mpi")
+    try:
+        comm = Communicator(backend="mpi")
+    except ImportError as e:  # no mpi4py: one line saying what to install, not the traceback
+        raise UsageError(f"dist: {e}") from None
     error = None
     if comm.rank == 0:  # before the minutes of measuring, not after; every rank stops alike
         try:
@@ -197,11 +210,11 @@ def main(args) -> int:
     error = comm.bcast_object(error)
     if error is not None:
         raise UsageError(error)
-    with env.threads(args.threads):  # --threads was ignored here: the ZeRO-1 steps run optkern kernels
-        return _main(args, comm)
+    with env.threads(args.threads) as n:  # --threads was ignored here: the ZeRO-1 steps run optkern kernels
+        return _main(args, comm, n)
 
 
-def _main(args, comm) -> int:
+def _main(args, comm, threads: int) -> int:
     if comm.rank == 0:
         print(
             f"optkern bench dist: {comm.size} ranks, MPI: {_mpi().Get_library_version().splitlines()[0].strip()}",
@@ -211,15 +224,17 @@ def _main(args, comm) -> int:
             print("(one rank: run under `mpiexec -n 2 optkern bench dist` to measure communication)", flush=True)
     rows = allreduce_rows(comm, args.quick) + zero_rows(comm, args.quick)
     if comm.rank == 0:
-        print(_fmt(rows))
-        print(
-            "ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
-            "raw/this: the raw case's time / this time (a sum against the raw Allreduce, a mean against the raw "
-            "Allreduce + divide; >= 0.9 is the target)"
-        )
+        try:
+            print(_fmt(rows))
+            print(
+                "ms: slowest rank's wall time, median over repeats; ±: inter-quartile range / median; "
+                "raw/this: the raw case's time / this time (a sum against the raw Allreduce, a mean against the "
+                "raw Allreduce + divide; >= 0.9 is the target)"
+            )
+        finally:  # (also when stdout's reader left, `| head`: the measurements asked for are kept)
+            if args.json:
+                _write_json(args, rows, comm.size, threads)
         if args.json:
-            with replace_atomically(args.json) as f:  # (whole or not at all, as the other suites)
-                json.dump({"world": comm.size, "rows": rows}, f, indent=1)
             print(f"results: {args.json}")
     sys.stdout.flush()
     return 0

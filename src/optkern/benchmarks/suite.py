@@ -64,9 +64,12 @@ def _run_and_report(args, suites, threads) -> int:
         print(missing)
     sys.stdout.flush()
     rows = run(suites, device, args.quick, args.threads, say=lambda s: print(s, file=sys.stderr, flush=True))
-    print(format_table(rows))
-    print(LEGEND.format(clock="CUDA events" if device == "cuda" else "wall clock"))
+    try:
+        print(format_table(rows))
+        print(LEGEND.format(clock="CUDA events" if device == "cuda" else "wall clock"))
+    finally:  # (also when stdout's reader left, `| head`: the measurements asked for are kept)
+        if args.json:
+            write_json(rows, args.json, meta)
     if args.json:
-        write_json(rows, args.json, meta)
         print(f"results: {args.json}")
     return 0

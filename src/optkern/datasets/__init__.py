@@ -304,7 +304,8 @@ def _column_index(label_column, header, ncols: int, path: str) -> int:
         return header.index(text)
     if not -ncols <= j < ncols:
         raise DataError(
-            f"{path}: label column {j} is out of range for {ncols} columns (0..{ncols - 1}, or -1 for the last)"
+            f"{path}: label column {j} is out of range for {ncols} columns (0..{ncols - 1}, or -{ncols}..-1 "
+            "counting from the end)"
         )
     return j % ncols
 

@@ -85,20 +85,28 @@ def main(args) -> int:
                 "samples of each class or another --seed"
             )
     except (DataError, ValueError, TypeError) as e:
-        raise UsageError(str(e)) from None
+        # named by the option, as every other error is ("--data FILE: ..."; the loader's say "FILE: ...")
+        said = str(e)
+        raise UsageError(f"--data {said}" if args.data and said.startswith(f"{args.data}: ") else said) from None
     try:  # (widths the machine cannot hold: refused by arithmetic, before anything is allocated)
         check_memory(cfg, train.x.shape[1], train.num_classes)
     except ConfigError as e:
         raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.message}") from None
     # Under mpiexec (or --distributed): data-parallel over the ranks. Every rank parses the same
     # arguments and data, so a usage error stops every rank alike; only rank 0 writes or prints.
-    comm = communicator(force=bool(getattr(args, "distributed", False)))
+    forced = bool(getattr(args, "distributed", False))
+    try:
+        comm = communicator(force=forced)
+    except ImportError as e:  # no mpi4py: the user's to install (the message says how), not a traceback
+        raise UsageError(f"{'--distributed' if forced else 'a study under an MPI launcher'}: {e}") from None
     if comm is not None and args.jobs > 1:  # (study_jobs: one run at a time; every rank stops alike)
         raise UsageError(f"--jobs: under MPI the ranks share every run, one at a time; got {args.jobs} (leave it out)")
     error = None
     if comm is None or comm.rank == 0:
         try:
             os.makedirs(args.out, exist_ok=True)
+        except FileExistsError:  # (a file of that name: "cannot create the folder (File exists)" said less)
+            error = f"--out {args.out}: exists and is not a folder"
         except OSError as e:
             error = f"--out {args.out}: cannot create the folder ({e.strerror})"
         else:

@@ -84,21 +84,28 @@ def epoch_rows(rows: list) -> list:
     return [r for r in rows if r["last_epoch"] == max(epochs)] if epochs else []
 
 
+def final_epoch(rows: list) -> int | None:
+    """The epoch the final numbers of the rows (:func:`run_row`) that ``epoch_rows`` keeps are of:
+    the study's last, or an earlier one where every seed was interrupted before it; None: none."""
+    used = epoch_rows(rows)
+    return used[0]["last_epoch"] if used else None
+
+
 def trained_to(rows: list) -> str:
     """ " (k of n seeds)" when ``epoch_rows`` keeps only k of the n rows, else ""."""
     used = epoch_rows(rows)
     return f" ({len(used)} of {len(rows)} seeds)" if used and len(used) < len(rows) else ""
 
 
-def measured_at(rows: list) -> str:
+def measured_at(rows: list, epochs: int | None = None) -> str:
     """ " (epoch N)" when the last Hessian measurement of the rows (:func:`run_row`) that
     ``curvature_rows`` keeps is older than their last epoch (a diverged run's: its last one before
-    diverging), and " (k of n seeds)" when it keeps only k of the n rows, so a table shows where
-    its Hessian numbers come from."""
+    diverging) or than the study's last, ``epochs`` (an interrupted run's), and " (k of n seeds)"
+    when it keeps only k of the n rows, so a table shows where its Hessian numbers come from."""
     used = curvature_rows(rows)
     notes = []
     e = used[0]["curvature_epoch"] if used else None
-    if any(e != r["last_epoch"] for r in used):
+    if any(e != r["last_epoch"] for r in used) or (used and epochs is not None and e != epochs):
         notes.append(f"epoch {e}")
     if used and len(used) < len(rows):
         notes.append(f"{len(used)} of {len(rows)} seeds")

@@ -216,6 +216,8 @@ def report_section(results: dict) -> list:
                     f"{name} {where}: validation accuracy {acc_low:.3f} against {acc_base:.3f} for {base} "
                     f"({100 * (acc_low - acc_base):+.1f} points)."
                 )
+            elif base and base not in by:  # (--optimizers without it: the comparison promised is not there)
+                said.append(f"{name} {where}: no float32 {base} run to compare with (add {base} to --optimizers).")
     return out + ["", " ".join(said), ""] if said else out + [""]
 
 

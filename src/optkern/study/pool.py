@@ -91,8 +91,10 @@ def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
     label = f"{rec.get('optimizer')}{'+' + rec['norm'] if rec.get('norm') != 'none' else ''}"
     label += f" seed {rec.get('seed')}" if seeds > 1 else ""
     status = "collapsed" if rec.get("collapsed") else rec.get("status", "?")  # (divergence.collapsed)
+    # a diverged run's history ends before it diverged: its last accuracy is no result of the run
+    what = f"at epoch {rec.get('diverged_epoch')}" if status == "diverged" else f"val acc {acc[-1]:.3f}"
     print(
-        f"{label:<22} {status:<9} {rec.get('time_s', 0.0):6.1f}s  val acc {acc[-1]:.3f}  ({done}/{total} runs)",
+        f"{label:<22} {status:<9} {rec.get('time_s', 0.0):6.1f}s  {what}  ({done}/{total} runs)",
         file=sys.stderr,
         flush=True,
     )

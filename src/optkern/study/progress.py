@@ -49,6 +49,8 @@ class ProgressBar:
         self.stream.flush()
 
     def __exit__(self, *exc):
+        if exc[0] is not None and issubclass(exc[0], KeyboardInterrupt):  # (Ctrl-C, SIGTERM in a study)
+            self.note = "interrupted"  # not the note of the step it stopped in, as if still at it
         if self.enabled:
             if self._tty:
                 self._draw("\r")

@@ -215,6 +215,7 @@ def _hyperparameters(results: dict) -> list:
 
 def _table(results: dict) -> list:
     seeds = results.get("config", {}).get("seeds", 1)
+    epochs = results.get("config", {}).get("epochs")  # the study's last epoch
     gs = S.groups(results)
     out = [
         "## Results",
@@ -232,10 +233,13 @@ def _table(results: dict) -> list:
     for grp in gs:
         st = grp["stats"]
         rows = grp["rows"]
-        at = _at(S.kept(rows))  # (the rows the means pool: not a diverged or collapsed run's)
+        at = _at(S.kept(rows), epochs)  # (the rows the means pool: not a diverged or collapsed run's)
         converged = all(r["converged"] for r in S.curvature_rows(S.kept(rows)))  # (the rows its numbers are of)
         # (next to the means that leave those runs out; the final numbers: of the seeds that finished)
         ex = S.excluded_note(grp) + S.trained_to(S.kept(rows))
+        # (an interrupted run's last epoch is an earlier one: its loss and accuracy are no final ones)
+        last = S.final_epoch(S.kept(rows))
+        ex += f" (epoch {last})" if epochs is not None and last is not None and last != epochs else ""
         unconverged |= not converged
         star = "" if converged else "*"
         out.append(
@@ -283,9 +287,10 @@ def _status(rows: list) -> str:
     return "; ".join(parts)
 
 
-def _at(rows: list) -> str:
-    """ " (epoch N)" when the last Hessian measurement is older than the last epoch."""
-    return S.measured_at(rows)
+def _at(rows: list, epochs: int | None = None) -> str:
+    """ " (epoch N)" when the last Hessian measurement is older than the last epoch (the run's or
+    the study's, ``epochs``)."""
+    return S.measured_at(rows, epochs)
 
 
 def _epochs(results: dict) -> str:

@@ -263,6 +263,8 @@ def train_run(
                 if gone is not None:
                     divergence.cut_at(record, gone)  # (a diverged run's history ends at the epoch before)
                     record.update(status="diverged", diverged_epoch=gone, diverged_loss=losses[gone])
+                    # (else the run's last line, the only one in a log, kept its last step's note)
+                    bar.update(0, f"diverged at epoch {gone} (loss {losses[gone]:.4g})")
                     break
                 log_epoch(epoch, train_loss)
                 bar.update(1, f"loss {train_loss:.4f} val acc {hist['val_acc'][-1]:.3f}")

@@ -17,6 +17,7 @@ from .aggregates import curvature_rows as curvature_rows
 from .aggregates import epoch_rows as epoch_rows
 from .aggregates import excluded_note as excluded_note
 from .aggregates import failed as failed
+from .aggregates import final_epoch as final_epoch
 from .aggregates import groups
 from .aggregates import kept as kept
 from .aggregates import measured_at as measured_at
@@ -162,7 +163,11 @@ def sharpness_sentences(results: dict) -> list:
 
 
 def accuracy_sentence(results: dict) -> str:
+    epochs = results.get("config", {}).get("epochs")
     gs = [x for x in groups(results) if x["stats"]["final_val_acc"] is not None]
+    # a configuration interrupted before the last epoch (every seed) has no final accuracy: its last
+    # one is an earlier epoch's, maybe the initial weights' (the table says which)
+    gs = [x for x in gs if epochs is None or final_epoch(kept(x["rows"])) == epochs]
     if not gs:
         return ""
     lo = min(gs, key=lambda x: x["stats"]["final_val_acc"].mean)
@@ -172,7 +177,9 @@ def accuracy_sentence(results: dict) -> str:
         return f"{x['optimizer']} {norm_label(x['norm'])}"
 
     text = (
-        f"Final validation accuracy ranges from {lo['stats']['final_val_acc'].mean:.3f} ({who(lo)}) to "
+        f"Final validation accuracy is {lo['stats']['final_val_acc'].mean:.3f} ({who(lo)})"
+        if len(gs) == 1
+        else f"Final validation accuracy ranges from {lo['stats']['final_val_acc'].mean:.3f} ({who(lo)}) to "
         f"{hi['stats']['final_val_acc'].mean:.3f} ({who(hi)})"
     )
     sds = [x["stats"]["final_val_acc"].sd for x in gs if x["stats"]["final_val_acc"].n > 1]
@@ -352,9 +359,12 @@ def time_caption(results: dict) -> str:
         return ""
     lo = min(gs, key=lambda x: x["stats"]["step_ms"].mean)
     hi = max(gs, key=lambda x: x["stats"]["step_ms"].mean)
+
+    def at(x) -> str:
+        return f"{x['stats']['step_ms'].mean:.2f} ms ({x['optimizer']} {norm_label(x['norm'])})"
+
     return (
         f"Training time per optimizer step (forward, backward and the optimizer's update, mean over the run's "
-        f"steps): from {lo['stats']['step_ms'].mean:.2f} ms ({lo['optimizer']} {norm_label(lo['norm'])}) to "
-        f"{hi['stats']['step_ms'].mean:.2f} ms ({hi['optimizer']} {norm_label(hi['norm'])}), on "
+        f"steps): {at(lo) if len(gs) == 1 else f'from {at(lo)} to {at(hi)}'}, on "  # (one: no range)
         f"{results.get('config', {}).get('threads', '?')} thread(s)."
     )
