@@ -22,31 +22,41 @@
 namespace optkern {
 namespace {
 
-// Columns per panel: the k accumulator rows of a panel (k x 512 entries: 120 KiB for k = 30 in
-// float64) stay in L2 while the m rows of V stream past them once.
-constexpr int64_t kPanel = 512;
+// Columns per panel: the m rows of V over a panel (m x 256 entries: 120 KiB for m = 60 in float64)
+// stay in L2 while the k output rows are formed from them.
+constexpr int64_t kPanel = 256;
 
-// acc[i, :] = sum_j C[i, j] V[j, lo:lo+len] for one panel, rows j in order.
+// acc[i, :] = sum_j C[i, j] V[j, lo:lo+len] for one panel, rows j in order. Each output strip of
+// 128 bytes is summed in registers over all j before it is stored (a pass over acc per j moved
+// three times the bytes); the order of every entry's sum is the same either way.
 template <class T>
 OK_CLONES void panel(const T* C, const T* V, int64_t n, int64_t m, int64_t k, int64_t lo, int64_t len, T* acc) {
-  for (int64_t i = 0; i < k; ++i) {
-    T* OK_RESTRICT a = acc + i * len;
-    const T c = m > 0 ? C[i * m] : T(0);
-    const T* OK_RESTRICT v = V + lo;
-    if (m == 0) {
-      for (int64_t t = 0; t < len; ++t) a[t] = T(0);
-      continue;
-    }
-#pragma omp simd
-    for (int64_t t = 0; t < len; ++t) a[t] = c * v[t];
+  constexpr int64_t L = 128 / int64_t(sizeof(T));
+  if (m == 0) {
+    for (int64_t e = 0; e < k * len; ++e) acc[e] = T(0);
+    return;
   }
-  for (int64_t j = 1; j < m; ++j) {
-    const T* OK_RESTRICT v = V + j * n + lo;
-    for (int64_t i = 0; i < k; ++i) {
-      T* OK_RESTRICT a = acc + i * len;
-      const T c = C[i * m + j];
+  for (int64_t i = 0; i < k; ++i) {
+    const T* c = C + i * m;
+    T* OK_RESTRICT a = acc + i * len;
+    int64_t t = 0;
+    for (; t + L <= len; t += L) {
+      T r[L];
+      const T* OK_RESTRICT v0 = V + lo + t;
 #pragma omp simd
-      for (int64_t t = 0; t < len; ++t) a[t] = rules::scaled_plus(c, v[t], a[t]);  // a + round(c v)
+      for (int64_t l = 0; l < L; ++l) r[l] = c[0] * v0[l];
+      for (int64_t j = 1; j < m; ++j) {
+        const T cj = c[j];
+        const T* OK_RESTRICT v = V + j * n + lo + t;
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) r[l] = rules::scaled_plus(cj, v[l], r[l]);  // r + round(c v)
+      }
+      for (int64_t l = 0; l < L; ++l) a[t + l] = r[l];
+    }
+    for (; t < len; ++t) {
+      T r = c[0] * V[lo + t];
+      for (int64_t j = 1; j < m; ++j) r = rules::scaled_plus(c[j], V[j * n + lo + t], r);
+      a[t] = r;
     }
   }
 }
