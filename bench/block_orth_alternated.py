@@ -139,11 +139,14 @@ def cases():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
     a = ap.parse_args()
     print("threads: OPENBLAS", os.environ.get("OPENBLAS_NUM_THREADS"), "OMP", os.environ.get("OMP_NUM_THREADS"))
     print("load:", os.getloadavg())
     paths = Paths()
     for name, arms, fn in cases():
+        if a.only not in name:
+            continue
         times = {w: [] for w in arms}
         for which in arms:  # warm-up
             paths.use(which)
