@@ -140,6 +140,81 @@ double cgs2_normalize(const TQ* Q, int64_t n, int64_t k, T* w, double* coeffs, i
   return beta;
 }
 
+// The same pass for b vectors at once (the rows of W): each column block of Q is read once for all of
+// them, not once per vector. Per vector every block partial, every sum in block order and every
+// update is the computation cgs2_normalize makes (the same functions on the same spans, rows in
+// order), so each row of W gets the bits lanczos_orthogonalize_ gives it alone; a GPU taking the
+// vectors one by one agrees. Rows of Q go in groups of kRows (a group's slab of a block stays in L2
+// while the vectors pass over it); vectors are independent (no vector is projected on another).
+constexpr int64_t kRows = 8;
+
+template <class TQ, class T>
+void cgs2_normalize_rows(const TQ* Q, int64_t n, int64_t k, T* W, int64_t b, double* C, int64_t ldc, double* betas,
+                         int passes) {
+  if (b == 0) return;
+  const int64_t nb = (n + kBlock - 1) / kBlock, kk = k > 0 ? k : 1;
+  std::vector<Chunk> blocks;
+  for (int64_t q = 0; q < nb; ++q) blocks.push_back({0, q * kBlock, std::min(kBlock, n - q * kBlock)});
+  std::vector<double> part(size_t(nb * kk * b)), c(size_t(kk * b)), nrm(size_t(nb * b));
+  const int64_t work = n * (k + 1) * b;
+  auto vec = [&](int64_t v) { return W + v * n; };
+  auto dots = [&](const Chunk& bl) {  // part[(q * b + v) * k + i] = Q_i . w_v over block q
+    double* p = &part[size_t(bl.start / kBlock * b * k)];
+    for (int64_t r = 0; r < k; r += kRows)
+      for (int64_t v = 0; v < b; ++v)
+        block_dots(Q + r * n, n, std::min(kRows, k - r), bl.start, bl.len, vec(v), p + v * k + r);
+  };
+  auto sum_parts = [&]() {
+    for (int64_t v = 0; v < b; ++v)
+      for (int64_t i = 0; i < k; ++i) {
+        double s = 0.0;
+        for (int64_t q = 0; q < nb; ++q) s += part[size_t((q * b + v) * k + i)];
+        c[size_t(v * k + i)] = s;
+      }
+  };
+  auto update = [&](const Chunk& bl) {  // per vector rows in order, as block_update takes them
+    for (int64_t r = 0; r < k; r += kRows)
+      for (int64_t v = 0; v < b; ++v)
+        block_update(Q + r * n, n, std::min(kRows, k - r), bl.start, bl.len, &c[size_t(v * k + r)], vec(v));
+  };
+  if (k > 0) {
+    for_each_chunk(blocks, work, dots);  // pass 1: Q w
+    sum_parts();
+    for (int64_t v = 0; v < b; ++v)
+      for (int64_t i = 0; i < k; ++i) C[v * ldc + i] = c[size_t(v * k + i)];
+    if (passes == 2) {
+      for_each_chunk(blocks, work, [&](const Chunk& bl) {  // pass 1 update, pass 2 dots
+        update(bl);
+        dots(bl);
+      });
+      sum_parts();
+      for (int64_t v = 0; v < b; ++v)
+        for (int64_t i = 0; i < k; ++i) C[v * ldc + i] += c[size_t(v * k + i)];
+    }
+  }
+  for_each_chunk(blocks, work, [&](const Chunk& bl) {  // last pass's update, ||w||^2
+    if (k > 0) update(bl);
+    for (int64_t v = 0; v < b; ++v) nrm[size_t(bl.start / kBlock * b + v)] = block_norm2(vec(v), bl.start, bl.len);
+  });
+  std::vector<T> inv(size_t(b), T(0));
+  std::vector<char> scaled(size_t(b), 0), direct(size_t(b), 0);
+  for (int64_t v = 0; v < b; ++v) {
+    double s = 0.0;
+    for (int64_t q = 0; q < nb; ++q) s += nrm[size_t(q * b + v)];
+    scaled[size_t(v)] = !rules::lanczos_sumsq_direct<T>(s);
+    betas[v] = std::sqrt(s);
+    direct[size_t(v)] = !scaled[size_t(v)] && betas[v] > 0.0;
+    if (direct[size_t(v)]) inv[size_t(v)] = T(1.0 / betas[v]);
+  }
+  for_each_chunk(blocks, n * b, [&](const Chunk& bl) {
+    for (int64_t v = 0; v < b; ++v)
+      if (direct[size_t(v)]) block_scale(vec(v), bl.start, bl.len, inv[size_t(v)]);
+  });
+  std::vector<double> spare(static_cast<size_t>(nb));
+  for (int64_t v = 0; v < b; ++v)
+    if (scaled[size_t(v)]) betas[v] = scaled_normalize(vec(v), blocks, spare);
+}
+
 double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h, int passes) {
   if (passes != 1 && passes != 2) throw py::value_error("passes: expected 1 or 2, got " + std::to_string(passes));
   const py::dtype dq = float_dtype<HostArrays>(Q_h, "Q");
@@ -171,10 +246,50 @@ double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::hand
   return run(double{}, double{});
 }
 
+// Q, k and coeffs as lanczos_orthogonalize checks them; W (b, n) rows, coeffs (b, >= k), betas (b).
+void lanczos_orthogonalize_rows(py::handle Q_h, int64_t k, py::handle W_h, py::handle coeffs_h, py::handle betas_h,
+                                int passes) {
+  if (passes != 1 && passes != 2) throw py::value_error("passes: expected 1 or 2, got " + std::to_string(passes));
+  const py::dtype dq = float_dtype<HostArrays>(Q_h, "Q");
+  const py::dtype dt = float_dtype<HostArrays>(W_h, "W");
+  if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))  // f32 Q with f64 W is allowed
+    throw py::type_error("W: expected float64, got float32");
+  HostArgs args(dt);
+  const char* Q = args.get(Q_h, "Q", dq, -1, false);
+  const auto mn = HostArrays::shape(Q_h);
+  if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
+  const int64_t m = mn[0], n = mn[1];
+  if (k < 0 || k > m)
+    throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
+  char* W = args.get(W_h, "W", -1, true);
+  const auto bn = HostArrays::shape(W_h);
+  if (bn.size() != 2 || bn[1] != n)
+    throw py::value_error("W: expected a 2-D array of rows of length " + std::to_string(n) + " (Q's columns)");
+  const int64_t b = bn[0];
+  double* cp = args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
+  const auto co = HostArrays::shape(coeffs_h);
+  if (co.size() != 2 || co[0] != b || co[1] < k)
+    throw py::value_error("coeffs: expected a 2-D float64 array of shape (" + std::to_string(b) + ", >= " +
+                          std::to_string(k) + ") (W's rows, k)");
+  double* bp = args.get<double>(betas_h, "betas", py::dtype::of<double>(), b, true);
+  args.check_overlap();
+  auto run = [&](auto qtag, auto wtag) {
+    using TQ = decltype(qtag);
+    using T = decltype(wtag);
+    py::gil_scoped_release nogil;
+    cgs2_normalize_rows<TQ, T>(reinterpret_cast<const TQ*>(Q), n, k, reinterpret_cast<T*>(W), b, cp, co[1], bp,
+                               passes);
+  };
+  if (dt.equal(py::dtype::of<float>())) return run(float{}, float{});
+  if (dq.equal(py::dtype::of<float>())) return run(float{}, double{});
+  return run(double{}, double{});
+}
+
 }  // namespace
 
 void register_linalg(py::module_& m) {
   sig::linalg(m, &lanczos_orthogonalize);
+  sig::linalg_rows(m, &lanczos_orthogonalize_rows);
 }
 
 }  // namespace optkern

@@ -49,9 +49,8 @@ def test_restarted_lanczos_bits_do_not_follow_the_thread_count():
 @pytest.mark.parametrize(
     ("m", "n", "k"), [(1, 1, 1), (5, 3, 2), (30, 2048, 7), (30, 5001, 30), (4, 4099, 9), (0, 10, 3)]
 )
-def test_combinations_match_the_matrix_product(m, n, k, dtype, monkeypatch):
-    """Widths off, on and across the chunk size; ``k`` below, equal to and above ``m`` (in place)."""
-    monkeypatch.setattr(_combine, "_CPU_WIDTH", 2048)
+def test_combinations_match_the_matrix_product(m, n, k, dtype):
+    """Widths off, on and across the native kernel's panels; ``k`` below, equal to and above ``m`` (in place)."""
     rng = np.random.default_rng(m * 1000 + n + k)
     Q = rng.standard_normal((max(m, k), n)).astype(dtype)
     S = rng.standard_normal((m, k)).astype(dtype)

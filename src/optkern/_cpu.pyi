@@ -38,6 +38,7 @@ __all__: list[str] = [
     "chunk_threads",
     "clamp_",
     "clip_scale_",
+    "combine_rows_",
     "data_addresses",
     "dlpack_exchange_usable",
     "dropout_",
@@ -45,6 +46,7 @@ __all__: list[str] = [
     "get_num_threads",
     "grad_norm",
     "lanczos_orthogonalize_",
+    "lanczos_orthogonalize_rows_",
     "lbfgs_direction_",
     "lbfgs_move_",
     "lbfgs_push_",
@@ -399,6 +401,11 @@ def clip_scale_(
     arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.
     """
 
+def combine_rows_(C: typing.Any, V: typing.Any, out: typing.Any, transpose: bool = False) -> None:
+    """
+    out[i] = sum_j C[i, j] V[j] for C (k, m) and V (m, n) rows (out (k, n); (n, k), its transpose, with transpose=True), each entry summed in the order j = 0, 1, ..., m - 1, a product and an add rounded in the arrays' dtype at a time (no fused multiply-add: the bits of NumPy's and CuPy's elementwise multiply and add, for any thread count). out may be V's first k rows in place (the same array data), else must not overlap C or V.
+    """
+
 def data_addresses(tensors: typing.Any, type: typing.Any) -> bytes:
     """
     The address of each tensor's first element (its data pointer), as the native-endian int64s of one bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its cached views still view its params' memory: one call, no int made per tensor.)
@@ -450,6 +457,18 @@ def lanczos_orthogonalize_(
 ) -> float:
     """
     Orthogonalize w against rows Q[:k] twice (CGS2; once with passes=1, enough for a w already orthogonal to Q[:k] to about sqrt(eps)), normalize it in place and return its norm before normalization (w is left unscaled when the norm is 0). coeffs[:k] (float64) receives the total projection coefficients Q[:k] w of the passes. Deterministic (any thread count; the same bits run to run on a GPU).
+    """
+
+def lanczos_orthogonalize_rows_(
+    Q: typing.Any,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    W: typing.Any,
+    coeffs: typing.Any,
+    betas: typing.Any,
+    passes: typing.SupportsInt | typing.SupportsIndex = 2,
+) -> None:
+    """
+    lanczos_orthogonalize_ for each row W[v] of a (b, n) block, reading Q[:k] once for the block: each row is orthogonalized against Q[:k] (not against the other rows) and normalized in place, coeffs[v, :k] (float64, shape (b, >= k)) receives its coefficients and betas[v] (float64, b) its norm before normalization. Each row gets the bits lanczos_orthogonalize_ gives it alone (any thread count).
     """
 
 def lbfgs_direction_(

@@ -112,5 +112,25 @@ template <class Orth> void linalg(py::module_& m, Orth lanczos_orthogonalize) {
         "run to run on a GPU).");
 }
 
+// (The CPU module's: the GPU takes the vectors one by one through lanczos_orthogonalize_, the same bits.)
+template <class Rows> void linalg_rows(py::module_& m, Rows lanczos_orthogonalize_rows) {
+  m.def("lanczos_orthogonalize_rows_", lanczos_orthogonalize_rows, arg("Q"), arg("k"), arg("W"), arg("coeffs"),
+        arg("betas"), arg("passes") = 2,
+        "lanczos_orthogonalize_ for each row W[v] of a (b, n) block, reading Q[:k] once for the block: "
+        "each row is orthogonalized against Q[:k] (not against the other rows) and normalized in place, "
+        "coeffs[v, :k] (float64, shape (b, >= k)) receives its coefficients and betas[v] (float64, b) its "
+        "norm before normalization. Each row gets the bits lanczos_orthogonalize_ gives it alone (any "
+        "thread count).");
+}
+
+template <class Comb> void combine(py::module_& m, Comb combine_rows) {
+  m.def("combine_rows_", combine_rows, arg("C"), arg("V"), arg("out"), arg("transpose") = false,
+        "out[i] = sum_j C[i, j] V[j] for C (k, m) and V (m, n) rows (out (k, n); (n, k), its transpose, "
+        "with transpose=True), each entry summed in the order j = 0, 1, ..., m - 1, a product and an add "
+        "rounded in the arrays' dtype at a time (no fused multiply-add: the bits of NumPy's and CuPy's "
+        "elementwise multiply and add, for any thread count). out may be V's first k rows in place "
+        "(the same array data), else must not overlap C or V.");
+}
+
 }  // namespace sig
 }  // namespace optkern

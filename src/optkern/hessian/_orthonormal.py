@@ -6,11 +6,16 @@ OpenBLAS thread and 17.118156745885038 with two, and block Lanczos's Ritz values
 a distributed operator with other BLAS thread counts then diverged). These go through the native
 ``lanczos_orthogonalize_`` pass instead (classical Gram-Schmidt twice over fixed column blocks whose
 partial sums are added in block order: the same bits for any thread count, on the CPU and the GPU).
-The basis is held as rows (C-contiguous), as the kernel takes it."""
+The basis is held as rows (C-contiguous), as the kernel takes it. Rows projected independently (block
+Lanczos's products, Hutch++'s probes) go through ``lanczos_orthogonalize_rows_`` on the CPU: one
+read of the basis for the whole block, each row the bits ``lanczos_orthogonalize_`` gives it alone,
+which is what the GPU module, row by row, computes."""
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from .. import _backend
 
@@ -66,20 +71,38 @@ def orthonormalize_rows(mod, Q, coeffs, sines=None) -> int:
     return kept
 
 
-def project_out(mod, Q, w, coeffs) -> None:
-    """``w <- w - Q^T (Q w)`` in place, one Gram-Schmidt pass against the orthonormal rows of ``Q``
-    (the kernel normalizes ``w``: scaled back by the norm it returns, which costs a rounding per entry;
-    a projection of zero is zero)."""
-    beta = float(mod.lanczos_orthogonalize_(Q, Q.shape[0], w, coeffs, 1))
-    if beta != 0.0 and math.isfinite(beta):
-        w *= beta
+def _rows(mod, Q, W, coeffs, passes) -> list[float]:
+    """``lanczos_orthogonalize_`` of each row of ``W`` against the rows of ``Q`` (``coeffs``: ``(b, >= k)``
+    float64, row ``v`` receiving row ``v``'s coefficients); their norms before normalization. The CPU
+    kernel takes the block at once, the GPU's row by row (the same bits)."""
+    k = Q.shape[0]
+    if mod is _backend.cpu:
+        betas = np.empty(W.shape[0])
+        mod.lanczos_orthogonalize_rows_(Q, k, W, coeffs, betas, passes)
+        return betas.tolist()
+    return [float(mod.lanczos_orthogonalize_(Q, k, W[v], coeffs[v], passes)) for v in range(W.shape[0])]
 
 
-def orthogonalize_against(mod, Q, w, coeffs) -> float:
-    """``w <- w - Q^T (Q w)``, twice (CGS2), in place against the orthonormal rows of ``Q``; ``coeffs[:k]``
-    receives the total coefficients ``Q w``. Returns ``||w||`` after (``w`` unnormalized, as a GEMM's
-    block CGS2 leaves it, to a rounding per entry)."""
-    beta = float(mod.lanczos_orthogonalize_(Q, Q.shape[0], w, coeffs))
-    if beta != 0.0 and math.isfinite(beta):
-        w *= beta
-    return beta
+def _unnormalize(W, betas) -> None:
+    for v, beta in enumerate(betas):  # (a Python float per row: the row's dtype, as w *= beta)
+        if beta != 0.0 and math.isfinite(beta):
+            W[v] *= beta
+
+
+def project_out_rows(mod, Q, W, coeffs) -> None:
+    """``w <- w - Q^T (Q w)`` in place for each row ``w`` of the C-contiguous ``W``, one Gram-Schmidt pass
+    against the orthonormal rows of ``Q``, read once for all of them (``coeffs``: ``(rows of W, >= rows
+    of Q)`` float64 scratch). The kernel normalizes each row: scaled back by the norm it returns, which
+    costs a rounding per entry; a projection of zero is zero."""
+    _unnormalize(W, _rows(mod, Q, W, coeffs, 1))
+
+
+def orthogonalize_rows_against(mod, Q, W, coeffs) -> list[float]:
+    """``w <- w - Q^T (Q w)``, twice (CGS2), in place for each row ``w`` of the C-contiguous ``W`` (not
+    against each other) against the orthonormal rows of ``Q``, read once for all of them;
+    ``coeffs[v, :k]`` (a ``(rows of W, >= k)`` float64 array) receives row ``v``'s total coefficients
+    ``Q w``. Returns the rows' norms after (each row unnormalized, as a GEMM's block CGS2 leaves it, to a
+    rounding per entry)."""
+    betas = _rows(mod, Q, W, coeffs, 2)
+    _unnormalize(W, betas)
+    return betas

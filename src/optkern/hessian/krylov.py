@@ -7,7 +7,8 @@ column from the orthogonalization coefficients (so after a restart, where
 newest block of ``b`` basis vectors (``op.matmat``: one forward pass for a
 block when the operator has block products), orthogonalizes the products
 against the whole basis, twice (CGS2: the fused native pass
-``lanczos_orthogonalize_``, row by row: the same bits for any thread count), and
+``lanczos_orthogonalize_rows_``, the basis read once for the block, each row's bits those of
+``lanczos_orthogonalize_`` alone: the same for any thread count, CPU or GPU), and
 orthonormalizes them within the block, which gives the next block and the
 coupling ``R`` (``A Q_m = Q_m H_m + Q_new R E_m^T``); the residual of a Ritz
 pair ``(theta, Q_m s)`` is ``||R s_last||`` with ``s_last`` the last ``b``
@@ -63,6 +64,7 @@ class BlockKrylov:
         self.Q = _malloc.populate(xp.empty((self.cap + b, n), dtype=op.dtype))  # (see _malloc.populate)
         self.H = np.zeros((self.cap + b, self.cap + b))
         self.coeffs = xp.zeros(self.cap + 2 * b, dtype=np.float64)
+        self.bcoeffs = xp.zeros((b, self.cap + b), dtype=np.float64)  # (a block's rows' coefficients)
         self.seed, self.next_probe = seed, 0
         self.m = 0  # basis vectors multiplied (H[:m, :m] complete); rows m..m+b-1 are the pending block
         self.products = 0
@@ -180,10 +182,9 @@ class BlockKrylov:
             ref = _to_host(vector_norm(xp, new, axis=1))
             # CGS2 of each row against the basis by the native pass (not two GEMMs a pass: BLAS cuts
             # their sums over n by thread, and the Ritz values followed OPENBLAS_NUM_THREADS)
-            Ct = np.empty((hi, b))
-            for j in range(b):
-                _orthonormal.orthogonalize_against(self.mod, self.Q[:hi], new[j], self.coeffs)
-                Ct[:, j] = _to_host(self.coeffs[:hi])
+            # (the block at once on the CPU: the basis read once, each row's bits as alone)
+            _orthonormal.orthogonalize_rows_against(self.mod, self.Q[:hi], new, self.bcoeffs[:b])
+            Ct = _to_host(self.bcoeffs[:b, :hi]).T
             self.H[:hi, m:hi] = Ct
             self.scale = max(self.scale, float(np.abs(Ct).max()))
             R = self._orthonormalize_block(hi, b, ref)
@@ -214,7 +215,8 @@ class BlockKrylov:
             return np.empty(0), np.empty(0)
         H = self.projected()[lo:, lo:]
         theta, S = np.linalg.eigh(H)
-        return theta, vector_norm(np, self.R @ S[-self.b :], axis=0)
+        RS = _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S[-self.b :]))  # (fixed order)
+        return theta, vector_norm(np, RS, axis=0)
 
     def projected(self):
         """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""
@@ -224,7 +226,10 @@ class BlockKrylov:
     def ritz(self):
         """``(theta, S, residuals)``: eigenpairs of ``H`` and ``||A u_i - theta_i u_i|| = ||R s_last,i||``."""
         theta, S = np.linalg.eigh(self.projected())
-        res = vector_norm(np, self.R @ S[self.m - self.b : self.m], axis=0)  # (R of c A: ~c, squares may overflow)
+        # R s_last in a fixed order (a GEMM's sums followed BLAS's thread count); R of c A: ~c, the
+        # squares may overflow: vector_norm scales
+        RS = _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S[self.m - self.b : self.m]))
+        res = vector_norm(np, RS, axis=0)
         return theta, S, res
 
     @property

@@ -139,15 +139,15 @@ def _sketch_basis(op, Y):
 
 
 def _projector(mod, Q):
-    """``G -> (I - Q^T Q) G`` for the orthonormal rows of ``Q``, column by column through the native
-    pass (not ``G - Q^T (Q G)`` by GEMMs: their sums over ``n`` follow BLAS's thread count)."""
-    coeffs = _orthonormal.coefficients(_backend.array_module(Q), Q.shape[0])
+    """``G -> (I - Q^T Q) G`` for the orthonormal rows of ``Q``, each column by the native pass, ``Q`` read
+    once for all of them (not ``G - Q^T (Q G)`` by GEMMs: their sums over ``n`` follow BLAS's thread
+    count)."""
 
     def project(G):
         xp = _backend.array_module(G)
         Gt = xp.ascontiguousarray(G.T)  # (the probes as rows: contiguous, as the kernel takes them)
-        for j in range(Gt.shape[0]):
-            _orthonormal.project_out(mod, Q, Gt[j], coeffs)
+        coeffs = xp.zeros((Gt.shape[0], max(Q.shape[0], 1)), dtype="float64")
+        _orthonormal.project_out_rows(mod, Q, Gt, coeffs)  # (Q read once for all the probes)
         return xp.ascontiguousarray(Gt.T)
 
     return project
