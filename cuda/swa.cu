@@ -1,5 +1,5 @@
-// optkern._cuda.swa_lerp_: averages <- lerp(averages, params, weight) over lists of float32
-// CuPy arrays, through the multi-tensor kernel (multi_tensor.cuh) with the CPU's rule
+// optkern._cuda.swa_lerp_: averages <- lerp(averages, params, weight) over lists of float32 or
+// float64 CuPy arrays, through the multi-tensor kernel (multi_tensor.cuh) with the CPU's rule
 // (rules::lerp, cpp/swa.cpp) and the CPU's checks (optkern/swa_args.hpp). Compiled with nvcc's
 // default contraction like every file here (cuda/CMakeLists.txt sets no --fmad): rules::lerp
 // rounds through explicit fmas only, so the GPU's bits are the CPU's whatever either compiler fuses.
@@ -14,16 +14,18 @@ namespace optkern {
 namespace {
 
 // v[0]: the average (written), v[1]: the param.
-struct LerpOp {
+// (T: float or double; the weight rounded to T, as on the CPU)
+template <class T> struct LerpOp {
   static constexpr int kDepth = 2;
   static constexpr unsigned kWritten = 1u;
-  float w;
+  T w;
   __device__ LerpOp load() const { return *this; }
-  __device__ void operator()(float* v) const { v[0] = rules::lerp(v[0], v[1], w); }
+  __device__ void operator()(T* v) const { v[0] = rules::lerp(v[0], v[1], w); }
 };
 
 void swa_lerp(py::handle averages, py::handle params, double w) {
-  swa::LerpCall<DeviceArrays> c;
+  const DType dt = float_dtype_of(averages, "averages");
+  swa::LerpCall<DeviceArrays> c{dt};
   swa::gather_lerp(c, averages, params, w);
   int64_t n = 0;
   for (int64_t k : c.avgs.size) n += k;
@@ -32,7 +34,10 @@ void swa_lerp(py::handle averages, py::handle params, double w) {
   const cudaStream_t s = current_stream();
   const mt::Lists<2> lists{&c.avgs, &c.params};
   py::gil_scoped_release nogil;
-  mt::launch_apply<float>(LerpOp{float(w)}, lists, s);
+  if (dt == DType::f64)
+    mt::launch_apply<double>(LerpOp<double>{w}, lists, s);
+  else
+    mt::launch_apply<float>(LerpOp<float>{float(w)}, lists, s);
 }
 
 }  // namespace

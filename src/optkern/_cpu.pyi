@@ -972,7 +972,7 @@ def spans_clear(
 
 def swa_lerp_(averages: typing.Any, params: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
-    averages[i] <- lerp(averages[i], params[i], weight), float32, one pass.
+    averages[i] <- lerp(averages[i], params[i], weight), float32 or float64 (all of averages[0]'s dtype), one pass.
     """
 
 def weight_norm_backward(

@@ -776,7 +776,7 @@ def softmax_xent_rop(
 
 def swa_lerp_(averages: typing.Any, params: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
-    averages[i] <- lerp(averages[i], params[i], weight), float32, one pass.
+    averages[i] <- lerp(averages[i], params[i], weight), float32 or float64 (all of averages[0]'s dtype), one pass.
     """
 
 def weight_norm_backward(

@@ -30,15 +30,16 @@ from .optim.optimizer import _bump_torch_versions, torch_tensors
 __all__ = ["AveragedParams", "update_bn"]
 
 _MODES = ("swa", "ema")
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _shape, _size = attrgetter("shape"), attrgetter("size")
 _STATE_KEYS = ("mode", "decay", "n_averaged", "averages")
 
 
 def _copy(p):
-    """A C-contiguous float32 copy of ``p`` on its backend and device (C order, as ``swa_lerp_``
-    needs of an average, whatever the order of the array it is made from)."""
+    """A C-contiguous copy of ``p`` (of its dtype) on its backend and device (C order, as
+    ``swa_lerp_`` needs of an average, whatever the order of the array it is made from)."""
     with _backend._device_of(p):
-        return _backend.array_module(p).array(p, dtype=np.float32, copy=True, order="C")
+        return _backend.array_module(p).array(p, dtype=p.dtype, copy=True, order="C")
 
 
 def check_disjoint(arrays: list, names: list) -> None:
@@ -66,7 +67,9 @@ def check_finite(arrays: list, name: str) -> None:
 
 
 class AveragedParams(NativeByName):
-    """The SWA or EMA average of ``params`` (float32 NumPy or CuPy arrays, all of one kind).
+    """The SWA or EMA average of ``params`` (float32 or float64 NumPy or CuPy arrays, all of one kind
+    and one dtype: torch's AveragedModel takes any floating dtype; the average is kept in the params'
+    dtype, as torch's).
 
     ``mode="swa"``: the running mean of every ``update``'s params; ``mode="ema"``: an exponential
     moving average with ``decay`` in [0, 1] (see the module docstring for the formulas). The
@@ -79,9 +82,17 @@ class AveragedParams(NativeByName):
         self.decay = _backend.in_range("decay", decay, 0.0, 1.0)
         params = _backend.as_list(params, "params")
         for i, p in enumerate(params):
-            if not (isinstance(p, np.ndarray) or _backend.is_cupy(p)) or p.dtype != np.float32:
+            if not (isinstance(p, np.ndarray) or _backend.is_cupy(p)) or p.dtype not in _DTYPES:
                 raise TypeError(
-                    f"params[{i}]: expected a float32 numpy or cupy array, got {getattr(p, 'dtype', type(p).__name__)}"
+                    f"params[{i}]: expected a float32 or float64 numpy or cupy array, "
+                    f"got {getattr(p, 'dtype', type(p).__name__)}"
+                )
+            # one dtype: swa_lerp_ averages one per call, and a split into per-dtype calls would
+            # name its arrays by their place in the split, not in params
+            if p.dtype != params[0].dtype:
+                raise TypeError(
+                    f"params[{i}]: {p.dtype}, but params[0] is {params[0].dtype} "
+                    "(an AveragedParams averages one dtype: make one per dtype)"
                 )
             # the layout every update's swa_lerp_ reads params in, refused here by the optimizers'
             # rule for params: taken, such a param was refused by every update instead
@@ -124,7 +135,7 @@ class AveragedParams(NativeByName):
 
     def _check_shapes(self, params: list) -> None:
         """``params`` one per average, each of its average's shape, before ``swa_lerp_`` checks the
-        rest (kind, float32, layout, device, aliasing; sizes but not shapes) in
+        rest (kind, dtype, layout, device, aliasing; sizes but not shapes) in
         ``check_list_like``'s wording: compared in C-level passes, the arrays named (by
         ``check_list_like``) only when they differ."""
         try:
@@ -136,7 +147,7 @@ class AveragedParams(NativeByName):
 
     def _like_averages(self, arrays, name: str, written: bool) -> list:
         """``arrays`` checked against the averages, all before anything is written: one per
-        average, each a float32 array of its shape; ``written``: also on the averages' backend (NumPy
+        average, each an array of its dtype and shape; ``written``: also on the averages' backend (NumPy
         / CuPy), writable, no two elements of one sharing memory, and sharing no memory with one another."""
         arrays = _backend.as_list(arrays, name)
         _backend.check_list_like(arrays, self.averages, name, of="average", kind=written)
@@ -172,7 +183,7 @@ class AveragedParams(NativeByName):
 
     @serialized
     def load_state_dict(self, state_dict) -> None:
-        """Restore :meth:`state_dict`'s output (averages of the same count and shapes, float32, finite);
+        """Restore :meth:`state_dict`'s output (averages of the same count, shapes and dtype, finite);
         everything is checked before anything is assigned."""
         self._load(state_dict, "state_dict")
 

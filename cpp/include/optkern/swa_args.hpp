@@ -1,8 +1,8 @@
 // swa_lerp_'s arguments, written once for optkern._cpu (cpp/swa.cpp, NumPy arrays) and
 // optkern._cuda (cuda/swa.cu, CuPy arrays): the Python signature, and the lists checked by the
-// shared collector of optkern/call_args.hpp (float32, C-contiguous, params of the averages'
-// sizes, one device, no average sharing memory with anything) and the weight before anything is
-// written.
+// shared collector of optkern/call_args.hpp (all of averages[0]'s dtype, float32 or float64,
+// C-contiguous, params of the averages' sizes, one device, no average sharing memory with anything)
+// and the weight before anything is written.
 #pragma once
 #include <pybind11/pybind11.h>
 
@@ -14,8 +14,11 @@ namespace optkern {
 namespace swa {
 namespace py = pybind11;
 
+// `dt`: the call's dtype, averages[0]'s (float32 for none), which each module reads from its list
+// (list_dtype / float_dtype_of): torch's AveragedModel averages float64 params too.
 template <class Arrays> struct LerpCall {
-  Args<Arrays> args{Arrays::dtype_named("float32")};
+  explicit LerpCall(typename Arrays::DType dt) : args(std::move(dt)) {}
+  Args<Arrays> args;
   typename Arrays::List avgs, params;
 };
 
@@ -38,7 +41,8 @@ namespace sig {
 template <class F> void swa(pybind11::module_& m, F swa_lerp) {
   using pybind11::arg;
   m.def("swa_lerp_", swa_lerp, arg("averages"), arg("params"), arg("weight"),
-        "averages[i] <- lerp(averages[i], params[i], weight), float32, one pass.");
+        "averages[i] <- lerp(averages[i], params[i], weight), float32 or float64 (all of averages[0]'s "
+        "dtype), one pass.");
 }
 
 }  // namespace sig

@@ -245,6 +245,15 @@ def gamma_rule(name, v):
     return _backend.in_range(name, v, 0.0, 1.0, lo_open=True)
 
 
+def factor_rule(name, v):
+    """A finite factor > 0 (a rule of ``Schedule._rules``): torch's ExponentialLR / StepLR /
+    MultiStepLR take a gamma > 1 (an lr range test grows the lr 1, 1.5, 2.25, ...); refused here
+    it was. 0 (torch: lr 0 from the first decay on, training stopped), < 0 (a sign-flipping lr)
+    and NaN / inf stay refused by name; a ``gamma ** t`` past float64's range is refused naming
+    the schedule at that step."""
+    return _backend.positive(name, v)
+
+
 def sequence(name: str, values) -> list:
     """``values`` (milestones, boundaries, schedules) as a list, or TypeError naming ``name``.
     Iterables in order (lists, tuples, arrays, generators); not a set or a dict, whose order is
@@ -258,6 +267,11 @@ def sequence(name: str, values) -> list:
     return list(values)
 
 
-def steps(name: str, values) -> list:
-    """A sequence of steps >= 1, each checked as ``name[i]``."""
-    return [count(f"{name}[{i}]", v, 1) for i, v in enumerate(sequence(name, values))]
+def steps(name: str, values, lo: int = 1) -> list:
+    """A sequence of steps >= ``lo``, each checked as ``name[i]``."""
+    return [count(f"{name}[{i}]", v, lo) for i, v in enumerate(sequence(name, values))]
+
+
+def steps0(name: str, values) -> list:
+    """A sequence of steps >= 0, each checked as ``name[i]`` (a rule of ``Schedule._rules``)."""
+    return steps(name, values, 0)

@@ -15,7 +15,8 @@ class cyclic(Schedule):
     A cycle is ``step_size_up`` steps rising then ``step_size_down`` (default:
     the same; 0: a sawtooth) falling. The amplitude ``max_lr - base_lr`` is scaled by
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
-    (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``.
+    (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``. A ``base_lr`` above
+    ``max_lr`` runs the triangle downward (from ``base_lr`` to ``max_lr`` and back), as torch's does.
     """
 
     _rules = (
@@ -29,8 +30,8 @@ class cyclic(Schedule):
 
     def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None, mode="triangular", gamma=1.0):
         self.base_lr = _backend.nonnegative("base_lr", base_lr)
+        # (base_lr > max_lr taken: torch's CyclicLR runs that triangle downward; it was refused here)
         self.max_lr = positive("max_lr", max_lr)
-        self._check_together()
         self.step_size_up = count("step_size_up", step_size_up, 1)
         # 0 is torch's sawtooth (rise over step_size_up steps, then back to base_lr at once); it
         # was refused here. (step_size_up stays >= 1: 0 divides by zero in torch at step 0.)
@@ -40,11 +41,6 @@ class cyclic(Schedule):
         # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
         self.mode = _option("mode", mode, ("triangular", "triangular2", "exp_range"))
         self.gamma = _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
-
-    def _check_together(self) -> None:
-        # (assigned after construction, an inverted pair made the cycle run below base_lr)
-        if self.max_lr < self.base_lr:
-            raise ValueError(f"max_lr: {self.max_lr} is below base_lr {self.base_lr}")
 
     def _wave(self, t: int) -> tuple:
         """The triangle at ``t`` (0 at the cycle's ends, 1 at its peak) and the mode's amplitude,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
-from .base import Schedule, check_step, count, count1, gamma_rule, horizon_alias, nonneg, positive, steps
+from .base import Schedule, check_step, count, count1, factor_rule, horizon_alias, nonneg, positive, steps0
 
 
 class linear(Schedule):
@@ -35,16 +35,25 @@ class linear(Schedule):
 
 
 def _gamma(gamma):
-    return gamma_rule("gamma", gamma)
+    return factor_rule("gamma", gamma)
+
+
+def _power(gamma: float, n: int) -> float:
+    """``gamma ** n``, inf past float64's range (a gamma > 1 grows it: Python's OverflowError named
+    nothing; the inf is refused by ``Schedule.__call__`` naming the schedule and the step)."""
+    try:
+        return gamma**n
+    except OverflowError:
+        return math.inf
 
 
 class step_decay(Schedule):
-    """``lr * gamma ** (t // step_size)`` (torch StepLR). gamma in (0, 1]."""
+    """``lr * gamma ** (t // step_size)`` (torch StepLR). gamma > 0, finite (> 1 grows the lr, as in torch)."""
 
     _rules = (
         ("lr", positive),
         ("step_size", count1),
-        ("gamma", gamma_rule),
+        ("gamma", factor_rule),
     )
 
     def __init__(self, lr=1.0, step_size=1, gamma=0.1):
@@ -53,40 +62,41 @@ class step_decay(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * self.gamma ** (t // self.step_size)
+        return self.lr * _power(self.gamma, t // self.step_size)
 
 
 class multi_step(Schedule):
     """``lr * gamma ** (number of milestones <= t)`` (torch MultiStepLR).
 
-    ``milestones``: positive step indices in any order; a repeated milestone
-    applies ``gamma`` once per repetition, as in PyTorch.
+    ``milestones``: step indices >= 0 in any order; a milestone 0 applies ``gamma``
+    from step 0 and a repeated milestone once per repetition, as in PyTorch (its Counter).
     """
 
     _rules = (
         ("lr", positive),
-        ("milestones", steps),
-        ("gamma", gamma_rule),
+        ("milestones", steps0),
+        ("gamma", factor_rule),
     )
 
     def __init__(self, lr=1.0, milestones=(), gamma=0.1):
         self.lr = positive("lr", lr)
         # Sorted, not refused: torch's MultiStepLR counts its milestones (a Counter), so [30, 10]
         # is [10, 30] there; a torch user's unsorted list raised ValueError here.
-        self.milestones = sorted(steps("milestones", milestones))
+        # (0 taken: torch decays from step 0 then, [0.5, 0.5, 0.25] for [0, 2]; it was refused here)
+        self.milestones = sorted(steps0("milestones", milestones))
         self.gamma = _gamma(gamma)
 
     def value(self, t):
         # (counted as torch's Counter counts them: milestones assigned in any order, as at construction)
-        return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= t)
+        return self.lr * _power(self.gamma, sum(1 for m in self.milestones if m <= t))
 
 
 class exponential(Schedule):
-    """``lr * gamma ** t`` (torch ExponentialLR). gamma in (0, 1]."""
+    """``lr * gamma ** t`` (torch ExponentialLR). gamma > 0, finite (> 1 grows the lr: an lr range test)."""
 
     _rules = (
         ("lr", positive),
-        ("gamma", gamma_rule),
+        ("gamma", factor_rule),
     )
 
     def __init__(self, lr=1.0, gamma=0.99):
@@ -94,7 +104,7 @@ class exponential(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * self.gamma**t
+        return self.lr * _power(self.gamma, t)
 
 
 class inverse_time(Schedule):

@@ -5,10 +5,14 @@ torch averages on the CPU one tensor at a time (its foreach kernels are for CUDA
 (n + 1)`` per tensor for SWA, ``torch._foreach_lerp_`` (a loop over the tensors) for EMA. Here the
 float32 tensors go to optkern's ``swa_lerp_`` in one call (CPU: one OpenMP pass over all of them;
 CUDA: one launch on torch's current stream), with torch's lerp: ``lerp(a, p, 1 / (n + 1))`` for SWA,
-``lerp(a, p, 1 - decay)`` for EMA (torch's CUDA bits; the CPU's per-tensor SWA formula rounds
-differently by an ulp or so). complex64 tensors are averaged as their float32 real views (a lerp
-with a real weight is one per component). Tensors of other dtypes, or on another device than their
-average, take torch's own formula. The first update copies, as torch's does.
+``lerp(a, p, 1 - decay)`` for EMA (torch's CUDA bits). torch's CPU SWA formula rounds differently,
+and the two averages drift apart as updates accumulate rounding: after 200 updates of a Linear(64, 64)
+a third of the elements differed, most by a few ulps, but by thousands of ulps of the result where the
+mean is near 0 (cancellation). Both are equally accurate: against the float64 mean of the iterates,
+each erred by at most 2.6 float32 eps times the largest |mean| (0.23 on average). complex64 tensors
+are averaged as their float32 real views (a lerp with a real weight is one per component). Tensors of
+other dtypes, or on another device than their average, take torch's own formula. The first update copies,
+as torch's does.
 """
 
 from __future__ import annotations
