@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/rounding.hpp"
 
 #if defined(__GNUC__)
 #define OK_LANE_INLINE inline __attribute__((always_inline))
@@ -34,6 +35,26 @@ template <class A, class F> OK_LANE_INLINE A lane_sum(int64_t n, F&& f) {
     for (int64_t j = 0; j < w; ++j) acc[j] += acc[j + w];
   A s = acc[0];
   for (; i < n; ++i) s += f(i);  // the tail, in order
+  return s;
+}
+
+// Σ_i a(i) b(i) in lane_sum's order, each product rounded on its own (rules::scaled_plus): GCC
+// contracts a product into the add only in the ISA clones with FMA (-O2 and up), so a plain
+// lane_sum of products gave other bits in the default clone and the -O1 sanitizer build, for
+// float64 terms (a product of two floats is exact in double either way).
+template <class A, class Fa, class Fb> OK_LANE_INLINE A lane_dot(int64_t n, Fa&& a, Fb&& b) {
+  constexpr int64_t W = 128 / int64_t(sizeof(A));
+  A acc[W];
+  for (int64_t j = 0; j < W; ++j) acc[j] = A(0);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) acc[j] = rules::scaled_plus(a(i + j), b(i + j), acc[j]);
+  }
+  for (int64_t w = W / 2; w > 0; w /= 2)
+    for (int64_t j = 0; j < w; ++j) acc[j] += acc[j + w];
+  A s = acc[0];
+  for (; i < n; ++i) s = rules::scaled_plus(a(i), b(i), s);  // the tail, in order
   return s;
 }
 

@@ -30,7 +30,7 @@ namespace {
 constexpr int64_t kBlock = 2048;  // columns per block: w's block stays in L1 (larger blocks measured no faster)
 
 template <class TQ, class T> double block_dot(const TQ* OK_RESTRICT q, const T* OK_RESTRICT w, int64_t len) {
-  return lane_sum<double>(len, [&](int64_t j) { return double(q[j]) * double(w[j]); });
+  return lane_dot<double>(len, [&](int64_t j) { return double(q[j]); }, [&](int64_t j) { return double(w[j]); });
 }
 
 // The per-block loops, compiled per ISA level (the module's baseline is SSE2: without the clones
@@ -42,7 +42,8 @@ OK_CLONES void block_dots(const TQ* Q, int64_t n, int64_t k, int64_t lo, int64_t
   for (int64_t i = 0; i < k; ++i) part[i] = block_dot(Q + i * n + lo, w + lo, len);
 }
 
-// w -= sum_i c_i Q_i over the block (rows in order: the rounding does not depend on the blocking).
+// w -= sum_i c_i Q_i over the block (rows in order: the rounding does not depend on the blocking;
+// each product rounded, as the GPU's update_kernel and every ISA clone).
 template <class TQ, class T>
 OK_CLONES void block_update(const TQ* Q, int64_t n, int64_t k, int64_t lo, int64_t len, const double* c, T* w) {
   T* OK_RESTRICT wb = w + lo;
@@ -50,7 +51,7 @@ OK_CLONES void block_update(const TQ* Q, int64_t n, int64_t k, int64_t lo, int64
     const T ci = T(c[i]);
     const TQ* OK_RESTRICT q = Q + i * n + lo;
 #pragma omp simd
-    for (int64_t j = 0; j < len; ++j) wb[j] -= ci * T(q[j]);
+    for (int64_t j = 0; j < len; ++j) wb[j] = rules::scaled_plus(-ci, T(q[j]), wb[j]);  // (never contracted)
   }
 }
 

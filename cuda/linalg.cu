@@ -40,7 +40,7 @@ __global__ void dots_kernel(const TQ* __restrict__ Q, const T* __restrict__ w, d
   for (int64_t i = blockIdx.y; i < k; i += gridDim.y) {  // uniform per block: block_sum may sync
     const TQ* q = Q + i * n;
     double s = 0.0;
-    for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(q[j]) * double(w[j]);
+    for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s = rules::scaled_plus(double(q[j]), double(w[j]), s);
     s = blockgpu::block_sum<kThreads>(s);
     if (threadIdx.x == 0) part[i * nb + b] = s;
     __syncthreads();  // everyone has read sh[0] before the next row overwrites it
@@ -52,7 +52,7 @@ template <class T> __global__ void sq_kernel(const T* __restrict__ w, double* __
   const int64_t b = blockIdx.x;
   const auto [lo, hi] = blockgpu::block_segment(n, nb, b);
   double s = 0.0;
-  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s += double(w[j]) * double(w[j]);
+  for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) s = rules::scaled_plus(double(w[j]), double(w[j]), s);
   s = blockgpu::block_sum<kThreads>(s);
   if (threadIdx.x == 0) part[b] = s;
 }
@@ -74,7 +74,7 @@ __global__ void update_kernel(const TQ* __restrict__ Q, const double* __restrict
                               int64_t k) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
     T acc = w[j];
-    for (int64_t i = 0; i < k; ++i) acc -= T(c[i]) * T(Q[i * n + j]);
+    for (int64_t i = 0; i < k; ++i) acc = rules::scaled_plus(-T(c[i]), T(Q[i * n + j]), acc);  // (not contracted: the CPU's rounding)
     w[j] = acc;
   }
 }
@@ -131,7 +131,7 @@ __global__ void scaled_sq_kernel(const T* __restrict__ w, const double* __restri
   double s = 0.0;
   for (int64_t j = lo + threadIdx.x; j < hi; j += kThreads) {
     const double v = rules::scale2(double(w[j]), -e);
-    s += v * v;
+    s = rules::scaled_plus(v, v, s);
   }
   s = blockgpu::block_sum<kThreads>(s);
   if (threadIdx.x == 0) part[b] = s;
