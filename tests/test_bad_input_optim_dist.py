@@ -238,6 +238,7 @@ def _launch(n: int):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [1, 2])
 def test_distributed_bad_input(n):
     """DistributedOptimizer checks the wrapped step before it scales/reduces the grads; bucket_mb /

@@ -49,6 +49,7 @@ def _check_json(path, suites) -> list:
     return rows
 
 
+@pytest.mark.spawns
 def test_quick_runs_without_torch(tmp_path):
     """The issue's test: `optkern bench --quick` on the CPU with torch not importable."""
     path = tmp_path / "b.json"

@@ -55,12 +55,14 @@ def _plan(tmp_path, *defs, smi=None, env=None):
     return m.group(1) == "TRUE", m.group(2), r.stdout
 
 
+@pytest.mark.spawns
 def test_auto_builds_for_the_visible_gpus_only(tmp_path):
     build, archs, out = _plan(tmp_path, smi=_fake_smi(tmp_path, "8.6\\n8.6\\n9.0\\n"))
     assert build and archs == "86;90"
     assert "CUDA module for the visible GPU architecture(s) 86, 90" in out
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     "how", ["no nvidia-smi", "driver reports no device", "prints nothing", "CUDA_VISIBLE_DEVICES empty"]
 )
@@ -77,6 +79,7 @@ def test_auto_without_a_visible_gpu_skips_cuda_in_one_line(tmp_path, how):
     assert sum(NO_GPU_LINE in line for line in out.splitlines()) == 1
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     "defs, env, archs",
     [
@@ -90,6 +93,7 @@ def test_on_or_chosen_architectures_build_without_a_gpu(tmp_path, defs, env, arc
     assert build and got == archs and NO_GPU_LINE not in out
 
 
+@pytest.mark.spawns
 def test_off_never_builds_cuda_and_a_bad_value_is_an_error(tmp_path):
     build, _, out = _plan(tmp_path, "-DOPTKERN_CUDA=OFF", smi=_fake_smi(tmp_path, "9.0\\n"))
     assert not build and "optkern:" not in out
@@ -113,6 +117,7 @@ def _compile_lines(build) -> list:
     return [ln for ln in text.splitlines() if re.match(r"\s*(CXX_)?(INCLUDES|FLAGS|DEFINES)\s*=", ln)]
 
 
+@pytest.mark.spawns
 def test_project_configure_with_auto_and_no_gpu_has_no_cuda_target(tmp_path):
     pb = _pybind11_dir()
     smi = _fake_smi(tmp_path, "No devices were found\\n", 9)
@@ -135,6 +140,7 @@ def test_project_configure_with_auto_and_no_gpu_has_no_cuda_target(tmp_path):
     assert "_cpu" in r.stdout and "_cuda" not in r.stdout
 
 
+@pytest.mark.spawns
 def test_pip_builds_compile_against_a_stable_copy_of_pybind11(tmp_path):
     """Each `pip install` sees pybind11 and NumPy in a new temporary folder; the compile
     lines (and so ninja's and ccache's view) must not change with it."""

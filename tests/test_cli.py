@@ -322,6 +322,7 @@ def test_bad_options_give_one_line_naming_the_flag_and_exit_code_2(args, words, 
         assert field not in err, err
 
 
+@pytest.mark.spawns
 def test_python_m_bad_data_exits_2_without_traceback(tmp_path):
     r = _python_m("study", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path))
     assert r.returncode == 2
@@ -329,6 +330,7 @@ def test_python_m_bad_data_exits_2_without_traceback(tmp_path):
     assert "missing.csv: no such file" in r.stderr
 
 
+@pytest.mark.spawns
 def test_python_m_study_help_explains_the_study():
     r = _python_m("study", "--help")
     assert r.returncode == 0 and r.stderr == ""
@@ -336,6 +338,7 @@ def test_python_m_study_help_explains_the_study():
         assert word in r.stdout, word
 
 
+@pytest.mark.spawns
 def test_version_flag():
     r = _python_m("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"optkern {optkern.__version__}"
@@ -439,6 +442,7 @@ def test_seeds_2_runs_each_configuration_twice_and_plots_mean_and_spread(tmp_pat
         assert "Lines: mean over 2 seeds" in report  # the captions say what the bands are
 
 
+@pytest.mark.spawns
 def test_python_m_info_and_no_command():
     r = _python_m("info")
     assert r.returncode == 0

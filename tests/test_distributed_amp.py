@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import run_case, run_here
 
@@ -26,14 +27,17 @@ def _run(case: str) -> None:
     run_case(__file__, case, 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_an_inf_on_one_rank_skips_the_step_on_every_rank():
     _run("step")
 
 
+@pytest.mark.spawns
 def test_unscale_then_step_reports_the_agreed_flag():
     _run("unscale")
 
 
+@pytest.mark.spawns
 def test_grads_refused_on_one_rank_raise_on_every_rank():
     """A gradient of another shape on one rank: that rank's error there, a ValueError saying so
     on the other (which waited alone in the flag's allreduce before), nothing written."""

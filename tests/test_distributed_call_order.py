@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -27,14 +28,17 @@ CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 APART = "the ranks made different collective calls (rank 0: {}, rank 1: {})"
 
 
+@pytest.mark.spawns
 def test_a_step_beside_a_synchronize_or_clip_raises_on_every_rank():
     run_case(__file__, "dp", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_zero_step_beside_its_synchronize_raises_on_every_rank():
     run_case(__file__, "zero", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_curvature_estimator_or_a_constructor_beside_a_step_raises_on_every_rank():
     run_case(__file__, "others", 2, timeout=CASE_TIMEOUT)
 

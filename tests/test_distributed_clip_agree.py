@@ -20,6 +20,7 @@ import math
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -27,10 +28,12 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_clip_argument_refused_on_one_rank_raises_on_every_rank_and_writes_nothing():
     run_case(__file__, "refused_on_one_rank", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_clip_norm_type_that_differs_between_ranks_raises_on_every_rank():
     run_case(__file__, "apart", 2, timeout=CASE_TIMEOUT)
 

@@ -35,6 +35,7 @@ print("edges: ok", flush=True)
 """
 
 
+@pytest.mark.spawns
 def test_a_rank_without_rows_and_an_operator_returning_its_input(tmp_path):
     pytest.importorskip("scipy")
     script = tmp_path / "edges.py"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -31,20 +32,24 @@ def _run(case: str) -> None:
     run_case(__file__, case, 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_group_lr_or_a_schedule_changed_on_one_rank_raises_on_every_rank():
     """Then a schedule on every rank: no error, the replicas step as one process on the mean
     gradient; closure optimizers (synchronize only, as optkern.study uses them) wrap as before."""
     _run("one_rank_lr")
 
 
+@pytest.mark.spawns
 def test_other_hyper_parameters_and_the_skip_synchronize_path():
     _run("other_hyper")
 
 
+@pytest.mark.spawns
 def test_groups_that_differ_at_construction_raise_on_every_rank():
     _run("construction")
 
 
+@pytest.mark.spawns
 def test_a_step_refused_on_one_rank_raises_on_every_rank_then_goes_on():
     _run("one_rank_refuses")
 

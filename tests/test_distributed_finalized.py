@@ -96,6 +96,7 @@ def _singleton(tmp_path, code: str):
     )
 
 
+@pytest.mark.spawns
 def test_every_collective_and_step_after_finalize_raises_at_one_rank(tmp_path):
     res = _singleton(tmp_path, _SETUP + "MPI.Finalize()\n" + _CALLS)
     out = res.stdout + res.stderr
@@ -103,6 +104,7 @@ def test_every_collective_and_step_after_finalize_raises_at_one_rank(tmp_path):
     assert "rank 0: all 21 raised" in res.stdout, out
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     "call, name",
     [("c.allgather_object(1)", "allgather_object"), ("c.barrier()", "barrier"), ("d.step(g)", "step")],
@@ -114,6 +116,7 @@ def test_an_uncaught_error_ends_the_script_as_a_python_exception_not_an_mpi_abor
     assert "after finalizing MPICH" not in res.stderr and "unreachable" not in res.stdout, res.stderr
 
 
+@pytest.mark.spawns
 def test_every_collective_and_step_after_finalize_raises_at_two_ranks(tmp_path):
     script = tmp_path / "finalized2.py"
     script.write_text(_SETUP + "MPI.Finalize()\n" + _CALLS)

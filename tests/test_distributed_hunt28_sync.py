@@ -32,6 +32,7 @@ import copy
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -43,34 +44,42 @@ def _run(case: str) -> None:
     run_case(__file__, case, 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_data_parallel_synchronize_refused_on_one_rank_raises_on_every_rank():
     _run("sync_dp")
 
 
+@pytest.mark.spawns
 def test_zero_synchronize_refused_on_one_rank_raises_on_every_rank():
     _run("sync_zero")
 
 
+@pytest.mark.spawns
 def test_set_up_arguments_refused_on_one_rank_raise_on_every_rank():
     _run("setup")
 
 
+@pytest.mark.spawns
 def test_a_curvature_product_failing_on_one_rank_raises_on_every_rank():
     _run("curvature")
 
 
+@pytest.mark.spawns
 def test_data_parallel_load_refused_or_different_on_one_rank_loads_nowhere():
     _run("load_dp")
 
 
+@pytest.mark.spawns
 def test_zero_load_refused_on_one_rank_loads_nowhere():
     _run("load_zero")
 
 
+@pytest.mark.spawns
 def test_a_step_inside_skip_synchronize_on_one_rank_only_raises_on_every_rank():
     _run("skip_one_rank")
 
 
+@pytest.mark.spawns
 def test_a_mean_on_one_rank_and_a_sum_or_weighted_sum_on_another_raise_on_every_rank():
     _run("mode_one_rank")
 

@@ -35,19 +35,23 @@ def _run(case: str, n: int) -> None:
     run_case(__file__, case, n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_bfloat16_mean_is_rounded_once_in_packed_buckets_as_in_direct_ones_and_zero():
     pytest.importorskip("ml_dtypes")
     _run("bf16_mean", 3)
 
 
+@pytest.mark.spawns
 def test_max_and_min_propagate_a_nan_on_one_rank_to_every_rank():
     _run("nan_extremes", 3)
 
 
+@pytest.mark.spawns
 def test_intercommunicators_and_comm_null_are_refused_split_comms_work():
     _run("comm_kinds", 3)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     "code, msg",
     [

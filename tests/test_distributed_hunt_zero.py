@@ -34,14 +34,17 @@ def _run(case: str, n: int) -> None:
     run_case(__file__, case, n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_step_refused_on_one_rank_raises_on_every_rank_then_goes_on():
     _run("one_rank_refuses", 3)
 
 
+@pytest.mark.spawns
 def test_a_step_refused_on_every_rank_raises_its_own_error_everywhere():
     _run("every_rank_refuses", 2)
 
 
+@pytest.mark.spawns
 def test_distributed_operator_leaves_the_array_its_operator_returns_alone():
     _run("kept_buffer", 2)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -27,14 +28,17 @@ def _run(case: str, tmp_path) -> None:
     run_case(__file__, case, 2, str(tmp_path), timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_group_lr_changed_on_one_rank_raises_on_every_rank(tmp_path):
     _run("one_rank_lr", tmp_path)
 
 
+@pytest.mark.spawns
 def test_other_hyper_parameters_and_the_skip_synchronize_path(tmp_path):
     _run("other_hyper", tmp_path)
 
 
+@pytest.mark.spawns
 def test_changes_made_alike_on_every_rank_step_as_before(tmp_path):
     """A schedule on every rank: no error, and the ranks' parameters stay bitwise equal."""
     _run("alike", tmp_path)

@@ -10,6 +10,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -21,29 +22,35 @@ def _run(case: str, tmp_path) -> None:
     run_case(__file__, case, 2, str(tmp_path), timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_resume_from_the_readme_checkpoint_continues_like_an_uninterrupted_run(tmp_path):
     """Save the shard with the params, restart with fresh ones, optkern.load(opt=, params=): the
     restored weights are what the next step updates (float64, and fp16 with master weights)."""
     _run("resume", tmp_path)
 
 
+@pytest.mark.spawns
 def test_params_changed_between_steps_are_what_the_next_step_updates(tmp_path):
     """broadcast_params after construction (documented: each step reads the arrays passed in)."""
     _run("changed_params", tmp_path)
 
 
+@pytest.mark.spawns
 def test_consolidated_state_with_wrong_shapes_is_refused_naming_the_entry(tmp_path):
     _run("load_shapes", tmp_path)
 
 
+@pytest.mark.spawns
 def test_consolidated_state_with_different_steps_in_a_group_is_refused(tmp_path):
     _run("load_steps", tmp_path)
 
 
+@pytest.mark.spawns
 def test_group_layout_and_hyper_parameters_must_agree_across_ranks(tmp_path):
     _run("group_layout", tmp_path)
 
 
+@pytest.mark.spawns
 def test_overlapping_buffers_in_reduce_scatter_and_allgather(tmp_path):
     _run("overlap", tmp_path)
 

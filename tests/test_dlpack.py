@@ -157,6 +157,7 @@ def test_foreign_device_and_layout_refused_by_name():
         O.SGD([t], lr=0.1).step([torch.zeros(4, 4, dtype=torch.int64)])
 
 
+@pytest.mark.spawns
 def test_import_optkern_imports_no_array_library():
     code = "import sys, optkern, optkern.clip; print(sorted({'torch', 'cupy', 'jax'} & sys.modules.keys()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu-check"
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the script is bash")
 @pytest.mark.parametrize("fake", ["missing", "no-devices"])
 def test_gpu_check_without_a_gpu_exits_0(tmp_path, fake):

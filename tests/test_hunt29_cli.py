@@ -46,6 +46,7 @@ def _csv(path, header: str, ncols: int) -> str:
     return str(path)
 
 
+@pytest.mark.spawns
 def test_label_column_name_in_a_header_longer_than_the_rows_exits_2_without_traceback(tmp_path):
     data = _csv(tmp_path / "long.csv", "a,b,c,label", 2)  # the name's index (3) is past the 2 columns
     args = ["study", *TINY, "--data", data, "--label-column", "label", "--out", str(tmp_path / "out"), "--quiet"]

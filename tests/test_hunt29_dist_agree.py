@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -30,14 +31,17 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_communicators_ordered_on_some_ranks_only_raise_at_set_up():
     run_case(__file__, "ordered_apart", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_roots_that_differ_between_ranks_raise_on_every_rank():
     run_case(__file__, "roots_apart", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_shards_of_two_checkpoints_are_refused_on_every_rank():
     run_case(__file__, "mixed_shards", 3, timeout=CASE_TIMEOUT)
 

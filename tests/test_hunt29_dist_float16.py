@@ -15,16 +15,19 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import run_case, run_here
 
 CASE_TIMEOUT = 120  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_float16_collectives_without_an_mpi_float16_type():
     run_case(__file__, "collectives", 4, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_float16_data_parallel_without_an_mpi_float16_type():
     run_case(__file__, "data_parallel", 2, timeout=CASE_TIMEOUT)
 

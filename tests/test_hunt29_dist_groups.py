@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -27,28 +28,34 @@ def _run(case: str, n: int = 2) -> None:
     run_case(__file__, case, n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_dp_add_param_group_steps_as_one_process_and_round_trips():
     _run("dp_add", 3)
 
 
+@pytest.mark.spawns
 def test_zero_add_param_group_reshards_steps_as_one_process_and_round_trips():
     _run("zero_add", 3)
 
 
+@pytest.mark.spawns
 def test_zero_add_param_group_with_master_weights_and_more_ranks_than_elements():
     _run("zero_lowp", 4)
 
 
+@pytest.mark.spawns
 def test_group_added_directly_is_followed_through_a_grad_scaler():
     """amp.GradScaler checks the grads with the wrapper's _check_step before unscaling them: that
     check must take the layout the step will follow, not the buckets' old one."""
     _run("scaler")
 
 
+@pytest.mark.spawns
 def test_add_refused_on_one_rank_raises_on_every_rank_and_adds_on_none():
     _run("refused")
 
 
+@pytest.mark.spawns
 def test_group_added_directly_on_one_rank_only_raises_on_every_rank():
     _run("one_rank_direct")
 

@@ -35,10 +35,12 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_a_shard_damaged_or_missing_on_one_rank_raises_on_every_rank(tmp_path):
     run_case(__file__, "bad_shard", 2, str(tmp_path), timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_shard_on_some_ranks_and_a_consolidated_dict_on_others_are_named_alike():
     run_case(__file__, "mixed_kinds", 3, timeout=CASE_TIMEOUT)
 

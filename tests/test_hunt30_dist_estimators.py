@@ -26,6 +26,7 @@ import copy
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -34,14 +35,17 @@ CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 SAME = "(every rank runs the same estimator with the same arguments"
 
 
+@pytest.mark.spawns
 def test_an_estimator_refused_on_one_rank_raises_on_every_rank():
     run_case(__file__, "refused", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_other_seeds_or_counts_of_products_on_one_rank_raise_on_every_rank():
     run_case(__file__, "apart", 3, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_estimators_over_operators_built_from_a_distributed_one_end_in_lockstep():
     """``2 * H``, ``H + H``: their estimators carried no lockstep (only ``H`` had one), so one
     refused on one rank left the others in a product of ``H``."""

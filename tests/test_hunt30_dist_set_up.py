@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises as _raises
 from mpi_cases import run_case, run_here
@@ -30,10 +31,12 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_bucket_sizes_that_differ_between_ranks_raise_at_set_up():
     run_case(__file__, "bucket_sizes", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_from_mlp_arguments_refused_or_different_on_one_rank_raise_on_every_rank():
     run_case(__file__, "mlp_arguments", 2, timeout=CASE_TIMEOUT)
 

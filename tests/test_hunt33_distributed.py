@@ -28,16 +28,19 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import run_case, run_here
 
 CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_zero1_with_stochastic_rounding_steps_as_data_parallel_bit_for_bit():
     run_case(__file__, "sr_zero", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_grad_scaler_steps_a_wrapped_master_weights_optimizer_as_one_process():
     run_case(__file__, "scaler_lowp", 2, timeout=CASE_TIMEOUT)
 

@@ -26,28 +26,34 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises, run_case, run_here
 
 CASE_TIMEOUT = 120  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_closure_optimizers_step_as_one_process_on_the_concatenated_data():
     run_case(__file__, "closure_match", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_closure_optimizers_step_as_one_process_on_four_ranks():
     run_case(__file__, "closure_match", 4, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_closure_optimizer_refuses_grads_before_writing_them():
     run_case(__file__, "grads_refused", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_sharded_refuses_closure_optimizers_naming_optimizer_class():
     run_case(__file__, "sharded_refused", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_closure_failing_on_one_rank_raises_on_every_rank_params_unchanged():
     run_case(__file__, "closure_fails", 2, timeout=CASE_TIMEOUT)
 

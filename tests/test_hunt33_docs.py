@@ -237,6 +237,7 @@ def test_sgd_textbook_form_is_the_documented_formula_with_dampening_and_nesterov
             np.testing.assert_allclose(p, [want], rtol=1e-15, atol=1e-15)
 
 
+@pytest.mark.spawns
 def test_optkern_info_into_a_closed_pipe_exits_quietly():
     """`optkern info | head -1`: the reader gone before the output is written gave a
     BrokenPipeError traceback; now no traceback and exit 141 (128 + SIGPIPE), as a shell's."""

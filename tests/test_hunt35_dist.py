@@ -32,20 +32,24 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import raises, run_case, run_here
 
 CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_a_seed_that_differs_between_ranks_is_refused_wherever_it_rounds():
     run_case(__file__, "seed", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_bool_arrays_reduce_and_complex_extremes_are_refused_alike_on_every_path():
     run_case(__file__, "comm_dtypes", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_communicator_made_otherwise_on_one_rank_is_refused_on_every_rank():
     run_case(__file__, "comm_alike", 2, timeout=30)
 

@@ -35,15 +35,18 @@ from mpi_cases import raises, run_case, run_here
 CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 
 
+@pytest.mark.spawns
 def test_float16_means_of_large_gradients_stay_finite_on_every_path():
     run_case(__file__, "half_mean", 2, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_zero1_int8_with_stochastic_rounding_steps_as_the_unsharded_optimizer_bit_for_bit(n):
     run_case(__file__, "sr8", n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_zero1_checkpoints_through_optkern_save_and_load(tmp_path):
     run_case(__file__, "save_load", 2, str(tmp_path), timeout=CASE_TIMEOUT)
 

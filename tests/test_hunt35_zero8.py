@@ -26,20 +26,24 @@ CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 SIZES = (1000, 7, 301, 2050)  # no size (and no sum of them) a multiple of the block
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_zero1_int8_states_step_as_the_unsharded_8bit_optimizer_bit_for_bit(n):
     run_case(__file__, "zero8", n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [2, 4])
 def test_zero1_int8_consolidated_state_is_the_unsharded_state_and_loads_back(n):
     run_case(__file__, "zero8_ckpt", n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_zero1_int8_regroups_copies_and_reshards_as_the_unsharded_8bit_optimizer():
     run_case(__file__, "zero8_more", 4, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_a_shard_laid_out_for_another_state_dtype_is_refused():
     run_case(__file__, "zero8_shard_layout", 2, timeout=CASE_TIMEOUT)
 

@@ -22,6 +22,7 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 90
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [3, 4])
 def test_weighted_half_sum_is_float32_rounded_once(n):
     pytest.importorskip("mpi4py")

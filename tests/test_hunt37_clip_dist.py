@@ -9,12 +9,14 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from mpi_cases import run_case, run_here
 
 CASE_TIMEOUT = 60
 
 
+@pytest.mark.spawns
 def test_distributed_p_norm_within_two_ulps_of_the_exact_norm():
     run_case(__file__, "p_norm", 2, timeout=CASE_TIMEOUT)
 

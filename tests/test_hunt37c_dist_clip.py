@@ -18,6 +18,7 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 60
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [2, 4])
 def test_a_rank_without_gradients_raises_on_a_nonfinite_global_norm(n):
     pytest.importorskip("mpi4py")

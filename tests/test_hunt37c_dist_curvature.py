@@ -18,6 +18,7 @@ from mpi_cases import run_case, run_here
 CASE_TIMEOUT = 60  # s: a hang is a failure
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [2, 4])
 def test_an_estimator_over_with_progress_refused_on_one_rank_raises_on_every_rank(n):
     pytest.importorskip("mpi4py")

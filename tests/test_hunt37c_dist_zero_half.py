@@ -22,12 +22,14 @@ from test_hunt36_dist import _ulp  # (the 16-bit ulp of the reference's toleranc
 CASE_TIMEOUT = 90
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_zero_weighted_half_sum_equals_data_parallel(n):
     pytest.importorskip("mpi4py")
     run_case(__file__, "weighted_half", n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [3, 4])
 def test_zero_weighted_half_steps_equal_data_parallel(n):
     pytest.importorskip("mpi4py")

@@ -133,11 +133,13 @@ def test_half_clip_value_and_with_norm(dt):
 # ---- over the ranks ------------------------------------------------------------------------------
 
 
+@pytest.mark.spawns
 def test_distributed_half_clip_matches_float64():
     pytest.importorskip("mpi4py")
     run_case(__file__, "half_clip", 2, timeout=90)
 
 
+@pytest.mark.spawns
 def test_zero1_half_slice_clips():
     pytest.importorskip("mpi4py")
     run_case(__file__, "zero_half_slice", 2, timeout=90)

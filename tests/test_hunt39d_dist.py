@@ -24,6 +24,7 @@ from mpi_cases import raises, run_case, run_here
 CASE_TIMEOUT = 90  # s: a hang is a failure
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("n", [2, 3])
 def test_one_torch_tensor_is_one_sharded_param(n):
     pytest.importorskip("mpi4py")
@@ -31,6 +32,7 @@ def test_one_torch_tensor_is_one_sharded_param(n):
     run_case(__file__, "one_tensor", n, timeout=CASE_TIMEOUT)
 
 
+@pytest.mark.spawns
 def test_torch_optimizers_are_refused_by_name_on_every_rank():
     pytest.importorskip("mpi4py")
     pytest.importorskip("torch")

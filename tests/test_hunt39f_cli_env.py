@@ -38,6 +38,7 @@ def _one_line(r, name, message):
     assert r.stdout == ""
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("name,value,message", BAD)
 @pytest.mark.parametrize("command", [["study", "--quick"], ["bench", "--quick"], ["info"]])
 def test_python_m_optkern_says_one_line(name, value, message, command, tmp_path):
@@ -46,6 +47,7 @@ def test_python_m_optkern_says_one_line(name, value, message, command, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("name,value,message", BAD[::2])
 def test_the_console_script_says_one_line(name, value, message, tmp_path):
     script = tmp_path / "optkern"
@@ -55,11 +57,13 @@ def test_the_console_script_says_one_line(name, value, message, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("name,value,message", BAD[::2])
 def test_python_m_optkern_cli_says_one_line(name, value, message):
     _one_line(_run([sys.executable, "-m", "optkern.cli", "info"], name, value), name, message)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("name,value,message", BAD)
 def test_import_still_raises_a_value_error_naming_the_variable(name, value, message):
     code = "try:\n    import optkern\nexcept ValueError as e:\n    print(e)\nelse:\n    print('imported')\n"
@@ -68,6 +72,7 @@ def test_import_still_raises_a_value_error_naming_the_variable(name, value, mess
     assert r.stdout.strip() == f"{name}: {message}"
 
 
+@pytest.mark.spawns
 def test_a_script_that_imports_optkern_gets_the_value_error(tmp_path):
     # a user's program (not the optkern command) keeps Python's traceback and exit status 1
     script = tmp_path / "train.py"
@@ -77,12 +82,14 @@ def test_a_script_that_imports_optkern_gets_the_value_error(tmp_path):
     assert "ValueError: OPTKERN_POOL_BYTES: expected a non-negative integer (bytes), got 'x'" in r.stderr
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("options", [["-X", "utf8", "-W", "ignore", "-m", "optkern"], ["-u", "-moptkern"]])
 def test_interpreter_options_before_m_are_skipped(options, tmp_path):
     r = _run([sys.executable, *options, "info"], "OPTKERN_POOL_BYTES", "1e9", cwd=tmp_path)
     _one_line(r, "OPTKERN_POOL_BYTES", "expected a non-negative integer (bytes), got '1e9'")
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("module", ["optkern", "optkern.cli"])
 def test_under_mpi4py_says_one_line(module, tmp_path):
     # the launcher the CLI documents (mpiexec -n N python -m mpi4py -m optkern study ...)

@@ -37,6 +37,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.spawns
 def test_hutchpp_and_block_lanczos_bits_do_not_follow_the_thread_count():
     out = outputs_by_threads(SCRIPT)
     assert len(set(out.values())) == 1, out

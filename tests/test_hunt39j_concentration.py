@@ -36,6 +36,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.spawns
 def test_concentration_bits_do_not_follow_the_thread_count():
     out = outputs_by_threads(SCRIPT)
     assert len(set(out.values())) == 1, out

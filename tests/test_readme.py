@@ -74,6 +74,7 @@ def test_usage_then_checkpointing(tmp_path, monkeypatch):
     assert opt.param_groups[0]["lr"] == saved_lr and ns["step"] == 499 and ns["sched"] is sched
 
 
+@pytest.mark.spawns
 def test_scaling_out_under_two_ranks(tmp_path):
     """The Scaling-out script on two ranks: every rank prints the same top eigenvalues."""
     from test_distributed import launch
@@ -98,6 +99,7 @@ def _flags(text: str, command: str) -> set[str]:
     return found
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("command", ["study", "bench"])
 def test_the_options_the_readme_names_exist(command):
     text = README.read_text(encoding="utf-8")

@@ -62,6 +62,7 @@ def test_the_rule_list_is_complete():
     assert rule_templates() == {"Sgd": 1, "Adagrad": 0, "RMSprop": 2, "Adadelta": 0, "Adam": 1, "NAdam": 0}
 
 
+@pytest.mark.spawns
 def test_every_rule_loop_vectorizes_without_unswitching(tmp_path):
     cxx = _gcc()
     if cxx is None:

@@ -216,6 +216,7 @@ def test_cpu_views_are_zero_copy():
     assert float(t[0]) == 42.0 and v.ctypes.data == t.data_ptr()
 
 
+@pytest.mark.spawns
 def test_import_optkern_does_not_import_torch():
     import subprocess
     import sys
