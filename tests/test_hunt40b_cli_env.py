@@ -36,6 +36,7 @@ def _run_39(module, *args, path=ROOT, value="1e9"):
     )
 
 
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 @pytest.mark.parametrize("module", ["optkern", "optkern.cli"])
 def test_python_m_optkern_without_orig_argv_says_one_line(module):
     r = _run_39(module, "info")
@@ -46,6 +47,7 @@ def test_python_m_optkern_without_orig_argv_says_one_line(module):
     ]
 
 
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 def test_another_module_importing_optkern_without_orig_argv_gets_the_value_error(tmp_path):
     # ``python -m train`` (a user's package importing optkern) is no optkern command
     (tmp_path / "train").mkdir()

@@ -24,6 +24,7 @@ CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
 @pytest.mark.parametrize(
     "case", ["sizes", "dtypes", "ops_roots_orders", "one_rank_refuses", "calls_apart", "unchecked"]
 )
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 def test_collectives_compare_the_ranks_arguments(case):
     pytest.importorskip("mpi4py")
     run_case(__file__, case, 2, timeout=CASE_TIMEOUT)

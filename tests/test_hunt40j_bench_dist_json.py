@@ -32,6 +32,7 @@ sys.exit(main(["bench", "dist", "--quick", "--threads", "1", "--json", sys.argv[
 """
 
 
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 def test_dist_json_has_the_meta_of_the_other_suites(tmp_path):
     pytest.importorskip("mpi4py")  # (an optional dependency: the suite's own error says so without it)
     out = tmp_path / "dist.json"

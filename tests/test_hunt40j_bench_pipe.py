@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import optkern
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
@@ -32,6 +34,7 @@ sys.exit(main(["bench", "norm", "--quick", "--json", sys.argv[2]]))
 """
 
 
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 def test_json_is_written_when_the_reader_of_stdout_left(tmp_path):
     marker, out = tmp_path / "reader-gone", tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}

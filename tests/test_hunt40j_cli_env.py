@@ -17,6 +17,7 @@ from optkern import _env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
 
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 def test_command_with_pool_bytes_past_int64_says_one_line():
     env = {k: v for k, v in os.environ.items() if k not in ("OPTKERN_SERIAL_BELOW", "OPTKERN_POOL_BYTES")}
     env.update(PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPTKERN_POOL_BYTES=str(2**64))
