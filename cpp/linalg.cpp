@@ -15,6 +15,8 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "optkern/common.hpp"
@@ -216,19 +218,35 @@ void cgs2_normalize_rows(const TQ* Q, int64_t n, int64_t k, T* W, int64_t b, dou
     if (scaled[size_t(v)]) betas[v] = scaled_normalize(vec(v), blocks, spare);
 }
 
-double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h, int passes) {
+// What both entry points check first: passes, and Q's and the vectors' dtypes (a float32 Q with
+// float64 vectors is allowed, not the reverse). Returns (Q's dtype, the vectors' dtype).
+std::pair<py::dtype, py::dtype> checked_dtypes(py::handle Q_h, py::handle w_h, const char* w_name, int passes) {
   if (passes != 1 && passes != 2) throw py::value_error("passes: expected 1 or 2, got " + std::to_string(passes));
   const py::dtype dq = float_dtype<HostArrays>(Q_h, "Q");
-  const py::dtype dt = float_dtype<HostArrays>(w_h, "w");
-  if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))  // f32 Q with f64 w is allowed
-    throw py::type_error("w: expected float64, got float32");
-  HostArgs args(dt);
+  const py::dtype dt = float_dtype<HostArrays>(w_h, w_name);
+  if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))
+    throw py::type_error(std::string(w_name) + ": expected float64, got float32");
+  return {dq, dt};
+}
+
+// Q a 2-D basis (vectors as rows) with k in [0, rows]: its data and its columns n.
+std::pair<const char*, int64_t> checked_basis(HostArgs& args, py::handle Q_h, const py::dtype& dq, int64_t k) {
   const char* Q = args.get(Q_h, "Q", dq, -1, false);
   const auto mn = HostArrays::shape(Q_h);
   if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
-  const int64_t m = mn[0], n = mn[1];
+  const int64_t m = mn[0];
   if (k < 0 || k > m)
     throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
+  return {Q, mn[1]};
+}
+
+double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h, int passes) {
+  const auto dtypes = checked_dtypes(Q_h, w_h, "w", passes);
+  const py::dtype dq = dtypes.first, dt = dtypes.second;
+  HostArgs args(dt);
+  const auto basis = checked_basis(args, Q_h, dq, k);
+  const char* Q = basis.first;
+  const int64_t n = basis.second;
   char* w = args.shaped(w_h, "w", {n}, true);
   double* cp = args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
   const auto co = HostArrays::shape(coeffs_h);
@@ -250,18 +268,12 @@ double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::hand
 // Q, k and coeffs as lanczos_orthogonalize checks them; W (b, n) rows, coeffs (b, >= k), betas (b).
 void lanczos_orthogonalize_rows(py::handle Q_h, int64_t k, py::handle W_h, py::handle coeffs_h, py::handle betas_h,
                                 int passes) {
-  if (passes != 1 && passes != 2) throw py::value_error("passes: expected 1 or 2, got " + std::to_string(passes));
-  const py::dtype dq = float_dtype<HostArrays>(Q_h, "Q");
-  const py::dtype dt = float_dtype<HostArrays>(W_h, "W");
-  if (dq.equal(py::dtype::of<double>()) && dt.equal(py::dtype::of<float>()))  // f32 Q with f64 W is allowed
-    throw py::type_error("W: expected float64, got float32");
+  const auto dtypes = checked_dtypes(Q_h, W_h, "W", passes);
+  const py::dtype dq = dtypes.first, dt = dtypes.second;
   HostArgs args(dt);
-  const char* Q = args.get(Q_h, "Q", dq, -1, false);
-  const auto mn = HostArrays::shape(Q_h);
-  if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
-  const int64_t m = mn[0], n = mn[1];
-  if (k < 0 || k > m)
-    throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
+  const auto basis = checked_basis(args, Q_h, dq, k);
+  const char* Q = basis.first;
+  const int64_t n = basis.second;
   char* W = args.get(W_h, "W", -1, true);
   const auto bn = HostArrays::shape(W_h);
   if (bn.size() != 2 || bn[1] != n)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import optkern.clip as C
+from dlpack_exporters import Plain as DLPackOnly
 from optkern import _backend, hessian, regularize, swa
 from optkern import functional as F
 from optkern import optim as O
@@ -25,19 +26,6 @@ class Interface:
     def __init__(self, a):
         self.base = a
         self.__array_interface__ = a.__array_interface__
-
-
-class DLPackOnly:
-    """Exports only ``__dlpack__`` (a JAX / TF-like array)."""
-
-    def __init__(self, a):
-        self.base = a
-
-    def __dlpack__(self, **kwargs):
-        return self.base.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self.base.__dlpack_device__()
 
 
 def _rand(shape, dtype=np.float32, seed=0):

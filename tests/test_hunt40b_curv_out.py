@@ -10,24 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dlpack_exporters import Plain as DLPackOnly
 from optkern import hessian
 from optkern.nn import MLP
 
 torch = pytest.importorskip("torch")
 from optkern.torch import hessian_operator  # noqa: E402 (needs torch)
-
-
-class DLPackOnly:
-    """Exports only ``__dlpack__`` (a JAX / TF-like array)."""
-
-    def __init__(self, a):
-        self.base = a
-
-    def __dlpack__(self, **kwargs):
-        return self.base.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self.base.__dlpack_device__()
 
 
 def _problem():

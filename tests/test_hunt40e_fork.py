@@ -42,10 +42,28 @@ def _python(code, timeout=60):
     return r.stdout.strip()
 
 
+# The parent's end of each script: wait up to 20 s for the child `pid` and print its exit code,
+# or kill it and print "hung".
+_WAIT_CHILD = """
+t0 = time.monotonic()
+while time.monotonic() - t0 < 20:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exit", os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("hung")
+"""
+
+
 # The parent runs a parallel kernel, forks from C and waits up to 20 s for the child, which reports
 # through its exit status (libc's _exit: the child runs no Python at-fork hook, and must not run the
 # parent's atexit handlers either).
-_C_FORK = r"""
+_C_FORK = (
+    r"""
 import ctypes, os, time, warnings
 import numpy as np
 import optkern
@@ -65,18 +83,9 @@ if pid == 0:
     except BaseException:
         code = 4
     libc._exit(code)
-t0 = time.monotonic()
-while time.monotonic() - t0 < 20:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("exit", os.waitstatus_to_exitcode(status))
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("hung")
 """
+    + _WAIT_CHILD
+)
 
 
 def test_a_child_of_a_fork_from_c_runs_kernels_on_one_thread_instead_of_hanging():
@@ -163,7 +172,8 @@ def test_children_forked_while_a_thread_runs_a_parallel_kernel_compute_what_the_
 
 # (a thread of the parent holds the optimizer's lock, as it does through a step, when the main thread
 # forks: the lock stays held in the child, by a thread the child does not have)
-_FORK_MID_STEP = r"""
+_FORK_MID_STEP = (
+    r"""
 import os, threading, time
 import numpy as np
 import optkern
@@ -185,18 +195,9 @@ if pid == 0:
     os._exit(0 if opt.state_dict()["state"][0]["step"] == 1 and avg.n_averaged == 1 else 3)
 release.set()
 t.join()
-t0 = time.monotonic()
-while time.monotonic() - t0 < 20:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("exit", os.waitstatus_to_exitcode(status))
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("hung")
 """
+    + _WAIT_CHILD
+)
 
 
 def test_a_child_forked_while_a_thread_steps_an_optimizer_can_step_it():
