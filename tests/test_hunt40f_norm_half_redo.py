@@ -71,6 +71,9 @@ def _peak(dt_name, shape):
     return extra, nbytes
 
 
+# (spawns: a fresh process per case, and under ASan its allocator and shadow memory are what the
+# resident set measures; the redo itself runs in-process below, under the sanitizer too)
+@pytest.mark.spawns
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="VmHWM reset: Linux's /proc")
 @pytest.mark.parametrize("dt_name", list(HALF))
 @pytest.mark.parametrize("shape", [(32, 64, 2048), (1 << 16, 64)], ids=["NCS", "NC"])
