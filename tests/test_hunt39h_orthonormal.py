@@ -9,26 +9,15 @@ printed bytes must agree (on a machine with one CPU they agree trivially). The a
 compare with the QR-based estimate of the same probes and with a dense ``eigh``.
 """
 
-import textwrap
-
 import numpy as np
 import pytest
 
 from optkern import hessian
 from optkern.hessian._probes import rademacher
-from thread_runs import outputs_by_threads
+from thread_runs import on_diagonal_operators, outputs_by_threads
 
-SCRIPT = textwrap.dedent(
+SCRIPT = on_diagonal_operators(
     """
-    import hashlib
-    import numpy as np
-    from optkern import hessian
-
-    n = 70001
-    for dt in (np.float64, np.float32):
-        d = (1.0 / (1.0 + np.arange(n) / 50.0) ** 2).astype(dt)
-        d[::7] *= -0.5
-        op = hessian.from_hvp(lambda v: d * v, n, dt, matmat=lambda V: d[:, None] * V)
         t = hessian.trace(op, "hutch++", num_matvecs=61, seed=3)
         print(float(t.estimate).hex(), hashlib.sha256(t.samples.tobytes()).hexdigest()[:16])
         r = hessian.top_eigenvalues(op, 3, which="LM", block_size=4, max_steps=40, tol=1e-30)

@@ -8,24 +8,14 @@ fresh interpreter per thread count; the printed bytes must agree (on a machine w
 agree trivially). The accuracy checks compare with the QR-based fraction and with a dense ``eigh``.
 """
 
-import textwrap
-
 import numpy as np
 import pytest
 
 from optkern import hessian
-from thread_runs import outputs_by_threads
+from thread_runs import on_diagonal_operators, outputs_by_threads
 
-SCRIPT = textwrap.dedent(
+SCRIPT = on_diagonal_operators(
     """
-    import numpy as np
-    from optkern import hessian
-
-    n = 70001
-    for dt in (np.float64, np.float32):
-        d = (1.0 / (1.0 + np.arange(n) / 50.0) ** 2).astype(dt)
-        d[::7] *= -0.5
-        op = hessian.from_hvp(lambda v: d * v, n, dt, matmat=lambda V: d[:, None] * V)
         rng = np.random.default_rng(5)
         g = rng.standard_normal(n).astype(dt)
         for k in (24, 40):

@@ -8,27 +8,16 @@ run is a fresh interpreter per thread count; the printed bytes must agree (on a 
 CPU they agree trivially). The accuracy checks compare with a dense ``eigh`` at small n.
 """
 
-import textwrap
-
 import numpy as np
 import pytest
 
 from optkern import hessian
 from optkern.hessian import _combine
 from optkern.hessian.krylov import BlockKrylov
-from thread_runs import outputs_by_threads
+from thread_runs import on_diagonal_operators, outputs_by_threads
 
-SCRIPT = textwrap.dedent(
+SCRIPT = on_diagonal_operators(
     """
-    import hashlib
-    import numpy as np
-    from optkern import hessian
-
-    n = 70001
-    for dt in (np.float64, np.float32):
-        d = (1.0 / (1.0 + np.arange(n) / 50.0) ** 2).astype(dt)
-        d[::7] *= -0.5
-        op = hessian.from_hvp(lambda v: d * v, n, dt, matmat=lambda V: d[:, None] * V)
         for b, mb in ((4, 60), (1, 80)):
             kw = dict(block_size=b, max_basis=mb, max_steps=300, tol=1e-30, return_eigenvectors=True)
             r = hessian.top_eigenvalues(op, 10, "LA", **kw)

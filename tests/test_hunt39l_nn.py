@@ -10,21 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from optkern.nn import MLP
-
-
-def _problem():
-    m = MLP([3, 5, 2], activation="tanh", dtype=np.float64)
-    p = m.init_params(1)
-    rng = np.random.default_rng(0)
-    x, y, v = rng.standard_normal((6, 3)), np.array([0, 1, 1, 0, 1, 0]), rng.standard_normal(m.num_params)
-    return m, p, x, y, v
+from tiny_mlp import tiny_mlp_problem
 
 
 @pytest.mark.parametrize("method", ["hvp", "ggn_vp"])
 @pytest.mark.parametrize("positional", [False, True])
 def test_a_torch_out_is_written_as_an_in_place_torch_op(method, positional):
-    m, p, x, y, v = _problem()
+    m, p, x, y, v = tiny_mlp_problem()
     want = getattr(m, method)(p, x, y, v)
     out = torch.zeros(m.num_params, dtype=torch.float64)
     a = torch.ones(m.num_params, dtype=torch.float64, requires_grad=True)
@@ -40,7 +32,7 @@ def test_a_torch_out_is_written_as_an_in_place_torch_op(method, positional):
 
 @pytest.mark.parametrize("method", ["hvp", "ggn_vp"])
 def test_a_refused_call_leaves_the_torch_out_and_its_version_alone(method):
-    m, p, x, y, v = _problem()
+    m, p, x, y, v = tiny_mlp_problem()
     out = torch.zeros(m.num_params, dtype=torch.float64)
     before = out._version
     with pytest.raises(ValueError, match="^v: expected shape"):

@@ -12,23 +12,15 @@ import pytest
 
 from dlpack_exporters import Plain as DLPackOnly
 from optkern import hessian
-from optkern.nn import MLP
+from tiny_mlp import tiny_mlp_problem
 
 torch = pytest.importorskip("torch")
 from optkern.torch import hessian_operator  # noqa: E402 (needs torch)
 
 
-def _problem():
-    m = MLP([3, 5, 2], activation="tanh", dtype=np.float64)
-    p = m.init_params(1)
-    rng = np.random.default_rng(0)
-    x, y, v = rng.standard_normal((6, 3)), np.array([0, 1, 1, 0, 1, 0]), rng.standard_normal(m.num_params)
-    return m, p, x, y, v
-
-
 @pytest.mark.parametrize("method", ["hvp", "ggn_vp"])
 def test_mlp_product_returns_the_torch_out_itself(method):
-    m, p, x, y, v = _problem()
+    m, p, x, y, v = tiny_mlp_problem()
     want = getattr(m, method)(p, x, y, v)
     out = torch.full((m.num_params,), float("nan"), dtype=torch.float64)
     got = getattr(m, method)(p, x, y, v, out=out)
@@ -40,7 +32,7 @@ def test_mlp_product_returns_the_torch_out_itself(method):
 
 @pytest.mark.parametrize("method", ["hvp", "ggn_vp"])
 def test_mlp_product_returns_a_dlpack_out_itself(method):
-    m, p, x, y, v = _problem()
+    m, p, x, y, v = tiny_mlp_problem()
     buf = np.full(m.num_params, np.nan)
     out = DLPackOnly(buf)
     assert getattr(m, method)(p, x, y, v, out=out) is out
@@ -48,7 +40,7 @@ def test_mlp_product_returns_a_dlpack_out_itself(method):
 
 
 def _operators():
-    m, p, x, y, v = _problem()
+    m, p, x, y, v = tiny_mlp_problem()
     yield "from_mlp", hessian.from_mlp(m, p, x, y), v  # (writes into out)
     yield "from_hvp", hessian.from_hvp(lambda u: m.hvp(p, x, y, u), v.size), v  # (copies into out)
     w = torch.tensor(p, requires_grad=True)

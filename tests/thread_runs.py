@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 
 import optkern
 
@@ -20,3 +21,24 @@ def outputs_by_threads(script: str) -> dict:
         assert res.returncode == 0, res.stderr[-3000:]
         out[(blas, omp)] = res.stdout
     return out
+
+
+# The estimators' operator in these tests: a diagonal of n = 70001 mixed-sign values, products
+# that cost nothing (the bits tested are the estimator's own), in float64 then float32.
+_DIAGONAL = """\
+import hashlib
+import numpy as np
+from optkern import hessian
+
+n = 70001
+for dt in (np.float64, np.float32):
+    d = (1.0 / (1.0 + np.arange(n) / 50.0) ** 2).astype(dt)
+    d[::7] *= -0.5
+    op = hessian.from_hvp(lambda v: d * v, n, dt, matmat=lambda V: d[:, None] * V)
+"""
+
+
+def on_diagonal_operators(body: str) -> str:
+    """A script running ``body`` once per dtype, where ``np``, ``hessian``, ``hashlib``, ``n``,
+    ``dt``, ``d`` and the operator ``op`` are defined."""
+    return _DIAGONAL + textwrap.indent(textwrap.dedent(body), "    ")
