@@ -72,7 +72,8 @@ in parallel, one per core: --jobs); --quick (hidden
 
 Exit status: 0 done; 2 bad options or data (one line on stderr, before any
 training); 1 out of memory or a worker process died; 130 stopped by Ctrl-C
-(143 by SIGTERM).
+(143 by SIGTERM). A console whose reader left (| head) is no error: the study
+runs on without it and writes every file.
 
 examples:
   optkern study --quick
@@ -213,16 +214,72 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _to_devnull(stream) -> None:
+    """Point ``stream``'s descriptor at /dev/null: its reader went away (``| head``), and what is
+    still buffered or printed later must not raise at every write again, nor at exit."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, stream.fileno())
+    finally:
+        os.close(null)
+
+
+class _Console:
+    """stdout or stderr of a command whose product is its files (``study``, ``bench --json``): the
+    first write or flush that finds the reader gone (``optkern study 2>&1 | head -1``) sends this
+    stream to /dev/null (``_to_devnull``), and the command runs on to write every file. A progress
+    line raising BrokenPipeError stopped the study before its report (exit 141)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        _to_devnull(self._stream)
+        try:
+            self._stream.flush()  # (the rest of its buffer, to /dev/null)
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):  # (isatty, fileno, encoding, ...: the stream's own)
+        return getattr(self._stream, name)
+
+
 def main(argv=None) -> int:
     """Run the ``optkern`` command; returns its exit status: 0 done, 2 bad options or data, 1 out of
-    memory or a worker process died, 130 interrupted (143: SIGTERM during a study), 141 SIGPIPE."""
-    from concurrent.futures.process import BrokenProcessPool
-
+    memory or a worker process died, 130 interrupted (143: SIGTERM during a study), 141 SIGPIPE
+    (``info`` or ``bench`` without ``--json`` whose reader left: nothing else to do). ``study`` and
+    ``bench --json`` run on with their console discarded (``_Console``) and keep their own status."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if not (args.command == "study" or (args.command == "bench" and args.json)):
+        return _main(args)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Console(sys.stdout), _Console(sys.stderr)
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(args) -> int:
+    from concurrent.futures.process import BrokenProcessPool
+
     from ._malloc import pin_glibc_thresholds
 
     pin_glibc_thresholds()  # timings independent of allocation history (see optkern._malloc)
@@ -267,7 +324,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
         # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _to_devnull(sys.stdout)
         return 141  # 128 + SIGPIPE, as a shell reports a writer killed by it
 
 
