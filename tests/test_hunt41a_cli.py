@@ -109,3 +109,90 @@ def test_bench_json_is_written_and_exits_0_when_the_reader_of_its_console_left(t
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["case"] for r in rows] == ["first case", "second case"]
+
+
+# Defect fixed: the command's numbers were read by Python's int() / float(), which take what no one
+# typing an option means: `--lr sgd=1_0` trained at 10 (and diverged), `--epochs 1_0` ran 10
+# epochs, `--seed ١` (an Arabic-Indic digit) seeded 1, `--label-column 1_0` took column 10. Every
+# numeric option is now read by optkern._cli_numbers: ASCII digits, a sign, for a real a point and
+# an exponent; exit 2 with the option named. ("nan" / "inf" learning rates were refused already.)
+_SMALL = ["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--no-plots", "--jobs", "1"]
+
+
+@pytest.mark.parametrize("value", ["sgd=1_0", "sgd=0.0_5", "sgd=١", "sgd=nan", "sgd=-inf", "sgd=infinity", "sgd=1e999"])
+def test_study_lr_that_float_takes_but_no_user_means_is_refused_naming_lr(tmp_path, capsys, value):
+    from optkern.cli import main
+
+    assert main([*_SMALL, "--out", str(tmp_path / "s"), "--lr", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("optkern study: error: --lr: "), err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--epochs",
+        "--batch-size",
+        "--large-batch",
+        "--checkpoints",
+        "--curvature-samples",
+        "--seed",
+        "--seeds",
+        "--threads",
+        "--jobs",
+    ],
+)
+@pytest.mark.parametrize("value", ["1_0", "١", "0x1"])
+def test_study_integer_options_refuse_underscores_and_other_digits_naming_the_option(tmp_path, capsys, option, value):
+    from optkern.cli import main
+
+    with pytest.raises(SystemExit) as e:  # (argparse's: its usage, then the one error line)
+        main([*_SMALL, "--out", str(tmp_path / "s"), option, value])
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"optkern study: error: argument {option}: "), last
+    assert not (tmp_path / "s").exists()
+
+
+def test_bench_threads_refuses_underscores(capsys):
+    from optkern.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "norm", "--quick", "--threads", "1_0"])
+    assert e.value.code == 2
+    assert "argument --threads: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["1_6", "١٦"])
+def test_study_hidden_refuses_underscores_and_other_digits(tmp_path, capsys, value):
+    from optkern.cli import main
+
+    assert main([*_SMALL, "--out", str(tmp_path / "s"), "--hidden", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("optkern study: error: --hidden: "), err
+
+
+def test_study_strict_numbers_still_take_what_users_write():
+    from optkern.cli import _parser
+    from optkern.study import parse_lr
+
+    args = _parser().parse_args([*_SMALL, "--epochs", "+3", "--seed", " -0", "--hidden", "16, 8"])
+    assert (args.epochs, args.seed) == (3, 0)
+    assert parse_lr(["sgd=+5E-2,adam= 1e-3 ", "lbfgs=1.", "sam=.5"]) == {
+        "sgd": {"lr": 0.05},
+        "adam": {"lr": 0.001},
+        "lbfgs": {"lr": 1.0},
+        "sam": {"lr": 0.5},
+    }
+
+
+def test_label_column_1_0_is_a_name_not_column_10(tmp_path):
+    from optkern.datasets import DataError, load_file
+
+    path = tmp_path / "d.csv"
+    rows = ["a,b,c,d,e,f,g,h,i,j,k,l"] + [",".join(str((r * 7 + c) % 5) for c in range(12)) for r in range(20)]
+    path.write_text("\n".join(rows) + "\n")
+    assert load_file(str(path), label_column="10").y is not None  # (an index: digits)
+    with pytest.raises(DataError, match="'1_0' not found"):
+        load_file(str(path), label_column="1_0")

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ._cli_numbers import whole_option
 from .study import UsageError
 
 
@@ -125,17 +126,21 @@ def _parser() -> argparse.ArgumentParser:
         "ones, " + ",".join(DEFAULT_OPTIMIZERS) + ")",
     )
     s.add_argument("--norms", metavar="LIST", help="comma-separated: none,batch,layer (default: none,batch)")
-    s.add_argument("--epochs", type=int, help=f"training epochs per run ({default('epochs')})")
-    s.add_argument("--batch-size", type=int, help=f"mini-batch size ({default('batch_size')})")
-    s.add_argument("--large-batch", type=int, metavar="N", help=f"batch size of newton-cg ({default('large_batch')})")
+    s.add_argument("--epochs", type=whole_option, help=f"training epochs per run ({default('epochs')})")
+    s.add_argument("--batch-size", type=whole_option, help=f"mini-batch size ({default('batch_size')})")
+    s.add_argument(
+        "--large-batch", type=whole_option, metavar="N", help=f"batch size of newton-cg ({default('large_batch')})"
+    )
     s.add_argument("--hidden", metavar="LIST", help=f"hidden layer widths ({default('hidden')})")
     s.add_argument("--activation", choices=["tanh", "relu", "gelu", "sigmoid", "softplus"], help=default("activation"))
     s.add_argument(
-        "--checkpoints", type=int, help=f"how many times to measure the Hessian per run ({default('checkpoints')})"
+        "--checkpoints",
+        type=whole_option,
+        help=f"how many times to measure the Hessian per run ({default('checkpoints')})",
     )
     s.add_argument(
         "--curvature-samples",
-        type=int,
+        type=whole_option,
         metavar="N",
         dest="curvature_batch",
         help=f"training samples the Hessian is measured on ({default('curvature_batch')})",
@@ -147,10 +152,10 @@ def _parser() -> argparse.ArgumentParser:
         help="peak learning rate of one optimizer, e.g. --lr adam=1e-3 --lr sgd=0.05 (repeatable; "
         "defaults in report.md)",
     )
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same study")
+    s.add_argument("--seed", type=whole_option, default=0, help="random seed (default 0): same seed, same study")
     s.add_argument(
         "--seeds",
-        type=int,
+        type=whole_option,
         default=1,
         metavar="N",
         help="run every configuration N times (seeds SEED..SEED+N-1); tables and plots show mean and "
@@ -159,14 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda needs CuPy and a GPU")
     s.add_argument(
         "--threads",
-        type=int,
+        type=whole_option,
         default=1,
         help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
         "steady timings on a busy machine)",
     )
     s.add_argument(
         "--jobs",
-        type=int,
+        type=whole_option,
         default=0,
         metavar="N",
         help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
@@ -206,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument(
         "--threads",
-        type=int,
+        type=whole_option,
         help="OpenMP threads for optkern and torch (default: each library's own count, OMP_NUM_THREADS or all cores)",
     )
 
