@@ -13,6 +13,7 @@ from . import _backend
 from ._amp_checks import _KEYS, _checked_state, _float32_in
 from ._amp_states import Iteration
 from ._checked_values import cached, remember
+from ._serial import serialized, unlocked
 
 
 class ScalerConfig:
@@ -66,6 +67,7 @@ class ScalerConfig:
             remember(cache, "rule", given, rule)
         return rule
 
+    @serialized
     def state_dict(self) -> dict:
         """The scale, its factors, interval and growth tracker; ``{}`` when disabled (torch's)."""
         if not self.enabled:
@@ -78,6 +80,7 @@ class ScalerConfig:
             "_growth_tracker": int(_backend.to_numpy(self._growth_tracker)[0]),
         }
 
+    @serialized
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output, every value checked (as by the constructor) before
         any is assigned; a no-op when disabled, as torch's."""
@@ -109,7 +112,7 @@ class ScalerConfig:
                 "A GradScaler instance may only be pickled at the beginning of an iteration, or at "
                 "the end after scaler.update()."
             )
-        state = {**vars(self), "_iteration": Iteration()}  # (empty: a shallow copy gets its own)
+        state = {**unlocked(vars(self)), "_iteration": Iteration()}  # (empty: a shallow copy gets its own)
         state.pop("_rule_checked", None)  # (a cache of _rule: pickles stay as they were)
         return state
 

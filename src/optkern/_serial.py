@@ -10,8 +10,9 @@ user of threads expects is what a lock would give, and an uncontended one costs 
 threads run in some order, each whole. Different optimizers keep stepping at once.
 ``swa.AveragedParams`` likewise (two updates at once took the same weight and tore the average),
 and optkern.torch's optimizers (their own native calls: 3 threads x 10 steps of a 1M-float Adam
-matched 30 steps in one thread in 0 of 6 runs). Reentrant: a closure may read ``state_dict``, and
-an optimizer's methods call one another.
+matched 30 steps in one thread in 0 of 6 runs), and ``amp.GradScaler`` (an ``update()`` dropped the
+flag another thread's ``unscale_`` recorded while it ran: that inf never backed the scale off).
+Reentrant: a closure may read ``state_dict``, and an optimizer's methods call one another.
 """
 
 from __future__ import annotations

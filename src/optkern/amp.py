@@ -61,6 +61,7 @@ from ._amp_checks import (
 )
 from ._amp_passes import ScalerPasses
 from ._amp_states import Iteration, OptState, agreed, combined, distributed
+from ._serial import serialized
 from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
@@ -77,7 +78,13 @@ class GradScaler(ScalerPasses):
     where finite gradients unscale to inf / NaN without setting found_inf and the step writes them
     into the params). The backoff stops there too (torch's goes on to 0 after ~166 overflowing
     steps in a row from 2**16, and writes inf / NaN into the params at the next clean step), and
-    ``load_state_dict`` takes a saved scale below it (torch's 0) as that smallest scale."""
+    ``load_state_dict`` takes a saved scale below it (torch's 0) as that smallest scale.
+
+    One scaler shared by several threads: ``scale``, ``unscale_``, ``step``, ``update``,
+    ``state_dict`` and ``load_state_dict`` hold its own reentrant lock (``optkern._serial``, as the
+    optimizers' methods do), so that the calls run in some order, each whole: ``update()`` read the
+    recorded flags and then dropped the record, and a flag another thread recorded in between was
+    lost (its inf never backed the scale off). ``step`` holds it across the optimizer's step."""
 
     def __init__(
         self,
@@ -114,6 +121,7 @@ class GradScaler(ScalerPasses):
         """Whether the scaler scales (torch's ``is_enabled``)."""
         return self.enabled
 
+    @serialized
     def scale(self, loss):
         """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
         0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it; a list
@@ -153,6 +161,7 @@ class GradScaler(ScalerPasses):
         except TypeError:  # (Python's message names no argument)
             raise TypeError(f"{name}: expected a number or an array, got {type(loss).__name__}") from None
 
+    @serialized
     def unscale_(self, optimizer=None, grads=None):
         """``unscale_(optimizer, grads)``: divide ``optimizer``'s float32 ``grads`` by the scale in
         place, once per optimizer per iteration (torch's ``unscale_(optimizer)``); its ``step``
@@ -220,6 +229,7 @@ class GradScaler(ScalerPasses):
         self._iteration.pending = found
         return found if _backend.is_cupy(found) else bool(found[0])
 
+    @serialized
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale ``optimizer``'s ``grads`` (unless ``unscale_`` did) and step it unless one of
         them is inf/NaN, torch's per-optimizer rules: each optimizer is unscaled and skipped on
@@ -325,6 +335,7 @@ class GradScaler(ScalerPasses):
         it.record(optimizer, OptState.STEPPED, found)
         return result
 
+    @serialized
     def update(self, new_scale: float | None = None) -> None:
         """torch's _amp_update_scale_: back off when any optimizer's grads held an inf/NaN since
         the last update(), grow after growth_interval clean iterations."""

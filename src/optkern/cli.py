@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ._cli_numbers import whole_option
 from .study import UsageError
 
 
@@ -72,7 +73,8 @@ in parallel, one per core: --jobs); --quick (hidden
 
 Exit status: 0 done; 2 bad options or data (one line on stderr, before any
 training); 1 out of memory or a worker process died; 130 stopped by Ctrl-C
-(143 by SIGTERM).
+(143 by SIGTERM). A console whose reader left (| head) is no error: the study
+runs on without it and writes every file.
 
 examples:
   optkern study --quick
@@ -124,17 +126,21 @@ def _parser() -> argparse.ArgumentParser:
         "ones, " + ",".join(DEFAULT_OPTIMIZERS) + ")",
     )
     s.add_argument("--norms", metavar="LIST", help="comma-separated: none,batch,layer (default: none,batch)")
-    s.add_argument("--epochs", type=int, help=f"training epochs per run ({default('epochs')})")
-    s.add_argument("--batch-size", type=int, help=f"mini-batch size ({default('batch_size')})")
-    s.add_argument("--large-batch", type=int, metavar="N", help=f"batch size of newton-cg ({default('large_batch')})")
+    s.add_argument("--epochs", type=whole_option, help=f"training epochs per run ({default('epochs')})")
+    s.add_argument("--batch-size", type=whole_option, help=f"mini-batch size ({default('batch_size')})")
+    s.add_argument(
+        "--large-batch", type=whole_option, metavar="N", help=f"batch size of newton-cg ({default('large_batch')})"
+    )
     s.add_argument("--hidden", metavar="LIST", help=f"hidden layer widths ({default('hidden')})")
     s.add_argument("--activation", choices=["tanh", "relu", "gelu", "sigmoid", "softplus"], help=default("activation"))
     s.add_argument(
-        "--checkpoints", type=int, help=f"how many times to measure the Hessian per run ({default('checkpoints')})"
+        "--checkpoints",
+        type=whole_option,
+        help=f"how many times to measure the Hessian per run ({default('checkpoints')})",
     )
     s.add_argument(
         "--curvature-samples",
-        type=int,
+        type=whole_option,
         metavar="N",
         dest="curvature_batch",
         help=f"training samples the Hessian is measured on ({default('curvature_batch')})",
@@ -146,10 +152,10 @@ def _parser() -> argparse.ArgumentParser:
         help="peak learning rate of one optimizer, e.g. --lr adam=1e-3 --lr sgd=0.05 (repeatable; "
         "defaults in report.md)",
     )
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same study")
+    s.add_argument("--seed", type=whole_option, default=0, help="random seed (default 0): same seed, same study")
     s.add_argument(
         "--seeds",
-        type=int,
+        type=whole_option,
         default=1,
         metavar="N",
         help="run every configuration N times (seeds SEED..SEED+N-1); tables and plots show mean and "
@@ -158,14 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda needs CuPy and a GPU")
     s.add_argument(
         "--threads",
-        type=int,
+        type=whole_option,
         default=1,
         help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
         "steady timings on a busy machine)",
     )
     s.add_argument(
         "--jobs",
-        type=int,
+        type=whole_option,
         default=0,
         metavar="N",
         help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
@@ -205,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument(
         "--threads",
-        type=int,
+        type=whole_option,
         help="OpenMP threads for optkern and torch (default: each library's own count, OMP_NUM_THREADS or all cores)",
     )
 
@@ -213,16 +219,72 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _to_devnull(stream) -> None:
+    """Point ``stream``'s descriptor at /dev/null: its reader went away (``| head``), and what is
+    still buffered or printed later must not raise at every write again, nor at exit."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, stream.fileno())
+    finally:
+        os.close(null)
+
+
+class _Console:
+    """stdout or stderr of a command whose product is its files (``study``, ``bench --json``): the
+    first write or flush that finds the reader gone (``optkern study 2>&1 | head -1``) sends this
+    stream to /dev/null (``_to_devnull``), and the command runs on to write every file. A progress
+    line raising BrokenPipeError stopped the study before its report (exit 141)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        _to_devnull(self._stream)
+        try:
+            self._stream.flush()  # (the rest of its buffer, to /dev/null)
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):  # (isatty, fileno, encoding, ...: the stream's own)
+        return getattr(self._stream, name)
+
+
 def main(argv=None) -> int:
     """Run the ``optkern`` command; returns its exit status: 0 done, 2 bad options or data, 1 out of
-    memory or a worker process died, 130 interrupted (143: SIGTERM during a study), 141 SIGPIPE."""
-    from concurrent.futures.process import BrokenProcessPool
-
+    memory or a worker process died, 130 interrupted (143: SIGTERM during a study), 141 SIGPIPE
+    (``info`` or ``bench`` without ``--json`` whose reader left: nothing else to do). ``study`` and
+    ``bench --json`` run on with their console discarded (``_Console``) and keep their own status."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if not (args.command == "study" or (args.command == "bench" and args.json)):
+        return _main(args)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Console(sys.stdout), _Console(sys.stderr)
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(args) -> int:
+    from concurrent.futures.process import BrokenProcessPool
+
     from ._malloc import pin_glibc_thresholds
 
     pin_glibc_thresholds()  # timings independent of allocation history (see optkern._malloc)
@@ -267,7 +329,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
         # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _to_devnull(sys.stdout)
         return 141  # 128 + SIGPIPE, as a shell reports a writer killed by it
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._cli_numbers import whole
+
 _HERE = os.path.dirname(__file__)
 
 
@@ -285,7 +287,7 @@ def _column_index(label_column, header, ncols: int, path: str) -> int:
         return ncols - 1
     text = str(label_column).strip()
     try:
-        j = int(text)
+        j = whole(text)  # (not int(): "1_0" was column 10; a name here, as any non-number is)
     except ValueError:
         if not header or text not in header:
             names = f"the header has {', '.join(header)}" if header else "the file has no header line"

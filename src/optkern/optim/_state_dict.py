@@ -37,6 +37,11 @@ class StateDictMixin(OptimizerParts):
         parameters that have taken a step have an entry. State arrays are CuPy arrays for CuPy
         parameters; in capturable mode ``step`` is the live 0-d float64 CuPy array that the
         device increments (shared by the parameters of a group).
+
+        Taken under the optimizer's lock (``optkern._serial``): a ``step`` in another thread runs
+        before or after it, so the dict's entries are of one step count; but its arrays are the
+        ones that later steps write in place, as torch's are. Copy them (``copy.deepcopy``) before
+        stepping on to keep a snapshot, as with torch.
         """
         state = {}
         # SGD has no step count in torch's format; in low precision it keeps one (the step is the

@@ -67,11 +67,11 @@ class cyclic(Schedule):
     def momentum(self, base_momentum=0.8, max_momentum=0.9) -> Schedule:
         """The inverse momentum cycle of torch's ``CyclicLR(cycle_momentum=True)``: ``max_momentum``
         at the lr's low points, ``base_momentum`` at its peaks (drive it with
-        :func:`~optkern.schedules.momentum_scheduler`, which picks ``momentum`` or Adam's ``betas[0]``)."""
+        :func:`~optkern.schedules.momentum_scheduler`, which picks ``momentum`` or Adam's ``betas[0]``).
+        A ``base_momentum`` above ``max_momentum`` runs the cycle upward with the lr, as torch's does
+        (it was refused here; the same formula, bit for bit)."""
         lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
         hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
-        if hi < lo:
-            raise ValueError(f"max_momentum: {hi} is below base_momentum {lo}")
         return _cyclic_momentum(self, lo, hi)
 
 
@@ -85,11 +85,6 @@ class _cyclic_momentum(Schedule):
 
     def __init__(self, lr_cycle: cyclic, base_momentum: float, max_momentum: float):
         self._cycle, self.base_momentum, self.max_momentum = lr_cycle, base_momentum, max_momentum
-
-    def _check_together(self) -> None:
-        # (as cyclic.momentum refuses it: assigned afterwards, the cycle ran below base_momentum)
-        if self.max_momentum < self.base_momentum:
-            raise ValueError(f"max_momentum: {self.max_momentum} is below base_momentum {self.base_momentum}")
 
     def _check_attributes(self) -> None:
         super()._check_attributes()

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from .._cli_numbers import real, whole
 from .config import check_memory
 from .methods import DEFAULT_OPTIMIZERS, LOW_PRECISION
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
@@ -294,9 +295,9 @@ def parse_lr(values) -> dict:
         if not sep or not name:
             raise ConfigError("overrides", f"expected NAME=VALUE like adam=1e-3, got {item!r}")
         try:
-            lr = float(value)
-        except ValueError:
-            raise ConfigError("overrides", f"{name}={value}: {value!r} is not a number") from None
+            lr = real(value)  # (strictly: float() took 1_0 as 10, and nan, inf)
+        except ValueError as e:
+            raise ConfigError("overrides", f"{name}={value}: {e}") from None
         if "lr" in out.get(name, {}):  # the last one won silently: which one was meant?
             raise ConfigError("overrides", f"{name} given more than once ({out[name]['lr']:g} and {lr:g})")
         out.setdefault(name, {})["lr"] = lr
@@ -323,7 +324,7 @@ def _config(args) -> StudyConfig:
             kw[name] = getattr(args, name)
     if args.hidden is not None:
         try:
-            kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+            kw["hidden"] = tuple(whole(h) for h in args.hidden.split(","))  # (not int(): 1_6 was 16)
         except ValueError:
             raise ConfigError("hidden", f"expected comma-separated widths like 128,128, got {args.hidden!r}") from None
     kw["overrides"] = parse_lr(args.lr)
