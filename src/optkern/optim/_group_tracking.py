@@ -76,10 +76,25 @@ class GroupTrackingMixin(OptimizerParts):
         _backend.backend((where, params))
         for i, p in enumerate(params):
             self._check_param_dtype(p, f"{where}[{i}]")
+        self._check_state_shapes(gi, params, where)
         self._seen[gi] = tuple(params)
         # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
         # NaN into a float32 one put in its place): the cached checks are of the old arrays
         self._dtype_checked.clear()
+
+    def _check_state_shapes(self, gi: int, params: list, where: str) -> None:
+        """ValueError naming a replaced param of its state's size but another shape: the native steps
+        compare sizes only, so a (2, 3) array in place of a (6,) one stepped with the (6,) state, and
+        the optimizer's own state_dict() then failed to load back (its shapes). (Another size: the
+        step's array checks name the state.)"""
+        start = sum(len(lst) for lst, _ in self._group_params[:gi])
+        held = {i - start for run in self._runs[gi] if run.state for i in run.index}
+        for i, (old, p) in enumerate(zip(self._seen[gi], params)):
+            if p is not old and i in held and p.size == old.size and tuple(p.shape) != tuple(old.shape):
+                raise ValueError(
+                    f"{where}[{i}]: expected shape {tuple(old.shape)} (the shape of its optimizer state), "
+                    f"got {tuple(p.shape)}"
+                )
 
     def _follow_replaced(self) -> None:
         """Bring the runs' params up to the groups' lists, where a param may have been replaced in

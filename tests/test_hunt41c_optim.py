@@ -1,0 +1,64 @@
+"""Defects found by the 41st session's optimizer hunt (optkern.optim): each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import optkern.optim as oo
+
+
+@pytest.mark.parametrize("cls", [oo.Adam, oo.AdamW, oo.NAdam])
+@pytest.mark.parametrize(
+    "betas",
+    [{0.999, 0.9}, frozenset({0.999, 0.9}), {0.999: 0, 0.9: 1}, {0.9: 0, 0.999: 1}.keys()],
+    ids=["set", "frozenset", "dict", "keys"],
+)
+def test_betas_without_an_order_refused(cls, betas):
+    """A set (or a dict) has no order of its own: ``betas={0.999, 0.9}`` unpacked as beta1 = 0.999,
+    beta2 = 0.9 (the set's iteration order), swapping them silently. torch's ``betas[0]`` refuses it."""
+    with pytest.raises(TypeError, match=r"betas: expected a sequence \(beta1, beta2\)"):
+        cls([np.ones(3)], betas=betas)
+    opt = cls([np.ones(3)])
+    opt.param_groups[0]["betas"] = betas
+    p = opt.param_groups[0]["params"][0].copy()
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['betas'\]: expected a sequence"):
+        opt.step([np.ones(3)])
+    np.testing.assert_array_equal(opt.param_groups[0]["params"][0], p)
+
+
+def test_betas_functional_and_sequences_still_taken():
+    """Tuples, lists and a two-element array stay accepted, in their order."""
+    for betas in ((0.5, 0.75), [0.5, 0.75], np.array([0.5, 0.75])):
+        hp = oo.Adam([np.ones(2)], betas=betas)._check({**oo.Adam([np.ones(2)]).defaults, "betas": betas}, "")
+        assert (hp.beta1, hp.beta2) == (0.5, 0.75)
+
+
+@pytest.mark.parametrize("cls, kw", [(oo.Adam, {}), (oo.SGD, {"momentum": 0.9}), (oo.Adagrad, {})])
+def test_replaced_param_of_another_shape_than_its_state_refused(cls, kw):
+    """A param replaced in its group's list by an array of its size but another shape stepped with
+    the old state (sizes compared only), and the optimizer's own state_dict() then failed to load
+    back (state shape (6,) against param (2, 3)): refused at the step, before anything is written."""
+    ps = [np.ones(6), np.ones(3)]
+    opt = cls(ps, lr=0.1, **kw)
+    opt.step([np.ones(6), np.ones(3)])
+    new = np.zeros((2, 3))
+    opt.param_groups[0]["params"][0] = new
+    before = [s.copy() for s in opt.state_dict()["state"][0].values() if isinstance(s, np.ndarray)]
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\]: expected shape \(6,\)"):
+        opt.step([np.ones((2, 3)), np.ones(3)])
+    np.testing.assert_array_equal(new, 0.0)
+    after = [s for s in opt.state_dict()["state"][0].values() if isinstance(s, np.ndarray)]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    opt.param_groups[0]["params"][0] = np.ones(6)  # its shape again: steps, and round-trips
+    opt.step([np.ones(6), np.ones(3)])
+    opt.load_state_dict(opt.state_dict())
+
+
+def test_replaced_param_of_another_shape_before_any_state_taken():
+    """Before a param has state (no step yet) any array of the optimizer's kind may replace it."""
+    opt = oo.Adam([np.ones(6)], lr=0.1)
+    opt.param_groups[0]["params"][0] = np.ones((2, 3))
+    opt.step([np.ones((2, 3))])
+    opt.load_state_dict(opt.state_dict())
