@@ -23,6 +23,7 @@ class GroupTrackingMixin(OptimizerParts):
         _one_run_per_group: bool
 
         def _check_param_dtype(self, p, name: str) -> None: ...
+        def _check_one_dtype(self, params: list, where: str, like=None) -> None: ...
 
     def _check_param_groups(self) -> None:
         """Raise unless ``param_groups`` still holds the groups as added, each with as many params
@@ -76,6 +77,8 @@ class GroupTrackingMixin(OptimizerParts):
         _backend.backend((where, params))
         for i, p in enumerate(params):
             self._check_param_dtype(p, f"{where}[{i}]")
+        kept = [p for p, old in zip(params, self._seen[gi]) if p is old]  # (the group's dtype: theirs)
+        self._check_one_dtype(params, f"param_groups[{gi}]", kept[0] if kept else None)
         self._check_state_shapes(gi, params, where)
         self._seen[gi] = tuple(params)
         # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
