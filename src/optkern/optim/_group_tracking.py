@@ -23,7 +23,7 @@ class GroupTrackingMixin(OptimizerParts):
         _one_run_per_group: bool
 
         def _check_param_dtype(self, p, name: str) -> None: ...
-        def _check_one_dtype(self, params: list, where: str, like=None) -> None: ...
+        def _math_dtype(self, dt): ...
 
     def _check_param_groups(self) -> None:
         """Raise unless ``param_groups`` still holds the groups as added, each with as many params
@@ -84,6 +84,21 @@ class GroupTrackingMixin(OptimizerParts):
         # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
         # NaN into a float32 one put in its place): the cached checks are of the old arrays
         self._dtype_checked.clear()
+
+    def _check_one_dtype(self, params: list, where: str, like=None) -> None:
+        """TypeError naming the first of a group's ``params`` whose step dtype (``_math_dtype``) is not
+        ``like``'s (default: the first param's). A group is stepped by one native call per run, in one
+        dtype: a group of float64 and float32 params was taken here, and then every step raised."""
+        if not params:
+            return
+        want = self._math_dtype((params[0] if like is None else like).dtype)
+        for i, p in enumerate(params):
+            got = self._math_dtype(p.dtype)
+            if got != want:
+                raise TypeError(
+                    f"{where}['params'][{i}]: {got}, where the group's params are {want} (a group is "
+                    f"stepped in one dtype: put {got} params in a group of their own, add_param_group)"
+                )
 
     def _check_state_shapes(self, gi: int, params: list, where: str) -> None:
         """ValueError naming a replaced param of its state's size but another shape: the native steps

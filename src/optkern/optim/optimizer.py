@@ -224,21 +224,6 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         self._given_tensors += torch_tensors(given)
         self._n += len(params)
 
-    def _check_one_dtype(self, params: list, where: str, like=None) -> None:
-        """TypeError naming the first of a group's ``params`` whose step dtype (``_math_dtype``) is not
-        ``like``'s (default: the first param's). A group is stepped by one native call per run, in one
-        dtype: a group of float64 and float32 params was taken here, and then every step raised."""
-        if not params:
-            return
-        want = self._math_dtype((params[0] if like is None else like).dtype)
-        for i, p in enumerate(params):
-            got = self._math_dtype(p.dtype)
-            if got != want:
-                raise TypeError(
-                    f"{where}['params'][{i}]: {got}, where the group's params are {want} (a group is "
-                    f"stepped in one dtype: put {got} params in a group of their own, add_param_group)"
-                )
-
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, g in enumerate(self.param_groups):
