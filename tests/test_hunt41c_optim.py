@@ -99,3 +99,19 @@ def test_half_params_of_both_kinds_still_share_a_group():
     opt = oo.Adam([a, b], lr=0.1, master_weights=True)
     opt.step([np.ones(3, np.float16), np.ones(3, ml_dtypes.bfloat16)])
     assert (a < 1).all() and (b < 1).all()
+
+
+def test_params_in_a_set_refused():
+    """Torch tensors are hashable: a set of them was taken as the params in the set's iteration order
+    (by hash, another at each run), and grads are matched to params by position. torch refuses a set
+    ("organized in ordered collections"); so does optkern, naming the argument."""
+    torch = pytest.importorskip("torch")
+    a, b = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"params: .*set.*ordered"):
+        oo.SGD({a, b}, lr=0.1)
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]: .*frozenset.*ordered"):
+        oo.SGD([{"params": frozenset({a, b})}], lr=0.1)
+    opt = oo.SGD([a], lr=0.1)
+    with pytest.raises(TypeError, match=r"param_groups\[1\]\['params'\]: .*set.*ordered"):
+        opt.add_param_group({"params": {b}})
+    assert len(opt.param_groups) == 1

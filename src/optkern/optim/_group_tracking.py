@@ -163,3 +163,13 @@ class GroupTrackingMixin(OptimizerParts):
 def _same(params: list, arrays: tuple) -> bool:
     """Whether the list ``params`` still holds exactly ``arrays`` (by identity; ~3 us for 200)."""
     return len(params) == len(arrays) and all(map(is_, params, arrays))
+
+
+def refuse_unordered(params, name: str) -> None:
+    """TypeError for a set of params (torch tensors are hashable): its order is the hashes', another
+    at each run, and grads are matched to params by position (torch refuses a set too)."""
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            f"{name}: got a {type(params).__name__}, params must be in an ordered collection (a list): "
+            "grads are matched to them by position"
+        )

@@ -23,7 +23,7 @@ from .._checked_values import cached, remember
 from .._serial import serialized, unlocked
 from . import _closure
 from ._capturable import CapturableMixin
-from ._group_tracking import GroupTrackingMixin
+from ._group_tracking import GroupTrackingMixin, refuse_unordered
 from ._hyper import _check_dtype, _check_shapes
 from ._lowp_config import refuse_group_keywords
 from ._prechecks import PrecheckMixin
@@ -109,6 +109,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
         if _backend.is_array(params):
             params = [params]
+        refuse_unordered(params, "params")
         groups = list(params)
         if not groups:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -186,6 +187,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             raise ValueError(f"{where}: missing 'params'")
         refuse_group_keywords(param_group, where)
         given = param_group["params"]
+        refuse_unordered(given, f"{where}['params']")
         if _backend.is_array(given):
             given = [given]
         elif not isinstance(given, list):
