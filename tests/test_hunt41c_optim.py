@@ -115,3 +115,27 @@ def test_params_in_a_set_refused():
     with pytest.raises(TypeError, match=r"param_groups\[1\]\['params'\]: .*set.*ordered"):
         opt.add_param_group({"params": {b}})
     assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize(
+    "lowp", [{"state_dtype": "int8"}, {"state_dtype": "bfloat16"}, {"master_weights": True}], ids=str
+)
+def test_capturable_with_low_precision_refused_however_asked(lowp):
+    """Low-precision steps have no capturable variant: the constructor refused ``capturable=True`` only
+    when it was that very object, so ``np.True_``, a group's ``"capturable": True`` or one set between
+    steps reached the capturable path, whose low-precision step ignores the device counters (CuPy:
+    the counters never advanced, and leaving capturable mode reset the step count to them). Refused
+    in the group check, for every way of asking (NumPy params show the same message)."""
+    dt = np.float16 if lowp.get("master_weights") else np.float32
+    msg = r"capturable'?\]?: not supported with master_weights or a compact state_dtype"
+    with pytest.raises(ValueError, match=msg):
+        oo.Adam([np.ones(3, dt)], capturable=True, **lowp)
+    with pytest.raises(ValueError, match=msg):
+        oo.Adam([np.ones(3, dt)], capturable=np.True_, **lowp)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['capturable'\]: not supported with master"):
+        oo.Adam([{"params": [np.ones(3, dt)], "capturable": True}], **lowp)
+    opt = oo.SGD([np.ones(3, dt)], lr=0.1, momentum=0.9, **lowp)
+    opt.step([np.ones(3, dt)])
+    opt.param_groups[0]["capturable"] = True
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['capturable'\]: not supported with master"):
+        opt.step([np.ones(3, dt)])
