@@ -139,3 +139,10 @@ def test_capturable_with_low_precision_refused_however_asked(lowp):
     opt.param_groups[0]["capturable"] = True
     with pytest.raises(ValueError, match=r"param_groups\[0\]\['capturable'\]: not supported with master"):
         opt.step([np.ones(3, dt)])
+
+
+@pytest.mark.parametrize("params", [None, 3, 2.5], ids=["None", "int", "float"])
+def test_params_not_iterable_named(params):
+    """``SGD(None)`` raised Python's "'NoneType' object is not iterable", naming no argument."""
+    with pytest.raises(TypeError, match=r"^params: expected a list of arrays or a list of dicts, got"):
+        oo.SGD(params, lr=0.1)

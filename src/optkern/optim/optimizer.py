@@ -110,7 +110,13 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         if _backend.is_array(params):
             params = [params]
         refuse_unordered(params, "params")
-        groups = list(params)
+        try:
+            it = iter(params)
+        except TypeError:  # (Python's "'NoneType' object is not iterable" named no argument)
+            raise TypeError(
+                f"params: expected a list of arrays or a list of dicts, got {type(params).__name__}"
+            ) from None
+        groups = list(it)
         if not groups:
             raise ValueError("params: optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
