@@ -77,6 +77,10 @@ class CapturableMixin(OptimizerParts):
         cap = False
         if self._capturable:
             cap = _backend.flag(n("capturable"), group.get("capturable", False))
+            if cap and getattr(self, "_lowp", None) is not None:
+                # (a low-precision step has no capturable variant: it ignored the device counters,
+                # which then never advanced, and leaving capturable mode set the step count to them)
+                raise ValueError(f"{n('capturable')}: not supported with master_weights or a compact state_dtype")
         elif _backend.flag(n("capturable"), group.get("capturable", False)):
             # (was ignored: a group asking for device counters stepped as a plain one, its host reads
             # and all, inside a CUDA graph too)

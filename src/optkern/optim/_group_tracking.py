@@ -23,6 +23,7 @@ class GroupTrackingMixin(OptimizerParts):
         _one_run_per_group: bool
 
         def _check_param_dtype(self, p, name: str) -> None: ...
+        def _math_dtype(self, dt): ...
 
     def _check_param_groups(self) -> None:
         """Raise unless ``param_groups`` still holds the groups as added, each with as many params
@@ -76,10 +77,42 @@ class GroupTrackingMixin(OptimizerParts):
         _backend.backend((where, params))
         for i, p in enumerate(params):
             self._check_param_dtype(p, f"{where}[{i}]")
+        kept = [p for p, old in zip(params, self._seen[gi]) if p is old]  # (the group's dtype: theirs)
+        self._check_one_dtype(params, f"param_groups[{gi}]", kept[0] if kept else None)
+        self._check_state_shapes(gi, params, where)
         self._seen[gi] = tuple(params)
         # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
         # NaN into a float32 one put in its place): the cached checks are of the old arrays
         self._dtype_checked.clear()
+
+    def _check_one_dtype(self, params: list, where: str, like=None) -> None:
+        """TypeError naming the first of a group's ``params`` whose step dtype (``_math_dtype``) is not
+        ``like``'s (default: the first param's). A group is stepped by one native call per run, in one
+        dtype: a group of float64 and float32 params was taken here, and then every step raised."""
+        if not params:
+            return
+        want = self._math_dtype((params[0] if like is None else like).dtype)
+        for i, p in enumerate(params):
+            got = self._math_dtype(p.dtype)
+            if got != want:
+                raise TypeError(
+                    f"{where}['params'][{i}]: {got}, where the group's params are {want} (a group is "
+                    f"stepped in one dtype: put {got} params in a group of their own, add_param_group)"
+                )
+
+    def _check_state_shapes(self, gi: int, params: list, where: str) -> None:
+        """ValueError naming a replaced param of its state's size but another shape: the native steps
+        compare sizes only, so a (2, 3) array in place of a (6,) one stepped with the (6,) state, and
+        the optimizer's own state_dict() then failed to load back (its shapes). (Another size: the
+        step's array checks name the state.)"""
+        start = sum(len(lst) for lst, _ in self._group_params[:gi])
+        held = {i - start for run in self._runs[gi] if run.state for i in run.index}
+        for i, (old, p) in enumerate(zip(self._seen[gi], params)):
+            if p is not old and i in held and p.size == old.size and tuple(p.shape) != tuple(old.shape):
+                raise ValueError(
+                    f"{where}[{i}]: expected shape {tuple(old.shape)} (the shape of its optimizer state), "
+                    f"got {tuple(p.shape)}"
+                )
 
     def _follow_replaced(self) -> None:
         """Bring the runs' params up to the groups' lists, where a param may have been replaced in
@@ -130,3 +163,13 @@ class GroupTrackingMixin(OptimizerParts):
 def _same(params: list, arrays: tuple) -> bool:
     """Whether the list ``params`` still holds exactly ``arrays`` (by identity; ~3 us for 200)."""
     return len(params) == len(arrays) and all(map(is_, params, arrays))
+
+
+def refuse_unordered(params, name: str) -> None:
+    """TypeError for a set of params (torch tensors are hashable): its order is the hashes', another
+    at each run, and grads are matched to params by position (torch refuses a set too)."""
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            f"{name}: got a {type(params).__name__}, params must be in an ordered collection (a list): "
+            "grads are matched to them by position"
+        )

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import byte_span
-from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar
+from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar, saved_values
 
 #: the keys of LBFGS's state entry: torch's, and optkern's inner products
 _KEYS = (
@@ -91,7 +91,7 @@ def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, s
                     f"state_dict['param_groups'][0]: missing {k!r} (load_state_dict(..., strict=False) "
                     f"keeps this optimizer's value, {ours[k]!r})"
                 )
-    group = {**ours, **{k: v for k, v in groups[0].items() if k != "params"}, "params": ours["params"]}
+    group = {**ours, **saved_values(groups[0], ("params",)), "params": ours["params"]}
     entries = _entries_by_index(state)
     key, entry = entries.pop(ids[0], (ids[0], {}))
     if strict and entries:

@@ -69,7 +69,9 @@ class LowPrecisionMixin(LowpStateDictMixin):
     _state_names: tuple = ()
 
     def _lowp_init(self, capturable, **options) -> None:
-        """Configure from the low-precision keywords given (``LOWP_KEYWORDS``; the rest default)."""
+        """Configure from the low-precision keywords given (``LOWP_KEYWORDS``; the rest default).
+        ``capturable`` with them is refused by the group check (``CapturableMixin._checked``), however
+        it is asked (the constructor's flag, a group's entry, one set between steps)."""
         unknown = sorted(set(options) - set(LOWP_KEYWORDS))
         if unknown:
             raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}")
@@ -89,8 +91,6 @@ class LowPrecisionMixin(LowpStateDictMixin):
             )
         if not (master or state_dtype != "float32"):
             return
-        if capturable is True:
-            raise ValueError("capturable: not supported with master_weights or a compact state_dtype")
         self._lowp = LowpConfig(master, sr, state_dtype, seed, block)
         self._lowp_seed0 = seed
         base = type(self)._state_names

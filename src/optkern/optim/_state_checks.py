@@ -42,6 +42,7 @@ stepped yet". Values (shapes, dtypes, finiteness, signs, steps, scalars) are alw
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -192,6 +193,33 @@ def _group_keys(saved, n: int, gi: int, seen: set, indices: bool) -> list:
     return out
 
 
+def saved_values(saved: dict, drop=("params", "capturable")) -> dict:
+    """A saved group's values but those of ``drop``, as the loaded group takes them:
+    torch tensors (torch takes ``lr`` and ``betas`` as tensors and saves them so) as the Python
+    floats they hold, as the state tensors are read as the values they hold; the checks that
+    follow name any other kind of value."""
+    torch = sys.modules.get("torch")
+    out = {k: v for k, v in saved.items() if k not in drop}
+    if torch is not None:
+        for k, v in out.items():
+            out[k] = _host_value(torch, v, k == "betas")
+    return out
+
+
+def _host_value(torch, v, pair: bool):
+    """A one-element real tensor as a float (a 1-D pair's elements where ``pair``); tuples and lists
+    element-wise; anything else as it is."""
+    if isinstance(v, torch.Tensor) and v.is_floating_point():
+        t = shown_values(v)
+        if t.numel() == 1:
+            return float(t)
+        if pair and t.dim() == 1 and t.numel() == 2:
+            return tuple(map(float, t.cpu()))
+    elif isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v):
+        return type(v)(_host_value(torch, x, False) for x in v)
+    return v
+
+
 def _check_group(opt, saved: dict, ours: dict, gi: int, ids: list, entries: dict, strict: bool) -> None:
     where = f"state_dict['param_groups'][{gi}]"
     if strict:
@@ -202,7 +230,7 @@ def _check_group(opt, saved: dict, ours: dict, gi: int, ids: list, entries: dict
                     f"optimizer's value, {ours.get(k)!r})"
                 )
     # the group load_state_dict would build; its own checks name the bad hyper-parameter
-    group = {**ours, **{k: v for k, v in saved.items() if k not in ("params", "capturable")}}
+    group = {**ours, **saved_values(saved)}
     hp = opt._checked(group, where)[0]
     needed = set(opt._needed(hp))
     first = None  # (where, step, scalars) of the group's first entry: one run per group must agree

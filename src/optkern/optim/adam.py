@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 from .._backend import in_range, nonnegative, positive
 from .._serial import serialized
@@ -30,6 +33,10 @@ def _check_adam(
 ) -> AdamHyper:
     """``beta_names``: how errors name the betas (default ``betas[0]``, ``betas[1]``)."""
     n = _namer(where)
+    if not isinstance(betas, (Sequence, np.ndarray)):
+        # (a set or a dict unpacked in its iteration order, not the caller's: {0.999, 0.9} gave
+        # beta1 = 0.999, beta2 = 0.9; an iterator was used up by the first check)
+        raise TypeError(f"{n('betas')}: expected a sequence (beta1, beta2), got {type(betas).__name__}")
     try:
         beta1, beta2 = betas
     except (TypeError, ValueError):

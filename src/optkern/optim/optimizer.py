@@ -23,7 +23,7 @@ from .._checked_values import cached, remember
 from .._serial import serialized, unlocked
 from . import _closure
 from ._capturable import CapturableMixin
-from ._group_tracking import GroupTrackingMixin
+from ._group_tracking import GroupTrackingMixin, refuse_unordered
 from ._hyper import _check_dtype, _check_shapes
 from ._lowp_config import refuse_group_keywords
 from ._prechecks import PrecheckMixin
@@ -109,7 +109,14 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             raise TypeError("params: expected a list of arrays or a list of dicts, got a dict")
         if _backend.is_array(params):
             params = [params]
-        groups = list(params)
+        refuse_unordered(params, "params")
+        try:
+            it = iter(params)
+        except TypeError:  # (Python's "'NoneType' object is not iterable" named no argument)
+            raise TypeError(
+                f"params: expected a list of arrays or a list of dicts, got {type(params).__name__}"
+            ) from None
+        groups = list(it)
         if not groups:
             raise ValueError("params: optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -186,6 +193,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             raise ValueError(f"{where}: missing 'params'")
         refuse_group_keywords(param_group, where)
         given = param_group["params"]
+        refuse_unordered(given, f"{where}['params']")
         if _backend.is_array(given):
             given = [given]
         elif not isinstance(given, list):
@@ -203,6 +211,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
                 raise _backend.read_only(f"{where}['params'][{i}]", p)
             if (p.data.ptr % p.itemsize != 0) if _backend.is_cupy(p) else not p.flags.aligned:
                 raise ValueError(f"{where}['params'][{i}]: array data is misaligned")
+        self._check_one_dtype(params, where)
         seen = {id(p) for p in self._given}  # the objects given: one tensor's views are new arrays each time
         for i, p in enumerate(given):
             if id(p) in seen:

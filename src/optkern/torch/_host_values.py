@@ -24,5 +24,15 @@ def host_group(group: dict) -> dict:
     checks and the functional forms take). The copy is for reading: the group stays the user's."""
     for k, v in group.items():
         if k != "params" and (isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v))):
-            return {k: v if k == "params" else _host_number(v) for k, v in group.items()}
+            return {
+                k: v if k == "params" else _host_betas(v) if k == "betas" else _host_number(v) for k, v in group.items()
+            }
     return group
+
+
+def _host_betas(v):
+    """``betas``: also one 1-D tensor of two real elements, which torch.optim's Adam, AdamW and NAdam
+    take as the pair (they read ``betas[0]`` and ``betas[1]``), as a tuple of floats."""
+    if isinstance(v, torch.Tensor) and v.dim() == 1 and v.numel() == 2 and v.is_floating_point():
+        return tuple(map(float, v.detach().cpu()))
+    return _host_number(v)
