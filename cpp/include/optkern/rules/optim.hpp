@@ -285,7 +285,8 @@ template <class T, bool Amsgrad> struct Adam {
 
 // NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule
 // mu_t = b1 (1 - 0.96^(t psi) / 2), prod_t = mu_1 ... mu_t (mu_product, kept
-// by the caller in T's precision, as torch keeps it: `at` returns the new one);
+// by the caller in T's precision: `at` returns the new one; torch keeps it in its default dtype,
+// float32 unless set, so float64 params differ from torch by ~1e-9 relative there);
 // p <- p - lr (1 - mu_t) / (1 - prod_t) g / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d,
 // d = sqrt(v / bc2) + eps.
 struct NAdamHyper {
@@ -301,7 +302,7 @@ template <class T> struct NAdam {
   static OK_HD NAdam at(const Hyper& h, const Counters& c) {
     const double mu = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, c.t * h.momentum_decay)));
     const double mu_next = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, (c.t + 1.0) * h.momentum_decay)));
-    // rounded to T like torch's mu_product state (a float32 tensor); exact in double for T = double
+    // rounded to T: torch's float32 state for T = float; for T = double kept in double (more exact)
     const double prod = double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
     return {T(-h.lr * (1.0 - mu) / (1.0 - prod)),
             T(-h.lr * mu_next / (1.0 - mul_rn(prod, mu_next))),
