@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .. import _backend
+from ._arrays import _writable
 from .agreement import agree
 from .communicator import as_communicator
 
@@ -61,11 +62,8 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
     comm = as_communicator(comm)
 
     def check(arrays) -> None:  # (this rank's checks, agreed in check_same_params' allgather)
-        for i, a in enumerate(arrays):
-            if not a.flags.c_contiguous:
-                raise ValueError(f"arrays[{i}]: array must be C-contiguous")
-            if isinstance(a, np.ndarray) and not a.flags.writeable:
-                raise _backend.read_only(f"arrays[{i}]", a)
+        for i, a in enumerate(arrays):  # (each as bcast checks it: before any array is broadcast)
+            _writable(a, f"arrays[{i}]")
         comm._root(root)
 
     check_same_params(arrays, comm, "arrays", check, root if isinstance(root, numbers.Integral) else None)
