@@ -2,9 +2,10 @@
 
 The parameters live in one flat buffer, padded to ``world * chunk`` elements; rank ``r``
 owns elements ``[r * chunk, (r + 1) * chunk)`` and keeps the optimizer state of that slice
-only. With 8-bit states (``state_dtype="int8"``) each parameter starts at a multiple of the
-quantization block and ``chunk`` is whole blocks: every block is one of the unsharded
-optimizer's blocks, so the codes (and the steps) are its own at any world size. A step:
+only. With 8-bit states (``state_dtype="int8"``) ``chunk`` is whole quantization blocks, a
+parameter cut by a rank boundary starts at a multiple of the block and each parameter's piece of
+a slice is an array of its own: every block is one of the unsharded optimizer's blocks, so the
+codes (and the steps) are its own at any world size. A step:
 the gradients are packed into a flat buffer and reduce-scattered (each rank receives its
 slice, summed over ranks), the wrapped optimizer steps on the slice (views of
 the flat buffer, one view per parameter group: a slice may cut through arrays), and the
@@ -48,11 +49,11 @@ class ShardedOptimizer(ShardedCheckpoints):
         at construction: ValueError on every rank) and the same values before each step
         (:func:`broadcast_params`, before or after construction: each step reads this rank's
         slice from its own arrays). Any count of elements: the flat buffer is padded to a
-        multiple of the world size (with ``state_dtype="int8"``, each array also starts at a
-        multiple of ``block_size``, so that the 8-bit steps are the unsharded optimizer's, bit for
-        bit, at any world size: up to ``block_size - 1`` zeros per array in the flat parameter and
-        gradient buffers and in the slices' state -- many arrays far smaller than the block pay
-        for it).
+        multiple of the world size (with ``state_dtype="int8"``, to whole blocks per rank, and an
+        array cut by a rank boundary starts at a multiple of ``block_size``, so that the 8-bit
+        steps are the unsharded optimizer's, bit for bit, at any world size: at most
+        ``block_size - 1`` zeros per rank boundary in the flat parameter and gradient buffers,
+        none in the state).
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.
@@ -98,12 +99,12 @@ class ShardedOptimizer(ShardedCheckpoints):
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
         self.world, self.rank = self.comm.size, self.comm.rank
-        # 8-bit states are quantized in blocks from each param's element 0: each param starts at a
-        # multiple of the block and the slices are whole blocks, so that every block of a slice is
-        # one of the unsharded optimizer's (else the codes depended on the world size)
+        # 8-bit states are quantized in blocks from each param's element 0: the slices are whole
+        # blocks, a param cut by a rank boundary starts at a block multiple and each param's piece
+        # of a slice is an array of the local optimizer, so that every block is one of the
+        # unsharded optimizer's (else the codes depended on the world size)
         align = sharded_setup.align_of(self._hyper)
-        self._offs, span = sharded_setup.offsets(self._user, align)
-        self.chunk = sharded_setup.chunk_of(span, self.world, align)
+        self._offs, span, self.chunk = sharded_setup.layout(self._user, align, self.world)
         xp = _backend.array_module(p0)
         with _backend._device_of(p0):
             self._flat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
@@ -134,14 +135,18 @@ class ShardedOptimizer(ShardedCheckpoints):
             self._shard = xp.zeros(self.chunk, dtype=p0.dtype)  # this rank's reduced gradient slice
         base = self.rank * self.chunk
         self._slices = []  # per group: (a, b) in flat coordinates, a == b when this rank holds none
-        local_groups, self._local_grads = [], []
+        self._pieces = []  # per group: the local optimizer's arrays, (a, b) in flat coordinates
+        local_groups, self._local_grads, first = [], [], 0
         for g, (g_lo, g_hi) in zip(groups, self._ranges):
             a, b = max(self.lo, g_lo), min(self.hi, g_hi)
             a, b = (a, b) if a < b else (a, a)
             self._slices.append((a, b))
-            local = [self._flat[a:b]] if b > a else []
-            if b > a:
-                self._local_grads.append(self._shard[a - base : b - base])
+            n = len(g["params"])
+            cuts = sharded_setup.pieces_of(a, b, g["params"], self._offs[first : first + n], align)
+            first += n
+            self._pieces.append(cuts)
+            self._local_grads += [self._shard[c - base : e - base] for c, e in cuts]
+            local = [self._flat[c:e] for c, e in cuts]
             local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
         # built on every rank, then the layout compared: each rank's groups and hyper-parameters
         # decide how it steps its own slice, so they must be everyone's (the local optimizer can
@@ -154,7 +159,8 @@ class ShardedOptimizer(ShardedCheckpoints):
         # roundings correlated; numbered by the flat offset, a param after an 8-bit state's
         # alignment gap drew other words than in the unsharded optimizer)
         if hasattr(self.optimizer, "_element_starts"):
-            starts, runs = sharded_setup.element_numbering(self._slices, self._user, self._offs)
+            arrays = [cut for cuts in self._pieces for cut in cuts]
+            starts, runs = sharded_setup.element_numbering(arrays, self._user, self._offs)
             self.optimizer._element_starts, self.optimizer._element_runs = starts, runs
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
@@ -254,8 +260,8 @@ class ShardedOptimizer(ShardedCheckpoints):
 
     def synchronize(self, grads) -> list:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
-        it holds part of, or one empty array; views of an internal buffer; zeros in the gaps of
-        8-bit states' block alignment). ``grads`` are not
+        it holds part of -- with 8-bit states, per array it holds part of --, or one empty array;
+        views of an internal buffer). ``grads`` are not
         modified. Collective: gradients refused on one rank raise on every rank, as in
         :meth:`DistributedOptimizer.synchronize`."""
         self.comm._live("synchronize")  # (before the gradients are copied into the flat buffer)
