@@ -19,6 +19,14 @@
   and the local optimizer steps each array's piece of the slice as its own array, quantized from
   its own element 0: the same blocks, bit for bit, at a cost of a few blocks per rank.
 
+* ``ShardedOptimizer.step`` and ``broadcast_params`` wrote torch tensors (params passed as
+  tensors, viewed zero-copy) without bumping their autograd version counters: a loss whose graph
+  saved a param before the step back-propagated through the new values, silently (``(p * p).sum()``
+  gave 2 * p_new; torch's in-place step, optkern.optim's and DistributedOptimizer's refuse that
+  backward). And ``broadcast_params(model.parameters(), comm)`` read the generator in its layout
+  check, then broadcast nothing (an empty list left), silently. Now both bump the counters of the
+  tensors they wrote, and the arrays are read once.
+
 The tests launch this file under ``mpiexec -n N python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
 """
@@ -97,6 +105,40 @@ def case_dtypes(comm) -> None:
     with raises(TypeError, "arrays[1]: "):
         broadcast_params(arrays, comm)
     assert np.array_equal(arrays[0], np.full(3, 1.0 + r))
+
+
+@pytest.mark.spawns
+def test_zero1_and_broadcast_params_bump_torch_versions_and_read_generators_once():
+    pytest.importorskip("torch")
+    run_case(__file__, "torch_versions", 2, timeout=CASE_TIMEOUT)
+
+
+def case_torch_versions(comm) -> None:
+    import torch
+
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer, broadcast_params
+
+    r = comm.rank
+    # a step: the graph saved before it refuses its backward, as after torch's own step
+    p = torch.ones(4, requires_grad=True)
+    q = torch.ones(3, requires_grad=True)
+    loss = (p * p).sum() + (q * q).sum()
+    z = ShardedOptimizer(optim.SGD, (t for t in (p, q)), comm, lr=0.5)  # (a generator, as parameters())
+    z.step([torch.ones(4), torch.ones(3)])
+    assert p.tolist() == [0.5] * 4 and q.tolist() == [0.5] * 3
+    with raises(RuntimeError, "modified by an inplace operation"):
+        loss.backward()
+    # broadcast_params, from a generator: every array broadcast, each written one bumped
+    a, b = torch.full((3,), 1.0 + r, requires_grad=True), torch.full((2,), 1.0 + r, requires_grad=True)
+    loss = (a * b.sum()).sum()
+    broadcast_params((t for t in (a, b)), comm)
+    assert a.tolist() == [1.0] * 3 and b.tolist() == [1.0] * 2, (a, b)
+    if r == 0:  # (root's own arrays are not written: its graph stands)
+        loss.backward()
+    else:
+        with raises(RuntimeError, "modified by an inplace operation"):
+            loss.backward()
 
 
 SMALL = [10] * 40 + [300, 7, 1, 0, 513] + [3] * 30  # (300 and 513 cut by a rank boundary)

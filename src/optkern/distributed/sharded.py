@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
+from ..optim.optimizer import _bump_torch_versions
 from . import hyper_check, sharded_groups, sharded_norm, sharded_setup, sharded_state
 from ._arrays import _is_half_bits as _is_half
 from .agreement import (
@@ -187,7 +188,7 @@ class ShardedOptimizer(ShardedCheckpoints):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.op = op
         self.grad_weight = _grad_weight(grad_weight)
-        groups = sharded_setup.groups_of(params)
+        groups, self._given_tensors = sharded_setup.groups_of(params)
         self._user = [p for g in groups for p in g["params"]]
         sharded_setup.check_params(self._user)
         return groups
@@ -242,8 +243,11 @@ class ShardedOptimizer(ShardedCheckpoints):
         (``opt.optimizer``) directly, alike on every rank, is followed the same way at the next
         ``step`` / ``synchronize`` / ``consolidate_state_dict`` / ``load_state_dict``."""
         self.comm._live("add_param_group")
-        group = agree(self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group")[0]
+        group, tensors = agree(
+            self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group"
+        )[0]
         sharded_groups.regroup(self, sharded_groups.user_groups(self) + [group])
+        self._given_tensors = [*getattr(self, "_given_tensors", ()), *tensors]
 
     def _follow(self, where: str, err=None, mode: int | None = None, same: tuple = (), call: str | None = None) -> bool:
         """Whether a group was added to the local optimizer directly, agreed (with ``err`` and ``mode``
@@ -359,6 +363,9 @@ class ShardedOptimizer(ShardedCheckpoints):
         for p, v in zip(self._user, self.params):
             if p is not v:
                 p[...] = v
+        # (written through views autograd does not see: a graph that saved them refuses its backward,
+        # as after torch's in-place step, instead of using the new values silently)
+        _bump_torch_versions(getattr(self, "_given_tensors", []))
 
     def _read_params(self) -> None:
         """This rank's slice of the flat buffer from the arrays passed in, before its step.

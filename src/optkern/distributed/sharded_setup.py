@@ -11,16 +11,20 @@ updates, owned by two ranks), or enter a per-group collective of another length 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from .. import _backend
 from .._array_checks import byte_span
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
+from ..optim.optimizer import torch_tensors
 from . import sharded_state
 
 
-def groups_of(params, where="params", first: int = 0) -> list:
-    """The user's params as a list of group dicts (a list of arrays is one group)."""
+def groups_of(params, where="params", first: int = 0) -> tuple[list, list]:
+    """(the user's params as a list of group dicts (a list of arrays is one group), the torch
+    tensors among them as given: each step writes them through views autograd does not see)."""
     if isinstance(params, dict):
         raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
     if _backend.is_array(params):  # (one array is one param; a torch tensor iterated gave its rows)
@@ -33,12 +37,15 @@ def groups_of(params, where="params", first: int = 0) -> list:
         raise ValueError(f"{where}: got an empty parameter list")
     if not isinstance(groups[0], dict):
         groups = [{"params": groups}]
-    out = []
+    out, tensors = [], []
     for gi, g in enumerate(groups):
         if not isinstance(g, dict) or "params" not in g:
             raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
-        out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{first + gi}]['params']")})
-    return out
+        raw = g["params"]
+        raw = list(raw) if isinstance(raw, Iterator) else raw  # (read once: model.parameters())
+        out.append({**g, "params": _backend.as_list(raw, f"param_groups[{first + gi}]['params']")})
+        tensors += torch_tensors(list(raw) if isinstance(raw, (list, tuple)) else [raw])
+    return out, tensors
 
 
 def check_params(params) -> None:
