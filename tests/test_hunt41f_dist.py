@@ -27,6 +27,13 @@
   check, then broadcast nothing (an empty list left), silently. Now both bump the counters of the
   tensors they wrote, and the arrays are read once.
 
+* A hyper-parameter of -0.0 on one rank and 0.0 on another (``lr``, ``weight_decay``: both valid,
+  equal by ``==``, but not alike: a -0.0 param steps to another sign bit) passed the construction's
+  comparison of the groups, then every step of ShardedOptimizer and DistributedOptimizer raised
+  ``AssertionError: hyper-parameter hashes differ between equal signatures`` (the per-step hash
+  tells them apart, the comparison did not). Now the comparison is the hash's: ValueError naming the
+  hyper-parameter and the ranks, at construction and at the step, on every rank.
+
 The tests launch this file under ``mpiexec -n N python -m mpi4py`` with one case; a hang is a
 failure (the launch's timeout).
 """
@@ -139,6 +146,33 @@ def case_torch_versions(comm) -> None:
     else:
         with raises(RuntimeError, "modified by an inplace operation"):
             loss.backward()
+
+
+@pytest.mark.spawns
+def test_signed_zero_hyper_parameters_that_differ_between_ranks_are_named():
+    run_case(__file__, "signed_zero", 2, timeout=CASE_TIMEOUT)
+
+
+def case_signed_zero(comm) -> None:
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer, ShardedOptimizer
+
+    r = comm.rank
+    for key in ("lr", "weight_decay"):
+        zero = -0.0 if r else 0.0
+        with raises(ValueError, f"hyper-parameter {key!r} is -0.0 on rank 1, 0.0 on rank 0"):
+            ShardedOptimizer(optim.AdamW, [np.ones(5, np.float32)], comm, **{"lr": 0.1, key: zero})
+        with raises(ValueError, f"hyper-parameter {key!r} is -0.0 on rank 1, 0.0 on rank 0"):
+            DistributedOptimizer(optim.AdamW([np.ones(5, np.float32)], **{"lr": 0.1, key: zero}), comm)
+        # changed after construction, on rank 1 only: the step refuses, naming it, before it writes
+        zp, dp = [-np.zeros(5, np.float32)], [-np.zeros(5, np.float32)]
+        z = ShardedOptimizer(optim.AdamW, zp, comm, lr=0.1)
+        d = DistributedOptimizer(optim.AdamW(dp, lr=0.1), comm)
+        for opt, ps in ((z, zp), (d, dp)):
+            opt.param_groups[0][key] = zero
+            with raises(ValueError, f"hyper-parameter {key!r} is -0.0 on rank 1, 0.0 on rank 0"):
+                opt.step([np.ones(5, np.float32)])
+            assert ps[0].tobytes() == (-np.zeros(5, np.float32)).tobytes()
 
 
 SMALL = [10] * 40 + [300, 7, 1, 0, 513] + [3] * 30  # (300 and 513 cut by a rank boundary)
