@@ -13,7 +13,23 @@ def _contiguous(x, name: str):
         raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
     if not x.flags.c_contiguous:
         raise ValueError(f"{name}: array must be C-contiguous")
+    _movable(x, name)
     return x
+
+
+def _movable(x, name: str) -> None:
+    """TypeError naming ``name`` unless MPI can move ``x``'s elements: numbers in native byte order
+    (bool, integers, floats, complex; 16-bit floats move as their bits). mpi4py raised a bare
+    BufferError / KeyError ("non-native byte order", "cannot map 'O' to MPI datatype") from inside
+    the collective, after every rank's checks and their agreement had passed."""
+    dt = x.dtype
+    if (dt.kind in "biufc" and dt.isnative) or _is_half_bits(x):
+        return
+    why = "non-native byte order" if dt.kind in "biufc" else "not numbers MPI can move"
+    raise TypeError(
+        f"{name}: expected an array of bool, integers, floats or complex numbers in native byte order, "
+        f"got {dt.str} ({why}: pass x.astype(x.dtype.newbyteorder('=')) or a numeric copy)"
+    )
 
 
 def _writable(x, name: str):

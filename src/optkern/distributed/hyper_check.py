@@ -86,7 +86,7 @@ def check_same_groups(sigs: list, words: Words = ZERO) -> None:
         if cls != cls0:
             raise ValueError(f"{words.optimizer}: {cls} on rank {r}, {cls0} on rank 0")
         for k, kw in _LOWP_KEYWORDS.items():
-            if lowp.get(k) != lowp0.get(k):
+            if _unlike(lowp.get(k), lowp0.get(k)):
                 raise ValueError(f"{kw}: {lowp.get(k)!r} on rank {r}, {lowp0.get(k)!r} on rank 0")
         if len(groups) != len(groups0):
             raise ValueError(
@@ -100,11 +100,18 @@ def check_same_groups(sigs: list, words: Words = ZERO) -> None:
                     "(every rank needs the same groups)"
                 )
             for k in sorted(set(hp0) | set(hp), key=str):
-                if hp.get(k) != hp0.get(k):
+                if _unlike(hp.get(k), hp0.get(k)):
                     raise ValueError(
                         f"{where}[{gi}]: hyper-parameter {k!r} is {hp.get(k)!r} on rank {r}, {hp0.get(k)!r} on "
                         f"rank 0 ({why}: they must agree)"
                     )
+
+
+def _unlike(a, b) -> bool:
+    """Whether two ranks' values differ as the step's hash (:func:`_digest`) tells them apart: -0.0
+    and 0.0 too (equal by ``==``: the groups were agreed at construction, then every step's hashes
+    differed and it raised AssertionError; a -0.0 lr steps a -0.0 param to another sign bit)."""
+    return a != b or repr(_canon(a)) != repr(_canon(b))
 
 
 def _digest(sig) -> float:

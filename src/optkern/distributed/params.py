@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterator
 
 import numpy as np
 
 from .. import _backend
+from ..optim.optimizer import _bump_torch_versions, torch_tensors
+from ._arrays import _writable
 from .agreement import agree
 from .communicator import as_communicator
 
@@ -59,15 +62,16 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
     Arrays are sent one by one (start-up cost, not a training-step path).
     """
     comm = as_communicator(comm)
+    if isinstance(arrays, Iterator):  # (read once: the layout check read model.parameters() to its end,
+        arrays = list(arrays)  # and nothing was left to broadcast)
 
     def check(arrays) -> None:  # (this rank's checks, agreed in check_same_params' allgather)
-        for i, a in enumerate(arrays):
-            if not a.flags.c_contiguous:
-                raise ValueError(f"arrays[{i}]: array must be C-contiguous")
-            if isinstance(a, np.ndarray) and not a.flags.writeable:
-                raise _backend.read_only(f"arrays[{i}]", a)
+        for i, a in enumerate(arrays):  # (each as bcast checks it: before any array is broadcast)
+            _writable(a, f"arrays[{i}]")
         comm._root(root)
 
     check_same_params(arrays, comm, "arrays", check, root if isinstance(root, numbers.Integral) else None)
     for a in _backend.as_list(arrays, "arrays"):
         comm.bcast(a, root, check=False)  # (the layouts and root agreed above)
+    if comm.rank != root:  # (written through views autograd does not see, as a step writes them)
+        _bump_torch_versions(torch_tensors(list(arrays) if isinstance(arrays, (list, tuple)) else [arrays]))

@@ -2,9 +2,10 @@
 
 The parameters live in one flat buffer, padded to ``world * chunk`` elements; rank ``r``
 owns elements ``[r * chunk, (r + 1) * chunk)`` and keeps the optimizer state of that slice
-only. With 8-bit states (``state_dtype="int8"``) each parameter starts at a multiple of the
-quantization block and ``chunk`` is whole blocks: every block is one of the unsharded
-optimizer's blocks, so the codes (and the steps) are its own at any world size. A step:
+only. With 8-bit states (``state_dtype="int8"``) ``chunk`` is whole quantization blocks, a
+parameter cut by a rank boundary starts at a multiple of the block and each parameter's piece of
+a slice is an array of its own: every block is one of the unsharded optimizer's blocks, so the
+codes (and the steps) are its own at any world size. A step:
 the gradients are packed into a flat buffer and reduce-scattered (each rank receives its
 slice, summed over ranks), the wrapped optimizer steps on the slice (views of
 the flat buffer, one view per parameter group: a slice may cut through arrays), and the
@@ -19,6 +20,7 @@ import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
+from ..optim.optimizer import _bump_torch_versions
 from . import hyper_check, sharded_groups, sharded_norm, sharded_setup, sharded_state
 from ._arrays import _is_half_bits as _is_half
 from .agreement import (
@@ -48,11 +50,11 @@ class ShardedOptimizer(ShardedCheckpoints):
         at construction: ValueError on every rank) and the same values before each step
         (:func:`broadcast_params`, before or after construction: each step reads this rank's
         slice from its own arrays). Any count of elements: the flat buffer is padded to a
-        multiple of the world size (with ``state_dtype="int8"``, each array also starts at a
-        multiple of ``block_size``, so that the 8-bit steps are the unsharded optimizer's, bit for
-        bit, at any world size: up to ``block_size - 1`` zeros per array in the flat parameter and
-        gradient buffers and in the slices' state -- many arrays far smaller than the block pay
-        for it).
+        multiple of the world size (with ``state_dtype="int8"``, to whole blocks per rank, and an
+        array cut by a rank boundary starts at a multiple of ``block_size``, so that the 8-bit
+        steps are the unsharded optimizer's, bit for bit, at any world size: at most
+        ``block_size - 1`` zeros per rank boundary in the flat parameter and gradient buffers,
+        none in the state).
       comm: a :class:`Communicator` (``ordered=True``: bitwise equal to
         :class:`DistributedOptimizer` with the same optimizer) or an mpi4py communicator.
       op, grad_weight: as for :class:`DistributedOptimizer`.
@@ -98,12 +100,12 @@ class ShardedOptimizer(ShardedCheckpoints):
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
         self.world, self.rank = self.comm.size, self.comm.rank
-        # 8-bit states are quantized in blocks from each param's element 0: each param starts at a
-        # multiple of the block and the slices are whole blocks, so that every block of a slice is
-        # one of the unsharded optimizer's (else the codes depended on the world size)
+        # 8-bit states are quantized in blocks from each param's element 0: the slices are whole
+        # blocks, a param cut by a rank boundary starts at a block multiple and each param's piece
+        # of a slice is an array of the local optimizer, so that every block is one of the
+        # unsharded optimizer's (else the codes depended on the world size)
         align = sharded_setup.align_of(self._hyper)
-        self._offs, span = sharded_setup.offsets(self._user, align)
-        self.chunk = sharded_setup.chunk_of(span, self.world, align)
+        self._offs, span, self.chunk = sharded_setup.layout(self._user, align, self.world)
         xp = _backend.array_module(p0)
         with _backend._device_of(p0):
             self._flat = xp.zeros(self.chunk * self.world, dtype=p0.dtype)
@@ -134,14 +136,18 @@ class ShardedOptimizer(ShardedCheckpoints):
             self._shard = xp.zeros(self.chunk, dtype=p0.dtype)  # this rank's reduced gradient slice
         base = self.rank * self.chunk
         self._slices = []  # per group: (a, b) in flat coordinates, a == b when this rank holds none
-        local_groups, self._local_grads = [], []
+        self._pieces = []  # per group: the local optimizer's arrays, (a, b) in flat coordinates
+        local_groups, self._local_grads, first = [], [], 0
         for g, (g_lo, g_hi) in zip(groups, self._ranges):
             a, b = max(self.lo, g_lo), min(self.hi, g_hi)
             a, b = (a, b) if a < b else (a, a)
             self._slices.append((a, b))
-            local = [self._flat[a:b]] if b > a else []
-            if b > a:
-                self._local_grads.append(self._shard[a - base : b - base])
+            n = len(g["params"])
+            cuts = sharded_setup.pieces_of(a, b, g["params"], self._offs[first : first + n], align)
+            first += n
+            self._pieces.append(cuts)
+            self._local_grads += [self._shard[c - base : e - base] for c, e in cuts]
+            local = [self._flat[c:e] for c, e in cuts]
             local_groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": local})
         # built on every rank, then the layout compared: each rank's groups and hyper-parameters
         # decide how it steps its own slice, so they must be everyone's (the local optimizer can
@@ -154,7 +160,8 @@ class ShardedOptimizer(ShardedCheckpoints):
         # roundings correlated; numbered by the flat offset, a param after an 8-bit state's
         # alignment gap drew other words than in the unsharded optimizer)
         if hasattr(self.optimizer, "_element_starts"):
-            starts, runs = sharded_setup.element_numbering(self._slices, self._user, self._offs)
+            arrays = [cut for cuts in self._pieces for cut in cuts]
+            starts, runs = sharded_setup.element_numbering(arrays, self._user, self._offs)
             self.optimizer._element_starts, self.optimizer._element_runs = starts, runs
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
@@ -181,7 +188,7 @@ class ShardedOptimizer(ShardedCheckpoints):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.op = op
         self.grad_weight = _grad_weight(grad_weight)
-        groups = sharded_setup.groups_of(params)
+        groups, self._given_tensors = sharded_setup.groups_of(params)
         self._user = [p for g in groups for p in g["params"]]
         sharded_setup.check_params(self._user)
         return groups
@@ -236,8 +243,11 @@ class ShardedOptimizer(ShardedCheckpoints):
         (``opt.optimizer``) directly, alike on every rank, is followed the same way at the next
         ``step`` / ``synchronize`` / ``consolidate_state_dict`` / ``load_state_dict``."""
         self.comm._live("add_param_group")
-        group = agree(self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group")[0]
+        group, tensors = agree(
+            self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group"
+        )[0]
         sharded_groups.regroup(self, sharded_groups.user_groups(self) + [group])
+        self._given_tensors = [*getattr(self, "_given_tensors", ()), *tensors]
 
     def _follow(self, where: str, err=None, mode: int | None = None, same: tuple = (), call: str | None = None) -> bool:
         """Whether a group was added to the local optimizer directly, agreed (with ``err`` and ``mode``
@@ -254,8 +264,8 @@ class ShardedOptimizer(ShardedCheckpoints):
 
     def synchronize(self, grads) -> list:
         """Reduce-scatter ``grads``: returns this rank's slice of the average (one array per group
-        it holds part of, or one empty array; views of an internal buffer; zeros in the gaps of
-        8-bit states' block alignment). ``grads`` are not
+        it holds part of -- with 8-bit states, per array it holds part of --, or one empty array;
+        views of an internal buffer). ``grads`` are not
         modified. Collective: gradients refused on one rank raise on every rank, as in
         :meth:`DistributedOptimizer.synchronize`."""
         self.comm._live("synchronize")  # (before the gradients are copied into the flat buffer)
@@ -353,6 +363,9 @@ class ShardedOptimizer(ShardedCheckpoints):
         for p, v in zip(self._user, self.params):
             if p is not v:
                 p[...] = v
+        # (written through views autograd does not see: a graph that saved them refuses its backward,
+        # as after torch's in-place step, instead of using the new values silently)
+        _bump_torch_versions(getattr(self, "_given_tensors", []))
 
     def _read_params(self) -> None:
         """This rank's slice of the flat buffer from the arrays passed in, before its step.

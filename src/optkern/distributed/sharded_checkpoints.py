@@ -72,7 +72,7 @@ class ShardedCheckpoints:
 
     def _consolidated(self, to: int | None):
         """consolidate_state_dict's gather and assembly (``to`` agreed, the groups followed)."""
-        pieces = sharded_state.local_pieces(self.optimizer, self._slices)
+        pieces = sharded_state.local_pieces(self.optimizer, self._pieces)
         if to is None:
             gathered = self.comm.allgather_object(pieces)
         else:
@@ -98,10 +98,10 @@ class ShardedCheckpoints:
         # (a consolidated dict is the same on every rank: compared; a shard is each rank's own)
         self._follow("load_state_dict")  # (the groups every rank loads into: agreed first)
         shard = not isinstance(state_dict, dict) or "zero" in state_dict  # (not a dict: refused in load)
-        opt, slices = self.optimizer, self._slices
+        opt, pieces = self.optimizer, self._pieces
         digest: Callable[[], object] = lambda: ("consolidated", state_digest(state_dict))  # noqa: E731
         if shard:  # (each rank its own: their steps compared, a mixed checkpoint diverged silently)
-            digest = lambda: ("shard", sharded_state.shard_counts(opt, slices))  # noqa: E731
+            digest = lambda: ("shard", sharded_state.shard_counts(opt, pieces))  # noqa: E731
         load_together(self.comm, opt, lambda: sharded_state.load(self, state_dict), digest, _loaded_apart)
 
 

@@ -11,16 +11,20 @@ updates, owned by two ranks), or enter a per-group collective of another length 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from .. import _backend
 from .._array_checks import byte_span
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
+from ..optim.optimizer import torch_tensors
 from . import sharded_state
 
 
-def groups_of(params, where="params", first: int = 0) -> list:
-    """The user's params as a list of group dicts (a list of arrays is one group)."""
+def groups_of(params, where="params", first: int = 0) -> tuple[list, list]:
+    """(the user's params as a list of group dicts (a list of arrays is one group), the torch
+    tensors among them as given: each step writes them through views autograd does not see)."""
     if isinstance(params, dict):
         raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
     if _backend.is_array(params):  # (one array is one param; a torch tensor iterated gave its rows)
@@ -33,12 +37,15 @@ def groups_of(params, where="params", first: int = 0) -> list:
         raise ValueError(f"{where}: got an empty parameter list")
     if not isinstance(groups[0], dict):
         groups = [{"params": groups}]
-    out = []
+    out, tensors = [], []
     for gi, g in enumerate(groups):
         if not isinstance(g, dict) or "params" not in g:
             raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
-        out.append({**g, "params": _backend.as_list(g["params"], f"param_groups[{first + gi}]['params']")})
-    return out
+        raw = g["params"]
+        raw = list(raw) if isinstance(raw, Iterator) else raw  # (read once: model.parameters())
+        out.append({**g, "params": _backend.as_list(raw, f"param_groups[{first + gi}]['params']")})
+        tensors += torch_tensors(list(raw) if isinstance(raw, (list, tuple)) else [raw])
+    return out, tensors
 
 
 def check_params(params) -> None:
@@ -96,15 +103,26 @@ def align_of(hyper: dict) -> int:
     return 1
 
 
-def offsets(params, align: int) -> tuple[list[int], int]:
-    """(each param's offset in the flat buffer, the end of the last): consecutive, each rounded up
-    to a multiple of ``align`` (the gaps hold zeros: no gradient, no update)."""
-    offs, at = [], 0
-    for p in params:
-        at = -(-at // align) * align
-        offs.append(at)
-        at += int(p.size)
-    return offs, at
+def layout(params, align: int, world: int) -> tuple[list[int], int, int]:
+    """(each param's offset in the flat buffer, the end of the last, each rank's ``chunk``).
+
+    The params lie back to back; with 8-bit states (``align``: the block) ``chunk`` is whole
+    blocks and a param that a rank boundary cuts starts at a block multiple, so that the piece
+    past the boundary starts at one of its blocks (the gap before it holds zeros: no gradient, no
+    update). At most ``world - 1`` gaps: aligning every param cost up to ``align - 1`` elements
+    per param (1000 params of 10 elements filled 256000)."""
+    sizes = [int(p.size) for p in params]
+    chunk = chunk_of(sum(sizes), world, align)
+    while True:
+        offs, at = [], 0
+        for n in sizes:
+            if align > 1 and n and at // chunk != (at + n - 1) // chunk:  # (chunk > 0 where n > 0)
+                at = -(-at // align) * align
+            offs.append(at)
+            at += n
+        if at <= chunk * world:
+            return offs, at, chunk
+        chunk += align  # (the gaps pushed the end past the last rank's slice)
 
 
 def chunk_of(span: int, world: int, align: int) -> int:
@@ -114,15 +132,30 @@ def chunk_of(span: int, world: int, align: int) -> int:
     return -(-share // align) * align
 
 
-def element_numbering(slices, params, offs) -> tuple[list[int], dict]:
+def pieces_of(a: int, b: int, params, offs, align: int) -> list[tuple[int, int]]:
+    """The local optimizer's arrays for a group's slice ``[a, b)`` of the flat buffer (``params``,
+    ``offs``: the group's): the slice as one array; with 8-bit states (``align > 1``) each param's
+    piece of it as an array of its own, quantized in blocks from its own first element as the
+    unsharded optimizer quantizes the param (a piece starts at the param's element 0 or at a rank
+    boundary, a block multiple past it)."""
+    if b <= a:
+        return []
+    if align == 1:
+        return [(a, b)]
+    cuts = [(max(o, a), min(o + int(p.size), b)) for p, o in zip(params, offs)]
+    return [(c, e) for c, e in cuts if c < e]
+
+
+def element_numbering(arrays, params, offs) -> tuple[list[int], dict]:
     """(each local param's first Philox counter, ``{local param: its pieces}`` where its numbering
     jumps): the counters of the unsharded optimizer, which numbers the params' elements back to
-    back, while the flat buffer puts 8-bit states' params at block multiples. A slice of several
-    params is cut at each param's flat offset (a block boundary) into pieces ``(first, stop,
-    counter of first)`` in local coordinates; the gaps' zeros continue the piece before them."""
+    back, while the flat buffer may leave gaps between them (``arrays``: the local params' flat
+    ranges, in order). A range of several params is cut at each param's flat offset into pieces
+    ``(first, stop, counter of first)`` in local coordinates; the gaps' zeros continue the piece
+    before them."""
     starts, runs, k = [], {}, 0
     firsts = [int(a) for a in np.cumsum([0] + [int(p.size) for p in params[:-1]])]
-    for a, b in slices:
+    for a, b in arrays:
         if b <= a:
             continue
         pieces = []
@@ -141,19 +174,20 @@ def element_numbering(slices, params, offs) -> tuple[list[int], dict]:
 
 def views_again(z) -> None:
     """A copied ShardedOptimizer's views (``params``, the gradient views, the local optimizer's
-    slices) made again on its copied buffers (copied one by one they no longer see them)."""
+    arrays) made again on its copied buffers (copied one by one they no longer see them)."""
     if not hasattr(z, "_offs"):  # (pickled before 8-bit states aligned the params: no gaps)
         z._offs = [int(a) for a in np.cumsum([0] + [p.size for p in z._user[:-1]])]
+    if not hasattr(z, "_pieces"):  # (pickled when each group's slice was one array)
+        z._pieces = [[(a, b)] if b > a else [] for a, b in z._slices]
     z.params = [z._flat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
     z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
     base = z.rank * z.chunk
-    z._local_grads = [z._shard[a - base : b - base] for a, b in z._slices if b > a]
-    # the local optimizer's params: its copied slices replaced by views of the copied buffer
+    z._local_grads = [z._shard[a - base : b - base] for cuts in z._pieces for a, b in cuts]
+    # the local optimizer's params: its copied arrays replaced by views of the copied buffer
     opt, swap = z.optimizer, {}
-    for gi, (a, b) in enumerate(z._slices):
-        if b > a:
-            for old in opt._group_params[gi][1]:
-                swap[id(old)] = (old, z._flat[a:b])
+    for gi, cuts in enumerate(z._pieces):
+        for old, (a, b) in zip(opt._group_params[gi][1], cuts):
+            swap[id(old)] = (old, z._flat[a:b])
     opt.__dict__.pop("_lowp_plans", None)  # (a cache of views of the old arrays)
     for k, v in list(vars(opt).items()):
         setattr(opt, k, sharded_state.swapped(v, swap, set()))

@@ -1,10 +1,11 @@
 """ZeRO-1 checkpoints: a rank's slice of the state <-> the unsharded optimizer's state dict.
 
 The local optimizer has one parameter per group it holds part of: the group's slice of
-the flat buffer. Its state arrays are the same slices of the group's state laid out flat,
-so consolidating is concatenating the slices in flat order and cutting them into the
-arrays' shapes (at their flat offsets: 8-bit states leave gaps to align each array to a block);
-re-sharding is the reverse for another slice. 8-bit states (``state_dtype="int8"``) travel as
+the flat buffer (with 8-bit states, one per array it holds part of: each array's piece of the
+slice). Its state arrays are the same pieces of the group's state laid out flat, so
+consolidating is placing the pieces at their flat offsets and cutting them into the arrays'
+shapes (at their flat offsets: 8-bit states leave a gap before an array cut by a rank boundary,
+to start it at a block); re-sharding is the reverse for other pieces. 8-bit states (``state_dtype="int8"``) travel as
 their float32 values, which each side quantizes again in the same blocks (each array's own,
 from its element 0): the same codes back.
 """
@@ -83,25 +84,26 @@ def _scalar(v):
     return _backend.to_numpy(v).item() if hasattr(v, "shape") and getattr(v, "size", 0) == 1 else v
 
 
-def local_pieces(optimizer, slices) -> list:
-    """What this rank contributes to a consolidated checkpoint: per group slice, host copies."""
+def local_pieces(optimizer, pieces) -> list:
+    """What this rank contributes to a consolidated checkpoint: per local array (``pieces``: per
+    group, the arrays' flat ranges), host copies."""
     sd = optimizer.state_dict()
-    pieces, k = [], 0
-    for gi, (a, b) in enumerate(slices):
-        if b <= a:
-            continue
-        entry = _float_entry(sd["state"].get(k) or {}, f"state[{k}]")
-        names = _array_names(optimizer)
-        arrays = {n: _backend.to_numpy(v).copy() for n, v in entry.items() if n in names and v is not None}
-        scalars = {n: _scalar(v) for n, v in entry.items() if n not in arrays}
-        pieces.append({"gi": gi, "a": a, "b": b, "arrays": arrays, "scalars": scalars, "stepped": bool(entry)})
-        k += 1
-    return pieces
+    names = _array_names(optimizer)
+    out, k = [], 0
+    for gi, cuts in enumerate(pieces):
+        for a, b in cuts:
+            entry = _float_entry(sd["state"].get(k) or {}, f"state[{k}]")
+            arrays = {n: _backend.to_numpy(v).copy() for n, v in entry.items() if n in names and v is not None}
+            scalars = {n: _scalar(v) for n, v in entry.items() if n not in arrays}
+            out.append({"gi": gi, "a": a, "b": b, "arrays": arrays, "scalars": scalars, "stepped": bool(entry)})
+            k += 1
+    return out
 
 
 def consolidate(gathered, param_groups, ranges, counts, params, offs) -> dict:
     """The unsharded state dict from every rank's pieces (``counts``: parameters per group,
-    ``offs``: each param's flat offset; the gaps between them are dropped)."""
+    ``offs``: each param's flat offset, ``ranges``: each group's; the gaps between them are
+    dropped)."""
     by_group: dict[int, list] = {}
     for rank_pieces in gathered:
         for pc in rank_pieces:
@@ -110,22 +112,28 @@ def consolidate(gathered, param_groups, ranges, counts, params, offs) -> dict:
     for gi, n in enumerate(counts):
         group_params = list(range(first, first + n))
         first += n
-        pieces = sorted(by_group.get(gi, []), key=lambda pc: pc["a"])
+        pieces = by_group.get(gi, [])
         if pieces and all(pc["stepped"] for pc in pieces):
-            names = list(pieces[0]["arrays"])
-            flat = {nm: np.concatenate([pc["arrays"][nm] for pc in pieces]) for nm in names}
+            g_lo, g_hi = ranges[gi]
+            flat = {}
+            for nm in pieces[0]["arrays"]:  # (the group's flat range: each piece at its place)
+                parts = [pc["arrays"][nm].reshape(-1) for pc in pieces]
+                flat[nm] = np.zeros(g_hi - g_lo, dtype=np.result_type(*parts))
+                for pc, part in zip(pieces, parts):
+                    flat[nm][pc["a"] - g_lo : pc["b"] - g_lo] = part
             for i in group_params:
-                p, off = params[i], offs[i] - pieces[0]["a"]
+                p, off = params[i], offs[i] - g_lo
                 entry = dict(pieces[0]["scalars"])
-                for nm in names:
-                    entry[nm] = flat[nm][off : off + p.size].reshape(p.shape).copy()
+                for nm, f in flat.items():
+                    entry[nm] = f[off : off + p.size].reshape(p.shape).copy()
                 state[i] = entry
         groups.append({**{k: v for k, v in param_groups[gi].items() if k != "params"}, "params": group_params})
     return {"state": state, "param_groups": groups}
 
 
-def reshard(sd, optimizer, slices, ranges, counts, params, offs) -> dict:
-    """The local optimizer's state dict for this rank's ``slices`` from an unsharded one.
+def reshard(sd, optimizer, pieces, ranges, counts, params, offs) -> dict:
+    """The local optimizer's state dict for this rank's arrays (``pieces``: per group, their flat
+    ranges) from an unsharded one.
 
     Every group is checked, not only those this rank holds part of: each rank loads the same
     dict, so each refuses a bad one with the same error (none goes on alone to the next step's
@@ -144,22 +152,21 @@ def reshard(sd, optimizer, slices, ranges, counts, params, offs) -> dict:
         first += n
         merged.append(_group_entry(saved_state, keys[gi], mine, names, scalar_names, gi))
     state, groups, k, first = {}, [], 0, 0
-    for gi, ((a, b), (g_lo, g_hi), saved) in enumerate(zip(slices, ranges, saved_groups)):
+    for gi, (cuts, (g_lo, g_hi), saved) in enumerate(zip(pieces, ranges, saved_groups)):
         at = [o - g_lo for o, p in zip(offs[first : first + counts[gi]], params[first : first + counts[gi]]) if p.size]
         first += counts[gi]
         hyper = {kk: v for kk, v in saved.items() if kk != "params"}
-        if b <= a:
-            groups.append({**hyper, "params": []})
-            continue
         group_state = merged[gi]
-        if group_state is not None:
-            scalars, arrays = group_state
-            state[k] = {
-                **scalars,
-                **{nm: _laid(parts, at, g_hi - g_lo)[a - g_lo : b - g_lo] for nm, parts in arrays.items()},
-            }
-        groups.append({**hyper, "params": [k]})
-        k += 1
+        laid = {}  # (the group's arrays laid out flat, once for all its pieces here)
+        if group_state is not None and cuts:
+            laid = {nm: _laid(parts, at, g_hi - g_lo) for nm, parts in group_state[1].items()}
+        ks = []
+        for a, b in cuts:
+            if group_state is not None:
+                state[k] = {**group_state[0], **{nm: v[a - g_lo : b - g_lo] for nm, v in laid.items()}}
+            ks.append(k)
+            k += 1
+        groups.append({**hyper, "params": ks})
     return {"state": state, "param_groups": groups}
 
 
@@ -243,24 +250,24 @@ def _numbers(entry: dict, scalar_names, where: str) -> dict:
     return out
 
 
-def shard_counts(optimizer, slices) -> list:
+def shard_counts(optimizer, pieces) -> list:
     """Per group, what every rank holding a slice of it must have loaded alike (None on a rank
     without one): the step count and the per-group scalars (NAdam's mu_product, AdaGrad-Norm's
     b_sq), or "no state". A group steps as one array: a shard from another step of the run
     (rank 0's from one checkpoint, rank 1's from another) stepped its slice with another bias
-    correction than the other slices, silently."""
+    correction than the other slices, silently. (``pieces``: per group, the local arrays.)"""
     state = optimizer.state_dict()["state"]
     keys = ("step", *getattr(optimizer, "_scalar_names", ()))
     out: list[str | None] = []
     k = 0
-    for a, b in slices:
-        if b <= a:
+    for cuts in pieces:
+        if not cuts:
             out.append(None)
             continue
         entry = state.get(k) or {}
         said = ", ".join(f"{n} {_scalar(entry[n])!r}" for n in keys if entry.get(n) is not None)
         out.append(said or "no state")
-        k += 1
+        k += len(cuts)
     return out
 
 
@@ -297,7 +304,7 @@ def load(zopt, state_dict) -> None:
         _check_offsets(lay, ours["offsets"])
         zopt.optimizer.load_state_dict(state_dict["optimizer"])
         return
-    local = reshard(state_dict, zopt.optimizer, zopt._slices, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
+    local = reshard(state_dict, zopt.optimizer, zopt._pieces, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
     zopt.optimizer.load_state_dict(local)
 
 
