@@ -59,10 +59,11 @@ template <class T, class P = const T*> struct StatsKernel {
       // then Σ(x - m)² in T over blocks of kBlockTerms rows, each added in double. One sum in T of a
       // channel's up to 16K squared deviations rounded every addition alike for data of few distinct
       // values (half a, half b: rstd 300 ulps off; random columns 8).
-      std::vector<double> s(size_t(C), 0.0), q(size_t(C), 0.0);
+      std::vector<double> s(size_t(C), 0.0), q(size_t(C), 0.0), d(size_t(C), 0.0);
       std::vector<T> m(static_cast<size_t>(C)), qb(static_cast<size_t>(C));
       double* OK_RESTRICT sp = s.data();
       double* OK_RESTRICT qp = q.data();
+      double* OK_RESTRICT dp = d.data();
       T* OK_RESTRICT mp = m.data();
       T* OK_RESTRICT bp = qb.data();
       for (int64_t n = n0; n < n1; ++n) {
@@ -82,10 +83,14 @@ template <class T, class P = const T*> struct StatsKernel {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) qp[c] += double(bp[c]);
       }
-      for (int64_t c = 0; c < C; ++c) {
-        const double mean = sp[c] / cnt;
-        part[k * C + c] = {cnt, mean, corrected_m2(qp[c], mean - double(mp[c]), cnt)};
+      if constexpr (sizeof(T) == sizeof(double)) {  // (the deviations' sums: norm_cpu.hpp, two_pass_moments)
+        for (int64_t n = n0; n < n1; ++n) {
+          const T* OK_RESTRICT xn = x + n * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) dp[c] += double(xn[c] - mp[c]);
+        }
       }
+      for (int64_t c = 0; c < C; ++c) part[k * C + c] = two_pass_moments<T>(cnt, sp[c], mp[c], qp[c], dp[c]);
       return;
     }
     // The corrected two-pass of norm_cpu.hpp's chunk_moments over the block's runs of channel c.
@@ -99,12 +104,13 @@ template <class T, class P = const T*> struct StatsKernel {
     }
     const double cnt = double((n1 - n0) * S), mean = s / cnt;
     const T m = T(mean);
-    double q = 0;
+    double q = 0, d = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       q += block_sum<T>(S, [&](int64_t i) { return sq_dev(xn[i], m); });
+      d += dev_sum<T>(S, m, [&](int64_t i) { return xn[i]; });
     }
-    part[t] = {cnt, mean, corrected_m2(q, mean - double(m), cnt)};
+    part[t] = two_pass_moments<T>(cnt, s, m, q, d);
   }
 };
 
