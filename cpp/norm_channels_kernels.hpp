@@ -83,14 +83,20 @@ template <class T, class P = const T*> struct StatsKernel {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) qp[c] += double(bp[c]);
       }
-      if constexpr (sizeof(T) == sizeof(double)) {  // (the deviations' sums: norm_cpu.hpp, two_pass_moments)
+      // (the deviations' sums where a channel's mean needs them: norm_cpu.hpp, refine_mean)
+      bool refine = false;
+      for (int64_t c = 0; c < C; ++c) refine = refine || refine_mean<T>(qp[c], cnt, mp[c]);
+      if (refine) {
         for (int64_t n = n0; n < n1; ++n) {
           const T* OK_RESTRICT xn = x + n * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) dp[c] += double(xn[c] - mp[c]);
         }
       }
-      for (int64_t c = 0; c < C; ++c) part[k * C + c] = two_pass_moments<T>(cnt, sp[c], mp[c], qp[c], dp[c]);
+      for (int64_t c = 0; c < C; ++c) {
+        const double dc = refine_mean<T>(qp[c], cnt, mp[c]) ? dp[c] : 0.0;
+        part[k * C + c] = two_pass_moments<T>(cnt, sp[c], mp[c], qp[c], dc);
+      }
       return;
     }
     // The corrected two-pass of norm_cpu.hpp's chunk_moments over the block's runs of channel c.
@@ -108,7 +114,12 @@ template <class T, class P = const T*> struct StatsKernel {
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       q += block_sum<T>(S, [&](int64_t i) { return sq_dev(xn[i], m); });
-      d += dev_sum<T>(S, m, [&](int64_t i) { return xn[i]; });
+    }
+    if (refine_mean<T>(q, cnt, m)) {  // (norm_cpu.hpp)
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* OK_RESTRICT xn = x + (n * C + c) * S;
+        d += dev_sum<T>(S, m, [&](int64_t i) { return xn[i]; });
+      }
     }
     part[t] = two_pass_moments<T>(cnt, s, m, q, d);
   }

@@ -6,7 +6,11 @@ rounding, some ulps of the data's magnitude. A constant float64 row of 1e20 (100
 with rstd 6.1e-5 (its M2 n ulp², not 0) and y = 1 everywhere, not 0; data a few ulps apart were
 normalized against a variance off by its own size. (float32 means are exact double sums, and the
 GPU's shifted sums are exact for them: only float64 on the CPU.) The fix sums the deviations of the
-second pass too and refines the mean with them (rules::shifted_moments around the first mean).
+second pass too, where the sum's rounding can matter beside the spread, and refines the mean with
+them (rules::shifted_moments around the first mean).
+
+Not fixed: a row of more than one statistics chunk (2048 values) merges the chunks' means, each
+rounded, so data only a few ulps apart still lose their variance there (Chan's merge of rounded means).
 """
 
 from fractions import Fraction
@@ -82,3 +86,15 @@ def test_float64_data_a_few_ulps_apart_get_their_true_mean_and_variance(n):
         r = 1 / np.sqrt(float(var) + EPS)
         want = np.array([float((Fraction(float(a)) - m) * Fraction(r)) for a in x[0, 0]])
         assert np.max(np.abs(y0 - want)) <= ulp * r * (1 + 1e-9) + 1e-12, name
+
+
+@pytest.mark.parametrize("n", [1000, 5000])
+def test_float64_offset_data_get_a_mean_within_an_ulp(n):
+    # 1e8 + N(0, 1): batch norm's mean was 4 ulps of 1e8 off at n = 5000 (6e-8), y as much
+    x = 1e8 + np.random.default_rng(n).standard_normal(n)
+    m, _ = _exact(x)
+    ulp = Fraction(float(np.spacing(1e8)))
+    _, sv = norm.batch_norm(x.reshape(n, 1), eps=EPS)
+    assert abs(Fraction(float(sv.mean[0])) - m) <= ulp
+    _, sv = norm.layer_norm(x.reshape(1, n), (n,), eps=EPS)
+    assert abs(Fraction(float(sv.mean[0])) - m) <= ulp
