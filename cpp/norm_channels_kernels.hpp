@@ -59,10 +59,11 @@ template <class T, class P = const T*> struct StatsKernel {
       // then Σ(x - m)² in T over blocks of kBlockTerms rows, each added in double. One sum in T of a
       // channel's up to 16K squared deviations rounded every addition alike for data of few distinct
       // values (half a, half b: rstd 300 ulps off; random columns 8).
-      std::vector<double> s(size_t(C), 0.0), q(size_t(C), 0.0);
+      std::vector<double> s(size_t(C), 0.0), q(size_t(C), 0.0), d(size_t(C), 0.0);
       std::vector<T> m(static_cast<size_t>(C)), qb(static_cast<size_t>(C));
       double* OK_RESTRICT sp = s.data();
       double* OK_RESTRICT qp = q.data();
+      double* OK_RESTRICT dp = d.data();
       T* OK_RESTRICT mp = m.data();
       T* OK_RESTRICT bp = qb.data();
       for (int64_t n = n0; n < n1; ++n) {
@@ -82,9 +83,19 @@ template <class T, class P = const T*> struct StatsKernel {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) qp[c] += double(bp[c]);
       }
+      // (the deviations' sums where a channel's mean needs them: norm_cpu.hpp, refine_mean)
+      bool refine = false;
+      for (int64_t c = 0; c < C; ++c) refine = refine || refine_mean<T>(qp[c], cnt, mp[c]);
+      if (refine) {
+        for (int64_t n = n0; n < n1; ++n) {
+          const T* OK_RESTRICT xn = x + n * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) dp[c] += double(xn[c] - mp[c]);
+        }
+      }
       for (int64_t c = 0; c < C; ++c) {
-        const double mean = sp[c] / cnt;
-        part[k * C + c] = {cnt, mean, corrected_m2(qp[c], mean - double(mp[c]), cnt)};
+        const double dc = refine_mean<T>(qp[c], cnt, mp[c]) ? dp[c] : 0.0;
+        part[k * C + c] = two_pass_moments<T>(cnt, sp[c], mp[c], qp[c], dc);
       }
       return;
     }
@@ -99,12 +110,18 @@ template <class T, class P = const T*> struct StatsKernel {
     }
     const double cnt = double((n1 - n0) * S), mean = s / cnt;
     const T m = T(mean);
-    double q = 0;
+    double q = 0, d = 0;
     for (int64_t n = n0; n < n1; ++n) {
       const T* OK_RESTRICT xn = x + (n * C + c) * S;
       q += block_sum<T>(S, [&](int64_t i) { return sq_dev(xn[i], m); });
     }
-    part[t] = {cnt, mean, corrected_m2(q, mean - double(m), cnt)};
+    if (refine_mean<T>(q, cnt, m)) {  // (norm_cpu.hpp)
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* OK_RESTRICT xn = x + (n * C + c) * S;
+        d += dev_sum<T>(S, m, [&](int64_t i) { return xn[i]; });
+      }
+    }
+    part[t] = two_pass_moments<T>(cnt, s, m, q, d);
   }
 };
 

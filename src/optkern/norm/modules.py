@@ -76,6 +76,26 @@ def _state_value(xp, key, v, like):
     return cast
 
 
+def _loaded_count(count) -> int:
+    """``state_dict["num_batches_tracked"]`` as the count: an integer, or an array / tensor / NumPy
+    scalar of one real value (a float truncated, as torch's copy into its int64 buffer does), named
+    when it is none. (``int(count.item())`` raised Python's unnamed errors for NaN, inf, complex and
+    NumPy's for several values, and took the string array ``np.array("3")`` as 3.)"""
+    key = "state_dict['num_batches_tracked']"
+    if hasattr(count, "item") and hasattr(count, "shape"):
+        if math.prod(count.shape) != 1:
+            raise ValueError(f"{key}: expected one count, got shape {tuple(count.shape)}")
+        count = count.item()
+        if isinstance(count, float):
+            if not math.isfinite(count):
+                raise ValueError(f"{key}: expected a finite count, got {count}")
+            count = int(count)
+        elif isinstance(count, bool):  # (torch's bool tensor loads as 0 / 1 too)
+            count = int(count)
+    # (the training forward's bound: 2**63 - 1 was loaded, and the next forward refused it)
+    return _backend.integer(key, count, lo=0, hi=_backend.INT64_MAX - 1)
+
+
 class _NormModule(NativeByName):
     """Shared parts: parameters / grads lists and array allocation on NumPy or CuPy."""
 
@@ -181,10 +201,7 @@ class _NormModule(NativeByName):
         new = {k: _state_value(self._xp, k, state_dict[k], a) for k, a in own.items()}
         count = None
         if "num_batches_tracked" in want:
-            count = state_dict["num_batches_tracked"]
-            count = int(count.item()) if hasattr(count, "item") else count
-            # (the training forward's bound: 2**63 - 1 was loaded, and the next forward refused it)
-            count = _backend.integer("state_dict['num_batches_tracked']", count, lo=0, hi=_backend.INT64_MAX - 1)
+            count = _loaded_count(state_dict["num_batches_tracked"])
         for k, v in new.items():
             own[k][...] = v  # (in place: an optimizer holding these arrays keeps stepping them)
         if count is not None:
