@@ -276,7 +276,9 @@ def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
-    """Inverse of :func:`quantize_blockwise` (float32 of codes' shape)."""
+    """Inverse of :func:`quantize_blockwise` (float32 of codes' shape; ``codes`` and ``scales`` may be
+    torch tensors or DLPack exporters, read through their views as ``quantize_blockwise``'s input)."""
+    codes = _backend.as_array(codes, "codes")  # (a masked array refused: its mask would be ignored)
     if not (isinstance(codes, np.ndarray) or _backend.is_cupy(codes)) or codes.dtype != np.uint8:
         raise TypeError(f"codes: expected a uint8 array, got {getattr(codes, 'dtype', type(codes).__name__)}")
     scales = _float32(scales, "scales", cupy_ok=True)
