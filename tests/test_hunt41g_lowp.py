@@ -38,3 +38,16 @@ def test_dequantize_blockwise_torch_codes_of_other_dtype_named():
     _, scales = lowp.quantize_blockwise(X, 64)
     with pytest.raises(TypeError, match="codes: expected a uint8 array, got int8"):
         lowp.dequantize_blockwise(torch.zeros(300, dtype=torch.int8), scales, 64)
+
+
+@pytest.mark.parametrize("fn", ["to_half", "from_half"])
+def test_torch_dtype_refusal_shows_the_dtype(fn):
+    """A torch dtype (not one of the spellings taken) was refused as "got dtype" (its type's name),
+    which reads as if a NumPy dtype had been refused: the message shows the torch dtype."""
+    torch = pytest.importorskip("torch")
+    call = {
+        "to_half": lambda d: lowp.to_half(X, d),
+        "from_half": lambda d: lowp.from_half(np.zeros(3, np.uint16), d),
+    }[fn]
+    with pytest.raises(TypeError, match=r"^dtype: .*, got torch\.bfloat16$"):
+        call(torch.bfloat16)

@@ -96,10 +96,9 @@ def _half_dtype(dtype, name: str = "dtype") -> str:
     if isinstance(dtype, str):
         return _option(name, dtype, HALF_DTYPES)
     if not (isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic))):
-        raise TypeError(
-            f"{name}: expected 'bfloat16' or 'float16' (a string, NumPy dtype or scalar type), "
-            f"got {type(dtype).__name__}"
-        )
+        # (a torch dtype shown as itself: its type's name, "dtype", read as a NumPy dtype refused)
+        got = repr(dtype) if type(dtype).__module__ == "torch" else type(dtype).__name__
+        raise TypeError(f"{name}: expected 'bfloat16' or 'float16' (a string, NumPy dtype or scalar type), got {got}")
     dt = np.dtype(dtype)
     if dt == np.float16:  # (native order: '>f2' is not equal)
         return "float16"
