@@ -96,10 +96,9 @@ def _half_dtype(dtype, name: str = "dtype") -> str:
     if isinstance(dtype, str):
         return _option(name, dtype, HALF_DTYPES)
     if not (isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic))):
-        raise TypeError(
-            f"{name}: expected 'bfloat16' or 'float16' (a string, NumPy dtype or scalar type), "
-            f"got {type(dtype).__name__}"
-        )
+        # (a torch dtype shown as itself: its type's name, "dtype", read as a NumPy dtype refused)
+        got = repr(dtype) if type(dtype).__module__ == "torch" else type(dtype).__name__
+        raise TypeError(f"{name}: expected 'bfloat16' or 'float16' (a string, NumPy dtype or scalar type), got {got}")
     dt = np.dtype(dtype)
     if dt == np.float16:  # (native order: '>f2' is not equal)
         return "float16"
@@ -276,7 +275,9 @@ def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
-    """Inverse of :func:`quantize_blockwise` (float32 of codes' shape)."""
+    """Inverse of :func:`quantize_blockwise` (float32 of codes' shape; ``codes`` and ``scales`` may be
+    torch tensors or DLPack exporters, read through their views as ``quantize_blockwise``'s input)."""
+    codes = _backend.as_array(codes, "codes")  # (a masked array refused: its mask would be ignored)
     if not (isinstance(codes, np.ndarray) or _backend.is_cupy(codes)) or codes.dtype != np.uint8:
         raise TypeError(f"codes: expected a uint8 array, got {getattr(codes, 'dtype', type(codes).__name__)}")
     scales = _float32(scales, "scales", cupy_ok=True)

@@ -199,7 +199,10 @@ class SWALP:
         is taken."""
         self._check_config()
         grads = _backend.check_list_like(_backend.as_list(grads, "grads"), self.params, "grads")
-        t = self.t + 1
+        # t, an attribute as load_state_dict sets it, by that rule, naming it: used as it stood, None
+        # raised Python's unnamed TypeError, True went on as 1, and 2**63 - 1 stepped to a count
+        # its own checkpoint could not load
+        t = _backend.integer("t", self.t, lo=0, hi=_backend.INT64_MAX - 1) + 1
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
         # momentum assigned between steps: off drops the buffers (kept, the checkpoint held buffers
         # with momentum 0, which load_state_dict refuses); on starts them at zero, so that this
