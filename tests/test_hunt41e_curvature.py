@@ -39,3 +39,55 @@ def test_lm_max_basis_needs_room_for_both_ends():
         hessian.top_eigenvalues(A, k=1, which="LM", max_basis=3)
     r = hessian.top_eigenvalues(A, k=1, which="LA", max_basis=2, max_steps=3000)
     assert r.eigenvalues[0] == pytest.approx(6.5, abs=1e-8)
+
+
+NONSYMMETRIC = np.array([[1.0, 5.0], [0.0, 2.0]])  # eigenvalues 1 and 2
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda A: hessian.top_eigenvalues(A, 1),
+        lambda A: hessian.lanczos(A, 2),
+        lambda A: hessian.power_iteration(A),
+        lambda A: hessian.spectral_density(A, steps=2, grid=5),
+        lambda A: hessian.gradient_concentration(A, np.ones(2), 1),
+        lambda A: hessian.cg(A, np.ones(2)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_dense_matrix_that_is_not_symmetric_is_refused(call, dtype):
+    # A dense matrix is wrapped as v -> A v (as_operator: "a dense symmetric matrix"), and the
+    # symmetric-only estimators ran on it: top_eigenvalues of [[1, 5], [0, 2]] returned 3.02,
+    # "converged" with residual 0; cg diverged to 6e7 (info 20).
+    with pytest.raises(ValueError, match=r"^(A|op): a dense matrix that is not symmetric"):
+        call(NONSYMMETRIC.astype(dtype))
+
+
+def test_cg_refuses_a_dense_preconditioner_that_is_not_symmetric():
+    A = np.diag([1.0, 2.0, 3.0])
+    M = np.eye(3)
+    M[0, 2] = 0.5
+    with pytest.raises(ValueError, match=r"^M: a dense matrix that is not symmetric"):
+        hessian.cg(A, np.ones(3), M=M)
+
+
+def test_symmetric_to_rounding_is_still_taken():
+    # (Q diag(w) Q^T is symmetric only to rounding; trace needs no symmetry at all)
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.standard_normal((40, 40)))[0]
+    for dtype in (np.float64, np.float32):
+        Qd = Q.astype(dtype)
+        A = (Qd * np.arange(1.0, 41.0, dtype=dtype)) @ Qd.T
+        assert not np.array_equal(A, A.T)
+        r = hessian.top_eigenvalues(A, 1)
+        assert r.eigenvalues[0] == pytest.approx(40.0, rel=1e-4)
+        assert hessian.cg(A, np.ones(40, dtype=dtype)).info == 0
+    assert hessian.trace(NONSYMMETRIC, "hutch++", num_matvecs=6).estimate == pytest.approx(3.0)
+
+
+def test_a_torch_matrix_that_is_not_symmetric_is_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"^op: a dense matrix that is not symmetric"):
+        hessian.top_eigenvalues(torch.tensor(NONSYMMETRIC), 1)
+    assert hessian.top_eigenvalues(torch.tensor(NONSYMMETRIC + NONSYMMETRIC.T), 1).converged
