@@ -91,3 +91,19 @@ def test_a_torch_matrix_that_is_not_symmetric_is_refused():
     with pytest.raises(ValueError, match=r"^op: a dense matrix that is not symmetric"):
         hessian.top_eigenvalues(torch.tensor(NONSYMMETRIC), 1)
     assert hessian.top_eigenvalues(torch.tensor(NONSYMMETRIC + NONSYMMETRIC.T), 1).converged
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_byte_swapped_product_is_read_as_its_values(dtype):
+    # A big-endian float product was refused, "fn: returned >f8 entries, expected float32 or
+    # float64" (TypeError), though the operators take byte-swapped vectors (b, v0) as their values.
+    d = np.arange(1.0, 6.0)
+    swapped = np.dtype(dtype).newbyteorder(">" if np.little_endian else "<")
+    op = hessian.from_hvp(lambda v: (d * v).astype(swapped), 5, dtype)
+    mm = hessian.from_hvp(lambda v: d * v, 5, dtype, matmat=lambda V: (d[:, None] * V).astype(swapped))
+    y = op.matvec(np.ones(5))
+    assert y.dtype == dtype and y.dtype.isnative
+    np.testing.assert_array_equal(y, d.astype(dtype))
+    np.testing.assert_array_equal(mm.matmat(np.eye(5)), np.diag(d).astype(dtype))
+    assert hessian.top_eigenvalues(op, 1).eigenvalues[0] == pytest.approx(5.0, rel=1e-5)
+    np.testing.assert_allclose(hessian.cg(op, d).x, np.ones(5), rtol=1e-4)
