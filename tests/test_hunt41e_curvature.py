@@ -107,3 +107,19 @@ def test_a_byte_swapped_product_is_read_as_its_values(dtype):
     np.testing.assert_array_equal(mm.matmat(np.eye(5)), np.diag(d).astype(dtype))
     assert hessian.top_eigenvalues(op, 1).eigenvalues[0] == pytest.approx(5.0, rel=1e-5)
     np.testing.assert_allclose(hessian.cg(op, d).x, np.ones(5), rtol=1e-4)
+
+
+def test_newton_cg_names_a_curvature_matrix_that_is_not_symmetric_before_the_closure():
+    from optkern.optim import NewtonCG
+
+    x = np.ones(2)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        return float(x @ x), [2 * x]
+
+    opt = NewtonCG([x], lambda: NONSYMMETRIC.copy())  # (a callable may return a dense matrix)
+    with pytest.raises(ValueError, match=r"^curvature: a dense matrix that is not symmetric"):
+        opt.step(closure)
+    assert calls == [] and np.array_equal(x, np.ones(2))
