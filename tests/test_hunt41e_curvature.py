@@ -123,3 +123,24 @@ def test_newton_cg_names_a_curvature_matrix_that_is_not_symmetric_before_the_clo
     with pytest.raises(ValueError, match=r"^curvature: a dense matrix that is not symmetric"):
         opt.step(closure)
     assert calls == [] and np.array_equal(x, np.ones(2))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_byte_swapped_dense_matrix_is_taken_as_its_values(dtype):
+    # as_operator refused it, "A: expected a float32 or float64 matrix, got >f8" (TypeError),
+    # though its vectors may be byte-swapped; and its symmetry went unchecked.
+    swapped = np.dtype(dtype).newbyteorder(">" if np.little_endian else "<")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 6))
+    A = (X @ X.T + 6 * np.eye(6)).astype(dtype)
+    b = np.ones(6, dtype=dtype)
+    op = hessian.as_operator(A.astype(swapped))
+    assert op.dtype == dtype
+    y = op.matvec(b)
+    assert y.dtype == dtype and y.dtype.isnative
+    np.testing.assert_allclose(y, A @ b, rtol=1e-6)
+    np.testing.assert_allclose(hessian.cg(A.astype(swapped), b, rtol=1e-7).x, np.linalg.solve(A, b), rtol=1e-4)
+    top = hessian.top_eigenvalues(A.astype(swapped), 1).eigenvalues[0]
+    assert top == pytest.approx(np.linalg.eigvalsh(A.astype(np.float64))[-1], rel=1e-5)
+    with pytest.raises(ValueError, match=r"^op: a dense matrix that is not symmetric"):
+        hessian.top_eigenvalues(NONSYMMETRIC.astype(swapped), 1)

@@ -148,7 +148,12 @@ def _dense_asymmetry(A) -> tuple[float, float] | None:
         return None
     if not (isinstance(A, np.ndarray) or _backend.is_cupy(A)):
         return None
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.size == 0 or A.dtype not in (np.float32, np.float64):
+    if (
+        A.ndim != 2
+        or A.shape[0] != A.shape[1]
+        or A.size == 0
+        or A.dtype.newbyteorder("=") not in (np.float32, np.float64)
+    ):
         return None
     n = A.shape[0]
     step = max(1, _DENSE_ELEMENTS // n)
