@@ -144,3 +144,15 @@ def test_a_byte_swapped_dense_matrix_is_taken_as_its_values(dtype):
     assert top == pytest.approx(np.linalg.eigvalsh(A.astype(np.float64))[-1], rel=1e-5)
     with pytest.raises(ValueError, match=r"^op: a dense matrix that is not symmetric"):
         hessian.top_eigenvalues(NONSYMMETRIC.astype(swapped), 1)
+
+
+def test_from_grad_takes_byte_swapped_params_and_from_hvp_a_byte_swapped_dtype():
+    # both refused: "params: expected float32 or float64, got dtype('>f8')", "dtype: ... '>f8'"
+    swapped = np.dtype(np.float64).newbyteorder(">" if np.little_endian else "<")
+    d = np.arange(1.0, 6.0)
+    op = hessian.from_grad(lambda p: d * p, np.ones(5).astype(swapped))
+    assert op.dtype == np.float64
+    np.testing.assert_allclose(op.matvec(np.ones(5)), d, rtol=1e-8)
+    op = hessian.from_hvp(lambda v: d * v, 5, swapped)
+    assert op.dtype == np.float64
+    np.testing.assert_array_equal(op.matvec(np.ones(5)), d)

@@ -93,7 +93,7 @@ def check_estimate(value: float, name: str = "op") -> float:
 def float_dtype(dtype, name: str) -> np.dtype:
     """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
     try:
-        dt = np.dtype(dtype)
+        dt = np.dtype(dtype).newbyteorder("=")  # (a byte-swapped ">f8" is float64: the vectors' are native)
     except TypeError:
         dt = None
     if dt not in (np.float32, np.float64):

@@ -279,7 +279,9 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
-    norm = vector_norm(xp, params)  # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf")
+    # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf"; a byte-swapped params read
+    # through a native copy: the products' params + h v are native anyway)
+    norm = vector_norm(xp, params if params.dtype.isnative else params.astype(dtype))
     if not math.isfinite(norm):
         raise ValueError("params: has NaN or Inf entries")
     scale = rel_step * (1.0 + norm)
