@@ -29,8 +29,8 @@ from .operators import CurvatureOperator
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
 #: A power whose factors would list more than this many is kept whole (``H ** 10**6``)
 _MAX_FACTORS = 64
-#: Rows of a dense matrix compared with its columns at once (bounds the temporary: 32 MiB of float64)
-_DENSE_ELEMENTS = 1 << 22
+#: The side of the square tiles a dense matrix is compared with its transpose in
+_TILE = 256
 
 
 def _product(A) -> tuple:
@@ -137,7 +137,7 @@ def _symmetric(A) -> bool | None:
 
 def _dense_asymmetry(A) -> tuple[float, float] | None:
     """``(max |A - A^T| / max |A|, sqrt(eps))`` of a dense square float32 / float64 matrix (NumPy,
-    CuPy or a foreign array viewed as one), compared a block of rows at a time; None for anything
+    CuPy or a foreign array viewed as one), compared in square tiles; None for anything
     else (as_operator refuses what it cannot take, naming it), or where NaN / Inf entries (refused
     by the estimators, naming the operator) or an overflow leave it undefined."""
     if hasattr(A, "matvec"):
@@ -155,14 +155,17 @@ def _dense_asymmetry(A) -> tuple[float, float] | None:
         or A.dtype.newbyteorder("=") not in (np.float32, np.float64)
     ):
         return None
-    n = A.shape[0]
-    step = max(1, _DENSE_ELEMENTS // n)
-    big = diff = 0.0
+    n, t = A.shape[0], _TILE
+    xp = _backend.array_module(A)
     with np.errstate(all="ignore"):
-        for i in range(0, n, step):
-            rows = A[i : i + step]
-            big = max(big, float(abs(rows).max()))
-            diff = max(diff, float(abs(rows - A[:, i : i + step].T).max()))
+        big = max(float(A.max()), -float(A.min()))
+        # tile (i, j) against tile (j, i) transposed, j >= i: both read row by row (comparing whole rows
+        # with columns read A column-wise, 3-14x a product at n = 2000-4000); one sync at the end
+        diff = xp.zeros((), dtype=A.dtype.newbyteorder("="))
+        for i in range(0, n, t):
+            for j in range(i, n, t):
+                diff = xp.maximum(diff, abs(A[i : i + t, j : j + t] - A[j : j + t, i : i + t].T).max())
+        diff = float(diff)
     if not (math.isfinite(big) and math.isfinite(diff)):
         return None
     return (diff / big if big else 0.0), math.sqrt(float(np.finfo(A.dtype).eps))
