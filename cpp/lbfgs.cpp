@@ -261,7 +261,7 @@ void lbfgs_stats(py::handle g_h, py::handle out_h) {
   py::array g = check_array(g_h, "g", dt, false);
   py::array out = check_out(out_h, "out", 2);
   ArrayList gl, ol;  // in bytes: g and out differ in dtype
-  gl.data.push_back(static_cast<char*>(g.mutable_data()));
+  gl.data.push_back(static_cast<char*>(const_cast<void*>(g.data())));  // (read only: a read-only g is taken)
   gl.size.push_back(int64_t(g.nbytes()));
   ol.data.push_back(static_cast<char*>(out.mutable_data()));
   ol.size.push_back(int64_t(out.nbytes()));

@@ -39,7 +39,9 @@ def checked(y, who: str, op, v=None, shape: tuple | None = None):
         raise TypeError(f"{who}: expected it to return a {xp.__name__} array (the product), got {type_name(y)}")
     if tuple(y.shape) != tuple(shape):
         raise ValueError(f"{who}: returned shape {tuple(y.shape)}, expected {tuple(shape)}")
-    if y.dtype not in (np.float32, np.float64):
+    # (in either byte order: a byte-swapped float64 product, ">f8", is float64 values, cast below as
+    # the vectors given to the operators are; it was refused, "returned >f8 entries, expected float64")
+    if y.dtype.newbyteorder("=") not in (np.float32, np.float64):
         # An integer product was truncated by the function (H v of a float v is not integer), a
         # complex one is not a real symmetric operator's: refused, not cast.
         raise TypeError(f"{who}: returned {y.dtype} entries, expected float32 or float64")
@@ -91,7 +93,7 @@ def check_estimate(value: float, name: str = "op") -> float:
 def float_dtype(dtype, name: str) -> np.dtype:
     """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
     try:
-        dt = np.dtype(dtype)
+        dt = np.dtype(dtype).newbyteorder("=")  # (a byte-swapped ">f8" is float64: the vectors' are native)
     except TypeError:
         dt = None
     if dt not in (np.float32, np.float64):

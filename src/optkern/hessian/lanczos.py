@@ -25,7 +25,7 @@ from . import _combine
 from ._lockstep import in_lockstep
 from ._probes import start_vector
 from ._products import check_estimate
-from .krylov import BlockKrylov, select
+from .krylov import BlockKrylov, restart_keep, select
 from .operators import as_operator, unit_vector, with_progress
 from .recurrence import LanczosRecurrence
 from .symmetry import require_symmetric
@@ -185,9 +185,9 @@ def top_eigenvalues(
         ``max_steps`` is below ``k + b``).
       max_basis: memory bound: the basis holds at most ``max_basis + b``
         vectors (``(max_basis + 2 b) n`` entries with the product block; at
-        least ``k + b``); when full, Lanczos restarts thickly from the most
-        wanted half of its Ritz vectors. Default: no restart (basis up to
-        ``max_steps`` vectors).
+        least ``k + b``, ``k + b + 2`` for ``LM``); when full, Lanczos restarts thickly from the
+        most wanted half of its Ritz vectors (for ``LM`` with the first unwanted one at each end of
+        the spectrum among them). Default: no restart (basis up to ``max_steps`` vectors).
     """
     require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -216,6 +216,10 @@ def top_eigenvalues(
         # multiplied, and came back as Ritz value 0 with a zero eigenvector (diag(1..5), k=1, "SA",
         # block_size=2, max_basis=4, max_steps=8: eigenvalue 0.0, "converged").
         max_basis = None
+    if max_basis is not None and which == "LM" and max_basis < k + b + 2:
+        # (room at a restart for the first unwanted Ritz value at each end of the spectrum besides the
+        # k wanted: krylov.restart_keep)
+        raise ValueError(f"max_basis: must be >= {k + b + 2} (k + block_size + 2 for which='LM'), got {max_basis}")
     cap = min(max_steps, n, max_basis or n)
     # A basis that may hold the whole space fills it, the last block narrower when b does not divide n
     # (whole blocks stopped short of n products: wrong eigenvalues where n products make them exact).
@@ -234,8 +238,7 @@ def top_eigenvalues(
     while True:
         if kr.full and not whole:
             theta, _, _ = kr.ritz()
-            keep = select(theta, max(k, min(kr.m - b, (kr.cap - b + k) // 2)), which)
-            kr.restart(np.sort(keep))
+            kr.restart(restart_keep(theta, k, min(kr.m - b, (kr.cap - b + k) // 2), kr.cap - kr.b, which))
         kr.step()
         steps += 1
         if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)

@@ -279,7 +279,9 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
-    norm = vector_norm(xp, params)  # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf")
+    # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf"; a byte-swapped params read
+    # through a native copy: the products' params + h v are native anyway)
+    norm = vector_norm(xp, params if params.dtype.isnative else params.astype(dtype))
     if not math.isfinite(norm):
         raise ValueError("params: has NaN or Inf entries")
     scale = rel_step * (1.0 + norm)
@@ -378,10 +380,13 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
     if isinstance(A, np.ndarray) or _backend.is_cupy(A):
         if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:  # (0 x 0: "n: must be >= 1")
             raise ValueError(f"{name}: expected a square matrix of at least 1 x 1, got shape {tuple(A.shape)}")
-        if A.dtype not in (np.float32, np.float64):  # checked here so that the error names A
+        # (either byte order: a byte-swapped ">f8" matrix is float64 values, its products A @ v native
+        # float64 -- it was refused, "expected a float32 or float64 matrix, got >f8")
+        dtype = A.dtype.newbyteorder("=")
+        if dtype not in (np.float32, np.float64):  # checked here so that the error names A
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = _backend.array_module(A)
-        return _operator_class(xp)(_quiet(A), A.shape[0], A.dtype, xp, _quiet(A), "dense", check=None)
+        return _operator_class(xp)(_quiet(A), A.shape[0], dtype, xp, _quiet(A), "dense", check=None)
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = A.shape
         if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:

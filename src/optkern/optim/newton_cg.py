@@ -23,6 +23,7 @@ from .._serial import serialized
 from ..hessian._products import real_array
 from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator, as_operator
+from ..hessian.symmetry import require_symmetric
 from ._closure import call, closure_grads, closure_loss
 from ._lbfgs_state import count, distinct, one_group, same_params, vector
 
@@ -210,7 +211,9 @@ class NewtonCG(NativeByName):
     def _check_operator(self, op) -> None:
         """The operator's vectors are the params' kind and dtype: cg solves in the operator's, and
         the step's arrays are the params' (the solve failed inside, with a TypeError naming cg's
-        ``b`` or the step's ``y``, after a closure evaluation)."""
+        ``b`` or the step's ``y``, after a closure evaluation), and symmetric where that can be seen
+        (a dense matrix: cg's check named its own ``A``, after the closure had run)."""
+        require_symmetric(op, "curvature", "Newton-CG")
         op = as_operator(op, "curvature")
         xp = getattr(op, "xp", np)
         if xp.__name__ != self._xp.__name__:

@@ -97,7 +97,13 @@ class SAM(NativeByName):
 
     def _check_grads(self, grads, name="grads") -> list:
         # (None: a param without a gradient)
-        return _backend.check_list_like(_backend.as_list(grads, name), self._all_params(), name, none=True)
+        grads = _backend.check_list_like(_backend.as_list(grads, name), self._all_params(), name, none=True)
+        for i, g in enumerate(grads):
+            # the ascent step's native call and the wrapped optimizer's step take C-contiguous arrays:
+            # refused here, naming `name` (step's "closure: grads"), where they named their own "grads[i]"
+            if g is not None and not _backend.as_array(g, f"{name}[{i}]").flags.c_contiguous:
+                raise ValueError(f"{name}[{i}]: array must be C-contiguous")
+        return grads
 
     def first_step(self, grads) -> None:
         """w -> w + rho g / (||g|| + eps), remembering w."""
