@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _backend, lowp
 from .._array_checks import byte_span
-from ._lowp_checks import STORAGE, check_state
+from ._lowp_checks import STORAGE, check_state, native_check
 from ._lowp_config import (
     _MASTER,
     LOWP_KEYWORDS,
@@ -172,6 +172,8 @@ class LowPrecisionMixin(LowpStateDictMixin):
         reads overlapping anything it writes, before the first native call writes. ``full=False``:
         only what one native call cannot see (bfloat16 and float16 both travel as uint16)."""
         lp = self._lowp
+        if full and native_check(lp, pairs, self.__dict__.setdefault("_lowp_checked", {})):
+            return
         written = []
         for run, gs in pairs:
             for i, p, g in zip(run.index, run.params, gs):
