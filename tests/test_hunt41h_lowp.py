@@ -84,3 +84,30 @@ def test_bad_arrays_are_named_before_any_call_writes(spoil, exc, text):
     assert text in str(e.value)
     for a, b in zip(before, ps):
         assert np.array_equal(a, b)
+
+
+def test_an_int8_shard_of_the_layout_before_one_array_per_piece_says_to_load_a_consolidated_checkpoint():
+    from mpi4py import MPI
+
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    rng = np.random.default_rng(2)
+    ps = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
+    gs = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
+    z = ShardedOptimizer(optim.Adam, ps, Communicator(MPI.COMM_SELF), lr=1e-3, state_dtype="int8")
+    z.step(gs)
+    # the layout before 62f6d2c: the same offsets (each array a whole number of blocks), but the
+    # rank's slice one array of the local optimizer
+    old = optim.Adam([np.concatenate(ps)], lr=1e-3, state_dtype="int8")
+    old.step([np.concatenate(gs)])
+    shard = {"zero": z.state_dict()["zero"], "optimizer": old.state_dict()}
+    before = z.state_dict()["optimizer"]["state"]
+    with pytest.raises(ValueError) as e:
+        z.load_state_dict(shard)
+    msg = str(e.value)
+    assert "state_dict['optimizer']['param_groups'][0]['params']" in msg, msg
+    assert "consolidate_state_dict()" in msg, msg
+    after = z.state_dict()["optimizer"]["state"]
+    for k in before:
+        for n, v in before[k].items():
+            assert np.array_equal(np.asarray(v), np.asarray(after[k][n])), (k, n)
