@@ -70,13 +70,13 @@ def native_check(lp: LowpConfig | None, pairs, cache: dict) -> bool:
         if run.mod is not _backend.cpu or not run.params or not set(map(type, gs)) <= _NDARRAY:
             return False
         sizes = list(map(_size, run.params))
-        names = tuple(run.state)
+        names = (tuple(run.state), lp.block)
         hit = cache.get(id(run))
         if hit is None or hit[0] != sizes or hit[1] != names or hit[2] != run.index:
             if len(cache) >= 64:  # (runs come and go with None grads and loaded state dicts)
                 cache.clear()
             blocks = [lowp.n_blocks(n, lp.block) for n in sizes]
-            written = {k: [f"state[{i}][{k!r}]" for i in run.index] for k in names}
+            written = {k: [f"state[{i}][{k!r}]" for i in run.index] for k in run.state}
             hit = (sizes, names, list(run.index), blocks, [f"params[{i}]" for i in run.index], written)
             hit += ([f"grads[{i}]" for i in run.index],)
             cache[id(run)] = hit
