@@ -302,6 +302,7 @@ def load(zopt, state_dict) -> None:
                     " (load a consolidate_state_dict() checkpoint to change the world size)"
                 )
         _check_offsets(lay, ours["offsets"])
+        _check_pieces(state_dict["optimizer"], zopt._pieces)
         zopt.optimizer.load_state_dict(state_dict["optimizer"])
         return
     local = reshard(state_dict, zopt.optimizer, zopt._pieces, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
@@ -325,6 +326,26 @@ def _check_offsets(lay: dict, ours: list) -> None:
             f"state_dict['zero']['offsets']: is {theirs!r}, this optimizer's is {ours!r} (a shard laid out for "
             "another state_dtype or block_size: load a consolidate_state_dict() checkpoint)"
         )
+
+
+def _check_pieces(saved, pieces: list) -> None:
+    """A shard's local arrays per group as this rank's (``pieces``). With 8-bit states, shards saved
+    before each param's piece of a slice was an array of its own hold one array per group slice:
+    where their params lay at the same offsets (each a whole number of blocks) the local optimizer
+    refused them with "has 1 parameters, this optimizer's group has 2", which says nothing of what
+    to do. (Anything else malformed: the local optimizer's own check names it.)"""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(pieces):
+        return
+    for gi, (g, cuts) in enumerate(zip(groups, pieces)):
+        held = g.get("params") if isinstance(g, dict) else None
+        if isinstance(held, (list, tuple)) and len(held) != len(cuts):
+            raise ValueError(
+                f"state_dict['optimizer']['param_groups'][{gi}]['params']: has {len(held)} arrays, this rank's "
+                f"slice of group {gi} is {len(cuts)} (a shard laid out otherwise: 8-bit shards saved before "
+                "each param's piece of a slice was an array of its own hold one per group; load a "
+                "consolidate_state_dict() checkpoint)"
+            )
 
 
 def swapped(v, swap: dict, seen: set):

@@ -28,13 +28,13 @@ blockwise quantization). A missing master copy starts from the half param.
 
 from __future__ import annotations
 
-from operator import is_
+from operator import attrgetter, is_
 
 import numpy as np
 
 from .. import _backend, lowp
 from .._array_checks import byte_span
-from ._lowp_checks import STORAGE, check_state
+from ._lowp_checks import STORAGE, check_state, native_check
 from ._lowp_config import (
     _MASTER,
     LOWP_KEYWORDS,
@@ -46,6 +46,8 @@ from ._lowp_config import (
 )
 from ._lowp_state_dict import LowpStateDictMixin
 from ._lowp_state_dict import _saved_seed as _saved_seed  # (torch/_lowp.py imports it from here)
+
+_dtype = attrgetter("dtype")
 
 __all__ = ["LOWP_KEYWORDS", "STATE_DTYPES", "LowPrecisionMixin", "LowpConfig", "lowp_keywords"]
 
@@ -172,6 +174,8 @@ class LowPrecisionMixin(LowpStateDictMixin):
         reads overlapping anything it writes, before the first native call writes. ``full=False``:
         only what one native call cannot see (bfloat16 and float16 both travel as uint16)."""
         lp = self._lowp
+        if full and native_check(lp, pairs, self.__dict__.setdefault("_lowp_checked", {})):
+            return
         written = []
         for run, gs in pairs:
             for i, p, g in zip(run.index, run.params, gs):
@@ -261,7 +265,7 @@ class LowPrecisionMixin(LowpStateDictMixin):
         kind, dt = type(p0), p0.dtype
         # the grads' type and dtype against the params' (a float16 and a bfloat16 grad both travel
         # as uint16): one C-level pass when every param has one dtype, the naming loop otherwise
-        if len(by_fmt) > 1 or not all(type(g) is kind and g.dtype == dt for g in grads):
+        if len(by_fmt) > 1 or set(map(type, grads)) != {kind} or set(map(_dtype, grads)) != {dt}:
             self._lowp_check([(run, grads)], full=len(by_fmt) > 1)
         st = run.state
         amp: dict = {"grad_scale": self._amp_grad_scale}
