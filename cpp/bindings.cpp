@@ -19,6 +19,7 @@ void register_norm(py::module_& m);        // norm.cpp
 void register_dropout(py::module_& m);     // dropout.cpp
 void register_nn(py::module_& m);          // nn.cpp
 void register_linalg(py::module_& m);      // linalg.cpp
+void register_orthonormal(py::module_& m); // orthonormal.cpp
 void register_combine(py::module_& m);     // combine.cpp
 void register_regularize(py::module_& m);  // regularize.cpp
 void register_step_checks(py::module_& m); // step_checks.cpp
@@ -138,6 +139,7 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_dropout(m);
   optkern::register_nn(m);
   optkern::register_linalg(m);
+  optkern::register_orthonormal(m);
   optkern::register_combine(m);
   optkern::register_regularize(m);
   optkern::register_step_checks(m);

@@ -65,6 +65,7 @@ __all__: list[str] = [
     "nadam_capturable",
     "norm_rop_bwd",
     "norm_rop_fwd",
+    "orthonormalize_rows_",
     "penalty_grad_",
     "penalty_value",
     "philox4x32_10",
@@ -697,6 +698,13 @@ def norm_rop_fwd(
 ) -> None:
     """
     R-forward of batch norm (axis 0) / layer norm (axis 1) on (N, D): R{y}, R{xhat}, mean(xhat R{h}).
+    """
+
+def orthonormalize_rows_(
+    Q: typing.Any, sines: typing.Any, max_passes: typing.SupportsInt | typing.SupportsIndex = 3
+) -> int:
+    """
+    The rows of Q (r, n) made orthonormal in place, in order: row i normalized, then CGS2 passes of lanczos_orthogonalize_ against Q[:i] (at most max_passes) while a pass leaves less than half of it; a row left zero, or still cancelling after them, is zeroed (in the span of the rows before). sines[i] (float64, r) receives the fraction of row i left by its first pass (0 for a zero row, NaN for a row not finite, kept as it is). Returns the number of rows kept. Each row gets the bits of the lanczos_orthogonalize_ calls (any thread count).
     """
 
 def penalty_grad_(

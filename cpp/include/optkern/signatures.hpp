@@ -123,6 +123,17 @@ template <class Rows> void linalg_rows(py::module_& m, Rows lanczos_orthogonaliz
         "thread count).");
 }
 
+// (The CPU module's: the GPU orthonormalizes row by row through lanczos_orthogonalize_, the same bits.)
+template <class Orth> void orthonormal(py::module_& m, Orth orthonormalize_rows) {
+  m.def("orthonormalize_rows_", orthonormalize_rows, arg("Q"), arg("sines"), arg("max_passes") = 3,
+        "The rows of Q (r, n) made orthonormal in place, in order: row i normalized, then CGS2 passes of "
+        "lanczos_orthogonalize_ against Q[:i] (at most max_passes) while a pass leaves less than half of "
+        "it; a row left zero, or still cancelling after them, is zeroed (in the span of the rows before). "
+        "sines[i] (float64, r) receives the fraction of row i left by its first pass (0 for a zero row, NaN "
+        "for a row not finite, kept as it is). Returns the number of rows kept. Each row gets the bits of "
+        "the lanczos_orthogonalize_ calls (any thread count).");
+}
+
 template <class Comb> void combine(py::module_& m, Comb combine_rows) {
   m.def("combine_rows_", combine_rows, arg("C"), arg("V"), arg("out"), arg("transpose") = false,
         "out[i] = sum_j C[i, j] V[j] for C (k, m) and V (m, n) rows (out (k, n); (n, k), its transpose, "

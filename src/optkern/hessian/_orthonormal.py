@@ -9,7 +9,11 @@ partial sums are added in block order: the same bits for any thread count, on th
 The basis is held as rows (C-contiguous), as the kernel takes it. Rows projected independently (block
 Lanczos's products, Hutch++'s probes) go through ``lanczos_orthogonalize_rows_`` on the CPU: one
 read of the basis for the whole block, each row the bits ``lanczos_orthogonalize_`` gives it alone,
-which is what the GPU module, row by row, computes."""
+which is what the GPU module, row by row, computes. Rows made orthonormal in order (Hutch++'s sketch,
+``gradient_concentration``'s Ritz vectors), each against the rows before it, which that kernel cannot
+take (it never projects a row on another row of its block), go through ``orthonormalize_rows_``: the
+per-call loop below, natively, the first pass's products with the rows already final taken for eight
+rows in one read of them (the same bits)."""
 
 from __future__ import annotations
 
@@ -43,7 +47,15 @@ def orthonormalize_rows(mod, Q, coeffs, sines=None) -> int:
     Inf rows stay not finite (the caller's check on the products names the operator). Returns the
     number of nonzero rows. ``sines`` (a list) receives per row the fraction of it left by its first
     CGS2 pass against the rows before, the sine of its angle with their span (QR's ``|R_ii| / ||q_i||``;
-    0 for a zero row, NaN for a row not finite): for callers with their own threshold of dependence."""
+    0 for a zero row, NaN for a row not finite): for callers with their own threshold of dependence.
+    The CPU module runs this loop natively (``orthonormalize_rows_``, the same bits); the GPU's goes
+    call by call."""
+    if mod is _backend.cpu:
+        s = np.empty(Q.shape[0])
+        kept = int(mod.orthonormalize_rows_(Q, s, _MAX_PASSES))
+        if sines is not None:
+            sines.extend(s.tolist())
+        return kept
     kept = 0
     for i in range(Q.shape[0]):
         w = Q[i]
