@@ -1,0 +1,46 @@
+"""The study's report against its own numbers (41st hunt, i)."""
+
+from __future__ import annotations
+
+import pytest
+
+from optkern.study import summary as S
+
+
+def _curv(epoch, top, conc=0.1, lo=-1.0):
+    return {
+        "epoch": epoch,
+        "top_eigenvalues": [top],
+        "grad_concentration": conc,
+        "spectrum_min": lo,
+        "spectrum_max": top,
+        "trace": 1.0,
+        "trace_stderr": 0.1,
+    }
+
+
+def _run(optimizer, seed, start, end=None, status="done"):
+    curvature = [_curv(0, start, conc=start / 10, lo=-start)]
+    if end is not None:
+        curvature.append(_curv(2, end))
+    return {
+        "optimizer": optimizer,
+        "norm": "none",
+        "seed": seed,
+        "status": status,
+        "history": {"epoch": [0, 1, 2] if end else [0], "train_loss": [2.3, 1, 0.5], "val_acc": [0.1, 0.5, 0.9]},
+        "curvature": curvature,
+    }
+
+
+def test_start_is_the_mean_over_seeds_not_over_runs():
+    # An interrupted study (SIGTERM; --jobs 2 runs out of order): seed 0 has 3 runs, seed 1 only the
+    # one in flight, stopped after its epoch-0 measurement. Every run of one seed starts from the same
+    # weights, so the "mean over 2 seeds" of the start is (4 + 6) / 2 = 5; it said (3*4 + 6) / 4 = 4.5.
+    runs = [_run(o, 0, 4.0, end=2.0) for o in ("sgd", "adam", "nadam")] + [_run("sgd", 1, 6.0, status="interrupted")]
+    results = {"config": {"seeds": 2, "epochs": 2}, "checkpoint_epochs": [0, 2], "runs": runs, "interrupted": True}
+    s = S.sharpness(results, "none")
+    assert s["top_start"] == pytest.approx(5.0)
+    assert s["conc_start"] == pytest.approx(0.5)
+    assert s["lo_start"] == pytest.approx(-5.0)
+    assert "largest Hessian eigenvalue is 5 at epoch 0 (mean over 2 seeds" in S.sharpness_sentences(results)[0]
