@@ -44,3 +44,38 @@ def test_start_is_the_mean_over_seeds_not_over_runs():
     assert s["conc_start"] == pytest.approx(0.5)
     assert s["lo_start"] == pytest.approx(-5.0)
     assert "largest Hessian eigenvalue is 5 at epoch 0 (mean over 2 seeds" in S.sharpness_sentences(results)[0]
+
+
+def _lp_run(optimizer, seed, acc, loss, collapsed=False):
+    return {
+        "optimizer": optimizer,
+        "norm": "none",
+        "seed": seed,
+        "status": "done",
+        "collapsed": collapsed,
+        "state_bytes_per_param": 2.0,
+        "history": {"epoch": [0, 1], "train_loss": [2.3, loss], "val_acc": [0.1, acc]},
+        "curvature": [_curv(0, 5.0), _curv(1, 1.0 if not collapsed else 9.0)],
+    }
+
+
+def test_lowprec_section_leaves_a_collapsed_run_out_of_its_means():
+    # The summary says a run collapsed to chance is "left out of every mean below"; the low-precision
+    # table averaged it in (accuracy (0.9 + 0.1) / 2 = 0.500, top eigenvalue 5) and compared that with
+    # the float32 baseline ("-40.0 points").
+    from optkern.study import lowprec
+
+    runs = [
+        _lp_run("adam", 0, 0.9, 0.5),
+        _lp_run("adam", 1, 0.9, 0.5),
+        _lp_run("adam-8bit", 0, 0.9, 0.5),
+        _lp_run("adam-8bit", 1, 0.1, 2.31, collapsed=True),
+    ]
+    results = {"config": {"seeds": 2, "epochs": 1}, "checkpoint_epochs": [0, 1], "runs": runs}
+    assert "adam-8bit without normalization seed 1" in S.failed_sentence(results)
+    lines = lowprec.report_section(results)
+    (row,) = [ln for ln in lines if ln.startswith("| adam-8bit")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2:5] == ["0.5000", "0.900", "1"], cells
+    assert "collapsed" in cells[0], cells
+    assert "+0.0 points" in lines[-2], lines[-2]
