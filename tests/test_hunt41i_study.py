@@ -79,3 +79,18 @@ def test_lowprec_section_leaves_a_collapsed_run_out_of_its_means():
     assert cells[2:5] == ["0.5000", "0.900", "1"], cells
     assert "collapsed" in cells[0], cells
     assert "+0.0 points" in lines[-2], lines[-2]
+
+
+def test_a_small_nonzero_loss_is_not_printed_as_zero():
+    # L-BFGS fits the digits to a training loss of ~3e-7 in two epochs: the table said "0.0000", a
+    # cross-entropy no network reaches, and the low-precision table likewise.
+    from optkern.study import lowprec, report
+
+    run = _lp_run("adam-8bit", 0, 0.95, 3.3e-7)
+    results = {"config": {"seeds": 1, "epochs": 1}, "checkpoint_epochs": [0, 1], "runs": [run]}
+    (row,) = [ln for ln in report._table(results) if ln.startswith("| adam-8bit |")]
+    assert row.split("|")[3].strip() == "3.3e-07", row
+    (row,) = [ln for ln in lowprec.report_section(results) if ln.startswith("| adam-8bit")]
+    assert row.split("|")[3].strip() == "3.3e-07", row
+    assert report._fmt(0.0) == "0.0000" and report._fmt(0.12345) == "0.1235"  # (the rest as before)
+    assert report._fmt(-2e-9, ".2f") == "-2e-09"

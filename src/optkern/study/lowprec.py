@@ -22,7 +22,7 @@ import numpy as np
 from .. import lowp
 from ..amp import GradScaler
 from .methods import OPTIMIZERS
-from .summary import curvature_rows, epoch_rows, failed, measured_at, run_row
+from .summary import curvature_rows, epoch_rows, failed, fixed, measured_at, run_row
 
 
 class HalfWeights:
@@ -120,7 +120,7 @@ def _mean(values) -> float | None:
 
 
 def _f(v, spec: str) -> str:
-    return "—" if v is None else format(v, spec)
+    return "—" if v is None else fixed(v, spec)
 
 
 def _live(rs: list) -> list:

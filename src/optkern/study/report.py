@@ -39,7 +39,7 @@ def _schedule(cfg: dict) -> str:
 def _fmt(v, spec: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
-    return format(v, spec)
+    return S.fixed(v, spec)
 
 
 def _cell(st: S.Stat | None, spec: str) -> str:

@@ -38,6 +38,15 @@ def g(v: float) -> str:
     return format(v, ".3g")
 
 
+def fixed(v: float, spec: str) -> str:
+    """``v`` in the fixed-point ``spec`` (".4f"), or in 2 significant digits where that rounds a
+    nonzero value to zero: L-BFGS's training loss of 3e-7 read "0.0000", a loss no network has."""
+    text = format(v, spec)
+    if spec.endswith("f") and v != 0 and not any(ch in "123456789" for ch in text):
+        return format(v, ".2g")
+    return text
+
+
 def loss_caption(results: dict) -> str:
     """loss.png's caption: what each epoch's training loss is (epoch 0's has no batches)."""
     seeds = results.get("config", {}).get("seeds", 1)
