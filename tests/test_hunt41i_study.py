@@ -94,3 +94,36 @@ def test_a_small_nonzero_loss_is_not_printed_as_zero():
     assert row.split("|")[3].strip() == "3.3e-07", row
     assert report._fmt(0.0) == "0.0000" and report._fmt(0.12345) == "0.1235"  # (the rest as before)
     assert report._fmt(-2e-9, ".2f") == "-2e-09"
+
+
+def _tiny():
+    import numpy as np
+
+    from optkern.datasets import Dataset
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 3)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    return Dataset(x[:60], y[:60], 2, "t", ()), Dataset(x[60:], y[60:], 2, "v", ())
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_optimizers_table_gives_swalps_averaging_window_as_run(seeds):
+    # The report's optimizer table ("every hyper-parameter of each run; the rest are the class's
+    # defaults") said swa_start=0, cycle=1, seed=0: SWALP's defaults, where the runs averaged from
+    # step 3 x (steps per epoch) once per epoch, seeded by the run's seed.
+    from optkern.study import report, runner
+
+    cfg = runner.StudyConfig.quick(
+        optimizers=["swalp"], norms=["none"], hidden=(4,), epochs=4, batch_size=16, seed=5, seeds=seeds, jobs=1
+    )
+    res = runner.run_study(*_tiny(), cfg, progress=False)
+    table = res["optimizers"]["swalp"]
+    for run in res["runs"]:
+        for k in ("swa_start", "cycle"):
+            assert table["hyperparameters"][k] == run["hyperparameters"][k] == {"swa_start": 12, "cycle": 4}[k]
+            assert k in table["set"]
+    seed = table["hyperparameters"]["seed"]
+    assert seed == 5 if seeds == 1 else seed == "5..6 (the run's)", seed
+    (row,) = [ln for ln in report._hyperparameters(res) if ln.startswith("| swalp |")]
+    assert "**swa_start=12**" in row and "**cycle=4**" in row, row

@@ -75,6 +75,17 @@ def extra_hyperparameters(name: str, epochs: int, steps_per_epoch: int, seed: in
     return {"swa_start": first * steps_per_epoch, "cycle": steps_per_epoch, "seed": seed}
 
 
+def table_hyperparameters(name: str, cfg, steps_per_epoch: int) -> dict:
+    """The hyper-parameters set on every run of ``name`` (``cfg.hyperparameters`` and
+    ``extra_hyperparameters``), for the report's optimizer table, which otherwise gave SWALP's
+    class defaults (swa_start=0, cycle=1, seed=0) for what the runs were built with. SWALP's seed
+    is each run's: with several seeds, their range."""
+    extra = extra_hyperparameters(name, cfg.epochs, steps_per_epoch, cfg.seed)
+    if "seed" in extra and cfg.seeds > 1:
+        extra["seed"] = f"{cfg.seed}..{cfg.seed + cfg.seeds - 1} (the run's)"
+    return {**cfg.hyperparameters(name), **extra}
+
+
 def swa_measurement(opt, evaluate, curvature, train_loss_of) -> dict | None:
     """The SWA average's loss, accuracy and top eigenvalues (``evaluate(p)`` -> (val loss, val
     acc), ``curvature(p)`` -> a checkpoint dict or None, ``train_loss_of(p)``), or None when

@@ -330,6 +330,7 @@ def run_study(
     check_memory(cfg, train.x.shape[1], train.num_classes)  # (before any run allocates its model)
     from .. import info
 
+    n = int(train.x.shape[0])
     results: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "info": info(),
@@ -346,10 +347,11 @@ def run_study(
                 "class": OPTIMIZERS[name].optimizer,
                 "about": OPTIMIZERS[name].about,
                 "batch_size": batch_rows(name, cfg, int(train.x.shape[0])),
-                "hyperparameters": all_hyperparameters(name, cfg),
-                "set": sorted(cfg.hyperparameters(name)),
+                "hyperparameters": methods.all_hyperparameters(name, hp),
+                "set": sorted(hp),
             }
             for name in cfg.optimizers
+            for hp in [lowprec.table_hyperparameters(name, cfg, len(batches(n, batch_rows(name, cfg, n))))]
         },
         "runs": [],
         "interrupted": False,
