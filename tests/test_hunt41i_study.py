@@ -127,3 +127,34 @@ def test_optimizers_table_gives_swalps_averaging_window_as_run(seeds):
     assert seed == 5 if seeds == 1 else seed == "5..6 (the run's)", seed
     (row,) = [ln for ln in report._hyperparameters(res) if ln.startswith("| swalp |")]
     assert "**swa_start=12**" in row and "**cycle=4**" in row, row
+
+
+def test_setup_gives_the_batch_of_the_runs_that_use_it():
+    # A study of L-BFGS alone said "2 epochs, batch 64": no run used 64 rows (L-BFGS takes the
+    # whole training set, as the optimizer table said); beside sgd it said nothing of L-BFGS's.
+    from optkern.study import report
+
+    def results(*names):
+        table = {n: {"batch_size": 64 if n == "sgd" else 1438} for n in names}
+        cfg = {
+            "activation": "tanh",
+            "hidden": [4],
+            "epochs": 2,
+            "batch_size": 64,
+            "optimizers": list(names),
+            "warmup_fraction": 0.05,
+            "seed": 0,
+            "device": "cpu",
+            "curvature_batch": 256,
+            "trace_matvecs": 1,
+            "concentration_k": 1,
+            "density_probes": 1,
+            "density_steps": 1,
+        }
+        return {"config": cfg, "info": {}, "dataset": "d", "num_train": 1438, "num_val": 359, "optimizers": table}
+
+    text = " ".join(report._setup(results("lbfgs")))
+    assert "2 epochs, batch 1438 for lbfgs (the whole training set)," in text, text
+    text = " ".join(report._setup(results("sgd", "lbfgs")))
+    assert "2 epochs, batch 64 (lbfgs: 1438, the whole training set)," in text, text
+    assert "2 epochs, batch 64, " in " ".join(report._setup(results("sgd")))

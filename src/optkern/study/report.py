@@ -119,6 +119,24 @@ def _batch(asked: int, num_train) -> str:
     return f"{num_train} (asked for {asked}; the training set has {num_train})"
 
 
+def _batches(results: dict) -> str:
+    """The batch sizes the runs used: the mini-batch size, and that of each optimizer that takes
+    other batches (L-BFGS the whole training set, Newton-CG its large batches). A study of
+    L-BFGS alone said "batch 64", which no run used."""
+    from .methods import OPTIMIZERS
+
+    cfg, table, n = results["config"], results.get("optimizers") or {}, results.get("num_train")
+    other = {k: t.get("batch_size") for k, t in table.items() if k in OPTIMIZERS and OPTIMIZERS[k].batch != "mini"}
+
+    def whole(k) -> str:
+        return ", the whole training set" if OPTIMIZERS[k].batch == "full" else ""
+
+    if table and len(other) == len(table):
+        return ", ".join(f"{b} for {k}" + (f" ({whole(k)[2:]})" if whole(k) else "") for k, b in other.items())
+    said = "; ".join(f"{k}: {b}{whole(k)}" for k, b in other.items())
+    return _batch(cfg["batch_size"], n) + (f" ({said})" if said else "")
+
+
 def _setup(results: dict) -> list:
     cfg = results["config"]
     info = results["info"]
@@ -143,7 +161,7 @@ def _setup(results: dict) -> list:
         + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
         f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
-        f"{_batch(cfg['batch_size'], results.get('num_train'))}, {_schedule(cfg)}. "
+        f"{_batches(results)}, {_schedule(cfg)}. "
         + (
             f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
             f"order, Hessian probes); tables show mean ± standard deviation over the seeds. "
