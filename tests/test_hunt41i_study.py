@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from optkern.study import summary as S
@@ -158,3 +160,27 @@ def test_setup_gives_the_batch_of_the_runs_that_use_it():
     text = " ".join(report._setup(results("sgd", "lbfgs")))
     assert "2 epochs, batch 64 (lbfgs: 1438, the whole training set)," in text, text
     assert "2 epochs, batch 64, " in " ".join(report._setup(results("sgd")))
+
+
+def test_report_md_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    # results.json was replaced atomically, report.md opened with "w": a Ctrl-C (or a full disk)
+    # while writing it left half a report, the previous one ("Not finished") already gone.
+    from optkern import _atomic
+    from optkern.study import report
+
+    results = {"config": {"seeds": 1, "epochs": 1}, "checkpoint_epochs": [0, 1], "runs": []}
+    monkeypatch.setattr(report, "_setup", lambda r: ["## Setup", ""])
+    (tmp_path / "report.md").write_text("previous\n")
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_atomic.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_markdown(results, str(tmp_path), [], skipped="test")
+    assert (tmp_path / "report.md").read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # (no temporary left)
+    monkeypatch.undo()
+    monkeypatch.setattr(report, "_setup", lambda r: ["## Setup", ""])
+    path = report.write_markdown(results, str(tmp_path), [], skipped="test")
+    assert Path(path).read_text().startswith("# optkern study")

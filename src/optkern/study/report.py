@@ -103,7 +103,7 @@ def write_markdown(
     else:
         lines += [f"Figures were skipped ({skipped}).", ""]
     path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as f:
+    with replace_atomically(path) as f:  # (as results.json: a Ctrl-C or full disk leaves no half report)
         f.write("\n".join(lines))
     return path
 
