@@ -184,3 +184,32 @@ def test_report_md_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "_setup", lambda r: ["## Setup", ""])
     path = report.write_markdown(results, str(tmp_path), [], skipped="test")
     assert Path(path).read_text().startswith("# optkern study")
+
+
+def test_sigterm_while_results_json_is_written_still_writes_the_report(tmp_path, monkeypatch, capsys):
+    # A SIGTERM (or Ctrl-C) after the last run, while results.json was being written, escaped the
+    # study: no report (report.md still said "Not finished") and exit status 130, not SIGTERM's 143
+    # (--help: "Ctrl-C (or SIGTERM) stops early and still writes a report of the runs so far").
+    import json
+    import os
+    import signal
+
+    from optkern import cli
+    from optkern.study import report
+
+    real = report.write_json
+
+    def write_json(results, out_dir):
+        if not results["interrupted"]:  # the final one (the checkpoints are marked interrupted)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(results, out_dir)
+
+    monkeypatch.setattr(report, "write_json", write_json)
+    argv = ["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--hidden", "4", "--epochs", "1"]
+    code = cli.main(
+        [*argv, "--curvature-samples", "32", "--jobs", "1", "--no-plots", "--quiet", "--out", str(tmp_path)]
+    )
+    assert code == 128 + signal.SIGTERM, capsys.readouterr().err
+    assert (tmp_path / "report.md").read_text().startswith("# optkern study\n\n**Interrupted**")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["interrupted"] is True and [r["status"] for r in saved["runs"]] == ["done"]
