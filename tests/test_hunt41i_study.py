@@ -213,3 +213,39 @@ def test_sigterm_while_results_json_is_written_still_writes_the_report(tmp_path,
     assert (tmp_path / "report.md").read_text().startswith("# optkern study\n\n**Interrupted**")
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["interrupted"] is True and [r["status"] for r in saved["runs"]] == ["done"]
+
+
+def test_a_dead_network_on_unbalanced_classes_is_collapsed():
+    # A dead network (uniform logits: loss ln C) predicts one class for every sample: its accuracy
+    # is that class's share of the validation set, 0.6 here, not 1 / C = 1/3, so on unbalanced data
+    # (a user's --data file) it was "done", its loss and accuracy averaged with the healthy runs'.
+    import math
+
+    from optkern.study import divergence
+
+    shares = [0.6, 0.3, 0.1]
+    assert divergence.collapsed(math.log(3), 0.6, 3, 200, shares=shares)
+    assert divergence.collapsed(math.log(3), 1 / 3, 3, 200, shares=shares)  # (as before)
+    assert not divergence.collapsed(math.log(3), 0.75, 3, 200, shares=shares)  # learned something
+    assert not divergence.collapsed(0.9, 0.6, 3, 200, shares=shares)  # below ln C: a live network
+    assert not divergence.collapsed(math.log(3), 0.6, 3, 200)  # (no shares: 1 / C alone)
+
+
+def test_study_run_flags_a_dead_network_by_the_validation_shares(monkeypatch):
+    import numpy as np
+
+    from optkern.datasets import Dataset
+    from optkern.study import runner
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 3)).astype(np.float32)
+    y = np.where(np.arange(100) % 5 < 3, 0, 1 + np.arange(100) % 2).astype(np.int64)  # shares 0.6 / 0.2 / 0.2
+    train, val = Dataset(x[:50], y[:50], 3, "t", ()), Dataset(x[50:], y[50:], 3, "v", ())
+    # a dead network: logits 0 (every weight 0), so its loss is ln 3 and it predicts class 0 (0.6)
+    monkeypatch.setattr(runner.MLP, "init_params", lambda self, seed=0: np.zeros(self.num_params, np.float32))
+    cfg = runner.StudyConfig.quick(optimizers=["sgd"], norms=["none"], hidden=(4,), epochs=1, jobs=1)
+    cfg.overrides = {"sgd": {"lr": 1e-30}}
+    rec: dict = {}
+    runner.train_run("sgd", "none", train, val, cfg, rec, progress=False)
+    assert rec["history"]["val_acc"][-1] == pytest.approx(0.6)
+    assert rec["collapsed"] is True

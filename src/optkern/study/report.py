@@ -277,8 +277,9 @@ def _table(results: dict) -> list:
         out += [
             "",
             "Collapsed to chance: the run finished with a training loss at or above ln(classes) and a validation "
-            f"accuracy within {divergence.CHANCE_SE:g} standard errors of 1 / classes -- a dead network, whose "
-            "loss and accuracy are the uniform guess's.",
+            f"accuracy within {divergence.CHANCE_SE:g} standard errors of 1 / classes or of one class's share of "
+            "the validation samples -- a dead network, whose loss is the uniform guess's and which predicts one "
+            "class for every sample.",
         ]
     if any(S.excluded_note(grp) for grp in gs):
         out += [

@@ -293,8 +293,9 @@ def train_run(
     if record["status"] == "running":
         record["status"] = "done"
         # a dead network (loss ln C, chance accuracy) stays within the divergence bound: flagged
+        shares = np.bincount(np.asarray(val.y), minlength=int(train.num_classes)) / len(val.y)
         record["collapsed"] = divergence.collapsed(
-            hist["train_loss"][-1], hist["val_acc"][-1], int(train.num_classes), int(val.x.shape[0])
+            hist["train_loss"][-1], hist["val_acc"][-1], len(shares), len(val.y), shares
         )
     return record
 
