@@ -249,3 +249,27 @@ def test_study_run_flags_a_dead_network_by_the_validation_shares(monkeypatch):
     runner.train_run("sgd", "none", train, val, cfg, rec, progress=False)
     assert rec["history"]["val_acc"][-1] == pytest.approx(0.6)
     assert rec["collapsed"] is True
+
+
+def test_normalization_sentence_with_none_not_listed_first():
+    # --norms batch,none: the sentence compared "none" with itself ("the largest eigenvalue without
+    # normalization is smaller than without normalization for 0 of 2 optimizer(s) (median ratio
+    # without/with 1)") and said nothing of batch norm.
+    def run(optimizer, norm, start, end):
+        return {**_run(optimizer, 0, start, end=end), "norm": norm}
+
+    runs = [run(o, "batch", 3.0, 1.0) for o in ("sgd", "adam")] + [run(o, "none", 6.0, 4.0) for o in ("sgd", "adam")]
+    results = {"config": {"seeds": 1, "epochs": 2}, "checkpoint_epochs": [0, 2], "runs": runs}
+    text = S.normalization_sentence(results)
+    assert text == (
+        "At epoch 2 the largest eigenvalue with batch norm is smaller than without normalization for 2 of 2 "
+        "optimizer(s) (median ratio without/with 4); at epoch 0 it is 3 with batch norm vs 6 without."
+    ), text
+
+
+def test_time_plot_says_which_bars_are_hatched():
+    from optkern.study import plots
+
+    assert plots._hatched(["batch", "none"]) == "; hatched: batch norm"
+    assert plots._hatched(["batch", "layer"]) == "; hatched: batch norm, layer norm"
+    assert plots._hatched(["none"]) == ""

@@ -217,7 +217,7 @@ def normalization_sentence(results: dict) -> str:
         return ""
     base = sharpness(results, "none")
     out = []
-    for norm in norms[1:]:
+    for norm in (n for n in norms if n != "none"):  # (not norms[1:]: --norms batch,none lists none last)
         s = sharpness(results, norm)
         if base is None or s is None:
             continue
