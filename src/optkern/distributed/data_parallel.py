@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 
 from .._array_checks import byte_span
-from .._clip_checks import _cached_names, _check_no_overlap
+from .._clip_checks import _check_no_overlap
 from . import hyper_check
 from .agreement import (
     agree,
@@ -257,7 +257,7 @@ class DistributedOptimizer(ClosureSteps):
     def _checked(self, grads) -> tuple:
         """(grads as a list, the weight): everything ``synchronize`` checks before it writes."""
         grads = check_grads(grads, self._params)
-        if native_writable(grads, list(_cached_names(len(grads)))):
+        if native_writable(grads):
             return grads, _grad_weight(self.grad_weight, (grads[0].dtype,))
         spans = []  # (not decided natively: the Python check, which names what it refuses)
         for i, g in enumerate(grads):
