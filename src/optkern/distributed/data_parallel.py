@@ -26,7 +26,14 @@ from .agreement import (
 from .buckets import make_buckets
 from .closure_steps import ClosureSteps, steps_from_closure
 from .communicator import as_communicator
-from .data_parallel_args import _grad_weight, _local_set_up, check_grads, check_optimizer_step, check_same_sizes
+from .data_parallel_args import (
+    _grad_weight,
+    _local_set_up,
+    check_grads,
+    check_optimizer_step,
+    check_same_sizes,
+    native_writable,
+)
 from .groups import grown, restorable
 from .params import check_same_params
 
@@ -250,7 +257,9 @@ class DistributedOptimizer(ClosureSteps):
     def _checked(self, grads) -> tuple:
         """(grads as a list, the weight): everything ``synchronize`` checks before it writes."""
         grads = check_grads(grads, self._params)
-        spans = []
+        if native_writable(grads):
+            return grads, _grad_weight(self.grad_weight, (grads[0].dtype,))
+        spans = []  # (not decided natively: the Python check, which names what it refuses)
         for i, g in enumerate(grads):
             if isinstance(g, np.ndarray) and not g.flags.writeable:
                 raise ValueError(f"grads[{i}]: array is read-only (the average is written into it)")
