@@ -149,7 +149,12 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         report.write_json({**results, "interrupted": True}, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint, comm=comm)
-    report.write_json(results, args.out)
+    try:
+        report.write_json(results, args.out)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM after the last run: the last checkpoint (every run, "interrupted") stays,
+        # and the report is still written, marked so -- it escaped with no report and exit 130
+        results["interrupted"] = True
     figures: list = []
     if not args.no_plots:
         try:

@@ -63,7 +63,7 @@ def cut_at(record: dict, epoch: int) -> None:
 CHANCE_SE = 3.0
 
 
-def collapsed(final_loss: float, final_acc: float, num_classes: int, num_val: int) -> bool:
+def collapsed(final_loss: float, final_acc: float, num_classes: int, num_val: int, shares=None) -> bool:
     """Whether a run that finished (within the divergence bound) ended as a dead network.
 
     A high-learning-rate run can kill its network (every ReLU off, or the logits pinned) without
@@ -71,13 +71,17 @@ def collapsed(final_loss: float, final_acc: float, num_classes: int, num_val: in
     chance accuracy 1 / C. Such a run is not "done" like a healthy one. It is collapsed when its
     final training loss is at or above ln C (no better than guessing: a live network below it has
     learned something) AND its final validation accuracy lies within ``CHANCE_SE`` binomial
-    standard errors ``sqrt(p (1 - p) / num_val)`` of chance ``p = 1 / C``.
+    standard errors ``sqrt(p (1 - p) / num_val)`` of chance ``p = 1 / C`` or of one of ``shares``
+    (each class's share of the validation set): a dead network predicts one class for every sample,
+    whose accuracy is that class's share -- 1 / C on balanced classes only (on a user's unbalanced
+    --data, a dead run was "done" at the majority class's accuracy, averaged with the healthy ones).
     """
     if num_classes < 2 or num_val < 1:
         return False
     loss, acc = float(final_loss), float(final_acc)
     if not (math.isfinite(loss) and math.isfinite(acc)):
         return False
-    p = 1.0 / num_classes
-    se = math.sqrt(p * (1.0 - p) / num_val)
-    return loss >= math.log(num_classes) and abs(acc - p) <= CHANCE_SE * se
+    if loss < math.log(num_classes):
+        return False
+    chances = [1.0 / num_classes, *(float(p) for p in (shares if shares is not None else ()))]
+    return any(abs(acc - p) <= CHANCE_SE * math.sqrt(p * (1.0 - p) / num_val) for p in chances)

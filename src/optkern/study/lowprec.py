@@ -22,7 +22,7 @@ import numpy as np
 from .. import lowp
 from ..amp import GradScaler
 from .methods import OPTIMIZERS
-from .summary import curvature_rows, epoch_rows, measured_at, run_row
+from .summary import curvature_rows, epoch_rows, failed, fixed, measured_at, run_row
 
 
 class HalfWeights:
@@ -75,6 +75,17 @@ def extra_hyperparameters(name: str, epochs: int, steps_per_epoch: int, seed: in
     return {"swa_start": first * steps_per_epoch, "cycle": steps_per_epoch, "seed": seed}
 
 
+def table_hyperparameters(name: str, cfg, steps_per_epoch: int) -> dict:
+    """The hyper-parameters set on every run of ``name`` (``cfg.hyperparameters`` and
+    ``extra_hyperparameters``), for the report's optimizer table, which otherwise gave SWALP's
+    class defaults (swa_start=0, cycle=1, seed=0) for what the runs were built with. SWALP's seed
+    is each run's: with several seeds, their range."""
+    extra = extra_hyperparameters(name, cfg.epochs, steps_per_epoch, cfg.seed)
+    if "seed" in extra and cfg.seeds > 1:
+        extra["seed"] = f"{cfg.seed}..{cfg.seed + cfg.seeds - 1} (the run's)"
+    return {**cfg.hyperparameters(name), **extra}
+
+
 def swa_measurement(opt, evaluate, curvature, train_loss_of) -> dict | None:
     """The SWA average's loss, accuracy and top eigenvalues (``evaluate(p)`` -> (val loss, val
     acc), ``curvature(p)`` -> a checkpoint dict or None, ``train_loss_of(p)``), or None when
@@ -120,30 +131,44 @@ def _mean(values) -> float | None:
 
 
 def _f(v, spec: str) -> str:
-    return "—" if v is None else format(v, spec)
+    return "—" if v is None else fixed(v, spec)
+
+
+def _live(rs: list) -> list:
+    """The ``run_row`` of each run in ``rs`` but those that collapsed to chance: a dead network's
+    loss, accuracy and Hessian, which the summary says every mean leaves out (as the results table
+    does; a diverged run's row stays, its top eigenvalue its last one, marked with its epoch)."""
+    return [row for row in map(run_row, rs) if not row["collapsed"]]
 
 
 def _final(rs: list, key: str) -> float | None:
     """Mean over ``rs`` of ``run_row``'s ``key`` ("final_train_loss", "final_val_acc"): None for a
     diverged run, whose history ends at the epoch before it diverged (epoch 0 when it diverged in
     epoch 1) and was reported as its final loss and accuracy; of the runs that reached the latest
-    epoch (``epoch_rows``: an interrupted seed's last epoch is an earlier one)."""
-    return _mean(row[key] for row in epoch_rows([run_row(r) for r in rs]))
+    epoch (``epoch_rows``: an interrupted seed's last epoch is an earlier one), not collapsed to
+    chance (``_live``)."""
+    return _mean(row[key] for row in epoch_rows(_live(rs)))
 
 
 def _top(rs: list) -> float | None:
     """Mean top eigenvalue of the runs' last Hessian measurements of one epoch (``curvature_rows``)."""
-    return _mean(row["top_eigenvalue"] for row in curvature_rows([run_row(r) for r in rs]))
+    return _mean(row["top_eigenvalue"] for row in curvature_rows(_live(rs)))
 
 
 def _diverged(rs: list) -> str:
-    """' (diverged at epoch N)', ' (k of n seeds diverged)' or ''."""
-    div = [r for r in rs if r.get("status") == "diverged"]
-    if not div:
-        return ""
-    if len(rs) == 1:
-        return f" (diverged at epoch {div[0].get('diverged_epoch')})"
-    return f" ({len(div)} of {len(rs)} seeds diverged)"
+    """' (diverged at epoch N)', ' (collapsed to chance)', ' (k of n seeds diverged; j of n seeds
+    collapsed to chance)' or '': the runs the row's means leave out (``failed``)."""
+    what = [failed(run_row(r)) for r in rs]
+    if len(rs) == 1 and what[0] is not None:
+        return (
+            f" (diverged at epoch {rs[0].get('diverged_epoch')})" if what[0] == "diverged" else " (collapsed to chance)"
+        )
+    parts = [
+        f"{what.count(w)} of {len(rs)} seeds {said}"
+        for w, said in (("diverged", "diverged"), ("collapsed", "collapsed to chance"))
+        if what.count(w)
+    ]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def report_section(results: dict) -> list:
@@ -167,7 +192,7 @@ def report_section(results: dict) -> list:
         "loss is the mean over its last epoch's batches; the SWA average's is its loss over the whole "
         "training set (the text compares it with the last iterate's loss over the whole training set). A run "
         "that diverged has no final loss or accuracy (—; its top eigenvalue is its last one, marked with its "
-        "epoch), and is left out of the comparisons.",
+        "epoch), and is left out of the comparisons; so is one that collapsed to chance (its row says so).",
         "",
         "| run | norm | final train loss | val accuracy | top eigenvalue | optimizer bytes/param |",
         "|---|---|---:|---:|---:|---:|",
@@ -185,7 +210,7 @@ def report_section(results: dict) -> list:
             out.append(
                 f"| {name}{_diverged(rs)} | {norm} | {_f(_final(rs, 'final_train_loss'), '.4f')} | "
                 f"{_f(_final(rs, 'final_val_acc'), '.3f')} | {_f(_top(rs), '.3g')}"
-                f"{measured_at([run_row(r) for r in rs])} | "
+                f"{measured_at(_live(rs))} | "
                 f"{_f(_mean(r.get('state_bytes_per_param') for r in rs), '.2f')} |"
             )
             swa = [r["swa"] for r in rs if r.get("swa")]

@@ -349,10 +349,13 @@ def _step_time(plt, results, norms, colors):
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"ms per step (forward + backward + update), {results['config'].get('threads', '?')} thread(s)")
-    ax.set_title(
-        "training time per step"
-        + ("; hatched: " + ", ".join(n + " norm" for n in norms[1:]) if len(norms) > 1 else ""),
-        fontsize=9,
-    )
+    ax.set_title("training time per step" + _hatched(norms), fontsize=9)
     ax.grid(alpha=0.3, axis="x")
     return fig
+
+
+def _hatched(norms) -> str:
+    """The time plot's note of its hatched bars: every normalization but "none" (not ``norms[1:]``:
+    --norms batch,none called the unnormalized bars "none norm", --norms batch,layer left batch out)."""
+    said = [n + " norm" for n in norms if n != "none"]
+    return "; hatched: " + ", ".join(said) if said else ""

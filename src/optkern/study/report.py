@@ -39,7 +39,7 @@ def _schedule(cfg: dict) -> str:
 def _fmt(v, spec: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
-    return format(v, spec)
+    return S.fixed(v, spec)
 
 
 def _cell(st: S.Stat | None, spec: str) -> str:
@@ -103,7 +103,7 @@ def write_markdown(
     else:
         lines += [f"Figures were skipped ({skipped}).", ""]
     path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as f:
+    with replace_atomically(path) as f:  # (as results.json: a Ctrl-C or full disk leaves no half report)
         f.write("\n".join(lines))
     return path
 
@@ -117,6 +117,24 @@ def _batch(asked: int, num_train) -> str:
     if num_train is None or asked <= num_train:
         return str(asked)
     return f"{num_train} (asked for {asked}; the training set has {num_train})"
+
+
+def _batches(results: dict) -> str:
+    """The batch sizes the runs used: the mini-batch size, and that of each optimizer that takes
+    other batches (L-BFGS the whole training set, Newton-CG its large batches). A study of
+    L-BFGS alone said "batch 64", which no run used."""
+    from .methods import OPTIMIZERS
+
+    cfg, table, n = results["config"], results.get("optimizers") or {}, results.get("num_train")
+    other = {k: t.get("batch_size") for k, t in table.items() if k in OPTIMIZERS and OPTIMIZERS[k].batch != "mini"}
+
+    def whole(k) -> str:
+        return ", the whole training set" if OPTIMIZERS[k].batch == "full" else ""
+
+    if table and len(other) == len(table):
+        return ", ".join(f"{b} for {k}" + (f" ({whole(k)[2:]})" if whole(k) else "") for k, b in other.items())
+    said = "; ".join(f"{k}: {b}{whole(k)}" for k, b in other.items())
+    return _batch(cfg["batch_size"], n) + (f" ({said})" if said else "")
 
 
 def _setup(results: dict) -> list:
@@ -143,7 +161,7 @@ def _setup(results: dict) -> list:
         + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
         f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
-        f"{_batch(cfg['batch_size'], results.get('num_train'))}, {_schedule(cfg)}. "
+        f"{_batches(results)}, {_schedule(cfg)}. "
         + (
             f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
             f"order, Hessian probes); tables show mean ± standard deviation over the seeds. "
@@ -259,8 +277,9 @@ def _table(results: dict) -> list:
         out += [
             "",
             "Collapsed to chance: the run finished with a training loss at or above ln(classes) and a validation "
-            f"accuracy within {divergence.CHANCE_SE:g} standard errors of 1 / classes -- a dead network, whose "
-            "loss and accuracy are the uniform guess's.",
+            f"accuracy within {divergence.CHANCE_SE:g} standard errors of 1 / classes or of one class's share of "
+            "the validation samples -- a dead network, whose loss is the uniform guess's and which predicts one "
+            "class for every sample.",
         ]
     if any(S.excluded_note(grp) for grp in gs):
         out += [

@@ -293,8 +293,9 @@ def train_run(
     if record["status"] == "running":
         record["status"] = "done"
         # a dead network (loss ln C, chance accuracy) stays within the divergence bound: flagged
+        shares = np.bincount(np.asarray(val.y), minlength=int(train.num_classes)) / len(val.y)
         record["collapsed"] = divergence.collapsed(
-            hist["train_loss"][-1], hist["val_acc"][-1], int(train.num_classes), int(val.x.shape[0])
+            hist["train_loss"][-1], hist["val_acc"][-1], len(shares), len(val.y), shares
         )
     return record
 
@@ -330,6 +331,7 @@ def run_study(
     check_memory(cfg, train.x.shape[1], train.num_classes)  # (before any run allocates its model)
     from .. import info
 
+    n = int(train.x.shape[0])
     results: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "info": info(),
@@ -346,10 +348,11 @@ def run_study(
                 "class": OPTIMIZERS[name].optimizer,
                 "about": OPTIMIZERS[name].about,
                 "batch_size": batch_rows(name, cfg, int(train.x.shape[0])),
-                "hyperparameters": all_hyperparameters(name, cfg),
-                "set": sorted(cfg.hyperparameters(name)),
+                "hyperparameters": methods.all_hyperparameters(name, hp),
+                "set": sorted(hp),
             }
             for name in cfg.optimizers
+            for hp in [lowprec.table_hyperparameters(name, cfg, len(batches(n, batch_rows(name, cfg, n))))]
         },
         "runs": [],
         "interrupted": False,

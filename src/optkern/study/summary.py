@@ -38,6 +38,15 @@ def g(v: float) -> str:
     return format(v, ".3g")
 
 
+def fixed(v: float, spec: str) -> str:
+    """``v`` in the fixed-point ``spec`` (".4f"), or in 2 significant digits where that rounds a
+    nonzero value to zero: L-BFGS's training loss of 3e-7 read "0.0000", a loss no network has."""
+    text = format(v, spec)
+    if spec.endswith("f") and v != 0 and not any(ch in "123456789" for ch in text):
+        return format(v, ".2g")
+    return text
+
+
 def loss_caption(results: dict) -> str:
     """loss.png's caption: what each epoch's training loss is (epoch 0's has no batches)."""
     seeds = results.get("config", {}).get("seeds", 1)
@@ -55,12 +64,22 @@ def _half(r: dict) -> bool:
     return bool(m is not None and m.precision)
 
 
-def _curv(results: dict, norm: str, epoch: int) -> list:
-    """Every curvature record of ``norm``'s runs at ``epoch``: of the full-precision runs where
-    there are any (the shared starting point; a half-precision run starts from it rounded)."""
+def _curv(results: dict, norm: str, epoch: int) -> dict:
+    """Every curvature record of ``norm``'s runs at ``epoch``, by seed: of the full-precision runs
+    where there are any (the shared starting point; a half-precision run starts from it rounded)."""
     runs = [r for r in results["runs"] if r.get("norm") == norm]
     full = [r for r in runs if not _half(r)]
-    return [c for r in full or runs for c in r.get("curvature", []) if c["epoch"] == epoch]
+    out: dict = {}
+    for r in full or runs:
+        out.setdefault(r.get("seed"), []).extend(c for c in r.get("curvature", []) if c["epoch"] == epoch)
+    return {seed: cs for seed, cs in out.items() if cs}
+
+
+def _seed_mean(by_seed: dict, f) -> float:
+    """The mean over seeds of ``f`` of each seed's records (averaged within the seed first): a mean
+    over the records weighted each seed by its runs, so an interrupted study, whose last seed had
+    fewer runs, gave a "mean over 2 seeds" that was neither seed's value nor their mean."""
+    return statistics.fmean(statistics.fmean(f(c) for c in cs) for cs in by_seed.values())
 
 
 def _norms(results: dict) -> list:
@@ -99,13 +118,13 @@ def sharpness(results: dict, norm: str) -> dict | None:
         "last": last,
         "optimizers": len(ends),
         "end_seeds": {o: len(cs) for o, cs in ends.items()},  # (a seed that diverged or collapsed has no end)
-        "top_start": statistics.fmean(c["top_eigenvalues"][0] for c in start),
+        "top_start": _seed_mean(start, lambda c: c["top_eigenvalues"][0]),
         "top_end": per_opt(lambda c: c["top_eigenvalues"][0]),
-        "lo_start": statistics.fmean(c.get("spectrum_min", math.nan) for c in start),
-        "hi_start": statistics.fmean(c.get("spectrum_max", math.nan) for c in start),
+        "lo_start": _seed_mean(start, lambda c: c.get("spectrum_min", math.nan)),
+        "hi_start": _seed_mean(start, lambda c: c.get("spectrum_max", math.nan)),
         "lo_end": median(per_opt(lambda c: c.get("spectrum_min", math.nan))),
         "hi_end": median(per_opt(lambda c: c.get("spectrum_max", math.nan))),
-        "conc_start": statistics.fmean(c["grad_concentration"] for c in start),
+        "conc_start": _seed_mean(start, lambda c: c["grad_concentration"]),
         "conc_end": median(per_opt(lambda c: c["grad_concentration"])),
     }
 
@@ -198,7 +217,7 @@ def normalization_sentence(results: dict) -> str:
         return ""
     base = sharpness(results, "none")
     out = []
-    for norm in norms[1:]:
+    for norm in (n for n in norms if n != "none"):  # (not norms[1:]: --norms batch,none lists none last)
         s = sharpness(results, norm)
         if base is None or s is None:
             continue
