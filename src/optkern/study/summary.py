@@ -139,11 +139,19 @@ def _range(d: dict) -> str:
 
 
 def _change(a: float, b: float) -> str:
-    if b > 1.1 * a:
-        return f"grows {b / a:.1f}-fold"
-    if b < a / 1.1:
-        return f"falls {a / b:.1f}-fold" if b > 0 else "falls"
-    return "stays about the same"
+    """How the top eigenvalue went from ``a`` to ``b``: a ratio only between positive values (from a
+    start of 0 it divided by zero; from a negative one "grows -0.5-fold" was said of a rise)."""
+    if a > 0 and b > 0:
+        if b > 1.1 * a:
+            return f"grows {b / a:.1f}-fold"
+        if b < a / 1.1:
+            return f"falls {a / b:.1f}-fold"
+        return "stays about the same"
+    if a > 0 and b == 0:
+        return "falls to 0"
+    if a == b:
+        return f"stays at {g(a)}"
+    return f"{'rises' if b > a else 'falls'} from {g(a)} to {g(b)}"
 
 
 def _span(lo: float, hi: float) -> str:
@@ -297,7 +305,14 @@ def ghorbani_comparison(results: dict) -> list:
         if med1 > 1.1 * med0
         else "about the same with and without batch norm"
     )
-    init = "also smaller" if bn["top_start"] < base["top_start"] / 1.1 else "not smaller"
+    # ("also" only where the end was smaller too: it read "also smaller" after "larger with batch norm")
+    init = (
+        ("also smaller" if med1 < med0 / 1.1 else "smaller")
+        if bn["top_start"] < base["top_start"] / 1.1
+        else "larger"
+        if bn["top_start"] > 1.1 * base["top_start"]
+        else "not smaller"
+    )
     conc = (
         "higher without batch norm, as they describe"
         if base["conc_end"] > bn["conc_end"] + 0.05
