@@ -60,7 +60,7 @@ def test_ghorbani_initialization_wording_follows_both_comparisons(monkeypatch, e
 def test_change_of_a_zero_or_negative_start_says_something_true(a, b, want):
     text = S._change(a, b)
     assert text == want
-    assert "inf" not in text and ("-fold" not in text or a > 0 and b > 0)
+    assert "inf" not in text and ("-fold" not in text or (a > 0 and b > 0))
 
 
 def _shifted_csv(tmp_path, dtype=float):
