@@ -108,3 +108,64 @@ def test_file_features_standardized_by_the_training_rows_csv(tmp_path):
     mu, sd = x[t].mean(0), x[t].std(0)
     sd = np.where(sd > 0, sd, 1.0)
     np.testing.assert_allclose(train.x, (x[t] - mu) / sd, rtol=1e-5, atol=1e-5)
+
+
+def test_a_run_whose_parameters_never_changed_is_stuck():
+    from optkern.study import divergence
+
+    p = np.arange(5, dtype=np.float32)
+    assert divergence.stuck(p, p.copy()) is True
+    q = p.copy()
+    q[3] = np.nextafter(q[3], np.float32(9))
+    assert divergence.stuck(p, q) is False
+
+
+def _row(seed, stuck=False, acc=0.9):
+    return {
+        "optimizer": "newton-cg",
+        "norm": "none",
+        "seed": seed,
+        "status": "done",
+        "stuck": stuck,
+        "collapsed": stuck,  # (its initial weights' chance accuracy: stuck is what it says)
+        "steps": 10,
+        "train_time_s": 1.0,
+        "history": {
+            "epoch": [0, 1, 2],
+            "train_loss": [2.3, 1.0 if not stuck else 2.3, 0.5 if not stuck else 2.3],
+            "val_acc": [0.1, 0.5, acc],
+        },
+        "curvature": [],
+    }
+
+
+def test_stuck_run_left_out_of_the_means_and_said():
+    from optkern.study import aggregates as A
+    from optkern.study import report
+
+    results = {"runs": [_row(0), _row(1, stuck=True, acc=0.1)], "config": {"seeds": 2, "epochs": 2}}
+    (grp,) = A.groups(results)
+    assert A.failed(A.run_row(results["runs"][1])) == "stuck"
+    assert grp["stats"]["final_val_acc"].n == 1 and grp["stats"]["final_val_acc"].mean == pytest.approx(0.9)
+    assert grp["excluded"]["stuck"] == 1 and grp["excluded"]["collapsed"] == 0
+    assert "never accepted a step" in A.excluded_note(grp)
+    said = S.failed_sentence(results)
+    assert "never accepted a step (newton-cg without normalization seed 1)" in said and "left out of every mean" in said, said
+    assert "seed 1: no step accepted" in report._status(grp["rows"])
+
+
+def test_study_run_of_newton_cg_that_rejects_every_step_is_stuck():
+    from optkern.datasets import load_digits
+    from optkern.study import runner
+
+    train, val = load_digits().split(0.2, seed=0)
+    cfg = runner.StudyConfig.quick(optimizers=["newton-cg"], norms=["none"], hidden=(4,), epochs=1, jobs=1)
+    cfg.overrides = {"newton-cg": {"lr": 1e6}}
+    rec: dict = {}
+    runner.train_run("newton-cg", "none", train, val, cfg, rec, progress=False)
+    assert rec["status"] == "done" and rec["stuck"] is True
+    assert rec["history"]["train_loss"][-1] == pytest.approx(rec["history"]["train_loss"][0], rel=1e-6)
+    ok: dict = {}
+    cfg.overrides = {}
+    runner.train_run("newton-cg", "none", train, val, cfg, ok, progress=False)
+    assert ok["stuck"] is False

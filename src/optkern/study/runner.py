@@ -135,6 +135,7 @@ def train_run(
     sizes = [train.x.shape[1], *cfg.hidden, train.num_classes]
     model = MLP(sizes, activation=cfg.activation, norm=None if norm == "none" else norm, dtype=np.float32, xp=xp)
     params = model.init_params(seed=seed)  # same start for every optimizer (and every rank)
+    initial = params.copy()  # (divergence.stuck: a run that never moved from it is no result)
     method = OPTIMIZERS[name]
     objective = Objective(model, params, comm)
     n = train.x.shape[0]
@@ -294,6 +295,7 @@ def train_run(
         record["status"] = "done"
         # a dead network (loss ln C, chance accuracy) stays within the divergence bound: flagged
         shares = np.bincount(np.asarray(val.y), minlength=int(train.num_classes)) / len(val.y)
+        record["stuck"] = divergence.stuck(initial, params)
         record["collapsed"] = divergence.collapsed(
             hist["train_loss"][-1], hist["val_acc"][-1], len(shares), len(val.y), shares
         )

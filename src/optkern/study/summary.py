@@ -101,7 +101,11 @@ def sharpness(results: dict, norm: str) -> dict | None:
         if r.get("norm") == norm:
             # (a collapsed run's end is a dead network's, left out as from the table's means; a
             # diverged run has no measurement at the last checkpoint)
-            c = None if r.get("collapsed") else next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
+            c = (
+                None
+                if r.get("collapsed") or r.get("stuck")
+                else next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
+            )
             if c is not None:
                 ends.setdefault(r["optimizer"], []).append(c)
     if not start or not ends:
@@ -246,7 +250,7 @@ def normalization_sentence(results: dict) -> str:
 def failed_sentence(results: dict) -> str:
     """Which runs collapsed to chance or diverged, and that the means leave them out (the table's
     status column named them, but the summary's numbers read as if every run had trained)."""
-    said: dict[str, list[str]] = {"collapsed": [], "diverged": []}
+    said: dict[str, list[str]] = {"collapsed": [], "stuck": [], "diverged": []}
     for grp in groups(results):
         for r in grp["rows"]:
             what = failed(r)
@@ -258,6 +262,9 @@ def failed_sentence(results: dict) -> str:
     if said["collapsed"]:
         n = len(said["collapsed"])
         parts.append(f"{n} run{'s' if n > 1 else ''} collapsed to chance ({'; '.join(said['collapsed'])})")
+    if said["stuck"]:
+        n = len(said["stuck"])
+        parts.append(f"{n} run{'s' if n > 1 else ''} never accepted a step ({'; '.join(said['stuck'])})")
     if said["diverged"]:
         n = len(said["diverged"])
         parts.append(f"{n} run{'s' if n > 1 else ''} diverged ({'; '.join(said['diverged'])})")
