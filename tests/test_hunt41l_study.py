@@ -170,3 +170,19 @@ def test_study_run_of_newton_cg_that_rejects_every_step_is_stuck():
     cfg.overrides = {}
     runner.train_run("newton-cg", "none", train, val, cfg, ok, progress=False)
     assert ok["stuck"] is False
+
+
+def test_a_half_precision_step_too_small_to_move_any_weight_is_stuck():
+    # adam-fp16's model weights are its float16 ones, rounded from the float32 initial weights when
+    # the run starts: compared with those unrounded ones, a run that moved nothing was not stuck.
+    # (Adam's steps are ~lr whatever the gradient: 1e-30 is below float16's smallest subnormal.)
+    name = "adam-fp16"
+    from optkern.datasets import load_digits
+    from optkern.study import runner
+
+    train, val = load_digits().split(0.2, seed=0)
+    cfg = runner.StudyConfig.quick(optimizers=[name], norms=["none"], hidden=(4,), epochs=1, jobs=1)
+    cfg.overrides = {name: {"lr": 1e-30}}
+    rec: dict = {}
+    runner.train_run(name, "none", train, val, cfg, rec, progress=False)
+    assert rec["status"] == "done" and rec["stuck"] is True

@@ -135,13 +135,15 @@ def train_run(
     sizes = [train.x.shape[1], *cfg.hidden, train.num_classes]
     model = MLP(sizes, activation=cfg.activation, norm=None if norm == "none" else norm, dtype=np.float32, xp=xp)
     params = model.init_params(seed=seed)  # same start for every optimizer (and every rank)
-    initial = params.copy()  # (divergence.stuck: a run that never moved from it is no result)
     method = OPTIMIZERS[name]
     objective = Objective(model, params, comm)
     n = train.x.shape[0]
     bsize = batch_rows(name, cfg, n)
     steps_per_epoch = len(batches(n, bsize))
     half = lowprec.HalfWeights(params, method.precision) if method.precision else None
+    # (divergence.stuck: a run that never moved from here is no result; after HalfWeights, which
+    # rounds params to the half-precision weights the model reads)
+    initial = params.copy()
     opt, hp = make_optimizer(
         name,
         params if half is None else half.half,
