@@ -131,8 +131,8 @@ METRICS = (
 COST_METRICS = ("step_ms",)
 
 
-#: How each :func:`failed` outcome is said, in a cell's count and in the summary.
-FAILED_SAID = {"collapsed": "collapsed", "diverged": "diverged", "stuck": "never accepted a step"}
+#: The :func:`failed` outcomes, in the order a cell's count names them ("stuck": no step accepted).
+FAILED_SAID = {"collapsed": "collapsed", "stuck": "stuck", "diverged": "diverged"}
 
 
 def failed(row: dict) -> str | None:

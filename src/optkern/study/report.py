@@ -284,7 +284,7 @@ def _table(results: dict) -> list:
     if any(r.get("stuck") for grp in gs for r in grp["rows"]):
         out += [
             "",
-            "No step accepted: the run finished with its initial parameters (its optimizer rejected every "
+            "No step accepted (stuck): the run finished with its initial parameters (its optimizer rejected every "
             "step, as Newton-CG's line search does a step too long): its loss and accuracy are the initial "
             "weights'.",
         ]
