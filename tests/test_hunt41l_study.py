@@ -186,3 +186,18 @@ def test_a_half_precision_step_too_small_to_move_any_weight_is_stuck():
     rec: dict = {}
     runner.train_run(name, "none", train, val, cfg, rec, progress=False)
     assert rec["status"] == "done" and rec["stuck"] is True
+
+
+def test_validation_features_past_float32_when_standardized_are_refused(tmp_path):
+    from optkern.datasets import DataError, load_file
+
+    n = 40
+    x = np.random.default_rng(1).normal(size=(n, 2)) * 1e-10
+    v = np.random.default_rng(0).permutation(n)[:8]  # split(0.2, seed=0)'s validation rows
+    x[v[0], 0] = 1e30  # 1e40 standard deviations of the training rows away: inf as float32
+    path = tmp_path / "far.npz"
+    np.savez(path, x=x, y=np.arange(n) % 2)
+    data = load_file(str(path))
+    assert np.all(np.isfinite(data.x))  # (over every row it is only an outlier)
+    with pytest.raises(DataError, match=r"far\.npz: features overflow float32 when standardized by the training"):
+        data.split(0.2, seed=0)
