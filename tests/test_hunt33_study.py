@@ -77,7 +77,7 @@ def test_a_groups_hessian_numbers_are_those_of_one_epoch(digits, tmp_path):
     (grp,) = summary.groups(res)
     st = grp["stats"]
     assert st["top_eigenvalue"] is None and st["trace"] is None and st["grad_concentration"] is None
-    assert grp["excluded"] == {"collapsed": 1, "diverged": 2}
+    assert grp["excluded"] == {"collapsed": 1, "stuck": 0, "diverged": 2}
     md = Path(report.write_markdown(res, str(tmp_path), [])).read_text()
     row = _line(md.splitlines(), "| sgd | none |")
     assert "(1 collapsed, 2 diverged excluded)" in row and "(epoch 0)" not in row, row

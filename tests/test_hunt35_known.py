@@ -223,7 +223,7 @@ def test_study_means_leave_out_a_collapsed_or_diverged_seed_and_say_so(outcomes,
     for m in ("final_train_loss", "final_val_acc", "top_eigenvalue", "trace"):
         st = grp["stats"][m]
         assert st.n == 1 and st.mean == ok_row[m], m  # the healthy seed's alone
-    assert grp["excluded"] == {"collapsed": int(what == "collapsed"), "diverged": int(what == "diverged")}
+    assert grp["excluded"] == {"collapsed": int(what == "collapsed"), "stuck": 0, "diverged": int(what == "diverged")}
     assert grp["stats"]["step_ms"].n == 2  # (the cost of a step: every run's)
     md = _report(res, tmp_path)
     (row,) = [x for x in md.splitlines() if x.startswith("| sgd | none |")]
@@ -252,7 +252,7 @@ def test_study_of_healthy_seeds_reports_as_before(outcomes, tmp_path):
 
     res = _seeds(outcomes, "ok", "ok")
     (grp,) = summary.groups(res)
-    assert grp["excluded"] == {"collapsed": 0, "diverged": 0} and grp["stats"]["final_val_acc"].n == 2
+    assert grp["excluded"] == {"collapsed": 0, "stuck": 0, "diverged": 0} and grp["stats"]["final_val_acc"].n == 2
     md = _report(res, tmp_path)
     assert "excluded" not in md and "left out" not in md
 

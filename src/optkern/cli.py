@@ -53,7 +53,8 @@ Output (in --out)
 
 Data: the bundled 8x8 handwritten digits (1,797 images, 10 classes), or your
 own --data file (.npz: x, y; .csv: label in the last column or --label-column).
-A file's features are standardized per column, images flattened, and labels
+A file's features are standardized per column by the training rows' mean and
+standard deviation (the validation rows by the same), images flattened, and labels
 of any integer values (1..10, -1/+1) or class names (setosa, ...) renumbered 0..K-1; the digits' pixels are
 scaled to [0, 1]. The report says what was done.
 

@@ -14,11 +14,12 @@ import csv
 import numbers
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._cli_numbers import whole
+from ._scaling import _standardized
 
 _HERE = os.path.dirname(__file__)
 
@@ -34,9 +35,15 @@ class Dataset:
     num_classes: int
     name: str
     notes: tuple = ()  # what was done to the data, one phrase each
+    # A file's features as read (checked, not standardized): split()
+    # standardizes both halves by the training rows' mean and standard deviation, so that no
+    # validation row's value reaches the training inputs. None: x needs no such step (the digits).
+    unscaled: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def split(self, val_fraction: float = 0.2, seed: int = 0):
-        """Shuffled (train, validation) split, stratification-free, reproducible."""
+        """Shuffled (train, validation) split, stratification-free, reproducible. A file's features
+        (``load_file``) are standardized by the training rows' per-column mean and standard
+        deviation, the validation rows by the same numbers."""
         from .. import _backend
 
         val_fraction = _backend.real("val_fraction", val_fraction)  # (a str or None: TypeError naming it)
@@ -49,10 +56,21 @@ class Dataset:
         if nv >= n:
             raise DataError(f"{self.name}: {n} samples are too few to split")
         v, t = perm[:nv], perm[nv:]
+        xt, xv, notes = self.x[t], self.x[v], self.notes
+        if self.unscaled is not None:
+            xt, xv = _standardized(self.unscaled, t, (t, v), self.x.dtype, self.name)
+            notes = tuple(_SPLIT_NOTE if n == _FILE_NOTE else n for n in notes)
         return (
-            Dataset(self.x[t], self.y[t], self.num_classes, self.name + ":train", self.notes),
-            Dataset(self.x[v], self.y[v], self.num_classes, self.name + ":val", self.notes),
+            Dataset(xt, self.y[t], self.num_classes, self.name + ":train", notes),
+            Dataset(xv, self.y[v], self.num_classes, self.name + ":val", notes),
         )
+
+
+_FILE_NOTE = "features standardized per column (mean 0, standard deviation 1; constant columns set to 0)"
+_SPLIT_NOTE = (
+    "features standardized per column by the training rows' mean and standard deviation (applied to the "
+    "validation rows too; a column constant on the training rows is only centred)"
+)
 
 
 def _float_dtype(dtype) -> np.dtype:
@@ -312,9 +330,9 @@ def _column_index(label_column, header, ncols: int, path: str) -> int:
     return j % ncols
 
 
-def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
-    """Checked features, standardized (each column to mean 0, standard
-    deviation 1; constant columns to 0) so one learning rate suits any file."""
+def _features(x: np.ndarray, path: str) -> np.ndarray:
+    """Checked features, flattened; :func:`_standardized` scales them (to mean 0, standard
+    deviation 1) so one learning rate suits any file."""
     if x.dtype.kind == "c":
         raise DataError(f"{path}: features must be real numbers, got {x.dtype}")
     if x.dtype.kind not in "iuf":  # bool, strings, dates
@@ -323,20 +341,15 @@ def _features(x: np.ndarray, path: str, dtype) -> np.ndarray:
         raise DataError(f"{path}: x has no feature columns, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{path}: features contain NaN or Inf")
-    # Scaled to [-1, 1] first: the same result, and values near 1e300 (or past
-    # float32's 3e38) cannot overflow the variance or the cast.
-    # (in long double where x is: its values past float64's range made the peak inf, the column 0)
-    peak = np.abs(x).max(0).astype(np.result_type(x.dtype, np.float64))
-    x = x / np.where(peak > 0, peak, 1)
-    mu, sd = x.mean(0), x.std(0)
-    return ((x - mu) / np.where(sd > 0, sd, 1)).astype(dtype)
+    return x
 
 
 def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     """Read ``.npz`` (``x``: (n, d) or (n, ...) features, flattened to (n,
     prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line;
     the label in the last column or in ``label_column``: an index or a header
-    name). Features are standardized per column; integer labels of any values
+    name). Features are standardized per column (over every row here; ``split()`` standardizes
+    each half by the training rows' mean and standard deviation); integer labels of any values
     are renumbered 0..K-1, and so are class names (words in the label column or
     a string ``y``), in sorted order. ``Dataset.notes`` says what was done."""
     dtype = _float_dtype(dtype)
@@ -383,8 +396,10 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     if x.shape[0] < 10:
         raise DataError(f"{path}: {x.shape[0]} samples are too few")
-    x = _features(x, path, dtype)
-    notes.append("features standardized per column (mean 0, standard deviation 1; constant columns set to 0)")
+    unscaled = _features(x, path)
+    everything = np.arange(len(unscaled))
+    (x,) = _standardized(unscaled, everything, (everything,), dtype, path)
+    notes.append(_FILE_NOTE)
     try:
         yy, k, renumbered = _labels(np.asarray(y), path)
         if k > x.shape[0] // 2:
@@ -393,4 +408,4 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
         raise DataError(f"{e}{where}") from None
     if renumbered:
         notes.append(renumbered)
-    return Dataset(x, yy, k, os.path.basename(path), tuple(notes))
+    return Dataset(x, yy, k, os.path.basename(path), tuple(notes), unscaled)

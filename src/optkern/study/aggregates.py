@@ -40,6 +40,7 @@ def run_row(r: dict) -> dict:
         "status": r.get("status", "?"),
         "diverged_epoch": r.get("diverged_epoch"),
         "collapsed": bool(r.get("collapsed")),  # finished as a dead network (divergence.collapsed)
+        "stuck": bool(r.get("stuck")),  # finished with its initial parameters (divergence.stuck)
         "curvature_failed": [f["epoch"] for f in r.get("curvature_failed", [])],
         "last_epoch": r.get("diverged_epoch") if diverged else h["epoch"][-1] if h.get("epoch") else None,
         "final_train_loss": h["train_loss"][-1] if h.get("train_loss") and not diverged else None,
@@ -130,11 +131,18 @@ METRICS = (
 COST_METRICS = ("step_ms",)
 
 
+#: The :func:`failed` outcomes, in the order a cell's count names them ("stuck": no step accepted).
+FAILED_SAID = {"collapsed": "collapsed", "stuck": "stuck", "diverged": "diverged"}
+
+
 def failed(row: dict) -> str | None:
-    """ "diverged" or "collapsed" for a run (:func:`run_row`) whose numbers are not a result -- a
-    diverged run's last ones are from before it diverged, a collapsed run's loss and accuracy are the
-    uniform guess's -- else None."""
-    return "diverged" if row["status"] == "diverged" else "collapsed" if row.get("collapsed") else None
+    """ "diverged", "stuck" or "collapsed" for a run (:func:`run_row`) whose numbers are not a
+    result -- a diverged run's last ones are from before it diverged, a stuck run's are its initial
+    weights' (every step rejected: "stuck" before "collapsed", which those weights may look like), a
+    collapsed run's loss and accuracy are the uniform guess's -- else None."""
+    if row["status"] == "diverged":
+        return "diverged"
+    return "stuck" if row.get("stuck") else "collapsed" if row.get("collapsed") else None
 
 
 def kept(rows: list) -> list:
@@ -146,7 +154,7 @@ def kept(rows: list) -> list:
 def excluded_note(grp: dict) -> str:
     """' (1 collapsed, 2 diverged excluded)' for a group (:func:`groups`) whose means leave runs out, else ''."""
     ex = grp["excluded"]
-    parts = [f"{n} {what}" for what, n in ex.items() if n]
+    parts = [f"{n} {FAILED_SAID[what]}" for what, n in ex.items() if n]
     return f" ({', '.join(parts)} excluded)" if parts else ""
 
 
@@ -173,6 +181,6 @@ def groups(results: dict) -> list:
             for m in METRICS
         }
         stats = {m: stat(row[m] for row in pick[m]) for m in METRICS}
-        excluded = {what: sum(failed(r) == what for r in rows) for what in ("collapsed", "diverged")}
+        excluded = {what: sum(failed(r) == what for r in rows) for what in FAILED_SAID}
         res.append({"optimizer": name, "norm": norm, "rows": rows, "stats": stats, "excluded": excluded})
     return res

@@ -57,6 +57,14 @@ def cut_at(record: dict, epoch: int) -> None:
             record[key][:] = [c for c in record[key] if c["epoch"] < epoch]
 
 
+def stuck(start, end) -> bool:
+    """Whether a run that finished never moved its parameters: ``end`` (its final parameters) equal
+    ``start`` (its initial ones) element for element. Newton-CG with a step too long for its line
+    search (``--lr newton-cg=1e6``) rejects every step: its final loss is the initial one, yet it
+    was reported "done" and averaged with the runs that trained."""
+    return bool((start == end).all())
+
+
 #: How many binomial standard errors from chance a collapsed run's accuracy may lie: 3 keeps a
 #: dead network on a validation set of a few hundred samples (whose accuracy is chance plus noise)
 #: while any run that learned something (a few points above chance) is outside it.

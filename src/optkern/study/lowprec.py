@@ -138,7 +138,7 @@ def _live(rs: list) -> list:
     """The ``run_row`` of each run in ``rs`` but those that collapsed to chance: a dead network's
     loss, accuracy and Hessian, which the summary says every mean leaves out (as the results table
     does; a diverged run's row stays, its top eigenvalue its last one, marked with its epoch)."""
-    return [row for row in map(run_row, rs) if not row["collapsed"]]
+    return [row for row in map(run_row, rs) if not (row["collapsed"] or row["stuck"])]
 
 
 def _final(rs: list, key: str) -> float | None:
@@ -161,11 +161,15 @@ def _diverged(rs: list) -> str:
     what = [failed(run_row(r)) for r in rs]
     if len(rs) == 1 and what[0] is not None:
         return (
-            f" (diverged at epoch {rs[0].get('diverged_epoch')})" if what[0] == "diverged" else " (collapsed to chance)"
+            f" (diverged at epoch {rs[0].get('diverged_epoch')})"
+            if what[0] == "diverged"
+            else " (no step accepted)"
+            if what[0] == "stuck"
+            else " (collapsed to chance)"
         )
     parts = [
         f"{what.count(w)} of {len(rs)} seeds {said}"
-        for w, said in (("diverged", "diverged"), ("collapsed", "collapsed to chance"))
+        for w, said in (("diverged", "diverged"), ("stuck", "accepted no step"), ("collapsed", "collapsed to chance"))
         if what.count(w)
     ]
     return f" ({'; '.join(parts)})" if parts else ""

@@ -180,7 +180,11 @@ def _accuracy(plt, results, groups, norms, colors):
     names = list(dict.fromkeys(o for o, _, _ in groups))
     for opt, norm, rs in groups:
         # (as the table's means: not a diverged or collapsed run's)
-        st = S.stat(r["history"]["val_acc"][-1] for r in rs if r.get("status") != "diverged" and not r.get("collapsed"))
+        st = S.stat(
+            r["history"]["val_acc"][-1]
+            for r in rs
+            if r.get("status") != "diverged" and not r.get("collapsed") and not r.get("stuck")
+        )
         if st is None:
             continue
         y = names.index(opt) + 0.2 * (norms.index(norm) - (len(norms) - 1) / 2)

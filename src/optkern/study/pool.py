@@ -90,7 +90,8 @@ def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
     acc = hist.get("val_acc") or [float("nan")]
     label = f"{rec.get('optimizer')}{'+' + rec['norm'] if rec.get('norm') != 'none' else ''}"
     label += f" seed {rec.get('seed')}" if seeds > 1 else ""
-    status = "collapsed" if rec.get("collapsed") else rec.get("status", "?")  # (divergence.collapsed)
+    # (divergence.stuck, divergence.collapsed)
+    status = "stuck" if rec.get("stuck") else "collapsed" if rec.get("collapsed") else rec.get("status", "?")
     # a diverged run's history ends before it diverged: its last accuracy is no result of the run
     what = f"at epoch {rec.get('diverged_epoch')}" if status == "diverged" else f"val acc {acc[-1]:.3f}"
     print(

@@ -273,7 +273,7 @@ def _table(results: dict) -> list:
             "\\* Lanczos stopped at its step cap before the top eigenpairs reached the residual tolerance: "
             "a rough value (see `lanczos_converged` in results.json).",
         ]
-    if any(r.get("collapsed") for grp in gs for r in grp["rows"]):
+    if any(S.failed(r) == "collapsed" for grp in gs for r in grp["rows"]):
         out += [
             "",
             "Collapsed to chance: the run finished with a training loss at or above ln(classes) and a validation "
@@ -281,11 +281,19 @@ def _table(results: dict) -> list:
             "the validation samples -- a dead network, whose loss is the uniform guess's and which predicts one "
             "class for every sample.",
         ]
+    if any(r.get("stuck") for grp in gs for r in grp["rows"]):
+        out += [
+            "",
+            "No step accepted (stuck): the run finished with its initial parameters (its optimizer rejected every "
+            "step, as Newton-CG's line search does a step too long): its loss and accuracy are the initial "
+            "weights'.",
+        ]
     if any(S.excluded_note(grp) for grp in gs):
         out += [
             "",
-            "Runs that collapsed to chance or diverged are left out of the means (all but the step time; the "
-            "cells say how many): their numbers are a dead network's or from before the divergence.",
+            "Runs that collapsed to chance, never accepted a step or diverged are left out of the means (all but "
+            "the step time; the cells say how many): their numbers are a dead network's, the initial weights' or "
+            "from before the divergence.",
         ]
     return out + [""]
 
@@ -296,12 +304,12 @@ def _status(rows: list) -> str:
         s = f"diverged at epoch {r['diverged_epoch']}" if r["status"] == "diverged" else r["status"]
         if r.get("collapsed"):  # (its loss and accuracy are the uniform guess's: not a result)
             s = "collapsed to chance"
+        if r.get("stuck"):  # (its numbers are its initial weights': divergence.stuck)
+            s = "no step accepted"
         if r["curvature_failed"]:
             s += "; no Hessian at epoch " + ", ".join(map(str, r["curvature_failed"]))
         parts.append(s if len(rows) == 1 else f"seed {r['seed']}: {s}")
-    if len(rows) > 1 and all(
-        r["status"] == "done" and not r.get("collapsed") and not r["curvature_failed"] for r in rows
-    ):
+    if len(rows) > 1 and all(r["status"] == "done" and S.failed(r) is None and not r["curvature_failed"] for r in rows):
         return f"done ({len(rows)} seeds)"
     return "; ".join(parts)
 

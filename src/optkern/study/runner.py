@@ -141,6 +141,9 @@ def train_run(
     bsize = batch_rows(name, cfg, n)
     steps_per_epoch = len(batches(n, bsize))
     half = lowprec.HalfWeights(params, method.precision) if method.precision else None
+    # (divergence.stuck: a run that never moved from here is no result; after HalfWeights, which
+    # rounds params to the half-precision weights the model reads)
+    initial = params.copy()
     opt, hp = make_optimizer(
         name,
         params if half is None else half.half,
@@ -294,6 +297,7 @@ def train_run(
         record["status"] = "done"
         # a dead network (loss ln C, chance accuracy) stays within the divergence bound: flagged
         shares = np.bincount(np.asarray(val.y), minlength=int(train.num_classes)) / len(val.y)
+        record["stuck"] = divergence.stuck(initial, params)
         record["collapsed"] = divergence.collapsed(
             hist["train_loss"][-1], hist["val_acc"][-1], len(shares), len(val.y), shares
         )

@@ -101,7 +101,11 @@ def sharpness(results: dict, norm: str) -> dict | None:
         if r.get("norm") == norm:
             # (a collapsed run's end is a dead network's, left out as from the table's means; a
             # diverged run has no measurement at the last checkpoint)
-            c = None if r.get("collapsed") else next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
+            c = (
+                None
+                if r.get("collapsed") or r.get("stuck")
+                else next((c for c in r.get("curvature", []) if c["epoch"] == last), None)
+            )
             if c is not None:
                 ends.setdefault(r["optimizer"], []).append(c)
     if not start or not ends:
@@ -139,11 +143,19 @@ def _range(d: dict) -> str:
 
 
 def _change(a: float, b: float) -> str:
-    if b > 1.1 * a:
-        return f"grows {b / a:.1f}-fold"
-    if b < a / 1.1:
-        return f"falls {a / b:.1f}-fold" if b > 0 else "falls"
-    return "stays about the same"
+    """How the top eigenvalue went from ``a`` to ``b``: a ratio only between positive values (from a
+    start of 0 it divided by zero; from a negative one "grows -0.5-fold" was said of a rise)."""
+    if a > 0 and b > 0:
+        if b > 1.1 * a:
+            return f"grows {b / a:.1f}-fold"
+        if b < a / 1.1:
+            return f"falls {a / b:.1f}-fold"
+        return "stays about the same"
+    if a > 0 and b == 0:
+        return "falls to 0"
+    if a == b:
+        return f"stays at {g(a)}"
+    return f"{'rises' if b > a else 'falls'} from {g(a)} to {g(b)}"
 
 
 def _span(lo: float, hi: float) -> str:
@@ -238,7 +250,7 @@ def normalization_sentence(results: dict) -> str:
 def failed_sentence(results: dict) -> str:
     """Which runs collapsed to chance or diverged, and that the means leave them out (the table's
     status column named them, but the summary's numbers read as if every run had trained)."""
-    said: dict[str, list[str]] = {"collapsed": [], "diverged": []}
+    said: dict[str, list[str]] = {"collapsed": [], "stuck": [], "diverged": []}
     for grp in groups(results):
         for r in grp["rows"]:
             what = failed(r)
@@ -250,6 +262,9 @@ def failed_sentence(results: dict) -> str:
     if said["collapsed"]:
         n = len(said["collapsed"])
         parts.append(f"{n} run{'s' if n > 1 else ''} collapsed to chance ({'; '.join(said['collapsed'])})")
+    if said["stuck"]:
+        n = len(said["stuck"])
+        parts.append(f"{n} run{'s' if n > 1 else ''} never accepted a step ({'; '.join(said['stuck'])})")
     if said["diverged"]:
         n = len(said["diverged"])
         parts.append(f"{n} run{'s' if n > 1 else ''} diverged ({'; '.join(said['diverged'])})")
@@ -297,7 +312,14 @@ def ghorbani_comparison(results: dict) -> list:
         if med1 > 1.1 * med0
         else "about the same with and without batch norm"
     )
-    init = "also smaller" if bn["top_start"] < base["top_start"] / 1.1 else "not smaller"
+    # ("also" only where the end was smaller too: it read "also smaller" after "larger with batch norm")
+    init = (
+        ("also smaller" if med1 < med0 / 1.1 else "smaller")
+        if bn["top_start"] < base["top_start"] / 1.1
+        else "larger"
+        if bn["top_start"] > 1.1 * base["top_start"]
+        else "not smaller"
+    )
     conc = (
         "higher without batch norm, as they describe"
         if base["conc_end"] > bn["conc_end"] + 0.05
