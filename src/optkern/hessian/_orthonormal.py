@@ -41,11 +41,14 @@ def coefficients(xp, k: int):
 def orthonormalize_rows(mod, Q, coeffs, sines=None) -> int:
     """The rows of the C-contiguous ``Q`` made orthonormal in place, in order (each against the rows
     before it, as QR orders the columns of ``Q^T``: the first ``j`` rows span what the first ``j``
-    did). A row in their span to rounding (a rank-deficient sketch: zero, or a combination of the
-    rows before) becomes zero: it adds no direction, and a zero row adds nothing to ``Q^T Q`` or to a
-    projection. Rows of any magnitude (the kernel's norm is scaled near the ends of the range); NaN /
-    Inf rows stay not finite (the caller's check on the products names the operator). Returns the
-    number of nonzero rows. ``sines`` (a list) receives per row the fraction of it left by its first
+    did, or more, below). A zero row stays zero: it adds nothing to ``Q^T Q`` or to a projection. A row in the span of
+    the rows before to rounding (a rank-deficient sketch) is not zeroed: its first pass cancels it to
+    rounding noise (its sine ~1e-16), the next pass normalizes that noise, and the result is kept, a
+    unit row orthogonal to the rows before -- an arbitrary direction, harmless where any orthonormal
+    basis will do (Hutch++'s sketch); callers that must know read ``sines``. Rows of any magnitude
+    (the kernel's norm is scaled near the ends of the range); NaN / Inf rows stay not finite (the
+    caller's check on the products names the operator). Returns the number of nonzero rows.
+    ``sines`` (a list) receives per row the fraction of it left by its first
     CGS2 pass against the rows before, the sine of its angle with their span (QR's ``|R_ii| / ||q_i||``;
     0 for a zero row, NaN for a row not finite): for callers with their own threshold of dependence.
     The CPU module runs this loop natively (``orthonormalize_rows_``, the same bits); the GPU's goes
