@@ -136,15 +136,16 @@ def cases():
     yield "Hutch++ m=300, n=1e5 float64 (diagonal op)", two, timed(lambda: hessian.trace(D, "hutch++", 300, seed=1))
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def alternated(cases, paths, description=""):
+    """Times each case's arms in turn (the order reversed every other round) and prints medians
+    [quartiles], old/new per round (median and range) and new/X for any further arm X."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--only", default="", help="run only the cases whose name contains this")
     a = ap.parse_args()
     print("threads: OPENBLAS", os.environ.get("OPENBLAS_NUM_THREADS"), "OMP", os.environ.get("OMP_NUM_THREADS"))
     print("load:", os.getloadavg())
-    paths = Paths()
-    for name, arms, fn in cases():
+    for name, arms, fn in cases:
         if a.only not in name:
             continue
         times = {w: [] for w in arms}
@@ -157,12 +158,12 @@ def main():
                 times[which].append(fn())
         paths.use("new")
         q = {w: statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3 for w, v in times.items()}
-        cells = ", ".join(f"{w} {1e3 * q[w][1]:.0f} ms [{1e3 * q[w][0]:.0f}, {1e3 * q[w][2]:.0f}]" for w in arms)
+        cells = ", ".join(f"{w} {1e3 * q[w][1]:.1f} ms [{1e3 * q[w][0]:.1f}, {1e3 * q[w][2]:.1f}]" for w in arms)
         ratios = sorted(o / n for o, n in zip(times["old"], times["new"]))
         extra = ""
-        if "gemm" in times:
-            g = sorted(n / m for n, m in zip(times["new"], times["gemm"]))
-            extra = f", new/gemm {statistics.median(g):.2f}x (range {g[0]:.2f}-{g[-1]:.2f})"
+        for other in arms[2:]:
+            g = sorted(n / m for n, m in zip(times["new"], times[other]))
+            extra += f", new/{other} {statistics.median(g):.2f}x (range {g[0]:.2f}-{g[-1]:.2f})"
         print(
             f"{name}: {cells}; old/new {statistics.median(ratios):.2f}x (range {ratios[0]:.2f}-{ratios[-1]:.2f}, "
             f"n={a.repeats} pairs){extra}",
@@ -172,4 +173,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    alternated(cases(), Paths())

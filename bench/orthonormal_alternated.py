@@ -13,12 +13,8 @@ and the projection), and k = 5 with its Lanczos run. Medians [quartiles] and the
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-
 import numpy as np
-from block_orth_alternated import diag_op, mlp_op, timed
+from block_orth_alternated import alternated, diag_op, mlp_op, timed
 
 from optkern import _cpu, hessian
 from optkern.hessian import _orthonormal
@@ -70,36 +66,5 @@ def cases():
     )
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
-    a = ap.parse_args()
-    print("threads: OPENBLAS", os.environ.get("OPENBLAS_NUM_THREADS"), "OMP", os.environ.get("OMP_NUM_THREADS"))
-    print("load:", os.getloadavg())
-    paths, arms = Paths(), ("old", "new")
-    for name, fn in cases():
-        if a.only not in name:
-            continue
-        times = {w: [] for w in arms}
-        for which in arms:  # warm-up
-            paths.use(which)
-            fn()
-        for r in range(a.repeats):
-            for which in arms if r % 2 == 0 else arms[::-1]:
-                paths.use(which)
-                times[which].append(fn())
-        paths.use("new")
-        q = {w: statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3 for w, v in times.items()}
-        cells = ", ".join(f"{w} {1e3 * q[w][1]:.1f} ms [{1e3 * q[w][0]:.1f}, {1e3 * q[w][2]:.1f}]" for w in arms)
-        ratios = sorted(o / n for o, n in zip(times["old"], times["new"]))
-        print(
-            f"{name}: {cells}; old/new {statistics.median(ratios):.2f}x (range {ratios[0]:.2f}-{ratios[-1]:.2f}, "
-            f"n={a.repeats} pairs)",
-            flush=True,
-        )
-    print("load:", os.getloadavg())
-
-
 if __name__ == "__main__":
-    main()
+    alternated(((name, ("old", "new"), fn) for name, fn in cases()), Paths())
