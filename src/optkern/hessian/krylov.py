@@ -255,6 +255,21 @@ class BlockKrylov:
         res = vector_norm(np, RS, axis=0)
         return theta, S, res
 
+    def converged(self, theta, res, tol):
+        """Whether each Ritz pair ``(theta, res)`` has converged: ``res <= max(tol * max(|theta|, eps^(2/3)
+        ||A||), eps ||A||)``, ``eps`` the operator dtype's, ``||A||`` estimated by the largest |Ritz
+        value| or projected entry seen (a lower bound). The one rule of ``top_eigenvalues`` and its
+        fresh sequences. Relative to ``|theta|`` alone (with ``tiny`` as the floor) a zero eigenvalue
+        never converged: the residual estimate ``||R s_last||`` stops near its rounding, eps ||A||
+        (diag(0, 1..10), "SA": every step, residual 1e-18, ``converged=False``). ARPACK's floor,
+        ``tol eps^(2/3)``, is absolute; here it scales with ``||A||`` (``c A`` decides as ``A``), and
+        the residual is never asked below ``eps ||A||``, the accuracy the products resolve (Weyl):
+        an eigenvalue then lies within that bound of ``theta`` (Krylov-Bogoliubov)."""
+        theta = np.abs(np.asarray(theta, dtype=np.float64))
+        nrm = max(self.scale, float(theta.max()) if theta.size else 0.0)
+        floor = max(tol * self.eps ** (2.0 / 3.0), self.eps) * nrm
+        return np.asarray(res) <= np.maximum(tol * theta, floor)
+
     @property
     def full(self):
         return self.m + self.b > self.cap

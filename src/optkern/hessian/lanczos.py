@@ -125,7 +125,8 @@ class EigenResult:
       eigenvectors: ``(n, k)`` Ritz vectors (op's array module) or None.
       residuals: bounds ``|beta_m s_{m,i}| = ||A u_i - theta_i u_i||`` per pair.
       steps: Lanczos steps taken.
-      converged: whether every residual is below ``tol * |theta_i|``.
+      converged: whether every residual is below ``tol * |theta_i|``, or for eigenvalues near zero
+        a floor proportional to ``||A||`` (``BlockKrylov.converged``; see ``top_eigenvalues``).
     """
 
     eigenvalues: np.ndarray
@@ -156,8 +157,12 @@ def top_eigenvalues(
     (most negative curvature), ``"LM"`` the largest in magnitude. Every
     ``check_every`` steps the Ritz pairs of the projected matrix are formed and
     iteration stops once each wanted pair has residual ``||A u - theta u||`` at
-    most ``tol * |theta|``; for an isolated eigenvalue the error of ``theta`` is
-    at most that residual (and typically its square over the gap). An exact
+    most ``tol * |theta|``, or, for theta near zero (a flat direction), at most
+    ``max(tol eps^(2/3), eps) * ||A||`` (``eps`` the operator dtype's, ``||A||`` the
+    largest |Ritz value| or projected entry seen: an operator ``c A`` decides as ``A``;
+    ``tol * |theta|`` alone was never met at a zero eigenvalue); for an isolated
+    eigenvalue the error of ``theta`` is at most that residual (and typically its
+    square over the gap), so to about ``eps ||A||`` absolute near zero. An exact
     invariant subspace (e.g. ``A = I``) does not stop it early: the lost
     direction is replaced by a random orthogonal one, as ARPACK does
     (``optkern.hessian.krylov``), and iteration goes on until that new
@@ -173,7 +178,8 @@ def top_eigenvalues(
     ones (as ``scipy.sparse.linalg.eigsh`` has no guarantee either).
 
     Args:
-      tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32).
+      tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32; with the floor
+        near zero above).
       max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
       v0, seed: the start vector (default: uniform in ``[-1, 1)`` from ``seed``; the rest of a
         first block, and the replacements of lost directions, too).
@@ -250,7 +256,7 @@ def top_eigenvalues(
         theta, S, res_all = kr.ritz()
         idx = select(theta, k, which)
         res = res_all[idx]
-        ok = bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), np.finfo(np.float64).tiny)))
+        ok = bool(np.all(kr.converged(theta[idx], res, tol)))
         if ok and kr.m < n:
             ok = _fresh_converged(kr, which, tol)
         if ok or last:
@@ -275,7 +281,7 @@ def _fresh_converged(kr, which, tol):
     if len(theta) == 0:
         return False
     j = select(theta, 1, which)[0]
-    return bool(res[j] <= tol * max(abs(theta[j]), np.finfo(np.float64).tiny))
+    return bool(kr.converged(theta[j : j + 1], res[j : j + 1], tol)[0])
 
 
 @dataclass
