@@ -55,7 +55,8 @@ def case_mixed(comm) -> None:
             for p, r in zip(ps, ref):  # (weights changed in place between steps: each step reads them)
                 p *= 0.5
                 r *= 0.5
-            z.step([_grad(p, step) for p in ps])
+            # (a Fortran-ordered grad on odd steps: the per-array path; else the native pass)
+            z.step([np.asfortranarray(_grad(p, step)) if step % 2 else _grad(p, step) for p in ps])
             opt.step([_grad(p, step) for p in ps])
             for i, (p, r) in enumerate(zip(ps, ref)):
                 assert np.array_equal(p, r), (dt, step, i)

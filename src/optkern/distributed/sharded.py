@@ -288,9 +288,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         return _grad_weight(self.grad_weight, (self._gflat.dtype,))
 
     def _reduce_scatter(self, grads: list, w) -> list:
-        for g, v in zip(grads, self._gviews):
-            if g is not v:
-                v[...] = g
+        sharded_copy.write_grads(self._gviews, grads)
         if w is not None and _is_half(self._gflat):
             # 16-bit gradients times the weight, summed in float32 and rounded once, as
             # DistributedOptimizer's buckets do (the weight and each product rounded to 16 bits,

@@ -1,15 +1,16 @@
-"""``ShardedOptimizer``'s per-step copies between the arrays passed in and its flat buffer.
+"""``ShardedOptimizer``'s per-step copies between the arrays passed in and its flat buffers.
 
-Each step reads this rank's slice from the user's arrays and writes every array back from the
-flat buffer. One assignment per array costs ~1-3 us in Python: with 1000 small params the two
-loops cost more than the step itself. The whole params of each copy go instead through one native
-multi-array copy (``sam_restore_``: ``dst[i] = src[i]`` over lists, what L-BFGS's restore uses
-too); what it cannot take stays on the per-array path: the (at most two) params a rank boundary
-cuts, non-contiguous arrays, 16-bit dtypes (no 2-byte kernel) and CuPy arrays.
+Each step copies the gradients into the flat gradient buffer, reads this rank's slice from the
+user's arrays and writes every array back from the flat buffer. One assignment per array costs
+~1-3 us in Python: with 1000 small params these loops cost more than the step itself. The whole
+arrays of each copy go instead through one native multi-array copy (``sam_restore_``: ``dst[i] =
+src[i]`` over lists, what L-BFGS's restore uses too); what it cannot take stays on the per-array
+path: the (at most two) params a rank boundary cuts, non-contiguous arrays, 16-bit dtypes (no
+2-byte kernel) and CuPy arrays.
 
 The native copy gathers and checks every array before it writes any, so where it refuses (an
-array made read-only or reshaped since the plan was made) nothing is written and the per-array
-loop runs instead, raising NumPy's own error where it did before.
+array made read-only since the plan was made, a strided gradient) nothing is written and the
+per-array loop runs instead, raising NumPy's own error where it did before.
 """
 
 from __future__ import annotations
@@ -83,6 +84,22 @@ def read_params(z) -> None:
     _copy(c.read_dst, c.read_src)
     for p, s, e, at in c.read_rest:
         z._flat[at : at + e - s] = p.reshape(-1)[s:e]
+
+
+def write_grads(views: list, grads: list) -> None:
+    """``grads`` (checked: their params' shapes and dtype) into the flat gradient buffer's
+    ``views``: one native pass where it takes them all (C-contiguous float32/float64 NumPy arrays,
+    none of them one of the views), else per array. They change every step: nothing is planned."""
+    v0 = views[0] if views else None
+    if type(v0) is np.ndarray and v0.dtype in (np.float32, np.float64):
+        try:
+            _backend.cpu.sam_restore_(views, grads)
+            return
+        except (TypeError, ValueError):  # (a strided grad, a view of the buffer: nothing written)
+            pass
+    for g, v in zip(grads, views):
+        if g is not v:
+            v[...] = g
 
 
 def write_params(z) -> None:
