@@ -21,7 +21,7 @@ import numpy as np
 from .. import _backend
 from ..optim import AdagradNorm
 from ..optim.optimizer import _bump_torch_versions
-from . import hyper_check, sharded_groups, sharded_norm, sharded_setup, sharded_state
+from . import hyper_check, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
 from ._arrays import _is_half_bits as _is_half
 from .agreement import (
     agree,
@@ -100,6 +100,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         p0 = self._user[0]
         self.numel = sum(int(p.size) for p in self._user)
         self.world, self.rank = self.comm.size, self.comm.rank
+        self._copies = None  # (sharded_copy's plan of the step's copies: made again for this layout)
         # 8-bit states are quantized in blocks from each param's element 0: the slices are whole
         # blocks, a param cut by a rank boundary starts at a block multiple and each param's piece
         # of a slice is an array of the local optimizer, so that every block is one of the
@@ -206,7 +207,7 @@ class ShardedOptimizer(ShardedCheckpoints):
     # they are left out of the copied state and made again on the copied buffers. (The
     # communicator is copied as the rest: an mpi4py communicator copies to the same one, so a
     # copy made alike on every rank steps with the other ranks' copies.)
-    _VIEWS = ("params", "_gviews", "_local_grads")
+    _VIEWS = ("params", "_gviews", "_local_grads", "_copies")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in vars(self).items() if k not in self._VIEWS}
@@ -287,9 +288,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         return _grad_weight(self.grad_weight, (self._gflat.dtype,))
 
     def _reduce_scatter(self, grads: list, w) -> list:
-        for g, v in zip(grads, self._gviews):
-            if g is not v:
-                v[...] = g
+        sharded_copy.write_grads(self._gviews, grads)
         if w is not None and _is_half(self._gflat):
             # 16-bit gradients times the weight, summed in float32 and rounded once, as
             # DistributedOptimizer's buckets do (the weight and each product rounded to 16 bits,
@@ -360,9 +359,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         self._synced = False
         own = self._flat[self.rank * self.chunk : (self.rank + 1) * self.chunk]
         self.comm.allgather(own, out=self._flat, check=False)
-        for p, v in zip(self._user, self.params):
-            if p is not v:
-                p[...] = v
+        sharded_copy.write_params(self)
         # (written through views autograd does not see: a graph that saved them refuses its backward,
         # as after torch's in-place step, instead of using the new values silently)
         _bump_torch_versions(getattr(self, "_given_tensors", []))
@@ -375,8 +372,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         construction, a re-initialisation -- is what this step updates, instead of the flat
         buffer's stale copy overwriting it. It costs one copy of 1/world of the parameters,
         against the step's own copies of all of them (gradients in, parameters out)."""
-        for p, s, e, at in self._own:
-            self._flat[at : at + e - s] = p.reshape(-1)[s:e]
+        sharded_copy.read_params(self)
 
     def _global_sq_norm(self, params, grads) -> float:
         """The group's reduced ``||g'||^2`` (``params``: its slice, or the slice's master)."""

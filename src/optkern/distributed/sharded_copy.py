@@ -1,0 +1,110 @@
+"""``ShardedOptimizer``'s per-step copies between the arrays passed in and its flat buffers.
+
+Each step copies the gradients into the flat gradient buffer, reads this rank's slice from the
+user's arrays and writes every array back from the flat buffer. One assignment per array costs
+~1-3 us in Python: with 1000 small params these loops cost more than the step itself. The whole
+arrays of each copy go instead through one native multi-array copy (``sam_restore_``: ``dst[i] =
+src[i]`` over lists, what L-BFGS's restore uses too); what it cannot take stays on the per-array
+path: the (at most two) params a rank boundary cuts, non-contiguous arrays, 16-bit dtypes (no
+2-byte kernel) and CuPy arrays.
+
+The native copy gathers and checks every array before it writes any, so where it refuses (an
+array made read-only since the plan was made, a strided gradient) nothing is written and the
+per-array loop runs instead, raising NumPy's own error where it did before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _backend
+
+
+@dataclass
+class Copies:
+    """The two copies' lists: whole arrays for the native pass, the rest per array."""
+
+    read_dst: list = field(default_factory=list)  # views of the flat buffer (``params``)
+    read_src: list = field(default_factory=list)  # the user's arrays, whole
+    read_rest: list = field(default_factory=list)  # (param, first, stop, flat offset)
+    write_dst: list = field(default_factory=list)  # the user's arrays
+    write_src: list = field(default_factory=list)  # their views of the flat buffer
+    write_rest: list = field(default_factory=list)  # (param, view)
+
+
+def _native(p) -> bool:
+    # (a zero-size array has nothing to copy; the per-array loop keeps its no-op)
+    return type(p) is np.ndarray and p.dtype in (np.float32, np.float64) and p.flags.c_contiguous and p.size > 0
+
+
+def plan(z) -> Copies:
+    """The copies of ``z`` (a ShardedOptimizer) for its current layout and views."""
+    c = Copies()
+    index = {id(p): i for i, p in enumerate(z._user)}
+    for p, s, e, at in z._own:
+        if s == 0 and e == p.size and _native(p):
+            c.read_dst.append(z.params[index[id(p)]])
+            c.read_src.append(p)
+        else:
+            c.read_rest.append((p, s, e, at))
+    for p, v in zip(z._user, z.params):
+        if p is v:
+            continue
+        if _native(p):
+            c.write_dst.append(p)
+            c.write_src.append(v)
+        else:
+            c.write_rest.append((p, v))
+    return c
+
+
+def _copy(dst: list, src: list) -> None:
+    if not dst:
+        return
+    try:
+        _backend.cpu.sam_restore_(dst, src)
+    except (TypeError, ValueError):  # (refused before writing anything: the per-array loop's own outcome)
+        for d, s in zip(dst, src):
+            d[...] = s
+
+
+def copies(z) -> Copies:
+    """``z``'s plan, made on first use after each build or copy (it holds views, never pickled)."""
+    c = getattr(z, "_copies", None)
+    if c is None:
+        c = z._copies = plan(z)
+    return c
+
+
+def read_params(z) -> None:
+    """This rank's slice of the flat buffer from the arrays passed in."""
+    c = copies(z)
+    _copy(c.read_dst, c.read_src)
+    for p, s, e, at in c.read_rest:
+        z._flat[at : at + e - s] = p.reshape(-1)[s:e]
+
+
+def write_grads(views: list, grads: list) -> None:
+    """``grads`` (checked: their params' shapes and dtype) into the flat gradient buffer's
+    ``views``: one native pass where it takes them all (C-contiguous float32/float64 NumPy arrays,
+    none of them one of the views), else per array. They change every step: nothing is planned."""
+    v0 = views[0] if views else None
+    if type(v0) is np.ndarray and v0.dtype in (np.float32, np.float64):
+        try:
+            _backend.cpu.sam_restore_(views, grads)
+            return
+        except (TypeError, ValueError):  # (a strided grad, a view of the buffer: nothing written)
+            pass
+    for g, v in zip(grads, views):
+        if g is not v:
+            v[...] = g
+
+
+def write_params(z) -> None:
+    """Every array passed in from the flat buffer (after the all-gather)."""
+    c = copies(z)
+    _copy(c.write_dst, c.write_src)
+    for p, v in c.write_rest:
+        p[...] = v
