@@ -83,9 +83,11 @@ def test_long_double_features_beyond_float64_are_not_zeroed():
     x[:, 1] *= np.longdouble(10) ** 4000  # finite in long double, past float64's max
     y = rng.integers(0, 2, 40)
     from optkern.datasets import _features
+    from optkern.datasets._scaling import _standardized
 
+    rows = np.arange(len(x))
     with np.errstate(over="raise"):
-        f = _features(x, "ld.npz", np.float32)
+        (f,) = _standardized(_features(x, "ld.npz"), rows, (rows,), np.float32, "ld.npz")
     assert np.all(np.isfinite(f))
     np.testing.assert_allclose(f.std(0), 1.0, rtol=1e-5)  # column 1 was all zeros
     ref = np.asarray(x[:, 1] / np.abs(x[:, 1]).max(), dtype=np.float64)
