@@ -196,17 +196,23 @@ def test_blocks_that_do_not_divide_n_still_fill_the_space(n, b):
 
 @pytest.mark.parametrize("n,b", [(5, 3), (7, 2), (10, 4), (9, 4)])
 def test_the_whole_space_gives_exact_repeated_eigenvalues(n, b):
-    """Any multiplicity is exact once the basis spans the space: a tolerance no residual meets forces
-    all n products, the last block narrower (before: floor(n / b) * b products, never the space)."""
+    """Any multiplicity is exact once the basis spans the space: the last block narrower (before:
+    floor(n / b) * b products, never the space). A tiny tolerance still stops before n products where
+    the residuals reach their floor (eps ||A||) and a sequence from random vectors that ended in an
+    invariant subspace confirmed no further copy is wanted (test_hunt41n_lanczos); each (n, b) has
+    runs that need the whole space."""
     rng = np.random.default_rng(n)
     Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
     spectrum = np.r_[np.full(n - 2, 2.0), -0.5, 1.0]
     A = (Q * spectrum) @ Q.T
+    steps = []
     for k in sorted({1, 2, n - b}):  # (k + b <= n: blocks of b are used)
         for which in ("LA", "SA"):
             r = hessian.top_eigenvalues(A, k, which, block_size=b, max_steps=3 * n, tol=1e-300, check_every=1)
             np.testing.assert_allclose(r.eigenvalues, _exact(A, k, which), rtol=0, atol=1e-12)
-            assert r.steps == n and r.converged  # the residuals of the whole space are 0
+            assert r.steps <= n and r.converged  # (the residuals of the whole space are 0)
+            steps.append(r.steps)
+    assert n in steps, steps
 
 
 def test_the_last_narrow_block_is_counted_and_reported():

@@ -21,7 +21,8 @@ entries of ``s``.
   whole block broke down, the Ritz pairs of the invariant subspace all have
   zero residuals, found or not the copies of a repeated eigenvalue outside it
   (so, to tolerance, where the coupling is that small without a breakdown):
-  ``fresh_pairs`` gives the new sequence's, which the caller also waits for.
+  ``fresh_pairs`` gives the new sequence's, which the caller also waits for,
+  and ``ended`` the last such sequence's once it broke down in turn.
 * Thick restart (Wu & Simon 2000): with ``max_basis = p`` the basis never
   holds more than ``p + b`` vectors. When it is full, the ``l`` most wanted
   Ritz vectors (about half the basis) are formed in place, ``H`` becomes
@@ -97,6 +98,10 @@ class BlockKrylov:
         # ``invariant_tol`` relative (the caller's tolerance; 0: an exact breakdown); None if none did
         # (see fresh_pairs)
         self.fresh: int | None = None
+        # ``(theta, residuals)`` of the last such sequence that ended (began where the whole block broke
+        # down, ended at the next breakdown: an invariant subspace to the tolerance); None if none has
+        self.ended: tuple[np.ndarray, np.ndarray] | None = None
+        self.fresh_whole = False  # (whether every direction broke down where ``fresh`` begins)
         self.invariant_tol = 0.0
         if v0 is not None:
             self.Q[0] = unit_vector(op, v0)
@@ -216,10 +221,17 @@ class BlockKrylov:
         # Krylov space holding 5, 2 and 1 of a spectrum 5, 5, 5, 2, 1, ... ends on a beta of rounding
         # size, above the breakdown test, and every Ritz pair has converged): the next block starts a
         # new sequence there (random rows, or the residual's rounding noise, orthogonal to the basis)
-        if float(np.abs(np.diag(R)).min()) <= self.invariant_tol * self.scale:
-            self.fresh = hi
         self.R = R
         self.m = hi
+        lost = np.abs(np.diag(R)) <= self.invariant_tol * self.scale
+        if lost.any():
+            # A sequence begun where the whole block broke down (new rows only, decoupled from the rows
+            # before) ends: its pairs are A's on an invariant subspace to the tolerance. Not one begun
+            # where a direction of a block went on (coupled to the rows before), nor the start
+            # vector's own (v0 may be special).
+            if self.fresh is not None and self.fresh_whole:
+                self.ended = self._pairs(self.fresh)
+            self.fresh, self.fresh_whole = hi, bool(lost.all())
         return True
 
     def fresh_pairs(self):
@@ -233,11 +245,13 @@ class BlockKrylov:
         sequence's most wanted pair too: the best candidate left in the rest of the space."""
         if self.fresh is None:
             return None
-        lo = self.fresh
-        if self.m - lo < self.b:  # (its random rows not multiplied yet)
+        if self.m - self.fresh < self.b:  # (its random rows not multiplied yet)
             return np.empty(0), np.empty(0)
-        H = self.projected()[lo:, lo:]
-        theta, S = np.linalg.eigh(H)
+        return self._pairs(self.fresh)
+
+    def _pairs(self, lo):
+        """``(theta, residuals)`` of ``H[lo:m, lo:m]`` with the current coupling ``R``."""
+        theta, S = np.linalg.eigh(self.projected()[lo:, lo:])
         RS = _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S[-self.b :]))  # (fixed order)
         return theta, vector_norm(np, RS, axis=0)
 
@@ -265,10 +279,15 @@ class BlockKrylov:
         ``tol eps^(2/3)``, is absolute; here it scales with ``||A||`` (``c A`` decides as ``A``), and
         the residual is never asked below ``eps ||A||``, the accuracy the products resolve (Weyl):
         an eigenvalue then lies within that bound of ``theta`` (Krylov-Bogoliubov)."""
+        return np.asarray(res) <= self.bound(theta, tol)
+
+    def bound(self, theta, tol):
+        """The residual ``converged`` asks of each Ritz value ``theta``: how far from it an eigenvalue
+        may lie once converged."""
         theta = np.abs(np.asarray(theta, dtype=np.float64))
         nrm = max(self.scale, float(theta.max()) if theta.size else 0.0)
         floor = max(tol * self.eps ** (2.0 / 3.0), self.eps) * nrm
-        return np.asarray(res) <= np.maximum(tol * theta, floor)
+        return np.maximum(tol * theta, floor)
 
     @property
     def full(self):
@@ -286,6 +305,8 @@ class BlockKrylov:
         self.H[:] = 0.0
         self.H[np.arange(nk), np.arange(nk)] = theta[keep]
         self.fresh = None  # (the kept Ritz vectors mix the sequences: no decoupled one is left)
+        # (``ended`` stays: its values bound A's outside the subspaces found, and the k most wanted kept
+        # only grow more wanted as the basis grows again, interlacing)
         # Y^T A Q_pending (= (R S_last)^T) enters H when the pending block is multiplied next.
         self.m = nk
 

@@ -167,7 +167,10 @@ def top_eigenvalues(
     direction is replaced by a random orthogonal one, as ARPACK does
     (``optkern.hessian.krylov``), and iteration goes on until that new
     sequence's most wanted Ritz pair has converged too, so the copies of a
-    repeated eigenvalue outside the subspace are found.
+    repeated eigenvalue outside the subspace are found -- or until such a
+    sequence ended in an invariant subspace of its own with its most wanted
+    value no more wanted than the k-th found (none further can be wanted:
+    many copies of the wanted eigenvalue converge before ``n`` products).
 
     Repeated eigenvalues: one Krylov space holds one eigenvector per distinct
     eigenvalue, and with ``block_size=1`` further copies of an eigenvalue appear
@@ -258,7 +261,7 @@ def top_eigenvalues(
         res = res_all[idx]
         ok = bool(np.all(kr.converged(theta[idx], res, tol)))
         if ok and kr.m < n:
-            ok = _fresh_converged(kr, which, tol)
+            ok = _fresh_converged(kr, which, tol, theta[idx[-1]])
         if ok or last:
             vecs = None
             if return_eigenvectors:
@@ -267,13 +270,34 @@ def top_eigenvalues(
             return EigenResult(theta[idx], vecs, res, kr.products, ok)
 
 
-def _fresh_converged(kr, which, tol):
+def _fresh_converged(kr, which, tol, least):
     """After an invariant subspace (the breakdown of a whole block, ``BlockKrylov.fresh_pairs``) its
     Ritz pairs all have zero residuals: an operator with eigenvalue 5 three times and a start vector
     whose Krylov space held 5, 2 and 1 stopped there with [5, 2, 1] for k = 3, "converged". The
     sequence from the new random vector, orthogonal to that subspace, must also have converged its
     most wanted pair (the best candidate left in the rest of the space, a further copy of 5 there):
-    either it is among the k wanted, or it is less wanted than all of them."""
+    either it is among the k wanted, or it is less wanted than all of them.
+
+    Or such a sequence has ended (``BlockKrylov.ended``: it broke down in turn), its most wanted pair
+    converged and no more wanted than ``least``, the k-th wanted value of the whole basis (to the
+    bounds ``converged`` gives the two values, ``BlockKrylov.bound``): that pair holds the most wanted
+    eigenvalue left outside the sequences before it, so the space outside them all has none more
+    wanted, and a further copy there changes none of the k. Without it a wanted eigenvalue with many
+    copies never converged before ``n`` products: each random vector in its eigenspace broke down at
+    once and the next check found the new sequence not multiplied yet (diag(0 x 40, 1..10), "SA",
+    ``max_steps=30``: residual 0, ``converged=False``). A most wanted value beyond ``least`` is no
+    such proof: 5 three times among 2 and 1s, the second sequence holding 5 and 1 when the k = 3
+    found were [5, 5, 2]."""
+    if kr.ended is not None:
+        theta, res = kr.ended
+        j = select(theta, 1, which)[0]
+        t = float(theta[j])
+        beyond = {"LA": t - least, "SA": least - t, "LM": abs(t) - abs(least)}[which]
+        # (t and least: one eigenvalue where they differ by at most the sum of their converged bounds,
+        # each known to its own -- two Ritz values of one zero eigenvalue differ by ~eps ||A||, the floor)
+        close = beyond <= float(kr.bound([t, least], tol).sum())
+        if close and kr.converged(theta[j : j + 1], res[j : j + 1], tol)[0]:
+            return True
     fresh = kr.fresh_pairs()
     if fresh is None:
         return True
