@@ -88,7 +88,8 @@ template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RE
 // in order) again around the merged mean rounded to T: rules::shifted_moments, as chunk_moments.
 // (Also for one part whose first mean may sit hundreds of ulps off: batch norm's (N, C) columns,
 // Σx serial in double, left q - n Δm² cancelling to rstd 3e-12 off.)
-template <class T, class F> rules::Moments<double> remerged_moments(const rules::Moments<double>& acc, int64_t part, F&& at) {
+template <class T, class F>
+rules::Moments<double> remerged_moments(const rules::Moments<double>& acc, int64_t part, F&& at) {
   if constexpr (sizeof(T) == sizeof(double)) {
     const T m = T(acc.mean);
     const int64_t n = int64_t(acc.n);
