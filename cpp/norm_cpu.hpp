@@ -79,11 +79,35 @@ template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RE
   return two_pass_moments<T>(double(n), s, m, q, d);
 }
 
+// Moments of a double T's values merged from parts of `part` values each (Chan), where those parts'
+// means needed refine_mean: each then came rounded to a double, the merge's Δmean whole ulps off
+// where the true ones differ by fractions of one, and its n_a n_b / n Δmean² term, of M2's own size
+// for data a few ulps apart, that wrong (1e20 + {0..3} ulps, n = 3001: rstd 8% off). The same per
+// value bound as a part's (M2 / n against a part of `part` values, so ordinary rows, of any length,
+// keep their bits and skip the pass); then the deviations of all the values (`at(i)`, i < n, serial,
+// in order) again around the merged mean rounded to T: rules::shifted_moments, as chunk_moments.
+// (Also for one part whose first mean may sit hundreds of ulps off: batch norm's (N, C) columns,
+// Σx serial in double, left q - n Δm² cancelling to rstd 3e-12 off.)
+template <class T, class F>
+rules::Moments<double> remerged_moments(const rules::Moments<double>& acc, int64_t part, F&& at) {
+  if constexpr (sizeof(T) == sizeof(double)) {
+    const T m = T(acc.mean);
+    const int64_t n = int64_t(acc.n);
+    if (!rules::finite_(m) || !refine_mean<T>(acc.m2 / acc.n * double(part), double(part), m)) return acc;
+    const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(at(i), m); });
+    return rules::shifted_moments(rules::ShiftedSums<double>{n, double(m), dev_sum<T>(n, m, at), q});
+  } else {
+    (void)part, (void)at;
+    return acc;
+  }
+}
+
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).
 template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t n) {
   rules::Moments<double> acc{0.0, 0.0, 0.0};
   for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
-  return acc;
+  if (n <= kStatChunk) return acc;  // (one chunk: refined there)
+  return remerged_moments<T>(acc, kStatChunk, [&](int64_t i) { return x[i]; });
 }
 
 // Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, rounded to T once: summed in float32 lanes of
