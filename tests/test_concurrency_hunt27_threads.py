@@ -19,6 +19,7 @@ import pytest
 
 import optkern
 from optkern import _cpu, threads
+from thread_runs import WAIT_CHILD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
@@ -133,7 +134,8 @@ def test_nested_scopes_in_one_thread_keep_a_count_set_inside(restore_threads):
 
 # ---- fork ---------------------------------------------------------------------------------------
 
-_FORK = """
+_FORK = (
+    """
 import os, sys, time
 import numpy as np
 import optkern
@@ -145,19 +147,12 @@ if pid == 0:
     q = np.zeros_like(g)
     optkern.optim.SGD([q], lr=0.1).step([g])
     os._exit(0 if (q == np.float32(-0.1)).all() and optkern.get_num_threads() == 1 else 3)
-deadline = time.time() + 20
-while time.time() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("exit", os.waitstatus_to_exitcode(status))
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("hang")
+"""
+    + WAIT_CHILD
+    + """
 print("parent", optkern.get_num_threads())
 """
+)
 
 
 def test_a_forked_child_runs_kernels_on_one_thread_instead_of_hanging():

@@ -25,6 +25,7 @@ import sys
 import pytest
 
 import optkern
+from thread_runs import WAIT_CHILD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
@@ -40,23 +41,6 @@ def _python(code, timeout=60):
         pytest.fail(f"the parent hung (killed after {timeout} s)")
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout.strip()
-
-
-# The parent's end of each script: wait up to 20 s for the child `pid` and print its exit code,
-# or kill it and print "hung".
-_WAIT_CHILD = """
-t0 = time.monotonic()
-while time.monotonic() - t0 < 20:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("exit", os.waitstatus_to_exitcode(status))
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("hung")
-"""
 
 
 # The parent runs a parallel kernel, forks from C and waits up to 20 s for the child, which reports
@@ -84,7 +68,7 @@ if pid == 0:
         code = 4
     libc._exit(code)
 """
-    + _WAIT_CHILD
+    + WAIT_CHILD
 )
 
 
@@ -196,7 +180,7 @@ if pid == 0:
 release.set()
 t.join()
 """
-    + _WAIT_CHILD
+    + WAIT_CHILD
 )
 
 

@@ -42,3 +42,20 @@ def on_diagonal_operators(body: str) -> str:
     """A script running ``body`` once per dtype, where ``np``, ``hessian``, ``hashlib``, ``n``,
     ``dt``, ``d`` and the operator ``op`` are defined."""
     return _DIAGONAL + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+# The parent's end of each script: wait up to 20 s for the child `pid` and print its exit code,
+# or kill it and print "hung".
+WAIT_CHILD = """
+t0 = time.monotonic()
+while time.monotonic() - t0 < 20:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exit", os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("hung")
+"""
