@@ -1,7 +1,7 @@
 """optkern.hessian: curvature without forming the Hessian.
 
 Operators (``from_hvp``, ``from_grad``, ``from_mlp``; ``as_operator`` wraps a dense
-matrix or a SciPy ``LinearOperator``; ``with_progress`` reports each product) are SciPy
+or SciPy sparse matrix or a SciPy ``LinearOperator``; ``with_progress`` reports each product) are SciPy
 ``LinearOperator``-compatible (``from_mlp``'s ``matmat`` pushes a block of
 vectors through one forward pass; ``block="layerI"`` restricts it to one
 layer); estimators take any operator on NumPy or CuPy vectors: ``trace``

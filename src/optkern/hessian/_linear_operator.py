@@ -4,6 +4,8 @@ hooks, ``T`` / ``H``, ``@``, ``dot`` and operator products), symmetric throughou
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .. import _backend
@@ -26,6 +28,13 @@ def _linear_operator_base():
         except ImportError:  # pragma: no cover - scipy is a test dependency
             _SCIPY = type("NoScipy", (), {})
     return _SCIPY
+
+
+def is_scipy_sparse(A) -> bool:
+    """Whether ``A`` is a SciPy sparse matrix or array (SciPy not imported for it: a sparse ``A`` has
+    imported ``scipy.sparse`` already)."""
+    mod = sys.modules.get("scipy.sparse")
+    return mod is not None and bool(mod.issparse(A))
 
 
 class LinearOperatorProtocol:

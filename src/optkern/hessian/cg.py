@@ -130,7 +130,8 @@ def cg(
     """(Preconditioned) conjugate gradients for ``(A + damping I) x = b``.
 
     Args:
-      A: a ``CurvatureOperator``, a square array, or anything with ``matvec`` and ``shape``.
+      A: a ``CurvatureOperator``, a square array, a SciPy sparse matrix (as SciPy's ``cg``), or anything
+        with ``matvec`` and ``shape``.
       b: right-hand side, shape ``(n,)``.
       x0: starting point (warm start); zeros by default. Not modified.
       rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's rule). ``b = 0``: ``x = 0``

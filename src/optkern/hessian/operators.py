@@ -20,7 +20,7 @@ from .. import _backend
 from .._array_checks import type_name
 from .._pickling import NativeByName
 from .._torch_written import given_out
-from ._linear_operator import LinearOperatorProtocol, _linear_operator_base
+from ._linear_operator import LinearOperatorProtocol, _linear_operator_base, is_scipy_sparse
 from ._lockstep import lockstep_of
 from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
 from ._vectors import unit_vector as unit_vector  # (re-exported: the estimators and tests import it here)
@@ -367,17 +367,20 @@ def _quiet(A) -> Callable:
 
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
-    matrix (NumPy / CuPy) becomes ``v -> A @ v``; any object with ``shape``,
-    ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``, or ``H @ G`` of CuPy
-    operators) is wrapped, on the array module its ``xp`` names (NumPy without one).
+    matrix (NumPy / CuPy) or a SciPy sparse one (NumPy vectors) becomes ``v -> A @ v``;
+    any object with ``shape``, ``dtype`` and ``matvec`` (e.g. a SciPy ``LinearOperator``,
+    or ``H @ G`` of CuPy operators) is wrapped, on the array module its ``xp`` names (NumPy without one).
     Errors name the argument ``name``."""
     if isinstance(A, CurvatureOperator):
         return A
-    if not hasattr(A, "matvec"):  # (a torch tensor or other DLPack matrix: a view; masked refused)
+    sparse = is_scipy_sparse(A)
+    if not hasattr(A, "matvec") and not sparse:  # (a torch tensor or other DLPack matrix: a view; masked refused)
         A = _backend.as_array(A, name)
     if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
         A = A.view(np.ndarray)  # (np.matrix: its A @ v is a (1, n) matrix, not a vector)
-    if isinstance(A, np.ndarray) or _backend.is_cupy(A):
+    # (a SciPy sparse matrix, any format, as a dense one: scipy.sparse.linalg.cg, whose contract
+    # hessian.cg follows, takes one; cg and every estimator refused it, "got csr_matrix")
+    if isinstance(A, np.ndarray) or _backend.is_cupy(A) or sparse:
         if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:  # (0 x 0: "n: must be >= 1")
             raise ValueError(f"{name}: expected a square matrix of at least 1 x 1, got shape {tuple(A.shape)}")
         # (either byte order: a byte-swapped ">f8" matrix is float64 values, its products A @ v native
@@ -385,8 +388,9 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         dtype = A.dtype.newbyteorder("=")
         if dtype not in (np.float32, np.float64):  # checked here so that the error names A
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
-        xp = _backend.array_module(A)
-        return _operator_class(xp)(_quiet(A), A.shape[0], dtype, xp, _quiet(A), "dense", check=None)
+        xp = np if sparse else _backend.array_module(A)
+        kind = "sparse" if sparse else "dense"
+        return _operator_class(xp)(_quiet(A), A.shape[0], dtype, xp, _quiet(A), kind, check=None)
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = A.shape
         if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:

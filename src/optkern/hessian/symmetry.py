@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _backend
 from .compose import Composed
-from .operators import CurvatureOperator
+from .operators import CurvatureOperator, is_scipy_sparse
 
 #: SciPy's operator algebra (scipy.sparse.linalg._interface), by class name: private classes
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
@@ -137,11 +137,14 @@ def _symmetric(A) -> bool | None:
 
 def _dense_asymmetry(A) -> tuple[float, float] | None:
     """``(max |A - A^T| / max |A|, sqrt(eps))`` of a dense square float32 / float64 matrix (NumPy,
-    CuPy or a foreign array viewed as one), compared in square tiles; None for anything
+    CuPy or a foreign array viewed as one; a SciPy sparse one: :func:`_sparse_asymmetry`), compared
+    in square tiles; None for anything
     else (as_operator refuses what it cannot take, naming it), or where NaN / Inf entries (refused
     by the estimators, naming the operator) or an overflow leave it undefined."""
     if hasattr(A, "matvec"):
         return None
+    if is_scipy_sparse(A):
+        return _sparse_asymmetry(A)
     try:
         A = _backend.as_array(A, "A")
     except (TypeError, ValueError):  # (as_operator refuses it, naming the argument)
@@ -171,6 +174,24 @@ def _dense_asymmetry(A) -> tuple[float, float] | None:
     return (diff / big if big else 0.0), math.sqrt(float(np.finfo(A.dtype).eps))
 
 
+def _sparse_asymmetry(A) -> tuple[float, float] | None:
+    """:func:`_dense_asymmetry` of a SciPy sparse matrix (any format: compared through CSR, whose
+    ``data`` holds the stored entries): None where ``as_operator`` refuses it, naming it, or where NaN /
+    Inf entries leave the measure undefined."""
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        return None
+    if A.dtype.newbyteorder("=") not in (np.float32, np.float64):
+        return None
+    with np.errstate(all="ignore"):
+        data = A.tocsr().data
+        big = float(np.abs(data).max()) if data.size else 0.0
+        diff_data = (A - A.T).tocsr().data
+        diff = float(np.abs(diff_data).max()) if diff_data.size else 0.0
+    if not (math.isfinite(big) and math.isfinite(diff)):
+        return None
+    return (diff / big if big else 0.0), math.sqrt(float(np.finfo(A.dtype).eps))
+
+
 def require_symmetric(A, name: str, what: str) -> None:
     """ValueError naming ``name`` where ``A`` is a product of operators that is not symmetric (alone,
     or in a sum or power), or a dense matrix that is not symmetric to its dtype's ``sqrt(eps)``
@@ -179,8 +200,9 @@ def require_symmetric(A, name: str, what: str) -> None:
     Rounding (``Q diag(w) Q^T`` formed in float32: 1e-7 relative) stays far below the bound."""
     off, bound = _dense_asymmetry(A) or (0.0, 0.0)
     if off > bound:
+        kind = "sparse" if is_scipy_sparse(A) else "dense"
         raise ValueError(
-            f"{name}: a dense matrix that is not symmetric (max |A - A^T| = {off:.3g} max |A|); {what} "
+            f"{name}: a {kind} matrix that is not symmetric (max |A - A^T| = {off:.3g} max |A|); {what} "
             "needs a symmetric matrix (symmetrize it: (A + A.T) / 2)"
         )
     with np.errstate(all="ignore"):  # (NumPy scalar weights: an overflow is inf, compared as such)
