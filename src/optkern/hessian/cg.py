@@ -157,6 +157,9 @@ def cg(
     rtol = _backend.nonnegative("rtol", rtol)
     atol = _backend.nonnegative("atol", atol)
     damping = _backend.nonnegative("damping", damping)
+    # (the kernels add damping * p in the vectors' dtype: past float32's range that was inf, and the
+    # solve raised "A: the product is not finite", naming the operator for the caller's damping)
+    _backend.finite_in("damping", damping, dtype)  # (a check: kept unrounded)
     maxiter = 10 * n if maxiter is None else _backend.integer("maxiter", maxiter, lo=0)
     stop_on_negative_curvature = _backend.flag("stop_on_negative_curvature", stop_on_negative_curvature)
     if callback is not None and not callable(callback):
