@@ -109,3 +109,23 @@ def test_a_sparse_matrix_with_nan_is_refused_naming_op():
         hessian.top_eigenvalues(S, 1)
     with pytest.raises(ValueError, match="^op: the operator's products are not finite"):
         hessian.trace(S)
+
+
+def test_a_sparse_matrix_is_not_densified_by_the_estimators():
+    """The estimators look for a distributed operator inside composite ones (``_lockstep.lockstep_of``:
+    their ``args``, ``A`` and ``B``); SciPy before 1.14 gave every sparse matrix an ``A`` property,
+    ``toarray()``: the n x n dense copy, made at every estimator call (n = 1e6: 8 TB)."""
+    seen = []
+
+    class OldScipyCSR(sp.csr_matrix):
+        @property
+        def A(self):
+            seen.append("A")
+            return self.toarray()
+
+    A, D = spd()
+    S = OldScipyCSR(A)
+    assert hessian.top_eigenvalues(S, 1).converged
+    assert hessian.cg(S, np.ones(D.shape[0])).info == 0
+    hessian.trace(S, "hutch++", 9)
+    assert seen == []

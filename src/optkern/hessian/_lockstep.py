@@ -27,6 +27,10 @@ def lockstep_of(op):
         lock = getattr(x, "_lockstep", None)
         if lock is not None:
             return lock
+        # (a matrix is no composite: its ``A`` is no operand -- SciPy < 1.14's sparse matrices' ``A`` was
+        # toarray(), a dense n x n copy made at every estimator call)
+        if not hasattr(x, "matvec"):
+            continue
         parts = getattr(x, "args", None)
         todo += [a for a in (parts if isinstance(parts, tuple) else ()) if hasattr(a, "matvec")]
         todo += [a for a in (getattr(x, "A", None), getattr(x, "B", None)) if hasattr(a, "matvec")]
