@@ -22,8 +22,9 @@ import math
 import numpy as np
 
 from .. import _backend
+from ._linear_operator import is_scipy_sparse
 from .compose import Composed
-from .operators import CurvatureOperator, is_scipy_sparse
+from .operators import CurvatureOperator
 
 #: SciPy's operator algebra (scipy.sparse.linalg._interface), by class name: private classes
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
@@ -138,9 +139,9 @@ def _symmetric(A) -> bool | None:
 def _dense_asymmetry(A) -> tuple[float, float] | None:
     """``(max |A - A^T| / max |A|, sqrt(eps))`` of a dense square float32 / float64 matrix (NumPy,
     CuPy or a foreign array viewed as one; a SciPy sparse one: :func:`_sparse_asymmetry`), compared
-    in square tiles; None for anything
-    else (as_operator refuses what it cannot take, naming it), or where NaN / Inf entries (refused
-    by the estimators, naming the operator) or an overflow leave it undefined."""
+    in square tiles; None for anything else (as_operator refuses what it cannot take, naming it), or
+    where NaN / Inf entries (refused by the estimators, naming the operator) or an overflow leave it
+    undefined."""
     if hasattr(A, "matvec"):
         return None
     if is_scipy_sparse(A):
