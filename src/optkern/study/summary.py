@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-# (the aggregates, re-exported: summary.groups, summary.run_row ... keep working)
+# (the aggregates and the sharpness numbers, re-exported: summary.groups, summary.sharpness ... keep working)
 from .aggregates import CURVATURE_METRICS as CURVATURE_METRICS
 from .aggregates import METRICS as METRICS
 from .aggregates import Stat as Stat
