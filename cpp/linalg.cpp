@@ -116,73 +116,69 @@ std::pair<py::dtype, py::dtype> checked_dtypes(py::handle Q_h, py::handle w_h, c
   return {dq, dt};
 }
 
-// Q a 2-D basis (vectors as rows) with k in [0, rows]: its data and its columns n.
-std::pair<const char*, int64_t> checked_basis(HostArgs& args, py::handle Q_h, const py::dtype& dq, int64_t k) {
-  const char* Q = args.get(Q_h, "Q", dq, -1, false);
-  const auto mn = HostArrays::shape(Q_h);
-  if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
-  const int64_t m = mn[0];
-  if (k < 0 || k > m)
-    throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
-  return {Q, mn[1]};
-}
+// One entry point's call: checked_dtypes, then Q, a 2-D basis (vectors as rows) with k in [0, rows];
+// `args` goes on to collect the vectors' arrays (of the vectors' dtype), and `run` calls the kernel
+// on the dtype pair, the one switch over them.
+struct BasisCall {
+  std::pair<py::dtype, py::dtype> dtypes;  // (Q's, the vectors')
+  HostArgs args;
+  const char* Q = nullptr;
+  int64_t n = 0;  // Q's columns: the vectors' length
+
+  BasisCall(py::handle Q_h, int64_t k, py::handle w_h, const char* w_name, int passes)
+      : dtypes(checked_dtypes(Q_h, w_h, w_name, passes)), args(dtypes.second) {
+    Q = args.get(Q_h, "Q", dtypes.first, -1, false);
+    const auto mn = HostArrays::shape(Q_h);
+    if (mn.size() != 2) throw py::value_error("Q: expected a 2-D array (basis vectors as rows)");
+    const int64_t m = mn[0];
+    if (k < 0 || k > m)
+      throw py::value_error("k: must be in [0, " + std::to_string(m) + "] (rows of Q), got " + std::to_string(k));
+    n = mn[1];
+  }
+
+  // f(const TQ* Q, T* vectors) with the C++ types of the pairs checked_dtypes allows (float32 both, a
+  // float32 Q with float64 vectors, float64 both), without the GIL (the dtypes are read before).
+  template <class F> auto run(char* vectors, F&& f) const {
+    const bool t32 = dtypes.second.equal(py::dtype::of<float>());
+    const bool q32 = dtypes.first.equal(py::dtype::of<float>());
+    py::gil_scoped_release nogil;
+    if (t32) return f(reinterpret_cast<const float*>(Q), reinterpret_cast<float*>(vectors));
+    if (q32) return f(reinterpret_cast<const float*>(Q), reinterpret_cast<double*>(vectors));
+    return f(reinterpret_cast<const double*>(Q), reinterpret_cast<double*>(vectors));
+  }
+};
 
 double lanczos_orthogonalize(py::handle Q_h, int64_t k, py::handle w_h, py::handle coeffs_h, int passes) {
-  const auto dtypes = checked_dtypes(Q_h, w_h, "w", passes);
-  const py::dtype dq = dtypes.first, dt = dtypes.second;
-  HostArgs args(dt);
-  const auto basis = checked_basis(args, Q_h, dq, k);
-  const char* Q = basis.first;
-  const int64_t n = basis.second;
-  char* w = args.shaped(w_h, "w", {n}, true);
-  double* cp = args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
+  BasisCall call(Q_h, k, w_h, "w", passes);
+  const int64_t n = call.n;
+  char* w = call.args.shaped(w_h, "w", {n}, true);
+  double* cp = call.args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
   const auto co = HostArrays::shape(coeffs_h);
   if (co.size() != 1 || co[0] < k)
     throw py::value_error("coeffs: expected a 1-D float64 array with at least k = " + std::to_string(k) +
                           " elements");
-  args.check_overlap();
-  auto run = [&](auto qtag, auto wtag) {
-    using TQ = decltype(qtag);
-    using T = decltype(wtag);
-    py::gil_scoped_release nogil;
-    return cgs2_normalize<TQ, T>(reinterpret_cast<const TQ*>(Q), n, k, reinterpret_cast<T*>(w), cp, passes);
-  };
-  if (dt.equal(py::dtype::of<float>())) return run(float{}, float{});
-  if (dq.equal(py::dtype::of<float>())) return run(float{}, double{});
-  return run(double{}, double{});
+  call.args.check_overlap();
+  return call.run(w, [&](const auto* Q, auto* wt) { return cgs2_normalize(Q, n, k, wt, cp, passes); });
 }
 
 // Q, k and coeffs as lanczos_orthogonalize checks them; W (b, n) rows, coeffs (b, >= k), betas (b).
 void lanczos_orthogonalize_rows(py::handle Q_h, int64_t k, py::handle W_h, py::handle coeffs_h, py::handle betas_h,
                                 int passes) {
-  const auto dtypes = checked_dtypes(Q_h, W_h, "W", passes);
-  const py::dtype dq = dtypes.first, dt = dtypes.second;
-  HostArgs args(dt);
-  const auto basis = checked_basis(args, Q_h, dq, k);
-  const char* Q = basis.first;
-  const int64_t n = basis.second;
-  char* W = args.get(W_h, "W", -1, true);
+  BasisCall call(Q_h, k, W_h, "W", passes);
+  const int64_t n = call.n;
+  char* W = call.args.get(W_h, "W", -1, true);
   const auto bn = HostArrays::shape(W_h);
   if (bn.size() != 2 || bn[1] != n)
     throw py::value_error("W: expected a 2-D array of rows of length " + std::to_string(n) + " (Q's columns)");
   const int64_t b = bn[0];
-  double* cp = args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
+  double* cp = call.args.get<double>(coeffs_h, "coeffs", py::dtype::of<double>(), -1, true);
   const auto co = HostArrays::shape(coeffs_h);
   if (co.size() != 2 || co[0] != b || co[1] < k)
     throw py::value_error("coeffs: expected a 2-D float64 array of shape (" + std::to_string(b) + ", >= " +
                           std::to_string(k) + ") (W's rows, k)");
-  double* bp = args.get<double>(betas_h, "betas", py::dtype::of<double>(), b, true);
-  args.check_overlap();
-  auto run = [&](auto qtag, auto wtag) {
-    using TQ = decltype(qtag);
-    using T = decltype(wtag);
-    py::gil_scoped_release nogil;
-    cgs2_normalize_rows<TQ, T>(reinterpret_cast<const TQ*>(Q), n, k, reinterpret_cast<T*>(W), b, cp, co[1], bp,
-                               passes);
-  };
-  if (dt.equal(py::dtype::of<float>())) return run(float{}, float{});
-  if (dq.equal(py::dtype::of<float>())) return run(float{}, double{});
-  return run(double{}, double{});
+  double* bp = call.args.get<double>(betas_h, "betas", py::dtype::of<double>(), b, true);
+  call.args.check_overlap();
+  call.run(W, [&](const auto* Q, auto* Wt) { cgs2_normalize_rows(Q, n, k, Wt, b, cp, co[1], bp, passes); });
 }
 
 }  // namespace

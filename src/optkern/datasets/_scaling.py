@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._errors import DataError
+
 
 def _standardized(x: np.ndarray, rows, parts, dtype, name: str) -> list:
     """``x[p]`` for each index array ``p`` in ``parts``, every column standardized by the mean and
@@ -28,8 +30,6 @@ def _standardized(x: np.ndarray, rows, parts, dtype, name: str) -> list:
         with np.errstate(over="ignore", invalid="ignore"):
             zp = ((x[p].astype(ft) / scale - mu) / sd).astype(dtype)  # (constant columns: scale, sd 1)
         if not np.all(np.isfinite(zp)):  # (a validation value past the training rows' range by ~1e38)
-            from . import DataError  # (its module imports this one)
-
             raise DataError(f"{name}: features overflow {np.dtype(dtype)} when standardized by the training rows")
         out.append(zp)
     return out

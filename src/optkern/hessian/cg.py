@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import _backend, _pool
 from ._lockstep import in_lockstep
-from .operators import CurvatureOperator, as_operator, real_array
+from ._products import real_array
+from .operators import CurvatureOperator, as_operator
 from .symmetry import require_symmetric
 
 

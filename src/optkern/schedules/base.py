@@ -240,18 +240,22 @@ def in_unit(name, v):
     return _backend.in_range(name, v, 0.0, 1.0)
 
 
-def gamma_rule(name, v):
-    """A decay factor in (0, 1] (a rule of ``Schedule._rules``)."""
-    return _backend.in_range(name, v, 0.0, 1.0, lo_open=True)
-
-
 def factor_rule(name, v):
     """A finite factor > 0 (a rule of ``Schedule._rules``): torch's ExponentialLR / StepLR /
-    MultiStepLR take a gamma > 1 (an lr range test grows the lr 1, 1.5, 2.25, ...); refused here
-    it was. 0 (torch: lr 0 from the first decay on, training stopped), < 0 (a sign-flipping lr)
-    and NaN / inf stay refused by name; a ``gamma ** t`` past float64's range is refused naming
-    the schedule at that step."""
+    MultiStepLR take a gamma > 1 (an lr range test grows the lr 1, 1.5, 2.25, ...), and so does
+    CyclicLR (exp_range's amplitude grows); refused here it was. 0 (torch: lr 0 from the first
+    decay on, training stopped), < 0 (a sign-flipping lr) and NaN / inf stay refused by name; a
+    ``gamma ** t`` past float64's range (:func:`power`) is refused naming the schedule at that step."""
     return _backend.positive(name, v)
+
+
+def power(gamma: float, n: int) -> float:
+    """``gamma ** n``, inf past float64's range (a gamma > 1 grows it: Python's OverflowError named
+    nothing; the inf is refused by ``Schedule.__call__`` naming the schedule and the step)."""
+    try:
+        return gamma**n
+    except OverflowError:
+        return math.inf
 
 
 def sequence(name: str, values) -> list:

@@ -6,7 +6,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, count, count1, gamma_rule, in_unit, positive
+from .base import Schedule, count, count1, factor_rule, in_unit, positive, power
 
 
 class cyclic(Schedule):
@@ -15,7 +15,8 @@ class cyclic(Schedule):
     A cycle is ``step_size_up`` steps rising then ``step_size_down`` (default:
     the same; 0: a sawtooth) falling. The amplitude ``max_lr - base_lr`` is scaled by
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
-    (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t``. A ``base_lr`` above
+    (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t`` (any finite ``gamma > 0``: above 1 it
+    grows, as torch's does). A ``base_lr`` above
     ``max_lr`` runs the triangle downward (from ``base_lr`` to ``max_lr`` and back), as torch's does.
     """
 
@@ -25,7 +26,7 @@ class cyclic(Schedule):
         ("step_size_up", count1),
         ("step_size_down", count),
         ("mode", lambda name, v: _option(name, v, ("triangular", "triangular2", "exp_range"))),
-        ("gamma", gamma_rule),
+        ("gamma", factor_rule),
     )
 
     def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None, mode="triangular", gamma=1.0):
@@ -40,7 +41,8 @@ class cyclic(Schedule):
         )
         # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
         self.mode = _option("mode", mode, ("triangular", "triangular2", "exp_range"))
-        self.gamma = _backend.in_range("gamma", gamma, 0.0, 1.0, lo_open=True)
+        # (> 1 taken: torch's CyclicLR grows exp_range's amplitude then, and ignores gamma in the other modes)
+        self.gamma = factor_rule("gamma", gamma)
 
     def _wave(self, t: int) -> tuple:
         """The triangle at ``t`` (0 at the cycle's ends, 1 at its peak) and the mode's amplitude,
@@ -55,7 +57,7 @@ class cyclic(Schedule):
         elif self.mode == "triangular2":
             amp = 0.5 ** (cycle - 1)  # the same powers of two as 1 / 2 ** (cycle - 1), which overflowed
         else:
-            amp = self.gamma**t
+            amp = power(self.gamma, t)  # (inf past float64's range: refused naming the schedule)
         return scale, amp
 
     def value(self, t):

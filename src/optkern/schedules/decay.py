@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
-from .base import Schedule, check_step, count, count1, factor_rule, horizon_alias, nonneg, positive, steps0
+from .base import Schedule, check_step, count, count1, factor_rule, horizon_alias, nonneg, positive, power, steps0
 
 
 class linear(Schedule):
@@ -38,15 +38,6 @@ def _gamma(gamma):
     return factor_rule("gamma", gamma)
 
 
-def _power(gamma: float, n: int) -> float:
-    """``gamma ** n``, inf past float64's range (a gamma > 1 grows it: Python's OverflowError named
-    nothing; the inf is refused by ``Schedule.__call__`` naming the schedule and the step)."""
-    try:
-        return gamma**n
-    except OverflowError:
-        return math.inf
-
-
 class step_decay(Schedule):
     """``lr * gamma ** (t // step_size)`` (torch StepLR). gamma > 0, finite (> 1 grows the lr, as in torch)."""
 
@@ -62,7 +53,7 @@ class step_decay(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * _power(self.gamma, t // self.step_size)
+        return self.lr * power(self.gamma, t // self.step_size)
 
 
 class multi_step(Schedule):
@@ -88,7 +79,7 @@ class multi_step(Schedule):
 
     def value(self, t):
         # (counted as torch's Counter counts them: milestones assigned in any order, as at construction)
-        return self.lr * _power(self.gamma, sum(1 for m in self.milestones if m <= t))
+        return self.lr * power(self.gamma, sum(1 for m in self.milestones if m <= t))
 
 
 class exponential(Schedule):
@@ -104,7 +95,7 @@ class exponential(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * _power(self.gamma, t)
+        return self.lr * power(self.gamma, t)
 
 
 class inverse_time(Schedule):

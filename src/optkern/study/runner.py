@@ -18,6 +18,9 @@ from ..datasets import Dataset
 from ..nn import MLP
 from ..threads import limit_threads
 from . import divergence, lowprec, methods
+from .batching import batch_rows as batch_rows
+from .batching import batches as batches
+from .batching import evaluate as evaluate
 from .config import ConfigError, StudyConfig, all_hyperparameters, check_memory
 
 # (runner.curvature, not hessian_measures.curvature, is what _safe_curvature calls: tests patch it here)
@@ -56,36 +59,6 @@ def make_optimizer(name: str, params, cfg: StudyConfig | None = None, curvature=
     per-run settings (lowprec.extra_hyperparameters)."""
     hp = {**(cfg or StudyConfig()).hyperparameters(name), **(extra or {})}
     return methods.build(name, [params], hp, curvature), dict(hp)
-
-
-def batch_rows(name: str, cfg: StudyConfig, n: int) -> int:
-    """Rows per step of ``name``'s runs on ``n`` training rows."""
-    kind = OPTIMIZERS[name].batch
-    return n if kind == "full" else min(cfg.large_batch if kind == "large" else cfg.batch_size, n)
-
-
-def batches(n: int, size: int) -> list:
-    """Slices of at most ``size`` rows covering ``range(n)``. A trailing batch
-    of one row joins the one before it: batch norm cannot normalize a single
-    row, and dropping it would lose a sample."""
-    starts = list(range(0, n, size))
-    if len(starts) > 1 and n - starts[-1] == 1:
-        starts.pop()
-    return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
-
-
-def evaluate(model, params, x, y, batch: int = 1024):
-    """Mean loss and accuracy over (x, y), in batches (eval-free: the model has
-    no dropout and batch norm uses the batch's statistics)."""
-    n = x.shape[0]
-    tot_loss = 0.0
-    correct = 0.0
-    for sl in batches(n, batch):
-        xb, yb = x[sl], y[sl]
-        m = xb.shape[0]
-        tot_loss += float(model.loss(params, xb, yb)) * m
-        correct += float(model.accuracy(params, xb, yb)) * m
-    return tot_loss / n, correct / n
 
 
 def _safe_curvature(model, params, xc, yc, cfg: StudyConfig, seed: int, epoch: int, record: dict, comm=None):

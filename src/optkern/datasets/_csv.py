@@ -1,0 +1,181 @@
+"""Reading a data file's CSV: a header line or not, word or number labels, the label column by
+index or name, and errors naming the line or column at fault (``load_file`` checks the rest)."""
+
+from __future__ import annotations
+
+import collections
+import csv
+
+import numpy as np
+
+from .._cli_numbers import whole
+from ._errors import DataError
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _unquote(field: str) -> str:
+    """A CSV field without its enclosing double quotes (a doubled quote inside stands for one)."""
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
+
+
+def _words_at(line: str) -> list[int]:
+    """The positions of a CSV line's fields that are not numbers (a number in double quotes is one)."""
+    fields = [_unquote(f.strip()) for f in line.split(",")]
+    return [i for i, f in enumerate(fields) if f and not _is_number(f)]
+
+
+def _is_header(line: str, second: str | None = None) -> bool:
+    """A first line is a header when some field is not a number: one with a
+    letter can still be data (``nan``, ``1e-3``), and so can a number in
+    double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
+    reads as one: taken for a header, the first data row was dropped unseen.
+    A word where the ``second`` line has a word too is data, not a name: a
+    headerless file's text labels (iris' ``5.1,3.5,1.4,0.2,setosa``)."""
+    fields = [_unquote(f.strip()) for f in line.split(",")]
+    # pandas' column numbers 0..n-1 (pd.DataFrame(array).to_csv(index=False)): read as a sample,
+    # that line added a class of one sample (label n-1). Two columns "0,1" may well be a sample.
+    if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
+        return True
+    words = _words_at(line)
+    return bool(words) and (second is None or not set(words) <= set(_words_at(second)))
+
+
+def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Features, labels and the label column's name; ``label_column`` is an
+    index (negative counts from the end) or a header name (default: the last)."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: a BOM would make row 1 look like a header
+            lines = fh.readlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file") from None
+    # Lines loadtxt reads as data: not blank, not a '#' comment.
+    content = [i for i, line in enumerate(lines) if line.split("#", 1)[0].strip()]
+    if not content:
+        raise DataError(f"{path}: the file is empty")
+    skip, header = 0, None
+    second = lines[content[1]].split("#", 1)[0] if len(content) > 1 else None
+    if _is_header(lines[content[0]].split("#", 1)[0], second):
+        if len(content) == 1:  # loadtxt would only warn and return nothing
+            raise DataError(f"{path}: only a header line, no data rows")
+        skip = content[0] + 1
+        # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
+        # label_column="label" finds "label"
+        header = [_unquote(h.strip()) for h in lines[content[0]].split("#", 1)[0].split(",")]
+    # A "header" with numbers among its words may be the first data row, taken for a header because
+    # a ragged second line (``1,2,setosa`` then ``3,4``) has no word where it has one: its line
+    # counts with the rows, or the error named a full row as the odd one, or ``3,4`` loaded alone.
+    rows_from = content[0] if header and any(_is_number(h) for h in header) else skip
+    try:
+        d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
+    except ValueError as e:
+        _check_row_lengths(lines, rows_from, path)
+        return _csv_with_word_labels(lines, skip, header, label_column, path, e)
+    if header and rows_from != skip and len(header) != d.shape[1]:
+        _check_row_lengths(lines, rows_from, path)
+    j = _label_index(label_column, header, d.shape[1], path)
+    name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
+    return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+
+def _check_row_lengths(lines, skip: int, path: str) -> None:
+    """Every data row has as many fields as most of them, or DataError naming the first that does
+    not by its line in the file. With word labels the numeric read's error was the first label's
+    ("could not convert string 'x' ... column 3"), and numpy's own "row 3" counts data rows only
+    (blank and comment lines and the header skipped) and suggests its ``usecols``."""
+    rows = []  # (line number, fields)
+    for n, line in enumerate(lines[skip:], skip + 1):
+        text = line.split("#", 1)[0]
+        if text.strip():
+            rows.append((n, len(next(csv.reader([text], quotechar='"')))))
+    counts = collections.Counter(k for _, k in rows)  # (most_common: a tie goes to the first row's)
+    usual, many = counts.most_common(1)[0] if rows else (0, 0)
+    for n, k in rows:
+        if k != usual:
+            raise DataError(
+                f"{path}: rows have different numbers of columns: line {n} has {k} fields where "
+                f"{many} of the {len(rows)} data rows have {usual}"
+            )
+
+
+def _label_index(label_column, header, ncols: int, path: str) -> int:
+    if ncols < 2:
+        raise DataError(f"{path}: need at least one feature column and a label column, got {ncols} column(s)")
+    return _column_index(label_column, header, ncols, path)
+
+
+def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err: ValueError):
+    """A CSV whose label column holds words (iris' ``setosa``; the class names ``_labels`` numbers
+    in sorted order), every other column numbers; else the numeric read's error, naming the
+    first word found in a feature column."""
+    try:
+        t = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str)
+    except ValueError:  # rows of different lengths
+        raise DataError(f"{path}: not a numeric CSV ({err})") from None
+    j = _label_index(label_column, header, t.shape[1], path)
+    cells = np.char.strip(t)
+    for (r, c), cell in np.ndenumerate(np.delete(cells, j, axis=1)):
+        if not _is_number(cell):
+            col = c + (c >= j)  # (the column in the file, counted from 1 below)
+            raise DataError(
+                f"{path}: not a numeric CSV (feature column {col + 1}, data row {r + 1}: {str(cell)!r}; "
+                f"only the label column may hold words)"
+            )
+    name = header[j] if header and len(header) == t.shape[1] else f"column {j + 1}"
+    return np.delete(cells, j, axis=1).astype(np.float64), cells[:, j], name
+
+
+def _integer_labels(lines, skip: int, j: int, labels: np.ndarray, path: str) -> np.ndarray:
+    """The label column as integers where float64 cannot hold them: past 2**53 it merged
+    labels one apart (IDs, hashes) into one class, silently; read again, as text."""
+    if not (np.all(np.isfinite(labels)) and np.abs(labels).max() >= 2.0**53):
+        return labels
+    text = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str, usecols=[j])[:, 0]
+    try:
+        values = [int(t.strip()) for t in text]
+    except ValueError:  # 1e20, 2.5e16: written as floating-point numbers, read as such
+        return labels
+    lo, hi = min(values), max(values)
+    if -(2**63) <= lo and hi < 2**63:
+        return np.array(values, dtype=np.int64)
+    if 0 <= lo and hi < 2**64:
+        return np.array(values, dtype=np.uint64)
+    raise DataError(f"{path}: labels must be integers in [-2**63, 2**63) or [0, 2**64), got {max(values, key=abs)}")
+
+
+def _column_index(label_column, header, ncols: int, path: str) -> int:
+    if label_column is None:
+        return ncols - 1
+    text = str(label_column).strip()
+    try:
+        j = whole(text)  # (not int(): "1_0" was column 10; a name here, as any non-number is)
+    except ValueError:
+        if not header or text not in header:
+            names = f"the header has {', '.join(header)}" if header else "the file has no header line"
+            raise DataError(f"{path}: label column {text!r} not found ({names})") from None
+        # A name's position means nothing when the header and the rows disagree (it picked another
+        # column, or one past the last: an IndexError), or when two columns share the name.
+        if len(header) != ncols:
+            raise DataError(
+                f"{path}: the header line has {len(header)} names for {ncols} columns: "
+                f"label column {text!r} cannot be found by name"
+            ) from None
+        if header.count(text) > 1:
+            raise DataError(
+                f"{path}: label column {text!r} is ambiguous: {header.count(text)} columns have that name"
+            ) from None
+        return header.index(text)
+    if not -ncols <= j < ncols:
+        raise DataError(
+            f"{path}: label column {j} is out of range for {ncols} columns (0..{ncols - 1}, or -{ncols}..-1 "
+            "counting from the end)"
+        )
+    return j % ncols
