@@ -12,6 +12,7 @@ unscales by the scale of its own iteration, copied: an ``update()`` meanwhile ca
 under the step.
 """
 
+import sys
 import threading
 
 import numpy as np
@@ -173,3 +174,55 @@ def test_low_precision_step_unscales_by_its_own_iteration_s_scale():
     scaler.step(opt, [np.full(3, 8.0, np.float16)])
     np.testing.assert_array_equal(p, np.full(3, -2.0, np.float16))  # 8 / 4, not 8 / 1024
     assert scaler.get_scale() == 1024.0
+
+
+def test_steps_and_updates_from_two_threads_back_off_once_per_inf():
+    # hunt 41a's guarantee with the lock released during the step: each recorded inf flag is read
+    # by exactly one update() (backoffs = the inf thread's steps taken, less one still recorded)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # (each interleaving tried)
+    try:
+        for _ in range(20):
+            backoffs, taken, still_recorded = _steps_and_updates_in_two_threads()
+            assert taken > 0
+            assert backoffs == taken - still_recorded, (backoffs, taken, still_recorded)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _steps_and_updates_in_two_threads(rounds=100):
+    init = 2.0**120  # (room for the backoffs above float32's smallest scale)
+    scaler = amp.GradScaler(init_scale=init, growth_interval=10**9)
+    params = {"clean": np.zeros(64, np.float32), "inf": np.zeros(64, np.float32)}
+    opts = {name: optim.SGD([p], lr=0.1) for name, p in params.items()}
+    taken = {"clean": 0, "inf": 0}
+    errors: list = []
+    barrier = threading.Barrier(2)
+
+    def loop(name):
+        try:
+            barrier.wait()
+            for _ in range(rounds):
+                g = np.full(64, np.inf if name == "inf" else 0.0, np.float32)
+                try:
+                    scaler.step(opts[name], [g])
+                    taken[name] += 1
+                except RuntimeError as e:  # (stepped since the last update: the other thread's turn)
+                    assert "already been called" in str(e)
+                try:
+                    scaler.update()
+                except RuntimeError as e:  # (the other thread's update took this iteration)
+                    assert "no inf checks" in str(e)
+        except BaseException as e:  # (reported by the test's thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=loop, args=(name,), daemon=True) for name in opts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert not errors, errors
+    assert not params["inf"].any()  # (every inf step skipped)
+    still_recorded = scaler._iteration.stage(opts["inf"]) is not amp.OptState.READY
+    return round(np.log2(init / scaler.get_scale())), taken["inf"], int(still_recorded)
