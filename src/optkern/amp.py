@@ -55,6 +55,7 @@ from ._amp_checks import (
     _NOTHING_CHECKED,
     _check_grads_of,
     _check_optimizer,
+    _check_steps_from_grads,
     _checked_state,
     _new_scale,
     _skips_on_device,
@@ -244,7 +245,8 @@ class GradScaler(ScalerPasses):
         and a low-precision optimizer's step (its grads only read here) that raises leaves the
         scaler as it was: a refused step changes nothing. (A step that raises after float32 grads
         were unscaled, on a hyper-parameter set invalid since the last step, leaves them unscaled,
-        as ``unscale_`` would: the next ``step`` does not unscale them again.)
+        as ``unscale_`` would: the next ``step`` does not unscale them again.) An optimizer that
+        steps from a closure (L-BFGS, Newton-CG, SAM) raises TypeError naming ``optimizer`` first.
 
         The scaler's lock is held while the grads are checked and unscaled and the step's flag is
         recorded, not while the optimizer steps: held there, a step waiting for another thread
@@ -258,6 +260,7 @@ class GradScaler(ScalerPasses):
         grads = _backend.read_once(grads)  # (a generator: checked, unscaled and stepped alike)
         if "closure" in kwargs:  # (its grads would reach the step scaled: torch refuses it too)
             raise RuntimeError("Closure use is not currently supported if GradScaler is enabled.")
+        _check_steps_from_grads(optimizer)  # (before its grads are unscaled in place)
         with lock_of(self):
             plan = self._begin_step(optimizer, grads)
         if plan is None:  # (skipped: an inf/NaN)

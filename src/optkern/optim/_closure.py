@@ -66,3 +66,15 @@ def closure_grads(grads, params: list) -> list:
     xp = _backend.array_module(params[0])
     with _backend._device_of(params[0]):
         return [xp.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
+def steps_from_closure(optimizer) -> bool:
+    """Whether ``optimizer`` (an instance or a class) steps from a closure, not from gradients:
+    L-BFGS (line search), Newton-CG (trial step, damping) and SAM (the ascent point) evaluate the
+    loss and gradient themselves, maybe several times a step."""
+    from .lbfgs import LBFGS  # (these modules import this one)
+    from .newton_cg import NewtonCG
+    from .sam import SAM
+
+    kinds = (LBFGS, NewtonCG, SAM)
+    return issubclass(optimizer, kinds) if isinstance(optimizer, type) else isinstance(optimizer, kinds)
