@@ -55,6 +55,11 @@ def _norm_type(norm_type) -> float:
 _SCALED_P = 6.0
 
 
+# (NumPy's IEEE flags off: where m = max |g| is finite and positive the terms are <= 1 and only
+# underflow, to 0 by design far below the largest; elsewhere (m inf or NaN) the sum, dropped for m,
+# may overflow, and the root's correction of an inf is inf * 0. Neither is an error: under NumPy's
+# defaults the overflow warned, under the caller's errstate(all="raise") each raised.)
+@np.errstate(all="ignore")
 def _scaled_norm(mod, grads, p: float, buf, xp, index):
     """The p-norm of ``grads`` without overflow or underflow (see ``_SCALED_P``), into ``buf``;
     a float for NumPy, None for CuPy (the value stays on the device: no synchronization)."""
@@ -326,6 +331,7 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
     return comm, local
 
 
+@np.errstate(all="ignore")  # (as _scaled_norm)
 def _global_norm(buf, p: float, comm):
     """``buf`` (this rank's norm) becomes the norm over every rank's part, in place; returns it
     as a float for NumPy, None for CuPy (the value stays on the device)."""
