@@ -152,15 +152,16 @@ class GradScaler(ScalerPasses):
             # to its dtype. NumPy with a Python float scale rounded the scale itself to the half
             # type first (2**16 is inf in float16: every float16 loss became inf or NaN) and
             # kept a 0-d loss half.
-            wide = np.asarray(loss, np.float32) * np.float32(self.get_scale())
-            if loss.ndim == 0:
-                return wide[()]
-            with np.errstate(over="ignore"):  # (inf past the half type's range, as torch's, silently)
-                return wide.astype(loss.dtype)
+            with np.errstate(over="ignore"):  # (inf past float32's or the half's range, as torch's, silently)
+                wide = np.asarray(loss, np.float32) * np.float32(self.get_scale())
+                return wide[()] if loss.ndim == 0 else wide.astype(loss.dtype)
         if _backend.is_foreign(loss):  # a DLPack / array-interface exporter: its NumPy / CuPy view, scaled
             return self._scaled(_backend.as_array(loss, name), name)
         try:
-            return loss * self.get_scale()
+            # (a NumPy loss past its dtype's range when scaled: inf, as torch's, without NumPy's
+            # overflow warning -- the overflow the scaler exists to back off from)
+            with np.errstate(over="ignore"):
+                return loss * self.get_scale()
         except TypeError:  # (Python's message names no argument)
             raise TypeError(f"{name}: expected a number or an array, got {type(loss).__name__}") from None
 
