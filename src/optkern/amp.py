@@ -43,7 +43,6 @@ flag (a synchronization, as torch's non-fused optimizers do).
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Any
 
@@ -316,14 +315,15 @@ class GradScaler(ScalerPasses):
             return None
         # the device flag decides on the device (the step's kernel writes nothing when it is set);
         # the grads checked above are not checked again (any other optimizer: nothing to tell it)
-        told = on_device or fused or checked is not None
-        attrs = {
-            "_amp_found_inf": found if on_device else None,
-            "_amp_grad_scale": self._scale_copy() if fused else None,
-            "_amp_checked": checked,
-        }
+        attrs = {}
+        if on_device or fused or checked is not None:
+            attrs = {
+                "_amp_found_inf": found if on_device else None,
+                "_amp_grad_scale": self._scale_copy() if fused else None,
+                "_amp_checked": checked,
+            }
         before = it.stepping(optimizer, found)
-        return Stepping(it, optimizer, before, grads, optimizer, attrs if told else {}, None)
+        return Stepping(it, optimizer, before, grads, optimizer, attrs, None)
 
     def _begin_wrapped(self, optimizer, inner, grads) -> Stepping | None:
         """``_begin_step`` of a distributed wrapper over a low-precision optimizer
@@ -359,7 +359,9 @@ class GradScaler(ScalerPasses):
         for k, v in plan.attrs.items():
             setattr(plan.target, k, v)
         try:
-            with plan.context or contextlib.nullcontext():
+            if plan.context is None:
+                return call(plan.grads)
+            with plan.context:
                 return call(plan.grads)
         except BaseException:
             with lock_of(self):
