@@ -10,6 +10,7 @@ from operator import attrgetter
 import numpy as np
 
 from . import _backend
+from .optim._closure import steps_from_closure
 from .optim._lowp_config import _half_fmt
 
 
@@ -167,6 +168,19 @@ def _wrapped_lowp(optimizer):
 def _check_optimizer(optimizer) -> None:
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer: expected an optimizer (with a step() method), got {type(optimizer).__name__}")
+
+
+def _check_steps_from_grads(optimizer) -> None:
+    """``GradScaler.step``'s optimizer (enabled) steps from the grads it unscales: one that steps
+    from a closure (L-BFGS, Newton-CG, SAM, or a DistributedOptimizer of one) evaluates its loss and
+    grads itself, and its step refused the unscaled list as a closure after the caller's grads were
+    written. Refused first, naming ``optimizer`` (torch refuses closures under GradScaler)."""
+    for opt in (optimizer, getattr(optimizer, "optimizer", None)):
+        if opt is not None and steps_from_closure(opt):
+            raise TypeError(
+                f"optimizer: {type(opt).__name__} steps from a closure (it evaluates the loss and grads itself), "
+                "which GradScaler.step cannot unscale (torch: closure use is not supported if GradScaler is enabled)"
+            )
 
 
 def _check_grads_of(optimizer, grads) -> list | None:

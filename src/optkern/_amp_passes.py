@@ -5,6 +5,7 @@ the unscale pass (``amp_unscale_``) and the check-only pass of a low-precision o
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,18 @@ from . import _backend
 from ._amp_checks import _all_float32, _float32_only, _grad_format
 from ._amp_config import ScalerConfig
 from ._amp_states import combined, renumbered
+from .optim.optimizer import _bump_torch_versions
+
+
+def _bump_tensors(given) -> None:
+    """Bump the torch tensors among ``given`` (an array or a list of them, as the caller passed it):
+    one pass over the types (C speed) when torch is imported, a list only where there is one."""
+    torch = sys.modules.get("torch")  # (no tensor without torch)
+    if torch is None:
+        return
+    items = given if isinstance(given, (list, tuple)) else (given,)
+    if any(issubclass(t, torch.Tensor) for t in set(map(type, items))):
+        _bump_torch_versions([g for g in items if isinstance(g, torch.Tensor)])
 
 
 class ScalerPasses(ScalerConfig):
@@ -45,7 +58,17 @@ class ScalerPasses(ScalerConfig):
 
     def _unscale(self, grads) -> Any:
         """found_inf of float32 ``grads``, unscaled in place in the same pass (``amp_unscale_``);
-        None when every grad is None (nothing checked: no flag to step or update on).
+        None when every grad is None (nothing checked: no flag to step or update on). The torch
+        tensors among them, written through views autograd does not see, get their version
+        counters bumped, as by torch's in-place unscale (a graph that saved one refuses its
+        backward instead of differentiating the unscaled values)."""
+        found = self._unscale_arrays(grads)
+        if found is not None:
+            _bump_tensors(grads)
+        return found
+
+    def _unscale_arrays(self, grads) -> Any:
+        """``_unscale`` but the version counters.
 
         The grads go to the native call as they are: it checks every one (float32 included)
         before it writes, so a list it takes is one of float32 arrays. Only a list it refuses is

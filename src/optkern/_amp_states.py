@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,6 +53,20 @@ class Iteration:
     def record(self, optimizer, stage: OptState, found_inf) -> None:
         self.states[id(optimizer)] = [stage, found_inf, optimizer]
 
+    def stepping(self, optimizer, found_inf) -> list | None:
+        """Record ``optimizer`` STEPPED before its step runs (outside the scaler's lock: an
+        ``update()`` meanwhile reads this flag); returns the entry it replaced, for ``undo``."""
+        before = self.states.get(id(optimizer))
+        self.record(optimizer, OptState.STEPPED, found_inf)
+        return before
+
+    def undo(self, optimizer, before: list | None) -> None:
+        """Put back the entry ``stepping`` replaced: that step raised (a refused step changes nothing)."""
+        if before is None:
+            self.states.pop(id(optimizer), None)
+        else:
+            self.states[id(optimizer)] = before
+
     def claim_pending(self, optimizer) -> None:
         """A READY optimizer stepped after ``unscale_(grads)``: those were its grads, unscaled
         (the single-optimizer form, which ``unscale_`` allows once per iteration)."""
@@ -65,6 +79,21 @@ class Iteration:
         every grad None: nothing was checked)."""
         found = [entry[1] for entry in self.states.values() if entry[1] is not None]
         return found + ([] if self.pending is None else [self.pending])
+
+
+class Stepping(NamedTuple):
+    """An optimizer's step that ``GradScaler.step`` has checked and recorded, to run without the
+    scaler's lock: the ``grads`` it takes, the attributes set on ``target`` around it (the device
+    flag, the scale, the checked grads), the context it runs in (a distributed wrapper's
+    ``skip_synchronize``), and the record to put back if it raises (``Iteration.undo``)."""
+
+    iteration: Iteration
+    optimizer: Any
+    before: list | None
+    grads: Any
+    target: Any
+    attrs: dict
+    context: Any
 
 
 def combined(flags: list, scale):

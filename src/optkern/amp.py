@@ -54,14 +54,15 @@ from ._amp_checks import (
     _NOTHING_CHECKED,
     _check_grads_of,
     _check_optimizer,
+    _check_steps_from_grads,
     _checked_state,
     _new_scale,
     _skips_on_device,
     _wrapped_lowp,
 )
 from ._amp_passes import ScalerPasses
-from ._amp_states import Iteration, OptState, agreed, combined, distributed
-from ._serial import serialized
+from ._amp_states import Iteration, OptState, Stepping, agreed, combined, distributed
+from ._serial import lock_of, serialized
 from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
@@ -84,7 +85,8 @@ class GradScaler(ScalerPasses):
     ``state_dict`` and ``load_state_dict`` hold its own reentrant lock (``optkern._serial``, as the
     optimizers' methods do), so that the calls run in some order, each whole: ``update()`` read the
     recorded flags and then dropped the record, and a flag another thread recorded in between was
-    lost (its inf never backed the scale off). ``step`` holds it across the optimizer's step."""
+    lost (its inf never backed the scale off). ``step`` holds it until its flag is recorded, not
+    across the optimizer's step (a step waiting for a thread that uses the scaler waited for ever)."""
 
     def __init__(
         self,
@@ -149,15 +151,16 @@ class GradScaler(ScalerPasses):
             # to its dtype. NumPy with a Python float scale rounded the scale itself to the half
             # type first (2**16 is inf in float16: every float16 loss became inf or NaN) and
             # kept a 0-d loss half.
-            wide = np.asarray(loss, np.float32) * np.float32(self.get_scale())
-            if loss.ndim == 0:
-                return wide[()]
-            with np.errstate(over="ignore"):  # (inf past the half type's range, as torch's, silently)
-                return wide.astype(loss.dtype)
+            with np.errstate(over="ignore"):  # (inf past float32's or the half's range, as torch's, silently)
+                wide = np.asarray(loss, np.float32) * np.float32(self.get_scale())
+                return wide[()] if loss.ndim == 0 else wide.astype(loss.dtype)
         if _backend.is_foreign(loss):  # a DLPack / array-interface exporter: its NumPy / CuPy view, scaled
             return self._scaled(_backend.as_array(loss, name), name)
         try:
-            return loss * self.get_scale()
+            # (a NumPy loss past its dtype's range when scaled: inf, as torch's, without NumPy's
+            # overflow warning -- the overflow the scaler exists to back off from)
+            with np.errstate(over="ignore"):
+                return loss * self.get_scale()
         except TypeError:  # (Python's message names no argument)
             raise TypeError(f"{name}: expected a number or an array, got {type(loss).__name__}") from None
 
@@ -229,7 +232,6 @@ class GradScaler(ScalerPasses):
         self._iteration.pending = found
         return found if _backend.is_cupy(found) else bool(found[0])
 
-    @serialized
     def step(self, optimizer, grads, *args, **kwargs):
         """Unscale ``optimizer``'s ``grads`` (unless ``unscale_`` did) and step it unless one of
         them is inf/NaN, torch's per-optimizer rules: each optimizer is unscaled and skipped on
@@ -243,13 +245,31 @@ class GradScaler(ScalerPasses):
         and a low-precision optimizer's step (its grads only read here) that raises leaves the
         scaler as it was: a refused step changes nothing. (A step that raises after float32 grads
         were unscaled, on a hyper-parameter set invalid since the last step, leaves them unscaled,
-        as ``unscale_`` would: the next ``step`` does not unscale them again.)"""
+        as ``unscale_`` would: the next ``step`` does not unscale them again.) An optimizer that
+        steps from a closure (L-BFGS, Newton-CG, SAM) raises TypeError naming ``optimizer`` first.
+
+        The scaler's lock is held while the grads are checked and unscaled and the step's flag is
+        recorded, not while the optimizer steps: held there, a step waiting for another thread
+        that used the scaler (a closure evaluated on a worker that scales its loss, another
+        pipeline stage's ``unscale_``) waited for ever. The flag is recorded before the optimizer
+        steps (torch records it at the unscale): an ``update()`` of another thread meanwhile reads
+        it, and the step hands a low-precision optimizer a copy of its iteration's scale."""
         _check_optimizer(optimizer)
         if not self.enabled:
             return optimizer.step(grads, *args, **kwargs)
         grads = _backend.read_once(grads)  # (a generator: checked, unscaled and stepped alike)
         if "closure" in kwargs:  # (its grads would reach the step scaled: torch refuses it too)
             raise RuntimeError("Closure use is not currently supported if GradScaler is enabled.")
+        _check_steps_from_grads(optimizer)  # (before its grads are unscaled in place)
+        with lock_of(self):
+            plan = self._begin_step(optimizer, grads)
+        if plan is None:  # (skipped: an inf/NaN)
+            return None
+        return self._run_step(plan, lambda grads: optimizer.step(grads, *args, **kwargs))
+
+    def _begin_step(self, optimizer, grads) -> Stepping | None:
+        """``step`` up to the optimizer's step, under the lock: the grads checked (unscaled, or
+        only checked for a low-precision optimizer), the flag recorded; None for a skipped step."""
         it = self._iteration
         if it.stage(optimizer) is OptState.STEPPED:
             raise RuntimeError("step() has already been called since the last update().")
@@ -259,7 +279,7 @@ class GradScaler(ScalerPasses):
         ready = it.stage(optimizer) is OptState.READY
         inner = _wrapped_lowp(optimizer) if ready else None
         if inner is not None:  # (its grads reduced first: the flag of the grads its step takes)
-            return self._step_wrapped(optimizer, inner, grads, args, kwargs)
+            return self._begin_wrapped(optimizer, inner, grads)
         fused = ready and getattr(optimizer, "_lowp", None) is not None
         checked = err = None
         unscale = False  # (a distributed wrapper's float32 grads: unscaled once every rank agreed)
@@ -293,30 +313,27 @@ class GradScaler(ScalerPasses):
         if not on_device and _backend.to_numpy(found)[0]:
             it.record(optimizer, OptState.STEPPED, found)
             return None
-        if not (on_device or fused or checked is not None):  # (any optimizer: nothing to tell it)
-            result = optimizer.step(grads, *args, **kwargs)
-            it.record(optimizer, OptState.STEPPED, found)
-            return result
         # the device flag decides on the device (the step's kernel writes nothing when it is set);
-        # the grads checked above are not checked again
-        optimizer._amp_found_inf = found if on_device else None
-        optimizer._amp_grad_scale = self._scale if fused else None
-        optimizer._amp_checked = checked
-        try:
-            result = optimizer.step(grads, *args, **kwargs)
-        finally:
-            optimizer._amp_found_inf = optimizer._amp_grad_scale = optimizer._amp_checked = None
-        it.record(optimizer, OptState.STEPPED, found)
-        return result
+        # the grads checked above are not checked again (any other optimizer: nothing to tell it)
+        attrs = {}
+        if on_device or fused or checked is not None:
+            attrs = {
+                "_amp_found_inf": found if on_device else None,
+                "_amp_grad_scale": self._scale_copy() if fused else None,
+                "_amp_checked": checked,
+            }
+        before = it.stepping(optimizer, found)
+        return Stepping(it, optimizer, before, grads, optimizer, attrs, None)
 
-    def _step_wrapped(self, optimizer, inner, grads, args, kwargs):
-        """``step`` of a distributed wrapper over a low-precision optimizer (``master_weights`` /
-        ``state_dtype``), whose step unscales the grads after widening them (float16 / bfloat16 grads
-        included). The scaled grads are reduced first (``synchronize``: collective, a refusal on one
-        rank raises on every rank), then the reduced grads are checked (the sum of finite scaled
-        grads can overflow: that average is what the step would take) and the flag agreed over the
-        ranks (a ZeRO-1 rank checks its slice only), then the wrapper steps on them inside
-        ``skip_synchronize`` with the scale handed to the optimizer, or every rank skips."""
+    def _begin_wrapped(self, optimizer, inner, grads) -> Stepping | None:
+        """``_begin_step`` of a distributed wrapper over a low-precision optimizer
+        (``master_weights`` / ``state_dtype``), whose step unscales the grads after widening them
+        (float16 / bfloat16 grads included). The scaled grads are reduced first (``synchronize``:
+        collective, a refusal on one rank raises on every rank), then the reduced grads are
+        checked (the sum of finite scaled grads can overflow: that average is what the step would
+        take) and the flag agreed over the ranks (a ZeRO-1 rank checks its slice only); the
+        wrapper then steps on them inside ``skip_synchronize`` with the scale handed to the
+        optimizer, or every rank skips."""
         it = self._iteration
         reduced = optimizer.synchronize(grads)
         if reduced is None:  # (DistributedOptimizer: averaged in place, into grads)
@@ -326,14 +343,33 @@ class GradScaler(ScalerPasses):
         if _backend.to_numpy(found)[0]:
             it.record(optimizer, OptState.STEPPED, found)
             return None
-        inner._amp_grad_scale = self._scale
+        attrs = {"_amp_grad_scale": self._scale_copy()}
+        before = it.stepping(optimizer, found)
+        return Stepping(it, optimizer, before, grads, inner, attrs, optimizer.skip_synchronize())
+
+    def _scale_copy(self):
+        """The scale a low-precision step unscales by: this iteration's, which an ``update()`` of
+        another thread during that step (the lock released) must not change under it."""
+        with _backend._device_of(self._scale):
+            return self._scale.copy()
+
+    def _run_step(self, plan: Stepping, call):
+        """The optimizer's step (``call(grads)``) of ``plan``, without the lock; one that raises takes
+        the record ``_begin_step`` wrote back (a refused step changes nothing)."""
+        for k, v in plan.attrs.items():
+            setattr(plan.target, k, v)
         try:
-            with optimizer.skip_synchronize():
-                result = optimizer.step(grads, *args, **kwargs)
+            if plan.context is None:
+                return call(plan.grads)
+            with plan.context:
+                return call(plan.grads)
+        except BaseException:
+            with lock_of(self):
+                plan.iteration.undo(plan.optimizer, plan.before)
+            raise
         finally:
-            inner._amp_grad_scale = None
-        it.record(optimizer, OptState.STEPPED, found)
-        return result
+            for k in plan.attrs:
+                setattr(plan.target, k, None)
 
     @serialized
     def update(self, new_scale: float | None = None) -> None:

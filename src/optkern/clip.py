@@ -55,6 +55,11 @@ def _norm_type(norm_type) -> float:
 _SCALED_P = 6.0
 
 
+# (NumPy's IEEE flags off: where m = max |g| is finite and positive the terms are <= 1 and only
+# underflow, to 0 by design far below the largest; elsewhere (m inf or NaN) the sum, dropped for m,
+# may overflow, and the root's correction of an inf is inf * 0. Neither is an error: under NumPy's
+# defaults the overflow warned, under the caller's errstate(all="raise") each raised.)
+@np.errstate(all="ignore")
 def _scaled_norm(mod, grads, p: float, buf, xp, index):
     """The p-norm of ``grads`` without overflow or underflow (see ``_SCALED_P``), into ``buf``;
     a float for NumPy, None for CuPy (the value stays on the device: no synchronization)."""
@@ -170,7 +175,7 @@ def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
 def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     """Scale ``grads`` in place by ``min(1, max_norm / (total_norm + 1e-6))``, the factor rounded as
     :func:`clip_grad_norm_` rounds it (torch.nn.utils.clip_grads_with_norm_). ``total_norm``: a
-    real number or a 1-element float array of the grads' kind and device (what
+    real number or a 1-element float array (bfloat16 too) of the grads' kind and device (what
     :func:`get_total_norm` returns: on the GPU, no host synchronization); ``max_norm`` >= 0 or inf.
     A NaN or infinite ``total_norm`` makes NaN gradients (zeros for ``max_norm=0`` and an infinite
     norm), as torch's ``inf / inf`` and ``0 / inf``; a negative one (no norm is) is refused, where
@@ -191,7 +196,7 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
         shape = f" of shape {tuple(total_norm.shape)}" if like is not None and type(total_norm) is type(like) else ""
         got = f"{type(total_norm).__name__}{shape}"
         raise TypeError(f"total_norm: expected a real number or a 1-element array like grads, got {got}")
-    elif total_norm.dtype.kind != "f":
+    elif total_norm.dtype.kind != "f" and not _backend.is_bfloat16(total_norm.dtype):  # (ml_dtypes': kind "V")
         raise TypeError(f"total_norm: expected a floating dtype, got {total_norm.dtype}")
     elif _backend.is_cupy(like) and total_norm.device != like.device:
         raise ValueError(f"total_norm: on device {total_norm.device.id}, grads on device {like.device.id}")
@@ -326,6 +331,7 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
     return comm, local
 
 
+@np.errstate(all="ignore")  # (as _scaled_norm)
 def _global_norm(buf, p: float, comm):
     """``buf`` (this rank's norm) becomes the norm over every rank's part, in place; returns it
     as a float for NumPy, None for CuPy (the value stays on the device)."""

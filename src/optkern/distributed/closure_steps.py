@@ -13,18 +13,6 @@ from .agreement import reduce_mode, refuse_together
 from .groups import grown
 
 
-def steps_from_closure(optimizer) -> bool:
-    """Whether ``optimizer`` (an instance or a class) steps from a closure, not from gradients:
-    L-BFGS (line search), Newton-CG (trial step, damping) and SAM (the ascent point) evaluate the
-    loss and gradient themselves, maybe several times a step."""
-    from ..optim.lbfgs import LBFGS
-    from ..optim.newton_cg import NewtonCG
-    from ..optim.sam import SAM
-
-    kinds = (LBFGS, NewtonCG, SAM)
-    return issubclass(optimizer, kinds) if isinstance(optimizer, type) else isinstance(optimizer, kinds)
-
-
 class ClosureSteps:
     """A mixin of ``DistributedOptimizer`` (its optimizer, communicator, buffers, reductions and checks)."""
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._array_checks import byte_span
 from .._clip_checks import _check_no_overlap
+from ..optim._closure import steps_from_closure
 from . import hyper_check
 from .agreement import (
     agree,
@@ -24,7 +25,7 @@ from .agreement import (
     state_digest,
 )
 from .buckets import make_buckets
-from .closure_steps import ClosureSteps, steps_from_closure
+from .closure_steps import ClosureSteps
 from .communicator import as_communicator
 from .data_parallel_args import (
     _grad_weight,
