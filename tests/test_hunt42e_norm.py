@@ -1,0 +1,41 @@
+"""Hunt 42e: normalization and dropout defects found by running adversarial cases.
+
+Batch norm's float32 backward on (N, C, S) input with S > 1 summed Σ dy and Σ dy x̂ of a channel
+run after run in float32 (up to 16K / S runs a block, then the blocks, again in float32): thousands
+of sequential float32 additions. With a dy of a common offset (1 + small) db came out ~2e-6 off
+and dx, whose mean(g) subtracts that sum, 4e-5 of its size: 20-40x torch's error, where the S = 1
+layout (sums in double) and the row normalizations are within torch's. Checked against float64
+references of the same float32 inputs.
+"""
+
+import numpy as np
+import pytest
+
+from optkern import norm
+
+
+def _bn_reference(x, dy):
+    """Float64 training-mode batch norm backward (weight 1) of float32 x, dy: (dx, dweight, dbias)."""
+    ax = (0,) + tuple(range(2, x.ndim))
+    bs = (1, -1) + (1,) * (x.ndim - 2)
+    xd, g = x.astype(np.float64), dy.astype(np.float64)
+    m = xd.mean(ax).reshape(bs)
+    r = 1 / np.sqrt(((xd - m) ** 2).mean(ax).reshape(bs) + 1e-5)
+    xh = (xd - m) * r
+    dx = r * (g - g.mean(ax).reshape(bs) - xh * (g * xh).mean(ax).reshape(bs))
+    return dx, (g * xh).sum(ax), g.sum(ax)
+
+
+@pytest.mark.parametrize("shape", [(4096, 2, 4), (16384, 3, 2), (1024, 4, 16), (256, 2, 64)])
+def test_batch_norm_backward_float32_sums_over_many_runs(shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = (1 + 0.01 * rng.standard_normal(shape)).astype(np.float32)
+    w = np.ones(shape[1], np.float32)
+    _, saved = norm.batch_norm(x, w, w)
+    dx, _, db = norm.batch_norm_backward(dy, x, w, saved)
+    rdx, _, rdb = _bn_reference(x, dy)
+    # (torch 2.13's float32 CPU kernel: db 1e-8 - 5e-8, dx 1.2e-6 - 1.6e-6 of their size here; these
+    # were 2e-7 - 2e-6 and 4.6e-6 - 4.4e-5)
+    assert np.abs(db - rdb).max() <= 1e-7 * np.abs(rdb).max()
+    assert np.abs(dx - rdx).max() <= 3e-6 * np.abs(rdx).max()
