@@ -58,7 +58,7 @@ def test_batch_norm_rop_float32_column_sums(shape):
     _, saved = nz.norm_forward(h, gamma, np.zeros(D, np.float32), 1e-5, 0)
     _, rsaved = nz.norm_rop_forward(rh, gamma, vg, vb, saved, 0)
     dh, rdh, _, rdb = nz.norm_rop_backward(dy, rdy, gamma, vg, saved, rsaved, 0)
-    f = lambda a: a.astype(np.float64)  # noqa: E731
+    f = lambda a: a.astype(np.float64)
     _, (xhat, rstd) = nz._generic_forward(f(h), f(gamma), np.zeros(D), 1e-5, 0)
     s64 = nz.Saved(f(h), None, xhat=xhat, rstd=rstd, axis=0)
     _, rs64 = nz.norm_rop_forward(f(rh), f(gamma), f(vg), f(vb), s64, 0)
