@@ -70,3 +70,24 @@ def test_batch_norm_rop_float32_column_sums(shape):
     assert rel(rdb, rdb64) <= 1e-7
     assert rel(dh, dh64) <= 6e-6
     assert rel(rdh, rdh64) <= 2e-5
+
+
+@pytest.mark.parametrize("shape, dim", [((1, 1000000), 0), ((1000000,), None), ((4, 262144), 0)])
+def test_weight_norm_backward_float32_long_rows(shape, dim):
+    """weight_norm_backward's s = Σ dw v was a float32 lane sum (32 lanes of M / 32 terms each, every
+    addition rounded): dv = (g / ‖v‖)(dw - s v / ‖v‖²) cancels where dw is near parallel to v, and
+    came out 5e-4 - 7e-3 of its size off (torch 2.13: 4e-4 - 2e-3), where ‖v‖ (block sums, double)
+    left 1e-4. s is now summed as ‖v‖² is (block_sum: float blocks of 8 terms added in double)."""
+    rng = np.random.default_rng(2)
+    v = rng.standard_normal(shape).astype(np.float32)
+    dw = (v + 1e-3 * rng.standard_normal(shape)).astype(np.float32)
+    rows = shape[0] if dim == 0 else 1
+    g = np.ones(rows, np.float32)
+    _, saved = norm.weight_norm(v, g, dim)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    vd, dwd = v.astype(np.float64).reshape(rows, -1), dw.astype(np.float64).reshape(rows, -1)
+    nrm = np.sqrt((vd * vd).sum(1))
+    s = (dwd * vd).sum(1)
+    rdv = (dwd - (s / nrm**2)[:, None] * vd) / nrm[:, None]
+    assert np.abs(dg - s / nrm).max() <= 1e-6 * np.abs(s / nrm).max()
+    assert np.abs(dv.reshape(rows, -1) - rdv).max() <= 2e-4 * np.abs(rdv).max()
