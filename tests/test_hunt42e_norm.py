@@ -91,3 +91,22 @@ def test_weight_norm_backward_float32_long_rows(shape, dim):
     rdv = (dwd - (s / nrm**2)[:, None] * vd) / nrm[:, None]
     assert np.abs(dg - s / nrm).max() <= 1e-6 * np.abs(s / nrm).max()
     assert np.abs(dv.reshape(rows, -1) - rdv).max() <= 2e-4 * np.abs(rdv).max()
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms"])
+def test_row_backward_default_shape_names_saved_not_normalized_shape(kind):
+    """normalized_shape defaults to x.shape[saved's ndim:]; an x of no more dims than the saved
+    statistics (another reshape of the forward's x) left it () and the error blamed
+    ``normalized_shape``, an argument the caller had not passed."""
+    x = np.arange(36, dtype=np.float32).reshape(2, 3, 6)
+    fwd, bwd, field = (
+        (norm.layer_norm, norm.layer_norm_backward, "mean")
+        if kind == "layer"
+        else (norm.rms_norm, norm.rms_norm_backward, "inv_rms")
+    )
+    _, saved = fwd(x, (6,))
+    x2 = x.reshape(6, 6)
+    with pytest.raises(ValueError, match=rf"^x, saved\.{field}: .*\(6, 6\).*\(2, 3\)"):
+        bwd(np.ones_like(x2), x2, None, saved)
+    with pytest.raises(ValueError, match=r"^normalized_shape: "):  # (given: still its own error)
+        bwd(np.ones_like(x2), x2, None, saved, normalized_shape=(5,))
