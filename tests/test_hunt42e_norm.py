@@ -1,11 +1,14 @@
-"""Hunt 42e: normalization and dropout defects found by running adversarial cases.
+"""Hunt 42e: normalization defects found by running adversarial cases (float64 references of the
+same float32 inputs; torch 2.13's CPU errors quoted for scale).
 
-Batch norm's float32 backward on (N, C, S) input with S > 1 summed Σ dy and Σ dy x̂ of a channel
-run after run in float32 (up to 16K / S runs a block, then the blocks, again in float32): thousands
-of sequential float32 additions. With a dy of a common offset (1 + small) db came out ~2e-6 off
-and dx, whose mean(g) subtracts that sum, 4e-5 of its size: 20-40x torch's error, where the S = 1
-layout (sums in double) and the row normalizations are within torch's. Checked against float64
-references of the same float32 inputs.
+- Batch norm's float32 backward on (N, C, S) input with S > 1 summed Σ dy and Σ dy x̂ of a channel
+  run after run in float32 (up to 16K / S runs a block, then the blocks, again in float32): with a
+  dy of a common offset (1 + small) db came out ~2e-6 off and dx, whose mean(g) subtracts that sum,
+  4e-5 of its size: 20-40x torch's error, where the S = 1 layout (sums in double) was within it.
+- The MLP's batch-norm R-operator summed its columns the same way (the hvp's dh 20x
+  batch_norm_backward's error), and weight_norm_backward's s = Σ dw v in float32 lanes.
+- A layer / RMS norm backward whose x has no dims past the saved statistics blamed the defaulted
+  ``normalized_shape``.
 """
 
 import numpy as np
