@@ -244,7 +244,8 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
   const HalfIO h{reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(dy),
                  reinterpret_cast<uint16_t*>(dx), bf16};
   py::gil_scoped_release nogil;
-  std::vector<T> sdy(size_t(nblk * C), T(0)), sdyx(size_t(nblk * C), T(0)), mg(size_t(C), T(0)), mgx(size_t(C), T(0));
+  std::vector<double> sdy(size_t(nblk * C), 0.0), sdyx(size_t(nblk * C), 0.0);  // (GradSumKernel: in double)
+  std::vector<T> mg(size_t(C), T(0)), mgx(size_t(C), T(0));
   const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? C : 0);
   k.ns = scaling.data();
   gk.mean = k.mean, gk.rstd = k.rstd, gk.sdy = sdy.data(), gk.sdyx = sdyx.data(), gk.sh = sh, gk.ns = k.ns;
@@ -257,8 +258,9 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
   }
   const T M = T(sh.N * sh.S);
   for (int64_t c = 0; c < C; ++c) {
-    T a = 0, b = 0;
-    for (int64_t blk = 0; blk < nblk; ++blk) a += sdy[size_t(blk * C + c)], b += sdyx[size_t(blk * C + c)];
+    double sa = 0, sb = 0;
+    for (int64_t blk = 0; blk < nblk; ++blk) sa += sdy[size_t(blk * C + c)], sb += sdyx[size_t(blk * C + c)];
+    const T a = T(sa), b = T(sb);  // (rounded once)
     if (db) db[c] = a;
     if (dw) dw[c] = b;
     mg[size_t(c)] = training ? k.w[c] * a / M : T(0);

@@ -50,6 +50,20 @@ def _normalized_shape(x, normalized_shape):
     return ns  # (a zero-size one, as torch allows: empty rows, _empty_rows)
 
 
+def _saved_shape(x, normalized_shape, name, stat):
+    """A backward's ``normalized_shape``: the caller's, or x's dims past the saved statistics' (the
+    forward's leading dims). An x of no more dims than they have (another reshape of the forward's x)
+    is named with them: the default would be (), whose error blamed an argument not passed."""
+    if normalized_shape is not None:
+        return normalized_shape
+    if stat.ndim >= x.ndim:
+        raise ValueError(
+            f"x, {name}: x of shape {tuple(x.shape)} has no dims past the saved statistics' {tuple(stat.shape)} "
+            "(normalized_shape defaults to x.shape[saved.ndim:]); pass the forward's x or normalized_shape"
+        )
+    return tuple(x.shape[stat.ndim :])
+
+
 @bumps_written("out", returns="out")
 @_backend.on_array_device
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
@@ -148,9 +162,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     """
     saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
-    if normalized_shape is None:
-        normalized_shape = tuple(x.shape[saved.mean.ndim :])
-    ns = _normalized_shape(x, normalized_shape)
+    ns = _normalized_shape(x, _saved_shape(x, normalized_shape, "saved.mean", saved.mean))
     R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
 
@@ -188,9 +200,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
     """
     saved = _check_saved(saved, RMSNormSaved, ("inv_rms",))
     mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
-    if normalized_shape is None:
-        normalized_shape = tuple(x.shape[saved.inv_rms.ndim :])
-    ns = _normalized_shape(x, normalized_shape)
+    ns = _normalized_shape(x, _saved_shape(x, normalized_shape, "saved.inv_rms", saved.inv_rms))
     R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     dx, dw, _ = _row_backward(
         mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads, bias_grad=False, out=out
