@@ -11,6 +11,11 @@ path: the (at most two) params a rank boundary cuts, non-contiguous arrays, 16-b
 The native copy gathers and checks every array before it writes any, so where it refuses (an
 array made read-only since the plan was made, a strided gradient) nothing is written and the
 per-array loop runs instead, raising NumPy's own error where it did before.
+
+Each param's elements sit in the flat buffer in the C order of its layout at construction, so a
+param whose layout the user changed in place since is checked before each step
+(:func:`check_layouts`): a new shape over the same elements in the same order (``p.shape = ...``)
+is followed, anything else (strides set, ``resize``) refused.
 """
 
 from __future__ import annotations
@@ -76,6 +81,45 @@ def copies(z) -> Copies:
     if c is None:
         c = z._copies = plan(z)
     return c
+
+
+def layouts(params) -> list:
+    """Each param's (shape, strides): what :func:`check_layouts` compares at every step."""
+    return [(p.shape, p.strides) for p in params]
+
+
+def _element_order(shape, strides):
+    """The byte offsets of an array's elements in its C order (which memory its flat index reads)."""
+    offs = np.zeros((), np.int64)
+    for n, s in zip(shape, strides):
+        offs = offs[..., None] + np.arange(n, dtype=np.int64) * s
+    return offs.reshape(-1)
+
+
+def check_layouts(z) -> None:
+    """Raise ValueError naming a param whose layout changed in place since ``z`` was made unless
+    its C order still reads the same memory, element for element (``p.shape = ...``: its views of
+    the flat buffers then take the new shape). A param re-strided in place (``p.strides = ...``, a
+    transpose) or resized reads other elements in C order than the ones its flat buffer's slice
+    and optimizer state hold: the step updated each element with another one's state, or failed
+    to write the param back after the state had stepped."""
+    now = layouts(z._user)
+    if now == z._layouts:
+        return
+    for i, (p, was, new) in enumerate(zip(z._user, z._layouts, now)):
+        if new == was:
+            continue
+        if p.size != int(np.prod(was[0])) or not np.array_equal(_element_order(*was), _element_order(*new)):
+            raise ValueError(
+                f"params[{i}]: its layout changed in place since the ShardedOptimizer was made (shape "
+                f"{was[0]}, strides {was[1]} then; shape {p.shape}, strides {p.strides} now), so its "
+                "elements are no longer the ones its slice of the flat buffer and its optimizer state "
+                "hold: restore the layout or make a new ShardedOptimizer"
+            )
+    for i, (p, a) in enumerate(zip(z._user, z._offs)):  # (only reshaped: the views follow)
+        z.params[i] = z._flat[a : a + p.size].reshape(p.shape)
+        z._gviews[i] = z._gflat[a : a + p.size].reshape(p.shape)
+    z._layouts, z._copies = now, None
 
 
 def read_params(z) -> None:

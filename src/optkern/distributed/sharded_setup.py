@@ -19,7 +19,7 @@ from .. import _backend
 from .._array_checks import byte_span
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
 from ..optim.optimizer import torch_tensors
-from . import sharded_state
+from . import sharded_copy, sharded_state
 
 
 def groups_of(params, where="params", first: int = 0) -> tuple[list, list]:
@@ -180,6 +180,7 @@ def views_again(z) -> None:
     if not hasattr(z, "_pieces"):  # (pickled when each group's slice was one array)
         z._pieces = [[(a, b)] if b > a else [] for a, b in z._slices]
     z.params = [z._flat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
+    z._layouts = sharded_copy.layouts(z._user)  # (the copied arrays' own: a copy may lay them out anew)
     z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
     base = z.rank * z.chunk
     z._local_grads = [z._shard[a - base : b - base] for cuts in z._pieces for a, b in cuts]
