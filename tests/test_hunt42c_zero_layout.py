@@ -105,5 +105,22 @@ def test_zero1_param_resized_in_place_is_refused_before_anything_is_written():
     assert all(np.array_equal(p, np.ones(p.size, np.float32)) for p in ps)
 
 
+def test_zero1_add_param_group_refuses_a_param_restrided_since():
+    # (adding a group re-lays the flat buffer from the params' C order, the state consolidated in
+    # the old one: it went on silently, each element of the re-strided param with another's state)
+    from mpi4py import MPI
+
+    from optkern import optim
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    ps = _params()
+    z = ShardedOptimizer(optim.Adam, ps, Communicator(MPI.COMM_SELF), lr=0.1)
+    z.step(_grads(ps, 0))
+    _restride(ps[0])
+    with pytest.raises(ValueError, match=r"params\[0\]: its layout changed in place"):
+        z.add_param_group({"params": [np.ones(3, np.float32)]})
+    assert len(z.param_groups) == 1
+
+
 if __name__ == "__main__":
     run_here(globals(), sys.argv[1:])
