@@ -1,4 +1,5 @@
-"""ShardedOptimizer and a param whose layout the user changed in place after construction.
+"""ShardedOptimizer and a param whose layout (or writability) the user changed in place after
+construction.
 
 Each param's elements sit in the flat buffer (and the local optimizers' state) in the C order
 of its layout at construction. ``p.shape = ...`` keeps that order (the same memory, element for
@@ -7,7 +8,8 @@ new shape (a strided param reshaped this way failed to be written back, after th
 stepped). A param re-strided in place (a transposed view of its buffer) or resized reads other
 elements in C order: ValueError naming it before anything is copied or communicated, on every
 rank when one rank alone changed it (that rank raised NumPy's broadcast error after the
-reduce-scatter, the others waited in the all-gather forever).
+reduce-scatter, the others waited in the all-gather forever). A param made read-only on one
+rank is refused alike, on every rank, before the step.
 """
 
 from __future__ import annotations
@@ -79,6 +81,20 @@ def case_restrided_on_rank_0(comm) -> None:
     assert z.optimizer.state_dict()["state"][0]["step"] == state["state"][0]["step"]
 
 
+def case_read_only_on_rank_0(comm) -> None:
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer
+
+    ps = [np.full(10, float(i), np.float32) for i in range(6)]
+    z = ShardedOptimizer(optim.SGD, ps, comm, lr=1.0)
+    z.step([np.ones(10, np.float32)] * 6)
+    if comm.rank == 0:
+        ps[3].flags.writeable = False
+    with raises(ValueError, "params[3]: "):
+        z.step([np.ones(10, np.float32)] * 6)
+    assert all(np.array_equal(p, np.full(10, i - 1.0, np.float32)) for i, p in enumerate(ps))
+
+
 @pytest.mark.spawns
 @pytest.mark.parametrize("n", [1, 2])
 def test_zero1_params_reshaped_in_place_step_as_the_unsharded_optimizer(n):
@@ -88,6 +104,13 @@ def test_zero1_params_reshaped_in_place_step_as_the_unsharded_optimizer(n):
 @pytest.mark.spawns
 def test_zero1_param_restrided_on_one_rank_raises_on_every_rank():
     run_case(__file__, "restrided_on_rank_0", 2, timeout=CASE_TIMEOUT)
+
+
+@pytest.mark.spawns
+def test_zero1_param_made_read_only_on_one_rank_raises_on_every_rank_before_the_step():
+    # (rank 0 wrote its params before that one, then raised, after every rank's state had
+    # stepped; rank 1 stepped on without an error)
+    run_case(__file__, "read_only_on_rank_0", 2, timeout=CASE_TIMEOUT)
 
 
 def test_zero1_param_resized_in_place_is_refused_before_anything_is_written():

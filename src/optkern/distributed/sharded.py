@@ -101,7 +101,8 @@ class ShardedOptimizer(ShardedCheckpoints):
         self.numel = sum(int(p.size) for p in self._user)
         self.world, self.rank = self.comm.size, self.comm.rank
         self._copies = None  # (sharded_copy's plan of the step's copies: made again for this layout)
-        self._layouts = sharded_copy.layouts(self._user)  # (the order of their elements in the flat buffer)
+        # (the order of their elements in the flat buffer, compared at every step)
+        self._layouts, self._layout_words = sharded_copy.layouts(self._user)
         # 8-bit states are quantized in blocks from each param's element 0: the slices are whole
         # blocks, a param cut by a rank boundary starts at a block multiple and each param's piece
         # of a slice is an array of the local optimizer, so that every block is one of the

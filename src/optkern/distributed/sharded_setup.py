@@ -174,7 +174,7 @@ def views_again(z) -> None:
     if not hasattr(z, "_pieces"):  # (pickled when each group's slice was one array)
         z._pieces = [[(a, b)] if b > a else [] for a, b in z._slices]
     z.params = [z._flat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
-    z._layouts = sharded_copy.layouts(z._user)  # (the copied arrays' own: a copy may lay them out anew)
+    z._layouts, z._layout_words = sharded_copy.layouts(z._user)  # (the copies' own: laid out anew)
     z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
     base = z.rank * z.chunk
     z._local_grads = [z._shard[a - base : b - base] for cuts in z._pieces for a, b in cuts]
