@@ -102,6 +102,27 @@ int64_t first_readonly(py::list arrays) {
   return -1;
 }
 
+// The position of the first of `arrays` (NumPy arrays) whose shape or strides are not those in
+// `layout` (per array: ndim, then its dims, then its strides, back to back), or -1. ZeRO-1 keeps
+// each param's elements in the C order of its layout at construction and asks at every step
+// whether a param was reshaped or re-strided in place since: reading shape and strides in Python
+// cost ~0.6 us a param (a third of a step of 1000 small params), here one comparison of words.
+int64_t first_relaid(py::list arrays, const py::array_t<int64_t, py::array::c_style>& layout) {
+  const int64_t* w = layout.data();
+  const int64_t* end = w + layout.size();
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    if (!py::isinstance<py::array>(arrays[i])) throw py::type_error("arrays: expected NumPy arrays");
+    const auto* a = py::detail::array_proxy(arrays[i].ptr());
+    if (w >= end || *w != a->nd || end - w < 1 + 2 * int64_t(a->nd)) return int64_t(i);
+    const int64_t* dims = w + 1;
+    const int64_t* strides = dims + a->nd;
+    for (int k = 0; k < a->nd; ++k)
+      if (dims[k] != int64_t(a->dimensions[k]) || strides[k] != int64_t(a->strides[k])) return int64_t(i);
+    w = strides + a->nd;
+  }
+  return -1;
+}
+
 // Whether every span [ptrs[i], ptrs[i] + nbytes[i]) (ptrs: ints, the grads' first bytes) is aligned to
 // itemsizes[i] and shares no byte with a written span: `wlo` their sorted first bytes, `reach[k]`
 // the furthest end among the first k + 1. (The torch adapter's multi-call steps, between full
@@ -134,6 +155,9 @@ bool spans_clear(py::list ptrs, const py::array_t<int64_t, py::array::c_style>& 
 void register_step_checks(py::module_& m) {
   m.def("first_readonly_", &first_readonly, py::arg("arrays"),
         "The position of the first read-only NumPy array in `arrays`, or -1.");
+  m.def("first_relaid_", &first_relaid, py::arg("arrays"), py::arg("layout"),
+        "The position of the first NumPy array in `arrays` whose shape or strides differ from `layout` (int64: "
+        "per array its ndim, dims and strides, back to back), or -1.");
   m.def("spans_clear", &spans_clear, py::arg("ptrs"), py::arg("nbytes"), py::arg("itemsizes"), py::arg("wlo"),
         py::arg("reach"),
         "Whether every span [ptrs[i], ptrs[i] + nbytes[i]) is aligned to itemsizes[i] and overlaps no written "

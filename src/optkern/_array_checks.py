@@ -197,6 +197,25 @@ def byte_span(a) -> tuple[int, int]:
     return lo, hi
 
 
+def first_sharing(arrays: list) -> tuple[int, int] | None:
+    """``(first, later)``: the indices of two of ``arrays`` that share memory (the pair whose later
+    array comes first in memory order), or None. Byte spans are compared first; only arrays whose
+    spans meet are tested exactly (views that interleave, like ``a[::2]`` and ``a[1::2]``, or a
+    matrix's column blocks, share no element)."""
+    from . import _backend  # (_backend imports this module)
+
+    spans = sorted((*byte_span(a), k) for k, a in enumerate(arrays) if a.size)
+    open_: list = []  # (end, k) of the spans that may still reach the next one
+    for lo, hi, k in spans:
+        open_ = [(end, j) for end, j in open_ if end > lo]
+        for _, j in open_:
+            if _backend.array_module(arrays[k]).shares_memory(arrays[k], arrays[j]):
+                first, later = sorted((j, k))
+                return first, later
+        open_.append((hi, k))
+    return None
+
+
 def check_disjoint(written, read=()) -> None:
     """ValueError unless no ``(lo, hi, name)`` byte span of ``written`` overlaps another written
     span or a ``read`` one (read spans may share memory with each other: nothing writes them).

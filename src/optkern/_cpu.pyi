@@ -43,6 +43,7 @@ __all__: list[str] = [
     "dlpack_exchange_usable",
     "dropout_",
     "first_readonly_",
+    "first_relaid_",
     "get_num_threads",
     "grad_norm",
     "lanczos_orthogonalize_",
@@ -432,6 +433,11 @@ def dropout_(
 def first_readonly_(arrays: list) -> int:
     """
     The position of the first read-only NumPy array in `arrays`, or -1.
+    """
+
+def first_relaid_(arrays: list, layout: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> int:
+    """
+    The position of the first NumPy array in `arrays` whose shape or strides differ from `layout` (int64: per array its ndim, dims and strides, back to back), or -1.
     """
 
 def forked() -> bool:

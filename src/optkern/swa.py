@@ -18,7 +18,7 @@ from operator import attrgetter
 import numpy as np
 
 from . import _backend
-from ._array_checks import byte_span
+from ._array_checks import first_sharing
 from ._atomic import deferring
 from ._foreign import shown_values
 from ._pickling import NativeByName
@@ -47,15 +47,9 @@ def check_disjoint(arrays: list, names: list) -> None:
     place one after another would see each other's writes (or one array be written twice).
     Byte ranges are compared first; only arrays whose ranges meet are tested exactly (views that
     interleave, like ``a[::2]`` and ``a[1::2]``, share no element)."""
-    spans = sorted((*byte_span(a), k) for k, a in enumerate(arrays) if a.size)
-    open_: list = []  # (end, k) of the spans that may still reach the next one
-    for lo, hi, k in spans:
-        open_ = [(end, j) for end, j in open_ if end > lo]
-        for _, j in open_:
-            if _backend.array_module(arrays[k]).shares_memory(arrays[k], arrays[j]):
-                first, later = sorted((j, k))
-                raise ValueError(f"{names[later]}: shares memory with {names[first]}")
-        open_.append((hi, k))
+    pair = first_sharing(arrays)
+    if pair is not None:
+        raise ValueError(f"{names[pair[1]]}: shares memory with {names[pair[0]]}")
 
 
 def check_finite(arrays: list, name: str) -> None:

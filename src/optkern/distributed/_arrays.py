@@ -8,10 +8,10 @@ import numpy as np
 from .. import _backend
 
 
-def _contiguous(x, name: str):
+def _contiguous(x, name: str, any_layout: bool = False):
     if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
         raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
-    if not x.flags.c_contiguous:
+    if not (any_layout or x.flags.c_contiguous):
         raise ValueError(f"{name}: array must be C-contiguous")
     _movable(x, name)
     return x
@@ -32,8 +32,8 @@ def _movable(x, name: str) -> None:
     )
 
 
-def _writable(x, name: str):
-    _contiguous(x, name)
+def _writable(x, name: str, any_layout: bool = False):
+    _contiguous(x, name, any_layout)
     if isinstance(x, np.ndarray) and not x.flags.writeable:
         raise _backend.read_only(name, x)
     return x

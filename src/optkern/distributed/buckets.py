@@ -83,7 +83,9 @@ class Bucket:
             if g is v:
                 if weight is not None:
                     v *= v.dtype.type(weight)
-            elif weight is not None:
+                continue
+            v = _shaped(v, g)
+            if weight is not None:
                 xp.multiply(g, v.dtype.type(weight), out=v)
             else:
                 v[...] = g
@@ -100,9 +102,9 @@ class Bucket:
             g = grads[i]
             if divisor == 1:
                 if g is not v:
-                    g[...] = v
+                    g[...] = _shaped(v, g)
             else:
-                xp.divide(v, v.dtype.type(divisor), out=g)
+                xp.divide(_shaped(v, g), v.dtype.type(divisor), out=g)
 
     def reduce(self, comm, grads, op: str, weight=None) -> None:
         """``grads[i]`` for ``i`` in :attr:`index` replaced by their reduction over the ranks: ``op``
@@ -148,6 +150,15 @@ class Bucket:
 
     def _all_views(self, grads) -> bool:
         return all(grads[i] is v for i, v in zip(self.index, self.views))
+
+
+def _shaped(v, g):
+    """The buffer's view ``v`` in the shape of its gradient ``g``: a param reshaped in place since
+    the buckets were made (``p.shape = ...``: the same elements in the same C order, which the
+    wrapped optimizer steps as such) has its gradients in the new shape, and the copies raised
+    NumPy's broadcast error after the ranks had agreed on the step (on the ranks that reshaped:
+    a rank alone with it left the others waiting in the allreduce forever)."""
+    return v if v.shape == g.shape else v.reshape(g.shape)
 
 
 def _key(p):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _backend
 from .agreement import reduce_mode, refuse_together
+from .buckets import _shaped
 from .groups import grown
 
 
@@ -52,7 +53,10 @@ class ClosureSteps:
 
         def averaged():
             err: BaseException | None = None
-            loss, w, bufs = 0.0, None, self.grad_buffers()
+            # (each buffer in its param's shape: one reshaped in place since the buckets were made
+            # was refused here, where the wrapped optimizer steps it)
+            loss, w = 0.0, None
+            bufs = [_shaped(b, p) for b, p in zip(self.grad_buffers(), self._params)]
             try:
                 loss, grads = _closure.call(closure)
                 loss = _closure.closure_loss(loss)

@@ -59,7 +59,8 @@ def check_same_params(arrays, comm, name: str = "params", check=None, root=None)
 def broadcast_params(arrays, comm, root: int = 0) -> None:
     """Copy rank ``root``'s arrays into every rank's arrays, in place (after checking the layouts).
 
-    Arrays are sent one by one (start-up cost, not a training-step path).
+    Arrays are sent one by one (start-up cost, not a training-step path); any layout (a strided
+    or Fortran-ordered param, which ``ShardedOptimizer`` takes, moves as a contiguous copy).
     """
     comm = as_communicator(comm)
     if isinstance(arrays, Iterator):  # (read once: the layout check read model.parameters() to its end,
@@ -67,11 +68,20 @@ def broadcast_params(arrays, comm, root: int = 0) -> None:
 
     def check(arrays) -> None:  # (this rank's checks, agreed in check_same_params' allgather)
         for i, a in enumerate(arrays):  # (each as bcast checks it: before any array is broadcast)
-            _writable(a, f"arrays[{i}]")
+            _writable(a, f"arrays[{i}]", any_layout=True)
         comm._root(root)
 
     check_same_params(arrays, comm, "arrays", check, root if isinstance(root, numbers.Integral) else None)
-    for a in _backend.as_list(arrays, "arrays"):
-        comm.bcast(a, root, check=False)  # (the layouts and root agreed above)
+    for a in _backend.as_list(arrays, "arrays"):  # (the layouts and root agreed above)
+        if a.flags.c_contiguous:
+            comm.bcast(a, root, check=False)
+            continue
+        # (MPI and NCCL move contiguous bytes: "array must be C-contiguous" refused the params of
+        # other layouts that ShardedOptimizer takes, and its docs ask to broadcast)
+        with _backend._device_of(a):
+            buf = _backend.array_module(a).ascontiguousarray(a)
+        comm.bcast(buf, root, check=False)
+        if comm.rank != root:
+            a[...] = buf
     if comm.rank != root:  # (written through views autograd does not see, as a step writes them)
         _bump_torch_versions(torch_tensors(list(arrays) if isinstance(arrays, (list, tuple)) else [arrays]))

@@ -101,6 +101,8 @@ class ShardedOptimizer(ShardedCheckpoints):
         self.numel = sum(int(p.size) for p in self._user)
         self.world, self.rank = self.comm.size, self.comm.rank
         self._copies = None  # (sharded_copy's plan of the step's copies: made again for this layout)
+        # (the order of their elements in the flat buffer, compared at every step)
+        self._layouts, self._layout_words = sharded_copy.layouts(self._user)
         # 8-bit states are quantized in blocks from each param's element 0: the slices are whole
         # blocks, a param cut by a rank boundary starts at a block multiple and each param's piece
         # of a slice is an array of the local optimizer, so that every block is one of the
@@ -273,6 +275,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         err = w = checked = None
         try:
             if not grown(self.optimizer, self._counts):  # (else checked once it is followed, below)
+                sharded_copy.check_layouts(self)
                 checked, w = check_grads(grads, self._user), self._weight()
         except (TypeError, ValueError) as e:
             err = e
@@ -340,6 +343,7 @@ class ShardedOptimizer(ShardedCheckpoints):
                 "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
             )
         try:
+            sharded_copy.check_layouts(self)  # (a param reshaped in place: before any copy or collective)
             check_optimizer_step(self.optimizer, self._local_grads)
             if not self._skip:
                 if grads is None:

@@ -8,9 +8,14 @@ src[i]`` over lists, what L-BFGS's restore uses too); what it cannot take stays 
 path: the (at most two) params a rank boundary cuts, non-contiguous arrays, 16-bit dtypes (no
 2-byte kernel) and CuPy arrays.
 
-The native copy gathers and checks every array before it writes any, so where it refuses (an
-array made read-only since the plan was made, a strided gradient) nothing is written and the
-per-array loop runs instead, raising NumPy's own error where it did before.
+The native copy gathers and checks every array before it writes any, so where it refuses (a
+strided gradient) nothing is written and the per-array loop runs instead.
+
+Each param's elements sit in the flat buffer in the C order of its layout at construction, so the
+params are checked before each step, before anything is copied or communicated
+(:func:`check_layouts`, its outcome agreed by every rank): a param made read-only since is
+refused, one reshaped in place over the same elements in the same order (``p.shape = ...``) is
+followed, any other change of layout (strides set, ``resize``) refused.
 """
 
 from __future__ import annotations
@@ -76,6 +81,58 @@ def copies(z) -> Copies:
     if c is None:
         c = z._copies = plan(z)
     return c
+
+
+def layouts(params) -> tuple[list, np.ndarray | None]:
+    """Each param's (shape, strides), and the same as the int64 words ``first_relaid_`` compares
+    (None unless every param is a NumPy array): what :func:`check_layouts` compares at every step."""
+    shapes = [(p.shape, p.strides) for p in params]
+    if not all(isinstance(p, np.ndarray) for p in params):
+        return shapes, None
+    return shapes, np.array([w for p in params for w in (p.ndim, *p.shape, *p.strides)], np.int64)
+
+
+def _element_order(shape, strides):
+    """The byte offsets of an array's elements in its C order (which memory its flat index reads)."""
+    offs = np.zeros((), np.int64)
+    for n, s in zip(shape, strides):
+        offs = offs[..., None] + np.arange(n, dtype=np.int64) * s
+    return offs.reshape(-1)
+
+
+def check_layouts(z) -> None:
+    """Raise ValueError naming a param made read-only since ``z`` was made (the step wrote the
+    params before it, then raised after every rank's state had stepped: the other ranks went on),
+    or one whose layout changed in place unless its C order still reads the same memory, element
+    for element (``p.shape = ...``: its views of the flat buffers then take the new shape). A param
+    re-strided in place (``p.strides = ...``, a transpose) or resized reads other elements in C
+    order than the ones its flat buffer's slice and optimizer state hold: the step updated each
+    element with another one's state, or failed to write the param back after the state had
+    stepped. (NumPy params: two native passes, ~1 us per 100 params.)"""
+    words = z._layout_words
+    if words is not None:
+        i = _backend.cpu.first_readonly_(z._user)
+        if i >= 0:
+            raise _backend.read_only(f"params[{i}]", z._user[i])
+        if _backend.cpu.first_relaid_(z._user, words) < 0:
+            return
+    now = layouts(z._user)
+    if now[0] == z._layouts:
+        return
+    for i, (p, was, new) in enumerate(zip(z._user, z._layouts, now[0])):
+        if new == was:
+            continue
+        if p.size != int(np.prod(was[0])) or not np.array_equal(_element_order(*was), _element_order(*new)):
+            raise ValueError(
+                f"params[{i}]: its layout changed in place since the ShardedOptimizer was made (shape "
+                f"{was[0]}, strides {was[1]} then; shape {p.shape}, strides {p.strides} now), so its "
+                "elements are no longer the ones its slice of the flat buffer and its optimizer state "
+                "hold: restore the layout or make a new ShardedOptimizer"
+            )
+    for i, (p, a) in enumerate(zip(z._user, z._offs)):  # (only reshaped: the views follow)
+        z.params[i] = z._flat[a : a + p.size].reshape(p.shape)
+        z._gviews[i] = z._gflat[a : a + p.size].reshape(p.shape)
+    (z._layouts, z._layout_words), z._copies = now, None
 
 
 def read_params(z) -> None:

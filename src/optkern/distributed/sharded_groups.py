@@ -12,7 +12,7 @@ optimizer as it was.
 
 from __future__ import annotations
 
-from . import hyper_check, sharded_setup, sharded_state
+from . import hyper_check, sharded_copy, sharded_setup, sharded_state
 from .agreement import agree, reduce_mode
 from .data_parallel import check_grads
 
@@ -57,7 +57,12 @@ def regroup(z, groups: list) -> None:
     that differ between ranks, a group the local optimizer refuses) raises on every rank and
     puts every rank's ``z`` back as it was."""
     user = [p for g in groups for p in g["params"]]
-    agree(z.comm, lambda: _run(sharded_setup.check_params, user), "the shards' params")
+
+    def check() -> None:
+        sharded_copy.check_layouts(z)  # (the state is consolidated in the order of their elements)
+        sharded_setup.check_params(user)
+
+    agree(z.comm, lambda: _run(check), "the shards' params")
     state = z._consolidated(None)  # (every rank: each takes its new slices from it)
     saved = dict(vars(z))
     try:

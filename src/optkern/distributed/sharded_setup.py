@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import _backend
-from .._array_checks import byte_span
+from .._array_checks import first_sharing
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
 from ..optim.optimizer import torch_tensors
-from . import sharded_state
+from . import sharded_copy, sharded_state
 
 
 def groups_of(params, where="params", first: int = 0) -> tuple[list, list]:
@@ -71,24 +71,18 @@ def check_params(params) -> None:
 def check_distinct(params) -> None:
     """Raise ValueError naming the later of two params that share memory (the same array twice, or
     overlapping views): each is copied back from its own slice of the flat buffer after a step, so
-    one would overwrite the other's update (an unsharded optimizer refuses them too)."""
-    spans: list = []
+    one would overwrite the other's update (an unsharded optimizer refuses them too). Views that
+    interleave without sharing an element (a matrix's column blocks, ``a[::2]`` and ``a[1::2]``)
+    are distinct params: each is written back element by element."""
     seen: dict = {}
     for i, p in enumerate(params):
         j = seen.setdefault(id(p), i)
         if j != i:
             raise ValueError(f"params[{i}]: the same array as params[{j}] (a parameter appears twice)")
-        lo, hi = byte_span(p)
-        if hi > lo:
-            spans.append((lo, hi, i))
-    spans.sort()
-    far = None  # the span reaching furthest so far
-    for s in spans:
-        if far is not None and s[0] < far[1]:
-            i, j = max(s[2], far[2]), min(s[2], far[2])
-            raise ValueError(f"params[{i}] shares memory with params[{j}] (aliasing arrays cannot be updated in place)")
-        if far is None or s[1] > far[1]:
-            far = s
+    pair = first_sharing(params)
+    if pair is not None:
+        j, i = pair
+        raise ValueError(f"params[{i}] shares memory with params[{j}] (aliasing arrays cannot be updated in place)")
 
 
 def align_of(hyper: dict) -> int:
@@ -180,6 +174,7 @@ def views_again(z) -> None:
     if not hasattr(z, "_pieces"):  # (pickled when each group's slice was one array)
         z._pieces = [[(a, b)] if b > a else [] for a, b in z._slices]
     z.params = [z._flat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
+    z._layouts, z._layout_words = sharded_copy.layouts(z._user)  # (the copies' own: laid out anew)
     z._gviews = [z._gflat[a : a + p.size].reshape(p.shape) for a, p in zip(z._offs, z._user)]
     base = z.rank * z.chunk
     z._local_grads = [z._shard[a - base : b - base] for cuts in z._pieces for a, b in cuts]

@@ -170,6 +170,22 @@ def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
                 )
         elif field in _SQUARED and not (np.isfinite(v * v) and v * v > 0):
             raise ValueError(f"{name}: {v!r} squared is not a finite positive float64 (b^2 starts at b0^2)")
+    if "b0" in hp._fields and "lr" in hp._fields:
+        _check_rate_bound(hp.lr, hp.b0, dtype, (names or {}).get("b0") or n("b0"))
+
+
+def _check_rate_bound(lr: float, b0: float, dtype: np.dtype, name: str) -> None:
+    """AdaGrad-Norm steps with the rate ``lr / b`` (``b`` grows from ``b0``), rounded to the step's
+    dtype (float32 below float64): past that dtype's max it rounds to inf, and a zero gradient's
+    step inf * 0 turned every param into NaN. (Once the first gradient is in ``b^2``, ``rate * |g'|
+    <= lr``: the largest rate is the only one to bound.)"""
+    top = float(np.finfo(np.float32 if dtype.itemsize < 8 else np.float64).max)
+    if b0 > 0 and lr / b0 > top:
+        raise ValueError(
+            f"{name}: {b0!r} makes the step size lr / b0 = {lr / b0:.4g} overflow "
+            f"{'float32' if dtype.itemsize < 8 else 'float64'} (max {top:.4g}), where a zero gradient's "
+            f"step is NaN: the smallest usable b0 with lr={lr!r} is {lr / top:.4g}"
+        )
 
 
 def _check_params_dtype(hp: tuple, params) -> None:

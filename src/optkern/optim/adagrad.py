@@ -14,7 +14,7 @@ from . import _lowp_norm, _state_checks
 from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
-from .sgd import sgd_
+from .sgd import SGDHyper, _sgd_call
 
 
 class AdagradHyper(NamedTuple):
@@ -223,7 +223,12 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
             b_sq = run.extra["b_sq"]
             b_sq += self.global_sq_norm(params, grads)
             b2 = float(b_sq[0])
-            sgd_(params, grads, lr=lr / math.sqrt(b2) if b2 > 0 else 0.0, weight_decay=wd, maximize=maximize)
+            # (the rule's rate, rules::adagrad_norm_at, stepped by the same kernel that the native
+            # adagrad_norm_ applies; not through sgd_, whose bound on a user's lr refused a rate
+            # above 4.3e9 -- a small b0 and a zero first gradient -- after b^2 had been summed over
+            # the ranks and updated, where the unsharded optimizer steps)
+            rate = lr / math.sqrt(b2) if b2 > 0 else 0.0
+            _sgd_call(run.mod, params, grads, None, SGDHyper(rate, 0.0, 0.0, wd, False, maximize, False), 2)
         if self._lowp is not None:
             _lowp_norm.round_into_params(self, run)
 
