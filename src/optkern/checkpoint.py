@@ -22,7 +22,8 @@ SHA-256 -- and ``meta_sha256`` the SHA-256 of ``meta``; members ``a0``, ``a1``..
 arrays (CuPy arrays are saved from a host copy). Arrays are saved bit for bit (NaN payloads,
 infinities, -0.0, 0-size shapes) and C-contiguous: a Fortran-order or strided array loads as a
 C-contiguous array of the same shape and values (a target restored in place keeps its own
-layout). NumPy scalars come back as Python numbers (an ``np.longdouble`` that a float cannot
+layout). Arrays load in the machine's byte order (a file written big-endian restores as the same values).
+NumPy scalars come back as Python numbers (an ``np.longdouble`` that a float cannot
 hold as a 0-d array); a masked array, or a number a float cannot hold, is refused (TypeError).
 It is written to a temporary file in the same directory, flushed and fsync'ed, renamed over
 ``path`` (atomic; an existing file's permission bits are kept) and the directory is
@@ -165,6 +166,11 @@ def _read_members(z) -> dict:
             )
         if _sha256(a) != spec["sha256"]:
             raise _Corrupt(f"array a{k} checksum mismatch (the file was altered)")
+        if not a.dtype.isnative:
+            # (a big-endian machine's file, or a byte-swapped array saved): this machine's order, the
+            # same values -- an array target of the native dtype refused '>f8' as another dtype, and
+            # torch.from_numpy refused it for a torch target with an error naming neither
+            a = a.astype(a.dtype.newbyteorder("="))
         arrays.append(a)
     return {
         name: _Entry(e["kind"], e["type"], _decode(e["data"], arrays), e["data"], arrays)
