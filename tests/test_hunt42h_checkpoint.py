@@ -76,3 +76,39 @@ def test_a_big_endian_file_restores_torch_targets(tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(m2.state_dict()[k], v)
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+# ---- a failed load leaves the groups a scheduler drives as they were -----------------------------
+
+
+def _scheduled(lr=0.1):
+    from optkern import schedules as S
+
+    ps = [np.ones(3, np.float32)]
+    opt = O.Adam(ps, lr=lr)
+    return opt, S.cosine(0.1, T_max=10).attach(opt), S.momentum_scheduler(opt, S.constant(0.8))
+
+
+def test_a_failed_load_leaves_a_hand_set_value_of_a_scheduled_group(tmp_path):
+    from optkern import swa
+
+    path = str(tmp_path / "ck.npz")
+    opt, sched, mom = _scheduled()
+    for _ in range(3):
+        opt.step([np.ones(3, np.float32)])
+        sched.step()
+        mom.step()
+    optkern.save(path, sched=sched, mom=mom, avg=swa.AveragedParams([np.ones(3, np.float32)]))
+    opt2, sched2, mom2 = _scheduled()
+    opt2.param_groups[0]["lr"] = 0.5  # set by hand (or by another scheduler) after the schedule's write
+    opt2.param_groups[0]["betas"] = (0.7, 0.999)
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt2.param_groups]
+    states = (sched2.state_dict(), mom2.state_dict(), sched2.get_last_lr(), mom2.get_last_lr())
+    bad = swa.AveragedParams([np.ones(4, np.float32)])  # the saved average does not fit: its load fails
+    with pytest.raises(ValueError, match="avg"):
+        optkern.load(path, sched=sched2, mom=mom2, avg=bad)
+    assert [{k: v for k, v in g.items() if k != "params"} for g in opt2.param_groups] == groups
+    assert (sched2.state_dict(), mom2.state_dict(), sched2.get_last_lr(), mom2.get_last_lr()) == states
+    # and a load that succeeds still writes the schedules' values
+    optkern.load(path, sched=sched2, mom=mom2)
+    assert opt2.param_groups[0]["lr"] == sched.get_last_lr()[0] and opt2.param_groups[0]["betas"][0] == 0.8
