@@ -112,3 +112,15 @@ def test_a_failed_load_leaves_a_hand_set_value_of_a_scheduled_group(tmp_path):
     # and a load that succeeds still writes the schedules' values
     optkern.load(path, sched=sched2, mom=mom2)
     assert opt2.param_groups[0]["lr"] == sched.get_last_lr()[0] and opt2.param_groups[0]["betas"][0] == 0.8
+
+
+def test_a_scheduler_whose_key_was_reassigned_is_named_whatever_its_place(tmp_path):
+    path = str(tmp_path / "ck.npz")
+    opt, sched, _ = _scheduled()
+    optkern.save(path, sched=sched, w=np.zeros(2))
+    opt2, sched2, _ = _scheduled()
+    sched2.key = "momentum"  # (Adam's groups have none)
+    for order in (("sched", "w"), ("w", "sched")):
+        targets = {"sched": sched2, "w": np.zeros(2)}
+        with pytest.raises(ValueError, match="key: this Scheduler was built to drive 'lr'"):
+            optkern.load(path, **{k: targets[k] for k in order})

@@ -350,6 +350,7 @@ class Scheduler:
         """A callable putting back what :meth:`load_state_dict` changes, as it is now: this scheduler's
         state and its groups' entries (``optkern.load``'s undo when a later target fails: a reload of
         the state dict wrote the schedule's value over an entry set by hand or by another scheduler)."""
+        self._check_target()  # (a key assigned since: named, as load_state_dict names it, not a KeyError)
         init = "initial_" + self._label
         state = (self.last_step, list(self.base_values), self.relative, list(self._last_values))
         entries = [(_scalar(self._get(g)), g.get(init, _ABSENT)) for g in self.optimizer.param_groups]
