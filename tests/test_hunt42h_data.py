@@ -53,3 +53,41 @@ def test_good_options_assigned_later_are_used():
     want.epoch = 1
     assert [b.tolist() for b in loader] == [b.tolist() for b in want]
     assert loader.state_dict() == {"epoch": 2, "seed": 5, "batch": 0}
+
+
+# ---- a position restored inside the loop stays restored ---------------------------------------
+
+
+def test_a_state_loaded_inside_the_loop_is_kept_after_it():
+    x = np.arange(20.0)
+    loader = BatchLoader(x, None, 4, seed=1)
+    saved = None
+    for i, _ in enumerate(loader):
+        if i == 1:
+            saved = loader.state_dict()
+        if i == 3:  # (a rollback to the checkpoint, as on a NaN loss, then out of the loop)
+            loader.load_state_dict(saved)
+            break
+    assert loader.state_dict() == saved == {"epoch": 0, "seed": 1, "batch": 2}
+    rest = [b.tolist() for b in loader]
+    assert rest == [b.tolist() for b in BatchLoader(x, None, 4, seed=1).batches(0, 2)]
+    assert loader.epoch == 1
+
+
+def test_an_epoch_assigned_inside_the_loop_is_kept():
+    loader = BatchLoader(np.arange(20.0), None, 4)
+    for _ in loader:
+        loader.epoch = 7
+        break
+    assert loader.epoch == 7 and loader.state_dict()["batch"] == 0
+
+
+def test_an_epoch_left_early_still_counts_as_done():
+    loader = BatchLoader(np.arange(20.0), None, 4)
+    for _ in loader:
+        break
+    assert loader.state_dict() == {"epoch": 1, "seed": 0, "batch": 0}
+    it = iter(loader)
+    next(it)
+    it.close()
+    assert loader.epoch == 2

@@ -64,7 +64,8 @@ class BatchLoader(NativeByName):
     advances :attr:`epoch`. Batches are gathered with the arrays' own library
     (the index permutation is moved to the GPU for CuPy arrays). :meth:`state_dict` holds the
     epoch and, taken inside the loop, how many of its batches were handed out: a loader restored
-    from it goes on with the next batch, as the run that went on did.
+    from it goes on with the next batch, as the run that went on did -- restored inside the loop too
+    (a rollback; leaving the loop then keeps the restored position instead of ending the epoch).
     """
 
     def __init__(self, x, y=None, batch_size_schedule=32, seed=0, *, shuffle=True, drop_last=False):
@@ -154,13 +155,19 @@ class BatchLoader(NativeByName):
         self.batch_size(e)  # a schedule's bad size raises here, before the epoch counts as begun
         self._seed(), self._option("shuffle"), self._option("drop_last")  # (and options assigned since)
         k = self._taken()
+        mine = getattr(self, "_pos", None)  # (a loader pickled before it kept a position: none)
         try:
             for batch in self.batches(e, k):
                 k += 1
-                self._pos = (e, k)  # (counted when handed out: a state dict taken in the loop resumes after it)
+                # (counted when handed out: a state dict taken in the loop resumes after it)
+                self._pos = mine = (e, k)
                 yield batch
         finally:
-            self.epoch, self._pos = e + 1, (e + 1, 0)
+            # the epoch done (or left early), unless the loop restored another position meanwhile
+            # (load_state_dict, as a rollback on a NaN loss does, or an epoch assigned): advancing
+            # overwrote it, and the restored run skipped the rest of its epoch
+            if self.epoch == e and getattr(self, "_pos", None) is mine:
+                self.epoch, self._pos = e + 1, (e + 1, 0)
 
     def state_dict(self) -> dict:
         """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
