@@ -13,7 +13,13 @@ import functools
 import inspect
 import sys
 
+import numpy as np
+
+from . import _backend
 from .optim.optimizer import _bump_torch_versions
+
+#: argument types that are never an iterator to read once (the common case, told by one type look-up)
+_NOT_ITERATORS = frozenset({list, tuple, np.ndarray, type(None)})
 
 
 def bumps_written(*names: str, when: str | None = None, also: tuple = (), returns: str | None = None):
@@ -33,6 +39,7 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = (), return
         extra = (*((when,) if when else ()), *((returns,) if returns else ()))
         at = {n: list(params).index(n) for n in (*names, *also, *extra)}
         flag_default = params[when].default if when else None
+        written = (*names, *also)
 
         def pick(args, kwargs, n, default=None):
             i = at[n]
@@ -40,6 +47,17 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = (), return
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
+            # an iterable other than a list or tuple (a generator of grads) read once, into a list that
+            # fn writes and the bump below reads: fn's pass used a generator up, and the tensors it
+            # wrote kept their versions (a saved graph differentiated the clipped values silently)
+            for n in written:
+                i = at[n]
+                v = args[i] if i < len(args) else kwargs.get(n)
+                if type(v) not in _NOT_ITERATORS and (r := _backend.read_once(v)) is not v:
+                    if i < len(args):
+                        args = (*args[:i], r, *args[i + 1 :])
+                    else:
+                        kwargs[n] = r
             result = fn(*args, **kwargs)
             torch = sys.modules.get("torch")  # (no tensor without torch)
             if torch is not None:

@@ -22,7 +22,8 @@ SHA-256 -- and ``meta_sha256`` the SHA-256 of ``meta``; members ``a0``, ``a1``..
 arrays (CuPy arrays are saved from a host copy). Arrays are saved bit for bit (NaN payloads,
 infinities, -0.0, 0-size shapes) and C-contiguous: a Fortran-order or strided array loads as a
 C-contiguous array of the same shape and values (a target restored in place keeps its own
-layout). NumPy scalars come back as Python numbers (an ``np.longdouble`` that a float cannot
+layout). Arrays load in the machine's byte order (a file written big-endian restores as the same values).
+NumPy scalars come back as Python numbers (an ``np.longdouble`` that a float cannot
 hold as a 0-d array); a masked array, or a number a float cannot hold, is refused (TypeError).
 It is written to a temporary file in the same directory, flushed and fsync'ed, renamed over
 ``path`` (atomic; an existing file's permission bits are kept) and the directory is
@@ -39,8 +40,9 @@ modules by their state dict's keys -- missing and unexpected ones, as torch's st
 and each tensor's shape and dtype; the saved type name must match; array targets must not
 share memory), then each one's ``load_state_dict`` (arrays: a copy into the target, onto its
 device) runs, and if one of them still fails, the targets already restored get their
-previous state back. Optimizers copy the state onto their parameters' device. (Kinds of
-targets: ``_checkpoint_kinds.py``; the encoding: ``_checkpoint_codec.py``.)
+previous state back (a Scheduler's groups too: the values it drives, as they were).
+Optimizers copy the state onto their parameters' device. (Kinds of targets:
+``_checkpoint_kinds.py``; the encoding: ``_checkpoint_codec.py``.)
 """
 
 from __future__ import annotations
@@ -165,6 +167,11 @@ def _read_members(z) -> dict:
             )
         if _sha256(a) != spec["sha256"]:
             raise _Corrupt(f"array a{k} checksum mismatch (the file was altered)")
+        if not a.dtype.isnative:
+            # (a big-endian machine's file, or a byte-swapped array saved): this machine's order, the
+            # same values -- an array target of the native dtype refused '>f8' as another dtype, and
+            # torch.from_numpy refused it for a torch target with an error naming neither
+            a = a.astype(a.dtype.newbyteorder("="))
         arrays.append(a)
     return {
         name: _Entry(e["kind"], e["type"], _decode(e["data"], arrays), e["data"], arrays)
@@ -268,6 +275,17 @@ def _prepared(path, targets: dict) -> tuple:
     return path, stored, given
 
 
+def _undo(kind, target, name: str):
+    """A callable putting ``target`` back as it is now: its own ``_restore_point()`` where its load
+    writes more than its state dict holds (a Scheduler: the optimizer's groups), else its state's host
+    copy loaded back (the live arrays may change)."""
+    point = getattr(target, "_restore_point", None)
+    if callable(point):
+        return point()
+    before = _host_copy(kind.dump(target), name, to_torch=kind.name == "state" and _wants_torch(target))
+    return lambda: kind.apply(target, before)
+
+
 def _named(e: Exception, path: str, name: str) -> Exception:
     """``e`` (a TypeError / ValueError about an entry's data) naming the file and the entry."""
     sep = "" if str(e).startswith("[") else ": "  # a path inside the entry continues the name
@@ -282,19 +300,15 @@ def _apply_all(path: str, targets: dict, given: dict) -> None:
     try:
         for i, (name, target) in enumerate(items):
             kind = _kind_of(target)
-            # only a later failure needs the current state: a host copy for all targets but the last
-            before = (
-                _host_copy(kind.dump(target), name, to_torch=kind.name == "state" and _wants_torch(target))
-                if i < len(items) - 1
-                else None
-            )
+            # only a later failure needs the current state: an undo for all targets but the last
+            undo = _undo(kind, target, name) if i < len(items) - 1 else None
             kind.apply(target, given[name])
-            done.append((kind, target, before))
+            done.append(undo)
     except BaseException as e:  # (Ctrl-C too: the targets restored so far must not stay so)
         # (each target's own state of before, as it was: a diverged one's NaN included)
         with restoring_own_state():
-            for kind, target, before in reversed(done):
-                kind.apply(target, before)
+            for undo in reversed(done):
+                undo()
         # a target that only its own loader checks (LBFGS, SAM, schedulers, GradScaler, averages,
         # ...) raised that loader's bare message: named as the checks before it name theirs
         if isinstance(e, Exception) and type(e) in (TypeError, ValueError) and name is not None:

@@ -64,7 +64,8 @@ class BatchLoader(NativeByName):
     advances :attr:`epoch`. Batches are gathered with the arrays' own library
     (the index permutation is moved to the GPU for CuPy arrays). :meth:`state_dict` holds the
     epoch and, taken inside the loop, how many of its batches were handed out: a loader restored
-    from it goes on with the next batch, as the run that went on did.
+    from it goes on with the next batch, as the run that went on did -- restored inside the loop too
+    (a rollback; leaving the loop then keeps the restored position instead of ending the epoch).
     """
 
     def __init__(self, x, y=None, batch_size_schedule=32, seed=0, *, shuffle=True, drop_last=False):
@@ -107,7 +108,18 @@ class BatchLoader(NativeByName):
 
     def _count(self, epoch: int) -> int:
         b = self.batch_size(epoch)
-        return self.n // b if self.drop_last else -(-self.n // b)
+        return self.n // b if self._option("drop_last") else -(-self.n // b)
+
+    # The options are public attributes, assignable as the constructor's arguments: read checked by
+    # name, as it checks them ("no" for shuffle or drop_last read as True silently; a seed of -1 or
+    # None raised NumPy's or Python's unnamed errors, from inside an epoch already counted as begun).
+    def _option(self, name: str) -> bool:
+        v = getattr(self, name)
+        return v if type(v) is bool else _backend.flag(name, v)
+
+    def _seed(self) -> int:
+        s = self.seed
+        return s if type(s) is int and s >= 0 else _backend.integer("seed", s, 0)
 
     def _taken(self) -> int:
         """Batches of the current epoch handed out (0 unless it stopped or was restored inside it)."""
@@ -117,9 +129,10 @@ class BatchLoader(NativeByName):
     def order(self, epoch: int | None = None):
         """The example order of ``epoch`` (a host int64 array)."""
         e = self.epoch if epoch is None else _backend.integer("epoch", epoch, 0)
-        if not self.shuffle:
+        seed = self._seed()
+        if not self._option("shuffle"):
             return np.arange(self.n)
-        return np.random.default_rng(_epoch_seed(self.seed, e)).permutation(self.n)
+        return np.random.default_rng(_epoch_seed(seed, e)).permutation(self.n)
 
     def batches(self, epoch: int | None = None, start: int = 0):
         """Yield the batches of ``epoch`` from its batch ``start`` on (at most its batch count), without
@@ -127,11 +140,12 @@ class BatchLoader(NativeByName):
         e = self.epoch if epoch is None else epoch
         b = self.batch_size(e)
         start = _backend.integer("start", start, 0)
-        count = self.n // b if self.drop_last else -(-self.n // b)
+        drop_last = self._option("drop_last")
+        count = self.n // b if drop_last else -(-self.n // b)
         if start > count:  # (as load_state_dict's batch: past the end was an empty epoch, silently)
             raise ValueError(f"start: batch {start}, but epoch {e} has {count}")
         idx = self._xp.asarray(self.order(e))
-        stop = self.n - self.n % b if self.drop_last else self.n
+        stop = self.n - self.n % b if drop_last else self.n
         for s in range(start * b, stop, b):
             i = idx[s : s + b]
             yield self.x[i] if self.y is None else (self.x[i], self.y[i])
@@ -139,19 +153,26 @@ class BatchLoader(NativeByName):
     def __iter__(self):
         e = self.epoch
         self.batch_size(e)  # a schedule's bad size raises here, before the epoch counts as begun
+        self._seed(), self._option("shuffle"), self._option("drop_last")  # (and options assigned since)
         k = self._taken()
+        mine = getattr(self, "_pos", None)  # (a loader pickled before it kept a position: none)
         try:
             for batch in self.batches(e, k):
                 k += 1
-                self._pos = (e, k)  # (counted when handed out: a state dict taken in the loop resumes after it)
+                # (counted when handed out: a state dict taken in the loop resumes after it)
+                self._pos = mine = (e, k)
                 yield batch
         finally:
-            self.epoch, self._pos = e + 1, (e + 1, 0)
+            # the epoch done (or left early), unless the loop restored another position meanwhile
+            # (load_state_dict, as a rollback on a NaN loss does, or an epoch assigned): advancing
+            # overwrote it, and the restored run skipped the rest of its epoch
+            if self.epoch == e and getattr(self, "_pos", None) is mine:
+                self.epoch, self._pos = e + 1, (e + 1, 0)
 
     def state_dict(self) -> dict:
         """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
         the loop over it)."""
-        return {"epoch": self.epoch, "seed": self.seed, "batch": self._taken()}
+        return {"epoch": self.epoch, "seed": self._seed(), "batch": self._taken()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; the whole of ``state`` is checked before anything changes."""

@@ -42,7 +42,8 @@ from .optim.sgd import SGDHyper as SGDHyper
 
 def _versioned(fn):
     """``fn`` with a lone foreign array viewed first (``as_array``: adagrad_norm_'s ``b_sq`` tensor
-    was refused; lists are viewed by ``fn``, keyword-only hyper-parameters left as given), then
+    was refused; lists are viewed by ``fn``, other iterables read into lists once, keyword-only
+    hyper-parameters left as given), then
     the version counters of the torch tensors it wrote bumped (every array argument but
     ``grads``: params and state, in lists or alone), as ``Optimizer.step`` bumps its params':
     written through views autograd does not see, a graph saved before the step would otherwise
@@ -56,9 +57,15 @@ def _versioned(fn):
         given = dict(zip(arrays, args))
         if kwargs and not named.isdisjoint(kwargs):
             given.update({k: v for k, v in kwargs.items() if k in named})
-        # (one pass over the types: lists, tuples and NumPy arrays are never foreign)
+        # (one pass over the types: lists, tuples and NumPy arrays are never foreign, nor iterators)
         if not set(map(type, given.values())) <= _backend._NEVER_FOREIGN:
             views = {k: _backend.as_array(v, k) for k, v in given.items() if _backend.is_foreign(v)}
+            # an iterable other than a list or tuple (a generator, a dict's values) read once, into a
+            # list that both fn and the version bump below see: fn's pass used a generator up, and
+            # the tensors it wrote kept their versions (a saved graph differentiated the new values)
+            lists = {k: r for k, v in given.items() if k not in views and (r := _backend.read_once(v)) is not v}
+            given.update(lists)
+            views.update(lists)
             if views:
                 args = tuple(views.get(n, a) for n, a in zip(arrays, args)) + args[len(arrays) :]
                 kwargs = {k: views.get(k, v) for k, v in kwargs.items()}

@@ -346,6 +346,29 @@ class Scheduler:
             g["initial_" + self._label] = b
         self._write(values)
 
+    def _restore_point(self):
+        """A callable putting back what :meth:`load_state_dict` changes, as it is now: this scheduler's
+        state and its groups' entries (``optkern.load``'s undo when a later target fails: a reload of
+        the state dict wrote the schedule's value over an entry set by hand or by another scheduler)."""
+        self._check_target()  # (a key assigned since: named, as load_state_dict names it, not a KeyError)
+        init = "initial_" + self._label
+        state = (self.last_step, list(self.base_values), self.relative, list(self._last_values))
+        entries = [(_scalar(self._get(g)), g.get(init, _ABSENT)) for g in self.optimizer.param_groups]
+
+        def restore() -> None:
+            self._write([v for v, _ in entries])  # (as a step writes: a tensor lr filled in place)
+            for g, (_, b) in zip(self.optimizer.param_groups, entries):
+                if b is _ABSENT:
+                    g.pop(init, None)
+                else:
+                    g[init] = b
+            self.last_step, self.base_values, self.relative, self._last_values = state
+
+        return restore
+
+
+_ABSENT = object()  # (a group's 'initial_<key>' entry that was not there)
+
 
 def _check_target_types(key, index) -> None:
     if not isinstance(key, str):
