@@ -1,0 +1,58 @@
+"""optkern.regularize: EarlyStopping resumed under another patience, and save_state of a torch
+tensor that is a lazy negated / conjugated view.
+
+* ``load_state_dict`` took ``should_stop`` from the state: a run with patience 1 that stopped,
+  resumed with patience 10 to train longer, said ``should_stop=True`` (a loop checking it stopped at
+  once) until the next bad check set it back to False -- ``step`` sets it as ``num_bad > patience``.
+* ``save_state`` of a state holding a tensor with the negative (or conjugate) bit raised torch's
+  "Can't call numpy() on Tensor that has negative bit set"; its values are saved now."""
+
+import numpy as np
+import pytest
+
+from optkern import regularize as reg
+
+
+def _after(metrics, patience):
+    es = reg.EarlyStopping(patience=patience)
+    for m in metrics:
+        es.step(m)
+    return es
+
+
+@pytest.mark.parametrize("saved_patience, patience", [(1, 10), (10, 0), (2, 2)])
+def test_should_stop_follows_the_loading_stoppers_patience(saved_patience, patience):
+    metrics = [1.0, 2.0, 3.0, 4.0]  # best at check 0, then three bad checks
+    state = _after(metrics, saved_patience).state_dict()
+    es = reg.EarlyStopping(patience=patience)
+    es.load_state_dict(state)
+    # as a stopper of this patience that saw the same checks
+    same = _after(metrics, patience)
+    assert es.should_stop == same.should_stop == (3 > patience)
+    assert es.state_dict() == same.state_dict()
+    assert es.step(5.0) == same.step(5.0)
+
+
+def test_a_flag_of_the_wrong_kind_is_still_refused():
+    state = _after([1.0, 2.0], 1).state_dict()
+    with pytest.raises(TypeError, match=r"^state\['should_stop'\]: "):
+        reg.EarlyStopping().load_state_dict({**state, "should_stop": "yes"})
+
+
+def test_save_state_of_lazy_neg_and_conj_tensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    z = torch.tensor([1 + 2j, 3 - 4j])
+    neg = z.conj().imag  # (a real view with the negative bit set)
+    assert neg.is_neg()
+    conj = z.conj()
+    assert conj.is_conj()
+    path = tmp_path / "s.npz"
+    reg.save_state(path, {"neg": neg, "conj": conj})
+    back = reg.load_state(path)
+    np.testing.assert_array_equal(back["neg"].numpy(), [-2.0, 4.0])
+    assert back["conj"].dtype == torch.complex64
+    np.testing.assert_array_equal(back["conj"].numpy(), [1 - 2j, 3 + 4j])
+    # through EarlyStopping's path too
+    es = reg.EarlyStopping(path=tmp_path / "best.npz")
+    es.step(1.0, state={"w": neg})
+    np.testing.assert_array_equal(es.restore()["w"].numpy(), [-2.0, 4.0])
