@@ -56,3 +56,35 @@ def test_save_state_of_lazy_neg_and_conj_tensors(tmp_path):
     es = reg.EarlyStopping(path=tmp_path / "best.npz")
     es.step(1.0, state={"w": neg})
     np.testing.assert_array_equal(es.restore()["w"].numpy(), [-2.0, 4.0])
+
+
+@pytest.mark.parametrize("fn", ["mixup", "cutmix"])
+def test_bfloat16_batches_are_mixed(fn):
+    """A bfloat16 batch (ml_dtypes', a torch bfloat16 tensor's view) is floating: it was refused as
+    "x: expected a floating dtype, got bfloat16". Mixed in bfloat16 as float16 is in float16: the
+    same draw as float32, the result the float32 mix to bfloat16's rounding, targets in bfloat16."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    rng = np.random.default_rng(0)
+    x32 = rng.standard_normal((4, 2, 5, 5)).astype(bf16).astype(np.float32)  # (values bfloat16 holds)
+    y = np.array([0, 1, 2, 1])
+    got = getattr(reg, fn)(x32.astype(bf16), y, num_classes=3, rng=7)
+    want = getattr(reg, fn)(x32, y, num_classes=3, rng=7)
+    assert got.lam == want.lam and np.array_equal(got.perm, want.perm) and got.box == want.box
+    assert got.x.dtype == bf16 and got.y.dtype == bf16
+    np.testing.assert_allclose(got.x.astype(np.float32), want.x, rtol=2**-7, atol=2**-7 * np.abs(x32).max())
+    np.testing.assert_allclose(got.y.astype(np.float32), want.y, atol=2**-8)
+    np.testing.assert_allclose(got.y.astype(np.float64).sum(axis=1), 1.0, atol=2**-7)
+    # soft bfloat16 targets, and bfloat16 as soft_targets' dtype
+    soft = getattr(reg, fn)(x32.astype(bf16), np.eye(3, dtype=bf16)[y], rng=7)
+    assert soft.y.dtype == bf16
+    np.testing.assert_array_equal(reg.soft_targets(y, 4, 3, dtype=bf16).astype(np.float32), np.eye(3)[y])
+
+
+def test_bfloat16_torch_batch_and_the_other_dtypes_still_refused():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(3, 4, dtype=torch.bfloat16)
+    m = reg.mixup(x, torch.tensor([0, 1, 0]), num_classes=2, rng=0)
+    assert m.x.dtype.name == "bfloat16"
+    with pytest.raises(TypeError, match=r"^x: expected a floating dtype \(float16, bfloat16, float32, float64\), got"):
+        reg.mixup(np.ones((3, 4), np.int32), np.array([0, 1, 0]), num_classes=2)
