@@ -20,3 +20,31 @@ def test_mlp_norm_eps_message(eps, what):
     with pytest.raises(ValueError, match=rf"^norm_eps: 1e[-+]50 {what} float32") as e:
         MLP([2, 3, 2], norm="batch", norm_eps=eps)
     assert "np." not in str(e.value)
+
+
+def test_torch_adagrad_norm_b0_message():
+    torch = pytest.importorskip("torch")
+    from optkern.torch import AdagradNorm
+
+    for b0 in (np.float64(1e200), torch.tensor(1e200, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"^param_groups\[0\]\['b0'\]: .*, got 1e\+200$"):
+            AdagradNorm([torch.zeros(2, requires_grad=True)], b0=b0)
+
+
+@pytest.mark.parametrize(
+    "key, first, second, shown",
+    [
+        ("rho", np.float64(0.1), np.float64(0.2), "0.2, param_groups[0]'s is 0.1"),
+        ("adaptive", np.bool_(True), False, "False, param_groups[0]'s is True"),
+    ],
+)
+def test_torch_sam_groups_message(key, first, second, shown):
+    torch = pytest.importorskip("torch")
+    from optkern.torch import SAM
+
+    p, q = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = SAM([{"params": [p], key: first}, {"params": [q], key: second}], torch.optim.SGD, lr=0.1)
+    p.grad, q.grad = torch.ones(2), torch.ones(2)
+    with pytest.raises(ValueError, match=rf"^param_groups\[1\]\['{key}'\]: ") as e:
+        opt.first_step()
+    assert str(e.value).split(" (")[0].endswith(shown) and "np." not in str(e.value)
