@@ -88,3 +88,22 @@ def test_bfloat16_torch_batch_and_the_other_dtypes_still_refused():
     assert m.x.dtype.name == "bfloat16"
     with pytest.raises(TypeError, match=r"^x: expected a floating dtype \(float16, bfloat16, float32, float64\), got"):
         reg.mixup(np.ones((3, 4), np.int32), np.array([0, 1, 0]), num_classes=2)
+
+
+def test_add_penalty_grad_bumps_torch_grads_versions():
+    """Torch grads written in place through their NumPy views: the version counters were not bumped
+    (clip_grad_norm_ bumps its grads), so a graph that had saved a grad differentiated its new values
+    silently; torch's own in-place add makes that backward an error."""
+    torch = pytest.importorskip("torch")
+    a = torch.randn(3, requires_grad=True)
+    g, p = torch.randn(3), torch.ones(3)
+    h = (a * g).sum()  # (saves g for the backward)
+    before = g._version
+    reg.add_penalty_grad_([p], [g], 0.1, 0.2)
+    assert g._version > before and p._version == 0  # (params are only read)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        h.backward()
+    # a refused call writes nothing and bumps nothing
+    with pytest.raises(ValueError, match=r"^l1: "):
+        reg.add_penalty_grad_([p], [g], -1.0)
+    assert g._version == before + 1
