@@ -149,7 +149,7 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         return y if shape is None else y.reshape(shape)
 
     def matmat(self, V):
-        """``A V`` for ``V`` of shape ``(n, k)``."""
+        """``A V`` for ``V`` of shape ``(n, k)`` (a SciPy sparse ``V``: of its values; the product is dense)."""
         xp = self.xp
         # (real numbers, named V: a complex block lost its imaginary part to the cast below with only
         # a warning, and the columns' matvec named "v")

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import type_name
+from ._linear_operator import is_scipy_sparse
 
 
 def checked(y, who: str, op, v=None, shape: tuple | None = None):
@@ -105,9 +106,15 @@ def real_array(xp, v, name: str):
     """``v`` as an array of ``xp`` holding real numbers, before any cast to an operator's dtype (a cast
     would drop the imaginary part of complex entries with only a warning, and strings or objects
     are not numbers). TypeError naming ``name``. A foreign array is read through its view
-    (``_backend.as_array``): ``xp.asarray`` made an object array of a DLPack-only exporter."""
+    (``_backend.as_array``): ``xp.asarray`` made an object array of a DLPack-only exporter. A SciPy
+    sparse matrix or array is read as its dense values: ``H @ S`` (``matmat``, which SciPy's
+    ``LinearOperator.matmat`` hands a sparse block unconverted) was refused as "V: expected real
+    numbers, got an array of dtype object"; the product of an operator known by its products is
+    dense anyway, ``(n, k)`` like the block."""
     if _backend.is_foreign(v):
         v = _backend.as_array(v, name)
+    if type(v) is not np.ndarray and is_scipy_sparse(v):  # (the vectors of a loop: no lookup, ~0.6 us)
+        v = v.toarray()
     try:
         a = xp.asarray(v)
     except (TypeError, ValueError) as e:  # a ragged list...

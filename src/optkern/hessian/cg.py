@@ -112,6 +112,38 @@ def _start(mod, xp, b, scale: float, cold: bool) -> tuple:
     return r, (xp.array(r) if cold else None), (xp.zeros_like(r) if cold else None), rr
 
 
+def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp=None) -> ValueError:
+    """The error for a curvature ``p.(A + damping I) p`` that is not finite: naming ``damping`` where
+    ``p.A p`` alone is finite (a float64 damping of 1e308 overflowed it and "A: the product is not
+    finite" named the operator for the caller's damping), else ``A``. ``undamped`` / ``pp``: ``p.A p`` /
+    ``p.p`` where known; the others are summed here, on this error path only (no pass more per
+    iteration)."""
+    if damping:
+        undamped = mod.cg_curvature(p, y, 0.0) if undamped is None else undamped
+        if math.isfinite(undamped):
+            pp = mod.cg_curvature(p, p, 0.0) if pp is None else pp
+            return ValueError(
+                f"damping: {damping!r} makes the curvature p.(A + damping I) p overflow "
+                f"(p.Ap = {undamped!r}, p.p = {pp!r}); the solve needs a smaller damping"
+            )
+    return ValueError(f"A: the product is not finite (p.Ap = {pAp})")
+
+
+def _warm_residual_overflow(xp, y, x, damping: float, dtype) -> ValueError:
+    """The error for a warm start whose residual ``b - (A + damping I) x0`` (``x = x0 / s``, ``y = A x``)
+    is not finite: the native kernels' own check named their argument ``rz`` for it."""
+    if not bool(xp.isfinite(y).all()):
+        return ValueError("x0: the product A x0 is not finite (the warm start's residual b - (A + damping I) x0)")
+    with np.errstate(over="ignore"):
+        dx = damping * float(xp.abs(x).max())
+    if damping and not dx <= float(np.finfo(dtype).max):
+        return ValueError(
+            f"damping: {damping!r} * x0 overflows {np.dtype(dtype).name} (the warm start's residual "
+            "b - (A + damping I) x0)"
+        )
+    return ValueError("x0: the warm start's residual b - (A + damping I) x0 is not finite (r.r overflows)")
+
+
 @in_lockstep("A")
 @_pool.pooled  # (its vectors, fresh per solve, came as fresh pages: 300-760 page faults a solve)
 def cg(
@@ -218,8 +250,11 @@ def cg(
         # products would only approach it. Here r = b = 0 meets it before any product.
         x = xp.zeros(n, dtype=dtype)
     elif x0_nonzero:  # r = b - (A + damping I) x0 by the update pass (its x: a scratch copy of x0)
-        mod.cg_update_(xp.zeros_like(x), r, x, product(x), 1.0, damping)
+        y0 = product(x)
+        mod.cg_update_(xp.zeros_like(x), r, x, y0, 1.0, damping)
         bb = mod.cg_curvature(r, r, 0.0)
+        if not math.isfinite(bb):
+            raise _warm_residual_overflow(xp, y0, x, damping, dtype)
     tol = max(rtol * bnorm, atol)
     rr = bb  # r.r (r = b: its sum is b.b's, not taken again)
     rnorm = math.sqrt(rr)
@@ -249,6 +284,7 @@ def cg(
                 op.num_matvecs += 1
                 y, pGp = known(p)
                 pAp = pGp + damping * pp if damping else pGp
+                told = (pGp, pp)  # (the kernel returns NaN for p.p where it refuses pAp)
                 # the update and the direction as cg_iteration_'s (its rules on pAp and rr), p.p summed
                 rr, pp = mod.cg_iteration_known_(x, r, p, y, pAp, rz, damping, tol, stop_on_negative_curvature)
             else:
@@ -264,7 +300,7 @@ def cg(
                 else:
                     pAp = mod.cg_curvature(p, y, damping)
             if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
-                raise ValueError(f"A: the product is not finite (p.Ap = {pAp})")
+                raise _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
             if not pAp > 0.0 and stop_on_negative_curvature:
                 result.update(negative_curvature=True, info=-1, iterations=it - 1)
                 break

@@ -242,9 +242,11 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
         theta = np.asarray(r.eigenvalues, np.float64)  # ("LA": descending)
         eps = (1e-10 if op.dtype == np.float64 else 1e-4) if tol is None else float(tol)
         scale = float(np.max(np.abs(theta)))
-        if theta[k - 1] - theta[k] <= eps * scale:
+        # (as Python floats: the message's repr of NumPy 2's scalars read "np.float64(3.0)")
+        a, b = float(theta[k - 1]), float(theta[k])
+        if a - b <= eps * scale:
             raise ValueError(
-                f"k: eigenvalues {k} and {k + 1} are equal to the tolerance ({theta[k - 1]!r}, {theta[k]!r}): the "
+                f"k: eigenvalues {k} and {k + 1} are equal to the tolerance ({a!r}, {b!r}): the "
                 f"top-{k} eigenspace is not unique, and the fraction would depend on the basis Lanczos picks "
                 "inside the repeated eigenspace; take k at a gap of the spectrum"
             )

@@ -15,12 +15,12 @@ _NOT_USED = object()  # an argument a method does not take (None is a wrong valu
 
 
 def _native(a):
-    """``a`` as an array the native kernels take: C-contiguous and, on NumPy, aligned (a copy where
-    needed). Its ``gamma`` / ``beta`` (and directions') views go to the normalization kernels, which
-    refused a misaligned buffer (``np.frombuffer`` at an odd offset) naming their own ``weight`` /
-    ``vweight``, not the caller's ``params`` / ``v``."""
+    """``a`` as an array the native kernels take: C-contiguous, in native byte order and, on NumPy,
+    aligned (a copy where needed). Its ``gamma`` / ``beta`` (and directions') views go to the
+    normalization kernels, which refused a misaligned buffer (``np.frombuffer`` at an odd offset)
+    naming their own ``weight`` / ``vweight``, not the caller's ``params`` / ``v``."""
     if isinstance(a, np.ndarray):
-        return np.require(a, requirements=("C", "A"))
+        return np.require(a, a.dtype.newbyteorder("="), requirements=("C", "A"))
     return _backend.array_module(a).ascontiguousarray(a)
 
 
@@ -29,6 +29,15 @@ def _real(a) -> bool:
     bfloat16 (ml_dtypes', a torch tensor's view: not of NumPy kind "f", and refused as x / y where
     float16 was cast; float32 holds each of its values exactly)."""
     return a.dtype.kind in "fiu" or a.dtype.name == "bfloat16"
+
+
+def _of_dtype(name: str, a, dtype) -> None:
+    """TypeError naming ``name`` unless ``a`` holds ``dtype`` values, in either byte order: a
+    byte-swapped ``>f8`` params (or direction) is float64 values, read through a native copy
+    (``_native``), as ``x`` and ``y`` of either order are (``params`` was refused, "expected
+    float64, got >f8", while the same ``x`` was taken)."""
+    if a.dtype.newbyteorder("=") != dtype:
+        raise TypeError(f"{name}: expected {dtype}, got {a.dtype}")
 
 
 class _MLPArgs(NativeByName):
@@ -54,8 +63,7 @@ class _MLPArgs(NativeByName):
         for name, a in (("params", params), ("v", v)):
             if a is None:
                 continue
-            if a.dtype != self.dtype:
-                raise TypeError(f"{name}: expected {self.dtype}, got {a.dtype}")
+            _of_dtype(name, a, self.dtype)
             if a.shape != (self.num_params,):
                 raise ValueError(f"{name}: expected shape ({self.num_params},), got {tuple(a.shape)}")
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
@@ -104,7 +112,7 @@ class _MLPArgs(NativeByName):
         (and ``from_mlp``'s later products, which read them again, were wrong)."""
         xp = _backend.array_module(params)
         if out is None:
-            return xp.empty_like(params)
+            return xp.empty(params.shape, self.dtype)  # (native, as params of either byte order are read)
         avoid = {"params": params, "v": v}
         avoid.update((name, a) for name, a in (("x", x), ("y", y)) if a is not None)
         return _backend.out_array(out, xp, self.dtype, params.shape, avoid)
@@ -122,8 +130,7 @@ class _MLPArgs(NativeByName):
     def _check_block(self, params, x, y, V):
         if not (isinstance(V, np.ndarray) or _backend.is_cupy(V)):
             raise TypeError(f"V: expected a numpy or cupy array, got {type(V).__name__}")
-        if V.dtype != self.dtype:
-            raise TypeError(f"V: expected {self.dtype}, got {V.dtype}")
+        _of_dtype("V", V, self.dtype)
         if V.ndim != 2 or V.shape[1] != self.num_params or V.shape[0] < 1:
             raise ValueError(f"V: expected shape (k, {self.num_params}) with k >= 1, got {tuple(V.shape)}")
         xp, x, y = self._check(params, x, y, V[0])

@@ -124,16 +124,17 @@ class MLP(_MLPArgs, _MLPPasses):
         # loss, naming the normalization kernel's `eps`, not this argument)
         # (a value past float32's range is inf there: refused, as optkern.norm refuses it naming its
         # `eps`, which the first loss reached; the cast warned "overflow encountered in cast" first)
+        # (the checked float is shown: a NumPy scalar's repr read "np.float64(1e-50)")
         with np.errstate(over="ignore"):
             eps32 = np.float32(self.norm_eps)
         if norm and self.dtype == np.float32 and not np.isfinite(eps32):
             raise ValueError(
-                f"norm_eps: {norm_eps!r} overflows float32 (the model's dtype); at most "
+                f"norm_eps: {self.norm_eps!r} overflows float32 (the model's dtype); at most "
                 f"{float(np.finfo(np.float32).max)!r}"
             )
         if norm and self.dtype == np.float32 and eps32 == 0:
             raise ValueError(
-                f"norm_eps: {norm_eps!r} rounds to 0 in float32 (the model's dtype); the smallest usable "
+                f"norm_eps: {self.norm_eps!r} rounds to 0 in float32 (the model's dtype); the smallest usable "
                 f"value is {float(np.nextafter(np.float32(0), np.float32(1)))!r}"
             )
         # (the MSE loss has neither: a nonzero value was silently ignored)
@@ -240,7 +241,7 @@ class MLP(_MLPArgs, _MLPPasses):
         P = self.views(self._read(params))
         caches, out = self._forward(P, x, 1)
         loss, g, _ = self._loss_head(out, y)
-        return loss, self._backward(P, caches, g, xp.empty_like(params))
+        return loss, self._backward(P, caches, g, xp.empty(params.shape, self.dtype))
 
     @bumps_written("out", returns="out")  # (a torch out: written as by an in-place torch op, returned)
     @_ieee

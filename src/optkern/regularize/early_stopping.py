@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .. import _atomic, _backend
+from .._foreign import shown_values
 from ..lowp import _option
 
 
@@ -46,7 +47,9 @@ def _encode_tensor(t, arrays: dict) -> dict:
     """A torch tensor as a host NumPy array (its bits where NumPy lacks the dtype, e.g. bfloat16)."""
     import torch
 
-    t = t.detach().cpu().contiguous()
+    # (its values: a lazy negated or conjugated view -- ``x.conj().imag`` -- was refused by .numpy(),
+    # "Can't call numpy() on Tensor that has negative bit set", and the state was not saved)
+    t = shown_values(t).cpu().contiguous()
     dtype = str(t.dtype).removeprefix("torch.")
     try:
         a = t.numpy()
@@ -267,7 +270,9 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue counting from :meth:`state_dict` (all of ``state`` is checked before anything changes)."""
+        """Continue counting from :meth:`state_dict` (all of ``state`` is checked before anything changes);
+        ``should_stop`` is then this stopper's verdict on the counts (``num_bad > patience``), as
+        :meth:`step` gives it, whatever patience the saved run had."""
         if not isinstance(state, dict):
             raise TypeError(f"state: expected a dict, got {type(state).__name__}")
         for k in ("best", "best_step", "num_bad", "steps", "should_stop"):
@@ -284,7 +289,7 @@ class EarlyStopping:
         # best_step is -1 until a metric improved; at most steps counts since it can be bad ones
         best_step = _backend.integer("state['best_step']", state["best_step"], -1, steps - 1)
         num_bad = _backend.integer("state['num_bad']", state["num_bad"], 0, steps)
-        should_stop = _backend.flag("state['should_stop']", state["should_stop"])
+        _backend.flag("state['should_stop']", state["should_stop"])  # (checked; this patience decides: below)
         self._check_counts(best, best_step, num_bad, steps)
         # Whether that run kept a checkpoint: one whose checks improved without state= kept none
         # either, and took another run's file at path for its own (restore gave a stale state
@@ -294,7 +299,11 @@ class EarlyStopping:
         if kept and best_step < 0:
             raise ValueError("state['kept']: True, but state['best_step'] = -1 (no check improved: none was kept)")
         self.best, self.best_step, self.num_bad, self.steps = best, best_step, num_bad, steps
-        self.should_stop = bool(should_stop)
+        # (this stopper's patience decides, as in step: the state's flag is its run's, and a run with
+        # patience 3 that stopped, resumed with patience 10, said should_stop=True until the next
+        # bad check set it back to False; one with patience 10 resumed with patience 0 kept
+        # False past num_bad > 0)
+        self.should_stop = num_bad > self.patience
         if self.path is not None:
             self._best_state = self.path if kept and os.path.exists(self.path) else None
         elif not kept:  # (restore raises, as it does in the run resumed)

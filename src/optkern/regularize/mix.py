@@ -40,6 +40,16 @@ def _host_rng(rng):
     raise TypeError(f"rng: expected an int seed, a numpy.random.Generator or None, got {type(rng).__name__}")
 
 
+def _floating(dt) -> bool:
+    """A floating dtype, ml_dtypes' bfloat16 included (a torch bfloat16 batch is viewed as one; NumPy
+    does not count it among its floating types, and such a batch was refused as "x: expected a
+    floating dtype, got bfloat16")."""
+    return np.issubdtype(dt, np.floating) or _backend.is_bfloat16(dt)
+
+
+_FLOATS = "float16, bfloat16, float32, float64"
+
+
 def _check_x(x, ndim=None):
     if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
         raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
@@ -47,8 +57,8 @@ def _check_x(x, ndim=None):
         raise ValueError(f"x: expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"x: expected a floating dtype, got {x.dtype}")
+    if not _floating(x.dtype):
+        raise TypeError(f"x: expected a floating dtype ({_FLOATS}), got {x.dtype}")
     return _backend.array_module(x)
 
 
@@ -57,13 +67,13 @@ def _float_dtype(dtype) -> np.dtype:
     probabilities (an integer or bool one-hot would be mixed in integer arithmetic, a complex one
     is no probability), and None would be NumPy's float64, not this function's default."""
     if dtype is None:
-        raise TypeError("dtype: expected a floating dtype (float16, float32, float64), got None")
+        raise TypeError(f"dtype: expected a floating dtype ({_FLOATS}), got None")
     try:
         dt = np.dtype(dtype)
     except (TypeError, ValueError):  # NumPy's message would not name dtype
-        raise TypeError(f"dtype: expected a floating dtype (float16, float32, float64), got {dtype!r}") from None
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(f"dtype: expected a floating dtype (float16, float32, float64), got {dt}")
+        raise TypeError(f"dtype: expected a floating dtype ({_FLOATS}), got {dtype!r}") from None
+    if not _floating(dt):
+        raise TypeError(f"dtype: expected a floating dtype ({_FLOATS}), got {dt}")
     return dt
 
 
@@ -78,7 +88,7 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
     xp = _backend.array_module(y)
     if y.shape[:1] != (n,):
         raise ValueError(f"y: expected {n} targets to match x, got shape {tuple(y.shape)}")
-    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+    if not (np.issubdtype(y.dtype, np.integer) or _floating(y.dtype)):
         # a wrong dtype is a TypeError (bool, complex, strings: neither labels nor probabilities)
         raise TypeError(f"y: expected integer labels or float soft targets, got {y.dtype}")
     if np.issubdtype(y.dtype, np.integer):

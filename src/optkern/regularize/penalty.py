@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._torch_written import bumps_written
 
 
 def _lists(params, grads=None):
@@ -41,6 +42,9 @@ def _out(params, mod):
     return (xp or np).zeros(1, dtype="float64"), mod is _backend.cpu
 
 
+# (torch grads: written as by torch's in-place add, their version counters bumped: a graph that had
+# saved one differentiated its new values silently, where torch refuses the backward)
+@bumps_written("grads")
 @_backend.on_array_device
 def add_penalty_grad_(params, grads, l1=0.0, l2=0.0, *, return_value=False):
     """``grads[i] += l2 * params[i] + l1 * sign(params[i])`` in place, all arrays in one call.

@@ -100,9 +100,10 @@ class SAM(torch.optim.Optimizer):
                 _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
             )
             if first is not None and here != first:
-                key = "rho" if here[0] != first[0] else "adaptive"
+                # (the checked values: a NumPy scalar's repr read "np.float64(0.2)")
+                key, at = ("rho", 0) if here[0] != first[0] else ("adaptive", 1)
                 raise ValueError(
-                    f"param_groups[{i}]['{key}']: {g[key]!r}, param_groups[0]'s is {self.param_groups[0][key]!r} "
+                    f"param_groups[{i}]['{key}']: {here[at]!r}, param_groups[0]'s is {first[at]!r} "
                     "(one rho and one adaptive for all groups: the ascent step is one call over the global norm)"
                 )
             first = first or here
