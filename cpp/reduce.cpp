@@ -36,12 +36,18 @@ ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writa
   return r;
 }
 
+// sum x^2, the 2-norm's square before its root (a sharded clip sums it over the ranks, then roots).
+template <class T>
+double sq_norm_of(const ArrayList& x) {
+  return sum_lists<T>([](T a, T) { return Square{double(a)}; }, x, x);
+}
+
 // (sum |x|^p)^(1/p), or max |x| for p = inf; p = 1 and 2 avoid pow. Other p: scaled by the power of
 // two of max |x| (a pass more; rules/pnorm.hpp says why).
 template <class T>
 double norm_of(const ArrayList& x, double p) {
   if (std::isinf(p)) return absmax_list<T>(x);
-  if (p == 2.0) return std::sqrt(sum_lists<T>([](T a, T) { return Square{double(a)}; }, x, x));
+  if (p == 2.0) return std::sqrt(sq_norm_of<T>(x));
   if (p == 1.0) return sum_lists<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
   const int e = rules::pnorm_exp(absmax_list<T>(x));
   const rules::PnormScale c = rules::pnorm_scale(e);
@@ -55,6 +61,14 @@ double grad_norm(py::handle arrays, double norm_type, py::handle out) {
   dispatch_float(a.dt, [&](auto t) { n = norm_of<decltype(t)>(a.x, norm_type); });
   *a.buf = n;
   return n;
+}
+
+double grad_sq_norm(py::handle arrays, py::handle out) {
+  ListAndScalar a = gather_with_scalar(arrays, "arrays", false, out, "out", true);
+  double s = 0.0;
+  dispatch_float(a.dt, [&](auto t) { s = sq_norm_of<decltype(t)>(a.x); });
+  *a.buf = s;
+  return s;
 }
 
 void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf) {
@@ -96,6 +110,10 @@ void register_reduce(py::module_& m) {
         "Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread "
         "count; written to out[0] and returned.",
         arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_sq_norm", &grad_sq_norm,
+        "Sum of the squares of all arrays' elements (grad_norm's 2-norm before its square root) in float64, "
+        "bitwise independent of the thread count; written to out[0] and returned.",
+        arg("arrays"), arg("out"));
   m.def("clip_scale_", &clip_scale,
         "arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.", arg("arrays"), arg("max_norm"),
         arg("total_norm_buf"));

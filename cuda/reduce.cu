@@ -133,6 +133,16 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
   });
 }
 
+void grad_sq_norm(py::object arrays, py::object out) {
+  ListCall a(arrays, "arrays", false);
+  double* o = a.add_buffer(out, "out", 1, true);
+  a.ready(/*always_launch=*/true);
+  dispatch_float(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    a.reduce<T>(SumSquares<T>{}, NormOut<false>{o, Root::none});
+  });
+}
+
 void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
   ListCall a(arrays, "arrays", true);
   const double* tn = a.add_buffer(total_norm_buf, "total_norm_buf", 1, false);
@@ -183,6 +193,10 @@ void register_reduce(py::module_& m) {
         "accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to "
         "out[0] (1-element float64 CuPy array). Returns None: no host synchronization.",
         arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_sq_norm", &grad_sq_norm,
+        "Sum of the squares of every element of a list of CuPy arrays (grad_norm's 2-norm before its square "
+        "root), accumulated as grad_norm's, written to out[0] (1-element float64 CuPy array). Returns None.",
+        arg("arrays"), arg("out"));
   m.def("clip_scale_", &clip_scale,
         "g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from "
         "total_norm_buf[0] (float64 device array), so clipping needs no host synchronization.",

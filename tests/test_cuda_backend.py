@@ -29,6 +29,7 @@ CONTRACT = [
     "nadam_",
     "adagrad_norm_",
     "grad_norm",
+    "grad_sq_norm",
     "clip_scale_",
     "clamp_",
     "all_finite",

@@ -35,6 +35,7 @@ CG_CASES = {
 
 BUFFER_CASES = {
     "grad_norm": (lambda m, a: m.grad_norm([a(3)], 2.0, a(2)), ValueError, "out: expected 1 element, got 2"),
+    "grad_sq_norm": (lambda m, a: m.grad_sq_norm([a(3)], a(2)), ValueError, "out: expected 1 element, got 2"),
     "all_finite": (lambda m, a: m.all_finite([a(3)], a(2)), ValueError, "out: expected 1 element, got 2"),
     "sam_perturb_": (
         lambda m, a: m.sam_perturb_([a(3)], [a(3)], [a(3)], 0.05, 1e-12, a(2)),

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from . import _backend
-from ._array_checks import byte_span
+from ._array_checks import byte_span, first_sharing
 
 
 def _check_grads(grads, mod, index: list | None) -> None:
@@ -40,7 +40,7 @@ def _check_grads(grads, mod, index: list | None) -> None:
         lo, hi = byte_span(g)
         if hi > lo:
             spans.append((lo, hi, i if index is None else index[i]))
-    _check_no_overlap(spans)
+    _check_no_overlap(spans, grads, index)
 
 
 def check_dtype(grads: list, index: list | None) -> None:
@@ -78,17 +78,27 @@ def _live(grads: list) -> tuple[list, list | None]:
     return [grads[i] for i in index], index
 
 
-def _check_no_overlap(spans) -> None:
-    """Raise if two (lo, hi, index) spans overlap: one array twice would be scaled twice."""
+def _check_no_overlap(spans, grads: list, index: list | None = None) -> None:
+    """Raise if two of ``grads`` share an element: one array twice would be scaled (or summed)
+    twice. ``spans``: their nonempty (lo, hi, i) byte spans; the common case, spans apart, is
+    decided by them alone. Meeting spans are tested exactly (``first_sharing``): views that
+    interleave without sharing an element (``a[::2]`` and ``a[1::2]``, a matrix's column blocks)
+    were refused. ``index``: each array's index in the caller's list (see ``_live``)."""
     spans.sort()
     far = None  # the span reaching furthest so far
     for s in spans:
         if far is not None and s[0] < far[1]:
-            raise ValueError(
-                f"grads[{s[2]}] shares memory with grads[{far[2]}] (aliasing arrays cannot be updated in place)"
-            )
+            break
         if far is None or s[1] > far[1]:
             far = s
+    else:
+        return
+    pair = first_sharing(grads)
+    if pair is not None:
+        first, later = pair if index is None else (index[pair[0]], index[pair[1]])
+        raise ValueError(
+            f"grads[{later}] shares memory with grads[{first}] (aliasing arrays cannot be updated in place)"
+        )
 
 
 _NATIVE_NAME = re.compile(r"\barrays(?=[\[:])")

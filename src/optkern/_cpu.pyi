@@ -455,6 +455,11 @@ def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.Suppo
     Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread count; written to out[0] and returned.
     """
 
+def grad_sq_norm(arrays: typing.Any, out: typing.Any) -> float:
+    """
+    Sum of the squares of all arrays' elements (grad_norm's 2-norm before its square root) in float64, bitwise independent of the thread count; written to out[0] and returned.
+    """
+
 def lanczos_orthogonalize_(
     Q: typing.Any,
     k: typing.SupportsInt | typing.SupportsIndex,

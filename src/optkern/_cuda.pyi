@@ -343,6 +343,11 @@ def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.Suppo
     Total norm (sum_i sum_j |x_ij|^p)^(1/p) over a list of CuPy arrays, or max |x| for norm_type=inf, accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to out[0] (1-element float64 CuPy array). Returns None: no host synchronization.
     """
 
+def grad_sq_norm(arrays: typing.Any, out: typing.Any) -> None:
+    """
+    Sum of the squares of every element of a list of CuPy arrays (grad_norm's 2-norm before its square root), accumulated as grad_norm's, written to out[0] (1-element float64 CuPy array). Returns None.
+    """
+
 def lanczos_orthogonalize_(
     Q: typing.Any,
     k: typing.SupportsInt | typing.SupportsIndex,

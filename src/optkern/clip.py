@@ -251,7 +251,8 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half)``,
     ``mod`` None where there are no gradients; ``prev``: ``out``'s value before (restored where the
-    call raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy); ``half``:
+    call raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy), for
+    ``distributed`` p = 2 its square (``_global_norm`` sums and roots it); ``half``:
     None, or for float16 / bfloat16 grads ``(the caller's grads, their format)``, ``grads`` then
     being their float32 copies (``_clip_half``), which the caller scales and stores back."""
     grads, index = _live(_backend.as_list(grads, "grads"))
@@ -293,6 +294,11 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     prev = buf.copy() if (error_if_nonfinite or distributed) and out is not None else None
     if _SCALED_P < p < math.inf:
         total = _scaled_norm(mod, grads, p, buf, xp, index)
+    elif distributed and p == 2.0:
+        # (the ranks sum ||g||^2 and root the sum once, as the single-process norm does: each rank's
+        # norm squared back, sqrt(s)^2, was an ulp off s, and the global norm an ulp off that one)
+        with _grads_named(index):
+            total = mod.grad_sq_norm(grads, buf)
     else:
         with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
             total = mod.grad_norm(grads, p, buf)
@@ -333,8 +339,8 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
 
 @np.errstate(all="ignore")  # (as _scaled_norm)
 def _global_norm(buf, p: float, comm):
-    """``buf`` (this rank's norm) becomes the norm over every rank's part, in place; returns it
-    as a float for NumPy, None for CuPy (the value stays on the device)."""
+    """``buf`` (this rank's norm; for p = 2 its square) becomes the norm over every rank's part, in
+    place; returns it as a float for NumPy, None for CuPy (the value stays on the device)."""
     from .distributed.communicator import as_communicator
 
     comm = as_communicator(comm)
@@ -350,8 +356,7 @@ def _global_norm(buf, p: float, comm):
         buf **= p
         comm.allreduce(buf, "sum", ordered=True, check=False)
         buf[...] = xp.where(ok, scale * buf ** (1.0 / p), m)
-    elif p in (1.0, 2.0):
-        buf **= p
+    elif p in (1.0, 2.0):  # (p = 2: buf holds this rank's ||g||^2, _local_norm's grad_sq_norm)
         comm.allreduce(buf, "sum", ordered=True, check=False)  # one number: ordered costs nothing, every rank agrees
         if p == 2.0:
             _backend.array_module(buf).sqrt(buf, out=buf)

@@ -267,7 +267,7 @@ class DistributedOptimizer(ClosureSteps):
             lo, hi = byte_span(g)
             if hi > lo:
                 spans.append((lo, hi, i))
-        _check_no_overlap(spans)  # an array reduced in place twice would be summed twice
+        _check_no_overlap(spans, grads)  # an array reduced in place twice would be summed twice
         return grads, _grad_weight(self.grad_weight, {g.dtype for g in grads})
 
     def _check_step(self, grads) -> None:

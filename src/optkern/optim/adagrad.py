@@ -11,7 +11,7 @@ import numpy as np
 from .. import _backend
 from .._backend import nonnegative, positive
 from . import _lowp_norm, _state_checks
-from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
+from ._hyper import _check_params_dtype, _check_rate_bound, _flag, _lists, _namer, _native, _step_count
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 from .sgd import SGDHyper, _sgd_call
@@ -150,24 +150,29 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
     mod, params, grads, _ = _lists(params, grads)
     hp = _check_adagrad_norm("", lr, weight_decay, maximize)
     _check_params_dtype(hp, params)
-    _check_device_b_sq(b_sq)
+    _check_b_sq(b_sq, hp.lr, params)
     _adagrad_norm_call(mod, params, grads, b_sq, hp)
 
 
-def _check_device_b_sq(b_sq) -> None:
-    """A CuPy ``b_sq`` holds a b^2 (finite, >= 0), read on the host, as the CPU module checks its
-    own: the kernel takes b^2 from the device without a synchronization, and stepped with a bad one
-    silently (NaN: params left, b^2 NaN; negative: b^2 + ||g||^2 taken as b^2). Not while CuPy's
-    stream captures a graph (a host read is not allowed there): the user's state, unchecked."""
-    if not (_backend.is_cupy(b_sq) and b_sq.size == 1 and b_sq.dtype == np.float64):
+def _check_b_sq(b_sq, lr: float, params) -> None:
+    """The ``b^2`` a functional call steps from: finite and >= 0, and not so small that the rate
+    ``lr / b`` overflows the params' dtype (a zero gradient's step then turned every param into NaN;
+    the rule the optimizer's ``b0`` obeys). A CuPy ``b_sq`` is read on the host: the kernel takes
+    b^2 from the device without a synchronization, and stepped with a bad one silently. Not while
+    CuPy's stream captures a graph (a host read is not allowed there): the user's state, unchecked."""
+    if not (isinstance(b_sq, np.ndarray) or _backend.is_cupy(b_sq)) or b_sq.size != 1 or b_sq.dtype != np.float64:
         return  # (the native call names anything else)
-    from ._capturable import is_capturing
+    if _backend.is_cupy(b_sq):
+        from ._capturable import is_capturing
 
-    if is_capturing(b_sq):
-        return
+        if is_capturing(b_sq):
+            return
     v = float(_backend.to_numpy(b_sq).reshape(-1)[0])
     if not (math.isfinite(v) and v >= 0.0):
         raise ValueError(f"b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got {v:f}")
+    dtype = getattr(params[0], "dtype", None) if params else None
+    if dtype in (np.float32, np.float64):  # (any other the native call names)
+        _check_rate_bound(lr, v, dtype, "b_sq", squared=True)
 
 
 @lowp_keywords
@@ -243,6 +248,15 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
             raise ValueError(f"{where}: missing 'b_sq'")
         lo, hi, lo_open = _state_checks.SCALARS["b_sq"]
         return {"b_sq": _state_checks.check_scalar(v, f"{where}['b_sq']", lo, hi, lo_open)}
+
+    def _parse_entry(self, saved_state, sid, p, hp):
+        # (a loaded b^2 is bounded as a fresh b0 is, by the group's lr in the params' step dtype:
+        # below b0^2 a zero gradient's step inf * 0 turned every param into NaN)
+        step, arrays, extra = super()._parse_entry(saved_state, sid, p, hp)
+        if "b_sq" in extra:
+            where = f"state_dict['state'][{sid!r}]['b_sq']"
+            _check_rate_bound(hp.lr, extra["b_sq"], self._math_dtype(p.dtype), where, squared=True)
+        return step, arrays, extra
 
     def _make_runs(self, index, params, records, mod):
         runs = super()._make_runs(index, params, records, mod)
