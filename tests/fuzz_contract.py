@@ -135,7 +135,8 @@ F32_SCALE_MAX = float(np.finfo(np.float32).max) ** 0.25  # the documented bound 
 
 def dtype_refusals(kw, dtype) -> tuple:
     """Hyper-parameters the arrays' dtype cannot run, by the documented rule: not finite after
-    rounding, eps rounding to 0, and lr / weight_decay / momentum above the dtype's max ** (1/4)."""
+    rounding, eps rounding to 0, lr / weight_decay / momentum above the dtype's max ** (1/4), and an
+    AdaGrad-Norm b0 whose step size lr / b0 overflows the dtype."""
     out = []
     for k, v in kw.items():
         if not isinstance(v, float) or k == "mu_product":
@@ -145,9 +146,12 @@ def dtype_refusals(kw, dtype) -> tuple:
         bound = F32_SCALE_MAX if dtype == np.float32 else float(np.finfo(np.float64).max) ** 0.25
         scale = k in ("lr", "weight_decay", "momentum") and v > bound
         squared = k == "b0" and not (np.isfinite(v * v) and v * v > 0)  # AdaGrad-Norm's b^2 = b0^2
+        # AdaGrad-Norm's largest step size lr / b0 must be finite in the step's dtype (float32 below float64)
+        top = float(np.finfo(np.float64 if dtype == np.float64 else np.float32).max)
+        rate = k == "b0" and v > 0 and isinstance(kw.get("lr"), float) and kw["lr"] / v > top
         # NAdam's momentum product lives in the arrays' dtype: beta1 must round below 1 there
         nadam_beta1 = k == "beta1" and ("momentum_decay" in kw or "mu_product" in kw) and not r < 1.0
-        if not np.isfinite(r) or (k == "eps" and r == 0) or scale or squared or nadam_beta1:
+        if not np.isfinite(r) or (k == "eps" and r == 0) or scale or squared or rate or nadam_beta1:
             out.append(k)
     return tuple(out)
 
