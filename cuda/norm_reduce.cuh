@@ -88,7 +88,7 @@ constexpr double kTreeRoundings = 11.0;
 
 // The moments `acc` of the n values at(j) merged by block_reduce (the same on every thread), or, for a
 // float64 A whose threads' rounded means spoilt that merge (rules::remerge_needed: data a few ulps
-// apart; 1e20 + {0..3} ulps had rstd 5-19 % off), those of the deviations around the merged mean
+// apart; 1e20 + {0..3} ulps had rstd 4-15 % off), those of the deviations around the merged mean
 // summed again (block_moments_around). Call from every thread.
 template <class A, class At>
 __device__ rules::Moments<double> block_remerged_moments(const rules::Moments<double>& acc, int64_t n, At at) {

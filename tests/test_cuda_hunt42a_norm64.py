@@ -5,11 +5,12 @@ Each GPU thread keeps shifted sums around its first value (exact for such data),
 (cuda/norm_reduce.cuh) and batch norm's merge of the splits (cuda/norm_channels.cuh) merged the
 threads' moments by Chan's formula, each mean rounded to a float64 first: for 1e20 + {0..3} ulps the
 rounded means differ by whole ulps where the true ones differ by fractions, and the merge's
-n_a n_b / n (Δmean)² term, of M2's own size, was that wrong (rstd 5-19 % off under the emulator; the
+n_a n_b / n (Δmean)² term, of M2's own size, was that wrong (rstd 4-15 % off under the emulator; the
 CPU's chunk merge had the same defect, fixed in hunt 41o). The scaled statistics of data near the max
 (cuda/norm_scaled.cuh: 7.77e200 + a few ulps, whose squared deviations overflow) kept their mean's
-sum rounding as the CPU's did before hunt 41d. Both now sum the deviations again around the merged
-mean where that rounding can matter (rules::mean_needs_refining, shared with cpp/norm_cpu.hpp).
+sum rounding as the CPU's did before hunt 41d (rstd 10-24 % off). Both now sum the deviations again
+around the merged mean where that rounding can matter (rules::remerge_needed and refine_mean, shared
+with cpp/norm_cpu.hpp).
 Checked against the exact statistics (fractions.Fraction), forward and backward. RMS norm has no
 mean (its Σx² in double was right before too): checked alike, as the row kernel's other branch.
 

@@ -60,15 +60,15 @@ template <class A> OK_HD Moments<A> shifted_moments(const ShiftedSums<A>& s) {
   return {n, s.shift + dm, corrected_m2(s.s2, dm, n)};
 }
 
-// A mean rounded to x's dtype T and its refinement. The CPU's corrected two-pass takes m = T(Σx / n) and
-// q = Σ(x - m)² (cpp/norm_cpu.hpp); a float T's Σx in double is exact, a double T's is that sum's
-// rounding (some ulps of x's magnitude), which moves M2 by n times its square: more than 2^-40 of M2
-// only below (2^20 k ε |m|)² per value for a mean up to k ε |m| off (ε = 2^-52: data a few ulps
-// apart, constant rows far from 0; a constant float64 row of 1e20 had M2 = n ulp², y = ±1). There
-// refine_mean (q of n values, k = n; never for a float T, false for a NaN q) asks for d = Σ(x - m)
-// too (exact terms for data near m), and the moments are shifted_moments around m. Moments merged
-// (Chan) from parts whose means were rounded so take the same per value bound (rules::remerge_needed
-// in norm.hpp), k the ulps a merged mean may be off.
+// A mean rounded to x's dtype T and its refinement. The CPU's corrected two-pass takes m = T(Σx / n)
+// and q = Σ(x - m)² (cpp/norm_cpu.hpp); a float T's Σx in double is exact to far below its ulp, a
+// double T's is that sum's rounding (some ulps of x's magnitude), which moves M2 by n times its
+// square: more than 2^-40 of M2 only below (2^20 k ε |m|)² per value for a mean up to k ε |m| off
+// (ε = 2^-52: data a few ulps apart, constant rows far from 0; a constant float64 row of 1e20 had
+// M2 = n ulp², y = ±1). There refine_mean (q of n values, k = n; never for a float T, false for a
+// NaN q) asks for d = Σ(x - m) too (exact terms for data near m), and the moments are
+// shifted_moments around m. Moments merged (Chan) from parts whose means were rounded so take the
+// same per value bound (rules::remerge_needed in norm.hpp), k the ulps a merged mean may be off.
 template <class T> OK_HD bool refine_mean(double q, double n, T m) {
   if constexpr (sizeof(T) == sizeof(double)) {
     const double b = 0x1p-32 * n * (m < T(0) ? -double(m) : double(m));  // 2^20 ε n |m|

@@ -60,7 +60,7 @@ template <class A> OK_HD bool finite_(A v) { return v - v == A(0); }  // false f
 // through), need the deviations of all their values summed again around the merged mean, as
 // refine_mean (moments.hpp) asks of a part: the merge's Δmean is then whole ulps off where the true
 // ones differ by fractions of one, its n_a n_b / n Δmean² term, of M2's own size, that wrong
-// (1e20 + {0..3} ulps: rstd 8 % off on the CPU at n = 3001, 5-19 % on the GPU). Never for a float T.
+// (1e20 + {0..3} ulps: rstd 8 % off on the CPU at n = 3001, 4-15 % on the GPU). Never for a float T.
 template <class T> OK_HD bool remerge_needed(const Moments<double>& acc, double k) {
   return finite_(T(acc.mean)) && refine_mean<T>(acc.m2 / acc.n * k, k, T(acc.mean));
 }
