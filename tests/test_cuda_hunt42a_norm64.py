@@ -17,6 +17,7 @@ mean (its Σx² in double was right before too): checked alike, as the row kerne
 Skipped without CuPy / the CUDA module / a device; tools/cuda_emu runs it on the CPU.
 """
 
+import functools
 import math
 from fractions import Fraction
 
@@ -42,7 +43,12 @@ def _data(shape, base, seed):
 def _exact(vals):
     """The exact mean and the rstd from the exact biased variance of ``vals`` (scaled by 4^-j so
     that a variance past float64's max converts)."""
-    v = [Fraction(float(a)) for a in np.ravel(vals)]
+    return _exact_of(np.ascontiguousarray(vals, dtype=np.float64).tobytes())
+
+
+@functools.cache  # (the same rows are checked for several norms)
+def _exact_of(data):
+    v = [Fraction(float(a)) for a in np.frombuffer(data)]
     m = sum(v) / len(v)
     var = sum((a - m) ** 2 for a in v) / len(v)
     j = max(0, (var.numerator.bit_length() - var.denominator.bit_length()) // 2)
@@ -70,6 +76,20 @@ def _check(name, x, y, mean, rstd, dx, groups, dw=None):
             assert got == pytest.approx(float(np.sum(d * xh)), rel=1e-9, abs=1e-9 * len(idx)), f"{name} {g}: dw"
 
 
+def _check_running_var(name, x, groups, rv):
+    """rv = 0.9 + 0.1 var (momentum 0.1 from ones) with var each group's exact unbiased variance, where
+    that is below float64's max (else inf)."""
+    flat, rv = np.ravel(x), np.ravel(cp.asnumpy(rv))
+    for g, idx in enumerate(groups):
+        v = [Fraction(float(a)) for a in flat[idx]]
+        m = sum(v) / len(v)
+        var = sum((a - m) ** 2 for a in v) / (len(v) - 1)
+        if var < Fraction(float(np.finfo(np.float64).max)):
+            assert float(rv[g]) == pytest.approx(float(Fraction(9, 10) + var / 10), rel=1e-12), f"{name} {g}: var"
+        else:
+            assert rv[g] == np.inf, f"{name} {g}: var {rv[g]}"
+
+
 def _dy(shape):
     return np.random.default_rng(7).standard_normal(shape)
 
@@ -90,23 +110,27 @@ def test_float64_rows_a_few_ulps_apart_get_their_exact_statistics(n, base):
     dx, _, _ = norm.instance_norm_backward(dy, g, None, sv)
     _check("instance_norm", x, y, sv.mean, sv.rstd, dx, rows)
     # with running buffers: the channel kernels' statistics of x seen as one sample of 2 channels
-    y, sv = norm.instance_norm(g, None, None, cp.zeros(2), cp.ones(2), eps=EPS)
+    rm, rv = cp.zeros(2), cp.ones(2)
+    y, sv = norm.instance_norm(g, None, None, rm, rv, eps=EPS)
     dx, _, _ = norm.instance_norm_backward(dy, g, None, sv)
     _check("instance_norm running", x, y, sv.mean, sv.rstd, dx, rows)
+    _check_running_var("instance_norm running", x, rows, rv)
 
 
 # (N, C, S): per channel past one split of the channel kernel (S = 1: 256 rows a split), within one
 # block of S > 1, and one sample of S values
 @pytest.mark.parametrize("base", BASES, ids=repr)
-@pytest.mark.parametrize("shape", [(3001, 2, 1), (9, 2, 2003), (1, 2, 3001)], ids=str)
+@pytest.mark.parametrize("shape", [(3001, 2, 1), (5, 2, 1001), (1, 2, 3001)], ids=str)
 def test_float64_batch_norm_channels_a_few_ulps_apart_get_their_exact_statistics(shape, base):
     x = _data(shape, base, sum(shape))
     g = cp.asarray(x)
     n, c, s = shape
     chans = np.arange(x.size).reshape(n, c, s).transpose(1, 0, 2).reshape(c, n * s)
-    y, sv = norm.batch_norm(g.reshape(shape if s > 1 else (n, c)), eps=EPS)
+    rm, rv = cp.zeros(c), cp.ones(c)
+    y, sv = norm.batch_norm(g.reshape(shape if s > 1 else (n, c)), None, None, rm, rv, eps=EPS)
     dx, dw, _ = norm.batch_norm_backward(cp.asarray(_dy(shape)).reshape(y.shape), g.reshape(y.shape), cp.ones(c), sv)
     _check("batch_norm", x, y, sv.mean, sv.rstd, dx, chans, dw)
+    _check_running_var("batch_norm", x, chans, rv)
 
 
 @pytest.mark.parametrize("n", [7, 3001])
