@@ -36,33 +36,14 @@ constexpr int64_t kGradBlocks = 64;
 // rstd 3-4 ulps off where torch's is 0.2); in blocks of 8 terms, < 1 ulp.
 // A double x is the exception: its Σx is that sum's rounding (some ulps of x's magnitude), m = mean
 // itself, and the correction was 0: a constant float64 row of 1e20 had M2 = n ulp², y = ±1, not 0.
-// Where that rounding can matter (refine_mean) its deviations d = Σ(x - m) are summed too (exact
-// terms for data near m), and the mean is m + d / n: rules::shifted_moments around m, as the GPU's
-// shifted sums. Elsewhere d = 0: the same bits as before, without the extra pass (30-45% of a
-// float64 norm's time).
+// Where that rounding can matter (rules::refine_mean, moments.hpp: shared with the GPU) its
+// deviations d = Σ(x - m) are summed too (exact terms for data near m), and the mean is m + d / n:
+// rules::shifted_moments around m, as the GPU's shifted sums. Elsewhere d = 0: the same bits as
+// before, without the extra pass (30-45% of a float64 norm's time).
 template <class T> OK_INLINE T sq_dev(T x, T m) { return (x - m) * (x - m); }
-using rules::corrected_m2;  // M2 from q and mean - m (rules/norm.hpp)
-// The moments from the passes' sums: n values, s = Σx in double, m = T(s / n), q = Σ(x - m)² and, for
-// a double T, d = Σ(x - m) (unused for a float T, whose s is exact).
-template <class T> OK_INLINE rules::Moments<double> two_pass_moments(double n, double s, T m, double q, double d) {
-  if constexpr (sizeof(T) == sizeof(double)) {
-    return rules::shifted_moments(rules::ShiftedSums<double>{int64_t(n), double(m), d, q});
-  } else {
-    const double mean = s / n;
-    return {n, mean, corrected_m2(q, mean - double(m), n)};
-  }
-}
-// Whether a double T's mean m of n values needs d: Σx rounded the mean by at most ~n ε |m|, which
-// moves M2 by n times its square, more than 2^-40 of M2 = q only below (2^20 n ε |m|)² per value
-// (data a few ulps apart, constant rows far from 0). Never for a float T; false for a NaN q.
-template <class T> OK_INLINE bool refine_mean(double q, double n, T m) {
-  if constexpr (sizeof(T) == sizeof(double)) {
-    const double b = 0x1p-32 * n * std::fabs(double(m));  // 2^20 ε n |m|, ε = 2^-52
-    return q < n * b * b;
-  } else {
-    return false;
-  }
-}
+using rules::corrected_m2;      // M2 from q and mean - m
+using rules::refine_mean;       // whether a double T's mean needs d
+using rules::two_pass_moments;  // the moments from n, Σx, m, q and d
 // d = Σ(x - m) of a double T's second pass (0 for a float T: not needed).
 template <class T, class F> OK_INLINE double dev_sum(int64_t n, T m, F&& at) {
   if constexpr (sizeof(T) == sizeof(double)) {
@@ -79,13 +60,11 @@ template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RE
   return two_pass_moments<T>(double(n), s, m, q, d);
 }
 
-// Moments of a double T's values merged from parts of `part` values each (Chan), where those parts'
-// means needed refine_mean: each then came rounded to a double, the merge's Δmean whole ulps off
-// where the true ones differ by fractions of one, and its n_a n_b / n Δmean² term, of M2's own size
-// for data a few ulps apart, that wrong (1e20 + {0..3} ulps, n = 3001: rstd 8% off). The same per
-// value bound as a part's (M2 / n against a part of `part` values, so ordinary rows, of any length,
-// keep their bits and skip the pass); then the deviations of all the values (`at(i)`, i < n, serial,
-// in order) again around the merged mean rounded to T: rules::shifted_moments, as chunk_moments.
+// Moments of a double T's values merged from parts of `part` values each (Chan), where their rounded
+// means spoilt the merge (rules::remerge_needed: data a few ulps apart, 1e20 + {0..3} ulps at n = 3001
+// had rstd 8% off; ordinary rows, of any length, keep their bits and skip the pass): the deviations of
+// all the values (`at(i)`, i < n, serial, in order) again around the merged mean rounded to T:
+// rules::shifted_moments, as chunk_moments.
 // (Also for one part whose first mean may sit hundreds of ulps off: batch norm's (N, C) columns,
 // Σx serial in double, left q - n Δm² cancelling to rstd 3e-12 off.)
 template <class T, class F>
@@ -93,7 +72,7 @@ rules::Moments<double> remerged_moments(const rules::Moments<double>& acc, int64
   if constexpr (sizeof(T) == sizeof(double)) {
     const T m = T(acc.mean);
     const int64_t n = int64_t(acc.n);
-    if (!rules::finite_(m) || !refine_mean<T>(acc.m2 / acc.n * double(part), double(part), m)) return acc;
+    if (!rules::remerge_needed<T>(acc, double(part))) return acc;
     const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(at(i), m); });
     return rules::shifted_moments(rules::ShiftedSums<double>{n, double(m), dev_sum<T>(n, m, at), q});
   } else {

@@ -92,9 +92,20 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
   if (threadIdx.x == 0) part[k * C + c] = t;
 }
 
-// mean, rstd and the unbiased variance (running buffers) from the same merged
-// moments; redo[c] = 1 where those are unusable (rules::stats_ok) and the
-// channel must be summed again scaled (stats_scaled_kernel).
+// mean[c], rstd[c] and the unbiased variance var[c] (running buffers) from the same moments, in double
+// and rounded once.
+template <class A>
+__device__ void put_moments(const rules::Moments<double>& m, A eps, int64_t c, A* mean, A* rstd, A* var) {
+  mean[c] = A(m.mean);
+  rstd[c] = A(rules::rstd(m, double(eps)));
+  var[c] = A(rules::unbiased_var(m));
+}
+
+// The statistics from the K splits' moments merged in order; redo[c] = 1 where those are unusable
+// (rules::stats_ok, on the values rounded to A as cpp/norm_channels.cpp's) and the channel must be
+// summed again scaled, 2 where a float64 channel's merged mean needs its deviations summed again first
+// (rules::remerge_needed: the threads' and splits' rounded means, kTreeRoundings + K ulps; both by
+// stats_redo_kernel).
 template <class A>
 __global__ void stats_finalize_kernel(const rules::Moments<double>* __restrict__ part, int64_t K, int64_t C,
                                       A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps,
@@ -102,24 +113,32 @@ __global__ void stats_finalize_kernel(const rules::Moments<double>* __restrict__
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
     rules::Moments<double> acc{0.0, 0.0, 0.0};
     for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
-    // (in double, rounded once; the check on the values rounded to A, as cpp/norm_channels.cpp's)
-    mean[c] = A(acc.mean);
-    rstd[c] = A(rules::rstd(acc, double(eps)));
-    var[c] = A(rules::unbiased_var(acc));
-    redo[c] = rules::stats_ok(A(acc.mean), A(acc.m2), eps) ? 0 : 1;
+    put_moments(acc, eps, c, mean, rstd, var);
+    redo[c] = rules::remerge_needed<A>(acc, kTreeRoundings + double(K)) ? 2
+              : rules::stats_ok(A(acc.mean), A(acc.m2), eps)            ? 0
+                                                                        : 1;
   }
 }
 
-// The channels marked in redo, again by one block each, scaled (norm_scaled.cuh);
-// the others return at once (the check is block-uniform).
+// The channels marked in redo, again by one block each (the others return at once: the check is
+// block-uniform): 2, the deviations around the merged mean (block_moments_around), kept where those
+// statistics are usable; else, or 1, scaled (norm_scaled.cuh).
 template <class T, class A>
 __global__ void __launch_bounds__(kChanThreads)
-stats_scaled_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64_t N, int64_t C, int64_t S,
-                    A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps) {
+stats_redo_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64_t N, int64_t C, int64_t S,
+                  A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps) {
   const int64_t n = N * S;
   for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
     if (!redo[c]) continue;
-    const auto q = block_scaled_moments<A>(n, [&](int64_t i) { return A(load(x, ((i / S) * C + c) * S + i % S)); });
+    const auto at = [&](int64_t i) { return A(load(x, ((i / S) * C + c) * S + i % S)); };
+    if (redo[c] == 2) {  // (every thread reads mean[c] before block_moments_around's barrier)
+      const rules::Moments<double> m = block_moments_around(n, double(mean[c]), at);
+      if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {
+        if (threadIdx.x == 0) put_moments(m, eps, c, mean, rstd, var);
+        continue;
+      }
+    }
+    const auto q = block_scaled_moments<A>(n, at);
     if (threadIdx.x == 0) {
       mean[c] = q.mean;
       rstd[c] = rules::rsqrt_scaled(q.m2 / A(n), q.e, eps);
@@ -213,7 +232,7 @@ void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rs
   launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<double>>(), s);
   stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<double>>(), K, C, mean, rstd, var, eps,
                                                          redo.as<int>());
-  stats_scaled_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+  stats_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
       x, redo.as<int>(), N, C, S, mean, rstd, var, eps);
 }
 

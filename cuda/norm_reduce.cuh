@@ -67,5 +67,34 @@ template <class A, class At> __device__ A block_sum_squares(int64_t n, At at) {
   return A(block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a);
 }
 
+// Moments of at(j), j < n, from their deviations around m summed by the whole block in double (call
+// from every thread): rules::shifted_moments around m, as the CPU's remerged_moments.
+template <class At> __device__ rules::Moments<double> block_moments_around(int64_t n, double m, At at) {
+  __shared__ Sum2<double> ss[32];
+  Sum2<double> s{0.0, 0.0};
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const double d = double(at(j)) - m;
+    s.a += d;
+    s.b = fma_t(d, d, s.b);
+  }
+  s = block_reduce(s, ss, Sum2<double>{0.0, 0.0});
+  return rules::shifted_moments(rules::ShiftedSums<double>{n, m, s.a, s.b});
+}
+
+// Ulps a float64 mean merged by block_reduce may be off: a thread's K + Σ(x - K) / n rounded once,
+// then once per level of the tree (at most 1024 threads: 10). rules::remerge_needed's k; batch norm's
+// channels add one per split merged in order (stats_finalize_kernel).
+constexpr double kTreeRoundings = 11.0;
+
+// The moments `acc` of the n values at(j) merged by block_reduce (the same on every thread), or, for a
+// float64 A whose threads' rounded means spoilt that merge (rules::remerge_needed: data a few ulps
+// apart; 1e20 + {0..3} ulps had rstd 4-15 % off), those of the deviations around the merged mean
+// summed again (block_moments_around). Call from every thread.
+template <class A, class At>
+__device__ rules::Moments<double> block_remerged_moments(const rules::Moments<double>& acc, int64_t n, At at) {
+  if (!rules::remerge_needed<A>(acc, kTreeRoundings)) return acc;  // (block-uniform)
+  return block_moments_around(n, acc.mean, at);
+}
+
 }  // namespace normgpu
 }  // namespace optkern

@@ -1,8 +1,9 @@
 // Row normalizations on the GPU (layer, RMS, group, instance norm), same
 // layout as cpp/norm_rows.cpp: x is (R, M), M = Cg * S, row r uses affine
 // entries (r % G) * Cg + j / S. One block per row: shifted sums in double per thread
-// (rules::push_shifted), a deterministic tree merge (Chan) in double, the scaled re-summation where those
-// statistics are unusable (norm_scaled.cuh), then the normalize/affine pass. Parameter
+// (rules::push_shifted), a deterministic tree merge (Chan) in double (float64 rows a few ulps apart:
+// their deviations around its mean summed again, block_remerged_moments), the scaled re-summation
+// where those statistics are unusable (norm_scaled.cuh), then the normalize/affine pass. Parameter
 // gradients reduce over rows in fixed splits (norm_channels.cuh).
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
@@ -39,8 +40,9 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
     } else {
       rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
-      const rules::Moments<double> m =
-          block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0});
+      const rules::Moments<double> m = block_remerged_moments<A>(
+          block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0}), M,
+          [&](int64_t j) { return load(xr, j); });
       if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {  // (as cpp/norm_rows.cpp)
         mu = A(m.mean);
         rs = A(rules::rstd(m, double(eps)));

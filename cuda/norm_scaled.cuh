@@ -46,25 +46,34 @@ template <class A, class At> __device__ rules::ScaledSq<A> block_scaled_sum_squa
 }
 
 // Mean and M2 = m2 · 4^e: the CPU's corrected two-pass on x · 2^-e (the mean in double, M2 around it
-// rounded to A, corrected), its sums in double. (Per-thread sums in A, around the first element,
-// rounded a long row's additions alike: ~10-20 ulps of y for 65536 values ±c near the overflow.)
+// rounded to A, corrected; for a float64 A where the sum's rounding can matter, rules::refine_mean,
+// the deviations summed too: 7.77e200 + {0..3} ulps had M2 off by its own size), its sums in double.
+// (Per-thread sums in A, around the first element, rounded a long row's additions alike: ~10-20
+// ulps of y for 65536 values ±c near the overflow.)
 template <class A, class At> __device__ rules::ScaledMoments<A> block_scaled_moments(int64_t n, At at) {
   __shared__ Sum2<double> ss[32];
   const A amax = block_max_abs<A>(n, at);
   if (!rules::finite_(amax)) return {A(NAN), A(NAN), 0};
   if (amax == A(0)) return {A(0), A(0), 0};
   const int e = rules::scale_exp(amax);
+  const auto xs = [&](int64_t i) { return rules::scale2(at(i), -e); };
   Sum2<double> s{0.0, 0.0};
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s.a += double(rules::scale2(at(i), -e));
-  const double mean = block_reduce(s, ss, Sum2<double>{0.0, 0.0}).a / double(n);
-  const A m = A(mean);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s.a += double(xs(i));
+  const double sum = block_reduce(s, ss, Sum2<double>{0.0, 0.0}).a;
+  const A m = A(sum / double(n));
   Sum2<double> q{0.0, 0.0};
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const A d = rules::scale2(at(i), -e) - m;
+    const A d = xs(i) - m;
     q.a += double(d * d);
   }
   const double q2 = block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a;
-  return {A(rules::scale2(mean, e)), A(rules::corrected_m2(q2, mean - double(m), double(n))), e};
+  Sum2<double> d{0.0, 0.0};
+  if (rules::refine_mean<A>(q2, double(n), m)) {  // (block-uniform; never for a float A)
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) d.a += double(xs(i) - m);
+    d = block_reduce(d, ss, Sum2<double>{0.0, 0.0});
+  }
+  const rules::Moments<double> mo = rules::two_pass_moments<A>(double(n), sum, m, q2, d.a);
+  return {A(rules::scale2(mo.mean, e)), A(mo.m2), e};
 }
 
 // ---- dy near the max: the redo of rules/norm.hpp, by the whole block (the CPU's: cpp/norm_cpu.hpp) ----

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/moments.hpp"
 #include "optkern/rules/rounding.hpp"
 
 namespace optkern {
@@ -32,58 +33,6 @@ template <class A> OK_HD A rsqrt_of(A v) { return A(1) / sqrt(v); }
 #else
 template <class A> OK_HD A rsqrt_of(A v) { return A(1) / std::sqrt(v); }
 #endif
-
-// A sample summarized by its size, mean and sum of squared deviations.
-template <class A> struct Moments {
-  A n, mean, m2;
-};
-
-// Chan, Golub, LeVeque's merge of two disjoint samples (exact in exact
-// arithmetic, stable in floating point; empty sides are fine).
-template <class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>& b) {
-  const A n = a.n + b.n;
-  if (n == A(0)) return a;
-  const A d = b.mean - a.mean;
-  const A fb = b.n / n;
-  return {n, fma_t(d, fb, a.mean), fma_t(d * d * a.n, fb, a.m2 + b.m2)};
-}
-
-// The statistics of a chunk already summed around a shift K (shifted
-// two-pass): mean = K + Σ(x-K)/n; m2 = Σ(x-mean)² from the second pass.
-template <class A> OK_HD A shifted_mean(A shift, A sum_dev, A n) { return shift + sum_dev / n; }
-
-// M2 = Σ(x - mean)² of n values from q = Σ(x - m)² around any m, with dm = mean - m (never below 0;
-// NaN stays NaN). The CPU's corrected two-pass (cpp/norm_cpu.hpp: m the mean rounded to x's dtype)
-// and the GPU's shifted sums below (m a value of the chunk).
-template <class A> OK_HD A corrected_m2(A q, A dm, A n) {
-  const A m2 = fma_t(-(n * dm), dm, q);
-  return m2 < A(0) ? A(0) : m2;
-}
-
-// Sums of a chunk around a shift K, the chunk's first value: its count, K, Σ(x - K) and Σ(x - K)²
-// (the GPU's per-thread statistics, in double for every input dtype: cuda/norm_rows.cu,
-// cuda/norm_channels.cuh). Then mean = K + Σ(x - K)/n and M2 = corrected_m2(Σ(x - K)², mean - K, n).
-// K being one of the values, (K - mean)² <= M2: the correction cancels at most a factor n + 1 of
-// the sum, never the data's offset from 0 (x = 1e4 + 0.01 N(0, 1): x - K is exact in double). A
-// float32 Welford update (mean += d / n) rounded the mean to 1e4's ulp at every step: rstd was 361
-// ulps off for 1e4 + N(0, 1) and 1% for 1e4 + 0.01 N(0, 1). Per value: a compare, a subtraction, an
-// add and an fma, no division.
-template <class A> struct ShiftedSums {
-  int64_t n;
-  A shift, s1, s2;
-};
-template <class A> OK_HD void push_shifted(ShiftedSums<A>& s, A x) {
-  if (s.n == 0) s.shift = x;
-  const A d = x - s.shift;
-  s.n += 1;
-  s.s1 += d;
-  s.s2 = fma_t(d, d, s.s2);
-}
-template <class A> OK_HD Moments<A> shifted_moments(const ShiftedSums<A>& s) {
-  if (s.n == 0) return {A(0), A(0), A(0)};
-  const A n = A(s.n), dm = s.s1 / n;
-  return {n, s.shift + dm, corrected_m2(s.s2, dm, n)};
-}
 
 // ---- Overflow- and underflow-safe statistics (LAPACK nrm2's idea) -------------
 // A kernel first sums squares (or squared deviations) directly. That sum is
@@ -105,6 +54,16 @@ template <class A> OK_HD A sumsq_floor() { return sizeof(A) == 4 ? A(0x1p-96) : 
 template <class A> OK_HD A eps_floor() { return sizeof(A) == 4 ? A(0x1p-100) : A(0x1p-1000); }
 
 template <class A> OK_HD bool finite_(A v) { return v - v == A(0); }  // false for NaN and ±inf
+
+// Whether moments merged from parts whose means were each rounded to a double T, up to k ulps off
+// (the CPU's chunks of k values, the GPU's threads and splits: k the roundings a merged mean went
+// through), need the deviations of all their values summed again around the merged mean, as
+// refine_mean (moments.hpp) asks of a part: the merge's Δmean is then whole ulps off where the true
+// ones differ by fractions of one, its n_a n_b / n Δmean² term, of M2's own size, that wrong
+// (1e20 + {0..3} ulps: rstd 8 % off on the CPU at n = 3001, 4-15 % on the GPU). Never for a float T.
+template <class T> OK_HD bool remerge_needed(const Moments<double>& acc, double k) {
+  return finite_(T(acc.mean)) && refine_mean<T>(acc.m2 / acc.n * k, k, T(acc.mean));
+}
 
 // Whether a directly computed (mean, Σ squares) can be used as is (eps: 0 for a plain norm).
 template <class A> OK_HD bool stats_ok(A mean, A sumsq, A eps) {
