@@ -52,19 +52,27 @@ template <class V> __device__ V block_reduce(V v, V* smem, const V& zero) {
   return out;
 }
 
-// Σ at(j)² over [0, n) by the whole block (call from every thread), in double and rounded to A
-// once, as cpp/norm_cpu.hpp's sum_squares: each thread's float sum of n / blockDim similar terms
-// rounded every addition alike (a constant float32 row of 65536: Σx² ~1e-5 off, RMS norm's y and
-// weight norm's w ~100 ulps). The products of floats are exact in double, and neither overflows nor
-// underflows there; the rounded result can, which the caller's stats_ok sees.
-template <class A, class At> __device__ A block_sum_squares(int64_t n, At at) {
+// Σ at(j) over [0, n) by the whole block (call from every thread): each term converted to double,
+// summed in double and rounded to A once, as the CPU's block_sum (cpp/lane_sums.hpp). In float each
+// thread's sum of n / blockDim similar terms rounded every addition alike (weight_norm_backward's
+// s = Σ dw v of 1e6 terms ±(1 + ~1e-4): dg 3e-5 off, and dv, which cancels where dw is near
+// parallel to v, 1.2x its size).
+template <class A, class At> __device__ A block_sum(int64_t n, At at) {
   __shared__ Sum2<double> ss[32];
   Sum2<double> q{0.0, 0.0};
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    const double v = double(at(j));
-    q.a += v * v;
-  }
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) q.a += double(at(j));
   return A(block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a);
+}
+
+// Σ at(j)² over [0, n), as block_sum, as cpp/norm_cpu.hpp's sum_squares (a constant float32 row of
+// 65536 in float accumulators: Σx² ~1e-5 off, RMS norm's y and weight norm's w ~100 ulps). The
+// products of floats are exact in double, and neither overflows nor underflows there; the rounded
+// result can, which the caller's stats_ok sees.
+template <class A, class At> __device__ A block_sum_squares(int64_t n, At at) {
+  return block_sum<A>(n, [&](int64_t j) {
+    const double v = double(at(j));
+    return v * v;
+  });
 }
 
 // Moments of at(j), j < n, from their deviations around m summed by the whole block in double (call

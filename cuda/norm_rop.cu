@@ -65,21 +65,24 @@ row_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::value_type scale,
   }
 }
 
-// Groups are columns: thread per column, rows in order; out[k * D + d].
+// Groups are columns: thread per column, rows in order; out[k * D + d]. In double, rounded once, as
+// cpp/norm_rop.cpp's GroupSums: in float32 a column's N sequential additions rounded alike for terms
+// of a common offset (dy = 1 + small at N = 16K: R{dβ} and the hvp's dh 20-100x batch_norm_backward's
+// error).
 template <class Terms>
 __global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::value_type scale,
                                 typename Terms::value_type* out) {
   using T = typename Terms::value_type;
   constexpr int K = Terms::K;
   for (int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; d < D; d += int64_t(gridDim.x) * blockDim.x) {
-    T s[K] = {};
+    double s[K] = {};
     for (int64_t n = 0; n < N; ++n) {
       T v[K];
       f(n, d, v);
 #pragma unroll
-      for (int k = 0; k < K; ++k) s[k] += v[k];
+      for (int k = 0; k < K; ++k) s[k] += double(v[k]);
     }
-    for (int k = 0; k < K; ++k) out[k * D + d] = s[k] * scale;
+    for (int k = 0; k < K; ++k) out[k * D + d] = T(s[k] * double(scale));
   }
 }
 

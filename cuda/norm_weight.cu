@@ -84,26 +84,25 @@ template <class T, class A>
 __global__ void __launch_bounds__(kThreads)
 wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* __restrict__ g,
                    const A* __restrict__ norm, T* __restrict__ dv, T* __restrict__ dg, int64_t rows, int64_t M) {
-  __shared__ Sum2<A> ss[32];
   __shared__ int64_t bad_row;  // the last row with a non-finite dv (as in norm_rows.cu's row_dx_kernel)
   if (threadIdx.x == 0) bad_row = -1;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* vr = v + r * M;
     const T* dwr = dw + r * M;
-    Sum2<A> q{A(0), A(0)};
-    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) q.a += A(load(dwr, j)) * A(load(vr, j));
-    q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
+    // s = Σ dw v summed in double, rounded once, as ‖v‖² is and as cpp/norm_weight.cpp's WnBackward
+    // (the products in A as there: their overflow or underflow sends the row to the redo alike)
+    const A s = block_sum<A>(M, [&](int64_t j) { return A(load(dwr, j)) * A(load(vr, j)); });
     const A nrm = norm[r];
     // (s underflowed: rules/norm.hpp; block-uniform)
-    if (rules::weight_norm_s_small(q.a, A(M)) &&
+    if (rules::weight_norm_s_small(s, A(M)) &&
         wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, true)) {
       __syncthreads();  // (bad_row and the shared sums: the next row's)
       continue;
     }
-    if (threadIdx.x == 0) store(dg, r, q.a / nrm);
-    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(q.a, nrm);
-    const bool k_ok = rules::weight_norm_k_ok(k, q.a, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
-    const A sn = q.a / nrm;
+    if (threadIdx.x == 0) store(dg, r, s / nrm);
+    const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(s, nrm);
+    const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
+    const A sn = s / nrm;
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A dwj = load(dwr, j), vj = load(vr, j);
       const A d = k_ok ? rules::weight_norm_dv(dwj, vj, scale, k) : rules::weight_norm_dv_scaled(dwj, vj, scale, sn, nrm);
