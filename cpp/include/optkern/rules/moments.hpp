@@ -23,10 +23,6 @@ template <class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>&
   return {n, fma_t(d, fb, a.mean), fma_t(d * d * a.n, fb, a.m2 + b.m2)};
 }
 
-// The statistics of a chunk already summed around a shift K (shifted
-// two-pass): mean = K + Σ(x-K)/n; m2 = Σ(x-mean)² from the second pass.
-template <class A> OK_HD A shifted_mean(A shift, A sum_dev, A n) { return shift + sum_dev / n; }
-
 // M2 = Σ(x - mean)² of n values from q = Σ(x - m)² around any m, with dm = mean - m (never below 0;
 // NaN stays NaN). The CPU's corrected two-pass (cpp/norm_cpu.hpp: m the mean rounded to x's dtype)
 // and the GPU's shifted sums below (m a value of the chunk).
