@@ -42,3 +42,19 @@ def _detached(v):
     if not _fills_in_place(v):
         return v
     return v.clone() if callable(getattr(v, "clone", None)) else v.copy()
+
+
+#: group values written by assignment: no array or tensor, nothing to fill in place (exact types)
+_PLAIN_VALUES = frozenset({float, int})
+
+
+def _put(g: dict, key: str, v: float) -> None:
+    """Write ``v`` as the group's ``key`` entry: a device-resident value (a capturable GPU optimizer's
+    lr, a tensor lr) is updated in place, as torch's schedulers do, so that a captured CUDA graph
+    reads the new value at its next replay; anything else is replaced."""
+    cur = g[key]
+    if type(cur) not in _PLAIN_VALUES and _fills_in_place(cur):
+        fill = getattr(cur, "fill_", None)
+        (fill if callable(fill) else cur.fill)(v)
+    else:
+        g[key] = v

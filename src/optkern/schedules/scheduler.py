@@ -1,6 +1,5 @@
-"""The object that writes a schedule into an optimizer's param groups (:class:`Scheduler`), the
-checks of the values it writes, and the warning for a schedule of the wrong kind.
-
+"""The object that writes a schedule into an optimizer's param groups (:class:`Scheduler`) and the
+checks of the values it writes (the warning for a schedule of the wrong kind: :mod:`._scale_warning`).
 A schedule is stateless (:mod:`.base`); the Scheduler holds the one piece of state a training loop
 needs, the step counter, and writes ``value`` into every param group.
 """
@@ -9,11 +8,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 
 from .. import _backend
-from ._group_values import _detached, _fills_in_place, _item, _scalar
-from .base import Schedule, _real, as_schedule, check_step
+from ._group_values import _detached, _item, _put, _scalar
+from ._scale_warning import ScheduleScaleWarning, _value, warn_if_suspect
+from .base import Schedule, as_schedule, check_step
+
+__all__ = ["Scheduler", "ScheduleScaleWarning", "momentum_scheduler"]
 
 #: The values the optimizers (optkern's and torch's) accept in the group entries whose meaning
 #: they fix: a Scheduler writes nothing else there. Any other entry only needs a finite value.
@@ -33,42 +34,6 @@ _BOUNDS: dict = {
     for k, r in _RANGES.items()
 }
 _NO_BOUNDS = (-math.inf, math.inf, False, False)
-
-#: group values written by assignment: no array or tensor, nothing to fill in place (exact types)
-_PLAIN_VALUES = frozenset({float, int})
-
-
-class ScheduleScaleWarning(UserWarning):
-    """A schedule's values look like the wrong kind (absolute vs multiplier) for the optimizer."""
-
-
-#: An absolute schedule whose peak is this many times the configured value (or a multiplier that
-#: peaks below its inverse) is almost surely the other kind: warn.
-_SCALE_SUSPECT = 100.0
-
-
-def _peak(schedule, steps: int | None) -> float:
-    """The largest value over the schedule's horizon (sampled at <= 1001 steps, ends included)."""
-    n = 1000 if steps is None else max(int(steps) - 1, 0)
-    stride = max(1, -(-n // 1000))
-    ts = list(range(0, n + 1, stride))
-    if ts[-1] != n:
-        ts.append(n)
-    peak = _value(schedule, 0)  # checked strictly by the caller already
-    for t in ts[1:]:
-        # Only a warning rides on the peak: a callable that fails or overflows beyond the steps it
-        # will run (torch's LambdaLR over a table of them) must not make the Scheduler refuse it.
-        try:
-            v = _value(schedule, t)
-        except Exception:
-            break
-        peak = max(peak, v)
-    return peak
-
-
-def _value(schedule, t: int) -> float:
-    """``schedule(t)`` as a finite float, or TypeError / ValueError naming the schedule."""
-    return _real(schedule(t), t)
 
 
 class Scheduler:
@@ -140,7 +105,7 @@ class Scheduler:
         self.last_step = 0
         self._last_values: list = []
         values = self._values(0, self.base_values, relative)  # every check before the groups change
-        self._warn_if_suspect()
+        warn_if_suspect(self.schedule, self.base_values, relative, self._label)
         for g in groups:
             g.setdefault(init, _detached(self._get(g)))
         self._write(values)
@@ -152,37 +117,6 @@ class Scheduler:
     def _get(self, g):
         v = g[self.key]
         return v if self.index is None else v[self.index]
-
-    def _warn_if_suspect(self) -> None:
-        peak = _peak(self.schedule, getattr(self.schedule, "total_steps", None))
-        what = f"group {self._label!r}"
-        if self.relative:
-            if 0.0 < peak < 1.0 / _SCALE_SUSPECT and self.base_values:  # (base_values[0]: IndexError)
-                warnings.warn(
-                    f"schedule: as a multiplier (relative=True) it peaks at {peak:g}, so the {what} "
-                    f"peaks at {peak:g} x {self.base_values[0]:g}; pass an absolute schedule without "
-                    "relative=True, or build the multiplier with peak 1.0",
-                    ScheduleScaleWarning,
-                    stacklevel=3,
-                )
-            return
-        bases = [b for b in self.base_values if b > 0.0]
-        if bases and peak > _SCALE_SUSPECT * max(bases):
-            warnings.warn(
-                f"schedule: peaks at {peak:g}, {peak / max(bases):.0f}x the optimizer's {what} "
-                f"{max(bases):g}; schedules are absolute by default -- for a multiplier of the "
-                "configured value pass relative=True",
-                ScheduleScaleWarning,
-                stacklevel=3,
-            )
-        if len(set(self.base_values)) > 1:
-            warnings.warn(
-                f"schedule: the param groups have different {what} values {self.base_values}; an "
-                "absolute schedule gives them all the same value -- pass relative=True to keep their "
-                "ratios",
-                ScheduleScaleWarning,
-                stacklevel=3,
-            )
 
     def values(self, step: int | None = None) -> list:
         """The per-group values at ``step`` (default: the current step)."""
@@ -256,21 +190,13 @@ class Scheduler:
     def _write(self, values: list) -> None:
         groups, key = self.optimizer.param_groups, self.key
         for g, v in zip(groups, values):
-            cur = g[key]
-            if type(cur) in _PLAIN_VALUES and self.index is None:  # (neither an array nor a tensor)
-                g[key] = v
-            elif self.index is not None:
+            if self.index is not None:
+                cur = g[key]
                 seq = list(cur)
                 seq[self.index] = v
-                g[self.key] = type(cur)(seq) if isinstance(cur, tuple) else seq
-            elif _fills_in_place(cur):
-                # A device-resident value (a capturable GPU optimizer's lr, a tensor lr): update
-                # it in place, as torch's schedulers do, so a captured CUDA graph reads the new value
-                # at its next replay.
-                fill = getattr(cur, "fill_", None)
-                (fill if callable(fill) else cur.fill)(v)
+                g[key] = type(cur)(seq) if isinstance(cur, tuple) else seq
             else:
-                g[self.key] = v
+                _put(g, key, v)
         # Kept as read back (a float32 tensor's rounding included): get_last_lr read the groups, so
         # an lr set by hand or by another scheduler was reported as this one's (torch: its own).
         if self.index is None:  # (a float read back is itself: _scalar's look-up for item() skipped)
