@@ -12,6 +12,7 @@ int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
 
 ``Scheduler(opt, s, relative=True)`` multiplies each group's configured value
 by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
+:class:`ReduceLROnPlateau` (torch's) cuts each group's lr when a metric stops improving.
 """
 
 from .base import FunctionSchedule, Schedule, as_schedule, constant
@@ -19,12 +20,14 @@ from .batch import batch_size_schedule
 from .combine import chain, linear_warmup, scale_lr, sequential, warmup_cosine
 from .cyclic import cyclic, one_cycle
 from .decay import cosine, cosine_restarts, exponential, inverse_time, linear, multi_step, polynomial, step_decay
+from .plateau import ReduceLROnPlateau
 from .scheduler import Scheduler, ScheduleScaleWarning, momentum_scheduler
 from .swa import swalr
 
 __all__ = [
     "Schedule",
     "Scheduler",
+    "ReduceLROnPlateau",
     "ScheduleScaleWarning",
     "FunctionSchedule",
     "as_schedule",

@@ -1,5 +1,6 @@
 """The object that writes a schedule into an optimizer's param groups (:class:`Scheduler`) and the
 checks of the values it writes (the warning for a schedule of the wrong kind: :mod:`._scale_warning`).
+
 A schedule is stateless (:mod:`.base`); the Scheduler holds the one piece of state a training loop
 needs, the step counter, and writes ``value`` into every param group.
 """
