@@ -6,7 +6,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, count, count1, factor_rule, in_unit, positive, power
+from .base import Schedule, count, factor_rule, in_unit, positive, power
 
 
 class cyclic(Schedule):
@@ -23,8 +23,8 @@ class cyclic(Schedule):
     _rules = (
         ("base_lr", _backend.nonnegative),
         ("max_lr", positive),
-        ("step_size_up", count1),
-        ("step_size_down", count),
+        ("step_size_up", positive),
+        ("step_size_down", _backend.nonnegative),
         ("mode", lambda name, v: _option(name, v, ("triangular", "triangular2", "exp_range"))),
         ("gamma", factor_rule),
     )
@@ -33,16 +33,29 @@ class cyclic(Schedule):
         self.base_lr = _backend.nonnegative("base_lr", base_lr)
         # (base_lr > max_lr taken: torch's CyclicLR runs that triangle downward; it was refused here)
         self.max_lr = positive("max_lr", max_lr)
-        self.step_size_up = count("step_size_up", step_size_up, 1)
+        # Any positive number, as torch's CyclicLR takes it (float(step_size_up)): 2.5 is a cycle of
+        # 5 steps whose peak falls between two; whole numbers were required here. (> 0: 0 divides by
+        # zero in torch at step 0.)
+        self.step_size_up = positive("step_size_up", step_size_up)
         # 0 is torch's sawtooth (rise over step_size_up steps, then back to base_lr at once); it
-        # was refused here. (step_size_up stays >= 1: 0 divides by zero in torch at step 0.)
+        # was refused here.
         self.step_size_down = (
-            self.step_size_up if step_size_down is None else count("step_size_down", step_size_down, 0)
+            self.step_size_up if step_size_down is None else _backend.nonnegative("step_size_down", step_size_down)
         )
         # (_option: a NumPy array of strings made ``in`` raise an unnamed ValueError, or passed as one)
         self.mode = _option("mode", mode, ("triangular", "triangular2", "exp_range"))
         # (> 1 taken: torch's CyclicLR grows exp_range's amplitude then, and ignores gamma in the other modes)
         self.gamma = factor_rule("gamma", gamma)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        # (again before each value: a step size assigned later) the cycle's length is a float64: past
+        # it t / total is 0 at every step, and the ratio up / total 0 / 0 or NaN
+        if not math.isfinite(self.step_size_up + self.step_size_down):
+            raise ValueError(
+                f"step_size_down: step_size_up + step_size_down = {self.step_size_up!r} + "
+                f"{self.step_size_down!r} overflows float64"
+            )
 
     def _wave(self, t: int) -> tuple:
         """The triangle at ``t`` (0 at the cycle's ends, 1 at its peak) and the mode's amplitude,
@@ -123,12 +136,20 @@ class _phased(Schedule):
 
     def value(self, t):
         t = min(t, self.total_steps - 1)
-        begin = 0.0
-        for i, (end_step, lo, hi) in enumerate(self._phases):
-            if t <= end_step or i == len(self._phases) - 1:
-                return self._interp(lo, hi, (t - begin) / (end_step - begin))
-            begin = end_step
-        raise AssertionError("unreachable")
+        begin, (end_step, lo, hi) = _phase_at(self._phases, t)
+        return self._interp(lo, hi, (t - begin) / (end_step - begin))
+
+
+def _phase_at(phases, t) -> tuple:
+    """(the step the phase begins at, the phase) that torch's OneCycleLR interpolates in at step
+    ``t``: the first whose end is not before ``t``, else the last (a phase ending before step 0,
+    as a warm-up of pct_start * total_steps < 1 steps does, is never used)."""
+    begin = 0.0
+    for i, phase in enumerate(phases):
+        if t <= phase[0] or i == len(phases) - 1:
+            return begin, phase
+        begin = phase[0]
+    raise AssertionError("unreachable")
 
 
 class one_cycle(_phased):
@@ -143,6 +164,10 @@ class one_cycle(_phased):
     last of ``total_steps`` scheduler steps, extrapolates the last phase; beyond it torch raises).
     :meth:`momentum` gives the matching inverse momentum cycle. Its arguments, kept as attributes,
     cannot be assigned afterwards (AttributeError): the phases are computed from them once.
+
+    Degenerate arguments run as torch runs them (``total_steps=1``, ``pct_start=0``, a warm-up of
+    less than one step, ``max_lr=0``); where torch divides by zero (``pct_start * total_steps == 1``,
+    or ``pct_start=1`` without ``three_phase``) ValueError names ``pct_start``.
     """
 
     _FIXED = ("anneal", "total_steps", "max_lr", "pct_start", "div_factor", "final_div_factor", "three_phase")
@@ -157,30 +182,41 @@ class one_cycle(_phased):
         final_div_factor=1e4,
         three_phase=False,
     ):
-        self.max_lr = positive("max_lr", max_lr)
-        total_steps = count("total_steps", total_steps, 2)
-        self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0, lo_open=True, hi_open=True)
+        # max_lr 0 (every lr 0), total_steps 1 and pct_start 0 taken: torch's OneCycleLR runs them;
+        # they were refused here
+        self.max_lr = _backend.nonnegative("max_lr", max_lr)
+        total_steps = count("total_steps", total_steps, 1)
+        self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0)
         anneal = _option("anneal", anneal, ("cos", "linear"))  # (as cyclic's mode)
         self.div_factor = positive("div_factor", div_factor)
         self.final_div_factor = positive("final_div_factor", final_div_factor)
         self.three_phase = _backend.flag("three_phase", three_phase)  # bool("False") was True
         init = self.max_lr / self.div_factor
         low = init / self.final_div_factor
-        # every value is interpolated between these: both must be positive float64s
+        # every value is interpolated between these: both must be finite (0 where they underflow,
+        # as torch's are)
         for name, v, formula in (
             ("div_factor", init, "max_lr / div_factor"),
             ("final_div_factor", low, "max_lr / (div_factor * final_div_factor)"),
         ):
-            if not (0.0 < v < math.inf):
-                raise ValueError(f"{name}: {formula} = {v!r} is not a positive finite float64")
+            if not v < math.inf:
+                raise ValueError(f"{name}: {formula} = {v!r} is not a finite float64")
         up = float(self.pct_start * total_steps) - 1
         if three_phase:
             phases = [(up, init, self.max_lr), (2 * up, self.max_lr, init), (total_steps - 1, init, low)]
         else:
             phases = [(up, init, self.max_lr), (total_steps - 1, self.max_lr, low)]
-        ends = [p[0] for p in phases]
-        if any(b <= a for a, b in zip([0.0] + ends, ends)):
-            raise ValueError(f"pct_start: {self.pct_start} leaves an empty phase with total_steps={total_steps}")
+        # Phases are torch's, empty ones and those ending before step 0 included (pct_start * total_steps
+        # < 1: torch's lrs; they were refused). Where torch interpolates in a phase of no length it
+        # divides by zero: at step 0 when pct_start * total_steps is 1, at its step total_steps (the
+        # lr after the last) when the last phase is empty (pct_start 1 without three_phase).
+        for t in (0, total_steps):
+            begin, (end, _, _) = _phase_at(phases, t)
+            if end == begin:
+                raise ValueError(
+                    f"pct_start: {self.pct_start!r} makes a phase of no length with total_steps={total_steps}, "
+                    f"which torch's OneCycleLR divides by at step {t}"
+                )
         super().__init__(phases, anneal, total_steps)
 
     def momentum(self, base_momentum=0.85, max_momentum=0.95) -> Schedule:
