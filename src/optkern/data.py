@@ -181,6 +181,11 @@ class BatchLoader(NativeByName):
         for k in ("epoch", "seed"):
             if k not in state:
                 raise ValueError(f"state: missing {k!r}")
+        # (a typo'd or another object's state loaded silently: {"epoch": 3, "seed": 1, "btach": 5}
+        # restarted the epoch, a Scheduler's state would set nothing it holds)
+        for k in state:
+            if k not in ("epoch", "seed", "batch"):
+                raise ValueError(f"state: unknown key {k!r} (a BatchLoader's holds 'epoch', 'seed' and 'batch')")
         epoch = _backend.integer("state['epoch']", state["epoch"], 0)
         seed = _backend.integer("state['seed']", state["seed"], 0)
         # (a state saved before loaders kept a position has no 'batch': the epoch from its start)

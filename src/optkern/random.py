@@ -30,6 +30,11 @@ def _shape(shape, name: str = "shape", itemsize: int = 1) -> tuple[int, ...]:
     ``itemsize``-byte elements; TypeError / ValueError naming ``name`` (NumPy's would not)."""
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
         shape = (shape,)
+    elif getattr(shape, "ndim", None) == 0 and getattr(shape, "dtype", None) is not None:
+        # a 0-d integer array is a size, as NumPy's (np.empty(np.array(3)), Generator.uniform(size=...)):
+        # iterating it raised "iteration over a 0-d array", named as a bad shape
+        if shape.dtype.kind in "iu":
+            shape = (shape.item(),)
     try:
         if isinstance(shape, (str, bytes)):
             raise TypeError
