@@ -67,7 +67,7 @@ def _mode_worse(mode: str) -> float:
     return math.inf if mode == "min" else -math.inf
 
 
-def _groups(optimizer) -> list:
+def _groups(optimizer) -> list | tuple:
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
         raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
