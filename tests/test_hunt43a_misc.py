@@ -37,3 +37,31 @@ def test_0d_shapes_as_numpy():
         okr.uniform(np.array(3.0), 7)  # (NumPy refuses a float size as well)
     with pytest.raises(ValueError, match="^shape"):
         okr.uniform(np.array(-2), 7)
+
+
+def test_scheduler_refuses_an_unknown_state_key_and_changes_nothing():
+    from optkern import schedules as S
+
+    opt = type("O", (), {})()
+    opt.param_groups = [{"lr": 0.1}]
+    sched = S.Scheduler(opt, S.exponential(0.1, 0.5))
+    sched.step()
+    before, lr = sched.state_dict(), opt.param_groups[0]["lr"]
+    # a typo'd 'relative' was ignored: the values written as this scheduler's absolute ones
+    with pytest.raises(ValueError, match="^state: unknown key 'relatve'"):
+        sched.load_state_dict({"last_step": 3, "base_values": [1.0], "relatve": True})
+    assert sched.state_dict() == before and opt.param_groups[0]["lr"] == lr
+    sched.load_state_dict({"last_step": 3, "base_values": [0.1]})  # (the optional keys stay optional)
+    assert opt.param_groups[0]["lr"] == 0.1 * 0.5**3
+
+
+def test_early_stopping_refuses_an_unknown_state_key_and_changes_nothing():
+    from optkern.regularize import EarlyStopping
+
+    stop = EarlyStopping(patience=2)
+    stop.step(1.0)
+    before = stop.state_dict()
+    with pytest.raises(ValueError, match="^state: unknown key 'num_bda'"):
+        stop.load_state_dict({**before, "num_bda": 2})
+    assert stop.state_dict() == before
+    stop.load_state_dict({k: v for k, v in before.items() if k not in ("mode", "kept")})

@@ -49,6 +49,7 @@ from ._scalars import integer as integer
 from ._scalars import nonnegative as nonnegative
 from ._scalars import positive as positive
 from ._scalars import real as real
+from ._state_keys import state_keys as state_keys
 
 
 def _load_cpu():

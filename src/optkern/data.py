@@ -176,16 +176,8 @@ class BatchLoader(NativeByName):
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; the whole of ``state`` is checked before anything changes."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
-        for k in ("epoch", "seed"):
-            if k not in state:
-                raise ValueError(f"state: missing {k!r}")
-        # (a typo'd or another object's state loaded silently: {"epoch": 3, "seed": 1, "btach": 5}
-        # restarted the epoch, a Scheduler's state would set nothing it holds)
-        for k in state:
-            if k not in ("epoch", "seed", "batch"):
-                raise ValueError(f"state: unknown key {k!r} (a BatchLoader's holds 'epoch', 'seed' and 'batch')")
+        # (an unknown key refused: {"epoch": 3, "seed": 1, "btach": 5} restarted the epoch silently)
+        _backend.state_keys(state, ("epoch", "seed"), ("batch",), "a BatchLoader's")
         epoch = _backend.integer("state['epoch']", state["epoch"], 0)
         seed = _backend.integer("state['seed']", state["seed"], 0)
         # (a state saved before loaders kept a position has no 'batch': the epoch from its start)

@@ -273,11 +273,10 @@ class EarlyStopping:
         """Continue counting from :meth:`state_dict` (all of ``state`` is checked before anything changes);
         ``should_stop`` is then this stopper's verdict on the counts (``num_bad > patience``), as
         :meth:`step` gives it, whatever patience the saved run had."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
-        for k in ("best", "best_step", "num_bad", "steps", "should_stop"):
-            if k not in state:
-                raise ValueError(f"state: missing {k!r}")
+        # (an unknown key refused: a typo'd 'num_bda' was ignored silently)
+        _backend.state_keys(
+            state, ("best", "best_step", "num_bad", "steps", "should_stop"), ("mode", "kept"), "an EarlyStopping's"
+        )
         if "mode" in state:  # (a state without it, older, is taken in this stopper's mode)
             # a best is one only in its run's mode: a "max" run's accuracy loaded into a "min"
             # stopper was taken silently, and every later accuracy counted as no improvement

@@ -60,7 +60,7 @@ _COUNTERS: tuple[tuple[str, Callable], ...] = (
 
 #: state_dict's keys: torch's (its ``__dict__`` less the optimizer), so a state saved by either loads
 #: into the other
-_STATE_KEYS = frozenset([k for k, _ in _CONFIG + _COUNTERS] + ["min_lrs", "default_min_lr", "mode_worse", "_last_lr"])
+_STATE_KEYS = (*(k for k, _ in _CONFIG + _COUNTERS), "min_lrs", "default_min_lr", "mode_worse", "_last_lr")
 
 
 def _mode_worse(mode: str) -> float:
@@ -233,14 +233,7 @@ class ReduceLROnPlateau:
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (this class's or torch's ``state_dict``). All of it is checked
         first; a missing or unknown key, or a bad value, raises naming it and changes nothing."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
-        for k in state:
-            if k not in _STATE_KEYS:
-                raise ValueError(f"state: unknown key {k!r} (not a ReduceLROnPlateau state)")
-        for k in sorted(_STATE_KEYS):
-            if k not in state:
-                raise ValueError(f"state: missing {k!r}")
+        _backend.state_keys(state, _STATE_KEYS, (), "a ReduceLROnPlateau's")
         new = {k: rule(f"state[{k!r}]", state[k]) for k, rule in _CONFIG + _COUNTERS}
         n = len(_groups(self.optimizer))
         default = state["default_min_lr"]

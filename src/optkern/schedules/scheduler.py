@@ -236,11 +236,8 @@ class Scheduler:
         """Continue from ``state`` (from :meth:`state_dict`); rewrites the groups' values. All of
         ``state`` and the values it leads to are checked before anything changes."""
         self._check_target()
-        if not isinstance(state, dict):
-            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
-        for k in ("last_step", "base_values"):
-            if k not in state:
-                raise ValueError(f"state: missing {k!r}")
+        # (an unknown key refused: a typo'd 'relatve': True loaded as this scheduler's relative=False)
+        _backend.state_keys(state, ("last_step", "base_values"), ("relative", "key", "index"), "a Scheduler's")
         raw = state["base_values"]
         if not isinstance(raw, (list, tuple)):
             raise TypeError(f"state['base_values']: expected a list of numbers, got {type(raw).__name__}")
