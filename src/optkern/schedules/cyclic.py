@@ -13,7 +13,8 @@ class cyclic(Schedule):
     """Cyclical learning rate between ``base_lr`` and ``max_lr`` (torch CyclicLR).
 
     A cycle is ``step_size_up`` steps rising then ``step_size_down`` (default:
-    the same; 0: a sawtooth) falling. The amplitude ``max_lr - base_lr`` is scaled by
+    the same; 0: a sawtooth) falling; both any positive numbers, as torch's (2.5: a 5-step cycle
+    whose peak falls between two steps). The amplitude ``max_lr - base_lr`` is scaled by
     ``mode``: ``"triangular"`` 1; ``"triangular2"`` halved each cycle
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t`` (any finite ``gamma > 0``: above 1 it
     grows, as torch's does). A ``base_lr`` above
