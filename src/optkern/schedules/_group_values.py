@@ -7,6 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def param_groups(optimizer) -> list | tuple:
+    """``optimizer.param_groups``, a list (or tuple) of dicts, or TypeError naming the optimizer."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
+        raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
+    return groups
+
+
 def _scalar(v) -> float:
     """A group value as a float: a number, or a 1-element (device) array."""
     return float(v.item()) if hasattr(v, "item") else float(v)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from .. import _backend
 from ..lowp import _option
-from ._group_values import _item, _put, _scalar
+from ._group_values import _item, _put, _scalar, param_groups
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -68,9 +68,7 @@ def _mode_worse(mode: str) -> float:
 
 
 def _groups(optimizer) -> list | tuple:
-    groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-        raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
+    groups = param_groups(optimizer)
     for i, g in enumerate(groups):
         if "lr" not in g:
             raise ValueError(f"optimizer: param_groups[{i}] has no 'lr' entry")

@@ -11,7 +11,7 @@ import math
 import numbers
 
 from .. import _backend
-from ._group_values import _detached, _item, _put, _scalar
+from ._group_values import _detached, _item, _put, _scalar, param_groups
 from ._scale_warning import ScheduleScaleWarning, _value, warn_if_suspect
 from .base import Schedule, as_schedule, check_step
 
@@ -69,9 +69,7 @@ class Scheduler:
     """
 
     def __init__(self, optimizer, schedule, *, relative: bool = False, key: str = "lr", index: int | None = None):
-        groups = getattr(optimizer, "param_groups", None)
-        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-            raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
+        groups = param_groups(optimizer)
         if not isinstance(relative, bool):
             raise TypeError(f"relative: expected a bool, got {type(relative).__name__}")
         _check_target_types(key, index)
@@ -317,9 +315,7 @@ def _check_entry(v, key: str, index, i: int) -> None:
 def momentum_scheduler(optimizer, schedule) -> Scheduler:
     """An absolute :class:`Scheduler` cycling momentum as torch's ``cycle_momentum=True`` does: the
     groups' ``momentum`` entry, or ``betas[0]`` for Adam-like optimizers (torch's rule)."""
-    groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, (list, tuple)) or (groups and not isinstance(groups[0], dict)):
-        raise TypeError("optimizer: expected an object with param_groups, a list of dicts")
+    groups = param_groups(optimizer)
     if not groups:  # (a list of dicts, but none to pick the entry from)
         raise ValueError("optimizer: has no param groups, so neither 'momentum' nor 'betas' to drive")
     if "betas" in groups[0]:
