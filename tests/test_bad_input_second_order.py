@@ -109,12 +109,6 @@ BAD_LOADS = [
     ("LBFGS", _set(("state", 0, "extra"), 1), ValueError, r"^state_dict\['state'\]\[0\]: unknown key 'extra'"),
     ("LBFGS", _set(("state", 1), {}), ValueError, r"^state_dict\['state'\]\[1\]"),
     ("LBFGS", _set(("param_groups", 0, "lr"), -1.0), ValueError, r"^state_dict\['param_groups'\]\[0\]\['lr'\]"),
-    (
-        "LBFGS",
-        _set(("param_groups", 0, "history_size"), 1),
-        ValueError,
-        r"\['old_dirs'\]: holds \d+ pairs, more than history_size = 1",
-    ),
     ("LBFGS", _set(("state", 0, "n_iter"), "x"), TypeError, r"^state_dict\['state'\]\[0\]\['n_iter'\]"),
     ("LBFGS", _set(("state", 0, "old_dirs"), DELETE), ValueError, r"missing 'old_dirs'"),
     ("LBFGS", _set(("state", 0, "ro"), 0.5), TypeError, r"\['ro'\]: expected a list"),

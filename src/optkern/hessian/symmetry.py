@@ -11,6 +11,8 @@ they wrap. A sum is symmetric when each of its non-symmetric products comes with
 same weight (``H @ G + G @ H``); one that does not (``H @ G + 0.1 I``, ``H @ G - G @ H``) is not, nor
 is a power of a non-symmetric operator (``(H @ G) ** 2``): such sums and powers were taken as
 symmetric, and Lanczos returned 11.98 for ``H @ G + 0.1 I`` whose top eigenvalue is 11.18, "converged".
+A product holding sums is judged as the sum it multiplies out to (``(H @ G + H) @ G``: ``H G G + H G``,
+not symmetric; ``(H + G) @ (H + G)``: symmetric), where that stays under ``_MAX_TERMS`` terms.
 Operators this cannot see into (a user's ``LinearOperator``) stay taken as symmetric, as before, and
 so does a product wrapped by ``as_operator`` (a curvature operator, symmetric by contract): the
 caller's word that its factors commute."""
@@ -30,6 +32,8 @@ from .operators import CurvatureOperator
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
 #: A power whose factors would list more than this many is kept whole (``H ** 10**6``)
 _MAX_FACTORS = 64
+#: A product of sums multiplied out into more terms than this is judged by its factors instead
+_MAX_TERMS = 256
 #: The side of the square tiles a dense matrix is compared with its transpose in
 _TILE = 256
 
@@ -87,13 +91,46 @@ def _terms(A, c, out: list, transposed: bool = False) -> list:
     return out
 
 
+def _expanded(c, fs: list) -> list | None:
+    """``c F1 ... Fk`` multiplied out over the factors that are sums: the terms ``(weight, factors)``
+    of products of factors that are no sums (``(H + G) @ (H + G)``: ``H H + H G + G H + G G``), or
+    None past ``_MAX_TERMS``. A sum inside a product was one factor of unknown symmetry: ``(H @ G + H)
+    @ G`` (``H G G + H G``, not symmetric) was taken, ``(H + G) @ (H + G)`` (symmetric, its factors
+    equal but two objects) refused."""
+    out: list = [(c, [])]
+    for f in fs:
+        parts = _terms(f, 1.0, [])
+        if len(parts) == 1 and len(parts[0][1]) == 1 and parts[0][1][0] is f:  # (no sum: itself)
+            out = [(w * parts[0][0], g + [f]) for w, g in out]
+            continue
+        sub: list = []
+        for w, g in parts:  # (a term's factors may hold sums again: (H + G) @ H inside a sum)
+            e = _expanded(w, g)
+            if e is None:
+                return None
+            sub += e
+        if len(out) * len(sub) > _MAX_TERMS:
+            return None
+        out = [(w * v, g + h) for w, g in out for v, h in sub]
+    return out
+
+
 def _sum_symmetric(A) -> bool | None:
     """A sum: symmetric where its terms that are not pair up with their transposes at equal weights
     (to rounding: ``0.1 * 3`` and ``0.3``); not where one does not, or one is a power or product
-    of something not symmetric, which cannot pair up (None where a term's symmetry is unknown)."""
+    of something not symmetric, which cannot pair up (None where a term's symmetry is unknown).
+    Products of sums in it are multiplied out (:func:`_expanded`) where that stays small."""
+    terms: list = []
+    for w, fs in _terms(A, 1.0, []):
+        terms += _expanded(w, fs) or [(w, fs)]
+    return _terms_symmetric(terms)
+
+
+def _terms_symmetric(terms: list) -> bool | None:
+    """:func:`_sum_symmetric`'s rule on the sum of ``terms`` (``(weight, factors)``)."""
     weights: dict = {}
     unknown = False
-    for w, fs in _terms(A, 1.0, []):
+    for w, fs in terms:
         kind = _of_factors(fs)
         if kind is False:
             if not all(_symmetric(f) is True for f in fs):
@@ -133,7 +170,15 @@ def _symmetric(A) -> bool | None:
     if len(fs) == 1 and fs[0] is A:  # (not taken apart: a transposed sum or a power is as symmetric as
         # what it wraps -- a power of an operator that is not symmetric is not --; others unknown)
         return _symmetric(A.args[0]) if name in _TRANSPOSED or name == "_PowerLinearOperator" else None
+    terms = _expanded(c, fs) if len(fs) > 1 else None
+    if terms is not None and not (len(terms) == 1 and _same(terms[0][1], fs)):
+        return _terms_symmetric(terms)  # (a product holding sums: as the sum it multiplies out to)
     return _of_factors(fs) if fs else True
+
+
+def _same(fs: list, gs: list) -> bool:
+    """Whether two factor lists hold the same objects in the same order."""
+    return len(fs) == len(gs) and all(f is g for f, g in zip(fs, gs))
 
 
 def _dense_asymmetry(A) -> tuple[float, float] | None:

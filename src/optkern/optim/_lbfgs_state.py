@@ -179,7 +179,7 @@ def _list(st: dict, key: str, where: str):
     return v
 
 
-def _history(opt, st: dict, where: str, history_size: int) -> dict:
+def _history(opt, st: dict, where: str) -> dict:
     """The vectors and numbers of a run that has started, checked and copied next to the params."""
     missing = [k for k in _NEEDED if k not in st]
     if missing:
@@ -193,8 +193,10 @@ def _history(opt, st: dict, where: str, history_size: int) -> dict:
     k = len(ys)
     if not k == len(ss) == len(ro):
         raise ValueError(f"{where}: old_dirs, old_stps and ro hold {k}, {len(ss)} and {len(ro)} entries (one per pair)")
-    if k > history_size:
-        raise ValueError(f"{at('old_dirs')}: holds {k} pairs, more than history_size = {history_size}")
+    # (more pairs than the group's history_size are a history that a history_size lowered between steps
+    # left -- optkern's own between steps, torch's for good, whose step never drops more than one --: kept,
+    # the next step drops the oldest first, as it does in the optimizer that saved them (LBFGS._trim).
+    # They were refused: the optimizer's own checkpoint did not load, not even into itself.)
     out = {
         "S": ss,
         "Y": ys,
@@ -229,9 +231,9 @@ def load_state_dict(opt, sd: dict, strict: bool = True) -> None:
     from .lbfgs import _NAMES, _check_group
 
     group, where, st = one_group(opt, sd, _NAMES, _KEYS, strict)
-    history_size = _check_group(group, "state_dict['param_groups'][0]")[5]
+    _check_group(group, "state_dict['param_groups'][0]")
     new = {k: count(st, k, where, strict) for k in ("func_evals", "n_iter")}
-    loaded = _history(opt, st, where, history_size) if new["n_iter"] > 0 else {}
+    loaded = _history(opt, st, where) if new["n_iter"] > 0 else {}
     # everything checked: now change the optimizer
     opt.param_groups[0].update(group)
     opt._reset()

@@ -60,7 +60,8 @@ class NewtonCG(NativeByName):
         ``(diag + lambda) ** precond_exponent`` (Martens: the diagonal of the squared gradients,
         exponent 0.75).
       warm_start: CG starts from ``warm_start * previous p`` (Martens: 0.95; 0 = cold).
-      boost, drop, min_damping, max_damping: the Levenberg-Marquardt rule and its bounds.
+      boost, drop, min_damping, max_damping: the Levenberg-Marquardt rule and its bounds (``damping``
+        must lie within them).
       reuse_trial_gradient: the closure's result at an accepted trial point (after a rejected one:
         at the start point) starts the next step (saves one evaluation per step; do not change the
         params or the data between steps then). False: every step calls the closure at its start.
@@ -144,6 +145,14 @@ class NewtonCG(NativeByName):
         )
         if hp[8] > hp[9]:
             raise ValueError(f"{n('min_damping')}, {n('max_damping')}: min_damping must be <= max_damping")
+        if not hp[8] <= hp[1] <= hp[9]:
+            # the rule's bounds hold the damping: outside them a "boost" clamped to max_damping lowered a
+            # damping above it (1e9 -> 1e8 after a rejected step) and a "drop" raised one below
+            # min_damping (1e-12 -> 1e-8 after a good step), the opposite of what the rule decided
+            raise ValueError(
+                f"{n('damping')}: {hp[1]!r} is outside [min_damping, max_damping] = [{hp[8]!r}, {hp[9]!r}] "
+                "(the Levenberg-Marquardt rule's bounds)"
+            )
         return hp
 
     @property
