@@ -258,6 +258,40 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
             _check_rate_bound(hp.lr, extra["b_sq"], self._math_dtype(p.dtype), where, squared=True)
         return step, arrays, extra
 
+    def _prepared(self, grads):
+        # b^2 was bounded against the lr of its time (b0 at the group check, a loaded b^2 at the
+        # load); an lr raised since (param_groups[i]["lr"] = big, a schedule) made the rate overflow
+        # and the step write inf / NaN. Rechecked here, before any write, with the current b^2 (it
+        # only grows: a bound that held for an lr holds for any lower lr later, so a buffer is read
+        # again, a host read on CuPy, only when its group's lr rose above the last lr checked)
+        prepared = super()._prepared(grads)
+        _, checked, runs, _, _ = prepared
+        done = self.__dict__.get("_rate_checked") or {}
+        now = {}
+        for gi, group_runs in enumerate(runs):
+            lr = checked[gi][0].lr
+            for run in group_runs:
+                buf = run.extra.get("b_sq")
+                if buf is None:  # (a fresh run: b^2 = b0^2, bounded by the group check)
+                    continue
+                seen = done.get(id(buf))
+                if seen is None or seen[0] is not buf or lr > seen[1]:
+                    self._check_loaded_rate(buf, lr, run.params[0], gi)
+                    seen = (buf, lr)
+                now[id(buf)] = seen
+        self._rate_checked = now
+        return prepared
+
+    def _check_loaded_rate(self, buf, lr: float, p, gi: int) -> None:
+        if _backend.is_cupy(buf):
+            from ._capturable import is_capturing
+
+            if is_capturing(buf):
+                return
+        v = float(_backend.to_numpy(buf).reshape(-1)[0])
+        where = f"param_groups[{gi}]"
+        _check_rate_bound(lr, v, self._math_dtype(p.dtype), "the state's b^2", True, f"{where}['lr']")
+
     def _make_runs(self, index, params, records, mod):
         runs = super()._make_runs(index, params, records, mod)
         for run in runs:  # the scalar becomes the 1-element buffer the kernel updates (params' device)
