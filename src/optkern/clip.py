@@ -215,9 +215,18 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     fmt = _clip_half.half_format(grads)
     wide = grads if fmt is None else _clip_half.widened(mod, grads, fmt)
     with _grads_named(index):
-        mod.clip_scale_(wide, max_norm, buf)
+        mod.clip_scale_(wide, max_norm, buf, "" if norm is not None else _norm_dtype(total_norm.dtype))
     if fmt is not None:
         _clip_half.store(mod, wide, grads, fmt)
+
+
+def _norm_dtype(dt) -> str:
+    """The dtype torch computes the factor in for a ``total_norm`` of dtype ``dt``: its own (a float64
+    norm of float32 grads gives a float64 factor, rounded to float32 by the multiply; a float16 one a
+    float16 factor). A wider NumPy float (longdouble) is read as float64, as its value is."""
+    if _backend.is_bfloat16(dt):
+        return "bfloat16"
+    return {2: "float16", 4: "float32"}.get(np.dtype(dt).itemsize, "float64")
 
 
 def _max_norm_or_inf(max_norm) -> float:
