@@ -59,3 +59,31 @@ def test_float64_params_keep_the_wider_bound():
     opt.param_groups[0]["lr"] = 1e3  # (1e41 fits float64)
     opt.step([np.zeros(3, np.float64)])
     assert np.array_equal(p, np.ones(3))
+
+
+# ---- b^2 = 0 and a subnormal first gradient (the functional form) -----------------------------
+
+
+@pytest.mark.parametrize("wd", [0.0, 1e-3])
+def test_zero_b_sq_and_a_subnormal_gradient_is_refused_before_any_write(wd):
+    # b^2 = 0 + ||g||^2 = 5.9e-90: lr / b = 4.1e42 overflows float32, and every param became -inf
+    import optkern.functional as F
+
+    p, b = np.full(3, 1e-40, np.float32), np.zeros(1)
+    before = p.copy()
+    with pytest.raises(ValueError, match=r"^b_sq: 0 plus this step's \|\|g'\|\|\^2 = .* overflow float32"):
+        F.adagrad_norm_([p], [np.full(3, 1e-45, np.float32)], b, lr=1e-2, weight_decay=wd)
+    assert np.array_equal(p, before) and b[0] == 0.0
+
+
+def test_zero_b_sq_with_a_gradient_whose_rate_fits_steps_by_lr():
+    import optkern.functional as F
+
+    # ||g|| = 1e-30: the rate 1e28 fits float32; the step moves p by lr g / ||g|| = lr (float64 check)
+    p, b = np.zeros(1, np.float32), np.zeros(1)
+    F.adagrad_norm_([p], [np.full(1, 1e-30, np.float32)], b, lr=1e-2)
+    assert np.isfinite(p).all() and abs(float(p[0]) + 1e-2) < 1e-8
+    # a zero gradient at b^2 = 0 still steps nothing
+    p, b = np.ones(2, np.float32), np.zeros(1)
+    F.adagrad_norm_([p], [np.zeros(2, np.float32)], b, lr=1e-2)
+    assert np.array_equal(p, np.ones(2, np.float32)) and b[0] == 0.0
