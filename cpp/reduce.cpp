@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "multi_tensor.hpp"
 #include "optkern/reduce_args.hpp"
+#include "optkern/rules/clip.hpp"
 #include "optkern/rules/optim.hpp"
 #include "optkern/rules/pnorm.hpp"
 
@@ -71,11 +73,12 @@ double grad_sq_norm(py::handle arrays, py::handle out) {
   return s;
 }
 
-void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf) {
+void clip_scale(py::handle arrays, double max_norm, py::handle total_norm_buf, const std::string& norm_dtype) {
+  const rules::NormDtype nd = reduce_args::norm_dtype_of(norm_dtype);
   ListAndScalar a = gather_with_scalar(arrays, "arrays", true, total_norm_buf, "total_norm_buf", false);
   dispatch_float(a.dt, [&](auto t) {
     using T = decltype(t);
-    const double coef = rules::clip_coef<T>(max_norm, *a.buf);
+    const double coef = rules::clip_coef_of<T>(nd, max_norm, *a.buf);
     if (coef == 1.0) return;  // multiplying by one changes nothing
     apply_map<T>(rules::Scale<T>{coef}, a.x);
   });
@@ -115,8 +118,9 @@ void register_reduce(py::module_& m) {
         "bitwise independent of the thread count; written to out[0] and returned.",
         arg("arrays"), arg("out"));
   m.def("clip_scale_", &clip_scale,
-        "arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.", arg("arrays"), arg("max_norm"),
-        arg("total_norm_buf"));
+        "arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place, the factor computed in norm_dtype "
+        "('' the arrays' dtype) as torch computes it in its norm's dtype.",
+        arg("arrays"), arg("max_norm"), arg("total_norm_buf"), arg("norm_dtype") = "");
   m.def("clamp_", &clamp, "arrays = clip(arrays, -clip_value, clip_value) in place.", arg("arrays"),
         arg("clip_value"));
   m.def("all_finite", &all_finite, "out[0] = 1.0 if every element of every array is finite, else 0.0.",

@@ -99,8 +99,9 @@ template <class T> struct ClipByNorm {
   static constexpr unsigned kWritten = 1u;
   double max_norm;
   const double* total_norm;
+  rules::NormDtype norm_dtype;
   __device__ mt::MapOp<rules::Scale<T>, T> load() const {
-    return {rules::Scale<T>{rules::clip_coef<T>(max_norm, total_norm[0])}};
+    return {rules::Scale<T>{rules::clip_coef_of<T>(norm_dtype, max_norm, total_norm[0])}};
   }
 };
 
@@ -143,13 +144,14 @@ void grad_sq_norm(py::object arrays, py::object out) {
   });
 }
 
-void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf) {
+void clip_scale(py::object arrays, double max_norm, py::object total_norm_buf, const std::string& norm_dtype) {
+  const rules::NormDtype nd = reduce_args::norm_dtype_of(norm_dtype);
   ListCall a(arrays, "arrays", true);
   const double* tn = a.add_buffer(total_norm_buf, "total_norm_buf", 1, false);
   if (!a.ready()) return;
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    a.apply<T>(ClipByNorm<T>{max_norm, tn});
+    a.apply<T>(ClipByNorm<T>{max_norm, tn, nd});
   });
 }
 
@@ -199,8 +201,9 @@ void register_reduce(py::module_& m) {
         arg("arrays"), arg("out"));
   m.def("clip_scale_", &clip_scale,
         "g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from "
-        "total_norm_buf[0] (float64 device array), so clipping needs no host synchronization.",
-        arg("arrays"), arg("max_norm"), arg("total_norm_buf"));
+        "total_norm_buf[0] (float64 device array), so clipping needs no host synchronization; the factor computed "
+        "in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.",
+        arg("arrays"), arg("max_norm"), arg("total_norm_buf"), arg("norm_dtype") = "");
   m.def("clamp_", &clamp, "g = clamp(g, -clip_value, clip_value) in place for every array.", arg("arrays"),
         arg("clip_value"));
   m.def("all_finite", &all_finite,

@@ -35,7 +35,7 @@ def test_zero_and_nonfinite_norms(p):
 
 @pytest.mark.parametrize(("p", "scale"), [(3.0, 1e120), (1.5, 1e30), (5.0, 1e-30)])
 def test_distributed_p_norm_on_one_rank(p, scale):
-    """clip._global_norm's scaled branch on CuPy buffers (xp.frexp / ldexp / log: tests/test_hunt37_clip_dist.py)."""
+    """_clip_global._global_norm's scaled branch on CuPy buffers (frexp, ldexp, log: tests/test_hunt37_clip_dist.py)."""
     pytest.importorskip("mpi4py")
     from mpi4py import MPI
 

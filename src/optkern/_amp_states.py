@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _backend
+from ._array_checks import byte_span
 
 __all__ = ["OptState"]
 
@@ -39,6 +40,9 @@ class Iteration:
         self.states: dict[int, list] = {}
         #: the flag of ``unscale_(grads)`` (no optimizer named) that no step has claimed yet
         self.pending: Any = None
+        #: the memory of the grads that ``unscale_(grads)`` unscaled (``memory_of``); None: unknown
+        #: (a scaler pickled before it was kept), any step claims the flag
+        self.pending_grads: tuple | None = None
 
     def __bool__(self) -> bool:
         return bool(self.states) or self.pending is not None
@@ -67,12 +71,16 @@ class Iteration:
         else:
             self.states[id(optimizer)] = before
 
-    def claim_pending(self, optimizer) -> None:
-        """A READY optimizer stepped after ``unscale_(grads)``: those were its grads, unscaled
-        (the single-optimizer form, which ``unscale_`` allows once per iteration)."""
-        if self.pending is not None and id(optimizer) not in self.states:
+    def claim_pending(self, optimizer, grads) -> None:
+        """A READY optimizer stepped on the grads ``unscale_(grads)`` unscaled: those were its grads,
+        unscaled (the single-optimizer form, which ``unscale_`` allows once per iteration). A step on
+        other grads (another optimizer's) leaves it READY, its grads unscaled by the step, as torch
+        tracks each optimizer's own unscale: claimed by any step, they were stepped still scaled."""
+        if self.pending is None or id(optimizer) in self.states:
+            return
+        if self.pending_grads is None or memory_of(grads) == self.pending_grads:
             self.record(optimizer, OptState.UNSCALED, self.pending)
-            self.pending = None
+            self.pending, self.pending_grads = None, None
 
     def flags(self) -> list:
         """Every found_inf flag recorded, for ``update()`` (none for an optimizer unscaled with
@@ -94,6 +102,20 @@ class Stepping(NamedTuple):
     target: Any
     attrs: dict
     context: Any
+
+
+def memory_of(grads) -> tuple | None:
+    """Where each of ``grads`` lies (first and end byte, shape, strides, dtype; None entries as
+    None): the same grads passed again as other objects (views made again, a new list, the NumPy
+    view of a torch tensor) compare equal. None when ``grads`` is no list of arrays (the checks
+    of the call that asks name it)."""
+    try:
+        arrays = _backend.as_list(grads, "grads")
+        return tuple(
+            None if a is None else (byte_span(a), tuple(a.shape), tuple(a.strides), str(a.dtype)) for a in arrays
+        )
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def combined(flags: list, scale):

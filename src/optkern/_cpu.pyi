@@ -397,10 +397,13 @@ def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.Support
     """
 
 def clip_scale_(
-    arrays: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex, total_norm_buf: typing.Any
+    arrays: typing.Any,
+    max_norm: typing.SupportsFloat | typing.SupportsIndex,
+    total_norm_buf: typing.Any,
+    norm_dtype: str = "",
 ) -> None:
     """
-    arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place.
+    arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place, the factor computed in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.
     """
 
 def combine_rows_(C: typing.Any, V: typing.Any, out: typing.Any, transpose: bool = False) -> None:

@@ -315,10 +315,13 @@ def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.Support
     """
 
 def clip_scale_(
-    arrays: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex, total_norm_buf: typing.Any
+    arrays: typing.Any,
+    max_norm: typing.SupportsFloat | typing.SupportsIndex,
+    total_norm_buf: typing.Any,
+    norm_dtype: str = "",
 ) -> None:
     """
-    g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from total_norm_buf[0] (float64 device array), so clipping needs no host synchronization.
+    g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from total_norm_buf[0] (float64 device array), so clipping needs no host synchronization; the factor computed in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.
     """
 
 def device_count() -> int:

@@ -43,6 +43,7 @@ flag (a synchronization, as torch's non-fused optimizers do).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -61,7 +62,7 @@ from ._amp_checks import (
     _wrapped_lowp,
 )
 from ._amp_passes import ScalerPasses
-from ._amp_states import Iteration, OptState, Stepping, agreed, combined, distributed
+from ._amp_states import Iteration, OptState, Stepping, agreed, combined, distributed, memory_of
 from ._serial import lock_of, serialized
 from .optim._lowp_config import _half_fmt
 
@@ -221,6 +222,7 @@ class GradScaler(ScalerPasses):
         unscaled or stepped in this iteration (which optimizer's grads they are is then plain)."""
         if not self.enabled:
             return False
+        grads = _backend.read_once(grads)  # (a generator: unscaled, then its arrays kept for the step)
         if self._iteration:
             raise RuntimeError(
                 "unscale_() has already been called since the last update() (with several "
@@ -229,7 +231,7 @@ class GradScaler(ScalerPasses):
         found = self._unscale(grads)
         if found is None:
             raise ValueError(f"grads: {_NOTHING_CHECKED} (every grad is None)")
-        self._iteration.pending = found
+        self._iteration.pending, self._iteration.pending_grads = found, memory_of(grads)
         return found if _backend.is_cupy(found) else bool(found[0])
 
     def step(self, optimizer, grads, *args, **kwargs):
@@ -273,7 +275,7 @@ class GradScaler(ScalerPasses):
         it = self._iteration
         if it.stage(optimizer) is OptState.STEPPED:
             raise RuntimeError("step() has already been called since the last update().")
-        it.claim_pending(optimizer)
+        it.claim_pending(optimizer, grads)
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
         ready = it.stage(optimizer) is OptState.READY
@@ -355,21 +357,30 @@ class GradScaler(ScalerPasses):
 
     def _run_step(self, plan: Stepping, call):
         """The optimizer's step (``call(grads)``) of ``plan``, without the lock; one that raises takes
-        the record ``_begin_step`` wrote back (a refused step changes nothing)."""
-        for k, v in plan.attrs.items():
-            setattr(plan.target, k, v)
+        the record ``_begin_step`` wrote back (a refused step changes nothing).
+
+        The attributes set on the optimizer for this step (the device flag, the scale, the checked
+        grads) are set and cleared under the optimizer's own lock (reentrant: its step takes it
+        again), held across the step: set outside it, another thread's plain ``step`` of the same
+        optimizer in between read them as its own (its grads unscaled by this scale, skipped on
+        this flag, or taken as checked)."""
+        held = lock_of(plan.target) if plan.attrs else contextlib.nullcontext()
         try:
-            if plan.context is None:
-                return call(plan.grads)
-            with plan.context:
-                return call(plan.grads)
+            with held:
+                for k, v in plan.attrs.items():
+                    setattr(plan.target, k, v)
+                try:
+                    if plan.context is None:
+                        return call(plan.grads)
+                    with plan.context:
+                        return call(plan.grads)
+                finally:
+                    for k in plan.attrs:
+                        setattr(plan.target, k, None)
         except BaseException:
-            with lock_of(self):
+            with lock_of(self):  # (the optimizer's lock released first: never one lock inside the other)
                 plan.iteration.undo(plan.optimizer, plan.before)
             raise
-        finally:
-            for k in plan.attrs:
-                setattr(plan.target, k, None)
 
     @serialized
     def update(self, new_scale: float | None = None) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from fractions import Fraction
 
 import numpy as np
 
 from . import _backend, _clip_half
 from ._clip_checks import _check_grads, _grads_named, _live, _names, _norm_out, check_dtype
+from ._clip_global import _SCALED_P, _global_norm, _scaled_root, _scaled_sum
 from ._torch_written import bumps_written
 
 __all__ = [
@@ -43,18 +43,6 @@ def _norm_type(norm_type) -> float:
     return p
 
 
-#: Above this p the total norm is taken as ``m * (sum (|g| / m)^p)^(1/p)`` with ``m = max |g|``.
-#: The plain ``sum |g|^p`` (torch's at any p) leaves float64's normal range beyond it for float32
-#: values (1.4e-45^p .. 3.4e38^p): it overflowed to inf, so clipping zeroed the gradients ([0.5,
-#: 0.5, 3] at p=2000), or underflowed to a zero norm. The native kernel's sum for other p up to 6
-#: is of ``|g| 2^-e`` (``2^e <= max |g|``: exact, rules/pnorm.hpp): float64 gradients past 1e51 no
-#: longer overflow it, and the norm is within about an ulp of the exact one at any scale (the
-#: unscaled root was 20-35 ulps off for gradients of 1e+-30). In float64: for p = 1, 2 and inf the
-#: norm is torch's to the bit; for other p it may differ from torch's (a float32 norm of per-array
-#: float32 norms) by an ulp of float32.
-_SCALED_P = 6.0
-
-
 # (NumPy's IEEE flags off: where m = max |g| is finite and positive the terms are <= 1 and only
 # underflow, to 0 by design far below the largest; elsewhere (m inf or NaN) the sum, dropped for m,
 # may overflow, and the root's correction of an inf is inf * 0. Neither is an error: under NumPy's
@@ -66,12 +54,7 @@ def _scaled_norm(mod, grads, p: float, buf, xp, index):
     with _grads_named(index):
         mod.grad_norm(grads, math.inf, buf)  # m = max |g| (NaN if one is), after the native checks
     m = buf.copy()
-    ok = xp.isfinite(m) & (m > 0)  # otherwise the norm is m itself: 0, inf or NaN
-    scale = xp.where(ok, m, 1.0)
-    s = xp.zeros(1, dtype=np.float64)
-    for g in grads:
-        s += xp.sum((xp.abs(g).astype(np.float64) / scale) ** p)  # terms <= 1, the largest one 1
-    buf[...] = xp.where(ok, scale * s ** (1.0 / p), m)
+    buf[...] = _scaled_root(xp, _scaled_sum(xp, grads, m, p), m, p)
     return float(buf[0]) if xp is np else None
 
 
@@ -121,7 +104,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm)
     grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half = local
     if comm is not None:
-        total = _global_norm(buf, p, comm)
+        total = _global_norm(buf, p, comm, grads)
     if mod is None:  # no gradients on this rank: nothing to clip
         if error_if_nonfinite:  # (the norm is every rank's: a NaN elsewhere raises here as there)
             _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
@@ -215,9 +198,18 @@ def clip_grads_with_norm_(grads, max_norm, total_norm) -> None:
     fmt = _clip_half.half_format(grads)
     wide = grads if fmt is None else _clip_half.widened(mod, grads, fmt)
     with _grads_named(index):
-        mod.clip_scale_(wide, max_norm, buf)
+        mod.clip_scale_(wide, max_norm, buf, "" if norm is not None else _norm_dtype(total_norm.dtype))
     if fmt is not None:
         _clip_half.store(mod, wide, grads, fmt)
+
+
+def _norm_dtype(dt) -> str:
+    """The dtype torch computes the factor in for a ``total_norm`` of dtype ``dt``: its own (a float64
+    norm of float32 grads gives a float64 factor, rounded to float32 by the multiply; a float16 one a
+    float16 factor). A wider NumPy float (longdouble) is read as float64, as its value is."""
+    if _backend.is_bfloat16(dt):
+        return "bfloat16"
+    return {2: "float16", 4: "float32"}.get(np.dtype(dt).itemsize, "float64")
 
 
 def _max_norm_or_inf(max_norm) -> float:
@@ -292,7 +284,12 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         _check_grads(grads, mod, index)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     prev = buf.copy() if (error_if_nonfinite or distributed) and out is not None else None
-    if _SCALED_P < p < math.inf:
+    if _SCALED_P < p < math.inf and distributed:
+        # (this rank's max |g| only: every rank scales its terms by the global max, sums them and
+        # the ranks' sums are added, as one process sums the terms scaled by it; _global_norm)
+        with _grads_named(index):
+            total = mod.grad_norm(grads, math.inf, buf)
+    elif _SCALED_P < p < math.inf:
         total = _scaled_norm(mod, grads, p, buf, xp, index)
     elif distributed and p == 2.0:
         # (the ranks sum ||g||^2 and root the sum once, as the single-process norm does: each rank's
@@ -335,52 +332,6 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
         raise
     assert local is not None  # (refuse_together raised where any rank refused)
     return comm, local
-
-
-@np.errstate(all="ignore")  # (as _scaled_norm)
-def _global_norm(buf, p: float, comm):
-    """``buf`` (this rank's norm; for p = 2 its square) becomes the norm over every rank's part, in
-    place; returns it as a float for NumPy, None for CuPy (the value stays on the device)."""
-    from .distributed.communicator import as_communicator
-
-    comm = as_communicator(comm)
-    if p == math.inf:
-        comm.allreduce(buf, "max", check=False)
-    elif p > _SCALED_P:  # scaled by the largest rank's norm, as _scaled_norm is by the largest |g|
-        xp = _backend.array_module(buf)
-        m = buf.copy()
-        comm.allreduce(m, "max", check=False)
-        ok = xp.isfinite(m) & (m > 0)
-        scale = xp.where(ok, m, 1.0)
-        buf /= scale
-        buf **= p
-        comm.allreduce(buf, "sum", ordered=True, check=False)
-        buf[...] = xp.where(ok, scale * buf ** (1.0 / p), m)
-    elif p in (1.0, 2.0):  # (p = 2: buf holds this rank's ||g||^2, _local_norm's grad_sq_norm)
-        comm.allreduce(buf, "sum", ordered=True, check=False)  # one number: ordered costs nothing, every rank agrees
-        if p == 2.0:
-            _backend.array_module(buf).sqrt(buf, out=buf)
-    else:  # the ranks' norms scaled as the native kernel scales its terms (rules/pnorm.hpp)
-        xp = _backend.array_module(buf)
-        m = buf.copy()
-        comm.allreduce(m, "max", check=False)
-        ok = xp.isfinite(m) & (m > 0)
-        scale = xp.where(ok, xp.ldexp(1.0, xp.frexp(xp.where(ok, m, 1.0))[1] - 1), 1.0)  # 2^e <= m
-        buf /= scale
-        buf **= p
-        comm.allreduce(buf, "sum", ordered=True, check=False)
-        buf[...] = scale * _root(xp, buf, p)
-    return float(buf[0]) if isinstance(buf, np.ndarray) else None
-
-
-def _root(xp, s, p: float):
-    """``s^(1/p)`` with 1 / p rounded and its rounding put back as rules::pnorm_root puts it,
-    ``pow(s, q) (1 + ql ln s)``: the plain root moved by ln(s) / p of 1 / p's rounding."""
-    q = 1.0 / p
-    ql = float((1 - Fraction(p) * Fraction(q)) / Fraction(p))  # (exact, then rounded: the fma's)
-    t = s**q
-    good = xp.isfinite(s) & (s > 0)
-    return xp.where(good, t + t * (ql * xp.log(xp.where(good, s, 1.0))), t)
 
 
 @bumps_written("grads")

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <string>
 
+#include "optkern/rules/clip.hpp"
+
 namespace optkern {
 namespace reduce_args {
 namespace py = pybind11;
@@ -19,6 +21,16 @@ inline bool check_norm_type(double p) {
 
 inline void check_clip_value(double v) {
   if (!(v >= 0.0)) throw py::value_error("clip_value: must be >= 0, got " + std::to_string(v));
+}
+
+// clip_scale_'s norm_dtype: the dtype of the norm the factor is computed in ("" the grads').
+inline rules::NormDtype norm_dtype_of(const std::string& name) {
+  if (name.empty()) return rules::NormDtype::grads;
+  if (name == "float64") return rules::NormDtype::f64;
+  if (name == "float32") return rules::NormDtype::f32;
+  if (name == "float16") return rules::NormDtype::f16;
+  if (name == "bfloat16") return rules::NormDtype::bf16;
+  throw py::value_error("norm_dtype: expected '', 'float64', 'float32', 'float16' or 'bfloat16', got '" + name + "'");
 }
 
 }  // namespace reduce_args

@@ -174,17 +174,26 @@ def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
         _check_rate_bound(hp.lr, hp.b0, dtype, (names or {}).get("b0") or n("b0"))
 
 
-def _check_rate_bound(lr: float, b0: float, dtype, name: str, squared: bool = False) -> None:
+def _check_rate_bound(
+    lr: float, b0: float, dtype, name: str, squared: bool = False, lr_name: str | None = None
+) -> None:
     """AdaGrad-Norm steps with the rate ``lr / b`` (``b`` grows from ``b0``), rounded to the step's
     dtype (float32 below float64): past that dtype's max it rounds to inf, and a zero gradient's
     step inf * 0 turned every param into NaN. (Once the first gradient is in ``b^2``, ``rate * |g'|
     <= lr``: the largest rate is the only one to bound.) ``squared``: ``b0`` is a ``b^2`` (a
-    functional call's or a loaded state's ``b_sq``), whose ``b^2 = 0`` steps nothing."""
+    functional call's or a loaded state's ``b_sq``), whose ``b^2 = 0`` steps nothing. ``lr_name``:
+    the lr is the value that changed (a group's lr raised over a state's ``b^2``): the error names it."""
     if not b0 > 0:  # (b^2 = 0 steps nothing; a NaN or negative one is the caller's error to name)
         return
     dtype = np.dtype(dtype)
     top = float(np.finfo(np.float32 if dtype.itemsize < 8 else np.float64).max)
     b = math.sqrt(b0) if squared else b0
+    if lr / b > top and lr_name is not None:
+        raise ValueError(
+            f"{lr_name}: {lr!r} with {name} = {b0!r} makes the step size lr / sqrt(b^2) = {lr / b:.4g} "
+            f"overflow {'float32' if dtype.itemsize < 8 else 'float64'} (max {top:.4g}), where a zero "
+            f"gradient's step is NaN: the largest usable lr there is {top * b:.4g}"
+        )
     if lr / b > top:
         what, smallest = ("b^2", (lr / top) ** 2) if squared else ("b0", lr / top)
         raise ValueError(

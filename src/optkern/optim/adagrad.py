@@ -150,29 +150,66 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
     mod, params, grads, _ = _lists(params, grads)
     hp = _check_adagrad_norm("", lr, weight_decay, maximize)
     _check_params_dtype(hp, params)
-    _check_b_sq(b_sq, hp.lr, params)
+    if _check_b_sq(b_sq, hp.lr, params) == 0.0:
+        _check_first_rate(mod, params, grads, hp)
     _adagrad_norm_call(mod, params, grads, b_sq, hp)
 
 
-def _check_b_sq(b_sq, lr: float, params) -> None:
+def _check_first_rate(mod, params, grads, hp: AdagradNormHyper) -> None:
+    """``b^2 = 0`` (a functional call started at b0 = 0): the step's rate is ``lr / ||g'||``, and
+    float32 gradients all of them subnormal (||g|| = 1.4e-45 at the least) made it overflow float32:
+    every param written -inf / +inf (the paper's b0 > 0 never lets b be that small). Refused by the
+    rate's bound, naming ``b_sq``, before anything is written. ``||g'||^2`` is the native sum the step
+    adds (grad_sq_norm's, the same float64 sum of squares) where there is no weight decay; with one,
+    the decayed gradient taken in float64 (within an ulp of the step's). float64 params: the rate fits
+    for every float64 gradient but at lr past 1e-16."""
+    dtype = getattr(params[0], "dtype", None) if params else None
+    if dtype != np.float32 or any(getattr(g, "dtype", None) != dtype for g in grads):
+        return  # (the native call names a wrong grad)
+    xp = _backend.array_module(params[0])
+    try:
+        if hp.weight_decay == 0.0:
+            buf = xp.zeros(1, np.float64)
+            mod.grad_sq_norm(grads, buf)
+            sq = float(_backend.to_numpy(buf)[0])
+        else:
+            sq = 0.0
+            for p, g in zip(params, grads):
+                d = (g.astype(np.float64) + hp.weight_decay * p.astype(np.float64)).astype(np.float32)
+                sq += float(xp.sum(d.astype(np.float64) ** 2))
+    except (TypeError, ValueError):
+        return  # (the native call names what is wrong with the arrays)
+    try:
+        _check_rate_bound(hp.lr, sq, dtype, "b_sq", squared=True)  # (the bound; its wording is a b_sq's)
+    except ValueError:
+        top = float(np.finfo(np.float32).max)
+        raise ValueError(
+            f"b_sq: 0 plus this step's ||g'||^2 = {sq:.4g} makes the step size lr / sqrt(b^2) = "
+            f"{hp.lr / math.sqrt(sq):.4g} overflow float32 (max {top:.4g}): every param would be written "
+            f"inf; start at b0^2 > 0 (b0 > 0, as the paper's), at least {(hp.lr / top) ** 2:.4g} with lr={hp.lr!r}"
+        ) from None
+
+
+def _check_b_sq(b_sq, lr: float, params) -> float | None:
     """The ``b^2`` a functional call steps from: finite and >= 0, and not so small that the rate
     ``lr / b`` overflows the params' dtype (a zero gradient's step then turned every param into NaN;
     the rule the optimizer's ``b0`` obeys). A CuPy ``b_sq`` is read on the host: the kernel takes
     b^2 from the device without a synchronization, and stepped with a bad one silently. Not while
     CuPy's stream captures a graph (a host read is not allowed there): the user's state, unchecked."""
     if not (isinstance(b_sq, np.ndarray) or _backend.is_cupy(b_sq)) or b_sq.size != 1 or b_sq.dtype != np.float64:
-        return  # (the native call names anything else)
+        return None  # (the native call names anything else)
     if _backend.is_cupy(b_sq):
         from ._capturable import is_capturing
 
         if is_capturing(b_sq):
-            return
+            return None
     v = float(_backend.to_numpy(b_sq).reshape(-1)[0])
     if not (math.isfinite(v) and v >= 0.0):
         raise ValueError(f"b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got {v:f}")
     dtype = getattr(params[0], "dtype", None) if params else None
     if dtype in (np.float32, np.float64):  # (any other the native call names)
         _check_rate_bound(lr, v, dtype, "b_sq", squared=True)
+    return v
 
 
 @lowp_keywords
@@ -257,6 +294,40 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
             where = f"state_dict['state'][{sid!r}]['b_sq']"
             _check_rate_bound(hp.lr, extra["b_sq"], self._math_dtype(p.dtype), where, squared=True)
         return step, arrays, extra
+
+    def _prepared(self, grads):
+        # b^2 was bounded against the lr of its time (b0 at the group check, a loaded b^2 at the
+        # load); an lr raised since (param_groups[i]["lr"] = big, a schedule) made the rate overflow
+        # and the step write inf / NaN. Rechecked here, before any write, with the current b^2 (it
+        # only grows: a bound that held for an lr holds for any lower lr later, so a buffer is read
+        # again, a host read on CuPy, only when its group's lr rose above the last lr checked)
+        prepared = super()._prepared(grads)
+        _, checked, runs, _, _ = prepared
+        done = self.__dict__.get("_rate_checked") or {}
+        now = {}
+        for gi, group_runs in enumerate(runs):
+            lr = checked[gi][0].lr
+            for run in group_runs:
+                buf = run.extra.get("b_sq")
+                if buf is None:  # (a fresh run: b^2 = b0^2, bounded by the group check)
+                    continue
+                seen = done.get(id(buf))
+                if seen is None or seen[0] is not buf or lr > seen[1]:
+                    self._check_loaded_rate(buf, lr, run.params[0], gi)
+                    seen = (buf, lr)
+                now[id(buf)] = seen
+        self._rate_checked = now
+        return prepared
+
+    def _check_loaded_rate(self, buf, lr: float, p, gi: int) -> None:
+        if _backend.is_cupy(buf):
+            from ._capturable import is_capturing
+
+            if is_capturing(buf):
+                return
+        v = float(_backend.to_numpy(buf).reshape(-1)[0])
+        where = f"param_groups[{gi}]"
+        _check_rate_bound(lr, v, self._math_dtype(p.dtype), "the state's b^2", True, f"{where}['lr']")
 
     def _make_runs(self, index, params, records, mod):
         runs = super()._make_runs(index, params, records, mod)
