@@ -4,7 +4,10 @@
 A float16 master was taken (widened to float32, exactly), and the bfloat16 moments of any
 checkpoint are widened by the loader, but a bfloat16 master was refused as "expected a
 floating-point array, got dtype bfloat16": the loader widened only the moments. Now a bfloat16
-master is widened exactly as the moments are, and loads as the float16 one does."""
+master is widened exactly as the moments are, and loads as the float16 one does.
+
+A float64 master (or moment) past float32's range was refused as overflowing "the parameter's
+dtype bfloat16": it is the float32 copy that it overflows (1e30 fits in bfloat16)."""
 
 import copy
 
@@ -54,3 +57,14 @@ def test_a_bad_bfloat16_master_is_still_named():
     with pytest.raises(ValueError, match=r"^state_dict\['state'\]\[0\]\['master_param'\]: expected 300 elements"):
         opt.load_state_dict(sd)
     assert opt.state_dict()["state"] == {}
+
+
+@pytest.mark.parametrize("key", ["master_param", "exp_avg"])
+def test_a_float64_entry_past_float32_names_float32(key):
+    sd = copy.deepcopy(_trained().state_dict())
+    v = sd["state"][0][key].astype(np.float64)
+    v[0] = 1e39  # (a bfloat16 holds it: float32, the master's and the states' dtype, does not)
+    sd["state"][0][key] = v
+    opt = optim.Adam([np.zeros(300, BF16)], lr=1e-2, master_weights=True)
+    with pytest.raises(ValueError, match=rf"^state_dict\['state'\]\[0\]\['{key}'\]: entries overflow float32 "):
+        opt.load_state_dict(sd)
