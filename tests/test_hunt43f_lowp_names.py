@@ -34,3 +34,17 @@ def test_a_strided_misaligned_array_still_converts():
     # (not contiguous: converted through an aligned C-order copy, as before)
     np.testing.assert_array_equal(lowp.from_half(h[::2]), np.arange(0, 20, 2, dtype=np.float32))
     np.testing.assert_array_equal(lowp.from_half(h.copy()), np.arange(20, dtype=np.float32))
+
+
+def test_swalp_step_names_the_misaligned_grad_and_changes_nothing():
+    from optkern.swalp import SWALP
+
+    ps = [np.linspace(-1, 1, 7, dtype=np.float32), np.linspace(-2, 2, 10, dtype=np.float32)]
+    opt = SWALP(ps, lr=0.1, momentum=0.9)
+    before = [p.copy() for p in ps]
+    with pytest.raises(ValueError, match=r"^grads\[1\]: array data is misaligned"):
+        opt.step([np.ones(7, np.float32), _misaligned(np.float32)])
+    assert opt.t == 0 and all(np.array_equal(p, b) for p, b in zip(ps, before))
+    g = _misaligned(np.float32, 20)
+    opt.step([np.ones(7, np.float32), g[::2]])  # (strided: quantized from an aligned copy, as before)
+    assert opt.t == 1
