@@ -48,3 +48,22 @@ def test_swalp_step_names_the_misaligned_grad_and_changes_nothing():
     g = _misaligned(np.float32, 20)
     opt.step([np.ones(7, np.float32), g[::2]])  # (strided: quantized from an aligned copy, as before)
     assert opt.t == 1
+
+
+def test_adagrad_norm_master_weights_names_the_misaligned_grad():
+    """AdaGrad-Norm's low-precision step widens each half grad in its own native call: the whole-step
+    check passed a misaligned grad (the Python check it falls back to tested no alignment), and the
+    widening refused it as "x"."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from optkern import optim
+
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    ps = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt = optim.AdagradNorm(ps, lr=0.1, master_weights=True)
+    opt.step([np.ones(10, bf16), np.ones(5, bf16)])
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=r"^grads\[1\]: array data is misaligned"):
+        opt.step([np.ones(10, bf16), _misaligned(bf16, 5)])
+    after = opt.state_dict()
+    assert after["state"][0]["step"] == before["state"][0]["step"] == 1
+    assert after["state"][0]["b_sq"] == before["state"][0]["b_sq"]

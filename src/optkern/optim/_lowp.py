@@ -185,6 +185,8 @@ class LowPrecisionMixin(LowpStateDictMixin):
                     continue
                 if not g.flags.c_contiguous:
                     raise ValueError(f"{name}: array must be C-contiguous")
+                if isinstance(g, np.ndarray) and not g.flags.aligned:  # (as precheck_step_ refuses it)
+                    raise ValueError(f"{name}: array data is misaligned")
                 if type(p) is np.ndarray and not p.flags.writeable:
                     raise _backend.read_only(f"params[{i}]", p)
             if not full:
