@@ -67,3 +67,49 @@ def test_adagrad_norm_master_weights_names_the_misaligned_grad():
     after = opt.state_dict()
     assert after["state"][0]["step"] == before["state"][0]["step"] == 1
     assert after["state"][0]["b_sq"] == before["state"][0]["b_sq"]
+
+
+def test_adagrad_norm_master_weights_refuses_a_misaligned_param_before_it_writes():
+    """A half param replaced between steps by a misaligned one: AdaGrad-Norm's low-precision step
+    (several native calls) stepped the masters, b^2 and the other params, then the rounding into
+    that param refused it as "out", its step not counted. Now refused first, naming it."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from optkern import optim
+
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    ps = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt = optim.AdagradNorm(ps, lr=0.1, master_weights=True)
+    grads = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt.step(grads)
+    before = {k: np.copy(v) for k, v in opt.state_dict()["state"][0].items()}
+    p0 = ps[0].copy()
+    q = _misaligned(bf16, 5)
+    q[...] = 1
+    opt.param_groups[0]["params"][1] = q
+    with pytest.raises(ValueError, match=r"^params\[1\]: array data is misaligned"):
+        opt.step(grads)
+    after = opt.state_dict()["state"][0]
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
+    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+def test_a_misaligned_param_in_a_later_group_is_refused_before_the_first_group_steps(name):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from optkern import optim
+
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    ps = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt = getattr(optim, name)([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.2}], lr=0.1, master_weights=True)
+    grads = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt.step(grads)
+    before = {k: np.copy(v) for k, v in opt.state_dict()["state"][0].items()}
+    p0 = ps[0].copy()
+    q = _misaligned(bf16, 5)
+    q[...] = 1
+    opt.param_groups[1]["params"][0] = q
+    with pytest.raises(ValueError, match=r"^params\[1\]: array data is misaligned"):
+        opt.step(grads)
+    after = opt.state_dict()["state"][0]
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
+    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))

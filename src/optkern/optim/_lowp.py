@@ -189,6 +189,8 @@ class LowPrecisionMixin(LowpStateDictMixin):
                     raise ValueError(f"{name}: array data is misaligned")
                 if type(p) is np.ndarray and not p.flags.writeable:
                     raise _backend.read_only(f"params[{i}]", p)
+                if isinstance(p, np.ndarray) and not p.flags.aligned:  # (a step of several calls: first)
+                    raise ValueError(f"params[{i}]: array data is misaligned")
             if not full:
                 continue
             check_state(lp, run)  # (the state too: before the first of several calls writes)
