@@ -113,3 +113,21 @@ def test_a_misaligned_param_in_a_later_group_is_refused_before_the_first_group_s
     after = opt.state_dict()["state"][0]
     assert all(np.array_equal(after[k], v) for k, v in before.items())
     assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdagradNorm"])
+def test_a_strided_param_in_a_later_group_is_refused_before_the_first_group_steps(name):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from optkern import optim
+
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    ps = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt = getattr(optim, name)([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.2}], lr=0.1, master_weights=True)
+    grads = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt.step(grads)
+    p0 = ps[0].copy()
+    opt.param_groups[1]["params"][0] = np.ones(10, bf16)[::2]
+    with pytest.raises(ValueError, match=r"^params\[1\]: array must be C-contiguous"):
+        opt.step(grads)
+    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
+    assert opt.state_dict()["state"][0]["step"] == 1
