@@ -152,11 +152,8 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             _views.check_tensor(
                 p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg), _lowp.COMPLEX_WHY, _lowp.HALF_HINT
             )
-            if self._lowp_cfg is not None and not p.is_contiguous():  # (8-bit blocks, master: flat, C order)
-                raise ValueError(
-                    f"{where}['params'][{j}]: low-precision storage needs a contiguous param, got strides "
-                    f"{p.stride()} (channels_last)"
-                )
+            if self._lowp_cfg is not None:
+                _lowp.check_contiguous(p, f"{where}['params'][{j}]")
         host = host_group(group)
         try:
             self._call(host, [], [], {}, 1, first=False)
