@@ -50,3 +50,16 @@ def test_the_constructors_message_names_the_layout_it_sees():
     with pytest.raises(ValueError, match=r"got strides \(1, 6\) \(a permuted layout") as e:
         ot.Adam([p], lr=0.1, master_weights=True)
     assert "channels_last" not in str(e.value).split("(a permuted layout")[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex64])
+def test_a_param_of_another_dtype_swapped_in_is_refused_before_anything_steps(dtype):
+    opt, a, _ = _opt(dict(master_weights=True))
+    a0 = a.detach().clone()
+    c = torch.nn.Parameter(torch.ones(5, dtype=dtype))
+    c.grad = torch.ones_like(c)
+    opt.param_groups[1]["params"][0] = c
+    with pytest.raises(TypeError, match=r"^param_groups\[1\]\['params'\]\[0\]: "):
+        opt.step()
+    assert torch.equal(a.detach(), a0)
+    assert int(opt.state[a]["step"]) == 1
