@@ -249,7 +249,10 @@ def from_half(h, dtype: str | np.dtype | type | None = None) -> np.ndarray:
     xp, mod = _native(h)
     out = _empty(h, h.shape, np.float32)
     with _backend._device_of(h):
-        mod.lowp_from_half(xp.ascontiguousarray(h).view(np.uint16), out, fmt)
+        src = xp.ascontiguousarray(h)  # (a strided h: an aligned copy; a contiguous one: itself)
+        if isinstance(src, np.ndarray) and not src.flags.aligned:  # (the native refusal named its "x")
+            raise ValueError("h: array data is misaligned")
+        mod.lowp_from_half(src.view(np.uint16), out, fmt)
     return out
 
 

@@ -199,6 +199,9 @@ class SWALP:
         is taken."""
         self._check_config()
         grads = _backend.check_list_like(_backend.as_list(grads, "grads"), self.params, "grads")
+        for i, g in enumerate(grads):  # (the quantizer copies a strided grad, refuses this one naming its "x")
+            if isinstance(g, np.ndarray) and g.flags.c_contiguous and not g.flags.aligned:
+                raise ValueError(f"grads[{i}]: array data is misaligned")
         # t, an attribute as load_state_dict sets it, by that rule, naming it: used as it stood, None
         # raised Python's unnamed TypeError, True went on as 1, and 2**63 - 1 stepped to a count
         # its own checkpoint could not load

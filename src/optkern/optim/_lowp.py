@@ -185,8 +185,17 @@ class LowPrecisionMixin(LowpStateDictMixin):
                     continue
                 if not g.flags.c_contiguous:
                     raise ValueError(f"{name}: array must be C-contiguous")
+                if isinstance(g, np.ndarray) and not g.flags.aligned:  # (as precheck_step_ refuses it)
+                    raise ValueError(f"{name}: array data is misaligned")
+                # the param's layout, as each native call checks it (a step of several calls: before
+                # the first; a later group's param replaced by a strided or misaligned array was
+                # refused after the earlier groups had stepped, named by its place in that call)
+                if not p.flags.c_contiguous:
+                    raise ValueError(f"params[{i}]: array must be C-contiguous")
                 if type(p) is np.ndarray and not p.flags.writeable:
                     raise _backend.read_only(f"params[{i}]", p)
+                if isinstance(p, np.ndarray) and not p.flags.aligned:
+                    raise ValueError(f"params[{i}]: array data is misaligned")
             if not full:
                 continue
             check_state(lp, run)  # (the state too: before the first of several calls writes)

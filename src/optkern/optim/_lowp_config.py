@@ -36,8 +36,10 @@ def _half_fmt(dt) -> str | None:
 
 
 def _host(a) -> np.ndarray:
-    """``a`` as a NumPy array (a CuPy array copied to the host: loading a state dict only)."""
-    return _backend.to_numpy(a)
+    """``a`` as an aligned NumPy array (a CuPy array copied to the host: loading a state dict only).
+    A saved array at an odd address (read from a raw buffer) is copied, as a float32 state is: the
+    native conversions refused it naming their own arguments (``x``, ``scales``), not the entry."""
+    return np.require(_backend.to_numpy(a), requirements="A")
 
 
 #: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)

@@ -116,6 +116,10 @@ class LowpStateDictMixin(OptimizerParts):
                     continue
                 if k == _MASTER and (lp is None or not lp.master):
                     continue  # an fp32 optimizer's params are its own master
+                if k == _MASTER and v is not None:
+                    # a bfloat16 master widened as the moments are (a float16 one was taken, a
+                    # bfloat16 one refused as "not floating-point")
+                    v = self._lowp_widen(v, "float32", entry, k, 0, f"{where}[{k!r}]")
                 if k in base and v is not None:
                     v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]", sizes.get(str(key)))
                     if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:

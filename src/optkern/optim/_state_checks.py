@@ -331,7 +331,9 @@ def check_array(v, p, name: str, nonnegative: bool = False) -> None:
     _backend.check_finite(a, name)
     pdt = p.dtype if p.dtype.itemsize >= 4 else np.dtype(np.float32)  # half params: float32 master and states
     if a.dtype.itemsize > pdt.itemsize and float(abs(a).max()) > float(np.finfo(pdt).max):
-        raise ValueError(f"{name}: entries overflow the parameter's dtype {p.dtype}")
+        # (a half param's master and states are float32: that is what they overflow)
+        what = f"the parameter's dtype {p.dtype}" if pdt == p.dtype else f"float32 (the state of a {p.dtype} parameter)"
+        raise ValueError(f"{name}: entries overflow {what}")
     if nonnegative:
         neg = int((a < 0).sum())
         if neg:

@@ -149,14 +149,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         for j, p in enumerate(group["params"]):
             if _views.is_lazy(p):  # a lazy module's, before its first forward: torch.optim takes it (its
                 continue  # forward materializes the very same Parameter; the step checks it then)
-            _views.check_tensor(
-                p, f"{where}['params'][{j}]", _lowp.param_dtypes(self._lowp_cfg), _lowp.COMPLEX_WHY, _lowp.HALF_HINT
-            )
-            if self._lowp_cfg is not None and not p.is_contiguous():  # (8-bit blocks, master: flat, C order)
-                raise ValueError(
-                    f"{where}['params'][{j}]: low-precision storage needs a contiguous param, got strides "
-                    f"{p.stride()} (channels_last)"
-                )
+            self._check_param(p, f"{where}['params'][{j}]")
         host = host_group(group)
         try:
             self._call(host, [], [], {}, 1, first=False)
@@ -166,6 +159,15 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             raise type(e)(f"{where}{'' if msg.startswith('[') else ': '}{msg}") from None
         self._m._check(host, where)  # (what every step checks: refused here too, not at the first step)
         self._validated = True
+
+    def _check_param(self, p, name: str) -> None:
+        """A param this optimizer can update: its dtype and, with low-precision storage, C order.
+        Run by the constructor and ``add_param_group``, and, with low-precision storage, when a
+        step plans params it has not planned (``_layout``: one put into a group's list since)."""
+        cfg = self._lowp_cfg
+        _views.check_tensor(p, name, _lowp.param_dtypes(cfg), _lowp.COMPLEX_WHY, _lowp.HALF_HINT)
+        if cfg is not None:
+            _lowp.check_contiguous(p, name)
 
     # ---- one step ------------------------------------------------------------------
 

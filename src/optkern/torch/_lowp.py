@@ -95,6 +95,17 @@ def param_dtypes(cfg: LowpConfig | None) -> tuple:
     return _HALVES + (torch.float32,) if cfg.master else (torch.float32,)
 
 
+def check_contiguous(p: torch.Tensor, name: str) -> None:
+    """ValueError naming ``name`` for a param low-precision storage cannot hold: the master copy,
+    the 8-bit blocks and the stochastic-rounding counters run over its elements in C order, which
+    a permuted layout (channels_last, a transposed param) does not have."""
+    if not p.is_contiguous():
+        raise ValueError(
+            f"{name}: low-precision storage needs a contiguous param, got strides {tuple(p.stride())} "
+            "(a permuted layout, such as channels_last)"
+        )
+
+
 def stored_names(cfg: LowpConfig, names: tuple, dtype: torch.dtype) -> tuple:
     """Every state tensor of a step of ``dtype`` params using moments ``names``: the moments, their
     8-bit scales, the master copy (of half params)."""

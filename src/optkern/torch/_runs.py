@@ -73,6 +73,11 @@ class _Runs:
         if held is not None:
             return held
         self._drop_group_layout(gi)
+        if self._lowp_cfg is not None:  # (a param put into the group's list since it was validated:
+            # refused later, the low-precision step's dtype and layout refusals came after the
+            # earlier groups had stepped)
+            for p, name in zip(params, self._names(group, params, gi)):
+                self._check_param(p, name)
         runs: dict = {}
         keys = self._run_keys
         states = [self.state.get(p) or {} for p in params]

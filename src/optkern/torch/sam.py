@@ -15,6 +15,7 @@ import torch
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._serial import serialized
+from ..optim._lowp_config import LOWP_KEYWORDS
 from . import _inference, _views
 from ._checks_inputs import check_grad
 from ._host_values import _host_number
@@ -25,7 +26,9 @@ _EPS = 1e-12  # added to the norm, as in the reference implementation
 class SAM(torch.optim.Optimizer):
     """SAM (Foret et al. 2021) or adaptive SAM (ASAM, Kwon et al. 2021: ``adaptive=True``) around
     ``base_optimizer``, a ``torch.optim.Optimizer`` class built here over this optimizer's param
-    groups with ``**kwargs`` (``SAM(model.parameters(), optkern.torch.SGD, lr=0.1, momentum=0.9)``).
+    groups with ``**kwargs`` (``SAM(model.parameters(), optkern.torch.SGD, lr=0.1, momentum=0.9)``);
+    the low-precision keywords among them (``state_dtype="int8"``, ...) go to the base optimizer
+    only, which takes them for all its groups.
 
     Usage as in the reference: ``loss_fn(model(x), y).backward(); opt.first_step(zero_grad=True);
     loss_fn(model(x), y).backward(); opt.second_step(zero_grad=True)``; or ``opt.step(closure)``
@@ -47,7 +50,12 @@ class SAM(torch.optim.Optimizer):
                 f"base_optimizer: expected a torch.optim.Optimizer class (e.g. optkern.torch.SGD), got "
                 f"{type(base_optimizer).__name__}"
             )
-        super().__init__(params, dict(rho=rho, adaptive=adaptive, **kwargs))
+        # The low-precision keywords (state_dtype, master_weights, ...) configure the base optimizer
+        # as a whole, never a group (its constructor refuses them in one): kept out of the groups'
+        # defaults, where the reference puts every keyword, they go to the base's constructor only
+        # (in the groups, state_dtype="int8" was refused as a group entry the caller never wrote).
+        group_kw = {k: v for k, v in kwargs.items() if k not in LOWP_KEYWORDS}
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, **group_kw))
         self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
         if not isinstance(self.base_optimizer, torch.optim.Optimizer):
             raise TypeError(f"base_optimizer: made a {type(self.base_optimizer).__name__}, not a torch.optim.Optimizer")
