@@ -98,8 +98,9 @@ def check_block_scales(scales: np.ndarray, nonnegative: bool, where: str) -> Non
     bad = int(np.count_nonzero(~np.isfinite(scales)))
     if bad:
         raise ValueError(f"{where}: {bad} non-finite block scale{'s' if bad > 1 else ''} (NaN or inf)")
-    if nonnegative and scales.size and float(scales.min()) < 0.0:
+    neg = int(np.count_nonzero(scales < 0)) if nonnegative else 0
+    if neg:
         raise ValueError(
-            f"{where}: {int((scales < 0).sum())} negative block scales (a negative scale marks the signed map; "
+            f"{where}: {neg} negative block scale{'s' if neg > 1 else ''} (a negative scale marks the signed map; "
             "this state is never negative: stored in the unsigned one)"
         )

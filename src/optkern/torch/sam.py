@@ -21,6 +21,12 @@ from ._checks_inputs import check_grad
 from ._host_values import _host_number
 
 _EPS = 1e-12  # added to the norm, as in the reference implementation
+# (the base optimizer's hint for half params, master_weights=True, does not hold here: the ascent
+# step -- sam_perturb_ / sam_restore_ on the params themselves -- is float32 / float64 only)
+_HALF_HINT = (
+    "SAM's ascent step takes float32 / float64 params, with master_weights=True too: keep the "
+    "params in float32 and run the forward pass in half precision under torch.autocast"
+)
 
 
 class SAM(torch.optim.Optimizer):
@@ -56,6 +62,8 @@ class SAM(torch.optim.Optimizer):
         # (in the groups, state_dtype="int8" was refused as a group entry the caller never wrote).
         group_kw = {k: v for k, v in kwargs.items() if k not in LOWP_KEYWORDS}
         super().__init__(params, dict(rho=rho, adaptive=adaptive, **group_kw))
+        for gi, group in enumerate(self.param_groups):  # (before the base, whose own hint is not SAM's)
+            _check_not_half(group["params"], gi)
         self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
         if not isinstance(self.base_optimizer, torch.optim.Optimizer):
             raise TypeError(f"base_optimizer: made a {type(self.base_optimizer).__name__}, not a torch.optim.Optimizer")
@@ -72,6 +80,11 @@ class SAM(torch.optim.Optimizer):
         if base is None:  # (torch's __init__ building this optimizer's groups)
             return super().add_param_group(param_group)
         if isinstance(param_group, dict):
+            ps = param_group.get("params")  # (a list read here; an iterator is the base's to consume)
+            _check_not_half(
+                [ps] if isinstance(ps, torch.Tensor) else ps if isinstance(ps, (list, tuple)) else (),
+                len(self.param_groups),
+            )
             param_group.setdefault("rho", self.defaults["rho"])
             param_group.setdefault("adaptive", self.defaults["adaptive"])
         base.add_param_group(param_group)
@@ -127,7 +140,7 @@ class SAM(torch.optim.Optimizer):
                 if p.grad is not None:
                     names.append(f"param_groups[{gi}]['params'][{j}]")
                     _views.check_tensor(
-                        p, names[-1], _views._FLOATS if adaptive else _views.TYPES, "with adaptive=True"
+                        p, names[-1], _views._FLOATS if adaptive else _views.TYPES, "with adaptive=True", _HALF_HINT
                     )
                     check_grad(p, p.grad, gi, j)
                     ps.append(p)
@@ -272,3 +285,11 @@ class SAM(torch.optim.Optimizer):
                 _backend.flag(f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", False))
         self.base_optimizer.load_state_dict(sd)
         self._link()
+
+
+def _check_not_half(params, gi: int) -> None:
+    """TypeError naming a float16 / bfloat16 param of group ``gi`` with SAM's hint (its ascent step
+    refuses them at every step; the base optimizer's hint sent the caller to master_weights=True)."""
+    for j, p in enumerate(params):
+        if isinstance(p, torch.Tensor) and p.dtype in (torch.float16, torch.bfloat16):
+            _views.check_tensor(p, f"param_groups[{gi}]['params'][{j}]", _views.TYPES, "", _HALF_HINT)
