@@ -6,6 +6,14 @@ formula): ``avg <- lerp(avg, p, 1 / (n + 1))`` for ``mode="swa"`` (the running
 mean of the n + 1 iterates) and ``avg <- lerp(avg, p, 1 - decay)`` for
 ``mode="ema"`` (torch's get_ema_multi_avg_fn).
 
+Against torch's AveragedModel with its multi-tensor averages: float32 (SWA and EMA) and float64 EMA
+are the same bits. float64 SWA is not, by choice: torch's ``get_swa_multi_avg_fn`` takes its weight
+``1 / (n_averaged + 1)`` from its int64 count tensor, which makes a float32 tensor (torch's default
+dtype), while the weight here is the exact double. This average is the float64 mean of the iterates
+to float64 rounding; torch's differs from it by at most 2**-24 (~6e-8) times the largest
+``|p - average|`` an update folded in (each weight's float32 error, damped by the later updates):
+``tests/test_hunt43i_swa_float64.py``.
+
 NumPy or CuPy params (all of one kind): the averages live next to them (CuPy on their device)
 and the update runs there (``_cuda.swa_lerp_``, the same rule and the same bits as on the CPU).
 """
@@ -63,7 +71,8 @@ def check_finite(arrays: list, name: str) -> None:
 class AveragedParams(NativeByName):
     """The SWA or EMA average of ``params`` (float32 or float64 NumPy or CuPy arrays, all of one kind
     and one dtype: torch's AveragedModel takes any floating dtype; the average is kept in the params'
-    dtype, as torch's).
+    dtype, as torch's; float64 SWA takes the exact weight, not torch's float32 one: the module
+    docstring).
 
     ``mode="swa"``: the running mean of every ``update``'s params; ``mode="ema"``: an exponential
     moving average with ``decay`` in [0, 1] (see the module docstring for the formulas). The
