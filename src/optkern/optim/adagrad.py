@@ -146,6 +146,16 @@ def adagrad_norm_(params, grads, b_sq, *, lr=1e-2, weight_decay=0.0, maximize=Fa
     Args:
       b_sq: 1-element float64 array on the params' backend holding ``b^2`` (start it at
         ``b0^2 > 0``); updated in place.
+
+    Limit (float64 params): ``||g'||^2`` is the float64 sum of the float64 squares, and ``b^2``
+    a float64. Squares below float64's range (``|g| < ~2.2e-162``) add 0, an error of at most
+    ``n 2^-1075`` for n elements: against a normal ``b^2`` (>= 2^-1022, any ``b0 >= 1.5e-154``) at
+    most ``n 2^-53`` relative, the sum's own rounding bound. Only a ``b^2`` that is itself
+    subnormal (from ``b_sq`` 0 or subnormal) loses digits: all of them where every square is
+    below 2^-1075 (1e6 elements of 1e-162 sum to 0, not 1e-318), and then that step is skipped, as
+    for a zero gradient. A scaled (nrm2-style) sum would keep 1e-318, to the subnormal spacing,
+    but not the case of |g'| ~ 1e-170: ``||g'||^2`` is then below 2^-1074 for any practical n,
+    and ``b_sq`` (a float64) cannot hold it. Start at ``b0^2 >= 2^-1022`` (the paper's b0 > 0).
     """
     mod, params, grads, _ = _lists(params, grads)
     hp = _check_adagrad_norm("", lr, weight_decay, maximize)
@@ -218,7 +228,9 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
 
     ``b^2 <- b^2 + ||g'||^2`` over all parameters of the group (deterministic float64 sum),
     then ``p <- p - lr / b g'`` with ``g' = ±g + weight_decay p`` and ``b`` starting at ``b0 > 0``.
-    State: ``step`` and ``b_sq`` (the group's ``b^2``, repeated in each parameter's entry).
+    State: ``step`` and ``b_sq`` (the group's ``b^2``, repeated in each parameter's entry). ``b^2``
+    is a float64: its precision at subnormal scale (``b0 < 1.5e-154`` and tiny gradients) is
+    ``adagrad_norm_``'s (see there).
 
     ``master_weights=True`` (``stochastic_rounding``, ``seed``): float16 / bfloat16 params with a
     float32 master (``master_param``), stepped as the float32 optimizer steps it, bit for bit: the
