@@ -56,12 +56,13 @@ def _errors(got, want):
 
 @pytest.mark.parametrize("offset", [100.0, 1000.0])
 def test_layer_norm_long_row_with_offset_directions(offset):
-    # float32 sums: R{y} 7e-6, R{dh} 6e-5, m(x̂ R{h}) 2e-3 off at offset 1000 (in double: 3e-7, 2e-6,
-    # 2e-5: each term's own rounding, x̂ R{h} of ~1000 |x̂|, remains)
+    # float32 sums at offset 1000: R{y} 7e-6, R{x̂} 1e-5, R{dh} 6e-5, R{dγ} 1e-5 off (in double:
+    # 3e-7, 6e-7, 2e-6, 5e-7). m(x̂ R{h}) ~ 0.004 is a sum of terms ~±1000 |x̂|, each rounded in
+    # float32 (~5e-5 of it): 2e-3 off in float sums, 2e-4 in double
     p = _problem((1, 65536), offset, seed=1)
     err = _errors(_run(p, 1), _reference(p, 1))
     for k, e in err.items():
-        assert e < {"m(x̂ R{h})": 1e-4, "R{dh}": 1e-5}.get(k, 2e-6), (k, err)
+        assert e < {"m(x̂ R{h})": 1e-3, "R{dh}": 1e-5}.get(k, 2e-6), (k, err)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
