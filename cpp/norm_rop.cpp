@@ -2,8 +2,9 @@
 // array, for the exact Hessian-vector product of the built-in MLP. The math
 // is rules/norm.hpp's norm_rop_*; here are the loops. Groups (the sets sharing
 // one mean and rstd) are the rows (axis 1: layer norm) or the columns (axis 0:
-// batch norm). Every group mean and every column sum is accumulated by one
-// thread in a fixed order, so results do not depend on the thread count.
+// batch norm). Every sum is in double, in an order fixed by the shape (a row
+// by one thread; a column by fixed row blocks added in block order), so
+// results do not depend on the thread count.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
