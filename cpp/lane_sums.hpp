@@ -104,6 +104,22 @@ OK_LANE_INLINE void lane_sums_each(int64_t n, F& f, A* out, std::index_sequence<
    ...);
 }
 
+template <int K, class T, class F, std::size_t... Ks>
+OK_LANE_INLINE void block_sums_each(int64_t n, F& f, double* out, std::index_sequence<Ks...>) {
+  ((out[Ks] = block_sum<T>(n, [&](int64_t i) {
+      T v[K];
+      f(i, v);
+      return v[Ks];
+    })),
+   ...);
+}
+
+// out[k] = Σ_i v_k(i) in double (block_sum) for k < K, f(i, v) writing element i's K terms of type
+// T into v: lane_sums' passes, one per term, for sums the caller rounds to T once.
+template <int K, class T, class F> OK_LANE_INLINE void block_sums(int64_t n, F&& f, double* out) {
+  block_sums_each<K, T>(n, f, out, std::make_index_sequence<K>{});
+}
+
 // out[k] = Σ_i v_k(i) for k < K, where f(i, v) writes the K terms of element i
 // into v. One pass per term: GCC does not vectorize a 2-D K x W accumulator
 // array in one simd loop, and the K passes over a row read it from L1. (K

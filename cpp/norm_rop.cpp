@@ -2,14 +2,16 @@
 // array, for the exact Hessian-vector product of the built-in MLP. The math
 // is rules/norm.hpp's norm_rop_*; here are the loops. Groups (the sets sharing
 // one mean and rstd) are the rows (axis 1: layer norm) or the columns (axis 0:
-// batch norm). Every group mean and every column sum is accumulated by one
-// thread in a fixed order, so results do not depend on the thread count.
+// batch norm). Every sum is in double, in an order fixed by the shape (a row
+// by one thread; a column by fixed row blocks added in block order), so
+// results do not depend on the thread count.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "py_arrays.hpp"
@@ -23,46 +25,89 @@ namespace py = pybind11;
 using namespace normcpu;
 using namespace rop;
 
-// Columns per work item when groups are columns: the accumulators of a block
-// stay in registers / L1 while the rows stream past.
-constexpr int64_t kCols = 64;
+// Sums in double, rounded to T once (float32 sums of thousands of terms of a common offset rounded
+// alike: a layer-norm row of 65536 R{h} = 1000 + small had m(R{h}) and R{y} 1.6e-5 off, 40x torch's;
+// a batch-norm column of dy = 1 + small at N = 16K R{dβ} 2e-6 off and the hvp's dh 5e-5 of its size).
 
-// Work item i (row i, or column block i) of the per-group sums of Terms,
-// stored by term: out[k * G + group] = scale * Σ.
-template <class Terms> struct GroupSums {
+// Groups are rows (layer norm): item i sums row i; out[k * N + i] = scale_k * Σ_d.
+template <class Terms> struct RowSums {
   using T = typename Terms::value_type;
   static constexpr int K = Terms::K;
   Terms f;
   int64_t N, D;
-  T scale;
+  double scale;
   T* out;
-  int64_t groups() const { return Terms::axis == 1 ? N : D; }
-  int64_t items() const { return Terms::axis == 1 ? N : (D + kCols - 1) / kCols; }
   OK_INLINE void operator()(int64_t i) const {
-    const int64_t G = groups();
-    if (Terms::axis == 1) {
-      T s[K];
-      lane_sums<K, T>(D, [&](int64_t d, T* v) { f(i, d, v); }, s);
-      for (int k = 0; k < K; ++k) out[k * G + i] = s[k] * scale;
-      return;
-    }
-    // A column's N terms one after the other, in double: in T (float32) N sequential additions
-    // rounded alike for terms of a common offset (dy = 1 + small at N = 16K: R{dβ} 2e-6 off, the
-    // hvp's dh 5e-5 of its size where batch_norm_backward's, summed in double, is 2e-6).
-    const int64_t d0 = i * kCols, nd = std::min(kCols, D - d0);
-    double s[K][kCols] = {};
-    for (int64_t n = 0; n < N; ++n) {
-#pragma omp simd
-      for (int64_t j = 0; j < nd; ++j) {
-        T v[K];
-        f(n, d0 + j, v);
-        for (int k = 0; k < K; ++k) s[k][j] += double(v[k]);
-      }
-    }
-    for (int k = 0; k < K; ++k)
-      for (int64_t j = 0; j < nd; ++j) out[k * G + d0 + j] = T(s[k][j] * double(scale));
+    double s[K];
+    block_sums<K, T>(D, [&](int64_t d, T* v) OK_INLINE_LAMBDA { f(i, d, v); }, s);
+    for (int k = 0; k < K; ++k) out[k * N + i] = T(s[k] * scale);
   }
 };
+
+// Column sums (batch norm's groups; the parameter sums) by tiles of kBlockRows rows x kTileCols
+// columns: a tile's rows are read contiguously, its K accumulators of a column stay in L1, and one
+// vector pass per term adds a row (lane_sums.hpp: GCC does not vectorize a K x W accumulator array
+// in one loop; one 64-column block per item, summed row after row, ran 12x batch_norm_backward's
+// time). Each tile's partial sums go to part[(block * K + k) * D + d], added in block order by
+// merge_cols: the association depends on the shape only, never on the thread count.
+constexpr int64_t kTileCols = 256, kBlockRows = 256;
+
+template <class Terms> struct ColPartials {
+  using T = typename Terms::value_type;
+  static constexpr int K = Terms::K;
+  Terms f;
+  int64_t N, D;
+  double* part;
+  int64_t tiles() const { return (D + kTileCols - 1) / kTileCols; }
+  int64_t blocks() const { return (N + kBlockRows - 1) / kBlockRows; }
+  template <std::size_t... Ks>
+  OK_INLINE void add_row(int64_t n, int64_t c0, int64_t nc, double (*s)[kTileCols], std::index_sequence<Ks...>) const {
+    (add_term<int(Ks)>(n, c0, nc, s[Ks]), ...);
+  }
+  template <int k> OK_INLINE void add_term(int64_t n, int64_t c0, int64_t nc, double* OK_RESTRICT s) const {
+    // (the iterations are independent; `omp simd` made `v` a per-lane array, which GCC 12 left
+    // scalar: 2.4x this loop's time. The local copy keeps the members' loads out of the loop.)
+    const Terms fl = f;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < nc; ++j) {
+      T v[K];
+      fl(n, c0 + j, v);
+      s[j] += double(v[k]);  // (the other terms are dead code in this pass)
+    }
+  }
+  OK_INLINE void operator()(int64_t t) const {
+    const int64_t b = t / tiles(), c0 = (t % tiles()) * kTileCols, nc = std::min(kTileCols, D - c0);
+    const int64_t n1 = std::min(N, (b + 1) * kBlockRows);
+    double s[K][kTileCols];
+    for (int k = 0; k < K; ++k) std::fill(s[k], s[k] + nc, 0.0);
+    for (int64_t n = b * kBlockRows; n < n1; ++n) add_row(n, c0, nc, s, std::make_index_sequence<K>{});
+    for (int k = 0; k < K; ++k) std::copy(s[k], s[k] + nc, part + (b * K + k) * D + c0);
+  }
+};
+
+// out[k * D + d] = T(scale[k] * Σ_block part[(block * K + k) * D + d]), blocks in order.
+template <class T>
+void merge_cols(const std::vector<double>& part, int64_t blocks, int K, int64_t D, const double* scale, T* out) {
+  std::vector<double> acc(static_cast<size_t>(D));
+  for (int k = 0; k < K; ++k) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const double* p = part.data() + (b * K + k) * D;
+      for (int64_t d = 0; d < D; ++d) acc[size_t(d)] += p[d];
+    }
+    for (int64_t d = 0; d < D; ++d) out[k * D + d] = T(acc[size_t(d)] * scale[k]);
+  }
+}
+
+// Every group's normalizer as (f, mf, rf) ([3][G], rop::Norm::scaled): ChannelScaling's where a group
+// needs the scaled form, else (1, -mean, r) for all (its form of the plain groups).
+template <class T> std::vector<T> normalizers(const T* mean, const T* r, int64_t G) {
+  ChannelScaling<T> cs(mean, r, G);
+  if (!cs.v.empty()) return std::move(cs.v);
+  std::vector<T> v(size_t(3 * G));
+  for (int64_t g = 0; g < G; ++g) v[size_t(g)] = T(1), v[size_t(G + g)] = -mean[g], v[size_t(2 * G + g)] = r[g];
+  return v;
+}
 
 // Row n of an element functor (FwdElement or BwdElement); bad[n]: whether an output of the row is
 // not finite (the rows that may need the scaled redo, rop::fwd_group_scaled).
@@ -83,9 +128,22 @@ template <class E> struct RowApply {
 
 template <class T, int A> using FwdApply = RowApply<FwdElement<T, A>>;
 template <class T, int A> using BwdApply = RowApply<BwdElement<T, A>>;
-template <class T, int A> using FwdSums = GroupSums<FwdTerms<T, A>>;
-template <class T, int A> using BwdSums = GroupSums<BwdTerms<T, A>>;
-template <class T, int A> using ParamSums = GroupSums<ParamTerms<T, A>>;
+// Both column sums of batch norm's backward in one pass: BwdTerms' then ParamTerms'.
+template <class T, int A> struct BwdParamTerms {
+  using value_type = T;
+  static constexpr int K = 6, axis = 0;
+  BwdTerms<T, A> b;
+  ParamTerms<T, A> p;
+  OK_HD void operator()(int64_t n, int64_t d, T* v) const {
+    b(n, d, v);
+    p(n, d, v + 4);
+  }
+};
+template <class T, int A> using FwdCols = ColPartials<FwdTerms<T, A>>;
+template <class T, int A> using FwdRows = RowSums<FwdTerms<T, A>>;
+template <class T, int A> using BwdRows = RowSums<BwdTerms<T, A>>;
+template <class T, int A> using ParamCols = ColPartials<ParamTerms<T, A>>;
+template <class T, int A> using BwdParamCols = ColPartials<BwdParamTerms<T, A>>;
 
 // Multi-versioned item loops for both dtypes and axes (GCC target_clones
 // needs plain functions).
@@ -93,11 +151,13 @@ template <class T, int A> using ParamSums = GroupSums<ParamTerms<T, A>>;
   OK_CLONES void run_items(const Kernel<T, A>& k, int64_t i0, int64_t i1) {     \
     for (int64_t i = i0; i < i1; ++i) k(i);                                     \
   }
-#define OK_ROP_CLONES(Kernel) \
-  OK_ROP_CLONE(Kernel, float, 0) OK_ROP_CLONE(Kernel, float, 1) OK_ROP_CLONE(Kernel, double, 0) OK_ROP_CLONE(Kernel, double, 1)
-OK_ROP_CLONES(FwdSums)
-OK_ROP_CLONES(BwdSums)
-OK_ROP_CLONES(ParamSums)
+#define OK_ROP_CLONES_AXIS(Kernel, A) OK_ROP_CLONE(Kernel, float, A) OK_ROP_CLONE(Kernel, double, A)
+#define OK_ROP_CLONES(Kernel) OK_ROP_CLONES_AXIS(Kernel, 0) OK_ROP_CLONES_AXIS(Kernel, 1)
+OK_ROP_CLONES_AXIS(FwdCols, 0)
+OK_ROP_CLONES_AXIS(BwdParamCols, 0)
+OK_ROP_CLONES_AXIS(FwdRows, 1)
+OK_ROP_CLONES_AXIS(BwdRows, 1)
+OK_ROP_CLONES_AXIS(ParamCols, 1)
 OK_ROP_CLONES(FwdApply)
 OK_ROP_CLONES(BwdApply)
 
@@ -121,9 +181,18 @@ std::vector<int64_t> bad_groups(const E& e, const std::vector<char>& bad_rows, c
   return out;
 }
 
-template <class Terms, class T> void group_sums(const Terms& f, int64_t N, int64_t D, T scale, T* out) {
-  const GroupSums<Terms> k{f, N, D, scale, out};
-  run_all(k, k.items(), 3 * N * D);  // (about three arrays per element, parallel.hpp)
+// out[k * G + group] = T(scale[k] * Σ of the group's terms k) (G: N for row groups, else D).
+template <class Terms, class T> void group_sums(const Terms& f, int64_t N, int64_t D, const double* scale, T* out) {
+  if constexpr (Terms::axis == 1) {
+    run_all(RowSums<Terms>{f, N, D, scale[0], out}, N, 3 * N * D);  // (about three arrays per element, parallel.hpp)
+  } else {
+    const ColPartials<Terms> k{f, N, D, nullptr};
+    std::vector<double> part(size_t(k.blocks() * Terms::K * D));
+    ColPartials<Terms> kp = k;
+    kp.part = part.data();
+    run_all(kp, k.blocks() * k.tiles(), 3 * N * D);
+    merge_cols(part, k.blocks(), Terms::K, D, scale, out);
+  }
 }
 
 // The (N, D) shape of `h` and the checked statistics.
@@ -161,7 +230,7 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   a.rxhat = args.shaped<T>(rxhat, "rxhat", {S.N, S.D}, true);
   T* mx = args.shaped<T>(m_xrh, "m_xrh", {S.G}, true);
   args.check_overlap();
-  const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
+  const std::vector<T> scaled = normalizers(a.s.mean, a.s.rstd, S.G);  // (rop::Norm)
   a.s.scaled = scaled.data();
   std::vector<T> means(size_t(2 * S.G));
   a.means = means.data();
@@ -170,7 +239,8 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
     std::fill(mx, mx + S.G, T(NAN));
     return;
   }
-  group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.data());
+  const double inv = 1.0 / double(A == 1 ? S.D : S.N), scale[2] = {inv, inv};
+  group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, scale, means.data());
   std::copy(means.begin() + S.G, means.end(), mx);
   std::vector<char> bad_rows(size_t(S.N));
   run_all(FwdApply<T, A>{a, bad_rows.data()}, S.N, 3 * n);
@@ -196,25 +266,32 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   T* pw = args.shaped<T>(rdw, "rdweight", {S.D}, true);
   T* pb = args.shaped<T>(rdb, "rdbias", {S.D}, true);
   args.check_overlap();
-  const ChannelScaling<T> scaled(a.s.mean, a.s.rstd, S.G);  // (where h - mean may overflow: rop::Norm)
+  const std::vector<T> scaled = normalizers(a.s.mean, a.s.rstd, S.G);  // (rop::Norm)
   a.s.scaled = scaled.data();
-  std::vector<T> means(size_t(4 * S.G)), params(size_t(2 * S.D));
-  a.means = means.data();
+  // The group means (4 G), then the parameter sums (2 D): batch norm's are all column sums, one pass.
+  std::vector<T> sums(size_t(4 * S.G + 2 * S.D));
+  T* const params = sums.data() + 4 * S.G;
+  a.means = sums.data();
   py::gil_scoped_release nogil;
   if (n > 0) {
-    group_sums(BwdTerms<T, A>{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
-               means.data());
+    const double inv = 1.0 / double(A == 1 ? S.D : S.N), scale[6] = {inv, inv, inv, inv, 1.0, 1.0};
+    const BwdTerms<T, A> bt{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat};
+    const ParamTerms<T, A> terms{a.s, a.dy, a.rdy, a.rxhat};
+    if constexpr (A == 0) {
+      group_sums(BwdParamTerms<T, A>{bt, terms}, S.N, S.D, scale, sums.data());
+    } else {
+      group_sums(bt, S.N, S.D, scale, sums.data());
+      group_sums(terms, S.N, S.D, scale + 4, params);
+    }
     std::vector<char> bad_rows(size_t(S.N));
     run_all(BwdApply<T, A>{a, bad_rows.data()}, S.N, 5 * n);
     for (const int64_t g : bad_groups(a, bad_rows, static_cast<const T*>(nullptr))) bwd_group_scaled(a, g);
-    const ParamTerms<T, A> terms{a.s, a.dy, a.rdy, a.rxhat};
-    group_sums(terms, S.N, S.D, T(1), params.data());
     for (int64_t d = 0; d < S.D; ++d)  // (rare: the columns of directions near the max)
-      if (!rules::finite_(params[size_t(d)]) || !rules::finite_(params[size_t(S.D + d)]))
-        param_col_scaled(terms, d, params.data(), params.data() + S.D);
+      if (!rules::finite_(params[d]) || !rules::finite_(params[S.D + d]))
+        param_col_scaled(terms, d, params, params + S.D);
   }
-  std::copy(params.begin(), params.begin() + S.D, pw);
-  std::copy(params.begin() + S.D, params.end(), pb);
+  std::copy(params, params + S.D, pw);
+  std::copy(params + S.D, params + 2 * S.D, pb);
 }
 
 // f(dtype, shape, T{}, axis constant) for the dtype of `h` and the axis.

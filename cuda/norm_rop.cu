@@ -44,34 +44,35 @@ using namespace rop;
 
 constexpr int kThreads = 256;
 
+// Group sums in double, rounded to T once, as cpp/norm_rop.cpp's: in float32 a row's or column's
+// thousands of additions rounded alike for terms of a common offset (a layer-norm row of 65536
+// R{h} = 1000 + small: R{y} 1.6e-5 off, 40x torch's; a batch-norm column of dy = 1 + small at
+// N = 16K: R{dβ} and the hvp's dh 20-100x batch_norm_backward's error).
+
 // Groups are rows: block per row; out[k * N + n] = scale * Σ_d f(n, d)[k].
 template <class Terms>
 __global__ void __launch_bounds__(kThreads)
-row_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::value_type scale, typename Terms::value_type* out) {
+row_sums_kernel(Terms f, int64_t N, int64_t D, double scale, typename Terms::value_type* out) {
   using T = typename Terms::value_type;
   constexpr int K = Terms::K;
-  __shared__ SumK<T, K> sm[32];
+  __shared__ SumK<double, K> sm[32];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
-    SumK<T, K> acc{};
+    SumK<double, K> acc{};
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
       T v[K];
       f(n, d, v);
 #pragma unroll
-      for (int k = 0; k < K; ++k) acc.v[k] += v[k];
+      for (int k = 0; k < K; ++k) acc.v[k] += double(v[k]);
     }
-    acc = block_reduce(acc, sm, SumK<T, K>{});
+    acc = block_reduce(acc, sm, SumK<double, K>{});
     if (threadIdx.x == 0)
-      for (int k = 0; k < K; ++k) out[k * N + n] = acc.v[k] * scale;
+      for (int k = 0; k < K; ++k) out[k * N + n] = T(acc.v[k] * scale);
   }
 }
 
-// Groups are columns: thread per column, rows in order; out[k * D + d]. In double, rounded once, as
-// cpp/norm_rop.cpp's GroupSums: in float32 a column's N sequential additions rounded alike for terms
-// of a common offset (dy = 1 + small at N = 16K: R{dβ} and the hvp's dh 20-100x batch_norm_backward's
-// error).
+// Groups are columns: thread per column, rows in order; out[k * D + d].
 template <class Terms>
-__global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::value_type scale,
-                                typename Terms::value_type* out) {
+__global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, double scale, typename Terms::value_type* out) {
   using T = typename Terms::value_type;
   constexpr int K = Terms::K;
   for (int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; d < D; d += int64_t(gridDim.x) * blockDim.x) {
@@ -82,7 +83,7 @@ __global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, typename Terms::v
 #pragma unroll
       for (int k = 0; k < K; ++k) s[k] += double(v[k]);
     }
-    for (int k = 0; k < K; ++k) out[k * D + d] = T(s[k] * double(scale));
+    for (int k = 0; k < K; ++k) out[k * D + d] = T(s[k] * scale);
   }
 }
 
@@ -117,8 +118,7 @@ template <class T, int A> __global__ void param_redo_kernel(ParamTerms<T, A> p, 
 }
 
 template <class Terms>
-void group_sums(const Terms& f, int64_t N, int64_t D, typename Terms::value_type scale,
-                typename Terms::value_type* out, cudaStream_t s) {
+void group_sums(const Terms& f, int64_t N, int64_t D, double scale, typename Terms::value_type* out, cudaStream_t s) {
   if (Terms::axis == 1) row_sums_kernel<<<grid_for(N, 1), kThreads, 0, s>>>(f, N, D, scale, out);
   else col_sums_kernel<<<grid_for(D, kThreads), kThreads, 0, s>>>(f, N, D, scale, out);
 }
@@ -171,7 +171,7 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   ScratchBuffer means(sizeof(T) * size_t(2 * S.G), s), bad(sizeof(int) * size_t(S.G), s);
   e.means = means.as<T>();
   py::gil_scoped_release nogil;
-  group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N), means.as<T>(), s);
+  group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, 1.0 / double(A == 1 ? S.D : S.N), means.as<T>(), s);
   check_cuda(cudaMemcpyAsync(mx, means.as<T>() + S.G, sizeof(T) * size_t(S.G), cudaMemcpyDeviceToDevice, s), "m_xrh");
   check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_fwd flags");
   apply(e, S.N, S.D, bad.as<int>(), s);
@@ -207,7 +207,7 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   e.means = means.as<T>();
   py::gil_scoped_release nogil;
   if (n > 0) {
-    group_sums(BwdTerms<T, A>{e.s, e.dy, e.rdy, e.w, e.vw, e.rxhat}, S.N, S.D, T(1) / T(A == 1 ? S.D : S.N),
+    group_sums(BwdTerms<T, A>{e.s, e.dy, e.rdy, e.w, e.vw, e.rxhat}, S.N, S.D, 1.0 / double(A == 1 ? S.D : S.N),
                means.as<T>(), s);
     check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_bwd flags");
     apply(e, S.N, S.D, bad.as<int>(), s);
@@ -215,7 +215,7 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   }
   // Column sums over N rows (zeros when N = 0).
   const ParamTerms<T, A> terms{e.s, e.dy, e.rdy, e.rxhat};
-  group_sums(terms, S.N, S.D, T(1), params.as<T>(), s);
+  group_sums(terms, S.N, S.D, 1.0, params.as<T>(), s);
   param_redo_kernel<<<grid_for(S.D, kThreads), kThreads, 0, s>>>(terms, params.as<T>(), S.D);
   check_cuda(cudaMemcpyAsync(pw, params.as<T>(), sizeof(T) * size_t(S.D), cudaMemcpyDeviceToDevice, s), "rdweight");
   check_cuda(cudaMemcpyAsync(pb, params.as<T>() + S.D, sizeof(T) * size_t(S.D), cudaMemcpyDeviceToDevice, s),
