@@ -647,11 +647,12 @@ def nadam_(
     momentum_decay: typing.SupportsFloat | typing.SupportsIndex,
     decoupled_weight_decay: bool,
     maximize: bool,
+    float64_product: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
     mu_product: typing.SupportsFloat | typing.SupportsIndex,
 ) -> typing.Any:
     """
-    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters).
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product.
     """
 
 def nadam_capturable(
@@ -667,6 +668,7 @@ def nadam_capturable(
     momentum_decay: typing.SupportsFloat | typing.SupportsIndex,
     decoupled_weight_decay: bool,
     maximize: bool,
+    float64_product: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
     mu_product: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
@@ -674,7 +676,7 @@ def nadam_capturable(
     found_inf: typing.Any = None,
 ) -> typing.Any:
     """
-    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def norm_rop_bwd(

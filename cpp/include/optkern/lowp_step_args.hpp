@@ -224,7 +224,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
   } else if (rule == "nadam") {
     if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
     const rules::NAdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4), scalar(x, 5),
-                              flag(1, false), flag(0, false)};
+                              flag(1, false), flag(0, false), false};  // (mu_product kept in float32)
     const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), scalar(x, 6)});
     go(r);
     return r.mu_product;

@@ -133,13 +133,21 @@ struct NAdam {
   static constexpr const char* name = "nadam";
   static constexpr const char* doc =
       "NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to "
-      "step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters).";
+      "step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded "
+      "to the arrays' dtype, or kept in float64 with float64_product.";
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}};
   template <class T, bool...> using Rule = rules::NAdam<T>;
   using Hyper = rules::NAdamHyper;
-  using scalars = Types<D, D, D, D, D, D, bool, bool>;
-  static constexpr const char* scalar_names[] = {"lr",  "beta1",          "beta2", "eps", "weight_decay",
-                                                 "momentum_decay", "decoupled_weight_decay", "maximize"};
+  using scalars = Types<D, D, D, D, D, D, bool, bool, bool>;
+  static constexpr const char* scalar_names[] = {"lr",
+                                                 "beta1",
+                                                 "beta2",
+                                                 "eps",
+                                                 "weight_decay",
+                                                 "momentum_decay",
+                                                 "decoupled_weight_decay",
+                                                 "maximize",
+                                                 "float64_product"};
   static constexpr int kCounters = 2;
 };
 }  // namespace opt

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from .._backend import in_range, nonnegative
 from . import _capturable, _state_checks
-from ._hyper import _check_params_dtype, _lists, _namer, _native, _step_count
+from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .adam import _BETA_KEYWORDS, _check_adam
 from .optimizer import Optimizer
@@ -21,6 +21,9 @@ class NAdamHyper(NamedTuple):
     momentum_decay: float
     decoupled_weight_decay: bool
     maximize: bool
+    # mu_product kept in float64 whatever the params' dtype (torch.optim.NAdam's float64 state, under a
+    # float64 default dtype); else rounded to the params' dtype (float32: torch's float32 state)
+    float64_product: bool = False
 
 
 def _check_nadam(
@@ -60,6 +63,7 @@ def nadam_(
     momentum_decay=4e-3,
     decoupled_weight_decay=False,
     maximize=False,
+    float64_product=False,
 ):
     """NAdam (Dozat 2016; torch.optim.NAdam's update), in place. Returns the new ``mu_product``.
 
@@ -67,7 +71,9 @@ def nadam_(
     the product of ``mu_1 .. mu_{t-1}`` (1.0 before the first step) and the returned value
     includes ``mu_t``: pass it back on the next step. Moments as in Adam; then
     ``p <- p - lr (1 - mu_t) / (1 - prod_t) g' / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d``,
-    ``d = sqrt(v / bc2) + eps``.
+    ``d = sqrt(v / bc2) + eps``. The new ``mu_product`` is rounded to the arrays' dtype (torch's
+    float32 state for float32 arrays), or with ``float64_product`` kept in float64 (torch's state
+    under a float64 default dtype).
     """
     mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
     hp = _check_nadam(
@@ -76,6 +82,7 @@ def nadam_(
     _check_params_dtype(hp, params)
     # (0 is a product this returns: underflowed, or with beta1 = 0; _state_checks.SCALARS)
     mu_product = in_range("mu_product", mu_product, 0.0, 1.0)
+    hp = hp._replace(float64_product=_flag("float64_product", float64_product))
     return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step), mu_product)
 
 

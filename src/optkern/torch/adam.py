@@ -108,6 +108,7 @@ class NAdam(_Fused):
     low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.NAdam
+    _float64_product = False  # (the run's: set by _run, read by its native call)
 
     def __init__(
         self,
@@ -154,12 +155,26 @@ class NAdam(_Fused):
             momentum_decay=group["momentum_decay"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
             maximize=group["maximize"],
+            float64_product=self._float64_product,
         )
 
     def _run(self, group, params, gi, cache=False, grads=None):
         state = self.state[params[0]]
         self._mu_product = _rule_mu_product(host_group(group), state, params[0].dtype)
+        # torch multiplies the product in its state's dtype: float64 under a float64 default dtype,
+        # float32 params included (the rule would round it to theirs)
+        mp = state["mu_product"]
+        self._float64_product = isinstance(mp, torch.Tensor) and mp.dtype == torch.float64
         super()._run(group, params, gi, cache, grads)
+
+    def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
+        if self._float64_product:
+            # (one widened tuple per group's checked one: _core_step memoizes its dtype check by identity)
+            wide = self.__dict__.get("_wide_hp")
+            if wide is None or wide[0] is not hp:
+                wide = self.__dict__["_wide_hp"] = (hp, hp._replace(float64_product=True))
+            hp = wide[1]
+        return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)
 
     def _core_extra(self):
         return {"mu_product": self._mu_product}

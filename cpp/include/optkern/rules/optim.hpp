@@ -285,13 +285,14 @@ template <class T, bool Amsgrad> struct Adam {
 
 // NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule
 // mu_t = b1 (1 - 0.96^(t psi) / 2), prod_t = mu_1 ... mu_t (mu_product, kept
-// by the caller in T's precision: `at` returns the new one; torch keeps it in its default dtype,
-// float32 unless set, so float64 params differ from torch by ~1e-9 relative there);
+// by the caller in T's precision, or in float64 with float64_product: `at` returns the new one;
+// torch keeps it in its state's dtype -- its default dtype, float64 under
+// torch.set_default_dtype(torch.float64), where its float32 params step with a float64 product);
 // p <- p - lr (1 - mu_t) / (1 - prod_t) g / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d,
 // d = sqrt(v / bc2) + eps.
 struct NAdamHyper {
   double lr, beta1, beta2, eps, weight_decay, momentum_decay;
-  bool decoupled, maximize;
+  bool decoupled, maximize, float64_product;
 };
 template <class T> struct NAdam {
   using Hyper = NAdamHyper;
@@ -302,8 +303,10 @@ template <class T> struct NAdam {
   static OK_HD NAdam at(const Hyper& h, const Counters& c) {
     const double mu = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, c.t * h.momentum_decay)));
     const double mu_next = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, (c.t + 1.0) * h.momentum_decay)));
-    // rounded to T: torch's float32 state for T = float; for T = double kept in double (more exact)
-    const double prod = double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
+    // rounded to T: torch's float32 state for T = float; for T = double kept in double (more exact);
+    // float64_product: torch's float64 state (mu a double, as torch's `mu_product *= mu` takes it)
+    const double prod = h.float64_product ? mul_rn(c.mu_product, mu)
+                                          : double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
     return {T(-h.lr * (1.0 - mu) / (1.0 - prod)),
             T(-h.lr * mu_next / (1.0 - mul_rn(prod, mu_next))),
             T(1.0 - h.beta1),
