@@ -52,11 +52,8 @@ void stats_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rs
     run(StatsKernel<T, HalfIn>{{}, part.data(), sh}, &h, tasks(sh), sh.size());
   }
   for (int64_t c = 0; c < sh.C; ++c) {
-    rules::Moments<double> acc{0.0, 0.0, 0.0};
+    rules::Moments<double> acc{0.0, 0.0, 0.0, 0.0};
     for (int64_t k = 0; k < sh.nblk(); ++k) acc = rules::merge(acc, part[size_t(k * sh.C + c)]);
-    if constexpr (std::is_same_v<S, T>)  // (float64 blocks' rounded means: norm_cpu.hpp)
-      acc = remerged_moments<T>(acc, sh.nb() * sh.S,
-                                [&](int64_t i) { return x[((i / sh.S) * sh.C + c) * sh.S + i % sh.S]; });
     if (rules::stats_ok(T(acc.mean), T(acc.m2), T(eps))) {
       mean[c] = T(acc.mean);
       rstd[c] = T(rules::rstd(acc, eps));
