@@ -39,15 +39,16 @@ template <class A> OK_HD Moments<A> with_mean(A n, A hi, A lo, A m2) {
 // arithmetic, stable in floating point; empty sides are fine: the other one as it is). Δmean is
 // taken from the means' both parts (the difference of the high parts is exact where they are
 // close, the case that matters: elsewhere its rounding is of Δmean's size, not of the mean's); the
-// merged mean a.mean + Δmean n_b / n is the rounded sum plus its TwoSum error in lo.
+// merged mean a.mean + Δmean n_b / n is the rounded sum plus its TwoSum and product errors in lo (its
+// high part mostly the one fma's bits, as before lo).
 template <class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>& b) {
   if (b.n == A(0)) return a;
   if (a.n == A(0)) return b;
   const A n = a.n + b.n;
   const A d = (b.mean - a.mean) + (b.lo - a.lo);
-  const A fb = b.n / n;
-  const SumErr<A> t = two_sum(a.mean, d * fb);
-  return with_mean(n, t.s, t.e + a.lo, fma_t(d * d * a.n, fb, a.m2 + b.m2));
+  const A fb = b.n / n, p = d * fb;
+  const SumErr<A> t = two_sum(a.mean, p);
+  return with_mean(n, t.s, t.e + fma_t(d, fb, -p) + a.lo, fma_t(d * d * a.n, fb, a.m2 + b.m2));
 }
 
 // M2 = Σ(x - mean)² of n values from q = Σ(x - m)² around any m, with dm = mean - m (never below 0;
