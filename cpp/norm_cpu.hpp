@@ -82,7 +82,7 @@ template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RE
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).
 template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t n) {
   rules::Moments<double> acc{0.0, 0.0, 0.0, 0.0};
-  for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
+  for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge<sizeof(T) == sizeof(double)>(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
   return acc;
 }
 

@@ -41,14 +41,22 @@ template <class A> OK_HD Moments<A> with_mean(A n, A hi, A lo, A m2) {
 // close, the case that matters: elsewhere its rounding is of Δmean's size, not of the mean's); the
 // merged mean a.mean + Δmean n_b / n is the rounded sum plus its TwoSum and product errors in lo (its
 // high part mostly the one fma's bits, as before lo).
-template <class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>& b) {
+// kLo = false: parts without low parts (the CPU's float32 / half statistics, whose means in double lie
+// far below x's ulp), the mean one fma as before lo: the CPU merges thousands of small blocks a call
+// serially (float32 (4096, 512): 65536 merges, +0.3-0.5 ms on a 2 ms forward with the TwoSums).
+template <bool kLo = true, class A> OK_HD Moments<A> merge(const Moments<A>& a, const Moments<A>& b) {
   if (b.n == A(0)) return a;
   if (a.n == A(0)) return b;
   const A n = a.n + b.n;
   const A d = (b.mean - a.mean) + (b.lo - a.lo);
-  const A fb = b.n / n, p = d * fb;
-  const SumErr<A> t = two_sum(a.mean, p);
-  return with_mean(n, t.s, t.e + fma_t(d, fb, -p) + a.lo, fma_t(d * d * a.n, fb, a.m2 + b.m2));
+  const A fb = b.n / n, m2 = fma_t(d * d * a.n, fb, a.m2 + b.m2);
+  if constexpr (!kLo) {
+    return {n, fma_t(d, fb, a.mean), m2, A(0)};
+  } else {
+    const A p = d * fb;
+    const SumErr<A> t = two_sum(a.mean, p);
+    return with_mean(n, t.s, t.e + fma_t(d, fb, -p) + a.lo, m2);
+  }
 }
 
 // M2 = Σ(x - mean)² of n values from q = Σ(x - m)² around any m, with dm = mean - m (never below 0;
