@@ -38,6 +38,32 @@ template <class A, class F> OK_LANE_INLINE A lane_sum(int64_t n, F&& f) {
   return s;
 }
 
+// (Σ_i f(i).first, Σ_i f(i).second) in lane_sum's order and tree, in one pass: each sum has the bits
+// lane_sum gives it alone. Two named lane arrays (one 2-D array does not vectorize: lane_sums).
+template <class A, class F> OK_LANE_INLINE std::pair<A, A> lane_sum_pair(int64_t n, F&& f) {
+  constexpr int64_t W = 128 / int64_t(sizeof(A));
+  A a0[W], a1[W];
+  for (int64_t j = 0; j < W; ++j) a0[j] = A(0), a1[j] = A(0);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+      const std::pair<A, A> v = f(i + j);
+      a0[j] += v.first;
+      a1[j] += v.second;
+    }
+  }
+  for (int64_t w = W / 2; w > 0; w /= 2)
+    for (int64_t j = 0; j < w; ++j) a0[j] += a0[j + w], a1[j] += a1[j + w];
+  A s0 = a0[0], s1 = a1[0];
+  for (; i < n; ++i) {  // the tail, in order
+    const std::pair<A, A> v = f(i);
+    s0 += v.first;
+    s1 += v.second;
+  }
+  return {s0, s1};
+}
+
 // Σ_i a(i) b(i) in lane_sum's order, each product rounded on its own (rules::scaled_plus): GCC
 // contracts a product into the add only in the ISA clones with FMA (-O2 and up), so a plain
 // lane_sum of products gave other bits in the default clone and the -O1 sanitizer build, for

@@ -79,24 +79,21 @@ template <class T, class P = const T*> struct StatsKernel {
           const T* OK_RESTRICT xn = x + j * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) bp[c] += sq_dev(xn[c], mp[c]);
+          if constexpr (sizeof(T) == sizeof(double)) {  // (d: norm_cpu.hpp, dev_sums)
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) dp[c] += double(xn[c] - mp[c]);
+          }
         }
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) qp[c] += double(bp[c]);
       }
-      // (the deviations' sums where a channel's mean needs them: norm_cpu.hpp, refine_mean)
-      bool refine = false;
-      for (int64_t c = 0; c < C; ++c) refine = refine || refine_mean<T>(qp[c], cnt, mp[c]);
-      if (refine) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* OK_RESTRICT xn = x + n * C;
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) dp[c] += double(xn[c] - mp[c]);
-        }
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        const double dc = refine_mean<T>(qp[c], cnt, mp[c]) ? dp[c] : 0.0;
-        part[k * C + c] = two_pass_moments<T>(cnt, sp[c], mp[c], qp[c], dc);
-      }
+      for (int64_t c = 0; c < C; ++c)  // (again around the refined mean where needed: norm_cpu.hpp)
+        part[k * C + c] = centred_moments<T>(cnt, sp[c], mp[c], {qp[c], dp[c]}, [&](T m) {
+          return dev_sums<T>(n1 - n0, m, [&](int64_t i) {
+            const T* xn = x + (n0 + i) * C;  // (x: a pointer or a half RunView)
+            return xn[c];
+          });
+        });
       return;
     }
     // The corrected two-pass of norm_cpu.hpp's chunk_moments over the block's runs of channel c.
@@ -108,20 +105,18 @@ template <class T, class P = const T*> struct StatsKernel {
       prefetch_row(xn + C * S, n + 1 < n1 ? S : 0);
       s += lane_sum<double>(S, [&](int64_t i) { return double(xn[i]); });
     }
-    const double cnt = double((n1 - n0) * S), mean = s / cnt;
-    const T m = T(mean);
-    double q = 0, d = 0;
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* OK_RESTRICT xn = x + (n * C + c) * S;
-      q += block_sum<T>(S, [&](int64_t i) { return sq_dev(xn[i], m); });
-    }
-    if (refine_mean<T>(q, cnt, m)) {  // (norm_cpu.hpp)
+    const double cnt = double((n1 - n0) * S);
+    const auto dev = [&](T m) {
+      std::pair<double, double> qd{0.0, 0.0};
       for (int64_t n = n0; n < n1; ++n) {
         const T* OK_RESTRICT xn = x + (n * C + c) * S;
-        d += dev_sum<T>(S, m, [&](int64_t i) { return xn[i]; });
+        const auto r = dev_sums<T>(S, m, [&](int64_t i) { return xn[i]; });
+        qd.first += r.first, qd.second += r.second;
       }
-    }
-    part[t] = two_pass_moments<T>(cnt, s, m, q, d);
+      return qd;
+    };
+    const T m = T(s / cnt);
+    part[t] = centred_moments<T>(cnt, s, m, dev(m), dev);
   }
 };
 

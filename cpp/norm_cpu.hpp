@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "optkern/common.hpp"
@@ -34,59 +35,55 @@ constexpr int64_t kGradBlocks = 64;
 // for data near 0, x - m rounds but the correction is then negligible beside M2. q in float32 lanes
 // of a whole chunk (64 terms a lane) rounded alike for data of few distinct values (half a, half b:
 // rstd 3-4 ulps off where torch's is 0.2); in blocks of 8 terms, < 1 ulp.
-// A double x is the exception: its Σx is that sum's rounding (some ulps of x's magnitude), m = mean
-// itself, and the correction was 0: a constant float64 row of 1e20 had M2 = n ulp², y = ±1, not 0.
-// Where that rounding can matter (rules::refine_mean, moments.hpp: shared with the GPU) its
-// deviations d = Σ(x - m) are summed too (exact terms for data near m), and the mean is m + d / n:
-// rules::shifted_moments around m, as the GPU's shifted sums. Elsewhere d = 0: the same bits as
-// before, without the extra pass (30-45% of a float64 norm's time).
+// A double x is the exception: its Σx is that sum's rounding (some ulps of x's magnitude; serial over
+// a batch-norm block's 16K / C rows, tens), m = mean itself, and the correction was 0: a constant
+// float64 row of 1e20 had M2 = n ulp², y = ±1, not 0; and the merges of such chunks' means (Chan)
+// took their errors into M2 at first order (1e6 + N(0, 1) in (300000, 4): rstd 2.4e4 ulps off). So a
+// double T's deviations d = Σ(x - m) are summed too, in q's pass (exact terms for data near m): the
+// moments are rules::shifted_moments around m, as the GPU's shifted sums, with the mean's low part
+// (rules::Moments::lo) for the merges.
 template <class T> OK_INLINE T sq_dev(T x, T m) { return (x - m) * (x - m); }
 using rules::corrected_m2;      // M2 from q and mean - m
-using rules::refine_mean;       // whether a double T's mean needs d
 using rules::two_pass_moments;  // the moments from n, Σx, m, q and d
-// d = Σ(x - m) of a double T's second pass (0 for a float T: not needed).
-template <class T, class F> OK_INLINE double dev_sum(int64_t n, T m, F&& at) {
+// q = Σ(x - m)² (a block_sum) and, for a double T, d = Σ(x - m) in the same pass (0 for a float T: its
+// Σx in double is exact to far below its ulp).
+template <class T, class F> OK_INLINE std::pair<double, double> dev_sums(int64_t n, T m, F&& at) {
   if constexpr (sizeof(T) == sizeof(double)) {
-    return lane_sum<double>(n, [&](int64_t i) { return double(at(i) - m); });
+    return lane_sum_pair<double>(n, [&](int64_t i) {
+      const double v = at(i);
+      return std::pair<double, double>{sq_dev(v, double(m)), v - double(m)};
+    });
   } else {
-    return 0.0;
+    return {block_sum<T>(n, [&](int64_t i) { return sq_dev(at(i), m); }), 0.0};
   }
+}
+// The moments of n values with Σx = s from their sums (q, d) = dev(m) around m = T(s / n) (given: m
+// and qd), again around the mean those give where m sat far from it (rules::recentre_needed: a
+// double T's Σx rounded, data a few ulps apart; the merges then need no second look at the values:
+// 1e20 + {0..3} ulps at n = 3001 had rstd 8 % off).
+template <class T, class Dev>
+OK_INLINE rules::Moments<double> centred_moments(double n, double s, T m, std::pair<double, double> qd, Dev&& dev) {
+  if (rules::recentre_needed(qd.first, qd.second, n)) {
+    m = T(two_pass_moments<T>(n, s, m, qd.first, qd.second).mean);
+    qd = dev(m);
+  }
+  return two_pass_moments<T>(n, s, m, qd.first, qd.second);
+}
+template <class T, class F> OK_INLINE rules::Moments<double> two_pass(int64_t n, F&& at) {
+  const double s = lane_sum<double>(n, [&](int64_t i) { return double(at(i)); });
+  const auto dev = [&](T m) { return dev_sums<T>(n, m, at); };
+  const T m = T(s / double(n));
+  return centred_moments<T>(double(n), s, m, dev(m), dev);
 }
 template <class T> OK_INLINE rules::Moments<double> chunk_moments(const T* OK_RESTRICT x, int64_t n) {
-  const double s = lane_sum<double>(n, [&](int64_t i) { return double(x[i]); });
-  const T m = T(s / double(n));
-  const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(x[i], m); });
-  const double d = refine_mean<T>(q, double(n), m) ? dev_sum<T>(n, m, [&](int64_t i) { return x[i]; }) : 0.0;
-  return two_pass_moments<T>(double(n), s, m, q, d);
-}
-
-// Moments of a double T's values merged from parts of `part` values each (Chan), where their rounded
-// means spoilt the merge (rules::remerge_needed: data a few ulps apart, 1e20 + {0..3} ulps at n = 3001
-// had rstd 8% off; ordinary rows, of any length, keep their bits and skip the pass): the deviations of
-// all the values (`at(i)`, i < n, serial, in order) again around the merged mean rounded to T:
-// rules::shifted_moments, as chunk_moments.
-// (Also for one part whose first mean may sit hundreds of ulps off: batch norm's (N, C) columns,
-// Σx serial in double, left q - n Δm² cancelling to rstd 3e-12 off.)
-template <class T, class F>
-rules::Moments<double> remerged_moments(const rules::Moments<double>& acc, int64_t part, F&& at) {
-  if constexpr (sizeof(T) == sizeof(double)) {
-    const T m = T(acc.mean);
-    const int64_t n = int64_t(acc.n);
-    if (!rules::remerge_needed<T>(acc, double(part))) return acc;
-    const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(at(i), m); });
-    return rules::shifted_moments(rules::ShiftedSums<double>{n, double(m), dev_sum<T>(n, m, at), q});
-  } else {
-    (void)part, (void)at;
-    return acc;
-  }
+  return two_pass<T>(n, [&](int64_t i) { return x[i]; });
 }
 
 // Moments of a contiguous run, chunk by chunk merged in order (Chan).
 template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t n) {
-  rules::Moments<double> acc{0.0, 0.0, 0.0};
-  for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
-  if (n <= kStatChunk) return acc;  // (one chunk: refined there)
-  return remerged_moments<T>(acc, kStatChunk, [&](int64_t i) { return x[i]; });
+  rules::Moments<double> acc{0.0, 0.0, 0.0, 0.0};
+  for (int64_t c = 0; c < n; c += kStatChunk) acc = rules::merge<sizeof(T) == sizeof(double)>(acc, chunk_moments(x + c, std::min(kStatChunk, n - c)));
+  return acc;
 }
 
 // Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, rounded to T once: summed in float32 lanes of
@@ -132,11 +129,7 @@ template <class T, class F> rules::ScaledMoments<T> scaled_moments(int64_t n, F&
   if (amax == T(0)) return {T(0), T(0), 0};
   const int e = rules::scale_exp(amax);
   // (x · 2^-e in (-2, 2), exact in double; the mean scaled back in double and rounded once)
-  const auto xs = [&](int64_t i) { return rules::scale2(at(i), -e); };
-  const double s = lane_sum<double>(n, [&](int64_t i) { return double(xs(i)); });
-  const T m = T(s / double(n));
-  const double q = block_sum<T>(n, [&](int64_t i) { return sq_dev(xs(i), m); });
-  const auto mo = two_pass_moments<T>(double(n), s, m, q, refine_mean<T>(q, double(n), m) ? dev_sum<T>(n, m, xs) : 0.0);
+  const auto mo = two_pass<T>(n, [&](int64_t i) { return rules::scale2(at(i), -e); });
   return {T(rules::scale2(mo.mean, e)), T(mo.m2), e};
 }
 

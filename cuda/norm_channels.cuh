@@ -20,7 +20,7 @@ template <class T, class A> struct StatsOp {
   using Part = rules::Moments<double>;
   const T* x;
   __device__ Acc zero() const { return {0, 0.0, 0.0, 0.0}; }
-  __device__ Part part_zero() const { return {0.0, 0.0, 0.0}; }
+  __device__ Part part_zero() const { return {0.0, 0.0, 0.0, 0.0}; }
   __device__ void push(Acc& acc, int64_t, int64_t, int64_t i) const { rules::push_shifted(acc, double(load(x, i))); }
   __device__ Part finish(const Acc& acc) const { return rules::shifted_moments(acc); }
 };
@@ -111,7 +111,7 @@ __global__ void stats_finalize_kernel(const rules::Moments<double>* __restrict__
                                       A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps,
                                       int* __restrict__ redo) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
-    rules::Moments<double> acc{0.0, 0.0, 0.0};
+    rules::Moments<double> acc{0.0, 0.0, 0.0, 0.0};
     for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
     put_moments(acc, eps, c, mean, rstd, var);
     redo[c] = rules::remerge_needed<A>(acc, kTreeRoundings + double(K)) ? 2

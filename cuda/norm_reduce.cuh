@@ -24,7 +24,7 @@ template <class A> __device__ __forceinline__ Sum2<A> shfl_down(const Sum2<A>& v
 }
 template <class A> __device__ __forceinline__ rules::Moments<A> shfl_down(const rules::Moments<A>& v, int off) {
   return {__shfl_down_sync(0xffffffffu, v.n, off), __shfl_down_sync(0xffffffffu, v.mean, off),
-          __shfl_down_sync(0xffffffffu, v.m2, off)};
+          __shfl_down_sync(0xffffffffu, v.m2, off), __shfl_down_sync(0xffffffffu, v.lo, off)};
 }
 
 // Lane 0 ends with the warp's total (lanes whose partner is past 31 compute

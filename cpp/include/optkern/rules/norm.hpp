@@ -56,11 +56,12 @@ template <class A> OK_HD A eps_floor() { return sizeof(A) == 4 ? A(0x1p-100) : A
 template <class A> OK_HD bool finite_(A v) { return v - v == A(0); }  // false for NaN and ±inf
 
 // Whether moments merged from parts whose means were each rounded to a double T, up to k ulps off
-// (the CPU's chunks of k values, the GPU's threads and splits: k the roundings a merged mean went
-// through), need the deviations of all their values summed again around the merged mean, as
-// refine_mean (moments.hpp) asks of a part: the merge's Δmean is then whole ulps off where the true
-// ones differ by fractions of one, its n_a n_b / n Δmean² term, of M2's own size, that wrong
-// (1e20 + {0..3} ulps: rstd 8 % off on the CPU at n = 3001, 4-15 % on the GPU). Never for a float T.
+// (the GPU's threads and splits: k the roundings a merged mean went through), need the deviations of
+// all their values summed again around the merged mean, as refine_mean (moments.hpp) asks of a part:
+// the merge's Δmean was then whole ulps off where the true ones differ by fractions of one, its
+// n_a n_b / n Δmean² term, of M2's own size, that wrong (1e20 + {0..3} ulps: rstd 4-15 % off on the
+// GPU). Never for a float T. (The means' low parts, Moments::lo, now keep such merges exact; the
+// CPU, whose parts are centred on their means (recentre_needed), no longer asks.)
 template <class T> OK_HD bool remerge_needed(const Moments<double>& acc, double k) {
   return finite_(T(acc.mean)) && refine_mean<T>(acc.m2 / acc.n * k, k, T(acc.mean));
 }
