@@ -18,13 +18,14 @@ namespace nnmath {
 
 // Device: CUDA's float/double overloads. Host: exp / expm1 / tanh (tanh_sech2_) are
 // branch-free polynomial versions (below) so the OpenMP loops vectorize;
-// they agree with libm to a few ulp. log1p and erf stay libm's.
+// they agree with libm to a few ulp. log1p and erfc stay libm's.
 #if defined(__CUDACC__)
 template <class T> OK_HD T exp_(T x) { return exp(x); }
 template <class T> OK_HD T expm1_(T x) { return expm1(x); }
 template <class T> OK_HD T log_(T x) { return log(x); }
 template <class T> OK_HD T log1p_(T x) { return log1p(x); }
-template <class T> OK_HD T erf_(T x) { return erf(x); }
+template <class T> OK_HD T erfc_(T x) { return erfc(x); }
+template <class T> OK_HD T exp_libm_(T x) { return exp(x); }
 // tanh x, and sech^2 x = 4 e / (1 + e)^2 with e = e^(-2|x|) (see tanh_sech2_ below).
 template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
   const T e = exp(T(-2) * fabs(x));
@@ -119,7 +120,10 @@ template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
 }
 template <class T> OK_HD T log_(T x) { return std::log(x); }
 template <class T> OK_HD T log1p_(T x) { return std::log1p(x); }
-template <class T> OK_HD T erf_(T x) { return std::erf(x); }
+template <class T> OK_HD T erfc_(T x) { return std::erfc(x); }
+// For GELU, whose loop does not vectorize around erfc: there libm's exp is faster than exp_'s
+// polynomial (scalar).
+template <class T> OK_HD T exp_libm_(T x) { return std::exp(x); }
 #endif
 
 // 1 / (1 + e^-z) without overflow for large |z|.
@@ -127,6 +131,45 @@ template <class T> OK_HD T sigmoid(T z) {
   const T e = exp_(z < T(0) ? z : -z);  // e^-|z|, branch-free for SIMD
   const T s = T(1) / (T(1) + e);
   return z < T(0) ? e * s : s;
+}
+
+// GELU f = z Phi(z), f' = Phi + z phi, f'' = phi (2 - z^2) in double (float's too: rounded once at
+// the end, the cost is libm's erfc either way). 0.5 (1 + erf(z / sqrt 2)) cancels for z < 0 (f was
+// 100 % wrong in float32 below z = -5, as torch's); erfc of the rounded t = -z / sqrt 2 is off by
+// 2 t^2 ulps (1e-13 at z = -37), corrected to first order with erfc' = -2/sqrt(pi) e^(-t^2); and
+// phi = C e^2 (1 - l / 2) with z^2 = h + l exact and e = e^(-h / 4), multiplied by e last, so z phi
+// and f'' stay accurate where phi itself is already subnormal. Below z = -26 Phi = phi M(-z) by the
+// Mills ratio's asymptotic series (x M(x) = 1 - 1/x^2 + 3/x^4 - ..., first term left out 1e-18):
+// the tail down to f's underflow without a subnormal Phi. Where e underflows the phi terms are 0
+// (not 0 * inf); NaN stays NaN, f(-inf) = -0, f'(+-inf) = 1, 0 (the limits; torch gives NaN).
+OK_HD void gelu_terms(double z, double& f, double& d1, double& d2) {
+  const double h = z * z, l = fma_t(z, z, -h);
+  const double e = exp_libm_(-0.25 * h);
+  const double ce = 0.39894228040143267794 * e * fma_t(-0.5, l, 1.0);
+  // (ce v) e, phi v, without 0 * inf where phi underflows
+  const auto phi_times = [&](double v) { return e != 0.0 ? (ce * v) * e : 0.0; };
+  const double x = -z;
+  if (x > 26.0) {
+    const double u = 1.0 / h;
+    double s = 2027025.0;
+    s = fma_t(s, u, -135135.0);
+    s = fma_t(s, u, 10395.0);
+    s = fma_t(s, u, -945.0);
+    s = fma_t(s, u, 105.0);
+    s = fma_t(s, u, -15.0);
+    s = fma_t(s, u, 3.0);
+    s = fma_t(s, u, -1.0);
+    s = fma_t(s, u, 1.0);  // x M(x)
+    f = -phi_times(s);
+    d1 = 0.0 - phi_times(x - s / x);  // Phi + z phi = -phi (x - M)
+  } else {
+    const double t = x * 0.70710678118654757;  // 1/sqrt 2 = 0.70710678118654757 - 4.8336e-17
+    const double dt = fma_t(x, 0.70710678118654757, -t) - x * 4.8336466567264567e-17;
+    const double cdf = 0.5 * erfc_(t) - phi_times(1.4142135623730951 * dt);
+    f = z * cdf;
+    d1 = cdf + phi_times(z);
+  }
+  d2 = phi_times(fma_t(-z, z, 2.0));
 }
 
 }  // namespace nnmath
@@ -153,11 +196,11 @@ template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
       return;
     }
     case Act::gelu: {  // f = z Phi(z), f' = Phi + z phi, f'' = phi (2 - z^2)
-      const T cdf = T(0.5) * (T(1) + erf_(z * T(0.70710678118654752440)));
-      const T pdf = T(0.39894228040143267794) * exp_(T(-0.5) * z * z);
-      f = z * cdf;
-      d1 = fma_t(z, pdf, cdf);
-      d2 = pdf != T(0) ? pdf * fma_t(-z, z, T(2)) : T(0);  // z^2 overflows where phi is long 0
+      double g0, g1, g2;
+      gelu_terms(double(z), g0, g1, g2);
+      f = T(g0);
+      d1 = T(g1);
+      d2 = T(g2);
       return;
     }
     case Act::sigmoid: {  // f' = s (1 - s), f'' = f' (1 - 2 s)
