@@ -69,65 +69,52 @@ def test_adagrad_norm_master_weights_names_the_misaligned_grad():
     assert after["state"][0]["b_sq"] == before["state"][0]["b_sq"]
 
 
+def _refused_before_writing(name, groups, swap, match):
+    """A bf16 param with master weights swapped in after one step (``swap(opt, bf16)``) is refused with
+    ``match`` before anything is written: the first param, the state and the step count unchanged."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from optkern import optim
+
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    ps = [np.ones(10, bf16), np.ones(5, bf16)]
+    spec = ps if not groups else [{"params": ps[:1]}, {"params": ps[1:], "lr": 0.2}]
+    opt = getattr(optim, name)(spec, lr=0.1, master_weights=True)
+    grads = [np.ones(10, bf16), np.ones(5, bf16)]
+    opt.step(grads)
+    before = {k: np.copy(v) for k, v in opt.state_dict()["state"][0].items()}
+    p0 = ps[0].copy()
+    swap(opt, bf16)
+    with pytest.raises(ValueError, match=match):
+        opt.step(grads)
+    after = opt.state_dict()["state"][0]
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
+    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
+
+
+def _put_misaligned(group, index):
+    def swap(opt, bf16):
+        q = _misaligned(bf16, 5)
+        q[...] = 1
+        opt.param_groups[group]["params"][index] = q
+
+    return swap
+
+
 def test_adagrad_norm_master_weights_refuses_a_misaligned_param_before_it_writes():
     """A half param replaced between steps by a misaligned one: AdaGrad-Norm's low-precision step
     (several native calls) stepped the masters, b^2 and the other params, then the rounding into
     that param refused it as "out", its step not counted. Now refused first, naming it."""
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    from optkern import optim
-
-    bf16 = np.dtype(ml_dtypes.bfloat16)
-    ps = [np.ones(10, bf16), np.ones(5, bf16)]
-    opt = optim.AdagradNorm(ps, lr=0.1, master_weights=True)
-    grads = [np.ones(10, bf16), np.ones(5, bf16)]
-    opt.step(grads)
-    before = {k: np.copy(v) for k, v in opt.state_dict()["state"][0].items()}
-    p0 = ps[0].copy()
-    q = _misaligned(bf16, 5)
-    q[...] = 1
-    opt.param_groups[0]["params"][1] = q
-    with pytest.raises(ValueError, match=r"^params\[1\]: array data is misaligned"):
-        opt.step(grads)
-    after = opt.state_dict()["state"][0]
-    assert all(np.array_equal(after[k], v) for k, v in before.items())
-    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
+    _refused_before_writing("AdagradNorm", False, _put_misaligned(0, 1), r"^params\[1\]: array data is misaligned")
 
 
 @pytest.mark.parametrize("name", ["Adam", "SGD"])
 def test_a_misaligned_param_in_a_later_group_is_refused_before_the_first_group_steps(name):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    from optkern import optim
-
-    bf16 = np.dtype(ml_dtypes.bfloat16)
-    ps = [np.ones(10, bf16), np.ones(5, bf16)]
-    opt = getattr(optim, name)([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.2}], lr=0.1, master_weights=True)
-    grads = [np.ones(10, bf16), np.ones(5, bf16)]
-    opt.step(grads)
-    before = {k: np.copy(v) for k, v in opt.state_dict()["state"][0].items()}
-    p0 = ps[0].copy()
-    q = _misaligned(bf16, 5)
-    q[...] = 1
-    opt.param_groups[1]["params"][0] = q
-    with pytest.raises(ValueError, match=r"^params\[1\]: array data is misaligned"):
-        opt.step(grads)
-    after = opt.state_dict()["state"][0]
-    assert all(np.array_equal(after[k], v) for k, v in before.items())
-    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
+    _refused_before_writing(name, True, _put_misaligned(1, 0), r"^params\[1\]: array data is misaligned")
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdagradNorm"])
 def test_a_strided_param_in_a_later_group_is_refused_before_the_first_group_steps(name):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    from optkern import optim
+    def swap(opt, bf16):
+        opt.param_groups[1]["params"][0] = np.ones(10, bf16)[::2]
 
-    bf16 = np.dtype(ml_dtypes.bfloat16)
-    ps = [np.ones(10, bf16), np.ones(5, bf16)]
-    opt = getattr(optim, name)([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.2}], lr=0.1, master_weights=True)
-    grads = [np.ones(10, bf16), np.ones(5, bf16)]
-    opt.step(grads)
-    p0 = ps[0].copy()
-    opt.param_groups[1]["params"][0] = np.ones(10, bf16)[::2]
-    with pytest.raises(ValueError, match=r"^params\[1\]: array must be C-contiguous"):
-        opt.step(grads)
-    assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
-    assert opt.state_dict()["state"][0]["step"] == 1
+    _refused_before_writing(name, True, swap, r"^params\[1\]: array must be C-contiguous")
