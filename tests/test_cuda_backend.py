@@ -217,7 +217,7 @@ def test_device_buffers_are_checked():
         _adam(p, g, m, v, counters=np.zeros(1))
     with pytest.raises(ValueError, match=r"counters: expected 2 elements, got 1"):  # NAdam: step, mu_product
         _cuda.nadam_capturable(
-            p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, False, False, 1, 1.0, fake(1, np.float64), None
+            p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, False, False, False, 1, 1.0, fake(1, np.float64), None
         )
     with pytest.raises(TypeError, match=r"out: expected a cupy.ndarray, got numpy.ndarray"):
         _cuda.grad_norm(p, 2.0, np.zeros(1))

@@ -68,7 +68,8 @@ def adam(wd, decoupled, maximize=False):
 
 
 def nadam(wd, decoupled):
-    return lambda t: (lr_at(t), B1, B2, 1e-8, wd, 0.004, decoupled, False, t, math.prod(_mu(k) for k in range(1, t)))
+    flags = (decoupled, False, False)  # decoupled_weight_decay, maximize, float64_product
+    return lambda t: (lr_at(t), B1, B2, 1e-8, wd, 0.004, *flags, t, math.prod(_mu(k) for k in range(1, t)))
 
 
 @dataclass
