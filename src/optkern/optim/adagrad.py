@@ -200,6 +200,17 @@ def _check_first_rate(mod, params, grads, hp: AdagradNormHyper) -> None:
         ) from None
 
 
+def _read_b_sq(buf) -> float | None:
+    """The b^2 a 1-element buffer holds, read on the host; None while CuPy's stream captures a graph
+    (a host read is not allowed there: the user's state, unchecked)."""
+    if _backend.is_cupy(buf):
+        from ._capturable import is_capturing
+
+        if is_capturing(buf):
+            return None
+    return float(_backend.to_numpy(buf).reshape(-1)[0])
+
+
 def _check_b_sq(b_sq, lr: float, params) -> float | None:
     """The ``b^2`` a functional call steps from: finite and >= 0, and not so small that the rate
     ``lr / b`` overflows the params' dtype (a zero gradient's step then turned every param into NaN;
@@ -208,12 +219,9 @@ def _check_b_sq(b_sq, lr: float, params) -> float | None:
     CuPy's stream captures a graph (a host read is not allowed there): the user's state, unchecked."""
     if not (isinstance(b_sq, np.ndarray) or _backend.is_cupy(b_sq)) or b_sq.size != 1 or b_sq.dtype != np.float64:
         return None  # (the native call names anything else)
-    if _backend.is_cupy(b_sq):
-        from ._capturable import is_capturing
-
-        if is_capturing(b_sq):
-            return None
-    v = float(_backend.to_numpy(b_sq).reshape(-1)[0])
+    v = _read_b_sq(b_sq)
+    if v is None:
+        return None
     if not (math.isfinite(v) and v >= 0.0):
         raise ValueError(f"b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got {v:f}")
     dtype = getattr(params[0], "dtype", None) if params else None
@@ -332,12 +340,9 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
         return prepared
 
     def _check_loaded_rate(self, buf, lr: float, p, gi: int) -> None:
-        if _backend.is_cupy(buf):
-            from ._capturable import is_capturing
-
-            if is_capturing(buf):
-                return
-        v = float(_backend.to_numpy(buf).reshape(-1)[0])
+        v = _read_b_sq(buf)
+        if v is None:
+            return
         where = f"param_groups[{gi}]"
         _check_rate_bound(lr, v, self._math_dtype(p.dtype), "the state's b^2", True, f"{where}['lr']")
 
