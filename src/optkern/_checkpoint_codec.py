@@ -46,6 +46,8 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
             )
     if _is_torch_tensor(obj):
         return _encode_tensor(obj, arrays, where)
+    if _backend.is_foreign(obj):  # (a DLPack-only array has no __array__: its view, as every call takes it)
+        obj = _backend.as_array(obj, where)
     if isinstance(obj, np.ma.MaskedArray):  # np.asarray drops the mask: hidden values saved as data
         raise TypeError(f"{where}: cannot save a masked array (its mask would be lost); save .data and .mask")
     if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):

@@ -30,7 +30,17 @@ class Kind(NamedTuple):
 
 
 def _is_array(obj) -> bool:
-    return isinstance(obj, np.ndarray) or _backend.is_cupy(obj)
+    """A NumPy or CuPy array, or a foreign one (a torch tensor, any DLPack exporter) restored in place
+    through its view (``_view``), as optkern's optimizers write such params: refused as "cannot restore
+    a Tensor in place", a checkpoint of an optimizer over torch tensors could not give them back."""
+    return isinstance(obj, np.ndarray) or _backend.is_cupy(obj) or _backend.is_foreign(obj)
+
+
+def _view(target, where: str = "the target array"):
+    """An array target as the NumPy / CuPy array written: a foreign one's view over its own memory
+    (``as_array``: TypeError naming ``where`` for one that cannot be viewed, a read-only export stays
+    read-only, for ``_check_array`` to refuse)."""
+    return target if isinstance(target, np.ndarray) or _backend.is_cupy(target) else _backend.as_array(target, where)
 
 
 def _has_state(obj) -> bool:
@@ -38,20 +48,30 @@ def _has_state(obj) -> bool:
 
 
 def _check_array(target, data) -> None:
-    if not _is_array(data):
+    if not (isinstance(data, np.ndarray) or _backend.is_cupy(data)):  # (the file's arrays: NumPy)
         raise TypeError(f"expected a saved array, found {type(data).__name__}")
+    target = _view(target)
     if tuple(data.shape) != tuple(target.shape) or data.dtype != target.dtype:
         raise ValueError(
             f"saved array is {data.dtype} {tuple(data.shape)}, the target is {target.dtype} {tuple(target.shape)}"
         )
     if isinstance(target, np.ndarray) and not target.flags.writeable:
-        raise ValueError("the target array is read-only")
+        raise _backend.read_only("the target array", target)  # (an unversioned DLPack export: says why)
     # (a writable view whose elements share memory, e.g. of an expanded tensor: the last value
     # copied stayed in all of them, and the target held other values than the file's, silently)
     _backend.distinct_elements(target, "the target array")
 
 
 def _copy_into(target, data) -> None:
+    given, target = target, _view(target)
+    _copy_values(target, data)
+    if target is not given:  # a torch tensor written through a view autograd does not see: as a step bumps it
+        from .optim.optimizer import _bump_torch_versions, torch_tensors
+
+        _bump_torch_versions(torch_tensors([given]))
+
+
+def _copy_values(target, data) -> None:
     if _backend.is_cupy(target):
         with _backend._device_of(target):
             # CuPy's set takes a host array of the target's own shape into a contiguous target only:
@@ -220,7 +240,7 @@ def _kind_of(obj) -> Kind:
 def _array_leaves(target, where: str):
     """(name, array) for every array an array / tree target is restored into."""
     if _is_array(target):
-        yield where, target
+        yield where, _view(target, where)
     elif isinstance(target, dict):
         for k, v in target.items():
             yield from _array_leaves(v, f"{where}[{k!r}]")

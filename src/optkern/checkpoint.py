@@ -34,7 +34,9 @@ never a mix (a killed writer may leave a ``.<name>.<pid>.<random>.tmp`` file beh
 the format and the version before it returns or applies anything; a truncated, altered or
 foreign file raises one ValueError naming the file and the problem. It returns
 ``{name: data}`` with plain data (state dicts and arrays as NumPy arrays). Objects passed as
-keyword targets are restored in place, all or nothing: every target is checked first
+keyword targets are restored in place (foreign arrays -- torch tensors, DLPack exporters -- through
+their views over their own memory, as optkern's optimizers write them; a torch tensor's version
+counter is bumped), all or nothing: every target is checked first
 (optimizers through their full state-dict validation; arrays by shape and dtype; torch
 modules by their state dict's keys -- missing and unexpected ones, as torch's strict load --
 and each tensor's shape and dtype; the saved type name must match; array targets must not
