@@ -151,7 +151,12 @@ def replace_atomically(path: str, binary: bool = False):
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = None
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        # a folder it cannot write to: the error named the temporary, a file the caller never
+        # named (".ck.npz.4242.9f3c01aa.tmp"); the error of open(path, "w") instead, on ``path``
+        raise type(e)(e.errno, e.strerror, path) from None
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             if mode is not None:
