@@ -19,7 +19,7 @@ when its closure raises) or at the step's end.
 
 Files have the same need: ``replace_atomically(path)`` writes a file whole or not at all (a
 temporary file beside it, renamed over it once complete); ``checked_path`` is the check of a
-checkpoint's path argument.
+checkpoint's path argument, ``why_not_replaceable`` what a command checks before long work.
 """
 
 from __future__ import annotations
@@ -146,17 +146,12 @@ def replace_atomically(path: str, binary: bool = False):
     is fsync'ed too (the rename durable). A file written over
     keeps its mode (as ``open(path, "w")`` keeps it); a new one gets the umask's."""
     folder = os.path.dirname(path) or os.curdir
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = _temporary(path)
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = None
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as e:
-        # a folder it cannot write to: the error named the temporary, a file the caller never
-        # named (".ck.npz.4242.9f3c01aa.tmp"); the error of open(path, "w") instead, on ``path``
-        raise type(e)(e.errno, e.strerror, path) from None
+    fd = _create(tmp, path)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             if mode is not None:
@@ -170,6 +165,45 @@ def replace_atomically(path: str, binary: bool = False):
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _temporary(path: str) -> str:
+    """The name of ``path``'s temporary: beside it (the same file system, so the rename is atomic),
+    unique (two writers do not share it), hidden."""
+    folder = os.path.dirname(path) or os.curdir
+    return os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _create(tmp: str, path: str) -> int:
+    """A descriptor of the new file ``tmp``, ``path``'s temporary. A folder it cannot be created in
+    raised an error naming the temporary, a file the caller never named (".ck.npz.4242.9f3c01aa.tmp"):
+    the error of ``open(path, "w")`` instead, the same type and errno, on ``path``."""
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror, path) from None
+
+
+def why_not_replaceable(path: str) -> str | None:
+    """Why ``replace_atomically(path)`` would fail, or None: for a command that writes ``path`` after
+    long work (``bench --json``) to check first. What the writer needs: ``path`` a regular file or
+    none (a FIFO, socket or device would be replaced by a regular file; opening a FIFO to test it
+    waited for a reader), a temporary creatable beside it (the folder writable: a writable file in
+    a read-only folder passed a check that opened the file), and an existing file writable (not
+    needed by the rename, but a read-only file is kept from being written over)."""
+    if os.path.isdir(path):
+        return "is a directory"
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "is not a regular file (a FIFO, socket or device)"
+    tmp = _temporary(path)
+    try:
+        os.close(_create(tmp, path))
+    except OSError as e:
+        return f"cannot write the file ({e.strerror or e})"
+    os.unlink(tmp)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "cannot write the file (it is read-only)"
+    return None
 
 
 def _fsync_dir(folder: str) -> None:

@@ -59,23 +59,18 @@ def require_cuda():
 
 
 def check_output(path: str | None, flag: str = "--json") -> None:
-    """Raise ``UsageError`` unless ``path`` (None: no file asked for) can be written. Checked
-    before the benchmarks run: the file is written after them, where a missing folder or a
-    directory of that name ended minutes of measuring with a traceback and no file."""
+    """Raise ``UsageError`` unless ``path`` (None: no file asked for) can be written by
+    ``replace_atomically`` (``_atomic.why_not_replaceable``). Checked before the benchmarks run: the
+    file is written after them, where a missing folder or a directory of that name ended minutes of
+    measuring with a traceback and no file."""
+    from .._atomic import why_not_replaceable
     from ..study import UsageError
 
     if path is None:
         return
-    if os.path.isdir(path):
-        raise UsageError(f"{flag} {path}: is a directory")
-    existed = os.path.exists(path)
-    try:
-        with open(path, "a"):  # "a": an existing file keeps its content until the results replace it
-            pass
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot write the file ({e.strerror or e})") from None
-    if not existed:
-        os.unlink(path)
+    why = why_not_replaceable(path)
+    if why is not None:
+        raise UsageError(f"{flag} {path}: {why}")
 
 
 def set_threads(n: int | None) -> int:
