@@ -94,3 +94,25 @@ def test_foreign_targets_sharing_memory_are_refused(tmp_path):
     with pytest.raises(ValueError, match="share memory"):
         optkern.load(path, a=t, b=t[1:3])
     assert not t.any()
+
+
+def test_a_tensor_saved_as_a_tree_by_an_earlier_optkern_loads_into_a_tensor(tmp_path):
+    """Files of earlier optkern versions hold a lone tensor as kind "tree" (it was no array target)."""
+    import hashlib
+    import json
+
+    path = tmp_path / "ck.npz"
+    optkern.save(path, w=torch.tensor([1.0, 2.0]))
+    z = dict(np.load(path))
+    meta = json.loads(z["meta"].tobytes())
+    assert meta["objects"]["w"]["kind"] == "array"
+    meta["objects"]["w"]["kind"] = "tree"
+    raw = json.dumps(meta).encode()
+    z["meta"] = np.frombuffer(raw, np.uint8)
+    z["meta_sha256"] = np.frombuffer(hashlib.sha256(raw).hexdigest().encode(), np.uint8)
+    np.savez(path, **z)
+    w = torch.zeros(2)
+    optkern.load(path, w=w)
+    assert w.tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="expected a saved sequence of 1 items, found a ndarray"):
+        optkern.load(path, w=[torch.zeros(2)])

@@ -259,7 +259,7 @@ def _prepared(path, targets: dict) -> tuple:
         takes = getattr(target, "_loads_saved", None)
         if callable(takes) and takes(kind_name, type_name):
             pass
-        elif kind.name != kind_name:
+        elif kind.name != kind_name and {kind.name, kind_name} != _STRUCTURAL:
             raise ValueError(
                 f"{path}[{name!r}]: holds a saved {kind_name} ({type_name}), cannot restore a "
                 f"{type(target).__name__} from it"
@@ -275,6 +275,12 @@ def _prepared(path, targets: dict) -> tuple:
             raise _named(e, path, name) from None
     _check_disjoint(path, targets)
     return path, stored, given
+
+
+#: kinds restored by their data's structure alone (``_check_tree`` checks it): one saved as either
+#: loads into the other. A lone torch tensor was saved as a "tree" before foreign arrays were array
+#: targets (it is an "array" now), and such a file must still load into the tensor.
+_STRUCTURAL = {"array", "tree"}
 
 
 def _undo(kind, target, name: str):
