@@ -116,3 +116,23 @@ def test_a_tensor_saved_as_a_tree_by_an_earlier_optkern_loads_into_a_tensor(tmp_
     assert w.tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="expected a saved sequence of 1 items, found a ndarray"):
         optkern.load(path, w=[torch.zeros(2)])
+
+
+class _FailsOnLoad:
+    """A target whose own loader refuses what no check before it could see."""
+
+    def state_dict(self) -> dict:
+        return {"n": 1}
+
+    def load_state_dict(self, state) -> None:
+        raise ValueError("refused late")
+
+
+def test_a_tensor_target_is_put_back_when_a_later_target_fails(tmp_path):
+    path = tmp_path / "ck.npz"
+    optkern.save(path, w=torch.tensor([1.0, 2.0]), p=Plain(np.array([3.0, 4.0])), late=_FailsOnLoad())
+    w, base = torch.tensor([-1.0, -0.0]), np.array([5.0, 6.0])
+    with pytest.raises(ValueError, match=re.escape("['late']: refused late")):
+        optkern.load(path, w=w, p=Plain(base), late=_FailsOnLoad())
+    assert w.tolist() == [-1.0, -0.0] and torch.signbit(w[1])
+    assert base.tolist() == [5.0, 6.0]
