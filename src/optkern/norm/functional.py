@@ -43,7 +43,9 @@ from ._common import (
 def _normalized_shape(x, normalized_shape):
     ns = _shape_arg(normalized_shape)
     k = len(ns)
-    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k :]) != ns:
+    if k == 0:  # (every shape ends with (): "must be the trailing dimensions of x" said nothing wrong)
+        raise ValueError("normalized_shape: expected at least one dimension (the normalized ones), got ()")
+    if k > x.ndim or tuple(x.shape[x.ndim - k :]) != ns:
         raise ValueError(
             f"normalized_shape: {ns} must be the trailing dimensions of x, whose shape is {tuple(x.shape)}"
         )
