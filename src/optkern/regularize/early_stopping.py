@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import sys
+import zipfile
 
 import numpy as np
 
@@ -155,15 +156,22 @@ def load_state(path):
     A file that is not such a state (another ``.npz``, a damaged one) is a ValueError naming ``path``.
     """
     path = _atomic.checked_path(path)  # (a directory or a FIFO: named, not opened)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files if k != "__skeleton__"}
-            if "__skeleton__" not in f.files:
-                raise ValueError("it holds no '__skeleton__' entry")
-            skeleton = json.loads(str(f["__skeleton__"]))
-        return _decode(skeleton, arrays)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:  # json / zip / a skeleton of the wrong shape
-        raise ValueError(f"path: {str(path)!r} is not a state written by save_state ({e})") from None
+    # Our own file handle: np.load leaves the file it opened unclosed when the zip is damaged.
+    with open(path, "rb") as fh:
+        try:
+            f = np.load(fh, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz file")
+            with f:
+                arrays = {k: f[k] for k in f.files if k != "__skeleton__"}
+                if "__skeleton__" not in f.files:
+                    raise ValueError("it holds no '__skeleton__' entry")
+                skeleton = json.loads(str(f["__skeleton__"]))
+            return _decode(skeleton, arrays)
+        # json / zip / a skeleton of the wrong shape; a truncated or altered file: EOFError (empty)
+        # and zipfile.BadZipFile (cut short, a CRC mismatch) passed a caller catching ValueError
+        except (ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"path: {str(path)!r} is not a state written by save_state ({e})") from None
 
 
 def _metric(value, name: str = "metric") -> float:
