@@ -144,14 +144,16 @@ def replace_atomically(path: str, binary: bool = False):
     unique, so two writers do not share it), is fsync'ed, and ``os.replace`` puts it in place;
     on an exception the temporary is removed and ``path`` is untouched; after the rename the folder
     is fsync'ed too (the rename durable). A file written over
-    keeps its mode (as ``open(path, "w")`` keeps it); a new one gets the umask's."""
+    keeps its mode (as ``open(path, "w")`` keeps it); a new one gets the umask's. A symbolic link
+    is written through, as ``open`` writes it: its target is replaced, the link stays."""
+    given, path = path, _through_links(path)
     folder = os.path.dirname(path) or os.curdir
     tmp = _temporary(path)
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = None
-    fd = _create(tmp, path)
+    fd = _create(tmp, given)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             if mode is not None:
@@ -165,6 +167,13 @@ def replace_atomically(path: str, binary: bool = False):
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _through_links(path: str) -> str:
+    """The file a write of ``path`` replaces: the target of a symbolic link (the rename replaced the
+    link by a regular file beside it, and the file it pointed to kept the old content, which a
+    later read of that name took for current), dangling or not; ``path`` itself otherwise."""
+    return os.path.realpath(path) if os.path.islink(path) else path
 
 
 def _temporary(path: str) -> str:
@@ -191,13 +200,14 @@ def why_not_replaceable(path: str) -> str | None:
     waited for a reader), a temporary creatable beside it (the folder writable: a writable file in
     a read-only folder passed a check that opened the file), and an existing file writable (not
     needed by the rename, but a read-only file is kept from being written over)."""
+    given, path = path, _through_links(path)
     if os.path.isdir(path):
         return "is a directory"
     if os.path.exists(path) and not os.path.isfile(path):
         return "is not a regular file (a FIFO, socket or device)"
     tmp = _temporary(path)
     try:
-        os.close(_create(tmp, path))
+        os.close(_create(tmp, given))
     except OSError as e:
         return f"cannot write the file ({e.strerror or e})"
     os.unlink(tmp)

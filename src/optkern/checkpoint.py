@@ -26,7 +26,8 @@ layout). Arrays load in the machine's byte order (a file written big-endian rest
 NumPy scalars come back as Python numbers (an ``np.longdouble`` that a float cannot
 hold as a 0-d array); a masked array, or a number a float cannot hold, is refused (TypeError).
 It is written to a temporary file in the same directory, flushed and fsync'ed, renamed over
-``path`` (atomic; an existing file's permission bits are kept) and the directory is
+``path`` (atomic; an existing file's permission bits are kept; a symbolic link is written
+through: its target replaced, as ``open`` would write it) and the directory is
 fsync'ed: a reader, or a job restarted after a kill, sees the old file or the new one,
 never a mix (a killed writer may leave a ``.<name>.<pid>.<random>.tmp`` file behind).
 
