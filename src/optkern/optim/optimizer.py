@@ -212,11 +212,13 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             if (p.data.ptr % p.itemsize != 0) if _backend.is_cupy(p) else not p.flags.aligned:
                 raise ValueError(f"{where}['params'][{i}]: array data is misaligned")
         self._check_one_dtype(params, where)
-        seen = {id(p) for p in self._given}  # the objects given: one tensor's views are new arrays each time
+        seen: dict = dict.fromkeys(map(id, self._given))  # the objects given (a tensor's views are new arrays)
         for i, p in enumerate(given):
-            if id(p) in seen:
-                raise ValueError(f"{where}['params'][{i}]: appears in more than one parameter group")
-            seen.add(id(p))
+            if id(p) in seen:  # (this group's own position: listed twice in it was "in more than one group")
+                at = seen[id(p)]
+                say = "in more than one parameter group" if at is None else f"twice in the group (also at [{at}])"
+                raise ValueError(f"{where}['params'][{i}]: appears {say}")
+            seen[id(p)] = i
         group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}, "params": params}
         _, cap, lr_dev = self._checked(group, where)
         if cap and params:
