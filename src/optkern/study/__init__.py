@@ -240,10 +240,17 @@ def _unwritable(out: str):
     import os
     import tempfile
 
+    from .._atomic import why_not_replaceable
+
     for name in OUTPUTS:
         path = os.path.join(out, name)
         if os.path.exists(path) and not os.path.isfile(path):
             return f"--out {out}: {name} exists and is not a file"
+        # a symbolic link is written through, into its target's folder (not the one tested below):
+        # one there that takes no file ended the study, after its training, with a traceback
+        why = why_not_replaceable(path) if os.path.islink(path) else None
+        if why is not None:
+            return f"--out {out}: {name} (a link to {os.path.realpath(path)}) {why}"
     try:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".optkern-write-test-"):
             pass
