@@ -92,6 +92,11 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
     def __getstate__(self) -> dict:
         return unlocked(vars(self))  # (a copy makes a lock of its own: optkern._serial)
 
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)  # (id -> index made again: a copy kept the original's ids, `w in copy.state`)
+        added = [p for _, arrays in self._group_params for p in arrays]
+        self._index_of: dict = {k: i for i, pair in enumerate(zip(self._given, added)) for k in map(id, pair)}
+
     def __init__(self, params, defaults: dict):
         self._dtype_checked: dict = {}  # where -> (hp, params list) last validated against the dtypes
         self._hp_checked: dict = {}  # where -> (keys, values, hp): _check's result for those very values
@@ -100,7 +105,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         self.param_groups: list[dict] = []
         self._runs: list[list[_Run]] = []  # per group
         self._n = 0
-        self._index_of: dict = {}  # id(param) -> global index, for the params as given and as viewed
+        self._index_of = {}  # id(param) -> global index, for the params as given and as viewed
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
         self._given_tensors: list = []  # the torch tensors among them
         self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
