@@ -1,5 +1,6 @@
 """The total norm's parts shared by one process and the ranks of a distributed ``clip_grad_norm_``
-(``comm=``): the scaled p-norm's sum and root for p > ``_SCALED_P``, and the ranks' reduction."""
+(``comm=``): the scaled p-norm's partial sums, fold and root for p > ``_SCALED_P``, and the ranks'
+exchange: every rank's partial sums gathered and folded as one process folds its own."""
 
 from __future__ import annotations
 
