@@ -107,5 +107,29 @@ def test_parts_fold_to_grad_norm_at_every_p():
             assert _cpu.grad_norm_finish(np.concatenate([parts, np.zeros(3)]), p, amax.copy()) == got
 
 
+def test_parts_and_finish_refuse_bad_arguments_before_writing():
+    from optkern import _cpu
+
+    xs = [np.ones(3)]
+    out = np.array([5.0])
+    with pytest.raises(ValueError, match="norm_type"):
+        _cpu.grad_norm_parts(xs, float("inf"), out)
+    with pytest.raises(ValueError, match="norm_type"):
+        _cpu.grad_norm_finish(np.ones(2), float("inf"), out)
+    with pytest.raises(ValueError, match="norm_type"):
+        _cpu.grad_norm_parts(xs, 0.5, out)
+    with pytest.raises(ValueError, match="out"):  # (checked as grad_norm's out: apart from the arrays)
+        _cpu.grad_norm_parts([xs[0]], 2.0, xs[0][:1])
+    with pytest.raises(TypeError, match="parts"):
+        _cpu.grad_norm_finish(np.ones(2, np.float32), 2.0, out)
+    with pytest.raises(ValueError, match="parts"):
+        _cpu.grad_norm_finish(np.ones((2, 2)), 2.0, out)
+    both = np.ones(3)
+    with pytest.raises(ValueError, match="out"):
+        _cpu.grad_norm_finish(both, 2.0, both[2:])
+    assert out[0] == 5.0 and np.array_equal(both, np.ones(3))
+    assert _cpu.grad_norm_finish(np.zeros(0), 3.0, out) == 0.0  # (no parts: the norm of nothing)
+
+
 if __name__ == "__main__":
     run_here(globals(), sys.argv[1:])
