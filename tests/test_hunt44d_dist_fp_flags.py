@@ -20,7 +20,7 @@ import pytest
 
 from mpi_cases import run_case, run_here
 
-CASE_TIMEOUT = 90  # s: a hang is a failure (a passing case takes seconds)
+CASE_TIMEOUT = 60  # s: a hang is a failure (a passing case takes seconds)
 
 
 def _row(dt, rank: int):
@@ -53,6 +53,39 @@ def case_flags(comm) -> None:
 @pytest.mark.spawns
 def test_reductions_give_ieee_results_under_errstate_raise_at_two_ranks():
     run_case(__file__, "flags", 2, timeout=CASE_TIMEOUT)
+
+
+def case_weighted(comm) -> None:
+    # grad_weight multiplies each rank's grads before the collective: an overflow on one rank only
+    # raised there (errstate raise) while the other rank waited in the allreduce: a hang
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer, ShardedOptimizer
+
+    for dt in (np.float64, np.float16):
+        kw = {"master_weights": True} if dt == np.float16 else {}
+        big = float(np.finfo(dt).max) * 0.75
+        for wrap in ("dp", "dp-direct", "zero"):
+            ps = [np.zeros(3, dt), np.zeros(2, dt)]
+            if wrap == "zero":
+                opt = ShardedOptimizer(optim.SGD, ps, comm, lr=0.0, grad_weight=2.0, **kw)
+            else:
+                inner = optim.SGD(ps, lr=0.0, **kw)
+                opt = DistributedOptimizer(inner, comm, grad_weight=2.0, direct_kb=1e-9 if wrap == "dp-direct" else 256)
+            g = [np.full(3, big if comm.rank == 1 else 1.0, dt), np.full(2, 1.0, dt)]
+            with warnings.catch_warnings(), np.errstate(all="raise"):
+                warnings.simplefilter("error")
+                out = opt.synchronize(g)
+            # the IEEE weighted sums: 2 big + 2 past the range (inf), 2 + 2 = 4
+            if wrap == "zero":
+                vals = np.concatenate([a.astype(np.float64).ravel() for a in out])
+                assert np.isin(vals, [np.inf, 4.0]).all(), (dt, wrap, vals)
+            else:
+                assert np.isinf(g[0]).all() and (g[1] == 4.0).all(), (dt, wrap, g)
+
+
+@pytest.mark.spawns
+def test_a_weighted_overflow_on_one_rank_neither_raises_nor_hangs():
+    run_case(__file__, "weighted", 2, timeout=CASE_TIMEOUT)
 
 
 def test_rank_order_reduce_is_silent_under_errstate_raise():
