@@ -56,15 +56,23 @@ void apply_map(const F& f, const ArrayList& X) {
                  [&](const Chunk& c) { map_loop<T, F>(f, X.ptr<T>(size_t(c.tensor)) + c.start, c.len); });
 }
 
-// sum over all elements of f(a, b) (b = a when only one list matters).
+// f(a, b) summed chunk by chunk (b = a when only one list matters): sum_lists' partial sums, in
+// the order it folds them (a distributed norm gathers every rank's and folds them alike).
 template <class T, class F>
-double sum_lists(const F& f, const ArrayList& A, const ArrayList& B) {
+std::vector<double> sum_lists_parts(const F& f, const ArrayList& A, const ArrayList& B) {
   const auto chunks = make_chunks(A.size);
   const int64_t total = total_size(A.size);
   py::gil_scoped_release nogil;
-  return reduce_chunks(chunks, 2 * total, [&](const Chunk& c) {
+  return chunk_values(chunks, 2 * total, [&](const Chunk& c) {
     return sum_loop<T, F>(f, A.ptr<T>(size_t(c.tensor)) + c.start, B.ptr<T>(size_t(c.tensor)) + c.start, c.len);
   });
+}
+
+// sum over all elements of f(a, b) (b = a when only one list matters).
+template <class T, class F>
+double sum_lists(const F& f, const ArrayList& A, const ArrayList& B) {
+  const std::vector<double> v = sum_lists_parts<T>(f, A, B);
+  return sum_in_order(v.data(), v.size());
 }
 
 // max over all elements of |x|, NaN-propagating.

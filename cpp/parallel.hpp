@@ -156,21 +156,36 @@ State for_each_chunk_steps(const std::vector<Chunk>& chunks, int64_t work, int s
   return out;
 }
 
-// One value per chunk from f(chunk), folded in chunk order with op: the
-// blocking never depends on the thread count, so neither does the result.
-template <class F, class Op>
-double fold_chunks(const std::vector<Chunk>& chunks, int64_t total, double init, F&& f, Op&& op) {
+// One value per chunk from f(chunk), in chunk order: the blocking never depends on the thread
+// count, so neither does any value.
+template <class F>
+std::vector<double> chunk_values(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
   std::vector<double> part(chunks.size());
   for_each_chunk(chunks, total, [&](const Chunk& c) { part[size_t(&c - chunks.data())] = f(c); });
+  return part;
+}
+
+// The chunk values folded in chunk order with op.
+template <class F, class Op>
+double fold_chunks(const std::vector<Chunk>& chunks, int64_t total, double init, F&& f, Op&& op) {
   double s = init;
-  for (double p : part) s = op(s, p);
+  for (double p : chunk_values(chunks, total, f)) s = op(s, p);
+  return s;
+}
+
+// 0 + v[0] + v[1] + ... in that order: reduce_chunks' fold, which a distributed norm repeats on
+// the partial sums every rank gathered (cpp/reduce.cpp's grad_norm_finish).
+inline double sum_in_order(const double* v, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; ++i) s += v[i];
   return s;
 }
 
 // Deterministic sum over chunks of f(chunk) -> double.
 template <class F>
 double reduce_chunks(const std::vector<Chunk>& chunks, int64_t total, F&& f) {
-  return fold_chunks(chunks, total, 0.0, f, [](double a, double b) { return a + b; });
+  const std::vector<double> v = chunk_values(chunks, total, f);
+  return sum_in_order(v.data(), v.size());
 }
 
 }  // namespace optkern

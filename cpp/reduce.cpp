@@ -38,22 +38,42 @@ ListAndScalar gather_with_scalar(py::handle arrays, const char* name, bool writa
   return r;
 }
 
-// sum x^2, the 2-norm's square before its root (a sharded clip sums it over the ranks, then roots).
+// The terms of the p-norm (finite p) summed chunk by chunk in the fixed blocking, in the order
+// norm_finish folds them: |x| (p = 1), x^2 (p = 2: an fma a term, Square), else |x 2^-e|^p with 2^e
+// from `amax` (the list's max |x|, or the global one of a distributed norm; rules/pnorm.hpp).
 template <class T>
-double sq_norm_of(const ArrayList& x) {
-  return sum_lists<T>([](T a, T) { return Square{double(a)}; }, x, x);
+std::vector<double> norm_parts(const ArrayList& x, double p, double amax) {
+  if (p == 2.0) return sum_lists_parts<T>([](T a, T) { return Square{double(a)}; }, x, x);
+  if (p == 1.0) return sum_lists_parts<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
+  const rules::PnormScale c = rules::pnorm_scale(rules::pnorm_exp(amax));
+  return sum_lists_parts<T>([p, c](T a, T) { return rules::pnorm_term(double(a), c, p); }, x, x);
 }
 
-// (sum |x|^p)^(1/p), or max |x| for p = inf; p = 1 and 2 avoid pow. Other p: scaled by the power of
-// two of max |x| (a pass more; rules/pnorm.hpp says why).
+// The parts folded in order, then rooted: none for p = 1, sqrt for 2, else rules::pnorm_root by
+// amax's power of two. The one end of every finite-p norm: one process's (norm_of) and the ranks'
+// gathered parts (grad_norm_finish), so the two give the same bits from the same parts.
+double norm_finish(const double* parts, size_t n, double p, double amax) {
+  const double s = sum_in_order(parts, n);
+  if (p == 2.0) return std::sqrt(s);
+  if (p == 1.0) return s;
+  return rules::pnorm_root(s, rules::pnorm_exp(amax), p);
+}
+
+// sum x^2, the 2-norm's square before its root (AdaGrad-Norm's b^2 increment).
+template <class T>
+double sq_norm_of(const ArrayList& x) {
+  const std::vector<double> v = norm_parts<T>(x, 2.0, 0.0);
+  return sum_in_order(v.data(), v.size());
+}
+
+// (sum |x|^p)^(1/p), or max |x| for p = inf. Other p than 1 and 2: scaled by the power of two of
+// max |x| (a pass more; rules/pnorm.hpp says why).
 template <class T>
 double norm_of(const ArrayList& x, double p) {
   if (std::isinf(p)) return absmax_list<T>(x);
-  if (p == 2.0) return std::sqrt(sq_norm_of<T>(x));
-  if (p == 1.0) return sum_lists<T>([](T a, T) { return std::fabs(double(a)); }, x, x);
-  const int e = rules::pnorm_exp(absmax_list<T>(x));
-  const rules::PnormScale c = rules::pnorm_scale(e);
-  return rules::pnorm_root(sum_lists<T>([p, c](T a, T) { return rules::pnorm_term(double(a), c, p); }, x, x), e, p);
+  const double amax = p == 1.0 || p == 2.0 ? 0.0 : absmax_list<T>(x);
+  const std::vector<double> v = norm_parts<T>(x, p, amax);
+  return norm_finish(v.data(), v.size(), p, amax);
 }
 
 double grad_norm(py::handle arrays, double norm_type, py::handle out) {
@@ -62,6 +82,39 @@ double grad_norm(py::handle arrays, double norm_type, py::handle out) {
   double n = 0.0;
   dispatch_float(a.dt, [&](auto t) { n = norm_of<decltype(t)>(a.x, norm_type); });
   *a.buf = n;
+  return n;
+}
+
+// A finite p >= 1 (the inf norm, a max, has no partial sums).
+void check_finite_norm_type(double p) {
+  if (reduce_args::check_norm_type(p))
+    throw py::value_error("norm_type: expected a finite p >= 1 (the inf norm has no partial sums), got inf");
+}
+
+// `out`: the norm's buffer, checked as grad_norm's (writable, apart from the arrays) though only read
+// here (the max |x| that scales the terms), so that a caller's bad `out` is refused before any rank's
+// collective (clip_grad_norm_ with comm=), not after.
+py::array_t<double> grad_norm_parts(py::handle arrays, double norm_type, py::handle out) {
+  check_finite_norm_type(norm_type);
+  ListAndScalar a = gather_with_scalar(arrays, "arrays", false, out, "out", true);
+  std::vector<double> v;
+  dispatch_float(a.dt, [&](auto t) { v = norm_parts<decltype(t)>(a.x, norm_type, *a.buf); });
+  py::array_t<double> r(py::ssize_t(v.size()));
+  std::copy(v.begin(), v.end(), r.mutable_data());
+  return r;
+}
+
+double grad_norm_finish(py::handle parts, double norm_type, py::handle out) {
+  check_finite_norm_type(norm_type);
+  const py::array p = check_array(parts, "parts", py::dtype::of<double>(), false);
+  if (p.ndim() != 1)
+    throw py::value_error("parts: expected a 1-D array, got " + std::to_string(p.ndim()) + " dimensions");
+  double* o = scalar_buffer(out, "out", true);
+  const double* v = static_cast<const double*>(p.data());
+  const ArrayList pl = scalar_as_list(v, sizeof(double), int64_t(p.size())), ol = scalar_as_list(o, sizeof(double));
+  check_no_overlap({{"parts", &pl, false, true, sizeof(double)}, {"out", &ol, true, true, sizeof(double)}}, sizeof(double));
+  const double n = norm_finish(v, size_t(p.size()), norm_type, *o);
+  *o = n;
   return n;
 }
 
@@ -113,6 +166,18 @@ void register_reduce(py::module_& m) {
         "Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread "
         "count; written to out[0] and returned.",
         arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_norm_parts", &grad_norm_parts,
+        "grad_norm's partial sums (one a chunk of its fixed blocking, in the order it adds them) for a finite "
+        "norm_type, the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every "
+        "array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every "
+        "rank's and finishes them with grad_norm_finish.",
+        arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_norm_finish", &grad_norm_finish,
+        "The norm from grad_norm_parts' parts (every rank's, in rank order; zeros between them add nothing): "
+        "folded in order and rooted as grad_norm roots them, out[0] holding the max |x| on entry (p other than 1 "
+        "and 2); the norm written to out[0] "
+        "and returned.",
+        arg("parts"), arg("norm_type"), arg("out"));
   m.def("grad_sq_norm", &grad_sq_norm,
         "Sum of the squares of all arrays' elements (grad_norm's 2-norm before its square root) in float64, "
         "bitwise independent of the thread count; written to out[0] and returned.",

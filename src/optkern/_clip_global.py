@@ -1,5 +1,6 @@
 """The total norm's parts shared by one process and the ranks of a distributed ``clip_grad_norm_``
-(``comm=``): the scaled p-norm's sum and root for p > ``_SCALED_P``, and the ranks' reduction."""
+(``comm=``): the scaled p-norm's partial sums, fold and root for p > ``_SCALED_P``, and the ranks'
+exchange: every rank's partial sums gathered and folded as one process folds its own."""
 
 from __future__ import annotations
 
@@ -22,14 +23,28 @@ from . import _backend
 _SCALED_P = 6.0
 
 
-def _scaled_sum(xp, grads, m, p: float):
-    """sum over ``grads`` of (|g| / m)^p in float64, array by array in order (``m``: the largest |g|
-    of every array the norm takes, where finite and positive; else the terms unscaled)."""
+def _scaled_parts(xp, grads, m, p: float):
+    """(|g| / m)^p summed in float64 array by array: one part an array, in order (``m``: the largest
+    |g| of every array the norm takes, where finite and positive; else the terms unscaled)."""
     scale = xp.where(xp.isfinite(m) & (m > 0), m, 1.0)
+    parts = xp.zeros(len(grads), dtype=np.float64)
+    for i, g in enumerate(grads):
+        parts[i] = xp.sum((xp.abs(g).astype(np.float64) / scale) ** p)  # terms <= 1, the largest one 1
+    return parts
+
+
+def _fold(xp, parts):
+    """``0 + parts[0] + parts[1] + ...`` in that order, as a 1-element float64 array: the one
+    process's sum of its parts, and the ranks' gathered parts summed alike (the same additions)."""
     s = xp.zeros(1, dtype=np.float64)
-    for g in grads:
-        s += xp.sum((xp.abs(g).astype(np.float64) / scale) ** p)  # terms <= 1, the largest one 1
+    for i in range(parts.size):
+        s += parts[i]
     return s
+
+
+def _scaled_sum(xp, grads, m, p: float):
+    """sum over ``grads`` of (|g| / m)^p in float64, array by array in order (``_scaled_parts``)."""
+    return _fold(xp, _scaled_parts(xp, grads, m, p))
 
 
 def _scaled_root(xp, s, m, p: float):
@@ -38,40 +53,67 @@ def _scaled_root(xp, s, m, p: float):
     return xp.where(ok, xp.where(ok, m, 1.0) * s ** (1.0 / p), m)
 
 
+def _gathered(comm, xp, parts):
+    """Every rank's ``parts`` in rank order, each padded with zeros to the longest (a zero adds
+    nothing to a sum of terms >= 0, NaN or inf): two collectives, the count's and the parts'."""
+    k = np.array([float(parts.size)])
+    comm.allreduce(k, "max", check=False)
+    send = xp.zeros(int(k[0]), dtype=np.float64)
+    send[: parts.size] = parts
+    return comm.allgather(send, check=False)
+
+
 @np.errstate(all="ignore")  # (as _scaled_norm)
-def _global_norm(buf, p: float, comm, grads=()):
-    """``buf`` (this rank's norm; for p = 2 its square, for p > ``_SCALED_P`` its max |g|) becomes
-    the norm over every rank's part, in place; returns it as a float for NumPy, None for CuPy (the
-    value stays on the device). ``grads``: this rank's (p > ``_SCALED_P`` sums their terms again)."""
+def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None):
+    """``buf`` (from ``_local_norm``: this rank's max |g| for p = inf, p > ``_SCALED_P`` and, on
+    the CPU, other p than 1 and 2; on the GPU this rank's sum for p = 1 and 2, its norm for other
+    p) becomes the norm over every rank's part, in place; returns it as a float for NumPy, None for
+    CuPy (the value stays on the device). ``grads``: this rank's; ``mod``: their native module
+    (None without grads); ``local``: the CPU's parts at p = 1 and 2 (``grad_norm_parts``).
+
+    The one process sums its terms in parts (the native kernel's chunks; for p > ``_SCALED_P`` its
+    arrays) and folds them in order; each rank takes the same parts of its own arrays, their
+    terms scaled by the global max |g| as the one process scales them, the ranks gather them and
+    fold them in rank order with the same fold and root: the one process's norm of the ranks'
+    arrays in rank order, bit for bit whatever the values (the ranks' sums added, or their norms
+    rooted and raised to p again, were an ulp or more off it). On the GPU, where the kernel's parts
+    are not exposed, each rank's sum is one part (bit for bit where the float64 sums are exact;
+    for p other than 1 and 2 the ranks' norms raised to p again, within a few ulps)."""
     from .distributed.communicator import as_communicator
 
     comm = as_communicator(comm)
+    xp = _backend.array_module(buf)
+    cpu = isinstance(buf, np.ndarray)
     if p == math.inf:
         comm.allreduce(buf, "max", check=False)
-    elif p > _SCALED_P:
-        # every rank's terms scaled by the global max |g|, summed, the ranks' sums added and rooted
-        # once: the one process's _scaled_norm where the float64 sums are exact (the ranks' norms,
-        # rooted then raised to p again, were off it by the roots' rounding)
-        xp = _backend.array_module(buf)
-        comm.allreduce(buf, "max", check=False)
-        s = _scaled_sum(xp, grads, buf, p)
-        comm.allreduce(s, "sum", ordered=True, check=False)
-        buf[...] = _scaled_root(xp, s, buf, p)
-    elif p in (1.0, 2.0):  # (p = 2: buf holds this rank's ||g||^2, _local_norm's grad_sq_norm)
-        comm.allreduce(buf, "sum", ordered=True, check=False)  # one number: ordered costs nothing, every rank agrees
-        if p == 2.0:
-            _backend.array_module(buf).sqrt(buf, out=buf)
-    else:  # the ranks' norms scaled as the native kernel scales its terms (rules/pnorm.hpp)
-        xp = _backend.array_module(buf)
+        return float(buf[0]) if cpu else None
+    if p > _SCALED_P or (cpu and p not in (1.0, 2.0)):
+        comm.allreduce(buf, "max", check=False)  # the global max |g|, which scales every rank's terms
+    if p > _SCALED_P:
+        parts = _scaled_parts(xp, grads, buf, p)
+    elif cpu:
+        empty = np.zeros(0)
+        if p in (1.0, 2.0):
+            parts = empty if mod is None else local
+        else:
+            parts = empty if mod is None else mod.grad_norm_parts(grads, p, buf)
+    elif p in (1.0, 2.0):
+        parts = buf.copy()
+    else:  # the rank's norm by the power of two of the ranks' largest (rules/pnorm.hpp's scale)
         m = buf.copy()
         comm.allreduce(m, "max", check=False)
         ok = xp.isfinite(m) & (m > 0)
         scale = xp.where(ok, xp.ldexp(1.0, xp.frexp(xp.where(ok, m, 1.0))[1] - 1), 1.0)  # 2^e <= m
-        buf /= scale
-        buf **= p
-        comm.allreduce(buf, "sum", ordered=True, check=False)
-        buf[...] = scale * _root(xp, buf, p)
-    return float(buf[0]) if isinstance(buf, np.ndarray) else None
+        parts = (buf / scale) ** p
+    every = _gathered(comm, xp, parts)
+    if p > _SCALED_P:
+        buf[...] = _scaled_root(xp, _fold(xp, every), buf, p)
+    elif cpu:
+        _backend.backend(("out", buf)).grad_norm_finish(every, p, buf)
+    else:
+        s = _fold(xp, every)
+        buf[...] = s if p == 1.0 else xp.sqrt(s) if p == 2.0 else scale * _root(xp, s, p)
+    return float(buf[0]) if cpu else None
 
 
 def _root(xp, s, p: float):

@@ -46,6 +46,8 @@ __all__: list[str] = [
     "first_relaid_",
     "get_num_threads",
     "grad_norm",
+    "grad_norm_finish",
+    "grad_norm_parts",
     "lanczos_orthogonalize_",
     "lanczos_orthogonalize_rows_",
     "lbfgs_direction_",
@@ -456,6 +458,20 @@ def get_num_threads() -> int:
 def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any) -> float:
     """
     Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread count; written to out[0] and returned.
+    """
+
+def grad_norm_finish(
+    parts: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
+) -> float:
+    """
+    The norm from grad_norm_parts' parts (every rank's, in rank order; zeros between them add nothing): folded in order and rooted as grad_norm roots them, out[0] holding the max |x| on entry (p other than 1 and 2); the norm written to out[0] and returned.
+    """
+
+def grad_norm_parts(
+    arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
+) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    grad_norm's partial sums (one a chunk of its fixed blocking, in the order it adds them) for a finite norm_type, the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every rank's and finishes them with grad_norm_finish.
     """
 
 def grad_sq_norm(arrays: typing.Any, out: typing.Any) -> float:

@@ -87,8 +87,11 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         outlive the graph, which a fresh allocation per call does not.
       comm: an ``optkern.distributed.Communicator`` (or mpi4py communicator) when each rank
         holds a different part of the gradients (a ZeRO slice): the norm is then taken over
-        every rank's part (``sum ||.||_p^p`` in rank order, max for inf), the same on every
-        rank. Collective: every rank calls it (a rank without gradients passes an empty array).
+        every rank's part (max for inf), the same on every rank: the one process's norm of
+        every rank's arrays in rank order, bit for bit (the ranks gather the kernel's partial
+        sums and fold them as one process does; on the GPU their sums are added in rank order,
+        equal where the float64 sums are exact). Collective: every rank calls it (a rank
+        without gradients passes an empty array).
         The ranks agree on the arguments first (one small allreduce): an argument refused on
         any rank, or a ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs
         between ranks, raises the same TypeError / ValueError on every rank, nothing written.
@@ -104,7 +107,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm)
     grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half = local
     if comm is not None:
-        total = _global_norm(buf, p, comm, grads)
+        total = _global_norm(buf, p, comm, grads, mod, total)
     if mod is None:  # no gradients on this rank: nothing to clip
         if error_if_nonfinite:  # (the norm is every rank's: a NaN elsewhere raises here as there)
             _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
@@ -243,8 +246,9 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half)``,
     ``mod`` None where there are no gradients; ``prev``: ``out``'s value before (restored where the
-    call raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy), for
-    ``distributed`` p = 2 its square (``_global_norm`` sums and roots it); ``half``:
+    call raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy); ``distributed``, what
+    ``_global_norm`` takes: on the CPU the kernel's partial sums for p = 1 and 2 (``buf`` not
+    written), else this rank's max |g| (on the GPU for p = 2 its square, for p = 1 its sum); ``half``:
     None, or for float16 / bfloat16 grads ``(the caller's grads, their format)``, ``grads`` then
     being their float32 copies (``_clip_half``), which the caller scales and stores back."""
     grads, index = _live(_backend.as_list(grads, "grads"))
@@ -284,13 +288,18 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         _check_grads(grads, mod, index)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     prev = buf.copy() if (error_if_nonfinite or distributed) and out is not None else None
-    if _SCALED_P < p < math.inf and distributed:
-        # (this rank's max |g| only: every rank scales its terms by the global max, sums them and
-        # the ranks' sums are added, as one process sums the terms scaled by it; _global_norm)
+    if distributed and (p > _SCALED_P or (xp is np and p not in (1.0, 2.0))):
+        # (this rank's max |g| only: every rank scales its terms by the global max, as one process
+        # scales them, and the ranks gather their partial sums; _global_norm)
         with _grads_named(index):
             total = mod.grad_norm(grads, math.inf, buf)
     elif _SCALED_P < p < math.inf:
         total = _scaled_norm(mod, grads, p, buf, xp, index)
+    elif distributed and xp is np:
+        # (p = 1 and 2: the native kernel's partial sums, which _global_norm gathers from every rank
+        # and folds as the one process folds its own; the ranks' sums added were an ulp off that)
+        with _grads_named(index):
+            total = mod.grad_norm_parts(grads, p, buf)
     elif distributed and p == 2.0:
         # (the ranks sum ||g||^2 and root the sum once, as the single-process norm does: each rank's
         # norm squared back, sqrt(s)^2, was an ulp off s, and the global norm an ulp off that one)

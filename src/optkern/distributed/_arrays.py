@@ -59,6 +59,15 @@ def _overlap(a, b) -> bool:
     return pa < pb + b.nbytes and pb < pa + a.nbytes
 
 
+# The reductions' arithmetic in NumPy (the ordered fold, a mean's division, float16 sums taken in
+# float32 and cast back) gives IEEE's inf / NaN / 0, as MPI's own reduction does, whatever NumPy's
+# error state: an overflow (float16 gradients near 40000 on two ranks: AMP's loss scaling overflows
+# on purpose) or inf + -inf warned on every call and, under the caller's np.errstate(all="raise") or
+# warnings as errors, raised half way through the fold, the result array left holding rank 0's row.
+_IEEE = np.errstate(all="ignore")
+
+
+@_IEEE
 def rank_order_reduce(rows, op: str, out):
     """``out = op(rows[0], rows[1], ...)`` folded in row order (rows: ``(world, n)``).
 
@@ -93,6 +102,14 @@ def _is_half_bits(x) -> bool:
     return _is_bf16(x) or x.dtype == np.float16
 
 
+@_IEEE
+def rounded_to(w, dtype):
+    """A float32 reduction's result ``w`` rounded once to ``dtype`` (float16 / bfloat16; past its
+    range: inf, as a reduction in that dtype gives)."""
+    return w.astype(dtype)
+
+
+@_IEEE
 def _scale_mean(x, world: int) -> None:
     """The mean from a sum: ``x / world`` (a division, so world = 1 and 2 stay exact)."""
     if world != 1:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from ._arrays import _IEEE
 from ._arrays import _is_half_bits as _is_half
 
 
@@ -106,6 +107,7 @@ class Bucket:
             else:
                 xp.divide(_shaped(v, g), v.dtype.type(divisor), out=g)
 
+    @_IEEE  # (a weighted product past the range on one rank raised there, the others left in the allreduce)
     def reduce(self, comm, grads, op: str, weight=None) -> None:
         """``grads[i]`` for ``i`` in :attr:`index` replaced by their reduction over the ranks: ``op``
         ``"sum"`` or ``"mean"``, each rank's gradients times ``weight`` first (None: 1)."""

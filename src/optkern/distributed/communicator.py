@@ -27,6 +27,7 @@ from ._arrays import (
     _scale_mean,
     _writable,
     rank_order_reduce,
+    rounded_to,
 )
 from .call_check import alike
 from .transport import _OPS, Transport, mpi
@@ -168,7 +169,7 @@ class Communicator(Transport):
         if self._in_float32(x, ordered, op) and x.size and self.size > 1:  # rounded to nearest even once
             w = x.astype(np.float32)
             self.allreduce(w, op, ordered=ordered, check=False)
-            x[...] = w.astype(x.dtype)
+            x[...] = rounded_to(w, x.dtype)
             return x
         if x.size == 0 or self.size == 1:
             if op == "mean":
@@ -222,7 +223,7 @@ class Communicator(Transport):
             return out
         if self._in_float32(x, ordered, op) and self.size > 1:  # rounded to nearest even once
             w = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered, check=False)
-            out[...] = w.reshape(out.shape).astype(x.dtype)
+            out[...] = rounded_to(w.reshape(out.shape), x.dtype)
             return out
         xp = _backend.array_module(x)
         flat = x.reshape(-1)

@@ -22,6 +22,7 @@ from .. import _backend
 from ..optim import AdagradNorm
 from ..optim.optimizer import _bump_torch_versions
 from . import hyper_check, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
+from ._arrays import _IEEE
 from ._arrays import _is_half_bits as _is_half
 from .agreement import (
     agree,
@@ -290,6 +291,7 @@ class ShardedOptimizer(ShardedCheckpoints):
     def _weight(self):
         return _grad_weight(self.grad_weight, (self._gflat.dtype,))
 
+    @_IEEE  # (a weighted product past the range on one rank raised there, the others left in the collective)
     def _reduce_scatter(self, grads: list, w) -> list:
         sharded_copy.write_grads(self._gviews, grads)
         if w is not None and _is_half(self._gflat):
