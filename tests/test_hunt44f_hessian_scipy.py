@@ -96,3 +96,30 @@ def test_a_subclass_overriding_matvec_is_called_through_it():
             return 2.0 * np.ravel(v)
 
     assert H.as_operator(Doubling()).matvec(np.ones(N)).tolist() == [2.0] * N
+
+
+@pytest.mark.parametrize(
+    "product, err, match",
+    [
+        (lambda v: np.ones(N + 1), ValueError, r"^M\.matvec: returned shape \(6,\), expected \(5,\)"),
+        (lambda v: 1.0, ValueError, r"^M\.matvec: returned shape \(\), expected \(5,\)"),
+        (lambda v: np.ones(N, np.int64), TypeError, r"^M\.matvec: returned int64 entries"),  # (truncated)
+    ],
+)
+def test_cg_preconditioner_linear_operator_products_are_checked_naming_M(product, err, match):
+    # (SciPy's reshape raised "cannot reshape array of size 6 into shape (5,)"; an integer product,
+    # refused from a callable M, was taken from a LinearOperator M and reported "not positive definite")
+    M = sla.LinearOperator((N, N), matvec=product, dtype=np.float64)
+    x0 = np.full(N, 0.25)
+    with pytest.raises(err, match=match):
+        H.cg(D, np.ones(N), x0=x0, M=M)
+    assert (x0 == 0.25).all()
+
+
+def test_cg_preconditioner_linear_operator_that_scipy_takes_still_preconditions():
+    inv = 1.0 / np.diag(D)
+    for wrap in (lambda y: y, lambda y: y[:, None], lambda y: np.multiply(y, 1.0, out=y)):
+        M = sla.LinearOperator((N, N), matvec=lambda r, w=wrap: w(inv * np.ravel(r)), dtype=np.float64)
+        r = H.cg(D, np.arange(1.0, N + 1), M=M, rtol=1e-12)
+        assert r.info == 0 and r.iterations == 1  # (the exact inverse: one step)
+        np.testing.assert_allclose(r.x, np.ones(N), rtol=1e-12)

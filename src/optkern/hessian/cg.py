@@ -18,7 +18,7 @@ import numpy as np
 from .. import _backend, _pool
 from ._lockstep import in_lockstep
 from ._products import real_array
-from .operators import CurvatureOperator, as_operator
+from .operators import CurvatureOperator, _runs_scipy_matvec, _scipy_matvec, as_operator
 from .symmetry import require_symmetric
 
 
@@ -76,7 +76,15 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
     shape = getattr(op, "shape", None)
     if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
         raise ValueError(f"M: expected an operator of shape ({n}, {n}) like A, got {tuple(shape)}")
-    return op.matvec if isinstance(op, CurvatureOperator) else _on_copy(op.matvec)
+    if isinstance(op, CurvatureOperator):
+        return op.matvec
+    if _runs_scipy_matvec(op):
+        # (SciPy's matvec reshapes the product itself: one of another size raised NumPy's unnamed
+        # "cannot reshape array"; checked as a callable M's products are, on a copy of r, in A's dtype)
+        return CurvatureOperator(
+            _scipy_matvec(op, n, "M.matvec"), n, dtype, xp, None, "M", check=("M.matvec",) * 3
+        ).matvec
+    return _on_copy(op.matvec)
 
 
 def _on_copy(f: Callable) -> Callable:
