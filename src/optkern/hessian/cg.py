@@ -137,6 +137,27 @@ def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp
     return ValueError(f"A: the product is not finite (p.Ap = {pAp})")
 
 
+def _diverged(err: ValueError, xp, x, p, dtype, it: int) -> ValueError:
+    """``err`` (a sum of the solve left float range, blamed on A's product), or where CG's own iterates
+    had grown past the square root of the dtype's max first, the error saying so. The system is solved
+    for ``b`` scaled to ~1, so ``x`` and ``p`` start near 1: a singular A with ``b`` outside its range
+    (a Gauss-Newton matrix without damping) has no solution, and the steps along its near-null
+    directions grew until ``A p`` or ``x`` overflowed -- in float32 after ~20-200 iterations, where
+    the error read "A: the product is not finite (p.Ap = nan)" for an operator of finite products
+    (float64 returns such an x, ~1e17, as its last iterate)."""
+    if not str(err).startswith("A:"):  # (damping's overflow is named as it is)
+        return err
+    with np.errstate(invalid="ignore"):
+        big = max(float(xp.where(xp.isnan(v), 0.0, xp.abs(v)).max()) if v.size else 0.0 for v in (x, p))
+    if not big > math.sqrt(float(np.finfo(dtype).max)):
+        return err
+    return ValueError(
+        f"A: CG diverged at iteration {it}: its iterates grew to {big:.3g} (b scaled to ~1) past "
+        f"{np.dtype(dtype).name}'s range ({str(err)[3:]}); A is singular or nearly so and b has a component "
+        "outside its range, so (A + damping I) x = b has no solution: add damping > 0"
+    )
+
+
 def _warm_residual_overflow(xp, y, x, damping: float, dtype) -> ValueError:
     """The error for a warm start whose residual ``b - (A + damping I) x0`` (``x = x0 / s``, ``y = A x``)
     is not finite: the native kernels' own check named their argument ``rz`` for it."""
@@ -308,17 +329,20 @@ def cg(
                 else:
                     pAp = mod.cg_curvature(p, y, damping)
             if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
-                raise _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
+                error = _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
+                raise _diverged(error, xp, x, p, dtype, it)
             if not pAp > 0.0 and stop_on_negative_curvature:
                 result.update(negative_curvature=True, info=-1, iterations=it - 1)
                 break
             alpha = rz / pAp if pAp != 0.0 else math.inf
             if not math.isfinite(alpha):
-                raise ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+                error = ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+                raise _diverged(error, xp, x, p, dtype, it)
             if not fused:
                 rr = mod.cg_update_(x, r, p, y, alpha, damping)
-            elif known is not None and not math.isfinite(rr):  # (a finite p.A p, a product with inf)
-                raise ValueError(f"A: the product is not finite (r.r = {rr})")
+            if not math.isfinite(rr) and (known is not None or not fused):  # (a finite p.A p, a product with inf)
+                # (with a preconditioner, r.Mr of that r was NaN next: "M: not positive definite")
+                raise _diverged(ValueError(f"A: the product is not finite (r.r = {rr})"), xp, x, p, dtype, it)
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
