@@ -30,7 +30,9 @@ def test_divergence_is_reported_as_such_not_as_a_non_finite_product(as_dense, pr
     b = np.ones(n, np.float32)
     assert np.isfinite(op.matvec(b)).all()
     kw = {None: {}, "diag": {"precond_diag": np.ones(n, np.float32)}, "M": {"M": lambda r: r}}[precond]
-    with pytest.raises(ValueError, match=r"^A: CG diverged at iteration \d+: .*float32's range.*add damping"):
+    with pytest.raises(
+        ValueError, match=r"^A: CG diverged at iteration \d+: .*float32's range.*positive definite gives it one\)"
+    ):
         H.cg(dense if as_dense else op, b, **kw)
     # the advice holds: with damping the system has a solution, which CG finds
     r = H.cg(dense if as_dense else op, b, damping=1e-2, rtol=1e-4, **kw)
@@ -47,3 +49,17 @@ def test_a_nan_product_is_still_blamed_on_the_product():
         H.cg(A, np.ones(5, np.float32))
     with pytest.raises(ValueError, match=r"^A: the product is not finite"):
         H.cg(A, np.ones(5, np.float32), precond_diag=np.ones(5, np.float32))
+
+
+@pytest.mark.parametrize("precond", [None, "diag", "M"])
+def test_float64_divergence_names_no_kernel_argument(precond):
+    # A + damping I = diag(6, 4, 3, 2, 0, 1.5): singular, b = 1 outside its range. The iterates
+    # overflowed float64 after 49 iterations and the direction kernel refused the step's beta:
+    # "beta: must be finite, got inf", an argument cg has not
+    A = np.diag([5.0, 3.0, 2.0, 1.0, -1.0, 0.5])
+    kw = {None: {}, "diag": {"precond_diag": np.ones(6)}, "M": {"M": lambda r: r}}[precond]
+    with pytest.raises(ValueError, match=r"^A: CG diverged at iteration \d+: .*float64's range"):
+        H.cg(A, np.ones(6), damping=1.0, **kw)
+    r = H.cg(A, np.ones(6), damping=1.5, **kw)  # (positive definite: solved)
+    assert r.info == 0
+    np.testing.assert_allclose(r.x, 1.0 / (np.diag(A) + 1.5), rtol=1e-4)

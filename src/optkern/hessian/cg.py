@@ -153,8 +153,9 @@ def _diverged(err: ValueError, xp, x, p, dtype, it: int) -> ValueError:
         return err
     return ValueError(
         f"A: CG diverged at iteration {it}: its iterates grew to {big:.3g} (b scaled to ~1) past "
-        f"{np.dtype(dtype).name}'s range ({str(err)[3:]}); A is singular or nearly so and b has a component "
-        "outside its range, so (A + damping I) x = b has no solution: add damping > 0"
+        f"{np.dtype(dtype).name}'s range ({str(err)[3:]}); A + damping I is singular or nearly so and b has a "
+        "component outside its range, so (A + damping I) x = b has no solution (a damping that makes A + "
+        "damping I positive definite gives it one)"
     )
 
 
@@ -340,8 +341,9 @@ def cg(
                 raise _diverged(error, xp, x, p, dtype, it)
             if not fused:
                 rr = mod.cg_update_(x, r, p, y, alpha, damping)
-            if not math.isfinite(rr) and (known is not None or not fused):  # (a finite p.A p, a product with inf)
-                # (with a preconditioner, r.Mr of that r was NaN next: "M: not positive definite")
+            if not math.isfinite(rr):  # (a finite p.A p, a product with inf, or the update overflowing)
+                # (next, with a preconditioner r.Mr was NaN, "M: not positive definite"; without one the
+                # direction's kernel refused the step's beta, "beta: must be finite", no argument of cg)
                 raise _diverged(ValueError(f"A: the product is not finite (r.r = {rr})"), xp, x, p, dtype, it)
             rnorm = math.sqrt(rr)
             result["iterations"] = it
@@ -354,8 +356,12 @@ def cg(
             rz_new = rr if precond is None else mod.cg_curvature(r, z, 0.0)
             if precond and not rz_new > 0.0:
                 raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_new})")
-            if not fused or not math.isfinite(rz_new / rz):  # (fused: done unless beta is refused here)
-                mod.cg_direction_(p, z, rz_new / rz)
+            beta = rz_new / rz
+            if not math.isfinite(beta):  # (the kernel's own refusal named its argument, "beta")
+                error = ValueError(f"A: the residual's growth overflows (r.z = {rz_new!r} after {rz!r})")
+                raise _diverged(error, xp, x, p, dtype, it)
+            if not fused:  # (fused: the kernel wrote the direction already)
+                mod.cg_direction_(p, z, beta)
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
