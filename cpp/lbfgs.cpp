@@ -190,7 +190,7 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
                      double g_scale, py::handle d_h, py::handle out_h) {
   const History h = check_history(S_h, Y_h, g_h, "g");
   if (int64_t(cs.size()) != h.k() || int64_t(cy.size()) != h.k())
-    throw py::value_error("coef_s, coef_y: expected " + std::to_string(h.k()) + " coefficients each (one per "
+    throw py::value_error("coef_s, coef_y: expected " + counted(h.k(), "coefficient") + " each (one per "
                           "history row), got " + std::to_string(cs.size()) + " and " + std::to_string(cy.size()));
   for (size_t j = 0; j < cs.size(); ++j)
     if (!std::isfinite(cs[j]) || !std::isfinite(cy[j]))

@@ -247,8 +247,8 @@ inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, b
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   const size_t n = size_t(py::len(s));
   if (sizes && n != sizes->size())
-    throw py::value_error(std::string(name) + ": expected " + std::to_string(sizes->size()) +
-                          " arrays, got " + std::to_string(n));
+    throw py::value_error(std::string(name) + ": expected " + counted(int64_t(sizes->size()), "array") + ", got " +
+                          std::to_string(n));
   const size_t itemsize = size_t(dt.itemsize());
   const bool held = !writable && held_capsules(seq);
   py::object shapes_obj;

@@ -154,8 +154,8 @@ inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   const size_t n = size_t(py::len(s));
   if (sizes && n != sizes->size())
-    throw py::value_error(std::string(name) + ": expected " + std::to_string(sizes->size()) +
-                          " arrays, got " + std::to_string(n));
+    throw py::value_error(std::string(name) + ": expected " + counted(int64_t(sizes->size()), "array") + ", got " +
+                          std::to_string(n));
   DeviceList out;
   out.data.reserve(n);
   out.size.reserve(n);

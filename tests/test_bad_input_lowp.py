@@ -216,7 +216,7 @@ def _scaler_state(s):
     [
         (lambda p: [np.full(3, 8.0, np.float32)], ValueError, r"^grads\[0\]: expected "),
         (lambda p: [np.full((2, 2), 8.0, np.float32)], ValueError, r"^grads\[0\]: expected shape \(4,\)"),
-        (lambda p: [np.full(4, 8.0, np.float32)] * 2, ValueError, r"^grads: expected 1 arrays"),
+        (lambda p: [np.full(4, 8.0, np.float32)] * 2, ValueError, r"^grads: expected 1 array "),
         (lambda p: [p], ValueError, r"^grads\[0\] shares memory with"),
         (lambda p: [p[::-1]], ValueError, r"^grads\[0\]"),
         (lambda p: [np.full(4, 8.0)], TypeError, r"^grads\[0\]: expected float32"),

@@ -72,8 +72,15 @@ def test_the_constructors_name_for_the_horizon_is_an_attribute_that_takes_effect
     assert fresh.total_steps == value and "total_steps" not in repr(sched) and repr(sched).count(arg) == 1
 
 
-@pytest.mark.parametrize("make, arg", [(lambda: S.cosine(1.0, 10), "T_max"), (lambda: S.linear(1.0, 0.0, 10), "steps")])
-@pytest.mark.parametrize("bad, err", [(0, ValueError), (2.5, TypeError), ("20", TypeError), (True, TypeError)])
+_BAD_HORIZONS = [(2.5, TypeError), ("20", TypeError), (True, TypeError), (-1, ValueError)]
+
+
+# (linear's horizon may be 0, optax's constant schedule of init: its least bad one is -1)
+@pytest.mark.parametrize(
+    "make, arg, bad, err",
+    [(lambda: S.cosine(1.0, 10), "T_max", *b) for b in [(0, ValueError), *_BAD_HORIZONS]]
+    + [(lambda: S.linear(1.0, 0.0, 10), "steps", *b) for b in _BAD_HORIZONS],
+)
 def test_a_bad_horizon_assigned_is_refused_by_its_name_and_nothing_changes(make, arg, bad, err):
     sched = make()
     before = [sched(t) for t in range(15)]

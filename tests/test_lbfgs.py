@@ -373,7 +373,7 @@ def test_kernels_are_bitwise_independent_of_threads():
         (lambda x: (float("nan"), rosen_grad(x)), ValueError, "non-finite loss"),
         (lambda x: (rosen(x), rosen_grad(x)[:2]), ValueError, r"closure: grads\[0\]: expected shape"),
         (lambda x: (rosen(x), rosen_grad(x).astype(np.float32)), TypeError, r"closure: grads\[0\]: expected float64"),
-        (lambda x: (rosen(x), [rosen_grad(x), rosen_grad(x)]), ValueError, r"closure: grads: expected 1 arrays"),
+        (lambda x: (rosen(x), [rosen_grad(x), rosen_grad(x)]), ValueError, r"closure: grads: expected 1 array "),
         (lambda x: (rosen(x), rosen_grad(x) * np.inf), ValueError, "NaN or Inf"),
         (lambda x: ("abc", rosen_grad(x)), TypeError, "loss must be a real scalar"),
     ],

@@ -120,14 +120,20 @@ def check_like(a, ref, name: str, *, kind: bool = True, dtype=None, shape: bool 
         raise ValueError(f"{name}: expected shape {tuple(ref.shape)}, got {tuple(a.shape)}")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun`` ("1 array", "0 arrays", "7 arrays"; ``plural`` where it is not ``noun + "s"``):
+    the one wording of a count in an error message, which read "expected 1 arrays" at one parameter."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
+
+
 def check_list_like(
     arrays: list, refs: list, name: str, *, of: str = "parameter", none: bool = False, kind: bool = True
 ) -> list:
     """``arrays`` (a list, as ``_backend.as_list`` makes it) checked one for one against ``refs``:
-    as many (``{name}: expected N arrays (one per {of})``), each ``check_like`` its own (``kind``
+    as many (``{name}: expected N arrays (one per {of})``, "1 array" at one), each ``check_like`` its own (``kind``
     passed on); a None entry allowed when ``none`` (a param without a gradient). Returns ``arrays``."""
     if len(arrays) != len(refs):
-        raise ValueError(f"{name}: expected {len(refs)} arrays (one per {of}), got {len(arrays)}")
+        raise ValueError(f"{name}: expected {counted(len(refs), 'array')} (one per {of}), got {len(arrays)}")
     for i, (a, r) in enumerate(zip(arrays, refs)):
         if a is not None or not none:
             check_like(a, r, f"{name}[{i}]", kind=kind)

@@ -23,6 +23,7 @@ from ._array_checks import check_finite as check_finite
 from ._array_checks import check_like as check_like
 from ._array_checks import check_list_like as check_list_like
 from ._array_checks import check_written as check_written
+from ._array_checks import counted as counted
 from ._array_checks import distinct_elements as distinct_elements
 from ._array_checks import hint_read_only as hint_read_only
 from ._array_checks import is_bfloat16 as is_bfloat16

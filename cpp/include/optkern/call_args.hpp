@@ -39,13 +39,18 @@ inline std::string type_name(py::handle h) {
   return mod.substr(0, mod.find('.')) + "." + name;
 }
 
+// "1 array", "0 arrays", "7 arrays": a count and its noun in an error message, one wording for both
+// modules (and optkern._array_checks.counted on the Python side); lists read "expected 1 arrays".
+inline std::string counted(int64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 // ValueError "what: expected 1 element, got 2" ("7 elements" past one) unless an array holds
 // `want` elements: one wording for every size check of both modules (lone arrays, list items,
 // the 1-element float64 buffers of norms, penalties and step counters), which had three.
 inline void check_size(const std::string& what, int64_t want, int64_t got) {
   if (got != want)
-    throw py::value_error(what + ": expected " + std::to_string(want) + (want == 1 ? " element" : " elements") +
-                          ", got " + std::to_string(got));
+    throw py::value_error(what + ": expected " + counted(want, "element") + ", got " + std::to_string(got));
 }
 
 inline std::string shape_str(const std::vector<int64_t>& s) {

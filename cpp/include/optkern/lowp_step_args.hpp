@@ -70,7 +70,7 @@ template <class Arrays> std::vector<uint64_t> tensor_bases(const StepCall<Arrays
     throw py::type_error("bases: expected None or a sequence of ints, one per param");
   const auto seq = py::reinterpret_borrow<py::sequence>(bases);
   if (size_t(py::len(seq)) != out.size())
-    throw py::value_error("bases: expected " + std::to_string(out.size()) + " ints (one per param), got " +
+    throw py::value_error("bases: expected " + counted(int64_t(out.size()), "int") + " (one per param), got " +
                           std::to_string(py::len(seq)));
   for (size_t i = 0; i < out.size(); ++i) {
     const py::handle b = seq[i];

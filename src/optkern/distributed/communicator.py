@@ -209,7 +209,7 @@ class Communicator(Transport):
             _writable(o, "out")
             _same_kind(x, o, "x", "out")
             if o.size != n:
-                raise ValueError(f"out: expected {n} elements, got {o.size}")
+                raise ValueError(f"out: expected {_backend.counted(n, 'element')}, got {o.size}")
             # MPI refuses aliased buffers (an MPI error, then some ranks wait forever). Refused here
             # instead, before any message: an out cut from x overlaps it on every rank alike
             if _overlap(x, o):
@@ -260,7 +260,8 @@ class Communicator(Transport):
             _writable(o, "out")
             _same_kind(x, o, "x", "out")
             if o.size != n * self.size:
-                raise ValueError(f"out: expected {n * self.size} elements (world x {n}), got {o.size}")
+                want = _backend.counted(n * self.size, "element")
+                raise ValueError(f"out: expected {want} (world x {n}), got {o.size}")
             return o, (("x", x),)
 
         out = self._agreed("allgather", check, args)

@@ -18,7 +18,7 @@ import numpy as np
 from .. import _backend, _pool
 from ._lockstep import in_lockstep
 from ._products import real_array
-from .operators import CurvatureOperator, as_operator
+from .operators import CurvatureOperator, _runs_scipy_matvec, _scipy_matvec, as_operator
 from .symmetry import require_symmetric
 
 
@@ -76,7 +76,15 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
     shape = getattr(op, "shape", None)
     if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
         raise ValueError(f"M: expected an operator of shape ({n}, {n}) like A, got {tuple(shape)}")
-    return op.matvec if isinstance(op, CurvatureOperator) else _on_copy(op.matvec)
+    if isinstance(op, CurvatureOperator):
+        return op.matvec
+    if _runs_scipy_matvec(op):
+        # (SciPy's matvec reshapes the product itself: one of another size raised NumPy's unnamed
+        # "cannot reshape array"; checked as a callable M's products are, on a copy of r, in A's dtype)
+        return CurvatureOperator(
+            _scipy_matvec(op, n, "M.matvec"), n, dtype, xp, None, "M", check=("M.matvec",) * 3
+        ).matvec
+    return _on_copy(op.matvec)
 
 
 def _on_copy(f: Callable) -> Callable:
@@ -127,6 +135,28 @@ def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp
                 f"(p.Ap = {undamped!r}, p.p = {pp!r}); the solve needs a smaller damping"
             )
     return ValueError(f"A: the product is not finite (p.Ap = {pAp})")
+
+
+def _diverged(err: ValueError, xp, x, p, dtype, it: int) -> ValueError:
+    """``err`` (a sum of the solve left float range, blamed on A's product), or where CG's own iterates
+    had grown past the square root of the dtype's max first, the error saying so. The system is solved
+    for ``b`` scaled to ~1, so ``x`` and ``p`` start near 1: a singular A with ``b`` outside its range
+    (a Gauss-Newton matrix without damping) has no solution, and the steps along its near-null
+    directions grew until ``A p`` or ``x`` overflowed -- in float32 after ~20-200 iterations, where
+    the error read "A: the product is not finite (p.Ap = nan)" for an operator of finite products
+    (float64 returns such an x, ~1e17, as its last iterate)."""
+    if not str(err).startswith("A:"):  # (damping's overflow is named as it is)
+        return err
+    with np.errstate(invalid="ignore"):
+        big = max(float(xp.where(xp.isnan(v), 0.0, xp.abs(v)).max()) if v.size else 0.0 for v in (x, p))
+    if not big > math.sqrt(float(np.finfo(dtype).max)):
+        return err
+    return ValueError(
+        f"A: CG diverged at iteration {it}: its iterates grew to {big:.3g} (b scaled to ~1) past "
+        f"{np.dtype(dtype).name}'s range ({str(err)[3:]}); A + damping I is singular or nearly so and b has a "
+        "component outside its range, so (A + damping I) x = b has no solution (a damping that makes A + "
+        "damping I positive definite gives it one)"
+    )
 
 
 def _warm_residual_overflow(xp, y, x, damping: float, dtype) -> ValueError:
@@ -300,17 +330,21 @@ def cg(
                 else:
                     pAp = mod.cg_curvature(p, y, damping)
             if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
-                raise _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
+                error = _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
+                raise _diverged(error, xp, x, p, dtype, it)
             if not pAp > 0.0 and stop_on_negative_curvature:
                 result.update(negative_curvature=True, info=-1, iterations=it - 1)
                 break
             alpha = rz / pAp if pAp != 0.0 else math.inf
             if not math.isfinite(alpha):
-                raise ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+                error = ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+                raise _diverged(error, xp, x, p, dtype, it)
             if not fused:
                 rr = mod.cg_update_(x, r, p, y, alpha, damping)
-            elif known is not None and not math.isfinite(rr):  # (a finite p.A p, a product with inf)
-                raise ValueError(f"A: the product is not finite (r.r = {rr})")
+            if not math.isfinite(rr):  # (a finite p.A p, a product with inf, or the update overflowing)
+                # (next, with a preconditioner r.Mr was NaN, "M: not positive definite"; without one the
+                # direction's kernel refused the step's beta, "beta: must be finite", no argument of cg)
+                raise _diverged(ValueError(f"A: the product is not finite (r.r = {rr})"), xp, x, p, dtype, it)
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
@@ -322,8 +356,12 @@ def cg(
             rz_new = rr if precond is None else mod.cg_curvature(r, z, 0.0)
             if precond and not rz_new > 0.0:
                 raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_new})")
-            if not fused or not math.isfinite(rz_new / rz):  # (fused: done unless beta is refused here)
-                mod.cg_direction_(p, z, rz_new / rz)
+            beta = rz_new / rz
+            if not math.isfinite(beta):  # (the kernel's own refusal named its argument, "beta")
+                error = ValueError(f"A: the residual's growth overflows (r.z = {rz_new!r} after {rz!r})")
+                raise _diverged(error, xp, x, p, dtype, it)
+            if not fused:  # (fused: the kernel wrote the direction already)
+                mod.cg_direction_(p, z, beta)
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)

@@ -238,6 +238,13 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
     r = top_eigenvalues(
         op, kk, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
     )
+    if not r.converged:
+        # (the unconverged Ritz vectors span another subspace: diag(10, 7, 5, ...) rotated, k = 2,
+        # max_steps = 2 gave 0.033 for a fraction of 0.292, silently)
+        raise ValueError(
+            f"max_steps: the top-{kk} Ritz pairs did not converge in {r.steps} products (largest residual "
+            f"{float(np.max(r.residuals)):.3g}): their span is not the top-{k} eigenspace; raise max_steps (or tol)"
+        )
     if kk > k:
         theta = np.asarray(r.eigenvalues, np.float64)  # ("LA": descending)
         eps = (1e-10 if op.dtype == np.float64 else 1e-4) if tol is None else float(tol)
@@ -283,7 +290,9 @@ def gradient_concentration(
     Without ``eigenvectors`` the (k+1)-th largest eigenvalue is found too: where it equals the
     k-th (to ``tol`` relative to the largest in magnitude), the top-k eigenspace is not unique --
     any k directions of the repeated eigenspace are Ritz vectors, each giving another fraction --
-    and ValueError names ``k``. Given ``eigenvectors`` are taken as the subspace, unchecked.
+    and ValueError names ``k``; where the k + 1 Ritz pairs do not converge to ``tol`` within
+    ``max_steps`` products, ValueError names ``max_steps`` (the fraction would be of another subspace).
+    Given ``eigenvectors`` are taken as the subspace, unchecked.
     """
     require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)

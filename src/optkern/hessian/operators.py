@@ -19,7 +19,7 @@ import numpy as np
 from .. import _backend
 from ._curvature_operator import CurvatureOperator as CurvatureOperator
 from ._curvature_operator import _operator_class as _operator_class
-from ._linear_operator import is_scipy_sparse
+from ._linear_operator import _linear_operator_base, is_scipy_sparse
 from ._lockstep import lockstep_of
 from ._products import float_dtype
 from ._vectors import unit_vector as unit_vector  # (re-exported: the estimators and tests import it here)
@@ -179,6 +179,33 @@ def _quiet(A) -> Callable:
     return product
 
 
+def _runs_scipy_matvec(A) -> bool:
+    """Whether ``A.matvec`` is SciPy's own ``LinearOperator.matvec`` (its products from ``_matvec``)."""
+    base = _linear_operator_base()
+    return isinstance(A, base) and getattr(type(A), "matvec", None) is getattr(base, "matvec", None)
+
+
+def _scipy_matvec(A, n: int, who: str) -> Callable:
+    """SciPy's ``LinearOperator.matvec`` of ``A`` on the operator's ``(n,)`` vectors, as SciPy runs it
+    (``A._matvec``, the product as an array reshaped to ``(n,)`` where it holds ``n`` entries), except
+    that a product of another size is left to the operator's check, which names the argument
+    (``op.matvec: returned shape (6,), expected (5,)``): SciPy's reshape raised NumPy's "cannot
+    reshape array of size 6 into shape (5,)" in every estimator, naming nothing."""
+
+    def matvec(v):
+        y = A._matvec(v)
+        if _backend.is_foreign(y):  # (a torch tensor: its NumPy view, as the operator's check takes it)
+            y = _backend.as_array(y, who)
+        elif type(y) is not np.ndarray:
+            try:
+                y = np.asarray(y)  # (SciPy's: a list, a NumPy scalar; a string is refused by its dtype)
+            except (TypeError, ValueError):  # (ragged)
+                return y
+        return y.reshape(n) if isinstance(y, np.ndarray) and y.size == n and y.shape != (n,) else y
+
+    return matvec
+
+
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) or a SciPy sparse one (NumPy vectors) becomes ``v -> A @ v``;
@@ -217,5 +244,6 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         # refused ("expected it to return a numpy array") by every estimator. Else NumPy's (SciPy's).
         xp = getattr(A, "xp", np)
         xp = xp if getattr(xp, "__name__", None) in ("numpy", "cupy") else np
-        return _operator_class(xp)(A.matvec, n, dtype, xp, None, "wrapped", check=(f"{name}.matvec",) * 3)
+        matvec = _scipy_matvec(A, n, f"{name}.matvec") if _runs_scipy_matvec(A) else A.matvec
+        return _operator_class(xp)(matvec, n, dtype, xp, None, "wrapped", check=(f"{name}.matvec",) * 3)
     raise TypeError(f"{name}: expected a CurvatureOperator, a square array or a LinearOperator, got {type(A).__name__}")

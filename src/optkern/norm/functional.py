@@ -111,7 +111,7 @@ def _empty_rows(R, G, Cg, S, mean, rstd, params=(), prefix=""):
         return R, Cg, S, mean, rstd, params
     for name, a in (("mean", mean), ("rstd", rstd)):
         if a is not None and a.size != R:
-            raise ValueError(f"{prefix}{name}: expected {R} elements, got {a.size}")
+            raise ValueError(f"{prefix}{name}: expected {_backend.counted(R, 'element')}, got {a.size}")
     if Cg == 0:
         params = tuple(None if p is None else _xp(p).empty(G, dtype=p.dtype) for p in params)
     return 0, max(Cg, 1), 1, *(None if a is None else a.reshape(-1)[:0] for a in (mean, rstd)), params

@@ -28,7 +28,7 @@ def _wn_layout(v, g, dim, name="dim", norm=None):
                 f"{name}: {dim} gives {rows} slices of v, but g and saved.norm hold {g.size} "
                 "(a dim other than the forward's)"
             )
-        raise ValueError(f"g: expected {rows} elements (one per slice along dim), got {g.size}")
+        raise ValueError(f"g: expected {_backend.counted(rows, 'element')} (one per slice along dim), got {g.size}")
     return rows, perm
 
 

@@ -53,7 +53,7 @@ class GroupTrackingMixin(OptimizerParts):
                 raise TypeError(f"param_groups[{gi}]['params']: expected a list of arrays, got {type(cur).__name__}")
             if len(cur) != len(ps):
                 raise ValueError(
-                    f"param_groups[{gi}]['params']: expected the group's {len(ps)} arrays "
+                    f"param_groups[{gi}]['params']: expected the group's {_backend.counted(len(ps), 'array')} "
                     f"(add parameters with add_param_group), got {len(cur)}"
                 )
             if not all(map(is_, cur, ps)):

@@ -41,11 +41,11 @@ def check_state(lp: LowpConfig | None, run) -> None:
             n = lowp.n_blocks(p.size, lp.block) if scales else p.size
             if a.size != n:
                 what = (
-                    f"block scales (params[{i}]: {p.size} elements in blocks of {lp.block})"
+                    f"{_backend.counted(n, 'block scale')} (params[{i}]: {p.size} elements in blocks of {lp.block})"
                     if scales
-                    else f"elements (its parameter's, params[{i}])"
+                    else f"{_backend.counted(n, 'element')} (its parameter's, params[{i}])"
                 )
-                raise ValueError(f"{where}: expected {n} {what}, got {a.size}")
+                raise ValueError(f"{where}: expected {what}, got {a.size}")
             _backend.check_written(a, dt, where)
 
 

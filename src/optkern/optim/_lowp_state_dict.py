@@ -153,7 +153,8 @@ class LowpStateDictMixin(OptimizerParts):
             if codes.dtype != np.uint8:
                 raise TypeError(f"{where}: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
             if size is not None and codes.size != size:
-                raise ValueError(f"{where}: expected {size} elements (like its parameter), got {codes.size}")
+                want = _backend.counted(size, "element")
+                raise ValueError(f"{where}: expected {want} (like its parameter), got {codes.size}")
             scales = entry.get(f"{k}_scale")
             if scales is None:
                 raise ValueError(
@@ -167,7 +168,8 @@ class LowpStateDictMixin(OptimizerParts):
                     if scales.ndim <= 1
                     else f"{scales.dtype} of shape {scales.shape}"
                 )
-                raise ValueError(f"{at}: expected {nb} float32 block scales (shape ({nb},)), got {got}")
+                want = _backend.counted(nb, "float32 block scale")
+                raise ValueError(f"{at}: expected {want} (shape ({nb},)), got {got}")
             check_block_scales(scales, k in NONNEGATIVE, at)
             return lowp.dequantize_blockwise(codes, scales, block)
         a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v

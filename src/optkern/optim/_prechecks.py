@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from .._array_checks import counted
 from ._parts import OptimizerParts
 from ._run import _Run
 
@@ -29,7 +30,8 @@ def _check_state_sizes(run: _Run, names) -> None:
         for i, p, a in zip(run.index, run.params, arrays):
             if a.size != p.size:
                 raise ValueError(
-                    f"state[{i}][{name!r}]: expected {p.size} elements (its parameter's, params[{i}]), got {a.size}"
+                    f"state[{i}][{name!r}]: expected {counted(p.size, 'element')} (its parameter's, params[{i}]), "
+                    f"got {a.size}"
                 )
 
 

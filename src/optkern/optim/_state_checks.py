@@ -323,7 +323,7 @@ def check_array(v, p, name: str, nonnegative: bool = False) -> None:
     if a.dtype.kind != "f":
         raise TypeError(f"{name}: expected a floating-point array, got dtype {a.dtype}")
     if a.size != p.size:
-        raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {a.size}")
+        raise ValueError(f"{name}: expected {_backend.counted(p.size, 'element')} (like its parameter), got {a.size}")
     if tuple(a.shape) != tuple(p.shape):
         raise ValueError(f"{name}: expected shape {tuple(p.shape)} (its parameter's), got {tuple(a.shape)}")
     if a.size == 0:

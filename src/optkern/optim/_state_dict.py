@@ -217,7 +217,7 @@ def _copy_like(v, p, name: str):
     if src.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real array, got dtype {src.dtype}")
     if src.size != p.size:
-        raise ValueError(f"{name}: expected {p.size} elements (like its parameter), got {src.size}")
+        raise ValueError(f"{name}: expected {_backend.counted(p.size, 'element')} (like its parameter), got {src.size}")
     with _backend._device_of(p):
         # C order whatever the source's layout (a Fortran array, torch's channels_last state): the
         # native steps take C-contiguous arrays only, and refused the copy at every later step

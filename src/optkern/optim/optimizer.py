@@ -327,7 +327,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             grads = _backend.as_list(grads, "grads")
             skips = any(g is None for g in grads)
         if len(grads) != self._n:
-            raise ValueError(f"grads: expected {self._n} arrays (one per parameter), got {len(grads)}")
+            want = _backend.counted(self._n, "array")
+            raise ValueError(f"grads: expected {want} (one per parameter), got {len(grads)}")
         groups = self.param_groups
         checked = [self._checked(g, f"param_groups[{i}]") for i, g in enumerate(groups)]
         runs, layout = self._runs, None

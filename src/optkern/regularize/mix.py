@@ -87,7 +87,7 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
         raise TypeError(f"y: expected a numpy or cupy array, got {type(y).__name__}")
     xp = _backend.array_module(y)
     if y.shape[:1] != (n,):
-        raise ValueError(f"y: expected {n} targets to match x, got shape {tuple(y.shape)}")
+        raise ValueError(f"y: expected {_backend.counted(n, 'target')} to match x, got shape {tuple(y.shape)}")
     if not (np.issubdtype(y.dtype, np.integer) or _floating(y.dtype)):
         # a wrong dtype is a TypeError (bool, complex, strings: neither labels nor probabilities)
         raise TypeError(f"y: expected integer labels or float soft targets, got {y.dtype}")

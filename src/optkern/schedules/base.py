@@ -172,17 +172,18 @@ def _real(v, t: int, schedule=None) -> float:
     return f
 
 
-def horizon_alias(name: str):
+def horizon_alias(name: str, rule: Callable[[str, Any], int] | None = None):
     """A property ``name`` (the constructor's argument, e.g. cosine's ``T_max``) for the horizon
     ``total_steps``: assigned under that name, torch's (``CosineAnnealingLR.T_max``), the horizon was a
     new attribute the schedule never read, and the old values went on silently. Checked as the
-    constructor checks it (>= 1), naming it, before anything changes."""
+    constructor checks it (``rule``, default :func:`count1`: >= 1), naming it, before anything changes."""
+    check = count1 if rule is None else rule
 
     def get(self) -> int:
         return self.total_steps
 
     def set_(self, value) -> None:
-        self.total_steps = count1(name, value)
+        self.total_steps = check(name, value)
 
     return property(get, set_, doc=f"``total_steps`` under the constructor's name ``{name}``.")
 
@@ -228,6 +229,11 @@ def count(name, v, lo=0):
     # At most INT64_MAX, as a step is (check_step): a larger count (10**400) was accepted and then
     # raised OverflowError ("int too large to convert to float") at the first value.
     return _backend.integer(name, v, lo, _backend.INT64_MAX)
+
+
+def count0(name, v):
+    """A count >= 0 (a rule of ``Schedule._rules``)."""
+    return count(name, v, 0)
 
 
 def count1(name, v):

@@ -145,7 +145,8 @@ class sequential(Schedule):
         if not n:
             raise ValueError("schedules: need at least one schedule")
         if len(b) != n - 1:
-            raise ValueError(f"boundaries: expected {n - 1} entries for {n} schedules, got {len(b)}")
+            want = _backend.counted(n - 1, "entry", "entries")
+            raise ValueError(f"boundaries: expected {want} for {n} schedules, got {len(b)}")
         for i in range(1, len(b)):
             if b[i] <= b[i - 1]:
                 raise ValueError(f"boundaries: must be strictly increasing, got {b[i - 1]} then {b[i]}")

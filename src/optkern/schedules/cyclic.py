@@ -19,6 +19,10 @@ class cyclic(Schedule):
     (``1 / 2 ** (cycle - 1)``); ``"exp_range"`` ``gamma ** t`` (any finite ``gamma > 0``: above 1 it
     grows, as torch's does). A ``base_lr`` above
     ``max_lr`` runs the triangle downward (from ``base_lr`` to ``max_lr`` and back), as torch's does.
+    ``"triangular2"`` past 1024 cycles gives ``base_lr`` (its amplitude ``2 ** -1024`` and below),
+    where torch's ``1 / 2 ** (cycle - 1)`` raises OverflowError; up to there, torch's values bit for bit.
+    A cycle so short that ``t / (step_size_up + step_size_down)`` overflows float64 (subnormal step
+    sizes) raises ValueError naming ``step_size_up`` at that step (torch: OverflowError).
     """
 
     _rules = (
@@ -63,6 +67,13 @@ class cyclic(Schedule):
         kept apart: torch multiplies the height by the first, then by the second."""
         total = float(self.step_size_up + self.step_size_down)
         ratio = self.step_size_up / total
+        if t / total == math.inf:
+            # (a subnormal cycle: the cycle count past float64 has no floor, Python's unnamed
+            # OverflowError, as in torch's CyclicLR; a finite huge count is a whole number: its start)
+            raise ValueError(
+                f"step_size_up: step {t} / (step_size_up + step_size_down) = {t} / {total!r} overflows "
+                "float64 (the cycle count at that step has no value)"
+            )
         cycle = math.floor(1 + t / total)
         x = 1.0 + t / total - cycle
         scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
@@ -153,6 +164,18 @@ def _phase_at(phases, t) -> tuple:
     raise AssertionError("unreachable")
 
 
+def _factor(name: str, v) -> float:
+    """A one-cycle divisor: finite and > 0, else TypeError / ValueError naming it (and, for a negative
+    one, why: torch's OneCycleLR takes it and runs negative lrs)."""
+    f = _backend.real(name, v)
+    if f < 0:
+        raise ValueError(
+            f"{name}: must be > 0, got {f!r} (the lrs divided by it would be negative: gradient ascent, "
+            "which torch's OneCycleLR runs without a word)"
+        )
+    return positive(name, f)
+
+
 class one_cycle(_phased):
     """The one-cycle policy (torch OneCycleLR).
 
@@ -168,7 +191,9 @@ class one_cycle(_phased):
 
     Degenerate arguments run as torch runs them (``total_steps=1``, ``pct_start=0``, a warm-up of
     less than one step, ``max_lr=0``); where torch divides by zero (``pct_start * total_steps == 1``,
-    or ``pct_start=1`` without ``three_phase``) ValueError names ``pct_start``.
+    or ``pct_start=1`` without ``three_phase``) ValueError names ``pct_start``. ``div_factor`` and
+    ``final_div_factor`` must be > 0: torch takes negative ones and runs negative lrs (ValueError
+    naming them here).
     """
 
     _FIXED = ("anneal", "total_steps", "max_lr", "pct_start", "div_factor", "final_div_factor", "three_phase")
@@ -189,8 +214,10 @@ class one_cycle(_phased):
         total_steps = count("total_steps", total_steps, 1)
         self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0)
         anneal = _option("anneal", anneal, ("cos", "linear"))  # (as cyclic's mode)
-        self.div_factor = positive("div_factor", div_factor)
-        self.final_div_factor = positive("final_div_factor", final_div_factor)
+        # (> 0: torch's OneCycleLR takes a negative one and runs negative lrs -- gradient ascent --
+        # from max_lr / div_factor; 0 it divides by)
+        self.div_factor = _factor("div_factor", div_factor)
+        self.final_div_factor = _factor("final_div_factor", final_div_factor)
         self.three_phase = _backend.flag("three_phase", three_phase)  # bool("False") was True
         init = self.max_lr / self.div_factor
         low = init / self.final_div_factor

@@ -10,26 +10,44 @@ from __future__ import annotations
 import math
 
 from .. import _backend
-from .base import Schedule, check_step, count, count1, factor_rule, horizon_alias, nonneg, positive, power, steps0
+from .base import (
+    Schedule,
+    check_step,
+    count,
+    count0,
+    count1,
+    factor_rule,
+    horizon_alias,
+    nonneg,
+    positive,
+    power,
+    steps0,
+)
 
 
 class linear(Schedule):
-    """Linear from ``init`` to ``end`` over ``steps`` steps, then ``end`` (optax.linear_schedule)."""
+    """Linear from ``init`` to ``end`` over ``steps`` steps, then ``end`` (optax.linear_schedule).
+
+    ``steps=0`` is optax's schedule without a transition (its ``transition_steps <= 0``): ``init`` at
+    every step, not ``end``. A negative ``steps`` is refused (ValueError naming it)."""
 
     _rules = (
         ("init", _backend.real),
         ("end", _backend.real),
-        ("total_steps", count1),
+        ("total_steps", count0),
     )
     _init_names = (("total_steps", "steps"),)
-    steps = horizon_alias("steps")
+    steps = horizon_alias("steps", count0)
 
     def __init__(self, init, end, steps):
         self.init = _backend.real("init", init)
         self.end = _backend.real("end", end)
-        self.total_steps = count("steps", steps, 1)
+        # 0 taken, as optax's linear_schedule takes it (a config's "no decay"); it was refused here
+        self.total_steps = count0("steps", steps)
 
     def value(self, t):
+        if self.total_steps == 0:  # (optax: no transition, init held; 0 / 0 otherwise)
+            return self.init
         frac = min(t, self.total_steps) / self.total_steps
         return self.init + (self.end - self.init) * frac
 

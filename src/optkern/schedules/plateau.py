@@ -85,7 +85,7 @@ def _min_lrs(name: str, v, n: int) -> tuple:
     (then also the default for groups added later, as torch keeps it)."""
     if isinstance(v, (list, tuple)):
         if len(v) != n:
-            raise ValueError(f"{name}: expected {n} values (one per param group), got {len(v)}")
+            raise ValueError(f"{name}: expected {_backend.counted(n, 'value')} (one per param group), got {len(v)}")
         return [_backend.nonnegative(f"{name}[{i}]", _item(x)) for i, x in enumerate(v)], None
     m = _backend.nonnegative(name, _item(v))
     return [m] * n, m

@@ -304,7 +304,8 @@ class _StepChecks:
                             if views[k].size != sizes[k]:  # (what precheck_step_ does not compare)
                                 pname = self._names(group, [ps[k]], gi)[0]
                                 raise ValueError(
-                                    f"state[{pname}][{name!r}]: expected {sizes[k]} elements (its param's), "
+                                    f"state[{pname}][{name!r}]: expected "
+                                    f"{_backend.counted(sizes[k], 'element')} (its param's), "
                                     f"got {views[k].size}"
                                 )
                     if keep is None and (same or len({v.dtype for v in views}) == 1):  # (one list)

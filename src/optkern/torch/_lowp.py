@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import lowp
+from .._array_checks import counted
 from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig, check_block_scales
 from ..optim._state_checks import NONNEGATIVE
@@ -278,7 +279,8 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
             raise TypeError(f"{where}[{_MASTER!r}]: expected a tensor, got {type(m).__name__}")
         if isinstance(m, torch.Tensor):
             if m.numel() != n_p or not m.is_floating_point():
-                raise ValueError(f"{where}[{_MASTER!r}]: expected {n_p} float values, got {m.numel()} {m.dtype}")
+                want = counted(n_p, "float value")
+                raise ValueError(f"{where}[{_MASTER!r}]: expected {want}, got {m.numel()} {m.dtype}")
             _check_shape(m, p, f"{where}[{_MASTER!r}]")
         if isinstance(m, torch.Tensor) and m.dtype not in _HALVES:
             check_values(m.detach(), f"{where}[{_MASTER!r}]", False)
