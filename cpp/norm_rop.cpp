@@ -49,10 +49,11 @@ template <class Terms> struct RowSums {
 // One vector loop a row forms all K terms of an element (x̂ and the products once) and adds each to
 // its column's accumulator: the accumulators are indexed by the column, not reduced along the loop,
 // so GCC vectorizes the K updates (a K x W lane array reduced along the loop did not: lane_sums.hpp).
-// One pass a term, recomputing x̂ and the loads each time, took 1.8x this loop's time. Each tile's
+// One pass a term, recomputing x̂ and the loads each time, took 1.8x this loop's time; 256-column
+// tiles (a 2 KiB stride between a tile's row segments) 1.3x that of whole 512-column rows. Each tile's
 // partial sums go to part[(block * K + k) * D + d], added in block order by merge_cols: the
 // association depends on the shape only, never on the thread count.
-constexpr int64_t kTileCols = 256, kBlockRows = 256;
+constexpr int64_t kTileCols = 512, kBlockRows = 256;
 
 template <class Terms> struct ColPartials {
   using T = typename Terms::value_type;
