@@ -45,12 +45,15 @@ template <class Terms> struct RowSums {
 };
 
 // Column sums (batch norm's groups; the parameter sums) by tiles of kBlockRows rows x kTileCols
-// columns: a tile's rows are read contiguously, its K accumulators of a column stay in L1, and one
-// vector pass per term adds a row (lane_sums.hpp: GCC does not vectorize a K x W accumulator array
-// in one loop; one 64-column block per item, summed row after row, ran 12x batch_norm_backward's
-// time). Each tile's partial sums go to part[(block * K + k) * D + d], added in block order by
-// merge_cols: the association depends on the shape only, never on the thread count.
-constexpr int64_t kTileCols = 256, kBlockRows = 256;
+// columns: a tile's rows are read contiguously and its K x kTileCols double accumulators stay in L1.
+// One vector loop a row forms all K terms of an element (x̂ and the products once) and adds each to
+// its column's accumulator: the accumulators are indexed by the column, not reduced along the loop,
+// so GCC vectorizes the K updates (a K x W lane array reduced along the loop did not: lane_sums.hpp).
+// One pass a term, recomputing x̂ and the loads each time, took 1.8x this loop's time; 256-column
+// tiles (a 2 KiB stride between a tile's row segments) 1.3x that of whole 512-column rows. Each tile's
+// partial sums go to part[(block * K + k) * D + d], added in block order by merge_cols: the
+// association depends on the shape only, never on the thread count.
+constexpr int64_t kTileCols = 512, kBlockRows = 256;
 
 template <class Terms> struct ColPartials {
   using T = typename Terms::value_type;
@@ -60,27 +63,22 @@ template <class Terms> struct ColPartials {
   double* part;
   int64_t tiles() const { return (D + kTileCols - 1) / kTileCols; }
   int64_t blocks() const { return (N + kBlockRows - 1) / kBlockRows; }
-  template <std::size_t... Ks>
-  OK_INLINE void add_row(int64_t n, int64_t c0, int64_t nc, double (*s)[kTileCols], std::index_sequence<Ks...>) const {
-    (add_term<int(Ks)>(n, c0, nc, s[Ks]), ...);
-  }
-  template <int k> OK_INLINE void add_term(int64_t n, int64_t c0, int64_t nc, double* OK_RESTRICT s) const {
-    // (the iterations are independent; `omp simd` made `v` a per-lane array, which GCC 12 left
-    // scalar: 2.4x this loop's time. The local copy keeps the members' loads out of the loop.)
-    const Terms fl = f;
-#pragma GCC ivdep
-    for (int64_t j = 0; j < nc; ++j) {
-      T v[K];
-      fl(n, c0 + j, v);
-      s[j] += double(v[k]);  // (the other terms are dead code in this pass)
-    }
-  }
   OK_INLINE void operator()(int64_t t) const {
     const int64_t b = t / tiles(), c0 = (t % tiles()) * kTileCols, nc = std::min(kTileCols, D - c0);
     const int64_t n1 = std::min(N, (b + 1) * kBlockRows);
     double s[K][kTileCols];
     for (int k = 0; k < K; ++k) std::fill(s[k], s[k] + nc, 0.0);
-    for (int64_t n = b * kBlockRows; n < n1; ++n) add_row(n, c0, nc, s, std::make_index_sequence<K>{});
+    const Terms fl = f;  // (a local copy keeps the members' loads out of the loop)
+    for (int64_t n = b * kBlockRows; n < n1; ++n) {
+      // (the iterations are independent; `omp simd` made `v` a per-lane array, which GCC 12 left
+      // scalar: 2.4x this loop's time)
+#pragma GCC ivdep
+      for (int64_t j = 0; j < nc; ++j) {
+        T v[K];
+        fl(n, c0 + j, v);
+        for (int k = 0; k < K; ++k) s[k][j] += double(v[k]);
+      }
+    }
     for (int k = 0; k < K; ++k) std::copy(s[k], s[k] + nc, part + (b * K + k) * D + c0);
   }
 };
@@ -110,19 +108,32 @@ template <class T> std::vector<T> normalizers(const T* mean, const T* r, int64_t
 }
 
 // Row n of an element functor (FwdElement or BwdElement); bad[n]: whether an output of the row is
-// not finite (the rows that may need the scaled redo, rop::fwd_group_scaled).
+// not finite (the rows that may need the scaled redo, rop::fwd_group_scaled). A chunk of the row is
+// formed into local buffers, then copied out (E::values); the check is an integer OR of
+// nonfinite_bit (a float sum of v - v waited on the add's latency: stream_store.hpp).
 template <class E> struct RowApply {
   E e;
   char* bad;
   OK_INLINE void operator()(int64_t n) const {
     using T = decltype(e.nonfinite(0));
-    T z = T(0);  // (0, or NaN after a non-finite output: any order of the sum gives the same)
-#pragma omp simd reduction(+ : z)
-    for (int64_t d = 0; d < e.s.D; ++d) {
-      e(n, d);
-      z += e.nonfinite(n * e.s.D + d);
+    constexpr int64_t B = 256 / int64_t(sizeof(T));
+    alignas(64) T o0[B], o1[B];
+    decltype(nonfinite_bit(T())) z = 0;
+    const int64_t D = e.s.D, row = n * D;
+    for (int64_t d0 = 0; d0 < D; d0 += B) {
+      const int64_t m = std::min(B, D - d0);
+      // (ivdep, not `omp simd`: that made a and b per-lane arrays, which GCC 12 left scalar)
+#pragma GCC ivdep
+      for (int64_t j = 0; j < m; ++j) {
+        T a, b;
+        e.values(n, d0 + j, a, b);
+        o0[j] = a, o1[j] = b;
+        z |= nonfinite_bit(a) | nonfinite_bit(b);
+      }
+      std::copy(o0, o0 + m, e.outputs(0) + row + d0);
+      std::copy(o1, o1 + m, e.outputs(1) + row + d0);
     }
-    bad[n] = !(z == T(0));
+    bad[n] = z != 0;
   }
 };
 

@@ -91,12 +91,19 @@ template <class T, int A> struct FwdElement {
   Norm<T, A> s;
   const T *rh, *w, *vw, *vb, *means;
   T *ry, *rxhat;
-  OK_HD void operator()(int64_t n, int64_t d) const {
+  // (rx, y) = (R{x̂}, R{y}) without storing them, outputs(k): where the k-th goes (the CPU's loops
+  // form a chunk of a row in local buffers and copy it out: storing to the outputs inside the vector
+  // loop and reading them back for the finite check ran 1.9x slower).
+  OK_HD void values(int64_t n, int64_t d, T& rx, T& y) const {
     const int64_t G = A == 1 ? s.N : s.D, i = n * s.D + d, g = s.group(n, d);
     const T xh = s.xhat(n, d);
-    const T rx = rules::norm_dx(rh[i], xh, s.rstd[g], means[g], means[G + g]);
-    rxhat[i] = rx;
-    ry[i] = rules::norm_rop_y(xh, rx, w[d], vw[d], vb[d]);
+    rx = rules::norm_dx(rh[i], xh, s.rstd[g], means[g], means[G + g]);
+    y = rules::norm_rop_y(xh, rx, w[d], vw[d], vb[d]);
+  }
+  OK_HD T* outputs(int k) const { return k == 0 ? rxhat : ry; }
+  OK_HD void operator()(int64_t n, int64_t d) const {
+    const int64_t i = n * s.D + d;
+    values(n, d, rxhat[i], ry[i]);
   }
   // 0 when element i's outputs are finite, else NaN (summed over a row: any non-finite).
   OK_HD T nonfinite(int64_t i) const { return (ry[i] - ry[i]) + (rxhat[i] - rxhat[i]); }
@@ -107,14 +114,19 @@ template <class T, int A> struct BwdElement {
   Norm<T, A> s;
   const T *dy, *rdy, *w, *vw, *rxhat, *m_xrh, *means;
   T *dh, *rdh;
-  OK_HD void operator()(int64_t n, int64_t d) const {
+  // (FwdElement::values)
+  OK_HD void values(int64_t n, int64_t d, T& dhi, T& rdhi) const {
     const int64_t G = A == 1 ? s.N : s.D, i = n * s.D + d, g = s.group(n, d);
     const T xh = s.xhat(n, d), r = s.rstd[g];
     const T rg = w[d] * rdy[i] + vw[d] * dy[i];
     const T m_g = means[g], m_gx = means[G + g], m_rg = means[2 * G + g], m_rgx = means[3 * G + g];
-    const T dhi = rules::norm_dx(dy[i], w[d], xh, r, m_g, m_gx);
-    dh[i] = dhi;
-    rdh[i] = rules::norm_rop_dx(rg, xh, rxhat[i], r, dhi, m_rg, m_gx, m_rgx, m_xrh[g]);
+    dhi = rules::norm_dx(dy[i], w[d], xh, r, m_g, m_gx);
+    rdhi = rules::norm_rop_dx(rg, xh, rxhat[i], r, dhi, m_rg, m_gx, m_rgx, m_xrh[g]);
+  }
+  OK_HD T* outputs(int k) const { return k == 0 ? dh : rdh; }
+  OK_HD void operator()(int64_t n, int64_t d) const {
+    const int64_t i = n * s.D + d;
+    values(n, d, dh[i], rdh[i]);
   }
   OK_HD T nonfinite(int64_t i) const { return (dh[i] - dh[i]) + (rdh[i] - rdh[i]); }
 };
@@ -139,14 +151,15 @@ template <class T, int A> OK_HD void fwd_group_scaled(const FwdElement<T, A>& e,
   for (int64_t j = 0; j < M; ++j) amax = rules::max_abs(amax, e.rh[s.n_of(g, j) * s.D + s.d_of(g, j)]);
   const int k = down_exp(amax);
   if (k == 0) return;
-  T s0 = T(0), s1 = T(0);
+  double s0 = 0.0, s1 = 0.0;  // (in double, rounded to T once, as the plain pass's group sums)
   for (int64_t j = 0; j < M; ++j) {
     const int64_t n = s.n_of(g, j), d = s.d_of(g, j);
     const T x = rules::scale2(e.rh[n * s.D + d], -k);
-    s0 += x;
-    s1 += s.xhat(n, d) * x;
+    s0 += double(x);
+    s1 += double(s.xhat(n, d) * x);
   }
-  const T inv = T(1) / T(M), m0 = s0 * inv, m1 = s1 * inv;
+  const double inv = 1.0 / double(M);
+  const T m0 = T(s0 * inv), m1 = T(s1 * inv);
   m_xrh[g] = rules::scale2(m1, k);  // (|m(x̂ R{h})| <= max |R{h}|: in range)
   for (int64_t j = 0; j < M; ++j) {
     const int64_t n = s.n_of(g, j), d = s.d_of(g, j), i = n * s.D + d;
@@ -182,13 +195,15 @@ template <class T, int A> OK_HD void bwd_group_scaled(const BwdElement<T, A>& e,
     const T gg = e.w[d] * dy, rg = e.w[d] * rules::scale2(e.rdy[i], -(a + b)) + rules::scale2(e.vw[d], -b) * dy;
     v[0] = gg, v[1] = gg * xh, v[2] = rg, v[3] = rg * xh + gg * rules::scale2(e.rxhat[i], -b), v[4] = xh;
   };
-  T m[4] = {T(0), T(0), T(0), T(0)}, v[5];
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};  // (fwd_group_scaled: in double, rounded once)
+  T m[4], v[5];
   for (int64_t j = 0; j < M; ++j) {
     terms(j, v);
-    for (int q = 0; q < 4; ++q) m[q] += v[q];
+    for (int q = 0; q < 4; ++q) acc[q] += double(v[q]);
   }
-  const T inv = T(1) / T(M), mx = rules::scale2(e.m_xrh[g], -b), r = s.rstd[g];
-  for (int q = 0; q < 4; ++q) m[q] *= inv;
+  const double inv = 1.0 / double(M);
+  const T mx = rules::scale2(e.m_xrh[g], -b), r = s.rstd[g];
+  for (int q = 0; q < 4; ++q) m[q] = T(acc[q] * inv);
   for (int64_t j = 0; j < M; ++j) {
     const int64_t n = s.n_of(g, j), d = s.d_of(g, j), i = n * s.D + d;
     terms(j, v);
@@ -210,14 +225,16 @@ template <class T, int A> OK_HD void param_col_scaled(const ParamTerms<T, A>& p,
   }
   if (!rules::finite_(ady) || !rules::finite_(arx) || !rules::finite_(ardy)) return;
   const int e1 = down_exp(ady), e2 = down_exp(arx), e3 = down_exp(ardy), E = e1 + e2 > e3 ? e1 + e2 : e3;
-  T sw = T(0), sb = T(0);
+  double sw = 0.0, sb = 0.0;  // (fwd_group_scaled: in double, rounded once)
   for (int64_t n = 0; n < s.N; ++n) {
     const int64_t i = n * s.D + d;
-    sw += rules::scale2(p.rdy[i], -E) * s.xhat(n, d) + rules::scale2(p.dy[i], -e1) * rules::scale2(p.rxhat[i], e1 - E);
-    sb += rules::scale2(p.rdy[i], -e3);
+    const T tw =
+        rules::scale2(p.rdy[i], -E) * s.xhat(n, d) + rules::scale2(p.dy[i], -e1) * rules::scale2(p.rxhat[i], e1 - E);
+    sw += double(tw);
+    sb += double(rules::scale2(p.rdy[i], -e3));
   }
-  if (!rules::finite_(rdw[d]) && E > 0) rdw[d] = rules::scale2(sw, E);
-  if (!rules::finite_(rdb[d]) && e3 > 0) rdb[d] = rules::scale2(sb, e3);
+  if (!rules::finite_(rdw[d]) && E > 0) rdw[d] = rules::scale2(T(sw), E);
+  if (!rules::finite_(rdb[d]) && e3 > 0) rdb[d] = rules::scale2(T(sb), e3);
 }
 
 }  // namespace rop
