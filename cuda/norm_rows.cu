@@ -40,6 +40,10 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
     } else {
       rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
+      if (rules::reshift_needed(t)) {  // (the thread's first value an outlier of its values)
+        t = rules::reshifted(t);
+        for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_around(t, double(load(xr, j)));
+      }
       const rules::Moments<double> m = block_remerged_moments<A>(
           block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0, 0.0}), M,
           [&](int64_t j) { return load(xr, j); });
