@@ -2,9 +2,9 @@
 shift K) where that first value is an outlier of the thread's values. M2 = Σ(x - K)² - n (mean - K)²
 then cancels up to a factor n + 1 (n the thread's count), and multiplies Σ(x - K)²'s rounding errors
 by it: float64 rows of 8192 (256 threads of 32 values) whose thread 0 began with a value 1e2 or 1e4
-from the N(0, 1) rest, at offsets 0, 1e4 and 1e6, had rstd 14-24 ulps off, batch-norm channels of
-6000 15-30 (the running variance up to 64), against the exact statistics (tests/exact_moments.py; an
-emulation of the kernels' arithmetic, before the fix). Such a thread now sums its values again
+from the N(0, 1) rest, at offsets 0, 1e4 and 1e6, had rstd 5-24 ulps off, batch-norm channels of 6000
+10-20, against the exact statistics (tests/exact_moments.py; the real
+kernels under tools/cuda_emu before the fix). Such a thread now sums its values again
 around their mean (rules::reshift_needed, rules/moments.hpp): rows within the CPU's few ulps;
 channels within 8, what the CPU's own block merges give these (its two-pass: up to 8.2). Float32
 within an ulp of float32. Skipped without CuPy / the CUDA module / a device; tools/cuda_emu runs it
