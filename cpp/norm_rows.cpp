@@ -99,10 +99,10 @@ OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_REST
   with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
     const int64_t w0 = (r % a.G) * a.Cg;
     const T* OK_RESTRICT w = a.w + w0;
-    T sg = 0, sgx = 0;
+    double sg = 0, sgx = 0;  // in double, rounded once (rules::grad_means)
     if (a.S == 1) {
-      T s[2];  // Σ g, Σ g x̂ with g = γ dy
-      lane_sums<2, T>(M, [&](int64_t j, T* v) OK_INLINE_LAMBDA {
+      double s[2];  // Σ g, Σ g x̂ with g = γ dy
+      block_sums<2, T>(M, [&](int64_t j, T* v) OK_INLINE_LAMBDA {
         v[0] = dy[j] * w[j];
         v[1] = v[0] * rules::normalize(x[j], nz);
       }, s);
@@ -111,18 +111,19 @@ OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_REST
       for (int64_t c = 0; c < a.Cg; ++c) {
         const T* OK_RESTRICT dyc = dy + c * a.S;
         const T* OK_RESTRICT xc = x + c * a.S;
-        T s[2];  // Σ dy, Σ dy x̂ over the channel's run
-        lane_sums<2, T>(a.S, [&](int64_t i, T* v) OK_INLINE_LAMBDA {
+        double s[2];  // Σ dy, Σ dy x̂ over the channel's run
+        block_sums<2, T>(a.S, [&](int64_t i, T* v) OK_INLINE_LAMBDA {
           v[0] = dyc[i];
           v[1] = dyc[i] * rules::normalize(xc[i], nz);
         }, s);
-        sg += w[c] * s[0];
-        sgx += w[c] * s[1];
-        if (pdw) pdw[w0 + c] += s[1];
-        if (pdb) pdb[w0 + c] += s[0];
+        sg = fma_t(double(w[c]), s[0], sg);
+        sgx = fma_t(double(w[c]), s[1], sgx);
+        if (pdw) pdw[w0 + c] += T(s[1]);
+        if (pdb) pdb[w0 + c] += T(s[0]);
       }
     }
-    const T mg = a.rms ? T(0) : sg / T(M), mgx = sgx / T(M);
+    const auto mean = rules::grad_means<T>(sg, sgx, double(M), a.rms);
+    const T mg = mean.g, mgx = mean.gx;
     if (a.S == 1) {
       ok = write_row_finite(dx, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
         return rules::norm_dx(dy[j], w[j], rules::normalize(x[j], nz), rs, mg, mgx);

@@ -22,6 +22,16 @@ template <class T, class A> struct StatsOp {
   __device__ Acc zero() const { return {0, 0.0, 0.0, 0.0}; }
   __device__ Part part_zero() const { return {0.0, 0.0, 0.0, 0.0}; }
   __device__ void push(Acc& acc, int64_t, int64_t, int64_t i) const { rules::push_shifted(acc, double(load(x, i))); }
+  // The thread's values again around their mean where its first value was an outlier of them
+  // (rules::reshift_needed): true after resetting acc for push_again.
+  __device__ bool again(Acc& acc) const {
+    if (!rules::reshift_needed(acc)) return false;
+    acc = rules::reshifted(acc);
+    return true;
+  }
+  __device__ void push_again(Acc& acc, int64_t, int64_t, int64_t i) const {
+    rules::push_around(acc, double(load(x, i)));
+  }
   __device__ Part finish(const Acc& acc) const { return rules::shifted_moments(acc); }
 };
 
@@ -37,6 +47,8 @@ template <class T, class A> struct GradSumOp {
   __device__ Acc zero() const { return {A(0), A(0)}; }
   __device__ Part part_zero() const { return zero(); }
   __device__ Part finish(const Acc& acc) const { return acc; }
+  __device__ bool again(Acc&) const { return false; }  // (sums need no second pass)
+  __device__ void push_again(Acc&, int64_t, int64_t, int64_t) const {}
   __device__ A xhat(int64_t n, int64_t c, int64_t i) const {
     const int64_t k = per_row ? n * G + c / Cg : c;
     return rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
@@ -70,8 +82,11 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int64_t c = int64_t(blockIdx.x) * kTile + tx;
     V v = op.zero();
-    if (c < C)
+    if (c < C) {
       for (int64_t n = n0 + ty; n < n1; n += kTileRows) op.push(v, n, c, n * C + c);
+      if (op.again(v))
+        for (int64_t n = n0 + ty; n < n1; n += kTileRows) op.push_again(v, n, c, n * C + c);
+    }
     sm[ty * kTile + tx] = op.finish(v);
     __syncthreads();
 #pragma unroll
@@ -88,6 +103,11 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
     const int64_t base = (n * C + c) * S;
     for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push(v, n, c, base + s);
   }
+  if (op.again(v))
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t base = (n * C + c) * S;
+      for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push_again(v, n, c, base + s);
+    }
   const P t = block_reduce(op.finish(v), sm, op.part_zero());
   if (threadIdx.x == 0) part[k * C + c] = t;
 }

@@ -40,6 +40,10 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
     } else {
       rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
+      if (rules::reshift_needed(t)) {  // (the thread's first value an outlier of its values)
+        t = rules::reshifted(t);
+        for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_around(t, double(load(xr, j)));
+      }
       const rules::Moments<double> m = block_remerged_moments<A>(
           block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0, 0.0}), M,
           [&](int64_t j) { return load(xr, j); });
@@ -67,7 +71,7 @@ template <class T, class A>
 __global__ void __launch_bounds__(kRowThreads)
 row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w, const A* __restrict__ mean,
               const A* __restrict__ rstd, T* __restrict__ dx, int64_t R, int64_t G, int64_t Cg, int64_t S) {
-  __shared__ Sum2<A> ss[32];
+  __shared__ Sum2<double> ss[32];
   // The last row whose dx came out non-finite (rows only grow: no reset; written after this row's
   // block_reduce, which every thread passes only after reading the previous row's value).
   __shared__ int64_t bad_row;
@@ -78,14 +82,15 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
     const T* dyr = dy + r * M;
     const A mu = mean ? mean[r] : A(0), rs = rstd[r];
     const int64_t w0 = (r % G) * Cg;
-    Sum2<A> s{A(0), A(0)};
+    Sum2<double> s{0.0, 0.0};  // Σ g, Σ g x̂ in double, as the CPU's (rules::grad_means)
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A g = A(load(dyr, j)) * (w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1));
-      s.a += g;
-      s.b += g * rules::normalize_safe(A(load(xr, j)), mu, rs);
+      s.a += double(g);
+      s.b += double(g * rules::normalize_safe(A(load(xr, j)), mu, rs));
     }
-    s = block_reduce(s, ss, Sum2<A>{A(0), A(0)});
-    const A mg = mean ? s.a / A(M) : A(0), mgx = s.b / A(M);  // RMS norm (no mean): no mean(g) term
+    s = block_reduce(s, ss, Sum2<double>{0.0, 0.0});
+    const auto gm = rules::grad_means<A>(s.a, s.b, double(M), !mean);  // RMS norm (no mean): no mean(g) term
+    const A mg = gm.g, mgx = gm.gx;
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
       const A xh = rules::normalize_safe(A(load(xr, j)), mu, rs);  // (scaled where x - mu may overflow)
