@@ -10,6 +10,7 @@
 #include <cmath>
 #include <string>
 
+#include "activation_loop.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
 #include "optkern/rules/activation.hpp"
@@ -18,29 +19,6 @@
 
 namespace optkern {
 namespace {
-
-// One activation over [0, n): the kind is a template argument so the rule
-// inlines without a switch and the loop vectorizes.
-template <class T, rules::Act K>
-OK_CLONES void activation_range(const T* OK_RESTRICT z, T* OK_RESTRICT a, T* OK_RESTRICT d1, T* OK_RESTRICT d2,
-                                int64_t n) {
-  if (d2) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) rules::activation(K, z[i], a[i], d1[i], d2[i]);
-  } else if (d1) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      T g2;
-      rules::activation(K, z[i], a[i], d1[i], g2);
-    }
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      T g1, g2;
-      rules::activation(K, z[i], a[i], g1, g2);
-    }
-  }
-}
 
 template <class T, rules::Act K> void activation_loop_k(const T* z, T* a, T* d1, T* d2, int64_t n) {
   const auto chunks = make_chunks({n});

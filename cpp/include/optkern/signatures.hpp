@@ -8,7 +8,7 @@
 #include <cmath>
 #include <string>
 
-#include "optkern/rules/activation.hpp"
+#include "optkern/rules/activation_kind.hpp"
 
 namespace optkern {
 namespace sig {

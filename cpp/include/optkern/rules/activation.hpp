@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include "optkern/common.hpp"
+#include "optkern/rules/activation_kind.hpp"
+#include "optkern/rules/gelu_poly.hpp"
 
 namespace optkern {
 namespace rules {
@@ -18,14 +20,12 @@ namespace nnmath {
 
 // Device: CUDA's float/double overloads. Host: exp / expm1 / tanh (tanh_sech2_) are
 // branch-free polynomial versions (below) so the OpenMP loops vectorize;
-// they agree with libm to a few ulp. log1p and erfc stay libm's.
+// they agree with libm to a few ulp. log1p stays libm's.
 #if defined(__CUDACC__)
 template <class T> OK_HD T exp_(T x) { return exp(x); }
 template <class T> OK_HD T expm1_(T x) { return expm1(x); }
 template <class T> OK_HD T log_(T x) { return log(x); }
 template <class T> OK_HD T log1p_(T x) { return log1p(x); }
-template <class T> OK_HD T erfc_(T x) { return erfc(x); }
-template <class T> OK_HD T exp_libm_(T x) { return exp(x); }
 // tanh x, and sech^2 x = 4 e / (1 + e)^2 with e = e^(-2|x|) (see tanh_sech2_ below).
 template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
   const T e = exp(T(-2) * fabs(x));
@@ -83,8 +83,10 @@ template <class T> OK_HD T expm1_reduced(T x, T& s) {
   }
   q = fma_t(q * r, r, r);
   // A NaN x leaves q NaN (so the result); its k must not reach the integer conversion (undefined).
+  // Through int32 (|k| <= 1022): AVX2 has no double -> int64 conversion, and with one GCC left the
+  // whole double loop of the x86-64-v3 clone scalar (the widening int32 -> int64 it has).
   const T kk = k == k ? k : T(0);
-  const typename B::I bits = (typename B::I(kk) + B::bias) << B::shift;
+  const typename B::I bits = (typename B::I(int32_t(kk)) + B::bias) << B::shift;
   std::memcpy(&s, &bits, sizeof(T));
   return q;
 }
@@ -120,10 +122,6 @@ template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
 }
 template <class T> OK_HD T log_(T x) { return std::log(x); }
 template <class T> OK_HD T log1p_(T x) { return std::log1p(x); }
-template <class T> OK_HD T erfc_(T x) { return std::erfc(x); }
-// For GELU, whose loop does not vectorize around erfc: there libm's exp is faster than exp_'s
-// polynomial (scalar).
-template <class T> OK_HD T exp_libm_(T x) { return std::exp(x); }
 #endif
 
 // 1 / (1 + e^-z) without overflow for large |z|.
@@ -134,48 +132,33 @@ template <class T> OK_HD T sigmoid(T z) {
 }
 
 // GELU f = z Phi(z), f' = Phi + z phi, f'' = phi (2 - z^2) in double (float's too: rounded once at
-// the end, the cost is libm's erfc either way). 0.5 (1 + erf(z / sqrt 2)) cancels for z < 0 (f was
-// 100 % wrong in float32 below z = -5, as torch's); erfc of the rounded t = -z / sqrt 2 is off by
-// 2 t^2 ulps (1e-13 at z = -37), corrected to first order with erfc' = -2/sqrt(pi) e^(-t^2); and
-// phi = C e^2 (1 - l / 2) with z^2 = h + l exact and e = e^(-h / 4), multiplied by e last, so z phi
-// and f'' stay accurate where phi itself is already subnormal. Below z = -26 Phi = phi M(-z) by the
-// Mills ratio's asymptotic series (x M(x) = 1 - 1/x^2 + 3/x^4 - ..., first term left out 1e-18):
-// the tail down to f's underflow without a subnormal Phi. Where e underflows the phi terms are 0
-// (not 0 * inf); NaN stays NaN, f(-inf) = -0, f'(+-inf) = 1, 0 (the limits; torch gives NaN).
+// the end), branch-free so the loops vectorize (over libm's erfc they did not: 8x slower). phi =
+// C e^2 (1 - l / 2) with z^2 = h + l exact and e = e^(-h / 4) (the one exp) multiplied by e last, so
+// products with phi stay accurate where phi itself is already subnormal. Phi from gelu_poly.hpp: near 0
+// (|z| < kGeluNear) 1/2 + z P(z^2), else from the Mills ratio M(x) = (1 - Phi(x)) / phi(x), x = |z|:
+// 1 - Phi(x) = phi M for z > 0 (at most 0.23: no cancellation), and for z < 0 f = -phi x M and
+// f' = phi (M - x) as one product each, so the tail holds down to f's underflow. (0.5 (1 + erf) cancels
+// for z < 0, and erfc of a rounded -z / sqrt 2 is off by 2 t^2 ulps.) Where e underflows the phi terms
+// are 0 (not 0 * inf); NaN stays NaN, f(-inf) = -0, f'(+-inf) = 1, 0 (the limits; torch gives NaN).
 OK_HD void gelu_terms(double z, double& f, double& d1, double& d2) {
   const double h = z * z, l = fma_t(z, z, -h);
-  const double e = exp_libm_(-0.25 * h);
+  const double e = exp_(-0.25 * h);
   const double ce = 0.39894228040143267794 * e * fma_t(-0.5, l, 1.0);
   // (ce v) e, phi v, without 0 * inf where phi underflows
   const auto phi_times = [&](double v) { return e != 0.0 ? (ce * v) * e : 0.0; };
-  const double x = -z;
-  if (x > 26.0) {
-    const double u = 1.0 / h;
-    double s = 2027025.0;
-    s = fma_t(s, u, -135135.0);
-    s = fma_t(s, u, 10395.0);
-    s = fma_t(s, u, -945.0);
-    s = fma_t(s, u, 105.0);
-    s = fma_t(s, u, -15.0);
-    s = fma_t(s, u, 3.0);
-    s = fma_t(s, u, -1.0);
-    s = fma_t(s, u, 1.0);  // x M(x)
-    f = -phi_times(s);
-    d1 = 0.0 - phi_times(x - s / x);  // Phi + z phi = -phi (x - M)
-  } else {
-    const double t = x * 0.70710678118654757;  // 1/sqrt 2 = 0.70710678118654757 - 4.8336e-17
-    const double dt = fma_t(x, 0.70710678118654757, -t) - x * 4.8336466567264567e-17;
-    const double cdf = 0.5 * erfc_(t) - phi_times(1.4142135623730951 * dt);
-    f = z * cdf;
-    d1 = cdf + phi_times(z);
-  }
+  const double x = z < 0.0 ? -z : z;
+  const double r = 1.0 / (x + kGeluK);
+  const double m = gelu_mills(fma_t(kGeluBeta, r, kGeluAlpha)) * r;  // M(x)
+  const bool near = x < kGeluNear, tail = (z < 0.0) & !near;
+  const double q = phi_times(tail ? x * m : m);  // -f in the tail, else 1 - Phi(x)
+  const double cdf = near ? fma_t(z, gelu_near(h), 0.5) : 1.0 - q;
+  f = tail ? -q : z * cdf;
+  const double p = phi_times(tail ? m - x : z);
+  d1 = tail ? p : cdf + p;
   d2 = phi_times(fma_t(-z, z, 2.0));
 }
 
 }  // namespace nnmath
-
-enum class Act : int { identity = 0, tanh = 1, relu = 2, gelu = 3, sigmoid = 4, softplus = 5 };
-constexpr int kNumAct = 6;
 
 // f(z), f'(z), f''(z) of activation `k`.
 template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
