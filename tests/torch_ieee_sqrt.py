@@ -23,7 +23,8 @@ _SQRT = torch.Tensor.sqrt
 
 def _sqrt(t):
     if t.dtype == torch.float64:  # (torch's own float64 sqrt is not correctly rounded either: NumPy's is)
-        return torch.from_numpy(np.sqrt(t.detach().cpu().numpy())).to(t.device)
+        with np.errstate(invalid="ignore"):  # (a negative's NaN, as torch's, without a warning)
+            return torch.from_numpy(np.sqrt(t.detach().cpu().numpy())).to(t.device)
     # float64 has more than 2 x 24 + 2 bits: its sqrt rounded to float32 is correctly rounded
     return _SQRT(t.double()).to(t.dtype)
 
