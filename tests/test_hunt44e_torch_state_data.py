@@ -57,3 +57,40 @@ def test_state_given_other_memory_in_place_is_followed(name, kw, entry, how):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(got_s, want_s, rtol=0, atol=0)
     assert got_s.data_ptr() == new.data_ptr()  # (the step wrote the new memory)
+
+
+@pytest.mark.parametrize("how", ["data", "set_"])
+@pytest.mark.parametrize("name", ["Adam", "NAdam", "Adagrad"])
+def test_step_counts_given_other_memory_in_place_are_read(name, how):
+    # every param's step count moved to new memory (a resumed count): the warm view cache read the
+    # old memory (its joined counts), stepping from 3 with bias corrections of steps 4 and 5 where
+    # torch steps from 7, and left the counts at 7
+    def run(mod):
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(n)) for n in (7, 3)]
+        kw = dict(lr=0.01, lr_decay=0.1) if name == "Adagrad" else dict(lr=0.01)
+        opt = getattr(mod, name)(ps, **kw)
+        g = torch.Generator().manual_seed(1)
+
+        def step():
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+
+        for _ in range(3):
+            step()
+        for p in ps:
+            if how == "data":
+                opt.state[p]["step"].data = torch.tensor(7.0)
+            else:
+                opt.state[p]["step"].set_(torch.tensor(7.0))
+        for _ in range(2):
+            step()
+        return ps, [float(opt.state[p]["step"]) for p in ps]
+
+    with ieee_sqrt():
+        want, want_steps = run(torch.optim)
+    got, got_steps = run(ot)
+    assert got_steps == want_steps == [9.0, 9.0]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

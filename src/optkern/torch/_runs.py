@@ -233,13 +233,15 @@ class _Runs:
                 if self._lowp_core:
                     core_run.bases = self._element_bases(params)
             if cache:
-                memory = params + _entries(states, names)  # (the tensors whose memory is viewed)
-                key = (names, _data_key(memory))
                 entries = (*names, *scalars)
+                flat = _entries(states, entries)
+                # the tensors whose memory the step views or reads: the params, their state tensors and
+                # step counts (joined above: a count given other memory, ``.set_(t)``, is read anew)
+                memory = params + flat
+                key = (names, _data_key(memory))
                 own = all(type(st) is _TrackedEntry for st in states)
                 versions = [bufs, list(map(_version, bufs))]  # (see _layout_holds)
                 unjoined = len(params) > 1 and len(self._joined) < len(scalars)  # (values read each step)
-                flat = _entries(states, entries)
                 cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
                 cached += (own, scalars, versions, unjoined, written, shapes, _flat_shapes(shapes), memory)
                 self._view_cache[id(params)] = cached
