@@ -19,4 +19,4 @@ def adam_state(sizes, seed=0):
 
 def adam_step(ps, grads, ms, vs):
     """One native Adam step (lr 1e-2, step 1) of ``ps`` by ``grads`` (arrays or a HeldCapsules)."""
-    _cpu.adam_(ps, grads, ms, vs, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, 1)
+    _cpu.adam_(ps, grads, ms, vs, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, False, 1)

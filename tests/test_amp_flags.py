@@ -68,7 +68,8 @@ def test_capturable_step_with_found_inf_skips_and_keeps_the_counters(flag):
     m, v = np.zeros_like(p), np.zeros_like(p)
     counters = np.array([3.0])
     ref = [x.copy() for x in (p, m, v)]
-    hyper = (0.01, 0.9, 0.999, 1e-8, 0.0, False, False, 4)  # lr, beta1, beta2, eps, wd, decoupled, maximize, step
+    hyper = (0.01, 0.9, 0.999, 1e-8, 0.0, False, False, False, 4)  # lr, beta1, beta2, eps, wd, decoupled, maximize,
+    # float32_lr, step
     _cpu.adam_capturable([p], [g], [m], [v], None, *hyper, counters, None, np.full(1, flag, np.float32))
     if flag:
         for a, b in zip((p, m, v), ref):

@@ -65,7 +65,7 @@ def test_numpy_arrays_are_rejected_with_the_argument_named():
 
 def test_empty_lists_need_no_cupy_and_no_device():
     assert _cuda.sgd_([], [], None, 0.1, 0.0, 0.0, 0.0, False, False, False, 1) is None
-    assert _cuda.adam_([], [], [], [], None, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, 1) is None
+    assert _cuda.adam_([], [], [], [], None, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False, 1) is None
     assert _cuda.clamp_([], 1.0) is None
 
 
@@ -115,7 +115,7 @@ need_no_device = pytest.mark.skipif(HAVE_DEVICE, reason="stand-in pointers must 
 
 
 def _adam(p, g, m, v, vmax=None, counters=None, lr_buffer=None):
-    args = (p, g, m, v, vmax, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 1)
+    args = (p, g, m, v, vmax, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False, 1)
     if counters is None and lr_buffer is None:
         return _cuda.adam_(*args)
     return _cuda.adam_capturable(*args, counters, lr_buffer)
@@ -217,14 +217,14 @@ def test_device_buffers_are_checked():
         _adam(p, g, m, v, counters=np.zeros(1))
     with pytest.raises(ValueError, match=r"counters: expected 2 elements, got 1"):  # NAdam: step, mu_product
         _cuda.nadam_capturable(
-            p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, False, False, False, 1, 1.0, fake(1, np.float64), None
+            p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, False, False, False, False, 1, 1.0, fake(1, np.float64), None
         )
     with pytest.raises(TypeError, match=r"out: expected a cupy.ndarray, got numpy.ndarray"):
         _cuda.grad_norm(p, 2.0, np.zeros(1))
     with pytest.raises(ValueError, match=r"b_sq: expected 1 element, got 2"):
         _cuda.adagrad_norm_(p, g, fake(2, np.float64), 0.1, 0.0, False)
     with pytest.raises(TypeError, match=r"sums: expected a list of arrays, got None"):
-        _cuda.adagrad_(p, g, None, 0.1, 0.0, 0.0, 1e-10, False, 1)
+        _cuda.adagrad_(p, g, None, 0.1, 0.0, 0.0, 1e-10, False, False, 1)
 
 
 # ---- CuPy helpers of _backend (pure NumPy paths) ---------------------------------

@@ -133,7 +133,7 @@ def _none_calls(xp, mod):
     return {
         "sgd_ grads": lambda p=p: mod.sgd_(p, None, None, 0.1, 0.0, 0.0, 0.0, False, False, False, 1),
         "adam_ grads": lambda p=p, s=s, b=b: mod.adam_(
-            p, None, s, b, None, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, 1
+            p, None, s, b, None, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False, 1
         ),
         "adagrad_norm_ grads": lambda p=p, out=out: mod.adagrad_norm_(p, None, out, 0.1, 0.0, False),
         "sam_perturb_ grads": lambda p=p, b=b, out=out: mod.sam_perturb_(p, None, b, 0.1, 1e-12, out),

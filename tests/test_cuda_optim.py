@@ -56,7 +56,7 @@ def rmsprop(mom, nesterov, maximize):
 
 
 def adagrad(t):
-    return (lr_at(t), 0.01, 0.01, 1e-10, False, t)
+    return (lr_at(t), 0.01, 0.01, 1e-10, False, False, t)  # (maximize, float32_lr)
 
 
 def adadelta(t):
@@ -64,11 +64,11 @@ def adadelta(t):
 
 
 def adam(wd, decoupled, maximize=False):
-    return lambda t: (lr_at(t), B1, B2, 1e-8, wd, decoupled, maximize, t)
+    return lambda t: (lr_at(t), B1, B2, 1e-8, wd, decoupled, maximize, False, t)  # (float32_lr)
 
 
 def nadam(wd, decoupled):
-    flags = (decoupled, False, False)  # decoupled_weight_decay, maximize, float64_product
+    flags = (decoupled, False, False, False)  # decoupled_weight_decay, maximize, float64_product, float32_lr
     return lambda t: (lr_at(t), B1, B2, 1e-8, wd, 0.004, *flags, t, math.prod(_mu(k) for k in range(1, t)))
 
 
@@ -499,7 +499,7 @@ def _adam_lists(n=10, k=3, dtype=cp.float32):
 
 
 def _adam(p, g, m, v, **kw):
-    _cuda.adam_(p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, 1)
+    _cuda.adam_(p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, False, 1)
 
 
 def _unchanged(lists, before):
@@ -527,10 +527,10 @@ def test_bad_inputs_raise_and_write_nothing():
     with pytest.raises(ValueError, match="shares memory"):  # overlapping views of one buffer
         _adam([buf[0:10], buf[5:15], p[2]], g, m, v)
     with pytest.raises(ValueError, match=r"counters: expected 1 element,"):
-        _cuda.adam_capturable(p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, 1, cp.zeros(2), None)
+        _cuda.adam_capturable(p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, False, 1, cp.zeros(2), None)
     with pytest.raises(ValueError, match="shares memory"):
         _cuda.adam_capturable(
-            p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, 1, None, m[0].view(cp.float64)[:1]
+            p, g, m, v, None, 1e-3, B1, B2, 1e-8, 0.0, False, False, False, 1, None, m[0].view(cp.float64)[:1]
         )
     with pytest.raises(TypeError, match=r"out: expected float64, got float32"):
         _cuda.grad_norm(g, 2.0, cp.zeros(1, cp.float32))

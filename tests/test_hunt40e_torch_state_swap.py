@@ -1,8 +1,8 @@
 """What optkern.torch.optimizers documents of state tensors swapped between steps (hunt 40e): one
 replaced in the state dict (``opt.state[p]["exp_avg"] = t``, with the step's view cache warm) is the
 state the next step reads and writes, as in torch.optim, to rounding; one given other memory in
-place (``.data = t``) is documented as not followed, and not tested here (following it costs every
-step a look at every state tensor)."""
+place (``.data = t``, ``.set_(t)``) is followed too since hunt 44e
+(tests/test_hunt44e_torch_state_data.py)."""
 
 import pytest
 

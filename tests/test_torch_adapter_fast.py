@@ -346,7 +346,7 @@ def _adam_args(n=5, dtype=np.float32):
 
 
 def _adam(p, g, m, v):
-    _cpu.adam_(p, g, m, v, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, 1)
+    _cpu.adam_(p, g, m, v, None, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, False, 1)
 
 
 def test_capsule_grads_equal_array_grads():

@@ -118,10 +118,11 @@ def adagrad_(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
     maximize: bool,
+    float32_lr: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay).
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay); float32_lr: clr in a float32 op, as torch computes it from a float32 tensor lr.
     """
 
 def adagrad_capturable(
@@ -133,13 +134,14 @@ def adagrad_capturable(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
     maximize: bool,
+    float32_lr: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
     lr_buffer: typing.Any,
     found_inf: typing.Any = None,
 ) -> None:
     """
-    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay); float32_lr: clr in a float32 op, as torch computes it from a float32 tensor lr. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def adagrad_norm_(
@@ -167,10 +169,11 @@ def adam_(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     decoupled_weight_decay: bool,
     maximize: bool,
+    float32_lr: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
 ) -> None:
     """
-    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad.
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. float32_lr: lr / bc1 and 1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr.
     """
 
 def adam_capturable(
@@ -186,13 +189,14 @@ def adam_capturable(
     weight_decay: typing.SupportsFloat | typing.SupportsIndex,
     decoupled_weight_decay: bool,
     maximize: bool,
+    float32_lr: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
     lr_buffer: typing.Any,
     found_inf: typing.Any = None,
 ) -> None:
     """
-    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. float32_lr: lr / bc1 and 1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
@@ -500,11 +504,12 @@ def nadam_(
     decoupled_weight_decay: bool,
     maximize: bool,
     float64_product: bool,
+    float32_lr: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
     mu_product: typing.SupportsFloat | typing.SupportsIndex,
 ) -> typing.Any:
     """
-    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product. float32_lr: the lr coefficients and 1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr.
     """
 
 def nadam_capturable(
@@ -521,6 +526,7 @@ def nadam_capturable(
     decoupled_weight_decay: bool,
     maximize: bool,
     float64_product: bool,
+    float32_lr: bool,
     step: typing.SupportsFloat | typing.SupportsIndex,
     mu_product: typing.SupportsFloat | typing.SupportsIndex,
     counters: typing.Any,
@@ -528,7 +534,7 @@ def nadam_capturable(
     found_inf: typing.Any = None,
 ) -> typing.Any:
     """
-    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product. float32_lr: the lr coefficients and 1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
 def norm_rop_bwd(

@@ -201,7 +201,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
   } else if (rule == "adam") {
     if (step < 1) throw py::value_error("step: must be >= 1 for adam (bias corrections), got 0");
     const rules::AdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4),
-                             flag(1, false), flag(0, false)};
+                             flag(1, false), flag(0, false), false};  // (a float lr)
     const rules::Counters k{double(step)};
     if (n_states == 3) go(rules::Adam<F, true>::at(h, k));
     else go(rules::Adam<F, false>::at(h, k));
@@ -216,7 +216,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     else go(rules::RMSprop<F, false, false>::at(h, k));
   } else if (rule == "adagrad") {
     if (step < 1) throw py::value_error("step: must be >= 1 for adagrad (lr_decay), got 0");
-    const rules::AdagradHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false)};
+    const rules::AdagradHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false), false};
     go(rules::Adagrad<F>::at(h, rules::Counters{double(step)}));
   } else if (rule == "adadelta") {
     const rules::AdadeltaHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false)};
@@ -224,7 +224,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
   } else if (rule == "nadam") {
     if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
     const rules::NAdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4), scalar(x, 5),
-                              flag(1, false), flag(0, false), false};  // (mu_product kept in float32)
+                              flag(1, false), flag(0, false), false, false};  // (mu_product kept in float32; a float lr)
     const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), scalar(x, 6)});
     go(r);
     return r.mu_product;

@@ -76,12 +76,13 @@ struct Sgd {
 struct Adagrad {
   static constexpr const char* name = "adagrad";
   static constexpr const char* doc =
-      "Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay).";
+      "Adagrad step in place: s <- s + g^2, p <- p - clr g / (sqrt(s) + eps), clr = lr / (1 + (step - 1) lr_decay); "
+      "float32_lr: clr in a float32 op, as torch computes it from a float32 tensor lr.";
   static constexpr StateList states[] = {{"sums", false}};
   template <class T, bool...> using Rule = rules::Adagrad<T>;
   using Hyper = rules::AdagradHyper;
-  using scalars = Types<D, D, D, D, bool>;
-  static constexpr const char* scalar_names[] = {"lr", "lr_decay", "weight_decay", "eps", "maximize"};
+  using scalars = Types<D, D, D, D, bool, bool>;
+  static constexpr const char* scalar_names[] = {"lr", "lr_decay", "weight_decay", "eps", "maximize", "float32_lr"};
   static constexpr int kCounters = 1;
 };
 
@@ -117,15 +118,16 @@ struct Adam {
   static constexpr const char* doc =
       "Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; "
       "decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = "
-      "AMSGrad.";
+      "AMSGrad. float32_lr: lr / bc1 and 1 - lr weight_decay in float32 ops, as torch computes them from a "
+      "float32 tensor lr.";
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}, {"max_exp_avg_sqs", true}};
   template <class T, bool... Present> using Rule = rules::Adam<T, Present...>;  // <amsgrad>
   using Hyper = rules::AdamHyper;
-  using scalars = Types<D, D, D, D, D, bool, bool>;
+  using scalars = Types<D, D, D, D, D, bool, bool, bool>;
   static constexpr const char* scalar_names[] = {"lr",           "beta1",
                                                  "beta2",        "eps",
                                                  "weight_decay", "decoupled_weight_decay",
-                                                 "maximize"};
+                                                 "maximize",     "float32_lr"};
   static constexpr int kCounters = 1;
 };
 
@@ -134,11 +136,12 @@ struct NAdam {
   static constexpr const char* doc =
       "NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to "
       "step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded "
-      "to the arrays' dtype, or kept in float64 with float64_product.";
+      "to the arrays' dtype, or kept in float64 with float64_product. float32_lr: the lr coefficients and "
+      "1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr.";
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}};
   template <class T, bool...> using Rule = rules::NAdam<T>;
   using Hyper = rules::NAdamHyper;
-  using scalars = Types<D, D, D, D, D, D, bool, bool, bool>;
+  using scalars = Types<D, D, D, D, D, D, bool, bool, bool, bool>;
   static constexpr const char* scalar_names[] = {"lr",
                                                  "beta1",
                                                  "beta2",
@@ -147,7 +150,8 @@ struct NAdam {
                                                  "momentum_decay",
                                                  "decoupled_weight_decay",
                                                  "maximize",
-                                                 "float64_product"};
+                                                 "float64_product",
+                                                 "float32_lr"};
   static constexpr int kCounters = 2;
 };
 }  // namespace opt

@@ -24,6 +24,7 @@ class AdagradHyper(NamedTuple):
     eps: float
     maximize: bool
     initial_accumulator_value: float = 0.0
+    float32_lr: bool = False  # (as AdamHyper's)
 
 
 def _check_adagrad(
@@ -41,18 +42,23 @@ def _check_adagrad(
 
 
 def _adagrad_call(mod, params, grads, sums, hp: AdagradHyper, step, dev=None) -> None:
-    _native(mod, "adagrad", (params, grads, sums, hp.lr, hp.lr_decay, hp.weight_decay, hp.eps, hp.maximize, step), dev)
+    scalars = (hp.lr, hp.lr_decay, hp.weight_decay, hp.eps, hp.maximize, hp.float32_lr)
+    _native(mod, "adagrad", (params, grads, sums, *scalars, step), dev)
 
 
-def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False):
+def adagrad_(
+    params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False, float32_lr=False
+):
     """Adagrad, in place: ``s <- s + g'^2``, ``p <- p - clr g' / (sqrt(s) + eps)``.
 
     ``g' = ±g + weight_decay p`` and ``clr = lr / (1 + (step - 1) lr_decay)``; ``step`` counts
-    from 1 (this step included).
+    from 1 (this step included). ``float32_lr``: ``clr`` computed in a float32 op (both operands
+    rounded to float32 first), as torch.optim computes it from a float32 tensor ``lr``.
     """
     mod, params, grads, st = _lists(params, grads, sums=sums)
     hp = _check_adagrad("", lr, lr_decay, weight_decay, eps, maximize)
     _check_params_dtype(hp, params)
+    hp = hp._replace(float32_lr=_flag("float32_lr", float32_lr))
     _adagrad_call(mod, params, grads, st["sums"], hp, _step_count(step))
 
 

@@ -26,6 +26,9 @@ class AdamHyper(NamedTuple):
     decoupled_weight_decay: bool
     maximize: bool
     amsgrad: bool
+    # lr is a float32 tensor (torch.optim's tensor lr): the step size and decay rounded as torch's
+    # float32 tensor ops round them (rules::neg_lr_ratio); else computed in double
+    float32_lr: bool = False
 
 
 def _check_adam(
@@ -71,6 +74,7 @@ def _adam_call(mod, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp: A
             hp.weight_decay,
             hp.decoupled_weight_decay,
             hp.maximize,
+            hp.float32_lr,
             step,
         ),
         dev,
@@ -92,6 +96,7 @@ def adam_(
     weight_decay=0.0,
     decoupled_weight_decay=False,
     maximize=False,
+    float32_lr=False,
 ):
     """Adam / AMSGrad, in place (torch.optim.Adam's update).
 
@@ -100,6 +105,8 @@ def adam_(
     (``step`` counts from 1, this step included). AMSGrad when ``max_exp_avg_sqs`` is given
     (``vmax <- max(vmax, v)`` replaces ``v``). Weight decay is L2 (``g' = ±g + wd p``), or
     decoupled (``p <- p (1 - lr wd)`` first, AdamW) with ``decoupled_weight_decay``.
+    ``float32_lr``: ``lr / bc1`` and ``1 - lr wd`` computed in float32 ops, each operand rounded to
+    float32 first, as torch.optim computes them from a float32 tensor ``lr``.
     """
     mod, params, grads, st = _lists(
         params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, max_exp_avg_sqs=max_exp_avg_sqs
@@ -116,6 +123,7 @@ def adam_(
         _BETA_KEYWORDS,
     )
     _check_params_dtype(hp, params)
+    hp = hp._replace(float32_lr=_flag("float32_lr", float32_lr))
     _adam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], st["max_exp_avg_sqs"], hp, _step_count(step))
 
 

@@ -24,6 +24,7 @@ class NAdamHyper(NamedTuple):
     # mu_product kept in float64 whatever the params' dtype (torch.optim.NAdam's float64 state, under a
     # float64 default dtype); else rounded to the params' dtype (float32: torch's float32 state)
     float64_product: bool = False
+    float32_lr: bool = False  # (as AdamHyper's)
 
 
 def _check_nadam(
@@ -64,6 +65,7 @@ def nadam_(
     decoupled_weight_decay=False,
     maximize=False,
     float64_product=False,
+    float32_lr=False,
 ):
     """NAdam (Dozat 2016; torch.optim.NAdam's update), in place. Returns the new ``mu_product``.
 
@@ -73,7 +75,8 @@ def nadam_(
     ``p <- p - lr (1 - mu_t) / (1 - prod_t) g' / d - lr mu_{t+1} / (1 - prod_t mu_{t+1}) m / d``,
     ``d = sqrt(v / bc2) + eps``. The new ``mu_product`` is rounded to the arrays' dtype (torch's
     float32 state for float32 arrays), or with ``float64_product`` kept in float64 (torch's state
-    under a float64 default dtype).
+    under a float64 default dtype). ``float32_lr``: the two lr coefficients and ``1 - lr wd`` computed
+    in float32 ops, as torch.optim computes them from a float32 tensor ``lr``.
     """
     mod, params, grads, st = _lists(params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs)
     hp = _check_nadam(
@@ -82,7 +85,9 @@ def nadam_(
     _check_params_dtype(hp, params)
     # (0 is a product this returns: underflowed, or with beta1 = 0; _state_checks.SCALARS)
     mu_product = in_range("mu_product", mu_product, 0.0, 1.0)
-    hp = hp._replace(float64_product=_flag("float64_product", float64_product))
+    hp = hp._replace(
+        float64_product=_flag("float64_product", float64_product), float32_lr=_flag("float32_lr", float32_lr)
+    )
     return _nadam_call(mod, params, grads, st["exp_avgs"], st["exp_avg_sqs"], hp, _step_count(step), mu_product)
 
 

@@ -42,15 +42,16 @@ def _flat_shapes(shapes: list) -> np.ndarray:
     return np.array([x for s in shapes for x in (len(s), *s)], np.int64)
 
 
-def _data_key(params: list):
-    """What says where ``params``' memory is (a view cache entry's validity: ``p.data = ...`` gives a
-    param other memory): their data pointers, read in one native call through torch's DLPack exchange
-    API (``_EXCHANGE``) as one bytes object -- ~20 us less a step than a list of 200 ``data_ptr()``
-    ints after a large step's memory traffic -- or, without it (or where it refuses a tensor), that
-    list. The two never compare equal: a change of kind is a miss."""
+def _data_key(tensors: list):
+    """What says where the memory of a run's ``tensors`` is, its params and state tensors (a view
+    cache entry's validity: ``p.data = ...``, ``state["exp_avg"].data = ...`` or ``.set_(...)``
+    gives a tensor other memory): their data pointers, read in one native call through torch's
+    DLPack exchange API (``_EXCHANGE``) as one bytes object -- ~20 us less a step than a list of 200
+    ``data_ptr()`` ints after a large step's memory traffic -- or, without it (or where it refuses
+    an item), that list. The two never compare equal: a change of kind is a miss."""
     if _EXCHANGE is not None:
         try:
-            return _data_addresses(params, _EXCHANGE)
+            return _data_addresses(tensors, _EXCHANGE)
         except TypeError:
             pass
-    return list(map(_data_ptr, params))
+    return [_data_ptr(t) if isinstance(t, torch.Tensor) else t for t in tensors]

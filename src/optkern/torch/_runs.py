@@ -183,7 +183,7 @@ class _Runs:
             return None
         if names is None:
             names = self._stored(hp, params[0].dtype)
-        key = (names, _data_key(params))
+        key = (names, _data_key(hit[15]))  # (the params and state tensors viewed: their memory now)
         if hit[0] != key:
             return None
         # the run's per-param dicts all the optimizer's own and none changed since the last step
@@ -233,14 +233,17 @@ class _Runs:
                 if self._lowp_core:
                     core_run.bases = self._element_bases(params)
             if cache:
-                key = (names, _data_key(params))
                 entries = (*names, *scalars)
+                flat = _entries(states, entries)
+                # the tensors whose memory the step views or reads: the params, their state tensors and
+                # step counts (joined above: a count given other memory, ``.set_(t)``, is read anew)
+                memory = params + flat
+                key = (names, _data_key(memory))
                 own = all(type(st) is _TrackedEntry for st in states)
                 versions = [bufs, list(map(_version, bufs))]  # (see _layout_holds)
                 unjoined = len(params) > 1 and len(self._joined) < len(scalars)  # (values read each step)
-                flat = _entries(states, entries)
                 cached: tuple = (key, pviews, lists, self._joined, core_run, states, flat, dense)
-                cached += (own, scalars, versions, unjoined, written, shapes, _flat_shapes(shapes))
+                cached += (own, scalars, versions, unjoined, written, shapes, _flat_shapes(shapes), memory)
                 self._view_cache[id(params)] = cached
         # (read from the run's joined step counts, a NumPy array over the same memory as
         # ``states[0]["step"]``, where it has one: ``float()`` of a 0-d tensor costs ~45 us after a

@@ -13,13 +13,14 @@ from ..optim.adam import keep_decoupled
 from ._fused import _Fused
 from ._host_values import host_group
 from ._impl_keywords import impl_keywords
+from ._tensor_lr import Float32Lr, replaced
 
 __all__ = ["Adam", "AdamW", "NAdam"]
 
 
 @impl_keywords
 @lowp_keywords
-class Adam(_Fused):
+class Adam(Float32Lr, _Fused):
     """torch.optim.Adam (AMSGrad, L2 or decoupled weight decay), and the low-precision keywords
     (see :mod:`optkern.torch`)."""
 
@@ -70,6 +71,7 @@ class Adam(_Fused):
             weight_decay=group["weight_decay"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
             maximize=group["maximize"],
+            float32_lr=self._float32_lr,
         )
 
 
@@ -103,7 +105,7 @@ class AdamW(Adam):
 
 @impl_keywords
 @lowp_keywords
-class NAdam(_Fused):
+class NAdam(Float32Lr, _Fused):
     """torch.optim.NAdam (momentum schedule with ``momentum_decay``; L2 or decoupled decay), and the
     low-precision keywords (see :mod:`optkern.torch`)."""
 
@@ -156,6 +158,7 @@ class NAdam(_Fused):
             decoupled_weight_decay=group["decoupled_weight_decay"],
             maximize=group["maximize"],
             float64_product=self._float64_product,
+            float32_lr=self._float32_lr,
         )
 
     def _run(self, group, params, gi, cache=False, grads=None):
@@ -169,11 +172,7 @@ class NAdam(_Fused):
 
     def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
         if self._float64_product:
-            # (one widened tuple per group's checked one: _core_step memoizes its dtype check by identity)
-            wide = self.__dict__.get("_wide_hp")
-            if wide is None or wide[0] is not hp:
-                wide = self.__dict__["_wide_hp"] = (hp, hp._replace(float64_product=True))
-            hp = wide[1]
+            hp = replaced(self, hp, float64_product=True)
         return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)
 
     def _core_extra(self):

@@ -11,13 +11,17 @@ closure is re-evaluated with grad enabled. The update runs in place on the
 tensors' own memory: one optkern call per (device, dtype, step count) run of
 a group, on torch's current CUDA stream for CUDA tensors.
 
-The step keeps views of the params' and state tensors' memory while they stay the same tensors:
-a state tensor replaced (``opt.state[p]["exp_avg"] = t``, a cleared or new dict) or a param given
-other memory (``p.data = t``) is followed. A state tensor given other memory in place while its
-param keeps its own (``opt.state[p]["exp_avg"].data = t`` or ``.set_(t)``) is not: the step goes on
-reading and writing the memory it viewed, where torch.optim's reads ``t``; assign the tensor
-instead. (Following it would mean reading every state tensor's data pointer each step, memory the
-step does not otherwise touch: +0.2-0.6 ms a step at 200 params, measured.)
+The step keeps views of the params' and state tensors' memory while they stay the same tensors
+over the same memory: a state tensor replaced (``opt.state[p]["exp_avg"] = t``, a cleared or new
+dict), a param or a state tensor given other memory in place (``p.data = t``,
+``opt.state[p]["exp_avg"].data = t`` or ``.set_(t)``) is followed, as torch.optim reads it. (Their
+data pointers are read each step in the one native call that reads the params'.)
+
+A float32 tensor ``lr`` (torch.optim takes one) steps as torch's for-loop steps with it: the step
+scalars torch then computes in float32 tensor ops (Adam's and AdamW's ``lr / bc1``, NAdam's
+coefficients, Adagrad's decayed lr, ``1 - lr * weight_decay``) are computed so (``_tensor_lr``). Tensor
+``betas`` are read as their values: torch computes ``1 - beta ** step`` and ``bc2 ** 0.5`` from them
+with its own float32 pow and sqrt, which optkern does not reproduce (results agree to rounding).
 
 Here SGD, Adagrad, RMSprop and Adadelta; the Adam family (``adam.py``) and
 AdagradNorm (``adagrad_norm.py``) are imported from their own modules.
@@ -32,6 +36,7 @@ from . import _views
 from ._fused import _Fused
 from ._impl_keywords import impl_keywords
 from ._state import _zeros
+from ._tensor_lr import Float32Lr
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW, NAdam
 
@@ -197,7 +202,7 @@ class SGD(_Fused):
 
 @impl_keywords
 @lowp_keywords
-class Adagrad(_Fused):
+class Adagrad(Float32Lr, _Fused):
     """torch.optim.Adagrad (state created at construction, as torch does), and the low-precision
     keywords (see :mod:`optkern.torch`).
 
@@ -252,6 +257,7 @@ class Adagrad(_Fused):
             weight_decay=group["weight_decay"],
             eps=group["eps"],
             maximize=group["maximize"],
+            float32_lr=self._float32_lr,
         )
 
 

@@ -132,6 +132,8 @@ template <class T> inline T okemu_rounded(T x) {
 }
 inline float __fmul_rn(float a, float b) { return okemu_rounded(a * b); }
 inline float __fadd_rn(float a, float b) { return okemu_rounded(a + b); }
+inline float __fsub_rn(float a, float b) { return okemu_rounded(a - b); }
+inline float __fdiv_rn(float a, float b) { return okemu_rounded(a / b); }
 inline double __dmul_rn(double a, double b) { return okemu_rounded(a * b); }
 inline double __dadd_rn(double a, double b) { return okemu_rounded(a + b); }
 inline uint32_t __float_as_uint(float x) {

@@ -42,8 +42,20 @@ struct Counters {
   double mu_product = 1.0;
 };
 
-// 1 - lr wd: AdamW's decoupled decay factor (1 when the decay is L2).
-OK_HD double decoupled_decay(double lr, double wd, bool decoupled) { return decoupled ? 1.0 - mul_rn(lr, wd) : 1.0; }
+// 1 - lr wd: AdamW's decoupled decay factor (1 when the decay is L2). float32_lr: lr is a float32
+// tensor (torch.optim takes one), and torch's `1 - lr * weight_decay` two float32 tensor ops.
+OK_HD double decoupled_decay(double lr, double wd, bool decoupled, bool float32_lr = false) {
+  if (!decoupled) return 1.0;
+  return float32_lr ? double(sub_f(1.0f, mul_f(float(lr), float(wd)))) : 1.0 - mul_rn(lr, wd);
+}
+
+// -lr a / b with lr a float32 tensor (float32_lr) as torch's tensor ops round it: (-lr * a) / b,
+// each a float32 op, a and b (Python floats) rounded to float32 first; else in double. Adam's
+// step size (a = 1) and NAdam's two coefficients.
+OK_HD double neg_lr_ratio(double lr, double a, double b, bool float32_lr) {
+  if (!float32_lr) return -lr * a / b;
+  return double(div_f(mul_f(-float(lr), float(a)), float(b)));  // (a = 1: the product is exact)
+}
 
 // A rule's bool flag as a value of T (1 or 0), tested `flag != T(0)` inside the element loop: GCC 12
 // vectorizes a select on a comparison of loop-invariant floats, but not one on a loop-invariant
@@ -142,7 +154,7 @@ template <class T, bool Momentum> struct Sgd {
 // clr = lr / (1 + (t - 1) lr_decay).
 struct AdagradHyper {
   double lr, lr_decay, weight_decay, eps;
-  bool maximize;
+  bool maximize, float32_lr;  // float32_lr: as AdamHyper's (torch's lr / (1 + ...) a float32 op)
 };
 template <class T> struct Adagrad {
   using Hyper = AdagradHyper;
@@ -150,7 +162,8 @@ template <class T> struct Adagrad {
   T clr, eps, weight_decay;
   bool maximize;
   static OK_HD Adagrad at(const Hyper& h, const Counters& c) {
-    return {T(h.lr / (1.0 + mul_rn(c.t - 1.0, h.lr_decay))), T(h.eps), T(h.weight_decay), h.maximize};
+    const double clr = -neg_lr_ratio(h.lr, 1.0, 1.0 + mul_rn(c.t - 1.0, h.lr_decay), h.float32_lr);
+    return {T(clr), T(h.eps), T(h.weight_decay), h.maximize};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     g = effective_grad(p, g, weight_decay, maximize);
@@ -249,9 +262,11 @@ template <class T> struct Adadelta {
 // p <- p - (lr / bc1) m / (sqrt(v or vmax) / sqrt(bc2) + eps), bc_i = 1 - b_i^t.
 // Decoupled decay (AdamW) first scales p by decay = 1 - lr wd; L2 decay
 // (Adam) folds wd p into g instead.
+// float32_lr: lr is a float32 tensor (torch.optim's tensor lr), whose step size and decay torch
+// computes in float32 tensor ops (neg_lr_ratio, decoupled_decay).
 struct AdamHyper {
   double lr, beta1, beta2, eps, weight_decay;
-  bool decoupled, maximize;
+  bool decoupled, maximize, float32_lr;
 };
 template <class T, bool Amsgrad> struct Adam {
   using Hyper = AdamHyper;
@@ -260,13 +275,13 @@ template <class T, bool Amsgrad> struct Adam {
   bool maximize;
   static OK_HD Adam at(const Hyper& h, const Counters& c) {
     const double bc1 = 1.0 - ok_pow(h.beta1, c.t), bc2 = 1.0 - ok_pow(h.beta2, c.t);
-    return {T(h.lr / bc1),
+    return {T(-neg_lr_ratio(h.lr, 1.0, bc1, h.float32_lr)),
             T(1.0 - h.beta1),
             T(h.beta2),
             T(1.0 - h.beta2),
             T(h.eps),
             T(h.decoupled ? 0.0 : h.weight_decay),
-            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)),
+            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
             T(ok_sqrt(bc2)),
             h.maximize};
   }
@@ -292,7 +307,7 @@ template <class T, bool Amsgrad> struct Adam {
 // d = sqrt(v / bc2) + eps.
 struct NAdamHyper {
   double lr, beta1, beta2, eps, weight_decay, momentum_decay;
-  bool decoupled, maximize, float64_product;
+  bool decoupled, maximize, float64_product, float32_lr;  // float32_lr: as AdamHyper's
 };
 template <class T> struct NAdam {
   using Hyper = NAdamHyper;
@@ -307,14 +322,14 @@ template <class T> struct NAdam {
     // float64_product: torch's float64 state (mu a double, as torch's `mu_product *= mu` takes it)
     const double prod = h.float64_product ? mul_rn(c.mu_product, mu)
                                           : double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
-    return {T(-h.lr * (1.0 - mu) / (1.0 - prod)),
-            T(-h.lr * mu_next / (1.0 - mul_rn(prod, mu_next))),
+    return {T(neg_lr_ratio(h.lr, 1.0 - mu, 1.0 - prod, h.float32_lr)),
+            T(neg_lr_ratio(h.lr, mu_next, 1.0 - mul_rn(prod, mu_next), h.float32_lr)),
             T(1.0 - h.beta1),
             T(h.beta2),
             T(1.0 - h.beta2),
             T(h.eps),
             T(h.decoupled ? 0.0 : h.weight_decay),
-            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled)),
+            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
             T(1.0 - ok_pow(h.beta2, c.t)),
             h.maximize,
             prod};

@@ -20,6 +20,19 @@
 namespace optkern {
 namespace rules {
 
+// torch's float32 tensor ops on a step scalar (an lr given as a float32 tensor: `lr / bc1`,
+// `1 - lr * wd`), each rounded to float32, the Python-float operand rounded to float32 first (a
+// CPU scalar in torch's TensorIterator): mul_f, div_f, sub_f, never contracted.
+#if defined(__CUDA_ARCH__)
+OK_HD float mul_f(float a, float b) { return __fmul_rn(a, b); }
+OK_HD float div_f(float a, float b) { return __fdiv_rn(a, b); }
+OK_HD float sub_f(float a, float b) { return __fsub_rn(a, b); }
+#else
+OK_HD float mul_f(float a, float b) { return a * b; }
+OK_HD float div_f(float a, float b) { return a / b; }
+OK_HD float sub_f(float a, float b) { return a - b; }
+#endif
+
 #if defined(__CUDA_ARCH__)
 OK_HD double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ inline float mul_t(float a, float b) { return __fmul_rn(a, b); }

@@ -1,0 +1,46 @@
+"""A float32 tensor ``lr`` as torch.optim's for-loop steps with it.
+
+torch.optim takes ``lr`` as a tensor; where a step scalar is a quotient or product of it (Adam's and
+AdamW's ``lr / bc1``, NAdam's two coefficients, Adagrad's ``lr / (1 + (t - 1) lr_decay)``, the
+decoupled decay ``1 - lr * weight_decay``), torch computes it in float32 tensor ops, each of its
+Python-float operands rounded to float32 first; the rules then compute it so (their ``float32_lr``).
+SGD's, RMSprop's and Adadelta's step scalars are ``lr`` itself or a product torch takes as its
+value: nothing to follow. A float64 tensor's ops round as the Python float's do; a half one's
+are not followed (computed in double).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def lr_is_float32(group: dict) -> bool:
+    """Whether the group's lr is a float32 tensor."""
+    lr = group["lr"]
+    return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32
+
+
+def replaced(opt, hp, **changes):
+    """``hp._replace(**changes)``, the same tuple while ``hp`` is (``_core_step`` memoizes its dtype
+    check by the tuple's identity); a few kept, as a group's hyper-parameters change."""
+    memo = opt.__dict__.setdefault("_replaced_hp", {})
+    key = (id(hp), tuple(sorted(changes.items())))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not hp:
+        if len(memo) > 8:  # (an LR scheduler makes a new tuple every step)
+            memo.clear()
+        hit = memo[key] = (hp, hp._replace(**changes))
+    return hit[1]
+
+
+class Float32Lr:
+    """The adapter's side: each run's native call told whether its group's lr is a float32 tensor
+    (``_float32_lr``, read by ``_call``; ``float32_lr`` in the hyper-parameters ``_core_step`` takes)."""
+
+    _float32_lr = False  # (the run's: set by _native_step, read by its native call)
+
+    def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
+        self._float32_lr = lr_is_float32(group)
+        if self._float32_lr:
+            hp = replaced(self, hp, float32_lr=True)
+        return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)
