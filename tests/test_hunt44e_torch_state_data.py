@@ -22,7 +22,9 @@ CASES = [
 ]
 
 
-def _run(mod, name, kw, entry, how):
+def _stepped(mod, name, kw):
+    """Params of 7 and 3, optimizer `name` of `mod` over them, and a step on fresh random grads; the
+    view cache warmed by 3 steps."""
     torch.manual_seed(0)
     ps = [torch.nn.Parameter(torch.randn(n)) for n in (7, 3)]
     opt = getattr(mod, name)(ps, **kw)
@@ -33,8 +35,13 @@ def _run(mod, name, kw, entry, how):
             p.grad = torch.randn(p.shape, generator=g)
         opt.step()
 
-    for _ in range(3):  # (the view cache warm)
+    for _ in range(3):
         step()
+    return ps, opt, step
+
+
+def _run(mod, name, kw, entry, how):
+    ps, opt, step = _stepped(mod, name, kw)
     old = opt.state[ps[1]][entry]
     new = old.detach().clone().mul_(0.5)  # (other memory, other values)
     if how == "data":
@@ -66,19 +73,8 @@ def test_step_counts_given_other_memory_in_place_are_read(name, how):
     # old memory (its joined counts), stepping from 3 with bias corrections of steps 4 and 5 where
     # torch steps from 7, and left the counts at 7
     def run(mod):
-        torch.manual_seed(0)
-        ps = [torch.nn.Parameter(torch.randn(n)) for n in (7, 3)]
         kw = dict(lr=0.01, lr_decay=0.1) if name == "Adagrad" else dict(lr=0.01)
-        opt = getattr(mod, name)(ps, **kw)
-        g = torch.Generator().manual_seed(1)
-
-        def step():
-            for p in ps:
-                p.grad = torch.randn(p.shape, generator=g)
-            opt.step()
-
-        for _ in range(3):
-            step()
+        ps, opt, step = _stepped(mod, name, kw)
         for p in ps:
             if how == "data":
                 opt.state[p]["step"].data = torch.tensor(7.0)
