@@ -20,12 +20,11 @@ namespace nnmath {
 
 // Device: CUDA's float/double overloads. Host: exp / expm1 / tanh (tanh_sech2_) are
 // branch-free polynomial versions (below) so the OpenMP loops vectorize;
-// they agree with libm to a few ulp. log1p stays libm's.
+// they agree with libm to a few ulp. log1p on [0, 1] (softplus) is log1p01_, one form for both.
 #if defined(__CUDACC__)
 template <class T> OK_HD T exp_(T x) { return exp(x); }
 template <class T> OK_HD T expm1_(T x) { return expm1(x); }
 template <class T> OK_HD T log_(T x) { return log(x); }
-template <class T> OK_HD T log1p_(T x) { return log1p(x); }
 // tanh x, and sech^2 x = 4 e / (1 + e)^2 with e = e^(-2|x|) (see tanh_sech2_ below).
 template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
   const T e = exp(T(-2) * fabs(x));
@@ -121,8 +120,52 @@ template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
   return x < T(0) ? -t : t;
 }
 template <class T> OK_HD T log_(T x) { return std::log(x); }
-template <class T> OK_HD T log1p_(T x) { return std::log1p(x); }
 #endif
+
+// log1p(x) for x in [0, 1] (softplus's log1p(e^-|z|)), branch-free so the loop vectorizes (libm's
+// log1p is a scalar call), on host and device alike. log1p x = 2 atanh(t / 2) with t = 2 x / (2 + x)
+// in [0, 2/3]: t + t v P(v), v = t^2 / 4, P(v) = sum v^n / (2 n + 3), Taylor's own coefficients (no
+// fit to regenerate). Truncated after v^15 (double) / v^6 (float): the remainder is below 2e-18 /
+// 2e-9 of the value (v <= 1/9). t is carried as t0 + tl: s = 2 + x rounds off sl = x - (s - 2)
+// (exact: s - 2 is, Sterbenz) and t0 = 2 x / s off r = 2 x - t0 s (fma), so t = t0 + (r - t0 sl) / s
+// to first order; t0 is added last, and the result is within ~0.6 ulp (libm's: ~0.5). (t, not
+// u = t / 2: u is subnormal for float x below 2.4e-38, and 2 u lost the bits.) NaN stays NaN; 0 -> 0.
+template <class T> OK_HD T log1p01_(T x) {
+  const T s = T(2) + x;
+  const T sl = x - (s - T(2));
+  const T inv = T(1) / s;
+  const T t0 = T(2) * x * inv;
+  const T tl = (fma_t(-t0, s, T(2) * x) - t0 * sl) * inv;
+  const T v = T(0.25) * t0 * t0;
+  T p;
+  if constexpr (sizeof(T) == 8) {
+    p = T(1.0 / 33);
+    p = fma_t(p, v, T(1.0 / 31));
+    p = fma_t(p, v, T(1.0 / 29));
+    p = fma_t(p, v, T(1.0 / 27));
+    p = fma_t(p, v, T(1.0 / 25));
+    p = fma_t(p, v, T(1.0 / 23));
+    p = fma_t(p, v, T(1.0 / 21));
+    p = fma_t(p, v, T(1.0 / 19));
+    p = fma_t(p, v, T(1.0 / 17));
+    p = fma_t(p, v, T(1.0 / 15));
+    p = fma_t(p, v, T(1.0 / 13));
+    p = fma_t(p, v, T(1.0 / 11));
+    p = fma_t(p, v, T(1.0 / 9));
+    p = fma_t(p, v, T(1.0 / 7));
+    p = fma_t(p, v, T(1.0 / 5));
+    p = fma_t(p, v, T(1.0 / 3));
+  } else {
+    p = T(1.0 / 15);
+    p = fma_t(p, v, T(1.0 / 13));
+    p = fma_t(p, v, T(1.0 / 11));
+    p = fma_t(p, v, T(1.0 / 9));
+    p = fma_t(p, v, T(1.0 / 7));
+    p = fma_t(p, v, T(1.0 / 5));
+    p = fma_t(p, v, T(1.0 / 3));
+  }
+  return t0 + fma_t(t0 * v, p, tl);
+}
 
 // 1 / (1 + e^-z) without overflow for large |z|.
 template <class T> OK_HD T sigmoid(T z) {
@@ -194,10 +237,13 @@ template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
       return;
     }
     case Act::softplus: {  // log(1 + e^z) = max(z, 0) + log1p(e^-|z|); f' = sigmoid
-      const T s = sigmoid(z);
-      f = (z > T(0) ? z : T(0)) + log1p_(exp_(z > T(0) ? -z : z));
+      // one exp for both: sigmoid's own e^-|z| and form (no second reduction per element)
+      const T e = exp_(z < T(0) ? z : -z);
+      const T r = T(1) / (T(1) + e);
+      const T s = z < T(0) ? e * r : r;
+      f = (z > T(0) ? z : T(0)) + log1p01_(e);
       d1 = s;
-      d2 = s * (T(1) - s);
+      d2 = e * r * r;  // s (1 - s) = e / (1 + e)^2; s (1 - s) cancelled to 0 as s -> 1 (z > ~17 float32)
       return;
     }
     default: {  // identity
