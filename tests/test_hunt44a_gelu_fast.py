@@ -16,8 +16,6 @@ sides of the polynomials' switch at |z| = 0.75 included.
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -25,9 +23,8 @@ import pytest
 
 from optkern.nn.activations import activation
 from test_hunt43g_gelu_tails import check_within_ulps
-from test_rules_vectorize import FLAGS, _gcc
+from test_rules_vectorize import _gcc, vectorizer_sections
 
-ROOT = Path(__file__).resolve().parents[1]
 # identity is left out: GCC turns its loops into memcpy / memset calls, not vector loops. (softplus
 # joined when its log1p became rules::nnmath::log1p01_, test_hunt44j_softplus_fast.)
 VECTOR_ACTS = ("tanh", "relu", "gelu", "sigmoid", "softplus")
@@ -57,13 +54,7 @@ def test_every_activation_loop_vectorizes_for_avx2(tmp_path):
                 f"template void optkern::activation_range<{t}, optkern::rules::Act::{act}>"
                 f"(const {t}*, {t}*, {t}*, {t}*, int64_t);"
             )
-    (tmp_path / "loops.cpp").write_text("\n".join(src) + "\n")
-    dump = tmp_path / "vect.txt"
-    cmd = [cxx, *FLAGS, "-fopenmp-simd", f"-fdump-tree-vect-details={dump}"]
-    cmd += ["-I", str(ROOT / "cpp"), "-I", str(ROOT / "cpp" / "include"), "-c", "loops.cpp", "-o", "loops.o"]
-    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    sections = re.split(r"\n;; Function ", "\n" + dump.read_text())[1:]
+    sections = vectorizer_sections(cxx, tmp_path, src, ["-fopenmp-simd"])
     counts = {}
     for s in sections:
         head = s.split(" (", 1)[0]

@@ -35,6 +35,18 @@ def _gcc() -> str | None:
     return cxx if ("GCC" in out or "g++" in out or "Free Software Foundation" in out) else None
 
 
+def vectorizer_sections(cxx: str, tmp_path: Path, src: list[str], flags: list[str]) -> list[str]:
+    """GCC's vectorizer dump of the translation unit `src` (lines) compiled with FLAGS + `flags`
+    against cpp/ and cpp/include/, one section a function (its name first)."""
+    (tmp_path / "loops.cpp").write_text("\n".join(src) + "\n")
+    dump = tmp_path / "vect.txt"
+    cmd = [cxx, *FLAGS, *flags, f"-fdump-tree-vect-details={dump}"]
+    cmd += ["-I", str(ROOT / "cpp"), "-I", str(ROOT / "cpp" / "include"), "-c", "loops.cpp", "-o", "loops.o"]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return re.split(r"\n;; Function ", "\n" + dump.read_text())[1:]
+
+
 def rule_templates() -> dict[str, int]:
     """Rule struct name -> number of bool template parameters, for every struct in rules/optim.hpp
     that is a rule (has kState)."""
@@ -72,13 +84,7 @@ def test_every_rule_loop_vectorizes_without_unswitching(tmp_path):
     for r in rules:
         t = r.split("<", 1)[1].split(",")[0].rstrip(">")
         src.append(f"template void optkern::rule_loop<{t}, {r}>({r}, {t}*, const {t}*, {t}*, {t}*, {t}*, int64_t);")
-    (tmp_path / "loops.cpp").write_text("\n".join(src) + "\n")
-    dump = tmp_path / "vect.txt"
-    cmd = [cxx, *FLAGS, "-fno-unswitch-loops", f"-fdump-tree-vect-details={dump}"]
-    cmd += ["-I", str(ROOT / "cpp"), "-I", str(ROOT / "cpp" / "include"), "-c", "loops.cpp", "-o", "loops.o"]
-    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    sections = re.split(r"\n;; Function ", "\n" + dump.read_text())[1:]
+    sections = vectorizer_sections(cxx, tmp_path, src, ["-fno-unswitch-loops"])
     loops = {s.split(" (", 1)[0]: s.count("LOOP VECTORIZED") for s in sections if "rule_loop<" in s.split("\n", 1)[0]}
     assert len(loops) == len(rules), sorted(loops)
     scalar = sorted(name for name, n in loops.items() if n == 0)
