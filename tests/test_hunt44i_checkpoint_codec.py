@@ -132,3 +132,14 @@ def test_a_forged_save_state_index_is_refused(tmp_path, index):
     _rewrite(path, lambda n, b: _npy(np.array(json.dumps(skeleton))) if n == "__skeleton__.npy" else b)
     with pytest.raises(ValueError, match=f"^path: .*{path.name}.* is not a state written by save_state .*array index"):
         load_state(path)
+
+
+def test_cupy_arrays_come_back_as_cupy(tmp_path):
+    # (run with a GPU, or the emulator's stand-in: PYTHONPATH=src:tools/cuda_emu/py)
+    cp = pytest.importorskip("cupy")
+    save_state(tmp_path / "s.npz", {"w": cp.arange(3.0), "n": np.ones(2)})
+    back = load_state(tmp_path / "s.npz")
+    assert isinstance(back["w"], cp.ndarray) and isinstance(back["n"], np.ndarray)
+    np.testing.assert_array_equal(cp.asnumpy(back["w"]), [0.0, 1.0, 2.0])
+    optkern.save(tmp_path / "c.npz", w=cp.arange(3.0))  # (optkern.load: plain NumPy, as documented)
+    assert isinstance(optkern.load(tmp_path / "c.npz")["w"], np.ndarray)
