@@ -1,5 +1,7 @@
 """The plain-data encoding of ``optkern.save``: a tree of dicts, lists, tuples, numbers, strings and
-arrays as JSON with its arrays beside it (torch tensors and bfloat16 as tagged host arrays), and back."""
+arrays as JSON with its arrays beside it (torch tensors, CuPy arrays and the dtypes NumPy lacks --
+bfloat16, float8_* -- as tagged host arrays), and back. ``optkern.save`` and
+``optkern.regularize.save_state`` both write it."""
 
 from __future__ import annotations
 
@@ -93,8 +95,8 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
 
 
 def _encode_tensor(t, arrays: list, where: str):
-    """A torch tensor saved as a host array (detached, bfloat16 as its tagged bits), so that it
-    loads as a NumPy array, and as a tensor again into a torch optimizer or module."""
+    """A torch tensor saved as a host array (detached, bfloat16 and float8_* as their tagged bits), so
+    that it loads as a NumPy array, and as a tensor again into a torch optimizer or module."""
     torch = _torch()
     try:
         t = t.detach().resolve_conj().resolve_neg()
