@@ -351,7 +351,7 @@ class _List(list):
 def test_written_tensors_equal_the_full_scan():
     torch = pytest.importorskip("torch")
     from optkern import functional as F
-    from optkern.optim.optimizer import torch_tensors
+    from optkern.optim._given import torch_tensors
 
     a, t = np.zeros(3, np.float32), torch.zeros(3)
     cases = [

@@ -14,7 +14,7 @@ from . import _backend
 from ._amp_checks import _all_float32, _float32_only, _grad_format
 from ._amp_config import ScalerConfig
 from ._amp_states import combined, renumbered
-from .optim.optimizer import _bump_torch_versions
+from .optim._given import _bump_torch_versions
 
 
 def _bump_tensors(given) -> None:

@@ -1,15 +1,18 @@
 """The plain-data encoding of ``optkern.save``: a tree of dicts, lists, tuples, numbers, strings and
-arrays as JSON with its arrays beside it (torch tensors and bfloat16 as tagged host arrays), and back."""
+arrays as JSON with its arrays beside it (torch tensors, CuPy arrays and the dtypes NumPy lacks --
+bfloat16, float8_* -- as tagged host arrays), and back. ``optkern.save`` and
+``optkern.regularize.save_state`` both write it."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import numbers
 import sys
 
 import numpy as np
 
-from . import _backend, lowp
+from . import _backend
 
 
 def _torch():
@@ -51,17 +54,19 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
     if isinstance(obj, np.ma.MaskedArray):  # np.asarray drops the mask: hidden values saved as data
         raise TypeError(f"{where}: cannot save a masked array (its mask would be lost); save .data and .mask")
     if _backend.is_cupy(obj) or isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "shape")):
-        a = obj.get() if _backend.is_cupy(obj) else np.asarray(obj)
-        if a.dtype.name == "bfloat16":  # ml_dtypes' type: its bits, tagged, so no pickle is needed
+        cupy = _backend.is_cupy(obj)
+        a = obj.get() if cupy else np.asarray(obj)
+        tag = {"cupy": True} if cupy else {}  # (for a load as saved: CuPy again)
+        if a.dtype.type.__module__ == "ml_dtypes":  # bfloat16, float8_*: its bits, tagged, so no pickle is needed
             if not a.dtype.isnative:  # (the bits are read in native order: a swapped array's values first)
                 a = a.astype(a.dtype.newbyteorder("="))
-            arrays.append(np.ascontiguousarray(a).reshape(a.shape).view(np.uint16))
-            return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
+            arrays.append(np.ascontiguousarray(a).reshape(a.shape).view(f"u{a.dtype.itemsize}"))
+            return {"__array__": len(arrays) - 1, "dtype": a.dtype.name, **tag}
         if a.dtype.kind not in "biufc":
             raise TypeError(f"{where}: cannot save an array of dtype {a.dtype}")
         # reshape: ascontiguousarray makes a 0-d array (a capturable run's step) 1-d
         arrays.append(np.ascontiguousarray(a).reshape(a.shape))
-        return {"__array__": len(arrays) - 1}
+        return {"__array__": len(arrays) - 1, **tag}
     if not isinstance(obj, (tuple, list, dict)):
         raise TypeError(
             f"{where}: cannot save a {type(obj).__name__} (arrays, numbers, strings, None, lists, tuples, "
@@ -90,47 +95,81 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
 
 
 def _encode_tensor(t, arrays: list, where: str):
-    """A torch tensor saved as a host array (detached, bfloat16 as its tagged bits), so that it
-    loads as a NumPy array, and as a tensor again into a torch optimizer or module."""
+    """A torch tensor saved as a host array (detached, bfloat16 and float8_* as their tagged bits), so
+    that it loads as a NumPy array, and as a tensor again into a torch optimizer or module."""
     torch = _torch()
     try:
         t = t.detach().resolve_conj().resolve_neg()
         if t.device.type != "cpu":
             t = t.cpu()
-        if t.dtype == torch.bfloat16:
-            arrays.append(np.ascontiguousarray(t.view(torch.uint16).numpy()).reshape(tuple(t.shape)))
-            return {"__array__": len(arrays) - 1, "dtype": "bfloat16"}
+        name = str(t.dtype).removeprefix("torch.")
+        if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+            # a dtype NumPy lacks (bfloat16, float8_*): its bits, tagged with the name ml_dtypes and torch share
+            bits = getattr(torch, f"uint{8 * t.element_size()}")
+            arrays.append(np.ascontiguousarray(t.view(bits).numpy()).reshape(tuple(t.shape)))
+            return {"__array__": len(arrays) - 1, "dtype": name, "torch": True}
         a = t.numpy()
     except (TypeError, RuntimeError, NotImplementedError) as e:
         raise TypeError(f"{where}: cannot save this torch.Tensor ({t.dtype}, {t.layout}, on {t.device}): {e}") from None
     if a.dtype.kind not in "biufc":
         raise TypeError(f"{where}: cannot save a torch.Tensor of dtype {t.dtype}")
     arrays.append(np.ascontiguousarray(a).reshape(a.shape))
-    return {"__array__": len(arrays) - 1}
+    return {"__array__": len(arrays) - 1, "torch": True}  # (for a load as saved: a tensor again)
 
 
-def _decode(node, arrays: list, to_torch: bool = False):
+def _decode(node, arrays: list, to_torch: bool = False, as_saved: bool = False):
     """Plain data from ``_encode``'s structure: NumPy arrays, or with ``to_torch`` torch tensors
-    (copies: the loader of a torch optimizer may keep them as its state)."""
+    (copies: the loader of a torch optimizer may keep them as its state); with ``as_saved`` each
+    array as it was saved (a torch tensor a tensor, a CuPy array a CuPy array, others NumPy).
+
+    An array index that is not one of ``arrays`` (a forged file whose checksums were recomputed:
+    -1, ``True``, 1.0) is a ValueError, not another array taken silently."""
     if isinstance(node, list):
-        return [_decode(v, arrays, to_torch) for v in node]
+        return [_decode(v, arrays, to_torch, as_saved) for v in node]
     if not isinstance(node, dict):
         return node
     if "__array__" in node:
-        a = arrays[node["__array__"]]
-        if to_torch:
-            torch = _torch()
-            t = torch.from_numpy(np.array(a.view(np.uint16) if node.get("dtype") == "bfloat16" else a))
-            return t.view(torch.bfloat16) if node.get("dtype") == "bfloat16" else t
-        bf16 = lowp.bfloat16_dtype() if node.get("dtype") == "bfloat16" else None
-        return a.view(bf16) if bf16 is not None else a  # without ml_dtypes: the uint16 bits
+        k = node["__array__"]
+        if type(k) is not int or not 0 <= k < len(arrays):  # (type: bool is an int)
+            raise ValueError(f"array index {k!r} is not one of the file's {len(arrays)} arrays")
+        a = _array(arrays[k], node.get("dtype"), to_torch or (as_saved and bool(node.get("torch"))))
+        if as_saved and node.get("cupy"):
+            import cupy
+
+            return cupy.asarray(a)
+        return a
     if "__float__" in node:
         return float(node["__float__"])
     if "__tuple__" in node:
-        return tuple(_decode(v, arrays, to_torch) for v in node["__tuple__"])
+        return tuple(_decode(v, arrays, to_torch, as_saved) for v in node["__tuple__"])
     if "__items__" in node:
-        return {k: _decode(v, arrays, to_torch) for k, v in node["__items__"]}
-    return {k: _decode(v, arrays, to_torch) for k, v in node.items()}
+        return {k: _decode(v, arrays, to_torch, as_saved) for k, v in node["__items__"]}
+    return {k: _decode(v, arrays, to_torch, as_saved) for k, v in node.items()}
+
+
+def _array(a: np.ndarray, dtype: str | None, to_torch: bool):
+    """A saved array: ``a`` itself, or the values of the bits ``a`` holds where ``dtype`` names a
+    type NumPy lacks (the ml_dtypes type; its bits without ml_dtypes); a torch tensor (a copy) with
+    ``to_torch``."""
+    if to_torch:
+        torch = _torch() or importlib.import_module("torch")
+        t = torch.from_numpy(np.array(a))  # (np.array, not ascontiguousarray: that makes 0-d 1-d)
+        if dtype is None:
+            return t
+        want = getattr(torch, dtype, None)
+        if not isinstance(want, torch.dtype):
+            raise TypeError(f"cannot load an array of dtype {dtype} as a torch.Tensor")
+        return t.view(want)
+    if dtype is None:
+        return a
+    try:
+        import ml_dtypes
+    except ImportError:
+        return a  # (the bits)
+    want = getattr(ml_dtypes, dtype, None)
+    if not isinstance(want, type) or not issubclass(want, np.generic) or np.dtype(want).itemsize != a.itemsize:
+        raise TypeError(f"unknown dtype {dtype!r} of {a.itemsize}-byte elements")
+    return a.view(want)
 
 
 def _sha256(a: np.ndarray) -> str:

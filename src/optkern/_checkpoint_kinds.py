@@ -66,7 +66,7 @@ def _copy_into(target, data) -> None:
     given, target = target, _view(target)
     _copy_values(target, data)
     if target is not given:  # a torch tensor written through a view autograd does not see: as a step bumps it
-        from .optim.optimizer import _bump_torch_versions, torch_tensors
+        from .optim._given import _bump_torch_versions, torch_tensors
 
         _bump_torch_versions(torch_tensors([given]))
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from . import _backend
-from .optim.optimizer import _bump_torch_versions
+from .optim._given import _bump_torch_versions
 
 #: argument types that are never an iterator to read once (the common case, told by one type look-up)
 _NOT_ITERATORS = frozenset({list, tuple, np.ndarray, type(None)})

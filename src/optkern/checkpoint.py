@@ -9,9 +9,10 @@
 
 ``save`` accepts, as keyword arguments, optimizers, schedulers and anything else with
 ``state_dict()`` / ``load_state_dict()`` (new kinds work unchanged, or :func:`register` a
-:class:`Kind`), arrays (NumPy, CuPy; torch tensors are saved detached, from a host copy,
-bfloat16 as its tagged bits), and plain data: dicts, lists, tuples, numbers, strings, None
-and arrays nested in them (a container that holds itself is refused: ValueError naming it).
+:class:`Kind`), arrays (NumPy, CuPy; torch tensors are saved detached, from a host copy;
+bfloat16, float8_* and ml_dtypes' other types as their tagged bits), and plain data: dicts,
+lists, tuples, numbers, strings, None and arrays nested in them (a container that holds itself
+is refused: ValueError naming it).
 torch optimizers and modules (``torch.optim``, ``optkern.torch``, ``torch.nn.Module``) are
 saved through ``state_dict()`` and get their arrays back as tensors on load.
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _backend
 from .optim import adadelta, adagrad, adam, nadam, rmsprop, sgd
+from .optim._given import _bump_torch_versions, torch_tensors
 
 # (the hyper-parameter tuples too, importable from here as before)
 from .optim.adadelta import AdadeltaHyper as AdadeltaHyper
@@ -35,7 +36,6 @@ from .optim.adagrad import AdagradHyper as AdagradHyper
 from .optim.adagrad import AdagradNormHyper as AdagradNormHyper
 from .optim.adam import AdamHyper as AdamHyper
 from .optim.nadam import NAdamHyper as NAdamHyper
-from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .optim.rmsprop import RMSpropHyper as RMSpropHyper
 from .optim.sgd import SGDHyper as SGDHyper
 

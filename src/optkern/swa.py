@@ -33,7 +33,7 @@ from ._pickling import NativeByName
 from ._serial import serialized
 from ._update_bn import update_bn
 from .lowp import _option
-from .optim.optimizer import _bump_torch_versions, torch_tensors
+from .optim._given import _bump_torch_versions, torch_tensors
 
 __all__ = ["AveragedParams", "update_bn"]
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from . import _backend, functional, lowp
 from ._checked_values import cached, remember
+from .optim._given import _bump_torch_versions, torch_tensors
 from .optim._hyper import _check_dtype
-from .optim.optimizer import _bump_torch_versions, torch_tensors
 from .optim.sgd import SGDHyper
 from .swa import AveragedParams, _copy, check_disjoint, check_finite
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import _backend
-from ..optim.optimizer import _bump_torch_versions, torch_tensors
+from ..optim._given import _bump_torch_versions, torch_tensors
 from ._arrays import _writable
 from .agreement import agree
 from .communicator import as_communicator

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
-from ..optim.optimizer import _bump_torch_versions
+from ..optim._given import _bump_torch_versions
 from . import hyper_check, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
 from ._arrays import _IEEE
 from ._arrays import _is_half_bits as _is_half

@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import first_sharing
+from ..optim._given import torch_tensors
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
-from ..optim.optimizer import torch_tensors
 from . import sharded_copy, sharded_state
 
 

@@ -6,13 +6,13 @@ hyper-parameters need (``_needed``) and runs one native step for a list of
 params (``_update``, plain or with capturable mode's device buffers).
 Everything else lives here and in the mixins, one job each: whole-step array
 checks (``_prechecks``), capturable mode (``_capturable``), PyTorch-format
-``state_dict`` / ``load_state_dict`` (``_state_dict``) and following ``param_groups``
-between steps (``_group_tracking``).
+``state_dict`` / ``load_state_dict`` (``_state_dict``), following ``param_groups``
+between steps (``_group_tracking``), and copies and the torch tensors among the params
+(``_given``).
 """
 
 from __future__ import annotations
 
-import sys
 from operator import is_
 
 import numpy as np
@@ -20,9 +20,10 @@ import numpy as np
 from .. import _backend
 from .._atomic import deferring
 from .._checked_values import cached, remember
-from .._serial import serialized, unlocked
+from .._serial import serialized
 from . import _closure
 from ._capturable import CapturableMixin
+from ._given import CopyMixin, _bump_torch_versions, torch_tensors
 from ._group_tracking import GroupTrackingMixin, refuse_unordered
 from ._hyper import _check_dtype, _check_shapes
 from ._lowp_config import refuse_group_keywords
@@ -31,7 +32,7 @@ from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
 
 
-class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin):
+class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin, CopyMixin):
     """Base class of the optkern optimizers (PyTorch-style, for NumPy and CuPy arrays).
 
     Args:
@@ -88,14 +89,6 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
     #: Set by ``amp.GradScaler.step`` around a step: the grads it checked (``_check_step``) before
     #: unscaling them in place; the step does not check those same arrays again.
     _amp_checked: list | None = None
-
-    def __getstate__(self) -> dict:
-        return unlocked(vars(self))  # (a copy makes a lock of its own: optkern._serial)
-
-    def __setstate__(self, state: dict) -> None:
-        vars(self).update(state)  # (id -> index made again: a copy kept the original's ids, `w in copy.state`)
-        added = [p for _, arrays in self._group_params for p in arrays]
-        self._index_of: dict = {k: i for i, pair in enumerate(zip(self._given, added)) for k in map(id, pair)}
 
     def __init__(self, params, defaults: dict):
         self._dtype_checked: dict = {}  # where -> (hp, params list) last validated against the dtypes
@@ -391,18 +384,3 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
                 _check_dtype(hp, dt, where, names)
             self._dtype_checked[where] = (hp, params)
         return hp
-
-
-def torch_tensors(given: list) -> list:
-    """The torch tensors among ``given`` (found once, when params are added: a scan of 200 params
-    at every step cost ~80 us)."""
-    torch = sys.modules.get("torch")
-    return [] if torch is None else [p for p in given if isinstance(p, torch.Tensor)]
-
-
-def _bump_torch_versions(tensors: list) -> None:
-    """The torch tensors among the params as given (:func:`torch_tensors`) were written through views
-    autograd does not see: bump their version counters, so that a graph saved before the step
-    refuses its backward (as after torch's in-place step) instead of silently using the new values."""
-    if tensors:
-        sys.modules["torch"].autograd.graph.increment_version(tensors)

@@ -7,13 +7,12 @@ import json
 import math
 import numbers
 import os
-import sys
 import zipfile
 
 import numpy as np
 
 from .. import _atomic, _backend
-from .._foreign import shown_values
+from .. import _checkpoint_codec as _codec
 from ..lowp import _option
 
 
@@ -34,104 +33,35 @@ def _snapshot(obj):
     return copy.deepcopy(obj)
 
 
-#: NumPy has no such dtypes: their tensors are saved as raw bits of an integer of the same size
-_TORCH_BITS = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}
+def _from_legacy(node):
+    """A skeleton of the encoder ``save_state`` had of its own (before it used the checkpoint
+    codec) as the codec's structure, so that its files still load: arrays under keys ``"a<k>"``
+    tagged ``cupy`` / ``ml_dtypes`` / ``torch`` (the torch dtype's name), dicts as ``__dict__`` pairs
+    of encoded keys and values."""
+    if isinstance(node, list):
+        return [_from_legacy(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "__array__" in node:
+        key = node["__array__"]
+        index = int(key[1:]) if isinstance(key, str) and key[:1] == "a" and key[1:].isdigit() else key
+        out = {"__array__": index, "cupy": node.get("cupy", False)}
+        if "torch" in node:  # (its dtype: the bits' type where NumPy lacks it, else NumPy's own)
+            out["torch"] = True
+            if not hasattr(np, node["torch"]):
+                out["dtype"] = node["torch"]
+        elif "ml_dtypes" in node:
+            out["dtype"] = node["ml_dtypes"]
+        return out
+    if "__tuple__" in node:
+        return {"__tuple__": [_from_legacy(v) for v in node["__tuple__"]]}
+    # (a key is hashable: plain data, or a tuple of it)
+    return {"__items__": [[_codec._decode(_from_legacy(k), []), _from_legacy(v)] for k, v in node["__dict__"]]}
 
 
-def _torch_tensor(obj):
-    """``obj`` if it is a torch tensor (torch is not imported here: a tensor means it already is)."""
-    torch = sys.modules.get("torch")
-    return obj if torch is not None and isinstance(obj, torch.Tensor) else None
-
-
-def _encode_tensor(t, arrays: dict) -> dict:
-    """A torch tensor as a host NumPy array (its bits where NumPy lacks the dtype, e.g. bfloat16)."""
-    import torch
-
-    # (its values: a lazy negated or conjugated view -- ``x.conj().imag`` -- was refused by .numpy(),
-    # "Can't call numpy() on Tensor that has negative bit set", and the state was not saved)
-    t = shown_values(t).cpu().contiguous()
-    dtype = str(t.dtype).removeprefix("torch.")
-    try:
-        a = t.numpy()
-    except TypeError:
-        a = t.view(getattr(torch, _TORCH_BITS[t.element_size()].__name__)).numpy()
-    key = f"a{len(arrays)}"
-    arrays[key] = a.copy()
-    return {"__array__": key, "torch": dtype}
-
-
-def _decode_tensor(a, dtype: str):
-    import torch
-
-    want = getattr(torch, dtype, None)
-    if not isinstance(want, torch.dtype):
-        raise TypeError(f"unknown torch dtype {dtype!r}")
-    t = torch.from_numpy(np.array(a, order="C"))  # (not ascontiguousarray: it makes 0-d 1-d)
-    return t if t.dtype == want else t.view(want)
-
-
-def _check_npy_dtype(dt) -> None:
-    """TypeError unless ``load_state`` can read an array of ``dt`` back as ``dt``: object arrays
-    would be pickled (and refused on loading), other dtypes .npy does not know come back as
-    void bytes. Raised while encoding, so a good checkpoint is never replaced by such a file."""
-    if dt.hasobject or np.lib.format.descr_to_dtype(np.lib.format.dtype_to_descr(dt)) != dt:
-        raise TypeError(f"state: cannot save an array of dtype {dt} to .npz (it would not load back as {dt})")
-
-
-def _encode(obj, arrays: dict):
-    """JSON-able skeleton of a state_dict; arrays go to ``arrays`` under a key
-    (torch tensors as NumPy arrays, marked to come back as CPU tensors of their dtype)."""
-    if _torch_tensor(obj) is not None:
-        return _encode_tensor(obj, arrays)
-    if _is_array(obj):
-        key = f"a{len(arrays)}"
-        cupy = _backend.is_cupy(obj)
-        a = obj.get() if cupy else obj
-        if a.dtype.type.__module__ == "ml_dtypes":  # .npy knows it only as void bytes: its bits, tagged
-            if not a.dtype.isnative:  # (its bits in native order: loaded as the native type)
-                a = a.astype(a.dtype.newbyteorder("="))
-            arrays[key] = a.view(f"u{a.dtype.itemsize}")
-            return {"__array__": key, "cupy": cupy, "ml_dtypes": a.dtype.name}
-        _check_npy_dtype(a.dtype)
-        arrays[key] = a
-        return {"__array__": key, "cupy": cupy}
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, dict):
-        return {"__dict__": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, arrays) for v in obj]}
-    if isinstance(obj, list):
-        return [_encode(v, arrays) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(
-        f"state: cannot save a {type(obj).__name__} to .npz (arrays, numbers, str, lists, tuples and dicts only)"
-    )
-
-
-def _decode(obj, arrays):
-    if isinstance(obj, dict):
-        if "__array__" in obj:
-            a = np.array(arrays[obj["__array__"]])
-            if "ml_dtypes" in obj:
-                import ml_dtypes
-
-                a = a.view(np.dtype(getattr(ml_dtypes, obj["ml_dtypes"])))
-            if "torch" in obj:
-                return _decode_tensor(a, obj["torch"])
-            if obj.get("cupy"):
-                import cupy
-
-                a = cupy.asarray(a)
-            return a
-        if "__tuple__" in obj:
-            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
-        return {_decode(k, arrays): _decode(v, arrays) for k, v in obj["__dict__"]}
-    if isinstance(obj, list):
-        return [_decode(v, arrays) for v in obj]
-    return obj
+#: the member holding the codec's structure, and the format of a file of the checkpoint codec (a
+#: legacy file's member holds the structure itself)
+_SKELETON, _FORMAT = "__skeleton__", "optkern-state"
 
 
 def save_state(path, state) -> None:
@@ -139,14 +69,17 @@ def save_state(path, state) -> None:
 
     Torch tensors (a ``torch.nn.Module``'s or ``torch.optim`` optimizer's state_dict) are saved
     detached, from a host copy, and :func:`load_state` gives them back as CPU tensors of the
-    same dtype; torch is imported only for a state that holds tensors. NumPy arrays of ml_dtypes'
-    types (bfloat16, float8_*) are saved as their bits and come back with their dtype; an array
-    that would not load back as it was (dtype object) is a TypeError, before the file is touched."""
+    same dtype. NumPy arrays of ml_dtypes' types (bfloat16, float8_*) are saved as their bits and
+    come back with their dtype; an array that would not load back as it was (dtype object) is a
+    TypeError, before the file is touched. (The encoding is ``optkern.save``'s:
+    ``optkern._checkpoint_codec``.)"""
     path = _atomic.checked_path(path)  # (named before anything is encoded or written)
-    arrays: dict = {}
-    skeleton = json.dumps(_encode(state, arrays))
+    arrays: list = []
+    skeleton = json.dumps({"format": _FORMAT, "tree": _codec._encode(state, arrays, "state")}, allow_nan=False)
     with _atomic.replace_atomically(path, binary=True) as f:  # (no half file, no .tmp left)
-        np.savez(f, __skeleton__=np.array(skeleton), **arrays)
+        members: dict = {_SKELETON: np.array(skeleton)}
+        members.update((f"a{k}", a) for k, a in enumerate(arrays))
+        np.savez(f, **members)
 
 
 def load_state(path):
@@ -163,14 +96,21 @@ def load_state(path):
             if not isinstance(f, np.lib.npyio.NpzFile):
                 raise ValueError("a single .npy array, not an .npz file")
             with f:
-                arrays = {k: f[k] for k in f.files if k != "__skeleton__"}
-                if "__skeleton__" not in f.files:
-                    raise ValueError("it holds no '__skeleton__' entry")
-                skeleton = json.loads(str(f["__skeleton__"]))
-            return _decode(skeleton, arrays)
+                if _SKELETON not in f.files:
+                    raise ValueError(f"it holds no {_SKELETON!r} entry")
+                skeleton = json.loads(str(f[_SKELETON]))
+                n = len(f.files) - 1
+                if set(f.files) != {_SKELETON} | {f"a{k}" for k in range(n)}:
+                    raise ValueError(f"its members are not {_SKELETON!r} and a0 ... a{n - 1}")
+                arrays = [f[f"a{k}"] for k in range(n)]
+            if isinstance(skeleton, dict) and skeleton.get("format") == _FORMAT:
+                tree = skeleton["tree"]
+            else:
+                tree = _from_legacy(skeleton)
+            return _codec._decode(tree, arrays, as_saved=True)
         # json / zip / a skeleton of the wrong shape; a truncated or altered file: EOFError (empty)
         # and zipfile.BadZipFile (cut short, a CRC mismatch) passed a caller catching ValueError
-        except (ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"path: {str(path)!r} is not a state written by save_state ({e})") from None
 
 

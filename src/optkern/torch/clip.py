@@ -11,7 +11,7 @@ import sys
 import torch
 
 from .. import clip as _clip
-from ..optim.optimizer import _bump_torch_versions
+from ..optim._given import _bump_torch_versions
 from . import _inference, _views
 
 

@@ -1,0 +1,60 @@
+"""The params as given to an optimizer (torch tensors among them, stepped through NumPy or CuPy
+views of their memory) and copies of an optimizer (pickle, ``copy.copy``, ``copy.deepcopy``)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from .._serial import unlocked
+
+
+class CopyMixin:
+    """Pickling and copying of an :class:`~optkern.optim.Optimizer`."""
+
+    _given: list
+    _group_params: list
+    _index_of: dict
+
+    def __getstate__(self) -> dict:
+        return unlocked(vars(self))  # (a copy makes a lock of its own: optkern._serial)
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)  # (id -> index made again: a copy kept the original's ids, `w in copy.state`)
+        added = [p for _, arrays in self._group_params for p in arrays]
+        self._index_of = {k: i for i, pair in enumerate(zip(self._given, added)) for k in map(id, pair)}
+        _relink(self._given, added)
+
+
+def _relink(given: list, added: list) -> None:
+    """Each torch tensor of a copy made over its copied array's memory again.
+
+    A deep copy (or pickle) copies a tensor and the NumPy view the optimizer steps apart: the
+    copy's steps wrote arrays no tensor showed, and bumped the version counters of tensors they
+    never wrote. ``tensor.data =`` keeps the copied tensor itself (a ``Parameter`` still one, the
+    very object a model copied in the same ``deepcopy`` holds) and gives it the array's memory.
+    (CPU tensors: a CUDA tensor's CuPy view is left as it is.)"""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    for g, p in zip(given, added):
+        if isinstance(g, torch.Tensor) and isinstance(p, np.ndarray) and g.device.type == "cpu":
+            if g.data_ptr() != p.ctypes.data and p.flags.c_contiguous and p.nbytes == g.nbytes:
+                # (through bytes: a bfloat16 tensor's view is ml_dtypes' type, which torch does not take)
+                g.data = torch.from_numpy(p.reshape(-1).view(np.uint8)).view(g.dtype).view(g.shape)
+
+
+def torch_tensors(given: list) -> list:
+    """The torch tensors among ``given`` (found once, when params are added: a scan of 200 params
+    at every step cost ~80 us)."""
+    torch = sys.modules.get("torch")
+    return [] if torch is None else [p for p in given if isinstance(p, torch.Tensor)]
+
+
+def _bump_torch_versions(tensors: list) -> None:
+    """The torch tensors among the params as given (:func:`torch_tensors`) were written through views
+    autograd does not see: bump their version counters, so that a graph saved before the step
+    refuses its backward (as after torch's in-place step) instead of silently using the new values."""
+    if tensors:
+        sys.modules["torch"].autograd.graph.increment_version(tensors)
