@@ -1,10 +1,13 @@
 """Hunt 44h: batch norm's per-channel gradient sums Σ dy and Σ dy x̂ in double (the CPU's
 GradSumKernel, cpp/norm_channels_kernels.hpp; its CUDA twin test_cuda_hunt44h_bn_grad_sums.py), and
 dx from their means through the shared rule (rules::grad_means). With spatial dims (S > 1) the CPU
-summed each run of S terms in float32 lanes: a float32 channel of 16 runs of 32768 with
-dy = 1 + 0.01 N(0, 1) (every addend rounding alike) and x with an offset had dγ 1.6e-4 and dx 8.4e-6
-relative off the exactly summed float32 terms (dβ 1.2e-7); now the runs are block_sums (float blocks
-of 8 terms a lane, added in double): dγ 3.2e-8, dx 4.2e-8, dβ 0.
+summed each run of S terms in float32 lanes: float32 channels of 16 runs of 32768 with
+dy = 1 + 0.01 N(0, 1) (every addend rounding alike) and x with an offset had dx 8.4e-6, dγ 7.2e-5
+and dβ 8.4e-8 relative off the exactly summed float32 terms; now the runs are block_sums (float
+blocks of 8 terms a lane, added in double, as the row norms' sums): dx 2.9e-8, dγ 1.8e-5, dβ 0. (dγ's
+sum cancels, Σ x̂ = 0: what is left of the blocks' float rounding is far below the 3e-3 to 8e-3 by
+which the float32 statistics' own rounding moves it off the float64 reference.) Without spatial
+dims (S = 1) the sums were in double already: exact.
 
 Checked against the same terms summed exactly (x̂ and dy x̂ rounded to float32 as the kernels form
 them, sums in float64: what is left is the kernels' summation) and against the float64 reference
@@ -49,9 +52,10 @@ def _ref(dy, x):
     return dx, (dy * xh).sum(1), dy.sum(1)
 
 
-def check(dx, dw, db, dy, x, mu, rs, bound):
-    """dx, dw, db (NumPy) of batch norm with γ = 1 and saved statistics mu, rs: relative errors
-    against the exactly summed float32 terms within `bound` (dx, dw, db), returned."""
+def errors(dx, dw, db, dy, x, mu, rs):
+    """Relative errors of batch norm's dx, dw, db (NumPy; γ = 1, saved statistics mu, rs): against
+    the exactly summed float32 terms, and (dx, dw, db) against the float64 reference with those of
+    the exact-sum float32 results (dx, dw) beside them."""
     N, C = x.shape[:2]
     xr, dyr = _channels(x, N, C), _channels(dy, N, C)
     xh = ((xr - mu[:, None]) * rs[:, None]).astype(f32)
@@ -61,13 +65,20 @@ def check(dx, dw, db, dy, x, mu, rs, bound):
     inner = (-xh.astype(f64) * mgx + (dyr - mg)).astype(f32)  # (rules::norm_dx's fma)
     ex = (rs[:, None] * inner).astype(f32)
     got = _channels(dx, N, C)
-    errs = (_rel(got, ex), _rel(dw, sb.astype(f32)), _rel(db, sa.astype(f32)))
-    assert all(e <= b for e, b in zip(errs, bound)), errs
     rdx, rdw, rdb = _ref(dyr, xr)
-    assert _rel(got, rdx) <= 1.05 * _rel(ex, rdx) + 1e-7, (_rel(got, rdx), _rel(ex, rdx))
-    assert _rel(dw, rdw) <= 1.05 * _rel(sb.astype(f32), rdw) + 1e-7
-    assert _rel(db, rdb) <= 1e-7
-    return errs
+    exact = (_rel(got, ex), _rel(dw, sb.astype(f32)), _rel(db, sa.astype(f32)))
+    ref = (_rel(got, rdx), _rel(ex, rdx), _rel(dw, rdw), _rel(sb.astype(f32), rdw), _rel(db, rdb))
+    return exact, ref
+
+
+def check(dx, dw, db, dy, x, mu, rs, bound):
+    """errors() within `bound` (dx, dw, db against the exact sums), and against the float64
+    reference no worse than the exact-sum float32 results."""
+    exact, (dx_ref, ex_dx_ref, dw_ref, ex_dw_ref, db_ref) = errors(dx, dw, db, dy, x, mu, rs)
+    assert all(e <= b for e, b in zip(exact, bound)), exact
+    assert dx_ref <= 1.05 * ex_dx_ref + 1e-7, (dx_ref, ex_dx_ref)
+    assert dw_ref <= 1.05 * ex_dw_ref + 1e-7, (dw_ref, ex_dw_ref)
+    assert db_ref <= 1e-7, db_ref
 
 
 @pytest.mark.parametrize("shape", [(262144, 2, 1), (16, 2, 32768)])
@@ -75,4 +86,4 @@ def test_batch_norm_grad_sums_in_double(shape):
     x, dy = data(shape, 44)
     _, sv = norm.batch_norm(x, eps=EPS)
     dx, dw, db = norm.batch_norm_backward(dy, x, None, sv)
-    check(dx, dw, db, dy, x, sv.mean, sv.rstd, (2e-7, 2e-7, 1e-7))
+    check(dx, dw, db, dy, x, sv.mean, sv.rstd, (2e-7, 4e-5, 3e-8))
