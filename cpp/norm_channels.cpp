@@ -258,15 +258,14 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
     gk.dy = dy, gk.x = x;
     run(gk, tasks(sh), 2 * size);
   }
-  const T M = T(sh.N * sh.S);
   for (int64_t c = 0; c < C; ++c) {
     double sa = 0, sb = 0;
     for (int64_t blk = 0; blk < nblk; ++blk) sa += sdy[size_t(blk * C + c)], sb += sdyx[size_t(blk * C + c)];
-    const T a = T(sa), b = T(sb);  // (rounded once)
-    if (db) db[c] = a;
-    if (dw) dw[c] = b;
-    mg[size_t(c)] = training ? k.w[c] * a / M : T(0);
-    mgx[size_t(c)] = training ? k.w[c] * b / M : T(0);
+    if (db) db[c] = T(sa);  // (rounded once)
+    if (dw) dw[c] = T(sb);
+    const auto gm = rules::grad_means<T>(sa, sb, double(sh.N * sh.S), false);  // (the GPU's too)
+    mg[size_t(c)] = training ? k.w[c] * gm.g : T(0);
+    mgx[size_t(c)] = training ? k.w[c] * gm.gx : T(0);
   }
   k.mg = mg.data();
   k.mgx = mgx.data();

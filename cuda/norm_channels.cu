@@ -23,12 +23,12 @@ __global__ void channel_apply_kernel(const T* __restrict__ x, const A* __restric
 template <class T, class A>
 __global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const A* __restrict__ mean,
                                   const A* __restrict__ rstd, const T* __restrict__ w,
-                                  const Sum2<A>* __restrict__ total, T* __restrict__ dx, int64_t n, int64_t C,
-                                  int64_t S, A inv_m, bool training, int* __restrict__ bad) {
+                                  const rules::GradMeans<A>* __restrict__ means, T* __restrict__ dx, int64_t n,
+                                  int64_t C, int64_t S, bool training, int* __restrict__ bad) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = (S == 1 ? i : i / S) % C;
     const A wc = w ? A(load(w, c)) : A(1);
-    const A mg = training ? wc * total[c].a * inv_m : A(0), mgx = training ? wc * total[c].b * inv_m : A(0);
+    const A mg = training ? wc * means[c].g : A(0), mgx = training ? wc * means[c].gx : A(0);
     // eval: x̂ not formed (the CPU's DxKernel::eval): a NaN or overflowing x̂ times the zero means gave NaN
     const A xh = training ? rules::normalize_safe(A(load(x, i)), mean[c], rstd[c]) : A(0);
     const A v = rules::norm_dx(A(load(dy, i)), wc, xh, rstd[c], mg, mgx);
@@ -169,14 +169,15 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
     const T* tx = reinterpret_cast<const T*>(xp);
     const A* tm = reinterpret_cast<const A*>(mp);
     const A* tr = reinterpret_cast<const A*>(rp);
-    ScratchBuffer total(size_t(C) * sizeof(Sum2<A>), s), flags(size_t(2 * C) * sizeof(int), s);
+    using Means = rules::GradMeans<A>;
+    ScratchBuffer means(size_t(C) * sizeof(Means), s), flags(size_t(2 * C) * sizeof(int), s);
     const GradSumOp<T, A> op{tdy, tx, tm, tr, 1, 1, false};
-    channel_grad_sums(op, N, C, S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), total.as<Sum2<A>>(),
+    channel_grad_sums(op, N, C, S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), means.as<Means>(),
                       flags.as<int>(), s);
     if (n > 0)
       channel_dx_kernel<T, A><<<grid_for(n, kThreads), kThreads, 0, s>>>(
-          tdy, tx, tm, tr, reinterpret_cast<const T*>(wp), total.as<Sum2<A>>(), reinterpret_cast<T*>(dxp), n, C, S,
-          A(1) / A(N * S > 0 ? N * S : 1), training, flags.as<int>() + C);
+          tdy, tx, tm, tr, reinterpret_cast<const T*>(wp), means.as<Means>(), reinterpret_cast<T*>(dxp), n, C, S,
+          training, flags.as<int>() + C);
     // dy near the max (rules/norm.hpp): channels whose sums or dx came out non-finite, again scaled
     DxRedo<T, A> d;
     d.w = reinterpret_cast<const T*>(wp), d.rstd = tr, d.dx = reinterpret_cast<T*>(dxp), d.training = training;

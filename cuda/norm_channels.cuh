@@ -36,15 +36,18 @@ template <class T, class A> struct StatsOp {
 };
 
 // Σ dy and Σ dy x̂; statistics per channel (batch norm) or per row n G + c / Cg
-// (row normalizations; no mean for RMS norm).
+// (row normalizations; no mean for RMS norm). Each term in A, summed in double for every dtype as the
+// CPU's GradSumKernel (rules::grad_means): in float, float32 channels of 524288 values with
+// dy = 1 + 0.01 N (every addend rounding alike) had dβ an ulp off, and dγ 3.4e-5 and batch norm's dx
+// 1.2e-5 relative off the exact sums of their terms (tests/test_cuda_hunt44h_bn_grad_sums.py).
 template <class T, class A> struct GradSumOp {
-  using Acc = Sum2<A>;
+  using Acc = Sum2<double>;
   using Part = Acc;
   const T *dy, *x;
   const A *mean, *rstd;
   int64_t G, Cg;
   bool per_row;
-  __device__ Acc zero() const { return {A(0), A(0)}; }
+  __device__ Acc zero() const { return {0.0, 0.0}; }
   __device__ Part part_zero() const { return zero(); }
   __device__ Part finish(const Acc& acc) const { return acc; }
   __device__ bool again(Acc&) const { return false; }  // (sums need no second pass)
@@ -55,8 +58,8 @@ template <class T, class A> struct GradSumOp {
   }
   __device__ void push(Acc& acc, int64_t n, int64_t c, int64_t i) const {
     const A g = load(dy, i);
-    acc.a += g;
-    acc.b += g * xhat(n, c, i);
+    acc.a += double(g);
+    acc.b += double(g * xhat(n, c, i));
   }
 };
 
@@ -167,18 +170,22 @@ stats_redo_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64_t
   }
 }
 
-// flags[c]: which sums are not finite (bit 0: Σ dy, bit 1: Σ dy x̂; redone by channel_redo_kernel);
-// flags[C + c] = 0, set later by a dx kernel whose channel c's dx is not finite.
+// dw, db: the K splits' double sums merged in order, rounded once; means[c]: mean(dy), mean(dy x̂) over
+// the m values of channel c (rules::grad_means, batch norm's dx). flags[c]: which rounded sums are not
+// finite (bit 0: Σ dy, bit 1: Σ dy x̂; redone by channel_redo_kernel); flags[C + c] = 0, set later by a
+// dx kernel whose channel c's dx is not finite.
 template <class T, class A>
-__global__ void sums_finalize_kernel(const Sum2<A>* __restrict__ part, int64_t K, int64_t C, T* __restrict__ dw,
-                                     T* __restrict__ db, Sum2<A>* __restrict__ total, int* __restrict__ flags) {
+__global__ void sums_finalize_kernel(const Sum2<double>* __restrict__ part, int64_t K, int64_t C, double m,
+                                     T* __restrict__ dw, T* __restrict__ db, rules::GradMeans<A>* __restrict__ means,
+                                     int* __restrict__ flags) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
-    Sum2<A> acc{A(0), A(0)};
+    Sum2<double> acc{0.0, 0.0};
     for (int64_t k = 0; k < K; ++k) acc = combine(acc, part[k * C + c]);
-    if (dw) store(dw, c, acc.b);
-    if (db) store(db, c, acc.a);
-    if (total) total[c] = acc;
-    flags[c] = (rules::finite_(acc.a) ? 0 : 1) | (rules::finite_(acc.b) ? 0 : 2);
+    const A sa = A(acc.a), sb = A(acc.b);
+    if (dw) store(dw, c, sb);
+    if (db) store(db, c, sa);
+    if (means) means[c] = rules::grad_means<A>(acc.a, acc.b, m, false);
+    flags[c] = (rules::finite_(sa) ? 0 : 1) | (rules::finite_(sb) ? 0 : 2);
     flags[C + c] = 0;
   }
 }
@@ -256,15 +263,16 @@ void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rs
       x, redo.as<int>(), N, C, S, mean, rstd, var, eps);
 }
 
-// dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), totals in `total` when given; flags (2 C ints):
+// dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), their means in `means` when given; flags (2 C ints):
 // sums_finalize_kernel's.
 template <class T, class A>
-void channel_grad_sums(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db, Sum2<A>* total,
-                       int* flags, cudaStream_t s) {
+void channel_grad_sums(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db,
+                       rules::GradMeans<A>* means, int* flags, cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
-  ScratchBuffer part(size_t(K * C) * sizeof(Sum2<A>), s);
-  launch_partials(op, N, C, S, K, part.as<Sum2<A>>(), s);
-  sums_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<Sum2<A>>(), K, C, dw, db, total, flags);
+  ScratchBuffer part(size_t(K * C) * sizeof(Sum2<double>), s);
+  launch_partials(op, N, C, S, K, part.as<Sum2<double>>(), s);
+  sums_finalize_kernel<T, A><<<grid_for(C, 256), 256, 0, s>>>(part.as<Sum2<double>>(), K, C, double(N * S), dw, db,
+                                                              means, flags);
 }
 
 // channel_redo_kernel over the C channels (after the dx kernel, if any).

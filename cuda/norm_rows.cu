@@ -174,7 +174,7 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
       GradSumOp<T, A> op{tdy, tx, reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp), L.G, L.Cg, true};
       ScratchBuffer flags(size_t(2 * L.W()) * sizeof(int), s);
       channel_grad_sums(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp),
-                        static_cast<Sum2<A>*>(nullptr), flags.as<int>(), s);
+                        static_cast<rules::GradMeans<A>*>(nullptr), flags.as<int>(), s);
       channel_redo(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), flags.as<int>(),
                    DxRedo<T, A>{}, s);
     }

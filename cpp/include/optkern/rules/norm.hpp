@@ -200,10 +200,11 @@ template <class A> OK_HD A norm_dx(A dy, A w, A xhat, A r, A mean_g, A mean_gxha
 }
 
 // mean(g) and mean(g ∘ x̂) of a group of n elements (RMS norm: no mean(g) term) from its sums Σ g and
-// Σ g x̂, which every dtype sums in double (the CPU's block_sums, the GPU's threads in double), each
-// rounded to A once here. Float32 sums lost accuracy on long rows: a row of 65536 with g = 1 + 0.01 N
-// (every addend rounding alike) had dx 9e-6 relative off, 3x the rounding of the dx formula itself,
-// 2.7 x its size where dx nearly vanishes (dy = 0.1 + 1e-3 x: tests/test_hunt44c_normbwd_sums.py).
+// Σ g x̂, which every dtype sums in double (the CPU's block_sums, the GPU's threads in double; batch
+// norm's channels: GradSumKernel, cuda's GradSumOp), each rounded to A once here. Float32 sums lost
+// accuracy on long rows: a row of 65536 with g = 1 + 0.01 N (every addend rounding alike) had dx 9e-6
+// relative off, 3x the rounding of the dx formula itself, 2.7 x its size where dx nearly vanishes
+// (dy = 0.1 + 1e-3 x: tests/test_hunt44c_normbwd_sums.py).
 template <class A> struct GradMeans {
   A g, gx;
 };
