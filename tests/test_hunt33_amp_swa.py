@@ -487,7 +487,7 @@ def test_first_update_with_bad_params_writes_nothing():
 
 _ASSIGNED = [
     (lambda: S.constant(0.5), "lr", "x", TypeError),
-    (lambda: S.linear(1.0, 0.0, 10), "total_steps", 0, ValueError),
+    (lambda: S.linear(1.0, 0.0, 10), "total_steps", -1, ValueError),
     (lambda: S.linear(1.0, 0.0, 10), "end", float("nan"), ValueError),
     (lambda: S.step_decay(1.0, 2, 0.5), "gamma", float("inf"), ValueError),
     (lambda: S.step_decay(1.0, 2, 0.5), "step_size", 0, ValueError),
