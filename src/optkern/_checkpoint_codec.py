@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import numbers
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -94,8 +95,12 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
         _open.discard(id(obj))
 
 
+#: the torch floating and complex dtypes whose tensors ``.numpy()`` converts (by name)
+_NUMPY_KNOWS = ("float16", "float32", "float64", "complex64", "complex128")
+
+
 def _encode_tensor(t, arrays: list, where: str):
-    """A torch tensor saved as a host array (detached, bfloat16 and float8_* as their tagged bits), so
+    """A torch tensor saved as a host array (detached, bfloat16, float8_* and complex32 as their tagged bits), so
     that it loads as a NumPy array, and as a tensor again into a torch optimizer or module."""
     torch = _torch()
     try:
@@ -103,8 +108,10 @@ def _encode_tensor(t, arrays: list, where: str):
         if t.device.type != "cpu":
             t = t.cpu()
         name = str(t.dtype).removeprefix("torch.")
-        if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
-            # a dtype NumPy lacks (bfloat16, float8_*): its bits, tagged with the name ml_dtypes and torch share
+        if name not in _NUMPY_KNOWS and (t.is_floating_point() or t.is_complex()):
+            # a dtype NumPy lacks (bfloat16, float8_*, complex32): its bits, tagged with the name torch
+            # (and ml_dtypes) give it; complex32 was refused ("unsupported ScalarType ComplexHalf"),
+            # and with it the state dict of a model holding one, where torch.save takes it
             bits = getattr(torch, f"uint{8 * t.element_size()}")
             arrays.append(np.ascontiguousarray(t.view(bits).numpy()).reshape(tuple(t.shape)))
             return {"__array__": len(arrays) - 1, "dtype": name, "torch": True}
@@ -147,6 +154,31 @@ def _decode(node, arrays: list, to_torch: bool = False, as_saved: bool = False):
     return {k: _decode(v, arrays, to_torch, as_saved) for k, v in node.items()}
 
 
+def _where_array(node, k: int, where: str) -> str:
+    """Where array ``k`` sits in ``_encode``'s structure ``node`` (``where`` the root's name), named
+    as ``_encode`` names places (``state['w'][0]``); ``where`` itself if no node holds it."""
+    return next((w for w, i in _array_places(node, where) if i == k), where)
+
+
+def _array_places(node, where: str):
+    """(place, array index) of every array node in ``_encode``'s structure ``node``."""
+    if isinstance(node, list):
+        items: Any = enumerate(node)
+    elif not isinstance(node, dict):
+        return
+    elif "__array__" in node:
+        yield where, node["__array__"]
+        return
+    elif "__tuple__" in node:
+        items = enumerate(node["__tuple__"])
+    elif "__items__" in node:
+        items = node["__items__"]
+    else:
+        items = node.items()
+    for key, v in items:
+        yield from _array_places(v, f"{where}[{key!r}]")
+
+
 def _array(a: np.ndarray, dtype: str | None, to_torch: bool):
     """A saved array: ``a`` itself, or the values of the bits ``a`` holds where ``dtype`` names a
     type NumPy lacks (the ml_dtypes type; its bits without ml_dtypes); a torch tensor (a copy) with
@@ -162,6 +194,8 @@ def _array(a: np.ndarray, dtype: str | None, to_torch: bool):
         return t.view(want)
     if dtype is None:
         return a
+    if dtype == "complex32":  # (NumPy has no such type: the same values as complex64, exactly)
+        return _complex32_values(a)
     try:
         import ml_dtypes
     except ImportError:
@@ -170,6 +204,18 @@ def _array(a: np.ndarray, dtype: str | None, to_torch: bool):
     if not isinstance(want, type) or not issubclass(want, np.generic) or np.dtype(want).itemsize != a.itemsize:
         raise TypeError(f"unknown dtype {dtype!r} of {a.itemsize}-byte elements")
     return a.view(want)
+
+
+def _complex32_values(bits: np.ndarray) -> np.ndarray:
+    """complex64 of a torch complex32 tensor's saved bits (each element a float16 real part, then
+    the imaginary one, as torch lays them out); every float16 is a float32 exactly (NaN payloads,
+    -0.0)."""
+    if bits.dtype.itemsize != 4:
+        raise TypeError(f"complex32 is saved as 4-byte elements, the file holds {bits.dtype}")
+    parts = np.ascontiguousarray(bits).view(np.float16).reshape((*bits.shape, 2))
+    out = np.empty(bits.shape, np.complex64)
+    out.real, out.imag = parts[..., 0], parts[..., 1]
+    return out
 
 
 def _sha256(a: np.ndarray) -> str:

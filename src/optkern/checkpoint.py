@@ -10,7 +10,9 @@
 ``save`` accepts, as keyword arguments, optimizers, schedulers and anything else with
 ``state_dict()`` / ``load_state_dict()`` (new kinds work unchanged, or :func:`register` a
 :class:`Kind`), arrays (NumPy, CuPy; torch tensors are saved detached, from a host copy;
-bfloat16, float8_* and ml_dtypes' other types as their tagged bits), and plain data: dicts,
+bfloat16, float8_* and ml_dtypes' other types as their tagged bits; torch's complex32 too, which
+comes back as a complex32 tensor into a torch target and as complex64 -- the same values -- in
+plain data, NumPy having no such type), and plain data: dicts,
 lists, tuples, numbers, strings, None and arrays nested in them (a container that holds itself
 is refused: ValueError naming it).
 torch optimizers and modules (``torch.optim``, ``optkern.torch``, ``torch.nn.Module``) are
@@ -54,13 +56,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import zipfile
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _atomic
 from ._array_checks import restoring_own_state
-from ._checkpoint_codec import _decode, _encode, _host_copy, _sha256
+from ._checkpoint_codec import _array_places, _decode, _encode, _host_copy, _sha256
 from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _wants_torch, register
 
 __all__ = ["FORMAT", "VERSION", "Kind", "load", "register", "save"]
@@ -163,14 +166,21 @@ def _read_members(z) -> dict:
         odd = min(files ^ expected)
         raise _Corrupt(f"member {odd!r} is {'unexpected' if odd in files else 'missing'}")
     arrays = []
+    # (the entry each array belongs to, for the message of a damaged one: "array a3" alone left the
+    # user to guess which object of the checkpoint was hit)
+    places = {k: w for name, e in meta["objects"].items() for w, k in _array_places(e["data"], name)}
     for k, spec in enumerate(specs):
-        a = z[f"a{k}"]
+        try:
+            a = z[f"a{k}"]
+        except zipfile.BadZipFile as e:  # (the zip's CRC-32, checked before our SHA-256)
+            where = places.get(k, "?")
+            raise _Corrupt(f"damaged checkpoint: array a{k} of entry {where} ({type(e).__name__}: {e})") from None
         if a.dtype.str != spec["dtype"] or list(a.shape) != spec["shape"]:
             raise _Corrupt(
                 f"array a{k} is {a.dtype.str} {list(a.shape)}, the metadata says {spec['dtype']} {spec['shape']}"
             )
         if _sha256(a) != spec["sha256"]:
-            raise _Corrupt(f"array a{k} checksum mismatch (the file was altered)")
+            raise _Corrupt(f"array a{k} checksum mismatch (entry {places.get(k, '?')}; the file was altered)")
         if not a.dtype.isnative:
             # (a big-endian machine's file, or a byte-swapped array saved): this machine's order, the
             # same values -- an array target of the native dtype refused '>f8' as another dtype, and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
 import numbers
@@ -69,7 +70,7 @@ def save_state(path, state) -> None:
 
     Torch tensors (a ``torch.nn.Module``'s or ``torch.optim`` optimizer's state_dict) are saved
     detached, from a host copy, and :func:`load_state` gives them back as CPU tensors of the
-    same dtype. NumPy arrays of ml_dtypes' types (bfloat16, float8_*) are saved as their bits and
+    same dtype (complex32 included). NumPy arrays of ml_dtypes' types (bfloat16, float8_*) are saved as their bits and
     come back with their dtype; an array that would not load back as it was (dtype object) is a
     TypeError, before the file is touched. (The encoding is ``optkern.save``'s:
     ``optkern._checkpoint_codec``.)"""
@@ -86,7 +87,10 @@ def load_state(path):
     """Read a state_dict written by :func:`save_state` (CuPy arrays come back as CuPy, torch
     tensors as CPU torch tensors).
 
-    A file that is not such a state (another ``.npz``, a damaged one) is a ValueError naming ``path``.
+    A file that is not such a state (another ``.npz``, a damaged one) is a ValueError naming ``path``;
+    one whose array bytes were damaged names the entry too (the zip's CRC-32 of every member, which
+    ``np.savez`` writes and ``zipfile`` checks once a member is read to its end, is the file's
+    integrity check: a flipped byte never loads as other values).
     """
     path = _atomic.checked_path(path)  # (a directory or a FIFO: named, not opened)
     # Our own file handle: np.load leaves the file it opened unclosed when the zip is damaged.
@@ -102,16 +106,45 @@ def load_state(path):
                 n = len(f.files) - 1
                 if set(f.files) != {_SKELETON} | {f"a{k}" for k in range(n)}:
                     raise ValueError(f"its members are not {_SKELETON!r} and a0 ... a{n - 1}")
-                arrays = [f[f"a{k}"] for k in range(n)]
-            if isinstance(skeleton, dict) and skeleton.get("format") == _FORMAT:
-                tree = skeleton["tree"]
-            else:
-                tree = _from_legacy(skeleton)
+                if isinstance(skeleton, dict) and skeleton.get("format") == _FORMAT:
+                    tree = skeleton["tree"]
+                else:
+                    tree = _from_legacy(skeleton)
+                arrays = [_member(f, k, tree) for k in range(n)]
             return _codec._decode(tree, arrays, as_saved=True)
         # json / zip / a skeleton of the wrong shape; a truncated or altered file: EOFError (empty)
-        # and zipfile.BadZipFile (cut short, a CRC mismatch) passed a caller catching ValueError
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) as e:
+        # and zipfile.BadZipFile (cut short, a CRC mismatch) passed a caller catching ValueError, as
+        # did zipfile's NotImplementedError (a damaged compression method or version) and
+        # RuntimeError (a damaged flag byte: "encrypted"), and the OSError of a seek to a damaged
+        # (negative) offset
+        except _DAMAGE as e:
+            if isinstance(e, OSError) and e.errno != errno.EINVAL:
+                raise  # (a failing disk, not the file's content)
             raise ValueError(f"path: {str(path)!r} is not a state written by save_state ({e})") from None
+
+
+#: what reading a damaged or foreign file raises (load_state's ValueError naming it)
+_DAMAGE = (
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    EOFError,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+)
+
+
+def _member(f, k: int, tree):
+    """Array member ``a<k>`` of the open file; a damaged one (its CRC-32) a ValueError naming the
+    entry of the state that holds it."""
+    try:
+        return f[f"a{k}"]
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise ValueError(f"damaged entry {_codec._where_array(tree, k, 'state')} (member a{k}: {e})") from None
 
 
 def _metric(value, name: str = "metric") -> float:
