@@ -197,9 +197,13 @@ def cg(
         with ``matvec`` and ``shape``.
       b: right-hand side, shape ``(n,)``.
       x0: starting point (warm start); zeros by default. Not modified.
-      rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's rule). ``b = 0``: ``x = 0``
-        at once, whatever ``x0`` (as SciPy: info 0, no product).
-      maxiter: iteration limit (default ``10 n``, like SciPy).
+      rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's documented rule; its code tests
+        ``<``, so at ``||r||`` exactly the tolerance -- ``rtol=1`` from ``x0 = 0`` -- SciPy runs one
+        iteration more). ``b = 0``: ``x = 0`` at once, whatever ``x0`` (as SciPy: info 0, no product).
+      maxiter: iteration limit (default ``10 n``, like SciPy). ``maxiter=0`` runs none: ``info`` is 0
+        where ``x0`` (zeros without one) meets the tolerance already, else 1 -- unlike SciPy's ``cg``,
+        which returns ``info = maxiter = 0`` ("successful exit") for an ``x0`` it never tested; here
+        ``info > 0`` always means not converged.
       M: preconditioner approximating ``(A + damping I)^-1`` (SciPy's meaning): operator, matrix or
         callable ``r -> M r``; must be SPD (checked through ``r.M r > 0`` at every iteration).
       precond_diag: or a positive diagonal ``D`` approximating ``A + damping I`` (applied as ``r / D``).

@@ -193,7 +193,18 @@ def _scipy_matvec(A, n: int, who: str) -> Callable:
     reshape array of size 6 into shape (5,)" in every estimator, naming nothing."""
 
     def matvec(v):
-        y = A._matvec(v)
+        try:
+            y = A._matvec(v)
+        except ValueError as e:
+            # a composite (``aslinearoperator(B) + C``, ``B @ C``, ``2 * C``, ``C ** 2``) runs its parts'
+            # SciPy matvec, whose reshape of a part's product of the wrong size raised NumPy's "cannot
+            # reshape array of size 4 into shape (5,)" from inside SciPy, naming no argument
+            raise ValueError(f"{who}: a product inside the {type(A).__name__} failed: {e}") from None
+        except NotImplementedError as e:  # (SciPy's bare one: a part without _matvec, or ``C.H`` without _rmatvec)
+            raise TypeError(
+                f"{who}: the {type(A).__name__} cannot compute its product (NotImplementedError{': ' if str(e) else ''}"
+                f"{e}; an operator inside it defines neither _matvec nor _rmatvec as needed)"
+            ) from None
         if _backend.is_foreign(y):  # (a torch tensor: its NumPy view, as the operator's check takes it)
             y = _backend.as_array(y, who)
         elif type(y) is not np.ndarray:
