@@ -145,6 +145,23 @@ def _wants_torch(obj) -> bool:
     return torch is not None and isinstance(obj, (torch.optim.Optimizer, torch.nn.Module))
 
 
+def _torch_optim_form(obj, data):
+    """``data`` (a saved state dict, as tensors) in the form ``obj``'s loader takes: for a torch
+    optimizer whose loader is ``torch.optim.Optimizer``'s own, an optkern.torch optimizer's 8-bit
+    moments as float32 (``optkern.torch.to_torch_state_dict``; the saved type name matched: an
+    ``optkern.torch.Adam(state_dtype="int8")`` checkpoint into a ``torch.optim.Adam``). torch's
+    loader cast the uint8 codes to the param's dtype as values (an ``exp_avg`` of 183.0 for
+    ~1e-3), and the restored optimizer's steps went wild, without a word."""
+    torch = _torch()
+    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+        return data
+    if type(obj).load_state_dict is not torch.optim.Optimizer.load_state_dict:
+        return data  # (its own loader: optkern.torch's converts any format; another library's is its own)
+    from .torch._lowp import holds_8bit, to_torch_state_dict
+
+    return to_torch_state_dict(data) if holds_8bit(data) else data
+
+
 def _check_state(obj, data) -> None:
     """A torch optimizer's or module's saved state dict: what its loader needs, checked before any
     target is written (torch's own checks run while it loads: a failure there leaves earlier

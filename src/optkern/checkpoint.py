@@ -16,7 +16,9 @@ plain data, NumPy having no such type), and plain data: dicts,
 lists, tuples, numbers, strings, None and arrays nested in them (a container that holds itself
 is refused: ValueError naming it).
 torch optimizers and modules (``torch.optim``, ``optkern.torch``, ``torch.nn.Module``) are
-saved through ``state_dict()`` and get their arrays back as tensors on load.
+saved through ``state_dict()`` and get their arrays back as tensors on load (an ``optkern.torch``
+optimizer's 8-bit moments loaded into the ``torch.optim`` optimizer of its name as float32 values,
+``optkern.torch.to_torch_state_dict``: torch's loader would take the codes as values).
 
 The file is one uncompressed ``.npz`` (readable with ``numpy.load(path, allow_pickle=False)``,
 written to ``path`` as given): member ``meta`` holds UTF-8 JSON -- the format name and
@@ -64,7 +66,7 @@ import numpy as np
 from . import _atomic
 from ._array_checks import restoring_own_state
 from ._checkpoint_codec import _array_places, _decode, _encode, _host_copy, _sha256
-from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _wants_torch, register
+from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _torch_optim_form, _wants_torch, register
 
 __all__ = ["FORMAT", "VERSION", "Kind", "load", "register", "save"]
 
@@ -206,7 +208,7 @@ class _Entry(NamedTuple):
     def data_for(self, target):
         """The data handed to ``target``'s check and restore: torch tensors for a torch object."""
         if self.kind == "state" and _wants_torch(target):
-            return _decode(self.node, self.arrays, to_torch=True)
+            return _torch_optim_form(target, _decode(self.node, self.arrays, to_torch=True))
         return self.data
 
 

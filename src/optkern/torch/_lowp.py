@@ -229,6 +229,17 @@ def _is_8bit(entry: dict, k: str) -> bool:
     return isinstance(entry.get(k), torch.Tensor) and entry[k].dtype is torch.uint8
 
 
+def holds_8bit(state_dict) -> bool:
+    """Whether ``state_dict`` holds a moment in this module's 8-bit storage: ``torch.uint8`` codes
+    beside their ``<name>_scale`` and the entry's ``block_size`` (what :func:`to_torch_state_dict`
+    converts for ``torch.optim``, whose loader takes the codes as values)."""
+    state = state_dict.get("state") if isinstance(state_dict, dict) else None
+    return isinstance(state, dict) and any(
+        isinstance(e, dict) and _BLOCK in e and any(_is_8bit(e, k) and f"{k}_scale" in e for k in e)
+        for e in state.values()
+    )
+
+
 def float_entry(entry: dict, names: tuple, where: str, n_p: int | None = None) -> dict:
     """``entry`` with moments ``names`` as float tensors and the low-precision extras (scales,
     block size, master) gone: what torch's optimizers keep (``n_p``: the param's element count)."""
