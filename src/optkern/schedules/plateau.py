@@ -253,6 +253,13 @@ class ReduceLROnPlateau:
         last = state["_last_lr"]
         if not isinstance(last, (list, tuple)):
             raise TypeError(f"state['_last_lr']: expected a list, got {type(last).__name__}")
+        if len(last) > n:
+            # (a scheduler of an optimizer with more groups: loaded, get_last_lr() gave that run's lrs,
+            # more than this optimizer has groups. Fewer is torch's own: groups added since its last step)
+            raise ValueError(
+                f"state['_last_lr']: holds {len(last)} lrs, but the optimizer has {n} param group{'s' * (n != 1)} "
+                "(a state of a scheduler over another optimizer)"
+            )
         new["_last_lr"] = [_backend.nonnegative(f"state['_last_lr'][{i}]", _item(x)) for i, x in enumerate(last)]
         if new["cooldown_counter"] > new["cooldown"]:
             raise ValueError(
