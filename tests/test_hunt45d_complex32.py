@@ -5,7 +5,12 @@ model holding one, which ``torch.save`` takes. A demanding user expects the roun
 saved as their bits (as bfloat16 and float8_* are) and come back bit for bit as complex32 tensors
 (``load_state``, a torch module target); ``optkern.load``'s plain data, NumPy having no complex32,
 holds them as complex64 (the same values). A file of the encoder before the codec with one
-(``tests/data/early_stopping_chalf_v0.npz``, written by that code) still loads."""
+(``tests/data/early_stopping_chalf_v0.npz``, written by that code) still loads.
+
+torch's packed ``float4_e2m1fn_x2`` (a type ml_dtypes lacks): ``optkern.save`` wrote it, and
+``optkern.load`` refused the whole file ("damaged checkpoint (TypeError: unknown dtype
+'float4_e2m1fn_x2' ...)"), every entry lost, the tensor's own module target too. Its plain data is now
+its bits (as any tagged type without ml_dtypes), and a torch target gets the tensor back."""
 
 from __future__ import annotations
 
@@ -67,3 +72,20 @@ def test_an_old_file_with_complex32_still_loads():
     assert back["c"].dtype == torch.complex32
     assert back["c"].to(torch.complex64).tolist() == [1 + 2j, -0.5 - 3j, 0.25j]
     assert back["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_float4_x2_tensor_does_not_make_the_file_unreadable(tmp_path):
+    fp4 = getattr(torch, "float4_e2m1fn_x2", None)
+    if fp4 is None:
+        pytest.skip("this torch has no float4_e2m1fn_x2")
+    t = torch.tensor([56, 192, 48, 76], dtype=torch.uint8).view(fp4)
+    module = torch.nn.Module()
+    module.register_buffer("t", t.clone())
+    optkern.save(tmp_path / "c.npz", m=module, t=t, w=np.ones(2))
+    back = optkern.load(tmp_path / "c.npz")
+    assert back["t"].dtype == np.uint8 and back["t"].tolist() == [56, 192, 48, 76]
+    assert back["w"].tolist() == [1.0, 1.0]
+    other = torch.nn.Module()
+    other.register_buffer("t", torch.zeros_like(t))
+    optkern.load(tmp_path / "c.npz", m=other)
+    assert other.t.dtype == fp4 and other.t.view(torch.uint8).tolist() == [56, 192, 48, 76]

@@ -181,8 +181,8 @@ def _array_places(node, where: str):
 
 def _array(a: np.ndarray, dtype: str | None, to_torch: bool):
     """A saved array: ``a`` itself, or the values of the bits ``a`` holds where ``dtype`` names a
-    type NumPy lacks (the ml_dtypes type; its bits without ml_dtypes); a torch tensor (a copy) with
-    ``to_torch``."""
+    type NumPy lacks (the ml_dtypes type; its bits without ml_dtypes or where ml_dtypes has no such
+    type; complex32 as complex64); a torch tensor (a copy) with ``to_torch``."""
     if to_torch:
         torch = _torch() or importlib.import_module("torch")
         t = torch.from_numpy(np.array(a))  # (np.array, not ascontiguousarray: that makes 0-d 1-d)
@@ -201,6 +201,11 @@ def _array(a: np.ndarray, dtype: str | None, to_torch: bool):
     except ImportError:
         return a  # (the bits)
     want = getattr(ml_dtypes, dtype, None)
+    if want is None:
+        # a type ml_dtypes lacks (torch's packed float4_e2m1fn_x2, one of a newer ml_dtypes): its bits,
+        # as without ml_dtypes. Refused, the file optkern.save had written could not be read at all,
+        # none of its entries ("damaged checkpoint"), not even into the torch tensor it came from
+        return a
     if not isinstance(want, type) or not issubclass(want, np.generic) or np.dtype(want).itemsize != a.itemsize:
         raise TypeError(f"unknown dtype {dtype!r} of {a.itemsize}-byte elements")
     return a.view(want)

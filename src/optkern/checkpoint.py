@@ -12,7 +12,8 @@
 :class:`Kind`), arrays (NumPy, CuPy; torch tensors are saved detached, from a host copy;
 bfloat16, float8_* and ml_dtypes' other types as their tagged bits; torch's complex32 too, which
 comes back as a complex32 tensor into a torch target and as complex64 -- the same values -- in
-plain data, NumPy having no such type), and plain data: dicts,
+plain data, NumPy having no such type; one ml_dtypes lacks too -- torch's float4_e2m1fn_x2 -- is
+its bits in plain data, itself again in a torch target), and plain data: dicts,
 lists, tuples, numbers, strings, None and arrays nested in them (a container that holds itself
 is refused: ValueError naming it).
 torch optimizers and modules (``torch.optim``, ``optkern.torch``, ``torch.nn.Module``) are
