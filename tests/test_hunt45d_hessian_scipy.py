@@ -126,3 +126,20 @@ def test_cg_maxiter_0_not_converged_is_info_1_where_scipy_says_0(x0):
     np.testing.assert_array_equal(res.x, x_s)
     assert res.residual_norm > 1e-5 * np.linalg.norm(b)  # (really not converged)
     assert "maxiter=0" in hessian.cg.__doc__ and "unlike SciPy" in hessian.cg.__doc__
+
+
+class _Raising(sl.LinearOperator):
+    def __init__(self):
+        super().__init__(np.float64, (N, N))
+
+    def _matvec(self, v):
+        raise ValueError("my own problem")
+
+
+def test_an_operators_own_value_error_is_named_as_the_argument():
+    _, b = _system()
+    with pytest.raises(ValueError, match=r"^A\.matvec: my own problem$"):
+        hessian.cg(_Raising(), b)
+    says = r"^M\.matvec: a product inside the _SumLinearOperator failed: my own problem$"
+    with pytest.raises(ValueError, match=says):
+        hessian.cg(np.eye(N), b, M=sl.aslinearoperator(np.eye(N)) + _Raising())

@@ -199,7 +199,11 @@ def _scipy_matvec(A, n: int, who: str) -> Callable:
             # a composite (``aslinearoperator(B) + C``, ``B @ C``, ``2 * C``, ``C ** 2``) runs its parts'
             # SciPy matvec, whose reshape of a part's product of the wrong size raised NumPy's "cannot
             # reshape array of size 4 into shape (5,)" from inside SciPy, naming no argument
-            raise ValueError(f"{who}: a product inside the {type(A).__name__} failed: {e}") from None
+            base = _linear_operator_base()
+            inside = any(isinstance(part, base) for part in getattr(A, "args", ()))  # (SciPy's composites)
+            raise ValueError(
+                f"{who}: a product inside the {type(A).__name__} failed: {e}" if inside else f"{who}: {e}"
+            ) from None
         except NotImplementedError as e:  # (SciPy's bare one: a part without _matvec, or ``C.H`` without _rmatvec)
             raise TypeError(
                 f"{who}: the {type(A).__name__} cannot compute its product (NotImplementedError{': ' if str(e) else ''}"
