@@ -68,7 +68,8 @@ def test_a_state_loaded_inside_the_loop_is_kept_after_it():
         if i == 3:  # (a rollback to the checkpoint, as on a NaN loss, then out of the loop)
             loader.load_state_dict(saved)
             break
-    assert loader.state_dict() == saved == {"epoch": 0, "seed": 1, "batch": 2}
+    want = {"epoch": 0, "seed": 1, "batch": 2, "n": 20, "batch_size": 4, "shuffle": True}
+    assert loader.state_dict() == saved == want
     rest = [b.tolist() for b in loader]
     assert rest == [b.tolist() for b in BatchLoader(x, None, 4, seed=1).batches(0, 2)]
     assert loader.epoch == 1

@@ -16,6 +16,9 @@ from ._pickling import NativeByName
 
 __all__ = ["BatchLoader"]
 
+# What a position inside an epoch means (its examples), in a state taken there
+_SETUP = ("n", "batch_size", "shuffle")
+
 
 def _fixed(b: int, epoch) -> int:
     """A constant batch size (a partial of it pickles, where a lambda does not)."""
@@ -171,19 +174,75 @@ class BatchLoader(NativeByName):
 
     def state_dict(self) -> dict:
         """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
-        the loop over it)."""
-        return {"epoch": self.epoch, "seed": self._seed(), "batch": self._taken()}
+        the loop over it). Inside it, also what those batches were cut from: ``n`` examples, the
+        epoch's ``batch_size`` and ``shuffle`` (a loader set up otherwise would have resumed at other
+        examples: :meth:`load_state_dict` converts or refuses)."""
+        state = {"epoch": self.epoch, "seed": self._seed(), "batch": self._taken()}
+        if state["batch"]:
+            state.update(n=self.n, batch_size=self.batch_size(self.epoch), shuffle=self._option("shuffle"))
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from :meth:`state_dict`; the whole of ``state`` is checked before anything changes."""
+        """Continue from :meth:`state_dict`; the whole of ``state`` is checked before anything changes.
+
+        A position inside an epoch resumes at the next example the saved loader would have handed
+        out: under another batch size as well when the examples handed out are whole batches of it
+        (else ValueError naming ``batch_size_schedule``); another dataset length or ``shuffle`` has
+        another order, refused naming ``x`` / ``shuffle``. ``drop_last`` only decides the epoch's
+        end: this loader's own applies to the rest of it."""
         # (an unknown key refused: {"epoch": 3, "seed": 1, "btach": 5} restarted the epoch silently)
-        _backend.state_keys(state, ("epoch", "seed"), ("batch",), "a BatchLoader's")
+        _backend.state_keys(state, ("epoch", "seed"), ("batch", *_SETUP), "a BatchLoader's")
         epoch = _backend.integer("state['epoch']", state["epoch"], 0)
         seed = _backend.integer("state['seed']", state["seed"], 0)
         # (a state saved before loaders kept a position has no 'batch': the epoch from its start)
         batch = _backend.integer("state['batch']", state.get("batch", 0), 0)
-        if batch:
+        setup = self._saved_setup(state)
+        if batch and setup is not None:
+            batch = self._resumed_batch(epoch, batch, *setup)
+        elif batch:  # (a state from before the setup was saved: batches of this loader, as then)
             count = self._count(epoch)
             if batch > count:
                 raise ValueError(f"state['batch']: {batch} batches taken, but epoch {epoch} has {count}")
         self.epoch, self.seed, self._pos = epoch, seed, (epoch, batch)
+
+    @staticmethod
+    def _saved_setup(state: dict):
+        """``(n, batch_size, shuffle)`` of a state taken inside an epoch, checked; None if it has none."""
+        given = [k for k in _SETUP if k in state]
+        if not given:
+            return None
+        for k in _SETUP:
+            if k not in state:
+                raise ValueError(f"state: missing {k!r} (it holds {', '.join(repr(g) for g in given)})")
+        return (
+            _backend.integer("state['n']", state["n"], 0),
+            _backend.integer("state['batch_size']", state["batch_size"], 1),
+            _backend.flag("state['shuffle']", state["shuffle"]),
+        )
+
+    def _resumed_batch(self, epoch: int, batch: int, n: int, size: int, shuffle: bool) -> int:
+        """This loader's batch of ``epoch`` at which the saved one (``batch`` batches of ``size`` handed
+        out from ``n`` examples) goes on. Resumed by batch count alone, another length or shuffle went
+        on in another order, another batch size at another example: skipped or repeated ones."""
+        count = -(-n // size)
+        if batch > count:
+            raise ValueError(f"state['batch']: {batch} batches taken, but {n} examples make {count} of {size}")
+        if n != self.n:
+            raise ValueError(
+                f"x: the state is {batch} batches into epoch {epoch} of {n} examples, x has {self.n} "
+                "(their order differs: load it at an epoch's end, or into a loader over the same data)"
+            )
+        if shuffle != self._option("shuffle"):
+            raise ValueError(
+                f"shuffle: the state is {batch} batches into an epoch with shuffle={shuffle}, "
+                f"this loader's is {not shuffle}"
+            )
+        taken, b = min(batch * size, n), self.batch_size(epoch)
+        if taken == n:  # (all handed out: the epoch's end, whatever its batches)
+            return self._count(epoch)
+        if taken % b:
+            raise ValueError(
+                f"batch_size_schedule: gives {b} for epoch {epoch}, but the state's {batch} batches of "
+                f"{size} handed out {taken} examples, not a whole number of batches of {b}"
+            )
+        return taken // b
