@@ -38,6 +38,23 @@ def _batch_size_fn(schedule):
     )
 
 
+def _arrays(x, y):
+    """``(x, y)`` checked: the constructor's arguments, and the attributes as read (a ``y`` assigned
+    longer than ``x`` was paired with its first rows silently, a shorter one failed with NumPy's
+    IndexError from inside an epoch then counted as done)."""
+    if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
+        raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
+    if x.ndim < 1:
+        raise ValueError("x: needs a leading example axis, got a 0-d array")
+    if y is not None:
+        if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):  # (a list would be named "y[0]")
+            raise TypeError(f"y: expected a numpy or cupy array or None, got {type(y).__name__}")
+        _backend.backend(("x", x), ("y", y))
+        if y.ndim < 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"y: expected {x.shape[0]} examples to match x, got shape {tuple(y.shape)}")
+    return x, y
+
+
 def _epoch_seed(seed: int, epoch: int):
     """The entropy of ``epoch``'s shuffle. NumPy reads ``[seed, epoch]`` as 32-bit words, a trailing
     zero word the same as none: past 2**32, seed ``s + 2**32 j``'s epoch 0 (words ``[s, j, 0]``)
@@ -72,17 +89,7 @@ class BatchLoader(NativeByName):
     """
 
     def __init__(self, x, y=None, batch_size_schedule=32, seed=0, *, shuffle=True, drop_last=False):
-        if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
-            raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
-        if x.ndim < 1:
-            raise ValueError("x: needs a leading example axis, got a 0-d array")
-        if y is not None:
-            if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):  # (a list would be named "y[0]")
-                raise TypeError(f"y: expected a numpy or cupy array or None, got {type(y).__name__}")
-            _backend.backend(("x", x), ("y", y))
-            if y.ndim < 1 or y.shape[0] != x.shape[0]:
-                raise ValueError(f"y: expected {x.shape[0]} examples to match x, got shape {tuple(y.shape)}")
-        self.x, self.y = x, y
+        self.x, self.y = _arrays(x, y)
         self._size = _batch_size_fn(batch_size_schedule)
         self.seed = _backend.integer("seed", seed, 0)
         self.shuffle = _backend.flag("shuffle", shuffle)
@@ -91,15 +98,14 @@ class BatchLoader(NativeByName):
         # (epoch, batches of it handed out): where an epoch stopped or a restored one resumes; an
         # epoch assigned to `epoch` by hand (another one) starts at its first batch
         self._pos = (0, 0)
-        self._xp = _backend.array_module(x)
 
     @property
     def n(self) -> int:
-        return int(self.x.shape[0])
+        return int(_arrays(self.x, self.y)[0].shape[0])
 
     def batch_size(self, epoch: int | None = None) -> int:
         """The batch size of ``epoch`` (default: the current one)."""
-        e = self.epoch if epoch is None else _backend.integer("epoch", epoch, 0)
+        e = self._epoch() if epoch is None else _backend.integer("epoch", epoch, 0)
         b = self._size(e)
         if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
             raise ValueError(f"batch_size_schedule: returned {b!r} for epoch {e}; expected an int >= 1")
@@ -107,7 +113,7 @@ class BatchLoader(NativeByName):
 
     def __len__(self) -> int:
         """Number of batches in the current epoch."""
-        return self._count(self.epoch)
+        return self._count(self._epoch())
 
     def _count(self, epoch: int) -> int:
         b = self.batch_size(epoch)
@@ -124,14 +130,18 @@ class BatchLoader(NativeByName):
         s = self.seed
         return s if type(s) is int and s >= 0 else _backend.integer("seed", s, 0)
 
+    def _epoch(self) -> int:
+        e = self.epoch  # (assigned by hand: -1 or "2" went into state_dict, refused by its load)
+        return e if type(e) is int and e >= 0 else _backend.integer("epoch", e, 0)
+
     def _taken(self) -> int:
         """Batches of the current epoch handed out (0 unless it stopped or was restored inside it)."""
         e, k = getattr(self, "_pos", (0, 0))  # (a loader pickled before it kept a position: none)
-        return k if e == self.epoch else 0
+        return k if e == self._epoch() else 0
 
     def order(self, epoch: int | None = None):
         """The example order of ``epoch`` (a host int64 array)."""
-        e = self.epoch if epoch is None else _backend.integer("epoch", epoch, 0)
+        e = self._epoch() if epoch is None else _backend.integer("epoch", epoch, 0)
         seed = self._seed()
         if not self._option("shuffle"):
             return np.arange(self.n)
@@ -140,23 +150,25 @@ class BatchLoader(NativeByName):
     def batches(self, epoch: int | None = None, start: int = 0):
         """Yield the batches of ``epoch`` from its batch ``start`` on (at most its batch count), without
         changing :attr:`epoch`."""
-        e = self.epoch if epoch is None else epoch
+        e = self._epoch() if epoch is None else epoch
         b = self.batch_size(e)
+        x, y = _arrays(self.x, self.y)
         start = _backend.integer("start", start, 0)
         drop_last = self._option("drop_last")
         count = self.n // b if drop_last else -(-self.n // b)
         if start > count:  # (as load_state_dict's batch: past the end was an empty epoch, silently)
             raise ValueError(f"start: batch {start}, but epoch {e} has {count}")
-        idx = self._xp.asarray(self.order(e))
+        idx = _backend.array_module(x).asarray(self.order(e))
         stop = self.n - self.n % b if drop_last else self.n
         for s in range(start * b, stop, b):
             i = idx[s : s + b]
-            yield self.x[i] if self.y is None else (self.x[i], self.y[i])
+            yield x[i] if y is None else (x[i], y[i])
 
     def __iter__(self):
-        e = self.epoch
+        e = self._epoch()
         self.batch_size(e)  # a schedule's bad size raises here, before the epoch counts as begun
         self._seed(), self._option("shuffle"), self._option("drop_last")  # (and options assigned since)
+        _arrays(self.x, self.y)
         k = self._taken()
         mine = getattr(self, "_pos", None)  # (a loader pickled before it kept a position: none)
         try:
@@ -177,9 +189,9 @@ class BatchLoader(NativeByName):
         the loop over it). Inside it, also what those batches were cut from: ``n`` examples, the
         epoch's ``batch_size`` and ``shuffle`` (a loader set up otherwise would have resumed at other
         examples: :meth:`load_state_dict` converts or refuses)."""
-        state = {"epoch": self.epoch, "seed": self._seed(), "batch": self._taken()}
+        state = {"epoch": self._epoch(), "seed": self._seed(), "batch": self._taken()}
         if state["batch"]:
-            state.update(n=self.n, batch_size=self.batch_size(self.epoch), shuffle=self._option("shuffle"))
+            state.update(n=self.n, batch_size=self.batch_size(), shuffle=self._option("shuffle"))
         return state
 
     def load_state_dict(self, state: dict) -> None:
