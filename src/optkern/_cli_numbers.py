@@ -28,10 +28,15 @@ def whole(text: str) -> int:
     return int(text)
 
 
+def is_real(text: str) -> bool:
+    """Whether ``text`` is a number as an option writes one (``-1.5e3``; not ``1_0``, ``nan`` or ``١``)."""
+    return _REAL.fullmatch(text.strip()) is not None
+
+
 def real(text: str) -> float:
     """``text`` as a finite float; ValueError saying what was expected (``1e999`` too: inf)."""
     t = text.strip()
-    value = float(t) if _REAL.fullmatch(t) else math.nan
+    value = float(t) if is_real(t) else math.nan
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not a number (a finite one in digits, no '_': like 1e-3)")
     return value

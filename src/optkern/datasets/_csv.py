@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import collections
 import csv
+import re
 
 import numpy as np
 
-from .._cli_numbers import whole
+from .._cli_numbers import is_real, whole
 from ._errors import DataError
+
+_NONFINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 
 
 def _is_number(field: str) -> bool:
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
+    """A number as loadtxt reads one: ASCII digits, or nan / inf (``_features`` names those). Python's
+    ``float()`` also takes ``1_000`` and other scripts' digits (``١``), which loadtxt refuses: such a
+    feature cell read as a number on the word-label path, and turned the file's number labels into
+    class names (sorted as text: ``10`` before ``2``)."""
+    return is_real(field) or _NONFINITE.fullmatch(field.strip()) is not None
 
 
 def _unquote(field: str) -> str:
