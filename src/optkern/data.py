@@ -85,7 +85,8 @@ class BatchLoader(NativeByName):
     (the index permutation is moved to the GPU for CuPy arrays). :meth:`state_dict` holds the
     epoch and, taken inside the loop, how many of its batches were handed out: a loader restored
     from it goes on with the next batch, as the run that went on did -- restored inside the loop too
-    (a rollback; leaving the loop then keeps the restored position instead of ending the epoch).
+    (a rollback): the loop goes on from the restored batch, or, restored to another epoch, ends
+    there (leaving the loop keeps the restored position instead of ending the epoch).
     """
 
     def __init__(self, x, y=None, batch_size_schedule=32, seed=0, *, shuffle=True, drop_last=False):
@@ -172,17 +173,32 @@ class BatchLoader(NativeByName):
         k = self._taken()
         mine = getattr(self, "_pos", None)  # (a loader pickled before it kept a position: none)
         try:
-            for batch in self.batches(e, k):
-                k += 1
-                # (counted when handed out: a state dict taken in the loop resumes after it)
-                self._pos = mine = (e, k)
-                yield batch
+            while True:
+                for batch in self.batches(e, k):
+                    k += 1
+                    # (counted when handed out: a state dict taken in the loop resumes after it)
+                    self._pos = mine = (e, k)
+                    yield batch
+                    if self._pos is not mine or self.epoch != e:  # (loaded or assigned in the loop body)
+                        break
+                else:
+                    break  # (the epoch's batches all handed out)
+                if not self._restored_within(e):
+                    break
+                mine, k = self._pos, self._taken()
         finally:
             # the epoch done (or left early), unless the loop restored another position meanwhile
             # (load_state_dict, as a rollback on a NaN loss does, or an epoch assigned): advancing
             # overwrote it, and the restored run skipped the rest of its epoch
             if self.epoch == e and getattr(self, "_pos", None) is mine:
                 self.epoch, self._pos = e + 1, (e + 1, 0)
+
+    def _restored_within(self, e: int) -> bool:
+        """Whether a position restored inside the loop over epoch ``e`` (``load_state_dict``, as a
+        rollback on a NaN loss does) is in ``e``: the loop goes on from it. The loop went on after its
+        own batch instead and recorded that over the restored one, the rollback lost. Another epoch
+        (or one assigned) ends the loop there: the next loop starts from it."""
+        return self.epoch == e and self._pos[0] == e
 
     def state_dict(self) -> dict:
         """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
