@@ -48,8 +48,12 @@ class Dataset:
         n = len(self.y)
         perm = np.random.default_rng(seed).permutation(n)
         nv = max(1, int(round(n * val_fraction)))
-        if nv >= n:
+        if n < 2:
             raise DataError(f"{self.name}: {n} samples are too few to split")
+        if nv >= n:  # (said "1797 samples are too few to split" of the digits at 0.9999)
+            raise ValueError(
+                f"val_fraction: {val_fraction} of {n} samples is {nv} for validation, no training sample left"
+            )
         v, t = perm[:nv], perm[nv:]
         xt, xv, notes = self.x[t], self.x[v], self.notes
         if self.unscaled is not None:
