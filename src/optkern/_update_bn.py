@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Callable
 
+from .data import BatchLoader
 from .norm.modules import BatchNorm
 
 __all__ = ["update_bn"]
@@ -49,7 +50,8 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
 
     Args:
       batches: an iterable of inputs; an item that is a tuple or list gives its first element
-        (a loader of ``(x, y)`` pairs works as is).
+        (a loader of ``(x, y)`` pairs works as is; an :class:`optkern.data.BatchLoader` gives its
+        current epoch's batches, its epoch and position unchanged).
       forward: ``forward(x)`` runs the model on one input with its ``BatchNorm`` layers in
         training mode (``bn(h, training=True)``); its result is ignored.
       modules: the model's ``optkern.norm.BatchNorm`` layers (one or a list); layers built with
@@ -83,7 +85,10 @@ def update_bn(batches: Iterable, forward: Callable, modules) -> None:
             m.reset_running_stats()
             m.momentum = None
         read = False
-        for item in batches:
+        # a BatchLoader's epoch read without iterating the loader: that counted a training epoch (the
+        # run's next shuffle another, a batch-size schedule's milestones early) and, inside the
+        # training loop, went on from its position and ended its epoch (torch's DataLoader keeps none)
+        for item in batches.batches() if isinstance(batches, BatchLoader) else batches:
             read = True
             forward(item[0] if isinstance(item, (tuple, list)) else item)
         if read:
