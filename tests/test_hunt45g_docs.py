@@ -75,3 +75,23 @@ def test_soft_targets_documents_n():
     from optkern.regularize import soft_targets
 
     assert "``n``" in soft_targets.__doc__
+
+
+def _subparser(name: str):
+    from optkern.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def test_bench_help_says_what_the_default_suite_runs():
+    """``optkern bench`` alone runs ``all`` (optim, norm, hvp): its --help did not say so."""
+    from optkern.benchmarks.suite import ALL
+
+    suite = next(a for a in _subparser("bench")._actions if a.dest == "suite")
+    assert suite.default == "all"
+    assert f"default all: {', '.join(ALL)}" in suite.help
+
+
+def test_info_has_a_description():
+    assert "optkern.info()" in (_subparser("info").description or "")
