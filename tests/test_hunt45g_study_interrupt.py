@@ -34,3 +34,37 @@ def test_an_interrupt_while_the_pool_shuts_down_still_writes_the_report(tmp_path
     report = (out / "report.md").read_text()
     assert "**Interrupted**" in report and "Not finished" not in report
     assert "optkern: interrupted" not in capsys.readouterr().err  # (the escaped interrupt's line)
+
+
+def test_an_interrupt_while_the_report_is_written_still_writes_it(tmp_path, monkeypatch, capsys):
+    """The same after the runs and figures: an interrupt inside report.write_markdown escaped too."""
+    from optkern.study import report
+
+    real = report.write_markdown
+    calls = []
+
+    def interrupted_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(report, "write_markdown", interrupted_once)
+    out = tmp_path / "out"
+    args = ["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--epochs", "1", "--hidden", "8"]
+    args += [
+        "--curvature-samples",
+        "32",
+        "--checkpoints",
+        "1",
+        "--jobs",
+        "1",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 130
+    report_text = (out / "report.md").read_text()
+    assert "**Interrupted**" in report_text and "Not finished" not in report_text
+    assert "optkern: interrupted" not in capsys.readouterr().err
