@@ -24,6 +24,7 @@ class ScalerConfig:
         def __getattr__(self, name: str) -> Any: ...
 
     def get_growth_factor(self) -> float:
+        """The ``growth_factor`` in use (torch's ``get_growth_factor``)."""
         return self.growth_factor
 
     def set_growth_factor(self, new_factor: float) -> None:
@@ -32,6 +33,7 @@ class ScalerConfig:
         self.growth_factor = _float32_in("new_factor", new_factor, 1.0)
 
     def get_backoff_factor(self) -> float:
+        """The ``backoff_factor`` in use (torch's ``get_backoff_factor``)."""
         return self.backoff_factor
 
     def set_backoff_factor(self, new_factor: float) -> None:
@@ -39,6 +41,7 @@ class ScalerConfig:
         self.backoff_factor = _float32_in("new_factor", new_factor, 0.0, 1.0)
 
     def get_growth_interval(self) -> int:
+        """The ``growth_interval`` in use (torch's ``get_growth_interval``)."""
         return self.growth_interval
 
     def set_growth_interval(self, new_interval: int) -> None:

@@ -107,6 +107,8 @@ def cuda_module():
 
 
 def cuda_built() -> bool:
+    """Whether the CUDA module ``optkern._cuda`` was built and loads here (a CUDA driver present);
+    False, never an error, otherwise (``optkern.info()["cuda_built"]``; CuPy arrays then raise)."""
     try:
         cuda_module()
         return True

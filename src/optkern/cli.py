@@ -196,16 +196,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     s.add_argument("--quiet", action="store_true", help="no progress output (the report's path is still printed)")
 
+    from .benchmarks.suite import ALL
+
     b = sub.add_parser("bench", help="benchmark optkern against PyTorch (optimizers, normalization, HVP)")
     b.add_argument(
         "suite",
         nargs="?",
         default="all",
         choices=["optim", "rules", "norm", "hvp", "second", "kernels", "all", "dist"],
-        help="rules: every optimizer variant on one array vs the bandwidth probe; second: L-BFGS / "
-        "Newton-CG / SAM; kernels: gradient clipping, GradScaler, SWA/EMA, low-precision conversion and "
-        "quantization, dropout, weight norm and the Philox generators vs the bandwidth probe; dist: "
-        "data-parallel / ZeRO-1 communication, run under mpiexec -n N (none of the four is in 'all')",
+        help=f"default all: {', '.join(ALL)}; rules: every optimizer variant on one array vs the "
+        "bandwidth probe; second: L-BFGS / Newton-CG / SAM; kernels: gradient clipping, GradScaler, "
+        "SWA/EMA, low-precision conversion and quantization, dropout, weight norm and the Philox "
+        "generators vs the bandwidth probe; dist: data-parallel / ZeRO-1 communication, run under "
+        "mpiexec -n N (none of the four is in 'all')",
     )
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
@@ -216,7 +219,12 @@ def _parser() -> argparse.ArgumentParser:
         help="OpenMP threads for optkern and torch (default: each library's own count, OMP_NUM_THREADS or all cores)",
     )
 
-    sub.add_parser("info", help="how optkern was built: version, compiler, threads, SIMD, CUDA")
+    sub.add_parser(
+        "info",
+        help="how optkern was built: version, compiler, threads, SIMD, CUDA",
+        description="Print optkern.info(): version, compiler, OpenMP threads, SIMD level, the serial_below "
+        "bound, the memory pool, CUDA availability.",
+    )
     return p
 
 

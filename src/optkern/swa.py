@@ -177,6 +177,8 @@ class AveragedParams(NativeByName):
 
     @serialized
     def state_dict(self) -> dict:
+        """``{"mode", "decay", "n_averaged", "averages"}``, the averages as copies (for
+        ``load_state_dict`` or ``optkern.save``)."""
         return {
             "mode": self.mode,
             "decay": self.decay,

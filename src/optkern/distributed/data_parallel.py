@@ -348,6 +348,8 @@ class DistributedOptimizer(ClosureSteps):
         self.step(grads)
 
     def zero_grad_buffers(self) -> None:
+        """Fill the fusion buffers behind :meth:`grad_buffers` with zeros (for gradients that are
+        accumulated into them with ``+=``); a buffer not made yet is left unmade."""
         for b in self._buckets:
             if b.allocated():  # a direct gradient's buffer exists once grad_buffers() asked for it
                 b.flat.fill(0)

@@ -34,6 +34,11 @@ class LowpStateDictMixin(OptimizerParts):
 
     @serialized
     def state_dict(self) -> dict:
+        """The optimizer state in PyTorch's format (``Optimizer.state_dict``: the live arrays, not
+        copies). In low precision each entry also holds its storage format: ``seed`` (stochastic
+        rounding, bf16 states), ``state_dtype`` and, for 8-bit states, ``block`` (the moments as
+        8-bit codes with their block scales; bf16 states as ``ml_dtypes.bfloat16`` arrays where
+        ml_dtypes is installed). Any storage format loads into any other (``load_state_dict``)."""
         sd = super().state_dict()  # type: ignore[misc]
         lp = self._lowp
         if lp is None:

@@ -342,6 +342,9 @@ class NewtonCG(NativeByName):
 
     @serialized
     def state_dict(self) -> dict:
+        """``{"state": {0: {"num_grad_evals", "num_hvps", "prev_step"}}, "param_groups": [group]}``:
+        the counters, the last step taken (a copy; absent before the first: CG's warm start) and the
+        one group's hyper-parameters with ``"params"`` as indices (torch's layout)."""
         g = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         g["params"] = list(range(len(self._params)))
         st = {"num_grad_evals": self.num_grad_evals, "num_hvps": self.num_hvps}

@@ -158,6 +158,9 @@ class SAM(NativeByName):
 
     @serialized
     def step(self, closure):
+        """One SAM step from ``closure() -> (loss, grads)`` (called twice: at ``w``, then at the
+        ascent point); returns the loss at ``w``. TypeError / ValueError naming ``closure`` for a bad
+        or non-finite result, the params then back at ``w`` (see the class)."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
         # the closure calls interruptible; a Ctrl-C during a write held until the second call (the

@@ -80,7 +80,12 @@ def _float_dtype(dtype) -> np.dtype:
 @_backend.on_array_device  # (torch tensors, DLPack / array-interface exporters: viewed)
 def soft_targets(y, n, num_classes=None, dtype=np.float32):
     """(N, K) soft targets from integer labels (N,) (one-hot of ``dtype``, a floating dtype; needs
-    num_classes) or soft targets (N, K) (returned as they are)."""
+    num_classes) or soft targets (N, K) (returned as they are).
+
+    ``n``: the batch size N that ``y`` must have (``x.shape[0]`` in :func:`mixup`). TypeError for a
+    ``y`` that is not an integer or float array (or a non-float ``dtype``); ValueError naming ``y``
+    for a shape or label out of place, naming ``num_classes`` where it is missing (integer labels),
+    below 1 or unlike the soft targets' K."""
     dtype = _float_dtype(dtype)
     n = _backend.integer("n", n, 0)
     if not (isinstance(y, np.ndarray) or _backend.is_cupy(y)):

@@ -71,6 +71,8 @@ class Schedule:
         rule): the constructor's cross-checks, run again before each value, as the rules are."""
 
     def value(self, t: int) -> float:  # pragma: no cover - abstract
+        """The value at step ``t``, unchecked: the subclasses' formula. Call the schedule
+        (``sched(t)``) instead: it checks ``t`` and the result."""
         raise NotImplementedError
 
     def attach(self, optimizer, *, relative: bool = False, key: str = "lr", index: int | None = None) -> Scheduler:

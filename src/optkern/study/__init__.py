@@ -166,13 +166,23 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
                 )
         except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
             results["interrupted"] = True
-    path = report.write_markdown(
-        results,
-        args.out,
-        figures,
-        captions=captions(results),
-        skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB,
-    )
+
+    def write_report() -> str:
+        return report.write_markdown(
+            results,
+            args.out,
+            figures,
+            captions=captions(results),
+            skipped="--no-plots was given" if args.no_plots else report.NO_MATPLOTLIB,
+        )
+
+    try:
+        path = write_report()
+    except KeyboardInterrupt:
+        # the first Ctrl-C / SIGTERM while the report is written (later SIGTERMs are ignored):
+        # written again, marked -- it escaped with report.md left "Not finished" and exit 130
+        results["interrupted"] = True
+        path = write_report()
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")

@@ -110,43 +110,49 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     pending: dict[tuple, list[int]] = {}  # epoch0_key -> runs waiting for its epoch-0 measurement
     running: dict[Future, int] = {}
     done = 0
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=(train, val, cfg)) as ex:
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=(train, val, cfg)) as ex:
 
-        def submit(i: int, epoch0) -> None:
-            name, norm, seed = tasks[i]
-            running[ex.submit(_run, name, norm, seed, epoch0)] = i
+            def submit(i: int, epoch0) -> None:
+                name, norm, seed = tasks[i]
+                running[ex.submit(_run, name, norm, seed, epoch0)] = i
 
-        try:
-            for i, (name, norm, seed) in enumerate(tasks):
-                key = epoch0_key(name, norm, seed)
-                if key in pending:
-                    pending[key].append(i)
-                else:
-                    pending[key] = []
-                    submit(i, None)
-            while running:
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    i = running.pop(fut)
-                    rec, epoch0 = fut.result()
-                    records[i].update(rec)
-                    done += 1
-                    for j in pending.pop(epoch0_key(*tasks[i]), []):
-                        submit(j, epoch0)
-                    if progress:
-                        _say_done(rec, done, len(tasks), cfg.seeds)
-                    if on_run_done is not None:
-                        on_run_done()
-        except KeyboardInterrupt:
-            # The workers had Ctrl-C too: the runs in flight return what they measured. (A worker
-            # still starting up dies of it instead, which breaks the pool: its run has no record.)
-            # Forwarded too, for a SIGINT that reached this process alone.
-            _forward_interrupt(ex)
-            for fut, i in running.items():
-                if not fut.cancel():
-                    try:
-                        records[i].update(fut.result()[0])
-                    except Exception:  # a broken pool
-                        pass
-            return True
+            try:
+                for i, (name, norm, seed) in enumerate(tasks):
+                    key = epoch0_key(name, norm, seed)
+                    if key in pending:
+                        pending[key].append(i)
+                    else:
+                        pending[key] = []
+                        submit(i, None)
+                while running:
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        i = running.pop(fut)
+                        rec, epoch0 = fut.result()
+                        records[i].update(rec)
+                        done += 1
+                        for j in pending.pop(epoch0_key(*tasks[i]), []):
+                            submit(j, epoch0)
+                        if progress:
+                            _say_done(rec, done, len(tasks), cfg.seeds)
+                        if on_run_done is not None:
+                            on_run_done()
+            except KeyboardInterrupt:
+                # The workers had Ctrl-C too: the runs in flight return what they measured. (A worker
+                # still starting up dies of it instead, which breaks the pool: its run has no record.)
+                # Forwarded too, for a SIGINT that reached this process alone.
+                _forward_interrupt(ex)
+                for fut, i in running.items():
+                    if not fut.cancel():
+                        try:
+                            records[i].update(fut.result()[0])
+                        except Exception:  # a broken pool
+                            pass
+                return True
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM after the last run, while ``with`` joins the workers (a second one in
+        # the branch above): the records are whole. It escaped here, and the study ended with
+        # no report and exit status 130, where SIGTERM's is 143.
+        return True
     return False
