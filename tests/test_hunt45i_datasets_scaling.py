@@ -103,3 +103,26 @@ def test_bool_features_are_refused_by_name(tmp_path):
     np.savez(path, x=np.ones((_N, 2), bool), y=np.arange(_N) % 2)
     with pytest.raises(DataError, match="flags.npz: features must be numeric, got bool"):
         load_file(str(path))
+
+
+@pytest.mark.parametrize("labels", ["numbers", "words"])
+def test_csv_integer_features_past_2_53_are_read_exactly(tmp_path, labels):
+    ids = [2**63 - 1000 + 7 * k for k in range(_N)]
+    path = tmp_path / "ids.csv"
+    names = ["cat", "dog"] if labels == "words" else ["0", "1"]
+    rows = [f"{v},{k % 5}.5,{names[k % 2]}" for k, v in enumerate(ids)]
+    path.write_text("id,w,label\n" + "\n".join(rows) + "\n")
+    ds = load_file(str(path), dtype=np.float64)
+    ref = _reference(np.array(ids, dtype=np.int64), _ALL, _ALL)
+    np.testing.assert_allclose(ds.x[:, 0], ref, rtol=8 * _EPS, atol=8 * _EPS)  # (all zeros before)
+    assert f"CSV column 1 (integers past 2**53) read exactly, less its minimum {min(ids)}" in ds.notes
+    np.testing.assert_allclose(ds.x[:, 1], _reference(np.arange(_N) % 5 + 0.5, _ALL, _ALL), rtol=8 * _EPS)
+
+
+def test_csv_float_features_past_2_53_stay_floats(tmp_path):
+    # 1e20 and 2.5e16 are written as floating-point numbers: read as such, no note
+    path = tmp_path / "f.csv"
+    path.write_text("".join(f"{1e20 + k * 1e6:e},{2.5e16},{k % 2}\n" for k in range(_N)))
+    ds = load_file(str(path), dtype=np.float64)
+    assert not any("read exactly" in n for n in ds.notes)
+    assert np.all(np.isfinite(ds.x)) and np.all(ds.x[:, 1] == 0)
