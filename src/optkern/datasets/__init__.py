@@ -30,7 +30,8 @@ class Dataset:
     num_classes: int
     name: str
     notes: tuple = ()  # what was done to the data, one phrase each
-    # A file's features as read (checked, not standardized): split()
+    # A file's features as read (checked, not standardized; a CSV's integer column past 2**53 less
+    # its minimum, which standardizing does not see, as notes say): split()
     # standardizes both halves by the training rows' mean and standard deviation, so that no
     # validation row's value reaches the training inputs. None: x needs no such step (the digits).
     unscaled: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -211,12 +212,13 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
                 notes.append(f"x of shape {tuple(shape)} flattened to {x.shape[1]} features per sample")
             where = ""
         else:
-            x, y, column = _read_csv(path, label_column)
+            x, y, column, exact = _read_csv(path, label_column)
             notes.append(
                 f"label from the CSV's {column!r}"
                 if not column.startswith("column ")
                 else f"label from CSV {column} of {x.shape[1] + 1}"
             )
+            notes.extend(exact)
             where = (
                 ""
                 if label_column is not None

@@ -52,9 +52,10 @@ def _is_header(line: str, second: str | None = None) -> bool:
     return bool(words) and (second is None or not set(words) <= set(_words_at(second)))
 
 
-def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Features, labels and the label column's name; ``label_column`` is an
-    index (negative counts from the end) or a header name (default: the last)."""
+def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """Features, labels, the label column's name and notes on columns read exactly
+    (:func:`_exact_integer_features`); ``label_column`` is an index (negative counts from the end)
+    or a header name (default: the last)."""
     try:
         with open(path, encoding="utf-8-sig") as fh:  # -sig: a BOM would make row 1 look like a header
             lines = fh.readlines()
@@ -86,7 +87,12 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         _check_row_lengths(lines, rows_from, path)
     j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
-    return np.delete(d, j, axis=1), _integer_labels(lines, skip, j, d[:, j], path), name
+
+    def text(c: int) -> np.ndarray:
+        return np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str, usecols=[c])[:, 0]
+
+    x, notes = _exact_integer_features(np.delete(d, j, axis=1), j, text)
+    return x, _integer_labels(lambda: text(j), d[:, j], path), name, notes
 
 
 def _check_row_lengths(lines, skip: int, path: str) -> None:
@@ -133,18 +139,44 @@ def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err
                 f"only the label column may hold words)"
             )
     name = header[j] if header and len(header) == t.shape[1] else f"column {j + 1}"
-    return np.delete(cells, j, axis=1).astype(np.float64), cells[:, j], name
+    x, notes = _exact_integer_features(np.delete(cells, j, axis=1).astype(np.float64), j, lambda c: cells[:, c])
+    return x, cells[:, j], name, notes
 
 
-def _integer_labels(lines, skip: int, j: int, labels: np.ndarray, path: str) -> np.ndarray:
+def _whole_numbers(text: np.ndarray) -> list[int] | None:
+    """A column's cells as Python ints when every one is written as an integer, else None (1e20,
+    2.5e16: written as floating-point numbers, read as such)."""
+    try:
+        return [int(t.strip()) for t in text]
+    except ValueError:
+        return None
+
+
+def _exact_integer_features(x: np.ndarray, j: int, text) -> tuple[np.ndarray, list[str]]:
+    """``x`` (the features, the label column ``j`` removed) with each column written as integers
+    past 2**53 (IDs, nanosecond times) read again from its ``text(column)``, less its minimum, in
+    Python ints (then rounded once): through float64, 2**63 + 0..39 were one value, standardized
+    all zeros. Less the minimum changes no standardized value (the mean moves with it)."""
+    notes = []
+    for c in range(x.shape[1]):
+        if not (np.all(np.isfinite(x[:, c])) and np.abs(x[:, c]).max() >= 2.0**53):
+            continue
+        values = _whole_numbers(text(c + (c >= j)))
+        if values is None or max(values) - min(values) >= 2**1023:  # (float() of it would overflow)
+            continue
+        lo = min(values)
+        x[:, c] = [float(v - lo) for v in values]
+        notes.append(f"CSV column {c + (c >= j) + 1} (integers past 2**53) read exactly, less its minimum {lo}")
+    return x, notes
+
+
+def _integer_labels(text, labels: np.ndarray, path: str) -> np.ndarray:
     """The label column as integers where float64 cannot hold them: past 2**53 it merged
-    labels one apart (IDs, hashes) into one class, silently; read again, as text."""
+    labels one apart (IDs, hashes) into one class, silently; read again, from its ``text()``."""
     if not (np.all(np.isfinite(labels)) and np.abs(labels).max() >= 2.0**53):
         return labels
-    text = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str, usecols=[j])[:, 0]
-    try:
-        values = [int(t.strip()) for t in text]
-    except ValueError:  # 1e20, 2.5e16: written as floating-point numbers, read as such
+    values = _whole_numbers(text())
+    if values is None:
         return labels
     lo, hi = min(values), max(values)
     if -(2**63) <= lo and hi < 2**63:
