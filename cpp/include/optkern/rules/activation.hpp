@@ -25,15 +25,19 @@ namespace nnmath {
 template <class T> OK_HD T exp_(T x) { return exp(x); }
 template <class T> OK_HD T expm1_(T x) { return expm1(x); }
 template <class T> OK_HD T log_(T x) { return log(x); }
-// p e^x and m = e^x - 1 for x <= 0, p a power of two (the host's below). Where e^x is subnormal (x below
-// ln of the smallest normal) p e^x is e^(x + 2) (x + 2 exact: x and x + 2 share a binade there) times
-// p e^-2, not the rounded e^x scaled up.
-template <class T> OK_HD T exp_em1_(T x, T p, T& m) {
+// P e^x and m = e^x - 1 for x <= 0, P = 1, 2 or 4 (the host's below). Where e^x is subnormal (x below
+// ln of the smallest normal) P e^x (P > 1) is e^(x + 2) (x + 2 exact: x and x + 2 share a binade there)
+// times P e^-2, not the rounded e^x scaled up.
+template <int P, class T> OK_HD T exp_em1_(T x, T& m) {
   m = expm1(x);
   const T e = exp(x);
-  return e < T(sizeof(T) == 8 ? 2.2250738585072014e-308 : 1.17549435e-38)
-             ? exp(x + T(2)) * (p * T(0.135335283236612691893999494972))
-             : p * e;
+  if constexpr (P == 1) {
+    return e;
+  } else {
+    return e < T(sizeof(T) == 8 ? 2.2250738585072014e-308 : 1.17549435e-38)
+               ? exp(x + T(2)) * T(P * 0.135335283236612691893999494972)
+               : T(P) * e;
+  }
 }
 #else
 template <class T> struct FloatBits;
@@ -41,10 +45,8 @@ template <> struct FloatBits<double> {
   using I = int64_t;
   static constexpr int shift = 52, bias = 1023;
   // [lo, hi]: the clamp of the reduction. 4 e^lo = 2^-1080 rounds to 0 (so does all below, and e^x
-  // below -1075 ln 2 = -745.13: no separate underflow test; 4: exp_em1_'s largest p).
+  // below -1075 ln 2 = -745.13: no separate underflow test; 4: exp_em1_'s largest P).
   static constexpr double hi = 709.0, lo = -750.0;
-  static constexpr int off = 64;  // 2^k = 2^(k + off) 2^-off where 2^k is below the normal range
-  static constexpr double down = 0x1p-64;
   static constexpr double ln2_hi = 6.93147180369123816490e-01;      // Cody-Waite split of ln 2
   static constexpr double ln2_lo = 1.90821492927058770002e-10;
 };
@@ -52,18 +54,16 @@ template <> struct FloatBits<float> {
   using I = int32_t;
   static constexpr int shift = 23, bias = 127;
   static constexpr float hi = 88.0f, lo = -110.0f;  // 4 e^lo = 2^-156.7 -> 0 (e^x is 0 below -103.97)
-  static constexpr int off = 40;
-  static constexpr float down = 0x1p-40f;
   static constexpr float ln2_hi = 0.693359375f;
   static constexpr float ln2_lo = -2.12194440e-4f;
 };
 
-// x = k ln2 + r, |r| <= ln2 / 2; returns q(r) = e^r - 1 (Taylor to r^13 in
-// double, r^7 in float: truncation below half an ulp), s and c with 2^k = s c: s = 2^k, c = 1 where 2^k
-// is normal, else s = 2^(k + off), c = 2^-off (both normal), so e^x = (s q + s) c is rounded once in
-// the normal range and once more by c (correctly rounded but for a double-rounding tie) down to its
-// underflow. (The clamp alone made every e^x below e^-708 / e^-87 0: sigmoid(-100) float32, whose
-// 3.7e-44 torch gives, was 0; so were tanh's f' past |z| 44 / 354 and softplus past -87 / -708.)
+// x = k ln2 + r, |r| <= ln2 / 2; returns q(r) = e^r - 1 (Taylor to r^13 in double, r^7 in float:
+// truncation below half an ulp), s and c with 2^k = s c: s = 2^k, c = 1 where 2^k is normal, else
+// s = 2^(1 - bias) (the smallest normal) and c = 2^(k - 1 + bias) (>= 2^-60, normal), so e^x =
+// (s q + s) c is rounded once in the normal range and once more by c (correctly rounded but for a
+// double-rounding tie) down to its underflow. (With 2^k kept normal, e^x was 0 below -708 / -87:
+// sigmoid(-100) float32 0, not 3.8e-44 (torch's softplus and exp); tanh's f' 0 past |z| 44 / 354.)
 template <class T> OK_HD T expm1_reduced(T x, T& s, T& c) {
   using B = FloatBits<T>;
   // NaN stays NaN (std::max(a, b) = a < b ? b : a). Not a ?: chain: with the explicit fmas below GCC
@@ -96,12 +96,15 @@ template <class T> OK_HD T expm1_reduced(T x, T& s, T& c) {
   q = fma_t(q * r, r, r);
   // A NaN x leaves q NaN (so the result); its k must not reach the integer conversion (undefined).
   // Through int32 (|k| <= 1082): AVX2 has no double -> int64 conversion, and with one GCC left the
-  // whole double loop of the x86-64-v3 clone scalar (the widening int32 -> int64 it has).
-  const bool low = k < T(1 - B::bias);
-  c = low ? T(B::down) : T(1);
-  const T kk = k == k ? (low ? k + T(B::off) : k) : T(0);
-  const typename B::I bits = (typename B::I(int32_t(kk)) + B::bias) << B::shift;
-  std::memcpy(&s, &bits, sizeof(T));
+  // whole double loop of the x86-64-v3 clone scalar (the widening int32 -> int64 it has). 2^k =
+  // 2^k1 2^(k - k1), k1 = max(k, 1 - bias), split in integers (one conversion, no select: a select of
+  // s and c per lane made sigmoid's forward 1.7x slower, two conversions 1.3x).
+  const int32_t ki = int32_t(k == k ? k : T(0));
+  const int32_t k1 = std::max(ki, 1 - B::bias);
+  const typename B::I b1 = (typename B::I(k1) + B::bias) << B::shift;
+  const typename B::I b2 = (typename B::I(ki - k1) + B::bias) << B::shift;
+  std::memcpy(&s, &b1, sizeof(T));
+  std::memcpy(&c, &b2, sizeof(T));
   return q;
 }
 template <class T> OK_HD T exp_(T x) {
@@ -109,20 +112,21 @@ template <class T> OK_HD T exp_(T x) {
   const T q = expm1_reduced(x, s, c);
   return fma_t(s, q, s) * c;
 }
-// s q + (s - 1): exact cancellation-free form, q itself when k = 0. (Where c != 1, s <= 2^-959 / 2^-87
+// s q + (s - 1): exact cancellation-free form, q itself when k = 0. (Where c != 1, s is the smallest normal
 // and this is -1, e^x - 1 rounded.)
 template <class T> OK_HD T expm1_(T x) {
   T s, c;
   const T q = expm1_reduced(x, s, c);
   return fma_t(s, q, s - T(1));
 }
-// e^x and e^x - 1 (x <= 0) from one reduction, e^x scaled by a power of two p (exact): p e^x stays
-// normal where e^x alone is subnormal (tanh's 4 e^(-2|z|), sech^2, normal to |z| = 354.9 / 44.4).
-template <class T> OK_HD T exp_em1_(T x, T p, T& m) {
+// P e^x and e^x - 1 (x <= 0) from one reduction, P = 1, 2 or 4 (exact): P e^x stays normal where e^x
+// alone is subnormal (tanh's 4 e^(-2|z|), sech^2, normal to |z| = 354.9 / 44.4).
+template <int P, class T> OK_HD T exp_em1_(T x, T& m) {
+  static_assert(P == 1 || P == 2 || P == 4, "P e^lo must round to 0");
   T s, c;
   const T q = expm1_reduced(x, s, c);
   m = fma_t(s, q, s - T(1));
-  const T ps = p * s;
+  const T ps = T(P) * s;
   return fma_t(ps, q, ps) * c;
 }
 template <class T> OK_HD T log_(T x) { return std::log(x); }
@@ -136,7 +140,7 @@ template <class T> OK_HD T log_(T x) { return std::log(x); }
 // 354.9 / 44.4). The sign is copied from x: -m / u of m = 0 was -0, tanh(+0) = -0 (torch: +0).
 template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
   T m;
-  const T e4 = exp_em1_(T(-2) * (x < T(0) ? -x : x), T(4), m);
+  const T e4 = exp_em1_<4>(T(-2) * (x < T(0) ? -x : x), m);
   const T u = T(2) + m;
   sech2 = e4 / (u * u);
   const T t = -m / u;
@@ -199,7 +203,7 @@ template <class T> OK_HD T log1p01_(T x) {
 // 1 - 2 s near z = 0 (float32: f'' at z = -3.8e-8 was 1.5e-8, 4.8e-9 true).
 template <class T> OK_HD T logistic_(T z, T& e, T& d1, T& d2) {
   T m;
-  e = exp_em1_(z < T(0) ? z : -z, T(1), m);
+  e = exp_em1_<1>(z < T(0) ? z : -z, m);
   const T r = T(1) / (T(1) + e);
   d1 = e * r * r;
   d2 = d1 * ((z < T(0) ? -m : m) * r);
