@@ -25,33 +25,46 @@ namespace nnmath {
 template <class T> OK_HD T exp_(T x) { return exp(x); }
 template <class T> OK_HD T expm1_(T x) { return expm1(x); }
 template <class T> OK_HD T log_(T x) { return log(x); }
-// tanh x, and sech^2 x = 4 e / (1 + e)^2 with e = e^(-2|x|) (see tanh_sech2_ below).
-template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
-  const T e = exp(T(-2) * fabs(x));
-  const T u = T(1) + e;
-  sech2 = T(4) * e / (u * u);
-  return tanh(x);
+// P e^x and m = e^x - 1 for x <= 0, P = 1, 2 or 4 (the host's below). Where e^x is subnormal (x below
+// ln of the smallest normal) P e^x (P > 1) is e^(x + 2) (x + 2 exact: x and x + 2 share a binade there)
+// times P e^-2, not the rounded e^x scaled up.
+template <int P, class T> OK_HD T exp_em1_(T x, T& m) {
+  m = expm1(x);
+  const T e = exp(x);
+  if constexpr (P == 1) {
+    return e;
+  } else {
+    return e < T(sizeof(T) == 8 ? 2.2250738585072014e-308 : 1.17549435e-38)
+               ? exp(x + T(2)) * T(P * 0.135335283236612691893999494972)
+               : T(P) * e;
+  }
 }
 #else
 template <class T> struct FloatBits;
 template <> struct FloatBits<double> {
   using I = int64_t;
   static constexpr int shift = 52, bias = 1023;
-  static constexpr double hi = 709.0, lo = -708.0;                  // 2^k stays a normal number
+  // [lo, hi]: the clamp of the reduction. 4 e^lo = 2^-1080 rounds to 0 (so does all below, and e^x
+  // below -1075 ln 2 = -745.13: no separate underflow test; 4: exp_em1_'s largest P).
+  static constexpr double hi = 709.0, lo = -750.0;
   static constexpr double ln2_hi = 6.93147180369123816490e-01;      // Cody-Waite split of ln 2
   static constexpr double ln2_lo = 1.90821492927058770002e-10;
 };
 template <> struct FloatBits<float> {
   using I = int32_t;
   static constexpr int shift = 23, bias = 127;
-  static constexpr float hi = 88.0f, lo = -87.0f;
+  static constexpr float hi = 88.0f, lo = -110.0f;  // 4 e^lo = 2^-156.7 -> 0 (e^x is 0 below -103.97)
   static constexpr float ln2_hi = 0.693359375f;
   static constexpr float ln2_lo = -2.12194440e-4f;
 };
 
-// x = k ln2 + r, |r| <= ln2 / 2; returns q(r) = e^r - 1 (Taylor to r^13 in
-// double, r^7 in float: truncation below half an ulp) and s = 2^k.
-template <class T> OK_HD T expm1_reduced(T x, T& s) {
+// x = k ln2 + r, |r| <= ln2 / 2; returns q(r) = e^r - 1 (Taylor to r^13 in double, r^7 in float:
+// truncation below half an ulp), s and c with 2^k = s c: s = 2^k, c = 1 where 2^k is normal, else
+// s = 2^(1 - bias) (the smallest normal) and c = 2^(k - 1 + bias) (>= 2^-60, normal), so e^x =
+// (s q + s) c is rounded once in the normal range and once more by c (correctly rounded but for a
+// double-rounding tie) down to its underflow. (With 2^k kept normal, e^x was 0 below -708 / -87:
+// sigmoid(-100) float32 0, not 3.8e-44 (torch's softplus and exp); tanh's f' 0 past |z| 44 / 354.)
+template <class T> OK_HD T expm1_reduced(T x, T& s, T& c) {
   using B = FloatBits<T>;
   // NaN stays NaN (std::max(a, b) = a < b ? b : a). Not a ?: chain: with the explicit fmas below GCC
   // split its paths and ran the whole reduction twice per vector (tanh 30% slower).
@@ -82,45 +95,61 @@ template <class T> OK_HD T expm1_reduced(T x, T& s) {
   }
   q = fma_t(q * r, r, r);
   // A NaN x leaves q NaN (so the result); its k must not reach the integer conversion (undefined).
-  // Through int32 (|k| <= 1022): AVX2 has no double -> int64 conversion, and with one GCC left the
-  // whole double loop of the x86-64-v3 clone scalar (the widening int32 -> int64 it has).
-  const T kk = k == k ? k : T(0);
-  const typename B::I bits = (typename B::I(int32_t(kk)) + B::bias) << B::shift;
-  std::memcpy(&s, &bits, sizeof(T));
+  // Through int32 (|k| <= 1082): AVX2 has no double -> int64 conversion, and with one GCC left the
+  // whole double loop of the x86-64-v3 clone scalar (the widening int32 -> int64 it has). 2^k =
+  // 2^k1 2^(k - k1), k1 = max(k, 1 - bias), split in integers (one conversion, no select: a select of
+  // s and c per lane made sigmoid's forward 1.7x slower, two conversions 1.3x).
+  const int32_t ki = int32_t(k == k ? k : T(0));
+  const int32_t k1 = std::max(ki, 1 - B::bias);
+  const typename B::I b1 = (typename B::I(k1) + B::bias) << B::shift;
+  const typename B::I b2 = (typename B::I(ki - k1) + B::bias) << B::shift;
+  std::memcpy(&s, &b1, sizeof(T));
+  std::memcpy(&c, &b2, sizeof(T));
   return q;
 }
-// Below the reduction's range e^x underflows: 0 (not e^lo, which the clamp alone would give: sigmoid
-// and softplus at -1e30 were 1e-38, GELU's f'' there -inf), NaN stays NaN.
 template <class T> OK_HD T exp_(T x) {
-  T s;
-  const T q = expm1_reduced(x, s);
-  return x < T(FloatBits<T>::lo) ? T(0) : fma_t(s, q, s);
+  T s, c;
+  const T q = expm1_reduced(x, s, c);
+  return fma_t(s, q, s) * c;
 }
-// s q + (s - 1): exact cancellation-free form, q itself when k = 0.
+// s q + (s - 1): exact cancellation-free form, q itself when k = 0. (Where c != 1, s is the smallest normal
+// and this is -1, e^x - 1 rounded.)
 template <class T> OK_HD T expm1_(T x) {
-  T s;
-  const T q = expm1_reduced(x, s);
+  T s, c;
+  const T q = expm1_reduced(x, s, c);
   return fma_t(s, q, s - T(1));
 }
-// tanh |x| = -m / (2 + m) with m = expm1(-2 |x|) (no cancellation near 0), and its derivative
-// sech^2 x = 1 - tanh^2 x from the pre-activation: 4 e / (1 + e)^2 with e = e^(-2|x|) = s q + s and
-// 1 + e = 2 + m, one reduction for both. 1 - t^2 from the rounded t cancels as |x| grows (float32:
-// 1.8e-5 relative at x = -3, 0 -- the true value ~1e-7 -- past |x| ~ 8.3); this is a few ulps
-// wherever sech^2 is normal.
-template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
-  const T ax = x < T(0) ? -x : x;
-  const T y = T(-2) * ax;
-  T s;
-  const T q = expm1_reduced(y, s);
-  const T m = fma_t(s, q, s - T(1));
-  const T e = y < T(FloatBits<T>::lo) ? T(0) : fma_t(s, q, s);
-  const T u = T(2) + m;
-  sech2 = T(4) * e / (u * u);
-  const T t = -m / u;
-  return x < T(0) ? -t : t;
+// P e^x and e^x - 1 (x <= 0) from one reduction, P = 1, 2 or 4 (exact): P e^x stays normal where e^x
+// alone is subnormal (tanh's 4 e^(-2|z|), sech^2, normal to |z| = 354.9 / 44.4).
+template <int P, class T> OK_HD T exp_em1_(T x, T& m) {
+  static_assert(P == 1 || P == 2 || P == 4, "P e^lo must round to 0");
+  T s, c;
+  const T q = expm1_reduced(x, s, c);
+  m = fma_t(s, q, s - T(1));
+  const T ps = T(P) * s;
+  return fma_t(ps, q, ps) * c;
 }
 template <class T> OK_HD T log_(T x) { return std::log(x); }
 #endif
+
+// tanh |x| = -m / (2 + m) with m = expm1(-2 |x|) (no cancellation near 0), and its derivative
+// sech^2 x = 1 - tanh^2 x from the pre-activation: 4 e / (1 + e)^2 with e = e^(-2|x|) and
+// 1 + e = 2 + m, one reduction for both. 1 - t^2 from the rounded t cancels as |x| grows (float32:
+// 1.8e-5 relative at x = -3, 0 -- the true value ~1e-7 -- past |x| ~ 8.3); this is a few ulps
+// wherever sech^2 is normal (4 e formed at once: e alone is subnormal past |x| 354.2 / 43.7, 4 e to
+// 354.9 / 44.4). The sign is copied from x: -m / u of m = 0 was -0, tanh(+0) = -0 (torch: +0).
+template <class T> OK_HD T tanh_sech2_(T x, T& sech2) {
+  T m;
+  const T e4 = exp_em1_<4>(T(-2) * (x < T(0) ? -x : x), m);
+  const T u = T(2) + m;
+  sech2 = e4 / (u * u);
+  const T t = -m / u;
+#if defined(__CUDACC__)
+  return copysign(t, x);
+#else
+  return std::copysign(t, x);
+#endif
+}
 
 // log1p(x) for x in [0, 1] (softplus's log1p(e^-|z|)), branch-free so the loop vectorizes (libm's
 // log1p is a scalar call), on host and device alike. log1p x = 2 atanh(t / 2) with t = 2 x / (2 + x)
@@ -167,11 +196,18 @@ template <class T> OK_HD T log1p01_(T x) {
   return t0 + fma_t(t0 * v, p, tl);
 }
 
-// 1 / (1 + e^-z) without overflow for large |z|.
-template <class T> OK_HD T sigmoid(T z) {
-  const T e = exp_(z < T(0) ? z : -z);  // e^-|z|, branch-free for SIMD
-  const T s = T(1) / (T(1) + e);
-  return z < T(0) ? e * s : s;
+// sigmoid s, its f' = s (1 - s) and f'' = s (1 - s) (1 - 2 s) (softplus's f', f'' and third), and
+// e = e^-|z|, from one reduction, without overflow for large |z|: with r = 1 / (1 + e), s = r (z >= 0)
+// or e r, s (1 - s) = e r^2 and 1 - 2 s = -+(1 - e) r, 1 - e = -expm1(-|z|). s (1 - s) from the
+// rounded s cancelled to 0 as s -> 1 (z past ~17 float32 / ~37 float64, where e^-z is normal), and
+// 1 - 2 s near z = 0 (float32: f'' at z = -3.8e-8 was 1.5e-8, 4.8e-9 true).
+template <class T> OK_HD T logistic_(T z, T& e, T& d1, T& d2) {
+  T m;
+  e = exp_em1_<1>(z < T(0) ? z : -z, m);
+  const T r = T(1) / (T(1) + e);
+  d1 = e * r * r;
+  d2 = d1 * ((z < T(0) ? -m : m) * r);
+  return z < T(0) ? e * r : r;
 }
 
 // GELU f = z Phi(z), f' = Phi + z phi, f'' = phi (2 - z^2) in double (float's too: rounded once at
@@ -230,20 +266,15 @@ template <class T> OK_HD void activation(Act k, T z, T& f, T& d1, T& d2) {
       return;
     }
     case Act::sigmoid: {  // f' = s (1 - s), f'' = f' (1 - 2 s)
-      const T s = sigmoid(z);
-      f = s;
-      d1 = s * (T(1) - s);
-      d2 = d1 * fma_t(T(-2), s, T(1));
+      T e;
+      f = logistic_(z, e, d1, d2);
       return;
     }
-    case Act::softplus: {  // log(1 + e^z) = max(z, 0) + log1p(e^-|z|); f' = sigmoid
-      // one exp for both: sigmoid's own e^-|z| and form (no second reduction per element)
-      const T e = exp_(z < T(0) ? z : -z);
-      const T r = T(1) / (T(1) + e);
-      const T s = z < T(0) ? e * r : r;
+    case Act::softplus: {  // log(1 + e^z) = max(z, 0) + log1p(e^-|z|); f' = sigmoid, f'' = its f'
+      // one exp for all: sigmoid's own e^-|z| and form (no second reduction per element)
+      T e, d3;
+      d1 = logistic_(z, e, d2, d3);
       f = (z > T(0) ? z : T(0)) + log1p01_(e);
-      d1 = s;
-      d2 = e * r * r;  // s (1 - s) = e / (1 + e)^2; s (1 - s) cancelled to 0 as s -> 1 (z > ~17 float32)
       return;
     }
     default: {  // identity
