@@ -100,6 +100,23 @@ def case_mixed(comm) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(shard, before))
 
 
+def case_changed(comm) -> None:
+    # a ShardGrads changed since synchronize (an array dropped) is clipped as the plain list of its
+    # arrays (the norm of the ranks' arrays), not refused nor misread as the layout's pieces
+    import optkern
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer
+
+    shapes = ((3,), (4,), (3,))  # (a group each: two pieces on each of 2 ranks)
+    z = ShardedOptimizer(optim.SGD, [{"params": [p]} for p in _params(shapes, np.float64)], comm, lr=0.5)
+    shard = z.synchronize(_grads(shapes, np.float64, 2))
+    assert len(shard) == 2
+    del shard[1:]
+    got = optkern.clip_grad_norm_(shard, 1e300, comm=comm)
+    want = optkern.clip_grad_norm_(list(shard), 1e300, comm=comm)
+    assert got == want
+
+
 @pytest.mark.spawns
 @pytest.mark.parametrize("n", [2, 4])
 def test_zero1_clip_is_the_unsharded_clip_bit_for_bit(n):
@@ -114,6 +131,7 @@ def test_zero1_int8_layout_clip_is_the_unsharded_clip():
 @pytest.mark.spawns
 def test_shard_list_on_some_ranks_only_raises_on_every_rank():
     run_case(__file__, "mixed", 2, timeout=CASE_TIMEOUT)
+    run_case(__file__, "changed", 2, timeout=CASE_TIMEOUT)
 
 
 if __name__ == "__main__":

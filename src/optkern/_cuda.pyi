@@ -355,7 +355,7 @@ def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.Suppo
 
 def grad_norm_chunk() -> int:
     """
-    The elements of one of grad_norm_parts' partial sums: each array cut into chunks of this many from its first element (the last one shorter).
+    The elements of one of grad_norm_parts' partials: each array cut into chunks of this many from its first element (the last one shorter).
     """
 
 def grad_norm_finish(

@@ -313,7 +313,14 @@ def _shard_layout(grads):
     one's, bit for bit: distributed.sharded_clip), else None."""
     from .distributed.sharded_clip import ShardGrads
 
-    return grads.layout if isinstance(grads, ShardGrads) else None
+    if not isinstance(grads, ShardGrads):
+        return None
+    # (its arrays as synchronize returned them: one a piece of the layout, of its size; a list
+    # changed since is clipped as the plain list of its arrays)
+    sizes = [b - a for a, b in grads.layout.pieces] or [0]
+    if len(grads) != len(sizes) or any(getattr(g, "size", -1) != n for g, n in zip(grads, sizes)):
+        return None
+    return grads.layout
 
 
 def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard=None) -> tuple:
