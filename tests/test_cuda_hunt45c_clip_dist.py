@@ -63,6 +63,32 @@ def case_bits(comm) -> None:
                 assert got == want, (dt, p, seed, got.hex(), want.hex())
 
 
+def case_zero(comm) -> None:
+    # ZeRO-1 on CuPy: the shard's norm over the params' chunks of 32768 (a rank boundary inside
+    # one), the ranks' partials ended on the device: the unsharded clip's norm and params
+    import optkern
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer
+
+    cp = _cupy()
+    shapes = (33000, 3, 40000)
+    for p in P:
+        ps = [cp.linspace(-1.0, 1.0, n) for n in shapes]
+        ref = [q.copy() for q in ps]
+        z = ShardedOptimizer(optim.SGD, ps, comm, lr=0.5)
+        opt = optim.SGD(ref, lr=0.5)
+        grads = [cp.asarray(g) for g in _every(9, np.float64)[:3]]
+        grads = [cp.asarray(np.resize(cp.asnumpy(g), n)) for g, n in zip(grads, shapes)]
+        total = optkern.clip_grad_norm_(z.synchronize(grads), 1e-3, norm_type=p, comm=comm)
+        with z.skip_synchronize():
+            z.step(grads)
+        want = optkern.clip_grad_norm_(grads, 1e-3, norm_type=p)
+        opt.step(grads)
+        got, want = float(cp.asnumpy(total).ravel()[0]), float(cp.asnumpy(want)[0])
+        assert got == want, (p, got.hex(), want.hex())
+        assert all(np.array_equal(cp.asnumpy(a), cp.asnumpy(b)) for a, b in zip(ps, ref)), p
+
+
 @pytest.mark.spawns
 def test_cupy_distributed_norm_is_the_one_process_norm_bit_for_bit():
     pytest.importorskip("mpi4py")
@@ -70,6 +96,7 @@ def test_cupy_distributed_norm_is_the_one_process_norm_bit_for_bit():
 
     require_gpu()
     run_case(__file__, "bits", 2, timeout=CASE_TIMEOUT)
+    run_case(__file__, "zero", 2, timeout=CASE_TIMEOUT)
 
 
 @pytest.mark.parametrize("p", P)

@@ -79,8 +79,8 @@ def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None
     (``grad_norm_parts``); ``shard``: the ``ShardLayout`` of a ShardedOptimizer's slice (its chunks
     are those of the params, put together across the ranks' boundaries: distributed.sharded_clip).
 
-    The one process sums its terms in parts (the native kernel's chunks; for p > ``_SCALED_P`` its
-    arrays) and ends them (a fold in order on the CPU, a fixed tree on the GPU, then the root); each
+    The one process sums its terms in parts (the native kernel's chunks, for p > ``_SCALED_P`` too)
+    and ends them (a fold in order on the CPU, a fixed tree on the GPU, then the root); each
     rank takes the same parts of its own arrays, their terms scaled by the global max |g| as the one
     process scales them, the ranks gather them in rank order and end them with the same native
     ``grad_norm_finish`` (rules::pnorm_root: the one definition of the root, on the device for CuPy,
