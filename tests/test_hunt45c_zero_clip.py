@@ -115,6 +115,15 @@ def case_changed(comm) -> None:
     got = optkern.clip_grad_norm_(shard, 1e300, comm=comm)
     want = optkern.clip_grad_norm_(list(shard), 1e300, comm=comm)
     assert got == want
+    # another communicator than the optimizer's (this rank alone): the norm of its own arrays
+    from mpi4py import MPI
+
+    from optkern.distributed import Communicator
+
+    shard = z.synchronize(_grads(shapes, np.float64, 3))
+    for p in (2.0, 1.5):
+        alone = optkern.clip_grad_norm_(shard, 1e300, norm_type=p, comm=Communicator(MPI.COMM_SELF, backend="mpi"))
+        assert alone == optkern.clip_grad_norm_(list(shard), 1e300, norm_type=p), p
 
 
 @pytest.mark.spawns

@@ -104,7 +104,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     if comm is None:
         local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, False)
     else:
-        shard = _shard_layout(grads)
+        from .distributed.communicator import as_communicator
+
+        comm = as_communicator(comm)  # (once: an mpi4py communicator's wrapping agrees over its ranks)
+        shard = _shard_layout(grads, comm)
         comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard)
     grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half = local
     if comm is not None:
@@ -308,13 +311,15 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     return grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half
 
 
-def _shard_layout(grads):
+def _shard_layout(grads, comm):
     """The layout of a ShardedOptimizer's ``synchronize`` list (its norm is then the unsharded
     one's, bit for bit: distributed.sharded_clip), else None."""
     from .distributed.sharded_clip import ShardGrads
 
     if not isinstance(grads, ShardGrads):
         return None
+    if comm.size != len(grads.layout.bounds) or comm.rank != grads.layout.rank:
+        return None  # (another communicator than the optimizer's: the norm of its ranks' arrays)
     # (its arrays as synchronize returned them: one a piece of the layout, of its size; a list
     # changed since is clipped as the plain list of its arrays)
     sizes = [b - a for a, b in grads.layout.pieces] or [0]
