@@ -141,15 +141,17 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
     // (p other than 1 and 2: max |x| into out first, which the scaled terms and the root read)
     if (inf || (norm_type != 1.0 && norm_type != 2.0)) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none});
     if (inf) return;
-    finite_norm_terms<T>(norm_type, o, [&](auto op) { finite_norm_end(norm_type, o, [&](auto fin) { a.reduce<T>(op, fin); }); });
+    finite_norm_terms<T>(norm_type, o, [&](auto op) {
+      finite_norm_end(norm_type, o, [&](auto fin) { a.reduce<T>(op, fin); });
+    });
   });
 }
 
 // grad_norm's stage-1 partials (one a chunk, in the order its stage 2 combines them) in a new
 // float64 CuPy array, the terms of p other than 1 and 2 scaled by out[0]'s power of two (the max
-// |x| of every array the norm takes: a distributed norm's global one). A one-process norm's
-// partials are its arrays' split anywhere concatenated: every rank's, gathered in rank order and
-// finished by grad_norm_finish, are the one process's norm to the bit, with no host sync.
+// |x| of every array the norm takes: a distributed norm's global one). A list's partials are its
+// parts' (the list split between any two arrays) concatenated: every rank's, gathered in rank order
+// and finished by grad_norm_finish, are the one process's norm to the bit, with no host sync.
 py::object grad_norm_parts(py::object arrays, double norm_type, py::object out) {
   reduce_args::check_finite_norm_type(norm_type);
   ListCall a(arrays, "arrays", false);
