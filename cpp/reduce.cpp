@@ -85,17 +85,11 @@ double grad_norm(py::handle arrays, double norm_type, py::handle out) {
   return n;
 }
 
-// A finite p >= 1 (the inf norm, a max, has no partial sums).
-void check_finite_norm_type(double p) {
-  if (reduce_args::check_norm_type(p))
-    throw py::value_error("norm_type: expected a finite p >= 1 (the inf norm has no partial sums), got inf");
-}
-
 // `out`: the norm's buffer, checked as grad_norm's (writable, apart from the arrays) though only read
 // here (the max |x| that scales the terms), so that a caller's bad `out` is refused before any rank's
 // collective (clip_grad_norm_ with comm=), not after.
 py::array_t<double> grad_norm_parts(py::handle arrays, double norm_type, py::handle out) {
-  check_finite_norm_type(norm_type);
+  reduce_args::check_finite_norm_type(norm_type);
   ListAndScalar a = gather_with_scalar(arrays, "arrays", false, out, "out", true);
   std::vector<double> v;
   dispatch_float(a.dt, [&](auto t) { v = norm_parts<decltype(t)>(a.x, norm_type, *a.buf); });
@@ -105,7 +99,7 @@ py::array_t<double> grad_norm_parts(py::handle arrays, double norm_type, py::han
 }
 
 double grad_norm_finish(py::handle parts, double norm_type, py::handle out) {
-  check_finite_norm_type(norm_type);
+  reduce_args::check_finite_norm_type(norm_type);
   const py::array p = check_array(parts, "parts", py::dtype::of<double>(), false);
   if (p.ndim() != 1)
     throw py::value_error("parts: expected a 1-D array, got " + std::to_string(p.ndim()) + " dimensions");
@@ -172,6 +166,9 @@ void register_reduce(py::module_& m) {
         "array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every "
         "rank's and finishes them with grad_norm_finish.",
         arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_norm_chunk", [] { return kChunk; },
+        "The elements of one of grad_norm_parts' partial sums: each array cut into chunks of this many from its "
+        "first element (the last one shorter).");
   m.def("grad_norm_finish", &grad_norm_finish,
         "The norm from grad_norm_parts' parts (every rank's, in rank order; zeros between them add nothing): "
         "folded in order and rooted as grad_norm roots them, out[0] holding the max |x| on entry (p other than 1 "

@@ -103,6 +103,20 @@ class ListCall {
     mt::launch_reduce<T>(op, l, fin, args_.device, stream_);
   }
 
+  // Stage 1 of reduce alone: one partial per chunk of the lists into `partials` (partial_count()).
+  template <class T, class Op> void partials(const Op& op, double* partials) const {
+    const auto l = lists<Op::kDepth>();
+    py::gil_scoped_release nogil;
+    mt::launch_partials<T>(op, l, partials, stream_);
+  }
+  int64_t partial_count() const { return lists_.empty() ? 0 : mt::total_chunks(lists_[0]); }
+
+  // Stage 2 of reduce alone, over n partials (a distributed norm's gathered ones).
+  template <class Fin> void finish(const double* partials, int64_t n, const Fin& fin) const {
+    py::gil_scoped_release nogil;
+    mt::launch_finish(partials, n, fin, stream_);
+  }
+
   cudaStream_t stream() const { return stream_; }
 
  private:

@@ -226,18 +226,30 @@ template <class T, class Src> void launch_apply(const Src& src, const Lists<Src:
   });
 }
 
+// Stage 1 alone: one partial per chunk into partials[0, total_chunks) (a distributed norm
+// gathers every rank's: the one process's partials are the ranks' concatenated, cuda/reduce.cu).
+template <class T, class Op>
+void launch_partials(const Op& op, const Lists<Op::kDepth>& lists, double* partials, cudaStream_t s) {
+  for_each_table<T, Op::kDepth>(lists, [&](const Table<T, Op::kDepth>& tab, int32_t chunks, int64_t first) {
+    reduce_kernel<T, Op><<<unsigned(chunks), kBlock, 0, s>>>(tab, op, partials + first);
+    check_launch("optkern._cuda reduction");
+  });
+}
+
+// Stage 2 alone: fin(the n partials combined in finish_kernel's fixed tree).
+template <class Fin> void launch_finish(const double* partials, int64_t n, const Fin& fin, cudaStream_t s) {
+  finish_kernel<Fin><<<1, kBlock, 0, s>>>(partials, n, fin);
+  check_launch("optkern._cuda reduction");
+}
+
 // Two-stage reduction of op over the lists; fin(total) runs on the device.
 template <class T, class Op, class Fin>
 void launch_reduce(const Op& op, const Lists<Op::kDepth>& lists, const Fin& fin, int device, cudaStream_t s) {
   const int64_t n = total_chunks(*lists[0]);
   const ScratchBuffer scratch(size_t(n) * sizeof(double), s, device);
   double* partials = scratch.as<double>();
-  for_each_table<T, Op::kDepth>(lists, [&](const Table<T, Op::kDepth>& tab, int32_t chunks, int64_t first) {
-    reduce_kernel<T, Op><<<unsigned(chunks), kBlock, 0, s>>>(tab, op, partials + first);
-    check_launch("optkern._cuda reduction");
-  });
-  finish_kernel<Fin><<<1, kBlock, 0, s>>>(partials, n, fin);
-  check_launch("optkern._cuda reduction");
+  launch_partials<T>(op, lists, partials, s);
+  launch_finish(partials, n, fin, s);
 }
 
 // ---- adapters ------------------------------------------------------------------

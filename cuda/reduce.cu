@@ -90,6 +90,20 @@ struct AddTo {  // b^2 += ||g_eff||^2
   __device__ void operator()(double s) const { acc[0] += s; }
 };
 
+// A finite p's terms (stage 1: op(Terms)) and what their total becomes (stage 2: fin(End)), chosen
+// here once for grad_norm and for the distributed norm's grad_norm_parts / grad_norm_finish, so
+// the ranks' gathered partials end as one process's (the same kernels, the same tree over them).
+template <class T, class F> void finite_norm_terms(double p, const double* amax, F&& op) {
+  if (p == 2.0) op(SumSquares<T>{});
+  else if (p == 1.0) op(SumAbs<T>{});
+  else op(SumPowScaled<T>{p, amax});
+}
+template <class F> void finite_norm_end(double p, double* out, F&& fin) {
+  if (p == 2.0) fin(NormOut<false>{out, Root::sqrt});
+  else if (p == 1.0) fin(NormOut<false>{out, Root::none});
+  else fin(PowScaledOut{out, p});  // out holds max |x| until the root replaces it
+}
+
 // ---- transforms whose scalar lives on the device ------------------------------
 
 // g *= min(1, max_norm / (total_norm + 1e-6)) (torch.nn.utils.clip_grad_norm_;
@@ -124,14 +138,49 @@ void grad_norm(py::object arrays, double norm_type, py::object out) {
   a.ready(/*always_launch=*/true);
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    if (inf) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none});
-    else if (norm_type == 2.0) a.reduce<T>(SumSquares<T>{}, NormOut<false>{o, Root::sqrt});
-    else if (norm_type == 1.0) a.reduce<T>(SumAbs<T>{}, NormOut<false>{o, Root::none});
-    else {  // max |x| into out, then the scaled sum reads it and writes the norm there
-      a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none});
-      a.reduce<T>(SumPowScaled<T>{norm_type, o}, PowScaledOut{o, norm_type});
-    }
+    // (p other than 1 and 2: max |x| into out first, which the scaled terms and the root read)
+    if (inf || (norm_type != 1.0 && norm_type != 2.0)) a.reduce<T>(MaxAbs<T>{}, NormOut<true>{o, Root::none});
+    if (inf) return;
+    finite_norm_terms<T>(norm_type, o, [&](auto op) {
+      finite_norm_end(norm_type, o, [&](auto fin) { a.reduce<T>(op, fin); });
+    });
   });
+}
+
+// grad_norm's stage-1 partials (one a chunk, in the order its stage 2 combines them) in a new
+// float64 CuPy array, the terms of p other than 1 and 2 scaled by out[0]'s power of two (the max
+// |x| of every array the norm takes: a distributed norm's global one). A list's partials are its
+// parts' (the list split between any two arrays) concatenated: every rank's, gathered in rank order
+// and finished by grad_norm_finish, are the one process's norm to the bit, with no host sync.
+py::object grad_norm_parts(py::object arrays, double norm_type, py::object out) {
+  reduce_args::check_finite_norm_type(norm_type);
+  ListCall a(arrays, "arrays", false);
+  const double* o = a.add_buffer(out, "out", 1, true);  // (checked as grad_norm's: refused before any collective)
+  a.ready(/*always_launch=*/true);
+  const int64_t n = a.partial_count();
+  py::object parts = py::module_::import("cupy").attr("empty")(n, "float64");
+  auto* d = reinterpret_cast<double*>(py::cast<uintptr_t>(parts.attr("data").attr("ptr")));
+  if (n > 0)
+    dispatch_float(a.dtype(), [&](auto z) {
+      using T = decltype(z);
+      finite_norm_terms<T>(norm_type, o, [&](auto op) { a.partials<T>(op, d); });
+    });
+  return parts;
+}
+
+// The norm from grad_norm_parts' partials (every rank's, in rank order): combined and rooted as
+// grad_norm's stage 2 (rules::pnorm_root by out[0]'s power of two for p other than 1 and 2: one
+// definition, on the device), into out[0].
+void grad_norm_finish(py::object parts, double norm_type, py::object out) {
+  reduce_args::check_finite_norm_type(norm_type);
+  ListCall a(py::list(), "parts", false);
+  const double* v = a.add_buffer(parts, "parts", -1, false);
+  const auto dims = py::cast<int64_t>(parts.attr("ndim"));
+  if (dims != 1) throw py::value_error("parts: expected a 1-D array, got " + std::to_string(dims) + " dimensions");
+  const auto n = py::cast<int64_t>(parts.attr("size"));
+  double* o = a.add_buffer(out, "out", 1, true);
+  a.ready(/*always_launch=*/true);
+  finite_norm_end(norm_type, o, [&](auto fin) { a.finish(v, n, fin); });
 }
 
 void grad_sq_norm(py::object arrays, py::object out) {
@@ -195,6 +244,20 @@ void register_reduce(py::module_& m) {
         "accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to "
         "out[0] (1-element float64 CuPy array). Returns None: no host synchronization.",
         arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_norm_parts", &grad_norm_parts,
+        "grad_norm's partial sums (one a chunk, in the order its second stage combines them) for a finite "
+        "norm_type in a new float64 CuPy array, the terms of p other than 1 and 2 scaled by the power of two of "
+        "out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a "
+        "distributed norm gathers every rank's and finishes them with grad_norm_finish. No host synchronization.",
+        arg("arrays"), arg("norm_type"), arg("out"));
+  m.def("grad_norm_chunk", [] { return mt::kChunk; },
+        "The elements of one of grad_norm_parts' partials: each array cut into chunks of this many from its first "
+        "element (the last one shorter).");
+  m.def("grad_norm_finish", &grad_norm_finish,
+        "The norm from grad_norm_parts' partials (every rank's, concatenated in rank order): combined and rooted "
+        "as grad_norm's second stage, out[0] holding the max |x| on entry (p other than 1 and 2); the norm "
+        "written to out[0]. Returns None: no host synchronization.",
+        arg("parts"), arg("norm_type"), arg("out"));
   m.def("grad_sq_norm", &grad_sq_norm,
         "Sum of the squares of every element of a list of CuPy arrays (grad_norm's 2-norm before its square "
         "root), accumulated as grad_norm's, written to out[0] (1-element float64 CuPy array). Returns None.",

@@ -5,7 +5,6 @@ exchange: every rank's partial sums gathered and folded as one process folds its
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
@@ -23,13 +22,16 @@ from . import _backend
 _SCALED_P = 6.0
 
 
-def _scaled_parts(xp, grads, m, p: float):
-    """(|g| / m)^p summed in float64 array by array: one part an array, in order (``m``: the largest
-    |g| of every array the norm takes, where finite and positive; else the terms unscaled)."""
+def _scaled_parts(xp, grads, m, p: float, k: int):
+    """(|g| / m)^p summed in float64 chunk by chunk: one part a chunk of ``k`` elements of an
+    array (the native kernel's, ``grad_norm_chunk``: a ShardedOptimizer's ranks take the same
+    chunks of the params, sharded_clip), in order (``m``: the largest |g| of every array the norm
+    takes, where finite and positive; else the terms unscaled)."""
     scale = xp.where(xp.isfinite(m) & (m > 0), m, 1.0)
-    parts = xp.zeros(len(grads), dtype=np.float64)
-    for i, g in enumerate(grads):
-        parts[i] = xp.sum((xp.abs(g).astype(np.float64) / scale) ** p)  # terms <= 1, the largest one 1
+    chunks = [g.reshape(-1)[s : s + k] for g in grads for s in range(0, g.size, k)]
+    parts = xp.zeros(len(chunks), dtype=np.float64)
+    for i, c in enumerate(chunks):
+        parts[i] = xp.sum((xp.abs(c).astype(np.float64) / scale) ** p)  # terms <= 1, the largest one 1
     return parts
 
 
@@ -42,9 +44,9 @@ def _fold(xp, parts):
     return s
 
 
-def _scaled_sum(xp, grads, m, p: float):
-    """sum over ``grads`` of (|g| / m)^p in float64, array by array in order (``_scaled_parts``)."""
-    return _fold(xp, _scaled_parts(xp, grads, m, p))
+def _scaled_sum(xp, grads, m, p: float, k: int):
+    """sum over ``grads`` of (|g| / m)^p in float64, chunk by chunk in order (``_scaled_parts``)."""
+    return _fold(xp, _scaled_parts(xp, grads, m, p, k))
 
 
 def _scaled_root(xp, s, m, p: float):
@@ -54,73 +56,62 @@ def _scaled_root(xp, s, m, p: float):
 
 
 def _gathered(comm, xp, parts):
-    """Every rank's ``parts`` in rank order, each padded with zeros to the longest (a zero adds
-    nothing to a sum of terms >= 0, NaN or inf): two collectives, the count's and the parts'."""
-    k = np.array([float(parts.size)])
-    comm.allreduce(k, "max", check=False)
-    send = xp.zeros(int(k[0]), dtype=np.float64)
+    """Every rank's ``parts`` concatenated in rank order: two collectives, the counts' (each rank
+    its own slot, the others 0) and the parts' (each padded with zeros to the longest, the zeros
+    dropped again). On the GPU the partials are combined in a tree whose shape follows their
+    positions: zeros between the ranks' moved them, and the norm off the one process's."""
+    counts = np.zeros(comm.size)
+    counts[comm.rank] = parts.size
+    comm.allreduce(counts, "max", check=False)
+    k = int(counts.max())
+    send = xp.zeros(k, dtype=np.float64)
     send[: parts.size] = parts
-    return comm.allgather(send, check=False)
+    every = comm.allgather(send, check=False)
+    return xp.concatenate([every[r * k : r * k + int(n)] for r, n in enumerate(counts)])
 
 
 @np.errstate(all="ignore")  # (as _scaled_norm)
-def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None):
-    """``buf`` (from ``_local_norm``: this rank's max |g| for p = inf, p > ``_SCALED_P`` and, on
-    the CPU, other p than 1 and 2; on the GPU this rank's sum for p = 1 and 2, its norm for other
-    p) becomes the norm over every rank's part, in place; returns it as a float for NumPy, None for
-    CuPy (the value stays on the device). ``grads``: this rank's; ``mod``: their native module
-    (None without grads); ``local``: the CPU's parts at p = 1 and 2 (``grad_norm_parts``).
+def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None):
+    """``buf`` (from ``_local_norm``: this rank's max |g| for p = inf and for p other than 1 and 2,
+    else not written) becomes the norm over every rank's part, in place; returns it as a float for
+    NumPy, None for CuPy (the value stays on the device). ``grads``: this rank's; ``mod``: their
+    native module (None without grads); ``local``: their partial sums at p = 1 and 2
+    (``grad_norm_parts``); ``shard``: the ``ShardLayout`` of a ShardedOptimizer's slice (its chunks
+    are those of the params, put together across the ranks' boundaries: distributed.sharded_clip).
 
-    The one process sums its terms in parts (the native kernel's chunks; for p > ``_SCALED_P`` its
-    arrays) and folds them in order; each rank takes the same parts of its own arrays, their
-    terms scaled by the global max |g| as the one process scales them, the ranks gather them and
-    fold them in rank order with the same fold and root: the one process's norm of the ranks'
-    arrays in rank order, bit for bit whatever the values (the ranks' sums added, or their norms
-    rooted and raised to p again, were an ulp or more off it). On the GPU, where the kernel's parts
-    are not exposed, each rank's sum is one part (bit for bit where the float64 sums are exact;
-    for p other than 1 and 2 the ranks' norms raised to p again, within a few ulps)."""
+    The one process sums its terms in parts (the native kernel's chunks, for p > ``_SCALED_P`` too)
+    and ends them (a fold in order on the CPU, a fixed tree on the GPU, then the root); each
+    rank takes the same parts of its own arrays, their terms scaled by the global max |g| as the one
+    process scales them, the ranks gather them in rank order and end them with the same native
+    ``grad_norm_finish`` (rules::pnorm_root: the one definition of the root, on the device for CuPy,
+    no host sync): the one process's norm of the ranks' arrays in rank order, bit for bit whatever
+    the values (the ranks' sums added, or their norms rooted and raised to p again, were an ulp or
+    more off it). A rank without gradients (a NumPy buffer) ends the CuPy ranks' parts on the CPU:
+    its returned norm may be an ulp off theirs (a fold in order, not the GPU's tree)."""
     from .distributed.communicator import as_communicator
 
     comm = as_communicator(comm)
     xp = _backend.array_module(buf)
-    cpu = isinstance(buf, np.ndarray)
     if p == math.inf:
         comm.allreduce(buf, "max", check=False)
-        return float(buf[0]) if cpu else None
-    if p > _SCALED_P or (cpu and p not in (1.0, 2.0)):
+        return float(buf[0]) if xp is np else None
+    if p not in (1.0, 2.0):
         comm.allreduce(buf, "max", check=False)  # the global max |g|, which scales every rank's terms
-    if p > _SCALED_P:
-        parts = _scaled_parts(xp, grads, buf, p)
-    elif cpu:
-        empty = np.zeros(0)
-        if p in (1.0, 2.0):
-            parts = empty if mod is None else local
-        else:
-            parts = empty if mod is None else mod.grad_norm_parts(grads, p, buf)
-    elif p in (1.0, 2.0):
-        parts = buf.copy()
-    else:  # the rank's norm by the power of two of the ranks' largest (rules/pnorm.hpp's scale)
-        m = buf.copy()
-        comm.allreduce(m, "max", check=False)
-        ok = xp.isfinite(m) & (m > 0)
-        scale = xp.where(ok, xp.ldexp(1.0, xp.frexp(xp.where(ok, m, 1.0))[1] - 1), 1.0)  # 2^e <= m
-        parts = (buf / scale) ** p
+    if shard is not None and mod is not None:  # (the params' chunks, each one array)
+        from .distributed.sharded_clip import owned_chunks
+
+        grads, local = owned_chunks(shard, comm, xp, grads, mod.grad_norm_chunk()), None
+    if mod is None:
+        parts = xp.zeros(0)
+    elif p > _SCALED_P:
+        parts = _scaled_parts(xp, grads, buf, p, mod.grad_norm_chunk())
+    elif p in (1.0, 2.0) and local is not None:
+        parts = local
+    else:
+        parts = mod.grad_norm_parts(grads, p, buf)
     every = _gathered(comm, xp, parts)
     if p > _SCALED_P:
         buf[...] = _scaled_root(xp, _fold(xp, every), buf, p)
-    elif cpu:
-        _backend.backend(("out", buf)).grad_norm_finish(every, p, buf)
     else:
-        s = _fold(xp, every)
-        buf[...] = s if p == 1.0 else xp.sqrt(s) if p == 2.0 else scale * _root(xp, s, p)
-    return float(buf[0]) if cpu else None
-
-
-def _root(xp, s, p: float):
-    """``s^(1/p)`` with 1 / p rounded and its rounding put back as rules::pnorm_root puts it,
-    ``pow(s, q) (1 + ql ln s)``: the plain root moved by ln(s) / p of 1 / p's rounding."""
-    q = 1.0 / p
-    ql = float((1 - Fraction(p) * Fraction(q)) / Fraction(p))  # (exact, then rounded: the fma's)
-    t = s**q
-    good = xp.isfinite(s) & (s > 0)
-    return xp.where(good, t + t * (ql * xp.log(xp.where(good, s, 1.0))), t)
+        _backend.backend(("out", buf)).grad_norm_finish(every, p, buf)
+    return float(buf[0]) if xp is np else None

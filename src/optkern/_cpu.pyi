@@ -46,6 +46,7 @@ __all__: list[str] = [
     "first_relaid_",
     "get_num_threads",
     "grad_norm",
+    "grad_norm_chunk",
     "grad_norm_finish",
     "grad_norm_parts",
     "lanczos_orthogonalize_",
@@ -462,6 +463,11 @@ def get_num_threads() -> int:
 def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any) -> float:
     """
     Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread count; written to out[0] and returned.
+    """
+
+def grad_norm_chunk() -> int:
+    """
+    The elements of one of grad_norm_parts' partial sums: each array cut into chunks of this many from its first element (the last one shorter).
     """
 
 def grad_norm_finish(

@@ -32,6 +32,9 @@ __all__: list[str] = [
     "device_count",
     "dropout_",
     "grad_norm",
+    "grad_norm_chunk",
+    "grad_norm_finish",
+    "grad_norm_parts",
     "lanczos_orthogonalize_",
     "lbfgs_direction_",
     "lbfgs_move_",
@@ -348,6 +351,25 @@ def dropout_(
 def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any) -> None:
     """
     Total norm (sum_i sum_j |x_ij|^p)^(1/p) over a list of CuPy arrays, or max |x| for norm_type=inf, accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to out[0] (1-element float64 CuPy array). Returns None: no host synchronization.
+    """
+
+def grad_norm_chunk() -> int:
+    """
+    The elements of one of grad_norm_parts' partials: each array cut into chunks of this many from its first element (the last one shorter).
+    """
+
+def grad_norm_finish(
+    parts: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
+) -> None:
+    """
+    The norm from grad_norm_parts' partials (every rank's, concatenated in rank order): combined and rooted as grad_norm's second stage, out[0] holding the max |x| on entry (p other than 1 and 2); the norm written to out[0]. Returns None: no host synchronization.
+    """
+
+def grad_norm_parts(
+    arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
+) -> typing.Any:
+    """
+    grad_norm's partial sums (one a chunk, in the order its second stage combines them) for a finite norm_type in a new float64 CuPy array, the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every rank's and finishes them with grad_norm_finish. No host synchronization.
     """
 
 def grad_sq_norm(arrays: typing.Any, out: typing.Any) -> None:

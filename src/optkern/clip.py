@@ -54,7 +54,7 @@ def _scaled_norm(mod, grads, p: float, buf, xp, index):
     with _grads_named(index):
         mod.grad_norm(grads, math.inf, buf)  # m = max |g| (NaN if one is), after the native checks
     m = buf.copy()
-    buf[...] = _scaled_root(xp, _scaled_sum(xp, grads, m, p), m, p)
+    buf[...] = _scaled_root(xp, _scaled_sum(xp, grads, m, p, mod.grad_norm_chunk()), m, p)
     return float(buf[0]) if xp is np else None
 
 
@@ -89,9 +89,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         holds a different part of the gradients (a ZeRO slice): the norm is then taken over
         every rank's part (max for inf), the same on every rank: the one process's norm of
         every rank's arrays in rank order, bit for bit (the ranks gather the kernel's partial
-        sums and fold them as one process does; on the GPU their sums are added in rank order,
-        equal where the float64 sums are exact). Collective: every rank calls it (a rank
-        without gradients passes an empty array).
+        sums and end them as one process does, on the GPU too, without a host sync). Collective:
+        every rank calls it (a rank without gradients passes an empty array).
         The ranks agree on the arguments first (one small allreduce): an argument refused on
         any rank, or a ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs
         between ranks, raises the same TypeError / ValueError on every rank, nothing written.
@@ -101,13 +100,18 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
       1-element float64 CuPy array (``out`` when given; no host synchronisation, unless
       ``error_if_nonfinite``).
     """
+    shard = None
     if comm is None:
         local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, False)
     else:
-        comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm)
+        from .distributed.communicator import as_communicator
+
+        comm = as_communicator(comm)  # (once: an mpi4py communicator's wrapping agrees over its ranks)
+        shard = _shard_layout(grads, comm)
+        comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard)
     grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half = local
     if comm is not None:
-        total = _global_norm(buf, p, comm, grads, mod, total)
+        total = _global_norm(buf, p, comm, grads, mod, total, shard)
     if mod is None:  # no gradients on this rank: nothing to clip
         if error_if_nonfinite:  # (the norm is every rank's: a NaN elsewhere raises here as there)
             _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
@@ -247,8 +251,8 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half)``,
     ``mod`` None where there are no gradients; ``prev``: ``out``'s value before (restored where the
     call raises after writing it); ``total``: the norm as a float (NumPy) or None (CuPy); ``distributed``, what
-    ``_global_norm`` takes: on the CPU the kernel's partial sums for p = 1 and 2 (``buf`` not
-    written), else this rank's max |g| (on the GPU for p = 2 its square, for p = 1 its sum); ``half``:
+    ``_global_norm`` takes: the kernel's partial sums for p = 1 and 2 (``buf`` not written; on the
+    GPU a CuPy array of them), else this rank's max |g|; ``half``:
     None, or for float16 / bfloat16 grads ``(the caller's grads, their format)``, ``grads`` then
     being their float32 copies (``_clip_half``), which the caller scales and stores back."""
     grads, index = _live(_backend.as_list(grads, "grads"))
@@ -288,30 +292,43 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
         _check_grads(grads, mod, index)
     buf = xp.empty(1, dtype=np.float64) if out is None else _norm_out(out, grads[0], xp)
     prev = buf.copy() if (error_if_nonfinite or distributed) and out is not None else None
-    if distributed and (p > _SCALED_P or (xp is np and p not in (1.0, 2.0))):
+    if distributed and p not in (1.0, 2.0):
         # (this rank's max |g| only: every rank scales its terms by the global max, as one process
         # scales them, and the ranks gather their partial sums; _global_norm)
         with _grads_named(index):
             total = mod.grad_norm(grads, math.inf, buf)
     elif _SCALED_P < p < math.inf:
         total = _scaled_norm(mod, grads, p, buf, xp, index)
-    elif distributed and xp is np:
+    elif distributed:
         # (p = 1 and 2: the native kernel's partial sums, which _global_norm gathers from every rank
-        # and folds as the one process folds its own; the ranks' sums added were an ulp off that)
+        # and ends as the one process ends its own; the ranks' sums added were an ulp off that, each
+        # rank's norm squared back, sqrt(s)^2, an ulp off s)
         with _grads_named(index):
             total = mod.grad_norm_parts(grads, p, buf)
-    elif distributed and p == 2.0:
-        # (the ranks sum ||g||^2 and root the sum once, as the single-process norm does: each rank's
-        # norm squared back, sqrt(s)^2, was an ulp off s, and the global norm an ulp off that one)
-        with _grads_named(index):
-            total = mod.grad_sq_norm(grads, buf)
     else:
         with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
             total = mod.grad_norm(grads, p, buf)
     return grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half
 
 
-def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm) -> tuple:
+def _shard_layout(grads, comm):
+    """The layout of a ShardedOptimizer's ``synchronize`` list (its norm is then the unsharded
+    one's, bit for bit: distributed.sharded_clip), else None."""
+    from .distributed.sharded_clip import ShardGrads
+
+    if not isinstance(grads, ShardGrads):
+        return None
+    if comm.size != len(grads.layout.bounds) or comm.rank != grads.layout.rank:
+        return None  # (another communicator than the optimizer's: the norm of its ranks' arrays)
+    # (its arrays as synchronize returned them: one a piece of the layout, of its size; a list
+    # changed since is clipped as the plain list of its arrays)
+    sizes = [b - a for a, b in grads.layout.pieces] or [0]
+    if len(grads) != len(sizes) or any(getattr(g, "size", -1) != n for g, n in zip(grads, sizes)):
+        return None
+    return grads.layout
+
+
+def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard=None) -> tuple:
     """``(comm as a Communicator, _local_norm(...))``, the ranks agreed before the norm's collective:
     an argument refused on one rank only (an int32 gradient, a NaN or negative ``max_norm``) raised
     there while the others waited in the collective forever (or summed a NaN from it), and a
@@ -328,10 +345,13 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
         local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, True)
     except (TypeError, ValueError) as e:
         err = e
-    same: tuple = (("norm_type", None), ("max_norm", None), ("error_if_nonfinite", None))
+    # (``shard``: every rank a ShardedOptimizer's slice of the same layout, or none: the norm of
+    # slices exchanges their edges, a collective the other ranks would not make)
+    layout = ("grads' ShardedOptimizer layout", None if shard is None else shard.signature())
+    same: tuple = (("norm_type", None), ("max_norm", None), ("error_if_nonfinite", None), layout)
     if local is not None:
         _, _, _, m, p, flag, *_ = local
-        same = (("norm_type", p), ("max_norm", m), ("error_if_nonfinite", flag))
+        same = (("norm_type", p), ("max_norm", m), ("error_if_nonfinite", flag), layout)
     try:
         comm._live("allreduce")  # (the call's collective, as the message of a finalized MPI names it)
         refuse_together(comm, err, "clip_grad_norm_", same=same)

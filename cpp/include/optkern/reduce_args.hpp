@@ -19,6 +19,12 @@ inline bool check_norm_type(double p) {
   return std::isinf(p);
 }
 
+// A finite p >= 1 (grad_norm_parts, grad_norm_finish: the inf norm, a max, has no partial sums).
+inline void check_finite_norm_type(double p) {
+  if (check_norm_type(p))
+    throw py::value_error("norm_type: expected a finite p >= 1 (the inf norm has no partial sums), got inf");
+}
+
 inline void check_clip_value(double v) {
   if (!(v >= 0.0)) throw py::value_error("clip_value: must be >= 0, got " + std::to_string(v));
 }

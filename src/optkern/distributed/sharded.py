@@ -21,7 +21,7 @@ import numpy as np
 from .. import _backend
 from ..optim import AdagradNorm
 from ..optim._given import _bump_torch_versions
-from . import hyper_check, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
+from . import hyper_check, sharded_clip, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
 from ._arrays import _IEEE
 from ._arrays import _is_half_bits as _is_half
 from .agreement import (
@@ -73,8 +73,10 @@ class ShardedOptimizer(ShardedCheckpoints):
     arrays passed in (the next step reads those, not these). ``param_groups`` are the local
     optimizer's groups (hyper-parameters per group, for schedules; their ``params`` are this
     rank's slices). ``synchronize(grads)`` returns this rank's slice of the averaged
-    gradient (a list of arrays), e.g. for ``clip_grad_norm_(shard, max_norm, comm=comm)``;
-    then step inside ``with opt.skip_synchronize():``.
+    gradient (a list of arrays that knows its place among the params), e.g. for
+    ``clip_grad_norm_(shard, max_norm, comm=comm)``, then step inside ``with
+    opt.skip_synchronize():``: the unsharded clip and step, bit for bit (that list itself, not a
+    copy: the norm takes the params' own chunks across the ranks' boundaries, sharded_clip).
 
     AdaGrad-Norm's ``||g||^2`` is summed over the ranks' slices (rank-ordered, so ``b^2`` is
     the same on every rank); its float64 sum is rounded differently than one process's.
@@ -307,7 +309,8 @@ class ShardedOptimizer(ShardedCheckpoints):
             self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard, check=False)
         self._synced = True
         # a rank holding no slice still returns one (empty) array: its kind picks the collective's path
-        return list(self._local_grads) or [self._shard[:0]]
+        # (a ShardGrads: clip_grad_norm_(shard, comm=) takes the params' chunks, the unsharded clip's bits)
+        return sharded_clip.ShardGrads(list(self._local_grads) or [self._shard[:0]], sharded_clip.layout_of(self))
 
     @contextlib.contextmanager
     def skip_synchronize(self):
