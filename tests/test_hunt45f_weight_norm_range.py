@@ -6,8 +6,9 @@ while ``w`` itself is a normal number: float32 v ~ 3e37, g = 1e-3 gave w 32 ulps
 v ~ 3e307, g = 1e-3 582 ulps (only the overflow of scale, g near the max, took ``g (v / ‖v‖)``).
 
 Backward: a row whose ``k = s / ‖v‖²`` fell below the normal range takes ``(s / ‖v‖) (v / ‖v‖)``,
-but ``s / ‖v‖`` could be subnormal too (float32 v ~ 1e20, g = 1e30, dw ~ 1e-40: dv ~ 3e-31, 44
-ulps off), where the row's scaled redo keeps every digit.
+but ``s / ‖v‖`` could be subnormal too (float32 v ~ 1e20, g = 1e30, dw ~ 1e-40: dv ~ 3e-31, 69
+ulps off), or round to 0 (float64 dw of a few subnormal steps: dv's v term dropped, dv 20 % off),
+where the row's scaled redo keeps every digit.
 
 The reference is exact rational arithmetic to 60 digits (``decimal``), independent of the kernels.
 """
@@ -86,3 +87,16 @@ def test_backward_s_over_norm_below_normal_range():
     assert ulps(dv, want_dv, np.float32) <= 4
     # dg = s / ‖v‖ is itself subnormal here: within the subnormal spacing
     assert np.max(np.abs(dg.astype(np.float64) - want_dg)) <= 2 * np.finfo(np.float32).smallest_subnormal
+
+
+def test_backward_s_over_norm_rounds_to_zero():
+    """float64: s / ‖v‖ ~ 1.2e-324 rounds to 0; dv = (g / ‖v‖) dw then lacked its v term (~0.2 of dw)."""
+    tiny = np.finfo(np.float64).smallest_subnormal
+    v = np.array([[3e20, 1e20, -2e20, 1.2345678e20]])
+    g = np.array([1e300])
+    dw = np.array([[1.0, 2.0, 2.0, 0.0]]) * tiny
+    _, saved = norm.weight_norm(v, g)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    _, want_dg, want_dv = wn_ref(v, g, dw)
+    assert float(want_dg[0]) == 0.0 and np.abs(want_dv).min() > np.finfo(np.float64).tiny  # (the case)
+    assert ulps(dv, want_dv, np.float64) <= 4

@@ -20,9 +20,12 @@ template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {
 // Backward: whether a row whose k = s / ‖v‖² was out of range (weight_norm_k_ok false) is redone
 // scaled (weight_norm_scaled), as rows with non-finite results are. Its dv_scaled form uses
 // s / ‖v‖, itself below the normal range where dw is tiny (float32 v ~ 1e20, g = 1e30, dw ~ 1e-40:
-// s / ‖v‖ ~ 1e-41, and dv ~ 2e-31, a normal number, 69 ulps off); the scaled row keeps every digit.
+// s / ‖v‖ ~ 1e-41, and dv ~ 2e-31, a normal number, 69 ulps off), or even 0 (float64 dw of a few
+// subnormal steps: the v term of dv dropped); the scaled row keeps every digit. (s is finite and
+// nonzero where k is not ok, and ‖v‖ finite and nonzero: s / ‖v‖ is finite.)
 template <class A> OK_HD bool weight_norm_redo_sn(bool k_ok, A s_over_norm) {
-  return !k_ok && is_subnormal(s_over_norm);
+  const A a = s_over_norm < A(0) ? -s_over_norm : s_over_norm;
+  return !k_ok && a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
 }
 
 }  // namespace rules
