@@ -81,7 +81,8 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
     const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);
-    if (rules::weight_norm_redo_sn(k_ok, dg[r]) && redo(r, false)) return;  // (s / ‖v‖ lost digits too)
+    // (g / ‖v‖ out of the normal range, or s / ‖v‖ where k is: rules/weight_norm.hpp)
+    if ((!rules::weight_norm_scale_ok(scale, nrm) || rules::weight_norm_redo_sn(k_ok, dg[r])) && redo(r, false)) return;
     bool ok;  // (whether every dv is finite)
     if (!k_ok) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
       const T sn = s / nrm;

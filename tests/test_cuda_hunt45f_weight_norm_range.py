@@ -1,6 +1,7 @@
 """CUDA twin of test_hunt45f_weight_norm_range.py (45th hunt, f): the GPU's weight norm forward
 where g / ‖v‖ falls below the normal range (w = g (v / ‖v‖)), and its backward where s / ‖v‖ is
-subnormal or rounds to 0 with k = s / ‖v‖² out of range (the row redone scaled, wn_redo_row).
+subnormal or rounds to 0 with k = s / ‖v‖² out of range, or g / ‖v‖ subnormal (the row redone
+scaled, wn_redo_row).
 Same data and bounds as the CPU test. Skipped without CuPy / a device; runs
 on the CPU under tools/cuda_emu."""
 
@@ -50,3 +51,16 @@ def test_backward_s_over_norm_below_normal_range(v, g, dw):
     dg, dv = norm.weight_norm_backward(cp.asarray(dw), cp.asarray(v), cp.asarray(g), saved)
     _, _, want_dv = wn_ref(v, g, dw)
     assert ulps(cp.asnumpy(dv), want_dv, v.dtype) <= 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_scale_below_normal_range(dtype):
+    big = {np.float32: 3e37, np.float64: 3e307}[dtype]
+    v = np.array([[big, 1e-10, 2.5]], dtype)
+    g = np.array([1.2345e-3], dtype)
+    dw = np.array([[1.0, 1e6, -3.3e6]], dtype)
+    _, saved = norm.weight_norm(cp.asarray(v), cp.asarray(g))
+    dg, dv = norm.weight_norm_backward(cp.asarray(dw), cp.asarray(v), cp.asarray(g), saved)
+    _, want_dg, want_dv = wn_ref(v, g, dw)
+    assert ulps(cp.asnumpy(dv), want_dv, dtype) <= 4
+    assert ulps(cp.asnumpy(dg), want_dg, dtype) <= 1

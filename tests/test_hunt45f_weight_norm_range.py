@@ -100,3 +100,18 @@ def test_backward_s_over_norm_rounds_to_zero():
     _, want_dg, want_dv = wn_ref(v, g, dw)
     assert float(want_dg[0]) == 0.0 and np.abs(want_dv).min() > np.finfo(np.float64).tiny  # (the case)
     assert ulps(dv, want_dv, np.float64) <= 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_scale_below_normal_range(dtype):
+    """dv = (g / ‖v‖) (dw - k v) with g / ‖v‖ subnormal and dv normal: 150 ulps off (k and s in range)."""
+    big = {np.float32: 3e37, np.float64: 3e307}[dtype]
+    v = np.array([[big, 1e-10, 2.5]], dtype)
+    g = np.array([1.2345e-3], dtype)
+    dw = np.array([[1.0, 1e6, -3.3e6]], dtype)
+    _, saved = norm.weight_norm(v, g)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    _, want_dg, want_dv = wn_ref(v, g, dw)
+    assert np.abs(want_dv).max() >= np.finfo(dtype).tiny  # (dv is normal where g / ‖v‖ is not)
+    assert ulps(dv, want_dv, dtype) <= 4
+    assert ulps(dg, want_dg, dtype) <= 1

@@ -12,7 +12,10 @@ namespace rules {
 // Not where scale overflowed (g near the max) nor where it fell below the normal range (‖v‖ near the
 // max and g small: float32 v ~ 3e37, g = 1e-3 gave scale 2.5e-41, 17 bits, and w -- a normal
 // number -- 32 ulps off; float64 v ~ 3e307, 582 ulps). Those rows take g · (v / ‖v‖), each factor in
-// range. (A non-finite ‖v‖ keeps the one form: w is NaN either way.)
+// range. (A non-finite ‖v‖ keeps the one form: w is NaN either way.) Backward: such a row is redone
+// scaled (weight_norm_scaled, from g / (‖v‖ 2^-b)), as rows with non-finite results are: dv = scale ·
+// (dw - k v) kept scale's few digits (float32 v = [3e37, 1e-10, 2.5], g = 1.2e-3, dw = [1, 1e6,
+// -3.3e6]: dv ~ 1e-34, 150 ulps off).
 template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {
   return (finite_(scale) && !is_subnormal(scale)) || !finite_(norm);
 }
