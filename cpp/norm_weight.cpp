@@ -52,7 +52,7 @@ template <class T, class P = const T*, class Q = T*> struct WnForward {
       return;
     }
     const T scale = rules::weight_norm_scale(g[r], nrm);
-    if (!rules::weight_norm_scale_ok(scale, nrm)) {  // g / ‖v‖ overflowed or lost digits, v / ‖v‖ did not
+    if (!rules::weight_norm_scale_ok(scale, g[r], nrm)) {  // g / ‖v‖ overflowed or lost digits, v / ‖v‖ did not
       for (int64_t j = 0; j < M; ++j) wr[j] = g[r] * (vr[j] / nrm);
       return;
     }
@@ -82,7 +82,8 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
     const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);
     // (g / ‖v‖ out of the normal range, or s / ‖v‖ where k is: rules/weight_norm.hpp)
-    if ((!rules::weight_norm_scale_ok(scale, nrm) || rules::weight_norm_redo_sn(k_ok, dg[r])) && redo(r, false)) return;
+    const bool scaled = !rules::weight_norm_scale_ok(scale, g[r], nrm) || rules::weight_norm_redo_sn(k_ok, dg[r]);
+    if (scaled && redo(r, false)) return;
     bool ok;  // (whether every dv is finite)
     if (!k_ok) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
       const T sn = s / nrm;

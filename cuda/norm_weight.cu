@@ -37,7 +37,7 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
       continue;
     }
     const A scale = rules::weight_norm_scale(gr, nrm);
-    if (!rules::weight_norm_scale_ok(scale, nrm)) {  // g / ‖v‖ overflowed or lost digits, v / ‖v‖ did not
+    if (!rules::weight_norm_scale_ok(scale, gr, nrm)) {  // g / ‖v‖ overflowed or lost digits, v / ‖v‖ did not
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) store(w + r * M, j, gr * (A(load(vr, j)) / nrm));
       continue;
     }
@@ -106,7 +106,7 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     const A sn = s / nrm;
     // (g / ‖v‖ out of the normal range, or s / ‖v‖ where k is: rules/weight_norm.hpp; the scaled row,
     // block-uniform; its thread 0 rewrites dg after the store above)
-    if ((!rules::weight_norm_scale_ok(scale, nrm) || rules::weight_norm_redo_sn(k_ok, sn)) &&
+    if ((!rules::weight_norm_scale_ok(scale, A(load(g, r)), nrm) || rules::weight_norm_redo_sn(k_ok, sn)) &&
         wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, false)) {
       __syncthreads();  // (bad_row and the shared sums: the next row's)
       continue;

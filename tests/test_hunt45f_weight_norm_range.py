@@ -115,3 +115,17 @@ def test_backward_scale_below_normal_range(dtype):
     assert np.abs(want_dv).max() >= np.finfo(dtype).tiny  # (dv is normal where g / ‖v‖ is not)
     assert ulps(dv, want_dv, dtype) <= 4
     assert ulps(dg, want_dg, dtype) <= 1
+
+
+def test_scale_underflowing_to_zero():
+    """A subnormal g over a large ‖v‖: g / ‖v‖ = 0 in float32 gave w = 0 and dv = 0 (w ~ 4e-39)."""
+    v = np.array([[-4.7379955e08, -1.9063781e10]], np.float32)
+    g = np.array([-4.042e-39], np.float32)
+    dw = np.array([[1.488715e10, -7.1938153e-09]], np.float32)
+    w, saved = norm.weight_norm(v, g)
+    want_w, _, want_dv = wn_ref(v, g, dw)
+    sub = float(np.finfo(np.float32).smallest_subnormal)
+    assert np.max(np.abs(w.astype(np.float64) - want_w)) <= sub  # (subnormal results: to the last step)
+    _, dv = norm.weight_norm_backward(dw, v, g, saved)
+    assert np.max(np.abs(dv.astype(np.float64) - want_dv)) <= 2 * sub
+    assert np.abs(want_dv).max() > 1000 * sub  # (the case: dv is not 0)

@@ -15,8 +15,14 @@ namespace rules {
 // range. (A non-finite ‖v‖ keeps the one form: w is NaN either way.) Backward: such a row is redone
 // scaled (weight_norm_scaled, from g / (‖v‖ 2^-b)), as rows with non-finite results are: dv = scale ·
 // (dw - k v) kept scale's few digits (float32 v = [3e37, 1e-10, 2.5], g = 1.2e-3, dw = [1, 1e6,
-// -3.3e6]: dv ~ 1e-34, 150 ulps off).
-template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {
+// -3.3e6]: dv ~ 1e-34, 150 ulps off). A scale that underflowed to 0 from a nonzero g is one of them
+// (float32 g = -4e-39, a subnormal, and ‖v‖ = 1.9e10: w = 0 where it is [1e-40, 4.04e-39]).
+template <class A> OK_HD bool weight_norm_scale_ok(A scale, A g, A norm) {
+  const A a = scale < A(0) ? -scale : scale;
+  const bool lost = a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022)) && g != A(0);
+  return (finite_(scale) && !lost) || !finite_(norm);
+}
+template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {  // TEMP (emulator build in flight)
   return (finite_(scale) && !is_subnormal(scale)) || !finite_(norm);
 }
 
