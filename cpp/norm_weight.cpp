@@ -81,9 +81,8 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
     const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);
-    // (g / ‖v‖ out of the normal range, or s / ‖v‖ where k is: rules/weight_norm.hpp)
-    const bool scaled = !rules::weight_norm_scale_ok(scale, g[r], nrm) || rules::weight_norm_redo_sn(k_ok, dg[r]);
-    if (scaled && redo(r, false)) return;
+    // (g / ‖v‖ or s / ‖v‖ out of the normal range, a subnormal ‖v‖: rules/weight_norm.hpp)
+    if (rules::weight_norm_bwd_scaled(scale, g[r], nrm, k_ok, dg[r]) && redo(r, false)) return;  // (rare rows)
     bool ok;  // (whether every dv is finite)
     if (!k_ok) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
       const T sn = s / nrm;

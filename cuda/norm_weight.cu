@@ -104,9 +104,9 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(s, nrm);
     const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
     const A sn = s / nrm;
-    // (g / ‖v‖ out of the normal range, or s / ‖v‖ where k is: rules/weight_norm.hpp; the scaled row,
-    // block-uniform; its thread 0 rewrites dg after the store above)
-    if ((!rules::weight_norm_scale_ok(scale, A(load(g, r)), nrm) || rules::weight_norm_redo_sn(k_ok, sn)) &&
+    // (g / ‖v‖ or s / ‖v‖ out of the normal range, a subnormal ‖v‖: rules/weight_norm.hpp; the scaled
+    // row, block-uniform; its thread 0 rewrites dg after the store above)
+    if (rules::weight_norm_bwd_scaled(scale, A(load(g, r)), nrm, k_ok, sn) &&
         wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, false)) {
       __syncthreads();  // (bad_row and the shared sums: the next row's)
       continue;

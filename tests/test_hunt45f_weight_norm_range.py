@@ -129,3 +129,17 @@ def test_scale_underflowing_to_zero():
     _, dv = norm.weight_norm_backward(dw, v, g, saved)
     assert np.max(np.abs(dv.astype(np.float64) - want_dv)) <= 2 * sub
     assert np.abs(want_dv).max() > 1000 * sub  # (the case: dv is not 0)
+
+
+def test_backward_subnormal_norm():
+    """A subnormal saved ‖v‖ kept few digits (v = ±1.4e-43: 0.3 % off): dg = s / ‖v‖ and dv with it."""
+    v = np.array([[1.4e-43, -1.4e-43], [3e-41, 1e-41]], np.float32)
+    g = np.array([1.3656698e-23, 2.5e-30], np.float32)
+    dw = np.array([[-3.0837486e09, 1.105051e07], [1.5, -2.5]], np.float32)
+    _, saved = norm.weight_norm(v, g)
+    assert all(0 < n < np.finfo(np.float32).tiny for n in saved.norm)  # (the case)
+    dg, dv = norm.weight_norm_backward(dw, v, g, saved)
+    _, want_dg, want_dv = wn_ref(v, g, dw)
+    for r in range(2):
+        assert ulps(dg[r], want_dg[r], np.float32) <= 1
+        assert ulps(dv[r], want_dv[r], np.float32) <= 4

@@ -26,13 +26,21 @@ template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {  // TEMP (
   return (finite_(scale) && !is_subnormal(scale)) || !finite_(norm);
 }
 
-// Backward: whether a row whose k = s / ‖v‖² was out of range (weight_norm_k_ok false) is redone
-// scaled (weight_norm_scaled), as rows with non-finite results are. Its dv_scaled form uses
-// s / ‖v‖, itself below the normal range where dw is tiny (float32 v ~ 1e20, g = 1e30, dw ~ 1e-40:
-// s / ‖v‖ ~ 1e-41, and dv ~ 2e-31, a normal number, 69 ulps off), or even 0 (float64 dw of a few
-// subnormal steps: the v term of dv dropped); the scaled row keeps every digit. (s is finite and
-// nonzero where k is not ok, and ‖v‖ finite and nonzero: s / ‖v‖ is finite.)
-template <class A> OK_HD bool weight_norm_redo_sn(bool k_ok, A s_over_norm) {
+// Backward: whether a row is computed scaled (weight_norm_scaled: dw 2^-a, v 2^-b, ‖v‖ 2^-b, all in
+// range) from the start, as rows with non-finite results are afterwards:
+// - g / ‖v‖ out of the normal range (weight_norm_scale_ok above);
+// - a subnormal saved ‖v‖, which kept few digits (float32 v = [1.4e-43, -1.4e-43]: ‖v‖ 0.3 % off, and
+//   dg = s / ‖v‖ and dv with it; the scaled row takes ‖v‖ 2^-b from v 2^-b, as the forward does);
+// - k = s / ‖v‖² out of range (weight_norm_k_ok false) with s / ‖v‖ below the normal range too: the
+//   dv_scaled form's factor (float32 v ~ 1e20, g = 1e30, dw ~ 1e-40: s / ‖v‖ ~ 1e-41, and dv ~
+//   2e-31, 69 ulps off), or 0 (float64 dw of a few subnormal steps: dv's v term dropped). (s is
+//   finite and nonzero where k is not ok, and ‖v‖ finite and nonzero: s / ‖v‖ is finite.)
+template <class A> OK_HD bool weight_norm_bwd_scaled(A scale, A g, A norm, bool k_ok, A s_over_norm) {
+  const A a = s_over_norm < A(0) ? -s_over_norm : s_over_norm;
+  const bool sn_lost = !k_ok && a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
+  return !weight_norm_scale_ok(scale, g, norm) || is_subnormal(norm) || sn_lost;
+}
+template <class A> OK_HD bool weight_norm_redo_sn(bool k_ok, A s_over_norm) {  // TEMP (emulator build in flight)
   const A a = s_over_norm < A(0) ? -s_over_norm : s_over_norm;
   return !k_ok && a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
 }
