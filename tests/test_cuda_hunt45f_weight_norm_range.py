@@ -64,3 +64,25 @@ def test_backward_scale_below_normal_range(dtype):
     _, want_dg, want_dv = wn_ref(v, g, dw)
     assert ulps(cp.asnumpy(dv), want_dv, dtype) <= 4
     assert ulps(cp.asnumpy(dg), want_dg, dtype) <= 1
+
+
+def test_scale_underflowing_to_zero_and_subnormal_norm():
+    sub = float(np.finfo(np.float32).smallest_subnormal)
+    v = np.array([[-4.7379955e08, -1.9063781e10]], np.float32)
+    g = np.array([-4.042e-39], np.float32)
+    dw = np.array([[1.488715e10, -7.1938153e-09]], np.float32)
+    w, saved = norm.weight_norm(cp.asarray(v), cp.asarray(g))
+    _, dv = norm.weight_norm_backward(cp.asarray(dw), cp.asarray(v), cp.asarray(g), saved)
+    want_w, _, want_dv = wn_ref(v, g, dw)
+    assert np.max(np.abs(cp.asnumpy(w).astype(np.float64) - want_w)) <= sub
+    assert np.max(np.abs(cp.asnumpy(dv).astype(np.float64) - want_dv)) <= 2 * sub
+    # a subnormal saved norm: the backward's row scaled
+    v = np.array([[1.4e-43, -1.4e-43], [3e-41, 1e-41]], np.float32)
+    g = np.array([1.3656698e-23, 2.5e-30], np.float32)
+    dw = np.array([[-3.0837486e09, 1.105051e07], [1.5, -2.5]], np.float32)
+    _, saved = norm.weight_norm(cp.asarray(v), cp.asarray(g))
+    dg, dv = norm.weight_norm_backward(cp.asarray(dw), cp.asarray(v), cp.asarray(g), saved)
+    _, want_dg, want_dv = wn_ref(v, g, dw)
+    for r in range(2):
+        assert ulps(cp.asnumpy(dg)[r], want_dg[r], np.float32) <= 1
+        assert ulps(cp.asnumpy(dv)[r], want_dv[r], np.float32) <= 4
