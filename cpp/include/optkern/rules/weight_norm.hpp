@@ -8,6 +8,11 @@
 namespace optkern {
 namespace rules {
 
+// Whether |a| is below the normal range (0 included).
+template <class A> OK_HD bool below_normal(A a) {
+  return (a < A(0) ? -a : a) < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
+}
+
 // Forward: whether w = scale · v, with scale = g / ‖v‖ formed once for the row, keeps w's digits.
 // Not where scale overflowed (g near the max) nor where it fell below the normal range (‖v‖ near the
 // max and g small: float32 v ~ 3e37, g = 1e-3 gave scale 2.5e-41, 17 bits, and w -- a normal
@@ -18,12 +23,7 @@ namespace rules {
 // -3.3e6]: dv ~ 1e-34, 150 ulps off). A scale that underflowed to 0 from a nonzero g is one of them
 // (float32 g = -4e-39, a subnormal, and ‖v‖ = 1.9e10: w = 0 where it is [1e-40, 4.04e-39]).
 template <class A> OK_HD bool weight_norm_scale_ok(A scale, A g, A norm) {
-  const A a = scale < A(0) ? -scale : scale;
-  const bool lost = a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022)) && g != A(0);
-  return (finite_(scale) && !lost) || !finite_(norm);
-}
-template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {  // TEMP (emulator build in flight)
-  return (finite_(scale) && !is_subnormal(scale)) || !finite_(norm);
+  return (finite_(scale) && !(below_normal(scale) && g != A(0))) || !finite_(norm);
 }
 
 // Backward: whether a row is computed scaled (weight_norm_scaled: dw 2^-a, v 2^-b, ‖v‖ 2^-b, all in
@@ -36,13 +36,7 @@ template <class A> OK_HD bool weight_norm_scale_ok(A scale, A norm) {  // TEMP (
 //   2e-31, 69 ulps off), or 0 (float64 dw of a few subnormal steps: dv's v term dropped). (s is
 //   finite and nonzero where k is not ok, and ‖v‖ finite and nonzero: s / ‖v‖ is finite.)
 template <class A> OK_HD bool weight_norm_bwd_scaled(A scale, A g, A norm, bool k_ok, A s_over_norm) {
-  const A a = s_over_norm < A(0) ? -s_over_norm : s_over_norm;
-  const bool sn_lost = !k_ok && a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
-  return !weight_norm_scale_ok(scale, g, norm) || is_subnormal(norm) || sn_lost;
-}
-template <class A> OK_HD bool weight_norm_redo_sn(bool k_ok, A s_over_norm) {  // TEMP (emulator build in flight)
-  const A a = s_over_norm < A(0) ? -s_over_norm : s_over_norm;
-  return !k_ok && a < (sizeof(A) == 4 ? A(0x1p-126) : A(0x1p-1022));
+  return !weight_norm_scale_ok(scale, g, norm) || is_subnormal(norm) || (!k_ok && below_normal(s_over_norm));
 }
 
 }  // namespace rules
