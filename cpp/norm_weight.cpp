@@ -12,6 +12,7 @@
 #include "py_arrays.hpp"
 #include "norm_cpu.hpp"
 #include "optkern/rules/norm.hpp"
+#include "optkern/rules/weight_norm.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -51,7 +52,7 @@ template <class T, class P = const T*, class Q = T*> struct WnForward {
       return;
     }
     const T scale = rules::weight_norm_scale(g[r], nrm);
-    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // g near the max: g / ‖v‖ overflows, v / ‖v‖ does not
+    if (!rules::weight_norm_scale_ok(scale, g[r], nrm)) {  // g / ‖v‖ overflowed or lost digits, v / ‖v‖ did not
       for (int64_t j = 0; j < M; ++j) wr[j] = g[r] * (vr[j] / nrm);
       return;
     }
@@ -79,8 +80,11 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     const T nrm = norm[r];
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
+    const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);
+    // (g / ‖v‖ or s / ‖v‖ out of the normal range, a subnormal ‖v‖: rules/weight_norm.hpp)
+    if (rules::weight_norm_bwd_scaled(scale, g[r], nrm, k_ok, dg[r]) && redo(r, false)) return;  // (rare rows)
     bool ok;  // (whether every dv is finite)
-    if (!rules::weight_norm_k_ok(k, s, nrm)) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
+    if (!k_ok) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
       const T sn = s / nrm;
       ok = write_row_finite(dvr, M, false, [&](int64_t j) {
         return rules::weight_norm_dv_scaled(dwr[j], vr[j], scale, sn, nrm);

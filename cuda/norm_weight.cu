@@ -3,6 +3,7 @@
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
 #include "norm_scaled.cuh"
+#include "optkern/rules/weight_norm.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -36,7 +37,7 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
       continue;
     }
     const A scale = rules::weight_norm_scale(gr, nrm);
-    if (!rules::finite_(scale) && rules::finite_(nrm)) {  // g near the max: g / ‖v‖ overflows, v / ‖v‖ does not
+    if (!rules::weight_norm_scale_ok(scale, gr, nrm)) {  // g / ‖v‖ overflowed or lost digits, v / ‖v‖ did not
       for (int64_t j = threadIdx.x; j < M; j += blockDim.x) store(w + r * M, j, gr * (A(load(vr, j)) / nrm));
       continue;
     }
@@ -103,6 +104,13 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(s, nrm);
     const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
     const A sn = s / nrm;
+    // (g / ‖v‖ or s / ‖v‖ out of the normal range, a subnormal ‖v‖: rules/weight_norm.hpp; the scaled
+    // row, block-uniform; its thread 0 rewrites dg after the store above)
+    if (rules::weight_norm_bwd_scaled(scale, A(load(g, r)), nrm, k_ok, sn) &&
+        wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, false)) {
+      __syncthreads();  // (bad_row and the shared sums: the next row's)
+      continue;
+    }
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A dwj = load(dwr, j), vj = load(vr, j);
       const A d = k_ok ? rules::weight_norm_dv(dwj, vj, scale, k) : rules::weight_norm_dv_scaled(dwj, vj, scale, sn, nrm);
