@@ -29,6 +29,8 @@ AdagradNorm (``adagrad_norm.py``) are imported from their own modules.
 
 from __future__ import annotations
 
+import torch
+
 from .. import functional as F
 from .. import optim as _optim
 from ..optim._lowp_config import lowp_keywords
@@ -36,6 +38,7 @@ from . import _views
 from ._fused import _Fused
 from ._impl_keywords import impl_keywords
 from ._state import _zeros
+from ._tensor_hypers import refuse_half_lr, refuse_one_minus, refuse_tensor
 from ._tensor_lr import Float32Lr
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW, NAdam
@@ -180,6 +183,9 @@ class SGD(_Fused):
     def _core_t(self, t, first):
         return 1 if first else 2  # the buffers' step: 1 makes them from the gradient
 
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_one_minus(group, where, "dampening")
+
     def _call(self, group, params, grads, lists, t, *, first):
         F.sgd_(
             params,
@@ -246,6 +252,13 @@ class Adagrad(Float32Lr, _Fused):
             for p in group["params"]:
                 self._init_state(p, self.state[p], group)
 
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        lr_decay = group["lr_decay"]
+        if isinstance(lr_decay, torch.Tensor):  # (torch's lr / (1 + (t - 1) lr_decay): reciprocal * lr)
+            refuse_tensor(where, "lr_decay", lr_decay, "whose decayed lr torch computes as a reciprocal times lr")
+        if float(lr_decay) != 0.0:
+            refuse_half_lr(group, where, "which torch's decayed lr is divided in")
+
     def _call(self, group, params, grads, lists, t, *, first):
         F.adagrad_(
             params,
@@ -303,6 +316,9 @@ class RMSprop(_Fused):
             lowp,
         )
 
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_one_minus(group, where, "alpha")
+
     def _call(self, group, params, grads, lists, t, *, first):
         F.rmsprop_(
             params,
@@ -331,6 +347,9 @@ class Adadelta(_Fused):
         lowp["foreach"] = foreach  # (positional in torch's signature: checked with the keyword ones)
         hp = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, hp, lowp)
+
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_one_minus(group, where, "rho")
 
     def _call(self, group, params, grads, lists, t, *, first):
         F.adadelta_(
