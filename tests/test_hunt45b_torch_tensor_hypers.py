@@ -57,7 +57,8 @@ def test_unfollowed_tensor_hyper_parameter_refused_by_name(name, kw, key, dt):
     tkw = dict(kw, **{key: torch.tensor(kw[key], dtype=dt)})
     with ieee_sqrt():
         want = _train(lambda ps: getattr(torch.optim, name)(ps, foreach=False, **tkw), p0, grads)
-        value = _train(lambda ps: getattr(torch.optim, name)(ps, foreach=False, **dict(kw, **{key: float(tkw[key])})), p0, grads)
+        vkw = dict(kw, **{key: float(tkw[key])})
+        value = _train(lambda ps: getattr(torch.optim, name)(ps, foreach=False, **vkw), p0, grads)
     assert not np.array_equal(value, want)
     p = torch.nn.Parameter(torch.ones(5, dtype=torch.float64))
     with pytest.raises(ValueError, match=rf"^param_groups\[0\]\[{key!r}\]: "):
