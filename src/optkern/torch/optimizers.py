@@ -19,9 +19,15 @@ data pointers are read each step in the one native call that reads the params'.)
 
 A float32 tensor ``lr`` (torch.optim takes one) steps as torch's for-loop steps with it: the step
 scalars torch then computes in float32 tensor ops (Adam's and AdamW's ``lr / bc1``, NAdam's
-coefficients, Adagrad's decayed lr, ``1 - lr * weight_decay``) are computed so (``_tensor_lr``). Tensor
-``betas`` are read as their values: torch computes ``1 - beta ** step`` and ``bc2 ** 0.5`` from them
-with its own float32 pow and sqrt, which optkern does not reproduce (results agree to rounding).
+coefficients, Adagrad's decayed lr, ``1 - lr * weight_decay``) are computed so (``_tensor_lr``). Adam's
+and AdamW's tensor ``betas``, float16 / bfloat16 ``lr`` and tensor decoupled ``weight_decay`` step as
+torch's for-loop steps with them too: their step scalars come from torch's own expressions, evaluated
+with torch's ops (``_torch_scalars``). Other tensor hyper-parameters whose scalars torch computes in
+ops of the tensor's dtype that optkern does not follow (a half ``lr`` of NAdam or of Adagrad with
+``lr_decay``, a tensor ``lr_decay``, ``dampening`` / ``alpha`` / ``rho`` whose ``1 - x`` the dtype
+rounds, NAdam's decoupled decay) are refused by name (``_tensor_hypers``). NAdam's tensor ``betas``
+are still read as their values (torch's NAdam, typed for floats, then multiplies its float32
+``mu_product`` by a float64 ``mu``: results agree to rounding).
 
 Here SGD, Adagrad, RMSprop and Adadelta; the Adam family (``adam.py``) and
 AdagradNorm (``adagrad_norm.py``) are imported from their own modules.
