@@ -6,7 +6,8 @@ the tensor's dtype; optkern.torch read each as its value. 20 steps of 1000 eleme
 off torch with a float16 / bfloat16 ``lr`` (NAdam, Adagrad with lr_decay), a float16 / bfloat16 /
 float32 ``dampening`` on float64 params (SGD's ``1 - dampening`` rounded to it), a tensor
 ``lr_decay`` of any dtype (Adagrad's decayed lr as a reciprocal times lr: 132-159 elements even
-float32 / float64), a half or float32 decoupled ``weight_decay`` (NAdam).
+float32 / float64), a half or float32 decoupled ``weight_decay`` (NAdam), a tensor ``momentum_decay``
+of any dtype (NAdam: 300 of 300 elements, float64).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ REFUSED = [
     ("NAdam", dict(lr=3e-3), "lr", B16),
     ("NAdam", dict(lr=3e-3, weight_decay=0.1, decoupled_weight_decay=True), "weight_decay", F32),
     ("NAdam", dict(lr=3e-3, weight_decay=0.1, decoupled_weight_decay=True), "weight_decay", H16),
+    ("NAdam", dict(lr=3e-3, momentum_decay=4e-3), "momentum_decay", F64),
     ("Adagrad", dict(lr=3e-2, lr_decay=0.01), "lr", H16),
     ("Adagrad", dict(lr=3e-2, lr_decay=0.01), "lr_decay", F64),
     ("Adagrad", dict(lr=3e-2, lr_decay=0.01), "lr_decay", F32),

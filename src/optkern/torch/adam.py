@@ -16,7 +16,7 @@ from ..optim.adam import keep_decoupled
 from ._fused import _Fused
 from ._host_values import host_group
 from ._impl_keywords import impl_keywords
-from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr
+from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr, refuse_tensor
 from ._tensor_lr import Float32Lr, replaced
 from ._torch_scalars import adam_scalars, torch_computes
 
@@ -171,6 +171,9 @@ class NAdam(Float32Lr, _Fused):
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
         refuse_half_lr(group, where, "which torch's NAdam coefficients are divided in")
         refuse_decoupled_decay(group, where)
+        md = group["momentum_decay"]
+        if isinstance(md, torch.Tensor):  # (mu a tensor: torch's float32 mu_product *= mu promotes)
+            refuse_tensor(where, "momentum_decay", md, "from which torch's momentum schedule is tensor ops")
 
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)
