@@ -202,6 +202,49 @@ def adam_capturable(
     Adam/AdamW/AMSGrad step in place (torch.optim.Adam): bias corrections 1 - beta^step; decoupled_weight_decay scales p by 1 - lr weight_decay first (AdamW), else L2; max_exp_avg_sqs given = AMSGrad. float32_lr: lr / bc1 and 1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
+def adam_given_(
+    params: typing.Any,
+    grads: typing.Any,
+    exp_avgs: typing.Any,
+    exp_avg_sqs: typing.Any,
+    max_exp_avg_sqs: typing.Any,
+    step_size: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta1: typing.SupportsFloat | typing.SupportsIndex,
+    beta2: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta2: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decay: typing.SupportsFloat | typing.SupportsIndex,
+    bc2_sqrt: typing.SupportsFloat | typing.SupportsIndex,
+    maximize: bool,
+) -> None:
+    """
+    Adam/AdamW/AMSGrad step in place with its step scalars given (rules::AdamGiven): p <- p decay - step_size m / (sqrt(v or vmax) / bc2_sqrt + eps), m <- lerp(m, g, one_minus_beta1), v <- beta2 v + one_minus_beta2 g^2, g = (-g if maximize else g) + weight_decay p; each scalar rounded once to the arrays' dtype (torch.optim's for-loop with tensor hyper-parameters, computed by the caller).
+    """
+
+def adam_given_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    exp_avgs: typing.Any,
+    exp_avg_sqs: typing.Any,
+    max_exp_avg_sqs: typing.Any,
+    step_size: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta1: typing.SupportsFloat | typing.SupportsIndex,
+    beta2: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta2: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decay: typing.SupportsFloat | typing.SupportsIndex,
+    bc2_sqrt: typing.SupportsFloat | typing.SupportsIndex,
+    maximize: bool,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
+) -> None:
+    """
+    Adam/AdamW/AMSGrad step in place with its step scalars given (rules::AdamGiven): p <- p decay - step_size m / (sqrt(v or vmax) / bc2_sqrt + eps), m <- lerp(m, g, one_minus_beta1), v <- beta2 v + one_minus_beta2 g^2, g = (-g if maximize else g) + weight_decay p; each scalar rounded once to the arrays' dtype (torch.optim's for-loop with tensor hyper-parameters, computed by the caller). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    """
+
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
     out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).

@@ -131,6 +131,23 @@ struct Adam {
   static constexpr int kCounters = 1;
 };
 
+struct AdamGiven {
+  static constexpr const char* name = "adam_given";
+  static constexpr const char* doc =
+      "Adam/AdamW/AMSGrad step in place with its step scalars given (rules::AdamGiven): "
+      "p <- p decay - step_size m / (sqrt(v or vmax) / bc2_sqrt + eps), m <- lerp(m, g, one_minus_beta1), "
+      "v <- beta2 v + one_minus_beta2 g^2, g = (-g if maximize else g) + weight_decay p; each scalar rounded "
+      "once to the arrays' dtype (torch.optim's for-loop with tensor hyper-parameters, computed by the caller).";
+  static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}, {"max_exp_avg_sqs", true}};
+  template <class T, bool... Present> using Rule = rules::AdamGiven<T, Present...>;  // <amsgrad>
+  using Hyper = rules::AdamGivenHyper;
+  using scalars = Types<D, D, D, D, D, D, D, D, bool>;
+  static constexpr const char* scalar_names[] = {"step_size",       "one_minus_beta1", "beta2",
+                                                 "one_minus_beta2", "eps",             "weight_decay",
+                                                 "decay",           "bc2_sqrt",        "maximize"};
+  static constexpr int kCounters = 0;
+};
+
 struct NAdam {
   static constexpr const char* name = "nadam";
   static constexpr const char* doc =
@@ -249,6 +266,7 @@ template <class Impl> void optim(py::module_& m) {
   OptimFunctions<opt::RMSprop, Impl>::def(m);
   OptimFunctions<opt::Adadelta, Impl>::def(m);
   OptimFunctions<opt::Adam, Impl>::def(m);
+  OptimFunctions<opt::AdamGiven, Impl>::def(m);
   OptimFunctions<opt::NAdam, Impl>::def(m);
 }
 

@@ -158,7 +158,12 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             msg = str(e).replace("beta1", "['betas'][0]").replace("beta2", "['betas'][1]")
             raise type(e)(f"{where}{'' if msg.startswith('[') else ': '}{msg}") from None
         self._m._check(host, where)  # (what every step checks: refused here too, not at the first step)
+        self._refuse_tensor_hypers(group, where)
         self._validated = True
+
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        """ValueError naming a tensor hyper-parameter of ``group`` whose step scalars torch computes in
+        tensor ops this optimizer does not follow (``_tensor_hypers``); run with the group's checks."""
 
     def _check_param(self, p, name: str) -> None:
         """A param this optimizer can update: its dtype and, with low-precision storage, C order.
@@ -304,6 +309,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
         hp = self._m._check(host_group(group), f"param_groups[{gi}]")  # (errors name the group's entry)
         self._check_against_state(group, gi, hp)
+        self._refuse_tensor_hypers(group, f"param_groups[{gi}]")
         remember(self._hyper_cache, id(group), group, hp, group)  # (the group kept: its id stays its)
         return hp
 

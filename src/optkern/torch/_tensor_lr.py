@@ -6,7 +6,7 @@ decoupled decay ``1 - lr * weight_decay``), torch computes it in float32 tensor 
 Python-float operands rounded to float32 first; the rules then compute it so (their ``float32_lr``).
 SGD's, RMSprop's and Adadelta's step scalars are ``lr`` itself or a product torch takes as its
 value: nothing to follow. A float64 tensor's ops round as the Python float's do; a half one's
-are not followed (computed in double).
+are Adam's and AdamW's torch expressions (``_torch_scalars``), refused elsewhere (``_tensor_hypers``).
 """
 
 from __future__ import annotations

@@ -4,16 +4,21 @@ class of :mod:`optkern.torch.optimizers`, which re-exports them)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from .. import _backend
 from .. import functional as F
 from .. import optim as _optim
+from ..optim._hyper import _check_dtype, _native
 from ..optim._lowp_config import lowp_keywords
 from ..optim.adam import keep_decoupled
 from ._fused import _Fused
 from ._host_values import host_group
 from ._impl_keywords import impl_keywords
+from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr, refuse_tensor
 from ._tensor_lr import Float32Lr, replaced
+from ._torch_scalars import adam_scalars, torch_computes
 
 __all__ = ["Adam", "AdamW", "NAdam"]
 
@@ -54,6 +59,30 @@ class Adam(Float32Lr, _Fused):
             ),
             lowp,
         )
+
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        # (the low-precision step computes its scalars itself, in double: it cannot take torch's)
+        if self._lowp_core is not None and torch_computes(group):
+            raise ValueError(
+                f"{where}['betas']: tensor betas (or a float16 / bfloat16 lr, a tensor decoupled "
+                "weight_decay), whose step scalars torch computes in tensor ops, with the low-precision "
+                "keywords, whose step computes them in double: pass Python floats"
+            )
+
+    def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
+        if not torch_computes(group):
+            return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)
+        # torch's step scalars from its own tensor ops (``_torch_scalars``), Adam's update natively
+        dtype = np.dtype(pviews[0].dtype)
+        _check_dtype(hp, dtype)
+        on_cpu = isinstance(pviews[0], np.ndarray)
+        device = torch.device("cpu") if on_cpu else torch.device("cuda", pviews[0].device.id)
+        scalars = adam_scalars(group, t, torch.from_numpy(np.empty(0, dtype)).dtype, device)
+        mod = core_run.mod if core_run is not None else _backend.backend(("params", pviews))
+        amsgrad = lists.get("max_exp_avg_sq") if group["amsgrad"] else None
+        args = (pviews, grads, lists["exp_avg"], lists["exp_avg_sq"], amsgrad, *scalars, bool(group["maximize"]))
+        _native(mod, "adam_given", args, None)
+        return None
 
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)
@@ -138,6 +167,13 @@ class NAdam(Float32Lr, _Fused):
             ),
             lowp,
         )
+
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_half_lr(group, where, "which torch's NAdam coefficients are divided in")
+        refuse_decoupled_decay(group, where)
+        md = group["momentum_decay"]
+        if isinstance(md, torch.Tensor):  # (mu a tensor: torch's float32 mu_product *= mu promotes)
+            refuse_tensor(where, "momentum_decay", md, "from which torch's momentum schedule is tensor ops")
 
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)

@@ -19,15 +19,23 @@ data pointers are read each step in the one native call that reads the params'.)
 
 A float32 tensor ``lr`` (torch.optim takes one) steps as torch's for-loop steps with it: the step
 scalars torch then computes in float32 tensor ops (Adam's and AdamW's ``lr / bc1``, NAdam's
-coefficients, Adagrad's decayed lr, ``1 - lr * weight_decay``) are computed so (``_tensor_lr``). Tensor
-``betas`` are read as their values: torch computes ``1 - beta ** step`` and ``bc2 ** 0.5`` from them
-with its own float32 pow and sqrt, which optkern does not reproduce (results agree to rounding).
+coefficients, Adagrad's decayed lr, ``1 - lr * weight_decay``) are computed so (``_tensor_lr``). Adam's
+and AdamW's tensor ``betas``, float16 / bfloat16 ``lr`` and tensor decoupled ``weight_decay`` step as
+torch's for-loop steps with them too: their step scalars come from torch's own expressions, evaluated
+with torch's ops (``_torch_scalars``). Other tensor hyper-parameters whose scalars torch computes in
+ops of the tensor's dtype that optkern does not follow (a half ``lr`` of NAdam or of Adagrad with
+``lr_decay``, a tensor ``lr_decay``, ``dampening`` / ``alpha`` / ``rho`` whose ``1 - x`` the dtype
+rounds, NAdam's decoupled decay) are refused by name (``_tensor_hypers``). NAdam's tensor ``betas``
+are still read as their values (torch's NAdam, typed for floats, then multiplies its float32
+``mu_product`` by a float64 ``mu``: results agree to rounding).
 
 Here SGD, Adagrad, RMSprop and Adadelta; the Adam family (``adam.py``) and
 AdagradNorm (``adagrad_norm.py``) are imported from their own modules.
 """
 
 from __future__ import annotations
+
+import torch
 
 from .. import functional as F
 from .. import optim as _optim
@@ -36,6 +44,7 @@ from . import _views
 from ._fused import _Fused
 from ._impl_keywords import impl_keywords
 from ._state import _zeros
+from ._tensor_hypers import refuse_half_lr, refuse_one_minus, refuse_tensor
 from ._tensor_lr import Float32Lr
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW, NAdam
@@ -180,6 +189,9 @@ class SGD(_Fused):
     def _core_t(self, t, first):
         return 1 if first else 2  # the buffers' step: 1 makes them from the gradient
 
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_one_minus(group, where, "dampening")
+
     def _call(self, group, params, grads, lists, t, *, first):
         F.sgd_(
             params,
@@ -246,6 +258,13 @@ class Adagrad(Float32Lr, _Fused):
             for p in group["params"]:
                 self._init_state(p, self.state[p], group)
 
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        lr_decay = group["lr_decay"]
+        if isinstance(lr_decay, torch.Tensor):  # (torch's lr / (1 + (t - 1) lr_decay): reciprocal * lr)
+            refuse_tensor(where, "lr_decay", lr_decay, "whose decayed lr torch computes as a reciprocal times lr")
+        if float(lr_decay) != 0.0:
+            refuse_half_lr(group, where, "which torch's decayed lr is divided in")
+
     def _call(self, group, params, grads, lists, t, *, first):
         F.adagrad_(
             params,
@@ -303,6 +322,9 @@ class RMSprop(_Fused):
             lowp,
         )
 
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_one_minus(group, where, "alpha")
+
     def _call(self, group, params, grads, lists, t, *, first):
         F.rmsprop_(
             params,
@@ -331,6 +353,9 @@ class Adadelta(_Fused):
         lowp["foreach"] = foreach  # (positional in torch's signature: checked with the keyword ones)
         hp = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, hp, lowp)
+
+    def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        refuse_one_minus(group, where, "rho")
 
     def _call(self, group, params, grads, lists, t, *, first):
         F.adadelta_(
