@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cases", type=int, nargs="*", help="indices into CASES (default: all)")
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # (child) which case
     a = ap.parse_args()
     if a.one:
@@ -100,8 +101,9 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY="PASSIVE")
     paths = {"old": a.old, "new": src, "torch": src}
     res: dict[tuple[int, str], list[float]] = {}
+    cases = a.cases if a.cases else list(range(len(CASES)))
     for _ in range(a.rounds):
-        for case in range(len(CASES)):
+        for case in cases:
             for which in ("old", "new", "torch"):
                 if which == "old" and not a.old:
                     continue
@@ -111,7 +113,8 @@ def main() -> None:
                 out = subprocess.run(cmd, env=run_env, check=True, capture_output=True, text=True).stdout
                 res.setdefault((case, which), []).append(json.loads(out.strip().splitlines()[-1]))
     print(f"uptime: {os.getloadavg()}")
-    for case, (name, *_) in enumerate(CASES):
+    for case in cases:
+        name = CASES[case][0]
         med = {w: statistics.median(v) for (c, w), v in res.items() if c == case}
         lo = {w: min(v) for (c, w), v in res.items() if c == case}
         cols = "  ".join(f"{w} {med[w]:7.2f} (min {lo[w]:7.2f})" for w in med)
