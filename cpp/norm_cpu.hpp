@@ -161,20 +161,22 @@ template <class T, class At, class Put> void dx_group_scaled(int64_t n, T r, boo
 }
 
 // dγ = Σ dy x̂ and dβ = Σ dy of one parameter entry again, dy scaled, where the plain sum (*dw, *db;
-// either may be null) is not finite.
+// either may be null) is not finite. The scaled terms (each rounded to T as the plain sums' are) are
+// summed in double and scaled back before the one rounding to T, as the plain sums (a float32 sum
+// of a channel's thousands of terms was ulps off the exact one: tests/test_hunt45e_param_sums.py).
 template <class T, class At> void param_sums_scaled(int64_t n, At&& at, T* dw, T* db) {
   T mdy = T(0);
   for (int64_t i = 0; i < n; ++i) mdy = rules::max_abs(mdy, at(i).dy);
   const int a = rules::grad_scale(mdy, T(0)).a;
   if (a == 0) return;
-  T sw = T(0), sb = T(0);
+  double sw = 0, sb = 0;
   for (int64_t i = 0; i < n; ++i) {
     const GradElem<T> e = at(i);
     const T d = rules::scale2(e.dy, -a);
-    sw += d * e.xhat, sb += d;
+    sw += double(d * e.xhat), sb += double(d);
   }
-  if (dw && !rules::finite_(*dw)) *dw = rules::param_unscaled(sw, a);
-  if (db && !rules::finite_(*db)) *db = rules::param_unscaled(sb, a);
+  if (dw && !rules::finite_(*dw)) *dw = T(rules::param_unscaled(sw, a));
+  if (db && !rules::finite_(*db)) *db = T(rules::param_unscaled(sb, a));
 }
 
 // Batch norm's (N, C, S) channels after its dx pass (cpp/norm_channels.cpp): those whose dx came out

@@ -81,10 +81,30 @@ OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT 
 
 template <class T> struct RowGradArgs {
   const T *dy, *x, *w, *mean, *rstd;  // mean: null for RMS norm
-  T *dx, *pdw, *pdb;                   // pdw, pdb: per-block partials (null: not wanted)
+  T* dx;
+  double *pdw, *pdb;  // per-block partials (null: not wanted), in double as the row sums
   char* bad;                           // bad[r]: row r's dx is not finite (redone: redo_row)
   int64_t R, G, Cg, S;
   bool rms, stream;  // stream: non-temporal stores of dx (large outputs)
+};
+
+// A block of rows' dγ, dβ partials (dw, db: [W] doubles, null when not wanted). Runs (S > 1) add their
+// double sums; rows (S = 1: one term an entry) add their terms in T to sw, sb, which add() moves into
+// the doubles every kBlockTerms rows, as block_sum's float blocks (each term converted and added in
+// double took layer norm's backward ~15 % longer).
+template <class T> struct ParamPartials {
+  double *dw, *db;
+  std::vector<T> sw, sb;
+  int64_t rows = 0;
+  ParamPartials(double* dw_, double* db_, int64_t W, bool staged)
+      : dw(dw_), db(db_), sw(dw_ && staged ? size_t(W) : 0, T(0)), sb(db_ && staged ? size_t(W) : 0, T(0)) {}
+  void row_done() {
+    if (++rows % kBlockTerms == 0) flush();
+  }
+  void flush() {
+    for (size_t j = 0; j < sw.size(); ++j) dw[j] += double(sw[j]), sw[j] = T(0);
+    for (size_t j = 0; j < sb.size(); ++j) db[j] += double(sb[j]), sb[j] = T(0);
+  }
 };
 
 // dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials; false when a dx
@@ -92,7 +112,10 @@ template <class T> struct RowGradArgs {
 // (x, dy, dx: row r of a.x, a.dy, a.dx, or float32 rows converted from half storage)
 template <class T>
 OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_RESTRICT x, const T* OK_RESTRICT dy,
-                            T* OK_RESTRICT dx, T* pdw, T* pdb) {
+                            T* OK_RESTRICT dx, ParamPartials<T>& pp) {
+  double *pdw = pp.dw, *pdb = pp.db;
+  T* OK_RESTRICT sw = pp.sw.empty() ? nullptr : pp.sw.data();
+  T* OK_RESTRICT sb = pp.sb.empty() ? nullptr : pp.sb.data();
   const int64_t M = a.Cg * a.S;
   const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
   bool ok = true;
@@ -118,8 +141,8 @@ OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_REST
         }, s);
         sg = fma_t(double(w[c]), s[0], sg);
         sgx = fma_t(double(w[c]), s[1], sgx);
-        if (pdw) pdw[w0 + c] += T(s[1]);
-        if (pdb) pdb[w0 + c] += T(s[0]);
+        if (pdw) pdw[w0 + c] += s[1];  // (rounded to T once, after the blocks: a float32 partial of a
+        if (pdb) pdb[w0 + c] += s[0];  // block's runs, then of the blocks, left dβ ulps off the exact sum)
       }
     }
     const auto mean = rules::grad_means<T>(sg, sgx, double(M), a.rms);
@@ -128,11 +151,11 @@ OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_REST
       ok = write_row_finite(dx, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
         return rules::norm_dx(dy[j], w[j], rules::normalize(x[j], nz), rs, mg, mgx);
       });
-      if (pdw || pdb) {
+      if (sw || sb) {
 #pragma omp simd
         for (int64_t j = 0; j < M; ++j) {
-          if (pdw) pdw[w0 + j] += dy[j] * rules::normalize(x[j], nz);
-          if (pdb) pdb[w0 + j] += dy[j];
+          if (sw) sw[w0 + j] += dy[j] * rules::normalize(x[j], nz);
+          if (sb) sb[w0 + j] += dy[j];
         }
       }
       return;
@@ -189,18 +212,22 @@ OK_CLONES void rows_fwd(const RowArgs<double>& a, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) row_forward(a, r, a.x + r * a.Cg * a.S, a.y + r * a.Cg * a.S);
   if (a.stream) stream_fence();
 }
-OK_CLONES void rows_bwd(const RowGradArgs<float>& a, int64_t r0, int64_t r1, float* pdw, float* pdb) {
-  for (int64_t r = r0; r < r1; ++r) {
+OK_CLONES void rows_bwd(const RowGradArgs<float>& a, int64_t r0, int64_t r1, double* pdw, double* pdb) {
+  ParamPartials<float> pp(pdw, pdb, a.G * a.Cg, a.S == 1);
+  for (int64_t r = r0; r < r1; ++r, pp.row_done()) {
     const int64_t o = r * a.Cg * a.S;
-    a.bad[r] = !row_backward(a, r, a.x + o, a.dy + o, a.dx + o, pdw, pdb);
+    a.bad[r] = !row_backward(a, r, a.x + o, a.dy + o, a.dx + o, pp);
   }
+  pp.flush();
   if (a.stream) stream_fence();
 }
 OK_CLONES void rows_bwd(const RowGradArgs<double>& a, int64_t r0, int64_t r1, double* pdw, double* pdb) {
-  for (int64_t r = r0; r < r1; ++r) {
+  ParamPartials<double> pp(pdw, pdb, a.G * a.Cg, a.S == 1);
+  for (int64_t r = r0; r < r1; ++r, pp.row_done()) {
     const int64_t o = r * a.Cg * a.S;
-    a.bad[r] = !row_backward(a, r, a.x + o, a.dy + o, a.dx + o, pdw, pdb);
+    a.bad[r] = !row_backward(a, r, a.x + o, a.dy + o, a.dx + o, pp);
   }
+  pp.flush();
   if (a.stream) stream_fence();
 }
 
@@ -223,17 +250,19 @@ OK_CLONES void rows_fwd_half(const RowArgs<float>& a, const HalfRows& h, int64_t
     half::store_row(y, h.out + r * M, M, h.bf16);
   }
 }
-OK_CLONES void rows_bwd_half(const RowGradArgs<float>& a, const HalfRows& h, int64_t r0, int64_t r1, float* pdw,
-                             float* pdb) {
+OK_CLONES void rows_bwd_half(const RowGradArgs<float>& a, const HalfRows& h, int64_t r0, int64_t r1, double* pdw,
+                             double* pdb) {
   const int64_t M = a.Cg * a.S;
   std::vector<float> buf(size_t(3 * M));
   float *x = buf.data(), *dy = x + M, *dx = dy + M;
-  for (int64_t r = r0; r < r1; ++r) {
+  ParamPartials<float> pp(pdw, pdb, a.G * a.Cg, a.S == 1);
+  for (int64_t r = r0; r < r1; ++r, pp.row_done()) {
     half::load_row(h.x + r * M, x, M, h.bf16);
     half::load_row(h.dy + r * M, dy, M, h.bf16);
-    a.bad[r] = !row_backward(a, r, x, dy, dx, pdw, pdb);
+    a.bad[r] = !row_backward(a, r, x, dy, dx, pp);
     half::store_row(dx, h.out + r * M, M, h.bf16);
   }
+  pp.flush();
 }
 void redo_rows_half(const RowGradArgs<float>& a, const HalfRows& h) {
   const int64_t M = a.Cg * a.S;
@@ -312,7 +341,7 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
   args.check_overlap();
   const half::Params<S> wp(w, W, T(1), bf16);
   a.w = wp.p;
-  // Half storage: dγ, dβ summed in float32 (W values), rounded once at the end.
+  // Half storage: dγ, dβ (the double partials rounded to float32: W values), rounded to half at the end.
   std::vector<T> dwv(kHalf && dws ? size_t(W) : 0), dbv(kHalf && dbs ? size_t(W) : 0);
   T* const dw = kHalf ? (dws ? dwv.data() : nullptr) : reinterpret_cast<T*>(dws);
   T* const db = kHalf ? (dbs ? dbv.data() : nullptr) : reinterpret_cast<T*>(dbs);
@@ -320,14 +349,14 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
   const HalfRows h{reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(dy),
                    reinterpret_cast<uint16_t*>(dx), bf16};
   if constexpr (!kHalf) a.x = x, a.dy = dy, a.dx = dx, a.stream = stream_output(n, sizeof(T));
-  const auto rows_of = [&](int64_t r0, int64_t r1, T* pw, T* pb) {
+  const auto rows_of = [&](int64_t r0, int64_t r1, double* pw, double* pb) {
     if constexpr (kHalf) rows_bwd_half(a, h, r0, r1, pw, pb);
     else rows_bwd(a, r0, r1, pw, pb);
   };
   // Fixed row blocks (from the shape only) hold the parameter-gradient partials.
   // At most kGradBlocks blocks, and partials of at most ~4M values each.
   const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / W)}) : 1;
-  std::vector<T> pdw(dw ? size_t(nblk * W) : 0, T(0)), pdb(db ? size_t(nblk * W) : 0, T(0));
+  std::vector<double> pdw(dw ? size_t(nblk * W) : 0, 0.0), pdb(db ? size_t(nblk * W) : 0, 0.0);
   std::vector<char> bad(size_t(L.R));
   a.bad = bad.data();
   py::gil_scoped_release nogil;
@@ -339,13 +368,13 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
       rows_of(r0, r1, dw ? pdw.data() + k * W : nullptr, db ? pdb.data() + k * W : nullptr);
     });
     parallel_for(W, nblk * W, [&](int64_t i) {
-      T sw = 0, sb = 0;
+      double sw = 0, sb = 0;
       for (int64_t k = 0; k < nblk; ++k) {
         if (dw) sw += pdw[size_t(k * W + i)];
         if (db) sb += pdb[size_t(k * W + i)];
       }
-      if (dw) dw[i] = sw;
-      if (db) db[i] = sb;
+      if (dw) dw[i] = T(sw);  // (rounded once)
+      if (db) db[i] = T(sb);
     });
   }
   if constexpr (kHalf) {

@@ -101,21 +101,23 @@ template <class A, class At, class Put> __device__ void block_dx_group_scaled(in
 }
 
 // Σ dy x̂ (.b) and Σ dy (.a) of one parameter entry again with dy 2^-a, scaled back (a = 0: not
-// redone, the result unused), returned to every thread.
+// redone, the result unused), returned to every thread. The terms in double, scaled back and rounded
+// once, as the plain sums (GradSumOp) and the CPU's param_sums_scaled (in A a float32 channel's sums
+// were ulps off the exact ones).
 template <class A, class At> __device__ Sum2<A> block_param_sums_scaled(int64_t n, At at, int* a_out) {
-  __shared__ Sum2<A> ss[32];
+  __shared__ Sum2<double> ss[32];
   const A mdy = block_max_abs<A>(n, [&](int64_t i) { return at(i).dy; });
   const int a = rules::grad_scale(mdy, A(0)).a;
   *a_out = a;
   if (a == 0) return {A(0), A(0)};
-  Sum2<A> q{A(0), A(0)};
+  Sum2<double> q{0.0, 0.0};
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const rules::GradElem<A> e = at(i);
     const A d = rules::scale2(e.dy, -a);
-    q.a += d, q.b += d * e.xhat;
+    q.a += double(d), q.b += double(d * e.xhat);
   }
-  q = block_reduce(q, ss, Sum2<A>{A(0), A(0)});
-  return {rules::param_unscaled(q.a, a), rules::param_unscaled(q.b, a)};
+  q = block_reduce(q, ss, Sum2<double>{0.0, 0.0});
+  return {A(rules::param_unscaled(q.a, a)), A(rules::param_unscaled(q.b, a))};
 }
 
 }  // namespace normgpu
