@@ -24,7 +24,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "cpp" / "include" / "optkern" / "rules" / "optim.hpp"
 # The flags of cpp/CMakeLists.txt, for one ISA level (no function clones), unswitching off.
-FLAGS = ["-std=gnu++17", "-O3", "-fno-math-errno", "-fno-trapping-math", "-march=x86-64-v3", "-DOPTKERN_NATIVE=1"]
+FLAGS = [
+    "-std=gnu++17",
+    "-O3",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",
+    "-march=x86-64-v3",
+    "-DOPTKERN_NATIVE=1",
+]
 
 
 def _gcc() -> str | None:
