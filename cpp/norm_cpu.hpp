@@ -160,6 +160,26 @@ template <class T, class At, class Put> void dx_group_scaled(int64_t n, T r, boo
   }
 }
 
+// A block of rows' dγ, dβ partials, for the row norms' backward (cpp/norm_rows.cpp; dw, db: [W]
+// doubles, null when not wanted). Runs (S > 1) add their double sums; rows (S = 1: one term an
+// entry) add their terms in T to sw, sb, which flush() moves into the doubles every kBlockTerms rows,
+// as block_sum's float blocks (each term converted and added in double took layer norm's backward
+// ~15 % longer).
+template <class T> struct ParamPartials {
+  double *dw, *db;
+  std::vector<T> sw, sb;
+  int64_t rows = 0;
+  ParamPartials(double* dw_, double* db_, int64_t W, bool staged)
+      : dw(dw_), db(db_), sw(dw_ && staged ? size_t(W) : 0, T(0)), sb(db_ && staged ? size_t(W) : 0, T(0)) {}
+  void row_done() {
+    if (++rows % kBlockTerms == 0) flush();
+  }
+  void flush() {
+    for (size_t j = 0; j < sw.size(); ++j) dw[j] += double(sw[j]), sw[j] = T(0);
+    for (size_t j = 0; j < sb.size(); ++j) db[j] += double(sb[j]), sb[j] = T(0);
+  }
+};
+
 // dγ = Σ dy x̂ and dβ = Σ dy of one parameter entry again, dy scaled, where the plain sum (*dw, *db;
 // either may be null) is not finite. The scaled terms (each rounded to T as the plain sums' are) are
 // summed in double and scaled back before the one rounding to T, as the plain sums (a float32 sum

@@ -88,25 +88,6 @@ template <class T> struct RowGradArgs {
   bool rms, stream;  // stream: non-temporal stores of dx (large outputs)
 };
 
-// A block of rows' dγ, dβ partials (dw, db: [W] doubles, null when not wanted). Runs (S > 1) add their
-// double sums; rows (S = 1: one term an entry) add their terms in T to sw, sb, which add() moves into
-// the doubles every kBlockTerms rows, as block_sum's float blocks (each term converted and added in
-// double took layer norm's backward ~15 % longer).
-template <class T> struct ParamPartials {
-  double *dw, *db;
-  std::vector<T> sw, sb;
-  int64_t rows = 0;
-  ParamPartials(double* dw_, double* db_, int64_t W, bool staged)
-      : dw(dw_), db(db_), sw(dw_ && staged ? size_t(W) : 0, T(0)), sb(db_ && staged ? size_t(W) : 0, T(0)) {}
-  void row_done() {
-    if (++rows % kBlockTerms == 0) flush();
-  }
-  void flush() {
-    for (size_t j = 0; j < sw.size(); ++j) dw[j] += double(sw[j]), sw[j] = T(0);
-    for (size_t j = 0; j < sb.size(); ++j) db[j] += double(sb[j]), sb[j] = T(0);
-  }
-};
-
 // dx of row r, and its contributions Σ dy x̂ and Σ dy to the block partials; false when a dx
 // written is not finite.
 // (x, dy, dx: row r of a.x, a.dy, a.dx, or float32 rows converted from half storage)

@@ -1,5 +1,5 @@
 // Weight normalization on the CPU: v is (rows, M); row r of the result is
-// w_r = g_r v_r / ‖v_r‖ (rules/norm.hpp for the backward). Rows are
+// w_r = g_r v_r / ‖v_r‖ (rules/weight_norm.hpp for the backward). Rows are
 // independent and each is reduced in a fixed order.
 #include <pybind11/pybind11.h>
 
@@ -11,7 +11,6 @@
 #include "half_stage.hpp"
 #include "py_arrays.hpp"
 #include "norm_cpu.hpp"
-#include "optkern/rules/norm.hpp"
 #include "optkern/rules/weight_norm.hpp"
 #include "optkern/signatures.hpp"
 
@@ -73,10 +72,15 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     const T* OK_RESTRICT dwr = dw + r * M;
     const T* OK_RESTRICT vr = v + r * M;
     T* OK_RESTRICT dvr = dv + r * M;
+    if (rules::weight_norm_single(M, T(dwr[0]), T(vr[0]), g[r])) {  // (one element: exact, rules/weight_norm.hpp)
+      dg[r] = rules::weight_norm_single_dg(T(dwr[0]), T(vr[0]));
+      dvr[0] = T(0);
+      return;
+    }
     // (Σ in double, rounded once, as ‖v‖² is: 32 float32 lanes of M / 32 terms each left s ~1e-5 off
     // for a row of 1e6 values, and dv, which cancels where dw is near parallel to v, 2e-3 - 7e-3)
     const T s = T(block_sum<T>(M, [&](int64_t j) { return dwr[j] * vr[j]; }));
-    if (rules::weight_norm_s_small(s, T(M)) && redo(r, true)) return;  // (s underflowed: rules/norm.hpp)
+    if (rules::weight_norm_s_small(s, T(M)) && redo(r, true)) return;  // (s underflowed: rules/weight_norm.hpp)
     const T nrm = norm[r];
     dg[r] = s / nrm;
     const T scale = rules::weight_norm_scale(g[r], nrm), k = rules::weight_norm_k(s, nrm);
@@ -84,7 +88,7 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     // (g / ‖v‖ or s / ‖v‖ out of the normal range, a subnormal ‖v‖: rules/weight_norm.hpp)
     if (rules::weight_norm_bwd_scaled(scale, g[r], nrm, k_ok, dg[r]) && redo(r, false)) return;  // (rare rows)
     bool ok;  // (whether every dv is finite)
-    if (!k_ok) {  // s / ‖v‖² out of range (rules/norm.hpp): rare, slower
+    if (!k_ok) {  // s / ‖v‖² out of range (rules/weight_norm.hpp): rare, slower
       const T sn = s / nrm;
       ok = write_row_finite(dvr, M, false, [&](int64_t j) {
         return rules::weight_norm_dv_scaled(dwr[j], vr[j], scale, sn, nrm);
@@ -95,8 +99,8 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     if (!ok || !rules::finite_(dg[r])) redo(r, false);
   }
   // dg or dv not finite (dw or v near the max, a subnormal ‖v‖), or (small) s = Σ dw v underflowed
-  // (rules/norm.hpp): row r again, dw and v scaled (rare). False, writing nothing, where no scaling
-  // applies (the plain results stand).
+  // (rules/weight_norm.hpp): row r again, dw, v and g scaled (rare). False, writing nothing, where no
+  // scaling applies (the plain results stand).
   bool redo(int64_t r, bool small) const {
     const T* dwr = dw + r * M;
     const T* vr = v + r * M;
@@ -114,7 +118,7 @@ template <class T, class P = const T*, class Q = T*> struct WnBackward {
     // (scaled up as well as down: v of a subnormal ‖v‖ as much as dw near the max; v 2^-b in [1, 2), so
     // that ‖v‖ 2^-b below is in range)
     const rules::GradScale sc = rules::unit_scale(adw, av);
-    if (!rules::scales(sc)) return false;
+    if (!rules::weight_norm_redo_scales(sc, g[r])) return false;
     // (Σ in double, rounded once, as sum_squares: float32 accumulators over a long row left dg 1.3e-4 off)
     const T s = T(block_sum<T>(M, [&](int64_t j) {
       return rules::scale2(dwr[j], -sc.a) * rules::scale2(vr[j], -sc.b);

@@ -45,7 +45,7 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
   }
 }
 
-// Row r again with dw and v scaled (rare; rules/norm.hpp, as cpp/norm_weight.cpp's redo), by the
+// Row r again with dw, v and g scaled (rare; rules/weight_norm.hpp, as cpp/norm_weight.cpp's redo), by the
 // whole block (block-uniform call): a row whose dg or dv came out non-finite (dw or v near the max, a
 // subnormal ‖v‖), or (small) whose s = Σ dw v underflowed. False, writing nothing, where no scaling
 // applies (the plain results stand; small: also a row of dw = 0, whose plain results are exact zeros).
@@ -56,7 +56,7 @@ __device__ bool wn_redo_row(const T* dwr, const T* vr, A g, A nrm, T* dvr, T* dg
   if (small && adw == A(0)) return false;
   const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
   const rules::GradScale sc = rules::unit_scale(adw, av);  // (up as well as down: v 2^-b in [1, 2))
-  if (!rules::scales(sc)) return false;
+  if (!rules::weight_norm_redo_scales(sc, g)) return false;
   // s and ‖v 2^-b‖² by one thread, in double and rounded once as the CPU's block_sum (a rare row:
   // cancellation in dv where dw is near parallel to v magnified the difference a tree's order made,
   // 1e-5 relative in float32; float accumulators over a long row rounded alike, dg 1e-4 off)
@@ -90,11 +90,17 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* vr = v + r * M;
     const T* dwr = dw + r * M;
+    if (rules::weight_norm_single(M, A(load(dwr, 0)), A(load(vr, 0)), A(load(g, r)))) {  // (block-uniform)
+      // one element: exact (rules/weight_norm.hpp); no shared memory touched, no barrier needed
+      if (threadIdx.x == 0) store(dg, r, rules::weight_norm_single_dg(A(load(dwr, 0)), A(load(vr, 0))));
+      if (threadIdx.x == 0) store(dv + r * M, 0, A(0));
+      continue;
+    }
     // s = Σ dw v summed in double, rounded once, as ‖v‖² is and as cpp/norm_weight.cpp's WnBackward
     // (the products in A as there: their overflow or underflow sends the row to the redo alike)
     const A s = block_sum<A>(M, [&](int64_t j) { return A(load(dwr, j)) * A(load(vr, j)); });
     const A nrm = norm[r];
-    // (s underflowed: rules/norm.hpp; block-uniform)
+    // (s underflowed: rules/weight_norm.hpp; block-uniform)
     if (rules::weight_norm_s_small(s, A(M)) &&
         wn_redo_row<T, A>(dwr, vr, A(load(g, r)), nrm, dv + r * M, dg + r, M, true)) {
       __syncthreads();  // (bad_row and the shared sums: the next row's)
@@ -102,7 +108,7 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
     }
     if (threadIdx.x == 0) store(dg, r, s / nrm);
     const A scale = rules::weight_norm_scale(A(load(g, r)), nrm), k = rules::weight_norm_k(s, nrm);
-    const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);  // (else s / ‖v‖² out of range: rules/norm.hpp)
+    const bool k_ok = rules::weight_norm_k_ok(k, s, nrm);  // (else s / ‖v‖² out of range: rules/weight_norm.hpp)
     const A sn = s / nrm;
     // (g / ‖v‖ or s / ‖v‖ out of the normal range, a subnormal ‖v‖: rules/weight_norm.hpp; the scaled
     // row, block-uniform; its thread 0 rewrites dg after the store above)
