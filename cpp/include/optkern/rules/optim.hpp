@@ -362,6 +362,21 @@ template <class T> struct NAdam {
   }
 };
 
+// NAdam's update with its step scalars given (as AdamGiven: torch's tensor-op values from tensor betas,
+// computed and the product kept by the caller). `lr` is the gradient's coefficient -lr (1 - mu_t) / (1 -
+// prod_t) (what a capturable call's lr_buffer replaces), c_avg the average's, bc2 = 1 - beta2^t.
+struct NAdamGivenHyper {
+  double lr, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, bc2;
+  bool maximize;
+};
+template <class T> struct NAdamGiven : NAdam<T> {
+  using Hyper = NAdamGivenHyper;
+  static OK_HD NAdamGiven at(const Hyper& h, const Counters& c) {
+    return {{T(h.lr), T(h.c_avg), T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps),
+             T(h.weight_decay), T(h.decay), T(h.bc2), h.maximize, c.mu_product}};
+  }
+};
+
 // The counters after a step that used `rule` at `c`.
 template <class Rule> OK_HD Counters advance(const Rule&, const Counters& c) { return {c.t, c.mu_product}; }
 template <class T> OK_HD Counters advance(const NAdam<T>& r, const Counters& c) { return {c.t, r.mu_product}; }
