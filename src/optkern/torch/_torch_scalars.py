@@ -87,12 +87,13 @@ def adam_scalars(group: dict, step: int, dtype: torch.dtype, device: torch.devic
     return tuple(float(v) for v in values)
 
 
-def nadam_scalars(group: dict, step: int, mu_product, dtype: torch.dtype, device: torch.device) -> tuple:
+def nadam_scalars(group: dict, step: int, mu_product: torch.Tensor) -> tuple:
     """((c_grad, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, bc2), new
-    mu_product) of a NAdam run at step ``step`` (from 1) with tensor betas, as torch.optim's
-    ``_single_tensor_nadam`` (non-capturable) computes them: ``mu = beta1 * (...)`` a tensor of the
-    betas' dtype, ``mu_product *= mu`` on the state tensor ``mu_product`` (promoted: 0-d by 0-d), the
-    coefficients from its ``.item()``. torch 2.13's expressions, in its order; ``mu_product`` unchanged."""
+        mu_product) of a NAdam run at step ``step`` (from 1) with tensor betas, as torch.optim's
+        ``_single_tensor_nadam`` (non-capturable) computes them: ``mu = beta1 * (...)`` a tensor of the
+        betas' dtype, ``mu_product *= mu`` on the state tensor ``mu_product`` (promoted: 0-d by 0-d), the
+        coefficients from its ``.item()`` (nothing moved to the params' dtype or device, unlike Adam's
+    ``betas[0]``). torch 2.13's expressions, in its order; ``mu_product`` left unchanged."""
     lr, wd, eps, md = _squeezed(group["lr"]), group["weight_decay"], group["eps"], group["momentum_decay"]
     pair = tensor_betas(group["betas"])
     beta1, beta2 = pair if pair is not None else tuple(map(_squeezed, group["betas"]))

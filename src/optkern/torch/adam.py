@@ -217,13 +217,11 @@ class NAdam(Float32Lr, _Fused):
         if tensor_betas(group["betas"]) is not None:
             # torch's step scalars and product from its own tensor ops (``_torch_scalars``), the update
             # natively; returns the new product, which ``_after`` stores
-            dtype = np.dtype(pviews[0].dtype)
-            _check_dtype(hp, dtype)
-            device = torch.device("cpu") if isinstance(pviews[0], np.ndarray) else torch.device("cuda", pviews[0].device.id)
+            _check_dtype(hp, np.dtype(pviews[0].dtype))
             mp = self._mp_state
             if not isinstance(mp, torch.Tensor):
                 mp = torch.tensor(float(mp), dtype=torch.get_default_dtype())
-            scalars, prod = nadam_scalars(group, t, mp, torch.from_numpy(np.empty(0, dtype)).dtype, device)
+            scalars, prod = nadam_scalars(group, t, mp)
             mod = core_run.mod if core_run is not None else _backend.backend(("params", pviews))
             args = (pviews, grads, lists["exp_avg"], lists["exp_avg_sq"], *scalars, bool(group["maximize"]))
             _native(mod, "nadam_given", args, None)
