@@ -10,7 +10,8 @@ follows them all (a float32 or float64 ``lr`` alone is followed by the rules' ``
 a run whose group has such a hyper-parameter takes its scalars from torch's own expressions here,
 evaluated with torch's ops on the group's very values, and steps with the native
 ``adam_given_`` (``rules::AdamGiven``: Adam's update, each given scalar rounded once to the
-params' dtype, as torch's ops take a 0-d tensor operand or an ``.item()``).
+params' dtype, as torch's ops take a 0-d tensor operand or an ``.item()``). NAdam with tensor
+betas likewise: ``nadam_scalars`` into ``nadam_given_`` (``rules::NAdamGiven``).
 """
 
 from __future__ import annotations
