@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "optkern/rules/optim.hpp"
+#include "optkern/rules/optim_given.hpp"
 
 namespace optkern {
 namespace sig {
