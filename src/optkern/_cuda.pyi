@@ -602,6 +602,49 @@ def nadam_capturable(
     NAdam step in place (torch.optim.NAdam); mu_product is the product of the momentum schedule up to step - 1 (1.0 before the first step). Returns the new mu_product (None with device counters), rounded to the arrays' dtype, or kept in float64 with float64_product. float32_lr: the lr coefficients and 1 - lr weight_decay in float32 ops, as torch computes them from a float32 tensor lr. Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
     """
 
+def nadam_given_(
+    params: typing.Any,
+    grads: typing.Any,
+    exp_avgs: typing.Any,
+    exp_avg_sqs: typing.Any,
+    c_grad: typing.SupportsFloat | typing.SupportsIndex,
+    c_avg: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta1: typing.SupportsFloat | typing.SupportsIndex,
+    beta2: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta2: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decay: typing.SupportsFloat | typing.SupportsIndex,
+    bc2: typing.SupportsFloat | typing.SupportsIndex,
+    maximize: bool,
+) -> None:
+    """
+    NAdam step in place with its step scalars given (rules::NAdamGiven): p <- p decay + c_grad g / d + c_avg m / d, d = sqrt(v / bc2) + eps, m <- lerp(m, g, one_minus_beta1), v <- beta2 v + one_minus_beta2 g^2, g = (-g if maximize else g) + weight_decay p; each scalar rounded once to the arrays' dtype (torch.optim's for-loop with tensor betas, computed by the caller, who keeps mu_product).
+    """
+
+def nadam_given_capturable(
+    params: typing.Any,
+    grads: typing.Any,
+    exp_avgs: typing.Any,
+    exp_avg_sqs: typing.Any,
+    c_grad: typing.SupportsFloat | typing.SupportsIndex,
+    c_avg: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta1: typing.SupportsFloat | typing.SupportsIndex,
+    beta2: typing.SupportsFloat | typing.SupportsIndex,
+    one_minus_beta2: typing.SupportsFloat | typing.SupportsIndex,
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+    weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+    decay: typing.SupportsFloat | typing.SupportsIndex,
+    bc2: typing.SupportsFloat | typing.SupportsIndex,
+    maximize: bool,
+    counters: typing.Any,
+    lr_buffer: typing.Any,
+    found_inf: typing.Any = None,
+) -> None:
+    """
+    NAdam step in place with its step scalars given (rules::NAdamGiven): p <- p decay + c_grad g / d + c_avg m / d, d = sqrt(v / bc2) + eps, m <- lerp(m, g, one_minus_beta1), v <- beta2 v + one_minus_beta2 g^2, g = (-g if maximize else g) + weight_decay p; each scalar rounded once to the arrays' dtype (torch.optim's for-loop with tensor betas, computed by the caller, who keeps mu_product). Capturable variant: the same arguments plus `counters`, a float64 array on the arrays' device holding [steps taken] (NAdam: [steps taken, mu_product]), read by the kernel (this step is steps taken + 1; the host `step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches can be captured in a CUDA graph.
+    """
+
 def norm_rop_bwd(
     h: typing.Any,
     mean: typing.Any,

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "optkern/rules/optim.hpp"
+#include "optkern/rules/optim_given.hpp"
 
 namespace optkern {
 namespace sig {
@@ -148,6 +149,22 @@ struct AdamGiven {
   static constexpr int kCounters = 0;
 };
 
+struct NAdamGiven {
+  static constexpr const char* name = "nadam_given";
+  static constexpr const char* doc =
+      "NAdam step in place with its step scalars given (rules::NAdamGiven): p <- p decay + c_grad g / d + "
+      "c_avg m / d, d = sqrt(v / bc2) + eps, m <- lerp(m, g, one_minus_beta1), v <- beta2 v + one_minus_beta2 "
+      "g^2, g = (-g if maximize else g) + weight_decay p; each scalar rounded once to the arrays' dtype "
+      "(torch.optim's for-loop with tensor betas, computed by the caller, who keeps mu_product).";
+  static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}};
+  template <class T, bool...> using Rule = rules::NAdamGiven<T>;
+  using Hyper = rules::NAdamGivenHyper;
+  using scalars = Types<D, D, D, D, D, D, D, D, D, bool>;
+  static constexpr const char* scalar_names[] = {"c_grad", "c_avg",        "one_minus_beta1", "beta2", "one_minus_beta2",
+                                                 "eps",    "weight_decay", "decay",           "bc2",   "maximize"};
+  static constexpr int kCounters = 0;
+};
+
 struct NAdam {
   static constexpr const char* name = "nadam";
   static constexpr const char* doc =
@@ -268,6 +285,7 @@ template <class Impl> void optim(py::module_& m) {
   OptimFunctions<opt::Adam, Impl>::def(m);
   OptimFunctions<opt::AdamGiven, Impl>::def(m);
   OptimFunctions<opt::NAdam, Impl>::def(m);
+  OptimFunctions<opt::NAdamGiven, Impl>::def(m);
 }
 
 // AdaGrad-Norm: its step size depends on b^2, which lives with the arrays.

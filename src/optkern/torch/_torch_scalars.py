@@ -10,7 +10,8 @@ follows them all (a float32 or float64 ``lr`` alone is followed by the rules' ``
 a run whose group has such a hyper-parameter takes its scalars from torch's own expressions here,
 evaluated with torch's ops on the group's very values, and steps with the native
 ``adam_given_`` (``rules::AdamGiven``: Adam's update, each given scalar rounded once to the
-params' dtype, as torch's ops take a 0-d tensor operand or an ``.item()``).
+params' dtype, as torch's ops take a 0-d tensor operand or an ``.item()``). NAdam with tensor
+betas likewise: ``nadam_scalars`` into ``nadam_given_`` (``rules::NAdamGiven``).
 """
 
 from __future__ import annotations
@@ -85,3 +86,33 @@ def adam_scalars(group: dict, step: int, dtype: torch.dtype, device: torch.devic
     bias_correction2_sqrt = bias_correction2**0.5
     values = (step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bias_correction2_sqrt)
     return tuple(float(v) for v in values)
+
+
+def nadam_scalars(group: dict, step: int, mu_product: torch.Tensor) -> tuple:
+    """((c_grad, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, bc2), new
+        mu_product) of a NAdam run at step ``step`` (from 1) with tensor betas, as torch.optim's
+        ``_single_tensor_nadam`` (non-capturable) computes them: ``mu = beta1 * (...)`` a tensor of the
+        betas' dtype, ``mu_product *= mu`` on the state tensor ``mu_product`` (promoted: 0-d by 0-d), the
+        coefficients from its ``.item()`` (nothing moved to the params' dtype or device, unlike Adam's
+    ``betas[0]``). torch 2.13's expressions, in its order; ``mu_product`` left unchanged."""
+    lr, wd, eps, md = _squeezed(group["lr"]), group["weight_decay"], group["eps"], group["momentum_decay"]
+    pair = tensor_betas(group["betas"])
+    beta1, beta2 = pair if pair is not None else tuple(map(_squeezed, group["betas"]))
+    t = float(step)
+    bias_correction2 = 1 - beta2**t
+    decay, l2 = 1.0, 0.0
+    if wd != 0:
+        if group["decoupled_weight_decay"]:
+            decay = 1 - lr * wd  # param.mul_(1 - lr * weight_decay)
+        else:
+            l2 = wd  # grad.add(param, alpha=weight_decay)
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * md)))
+    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * md)))
+    prod = mu_product.detach().clone()
+    prod *= mu
+    c_grad = -lr * (1.0 - mu) / (1.0 - prod.item())
+    mu_product_next = prod.item() * mu_next
+    c_avg = (-lr * mu_next) / (1.0 - mu_product_next)
+    # (exp_avg.lerp_(grad, 1 - beta1), exp_avg_sq.mul_(beta2).addcmul_(..., value=1 - beta2))
+    values = (c_grad, c_avg, 1 - beta1, beta2, 1 - beta2, eps, l2, decay, bias_correction2)
+    return tuple(float(v) for v in values), prod

@@ -18,7 +18,7 @@ from ._host_values import host_group
 from ._impl_keywords import impl_keywords
 from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr, refuse_tensor
 from ._tensor_lr import Float32Lr, replaced
-from ._torch_scalars import adam_scalars, torch_computes
+from ._torch_scalars import adam_scalars, nadam_scalars, tensor_betas, torch_computes
 
 __all__ = ["Adam", "AdamW", "NAdam"]
 
@@ -169,6 +169,12 @@ class NAdam(Float32Lr, _Fused):
         )
 
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
+        # (the low-precision step computes its scalars itself, in double: it cannot take torch's)
+        if self._lowp_core is not None and tensor_betas(group["betas"]) is not None:
+            raise ValueError(
+                f"{where}['betas']: tensor betas, whose step scalars torch computes in tensor ops, with the "
+                "low-precision keywords, whose step computes them in double: pass Python floats"
+            )
         refuse_half_lr(group, where, "which torch's NAdam coefficients are divided in")
         refuse_decoupled_decay(group, where)
         md = group["momentum_decay"]
@@ -203,10 +209,23 @@ class NAdam(Float32Lr, _Fused):
         # torch multiplies the product in its state's dtype: float64 under a float64 default dtype,
         # float32 params included (the rule would round it to theirs)
         mp = state["mu_product"]
+        self._mp_state = mp
         self._float64_product = isinstance(mp, torch.Tensor) and mp.dtype == torch.float64
         super()._run(group, params, gi, cache, grads)
 
     def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
+        if tensor_betas(group["betas"]) is not None:
+            # torch's step scalars and product from its own tensor ops (``_torch_scalars``), the update
+            # natively; returns the new product, which ``_after`` stores
+            _check_dtype(hp, np.dtype(pviews[0].dtype))
+            mp = self._mp_state
+            if not isinstance(mp, torch.Tensor):
+                mp = torch.tensor(float(mp), dtype=torch.get_default_dtype())
+            scalars, prod = nadam_scalars(group, t, mp)
+            mod = core_run.mod if core_run is not None else _backend.backend(("params", pviews))
+            args = (pviews, grads, lists["exp_avg"], lists["exp_avg_sq"], *scalars, bool(group["maximize"]))
+            _native(mod, "nadam_given", args, None)
+            return prod.item()
         if self._float64_product:
             hp = replaced(self, hp, float64_product=True)
         return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)

@@ -26,8 +26,7 @@ with torch's ops (``_torch_scalars``). Other tensor hyper-parameters whose scala
 ops of the tensor's dtype that optkern does not follow (a half ``lr`` of NAdam or of Adagrad with
 ``lr_decay``, a tensor ``lr_decay``, ``dampening`` / ``alpha`` / ``rho`` whose ``1 - x`` the dtype
 rounds, NAdam's decoupled decay) are refused by name (``_tensor_hypers``). NAdam's tensor ``betas``
-are still read as their values (torch's NAdam, typed for floats, then multiplies its float32
-``mu_product`` by a float64 ``mu``: results agree to rounding).
+step as torch's too: its scalars and ``mu_product *= mu`` (a tensor ``mu``, promoted) in torch's ops.
 
 Here SGD, Adagrad, RMSprop and Adadelta; the Adam family (``adam.py``) and
 AdagradNorm (``adagrad_norm.py``) are imported from their own modules.

@@ -298,24 +298,6 @@ template <class T, bool Amsgrad> struct Adam {
   }
 };
 
-// Adam's update with its step scalars given, not computed: the host computes them as torch.optim's
-// for-loop does from tensor hyper-parameters (tensor betas, a float16 / bfloat16 lr, a tensor weight
-// decay), in torch's own tensor ops -- a tensor pow special-casing small exponents, `lr / bc1` as
-// reciprocal times lr, every op rounded to the tensor's dtype -- which no double formula here can
-// follow. `lr` is the step size lr / bc1 (what a capturable call's lr_buffer replaces),
-// weight_decay the L2 coefficient (0 when decoupled), decay the decoupled factor (1 when L2).
-struct AdamGivenHyper {
-  double lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, bc2_sqrt;
-  bool maximize;
-};
-template <class T, bool Amsgrad> struct AdamGiven : Adam<T, Amsgrad> {
-  using Hyper = AdamGivenHyper;
-  static OK_HD AdamGiven at(const Hyper& h, const Counters&) {
-    return {{T(h.lr), T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps), T(h.weight_decay),
-             T(h.decay), T(h.bc2_sqrt), h.maximize}};
-  }
-};
-
 // NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule
 // mu_t = b1 (1 - 0.96^(t psi) / 2), prod_t = mu_1 ... mu_t (mu_product, kept
 // by the caller in T's precision, or in float64 with float64_product: `at` returns the new one;
