@@ -8,16 +8,10 @@ on the CPU under tools/cuda_emu."""
 import numpy as np
 import pytest
 
-from optkern import _backend, norm
+from gpu import require_gpu
+from optkern import norm
 
-cp = pytest.importorskip("cupy", reason="CuPy is not installed: CUDA norm tests skipped")
-if not _backend.cuda_built():
-    pytest.skip("optkern was built without the CUDA module", allow_module_level=True)
-try:
-    if _backend.cuda_module().device_count() == 0:
-        pytest.skip("no CUDA device", allow_module_level=True)
-except Exception as e:  # pragma: no cover - driver problems
-    pytest.skip(f"CUDA unavailable: {e}", allow_module_level=True)
+cp, _ = require_gpu()
 
 from test_hunt45f_weight_norm_range import ROWS, ulps, wn_ref  # noqa: E402
 

@@ -61,6 +61,16 @@ def _real(dtype: torch.dtype) -> torch.dtype:
     return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
 
 
+def _weight_decay(group: dict, lr, wd) -> tuple:
+    """(decay, l2): torch's decoupled ``param.mul_(1 - lr * weight_decay)`` factor, or the L2
+    coefficient of ``grad.add(param, alpha=weight_decay)``; (1, 0) without weight decay."""
+    if wd == 0:
+        return 1.0, 0.0
+    if group["decoupled_weight_decay"]:
+        return 1 - lr * wd, 0.0
+    return 1.0, wd
+
+
 def adam_scalars(group: dict, step: int, dtype: torch.dtype, device: torch.device) -> tuple:
     """(step_size, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, bc2_sqrt) of a
     run of params of ``dtype`` on ``device`` at step ``step`` (from 1), as torch.optim's
@@ -70,12 +80,7 @@ def adam_scalars(group: dict, step: int, dtype: torch.dtype, device: torch.devic
     pair = tensor_betas(group["betas"])
     beta1, beta2 = pair if pair is not None else tuple(map(_squeezed, group["betas"]))
     t = float(step)  # (torch: _get_value(step_t), a float step tensor's item())
-    decay, l2 = 1.0, 0.0
-    if wd != 0:
-        if group["decoupled_weight_decay"]:
-            decay = 1 - lr * wd  # param.mul_(1 - lr * weight_decay)
-        else:
-            l2 = wd  # grad.add(param, alpha=weight_decay)
+    decay, l2 = _weight_decay(group, lr, wd)
     # exp_avg.lerp_(grad, 1 - device_beta1): betas[0] cast to the (real) params' dtype and device first
     device_beta1 = beta1.to(device=device, dtype=_real(dtype)) if isinstance(beta1, torch.Tensor) else beta1
     one_minus_beta1 = 1 - device_beta1
@@ -100,12 +105,7 @@ def nadam_scalars(group: dict, step: int, mu_product: torch.Tensor) -> tuple:
     beta1, beta2 = pair if pair is not None else tuple(map(_squeezed, group["betas"]))
     t = float(step)
     bias_correction2 = 1 - beta2**t
-    decay, l2 = 1.0, 0.0
-    if wd != 0:
-        if group["decoupled_weight_decay"]:
-            decay = 1 - lr * wd  # param.mul_(1 - lr * weight_decay)
-        else:
-            l2 = wd  # grad.add(param, alpha=weight_decay)
+    decay, l2 = _weight_decay(group, lr, wd)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * md)))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * md)))
     prod = mu_product.detach().clone()
