@@ -15,12 +15,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _alternate import child, timed_ms
 
 CASES = [("float32", 0), ("float32", 1), ("float64", 0), ("float64", 2)]
 
@@ -47,14 +45,7 @@ def one(which: str, dt: str, order: int, reps: int, threads: int) -> list[float]
         def f():
             _cpu.activation_fwd("gelu", z, a, d1, d2)
 
-    f()
-    f()
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        out.append((time.perf_counter() - t) * 1e3)
-    return out
+    return timed_ms(f, reps)
 
 
 def main() -> None:
@@ -69,7 +60,6 @@ def main() -> None:
         print(json.dumps(one(a.one[0], a.one[1], int(a.one[2]), a.reps, a.threads)))
         return
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY="PASSIVE")
     paths = {"old": a.old, "new": src, "torch": src}
     res: dict[tuple[str, int, str], list[float]] = {}
     for r in range(a.rounds):
@@ -77,11 +67,8 @@ def main() -> None:
             for which in ("old", "new", "torch"):
                 if (which == "old" and not a.old) or (which == "torch" and order == 2):
                     continue
-                cmd = [sys.executable, __file__, "--one", which, dt, str(order), "--reps", str(a.reps)]
-                cmd += ["--threads", str(a.threads)]
-                p = subprocess.run(cmd, env=dict(env, PYTHONPATH=paths[which]), capture_output=True, text=True)
-                p.check_returncode()
-                res.setdefault((dt, order, which), []).extend(json.loads(p.stdout))
+                args = ["--one", which, dt, str(order), "--reps", str(a.reps), "--threads", str(a.threads)]
+                res.setdefault((dt, order, which), []).extend(child(__file__, args, paths[which], a.threads))
         print(f"round {r}: load {os.getloadavg()}", flush=True)
     for (dt, order, which), v in sorted(res.items()):
         print(f"{dt} order={order} {which:5s} median {statistics.median(v):8.1f} ms  min {min(v):8.1f}  n={len(v)}")

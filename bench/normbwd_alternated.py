@@ -16,12 +16,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _alternate import child, timed_ms
 
 # (name, kind, shape, groups)
 CASES = [
@@ -75,14 +73,7 @@ def _optkern_fn(kind: str, shape: tuple[int, ...], groups: int):
 def one(which: str, case: int, reps: int, threads: int) -> float:
     _, kind, shape, groups = CASES[case]
     f = _torch_fn(kind, shape, groups, threads) if which == "torch" else _optkern_fn(kind, shape, groups)
-    f()
-    f()
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        out.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(out)
+    return statistics.median(timed_ms(f, reps))
 
 
 def main() -> None:
@@ -98,7 +89,6 @@ def main() -> None:
         print(json.dumps(one(a.one[0], int(a.one[1]), a.reps, a.threads)))
         return
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY="PASSIVE")
     paths = {"old": a.old, "new": src, "torch": src}
     res: dict[tuple[int, str], list[float]] = {}
     cases = a.cases if a.cases else list(range(len(CASES)))
@@ -107,11 +97,8 @@ def main() -> None:
             for which in ("old", "new", "torch"):
                 if which == "old" and not a.old:
                     continue
-                cmd = [sys.executable, __file__, "--one", which, str(case), "--reps", str(a.reps)]
-                cmd += ["--threads", str(a.threads)]
-                run_env = dict(env, PYTHONPATH=paths[which])
-                out = subprocess.run(cmd, env=run_env, check=True, capture_output=True, text=True).stdout
-                res.setdefault((case, which), []).append(json.loads(out.strip().splitlines()[-1]))
+                args = ["--one", which, str(case), "--reps", str(a.reps), "--threads", str(a.threads)]
+                res.setdefault((case, which), []).append(child(__file__, args, paths[which], a.threads))
     print(f"uptime: {os.getloadavg()}")
     for case in cases:
         name = CASES[case][0]
