@@ -167,7 +167,7 @@ def test_a_bad_tensor_hyper_parameter_is_refused_by_name():
         ot.Adam([w], lr=torch.tensor([1e-3, 2e-3]))
     with pytest.raises(ValueError, match=r"^param_groups\[0\]: lr: must be in \[0.0, inf\), got -1.0"):
         ot.Adam([w], lr=torch.tensor(-1.0))
-    opt = ot.AdamW([w], lr=torch.tensor(1e-3), betas=(torch.tensor(0.9), 0.99))
+    opt = ot.AdamW([w], lr=torch.tensor(1e-3), betas=(torch.tensor(0.9), torch.tensor(0.99)))
     w.grad = torch.ones(3)
     opt.param_groups[0]["lr"].fill_(float("nan"))  # (in place, as a scheduler writes it)
     with pytest.raises(ValueError, match=r"^param_groups\[0\]\['lr'\]: must be finite, got nan"):

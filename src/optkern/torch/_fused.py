@@ -27,7 +27,7 @@ from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks
 from ._checks_step import _StepChecks
 from ._host_values import host_group
-from ._impl_keywords import take_impl_keywords
+from ._impl_keywords import TORCH_IMPL_KEYWORDS, take_impl_keywords
 from ._initial_state import _InitialState
 from ._runs import _Runs
 from ._state import _meta
@@ -56,7 +56,8 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         lowp = dict(lowp or {})
-        take_impl_keywords(lowp)  # torch's foreach=, fused=, ... (``_impl_keywords``)
+        # torch's foreach=, fused=, ... (``_impl_keywords``): kept here, not in the groups
+        self._impl = take_impl_keywords(lowp)
         # low-precision storage (``_lowp``): an optkern.optim instance configured by the keywords
         self._lowp_core = _lowp.make_core(self._core, lowp)
         # torch.amp.GradScaler hands a low-precision step its scale and found_inf (as to torch's fused
@@ -102,11 +103,12 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
     def __getstate__(self) -> dict:
         """pickle / ``copy.deepcopy``: torch's (defaults, state, groups) and the storage options;
         the caches are made anew (``__setstate__``), torch's hooks dropped as torch drops them."""
-        keep = ("_lowp_core", "_step_supports_amp_scaling", "_validated")
+        keep = ("_lowp_core", "_step_supports_amp_scaling", "_validated", "_impl")
         return {**super().__getstate__(), **{k: self.__dict__[k] for k in keep if k in self.__dict__}}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("_impl", dict(TORCH_IMPL_KEYWORDS))  # (pickled before it was kept)
         self.state = tracked(self.state)
         self._reset_caches()
 

@@ -7,6 +7,10 @@ multi-tensor call per run of tensors, whatever ``foreach`` and ``fused`` say (to
 foreach and fused forms compute the same update; optkern's float32 steps are its for-loop's bits).
 What optkern.torch cannot do is refused by name: ``capturable=True`` (its step counters live on
 the host: no CUDA graph capture) and ``differentiable=True`` (its steps run outside autograd).
+What torch refuses of them is refused as torch refuses it (its types and messages, at its point,
+before anything is written): ``fused`` and ``foreach`` both True; with ``foreach=True``, Adam's and
+AdamW's tensor ``lr`` and betas (its constructor's ValueError; a group's set later: at the step)
+and NAdam's tensor betas (torch's foreach step fails on them, after making and counting state).
 The constructor's are not kept in the param groups (torch's own loader fills them when a
 checkpoint of ours moves to torch.optim); a group given to ``add_param_group`` keeps its own, as
 torch keeps them, checked as the constructor's are (``check_group_keywords``). A checkpoint's groups
@@ -20,6 +24,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from torch import Tensor
+
 #: torch.optim's implementation keywords and their torch defaults (keyword-only in most of torch's
 #: signatures; Adagrad, RMSprop and Adadelta take some by position, and so do ours).
 TORCH_IMPL_KEYWORDS: Mapping[str, Any] = MappingProxyType(
@@ -29,12 +35,25 @@ TORCH_IMPL_KEYWORDS: Mapping[str, Any] = MappingProxyType(
 _C = TypeVar("_C", bound=type)
 
 
-def take_impl_keywords(options: dict) -> None:
+def take_impl_keywords(options: dict) -> dict:
     """Remove the implementation keywords from ``options`` (a constructor's ``**kwargs``), checked:
-    ``foreach`` / ``fused`` None or a bool, ``capturable`` / ``differentiable`` a bool and False."""
-    for key in TORCH_IMPL_KEYWORDS:
-        if key in options:
-            _check(key, options.pop(key), key)
+    ``foreach`` / ``fused`` None or a bool, ``capturable`` / ``differentiable`` a bool and False, not
+    ``fused`` and ``foreach`` both True (torch's RuntimeError). Returns them, torch's defaults filled
+    in: what a group without its own reads (torch puts the constructor's in every group)."""
+    given = {key: options.pop(key) for key in TORCH_IMPL_KEYWORDS if key in options}
+    for key, value in given.items():
+        _check(key, value, key)
+    if given.get("fused") and given.get("foreach"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    return {**TORCH_IMPL_KEYWORDS, **given}
+
+
+def group_foreach(group: dict, impl: Mapping[str, Any]) -> bool:
+    """Whether torch.optim would run ``group``'s step as its foreach form by request (``foreach=True``
+    and not ``capturable``: the group's own, else the constructor's ``impl``). torch's foreach Adam
+    refuses a tensor ``lr`` then, and its foreach NAdam fails on tensor betas."""
+    foreach = group.get("foreach", impl["foreach"])
+    return bool(foreach) and not group.get("capturable", impl["capturable"])
 
 
 def check_group_keywords(group: dict, where: str) -> None:
@@ -76,3 +95,39 @@ def impl_keywords(cls: _C) -> _C:
     ]
     init.__signature__ = sig.replace(parameters=params)
     return cls
+
+
+_FOREACH_TENSOR = "as a Tensor is not supported for capturable=False and foreach=True"
+
+
+def refuse_adam_constructor(lr, betas, impl: Mapping[str, Any]) -> None:
+    """torch.optim.Adam's (and AdamW's) constructor refusals of tensor hyper-parameters, its types and
+    messages, before anything is made: a tensor ``lr`` or beta under ``foreach=True`` (its foreach
+    step cannot take one), and a pair of betas that are not both floats or both tensors (a float
+    beside a tensor, an int). Other bad values are left to the range checks."""
+    foreach = bool(impl["foreach"]) and not impl["capturable"]
+    if isinstance(lr, Tensor) and foreach:
+        raise ValueError(f"lr {_FOREACH_TENSOR}")
+    if isinstance(betas, Tensor) and betas.dim() == 1 and betas.numel() == 2:
+        betas = tuple(betas)  # (one 1-D tensor of two: torch reads betas[0] and betas[1], tensors)
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        return  # (refused by the range checks)
+    if any(isinstance(b, Tensor) and b.numel() != 1 for b in betas):
+        return  # (refused by the range checks, by name: torch's fails on its truth value)
+    if not (all(isinstance(b, float) for b in betas) or all(isinstance(b, Tensor) for b in betas)):
+        raise ValueError("betas must be either both floats or both Tensors")
+    for i, b in enumerate(betas):
+        if isinstance(b, Tensor) and foreach:
+            raise ValueError(f"betas[{i}] {_FOREACH_TENSOR}")
+
+
+def refuse_adam_step(group: dict, where: str, pair) -> None:
+    """torch.optim.Adam's step refusals of a foreach group's tensor hyper-parameters (one set after
+    construction, or a group added with its own): a tensor ``lr`` (RuntimeError, as its
+    ``_init_group``), then a tensor beta (ValueError, as its ``_multi_tensor_adam``). ``pair``: the
+    group's betas with a tensor in them (``tensor_betas``), or None."""
+    if isinstance(group["lr"], Tensor):
+        raise RuntimeError(f"{where}['lr']: lr {_FOREACH_TENSOR}")
+    for i, b in enumerate(pair or ()):
+        if isinstance(b, Tensor):
+            raise ValueError(f"{where}['betas']: beta{i + 1} {_FOREACH_TENSOR}")

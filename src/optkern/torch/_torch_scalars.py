@@ -27,14 +27,16 @@ def _squeezed(x):
 
 
 def tensor_betas(betas) -> tuple | None:
-    """``betas`` as torch's step reads them when both are tensors (a pair of tensors, or one 1-D
-    tensor of two: torch iterates it), 0-d; None otherwise (torch refuses one tensor beside a float:
-    optkern reads such a pair as its values)."""
+    """``betas`` as torch's step reads them when one is a tensor (a pair with a tensor, or one 1-D
+    tensor of two: torch iterates it), each tensor 0-d, a number as is; None when both are numbers.
+    (Adam's and AdamW's constructors refuse one tensor beside a float, as torch's do, but a group's
+    betas set later, and NAdam's, may be such a pair: torch's for-loop then computes with the tensor
+    in tensor ops and with the number as a Python float.)"""
     if isinstance(betas, torch.Tensor):
         return tuple(betas) if betas.dim() == 1 and betas.numel() == 2 else None
-    # (no generator: all() over one cost ~5 us a step where two isinstance calls cost 0.2)
+    # (no generator: any() over one cost ~5 us a step where two isinstance calls cost 0.2)
     if isinstance(betas, (tuple, list)) and len(betas) == 2:
-        if isinstance(betas[0], torch.Tensor) and isinstance(betas[1], torch.Tensor):
+        if isinstance(betas[0], torch.Tensor) or isinstance(betas[1], torch.Tensor):
             return (_squeezed(betas[0]), _squeezed(betas[1]))
     return None
 

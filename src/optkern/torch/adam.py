@@ -15,7 +15,7 @@ from ..optim._lowp_config import lowp_keywords
 from ..optim.adam import keep_decoupled
 from ._fused import _Fused
 from ._host_values import host_group
-from ._impl_keywords import impl_keywords
+from ._impl_keywords import group_foreach, impl_keywords, refuse_adam_constructor, refuse_adam_step, take_impl_keywords
 from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr, refuse_tensor
 from ._tensor_lr import Float32Lr, replaced
 from ._torch_scalars import adam_scalars, nadam_scalars, tensor_betas, torch_computes
@@ -46,6 +46,8 @@ class Adam(Float32Lr, _Fused):
         **lowp,
     ):
         dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
+        # torch's own refusals of tensor lr / betas, before anything is made (the keywords checked first)
+        refuse_adam_constructor(lr, betas, take_impl_keywords(dict(lowp)))
         super().__init__(
             params,
             dict(
@@ -68,6 +70,11 @@ class Adam(Float32Lr, _Fused):
                 "weight_decay), whose step scalars torch computes in tensor ops, with the low-precision "
                 "keywords, whose step computes them in double: pass Python floats"
             )
+
+    def _plan(self, group, params, gi, held=None):
+        if group_foreach(group, self._impl):  # (torch's foreach step refuses tensor lr and betas)
+            refuse_adam_step(group, f"param_groups[{gi}]", tensor_betas(group["betas"]))
+        return super()._plan(group, params, gi, held)
 
     def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
         if not torch_computes(group):
@@ -180,6 +187,15 @@ class NAdam(Float32Lr, _Fused):
         md = group["momentum_decay"]
         if isinstance(md, torch.Tensor):  # (mu a tensor: torch's float32 mu_product *= mu promotes)
             refuse_tensor(where, "momentum_decay", md, "from which torch's momentum schedule is tensor ops")
+
+    def _plan(self, group, params, gi, held=None):
+        if group_foreach(group, self._impl) and tensor_betas(group["betas"]) is not None:
+            # (torch's foreach NAdam fails on them mid-step, its state made and counted: refused first)
+            raise RuntimeError(
+                f"param_groups[{gi}]['betas']: betas as Tensors are not supported by torch.optim.NAdam "
+                "with foreach=True (its step fails on them): pass floats or foreach=False"
+            )
+        return super()._plan(group, params, gi, held)
 
     def _call(self, group, params, grads, lists, t, *, first):
         beta1, beta2 = _betas(group)
