@@ -150,3 +150,26 @@ def test_one_tensor_beta_steps_as_torchs_tensor_ops(name, kw, later, dtype):
     # (torch computes 1 - beta2 ** t, 1 - beta2, ... of a float32 tensor in float32: 2e-7 apart)
     got, want = _train(ot, name, kw, later, dtype), _train(torch.optim, name, kw, later, dtype)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "NAdam"])
+def test_tensor_betas_under_a_momentum_cycling_scheduler_step_as_torchs(name):
+    # (OneCycleLR writes ``group["betas"] = (momentum, *group["betas"][1:])``: a float beside
+    # the user's tensor beta2, which torch then computes with in tensor ops)
+    def train(mod):
+        p = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 13))
+        extra = {} if mod is ot else {"foreach": False}
+        opt = getattr(mod, name)([p], lr=0.01, betas=(T(0.9), T(0.999)), **extra)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=20)
+        for k in range(6):
+            p.grad = torch.cos(p.detach() * (k + 1))
+            if mod is ot:
+                opt.step()
+            else:
+                with ieee_sqrt():
+                    opt.step()
+            sched.step()
+        assert isinstance(opt.param_groups[0]["betas"][0], float)
+        return p.detach()
+
+    torch.testing.assert_close(train(ot), train(torch.optim), rtol=0, atol=0)
