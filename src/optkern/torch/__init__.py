@@ -20,8 +20,9 @@ estimators. Needs PyTorch
 
 torch.optim's implementation keywords are accepted by the first-order optimizers, as
 torch's take them (``_impl_keywords``; torch's LBFGS has none): ``foreach`` and
-``fused`` None, True or False alike (every step is one fused call per run of tensors),
-``capturable`` and ``differentiable`` only False (in a param group given to ``add_param_group`` too).
+``fused`` None, True or False alike (every step is one fused call per run of tensors; what torch
+refuses of them, such as Adam's tensor ``lr`` or betas with ``foreach=True``, refused as torch refuses
+it), ``capturable`` and ``differentiable`` only False (in a param group given to ``add_param_group`` too).
 
 Every first-order optimizer here (SGD ... NAdam; not LBFGS / NewtonCG, whose
 params are float32/float64) also takes optkern's low-precision keywords
