@@ -46,9 +46,13 @@ class SpectralDensity:
     sigma: float
 
     def cdf(self, t):
-        """The (unbroadened) quadrature estimate of the spectral CDF at ``t``."""
+        """The (unbroadened) quadrature estimate of the spectral CDF at ``t`` (``-inf``: 0, ``inf``: the
+        total weight, 1 to rounding); ValueError naming ``t`` for NaN points, which no comparison
+        places: each read 0.0, the CDF below the whole spectrum."""
         # (a CuPy t read back to the host, as spectral_density's grid is: np.asarray refuses it)
         t = np.asarray(real_array(np, _backend.to_numpy(t) if _backend.is_cupy(t) else t, "t"), dtype=np.float64)
+        if np.isnan(t).any():
+            raise ValueError("t: has NaN entries")
         w = self.weights.ravel() / self.weights.shape[0]
         return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
 
