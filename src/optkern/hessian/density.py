@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _backend, _fixed_sums
 from . import _orthonormal
-from ._lockstep import in_lockstep
+from ._lockstep import in_lockstep, same_on_every_rank
 from ._products import in_dtype, real_array
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
@@ -296,7 +296,9 @@ def gradient_concentration(
     any k directions of the repeated eigenspace are Ritz vectors, each giving another fraction --
     and ValueError names ``k``; where the k + 1 Ritz pairs do not converge to ``tol`` within
     ``max_steps`` products, ValueError names ``max_steps`` (the fraction would be of another subspace).
-    Given ``eigenvectors`` are taken as the subspace, unchecked.
+    Given ``eigenvectors`` are taken as the subspace, unchecked. Over a distributed operator
+    (``from_mlp(..., comm=)``) every rank passes the same ``grad`` (and ``eigenvectors``): the
+    gradient of all the rows, not a rank's own (ValueError naming it on every rank otherwise).
     """
     require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -310,6 +312,7 @@ def gradient_concentration(
         raise ValueError("grad: is zero, the fraction is undefined")
     g = g / big  # the fraction is scale-free: ||g||^2 of a finite 1e200 gradient would overflow
     gg = _fixed_sums.dot(g, g)  # (sums of a fixed order: see optkern._fixed_sums)
+    same_on_every_rank(op, g, "grad", "gradient")  # (a distributed op's ranks: one fraction, of one gradient)
     if eigenvectors is None:
         eigenvectors = _top_space(op, k, tol, max_steps, seed, progress)
     else:
@@ -327,6 +330,7 @@ def gradient_concentration(
     if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
         raise ValueError("eigenvectors: has NaN or Inf entries")
     V = in_dtype(xp, eigenvectors[:, :k], op.dtype, "eigenvectors", scale_free=True)  # (a basis: any scale)
+    same_on_every_rank(op, V, "eigenvectors", "subspace")
     # Re-orthonormalize the Ritz vectors, as rows, by the native CGS2 pass: not np.linalg.qr, whose
     # Householder updates reduce over n through BLAS in pieces cut by thread (the fraction's last bits
     # followed OPENBLAS_NUM_THREADS: see _orthonormal). (A copy: V may be the caller's array, and the

@@ -52,7 +52,10 @@ def from_mlp(
         are split across ranks: ``x, y`` / ``batches`` are this rank's rows (possibly none),
         products are scaled by this rank's share of the global rows and summed over the
         ranks in rank order (``optkern.distributed.distributed``): every rank gets the
-        single-process operator on the concatenated data, bit for bit the same everywhere.
+        single-process operator on the concatenated data, bit for bit the same everywhere. With
+        ``norm="batch"`` each rank normalizes its own rows (as PyTorch's DDP without SyncBatchNorm,
+        and as optkern's data-parallel training does): the single-process operator over
+        ``batches=[each rank's rows]``, bit for bit, not over the concatenated batch.
       block: None (all parameters), or ``"layerI"`` (1-based: ``"layer1"`` is the
         first Linear layer with its bias and, if any, its normalization's
         ``gamma``/``beta``), or a sequence of such names: the operator is the
