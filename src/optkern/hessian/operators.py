@@ -52,12 +52,7 @@ def from_hvp(
     writes its product itself: a non-finite one is refused after). Every
     estimator then raises the same error.
     """
-    if into is not None and not callable(into):
-        raise TypeError(f"into: expected a callable or None, got {type(into).__name__}")
-    if matmat is not None and not callable(matmat):
-        raise TypeError(f"matmat: expected a callable or None, got {type(matmat).__name__}")
-    if not callable(fn):
-        raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+    # (fn, matmat and into checked by the class, named as here: _curvature_operator._check_functions)
     return _operator_class(xp)(fn, n, dtype, xp, matmat, name, into, check=("fn", "matmat", "into"))
 
 
