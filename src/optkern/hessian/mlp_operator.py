@@ -331,11 +331,13 @@ def _frozen_products(model, params, batches, kind):
         return entry
 
     def product(p, bx, by, v, out=None, quad=False):
+        # `out` checked against the caller's params and batch, not the copies read here: the product
+        # came out right over them, but the caller's weights (or data) were silently overwritten.
+        # Before the copies are taken: an `out` over the params, refused, took them at that call,
+        # and the operator was the curvature at params the caller then changed before its first product.
+        out = model._product_out(out, p, v, bx, by)
         x, y, pt = point(p, bx, by)
         model._check(held["params"], x, y, v)
-        # `out` checked against the caller's params and batch, not the copies read here: the product
-        # came out right over them, but the caller's weights (or data) were silently overwritten
-        out = model._product_out(out, p, v, bx, by)
         # (quad: the Gauss-Newton product with its quadratic form, as MLP._ggn_vp_quad)
         return single(pt, model._direction(v), out, quad=True) if quad else single(pt, model._direction(v), out)
 
@@ -350,6 +352,7 @@ def _frozen_products(model, params, batches, kind):
         # anything is written): the copies below would keep the product right, but the caller's data
         # was overwritten, no error
         _apart(out, batches, _backend.array_module(params))
+        model._product_out(out, params, v, *batches[0])  # (the params and the first batch: as product's, first)
         for bx, by in batches:  # (the copies are taken here, before the first batch's product is written)
             point(params, bx, by)
 
