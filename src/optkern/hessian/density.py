@@ -24,6 +24,7 @@ from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
 from .symmetry import require_symmetric
+from .trace import _in_range
 
 
 @dataclass
@@ -57,8 +58,11 @@ class SpectralDensity:
         return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
 
     def mean(self) -> float:
-        """Estimate of ``tr(A) / n``."""
-        return float((self.weights * self.nodes).sum() / self.weights.shape[0])
+        """Estimate of ``tr(A) / n``, in range wherever float64 holds it (``trace._in_range``: the sum
+        of nodes near float64's max overflowed, and the mean of ``[[-1e308]]``'s density was -inf, with
+        NumPy's "overflow encountered in reduce", an error under ``-W error``)."""
+        P = self.weights.shape[0]
+        return _in_range(np, self.nodes, lambda t: float((self.weights * t).sum() / P))
 
 
 @in_lockstep("op")
