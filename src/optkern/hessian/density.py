@@ -20,11 +20,11 @@ from .. import _backend, _fixed_sums
 from . import _orthonormal
 from ._lockstep import in_lockstep, same_on_every_rank
 from ._products import in_dtype, real_array
+from ._vectors import in_range
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
 from .symmetry import require_symmetric
-from .trace import _in_range
 
 
 @dataclass
@@ -58,11 +58,11 @@ class SpectralDensity:
         return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
 
     def mean(self) -> float:
-        """Estimate of ``tr(A) / n``, in range wherever float64 holds it (``trace._in_range``: the sum
+        """Estimate of ``tr(A) / n``, in range wherever float64 holds it (``_vectors.in_range``: the sum
         of nodes near float64's max overflowed, and the mean of ``[[-1e308]]``'s density was -inf, with
         NumPy's "overflow encountered in reduce", an error under ``-W error``)."""
         P = self.weights.shape[0]
-        return _in_range(np, self.nodes, lambda t: float((self.weights * t).sum() / P))
+        return in_range(np, self.nodes, lambda t: float((self.weights * t).sum() / P))
 
 
 @in_lockstep("op")
