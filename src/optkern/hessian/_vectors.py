@@ -76,6 +76,10 @@ def in_range(xp, x, f, scaled_back: bool = True):
     if not scaled_back:
         return out
     if isinstance(out, float):
-        return math.ldexp(out, e)
+        try:
+            return math.ldexp(out, e)
+        except OverflowError:  # (past the range: inf, which the callers refuse naming op; math.ldexp's
+            # unnamed "OverflowError: math range error" escaped trace(diag(1e308, 1e308), "hutch++", 6))
+            return math.copysign(math.inf, out)
     with np.errstate(over="ignore"):
         return xp.ldexp(out, e)
