@@ -320,7 +320,10 @@ def _frozen_products(model, params, batches, kind):
     @_ieee_quiet
     def point(p, bx, by):
         if "params" not in held:
-            xp, _, _ = model._check(p, bx, by)
+            # (every batch checked before the params' copy: a later batch refused in the first product
+            # left the params of that refused call held, as a refused `out` did)
+            for cx, cy in batches:
+                xp, _, _ = model._check(p, cx, cy)
             held["params"] = xp.array(model._read(p))
         key = (id(bx), id(by))
         entry = held.get(key)
