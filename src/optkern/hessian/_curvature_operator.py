@@ -53,6 +53,7 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         check: tuple[str, str, str] | None = ("matvec", "matmat", "into"),
         avoid: Callable | None = None,
     ):
+        _check_functions(matvec, matmat, into, check, avoid)
         n = _backend.integer("n", n, lo=1)
         dtype = float_dtype(dtype, "dtype")
         # (a vector of it must exist: past 2**63 - 1 bytes every estimator failed unnamed, "array is too big")
@@ -178,6 +179,24 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
 
     def __repr__(self):
         return f"<{self.shape[0]}x{self.shape[1]} CurvatureOperator '{self.name}' dtype={self.dtype}>"
+
+
+def _check_functions(matvec, matmat, into, check, avoid) -> None:
+    """TypeError naming the argument (as ``check`` names the functions: ``from_hvp``'s ``fn``) unless
+    ``matvec`` is callable and ``matmat``, ``into`` and ``avoid`` are callable or None, and ``check`` is
+    None or three names. A class built with another object (``CurvatureOperator(5, 3)``) failed at its
+    first product with Python's unnamed "'int' object is not callable" (``check=('a',)``: an
+    IndexError at the first ``matmat``)."""
+    if check is not None and not (
+        isinstance(check, tuple) and len(check) == 3 and all(isinstance(c, str) for c in check)
+    ):
+        raise TypeError(f"check: expected None or a tuple of three names (matvec, matmat, into), got {check!r}")
+    names = check or ("matvec", "matmat", "into")
+    for name, fn, optional in ((names[0], matvec, False), (names[1], matmat, True), (names[2], into, True)):
+        if not (callable(fn) or (optional and fn is None)):
+            raise TypeError(f"{name}: expected a callable{' or None' if optional else ''}, got {type(fn).__name__}")
+    if avoid is not None and not callable(avoid):
+        raise TypeError(f"avoid: expected a callable or None, got {type(avoid).__name__}")
 
 
 def _operator_class(xp):

@@ -10,6 +10,7 @@ each estimator over such an operator ends with one more agreement, its result or
 from __future__ import annotations
 
 import functools
+import re
 from typing import Callable, TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -53,3 +54,25 @@ def in_lockstep(name: str) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+def same_on_every_rank(op, x, name: str, what: str) -> None:
+    """Over a distributed operator ``op``: ValueError naming ``name`` on every rank unless every rank
+    passed the same ``x`` (``(n,)`` or ``(n, k)``), an input an estimator uses besides its products.
+    ``gradient_concentration``'s ``grad`` enters no product: a rank-local gradient (each rank's own
+    rows) gave each rank another fraction, no error, where the products' vectors (``seed``, ``v0``)
+    raise. Compared through the header a product's vectors go through (``Lockstep.product``: no
+    product is made), so a rank that refused an argument before it raises its error on every rank."""
+    lock = lockstep_of(op)
+    if lock is None:
+        return
+    try:
+        lock.product(x)
+    except ValueError as e:
+        m = re.match(r"op: rank (\d+) multiplies other vectors than rank 0", str(e))
+        if m is None:  # (another rank refused, or is elsewhere: its error as it is)
+            raise
+        raise ValueError(
+            f"{name}: rank {m.group(1)} holds another {what} than rank 0 (every rank must pass the same: "
+            "a rank's own rows' gradient is not the operator's, all-reduce it over the ranks first)"
+        ) from e

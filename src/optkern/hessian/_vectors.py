@@ -57,3 +57,29 @@ def vector_norm(xp, v, axis=None):
     e = xp.frexp(xp.abs(v).max(axis=axis, keepdims=True))[1]  # (0 for a zero row: left as it is)
     with np.errstate(over="ignore"):
         return xp.ldexp(xp.linalg.norm(xp.ldexp(v, -e), axis=axis), xp.squeeze(e, axis=axis))
+
+
+def in_range(xp, x, f, scaled_back: bool = True):
+    """``f(x)``; where its result passed float64's range though ``x`` is finite (sums of c, c, -c,
+    -c: inf - inf; 1e307-sized terms), ``f(x 2^-e)`` (``2^e`` above max |x|: an exact scaling)
+    times ``2^e`` for an ``f`` linear in ``x``, or as it is (``scaled_back`` False: a span). Inf
+    only where the result itself is; NaN / Inf in ``x`` left to the caller
+    (``check_estimate`` names op). The one rule of the estimators' sums near the range's ends (trace.py's
+    estimates, ``SpectralDensity.mean``, the omega-recurrence of partial reorthogonalization)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = f(x)
+    done = math.isfinite(out) if isinstance(out, float) else bool(xp.isfinite(out).all())
+    if done or not bool(xp.isfinite(x).all()):
+        return out
+    e = math.frexp(float(xp.abs(x).max()))[1]
+    out = f(xp.ldexp(x, -e))
+    if not scaled_back:
+        return out
+    if isinstance(out, float):
+        try:
+            return math.ldexp(out, e)
+        except OverflowError:  # (past the range: inf, which the callers refuse naming op; math.ldexp's
+            # unnamed "OverflowError: math range error" escaped trace(diag(1e308, 1e308), "hutch++", 6))
+            return math.copysign(math.inf, out)
+    with np.errstate(over="ignore"):
+        return xp.ldexp(out, e)

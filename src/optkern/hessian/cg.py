@@ -28,7 +28,8 @@ class CGResult:
     -1 negative curvature), ``iterations``, ``residual_norm`` (of ``b - (A + damping I) x``, from the
     recursion), ``residual`` (that vector), ``negative_curvature``, ``direction`` (the search direction
     of the last iteration: the negative-curvature direction when ``info == -1``) and ``num_matvecs``.
-    Unpacks like SciPy's result: ``x, info = hessian.cg(A, b)``."""
+    A sequence like SciPy's result, the pair ``(x, info)``: ``x, info = hessian.cg(A, b)``,
+    ``hessian.cg(A, b)[0]``, ``len`` 2 (indexing raised "not subscriptable": SciPy code reads ``[0]``)."""
 
     x: Any
     info: int
@@ -42,6 +43,12 @@ class CGResult:
     def __iter__(self):
         yield self.x
         yield self.info
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        return (self.x, self.info)[i]  # (a tuple's indexing: negative indices, slices, its IndexError / TypeError)
 
 
 def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:

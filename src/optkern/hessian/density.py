@@ -18,8 +18,9 @@ import numpy as np
 
 from .. import _backend, _fixed_sums
 from . import _orthonormal
-from ._lockstep import in_lockstep
+from ._lockstep import in_lockstep, same_on_every_rank
 from ._products import in_dtype, real_array
+from ._vectors import in_range
 from .lanczos import _tridiag_eigh, top_eigenvalues
 from .operators import as_operator, with_progress
 from .recurrence import LanczosRecurrence, run_lockstep
@@ -46,15 +47,22 @@ class SpectralDensity:
     sigma: float
 
     def cdf(self, t):
-        """The (unbroadened) quadrature estimate of the spectral CDF at ``t``."""
+        """The (unbroadened) quadrature estimate of the spectral CDF at ``t`` (``-inf``: 0, ``inf``: the
+        total weight, 1 to rounding); ValueError naming ``t`` for NaN points, which no comparison
+        places: each read 0.0, the CDF below the whole spectrum."""
         # (a CuPy t read back to the host, as spectral_density's grid is: np.asarray refuses it)
         t = np.asarray(real_array(np, _backend.to_numpy(t) if _backend.is_cupy(t) else t, "t"), dtype=np.float64)
+        if np.isnan(t).any():
+            raise ValueError("t: has NaN entries")
         w = self.weights.ravel() / self.weights.shape[0]
         return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
 
     def mean(self) -> float:
-        """Estimate of ``tr(A) / n``."""
-        return float((self.weights * self.nodes).sum() / self.weights.shape[0])
+        """Estimate of ``tr(A) / n``, in range wherever float64 holds it (``_vectors.in_range``: the sum
+        of nodes near float64's max overflowed, and the mean of ``[[-1e308]]``'s density was -inf, with
+        NumPy's "overflow encountered in reduce", an error under ``-W error``)."""
+        P = self.weights.shape[0]
+        return in_range(np, self.nodes, lambda t: float((self.weights * t).sum() / P))
 
 
 @in_lockstep("op")
@@ -292,7 +300,9 @@ def gradient_concentration(
     any k directions of the repeated eigenspace are Ritz vectors, each giving another fraction --
     and ValueError names ``k``; where the k + 1 Ritz pairs do not converge to ``tol`` within
     ``max_steps`` products, ValueError names ``max_steps`` (the fraction would be of another subspace).
-    Given ``eigenvectors`` are taken as the subspace, unchecked.
+    Given ``eigenvectors`` are taken as the subspace, unchecked. Over a distributed operator
+    (``from_mlp(..., comm=)``) every rank passes the same ``grad`` (and ``eigenvectors``): the
+    gradient of all the rows, not a rank's own (ValueError naming it on every rank otherwise).
     """
     require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -306,6 +316,7 @@ def gradient_concentration(
         raise ValueError("grad: is zero, the fraction is undefined")
     g = g / big  # the fraction is scale-free: ||g||^2 of a finite 1e200 gradient would overflow
     gg = _fixed_sums.dot(g, g)  # (sums of a fixed order: see optkern._fixed_sums)
+    same_on_every_rank(op, g, "grad", "gradient")  # (a distributed op's ranks: one fraction, of one gradient)
     if eigenvectors is None:
         eigenvectors = _top_space(op, k, tol, max_steps, seed, progress)
     else:
@@ -323,6 +334,7 @@ def gradient_concentration(
     if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
         raise ValueError("eigenvectors: has NaN or Inf entries")
     V = in_dtype(xp, eigenvectors[:, :k], op.dtype, "eigenvectors", scale_free=True)  # (a basis: any scale)
+    same_on_every_rank(op, V, "eigenvectors", "subspace")
     # Re-orthonormalize the Ritz vectors, as rows, by the native CGS2 pass: not np.linalg.qr, whose
     # Householder updates reduce over n through BLAS in pieces cut by thread (the fraction's last bits
     # followed OPENBLAS_NUM_THREADS: see _orthonormal). (A copy: V may be the caller's array, and the

@@ -124,7 +124,9 @@ class EigenResult:
         by ``which`` (``LA``: descending, ``SA``: ascending, ``LM``: descending |value|).
       eigenvectors: ``(n, k)`` Ritz vectors (op's array module) or None.
       residuals: bounds ``|beta_m s_{m,i}| = ||A u_i - theta_i u_i||`` per pair.
-      steps: Lanczos steps taken.
+      steps: the operator products made (``block_size`` per block Lanczos step, fewer in a last
+        narrower block: what ``max_steps`` caps; it read "Lanczos steps taken", a third of it for
+        ``block_size=3``).
       converged: whether every residual is below ``tol * |theta_i|``, or for eigenvalues near zero
         a floor proportional to ``||A||`` (``BlockKrylov.converged``; see ``top_eigenvalues``).
     """

@@ -52,7 +52,10 @@ def from_mlp(
         are split across ranks: ``x, y`` / ``batches`` are this rank's rows (possibly none),
         products are scaled by this rank's share of the global rows and summed over the
         ranks in rank order (``optkern.distributed.distributed``): every rank gets the
-        single-process operator on the concatenated data, bit for bit the same everywhere.
+        single-process operator on the concatenated data, bit for bit the same everywhere. With
+        ``norm="batch"`` each rank normalizes its own rows (as PyTorch's DDP without SyncBatchNorm,
+        and as optkern's data-parallel training does): the single-process operator over
+        ``batches=[each rank's rows]``, bit for bit, not over the concatenated batch.
       block: None (all parameters), or ``"layerI"`` (1-based: ``"layer1"`` is the
         first Linear layer with its bias and, if any, its normalization's
         ``gamma``/``beta``), or a sequence of such names: the operator is the
@@ -317,7 +320,10 @@ def _frozen_products(model, params, batches, kind):
     @_ieee_quiet
     def point(p, bx, by):
         if "params" not in held:
-            xp, _, _ = model._check(p, bx, by)
+            # (every batch checked before the params' copy: a later batch refused in the first product
+            # left the params of that refused call held, as a refused `out` did)
+            for cx, cy in batches:
+                xp, _, _ = model._check(p, cx, cy)
             held["params"] = xp.array(model._read(p))
         key = (id(bx), id(by))
         entry = held.get(key)
@@ -328,11 +334,13 @@ def _frozen_products(model, params, batches, kind):
         return entry
 
     def product(p, bx, by, v, out=None, quad=False):
+        # `out` checked against the caller's params and batch, not the copies read here: the product
+        # came out right over them, but the caller's weights (or data) were silently overwritten.
+        # Before the copies are taken: an `out` over the params, refused, took them at that call,
+        # and the operator was the curvature at params the caller then changed before its first product.
+        out = model._product_out(out, p, v, bx, by)
         x, y, pt = point(p, bx, by)
         model._check(held["params"], x, y, v)
-        # `out` checked against the caller's params and batch, not the copies read here: the product
-        # came out right over them, but the caller's weights (or data) were silently overwritten
-        out = model._product_out(out, p, v, bx, by)
         # (quad: the Gauss-Newton product with its quadratic form, as MLP._ggn_vp_quad)
         return single(pt, model._direction(v), out, quad=True) if quad else single(pt, model._direction(v), out)
 
@@ -347,6 +355,7 @@ def _frozen_products(model, params, batches, kind):
         # anything is written): the copies below would keep the product right, but the caller's data
         # was overwritten, no error
         _apart(out, batches, _backend.array_module(params))
+        model._product_out(out, params, v, *batches[0])  # (the params and the first batch: as product's, first)
         for bx, by in batches:  # (the copies are taken here, before the first batch's product is written)
             point(params, bx, by)
 

@@ -52,12 +52,7 @@ def from_hvp(
     writes its product itself: a non-finite one is refused after). Every
     estimator then raises the same error.
     """
-    if into is not None and not callable(into):
-        raise TypeError(f"into: expected a callable or None, got {type(into).__name__}")
-    if matmat is not None and not callable(matmat):
-        raise TypeError(f"matmat: expected a callable or None, got {type(matmat).__name__}")
-    if not callable(fn):
-        raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+    # (fn, matmat and into checked by the class, named as here: _curvature_operator._check_functions)
     return _operator_class(xp)(fn, n, dtype, xp, matmat, name, into, check=("fn", "matmat", "into"))
 
 
@@ -133,12 +128,17 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     return _operator_class(xp)(matvec, params.shape[0], dtype, xp, None, name, check=("grad_fn",) * 3)
 
 
-def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) -> CurvatureOperator:
+def with_progress(op, progress: Callable | None, total: int) -> CurvatureOperator:
     """``op`` reporting ``progress(done, total)`` after each product (a block of k vectors counts k).
 
     The estimators take ``progress=`` and pass their planned number of products as ``total``
-    (an upper bound where they may stop early).
+    (an upper bound where they may stop early). ``op``: anything ``as_operator`` takes (a dense
+    or sparse matrix, a SciPy ``LinearOperator``: an unnamed AttributeError before); ``total``: an
+    integer >= 0 (it was passed on unchecked, whatever it was).
     """
+    lock = lockstep_of(op)  # (of what was given: a SciPy composite's distributed parts, before wrapping)
+    op = as_operator(op, "op")
+    total = _backend.integer("total", total, lo=0)
     if progress is None:
         return op
     if not callable(progress):
@@ -161,7 +161,6 @@ def with_progress(op: CurvatureOperator, progress: Callable | None, total: int) 
 
     # (unchecked: `op` checked its products already where they came from a user's function)
     out = _operator_class(op.xp)(matvec, op.shape[0], op.dtype, op.xp, matmat, op.name, check=None)
-    lock = lockstep_of(op)
     if lock is not None:  # (a distributed op's: an estimator over the wrapper ends in step with the ranks)
         out._lockstep = lock
     return out

@@ -37,6 +37,7 @@ import numpy as np
 from .. import _backend, _malloc
 from ._probes import rademacher
 from ._products import check_estimate
+from ._vectors import in_range
 from .operators import unit_vector
 
 MODES = ("full", "partial", "none")
@@ -149,16 +150,23 @@ class LanczosRecurrence:
 
     def _omega(self, j, a, b):
         """Simon's recurrence for ``omega_{j+1, k} ~ q_{j+1}^T q_k``; True when reorthogonalization is due."""
-        al, be = self.alpha, self.beta
         om, op_ = self.om, self.om_prev
         new = np.zeros_like(om)
         if j > 0:
             k = np.arange(j)
-            bk1 = np.asarray(be[:j])  # beta between q_k and q_{k+1}
-            bk = np.concatenate(([0.0], bk1[:-1]))  # beta between q_{k-1} and q_k
             om_km1 = np.concatenate(([0.0], om[: j - 1]))
-            x = bk1 * om[k + 1] + (np.asarray(al[:j]) - a) * om[k] + bk * om_km1 - be[j - 1] * op_[k]
-            new[:j] = (x + np.copysign(self.eps1 * (bk1 + b), x)) / b
+
+            def row(t):  # t = (alpha_0..j-1, beta_0..j-1, a, b)
+                al, bk1, a, b = t[:j], t[j : 2 * j], t[2 * j], t[2 * j + 1]  # (bk1: beta between q_k and q_{k+1})
+                bk = np.concatenate(([0.0], bk1[:-1]))  # beta between q_{k-1} and q_k
+                x = bk1 * om[k + 1] + (al - a) * om[k] + bk * om_km1 - bk1[j - 1] * op_[k]
+                return (x + np.copysign(self.eps1 * (bk1 + b), x)) / b
+
+            # (scale-free, alpha and beta divided by a power of two where they overflowed it: for a
+            # spectrum near float64's max, alpha_k - a and the sums passed it, NumPy warned "overflow
+            # encountered in add" -- an error under -W error -- and inf / NaN estimates decided)
+            t = np.concatenate((self.alpha[:j], self.beta[:j], (a, b)))
+            new[:j] = in_range(np, t, row, scaled_back=False)
         new[j] = self.eps1
         new[j + 1] = 1.0
         self.om_prev, self.om = om, new

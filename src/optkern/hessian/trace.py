@@ -25,6 +25,7 @@ from . import _orthonormal
 from ._lockstep import in_lockstep
 from ._probes import rademacher
 from ._products import check_estimate
+from ._vectors import in_range as _in_range
 from .operators import as_operator, with_progress
 
 
@@ -86,26 +87,6 @@ def _hutchinson_samples(op, seed, first, count, project=None):
         parts.append(np.asarray(_to_host(_column_dots(op.xp, Z, AZ)), dtype=np.float64))
         del Z, AZ  # (before the next block is made: two blocks would be live at once)
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
-
-
-def _in_range(xp, x, f, scaled_back: bool = True):
-    """``f(x)``; where its result passed float64's range though ``x`` is finite (sums of c, c, -c,
-    -c: inf - inf; 1e307-sized terms), ``f(x 2^-e)`` (``2^e`` above max |x|: an exact scaling)
-    times ``2^e`` for an ``f`` linear in ``x``, or as it is (``scaled_back`` False: a span). Inf
-    only where the result itself is; NaN / Inf in ``x`` left to ``check_estimate``, naming op."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = f(x)
-    done = math.isfinite(out) if isinstance(out, float) else bool(xp.isfinite(out).all())
-    if done or not bool(xp.isfinite(x).all()):
-        return out
-    e = math.frexp(float(xp.abs(x).max()))[1]
-    out = f(xp.ldexp(x, -e))
-    if not scaled_back:
-        return out
-    if isinstance(out, float):
-        return math.ldexp(out, e)
-    with np.errstate(over="ignore"):
-        return xp.ldexp(out, e)
 
 
 def _diagonal_sum(xp, M) -> float:
