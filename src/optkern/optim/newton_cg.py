@@ -217,11 +217,14 @@ class NewtonCG(NativeByName):
                 return self._null_step(loss, g, p, res, evals, hp[1])
             return self._take(functools.partial(guard.call, closure), hp, loss, g, p, res, evals, hvps, q)
 
-    def _check_operator(self, op) -> None:
-        """The operator's vectors are the params' kind and dtype: cg solves in the operator's, and
-        the step's arrays are the params' (the solve failed inside, with a TypeError naming cg's
-        ``b`` or the step's ``y``, after a closure evaluation), and symmetric where that can be seen
-        (a dense matrix: cg's check named its own ``A``, after the closure had run)."""
+    def _check_operator(self, op) -> CurvatureOperator:
+        """``op`` as the operator the step solves with and takes its products from: a dense or SciPy
+        sparse matrix wrapped (the step's own product along a first-iteration negative-curvature
+        direction was ``op.matvec(p)`` on the raw matrix: an AttributeError). Its vectors are the
+        params' kind and dtype: cg solves in the operator's, and the step's arrays are the params'
+        (the solve failed inside, with a TypeError naming cg's ``b`` or the step's ``y``, after a
+        closure evaluation), and symmetric where that can be seen (a dense matrix: cg's check named
+        its own ``A``, after the closure had run)."""
         require_symmetric(op, "curvature", "Newton-CG")
         op = as_operator(op, "curvature")
         xp = getattr(op, "xp", np)
@@ -229,6 +232,7 @@ class NewtonCG(NativeByName):
             raise TypeError(f"curvature: works on {xp.__name__} vectors, but the params are {self._xp.__name__} arrays")
         if np.dtype(op.dtype) != self._dtype:
             raise TypeError(f"curvature: its dtype is {np.dtype(op.dtype)}, but the params are {self._dtype}")
+        return op
 
     def _solve(self, closure) -> tuple:
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
@@ -241,7 +245,7 @@ class NewtonCG(NativeByName):
             raise ValueError(
                 f"curvature: expected an operator of shape ({self._n}, {self._n}), got {getattr(op, 'shape', None)}"
             )
-        self._check_operator(op)
+        op = self._check_operator(op)
         diag = self._precond_diag(lam, expo)
         evals = int(self._cache is None)
         loss, g = self._evaluate(closure) if evals else self._cache
