@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from .._array_checks import byte_span
 from .._atomic import Uninterrupted, deferring
 from .._pickling import NativeByName
 from .._serial import serialized
@@ -79,6 +80,8 @@ class SAM(NativeByName):
             # refused them naming params[0], an argument SAM does not have)
             raise TypeError(f"base: SAM's ascent step takes float32 or float64 params, got {ps[0].dtype}")
         self._mod = _backend.backend(("params", ps))
+        self._dtype = ps[0].dtype if ps else None
+        self._disjoint_seen: list = []  # the params last found to share no memory (_checked_params)
         self._backups: list | None = None
         self._moved: list = []  # the indices of the params the ascent step moved
         self._perturbed = False
@@ -94,6 +97,31 @@ class SAM(NativeByName):
 
     def _all_params(self) -> list:
         return [p for g in self.base.param_groups for p in g["params"]]
+
+    def _checked_params(self) -> list:
+        """``_all_params()``, each checked as the ascent step writes it -- the dtype SAM was made with,
+        updatable in place, sharing no memory with another -- and named by its place in
+        ``param_groups``. Run before the closure: a group the wrapped optimizer took later
+        (``add_param_group``) of another dtype, a param made read-only or two groups' params
+        sharing memory were met by the ascent kernel after the closure had run, its error naming
+        ``params[1]``, an argument SAM does not have. (A NumPy param's flags are read at once,
+        ~0.5 us; the byte spans, ~7 us a param, only when the list holds other arrays than at the
+        last check: an array's memory does not change.)"""
+        ps, dt = [], self._dtype
+        for gi, group in enumerate(self.base.param_groups):
+            for i, p in enumerate(group["params"]):
+                f = p.flags
+                if not (type(p) is np.ndarray and p.dtype == dt and f.c_contiguous and f.writeable and f.aligned):
+                    _backend.check_written(p, dt, _param_name(gi, i))  # (raises, or passes a CuPy array)
+                ps.append(p)
+        seen = self._disjoint_seen
+        if len(seen) != len(ps) or any(a is not b for a, b in zip(seen, ps)):
+            named = []
+            for gi, group in enumerate(self.base.param_groups):
+                named += [(*byte_span(p), _param_name(gi, i)) for i, p in enumerate(group["params"]) if p.nbytes]
+            _backend.check_disjoint(named)
+            self._disjoint_seen = ps
+        return ps
 
     def _check_grads(self, grads, name="grads") -> list:
         # (None: a param without a gradient)
@@ -118,8 +146,8 @@ class SAM(NativeByName):
         self.rho = _backend.nonnegative("rho", self.rho)
         self.eps = _backend.nonnegative("eps", self.eps)
         self.adaptive = _backend.flag("adaptive", self.adaptive)
+        ps = self._checked_params()
         grads = self._check_grads(grads, name)
-        ps = self._all_params()
         xp = _backend.array_module(ps[0])
         if (
             self._backups is None
@@ -163,6 +191,7 @@ class SAM(NativeByName):
         or non-finite result, the params then back at ``w`` (see the class)."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+        self._checked_params()  # (before the closure runs a forward and backward pass)
         # the closure calls interruptible; a Ctrl-C during a write held until the second call (the
         # params then go back to w, as when it raises) or the step's end (``_atomic``)
         with Uninterrupted() as guard:
@@ -257,6 +286,10 @@ def _all_finite(grads: list) -> bool:
         return True
     xp = _backend.array_module(gs[0])
     return bool(xp.stack([xp.isfinite(g).all() for g in gs]).all())
+
+
+def _param_name(group: int, i: int) -> str:
+    return f"param_groups[{group}]['params'][{i}]"
 
 
 def _numel(arrays: list) -> int:
