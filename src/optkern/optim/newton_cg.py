@@ -25,6 +25,7 @@ from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator, as_operator
 from ..hessian.symmetry import require_symmetric
 from ._closure import call, closure_grads, closure_loss
+from ._given import GivenTensorsMixin, _bump_torch_versions, given_torch_tensors
 from ._lbfgs_state import count, distinct, one_group, same_params, vector
 
 #: the hyper-parameters of the group, in ``__init__``'s order
@@ -42,7 +43,7 @@ _HYPER = (
 )
 
 
-class NewtonCG(NativeByName):
+class NewtonCG(GivenTensorsMixin, NativeByName):
     """Hessian-free Newton-CG.
 
     Args:
@@ -92,6 +93,7 @@ class NewtonCG(NativeByName):
         max_damping=1e8,
         reuse_trial_gradient=True,
     ):
+        params, self._given_tensors = given_torch_tensors(params)
         params = _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -172,6 +174,9 @@ class NewtonCG(NativeByName):
         for p in self._params:
             p[...] = flat[o : o + p.size].reshape(p.shape)
             o += p.size
+        # (torch tensors given as params: a graph that saved them refuses its backward, as after
+        # torch's own in-place step, instead of differentiating the new values)
+        _bump_torch_versions(self._given_tensors)
 
     def _evaluate(self, closure):
         """(loss, flat gradient) from the closure, checked (the caller counts the evaluation)."""

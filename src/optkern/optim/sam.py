@@ -21,6 +21,7 @@ from .._atomic import Uninterrupted, deferring
 from .._pickling import NativeByName
 from .._serial import serialized
 from ._closure import call, closure_loss
+from ._given import _bump_torch_versions
 
 
 class SAM(NativeByName):
@@ -164,6 +165,7 @@ class SAM(NativeByName):
             self._mod.sam_perturb_(
                 *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
             )
+            self._bump()
             self._moved = moved
             self._perturbed = True
             self._norm_buf = out
@@ -216,7 +218,14 @@ class SAM(NativeByName):
     def _restore(self) -> None:
         """The params the ascent step moved back to the very bits of ``w``."""
         self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
+        self._bump()
         self._perturbed = False
+
+    def _bump(self) -> None:
+        """After the ascent step or the return to ``w`` wrote the params: the version counters of the
+        torch tensors among them bumped, as the wrapped optimizer's step bumps them (a graph that saved
+        them then refuses its backward instead of differentiating the new values)."""
+        _bump_torch_versions(getattr(self.base, "_given_tensors", []))
 
     @property
     def grad_norm(self):
