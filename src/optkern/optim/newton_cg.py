@@ -223,13 +223,13 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
             return self._take(functools.partial(guard.call, closure), hp, loss, g, p, res, evals, hvps, q)
 
     def _check_operator(self, op) -> CurvatureOperator:
-        """``op`` as the operator the step solves with and takes its products from: a dense or SciPy
-        sparse matrix wrapped (the step's own product along a first-iteration negative-curvature
-        direction was ``op.matvec(p)`` on the raw matrix: an AttributeError). Its vectors are the
-        params' kind and dtype: cg solves in the operator's, and the step's arrays are the params'
-        (the solve failed inside, with a TypeError naming cg's ``b`` or the step's ``y``, after a
-        closure evaluation), and symmetric where that can be seen (a dense matrix: cg's check named
-        its own ``A``, after the closure had run)."""
+        """``op`` as the operator the step takes its own product from: a dense or SciPy sparse matrix
+        wrapped (the step's product along a first-iteration negative-curvature direction was
+        ``op.matvec(p)`` on the raw matrix: an AttributeError). Its vectors are the params' kind and
+        dtype: cg solves in the operator's, and the step's arrays are the params' (the solve failed
+        inside, with a TypeError naming cg's ``b`` or the step's ``y``, after a closure evaluation),
+        and symmetric where that can be seen (a dense matrix: cg's check named its own ``A``, after
+        the closure had run)."""
         require_symmetric(op, "curvature", "Newton-CG")
         op = as_operator(op, "curvature")
         xp = getattr(op, "xp", np)
@@ -250,7 +250,9 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
             raise ValueError(
                 f"curvature: expected an operator of shape ({self._n}, {self._n}), got {getattr(op, 'shape', None)}"
             )
-        op = self._check_operator(op)
+        # (cg takes op itself: a composite's distributed part keeps its lockstep, hessian._lockstep,
+        # which the wrapper would hide)
+        wrapped = self._check_operator(op)
         diag = self._precond_diag(lam, expo)
         evals = int(self._cache is None)
         loss, g = self._evaluate(closure) if evals else self._cache
@@ -284,7 +286,7 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
             s = xp.add(s, g, out=s) if s.dtype == g.dtype else g + s  # (an operator of another dtype: promoted)
             pAp = -_fixed_sums.dot(p, s) - lam * pp
         else:
-            pAp = _fixed_sums.dot(p, op.matvec(p))
+            pAp = _fixed_sums.dot(p, wrapped.matvec(p))
             hvps += 1
         q = lr * _fixed_sums.dot(g, p) + 0.5 * lr * lr * pAp
         return hp, loss, g, p, res, evals, hvps, q
