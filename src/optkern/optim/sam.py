@@ -56,6 +56,9 @@ class SAM(NativeByName):
     used to divide by a NaN norm: every param at the ascent point NaN, and so every gradient there.)
     """
 
+    _dtype = None  # the params' dtype (set by the constructor)
+    _disjoint_seen: list | tuple = ()  # the params last found to share no memory (_checked_params)
+
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
             raise TypeError(f"base: expected an optkern optimizer (param_groups, step), got {type(base).__name__}")
@@ -82,7 +85,6 @@ class SAM(NativeByName):
             raise TypeError(f"base: SAM's ascent step takes float32 or float64 params, got {ps[0].dtype}")
         self._mod = _backend.backend(("params", ps))
         self._dtype = ps[0].dtype if ps else None
-        self._disjoint_seen: list = []  # the params last found to share no memory (_checked_params)
         self._backups: list | None = None
         self._moved: list = []  # the indices of the params the ascent step moved
         self._perturbed = False
@@ -109,6 +111,8 @@ class SAM(NativeByName):
         ~0.5 us; the byte spans, ~7 us a param, only when the list holds other arrays than at the
         last check: an array's memory does not change.)"""
         ps, dt = [], self._dtype
+        if dt is None:  # (a SAM unpickled from before it was kept: its first param's, as checked then)
+            dt = self.base.param_groups[0]["params"][0].dtype
         for gi, group in enumerate(self.base.param_groups):
             for i, p in enumerate(group["params"]):
                 f = p.flags
