@@ -4,7 +4,9 @@ The constructor refused params of mixed dtypes or read-only ones, but a group th
 took later (``base.add_param_group``), a param made read-only, or params of two groups sharing memory
 were first met by the ascent kernel -- after ``step`` had run the closure (a forward and backward
 pass) -- whose error named ``params[1]``, an argument SAM does not have. Now they are refused before
-the closure runs, naming the param by its place in ``param_groups``, nothing written."""
+the closure runs, naming the param by its place in ``param_groups``, nothing written. So are a bad
+``rho`` / ``eps`` / ``adaptive`` set between steps and a ``step`` begun after ``first_step`` (each
+refused after the closure's first call before)."""
 
 import numpy as np
 import pytest
@@ -68,3 +70,34 @@ def test_good_params_still_step_as_the_reference():
     g = 2 * (w0 - t)
     e = 0.2 * g / (np.linalg.norm(g) + 1e-12)
     np.testing.assert_allclose(p, w0 - 0.1 * 2 * (w0 + e - t), rtol=1e-15, atol=1e-16)
+
+
+@pytest.mark.parametrize(
+    "attr, value, error, match",
+    [
+        ("rho", -1.0, ValueError, r"^rho: must be in \[0.0, inf\)"),
+        ("eps", float("nan"), ValueError, r"^eps: must be finite"),
+        ("adaptive", "yes", TypeError, r"^adaptive: expected a bool"),
+    ],
+)
+def test_a_bad_hyper_parameter_set_between_steps_is_refused_before_the_closure(attr, value, error, match):
+    p = np.ones(3)
+    sam = optim.SAM(optim.SGD([p], lr=0.1), rho=0.1)
+    setattr(sam, attr, value)
+    calls, closure = _calls()
+    with pytest.raises(error, match=match):
+        sam.step(closure(np.ones(3)))
+    assert not calls and (p == 1).all()
+
+
+def test_a_step_begun_after_first_step_is_refused_before_the_closure():
+    p = np.ones(3)
+    sam = optim.SAM(optim.SGD([p], lr=0.1), rho=0.1)
+    sam.first_step(np.ones(3))
+    moved = p.copy()
+    calls, closure = _calls()
+    with pytest.raises(RuntimeError, match="already perturbed"):
+        sam.step(closure(np.ones(3)))
+    assert not calls and (p == moved).all() and sam._perturbed
+    sam.second_step(np.ones(3))  # (the pending step still completes)
+    np.testing.assert_array_equal(p, np.full(3, 0.9))

@@ -142,8 +142,10 @@ class SAM(NativeByName):
         """w -> w + rho g / (||g|| + eps), remembering w."""
         self._perturb(grads, "grads")
 
-    def _perturb(self, grads, name: str) -> list:
-        """``first_step`` with ``grads`` named ``name`` in errors; returns them, checked, as a list."""
+    def _prechecks(self) -> list:
+        """What an ascent step checks before it reads any gradient (``step``: before the closure runs
+        a forward and backward pass, where a bad ``rho`` set between steps, a step begun after
+        ``first_step`` or a bad param was refused after it); returns the params, checked."""
         if self._perturbed:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         # the attributes a user may set between steps, checked as the constructor checks them (an
@@ -151,7 +153,12 @@ class SAM(NativeByName):
         self.rho = _backend.nonnegative("rho", self.rho)
         self.eps = _backend.nonnegative("eps", self.eps)
         self.adaptive = _backend.flag("adaptive", self.adaptive)
-        ps = self._checked_params()
+        return self._checked_params()
+
+    def _perturb(self, grads, name: str, ps: list | None = None) -> list:
+        """``first_step`` with ``grads`` named ``name`` in errors; returns them, checked, as a list.
+        ``ps``: the params as ``_prechecks`` returned them (else it runs here)."""
+        ps = self._prechecks() if ps is None else ps
         grads = self._check_grads(grads, name)
         xp = _backend.array_module(ps[0])
         if (
@@ -197,13 +204,13 @@ class SAM(NativeByName):
         or non-finite result, the params then back at ``w`` (see the class)."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
-        self._checked_params()  # (before the closure runs a forward and backward pass)
+        ps = self._prechecks()  # (before the closure runs a forward and backward pass)
         # the closure calls interruptible; a Ctrl-C during a write held until the second call (the
         # params then go back to w, as when it raises) or the step's end (``_atomic``)
         with Uninterrupted() as guard:
             closure = functools.partial(guard.call, closure)
             loss, grads = self._call(closure)
-            grads = self._perturb(grads, "closure: grads")
+            grads = self._perturb(grads, "closure: grads", ps)
             # (the norm finite: every entry is; else the kernel left w unmoved, only backups written)
             if not math.isfinite(self.grad_norm) and not _all_finite(grads):
                 self._perturbed = False
