@@ -115,3 +115,12 @@ def test_a_copy_bumps_no_tensor_it_does_not_write(make):
     a = twin.param_groups[0]["params"][0]
     twin.step(lambda: (float((a * a).sum()), 2 * a))
     assert w._version == version and torch.equal(w.detach(), _w().detach())
+
+
+@pytest.mark.parametrize("make", [_lbfgs, _newton_cg])
+def test_a_shallow_copy_steps_the_same_tensors_and_bumps_them(make):
+    w = _w()
+    twin = copy.copy(make(w))
+    y = (w * w).sum()
+    twin.step(_closure(w))
+    assert _stale_backward_raises(y)

@@ -82,3 +82,9 @@ class GivenTensorsMixin:
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "_given_tensors": []}  # type: ignore[misc]
+
+    def __copy__(self):
+        """A shallow copy steps the very arrays, the tensors' memory: it keeps the tensors."""
+        new = object.__new__(type(self))
+        new.__setstate__(super().__getstate__())
+        return new
