@@ -4,9 +4,11 @@ views of their memory) and copies of an optimizer (pickle, ``copy.copy``, ``copy
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
+from .._foreign import is_array
 from .._serial import unlocked
 
 
@@ -52,9 +54,37 @@ def torch_tensors(given: list) -> list:
     return [] if torch is None else [p for p in given if isinstance(p, torch.Tensor)]
 
 
-def _bump_torch_versions(tensors: list) -> None:
+def _bump_torch_versions(tensors: Sequence) -> None:
     """The torch tensors among the params as given (:func:`torch_tensors`) were written through views
     autograd does not see: bump their version counters, so that a graph saved before the step
     refuses its backward (as after torch's in-place step) instead of silently using the new values."""
     if tensors:
         sys.modules["torch"].autograd.graph.increment_version(tensors)
+
+
+def given_torch_tensors(params) -> tuple:
+    """``(params, tensors)`` for an optimizer of one list of params (LBFGS, NewtonCG): ``params`` as
+    given (an iterator made a list: it is read twice) and the torch tensors among them, which it steps
+    through views (``_backend.as_list``) and bumps (:func:`_bump_torch_versions`) where it writes."""
+    if is_array(params):
+        return params, torch_tensors([params])
+    if not isinstance(params, (list, tuple)) and hasattr(params, "__next__"):
+        params = list(params)
+    return params, torch_tensors(list(params)) if isinstance(params, (list, tuple)) else []
+
+
+class GivenTensorsMixin:
+    """``_given_tensors``: the torch tensors among the params as given, bumped where a step writes
+    them. A copy (pickle, ``copy.deepcopy``) keeps none: its params are arrays of its own, which no
+    tensor shows (it bumped the original tensors for writes they never saw, or pickled them)."""
+
+    _given_tensors: list | tuple = ()  # (an object unpickled from before the attribute: none)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_given_tensors": []}  # type: ignore[misc]
+
+    def __copy__(self):
+        """A shallow copy steps the very arrays, the tensors' memory: it keeps the tensors."""
+        new = object.__new__(type(self))
+        new.__setstate__(super().__getstate__())
+        return new

@@ -21,6 +21,7 @@ from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from .._serial import serialized
 from . import _closure, _lbfgs_state, _line_search
+from ._given import GivenTensorsMixin, _bump_torch_versions, given_torch_tensors
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
 
@@ -40,7 +41,7 @@ def _check_group(g: dict, where: str = "") -> tuple:
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
 
 
-class LBFGS(NativeByName):
+class LBFGS(GivenTensorsMixin, NativeByName):
     """L-BFGS (``torch.optim.LBFGS``'s algorithm and defaults) over NumPy or CuPy arrays.
 
     Args:
@@ -81,6 +82,7 @@ class LBFGS(NativeByName):
         _check_group(group)
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays, got a dict")
+        params, self._given_tensors = given_torch_tensors(params)
         params = _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -170,6 +172,7 @@ class LBFGS(NativeByName):
         than the one interrupted."""
         if self._x is not None and self._moved:
             self._mod.sam_restore_(self._params, self._x_views())
+            _bump_torch_versions(self._given_tensors)
             self._moved = False
             self._t = 0.0
             if self.state["n_iter"] == 1:
@@ -187,6 +190,9 @@ class LBFGS(NativeByName):
         if self._x is None:
             self._x = self._vec()
         self._mod.lbfgs_move_(self._params, self._x, self._d, float(t), save)
+        # (torch tensors given as params: a graph that saved them refuses its backward, as after
+        # torch's own in-place step, instead of differentiating the new values)
+        _bump_torch_versions(self._given_tensors)
         self._moved = True
 
     # ---- the direction ------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator, as_operator
 from ..hessian.symmetry import require_symmetric
 from ._closure import call, closure_grads, closure_loss
+from ._given import GivenTensorsMixin, _bump_torch_versions, given_torch_tensors
 from ._lbfgs_state import count, distinct, one_group, same_params, vector
 
 #: the hyper-parameters of the group, in ``__init__``'s order
@@ -42,7 +43,7 @@ _HYPER = (
 )
 
 
-class NewtonCG(NativeByName):
+class NewtonCG(GivenTensorsMixin, NativeByName):
     """Hessian-free Newton-CG.
 
     Args:
@@ -92,6 +93,7 @@ class NewtonCG(NativeByName):
         max_damping=1e8,
         reuse_trial_gradient=True,
     ):
+        params, self._given_tensors = given_torch_tensors(params)
         params = _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -172,6 +174,9 @@ class NewtonCG(NativeByName):
         for p in self._params:
             p[...] = flat[o : o + p.size].reshape(p.shape)
             o += p.size
+        # (torch tensors given as params: a graph that saved them refuses its backward, as after
+        # torch's own in-place step, instead of differentiating the new values)
+        _bump_torch_versions(self._given_tensors)
 
     def _evaluate(self, closure):
         """(loss, flat gradient) from the closure, checked (the caller counts the evaluation)."""
@@ -217,11 +222,14 @@ class NewtonCG(NativeByName):
                 return self._null_step(loss, g, p, res, evals, hp[1])
             return self._take(functools.partial(guard.call, closure), hp, loss, g, p, res, evals, hvps, q)
 
-    def _check_operator(self, op) -> None:
-        """The operator's vectors are the params' kind and dtype: cg solves in the operator's, and
-        the step's arrays are the params' (the solve failed inside, with a TypeError naming cg's
-        ``b`` or the step's ``y``, after a closure evaluation), and symmetric where that can be seen
-        (a dense matrix: cg's check named its own ``A``, after the closure had run)."""
+    def _check_operator(self, op) -> CurvatureOperator:
+        """``op`` as the operator the step takes its own product from: a dense or SciPy sparse matrix
+        wrapped (the step's product along a first-iteration negative-curvature direction was
+        ``op.matvec(p)`` on the raw matrix: an AttributeError). Its vectors are the params' kind and
+        dtype: cg solves in the operator's, and the step's arrays are the params' (the solve failed
+        inside, with a TypeError naming cg's ``b`` or the step's ``y``, after a closure evaluation),
+        and symmetric where that can be seen (a dense matrix: cg's check named its own ``A``, after
+        the closure had run)."""
         require_symmetric(op, "curvature", "Newton-CG")
         op = as_operator(op, "curvature")
         xp = getattr(op, "xp", np)
@@ -229,6 +237,7 @@ class NewtonCG(NativeByName):
             raise TypeError(f"curvature: works on {xp.__name__} vectors, but the params are {self._xp.__name__} arrays")
         if np.dtype(op.dtype) != self._dtype:
             raise TypeError(f"curvature: its dtype is {np.dtype(op.dtype)}, but the params are {self._dtype}")
+        return op
 
     def _solve(self, closure) -> tuple:
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
@@ -241,7 +250,9 @@ class NewtonCG(NativeByName):
             raise ValueError(
                 f"curvature: expected an operator of shape ({self._n}, {self._n}), got {getattr(op, 'shape', None)}"
             )
-        self._check_operator(op)
+        # (cg takes op itself: a composite's distributed part keeps its lockstep, hessian._lockstep,
+        # which the wrapper would hide)
+        wrapped = self._check_operator(op)
         diag = self._precond_diag(lam, expo)
         evals = int(self._cache is None)
         loss, g = self._evaluate(closure) if evals else self._cache
@@ -275,7 +286,7 @@ class NewtonCG(NativeByName):
             s = xp.add(s, g, out=s) if s.dtype == g.dtype else g + s  # (an operator of another dtype: promoted)
             pAp = -_fixed_sums.dot(p, s) - lam * pp
         else:
-            pAp = _fixed_sums.dot(p, op.matvec(p))
+            pAp = _fixed_sums.dot(p, wrapped.matvec(p))
             hvps += 1
         q = lr * _fixed_sums.dot(g, p) + 0.5 * lr * lr * pAp
         return hp, loss, g, p, res, evals, hvps, q

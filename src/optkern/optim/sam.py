@@ -16,10 +16,12 @@ import math
 import numpy as np
 
 from .. import _backend
+from .._array_checks import byte_span
 from .._atomic import Uninterrupted, deferring
 from .._pickling import NativeByName
 from .._serial import serialized
 from ._closure import call, closure_loss
+from ._given import _bump_torch_versions
 
 
 class SAM(NativeByName):
@@ -54,6 +56,9 @@ class SAM(NativeByName):
     used to divide by a NaN norm: every param at the ascent point NaN, and so every gradient there.)
     """
 
+    _dtype = None  # the params' dtype (set by the constructor)
+    _disjoint_seen: list | tuple = ()  # the params last found to share no memory (_checked_params)
+
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
             raise TypeError(f"base: expected an optkern optimizer (param_groups, step), got {type(base).__name__}")
@@ -79,6 +84,7 @@ class SAM(NativeByName):
             # refused them naming params[0], an argument SAM does not have)
             raise TypeError(f"base: SAM's ascent step takes float32 or float64 params, got {ps[0].dtype}")
         self._mod = _backend.backend(("params", ps))
+        self._dtype = ps[0].dtype if ps else None
         self._backups: list | None = None
         self._moved: list = []  # the indices of the params the ascent step moved
         self._perturbed = False
@@ -95,6 +101,33 @@ class SAM(NativeByName):
     def _all_params(self) -> list:
         return [p for g in self.base.param_groups for p in g["params"]]
 
+    def _checked_params(self) -> list:
+        """``_all_params()``, each checked as the ascent step writes it -- the dtype SAM was made with,
+        updatable in place, sharing no memory with another -- and named by its place in
+        ``param_groups``. Run before the closure: a group the wrapped optimizer took later
+        (``add_param_group``) of another dtype, a param made read-only or two groups' params
+        sharing memory were met by the ascent kernel after the closure had run, its error naming
+        ``params[1]``, an argument SAM does not have. (A NumPy param's flags are read at once,
+        ~0.5 us; the byte spans, ~7 us a param, only when the list holds other arrays than at the
+        last check: an array's memory does not change.)"""
+        ps, dt = [], self._dtype
+        if dt is None:  # (a SAM unpickled from before it was kept: its first param's, as checked then)
+            dt = self.base.param_groups[0]["params"][0].dtype
+        for gi, group in enumerate(self.base.param_groups):
+            for i, p in enumerate(group["params"]):
+                f = p.flags
+                if not (type(p) is np.ndarray and p.dtype == dt and f.c_contiguous and f.writeable and f.aligned):
+                    _backend.check_written(p, dt, _param_name(gi, i))  # (raises, or passes a CuPy array)
+                ps.append(p)
+        seen = self._disjoint_seen
+        if len(seen) != len(ps) or any(a is not b for a, b in zip(seen, ps)):
+            named = []
+            for gi, group in enumerate(self.base.param_groups):
+                named += [(*byte_span(p), _param_name(gi, i)) for i, p in enumerate(group["params"]) if p.nbytes]
+            _backend.check_disjoint(named)
+            self._disjoint_seen = ps
+        return ps
+
     def _check_grads(self, grads, name="grads") -> list:
         # (None: a param without a gradient)
         grads = _backend.check_list_like(_backend.as_list(grads, name), self._all_params(), name, none=True)
@@ -109,8 +142,10 @@ class SAM(NativeByName):
         """w -> w + rho g / (||g|| + eps), remembering w."""
         self._perturb(grads, "grads")
 
-    def _perturb(self, grads, name: str) -> list:
-        """``first_step`` with ``grads`` named ``name`` in errors; returns them, checked, as a list."""
+    def _prechecks(self) -> list:
+        """What an ascent step checks before it reads any gradient (``step``: before the closure runs
+        a forward and backward pass, where a bad ``rho`` set between steps, a step begun after
+        ``first_step`` or a bad param was refused after it); returns the params, checked."""
         if self._perturbed:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         # the attributes a user may set between steps, checked as the constructor checks them (an
@@ -118,8 +153,13 @@ class SAM(NativeByName):
         self.rho = _backend.nonnegative("rho", self.rho)
         self.eps = _backend.nonnegative("eps", self.eps)
         self.adaptive = _backend.flag("adaptive", self.adaptive)
+        return self._checked_params()
+
+    def _perturb(self, grads, name: str, ps: list | None = None) -> list:
+        """``first_step`` with ``grads`` named ``name`` in errors; returns them, checked, as a list.
+        ``ps``: the params as ``_prechecks`` returned them (else it runs here)."""
+        ps = self._prechecks() if ps is None else ps
         grads = self._check_grads(grads, name)
-        ps = self._all_params()
         xp = _backend.array_module(ps[0])
         if (
             self._backups is None
@@ -136,6 +176,7 @@ class SAM(NativeByName):
             self._mod.sam_perturb_(
                 *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
             )
+            self._bump()
             self._moved = moved
             self._perturbed = True
             self._norm_buf = out
@@ -163,12 +204,13 @@ class SAM(NativeByName):
         or non-finite result, the params then back at ``w`` (see the class)."""
         if not callable(closure):
             raise TypeError(f"closure: expected a callable returning (loss, grads), got {type(closure).__name__}")
+        ps = self._prechecks()  # (before the closure runs a forward and backward pass)
         # the closure calls interruptible; a Ctrl-C during a write held until the second call (the
         # params then go back to w, as when it raises) or the step's end (``_atomic``)
         with Uninterrupted() as guard:
             closure = functools.partial(guard.call, closure)
             loss, grads = self._call(closure)
-            grads = self._perturb(grads, "closure: grads")
+            grads = self._perturb(grads, "closure: grads", ps)
             # (the norm finite: every entry is; else the kernel left w unmoved, only backups written)
             if not math.isfinite(self.grad_norm) and not _all_finite(grads):
                 self._perturbed = False
@@ -187,7 +229,14 @@ class SAM(NativeByName):
     def _restore(self) -> None:
         """The params the ascent step moved back to the very bits of ``w``."""
         self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
+        self._bump()
         self._perturbed = False
+
+    def _bump(self) -> None:
+        """After the ascent step or the return to ``w`` wrote the params: the version counters of the
+        torch tensors among them bumped, as the wrapped optimizer's step bumps them (a graph that saved
+        them then refuses its backward instead of differentiating the new values)."""
+        _bump_torch_versions(getattr(self.base, "_given_tensors", []))
 
     @property
     def grad_norm(self):
@@ -257,6 +306,10 @@ def _all_finite(grads: list) -> bool:
         return True
     xp = _backend.array_module(gs[0])
     return bool(xp.stack([xp.isfinite(g).all() for g in gs]).all())
+
+
+def _param_name(group: int, i: int) -> str:
+    return f"param_groups[{group}]['params'][{i}]"
 
 
 def _numel(arrays: list) -> int:
