@@ -55,6 +55,14 @@ def _scaled_root(xp, s, m, p: float):
     return xp.where(ok, xp.where(ok, m, 1.0) * s ** (1.0 / p), m)
 
 
+def _parts(xp, mod, grads, p: float, m, k: int = 0):
+    """The partial sums of ``grads`` for the norm of order ``p`` (p > ``_SCALED_P``: scaled by ``m``,
+    the global max |g|), one per chunk of ``k`` (``mod.grad_norm_chunk()``) elements of each array."""
+    if p > _SCALED_P:
+        return _scaled_parts(xp, grads, m, p, k or mod.grad_norm_chunk())
+    return mod.grad_norm_parts(grads, p, m)
+
+
 def _gathered(comm, xp, parts):
     """Every rank's ``parts`` concatenated in rank order: two collectives, the counts' (each rank
     its own slot, the others 0) and the parts' (each padded with zeros to the longest, the zeros
@@ -97,19 +105,16 @@ def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None
         return float(buf[0]) if xp is np else None
     if p not in (1.0, 2.0):
         comm.allreduce(buf, "max", check=False)  # the global max |g|, which scales every rank's terms
-    if shard is not None and mod is not None:  # (the params' chunks, each one array)
-        from .distributed.sharded_clip import owned_chunks
-
-        grads, local = owned_chunks(shard, comm, xp, grads, mod.grad_norm_chunk()), None
     if mod is None:
-        parts = xp.zeros(0)
-    elif p > _SCALED_P:
-        parts = _scaled_parts(xp, grads, buf, p, mod.grad_norm_chunk())
-    elif p in (1.0, 2.0) and local is not None:
-        parts = local
+        every = _gathered(comm, xp, xp.zeros(0))
+    elif shard is not None:  # (the params' chunks, each one array: their count known from the layout)
+        from .distributed.sharded_clip import every_part
+
+        k = mod.grad_norm_chunk()
+        mine = local if p in (1.0, 2.0) else None  # (p = 1, 2: the inside chunks' parts, _local_norm's)
+        every = every_part(shard, comm, xp, grads, k, lambda c: _parts(xp, mod, c, p, buf, k), mine)
     else:
-        parts = mod.grad_norm_parts(grads, p, buf)
-    every = _gathered(comm, xp, parts)
+        every = _gathered(comm, xp, local if p in (1.0, 2.0) and local is not None else _parts(xp, mod, grads, p, buf))
     if p > _SCALED_P:
         buf[...] = _scaled_root(xp, _fold(xp, every), buf, p)
     else:

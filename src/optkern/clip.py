@@ -246,7 +246,9 @@ def _total_norm_value(total_norm) -> float:
     return v
 
 
-def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False) -> tuple:
+def _local_norm(
+    grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False, shard=None
+) -> tuple:
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half)``,
     ``mod`` None where there are no gradients; ``prev``: ``out``'s value before (restored where the
@@ -302,9 +304,16 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     elif distributed:
         # (p = 1 and 2: the native kernel's partial sums, which _global_norm gathers from every rank
         # and ends as the one process ends its own; the ranks' sums added were an ulp off that, each
-        # rank's norm squared back, sqrt(s)^2, an ulp off s)
+        # rank's norm squared back, sqrt(s)^2, an ulp off s. ``shard``: those of the params' chunks
+        # inside this rank's slice only, the ones a rank boundary cuts summed once put together --
+        # the sums of the slice's own arrays were taken here too, then dropped)
+        parts_of = grads
+        if shard is not None:
+            from .distributed.sharded_clip import inside_chunks
+
+            parts_of = inside_chunks(shard, grads, mod.grad_norm_chunk())
         with _grads_named(index):
-            total = mod.grad_norm_parts(grads, p, buf)
+            total = mod.grad_norm_parts(parts_of, p, buf) if parts_of else xp.zeros(0, dtype=np.float64)
     else:
         with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
             total = mod.grad_norm(grads, p, buf)
@@ -342,7 +351,7 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
     comm = as_communicator(comm)
     err, local = None, None
     try:
-        local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, True)
+        local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, True, shard=shard)
     except (TypeError, ValueError) as e:
         err = e
     # (``shard``: every rank a ShardedOptimizer's slice of the same layout, or none: the norm of

@@ -1,0 +1,80 @@
+"""``clip_grad_norm_(shard, comm=)`` on a ShardedOptimizer's ``synchronize`` list: one allgather.
+
+Made bit for bit with the one-process clip (45th session), the norm of a ``ShardGrads`` took three
+collectives after the call's header: an allgather of the ranks' edges (the elements of the chunks
+a rank boundary cuts), an allreduce of the counts of partial sums and an allgather of the sums --
+while the counts and the edges' lengths are known to every rank from the layout. Now one allgather
+carries each rank's sums and its edges, and every rank sums the cut chunks itself: at p = 2 the
+clip makes 2 collectives (was 4), at p = 3 3 (was 5), the ZeRO step with clipping 6 (was 8); the
+norm, the clipped gradients and the step stay the one process's to the bit
+(tests/test_hunt45c_zero_clip.py).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from mpi_cases import run_case, run_here
+
+CASE_TIMEOUT = 120  # s: a hang is a failure
+
+
+class _Counted:
+    """An mpi4py communicator whose collective calls are counted."""
+
+    def __init__(self, comm) -> None:
+        self._comm, self.calls = comm, Counter()
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._comm, name)
+        if not callable(attr) or name.startswith(("Get_", "Is_")):
+            return attr
+
+        def call(*a, **k):
+            self.calls[name] += 1
+            return attr(*a, **k)
+
+        return call
+
+
+def case_calls(comm) -> None:
+    import optkern
+    from optkern import optim
+    from optkern.distributed import ShardedOptimizer
+
+    # (params past the kernel's chunk of 65536, cut by the rank boundaries at 2 and 4 ranks)
+    shapes = ((70001,), (3,), (0,), (65537,))
+    rng = np.random.default_rng(0)
+    for p, want in ((2.0, 2), (1.0, 2), (3.0, 3), (7.0, 3), (math.inf, 2)):
+        ps = [np.linspace(-1, 1, math.prod(s)).reshape(s) for s in shapes]
+        ref = [a.copy() for a in ps]
+        z = ShardedOptimizer(optim.SGD, ps, comm, lr=0.5)
+        grads = [rng.standard_normal(s) for s in shapes]
+        shard = z.synchronize(grads)
+        counted = comm.mpi = _Counted(comm.mpi)
+        try:
+            total = optkern.clip_grad_norm_(shard, 1e-3, norm_type=p, comm=comm)
+        finally:
+            comm.mpi = counted._comm
+        assert sum(counted.calls.values()) == want, (p, dict(counted.calls))
+        with z.skip_synchronize():
+            z.step()
+        assert total == optkern.clip_grad_norm_(grads, 1e-3, norm_type=p), p
+        optim.SGD(ref, lr=0.5).step(grads)
+        assert all(np.array_equal(a, b) for a, b in zip(ps, ref)), p
+
+
+@pytest.mark.spawns
+@pytest.mark.parametrize("n", [2, 4])
+def test_the_sharded_norm_makes_one_allgather(n):
+    pytest.importorskip("mpi4py")
+    run_case(__file__, "calls", n, timeout=CASE_TIMEOUT)
+
+
+if __name__ == "__main__":
+    run_here(globals(), sys.argv[1:])
