@@ -79,13 +79,14 @@ def _gathered(comm, xp, parts):
 
 
 @np.errstate(all="ignore")  # (as _scaled_norm)
-def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None):
+def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None, peak=None):
     """``buf`` (from ``_local_norm``: this rank's max |g| for p = inf and for p other than 1 and 2,
     else not written) becomes the norm over every rank's part, in place; returns it as a float for
     NumPy, None for CuPy (the value stays on the device). ``grads``: this rank's; ``mod``: their
     native module (None without grads); ``local``: their partial sums at p = 1 and 2
     (``grad_norm_parts``); ``shard``: the ``ShardLayout`` of a ShardedOptimizer's slice (its chunks
-    are those of the params, put together across the ranks' boundaries: distributed.sharded_clip).
+    are those of the params, put together across the ranks' boundaries: distributed.sharded_clip);
+    ``peak``: the global max |g| where the call's agreement carried it (NumPy ranks), else None.
 
     The one process sums its terms in parts (the native kernel's chunks, for p > ``_SCALED_P`` too)
     and ends them (a fold in order on the CPU, a fixed tree on the GPU, then the root); each
@@ -100,11 +101,13 @@ def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None
 
     comm = as_communicator(comm)
     xp = _backend.array_module(buf)
+    if p not in (1.0, 2.0):  # the global max |g|: the norm at p = inf, else what scales every rank's terms
+        if peak is None:
+            comm.allreduce(buf, "max", check=False)
+        else:
+            buf[...] = peak
     if p == math.inf:
-        comm.allreduce(buf, "max", check=False)
         return float(buf[0]) if xp is np else None
-    if p not in (1.0, 2.0):
-        comm.allreduce(buf, "max", check=False)  # the global max |g|, which scales every rank's terms
     if mod is None:
         every = _gathered(comm, xp, xp.zeros(0))
     elif shard is not None:  # (the params' chunks, each one array: their count known from the layout)

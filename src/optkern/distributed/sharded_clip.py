@@ -52,6 +52,21 @@ class ShardGrads(list):
         self.layout = layout
 
 
+def shard_layout(grads, comm) -> ShardLayout | None:
+    """The layout of ``grads`` where they are a ShardedOptimizer's ``synchronize`` list for ``comm``
+    (``clip_grad_norm_(grads, comm=comm)`` is then the unsharded clip, bit for bit), else None."""
+    if not isinstance(grads, ShardGrads):
+        return None
+    if comm.size != len(grads.layout.bounds) or comm.rank != grads.layout.rank:
+        return None  # (another communicator than the optimizer's: the norm of its ranks' arrays)
+    # (its arrays as synchronize returned them: one a piece of the layout, of its size; a list
+    # changed since is clipped as the plain list of its arrays)
+    sizes = [b - a for a, b in grads.layout.pieces] or [0]
+    if len(grads) != len(sizes) or any(getattr(g, "size", -1) != n for g, n in zip(grads, sizes)):
+        return None
+    return grads.layout
+
+
 def layout_of(z) -> ShardLayout:
     """The layout of ``z``'s (a ShardedOptimizer's) current shard."""
     params = tuple((int(o), int(p.size)) for o, p in zip(z._offs, z._user))
