@@ -341,7 +341,7 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
     except (TypeError, ValueError) as e:
         err = e
     # (``shard``: every rank a ShardedOptimizer's slice of the same layout, or none: the norm of
-    # slices exchanges their edges, a collective the other ranks would not make)
+    # slices gathers their parts with their edges, a collective the other ranks would not make)
     layout = ("grads' ShardedOptimizer layout", None if shard is None else shard.signature())
     same: tuple = (("norm_type", None), ("max_norm", None), ("error_if_nonfinite", None), layout)
     if local is not None:
