@@ -67,5 +67,45 @@ def case_swapped(comm) -> None:
     assert all((p == 1.0 - 2.0 * comm.size).all() for p in params)
 
 
+# ---- copies ---------------------------------------------------------------------------------------
+# A copy of a DistributedOptimizer (copy.deepcopy, or pickled and loaded, alike on every rank) copied
+# each fusion bucket's views one by one: arrays of their own, no longer in the copied buffer. The copy
+# packed the gradients into those arrays, reduced its buffer (stale: last step's values) and copied the
+# arrays back: no gradient was averaged, silently (op="sum" on 2 ranks: 1 stayed 1), and the copy's
+# grad_buffers() were not reduced either. The views are now made again on the copied buffer.
+
+
+@pytest.mark.spawns
+@pytest.mark.parametrize("n", [2, 4])
+def test_a_copied_wrapper_reduces_into_its_own_buffers(n):
+    pytest.importorskip("mpi4py")
+    run_case(__file__, "copied", n, timeout=CASE_TIMEOUT)
+
+
+def case_copied(comm) -> None:
+    import copy
+    import pickle
+
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer
+
+    shapes = ((10,), (3, 4), (300000,))  # (two packed, one direct)
+    d = DistributedOptimizer(optim.SGD([np.ones(s, np.float32) for s in shapes], lr=1.0), comm, op="sum")
+    d.grad_buffers()  # (the direct bucket's buffer made too)
+    want = sum(range(1, comm.size + 1))
+    for copied in (copy.deepcopy(d), pickle.loads(pickle.dumps(d))):
+        grads = [np.full(s, comm.rank + 1.0, np.float32) for s in shapes]
+        copied.synchronize(grads)
+        assert all((g == want).all() for g in grads), [float(g.reshape(-1)[0]) for g in grads]
+        bufs = copied.grad_buffers()
+        for b in bufs:
+            b[...] = comm.rank + 1.0
+        copied.synchronize(bufs)
+        assert all((b == want).all() for b in bufs), [float(b.reshape(-1)[0]) for b in bufs]
+        copied.step([np.full(s, 1.0, np.float32) for s in shapes])
+        params = copied.param_groups[0]["params"]
+        assert all((p == 1.0 - comm.size).all() for p in params), [float(p.reshape(-1)[0]) for p in params]
+
+
 if __name__ == "__main__":
     run_here(globals(), sys.argv[1:])

@@ -45,14 +45,32 @@ class Bucket:
     def _make(self) -> None:
         p0 = self._like
         xp = _backend.array_module(p0)
-        sizes = [math.prod(int(d) for d in s) for s in self._shapes]
         with _backend._device_of(p0):
-            flat = xp.zeros(sum(sizes), dtype=p0.dtype)
+            self._flat = xp.zeros(sum(math.prod(int(d) for d in s) for s in self._shapes), dtype=p0.dtype)
+        self._views = self._views_of(self._flat)
+
+    def _views_of(self, flat) -> list:
         views, at = [], 0
-        for n, shape in zip(sizes, self._shapes):
+        for shape in self._shapes:
+            n = math.prod(int(d) for d in shape)
             views.append(flat[at : at + n].reshape(shape))
             at += n
-        self._flat, self._views = flat, views
+        return views
+
+    # A copy (copy.deepcopy, pickle) copied the views one by one: arrays of their own, no longer in the
+    # copied buffer, so the copy packed the gradients into them, reduced its stale buffer and copied
+    # them back unreduced (no average at all, silently). They are made again on the copied buffer.
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_views" and hasattr(self, k)}
+
+    def __setstate__(self, state) -> None:
+        if isinstance(state, tuple):  # (pickled before: slots' default state, its views left detached)
+            state = {**(state[0] or {}), **state[1]}
+        for k, v in state.items():
+            setattr(self, k, v)
+        if not hasattr(self, "slot"):
+            self.slot = {i: k for k, i in enumerate(self.index)}
+        self._views = None if self._flat is None else self._views_of(self._flat)
 
     @property
     def flat(self):
