@@ -1,9 +1,10 @@
-"""``distributed.sharded_clip.owned_chunks``: the ranks' chunks of a ZeRO-1 layout are the params'
-chunks, for any split (no MPI: each rank a thread, the allgather of the edges a barrier).
+"""``distributed.sharded_clip.every_part``: the ranks' chunks of a ZeRO-1 layout are the params'
+chunks, for any split (no MPI: each rank a thread, the allgather of parts and edges a barrier).
 
-Each rank's list, concatenated in rank order, must be every param's chunks of ``k`` elements from
-its first one, in order, each one array with the param's values: then the ranks' partial sums
-are the one process's (tests/test_hunt45c_zero_clip.py runs them under mpiexec).
+The parts every rank returns must be those of every param's chunks of ``k`` elements from its
+first one, in order, each chunk one array with the param's values (the stand-in ``parts_of``
+checks each chunk and returns its first value and length): then the ranks' partial sums are the
+one process's (tests/test_hunt45c_zero_clip.py runs them under mpiexec).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from optkern.distributed.sharded_clip import ShardLayout, _edges, owned_chunks
+from optkern.distributed.sharded_clip import ShardLayout, _edges, every_part
 
 
 class _Threads:
@@ -32,8 +33,16 @@ class _Threads:
         return out
 
 
-def _run(sizes, world: int, k: int, gap: int = 0, groups_at=()):
-    """Every rank's owned chunks for params of ``sizes`` back to back (``gap`` zeros before each
+def _parts_of(chunks: list):
+    """A chunk's "part": its first value and length, after checking it is one run of the params'
+    values (each element its flat offset + 0.5, as ``_run`` fills them)."""
+    for c in chunks:
+        assert c.size and np.array_equal(c, c[0] + np.arange(c.size)), c
+    return np.array([c[0] * 4096 + c.size for c in chunks])
+
+
+def _run(sizes, world: int, k: int, gap: int = 0, groups_at=(), dtype=np.float64):
+    """Every rank's parts of the chunks for params of ``sizes`` back to back (``gap`` zeros before each
     param past the first, as 8-bit states' alignment leaves; group boundaries before the params
     in ``groups_at``)."""
     offs, at = [], 0
@@ -43,7 +52,7 @@ def _run(sizes, world: int, k: int, gap: int = 0, groups_at=()):
         at += n
     span = at
     chunk = -(-span // world)
-    flat = np.zeros(chunk * world)
+    flat = np.zeros(chunk * world, dtype=dtype)
     for o, n in zip(offs, sizes):
         flat[o : o + n] = np.arange(o, o + n) + 0.5
     bounds = tuple((min(r * chunk, span), min(min(r * chunk, span) + chunk, span)) for r in range(world))
@@ -54,7 +63,8 @@ def _run(sizes, world: int, k: int, gap: int = 0, groups_at=()):
         lo, hi = bounds[r]
         pieces = [(max(a, lo), min(b, hi)) for a, b in zip(cuts, cuts[1:]) if max(a, lo) < min(b, hi)]
         lay = ShardLayout(r, tuple(pieces), tuple(zip(offs, sizes)), bounds)
-        got[r] = owned_chunks(lay, comm, np, [flat[a:b] for a, b in pieces], k)
+        grads = [flat[a:b] for a, b in pieces] or [flat[:0]]  # (as synchronize returns an empty slice)
+        got[r] = every_part(lay, comm, np, grads, k, _parts_of)
 
     threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world)]
     for r, t in enumerate(threads):
@@ -63,11 +73,9 @@ def _run(sizes, world: int, k: int, gap: int = 0, groups_at=()):
     for t in threads:
         t.join(timeout=30)
     assert all(g is not None for g in got), "a rank did not finish"
-    want = [flat[o + s : o + min(s + k, n)] for o, n in zip(offs, sizes) for s in range(0, n, k)]
-    mine = [c for g in got for c in g]
-    assert len(mine) == len(want), (sizes, world, k, [len(g) for g in got])
-    for a, b in zip(mine, want):
-        assert np.array_equal(a, b), (sizes, world, k, a, b)
+    want = [(o + s + 0.5) * 4096 + min(k, n - s) for o, n in zip(offs, sizes) for s in range(0, n, k)]
+    for r in range(world):  # (every rank the same parts, in the params' order)
+        assert got[r].tolist() == want, (sizes, world, k, r, got[r], want)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4, 7])
@@ -79,7 +87,8 @@ def test_every_rank_split_gives_the_params_chunks(world, k):
         if sum(sizes) == 0:
             sizes.append(1)
         groups = [i for i in range(1, len(sizes)) if rng.random() < 0.3]
-        _run(sizes, world, k, gap=int(rng.integers(0, 2)) * int(rng.integers(0, 3)), groups_at=groups)
+        dtype = (np.float64, np.float32)[int(rng.integers(0, 2))]  # (float32 edges: two in a word)
+        _run(sizes, world, k, gap=int(rng.integers(0, 2)) * int(rng.integers(0, 3)), groups_at=groups, dtype=dtype)
 
 
 def test_more_ranks_than_elements():

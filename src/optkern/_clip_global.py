@@ -55,6 +55,14 @@ def _scaled_root(xp, s, m, p: float):
     return xp.where(ok, xp.where(ok, m, 1.0) * s ** (1.0 / p), m)
 
 
+def _parts(xp, mod, grads, p: float, m, k: int = 0):
+    """The partial sums of ``grads`` for the norm of order ``p`` (p > ``_SCALED_P``: scaled by ``m``,
+    the global max |g|), one per chunk of ``k`` (``mod.grad_norm_chunk()``) elements of each array."""
+    if p > _SCALED_P:
+        return _scaled_parts(xp, grads, m, p, k or mod.grad_norm_chunk())
+    return mod.grad_norm_parts(grads, p, m)
+
+
 def _gathered(comm, xp, parts):
     """Every rank's ``parts`` concatenated in rank order: two collectives, the counts' (each rank
     its own slot, the others 0) and the parts' (each padded with zeros to the longest, the zeros
@@ -71,13 +79,14 @@ def _gathered(comm, xp, parts):
 
 
 @np.errstate(all="ignore")  # (as _scaled_norm)
-def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None):
+def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None, peak=None):
     """``buf`` (from ``_local_norm``: this rank's max |g| for p = inf and for p other than 1 and 2,
     else not written) becomes the norm over every rank's part, in place; returns it as a float for
     NumPy, None for CuPy (the value stays on the device). ``grads``: this rank's; ``mod``: their
     native module (None without grads); ``local``: their partial sums at p = 1 and 2
     (``grad_norm_parts``); ``shard``: the ``ShardLayout`` of a ShardedOptimizer's slice (its chunks
-    are those of the params, put together across the ranks' boundaries: distributed.sharded_clip).
+    are those of the params, put together across the ranks' boundaries: distributed.sharded_clip);
+    ``peak``: the global max |g| where the call's agreement carried it (NumPy ranks), else None.
 
     The one process sums its terms in parts (the native kernel's chunks, for p > ``_SCALED_P`` too)
     and ends them (a fold in order on the CPU, a fixed tree on the GPU, then the root); each
@@ -92,24 +101,23 @@ def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None
 
     comm = as_communicator(comm)
     xp = _backend.array_module(buf)
+    if p not in (1.0, 2.0):  # the global max |g|: the norm at p = inf, else what scales every rank's terms
+        if peak is None:
+            comm.allreduce(buf, "max", check=False)
+        else:
+            buf[...] = peak
     if p == math.inf:
-        comm.allreduce(buf, "max", check=False)
         return float(buf[0]) if xp is np else None
-    if p not in (1.0, 2.0):
-        comm.allreduce(buf, "max", check=False)  # the global max |g|, which scales every rank's terms
-    if shard is not None and mod is not None:  # (the params' chunks, each one array)
-        from .distributed.sharded_clip import owned_chunks
-
-        grads, local = owned_chunks(shard, comm, xp, grads, mod.grad_norm_chunk()), None
     if mod is None:
-        parts = xp.zeros(0)
-    elif p > _SCALED_P:
-        parts = _scaled_parts(xp, grads, buf, p, mod.grad_norm_chunk())
-    elif p in (1.0, 2.0) and local is not None:
-        parts = local
+        every = _gathered(comm, xp, xp.zeros(0))
+    elif shard is not None:  # (the params' chunks, each one array: their count known from the layout)
+        from .distributed.sharded_clip import every_part
+
+        k = mod.grad_norm_chunk()
+        mine = local if p in (1.0, 2.0) else None  # (p = 1, 2: the inside chunks' parts, _local_norm's)
+        every = every_part(shard, comm, xp, grads, k, lambda c: _parts(xp, mod, c, p, buf, k), mine)
     else:
-        parts = mod.grad_norm_parts(grads, p, buf)
-    every = _gathered(comm, xp, parts)
+        every = _gathered(comm, xp, local if p in (1.0, 2.0) and local is not None else _parts(xp, mod, grads, p, buf))
     if p > _SCALED_P:
         buf[...] = _scaled_root(xp, _fold(xp, every), buf, p)
     else:

@@ -105,13 +105,14 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, False)
     else:
         from .distributed.communicator import as_communicator
+        from .distributed.sharded_clip import shard_layout
 
         comm = as_communicator(comm)  # (once: an mpi4py communicator's wrapping agrees over its ranks)
-        shard = _shard_layout(grads, comm)
-        comm, local = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard)
+        shard = shard_layout(grads, comm)
+        comm, local, peak = _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard)
     grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half = local
     if comm is not None:
-        total = _global_norm(buf, p, comm, grads, mod, total, shard)
+        total = _global_norm(buf, p, comm, grads, mod, total, shard, peak)
     if mod is None:  # no gradients on this rank: nothing to clip
         if error_if_nonfinite:  # (the norm is every rank's: a NaN elsewhere raises here as there)
             _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
@@ -246,7 +247,9 @@ def _total_norm_value(total_norm) -> float:
     return v
 
 
-def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False) -> tuple:
+def _local_norm(
+    grads, max_norm, norm_type, error_if_nonfinite, out, distributed: bool, reads_only=False, shard=None
+) -> tuple:
     """Every check of the arguments, then this rank's own norm into ``buf`` (``out``'s view, or a
     fresh buffer): ``(grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half)``,
     ``mod`` None where there are no gradients; ``prev``: ``out``'s value before (restored where the
@@ -302,30 +305,20 @@ def _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, distributed
     elif distributed:
         # (p = 1 and 2: the native kernel's partial sums, which _global_norm gathers from every rank
         # and ends as the one process ends its own; the ranks' sums added were an ulp off that, each
-        # rank's norm squared back, sqrt(s)^2, an ulp off s)
+        # rank's norm squared back, sqrt(s)^2, an ulp off s. ``shard``: those of the params' chunks
+        # inside this rank's slice only, the ones a rank boundary cuts summed once put together --
+        # the sums of the slice's own arrays were taken here too, then dropped)
+        parts_of = grads
+        if shard is not None:
+            from .distributed.sharded_clip import inside_chunks
+
+            parts_of = inside_chunks(shard, grads, mod.grad_norm_chunk())
         with _grads_named(index):
-            total = mod.grad_norm_parts(grads, p, buf)
+            total = mod.grad_norm_parts(parts_of, p, buf) if parts_of else xp.zeros(0, dtype=np.float64)
     else:
         with _grads_named(index):  # what is left to the native checks: out aliasing grads, devices
             total = mod.grad_norm(grads, p, buf)
     return grads, index, mod, max_norm, p, error_if_nonfinite, buf, prev, total, half
-
-
-def _shard_layout(grads, comm):
-    """The layout of a ShardedOptimizer's ``synchronize`` list (its norm is then the unsharded
-    one's, bit for bit: distributed.sharded_clip), else None."""
-    from .distributed.sharded_clip import ShardGrads
-
-    if not isinstance(grads, ShardGrads):
-        return None
-    if comm.size != len(grads.layout.bounds) or comm.rank != grads.layout.rank:
-        return None  # (another communicator than the optimizer's: the norm of its ranks' arrays)
-    # (its arrays as synchronize returned them: one a piece of the layout, of its size; a list
-    # changed since is clipped as the plain list of its arrays)
-    sizes = [b - a for a, b in grads.layout.pieces] or [0]
-    if len(grads) != len(sizes) or any(getattr(g, "size", -1) != n for g, n in zip(grads, sizes)):
-        return None
-    return grads.layout
 
 
 def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, shard=None) -> tuple:
@@ -335,18 +328,20 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
     ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs between ranks (2 on one, inf
     on another) clipped each rank by another norm, silently: its replica diverged. Now every rank
     raises the same TypeError / ValueError (the refusing rank its own, the others naming it and the
-    rank), ``out`` as it was. One small allreduce (:func:`.distributed.agreement.refuse_together`)."""
+    rank), ``out`` as it was. One small allreduce (:func:`.distributed.agreement.refuse_together`),
+    which also carries this rank's max |g| (p other than 1 and 2, NumPy: a NaN flagged) and returns
+    the global one, else None (the separate allreduce _global_norm made, now a collective less)."""
     from .distributed.agreement import refuse_together
     from .distributed.communicator import as_communicator
 
     comm = as_communicator(comm)
     err, local = None, None
     try:
-        local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, True)
+        local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, True, shard=shard)
     except (TypeError, ValueError) as e:
         err = e
     # (``shard``: every rank a ShardedOptimizer's slice of the same layout, or none: the norm of
-    # slices exchanges their edges, a collective the other ranks would not make)
+    # slices gathers their parts with their edges, a collective the other ranks would not make)
     layout = ("grads' ShardedOptimizer layout", None if shard is None else shard.signature())
     same: tuple = (("norm_type", None), ("max_norm", None), ("error_if_nonfinite", None), layout)
     if local is not None:
@@ -354,13 +349,16 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
         same = (("norm_type", p), ("max_norm", m), ("error_if_nonfinite", flag), layout)
     try:
         comm._live("allreduce")  # (the call's collective, as the message of a finalized MPI names it)
-        refuse_together(comm, err, "clip_grad_norm_", same=same)
+        peak = [1.0, 0.0, 0.0]  # (whether not carried here -- a CuPy rank's stays on its device --, NaN, max)
+        if local is not None and local[4] not in (1.0, 2.0) and isinstance(local[8], float):
+            peak = [0.0, float(math.isnan(local[8])), 0.0 if math.isnan(local[8]) else local[8]]
+        elsewhere, nan, top = refuse_together(comm, err, "clip_grad_norm_", same=same, maxed=tuple(peak))
     except BaseException:
         if local is not None and local[7] is not None:  # out, written by this rank's norm: as it was
             local[6][...] = local[7]
         raise
     assert local is not None  # (refuse_together raised where any rank refused)
-    return comm, local
+    return comm, local, (None if elsewhere else math.nan if nan else top)
 
 
 @bumps_written("grads")

@@ -131,7 +131,9 @@ def calls_apart(calls: list) -> RuntimeError:
     )
 
 
-def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple = (), call: str | None = None) -> None:
+def refuse_together(
+    comm, err, where: str, mode: int | None = None, same: tuple = (), call: str | None = None, maxed: tuple = ()
+) -> list:
     """``err``: this rank's refusal of a call's input (a TypeError / ValueError) or None. Raise on
     every rank when any rank refused: the rank's own error, elsewhere the lowest refusing rank's
     (same type, saying which rank), before the call's collectives -- a rank alone with a bad
@@ -142,11 +144,16 @@ def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple 
     rebuilt their buckets, collectively, while the others reduced), a root (``to=0`` on one rank,
     ``to=1`` on another: each waited for the other's gather forever). One allreduce of a few
     float64 (max of each value and its negative), the call's header (``call``, default ``where``:
-    :func:`extremes`); the messages are exchanged only when some rank refused or a value differs."""
+    :func:`extremes`); the messages are exchanged only when some rank refused or a value differs.
+    ``maxed``: floats (never NaN; as many on every rank) whose largest over the ranks the call needs,
+    carried by the same allreduce (not compared): returned, in order (a collective less)."""
+    got_max = [float(v) for v in maxed]
     if comm.size > 1:
         refused = 0.0 if err is None else 1.0
         values = [0.0 if mode is None else float(mode)] + [-1.0 if v is None else float(v) for _, v in same]
-        hi, lo = extremes(comm, [refused, *values], where, call)
+        hi, lo = extremes(comm, [refused, *values, *got_max], where, call)
+        k = len(values) + 1
+        got_max, hi, lo = [float(v) for v in hi[k:]], hi[:k], lo[:k]
         if hi[0] != 0.0 or any(hi[1:] != lo[1:]):
             got = comm.allgather_object((_said(err), mode, [v for _, v in same]))
             # the groups first (the ranks' other errors follow from a group added on some only), then
@@ -160,6 +167,7 @@ def refuse_together(comm, err, where: str, mode: int | None = None, same: tuple 
             raise bad or AssertionError("values differ, then agree")
     if err is not None:
         raise err
+    return got_max
 
 
 def _apart(where: str, name: str, values: list) -> ValueError | None:

@@ -24,7 +24,7 @@ from .agreement import (
     refuse_together,
     state_digest,
 )
-from .buckets import make_buckets
+from .buckets import check_slots, make_buckets
 from .closure_steps import ClosureSteps
 from .communicator import as_communicator
 from .data_parallel_args import (
@@ -258,6 +258,7 @@ class DistributedOptimizer(ClosureSteps):
     def _checked(self, grads) -> tuple:
         """(grads as a list, the weight): everything ``synchronize`` checks before it writes."""
         grads = check_grads(grads, self._params)
+        check_slots(self._buckets, grads)
         if native_writable(grads):
             return grads, _grad_weight(self.grad_weight, (grads[0].dtype,))
         spans = []  # (not decided natively: the Python check, which names what it refuses)

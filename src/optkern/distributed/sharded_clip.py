@@ -8,9 +8,12 @@ one array per group (a slice through several params) and a rank boundary inside 
 ranks' partial sums were of other chunks, and the norm (hence the clipping factor, the step, the
 params) an ulp or more off the unsharded one (p = 2, 2 ranks, normal gradients). ``synchronize``
 now returns a :class:`ShardGrads`: the same arrays, knowing where they lie among the params. Its
-norm takes each rank's chunks of the params, a chunk cut by a rank boundary put together on the
-rank holding its first element (the ranks' edges exchanged: one allgather of at most two chunks
-a rank), and the ranks' partial sums, gathered in rank order, end as the one process's.
+norm takes each rank's chunks of the params and ends every rank's partial sums, in rank order, as
+the one process ends its own. A chunk cut by a rank boundary is put together from the ranks' edges
+(its elements on each rank) and summed by every rank alike. One allgather carries each rank's
+partial sums and its edges, their lengths known to every rank from the layout (an allgather of
+the edges, an allreduce of the counts and an allgather of the parts before: a ZeRO step with
+clipping at p = 2 made 8 collectives, now 6).
 """
 
 from __future__ import annotations
@@ -47,6 +50,21 @@ class ShardGrads(list):
     def __init__(self, arrays, layout: ShardLayout) -> None:
         super().__init__(arrays)
         self.layout = layout
+
+
+def shard_layout(grads, comm) -> ShardLayout | None:
+    """The layout of ``grads`` where they are a ShardedOptimizer's ``synchronize`` list for ``comm``
+    (``clip_grad_norm_(grads, comm=comm)`` is then the unsharded clip, bit for bit), else None."""
+    if not isinstance(grads, ShardGrads):
+        return None
+    if comm.size != len(grads.layout.bounds) or comm.rank != grads.layout.rank:
+        return None  # (another communicator than the optimizer's: the norm of its ranks' arrays)
+    # (its arrays as synchronize returned them: one a piece of the layout, of its size; a list
+    # changed since is clipped as the plain list of its arrays)
+    sizes = [b - a for a, b in grads.layout.pieces] or [0]
+    if len(grads) != len(sizes) or any(getattr(g, "size", -1) != n for g, n in zip(grads, sizes)):
+        return None
+    return grads.layout
 
 
 def layout_of(z) -> ShardLayout:
@@ -101,21 +119,11 @@ def _take(lay: ShardLayout, grads: list, a: int, b: int):
     raise AssertionError(f"flat range [{a}, {b}) not in this rank's arrays")  # (not reachable)
 
 
-def owned_chunks(lay: ShardLayout, comm, xp, grads: list, k: int) -> list:
-    """This rank's chunks of the params (those whose first element it holds), in flat order, each
-    one array (a view, or a cut chunk put together from the ranks' edges). Collective: one
-    allgather of every rank's edges (its lengths known to every rank from the layout)."""
-    mine = _edges(lay, lay.rank, k)
-    width = max(sum(b - a for a, b in _edges(lay, r, k)) for r in range(len(lay.bounds)))
-    dtype = grads[0].dtype if grads else np.float32
-    send = xp.zeros(width, dtype=dtype)
-    at = 0
-    for a, b in mine:
-        send[at : at + b - a] = _take(lay, grads, a, b)
-        at += b - a
-    every = comm.allgather(send, check=False) if width else send
-    lo, hi = lay.bounds[lay.rank]
-    out = []
+def _starts(lay: ShardLayout, r: int, k: int) -> tuple[list, tuple | None]:
+    """Rank ``r``'s chunks of the params (those whose first element it holds), in flat order: the
+    ones inside its slice and the one a later rank ends (None: no such chunk; it is the last one)."""
+    lo, hi = lay.bounds[r]
+    inside: list = []
     for o, n in lay.params:
         if n == 0 or o + n <= lo:
             continue
@@ -124,15 +132,67 @@ def owned_chunks(lay: ShardLayout, comm, xp, grads: list, k: int) -> list:
         # (the param's chunks that begin on this rank; one begun on an earlier rank is that rank's)
         for s in range(o + -(-(max(lo, o) - o) // k) * k, min(hi, o + n), k):
             e = min(s + k, o + n)
-            if e <= hi:
-                out.append(_take(lay, grads, s, e))
-                continue
-            pieces = [_take(lay, grads, s, hi)]  # (ended by the next ranks: their heads after it)
-            for r in range(lay.rank + 1, len(lay.bounds)):
-                rlo, rhi = lay.bounds[r]
-                if rlo >= e:
-                    break
-                if rhi > rlo:
-                    pieces.append(every[r * width : r * width + min(e, rhi) - rlo])
-            out.append(xp.concatenate(pieces))
-    return out
+            if e > hi:
+                return inside, (s, e)
+            inside.append((s, e))
+    return inside, None
+
+
+def inside_chunks(lay: ShardLayout, grads: list, k: int) -> list:
+    """This rank's chunks of the params inside its slice, in flat order: views of ``grads``."""
+    return [_take(lay, grads, s, e) for s, e in _starts(lay, lay.rank, k)[0]]
+
+
+def every_part(lay: ShardLayout, comm, xp, grads: list, k: int, parts_of, parts=None):
+    """Every rank's partial sums of its chunks of the params, in rank order: the one process's
+    parts of every param's chunks, in flat order. ``parts_of(chunks)``: the float64 partial sums
+    of a list of chunks (one each); ``parts``: those of this rank's :func:`inside_chunks`
+    (None: taken here). Collective: one allgather, of every rank's parts and its edges (the raw
+    elements of the chunks a rank boundary cuts); every rank then puts each cut chunk together
+    and sums it itself. The lengths are known to every rank from the layout: the parts' counts
+    were gathered in an allreduce, and the edges in an allgather of their own before the parts
+    (three collectives, now one)."""
+    world = len(lay.bounds)
+    plans = [_starts(lay, r, k) for r in range(world)]
+    edges = [_edges(lay, r, k) for r in range(world)]
+    dtype = np.dtype(grads[0].dtype if grads else np.float64)
+    per_word = 8 // dtype.itemsize  # (float32 edges: two in a float64 word, bits moved as they are)
+    lens = [sum(b - a for a, b in e) for e in edges]
+    words = [len(inside) + -(-n // per_word) for (inside, _), n in zip(plans, lens)]
+    width = max(words)
+    if parts is None:
+        chunks = inside_chunks(lay, grads, k)
+        parts = parts_of(chunks) if chunks else xp.zeros(0, dtype=np.float64)
+    send = xp.zeros(width, dtype=np.float64)
+    n_in = len(plans[lay.rank][0])
+    send[:n_in] = parts
+    at, mine = 0, send[n_in : n_in + -(-lens[lay.rank] // per_word)].view(dtype)
+    for a, b in edges[lay.rank]:
+        mine[at : at + b - a] = _take(lay, grads, a, b)
+        at += b - a
+    every = comm.allgather(send, check=False) if width and world > 1 else send
+
+    def edge(r: int, a: int, b: int):
+        """Flat elements ``[a, b)`` among rank ``r``'s gathered edges."""
+        block = every[r * width + len(plans[r][0]) : (r + 1) * width].view(dtype)
+        at = 0
+        for ea, eb in edges[r]:
+            if ea <= a and b <= eb:
+                return block[at + a - ea : at + b - ea]
+            at += eb - ea
+        raise AssertionError(f"flat range [{a}, {b}) not in rank {r}'s edges")  # (not reachable)
+
+    cut = []
+    for _, chunk in plans:
+        if chunk is not None:
+            s, e = chunk
+            held = [(q, max(s, lo), min(e, hi)) for q, (lo, hi) in enumerate(lay.bounds) if max(s, lo) < min(e, hi)]
+            cut.append(xp.concatenate([edge(q, a, b) for q, a, b in held]))
+    cut_parts = parts_of(cut) if cut else xp.zeros(0, dtype=np.float64)
+    out, c = [], 0
+    for r, (inside, chunk) in enumerate(plans):
+        out.append(every[r * width : r * width + len(inside)])
+        if chunk is not None:
+            out.append(cut_parts[c : c + 1])
+            c += 1
+    return xp.concatenate(out) if out else xp.zeros(0, dtype=np.float64)

@@ -154,7 +154,7 @@ def _local_operator(
         raise TypeError(f"batches: expected a sequence of (x, y) batches, got {type(batches).__name__}")
     batches = list(batches)  # (once: a generator is read here, and only here)
     _check_batches(batches)
-    if not batches:
+    if not batches and alone:  # (a rank's share of the batches may be none: weight 0, as zero rows)
         raise ValueError("batches: needs at least one (x, y) batch")
     total = sum(int(bx.shape[0]) for bx, _ in batches)
     if total == 0 and alone:
