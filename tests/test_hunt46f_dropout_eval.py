@@ -35,3 +35,16 @@ def test_eval_still_returns_a_float_x_itself(dtype):
     assert norm.dropout(x, 0.5, seed=1, training=False) is x
     y, m = norm.dropout(x, 0.5, seed=1, training=False, return_mask=True)
     assert y is x and m.dtype == np.uint8 and m.shape == x.shape and bool(m.all())
+
+
+def test_backward_counter_overflow_names_dy_and_writes_nothing():
+    """dropout_backward's counter check names its own argument: it said "offset + x.size" of a call
+    that has no x (the seed / offset checks are optkern.random's, written once)."""
+    dy = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"^offset: offset \+ dy\.size overflows the 64-bit counter$"):
+        norm.dropout_backward(dy, 0.5, seed=1, offset=2**64 - 2)
+    with pytest.raises(ValueError, match=r"^offset: offset \+ x\.size overflows the 64-bit counter$"):
+        norm.dropout(dy, 0.5, seed=1, offset=2**64 - 2)
+    np.testing.assert_array_equal(dy, np.ones(3, np.float32))
+    # the last index of the stream, 2**64 - 1, is still one
+    assert norm.dropout_backward(dy, 0.5, seed=1, offset=2**64 - 3).shape == (3,)
