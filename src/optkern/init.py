@@ -36,7 +36,7 @@ from ._init_fill import trunc_normal_ as trunc_normal_
 from ._init_orthogonal import lsuv_ as lsuv_
 from ._init_orthogonal import lsuv_mlp_ as lsuv_mlp_
 from ._init_orthogonal import orthogonal_ as orthogonal_
-from ._init_random import _checked, _fill_normal_, _fill_uniform_, _representable, _target
+from ._init_random import _check_xp, _checked, _fill_normal_, _fill_uniform_, _representable, _target
 from ._init_random import make_rng as make_rng
 from .random import _float_dtype, _shape
 
@@ -239,8 +239,7 @@ def zeros_(w):
 
 
 def _new(fill, shape, dtype, xp, *args, **kw):
-    if xp is not np and getattr(xp, "__name__", None) != "cupy":
-        raise TypeError(f"xp: expected the numpy or cupy module, got {type(xp).__name__}")
+    _check_xp(xp)
     dt = _float_dtype(dtype)
     w = xp.empty(_shape(shape, itemsize=dt.itemsize), dtype=dt)
     return fill(w, *args, **kw)
