@@ -7,7 +7,9 @@ a new array. Randomness comes from ``rng``: an int seed, a
 entropy). A seed gives a generator of the array's own library (NumPy for
 NumPy arrays, CuPy for CuPy arrays); a NumPy generator also works for CuPy
 arrays (numbers drawn on the host, copied over), which makes CPU and GPU
-initializations identical.
+initializations identical: bit for bit where the draws are only scaled and shifted (the
+normal / uniform families, ``sparse_``), to the device math library's rounding where more
+runs on the device (``orthogonal_``'s QR, ``trunc_normal_``'s inverse CDF: its ``log``).
 
 Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out``: a weight of
 shape ``(out, in, *kernel)`` has ``fan_in = in * prod(kernel)`` and
