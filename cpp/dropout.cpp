@@ -80,7 +80,7 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
 void register_dropout(py::module_& m) {
   m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
         py::arg("mask") = py::none(),
-        "out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.");
+        "out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.");
   register_random(m);
 }
 

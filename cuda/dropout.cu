@@ -130,7 +130,7 @@ void register_dropout(py::module_& m) {
         "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");
   m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
         py::arg("mask") = py::none(),
-        "out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.");
+        "out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.");
 }
 
 }  // namespace optkern

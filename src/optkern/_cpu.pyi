@@ -480,7 +480,7 @@ def dropout_(
     mask: typing.Any = None,
 ) -> None:
     """
-    out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.
+    out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.
     """
 
 def first_readonly_(arrays: list) -> int:

@@ -388,7 +388,7 @@ def dropout_(
     mask: typing.Any = None,
 ) -> None:
     """
-    out = x * keep / (1 - p) with keep = philox uniform(offset + i) >= float32(p); out may be x.
+    out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.
     """
 
 def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any) -> None:

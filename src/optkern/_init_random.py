@@ -25,9 +25,17 @@ def _check_rng(rng) -> None:
         raise TypeError(f"rng: expected an int seed, a numpy/cupy Generator or None, got {type(rng).__name__}")
 
 
+def _check_xp(xp):
+    """``xp`` if it is the numpy or the cupy module, else TypeError naming ``xp``."""
+    if xp is not np and getattr(xp, "__name__", None) != "cupy":
+        raise TypeError(f"xp: expected the numpy or cupy module, got {type(xp).__name__}")
+    return xp
+
+
 def make_rng(rng, xp=np):
-    """A generator for library ``xp`` from an int seed, a Generator or None."""
+    """A generator for library ``xp`` (the numpy or cupy module) from an int seed, a Generator or None."""
     _check_rng(rng)
+    _check_xp(xp)  # (a string or another module raised AttributeError, or passed with a Generator)
     if rng is None or isinstance(rng, numbers.Integral):
         return xp.random.default_rng(rng)
     return rng

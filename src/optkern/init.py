@@ -7,7 +7,9 @@ a new array. Randomness comes from ``rng``: an int seed, a
 entropy). A seed gives a generator of the array's own library (NumPy for
 NumPy arrays, CuPy for CuPy arrays); a NumPy generator also works for CuPy
 arrays (numbers drawn on the host, copied over), which makes CPU and GPU
-initializations identical.
+initializations identical: bit for bit where the draws are only scaled and shifted (the
+normal / uniform families, ``sparse_``), to the device math library's rounding where more
+runs on the device (``orthogonal_``'s QR, ``trunc_normal_``'s inverse CDF: its ``log``).
 
 Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out``: a weight of
 shape ``(out, in, *kernel)`` has ``fan_in = in * prod(kernel)`` and
@@ -36,7 +38,7 @@ from ._init_fill import trunc_normal_ as trunc_normal_
 from ._init_orthogonal import lsuv_ as lsuv_
 from ._init_orthogonal import lsuv_mlp_ as lsuv_mlp_
 from ._init_orthogonal import orthogonal_ as orthogonal_
-from ._init_random import _checked, _fill_normal_, _fill_uniform_, _representable, _target
+from ._init_random import _check_xp, _checked, _fill_normal_, _fill_uniform_, _representable, _target
 from ._init_random import make_rng as make_rng
 from .random import _float_dtype, _shape
 
@@ -239,8 +241,7 @@ def zeros_(w):
 
 
 def _new(fill, shape, dtype, xp, *args, **kw):
-    if xp is not np and getattr(xp, "__name__", None) != "cupy":
-        raise TypeError(f"xp: expected the numpy or cupy module, got {type(xp).__name__}")
+    _check_xp(xp)
     dt = _float_dtype(dtype)
     w = xp.empty(_shape(shape, itemsize=dt.itemsize), dtype=dt)
     return fill(w, *args, **kw)

@@ -67,13 +67,20 @@ def _u64(name: str, value) -> int:
     return v
 
 
+def _seed_offset(seed, offset, size: int, what: str = "size") -> tuple[int, int]:
+    """``seed`` and ``offset`` as integers in [0, 2**64), the stream's indices ``offset .. offset +
+    size - 1`` below 2**64 too (``what`` names the size in the message); the checks of every Philox
+    stream's arguments (here and optkern.norm.dropout)."""
+    seed, offset = _u64("seed", seed), _u64("offset", offset)
+    if offset + size > _UINT64_MAX + 1:
+        raise ValueError(f"offset: offset + {what} overflows the 64-bit counter")
+    return seed, offset
+
+
 def _prepare(shape, seed, offset, dtype, like):
     dt = _float_dtype(dtype, (np.float32, np.float64))
     shape = _shape(shape, itemsize=dt.itemsize)
-    seed = _u64("seed", seed)
-    offset = _u64("offset", offset)
-    if offset + math.prod(shape) > _UINT64_MAX + 1:
-        raise ValueError("offset: offset + size overflows the 64-bit counter")
+    seed, offset = _seed_offset(seed, offset, math.prod(shape))
     if like is not None and _backend.is_cupy(like):
         import cupy
 

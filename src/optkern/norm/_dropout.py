@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..random import _seed_offset
 from ._common import _native_name, _ndarray, _xp
 
 
@@ -39,10 +40,11 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     _ndarray("x", x)
     mod = _backend.backend(("x", x))
     p = _backend.in_range("p", p, 0.0, 1.0)
-    seed, offset = _seed_offset(seed, offset, x.size)
+    seed, offset = _seed_offset(seed, offset, x.size, "x.size")
     training, return_mask = _backend.flag("training", training), _backend.flag("return_mask", return_mask)
     xp = _xp(x)
     if not training:
+        _dropout_dtype(x)
         return (x, xp.ones(x.shape, dtype=np.uint8)) if return_mask else x
     y = xp.empty_like(x)
     mask = xp.empty(x.shape, dtype=np.uint8) if return_mask else None
@@ -56,7 +58,7 @@ def dropout_backward(dy, p, seed, offset=0):
     _ndarray("dy", dy)
     mod = _backend.backend(("dy", dy))
     p = _backend.in_range("p", p, 0.0, 1.0)
-    seed, offset = _seed_offset(seed, offset, dy.size)
+    seed, offset = _seed_offset(seed, offset, dy.size, "dy.size")
     dx = _xp(dy).empty_like(dy)
     try:
         mod.dropout_(dy, dx, p, seed, offset, None)
@@ -66,13 +68,13 @@ def dropout_backward(dy, p, seed, offset=0):
     return dx
 
 
-def _seed_offset(seed, offset, size):
-    seed = _backend.integer("seed", int(seed) if isinstance(seed, np.integer) else seed, lo=0)
-    offset = _backend.integer("offset", int(offset) if isinstance(offset, np.integer) else offset, lo=0)
-    if seed >= 1 << 64:
-        raise ValueError(f"seed: must be < 2**64, got {seed}")
-    if offset >= 1 << 64:
-        raise ValueError(f"offset: must be < 2**64, got {offset}")
-    if offset + size > 1 << 64:
-        raise ValueError("offset: offset + x.size overflows the 64-bit counter")
-    return seed, offset
+#: the dtypes the native dropout_ takes (bfloat16 aside: ml_dtypes', ``_backend.is_bfloat16``)
+_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _dropout_dtype(x) -> None:
+    """In eval mode no kernel runs, so x's dtype is checked here, with the native check's message:
+    an integer, complex or byte-swapped x was returned unchanged in eval and refused in training, so
+    a pipeline checked in eval failed at its first training step."""
+    if not (x.dtype in _DTYPES or _backend.is_bfloat16(x.dtype)):
+        raise TypeError(f"x: expected float16, bfloat16, float32 or float64, got {x.dtype}")
