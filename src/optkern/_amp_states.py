@@ -76,11 +76,26 @@ class Iteration:
         unscaled (the single-optimizer form, which ``unscale_`` allows once per iteration). A step on
         other grads (another optimizer's) leaves it READY, its grads unscaled by the step, as torch
         tracks each optimizer's own unscale: claimed by any step, they were stepped still scaled."""
-        if self.pending is None or id(optimizer) in self.states:
-            return
-        if self.pending_grads is None or memory_of(grads) == self.pending_grads:
+        if self.holds_pending(optimizer, grads):
             self.record(optimizer, OptState.UNSCALED, self.pending)
             self.pending, self.pending_grads = None, None
+
+    def refuse_pending(self, optimizer, grads) -> None:
+        """RuntimeError when ``unscale_(optimizer, grads)`` names the grads ``unscale_(grads)``
+        unscaled: unscaled again they were divided by the scale twice, silently (torch's unscale_
+        refuses a second call for one optimizer). Nothing is recorded: its step claims them."""
+        if self.holds_pending(optimizer, grads):
+            raise RuntimeError(
+                "unscale_() has already been called on these grads (unscale_(grads)) since the last "
+                "update(); step(optimizer, grads) takes them as this optimizer's, unscaled"
+            )
+
+    def holds_pending(self, optimizer, grads) -> bool:
+        """Whether ``grads`` of a READY ``optimizer`` are those ``unscale_(grads)`` unscaled and no
+        step claimed yet (the same memory; any grads when that memory is unknown)."""
+        if self.pending is None or id(optimizer) in self.states:
+            return False
+        return self.pending_grads is None or memory_of(grads) == self.pending_grads
 
     def flags(self) -> list:
         """Every found_inf flag recorded, for ``update()`` (none for an optimizer unscaled with

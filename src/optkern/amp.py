@@ -199,6 +199,7 @@ class GradScaler(ScalerPasses):
             raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
         if stage is OptState.STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
+        self._iteration.refuse_pending(optimizer, grads)  # (unscale_(grads) unscaled these: not twice)
         try:
             _check_grads_of(optimizer, grads)  # (before the grads are unscaled in place)
         except (TypeError, ValueError) as e:  # (every rank of a distributed wrapper raises)
