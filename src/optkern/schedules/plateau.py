@@ -244,11 +244,11 @@ class ReduceLROnPlateau:
             raw = [default] * n
         new["min_lrs"], _ = _min_lrs("state['min_lrs']", raw, n)
         new["default_min_lr"] = default
-        worse = _mode_worse(new["mode"])
-        if state["mode_worse"] != worse:
-            raise ValueError(
-                f"state['mode_worse']: must be {worse} in mode {new['mode']!r}, got {state['mode_worse']!r}"
-            )
+        # +-inf, the start of ``best`` in either mode, as saved: a mode assigned mid-run leaves torch's
+        # (and this one's) at the constructor's mode, and the run's own state_dict was refused here
+        worse = _signed("state['mode_worse']", state["mode_worse"])
+        if not math.isinf(worse):
+            raise ValueError(f"state['mode_worse']: must be inf or -inf, got {worse!r}")
         new["mode_worse"] = worse
         last = state["_last_lr"]
         if not isinstance(last, (list, tuple)):
@@ -261,8 +261,6 @@ class ReduceLROnPlateau:
                 "(a state of a scheduler over another optimizer)"
             )
         new["_last_lr"] = [_backend.nonnegative(f"state['_last_lr'][{i}]", _item(x)) for i, x in enumerate(last)]
-        if new["cooldown_counter"] > new["cooldown"]:
-            raise ValueError(
-                f"state['cooldown_counter']: {new['cooldown_counter']} is above state['cooldown'] {new['cooldown']}"
-            )
+        # (a cooldown_counter above cooldown taken, as torch takes it: a cooldown assigned lower during
+        # a cooldown leaves it so, and the run's own state_dict, torch's too, was refused here)
         self.__dict__.update(new)
