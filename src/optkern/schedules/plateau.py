@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from .. import _backend
 from ..lowp import _option
-from ._group_values import _item, _put, _scalar, param_groups
+from ._group_values import _item, _put, _scalar, check_put, param_groups
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -202,6 +202,8 @@ class ReduceLROnPlateau:
         new = None
         if bad > s["patience"]:
             new = [max(old * s["factor"], m) for old, m in zip(lrs, s["min_lrs"])]
+            for i, g in enumerate(groups):  # (each written in place can take its value, before any is)
+                check_put(g["lr"], f"optimizer.param_groups[{i}]['lr']")
             cooldown, bad = s["cooldown"], 0
         if s["last_epoch"] == _backend.INT64_MAX:
             raise ValueError(f"last_epoch: must be <= {_backend.INT64_MAX - 1} to step, got {s['last_epoch']}")
