@@ -86,3 +86,12 @@ def test_writable_float_values_are_still_written_in_place():
     sc.step()
     assert opt.param_groups[0]["lr"] is f32 and f32[0] == np.float32(0.1 * 0.5)
     assert opt.param_groups[1]["lr"] is t and t.item() == pytest.approx(0.05, rel=1e-7)
+
+
+def test_plateau_group_left_as_it_is_may_hold_a_read_only_lr():
+    # a group already at its min_lr is not written (torch skips it): its entry is not refused
+    opt = _opt(_read_only())
+    s = S.ReduceLROnPlateau(opt, patience=0, min_lr=[0.0, 0.1])
+    s.step(1.0)
+    s.step(2.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01) and opt.param_groups[1]["lr"][0] == 0.1

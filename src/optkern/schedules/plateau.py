@@ -199,18 +199,18 @@ class ReduceLROnPlateau:
         if cooldown > 0:
             cooldown -= 1
             bad = 0  # bad epochs in the cooldown are not counted
-        new = None
+        new: list = []  # (group index, its reduced lr) for the groups written
         if bad > s["patience"]:
-            new = [max(old * s["factor"], m) for old, m in zip(lrs, s["min_lrs"])]
-            for i, g in enumerate(groups):  # (each written in place can take its value, before any is)
-                check_put(g["lr"], f"optimizer.param_groups[{i}]['lr']")
+            reduced = [max(old * s["factor"], m) for old, m in zip(lrs, s["min_lrs"])]
+            # (a smaller reduction skipped, as torch skips it; each written checked before any is)
+            new = [(i, v) for i, (old, v) in enumerate(zip(lrs, reduced)) if old - v > s["eps"]]
+            for i, _ in new:
+                check_put(groups[i]["lr"], f"optimizer.param_groups[{i}]['lr']")
             cooldown, bad = s["cooldown"], 0
         if s["last_epoch"] == _backend.INT64_MAX:
             raise ValueError(f"last_epoch: must be <= {_backend.INT64_MAX - 1} to step, got {s['last_epoch']}")
-        if new is not None:
-            for g, old, v in zip(groups, lrs, new):
-                if old - v > s["eps"]:  # (a smaller reduction skipped, as torch skips it)
-                    _put(g, "lr", v)
+        for i, v in new:
+            _put(groups[i], "lr", v)
         self.min_lrs = s["min_lrs"]
         self.best, self.num_bad_epochs, self.cooldown_counter = best, bad, cooldown
         self.last_epoch = s["last_epoch"] + 1
