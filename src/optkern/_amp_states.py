@@ -35,8 +35,9 @@ class Iteration:
     """The stages and found_inf flags recorded since the last ``update()``."""
 
     def __init__(self) -> None:
-        #: id(optimizer) -> [stage, found_inf flag, the optimizer] (recorded once its grads were
-        #: checked; the optimizer held so that its id is not reused by another within the iteration)
+        #: id(optimizer) -> [stage, found_inf flag, the optimizer, the unscaled grads' memory_of]
+        #: (recorded once its grads were checked; the optimizer held so that its id is not reused by
+        #: another within the iteration; the memory of grads unscale_ unscaled, else None)
         self.states: dict[int, list] = {}
         #: the flag of ``unscale_(grads)`` (no optimizer named) that no step has claimed yet
         self.pending: Any = None
@@ -54,8 +55,22 @@ class Iteration:
     def found_inf(self, optimizer):
         return self.states[id(optimizer)][1]
 
-    def record(self, optimizer, stage: OptState, found_inf) -> None:
-        self.states[id(optimizer)] = [stage, found_inf, optimizer]
+    def record(self, optimizer, stage: OptState, found_inf, unscaled: tuple | None = None) -> None:
+        self.states[id(optimizer)] = [stage, found_inf, optimizer, unscaled]
+
+    def check_unscaled(self, optimizer, grads) -> None:
+        """ValueError naming ``grads`` when an ``unscale_`` of ``optimizer`` unscaled other grads
+        (another memory) than the ``grads`` its step takes: taken as unscaled, they were stepped on
+        still scaled and skipped on the other grads' flag (an inf among them written into the params)."""
+        entry = self.states.get(id(optimizer))
+        if entry is None or entry[0] is not OptState.UNSCALED or entry[3] is None:
+            return
+        given = memory_of(grads)  # (None: no list of arrays, which the step's own checks name)
+        if given is not None and given != entry[3]:
+            raise ValueError(
+                "grads: not the grads unscale_() unscaled for this optimizer since the last update() "
+                "(step(optimizer, grads) takes the grads unscale_ was given)"
+            )
 
     def stepping(self, optimizer, found_inf) -> list | None:
         """Record ``optimizer`` STEPPED before its step runs (outside the scaler's lock: an
@@ -76,11 +91,26 @@ class Iteration:
         unscaled (the single-optimizer form, which ``unscale_`` allows once per iteration). A step on
         other grads (another optimizer's) leaves it READY, its grads unscaled by the step, as torch
         tracks each optimizer's own unscale: claimed by any step, they were stepped still scaled."""
-        if self.pending is None or id(optimizer) in self.states:
-            return
-        if self.pending_grads is None or memory_of(grads) == self.pending_grads:
-            self.record(optimizer, OptState.UNSCALED, self.pending)
+        if self.holds_pending(optimizer, grads):
+            self.record(optimizer, OptState.UNSCALED, self.pending, self.pending_grads)
             self.pending, self.pending_grads = None, None
+
+    def refuse_pending(self, optimizer, grads) -> None:
+        """RuntimeError when ``unscale_(optimizer, grads)`` names the grads ``unscale_(grads)``
+        unscaled: unscaled again they were divided by the scale twice, silently (torch's unscale_
+        refuses a second call for one optimizer). Nothing is recorded: its step claims them."""
+        if self.holds_pending(optimizer, grads):
+            raise RuntimeError(
+                "unscale_() has already been called on these grads (unscale_(grads)) since the last "
+                "update(); step(optimizer, grads) takes them as this optimizer's, unscaled"
+            )
+
+    def holds_pending(self, optimizer, grads) -> bool:
+        """Whether ``grads`` of a READY ``optimizer`` are those ``unscale_(grads)`` unscaled and no
+        step claimed yet (the same memory; any grads when that memory is unknown)."""
+        if self.pending is None or id(optimizer) in self.states:
+            return False
+        return self.pending_grads is None or memory_of(grads) == self.pending_grads
 
     def flags(self) -> list:
         """Every found_inf flag recorded, for ``update()`` (none for an optimizer unscaled with

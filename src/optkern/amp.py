@@ -169,8 +169,8 @@ class GradScaler(ScalerPasses):
     def unscale_(self, optimizer=None, grads=None):
         """``unscale_(optimizer, grads)``: divide ``optimizer``'s float32 ``grads`` by the scale in
         place, once per optimizer per iteration (torch's ``unscale_(optimizer)``); its ``step``
-        then steps on them unless one is inf/NaN. Returns found_inf: a bool for NumPy grads, the
-        1-element float32 device flag for CuPy grads (no synchronization). RuntimeError, as
+        then steps on them unless one is inf/NaN (on other grads: ValueError). Returns found_inf: a
+        bool for NumPy grads, the 1-element float32 device flag for CuPy grads (no synchronization). RuntimeError, as
         torch's, when this optimizer was unscaled or stepped since the last ``update()``.
 
         ``unscale_(grads)`` (no optimizer) is the single-optimizer form: once per iteration, the
@@ -199,6 +199,7 @@ class GradScaler(ScalerPasses):
             raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
         if stage is OptState.STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
+        self._iteration.refuse_pending(optimizer, grads)  # (unscale_(grads) unscaled these: not twice)
         try:
             _check_grads_of(optimizer, grads)  # (before the grads are unscaled in place)
         except (TypeError, ValueError) as e:  # (every rank of a distributed wrapper raises)
@@ -212,7 +213,7 @@ class GradScaler(ScalerPasses):
             found = self._unscale(grads)
         # (every grad None: recorded with no flag, as torch records an optimizer without grads;
         # its step() then raises, having nothing checked to step on)
-        self._iteration.record(optimizer, OptState.UNSCALED, found)
+        self._iteration.record(optimizer, OptState.UNSCALED, found, memory_of(grads))
         if found is None:
             return False
         return found if _backend.is_cupy(found) else bool(found[0])
@@ -276,6 +277,7 @@ class GradScaler(ScalerPasses):
         if it.stage(optimizer) is OptState.STEPPED:
             raise RuntimeError("step() has already been called since the last update().")
         it.claim_pending(optimizer, grads)
+        it.check_unscaled(optimizer, grads)  # (the grads unscale_ unscaled, or ValueError)
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
         ready = it.stage(optimizer) is OptState.READY

@@ -9,10 +9,14 @@ mean of the n + 1 iterates) and ``avg <- lerp(avg, p, 1 - decay)`` for
 Against torch's AveragedModel with its multi-tensor averages: float32 (SWA and EMA) and float64 EMA
 are the same bits. float64 SWA is not, by choice: torch's ``get_swa_multi_avg_fn`` takes its weight
 ``1 / (n_averaged + 1)`` from its int64 count tensor, which makes a float32 tensor (torch's default
-dtype), while the weight here is the exact double. This average is the float64 mean of the iterates
-to float64 rounding; torch's differs from it by at most 2**-24 (~6e-8) times the largest
-``|p - average|`` an update folded in (each weight's float32 error, damped by the later updates):
-``tests/test_hunt43i_swa_float64.py``.
+dtype), while the weight here is the exact double. torch's differs from this average by at most
+2**-24 (~6e-8) times the largest ``|p - average|`` an update folded in (each weight's float32 error,
+damped by the later updates): ``tests/test_hunt43i_swa_float64.py``. (torch's default on the CPU,
+without ``multi_avg_fn``, is ``get_swa_avg_fn``'s ``avg + (p - avg) / (n + 1)``, rounded otherwise.)
+
+A running mean rounds at every update, so its distance from the exact mean of the iterates grows
+with their count, in either dtype (as torch's): after 1e4 updates, ~10 ulps of the mean typical
+and ~70 at most (``tests/test_hunt46h_swa.py``; the docs said "the mean to float64 rounding").
 
 NumPy or CuPy params (all of one kind): the averages live next to them (CuPy on their device)
 and the update runs there (``_cuda.swa_lerp_``, the same rule and the same bits as on the CPU).

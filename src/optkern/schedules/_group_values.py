@@ -56,6 +56,27 @@ def _detached(v):
 _PLAIN_VALUES = frozenset({float, int})
 
 
+def check_put(v, where: str) -> None:
+    """A group value :func:`_put` writes in place can take a float, else TypeError / ValueError naming
+    ``where``: run over every group before any is written. Unchecked, a read-only NumPy array raised
+    NumPy's unnamed "assignment destination is read-only" (a leaf tensor that requires grad, torch's
+    in-place error) after the groups before it were written, and an integer array took the value
+    truncated (an lr of 0.05 written as 0), silently."""
+    if type(v) in _PLAIN_VALUES or not _fills_in_place(v):
+        return
+    floating = getattr(v, "is_floating_point", None)  # (a torch tensor)
+    if callable(floating):
+        if not floating():
+            raise TypeError(f"{where}: a {v.dtype} tensor cannot hold the value (a floating tensor can)")
+        if v.requires_grad and v.is_leaf:
+            raise ValueError(f"{where}: a leaf tensor that requires grad cannot be written in place")
+        return
+    if np.dtype(v.dtype).kind != "f":
+        raise TypeError(f"{where}: a {v.dtype} array cannot hold the value (a floating array can)")
+    if not getattr(getattr(v, "flags", None), "writeable", True):  # (a CuPy array has no such flag)
+        raise ValueError(f"{where}: array is read-only")
+
+
 def _put(g: dict, key: str, v: float) -> None:
     """Write ``v`` as the group's ``key`` entry: a device-resident value (a capturable GPU optimizer's
     lr, a tensor lr) is updated in place, as torch's schedulers do, so that a captured CUDA graph

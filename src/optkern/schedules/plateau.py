@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from .. import _backend
 from ..lowp import _option
-from ._group_values import _item, _put, _scalar, param_groups
+from ._group_values import _item, _put, _scalar, check_put, param_groups
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -199,16 +199,18 @@ class ReduceLROnPlateau:
         if cooldown > 0:
             cooldown -= 1
             bad = 0  # bad epochs in the cooldown are not counted
-        new = None
+        new: list = []  # (group index, its reduced lr) for the groups written
         if bad > s["patience"]:
-            new = [max(old * s["factor"], m) for old, m in zip(lrs, s["min_lrs"])]
+            reduced = [max(old * s["factor"], m) for old, m in zip(lrs, s["min_lrs"])]
+            # (a smaller reduction skipped, as torch skips it; each written checked before any is)
+            new = [(i, v) for i, (old, v) in enumerate(zip(lrs, reduced)) if old - v > s["eps"]]
+            for i, _ in new:
+                check_put(groups[i]["lr"], f"optimizer.param_groups[{i}]['lr']")
             cooldown, bad = s["cooldown"], 0
         if s["last_epoch"] == _backend.INT64_MAX:
             raise ValueError(f"last_epoch: must be <= {_backend.INT64_MAX - 1} to step, got {s['last_epoch']}")
-        if new is not None:
-            for g, old, v in zip(groups, lrs, new):
-                if old - v > s["eps"]:  # (a smaller reduction skipped, as torch skips it)
-                    _put(g, "lr", v)
+        for i, v in new:
+            _put(groups[i], "lr", v)
         self.min_lrs = s["min_lrs"]
         self.best, self.num_bad_epochs, self.cooldown_counter = best, bad, cooldown
         self.last_epoch = s["last_epoch"] + 1
@@ -244,11 +246,11 @@ class ReduceLROnPlateau:
             raw = [default] * n
         new["min_lrs"], _ = _min_lrs("state['min_lrs']", raw, n)
         new["default_min_lr"] = default
-        worse = _mode_worse(new["mode"])
-        if state["mode_worse"] != worse:
-            raise ValueError(
-                f"state['mode_worse']: must be {worse} in mode {new['mode']!r}, got {state['mode_worse']!r}"
-            )
+        # +-inf, the start of ``best`` in either mode, as saved: a mode assigned mid-run leaves torch's
+        # (and this one's) at the constructor's mode, and the run's own state_dict was refused here
+        worse = _signed("state['mode_worse']", state["mode_worse"])
+        if not math.isinf(worse):
+            raise ValueError(f"state['mode_worse']: must be inf or -inf, got {worse!r}")
         new["mode_worse"] = worse
         last = state["_last_lr"]
         if not isinstance(last, (list, tuple)):
@@ -261,8 +263,6 @@ class ReduceLROnPlateau:
                 "(a state of a scheduler over another optimizer)"
             )
         new["_last_lr"] = [_backend.nonnegative(f"state['_last_lr'][{i}]", _item(x)) for i, x in enumerate(last)]
-        if new["cooldown_counter"] > new["cooldown"]:
-            raise ValueError(
-                f"state['cooldown_counter']: {new['cooldown_counter']} is above state['cooldown'] {new['cooldown']}"
-            )
+        # (a cooldown_counter above cooldown taken, as torch takes it: a cooldown assigned lower during
+        # a cooldown leaves it so, and the run's own state_dict, torch's too, was refused here)
         self.__dict__.update(new)

@@ -11,7 +11,7 @@ import math
 import numbers
 
 from .. import _backend
-from ._group_values import _detached, _item, _put, _scalar, param_groups
+from ._group_values import _detached, _item, _put, _scalar, check_put, param_groups
 from ._scale_warning import ScheduleScaleWarning, _value, warn_if_suspect
 from .base import Schedule, as_schedule, check_step
 
@@ -104,6 +104,7 @@ class Scheduler:
         self.last_step = 0
         self._last_values: list = []
         values = self._values(0, self.base_values, relative)  # every check before the groups change
+        self._check_writes()
         warn_if_suspect(self.schedule, self.base_values, relative, self._label)
         for g in groups:
             g.setdefault(init, _detached(self._get(g)))
@@ -186,6 +187,13 @@ class Scheduler:
                 "base value per group continues the step count)"
             )
 
+    def _check_writes(self) -> None:
+        """Every group's entry written in place can take its value (``check_put``), before any is."""
+        if self.index is None:
+            for i, g in enumerate(self.optimizer.param_groups):
+                if type(g[self.key]) is not float:  # (the common case: no name built, ~0.3 us a group)
+                    check_put(g[self.key], self._where(i))
+
     def _write(self, values: list) -> None:
         groups, key = self.optimizer.param_groups, self.key
         for g, v in zip(groups, values):
@@ -212,6 +220,7 @@ class Scheduler:
             raise ValueError(f"last_step: must be <= {_backend.INT64_MAX - 1} to step, got {t}")
         t += 1
         values = self._values(t, self.base_values, self._relative())
+        self._check_writes()
         self._write(values)
         self.last_step = t
 
@@ -263,6 +272,7 @@ class Scheduler:
         # named as the caller wrote it (check_step said "step:")
         last_step = _backend.integer("state['last_step']", state["last_step"], 0, _backend.INT64_MAX)
         values = self._values(last_step, base, relative)
+        self._check_writes()
         self.last_step, self.base_values, self.relative = last_step, base, relative
         for g, b in zip(self.optimizer.param_groups, base):
             g["initial_" + self._label] = b
