@@ -149,12 +149,9 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         report.write_json({**results, "interrupted": True}, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint, comm=comm)
-    try:
-        report.write_json(results, args.out)
-    except KeyboardInterrupt:
-        # Ctrl-C or SIGTERM after the last run: the last checkpoint (every run, "interrupted") stays,
-        # and the report is still written, marked so -- it escaped with no report and exit 130
-        results["interrupted"] = True
+    # results.json is written last: an interrupt while the figures or the report were drawn set
+    # "interrupted" after a results.json written first had said false. Until then the last
+    # checkpoint (every run, marked interrupted) stands for it.
     figures: list = []
     if not args.no_plots:
         try:
@@ -164,7 +161,7 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
                     'optkern study: plots skipped: matplotlib is not installed (pip install "optkern[study]")',
                     file=sys.stderr,
                 )
-        except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
+        except KeyboardInterrupt:  # a Ctrl-C while drawing: still write the report
             results["interrupted"] = True
 
     def write_report() -> str:
@@ -181,6 +178,13 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
     except KeyboardInterrupt:
         # the first Ctrl-C / SIGTERM while the report is written (later SIGTERMs are ignored):
         # written again, marked -- it escaped with report.md left "Not finished" and exit 130
+        results["interrupted"] = True
+        path = write_report()
+    try:
+        report.write_json(results, args.out)
+    except KeyboardInterrupt:
+        # the first interrupt here: the last checkpoint stays (every run, "interrupted"), and the
+        # report, written unmarked, is written again marked, so that the two agree
         results["interrupted"] = True
         path = write_report()
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say

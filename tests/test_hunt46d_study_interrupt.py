@@ -1,0 +1,69 @@
+"""``optkern study``: an interrupt after the last run, while the figures or the report are written
+(hunt 46d). results.json was written before them with ``"interrupted": false``, and the interrupt
+then only marked report.md (exit 130): the two disagreed, and results.json said the study ended
+normally. results.json is now written last; an interrupt while writing it leaves the last
+checkpoint (every run, marked interrupted) and the report is written again, marked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from optkern.cli import main
+from optkern.study import plots, report
+
+_ARGS = ["study", "--quick", "--optimizers", "sgd", "--norms", "none", "--epochs", "1", "--hidden", "8"]
+_ARGS += ["--curvature-samples", "32", "--checkpoints", "2", "--jobs", "1", "--quiet"]
+
+
+def _once(real, when=lambda *a, **k: True):
+    """``real``, raising KeyboardInterrupt the first time ``when`` holds for its arguments."""
+    done = []
+
+    def wrapped(*a, **k):
+        if not done and when(*a, **k):
+            done.append(1)
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    return wrapped
+
+
+def _check(out):
+    results = json.loads((out / "results.json").read_text())
+    text = (out / "report.md").read_text()
+    assert results["interrupted"] is True
+    assert [r["status"] for r in results["runs"]] == ["done"]
+    assert "**Interrupted**" in text and "Not finished" not in text
+
+
+def test_an_interrupt_while_the_figures_are_drawn_is_recorded_in_results_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "make_plots", _once(plots.make_plots))
+    out = tmp_path / "out"
+    assert main([*_ARGS, "--out", str(out)]) == 130
+    _check(out)
+
+
+@pytest.mark.parametrize("no_plots", [True, False])
+def test_an_interrupt_while_the_report_is_written_is_recorded_in_results_json(tmp_path, monkeypatch, no_plots):
+    monkeypatch.setattr(plots, "make_plots", lambda results, out: [])  # (speed: figures are not the point)
+    monkeypatch.setattr(report, "write_markdown", _once(report.write_markdown))
+    out = tmp_path / "out"
+    assert main([*_ARGS, *(["--no-plots"] if no_plots else []), "--out", str(out)]) == 130
+    _check(out)
+
+
+def test_an_interrupt_while_results_json_is_written_keeps_the_marked_checkpoint(tmp_path, monkeypatch):
+    final = _once(report.write_json, lambda results, out: results["interrupted"] is False)
+    monkeypatch.setattr(report, "write_json", final)
+    out = tmp_path / "out"
+    assert main([*_ARGS, "--no-plots", "--out", str(out)]) == 130
+    _check(out)
+
+
+def test_a_study_not_interrupted_says_so(tmp_path):
+    out = tmp_path / "out"
+    assert main([*_ARGS, "--no-plots", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["interrupted"] is False
+    assert "**Interrupted**" not in (out / "report.md").read_text()
