@@ -382,6 +382,14 @@ def _config(args) -> StudyConfig:
             raise ConfigError(
                 field, f"applies to {users}; this study runs {', '.join(cfg.optimizers)} (add one with --optimizers)"
             )
+    # The Hessian is measured at epoch 0 and at most once per epoch after it: more checkpoints were
+    # measured epochs + 1 times, silently. Only a count given is refused: the default follows --epochs.
+    if getattr(args, "checkpoints", None) is not None and cfg.checkpoints > cfg.epochs + 1:
+        raise ConfigError(
+            "checkpoints",
+            f"at most --epochs + 1 = {cfg.epochs + 1} (epoch 0 and each of the {cfg.epochs} epochs), "
+            f"got {cfg.checkpoints}",
+        )
     if cfg.device != "cpu" and cfg.jobs > 1:  # (study_jobs: one run at a time on the one GPU)
         raise ConfigError("jobs", f"runs train one at a time on a GPU; got {cfg.jobs} (leave it out)")
     if cfg.device == "cuda":
