@@ -204,7 +204,12 @@ class BatchLoader(NativeByName):
         """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
         the loop over it). Inside it, also what those batches were cut from: ``n`` examples, the
         epoch's ``batch_size`` and ``shuffle`` (a loader set up otherwise would have resumed at other
-        examples: :meth:`load_state_dict` converts or refuses)."""
+        examples: :meth:`load_state_dict` converts or refuses). Those three keys are newer than the
+        position: an older optkern refuses them ("unknown key 'n'"), and a mid-epoch state loads only
+        into this version or later, with the same ``n`` and ``shuffle``. A state taken at an epoch's
+        boundary (before or after the loop over an epoch) holds ``epoch``, ``seed`` and ``batch`` = 0
+        alone, which every version since the position was kept loads: take a checkpoint there to
+        move it to an older optkern."""
         state = {"epoch": self._epoch(), "seed": self._seed(), "batch": self._taken()}
         if state["batch"]:
             state.update(n=self.n, batch_size=self.batch_size(), shuffle=self._option("shuffle"))
