@@ -1,8 +1,8 @@
 """``optkern study``: an interrupt after the last run, while the figures or the report are written
 (hunt 46d). results.json was written before them with ``"interrupted": false``, and the interrupt
 then only marked report.md (exit 130): the two disagreed, and results.json said the study ended
-normally. results.json is now written last; an interrupt while writing it leaves the last
-checkpoint (every run, marked interrupted) and the report is written again, marked."""
+normally. results.json is now written again, marked, and a further Ctrl-C while it is written waits
+for its end."""
 
 from __future__ import annotations
 
@@ -54,7 +54,26 @@ def test_an_interrupt_while_the_report_is_written_is_recorded_in_results_json(tm
     _check(out)
 
 
-def test_an_interrupt_while_results_json_is_written_keeps_the_marked_checkpoint(tmp_path, monkeypatch):
+def test_a_ctrl_c_while_results_json_is_written_again_waits_for_it(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    real = report.write_json
+
+    def signalled(results, out):  # the rewrite, marked: a real SIGINT arrives as it starts
+        if results["interrupted"] is True and "elapsed_s" in results:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(results, out)
+
+    monkeypatch.setattr(report, "write_json", signalled)
+    monkeypatch.setattr(plots, "make_plots", _once(plots.make_plots))
+    out = tmp_path / "out"
+    assert main([*_ARGS, "--out", str(out)]) == 130
+    _check(out)
+    assert "elapsed_s" in json.loads((out / "results.json").read_text())  # the final results, not a checkpoint
+
+
+def test_an_interrupt_while_results_json_is_first_written_keeps_the_marked_checkpoint(tmp_path, monkeypatch):
     final = _once(report.write_json, lambda results, out: results["interrupted"] is False)
     monkeypatch.setattr(report, "write_json", final)
     out = tmp_path / "out"

@@ -142,6 +142,7 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
     import os
     import sys
 
+    from .._atomic import Uninterrupted
     from . import plots, report
 
     def checkpoint(results):  # keep a valid results.json after every run
@@ -149,9 +150,13 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         report.write_json({**results, "interrupted": True}, args.out)
 
     results = run_study(train, val, cfg, progress=not args.quiet, on_run_done=checkpoint, comm=comm)
-    # results.json is written last: an interrupt while the figures or the report were drawn set
-    # "interrupted" after a results.json written first had said false. Until then the last
-    # checkpoint (every run, marked interrupted) stands for it.
+    try:
+        report.write_json(results, args.out)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM after the last run: the last checkpoint (every run, "interrupted") stays,
+        # and the report is still written, marked so -- it escaped with no report and exit 130
+        results["interrupted"] = True
+    written = results["interrupted"]  # (what results.json says now)
     figures: list = []
     if not args.no_plots:
         try:
@@ -180,13 +185,15 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         # written again, marked -- it escaped with report.md left "Not finished" and exit 130
         results["interrupted"] = True
         path = write_report()
-    try:
-        report.write_json(results, args.out)
-    except KeyboardInterrupt:
-        # the first interrupt here: the last checkpoint stays (every run, "interrupted"), and the
-        # report, written unmarked, is written again marked, so that the two agree
-        results["interrupted"] = True
-        path = write_report()
+    if results["interrupted"] and not written:
+        # interrupted while the figures or the report were drawn: results.json, written before
+        # them, said "interrupted": false where report.md and the exit status say otherwise. Written
+        # again whole (a further Ctrl-C deferred to its end; a further SIGTERM is ignored).
+        try:
+            with Uninterrupted():
+                report.write_json(results, args.out)
+        except KeyboardInterrupt:
+            pass  # (stopping already)
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
