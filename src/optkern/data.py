@@ -221,8 +221,9 @@ class BatchLoader(NativeByName):
         A position inside an epoch resumes at the next example the saved loader would have handed
         out: under another batch size as well when the examples handed out are whole batches of it
         (else ValueError naming ``batch_size_schedule``); another dataset length or ``shuffle`` has
-        another order, refused naming ``x`` / ``shuffle``. ``drop_last`` only decides the epoch's
-        end: this loader's own applies to the rest of it."""
+        another order, refused naming ``x`` / ``shuffle`` (unless every example was handed out: a state
+        taken after the epoch's last batch loads at that epoch's end into any loader). ``drop_last``
+        only decides the epoch's end: this loader's own applies to the rest of it."""
         # (an unknown key refused: {"epoch": 3, "seed": 1, "btach": 5} restarted the epoch silently)
         _backend.state_keys(state, ("epoch", "seed"), ("batch", *_SETUP), "a BatchLoader's")
         epoch = _backend.integer("state['epoch']", state["epoch"], 0)
@@ -260,6 +261,9 @@ class BatchLoader(NativeByName):
         count = -(-n // size)
         if batch > count:
             raise ValueError(f"state['batch']: {batch} batches taken, but {n} examples make {count} of {size}")
+        taken, b = min(batch * size, n), self.batch_size(epoch)
+        if taken == n:  # (all handed out: the epoch's end, whatever its batches, length or order)
+            return self._count(epoch)
         if n != self.n:
             raise ValueError(
                 f"x: the state is {batch} batches into epoch {epoch} of {n} examples, x has {self.n} "
@@ -270,9 +274,6 @@ class BatchLoader(NativeByName):
                 f"shuffle: the state is {batch} batches into an epoch with shuffle={shuffle}, "
                 f"this loader's is {not shuffle}"
             )
-        taken, b = min(batch * size, n), self.batch_size(epoch)
-        if taken == n:  # (all handed out: the epoch's end, whatever its batches)
-            return self._count(epoch)
         if taken % b:
             raise ValueError(
                 f"batch_size_schedule: gives {b} for epoch {epoch}, but the state's {batch} batches of "
