@@ -137,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--checkpoints",
         type=whole_option,
-        help=f"how many times to measure the Hessian per run ({default('checkpoints')})",
+        help="how many times to measure the Hessian per run, at evenly spaced epochs from 0 to the last "
+        f"(1: the last epoch only; at most --epochs + 1, which also caps the unset count; {default('checkpoints')})",
     )
     s.add_argument(
         "--curvature-samples",

@@ -204,7 +204,12 @@ class BatchLoader(NativeByName):
         """The epoch, the seed and ``batch``: how many of the epoch's batches were handed out (0 outside
         the loop over it). Inside it, also what those batches were cut from: ``n`` examples, the
         epoch's ``batch_size`` and ``shuffle`` (a loader set up otherwise would have resumed at other
-        examples: :meth:`load_state_dict` converts or refuses)."""
+        examples: :meth:`load_state_dict` converts or refuses). Those three keys are newer than the
+        position: an older optkern refuses them ("unknown key 'n'"), and a mid-epoch state loads only
+        into this version or later, with the same ``n`` and ``shuffle``. A state taken at an epoch's
+        boundary (before or after the loop over an epoch) holds ``epoch``, ``seed`` and ``batch`` = 0
+        alone, which every version since the position was kept loads: take a checkpoint there to
+        move it to an older optkern."""
         state = {"epoch": self._epoch(), "seed": self._seed(), "batch": self._taken()}
         if state["batch"]:
             state.update(n=self.n, batch_size=self.batch_size(), shuffle=self._option("shuffle"))
@@ -216,8 +221,9 @@ class BatchLoader(NativeByName):
         A position inside an epoch resumes at the next example the saved loader would have handed
         out: under another batch size as well when the examples handed out are whole batches of it
         (else ValueError naming ``batch_size_schedule``); another dataset length or ``shuffle`` has
-        another order, refused naming ``x`` / ``shuffle``. ``drop_last`` only decides the epoch's
-        end: this loader's own applies to the rest of it."""
+        another order, refused naming ``x`` / ``shuffle`` (unless every example was handed out: a state
+        taken after the epoch's last batch loads at that epoch's end into any loader). ``drop_last``
+        only decides the epoch's end: this loader's own applies to the rest of it."""
         # (an unknown key refused: {"epoch": 3, "seed": 1, "btach": 5} restarted the epoch silently)
         _backend.state_keys(state, ("epoch", "seed"), ("batch", *_SETUP), "a BatchLoader's")
         epoch = _backend.integer("state['epoch']", state["epoch"], 0)
@@ -255,6 +261,9 @@ class BatchLoader(NativeByName):
         count = -(-n // size)
         if batch > count:
             raise ValueError(f"state['batch']: {batch} batches taken, but {n} examples make {count} of {size}")
+        taken, b = min(batch * size, n), self.batch_size(epoch)
+        if taken == n:  # (all handed out: the epoch's end, whatever its batches, length or order)
+            return self._count(epoch)
         if n != self.n:
             raise ValueError(
                 f"x: the state is {batch} batches into epoch {epoch} of {n} examples, x has {self.n} "
@@ -265,9 +274,6 @@ class BatchLoader(NativeByName):
                 f"shuffle: the state is {batch} batches into an epoch with shuffle={shuffle}, "
                 f"this loader's is {not shuffle}"
             )
-        taken, b = min(batch * size, n), self.batch_size(epoch)
-        if taken == n:  # (all handed out: the epoch's end, whatever its batches)
-            return self._count(epoch)
         if taken % b:
             raise ValueError(
                 f"batch_size_schedule: gives {b} for epoch {epoch}, but the state's {batch} batches of "

@@ -177,7 +177,9 @@ def _features(x: np.ndarray, path: str) -> np.ndarray:
 
 def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     """Read ``.npz`` (``x``: (n, d) or (n, ...) features, flattened to (n,
-    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line;
+    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line: a first line
+    with a field no number reads as, not ``1_0`` or ``\u0661``, which Python reads as numbers and
+    loadtxt refuses: that line is data, refused naming the cell as on any other line;
     the label in the last column or in ``label_column``: an index or a header
     name). Features are standardized per column (over every row here; ``split()`` standardizes
     each half by the training rows' mean and standard deviation); integer labels of any values

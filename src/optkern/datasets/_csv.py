@@ -30,14 +30,28 @@ def _unquote(field: str) -> str:
     return field
 
 
+def _python_number(field: str) -> bool:
+    """Whether Python's ``float()`` reads ``field`` (``1_0`` as 10, ``\u0661`` as 1): a number
+    written in a way loadtxt refuses in the body, not a column name."""
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
 def _words_at(line: str) -> list[int]:
-    """The positions of a CSV line's fields that are not numbers (a number in double quotes is one)."""
+    """The positions of a CSV line's fields that are not numbers (a number in double quotes is one).
+    A field only Python reads as a number is no word either: taken for a name, ``1_0,2,3`` made
+    the first line a header and its sample was dropped unseen, where the same cell on any later
+    line is refused, named (:func:`_csv_with_word_labels`); read as data, it is refused the same."""
     fields = [_unquote(f.strip()) for f in line.split(",")]
-    return [i for i, f in enumerate(fields) if f and not _is_number(f)]
+    return [i for i, f in enumerate(fields) if f and not (_is_number(f) or _python_number(f))]
 
 
 def _is_header(line: str, second: str | None = None) -> bool:
-    """A first line is a header when some field is not a number: one with a
+    """A first line is a header when some field is not a number (nor one only Python reads,
+    ``1_0``: :func:`_words_at`): one with a
     letter can still be data (``nan``, ``1e-3``), and so can a number in
     double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
     reads as one: taken for a header, the first data row was dropped unseen.

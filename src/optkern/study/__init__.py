@@ -142,6 +142,7 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
     import os
     import sys
 
+    from .._atomic import Uninterrupted
     from . import plots, report
 
     def checkpoint(results):  # keep a valid results.json after every run
@@ -155,6 +156,7 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         # Ctrl-C or SIGTERM after the last run: the last checkpoint (every run, "interrupted") stays,
         # and the report is still written, marked so -- it escaped with no report and exit 130
         results["interrupted"] = True
+    written = results["interrupted"]  # (what results.json says now)
     figures: list = []
     if not args.no_plots:
         try:
@@ -164,7 +166,7 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
                     'optkern study: plots skipped: matplotlib is not installed (pip install "optkern[study]")',
                     file=sys.stderr,
                 )
-        except KeyboardInterrupt:  # a second Ctrl-C while drawing: still write the report
+        except KeyboardInterrupt:  # a Ctrl-C while drawing: still write the report
             results["interrupted"] = True
 
     def write_report() -> str:
@@ -183,6 +185,15 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         # written again, marked -- it escaped with report.md left "Not finished" and exit 130
         results["interrupted"] = True
         path = write_report()
+    if results["interrupted"] and not written:
+        # interrupted while the figures or the report were drawn: results.json, written before
+        # them, said "interrupted": false where report.md and the exit status say otherwise. Written
+        # again whole (a further Ctrl-C deferred to its end; a further SIGTERM is ignored).
+        try:
+            with Uninterrupted():
+                report.write_json(results, args.out)
+        except KeyboardInterrupt:
+            pass  # (stopping already)
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
@@ -378,6 +389,14 @@ def _config(args) -> StudyConfig:
             raise ConfigError(
                 field, f"applies to {users}; this study runs {', '.join(cfg.optimizers)} (add one with --optimizers)"
             )
+    # The Hessian is measured at epoch 0 and at most once per epoch after it: more checkpoints were
+    # measured epochs + 1 times, silently. Only a count given is refused: the default follows --epochs.
+    if getattr(args, "checkpoints", None) is not None and cfg.checkpoints > cfg.epochs + 1:
+        raise ConfigError(
+            "checkpoints",
+            f"at most --epochs + 1 = {cfg.epochs + 1} (epoch 0 and each of the {cfg.epochs} epochs), "
+            f"got {cfg.checkpoints}",
+        )
     if cfg.device != "cpu" and cfg.jobs > 1:  # (study_jobs: one run at a time on the one GPU)
         raise ConfigError("jobs", f"runs train one at a time on a GPU; got {cfg.jobs} (leave it out)")
     if cfg.device == "cuda":

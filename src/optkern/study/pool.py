@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 _WORKER: dict[str, Any] = {}
@@ -85,6 +86,21 @@ def _forward_interrupt(ex) -> None:
             pass
 
 
+def _kill_workers(ex) -> None:
+    """SIGKILL the pool's workers (a broken pool's, or an interrupted study's once every record is
+    in). A broken pool's terminate() (SIGTERM) does not stop a run that
+    ignores a second signal while it saves its record (``_interrupt_once``); that worker then waits
+    for the next run, on the call queue's lock if the worker that died held it (one idle in the
+    queue, killed by a SIGTERM to the process group), and the pool's shutdown joined it forever:
+    the study hung (``timeout -s TERM`` about one time in four). Their records are lost already
+    (the pool failed every future it had)."""
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, AttributeError, ValueError):  # already gone, or closed
+            pass
+
+
 def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
     hist = rec.get("history", {})
     acc = hist.get("val_acc") or [float("nan")]
@@ -138,6 +154,9 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                             _say_done(rec, done, len(tasks), cfg.seeds)
                         if on_run_done is not None:
                             on_run_done()
+            except BrokenProcessPool:  # (a worker died: out of memory, killed)
+                _kill_workers(ex)
+                raise
             except KeyboardInterrupt:
                 # The workers had Ctrl-C too: the runs in flight return what they measured. (A worker
                 # still starting up dies of it instead, which breaks the pool: its run has no record.)
@@ -149,6 +168,11 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                             records[i].update(fut.result()[0])
                         except Exception:  # a broken pool
                             pass
+                # Every record is in: the workers have nothing left to give. Ended here, as a broken
+                # pool's are (_kill_workers): one that outlived the pool's terminate() (it ignores a
+                # second SIGTERM while it saves) hung the shutdown, waiting for work, where a worker
+                # killed by the same group SIGTERM while idle left the queue's lock held.
+                _kill_workers(ex)
                 return True
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM after the last run, while ``with`` joins the workers (a second one in

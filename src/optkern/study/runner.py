@@ -312,7 +312,7 @@ def run_study(
     results: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "info": info(),
-        "dataset": train.name.split(":")[0],
+        "dataset": train.name.removesuffix(":train"),  # (split() adds it; a file name may hold ":")
         "num_train": int(train.x.shape[0]),
         "num_val": int(val.x.shape[0]),
         "num_features": int(train.x.shape[1]),
