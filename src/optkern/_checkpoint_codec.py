@@ -26,6 +26,12 @@ def _is_torch_tensor(obj) -> bool:
     return torch is not None and isinstance(obj, torch.Tensor)
 
 
+#: the most decimal digits an int in the JSON may have: what ``int()`` converts under Python's default
+#: limit (``sys.int_info.default_max_str_digits``), so that any reader loads what was saved
+_MAX_DIGITS = getattr(sys.int_info, "default_max_str_digits", 4300)
+_TOO_MANY_DIGITS = 10**_MAX_DIGITS
+
+
 def _encode(obj, arrays: list, where: str, _open: set | None = None):
     """JSON-able structure of ``obj``; its arrays (host copies) appended to ``arrays``.
 
@@ -36,7 +42,15 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, numbers.Integral):
-        return int(obj)
+        n = int(obj)
+        # (JSON writes an int in decimal: past Python's default int-string limit json.dumps raised int()'s
+        # ValueError naming nothing, and a file written under a raised limit could not be read elsewhere)
+        if abs(n) >= _TOO_MANY_DIGITS:
+            raise ValueError(
+                f"{where}: cannot save an integer of more than {_MAX_DIGITS} decimal digits "
+                f"({n.bit_length()} bits); save it as a string or an array of words"
+            )
+        return n
     if isinstance(obj, numbers.Real):
         f = float(obj)
         if f == obj or f != f:  # (NaN: unequal to itself)

@@ -22,15 +22,25 @@ _MODULES = ("optkern", "optkern.cli", "optkern.__main__")
 _RUNPY_RUNNERS = ("_run_module_as_main", "run_module")
 
 
+#: int64's max: what the native code reads these variables into (``strtoll`` saturates there)
+_INT64_MAX = 2**63 - 1
+
+
 def _count(name: str, unit: str, hi: int | None = None) -> int | None:
+    """``name``'s value, None when unset; above ``hi`` refused, else past int64 read as int64's max (as
+    ``strtoll`` reads it). Digit strings are compared by length first: ``int()`` refuses one of over 4300
+    digits (leading zeros included) with its own ValueError, which named no variable."""
     raw = os.environ.get(name, "")
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"{name}: expected a non-negative integer ({unit}), got {raw!r}")
-    if hi is not None and int(raw) > hi:
-        raise ValueError(f"{name}: must be <= {hi} ({unit}), got {raw}")
-    return int(raw)
+    digits = raw.lstrip("0") or "0"
+    value = int(digits) if len(digits) <= len(str(_INT64_MAX)) else _INT64_MAX + 1  # (past int64 either way)
+    if hi is not None and value > hi:
+        shown = raw if len(raw) <= 40 else f"{raw[:20]}... ({len(raw)} digits)"
+        raise ValueError(f"{name}: must be <= {hi} ({unit}), got {shown}")
+    return min(value, _INT64_MAX)
 
 
 def serial_below() -> int | None:

@@ -47,15 +47,23 @@ class SpectralDensity:
     sigma: float
 
     def cdf(self, t):
-        """The (unbroadened) quadrature estimate of the spectral CDF at ``t`` (``-inf``: 0, ``inf``: the
-        total weight, 1 to rounding); ValueError naming ``t`` for NaN points, which no comparison
-        places: each read 0.0, the CDF below the whole spectrum."""
+        """The (unbroadened) quadrature estimate of the spectral CDF at ``t``: exactly 0 below the lowest
+        node (``-inf``), exactly 1 from the highest (``inf``), non-decreasing in ``t``; ValueError naming
+        ``t`` for NaN points, which no comparison places: each read 0.0, the CDF below the whole spectrum."""
         # (a CuPy t read back to the host, as spectral_density's grid is: np.asarray refuses it)
         t = np.asarray(real_array(np, _backend.to_numpy(t) if _backend.is_cupy(t) else t, "t"), dtype=np.float64)
         if np.isnan(t).any():
             raise ValueError("t: has NaN entries")
-        w = self.weights.ravel() / self.weights.shape[0]
-        return (w[None, :] * (self.nodes.ravel()[None, :] <= t.reshape(-1, 1))).sum(axis=1).reshape(t.shape)
+        # Running sums over the sorted nodes, over their own total: the weights sum to 1 only to rounding
+        # (cdf(inf) read 1.0000000000000004 or 0.9999999999999994), and a last running sum over itself is
+        # exactly 1; running sums of nonnegative weights, and their quotients by one total, never decrease.
+        order = np.argsort(self.nodes, axis=None, kind="stable")
+        sums = np.cumsum(self.weights.ravel()[order])
+        total = sums[-1] if sums.size else 0.0
+        if total > 0:
+            sums = sums / total
+        taken = np.searchsorted(self.nodes.ravel()[order], t.ravel(), side="right")  # nodes <= t
+        return np.concatenate(([0.0], sums))[taken].reshape(t.shape)
 
     def mean(self) -> float:
         """Estimate of ``tr(A) / n``, in range wherever float64 holds it (``_vectors.in_range``: the sum

@@ -377,6 +377,8 @@ class LBFGS(GivenTensorsMixin, NativeByName):
         if k > history_size:
             drop = k - history_size
             del self._S[:drop], self._Y[:drop], self._ro[:drop]
+            if self._al is not None:  # (al[i] is pair i's: kept, they outlived a step that stops early)
+                self._al = self._al[drop:]
             self._sy[: k - drop, : k - drop] = self._sy[drop:k, drop:k].copy()
             self._yy[: k - drop, : k - drop] = self._yy[drop:k, drop:k].copy()
 
