@@ -11,7 +11,7 @@ from optkern.norm import functional as F
 
 cp, _ = require_gpu()
 
-from test_hunt46a_mean_lo import EPS, offset_rows, ref_rows, within  # noqa: E402
+from test_hunt46a_mean_lo import EPS, group_case, offset_rows, ref_rows, within  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -49,3 +49,10 @@ def test_instance_norm_far_from_zero(dtype):
     x64 = x.astype(np.float64) - float(x.flat[0])
     xh = (x64 - x64.mean((2, 3), keepdims=True)) / np.sqrt(x64.var((2, 3), keepdims=True) + EPS)
     within(dw, (dy.astype(np.float64) * xh).sum((0, 2, 3)), 4 * np.sqrt(N * H * W), 16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_norm_far_from_zero(dtype):
+    y, dx, ry, rdx = group_case(dtype, cp)
+    within(y, ry, 4.0, 4)
+    within(dx, rdx, 4.0, 16)

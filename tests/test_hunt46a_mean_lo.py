@@ -89,3 +89,28 @@ def test_rows_near_zero_keep_the_plain_formula(dtype):
     y, saved = F.layer_norm(x, (300,))
     assert np.all(np.abs(saved.mean * saved.rstd) <= 1)
     np.testing.assert_array_equal(y, (x - saved.mean[:, None]) * saved.rstd[:, None])
+
+
+def group_case(dtype, xp=np):
+    """Group norm of (2, 6, 5, 3) offset rows in 3 groups: (rows of Cg = 2 runs of S = 15, with γ per
+    run); returns the results as NumPy arrays and the float64 reference's (y, dx)."""
+    N, C, G, S = 2, 6, 3, 15
+    x = offset_rows(dtype, (N, C, 5, 3), seed=5)
+    rng = np.random.default_rng(6)
+    w = (1.0 + 0.1 * rng.standard_normal(C)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    gx, gw = xp.asarray(x), xp.asarray(w)
+    y, saved = F.group_norm(gx, G, gw, xp.zeros(C, dtype), eps=EPS)
+    dx = F.group_norm_backward(xp.asarray(dy), gx, gw, saved)[0]
+    rows = (N * G, C // G * S)
+    wr = np.broadcast_to(np.tile(np.repeat(w, S), N).reshape(rows), rows)
+    ry, rdx, _, _ = ref_rows(x.reshape(rows), wr, dy.reshape(rows), rows[1])
+    as_np = getattr(xp, "asnumpy", np.asarray)
+    return as_np(y).reshape(rows), as_np(dx).reshape(rows), ry, rdx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_norm_far_from_zero(dtype):
+    y, dx, ry, rdx = group_case(dtype)
+    within(y, ry, 4.0, 4)
+    within(dx, rdx, 4.0, 16)
