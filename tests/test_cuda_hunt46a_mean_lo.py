@@ -56,3 +56,16 @@ def test_group_norm_far_from_zero(dtype):
     y, dx, ry, rdx = group_case(dtype, cp)
     within(y, ry, 4.0, 4)
     within(dx, rdx, 4.0, 16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_instance_norm_with_running_buffers_far_from_zero(dtype):
+    N, C, S = 2, 3, 40
+    x = offset_rows(dtype, (N, C, S), seed=7)
+    dy = np.random.default_rng(8).standard_normal(x.shape).astype(dtype)
+    gx = cp.asarray(x)
+    y, saved = F.instance_norm(gx, running_mean=cp.zeros(C, dtype), running_var=cp.ones(C, dtype), eps=EPS)
+    dx = cp.asnumpy(F.instance_norm_backward(cp.asarray(dy), gx, None, saved)[0])
+    ry, rdx, _, _ = ref_rows(x.reshape(N * C, S), np.ones((N * C, S)), dy.reshape(N * C, S), S)
+    within(cp.asnumpy(y).reshape(N * C, S), ry, 4.0, 4)
+    within(dx.reshape(N * C, S), rdx, 4.0, 16)

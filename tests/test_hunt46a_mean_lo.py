@@ -114,3 +114,18 @@ def test_group_norm_far_from_zero(dtype):
     y, dx, ry, rdx = group_case(dtype)
     within(y, ry, 4.0, 4)
     within(dx, rdx, 4.0, 16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_instance_norm_with_running_buffers_far_from_zero(dtype):
+    # (its y came from the channel kernels, around the rounded mean, while its backward, the row
+    # kernel's, formed x̂ around the exact one: y and dx now both the exact ones')
+    N, C, S = 2, 3, 40
+    x = offset_rows(dtype, (N, C, S), seed=7)
+    dy = np.random.default_rng(8).standard_normal(x.shape).astype(dtype)
+    rm, rv = np.zeros(C, dtype), np.ones(C, dtype)
+    y, saved = F.instance_norm(x, running_mean=rm, running_var=rv, eps=EPS)
+    dx = F.instance_norm_backward(dy, x, None, saved)[0]
+    ry, rdx, _, _ = ref_rows(x.reshape(N * C, S), np.ones((N * C, S)), dy.reshape(N * C, S), S)
+    within(y.reshape(N * C, S), ry, 4.0, 4)
+    within(dx.reshape(N * C, S), rdx, 4.0, 16)

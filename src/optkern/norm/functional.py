@@ -308,12 +308,10 @@ def instance_norm(
     if running_mean is None or N * S == 0:  # (an empty batch leaves the buffers alone)
         _row_forward(mod, x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps)
         return y, RowNormSaved(mean, rstd, C)
-    # Running buffers: the unbiased variances, with mean and rstd, from the same moments (the channel
-    # kernels' statistics of x viewed as one sample of N C channels, as torch's instance norm is its
-    # batch norm of that view). Recovered from rstd as 1 / rstd² - eps they lost everything below
-    # eps's rounding error (a constant instance got -1.2e-12 in float32, torch's exact 0). The
-    # normalization is the same view's, with the affine parameters tiled N times: no extra pass for the
-    # variance, and measured as fast as the row kernel (float32 (32, 64, 56²), (8, 32, 128²), (64, 256, 49)).
+    # Running buffers: the unbiased variances from the channel kernels' statistics of x viewed as one
+    # sample of N C channels (as torch's instance norm is its batch norm of that view). Recovered from
+    # rstd as 1 / rstd² - eps they lost everything below eps's rounding error (a constant instance got
+    # -1.2e-12 in float32, torch's exact 0).
     if weight is not None and not weight.flags.c_contiguous:  # (the copies below would hide it)
         raise ValueError("weight: array must be C-contiguous")
     if bias is not None and not bias.flags.c_contiguous:
@@ -324,9 +322,11 @@ def instance_norm(
         if out is not None and p is not None and p.size and out.size and _shares(p, out):
             raise ValueError(f"{name} shares memory with out (aliasing arrays cannot be updated in place)")
     var = xp.empty((N, C), dtype=sdt)
-    mod.channel_stats(x, mean, rstd, var, 1, N * C, S, eps)
-    w, b = (None if p is None else xp.tile(p, N) for p in (weight, bias))
-    mod.channel_norm_forward(x, mean, rstd, w, b, y, 1, N * C, S)
+    mod.channel_stats(x, xp.empty_like(mean), xp.empty_like(rstd), var, 1, N * C, S, eps)
+    # y, mean and rstd from the row kernel, as without buffers: its backward (instance_norm_backward,
+    # the row kernel) forms x̂ around the exact mean (rules::mean_lo), which the channel kernels'
+    # normalization did not (rows of 1e20 + a few ulps: dx off the gradient of y; hunt 46a)
+    _row_forward(mod, x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps)
     # the batch averages (torch's running update of the view, averaged over the N instances), summed in
     # float64 and rounded once
     batch_mean = mean.mean(axis=0, dtype=np.float64).astype(sdt)
