@@ -256,10 +256,12 @@ template <class T> OK_INLINE T row_norm2(const T* OK_RESTRICT x, int64_t n) {
 #else
 #define OK_INLINE_LAMBDA
 #endif
-template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, F&& f) {
+// (lo: the mean's low part, rules::mean_lo; 0 gives the plain formula's bits.)
+template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, T lo, F&& f) {
   if (rules::normalize_needs_scaling(r)) f(rules::scaled_normalizer(mean, r));
-  else f(rules::Normalizer<T>{mean, r});
+  else f(rules::Normalizer<T>{mean, r, lo});
 }
+template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, F&& f) { with_normalizer(mean, r, T(0), f); }
 
 // The kernels vectorized across channels (batch norm of (N, C)) choose once per call: when any
 // channel needs the scaled normalizer, every channel's is held as (f, mf, rf) ([3][C] in `v`), the

@@ -38,7 +38,7 @@ template <class T> struct RowArgs {
 template <class T>
 OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT x, T* OK_RESTRICT y) {
   const int64_t M = a.Cg * a.S;
-  T mu = T(0), rs;
+  T mu = T(0), rs, lo = T(0);  // lo: the mean's low part (rules::mean_lo)
   if (a.rms) {
     const T ss = sum_squares(x, M);
     if (rules::stats_ok(T(0), ss, a.eps)) {
@@ -58,12 +58,13 @@ OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT 
       rs = rules::rsqrt_scaled(q.m2 / T(M), q.e, a.eps);
     }
     a.mean[r] = mu;
+    lo = rules::mean_lo(m, mu, rs);
   }
   a.rstd[r] = rs;
   const T* OK_RESTRICT w = a.w + (r % a.G) * a.Cg;
   const T* OK_RESTRICT b = a.b + (r % a.G) * a.Cg;
   if (a.x) prefetch_row(a.x + (r + 1) * M, r + 1 < a.R ? M : 0);
-  with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
+  with_normalizer(mu, rs, lo, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
     if (a.S == 1) {
       write_row(y, M, a.stream, [&](int64_t j) OK_INLINE_LAMBDA {
         return rules::affine(rules::normalize(x[j], nz), w[j], b[j]);
@@ -84,6 +85,7 @@ template <class T> struct RowGradArgs {
   T* dx;
   double *pdw, *pdb;  // per-block partials (null: not wanted), in double as the row sums
   char* bad;                           // bad[r]: row r's dx is not finite (redone: redo_row)
+  T* lo;                               // lo[r]: row r's mean low part (rules::mean_lo), for the redos
   int64_t R, G, Cg, S;
   bool rms, stream;  // stream: non-temporal stores of dx (large outputs)
 };
@@ -99,8 +101,10 @@ OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_REST
   T* OK_RESTRICT sb = pp.sb.empty() ? nullptr : pp.sb.data();
   const int64_t M = a.Cg * a.S;
   const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
+  // (the forward's lo: the row's moments again, only where it is needed)
+  const T lo = a.lo[r] = rules::mean_lo_needed(mu, rs) ? rules::mean_lo(moments(x, M), mu, rs) : T(0);
   bool ok = true;
-  with_normalizer(mu, rs, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
+  with_normalizer(mu, rs, lo, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
     const int64_t w0 = (r % a.G) * a.Cg;
     const T* OK_RESTRICT w = a.w + w0;
     double sg = 0, sgx = 0;  // in double, rounded once (rules::grad_means)
@@ -161,7 +165,7 @@ template <class T> void redo_row(const RowGradArgs<T>& a, int64_t r, const T* x,
   const int64_t w0 = (r % a.G) * a.Cg;
   dx_group_scaled<T>(
       M, rs, a.rms,
-      [&](int64_t j) { return GradElem<T>{dy[j], a.w[w0 + j / a.S], rules::normalize_safe(x[j], mu, rs)}; },
+      [&](int64_t j) { return GradElem<T>{dy[j], a.w[w0 + j / a.S], rules::normalize_safe(x[j], mu, a.lo[r], rs)}; },
       [&](int64_t j, T v) { dx[j] = v; });
 }
 
@@ -178,7 +182,7 @@ template <class T, class At> void redo_params(const RowGradArgs<T>& a, At&& at, 
           const int64_t r = g + (t / a.S) * a.G, e = r * M + c * a.S + t % a.S;
           const T mu = a.rms ? T(0) : a.mean[r];
           const auto [d, v] = at(e);
-          return GradElem<T>{d, T(0), rules::normalize_safe(v, mu, a.rstd[r])};
+          return GradElem<T>{d, T(0), rules::normalize_safe(v, mu, a.lo[r], a.rstd[r])};
         },
         dw ? dw + i : nullptr, db ? db + i : nullptr);
   }
@@ -339,7 +343,8 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
   const int64_t nblk = (dw || db) ? std::min<int64_t>({L.R, kGradBlocks, std::max<int64_t>(1, (int64_t(1) << 22) / W)}) : 1;
   std::vector<double> pdw(dw ? size_t(nblk * W) : 0, 0.0), pdb(db ? size_t(nblk * W) : 0, 0.0);
   std::vector<char> bad(size_t(L.R));
-  a.bad = bad.data();
+  std::vector<T> lo(size_t(L.R));
+  a.bad = bad.data(), a.lo = lo.data();
   py::gil_scoped_release nogil;
   if (!dw && !db) {
     parallel_ranges(L.R, L.M(), [&](int64_t r0, int64_t r1) { rows_of(r0, r1, nullptr, nullptr); });

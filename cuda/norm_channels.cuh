@@ -47,6 +47,7 @@ template <class T, class A> struct GradSumOp {
   const A *mean, *rstd;
   int64_t G, Cg;
   bool per_row;
+  const A* lo = nullptr;  // the rows' mean low parts (rules::mean_lo; null: none)
   __device__ Acc zero() const { return {0.0, 0.0}; }
   __device__ Part part_zero() const { return zero(); }
   __device__ Part finish(const Acc& acc) const { return acc; }
@@ -54,7 +55,7 @@ template <class T, class A> struct GradSumOp {
   __device__ void push_again(Acc&, int64_t, int64_t, int64_t) const {}
   __device__ A xhat(int64_t n, int64_t c, int64_t i) const {
     const int64_t k = per_row ? n * G + c / Cg : c;
-    return rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), rstd[k]);
+    return rules::normalize_safe(A(load(x, i)), mean ? mean[k] : A(0), lo ? lo[k] : A(0), rstd[k]);
   }
   __device__ void push(Acc& acc, int64_t n, int64_t c, int64_t i) const {
     const A g = load(dy, i);

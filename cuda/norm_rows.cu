@@ -18,6 +18,21 @@ using namespace normgpu;
 
 constexpr int kRowThreads = 256;
 
+// The moments of row xr (M values) in double: shifted sums per thread, again around their mean where
+// the thread's first value was an outlier, the tree merge, the float64 remerge (the forward's, and
+// the backward's for the mean's low part: the same bits).
+template <class A, class T>
+__device__ rules::Moments<double> block_row_moments(const T* xr, int64_t M, rules::Moments<double>* sm) {
+  rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
+  if (rules::reshift_needed(t)) {  // (the thread's first value an outlier of its values)
+    t = rules::reshifted(t);
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_around(t, double(load(xr, j)));
+  }
+  return block_remerged_moments<A>(block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0, 0.0}),
+                                   M, [&](int64_t j) { return load(xr, j); });
+}
+
 template <class T, class A>
 __global__ void __launch_bounds__(kRowThreads)
 row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
@@ -28,7 +43,7 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
   for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
     const T* xr = x + r * M;
     T* yr = y + r * M;
-    A mu = A(0), rs;
+    A mu = A(0), rs, lo = A(0);  // lo: the mean's low part (rules::mean_lo)
     if (rms) {
       const A q = block_sum_squares<A>(M, [&](int64_t j) { return A(load(xr, j)); });
       if (rules::stats_ok(A(0), q, eps)) {  // block-uniform: every thread holds the same total
@@ -38,15 +53,7 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
         rs = rules::rsqrt_scaled(sq.ssq / A(M), sq.e, eps);
       }
     } else {
-      rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
-      for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
-      if (rules::reshift_needed(t)) {  // (the thread's first value an outlier of its values)
-        t = rules::reshifted(t);
-        for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_around(t, double(load(xr, j)));
-      }
-      const rules::Moments<double> m = block_remerged_moments<A>(
-          block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0, 0.0}), M,
-          [&](int64_t j) { return load(xr, j); });
+      const rules::Moments<double> m = block_row_moments<A>(xr, M, sm);
       if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {  // (as cpp/norm_rows.cpp)
         mu = A(m.mean);
         rs = A(rules::rstd(m, double(eps)));
@@ -56,13 +63,14 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
         rs = rules::rsqrt_scaled(q.m2 / A(M), q.e, eps);
       }
       if (threadIdx.x == 0) mean[r] = mu;
+      lo = rules::mean_lo(m, mu, rs);
     }
     if (threadIdx.x == 0) rstd[r] = rs;
     const int64_t w0 = (r % G) * Cg;
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const int64_t c = w0 + (S == 1 ? j : j / S);
       const A wc = w ? A(load(w, c)) : A(1), bc = b ? A(load(b, c)) : A(0);
-      store(yr, j, rules::affine(rules::normalize_safe(A(load(xr, j)), mu, rs), wc, bc));
+      store(yr, j, rules::affine(rules::normalize_safe(A(load(xr, j)), mu, lo, rs), wc, bc));
     }
   }
 }
@@ -70,8 +78,10 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
 template <class T, class A>
 __global__ void __launch_bounds__(kRowThreads)
 row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w, const A* __restrict__ mean,
-              const A* __restrict__ rstd, T* __restrict__ dx, int64_t R, int64_t G, int64_t Cg, int64_t S) {
+              const A* __restrict__ rstd, T* __restrict__ dx, A* __restrict__ los, int64_t R, int64_t G, int64_t Cg,
+              int64_t S) {
   __shared__ Sum2<double> ss[32];
+  __shared__ rules::Moments<double> sm[32];
   // The last row whose dx came out non-finite (rows only grow: no reset; written after this row's
   // block_reduce, which every thread passes only after reading the previous row's value).
   __shared__ int64_t bad_row;
@@ -81,19 +91,23 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
     const T* xr = x + r * M;
     const T* dyr = dy + r * M;
     const A mu = mean ? mean[r] : A(0), rs = rstd[r];
+    // (the forward's lo: the row's moments again, only where it is needed; block-uniform. los[r], where
+    // given: for the parameter sums, GradSumOp)
+    const A lo = rules::mean_lo_needed(mu, rs) ? rules::mean_lo(block_row_moments<A>(xr, M, sm), mu, rs) : A(0);
+    if (los && threadIdx.x == 0) los[r] = lo;
     const int64_t w0 = (r % G) * Cg;
     Sum2<double> s{0.0, 0.0};  // Σ g, Σ g x̂ in double, as the CPU's (rules::grad_means)
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A g = A(load(dyr, j)) * (w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1));
       s.a += double(g);
-      s.b += double(g * rules::normalize_safe(A(load(xr, j)), mu, rs));
+      s.b += double(g * rules::normalize_safe(A(load(xr, j)), mu, lo, rs));
     }
     s = block_reduce(s, ss, Sum2<double>{0.0, 0.0});
     const auto gm = rules::grad_means<A>(s.a, s.b, double(M), !mean);  // RMS norm (no mean): no mean(g) term
     const A mg = gm.g, mgx = gm.gx;
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
-      const A xh = rules::normalize_safe(A(load(xr, j)), mu, rs);  // (scaled where x - mu may overflow)
+      const A xh = rules::normalize_safe(A(load(xr, j)), mu, lo, rs);  // (scaled where x - mu may overflow)
       const A v = rules::norm_dx(A(load(dyr, j)), wj, xh, rs, mg, mgx);
       store(dx + r * M, j, v);
       if (!rules::finite_(v)) bad_row = r;
@@ -104,7 +118,7 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
           M, rs, !mean,
           [&](int64_t j) {
             const A wj = w ? A(load(w, w0 + (S == 1 ? j : j / S))) : A(1);
-            return rules::GradElem<A>{A(load(dyr, j)), wj, rules::normalize_safe(A(load(xr, j)), mu, rs)};
+            return rules::GradElem<A>{A(load(dyr, j)), wj, rules::normalize_safe(A(load(xr, j)), mu, lo, rs)};
           },
           [&](int64_t j, A v) { store(dx + r * M, j, v); });
   }
@@ -164,14 +178,16 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
     using A = typename Compute<T>::type;
     const T* tx = reinterpret_cast<const T*>(xp);
     const T* tdy = reinterpret_cast<const T*>(dyp);
+    // (the rows' mean low parts, for the parameter sums; none without them)
+    ScratchBuffer los((dwp || dbp) ? size_t(L.R) * sizeof(A) : 0, s);
     if (L.R > 0)
-      row_dx_kernel<T, A><<<row_grid(L.R), kRowThreads, 0, s>>>(tdy, tx, reinterpret_cast<const T*>(wp),
-                                                                 reinterpret_cast<const A*>(mp),
-                                                                 reinterpret_cast<const A*>(rp),
-                                                                 reinterpret_cast<T*>(dxp), L.R, L.G, L.Cg, L.S);
+      row_dx_kernel<T, A><<<row_grid(L.R), kRowThreads, 0, s>>>(
+          tdy, tx, reinterpret_cast<const T*>(wp), reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp),
+          reinterpret_cast<T*>(dxp), los.as<A>(), L.R, L.G, L.Cg, L.S);
     if (dwp || dbp) {
       // (R, M) seen as (N = R / G, C = G Cg, S); row of (n, c) is n G + c / Cg.
-      GradSumOp<T, A> op{tdy, tx, reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp), L.G, L.Cg, true};
+      GradSumOp<T, A> op{tdy, tx, reinterpret_cast<const A*>(mp), reinterpret_cast<const A*>(rp), L.G, L.Cg, true,
+                         los.as<A>()};
       ScratchBuffer flags(size_t(2 * L.W()) * sizeof(int), s);
       channel_grad_sums(op, L.R / L.G, L.W(), L.S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp),
                         static_cast<rules::GradMeans<A>*>(nullptr), flags.as<int>(), s);

@@ -13,6 +13,8 @@ float64 reference dx was 1.1e-5 / 1.2e-5 off where the float32 formula with exac
 CUDA module / a device; tools/cuda_emu runs it on the CPU.
 """
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -38,13 +40,27 @@ def test_batch_norm_grad_sums_in_double(shape):
 
 # The row norms' dγ, dβ come from the same sums (statistics per row n G + c / Cg): group norm, 2 groups
 # of 2 channels, 524288 values a channel: now the exact sums' float32 roundings.
+def mean_lo(rows, mean, rstd):
+    """The rows' mean low parts (rules::mean_lo, hunt 46a): where |mean| rstd > 1 (float32), the exact
+    mean minus the float32 mean, rounded to float32; else 0. The exact sums as integers (float32
+    values times 2^149)."""
+    lo = np.zeros(len(rows), f32)
+    for k, row in enumerate(rows):
+        if np.abs(mean[k]) * rstd[k] > 1:
+            exact = Fraction(sum(int(v) for v in row.astype(f64) * 2.0**149), len(row) << 149)
+            lo[k] = f32(float(exact - Fraction(float(mean[k]))))
+    return lo
+
+
 def test_group_norm_param_sums_in_double():
     N, C, S = 4096, 4, 128
     x, dy = data((N, C, S), 45)
     _, sv = F.group_norm(cp.asarray(x), 2, None, None, EPS)
     _, dw, db = F.group_norm_backward(cp.asarray(dy), cp.asarray(x), None, sv)
-    mu = np.repeat(cp.asnumpy(sv.mean).reshape(N, 2), 2, axis=1)[:, :, None]  # (N, C, 1)
-    rs = np.repeat(cp.asnumpy(sv.rstd).reshape(N, 2), 2, axis=1)[:, :, None]
-    xh = ((x - mu) * rs).astype(f32)
+    mean, rstd = cp.asnumpy(sv.mean).ravel(), cp.asnumpy(sv.rstd).ravel()
+    mu = np.repeat(mean.reshape(N, 2), 2, axis=1)[:, :, None]  # (N, C, 1)
+    rs = np.repeat(rstd.reshape(N, 2), 2, axis=1)[:, :, None]
+    lo = np.repeat(mean_lo(x.reshape(N * 2, -1), mean, rstd).reshape(N, 2), 2, axis=1)[:, :, None]
+    xh = (((x - mu) - lo) * rs).astype(f32)
     np.testing.assert_array_equal(cp.asnumpy(db), dy.sum((0, 2), dtype=f64).astype(f32))
     np.testing.assert_array_equal(cp.asnumpy(dw), (dy * xh).astype(f32).sum((0, 2), dtype=f64).astype(f32))
