@@ -18,8 +18,9 @@ products by double backward): PyHessian's top eigenvalues, trace and density on 
 estimators. Needs PyTorch
 (``pip install torch``); ``import optkern`` never imports it.
 
-torch.optim's implementation keywords are accepted by the first-order optimizers, as
-torch's take them (``_impl_keywords``; torch's LBFGS has none): ``foreach`` and
+torch.optim's implementation keywords are accepted by the first-order optimizers, each the
+ones its torch namesake takes, as it takes them (``_impl_keywords``: NAdam, RMSprop and Adadelta
+have no ``fused``, SGD and Adagrad no ``capturable``, torch's LBFGS none): ``foreach`` and
 ``fused`` None, True or False alike (every step is one fused call per run of tensors; what torch
 refuses of them, such as Adam's tensor ``lr`` or betas with ``foreach=True``, refused as torch refuses
 it), ``capturable`` and ``differentiable`` only False (in a param group given to ``add_param_group`` too).

@@ -47,7 +47,7 @@ class Adam(Float32Lr, _Fused):
     ):
         dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
         # torch's own refusals of tensor lr / betas, before anything is made (the keywords checked first)
-        refuse_adam_constructor(lr, betas, take_impl_keywords(dict(lowp)))
+        refuse_adam_constructor(lr, betas, take_impl_keywords(dict(lowp), type(self)))
         super().__init__(
             params,
             dict(
@@ -146,6 +146,7 @@ class NAdam(Float32Lr, _Fused):
     low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.NAdam
+    _impl_names = ("foreach", "capturable", "differentiable")  # (torch.optim.NAdam has no fused)
     _float64_product = False  # (the run's: set by _run, read by its native call)
 
     def __init__(
