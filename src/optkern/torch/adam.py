@@ -65,10 +65,16 @@ class Adam(Float32Lr, _Fused):
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
         # (the low-precision step computes its scalars itself, in double: it cannot take torch's)
         if self._lowp_core is not None and torch_computes(group):
+            # (named by the entry that makes torch compute them: torch_computes' three cases)
+            if tensor_betas(group["betas"]) is not None:
+                key, what = "betas", "tensor betas"
+            elif isinstance(group["lr"], torch.Tensor) and group["lr"].dtype not in (torch.float32, torch.float64):
+                key, what = "lr", f"a {group['lr'].dtype} tensor lr"
+            else:
+                key, what = "weight_decay", "a tensor decoupled weight_decay"
             raise ValueError(
-                f"{where}['betas']: tensor betas (or a float16 / bfloat16 lr, a tensor decoupled "
-                "weight_decay), whose step scalars torch computes in tensor ops, with the low-precision "
-                "keywords, whose step computes them in double: pass Python floats"
+                f"{where}[{key!r}]: {what}, whose step scalars torch computes in tensor ops, with the "
+                "low-precision keywords, whose step computes them in double: pass Python floats"
             )
 
     def _plan(self, group, params, gi, held=None):
