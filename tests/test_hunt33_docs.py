@@ -192,8 +192,9 @@ def test_readme_states_the_foreach_and_fused_values_taken():
 
     assert "`foreach` and `fused` take None, True or False alike" in _readme()
     p = torch.zeros(3, requires_grad=True)
-    for value in (None, True, False):
-        ot.SGD([p], foreach=value, fused=value)
+    for value in (None, True, False):  # (not both True: torch's RuntimeError, test_torch_impl_keywords)
+        ot.SGD([p], foreach=value)
+        ot.SGD([p], fused=value)
     for value in (1, "yes"):
         with pytest.raises(TypeError, match="^foreach: expected None or a bool"):
             ot.SGD([p], foreach=value)

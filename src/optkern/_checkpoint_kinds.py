@@ -151,15 +151,17 @@ def _torch_optim_form(obj, data):
     moments as float32 (``optkern.torch.to_torch_state_dict``; the saved type name matched: an
     ``optkern.torch.Adam(state_dtype="int8")`` checkpoint into a ``torch.optim.Adam``). torch's
     loader cast the uint8 codes to the param's dtype as values (an ``exp_avg`` of 183.0 for
-    ~1e-3), and the restored optimizer's steps went wild, without a word."""
+    ~1e-3), and the restored optimizer's steps went wild, without a word. Likewise SGD's textbook
+    momentum buffers (v = -lr b), which torch.optim.SGD read as its b: its steps went uphill."""
     torch = _torch()
     if torch is None or not isinstance(obj, torch.optim.Optimizer):
         return data
     if type(obj).load_state_dict is not torch.optim.Optimizer.load_state_dict:
         return data  # (its own loader: optkern.torch's converts any format; another library's is its own)
-    from .torch._lowp import holds_8bit, to_torch_state_dict
+    from .torch._lowp import holds_8bit
+    from .torch._torch_form import holds_textbook, to_torch_state_dict
 
-    return to_torch_state_dict(data) if holds_8bit(data) else data
+    return to_torch_state_dict(data) if holds_8bit(data) or holds_textbook(data) else data
 
 
 def _check_state(obj, data) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import operator
 import re
 
@@ -139,3 +140,40 @@ def _norm_out(out, like, xp):
     if xp is not np and out.device != like.device:
         raise ValueError(f"out: on device {out.device.id}, grads on device {like.device.id}")
     return out.reshape(1)
+
+
+class NonFiniteNormError(ValueError, RuntimeError):
+    """``clip_grad_norm_(..., error_if_nonfinite=True)`` found a NaN or infinite total norm: a
+    ValueError naming the array (optkern's contract) that is also the RuntimeError torch's
+    ``clip_grad_norm_`` raises, so code written for torch catches it too."""
+
+
+def _refuse_nonfinite(grads, index, mod, p, buf, prev, total, restore: bool, verb="clip", returned=None) -> None:
+    """``NonFiniteNormError`` naming the first array with a NaN or inf where the norm in ``buf``
+    (``total``: its float, None on the GPU, read here: a sync) is not finite, or, ``returned`` a
+    NumPy float dtype the caller hands the norm back in (optkern.torch: the grads' float32), where
+    it is not finite in that dtype (finite float32 grads whose norm overflows it: torch's norm is
+    inf, and its RuntimeError); ``restore``: ``buf`` (the caller's ``out``) gets its value before
+    back, as an error leaves every argument as it was."""
+    value = float(buf[0]) if total is None else total
+    with np.errstate(over="ignore"):  # (the overflow is what is asked)
+        beyond = returned is not None and math.isfinite(value) and not np.isfinite(np.dtype(returned).type(value))
+    if math.isfinite(value) and not beyond:
+        return
+    if restore:
+        buf[...] = prev
+    if beyond:
+        raise NonFiniteNormError(
+            f"grads: the total norm of order {p} is {value}, beyond {np.dtype(returned)}'s range: inf as the norm "
+            f"returned, in the grads' dtype (pass error_if_nonfinite=False to {verb} anyway)"
+        )
+    # (no grads: a rank without any, whose global norm another rank's grads made non-finite)
+    flag = (_backend.array_module(grads[0]) if grads else np).empty(1, dtype=np.float64)
+    for name, g in zip(_names(index, len(grads)), grads):
+        mod.all_finite([g], flag)
+        if float(flag[0]) == 0.0:
+            raise NonFiniteNormError(
+                f"{name}: contains non-finite values; the total norm of order {p} "
+                f"is {value} (pass error_if_nonfinite=False to {verb} anyway)"
+            )
+    raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")

@@ -18,8 +18,9 @@ lists, tuples, numbers, strings, None and arrays nested in them (a container tha
 is refused: ValueError naming it).
 torch optimizers and modules (``torch.optim``, ``optkern.torch``, ``torch.nn.Module``) are
 saved through ``state_dict()`` and get their arrays back as tensors on load (an ``optkern.torch``
-optimizer's 8-bit moments loaded into the ``torch.optim`` optimizer of its name as float32 values,
-``optkern.torch.to_torch_state_dict``: torch's loader would take the codes as values).
+optimizer's 8-bit moments, and SGD's textbook momentum buffers, loaded into the ``torch.optim``
+optimizer of its name as float32 values and torch's b = -v / lr, ``optkern.torch.to_torch_state_dict``:
+torch's loader would take the codes as values, and v as its own b).
 
 The file is one uncompressed ``.npz`` (readable with ``numpy.load(path, allow_pickle=False)``,
 written to ``path`` as given): member ``meta`` holds UTF-8 JSON -- the format name and

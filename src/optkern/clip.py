@@ -8,7 +8,15 @@ import numbers
 import numpy as np
 
 from . import _backend, _clip_half
-from ._clip_checks import _check_grads, _grads_named, _live, _names, _norm_out, check_dtype
+from ._clip_checks import (
+    NonFiniteNormError,
+    _check_grads,
+    _grads_named,
+    _live,
+    _norm_out,
+    _refuse_nonfinite,
+    check_dtype,
+)
 from ._clip_global import _SCALED_P, _global_norm, _scaled_root, _scaled_sum
 from ._torch_written import bumps_written
 
@@ -19,12 +27,6 @@ __all__ = [
     "clip_grads_with_norm_",
     "get_total_norm",
 ]
-
-
-class NonFiniteNormError(ValueError, RuntimeError):
-    """``clip_grad_norm_(..., error_if_nonfinite=True)`` found a NaN or infinite total norm: a
-    ValueError naming the array (optkern's contract) that is also the RuntimeError torch's
-    ``clip_grad_norm_`` raises, so code written for torch catches it too."""
 
 
 def _norm_type(norm_type) -> float:
@@ -100,6 +102,12 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
       1-element float64 CuPy array (``out`` when given; no host synchronisation, unless
       ``error_if_nonfinite``).
     """
+    return _clip_grad_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm)
+
+
+def _clip_grad_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm, returned=None):
+    """``clip_grad_norm_``; ``returned``: the NumPy dtype the caller hands the norm back in
+    (optkern.torch: the grads' float32), which ``error_if_nonfinite`` also needs it finite in."""
     shard = None
     if comm is None:
         local = _local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, False)
@@ -115,10 +123,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         total = _global_norm(buf, p, comm, grads, mod, total, shard, peak)
     if mod is None:  # no gradients on this rank: nothing to clip
         if error_if_nonfinite:  # (the norm is every rank's: a NaN elsewhere raises here as there)
-            _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
+            _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None, returned=returned)
         return out if total is None else total
     if error_if_nonfinite:
-        _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None)
+        _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None, returned=returned)
     with _grads_named(index, grads):
         mod.clip_scale_(grads, max_norm, buf)
     # (half grads: ``grads`` are their float32 copies, scaled; rounded back unless the factor is 1)
@@ -127,38 +135,22 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
     return (buf if out is None else out) if total is None else total
 
 
-def _refuse_nonfinite(grads, index, mod, p, buf, prev, total, restore: bool, verb="clip") -> None:
-    """``NonFiniteNormError`` naming the first array with a NaN or inf where the norm in ``buf``
-    (``total``: its float, None on the GPU, read here: a sync) is not finite; ``restore``: ``buf``
-    (the caller's ``out``) gets its value before back, as an error leaves every argument as it was."""
-    value = float(buf[0]) if total is None else total
-    if math.isfinite(value):
-        return
-    if restore:
-        buf[...] = prev
-    # (no grads: a rank without any, whose global norm another rank's grads made non-finite)
-    flag = (_backend.array_module(grads[0]) if grads else np).empty(1, dtype=np.float64)
-    for name, g in zip(_names(index, len(grads)), grads):
-        mod.all_finite([g], flag)
-        if float(flag[0]) == 0.0:
-            raise NonFiniteNormError(
-                f"{name}: contains non-finite values; the total norm of order {p} "
-                f"is {value} (pass error_if_nonfinite=False to {verb} anyway)"
-            )
-    raise NonFiniteNormError(f"grads: the total norm of order {p} is {value}")
-
-
 @bumps_written("out")
 def get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False, out=None):
     """The total norm of ``grads`` as :func:`clip_grad_norm_` takes it (same checks, blocking and
     bits), without clipping: torch.nn.utils.get_total_norm. Returns a float for NumPy input, a
     1-element float64 CuPy array (``out`` when given) for CuPy input; 0.0 for no arrays.
     Pass it to :func:`clip_grads_with_norm_` to clip later (after a norm of other arrays too)."""
+    return _get_total_norm(grads, norm_type, error_if_nonfinite, out)
+
+
+def _get_total_norm(grads, norm_type, error_if_nonfinite, out, returned=None):
+    """``get_total_norm``; ``returned``: as ``_clip_grad_norm``'s."""
     grads, index, mod, _, p, error_if_nonfinite, buf, prev, total, _ = _local_norm(
         grads, 0.0, norm_type, error_if_nonfinite, out, False, reads_only=True
     )
     if mod is not None and error_if_nonfinite:
-        _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None, "compute it")
+        _refuse_nonfinite(grads, index, mod, p, buf, prev, total, out is not None, "compute it", returned)
     return (buf if out is None else out) if total is None else total
 
 

@@ -172,13 +172,14 @@ inline double scalar(const std::vector<double>& v, size_t i) {
 // one step-scalar function (Rule::at), as the fp32 optimizers build it; the state lists
 // given must be the rule's.
 //   sgd:  x = [lr, momentum, dampening, weight_decay], flags = [nesterov, maximize, first, textbook]
-//   adam: x = [lr, beta1, beta2, eps, weight_decay],   flags = [maximize, decoupled] (AMSGrad: 3 states)
+//   adam: x = [lr, beta1, beta2, eps, weight_decay],   flags = [maximize, decoupled, float32_lr] (AMSGrad: 3
+//         states; float32_lr, optional: the rules' (optkern.torch's float32 tensor lr), as the fp32 step takes it)
 //   rmsprop: x = [lr, alpha, eps, weight_decay, momentum], flags = [nesterov, maximize, centered]
 //         (states: square_avg, then grad_avg when centered, then momentum_buffer when momentum > 0)
-//   adagrad: x = [lr, lr_decay, weight_decay, eps], flags = [maximize] (state: sum)
+//   adagrad: x = [lr, lr_decay, weight_decay, eps], flags = [maximize, float32_lr] (state: sum)
 //   adadelta: x = [lr, rho, eps, weight_decay], flags = [maximize] (states: square_avg, acc_delta)
 //   nadam: x = [lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], flags = [maximize,
-//         decoupled] (states: exp_avg, exp_avg_sq)
+//         decoupled, float32_lr] (states: exp_avg, exp_avg_sq)
 // Returns NAdam's new mu_product (the rule's, rounded as the fp32 optimizer keeps it), else NaN.
 template <class Run>
 double with_rule(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
@@ -201,7 +202,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
   } else if (rule == "adam") {
     if (step < 1) throw py::value_error("step: must be >= 1 for adam (bias corrections), got 0");
     const rules::AdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4),
-                             flag(1, false), flag(0, false), false};  // (a float lr)
+                             flag(1, false), flag(0, false), flag(2, false)};
     const rules::Counters k{double(step)};
     if (n_states == 3) go(rules::Adam<F, true>::at(h, k));
     else go(rules::Adam<F, false>::at(h, k));
@@ -216,7 +217,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     else go(rules::RMSprop<F, false, false>::at(h, k));
   } else if (rule == "adagrad") {
     if (step < 1) throw py::value_error("step: must be >= 1 for adagrad (lr_decay), got 0");
-    const rules::AdagradHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false), false};
+    const rules::AdagradHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false), flag(1, false)};
     go(rules::Adagrad<F>::at(h, rules::Counters{double(step)}));
   } else if (rule == "adadelta") {
     const rules::AdadeltaHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false)};
@@ -224,7 +225,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
   } else if (rule == "nadam") {
     if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
     const rules::NAdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4), scalar(x, 5),
-                              flag(1, false), flag(0, false), false, false};  // (mu_product kept in float32; a float lr)
+                              flag(1, false), flag(0, false), false, flag(2, false)};  // (mu_product kept in float32)
     const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), scalar(x, 6)});
     go(r);
     return r.mu_product;
@@ -257,11 +258,11 @@ template <class F, class... Extra> void lowp_step(pybind11::module_& m, F f, con
 inline constexpr const char* kLowpStepDoc =
     "One optimizer step with low-precision storage: rule 'sgd' (scalars [lr, momentum, dampening, weight_decay], "
     "flags [nesterov, maximize, first, textbook]), 'adam' ([lr, beta1, beta2, eps, weight_decay], [maximize, "
-    "decoupled]; 3 state lists: AMSGrad), 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, "
+    "decoupled, float32_lr]; 3 state lists: AMSGrad), 'rmsprop' ([lr, alpha, eps, weight_decay, momentum], [nesterov, "
     "maximize, centered]), "
-    "'adagrad' ([lr, lr_decay, weight_decay, eps], [maximize]), 'adadelta' ([lr, rho, eps, weight_decay], "
+    "'adagrad' ([lr, lr_decay, weight_decay, eps], [maximize, float32_lr]), 'adadelta' ([lr, rho, eps, weight_decay], "
     "[maximize]) or 'nadam' ([lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product], [maximize, "
-    "decoupled]; returns the new mu_product, the other rules None). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 "
+    "decoupled, float32_lr]; returns the new mu_product, the other rules None). param_dtype 'float32', 'bfloat16' or 'float16' (halves as uint16 bits, with float32 "
     "masters), state_dtype 'float32', 'bfloat16' or 'int8' (uint8 codes, one float32 scale per `block` values). "
     "stochastic: round the params stochastically (Philox stream `step` of `seed`; bf16 states always are). "
     "grad_scale: None, or GradScaler's scale (a 1-element float32 array beside the arrays): every grad is "

@@ -114,7 +114,7 @@ class Adagrad(LowPrecisionMixin, Optimizer):
     def _update(self, run, grads, hp, t, dev=None):
         if self._lowp is not None:
             x = [hp.lr, hp.lr_decay, hp.weight_decay, hp.eps]
-            return self._lowp_update(run, grads, "adagrad", x, [hp.maximize], ("sum",))
+            return self._lowp_update(run, grads, "adagrad", x, [hp.maximize, hp.float32_lr], ("sum",))
         _adagrad_call(run.mod, run.params, grads, run.state["sum"], hp, t, dev)
 
 

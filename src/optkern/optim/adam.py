@@ -230,7 +230,8 @@ class Adam(LowPrecisionMixin, Optimizer):
     def _update(self, run, grads, hp, t, dev=None):
         if self._lowp is not None:
             x = [hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay]
-            return self._lowp_update(run, grads, "adam", x, [hp.maximize, hp.decoupled_weight_decay], self._needed(hp))
+            flags = [hp.maximize, hp.decoupled_weight_decay, hp.float32_lr]
+            return self._lowp_update(run, grads, "adam", x, flags, self._needed(hp))
         s = run.state
         _adam_call(run.mod, run.params, grads, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), hp, t, dev)
 

@@ -156,7 +156,7 @@ class NAdam(LowPrecisionMixin, Optimizer):
     def _update(self, run, grads, hp, t, dev=None):
         if self._lowp is not None:
             x = [hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.momentum_decay, run.extra["mu_product"]]
-            flags = [hp.maximize, hp.decoupled_weight_decay]
+            flags = [hp.maximize, hp.decoupled_weight_decay, hp.float32_lr]
             mu_product = self._lowp_update(run, grads, "nadam", x, flags, NAdam._state_names)
             if mu_product is not None:
                 run.extra["mu_product"] = mu_product

@@ -18,8 +18,9 @@ products by double backward): PyHessian's top eigenvalues, trace and density on 
 estimators. Needs PyTorch
 (``pip install torch``); ``import optkern`` never imports it.
 
-torch.optim's implementation keywords are accepted by the first-order optimizers, as
-torch's take them (``_impl_keywords``; torch's LBFGS has none): ``foreach`` and
+torch.optim's implementation keywords are accepted by the first-order optimizers, each the
+ones its torch namesake takes, as it takes them (``_impl_keywords``: NAdam, RMSprop and Adadelta
+have no ``fused``, SGD and Adagrad no ``capturable``, torch's LBFGS none): ``foreach`` and
 ``fused`` None, True or False alike (every step is one fused call per run of tensors; what torch
 refuses of them, such as Adam's tensor ``lr`` or betas with ``foreach=True``, refused as torch refuses
 it), ``capturable`` and ``differentiable`` only False (in a param group given to ``add_param_group`` too).
@@ -35,7 +36,8 @@ stores the moments compactly. Such a ``state_dict`` keeps the compact tensors
 and the ``seed`` its random words are drawn from (a resumed run rounds as the
 saved one would have; a checkpoint without one keeps the constructor's);
 ``to_torch_state_dict`` turns it into one ``torch.optim`` loads (needed for
-8-bit states: torch's loader would cast the codes to floats), and every
+8-bit states: torch's loader would cast the codes to floats; and for SGD's textbook momentum
+buffers v = -lr b, made torch's b), and every
 optkern.torch optimizer loads torch's checkpoints and each other's, converting.
 Under ``torch.amp.GradScaler`` such an optimizer takes the scale and found_inf
 as torch's fused optimizers do: the step unscales the (float16) grads as it
@@ -69,7 +71,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised without torch
     raise ImportError("optkern.torch needs PyTorch: pip install torch (or pip install 'optkern[bench]')") from e
 
-from ._lowp import to_torch_state_dict
+from ._torch_form import to_torch_state_dict
 from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .curvature import hessian_operator
 from .lbfgs import LBFGS

@@ -41,15 +41,15 @@ def _bad_grad(p, g, name: str, dtypes: tuple = _views.TYPES) -> None:
     )
 
 
-def check_new_group(groups: list, param_group) -> None:
+def check_new_group(groups: list, param_group, impl_names: tuple = ()) -> None:
     """What an optkern.torch optimizer checks of a group before torch's ``add_param_group`` adds it
     to ``groups``: its params read into a list (a generator once, here, as torch would read it)
     without duplicates (``_check_duplicates``: before torch warns of them), no low-precision
     keyword of its own (the optimizer's storage is one for all its groups), and torch's implementation
-    keywords as the constructor takes them (``check_group_keywords``)."""
+    keywords ``impl_names`` (the class's) as the constructor takes them (``check_group_keywords``)."""
     if isinstance(param_group, dict):
         refuse_group_keywords(param_group, f"param_groups[{len(groups)}]")
-        check_group_keywords(param_group, f"param_groups[{len(groups)}]")
+        check_group_keywords(param_group, f"param_groups[{len(groups)}]", impl_names)
     if isinstance(param_group, dict) and not isinstance(param_group.get("params"), (torch.Tensor, set, type(None))):
         try:
             param_group["params"] = list(param_group["params"])

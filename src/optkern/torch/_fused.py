@@ -53,11 +53,13 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
     _complete_state: bool = True
     #: state entries a step writes beyond the state tensors and run keys (AdagradNorm's b_sq)
     _written_extra: tuple = ()
+    #: the implementation keywords the class takes: its torch namesake's (``_impl_keywords``)
+    _impl_names: tuple = tuple(TORCH_IMPL_KEYWORDS)
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         lowp = dict(lowp or {})
         # torch's foreach=, fused=, ... (``_impl_keywords``): kept here, not in the groups
-        self._impl = take_impl_keywords(lowp)
+        self._impl = take_impl_keywords(lowp, type(self))
         # low-precision storage (``_lowp``): an optkern.optim instance configured by the keywords
         self._lowp_core = _lowp.make_core(self._core, lowp)
         # torch.amp.GradScaler hands a low-precision step its scale and found_inf (as to torch's fused
@@ -135,7 +137,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         not added."""
         self._drop_layouts()
         n = len(self.param_groups)
-        check_new_group(self.param_groups, param_group)
+        check_new_group(self.param_groups, param_group, self._impl_names)
         super().add_param_group(param_group)
         if len(self.param_groups) == n:  # (torch refused it)
             return

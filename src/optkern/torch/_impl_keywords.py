@@ -5,8 +5,11 @@ with the import changed (nanoGPT's optimizer line, for one).
 They choose how torch runs a step, not what it computes: every optkern.torch step is one fused
 multi-tensor call per run of tensors, whatever ``foreach`` and ``fused`` say (torch's for-loop,
 foreach and fused forms compute the same update; optkern's float32 steps are its for-loop's bits).
-What optkern.torch cannot do is refused by name: ``capturable=True`` (its step counters live on
-the host: no CUDA graph capture) and ``differentiable=True`` (its steps run outside autograd).
+Each class takes the ones its torch namesake's signature names (``_impl_names``: NAdam, RMSprop and
+Adadelta have no ``fused``, SGD and Adagrad no ``capturable``); another is torch's TypeError (an
+unexpected keyword argument). What optkern.torch cannot do is refused by name: ``capturable=True``
+(its step counters live on the host: no CUDA graph capture) and ``differentiable=True`` (its steps
+run outside autograd).
 What torch refuses of them is refused as torch refuses it (its types and messages, at its point,
 before anything is written): ``fused`` and ``foreach`` both True; with ``foreach=True``, Adam's and
 AdamW's tensor ``lr`` and betas (its constructor's ValueError; a group's set later: at the step)
@@ -35,11 +38,21 @@ TORCH_IMPL_KEYWORDS: Mapping[str, Any] = MappingProxyType(
 _C = TypeVar("_C", bound=type)
 
 
-def take_impl_keywords(options: dict) -> dict:
+def impl_names(cls: type) -> tuple:
+    """The implementation keywords ``cls`` takes: its ``_impl_names`` (its torch namesake's), all
+    four for a class that names none (AdagradNorm, optkern's own)."""
+    return tuple(getattr(cls, "_impl_names", TORCH_IMPL_KEYWORDS))
+
+
+def take_impl_keywords(options: dict, cls: type) -> dict:
     """Remove the implementation keywords from ``options`` (a constructor's ``**kwargs``), checked:
-    ``foreach`` / ``fused`` None or a bool, ``capturable`` / ``differentiable`` a bool and False, not
-    ``fused`` and ``foreach`` both True (torch's RuntimeError). Returns them, torch's defaults filled
-    in: what a group without its own reads (torch puts the constructor's in every group)."""
+    one ``cls`` does not take (not in its ``_impl_names``) is torch's TypeError, ``foreach`` /
+    ``fused`` None or a bool, ``capturable`` / ``differentiable`` a bool and False, not ``fused`` and
+    ``foreach`` both True (torch's RuntimeError). Returns them, torch's defaults filled in: what a
+    group without its own reads (torch puts the constructor's in every group)."""
+    for key in TORCH_IMPL_KEYWORDS:
+        if key in options and key not in impl_names(cls):
+            raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument {key!r}")
     given = {key: options.pop(key) for key in TORCH_IMPL_KEYWORDS if key in options}
     for key, value in given.items():
         _check(key, value, key)
@@ -56,11 +69,12 @@ def group_foreach(group: dict, impl: Mapping[str, Any]) -> bool:
     return bool(foreach) and not group.get("capturable", impl["capturable"])
 
 
-def check_group_keywords(group: dict, where: str) -> None:
-    """The implementation keywords a param group given to ``add_param_group`` holds, checked as the
-    constructor checks them (errors name ``where[key]``) and left in it, as torch leaves them: a group
-    asking for ``capturable`` or ``differentiable`` was stepped as if it had not."""
-    for key in TORCH_IMPL_KEYWORDS:
+def check_group_keywords(group: dict, where: str, names: tuple) -> None:
+    """The implementation keywords ``names`` (the class's) a param group given to ``add_param_group``
+    holds, checked as the constructor checks them (errors name ``where[key]``) and left in it, as
+    torch leaves them: a group asking for ``capturable`` or ``differentiable`` was stepped as if it
+    had not. Others are keys the class's torch namesake never reads: kept and ignored, as torch's."""
+    for key in names:
         if key in group:
             _check(key, group[key], f"{where}[{key!r}]")
 
@@ -82,16 +96,17 @@ def _check(key: str, value, name: str) -> None:
 
 
 def impl_keywords(cls: _C) -> _C:
-    """Class decorator (outside ``lowp_keywords``): ``cls.__init__``'s signature also lists
-    ``TORCH_IMPL_KEYWORDS`` with torch's defaults (keyword-only, unless ``__init__`` names one itself:
-    positional where torch's namesake takes it by position, such as Adagrad's ``foreach``)."""
+    """Class decorator (outside ``lowp_keywords``): ``cls.__init__``'s signature also lists the
+    implementation keywords ``cls`` takes (``_impl_names``) with torch's defaults (keyword-only,
+    unless ``__init__`` names one itself: positional where torch's namesake takes it by position,
+    such as Adagrad's ``foreach``)."""
     init = vars(cls)["__init__"]
     sig = inspect.signature(init)
     params = list(sig.parameters.values())
     params += [
         inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
         for k, v in TORCH_IMPL_KEYWORDS.items()
-        if k not in sig.parameters
+        if k in impl_names(cls) and k not in sig.parameters
     ]
     init.__signature__ = sig.replace(parameters=params)
     return cls

@@ -22,7 +22,7 @@ float32 checkpoints) and converts into this optimizer's format: 8-bit with the s
 copied exactly, anything else goes through float32 (bf16 rounded to nearest even, 8-bit by
 blockwise quantization; a missing master starts from the param, and so does a half one: only
 torch.optim's loader makes that, casting the entry it does not know to its param's dtype, and its
-steps then moved the param, not that copy). :func:`to_torch_state_dict` turns one back into what
+steps then moved the param, not that copy). ``to_torch_state_dict`` (``_torch_form``) turns one back into what
 ``torch.optim``'s optimizers load; it is needed for 8-bit states: torch's loader casts the uint8
 codes to the param's dtype as values without a word (bfloat16 moments it widens exactly).
 """
@@ -231,7 +231,7 @@ def _is_8bit(entry: dict, k: str) -> bool:
 
 def holds_8bit(state_dict) -> bool:
     """Whether ``state_dict`` holds a moment in this module's 8-bit storage: ``torch.uint8`` codes
-    beside their ``<name>_scale`` and the entry's ``block_size`` (what :func:`to_torch_state_dict`
+    beside their ``<name>_scale`` and the entry's ``block_size`` (what ``to_torch_state_dict``
     converts for ``torch.optim``, whose loader takes the codes as values)."""
     state = state_dict.get("state") if isinstance(state_dict, dict) else None
     return isinstance(state, dict) and any(
@@ -359,26 +359,3 @@ def convert_checkpoint(state_dict, params: list, cfg: LowpConfig | None, names: 
             n_p = None if torch.nn.parameter.is_lazy(p) else p.numel()  # (a lazy param: no size yet)
             state[sid] = float_entry(entry, names, where, n_p)
     return {**state_dict, "state": state}, exact
-
-
-def to_torch_state_dict(state_dict: dict, names: tuple = ()) -> dict:
-    """An optkern.torch optimizer's ``state_dict()`` in the form ``torch.optim``'s optimizers load:
-    8-bit and bfloat16 moments as float32 tensors, scales, block sizes and master copies dropped
-    (torch keeps no master: its params continue from their half values). Other entries are shared,
-    not copied; the ``seed`` stays (torch's optimizers keep it as an unknown entry and save it again,
-    so a checkpoint back from torch.optim rounds on with it). ``names``: the moments to convert
-    (default: every 8-bit or bfloat16 tensor)."""
-    if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
-        raise TypeError("state_dict: expected an optimizer state dict (with a 'state' dict)")
-    state = {}
-    for key, entry in state_dict["state"].items():
-        if not isinstance(entry, dict):
-            state[key] = entry
-            continue
-        moments = names or tuple(
-            k
-            for k, v in entry.items()
-            if isinstance(v, torch.Tensor) and (v.dtype is torch.bfloat16 or _is_8bit(entry, k))
-        )
-        state[key] = float_entry(entry, moments, f"state_dict['state'][{key!r}]")
-    return {**state_dict, "state": state}

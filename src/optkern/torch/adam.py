@@ -47,7 +47,7 @@ class Adam(Float32Lr, _Fused):
     ):
         dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
         # torch's own refusals of tensor lr / betas, before anything is made (the keywords checked first)
-        refuse_adam_constructor(lr, betas, take_impl_keywords(dict(lowp)))
+        refuse_adam_constructor(lr, betas, take_impl_keywords(dict(lowp), type(self)))
         super().__init__(
             params,
             dict(
@@ -65,10 +65,16 @@ class Adam(Float32Lr, _Fused):
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
         # (the low-precision step computes its scalars itself, in double: it cannot take torch's)
         if self._lowp_core is not None and torch_computes(group):
+            # (named by the entry that makes torch compute them: torch_computes' three cases)
+            if tensor_betas(group["betas"]) is not None:
+                key, what = "betas", "tensor betas"
+            elif isinstance(group["lr"], torch.Tensor) and group["lr"].dtype not in (torch.float32, torch.float64):
+                key, what = "lr", f"a {group['lr'].dtype} tensor lr"
+            else:
+                key, what = "weight_decay", "a tensor decoupled weight_decay"
             raise ValueError(
-                f"{where}['betas']: tensor betas (or a float16 / bfloat16 lr, a tensor decoupled "
-                "weight_decay), whose step scalars torch computes in tensor ops, with the low-precision "
-                "keywords, whose step computes them in double: pass Python floats"
+                f"{where}[{key!r}]: {what}, whose step scalars torch computes in tensor ops, with the "
+                "low-precision keywords, whose step computes them in double: pass Python floats"
             )
 
     def _plan(self, group, params, gi, held=None):
@@ -146,6 +152,7 @@ class NAdam(Float32Lr, _Fused):
     low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.NAdam
+    _impl_names = ("foreach", "capturable", "differentiable")  # (torch.optim.NAdam has no fused)
     _float64_product = False  # (the run's: set by _run, read by its native call)
 
     def __init__(

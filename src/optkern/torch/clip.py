@@ -8,6 +8,7 @@ import numbers
 import re
 import sys
 
+import numpy as np
 import torch
 
 from .. import clip as _clip
@@ -132,7 +133,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     ``|z|``), other orders of them are torch's. ``max_norm=inf`` (torch's idiom for measuring the norm
     without clipping) leaves finite-norm gradients as they are and, as torch, makes them NaN when
     the norm is infinite (``inf / inf``). A string ``norm_type`` is read with ``float()``, as torch
-    reads it (``"2"``, ``"-inf"``).
+    reads it (``"2"``, ``"-inf"``). Finite float32 gradients whose norm overflows float32 are clipped
+    by it (taken in float64: torch's inf norm zeroes them) and the norm returned is inf, as torch's;
+    with ``error_if_nonfinite`` that is refused before anything is written, as torch refuses it.
     """
     params = _params(parameters)
     max_norm, norm_type = _number(max_norm), _order(norm_type)
@@ -147,16 +150,18 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     limit = sys.float_info.max if unbounded else max_norm
     g0 = grads[0]
     dtype = _views.real_dtype(g0.dtype)  # (torch's norm of complex grads is real)
+    # (the norm is returned in that dtype: one finite in float64 may be inf there, which torch refuses)
+    args = (limit, norm_type, error_if_nonfinite, None, None, _returned(dtype))
     if g0.device.type == "cpu":
         with _named(params):
-            total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
+            total = _clip._clip_grad_norm(_views.views(grads), *args)
         _bump_torch_versions(grads)  # (written through views: as torch's mul_, a saved graph refuses them)
         if unbounded and total == math.inf:
             for g in grads:
                 g.fill_(complex(math.nan, math.nan) if g.is_complex() else math.nan)  # torch: g * (inf / inf)
         return torch.tensor(total, dtype=dtype)
     with _views.on_stream(g0), _named(params):
-        total = _clip.clip_grad_norm_(_views.views(grads), limit, norm_type, error_if_nonfinite)
+        total = _clip._clip_grad_norm(_views.views(grads), *args)
         _bump_torch_versions(grads)
         # (taken on the stream that wrote it: no cross-stream wait is asked of CuPy)
         norm = torch.from_dlpack(total).reshape(())
@@ -164,6 +169,12 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
             coef = torch.where(torch.isposinf(norm), math.nan, 1.0)
             torch._foreach_mul_(grads, coef)
         return norm.to(dtype)
+
+
+def _returned(dtype: torch.dtype):
+    """The NumPy dtype of a norm returned as a ``dtype`` tensor, float32's (float64's is as
+    computed): ``error_if_nonfinite`` refuses a norm it holds as inf, as torch's does."""
+    return np.float32 if _views.real_dtype(dtype) is torch.float32 else None
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
@@ -229,10 +240,11 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     t0 = tensors[0]
     if t0.device.type == "cpu":
         with _named_tensors():
-            total = _clip.get_total_norm(_views.views(tensors), norm_type, error_if_nonfinite)
+            returned = _returned(t0.dtype)
+            total = _clip._get_total_norm(_views.views(tensors), norm_type, error_if_nonfinite, None, returned)
         return torch.tensor(total, dtype=t0.dtype)
     with _views.on_stream(t0), _named_tensors():
-        total = _clip.get_total_norm(_views.views(tensors), norm_type, error_if_nonfinite)
+        total = _clip._get_total_norm(_views.views(tensors), norm_type, error_if_nonfinite, None, _returned(t0.dtype))
         return torch.from_dlpack(total).reshape(()).to(t0.dtype)
 
 

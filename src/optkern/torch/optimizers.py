@@ -60,6 +60,7 @@ class SGD(_Fused):
     keywords: see :mod:`optkern.torch` (a ``step`` count is then kept, as for Adam)."""
 
     _core = _optim.SGD
+    _impl_names = ("foreach", "differentiable", "fused")  # (torch.optim.SGD has no capturable)
     _may_be_none = ("momentum_buffer",)  # (torch's SGD: None, or none, makes it from the next grad)
 
     def __init__(
@@ -222,6 +223,7 @@ class Adagrad(Float32Lr, _Fused):
     constructor's value for every group, its own key ignored."""
 
     _core = _optim.Adagrad
+    _impl_names = ("foreach", "differentiable", "fused")  # (torch.optim.Adagrad has no capturable)
 
     def __init__(
         self,
@@ -286,6 +288,7 @@ class RMSprop(_Fused):
     low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.RMSprop
+    _impl_names = ("capturable", "foreach", "differentiable")  # (torch.optim.RMSprop has no fused)
 
     def __init__(
         self,
@@ -347,6 +350,7 @@ class Adadelta(_Fused):
     """torch.optim.Adadelta, and the low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adadelta
+    _impl_names = ("foreach", "capturable", "differentiable")  # (torch.optim.Adadelta has no fused)
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach=None, *, maximize=False, **lowp):
         lowp["foreach"] = foreach  # (positional in torch's signature: checked with the keyword ones)
