@@ -317,7 +317,7 @@ def test_mismatched_targets_are_refused_before_anything_changes(saved, tmp_path)
     before = _state_bytes(target), _canon(target_params)
     cases = [
         (dict(opt=target, nope=target_params), r"has no entry 'nope' \(it holds 'opt', 'params'\)"),
-        (dict(opt=O.SGD([p.copy() for p in target_params]), params=target_params), "saved from a Adam, not a SGD"),
+        (dict(opt=O.SGD([p.copy() for p in target_params]), params=target_params), "saved from an Adam, not an SGD"),
         (dict(opt=target, params=target_params[:2]), r"\['params'\]: expected a saved sequence of 2 items"),
         (dict(opt=target, params=[p.astype(np.float64) for p in target_params]), r"\['params'\]\[0\]: saved array"),
         (dict(params=target_params, opt=target_params[0]), "holds a saved optimizer"),

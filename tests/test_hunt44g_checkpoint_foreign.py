@@ -114,7 +114,7 @@ def test_a_tensor_saved_as_a_tree_by_an_earlier_optkern_loads_into_a_tensor(tmp_
     w = torch.zeros(2)
     optkern.load(path, w=w)
     assert w.tolist() == [1.0, 2.0]
-    with pytest.raises(ValueError, match="expected a saved sequence of 1 items, found a ndarray"):
+    with pytest.raises(ValueError, match="expected a saved sequence of 1 items, found an ndarray"):
         optkern.load(path, w=[torch.zeros(2)])
 
 

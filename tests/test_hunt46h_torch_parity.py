@@ -51,6 +51,10 @@ CLOSED = [
 def test_schedules_are_torchs_closed_forms_bit_for_bit(name, make, ours):
     # (cosine up to T_max only: past it torch's oscillates, this one holds eta_min, as documented)
     theirs = _closed_forms(make, {"CosineAnnealingLR-T1": 2, "CosineAnnealingLR-eta-above": 11}.get(name, N + 1))
+    if name.startswith("CosineAnnealingLR"):
+        # step 0 is the lr torch applies, the optimizer's own (its get_lr's initial step), not the
+        # closed form's eta_min + (lr - eta_min), an ulp off it for some pairs (eta-above's among them)
+        theirs[0] = _stepped(make, 1)[0]
     assert [ours(t) for t in range(len(theirs))] == theirs
 
 

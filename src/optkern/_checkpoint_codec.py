@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from ._words import article
 
 
 def _torch():
@@ -84,7 +85,7 @@ def _encode(obj, arrays: list, where: str, _open: set | None = None):
         return {"__array__": len(arrays) - 1, **tag}
     if not isinstance(obj, (tuple, list, dict)):
         raise TypeError(
-            f"{where}: cannot save a {type(obj).__name__} (arrays, numbers, strings, None, lists, tuples, "
+            f"{where}: cannot save {article(type(obj).__name__)} (arrays, numbers, strings, None, lists, tuples, "
             "dicts, or objects with state_dict / load_state_dict)"
         )
     _open = set() if _open is None else _open

@@ -11,6 +11,7 @@ import numpy as np
 from . import _backend
 from ._array_checks import byte_span
 from ._checkpoint_codec import _host_copy, _torch
+from ._words import article
 
 
 class Kind(NamedTuple):
@@ -100,7 +101,7 @@ def _check_tree(target, data, where: str = "") -> None:
     at = f"{where}: " if where else ""
     if isinstance(target, (list, tuple)):
         if not isinstance(data, (list, tuple)) or len(data) != len(target):
-            found = f"{len(data)} items" if isinstance(data, (list, tuple)) else f"a {type(data).__name__}"
+            found = f"{len(data)} items" if isinstance(data, (list, tuple)) else article(type(data).__name__)
             raise ValueError(f"{at}expected a saved sequence of {len(target)} items, found {found}")
         for k, (t, d) in enumerate(zip(target, data)):
             _check_tree(t, d, f"{where}[{k}]")
@@ -112,7 +113,7 @@ def _check_tree(target, data, where: str = "") -> None:
             _check_tree(target[k], data[k], f"{where}[{k!r}]")
         return None
     raise TypeError(
-        f"{at}cannot restore a {type(target).__name__} in place (only arrays, containers of arrays "
+        f"{at}cannot restore {article(type(target).__name__)} in place (only arrays, containers of arrays "
         "and objects with load_state_dict); read it from load()'s result"
     )
 
@@ -201,7 +202,7 @@ def _check_module_state(torch, module, data) -> None:
     entry's shape and dtype (torch would convert a dtype silently; optkern restores arrays only
     into their own dtype). Entries that are not tensors (a module's extra state) are its own."""
     if not isinstance(data, dict):
-        raise ValueError(f"expected a saved module state dict, found a {type(data).__name__}")
+        raise ValueError(f"expected a saved module state dict, found {article(type(data).__name__)}")
     ours = module.state_dict()
     missing = [k for k in ours if k not in data]
     unexpected = [k for k in data if k not in ours]

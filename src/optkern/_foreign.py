@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from ._array_checks import _UNVERSIONED_DLPACK, is_cupy
+from ._words import article
 
 #: DLPack device types: host memory (NumPy) and CUDA memory (CuPy; managed memory too)
 _DL_CPU, _DL_CUDA, _DL_CUDA_MANAGED = 1, 2, 13
@@ -74,11 +75,11 @@ def as_array(a, name: str):
         try:  # __array_interface__ only: NumPy views the exporter's memory (read-only if it says so)
             return np.asarray(a)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"{name}: cannot view a {t.__name__} through its __array_interface__: {e}") from None
+            raise TypeError(f"{name}: cannot view {article(t.__name__)} through its __array_interface__: {e}") from None
     try:
         dev = int(a.__dlpack_device__()[0])
     except Exception as e:
-        raise TypeError(f"{name}: cannot read the device of a {t.__name__} through DLPack: {e}") from None
+        raise TypeError(f"{name}: cannot read the device of {article(t.__name__)} through DLPack: {e}") from None
     try:
         if dev == _DL_CPU:
             v = np.from_dlpack(a)
@@ -88,7 +89,7 @@ def as_array(a, name: str):
         if dev in (_DL_CUDA, _DL_CUDA_MANAGED):
             return _cupy(name, a).from_dlpack(a)
     except (BufferError, TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"{name}: cannot view a {t.__name__} through DLPack: {e}") from None
+        raise TypeError(f"{name}: cannot view {article(t.__name__)} through DLPack: {e}") from None
     raise TypeError(
         f"{name}: {t.__name__} lives on DLPack device type {dev}; optkern runs on the host (1) and CUDA (2)"
     )

@@ -69,6 +69,7 @@ from . import _atomic
 from ._array_checks import restoring_own_state
 from ._checkpoint_codec import _array_places, _decode, _encode, _host_copy, _sha256
 from ._checkpoint_kinds import Kind, _check_disjoint, _kind_of, _torch_optim_form, _wants_torch, register
+from ._words import article
 
 __all__ = ["FORMAT", "VERSION", "Kind", "load", "register", "save"]
 
@@ -282,7 +283,7 @@ def _prepared(path, targets: dict) -> tuple:
             )
         elif kind.name in ("optimizer", "state") and type_name != type(target).__name__:
             raise ValueError(
-                f"{path}[{name!r}]: was saved from a {type_name}, not a {type(target).__name__}; "
+                f"{path}[{name!r}]: was saved from {article(type_name)}, not {article(type(target).__name__)}; "
                 f"load it with load(path)[{name!r}] and convert it yourself"
             )
         try:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
+from .random import _u64  # (the one check of a Philox seed / step / offset, naming the argument)
 
 __all__ = [
     "HALF_DTYPES",
@@ -74,7 +75,6 @@ __all__ = [
 
 HALF_DTYPES = ("bfloat16", "float16")
 _ROUNDINGS = ("nearest", "stochastic")
-_UINT64 = (1 << 64) - 1
 
 
 def _option(name: str, value, options: tuple) -> str:
@@ -166,13 +166,6 @@ def _wrap(out_bits: np.ndarray, fmt: str, raw: bool):
         return out_bits.view(np.float16)
     bf = bfloat16_dtype()
     return out_bits if bf is None else out_bits.view(bf)
-
-
-def _u64(name, v) -> int:
-    v = _backend.integer(name, int(v) if isinstance(v, np.integer) else v, lo=0)
-    if v > _UINT64:
-        raise ValueError(f"{name}: must be < 2**64, got {v}")
-    return v
 
 
 def _float32(x, name="x", cupy_ok=False) -> np.ndarray:

@@ -28,6 +28,7 @@ from ._checked_values import cached, remember
 from .optim._given import _bump_torch_versions, torch_tensors
 from .optim._hyper import _check_dtype
 from .optim.sgd import SGDHyper
+from .random import _UINT64_MAX
 from .swa import AveragedParams, _copy, check_disjoint, check_finite
 
 __all__ = ["SWALP"]
@@ -74,7 +75,7 @@ def _checked_config(config, name) -> dict:
     out["swa_start"] = _backend.integer(name("swa_start"), config["swa_start"], lo=0)
     out["cycle"] = _backend.integer(name("cycle"), config["cycle"], lo=1)
     # the quantizers' Philox keys seed .. seed + 2 must all be uint64s
-    out["seed"] = _backend.integer(name("seed"), config["seed"], lo=0, hi=lowp._UINT64 - (len(_WHAT) - 1))
+    out["seed"] = _backend.integer(name("seed"), config["seed"], lo=0, hi=_UINT64_MAX - (len(_WHAT) - 1))
     out["lr"] = _backend.in_range(name("lr"), config["lr"], 0.0)
     out["momentum"] = _backend.in_range(name("momentum"), config["momentum"], 0.0, 1.0)
     out["weight_decay"] = _backend.in_range(name("weight_decay"), config["weight_decay"], 0.0)

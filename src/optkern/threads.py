@@ -112,30 +112,45 @@ _scopes_lock = threading.Lock()
 _scopes: list = []
 
 
-@contextlib.contextmanager
-def limit_threads(n: int):
+class limit_threads(contextlib.ContextDecorator):
     """Run the block with ``n`` optkern OpenMP threads and ``n`` OpenBLAS threads,
     restoring the previous counts afterwards (best effort: a BLAS that is not
     OpenBLAS keeps its own setting). The counts are process-wide: while blocks of
     several Python threads are open, the last one entered sets them, and the counts
-    from before the first are back once all have ended."""
-    cpu = _backend.cpu
-    n = _count(n)  # (before anything changes)
-    _warn_if_forked(n)
-    libs = _openblas_libs()
-    scope = None
-    try:
+    from before the first are back once all have ended. One object runs any number
+    of blocks, nested or in several threads, and decorates a function (each call a block)."""
+
+    def __init__(self, n: int):
+        self.n = _count(n)  # (checked at the call: before anything changes)
+        # each Python thread's open blocks of this object, innermost last: a thread's blocks nest
+        # (a generator context manager ran one block only; the second raised contextlib's AttributeError)
+        self._open = threading.local()
+
+    def __repr__(self) -> str:
+        return f"limit_threads({self.n})"
+
+    def __enter__(self) -> None:
+        _warn_if_forked(self.n)
+        libs = _openblas_libs()
         with _scopes_lock:
-            scope = _Scope(int(cpu.get_num_threads()), {path: (set_, int(get())) for path, get, set_ in libs})
+            scope = _Scope(int(_backend.cpu.get_num_threads()), {path: (set_, int(get())) for path, get, set_ in libs})
             _scopes.append(scope)
-            cpu.set_num_threads(n)
-            for _, _, set_ in libs:
-                set_(n)
-        yield
-    finally:
-        if scope is not None:
-            with _scopes_lock:
+            try:
+                _backend.cpu.set_num_threads(self.n)
+                for _, _, set_ in libs:
+                    set_(self.n)
+            except BaseException:
                 _leave(scope)
+                raise
+        stack = getattr(self._open, "scopes", None)
+        if stack is None:
+            stack = self._open.scopes = []
+        stack.append(scope)
+
+    def __exit__(self, *exc) -> None:
+        scope = self._open.scopes.pop()
+        with _scopes_lock:
+            _leave(scope)
 
 
 def _leave(scope: _Scope) -> None:

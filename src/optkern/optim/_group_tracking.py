@@ -8,6 +8,7 @@ from operator import is_
 from typing import TYPE_CHECKING
 
 from .. import _backend
+from .._words import article
 from ._parts import OptimizerParts
 from ._run import _sub_run
 
@@ -170,6 +171,6 @@ def refuse_unordered(params, name: str) -> None:
     at each run, and grads are matched to params by position (torch refuses a set too)."""
     if isinstance(params, (set, frozenset)):
         raise TypeError(
-            f"{name}: got a {type(params).__name__}, params must be in an ordered collection (a list): "
+            f"{name}: got {article(type(params).__name__)}, params must be in an ordered collection (a list): "
             "grads are matched to them by position"
         )

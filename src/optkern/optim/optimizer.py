@@ -21,6 +21,7 @@ from .. import _backend
 from .._atomic import deferring
 from .._checked_values import cached, remember
 from .._serial import serialized
+from .._words import article
 from . import _closure
 from ._capturable import CapturableMixin
 from ._given import CopyMixin, _bump_torch_versions, torch_tensors
@@ -272,7 +273,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         elif grads is None:
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
         elif callable(grads) and not hasattr(grads, "__array__"):  # (torch's opt.step(closure), positional)
-            raise TypeError(f"grads: got a {type(grads).__name__}; pass a closure as step(closure=f)")
+            raise TypeError(f"grads: got {article(type(grads).__name__)}; pass a closure as step(closure=f)")
         grads, checked, runs, layout, whole = self._prepared(grads)
         amp = self._amp_checked
         if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):

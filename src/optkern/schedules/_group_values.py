@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._words import article
+
 
 def param_groups(optimizer) -> list | tuple:
     """``optimizer.param_groups``, a list (or tuple) of dicts, or TypeError naming the optimizer."""
@@ -67,12 +69,12 @@ def check_put(v, where: str) -> None:
     floating = getattr(v, "is_floating_point", None)  # (a torch tensor)
     if callable(floating):
         if not floating():
-            raise TypeError(f"{where}: a {v.dtype} tensor cannot hold the value (a floating tensor can)")
+            raise TypeError(f"{where}: {article(str(v.dtype))} tensor cannot hold the value (a floating tensor can)")
         if v.requires_grad and v.is_leaf:
             raise ValueError(f"{where}: a leaf tensor that requires grad cannot be written in place")
         return
     if np.dtype(v.dtype).kind != "f":
-        raise TypeError(f"{where}: a {v.dtype} array cannot hold the value (a floating array can)")
+        raise TypeError(f"{where}: {article(str(v.dtype))} array cannot hold the value (a floating array can)")
     if not getattr(getattr(v, "flags", None), "writeable", True):  # (a CuPy array has no such flag)
         raise ValueError(f"{where}: array is read-only")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _backend
 from .._checked_values import cached, remember
+from .._words import article
 from ._group_values import _item
 
 if TYPE_CHECKING:
@@ -275,7 +276,7 @@ def sequence(name: str, values) -> list:
     if getattr(values, "ndim", None) == 0:  # has __iter__, but iterating raised NumPy's unnamed TypeError
         raise TypeError(f"{name}: expected a sequence, got a 0-d {type(values).__name__}")
     if isinstance(values, (Set, Mapping)):
-        raise TypeError(f"{name}: expected a sequence in order (a list or tuple), got a {type(values).__name__}")
+        raise TypeError(f"{name}: expected a sequence in order (a list or tuple), got {article(type(values).__name__)}")
     return list(values)
 
 

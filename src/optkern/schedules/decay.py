@@ -190,6 +190,11 @@ class cosine(Schedule):
         self.eta_min = nonneg("eta_min", eta_min)
 
     def value(self, t):
+        if t == 0:
+            # lr itself, as torch's CosineAnnealingLR leaves the optimizer's lr at step 0: the closed
+            # form rounds lr - eta_min and adds eta_min back (an ulp off for ~3% of pairs, and an
+            # overflow for lr near float64's top, where (lr - eta_min) * 2 is infinite)
+            return self.lr
         return _cos(self.lr, self.eta_min, min(t, self.total_steps), self.total_steps)
 
 

@@ -11,6 +11,7 @@ import math
 import numbers
 
 from .. import _backend
+from .._words import article
 from ._group_values import _detached, _item, _put, _scalar, check_put, param_groups
 from ._scale_warning import ScheduleScaleWarning, _value, warn_if_suspect
 from .base import Schedule, as_schedule, check_step
@@ -317,7 +318,7 @@ def _check_entry(v, key: str, index, i: int) -> None:
             raise TypeError(f"{where}: is a {type(v).__name__}; pass index= to drive one element (index=0 for beta1)")
         return
     if not isinstance(v, (tuple, list)):
-        raise TypeError(f"index: {where} is a {type(v).__name__}, not a tuple or list")
+        raise TypeError(f"index: {where} is {article(type(v).__name__)}, not a tuple or list")
     if not -len(v) <= index < len(v):
         raise ValueError(f"index: {index} is out of range for {where} of length {len(v)}")
 
