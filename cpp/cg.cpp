@@ -28,8 +28,18 @@
 namespace optkern {
 namespace {
 
-template <class T> OK_CLONES double curvature_loop(const T* OK_RESTRICT p, const T* OK_RESTRICT y, T lambda, int64_t n) {
-  return lane_sum<double>(n, [&](int64_t i) { return double(p[i]) * double(rules::cg_damped(y[i], p[i], lambda)); });
+template <class T, bool kScaled = false>
+OK_CLONES double curvature_loop(const T* OK_RESTRICT p, const T* OK_RESTRICT y, T lambda, int64_t n) {
+  return lane_sum<double>(n, [&](int64_t i) { return rules::cg_curvature_term<kScaled>(y[i], p[i], lambda); });
+}
+
+// p.(y + lambda p) where its plain sum was not finite, summed again scaled (rules::cg_curvature_term)
+// on the calling thread, chunk by chunk in order as reduce_chunks adds them: the same bits for any
+// thread count. (The callers test the plain sum first: the common case pays that test only.)
+template <class T, class Chunks> double curvature_scaled(const Chunks& chunks, const T* p, const T* y, T lambda) {
+  double t = 0.0;
+  for (const auto& c : chunks) t += curvature_loop<T, true>(p + c.start, y + c.start, lambda, c.len);
+  return rules::cg_curvature_unscale(t);
 }
 
 // The update and the new residual's squares in one sweep (each index visited once).
@@ -75,9 +85,11 @@ double cg_curvature(py::handle p_h, py::handle y_h, double damping) {
   finite("damping", damping);
   return by_dtype(v.dt, [&](auto tag) {
     using T = decltype(tag);
-    return v.sum(2, [&](int64_t lo, int64_t len) {
-      return curvature_loop<T>(reinterpret_cast<const T*>(p) + lo, reinterpret_cast<const T*>(y) + lo, T(damping), len);
-    });
+    const T* pt = reinterpret_cast<const T*>(p);
+    const T* yt = reinterpret_cast<const T*>(y);
+    const double s =
+        v.sum(2, [&](int64_t lo, int64_t len) { return curvature_loop<T>(pt + lo, yt + lo, T(damping), len); });
+    return std::isfinite(s) ? s : curvature_scaled<T>(make_chunks({v.n}), pt, yt, T(damping));
   });
 }
 
@@ -237,6 +249,7 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
       double a = 0.0, b = 0.0;
       if (s == 0) {
         st.pAp = chunk_sum(curv);
+        if (!std::isfinite(st.pAp)) st.pAp = curvature_scaled<T>(chunks, pt, yt, lambda);  // (each thread: the same bits)
         const bool go = cg_args::cg_step(st.pAp, rz, stop_on_negative_curvature, a);
         st.alpha = T(a);
         return go;

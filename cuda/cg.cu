@@ -75,12 +75,12 @@ struct Store {
   __device__ void operator()(double s) const { out[0] = s; }
 };
 
-// Lists (p, y): p.(y + lambda p).
-template <class T> struct Curvature {
+// Lists (p, y): p.(y + lambda p); kScaled: the redo where that sum was not finite (curvature).
+template <class T, bool kScaled = false> struct Curvature {
   static constexpr int kDepth = 2;
   static constexpr bool kMax = false;
   T lambda;
-  __device__ double operator()(const T* v) const { return double(v[0]) * double(rules::cg_damped(v[1], v[0], lambda)); }
+  __device__ double operator()(const T* v) const { return rules::cg_curvature_term<kScaled>(v[1], v[0], lambda); }
 };
 
 // Lists (x, r, p, y): r.r.
@@ -127,6 +127,13 @@ template <class T, class Op> double sum_to_host(const Vectors& a, const Op& op) 
   return s;
 }
 
+// p.(y + lambda p) over the call's lists (p, y), summed again scaled where the plain sum was not
+// finite (rules::cg_curvature_term: an indefinite A near float64's max; a second launch on that path only).
+template <class T> double curvature(const Vectors& a, T lambda) {
+  const double s = sum_to_host<T>(a, Curvature<T>{lambda});
+  return std::isfinite(s) ? s : rules::cg_curvature_unscale(sum_to_host<T>(a, Curvature<T, true>{lambda}));
+}
+
 double cg_curvature(py::handle p, py::handle y, double damping) {
   Vectors a(p, "p");
   a.add(p, "p", false);
@@ -136,7 +143,7 @@ double cg_curvature(py::handle p, py::handle y, double damping) {
   double s = 0.0;
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
-    s = sum_to_host<T>(a, Curvature<T>{T(damping)});
+    s = curvature<T>(a, T(damping));
   });
   return s;
 }
@@ -198,7 +205,7 @@ py::tuple cg_iteration(py::handle x, py::handle r, py::handle p, py::handle y, d
   }
   dispatch_float(u.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (any) pAp = sum_to_host<T>(c, Curvature<T>{T(damping)});
+    if (any) pAp = curvature<T>(c, T(damping));
     if (!cg_args::cg_step(pAp, rz, stop_on_negative_curvature, alpha)) return;
     if (any) {
       u.apply<T>(Update<T>{T(alpha), T(damping)});

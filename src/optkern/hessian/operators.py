@@ -220,6 +220,17 @@ def _scipy_matvec(A, n: int, who: str) -> Callable:
     return matvec
 
 
+def float_matrix(A):
+    """A dense (NumPy / CuPy) or SciPy sparse matrix of integers or booleans as a float64 copy, as
+    ``scipy.sparse.linalg.cg`` takes one (its ``make_system`` computes in float64); anything else as it
+    is. ``hessian.cg(np.diag([1, 2, 3]), b)`` was refused, "A: expected a float32 or float64 matrix,
+    got int64", where SciPy's ``cg`` returned the solution. (The symmetry check takes the same copy.)"""
+    if isinstance(A, np.ndarray) or _backend.is_cupy(A) or is_scipy_sparse(A):
+        if A.dtype.kind in "iub":
+            return A.astype(np.float64)
+    return A
+
+
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) or a SciPy sparse one (NumPy vectors) becomes ``v -> A @ v``;
@@ -233,6 +244,7 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
         A = _backend.as_array(A, name)
     if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
         A = A.view(np.ndarray)  # (np.matrix: its A @ v is a (1, n) matrix, not a vector)
+    A = float_matrix(A)
     # (a SciPy sparse matrix, any format, as a dense one: scipy.sparse.linalg.cg, whose contract
     # hessian.cg follows, takes one; cg and every estimator refused it, "got csr_matrix")
     if isinstance(A, np.ndarray) or _backend.is_cupy(A) or sparse:

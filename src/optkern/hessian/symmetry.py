@@ -26,7 +26,7 @@ import numpy as np
 from .. import _backend
 from ._linear_operator import is_scipy_sparse
 from .compose import Composed
-from .operators import CurvatureOperator
+from .operators import CurvatureOperator, float_matrix
 
 #: SciPy's operator algebra (scipy.sparse.linalg._interface), by class name: private classes
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
@@ -197,6 +197,7 @@ def _dense_asymmetry(A) -> tuple[float, float] | None:
         return None
     if not (isinstance(A, np.ndarray) or _backend.is_cupy(A)):
         return None
+    A = float_matrix(A)  # (as as_operator takes it: an integer matrix's symmetry was left unchecked)
     if (
         A.ndim != 2
         or A.shape[0] != A.shape[1]
@@ -226,6 +227,7 @@ def _sparse_asymmetry(A) -> tuple[float, float] | None:
     Inf entries leave the measure undefined."""
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         return None
+    A = float_matrix(A)
     if A.dtype.newbyteorder("=") not in (np.float32, np.float64):
         return None
     with np.errstate(all="ignore"):

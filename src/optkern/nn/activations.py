@@ -21,7 +21,7 @@ def check_activation(kind: str) -> str:
     """Return ``kind`` if it names a supported activation, else raise ValueError."""
     if not isinstance(kind, str) or kind not in ACTIVATIONS:  # (an array would make `in` ambiguous)
         raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {kind!r}")
-    return kind
+    return str(kind)  # (a NumPy string kept its type: MLP's repr read "activation=np.str_('relu')")
 
 
 @_backend.on_array_device

@@ -112,8 +112,8 @@ class MLP(_MLPArgs, _MLPPasses):
             raise TypeError(f"xp: expected the numpy or cupy module, got {xp!r}")
         self.sizes = sizes
         self.activation = check_activation(activation)
-        self.norm = norm
-        self.loss_kind = loss
+        self.norm = None if norm is None else str(norm)  # (as plain str: a NumPy string showed in the repr)
+        self.loss_kind = str(loss)
         self.label_smoothing = _backend.in_range("label_smoothing", label_smoothing, 0.0, 1.0)
         # (finite in the model's dtype, as the loss kernels round it: 1e39 on a float32 model was
         # accepted here and refused only at the first loss, far from the constructor)

@@ -270,6 +270,19 @@ template <class T> OK_HD void sam_perturb_split(T& p, T g, T& backup, SamScale<T
 // replaces (each product, then each sum). Given y = A p, the damped product y + lambda p:
 template <class T> OK_HD T cg_damped(T y, T p, T lambda) { return lambda == T(0) ? y : scaled_plus(lambda, p, y); }
 
+// A term of the curvature p.(y + lambda p), summed in double. Scaled: hessian.cg's redo where the
+// plain sum was not finite -- an indefinite A near float64's max (diag(+-1.7e308, ...)), whose partial
+// sums of +-1.7e308 terms overflowed while p.Ap was in range, and "A: the product is not finite"
+// blamed the operator. p is scaled by 2^-kCgRescale (exact down to 2^-958: such terms cannot count
+// beside a sum that overflowed), the sum scaled back by cg_curvature_unscale; inf only where p.Ap
+// itself is past the max (within the sum's rounding). Only on that path: the common sum pays nothing.
+constexpr int kCgRescale = 64;
+template <bool kScaled, class T> OK_HD double cg_curvature_term(T y, T p, T lambda) {
+  const double q = kScaled ? scale2(double(p), -kCgRescale) : double(p);
+  return q * double(cg_damped(y, p, lambda));
+}
+OK_HD double cg_curvature_unscale(double s) { return scale2(s, kCgRescale); }
+
 // The iterate and residual move along p by the step alpha: x += alpha p, r -= alpha (A + lambda I) p.
 template <class T> OK_HD void cg_update(T& x, T& r, T p, T ap, T alpha) {
   x = scaled_plus(alpha, p, x);
