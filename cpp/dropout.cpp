@@ -9,6 +9,7 @@
 #include "half_stage.hpp"
 #include "optkern/dropout_args.hpp"
 #include "optkern/rules/norm.hpp"
+#include "optkern/signatures_random.hpp"
 #include "philox_cpu.hpp"
 #include "py_arrays.hpp"
 
@@ -48,7 +49,7 @@ void dropout_loop(const T* x, T* y, uint8_t* mask, int64_t n, double p_in, uint6
 }
 
 void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
-  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
+  sig::check_dropout_p(p);
   if (!py::isinstance<py::array>(x_h)) throw py::type_error("x: expected a numpy.ndarray");
   const py::dtype dt = float_dtype<HostArrays>(x_h, "x", true);
   const bool f32 = dt.itemsize() == 4, f16 = half::is_half(dt) && !half::is_bf16(dt), bf16 = half::is_bf16(dt);
@@ -78,9 +79,7 @@ void dropout_(py::handle x_h, py::handle out_h, double p, uint64_t seed, uint64_
 }  // namespace
 
 void register_dropout(py::module_& m) {
-  m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
-        py::arg("mask") = py::none(),
-        "out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.");
+  sig::dropout(m, &dropout_);
   register_random(m);
 }
 

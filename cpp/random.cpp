@@ -1,11 +1,10 @@
 // optkern._cpu.random_uniform_ / random_rademacher_: fill an array in place
 // from the Philox4x32-10 stream (seed, offset); element mapping in philox.hpp.
 #include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
-#include <array>
 #include <utility>
 
+#include "optkern/signatures_random.hpp"
 #include "philox_cpu.hpp"
 #include "py_arrays.hpp"
 
@@ -73,16 +72,6 @@ void rademacher_(py::handle out_h, uint64_t seed, uint64_t offset) {
 
 }  // namespace
 
-void register_random(py::module_& m) {
-  m.def("random_uniform_", &uniform_, py::arg("out"), py::arg("seed"), py::arg("offset"),
-        "Fill float32/float64 `out` with Philox4x32-10 uniforms in [0, 1) (see philox.hpp).");
-  m.def("random_rademacher_", &rademacher_, py::arg("out"), py::arg("seed"), py::arg("offset"),
-        "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
-  m.def("philox4x32_10", [](std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
-          const auto r = philox::philox4x32_10({c[0], c[1], c[2], c[3]}, k[0], k[1]);
-          return std::array<uint32_t, 4>{r.x, r.y, r.z, r.w};
-        }, py::arg("counter"), py::arg("key"),
-        "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");
-}
+void register_random(py::module_& m) { sig::random(m, &uniform_, &rademacher_); }
 
 }  // namespace optkern

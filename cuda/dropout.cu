@@ -1,14 +1,11 @@
 // optkern._cuda: random_uniform_, random_rademacher_ and dropout_ on CuPy
 // arrays, from the same Philox4x32-10 stream as the CPU (philox.hpp): one
 // thread per Philox block, grid-stride, so results equal the CPU's bit for bit.
-#include <pybind11/stl.h>
-
-#include <array>
-
 #include "norm_common.cuh"
 #include "optkern/dropout_args.hpp"
 #include "optkern/philox.hpp"
 #include "optkern/rules/norm.hpp"
+#include "optkern/signatures_random.hpp"
 
 namespace optkern {
 
@@ -88,7 +85,7 @@ void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
 }
 
 void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t offset, py::object mask_h) {
-  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
+  sig::check_dropout_p(p);
   const DType dt = float_dtype<DeviceArrays>(x, "x", true);
   // (Not the collector's aliasing check: out may be x; dropout_args::check_overlap.)
   DeviceArgs a(dt);
@@ -117,20 +114,10 @@ void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t of
 }  // namespace
 
 void register_dropout(py::module_& m) {
-  m.def("random_uniform_", [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, false); },
-        py::arg("out"), py::arg("seed"), py::arg("offset"),
-        "Fill float32/float64 `out` with Philox4x32-10 uniforms in [0, 1) (see philox.hpp).");
-  m.def("random_rademacher_", [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, true); },
-        py::arg("out"), py::arg("seed"), py::arg("offset"),
-        "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
-  m.def("philox4x32_10", [](std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
-          const auto r = philox::philox4x32_10({c[0], c[1], c[2], c[3]}, k[0], k[1]);  // host: same code as the kernels
-          return std::array<uint32_t, 4>{r.x, r.y, r.z, r.w};
-        }, py::arg("counter"), py::arg("key"),
-        "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");
-  m.def("dropout_", &dropout_, py::arg("x"), py::arg("out"), py::arg("p"), py::arg("seed"), py::arg("offset"),
-        py::arg("mask") = py::none(),
-        "out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.");
+  sig::random(
+      m, [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, false); },
+      [](py::handle o, uint64_t seed, uint64_t off) { random_fill(o, seed, off, true); });
+  sig::dropout(m, &dropout_);
 }
 
 }  // namespace optkern
