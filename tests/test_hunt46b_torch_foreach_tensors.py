@@ -14,9 +14,8 @@ import copy
 import pytest
 
 torch = pytest.importorskip("torch")
-ot = pytest.importorskip("optkern.torch")
-
-from torch_ieee_sqrt import ieee_sqrt  # noqa: E402 (after the torch skip)
+import optkern.torch as ot  # noqa: E402 (after the torch skip)
+from torch_ieee_sqrt import ieee_sqrt  # noqa: E402
 
 T = torch.tensor
 

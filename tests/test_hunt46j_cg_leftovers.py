@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
-from optkern import _cpu, hessian
+from optkern import _cpu, hessian, threads
 
 BIG = 1.7e308
 
@@ -35,6 +35,15 @@ def test_the_kernels_curvature_is_in_range_and_thread_independent():
     pAp, rr = _cpu.cg_iteration_(x, r, pp, y, float(n), 0.0, 0.0, False)
     assert pAp == pytest.approx(expected, rel=1e-12) and np.isfinite(rr)
     np.testing.assert_allclose(x, n / pAp)
+    # the scaled redo sums chunk by chunk in order: the same bits on one thread as on two
+    big = np.full(300 * n - 1, BIG)  # (several chunks, alternating: the whole sum is BIG again)
+    big[1::2] = -BIG
+    ones = np.ones(big.size)
+    with threads.limit_threads(1):
+        one = _cpu.cg_curvature(ones, big, 0.0)
+    with threads.limit_threads(2):
+        two = _cpu.cg_curvature(ones, big, 0.0)
+    assert one == pytest.approx(BIG, rel=1e-12) and one == two
 
 
 def test_a_curvature_past_the_max_is_still_inf():

@@ -23,7 +23,7 @@ _RUNPY_RUNNERS = ("_run_module_as_main", "run_module")
 
 
 #: int64's max: what the native code reads these variables into (``strtoll`` saturates there)
-_INT64_MAX = 2**63 - 1
+_INT64_MAX = 2**63 - 1  # (_scalars.INT64_MAX; not imported: this module imports nothing of optkern's)
 
 
 def _count(name: str, unit: str, hi: int | None = None) -> int | None:
@@ -51,7 +51,7 @@ def serial_below() -> int | None:
 def pool_bytes() -> int | None:
     """OPTKERN_POOL_BYTES (the pool's limit, optkern._pool), None when unset. At most int64's max, as
     the native pool takes it (beyond, its binding's TypeError came with a traceback: no one-line error)."""
-    return _count("OPTKERN_POOL_BYTES", "bytes", hi=2**63 - 1)
+    return _count("OPTKERN_POOL_BYTES", "bytes", hi=_INT64_MAX)
 
 
 def check() -> None:

@@ -148,7 +148,10 @@ class limit_threads(contextlib.ContextDecorator):
         stack.append(scope)
 
     def __exit__(self, *exc) -> None:
-        scope = self._open.scopes.pop()
+        stack = getattr(self._open, "scopes", None)
+        if not stack:
+            raise RuntimeError("limit_threads: __exit__ without a block of this object entered on this thread")
+        scope = stack.pop()
         with _scopes_lock:
             _leave(scope)
 

@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from ._torch_scalars import tensor_betas
+
 #: torch.optim's implementation keywords and their torch defaults (keyword-only in most of torch's
 #: signatures; Adagrad, RMSprop and Adadelta take some by position, and so do ours).
 TORCH_IMPL_KEYWORDS: Mapping[str, Any] = MappingProxyType(
@@ -120,11 +122,11 @@ def refuse_adam_constructor(lr, betas, impl: Mapping[str, Any]) -> None:
     messages, before anything is made: a tensor ``lr`` or beta under ``foreach=True`` (its foreach
     step cannot take one), and a pair of betas that are not both floats or both tensors (a float
     beside a tensor, an int). Other bad values are left to the range checks."""
-    foreach = bool(impl["foreach"]) and not impl["capturable"]
+    foreach = group_foreach({}, impl)
     if isinstance(lr, Tensor) and foreach:
         raise ValueError(f"lr {_FOREACH_TENSOR}")
-    if isinstance(betas, Tensor) and betas.dim() == 1 and betas.numel() == 2:
-        betas = tuple(betas)  # (one 1-D tensor of two: torch reads betas[0] and betas[1], tensors)
+    if isinstance(betas, Tensor):  # (one 1-D tensor of two: torch reads betas[0] and betas[1], tensors)
+        betas = tensor_betas(betas) or betas
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         return  # (refused by the range checks)
     if any(isinstance(b, Tensor) and b.numel() != 1 for b in betas):

@@ -76,6 +76,8 @@ def _torch_buffers(group: dict, state: dict, where: str) -> None:
     before any entry is replaced: a refusal leaves ``state`` as it was."""
     new = {}
     for pid in group.get("params", ()):
+        if getattr(pid, "__hash__", None) is None:
+            raise ValueError(f"{where}['params']: expected hashable param ids, got {type(pid).__name__}")
         entry = state.get(pid)
         if not isinstance(entry, dict) or not isinstance(v := entry.get(_BUF), torch.Tensor):
             continue  # (none yet, or None: torch makes it from the next gradient, in either form)
@@ -95,7 +97,10 @@ def _lr(group: dict, where: str, v: torch.Tensor) -> float:
     """The group's lr as both forms' steps of ``v``'s precision take it (a float32 step multiplies
     by float32(lr)), refused unless positive and finite."""
     lr = group.get("lr")
-    value = float(lr) if isinstance(lr, (int, float, torch.Tensor)) and not isinstance(lr, bool) else math.nan
+    scalar = isinstance(lr, (int, float)) or (
+        isinstance(lr, torch.Tensor) and lr.numel() == 1 and not (lr.is_complex() or lr.dtype == torch.bool)
+    )
+    value = float(lr) if scalar and lr is not None and not isinstance(lr, bool) else math.nan  # (else refused below)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
             f"{where}['lr']: {lr!r}: a textbook momentum buffer v = -lr b (momentum_form='textbook') has no "

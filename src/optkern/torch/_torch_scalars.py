@@ -41,21 +41,42 @@ def tensor_betas(betas) -> tuple | None:
     return None
 
 
+def plain_numbers(group: dict) -> bool:
+    """Whether ``group``'s lr, weight decay and two betas are plain Python numbers (every step of most
+    runs), told by their types alone: cheaper than isinstance against torch.Tensor, whose metaclass
+    checks it."""
+    lr, wd, b = group["lr"], group["weight_decay"], group["betas"]
+    return (
+        type(lr) in _NUMBERS
+        and type(wd) in _NUMBERS
+        and type(b) in (tuple, list)
+        and len(b) == 2
+        and type(b[0]) in _NUMBERS
+        and type(b[1]) in _NUMBERS
+    )
+
+
+def torch_computed_key(group: dict) -> str | None:
+    """The entry of ``group`` whose step scalars torch.optim's Adam computes in tensor ops that the
+    rules do not follow -- ``"betas"`` (a tensor beta), ``"lr"`` (a tensor lr of another dtype than
+    float32 / float64), ``"weight_decay"`` (a tensor decoupled one; an L2 one is only read:
+    ``grad.add(param, alpha=wd)``) -- or None."""
+    if plain_numbers(group):
+        return None
+    lr, wd = group["lr"], group["weight_decay"]
+    if tensor_betas(group["betas"]) is not None:
+        return "betas"
+    if isinstance(lr, torch.Tensor) and lr.dtype not in (torch.float32, torch.float64):
+        return "lr"
+    if isinstance(wd, torch.Tensor) and bool(group["decoupled_weight_decay"]):
+        return "weight_decay"
+    return None
+
+
 def torch_computes(group: dict) -> bool:
     """Whether torch.optim's Adam computes a step scalar of ``group`` in tensor ops that the rules do
-    not follow: tensor betas, a tensor lr of another dtype than float32 / float64, a tensor decoupled
-    weight decay (an L2 one is only read: ``grad.add(param, alpha=wd)``)."""
-    lr, wd, b = group["lr"], group["weight_decay"], group["betas"]
-    # (plain numbers, every step of most runs, told by their types alone: cheaper than isinstance
-    # against torch.Tensor, whose metaclass checks it)
-    if type(lr) in _NUMBERS and type(wd) in _NUMBERS and type(b) in (tuple, list) and len(b) == 2:
-        if type(b[0]) in _NUMBERS and type(b[1]) in _NUMBERS:
-            return False
-    return (
-        tensor_betas(group["betas"]) is not None
-        or (isinstance(lr, torch.Tensor) and lr.dtype not in (torch.float32, torch.float64))
-        or (isinstance(wd, torch.Tensor) and bool(group["decoupled_weight_decay"]))
-    )
+    not follow (``torch_computed_key``)."""
+    return torch_computed_key(group) is not None
 
 
 def _real(dtype: torch.dtype) -> torch.dtype:

@@ -18,7 +18,7 @@ from ._host_values import host_group
 from ._impl_keywords import group_foreach, impl_keywords, refuse_adam_constructor, refuse_adam_step, take_impl_keywords
 from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr, refuse_tensor
 from ._tensor_lr import Float32Lr, replaced
-from ._torch_scalars import adam_scalars, nadam_scalars, tensor_betas, torch_computes
+from ._torch_scalars import adam_scalars, nadam_scalars, plain_numbers, tensor_betas, torch_computed_key, torch_computes
 
 __all__ = ["Adam", "AdamW", "NAdam"]
 
@@ -64,21 +64,21 @@ class Adam(Float32Lr, _Fused):
 
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
         # (the low-precision step computes its scalars itself, in double: it cannot take torch's)
-        if self._lowp_core is not None and torch_computes(group):
-            # (named by the entry that makes torch compute them: torch_computes' three cases)
-            if tensor_betas(group["betas"]) is not None:
-                key, what = "betas", "tensor betas"
-            elif isinstance(group["lr"], torch.Tensor) and group["lr"].dtype not in (torch.float32, torch.float64):
-                key, what = "lr", f"a {group['lr'].dtype} tensor lr"
-            else:
-                key, what = "weight_decay", "a tensor decoupled weight_decay"
+        key = torch_computed_key(group) if self._lowp_core is not None else None
+        if key is not None:  # (named by the entry that makes torch compute them)
+            what = {
+                "betas": "tensor betas",
+                "lr": f"a {getattr(group['lr'], 'dtype', '')} tensor lr",
+                "weight_decay": "a tensor decoupled weight_decay",
+            }[key]
             raise ValueError(
                 f"{where}[{key!r}]: {what}, whose step scalars torch computes in tensor ops, with the "
                 "low-precision keywords, whose step computes them in double: pass Python floats"
             )
 
     def _plan(self, group, params, gi, held=None):
-        if group_foreach(group, self._impl):  # (torch's foreach step refuses tensor lr and betas)
+        # (torch's foreach step refuses tensor lr and betas; plain numbers told by type, cheaply)
+        if group_foreach(group, self._impl) and not plain_numbers(group):
             refuse_adam_step(group, f"param_groups[{gi}]", tensor_betas(group["betas"]))
         return super()._plan(group, params, gi, held)
 
