@@ -73,7 +73,7 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         # imaginary part with only a warning, an integer one was truncated (then "not positive
         # definite"), None was "returned shape ()"
         return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec
-    require_symmetric(M, "M", "CG")
+    M = require_symmetric(M, "M", "CG")
     op = as_operator(M, "M") if not hasattr(M, "matvec") else M
     m_xp = getattr(op, "xp", None) if isinstance(op, CurvatureOperator) else None
     if m_xp is not None and m_xp.__name__ != xp.__name__:
@@ -222,7 +222,7 @@ def cg(
       stop_on_negative_curvature: return at the first direction with ``p.(A + damping I) p <= 0``
         (else continue, as plain CG does, with no guarantee).
     """
-    require_symmetric(A, "A", "CG")
+    A = require_symmetric(A, "A", "CG")
     op = as_operator(A)
     n = op.shape[0]
     xp = getattr(op, "xp", np)

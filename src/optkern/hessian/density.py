@@ -113,7 +113,7 @@ def spectral_density(
     Memory per probe run at once: 3 vectors with ``"none"``; plus ``(m + 1) n``
     basis entries otherwise.
     """
-    require_symmetric(op, "op", "Lanczos")
+    op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
     P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
@@ -312,7 +312,7 @@ def gradient_concentration(
     (``from_mlp(..., comm=)``) every rank passes the same ``grad`` (and ``eigenvectors``): the
     gradient of all the rows, not a rank's own (ValueError naming it on every rank otherwise).
     """
-    require_symmetric(op, "op", "Lanczos")
+    op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     xp = op.xp
     k = _backend.integer("k", k, lo=1)

@@ -93,7 +93,7 @@ def lanczos(
       for eigenvectors ``S`` of ``T``; with ``return_ritz``, ``(theta, U)`` is
       appended to whichever of the two tuples is returned.
     """
-    require_symmetric(op, "op", "Lanczos")
+    op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     steps = _backend.integer("steps", steps, lo=1)
     return_vectors = _backend.flag("return_vectors", return_vectors)
@@ -200,7 +200,7 @@ def top_eigenvalues(
         most wanted half of its Ritz vectors (for ``LM`` with the first unwanted one at each end of
         the spectrum among them). Default: no restart (basis up to ``max_steps`` vectors).
     """
-    require_symmetric(op, "op", "Lanczos")
+    op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     k = _backend.integer("k", k, lo=1)
     n = op.shape[0]
@@ -344,7 +344,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     quotient settles on no eigenvalue and the residual does not fall: not converged. The
     eigenvector returned is ``A v / ||A v||`` (one step past ``v``).
     """
-    require_symmetric(op, "op", "power iteration")
+    op = require_symmetric(op, "op", "power iteration")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     max_iter = _backend.integer("max_iter", max_iter, lo=1)
     tol = _backend.positive("tol", tol)

@@ -224,11 +224,26 @@ def float_matrix(A):
     """A dense (NumPy / CuPy) or SciPy sparse matrix of integers or booleans as a float64 copy, as
     ``scipy.sparse.linalg.cg`` takes one (its ``make_system`` computes in float64); anything else as it
     is. ``hessian.cg(np.diag([1, 2, 3]), b)`` was refused, "A: expected a float32 or float64 matrix,
-    got int64", where SciPy's ``cg`` returned the solution. (The symmetry check takes the same copy.)"""
+    got int64", where SciPy's ``cg`` returned the solution. (Taken once, by :func:`as_matrix`.)"""
     if isinstance(A, np.ndarray) or _backend.is_cupy(A) or is_scipy_sparse(A):
         if A.dtype.kind in "iub":
             return A.astype(np.float64)
     return A
+
+
+def as_matrix(A, name: str = "A"):
+    """``A`` as :func:`as_operator` reads a matrix: a torch tensor or other DLPack matrix as its view
+    (a masked array refused, naming ``name``), ``np.matrix`` as its plain ndarray, an integer or
+    boolean one as its float64 copy (:func:`float_matrix`); operators and other objects with
+    ``matvec`` as they are. The symmetry check and the operator read this one result: each took its
+    own float64 copy of an integer matrix (two n x n copies per estimator call)."""
+    if isinstance(A, CurvatureOperator) or hasattr(A, "matvec"):
+        return A
+    if not is_scipy_sparse(A):
+        A = _backend.as_array(A, name)
+    if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
+        A = A.view(np.ndarray)  # (np.matrix: its A @ v is a (1, n) matrix, not a vector)
+    return float_matrix(A)
 
 
 def as_operator(A, name: str = "A") -> CurvatureOperator:
@@ -240,11 +255,7 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
     if isinstance(A, CurvatureOperator):
         return A
     sparse = is_scipy_sparse(A)
-    if not hasattr(A, "matvec") and not sparse:  # (a torch tensor or other DLPack matrix: a view; masked refused)
-        A = _backend.as_array(A, name)
-    if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
-        A = A.view(np.ndarray)  # (np.matrix: its A @ v is a (1, n) matrix, not a vector)
-    A = float_matrix(A)
+    A = as_matrix(A, name)  # (a float matrix as it is: require_symmetric's result, converted once)
     # (a SciPy sparse matrix, any format, as a dense one: scipy.sparse.linalg.cg, whose contract
     # hessian.cg follows, takes one; cg and every estimator refused it, "got csr_matrix")
     if isinstance(A, np.ndarray) or _backend.is_cupy(A) or sparse:

@@ -26,7 +26,7 @@ import numpy as np
 from .. import _backend
 from ._linear_operator import is_scipy_sparse
 from .compose import Composed
-from .operators import CurvatureOperator, float_matrix
+from .operators import CurvatureOperator, as_matrix
 
 #: SciPy's operator algebra (scipy.sparse.linalg._interface), by class name: private classes
 _TRANSPOSED = ("_TransposedLinearOperator", "_AdjointLinearOperator")
@@ -183,21 +183,16 @@ def _same(fs: list, gs: list) -> bool:
 
 def _dense_asymmetry(A) -> tuple[float, float] | None:
     """``(max |A - A^T| / max |A|, sqrt(eps))`` of a dense square float32 / float64 matrix (NumPy,
-    CuPy or a foreign array viewed as one; a SciPy sparse one: :func:`_sparse_asymmetry`), compared
-    in square tiles; None for anything else (as_operator refuses what it cannot take, naming it), or
+    CuPy, as :func:`operators.as_matrix` reads it; a SciPy sparse one: :func:`_sparse_asymmetry`),
+    compared in square tiles; None for anything else (as_operator refuses what it cannot take, naming it), or
     where NaN / Inf entries (refused by the estimators, naming the operator) or an overflow leave it
     undefined."""
     if hasattr(A, "matvec"):
         return None
     if is_scipy_sparse(A):
         return _sparse_asymmetry(A)
-    try:
-        A = _backend.as_array(A, "A")
-    except (TypeError, ValueError):  # (as_operator refuses it, naming the argument)
-        return None
     if not (isinstance(A, np.ndarray) or _backend.is_cupy(A)):
         return None
-    A = float_matrix(A)  # (as as_operator takes it: an integer matrix's symmetry was left unchecked)
     if (
         A.ndim != 2
         or A.shape[0] != A.shape[1]
@@ -227,7 +222,6 @@ def _sparse_asymmetry(A) -> tuple[float, float] | None:
     Inf entries leave the measure undefined."""
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         return None
-    A = float_matrix(A)
     if A.dtype.newbyteorder("=") not in (np.float32, np.float64):
         return None
     with np.errstate(all="ignore"):
@@ -240,12 +234,15 @@ def _sparse_asymmetry(A) -> tuple[float, float] | None:
     return (diff / big if big else 0.0), math.sqrt(float(np.finfo(A.dtype).eps))
 
 
-def require_symmetric(A, name: str, what: str) -> None:
-    """ValueError naming ``name`` where ``A`` is a product of operators that is not symmetric (alone,
+def require_symmetric(A, name: str, what: str):
+    """``A`` as the estimators read it (:func:`operators.as_matrix`: an integer matrix's float64
+    copy, taken once, to be passed on to ``as_operator``); ValueError naming ``name`` where ``A`` is a
+    product of operators that is not symmetric (alone,
     or in a sum or power), or a dense matrix that is not symmetric to its dtype's ``sqrt(eps)``
     relative: as an operator ``v -> A v`` it gave the estimators no error and wrong numbers
     (``top_eigenvalues`` of ``[[1, 5], [0, 2]]``: 3.02, "converged"; ``cg``: 6e7 after 20 iterations).
     Rounding (``Q diag(w) Q^T`` formed in float32: 1e-7 relative) stays far below the bound."""
+    A = as_matrix(A, name)  # (errors as as_operator's: it runs first, on the same argument)
     off, bound = _dense_asymmetry(A) or (0.0, 0.0)
     if off > bound:
         kind = "sparse" if is_scipy_sparse(A) else "dense"
@@ -262,3 +259,4 @@ def require_symmetric(A, name: str, what: str) -> None:
             "symmetric operator: a symmetric product (G @ H @ G, H @ H), or, where "
             "the factors commute, hessian.as_operator(H @ G)"
         )
+    return A

@@ -230,7 +230,7 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         inside, with a TypeError naming cg's ``b`` or the step's ``y``, after a closure evaluation),
         and symmetric where that can be seen (a dense matrix: cg's check named its own ``A``, after
         the closure had run)."""
-        require_symmetric(op, "curvature", "Newton-CG")
+        op = require_symmetric(op, "curvature", "Newton-CG")
         op = as_operator(op, "curvature")
         xp = getattr(op, "xp", np)
         if xp.__name__ != self._xp.__name__:
