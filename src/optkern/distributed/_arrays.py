@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._array_checks import byte_span
 
 
 def _contiguous(x, name: str, any_layout: bool = False):
@@ -51,12 +52,14 @@ def _ptr(a) -> int:
 
 
 def _overlap(a, b) -> bool:
-    """Whether two C-contiguous arrays share bytes (their spans intersect: exact for contiguous
-    arrays, and as cheap as reading two pointers, unlike ``shares_memory`` in general)."""
+    """Whether the byte spans of two NumPy / CuPy arrays meet (:func:`byte_span`, any strides: exact
+    for contiguous arrays, and as cheap as reading two pointers and strides, unlike ``shares_memory``
+    in general; interleaved strided views, ``a[::2]`` and ``a[1::2]``, count as meeting). The one
+    overlap test of the collectives and of the fusion buffers' slots (``buckets.check_slots``)."""
     if a.size == 0 or b.size == 0:
         return False
-    pa, pb = _ptr(a), _ptr(b)
-    return pa < pb + b.nbytes and pb < pa + a.nbytes
+    (la, ha), (lb, hb) = byte_span(a), byte_span(b)
+    return la < hb and lb < ha
 
 
 # The reductions' arithmetic in NumPy (the ordered fold, a mean's division, float16 sums taken in

@@ -13,8 +13,7 @@ import math
 import numpy as np
 
 from .. import _backend
-from .._array_checks import byte_span
-from ._arrays import _IEEE
+from ._arrays import _IEEE, _overlap
 from ._arrays import _is_half_bits as _is_half
 
 
@@ -216,22 +215,40 @@ def make_buckets(params, bucket_bytes: int, direct_bytes: float = float("inf")) 
 
 
 def check_slots(buckets: list, grads: list) -> None:
-    """ValueError naming the first of ``grads`` that is a view of a fusion buffer (NumPy / CuPy: its
-    ``base`` the buffer) reaching another param's slot (``grad_buffers()`` views passed for other
-    params, swapped or sliced): the packing copied one gradient over another's slot before reading
-    that one, and the unpacking wrote results over slots still to be reduced, silently. Per gradient
-    a lookup of its base and, for a buffer's own view in its own place, an identity (a span for
-    every gradient cost ~1-9 us each: 1000 arrays a step)."""
+    """ValueError naming the first of ``grads`` that shares memory with a fusion buffer other than
+    as its own param's view (``grad_buffers()`` views passed for other params, swapped or sliced):
+    the packing copied one gradient over another's slot before reading that one, and the unpacking
+    wrote results over slots still to be reduced, silently. Tested by :func:`_arrays._overlap`.
+
+    Which gradients are tested: a NumPy view of a buffer (its ``base`` the buffer) not in its own
+    place, and any array whose memory may be a buffer's without such a base -- a NumPy view of a
+    torch tensor (``torch.from_numpy(grad_buffers()[j])`` passed for another param: its base the
+    tensor) or a CuPy array (a torch CUDA tensor's DLPack view has no base): those by their
+    address. A NumPy array owning its memory, or viewing another that does, cannot lie in a buffer:
+    a lookup of its base and no more (a span for every gradient cost ~1-9 us each: 1000 arrays a
+    step)."""
     flats = {id(b.flat): b for b in buckets if b.allocated()}
+    if not flats:
+        return
     for i, g in enumerate(grads):
-        b = flats.get(id(getattr(g, "base", None)))
-        if b is None or (i in b.slot and g is b.views[b.slot[i]]):
+        base = getattr(g, "base", None)
+        b = flats.get(id(base))
+        if b is not None:
+            if i in b.slot and g is b.views[b.slot[i]]:
+                continue
+            found = [b]
+        elif isinstance(g, np.ndarray) and (
+            base is None or (isinstance(base, np.ndarray) and base.flags.owndata)
+        ):  # (NumPy's views name the array owning their memory: a buffer would be that owner)
             continue
-        lo, hi = byte_span(g)
-        for j, v in zip(b.index, b.views):
-            vlo, vhi = byte_span(v)
-            if j != i and lo < vhi and vlo < hi:
-                raise ValueError(
-                    f"grads[{i}]: shares memory with the fusion buffer of params[{j}] (grad_buffers()[{j}]: "
-                    "pass each view for its own param, or arrays of their own)"
-                )
+        else:  # (memory another library owns, or CuPy's: by address)
+            found = [b for b in flats.values() if _backend.is_cupy(b.flat) == _backend.is_cupy(g)]
+        for b in found:
+            if not _overlap(g, b.flat):
+                continue
+            for j, v in zip(b.index, b.views):
+                if j != i and _overlap(g, v):
+                    raise ValueError(
+                        f"grads[{i}]: shares memory with the fusion buffer of params[{j}] (grad_buffers()[{j}]: "
+                        "pass each view for its own param, or arrays of their own)"
+                    )
