@@ -98,9 +98,17 @@ class LanczosRecurrence:
         # every step reorthogonalize.)
         self.eps1 = 4.0 * max(float(np.finfo(wdt).eps), beps)
         self.eta = np.sqrt(beps)
-        self.om_prev = np.zeros(self.m + 1)
-        self.om = np.zeros(self.m + 1)
+        # (every array _omega uses, made once: it allocated ~8 arrays of up to m + 1 entries a step,
+        # the new estimates among them). Three rows of estimates, rotated: q_{j-1}'s, q_j's and the
+        # next's (written while the other two are read); ``_ab``: alpha_0.., beta_0.. at fixed
+        # places, then the step's (a, b), as the recurrence's one input array (in_range scales it
+        # where its sums overflow: the unwritten zeros change neither its max nor its finiteness).
+        self._oms = np.zeros((3, self.m + 1))
+        self.om_prev, self.om, self._om_next = self._oms
         self.om[0] = 1.0
+        self._ab = np.zeros(2 * (self.m + 1) + 2)
+        self._work = np.empty(self.m + 1)
+        self._scale = 0.0  # max(|alpha_k|, beta_k) so far
         self.force = False
 
     @property
@@ -149,28 +157,47 @@ class LanczosRecurrence:
         return r, c
 
     def _omega(self, j, a, b):
-        """Simon's recurrence for ``omega_{j+1, k} ~ q_{j+1}^T q_k``; True when reorthogonalization is due."""
-        om, op_ = self.om, self.om_prev
-        new = np.zeros_like(om)
-        if j > 0:
-            k = np.arange(j)
-            om_km1 = np.concatenate(([0.0], om[: j - 1]))
+        """Simon's recurrence for ``omega_{j+1, k} ~ q_{j+1}^T q_k``; True when reorthogonalization is due.
 
-            def row(t):  # t = (alpha_0..j-1, beta_0..j-1, a, b)
-                al, bk1, a, b = t[:j], t[j : 2 * j], t[2 * j], t[2 * j + 1]  # (bk1: beta between q_k and q_{k+1})
-                bk = np.concatenate(([0.0], bk1[:-1]))  # beta between q_{k-1} and q_k
-                x = bk1 * om[k + 1] + (al - a) * om[k] + bk * om_km1 - bk1[j - 1] * op_[k]
-                return (x + np.copysign(self.eps1 * (bk1 + b), x)) / b
+        ``omega_{j+1,k} b = beta_k om_{k+1} + (alpha_k - a) om_k + beta_{k-1} om_{k-1} - beta_{j-1}
+        om'_k``, plus ``eps1 (beta_k + b)`` of its sign (``om``: q_j's estimates, ``om'``:
+        q_{j-1}'s), written into the preallocated rows in that order of operations."""
+        om, op_, new, w = self.om, self.om_prev, self._om_next, self._work
+        M = self.m + 1
+        if j > 0:
+            ab = self._ab
+            ab[-2], ab[-1] = a, b
+
+            def row(t):  # t = (alpha_0..m, beta_0..m, a, b); alpha_k, beta_k written for k < j
+                al, bk1, a, b = t[:j], t[M : M + j], t[-2], t[-1]  # (bk1: beta between q_k and q_{k+1})
+                x, u = new[:j], w[:j]
+                np.multiply(bk1, om[1 : j + 1], out=x)
+                np.subtract(al, a, out=u)
+                u *= om[:j]
+                x += u
+                u[0] = 0.0  # beta between q_{k-1} and q_k times om_{k-1}: 0 for k = 0
+                np.multiply(bk1[: j - 1], om[: j - 1], out=u[1:])
+                x += u
+                np.multiply(bk1[j - 1], op_[:j], out=u)
+                x -= u
+                np.add(bk1, b, out=u)
+                u *= self.eps1
+                np.copysign(u, x, out=u)
+                x += u
+                x /= b
+                return x
 
             # (scale-free, alpha and beta divided by a power of two where they overflowed it: for a
             # spectrum near float64's max, alpha_k - a and the sums passed it, NumPy warned "overflow
             # encountered in add" -- an error under -W error -- and inf / NaN estimates decided)
-            t = np.concatenate((self.alpha[:j], self.beta[:j], (a, b)))
-            new[:j] = in_range(np, t, row, scaled_back=False)
+            in_range(np, ab, row, scaled_back=False)
         new[j] = self.eps1
         new[j + 1] = 1.0
-        self.om_prev, self.om = om, new
-        return j > 0 and float(np.abs(new[:j]).max()) > self.eta
+        self.om_prev, self.om, self._om_next = om, new, op_
+        if j == 0:
+            return False
+        np.abs(new[:j], out=w[:j])
+        return float(w[:j].max()) > self.eta
 
     def advance(self, w):
         """One step with ``w = A q_j`` (overwritten)."""
@@ -206,7 +233,10 @@ class LanczosRecurrence:
                 lost = self.mode == "partial" and self.om[0] > self.eta
         self.alpha.append(a)
         self.beta.append(b)
-        scale = max(max(abs(t) for t in self.alpha), max(self.beta))
+        if j < self.m:  # (the omega-recurrence's input: alpha_k, beta_k at fixed places)
+            self._ab[j], self._ab[self.m + 1 + j] = a, b
+        self._scale = max(self._scale, abs(a), b)  # (a running max: the lists were scanned every step)
+        scale = self._scale
         # Invariant subspace found (or the space is exhausted): T is exact.
         if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale or lost:
             self.done = True
