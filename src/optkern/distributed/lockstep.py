@@ -26,6 +26,20 @@ _SAID = {PRODUCT: "asks for another product", DONE: "has finished its estimator"
 _SAME = "every rank runs the same estimator with the same arguments: num_matvecs, k, seed, v0, ..."
 
 
+class OtherVectors(ValueError):
+    """The error every rank raises where a product's vectors differ between the ranks (the same
+    count of them): ``rank`` is the first rank whose vectors are not rank 0's. Callers that compared
+    an input through a product's header (``hessian._lockstep.same_on_every_rank``) name their
+    argument from it: they matched the message's text before, which any rewording broke."""
+
+    def __init__(self, message: str, rank: int) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+    def __reduce__(self):  # (pickled with its rank: the default would call OtherVectors(message))
+        return type(self), (str(self), self.rank)
+
+
 def fingerprint(x) -> float:
     """A 48-bit hash of about 32 rows of ``x`` (a vector or a block of columns), as a float64
     (exact in the header). Every rank running the same estimator multiplies the same bits (the
@@ -113,6 +127,5 @@ def _apart(headers: list, said: list) -> Exception:
     r = first_unlike(headers) or 0  # (some header differs: _header compared them)
     if headers[r][1] != headers[0][1]:
         what = f"a product of {int(headers[r][1])} vectors on rank {r}, of {int(headers[0][1])} on rank 0"
-    else:
-        what = f"rank {r} multiplies other vectors than rank 0"
-    return ValueError(f"op: {what} ({_SAME})")
+        return ValueError(f"op: {what} ({_SAME})")
+    return OtherVectors(f"op: rank {r} multiplies other vectors than rank 0 ({_SAME})", r)

@@ -10,7 +10,6 @@ each estimator over such an operator ends with one more agreement, its result or
 from __future__ import annotations
 
 import functools
-import re
 from typing import Callable, TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -66,13 +65,12 @@ def same_on_every_rank(op, x, name: str, what: str) -> None:
     lock = lockstep_of(op)
     if lock is None:
         return
+    from ..distributed.lockstep import OtherVectors  # (the distributed package: only with a distributed op)
+
     try:
         lock.product(x)
-    except ValueError as e:
-        m = re.match(r"op: rank (\d+) multiplies other vectors than rank 0", str(e))
-        if m is None:  # (another rank refused, or is elsewhere: its error as it is)
-            raise
+    except OtherVectors as e:  # (another rank refused, or is elsewhere: its error as it is)
         raise ValueError(
-            f"{name}: rank {m.group(1)} holds another {what} than rank 0 (every rank must pass the same: "
+            f"{name}: rank {e.rank} holds another {what} than rank 0 (every rank must pass the same: "
             "a rank's own rows' gradient is not the operator's, all-reduce it over the ranks first)"
         ) from e
