@@ -230,17 +230,18 @@ def check_slots(buckets: list, grads: list) -> None:
     flats = {id(b.flat): b for b in buckets if b.allocated()}
     if not flats:
         return
+    owners = set()  # (ids of the NumPy arrays seen owning their memory, no buffer: one flags read each)
     for i, g in enumerate(grads):
         base = getattr(g, "base", None)
+        if base is None and type(g) is np.ndarray:  # (owns its memory)
+            continue
         b = flats.get(id(base))
         if b is not None:
             if i in b.slot and g is b.views[b.slot[i]]:
                 continue
             found = [b]
-        elif isinstance(g, np.ndarray) and (
-            base is None or (isinstance(base, np.ndarray) and base.flags.owndata)
-        ):  # (NumPy's views name the array owning their memory: a buffer would be that owner)
-            continue
+        elif isinstance(g, np.ndarray) and _numpy_owner(base, owners):
+            continue  # (NumPy's views name the array owning their memory: a buffer would be that owner)
         else:  # (memory another library owns, or CuPy's: by address)
             found = [b for b in flats.values() if _backend.is_cupy(b.flat) == _backend.is_cupy(g)]
         for b in found:
@@ -252,3 +253,14 @@ def check_slots(buckets: list, grads: list) -> None:
                         f"grads[{i}]: shares memory with the fusion buffer of params[{j}] (grad_buffers()[{j}]: "
                         "pass each view for its own param, or arrays of their own)"
                     )
+
+
+def _numpy_owner(base, owners: set) -> bool:
+    """Whether ``base`` is a NumPy array owning its memory (``owners``: the ids of those seen so far,
+    kept alive by the gradients viewing them)."""
+    if id(base) in owners:
+        return True
+    if isinstance(base, np.ndarray) and base.flags.owndata:
+        owners.add(id(base))
+        return True
+    return False
