@@ -230,7 +230,7 @@ def check_slots(buckets: list, grads: list) -> None:
     flats = {id(b.flat): b for b in buckets if b.allocated()}
     if not flats:
         return
-    owners = set()  # (ids of the NumPy arrays seen owning their memory, no buffer: one flags read each)
+    owners: set[int] = set()  # (ids of the NumPy arrays seen owning their memory, no buffer: one flags read each)
     for i, g in enumerate(grads):
         base = getattr(g, "base", None)
         if base is None and type(g) is np.ndarray:  # (owns its memory)
