@@ -40,13 +40,15 @@ class OtherVectors(ValueError):
         return type(self), (str(self), self.rank)
 
 
-def fingerprint(x) -> float:
+def fingerprint(x, whole: bool = False) -> float:
     """A 48-bit hash of about 32 rows of ``x`` (a vector or a block of columns), as a float64
     (exact in the header). Every rank running the same estimator multiplies the same bits (the
     products are summed in rank order); vectors made from another seed differ in about half of
-    their entries, so 32 rows tell them apart."""
+    their entries, so 32 rows tell them apart. ``whole``: of every row, for an input compared once
+    (``hessian._lockstep.same_on_every_rank``): a gradient that differs in a few entries between
+    the ranks passed the 32 rows, and each rank returned another fraction, no error."""
     n = int(x.shape[0])
-    sample = x[:: max(1, n // 32)]
+    sample = x if whole else x[:: max(1, n // 32)]
     rows = _backend.to_numpy(sample) if _backend.is_cupy(sample) else np.asarray(sample)
     h = hashlib.blake2b(np.ascontiguousarray(rows).tobytes(), digest_size=6).digest()
     return float(int.from_bytes(h, "little"))
@@ -64,9 +66,10 @@ class Lockstep:
         # copy's estimators must count and mark errors in the same object)
         return self
 
-    def product(self, x) -> None:
-        """Before a product of ``x`` (``(n,)`` or ``(n, k)``): the ranks agree they all make it."""
-        self._header(PRODUCT, 1 if x.ndim == 1 else int(x.shape[1]), fingerprint(x))
+    def product(self, x, whole: bool = False) -> None:
+        """Before a product of ``x`` (``(n,)`` or ``(n, k)``): the ranks agree they all make it
+        (``whole``: comparing every row of ``x``, see :func:`fingerprint`)."""
+        self._header(PRODUCT, 1 if x.ndim == 1 else int(x.shape[1]), fingerprint(x, whole))
 
     @contextlib.contextmanager
     def estimator(self):

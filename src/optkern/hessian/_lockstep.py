@@ -61,14 +61,15 @@ def same_on_every_rank(op, x, name: str, what: str) -> None:
     ``gradient_concentration``'s ``grad`` enters no product: a rank-local gradient (each rank's own
     rows) gave each rank another fraction, no error, where the products' vectors (``seed``, ``v0``)
     raise. Compared through the header a product's vectors go through (``Lockstep.product``: no
-    product is made), so a rank that refused an argument before it raises its error on every rank."""
+    product is made), so a rank that refused an argument before it raises its error on every rank;
+    by a hash of all of ``x`` (a product's hashes 32 rows: a gradient differing in a few entries passed)."""
     lock = lockstep_of(op)
     if lock is None:
         return
     from ..distributed.lockstep import OtherVectors  # (the distributed package: only with a distributed op)
 
     try:
-        lock.product(x)
+        lock.product(x, whole=True)  # (every row: compared once, where a product samples 32 of them)
     except OtherVectors as e:  # (another rank refused, or is elsewhere: its error as it is)
         raise ValueError(
             f"{name}: rank {e.rank} holds another {what} than rank 0 (every rank must pass the same: "
