@@ -34,6 +34,16 @@ inline bool use_avx512_vbmi() {
   return ok;
 }
 
+// Whether bf16 rounding to nearest even uses AVX512_BF16's conversion (besides the AVX-512 forms;
+// cpp/lowp_bf16_avx512.hpp's store_bf16_rne_cvt). OPTKERN_NO_AVX512_BF16=1 turns it off, so that
+// the tests pin both forms on such a CPU.
+inline bool use_avx512_bf16() {
+  static const bool ok =
+      use_avx512() && __builtin_cpu_supports("avx512bf16") &&
+      !(std::getenv("OPTKERN_NO_AVX512_BF16") && std::getenv("OPTKERN_NO_AVX512_BF16")[0] == '1');
+  return ok;
+}
+
 // F16C's half conversions (cpp/lowp_convert_loops.hpp), under the same switch.
 inline bool use_f16c() {
   static const bool ok = use_avx2() && __builtin_cpu_supports("f16c");

@@ -80,6 +80,7 @@ OK_CLONES void store_params(const Tensor& t, int64_t lo, int64_t n, const float*
       for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], true, rnd[i]);
     } else {
 #if defined(OPTKERN_BF16_AVX512)
+      if (kBf16 && use_avx512_bf16()) return avx512::store_bf16_rne_cvt(out, w, n);
       if (kBf16 && use_avx512()) return avx512::store_bf16_rne(out, w, n);
 #endif
       for (int64_t i = 0; i < n; ++i) store<PF>(t.p, lo + i, w[i], false, 0u);

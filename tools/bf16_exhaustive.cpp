@@ -1,4 +1,5 @@
-// Exhaustive check of the AVX-512 bf16 stores of the CPU stage loop (cpp/lowp_bf16_avx512.hpp)
+// Exhaustive check of the AVX-512 bf16 stores of the CPU stage loop (cpp/lowp_bf16_avx512.hpp; with
+// AVX512_BF16 also its store_bf16_rne_cvt)
 // against the scalar rules of rules/lowp.hpp (f32_to_bf16, f32_to_bf16_sr), over all 2^32 float32
 // bit patterns; the stochastic store with three words per pattern (one hashed, and the 16 added
 // bits all zero and all one: the ends of its carry), from both halves of the word. ~60 s:
@@ -25,6 +26,10 @@ int main() {
     for (int64_t i = 0; i < kBatch; ++i) x[i] = float_of(uint32_t(base + uint64_t(i)));
     avx512::store_bf16_rne(h.data(), x.data(), kBatch - 3);  // (a partial last vector too)
     for (int64_t i = 0; i < kBatch - 3; ++i) bad += h[i] != f32_to_bf16(x[i]);
+    if (optkern::use_avx512_bf16()) {  // (AVX512_BF16's conversion; a subnormal's vector pair falls back)
+      avx512::store_bf16_rne_cvt(h.data(), x.data(), kBatch - 3);
+      for (int64_t i = 0; i < kBatch - 3; ++i) bad += h[i] != f32_to_bf16(x[i]);
+    }
     for (int variant = 0; variant < 3; ++variant)
       for (int high = 0; high < 2; ++high) {
         for (int64_t i = 0; i < kBatch; ++i) {

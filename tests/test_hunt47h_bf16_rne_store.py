@@ -1,0 +1,74 @@
+"""The step's bf16 param store to nearest even (cpp/lowp_loop.hpp's store_params): with AVX512_BF16
+one vcvtne2ps2bf16 per 32 values (lowp_bf16_avx512.hpp's store_bf16_rne_cvt), which reads a
+subnormal as zero, so a pair of vectors holding one takes the integer rounding -- bit for bit
+rules/lowp.hpp's f32_to_bf16 either way, over a sweep of float32 bit patterns (runs of subnormals,
+NaNs and infinities, and the same values shuffled so that most 32-lane pairs mix them).
+OPTKERN_NO_AVX512_BF16=1 pins the integer-only AVX-512 form on such a CPU."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optkern import _cpu
+
+
+def rne_bits(x):
+    u = x.view(np.uint32).astype(np.uint64)
+    out = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF
+    return np.where((u & 0x7FFFFFFF) > 0x7F800000, (u >> 16) | 0x40, out).astype(np.uint16)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_param_rne_store_over_a_sweep_of_bit_patterns(shuffled):
+    m = np.arange(0, 1 << 32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    m = np.concatenate([m, np.arange(1, 3000, dtype=np.uint32).view(np.float32)])  # a long run of subnormals
+    if shuffled:
+        np.random.default_rng(47).shuffle(m)
+    sizes = [m.size - 13, 13]  # (a partial last vector as well)
+    masters = [m[: sizes[0]].copy(), m[sizes[0] :].copy()]
+    grads = [np.zeros(n, np.uint16) for n in sizes]
+    states = [[np.zeros(n, np.float32) for n in sizes] for _ in range(2)]
+    ps = [np.zeros(n, np.uint16) for n in sizes]
+    # lr 0, zero grads: the master keeps its value (x + -0), the param is its rounding
+    with np.errstate(all="ignore"):
+        _cpu.lowp_step(
+            "adam",
+            [0.0, 0.9, 0.999, 1e-8, 0.0],
+            [False, False],
+            ps,
+            grads,
+            masters,
+            states,
+            None,
+            "bfloat16",
+            "float32",
+            False,
+            0,
+            1,
+            256,
+        )
+    for p, w in zip(ps, masters):
+        bad = np.flatnonzero(p != rne_bits(w))
+        assert bad.size == 0, f"{bad.size} params differ, first masters {w[bad[:4]]!r}: {p[bad[:4]]}"
+    subnormal = (m.view(np.uint32) & 0x7F800000) == 0
+    assert subnormal.sum() > 3000  # (the fallback ran, and whole pairs without one took the conversion)
+
+
+@pytest.mark.spawns
+def test_without_avx512_bf16_too():
+    here = Path(__file__).parent
+    tests = [__file__, str(here / "test_hunt37_lowp_bf16.py")]
+    env = dict(os.environ, OPTKERN_NO_AVX512_BF16="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not without_avx512_bf16"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout
