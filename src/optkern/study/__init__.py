@@ -201,6 +201,10 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
     return 0
 
 
+def _ignore(signum, frame) -> None:
+    """A later SIGTERM's handler while the report is written: nothing."""
+
+
 class _SigtermAsCtrlC:
     """While the study runs, SIGTERM does what Ctrl-C does (main thread only: Python runs signal
     handlers there alone).
@@ -228,7 +232,7 @@ class _SigtermAsCtrlC:
         import signal
 
         self.signum = signum
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _ignore)  # (not SIG_IGN: see study.pool's docstring)
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)
