@@ -327,11 +327,9 @@ def _main(args) -> int:
         print(f"optkern {args.command}: error: out of memory ({e}); {hint}", file=sys.stderr)
         return 1
     except BrokenProcessPool as e:  # a worker of --jobs killed (the kernel's OOM killer, kill -9)
-        print(
-            f"optkern {args.command}: error: a worker process died ({e}); killed by the system, perhaps out of "
-            "memory: try fewer --jobs (1: no worker processes)",
-            file=sys.stderr,
-        )
+        from .study import WORKER_DIED
+
+        print(f"optkern {args.command}: error: a worker process died ({e}); {WORKER_DIED}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)

@@ -7,6 +7,9 @@ from .config import check_memory
 from .methods import DEFAULT_OPTIMIZERS, LOW_PRECISION
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
+#: What to do about a worker process that died (cli.py says it too, where run_study raised it).
+WORKER_DIED = "killed by the system, perhaps out of memory: try fewer --jobs (1: no worker processes)"
+
 __all__ = [
     "DEFAULT_OPTIMIZERS",
     "FLAGS",
@@ -195,6 +198,14 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         except KeyboardInterrupt:
             pass  # (stopping already)
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
+    if results.get("failure"):
+        missing = ", ".join(map(report.run_label, results.get("missing", ())))
+        print(
+            f"optkern study: error: {results['failure']}; {WORKER_DIED}; the report holds the "
+            f"{len(results['runs'])} runs that finished" + (f"; not measured: {missing}" if missing else ""),
+            file=sys.stderr,
+        )
+        return 1
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
         return 130

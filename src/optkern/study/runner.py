@@ -346,6 +346,8 @@ def run_study(
     results["jobs"] = jobs
     t0 = time.perf_counter()
     if jobs > 1:
+        from concurrent.futures.process import BrokenProcessPool
+
         from .pool import run_pool
 
         records: list[dict] = [{} for _ in tasks]
@@ -355,8 +357,16 @@ def run_study(
             if on_run_done is not None:
                 on_run_done(results)
 
-        results["interrupted"] = run_pool(tasks, records, train, val, cfg, jobs, progress, started)
+        try:
+            results["interrupted"] = run_pool(tasks, records, train, val, cfg, jobs, progress, started)
+        except BrokenProcessPool as e:
+            # A worker died (the kernel's OOM killer, kill -9): the pool failed every run it had. The
+            # runs that finished are kept and reported (they raised out of here, and the study
+            # ended with no report); the others are named (``missing``).
+            results["interrupted"] = True
+            results["failure"] = f"a worker process died ({e})"
         results["runs"] = [r for r in records if r]
+        results["missing"] = [_task(t) for t, r in zip(tasks, records) if not r]
         results["elapsed_s"] = time.perf_counter() - t0
         return results
     cache: dict = {}
@@ -373,5 +383,12 @@ def run_study(
         for r in results["runs"]:
             if r.get("status") == "running":
                 r["status"] = "interrupted"
+    results["missing"] = [_task(t) for t in tasks[len(results["runs"]) :]]
     results["elapsed_s"] = time.perf_counter() - t0
     return results
+
+
+def _task(task: tuple) -> dict:
+    """A run of the study that has no record (interrupted or its worker died before it returned)."""
+    name, norm, seed = task
+    return {"optimizer": name, "norm": norm, "seed": seed}
