@@ -177,11 +177,13 @@ def _features(x: np.ndarray, path: str) -> np.ndarray:
 
 def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     """Read ``.npz`` (``x``: (n, d) or (n, ...) features, flattened to (n,
-    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line: a first line
-    with a field no number reads as, not ``1_0`` or ``\u0661``, which Python reads as numbers and
-    loadtxt refuses: that line is data, refused naming the cell as on any other line;
-    the label in the last column or in ``label_column``: an index or a header
-    name). Features are standardized per column (over every row here; ``split()`` standardizes
+    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line; the label in the
+    last column or in ``label_column``: an index or a header name). The first line of a CSV is a
+    header when it holds a word (a field no number reads as, not ``1_0`` or ``\u0661``, which
+    Python reads as numbers and loadtxt refuses: that line is data, refused naming the cell as on
+    any other line) where the second line has a number, or is pandas' ``0,1,...,n-1``; a header
+    names every column, with words: a first line with too few or too many names, or with names and
+    numbers (``0,0,a`` above rows of numbers), is refused (``_csv._is_header``). Features are standardized per column (over every row here; ``split()`` standardizes
     each half by the training rows' mean and standard deviation); integer labels of any values
     are renumbered 0..K-1, and so are class names (words in the label column or
     a string ``y``), in sorted order. ``Dataset.notes`` says what was done."""
