@@ -183,10 +183,11 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     Python reads as numbers and loadtxt refuses: that line is data, refused naming the cell as on
     any other line) where the second line has a number, or is pandas' ``0,1,...,n-1``; a header
     names every column, with words: a first line with too few or too many names, or with names and
-    numbers (``0,0,a`` above rows of numbers), is refused (``_csv._is_header``). Features are standardized per column (over every row here; ``split()`` standardizes
-    each half by the training rows' mean and standard deviation); integer labels of any values
-    are renumbered 0..K-1, and so are class names (words in the label column or
-    a string ``y``), in sorted order. ``Dataset.notes`` says what was done."""
+    numbers (``0,0,a`` above rows of numbers), is refused (``_csv._is_header``). Features are
+    standardized per column (over every row here; ``split()`` standardizes each half by the
+    training rows' mean and standard deviation); integer labels of any values are renumbered
+    0..K-1, and so are class names (words in the label column or a string ``y``), in sorted order.
+    ``Dataset.notes`` says what was done."""
     dtype = _float_dtype(dtype)
     # (os.stat's own TypeError named no argument, and read an int as a file descriptor; a bytes
     # path was refused as the "unsupported file type b'.csv'")
