@@ -66,7 +66,8 @@ def _settle() -> None:
     """The idle worker's handlers, set after any signal still pending ran on ``_ignore``."""
     signal.signal(signal.SIGINT, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
-    signal.pthread_sigmask(signal.SIG_BLOCK, [])  # (runs the Python handlers of pending signals)
+    if hasattr(signal, "pthread_sigmask"):  # (POSIX: runs the Python handlers of pending signals)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])
     if not _WORKER.get("sigterm_handled"):  # (the API without a SIGTERM handler: ends as the study does)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     elif _WORKER.get("parent"):
