@@ -52,7 +52,7 @@ def test_an_interrupted_study_names_the_runs_it_did_not_start(tmp_path, monkeypa
 
     real = runner.train_run
 
-    def train_run(name, *a, **k):  # Ctrl-C as adam starts: sgd finished, adam interrupted
+    def train_run(name, *a, **k):  # Ctrl-C as adam starts: sgd finished, adam and rmsprop not begun
         if name == "adam":
             raise KeyboardInterrupt
         return real(name, *a, **k)
@@ -62,5 +62,6 @@ def test_an_interrupted_study_names_the_runs_it_did_not_start(tmp_path, monkeypa
     args = [a if a != "sgd,adam" else "sgd,adam,rmsprop" for a in _ARGS]
     assert main([*args, "--jobs", "1", "--out", str(out)]) == 130  # (the last --jobs counts)
     results = json.loads((out / "results.json").read_text())
-    assert results["missing"] == [{"optimizer": "rmsprop", "norm": "none", "seed": 0}]
-    assert "Not measured (no record): rmsprop seed 0." in (out / "report.md").read_text()
+    assert [r["optimizer"] for r in results["runs"]] == ["sgd"]
+    assert results["missing"] == [{"optimizer": o, "norm": "none", "seed": 0} for o in ("adam", "rmsprop")]
+    assert "Not measured (no record): adam seed 0, rmsprop seed 0." in (out / "report.md").read_text()

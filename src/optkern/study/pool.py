@@ -83,9 +83,9 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     key = epoch0_key(name, norm, seed)
     cache = {} if epoch0 is None else {key: epoch0}
     rec: dict = {}
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)  # (a SIGTERM to the study's process group: as Ctrl-C)
-    try:
+    try:  # (the handlers set inside: a signal between the two still returns the record)
+        signal.signal(signal.SIGINT, _interrupt_once)
+        signal.signal(signal.SIGTERM, _interrupt_once)  # (a SIGTERM to the study's process group: as Ctrl-C)
         with limit_threads(cfg.threads):
             train_run(name, norm, _WORKER["train"], _WORKER["val"], cfg, rec, progress=False, cache=cache, seed=seed)
     except KeyboardInterrupt:
@@ -195,12 +195,21 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                 # still starting up dies of it instead, which breaks the pool: its run has no record.)
                 # Forwarded too, for a SIGINT that reached this process alone.
                 _forward_interrupt(ex)
-                for fut, i in running.items():
-                    if not fut.cancel():
+                left = {fut: i for fut, i in running.items() if not fut.cancel()}
+                while left:
+                    finished, _ = wait(list(left), timeout=0.25)
+                    for fut in finished:
+                        i = left.pop(fut)
                         try:
                             records[i].update(fut.result()[0])
                         except Exception:  # a broken pool
                             pass
+                    if left:
+                        # A run queued for a worker (the pool hands one more than it has workers to its
+                        # queue, where cancel() cannot take it back) starts after the signal above, on a
+                        # worker that ignored it while idle: it trained to its last epoch while the study
+                        # waited. Signalled again until it returns (the others ignore it meanwhile).
+                        _forward_interrupt(ex)
                 # Every record is in: the workers have nothing left to give. Ended here, as a broken
                 # pool's are (_kill_workers): one that outlived the pool's terminate() (it ignores a
                 # second SIGTERM while it saves) hung the shutdown, waiting for work, where a worker
