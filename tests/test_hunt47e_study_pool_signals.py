@@ -33,6 +33,7 @@ def worker(monkeypatch):
     """This process as a study worker (``pool._init`` under the command line's SIGTERM handler),
     with its handlers put back afterwards."""
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     unraisable: list = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     monkeypatch.setattr(pool, "_WORKER", {})
@@ -40,7 +41,10 @@ def worker(monkeypatch):
     try:
         pool._init(None, None, StudyConfig.quick(jobs=2), True, os.getppid())
         yield unraisable
-    finally:
+    finally:  # (a signal still pending or blocked goes to a no-op first: pytest dies of neither)
+        signal.signal(signal.SIGINT, pool._ignore)
+        signal.signal(signal.SIGTERM, pool._ignore)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, saved[0])
         signal.signal(signal.SIGTERM, saved[1])
 
@@ -60,10 +64,12 @@ def _run_stopped_by(monkeypatch, *signums):
     def train_run(name, norm, train, val, cfg, rec, **kw):
         rec["status"] = "running"
         mask = set(signums)
-        signal.pthread_sigmask(signal.SIG_BLOCK, mask)
-        for s in signums:
-            os.kill(os.getpid(), s)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)  # (the handlers run here or soon after)
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+            for s in signums:
+                os.kill(os.getpid(), s)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)  # (the handlers run here or soon after)
         for _ in range(1000):
             pass
         rec["status"] = "not stopped"
