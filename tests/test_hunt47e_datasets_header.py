@@ -62,3 +62,13 @@ def test_a_ragged_first_row_is_named_as_such_not_as_a_header(tmp_path):
     # ``1,2,setosa`` above ``3,4``: the odd line is the second
     with pytest.raises(DataError, match=r"line 2 has 2 fields"):
         load_file(_write(tmp_path, ["1,2,setosa", "3,4", *[f"{i},{i},{'ab'[i % 2]}" for i in range(20)]]))
+
+
+def test_a_quoted_name_with_a_comma_is_one_name(tmp_path):
+    # R's write.csv and spreadsheets quote names: "height, cm" was cut in two, the header then had a
+    # name more than the columns (its names went unread; now that is refused) and the label's name
+    # could not be found
+    d = load_file(_write(tmp_path, ['"height, cm",b,"my, label"', *_ROWS]), label_column="my, label")
+    assert len(d.y) == 20 and any("'my, label'" in n for n in d.notes)
+    d = load_file(_write(tmp_path, ['"height, cm",b,label', *_ROWS]))
+    assert len(d.y) == 20 and any("'label'" in n for n in d.notes)

@@ -30,6 +30,15 @@ def _unquote(field: str) -> str:
     return field
 
 
+def _fields(line: str) -> list[str]:
+    """A CSV line's fields as the body's read cuts them (a comma inside double quotes is no
+    separator: ``"height, cm"`` is one name), stripped and unquoted. Cut at every comma, that
+    header had one name more than the rows had columns (refused), and the name could not be
+    found by ``label_column``."""
+    row = next(csv.reader([line], quotechar='"', skipinitialspace=True), [])
+    return [_unquote(f.strip()) for f in row]
+
+
 def _python_number(field: str) -> bool:
     """Whether Python's ``float()`` reads ``field`` (``1_0`` as 10, ``\u0661`` as 1): a number
     written in a way loadtxt refuses in the body, not a column name."""
@@ -45,8 +54,7 @@ def _words_at(line: str) -> list[int]:
     A field only Python reads as a number is no word either: taken for a name, ``1_0,2,3`` made
     the first line a header and its sample was dropped unseen, where the same cell on any later
     line is refused, named (:func:`_csv_with_word_labels`); read as data, it is refused the same."""
-    fields = [_unquote(f.strip()) for f in line.split(",")]
-    return [i for i, f in enumerate(fields) if f and not (_is_number(f) or _python_number(f))]
+    return [i for i, f in enumerate(_fields(line)) if f and not (_is_number(f) or _python_number(f))]
 
 
 def _is_header(line: str, second: str | None = None) -> bool:
@@ -60,10 +68,11 @@ def _is_header(line: str, second: str | None = None) -> bool:
        a number (``1_0``, ``\u0661``: refused by the body's read, naming the cell, as on any line);
     3. a line whose words all stand where the ``second`` line has words too is data: a headerless
        file's text labels (iris' ``5.1,3.5,1.4,0.2,setosa``);
-    4. any other line with a word is a header, and must name every column with a word: one that
+    4. any other line with a word is a header, and must name every column with a word (fields cut
+       as the body's are, ``_fields``: ``"height, cm"`` is one name): one that
        also holds numbers (``0,0,a`` above rows of numbers) is refused by ``_read_csv`` as neither
        (read as names, its sample was dropped unseen and ``a`` named the label column)."""
-    fields = [_unquote(f.strip()) for f in line.split(",")]
+    fields = _fields(line)
     if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
         return True
     words = _words_at(line)
@@ -109,7 +118,7 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         skip = content[0] + 1
         # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
         # label_column="label" finds "label"
-        header = [_unquote(h.strip()) for h in lines[content[0]].split("#", 1)[0].split(",")]
+        header = _fields(lines[content[0]].split("#", 1)[0])
         numbers = _header_numbers(header)
         if numbers:
             # Names and numbers: the first data row, taken for a header because a ragged second
