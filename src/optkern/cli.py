@@ -73,9 +73,10 @@ in parallel, one per core: --jobs); --quick (hidden
 (or SIGTERM) stops early and still writes a report of the runs so far.
 
 Exit status: 0 done; 2 bad options or data (one line on stderr, before any
-training); 1 out of memory or a worker process died; 130 stopped by Ctrl-C
-(143 by SIGTERM). A console whose reader left (| head) is no error: the study
-runs on without it and writes every file.
+training); 1 out of memory or a worker process died (then the report holds the
+runs that finished and names the others); 130 stopped by Ctrl-C (143 by SIGTERM).
+A console whose reader left (| head) is no error: the study runs on without it
+and writes every file.
 
 examples:
   optkern study --quick
@@ -327,11 +328,9 @@ def _main(args) -> int:
         print(f"optkern {args.command}: error: out of memory ({e}); {hint}", file=sys.stderr)
         return 1
     except BrokenProcessPool as e:  # a worker of --jobs killed (the kernel's OOM killer, kill -9)
-        print(
-            f"optkern {args.command}: error: a worker process died ({e}); killed by the system, perhaps out of "
-            "memory: try fewer --jobs (1: no worker processes)",
-            file=sys.stderr,
-        )
+        from .study import WORKER_DIED
+
+        print(f"optkern {args.command}: error: a worker process died ({e}); {WORKER_DIED}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)

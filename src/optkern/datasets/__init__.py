@@ -60,10 +60,33 @@ class Dataset:
         if self.unscaled is not None:
             xt, xv = _standardized(self.unscaled, t, (t, v), self.x.dtype, self.name)
             notes = tuple(_SPLIT_NOTE if n == _FILE_NOTE else n for n in notes)
+        # (a rare class's samples all drawn for validation: a class the model never trains on, which
+        # the study's report counted among its classes without a word)
+        notes += tuple(n for n in [untrained_classes(self.y[t], self.y[v], self.num_classes, val_fraction, seed)] if n)
         return (
             Dataset(xt, self.y[t], self.num_classes, self.name + ":train", notes),
             Dataset(xv, self.y[v], self.num_classes, self.name + ":val", notes),
         )
+
+
+def untrained_classes(y_train, y_val, num_classes: int, val_fraction: float, seed: int) -> str:
+    """What ``Dataset.split`` notes of classes with no training sample ("" if none): the
+    validation split drawn with ``seed`` took every sample of them."""
+    seen = set(np.unique(np.asarray(y_train)).tolist())
+    absent = [c for c in range(int(num_classes)) if c not in seen]
+    if not absent:
+        return ""
+    held = int(np.isin(np.asarray(y_val), absent).sum())
+    why = (
+        f"the validation split ({val_fraction:g} of the samples, drawn with seed {seed}) took "
+        f"{'its sample' if held == 1 else f'their {held} samples' if len(absent) > 1 else f'its {held} samples'}"
+        if held
+        else "none in the data"
+    )
+    return (
+        f"{'class' if len(absent) == 1 else 'classes'} {', '.join(map(str, absent))} of {num_classes}: no "
+        f"training sample: {why}; the network is never trained on {'it' if len(absent) == 1 else 'them'}"
+    )
 
 
 _FILE_NOTE = "features standardized per column (mean 0, standard deviation 1; constant columns set to 0)"
@@ -177,14 +200,17 @@ def _features(x: np.ndarray, path: str) -> np.ndarray:
 
 def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     """Read ``.npz`` (``x``: (n, d) or (n, ...) features, flattened to (n,
-    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line: a first line
-    with a field no number reads as, not ``1_0`` or ``\u0661``, which Python reads as numbers and
-    loadtxt refuses: that line is data, refused naming the cell as on any other line;
-    the label in the last column or in ``label_column``: an index or a header
-    name). Features are standardized per column (over every row here; ``split()`` standardizes
-    each half by the training rows' mean and standard deviation); integer labels of any values
-    are renumbered 0..K-1, and so are class names (words in the label column or
-    a string ``y``), in sorted order. ``Dataset.notes`` says what was done."""
+    prod(...)); ``y``: (n,) labels) or ``.csv`` (numbers, optional header line; the label in the
+    last column or in ``label_column``: an index or a header name). The first line of a CSV is a
+    header when it holds a word (a field no number reads as, not ``1_0`` or ``\u0661``, which
+    Python reads as numbers and loadtxt refuses: that line is data, refused naming the cell as on
+    any other line) where the second line has a number, or is pandas' ``0,1,...,n-1``; a header
+    names every column, with words: a first line with too few or too many names, or with names and
+    numbers (``0,0,a`` above rows of numbers), is refused (``_csv._is_header``). Features are
+    standardized per column (over every row here; ``split()`` standardizes each half by the
+    training rows' mean and standard deviation); integer labels of any values are renumbered
+    0..K-1, and so are class names (words in the label column or a string ``y``), in sorted order.
+    ``Dataset.notes`` says what was done."""
     dtype = _float_dtype(dtype)
     # (os.stat's own TypeError named no argument, and read an int as a file descriptor; a bytes
     # path was refused as the "unsupported file type b'.csv'")

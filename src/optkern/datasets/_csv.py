@@ -30,6 +30,15 @@ def _unquote(field: str) -> str:
     return field
 
 
+def _fields(line: str) -> list[str]:
+    """A CSV line's fields as the body's read cuts them (a comma inside double quotes is no
+    separator: ``"height, cm"`` is one name), stripped and unquoted. Cut at every comma, that
+    header had one name more than the rows had columns (refused), and the name could not be
+    found by ``label_column``."""
+    row = next(csv.reader([line], quotechar='"', skipinitialspace=True), [])
+    return [_unquote(f.strip()) for f in row]
+
+
 def _python_number(field: str) -> bool:
     """Whether Python's ``float()`` reads ``field`` (``1_0`` as 10, ``\u0661`` as 1): a number
     written in a way loadtxt refuses in the body, not a column name."""
@@ -45,25 +54,47 @@ def _words_at(line: str) -> list[int]:
     A field only Python reads as a number is no word either: taken for a name, ``1_0,2,3`` made
     the first line a header and its sample was dropped unseen, where the same cell on any later
     line is refused, named (:func:`_csv_with_word_labels`); read as data, it is refused the same."""
-    fields = [_unquote(f.strip()) for f in line.split(",")]
-    return [i for i, f in enumerate(fields) if f and not (_is_number(f) or _python_number(f))]
+    return [i for i, f in enumerate(_fields(line)) if f and not (_is_number(f) or _python_number(f))]
 
 
 def _is_header(line: str, second: str | None = None) -> bool:
-    """A first line is a header when some field is not a number (nor one only Python reads,
-    ``1_0``: :func:`_words_at`): one with a
-    letter can still be data (``nan``, ``1e-3``), and so can a number in
-    double quotes (``csv.QUOTE_ALL``, a quoted label column), which loadtxt
-    reads as one: taken for a header, the first data row was dropped unseen.
-    A word where the ``second`` line has a word too is data, not a name: a
-    headerless file's text labels (iris' ``5.1,3.5,1.4,0.2,setosa``)."""
-    fields = [_unquote(f.strip()) for f in line.split(",")]
-    # pandas' column numbers 0..n-1 (pd.DataFrame(array).to_csv(index=False)): read as a sample,
-    # that line added a class of one sample (label n-1). Two columns "0,1" may well be a sample.
+    """Whether the first line is a header, by this rule (load_file's docstring says it too):
+
+    1. pandas' column numbers ``0,1,...,n-1`` (n >= 3: ``pd.DataFrame(array).to_csv(index=False)``)
+       are a header (read as a sample, that line added a class of one sample, label n-1; two
+       columns ``0,1`` may well be a sample);
+    2. a line whose fields are all numbers is data -- in double quotes too (``csv.QUOTE_ALL``,
+       which loadtxt reads as numbers), and ``nan``, ``1e-3``; so is a field only Python reads as
+       a number (``1_0``, ``\u0661``: refused by the body's read, naming the cell, as on any line);
+    3. a line whose words all stand where the ``second`` line has words too is data: a headerless
+       file's text labels (iris' ``5.1,3.5,1.4,0.2,setosa``);
+    4. any other line with a word is a header, and must name every column with a word (fields cut
+       as the body's are, ``_fields``: ``"height, cm"`` is one name): one that
+       also holds numbers (``0,0,a`` above rows of numbers) is refused by ``_read_csv`` as neither
+       (read as names, its sample was dropped unseen and ``a`` named the label column)."""
+    fields = _fields(line)
     if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
         return True
     words = _words_at(line)
     return bool(words) and (second is None or not set(words) <= set(_words_at(second)))
+
+
+def _header_numbers(header: list[str]) -> list[str]:
+    """The numbers among a header's names (none in a header but pandas' ``0,1,...,n-1``)."""
+    if len(header) >= 3 and header == [str(i) for i in range(len(header))]:
+        return []
+    return [h for h in header if _is_number(h)]
+
+
+def _check_header(header, ncols: int, line: int, path: str, label_column=None) -> None:
+    """A header names every column once it is one (``_is_header``'s rule 4): one name short or
+    over was ignored, silently (``label`` above three columns: the names went unread, the label
+    was the last column)."""
+    if header is not None and len(header) != ncols:
+        raise DataError(
+            f"{path}: the header line (line {line}) has {len(header)} names for {ncols} columns: a header "
+            "line names every column" + ("" if label_column is None else f" (label column {str(label_column)!r})")
+        )
 
 
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
@@ -87,18 +118,24 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         skip = content[0] + 1
         # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
         # label_column="label" finds "label"
-        header = [_unquote(h.strip()) for h in lines[content[0]].split("#", 1)[0].split(",")]
-    # A "header" with numbers among its words may be the first data row, taken for a header because
-    # a ragged second line (``1,2,setosa`` then ``3,4``) has no word where it has one: its line
-    # counts with the rows, or the error named a full row as the odd one, or ``3,4`` loaded alone.
-    rows_from = content[0] if header and any(_is_number(h) for h in header) else skip
+        header = _fields(lines[content[0]].split("#", 1)[0])
+        numbers = _header_numbers(header)
+        if numbers:
+            # Names and numbers: the first data row, taken for a header because a ragged second
+            # line (``1,2,setosa`` then ``3,4``) has no word where it has one (that error, naming the
+            # odd line, is the one to give), or a line that is neither (_is_header's rule 4).
+            _check_row_lengths(lines, content[0], path)
+            raise DataError(
+                f"{path}: line {content[0] + 1} holds both names ({', '.join(h for h in header if h not in numbers)})"
+                f" and numbers ({', '.join(numbers)}): neither a header (names for every column) nor a data "
+                "row like the next (which has numbers where it has names)"
+            )
     try:
         d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
     except ValueError as e:
-        _check_row_lengths(lines, rows_from, path)
-        return _csv_with_word_labels(lines, skip, header, label_column, path, e)
-    if header and rows_from != skip and len(header) != d.shape[1]:
-        _check_row_lengths(lines, rows_from, path)
+        _check_row_lengths(lines, skip, path)
+        return _csv_with_word_labels(lines, skip, header, label_column, path, e, content[0] + 1)
+    _check_header(header, d.shape[1], content[0] + 1, path, label_column)
     j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
 
@@ -135,7 +172,7 @@ def _label_index(label_column, header, ncols: int, path: str) -> int:
     return _column_index(label_column, header, ncols, path)
 
 
-def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err: ValueError):
+def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err: ValueError, first: int = 1):
     """A CSV whose label column holds words (iris' ``setosa``; the class names ``_labels`` numbers
     in sorted order), every other column numbers; else the numeric read's error, naming the
     first word found in a feature column."""
@@ -143,6 +180,7 @@ def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err
         t = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str)
     except ValueError:  # rows of different lengths
         raise DataError(f"{path}: not a numeric CSV ({err})") from None
+    _check_header(header, t.shape[1], first, path, label_column)
     j = _label_index(label_column, header, t.shape[1], path)
     cells = np.char.strip(t)
     for (r, c), cell in np.ndenumerate(np.delete(cells, j, axis=1)):
@@ -210,13 +248,8 @@ def _column_index(label_column, header, ncols: int, path: str) -> int:
         if not header or text not in header:
             names = f"the header has {', '.join(header)}" if header else "the file has no header line"
             raise DataError(f"{path}: label column {text!r} not found ({names})") from None
-        # A name's position means nothing when the header and the rows disagree (it picked another
-        # column, or one past the last: an IndexError), or when two columns share the name.
-        if len(header) != ncols:
-            raise DataError(
-                f"{path}: the header line has {len(header)} names for {ncols} columns: "
-                f"label column {text!r} cannot be found by name"
-            ) from None
+        # (a header names every column: _check_header) A name's position means nothing when two
+        # columns share the name.
         if header.count(text) > 1:
             raise DataError(
                 f"{path}: label column {text!r} is ambiguous: {header.count(text)} columns have that name"

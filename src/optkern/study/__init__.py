@@ -7,6 +7,12 @@ from .config import check_memory
 from .methods import DEFAULT_OPTIMIZERS, LOW_PRECISION
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
+VAL_FRACTION = 0.2  # the share of the samples drawn for validation
+_MORE_SAMPLES = "pass more samples of each class or another --seed"
+
+#: What to do about a worker process that died (cli.py says it too, where run_study raised it).
+WORKER_DIED = "killed by the system, perhaps out of memory: try fewer --jobs (1: no worker processes)"
+
 __all__ = [
     "DEFAULT_OPTIMIZERS",
     "FLAGS",
@@ -60,7 +66,7 @@ def main(args) -> int:
 
     import numpy as np
 
-    from ..datasets import DataError, load_digits, load_file
+    from ..datasets import DataError, load_digits, load_file, untrained_classes
     from .parallel import communicator
 
     if args.data == "":  # --data "$FILE" with FILE unset: an error, not a study of the digits
@@ -77,18 +83,22 @@ def main(args) -> int:
         raise UsageError(str(e)) from None
     try:
         data = load_file(args.data, label_column=args.label_column) if args.data else load_digits()
-        train, val = data.split(val_fraction=0.2, seed=args.seed)
+        train, val = data.split(val_fraction=VAL_FRACTION, seed=args.seed)
         present = len(np.unique(train.y))
         if args.data and present < 2:  # (the file's own rule, on what is trained: a rare class in val)
             raise DataError(
-                f"{args.data}: the training split holds {present} of {data.num_classes} classes (the 20% "
-                f"validation split drawn with --seed {args.seed} took the others' samples); pass more "
-                "samples of each class or another --seed"
+                f"{args.data}: the training split holds {present} of {data.num_classes} classes (the "
+                f"{VAL_FRACTION:.0%} validation split drawn with --seed {args.seed} took the others' samples); "
+                + _MORE_SAMPLES
             )
+        # (a class whose every sample went to validation: noted in the report, said here too)
+        untrained = untrained_classes(train.y, val.y, data.num_classes, VAL_FRACTION, args.seed)
     except (DataError, ValueError, TypeError) as e:
         # named by the option, as every other error is ("--data FILE: ..."; the loader's say "FILE: ...")
         said = str(e)
         raise UsageError(f"--data {said}" if args.data and said.startswith(f"{args.data}: ") else said) from None
+    if untrained:  # (a file's classes all have samples: load_file numbers those it holds)
+        print(f"optkern study: warning: --data {args.data}: {untrained}; {_MORE_SAMPLES}", file=sys.stderr)
     try:  # (widths the machine cannot hold: refused by arithmetic, before anything is allocated)
         check_memory(cfg, train.x.shape[1], train.num_classes)
     except ConfigError as e:
@@ -195,10 +205,22 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         except KeyboardInterrupt:
             pass  # (stopping already)
     print(f"report: {os.path.abspath(path)}")  # also with --quiet: where to look is the one thing to say
+    if results.get("failure"):
+        missing = ", ".join(map(report.run_label, results.get("missing", ())))
+        print(
+            f"optkern study: error: {results['failure']}; {WORKER_DIED}; the report holds the "
+            f"{len(results['runs'])} runs that finished" + (f"; not measured: {missing}" if missing else ""),
+            file=sys.stderr,
+        )
+        return 1
     if results["interrupted"]:
         say("interrupted: the report holds the runs measured so far")
         return 130
     return 0
+
+
+def _ignore(signum, frame) -> None:
+    """A later SIGTERM's handler while the report is written: nothing."""
 
 
 class _SigtermAsCtrlC:
@@ -228,7 +250,7 @@ class _SigtermAsCtrlC:
         import signal
 
         self.signum = signum
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _ignore)  # (not SIG_IGN: see study.pool's docstring)
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)

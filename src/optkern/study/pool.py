@@ -10,7 +10,14 @@ is computed once per pair, as in one process.
 Workers are spawned, not forked: a fork of a process whose OpenMP team has run may hang in
 the child. They ignore Ctrl-C while idle (an idle worker killed by it would break the pool)
 and take it while training, where the run stops and returns what it measured, as a run of the
-one-process loop does.
+one-process loop does. While the study turns SIGTERM into Ctrl-C (the command line) an idle worker
+ignores SIGTERM too: one killed by a SIGTERM to the process group (``timeout``, a job scheduler)
+broke the pool, and the runs still training lost their records.
+
+A signal is never set to SIG_IGN or SIG_DFL while one may be pending (delivered, its Python
+handler not yet run): CPython then prints ``OSError: Signal 15 ignored due to race condition``
+as a traceback. A worker gets the group's SIGTERM and the forwarded SIGINT at nearly the same
+time, so the first handler sets the second to ``_ignore``, a Python handler that does nothing.
 """
 
 from __future__ import annotations
@@ -35,12 +42,36 @@ def default_jobs(cfg, runs: int) -> int:
     return max(1, min(runs, cores // max(1, int(cfg.threads))))
 
 
-def _init(train, val, cfg) -> None:
+def _init(train, val, cfg, sigterm_handled: bool = False, parent: int = 0) -> None:
     from .._malloc import pin_glibc_thresholds
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER.update(train=train, val=val, cfg=cfg, sigterm_handled=sigterm_handled, parent=parent)
+    _settle()
     pin_glibc_thresholds()  # as in the parent process (optkern.cli)
-    _WORKER.update(train=train, val=val, cfg=cfg)
+
+
+def _ignore(signum, frame) -> None:
+    """A later SIGINT's or SIGTERM's handler: nothing (see the module's docstring: not SIG_IGN)."""
+
+
+def _idle_sigterm(signum, frame) -> None:
+    """An idle worker's SIGTERM while the study takes SIGTERM as Ctrl-C: the study got it too, and
+    ends this worker once the runs in flight returned their records. An orphan (the study was
+    killed) exits."""
+    if os.getppid() != _WORKER.get("parent"):
+        os._exit(128 + signum)
+
+
+def _settle() -> None:
+    """The idle worker's handlers, set after any signal still pending ran on ``_ignore``."""
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    if hasattr(signal, "pthread_sigmask"):  # (POSIX: runs the Python handlers of pending signals)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if not _WORKER.get("sigterm_handled"):  # (the API without a SIGTERM handler: ends as the study does)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    elif _WORKER.get("parent"):
+        signal.signal(signal.SIGTERM, _idle_sigterm)
 
 
 def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
@@ -52,16 +83,15 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     key = epoch0_key(name, norm, seed)
     cache = {} if epoch0 is None else {key: epoch0}
     rec: dict = {}
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)  # (a SIGTERM to the study's process group: as Ctrl-C)
-    try:
+    try:  # (the handlers set inside: a signal between the two still returns the record)
+        signal.signal(signal.SIGINT, _interrupt_once)
+        signal.signal(signal.SIGTERM, _interrupt_once)  # (a SIGTERM to the study's process group: as Ctrl-C)
         with limit_threads(cfg.threads):
             train_run(name, norm, _WORKER["train"], _WORKER["val"], cfg, rec, progress=False, cache=cache, seed=seed)
     except KeyboardInterrupt:
         rec["status"] = "interrupted"
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (idle: the pool's own shutdown may terminate it)
+        _settle()
     return rec, cache.get(key)
 
 
@@ -70,8 +100,8 @@ def _interrupt_once(signum, frame) -> None:
     Ctrl-C at a terminal reaches a worker twice (from the terminal, and forwarded by the parent, see
     run_pool), a SIGTERM to the process group too (then SIGINT from the parent): a second
     KeyboardInterrupt while the run is saving what it measured would lose it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
     raise KeyboardInterrupt
 
 
@@ -127,7 +157,10 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     running: dict[Future, int] = {}
     done = 0
     try:
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=(train, val, cfg)) as ex:
+        # (a Python SIGTERM handler here, the command line's: idle workers leave SIGTERM to it)
+        handled = callable(signal.getsignal(signal.SIGTERM))
+        init = (train, val, cfg, handled, os.getpid())
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=init) as ex:
 
             def submit(i: int, epoch0) -> None:
                 name, norm, seed = tasks[i]
@@ -162,12 +195,21 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                 # still starting up dies of it instead, which breaks the pool: its run has no record.)
                 # Forwarded too, for a SIGINT that reached this process alone.
                 _forward_interrupt(ex)
-                for fut, i in running.items():
-                    if not fut.cancel():
+                left = {fut: i for fut, i in running.items() if not fut.cancel()}
+                while left:
+                    finished, _ = wait(list(left), timeout=0.25)
+                    for fut in finished:
+                        i = left.pop(fut)
                         try:
                             records[i].update(fut.result()[0])
                         except Exception:  # a broken pool
                             pass
+                    if left:
+                        # A run queued for a worker (the pool hands one more than it has workers to its
+                        # queue, where cancel() cannot take it back) starts after the signal above, on a
+                        # worker that ignored it while idle: it trained to its last epoch while the study
+                        # waited. Signalled again until it returns (the others ignore it meanwhile).
+                        _forward_interrupt(ex)
                 # Every record is in: the workers have nothing left to give. Ended here, as a broken
                 # pool's are (_kill_workers): one that outlived the pool's terminate() (it ignores a
                 # second SIGTERM while it saves) hung the shutdown, waiting for work, where a worker

@@ -81,8 +81,12 @@ def write_markdown(
     results table and the figures with their captions (or why there are
     none: ``skipped``); returns its path."""
     lines = ["# optkern study", ""]
-    if results.get("interrupted"):
+    if results.get("failure"):
+        lines += [f"**Stopped**: {results['failure']} — the tables hold the runs that finished before it.", ""]
+    elif results.get("interrupted"):
         lines += ["**Interrupted** — the tables hold the runs measured before the interrupt.", ""]
+    if results.get("missing"):
+        lines += [f"Not measured (no record): {', '.join(map(run_label, results['missing']))}.", ""]
     found = S.summary(results)
     if found:
         lines += ["## Summary", "", " ".join(found), ""]
@@ -106,6 +110,12 @@ def write_markdown(
     with replace_atomically(path) as f:  # (as results.json: a Ctrl-C or full disk leaves no half report)
         f.write("\n".join(lines))
     return path
+
+
+def run_label(run: dict) -> str:
+    """``adam+batch seed 1``: a run as the progress lines name it."""
+    norm = run.get("norm")
+    return f"{run.get('optimizer')}{'+' + str(norm) if norm not in (None, 'none') else ''} seed {run.get('seed')}"
 
 
 def _paragraphs(texts) -> list:

@@ -345,33 +345,52 @@ def run_study(
     jobs = study_jobs(cfg, len(tasks), comm)
     results["jobs"] = jobs
     t0 = time.perf_counter()
+    records: list[dict] = [{} for _ in tasks]  # (the tasks' order)
     if jobs > 1:
+        from concurrent.futures.process import BrokenProcessPool
+
         from .pool import run_pool
 
-        records: list[dict] = [{} for _ in tasks]
-
         def started() -> None:  # the runs that have a record so far, in the study's order
-            results["runs"] = [r for r in records if r]
+            results["runs"] = _started(records)
             if on_run_done is not None:
                 on_run_done(results)
 
-        results["interrupted"] = run_pool(tasks, records, train, val, cfg, jobs, progress, started)
-        results["runs"] = [r for r in records if r]
-        results["elapsed_s"] = time.perf_counter() - t0
-        return results
-    cache: dict = {}
-    try:
-        with limit_threads(cfg.threads):
-            for name, norm, seed in tasks:
-                rec: dict = {}
-                results["runs"].append(rec)
-                train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed, comm=comm)
-                if on_run_done is not None:
-                    on_run_done(results)
-    except KeyboardInterrupt:
-        results["interrupted"] = True
-        for r in results["runs"]:
-            if r.get("status") == "running":
-                r["status"] = "interrupted"
+        try:
+            results["interrupted"] = run_pool(tasks, records, train, val, cfg, jobs, progress, started)
+        except BrokenProcessPool as e:
+            # A worker died (the kernel's OOM killer, kill -9): the pool failed every run it had. The
+            # runs that finished are kept and reported (they raised out of here, and the study
+            # ended with no report); the others are named (``missing``).
+            results["interrupted"] = True
+            results["failure"] = f"a worker process died ({e})"
+    else:
+        cache: dict = {}
+        try:
+            with limit_threads(cfg.threads):
+                for rec, (name, norm, seed) in zip(records, tasks):
+                    train_run(name, norm, train, val, cfg, rec, progress=progress, cache=cache, seed=seed, comm=comm)
+                    results["runs"] = _started(records)
+                    if on_run_done is not None:
+                        on_run_done(results)
+        except KeyboardInterrupt:
+            results["interrupted"] = True
+            for r in records:
+                if r.get("status") == "running":
+                    r["status"] = "interrupted"
+    results["runs"] = _started(records)
+    results["missing"] = [_task(t) for t, r in zip(tasks, records) if "optimizer" not in r]
     results["elapsed_s"] = time.perf_counter() - t0
     return results
+
+
+def _started(records: list) -> list:
+    """The runs that have a record (train_run names its run first thing; one stopped before it
+    left ``{}`` among the runs, which named no optimizer), in the study's order."""
+    return [r for r in records if "optimizer" in r]
+
+
+def _task(task: tuple) -> dict:
+    """A run of the study that has no record (interrupted, or its worker died, before it began)."""
+    name, norm, seed = task
+    return {"optimizer": name, "norm": norm, "seed": seed}
