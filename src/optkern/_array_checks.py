@@ -40,6 +40,17 @@ def is_bfloat16(dt) -> bool:
     return dt.name == "bfloat16" and dt.isnative
 
 
+#: the native-order dtypes of the float kernels (bfloat16 aside: ml_dtypes', see ``is_bfloat16``)
+_FLOAT_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+
+
+def is_float_dtype(dt) -> bool:
+    """Whether dtype ``dt`` is one the float kernels take (dropout, clipping): float16, bfloat16,
+    float32 or float64 in native byte order (a byte-swapped one holds other numbers, see
+    ``is_bfloat16``; an integer or complex one no float at all)."""
+    return dt in _FLOAT_DTYPES or is_bfloat16(dt)
+
+
 def type_name(a) -> str:
     """``"list"``, ``"numpy.ndarray"``, ``"cupy.ndarray"``: a kind as the native checks name it."""
     t = type(a)

@@ -29,6 +29,7 @@ from ._array_checks import hint_read_only as hint_read_only
 from ._array_checks import is_bfloat16 as is_bfloat16
 from ._array_checks import is_cupy as is_cupy
 from ._array_checks import is_cupy_type as is_cupy_type
+from ._array_checks import is_float_dtype as is_float_dtype
 from ._array_checks import out_array as out_array
 from ._array_checks import read_only as read_only
 from ._array_checks import read_only_explained as read_only_explained

@@ -68,13 +68,9 @@ def dropout_backward(dy, p, seed, offset=0):
     return dx
 
 
-#: the dtypes the native dropout_ takes (bfloat16 aside: ml_dtypes', ``_backend.is_bfloat16``)
-_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _dropout_dtype(x) -> None:
     """In eval mode no kernel runs, so x's dtype is checked here, with the native check's message:
     an integer, complex or byte-swapped x was returned unchanged in eval and refused in training, so
     a pipeline checked in eval failed at its first training step."""
-    if not (x.dtype in _DTYPES or _backend.is_bfloat16(x.dtype)):
+    if not _backend.is_float_dtype(x.dtype):
         raise TypeError(f"x: expected float16, bfloat16, float32 or float64, got {x.dtype}")
