@@ -7,9 +7,8 @@ so that it reads as a multiplier of each param group's base lr).
 
 from __future__ import annotations
 
-import math
-
 from .. import _backend
+from ._range_safe import between, cos_between, scaled_power
 from .base import (
     Schedule,
     check_step,
@@ -20,7 +19,6 @@ from .base import (
     horizon_alias,
     nonneg,
     positive,
-    power,
     steps0,
 )
 
@@ -48,8 +46,7 @@ class linear(Schedule):
     def value(self, t):
         if self.total_steps == 0:  # (optax: no transition, init held; 0 / 0 otherwise)
             return self.init
-        frac = min(t, self.total_steps) / self.total_steps
-        return self.init + (self.end - self.init) * frac
+        return between(self.init, self.end, min(t, self.total_steps) / self.total_steps)
 
 
 def _gamma(gamma):
@@ -71,7 +68,7 @@ class step_decay(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * power(self.gamma, t // self.step_size)
+        return scaled_power(self.lr, self.gamma, t // self.step_size)
 
 
 class multi_step(Schedule):
@@ -97,7 +94,7 @@ class multi_step(Schedule):
 
     def value(self, t):
         # (counted as torch's Counter counts them: milestones assigned in any order, as at construction)
-        return self.lr * power(self.gamma, sum(1 for m in self.milestones if m <= t))
+        return scaled_power(self.lr, self.gamma, sum(1 for m in self.milestones if m <= t))
 
 
 class exponential(Schedule):
@@ -113,7 +110,7 @@ class exponential(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * power(self.gamma, t)
+        return scaled_power(self.lr, self.gamma, t)
 
 
 class inverse_time(Schedule):
@@ -164,10 +161,6 @@ class polynomial(Schedule):
         return (self.lr - self.end) * frac**self.power + self.end
 
 
-def _cos(lr, eta_min, t, period):
-    return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * t / period)) / 2.0
-
-
 class cosine(Schedule):
     """Cosine annealing from ``lr`` to ``eta_min`` over ``T_max`` steps, then ``eta_min``.
 
@@ -195,7 +188,7 @@ class cosine(Schedule):
             # form rounds lr - eta_min and adds eta_min back (an ulp off for ~3% of pairs, and an
             # overflow for lr near float64's top, where (lr - eta_min) * 2 is infinite)
             return self.lr
-        return _cos(self.lr, self.eta_min, min(t, self.total_steps), self.total_steps)
+        return cos_between(self.eta_min, self.lr, min(t, self.total_steps), self.total_steps)
 
 
 class cosine_restarts(Schedule):
@@ -234,4 +227,4 @@ class cosine_restarts(Schedule):
 
     def value(self, t):
         cur, length = self._cycle(t)
-        return _cos(self.lr, self.eta_min, cur, length)
+        return cos_between(self.eta_min, self.lr, cur, length)

@@ -1,0 +1,65 @@
+"""The schedules' arithmetic where an intermediate leaves float64's range while the value does not.
+
+Each form is the plain formula (torch's, bit for bit) wherever its intermediates stay in range, and
+a range-safe one only past that: ``cosine(lr=1e308)`` doubled ``lr - eta_min`` before halving it
+(inf from step 1, refused as an overflow, where every value is at most ``lr``), and ``lr * gamma **
+n`` took ``gamma ** n`` to 0 (or inf) where the product is a normal float (``exponential(1e300,
+0.1)`` at step 400: 0 for 1e-100; torch's ExponentialLR multiplies by gamma step by step and keeps
+it)."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+#: the smallest normal float64: a ``gamma ** n`` below it has lost bits (or is 0)
+_TINY = sys.float_info.min
+
+
+def cos_between(lo: float, hi: float, t, period) -> float:
+    """``lo + (hi - lo) * (1 + cos(pi t / period)) / 2`` (torch's CosineAnnealingLR closed form):
+    the factor halved before the product, which is the same bits (halving is exact) but never
+    doubles ``hi - lo`` past float64's top."""
+    return lo + (hi - lo) * ((1.0 + math.cos(math.pi * t / period)) / 2.0)
+
+
+def between(start: float, end: float, frac: float) -> float:
+    """``start + (end - start) * frac`` for ``frac`` in [0, 1]; where ``end - start`` overflows
+    (``linear(1e308, -1e308, n)``: NaN at step 0, inf after), the same line as
+    ``start * (1 - frac) + end * frac``, whose terms stay in range."""
+    span = end - start
+    if -math.inf < span < math.inf:
+        return start + span * frac
+    return start * (1.0 - frac) + end * frac
+
+
+def scaled_power(lr: float, gamma: float, n: int) -> float:
+    """``lr * gamma ** n`` (``lr``, ``gamma`` > 0, ``n`` >= 0): the plain product where ``gamma ** n``
+    is a normal float, else ``gamma ** n`` as powers of at most 2**512 each (``pow``'s, within an
+    ulp), their mantissas multiplied and binary exponents summed apart, joined with ``lr``'s at the
+    end: a few ulp off the exact product, inf only where it is past float64's top, 0 below its bottom."""
+    try:
+        p = gamma**n
+    except OverflowError:
+        p = math.inf
+    if _TINY <= p < math.inf:
+        return lr * p
+    bits = n * math.log2(gamma)  # (the power's binary exponent, about)
+    if abs(bits) > _REACH:  # (no lr brings it back into range)
+        return math.inf if bits > 0 else 0.0
+    chunk = max(1, int(512 / abs(math.log2(gamma))))  # (gamma ** chunk within 2**+-513: a normal float)
+    m, e = math.frexp(lr)
+    while n:
+        c = min(n, chunk)
+        m, k = math.frexp(m * gamma**c)  # (the mantissa kept in [0.5, 1): no under- or overflow)
+        e += k
+        n -= c
+    try:
+        return math.ldexp(m, e)
+    except OverflowError:  # (past float64's top: the schedule refuses it as an overflow)
+        return math.inf
+
+
+#: the binary exponents a power can reach while some lr (2**-1074 .. 2**1024) keeps the product finite and
+#: nonzero, with a margin
+_REACH = 2200.0
