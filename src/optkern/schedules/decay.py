@@ -8,7 +8,7 @@ so that it reads as a multiplier of each param group's base lr).
 from __future__ import annotations
 
 from .. import _backend
-from ._range_safe import between, cos_between, scaled_power
+from ._range_safe import between, cos_between, inverse_power, scaled_power
 from .base import (
     Schedule,
     check_step,
@@ -133,8 +133,8 @@ class inverse_time(Schedule):
         self.power = positive("power", power)
 
     def value(self, t):
-        # a negative exponent underflows to 0 where the divisor would overflow (OverflowError)
-        return self.lr * (1.0 + self.k * t) ** -self.power
+        # (a negative exponent: 0 where the divisor would overflow; inverse_power keeps the product's own range)
+        return inverse_power(self.lr, self.k, t, self.power)
 
 
 class polynomial(Schedule):
