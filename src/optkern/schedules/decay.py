@@ -185,8 +185,7 @@ class cosine(Schedule):
     def value(self, t):
         if t == 0:
             # lr itself, as torch's CosineAnnealingLR leaves the optimizer's lr at step 0: the closed
-            # form rounds lr - eta_min and adds eta_min back (an ulp off for ~3% of pairs, and an
-            # overflow for lr near float64's top, where (lr - eta_min) * 2 is infinite)
+            # form rounds lr - eta_min and adds eta_min back (an ulp off for ~3% of pairs)
             return self.lr
         return cos_between(self.eta_min, self.lr, min(t, self.total_steps), self.total_steps)
 
