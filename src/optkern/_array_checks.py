@@ -162,12 +162,16 @@ def check_read(a, dt, name: str) -> None:
 def check_written(a, dt, name: str) -> None:
     """The native checks of an array updated in place, in their order and wording (for checks
     that must run before the first of several native calls writes)."""
-    on_gpu = is_cupy(a)
     check_read(a, dt, name)
-    if not on_gpu and not a.flags.writeable:
+    if not is_cupy(a) and not a.flags.writeable:
         raise read_only(name, a)
+    check_aligned(a, name)
+
+
+def check_aligned(a, name: str) -> None:
+    """The native check that ``a``'s data is aligned to its element size, in its wording."""
     # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
-    if (a.data.ptr % a.itemsize != 0) if on_gpu else not a.flags.aligned:
+    if (a.data.ptr % a.itemsize != 0) if is_cupy(a) else not a.flags.aligned:
         raise ValueError(f"{name}: array data is misaligned")
 
 

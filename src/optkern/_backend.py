@@ -18,10 +18,12 @@ from collections.abc import Mapping, Set
 import numpy as np
 
 from . import _env
+from ._array_checks import check_aligned as check_aligned
 from ._array_checks import check_disjoint as check_disjoint
 from ._array_checks import check_finite as check_finite
 from ._array_checks import check_like as check_like
 from ._array_checks import check_list_like as check_list_like
+from ._array_checks import check_read as check_read
 from ._array_checks import check_written as check_written
 from ._array_checks import counted as counted
 from ._array_checks import distinct_elements as distinct_elements
