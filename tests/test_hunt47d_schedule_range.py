@@ -2,8 +2,8 @@
 ``cosine_restarts``, ``warmup_cosine``) doubled ``lr - eta_min`` before halving it (lr = 1e308: inf
 from step 1 -- step 0 for cosine_restarts --, refused as an overflow); ``exponential`` /
 ``step_decay`` / ``multi_step`` took ``gamma ** n`` to 0 or inf where ``lr * gamma ** n`` is a normal
-float (1e300 * 0.1**400 was 0, 1e-300 * 10**400 refused); ``linear(1e308, -1e308, n)`` was NaN at
-step 0. Compared with the exact value (``Fraction``) and with torch's schedulers in float64."""
+float (1e300 * 0.1**400 was 0, 1e-300 * 10**400 refused), and ``inverse_time`` / ``polynomial`` the
+same with a real exponent; ``linear(1e308, -1e308, n)`` was NaN at step 0. Compared with the exact value (``Fraction``) and with torch's schedulers in float64."""
 
 from __future__ import annotations
 
@@ -123,3 +123,15 @@ def test_inverse_time_past_the_divisors_range():
     # 1 + k t past float64's top was inf, so every value 0; (1e310) ** -0.01 * 1e300 is ~7.9e296
     got = S.inverse_time(1e300, 1e300, 0.01)(10**10)
     assert got == pytest.approx(1e300 * math.exp(-0.01 * (math.log(1e300) + math.log(1e10))), rel=1e-12, abs=0)
+
+
+def test_polynomial_where_the_power_underflows_and_the_product_does_not():
+    s = S.polynomial(1e300, 10, 400.0)
+    for t in range(11):
+        frac = 1.0 - t / 10
+        want = float(Fraction(1e300) * Fraction(frac) ** 400)
+        assert s(t) == pytest.approx(want, rel=1e-12, abs=0), t  # (t = 9: 1e-100, was 0)
+    torch = pytest.importorskip("torch")
+    lrs = torch.optim.lr_scheduler
+    theirs = _torch_lrs(torch, lambda o: lrs.PolynomialLR(o, total_iters=10, power=400.0), 1e300, 9)
+    assert [s(t) for t in range(10)] == pytest.approx(theirs, rel=1e-10, abs=0)

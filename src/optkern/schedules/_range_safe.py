@@ -65,18 +65,25 @@ def scaled_power(lr: float, gamma: float, n: int) -> float:
 _REACH = 2200.0
 
 
-def inverse_power(lr: float, k: float, t: int, p: float) -> float:
-    """``lr * (1 + k t) ** -p`` (inverse_time; ``lr``, ``p`` > 0, ``k`` >= 0): the plain form where
-    the power is a normal float, else ``lr`` times 2 to the power's binary logarithm, summed apart
-    (``(1e10) ** -40`` was 0 where ``1e300 * 1e-400`` is 1e-100, and ``1 + k t`` inf past float64's top
-    made every value 0): within ~1e-12 relative there (log2's error times the exponent's size)."""
-    b = 1.0 + k * t
-    q = b**-p
-    if q >= _TINY:
-        return lr * q
-    bits = math.log2(b) if b < math.inf else math.log2(k) + math.log2(t)  # (the 1 is below an ulp of k t)
-    x = math.log2(lr) - p * bits
+def scaled_real_power(c: float, base: float, p: float, bits: float | None = None) -> float:
+    """``c * base ** p`` (``c``, ``base`` >= 0, ``base ** p`` <= 1: a decay): the plain product where
+    ``base ** p`` is a normal float (or 0 exactly: a zero base or factor), else 2 to the product's
+    binary logarithm, its terms summed apart (``bits``: ``log2(base)`` where ``base`` itself is past
+    float64's top): within ~1e-12 relative there (log2's error times the exponent's size)."""
+    q = base**p
+    if q >= _TINY or base == 0.0 or c == 0.0:
+        return c * q
+    x = math.log2(c) + p * (math.log2(base) if bits is None else bits)
     if x < -1100.0:  # (below the smallest subnormal, 2**-1074)
         return 0.0
     e = math.floor(x)
     return math.ldexp(2.0 ** (x - e), e)
+
+
+def inverse_power(lr: float, k: float, t: int, p: float) -> float:
+    """``lr * (1 + k t) ** -p`` (inverse_time; ``lr``, ``p`` > 0, ``k`` >= 0), range-safe
+    (``scaled_real_power``): ``(1e10) ** -40`` was 0 where ``1e300 * 1e-400`` is 1e-100, and ``1 + k t``
+    past float64's top (inf) made every value 0."""
+    b = 1.0 + k * t
+    bits = None if b < math.inf else math.log2(k) + math.log2(t)  # (the 1 is below an ulp of k t)
+    return scaled_real_power(lr, b, -p, bits)

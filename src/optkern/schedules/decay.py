@@ -8,7 +8,7 @@ so that it reads as a multiplier of each param group's base lr).
 from __future__ import annotations
 
 from .. import _backend
-from ._range_safe import between, cos_between, inverse_power, scaled_power
+from ._range_safe import between, cos_between, inverse_power, scaled_power, scaled_real_power
 from .base import (
     Schedule,
     check_step,
@@ -158,7 +158,7 @@ class polynomial(Schedule):
 
     def value(self, t):
         frac = 1.0 - min(t, self.total_steps) / self.total_steps
-        return (self.lr - self.end) * frac**self.power + self.end
+        return scaled_real_power(self.lr - self.end, frac, self.power) + self.end
 
 
 class cosine(Schedule):
