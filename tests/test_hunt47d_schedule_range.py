@@ -3,7 +3,8 @@
 from step 1 -- step 0 for cosine_restarts --, refused as an overflow); ``exponential`` /
 ``step_decay`` / ``multi_step`` took ``gamma ** n`` to 0 or inf where ``lr * gamma ** n`` is a normal
 float (1e300 * 0.1**400 was 0, 1e-300 * 10**400 refused), and ``inverse_time`` / ``polynomial`` the
-same with a real exponent; ``linear(1e308, -1e308, n)`` was NaN at step 0. Compared with the exact value (``Fraction``) and with torch's schedulers in float64."""
+same with a real exponent; ``linear(1e308, -1e308, n)`` was NaN at step 0. Compared with the exact
+value (``Fraction``) and with torch's schedulers in float64."""
 
 from __future__ import annotations
 
