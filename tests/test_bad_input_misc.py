@@ -316,7 +316,9 @@ def test_scheduler_betas_stay_below_one():
         (lambda: S.scale_lr(1e300, 2**70, 1), "batch"),
         (lambda: S.scale_lr(1.0, 10**400, 1), "batch"),
         (lambda: S.chain(1e300, 1e300)(0), "schedule"),
-        (lambda: S.linear(-1e308, 1e308, 10)(5), "schedule"),
+        # (linear(-1e308, 1e308, 10)(5) was here: its exact value is 0, computed since hunt47d; its
+        # values lie between init and end, so never past float64's range)
+        (lambda: S.exponential(1e300, 2.0)(100), "schedule"),
         (lambda: S.cosine(1.0, 10)(2**63), "step"),
         (lambda: S.batch_size_schedule(8, None), "milestones"),
         (lambda: S.sequential([1.0, 2.0], None), "boundaries"),

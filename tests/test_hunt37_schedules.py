@@ -51,10 +51,12 @@ def test_repr_follows_an_assigned_attribute():
 
 
 def test_overflow_error_names_the_constructor_arguments():
-    with pytest.raises(ValueError, match=r"cosine\(lr=1e\+308, T_max=10, eta_min=0\.0\) overflows there"):
-        # step 1: cosine's step 0 is lr itself (finite) since hunt46l; at step 1 torch's closed form
-        # (lr - eta_min) * (1 + cos(pi / 10)) ~ 1.95e308 still overflows inside cosine, so the error
-        # is cosine's own, as this test means it (at step 0 the chain's product would overflow instead)
+    # (cosine itself no longer overflows at lr 1e308 since hunt47d: its factor is halved before the
+    # product; the chain's product does, and its repr shows each schedule's constructor arguments)
+    with pytest.raises(
+        ValueError,
+        match=r"chain\(cosine\(lr=1e\+308, T_max=10, eta_min=0\.0\), constant\(value=10\.0\)\) overflows there",
+    ):
         S.chain(S.cosine(1e308, 10), S.constant(10.0))(1)
 
 

@@ -43,17 +43,32 @@ def test_a_state_at_an_epoch_boundary_loads_in_older_versions(where, state):
     _backend.state_keys(state, *_OLD_KEYS, "a BatchLoader's")  # (what an older load_state_dict checks)
 
 
-def test_a_mid_epoch_state_holds_its_setup_and_the_docs_say_what_it_needs():
-    loader = BatchLoader(np.arange(10.0), None, 3, seed=1)
+def _mid_epoch(n=10, shuffle=True):
+    loader = BatchLoader(np.arange(float(n)), None, 3, seed=1, shuffle=shuffle)
     for _ in loader:
-        state = loader.state_dict()
-        break
+        return loader, loader.state_dict()
+    raise AssertionError("no batch")
+
+
+def test_a_mid_epoch_state_holds_its_setup_which_older_versions_refuse():
+    _, state = _mid_epoch()
     assert state == {"epoch": 0, "seed": 1, "batch": 1, "n": 10, "batch_size": 3, "shuffle": True}
     with pytest.raises(ValueError, match="unknown key 'n'"):
         _backend.state_keys(state, *_OLD_KEYS, "a BatchLoader's")
-    doc = " ".join(BatchLoader.state_dict.__doc__.split())
-    assert "older optkern" in doc and "epoch's boundary" in doc
-    import pathlib
 
-    readme = " ".join((pathlib.Path(__file__).parents[1] / "README.md").read_text().split())
-    assert "`n`, `batch_size` and `shuffle`" in readme
+
+def test_a_mid_epoch_state_resumes_only_with_the_same_n_and_shuffle():
+    # (what state_dict's doc and the README promise, observed: the next batch of the saved loader,
+    # and another dataset length or shuffle refused by name, the loader left as it was)
+    _, state = _mid_epoch()
+    whole = [b.copy() for b in BatchLoader(np.arange(10.0), None, 3, seed=1)]  # (the saved loader's epoch)
+    resumed = BatchLoader(np.arange(10.0), None, 3, seed=5)
+    resumed.load_state_dict(state)
+    got = [b.copy() for b in resumed]
+    assert len(got) == len(whole) - 1 and all(np.array_equal(a, b) for a, b in zip(got, whole[1:]))
+    others = [(BatchLoader(np.arange(11.0), None, 3, seed=1), "x"), (_mid_epoch(shuffle=False)[0], "shuffle")]
+    for other, name in others:
+        before = other.state_dict()
+        with pytest.raises(ValueError, match=rf"^{name}\b"):
+            other.load_state_dict(state)
+        assert other.state_dict() == before

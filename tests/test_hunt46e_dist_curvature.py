@@ -35,13 +35,6 @@ def test_batch_norm_ranks_normalize_their_own_rows():
     run_case(__file__, "batch_norm", 2, timeout=CASE_TIMEOUT)
 
 
-def test_the_docs_say_so():
-    from optkern import hessian
-
-    assert "not a rank's own" in hessian.gradient_concentration.__doc__
-    assert "normalizes its own rows" in hessian.from_mlp.__doc__
-
-
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
 
 

@@ -17,4 +17,16 @@ def test_steps_counts_the_products(block_size, max_basis):
         op, 2, block_size=block_size, max_basis=max_basis, max_steps=61, progress=lambda k, total: done.append(k)
     )
     assert r.steps == done[-1] == op.num_matvecs
-    assert "the operator products made" in hessian.EigenResult.__doc__
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("cap", [7, 20, 31])
+def test_max_steps_caps_the_products_that_steps_counts(block_size, cap):
+    # (what the doc promises, observed: steps counts products, not block steps, and max_steps caps
+    # them; a tolerance never met, so the cap is what stops it)
+    d = np.linspace(0.0, 1.0, 61) ** 3
+    op = hessian.from_hvp(lambda v: d * v, 61, matmat=lambda V: d[:, None] * V)
+    r = hessian.top_eigenvalues(op, 2, block_size=block_size, max_steps=cap, tol=1e-15)
+    assert not r.converged
+    assert r.steps == op.num_matvecs <= cap
+    assert r.steps > cap - block_size  # (stopped by the cap: no room for another block)

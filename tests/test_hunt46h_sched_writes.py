@@ -13,7 +13,10 @@ import pytest
 
 from optkern import schedules as S
 
-torch = pytest.importorskip("torch")
+
+def _torch():
+    """torch, for the tensor cases alone (skipped without it; the NumPy cases run regardless)."""
+    return pytest.importorskip("torch")
 
 
 def _opt(second):
@@ -29,8 +32,8 @@ def _read_only():
 BAD = [
     pytest.param(_read_only, ValueError, "read-only", id="read-only-array"),
     pytest.param(lambda: np.array([1], np.int64), TypeError, "int64", id="int-array"),
-    pytest.param(lambda: torch.tensor(0.1, requires_grad=True), ValueError, "requires grad", id="leaf-grad"),
-    pytest.param(lambda: torch.tensor(1), TypeError, "int64", id="int-tensor"),
+    pytest.param(lambda: _torch().tensor(0.1, requires_grad=True), ValueError, "requires grad", id="leaf-grad"),
+    pytest.param(lambda: _torch().tensor(1), TypeError, "int64", id="int-tensor"),
 ]
 
 
@@ -79,12 +82,21 @@ def test_plateau_reduction_refuses_before_writing(make, exc, match):
     assert _snapshot(opt) == before and s.state_dict() == state
 
 
-def test_writable_float_values_are_still_written_in_place():
-    f32, t = np.array([0.1], np.float32), torch.tensor(0.1, dtype=torch.float64)
-    opt = type("Opt", (), {"param_groups": [{"lr": f32}, {"lr": t}]})()
+def test_writable_float_arrays_are_still_written_in_place():
+    f32, f64 = np.array([0.1], np.float32), np.array([0.1])
+    opt = type("Opt", (), {"param_groups": [{"lr": f32}, {"lr": f64}]})()
     sc = S.Scheduler(opt, S.exponential(1.0, 0.5), relative=True)
     sc.step()
     assert opt.param_groups[0]["lr"] is f32 and f32[0] == np.float32(0.1 * 0.5)
+    assert opt.param_groups[1]["lr"] is f64 and f64[0] == pytest.approx(0.05, rel=1e-15)
+
+
+def test_writable_float_tensors_are_still_written_in_place():
+    torch = _torch()
+    t = torch.tensor(0.1, dtype=torch.float64)
+    opt = type("Opt", (), {"param_groups": [{"lr": 0.1}, {"lr": t}]})()
+    sc = S.Scheduler(opt, S.exponential(1.0, 0.5), relative=True)
+    sc.step()
     assert opt.param_groups[1]["lr"] is t and t.item() == pytest.approx(0.05, rel=1e-7)
 
 

@@ -58,10 +58,15 @@ class Iteration:
     def record(self, optimizer, stage: OptState, found_inf, unscaled: tuple | None = None) -> None:
         self.states[id(optimizer)] = [stage, found_inf, optimizer, unscaled]
 
-    def check_unscaled(self, optimizer, grads) -> None:
-        """ValueError naming ``grads`` when an ``unscale_`` of ``optimizer`` unscaled other grads
-        (another memory) than the ``grads`` its step takes: taken as unscaled, they were stepped on
-        still scaled and skipped on the other grads' flag (an inf among them written into the params)."""
+    def take_unscaled(self, optimizer, grads) -> None:
+        """The grads ``step(optimizer, grads)`` takes, against what was unscaled for ``optimizer``:
+        claimed from ``unscale_(grads)`` (``claim_pending``: the same memory), else ValueError naming
+        ``grads`` when an ``unscale_`` of ``optimizer`` unscaled other grads (another memory): taken
+        as unscaled, they were stepped on still scaled and skipped on the other grads' flag (an inf
+        among them written into the params). Their memory is walked once (a claim was walked twice,
+        once to claim and once to compare with the very memory it claimed)."""
+        if self.claim_pending(optimizer, grads):
+            return
         entry = self.states.get(id(optimizer))
         if entry is None or entry[0] is not OptState.UNSCALED or entry[3] is None:
             return
@@ -86,14 +91,17 @@ class Iteration:
         else:
             self.states[id(optimizer)] = before
 
-    def claim_pending(self, optimizer, grads) -> None:
+    def claim_pending(self, optimizer, grads) -> bool:
         """A READY optimizer stepped on the grads ``unscale_(grads)`` unscaled: those were its grads,
         unscaled (the single-optimizer form, which ``unscale_`` allows once per iteration). A step on
         other grads (another optimizer's) leaves it READY, its grads unscaled by the step, as torch
-        tracks each optimizer's own unscale: claimed by any step, they were stepped still scaled."""
-        if self.holds_pending(optimizer, grads):
-            self.record(optimizer, OptState.UNSCALED, self.pending, self.pending_grads)
-            self.pending, self.pending_grads = None, None
+        tracks each optimizer's own unscale: claimed by any step, they were stepped still scaled.
+        Returns whether it claimed them."""
+        if not self.holds_pending(optimizer, grads):
+            return False
+        self.record(optimizer, OptState.UNSCALED, self.pending, self.pending_grads)
+        self.pending, self.pending_grads = None, None
+        return True
 
     def refuse_pending(self, optimizer, grads) -> None:
         """RuntimeError when ``unscale_(optimizer, grads)`` names the grads ``unscale_(grads)``

@@ -40,6 +40,17 @@ def is_bfloat16(dt) -> bool:
     return dt.name == "bfloat16" and dt.isnative
 
 
+#: the native-order dtypes of the float kernels (bfloat16 aside: ml_dtypes', see ``is_bfloat16``)
+_FLOAT_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+
+
+def is_float_dtype(dt) -> bool:
+    """Whether dtype ``dt`` is one the float kernels take (dropout, clipping): float16, bfloat16,
+    float32 or float64 in native byte order (a byte-swapped one holds other numbers, see
+    ``is_bfloat16``; an integer or complex one no float at all)."""
+    return dt in _FLOAT_DTYPES or is_bfloat16(dt)
+
+
 def type_name(a) -> str:
     """``"list"``, ``"numpy.ndarray"``, ``"cupy.ndarray"``: a kind as the native checks name it."""
     t = type(a)
@@ -151,12 +162,16 @@ def check_read(a, dt, name: str) -> None:
 def check_written(a, dt, name: str) -> None:
     """The native checks of an array updated in place, in their order and wording (for checks
     that must run before the first of several native calls writes)."""
-    on_gpu = is_cupy(a)
     check_read(a, dt, name)
-    if not on_gpu and not a.flags.writeable:
+    if not is_cupy(a) and not a.flags.writeable:
         raise read_only(name, a)
+    check_aligned(a, name)
+
+
+def check_aligned(a, name: str) -> None:
+    """The native check that ``a``'s data is aligned to its element size, in its wording."""
     # NumPy's flag is cheaper than reading the data pointer (and agrees for float32/float64)
-    if (a.data.ptr % a.itemsize != 0) if on_gpu else not a.flags.aligned:
+    if (a.data.ptr % a.itemsize != 0) if is_cupy(a) else not a.flags.aligned:
         raise ValueError(f"{name}: array data is misaligned")
 
 

@@ -18,10 +18,12 @@ from collections.abc import Mapping, Set
 import numpy as np
 
 from . import _env
+from ._array_checks import check_aligned as check_aligned
 from ._array_checks import check_disjoint as check_disjoint
 from ._array_checks import check_finite as check_finite
 from ._array_checks import check_like as check_like
 from ._array_checks import check_list_like as check_list_like
+from ._array_checks import check_read as check_read
 from ._array_checks import check_written as check_written
 from ._array_checks import counted as counted
 from ._array_checks import distinct_elements as distinct_elements
@@ -29,6 +31,7 @@ from ._array_checks import hint_read_only as hint_read_only
 from ._array_checks import is_bfloat16 as is_bfloat16
 from ._array_checks import is_cupy as is_cupy
 from ._array_checks import is_cupy_type as is_cupy_type
+from ._array_checks import is_float_dtype as is_float_dtype
 from ._array_checks import out_array as out_array
 from ._array_checks import read_only as read_only
 from ._array_checks import read_only_explained as read_only_explained

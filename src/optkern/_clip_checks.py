@@ -50,7 +50,7 @@ def check_dtype(grads: list, index: list | None) -> None:
     caller's list). Checked here, not left to the native calls: theirs says "float32 or float64",
     the dtypes they take, leaving out the half ones clipped through float32 copies."""
     dt = grads[0].dtype
-    if dt not in (np.float32, np.float64) and dt != np.float16 and not _backend.is_bfloat16(dt):
+    if not _backend.is_float_dtype(dt):
         raise TypeError(f"grads[{0 if index is None else index[0]}]: expected {GRAD_DTYPES}, got {dt}")
 
 

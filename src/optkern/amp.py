@@ -276,8 +276,7 @@ class GradScaler(ScalerPasses):
         it = self._iteration
         if it.stage(optimizer) is OptState.STEPPED:
             raise RuntimeError("step() has already been called since the last update().")
-        it.claim_pending(optimizer, grads)
-        it.check_unscaled(optimizer, grads)  # (the grads unscale_ unscaled, or ValueError)
+        it.take_unscaled(optimizer, grads)  # (the grads unscale_ unscaled, or ValueError)
         # A low-precision optimizer unscales in its own step (its grads only checked here), unless
         # unscale_() already did it in place (float32 grads).
         ready = it.stage(optimizer) is OptState.READY

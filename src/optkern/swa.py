@@ -202,9 +202,9 @@ class AveragedParams(NativeByName):
         checkpoint does not have at that level)."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{name}: expected a dict, got {type(state_dict).__name__}")
-        for key in _STATE_KEYS:
-            if key not in state_dict:
-                raise ValueError(f"{name}: missing '{key}'")
+        # (an unknown key refused, as the schedulers' and loaders' loads refuse one: a typo'd 'decya'
+        # beside the saved 'decay' was ignored silently)
+        _backend.state_keys(dict(state_dict), _STATE_KEYS, (), "an AveragedParams'", name=name)
         mode = _option(f"{name}['mode']", state_dict["mode"], _MODES)
         decay = _backend.in_range(f"{name}['decay']", state_dict["decay"], 0.0, 1.0)
         # (update's bound: 2**63 - 1 was loaded, and the next update refused it, far from the checkpoint)

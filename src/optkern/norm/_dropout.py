@@ -44,7 +44,7 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
     training, return_mask = _backend.flag("training", training), _backend.flag("return_mask", return_mask)
     xp = _xp(x)
     if not training:
-        _dropout_dtype(x)
+        _eval_input(x)
         return (x, xp.ones(x.shape, dtype=np.uint8)) if return_mask else x
     y = xp.empty_like(x)
     mask = xp.empty(x.shape, dtype=np.uint8) if return_mask else None
@@ -68,13 +68,12 @@ def dropout_backward(dy, p, seed, offset=0):
     return dx
 
 
-#: the dtypes the native dropout_ takes (bfloat16 aside: ml_dtypes', ``_backend.is_bfloat16``)
-_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _dropout_dtype(x) -> None:
-    """In eval mode no kernel runs, so x's dtype is checked here, with the native check's message:
-    an integer, complex or byte-swapped x was returned unchanged in eval and refused in training, so
-    a pipeline checked in eval failed at its first training step."""
-    if not (x.dtype in _DTYPES or _backend.is_bfloat16(x.dtype)):
+def _eval_input(x) -> None:
+    """In eval mode no kernel runs, so x is checked here as the native kernel checks it, in its
+    order and wording: an integer, complex or byte-swapped x, and a strided (non-C-contiguous) or
+    misaligned one, was returned unchanged in eval and refused in training, so a pipeline checked
+    in eval failed at its first training step."""
+    if not _backend.is_float_dtype(x.dtype):
         raise TypeError(f"x: expected float16, bfloat16, float32 or float64, got {x.dtype}")
+    _backend.check_read(x, x.dtype, "x")
+    _backend.check_aligned(x, "x")

@@ -79,6 +79,17 @@ def check_put(v, where: str) -> None:
         raise ValueError(f"{where}: array is read-only")
 
 
+def still_takes(v) -> bool:
+    """Whether ``v``, the very object that passed :func:`check_put` before, passes it still: only
+    what one object can change is read again (a NumPy array's writeable flag and assignable dtype, a
+    tensor's requires_grad and its dtype through ``.data``), ~0.3 us where check_put takes ~2 us
+    (~3 for a tensor). False (check it again) for anything else."""
+    if type(v) is np.ndarray:
+        return v.dtype.kind == "f" and bool(v.flags.writeable)
+    floating = getattr(v, "is_floating_point", None)
+    return callable(floating) and bool(floating()) and not (v.requires_grad and v.is_leaf)
+
+
 def _put(g: dict, key: str, v: float) -> None:
     """Write ``v`` as the group's ``key`` entry: a device-resident value (a capturable GPU optimizer's
     lr, a tensor lr) is updated in place, as torch's schedulers do, so that a captured CUDA graph

@@ -7,9 +7,8 @@ so that it reads as a multiplier of each param group's base lr).
 
 from __future__ import annotations
 
-import math
-
 from .. import _backend
+from ._range_safe import between, cos_between, inverse_power, scaled_power, scaled_real_power
 from .base import (
     Schedule,
     check_step,
@@ -20,7 +19,6 @@ from .base import (
     horizon_alias,
     nonneg,
     positive,
-    power,
     steps0,
 )
 
@@ -48,8 +46,7 @@ class linear(Schedule):
     def value(self, t):
         if self.total_steps == 0:  # (optax: no transition, init held; 0 / 0 otherwise)
             return self.init
-        frac = min(t, self.total_steps) / self.total_steps
-        return self.init + (self.end - self.init) * frac
+        return between(self.init, self.end, min(t, self.total_steps) / self.total_steps)
 
 
 def _gamma(gamma):
@@ -71,7 +68,7 @@ class step_decay(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * power(self.gamma, t // self.step_size)
+        return scaled_power(self.lr, self.gamma, t // self.step_size)
 
 
 class multi_step(Schedule):
@@ -97,7 +94,7 @@ class multi_step(Schedule):
 
     def value(self, t):
         # (counted as torch's Counter counts them: milestones assigned in any order, as at construction)
-        return self.lr * power(self.gamma, sum(1 for m in self.milestones if m <= t))
+        return scaled_power(self.lr, self.gamma, sum(1 for m in self.milestones if m <= t))
 
 
 class exponential(Schedule):
@@ -113,7 +110,7 @@ class exponential(Schedule):
         self.gamma = _gamma(gamma)
 
     def value(self, t):
-        return self.lr * power(self.gamma, t)
+        return scaled_power(self.lr, self.gamma, t)
 
 
 class inverse_time(Schedule):
@@ -136,8 +133,8 @@ class inverse_time(Schedule):
         self.power = positive("power", power)
 
     def value(self, t):
-        # a negative exponent underflows to 0 where the divisor would overflow (OverflowError)
-        return self.lr * (1.0 + self.k * t) ** -self.power
+        # (a negative exponent: 0 where the divisor would overflow; inverse_power keeps the product's own range)
+        return inverse_power(self.lr, self.k, t, self.power)
 
 
 class polynomial(Schedule):
@@ -161,11 +158,7 @@ class polynomial(Schedule):
 
     def value(self, t):
         frac = 1.0 - min(t, self.total_steps) / self.total_steps
-        return (self.lr - self.end) * frac**self.power + self.end
-
-
-def _cos(lr, eta_min, t, period):
-    return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * t / period)) / 2.0
+        return scaled_real_power(self.lr - self.end, frac, self.power) + self.end
 
 
 class cosine(Schedule):
@@ -192,10 +185,9 @@ class cosine(Schedule):
     def value(self, t):
         if t == 0:
             # lr itself, as torch's CosineAnnealingLR leaves the optimizer's lr at step 0: the closed
-            # form rounds lr - eta_min and adds eta_min back (an ulp off for ~3% of pairs, and an
-            # overflow for lr near float64's top, where (lr - eta_min) * 2 is infinite)
+            # form rounds lr - eta_min and adds eta_min back (an ulp off for ~3% of pairs)
             return self.lr
-        return _cos(self.lr, self.eta_min, min(t, self.total_steps), self.total_steps)
+        return cos_between(self.eta_min, self.lr, min(t, self.total_steps), self.total_steps)
 
 
 class cosine_restarts(Schedule):
@@ -234,4 +226,4 @@ class cosine_restarts(Schedule):
 
     def value(self, t):
         cur, length = self._cycle(t)
-        return _cos(self.lr, self.eta_min, cur, length)
+        return cos_between(self.eta_min, self.lr, cur, length)
