@@ -34,6 +34,7 @@ def test_float16_matrix_solved_in_float64_as_scipy(b_dtype):
 
 def test_float16_matrix_not_modified_and_torch_half_too():
     import torch
+
     A, b = _system(5)
     before = A.copy()
     x64 = hessian.cg(A.astype(np.float64), b, rtol=1e-10).x
