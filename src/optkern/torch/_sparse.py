@@ -114,14 +114,14 @@ def _step_one(opt: _Fused, group: dict, p: torch.Tensor, g: torch.Tensor) -> Non
 def _rounds(idx: torch.Tensor, sizes) -> list:
     """The entries of an uncoalesced grad's indices ``idx`` (sparse dims ``sizes``) in rounds of
     distinct indices: round k holds the k-th entry of each index, in the order they are listed."""
-    flat = torch.zeros(idx.shape[1], dtype=torch.int64)
+    flat = torch.zeros(idx.shape[1], dtype=torch.int64, device=idx.device)
     for d, n in enumerate(sizes):
         flat = flat * n + idx[d]
     order = torch.sort(flat, stable=True).indices
     _, counts = torch.unique_consecutive(flat[order], return_counts=True)
     starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel()) - starts
+    rank[order] = torch.arange(order.numel(), device=idx.device) - starts
     if not rank.numel():
         return []
     return [torch.nonzero(rank == k).reshape(-1) for k in range(int(rank.max()) + 1)]
