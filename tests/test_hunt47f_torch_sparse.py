@@ -166,3 +166,21 @@ def test_sparse_refused_by_name_before_anything_is_written(name, kw, err, match)
         opt.step()
     assert all(torch.equal(p, q) for p, q in zip(ps, before))
     assert ps[0].grad.is_sparse  # (the grad given back)
+
+
+def test_sparse_inference_param_refused_before_the_dense_ones_step():
+    """An inference tensor (made under torch.inference_mode()) with a sparse grad, stepped outside
+    inference mode: torch's RuntimeError naming it, before the other params' dense step wrote (the
+    sparse ones step last: it came after the dense param had moved)."""
+    with torch.inference_mode():
+        a = torch.nn.Parameter(torch.randn(5, 2))
+    b = torch.nn.Parameter(torch.randn(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a.grad = torch.sparse_coo_tensor(torch.tensor([[1]]), torch.ones(1, 2), (5, 2))
+    b.grad = torch.ones(3)
+    opt = ot.SGD([b, a], lr=0.1)
+    before = b.detach().clone()
+    with pytest.raises(RuntimeError, match=r"param_groups\[0\]\['params'\]\[1\]: Inplace update to inference"):
+        opt.step()
+    assert torch.equal(b.detach(), before)

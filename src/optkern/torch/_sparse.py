@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import _views
+from . import _inference, _views
 
 if TYPE_CHECKING:
     from ._fused import _Fused
@@ -71,6 +71,13 @@ def step(opt: _Fused, dense_step) -> None:
                 )
         opt._hyper(group)  # (its hyper-parameters: refused by name before anything is written)
         opt._sparse_check(group, gi, names)
+        for p, j, _ in found:  # (an inference tensor written outside inference mode: torch's error, now)
+            st = opt.state.get(p) or {}
+            where = f"param_groups[{gi}]['params'][{j}]"
+            _inference.refuse_tensors([p], lambda _, where=where: where)
+            _inference.refuse_tensors(
+                list(st.values()), lambda k, st=st, where=where: f"state[{where}][{list(st)[k]!r}]"
+            )
     hidden = [(p, g) for _, _, found in todo for p, _, g in found]
     try:
         for p, _ in hidden:
