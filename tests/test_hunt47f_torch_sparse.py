@@ -184,3 +184,21 @@ def test_sparse_inference_param_refused_before_the_dense_ones_step():
     with pytest.raises(RuntimeError, match=r"param_groups\[0\]\['params'\]\[1\]: Inplace update to inference"):
         opt.step()
     assert torch.equal(b.detach(), before)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad"])
+def test_sparse_grad_of_a_param_without_a_rows_view(name):
+    """A param with no (rows, *dense) view over its memory (a transposed one): stepped through torch's
+    indexing. (torch's own add of a sparse grad rounds differently into a non-contiguous param than
+    into a contiguous one: compared to rounding.)"""
+    gen = torch.Generator().manual_seed(51)
+    base = torch.randn(3, 5, generator=gen)
+    a, b = torch.nn.Parameter(base.clone().t()), torch.nn.Parameter(base.clone().t())
+    ta, tb = getattr(torch.optim, name)([a], lr=0.1), getattr(ot, name)([b], lr=0.1)
+    for _ in range(5):
+        g = _sparse(gen, (5, 3), torch.float32, name == "Adagrad")
+        a.grad, b.grad = g.clone(), g.clone()
+        ta.step()
+        tb.step()
+    assert not b.is_contiguous()
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
