@@ -66,7 +66,7 @@ torch's does, bit for bit (an uncoalesced grad's entries one after the other, in
 path rounds its sum and its last add differently: an ulp or so apart); where torch raises (weight
 decay, ``fused=True``; RMSprop, Adadelta and the Adam family), its RuntimeError is raised, before
 anything is written. SGD's momentum (torch keeps a sparse buffer), the low-precision keywords and
-``AdagradNorm`` refuse them by name.
+``AdagradNorm`` refuse them by name. ``LBFGS`` reads them as their dense values, as torch's does.
 
 Inference tensors (made under ``torch.inference_mode()``) are treated as torch
 treats them: updated in place inside inference mode (where the state a step

@@ -13,9 +13,14 @@ the grad's values, scattered back. Adagrad's grad is coalesced first (duplicate 
 torch's ``grad.coalesce()``, its update being non-linear). SGD's is not, as torch adds an
 uncoalesced grad into the param one entry after the other: the entries are stepped in rounds, the
 k-th of each index in round k, so that each element sees its entries in torch's order, rounded as
-torch rounds them. Untouched elements are not written (a ``-0.0`` stays; a dense step of zeros
-would be ``p - lr * 0``). Steps whose state is made from the grad (SGD's momentum buffer, which torch
-keeps sparse) are refused by name, as are the low-precision keywords' steps and complex params.
+torch rounds them: bit for bit torch's. Adagrad's are its dense step's on the listed elements bit
+for bit; torch's sparse path rounds twice where that step rounds once (its sum adds ``g.pow(2)``, its
+param the update as ``torch.add`` of a sparse tensor adds, one fused multiply-add where ``addcdiv``
+is not): an ulp or so apart. Untouched elements are not written (a ``-0.0`` stays; a dense step of
+zeros would be ``p - lr * 0``). On the CPU the elements are gathered and scattered with NumPy (torch's
+advanced indexing cost milliseconds a call on a loaded host, and SGD may make hundreds of rounds).
+Steps whose state is made from the grad (SGD's momentum buffer, which torch keeps sparse) are refused
+by name, as are the low-precision keywords' steps and complex params.
 """
 
 from __future__ import annotations
