@@ -350,12 +350,13 @@ def _quadratic(ps, grad_of=None, loss_of=None):
     [
         (lambda i, g: g.float() if i == 1 else g, ValueError, r"\['params'\]\[1\]\.grad"),
         (lambda i, g: g[:2] if i == 0 else g, ValueError, r"\['params'\]\[0\]\.grad"),
-        (lambda i, g: g.to_sparse() if i == 1 else g, TypeError, r"\[1\]\.grad: sparse"),
         (lambda i, g: g.t().contiguous().t() if i == 1 else g, ValueError, r"\[1\]\.grad: .*like its param"),
         (lambda i, g: torch.full_like(g, math.nan) if i == 1 else g, ValueError, "closure"),
     ],
 )
 def test_bad_grads_refused_params_untouched(grad_of, err, match):
+    # (a sparse grad is read as its dense values since hunt 47f, as torch's LBFGS reads it: one of
+    # another shape is still named, tests/test_hunt47f_torch_lbfgs_sparse.py)
     ps = _params(3, (4, 5))
     opt = ot.LBFGS(ps, max_iter=3)
     with pytest.raises(err, match=match):

@@ -190,7 +190,8 @@ def test_step_entry_replaced_after_a_step_refused_midway_is_followed():
                 ps[0].grad = None  # (group 0's params with a grad change: a new layout)
             if s == 3 and mod is ot:
                 good, ps[3].grad = ps[3].grad, ps[3].grad.to_sparse()
-                with pytest.raises(TypeError, match=r"param_groups\[1\]\['params'\]\[0\]\.grad"):
+                # (met by the step's checks after group 0 was planned; torch's refusal, since hunt 47f)
+                with pytest.raises(RuntimeError, match="Adam does not support sparse gradients"):
                     opt.step()
                 ps[3].grad = good
             if s == 3:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _backend, _pool
+from ._linear_operator import is_scipy_sparse
 from ._lockstep import in_lockstep
 from ._products import real_array
 from .operators import CurvatureOperator, _runs_scipy_matvec, _scipy_matvec, as_operator
@@ -181,6 +182,17 @@ def _warm_residual_overflow(xp, y, x, damping: float, dtype) -> ValueError:
     return ValueError("x0: the warm start's residual b - (A + damping I) x0 is not finite (r.r overflows)")
 
 
+def _half_as_double(A):
+    """A float16 matrix (NumPy, CuPy, a torch tensor) as a float64 copy, anything else as it is: SciPy's
+    ``cg``, whose contract this follows, solves its system in float64 (``make_system`` reads a matrix of
+    a type other than float32 / float64 / complex as float64); it was refused, "expected a float32 or
+    float64 matrix, got float16". (Not in ``as_operator``: the estimators other than CG follow no SciPy
+    routine that reads float16.)"""
+    if hasattr(A, "matvec") or is_scipy_sparse(A) or str(getattr(A, "dtype", "")) not in ("float16", "torch.float16"):
+        return A
+    return _backend.as_array(A, "A").astype(np.float64)
+
+
 @in_lockstep("A")
 @_pool.pooled  # (its vectors, fresh per solve, came as fresh pages: 300-760 page faults a solve)
 def cg(
@@ -222,7 +234,7 @@ def cg(
       stop_on_negative_curvature: return at the first direction with ``p.(A + damping I) p <= 0``
         (else continue, as plain CG does, with no guarantee).
     """
-    A = require_symmetric(A, "A", "CG")
+    A = require_symmetric(_half_as_double(A), "A", "CG")
     op = as_operator(A)
     n = op.shape[0]
     xp = getattr(op, "xp", np)

@@ -49,7 +49,9 @@ class StateDictMixin(OptimizerParts):
         counted = self._has_step or getattr(self, "_lowp", None) is not None
         for group_runs in self._runs:
             for run in group_runs:
-                if run.step == 0:
+                # (not stepped: no entry, unless it holds moments a checkpoint gave it at step 0 -- kept, as
+                # torch keeps them -- rather than ones made for a step that was then refused)
+                if run.step == 0 and run.fresh.issuperset(n for n in type(self)._state_names if n in run.state):
                     continue
                 scalars = self._extra_to_state(run)
                 for k, i in enumerate(run.index):
@@ -176,7 +178,9 @@ class StateDictMixin(OptimizerParts):
         for key in dict.fromkeys(keys):
             ks = [k for k, kk in enumerate(keys) if kk == key]
             step, _, extra = records[ks[0]]
-            names = set.intersection(*(set(records[k][1]) for k in ks)) if step > 0 else set()
+            # (a step-0 entry's moments too: torch.optim.Adagrad's made at construction, or any torch
+            # checkpoint saved at step 0, which torch's next step reads -- they were dropped)
+            names = set.intersection(*(set(records[k][1]) for k in ks))
             state = {n: [records[k][1][n] for k in ks] for n in self._state_names if n in names}
             # (a run of the whole group holds its list, where a param may be replaced in place)
             ps = params if len(ks) == len(params) else [params[k] for k in ks]

@@ -59,6 +59,15 @@ real state for a complex param (torch's loader leaves it real and its step fails
 low-precision keywords (no complex master-weights recipe, in torch either) and
 ``hessian_operator``.
 
+Sparse grads (``torch.sparse_coo``, an ``nn.Embedding(sparse=True)``'s) are taken where torch.optim
+takes them (:mod:`._sparse`): ``SGD`` without momentum or weight decay steps the listed elements as
+torch's does, bit for bit (an uncoalesced grad's entries one after the other, in torch's order);
+``Adagrad`` without weight decay coalesces them and steps them as its dense step would (torch's sparse
+path rounds its sum and its last add differently: an ulp or so apart); where torch raises (weight
+decay, ``fused=True``; RMSprop, Adadelta and the Adam family), its RuntimeError is raised, before
+anything is written. SGD's momentum (torch keeps a sparse buffer), the low-precision keywords and
+``AdagradNorm`` refuse them by name. ``LBFGS`` reads them as their dense values, as torch's does.
+
 Inference tensors (made under ``torch.inference_mode()``) are treated as torch
 treats them: updated in place inside inference mode (where the state a step
 makes is made of inference tensors, as torch's); outside it, every step, clip

@@ -9,6 +9,7 @@ import torch
 from ..optim._lowp_config import refuse_group_keywords
 from . import _views
 from ._impl_keywords import check_group_keywords
+from ._sparse import refuse
 
 _STRIDED = torch.strided
 
@@ -32,8 +33,8 @@ def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
 def _bad_grad(p, g, name: str, dtypes: tuple = _views.TYPES) -> None:
     """Raise the error that names what is wrong with grad ``g`` of param ``p`` (``dtypes``: the
     param dtypes the step takes: a low-precision one's bfloat16 grad is refused for its shape)."""
-    if g.is_sparse:
-        raise TypeError(f"{name}: sparse gradients are not supported")
+    if g.is_sparse:  # (a TypeError the step catches: the classes that take sparse grads step them, _sparse)
+        refuse(name)
     _views.check_tensor(g, name, dtypes)
     raise ValueError(
         f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "

@@ -21,7 +21,7 @@ from torch.optim import optimizer as _torch_optimizer
 from .. import optim as _optim
 from .._checked_values import cached, remember
 from .._serial import serialized
-from . import _lowp, _views
+from . import _lowp, _sparse, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
 from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks
@@ -55,6 +55,10 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
     _written_extra: tuple = ()
     #: the implementation keywords the class takes: its torch namesake's (``_impl_keywords``)
     _impl_names: tuple = tuple(TORCH_IMPL_KEYWORDS)
+    #: torch's RuntimeError message for a sparse grad, where its namesake refuses them (``_sparse``)
+    _sparse_refusal: str | None = None
+    #: whether a sparse grad is coalesced before its step (Adagrad's, as torch's; ``_sparse``)
+    _sparse_coalesce: bool = False
 
     def __init__(self, params, defaults: dict, lowp: dict | None = None):
         lowp = dict(lowp or {})
@@ -169,6 +173,11 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         """ValueError naming a tensor hyper-parameter of ``group`` whose step scalars torch computes in
         tensor ops this optimizer does not follow (``_tensor_hypers``); run with the group's checks."""
 
+    def _sparse_check(self, group: dict, gi: int, names: list) -> None:
+        """Raise as torch does for group ``gi``'s sparse grads (``names``), or where this step cannot
+        take them (``_sparse``: the classes that take them say their rules here)."""
+        _sparse.refuse(names[0])
+
     def _check_param(self, p, name: str) -> None:
         """A param this optimizer can update: its dtype and, with low-precision storage, C order.
         Run by the constructor and ``add_param_group``, and, with low-precision storage, when a
@@ -218,22 +227,32 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
                 loss = closure()
         if self._step_supports_amp_scaling and _lowp.amp_skip(self):
             return loss
+        try:  # (a sparse grad is met by the checks, before anything is written: no look for one per step)
+            self._dense_step()
+        except _sparse.SparseGrad:
+            _sparse.step(self, self._dense_step)
+        return loss
+
+    def _dense_step(self) -> None:
+        """The step of the params with a (dense) grad: ``_step`` without the closure."""
         self._check_state_version()
-        work, calls, fresh = [], 0, False
+        work: list = []
+        calls, fresh = 0, False
         for i, group in enumerate(self.param_groups):
             params = group["params"]
             grads = [p.grad for p in params]
+            given: list | None = grads  # (None: some params have none)
             try:  # (one pass: a None grad is a TypeError here, where a pass looking for one cost ~7 us more)
                 neg = any(map(_is_neg, grads))
             except TypeError:  # some params have no grad: stepped without them. (No TypeError: every grad
                 # up to the first negated one is a tensor, so _refuse_neg_view meets it before any None)
-                params, grads = [p for p, g in zip(params, grads) if g is not None], None
+                params, given = [p for p, g in zip(params, grads) if g is not None], None
                 neg = any(map(_is_neg, [p.grad for p in params]))
             if neg:
                 _refuse_neg_view(params, i, group)
             if params:
                 runs, new = self._plan(group, params, i)  # (checks the group's hyper-parameters)
-                work.append((group, params, i, grads, runs))
+                work.append((group, params, i, given, runs))
                 calls, fresh = calls + len(runs), fresh or new
         enabled = torch.is_grad_enabled()
         _set_grad_enabled(False)
@@ -268,7 +287,6 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             self._pre_grads.clear()
             self._pre_hits.clear()
             _set_grad_enabled(enabled)
-        return loss
 
     def _check_state_version(self) -> None:
         """Drop the run layouts and view cache when a param's state dict was set, added or removed

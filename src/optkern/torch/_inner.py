@@ -31,6 +31,9 @@ class ClosureOptimizer(torch.optim.Optimizer):
     defines ``_make_inner(views, hyper)`` and ``_inner_entry()`` (the inner state entry: its own
     buffers, not copies)."""
 
+    #: whether a sparse grad is read as its dense values (torch.optim.LBFGS's), else refused
+    _dense_of_sparse: bool = False
+
     _HYPER: tuple = ()
     _EXTRA: tuple = ()  # attributes pickled / deep-copied with torch's three (what rebuilds the inner one)
     _VECTORS: tuple = ()  # the state's flat vectors over all params (lists of them too): _flat_order
@@ -112,6 +115,8 @@ class ClosureOptimizer(torch.optim.Optimizer):
         for i, p in enumerate(self._params):
             g = p.grad
             if g is not None:
+                if self._dense_of_sparse and g.is_sparse:  # (torch's LBFGS reads p.grad.to_dense())
+                    g = g.to_dense()
                 check_grad(p, g, 0, i)
                 g = _views.view(g)
             out.append(g)

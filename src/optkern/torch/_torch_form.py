@@ -51,8 +51,8 @@ def to_torch_state_dict(state_dict: dict, names: tuple = ()) -> dict:
         )
         state[key] = float_entry(entry, moments, f"state_dict['state'][{key!r}]")
     groups = state_dict.get("param_groups")
-    if not isinstance(groups, list):
-        return {**state_dict, "state": state}
+    if not isinstance(groups, (list, tuple)):  # (a tuple: torch's loader takes any sequence -- its textbook
+        return {**state_dict, "state": state}  # buffers were left as they were, and loaded as torch's b)
     groups = list(groups)
     for i, group in enumerate(groups):
         if isinstance(group, dict) and group.get("momentum_form") == "textbook":
@@ -65,7 +65,7 @@ def holds_textbook(state_dict) -> bool:
     """Whether ``state_dict`` has a group in SGD's textbook form (``to_torch_state_dict`` converts
     its buffers for torch.optim.SGD, whose loader would take them as its own b)."""
     groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
-    return isinstance(groups, list) and any(
+    return isinstance(groups, (list, tuple)) and any(
         isinstance(g, dict) and g.get("momentum_form") == "textbook" for g in groups
     )
 

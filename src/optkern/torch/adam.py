@@ -30,6 +30,8 @@ class Adam(Float32Lr, _Fused):
     (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adam
+    # (torch's message, AdamW's too)
+    _sparse_refusal = "Adam does not support sparse gradients, please consider SparseAdam instead"
     _decoupled_default = False
 
     def __init__(
@@ -152,6 +154,7 @@ class NAdam(Float32Lr, _Fused):
     low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.NAdam
+    _sparse_refusal = "NAdam does not support sparse gradients"  # (torch's)
     _impl_names = ("foreach", "capturable", "differentiable")  # (torch.optim.NAdam has no fused)
     _float64_product = False  # (the run's: set by _run, read by its native call)
 

@@ -38,13 +38,14 @@ class LBFGS(ClosureOptimizer):
 
     Differences from torch: params must be float32 or float64 (or complex), of one real dtype and one device (dense:
     contiguous, or contiguous in another order of their dims, such as channels_last, whose grads then
-    need the same layout); sparse grads are refused; a NaN/Inf loss or gradient raises ValueError
+    need the same layout); a NaN/Inf loss or gradient raises ValueError
     naming ``closure`` and puts the params back to the last iterate (torch goes on with NaN). The
     history's inner products are taken in float64 and the sums associated differently: iterates agree
     with torch's to rounding, not bit for bit.
     """
 
     _HYPER = _lbfgs._NAMES
+    _dense_of_sparse = True  # (sparse grads read as their dense values, as torch's _gather_flat_grad reads them)
     _VECTORS = ("d", "prev_flat_grad", "old_dirs", "old_stps")  # (torch's: its params' logical order)
 
     def __init__(

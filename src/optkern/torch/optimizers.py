@@ -122,6 +122,20 @@ class SGD(_Fused):
         for i, saved in enumerate(state_dict["param_groups"]):
             self._buffer_forms[i] = saved.get("momentum_form", "pytorch") == "textbook"
 
+    def _sparse_check(self, group, gi, names) -> None:
+        # torch.optim.SGD's rules for sparse grads (_sparse), in its order: its fused step refuses them,
+        # its weight decay adds the param to the grad (sparse + dense: refused by torch.add); with
+        # momentum torch keeps a sparse buffer, which the fused step cannot hold
+        if group.get("fused", self._impl.get("fused")):
+            raise RuntimeError("`_fused_sgd` does not support sparse gradients")
+        if group["weight_decay"] != 0:
+            raise RuntimeError("add(sparse, dense) is not supported. Use add(dense, sparse) instead.")
+        if group["momentum"] != 0:
+            raise ValueError(
+                f"{names[0]}: sparse gradients with momentum are not supported (torch.optim.SGD keeps a "
+                "sparse momentum buffer; this step keeps dense state)"
+            )
+
     def _first_params(self, group, params, gi) -> tuple:
         """(the params whose momentum buffer this step makes, the group's cached runs when they
         still hold for ``params`` or None: ``_held_layout``). torch makes a buffer from the next
@@ -224,6 +238,7 @@ class Adagrad(Float32Lr, _Fused):
 
     _core = _optim.Adagrad
     _impl_names = ("foreach", "differentiable", "fused")  # (torch.optim.Adagrad has no capturable)
+    _sparse_coalesce = True  # (torch's: its update is not linear in the grad)
 
     def __init__(
         self,
@@ -259,6 +274,13 @@ class Adagrad(Float32Lr, _Fused):
             for p in group["params"]:
                 self._init_state(p, self.state[p], group)
 
+    def _sparse_check(self, group, gi, names) -> None:
+        # torch.optim.Adagrad's rules for sparse grads (_sparse), in its order
+        if group.get("fused", self._impl.get("fused")):
+            raise RuntimeError("`fused` does not support sparse grad or complex param")
+        if group["weight_decay"] != 0:
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
         lr_decay = group["lr_decay"]
         if isinstance(lr_decay, torch.Tensor):  # (torch's lr / (1 + (t - 1) lr_decay): reciprocal * lr)
@@ -288,6 +310,7 @@ class RMSprop(_Fused):
     low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.RMSprop
+    _sparse_refusal = "RMSprop does not support sparse gradients"  # (torch's)
     _impl_names = ("capturable", "foreach", "differentiable")  # (torch.optim.RMSprop has no fused)
 
     def __init__(
@@ -350,6 +373,7 @@ class Adadelta(_Fused):
     """torch.optim.Adadelta, and the low-precision keywords (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adadelta
+    _sparse_refusal = "Adadelta does not support sparse gradients"  # (torch's)
     _impl_names = ("foreach", "capturable", "differentiable")  # (torch.optim.Adadelta has no fused)
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach=None, *, maximize=False, **lowp):
