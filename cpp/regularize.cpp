@@ -11,6 +11,7 @@
 #include <string>
 
 #include "element_loops.hpp"
+#include "multi_tensor.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
 #include "optkern/regularize_args.hpp"
@@ -21,22 +22,6 @@ namespace optkern {
 namespace py = pybind11;
 
 namespace {
-
-// The dtype of the first array, which every other array must share.
-py::dtype list_dtype(py::handle seq, const char* name) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
-  auto s = py::reinterpret_borrow<py::sequence>(seq);
-  if (py::len(s) == 0) return py::dtype::of<float>();
-  py::handle a = s[0];
-  if (!py::isinstance<py::array>(a))
-    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " +
-                         py::str(py::type::of(a).attr("__name__")).cast<std::string>());
-  auto dt = py::reinterpret_borrow<py::array>(a).dtype();
-  if (!dt.equal(py::dtype::of<float>()) && !dt.equal(py::dtype::of<double>()))
-    throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
-  return dt;
-}
 
 // out: None or a writable 1-element float64 array.
 double* out_ptr(py::handle out) {

@@ -5,6 +5,10 @@ cpp/include/optkern/signatures_reduce.hpp (grad_norm*, clip_scale_, precheck_ste
   param that was None, a list or a string crashed the interpreter (a segfault).
 - clip_scale_ took any max_norm: a negative one flipped every array's sign (an ascent step), a NaN
   one made NaN arrays, silently.
+- the CPU module's list_dtype held the list's first item as a bare handle: where the lookup makes
+  the item (a 2-D array passed as the list, whose rows are new views; any sequence that builds its
+  items), it was freed before being read -- grad_norm, clamp_, all_finite, penalty_value, ... crashed.
+  (regularize.cpp had its own copy of list_dtype, with the same fault: now the one in multi_tensor.hpp.)
 - grad_norm / grad_norm_parts took any finite p >= 1, but their terms |x 2^-e|^p (each below 2^p)
   overflow for p past ~1000: grad_norm([1.99] * 3, p=1100) was inf, not ~1.992. The public
   clip_grad_norm_ / get_total_norm take such p themselves (scaled by max |g|) and still do.
@@ -26,6 +30,34 @@ def test_precheck_step_param_not_an_array_is_a_type_error(param):
     g = np.ones(3, np.float32)
     with pytest.raises(TypeError, match=r"^grads\[0\]: its param is not a numpy.ndarray \(got \w+\)$"):
         _cpu.precheck_step_([(np.dtype(np.float32), [], [], [g], [param], ["grads[0]"])])
+
+
+class _MadeItems:
+    """A sequence whose items are made by each lookup (as a 2-D array's rows are)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self.rows):
+            raise IndexError(i)
+        return self.rows[i][:]  # a new view each time, owned by the caller alone
+
+
+@pytest.mark.parametrize("as_list", [lambda a: a, _MadeItems], ids=["2d-array", "made-items"])
+def test_list_whose_items_are_made_on_lookup(as_list):
+    a = np.arange(-6.0, 6.0).reshape(3, 4)
+    out = np.zeros(1)
+    assert _cpu.grad_norm(as_list(a), 2.0, out) == np.sqrt(np.sum(a * a))
+    assert _cpu.grad_sq_norm(as_list(a), out) == np.sum(a * a)
+    assert _cpu.penalty_value(as_list(a), 1.0, 0.0) == np.sum(np.abs(a))
+    _cpu.all_finite(as_list(a), out)
+    assert out[0] == 1.0
+    _cpu.clamp_(as_list(a), 2.0)
+    assert np.array_equal(a, np.clip(np.arange(-6.0, 6.0), -2.0, 2.0).reshape(3, 4))
 
 
 def test_precheck_step_still_checks_the_grad_against_an_array_param():
