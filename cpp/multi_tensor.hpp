@@ -96,7 +96,9 @@ inline py::dtype list_dtype(py::handle seq, const char* name) {
     throw py::type_error(std::string(name) + ": expected a list of arrays");
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   if (py::len(s) == 0) return py::dtype::of<float>();
-  py::handle a0 = s[0];
+  // (an object, not a handle: the item may be made by the lookup -- a row of a 2-D array passed as
+  // the list -- and the handle was left pointing at it freed, a crash)
+  const py::object a0 = s[0];
   if (!py::isinstance<py::array>(a0))
     throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " + type_name(a0));
   py::dtype dt = py::reinterpret_borrow<py::array>(a0).dtype();

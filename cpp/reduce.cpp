@@ -1,6 +1,6 @@
 // Reductions and gradient transforms over lists of arrays: global norms
 // (deterministic: fixed chunks and lanes, float64 accumulators), clipping,
-// finiteness. optkern._cuda exposes the same names and signatures.
+// finiteness. Their Python signatures: optkern/signatures_reduce.hpp (optkern._cuda's too).
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -12,10 +12,10 @@
 #include "optkern/rules/clip.hpp"
 #include "optkern/rules/optim.hpp"
 #include "optkern/rules/pnorm.hpp"
+#include "optkern/signatures_reduce.hpp"
 
 namespace optkern {
 namespace py = pybind11;
-using py::arg;
 
 namespace {
 
@@ -156,37 +156,8 @@ void all_finite(py::handle arrays, py::handle out) {
 }  // namespace
 
 void register_reduce(py::module_& m) {
-  m.def("grad_norm", &grad_norm,
-        "Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread "
-        "count; written to out[0] and returned.",
-        arg("arrays"), arg("norm_type"), arg("out"));
-  m.def("grad_norm_parts", &grad_norm_parts,
-        "grad_norm's partial sums (one a chunk of its fixed blocking, in the order it adds them) for a finite "
-        "norm_type, the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every "
-        "array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every "
-        "rank's and finishes them with grad_norm_finish.",
-        arg("arrays"), arg("norm_type"), arg("out"));
-  m.def("grad_norm_chunk", [] { return kChunk; },
-        "The elements of one of grad_norm_parts' partial sums: each array cut into chunks of this many from its "
-        "first element (the last one shorter).");
-  m.def("grad_norm_finish", &grad_norm_finish,
-        "The norm from grad_norm_parts' parts (every rank's, in rank order; zeros between them add nothing): "
-        "folded in order and rooted as grad_norm roots them, out[0] holding the max |x| on entry (p other than 1 "
-        "and 2); the norm written to out[0] "
-        "and returned.",
-        arg("parts"), arg("norm_type"), arg("out"));
-  m.def("grad_sq_norm", &grad_sq_norm,
-        "Sum of the squares of all arrays' elements (grad_norm's 2-norm before its square root) in float64, "
-        "bitwise independent of the thread count; written to out[0] and returned.",
-        arg("arrays"), arg("out"));
-  m.def("clip_scale_", &clip_scale,
-        "arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place, the factor computed in norm_dtype "
-        "('' the arrays' dtype) as torch computes it in its norm's dtype.",
-        arg("arrays"), arg("max_norm"), arg("total_norm_buf"), arg("norm_dtype") = "");
-  m.def("clamp_", &clamp, "arrays = clip(arrays, -clip_value, clip_value) in place.", arg("arrays"),
-        arg("clip_value"));
-  m.def("all_finite", &all_finite, "out[0] = 1.0 if every element of every array is finite, else 0.0.",
-        arg("arrays"), arg("out"));
+  sig::norms(m, &grad_norm, &grad_norm_parts, kChunk, &grad_norm_finish, &grad_sq_norm);
+  sig::clipping(m, &clip_scale, &clamp, &all_finite);
 }
 
 }  // namespace optkern

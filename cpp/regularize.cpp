@@ -11,31 +11,17 @@
 #include <string>
 
 #include "element_loops.hpp"
+#include "multi_tensor.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
 #include "optkern/regularize_args.hpp"
 #include "optkern/rules/regularize.hpp"
+#include "optkern/signatures_reduce.hpp"
 
 namespace optkern {
 namespace py = pybind11;
 
 namespace {
-
-// The dtype of the first array, which every other array must share.
-py::dtype list_dtype(py::handle seq, const char* name) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
-  auto s = py::reinterpret_borrow<py::sequence>(seq);
-  if (py::len(s) == 0) return py::dtype::of<float>();
-  py::handle a = s[0];
-  if (!py::isinstance<py::array>(a))
-    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " +
-                         py::str(py::type::of(a).attr("__name__")).cast<std::string>());
-  auto dt = py::reinterpret_borrow<py::array>(a).dtype();
-  if (!dt.equal(py::dtype::of<float>()) && !dt.equal(py::dtype::of<double>()))
-    throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
-  return dt;
-}
 
 // out: None or a writable 1-element float64 array.
 double* out_ptr(py::handle out) {
@@ -99,14 +85,6 @@ py::float_ penalty_value(py::handle params, double l1, double l2, py::handle out
 
 }  // namespace
 
-void register_regularize(py::module_& m) {
-  m.def("penalty_grad_", &penalty_grad_, py::arg("params"), py::arg("grads"), py::arg("l1"), py::arg("l2"),
-        py::arg("out") = py::none(),
-        "grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (1-element float64) also "
-        "writes l1*sum|p| + l2/2*sum p^2 to out[0] and returns it.");
-  m.def("penalty_value", &penalty_value, py::arg("params"), py::arg("l1"), py::arg("l2"),
-        py::arg("out") = py::none(),
-        "l1*sum|p| + l2/2*sum p^2 over all arrays (deterministic float64 sum); also written to out[0].");
-}
+void register_regularize(py::module_& m) { sig::penalties(m, &penalty_grad_, &penalty_value); }
 
 }  // namespace optkern

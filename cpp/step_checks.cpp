@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <string>
 
+#include "optkern/signatures_reduce.hpp"
 #include "optkern/step_checks.hpp"
 #include "py_arrays.hpp"
 
@@ -73,6 +74,10 @@ struct HostKind {
   }
   template <class Name>
   Span read(py::handle g, py::handle p, const Name& name, const Run& r, size_t run, size_t i) const {
+    // (the param's shape is read from its array header: anything else there was read as one, a crash)
+    if (!py::isinstance<py::array>(p))
+      throw py::type_error(name() + ": its param is not a numpy.ndarray (got " +
+                           py::str(py::type::of(p).attr("__name__")).cast<std::string>() + ")");
     const Fault f = array_fault(g, r.dt, r.itemsize, false);
     const auto* pa = py::detail::array_proxy(p.ptr());
     if (f == Fault::not_array && PyCapsule_CheckExact(g.ptr()))
@@ -162,9 +167,7 @@ void register_step_checks(py::module_& m) {
         py::arg("reach"),
         "Whether every span [ptrs[i], ptrs[i] + nbytes[i]) is aligned to itemsizes[i] and overlaps no written "
         "span (wlo: their sorted starts, reach[k]: the furthest end among the first k + 1).");
-  m.def("precheck_step_", &precheck_step, py::arg("runs"),
-        "Check a multi-call optimizer step before it writes: runs of (dtype, written arrays, their names, grads, "
-        "their params, grad names).");
+  sig::step_prechecks(m, &precheck_step);
 }
 
 }  // namespace optkern

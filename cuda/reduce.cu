@@ -2,7 +2,7 @@
 // synchronization: results stay in 1-element float64 device arrays and the
 // ops that need them (clip_scale_, the AdaGrad-Norm update) read them on the
 // device. Reductions are two-stage and deterministic (multi_tensor.cuh) and
-// accumulate in float64.
+// accumulate in float64. Their Python signatures: optkern/signatures_reduce.hpp.
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -13,12 +13,11 @@
 #include "optkern/rules/optim.hpp"
 #include "optkern/rules/pnorm.hpp"
 #include "optkern/signatures_optim.hpp"
+#include "optkern/signatures_reduce.hpp"
 
 namespace optkern {
 
 namespace {
-
-using py::arg;
 
 // ---- per-element contributions (stage 1) --------------------------------------
 template <class T> struct SumSquares {
@@ -239,39 +238,8 @@ void adagrad_norm(py::object params, py::object grads, py::object b_sq, const ru
 }  // namespace
 
 void register_reduce(py::module_& m) {
-  m.def("grad_norm", &grad_norm,
-        "Total norm (sum_i sum_j |x_ij|^p)^(1/p) over a list of CuPy arrays, or max |x| for norm_type=inf, "
-        "accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to "
-        "out[0] (1-element float64 CuPy array). Returns None: no host synchronization.",
-        arg("arrays"), arg("norm_type"), arg("out"));
-  m.def("grad_norm_parts", &grad_norm_parts,
-        "grad_norm's partial sums (one a chunk, in the order its second stage combines them) for a finite "
-        "norm_type in a new float64 CuPy array, the terms of p other than 1 and 2 scaled by the power of two of "
-        "out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a "
-        "distributed norm gathers every rank's and finishes them with grad_norm_finish. No host synchronization.",
-        arg("arrays"), arg("norm_type"), arg("out"));
-  m.def("grad_norm_chunk", [] { return mt::kChunk; },
-        "The elements of one of grad_norm_parts' partials: each array cut into chunks of this many from its first "
-        "element (the last one shorter).");
-  m.def("grad_norm_finish", &grad_norm_finish,
-        "The norm from grad_norm_parts' partials (every rank's, concatenated in rank order): combined and rooted "
-        "as grad_norm's second stage, out[0] holding the max |x| on entry (p other than 1 and 2); the norm "
-        "written to out[0]. Returns None: no host synchronization.",
-        arg("parts"), arg("norm_type"), arg("out"));
-  m.def("grad_sq_norm", &grad_sq_norm,
-        "Sum of the squares of every element of a list of CuPy arrays (grad_norm's 2-norm before its square "
-        "root), accumulated as grad_norm's, written to out[0] (1-element float64 CuPy array). Returns None.",
-        arg("arrays"), arg("out"));
-  m.def("clip_scale_", &clip_scale,
-        "g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from "
-        "total_norm_buf[0] (float64 device array), so clipping needs no host synchronization; the factor computed "
-        "in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.",
-        arg("arrays"), arg("max_norm"), arg("total_norm_buf"), arg("norm_dtype") = "");
-  m.def("clamp_", &clamp, "g = clamp(g, -clip_value, clip_value) in place for every array.", arg("arrays"),
-        arg("clip_value"));
-  m.def("all_finite", &all_finite,
-        "out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).",
-        arg("arrays"), arg("out"));
+  sig::norms(m, &grad_norm, &grad_norm_parts, mt::kChunk, &grad_norm_finish, &grad_sq_norm);
+  sig::clipping(m, &clip_scale, &clamp, &all_finite);
   sig::adagrad_norm(m, &adagrad_norm);
 }
 

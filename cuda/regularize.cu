@@ -18,6 +18,7 @@
 #include "cuda_arrays.hpp"
 #include "optkern/regularize_args.hpp"
 #include "optkern/rules/regularize.hpp"
+#include "optkern/signatures_reduce.hpp"
 
 namespace optkern {
 namespace py = pybind11;
@@ -139,13 +140,6 @@ py::object penalty_value(py::handle params, double l1, double l2, py::handle out
 
 }  // namespace
 
-void register_regularize(py::module_& m) {
-  m.def("penalty_grad_", &penalty_grad_, py::arg("params"), py::arg("grads"), py::arg("l1"), py::arg("l2"),
-        py::arg("out") = py::none(),
-        "grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (1-element float64) also "
-        "writes l1*sum|p| + l2/2*sum p^2 to out[0]. Returns None (no host sync).");
-  m.def("penalty_value", &penalty_value, py::arg("params"), py::arg("l1"), py::arg("l2"), py::arg("out"),
-        "l1*sum|p| + l2/2*sum p^2 over all arrays into out[0] (deterministic). Returns None (no host sync).");
-}
+void register_regularize(py::module_& m) { sig::penalties(m, &penalty_grad_, &penalty_value); }
 
 }  // namespace optkern

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda_arrays.hpp"
+#include "optkern/signatures_reduce.hpp"
 #include "optkern/step_checks.hpp"
 
 namespace optkern {
@@ -31,6 +32,9 @@ struct DeviceKind {
   }
   template <class Name> Span read(py::handle g, py::handle p, const Name& name, DType dt, size_t run, size_t i) {
     int64_t n = 0;
+    if (!is_cupy(p))  // (as the CPU module's: its shape is read from it)
+      throw py::type_error(name() + ": its param is not a cupy.ndarray (got " +
+                           py::str(py::type::of(p).attr("__name__")).cast<std::string>() + ")");
     char* data = check_device_array_named(g, name, dt, -1, device, &n);
     const auto want = DeviceArrays::shape(p), got = DeviceArrays::shape(g);
     if (got != want) throw py::value_error(name() + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
@@ -52,9 +56,7 @@ void precheck_step(py::list runs) {
 }  // namespace
 
 void register_step_checks(py::module_& m) {
-  m.def("precheck_step_", &precheck_step, py::arg("runs"),
-        "Check a multi-call optimizer step before it writes: runs of (dtype, written arrays, their names, grads, "
-        "their params, grad names).");
+  sig::step_prechecks(m, &precheck_step);
 }
 
 }  // namespace optkern

@@ -289,7 +289,7 @@ def adam_given_capturable(
 
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
-    out[0] = 1.0 if every element of every array is finite, else 0.0.
+    out[0] = 1.0 if every element of every array is finite, else 0.0 (out: a 1-element float64 array of the arrays' kind and device).
     """
 
 def amp_check_(grads: typing.Any, grad_dtype: str, found_inf: typing.Any) -> None:
@@ -443,7 +443,7 @@ def chunk_threads(
 
 def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
-    arrays = clip(arrays, -clip_value, clip_value) in place.
+    arrays = clip(arrays, -clip_value, clip_value) in place, for every array (clip_value >= 0).
     """
 
 def clip_scale_(
@@ -453,7 +453,7 @@ def clip_scale_(
     norm_dtype: str = "",
 ) -> None:
     """
-    arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place, the factor computed in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.
+    arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place (max_norm >= 0 or inf; a NaN norm makes NaN arrays, as in torch), total_norm_buf a 1-element float64 array read where the arrays are (on the GPU by the kernel: no host synchronization); the factor computed in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.
     """
 
 def combine_rows_(C: typing.Any, V: typing.Any, out: typing.Any, transpose: bool = False) -> None:
@@ -505,7 +505,7 @@ def get_num_threads() -> int:
 
 def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any) -> float:
     """
-    Total norm of all arrays (norm_type p >= 1 or inf) in float64, bitwise independent of the thread count; written to out[0] and returned.
+    Total norm (sum_i sum_j |x_ij|^p)^(1/p) of a list of float32/float64 arrays (norm_type p in [1, 960]), or max |x| for norm_type=inf, accumulated in float64 in a fixed blocking (the same bits for any thread count, every run), written to out[0] (a 1-element float64 array of the arrays' kind and device). optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).
     """
 
 def grad_norm_chunk() -> int:
@@ -517,19 +517,19 @@ def grad_norm_finish(
     parts: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
 ) -> float:
     """
-    The norm from grad_norm_parts' parts (every rank's, in rank order; zeros between them add nothing): folded in order and rooted as grad_norm roots them, out[0] holding the max |x| on entry (p other than 1 and 2); the norm written to out[0] and returned.
+    The norm from grad_norm_parts' partial sums (every rank's, concatenated in rank order; zeros between them add nothing), combined and rooted as grad_norm combines and roots its own, out[0] holding the max |x| on entry (p other than 1 and 2); the norm written to out[0]. optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).
     """
 
 def grad_norm_parts(
     arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
 ) -> numpy.typing.NDArray[numpy.float64]:
     """
-    grad_norm's partial sums (one a chunk of its fixed blocking, in the order it adds them) for a finite norm_type, the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every rank's and finishes them with grad_norm_finish.
+    grad_norm's partial sums for a finite norm_type (in [1, 960]), one a chunk of grad_norm_chunk() elements, in the order grad_norm combines them, in a new float64 array of the arrays' kind; the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every rank's and finishes them with grad_norm_finish. No host synchronization on the GPU.
     """
 
 def grad_sq_norm(arrays: typing.Any, out: typing.Any) -> float:
     """
-    Sum of the squares of all arrays' elements (grad_norm's 2-norm before its square root) in float64, bitwise independent of the thread count; written to out[0] and returned.
+    Sum of the squares of every element of a list of arrays (grad_norm's 2-norm before its square root), accumulated as grad_norm's, written to out[0] (a 1-element float64 array of the arrays' kind and device). optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).
     """
 
 def lanczos_orthogonalize_(
@@ -845,7 +845,7 @@ def penalty_grad_(
     out: typing.Any = None,
 ) -> typing.Any:
     """
-    grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (1-element float64) also writes l1*sum|p| + l2/2*sum p^2 to out[0] and returns it.
+    grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (a 1-element float64 array) also writes l1*sum|p| + l2/2*sum p^2 to out[0] (the same pass over p). optkern._cpu returns that value (None without out); optkern._cuda returns None (no host synchronization).
     """
 
 def penalty_value(
@@ -855,7 +855,7 @@ def penalty_value(
     out: typing.Any = None,
 ) -> float:
     """
-    l1*sum|p| + l2/2*sum p^2 over all arrays (deterministic float64 sum); also written to out[0].
+    l1*sum|p| + l2/2*sum p^2 over all arrays (a deterministic float64 sum), written to out[0] (a 1-element float64 array). optkern._cpu returns it, out optional; optkern._cuda requires out and returns None (no host synchronization).
     """
 
 def philox4x32_10(

@@ -247,7 +247,7 @@ def adam_given_capturable(
 
 def all_finite(arrays: typing.Any, out: typing.Any) -> None:
     """
-    out[0] = 1.0 if every element of every array is finite, else 0.0 (1-element float64 CuPy array).
+    out[0] = 1.0 if every element of every array is finite, else 0.0 (out: a 1-element float64 array of the arrays' kind and device).
     """
 
 def amp_check_(grads: typing.Any, grad_dtype: str, found_inf: typing.Any) -> None:
@@ -361,7 +361,7 @@ def channel_stats(
 
 def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
-    g = clamp(g, -clip_value, clip_value) in place for every array.
+    arrays = clip(arrays, -clip_value, clip_value) in place, for every array (clip_value >= 0).
     """
 
 def clip_scale_(
@@ -371,7 +371,7 @@ def clip_scale_(
     norm_dtype: str = "",
 ) -> None:
     """
-    g *= min(1, max_norm / (total_norm + 1e-6)) for every array, total_norm read by the kernel from total_norm_buf[0] (float64 device array), so clipping needs no host synchronization; the factor computed in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.
+    arrays *= min(1, max_norm / (total_norm_buf[0] + 1e-6)) in place (max_norm >= 0 or inf; a NaN norm makes NaN arrays, as in torch), total_norm_buf a 1-element float64 array read where the arrays are (on the GPU by the kernel: no host synchronization); the factor computed in norm_dtype ('' the arrays' dtype) as torch computes it in its norm's dtype.
     """
 
 def device_count() -> int:
@@ -393,31 +393,31 @@ def dropout_(
 
 def grad_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any) -> None:
     """
-    Total norm (sum_i sum_j |x_ij|^p)^(1/p) over a list of CuPy arrays, or max |x| for norm_type=inf, accumulated in float64 with a deterministic two-stage reduction (same bits every run), written to out[0] (1-element float64 CuPy array). Returns None: no host synchronization.
+    Total norm (sum_i sum_j |x_ij|^p)^(1/p) of a list of float32/float64 arrays (norm_type p in [1, 960]), or max |x| for norm_type=inf, accumulated in float64 in a fixed blocking (the same bits for any thread count, every run), written to out[0] (a 1-element float64 array of the arrays' kind and device). optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).
     """
 
 def grad_norm_chunk() -> int:
     """
-    The elements of one of grad_norm_parts' partials: each array cut into chunks of this many from its first element (the last one shorter).
+    The elements of one of grad_norm_parts' partial sums: each array cut into chunks of this many from its first element (the last one shorter).
     """
 
 def grad_norm_finish(
     parts: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
 ) -> None:
     """
-    The norm from grad_norm_parts' partials (every rank's, concatenated in rank order): combined and rooted as grad_norm's second stage, out[0] holding the max |x| on entry (p other than 1 and 2); the norm written to out[0]. Returns None: no host synchronization.
+    The norm from grad_norm_parts' partial sums (every rank's, concatenated in rank order; zeros between them add nothing), combined and rooted as grad_norm combines and roots its own, out[0] holding the max |x| on entry (p other than 1 and 2); the norm written to out[0]. optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).
     """
 
 def grad_norm_parts(
     arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any
 ) -> typing.Any:
     """
-    grad_norm's partial sums (one a chunk, in the order its second stage combines them) for a finite norm_type in a new float64 CuPy array, the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every rank's and finishes them with grad_norm_finish. No host synchronization.
+    grad_norm's partial sums for a finite norm_type (in [1, 960]), one a chunk of grad_norm_chunk() elements, in the order grad_norm combines them, in a new float64 array of the arrays' kind; the terms of p other than 1 and 2 scaled by the power of two of out[0] (the max |x| of every array the norm takes; out is checked as grad_norm's, not written): a distributed norm gathers every rank's and finishes them with grad_norm_finish. No host synchronization on the GPU.
     """
 
 def grad_sq_norm(arrays: typing.Any, out: typing.Any) -> None:
     """
-    Sum of the squares of every element of a list of CuPy arrays (grad_norm's 2-norm before its square root), accumulated as grad_norm's, written to out[0] (1-element float64 CuPy array). Returns None.
+    Sum of the squares of every element of a list of arrays (grad_norm's 2-norm before its square root), accumulated as grad_norm's, written to out[0] (a 1-element float64 array of the arrays' kind and device). optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).
     """
 
 def lanczos_orthogonalize_(
@@ -690,17 +690,17 @@ def penalty_grad_(
     out: typing.Any = None,
 ) -> typing.Any:
     """
-    grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (1-element float64) also writes l1*sum|p| + l2/2*sum p^2 to out[0]. Returns None (no host sync).
+    grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (a 1-element float64 array) also writes l1*sum|p| + l2/2*sum p^2 to out[0] (the same pass over p). optkern._cpu returns that value (None without out); optkern._cuda returns None (no host synchronization).
     """
 
 def penalty_value(
     params: typing.Any,
     l1: typing.SupportsFloat | typing.SupportsIndex,
     l2: typing.SupportsFloat | typing.SupportsIndex,
-    out: typing.Any,
+    out: typing.Any = None,
 ) -> typing.Any:
     """
-    l1*sum|p| + l2/2*sum p^2 over all arrays into out[0] (deterministic). Returns None (no host sync).
+    l1*sum|p| + l2/2*sum p^2 over all arrays (a deterministic float64 sum), written to out[0] (a 1-element float64 array). optkern._cpu returns it, out optional; optkern._cuda requires out and returns None (no host synchronization).
     """
 
 def philox4x32_10(
