@@ -12,7 +12,6 @@
 // for any thread count (NumPy's float32 dot accumulates in float32).
 #include <pybind11/pybind11.h>
 
-#include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -167,21 +166,12 @@ IterationArrays iteration_arrays(Vectors& v, py::handle x_h, py::handle r_h, py:
 }
 
 // for_each_chunk_steps over an iteration's `steps`, on the calling thread or a parallel region as
-// `choice` has timed them faster (cg_threads.hpp; work 0: the calling thread), this call's time
-// recorded for the next choice. `streams`: the arrays the steps stream, n elements each.
+// `choice` has timed them faster (chosen_threads, cg_loops.hpp).
 template <class State, class Chunks, class Step, class After>
 State chosen_steps(ThreadChoice& choice, const Chunks& chunks, int64_t n, int64_t streams, int steps, Step&& step,
                    After&& after) {
-  const int threads = max_threads();
-  const bool may = chunks.size() > 1 && threads > 1 && streams * n >= serial_below(threads);
-  const bool par = may && choice.parallel(n, threads);
-  const auto t0 = std::chrono::steady_clock::now();
-  const State end = for_each_chunk_steps<State>(chunks, par ? streams * n : 0, steps, step, after);
-  if (may) {
-    const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
-    choice.record(n, threads, par, took.count());
-  }
-  return end;
+  return chosen_threads(choice, chunks.size(), n, streams,
+                        [&](int64_t work) { return for_each_chunk_steps<State>(chunks, work, steps, step, after); });
 }
 
 py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,

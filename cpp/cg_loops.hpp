@@ -4,8 +4,10 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cstdint>
 
+#include "cg_threads.hpp"
 #include "lane_sums.hpp"
 #include "optkern/cg_args.hpp"
 #include "optkern/rules/second_order.hpp"
@@ -61,6 +63,23 @@ OK_CLONES double direction_sum_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T 
     p[i] = q;
     return double(q) * double(q);
   });
+}
+
+// run(work) on the calling thread (work 0) or in a parallel region (work = streams * n), whichever
+// `choice` has timed faster for calls of n elements (cg_threads.hpp), this call's time recorded for
+// the next choice. `streams`: the arrays the call streams, n elements each; `chunks`: how many it
+// splits into (one: the calling thread, untimed).
+template <class Run> auto chosen_threads(ThreadChoice& choice, size_t chunks, int64_t n, int64_t streams, Run&& run) {
+  const int threads = max_threads();
+  const bool may = chunks > 1 && threads > 1 && streams * n >= serial_below(threads);
+  const bool par = may && choice.parallel(n, threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto out = run(par ? streams * n : 0);
+  if (may) {
+    const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
+    choice.record(n, threads, par, took.count());
+  }
+  return out;
 }
 
 }  // namespace

@@ -29,6 +29,17 @@ void stage_rows(const T* OK_RESTRICT yt, int64_t rows, int64_t cols, int64_t o0,
   }
 }
 
+// Each call's own table of timings (cg_threads.hpp): they are of other sizes and costs than the
+// whole-vector iteration's.
+ThreadChoice& update_choice() {
+  static ThreadChoice c;
+  return c;
+}
+ThreadChoice& direction_choice() {
+  static ThreadChoice c;
+  return c;
+}
+
 double cg_update_slice(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double alpha, double damping,
                        bool transposed) {
   Vectors v(x_h, "x");
@@ -54,15 +65,19 @@ double cg_update_slice(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
     const T a = T(alpha), lambda = T(damping);
     // (transposed: a chunk is whole rows of the slice, kRowBlock of them)
     const auto chunks = make_chunks({v.n}, transposed ? std::max<int64_t>(1, kRowBlock * cols) : kChunk);
-    py::gil_scoped_release nogil;
-    return reduce_chunks(chunks, v.n * 5, [&](const Chunk& c) {
+    const auto part = [&](const Chunk& c) {
       const int64_t lo = c.start;
       if (!transposed) return update_loop<T>(xt + lo, rt + lo, pt + lo, yt + lo, a, lambda, c.len);
       thread_local std::vector<T> buf;
       buf.resize(size_t(c.len));
       stage_rows<T>(yt, rows, cols, lo / cols, c.len / cols, buf.data());
       return update_loop<T>(xt + lo, rt + lo, pt + lo, buf.data(), a, lambda, c.len);
-    });
+    };
+    py::gil_scoped_release nogil;
+    // (the threads timed as for the whole-vector iteration: a region's wake-up after the product's
+    // GEMMs can cost more than a slice's update)
+    return chosen_threads(update_choice(), chunks.size(), v.n, 5,
+                          [&](int64_t work) { return reduce_chunks(chunks, work, part); });
   });
 }
 
@@ -71,11 +86,17 @@ double cg_direction_sum(py::handle p_h, py::handle z_h, double beta) {
   char* p = v.add(p_h, "p", true);
   const char* z = v.add(z_h, "z", false);
   finite("beta", beta);
+  v.args.check_overlap();
   return by_dtype(v.dt, [&](auto tag) {
     using T = decltype(tag);
-    return v.sum(3, [&](int64_t lo, int64_t len) {
-      return direction_sum_loop<T>(reinterpret_cast<T*>(p) + lo, reinterpret_cast<const T*>(z) + lo, T(beta), len);
-    });
+    const auto chunks = make_chunks({v.n});  // (cg_curvature's: its bits)
+    const auto part = [&](const Chunk& c) {
+      return direction_sum_loop<T>(reinterpret_cast<T*>(p) + c.start, reinterpret_cast<const T*>(z) + c.start,
+                                   T(beta), c.len);
+    };
+    py::gil_scoped_release nogil;
+    return chosen_threads(direction_choice(), chunks.size(), v.n, 3,
+                          [&](int64_t work) { return reduce_chunks(chunks, work, part); });
   });
 }
 
