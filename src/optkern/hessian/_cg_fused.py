@@ -8,6 +8,9 @@ each slice of ``A p`` it forms (a layer's weight gradient, its bias gradient) go
 it is in cache: ``A p`` is never written out as a vector nor read back by a pass of its own (at batch
 128 the product is cheap and that pass, the vectors come back from memory after the product, was a
 large share of the iteration). Then ``p = r + beta p`` with ``p.p`` (``cg_direction_sum_``).
+Measured (784-256-10 float32, damping 1e-3, 10 iterations against 10 products paired, CPU time on one
+thread, host under load 10-15): CG overhead at batch 128 +8.1..+9.3 % unfused, -0.4..+5.3 % fused;
+at batch 512 +2.6..+3.1 %, +1.7..+2.9 %.
 
 The decisions are ``cg_iteration_known_``'s (``optkern/cg_args.hpp``: ``cg_step``, ``cg_next``) on the
 same doubles, and ``x``, ``r`` get the same bits for the same ``p``, ``alpha``; ``r.r`` is summed by
