@@ -26,6 +26,7 @@ void register_step_checks(py::module_& m); // step_checks.cpp
 void register_lbfgs(py::module_& m);       // lbfgs.cpp
 void register_sam(py::module_& m);         // sam.cpp
 void register_cg(py::module_& m);          // cg.cpp
+void register_cg_slices(py::module_& m);   // cg_slices.cpp
 void register_lowp(py::module_& m);        // lowp.cpp
 void register_lowp_step(py::module_& m);   // lowp_step.cpp
 void register_swa(py::module_& m);         // swa.cpp
@@ -146,6 +147,7 @@ PYBIND11_MODULE(_cpu, m) {
   optkern::register_lbfgs(m);
   optkern::register_sam(m);
   optkern::register_cg(m);
+  optkern::register_cg_slices(m);
   optkern::register_lowp(m);
   optkern::register_lowp_step(m);
   optkern::register_swa(m);

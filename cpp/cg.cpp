@@ -12,11 +12,11 @@
 // for any thread count (NumPy's float32 dot accumulates in float32).
 #include <pybind11/pybind11.h>
 
-#include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "cg_loops.hpp"
 #include "cg_threads.hpp"
 #include "lane_sums.hpp"
 #include "optkern/cg_args.hpp"
@@ -40,42 +40,6 @@ template <class T, class Chunks> double curvature_scaled(const Chunks& chunks, c
   double t = 0.0;
   for (const auto& c : chunks) t += curvature_loop<T, true>(p + c.start, y + c.start, lambda, c.len);
   return rules::cg_curvature_unscale(t);
-}
-
-// The update and the new residual's squares in one sweep (each index visited once).
-template <class T>
-OK_CLONES double update_loop(T* OK_RESTRICT x, T* OK_RESTRICT r, const T* OK_RESTRICT p, const T* OK_RESTRICT y,
-                             T alpha, T lambda, int64_t n) {
-  return lane_sum<double>(n, [&](int64_t i) {
-    T xi = x[i], ri = r[i];
-    rules::cg_update(xi, ri, p[i], rules::cg_damped(y[i], p[i], lambda), alpha);
-    x[i] = xi;
-    r[i] = ri;
-    return double(ri) * double(ri);
-  });
-}
-
-template <class T> OK_CLONES void direction_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T beta, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) p[i] = rules::cg_direction(z[i], p[i], beta);
-}
-
-using cg_args::finite;
-
-// The vectors, checked (optkern/cg_args.hpp: also writable where written); sum runs f(start,
-// length) over fixed chunks.
-struct Vectors : cg_args::Vectors<HostArrays> {
-  using cg_args::Vectors<HostArrays>::Vectors;
-  template <class F> double sum(int64_t cost, F&& f) {
-    args.check_overlap();
-    const auto chunks = make_chunks({n});
-    py::gil_scoped_release nogil;
-    return reduce_chunks(chunks, n * cost, [&](const Chunk& c) { return f(c.start, c.len); });
-  }
-};
-
-template <class F> auto by_dtype(const py::dtype& dt, F&& f) {
-  return dt.equal(py::dtype::of<float>()) ? f(float{}) : f(double{});
 }
 
 double cg_curvature(py::handle p_h, py::handle y_h, double damping) {
@@ -202,21 +166,12 @@ IterationArrays iteration_arrays(Vectors& v, py::handle x_h, py::handle r_h, py:
 }
 
 // for_each_chunk_steps over an iteration's `steps`, on the calling thread or a parallel region as
-// `choice` has timed them faster (cg_threads.hpp; work 0: the calling thread), this call's time
-// recorded for the next choice. `streams`: the arrays the steps stream, n elements each.
+// `choice` has timed them faster (chosen_threads, cg_loops.hpp).
 template <class State, class Chunks, class Step, class After>
 State chosen_steps(ThreadChoice& choice, const Chunks& chunks, int64_t n, int64_t streams, int steps, Step&& step,
                    After&& after) {
-  const int threads = max_threads();
-  const bool may = chunks.size() > 1 && threads > 1 && streams * n >= serial_below(threads);
-  const bool par = may && choice.parallel(n, threads);
-  const auto t0 = std::chrono::steady_clock::now();
-  const State end = for_each_chunk_steps<State>(chunks, par ? streams * n : 0, steps, step, after);
-  if (may) {
-    const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - t0;
-    choice.record(n, threads, par, took.count());
-  }
-  return end;
+  return chosen_threads(choice, chunks.size(), n, streams,
+                        [&](int64_t work) { return for_each_chunk_steps<State>(chunks, work, steps, step, after); });
 }
 
 py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
@@ -265,17 +220,6 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
     rr = end.rr;
   });
   return py::make_tuple(pAp, rr);
-}
-
-// p = z + beta p with p.p of the new p (the damping term of the next p.(A + lambda I) p in
-// cg_iteration_known_), summed as cg_curvature(p, p, 0) sums it (the same terms and lanes).
-template <class T>
-OK_CLONES double direction_sum_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T beta, int64_t n) {
-  return lane_sum<double>(n, [&](int64_t i) {
-    const T q = rules::cg_direction(z[i], p[i], beta);
-    p[i] = q;
-    return double(q) * double(q);
-  });
 }
 
 ThreadChoice& known_thread_choice() {  // (its own table: its calls are of the sizes cg_iteration_'s are)

@@ -27,11 +27,13 @@ __all__: list[str] = [
     "build_info",
     "cg_curvature",
     "cg_direction_",
+    "cg_direction_sum_",
     "cg_iteration_",
     "cg_iteration_known_",
     "cg_start_",
     "cg_thread_choice_trace",
     "cg_update_",
+    "cg_update_slice_",
     "channel_norm_backward",
     "channel_norm_forward",
     "channel_stats",
@@ -329,6 +331,11 @@ def cg_direction_(p: typing.Any, z: typing.Any, beta: typing.SupportsFloat | typ
     p = z + beta p, in place.
     """
 
+def cg_direction_sum_(p: typing.Any, z: typing.Any, beta: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    """
+    p = z + beta p; returns p.p of the new p (float64, cg_curvature(p, p, 0)'s bits).
+    """
+
 def cg_iteration_(
     x: typing.Any,
     r: typing.Any,
@@ -380,6 +387,19 @@ def cg_update_(
 ) -> float:
     """
     One pass: x += alpha p, r -= alpha (y + damping p); returns r.r (float64, deterministic).
+    """
+
+def cg_update_slice_(
+    x: typing.Any,
+    r: typing.Any,
+    p: typing.Any,
+    y: typing.Any,
+    alpha: typing.SupportsFloat | typing.SupportsIndex,
+    damping: typing.SupportsFloat | typing.SupportsIndex,
+    transposed: bool = False,
+) -> float:
+    """
+    CG's update on one slice of the vectors: x += alpha p, r -= alpha (y + damping p); returns the slice's r.r (float64, deterministic). y: the slice of A p, 1-D like x, or with transposed=True a C-contiguous 2-D array whose transpose, read in C order, is the slice.
     """
 
 def channel_norm_backward(

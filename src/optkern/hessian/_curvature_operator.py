@@ -66,6 +66,8 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         # optional v -> (A v, v.A v) of a library operator (hessian.from_mlp's Gauss-Newton): hessian.cg
         # then takes its curvature from there, without a pass over the vectors
         self._quad: Callable | None = None
+        # (v, then) -> (None, v.A v): the product fed slice by slice to then(v.A v)'s sink (MLP._ggn_at)
+        self._quad_then: Callable | None = None
         self._check = check
         self._avoid = avoid
         self.xp = xp

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _backend, _pool
+from . import _cg_fused
 from ._linear_operator import is_scipy_sparse
 from ._lockstep import in_lockstep
 from ._products import real_array
@@ -330,9 +331,18 @@ def cg(
         # (35 of the fused call's ~100 us at n = 203,530); p.p, for the damping, is summed as each
         # direction is written. The iterates agree with the pass's to rounding, not bit for bit.
         known = getattr(op, "_quad", None) if fused and hasattr(mod, "cg_iteration_known_") else None
+        # ... and one that tells it before it forms A p takes the update inside its product (_cg_fused.py)
+        inside = getattr(op, "_quad_then", None) if known is not None and hasattr(mod, "cg_update_slice_") else None
         pp = rr  # p.p (p = r: the same sum)
         for it in range(1, maxiter + 1):
-            if known is not None:  # (the library's own product: fresh, of the solve's shape and dtype)
+            if inside is not None:
+                matvecs += 1
+                op.num_matvecs += 1
+                pAp, pGp, rr, pp_next = _cg_fused.iteration(
+                    inside, mod, x, r, p, pp, rz, damping, tol, stop_on_negative_curvature
+                )
+                y, told, pp = None, (pGp, pp), pp_next
+            elif known is not None:  # (the library's own product: fresh, of the solve's shape and dtype)
                 matvecs += 1
                 op.num_matvecs += 1
                 y, pGp = known(p)

@@ -240,6 +240,19 @@ def _local_operator(
         # pass over the n parameters (cpp/cg.cpp's cg_iteration_known_)
         with_form = functools.partial(product, quad=True) if fixed else model._ggn_vp_quad
         op._quad = _pool.pooled(lambda v: over_batches(with_form, v, quad=True))
+        if len(batches) == 1 and xp is np:
+            # hessian.cg's iteration inside the product (hessian/_cg_fused.py): then(p.G p) after the
+            # forward pass, the update fed G p's slices by the backward pass (one batch: its weight is
+            # 1 and G p is that batch's alone, complete slice by slice)
+            (bx1, by1) = batches[0]
+
+            def fused(v, then):
+                out = with_form(params, bx1, by1, v, then=then)
+                if progress is not None:
+                    progress(1, 1)
+                return out
+
+            op._quad_then = _pool.pooled(fused)
     return op, total
 
 
@@ -333,16 +346,16 @@ def _frozen_products(model, params, batches, kind):
             entry = held[key] = (x, y, model._point(held["params"], x, y, order))
         return entry
 
-    def product(p, bx, by, v, out=None, quad=False):
+    def product(p, bx, by, v, out=None, quad=False, then=None):
         # `out` checked against the caller's params and batch, not the copies read here: the product
         # came out right over them, but the caller's weights (or data) were silently overwritten.
         # Before the copies are taken: an `out` over the params, refused, took them at that call,
         # and the operator was the curvature at params the caller then changed before its first product.
-        out = model._product_out(out, p, v, bx, by)
+        out = model._product_out(out, p, v, bx, by) if then is None else None  # (then: no array, see _ggn_at)
         x, y, pt = point(p, bx, by)
         model._check(held["params"], x, y, v)
         # (quad: the Gauss-Newton product with its quadratic form, as MLP._ggn_vp_quad)
-        return single(pt, model._direction(v), out, quad=True) if quad else single(pt, model._direction(v), out)
+        return single(pt, model._direction(v), out, True, then) if quad else single(pt, model._direction(v), out)
 
     def product_block(p, bx, by, V):
         x, y, pt = point(p, bx, by)

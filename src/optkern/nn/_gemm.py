@@ -28,8 +28,14 @@ def _weight_grad(g, a, out, acc=False):
         else:
             _matmul(g.T, a, out)
         return
-    t = (a.T @ g).T
+    t = _weight_grad_t(g, a).T
     if acc:
         out += t
     else:
         out[...] = t
+
+
+def _weight_grad_t(g, a):
+    """``a^T g`` (C-contiguous): the transpose of the weight gradient ``g^T a``, in the batch-contracting
+    product's faster shape on NumPy (see :func:`_weight_grad`)."""
+    return a.T @ g

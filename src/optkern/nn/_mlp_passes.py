@@ -4,7 +4,7 @@ curvature products (Pearlmutter's R-operator)."""
 
 from __future__ import annotations
 
-from ._gemm import _weight_grad
+from ._gemm import _weight_grad, _weight_grad_t
 from .activations import activation
 from .losses import mse_forward, xent_forward, xent_rop
 from .normalization import norm_backward, norm_forward, norm_rop_forward
@@ -64,22 +64,33 @@ class _MLPPasses:
 
     # ---- backward ---------------------------------------------------------
 
-    def _backward(self, P, caches, g, out_flat):
-        """Plain backpropagation of ``g`` (d loss / d output) into ``out_flat``'s views."""
-        G = self.views(out_flat)
+    def _backward(self, P, caches, g, out_flat, sink=None):
+        """Plain backpropagation of ``g`` (d loss / d output) into ``out_flat``'s views. With ``sink``
+        (``out_flat`` None) nothing is written: each parameter's slice of the result is handed over
+        as soon as it is formed, ``sink(offset, values, transposed)`` (``values`` C-contiguous, the
+        slice in C order, or with ``transposed`` its transpose: a weight gradient in the GEMM's faster
+        shape), last layer first -- hessian.cg's update consumes the slice while it is in cache."""
+        G = self.views(out_flat) if sink is None else None
         axis = _NORM_AXIS.get(self.norm)
         for i in range(self.num_layers - 1, -1, -1):
             c, p = caches[i], P[i]
-            _weight_grad(g, c["a"], G[i]["W"])
-            G[i]["b"][...] = g.sum(axis=0)
+            if G is not None:
+                _weight_grad(g, c["a"], G[i]["W"])
+                G[i]["b"][...] = g.sum(axis=0)
+            else:
+                sink(self.layout[i]["W"][0], _weight_grad_t(g, c["a"]), True)
+                sink(self.layout[i]["b"][0], g.sum(axis=0), False)
             if i == 0:
                 break
             prev = caches[i - 1]
             g = (g @ p["W"]) * prev["d1"]
             if self.norm:
-                g, G[i - 1]["gamma"][...], G[i - 1]["beta"][...] = norm_backward(
-                    g, P[i - 1]["gamma"], prev["saved"], axis
-                )
+                g, dgamma, dbeta = norm_backward(g, P[i - 1]["gamma"], prev["saved"], axis)
+                if G is not None:
+                    G[i - 1]["gamma"][...], G[i - 1]["beta"][...] = dgamma, dbeta
+                else:
+                    sink(self.layout[i - 1]["gamma"][0], dgamma, False)
+                    sink(self.layout[i - 1]["beta"][0], dbeta, False)
         return out_flat
 
     def _rop_forward(self, P, V, caches):

@@ -319,24 +319,30 @@ class MLP(_MLPArgs, _MLPPasses):
         return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv)
 
     @_ieee
-    def _ggn_vp_quad(self, params, x, y, v):
+    def _ggn_vp_quad(self, params, x, y, v, then=None):
         """``(ggn_vp(params, x, y, v), v.G v)``: with the product its quadratic form, ``(J v).H_L (J v)``
         from the output-space intermediate (rows x outputs) in float64, where ``v.(G v)`` costs a
-        pass over the parameters (hessian.cg's curvature: hessian.from_mlp's operator)."""
+        pass over the parameters (hessian.cg's curvature: hessian.from_mlp's operator). ``then``:
+        see :meth:`_ggn_at` (no product array is made)."""
         _, xc, yc = self._check(params, x, y, v)
-        Gv = self._product_out(None, params, v, x, y)
-        return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv, quad=True)
+        Gv = self._product_out(None, params, v, x, y) if then is None else None
+        return self._ggn_at(self._point(self._read(params), xc, yc, 1), self._direction(v), Gv, True, then)
 
     @_ieee
-    def _ggn_at(self, point, v, Gv, quad=False):
-        """``G v`` into ``Gv`` at a :meth:`_point` (``v``: checked, C-contiguous); ``quad``: ``(G v, v.G v)``."""
+    def _ggn_at(self, point, v, Gv, quad=False, then=None):
+        """``G v`` into ``Gv`` at a :meth:`_point` (``v``: checked, C-contiguous); ``quad``: ``(G v, v.G v)``.
+        ``then`` (with ``quad``, ``Gv`` None): ``then(v.G v)`` once the form is known, before the backward
+        pass, returns None (no backward pass) or the backward's ``sink`` (:meth:`_backward`), which
+        receives ``G v`` slice by slice; returns ``(None, v.G v)`` (hessian.cg's fused iteration)."""
         P, cached, _, head = point
         caches = [dict(c) for c in cached]
         rout = self._rop_forward(P, self.views(v), caches)
         rg = self._loss_rop(head, rout)
         # v.G v = v.J^T rg = (J v).rg, J v = rout: the backward below computes J^T rg from the same J
         q = float((rout.astype(np.float64) * rg).sum()) if quad else 0.0
-        Gv = self._backward(P, caches, rg, Gv)
+        sink = None if then is None else then(q)
+        if then is None or sink is not None:
+            Gv = self._backward(P, caches, rg, Gv, sink)
         return (Gv, q) if quad else Gv
 
     @_ieee

@@ -1,0 +1,115 @@
+// hessian.cg's update one parameter slice at a time, while a product's backward pass hands over
+// the slices of y = A p (the MLP's Gauss-Newton product, hessian.from_mlp: its p.A p is known
+// after the forward pass, so the step alpha is known before y is): x += alpha p,
+// r -= alpha (y + lambda p) and the slice's r.r, with y's slice still in cache and y never
+// written out as a whole vector (nor read back from memory by a separate pass). Once every slice
+// is in, r.r is complete: p = r + beta p with p.p (cg_direction_sum_). The loops are cg.cpp's
+// (cg_loops.hpp): the same x and r bits as cg_iteration_known_ for the same y and alpha.
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cg_loops.hpp"
+
+namespace optkern {
+namespace {
+
+// A weight gradient arrives as the transpose of a C-contiguous (cols, rows) product (the GEMM's
+// faster shape, nn/_gemm.py): the slice's row o is that array's column o. kRowBlock of its rows
+// are staged into a small buffer (one cache line of the product per column read, in L1 / L2)
+// and go through the contiguous update from there.
+constexpr int64_t kRowBlock = 16;
+
+template <class T>
+void stage_rows(const T* OK_RESTRICT yt, int64_t rows, int64_t cols, int64_t o0, int64_t m, T* OK_RESTRICT buf) {
+  for (int64_t i = 0; i < cols; ++i) {
+    const T* src = yt + i * rows + o0;
+    for (int64_t o = 0; o < m; ++o) buf[o * cols + i] = src[o];
+  }
+}
+
+// Each call's own table of timings (cg_threads.hpp): they are of other sizes and costs than the
+// whole-vector iteration's.
+ThreadChoice& update_choice() {
+  static ThreadChoice c;
+  return c;
+}
+ThreadChoice& direction_choice() {
+  static ThreadChoice c;
+  return c;
+}
+
+double cg_update_slice(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double alpha, double damping,
+                       bool transposed) {
+  Vectors v(x_h, "x");
+  char* x = v.add(x_h, "x", true);
+  char* r = v.add(r_h, "r", true);
+  const char* p = v.add(p_h, "p", false);
+  const char* y = v.args.get<char>(y_h, "y", v.dt, -1, false);
+  const auto shape = HostArrays::shape(y_h);
+  if (!transposed && shape != std::vector<int64_t>{v.n})
+    throw py::value_error("y: expected shape (" + std::to_string(v.n) + ",), got " + shape_str(shape));
+  if (transposed && (shape.size() != 2 || shape[0] * shape[1] != v.n))
+    throw py::value_error("y: expected a 2-D array of " + std::to_string(v.n) + " elements, got " + shape_str(shape));
+  finite("alpha", alpha);
+  finite("damping", damping);
+  v.args.check_overlap();
+  const int64_t cols = transposed ? shape[0] : 1, rows = transposed ? shape[1] : v.n;
+  return by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    T* xt = reinterpret_cast<T*>(x);
+    T* rt = reinterpret_cast<T*>(r);
+    const T* pt = reinterpret_cast<const T*>(p);
+    const T* yt = reinterpret_cast<const T*>(y);
+    const T a = T(alpha), lambda = T(damping);
+    // (transposed: a chunk is whole rows of the slice, kRowBlock of them)
+    const auto chunks = make_chunks({v.n}, transposed ? std::max<int64_t>(1, kRowBlock * cols) : kChunk);
+    const auto part = [&](const Chunk& c) {
+      const int64_t lo = c.start;
+      if (!transposed) return update_loop<T>(xt + lo, rt + lo, pt + lo, yt + lo, a, lambda, c.len);
+      thread_local std::vector<T> buf;
+      buf.resize(size_t(c.len));
+      stage_rows<T>(yt, rows, cols, lo / cols, c.len / cols, buf.data());
+      return update_loop<T>(xt + lo, rt + lo, pt + lo, buf.data(), a, lambda, c.len);
+    };
+    py::gil_scoped_release nogil;
+    // (the threads timed as for the whole-vector iteration: a region's wake-up after the product's
+    // GEMMs can cost more than a slice's update)
+    return chosen_threads(update_choice(), chunks.size(), v.n, 5,
+                          [&](int64_t work) { return reduce_chunks(chunks, work, part); });
+  });
+}
+
+double cg_direction_sum(py::handle p_h, py::handle z_h, double beta) {
+  Vectors v(p_h, "p");
+  char* p = v.add(p_h, "p", true);
+  const char* z = v.add(z_h, "z", false);
+  finite("beta", beta);
+  v.args.check_overlap();
+  return by_dtype(v.dt, [&](auto tag) {
+    using T = decltype(tag);
+    const auto chunks = make_chunks({v.n});  // (cg_curvature's: its bits)
+    const auto part = [&](const Chunk& c) {
+      return direction_sum_loop<T>(reinterpret_cast<T*>(p) + c.start, reinterpret_cast<const T*>(z) + c.start,
+                                   T(beta), c.len);
+    };
+    py::gil_scoped_release nogil;
+    return chosen_threads(direction_choice(), chunks.size(), v.n, 3,
+                          [&](int64_t work) { return reduce_chunks(chunks, work, part); });
+  });
+}
+
+}  // namespace
+
+void register_cg_slices(py::module_& m) {
+  m.def("cg_update_slice_", &cg_update_slice, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("y"),
+        py::arg("alpha"), py::arg("damping"), py::arg("transposed") = false,
+        "CG's update on one slice of the vectors: x += alpha p, r -= alpha (y + damping p); returns the "
+        "slice's r.r (float64, deterministic). y: the slice of A p, 1-D like x, or with transposed=True "
+        "a C-contiguous 2-D array whose transpose, read in C order, is the slice.");
+  m.def("cg_direction_sum_", &cg_direction_sum, py::arg("p"), py::arg("z"), py::arg("beta"),
+        "p = z + beta p; returns p.p of the new p (float64, cg_curvature(p, p, 0)'s bits).");
+}
+
+}  // namespace optkern
