@@ -295,13 +295,18 @@ def load(zopt, state_dict) -> None:
             raise TypeError(f"state_dict['zero']: expected a dict (a shard's layout), got {type(lay).__name__}")
         if "optimizer" not in state_dict:
             raise ValueError("state_dict: a shard (with 'zero') is missing 'optimizer'")
+        why = _relaid(_saved_storage(lay, state_dict["optimizer"]), (ours["state_dtype"], ours["block"]))
         for k in ("world", "numel", "chunk", "rank", "shapes"):
             if lay.get(k) != ours[k]:
                 raise ValueError(
                     f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
-                    " (load a consolidate_state_dict() checkpoint to change the world size)"
+                    + (
+                        why
+                        if why and k != "world"
+                        else " (load a consolidate_state_dict() checkpoint to change the world size)"
+                    )
                 )
-        _check_offsets(lay, ours["offsets"])
+        _check_offsets(lay, ours["offsets"], why)
         _check_pieces(state_dict["optimizer"], zopt._pieces)
         zopt.optimizer.load_state_dict(state_dict["optimizer"])
         return
@@ -309,7 +314,36 @@ def load(zopt, state_dict) -> None:
     zopt.optimizer.load_state_dict(local)
 
 
-def _check_offsets(lay: dict, ours: list) -> None:
+def _saved_storage(lay: dict, saved) -> tuple | None:
+    """A shard's (state_dtype, block its params align to): its layout's, or (saved before layouts
+    held them) its state entries' (an 8-bit one holds its block); None where nothing tells."""
+    if "block" in lay:
+        return lay.get("state_dtype"), lay["block"]
+    state = saved.get("state") if isinstance(saved, dict) else None
+    for entry in state.values() if isinstance(state, dict) else ():
+        if isinstance(entry, dict):
+            fmt = entry.get("state_dtype", "float32")
+            return fmt, (entry.get("block", 256) if fmt == "int8" else 1)
+    return None
+
+
+def _relaid(theirs: tuple | None, ours: tuple) -> str:
+    """Why a shard at this world size has another chunk or offsets: its states' storage aligned the
+    params to another block (8-bit states: to whole blocks; else to 1), or "" if not that. (The
+    message said "to change the world size" where the world was the same: the storage differed.)"""
+    if theirs is None or theirs[1] == ours[1]:
+        return ""
+
+    def said(s: tuple) -> str:
+        return f"state_dtype={s[0]!r}" + (f", block_size={s[1]}" if s[1] != 1 else "")
+
+    return (
+        f" (the shard is of an optimizer with {said(theirs)}, this one has {said(ours)}, which lays the "
+        "params out at other offsets: load a consolidate_state_dict() checkpoint to change the storage)"
+    )
+
+
+def _check_offsets(lay: dict, ours: list, why: str) -> None:
     """A shard's params at this optimizer's flat offsets (8-bit states align each to a block, other
     states do not: the same world, numel and chunk can hold them elsewhere). A shard saved before
     layouts held offsets had them consecutive."""
@@ -323,8 +357,12 @@ def _check_offsets(lay: dict, ours: list) -> None:
         raise TypeError(f"state_dict['zero']['offsets']: expected a list of integers, got {theirs!r}") from None
     if theirs != ours:
         raise ValueError(
-            f"state_dict['zero']['offsets']: is {theirs!r}, this optimizer's is {ours!r} (a shard laid out for "
-            "another state_dtype or block_size: load a consolidate_state_dict() checkpoint)"
+            f"state_dict['zero']['offsets']: is {theirs!r}, this optimizer's is {ours!r}"
+            + (
+                why
+                or " (a shard laid out for another state_dtype or block_size: load a "
+                "consolidate_state_dict() checkpoint)"
+            )
         )
 
 
