@@ -6,7 +6,9 @@ that cannot exceed 1.
    is 256 (... to change the world size)": the world was the same, the 8-bit states' block
    alignment made the chunk differ. The message now names both state dtypes (also for a shard
    saved before layouts held them: read from its 8-bit entries), and the state is unchanged.
-   (World size 1: one process, no mpiexec.)
+   Likewise a shard of other params (another model) named them, not the world size, and a shard
+   whose layout came back from JSON (its shapes lists, not tuples) loads. (World size 1: one
+   process, no mpiexec.)
 2. ``hessian.gradient_concentration`` with k = n (the whole space) returned 1.0000000000000002:
    the sum of the squared coefficients over an orthonormal basis exceeded ``||g||^2`` by rounding.
 """
@@ -19,12 +21,12 @@ import pytest
 from optkern import hessian, optim
 
 
-def _sharded(**lowp):
+def _sharded(sizes=(12,), **lowp):
     from optkern.distributed import Communicator, ShardedOptimizer
 
-    ps = [np.linspace(-1, 1, 12).astype(np.float32)]
+    ps = [np.linspace(-1, 1, n).astype(np.float32) for n in sizes]
     z = ShardedOptimizer(optim.Adam, ps, Communicator(), lr=1e-2, **lowp)
-    z.step([np.ones(12, np.float32)])
+    z.step([np.ones(n, np.float32) for n in sizes])
     return z
 
 
@@ -48,6 +50,17 @@ def test_a_shard_of_another_state_dtype_names_the_state_dtype_not_the_world_size
                 assert np.array_equal(np.asarray(v), np.asarray(after[k][name])), (k, name)
         dst.load_state_dict(src.consolidate_state_dict(to=None))  # (what to do instead: loads)
     eight.load_state_dict(eight.state_dict())  # (its own shard: still loads)
+
+
+def test_a_shard_of_other_params_names_them_and_a_json_layout_loads():
+    pytest.importorskip("mpi4py")
+    z, other = _sharded((5, 7)), _sharded((5, 8))
+    with pytest.raises(ValueError, match=r"state_dict\['zero'\]\['shapes'\]") as e:
+        z.load_state_dict(other.state_dict())
+    assert "other parameters" in str(e.value) and "world size" not in str(e.value), str(e.value)
+    shard = z.state_dict()
+    shard["zero"]["shapes"] = [list(s) for s in shard["zero"]["shapes"]]  # (as JSON gives them back)
+    z.load_state_dict(shard)
 
 
 def test_gradient_concentration_over_the_whole_space_is_at_most_one():
