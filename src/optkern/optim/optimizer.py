@@ -274,30 +274,38 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
         elif callable(grads) and not hasattr(grads, "__array__"):  # (torch's opt.step(closure), positional)
             raise TypeError(f"grads: got {article(type(grads).__name__)}; pass a closure as step(closure=f)")
-        grads, checked, runs, layout, whole = self._prepared(grads)
-        amp = self._amp_checked
-        if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):
-            pass  # (GradScaler.step checked these very arrays, then unscaled them in place)
-        elif not whole:
-            self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
-        else:  # one native call checks everything before it writes, but compares sizes, not shapes
-            _check_shapes(runs[0][0].params, grads)
-        # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
-        # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
-        # where the kernels are long enough for the two handler swaps (~2 us) not to matter
-        with deferring(sum(run.numel for group_runs in runs for run in group_runs)):
-            for gi, group_runs in enumerate(runs):
-                hp, cap, lr_dev = checked[gi]
-                for run in group_runs:
-                    if cap:
-                        self._step_capturable(run, run.grads(grads), hp, lr_dev)
-                    else:
-                        if run.dev is not None:
-                            self._leave_capturable(run)
-                        self._ensure_state(run, hp)
-                        self._update(run, run.grads(grads), hp, self._host_step(run))
-                    run.step += 1
-                    run.fresh.clear()
+        try:
+            grads, checked, runs, layout, whole = self._prepared(grads)
+            amp = self._amp_checked
+            if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):
+                pass  # (GradScaler.step checked these very arrays, then unscaled them in place)
+            elif not whole:
+                self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
+            else:  # one native call checks everything before it writes, but compares sizes, not shapes
+                _check_shapes(runs[0][0].params, grads)
+            # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
+            # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
+            # where the kernels are long enough for the two handler swaps (~2 us) not to matter
+            with deferring(sum(run.numel for group_runs in runs for run in group_runs)):
+                for gi, group_runs in enumerate(runs):
+                    hp, cap, lr_dev = checked[gi]
+                    for run in group_runs:
+                        if cap:
+                            self._step_capturable(run, run.grads(grads), hp, lr_dev)
+                        else:
+                            if run.dev is not None:
+                                self._leave_capturable(run)
+                            self._ensure_state(run, hp)
+                            self._update(run, run.grads(grads), hp, self._host_step(run))
+                        run.step += 1
+                        run.fresh.clear()
+        except (TypeError, ValueError) as e:
+            # a closure's grads named as the closure-based optimizers name them ("closure: grads[0]"):
+            # "grads[0]: expected float32" named an argument this call did not pass. (The checks come
+            # before any write: the step's one native call checks its arrays before it writes.)
+            if closure is None or type(e) not in (TypeError, ValueError) or not str(e).startswith("grads"):
+                raise
+            raise type(e)(f"closure: {e}") from None
         if layout is not None:
             for group_runs in runs:
                 for run in group_runs:
