@@ -24,7 +24,7 @@ from .._serial import serialized
 from .._words import article
 from . import _closure
 from ._capturable import CapturableMixin
-from ._given import CopyMixin, _bump_torch_versions, torch_tensors
+from ._given import CopyMixin, _bump_torch_versions, follow_tensors, tensor_address, torch_tensors
 from ._group_tracking import GroupTrackingMixin, refuse_unordered
 from ._hyper import _check_dtype, _check_shapes
 from ._lowp_config import refuse_group_keywords
@@ -102,6 +102,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         self._index_of = {}  # id(param) -> global index, for the params as given and as viewed
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
         self._given_tensors: list = []  # the torch tensors among them
+        self._tensor_views: list = []  # their arrays as last viewed, and those arrays' addresses (follow_tensors)
+        self._tensor_addresses: list = []
         self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
         self._seen: list[tuple] = []  # per group, the arrays its list held when last checked
         if isinstance(params, dict):
@@ -230,7 +232,12 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         for k, (g, p) in enumerate(zip(given, params)):
             self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
         self._given += given
-        self._given_tensors += torch_tensors(given)
+        tensors = torch_tensors(given)
+        self._given_tensors += tensors
+        if tensors:
+            ids = set(map(id, tensors))
+            self._tensor_views += [p for g, p in zip(given, params) if id(g) in ids]
+            self._tensor_addresses += list(map(tensor_address, self._tensor_views[-len(tensors) :]))
         self._n += len(params)
 
     def __repr__(self) -> str:
@@ -322,6 +329,10 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         """The checks of a step that need no array pass: ``(grads as a list, [(hp, capturable,
         lr buffer)] per group, runs to step per group, run layout after the step or None, whether
         the step is one native call over every param)``. The array checks (``_precheck``) remain."""
+        if self._given_tensors:
+            follow_tensors(
+                self._given_tensors, self._tensor_views, self._tensor_addresses, self._index_of, self._group_params
+            )
         self._check_param_groups()
         self._follow_replaced()
         skips = False
