@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import sharded_state
 from .agreement import first_unlike, load_together, loaded_apart, state_digest
 from .groups import grown
+from .sharded_setup import align_of
 
 
 class ShardedCheckpoints:
@@ -51,6 +52,10 @@ class ShardedCheckpoints:
             "offsets": list(self._offs),
             "shapes": [tuple(p.shape) for p in self._user],
             "dtype": str(self._flat.dtype),
+            # (what the offsets and chunk were aligned for: a shard of another storage differs in
+            # them, and loading it must say so, not ask for another world size)
+            "state_dtype": self._hyper.get("state_dtype", "float32"),
+            "block": align_of(self._hyper),
         }
 
     def consolidate_state_dict(self, to: int | None = 0):

@@ -27,6 +27,7 @@ from ..optim._state_checks import (
     check_scalar,
     check_step,
 )
+from . import shard_checks
 
 
 def _array_names(optimizer) -> tuple:
@@ -295,57 +296,11 @@ def load(zopt, state_dict) -> None:
             raise TypeError(f"state_dict['zero']: expected a dict (a shard's layout), got {type(lay).__name__}")
         if "optimizer" not in state_dict:
             raise ValueError("state_dict: a shard (with 'zero') is missing 'optimizer'")
-        for k in ("world", "numel", "chunk", "rank", "shapes"):
-            if lay.get(k) != ours[k]:
-                raise ValueError(
-                    f"state_dict['zero'][{k!r}]: is {lay.get(k)!r}, this optimizer's is {ours[k]!r}"
-                    " (load a consolidate_state_dict() checkpoint to change the world size)"
-                )
-        _check_offsets(lay, ours["offsets"])
-        _check_pieces(state_dict["optimizer"], zopt._pieces)
+        shard_checks.check_shard(lay, ours, state_dict["optimizer"], zopt._pieces)
         zopt.optimizer.load_state_dict(state_dict["optimizer"])
         return
     local = reshard(state_dict, zopt.optimizer, zopt._pieces, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
     zopt.optimizer.load_state_dict(local)
-
-
-def _check_offsets(lay: dict, ours: list) -> None:
-    """A shard's params at this optimizer's flat offsets (8-bit states align each to a block, other
-    states do not: the same world, numel and chunk can hold them elsewhere). A shard saved before
-    layouts held offsets had them consecutive."""
-    theirs = lay.get("offsets")
-    if theirs is None:
-        sizes = [int(np.prod(s)) for s in lay.get("shapes") or ()]
-        theirs = [sum(sizes[:i]) for i in range(len(sizes))]
-    try:
-        theirs = [int(o) for o in theirs]
-    except (TypeError, ValueError):
-        raise TypeError(f"state_dict['zero']['offsets']: expected a list of integers, got {theirs!r}") from None
-    if theirs != ours:
-        raise ValueError(
-            f"state_dict['zero']['offsets']: is {theirs!r}, this optimizer's is {ours!r} (a shard laid out for "
-            "another state_dtype or block_size: load a consolidate_state_dict() checkpoint)"
-        )
-
-
-def _check_pieces(saved, pieces: list) -> None:
-    """A shard's local arrays per group as this rank's (``pieces``). With 8-bit states, shards saved
-    before each param's piece of a slice was an array of its own hold one array per group slice:
-    where their params lay at the same offsets (each a whole number of blocks) the local optimizer
-    refused them with "has 1 parameters, this optimizer's group has 2", which says nothing of what
-    to do. (Anything else malformed: the local optimizer's own check names it.)"""
-    groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    if not isinstance(groups, list) or len(groups) != len(pieces):
-        return
-    for gi, (g, cuts) in enumerate(zip(groups, pieces)):
-        held = g.get("params") if isinstance(g, dict) else None
-        if isinstance(held, (list, tuple)) and len(held) != len(cuts):
-            raise ValueError(
-                f"state_dict['optimizer']['param_groups'][{gi}]['params']: has {len(held)} arrays, this rank's "
-                f"slice of group {gi} is {len(cuts)} (a shard laid out otherwise: 8-bit shards saved before "
-                "each param's piece of a slice was an array of its own hold one per group; load a "
-                "consolidate_state_dict() checkpoint)"
-            )
 
 
 def swapped(v, swap: dict, seen: set):

@@ -24,7 +24,7 @@ from .._serial import serialized
 from .._words import article
 from . import _closure
 from ._capturable import CapturableMixin
-from ._given import CopyMixin, _bump_torch_versions, torch_tensors
+from ._given import CopyMixin, _bump_torch_versions, follow_tensors, tensor_address, torch_tensors
 from ._group_tracking import GroupTrackingMixin, refuse_unordered
 from ._hyper import _check_dtype, _check_shapes
 from ._lowp_config import refuse_group_keywords
@@ -102,6 +102,8 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         self._index_of = {}  # id(param) -> global index, for the params as given and as viewed
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
         self._given_tensors: list = []  # the torch tensors among them
+        self._tensor_views: list = []  # their arrays as last viewed, and those arrays' addresses (follow_tensors)
+        self._tensor_addresses: list = []
         self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
         self._seen: list[tuple] = []  # per group, the arrays its list held when last checked
         if isinstance(params, dict):
@@ -230,7 +232,12 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         for k, (g, p) in enumerate(zip(given, params)):
             self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
         self._given += given
-        self._given_tensors += torch_tensors(given)
+        tensors = torch_tensors(given)
+        self._given_tensors += tensors
+        if tensors:
+            ids = set(map(id, tensors))
+            self._tensor_views += [p for g, p in zip(given, params) if id(g) in ids]
+            self._tensor_addresses += list(map(tensor_address, self._tensor_views[-len(tensors) :]))
         self._n += len(params)
 
     def __repr__(self) -> str:
@@ -274,30 +281,38 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
             raise TypeError("grads: missing (pass a list of arrays, one per parameter, or closure=)")
         elif callable(grads) and not hasattr(grads, "__array__"):  # (torch's opt.step(closure), positional)
             raise TypeError(f"grads: got {article(type(grads).__name__)}; pass a closure as step(closure=f)")
-        grads, checked, runs, layout, whole = self._prepared(grads)
-        amp = self._amp_checked
-        if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):
-            pass  # (GradScaler.step checked these very arrays, then unscaled them in place)
-        elif not whole:
-            self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
-        else:  # one native call checks everything before it writes, but compares sizes, not shapes
-            _check_shapes(runs[0][0].params, grads)
-        # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
-        # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
-        # where the kernels are long enough for the two handler swaps (~2 us) not to matter
-        with deferring(sum(run.numel for group_runs in runs for run in group_runs)):
-            for gi, group_runs in enumerate(runs):
-                hp, cap, lr_dev = checked[gi]
-                for run in group_runs:
-                    if cap:
-                        self._step_capturable(run, run.grads(grads), hp, lr_dev)
-                    else:
-                        if run.dev is not None:
-                            self._leave_capturable(run)
-                        self._ensure_state(run, hp)
-                        self._update(run, run.grads(grads), hp, self._host_step(run))
-                    run.step += 1
-                    run.fresh.clear()
+        try:
+            grads, checked, runs, layout, whole = self._prepared(grads)
+            amp = self._amp_checked
+            if amp is not None and len(amp) == len(grads) and all(map(is_, amp, grads)):
+                pass  # (GradScaler.step checked these very arrays, then unscaled them in place)
+            elif not whole:
+                self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
+            else:  # one native call checks everything before it writes, but compares sizes, not shapes
+                _check_shapes(runs[0][0].params, grads)
+            # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
+            # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
+            # where the kernels are long enough for the two handler swaps (~2 us) not to matter
+            with deferring(sum(run.numel for group_runs in runs for run in group_runs)):
+                for gi, group_runs in enumerate(runs):
+                    hp, cap, lr_dev = checked[gi]
+                    for run in group_runs:
+                        if cap:
+                            self._step_capturable(run, run.grads(grads), hp, lr_dev)
+                        else:
+                            if run.dev is not None:
+                                self._leave_capturable(run)
+                            self._ensure_state(run, hp)
+                            self._update(run, run.grads(grads), hp, self._host_step(run))
+                        run.step += 1
+                        run.fresh.clear()
+        except (TypeError, ValueError) as e:
+            # a closure's grads named as the closure-based optimizers name them ("closure: grads[0]"):
+            # "grads[0]: expected float32" named an argument this call did not pass. (The checks come
+            # before any write: the step's one native call checks its arrays before it writes.)
+            if closure is None or type(e) not in (TypeError, ValueError) or not str(e).startswith("grads"):
+                raise
+            raise type(e)(f"closure: {e}") from None
         if layout is not None:
             for group_runs in runs:
                 for run in group_runs:
@@ -314,6 +329,10 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         """The checks of a step that need no array pass: ``(grads as a list, [(hp, capturable,
         lr buffer)] per group, runs to step per group, run layout after the step or None, whether
         the step is one native call over every param)``. The array checks (``_precheck``) remain."""
+        if self._given_tensors:
+            follow_tensors(
+                self._given_tensors, self._tensor_views, self._tensor_addresses, self._index_of, self._group_params
+            )
         self._check_param_groups()
         self._follow_replaced()
         skips = False
