@@ -108,30 +108,26 @@ template <class T> std::vector<T> normalizers(const T* mean, const T* r, int64_t
 }
 
 // Every group's mean low part (rules::mean_lo: 0 where not needed), from the moments of the groups that
-// need it computed again by moments(), as the row norms' backward does (cpp/norm_rows.cpp): rows in
-// place (the forward's chunks and bits); columns (batch norm's groups) gathered first, kLoCols at a
-// time row by row into a contiguous buffer (a two-pass down each strided column took a far (4096,
-// 512) float32 forward from 13-21 to 63-85 ms: two scalar loads per element from L2).
+// need it computed again, as the row norms' backward does (cpp/norm_rows.cpp): rows by moments() (the
+// forward's chunks and bits); columns (batch norm's groups), where any needs it, all by
+// channel_moments (batch_norm's statistics, its bits: a two-pass down each strided column, or a
+// transposed copy, took a far (4096, 512) float32 forward 4x its time on this host).
 template <class T, int A> std::vector<T> group_lows(const Norm<T, A>& s) {
   const int64_t G = s.groups(), M = s.size();
   std::vector<T> lo(size_t(G), T(0));
   std::vector<int64_t> far;  // (usually none: no pass over the data, no parallel region)
   for (int64_t g = 0; g < G; ++g)
     if (rules::mean_lo_needed(s.mean[g], s.rstd[g])) far.push_back(g);
-  // (columns a gather: a cache line of float32 ones, fewer where N is large: at most 2^18 values)
-  const int64_t tile = A == 1 ? 1 : std::clamp<int64_t>((int64_t(1) << 18) / std::max<int64_t>(M, 1), 1, 16);
-  const int64_t tiles = (int64_t(far.size()) + tile - 1) / tile;
-  parallel_for(tiles, int64_t(far.size()) * M, [&](int64_t t) {
-    const int64_t k0 = t * tile, nk = std::min<int64_t>(tile, int64_t(far.size()) - k0);
-    std::vector<T> buf(size_t(A == 1 ? 0 : nk * M));
-    for (int64_t n = 0; A == 0 && n < M; ++n)
-      for (int64_t k = 0; k < nk; ++k) buf[size_t(k * M + n)] = s.h[n * s.D + far[size_t(k0 + k)]];
-    for (int64_t k = 0; k < nk; ++k) {
-      const int64_t g = far[size_t(k0 + k)];
-      const T* x = A == 1 ? s.h + g * s.D : buf.data() + k * M;
-      lo[size_t(g)] = rules::mean_lo(moments(x, M), s.mean[g], s.rstd[g]);
-    }
-  });
+  if (far.empty()) return lo;
+  if constexpr (A == 0) {
+    const std::vector<rules::Moments<double>> m = channel_moments(s.h, s.N, s.D, 1);
+    for (const int64_t g : far) lo[size_t(g)] = rules::mean_lo(m[size_t(g)], s.mean[g], s.rstd[g]);
+  } else {
+    parallel_for(int64_t(far.size()), int64_t(far.size()) * M, [&](int64_t k) {
+      const int64_t g = far[size_t(k)];
+      lo[size_t(g)] = rules::mean_lo(moments(s.h + g * s.D, M), s.mean[g], s.rstd[g]);
+    });
+  }
   return lo;
 }
 
