@@ -86,6 +86,11 @@ template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t 
   return acc;
 }
 
+// The moments of each of the C channels of x (N, C, S) (batch norm's statistics: cpp/norm_channels.cpp,
+// blocks of rows reduced in parallel and merged in order; bits independent of the thread count).
+// Also the R-operator's batch-norm groups' (cpp/norm_rop.cpp: the forward's moments of each column).
+template <class T> std::vector<rules::Moments<double>> channel_moments(const T* x, int64_t N, int64_t C, int64_t S);
+
 // Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, rounded to T once: summed in float32 lanes of
 // thousands of terms, rows of similar values rounded every addition the same way (a constant row
 // of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where torch's is within one).

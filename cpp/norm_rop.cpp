@@ -107,6 +107,30 @@ template <class T> std::vector<T> normalizers(const T* mean, const T* r, int64_t
   return v;
 }
 
+// Every group's mean low part (rules::mean_lo: 0 where not needed), from the moments of the groups that
+// need it computed again, as the row norms' backward does (cpp/norm_rows.cpp): rows by moments() (the
+// forward's chunks and bits); columns (batch norm's groups), where any needs it, all by
+// channel_moments (batch_norm's statistics, its bits: a two-pass down each strided column, or a
+// transposed copy, took a far (4096, 512) float32 forward 4x its time on this host).
+template <class T, int A> std::vector<T> group_lows(const Norm<T, A>& s) {
+  const int64_t G = s.groups(), M = s.size();
+  std::vector<T> lo(size_t(G), T(0));
+  std::vector<int64_t> far;  // (usually none: no pass over the data, no parallel region)
+  for (int64_t g = 0; g < G; ++g)
+    if (rules::mean_lo_needed(s.mean[g], s.rstd[g])) far.push_back(g);
+  if (far.empty()) return lo;
+  if constexpr (A == 0) {
+    const std::vector<rules::Moments<double>> m = channel_moments(s.h, s.N, s.D, 1);
+    for (const int64_t g : far) lo[size_t(g)] = rules::mean_lo(m[size_t(g)], s.mean[g], s.rstd[g]);
+  } else {
+    parallel_for(int64_t(far.size()), int64_t(far.size()) * M, [&](int64_t k) {
+      const int64_t g = far[size_t(k)];
+      lo[size_t(g)] = rules::mean_lo(moments(s.h + g * s.D, M), s.mean[g], s.rstd[g]);
+    });
+  }
+  return lo;
+}
+
 // Row n of an element functor (FwdElement or BwdElement); bad[n]: whether an output of the row is
 // not finite (the rows that may need the scaled redo, rop::fwd_group_scaled). A chunk of the row is
 // formed into local buffers, then copied out (E::values); the check is an integer OR of
@@ -250,6 +274,8 @@ void fwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
     std::fill(mx, mx + S.G, T(NAN));
     return;
   }
+  const std::vector<T> lo = group_lows(a.s);  // (rop::Norm)
+  a.s.lo = lo.data();
   const double inv = 1.0 / double(A == 1 ? S.D : S.N), scale[2] = {inv, inv};
   group_sums(FwdTerms<T, A>{a.s, a.rh}, S.N, S.D, scale, means.data());
   std::copy(means.begin() + S.G, means.end(), mx);
@@ -285,6 +311,8 @@ void bwd_impl(const py::dtype& dt, const Shape& S, py::handle h, py::handle mean
   a.means = sums.data();
   py::gil_scoped_release nogil;
   if (n > 0) {
+    const std::vector<T> lo = group_lows(a.s);  // (rop::Norm)
+    a.s.lo = lo.data();
     const double inv = 1.0 / double(A == 1 ? S.D : S.N), scale[6] = {inv, inv, inv, inv, 1.0, 1.0};
     const BwdTerms<T, A> bt{a.s, a.dy, a.rdy, a.w, a.vw, a.rxhat};
     const ParamTerms<T, A> terms{a.s, a.dy, a.rdy, a.rxhat};

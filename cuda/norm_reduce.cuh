@@ -104,5 +104,20 @@ __device__ rules::Moments<double> block_remerged_moments(const rules::Moments<do
   return block_moments_around(n, acc.mean, at);
 }
 
+// The moments of at(j), j < M, in double (call from every thread; sm: 32 values): shifted sums per
+// thread, again around their mean where the thread's first value was an outlier, the tree merge, the
+// float64 remerge. The row norms' statistics (cuda/norm_rows.cu) and the R-operator's groups' low
+// parts (cuda/norm_rop.cu: the same bits for a row, at the same block size).
+template <class A, class At> __device__ rules::Moments<double> block_moments(int64_t M, At at, rules::Moments<double>* sm) {
+  rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(at(j)));
+  if (rules::reshift_needed(t)) {  // (the thread's first value an outlier of its values)
+    t = rules::reshifted(t);
+    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_around(t, double(at(j)));
+  }
+  return block_remerged_moments<A>(block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0, 0.0}),
+                                   M, at);
+}
+
 }  // namespace normgpu
 }  // namespace optkern

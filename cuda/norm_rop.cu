@@ -87,6 +87,20 @@ __global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, double scale, typ
   }
 }
 
+// Every group's mean low part (rop::Norm::lo; rules::mean_lo): a block a group, the moments again only
+// where it is needed (block-uniform), as the row kernels' (block_moments at their block size).
+template <class T, int A> __global__ void __launch_bounds__(kThreads) lo_kernel(Norm<T, A> s, T* lo) {
+  __shared__ rules::Moments<double> sm[32];
+  const int64_t M = s.size();
+  for (int64_t g = blockIdx.x; g < s.groups(); g += gridDim.x) {
+    const T mu = s.mean[g], rs = s.rstd[g];
+    T l = T(0);
+    if (rules::mean_lo_needed(mu, rs))
+      l = rules::mean_lo(block_moments<T>(M, [&](int64_t j) { return s.h[s.n_of(g, j) * s.D + s.d_of(g, j)]; }, sm), mu, rs);
+    if (threadIdx.x == 0) lo[g] = l;
+  }
+}
+
 template <class T> __global__ void fill_kernel(T* p, int64_t n, T v) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) p[i] = v;
 }
@@ -168,9 +182,11 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
     check_launch("norm_rop_fwd");
     return;
   }
-  ScratchBuffer means(sizeof(T) * size_t(2 * S.G), s), bad(sizeof(int) * size_t(S.G), s);
+  ScratchBuffer means(sizeof(T) * size_t(2 * S.G), s), bad(sizeof(int) * size_t(S.G), s), lo(sizeof(T) * size_t(S.G), s);
   e.means = means.as<T>();
+  e.s.lo = lo.as<T>();
   py::gil_scoped_release nogil;
+  lo_kernel<<<grid_for(S.G, 1), kThreads, 0, s>>>(e.s, lo.as<T>());
   group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, 1.0 / double(A == 1 ? S.D : S.N), means.as<T>(), s);
   check_cuda(cudaMemcpyAsync(mx, means.as<T>() + S.G, sizeof(T) * size_t(S.G), cudaMemcpyDeviceToDevice, s), "m_xrh");
   check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_fwd flags");
@@ -203,10 +219,12 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   cudaStream_t s = current_stream();
   const int64_t G1 = S.G > 0 ? S.G : 1;
   ScratchBuffer means(sizeof(T) * size_t(4 * G1), s), params(sizeof(T) * size_t(2 * S.D), s);
-  ScratchBuffer bad(sizeof(int) * size_t(G1), s);
+  ScratchBuffer bad(sizeof(int) * size_t(G1), s), lo(sizeof(T) * size_t(G1), s);
   e.means = means.as<T>();
+  e.s.lo = lo.as<T>();
   py::gil_scoped_release nogil;
   if (n > 0) {
+    lo_kernel<<<grid_for(S.G, 1), kThreads, 0, s>>>(e.s, lo.as<T>());
     group_sums(BwdTerms<T, A>{e.s, e.dy, e.rdy, e.w, e.vw, e.rxhat}, S.N, S.D, 1.0 / double(A == 1 ? S.D : S.N),
                means.as<T>(), s);
     check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_bwd flags");

@@ -18,19 +18,11 @@ using namespace normgpu;
 
 constexpr int kRowThreads = 256;
 
-// The moments of row xr (M values) in double: shifted sums per thread, again around their mean where
-// the thread's first value was an outlier, the tree merge, the float64 remerge (the forward's, and
-// the backward's for the mean's low part: the same bits).
+// The moments of row xr (M values) in double (block_moments: the forward's, and the backward's for the
+// mean's low part: the same bits).
 template <class A, class T>
 __device__ rules::Moments<double> block_row_moments(const T* xr, int64_t M, rules::Moments<double>* sm) {
-  rules::ShiftedSums<double> t{0, 0.0, 0.0, 0.0};
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_shifted(t, double(load(xr, j)));
-  if (rules::reshift_needed(t)) {  // (the thread's first value an outlier of its values)
-    t = rules::reshifted(t);
-    for (int64_t j = threadIdx.x; j < M; j += blockDim.x) rules::push_around(t, double(load(xr, j)));
-  }
-  return block_remerged_moments<A>(block_reduce(rules::shifted_moments(t), sm, rules::Moments<double>{0.0, 0.0, 0.0, 0.0}),
-                                   M, [&](int64_t j) { return load(xr, j); });
+  return block_moments<A>(M, [&](int64_t j) { return load(xr, j); }, sm);
 }
 
 template <class T, class A>

@@ -22,10 +22,16 @@ namespace rop {
 // scaled ones where a group needs it, else (1, -mean, r), which rounds as (h - mean) r): one formula
 // without a branch, so the loops vectorize (a `scaled ?` per element left them scalar, 7-13x
 // batch_norm_backward's time). The GPU chooses per element (rules::normalize_safe).
+// lo: every group's mean low part (rules::mean_lo; 0 where not needed), as the forward's: groups far
+// from 0 (|mean| r > 1) normalized around the rounded mean alone had R{y}, R{dh} up to 0.5 off in
+// float32 (rows of 1e7 + 0.5 + N(0, 1): layer_norm's y and dx exact to a few ulps, the R-operator's
+// terms 3e6 ulps off; tests/test_hunt47a_rop_mean_lo.py). Computed from each such group's moments
+// again (cpp/norm_rop.cpp: group_lows, cuda/norm_rop.cu: lo_kernel), the others' 0.
 template <class T, int A> struct Norm {
   const T *h, *mean, *rstd;
   int64_t N, D;
   const T* scaled = nullptr;
+  const T* lo = nullptr;
   OK_HD int64_t group(int64_t n, int64_t d) const { return A == 1 ? n : d; }
   // The M elements of group g: j-th as row n_of(g, j), column d_of(g, j).
   OK_HD int64_t size() const { return A == 1 ? D : N; }
@@ -35,10 +41,10 @@ template <class T, int A> struct Norm {
   OK_HD T xhat(int64_t n, int64_t d) const {
     const int64_t g = group(n, d);
 #if defined(__CUDACC__)
-    return rules::normalize_safe(h[n * D + d], mean[g], rstd[g]);
+    return rules::normalize_safe(h[n * D + d], mean[g], lo[g], rstd[g]);
 #else
     const int64_t G = A == 1 ? N : D;
-    return rules::normalize(h[n * D + d], rules::ScaledNormalizer<T>{scaled[g], scaled[G + g], scaled[2 * G + g]});
+    return rules::normalize(h[n * D + d], rules::ScaledNormalizer<T>{scaled[g], scaled[G + g], scaled[2 * G + g]}, lo[g]);
 #endif
   }
 };

@@ -196,6 +196,11 @@ template <class A> OK_HD ScaledNormalizer<A> scaled_normalizer(A mean, A r) {
   return {scale2(A(1), -e), -scale2(mean, -e), scale2(r, e)};
 }
 template <class A> OK_HD A normalize(A x, const ScaledNormalizer<A>& n) { return fma_t(x, n.f, n.mf) * n.rf; }
+// The same form with a mean's low part, (fma(x, f, mf) - lo) · rf: for a plain group's (1, -mean, r)
+// (fma(x, 1, -mean) rounds as x - mean) the bits of normalize(x, Normalizer{mean, r, lo}), for a scaled
+// one lo = 0 (mean_lo) and v - 0 = v: the R-operator's one branchless formula for every group
+// (optkern/norm_rop.hpp).
+template <class A> OK_HD A normalize(A x, const ScaledNormalizer<A>& n, A lo) { return (fma_t(x, n.f, n.mf) - lo) * n.rf; }
 // x̂ with the choice made for this element's statistics (the GPU's kernels, memory-bound, where a
 // compare per element costs nothing).
 template <class A> OK_HD A normalize_safe(A x, A mean, A r) {

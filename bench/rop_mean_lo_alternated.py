@@ -1,0 +1,82 @@
+"""The norm R-operator's mean low part (hunt 47a, rop::Norm::lo): an old module and this one,
+alternated, on norm_rop_fwd / norm_rop_bwd (float32; layer norm rows, batch norm columns).
+
+    python bench/rop_mean_lo_alternated.py --old DIR [--rounds 11] [--reps 5] [--threads 2]
+
+DIR holds an older ``optkern`` package (a copy of src/optkern with its built ``_cpu`` .so). As
+bench/mean_lo_alternated.py: per round and case one process per module (old, then new), each warming
+up twice and timing ``--reps`` calls; OMP_WAIT_POLICY=PASSIVE. Data: N(0, 1) (no group takes the low
+part: the cost of the check and of the extra subtraction) and 1e7 + N(0, 1) (every group does: its
+moments summed again). Printed: per case the median and min over rounds (ms) and new / old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+import numpy as np
+from _alternate import child, timed_ms
+
+# (name, axis, shape, offset, backward)
+CASES = [
+    (f"{'ln' if a else 'bn'} rop {'bwd' if b else 'fwd'} {s} +{o:g}", a, s, o, b)
+    for a, s in ((1, (4096, 1024)), (0, (4096, 512)))
+    for o in (0.0, 1e7)
+    for b in (False, True)
+]
+
+
+def _fn(axis: int, shape: tuple[int, int], offset: float, backward: bool):
+    from optkern.nn import normalization as nz
+
+    rng = np.random.default_rng(0)
+    h = (offset + rng.standard_normal(shape)).astype(np.float32)
+    D = shape[1]
+    r = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    g, vg, vb = ((1 + 0.1 * rng.standard_normal(D)).astype(np.float32) for _ in range(3))
+    _, sv = nz.norm_forward(h, g, vb, 1e-5, axis)
+    _, rs = nz.norm_rop_forward(r[0], g, vg, vb, sv, axis)
+    if backward:
+        return lambda: nz.norm_rop_backward(r[1], r[2], g, vg, sv, rs, axis)
+    return lambda: nz.norm_rop_forward(r[0], g, vg, vb, sv, axis)
+
+
+def one(case: int, reps: int) -> float:
+    return statistics.median(timed_ms(_fn(*CASES[case][1:]), reps))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--old", help="directory holding the old optkern package")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", type=int, default=-1)
+    ap.add_argument("--cases", default="", help="comma-separated case indices (default: all)")
+    a = ap.parse_args()
+    if a.child >= 0:
+        print(json.dumps(one(a.child, a.reps)))
+        return
+    new = str(Path(__file__).resolve().parent.parent / "src")
+    paths = {"old": os.path.abspath(a.old), "new": new}
+    picked = [int(c) for c in a.cases.split(",")] if a.cases else range(len(CASES))
+    for i in picked:
+        t: dict[str, list[float]] = {k: [] for k in paths}
+        for _ in range(a.rounds):
+            for k, p in paths.items():
+                t[k].append(child(__file__, ["--child", str(i), "--reps", str(a.reps)], p, a.threads))
+        med = {k: statistics.median(v) for k, v in t.items()}
+        mins = {k: min(v) for k, v in t.items()}
+        print(
+            f"{CASES[i][0]:36s} old {med['old']:8.3f} (min {mins['old']:.3f})  new {med['new']:8.3f} "
+            f"(min {mins['new']:.3f})  new/old {med['new'] / med['old']:.3f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
