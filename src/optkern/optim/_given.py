@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -75,50 +76,112 @@ def tensor_address(v) -> int:
 
 
 def follow_tensors(tensors: Sequence, views: list, addresses: list, index_of: dict, group_params: list) -> None:
-    """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
-    (``views``, their ``addresses``: alike) was made -- ``tensor.data = ...``, ``tensor.set_(...)`` --
-    viewed again and put in its group's list, where the step checks it as a param replaced in place
-    (dtype, shape against its state). The step wrote the old memory, which the tensor no longer
-    showed: its values never moved, silently (torch.optim steps what the tensor holds now). A slot
-    the caller replaced with another array (not the view any more) is the caller's, left as it is.
-    (The addresses only, compared in one pass: ~0.1 us a tensor; a shape compared too cost 0.3.)"""
-    now = list(map(sys.modules["torch"].Tensor.data_ptr, tensors))
-    if now == addresses:
-        return
-    for j, t in enumerate(tensors):
-        if now[j] == addresses[j]:
-            continue
+    """Each torch tensor among an Optimizer's params whose memory moved (:func:`follow`), put in its
+    group's list, where the step checks it as a param replaced in place (dtype, shape against its state)."""
+
+    def slot(j: int, t) -> tuple:
         i, gi = index_of[id(t)], 0
         while i >= len(group_params[gi][0]):  # (its group's list, and its place in it)
             i, gi = i - len(group_params[gi][0]), gi + 1
-        lst = group_params[gi][0]
+        return group_params[gi][0], i, f"param_groups[{gi}]['params'][{i}]"
+
+    follow(tensors, views, addresses, slot)
+
+
+def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -> list:
+    """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
+    (``views``, their ``addresses``: alike) was made -- ``tensor.data = ...``, ``tensor.set_(...)`` --
+    viewed again and put in its slot (``slot(j, tensor) -> (list, index, name)``: where its view sits
+    now); returns the indices ``j`` of those re-viewed. The step wrote the old memory, which the tensor
+    no longer showed: its values never moved, silently (torch.optim steps what the tensor holds now).
+    A slot the caller replaced with another array (not the view any more) is the caller's, left as it
+    is. ``accept(index, name, view)``: raises for a new view the optimizer cannot step (before it is
+    put in: refused at every step until the tensor is given memory it can, nothing written).
+    (The addresses only, compared in one pass: ~0.1 us a tensor; a shape compared too cost 0.3.)"""
+    now = list(map(sys.modules["torch"].Tensor.data_ptr, tensors))
+    if now == addresses:
+        return []
+    moved = []
+    for j, t in enumerate(tensors):
+        if now[j] == addresses[j]:
+            continue
+        lst, i, name = slot(j, t)
         if lst[i] is views[j]:
-            lst[i] = _backend.as_list([t], f"param_groups[{gi}]['params'][{i}]")[0]
-            views[j], addresses[j] = lst[i], tensor_address(lst[i])
+            new = _backend.as_list([t], name)[0]
+            if accept is not None:
+                accept(i, name, new)
+            lst[i] = views[j] = new
+            addresses[j] = tensor_address(new)
+            moved.append(j)
+    return moved
 
 
-def given_torch_tensors(params) -> tuple:
-    """``(params, tensors)`` for an optimizer of one list of params (LBFGS, NewtonCG): ``params`` as
-    given (an iterator made a list: it is read twice) and the torch tensors among them, which it steps
-    through views (``_backend.as_list``) and bumps (:func:`_bump_torch_versions`) where it writes."""
+class FollowsTensors:
+    """The torch tensors among one list of params (LBFGS's and NewtonCG's group, ShardedOptimizer's
+    arrays), followed to new memory at each step (:func:`follow`): the tensors (``_followed``), their
+    views and addresses, and their places in the list. A copy (pickle, ``copy.deepcopy``) follows
+    none (its params are arrays of its own)."""
+
+    _followed: Sequence = ()
+    _tensor_views: Sequence = ()
+    _tensor_addresses: Sequence = ()
+    _tensor_positions: Sequence = ()
+    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_positions")
+
+    def _track(self, given: list, arrays: list, start: int = 0) -> list:
+        """The torch tensors among ``given`` (the params as given, ``arrays`` their views, at ``start``
+        in the followed list) followed from now on, after those followed already; returns them."""
+        tensors = torch_tensors(given)
+        if tensors:
+            ids = set(map(id, tensors))
+            at = [k for k, g in enumerate(given) if id(g) in ids]
+            views = [arrays[k] for k in at]
+            # (lists of this object's own: a class default is a shared tuple)
+            self._followed = [*self._followed, *(given[k] for k in at)]
+            self._tensor_views = [*self._tensor_views, *views]
+            self._tensor_addresses = [*self._tensor_addresses, *map(tensor_address, views)]
+            self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
+        return tensors
+
+    def _follow_tensors(self, lst: list, name: str, accept=None) -> list:
+        """:func:`follow` over ``lst`` (named ``name`` in errors); returns the places re-viewed."""
+        pos = self._tensor_positions
+        if not pos:
+            return []
+        moved = follow(
+            self._followed,
+            cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
+            cast(list, self._tensor_addresses),
+            lambda j, t: (lst, pos[j], f"{name}[{pos[j]}]"),
+            accept,
+        )
+        return [pos[j] for j in moved]
+
+
+def given_params(params):
+    """``params`` as given to an optimizer of one list of params (LBFGS, NewtonCG): an iterator made a
+    list (it is read twice: viewed by ``_backend.as_list``, its torch tensors found and followed)."""
+    if not is_array(params) and not isinstance(params, (list, tuple)) and hasattr(params, "__next__"):
+        return list(params)
+    return params
+
+
+def given_list(params) -> list:
+    """The params as given (:func:`given_params`) as a list matching ``_backend.as_list``'s."""
     if is_array(params):
-        return params, torch_tensors([params])
-    if not isinstance(params, (list, tuple)) and hasattr(params, "__next__"):
-        params = list(params)
-    return params, torch_tensors(list(params)) if isinstance(params, (list, tuple)) else []
+        return [params]
+    return list(params) if isinstance(params, (list, tuple)) else []
 
 
-class GivenTensorsMixin:
+class GivenTensorsMixin(FollowsTensors):
     """``_given_tensors``: the torch tensors among the params as given, bumped where a step writes
     them. A copy (pickle, ``copy.deepcopy``) keeps none: its params are arrays of its own, which no
     tensor shows (it bumped the original tensors for writes they never saw, or pickled them)."""
 
     _given_tensors: list | tuple = ()  # (an object unpickled from before the attribute: none)
-    _tensor_views: Sequence = ()  # (their views and addresses, alike: follow_tensors)
-    _tensor_addresses: Sequence = ()
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_given_tensors": [], "_tensor_views": [], "_tensor_addresses": []}  # type: ignore[misc]
+        return {**super().__getstate__(), "_given_tensors": [], **dict.fromkeys(self._FOLLOWED, ())}  # type: ignore[misc]
 
     def __copy__(self):
         """A shallow copy steps the very arrays, the tensors' memory: it keeps the tensors."""

@@ -72,6 +72,23 @@ def same_params(params: list, dtype, n: int) -> None:
         )
 
 
+def follow_params(opt) -> bool:
+    """``opt``'s params (LBFGS's, NewtonCG's one group) at a step, before the closure runs: a torch
+    tensor given new memory (``tensor.data = ...``, ``set_``) stepped there (``_given.follow``; the
+    step wrote the old memory, the tensor never moved again), one the optimizer cannot step (another
+    dtype, sharing memory with another param) refused, nothing written; then :func:`same_params`.
+    Whether a tensor moved (its values are others than the step's caches hold)."""
+    ps = opt._params
+
+    def accept(i: int, name: str, view) -> None:
+        _backend.check_written(view, opt._dtype, name)
+        distinct([view if k == i else p for k, p in enumerate(ps)])
+
+    moved = opt._follow_tensors(ps, "param_groups[0]['params']", accept)
+    same_params(ps, opt._dtype, opt._n)
+    return bool(moved)
+
+
 def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, str, dict]:
     """``(group, where, entry)`` from the state dict ``sd`` of a one-group optimizer, its layout checked.
 

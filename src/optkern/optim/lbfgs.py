@@ -21,7 +21,7 @@ from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from .._serial import serialized
 from . import _closure, _lbfgs_state, _line_search
-from ._given import GivenTensorsMixin, _bump_torch_versions, given_torch_tensors
+from ._given import GivenTensorsMixin, _bump_torch_versions, given_list, given_params
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
 
@@ -82,8 +82,8 @@ class LBFGS(GivenTensorsMixin, NativeByName):
         _check_group(group)
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays, got a dict")
-        params, self._given_tensors = given_torch_tensors(params)
-        params = _backend.as_list(params, "params")
+        params = given_params(params)
+        given, params = given_list(params), _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
         if isinstance(params[0], dict):
@@ -96,6 +96,7 @@ class LBFGS(GivenTensorsMixin, NativeByName):
                 raise TypeError(f"params[{i}]: expected float32 or float64, got {p.dtype}")
         _lbfgs_state.distinct(params)
         self.param_groups = [dict(group, params=list(params))]
+        self._given_tensors = self._track(given, params)  # (followed to new memory: _lbfgs_state.follow_params)
         self._mod = mod
         self._xp = _backend.array_module(params[0])
         self._dtype = params[0].dtype
@@ -286,7 +287,7 @@ class LBFGS(GivenTensorsMixin, NativeByName):
 
     def _step(self, closure):
         lr, max_iter, max_eval, tol_grad, tol_change, history_size, ls = _check_group(self.param_groups[0])
-        _lbfgs_state.same_params(self._params, self._dtype, self._n)
+        _lbfgs_state.follow_params(self)
         self._trim(history_size)
         state = self.state
         self._moved = False

@@ -25,8 +25,8 @@ from ..hessian.cg import cg
 from ..hessian.operators import CurvatureOperator, as_operator
 from ..hessian.symmetry import require_symmetric
 from ._closure import call, closure_grads, closure_loss
-from ._given import GivenTensorsMixin, _bump_torch_versions, given_torch_tensors
-from ._lbfgs_state import count, distinct, one_group, same_params, vector
+from ._given import GivenTensorsMixin, _bump_torch_versions, given_list, given_params
+from ._lbfgs_state import count, distinct, follow_params, one_group, vector
 
 #: the hyper-parameters of the group, in ``__init__``'s order
 _HYPER = (
@@ -93,8 +93,8 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         max_damping=1e8,
         reuse_trial_gradient=True,
     ):
-        params, self._given_tensors = given_torch_tensors(params)
-        params = _backend.as_list(params, "params")
+        params = given_params(params)
+        given, params = given_list(params), _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
         for i, p in enumerate(params):
@@ -122,6 +122,7 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         group = {"params": list(params), **dict(zip(_HYPER, hyper))}
         self._check(group)
         self.param_groups = [group]
+        self._given_tensors = self._track(given, params)  # (followed to new memory: follow_params)
         self.num_grad_evals = 0
         self.num_hvps = 0
         self.last: dict = {}
@@ -243,7 +244,8 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
         products, model decrease q of lr p)``; nothing written."""
         hp = self._check(self.param_groups[0])
-        same_params(self._params, self._dtype, self._n)
+        if follow_params(self):
+            self._cache = None  # (the gradient of the values the tensors held before)
         lr, lam, max_cg, cg_tol, expo, warm = hp[:6]
         op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else self.curvature
         if getattr(op, "shape", None) != (self._n, self._n):

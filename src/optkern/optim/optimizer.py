@@ -325,14 +325,19 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         _bump_torch_versions(self._given_tensors)
         return loss
 
-    def _prepared(self, grads):
-        """The checks of a step that need no array pass: ``(grads as a list, [(hp, capturable,
-        lr buffer)] per group, runs to step per group, run layout after the step or None, whether
-        the step is one native call over every param)``. The array checks (``_precheck``) remain."""
+    def _follow_moved(self) -> None:
+        """The torch tensors among the params given new memory since the last step, viewed there
+        (``_given.follow_tensors``; also before a wrapper such as SAM writes the params)."""
         if self._given_tensors:
             follow_tensors(
                 self._given_tensors, self._tensor_views, self._tensor_addresses, self._index_of, self._group_params
             )
+
+    def _prepared(self, grads):
+        """The checks of a step that need no array pass: ``(grads as a list, [(hp, capturable,
+        lr buffer)] per group, runs to step per group, run layout after the step or None, whether
+        the step is one native call over every param)``. The array checks (``_precheck``) remain."""
+        self._follow_moved()
         self._check_param_groups()
         self._follow_replaced()
         skips = False

@@ -153,6 +153,9 @@ class SAM(NativeByName):
         self.rho = _backend.nonnegative("rho", self.rho)
         self.eps = _backend.nonnegative("eps", self.eps)
         self.adaptive = _backend.flag("adaptive", self.adaptive)
+        # a torch tensor given new memory (tensor.data =) followed there first: the ascent step wrote
+        # its old memory, the closure read the new one at w, not at the ascent point
+        getattr(self.base, "_follow_moved", lambda: None)()
         return self._checked_params()
 
     def _perturb(self, grads, name: str, ps: list | None = None) -> list:
