@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _backend
 from ..optim import AdagradNorm
-from ..optim._given import _bump_torch_versions
+from ..optim._given import FollowsTensors, _bump_torch_versions
 from . import hyper_check, sharded_clip, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
 from ._arrays import _IEEE
 from ._arrays import _is_half_bits as _is_half
@@ -39,7 +39,7 @@ from .params import check_same_params
 from .sharded_checkpoints import ShardedCheckpoints
 
 
-class ShardedOptimizer(ShardedCheckpoints):
+class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
     """ZeRO-1: the state of ``optimizer_class`` split over the ranks (≈ 1/world of it per rank).
 
     Args:
@@ -133,11 +133,7 @@ class ShardedOptimizer(ShardedCheckpoints):
         self.lo = min(self.rank * self.chunk, span)
         self.hi = min(self.lo + self.chunk, span)
         # (param, first, stop) in its C order, with the flat offset: the pieces of this rank's slice
-        self._own = []
-        for p, a in zip(self._user, self._offs):
-            s, e = max(self.lo - a, 0), min(self.hi - a, p.size)
-            if s < e:
-                self._own.append((p, s, e, a + s))
+        self._own = sharded_setup.own_pieces(self._user, self._offs, self.lo, self.hi)
         with _backend._device_of(p0):
             self._shard = xp.zeros(self.chunk, dtype=p0.dtype)  # this rank's reduced gradient slice
         base = self.rank * self.chunk
@@ -194,8 +190,9 @@ class ShardedOptimizer(ShardedCheckpoints):
             raise ValueError(f"op: expected 'mean' or 'sum', got {op!r}")
         self.op = op
         self.grad_weight = _grad_weight(grad_weight)
-        groups, self._given_tensors = sharded_setup.groups_of(params)
+        groups, given = sharded_setup.groups_of(params)
         self._user = [p for g in groups for p in g["params"]]
+        self._given_tensors = self._track(given, self._user)  # (followed to new memory: sharded_setup)
         sharded_setup.check_params(self._user)
         return groups
 
@@ -212,7 +209,8 @@ class ShardedOptimizer(ShardedCheckpoints):
     # they are left out of the copied state and made again on the copied buffers. (The
     # communicator is copied as the rest: an mpi4py communicator copies to the same one, so a
     # copy made alike on every rank steps with the other ranks' copies.)
-    _VIEWS = ("params", "_gviews", "_local_grads", "_copies")
+    # (a copy follows no tensor: its params are arrays of its own, as optim's copies)
+    _VIEWS = ("params", "_gviews", "_local_grads", "_copies", *FollowsTensors._FOLLOWED)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in vars(self).items() if k not in self._VIEWS}
@@ -249,10 +247,12 @@ class ShardedOptimizer(ShardedCheckpoints):
         (``opt.optimizer``) directly, alike on every rank, is followed the same way at the next
         ``step`` / ``synchronize`` / ``consolidate_state_dict`` / ``load_state_dict``."""
         self.comm._live("add_param_group")
-        group, tensors = agree(
-            self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group"
-        )[0]
+        group, given = agree(self.comm, lambda: (sharded_groups.new_group(self, param_group), None), "add_param_group")[
+            0
+        ]
         sharded_groups.regroup(self, sharded_groups.user_groups(self) + [group])
+        n = len(group["params"])
+        tensors = self._track(given, self._user[-n:] if n else [], len(self._user) - n)
         self._given_tensors = [*getattr(self, "_given_tensors", ()), *tensors]
 
     def _follow(self, where: str, err=None, mode: int | None = None, same: tuple = (), call: str | None = None) -> bool:
@@ -348,6 +348,7 @@ class ShardedOptimizer(ShardedCheckpoints):
                 "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
             )
         try:
+            sharded_setup.follow_tensors(self)  # (a tensor given new memory: read and written there)
             sharded_copy.check_layouts(self)  # (a param reshaped in place: before any copy or collective)
             check_optimizer_step(self.optimizer, self._local_grads)
             if not self._skip:

@@ -89,7 +89,12 @@ def layouts(params) -> tuple[list, np.ndarray | None]:
     shapes = [(p.shape, p.strides) for p in params]
     if not all(isinstance(p, np.ndarray) for p in params):
         return shapes, None
-    return shapes, np.array([w for p in params for w in (p.ndim, *p.shape, *p.strides)], np.int64)
+    return shapes, layout_words(shapes)
+
+
+def layout_words(shapes: list) -> np.ndarray:
+    """The ``(shape, strides)`` of :func:`layouts` as the int64 words ``first_relaid_`` compares."""
+    return np.array([w for shape, strides in shapes for w in (len(shape), *shape, *strides)], np.int64)
 
 
 def _element_order(shape, strides):

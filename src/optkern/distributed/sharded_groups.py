@@ -38,7 +38,7 @@ def added_directly(z) -> list:
 
 def new_group(z, param_group) -> tuple[dict, list]:
     """``param_group`` (ShardedOptimizer.add_param_group's argument) as a user group, checked on
-    this rank with every array (one dtype, distinct, ...), and the torch tensors among its arrays."""
+    this rank with every array (one dtype, distinct, ...), and its params as given (``groups_of``)."""
     if not isinstance(param_group, dict):
         raise TypeError(f"param_group: expected a dict, got {type(param_group).__name__}")
     if len(z.optimizer.param_groups) != len(z._counts):
@@ -46,9 +46,9 @@ def new_group(z, param_group) -> tuple[dict, list]:
             "param_groups: a group was added to the local optimizer (opt.optimizer) directly and not yet "
             "followed (step or synchronize first)"
         )
-    (group,), tensors = sharded_setup.groups_of([param_group], first=len(z._counts))
+    (group,), given = sharded_setup.groups_of([param_group], first=len(z._counts))
     sharded_setup.check_params(z._user + group["params"])
-    return group, tensors
+    return group, given
 
 
 def regroup(z, groups: list) -> None:

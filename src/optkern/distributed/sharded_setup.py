@@ -17,14 +17,14 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import first_sharing
-from ..optim._given import torch_tensors
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
 from . import sharded_copy, sharded_state
 
 
 def groups_of(params, where="params", first: int = 0) -> tuple[list, list]:
-    """(the user's params as a list of group dicts (a list of arrays is one group), the torch
-    tensors among them as given: each step writes them through views autograd does not see)."""
+    """(the user's params as a list of group dicts (a list of arrays is one group), their params as
+    given, one list: the torch tensors among them are followed to new memory and bumped, each step
+    writes them through views autograd does not see)."""
     if isinstance(params, dict):
         raise TypeError(f"{where}: expected a list of arrays or a list of dicts, got a dict")
     if _backend.is_array(params):  # (one array is one param; a torch tensor iterated gave its rows)
@@ -37,15 +37,15 @@ def groups_of(params, where="params", first: int = 0) -> tuple[list, list]:
         raise ValueError(f"{where}: got an empty parameter list")
     if not isinstance(groups[0], dict):
         groups = [{"params": groups}]
-    out, tensors = [], []
+    out, given = [], []
     for gi, g in enumerate(groups):
         if not isinstance(g, dict) or "params" not in g:
             raise TypeError(f"{where}[{gi}]: expected a dict with 'params'")
         raw = g["params"]
         raw = list(raw) if isinstance(raw, Iterator) else raw  # (read once: model.parameters())
         out.append({**g, "params": _backend.as_list(raw, f"param_groups[{first + gi}]['params']")})
-        tensors += torch_tensors(list(raw) if isinstance(raw, (list, tuple)) else [raw])
-    return out, tensors
+        given += list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    return out, given
 
 
 def check_params(params) -> None:
@@ -164,6 +164,49 @@ def element_numbering(arrays, params, offs) -> tuple[list[int], dict]:
             runs[k] = [(s, e, c) for (s, c), e in zip(pieces, stops)]
         k += 1
     return starts, runs
+
+
+def own_pieces(params, offs, lo: int, hi: int) -> list:
+    """``(param, first, stop, flat offset)`` in each param's C order: the pieces of the flat slice
+    ``[lo, hi)`` (a rank's own) that the params at ``offs`` hold."""
+    out = []
+    for p, a in zip(params, offs):
+        s, e = max(lo - a, 0), min(hi - a, p.size)
+        if s < e:
+            out.append((p, s, e, a + s))
+    return out
+
+
+def follow_tensors(z) -> None:
+    """The torch tensors among ``z``'s params (a ShardedOptimizer's) given new memory since the last
+    step (``tensor.data = ...``, ``set_``: ``optim._given.follow``) read and written there: the step
+    read and wrote the old memory, which they no longer showed (at world size 1 the step was lost,
+    the tensor never moved). New memory of another dtype or shape than the param's slot in the flat
+    buffer, read-only or shared with another param, is refused (at every step, until the tensor is
+    given memory the step can take), before anything is written; a strided one is followed (copied
+    element by element)."""
+
+    def accept(i: int, name: str, v) -> None:
+        was = z._user[i]
+        if v.dtype != was.dtype:
+            raise TypeError(f"{name}: given new memory of {v.dtype}, the flat buffer holds {was.dtype} (tensor.data =)")
+        if v.shape != was.shape:
+            raise ValueError(
+                f"{name}: given new memory of shape {tuple(v.shape)}, its slice of the flat buffer holds "
+                f"{tuple(was.shape)} (tensor.data =): make a new ShardedOptimizer for other shapes"
+            )
+        if isinstance(v, np.ndarray) and not v.flags.writeable:
+            raise _backend.read_only(name, v)
+        check_distinct([v if k == i else p for k, p in enumerate(z._user)])
+
+    moved = z._follow_tensors(z._user, "params", accept)
+    if moved:
+        z._layouts = list(z._layouts)  # (their layouts are the new memory's: check_layouts)
+        for i in moved:
+            z._layouts[i] = (z._user[i].shape, z._user[i].strides)
+        if z._layout_words is not None:
+            z._layout_words = sharded_copy.layout_words(z._layouts)
+        z._own, z._copies = own_pieces(z._user, z._offs, z.lo, z.hi), None
 
 
 def views_again(z) -> None:
