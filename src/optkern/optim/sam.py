@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import numpy as np
 
@@ -71,6 +72,16 @@ class SAM(NativeByName):
             raise TypeError(
                 f"base: {type(base).__name__}.step takes a closure, not grads (SAM wraps an optimizer "
                 "whose step(grads) takes the gradients at the ascent point)"
+            )
+        sharded = sys.modules.get("optkern.distributed.sharded")  # (not imported for this test: MPI)
+        if sharded is not None and isinstance(base, sharded.ShardedOptimizer):
+            # its param_groups are this rank's slices of its flat buffer, which each step overwrites
+            # from the arrays passed in: the ascent step moved the slices, the closure read the
+            # unmoved arrays, and the step was the wrapped optimizer's alone (SAM silently lost)
+            raise TypeError(
+                "base: a ShardedOptimizer's param_groups are its slices of a flat buffer, not the params the "
+                "closure reads, and ZeRO-1 cannot shard SAM's whole-gradient ascent step: wrap SAM in "
+                "DistributedOptimizer instead (it averages the closure's results)"
             )
         self.base = base
         self.rho = _backend.nonnegative("rho", rho)
