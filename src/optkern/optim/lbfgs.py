@@ -328,7 +328,10 @@ class LBFGS(GivenTensorsMixin, NativeByName):
                     t = min(1.0, 1.0 / sc(gsum)) * lr
             else:
                 t = lr
-            if gtd > -tol_change:
+            if gtd > -tol_change or (wolfe and t == 0):
+                # (t = 0: lr = 0, or 1 / |g|_1 past the dtype's range: a step of length 0, nothing to
+                # search; torch's cubic divided by the zero bracket, ZeroDivisionError out of the
+                # line search after the history had advanced)
                 break
 
             ls_func_evals = 0
