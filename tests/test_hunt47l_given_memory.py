@@ -173,3 +173,13 @@ def test_sam_perturbs_and_steps_a_tensor_given_new_memory():
     for a, b in zip(seen, seen_want):  # (the second evaluation at the ascent point of the new values)
         assert np.array_equal(a, b)
     assert np.array_equal(got, want)
+
+
+def test_a_group_list_replaced_by_the_caller_is_left_as_it_is():
+    p, q = torch.zeros(3, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    opt = O.LBFGS([p, q], max_iter=1)
+    mine = np.zeros(7)
+    opt.param_groups[0]["params"] = [mine]  # (the caller's one array for both: n elements alike)
+    q.data = torch.ones(4, dtype=torch.float64)  # (q's slot is gone: nothing to follow it into)
+    opt.step(lambda: (float((mine**2).sum() + 1), [2 * mine + 1]))
+    assert opt.param_groups[0]["params"] == [mine] and mine.any() and not p.any() and (q == 1).all()

@@ -94,9 +94,10 @@ def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -
     viewed again and put in its slot (``slot(j, tensor) -> (list, index, name)``: where its view sits
     now); returns the indices ``j`` of those re-viewed. The step wrote the old memory, which the tensor
     no longer showed: its values never moved, silently (torch.optim steps what the tensor holds now).
-    A slot the caller replaced with another array (not the view any more) is the caller's, left as it
-    is. ``accept(index, name, view)``: raises for a new view the optimizer cannot step (before it is
-    put in: refused at every step until the tensor is given memory it can, nothing written).
+    A slot the caller replaced with another array (not the view any more), or a list replaced, is the
+    caller's, left as it is. ``accept(index, name, view)``: raises for a new view the optimizer
+    cannot step (before it is put in: refused at every step until the tensor is given memory it
+    can, nothing written).
     (The addresses only, compared in one pass: ~0.1 us a tensor; a shape compared too cost 0.3.)"""
     now = list(map(sys.modules["torch"].Tensor.data_ptr, tensors))
     if now == addresses:
@@ -106,7 +107,7 @@ def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -
         if now[j] == addresses[j]:
             continue
         lst, i, name = slot(j, t)
-        if lst[i] is views[j]:
+        if i < len(lst) and lst[i] is views[j]:  # (a list the caller replaced may be shorter)
             new = _backend.as_list([t], name)[0]
             if accept is not None:
                 accept(i, name, new)
