@@ -2,7 +2,11 @@
 its share of the round's wall time running and waiting on a run queue, and how often it sat on the
 main thread's CPU.
 
-    PYTHONPATH=src python bench/cg_thread_census.py [--rounds 6] [--batch 128] [--reps 20]
+    PYTHONPATH=src python bench/cg_thread_census.py [--rounds 6] [--batch 128] [--reps 20] [--omp N] [--blas N]
+
+``--omp N`` / ``--blas N`` set optkern's OpenMP count / OpenBLAS's count at run time, one pool apart
+from the other. (The environment cannot: OpenBLAS reads OMP_NUM_THREADS too when OPENBLAS_NUM_THREADS
+is unset, so OMP_NUM_THREADS=1 leaves one thread in both pools, NumPy's OpenBLAS starting no worker.)
 
 Why: the benchmark's "slow state" (GGN product 1.9 ms instead of 1.45, CG overhead +15 % instead of
 +3 %, within one process, on 2 vCPUs) comes and goes between rounds, and the suspects are the three
@@ -37,7 +41,7 @@ NUMPY_BLAS = tids() - BEFORE
 import scipy.linalg  # noqa: E402, F401
 
 SCIPY_BLAS = tids() - BEFORE - NUMPY_BLAS
-from optkern import hessian  # noqa: E402
+from optkern import hessian, threads  # noqa: E402
 from optkern.nn import MLP  # noqa: E402
 
 
@@ -58,7 +62,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--omp", type=int, default=0, help="optkern's OpenMP threads (0: as started)")
+    ap.add_argument("--blas", type=int, default=0, help="OpenBLAS threads, every copy loaded (0: as started)")
     args = ap.parse_args()
+    if args.omp:
+        threads.set_num_threads(args.omp)
+    if args.blas:
+        for _, set_ in threads._loaded_openblas():
+            set_(args.blas)
     model = MLP([784, 256, 10], activation="tanh", dtype=np.float32)
     rng = np.random.default_rng(0)
     params = model.init_params(0)
