@@ -33,7 +33,7 @@ class Starting:
 class SignalledAtStart(ProcessPoolExecutor):
     """The study's pool, whose every new worker gets the signals as soon as it is started."""
 
-    signals: list[int] = []
+    signals: tuple[int, ...] = ()
 
     def _spawn_process(self):
         super()._spawn_process()  # type: ignore[misc]
@@ -47,7 +47,7 @@ def main() -> None:
     from optkern.study import pool
     from optkern.study.config import StudyConfig
 
-    SignalledAtStart.signals = [getattr(signal, f"SIG{a}") for a in sys.argv[1:] if a in ("INT", "TERM")]
+    SignalledAtStart.signals = tuple(getattr(signal, f"SIG{a}") for a in sys.argv[1:] if a in ("INT", "TERM"))
     if "handled" in sys.argv:
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
     pool.ProcessPoolExecutor = SignalledAtStart  # type: ignore[misc]
