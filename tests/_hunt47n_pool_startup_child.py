@@ -36,8 +36,8 @@ class SignalledAtStart(ProcessPoolExecutor):
     signals: tuple[int, ...] = ()
 
     def _spawn_process(self):
-        super()._spawn_process()  # type: ignore[misc]
-        pid = list(self._processes)[-1]  # type: ignore[attr-defined]
+        super()._spawn_process()
+        pid = list(self._processes)[-1]
         for s in self.signals:
             os.kill(pid, s)
 
@@ -50,7 +50,7 @@ def main() -> None:
     SignalledAtStart.signals = tuple(getattr(signal, f"SIG{a}") for a in sys.argv[1:] if a in ("INT", "TERM"))
     if "handled" in sys.argv:
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    pool.ProcessPoolExecutor = SignalledAtStart  # type: ignore[misc]
+    pool.ProcessPoolExecutor = SignalledAtStart
     cfg = StudyConfig.quick(optimizers=["sgd"], norms=["none"], seeds=2, epochs=1, hidden=(8,), jobs=2)
     tasks = [("sgd", "none", s) for s in range(2)]
     records: list[dict] = [{}, {}]
