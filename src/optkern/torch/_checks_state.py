@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import _backend
-from ..optim._state_checks import NONNEGATIVE, check_groups
+from ..optim._state_checks import NONNEGATIVE, check_groups, torch_required
 from ._host_values import host_group
 from ._state import _HOST_SCALARS, _meta
 
@@ -31,6 +31,14 @@ class _StateDictChecks:
         _check_listed(sd["state"], {k for group in keys for k in group})
         for i, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             where = f"state_dict['param_groups'][{i}]"
+            for k in torch_required(type(self)):
+                # (torch's loader takes the saved group for this one's, and its step then failed on a
+                # KeyError; taking this optimizer's value instead stepped on with another lr, silently)
+                if k not in saved:
+                    raise ValueError(
+                        f"{where}: missing {k!r} (torch's loader replaces a group with the saved one, "
+                        "whose step needs it)"
+                    )
             group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
             self._m._check(host_group(group), where)
             self._validate(group, where)
