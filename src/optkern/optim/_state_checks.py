@@ -70,24 +70,6 @@ REQUIRED = {
     "NAdam": ("lr", "betas", "eps", "weight_decay", "momentum_decay"),
 }
 
-#: Of :data:`REQUIRED`, what torch.optim's loader does without: its ``__setstate__`` fills them in,
-#: or (Adagrad's initial_accumulator_value) its step never reads them. optkern.torch refuses a
-#: group missing another by name (torch's step: a KeyError; ours took the constructor's value).
-TORCH_FILLS = {
-    "SGD": ("nesterov",),
-    "Adam": ("amsgrad",),
-    "RMSprop": ("momentum", "centered"),
-    "Adagrad": ("initial_accumulator_value",),
-}
-
-
-def torch_required(cls) -> tuple:
-    """The hyper-parameters a param group of a checkpoint loaded into ``cls`` (an optkern.torch
-    optimizer, by its class name) must carry: :data:`REQUIRED` less :data:`TORCH_FILLS`."""
-    fills = _row(TORCH_FILLS, cls, ())
-    return tuple(k for k in _row(REQUIRED, cls, ("lr",)) if k not in fills)
-
-
 _MAX_STEP = 2**53  # steps become doubles in the bias corrections: exact up to here
 
 
