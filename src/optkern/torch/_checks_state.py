@@ -48,7 +48,7 @@ def load_defaults(opt) -> dict:
     # for "the class's"; AdagradNorm, optkern's own, has its own)
     named = (getattr(torch.optim, c.__name__, None) for c in type(opt).__mro__)
     torch_cls = next((c for c in named if isinstance(c, type) and c is not torch.optim.Optimizer), type(opt))
-    sig = inspect.signature(torch_cls.__init__).parameters
+    sig = inspect.signature(torch_cls).parameters
     torch_keys = [k for k in _row(TORCH_SETDEFAULT, type(opt), ()) if k in sig and k in opt.defaults]
     return {**opt.defaults, **{k: sig[k].default for k in torch_keys}}
 
