@@ -285,21 +285,28 @@ def _check_entry(opt, entry, where: str, p, needed: set, strict: bool):
         step = check_step(entry.get("step"), f"{where}['step']")
     else:  # no step count: a present entry is a stepped one, under strict
         step = 1 if strict or any(entry.get(n) is not None for n in names) else 0
-    if step == 0:
-        return 0, {}
     for name in names:
-        if name in needed and entry.get(name) is None:
+        if step > 0 and name in needed and entry.get(name) is None:
             raise ValueError(
                 f"{where}: missing state {name!r} needed by these hyper-parameters (a parameter "
                 "that has not taken a step has no entry)"
             )
     scalars = {}
     for name in scalar_names:
+        if step == 0 and entry.get(name) is None:
+            continue  # (a step-0 entry's scalar is optional; one saved is loaded: scalars_saved)
         if name not in entry:
             raise ValueError(f"{where}: missing {name!r}")
         lo, hi, lo_open = SCALARS.get(name, (None, None, False))
         scalars[name] = check_scalar(entry[name], f"{where}[{name!r}]", lo, hi, lo_open)
     return step, scalars
+
+
+def scalars_saved(opt, entry: dict, step: int) -> bool:
+    """Whether ``entry``'s per-parameter scalars (NAdam's ``mu_product``) are loaded: always after a
+    step, and at step 0 where saved (torch's next step reads them, as it reads a step-0 entry's
+    moments: a saved mu_product started again at 1)."""
+    return step > 0 or any(entry.get(n) is not None for n in getattr(opt, "_scalar_names", ()))
 
 
 # ---- values --------------------------------------------------------------------------

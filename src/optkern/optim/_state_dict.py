@@ -160,7 +160,7 @@ class StateDictMixin(OptimizerParts):
             missing = [n for n in self._needed(hp) if n not in arrays]
             if missing:
                 raise ValueError(f"{where}: missing state {missing[0]!r} needed by these hyper-parameters")
-        extra = self._extra_from_state(entry, where) if step > 0 else {}
+        extra = self._extra_from_state(entry, where) if _state_checks.scalars_saved(self, entry, step) else {}
         return step, arrays, extra
 
     def _make_runs(self, index, params, records, mod):

@@ -18,10 +18,17 @@ A signal is never set to SIG_IGN or SIG_DFL while one may be pending (delivered,
 handler not yet run): CPython then prints ``OSError: Signal 15 ignored due to race condition``
 as a traceback. A worker gets the group's SIGTERM and the forwarded SIGINT at nearly the same
 time, so the first handler sets the second to ``_ignore``, a Python handler that does nothing.
+
+A worker is started with SIGINT and SIGTERM blocked (``_signals_blocked``: a child keeps its
+parent's signal mask through fork and exec, as multiprocessing's resource tracker relies on) and
+unblocks them in ``_init``, once its idle handlers are set: one signalled while it started up
+(importing, unpickling the data) died of it, which broke the pool, and the runs in flight were
+named missing. The signal now waits, and is handled as one that comes a moment later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -47,7 +54,51 @@ def _init(train, val, cfg, sigterm_handled: bool = False, parent: int = 0) -> No
 
     _WORKER.update(train=train, val=val, cfg=cfg, sigterm_handled=sigterm_handled, parent=parent)
     _settle()
+    if hasattr(signal, "pthread_sigmask"):  # (blocked since the worker started: _signals_blocked)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STARTUP_SIGNALS)
     pin_glibc_thresholds()  # as in the parent process (optkern.cli)
+
+
+#: The signals a worker holds blocked from its start to the end of ``_init`` (the module's docstring).
+_STARTUP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """``_STARTUP_SIGNALS`` blocked in this thread while it may start workers (``submit``): a
+    worker starts with them blocked. Those sent to the study meanwhile come when the block ends
+    (the pool's threads, started by the first ``submit``, keep them blocked: they reach this one)."""
+    if not hasattr(signal, "pthread_sigmask"):  # (not POSIX)
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STARTUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def _further_interrupts_ignored():
+    """A further Ctrl-C (or a SIGTERM taken as one) ignored while an interrupted study collects
+    the records of its runs in flight: it escaped the wait, no one signalled the run queued for a
+    worker any more (see run_pool), and the pool's shutdown joined it while it trained to its last
+    epoch: the study hung, every Ctrl-C after it in vain. Only a Python handler is swapped (the
+    main thread's; not SIG_IGN, see the module's docstring); the old one is put back once the
+    signals that came meanwhile ran on ``_ignore``."""
+    import threading
+
+    old = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(old):
+        yield  # (Python raises KeyboardInterrupt in the main thread alone; SIGINT ignored: none)
+        return
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        yield
+    finally:
+        if hasattr(signal, "pthread_sigmask"):  # (runs the Python handlers of pending signals)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        signal.signal(signal.SIGINT, old)
 
 
 def _ignore(signum, frame) -> None:
@@ -131,6 +182,26 @@ def _kill_workers(ex) -> None:
             pass
 
 
+def _collect_interrupted(ex, running: dict, records: list) -> None:
+    """An interrupted study's wait for the records of its runs in flight (the others cancelled)."""
+    _forward_interrupt(ex)
+    left = {fut: i for fut, i in running.items() if not fut.cancel()}
+    while left:
+        finished, _ = wait(list(left), timeout=0.25)
+        for fut in finished:
+            i = left.pop(fut)
+            try:
+                records[i].update(fut.result()[0])
+            except Exception:  # a broken pool
+                pass
+        if left:
+            # A run queued for a worker (the pool hands one more than it has workers to its queue,
+            # where cancel() cannot take it back) starts after the signal above, on a worker that
+            # ignored it while idle: it trained to its last epoch while the study waited. Signalled
+            # again until it returns (the others ignore it meanwhile).
+            _forward_interrupt(ex)
+
+
 def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
     hist = rec.get("history", {})
     acc = hist.get("val_acc") or [float("nan")]
@@ -164,7 +235,8 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
 
             def submit(i: int, epoch0) -> None:
                 name, norm, seed = tasks[i]
-                running[ex.submit(_run, name, norm, seed, epoch0)] = i
+                with _signals_blocked():  # (a Ctrl-C now comes once the future is in ``running``)
+                    running[ex.submit(_run, name, norm, seed, epoch0)] = i
 
             try:
                 for i, (name, norm, seed) in enumerate(tasks):
@@ -191,30 +263,19 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                 _kill_workers(ex)
                 raise
             except KeyboardInterrupt:
-                # The workers had Ctrl-C too: the runs in flight return what they measured. (A worker
-                # still starting up dies of it instead, which breaks the pool: its run has no record.)
-                # Forwarded too, for a SIGINT that reached this process alone.
-                _forward_interrupt(ex)
-                left = {fut: i for fut, i in running.items() if not fut.cancel()}
-                while left:
-                    finished, _ = wait(list(left), timeout=0.25)
-                    for fut in finished:
-                        i = left.pop(fut)
-                        try:
-                            records[i].update(fut.result()[0])
-                        except Exception:  # a broken pool
-                            pass
-                    if left:
-                        # A run queued for a worker (the pool hands one more than it has workers to its
-                        # queue, where cancel() cannot take it back) starts after the signal above, on a
-                        # worker that ignored it while idle: it trained to its last epoch while the study
-                        # waited. Signalled again until it returns (the others ignore it meanwhile).
-                        _forward_interrupt(ex)
-                # Every record is in: the workers have nothing left to give. Ended here, as a broken
-                # pool's are (_kill_workers): one that outlived the pool's terminate() (it ignores a
-                # second SIGTERM while it saves) hung the shutdown, waiting for work, where a worker
-                # killed by the same group SIGTERM while idle left the queue's lock held.
-                _kill_workers(ex)
+                # The workers had Ctrl-C too: the runs in flight return what they measured (a worker
+                # still starting up takes it once it is idle, see ``_signals_blocked``). Forwarded
+                # too, for a SIGINT that reached this process alone.
+                try:
+                    with _further_interrupts_ignored():
+                        _collect_interrupted(ex, running, records)
+                finally:
+                    # Every record is in: the workers have nothing left to give. Ended here, as a
+                    # broken pool's are (_kill_workers): one that outlived the pool's terminate() (it
+                    # ignores a second SIGTERM while it saves) hung the shutdown, waiting for work,
+                    # where a worker killed by the same group SIGTERM while idle left the queue's lock
+                    # held. (In a finally: whatever ends the wait, no worker outlives the study.)
+                    _kill_workers(ex)
                 return True
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM after the last run, while ``with`` joins the workers (a second one in

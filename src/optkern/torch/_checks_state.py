@@ -4,17 +4,53 @@ torch's loader changes anything."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .. import _backend
-from ..optim._state_checks import NONNEGATIVE, check_groups
+from ..optim._state_checks import NONNEGATIVE, REQUIRED, _row, check_groups
 from ._host_values import host_group
 from ._state import _HOST_SCALARS, _meta
 
 _STRIDED = torch.strided
+
+#: The group keys torch.optim's ``__setstate__`` (which its loader runs) sets to its defaults where
+#: a loaded group lacks them, by class name: torch's loader replaces a group with the saved one, so
+#: a checkpoint without ``maximize`` steps as maximize=False whatever the optimizer was made with.
+TORCH_SETDEFAULT = {
+    "SGD": ("nesterov", "maximize"),
+    "Adam": ("amsgrad", "maximize", "decoupled_weight_decay"),
+    "NAdam": ("maximize", "decoupled_weight_decay"),
+    "Adagrad": ("maximize",),
+    "RMSprop": ("momentum", "centered", "maximize"),
+    "Adadelta": ("maximize",),
+    "AdagradNorm": ("maximize",),
+}
+#: Of ``REQUIRED``, what torch's step never reads (kept from this optimizer where absent).
+_TORCH_UNREAD = {"Adagrad": ("initial_accumulator_value",)}
+
+
+def torch_required(cls) -> tuple:
+    """The hyper-parameters a saved group loaded into ``cls`` must carry: the others torch's loader
+    fills in or its step never reads. One missing: torch's step failed on it with a KeyError; ours
+    took the constructor's value and stepped on (another lr, silently)."""
+    without = _row(TORCH_SETDEFAULT, cls, ()) + _row(_TORCH_UNREAD, cls, ())
+    return tuple(k for k in _row(REQUIRED, cls, ("lr",)) if k not in without)
+
+
+def load_defaults(opt) -> dict:
+    """What a saved group of ``opt`` lacks loads as: torch's defaults (its signature's) for the keys
+    of ``TORCH_SETDEFAULT``, this optimizer's value for optkern's own keys (``momentum_form``)."""
+    # (torch's namesake's signature: its defaults are its __setstate__'s; optkern's Adam says None
+    # for "the class's"; AdagradNorm, optkern's own, has its own)
+    named = (getattr(torch.optim, c.__name__, None) for c in type(opt).__mro__)
+    torch_cls = next((c for c in named if isinstance(c, type) and c is not torch.optim.Optimizer), type(opt))
+    sig = inspect.signature(torch_cls).parameters
+    torch_keys = [k for k in _row(TORCH_SETDEFAULT, type(opt), ()) if k in sig and k in opt.defaults]
+    return {**opt.defaults, **{k: sig[k].default for k in torch_keys}}
 
 
 class _StateDictChecks:
@@ -31,7 +67,13 @@ class _StateDictChecks:
         _check_listed(sd["state"], {k for group in keys for k in group})
         for i, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             where = f"state_dict['param_groups'][{i}]"
-            group = {**self.defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
+            for k in torch_required(type(self)):
+                if k not in saved:
+                    raise ValueError(
+                        f"{where}: missing {k!r} (torch's loader replaces a group with the saved one, "
+                        "whose step needs it)"
+                    )
+            group = {**load_defaults(self), **saved, "params": own["params"]}  # (as it will be once loaded)
             self._m._check(host_group(group), where)
             self._validate(group, where)
 
@@ -50,7 +92,7 @@ class _StateDictChecks:
         for gi, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             needed: tuple = ()
             if self._complete_state:
-                group = {**self.defaults, **saved, "params": own["params"]}  # (checked: _check_state_dict)
+                group = {**load_defaults(self), **saved, "params": own["params"]}  # (checked: _check_state_dict)
                 hp = m._check(host_group(group), f"state_dict['param_groups'][{gi}]")
                 needed = tuple(n for n in m._needed(hp) if n not in self._may_be_none)
             for k, p in zip(saved["params"], own["params"]):

@@ -12,6 +12,7 @@ import torch
 
 from .._serial import serialized
 from . import _lowp
+from ._checks_state import load_defaults
 from ._state import _HOST_SCALARS, _like_param, _meta, _scalars_to_host
 from ._tracked import plain, tracked
 
@@ -48,7 +49,8 @@ class _StateDictIO:
         """torch's loader (casts state to each param's dtype and device), then the step counters and
         mu_product back on the CPU, a number (older torch's ``"step": 2``) made the tensor torch's
         ``__setstate__`` makes (``_scalars_to_host``), the hyper-parameters torch's format lacks
-        (``momentum_form``, RMSprop's ``nesterov``...) filled from the defaults.
+        (``momentum_form``, RMSprop's ``nesterov``...) filled from the defaults (those torch's
+        ``__setstate__`` fills, from torch's: ``_checks_state.load_defaults``).
 
         The whole state dict is checked first (``_check_state_dict``: its structure, every group's
         hyper-parameters as the constructor checks them, every state entry against its param), and
@@ -66,7 +68,7 @@ class _StateDictIO:
                 _scalars_to_host(state, scalars)
                 _like_param(p, state)
             for i, group in enumerate(self.param_groups):
-                for k, v in self.defaults.items():
+                for k, v in load_defaults(self).items():
                     group.setdefault(k, v)
                 self._validate(group, f"param_groups[{i}]")
             self.state = tracked(self.state, own=True)  # (torch's loader made the per-param dicts)
