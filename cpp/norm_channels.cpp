@@ -52,6 +52,39 @@ template std::vector<rules::Moments<double>> normcpu::channel_moments(const doub
 
 namespace {
 
+// The channels' merged moments of x stored as S (uint16_t: half, bf16 says which; in float32).
+template <class S>
+std::vector<rules::Moments<double>> moments_of(const S* x, const Shape& sh, bool bf16) {
+  using T = half::compute_t<S>;
+  if constexpr (std::is_same_v<S, T>) {
+    return normcpu::channel_moments(x, sh.N, sh.C, sh.S);
+  } else {
+    std::vector<rules::Moments<double>> part(size_t(sh.nblk() * sh.C));
+    const HalfIO h{x, nullptr, nullptr, bf16};
+    run(StatsKernel<T, HalfIn>{{}, part.data(), sh}, &h, tasks(sh), sh.size());
+    return merged_blocks<T>(part, sh);
+  }
+}
+
+// The channels' mean low parts (rules::mean_lo) for batch statistics (mean, rstd) of x: empty where
+// no channel needs one (|mean| rstd <= 1: no pass over x), else lo[c], 0 for the channels that do
+// not. From the moments again, as the row norms' backward takes theirs (cpp/norm_rows.cpp): the
+// statistics kernel's, so the bits of channel_stats' mean. Float32 (64, 3, 17) of 1e7 + 0.5 + N(0, 1)
+// normalized around the rounded mean alone had y 0.51 and dx 0.06 off the float64 normalization of
+// the same values (tests/test_hunt47k_bn_mean_lo.py).
+template <class S>
+std::vector<half::compute_t<S>> channel_lows(const S* x, const half::compute_t<S>* mean,
+                                             const half::compute_t<S>* rstd, const Shape& sh, bool bf16) {
+  using T = half::compute_t<S>;
+  bool any = false;
+  for (int64_t c = 0; c < sh.C; ++c) any |= rules::mean_lo_needed(mean[c], rstd[c]);
+  if (!any || sh.size() == 0) return {};
+  const std::vector<rules::Moments<double>> m = moments_of(x, sh, bf16);
+  std::vector<T> lo(size_t(sh.C));
+  for (int64_t c = 0; c < sh.C; ++c) lo[size_t(c)] = rules::mean_lo(m[size_t(c)], mean[c], rstd[c]);
+  return lo;
+}
+
 // mean, rstd = 1 / sqrt(biased var + eps) and the unbiased variance (for the
 // running buffer) of each channel, all from the same merged moments. S: the storage type of x
 // (uint16_t: half, bf16 says which; statistics in float32).
@@ -67,15 +100,7 @@ void stats_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rs
   args.check_overlap();
   if (sh.N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
   py::gil_scoped_release nogil;
-  std::vector<rules::Moments<double>> merged;
-  if constexpr (std::is_same_v<S, T>) {
-    merged = normcpu::channel_moments(x, sh.N, sh.C, sh.S);
-  } else {
-    std::vector<rules::Moments<double>> part(size_t(sh.nblk() * sh.C));
-    const HalfIO h{x, nullptr, nullptr, bf16};
-    run(StatsKernel<T, HalfIn>{{}, part.data(), sh}, &h, tasks(sh), sh.size());
-    merged = merged_blocks<T>(part, sh);
-  }
+  const std::vector<rules::Moments<double>> merged = moments_of(x, sh, bf16);
   for (int64_t c = 0; c < sh.C; ++c) {
     const rules::Moments<double>& acc = merged[size_t(c)];
     if (rules::stats_ok(T(acc.mean), T(acc.m2), T(eps))) {
@@ -139,6 +164,7 @@ void running_stats(py::handle running_mean, py::handle running_var, py::handle m
 struct RunningArgs {
   py::handle var, mean, rvar;
   double momentum;
+  bool training;  // (mean, rstd) are x's batch statistics: the far channels' low parts apply
 };
 
 // The rare redo of non-finite dx or parameter sums (norm_cpu.hpp's redo_channels) with half storage:
@@ -180,7 +206,7 @@ void redo_half(const DxKernel<float, HalfIn, HalfOut>& k, const HalfIO& h, float
     if (S == 1) std::copy(k.bad, k.bad + N, pick.begin());
     else if (N > 0) pick[0] = bad[size_t(c)];
     redo_channels(ChannelGrads<float>{f.data(), f.data() + m, k.mean + c, k.rstd + c, k.w + c, f.data() + 2 * m, N, 1,
-                                      S, k.training},
+                                      S, k.training, k.lo ? k.lo + c : nullptr},
                   pick.data(), dw ? dw + c : nullptr, db ? db + c : nullptr);
     if (!bad[size_t(c)]) continue;  // (only the sums redone: dx as it was)
     r.resize(size_t(m));
@@ -210,8 +236,11 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle 
   const half::Params<S> wp(w, sh.C, T(1), bf16), bp(b, sh.C, T(0), bf16);
   k.w = wp.p, k.b = bp.p;
   py::gil_scoped_release nogil;
-  const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? sh.C : 0);
+  const std::vector<T> lo = ra.training ? channel_lows(x, k.mean, k.rstd, sh, bf16) : std::vector<T>{};
+  const T* lop = lo.empty() ? nullptr : lo.data();
+  const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? sh.C : 0, lop);
   k.ns = scaling.data();
+  k.lo = lop;
   const int64_t n = sh.S == 1 ? sh.N : sh.N * sh.C;
   if constexpr (kHalf) {  // (the kernel writes a buffer: no streamed stores)
     const HalfIO h{x, nullptr, y, bf16};
@@ -225,11 +254,11 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle 
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
-                          py::handle running_var, double momentum) {
+                          py::handle running_var, double momentum, bool training) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
-  const RunningArgs ra{var, running_mean, running_var, momentum};
+  const RunningArgs ra{var, running_mean, running_var, momentum, training};
   HostArgs args(dt);
   if (half::is_half(dt)) forward_impl<uint16_t>(args, x, mean, rstd, w, b, y, sh, ra, half::is_bf16(dt));
   else if (dt.itemsize() == 4) forward_impl<float>(args, x, mean, rstd, w, b, y, sh, ra, false);
@@ -267,9 +296,13 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
   py::gil_scoped_release nogil;
   std::vector<double> sdy(size_t(nblk * C), 0.0), sdyx(size_t(nblk * C), 0.0);  // (GradSumKernel: in double)
   std::vector<T> mg(size_t(C), T(0)), mgx(size_t(C), T(0));
-  const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? C : 0);
+  // (the forward's low parts: batch statistics only, an eval x̂ is around the running mean as given)
+  const std::vector<T> lo = training ? channel_lows(x, k.mean, k.rstd, sh, bf16) : std::vector<T>{};
+  k.lo = lo.empty() ? nullptr : lo.data();
+  const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? C : 0, k.lo);
   k.ns = scaling.data();
   gk.mean = k.mean, gk.rstd = k.rstd, gk.sdy = sdy.data(), gk.sdyx = sdyx.data(), gk.sh = sh, gk.ns = k.ns;
+  gk.lo = k.lo;
   if constexpr (kHalf) {
     run(gk, &h, tasks(sh), 2 * size);
   } else {
@@ -297,7 +330,7 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
     redo_half(k, h, dw, db);
   } else {
     run(k, nt, 3 * size);
-    redo_channels(ChannelGrads<T>{k.dy, k.x, k.mean, k.rstd, k.w, k.dx, sh.N, C, sh.S, training}, k.bad, dw, db);
+    redo_channels(ChannelGrads<T>{k.dy, k.x, k.mean, k.rstd, k.w, k.dx, sh.N, C, sh.S, training, k.lo}, k.bad, dw, db);
   }
   if constexpr (kHalf) {
     if (dw) half::from_float(dw, dws, C, bf16);

@@ -130,6 +130,7 @@ template <class T, class P = const T*> struct GradSumKernel {
   double *sdy, *sdyx;  // [nblk][C]
   Shape sh;
   const T* ns;  // S = 1: ChannelScaling's data, null when no channel needs it (norm_cpu.hpp)
+  const T* lo;  // S > 1: the channels' mean low parts (rules::mean_lo), null when none needs one
   Region region(int64_t t) const { return block_region(sh, t); }
   void bind(P x_, P dy_, HalfOut) { x = x_, dy = dy_; }
   OK_INLINE void operator()(int64_t t) const {
@@ -144,11 +145,11 @@ template <class T, class P = const T*> struct GradSumKernel {
       for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
         const T* OK_RESTRICT g = dy + n * C;
         const T* OK_RESTRICT xn = x + n * C;
-        if (ns) {  // (rare: a channel whose x - mean may overflow)
+        if (ns) {  // (rare: a channel whose x - mean may overflow, or far from 0)
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
             a[c] += double(g[c]);
-            b[c] += double(g[c] * rules::normalize(xn[c], channel_normalizer(ns, C, c)));
+            b[c] += double(g[c] * channel_xhat(xn[c], ns, C, c));
           }
           continue;
         }
@@ -166,7 +167,7 @@ template <class T, class P = const T*> struct GradSumKernel {
     // double: in T lanes, float32 runs of 32768 with dy = 1 + 0.01 N had dγ 7.2e-5 and dx 8.4e-6
     // relative off the exact sums (tests/test_hunt44h_bn_grad_sums.py)
     double a = 0, b = 0;
-    with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
+    with_normalizer(mean[c], rstd[c], lo, c, [&](const auto& nz) OK_INLINE_LAMBDA {
       for (int64_t n = sh.n0(k); n < sh.n1(k); ++n) {
         const T* OK_RESTRICT g = dy + (n * C + c) * S;
         const T* OK_RESTRICT xn = x + (n * C + c) * S;
@@ -194,14 +195,15 @@ template <class T, class P = const T*, class Q = T*> struct ApplyKernel {
   Shape sh;
   bool stream;  // non-temporal stores of y (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
+  const T* lo;  // S > 1: the channels' mean low parts (rules::mean_lo), or null
   Region region(int64_t t) const { return row_region(sh, t); }
   void bind(P x_, P, Q y_) { x = x_, y = y_; }
   OK_INLINE void operator()(int64_t t) const {
     if (sh.S == 1) {
       const T* OK_RESTRICT xn = x + t * sh.C;
-      if (ns) {  // (rare: a channel whose x - mean may overflow)
+      if (ns) {  // (rare: a channel whose x - mean may overflow, or far from 0)
         write_row(y + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
-          return rules::affine(rules::normalize(xn[c], channel_normalizer(ns, sh.C, c)), w[c], b[c]);
+          return rules::affine(channel_xhat(xn[c], ns, sh.C, c), w[c], b[c]);
         });
         return;
       }
@@ -213,7 +215,7 @@ template <class T, class P = const T*, class Q = T*> struct ApplyKernel {
     const int64_t c = t % sh.C;
     const T wc = w[c], bc = b[c];
     const T* OK_RESTRICT xn = x + t * sh.S;
-    with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
+    with_normalizer(mean[c], rstd[c], lo, c, [&](const auto& nz) OK_INLINE_LAMBDA {
       write_row(y + t * sh.S, sh.S, stream,
                 [&](int64_t i) OK_INLINE_LAMBDA { return rules::affine(rules::normalize(xn[i], nz), wc, bc); });
     });
@@ -228,6 +230,7 @@ template <class T, class P = const T*, class Q = T*> struct DxKernel {
   Shape sh;
   bool stream;  // non-temporal stores of dx (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
+  const T* lo;  // the channels' mean low parts (rules::mean_lo), or null (S = 1: in ns; the redos)
   bool training;
   char* bad;  // bad[t]: a dx of task t is not finite (redone: redo_channels)
   Region region(int64_t t) const { return row_region(sh, t); }
@@ -238,9 +241,9 @@ template <class T, class P = const T*, class Q = T*> struct DxKernel {
     if (sh.S == 1) {
       const T* OK_RESTRICT g = dy + t * sh.C;
       const T* OK_RESTRICT xn = x + t * sh.C;
-      if (ns) {  // (rare: a channel whose x - mean may overflow)
+      if (ns) {  // (rare: a channel whose x - mean may overflow, or far from 0)
         return write_row_finite(dx + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
-          const T xh = rules::normalize(xn[c], channel_normalizer(ns, sh.C, c));
+          const T xh = channel_xhat(xn[c], ns, sh.C, c);
           return rules::norm_dx(g[c], w[c], xh, rstd[c], mg[c], mgx[c]);
         });
       }
@@ -253,7 +256,7 @@ template <class T, class P = const T*, class Q = T*> struct DxKernel {
     const T* OK_RESTRICT g = dy + t * sh.S;
     const T* OK_RESTRICT xn = x + t * sh.S;
     bool ok = true;
-    with_normalizer(mean[c], rs, [&](const auto& nz) OK_INLINE_LAMBDA {
+    with_normalizer(mean[c], rs, lo, c, [&](const auto& nz) OK_INLINE_LAMBDA {
       ok = write_row_finite(dx + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA {
         return rules::norm_dx(g[i], wc, rules::normalize(xn[i], nz), rs, a, b);
       });

@@ -212,6 +212,7 @@ template <class T> struct ChannelGrads {
   T* dx;
   int64_t N, C, S;
   bool training;
+  const T* lo = nullptr;  // the channels' mean low parts (rules::mean_lo; null: none)
   int64_t at(int64_t c, int64_t i) const { return ((i / S) * C + c) * S + i % S; }  // element i of channel c
 };
 template <class T> void redo_channels(const ChannelGrads<T>& k, const char* bad_tasks, T* dw, T* db) {
@@ -226,7 +227,7 @@ template <class T> void redo_channels(const ChannelGrads<T>& k, const char* bad_
   for (int64_t c = 0; c < C; ++c) {
     const auto elem = [&](int64_t i) {
       const int64_t e = k.at(c, i);
-      return GradElem<T>{k.dy[e], k.w[c], rules::normalize_safe(k.x[e], k.mean[c], k.rstd[c])};
+      return GradElem<T>{k.dy[e], k.w[c], rules::normalize_safe(k.x[e], k.mean[c], k.lo ? k.lo[c] : T(0), k.rstd[c])};
     };
     if (bad[size_t(c)] && k.training)
       dx_group_scaled<T>(n, k.rstd[c], false, elem, [&](int64_t i, T v) { k.dx[k.at(c, i)] = v; });
@@ -268,29 +269,41 @@ template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, T lo, F&
 }
 template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, F&& f) { with_normalizer(mean, r, T(0), f); }
 
+// with_normalizer for channel c given the channels' mean low parts lo (null: none): where lo[c] is 0
+// the loops compiled without it (a channel of ordinary data keeps its instructions and bits).
+template <class T, class F> OK_INLINE void with_normalizer(T mean, T r, const T* lo, int64_t c, F&& f) {
+  if (lo && lo[c] != T(0)) with_normalizer(mean, r, lo[c], f);
+  else with_normalizer(mean, r, f);
+}
+
 // The kernels vectorized across channels (batch norm of (N, C)) choose once per call: when any
-// channel needs the scaled normalizer, every channel's is held as (f, mf, rf) ([3][C] in `v`), the
-// others' as (1, -mean, r), whose fma(x, 1, -mean) · r rounds as (x - mean) · r. Else `v` is empty
-// (data() null: the plain formula's loops).
+// channel needs the scaled normalizer or a mean low part (lo, null: none; rules::mean_lo), every
+// channel's is held as (f, mf, rf, lo) ([4][C] in `v`), the others' as (1, -mean, r, 0), whose
+// (fma(x, 1, -mean) - 0) · r rounds as (x - mean) · r (rules::normalize(x, ScaledNormalizer, lo)).
+// Else `v` is empty (data() null: the plain formula's loops).
 template <class T> struct ChannelScaling {
   std::vector<T> v;
-  ChannelScaling(const T* mean, const T* r, int64_t C) {
-    bool any = false;
+  ChannelScaling(const T* mean, const T* r, int64_t C, const T* lo = nullptr) {
+    bool any = lo != nullptr && C > 0;
     for (int64_t c = 0; c < C; ++c) any |= rules::normalize_needs_scaling(r[c]);
     if (!any) return;
-    v.resize(size_t(3 * C));
+    v.resize(size_t(4 * C));
     for (int64_t c = 0; c < C; ++c) {
       const auto n = rules::normalize_needs_scaling(r[c]) ? rules::scaled_normalizer(mean[c], r[c])
                                                           : rules::ScaledNormalizer<T>{T(1), -mean[c], r[c]};
       v[size_t(c)] = n.f, v[size_t(C + c)] = n.mf, v[size_t(2 * C + c)] = n.rf;
+      v[size_t(3 * C + c)] = lo ? lo[c] : T(0);  // (0 for a scaled channel: rules::mean_lo)
     }
   }
   const T* data() const { return v.empty() ? nullptr : v.data(); }
 };
 
-// Channel c's normalizer from a ChannelScaling's data (C channels).
+// Channel c's normalizer from a ChannelScaling's data (C channels), and x̂ of its value x.
 template <class T> OK_INLINE rules::ScaledNormalizer<T> channel_normalizer(const T* ns, int64_t C, int64_t c) {
   return {ns[c], ns[C + c], ns[2 * C + c]};
+}
+template <class T> OK_INLINE T channel_xhat(T x, const T* ns, int64_t C, int64_t c) {
+  return rules::normalize(x, channel_normalizer(ns, C, c), ns[3 * C + c]);
 }
 
 // Ask for the next row while this one is written: a row is often one 4 KiB

@@ -119,5 +119,12 @@ template <class A, class At> __device__ rules::Moments<double> block_moments(int
                                    M, at);
 }
 
+// The mean low part (rules::mean_lo) of a group of M values at(j) with saved statistics (mu, rs): its
+// moments again (block_moments) only where it is needed, else 0 (mu, rs block-uniform: call from
+// every thread). The R-operator's groups (cuda/norm_rop.cu) and batch norm's channels (norm_channels.cu).
+template <class A, class At> __device__ A block_mean_lo(A mu, A rs, int64_t M, At at, rules::Moments<double>* sm) {
+  return rules::mean_lo_needed(mu, rs) ? rules::mean_lo(block_moments<A>(M, at, sm), mu, rs) : A(0);
+}
+
 }  // namespace normgpu
 }  // namespace optkern

@@ -93,10 +93,7 @@ template <class T, int A> __global__ void __launch_bounds__(kThreads) lo_kernel(
   __shared__ rules::Moments<double> sm[32];
   const int64_t M = s.size();
   for (int64_t g = blockIdx.x; g < s.groups(); g += gridDim.x) {
-    const T mu = s.mean[g], rs = s.rstd[g];
-    T l = T(0);
-    if (rules::mean_lo_needed(mu, rs))
-      l = rules::mean_lo(block_moments<T>(M, [&](int64_t j) { return s.h[s.n_of(g, j) * s.D + s.d_of(g, j)]; }, sm), mu, rs);
+    const T l = block_mean_lo<T>(s.mean[g], s.rstd[g], M, [&](int64_t j) { return s.h[s.n_of(g, j) * s.D + s.d_of(g, j)]; }, sm);
     if (threadIdx.x == 0) lo[g] = l;
   }
 }

@@ -67,10 +67,9 @@ def _check(name, x, y, mean, rstd, dx, groups, dw=None):
         ulp = Fraction(float(np.spacing(abs(flat[idx[0]]))))
         assert abs(Fraction(float(mean[g])) - m) <= ulp, f"{name} {g}: mean {float(Fraction(float(mean[g])) - m)}"
         assert float(rstd[g]) == pytest.approx(r, rel=1e-12, abs=0), f"{name} {g}: rstd {rstd[g]} vs {r}"
-        # the row kernels' x̂ around the exact mean (the mean's low part, rules::mean_lo: hunt 46a; instance
-        # norm's y with running buffers too), batch norm's around the mean as returned
-        centre = Fraction(float(mean[g])) if name == "batch_norm" else m
-        xh = np.array([float((Fraction(float(a)) - centre) * Fraction(r)) for a in flat[idx]])
+        # every kernel's x̂ around the exact mean (the mean's low part, rules::mean_lo: the row kernels since
+        # hunt 46a, instance norm's y with running buffers too; batch norm's channels since hunt 47k)
+        xh = np.array([float((Fraction(float(a)) - m) * Fraction(r)) for a in flat[idx]])
         assert np.max(np.abs(y[idx] - xh)) <= 1e-9 * np.max(np.abs(xh)) + 1e-12, f"{name} {g}: y"
         d = dyf[idx]
         want = r * (d - d.mean() - xh * np.mean(d * xh))

@@ -71,21 +71,17 @@ def _check(name, x, y, sv, backward, groups):
         got_mean, got_rstd = float(np.ravel(sv.mean)[g]), float(np.ravel(sv.rstd)[g])
         assert abs(Fraction(got_mean) - m) <= Fraction(ULP), f"{name} {g}: mean {got_mean - BASE}"
         assert got_rstd == pytest.approx(r, rel=1e-12, abs=0), f"{name} {g}: rstd {got_rstd} vs {r}"
-        # y, dx against the exact x̂: the row norms' around the exact mean (they subtract the mean's
-        # low part too, rules::mean_lo: hunt 46a), batch norm's around the mean as returned (rounded
-        # to a float64: x̂ moves by up to an ulp of the data times rstd with it)
-        centre = Fraction(got_mean) if name == "batch_norm" else m
-        xh = np.array([float((Fraction(float(a)) - centre) * Fraction(r)) for a in flat[idx]])
+        # y, dx against the exact x̂ around the exact mean: every norm subtracts the mean's low part
+        # too (rules::mean_lo: the row norms since hunt 46a, batch norm's channels since hunt 47k)
+        xh = np.array([float((Fraction(float(a)) - m) * Fraction(r)) for a in flat[idx]])
         assert np.max(np.abs(y[idx] - xh)) <= 1e-9 * np.max(np.abs(xh)) + 1e-12, f"{name} {g}: y"
         d = dyf[idx]
         want = r * (d - d.mean() - xh * np.mean(d * xh))
         assert np.max(np.abs(dx[idx] - want)) <= 1e-9 * np.max(np.abs(want)), f"{name} {g}: dx"
     if name == "batch_norm":  # (per channel: the row norms' dweight mixes rows)
         for g, idx in enumerate(groups):
-            m, r = _exact(flat[idx])
-            xh = np.array(
-                [float((Fraction(float(a)) - Fraction(float(np.ravel(sv.mean)[g]))) * Fraction(r)) for a in flat[idx]]
-            )
+            m, r = _exact(flat[idx])  # (around the exact mean, as y and dx)
+            xh = np.array([float((Fraction(float(a)) - m) * Fraction(r)) for a in flat[idx]])
             want = float(np.sum(dyf[idx] * xh))
             assert float(np.ravel(dw)[g]) == pytest.approx(want, rel=1e-9, abs=1e-9 * len(idx)), f"{name} {g}: dweight"
 

@@ -58,7 +58,10 @@ def errors(dx, dw, db, dy, x, mu, rs):
     the exact-sum float32 results (dx, dw) beside them."""
     N, C = x.shape[:2]
     xr, dyr = _channels(x, N, C), _channels(dy, N, C)
-    xh = ((xr - mu[:, None]) * rs[:, None]).astype(f32)
+    # x̂ as the kernels form it: ((x - mean) - lo) r, lo the mean's low part where |mean| r > 1
+    # (rules::mean_lo: these channels at 3 + N(0, 1) take it), in float32 steps
+    lo = np.where(np.abs(mu) * rs > 1, (xr.mean(1, dtype=f64) - mu).astype(f32), f32(0))
+    xh = (((xr - mu[:, None]).astype(f32) - lo[:, None]).astype(f32) * rs[:, None]).astype(f32)
     sa, sb = dyr.sum(1, dtype=f64), (dyr * xh).astype(f32).sum(1, dtype=f64)
     m = xr.shape[1]
     mg, mgx = (sa / m).astype(f32)[:, None], (sb / m).astype(f32)[:, None]  # (rules::grad_means)

@@ -434,9 +434,10 @@ def channel_norm_forward(
     running_mean: typing.Any = None,
     running_var: typing.Any = None,
     momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+    training: bool = False,
 ) -> None:
     """
-    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked.
+    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked. training: mean and rstd are x's batch statistics (channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo).
     """
 
 def channel_stats(

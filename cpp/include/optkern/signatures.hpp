@@ -78,9 +78,11 @@ void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward
   m.def("channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
         arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"), arg("var") = py::none(),
         arg("running_mean") = py::none(), arg("running_var") = py::none(), arg("momentum") = 0.0,
+        arg("training") = false,
         "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers "
         "(both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum "
-        "batch, after every argument is checked.");
+        "batch, after every argument is checked. training: mean and rstd are x's batch statistics "
+        "(channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo).");
   m.def("channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
         arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
         "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");

@@ -160,7 +160,9 @@ def batch_norm(
             xp,
             running_mean,
             running_var,
-            lambda rm, rv: mod.channel_norm_forward(x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum),
+            lambda rm, rv: mod.channel_norm_forward(
+                x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum, training=True
+            ),
         )
         return y, BatchNormSaved(mean, rstd, True)
     if running_mean is None:
