@@ -293,26 +293,22 @@ def test_sgd_first_step_ignores_the_buffer(form, nesterov, dtype, junk):
     assert np.array_equal(np.signbit(b_junk), np.signbit(want))  # the -0 grad stays -0 (pytorch form)
 
 
-def test_batch_norm_dx_of_an_offset_batch_of_two_is_as_far_off_as_torchs():
-    # x ~ 1000 + 0.01 N(0, 1) over a batch of two: the float32 mean (saved for the backward, as
-    # torch saves it) is off by half an ulp of 1000, 0.3% of x - mean, and dx by ~6%. Found by a
-    # fuzz seed (77123) whose tolerance lacked that term; optkern's dx is within a few float32
-    # roundings of torch's float32 dx, and both within the conditioning bound of the float64 one.
-    torch = pytest.importorskip("torch")
+def test_batch_norm_dx_of_an_offset_batch_of_two_is_near_the_float64_one():
+    # x ~ 1000 + 0.01 N(0, 1) over a batch of two: the float32 mean rounded to float32 is off by half
+    # an ulp of 1000, 0.3% of x - mean, and a dx formed around it ~6% off (torch's float32 dx is; so
+    # was ours until batch norm subtracted the mean's low part, h253). Found by fuzz seed 77123.
     x = np.array([[1000.12573, 999.8679, 1000.64044], [1000.1049, 999.46436, 1000.3616]], np.float32)
     dy = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
     y, saved = norm.batch_norm(x, None, None, eps=1e-5)
     dx = norm.batch_norm_backward(dy, x, None, saved)[0]
+    x64, d = x.astype(np.float64), dy.astype(np.float64)
+    xhat = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    d64 = (d - d.mean(0) - xhat * (d * xhat).mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    assert np.abs(dx - d64).max() <= 1e-4 * np.abs(d64).max()  # (was 0.60 off, 6 %)
+    torch = pytest.importorskip("torch")
     xt = torch.tensor(x, requires_grad=True)
     torch.nn.functional.batch_norm(xt, None, None, training=True, eps=1e-5).backward(torch.tensor(dy))
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-3)
-    x64 = x.astype(np.float64)
-    xhat = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
-    d64 = (dy - dy.mean(0) - xhat * (dy * xhat).mean(0)) / np.sqrt(x64.var(0) + 1e-5)
-    rstd = float(np.max(saved.rstd))
-    bound = 2 * rstd * (np.finfo(np.float32).eps * 1000.7 * rstd) * np.sqrt(2) * np.abs(dy).max()
-    assert np.abs(dx - d64).max() <= bound
-    assert np.abs(dx - d64).max() > 0.1  # the case is the ill-conditioned one
+    assert np.abs(xt.grad.numpy() - d64).max() > 0.1  # the case is the ill-conditioned one (for torch)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
