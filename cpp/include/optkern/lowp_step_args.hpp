@@ -76,7 +76,8 @@ template <class Arrays> std::vector<uint64_t> tensor_bases(const StepCall<Arrays
     // (an object, not a handle: an item made on lookup -- an int64 array's scalar, a custom
     // sequence's -- was freed with the accessor, then read: a crash)
     const py::object b = seq[i];
-    if (!py::isinstance<py::int_>(b) || PyBool_Check(b.ptr())) throw py::type_error(item_name("bases", i) + ": expected an int");
+    if (!py::isinstance<py::int_>(b) || PyBool_Check(b.ptr()))  // (True: not a count, as Python's checks say)
+      throw py::type_error(item_name("bases", i) + ": expected an int");
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(b.ptr(), &overflow);
     if (overflow || v < 0) throw py::value_error(item_name("bases", i) + ": expected an int in [0, 2**63)");
