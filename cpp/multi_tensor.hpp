@@ -90,22 +90,8 @@ double absmax_list(const ArrayList& X) {
 // ---- binding helpers ----------------------------------------------------------------
 
 // The element type of a call: params[0]'s dtype (float32 or float64); an empty
-// list is float32.
-inline py::dtype list_dtype(py::handle seq, const char* name) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
-  auto s = py::reinterpret_borrow<py::sequence>(seq);
-  if (py::len(s) == 0) return py::dtype::of<float>();
-  // (an object, not a handle: the item may be made by the lookup -- a row of a 2-D array passed as
-  // the list -- and the handle was left pointing at it freed, a crash)
-  const py::object a0 = s[0];
-  if (!py::isinstance<py::array>(a0))
-    throw py::type_error(item_name(name, 0) + ": expected a numpy.ndarray, got " + type_name(a0));
-  py::dtype dt = py::reinterpret_borrow<py::array>(a0).dtype();
-  if (dt.equal(py::dtype::of<float>())) return py::dtype::of<float>();
-  if (dt.equal(py::dtype::of<double>())) return py::dtype::of<double>();
-  throw py::type_error(item_name(name, 0) + ": expected float32 or float64, got " + dtype_name(dt));
-}
+// list is float32 (list_float_dtype).
+inline py::dtype list_dtype(py::handle seq, const char* name) { return list_float_dtype<HostArrays>(seq, name); }
 
 // Hidden like pybind11's own types, since it holds a py::handle.
 struct __attribute__((visibility("hidden"))) StateArg {

@@ -242,8 +242,7 @@ inline const ExchangeAPI* held_api(py::handle seq, py::object& keep) {
 // the tensors themselves (api_tensor).
 inline ArrayList gather(py::handle seq, const char* name, const py::dtype& dt, bool writable,
                         const std::vector<int64_t>* sizes = nullptr) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq))
-    throw py::type_error(std::string(name) + ": expected a list of arrays");
+  require_list(seq, name);
   auto s = py::reinterpret_borrow<py::sequence>(seq);
   const size_t n = size_t(py::len(s));
   if (sizes && n != sizes->size())

@@ -52,10 +52,11 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
   const py::dtype dt = list_dtype(params, "params");
   const ArrayList p = gather(params, "params", dt, false);
   const ArrayList g = gather(grads, "grads", dt, true, &p.size);
+  const bool f32 = dt.equal(py::dtype::of<float>());  // Python call: before the GIL is dropped
+  regularize_args::check_rounded(l1, l2, f32 && p.count() > 0);
   double* o = out_ptr(out);
   const ArrayList ol = regularize_args::out_list<ArrayList>(o);
   regularize_args::check_overlap(p, &g, o ? &ol : nullptr, size_t(dt.itemsize()));
-  const bool f32 = dt.equal(py::dtype::of<float>());  // Python call: before the GIL is dropped
   double v;
   {
     py::gil_scoped_release nogil;

@@ -107,13 +107,6 @@ inline bool c_contiguous(py::handle a) {
   return OK_ATTR(a, "flags").attr("c_contiguous").cast<bool>();
 }
 
-// A list (or tuple) of arrays; a bare array is refused rather than iterated.
-inline void require_list(py::handle seq, const char* name) {
-  if (!py::isinstance<py::sequence>(seq) || py::isinstance<py::str>(seq) || is_cupy(seq) ||
-      py::hasattr(seq, "__array_interface__"))
-    throw py::type_error(std::string(name) + ": expected a list of arrays, got " + type_name(seq));
-}
-
 // One CuPy array; returns its device pointer (and its element count in `size`, when
 // given: callers that need it read it once). `what()` names it in errors (built only on
 // failure: this runs for every array of every step).
@@ -170,20 +163,6 @@ inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool
   return out;
 }
 
-// The dtype of a list's first array (float32 / float64 only); `fallback` for
-// an empty list.
-inline DType float_dtype_of(py::handle seq, const char* name, DType fallback = DType::f32) {
-  require_list(seq, name);
-  auto s = py::reinterpret_borrow<py::sequence>(seq);
-  if (py::len(s) == 0) return fallback;
-  py::object a = s[0];
-  const std::string what = item_name(name, 0);
-  if (!is_cupy(a)) throw py::type_error(what + ": expected a cupy.ndarray, got " + type_name(a));
-  if (has_dtype(a, DType::f32)) return DType::f32;
-  if (has_dtype(a, DType::f64)) return DType::f64;
-  throw py::type_error(what + ": expected float32 or float64, got " + cupy_dtype(a));
-}
-
 // A 1-element float64 device array (norm results, b^2, hyper-parameters).
 inline DeviceList gather_scalar_buffer(py::handle h, const char* name, int& device, int64_t n = 1) {
   DeviceList out;
@@ -235,6 +214,9 @@ struct DeviceArrays {
 };
 
 using DeviceArgs = Args<DeviceArrays>;
+
+// The dtype of a list's first array (float32 / float64 only); float32 for an empty list.
+inline DType float_dtype_of(py::handle seq, const char* name) { return list_float_dtype<DeviceArrays>(seq, name); }
 
 // Raise RuntimeError for a failed CUDA runtime call.
 inline void check_cuda(cudaError_t e, const char* what) {

@@ -114,6 +114,7 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);
   const DeviceList g = gather_device(grads, "grads", dt, true, device, &p.size);
+  regularize_args::check_rounded(l1, l2, dt == DType::f32 && p.count() > 0);
   double* o = out_ptr(out, device);
   const DeviceList ol = regularize_args::out_list<DeviceList>(o);
   regularize_args::check_overlap(p, &g, o ? &ol : nullptr, dtype_size(dt));

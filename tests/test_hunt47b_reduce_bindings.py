@@ -47,7 +47,9 @@ class _MadeItems:
         return self.rows[i][:]  # a new view each time, owned by the caller alone
 
 
-@pytest.mark.parametrize("as_list", [lambda a: a, _MadeItems], ids=["2d-array", "made-items"])
+# (a bare 2-D array, the other list making its items, is refused now, as the CUDA module refused it:
+# test_hunt47m_native_lists.py)
+@pytest.mark.parametrize("as_list", [_MadeItems], ids=["made-items"])
 def test_list_whose_items_are_made_on_lookup(as_list):
     a = np.arange(-6.0, 6.0).reshape(3, 4)
     out = np.zeros(1)

@@ -32,11 +32,31 @@ inline void check_philox_counter(int64_t n, uint64_t offset) {
 
 // "cupy.ndarray", "list", ...: enough to tell a wrong backend from a wrong kind.
 inline std::string type_name(py::handle h) {
-  const py::handle t = py::type::of(h);
+  const py::type t = py::type::of(h);
   const std::string mod = py::str(t.attr("__module__")).cast<std::string>();
   const std::string name = py::str(t.attr("__qualname__")).cast<std::string>();
   if (mod == "builtins") return name;
   return mod.substr(0, mod.find('.')) + "." + name;
+}
+
+// Whether `h` is an array itself (NumPy, CuPy, DLPack, a buffer), not a list of arrays.
+inline bool array_like(py::handle h) {
+  return PyObject_CheckBuffer(h.ptr()) || py::hasattr(h, "__array_interface__") ||
+         py::hasattr(h, "__cuda_array_interface__") || py::hasattr(h, "__dlpack__");
+}
+
+// TypeError "name: expected a list of arrays, got T" unless `seq` is a list, a tuple or another
+// sequence of items. A bare array is refused, not walked as the list of its rows: the CPU module
+// did that (a 2-D array passed as params stepped its rows, each a fresh view the call made),
+// where the CUDA module refused it; a str neither. `expected` names what the items are.
+// (`name()` makes the name, only on failure.)
+template <class Name> void require_list_named(py::handle seq, const Name& name, const char* expected) {
+  if (PyList_Check(seq.ptr()) || PyTuple_Check(seq.ptr())) return;  // (every step: no attribute look-ups)
+  if (!PySequence_Check(seq.ptr()) || PyUnicode_Check(seq.ptr()) || array_like(seq))
+    throw py::type_error(std::string(name()) + ": expected " + expected + ", got " + type_name(seq));
+}
+inline void require_list(py::handle seq, const char* name, const char* expected = "a list of arrays") {
+  require_list_named(seq, [name] { return name; }, expected);
 }
 
 // "1 array", "0 arrays", "7 arrays": a count and its noun in an error message, one wording for both
@@ -167,6 +187,17 @@ typename Arrays::DType float_dtype(py::handle h, const char* what, bool low_prec
   throw py::type_error(std::string(what) + ": expected " +
                        (low_precision ? "float16, bfloat16, float32 or float64" : "float32 or float64") + ", got " +
                        n);
+}
+
+// The dtype of a call whose first list is `seq` (a list: require_list): its first array's, float32
+// or float64 (float_dtype); an empty list is float32.
+template <class Arrays> typename Arrays::DType list_float_dtype(py::handle seq, const char* name) {
+  require_list(seq, name);
+  const auto s = py::reinterpret_borrow<py::sequence>(seq);
+  if (py::len(s) == 0) return Arrays::dtype_named("float32");
+  // (an object, not a handle: a sequence may make the item on lookup, freed with the accessor)
+  const py::object a0 = s[0];
+  return float_dtype<Arrays>(a0, item_name(name, 0).c_str());
 }
 
 // The checked arrays of one call: each of the call's dtype (or one given),

@@ -73,8 +73,11 @@ template <class Arrays> std::vector<uint64_t> tensor_bases(const StepCall<Arrays
     throw py::value_error("bases: expected " + counted(int64_t(out.size()), "int") + " (one per param), got " +
                           std::to_string(py::len(seq)));
   for (size_t i = 0; i < out.size(); ++i) {
-    const py::handle b = seq[i];
-    if (!py::isinstance<py::int_>(b)) throw py::type_error(item_name("bases", i) + ": expected an int");
+    // (an object, not a handle: an item made on lookup -- an int64 array's scalar, a custom
+    // sequence's -- was freed with the accessor, then read: a crash)
+    const py::object b = seq[i];
+    if (!py::isinstance<py::int_>(b) || PyBool_Check(b.ptr()))  // (True: not a count, as Python's checks say)
+      throw py::type_error(item_name("bases", i) + ": expected an int");
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(b.ptr(), &overflow);
     if (overflow || v < 0) throw py::value_error(item_name("bases", i) + ": expected an int in [0, 2**63)");
@@ -122,6 +125,7 @@ void gather_step(StepCall<Arrays>& c, py::handle params, py::handle grads, py::h
     throw py::value_error(std::string("masters: ") + (has_master ? "a float32 master copy is required for "
                           "low-precision params" : "must be None for float32 params"));
   if (has_master) c.m = c.args.list(masters, "masters", f32, true, &sizes);
+  require_list(states, "states", "a list of state lists");
   const auto st = py::reinterpret_borrow<py::sequence>(states);
   c.n_states = int(py::len(st));
   if (c.n_states > 3) throw py::value_error("states: at most 3 state lists");
@@ -133,6 +137,7 @@ void gather_step(StepCall<Arrays>& c, py::handle params, py::handle grads, py::h
     throw py::value_error(std::string("scales: ") + (q8 ? "8-bit states need their block scales" :
                           "must be None unless state_dtype is 'int8'"));
   if (q8) {
+    require_list(scales, "scales", "a list of scale lists");
     const auto sc = py::reinterpret_borrow<py::sequence>(scales);
     if (int(py::len(sc)) != c.n_states) throw py::value_error("scales: expected one list per state list");
     std::vector<int64_t> nb;

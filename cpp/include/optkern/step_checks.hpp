@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "optkern/call_args.hpp"
+
 namespace optkern {
 namespace step_checks {
 namespace py = pybind11;
@@ -55,9 +57,20 @@ template <class Kind> void precheck_runs(py::list runs, Kind& kind) {
   std::vector<Span> written, read;
   std::vector<py::list> wnames, gnames;
   for (size_t r = 0; r < runs.size(); ++r) {
-    const py::tuple run = runs[r];
+    const py::object item = runs[r];
+    const auto what = [r] { return "runs[" + std::to_string(r) + "]"; };
+    require_list_named(item, what, "a (dtype, written, names, grads, params, grad names) tuple");
+    const py::tuple run = item;
+    if (run.size() != 6)
+      throw py::value_error(what() + ": expected 6 items (dtype, written, names, grads, params, grad names), got " +
+                            std::to_string(run.size()));
+    // (each a list, not a bare array walked as its rows; one name per array, one param per grad)
+    static const char* kParts[6] = {"dtype", "written", "names", "grads", "params", "grad names"};
+    for (size_t k = 1; k < 6; ++k) require_list_named(run[k], [&] { return what() + " " + kParts[k]; }, "a list");
     const auto dt = kind.run(run[0]);
     const py::list w = run[1], wn = run[2], g = run[3], p = run[4], gn = run[5];
+    if (wn.size() != w.size() || p.size() != g.size() || gn.size() != g.size())
+      throw py::value_error(what() + ": expected one name per written array and a param and a name per grad");
     wnames.push_back(wn);
     gnames.push_back(gn);
     for (size_t i = 0; i < w.size(); ++i) {
