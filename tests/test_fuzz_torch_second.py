@@ -197,7 +197,8 @@ def lbfgs_cases(draw):
     elif what == "param":
         spoil = (i, draw(st.sampled_from(["int", "strided", "float16"])))
     elif what == "grad":
-        spoil = (i, draw(st.sampled_from(GRAD_SPOILS)))
+        # (a sparse grad is no spoil here: torch.optim.LBFGS reads it as its dense values, and so does ours)
+        spoil = (i, draw(st.sampled_from([k for k in GRAD_SPOILS if k != "sparse"])))
     elif what == "state_dict":
         spoil = draw(st.sampled_from(STATE_SPOILS))
     else:
