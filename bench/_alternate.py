@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def timed_ms(f, reps: int) -> list[float]:
@@ -30,3 +32,23 @@ def child(script: str, args: list[str], pythonpath: str, threads: int):
     cmd = [sys.executable, script, *args]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def old_vs_new(script: str, names: list[str], old: str, rounds: int, reps: int, threads: int, picked=None) -> None:
+    """The parent's loop: per case and round one child per module (``old``, then this checkout's src),
+    each running ``script --child i --reps reps``; prints per case the median and min over rounds (ms)
+    and new / old."""
+    paths = {"old": os.path.abspath(old), "new": str(Path(script).resolve().parent.parent / "src")}
+    width = max(len(n) for n in names) + 2
+    for i in range(len(names)) if picked is None else picked:
+        t: dict[str, list[float]] = {k: [] for k in paths}
+        for _ in range(rounds):
+            for k, p in paths.items():
+                t[k].append(child(script, ["--child", str(i), "--reps", str(reps)], p, threads))
+        med = {k: statistics.median(v) for k, v in t.items()}
+        mins = {k: min(v) for k, v in t.items()}
+        print(
+            f"{names[i]:{width}s} old {med['old']:8.3f} (min {mins['old']:.3f})  new {med['new']:8.3f} "
+            f"(min {mins['new']:.3f})  new/old {med['new'] / med['old']:.3f}",
+            flush=True,
+        )

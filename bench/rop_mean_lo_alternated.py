@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-from pathlib import Path
 
 import numpy as np
-from _alternate import child, timed_ms
+from _alternate import old_vs_new, timed_ms
 
 # (name, axis, shape, offset, backward)
 CASES = [
@@ -61,21 +59,8 @@ def main() -> None:
     if a.child >= 0:
         print(json.dumps(one(a.child, a.reps)))
         return
-    new = str(Path(__file__).resolve().parent.parent / "src")
-    paths = {"old": os.path.abspath(a.old), "new": new}
-    picked = [int(c) for c in a.cases.split(",")] if a.cases else range(len(CASES))
-    for i in picked:
-        t: dict[str, list[float]] = {k: [] for k in paths}
-        for _ in range(a.rounds):
-            for k, p in paths.items():
-                t[k].append(child(__file__, ["--child", str(i), "--reps", str(a.reps)], p, a.threads))
-        med = {k: statistics.median(v) for k, v in t.items()}
-        mins = {k: min(v) for k, v in t.items()}
-        print(
-            f"{CASES[i][0]:36s} old {med['old']:8.3f} (min {mins['old']:.3f})  new {med['new']:8.3f} "
-            f"(min {mins['new']:.3f})  new/old {med['new'] / med['old']:.3f}",
-            flush=True,
-        )
+    picked = [int(c) for c in a.cases.split(",")] if a.cases else None
+    old_vs_new(__file__, [c[0] for c in CASES], a.old, a.rounds, a.reps, a.threads, picked)
 
 
 if __name__ == "__main__":
