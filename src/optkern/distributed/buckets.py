@@ -8,11 +8,13 @@ gradient is reduced in place or through its buffer.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
 
 from .. import _backend
+from .._array_checks import byte_span
 from ._arrays import _IEEE, _overlap
 from ._arrays import _is_half_bits as _is_half
 
@@ -230,6 +232,7 @@ def check_slots(buckets: list, grads: list) -> None:
     flats = {id(b.flat): b for b in buckets if b.allocated()}
     if not flats:
         return
+    spans = None  # (the buffers' byte spans, sorted: made once a call, when a gradient needs them)
     owners: set[int] = set()  # (ids of the NumPy arrays seen owning their memory, no buffer: one flags read each)
     for i, g in enumerate(grads):
         base = getattr(g, "base", None)
@@ -243,16 +246,50 @@ def check_slots(buckets: list, grads: list) -> None:
         elif isinstance(g, np.ndarray) and _numpy_owner(base, owners):
             continue  # (NumPy's views name the array owning their memory: a buffer would be that owner)
         else:  # (memory another library owns, or CuPy's: by address)
-            found = [b for b in flats.values() if _backend.is_cupy(b.flat) == _backend.is_cupy(g)]
+            if spans is None:
+                spans = _flat_spans(flats.values())
+            found = _meeting(spans, g)
         for b in found:
-            if not _overlap(g, b.flat):
-                continue
             for j, v in zip(b.index, b.views):
                 if j != i and _overlap(g, v):
                     raise ValueError(
                         f"grads[{i}]: shares memory with the fusion buffer of params[{j}] (grad_buffers()[{j}]: "
                         "pass each view for its own param, or arrays of their own)"
                     )
+
+
+def _flat_spans(buckets) -> dict:
+    """The allocated buffers' byte spans by backend (CuPy's addresses are the device's, NumPy's the
+    host's: never compared): ``{is_cupy: (sorted starts, [(end, bucket)] alike)}``. The buffers are
+    allocations of their own: their spans are disjoint, so a gradient's span meets a run of them
+    found by bisection (testing every buffer for every gradient cost 13 ms a step for 1000 torch
+    gradients in one buffer, ~0.5 s in 63)."""
+    by: dict = {}
+    for b in buckets:
+        if b.flat.size:
+            lo, hi = byte_span(b.flat)
+            by.setdefault(_backend.is_cupy(b.flat), []).append((lo, hi, b))
+    out = {}
+    for k, rows in by.items():
+        rows.sort(key=lambda r: r[0])
+        out[k] = ([r[0] for r in rows], [(r[1], r[2]) for r in rows])
+    return out
+
+
+def _meeting(spans: dict, g) -> list:
+    """The buckets of ``spans`` (:func:`_flat_spans`) whose buffer's byte span meets ``g``'s."""
+    row = spans.get(_backend.is_cupy(g))
+    if row is None or g.size == 0:
+        return []
+    starts, ends = row
+    lo, hi = byte_span(g)
+    k = max(bisect.bisect_right(starts, lo) - 1, 0)  # (the last buffer starting at or before g)
+    found = []
+    while k < len(starts) and starts[k] < hi:
+        if ends[k][0] > lo:
+            found.append(ends[k][1])
+        k += 1
+    return found
 
 
 def _numpy_owner(base, owners: set) -> bool:

@@ -81,8 +81,9 @@ def follow_tensors(tensors: Sequence, views: list, addresses: list, index_of: di
 
     def slot(j: int, t) -> tuple:
         i, gi = index_of[id(t)], 0
-        while i >= len(group_params[gi][0]):  # (its group's list, and its place in it)
-            i, gi = i - len(group_params[gi][0]), gi + 1
+        # (the groups as added: a list the caller shrank in place is checked by the step, not walked here)
+        while i >= len(group_params[gi][1]):  # (its group's list, and its place in it)
+            i, gi = i - len(group_params[gi][1]), gi + 1
         return group_params[gi][0], i, f"param_groups[{gi}]['params'][{i}]"
 
     follow(tensors, views, addresses, slot)

@@ -79,6 +79,8 @@ def follow_params(opt) -> bool:
     dtype, sharing memory with another param) refused, nothing written; then :func:`same_params`.
     Whether a tensor moved (its values are others than the step's caches hold)."""
     ps = opt._params
+    if type(ps) is not list:  # (a moved tensor's new view is put in its slot: a tuple cannot take it)
+        raise TypeError(f"param_groups[0]['params']: expected a list of arrays, got {type(ps).__name__}")
 
     def accept(i: int, name: str, view) -> None:
         _backend.check_written(view, opt._dtype, name)
