@@ -75,20 +75,6 @@ def tensor_address(v) -> int:
     return v.data.ptr if _backend.is_cupy(v) else v.ctypes.data
 
 
-def follow_tensors(tensors: Sequence, views: list, addresses: list, index_of: dict, group_params: list) -> None:
-    """Each torch tensor among an Optimizer's params whose memory moved (:func:`follow`), put in its
-    group's list, where the step checks it as a param replaced in place (dtype, shape against its state)."""
-
-    def slot(j: int, t) -> tuple:
-        i, gi = index_of[id(t)], 0
-        # (the groups as added: a list the caller shrank in place is checked by the step, not walked here)
-        while i >= len(group_params[gi][1]):  # (its group's list, and its place in it)
-            i, gi = i - len(group_params[gi][1]), gi + 1
-        return group_params[gi][0], i, f"param_groups[{gi}]['params'][{i}]"
-
-    follow(tensors, views, addresses, slot)
-
-
 def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -> list:
     """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
     (``views``, their ``addresses``: alike) was made -- ``tensor.data = ...``, ``tensor.set_(...)`` --
@@ -147,6 +133,11 @@ class FollowsTensors:
 
     def _follow_tensors(self, lst: list, name: str, accept=None) -> list:
         """:func:`follow` over ``lst`` (named ``name`` in errors); returns the places re-viewed."""
+        return self._follow_places(lambda i: (lst, i, f"{name}[{i}]"), accept)
+
+    def _follow_places(self, place, accept=None) -> list:
+        """:func:`follow` with each tensor's slot found from its place in the followed list
+        (``place(position) -> (list, index, name)``); returns the places re-viewed."""
         pos = self._tensor_positions
         if not pos:
             return []
@@ -154,7 +145,7 @@ class FollowsTensors:
             self._followed,
             cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
             cast(list, self._tensor_addresses),
-            lambda j, t: (lst, pos[j], f"{name}[{pos[j]}]"),
+            lambda j, t: place(pos[j]),
             accept,
         )
         return [pos[j] for j in moved]

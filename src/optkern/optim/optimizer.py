@@ -24,7 +24,7 @@ from .._serial import serialized
 from .._words import article
 from . import _closure
 from ._capturable import CapturableMixin
-from ._given import CopyMixin, _bump_torch_versions, follow_tensors, tensor_address, torch_tensors
+from ._given import CopyMixin, FollowsTensors, _bump_torch_versions
 from ._group_tracking import GroupTrackingMixin, refuse_unordered
 from ._hyper import _check_dtype, _check_shapes
 from ._lowp_config import refuse_group_keywords
@@ -33,7 +33,7 @@ from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
 
 
-class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin, CopyMixin):
+class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin, CopyMixin, FollowsTensors):
     """Base class of the optkern optimizers (PyTorch-style, for NumPy and CuPy arrays).
 
     Args:
@@ -101,9 +101,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         self._n = 0
         self._index_of = {}  # id(param) -> global index, for the params as given and as viewed
         self._given: list = []  # the params as given (torch tensors stay alive with their views)
-        self._given_tensors: list = []  # the torch tensors among them
-        self._tensor_views: list = []  # their arrays as last viewed, and those arrays' addresses (follow_tensors)
-        self._tensor_addresses: list = []
+        self._given_tensors: list = []  # the torch tensors among them (followed to new memory: FollowsTensors)
         self._group_params: list[tuple] = []  # per group, (its params list, the arrays as added)
         self._seen: list[tuple] = []  # per group, the arrays its list held when last checked
         if isinstance(params, dict):
@@ -232,12 +230,7 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
         for k, (g, p) in enumerate(zip(given, params)):
             self._index_of[id(g)] = self._index_of[id(p)] = self._n + k
         self._given += given
-        tensors = torch_tensors(given)
-        self._given_tensors += tensors
-        if tensors:
-            ids = set(map(id, tensors))
-            self._tensor_views += [p for g, p in zip(given, params) if id(g) in ids]
-            self._tensor_addresses += list(map(tensor_address, self._tensor_views[-len(tensors) :]))
+        self._given_tensors += self._track(given, params, self._n)
         self._n += len(params)
 
     def __repr__(self) -> str:
@@ -327,11 +320,18 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
 
     def _follow_moved(self) -> None:
         """The torch tensors among the params given new memory since the last step, viewed there
-        (``_given.follow_tensors``; also before a wrapper such as SAM writes the params)."""
-        if self._given_tensors:
-            follow_tensors(
-                self._given_tensors, self._tensor_views, self._tensor_addresses, self._index_of, self._group_params
-            )
+        (``FollowsTensors._follow_places``; also before a wrapper such as SAM writes the params), put in its
+        group's list, where the step checks it as a param replaced in place (dtype, shape against its state)."""
+        self._follow_places(self._place)
+
+    def _place(self, i: int) -> tuple:
+        """``(list, index, name)`` of the param at global index ``i``: its group's list and its place
+        there, walked over the groups as added (a list the caller shrank in place is refused by the
+        step's ``_check_param_groups``, not walked here)."""
+        gi = 0
+        while i >= len(self._group_params[gi][1]):
+            i, gi = i - len(self._group_params[gi][1]), gi + 1
+        return self._group_params[gi][0], i, f"param_groups[{gi}]['params'][{i}]"
 
     def _prepared(self, grads):
         """The checks of a step that need no array pass: ``(grads as a list, [(hp, capturable,
