@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import sharded_setup  # (a module: it imports this one through sharded_state)
+
 
 def check_shard(lay: dict, ours: dict, saved, pieces: list) -> None:
     """ValueError where shard layout ``lay`` (with the local optimizer's state dict ``saved``)
@@ -32,7 +34,8 @@ def _saved_storage(lay: dict, saved) -> tuple | None:
     for entry in state.values() if isinstance(state, dict) else ():
         if isinstance(entry, dict):
             fmt = entry.get("state_dtype", "float32")
-            return fmt, (entry.get("block", 256) if fmt == "int8" else 1)
+            saved_block = {"block_size": entry["block"]} if "block" in entry else {}
+            return fmt, sharded_setup.align_of({"state_dtype": fmt, **saved_block})
     return None
 
 

@@ -119,16 +119,14 @@ def _edges(lay: ShardLayout, r: int, k: int) -> list:
 def _where(lay: ShardLayout, ranges) -> tuple:
     """Where flat ranges ``[a, b)`` of this rank's slice lie among its arrays: ``(array, start, end)``
     each (inside one array: a chunk lies in one param, a param in one group, and the arrays are the
-    groups' or the params' pieces). One walk for ranges in flat order (the pieces are); a scan of
-    every piece per range was quadratic in the params."""
+    groups' or the params' pieces). One forward walk: the ranges and the pieces are both in flat
+    order (a scan of every piece per range was quadratic in the params)."""
     out, j = [], 0
     for a, b in ranges:
-        if not (j < len(lay.pieces) and lay.pieces[j][0] <= a and b <= lay.pieces[j][1]):
-            n = len(lay.pieces)
-            at = next((q % n for q in range(j, j + n) if lay.pieces[q % n][0] <= a and b <= lay.pieces[q % n][1]), None)
-            if at is None:
-                raise AssertionError(f"flat range [{a}, {b}) not in this rank's arrays")  # (not reachable)
-            j = at
+        while j < len(lay.pieces) and lay.pieces[j][1] < b:
+            j += 1
+        if not (j < len(lay.pieces) and lay.pieces[j][0] <= a):
+            raise AssertionError(f"flat range [{a}, {b}) not in this rank's arrays")  # (not reachable)
         pa = lay.pieces[j][0]
         out.append((j, a - pa, b - pa))
     return tuple(out)
