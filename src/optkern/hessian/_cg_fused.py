@@ -36,7 +36,7 @@ def iteration(
 
     def then(pGp: float):
         pAp = pGp + damping * pp if damping else pGp
-        told.append(pGp)
+        told.extend((pAp, pGp))  # (computed once: the caller's checks read this pAp)
         # cg_args::cg_step: a finite step along a direction of (allowed) curvature, else nothing written
         if not math.isfinite(pAp) or (not pAp > 0.0 and stop):
             return None
@@ -51,8 +51,7 @@ def iteration(
         return sink
 
     quad_then(p, then)
-    pGp = told[0]
-    pAp = pGp + damping * pp if damping else pGp
+    pAp, pGp = told
     if not parts:
         return pAp, pGp, math.nan, math.nan
     rr = 0.0
