@@ -17,6 +17,7 @@ BIG = "x" * 200_000
         (f'# a comment\n\nf,g,label\n1,"{BIG}",3\n4,5,6\n', 4),  # (the second content line)
         (f'1,2,3\n1,2,3\n4,5,6\n1,"{BIG}",2,3\n', 4),  # (a body row, cut by the row-length check)
     ],
+    ids=["header-line", "second-line", "body-row"],
 )
 def test_a_field_over_the_csv_limit_is_a_data_error_naming_the_line(tmp_path, text, line):
     path = tmp_path / "big.csv"
