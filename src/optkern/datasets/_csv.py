@@ -30,13 +30,27 @@ def _unquote(field: str) -> str:
     return field
 
 
-def _fields(line: str) -> list[str]:
+def _row(line: str, where: str, skipinitialspace: bool = False) -> list[str]:
+    """A CSV line's fields as Python's csv reader cuts them, or DataError naming ``where`` (the
+    file and line): its ``_csv.Error`` (a field over its 128 KiB limit) named neither."""
+    try:
+        return next(csv.reader([line], quotechar='"', skipinitialspace=skipinitialspace), [])
+    except csv.Error as e:
+        raise DataError(f"{where}: not readable as CSV ({e})") from None
+
+
+def _fields(line: str, where: str) -> list[str]:
     """A CSV line's fields as the body's read cuts them (a comma inside double quotes is no
-    separator: ``"height, cm"`` is one name), stripped and unquoted. Cut at every comma, that
-    header had one name more than the rows had columns (refused), and the name could not be
-    found by ``label_column``."""
-    row = next(csv.reader([line], quotechar='"', skipinitialspace=True), [])
-    return [_unquote(f.strip()) for f in row]
+    separator: ``"height, cm"`` is one name), stripped and unquoted; ``where``: the file and line,
+    for ``_row``'s error. Cut at every comma, that header had one name more than the rows had
+    columns (refused), and the name could not be found by ``label_column``."""
+    return [_unquote(f.strip()) for f in _row(line, where, skipinitialspace=True)]
+
+
+def _pandas_numbers(fields: list[str]) -> bool:
+    """Whether ``fields`` are pandas' column numbers ``0,1,...,n-1`` with n >= 3
+    (``pd.DataFrame(array).to_csv(index=False)``'s header; two columns ``0,1`` may well be a sample)."""
+    return len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]
 
 
 def _python_number(field: str) -> bool:
@@ -49,16 +63,17 @@ def _python_number(field: str) -> bool:
     return True
 
 
-def _words_at(line: str) -> list[int]:
+def _words_at(line: str, where: str) -> list[int]:
     """The positions of a CSV line's fields that are not numbers (a number in double quotes is one).
     A field only Python reads as a number is no word either: taken for a name, ``1_0,2,3`` made
     the first line a header and its sample was dropped unseen, where the same cell on any later
     line is refused, named (:func:`_csv_with_word_labels`); read as data, it is refused the same."""
-    return [i for i, f in enumerate(_fields(line)) if f and not (_is_number(f) or _python_number(f))]
+    return [i for i, f in enumerate(_fields(line, where)) if f and not (_is_number(f) or _python_number(f))]
 
 
-def _is_header(line: str, second: str | None = None) -> bool:
-    """Whether the first line is a header, by this rule (load_file's docstring says it too):
+def _is_header(line: str, where: str, second: str | None = None, where2: str = "") -> bool:
+    """Whether the first line is a header (``where``, ``where2``: the file and the lines', for
+    errors), by this rule (load_file's docstring says it too):
 
     1. pandas' column numbers ``0,1,...,n-1`` (n >= 3: ``pd.DataFrame(array).to_csv(index=False)``)
        are a header (read as a sample, that line added a class of one sample, label n-1; two
@@ -72,16 +87,15 @@ def _is_header(line: str, second: str | None = None) -> bool:
        as the body's are, ``_fields``: ``"height, cm"`` is one name): one that
        also holds numbers (``0,0,a`` above rows of numbers) is refused by ``_read_csv`` as neither
        (read as names, its sample was dropped unseen and ``a`` named the label column)."""
-    fields = _fields(line)
-    if len(fields) >= 3 and fields == [str(i) for i in range(len(fields))]:
+    if _pandas_numbers(_fields(line, where)):
         return True
-    words = _words_at(line)
-    return bool(words) and (second is None or not set(words) <= set(_words_at(second)))
+    words = _words_at(line, where)
+    return bool(words) and (second is None or not set(words) <= set(_words_at(second, where2)))
 
 
 def _header_numbers(header: list[str]) -> list[str]:
     """The numbers among a header's names (none in a header but pandas' ``0,1,...,n-1``)."""
-    if len(header) >= 3 and header == [str(i) for i in range(len(header))]:
+    if _pandas_numbers(header):
         return []
     return [h for h in header if _is_number(h)]
 
@@ -112,13 +126,15 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
         raise DataError(f"{path}: the file is empty")
     skip, header = 0, None
     second = lines[content[1]].split("#", 1)[0] if len(content) > 1 else None
-    if _is_header(lines[content[0]].split("#", 1)[0], second):
+    where = f"{path}: line {content[0] + 1}"
+    where2 = f"{path}: line {content[1] + 1}" if len(content) > 1 else ""
+    if _is_header(lines[content[0]].split("#", 1)[0], where, second, where2):
         if len(content) == 1:  # loadtxt would only warn and return nothing
             raise DataError(f"{path}: only a header line, no data rows")
         skip = content[0] + 1
         # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
         # label_column="label" finds "label"
-        header = _fields(lines[content[0]].split("#", 1)[0])
+        header = _fields(lines[content[0]].split("#", 1)[0], where)
         numbers = _header_numbers(header)
         if numbers:
             # Names and numbers: the first data row, taken for a header because a ragged second
@@ -155,7 +171,7 @@ def _check_row_lengths(lines, skip: int, path: str) -> None:
     for n, line in enumerate(lines[skip:], skip + 1):
         text = line.split("#", 1)[0]
         if text.strip():
-            rows.append((n, len(next(csv.reader([text], quotechar='"')))))
+            rows.append((n, len(_row(text, f"{path}: line {n}"))))
     counts = collections.Counter(k for _, k in rows)  # (most_common: a tie goes to the first row's)
     usual, many = counts.most_common(1)[0] if rows else (0, 0)
     for n, k in rows:

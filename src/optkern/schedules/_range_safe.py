@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import sys
 
+from .base import power
+
 #: the smallest normal float64: a ``gamma ** n`` below it has lost bits (or is 0)
 _TINY = sys.float_info.min
 
@@ -38,10 +40,7 @@ def scaled_power(lr: float, gamma: float, n: int) -> float:
     is a normal float, else ``gamma ** n`` as powers of at most 2**512 each (``pow``'s, within an
     ulp), their mantissas multiplied and binary exponents summed apart, joined with ``lr``'s at the
     end: a few ulp off the exact product, inf only where it is past float64's top, 0 below its bottom."""
-    try:
-        p = gamma**n
-    except OverflowError:
-        p = math.inf
+    p = power(gamma, n)
     if _TINY <= p < math.inf:
         return lr * p
     bits = n * math.log2(gamma)  # (the power's binary exponent, about)
@@ -66,18 +65,21 @@ _REACH = 2200.0
 
 
 def scaled_real_power(c: float, base: float, p: float, bits: float | None = None) -> float:
-    """``c * base ** p`` (``c``, ``base`` >= 0, ``base ** p`` <= 1: a decay): the plain product where
+    """``c * base ** p`` (``base`` >= 0, ``base ** p`` <= 1: a decay; ``c`` of either sign,
+    ``polynomial``'s ``lr - end`` is negative where it rises to ``end``): the plain product where
     ``base ** p`` is a normal float (or 0 exactly: a zero base or factor), else 2 to the product's
     binary logarithm, its terms summed apart (``bits``: ``log2(base)`` where ``base`` itself is past
-    float64's top): within ~1e-12 relative there (log2's error times the exponent's size)."""
+    float64's top), taken of ``|c|`` and the sign put back (``log2`` of a negative ``c`` raised an
+    unnamed "math domain error"): within ~1e-12 relative there (log2's error times the exponent's
+    size)."""
     q = base**p
     if q >= _TINY or base == 0.0 or c == 0.0:
         return c * q
-    x = math.log2(c) + p * (math.log2(base) if bits is None else bits)
+    x = math.log2(abs(c)) + p * (math.log2(base) if bits is None else bits)
     if x < -1100.0:  # (below the smallest subnormal, 2**-1074)
-        return 0.0
+        return math.copysign(0.0, c)
     e = math.floor(x)
-    return math.ldexp(2.0 ** (x - e), e)
+    return math.copysign(math.ldexp(2.0 ** (x - e), e), c)
 
 
 def inverse_power(lr: float, k: float, t: int, p: float) -> float:

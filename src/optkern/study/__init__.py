@@ -66,7 +66,7 @@ def main(args) -> int:
 
     import numpy as np
 
-    from ..datasets import DataError, load_digits, load_file, untrained_classes
+    from ..datasets import DataError, load_digits, load_file
     from .parallel import communicator
 
     if args.data == "":  # --data "$FILE" with FILE unset: an error, not a study of the digits
@@ -91,8 +91,9 @@ def main(args) -> int:
                 f"{VAL_FRACTION:.0%} validation split drawn with --seed {args.seed} took the others' samples); "
                 + _MORE_SAMPLES
             )
-        # (a class whose every sample went to validation: noted in the report, said here too)
-        untrained = untrained_classes(train.y, val.y, data.num_classes, VAL_FRACTION, args.seed)
+        # (a class whose every sample went to validation: noted in the report, said here too; split
+        # keeps the data's notes one for one and appends that note, when there is one, last)
+        untrained = train.notes[-1] if len(train.notes) > len(data.notes) else ""
     except (DataError, ValueError, TypeError) as e:
         # named by the option, as every other error is ("--data FILE: ..."; the loader's say "FILE: ...")
         said = str(e)
@@ -219,10 +220,6 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
     return 0
 
 
-def _ignore(signum, frame) -> None:
-    """A later SIGTERM's handler while the report is written: nothing."""
-
-
 class _SigtermAsCtrlC:
     """While the study runs, SIGTERM does what Ctrl-C does (main thread only: Python runs signal
     handlers there alone).
@@ -248,6 +245,8 @@ class _SigtermAsCtrlC:
 
     def _handle(self, signum, frame) -> None:
         import signal
+
+        from .pool import _ignore  # (a later SIGTERM's handler while the report is written: nothing)
 
         self.signum = signum
         signal.signal(signal.SIGTERM, _ignore)  # (not SIG_IGN: see study.pool's docstring)

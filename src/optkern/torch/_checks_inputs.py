@@ -4,6 +4,8 @@ used: a param's grad (``check_grad``, at the step) and a new param group (``chec
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import torch
 
 from ..optim._lowp_config import refuse_group_keywords
@@ -36,6 +38,11 @@ def _bad_grad(p, g, name: str, dtypes: tuple = _views.TYPES) -> None:
     if g.is_sparse:  # (a TypeError the step catches: the classes that take sparse grads step them, _sparse)
         refuse(name)
     _views.check_tensor(g, name, dtypes)
+    mismatch(p, g, name)
+
+
+def mismatch(p, g, name: str) -> NoReturn:
+    """The ValueError for grad ``g`` (named ``name``) whose dtype, shape or device is not its param ``p``'s."""
     raise ValueError(
         f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
         f"{tuple(p.shape)} {p.dtype} on {p.device}"

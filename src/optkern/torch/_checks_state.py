@@ -65,15 +65,16 @@ class _StateDictChecks:
         structure and the groups' hyper-parameters; the state entries: ``_check_state_entries``)."""
         keys = check_groups(sd, [len(g["params"]) for g in self.param_groups], strict=False, indices=False)
         _check_listed(sd["state"], {k for group in keys for k in group})
+        required, defaults = torch_required(type(self)), load_defaults(self)  # (once: the same for every group)
         for i, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             where = f"state_dict['param_groups'][{i}]"
-            for k in torch_required(type(self)):
+            for k in required:
                 if k not in saved:
                     raise ValueError(
                         f"{where}: missing {k!r} (torch's loader replaces a group with the saved one, "
                         "whose step needs it)"
                     )
-            group = {**load_defaults(self), **saved, "params": own["params"]}  # (as it will be once loaded)
+            group = {**defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
             self._m._check(host_group(group), where)
             self._validate(group, where)
 
@@ -89,10 +90,11 @@ class _StateDictChecks:
         # what a stepped param's entry must hold (torch's loader raises KeyError for a missing step;
         # a missing state tensor only at torch's step): an entry holds all of it, or is empty
         scalars = ("step", *m._scalar_names) if m._has_step and self._complete_state else ()
+        defaults = load_defaults(self) if self._complete_state else {}  # (once: the same for every group)
         for gi, (saved, own) in enumerate(zip(sd["param_groups"], self.param_groups)):
             needed: tuple = ()
             if self._complete_state:
-                group = {**load_defaults(self), **saved, "params": own["params"]}  # (checked: _check_state_dict)
+                group = {**defaults, **saved, "params": own["params"]}  # (checked: _check_state_dict)
                 hp = m._check(host_group(group), f"state_dict['param_groups'][{gi}]")
                 needed = tuple(n for n in m._needed(hp) if n not in self._may_be_none)
             for k, p in zip(saved["params"], own["params"]):

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from . import _inference, _views
+# (_checks_inputs imports refuse from here: imported as a module, its names read at call time)
+from . import _checks_inputs, _inference, _views
 
 if TYPE_CHECKING:
     from ._fused import _Fused
@@ -61,6 +62,7 @@ def step(opt: _Fused, dense_step) -> None:
     then ``dense_step()`` (the params with dense grads; the sparse ones hidden from it), then the
     sparse grads' updates. Raises SparseGrad for a grad the class does not take."""
     todo = sparse_params(opt)
+    hps = []  # (each group's hyper-parameters, read once)
     for gi, group, found in todo:
         names = [f"param_groups[{gi}]['params'][{j}].grad" for _, j, _ in found]
         if opt._sparse_refusal is not None:
@@ -71,11 +73,9 @@ def step(opt: _Fused, dense_step) -> None:
             if p.is_complex() or p.dtype not in _views.TYPES:
                 raise TypeError(f"{name}: sparse gradients of {p.dtype} params are not supported")
             if g.dtype != p.dtype or g.shape != p.shape or g.device != p.device:
-                raise ValueError(
-                    f"{name}: {tuple(g.shape)} {g.dtype} on {g.device} does not match its param "
-                    f"{tuple(p.shape)} {p.dtype} on {p.device}"
-                )
-        opt._hyper(group)  # (its hyper-parameters: refused by name before anything is written)
+                _checks_inputs.mismatch(p, g, name)
+            _check_indices(g, name)
+        hps.append(opt._hyper(group))  # (its hyper-parameters: refused by name before anything is written)
         opt._sparse_check(group, gi, names)
         for p, j, _ in found:  # (an inference tensor written outside inference mode: torch's error, now)
             st = opt.state.get(p) or {}
@@ -92,14 +92,38 @@ def step(opt: _Fused, dense_step) -> None:
     finally:
         for p, g in hidden:
             p.grad = g
-    for _, group, found in todo:
+    for (_, group, found), hp in zip(todo, hps):
         for p, _, g in found:
-            _step_one(opt, group, p, g)
+            _step_one(opt, group, hp, p, g)
 
 
-def _step_one(opt: _Fused, group: dict, p: torch.Tensor, g: torch.Tensor) -> None:
-    """One param's update from its sparse grad ``g``: the class's fused call on the listed elements."""
-    hp = opt._hyper(group)
+class SparseIndexError(ValueError, IndexError):
+    """A sparse grad's index outside its param: a ValueError naming the grad, and the IndexError
+    torch's Adagrad raises for an index past the end (after the params before it moved)."""
+
+
+def _check_indices(g: torch.Tensor, name: str) -> None:
+    """SparseIndexError naming grad ``name`` unless each of ``g``'s indices is in [0, size) on its
+    dimension. ``torch.sparse_coo_tensor`` builds a grad unchecked by default: NumPy's indexing
+    raised an unnamed IndexError after the dense params and the earlier sparse ones were written,
+    and read a negative index from the end (``[0, -1]`` stepped ``p[2]``); torch's SGD drops an
+    index past the end or writes past the tensor, its Adagrad raises mid-step, a negative index
+    corrupted its heap."""
+    idx = g._indices()
+    if idx.shape[1] == 0:
+        return
+    for d, (lo, hi) in enumerate(zip(idx.amin(dim=1).tolist(), idx.amax(dim=1).tolist())):
+        n = g.shape[d]
+        if lo < 0 or hi >= n:
+            raise SparseIndexError(
+                f"{name}: index {lo if lo < 0 else hi} is out of bounds for dimension {d} with size {n} "
+                "(a sparse tensor built unchecked: torch.sparse_coo_tensor(..., check_invariants=True) refuses it)"
+            )
+
+
+def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) -> None:
+    """One param's update from its sparse grad ``g`` (``hp``: its group's hyper-parameters, ``opt._hyper``'s):
+    the class's fused call on the listed elements."""
     names = opt._stored(hp, p.dtype)
     st: Any = opt.state[p] if names or opt._run_keys else {}
     if opt._run_keys and not st:
@@ -129,9 +153,10 @@ def _step_one(opt: _Fused, group: dict, p: torch.Tensor, g: torch.Tensor) -> Non
         torch.autograd.graph.increment_version(written)  # (written through NumPy: autograd must see it)
     else:
         for sel in [None] if coalesce else _rounds(flat.cpu().numpy()):
-            at = idx if sel is None else idx[:, torch.from_numpy(sel).to(idx.device)]
+            on = None if sel is None else torch.from_numpy(sel).to(idx.device)  # (idx, vals: the grad's device)
+            at = idx if on is None else idx[:, on]
             got = [x.detach()[tuple(at)].contiguous() for x in written]
-            gv = vals if sel is None else vals[torch.from_numpy(sel).to(vals.device)].contiguous()
+            gv = vals if on is None else vals[on].contiguous()
             _call(opt, group, hp, names, [_views.view(x) for x in got], _views.view(gv), t)
             for x, sub in zip(written, got):
                 x.detach().index_put_(tuple(at), sub)

@@ -67,8 +67,9 @@ class _StateDictIO:
             for p, state in self.state.items():
                 _scalars_to_host(state, scalars)
                 _like_param(p, state)
+            defaults = load_defaults(self)  # (once: the same for every group)
             for i, group in enumerate(self.param_groups):
-                for k, v in load_defaults(self).items():
+                for k, v in defaults.items():
                     group.setdefault(k, v)
                 self._validate(group, f"param_groups[{i}]")
             self.state = tracked(self.state, own=True)  # (torch's loader made the per-param dicts)
