@@ -13,7 +13,7 @@ using namespace normgpu;
 // channel, its moments again only where it is needed (the CPU's channel_lows). Float32 (64, 3, 17) of
 // 1e7 + 0.5 + N(0, 1) normalized around the rounded mean alone had y 0.51 and dx 0.06 off the
 // float64 normalization of the same values (tests/test_cuda_hunt47k_bn_mean_lo.py).
-// (group_lo_kernel's accessor: value j of channel c of x (N, C, S))
+// This: group_lo_kernel's accessor, value j of channel c of x (N, C, S).
 template <class T, class A> struct ChannelAt {
   const T* x;
   int64_t C, S;

@@ -88,8 +88,8 @@ __global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, double scale, typ
 }
 
 // Every group's mean low part (rop::Norm::lo; rules::mean_lo): a block a group, the moments again only
-// where it is needed (block-uniform), as the row kernels' (block_moments at their block size).
-// (group_lo_kernel's accessor: element j of group g of h)
+// where it is needed (block-uniform), as the row kernels' (block_moments at their block size):
+// group_lo_kernel with GroupAt, element j of group g of h.
 template <class T, int A> struct GroupAt {
   Norm<T, A> s;
   __device__ T operator()(int64_t g, int64_t j) const { return s.h[s.n_of(g, j) * s.D + s.d_of(g, j)]; }
