@@ -75,14 +75,8 @@ std::vector<rules::Moments<double>> moments_of(const S* x, const Shape& sh, bool
 template <class S>
 std::vector<half::compute_t<S>> channel_lows(const S* x, const half::compute_t<S>* mean,
                                              const half::compute_t<S>* rstd, const Shape& sh, bool bf16) {
-  using T = half::compute_t<S>;
-  bool any = false;
-  for (int64_t c = 0; c < sh.C; ++c) any |= rules::mean_lo_needed(mean[c], rstd[c]);
-  if (!any || sh.size() == 0) return {};
-  const std::vector<rules::Moments<double>> m = moments_of(x, sh, bf16);
-  std::vector<T> lo(size_t(sh.C));
-  for (int64_t c = 0; c < sh.C; ++c) lo[size_t(c)] = rules::mean_lo(m[size_t(c)], mean[c], rstd[c]);
-  return lo;
+  if (sh.size() == 0) return {};
+  return normcpu::channel_lows(mean, rstd, sh.C, [&] { return moments_of(x, sh, bf16); });
 }
 
 // mean, rstd = 1 / sqrt(biased var + eps) and the unbiased variance (for the

@@ -86,10 +86,30 @@ template <class T> OK_INLINE rules::Moments<double> moments(const T* x, int64_t 
   return acc;
 }
 
+// A row's mean low part (rules::mean_lo; 0 where not needed, no pass over x): the row's moments again,
+// as the forward's (the CPU counterpart of CUDA's block_mean_lo, cuda/norm_reduce.cuh).
+template <class T> OK_INLINE T row_mean_lo(const T* x, int64_t n, T mu, T rs) {
+  return rules::mean_lo_needed(mu, rs) ? rules::mean_lo(moments(x, n), mu, rs) : T(0);
+}
+
 // The moments of each of the C channels of x (N, C, S) (batch norm's statistics: cpp/norm_channels.cpp,
 // blocks of rows reduced in parallel and merged in order; bits independent of the thread count).
 // Also the R-operator's batch-norm groups' (cpp/norm_rop.cpp: the forward's moments of each column).
 template <class T> std::vector<rules::Moments<double>> channel_moments(const T* x, int64_t N, int64_t C, int64_t S);
+
+// The C channels' mean low parts (rules::mean_lo) for statistics (mean, rstd): empty where no channel
+// needs one (|mean| rstd <= 1: moments_of not called, no pass over the data), else lo[c], 0 for the
+// channels that do not. moments_of(): the channels' moments (channel_moments or the half kernel's).
+// One loop for batch norm's backward (cpp/norm_channels.cpp) and the R-operator's columns (cpp/norm_rop.cpp).
+template <class T, class F> std::vector<T> channel_lows(const T* mean, const T* rstd, int64_t C, F&& moments_of) {
+  bool any = false;
+  for (int64_t c = 0; c < C; ++c) any |= rules::mean_lo_needed(mean[c], rstd[c]);
+  if (!any) return {};
+  const std::vector<rules::Moments<double>> m = moments_of();
+  std::vector<T> lo(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) lo[size_t(c)] = rules::mean_lo(m[size_t(c)], mean[c], rstd[c]);
+  return lo;
+}
 
 // Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, rounded to T once: summed in float32 lanes of
 // thousands of terms, rows of similar values rounded every addition the same way (a constant row

@@ -114,21 +114,21 @@ template <class T> std::vector<T> normalizers(const T* mean, const T* r, int64_t
 // transposed copy, took a far (4096, 512) float32 forward 4x its time on this host).
 template <class T, int A> std::vector<T> group_lows(const Norm<T, A>& s) {
   const int64_t G = s.groups(), M = s.size();
-  std::vector<T> lo(size_t(G), T(0));
-  std::vector<int64_t> far;  // (usually none: no pass over the data, no parallel region)
-  for (int64_t g = 0; g < G; ++g)
-    if (rules::mean_lo_needed(s.mean[g], s.rstd[g])) far.push_back(g);
-  if (far.empty()) return lo;
   if constexpr (A == 0) {
-    const std::vector<rules::Moments<double>> m = channel_moments(s.h, s.N, s.D, 1);
-    for (const int64_t g : far) lo[size_t(g)] = rules::mean_lo(m[size_t(g)], s.mean[g], s.rstd[g]);
+    std::vector<T> lo = channel_lows(s.mean, s.rstd, G, [&] { return channel_moments(s.h, s.N, s.D, 1); });
+    if (lo.empty()) lo.assign(size_t(G), T(0));
+    return lo;
   } else {
+    std::vector<T> lo(size_t(G), T(0));
+    std::vector<int64_t> far;  // (usually none: no pass over the data, no parallel region)
+    for (int64_t g = 0; g < G; ++g)
+      if (rules::mean_lo_needed(s.mean[g], s.rstd[g])) far.push_back(g);
     parallel_for(int64_t(far.size()), int64_t(far.size()) * M, [&](int64_t k) {
       const int64_t g = far[size_t(k)];
-      lo[size_t(g)] = rules::mean_lo(moments(s.h + g * s.D, M), s.mean[g], s.rstd[g]);
+      lo[size_t(g)] = row_mean_lo(s.h + g * s.D, M, s.mean[g], s.rstd[g]);
     });
+    return lo;
   }
-  return lo;
 }
 
 // Row n of an element functor (FwdElement or BwdElement); bad[n]: whether an output of the row is

@@ -102,7 +102,7 @@ OK_INLINE bool row_backward(const RowGradArgs<T>& a, int64_t r, const T* OK_REST
   const int64_t M = a.Cg * a.S;
   const T mu = a.rms ? T(0) : a.mean[r], rs = a.rstd[r];
   // (the forward's lo: the row's moments again, only where it is needed)
-  const T lo = a.lo[r] = rules::mean_lo_needed(mu, rs) ? rules::mean_lo(moments(x, M), mu, rs) : T(0);
+  const T lo = a.lo[r] = row_mean_lo(x, M, mu, rs);
   bool ok = true;
   with_normalizer(mu, rs, lo, [&](const auto& nz) OK_INLINE_LAMBDA {  // (scaled where x - mu may overflow: rules/norm.hpp)
     const int64_t w0 = (r % a.G) * a.Cg;

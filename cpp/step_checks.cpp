@@ -76,8 +76,7 @@ struct HostKind {
   Span read(py::handle g, py::handle p, const Name& name, const Run& r, size_t run, size_t i) const {
     // (the param's shape is read from its array header: anything else there was read as one, a crash)
     if (!py::isinstance<py::array>(p))
-      throw py::type_error(name() + ": its param is not a numpy.ndarray (got " +
-                           py::str(py::type::of(p).attr("__name__")).cast<std::string>() + ")");
+      throw py::type_error(name() + ": its param is not a numpy.ndarray (got " + type_name(p) + ")");
     const Fault f = array_fault(g, r.dt, r.itemsize, false);
     const auto* pa = py::detail::array_proxy(p.ptr());
     if (f == Fault::not_array && PyCapsule_CheckExact(g.ptr()))

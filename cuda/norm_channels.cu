@@ -13,16 +13,12 @@ using namespace normgpu;
 // channel, its moments again only where it is needed (the CPU's channel_lows). Float32 (64, 3, 17) of
 // 1e7 + 0.5 + N(0, 1) normalized around the rounded mean alone had y 0.51 and dx 0.06 off the
 // float64 normalization of the same values (tests/test_cuda_hunt47k_bn_mean_lo.py).
-template <class T, class A>
-__global__ void __launch_bounds__(kChanThreads)
-channel_lo_kernel(const T* __restrict__ x, const A* __restrict__ mean, const A* __restrict__ rstd, int64_t N, int64_t C,
-                  int64_t S, A* __restrict__ lo) {
-  __shared__ rules::Moments<double> sm[32];
-  for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
-    const A l = block_mean_lo<A>(mean[c], rstd[c], N * S, [&](int64_t j) { return A(load(x, ((j / S) * C + c) * S + j % S)); }, sm);
-    if (threadIdx.x == 0) lo[c] = l;
-  }
-}
+// This: group_lo_kernel's accessor, value j of channel c of x (N, C, S).
+template <class T, class A> struct ChannelAt {
+  const T* x;
+  int64_t C, S;
+  __device__ A operator()(int64_t c, int64_t j) const { return A(load(x, ((j / S) * C + c) * S + j % S)); }
+};
 
 // lo: the channels' mean low parts (null in eval mode: x̂ around the running mean as given).
 template <class T, class A>
@@ -62,13 +58,13 @@ void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
 
 constexpr int kThreads = 256;
 
-// The low parts of channel_lo_kernel, on stream s, into `buf` (C values of A); null where not training or empty.
+// The low parts of group_lo_kernel over the channels, on stream s, into `buf` (C values of A); null where not training or empty.
 template <class T, class A>
 const A* channel_lows(const T* x, const A* mean, const A* rstd, int64_t N, int64_t C, int64_t S, bool training,
                       ScratchBuffer& buf, cudaStream_t s) {
   if (!training || N * C * S == 0) return nullptr;
-  channel_lo_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(x, mean, rstd, N, C, S,
-                                                                                                    buf.as<A>());
+  group_lo_kernel<kChanThreads, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+      ChannelAt<T, A>{x, C, S}, mean, rstd, C, N * S, buf.as<A>());
   return buf.as<A>();
 }
 

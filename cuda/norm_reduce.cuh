@@ -126,5 +126,18 @@ template <class A, class At> __device__ A block_mean_lo(A mu, A rs, int64_t M, A
   return rules::mean_lo_needed(mu, rs) ? rules::mean_lo(block_moments<A>(M, at, sm), mu, rs) : A(0);
 }
 
+// Every group's mean low part into lo[g] (block_mean_lo): a block a group of the G groups, each of M
+// values at(g, j), saved statistics (mean[g], rstd[g]). One loop for batch norm's channels
+// (cuda/norm_channels.cu) and the R-operator's groups (cuda/norm_rop.cu), each with its accessor.
+template <int Threads, class A, class At>
+__global__ void __launch_bounds__(Threads)
+group_lo_kernel(At at, const A* __restrict__ mean, const A* __restrict__ rstd, int64_t G, int64_t M, A* __restrict__ lo) {
+  __shared__ rules::Moments<double> sm[32];
+  for (int64_t g = blockIdx.x; g < G; g += gridDim.x) {
+    const A l = block_mean_lo<A>(mean[g], rstd[g], M, [&](int64_t j) { return at(g, j); }, sm);
+    if (threadIdx.x == 0) lo[g] = l;
+  }
+}
+
 }  // namespace normgpu
 }  // namespace optkern

@@ -88,14 +88,15 @@ __global__ void col_sums_kernel(Terms f, int64_t N, int64_t D, double scale, typ
 }
 
 // Every group's mean low part (rop::Norm::lo; rules::mean_lo): a block a group, the moments again only
-// where it is needed (block-uniform), as the row kernels' (block_moments at their block size).
-template <class T, int A> __global__ void __launch_bounds__(kThreads) lo_kernel(Norm<T, A> s, T* lo) {
-  __shared__ rules::Moments<double> sm[32];
-  const int64_t M = s.size();
-  for (int64_t g = blockIdx.x; g < s.groups(); g += gridDim.x) {
-    const T l = block_mean_lo<T>(s.mean[g], s.rstd[g], M, [&](int64_t j) { return s.h[s.n_of(g, j) * s.D + s.d_of(g, j)]; }, sm);
-    if (threadIdx.x == 0) lo[g] = l;
-  }
+// where it is needed (block-uniform), as the row kernels' (block_moments at their block size):
+// group_lo_kernel with GroupAt, element j of group g of h.
+template <class T, int A> struct GroupAt {
+  Norm<T, A> s;
+  __device__ T operator()(int64_t g, int64_t j) const { return s.h[s.n_of(g, j) * s.D + s.d_of(g, j)]; }
+};
+template <class T, int A> void launch_lows(const Norm<T, A>& n, T* lo, cudaStream_t s) {
+  group_lo_kernel<kThreads, T><<<grid_for(n.groups(), 1), kThreads, 0, s>>>(GroupAt<T, A>{n}, n.mean, n.rstd, n.groups(),
+                                                                            n.size(), lo);
 }
 
 template <class T> __global__ void fill_kernel(T* p, int64_t n, T v) {
@@ -183,7 +184,7 @@ void fwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   e.means = means.as<T>();
   e.s.lo = lo.as<T>();
   py::gil_scoped_release nogil;
-  lo_kernel<<<grid_for(S.G, 1), kThreads, 0, s>>>(e.s, lo.as<T>());
+  launch_lows(e.s, lo.as<T>(), s);
   group_sums(FwdTerms<T, A>{e.s, e.rh}, S.N, S.D, 1.0 / double(A == 1 ? S.D : S.N), means.as<T>(), s);
   check_cuda(cudaMemcpyAsync(mx, means.as<T>() + S.G, sizeof(T) * size_t(S.G), cudaMemcpyDeviceToDevice, s), "m_xrh");
   check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_fwd flags");
@@ -221,7 +222,7 @@ void bwd_impl(DType dt, const Shape& S, py::handle h, py::handle mean, py::handl
   e.s.lo = lo.as<T>();
   py::gil_scoped_release nogil;
   if (n > 0) {
-    lo_kernel<<<grid_for(S.G, 1), kThreads, 0, s>>>(e.s, lo.as<T>());
+    launch_lows(e.s, lo.as<T>(), s);
     group_sums(BwdTerms<T, A>{e.s, e.dy, e.rdy, e.w, e.vw, e.rxhat}, S.N, S.D, 1.0 / double(A == 1 ? S.D : S.N),
                means.as<T>(), s);
     check_cuda(cudaMemsetAsync(bad.as<int>(), 0, sizeof(int) * size_t(S.G), s), "norm_rop_bwd flags");

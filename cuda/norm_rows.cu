@@ -85,7 +85,7 @@ row_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __rest
     const A mu = mean ? mean[r] : A(0), rs = rstd[r];
     // (the forward's lo: the row's moments again, only where it is needed; block-uniform. los[r], where
     // given: for the parameter sums, GradSumOp)
-    const A lo = rules::mean_lo_needed(mu, rs) ? rules::mean_lo(block_row_moments<A>(xr, M, sm), mu, rs) : A(0);
+    const A lo = block_mean_lo<A>(mu, rs, M, [&](int64_t j) { return load(xr, j); }, sm);
     if (los && threadIdx.x == 0) los[r] = lo;
     const int64_t w0 = (r % G) * Cg;
     Sum2<double> s{0.0, 0.0};  // Σ g, Σ g x̂ in double, as the CPU's (rules::grad_means)

@@ -33,8 +33,7 @@ struct DeviceKind {
   template <class Name> Span read(py::handle g, py::handle p, const Name& name, DType dt, size_t run, size_t i) {
     int64_t n = 0;
     if (!is_cupy(p))  // (as the CPU module's: its shape is read from it)
-      throw py::type_error(name() + ": its param is not a cupy.ndarray (got " +
-                           py::str(py::type::of(p).attr("__name__")).cast<std::string>() + ")");
+      throw py::type_error(name() + ": its param is not a cupy.ndarray (got " + type_name(p) + ")");
     char* data = check_device_array_named(g, name, dt, -1, device, &n);
     const auto want = DeviceArrays::shape(p), got = DeviceArrays::shape(g);
     if (got != want) throw py::value_error(name() + ": expected shape " + shape_str(want) + ", got " + shape_str(got));

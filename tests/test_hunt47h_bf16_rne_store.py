@@ -54,8 +54,19 @@ def test_param_rne_store_over_a_sweep_of_bit_patterns(shuffled):
     for p, w in zip(ps, masters):
         bad = np.flatnonzero(p != rne_bits(w))
         assert bad.size == 0, f"{bad.size} params differ, first masters {w[bad[:4]]!r}: {p[bad[:4]]}"
-    subnormal = (m.view(np.uint32) & 0x7F800000) == 0
-    assert subnormal.sum() > 3000  # (the fallback ran, and whole pairs without one took the conversion)
+
+
+def test_the_sweep_runs_the_avx512_bf16_conversion_here():
+    """Which store the sweep above pinned: on a CPU with AVX512_BF16 (and the switch not set), the
+    conversion (use_avx512_bf16 in cpp/cpu_avx2.hpp: that flag and the AVX-512 loops, which
+    build_info's lowp_loops names); elsewhere the sweep pins the integer rounding alone, said here."""
+    if os.environ.get("OPTKERN_NO_AVX512_BF16") == "1":
+        pytest.skip("OPTKERN_NO_AVX512_BF16=1: the integer-only AVX-512 form ran, by request")
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
+    if "avx512_bf16" not in flags:
+        pytest.skip("no AVX512_BF16 on this CPU: the sweep pinned the integer rounding, not vcvtne2ps2bf16")
+    assert _cpu.build_info()["lowp_loops"].startswith("avx512"), _cpu.build_info()
 
 
 @pytest.mark.spawns

@@ -26,7 +26,7 @@ namespace rop {
 // from 0 (|mean| r > 1) normalized around the rounded mean alone had R{y}, R{dh} up to 0.5 off in
 // float32 (rows of 1e7 + 0.5 + N(0, 1): layer_norm's y and dx exact to a few ulps, the R-operator's
 // terms 3e6 ulps off; tests/test_hunt47a_rop_mean_lo.py). Computed from each such group's moments
-// again (cpp/norm_rop.cpp: group_lows, cuda/norm_rop.cu: lo_kernel), the others' 0.
+// again (cpp/norm_rop.cpp: group_lows, cuda/norm_rop.cu: launch_lows), the others' 0.
 template <class T, int A> struct Norm {
   const T *h, *mean, *rstd;
   int64_t N, D;
