@@ -41,7 +41,8 @@ def from_mlp(
       model: the ``optkern.nn.MLP``.
       params: flat parameters.
       x, y: one batch; or give ``batches`` instead.
-      kind: ``"hessian"`` (Pearlmutter HVP) or ``"ggn"`` (Gauss-Newton, PSD).
+      kind: ``"hessian"`` (Pearlmutter HVP) or ``"ggn"`` (Gauss-Newton: PSD unless the model has a
+        ``confidence_penalty``, whose entropy term makes the loss's Hessian in the logits indefinite).
       batches: a re-iterable sequence of ``(x, y)`` mini-batches; each product
         runs over all of them (data-parallel friendly: every batch is independent).
       reduction: ``"mean"`` weights batch ``b`` by ``n_b / sum n_b`` (the mean
