@@ -211,16 +211,28 @@ def _broadened(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: 
     and ``t - theta`` was subnormal (bits lost) under such operators. Grid and nodes are divided by
     one power of two ``2**e`` (exact), ``sigma = ms * 2**es`` (``1 <= ms < 2``); the differences, the
     kernel's argument and its normalization are formed at magnitude ~1 and ``ldexp`` applies the
-    exponents (inf where the density truly leaves float64, 0 where it underflows)."""
+    exponents (inf where the density truly leaves float64, 0 where it underflows).
+
+    Where that one power of two would take a nonzero point or node below float64's normal range (a
+    caller's grid point at 1e308 beside nodes near 1e-100: they became 0, and the density elsewhere was
+    off by up to 7x), each pair ``t - theta`` is divided by the power of two of its own larger magnitude
+    instead (the smaller one, if it falls below the normal range then, is below an ulp of the other)."""
     P = nodes.shape[0]
     e = _exponent(max(float(np.abs(grid).max()), float(np.abs(nodes).max())))
     es = _exponent(sigma) - 1
     ms = math.ldexp(sigma, -es)
     g = np.ldexp(grid, -e)
+    tiny = float(np.finfo(np.float64).tiny)
+    common = all(bool(np.all((a == 0) | (np.abs(np.ldexp(a, -e)) >= tiny))) for a in (grid, nodes))
+    eg = None if common else np.frexp(grid)[1][:, None]
     dens = np.zeros_like(grid)
     with np.errstate(over="ignore"):  # (z past float64's range: a kernel of exp(-inf) = 0)
         for p in range(P):
-            z = np.ldexp((g[:, None] - np.ldexp(nodes[p], -e)[None, :]) / ms, e - es)
+            if common:
+                z = np.ldexp((g[:, None] - np.ldexp(nodes[p], -e)[None, :]) / ms, e - es)
+            else:
+                E = np.maximum(eg, np.frexp(nodes[p])[1][None, :])  # (each pair's own power of two)
+                z = np.ldexp((np.ldexp(grid[:, None], -E) - np.ldexp(nodes[p][None, :], -E)) / ms, E - es)
             dens += (np.exp(-0.5 * z * z) * weights[p][None, :]).sum(axis=1)
         return np.ldexp(dens / (ms * math.sqrt(2 * math.pi) * P), -es)
 
