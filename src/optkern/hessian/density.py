@@ -122,12 +122,7 @@ def spectral_density(
     pad = _backend.nonnegative("pad", pad)
     if sigma is not None:
         sigma = _backend.positive("sigma", sigma)
-        # (what the nodes cannot change, refused before P * m products are spent on an error: a probe's
-        # heaviest node weighs at least 1 / m, and its kernel alone peaks at 1 / (sigma sqrt(2 pi) P m);
-        # a smaller sigma that the density can carry is left to the density's own check below)
-        with np.errstate(over="ignore"):
-            if not math.isfinite(1.0 / (sigma * np.sqrt(2 * np.pi) * P * min(steps, op.shape[0]))):
-                raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
+        _check_width(sigma, P, min(steps, op.shape[0]))  # (before P * m products are spent on an error)
         if np.ndim(grid) == 0 and not math.isfinite(3 * sigma):
             raise ValueError(f"sigma, pad: the grid's margin {3 * sigma!r} goes beyond float64's range")
     if np.ndim(grid) == 0:
@@ -163,6 +158,7 @@ def spectral_density(
     lo, hi = float(nodes.min()), float(nodes.max())
     if sigma is None:
         sigma = _default_sigma(lo, hi, op.dtype)
+        _check_width(sigma, P, m, " (the default width: pass a wider one)")
     with np.errstate(over="ignore"):
         width = hi - lo  # (inf for nodes near -+1e308: pad * hi - pad * lo, the same margin, may be finite)
         margin = (pad * width if math.isfinite(width) else pad * hi - pad * lo if pad else 0.0) + 3 * sigma
@@ -175,6 +171,17 @@ def spectral_density(
     if not np.isfinite(dens).all():  # (a density past float64's max: sigma below what float64 can divide by)
         raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}")
     return SpectralDensity(grid, dens, nodes, weights, float(sigma))
+
+
+def _check_width(sigma: float, P: int, m: int, default: str = "") -> None:
+    """ValueError naming sigma where no density of width ``sigma`` is a float64, whatever the nodes: a
+    probe's heaviest node weighs at least ``1 / m``, and its kernel alone peaks at ``1 / (sigma sqrt(2 pi)
+    P m)``. A smaller width the density can carry is left to its own check. (0: a default width that
+    underflowed, 1e-3 of nodes near the smallest subnormal, which the kernel divided by: NumPy's "invalid
+    value encountered in divide" escaped under ``-W error``.) ``default``: said of a default width."""
+    with np.errstate(over="ignore"):
+        if not (sigma > 0.0 and math.isfinite(1.0 / (sigma * np.sqrt(2 * np.pi) * P * m))):
+            raise ValueError(f"sigma: too small for a float64 density, got {sigma!r}{default}")
 
 
 def _default_sigma(lo: float, hi: float, dtype) -> float:
