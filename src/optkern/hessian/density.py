@@ -231,7 +231,7 @@ def _broadened(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: 
     g = np.ldexp(grid, -e)
     tiny = float(np.finfo(np.float64).tiny)
     common = all(bool(np.all((a == 0) | (np.abs(np.ldexp(a, -e)) >= tiny))) for a in (grid, nodes))
-    eg = None if common else np.frexp(grid)[1][:, None]
+    eg = np.frexp(grid)[1][:, None]  # (the grid points' powers of two: the pairs' scales where not common)
     dens = np.zeros_like(grid)
     with np.errstate(over="ignore"):  # (z past float64's range: a kernel of exp(-inf) = 0)
         for p in range(P):
