@@ -360,7 +360,13 @@ def gradient_concentration(
         raise ValueError(f"eigenvectors: expected shape ({op.shape[0]}, >= {k}), got {tuple(eigenvectors.shape)}")
     if not bool(xp.isfinite(eigenvectors[:, :k]).all()):  # (a NaN fraction otherwise)
         raise ValueError("eigenvectors: has NaN or Inf entries")
-    V = in_dtype(xp, eigenvectors[:, :k], op.dtype, "eigenvectors", scale_free=True)  # (a basis: any scale)
+    V = eigenvectors[:, :k]
+    if V.dtype.kind == "f":
+        # Each column by its own power of two (exact; a zero column stays zero): a column's scale is not
+        # the subspace, and in_dtype's one scale for all of them flushed a float64 column of 1 beside one
+        # of 2**1000 to 0 in a float32 operator's cast ("column 1 is zero"), or to float32's subnormals.
+        V = xp.ldexp(V, -xp.frexp(xp.abs(V).max(axis=0))[1])
+    V = in_dtype(xp, V, op.dtype, "eigenvectors", scale_free=True)  # (a basis: any scale)
     same_on_every_rank(op, V, "eigenvectors", "subspace")
     # Re-orthonormalize the Ritz vectors, as rows, by the native CGS2 pass: not np.linalg.qr, whose
     # Householder updates reduce over n through BLAS in pieces cut by thread (the fraction's last bits
