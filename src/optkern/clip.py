@@ -221,8 +221,8 @@ def _max_norm_or_inf(max_norm) -> float:
         v = float(max_norm)
     except OverflowError:
         raise ValueError("max_norm: must be finite or inf, got an integer beyond float range") from None
-    if not v >= 0.0:
-        return _backend.nonnegative("max_norm", max_norm)  # (its ValueError: negative or NaN)
+    if not v >= 0.0:  # (negative or NaN: the native clip_scale_'s words, which name inf too; "in [0.0, inf)" did not)
+        raise ValueError(f"max_norm: must be >= 0 or inf, got {v!r}")
     return v
 
 
