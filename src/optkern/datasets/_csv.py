@@ -30,11 +30,15 @@ def _unquote(field: str) -> str:
     return field
 
 
-def _row(line: str, where: str, skipinitialspace: bool = False) -> list[str]:
-    """A CSV line's fields as Python's csv reader cuts them, or DataError naming ``where`` (the
-    file and line): its ``_csv.Error`` (a field over its 128 KiB limit) named neither."""
+def _row(line: str, where: str) -> list[str]:
+    """A CSV line's fields as np.loadtxt cuts the data rows (the one cut of every line: header,
+    first line and rows), or DataError naming ``where`` (the file and line): Python's csv reader's
+    ``_csv.Error`` (a field over its 128 KiB limit) named neither. A double quote opens a quoted
+    field only as its first character: after ``, `` it is part of the field, as in loadtxt,
+    pandas and RFC 4180 (with csv's ``skipinitialspace`` the header rule cut
+    ``x, "height, cm", label`` in 3 and the rows' reader and their check in 4, hunt 48a)."""
     try:
-        return next(csv.reader([line], quotechar='"', skipinitialspace=skipinitialspace), [])
+        return next(csv.reader([line], quotechar='"'), [])
     except csv.Error as e:
         raise DataError(f"{where}: not readable as CSV ({e})") from None
 
@@ -44,7 +48,7 @@ def _fields(line: str, where: str) -> list[str]:
     separator: ``"height, cm"`` is one name), stripped and unquoted; ``where``: the file and line,
     for ``_row``'s error. Cut at every comma, that header had one name more than the rows had
     columns (refused), and the name could not be found by ``label_column``."""
-    return [_unquote(f.strip()) for f in _row(line, where, skipinitialspace=True)]
+    return [_unquote(f.strip()) for f in _row(line, where)]
 
 
 def _pandas_numbers(fields: list[str]) -> bool:
@@ -105,9 +109,13 @@ def _check_header(header, ncols: int, line: int, path: str, label_column=None) -
     over was ignored, silently (``label`` above three columns: the names went unread, the label
     was the last column)."""
     if header is not None and len(header) != ncols:
+        # (a name still opening with a quote: one after a space, which quotes nothing, _row)
+        quote = any(h.startswith('"') for h in header)
         raise DataError(
             f"{path}: the header line (line {line}) has {len(header)} names for {ncols} columns: a header "
-            "line names every column" + ("" if label_column is None else f" (label column {str(label_column)!r})")
+            "line names every column"
+            + ("" if label_column is None else f" (label column {str(label_column)!r})")
+            + ("; a double quote after a space quotes nothing (write ',\"name\"')" if quote else "")
         )
 
 
