@@ -277,9 +277,12 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                 if handling is not None:
                     name, norm, seed = tasks[handling]
                     run = run_label({"optimizer": name, "norm": norm, "seed": seed})
-                    e.add_note(
-                        f"optkern study: run {run}: raised by its result or its handling; the runs in flight stopped"
-                    )
+                    note = f"optkern study: run {run}: raised by its result or its handling; the runs in flight stopped"
+                    add_note = getattr(e, "add_note", None)  # (Python 3.11+; said on stderr before)
+                    if add_note is not None:
+                        add_note(note)
+                    else:
+                        print(note, file=sys.stderr, flush=True)
                 raise
             except KeyboardInterrupt:
                 # The workers had Ctrl-C too: the runs in flight return what they measured (a worker
