@@ -99,3 +99,27 @@ def test_the_data_part_of_a_line_is_cut_as_loadtxt_cuts_it():
             want = np.loadtxt([line], delimiter=",", quotechar='"', dtype=str, ndmin=2, comments="#")
             got = np.loadtxt([data], delimiter=",", quotechar='"', dtype=str, ndmin=2, comments=None)
             assert np.array_equal(got, want), (line, got, want)
+
+
+# np.loadtxt reads a quoted field on over a line's end: a double quote that opened a field and never
+# closed (a file cut short, a label typed ``"b``) took every line after it, up to the next quote,
+# into one cell, silently: 200 rows with ``150,1,"b`` were read as 151 samples, the last labelled
+# "b\n151,5,b\n152,1,a\n...". The Python side reads line by line: the line is now refused, named.
+@pytest.mark.parametrize(
+    "bad",
+    ['150,1,"b', '150,1,"b""', '150,"1,b', '150,a"b,"c', '150,1,"b # c'],
+)
+def test_a_quote_that_does_not_close_on_its_line_is_refused_naming_the_line(tmp_path, bad):
+    words = [f"{i},{(3 * i) % 7},{'ab'[i % 2]}" for i in range(200)]
+    words[150] = bad
+    with pytest.raises(DataError, match=r"line 151: a double quote opens a field that does not close on its line"):
+        load_file(_write(tmp_path, words))
+
+
+def test_quotes_that_close_are_read_as_before(tmp_path):
+    rows = [f'{i},{(3 * i) % 7},"{"ab"[i % 2]}"' for i in range(20)]  # (R's write.csv)
+    rows[3] = '3,2,"a"""'  # (the label a", its quote doubled)
+    rows[4] = '4,1,"b"x'  # (bx: after the closing quote, the field goes on)
+    rows[5] = '5,6,a"b'  # (a quote inside a field is a character)
+    d = load_file(_write(tmp_path, ['"f1","f2","label"', *rows]))
+    assert len(d.y) == 20 and d.num_classes == 5

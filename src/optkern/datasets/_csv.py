@@ -57,6 +57,26 @@ def _data(line: str) -> str:
     return line if line.strip() else ""
 
 
+# A line whose every quoted field closes on it: a field opens with a double quote only as its first
+# character, closes at a quote that no second one follows (``""`` inside stands for one), and
+# goes on unquoted up to the comma (``_row``'s and loadtxt's reading).
+_FIELD = r'(?:"(?:[^"]|"")*"(?!")[^,]*|(?!")[^,]*)'
+_QUOTES_CLOSE = re.compile(rf"{_FIELD}(?:,{_FIELD})*")
+
+
+def _check_quotes(lines: list[str], path: str) -> None:
+    """DataError naming the first of ``lines`` (``_data``'s parts) with a quoted field that does not
+    close on it: np.loadtxt reads such a field on into the next lines, up to the next quote, and
+    a file cut short in a quoted field, or one label typed ``"b``, lost every row after it into
+    one cell, silently (hunt 48a)."""
+    for n, line in enumerate(lines, 1):
+        if '"' in line and not _QUOTES_CLOSE.fullmatch(line):
+            raise DataError(
+                f"{path}: line {n}: a double quote opens a field that does not close on its line (a file cut "
+                'short? A quote inside a quoted field is written twice: "")'
+            )
+
+
 def _row(line: str, where: str) -> list[str]:
     """A CSV line's fields as np.loadtxt cuts the data rows (the one cut of every line: header,
     first line and rows), or DataError naming ``where`` (the file and line): Python's csv reader's
@@ -162,6 +182,7 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
             lines = [_data(line) for line in fh]  # (line numbers kept: a blank line is "")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file") from None
+    _check_quotes(lines, path)
     content = [i for i, line in enumerate(lines) if line]
     if not content:
         raise DataError(f"{path}: the file is empty")
