@@ -123,3 +123,11 @@ def test_quotes_that_close_are_read_as_before(tmp_path):
     rows[5] = '5,6,a"b'  # (a quote inside a field is a character)
     d = load_file(_write(tmp_path, ['"f1","f2","label"', *rows]))
     assert len(d.y) == 20 and d.num_classes == 5
+
+
+@pytest.mark.parametrize("tail", ["20,3,1\x00\x00\x00", "20,3\x00\x00,1", "\x00" * 64])
+def test_a_line_with_a_nul_is_refused_naming_the_line(tmp_path, tail):
+    # (NULs at a cell's end were dropped, after they had made the labels class names, sorted as text)
+    rows = [f"{i},{(3 * i) % 7},{i % 2}" for i in range(20)]
+    with pytest.raises(DataError, match=r"line 21: a NUL character"):
+        load_file(_write(tmp_path, [*rows, tail]))

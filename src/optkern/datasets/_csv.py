@@ -64,12 +64,16 @@ _FIELD = r'(?:"(?:[^"]|"")*"(?!")[^,]*|(?!")[^,]*)'
 _QUOTES_CLOSE = re.compile(rf"{_FIELD}(?:,{_FIELD})*")
 
 
-def _check_quotes(lines: list[str], path: str) -> None:
+def _check_lines(lines: list[str], path: str) -> None:
     """DataError naming the first of ``lines`` (``_data``'s parts) with a quoted field that does not
-    close on it: np.loadtxt reads such a field on into the next lines, up to the next quote, and
-    a file cut short in a quoted field, or one label typed ``"b``, lost every row after it into
-    one cell, silently (hunt 48a)."""
+    close on it, or a NUL character. np.loadtxt reads such a field on into the next lines, up to
+    the next quote: a file cut short in a quoted field, or one label typed ``"b``, lost every row
+    after it into one cell, silently. NULs (a file written in part when the machine stopped) at
+    a cell's end were dropped by NumPy's strings, silently, after they had made the label column
+    read as words, sorted as text (hunt 48a)."""
     for n, line in enumerate(lines, 1):
+        if "\x00" in line:
+            raise DataError(f"{path}: line {n}: a NUL character (not a text line: a file written in part?)")
         if '"' in line and not _QUOTES_CLOSE.fullmatch(line):
             raise DataError(
                 f"{path}: line {n}: a double quote opens a field that does not close on its line (a file cut "
@@ -182,7 +186,7 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
             lines = [_data(line) for line in fh]  # (line numbers kept: a blank line is "")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file") from None
-    _check_quotes(lines, path)
+    _check_lines(lines, path)
     content = [i for i, line in enumerate(lines) if line]
     if not content:
         raise DataError(f"{path}: the file is empty")
