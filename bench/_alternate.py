@@ -1,8 +1,10 @@
 """Shared by the bench/*_alternated.py scripts that time an old optkern package, this one and torch
-in separate processes, alternated: the child's timing loop and the parent's launch of one child."""
+in separate processes, alternated: the child's timing loop, the parent's launch of one child, and
+the old-vs-new scripts' loop and command line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -52,3 +54,25 @@ def old_vs_new(script: str, names: list[str], old: str, rounds: int, reps: int, 
             f"(min {mins['new']:.3f})  new/old {med['new'] / med['old']:.3f}",
             flush=True,
         )
+
+
+def old_vs_new_main(script: str, cases: list[tuple], make) -> None:
+    """The command line of an old-vs-new script (``--old DIR [--rounds] [--reps] [--threads]
+    [--cases i,j]``): the parent alternates the two modules over ``cases`` (each a tuple: its name,
+    then ``make``'s arguments); a child (``--child i``) prints the median of ``--reps`` timed calls
+    of ``make(*cases[i][1:])()``, in ms."""
+    ap = argparse.ArgumentParser(prog=os.path.basename(script))
+    ap.add_argument("--old", help="directory holding the old optkern package")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", type=int, default=-1)
+    ap.add_argument("--cases", default="", help="comma-separated case indices (default: all)")
+    a = ap.parse_args()
+    if a.child >= 0:
+        print(json.dumps(statistics.median(timed_ms(make(*cases[a.child][1:]), a.reps))))
+        return
+    if a.old is None:  # (the parent compares against it: without it, a TypeError deep in the loop)
+        ap.error("--old DIR is required")
+    picked = [int(c) for c in a.cases.split(",")] if a.cases else None
+    old_vs_new(script, [c[0] for c in cases], a.old, a.rounds, a.reps, a.threads, picked)

@@ -1,7 +1,7 @@
 """The rows' mean low part (hunt 46a, rules::mean_lo): an old module and this one, alternated, on the
 row norms' forward and backward (float32, weight given).
 
-    python bench/mean_lo_alternated.py --old DIR [--rounds 11] [--reps 5] [--threads 2]
+    python bench/mean_lo_alternated.py --old DIR [--rounds 11] [--reps 5] [--threads 2] [--cases i,j]
 
 DIR holds an older ``optkern`` package (a copy of src/optkern with its built ``_cpu`` .so). Each round
 runs, per case, one process per module (old, then new); each warms up twice and times ``--reps`` calls
@@ -12,12 +12,8 @@ Printed: per case the median and min over rounds of each process's median of rep
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-
 import numpy as np
-from _alternate import old_vs_new, timed_ms
+from _alternate import old_vs_new_main
 
 # (name, kind, shape, offset, backward)
 CASES = [
@@ -48,23 +44,5 @@ def _fn(kind: str, shape: tuple[int, ...], offset: float, backward: bool):
     return lambda: F.instance_norm(x, weight=w, eps=1e-5, out=out)
 
 
-def one(case: int, reps: int) -> float:
-    return statistics.median(timed_ms(_fn(*CASES[case][1:]), reps))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--old", help="directory holding the old optkern package")
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--child", type=int, default=-1)
-    a = ap.parse_args()
-    if a.child >= 0:
-        print(json.dumps(one(a.child, a.reps)))
-        return
-    old_vs_new(__file__, [c[0] for c in CASES], a.old, a.rounds, a.reps, a.threads)
-
-
 if __name__ == "__main__":
-    main()
+    old_vs_new_main(__file__, CASES, _fn)

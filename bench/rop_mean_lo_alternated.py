@@ -12,12 +12,8 @@ moments summed again). Printed: per case the median and min over rounds (ms) and
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-
 import numpy as np
-from _alternate import old_vs_new, timed_ms
+from _alternate import old_vs_new_main
 
 # (name, axis, shape, offset, backward)
 CASES = [
@@ -43,25 +39,5 @@ def _fn(axis: int, shape: tuple[int, int], offset: float, backward: bool):
     return lambda: nz.norm_rop_forward(r[0], g, vg, vb, sv, axis)
 
 
-def one(case: int, reps: int) -> float:
-    return statistics.median(timed_ms(_fn(*CASES[case][1:]), reps))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--old", help="directory holding the old optkern package")
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--child", type=int, default=-1)
-    ap.add_argument("--cases", default="", help="comma-separated case indices (default: all)")
-    a = ap.parse_args()
-    if a.child >= 0:
-        print(json.dumps(one(a.child, a.reps)))
-        return
-    picked = [int(c) for c in a.cases.split(",")] if a.cases else None
-    old_vs_new(__file__, [c[0] for c in CASES], a.old, a.rounds, a.reps, a.threads, picked)
-
-
 if __name__ == "__main__":
-    main()
+    old_vs_new_main(__file__, CASES, _fn)

@@ -19,8 +19,7 @@ import pytest
 
 from optkern.cli import main
 from optkern.study import runner
-from test_cli_hunt_interrupt import _children, _cpu_seconds
-from test_study_sigterm import _finish, _study, _wait
+from test_study_sigterm import _finish, _study, _wait, _workers_training
 
 pytestmark = pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task"), reason="Linux /proc")
 
@@ -32,16 +31,7 @@ def test_ctrl_c_stops_a_run_queued_for_a_worker(tmp_path):
     # only the signal ends them
     proc = _study(out, "--jobs", "2", "--optimizers", "sgd", "--seeds", "3", "--epochs", "100000")
 
-    def training() -> bool:  # both workers past their imports: in their runs
-        busy = 0
-        for c in _children(proc.pid):
-            try:
-                busy += _cpu_seconds(c) > 1.2
-            except OSError:
-                pass
-        return busy >= 2
-
-    _wait(proc, training)
+    _wait(proc, lambda: _workers_training(proc.pid, 2))  # both workers in their runs
     err = _finish(proc, signal.SIGINT)  # (60 s: the queued run went on for its 100,000 epochs)
     assert proc.returncode == 130, err
     results = json.loads((out / "results.json").read_text())

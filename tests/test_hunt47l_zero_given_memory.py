@@ -44,27 +44,15 @@ def _run(make, how, sizes=(7, 5, 9), steps=4):
 def _compare(comm, how) -> None:
     from optkern import optim
     from optkern.distributed import ShardedOptimizer
-    from torch_ieee_sqrt import ieee_sqrt
+    from torch_ieee_sqrt import torch_optim_stepper
 
     def zero(ps):
         z = ShardedOptimizer(optim.Adam, ps, comm, lr=0.1, amsgrad=True)
         return z.step
 
-    def single(ps):  # (torch's own Adam: optim.Adam would share the path under test)
-        import torch
-
-        opt = torch.optim.Adam(ps, lr=0.1, amsgrad=True, foreach=False)
-
-        def step(gs):
-            for p, g in zip(ps, gs):
-                p.grad = torch.tensor(g)
-            opt.step()
-
-        return step
-
     got = _run(zero, how)
-    with ieee_sqrt():
-        want = _run(single, how)
+    # (torch's own Adam: optim.Adam would share the path under test)
+    want = _run(lambda ps: torch_optim_stepper("Adam", ps, lr=0.1, amsgrad=True), how)
     assert not np.array_equal(got[1], np.full(5, 0.25, np.float32))  # (it moved after the swap)
     for i, (a, b) in enumerate(zip(got, want)):
         assert np.array_equal(a, b), (i, a, b)

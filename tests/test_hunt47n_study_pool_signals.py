@@ -26,8 +26,8 @@ import time
 
 import pytest
 
-from test_cli_hunt_interrupt import _children, _cpu_seconds
-from test_study_sigterm import _study, _wait
+from test_cli_hunt_interrupt import _children
+from test_study_sigterm import _study, _wait, _workers_training
 
 _CHILD = os.path.join(os.path.dirname(__file__), "_hunt47n_pool_startup_child.py")
 
@@ -73,17 +73,7 @@ def test_a_second_ctrl_c_while_the_runs_in_flight_return_neither_hangs_nor_leave
     # three seeds on 2 workers: one run queued; 100,000 epochs: only the signals end them
     proc = _study(out, "--jobs", "2", "--optimizers", "sgd", "--seeds", "3", "--epochs", "100000")
     try:
-
-        def training() -> bool:  # both workers past their imports: in their runs
-            busy = 0
-            for c in _children(proc.pid):
-                try:
-                    busy += _cpu_seconds(c) > 1.2
-                except OSError:
-                    pass
-            return busy >= 2
-
-        _wait(proc, training)
+        _wait(proc, lambda: _workers_training(proc.pid, 2))  # both workers in their runs
         workers = _children(proc.pid)
         proc.send_signal(signal.SIGINT)
         # the study collects its records for 0.25 s at least (the queued run is signalled on the

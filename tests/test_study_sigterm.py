@@ -54,6 +54,17 @@ def _wait(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
     assert proc.poll() is None and ready(), proc.communicate()[1]
 
 
+def _workers_training(pid: int, n: int) -> bool:
+    """``n`` of the study ``pid``'s workers past their imports (~0.5 s of CPU each): in their runs."""
+    busy = 0
+    for c in _children(pid):
+        try:
+            busy += _cpu_seconds(c) > 1.2
+        except OSError:  # (a worker that just ended)
+            pass
+    return busy >= n
+
+
 def _finish(proc: subprocess.Popen, sig: int, group: bool = False) -> str:
     try:
         os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
@@ -95,16 +106,7 @@ def test_sigterm_to_the_process_group_stops_the_workers_runs_as_ctrl_c(tmp_path)
     out = tmp_path / "out"
     proc = _study(out, "--jobs", "2", "--optimizers", "sgd", "--norms", "none,batch", "--epochs", "100000")
 
-    def training() -> bool:  # both workers past their imports (~0.5 s of CPU): in their runs
-        busy = 0
-        for c in _children(proc.pid):
-            try:
-                busy += _cpu_seconds(c) > 1.2
-            except OSError:
-                pass
-        return busy >= 2
-
-    _wait(proc, training)
+    _wait(proc, lambda: _workers_training(proc.pid, 2))
     err = _finish(proc, signal.SIGTERM, group=True)
     assert proc.returncode == 128 + signal.SIGTERM, err
     results = json.loads((out / "results.json").read_text())

@@ -40,3 +40,18 @@ def ieee_sqrt():
         mp.setattr(torch.Tensor, "sqrt", _sqrt)
         mp.setattr(torch.Tensor, "sqrt_", _sqrt_)
         yield
+
+
+def torch_optim_stepper(name: str, params, **hp):
+    """``step(grads)`` of ``torch.optim.<name>`` over the tensors ``params`` (its for-loop form, IEEE
+    sqrt): each NumPy array of ``grads`` becomes its param's ``.grad``, then one ``opt.step()``. The
+    reference that optkern's steps are compared with bit for bit."""
+    opt = getattr(torch.optim, name)(params, foreach=False, **hp)
+
+    def step(grads) -> None:
+        for p, g in zip(params, grads):
+            p.grad = torch.tensor(g)
+        with ieee_sqrt():
+            opt.step()
+
+    return step

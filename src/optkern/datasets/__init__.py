@@ -206,7 +206,11 @@ def load_file(path: str, dtype=np.float32, label_column=None) -> Dataset:
     Python reads as numbers and loadtxt refuses: that line is data, refused naming the cell as on
     any other line) where the second line has a number, or is pandas' ``0,1,...,n-1``; a header
     names every column, with words: a first line with too few or too many names, or with names and
-    numbers (``0,0,a`` above rows of numbers), is refused (``_csv._is_header``). Features are
+    numbers (``0,0,a`` above rows of numbers), is refused (``_csv._is_header``). Every line is cut
+    as np.loadtxt cuts the rows (``_csv._data``, ``_csv._row``): a '#' outside quotes starts a comment,
+    a line of spaces or comment alone is skipped, a double quote opens a quoted field only as its
+    first character (after ``, `` it is a character); a quoted field that does not close on its
+    line, or a NUL character, is refused naming the line. Features are
     standardized per column (over every row here; ``split()`` standardizes each half by the
     training rows' mean and standard deviation); integer labels of any values are renumbered
     0..K-1, and so are class names (words in the label column or a string ``y``), in sorted order.

@@ -30,11 +30,66 @@ def _unquote(field: str) -> str:
     return field
 
 
-def _row(line: str, where: str, skipinitialspace: bool = False) -> list[str]:
-    """A CSV line's fields as Python's csv reader cuts them, or DataError naming ``where`` (the
-    file and line): its ``_csv.Error`` (a field over its 128 KiB limit) named neither."""
+def _data(line: str) -> str:
+    """The part of a file's line that is data: up to a '#' outside a quoted field (a double quote
+    opens one only as a field's first character, as in ``_row``), and '' where that is blank
+    (spaces, an indented comment). The one cut of every line: the header rule, the row check and
+    the body's np.loadtxt (``comments=None``: given these parts) read the same text. loadtxt keeps
+    a quoted '#' and read a line of spaces as a row of one field, where ``split("#")`` and
+    ``strip()`` cut the one and skipped the other (hunt 48a)."""
+    if "#" in line:
+        start, quoted, i = True, False, 0
+        while i < len(line):
+            c = line[i]
+            if quoted:
+                if c == '"':
+                    if line.startswith('"', i + 1):  # (a doubled quote inside: one quote)
+                        i += 1
+                    else:
+                        quoted = False
+            elif c == '"' and start:
+                quoted = True
+            elif c == "#":
+                line = line[:i]
+                break
+            start = c == "," and not quoted
+            i += 1
+    return line if line.strip() else ""
+
+
+# A line whose every quoted field closes on it: a field opens with a double quote only as its first
+# character, closes at a quote that no second one follows (``""`` inside stands for one), and
+# goes on unquoted up to the comma (``_row``'s and loadtxt's reading).
+_FIELD = r'(?:"(?:[^"]|"")*"(?!")[^,]*|(?!")[^,]*)'
+_QUOTES_CLOSE = re.compile(rf"{_FIELD}(?:,{_FIELD})*")
+
+
+def _check_lines(lines: list[str], path: str) -> None:
+    """DataError naming the first of ``lines`` (``_data``'s parts) with a quoted field that does not
+    close on it, or a NUL character. np.loadtxt reads such a field on into the next lines, up to
+    the next quote: a file cut short in a quoted field, or one label typed ``"b``, lost every row
+    after it into one cell, silently. NULs (a file written in part when the machine stopped) at
+    a cell's end were dropped by NumPy's strings, silently, after they had made the label column
+    read as words, sorted as text (hunt 48a)."""
+    for n, line in enumerate(lines, 1):
+        if "\x00" in line:
+            raise DataError(f"{path}: line {n}: a NUL character (not a text line: a file written in part?)")
+        if '"' in line and not _QUOTES_CLOSE.fullmatch(line):
+            raise DataError(
+                f"{path}: line {n}: a double quote opens a field that does not close on its line (a file cut "
+                'short? A quote inside a quoted field is written twice: "")'
+            )
+
+
+def _row(line: str, where: str) -> list[str]:
+    """A CSV line's fields as np.loadtxt cuts the data rows (the one cut of every line: header,
+    first line and rows), or DataError naming ``where`` (the file and line): Python's csv reader's
+    ``_csv.Error`` (a field over its 128 KiB limit) named neither. A double quote opens a quoted
+    field only as its first character: after ``, `` it is part of the field, as in loadtxt,
+    pandas and RFC 4180 (with csv's ``skipinitialspace`` the header rule cut
+    ``x, "height, cm", label`` in 3 and the rows' reader and their check in 4, hunt 48a)."""
     try:
-        return next(csv.reader([line], quotechar='"', skipinitialspace=skipinitialspace), [])
+        return next(csv.reader([line], quotechar='"'), [])
     except csv.Error as e:
         raise DataError(f"{where}: not readable as CSV ({e})") from None
 
@@ -44,7 +99,7 @@ def _fields(line: str, where: str) -> list[str]:
     separator: ``"height, cm"`` is one name), stripped and unquoted; ``where``: the file and line,
     for ``_row``'s error. Cut at every comma, that header had one name more than the rows had
     columns (refused), and the name could not be found by ``label_column``."""
-    return [_unquote(f.strip()) for f in _row(line, where, skipinitialspace=True)]
+    return [_unquote(f.strip()) for f in _row(line, where)]
 
 
 def _pandas_numbers(fields: list[str]) -> bool:
@@ -105,10 +160,21 @@ def _check_header(header, ncols: int, line: int, path: str, label_column=None) -
     over was ignored, silently (``label`` above three columns: the names went unread, the label
     was the last column)."""
     if header is not None and len(header) != ncols:
+        # (a name still opening with a quote: one after a space, which quotes nothing, _row)
+        quote = any(h.startswith('"') for h in header)
         raise DataError(
             f"{path}: the header line (line {line}) has {len(header)} names for {ncols} columns: a header "
-            "line names every column" + ("" if label_column is None else f" (label column {str(label_column)!r})")
+            "line names every column"
+            + ("" if label_column is None else f" (label column {str(label_column)!r})")
+            + ("; a double quote after a space quotes nothing (write ',\"name\"')" if quote else "")
         )
+
+
+def _loadtxt(body: list[str], **kw) -> np.ndarray:
+    """The data rows ``body`` (``_data``'s parts, none blank) as np.loadtxt reads a CSV: the comments
+    are cut already. Blank lines are left out, not given as "": loadtxt's string read warned of
+    ``max_rows`` (a UserWarning naming an argument no one gave) on each."""
+    return np.loadtxt(body, delimiter=",", ndmin=2, quotechar='"', comments=None, **kw)
 
 
 def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
@@ -117,24 +183,24 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
     or a header name (default: the last)."""
     try:
         with open(path, encoding="utf-8-sig") as fh:  # -sig: a BOM would make row 1 look like a header
-            lines = fh.readlines()
+            lines = [_data(line) for line in fh]  # (line numbers kept: a blank line is "")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file") from None
-    # Lines loadtxt reads as data: not blank, not a '#' comment.
-    content = [i for i, line in enumerate(lines) if line.split("#", 1)[0].strip()]
+    _check_lines(lines, path)
+    content = [i for i, line in enumerate(lines) if line]
     if not content:
         raise DataError(f"{path}: the file is empty")
     skip, header = 0, None
-    second = lines[content[1]].split("#", 1)[0] if len(content) > 1 else None
+    second = lines[content[1]] if len(content) > 1 else None
     where = f"{path}: line {content[0] + 1}"
     where2 = f"{path}: line {content[1] + 1}" if len(content) > 1 else ""
-    if _is_header(lines[content[0]].split("#", 1)[0], where, second, where2):
+    if _is_header(lines[content[0]], where, second, where2):
         if len(content) == 1:  # loadtxt would only warn and return nothing
             raise DataError(f"{path}: only a header line, no data rows")
         skip = content[0] + 1
         # names as R's write.csv and spreadsheets write them, in double quotes: without them, so that
         # label_column="label" finds "label"
-        header = _fields(lines[content[0]].split("#", 1)[0], where)
+        header = _fields(lines[content[0]], where)
         numbers = _header_numbers(header)
         if numbers:
             # Names and numbers: the first data row, taken for a header because a ragged second
@@ -146,17 +212,18 @@ def _read_csv(path: str, label_column=None) -> tuple[np.ndarray, np.ndarray, str
                 f" and numbers ({', '.join(numbers)}): neither a header (names for every column) nor a data "
                 "row like the next (which has numbers where it has names)"
             )
+    body = [line for line in lines[skip:] if line]
     try:
-        d = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"')
+        d = _loadtxt(body)
     except ValueError as e:
         _check_row_lengths(lines, skip, path)
-        return _csv_with_word_labels(lines, skip, header, label_column, path, e, content[0] + 1)
+        return _csv_with_word_labels(body, header, label_column, path, e, content[0] + 1)
     _check_header(header, d.shape[1], content[0] + 1, path, label_column)
     j = _label_index(label_column, header, d.shape[1], path)
     name = header[j] if header and len(header) == d.shape[1] else f"column {j + 1}"
 
     def text(c: int) -> np.ndarray:
-        return np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str, usecols=[c])[:, 0]
+        return _loadtxt(body, dtype=str, usecols=[c])[:, 0]
 
     x, notes = _exact_integer_features(np.delete(d, j, axis=1), j, text)
     return x, _integer_labels(lambda: text(j), d[:, j], path), name, notes
@@ -169,9 +236,8 @@ def _check_row_lengths(lines, skip: int, path: str) -> None:
     (blank and comment lines and the header skipped) and suggests its ``usecols``."""
     rows = []  # (line number, fields)
     for n, line in enumerate(lines[skip:], skip + 1):
-        text = line.split("#", 1)[0]
-        if text.strip():
-            rows.append((n, len(_row(text, f"{path}: line {n}"))))
+        if line:  # (``_data``: blank and comment lines are "")
+            rows.append((n, len(_row(line, f"{path}: line {n}"))))
     counts = collections.Counter(k for _, k in rows)  # (most_common: a tie goes to the first row's)
     usual, many = counts.most_common(1)[0] if rows else (0, 0)
     for n, k in rows:
@@ -188,12 +254,12 @@ def _label_index(label_column, header, ncols: int, path: str) -> int:
     return _column_index(label_column, header, ncols, path)
 
 
-def _csv_with_word_labels(lines, skip: int, header, label_column, path: str, err: ValueError, first: int = 1):
+def _csv_with_word_labels(body, header, label_column, path: str, err: ValueError, first: int = 1):
     """A CSV whose label column holds words (iris' ``setosa``; the class names ``_labels`` numbers
     in sorted order), every other column numbers; else the numeric read's error, naming the
     first word found in a feature column."""
     try:
-        t = np.loadtxt(lines, delimiter=",", skiprows=skip, ndmin=2, quotechar='"', dtype=str)
+        t = _loadtxt(body, dtype=str)
     except ValueError:  # rows of different lengths
         raise DataError(f"{path}: not a numeric CSV ({err})") from None
     _check_header(header, t.shape[1], first, path, label_column)

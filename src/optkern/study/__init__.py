@@ -71,6 +71,8 @@ def main(args) -> int:
 
     if args.data == "":  # --data "$FILE" with FILE unset: an error, not a study of the digits
         raise UsageError("--data: no file name given (leave --data out for the bundled digits)")
+    if not args.out.strip():  # (OUT unset, as --data above: it said "--out : cannot create the folder")
+        raise UsageError("--out: no folder given (leave --out out for ./optkern-study)")
     if args.label_column is not None and not args.label_column.strip():  # (COL unset, as --data above)
         raise UsageError("--label-column: no column given (leave --label-column out for the last column)")
     if args.label_column is not None and not (args.data or "").lower().endswith(".csv"):

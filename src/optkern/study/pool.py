@@ -222,10 +222,12 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     """Run ``tasks`` (name, norm, seed) on ``jobs`` workers, filling ``records`` (same order) in
     place; True if interrupted."""
     ctx = multiprocessing.get_context("spawn")
+    from .report import run_label
     from .runner import epoch0_key
 
     pending: dict[tuple, list[int]] = {}  # epoch0_key -> runs waiting for its epoch-0 measurement
     running: dict[Future, int] = {}
+    handling: int | None = None  # the run whose result is being handled (named if that raises)
     done = 0
     try:
         # (a Python SIGTERM handler here, the command line's: idle workers leave SIGTERM to it)
@@ -249,7 +251,7 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                 while running:
                     finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in finished:
-                        i = running.pop(fut)
+                        i = handling = running.pop(fut)
                         rec, epoch0 = fut.result()
                         records[i].update(rec)
                         done += 1
@@ -259,8 +261,28 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                             _say_done(rec, done, len(tasks), cfg.seeds)
                         if on_run_done is not None:
                             on_run_done()
+                        handling = None
             except BrokenProcessPool:  # (a worker died: out of memory, killed)
                 _kill_workers(ex)
+                raise
+            except Exception as e:
+                # Raised here, not by a worker dying: the handling of a run's result (``on_run_done``
+                # writing results.json on a full disk, the progress line) or the run's own error.
+                # The ``with``'s shutdown waited for every run in flight and queued, to its last
+                # epoch, before the error surfaced (hunt 48a); the runs are stopped now, unfinished
+                # (their records go nowhere: the study ends with this error), and the run named.
+                # Killed before any shutdown: ``shutdown(wait=False)`` forgets the workers (the
+                # interpreter's exit then joined them, to their last epoch).
+                _kill_workers(ex)
+                if handling is not None:
+                    name, norm, seed = tasks[handling]
+                    run = run_label({"optimizer": name, "norm": norm, "seed": seed})
+                    note = f"optkern study: run {run}: raised by its result or its handling; the runs in flight stopped"
+                    add_note = getattr(e, "add_note", None)  # (Python 3.11+; said on stderr before)
+                    if add_note is not None:
+                        add_note(note)
+                    else:
+                        print(note, file=sys.stderr, flush=True)
                 raise
             except KeyboardInterrupt:
                 # The workers had Ctrl-C too: the runs in flight return what they measured (a worker
