@@ -3,6 +3,7 @@ views of their memory) and copies of an optimizer (pickle, ``copy.copy``, ``copy
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Sequence
 from typing import cast
@@ -75,23 +76,29 @@ def tensor_address(v) -> int:
     return v.data.ptr if _backend.is_cupy(v) else v.ctypes.data
 
 
-def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -> list:
+def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, accept=None) -> list:
     """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
-    (``views``, their ``addresses``: alike) was made -- ``tensor.data = ...``, ``tensor.set_(...)`` --
-    viewed again and put in its slot (``slot(j, tensor) -> (list, index, name)``: where its view sits
-    now); returns the indices ``j`` of those re-viewed. The step wrote the old memory, which the tensor
-    no longer showed: its values never moved, silently (torch.optim steps what the tensor holds now).
-    A slot the caller replaced with another array (not the view any more), or a list replaced, is the
-    caller's, left as it is. ``accept(index, name, view)``: raises for a new view the optimizer
-    cannot step (before it is put in: refused at every step until the tensor is given memory it
-    can, nothing written).
-    (The addresses only, compared in one pass: ~0.1 us a tensor; a shape compared too cost 0.3.)"""
-    now = list(map(sys.modules["torch"].Tensor.data_ptr, tensors))
-    if now == addresses:
+    (``views``, their ``addresses`` and the tensors' ``dtypes`` then: alike) was made --
+    ``tensor.data = ...``, ``tensor.set_(...)``, or the same memory re-viewed as another dtype
+    (``tensor.data = tensor.data.view(torch.int32)``) -- viewed again and put in its slot
+    (``slot(j, tensor) -> (list, index, name)``: where its view sits now); returns the indices ``j`` of
+    those re-viewed. The step wrote the old memory, which the tensor no longer showed: its values never
+    moved, silently (torch.optim steps what the tensor holds now); or, at the same address, wrote
+    float updates into what the tensor shows as integers. A slot the caller replaced with another
+    array (not the view any more), or a list replaced, is the caller's, left as it is.
+    ``accept(index, name, view)``: raises for a new view the optimizer cannot step (before it is put
+    in: refused at every step until the tensor is given memory it can, nothing written; the step's
+    own checks refuse a view of another dtype than the param's state).
+    (The addresses and dtypes only, each compared in one pass: ~0.1 us a tensor; a shape compared
+    too cost 0.3.)"""
+    tensor = sys.modules["torch"].Tensor
+    now = list(map(tensor.data_ptr, tensors))
+    kinds = list(map(_DTYPE, tensors))
+    if now == addresses and kinds == dtypes:
         return []
     moved = []
     for j, t in enumerate(tensors):
-        if now[j] == addresses[j]:
+        if now[j] == addresses[j] and kinds[j] is dtypes[j]:
             continue
         lst, i, name = slot(j, t)
         if i < len(lst) and lst[i] is views[j]:  # (a list the caller replaced may be shorter)
@@ -99,9 +106,13 @@ def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -
             if accept is not None:
                 accept(i, name, new)
             lst[i] = views[j] = new
-            addresses[j] = tensor_address(new)
+            addresses[j], dtypes[j] = tensor_address(new), kinds[j]
             moved.append(j)
     return moved
+
+
+#: a torch tensor's dtype (the getter itself: an attribute lookup a tensor less)
+_DTYPE = operator.attrgetter("dtype")
 
 
 class FollowsTensors:
@@ -113,8 +124,9 @@ class FollowsTensors:
     _followed: Sequence = ()
     _tensor_views: Sequence = ()
     _tensor_addresses: Sequence = ()
+    _tensor_dtypes: Sequence = ()
     _tensor_positions: Sequence = ()
-    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_positions")
+    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_dtypes", "_tensor_positions")
 
     def _track(self, given: list, arrays: list, start: int = 0) -> list:
         """The torch tensors among ``given`` (the params as given, ``arrays`` their views, at ``start``
@@ -128,6 +140,7 @@ class FollowsTensors:
             self._followed = [*self._followed, *(given[k] for k in at)]
             self._tensor_views = [*self._tensor_views, *views]
             self._tensor_addresses = [*self._tensor_addresses, *map(tensor_address, views)]
+            self._tensor_dtypes = [*self._tensor_dtypes, *(given[k].dtype for k in at)]
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
         return tensors
 
@@ -145,6 +158,7 @@ class FollowsTensors:
             self._followed,
             cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
             cast(list, self._tensor_addresses),
+            cast(list, self._tensor_dtypes),
             lambda j, t: place(pos[j]),
             accept,
         )
