@@ -76,7 +76,7 @@ def tensor_address(v) -> int:
     return v.data.ptr if _backend.is_cupy(v) else v.ctypes.data
 
 
-def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, accept=None) -> list:
+def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, accept=None, accept_all=None) -> list:
     """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
     (``views``, their ``addresses`` and the tensors' ``dtypes`` then: alike) was made --
     ``tensor.data = ...``, ``tensor.set_(...)``, or the same memory re-viewed as another dtype
@@ -86,9 +86,11 @@ def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, 
     moved, silently (torch.optim steps what the tensor holds now); or, at the same address, wrote
     float updates into what the tensor shows as integers. A slot the caller replaced with another
     array (not the view any more), or a list replaced, is the caller's, left as it is.
-    ``accept(index, name, view)``: raises for a new view the optimizer cannot step (before it is put
-    in: refused at every step until the tensor is given memory it can, nothing written; the step's
-    own checks refuse a view of another dtype than the param's state).
+    ``accept(index, name, view)``: raises for a new view the optimizer cannot step, and
+    ``accept_all([(index, view)])`` for the new views together (once a step: whether they share
+    memory with each other or with the params that kept theirs), before any is put in: refused at
+    every step until the tensor is given memory it can, nothing written (the step's own checks
+    refuse a view of another dtype than the param's state).
     (The addresses and dtypes only, each compared in one pass: ~0.1 us a tensor; a shape compared
     too cost 0.3.)"""
     tensor = sys.modules["torch"].Tensor
@@ -96,7 +98,7 @@ def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, 
     kinds = list(map(_DTYPE, tensors))
     if now == addresses and kinds == dtypes:
         return []
-    moved = []
+    found = []
     for j, t in enumerate(tensors):
         if now[j] == addresses[j] and kinds[j] is dtypes[j]:
             continue
@@ -105,10 +107,13 @@ def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, 
             new = _backend.as_list([t], name)[0]
             if accept is not None:
                 accept(i, name, new)
-            lst[i] = views[j] = new
-            addresses[j], dtypes[j] = tensor_address(new), kinds[j]
-            moved.append(j)
-    return moved
+            found.append((j, lst, i, new))
+    if found and accept_all is not None:
+        accept_all([(i, new) for _, _, i, new in found])
+    for j, lst, i, new in found:
+        lst[i] = views[j] = new
+        addresses[j], dtypes[j] = tensor_address(new), kinds[j]
+    return [j for j, *_ in found]
 
 
 #: a torch tensor's dtype (the getter itself: an attribute lookup a tensor less)
@@ -144,11 +149,11 @@ class FollowsTensors:
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
         return tensors
 
-    def _follow_tensors(self, lst: list, name: str, accept=None) -> list:
+    def _follow_tensors(self, lst: list, name: str, accept=None, accept_all=None) -> list:
         """:func:`follow` over ``lst`` (named ``name`` in errors); returns the places re-viewed."""
-        return self._follow_places(lambda i: (lst, i, f"{name}[{i}]"), accept)
+        return self._follow_places(lambda i: (lst, i, f"{name}[{i}]"), accept, accept_all)
 
-    def _follow_places(self, place, accept=None) -> list:
+    def _follow_places(self, place, accept=None, accept_all=None) -> list:
         """:func:`follow` with each tensor's slot found from its place in the followed list
         (``place(position) -> (list, index, name)``); returns the places re-viewed."""
         pos = self._tensor_positions
@@ -161,6 +166,7 @@ class FollowsTensors:
             cast(list, self._tensor_dtypes),
             lambda j, t: place(pos[j]),
             accept,
+            accept_all,
         )
         return [pos[j] for j in moved]
 
