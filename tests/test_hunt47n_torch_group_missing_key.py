@@ -26,11 +26,10 @@ _KW = {"SGD": {"momentum": 0.9}}
 # not the defaults: what a key missing from the loaded group must not be taken from
 _OTHER = {"maximize": True, "nesterov": True, "amsgrad": True, "decoupled_weight_decay": True, "centered": True}
 # the group keys only one side's loaded group holds: optkern's own (SGD's momentum_form, RMSprop's
-# nesterov) and Adagrad's initial_accumulator_value (from the defaults; torch's __setstate__ does not
-# fill it, nor does its step read it) on ours; torch's implementation keywords, which its
-# __setstate__ fills, on theirs
-_OURS_ONLY = {"momentum_form", "nesterov", "initial_accumulator_value"}
-_THEIRS_ONLY = {"foreach", "fused", "capturable"}
+# nesterov) on ours (torch's implementation keywords and Adagrad's initial_accumulator_value load as
+# torch's: test_hunt48b_torch_load_impl_keys)
+_OURS_ONLY = {"momentum_form", "nesterov"}
+_THEIRS_ONLY: set = set()
 
 
 def _make(module, name: str, p):

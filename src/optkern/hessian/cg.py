@@ -129,6 +129,14 @@ def _start(mod, xp, b, scale: float, cold: bool) -> tuple:
     return r, (xp.array(r) if cold else None), (xp.zeros_like(r) if cold else None), rr
 
 
+def _step_size(pAp: float, rz: float, stop: bool) -> float | None:
+    """``alpha = r.z / pAp`` for a finite curvature ``pAp`` (inf at 0), or None where CG stops there
+    (``stop``: ``stop_on_negative_curvature``). Not read where the fused iteration took the step."""
+    if not pAp > 0.0 and stop:
+        return None
+    return rz / pAp if pAp != 0.0 else math.inf
+
+
 def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp=None) -> ValueError:
     """The error for a curvature ``p.(A + damping I) p`` that is not finite: naming ``damping`` where
     ``p.A p`` alone is finite (a float64 damping of 1e308 overflowed it and "A: the product is not
@@ -362,18 +370,20 @@ def cg(
                     pAp, rr = mod.cg_iteration_(x, r, p, y, rz, damping, tol, stop_on_negative_curvature)
                 else:
                     pAp = mod.cg_curvature(p, y, damping)
-            if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
-                error = _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
-                raise _diverged(error, xp, x, p, dtype, it)
-            if not pAp > 0.0 and stop_on_negative_curvature:
-                result.update(negative_curvature=True, info=-1, iterations=it - 1)
-                break
-            alpha = rz / pAp if pAp != 0.0 else math.inf
-            if not math.isfinite(alpha):
-                error = ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
-                raise _diverged(error, xp, x, p, dtype, it)
-            if not fused:
-                rr = mod.cg_update_(x, r, p, y, alpha, damping)
+            # (a finite r.r: the fused iteration took the step, its pAp and alpha checked inside the product)
+            if inside is None or not math.isfinite(rr):
+                if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
+                    error = _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
+                    raise _diverged(error, xp, x, p, dtype, it)
+                alpha = _step_size(pAp, rz, stop_on_negative_curvature)
+                if alpha is None:
+                    result.update(negative_curvature=True, info=-1, iterations=it - 1)
+                    break
+                if not math.isfinite(alpha):
+                    error = ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+                    raise _diverged(error, xp, x, p, dtype, it)
+                if not fused:
+                    rr = mod.cg_update_(x, r, p, y, alpha, damping)
             if not math.isfinite(rr):  # (a finite p.A p, a product with inf, or the update overflowing)
                 # (next, with a preconditioner r.Mr was NaN, "M: not positive definite"; without one the
                 # direction's kernel refused the step's beta, "beta: must be finite", no argument of cg)

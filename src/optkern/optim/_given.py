@@ -3,6 +3,7 @@ views of their memory) and copies of an optimizer (pickle, ``copy.copy``, ``copy
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Sequence
 from typing import cast
@@ -75,33 +76,48 @@ def tensor_address(v) -> int:
     return v.data.ptr if _backend.is_cupy(v) else v.ctypes.data
 
 
-def follow(tensors: Sequence, views: list, addresses: list, slot, accept=None) -> list:
+def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, accept=None, accept_all=None) -> list:
     """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
-    (``views``, their ``addresses``: alike) was made -- ``tensor.data = ...``, ``tensor.set_(...)`` --
-    viewed again and put in its slot (``slot(j, tensor) -> (list, index, name)``: where its view sits
-    now); returns the indices ``j`` of those re-viewed. The step wrote the old memory, which the tensor
-    no longer showed: its values never moved, silently (torch.optim steps what the tensor holds now).
-    A slot the caller replaced with another array (not the view any more), or a list replaced, is the
-    caller's, left as it is. ``accept(index, name, view)``: raises for a new view the optimizer
-    cannot step (before it is put in: refused at every step until the tensor is given memory it
-    can, nothing written).
-    (The addresses only, compared in one pass: ~0.1 us a tensor; a shape compared too cost 0.3.)"""
-    now = list(map(sys.modules["torch"].Tensor.data_ptr, tensors))
-    if now == addresses:
+    (``views``, their ``addresses`` and the tensors' ``dtypes`` then: alike) was made --
+    ``tensor.data = ...``, ``tensor.set_(...)``, or the same memory re-viewed as another dtype
+    (``tensor.data = tensor.data.view(torch.int32)``) -- viewed again and put in its slot
+    (``slot(j, tensor) -> (list, index, name)``: where its view sits now); returns the indices ``j`` of
+    those re-viewed. The step wrote the old memory, which the tensor no longer showed: its values never
+    moved, silently (torch.optim steps what the tensor holds now); or, at the same address, wrote
+    float updates into what the tensor shows as integers. A slot the caller replaced with another
+    array (not the view any more), or a list replaced, is the caller's, left as it is.
+    ``accept(index, name, view)``: raises for a new view the optimizer cannot step, and
+    ``accept_all([(index, view)])`` for the new views together (once a step: whether they share
+    memory with each other or with the params that kept theirs), before any is put in: refused at
+    every step until the tensor is given memory it can, nothing written (the step's own checks
+    refuse a view of another dtype than the param's state).
+    (The addresses and dtypes only, each compared in one pass: ~0.1 us a tensor; a shape compared
+    too cost 0.3.)"""
+    tensor = sys.modules["torch"].Tensor
+    now = list(map(tensor.data_ptr, tensors))
+    kinds = list(map(_DTYPE, tensors))
+    if now == addresses and kinds == dtypes:
         return []
-    moved = []
+    found = []
     for j, t in enumerate(tensors):
-        if now[j] == addresses[j]:
+        if now[j] == addresses[j] and kinds[j] is dtypes[j]:
             continue
         lst, i, name = slot(j, t)
         if i < len(lst) and lst[i] is views[j]:  # (a list the caller replaced may be shorter)
             new = _backend.as_list([t], name)[0]
             if accept is not None:
                 accept(i, name, new)
-            lst[i] = views[j] = new
-            addresses[j] = tensor_address(new)
-            moved.append(j)
-    return moved
+            found.append((j, lst, i, new))
+    if found and accept_all is not None:
+        accept_all([(i, new) for _, _, i, new in found])
+    for j, lst, i, new in found:
+        lst[i] = views[j] = new
+        addresses[j], dtypes[j] = tensor_address(new), kinds[j]
+    return [j for j, *_ in found]
+
+
+#: a torch tensor's dtype (the getter itself: an attribute lookup a tensor less)
+_DTYPE = operator.attrgetter("dtype")
 
 
 class FollowsTensors:
@@ -113,8 +129,9 @@ class FollowsTensors:
     _followed: Sequence = ()
     _tensor_views: Sequence = ()
     _tensor_addresses: Sequence = ()
+    _tensor_dtypes: Sequence = ()
     _tensor_positions: Sequence = ()
-    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_positions")
+    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_dtypes", "_tensor_positions")
 
     def _track(self, given: list, arrays: list, start: int = 0) -> list:
         """The torch tensors among ``given`` (the params as given, ``arrays`` their views, at ``start``
@@ -128,14 +145,15 @@ class FollowsTensors:
             self._followed = [*self._followed, *(given[k] for k in at)]
             self._tensor_views = [*self._tensor_views, *views]
             self._tensor_addresses = [*self._tensor_addresses, *map(tensor_address, views)]
+            self._tensor_dtypes = [*self._tensor_dtypes, *(given[k].dtype for k in at)]
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
         return tensors
 
-    def _follow_tensors(self, lst: list, name: str, accept=None) -> list:
+    def _follow_tensors(self, lst: list, name: str, accept=None, accept_all=None) -> list:
         """:func:`follow` over ``lst`` (named ``name`` in errors); returns the places re-viewed."""
-        return self._follow_places(lambda i: (lst, i, f"{name}[{i}]"), accept)
+        return self._follow_places(lambda i: (lst, i, f"{name}[{i}]"), accept, accept_all)
 
-    def _follow_places(self, place, accept=None) -> list:
+    def _follow_places(self, place, accept=None, accept_all=None) -> list:
         """:func:`follow` with each tensor's slot found from its place in the followed list
         (``place(position) -> (list, index, name)``); returns the places re-viewed."""
         pos = self._tensor_positions
@@ -145,8 +163,10 @@ class FollowsTensors:
             self._followed,
             cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
             cast(list, self._tensor_addresses),
+            cast(list, self._tensor_dtypes),
             lambda j, t: place(pos[j]),
             accept,
+            accept_all,
         )
         return [pos[j] for j in moved]
 

@@ -84,9 +84,16 @@ def follow_params(opt) -> bool:
 
     def accept(i: int, name: str, view) -> None:
         _backend.check_written(view, opt._dtype, name)
-        distinct([view if k == i else p for k, p in enumerate(ps)])
 
-    moved = opt._follow_tensors(ps, "param_groups[0]['params']", accept)
+    def accept_all(new: list) -> None:
+        # (the moved tensors' views together: each against the others' old views refused two
+        # params that swapped their memory, at every step)
+        now = list(ps)
+        for i, v in new:
+            now[i] = v
+        distinct(now)
+
+    moved = opt._follow_tensors(ps, "param_groups[0]['params']", accept, accept_all)
     same_params(ps, opt._dtype, opt._n)
     return bool(moved)
 

@@ -13,6 +13,7 @@ import torch
 from .. import _backend
 from ..optim._state_checks import NONNEGATIVE, REQUIRED, _row, check_groups
 from ._host_values import host_group
+from ._impl_keywords import TORCH_IMPL_KEYWORDS, impl_names
 from ._state import _HOST_SCALARS, _meta
 
 _STRIDED = torch.strided
@@ -29,8 +30,12 @@ TORCH_SETDEFAULT = {
     "Adadelta": ("maximize",),
     "AdagradNorm": ("maximize",),
 }
-#: Of ``REQUIRED``, what torch's step never reads (kept from this optimizer where absent).
+#: Of ``REQUIRED``, what torch's step never reads: a loaded group without it stays without (torch's
+#: does), and is read with this optimizer's value (``host_read``: a new param's state starts there).
 _TORCH_UNREAD = {"Adagrad": ("initial_accumulator_value",)}
+#: torch's ``__setstate__`` value of an implementation keyword where it is not its signature's
+#: (SGD's ``fused``: None in the signature, False for a loaded group without it).
+_IMPL_SETDEFAULT = {"SGD": {"fused": False}}
 
 
 def torch_required(cls) -> tuple:
@@ -43,14 +48,30 @@ def torch_required(cls) -> tuple:
 
 def load_defaults(opt) -> dict:
     """What a saved group of ``opt`` lacks loads as: torch's defaults (its signature's) for the keys
-    of ``TORCH_SETDEFAULT``, this optimizer's value for optkern's own keys (``momentum_form``)."""
+    of ``TORCH_SETDEFAULT`` and for the implementation keywords the class takes (``foreach``...: its
+    ``__setstate__`` fills them, not from the constructor's), this optimizer's value for optkern's own
+    keys (``momentum_form``); not the keys torch's step never reads (``_TORCH_UNREAD``: torch's
+    loaded group lacks them too)."""
     # (torch's namesake's signature: its defaults are its __setstate__'s; optkern's Adam says None
     # for "the class's"; AdagradNorm, optkern's own, has its own)
-    named = (getattr(torch.optim, c.__name__, None) for c in type(opt).__mro__)
-    torch_cls = next((c for c in named if isinstance(c, type) and c is not torch.optim.Optimizer), type(opt))
+    cls = type(opt)
+    named = (getattr(torch.optim, c.__name__, None) for c in cls.__mro__)
+    torch_cls = next((c for c in named if isinstance(c, type) and c is not torch.optim.Optimizer), cls)
     sig = inspect.signature(torch_cls).parameters
-    torch_keys = [k for k in _row(TORCH_SETDEFAULT, type(opt), ()) if k in sig and k in opt.defaults]
-    return {**opt.defaults, **{k: sig[k].default for k in torch_keys}}
+    torch_keys = [k for k in _row(TORCH_SETDEFAULT, cls, ()) if k in sig and k in opt.defaults]
+    impl = {k: TORCH_IMPL_KEYWORDS[k] for k in impl_names(cls)} if _row(TORCH_SETDEFAULT, cls, None) else {}
+    unread = _row(_TORCH_UNREAD, cls, ())
+    own = {k: v for k, v in opt.defaults.items() if k not in unread}
+    return {**own, **{k: sig[k].default for k in torch_keys}, **impl, **_row(_IMPL_SETDEFAULT, cls, {})}
+
+
+def host_read(opt, group: dict) -> dict:
+    """``host_group(group)`` (what the checks and functional forms take), with the hyper-parameters
+    torch's step never reads that a loaded group may lack (``_TORCH_UNREAD``) at ``opt``'s values:
+    torch's Adagrad starts every param's sums at its constructor's ``initial_accumulator_value``."""
+    host = host_group(group)
+    missing = [k for k in _row(_TORCH_UNREAD, type(opt), ()) if k not in host]
+    return {**host, **{k: opt.defaults[k] for k in missing}} if missing else host
 
 
 class _StateDictChecks:
@@ -75,7 +96,7 @@ class _StateDictChecks:
                         "whose step needs it)"
                     )
             group = {**defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
-            self._m._check(host_group(group), where)
+            self._m._check(host_read(self, group), where)
             self._validate(group, where)
 
     def _check_state_entries(self, sd: dict, exact: list) -> None:
@@ -95,7 +116,7 @@ class _StateDictChecks:
             needed: tuple = ()
             if self._complete_state:
                 group = {**defaults, **saved, "params": own["params"]}  # (checked: _check_state_dict)
-                hp = m._check(host_group(group), f"state_dict['param_groups'][{gi}]")
+                hp = m._check(host_read(self, group), f"state_dict['param_groups'][{gi}]")
                 needed = tuple(n for n in m._needed(hp) if n not in self._may_be_none)
             for k, p in zip(saved["params"], own["params"]):
                 if k in sd["state"]:

@@ -24,9 +24,8 @@ from .._serial import serialized
 from . import _lowp, _sparse, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
 from ._checks_inputs import check_new_group
-from ._checks_state import _StateDictChecks
+from ._checks_state import _StateDictChecks, host_read
 from ._checks_step import _StepChecks
-from ._host_values import host_group
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, take_impl_keywords
 from ._initial_state import _InitialState
 from ._runs import _Runs
@@ -158,7 +157,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             if _views.is_lazy(p):  # a lazy module's, before its first forward: torch.optim takes it (its
                 continue  # forward materializes the very same Parameter; the step checks it then)
             self._check_param(p, f"{where}['params'][{j}]")
-        host = host_group(group)
+        host = host_read(self, group)
         try:
             self._call(host, [], [], {}, 1, first=False)
         except (TypeError, ValueError) as e:
@@ -329,7 +328,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         if hp is not None:
             return hp
         gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
-        hp = self._m._check(host_group(group), f"param_groups[{gi}]")  # (errors name the group's entry)
+        hp = self._m._check(host_read(self, group), f"param_groups[{gi}]")  # (errors name the group's entry)
         self._check_against_state(group, gi, hp)
         self._refuse_tensor_hypers(group, f"param_groups[{gi}]")
         remember(self._hyper_cache, id(group), group, hp, group)  # (the group kept: its id stays its)

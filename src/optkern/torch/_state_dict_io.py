@@ -25,6 +25,7 @@ class _StateDictIO:
         state: Any
         param_groups: list
         _optimizer_load_state_dict_pre_hooks: Any
+        _optimizer_load_state_dict_post_hooks: Any
 
         def __getattr__(self, name: str) -> Any: ...
 
@@ -32,18 +33,25 @@ class _StateDictIO:
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's ``load_state_dict``: its pre-hooks (``register_load_state_dict_pre_hook``: a hook
         may migrate an old checkpoint) run first, as torch runs them, so that what is checked and
-        loaded (``_load``) is the state dict they return; then torch's post-hooks."""
+        loaded (``_load``) is the state dict they return; then torch's post-hooks, once the load is
+        done (torch's run after its ``__setstate__``: the groups filled, the step counts tensors;
+        run by torch's loader inside ``_load`` they saw neither, nor a load refused after it)."""
         state_dict = state_dict.copy() if isinstance(state_dict, dict) else state_dict  # (torch's shallow copy)
         for hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
             out = hook(self, state_dict)
             if out is not None:
                 state_dict = out
-        hooks = self._optimizer_load_state_dict_pre_hooks
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # (torch's loader must not run them again)
+        pre, post = self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks
+        # (torch's loader must not run them: the pre-hooks ran, the post-hooks run below)
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
         try:
             self._load(state_dict)
         finally:
-            self._optimizer_load_state_dict_pre_hooks = hooks
+            self._optimizer_load_state_dict_pre_hooks = pre
+            self._optimizer_load_state_dict_post_hooks = post
+        for hook in list(post.values()):
+            hook(self)
 
     def _load(self, state_dict: dict) -> None:
         """torch's loader (casts state to each param's dtype and device), then the step counters and
