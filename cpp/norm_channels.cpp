@@ -79,18 +79,33 @@ std::vector<half::compute_t<S>> channel_lows(const S* x, const half::compute_t<S
   return normcpu::channel_lows(mean, rstd, sh.C, [&] { return moments_of(x, sh, bf16); });
 }
 
+// The low parts the training kernels use (null where no channel needs one, as channel_lows' empty
+// result): `given`, channel_stats' (handed over by the forward's saved state: no pass over x for
+// its moments again), else channel_lows' (own: their storage). Both are rules::mean_lo of the same
+// merged moments and statistics: the same bits.
+template <class S>
+const half::compute_t<S>* batch_lows(const S* x, const half::compute_t<S>* mean, const half::compute_t<S>* rstd,
+                                     const half::compute_t<S>* given, const Shape& sh, bool bf16,
+                                     std::vector<half::compute_t<S>>& own) {
+  if (!given) own = channel_lows(x, mean, rstd, sh, bf16);
+  else if (sh.size() > 0 && lows_needed(mean, rstd, sh.C)) return given;
+  return own.empty() ? nullptr : own.data();
+}
+
 // mean, rstd = 1 / sqrt(biased var + eps) and the unbiased variance (for the
-// running buffer) of each channel, all from the same merged moments. S: the storage type of x
+// running buffer) of each channel, all from the same merged moments, and optionally (lo_h) the means'
+// low parts (rules::mean_lo, 0 where not needed) from them too. S: the storage type of x
 // (uint16_t: half, bf16 says which; statistics in float32).
 template <class S>
 void stats_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rstd_h, py::handle var_h,
-                const Shape& sh, double eps, bool bf16) {
+                py::handle lo_h, const Shape& sh, double eps, bool bf16) {
   using T = half::compute_t<S>;
   const py::dtype dt = py::dtype::of<T>();
   const S* x = args.get<S>(x_h, "x", sh.size(), false);
   T* mean = args.get<T>(mean_h, "mean", dt, sh.C, true);
   T* rstd = args.get<T>(rstd_h, "rstd", dt, sh.C, true);
   T* var = args.get<T>(var_h, "var", dt, sh.C, true);
+  T* lo = args.opt<T>(lo_h, "lo", dt, sh.C, true);
   args.check_overlap();
   if (sh.N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
   py::gil_scoped_release nogil;
@@ -114,17 +129,19 @@ void stats_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rs
     rstd[c] = rules::rsqrt_scaled(q.m2 / T(n), q.e, T(eps));
     var[c] = rules::unbiased_var_scaled(q, n);
   }
+  // (channel_lows' values: the same moments, the statistics as written)
+  for (int64_t c = 0; lo && c < sh.C; ++c) lo[c] = rules::mean_lo(merged[size_t(c)], mean[c], rstd[c]);
 }
 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
-                   double eps) {
+                   double eps, py::handle lo) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   HostArgs args(dt);
-  if (half::is_half(dt)) stats_impl<uint16_t>(args, x, mean, rstd, var, sh, eps, half::is_bf16(dt));
-  else if (dt.itemsize() == 4) stats_impl<float>(args, x, mean, rstd, var, sh, eps, false);
-  else stats_impl<double>(args, x, mean, rstd, var, sh, eps, false);
+  if (half::is_half(dt)) stats_impl<uint16_t>(args, x, mean, rstd, var, lo, sh, eps, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) stats_impl<float>(args, x, mean, rstd, var, lo, sh, eps, false);
+  else stats_impl<double>(args, x, mean, rstd, var, lo, sh, eps, false);
 }
 
 // running <- (1 - momentum) running + momentum batch, for the C means and variances.
@@ -159,6 +176,7 @@ struct RunningArgs {
   py::handle var, mean, rvar;
   double momentum;
   bool training;  // (mean, rstd) are x's batch statistics: the far channels' low parts apply
+  py::handle lo;  // channel_stats' low parts of them (training only), or None: computed here
 };
 
 // The rare redo of non-finite dx or parameter sums (norm_cpu.hpp's redo_channels) with half storage:
@@ -225,13 +243,14 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle 
   const T* var = args.opt<T>(ra.var, "var", dt, sh.C, false);
   T* rm = args.opt<T>(ra.mean, "running_mean", dt, sh.C, true);
   T* rv = args.opt<T>(ra.rvar, "running_var", dt, sh.C, true);
+  const T* given = args.opt<T>(ra.lo, "lo", dt, sh.C, false);
   k.sh = sh;
   args.check_overlap();
   const half::Params<S> wp(w, sh.C, T(1), bf16), bp(b, sh.C, T(0), bf16);
   k.w = wp.p, k.b = bp.p;
   py::gil_scoped_release nogil;
-  const std::vector<T> lo = ra.training ? channel_lows(x, k.mean, k.rstd, sh, bf16) : std::vector<T>{};
-  const T* lop = lo.empty() ? nullptr : lo.data();
+  std::vector<T> own;
+  const T* lop = ra.training ? batch_lows(x, k.mean, k.rstd, given, sh, bf16, own) : nullptr;
   const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? sh.C : 0, lop);
   k.ns = scaling.data();
   k.lo = lop;
@@ -248,11 +267,12 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle 
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
-                          py::handle running_var, double momentum, bool training) {
+                          py::handle running_var, double momentum, bool training, py::handle lo) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
-  const RunningArgs ra{var, running_mean, running_var, momentum, training};
+  sig::check_lo(lo, training);
+  const RunningArgs ra{var, running_mean, running_var, momentum, training, lo};
   HostArgs args(dt);
   if (half::is_half(dt)) forward_impl<uint16_t>(args, x, mean, rstd, w, b, y, sh, ra, half::is_bf16(dt));
   else if (dt.itemsize() == 4) forward_impl<float>(args, x, mean, rstd, w, b, y, sh, ra, false);
@@ -261,8 +281,8 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
 
 template <class S>
 void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle mean_h, py::handle rstd_h,
-                   py::handle w_h, py::handle dx_h, py::handle dw_h, py::handle db_h, const Shape& sh, bool training,
-                   bool bf16) {
+                   py::handle w_h, py::handle dx_h, py::handle dw_h, py::handle db_h, py::handle lo_h, const Shape& sh,
+                   bool training, bool bf16) {
   using T = half::compute_t<S>;
   constexpr bool kHalf = !std::is_same_v<S, T>;
   const py::dtype dt = py::dtype::of<T>();
@@ -276,6 +296,7 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
   S* dx = args.get<S>(dx_h, "dx", sh.size(), true);
   S* dws = args.opt<S>(dw_h, "dweight", sh.C, true);
   S* dbs = args.opt<S>(db_h, "dbias", sh.C, true);
+  const T* given = args.opt<T>(lo_h, "lo", dt, sh.C, false);
   k.sh = sh;
   args.check_overlap();
   const half::Params<S> wp(w, sh.C, T(1), bf16);
@@ -291,8 +312,8 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
   std::vector<double> sdy(size_t(nblk * C), 0.0), sdyx(size_t(nblk * C), 0.0);  // (GradSumKernel: in double)
   std::vector<T> mg(size_t(C), T(0)), mgx(size_t(C), T(0));
   // (the forward's low parts: batch statistics only, an eval x̂ is around the running mean as given)
-  const std::vector<T> lo = training ? channel_lows(x, k.mean, k.rstd, sh, bf16) : std::vector<T>{};
-  k.lo = lo.empty() ? nullptr : lo.data();
+  std::vector<T> own;
+  k.lo = training ? batch_lows(x, k.mean, k.rstd, given, sh, bf16, own) : nullptr;
   const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? C : 0, k.lo);
   k.ns = scaling.data();
   gk.mean = k.mean, gk.rstd = k.rstd, gk.sdy = sdy.data(), gk.sdyx = sdyx.data(), gk.sh = sh, gk.ns = k.ns;
@@ -334,14 +355,15 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
 
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
-                           bool training) {
+                           bool training, py::handle lo) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
+  sig::check_lo(lo, training);
   HostArgs args(dt);
   if (half::is_half(dt))
-    backward_impl<uint16_t>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, half::is_bf16(dt));
-  else if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, false);
-  else backward_impl<double>(args, dy, x, mean, rstd, w, dx, dw, db, sh, training, false);
+    backward_impl<uint16_t>(args, dy, x, mean, rstd, w, dx, dw, db, lo, sh, training, half::is_bf16(dt));
+  else if (dt.itemsize() == 4) backward_impl<float>(args, dy, x, mean, rstd, w, dx, dw, db, lo, sh, training, false);
+  else backward_impl<double>(args, dy, x, mean, rstd, w, dx, dw, db, lo, sh, training, false);
 }
 
 }  // namespace

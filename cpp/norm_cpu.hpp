@@ -97,14 +97,19 @@ template <class T> OK_INLINE T row_mean_lo(const T* x, int64_t n, T mu, T rs) {
 // Also the R-operator's batch-norm groups' (cpp/norm_rop.cpp: the forward's moments of each column).
 template <class T> std::vector<rules::Moments<double>> channel_moments(const T* x, int64_t N, int64_t C, int64_t S);
 
+// Whether any of the C channels' statistics (mean, rstd) needs a mean low part (rules::mean_lo_needed).
+template <class T> bool lows_needed(const T* mean, const T* rstd, int64_t C) {
+  bool any = false;
+  for (int64_t c = 0; c < C; ++c) any |= rules::mean_lo_needed(mean[c], rstd[c]);
+  return any;
+}
+
 // The C channels' mean low parts (rules::mean_lo) for statistics (mean, rstd): empty where no channel
 // needs one (|mean| rstd <= 1: moments_of not called, no pass over the data), else lo[c], 0 for the
 // channels that do not. moments_of(): the channels' moments (channel_moments or the half kernel's).
 // One loop for batch norm's backward (cpp/norm_channels.cpp) and the R-operator's columns (cpp/norm_rop.cpp).
 template <class T, class F> std::vector<T> channel_lows(const T* mean, const T* rstd, int64_t C, F&& moments_of) {
-  bool any = false;
-  for (int64_t c = 0; c < C; ++c) any |= rules::mean_lo_needed(mean[c], rstd[c]);
-  if (!any) return {};
+  if (!lows_needed(mean, rstd, C)) return {};
   const std::vector<rules::Moments<double>> m = moments_of();
   std::vector<T> lo(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) lo[size_t(c)] = rules::mean_lo(m[size_t(c)], mean[c], rstd[c]);

@@ -1,6 +1,8 @@
 // Batch normalization on the GPU, same entry points as cpp/norm_channels.cpp:
 // statistics and gradient sums per channel (norm_channels.cuh), then one
 // elementwise pass for y or dx.
+#include <optional>
+
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
 #include "optkern/signatures.hpp"
@@ -8,17 +10,6 @@
 namespace optkern {
 namespace {
 using namespace normgpu;
-
-// The channels' mean low parts (rules::mean_lo) for batch statistics (mean, rstd) of x: a block a
-// channel, its moments again only where it is needed (the CPU's channel_lows). Float32 (64, 3, 17) of
-// 1e7 + 0.5 + N(0, 1) normalized around the rounded mean alone had y 0.51 and dx 0.06 off the
-// float64 normalization of the same values (tests/test_cuda_hunt47k_bn_mean_lo.py).
-// This: group_lo_kernel's accessor, value j of channel c of x (N, C, S).
-template <class T, class A> struct ChannelAt {
-  const T* x;
-  int64_t C, S;
-  __device__ A operator()(int64_t c, int64_t j) const { return A(load(x, ((j / S) * C + c) * S + j % S)); }
-};
 
 // lo: the channels' mean low parts (null in eval mode: x̂ around the running mean as given).
 template <class T, class A>
@@ -58,18 +49,26 @@ void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
 
 constexpr int kThreads = 256;
 
-// The low parts of group_lo_kernel over the channels, on stream s, into `buf` (C values of A); null where not training or empty.
+// The channels' mean low parts (rules::mean_lo) for batch statistics (mean, rstd) of x: a block a
+// channel, its moments again only where it is needed (the CPU's channel_lows). Float32 (64, 3, 17) of
+// 1e7 + 0.5 + N(0, 1) normalized around the rounded mean alone had y 0.51 and dx 0.06 off the
+// float64 normalization of the same values (tests/test_cuda_hunt47k_bn_mean_lo.py).
+// `given`: channel_stats' (stats_redo_kernel's, the same bits), handed over by the forward's saved
+// state, used as they are; else group_lo_kernel's over the channels, on stream s, into `buf` (C values of
+// A, allocated here). Null where not training or empty.
 template <class T, class A>
-const A* channel_lows(const T* x, const A* mean, const A* rstd, int64_t N, int64_t C, int64_t S, bool training,
-                      ScratchBuffer& buf, cudaStream_t s) {
+const A* channel_lows(const T* x, const A* mean, const A* rstd, const A* given, int64_t N, int64_t C, int64_t S,
+                      bool training, std::optional<ScratchBuffer>& buf, cudaStream_t s) {
   if (!training || N * C * S == 0) return nullptr;
+  if (given) return given;
+  buf.emplace(size_t(C) * sizeof(A), s);
   group_lo_kernel<kChanThreads, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
-      ChannelAt<T, A>{x, C, S}, mean, rstd, C, N * S, buf.as<A>());
-  return buf.as<A>();
+      ChannelAt<T, A>{x, C, S}, mean, rstd, C, N * S, buf->as<A>());
+  return buf->as<A>();
 }
 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
-                   double eps) {
+                   double eps, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
@@ -78,6 +77,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
   char* mp = a.get(mean, "mean", st, C, true);
   char* rp = a.get(rstd, "rstd", st, C, true);
   char* vp = a.get(var, "var", st, C, true);
+  char* lp = a.opt(lo, "lo", st, C, true);
   a.check_overlap();
   if (N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
   DeviceGuard guard(a.device);
@@ -86,7 +86,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
     using T = std::remove_pointer_t<decltype(tag)>;
     using A = typename Compute<T>::type;
     channel_moments<T, A>(reinterpret_cast<const T*>(xp), N, C, S, reinterpret_cast<A*>(mp),
-                          reinterpret_cast<A*>(rp), reinterpret_cast<A*>(vp), A(eps), s);
+                          reinterpret_cast<A*>(rp), reinterpret_cast<A*>(vp), A(eps), reinterpret_cast<A*>(lp), s);
   });
   check_launch("channel_stats");
 }
@@ -133,10 +133,11 @@ void running_stats(py::handle running_mean, py::handle running_var, py::handle m
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
-                          py::handle running_var, double momentum, bool training) {
+                          py::handle running_var, double momentum, bool training, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
+  sig::check_lo(lo, training);
   DeviceArgs a;
   const int64_t n = N * C * S;
   const char* xp = a.get(x, "x", dt, n, false);
@@ -148,6 +149,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
   const char* vp = a.opt(var, "var", st, C, false);
   char* rmp = a.opt(running_mean, "running_mean", st, C, true);
   char* rvp = a.opt(running_var, "running_var", st, C, true);
+  const char* lp = a.opt(lo, "lo", st, C, false);
   a.check_overlap();
   DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
@@ -162,9 +164,10 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
     const T* tx = reinterpret_cast<const T*>(xp);
     const A* tm = reinterpret_cast<const A*>(mp);
     const A* tr = reinterpret_cast<const A*>(rp);
-    ScratchBuffer lo(training ? size_t(C) * sizeof(A) : 0, s);
+    std::optional<ScratchBuffer> buf;
+    const A* tlo = channel_lows(tx, tm, tr, reinterpret_cast<const A*>(lp), N, C, S, training, buf, s);
     channel_apply_kernel<T, A><<<grid_for(n, kThreads), kThreads, 0, s>>>(
-        tx, tm, tr, channel_lows(tx, tm, tr, N, C, S, training, lo, s), reinterpret_cast<const T*>(wp),
+        tx, tm, tr, tlo, reinterpret_cast<const T*>(wp),
         reinterpret_cast<const T*>(bp), reinterpret_cast<T*>(yp), n, C, S);
   });
   check_launch("channel_norm_forward");
@@ -172,9 +175,10 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
 
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
-                           bool training) {
+                           bool training, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_shape(device_size(x), N, C, S);
+  sig::check_lo(lo, training);
   DeviceArgs a;
   const int64_t n = N * C * S;
   const char* dyp = a.get(dy, "dy", dt, n, false);
@@ -185,6 +189,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
   char* dxp = a.get(dx, "dx", dt, n, true);
   char* dwp = a.opt(dw, "dweight", dt, C, true);
   char* dbp = a.opt(db, "dbias", dt, C, true);
+  const char* lp = a.opt(lo, "lo", st, C, false);
   a.check_overlap();
   DeviceGuard guard(a.device);
   const cudaStream_t s = current_stream();
@@ -197,9 +202,10 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
     const A* tr = reinterpret_cast<const A*>(rp);
     using Means = rules::GradMeans<A>;
     ScratchBuffer means(size_t(C) * sizeof(Means), s), flags(size_t(2 * C) * sizeof(int), s);
-    ScratchBuffer lo(training ? size_t(C) * sizeof(A) : 0, s);
+    std::optional<ScratchBuffer> buf;
     // (the forward's low parts: batch statistics only, an eval x̂ is around the running mean as given)
-    const GradSumOp<T, A> op{tdy, tx, tm, tr, 1, 1, false, channel_lows(tx, tm, tr, N, C, S, training, lo, s)};
+    const GradSumOp<T, A> op{tdy, tx, tm, tr, 1, 1, false,
+                             channel_lows(tx, tm, tr, reinterpret_cast<const A*>(lp), N, C, S, training, buf, s)};
     channel_grad_sums(op, N, C, S, reinterpret_cast<T*>(dwp), reinterpret_cast<T*>(dbp), means.as<Means>(),
                       flags.as<int>(), s);
     if (n > 0)

@@ -144,30 +144,54 @@ __global__ void stats_finalize_kernel(const rules::Moments<double>* __restrict__
   }
 }
 
-// The channels marked in redo, again by one block each (the others return at once: the check is
-// block-uniform): 2, the deviations around the merged mean (block_moments_around), kept where those
-// statistics are usable; else, or 1, scaled (norm_scaled.cuh).
+// Value j of channel c of x (N, C, S), in A: the accessor of a channel's values for the block-wide
+// loops (stats_redo_kernel; group_lo_kernel's in cuda/norm_channels.cu).
+template <class T, class A> struct ChannelAt {
+  const T* x;
+  int64_t C, S;
+  __device__ A operator()(int64_t c, int64_t j) const { return A(load(x, ((j / S) * C + c) * S + j % S)); }
+};
+
+// Channel c (marked in redo) again by the whole block (call from every thread): 2, the deviations
+// around the merged mean (block_moments_around), kept where those statistics are usable; else, or 1,
+// scaled (norm_scaled.cuh). Thread 0 writes the statistics.
+template <class A, class At>
+__device__ void redo_stats(int redo, int64_t c, int64_t n, At at, A* mean, A* rstd, A* var, A eps) {
+  if (redo == 2) {  // (every thread reads mean[c] before block_moments_around's barrier)
+    const rules::Moments<double> m = block_moments_around(n, double(mean[c]), at);
+    if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {
+      if (threadIdx.x == 0) put_moments(m, eps, c, mean, rstd, var);
+      return;
+    }
+  }
+  const auto q = block_scaled_moments<A>(n, at);
+  if (threadIdx.x == 0) {
+    mean[c] = q.mean;
+    rstd[c] = rules::rsqrt_scaled(q.m2 / A(n), q.e, eps);
+    var[c] = rules::unbiased_var_scaled(q, n);
+  }
+}
+
+// The channels marked in redo, again by one block each (redo_stats; the check is block-uniform), and,
+// where lo is given, every channel's mean low part from its statistics as written (block_mean_lo:
+// group_lo_kernel's bits, a block of the same size a channel; the channels that need none pay a
+// compare). The training forward and backward take lo from the saved state: one pass, no launch or
+// scratch of their own.
 template <class T, class A>
 __global__ void __launch_bounds__(kChanThreads)
 stats_redo_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64_t N, int64_t C, int64_t S,
-                  A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps) {
+                  A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps, A* __restrict__ lo) {
+  __shared__ rules::Moments<double> sm[32];
   const int64_t n = N * S;
   for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
-    if (!redo[c]) continue;
-    const auto at = [&](int64_t i) { return A(load(x, ((i / S) * C + c) * S + i % S)); };
-    if (redo[c] == 2) {  // (every thread reads mean[c] before block_moments_around's barrier)
-      const rules::Moments<double> m = block_moments_around(n, double(mean[c]), at);
-      if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {
-        if (threadIdx.x == 0) put_moments(m, eps, c, mean, rstd, var);
-        continue;
-      }
+    const auto at = [&](int64_t i) { return ChannelAt<T, A>{x, C, S}(c, i); };
+    if (redo[c]) {
+      redo_stats(redo[c], c, n, at, mean, rstd, var, eps);
+      __syncthreads();  // (thread 0's statistics, read by every thread below)
     }
-    const auto q = block_scaled_moments<A>(n, at);
-    if (threadIdx.x == 0) {
-      mean[c] = q.mean;
-      rstd[c] = rules::rsqrt_scaled(q.m2 / A(n), q.e, eps);
-      var[c] = rules::unbiased_var_scaled(q, n);
-    }
+    if (!lo) continue;
+    const A l = block_mean_lo<A>(mean[c], rstd[c], n, at, sm);
+    if (threadIdx.x == 0) lo[c] = l;
   }
 }
 
@@ -251,9 +275,10 @@ void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, t
   }
 }
 
-// mean[c], rstd[c] and var[c] (unbiased) of x over N and S.
+// mean[c], rstd[c] and var[c] (unbiased) of x over N and S; lo[c] (lo optional): their mean low parts.
 template <class T, class A>
-void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, cudaStream_t s) {
+void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, A* lo,
+                     cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
   ScratchBuffer part(size_t(K * C) * sizeof(rules::Moments<double>), s);
   ScratchBuffer redo(size_t(C) * sizeof(int), s);
@@ -261,7 +286,7 @@ void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rs
   stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<double>>(), K, C, mean, rstd, var, eps,
                                                          redo.as<int>());
   stats_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
-      x, redo.as<int>(), N, C, S, mean, rstd, var, eps);
+      x, redo.as<int>(), N, C, S, mean, rstd, var, eps, lo);
 }
 
 // dw[c] = Σ dy x̂, db[c] = Σ dy (each optional), their means in `means` when given; flags (2 C ints):

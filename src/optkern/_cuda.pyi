@@ -321,9 +321,10 @@ def channel_norm_backward(
     C: typing.SupportsInt | typing.SupportsIndex,
     S: typing.SupportsInt | typing.SupportsIndex,
     training: bool,
+    lo: typing.Any = None,
 ) -> None:
     """
-    Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.
+    Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias. lo: channel_stats' mean low parts of the batch statistics (training only), or None: from x again.
     """
 
 def channel_norm_forward(
@@ -341,9 +342,10 @@ def channel_norm_forward(
     running_var: typing.Any = None,
     momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0,
     training: bool = False,
+    lo: typing.Any = None,
 ) -> None:
     """
-    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked. training: mean and rstd are x's batch statistics (channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo).
+    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked. training: mean and rstd are x's batch statistics (channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo): lo, channel_stats' (training only), or computed from x again where None.
     """
 
 def channel_stats(
@@ -355,9 +357,10 @@ def channel_stats(
     C: typing.SupportsInt | typing.SupportsIndex,
     S: typing.SupportsInt | typing.SupportsIndex,
     eps: typing.SupportsFloat | typing.SupportsIndex,
+    lo: typing.Any = None,
 ) -> None:
     """
-    Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running statistics) of x viewed as (N, C, S), all from the same merged moments.
+    Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running statistics) of x viewed as (N, C, S), all from the same merged moments; into lo (optional) the means' low parts (rules::mean_lo, 0 where not needed) that channel_norm_forward / _backward take in training, so that they do not compute them from x again.
     """
 
 def clamp_(arrays: typing.Any, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:

@@ -64,6 +64,13 @@ inline void check_running(py::handle var, py::handle running_mean, py::handle ru
     throw py::value_error("momentum: must be in [0, 1], got " + std::to_string(momentum));
 }
 
+// The low parts `lo` (channel_stats') go with batch statistics: a training call's. Eval normalizes
+// around the running mean as given, so an eval call given them was handed another call's state.
+inline void check_lo(py::handle lo, bool training) {
+  if (!lo.is_none() && !training)
+    throw py::value_error("lo: the batch statistics' mean low parts go with training=True, got training=False");
+}
+
 template <class Stats, class Fwd, class Bwd, class Run>
 void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward,
                    Run running_stats) {
@@ -72,20 +79,25 @@ void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward
         "running_mean, running_var <- (1 - momentum) running + momentum (mean, var), in place (the update "
         "channel_norm_forward makes; instance norm's batch averages).");
   m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("rstd"), arg("var"), arg("N"), arg("C"),
-        arg("S"), arg("eps"),
+        arg("S"), arg("eps"), arg("lo") = py::none(),
         "Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running "
-        "statistics) of x viewed as (N, C, S), all from the same merged moments.");
+        "statistics) of x viewed as (N, C, S), all from the same merged moments; into lo (optional) the "
+        "means' low parts (rules::mean_lo, 0 where not needed) that channel_norm_forward / _backward "
+        "take in training, so that they do not compute them from x again.");
   m.def("channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
         arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"), arg("var") = py::none(),
         arg("running_mean") = py::none(), arg("running_var") = py::none(), arg("momentum") = 0.0,
-        arg("training") = false,
+        arg("training") = false, arg("lo") = py::none(),
         "out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers "
         "(both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum "
         "batch, after every argument is checked. training: mean and rstd are x's batch statistics "
-        "(channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo).");
+        "(channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo): lo, "
+        "channel_stats' (training only), or computed from x again where None.");
   m.def("channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
         arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
-        "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias.");
+        arg("lo") = py::none(),
+        "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias. "
+        "lo: channel_stats' mean low parts of the batch statistics (training only), or None: from x again.");
 }
 
 template <class Fwd, class Bwd> void norm_weight(py::module_& m, Fwd weight_norm_forward, Bwd weight_norm_backward) {

@@ -72,8 +72,9 @@ def _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N,
     return mean, rstd
 
 
-def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=None):
-    """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics)."""
+def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=None, lo=None):
+    """(dx, dweight, dbias) of a per-channel normalization (batch or fixed running statistics; ``lo``:
+    the batch statistics' mean low parts from ``channel_stats``, or None: computed from x again)."""
     xp = _xp(x)
     dx = _out(out, x)
     pdt = x.dtype if weight is None else weight.dtype
@@ -81,9 +82,10 @@ def _channel_backward(mod, dy, x, weight, mean, rstd, N, C, S, batch_stats, out=
     dbias = xp.empty(C, dtype=pdt)
     N, S = _layout(N, S)
     try:
-        mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats)
+        mod.channel_norm_backward(dy, x, mean, rstd, weight, dx, dweight, dbias, N, C, S, batch_stats, lo)
     except (TypeError, ValueError):  # (renamed here, on the error path: entered per call, ~1.6 us)
-        with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), _saved_names("mean", "rstd"):
+        names = _saved_names("mean", "rstd", "lo")
+        with _native_name("dx", "out") if out is not None else contextlib.nullcontext(), names:
             raise
     return dx, dweight, dbias
 
@@ -154,17 +156,18 @@ def batch_norm(
         mean = xp.empty(C, dtype=sdt)
         rstd = xp.empty(C, dtype=sdt)
         var = xp.empty(C, dtype=sdt)  # unbiased, from the moments that give mean and rstd
-        mod.channel_stats(x, mean, rstd, var, N, C, S, eps)
+        lo = xp.empty(C, dtype=sdt)  # the means' low parts, from them too: forward and backward read no moments again
+        mod.channel_stats(x, mean, rstd, var, N, C, S, eps, lo)
         # the forward call updates the running buffers, after it has checked every argument
         _on_running(
             xp,
             running_mean,
             running_var,
             lambda rm, rv: mod.channel_norm_forward(
-                x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum, training=True
+                x, mean, rstd, weight, bias, y, N, C, S, var, rm, rv, momentum, True, lo
             ),
         )
-        return y, BatchNormSaved(mean, rstd, True)
+        return y, BatchNormSaved(mean, rstd, True, lo)
     if running_mean is None:
         raise ValueError("running_mean, running_var: required when training=False")
     mean, rstd = _running_forward(mod, x, weight, bias, running_mean, running_var, eps, y, N, C, S)
@@ -189,4 +192,6 @@ def batch_norm_backward(dy, x, weight, saved: BatchNormSaved, out=None):
     N, C, S = _nc_spatial(x)
     training = _backend.flag("saved.training", saved.training)
     _shape_of("weight", weight, (C,))
-    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, training, out)
+    if saved.lo is not None:
+        _ndarray("saved.lo", saved.lo)
+    return _channel_backward(mod, dy, x, weight, saved.mean, saved.rstd, N, C, S, training, out, saved.lo)

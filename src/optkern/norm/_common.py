@@ -14,11 +14,17 @@ from .. import _backend
 
 
 class BatchNormSaved(NamedTuple):
-    """Per-channel statistics used by a batch-norm forward (batch or running)."""
+    """Per-channel statistics used by a batch-norm forward (batch or running).
+
+    ``lo`` (training only): the batch means' low parts (rules::mean_lo, 0 for the channels that need
+    none) from the statistics' own moments, so that the backward does not compute them from x again;
+    None (a saved tuple of three) has the backward compute them, with the same bits.
+    """
 
     mean: Any
     rstd: Any
     training: bool
+    lo: Any = None
 
 
 class RowNormSaved(NamedTuple):
@@ -161,7 +167,10 @@ def _check_saved(saved, cls, arrays):
     AttributeError or a shape error blaming another argument.
     """
     if not isinstance(saved, cls):
-        if type(saved) is not tuple or len(saved) != len(cls._fields):
+        # (fields with defaults may be left off: a BatchNormSaved of three)
+        if type(saved) is not tuple or not len(cls._fields) - len(cls._field_defaults) <= len(saved) <= len(
+            cls._fields
+        ):
             raise TypeError(
                 f"saved: expected the {cls.__name__} returned by the forward call, got {type(saved).__name__}"
             )
