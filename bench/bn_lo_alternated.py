@@ -3,7 +3,7 @@ on ``optkern bench norm``'s batch_norm rows (float32 (256, 64, 32, 32), training
 running buffers given), on its data and on the same data + 1e4 (every channel far from 0: the old
 module computed the channels' moments again in the forward and the backward for the means' low parts).
 
-    python bench/bn_lo_alternated.py --old DIR [--rounds 7] [--reps 5] [--threads 2]
+    python bench/bn_lo_alternated.py --old DIR [--rounds 11] [--reps 5] [--threads 2] [--cases i,j]
 
 DIR holds an older ``optkern`` package (a copy of src/optkern with its built ``_cpu`` .so). Each round
 runs, per case, one process per module (old, then new); each warms up twice and times ``--reps`` calls
@@ -13,40 +13,22 @@ Printed: per case the median and min over rounds of each process's median of rep
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-
-from _alternate import old_vs_new, timed_ms
+from _alternate import old_vs_new_main
 
 # (name, offset added to x, pass index in optkern_calls: 0 fwd, 1 fwd+bwd, 2 fwd out=, 3 fwd+bwd out=)
 PASSES = ("fwd", "fwd+bwd", "fwd out=", "fwd+bwd out=")
 CASES = [(f"batch_norm {PASSES[k]} +{o:g}", o, k) for o in (0.0, 1e4) for k in (1, 3, 0)]
 
 
-def one(case: int, reps: int) -> float:
+def make(offset: float, k: int):
+    """The bench's own zero-argument call of pass ``k`` on its batch_norm data + ``offset``."""
     from optkern.benchmarks import norm as bench
 
-    _, offset, k = CASES[case]
     name, shape, extra = next(c for c in bench.cases(False) if c[0] == "batch_norm")
     x, dy, w, b = bench._data(shape, name)
     x = (x + offset).astype(x.dtype)
-    return statistics.median(timed_ms(bench.optkern_calls(name, (x, dy, w, b), extra, "cpu")[k], reps))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--old", help="directory holding the old optkern package")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--child", type=int, default=-1)
-    a = ap.parse_args()
-    if a.child >= 0:
-        print(json.dumps(one(a.child, a.reps)))
-        return
-    old_vs_new(__file__, [c[0] for c in CASES], a.old, a.rounds, a.reps, a.threads)
+    return bench.optkern_calls(name, (x, dy, w, b), extra, "cpu")[k]
 
 
 if __name__ == "__main__":
-    main()
+    old_vs_new_main(__file__, CASES, make)
