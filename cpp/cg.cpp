@@ -107,6 +107,11 @@ OK_CLONES double start_loop(const T* OK_RESTRICT b, T* OK_RESTRICT r, T* OK_REST
   });
 }
 
+ThreadChoice& start_choice() {
+  static ThreadChoice& c = site_choice("start");
+  return c;
+}
+
 double cg_start(py::handle b_h, py::handle r_h, py::handle p_h, py::handle x_h, double scale) {
   Vectors v(b_h, "b");
   const char* b = v.add(b_h, "b", false);
@@ -122,7 +127,10 @@ double cg_start(py::handle b_h, py::handle r_h, py::handle p_h, py::handle x_h, 
     using T = decltype(tag);
     if (double(T(scale)) != scale) throw py::value_error("scale: not exact in the vectors' dtype");
     const auto at = [&](char* q, int64_t lo) { return q == nullptr ? nullptr : reinterpret_cast<T*>(q) + lo; };
-    return v.sum(cold ? 4 : 2, [&](int64_t lo, int64_t len) {
+    // (its own timings: once per solve, right after the caller's products -- from_mlp's GEMMs, whose
+    // OpenBLAS workers spin ~0.1 s after each -- where a parallel region waited for a core: 6-15 ms a
+    // solve at load 12-15 against ~50 us on the calling thread, 2 vCPUs)
+    return chosen_sum(v, start_choice(), cold ? 4 : 2, [&](int64_t lo, int64_t len) {
       const T* bt = reinterpret_cast<const T*>(b) + lo;
       return cold ? start_loop<T, true>(bt, at(r, lo), at(p, lo), at(x, lo), T(scale), len)
                   : start_loop<T, false>(bt, at(r, lo), nullptr, nullptr, T(scale), len);
@@ -139,7 +147,7 @@ double chunk_sum(const std::vector<double>& part) {
 
 // The process's choice of threads for the fused iteration (cg_threads.hpp).
 ThreadChoice& thread_choice() {
-  static ThreadChoice c;
+  static ThreadChoice& c = site_choice("iteration");
   return c;
 }
 
@@ -223,7 +231,7 @@ py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handl
 }
 
 ThreadChoice& known_thread_choice() {  // (its own table: its calls are of the sizes cg_iteration_'s are)
-  static ThreadChoice c;
+  static ThreadChoice& c = site_choice("iteration_known");
   return c;
 }
 
@@ -289,6 +297,23 @@ py::list cg_thread_choice_trace(const py::sequence& serial_ns, const py::sequenc
   return out;
 }
 
+// Each timed call site's sizes and what it runs for them (a diagnosis of issue 17's thread waits).
+py::dict cg_thread_stats() {
+  std::vector<std::pair<std::string, ThreadChoice*>> sites;
+  {
+    std::lock_guard<std::mutex> lock(choice_sites_mutex());
+    sites = choice_sites();
+  }
+  py::dict out;
+  for (const auto& [name, choice] : sites) {
+    py::list rows;
+    for (const auto& e : choice->entries())
+      rows.append(py::make_tuple(e[0], e[1], e[2], bool(e[3]), bool(e[4])));
+    out[py::str(name)] = rows;
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_cg(py::module_& m) {
@@ -303,6 +328,10 @@ void register_cg(py::module_& m) {
         "(any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, "
         "r -= alpha (y + damping p), rr = r.r; when sqrt(rr) > tol and beta = rr / rz finite, p = r + beta p and "
         "pp = p.p (0 with damping 0). Returns (rr, pp): rr NaN when x and r were not written, pp NaN when p was not.");
+  m.def("cg_thread_stats_", &cg_thread_stats,
+        "hessian.cg's timed thread choices so far (cpp/cg_threads.hpp), by call site ('start', 'iteration', "
+        "'iteration_known', 'update_slice', 'direction_sum'; a site appears at its first call): a list of "
+        "(n, threads, calls, chosen, parallel) per vector size, parallel True where all threads were chosen.");
   m.def("cg_thread_choice_trace", &cg_thread_choice_trace, py::arg("serial_ns"), py::arg("parallel_ns"),
         "The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take "
         "serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).");

@@ -82,5 +82,17 @@ template <class Run> auto chosen_threads(ThreadChoice& choice, size_t chunks, in
   return out;
 }
 
+// Vectors::sum's f(start, length) over its fixed chunks (the same bits), on the calling thread or in a
+// parallel region as `choice` has timed them (chosen_threads): for a call that follows an operator's
+// product, whose BLAS workers still spin on the other cores when it starts.
+template <class F> double chosen_sum(Vectors& v, ThreadChoice& choice, int64_t streams, F&& f) {
+  v.args.check_overlap();
+  const auto chunks = make_chunks({v.n});
+  py::gil_scoped_release nogil;
+  return chosen_threads(choice, chunks.size(), v.n, streams, [&](int64_t work) {
+    return reduce_chunks(chunks, work, [&](const Chunk& c) { return f(c.start, c.len); });
+  });
+}
+
 }  // namespace
 }  // namespace optkern

@@ -27,6 +27,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace optkern {
 
@@ -72,6 +75,15 @@ class ThreadChoice {
     ++e.count[m];
   }
 
+  // (n, threads, calls, chosen, all threads chosen) of each size timed: what cg_thread_stats_ reports.
+  std::vector<std::array<int64_t, 5>> entries() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::array<int64_t, 5>> out;
+    for (const Entry& e : table_)
+      if (e.n >= 0) out.push_back({e.n, e.threads, e.calls, e.chosen, e.best});
+    return out;
+  }
+
  private:
   static constexpr int kExplore = 3, kKeep = 5;
   static constexpr int64_t kRecheck = 16, kMaxRecheck = 1024;
@@ -115,5 +127,23 @@ class ThreadChoice {
   size_t next_ = 0;
   std::mutex mu_;
 };
+
+// The process's timed choices, one per call site, by name (cg_thread_stats_: which path each runs).
+// Made on a site's first call and kept for the process's life.
+inline std::vector<std::pair<std::string, ThreadChoice*>>& choice_sites() {
+  static std::vector<std::pair<std::string, ThreadChoice*>> sites;
+  return sites;
+}
+inline std::mutex& choice_sites_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+inline ThreadChoice& site_choice(const char* site) {
+  std::lock_guard<std::mutex> lock(choice_sites_mutex());
+  for (auto& s : choice_sites())
+    if (s.first == site) return *s.second;
+  choice_sites().emplace_back(site, new ThreadChoice());
+  return *choice_sites().back().second;
+}
 
 }  // namespace optkern

@@ -32,6 +32,7 @@ __all__: list[str] = [
     "cg_iteration_known_",
     "cg_start_",
     "cg_thread_choice_trace",
+    "cg_thread_stats_",
     "cg_update_",
     "cg_update_slice_",
     "channel_norm_backward",
@@ -375,6 +376,11 @@ def cg_start_(
 def cg_thread_choice_trace(serial_ns: collections.abc.Sequence, parallel_ns: collections.abc.Sequence) -> list:
     """
     The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).
+    """
+
+def cg_thread_stats_() -> dict:
+    """
+    hessian.cg's timed thread choices so far (cpp/cg_threads.hpp), by call site ('start', 'iteration', 'iteration_known', 'update_slice', 'direction_sum'; a site appears at its first call): a list of (n, threads, calls, chosen, parallel) per vector size, parallel True where all threads were chosen.
     """
 
 def cg_update_(
