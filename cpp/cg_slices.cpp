@@ -23,12 +23,17 @@ namespace {
 // and go through the contiguous update from there.
 constexpr int64_t kRowBlock = 16;
 
+// (__builtin_shufflevector: GCC >= 12 and Clang; an older GCC stages every row by the plain copy)
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define OPTKERN_STAGE_TILES 1
 using v8f = float __attribute__((vector_size(32)));
+#endif
 
 // Rows o0 + [0, m) of the slice into buf (m x cols), float: 8 x 8 tiles transposed in registers (8
 // loads, 24 shuffles, 8 stores), where the element-by-element copy stored one float at a time, 8 to
 // 16 cache lines apart: 62 -> 36 us a 784 x 256 slice, one thread (the update's staging was 83 of
 // its 136 us). Returns the rows staged (a multiple of 8; the caller copies the rest).
+#if defined(OPTKERN_STAGE_TILES)
 OK_CLONES int64_t stage_tiles(const float* OK_RESTRICT yt, int64_t rows, int64_t cols, int64_t o0, int64_t m,
                               float* OK_RESTRICT buf) {
   int64_t o = 0;
@@ -59,11 +64,14 @@ OK_CLONES int64_t stage_tiles(const float* OK_RESTRICT yt, int64_t rows, int64_t
   }
   return o;
 }
+#endif
 
 template <class T>
 void stage_rows(const T* OK_RESTRICT yt, int64_t rows, int64_t cols, int64_t o0, int64_t m, T* OK_RESTRICT buf) {
   int64_t done = 0;
+#if defined(OPTKERN_STAGE_TILES)
   if constexpr (std::is_same_v<T, float>) done = stage_tiles(yt, rows, cols, o0, m, buf);
+#endif
   for (int64_t i = 0; i < cols; ++i) {
     const T* src = yt + i * rows + o0;
     for (int64_t o = done; o < m; ++o) buf[o * cols + i] = src[o];
