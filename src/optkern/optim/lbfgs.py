@@ -2,9 +2,9 @@
 
 Each iteration does what torch's does, in the same order (the same stopping tests, the same
 strong-Wolfe line search, :mod:`._line_search`), but the inverse-Hessian product runs in
-coefficient space (``rules/second_order.hpp``): one native pass adds the new pair and takes
-every inner product the recursion needs, the recursion runs on ``k`` numbers, and a second
-pass forms the direction -- two reads of the history per iteration instead of torch's
+coefficient space (``rules/second_order.hpp``, :mod:`._lbfgs_history`): one native pass adds
+the new pair and takes every inner product the recursion needs, the recursion runs on ``k``
+numbers, and a second pass forms the direction -- two reads of the history per iteration instead of torch's
 ``4 k`` Python-level dot / axpy calls. Results agree with torch to rounding (the sums are
 associated differently), not bit for bit.
 """
@@ -22,6 +22,7 @@ from .._pickling import NativeByName
 from .._serial import serialized
 from . import _closure, _lbfgs_state, _line_search
 from ._given import GivenTensorsMixin, _bump_torch_versions, given_list, given_params
+from ._lbfgs_history import LBFGSHistory
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
 
@@ -41,7 +42,7 @@ def _check_group(g: dict, where: str = "") -> tuple:
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
 
 
-class LBFGS(GivenTensorsMixin, NativeByName):
+class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
     """L-BFGS (``torch.optim.LBFGS``'s algorithm and defaults) over NumPy or CuPy arrays.
 
     Args:
@@ -196,80 +197,6 @@ class LBFGS(GivenTensorsMixin, NativeByName):
         _bump_torch_versions(self._given_tensors)
         self._moved = True
 
-    # ---- the direction ------------------------------------------------------------------
-
-    def _push(self, g, history_size):
-        """Adds the pair (g - prev_g, t d) when its curvature s.y > 1e-10 (torch's rule); returns (sg, yg)."""
-        k = len(self._S)
-        if self._spare is None:
-            self._spare = (self._vec(), self._vec())
-        s_new, y_new = self._spare
-        out = self._out(5 * k + 4)
-        self._mod.lbfgs_push_(self._S, self._Y, s_new, y_new, g, self._prev_g, self._d, float(self._t), out)
-        dots = self._host(out)
-        if not np.isfinite(dots).all():  # (the kernels' float32 sums, as torch's: y.y of |y| ~ 2e19 is inf)
-            raise ValueError(
-                f"closure: the iterates diverge: an inner product of the newest L-BFGS pair overflows "
-                f"{np.dtype(self._dtype).name} (torch's step would make the params NaN); the pair is not "
-                "kept, the params are the last point evaluated: a smaller lr can go on from there"
-            )
-        rows = dots[: 5 * k].reshape(k, 5)
-        ys, yy, gs, gy = (float(v) for v in dots[5 * k :])
-        sg, yg = rows[:, 3].copy(), rows[:, 4].copy()
-        if not ys > 1e-10:
-            return sg, yg
-        keep = slice(0, k)
-        if k == history_size:  # drop the oldest pair; its buffers hold the next one
-            self._spare = (self._S.pop(0), self._Y.pop(0))
-            self._ro.pop(0)
-            keep = slice(1, k)
-            self._sy[: k - 1, : k - 1] = self._sy[1:k, 1:k]
-            self._yy[: k - 1, : k - 1] = self._yy[1:k, 1:k]
-            sg, yg = sg[1:], yg[1:]
-            k -= 1
-        else:
-            self._spare = None
-            self._grow(k + 1, history_size)
-        sy, yyg = self._sy, self._yy
-        sy[k, :k] = rows[keep, 0]  # s_new . y_j
-        sy[:k, k] = rows[keep, 1]  # s_j . y_new
-        sy[k, k] = ys
-        yyg[k, :k] = yyg[:k, k] = rows[keep, 2]
-        yyg[k, k] = yy
-        self._S.append(s_new)
-        self._Y.append(y_new)
-        self._ro.append(1.0 / ys)
-        self._h_diag = ys / yy
-        return np.append(sg, gs), np.append(yg, gy)
-
-    def _grow(self, rows: int, history_size: int):
-        """Room for ``rows`` pairs in the Gram matrices: doubled when full, up to ``history_size``."""
-        c = self._sy.shape[0]
-        if rows <= c:
-            return
-        c, old = min(max(rows, 2 * c, 8), max(rows, history_size)), c
-        for name in ("_sy", "_yy"):
-            grown = np.zeros((c, c))
-            grown[:old, :old] = getattr(self, name)
-            setattr(self, name, grown)
-
-    def _direction(self, g, sg, yg):
-        """d = -H g (two-loop recursion); returns (g.d, max |d|)."""
-        k = len(self._S)
-        if self._d is None:
-            self._d = self._vec()
-        if k:
-            al, cs, cy, g_scale = _backend.cpu.lbfgs_two_loop(
-                k, self._sy[:k, :k], self._yy[:k, :k], sg, yg, np.asarray(self._ro), float(self._h_diag)
-            )
-            self._al = al
-        else:
-            cs, cy, g_scale = [], [], -float(self._h_diag)
-        out = self._out(2)
-        self._mod.lbfgs_direction_(self._S, self._Y, cs, cy, g, g_scale, self._d, out)
-        gtd, dmax = (float(v) for v in self._host(out))
-        return gtd, dmax
-
     # ---- step --------------------------------------------------------------------------
 
     @serialized
@@ -374,17 +301,6 @@ class LBFGS(GivenTensorsMixin, NativeByName):
         out = self._out(2)
         self._mod.lbfgs_stats(g, out)
         return out
-
-    def _trim(self, history_size):
-        """A smaller ``history_size`` set between steps drops the oldest pairs."""
-        k = len(self._S)
-        if k > history_size:
-            drop = k - history_size
-            del self._S[:drop], self._Y[:drop], self._ro[:drop]
-            if self._al is not None:  # (al[i] is pair i's: kept, they outlived a step that stops early)
-                self._al = self._al[drop:]
-            self._sy[: k - drop, : k - drop] = self._sy[drop:k, drop:k].copy()
-            self._yy[: k - drop, : k - drop] = self._yy[drop:k, drop:k].copy()
 
     # ---- checkpoints ----------------------------------------------------------------------
 

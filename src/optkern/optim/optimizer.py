@@ -7,8 +7,8 @@ params (``_update``, plain or with capturable mode's device buffers).
 Everything else lives here and in the mixins, one job each: whole-step array
 checks (``_prechecks``), capturable mode (``_capturable``), PyTorch-format
 ``state_dict`` / ``load_state_dict`` (``_state_dict``), following ``param_groups``
-between steps (``_group_tracking``), and copies and the torch tensors among the params
-(``_given``).
+between steps (``_group_tracking``), a group's hyper-parameter checks and their caches
+(``_group_hyper``), and copies and the torch tensors among the params (``_given``).
 """
 
 from __future__ import annotations
@@ -19,21 +19,23 @@ import numpy as np
 
 from .. import _backend
 from .._atomic import deferring
-from .._checked_values import cached, remember
 from .._serial import serialized
 from .._words import article
 from . import _closure
 from ._capturable import CapturableMixin
 from ._given import CopyMixin, FollowsTensors, _bump_torch_versions
+from ._group_hyper import GroupHyperMixin
 from ._group_tracking import GroupTrackingMixin, refuse_unordered
-from ._hyper import _check_dtype, _check_shapes
+from ._hyper import _check_shapes
 from ._lowp_config import refuse_group_keywords
 from ._prechecks import PrecheckMixin
 from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
 
 
-class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin, CopyMixin, FollowsTensors):
+class Optimizer(
+    CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMixin, GroupHyperMixin, CopyMixin, FollowsTensors
+):
     """Base class of the optkern optimizers (PyTorch-style, for NumPy and CuPy arrays).
 
     Args:
@@ -372,40 +374,3 @@ class Optimizer(CapturableMixin, PrecheckMixin, StateDictMixin, GroupTrackingMix
                 run.fresh.add(name)
         if run.step == 0 and not run.extra:
             run.extra = self._new_extra(run, hp)
-
-    def _hyper(self, group: dict, where: str):
-        """``_check(group, where)``, reused while the group holds the very same keys and the very
-        same immutable values (exact float, int, bool, str, None, tuples of them) as when it last
-        passed: ``_check`` reads nothing else, so it would return an equal tuple. A new value (a
-        scheduler's lr, -0.0 for 0.0, a subclass or NumPy scalar, a list) is checked in full.
-        ``GradScaler.step`` checks the group before it unscales the grads and the step checks it
-        again: the second check is this lookup (~0.3 us, where Adam's ``_check`` is ~3 us)."""
-        cache = self.__dict__.get("_hp_checked")
-        if cache is None:  # (an optimizer unpickled from before the cache)
-            cache = self._hp_checked = {}
-        hp = cached(cache, where, group)
-        if hp is not None:
-            return hp
-        try:
-            hp = self._check(group, where)
-        except KeyError as e:  # a hyper-parameter deleted from the group between steps
-            raise ValueError(f"{where or 'defaults'}: missing {e.args[0]!r}") from None
-        remember(cache, where, group, hp)
-        return hp
-
-    def _check_group(self, group: dict, where: str):
-        """A group's validated hyper-parameters (``_check``), also against its params' dtypes."""
-        hp = self._hyper(group, where)
-        params = group.get("params")
-        if params:
-            cached = self._dtype_checked.get(where)
-            if cached is not None and cached[1] is params and cached[0] == hp:
-                return hp  # checked when hp last changed (or a param was replaced: _check_replaced)
-            names = {
-                "beta1": f"{where}['betas'][0]" if where else "betas[0]",
-                "beta2": f"{where}['betas'][1]" if where else "betas[1]",
-            }
-            for dt in sorted({self._math_dtype(p.dtype) for p in params}, key=str):
-                _check_dtype(hp, dt, where, names)
-            self._dtype_checked[where] = (hp, params)
-        return hp
