@@ -25,7 +25,7 @@ from . import _combine
 from ._lockstep import in_lockstep
 from ._probes import start_vector
 from ._products import check_estimate
-from .krylov import BlockKrylov, restart_keep, select
+from .krylov import BlockKrylov, restart_count, restart_keep, select
 from .operators import as_operator, unit_vector, with_progress
 from .recurrence import LanczosRecurrence
 from .symmetry import require_symmetric
@@ -197,8 +197,9 @@ def top_eigenvalues(
       max_basis: memory bound: the basis holds at most ``max_basis + b``
         vectors (``(max_basis + 2 b) n`` entries with the product block; at
         least ``k + b``, ``k + b + 2`` for ``LM``); when full, Lanczos restarts thickly from the
-        most wanted half of its Ritz vectors (for ``LM`` with the first unwanted one at each end of
-        the spectrum among them). Default: no restart (basis up to ``max_steps`` vectors).
+        most wanted half of its Ritz vectors, more where the next cycle's whole blocks leave room
+        (``krylov.restart_count``; for ``LM`` with the first unwanted one at each end of the spectrum
+        among them). Default: no restart (basis up to ``max_steps`` vectors).
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -249,7 +250,7 @@ def top_eigenvalues(
     while True:
         if kr.full and not whole:
             theta, _, _ = kr.ritz()
-            kr.restart(restart_keep(theta, k, min(kr.m - b, (kr.cap - b + k) // 2), kr.cap - kr.b, which))
+            kr.restart(restart_keep(theta, k, restart_count(k, kr.m, kr.cap, kr.b), kr.cap - kr.b, which))
         kr.step()
         steps += 1
         if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)
