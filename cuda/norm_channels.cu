@@ -3,6 +3,7 @@
 // elementwise pass for y or dx.
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
+#include "optkern/norm_layout.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -49,13 +50,6 @@ __global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict_
   }
 }
 
-void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
-  if (N < 0 || C < 1 || S < 1) throw py::value_error("shape: N >= 0, C >= 1, S >= 1 required");
-  if (N * C * S != size)
-    throw py::value_error("x: expected N * C * S = " + std::to_string(N * C * S) + " elements, got " +
-                          std::to_string(size));
-}
-
 constexpr int kThreads = 256;
 
 // The low parts of group_lo_kernel over the channels, on stream s, into `buf` (C values of A); null where not training or empty.
@@ -71,7 +65,7 @@ const A* channel_lows(const T* x, const A* mean, const A* rstd, int64_t N, int64
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
                    double eps) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
-  check_shape(device_size(x), N, C, S);
+  check_channel_layout(device_size(x), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   DeviceArgs a;
   const char* xp = a.get(x, "x", dt, N * C * S, false);
@@ -135,7 +129,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
                           py::handle running_var, double momentum, bool training) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
-  check_shape(device_size(x), N, C, S);
+  check_channel_layout(device_size(x), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
   DeviceArgs a;
   const int64_t n = N * C * S;
@@ -174,7 +168,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
                            bool training) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
-  check_shape(device_size(x), N, C, S);
+  check_channel_layout(device_size(x), N, C, S);
   DeviceArgs a;
   const int64_t n = N * C * S;
   const char* dyp = a.get(dy, "dy", dt, n, false);
