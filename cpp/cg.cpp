@@ -281,17 +281,48 @@ py::tuple cg_iteration_known(py::handle x_h, py::handle r_h, py::handle p_h, py:
   return py::make_tuple(rr, pp);
 }
 
+// The times (ns) of argument `name`: a list, a tuple or a 1-D array of real numbers, each finite
+// and >= 0; TypeError / ValueError naming it (and the index) otherwise, before any is replayed.
+// (Cast one by one as the replay read them, a str or None raised pybind11's "Unable to cast"
+// RuntimeError -- and only when read: the path not taken never was -- and NaN was a timing.)
+std::vector<double> timings(py::handle seq, const char* name) {
+  if (!py::isinstance<py::array>(seq)) require_list(seq, name, "a list of numbers");  // (not a str, bytes, None)
+  else if (py::reinterpret_borrow<py::array>(seq).ndim() != 1)
+    throw py::type_error(std::string(name) + ": expected a list of numbers, got a " +
+                         std::to_string(py::reinterpret_borrow<py::array>(seq).ndim()) + "-D array");
+  static PyObject* real = py::object(py::module_::import("numbers").attr("Real")).release().ptr();  // (leaked)
+  const auto s = py::reinterpret_borrow<py::sequence>(seq);
+  std::vector<double> out(size_t(py::len(s)));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const py::object v = s[i];  // (an object: an array's item is made on lookup)
+    const int is_real = PyObject_IsInstance(v.ptr(), real);  // (NumPy's scalars are; bool is, as an int)
+    if (is_real < 0) PyErr_Clear();
+    if (is_real != 1 || PyBool_Check(v.ptr()))
+      throw py::type_error(item_name(name, i) + ": expected a number (ns), got " + type_name(v));
+    out[i] = PyFloat_AsDouble(v.ptr());
+    if (out[i] == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();  // (an int past double's range: OverflowError)
+      throw py::value_error(item_name(name, i) + ": expected a finite time >= 0 (ns), out of range");
+    }
+    if (!std::isfinite(out[i]) || out[i] < 0.0)
+      throw py::value_error(item_name(name, i) + ": expected a finite time >= 0 (ns), got " +
+                            py::str(v).cast<std::string>());
+  }
+  return out;
+}
+
 // The choices a fresh ThreadChoice makes over calls whose one-thread and all-thread times (ns) are
 // given, call by call: its rules replayed on known timings (tests/test_hunt38_cg.py).
-py::list cg_thread_choice_trace(const py::sequence& serial_ns, const py::sequence& parallel_ns) {
-  if (serial_ns.size() != parallel_ns.size())
-    throw py::value_error("serial_ns, parallel_ns: expected the same length, got " + std::to_string(serial_ns.size()) +
-                          " and " + std::to_string(parallel_ns.size()));
+py::list cg_thread_choice_trace(py::handle serial_ns, py::handle parallel_ns) {
+  const std::vector<double> serial = timings(serial_ns, "serial_ns"), parallel = timings(parallel_ns, "parallel_ns");
+  if (serial.size() != parallel.size())
+    throw py::value_error("serial_ns, parallel_ns: expected the same length, got " + std::to_string(serial.size()) +
+                          " and " + std::to_string(parallel.size()));
   ThreadChoice c(true);
   py::list out;
-  for (size_t i = 0; i < serial_ns.size(); ++i) {
+  for (size_t i = 0; i < serial.size(); ++i) {
     const bool par = c.parallel(1, 2);
-    c.record(1, 2, par, py::cast<double>(par ? parallel_ns[i] : serial_ns[i]));
+    c.record(1, 2, par, par ? parallel[i] : serial[i]);
     out.append(par);
   }
   return out;

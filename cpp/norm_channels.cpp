@@ -13,6 +13,7 @@
 #include "py_arrays.hpp"
 #include "norm_channels_kernels.hpp"
 #include "norm_cpu.hpp"
+#include "optkern/norm_layout.hpp"
 #include "optkern/rules/norm.hpp"
 #include "optkern/signatures.hpp"
 
@@ -22,10 +23,7 @@ namespace py = pybind11;
 using namespace normcpu;
 
 Shape shape_of(int64_t size, int64_t N, int64_t C, int64_t S) {
-  if (N < 0 || C < 1 || S < 1) throw py::value_error("shape: N >= 0, C >= 1, S >= 1 required");
-  if (N * C * S != size)
-    throw py::value_error("x: expected N * C * S = " + std::to_string(N * C * S) + " elements, got " +
-                          std::to_string(size));
+  check_channel_layout(size, N, C, S);
   return {N, C, S};
 }
 

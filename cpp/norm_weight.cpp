@@ -11,6 +11,7 @@
 #include "half_stage.hpp"
 #include "py_arrays.hpp"
 #include "norm_cpu.hpp"
+#include "optkern/norm_layout.hpp"
 #include "optkern/rules/weight_norm.hpp"
 #include "optkern/signatures.hpp"
 
@@ -158,8 +159,7 @@ template <class K> void run_rows(const K& k, const HalfIO* h, int64_t rows, int6
 }
 
 void check_rows(py::handle v, int64_t rows, int64_t M) {
-  if (rows < 0 || M < 1 || rows * M != int64_t(py::reinterpret_borrow<py::array>(v).size()))
-    throw py::value_error("v: expected rows * M elements");
+  check_weight_rows(int64_t(py::reinterpret_borrow<py::array>(v).size()), rows, M);
 }
 
 // S: the storage type (uint16_t: half, bf16 says which; ‖v‖ in float32).

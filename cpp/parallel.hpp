@@ -43,6 +43,12 @@ inline int64_t total_size(const std::vector<int64_t>& sizes) {
 // instead. optkern/threads.py sets it when optkern is imported (OMP_NUM_THREADS or the CPUs of
 // the process's affinity mask): the ICV read here first is the calling thread's, which
 // torch.set_num_threads and the like change.
+// The most threads set_num_threads takes (optkern.threads.MAX_THREADS: tests/test_hunt48c_native_bounds.py
+// holds them equal): OpenMP creates a
+// team only at the next parallel region, and one it cannot create ends the process there -- the
+// native set_num_threads(100000) took the count, and the next kernel segfaulted.
+constexpr int kMaxThreads = 4096;
+
 inline std::atomic<int>& thread_setting() {
 #ifdef _OPENMP
   static std::atomic<int> n{omp_get_max_threads()};

@@ -37,8 +37,8 @@ constexpr double kUnitsPerNs = 5.0;
 constexpr int64_t kMinSerial = int64_t(1) << 15;
 // (a measurement disturbed by load must not put a 2M-element Adam step on one thread)
 constexpr int64_t kMaxSerial = int64_t(1) << 23;
-// Thread counts measured apart (optkern.threads.MAX_THREADS); more share the last one's bound.
-constexpr int kMaxCounted = 4096;
+// Thread counts measured apart: every count set_num_threads takes.
+constexpr int kMaxCounted = kMaxThreads;
 
 // Median time of an empty region of `threads` threads: the fork, the wake-up of sleeping workers
 // and the join (the first region, which creates the threads, is not counted). Each one follows

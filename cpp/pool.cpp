@@ -32,6 +32,8 @@
 #include <sys/mman.h>
 #endif
 
+#include "optkern/call_args.hpp"
+
 namespace py = pybind11;
 
 namespace optkern {
@@ -160,6 +162,9 @@ py::object install() {
 
 // Puts back the handler `install` returned.
 void restore(const py::object& prev) {
+  // (NumPy's own refusal, "Capsule must be named 'mem_handler'", named no argument)
+  if (!PyCapsule_IsValid(prev.ptr(), "mem_handler"))
+    throw py::type_error("prev: expected the handler capsule pool_install returned, got " + type_name(prev));
   PyObject* mine = PyDataMem_SetHandler(prev.ptr());
   if (mine == nullptr) throw py::error_already_set();
   Py_DECREF(mine);

@@ -107,7 +107,8 @@ double probe_read(py::handle arrays) {
 }
 
 void set_num_threads(int n) {
-  if (n < 1) throw py::value_error("n: must be >= 1, got " + std::to_string(n));
+  if (n < 1 || n > kMaxThreads)
+    throw py::value_error("n: must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(n));
   thread_setting().store(n, std::memory_order_relaxed);
 }
 
@@ -127,8 +128,16 @@ void in_forked_child() {
 // Which thread ran each chunk of arrays of `sizes` under for_each_chunk with a cost of `work`:
 // the split every parallel kernel gets, observable from the tests.
 std::vector<int> chunk_threads(const std::vector<int64_t>& sizes, int64_t work) {
-  for (int64_t s : sizes)
+  // (sizes are only counted, no arrays: a chunk list past memory -- sizes [2**62] -- hung the call)
+  constexpr int64_t kMaxChunks = int64_t(1) << 20;
+  int64_t chunks_in_all = 0;
+  for (int64_t s : sizes) {
     if (s < 0) throw py::value_error("sizes: must be >= 0");
+    chunks_in_all += s / kChunk + (s % kChunk != 0);  // (make_chunks' count; no overflow: each is < 2**48)
+    if (chunks_in_all > kMaxChunks)
+      throw py::value_error("sizes: at most " + std::to_string(kMaxChunks) + " chunks of " + std::to_string(kChunk) +
+                            " elements in all");
+  }
   if (work < 0) throw py::value_error("work: must be >= 0");
   const auto chunks = make_chunks(sizes);
   std::vector<int> owner(chunks.size(), -1);

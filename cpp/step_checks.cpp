@@ -145,7 +145,16 @@ bool spans_clear(py::list ptrs, const py::array_t<int64_t, py::array::c_style>& 
   const int64_t* w1 = w0 + wlo.size();
   const int64_t* far = reach.data();
   for (size_t i = 0; i < n; ++i) {
-    const int64_t lo = ptrs[i].cast<int64_t>();
+    // (read as an int here: a cast of a str, None, a float or an int past int64 raised pybind11's
+    // "Unable to cast" RuntimeError, naming nothing)
+    const py::object v = ptrs[i];
+    if (!PyLong_Check(v.ptr()) || PyBool_Check(v.ptr()))
+      throw py::type_error(item_name("ptrs", i) + ": expected an int (an address), got " + type_name(v));
+    int overflow = 0;
+    const int64_t lo = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+    if (overflow || lo < 0 || nb[i] < 0 || nb[i] > INT64_MAX - lo)
+      throw py::value_error(item_name("ptrs", i) + ": expected an address in [0, 2**63 - nbytes[i]), got " +
+                            py::str(v).cast<std::string>());
     if (isz[i] <= 0 || lo % isz[i] != 0) return false;
     const int64_t hi = lo + nb[i];
     const int64_t k = std::lower_bound(w0, w1, hi) - w0;  // written spans starting below hi

@@ -28,7 +28,10 @@ class Vectors : public cg_args::Vectors<DeviceArrays> {
   }
 
   void add(py::handle h, const char* name, bool written) {
-    lists_.push_back(DeviceList{{cg_args::Vectors<DeviceArrays>::add(h, name, written)}, {n}, -1});
+    DeviceList l;  // (no owners: the collector's args keep h)
+    l.data.push_back(cg_args::Vectors<DeviceArrays>::add(h, name, written));
+    l.size.push_back(n);
+    lists_.push_back(std::move(l));
   }
 
   DType dtype() const { return dt; }

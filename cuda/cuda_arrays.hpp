@@ -50,10 +50,23 @@ inline size_t dtype_size(DType d) {
   }
 }
 
+// A list's device pointers, with references to the arrays they point into (owners: those of
+// gather_device). A sequence may make its items on lookup (a view or a copy per __getitem__, an
+// object converted from __cuda_array_interface__ / DLPack): held only by the lookup, such an item
+// was freed as soon as the next was looked up, and CuPy's pool handed its block to the next array
+// of that size -- a read list's items all read the last one's values, and a written list's items
+// "shared memory". The owners keep them for the life of the list, which ends with the call, after
+// the launch: the kernel is then still queued on CuPy's current stream, and an item freed meanwhile
+// goes back to CuPy's pool, which reuses a block only on the stream it was allocated on, after the
+// work queued there -- CuPy's own kernels rely on the same ordering. (An item allocated on another
+// stream and freed with nothing else holding it is the caller's to keep, as for CuPy's kernels.)
+// Lists of pointers made here from other arrays (cut from x, a buffer) have no owners: the
+// binding's arguments hold those for the call.
 struct DeviceList {
   std::vector<char*> data;
   std::vector<int64_t> size;
   int device = -1;
+  std::vector<py::object> owners;
   size_t count() const { return data.size(); }
   template <class T> T* ptr(size_t i) const { return reinterpret_cast<T*>(data[i]); }
 };
@@ -152,12 +165,14 @@ inline DeviceList gather_device(py::handle seq, const char* name, DType dt, bool
   DeviceList out;
   out.data.reserve(n);
   out.size.reserve(n);
+  out.owners.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     py::object a = s[i];
     int64_t n = 0;
     out.data.push_back(
         check_device_array_named(a, [&] { return item_name(name, i); }, dt, sizes ? (*sizes)[i] : -1, device, &n));
     out.size.push_back(n);
+    out.owners.push_back(std::move(a));  // (see DeviceList)
   }
   out.device = device;
   return out;

@@ -5,6 +5,7 @@
 
 #include "norm_channels.cuh"
 #include "norm_common.cuh"
+#include "optkern/norm_layout.hpp"
 #include "optkern/signatures.hpp"
 
 namespace optkern {
@@ -40,13 +41,6 @@ __global__ void channel_dx_kernel(const T* __restrict__ dy, const T* __restrict_
   }
 }
 
-void check_shape(int64_t size, int64_t N, int64_t C, int64_t S) {
-  if (N < 0 || C < 1 || S < 1) throw py::value_error("shape: N >= 0, C >= 1, S >= 1 required");
-  if (N * C * S != size)
-    throw py::value_error("x: expected N * C * S = " + std::to_string(N * C * S) + " elements, got " +
-                          std::to_string(size));
-}
-
 constexpr int kThreads = 256;
 
 // The channels' mean low parts (rules::mean_lo) for batch statistics (mean, rstd) of x: a block a
@@ -70,7 +64,7 @@ const A* channel_lows(const T* x, const A* mean, const A* rstd, const A* given, 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,
                    double eps, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
-  check_shape(device_size(x), N, C, S);
+  check_channel_layout(device_size(x), N, C, S);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
   DeviceArgs a;
   const char* xp = a.get(x, "x", dt, N * C * S, false);
@@ -135,7 +129,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
                           py::handle running_var, double momentum, bool training, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
-  check_shape(device_size(x), N, C, S);
+  check_channel_layout(device_size(x), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
   sig::check_lo(lo, training);
   DeviceArgs a;
@@ -177,7 +171,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
                            bool training, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
-  check_shape(device_size(x), N, C, S);
+  check_channel_layout(device_size(x), N, C, S);
   sig::check_lo(lo, training);
   DeviceArgs a;
   const int64_t n = N * C * S;

@@ -3,6 +3,7 @@
 #include "norm_common.cuh"
 #include "norm_reduce.cuh"
 #include "norm_scaled.cuh"
+#include "optkern/norm_layout.hpp"
 #include "optkern/rules/weight_norm.hpp"
 #include "optkern/signatures.hpp"
 
@@ -128,15 +129,11 @@ wn_backward_kernel(const T* __restrict__ dw, const T* __restrict__ v, const T* _
   }
 }
 
-void check_rows(int64_t size, int64_t rows, int64_t M) {
-  if (rows < 0 || M < 1 || rows * M != size) throw py::value_error("v: expected rows * M elements");
-}
-
 unsigned grid_rows(int64_t rows) { return unsigned(std::min<int64_t>(std::max<int64_t>(rows, 1), int64_t(1) << 30)); }
 
 void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle norm, int64_t rows, int64_t M) {
   const DType dt = float_dtype<DeviceArrays>(v, "v", true), st = stat_dtype(dt);
-  check_rows(device_size(v), rows, M);
+  check_weight_rows(device_size(v), rows, M);
   DeviceArgs a;
   const char* vp = a.get(v, "v", dt, rows * M, false);
   const char* gp = a.get(g, "g", dt, rows, false);
@@ -159,7 +156,7 @@ void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle 
 void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle norm, py::handle dv, py::handle dg,
                           int64_t rows, int64_t M) {
   const DType dt = float_dtype<DeviceArrays>(v, "v", true), st = stat_dtype(dt);
-  check_rows(device_size(v), rows, M);
+  check_weight_rows(device_size(v), rows, M);
   DeviceArgs a;
   const char* dwp = a.get(dw, "dw", dt, rows * M, false);
   const char* vp = a.get(v, "v", dt, rows * M, false);

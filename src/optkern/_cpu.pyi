@@ -373,7 +373,7 @@ def cg_start_(
     hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).
     """
 
-def cg_thread_choice_trace(serial_ns: collections.abc.Sequence, parallel_ns: collections.abc.Sequence) -> list:
+def cg_thread_choice_trace(serial_ns: typing.Any, parallel_ns: typing.Any) -> list:
     """
     The thread choices (True: all threads) a fresh cg_iteration_ timer makes over calls that take serial_ns[i] on one thread and parallel_ns[i] on all (a test of its rules).
     """

@@ -1,12 +1,35 @@
-// Row layout shared by the CPU and CUDA row normalizations: x is (R, M) with
-// M = Cg * S, row r uses the affine entries (r % G) * Cg + j / S.
+// The layouts the CPU and CUDA normalizations take as sizes, checked against x's element count
+// once for both modules. Rows: x is (R, M) with M = Cg * S, row r uses the affine entries
+// (r % G) * Cg + j / S; channels: x is (N, C, S); weight norm: v is (rows, M).
 #pragma once
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace optkern {
+
+// The product of `sizes` (each >= 0), or -1 where it passes int64. A product that wrapped could
+// equal an array's size and pass the check against it: channel_stats with N = 2, C = 2,
+// S = 2**62 + 1 on a 4-element x (2**64 + 4 wrapped to 4) ran its kernels past x (a segfault).
+inline int64_t layout_product(std::initializer_list<int64_t> sizes) {
+  int64_t n = 1;
+  for (int64_t s : sizes) {
+    if (s != 0 && n > INT64_MAX / s) return -1;
+    n *= s;
+  }
+  return n;
+}
+
+// ValueError "x: expected <formula> = n elements, got size" unless the product `n` (-1: past
+// int64) is `size`.
+inline void check_layout_size(const char* what, const char* formula, int64_t n, int64_t size) {
+  if (n == size) return;
+  throw pybind11::value_error(std::string(what) + ": expected " + formula + " = " +
+                              (n < 0 ? std::string("more than 2**63") : std::to_string(n)) + " elements, got " +
+                              std::to_string(size));
+}
 
 struct RowLayout {
   int64_t R, G, Cg, S;
@@ -20,10 +43,23 @@ inline RowLayout row_layout(int64_t size, int64_t rows, int64_t groups, int64_t 
   if (rows < 0 || groups < 1 || group_channels < 1 || spatial < 1)
     throw py::value_error("row layout: rows >= 0, groups, group_channels, spatial >= 1 required");
   if (rows % groups != 0) throw py::value_error("row layout: rows must be a multiple of groups");
-  if (rows * group_channels * spatial != size)
-    throw py::value_error("x: expected rows * group_channels * spatial = " +
-                          std::to_string(rows * group_channels * spatial) + " elements, got " + std::to_string(size));
+  // (and every product a kernel forms: M = Cg * S, W = G * Cg, with rows 0 too)
+  const bool fits = layout_product({groups, group_channels, spatial}) >= 0;
+  check_layout_size("x", "rows * group_channels * spatial",
+                    fits ? layout_product({rows, group_channels, spatial}) : -1, size);
   return {rows, groups, group_channels, spatial};
+}
+
+// The channel layout (N, C, S) of an x of `size` elements (N * S, N * C: the kernels' products).
+inline void check_channel_layout(int64_t size, int64_t N, int64_t C, int64_t S) {
+  if (N < 0 || C < 1 || S < 1) throw pybind11::value_error("shape: N >= 0, C >= 1, S >= 1 required");
+  check_layout_size("x", "N * C * S", layout_product({C, S}) >= 0 ? layout_product({N, C, S}) : -1, size);
+}
+
+// Weight norm's v: `rows` rows of M elements.
+inline void check_weight_rows(int64_t size, int64_t rows, int64_t M) {
+  if (rows < 0 || M < 1) throw pybind11::value_error("v: rows >= 0 and M >= 1 required");
+  check_layout_size("v", "rows * M", layout_product({rows, M}), size);
 }
 
 }  // namespace optkern
