@@ -12,7 +12,7 @@ from gpu import half_dtypes, raised, require_gpu
 cp, cuda = require_gpu()
 
 import optkern._cpu as cpu  # noqa: E402
-from test_hunt48d_bn_saved_lo import EPS, SHAPES, check_same_bits, data  # noqa: E402 (after the skip)
+from test_hunt48d_bn_saved_lo import EPS, SHAPES, check_lo_exact, check_same_bits, data  # noqa: E402 (after the skip)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -20,6 +20,12 @@ from test_hunt48d_bn_saved_lo import EPS, SHAPES, check_same_bits, data  # noqa:
 def test_saved_lo_keeps_bits(dtype, shape):
     sv = check_same_bits(dtype.type, shape, cp, cuda)
     assert float(sv.lo[1]) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lo_is_the_mean_low_part(dtype):
+    """The GPU's lo against the exact (math.fsum) means, not only against its own block code."""
+    check_lo_exact(dtype, cp)
 
 
 def test_ordinary_data_keeps_bits():

@@ -85,21 +85,27 @@ def test_ordinary_data_keeps_bits(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lo_is_the_mean_low_part(dtype):
+    check_lo_exact(dtype)
+
+
+def check_lo_exact(dtype, xp=np):
     """lo against an independent reference: mean + lo is the exact batch mean (math.fsum of the values)
     to within the statistics dtype's rounding of that small difference, channel by channel."""
     x, _, _, _ = data(dtype, (64, 3, 17))
-    _, sv = F.batch_norm(x, training=True, eps=EPS)
+    _, sv = F.batch_norm(xp.asarray(x), training=True, eps=EPS)
+    asnp = getattr(xp, "asnumpy", np.asarray)
+    mean, lo = asnp(sv.mean), asnp(sv.lo)
     for c in (0, 2):
         v = x[:, c].astype(np.float64).ravel()
         exact = math.fsum(v) / v.size  # (a double: exact to its ulp, far below float32's)
         # the part of the exact mean the rounded one misses, in units of the rounded mean's ulp
         if dtype == np.float64:
             shift = float(v[0])
-            exact_lo = math.fsum(v - shift) / v.size - (float(sv.mean[c]) - shift)
+            exact_lo = math.fsum(v - shift) / v.size - (float(mean[c]) - shift)
         else:
-            exact_lo = exact - float(sv.mean[c])
-        ulp = float(np.spacing(np.abs(sv.mean[c])))
-        assert abs(float(sv.lo[c]) - exact_lo) <= 1e-3 * ulp, (c, float(sv.lo[c]), exact_lo, ulp)
+            exact_lo = exact - float(mean[c])
+        ulp = float(np.spacing(np.abs(mean[c])))
+        assert abs(float(lo[c]) - exact_lo) <= 1e-3 * ulp, (c, float(lo[c]), exact_lo, ulp)
 
 
 def test_backward_takes_the_saved_lo():

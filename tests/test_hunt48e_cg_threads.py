@@ -58,8 +58,14 @@ def test_start_runs_by_its_own_timed_thread_choice():
 
 
 def test_thread_stats_rows_are_typed():
+    from optkern import hessian
+
+    n = (1 << 21) + 5  # (above every serial bound: the start's choice is consulted, so it has a row)
+    A = hessian.from_hvp(lambda v: 2.0 * v, n, np.float32)
+    with optkern.limit_threads(2):
+        hessian.cg(A, np.ones(n, np.float32), rtol=0.0, maxiter=1, damping=1e-3)
     stats = _cpu.cg_thread_stats_()
-    assert isinstance(stats, dict)
+    assert isinstance(stats, dict) and "start" in stats, stats
     for site, rows in stats.items():
         assert site in ("start", "iteration", "iteration_known", "update_slice", "direction_sum")
         for n, threads, calls, chosen, parallel in rows:
