@@ -74,5 +74,12 @@ def old_vs_new_main(script: str, cases: list[tuple], make) -> None:
         return
     if a.old is None:  # (the parent compares against it: without it, a TypeError deep in the loop)
         ap.error("--old DIR is required")
-    picked = [int(c) for c in a.cases.split(",")] if a.cases else None
+    if a.rounds < 1 or a.reps < 1:
+        ap.error("--rounds and --reps must be >= 1")
+    try:
+        picked = [int(c) for c in a.cases.split(",")] if a.cases else None
+    except ValueError:
+        ap.error(f"--cases: comma-separated integers expected, got {a.cases!r}")
+    if picked is not None and not all(0 <= c < len(cases) for c in picked):
+        ap.error(f"--cases: indices in [0, {len(cases)}) expected, got {a.cases!r}")
     old_vs_new(script, [c[0] for c in cases], a.old, a.rounds, a.reps, a.threads, picked)

@@ -54,5 +54,9 @@ def test_restart_count_fills_the_room(k, cap, b):
         assert k <= count <= cap - b  # (the wanted ones, and room for the pending block's product)
         assert count < m
         assert (cap - count) % b == 0  # (the next cycle's whole blocks end exactly at cap)
-        # never fewer than the most wanted half the restart kept before
-        assert count >= max(k, min(m - b, (cap - b + k) // 2))
+
+
+@pytest.mark.parametrize(("k", "m", "cap", "b", "want"), [(17, 21, 22, 4, 18), (10, 13, 14, 2, 12), (5, 17, 20, 4, 12)])
+def test_restart_count_worked_cases(k, m, cap, b, want):
+    # by hand: (17, 22, 4) kept 17 before, one slot idle a cycle; 18 fills it (22 - 18 = one block of 4)
+    assert restart_count(k, m, cap, b) == want

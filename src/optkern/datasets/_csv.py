@@ -37,6 +37,8 @@ def _data(line: str) -> str:
     the body's np.loadtxt (``comments=None``: given these parts) read the same text. loadtxt keeps
     a quoted '#' and read a line of spaces as a row of one field, where ``split("#")`` and
     ``strip()`` cut the one and skipped the other (hunt 48a)."""
+    if "#" in line and '"' not in line:  # (no quoted field: the first '#' cuts; the walk below,
+        return _data(line.partition("#")[0])  # a character at a time, took 1.3 s for 200k such lines)
     if "#" in line:
         start, quoted, i = True, False, 0
         while i < len(line):

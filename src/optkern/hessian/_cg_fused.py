@@ -24,6 +24,15 @@ import math
 from typing import Any, Callable
 
 
+def step_size(pAp: float, rz: float, stop: bool) -> float | None:
+    """``alpha = r.z / pAp`` for a finite curvature ``pAp`` (inf at 0), or None where CG stops there
+    (``stop``: ``stop_on_negative_curvature``). (hessian.cg's
+    loop, and ``iteration`` before its product's update.)"""
+    if not pAp > 0.0 and stop:
+        return None
+    return rz / pAp if pAp != 0.0 else math.inf
+
+
 def iteration(
     quad_then: Callable, mod: Any, x, r, p, pp: float, rz: float, damping: float, tol: float, stop: bool
 ) -> tuple[float, float, float, float]:
@@ -38,10 +47,8 @@ def iteration(
         pAp = pGp + damping * pp if damping else pGp
         told.extend((pAp, pGp))  # (computed once: the caller's checks read this pAp)
         # cg_args::cg_step: a finite step along a direction of (allowed) curvature, else nothing written
-        if not math.isfinite(pAp) or (not pAp > 0.0 and stop):
-            return None
-        alpha = rz / pAp if pAp != 0.0 else math.inf
-        if not math.isfinite(alpha):
+        alpha = step_size(pAp, rz, stop) if math.isfinite(pAp) else None
+        if alpha is None or not math.isfinite(alpha):
             return None
 
         def sink(lo: int, y, transposed: bool) -> None:
