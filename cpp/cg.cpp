@@ -130,11 +130,12 @@ double cg_start(py::handle b_h, py::handle r_h, py::handle p_h, py::handle x_h, 
     // (its own timings: once per solve, right after the caller's products -- from_mlp's GEMMs, whose
     // OpenBLAS workers spin ~0.1 s after each -- where a parallel region waited for a core: 6-15 ms a
     // solve at load 12-15 against ~50 us on the calling thread, 2 vCPUs)
-    return chosen_sum(v, start_choice(), cold ? 4 : 2, [&](int64_t lo, int64_t len) {
+    const auto f = [&](int64_t lo, int64_t len) {
       const T* bt = reinterpret_cast<const T*>(b) + lo;
       return cold ? start_loop<T, true>(bt, at(r, lo), at(p, lo), at(x, lo), T(scale), len)
                   : start_loop<T, false>(bt, at(r, lo), nullptr, nullptr, T(scale), len);
-    });
+    };
+    return v.sum(cold ? 4 : 2, f, &start_choice());
   });
 }
 

@@ -37,34 +37,6 @@ template <class T> OK_CLONES void direction_loop(T* OK_RESTRICT p, const T* OK_R
 
 using cg_args::finite;
 
-// The vectors, checked (optkern/cg_args.hpp: also writable where written); sum runs f(start,
-// length) over fixed chunks.
-struct Vectors : cg_args::Vectors<HostArrays> {
-  using cg_args::Vectors<HostArrays>::Vectors;
-  template <class F> double sum(int64_t cost, F&& f) {
-    args.check_overlap();
-    const auto chunks = make_chunks({n});
-    py::gil_scoped_release nogil;
-    return reduce_chunks(chunks, n * cost, [&](const Chunk& c) { return f(c.start, c.len); });
-  }
-};
-
-template <class F> auto by_dtype(const py::dtype& dt, F&& f) {
-  return dt.equal(py::dtype::of<float>()) ? f(float{}) : f(double{});
-}
-
-
-// p = z + beta p with p.p of the new p (the damping term of the next p.(A + lambda I) p in
-// cg_iteration_known_), summed as cg_curvature(p, p, 0) sums it (the same terms and lanes).
-template <class T>
-OK_CLONES double direction_sum_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T beta, int64_t n) {
-  return lane_sum<double>(n, [&](int64_t i) {
-    const T q = rules::cg_direction(z[i], p[i], beta);
-    p[i] = q;
-    return double(q) * double(q);
-  });
-}
-
 // run(work) on the calling thread (work 0) or in a parallel region (work = streams * n), whichever
 // `choice` has timed faster for calls of n elements (cg_threads.hpp), this call's time recorded for
 // the next choice. `streams`: the arrays the call streams, n elements each; `chunks`: how many it
@@ -82,15 +54,37 @@ template <class Run> auto chosen_threads(ThreadChoice& choice, size_t chunks, in
   return out;
 }
 
-// Vectors::sum's f(start, length) over its fixed chunks (the same bits), on the calling thread or in a
-// parallel region as `choice` has timed them (chosen_threads): for a call that follows an operator's
-// product, whose BLAS workers still spin on the other cores when it starts.
-template <class F> double chosen_sum(Vectors& v, ThreadChoice& choice, int64_t streams, F&& f) {
-  v.args.check_overlap();
-  const auto chunks = make_chunks({v.n});
-  py::gil_scoped_release nogil;
-  return chosen_threads(choice, chunks.size(), v.n, streams, [&](int64_t work) {
-    return reduce_chunks(chunks, work, [&](const Chunk& c) { return f(c.start, c.len); });
+// The vectors, checked (optkern/cg_args.hpp: also writable where written); sum runs f(start,
+// length) over fixed chunks (`cost` work units an element), in a parallel region where serial_below
+// allows one, or with `choice` on the calling thread or all threads as it has timed them
+// (chosen_threads: for a call that follows an operator's product, whose BLAS workers still spin on
+// the other cores when it starts). The same bits either way.
+struct Vectors : cg_args::Vectors<HostArrays> {
+  using cg_args::Vectors<HostArrays>::Vectors;
+  template <class F> double sum(int64_t cost, F&& f, ThreadChoice* choice = nullptr) {
+    args.check_overlap();
+    const auto chunks = make_chunks({n});
+    py::gil_scoped_release nogil;
+    const auto run = [&](int64_t work) {
+      return reduce_chunks(chunks, work, [&](const Chunk& c) { return f(c.start, c.len); });
+    };
+    return choice ? chosen_threads(*choice, chunks.size(), n, cost, run) : run(n * cost);
+  }
+};
+
+template <class F> auto by_dtype(const py::dtype& dt, F&& f) {
+  return dt.equal(py::dtype::of<float>()) ? f(float{}) : f(double{});
+}
+
+
+// p = z + beta p with p.p of the new p (the damping term of the next p.(A + lambda I) p in
+// cg_iteration_known_), summed as cg_curvature(p, p, 0) sums it (the same terms and lanes).
+template <class T>
+OK_CLONES double direction_sum_loop(T* OK_RESTRICT p, const T* OK_RESTRICT z, T beta, int64_t n) {
+  return lane_sum<double>(n, [&](int64_t i) {
+    const T q = rules::cg_direction(z[i], p[i], beta);
+    p[i] = q;
+    return double(q) * double(q);
   });
 }
 

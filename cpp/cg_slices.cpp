@@ -135,17 +135,12 @@ double cg_direction_sum(py::handle p_h, py::handle z_h, double beta) {
   char* p = v.add(p_h, "p", true);
   const char* z = v.add(z_h, "z", false);
   finite("beta", beta);
-  v.args.check_overlap();
   return by_dtype(v.dt, [&](auto tag) {
     using T = decltype(tag);
-    const auto chunks = make_chunks({v.n});  // (cg_curvature's: its bits)
-    const auto part = [&](const Chunk& c) {
-      return direction_sum_loop<T>(reinterpret_cast<T*>(p) + c.start, reinterpret_cast<const T*>(z) + c.start,
-                                   T(beta), c.len);
+    const auto f = [&](int64_t lo, int64_t len) {  // (over cg_curvature's chunks: its bits)
+      return direction_sum_loop<T>(reinterpret_cast<T*>(p) + lo, reinterpret_cast<const T*>(z) + lo, T(beta), len);
     };
-    py::gil_scoped_release nogil;
-    return chosen_threads(direction_choice(), chunks.size(), v.n, 3,
-                          [&](int64_t work) { return reduce_chunks(chunks, work, part); });
+    return v.sum(3, f, &direction_choice());
   });
 }
 
