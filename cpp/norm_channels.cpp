@@ -128,7 +128,7 @@ void stats_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle rs
     var[c] = rules::unbiased_var_scaled(q, n);
   }
   // (channel_lows' values: the same moments, the statistics as written)
-  for (int64_t c = 0; lo && c < sh.C; ++c) lo[c] = rules::mean_lo(merged[size_t(c)], mean[c], rstd[c]);
+  if (lo) fill_lows(merged, mean, rstd, sh.C, lo);
 }
 
 void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle var, int64_t N, int64_t C, int64_t S,

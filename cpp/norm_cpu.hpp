@@ -107,12 +107,16 @@ template <class T> bool lows_needed(const T* mean, const T* rstd, int64_t C) {
 // The C channels' mean low parts (rules::mean_lo) for statistics (mean, rstd): empty where no channel
 // needs one (|mean| rstd <= 1: moments_of not called, no pass over the data), else lo[c], 0 for the
 // channels that do not. moments_of(): the channels' moments (channel_moments or the half kernel's).
-// One loop for batch norm's backward (cpp/norm_channels.cpp) and the R-operator's columns (cpp/norm_rop.cpp).
+// One loop (fill_lows, also channel_stats') for batch norm's backward (cpp/norm_channels.cpp) and the
+// R-operator's columns (cpp/norm_rop.cpp).
+template <class T>
+void fill_lows(const std::vector<rules::Moments<double>>& m, const T* mean, const T* rstd, int64_t C, T* lo) {
+  for (int64_t c = 0; c < C; ++c) lo[c] = rules::mean_lo(m[size_t(c)], mean[c], rstd[c]);
+}
 template <class T, class F> std::vector<T> channel_lows(const T* mean, const T* rstd, int64_t C, F&& moments_of) {
   if (!lows_needed(mean, rstd, C)) return {};
-  const std::vector<rules::Moments<double>> m = moments_of();
   std::vector<T> lo(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) lo[size_t(c)] = rules::mean_lo(m[size_t(c)], mean[c], rstd[c]);
+  fill_lows(moments_of(), mean, rstd, C, lo.data());
   return lo;
 }
 
