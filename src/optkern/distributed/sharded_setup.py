@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import first_sharing
+from ..optim import _given
 from ..optim._lowp_config import LOWP_KEYWORDS, _half_fmt
 from . import sharded_copy, sharded_state
 
@@ -201,10 +202,7 @@ def follow_tensors(z) -> None:
     def accept_all(new: list) -> None:
         # (once for all the moved tensors: one check per moved tensor made moving 1000 params a
         # quadratic 10 s step)
-        now = list(z._user)
-        for i, v in new:
-            now[i] = v
-        check_distinct(now)
+        check_distinct(_given.with_new(z._user, new))
 
     moved = z._follow_tensors(z._user, "params", accept, accept_all)
     if moved:

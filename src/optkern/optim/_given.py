@@ -116,6 +116,15 @@ def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, 
     return [j for j, *_ in found]
 
 
+def with_new(lst: list, new: list) -> list:
+    """A copy of ``lst`` with ``accept_all``'s ``(index, view)`` pairs put in: what the list will hold,
+    for a check of the moved views together before any is put in (:func:`follow`)."""
+    now = list(lst)
+    for i, v in new:
+        now[i] = v
+    return now
+
+
 #: a torch tensor's dtype (the getter itself: an attribute lookup a tensor less)
 _DTYPE = operator.attrgetter("dtype")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import byte_span
+from . import _given
 from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar, saved_values
 
 #: the keys of LBFGS's state entry: torch's, and optkern's inner products
@@ -88,10 +89,7 @@ def follow_params(opt) -> bool:
     def accept_all(new: list) -> None:
         # (the moved tensors' views together: each against the others' old views refused two
         # params that swapped their memory, at every step)
-        now = list(ps)
-        for i, v in new:
-            now[i] = v
-        distinct(now)
+        distinct(_given.with_new(ps, new))
 
     moved = opt._follow_tensors(ps, "param_groups[0]['params']", accept, accept_all)
     same_params(ps, opt._dtype, opt._n)
