@@ -37,6 +37,19 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _assert_gone(workers) -> None:
+    """Each of the study's ``workers`` (PIDs) ended with it: half a second on, gone or a zombie
+    (until PID 1 reaps it), not still running."""
+    time.sleep(0.5)
+    for pid in workers:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        assert state == "Z", f"worker {pid} outlived the study ({state})"
+
+
 def _children(pid: int) -> list:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:

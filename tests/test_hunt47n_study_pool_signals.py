@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from test_cli_hunt_interrupt import _children
+from test_cli_hunt_interrupt import _assert_gone, _children
 from test_study_sigterm import _study, _wait, _workers_training
 
 _CHILD = os.path.join(os.path.dirname(__file__), "_hunt47n_pool_startup_child.py")
@@ -89,11 +89,4 @@ def test_a_second_ctrl_c_while_the_runs_in_flight_return_neither_hangs_nor_leave
     assert "Traceback" not in err, err
     results = json.loads((out / "results.json").read_text())
     assert [r["status"] for r in results["runs"]] == ["interrupted"] * 3, err
-    time.sleep(0.5)  # (SIGKILLed at the study's end: gone, or a zombie until PID 1 reaps it)
-    for pid in workers:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        assert state == "Z", f"worker {pid} outlived the study ({state})"
+    _assert_gone(workers)  # (killed at the study's end)

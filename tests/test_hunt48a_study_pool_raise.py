@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from test_cli_hunt_interrupt import _children
+from test_cli_hunt_interrupt import _assert_gone, _children
 
 pytestmark = pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task"), reason="Linux /proc")
 
@@ -75,11 +75,4 @@ def test_an_error_handling_a_run_s_result_stops_the_pool_and_names_the_run(tmp_p
     assert lines[1].startswith("raised No space left on device | optkern study: run sgd seed 0: raised"), out
     assert "the runs in flight stopped" in lines[1], out
     assert workers, "no worker seen"
-    time.sleep(0.5)  # (killed: gone, or a zombie until PID 1 reaps it)
-    for pid in workers:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        assert state == "Z", f"worker {pid} outlived the study ({state})"
+    _assert_gone(workers)  # (killed at the study's end)

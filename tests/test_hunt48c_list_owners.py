@@ -16,10 +16,12 @@ from optkern import _cpu
 
 
 class Fresh:
-    """A sequence whose every lookup is a new copy of a stored array (nothing else holds it)."""
+    """A sequence whose every lookup is a new copy of a stored array (nothing else holds it): ``make``
+    copies (np.array; cp.asarray for the CUDA twin: a new device copy)."""
 
-    def __init__(self, host: list[np.ndarray]) -> None:
+    def __init__(self, host: list[np.ndarray], make=np.array) -> None:
         self.host = host
+        self.make = make
         self.made: list[weakref.ref] = []
 
     def __len__(self) -> int:
@@ -28,7 +30,7 @@ class Fresh:
     def __getitem__(self, i: int):
         if not -len(self.host) <= i < len(self.host):
             raise IndexError(i)
-        a = np.array(self.host[i])
+        a = self.make(self.host[i])
         self.made.append(weakref.ref(a))
         return a
 
