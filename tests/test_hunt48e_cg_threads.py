@@ -19,32 +19,22 @@ import pytest
 
 import optkern
 from optkern import _cpu
+from test_hunt36_cg_threads import SOLVES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 
 # n above 2M: 4 n work units of the cold start exceed serial_below's largest bound (2^23), so its
 # choice is made on any machine; eight solves: the exploration (3 + 3 calls), then the choice.
-CODE = """
-import numpy as np, optkern
-from optkern import _cpu, hessian
-n = (1 << 21) + 5
-d = np.random.default_rng(0).uniform(1.0, 3.0, n).astype(np.float32)
-A = hessian.from_hvp(lambda v: d * v, n, np.float32)
-b = np.random.default_rng(1).standard_normal(n).astype(np.float32) * 5.0
-kw = dict(rtol=0.0, maxiter=2, damping=1e-3)
-with optkern.limit_threads(1):
-    one = hessian.cg(A, b, **kw)
-for _ in range(8):
-    many = hessian.cg(A, b, **kw)
-    assert many.x.tobytes() == one.x.tobytes()
-    assert many.residual.tobytes() == one.residual.tobytes()
-    assert many.residual_norm == one.residual_norm
+CODE = (
+    SOLVES.format(n="(1 << 21) + 5", maxiter=2, solves=8)
+    + """
 stats = _cpu.cg_thread_stats_()
 (start,) = [row for row in stats["start"] if row[0] == n and row[1] == 2]
 assert start[2] == 8 and start[3], start  # (8 calls on 2 threads, then chosen)
 assert [row[1] for row in stats["start"] if row[0] == n] == [2], stats  # (the 1-thread solve: not timed)
 print("ok", sorted(stats))
 """
+)
 
 
 @pytest.mark.spawns
