@@ -5,6 +5,7 @@ exchange: every rank's partial sums gathered and folded as one process folds its
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 
@@ -123,3 +124,34 @@ def _global_norm(buf, p: float, comm, grads=(), mod=None, local=None, shard=None
     else:
         _backend.backend(("out", buf)).grad_norm_finish(every, p, buf)
     return float(buf[0]) if xp is np else None
+
+
+def _dtype_name(local) -> str | None:
+    """The dtype of this rank's gradients as the caller passed them (a 16-bit format, not its float32
+    copies), or None where it holds no element (an empty array of any dtype: a rank without
+    gradients, as the docs ask, takes part whatever its dtype)."""
+    if local is None or local[2] is None or not sum(int(g.size) for g in local[0]):
+        return None
+    half = local[9]
+    return str((half[0] if half is not None else local[0])[0].dtype)
+
+
+def dtype_code(local) -> float | None:
+    """``_dtype_name`` as a number for the call's header (None: no element here)."""
+    name = _dtype_name(local)
+    # (a number every rank derives alike from the name, exact in float64: NumPy's dtype.num of an
+    # ml_dtypes format follows the order the formats were registered in)
+    return None if name is None else float(zlib.crc32(name.encode()))
+
+
+def dtypes_apart(comm, local) -> TypeError:
+    """The TypeError every rank raises when the ranks' gradients (those holding elements) are of
+    different dtypes: they are the parts of one vector, which one process refuses to mix (each rank
+    rounded its clip factor in its own dtype, and the replicas were scaled apart, silently)."""
+    names = comm.allgather_object(_dtype_name(local))
+    held = [(r, n) for r, n in enumerate(names) if n is not None]
+    (r0, first), (r, other) = held[0], next((r, n) for r, n in held if n != held[0][1])
+    return TypeError(
+        f"clip_grad_norm_: grads: {first} on rank {r0}, {other} on rank {r} (the ranks' gradients are "
+        "the parts of one vector: one dtype, as one process takes them)"
+    )

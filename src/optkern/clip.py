@@ -17,7 +17,7 @@ from ._clip_checks import (
     _refuse_nonfinite,
     check_dtype,
 )
-from ._clip_global import _SCALED_P, _global_norm, _scaled_root, _scaled_sum
+from ._clip_global import _SCALED_P, _global_norm, _scaled_root, _scaled_sum, dtype_code, dtypes_apart
 from ._torch_written import bumps_written
 
 __all__ = [
@@ -344,7 +344,13 @@ def _agreed_local_norm(grads, max_norm, norm_type, error_if_nonfinite, out, comm
         peak = [1.0, 0.0, 0.0]  # (whether not carried here -- a CuPy rank's stays on its device --, NaN, max)
         if local is not None and local[4] not in (1.0, 2.0) and isinstance(local[8], float):
             peak = [0.0, float(math.isnan(local[8])), 0.0 if math.isnan(local[8]) else local[8]]
-        elsewhere, nan, top = refuse_together(comm, err, "clip_grad_norm_", same=same, maxed=tuple(peak))
+        code = dtype_code(local)
+        kinds = (-math.inf, -math.inf) if code is None else (code, -code)  # (max and -min over the ranks)
+        elsewhere, nan, top, most, least = refuse_together(
+            comm, err, "clip_grad_norm_", same=same, maxed=(*peak, *kinds)
+        )
+        if most != -least and most > -math.inf:
+            raise dtypes_apart(comm, local)
     except BaseException:
         if local is not None and local[7] is not None:  # out, written by this rank's norm: as it was
             local[6][...] = local[7]
