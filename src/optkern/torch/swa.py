@@ -112,11 +112,18 @@ class AveragedModel(swa_utils.AveragedModel):
             self.n_averaged += 1
 
     def _torch_rule(self, a: torch.Tensor, p: torch.Tensor) -> None:
-        """One tensor the fused pass does not take, averaged as torch averages it."""
+        """One tensor the fused pass does not take, averaged as torch averages it on its device: its
+        SWA takes the foreach rule (a lerp by ``1 / (n + 1)``, a float32 weight) on the devices with
+        foreach kernels (CUDA) and ``a + (p - a) / (n + 1)`` elsewhere (the CPU). (The latter on every
+        device: a float64 or 16-bit tensor on the GPU was averaged apart from torch's, by up to 3e-8
+        after 6 updates in float64.)"""
+        n = self.n_averaged.to(a.device)
         if self.multi_avg_fn is not None:
-            self.multi_avg_fn([a], [p], self.n_averaged.to(a.device))
+            self.multi_avg_fn([a], [p], n)
+        elif a.device.type in swa_utils._get_foreach_kernels_supported_devices():  # (torch's own test)
+            swa_utils.get_swa_multi_avg_fn()([a], [p], n)
         else:
-            a.copy_(swa_utils.get_swa_avg_fn()(a, p, self.n_averaged.to(a.device)))
+            a.copy_(swa_utils.get_swa_avg_fn()(a, p, n))
 
 
 def _paired_buffers(module, model) -> list:
