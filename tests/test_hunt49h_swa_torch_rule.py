@@ -41,3 +41,25 @@ def test_unfused_tensors_take_torchs_rule_for_their_device(monkeypatch, foreach_
     theirs, ours = _run(dtype)
     for a, b in zip(theirs, ours):
         assert torch.equal(a, b), (a - b).abs().max().item()
+
+
+def test_integer_buffers_are_averaged_on_a_foreach_device_too(monkeypatch):
+    """``use_buffers=True`` with a BatchNorm: its int64 ``num_batches_tracked`` takes the CPU formula
+    on every device (torch's foreach rule raises for it on the GPU); the float tensors torch's rule."""
+    monkeypatch.setattr(swa_utils, "_get_foreach_kernels_supported_devices", lambda: ["cpu", "cuda"])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double()
+    ours = ot.AveragedModel(model, use_buffers=True)
+    theirs = swa_utils.AveragedModel(model, use_buffers=True)
+    gen = torch.Generator().manual_seed(2)
+    for i in range(4):
+        model(torch.randn(5, 3, generator=gen, dtype=torch.float64))
+        ours.update_parameters(model)
+        if i == 0:
+            theirs.update_parameters(model)  # (its first update copies: no rule yet)
+        else:
+            with pytest.raises(RuntimeError, match="addcdiv"):  # (torch's own, at the second)
+                theirs.update_parameters(model)
+    # (the counts 1, 2, 3, 4 averaged by torch's CPU rule, each result truncated: 1 + 1 // 2, ...)
+    assert int(ours.module[1].num_batches_tracked) == 1
+    assert int(ours.n_averaged) == 4

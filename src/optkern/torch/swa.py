@@ -113,17 +113,24 @@ class AveragedModel(swa_utils.AveragedModel):
 
     def _torch_rule(self, a: torch.Tensor, p: torch.Tensor) -> None:
         """One tensor the fused pass does not take, averaged as torch averages it on its device: its
-        SWA takes the foreach rule (a lerp by ``1 / (n + 1)``, a float32 weight) on the devices with
-        foreach kernels (CUDA) and ``a + (p - a) / (n + 1)`` elsewhere (the CPU). (The latter on every
-        device: a float64 or 16-bit tensor on the GPU was averaged apart from torch's, by up to 3e-8
-        after 6 updates in float64.)"""
+        SWA takes the foreach lerp by ``1 / (n + 1)`` (a float32 weight) for floating tensors on the
+        devices with foreach kernels (CUDA), and ``a + (p - a) / (n + 1)`` elsewhere. (The latter for
+        every tensor: a float64 or 16-bit tensor on the GPU was averaged apart from torch's, by up to
+        3e-8 after 6 updates in float64.) An integer buffer (``use_buffers=True``: BatchNorm's
+        ``num_batches_tracked``) keeps the latter on every device: torch's foreach rule for it raises
+        "Integer division with addcdiv is no longer supported" at the second update on the GPU."""
         n = self.n_averaged.to(a.device)
         if self.multi_avg_fn is not None:
             self.multi_avg_fn([a], [p], n)
-        elif a.device.type in swa_utils._get_foreach_kernels_supported_devices():  # (torch's own test)
+        elif _foreach_device(a) and (a.is_floating_point() or a.is_complex()):
             swa_utils.get_swa_multi_avg_fn()([a], [p], n)
         else:
             a.copy_(swa_utils.get_swa_avg_fn()(a, p, n))
+
+
+def _foreach_device(t: torch.Tensor) -> bool:
+    """Whether torch's AveragedModel averages ``t``'s device with its foreach rule (torch's own test)."""
+    return t.device.type in swa_utils._get_foreach_kernels_supported_devices()
 
 
 def _paired_buffers(module, model) -> list:
