@@ -29,6 +29,7 @@ from ._arrays import (
     rank_order_reduce,
     rounded_to,
 )
+from .agreement import _raise_any, _said
 from .call_check import alike
 from .transport import _OPS, Transport, mpi
 
@@ -84,10 +85,19 @@ class Communicator(Transport):
             # an intercommunicator's size is its local group's, and its collectives combine the
             # remote group's data: accepted, every collective here returned wrong values or failed
             raise TypeError("comm: an intercommunicator is not supported (Merge() it into an intracommunicator)")
-        if not isinstance(backend, str) or backend not in ("auto", "mpi", "nccl"):
-            raise ValueError(f"backend: expected 'auto', 'mpi' or 'nccl', got {backend!r}")
-        for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
-            _backend.flag(name, flag)
+        # this rank's arguments checked inside the exchange below, the outcome agreed on: a rank
+        # alone with a bad one (backend='foo', ordered='yes') raised here while the others waited
+        # in that exchange forever
+        err = None
+        try:
+            if not isinstance(backend, str) or backend not in ("auto", "mpi", "nccl"):
+                raise ValueError(f"backend: expected 'auto', 'mpi' or 'nccl', got {backend!r}")
+            for name, flag in (("ordered", ordered), ("cuda_aware", cuda_aware)):
+                _backend.flag(name, flag)
+        except (TypeError, ValueError) as e:
+            if _alike:  # (made alike on every rank: no exchange to report into)
+                raise
+            err, backend, ordered = e, None, False
         self.mpi: Any = comm
         self._finalized = MPI.Is_finalized  # (asked by every collective: see _live)
         self.rank = comm.Get_rank()
@@ -102,8 +112,9 @@ class Communicator(Transport):
             return
         # decided together, and compared: a rank with another backend or ordering waited alone in
         # this exchange, or in another collective than the others' at the first reduction (hung)
-        mine = (backend, self.ordered, _nccl.device_key() if backend != "mpi" else None)
-        infos = comm.allgather(mine)
+        key = _nccl.device_key() if err is None and backend != "mpi" else None
+        infos = comm.allgather((backend, self.ordered, key, _said(err)))
+        _raise_any(err, [said for *_, said in infos])
         for i, name in enumerate(("backend", "ordered")):
             r = next((r for r, v in enumerate(infos) if v[i] != infos[0][i]), None)
             if r is not None:
@@ -112,7 +123,7 @@ class Communicator(Transport):
                     "alike on every rank: the ranks' collectives would not pair up and wait forever)"
                 )
         if backend != "mpi":
-            keys = [k for _, _, k in infos]
+            keys = [k for _, _, k, _ in infos]
             if None not in keys and len(set(keys)) == len(keys):
                 self._nccl = _nccl.NcclComm(comm)
             elif backend == "nccl":
