@@ -97,7 +97,7 @@ class Communicator(Transport):
         except (TypeError, ValueError) as e:
             if _alike:  # (made alike on every rank: no exchange to report into)
                 raise
-            err, backend, ordered = e, None, False
+            err, backend, ordered = e, "", False  # (compared after the refusal is raised: never)
         self.mpi: Any = comm
         self._finalized = MPI.Is_finalized  # (asked by every collective: see _live)
         self.rank = comm.Get_rank()
