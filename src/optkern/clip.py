@@ -92,10 +92,12 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ou
         every rank's part (max for inf), the same on every rank: the one process's norm of
         every rank's arrays in rank order, bit for bit (the ranks gather the kernel's partial
         sums and end them as one process does, on the GPU too, without a host sync). Collective:
-        every rank calls it (a rank without gradients passes an empty array).
+        every rank calls it (a rank without gradients passes an empty array, of any dtype).
         The ranks agree on the arguments first (one small allreduce): an argument refused on
-        any rank, or a ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs
-        between ranks, raises the same TypeError / ValueError on every rank, nothing written.
+        any rank, a ``norm_type``, ``max_norm`` or ``error_if_nonfinite`` that differs
+        between ranks, or gradients of another dtype than another rank's (the parts of one
+        vector, as one process takes them: one dtype), raises the same TypeError / ValueError on
+        every rank, nothing written.
 
     Returns:
       The total norm before clipping: a Python float for NumPy input; for CuPy input a
