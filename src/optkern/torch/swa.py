@@ -129,8 +129,10 @@ class AveragedModel(swa_utils.AveragedModel):
 
 
 def _foreach_device(t: torch.Tensor) -> bool:
-    """Whether torch's AveragedModel averages ``t``'s device with its foreach rule (torch's own test)."""
-    return t.device.type in swa_utils._get_foreach_kernels_supported_devices()
+    """Whether torch's AveragedModel averages ``t``'s device with its foreach rule (torch's own test;
+    a torch without it, before its multi-tensor averages, has no such rule: none)."""
+    devices = getattr(swa_utils, "_get_foreach_kernels_supported_devices", None)
+    return devices is not None and t.device.type in devices()
 
 
 def _paired_buffers(module, model) -> list:
