@@ -76,31 +76,39 @@ def tensor_address(v) -> int:
     return v.data.ptr if _backend.is_cupy(v) else v.ctypes.data
 
 
-def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, accept=None, accept_all=None) -> list:
+def follow(
+    tensors: Sequence, views: list, addresses: list, dtypes: list, sizes: list, slot, accept=None, accept_all=None
+) -> list:
     """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
-    (``views``, their ``addresses`` and the tensors' ``dtypes`` then: alike) was made --
-    ``tensor.data = ...``, ``tensor.set_(...)``, or the same memory re-viewed as another dtype
-    (``tensor.data = tensor.data.view(torch.int32)``) -- viewed again and put in its slot
+    (``views``, their ``addresses`` and the tensors' ``dtypes`` and ``sizes`` then: alike) was made --
+    ``tensor.data = ...``, ``tensor.set_(...)``, the same memory re-viewed as another dtype
+    (``tensor.data = tensor.data.view(torch.int32)``) or narrowed or widened at the same address
+    (``tensor.data = tensor.data[:2]``) -- viewed again and put in its slot
     (``slot(j, tensor) -> (list, index, name)``: where its view sits now); returns the indices ``j`` of
     those re-viewed. The step wrote the old memory, which the tensor no longer showed: its values never
     moved, silently (torch.optim steps what the tensor holds now); or, at the same address, wrote
-    float updates into what the tensor shows as integers. A slot the caller replaced with another
-    array (not the view any more), or a list replaced, is the caller's, left as it is.
+    float updates into what the tensor shows as integers; or, narrowed, stepped elements the tensor no
+    longer shows with grads of its old size (a grad of its new size refused, naming the grads). A
+    slot the caller replaced with another array (not the view any more), or a list replaced, is the
+    caller's, left as it is.
     ``accept(index, name, view)``: raises for a new view the optimizer cannot step, and
     ``accept_all([(index, view)])`` for the new views together (once a step: whether they share
     memory with each other or with the params that kept theirs), before any is put in: refused at
     every step until the tensor is given memory it can, nothing written (the step's own checks
     refuse a view of another dtype than the param's state).
-    (The addresses and dtypes only, each compared in one pass: ~0.1 us a tensor; a shape compared
-    too cost 0.3.)"""
+    (The addresses, dtypes and element counts, each compared in one pass: ~0.1 us a tensor each; a
+    shape compared instead of the count cost 0.3, as it builds a ``torch.Size``. A same-size re-view
+    at the same address, ``tensor.data = tensor.data.view(2, 3)``, is not followed: the view steps
+    the very elements, in the same order; a grad of the new shape is refused, naming the grads.)"""
     tensor = sys.modules["torch"].Tensor
     now = list(map(tensor.data_ptr, tensors))
     kinds = list(map(_DTYPE, tensors))
-    if now == addresses and kinds == dtypes:
+    counts = list(map(tensor.numel, tensors))
+    if now == addresses and kinds == dtypes and counts == sizes:
         return []
     found = []
     for j, t in enumerate(tensors):
-        if now[j] == addresses[j] and kinds[j] is dtypes[j]:
+        if now[j] == addresses[j] and kinds[j] is dtypes[j] and counts[j] == sizes[j]:
             continue
         lst, i, name = slot(j, t)
         if i < len(lst) and lst[i] is views[j]:  # (a list the caller replaced may be shorter)
@@ -112,7 +120,7 @@ def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, 
         accept_all([(i, new) for _, _, i, new in found])
     for j, lst, i, new in found:
         lst[i] = views[j] = new
-        addresses[j], dtypes[j] = tensor_address(new), kinds[j]
+        addresses[j], dtypes[j], sizes[j] = tensor_address(new), kinds[j], counts[j]
     return [j for j, *_ in found]
 
 
@@ -139,8 +147,16 @@ class FollowsTensors:
     _tensor_views: Sequence = ()
     _tensor_addresses: Sequence = ()
     _tensor_dtypes: Sequence = ()
+    _tensor_sizes: Sequence = ()
     _tensor_positions: Sequence = ()
-    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_dtypes", "_tensor_positions")
+    _FOLLOWED = (
+        "_followed",
+        "_tensor_views",
+        "_tensor_addresses",
+        "_tensor_dtypes",
+        "_tensor_sizes",
+        "_tensor_positions",
+    )
 
     def _track(self, given: list, arrays: list, start: int = 0) -> list:
         """The torch tensors among ``given`` (the params as given, ``arrays`` their views, at ``start``
@@ -155,6 +171,7 @@ class FollowsTensors:
             self._tensor_views = [*self._tensor_views, *views]
             self._tensor_addresses = [*self._tensor_addresses, *map(tensor_address, views)]
             self._tensor_dtypes = [*self._tensor_dtypes, *(given[k].dtype for k in at)]
+            self._tensor_sizes = [*self._tensor_sizes, *(given[k].numel() for k in at)]
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
         return tensors
 
@@ -173,6 +190,7 @@ class FollowsTensors:
             cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
             cast(list, self._tensor_addresses),
             cast(list, self._tensor_dtypes),
+            cast(list, self._tensor_sizes),
             lambda j, t: place(pos[j]),
             accept,
             accept_all,
