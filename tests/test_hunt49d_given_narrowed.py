@@ -5,8 +5,10 @@ The optimizers that step torch tensors through NumPy views (optkern.optim's, LBF
 ShardedOptimizer) followed a tensor by its address and dtype alone (``optim._given.follow``): a
 narrowed tensor kept its old view, and the step went on writing elements the tensor no longer
 showed, with grads of its old size (a grad of its new size was refused against the old view); a
-widened one had its new elements never stepped. The element count is compared too now: the tensor
-is viewed again, as ``tensor.data =`` to new memory is.
+widened one had its new elements never stepped; a square matrix transposed (``p.data = p.data.t()``)
+was stepped each element with another's grad. The element count and ``is_contiguous()`` are compared
+too now: the tensor is viewed again, as ``tensor.data =`` to new memory is (a transposed one is then
+refused as not C-contiguous).
 """
 
 from __future__ import annotations
@@ -101,3 +103,23 @@ def test_zero1_refuses_a_narrowed_param():
     ps[1].data = base
     z.step(grads)
     assert not torch.equal(base, before[0])
+
+
+@pytest.mark.parametrize("kind", ["sgd", "lbfgs"])
+def test_a_transposed_square_param_is_refused_nothing_written(kind):
+    ps = [torch.arange(4.0).reshape(2, 2), torch.tensor([0.5, -0.25, 2.0])]
+    if kind == "sgd":
+        opt = O.SGD(ps, lr=1.0)
+        g = np.array([[0.0, 1.0], [0.0, 0.0]], np.float32)  # (the grad of p[0, 1] only)
+
+        def step():
+            return opt.step([g, np.zeros(3, np.float32)])
+    else:
+        step = _make(kind, ps)
+    ps[0].data = ps[0].data.t()  # (the same address, size and shape: only the strides differ)
+    before = [p.clone() for p in ps]
+    for _ in range(2):
+        # (named "params[0]" by SGD's array checks, "param_groups[0]['params'][0]" by LBFGS's)
+        with pytest.raises(ValueError, match=r"params'?\]?\[0\]: .*C-contiguous"):
+            step()
+        assert all(torch.equal(a, b) for a, b in zip(ps, before))
