@@ -123,3 +123,19 @@ def test_a_transposed_square_param_is_refused_nothing_written(kind):
         with pytest.raises(ValueError, match=r"params'?\]?\[0\]: .*C-contiguous"):
             step()
         assert all(torch.equal(a, b) for a, b in zip(ps, before))
+
+
+def test_an_optimizer_pickled_before_sizes_were_followed_steps():
+    """An optimizer pickled by a version that followed addresses and dtypes only (no sizes, no
+    layouts in its state) steps its tensors, and follows them from then on."""
+    p = torch.zeros(5)
+    state = O.SGD([p], lr=1.0).__getstate__()
+    for k in ("_tensor_sizes", "_tensor_dense"):
+        del state[k]
+    opt = O.SGD.__new__(O.SGD)
+    opt.__setstate__(state)  # (what pickle.loads does)
+    opt.step([np.ones(5, np.float32)])
+    assert torch.equal(p, -torch.ones(5))
+    p.data = p.data[:2]
+    opt.step([np.ones(2, np.float32)])
+    assert torch.equal(p, -2 * torch.ones(2))

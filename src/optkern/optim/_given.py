@@ -27,6 +27,12 @@ class CopyMixin:
 
     def __setstate__(self, state: dict) -> None:
         self._copied_state(state)
+        followed = vars(self).get("_followed", ())
+        if len(vars(self).get("_tensor_dense", ())) != len(followed):
+            # (unpickled from before sizes and layouts were followed: those of its tensors now,
+            # else the first step's compare ran past the end of the empty lists)
+            self._tensor_sizes = [t.numel() for t in followed]
+            self._tensor_dense = [t.is_contiguous() for t in followed]
         # (each tensor over the array its slot holds now: a tensor given new memory since it was
         # added, ``tensor.data =``, is stepped in a view of that memory, not the one first made)
         _relink(self._given, [p for lst, _ in self._group_params for p in lst])
