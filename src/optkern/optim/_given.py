@@ -21,6 +21,8 @@ class CopyMixin:
     _given: list
     _group_params: list
     _index_of: dict
+    _tensor_sizes: Sequence  # (FollowsTensors')
+    _tensor_dense: Sequence
 
     def __getstate__(self) -> dict:
         return unlocked(vars(self))  # (a copy makes a lock of its own: optkern._serial)
