@@ -2,7 +2,6 @@
 // this file only lists them and reports how the module was built.
 #include <pybind11/pybind11.h>
 
-#include <cstring>
 #include <string>
 #include <vector>
 
