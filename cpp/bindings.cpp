@@ -2,8 +2,8 @@
 // this file only lists them and reports how the module was built.
 #include <pybind11/pybind11.h>
 
-#include <cstring>
 #include <string>
+#include <vector>
 
 #include "cpu_avx2.hpp"
 #include "optkern/common.hpp"
@@ -101,13 +101,17 @@ static void register_held_capsules(py::module_& m) {
   optkern::held_capsules_type() = held.release().ptr();
 }
 
-// data_addresses (registered below): what its docstring says. The addresses are compared as bytes.
-static py::bytes data_addresses(py::handle tensors, py::handle type) {
+// data_layouts (registered below): what its docstring says. Compared as bytes: each tensor's
+// address, then its dtype, ndim, shape and strides (C order's where DLPack gives none), so that a
+// tensor re-laid out at the same address (``p.data = p.data.t()``: the same shape, other strides)
+// is not taken for the one a cached view was made of.
+static py::bytes data_layouts(py::handle tensors, py::handle type) {
   const optkern::ExchangeAPI* api = optkern::exchange_api(type);
   if (api == nullptr) throw py::type_error("type: expected a tensor type with a usable DLPack exchange API");
   if (!PyList_Check(tensors.ptr())) throw py::type_error("tensors: expected a list");
   const Py_ssize_t n = PyList_GET_SIZE(tensors.ptr());
-  std::string out(size_t(n) * sizeof(int64_t), '\0');
+  std::vector<int64_t> out;
+  out.reserve(size_t(n) * 7);  // (address, dtype, ndim, two dims: a 2-D tensor's)
   auto* tp = reinterpret_cast<PyTypeObject*>(type.ptr());
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* h = PyList_GET_ITEM(tensors.ptr(), i);
@@ -120,10 +124,19 @@ static py::bytes data_addresses(py::handle tensors, py::handle type) {
       throw py::type_error("tensors[" + std::to_string(i) + "]: expected a " +
                            py::str(type.attr("__name__")).cast<std::string>() + ", got " + optkern::type_name(h));
     }
-    const int64_t a = int64_t(reinterpret_cast<uintptr_t>(t.data) + uintptr_t(t.byte_offset));
-    std::memcpy(&out[size_t(i) * sizeof(int64_t)], &a, sizeof a);
+    out.push_back(int64_t(reinterpret_cast<uintptr_t>(t.data) + uintptr_t(t.byte_offset)));
+    out.push_back(int64_t(t.dtype.code) | int64_t(t.dtype.bits) << 8 | int64_t(t.dtype.lanes) << 16);
+    out.push_back(t.ndim);
+    out.insert(out.end(), t.shape, t.shape + t.ndim);
+    int64_t step = 1;  // (no strides: C-contiguous, written as such)
+    const size_t at = out.size();
+    out.resize(at + size_t(t.ndim));
+    for (int32_t d = t.ndim - 1; d >= 0; --d) {
+      out[at + size_t(d)] = t.strides != nullptr ? t.strides[d] : step;
+      step *= t.shape[d];
+    }
   }
-  return py::bytes(out);
+  return py::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(int64_t));
 }
 
 PYBIND11_MODULE(_cpu, m) {
@@ -160,9 +173,11 @@ PYBIND11_MODULE(_cpu, m) {
       py::arg("type"),
       "Whether a tensor type's DLPack exchange API (``__dlpack_c_exchange_api__``, major version 1) can "
       "describe the items of a ``HeldCapsules`` list (its ``api``).");
-  m.def("data_addresses", &data_addresses, py::arg("tensors"), py::arg("type"),
-        "The address of each tensor's first element (its data pointer), as the native-endian int64s of one "
-        "bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError "
-        "naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its "
-        "cached views still view its params' memory: one call, no int made per tensor.)");
+  m.def("data_layouts", &data_layouts, py::arg("tensors"), py::arg("type"),
+        "Where each tensor's elements are: the address of its first element (its data pointer), its dtype "
+        "(DLPack code | bits << 8 | lanes << 16), ndim, shape and strides (in elements; C order's where DLPack "
+        "gives none), as the native-endian int64s of one bytes object, read through the DLPack exchange API of "
+        "``type`` (``dlpack_exchange_usable``); TypeError naming the first item that is not a ``type`` or that "
+        "the API refuses. (optkern.torch's check that its cached views still view its params' memory as the "
+        "params lay it out: one call, no int made per tensor.)");
 }

@@ -83,7 +83,7 @@ def test_param_data_reassigned_between_steps_is_stepped_where_it_now_is(cls, hp)
             assert torch.equal(old, kept)  # (where it was: not written)
 
 
-def test_data_addresses_are_the_data_pointers():
+def test_data_layouts_are_the_data_pointers_and_layouts():
     from optkern import _cpu
 
     if not _cpu.dlpack_exchange_usable(torch.Tensor):
@@ -92,10 +92,16 @@ def test_data_addresses_are_the_data_pointers():
 
     base = torch.zeros(10)
     ts = [base, base[3:], torch.ones(2, 3).t(), torch.nn.Parameter(torch.ones(4)), torch.zeros(0)]
-    got = np.frombuffer(_cpu.data_addresses(ts, torch.Tensor), np.int64).tolist()
-    assert got[:4] == [t.data_ptr() for t in ts[:4]]
-    assert len(got) == 5
+    got = np.frombuffer(_cpu.data_layouts(ts, torch.Tensor), np.int64).tolist()
+    records = []  # (address, dtype, ndim, *shape, *strides) each
+    while got:
+        nd = got[2]
+        records.append(got[: 3 + 2 * nd])
+        got = got[3 + 2 * nd :]
+    assert [r[0] for r in records[:4]] == [t.data_ptr() for t in ts[:4]]
+    float32 = 2 | 32 << 8 | 1 << 16  # (DLPack's kDLFloat, 32 bits, one lane)
+    assert [r[1:] for r in records] == [[float32, t.dim(), *t.shape, *t.stride()] for t in ts]
     with pytest.raises(TypeError, match=r"tensors\[1\]: expected a Tensor"):
-        _cpu.data_addresses([base, np.zeros(3)], torch.Tensor)
+        _cpu.data_layouts([base, np.zeros(3)], torch.Tensor)
     with pytest.raises(TypeError, match="type"):
-        _cpu.data_addresses([base], np.ndarray)
+        _cpu.data_layouts([base], np.ndarray)

@@ -42,7 +42,7 @@ __all__: list[str] = [
     "clamp_",
     "clip_scale_",
     "combine_rows_",
-    "data_addresses",
+    "data_layouts",
     "dlpack_exchange_usable",
     "dropout_",
     "first_readonly_",
@@ -491,9 +491,9 @@ def combine_rows_(C: typing.Any, V: typing.Any, out: typing.Any, transpose: bool
     out[i] = sum_j C[i, j] V[j] for C (k, m) and V (m, n) rows (out (k, n); (n, k), its transpose, with transpose=True), each entry summed in the order j = 0, 1, ..., m - 1, a product and an add rounded in the arrays' dtype at a time (no fused multiply-add: the bits of NumPy's and CuPy's elementwise multiply and add, for any thread count). out may be V's first k rows in place (the same array data), else must not overlap C or V.
     """
 
-def data_addresses(tensors: typing.Any, type: typing.Any) -> bytes:
+def data_layouts(tensors: typing.Any, type: typing.Any) -> bytes:
     """
-    The address of each tensor's first element (its data pointer), as the native-endian int64s of one bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its cached views still view its params' memory: one call, no int made per tensor.)
+    Where each tensor's elements are: the address of its first element (its data pointer), its dtype (DLPack code | bits << 8 | lanes << 16), ndim, shape and strides (in elements; C order's where DLPack gives none), as the native-endian int64s of one bytes object, read through the DLPack exchange API of ``type`` (``dlpack_exchange_usable``); TypeError naming the first item that is not a ``type`` or that the API refuses. (optkern.torch's check that its cached views still view its params' memory as the params lay it out: one call, no int made per tensor.)
     """
 
 def dlpack_exchange_usable(type: typing.Any) -> bool:

@@ -21,12 +21,20 @@ class CopyMixin:
     _given: list
     _group_params: list
     _index_of: dict
+    _tensor_sizes: Sequence  # (FollowsTensors')
+    _tensor_dense: Sequence
 
     def __getstate__(self) -> dict:
         return unlocked(vars(self))  # (a copy makes a lock of its own: optkern._serial)
 
     def __setstate__(self, state: dict) -> None:
         self._copied_state(state)
+        followed = vars(self).get("_followed", ())
+        if len(vars(self).get("_tensor_dense", ())) != len(followed):
+            # (unpickled from before sizes and layouts were followed: those of its tensors now,
+            # else the first step's compare ran past the end of the empty lists)
+            self._tensor_sizes = [t.numel() for t in followed]
+            self._tensor_dense = [t.is_contiguous() for t in followed]
         # (each tensor over the array its slot holds now: a tensor given new memory since it was
         # added, ``tensor.data =``, is stepped in a view of that memory, not the one first made)
         _relink(self._given, [p for lst, _ in self._group_params for p in lst])
@@ -76,31 +84,53 @@ def tensor_address(v) -> int:
     return v.data.ptr if _backend.is_cupy(v) else v.ctypes.data
 
 
-def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, accept=None, accept_all=None) -> list:
+def follow(
+    tensors: Sequence,
+    views: list,
+    addresses: list,
+    dtypes: list,
+    sizes: list,
+    dense: list,
+    slot,
+    accept=None,
+    accept_all=None,
+) -> list:
     """Each torch tensor among the params (``tensors``) whose memory moved since its NumPy / CuPy view
-    (``views``, their ``addresses`` and the tensors' ``dtypes`` then: alike) was made --
-    ``tensor.data = ...``, ``tensor.set_(...)``, or the same memory re-viewed as another dtype
-    (``tensor.data = tensor.data.view(torch.int32)``) -- viewed again and put in its slot
+    (``views``, their ``addresses`` and the tensors' ``dtypes``, ``sizes`` and ``is_contiguous()``,
+    ``dense``, then: alike) was made --
+    ``tensor.data = ...``, ``tensor.set_(...)``, the same memory re-viewed as another dtype
+    (``tensor.data = tensor.data.view(torch.int32)``) or narrowed or widened at the same address
+    (``tensor.data = tensor.data[:2]``) or laid out anew there (``tensor.data = tensor.data.t()``)
+    -- viewed again and put in its slot
     (``slot(j, tensor) -> (list, index, name)``: where its view sits now); returns the indices ``j`` of
     those re-viewed. The step wrote the old memory, which the tensor no longer showed: its values never
     moved, silently (torch.optim steps what the tensor holds now); or, at the same address, wrote
-    float updates into what the tensor shows as integers. A slot the caller replaced with another
-    array (not the view any more), or a list replaced, is the caller's, left as it is.
+    float updates into what the tensor shows as integers; or, narrowed, stepped elements the tensor no
+    longer shows with grads of its old size (a grad of its new size refused, naming the grads); or,
+    transposed (a square matrix: the grads' shape checks pass), stepped each element with another's
+    grad. A
+    slot the caller replaced with another array (not the view any more), or a list replaced, is the
+    caller's, left as it is.
     ``accept(index, name, view)``: raises for a new view the optimizer cannot step, and
     ``accept_all([(index, view)])`` for the new views together (once a step: whether they share
     memory with each other or with the params that kept theirs), before any is put in: refused at
     every step until the tensor is given memory it can, nothing written (the step's own checks
     refuse a view of another dtype than the param's state).
-    (The addresses and dtypes only, each compared in one pass: ~0.1 us a tensor; a shape compared
-    too cost 0.3.)"""
+    (Four cheap getters, each compared in one pass, ~0.05 us a tensor each: a shape compared instead
+    of the count and the layout cost 0.1-0.3, as it builds a ``torch.Size``, and missed a transposed
+    square matrix. A contiguous re-view of the same size at the same address,
+    ``tensor.data = tensor.data.view(2, 3)``, is not followed: the view steps the very elements, in
+    the same order; a grad of the new shape is refused, naming the grads.)"""
     tensor = sys.modules["torch"].Tensor
     now = list(map(tensor.data_ptr, tensors))
     kinds = list(map(_DTYPE, tensors))
-    if now == addresses and kinds == dtypes:
+    counts = list(map(tensor.numel, tensors))
+    flat = list(map(tensor.is_contiguous, tensors))
+    if now == addresses and kinds == dtypes and counts == sizes and flat == dense:
         return []
     found = []
     for j, t in enumerate(tensors):
-        if now[j] == addresses[j] and kinds[j] is dtypes[j]:
+        if now[j] == addresses[j] and kinds[j] is dtypes[j] and counts[j] == sizes[j] and flat[j] is dense[j]:
             continue
         lst, i, name = slot(j, t)
         if i < len(lst) and lst[i] is views[j]:  # (a list the caller replaced may be shorter)
@@ -112,7 +142,7 @@ def follow(tensors: Sequence, views: list, addresses: list, dtypes: list, slot, 
         accept_all([(i, new) for _, _, i, new in found])
     for j, lst, i, new in found:
         lst[i] = views[j] = new
-        addresses[j], dtypes[j] = tensor_address(new), kinds[j]
+        addresses[j], dtypes[j], sizes[j], dense[j] = tensor_address(new), kinds[j], counts[j], flat[j]
     return [j for j, *_ in found]
 
 
@@ -139,8 +169,18 @@ class FollowsTensors:
     _tensor_views: Sequence = ()
     _tensor_addresses: Sequence = ()
     _tensor_dtypes: Sequence = ()
+    _tensor_sizes: Sequence = ()
+    _tensor_dense: Sequence = ()
     _tensor_positions: Sequence = ()
-    _FOLLOWED = ("_followed", "_tensor_views", "_tensor_addresses", "_tensor_dtypes", "_tensor_positions")
+    _FOLLOWED = (
+        "_followed",
+        "_tensor_views",
+        "_tensor_addresses",
+        "_tensor_dtypes",
+        "_tensor_sizes",
+        "_tensor_dense",
+        "_tensor_positions",
+    )
 
     def _track(self, given: list, arrays: list, start: int = 0) -> list:
         """The torch tensors among ``given`` (the params as given, ``arrays`` their views, at ``start``
@@ -155,8 +195,23 @@ class FollowsTensors:
             self._tensor_views = [*self._tensor_views, *views]
             self._tensor_addresses = [*self._tensor_addresses, *map(tensor_address, views)]
             self._tensor_dtypes = [*self._tensor_dtypes, *(given[k].dtype for k in at)]
+            self._tensor_sizes = [*self._tensor_sizes, *(given[k].numel() for k in at)]
+            self._tensor_dense = [*self._tensor_dense, *(given[k].is_contiguous() for k in at)]
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
         return tensors
+
+    def _follows(self, at: int, view) -> bool:
+        """Whether ``view`` is the view of the tensor followed at ``at`` (one :func:`follow` made)."""
+        return any(k == at and v is view for k, v in zip(self._tensor_positions, self._tensor_views))
+
+    def _retrack(self, at: int, given, view) -> None:
+        """The param at ``at`` in the followed list replaced by ``given`` (its view ``view``): the tensor
+        followed there before, if any, followed no more; ``given``, a torch tensor, from now on."""
+        keep = [j for j, k in enumerate(self._tensor_positions) if k != at]
+        if len(keep) < len(self._tensor_positions):
+            for name in self._FOLLOWED:
+                setattr(self, name, [getattr(self, name)[j] for j in keep])
+        self._track([given], [view], at)
 
     def _follow_tensors(self, lst: list, name: str, accept=None, accept_all=None) -> list:
         """:func:`follow` over ``lst`` (named ``name`` in errors); returns the places re-viewed."""
@@ -173,6 +228,8 @@ class FollowsTensors:
             cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
             cast(list, self._tensor_addresses),
             cast(list, self._tensor_dtypes),
+            cast(list, self._tensor_sizes),
+            cast(list, self._tensor_dense),
             lambda j, t: place(pos[j]),
             accept,
             accept_all,

@@ -7,6 +7,9 @@ from __future__ import annotations
 from operator import is_
 from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 from .. import _backend
 from .._words import article
 from ._parts import OptimizerParts
@@ -20,11 +23,17 @@ class GroupTrackingMixin(OptimizerParts):
     if TYPE_CHECKING:
         _group_params: list[tuple]
         _seen: list[tuple]
+        _given: list
+        _given_tensors: list
+        _index_of: dict
+        _followed: Sequence
         _dtype_checked: dict
         _one_run_per_group: bool
 
         def _check_param_dtype(self, p, name: str) -> None: ...
         def _math_dtype(self, dt): ...
+        def _retrack(self, at: int, given, view) -> None: ...
+        def _follows(self, at: int, view) -> bool: ...
 
     def _check_param_groups(self) -> None:
         """Raise unless ``param_groups`` still holds the groups as added, each with as many params
@@ -72,8 +81,10 @@ class GroupTrackingMixin(OptimizerParts):
         where = f"param_groups[{gi}]['params']"
         # a DLPack exporter put in place (a torch tensor): its zero-copy array view, put in the
         # list as add_param_group keeps one (the step's checks read .dtype of the object itself)
+        put = {}
         for i, a in enumerate(_backend.as_list(params, where)):
             if a is not params[i]:
+                put[i] = params[i]
                 params[i] = a
         _backend.backend((where, params))
         for i, p in enumerate(params):
@@ -81,10 +92,30 @@ class GroupTrackingMixin(OptimizerParts):
         kept = [p for p, old in zip(params, self._seen[gi]) if p is old]  # (the group's dtype: theirs)
         self._check_one_dtype(params, f"param_groups[{gi}]", kept[0] if kept else None)
         self._check_state_shapes(gi, params, where)
+        start = sum(len(lst) for lst, _ in self._group_params[:gi])
+        for i, (p, old) in enumerate(zip(params, self._seen[gi])):
+            if p is not old and not self._follows(start + i, p):  # (not a tensor's view made by follow)
+                self._given_in_place(gi, i, start + i, put.get(i, p))
         self._seen[gi] = tuple(params)
         # the hyper-parameters against the new dtypes too (lr=1e39 passed for a float64 param wrote
         # NaN into a float32 one put in its place): the cached checks are of the old arrays
         self._dtype_checked.clear()
+
+    def _given_in_place(self, gi: int, i: int, at: int, given) -> None:
+        """The param at ``[gi][i]`` (``at`` in all) replaced in place by ``given`` (as the caller put it
+        there: a torch tensor for the view now in the list), which the optimizer now treats as a param
+        given to ``add_param_group``: a torch tensor followed to new memory and bumped where a step
+        writes it (a tensor put in place was stepped through its view, its version never bumped: a
+        graph saved before the step ran its backward on the new values; ``tensor.data =`` was not
+        followed: the step wrote memory the tensor no longer showed), ``given in opt.state``; the
+        tensor it replaced neither (a tensor followed there before went on being bumped)."""
+        old = self._given[at]
+        if old is not given and self._index_of.get(id(old)) == at and old is not self._group_params[gi][1][i]:
+            del self._index_of[id(old)]  # (its object is kept alive no more: its id may be another's)
+        self._given[at] = given
+        self._index_of[id(given)] = at
+        self._retrack(at, given, self._group_params[gi][0][i])
+        self._given_tensors = list(self._followed)
 
     def _check_one_dtype(self, params: list, where: str, like=None) -> None:
         """TypeError naming the first of a group's ``params`` whose step dtype (``_math_dtype``) is not

@@ -9,7 +9,7 @@ import torch
 import torch.utils.dlpack
 
 from .._cpu import HeldCapsules as _HeldCapsules
-from .._cpu import data_addresses as _data_addresses
+from .._cpu import data_layouts as _data_layouts
 from .._cpu import dlpack_exchange_usable
 from ._checks_step import _data_ptr
 
@@ -43,15 +43,17 @@ def _flat_shapes(shapes: list) -> np.ndarray:
 
 
 def _data_key(tensors: list):
-    """What says where the memory of a run's ``tensors`` is, its params and state tensors (a view
-    cache entry's validity: ``p.data = ...``, ``state["exp_avg"].data = ...`` or ``.set_(...)``
-    gives a tensor other memory): their data pointers, read in one native call through torch's
-    DLPack exchange API (``_EXCHANGE``) as one bytes object -- ~20 us less a step than a list of 200
-    ``data_ptr()`` ints after a large step's memory traffic -- or, without it (or where it refuses
-    an item), that list. The two never compare equal: a change of kind is a miss."""
+    """What says where the memory of a run's ``tensors`` is, its params and state tensors, and how
+    they lay it out (a view cache entry's validity: ``p.data = ...``, ``state["exp_avg"].data = ...``
+    or ``.set_(...)`` gives a tensor other memory; ``p.data = p.data.t()`` lays a square matrix out
+    anew at the same address, with the same shape: a cached row-major view stepped each element with
+    another's grad): their data pointers, dtypes, shapes and strides, read in one native call through
+    torch's DLPack exchange API (``_EXCHANGE``) as one bytes object -- ~20 us less a step than a list
+    of 200 ``data_ptr()`` ints after a large step's memory traffic -- or, without it (or where it
+    refuses an item), a list of them. The two never compare equal: a change of kind is a miss."""
     if _EXCHANGE is not None:
         try:
-            return _data_addresses(tensors, _EXCHANGE)
+            return _data_layouts(tensors, _EXCHANGE)
         except TypeError:
             pass
-    return [_data_ptr(t) if isinstance(t, torch.Tensor) else t for t in tensors]
+    return [(_data_ptr(t), t.dtype, t.shape, t.stride()) if isinstance(t, torch.Tensor) else t for t in tensors]

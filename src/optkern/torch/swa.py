@@ -25,6 +25,7 @@ from torch.optim import swa_utils
 from .. import _backend
 from .._atomic import deferring
 from . import _inference, _views
+from ._handover import _data_key
 
 
 def get_ema_multi_avg_fn(decay: float = 0.999):
@@ -63,7 +64,9 @@ class AveragedModel(swa_utils.AveragedModel):
         checks and views cost more than the fused pass on a many-tensor model."""
         ours, theirs = self._tensors(self.module), self._tensors(model)
         both = ours + theirs
-        key = tuple(zip(map(id, both), map(torch.Tensor.data_ptr, both)))
+        # (where their memory is and how they lay it out: a model param transposed in place, or
+        # narrowed, at the same address kept its old view, averaged with other elements than torch's)
+        key = (tuple(map(id, both)), _data_key(both))
         cached = getattr(self, "_fused_plan", None)
         if cached is not None and cached[0] == key:
             return cached[1]
