@@ -66,6 +66,21 @@ def _saved_shape(x, normalized_shape, name, stat):
     return tuple(x.shape[stat.ndim :])
 
 
+def _given_rows(given, x, ns, name, stat):
+    """A backward's ``normalized_shape`` as the caller gave it (None: taken from the saved statistics)
+    must leave as many rows of x as ``stat`` holds: one of another forward's shape is named with the
+    statistics it disagrees with (the kernel's size check blamed the saved statistics alone, which the
+    caller had passed on unchanged)."""
+    if given is None:
+        return
+    rows = _prod(x.shape[: x.ndim - len(ns)])
+    if rows != stat.size:
+        raise ValueError(
+            f"normalized_shape, {name}: {ns} leaves {rows} rows of x of shape {tuple(x.shape)}, but {name} holds "
+            f"{stat.size} (the statistics of a forward with another normalized_shape, or of another x)"
+        )
+
+
 @bumps_written("out", returns="out")
 @_backend.on_array_device
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
@@ -165,6 +180,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     ns = _normalized_shape(x, _saved_shape(x, normalized_shape, "saved.mean", saved.mean))
+    _given_rows(normalized_shape, x, ns, "saved.mean", saved.mean)
     R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
 
@@ -203,6 +219,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
     saved = _check_saved(saved, RMSNormSaved, ("inv_rms",))
     mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
     ns = _normalized_shape(x, _saved_shape(x, normalized_shape, "saved.inv_rms", saved.inv_rms))
+    _given_rows(normalized_shape, x, ns, "saved.inv_rms", saved.inv_rms)
     R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     dx, dw, _ = _row_backward(
         mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads, bias_grad=False, out=out
