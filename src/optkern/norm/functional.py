@@ -269,6 +269,21 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     )
 
 
+def _instance_average(a):
+    """The mean over the instances (axis 0) of per-instance statistics, in float64. A column whose sum
+    overflowed (float64 means near the max: the average of values <= max is <= max) is averaged again
+    from its values times 2**-k, 2**k > N (exact scalings): NumPy's mean warned "overflow encountered in
+    reduce" (an error under -W error, after y was written) and gave inf. Without a host sync on CuPy."""
+    xp = _xp(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = a.mean(axis=0, dtype=np.float64)
+        if xp is np and np.isfinite(m).all():  # (the usual case; float32 statistics never overflow here)
+            return m
+        k = int(a.shape[0]).bit_length()
+        scaled = xp.ldexp(xp.ldexp(a.astype(np.float64, copy=False), -k).mean(axis=0), k)
+        return xp.where(xp.isfinite(m), m, scaled)
+
+
 @bumps_written("running_mean", "running_var", when="use_input_stats", also=("out",), returns="out")  # (else read only)
 @_backend.on_array_device
 def instance_norm(
@@ -356,8 +371,7 @@ def instance_norm(
         mod.channel_norm_forward(x, mean, rstd, w, b, y, 1, N * C, S)
     # the batch averages (torch's running update of the view, averaged over the N instances), summed in
     # float64 and rounded once
-    batch_mean = mean.mean(axis=0, dtype=np.float64).astype(sdt)
-    batch_var = var.mean(axis=0, dtype=np.float64).astype(sdt)
+    batch_mean, batch_var = (_instance_average(a).astype(sdt) for a in (mean, var))
     _on_running(
         xp, running_mean, running_var, lambda rm, rv: mod.running_stats_(rm, rv, batch_mean, batch_var, momentum)
     )
