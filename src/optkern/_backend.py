@@ -325,8 +325,11 @@ def _views_of_args(names, args, kwargs):
 
     def conv(a, name):
         if isinstance(a, (list, tuple)) and any(map(_to_view, a)):
-            items = [as_array(x, f"{name}[{i}]") for i, x in enumerate(a)]
-            return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)  # named tuples too
+            # (a named tuple's items by field, saved.mean as the norms' checks name it, not saved[0])
+            fields = getattr(a, "_fields", None)
+            at = (lambda i: f"{name}.{fields[i]}") if fields else (lambda i: f"{name}[{i}]")
+            items = [as_array(x, at(i)) for i, x in enumerate(a)]
+            return type(a)(*items) if fields else type(a)(items)  # named tuples too
         return as_array(a, name)
 
     args = tuple(conv(a, names[i] if i < len(names) else f"args[{i}]") for i, a in enumerate(args))

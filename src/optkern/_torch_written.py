@@ -22,6 +22,13 @@ from .optim._given import _bump_torch_versions
 _NOT_ITERATORS = frozenset({list, tuple, np.ndarray, type(None)})
 
 
+def _true(value) -> bool:
+    """Whether a mode flag that ``fn`` took (a bool, Python's or NumPy's: ``_scalars.flag``) says True.
+    (``is True`` read NumPy's True as False: running buffers written with ``training=np.True_`` kept
+    their torch versions.)"""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
 def bumps_written(*names: str, when: str | None = None, also: tuple = (), returns: str | None = None):
     """Decorator: after ``fn`` returns, bump the torch tensors among its arguments ``names`` and
     ``also`` (positional or keyword; arrays, or lists / tuples of them). ``when``: the name of a
@@ -62,7 +69,7 @@ def bumps_written(*names: str, when: str | None = None, also: tuple = (), return
             torch = sys.modules.get("torch")  # (no tensor without torch)
             if torch is not None:
                 picked = [pick(args, kwargs, n) for n in also]
-                if when is None or pick(args, kwargs, when, flag_default) is True:
+                if when is None or _true(pick(args, kwargs, when, flag_default)):
                     picked += [pick(args, kwargs, n) for n in names]
                 # (a list or tuple argument, clip's grads, is looked into)
                 flat = [t for a in picked for t in (a if isinstance(a, (list, tuple)) else (a,))]

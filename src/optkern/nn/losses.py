@@ -116,7 +116,8 @@ def _row_mean(loss):
     mean first warns "Mean of empty slice": an error under ``-W error``, the project's tests' setting)."""
     if loss.shape[0] == 0:
         return _backend.array_module(loss).full((), float("nan"), dtype=loss.dtype)[()]
-    return loss.mean()
+    with np.errstate(over="ignore", invalid="ignore"):  # (a sum past the max: inf, as torch's, no warning)
+        return loss.mean()
 
 
 @_backend.on_array_device
@@ -142,7 +143,10 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, confidence_pen
     )
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else _row_mean(loss)
+    if reduction == "sum":
+        with np.errstate(over="ignore", invalid="ignore"):  # (IEEE: inf past the max, without NumPy's warning)
+            return loss.sum()
+    return _row_mean(loss)
 
 
 @_backend.on_array_device

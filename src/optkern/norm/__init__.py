@@ -19,12 +19,14 @@ math, written once in ``cpp/include/optkern/rules/norm.hpp``::
     dx = rstd * (g - mean(g) - x̂ * mean(g * x̂)),   g = weight * dy
     dweight = Σ dy * x̂,   dbias = Σ dy
 
-The saved ``mean`` is the exact mean rounded to its dtype. Layer, group and instance norm rows far
-from 0 (``|mean| * rstd > 1``) form x̂ around the exact mean, ``(x - mean) - lo`` with ``lo`` the
-rounding's remainder (computed again from x by the backward): float32 rows of ``1e7 + N(0, 1)``
-get y within a few ulps, not half of the mean's ulp times rstd. (Batch norm, instance norm's eval mode
-(fixed running statistics) and the layer-norm R-operator of ``optkern.nn`` still normalize around
-the rounded mean.)
+The saved ``mean`` is the exact mean rounded to its dtype (float32 and half input; float64 rows keep
+the rounding of their sums in double: within an ulp of the row's largest |x|, not of a mean whose
+values cancel). Rows and channels far from 0 (``|mean| * rstd > 1``) form x̂ around the exact mean,
+``(x - mean) - lo`` with ``lo`` the rounding's remainder: layer, group and instance norm (the
+backward computes lo again from x), training-mode batch norm (``BatchNormSaved.lo``) and the
+batch / layer-norm R-operator of ``optkern.nn``. Float32 rows of ``1e7 + N(0, 1)`` get y within a
+few ulps, not half of the mean's ulp times rstd. (Batch and instance norm's eval modes, whose
+fixed running statistics are given, normalize around the rounded mean.)
 
 The batch, layer, RMS, group and instance norm forwards and backwards take
 ``out=`` for their big output (``y``, ``dx``): a training loop that passes the

@@ -287,10 +287,19 @@ def _prod(shape):
 
 def _rstd(var, eps):
     xp = _xp(var)
+    e = var.dtype.type(eps)
     # a negative running_var (a user's) gives NaN in its channel as torch's eval batch norm does,
     # without NumPy's "invalid value in sqrt" warning (an error under -W error)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (1.0 / xp.sqrt(var + var.dtype.type(eps))).astype(var.dtype, copy=False)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        s = var + e
+        r = 1.0 / xp.sqrt(s)
+        # var + eps past the max (eps or a finite variance near it): the same quotient from a quarter of
+        # each, exact scalings (the bits of the sum's, had it fit), as the training kernels' rsqrt_scaled
+        # gives it; the sum overflowed (rstd 0, y = bias) and NumPy's warning escaped. (CuPy: no host sync.)
+        over = xp.isinf(s) & xp.isfinite(var)
+        if xp is not np or over.any():
+            r = xp.where(over, 0.5 / xp.sqrt(var * 0.25 + e * 0.25), r)
+    return r.astype(var.dtype, copy=False)
 
 
 def _backward_module(dy, x, weight, stat_name, stat):

@@ -66,6 +66,21 @@ def _saved_shape(x, normalized_shape, name, stat):
     return tuple(x.shape[stat.ndim :])
 
 
+def _given_rows(given, x, ns, name, stat):
+    """A backward's ``normalized_shape`` as the caller gave it (None: taken from the saved statistics)
+    must leave as many rows of x as ``stat`` holds: one of another forward's shape is named with the
+    statistics it disagrees with (the kernel's size check blamed the saved statistics alone, which the
+    caller had passed on unchanged)."""
+    if given is None:
+        return
+    rows = _prod(x.shape[: x.ndim - len(ns)])
+    if rows != stat.size:
+        raise ValueError(
+            f"normalized_shape, {name}: {ns} leaves {rows} rows of x of shape {tuple(x.shape)}, but {name} holds "
+            f"{stat.size} (the statistics of a forward with another normalized_shape, or of another x)"
+        )
+
+
 @bumps_written("out", returns="out")
 @_backend.on_array_device
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
@@ -165,6 +180,7 @@ def layer_norm_backward(dy, x, weight, saved: RowNormSaved, normalized_shape=Non
     saved = _check_saved(saved, RowNormSaved, ("mean", "rstd"))
     mod = _backward_module(dy, x, weight, "saved.mean", saved.mean)
     ns = _normalized_shape(x, _saved_shape(x, normalized_shape, "saved.mean", saved.mean))
+    _given_rows(normalized_shape, x, ns, "saved.mean", saved.mean)
     R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     return _row_backward(mod, dy, x, weight, saved.mean, saved.rstd, R, 1, M, 1, False, ns, param_grads, out=out)
 
@@ -203,6 +219,7 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
     saved = _check_saved(saved, RMSNormSaved, ("inv_rms",))
     mod = _backward_module(dy, x, weight, "saved.inv_rms", saved.inv_rms)
     ns = _normalized_shape(x, _saved_shape(x, normalized_shape, "saved.inv_rms", saved.inv_rms))
+    _given_rows(normalized_shape, x, ns, "saved.inv_rms", saved.inv_rms)
     R, M = _prod(x.shape[: x.ndim - len(ns)]), _prod(ns)
     dx, dw, _ = _row_backward(
         mod, dy, x, weight, None, saved.inv_rms, R, 1, M, 1, True, ns, param_grads, bias_grad=False, out=out
@@ -250,6 +267,21 @@ def group_norm_backward(dy, x, weight, saved: RowNormSaved, param_grads=True, ou
     return _row_backward(
         mod, dy, x, weight, saved.mean, saved.rstd, N * G, G, C // G, S, False, (C,), param_grads, out=out
     )
+
+
+def _instance_average(a):
+    """The mean over the instances (axis 0) of per-instance statistics, in float64. A column whose sum
+    overflowed (float64 means near the max: the average of values <= max is <= max) is averaged again
+    from its values times 2**-k, 2**k > N (exact scalings): NumPy's mean warned "overflow encountered in
+    reduce" (an error under -W error, after y was written) and gave inf. Without a host sync on CuPy."""
+    xp = _xp(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = a.mean(axis=0, dtype=np.float64)
+        if xp is np and np.isfinite(m).all():  # (the usual case; float32 statistics never overflow here)
+            return m
+        k = int(a.shape[0]).bit_length()
+        scaled = xp.ldexp(xp.ldexp(a.astype(np.float64, copy=False), -k).mean(axis=0), k)
+        return xp.where(xp.isfinite(m), m, scaled)
 
 
 @bumps_written("running_mean", "running_var", when="use_input_stats", also=("out",), returns="out")  # (else read only)
@@ -339,8 +371,7 @@ def instance_norm(
         mod.channel_norm_forward(x, mean, rstd, w, b, y, 1, N * C, S)
     # the batch averages (torch's running update of the view, averaged over the N instances), summed in
     # float64 and rounded once
-    batch_mean = mean.mean(axis=0, dtype=np.float64).astype(sdt)
-    batch_var = var.mean(axis=0, dtype=np.float64).astype(sdt)
+    batch_mean, batch_var = (_instance_average(a).astype(sdt) for a in (mean, var))
     _on_running(
         xp, running_mean, running_var, lambda rm, rv: mod.running_stats_(rm, rv, batch_mean, batch_var, momentum)
     )

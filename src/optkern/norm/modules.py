@@ -57,8 +57,12 @@ def _state_value(xp, key, v, like):
     if hasattr(v, "detach"):  # (a torch tensor: its values, as NumPy takes them; a neg view's resolved)
         v = shown_values(v).cpu()
         v = (v.float() if str(v.dtype) == "torch.bfloat16" else v).numpy()
-    elif xp is np and _backend.is_cupy(v):
-        v = v.get()  # (a CuPy module's state into a NumPy module: NumPy's asarray refuses device arrays)
+    else:
+        # (a masked array refused, naming the key, as every array argument: asarray dropped its mask and
+        # the hidden values loaded as data)
+        v = _backend.as_array(v, f"state_dict[{key!r}]")
+        if xp is np and _backend.is_cupy(v):
+            v = v.get()  # (a CuPy module's state into a NumPy module: NumPy's asarray refuses device arrays)
     try:
         v = xp.asarray(v)
     except (TypeError, ValueError) as e:
