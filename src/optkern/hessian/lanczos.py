@@ -256,7 +256,7 @@ def top_eigenvalues(
         if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)
             last = kr.m >= kr.cap
         else:
-            last = kr.products + b > max_steps or (kr.full and max_basis is None)
+            last = kr.products + kr.b > max_steps or (kr.full and max_basis is None)  # (kr.b: narrowed, krylov)
         if kr.m < k or (not last and steps % check_every):
             continue
         theta, S, res_all = kr.ritz()
