@@ -45,7 +45,15 @@ def _check(d: np.ndarray, r, k: int, tol: float) -> None:
     assert np.all(np.abs(r.eigenvalues - ref) <= r.residuals + 1e-15)
     U, th = r.eigenvectors, r.eigenvalues
     true = np.linalg.norm(d[:, None] * U - U * th, axis=0)
-    np.testing.assert_allclose(true, r.residuals, rtol=1e-2, atol=1e-14)
+    _bounds(true, r.residuals, tol * np.abs(th))
+
+
+def _bounds(true, res, bound, atol=1e-14):
+    # the residuals returned bound the true ones (to the rounding of the basis, atol), above them by at most
+    # what the dropped directions of narrowed restarts may add: a quarter of the least bound asked
+    # (lanczos._narrow_budget)
+    assert np.all(true <= res * (1 + 1e-2) + atol), (true, res)
+    assert np.all(res <= true + 0.25 * bound.min() + atol), (true, res)
 
 
 @pytest.mark.parametrize(("spectrum", "tol", "bound"), [(_clustered, 1e-6, 1500), (_flat, 1e-6, 4000)])
@@ -73,8 +81,9 @@ def test_narrowed_block_and_memory():
         BlockKrylov.step = orig
     assert r.converged
     np.testing.assert_allclose(r.eigenvalues, np.sort(d)[::-1][:2], rtol=0, atol=1e-12)
-    widths = {w for w, _ in seen}
-    assert widths == {4, 3}, widths  # (the first blocks whole, then the 3 kept Ritz vectors' width)
+    widths = [w for w, _ in seen]
+    # (the first blocks whole, then the 3 kept Ritz vectors' width, then fewer as pairs converge)
+    assert widths[0] == 4 and 3 in widths and max(widths[widths.index(3) :]) <= 3, sorted(set(widths))
     assert max(rows for _, rows in seen) <= 7 + 2 * 4  # (the memory bound: max_basis + 2 block_size rows)
 
 
@@ -99,4 +108,4 @@ def test_narrowed_block_dense_true_residuals(which):
     np.testing.assert_allclose(r.eigenvalues, ref, rtol=0, atol=1e-9)
     U, th = r.eigenvectors, r.eigenvalues
     true = np.linalg.norm(A @ U - U * th, axis=0)
-    np.testing.assert_allclose(true, r.residuals, rtol=1e-2, atol=1e-12)
+    _bounds(true, r.residuals, np.maximum(1e-10 * np.abs(th), 1e-12), atol=1e-12)  # (||A|| ~ 17)

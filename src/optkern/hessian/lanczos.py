@@ -123,7 +123,8 @@ class EigenResult:
       eigenvalues: float64 NumPy array of the ``k`` wanted Ritz values, ordered
         by ``which`` (``LA``: descending, ``SA``: ascending, ``LM``: descending |value|).
       eigenvectors: ``(n, k)`` Ritz vectors (op's array module) or None.
-      residuals: bounds ``|beta_m s_{m,i}| = ||A u_i - theta_i u_i||`` per pair.
+      residuals: bounds ``|beta_m s_{m,i}| = ||A u_i - theta_i u_i||`` per pair (plus at most a quarter
+        of the tolerance's bound after restarts that narrowed the block: ``krylov.BlockKrylov._narrow``).
       steps: the operator products made (``block_size`` per block Lanczos step, fewer in a last
         narrower block: what ``max_steps`` caps; it read "Lanczos steps taken", a third of it for
         ``block_size=3``).
@@ -199,7 +200,8 @@ def top_eigenvalues(
         least ``k + b``, ``k + b + 2`` for ``LM``); when full, Lanczos restarts thickly from the
         most wanted half of its Ritz vectors, more where the next cycle's whole blocks leave room
         (``krylov.restart_count``; for ``LM`` with the first unwanted one at each end of the spectrum
-        among them). Default: no restart (basis up to ``max_steps`` vectors).
+        among them), the block narrowed to the directions their residuals need (``BlockKrylov._narrow``:
+        more blocks per cycle near the minimum). Default: no restart (basis up to ``max_steps`` vectors).
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -250,7 +252,9 @@ def top_eigenvalues(
     while True:
         if kr.full and not whole:
             theta, _, _ = kr.ritz()
-            kr.restart(restart_keep(theta, k, restart_count(k, kr.m, kr.cap, kr.b), kr.cap - kr.b, which))
+            keep = restart_keep(theta, k, restart_count(k, kr.m, kr.cap, kr.b), kr.cap - kr.b, which)
+            kr.budget = _narrow_budget(kr, theta[select(theta, k, which)], which, tol)
+            kr.restart(keep)
         kr.step()
         steps += 1
         if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)
@@ -271,6 +275,18 @@ def top_eigenvalues(
                 Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
                 vecs = _combine.ritz_vectors(kr.Q[: kr.m], Sd)  # (fixed order: no BLAS thread split)
             return EigenResult(theta[idx], vecs, res, kr.products, ok)
+
+
+def _narrow_budget(kr, wanted, which, tol):
+    """What narrowing at restarts may add to every residual bound in all (``BlockKrylov._narrow``): a
+    quarter of the least bound ``converged`` will ask of a wanted pair, three quarters left to the pairs.
+    That bound is known now only where it cannot shrink: the wanted Ritz values move outward as the
+    basis grows (interlacing; restarts keep them), so ``|theta|`` does not fall for ``LA`` with them >= 0
+    or ``SA`` with them <= 0, and the floor (``||A||``'s estimate) only grows. Elsewhere (``LM``, values
+    that may approach 0) the floor alone: a budget from an early |theta| above the final bound could
+    leave a pair that never converges."""
+    grows = (which == "LA" and float(wanted.min()) >= 0.0) or (which == "SA" and float(wanted.max()) <= 0.0)
+    return 0.25 * float(kr.bound(wanted if grows else [0.0], tol).min())
 
 
 def _fresh_converged(kr, which, tol, least):
