@@ -109,3 +109,15 @@ def test_narrowed_block_dense_true_residuals(which):
     U, th = r.eigenvectors, r.eigenvalues
     true = np.linalg.norm(A @ U - U * th, axis=0)
     _bounds(true, r.residuals, np.maximum(1e-10 * np.abs(th), 1e-12), atol=1e-12)  # (||A|| ~ 17)
+
+
+def test_progress_total_bounds_narrowed_blocks():
+    # the total was max_steps' whole blocks (48 of 50 for b = 4); narrowed blocks of 2 or 1 went on to 50:
+    # progress (50, 48)
+    d = _flat(200)
+    calls = []
+    r = top_eigenvalues(
+        _diag(d), 1, block_size=4, max_basis=6, max_steps=50, progress=lambda done, total: calls.append((done, total))
+    )
+    assert not r.converged and calls[-1][0] == r.steps == 50
+    assert all(done <= total for done, total in calls) and {t for _, t in calls} == {50}

@@ -244,8 +244,9 @@ def top_eigenvalues(
     if not whole and max_basis is None:
         cap = (cap // b) * b
     # progress' total bounds the products: the basis' capacity, or with thick restarts (which go on
-    # past n) the whole blocks max_steps allows (min(max_steps, n) was passed 10x by max_steps = 10 n)
-    op = with_progress(op, progress, cap if whole or max_basis is None else (max_steps // b) * b)
+    # past n) max_steps (min(max_steps, n) was passed 10x by max_steps = 10 n; the whole blocks of
+    # max_steps by narrowed ones, krylov: (50, 48) for b = 4, max_steps = 50)
+    op = with_progress(op, progress, cap if whole or max_basis is None else max_steps)
     kr = BlockKrylov(op, b, cap, v0, seed)
     kr.invariant_tol = tol  # (a basis invariant to the tolerance: every pair converged, _fresh_converged)
     steps = 0
@@ -278,13 +279,11 @@ def top_eigenvalues(
 
 
 def _narrow_budget(kr, wanted, which, tol):
-    """What narrowing at restarts may add to every residual bound in all (``BlockKrylov._narrow``): a
-    quarter of the least bound ``converged`` will ask of a wanted pair, three quarters left to the pairs.
-    That bound is known now only where it cannot shrink: the wanted Ritz values move outward as the
-    basis grows (interlacing; restarts keep them), so ``|theta|`` does not fall for ``LA`` with them >= 0
-    or ``SA`` with them <= 0, and the floor (``||A||``'s estimate) only grows. Elsewhere (``LM``, values
-    that may approach 0) the floor alone: a budget from an early |theta| above the final bound could
-    leave a pair that never converges."""
+    """What narrowing at restarts may add to every residual bound in all (``BlockKrylov._narrow``): a quarter
+    of the least bound ``converged`` will ask of a wanted pair. Known now where it cannot shrink: wanted Ritz
+    values move outward (interlacing; restarts keep them), so ``|theta|`` does not fall for ``LA`` >= 0 or
+    ``SA`` <= 0, and the floor only grows (``||A||``'s estimate); elsewhere the floor alone (a budget from an
+    early, larger |theta| could leave a pair that never converges)."""
     grows = (which == "LA" and float(wanted.min()) >= 0.0) or (which == "SA" and float(wanted.max()) <= 0.0)
     return 0.25 * float(kr.bound(wanted if grows else [0.0], tol).min())
 
