@@ -1,6 +1,7 @@
 """Operator products of ``top_eigenvalues`` near its minimum basis against scipy's eigsh (49th hunt, f).
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python bench/eig_restart_products.py [--n 2000] [--old DIR]
+        [--b 1 4] [--tol 1e-6 1e-10]
 
 Diagonal operators with known spectra (a clustered top: 20 eigenvalues within 2 %; a geometric one,
 0.9^i; a flat one: 30 within 1 %), ``max_basis = k + b + 1`` (the minimum and one), ``max_steps =
@@ -43,11 +44,11 @@ def _operator(d: np.ndarray, count: list[int] | None = None) -> sla.LinearOperat
     return sla.LinearOperator((len(d), len(d)), matvec=matvec, matmat=lambda X: d[:, None] * X, dtype=np.float64)
 
 
-def ours(n: int) -> list[tuple[int, bool, float, float]]:
+def ours(n: int, cases: list) -> list[tuple[int, bool, float, float]]:
     from optkern.hessian import top_eigenvalues
 
     out = []
-    for kind, k, b, tol in CASES:
+    for kind, k, b, tol in cases:
         d = spectrum(kind, n)
         t = time.perf_counter()
         r = top_eigenvalues(_operator(d), k=k, block_size=b, max_basis=k + b + 1, tol=tol, max_steps=20000)
@@ -56,9 +57,9 @@ def ours(n: int) -> list[tuple[int, bool, float, float]]:
     return out
 
 
-def eigsh(n: int) -> list[tuple[int, bool, float, float]]:
+def eigsh(n: int, cases: list) -> list[tuple[int, bool, float, float]]:
     out = []
-    for kind, k, b, tol in CASES:
+    for kind, k, b, tol in cases:
         d = spectrum(kind, n)
         count = [0]
         v0 = np.random.default_rng(0).uniform(-1.0, 1.0, n)
@@ -73,20 +74,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--old", default=None, help="a directory holding an earlier tree's optkern package")
+    ap.add_argument("--b", type=int, nargs="+", default=[1, 4], help="block sizes")
+    ap.add_argument("--tol", type=float, nargs="+", default=[1e-6, 1e-10], help="tolerances")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # (the --old subprocess)
     a = ap.parse_args()
+    cases = [c for c in CASES if c[2] in a.b and c[3] in a.tol]
     if a.json:
-        print(json.dumps(ours(a.n)))
+        print(json.dumps(ours(a.n, cases)))
         return
-    rows = {"new": ours(a.n), "eigsh": eigsh(a.n)}
+    rows = {"new": ours(a.n, cases), "eigsh": eigsh(a.n, cases)}
     if a.old:
         env = dict(os.environ, PYTHONPATH=a.old)
-        cmd = [sys.executable, __file__, "--n", str(a.n), "--json"]
+        cmd = [sys.executable, __file__, "--n", str(a.n), "--json", "--b", *map(str, a.b), "--tol", *map(str, a.tol)]
         rows["old"] = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
     arms = [x for x in ("old", "new", "eigsh") if x in rows]
     print(f"n = {a.n}; products (* not converged at 20000), max |error|, wall s")
     print(f"{'spectrum':10} {'k':>2} {'b':>1} {'tol':>5} " + " ".join(f"{x:>27}" for x in arms))
-    for i, (kind, k, b, tol) in enumerate(CASES):
+    for i, (kind, k, b, tol) in enumerate(cases):
         cells = []
         for x in arms:
             p, ok, err, wall = rows[x][i]
