@@ -30,11 +30,13 @@ def test_minimum_basis_converges_within_budget(seed):
     assert r.converged, (r.steps, r.residuals.max())
     assert r.steps <= 800
     np.testing.assert_allclose(r.eigenvalues, ref, rtol=0, atol=1e-11)
-    # (the residuals returned are the true ones ||A u - theta u|| of the Ritz vectors)
+    # (the residuals returned bound the true ones ||A u - theta u|| of the Ritz vectors, above them by at
+    # most what narrowed restarts may add, a quarter of the tolerance's bound: krylov.BlockKrylov._narrow)
     r2 = top_eigenvalues(A, k=17, block_size=4, max_basis=22, max_steps=800, return_eigenvectors=True)
     U, th = r2.eigenvectors, r2.eigenvalues
     true = np.linalg.norm(A @ U - U * th, axis=0)
-    np.testing.assert_allclose(true, r2.residuals, rtol=1e-3, atol=1e-13)
+    assert np.all(true <= r2.residuals * (1 + 1e-3) + 1e-13)
+    assert np.all(r2.residuals <= true + 0.25e-10 * np.abs(th) + 1e-13)
     assert np.all(true <= 1e-10 * np.abs(th) + 1e-13)
 
 

@@ -123,7 +123,8 @@ class EigenResult:
       eigenvalues: float64 NumPy array of the ``k`` wanted Ritz values, ordered
         by ``which`` (``LA``: descending, ``SA``: ascending, ``LM``: descending |value|).
       eigenvectors: ``(n, k)`` Ritz vectors (op's array module) or None.
-      residuals: bounds ``|beta_m s_{m,i}| = ||A u_i - theta_i u_i||`` per pair.
+      residuals: bounds ``|beta_m s_{m,i}| = ||A u_i - theta_i u_i||`` per pair (plus at most a quarter
+        of the tolerance's bound after restarts that narrowed the block: ``krylov.BlockKrylov._narrow``).
       steps: the operator products made (``block_size`` per block Lanczos step, fewer in a last
         narrower block: what ``max_steps`` caps; it read "Lanczos steps taken", a third of it for
         ``block_size=3``).
@@ -199,7 +200,8 @@ def top_eigenvalues(
         least ``k + b``, ``k + b + 2`` for ``LM``); when full, Lanczos restarts thickly from the
         most wanted half of its Ritz vectors, more where the next cycle's whole blocks leave room
         (``krylov.restart_count``; for ``LM`` with the first unwanted one at each end of the spectrum
-        among them). Default: no restart (basis up to ``max_steps`` vectors).
+        among them), the block narrowed to the directions their residuals need (``BlockKrylov._narrow``:
+        more blocks per cycle near the minimum). Default: no restart (basis up to ``max_steps`` vectors).
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -242,21 +244,24 @@ def top_eigenvalues(
     if not whole and max_basis is None:
         cap = (cap // b) * b
     # progress' total bounds the products: the basis' capacity, or with thick restarts (which go on
-    # past n) the whole blocks max_steps allows (min(max_steps, n) was passed 10x by max_steps = 10 n)
-    op = with_progress(op, progress, cap if whole or max_basis is None else (max_steps // b) * b)
+    # past n) max_steps (min(max_steps, n) was passed 10x by max_steps = 10 n; the whole blocks of
+    # max_steps by narrowed ones, krylov: (50, 48) for b = 4, max_steps = 50)
+    op = with_progress(op, progress, cap if whole or max_basis is None else max_steps)
     kr = BlockKrylov(op, b, cap, v0, seed)
     kr.invariant_tol = tol  # (a basis invariant to the tolerance: every pair converged, _fresh_converged)
     steps = 0
     while True:
         if kr.full and not whole:
             theta, _, _ = kr.ritz()
-            kr.restart(restart_keep(theta, k, restart_count(k, kr.m, kr.cap, kr.b), kr.cap - kr.b, which))
+            keep = restart_keep(theta, k, restart_count(k, kr.m, kr.cap, kr.b), kr.cap - kr.b, which)
+            kr.budget = _narrow_budget(kr, theta[select(theta, k, which)], which, tol)
+            kr.restart(keep)
         kr.step()
         steps += 1
         if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)
             last = kr.m >= kr.cap
         else:
-            last = kr.products + b > max_steps or (kr.full and max_basis is None)
+            last = kr.products + kr.b > max_steps or (kr.full and max_basis is None)  # (kr.b: narrowed, krylov)
         if kr.m < k or (not last and steps % check_every):
             continue
         theta, S, res_all = kr.ritz()
@@ -271,6 +276,16 @@ def top_eigenvalues(
                 Sd = op.xp.asarray(S[:, idx].astype(op.dtype))
                 vecs = _combine.ritz_vectors(kr.Q[: kr.m], Sd)  # (fixed order: no BLAS thread split)
             return EigenResult(theta[idx], vecs, res, kr.products, ok)
+
+
+def _narrow_budget(kr, wanted, which, tol):
+    """What narrowing at restarts may add to every residual bound in all (``BlockKrylov._narrow``): a quarter
+    of the least bound ``converged`` will ask of a wanted pair. Known now where it cannot shrink: wanted Ritz
+    values move outward (interlacing; restarts keep them), so ``|theta|`` does not fall for ``LA`` >= 0 or
+    ``SA`` <= 0, and the floor only grows (``||A||``'s estimate); elsewhere the floor alone (a budget from an
+    early, larger |theta| could leave a pair that never converges)."""
+    grows = (which == "LA" and float(wanted.min()) >= 0.0) or (which == "SA" and float(wanted.max()) <= 0.0)
+    return 0.25 * float(kr.bound(wanted if grows else [0.0], tol).min())
 
 
 def _fresh_converged(kr, which, tol, least):
