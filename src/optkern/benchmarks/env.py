@@ -68,6 +68,8 @@ def check_output(path: str | None, flag: str = "--json") -> None:
 
     if path is None:
         return
+    if not path.strip():  # (FILE unset in --json "$FILE": no file was written and the exit status was 0)
+        raise UsageError(f"{flag}: no file given (leave {flag} out for no JSON file)")
     why = why_not_replaceable(path)
     if why is not None:
         raise UsageError(f"{flag} {path}: {why}")

@@ -17,10 +17,9 @@ import numpy as np
 
 from .. import _backend, _pool
 from . import _cg_fused
-from ._linear_operator import is_scipy_sparse
+from ._cg_inputs import _half_as_double, _preconditioner
 from ._lockstep import in_lockstep
-from ._products import real_array
-from .operators import CurvatureOperator, _runs_scipy_matvec, _scipy_matvec, as_operator
+from .operators import as_operator
 from .symmetry import require_symmetric
 
 # (the one step rule, the fused iteration's; the loop reads it as this module's name)
@@ -54,57 +53,6 @@ class CGResult:
 
     def __getitem__(self, i):
         return (self.x, self.info)[i]  # (a tuple's indexing: negative indices, slices, its IndexError / TypeError)
-
-
-def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
-    if M is not None and precond_diag is not None:
-        raise ValueError("M, precond_diag: give at most one preconditioner")
-    if precond_diag is not None:
-        d = real_array(xp, precond_diag, "precond_diag")  # in its own dtype: 1 / d is taken in it
-        if d.shape != (n,):
-            raise ValueError(f"precond_diag: expected shape ({n},), got {tuple(d.shape)}")
-        dmin = float(d.min()) if n else 1.0
-        if not (dmin > 0.0) or not math.isfinite(float(d.max())):
-            raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), min {dmin}")
-        with np.errstate(over="ignore"):
-            inv = (1.0 / d).astype(dtype)
-        if not math.isfinite(float(inv.max())):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
-            raise ValueError(f"precond_diag: its reciprocal overflows {np.dtype(dtype).name}, min {dmin}")
-        return lambda r: r * inv
-    if M is None:
-        return None
-    if callable(M) and not hasattr(M, "matvec"):
-        # checked as from_hvp checks fn (and given a copy of r, see _on_copy): a complex M r lost its
-        # imaginary part with only a warning, an integer one was truncated (then "not positive
-        # definite"), None was "returned shape ()"
-        return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec
-    M = require_symmetric(M, "M", "CG")
-    op = as_operator(M, "M") if not hasattr(M, "matvec") else M
-    m_xp = getattr(op, "xp", None) if isinstance(op, CurvatureOperator) else None
-    if m_xp is not None and m_xp.__name__ != xp.__name__:
-        # (its first product failed inside: NumPy's unnamed "Implicit conversion to a NumPy array is
-        # not allowed", or "v: cannot be read as an array" naming M's own argument)
-        raise TypeError(f"M: works on {m_xp.__name__} vectors, but A on {xp.__name__} vectors")
-    shape = getattr(op, "shape", None)
-    if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
-        raise ValueError(f"M: expected an operator of shape ({n}, {n}) like A, got {tuple(shape)}")
-    if isinstance(op, CurvatureOperator):
-        return op.matvec
-    if _runs_scipy_matvec(op):
-        # (SciPy's matvec reshapes the product itself: one of another size raised NumPy's unnamed
-        # "cannot reshape array"; checked as a callable M's products are, on a copy of r, in A's dtype)
-        return CurvatureOperator(
-            _scipy_matvec(op, n, "M.matvec"), n, dtype, xp, None, "M", check=("M.matvec",) * 3
-        ).matvec
-    return _on_copy(op.matvec)
-
-
-def _on_copy(f: Callable) -> Callable:
-    """``r -> f(copy of r)``: the residual ``r`` is the solver's state. A user's preconditioner that
-    scales its input in place (``np.divide(r, d, out=r)``) changed ``r`` itself, and ``cg`` returned a
-    wrong ``x`` (error 1.6 on a 20 x 20 SPD system) as converged, info 0. (``CurvatureOperator``s give
-    their functions a copy already.)"""
-    return lambda r: f(r.copy())
 
 
 def _finite(xp, v, name: str) -> float:
@@ -184,17 +132,6 @@ def _warm_residual_overflow(xp, y, x, damping: float, dtype) -> ValueError:
             "b - (A + damping I) x0)"
         )
     return ValueError("x0: the warm start's residual b - (A + damping I) x0 is not finite (r.r overflows)")
-
-
-def _half_as_double(A):
-    """A float16 matrix (NumPy, CuPy, a torch tensor) as a float64 copy, anything else as it is: SciPy's
-    ``cg``, whose contract this follows, solves its system in float64 (``make_system`` reads a matrix of
-    a type other than float32 / float64 / complex as float64); it was refused, "expected a float32 or
-    float64 matrix, got float16". (Not in ``as_operator``: the estimators other than CG follow no SciPy
-    routine that reads float16.)"""
-    if hasattr(A, "matvec") or is_scipy_sparse(A) or str(getattr(A, "dtype", "")) not in ("float16", "torch.float16"):
-        return A
-    return _backend.as_array(A, "A").astype(np.float64)
 
 
 @in_lockstep("A")

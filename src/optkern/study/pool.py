@@ -222,6 +222,7 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     """Run ``tasks`` (name, norm, seed) on ``jobs`` workers, filling ``records`` (same order) in
     place; True if interrupted."""
     ctx = multiprocessing.get_context("spawn")
+    from .._atomic import Uninterrupted
     from .report import run_label
     from .runner import epoch0_key
 
@@ -237,7 +238,12 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
 
             def submit(i: int, epoch0) -> None:
                 name, norm, seed = tasks[i]
-                with _signals_blocked():  # (a Ctrl-C now comes once the future is in ``running``)
+                # (a Ctrl-C now comes once the future is in ``running``.) The mask keeps the signals
+                # from the worker being started; Uninterrupted defers the KeyboardInterrupt itself: a
+                # SIGINT to the process reaches another thread that does not block it (OpenMP's, BLAS')
+                # and Python raises it here anyway -- between the pool's p.start() and its record of p
+                # it left a worker no one knew, not killed, waiting for work after the study exited.
+                with Uninterrupted(), _signals_blocked():
                     running[ex.submit(_run, name, norm, seed, epoch0)] = i
 
             try:
