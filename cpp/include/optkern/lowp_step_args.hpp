@@ -250,7 +250,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
     const rules::NAdamHyper h{x_(0), x_(1), x_(2), x_(3), x_(4), x_(5),
                               flag(1, false), flag(0, false), false, flag(2, false)};  // (mu_product kept in float32)
-    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), x_(6, &checks::kUnit)});
+    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), x_(6, &sig::kMuProduct)});
     go(r);
     return r.mu_product;
   } else {

@@ -51,6 +51,11 @@ struct Step {
   bool capturable() const { return !counters.is_none() || !lr_buffer.is_none() || !found_inf.is_none(); }
 };
 
+// NAdam's mu_product: a product of momentum factors in [0, 1), 1 before the first step -- or up to a
+// float32 ulp above 1: optkern.torch hands float64 params under torch's float32 state the pre-image
+// float32(1 * mu) / mu of torch's float32 product (torch/adam.py's _rule_mu_product), 1.0000000156.
+inline constexpr checks::Range kMuProduct{0.0, 1.0 + 0x1p-23, false, false};
+
 struct StateList {
   const char* name;
   bool optional;
@@ -263,7 +268,7 @@ template <class D, class Impl> struct OptimFunctions {
     [[maybe_unused]] const bool host = counters.is_none();
     const typename D::Hyper hp = hyper(std::index_sequence_for<H...>(), h...);
     if (host && D::kCounters >= 1) checks::check_step(counter_names[0], c.t);  // (device counters: not read here)
-    if (host && D::kCounters == 2) checks::check_real(counter_names[1], c.mu_product, checks::kUnit);
+    if (host && D::kCounters == 2) checks::check_real(counter_names[1], c.mu_product, kMuProduct);
     [[maybe_unused]] const rules::Counters next = Impl::template step<D>(
         p, g, s, hp, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf)});
     if constexpr (D::kCounters == 2) return host ? py::object(py::float_(next.mu_product)) : py::object(py::none());
