@@ -24,6 +24,7 @@
 #include "optkern/signatures_second_order.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -184,7 +185,8 @@ State chosen_steps(ThreadChoice& choice, const Chunks& chunks, int64_t n, int64_
 }
 
 py::tuple cg_iteration(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double rz, double damping,
-                       double tol, bool stop_on_negative_curvature) {
+                       double tol, checks::Flag stop_on_negative_curvature_arg) {
+  const bool stop_on_negative_curvature = checks::flag(stop_on_negative_curvature_arg, "stop_on_negative_curvature");
   Vectors v(x_h, "x");
   const IterationArrays arrays = iteration_arrays(v, x_h, r_h, p_h, y_h, rz, damping, tol);
   char *x = arrays.x, *r = arrays.r, *p = arrays.p;  // (names: C++17 lambdas cannot capture structured bindings)
@@ -241,7 +243,8 @@ ThreadChoice& known_thread_choice() {  // (its own table: its calls are of the s
 // 2 of the 11 vector streams and the pass that ran at the float-to-double conversions' rate, left
 // out; p.p summed as the direction is written, for the next call (where damping is not 0).
 py::tuple cg_iteration_known(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double pAp, double rz,
-                             double damping, double tol, bool stop_on_negative_curvature) {
+                             double damping, double tol, checks::Flag stop_on_negative_curvature_arg) {
+  const bool stop_on_negative_curvature = checks::flag(stop_on_negative_curvature_arg, "stop_on_negative_curvature");
   Vectors v(x_h, "x");
   const IterationArrays arrays = iteration_arrays(v, x_h, r_h, p_h, y_h, rz, damping, tol);
   char *x = arrays.x, *r = arrays.r, *p = arrays.p;  // (names: C++17 lambdas cannot capture structured bindings)

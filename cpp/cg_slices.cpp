@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cg_loops.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -90,7 +91,8 @@ ThreadChoice& direction_choice() {
 }
 
 double cg_update_slice(py::handle x_h, py::handle r_h, py::handle p_h, py::handle y_h, double alpha, double damping,
-                       bool transposed) {
+                       checks::Flag transposed_arg) {
+  const bool transposed = checks::flag(transposed_arg, "transposed");
   Vectors v(x_h, "x");
   char* x = v.add(x_h, "x", true);
   char* r = v.add(r_h, "r", true);

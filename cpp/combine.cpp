@@ -18,6 +18,7 @@
 #include "optkern/signatures.hpp"
 #include "parallel.hpp"
 #include "py_arrays.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -81,7 +82,8 @@ const void* data_of(py::handle h) {
   return py::isinstance<py::array>(h) ? py::reinterpret_borrow<py::array>(h).data() : nullptr;
 }
 
-void combine_rows(py::handle C_h, py::handle V_h, py::handle out_h, bool transpose) {
+void combine_rows(py::handle C_h, py::handle V_h, py::handle out_h, checks::Flag transpose_arg) {
+  const bool transpose = checks::flag(transpose_arg, "transpose");
   const py::dtype dt = float_dtype<HostArrays>(V_h, "V");
   // out = V[:k] in place: V goes in an Args of its own (rows past k, if any, are only read)
   const bool in_place = !transpose && data_of(out_h) != nullptr && data_of(out_h) == data_of(V_h);

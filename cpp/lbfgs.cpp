@@ -27,6 +27,7 @@
 #include "parallel.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -222,7 +223,8 @@ OK_CLONES void move_loop(T* OK_RESTRICT p, T* OK_RESTRICT x, const T* OK_RESTRIC
   }
 }
 
-void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, bool save) {
+void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, checks::Flag save_arg) {
+  const bool save = checks::flag(save_arg, "save");
   const py::dtype dt = list_dtype(params_h, "params");
   const ArrayList P = gather(params_h, "params", dt, true);
   const int64_t n = total_size(P.size);

@@ -16,6 +16,7 @@
 #include "philox_cpu.hpp"
 #include "py_arrays.hpp"
 #include "optkern/rules/lowp.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace py = pybind11;
@@ -41,8 +42,9 @@ template <class F> void parallel_ranges(int64_t n, F&& f) {
 
 // float32 -> half, round to nearest even or stochastically (Philox word of
 // element offset + i in stream `stream` of `seed`).
-void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, bool stochastic, uint64_t seed,
+void to_half(py::handle src_h, py::handle out_h, const std::string& fmt, checks::Flag stochastic_arg, uint64_t seed,
              uint64_t stream, uint64_t offset) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   const Half k = lowp::half_kind(fmt);
   lowp::Map<HostArrays> m;
   lowp::gather_to_half(m, src_h, out_h, stochastic, offset);
@@ -158,8 +160,9 @@ uint32_t finite_absmax_bits(const float* x, int64_t lo, int64_t hi) {
   return m;
 }
 
-void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int64_t frac, bool stochastic,
+void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int64_t frac, checks::Flag stochastic_arg,
                           uint64_t seed, uint64_t stream, uint64_t offset) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   lowp::GridCall<HostArrays> call;
   lowp::gather_grid(call, src_h, out_h, bits, stochastic, offset);
   lowp::check_frac(frac);
@@ -171,8 +174,9 @@ void quantize_fixed_point(py::handle src_h, py::handle out_h, int64_t bits, int6
 }
 
 // One shared exponent per `block` elements (block 0: the whole array, its absmax reduced first).
-void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t block, bool stochastic,
+void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t block, checks::Flag stochastic_arg,
                        uint64_t seed, uint64_t stream, uint64_t offset) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   lowp::GridCall<HostArrays> call;
   lowp::gather_grid(call, src_h, out_h, bits, stochastic, offset);
   lowp::check_fp_block(block);
@@ -206,7 +210,8 @@ void register_lowp(py::module_& m) {
           quantize_blocks(x, codes, scales, block, true);
         }, py::arg("x"), py::arg("codes"), py::arg("scales"), py::arg("block"),
         "lowp_quantize_blockwise by the scalar rules element by element (CPU only: the tests' definition).");
-  m.def("lowp_decode_map", [](bool is_signed) {
+  m.def("lowp_decode_map", [](checks::Flag is_signed_arg) {
+          const bool is_signed = checks::flag(is_signed_arg, "signed");
           py::array_t<float> out(256);
           auto* o = out.mutable_data();
           for (int c = 0; c < 256; ++c) o[c] = lowp::dyn_decode(uint8_t(c), is_signed);

@@ -13,16 +13,18 @@
 #include "lowp_loop.hpp"
 #include "py_arrays.hpp"
 #include "optkern/lowp_step_args.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace py = pybind11;
 
 namespace {
 
-py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
+py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<checks::Flag>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
-               const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
+               const std::string& param_fmt, const std::string& state_fmt, checks::Flag stochastic_arg, uint64_t seed,
                uint64_t step, int64_t block, py::handle grad_scale, py::handle bases) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   lowp::StepCall<HostArrays> c;
   lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
                     grad_scale, bases);

@@ -2,6 +2,8 @@
 // the formulas in rules/norm.hpp.
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 #include "norm_cpu.hpp"
 
 namespace optkern {
@@ -18,6 +20,8 @@ void register_norm(pybind11::module_& m) {
   m.def(
       "_set_stream_bytes",
       [](int64_t bytes) {
+        // (a negative threshold streamed every output, 0 included, and read back as a size it is not)
+        if (bytes < 0) throw pybind11::value_error("bytes: must be >= 0, got " + std::to_string(bytes));
         const int64_t old = streaming::stream_bytes();
         streaming::stream_bytes() = bytes;
         return old;

@@ -16,6 +16,7 @@
 #include "optkern/norm_layout.hpp"
 #include "optkern/rules/norm.hpp"
 #include "optkern/signatures.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -265,7 +266,8 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle 
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
-                          py::handle running_var, double momentum, bool training, py::handle lo) {
+                          py::handle running_var, double momentum, checks::Flag training_arg, py::handle lo) {
+  const bool training = checks::flag(training_arg, "training");
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
@@ -353,7 +355,8 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle m
 
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
-                           bool training, py::handle lo) {
+                           checks::Flag training_arg, py::handle lo) {
+  const bool training = checks::flag(training_arg, "training");
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
   sig::check_lo(lo, training);

@@ -19,6 +19,7 @@
 #include "optkern/norm_layout.hpp"
 #include "optkern/rules/norm.hpp"
 #include "optkern/signatures.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -296,7 +297,8 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle w_h, py::handle b_h
 
 void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
                       py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
-                      double eps, bool rms) {
+                      double eps, checks::Flag rms_arg) {
+  const bool rms = checks::flag(rms_arg, "rms");
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
@@ -380,7 +382,8 @@ void backward_impl(HostArgs& args, py::handle dy_h, py::handle x_h, py::handle w
 
 void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
                        py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
-                       int64_t group_channels, int64_t spatial, bool rms) {
+                       int64_t group_channels, int64_t spatial, checks::Flag rms_arg) {
+  const bool rms = checks::flag(rms_arg, "rms");
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
   HostArgs args(dt);

@@ -111,8 +111,17 @@ template <class T> int64_t orthonormalize(T* Q, int64_t r, int64_t n, double* si
   return kept;
 }
 
-int64_t orthonormalize_rows(py::handle Q_h, py::handle sines_h, int max_passes) {
-  if (max_passes < 1) throw py::value_error("max_passes: expected at least 1, got " + std::to_string(max_passes));
+// The most passes a row may take. A row in the span of the rows before (any row past n of them)
+// never stops cancelling: it took every pass asked for -- 10**6 passes on a (4, 2) Q ran 8 s, 2**31 - 1
+// hours, without the GIL. A pass leaves a row's part in that span ~unit roundoff times smaller, so a
+// row with any part outside it, down to the smallest subnormal (2**-1074), is clear of the span in
+// fewer than 1074 / 23 (float32's mantissa) passes: no result needs more than 64.
+constexpr int64_t kMaxPasses = 64;
+
+int64_t orthonormalize_rows(py::handle Q_h, py::handle sines_h, int64_t max_passes) {
+  if (max_passes < 1 || max_passes > kMaxPasses)
+    throw py::value_error("max_passes: expected 1 to " + std::to_string(kMaxPasses) + ", got " +
+                          std::to_string(max_passes));
   const py::dtype dt = float_dtype<HostArrays>(Q_h, "Q");
   HostArgs args(dt);
   char* Q = args.get(Q_h, "Q", -1, true);
@@ -122,8 +131,8 @@ int64_t orthonormalize_rows(py::handle Q_h, py::handle sines_h, int max_passes) 
   args.check_overlap();
   const bool single = dt.equal(py::dtype::of<float>());  // (with the GIL: the comparison is Python's)
   py::gil_scoped_release nogil;
-  if (single) return orthonormalize<float>(reinterpret_cast<float*>(Q), rn[0], rn[1], sp, max_passes);
-  return orthonormalize<double>(reinterpret_cast<double*>(Q), rn[0], rn[1], sp, max_passes);
+  if (single) return orthonormalize<float>(reinterpret_cast<float*>(Q), rn[0], rn[1], sp, int(max_passes));
+  return orthonormalize<double>(reinterpret_cast<double*>(Q), rn[0], rn[1], sp, int(max_passes));
 }
 
 }  // namespace

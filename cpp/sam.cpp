@@ -12,6 +12,7 @@
 #include "multi_tensor.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -94,7 +95,8 @@ template <class T, bool kAdaptive> AscentNorm ascent_norm(const ArrayList& A, co
 }
 
 double sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps, py::handle out,
-                   bool adaptive) {
+                   checks::Flag adaptive_arg) {
+  const bool adaptive = checks::flag(adaptive_arg, "adaptive");
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
   const py::dtype dt = list_dtype(params, "params");

@@ -63,8 +63,11 @@ struct HostKind {
     py::dtype dt;
     size_t itemsize;
   };
-  Run run(py::handle dtype) const {
-    const py::dtype dt = py::reinterpret_borrow<py::object>(dtype);
+  template <class Name> Run run(py::handle dtype, const Name& name) const {
+    // (pybind11's own refusal of a non-dtype named nothing: "Object of type 'str' is not an instance of 'dtype'")
+    if (!py::isinstance<py::dtype>(dtype))
+      throw py::type_error(name() + ": expected a numpy.dtype, got " + type_name(dtype));
+    const py::dtype dt = py::reinterpret_borrow<py::dtype>(dtype);
     return {dt, size_t(dt.itemsize())};
   }
   template <class Name> Span written(py::handle h, const Name& name, const Run& r, size_t run, size_t i) const {

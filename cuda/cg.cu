@@ -13,6 +13,7 @@
 #include "optkern/cg_args.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -185,7 +186,8 @@ void cg_direction(py::handle p, py::handle z, double beta) {
 // passes): the three kernels of cg_curvature, cg_update_ and cg_direction_ in turn, each sum read
 // back to decide the next launch.
 py::tuple cg_iteration(py::handle x, py::handle r, py::handle p, py::handle y, double rz, double damping, double tol,
-                       bool stop_on_negative_curvature) {
+                       checks::Flag stop_on_negative_curvature_arg) {
+  const bool stop_on_negative_curvature = checks::flag(stop_on_negative_curvature_arg, "stop_on_negative_curvature");
   Vectors u(x, "x");  // (x, r, p, y): every check before anything is launched; p is written too
   u.add(x, "x", true);
   u.add(r, "r", true);

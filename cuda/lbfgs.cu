@@ -21,6 +21,7 @@
 #include "optkern/call_args.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -211,7 +212,8 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
   else run(double{});
 }
 
-void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, bool save) {
+void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, checks::Flag save_arg) {
+  const bool save = checks::flag(save_arg, "save");
   // The params' dtype (float32 for none), as the CPU's: x's made "params[0]" the culprit of a float64
   // x beside float32 params, and took a float64 x with no params, which the CPU refuses.
   const DType dt = float_dtype_of(params, "params");

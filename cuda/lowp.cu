@@ -23,6 +23,7 @@
 #include "optkern/lowp_storage.hpp"
 #include "optkern/philox.hpp"
 #include "optkern/rules/lowp.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -133,8 +134,9 @@ cudaStream_t stream_for(int device, const char* first) {
   return current_stream();
 }
 
-void to_half(py::handle x, py::handle out, const std::string& fmt, bool stochastic, uint64_t seed, uint64_t stream,
+void to_half(py::handle x, py::handle out, const std::string& fmt, checks::Flag stochastic_arg, uint64_t seed, uint64_t stream,
              uint64_t offset) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   const Half k = lowp::half_kind(fmt);
   lowp::Map<DeviceArrays> m;
   lowp::gather_to_half(m, x, out, stochastic, offset);
@@ -188,8 +190,9 @@ void dequantize_blockwise(py::handle codes, py::handle scales, py::handle out, i
   check_launch("optkern._cuda lowp_dequantize_blockwise");
 }
 
-void quantize_fixed_point(py::handle x, py::handle out, int64_t bits, int64_t frac, bool stochastic, uint64_t seed,
+void quantize_fixed_point(py::handle x, py::handle out, int64_t bits, int64_t frac, checks::Flag stochastic_arg, uint64_t seed,
                           uint64_t stream, uint64_t offset) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   lowp::GridCall<DeviceArrays> c;
   lowp::gather_grid(c, x, out, bits, stochastic, offset);
   lowp::check_frac(frac);
@@ -201,8 +204,9 @@ void quantize_fixed_point(py::handle x, py::handle out, int64_t bits, int64_t fr
   check_launch("optkern._cuda lowp_quantize_fixed_point");
 }
 
-void quantize_block_fp(py::handle x, py::handle out, int64_t bits, int64_t block, bool stochastic, uint64_t seed,
+void quantize_block_fp(py::handle x, py::handle out, int64_t bits, int64_t block, checks::Flag stochastic_arg, uint64_t seed,
                        uint64_t stream, uint64_t offset) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   lowp::GridCall<DeviceArrays> c;
   lowp::gather_grid(c, x, out, bits, stochastic, offset);
   lowp::check_fp_block(block);

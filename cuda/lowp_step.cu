@@ -39,6 +39,7 @@
 #include "multi_tensor.cuh"
 #include "optkern/lowp_step_args.hpp"
 #include "optkern/q8_fast.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -275,10 +276,11 @@ void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::C
   flush();
 }
 
-py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
+py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<checks::Flag>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
-               const std::string& param_fmt, const std::string& state_fmt, bool stochastic, uint64_t seed,
+               const std::string& param_fmt, const std::string& state_fmt, checks::Flag stochastic_arg, uint64_t seed,
                uint64_t step, int64_t block, py::handle grad_scale, py::handle bases, py::handle found_inf) {
+  const bool stochastic = checks::flag(stochastic_arg, "stochastic");
   lowp::StepCall<DeviceArrays> c;
   lowp::gather_step(c, params, grads, masters, states, scales, param_fmt, state_fmt, stochastic, seed, step, block,
                     grad_scale, bases, found_inf);

@@ -7,6 +7,7 @@
 #include "norm_common.cuh"
 #include "optkern/norm_layout.hpp"
 #include "optkern/signatures.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -127,7 +128,8 @@ void running_stats(py::handle running_mean, py::handle running_var, py::handle m
 
 void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::object w, py::object b, py::handle y,
                           int64_t N, int64_t C, int64_t S, py::handle var, py::handle running_mean,
-                          py::handle running_var, double momentum, bool training, py::handle lo) {
+                          py::handle running_var, double momentum, checks::Flag training_arg, py::handle lo) {
+  const bool training = checks::flag(training_arg, "training");
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_channel_layout(device_size(x), N, C, S);
   sig::check_running(var, running_mean, running_var, momentum);
@@ -169,7 +171,8 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
 
 void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::handle rstd, py::object w,
                            py::handle dx, py::object dw, py::object db, int64_t N, int64_t C, int64_t S,
-                           bool training, py::handle lo) {
+                           checks::Flag training_arg, py::handle lo) {
+  const bool training = checks::flag(training_arg, "training");
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_channel_layout(device_size(x), N, C, S);
   sig::check_lo(lo, training);

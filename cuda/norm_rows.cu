@@ -11,6 +11,7 @@
 #include "norm_scaled.cuh"
 #include "optkern/norm_layout.hpp"
 #include "optkern/signatures.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -120,7 +121,8 @@ unsigned row_grid(int64_t R) { return unsigned(R < (int64_t(1) << 30) ? (R > 0 ?
 
 void row_norm_forward(py::handle x, py::object weight, py::object bias, py::handle out, py::object mean,
                       py::handle rstd, int64_t rows, int64_t groups, int64_t group_channels, int64_t spatial,
-                      double eps, bool rms) {
+                      double eps, checks::Flag rms_arg) {
+  const bool rms = checks::flag(rms_arg, "rms");
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   const RowLayout L = row_layout(device_size(x), rows, groups, group_channels, spatial);
   if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + std::to_string(eps));
@@ -149,7 +151,8 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
 
 void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::object mean, py::handle rstd,
                        py::handle dx, py::object dweight, py::object dbias, int64_t rows, int64_t groups,
-                       int64_t group_channels, int64_t spatial, bool rms) {
+                       int64_t group_channels, int64_t spatial, checks::Flag rms_arg) {
+  const bool rms = checks::flag(rms_arg, "rms");
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   const RowLayout L = row_layout(device_size(x), rows, groups, group_channels, spatial);
   DeviceArgs a;

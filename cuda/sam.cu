@@ -11,6 +11,7 @@
 #include "list_call.cuh"
 #include "optkern/rules/second_order.hpp"
 #include "optkern/signatures_second_order.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace {
@@ -126,7 +127,8 @@ template <class T> struct Copy {
 };
 
 py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps,
-                       py::handle out, bool adaptive) {
+                       py::handle out, checks::Flag adaptive_arg) {
+  const bool adaptive = checks::flag(adaptive_arg, "adaptive");
   if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
   if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
   ListCall a(params, "params", true);

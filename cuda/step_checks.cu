@@ -19,11 +19,11 @@ using step_checks::Span;
 struct DeviceKind {
   int device = -1;
 
-  DType run(py::handle dtype) const {
+  template <class Name> DType run(py::handle dtype, const Name& name) const {
     const std::string n = py::str(dtype).cast<std::string>();
     for (DType d : {DType::f16, DType::bf16, DType::f32, DType::f64, DType::i64, DType::u8, DType::u16})
       if (n == dtype_str(d)) return d;
-    throw py::type_error("runs: no CUDA kernel takes " + n + " arrays");
+    throw py::type_error(name() + ": no CUDA kernel takes " + n + " arrays");
   }
   template <class Name> Span written(py::handle h, const Name& name, DType dt, size_t run, size_t i) {
     int64_t n = 0;

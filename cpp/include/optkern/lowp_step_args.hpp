@@ -20,6 +20,8 @@
 #include "optkern/call_args.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "optkern/rules/optim.hpp"
+#include "optkern/scalar_checks.hpp"
+#include "optkern/signatures_optim.hpp"
 
 namespace optkern {
 namespace lowp {
@@ -168,9 +170,18 @@ template <class F> void with_formats(Fmt pf, Fmt sf, F&& f) {
   else with_state(PH{});
 }
 
-inline double scalar(const std::vector<double>& v, size_t i) {
+// v[i], checked against the range of hyper-parameter i of the optimizer described by D
+// (signatures_optim.hpp: what its own native step checks), or against `range` where given.
+template <class D> double scalar(const std::vector<double>& v, size_t i, const checks::Range* range = nullptr) {
   if (i >= v.size()) throw py::value_error("scalars: too few values for this rule");
+  const char* name = i < std::size(D::scalar_names) && !range ? D::scalar_names[i] : "mu_product";
+  checks::check_real([&] { return "scalars[" + std::to_string(i) + "] (" + name + ")"; }, v[i],
+                     range ? *range : D::ranges[i]);
   return v[i];
+}
+// scalar<D> over x, as a function of the position (and the range where given).
+template <class D> auto scalars_of(const std::vector<double>& x) {
+  return [&x](size_t i, const checks::Range* range = nullptr) { return scalar<D>(x, i, range); };
 }
 
 // run(rule) with the rule built from its hyper-parameters and the step count by the rule's
@@ -187,9 +198,11 @@ inline double scalar(const std::vector<double>& v, size_t i) {
 //         decoupled, float32_lr] (states: exp_avg, exp_avg_sq)
 // Returns NAdam's new mu_product (the rule's, rounded as the fp32 optimizer keeps it), else NaN.
 template <class Run>
-double with_rule(const std::string& rule, const std::vector<double>& x, const std::vector<bool>& flags,
+double with_rule(const std::string& rule, const std::vector<double>& x, const std::vector<checks::Flag>& flags,
                  uint64_t step, int n_states, Run&& run) {
-  const auto flag = [&](size_t i, bool fallback) { return i < flags.size() ? bool(flags[i]) : fallback; };
+  const auto flag = [&](size_t i, bool fallback) {
+    return i < flags.size() ? checks::flag(flags[i], [i] { return "flags[" + std::to_string(i) + "]"; }) : fallback;
+  };
   const auto go = [&](const auto& r) {
     constexpr int K = std::decay_t<decltype(r)>::kState;
     if (n_states != K)
@@ -199,20 +212,23 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
   };
   using F = float;
   if (rule == "sgd") {
-    const rules::SgdHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3),
+    const auto x_ = scalars_of<sig::opt::Sgd>(x);
+    const rules::SgdHyper h{x_(0), x_(1), x_(2), x_(3),
                             flag(0, false), flag(1, false), flag(3, false)};
     const rules::Counters k{flag(2, false) ? 1.0 : 2.0};  // Sgd::at: the first step initialises the buffers
     if (n_states == 1) go(rules::Sgd<F, true>::at(h, k));
     else go(rules::Sgd<F, false>::at(h, k));
   } else if (rule == "adam") {
+    const auto x_ = scalars_of<sig::opt::Adam>(x);
     if (step < 1) throw py::value_error("step: must be >= 1 for adam (bias corrections), got 0");
-    const rules::AdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4),
+    const rules::AdamHyper h{x_(0), x_(1), x_(2), x_(3), x_(4),
                              flag(1, false), flag(0, false), flag(2, false)};
     const rules::Counters k{double(step)};
     if (n_states == 3) go(rules::Adam<F, true>::at(h, k));
     else go(rules::Adam<F, false>::at(h, k));
   } else if (rule == "rmsprop") {
-    const rules::RMSpropHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4),
+    const auto x_ = scalars_of<sig::opt::RMSprop>(x);
+    const rules::RMSpropHyper h{x_(0), x_(1), x_(2), x_(3), x_(4),
                                 flag(0, false), flag(1, false)};
     const rules::Counters k{double(step)};
     const bool centered = flag(2, false), momentum = h.momentum > 0.0;
@@ -221,17 +237,20 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     else if (momentum) go(rules::RMSprop<F, false, true>::at(h, k));
     else go(rules::RMSprop<F, false, false>::at(h, k));
   } else if (rule == "adagrad") {
+    const auto x_ = scalars_of<sig::opt::Adagrad>(x);
     if (step < 1) throw py::value_error("step: must be >= 1 for adagrad (lr_decay), got 0");
-    const rules::AdagradHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false), flag(1, false)};
+    const rules::AdagradHyper h{x_(0), x_(1), x_(2), x_(3), flag(0, false), flag(1, false)};
     go(rules::Adagrad<F>::at(h, rules::Counters{double(step)}));
   } else if (rule == "adadelta") {
-    const rules::AdadeltaHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), flag(0, false)};
+    const auto x_ = scalars_of<sig::opt::Adadelta>(x);
+    const rules::AdadeltaHyper h{x_(0), x_(1), x_(2), x_(3), flag(0, false)};
     go(rules::Adadelta<F>::at(h, rules::Counters{double(step)}));
   } else if (rule == "nadam") {
+    const auto x_ = scalars_of<sig::opt::NAdam>(x);
     if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
-    const rules::NAdamHyper h{scalar(x, 0), scalar(x, 1), scalar(x, 2), scalar(x, 3), scalar(x, 4), scalar(x, 5),
+    const rules::NAdamHyper h{x_(0), x_(1), x_(2), x_(3), x_(4), x_(5),
                               flag(1, false), flag(0, false), false, flag(2, false)};  // (mu_product kept in float32)
-    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), scalar(x, 6)});
+    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), x_(6, &sig::kMuProduct)});
     go(r);
     return r.mu_product;
   } else {

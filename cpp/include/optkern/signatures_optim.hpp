@@ -14,6 +14,7 @@
 
 #include "optkern/rules/optim.hpp"
 #include "optkern/rules/optim_given.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace sig {
@@ -30,7 +31,10 @@ using py::arg;
 //   Rule<T, Present...>  the rule of rules/optim.hpp, whose bool template flags are the
 //                    presence of the optional state lists, in argument order;
 //   Hyper, scalars, scalar_names  the hyper-parameter arguments after the lists: the
-//                    fields of Hyper (rules/optim.hpp), in order, with their types;
+//                    fields of Hyper (rules/optim.hpp), in order, with their types (F: a bool);
+//   ranges           each hyper-parameter's range (kFlag for a bool), checked by both modules
+//                    before anything is read or written -- the Python layer's ranges
+//                    (optim/<name>.py; tests/test_hunt49c_native_hyper.py pins that they agree);
 //   kCounters        host step counters after them: 0 (the rule needs none), 1 (`step`,
 //                    from 1, this step included) or 2 (`step`, `mu_product`; the
 //                    function returns the new mu_product, None with device counters).
@@ -47,6 +51,11 @@ struct Step {
   bool capturable() const { return !counters.is_none() || !lr_buffer.is_none() || !found_inf.is_none(); }
 };
 
+// NAdam's mu_product: a product of momentum factors in [0, 1), 1 before the first step -- or up to a
+// float32 ulp above 1: optkern.torch hands float64 params under torch's float32 state the pre-image
+// float32(1 * mu) / mu of torch's float32 product (torch/adam.py's _rule_mu_product), 1.0000000156.
+inline constexpr checks::Range kMuProduct{0.0, 1.0 + 0x1p-23, false, false};
+
 struct StateList {
   const char* name;
   bool optional;
@@ -58,6 +67,8 @@ template <class R> struct Tag {
 
 namespace opt {
 using D = double;
+using F = checks::Flag;  // a bool, converted strictly and by name (checks::flag)
+using namespace checks;  // the ranges
 
 struct Sgd {
   static constexpr const char* name = "sgd";
@@ -68,9 +79,10 @@ struct Sgd {
   static constexpr StateList states[] = {{"momentum_buffers", true}};
   template <class T, bool... Present> using Rule = rules::Sgd<T, Present...>;
   using Hyper = rules::SgdHyper;
-  using scalars = Types<D, D, D, D, bool, bool, bool>;
+  using scalars = Types<D, D, D, D, F, F, F>;
   static constexpr const char* scalar_names[] = {"lr",       "momentum", "dampening", "weight_decay",
                                                  "nesterov", "maximize", "textbook"};
+  static constexpr Range ranges[] = {kNonnegative, kNonnegative, kUnit, kNonnegative, kFlag, kFlag, kFlag};
   static constexpr int kCounters = 1;
 };
 
@@ -82,8 +94,9 @@ struct Adagrad {
   static constexpr StateList states[] = {{"sums", false}};
   template <class T, bool...> using Rule = rules::Adagrad<T>;
   using Hyper = rules::AdagradHyper;
-  using scalars = Types<D, D, D, D, bool, bool>;
+  using scalars = Types<D, D, D, D, F, F>;
   static constexpr const char* scalar_names[] = {"lr", "lr_decay", "weight_decay", "eps", "maximize", "float32_lr"};
+  static constexpr Range ranges[] = {kNonnegative, kNonnegative, kNonnegative, kPositive, kFlag, kFlag};
   static constexpr int kCounters = 1;
 };
 
@@ -95,9 +108,10 @@ struct RMSprop {
   static constexpr StateList states[] = {{"square_avgs", false}, {"grad_avgs", true}, {"momentum_buffers", true}};
   template <class T, bool... Present> using Rule = rules::RMSprop<T, Present...>;  // <centered, momentum>
   using Hyper = rules::RMSpropHyper;
-  using scalars = Types<D, D, D, D, D, bool, bool>;
+  using scalars = Types<D, D, D, D, D, F, F>;
   static constexpr const char* scalar_names[] = {"lr",       "alpha",    "eps",     "weight_decay",
                                                  "momentum", "nesterov", "maximize"};
+  static constexpr Range ranges[] = {kNonnegative, kUnit, kPositive, kNonnegative, kNonnegative, kFlag, kFlag};
   static constexpr int kCounters = 0;
 };
 
@@ -109,8 +123,9 @@ struct Adadelta {
   static constexpr StateList states[] = {{"square_avgs", false}, {"acc_deltas", false}};
   template <class T, bool...> using Rule = rules::Adadelta<T>;
   using Hyper = rules::AdadeltaHyper;
-  using scalars = Types<D, D, D, D, bool>;
+  using scalars = Types<D, D, D, D, F>;
   static constexpr const char* scalar_names[] = {"lr", "rho", "eps", "weight_decay", "maximize"};
+  static constexpr Range ranges[] = {kNonnegative, kUnit, kPositive, kNonnegative, kFlag};
   static constexpr int kCounters = 0;
 };
 
@@ -124,11 +139,12 @@ struct Adam {
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}, {"max_exp_avg_sqs", true}};
   template <class T, bool... Present> using Rule = rules::Adam<T, Present...>;  // <amsgrad>
   using Hyper = rules::AdamHyper;
-  using scalars = Types<D, D, D, D, D, bool, bool, bool>;
+  using scalars = Types<D, D, D, D, D, F, F, F>;
   static constexpr const char* scalar_names[] = {"lr",           "beta1",
                                                  "beta2",        "eps",
                                                  "weight_decay", "decoupled_weight_decay",
                                                  "maximize",     "float32_lr"};
+  static constexpr Range ranges[] = {kNonnegative, kBelowOne, kBelowOne, kPositive, kNonnegative, kFlag, kFlag, kFlag};
   static constexpr int kCounters = 1;
 };
 
@@ -142,10 +158,11 @@ struct AdamGiven {
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}, {"max_exp_avg_sqs", true}};
   template <class T, bool... Present> using Rule = rules::AdamGiven<T, Present...>;  // <amsgrad>
   using Hyper = rules::AdamGivenHyper;
-  using scalars = Types<D, D, D, D, D, D, D, D, bool>;
+  using scalars = Types<D, D, D, D, D, D, D, D, F>;
   static constexpr const char* scalar_names[] = {"step_size",       "one_minus_beta1", "beta2",
                                                  "one_minus_beta2", "eps",             "weight_decay",
                                                  "decay",           "bc2_sqrt",        "maximize"};
+  static constexpr Range ranges[] = {kNonnegative, kAboveZeroToOne, kBelowOne, kAboveZeroToOne, kPositive, kNonnegative, kFinite, kAboveZeroToOne, kFlag};
   static constexpr int kCounters = 0;
 };
 
@@ -159,9 +176,10 @@ struct NAdamGiven {
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}};
   template <class T, bool...> using Rule = rules::NAdamGiven<T>;
   using Hyper = rules::NAdamGivenHyper;
-  using scalars = Types<D, D, D, D, D, D, D, D, D, bool>;
+  using scalars = Types<D, D, D, D, D, D, D, D, D, F>;
   static constexpr const char* scalar_names[] = {"c_grad", "c_avg",        "one_minus_beta1", "beta2", "one_minus_beta2",
                                                  "eps",    "weight_decay", "decay",           "bc2",   "maximize"};
+  static constexpr Range ranges[] = {kFinite, kFinite, kAboveZeroToOne, kBelowOne, kAboveZeroToOne, kPositive, kNonnegative, kFinite, kAboveZeroToOne, kFlag};
   static constexpr int kCounters = 0;
 };
 
@@ -175,7 +193,7 @@ struct NAdam {
   static constexpr StateList states[] = {{"exp_avgs", false}, {"exp_avg_sqs", false}};
   template <class T, bool...> using Rule = rules::NAdam<T>;
   using Hyper = rules::NAdamHyper;
-  using scalars = Types<D, D, D, D, D, D, bool, bool, bool, bool>;
+  using scalars = Types<D, D, D, D, D, D, F, F, F, F>;
   static constexpr const char* scalar_names[] = {"lr",
                                                  "beta1",
                                                  "beta2",
@@ -186,6 +204,7 @@ struct NAdam {
                                                  "maximize",
                                                  "float64_product",
                                                  "float32_lr"};
+  static constexpr Range ranges[] = {kNonnegative, kBelowOne, kBelowOne, kPositive, kNonnegative, kNonnegative, kFlag, kFlag, kFlag, kFlag};
   static constexpr int kCounters = 2;
 };
 }  // namespace opt
@@ -230,14 +249,28 @@ template <class D, class Impl> struct OptimFunctions {
   static rules::Counters host_counters(double step) { return {step}; }
   static rules::Counters host_counters(double step, double mu_product) { return {step, mu_product}; }
 
+  // Hyper-parameter i checked against its range (D::ranges), or a bool converted strictly; both
+  // named as the signature names them.
+  static double checked(size_t i, double v) {
+    checks::check_real(D::scalar_names[i], v, D::ranges[i]);
+    return v;
+  }
+  static bool checked(size_t i, const checks::Flag& f) { return checks::flag(f, D::scalar_names[i]); }
+  template <size_t... J, class... H> static typename D::Hyper hyper(std::index_sequence<J...>, const H&... h) {
+    return typename D::Hyper{checked(J, h)...};  // (in argument order: the first bad one is named)
+  }
+
   // One step; returns what the Python function returns: NAdam the new mu_product (None
   // with device counters), the others None.
   template <class... H>
   static auto call(O counters, O lr_buffer, O found_inf, O p, O g, const std::array<O, N>& s,
                    const rules::Counters& c, H... h) {
     [[maybe_unused]] const bool host = counters.is_none();
+    const typename D::Hyper hp = hyper(std::index_sequence_for<H...>(), h...);
+    if (host && D::kCounters >= 1) checks::check_step(counter_names[0], c.t);  // (device counters: not read here)
+    if (host && D::kCounters == 2) checks::check_real(counter_names[1], c.mu_product, kMuProduct);
     [[maybe_unused]] const rules::Counters next = Impl::template step<D>(
-        p, g, s, typename D::Hyper{h...}, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf)});
+        p, g, s, hp, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf)});
     if constexpr (D::kCounters == 2) return host ? py::object(py::float_(next.mu_product)) : py::object(py::none());
   }
 
@@ -264,6 +297,7 @@ template <class D, class Impl> struct OptimFunctions {
 
   static void def(py::module_& m) {
     static_assert(count(typename D::scalars{}) == std::size(D::scalar_names), "one name per hyper-parameter");
+    static_assert(std::size(D::ranges) == std::size(D::scalar_names), "one range per hyper-parameter");
     using Counters = std::conditional_t<D::kCounters == 0, Types<>,
                                         std::conditional_t<D::kCounters == 1, Types<double>, Types<double, double>>>;
     const auto states = std::make_index_sequence<N>();
@@ -291,8 +325,10 @@ template <class Impl> void optim(py::module_& m) {
 // AdaGrad-Norm: its step size depends on b^2, which lives with the arrays.
 template <class F> void adagrad_norm(py::module_& m, F run) {
   m.def("adagrad_norm_",
-        [run](py::object p, py::object g, py::object b_sq, double lr, double weight_decay, bool maximize) {
-          run(p, g, b_sq, rules::AdagradNormHyper{lr, weight_decay, maximize});
+        [run](py::object p, py::object g, py::object b_sq, double lr, double weight_decay, checks::Flag maximize) {
+          checks::check_real("lr", lr, checks::kNonnegative);  // (optim/adagrad.py's ranges)
+          checks::check_real("weight_decay", weight_decay, checks::kNonnegative);
+          run(p, g, b_sq, rules::AdagradNormHyper{lr, weight_decay, checks::flag(maximize, "maximize")});
         },
         arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"),
         "AdaGrad-Norm step in place: b_sq[0] += ||g_eff||^2 over all arrays (deterministic float64 sum), then "

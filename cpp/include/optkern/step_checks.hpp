@@ -7,7 +7,7 @@
 // checks in Python cost ~10 us an array.
 //
 // A Kind checks one array of its module's kind and returns the bytes its elements span:
-//   typename Kind::Run run(py::handle dtype)           the run's dtype, as the checks take it
+//   typename Kind::Run run(py::handle dtype, name)     the run's dtype, as the checks take it (name(): its name)
 //   Span written(h, name, const Run&, run, index)       a written array (name(): its name)
 //   Span read(g, param, name, const Run&, run, index)   a grad, of its param's shape
 #pragma once
@@ -67,7 +67,7 @@ template <class Kind> void precheck_runs(py::list runs, Kind& kind) {
     // (each a list, not a bare array walked as its rows; one name per array, one param per grad)
     static const char* kParts[6] = {"dtype", "written", "names", "grads", "params", "grad names"};
     for (size_t k = 1; k < 6; ++k) require_list_named(run[k], [&] { return what() + " " + kParts[k]; }, "a list");
-    const auto dt = kind.run(run[0]);
+    const auto dt = kind.run(run[0], [&] { return what() + " dtype"; });
     const py::list w = run[1], wn = run[2], g = run[3], p = run[4], gn = run[5];
     if (wn.size() != w.size() || p.size() != g.size() || gn.size() != g.size())
       throw py::value_error(what() + ": expected one name per written array and a param and a name per grad");

@@ -1,0 +1,98 @@
+// Checks of the scalar arguments of native calls, shared by optkern._cpu and optkern._cuda: the
+// native modules are public, and a direct call with lr = NaN, a beta of 1 or eps = 0 wrote NaN
+// into every param (only the Python layer checked them). The messages are the Python layer's
+// (optkern/_scalars.py: `real`, `in_range`), so a value refused there and here reads the same.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#include "optkern/call_args.hpp"
+
+namespace optkern {
+namespace checks {
+namespace py = pybind11;
+
+// A real argument's range: finite, and in [lo, hi], an end open where asked (an infinite end is
+// always open: infinities are never allowed).
+struct Range {
+  double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+  bool lo_open = true, hi_open = true;
+};
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+inline constexpr Range kFinite{};                           // any finite value
+inline constexpr Range kNonnegative{0.0, kInf, false, true};  // [0, inf)
+inline constexpr Range kPositive{0.0, kInf, true, true};      // (0, inf)
+inline constexpr Range kUnit{0.0, 1.0, false, false};         // [0, 1]
+inline constexpr Range kBelowOne{0.0, 1.0, false, true};      // [0, 1): a beta
+inline constexpr Range kAboveZeroToOne{0.0, 1.0, true, false};  // (0, 1]: a 1 - beta, a bias correction
+// The entry of a bool argument in a table of ranges (bools are checked by `flag`).
+inline constexpr Range kFlag{};
+
+inline std::string repr(double v) { return py::repr(py::float_(v)).cast<std::string>(); }
+
+// A name given as a string, or as a function that makes it (built only for an error message).
+template <class Name> std::string name_of(const Name& name) {
+  if constexpr (std::is_invocable_v<const Name&>) return name();
+  else return std::string(name);
+}
+
+inline bool within(double v, const Range& r) {
+  return std::isfinite(v) && !(v < r.lo || (r.lo_open && v == r.lo) || v > r.hi || (r.hi_open && v == r.hi));
+}
+
+// ValueError naming `name` unless `v` is finite and in `r` (the Python layer's in_range message).
+template <class Name> void check_real(const Name& name, double v, const Range& r) {
+  if (within(v, r)) return;
+  if (!std::isfinite(v)) throw py::value_error(name_of(name) + ": must be finite, got " + repr(v));
+  throw py::value_error(name_of(name) + ": must be in " + (r.lo_open ? "(" : "[") + repr(r.lo) + ", " + repr(r.hi) +
+                        (r.hi_open ? ")" : "]") + ", got " + repr(v));
+}
+
+// A step count as the rules take it (a double): an integer from 1 to 2**53, where doubles stop
+// counting exactly (the Python layer's bound, optim/_state_checks._MAX_STEP). Step 0 made every
+// bias correction 1 - beta^0 = 0, and the step divided by it.
+inline void check_step(const char* name, double v) {
+  constexpr double kMaxStep = 9007199254740992.0;  // 2**53
+  if (!(v >= 1.0 && v <= kMaxStep && v == std::floor(v)))
+    throw py::value_error(std::string(name) + ": must be an integer in [1, 2**53], got " + repr(v));
+}
+
+// A bool argument as given (see the caster below): pybind11's bool conversion read None as False
+// and any int, 2 or -1, as True (`amsgrad=None` ran plain Adam; `nesterov=2` ran Nesterov).
+struct Flag {
+  py::object given;
+};
+
+// `f` as a bool: True, False or a NumPy bool; anything else a TypeError naming `name`.
+template <class Name> bool flag(const Flag& f, const Name& name) {
+  PyObject* o = f.given.ptr();
+  if (o == Py_True) return true;
+  if (o == Py_False) return false;
+  const char* tp = Py_TYPE(o)->tp_name;
+  if (std::strcmp(tp, "numpy.bool") == 0 || std::strcmp(tp, "numpy.bool_") == 0) return PyObject_IsTrue(o) == 1;
+  throw py::type_error(name_of(name) + ": expected a bool, got " + type_name(f.given));
+}
+
+}  // namespace checks
+}  // namespace optkern
+
+namespace pybind11 {
+namespace detail {
+// A Flag takes any object (shown as `bool` in signatures and stubs); the function that receives it
+// converts it with checks::flag, which names the argument: a caster cannot (pybind11's refusal
+// names none: "incompatible function arguments").
+template <> struct type_caster<optkern::checks::Flag> {
+  PYBIND11_TYPE_CASTER(optkern::checks::Flag, const_name("bool"));
+  bool load(handle src, bool) {
+    value.given = reinterpret_borrow<object>(src);
+    return true;
+  }
+  static handle cast(const optkern::checks::Flag& f, return_value_policy, handle) { return f.given.inc_ref(); }
+};
+}  // namespace detail
+}  // namespace pybind11
