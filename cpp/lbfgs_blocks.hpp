@@ -22,9 +22,10 @@ namespace rs = rules;
 // hardware-prefetched streams and DRAM pages (the direction's earlier 4096 columns, its accumulator
 // in L1, gave each of 200 rows a 16 KiB run at history 100). Push alone, 16M floats, 2 threads, one
 // row per pass, k = 10 / 100 (2026-12-01, idle): 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 45 /
-// 374, 16384 43 / 364, 32768 43 / 344. Direction against the read probe over its own arrays
-// (4M floats, 2 threads, paired, CPU time; 2026-12-07 with the 2 cores loaded 19-21, medians):
-// k = 10 / 30 / 100: 4096 columns 75 / 88 / 93%, 16384 84 / 100 / 101%, 32768 91 / 102 / 102%.
+// 374, 16384 43 / 364, 32768 43 / 344. Direction against the read probe over its own arrays, back
+// to back, 4M floats, 2 threads, 2026-12-07 with the 2 cores loaded 15-21 (so the ratio of process
+// CPU times, probe / pass: the wall clock timed the scheduler), medians of 4-8 pairs, k = 10 / 30 /
+// 100: 4096 columns 75 / 88 / 89-93%, 16384 84 / 100 / 101%, 32768 91 / 102 / 99-102%.
 constexpr int64_t kSub = 32768;
 
 // The five inner products of R history rows (srow[r], yrow[r]) with the new pair and g over one
@@ -43,8 +44,8 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
   constexpr int Q = rs::kPushPerRow;
   // No software prefetch: 1 KiB ahead in each of the 2 R row streams read 64-70% -> 74-79% of the
   // read probe when this VM's memory read 77 GB/s, but 86-90% -> 83% when it read 48 (k = 11 / 100,
-  // 2 threads, idle), and 82 / 63 / 78% -> 71 / 53 / 67% at k = 100 / 10 / 30 (4M floats, 2 threads,
-  // paired, CPU time, 2026-12-07, loaded; the VM's memory reads 47 GB/s this month): the hardware
+  // 2 threads, idle), and without it 76-82 / 63 / 78% against 68-71 / 53 / 67% at k = 100 / 10 / 30
+  // (measured as kSub's direction; the bench's read probe was at 47 GB/s that week): the hardware
   // prefetcher keeps up with 32768-column runs, and the per-line branch costs issue slots.
   // (loads into a reference: a function returning an AVX vector would change the baseline clone's ABI)
   const auto ld = [](V& x, const T* p) { std::memcpy(&x, p, sizeof(V)); };
