@@ -33,7 +33,6 @@ namespace optkern {
 namespace {
 namespace rs = rules;
 using lbfgs::direction_block;
-using lbfgs::kPushSub;
 using lbfgs::kSub;
 using lbfgs::push_block;
 
@@ -126,15 +125,15 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   std::vector<double> part(chunks.size() * size_t(Q), 0.0);
   const T tt = T(t);
   // Each thread's scratch for the new pair of a sub-block (lbfgs_blocks.hpp's push_block).
-  const int64_t per_thread = 2 * kPushSub;
+  const int64_t per_thread = 2 * kSub;
   std::unique_ptr<T[]> scratch(new T[size_t(per_thread) * size_t(max_threads())]);
   const bool stream = streaming::stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 5), [&](const Chunk& c) {  // the rows, s_new, y_new, g, prev_g, d
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
     T* mine = scratch.get() + size_t(per_thread) * size_t(thread_index());
-    for (int64_t lo = c.start; lo < c.start + c.len; lo += kPushSub)
-      push_block<T>(h.S, h.Y, k, lo, std::min(kPushSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, mine,
+    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
+      push_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, mine,
                     stream, acc);
   });
   for (int64_t q = 0; q < Q; ++q) out[q] = 0.0;
@@ -168,14 +167,19 @@ void direction(const History& h, const std::vector<double>& cs, const std::vecto
   const auto chunks = column_chunks(n);
   std::vector<double> gd(chunks.size(), 0.0), dmax(chunks.size(), 0.0);
   const bool stream = streaming::stream_output(n, sizeof(T));
+  // Each thread's accumulator for a sub-block (lbfgs_blocks.hpp's direction_block): up to kSub
+  // values, 256 KiB in float64, too large for a worker thread's stack.
+  const int64_t per_thread = std::min(kSub, n);
+  std::unique_ptr<T[]> scratch(new T[size_t(per_thread) * size_t(max_threads())]);
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 2), [&](const Chunk& c) {
     const size_t ci = size_t(&c - chunks.data());
+    T* acc = scratch.get() + size_t(per_thread) * size_t(thread_index());
     double m = 0.0;
     int nan = 0;
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
       gd[ci] += direction_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), cs.data(), cy.data(), g,
-                                   g_scale, d, stream, &m, &nan);
+                                   g_scale, d, stream, acc, &m, &nan);
     dmax[ci] = nan ? rules::abs_max_nan() : m;
   });
   double s = 0.0, m = 0.0;

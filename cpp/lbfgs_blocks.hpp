@@ -16,17 +16,17 @@ namespace optkern {
 namespace lbfgs {
 namespace rs = rules;
 
-// Columns per sub-block. Direction: its accumulator (16 KiB in float32) stays in L1 while two row
-// pairs stream past it; against the 23-array read probe in the same process (k = 11, 16M floats,
-// 2 threads, 2026-12-01): 1024 columns 88%, 4096 96-98%, 8192 95%, 16384 89% when the VM's memory
-// read 46-47 GB/s; 70% (1024) and 82-84% (4096) when it read 76-78 GB/s. Push: the new pair
-// and g stay in L2 (3 x 128 KiB in float32: Zen 3's L2 is 512 KiB) while each row's 32768 columns
-// stream past them: the longer each row's run, the fewer restarts of the hardware-prefetched
-// streams. Push alone, 16M floats, 2 threads, one row per pass, k = 10 / 100 (2026-12-01, EPYC):
-// 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 45 / 374, 16384 43 / 364, 32768 43 / 344; with
-// rows in pairs against the read probe in the same process: 4096 48%, 8192 53-77%, 32768 58-79%.
-constexpr int64_t kPushSub = 32768;
-constexpr int64_t kSub = 4096;
+// Columns per sub-block, both passes: the cached operands (push: the new pair and g, 3 x 128 KiB in
+// float32; direction: the accumulator, 128 KiB) stay in L2 (Zen 4: 1 MiB a core) while each history
+// row streams a 32768-column run past them: the longer each row's run, the fewer restarts of the
+// hardware-prefetched streams and DRAM pages (the direction's earlier 4096 columns, its accumulator
+// in L1, gave each of 200 rows a 16 KiB run at history 100). Push alone, 16M floats, 2 threads, one
+// row per pass, k = 10 / 100 (2026-12-01, idle): 2048 columns 53 / 476 ms, 4096 48 / 425, 8192 45 /
+// 374, 16384 43 / 364, 32768 43 / 344. Direction against the read probe over its own arrays, back
+// to back, 4M floats, 2 threads, 2026-12-07 with the 2 cores loaded 15-21 (so the ratio of process
+// CPU times, probe / pass: the wall clock timed the scheduler), medians of 4-8 pairs, k = 10 / 30 /
+// 100: 4096 columns 75 / 88 / 89-93%, 16384 84 / 100 / 101%, 32768 91 / 102 / 99-102%.
+constexpr int64_t kSub = 32768;
 
 // The five inner products of R history rows (srow[r], yrow[r]) with the new pair and g over one
 // sub-block, in one pass: 5 R accumulators of W lanes (GCC vector extension: one AVX2 vector each),
@@ -42,11 +42,11 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
   typedef T V __attribute__((vector_size(32)));  // W lanes, held in registers (GCC vector extension)
   constexpr int64_t W = 32 / int64_t(sizeof(T));
   constexpr int Q = rs::kPushPerRow;
-  // Software prefetch 1 KiB ahead in each of the 2 R row streams: per core the hardware prefetcher
-  // alone kept too few of them in flight (one thread read 23 GB/s here, 30 GB/s with it). Against
-  // the read probe (k = 11 / 100, 2 threads): 64-70% -> 74-79% when this VM's memory read 77 GB/s,
-  // 86-90% -> 83% when it read 48 (further ahead, 4 KiB: 67-68%; 512 B: 65%).
-  constexpr int64_t kAhead = 1024 / int64_t(sizeof(T)), kLine = 64 / int64_t(sizeof(T));
+  // No software prefetch: 1 KiB ahead in each of the 2 R row streams read 64-70% -> 74-79% of the
+  // read probe when this VM's memory read 77 GB/s, but 86-90% -> 83% when it read 48 (k = 11 / 100,
+  // 2 threads, idle), and without it 76-82 / 63 / 78% against 68-71 / 53 / 67% at k = 100 / 10 / 30
+  // (measured as kSub's direction; the bench's read probe was at 47 GB/s that week): the hardware
+  // prefetcher keeps up with 32768-column runs, and the per-line branch costs issue slots.
   // (loads into a reference: a function returning an AVX vector would change the baseline clone's ABI)
   const auto ld = [](V& x, const T* p) { std::memcpy(&x, p, sizeof(V)); };
   V acc[R * Q] = {};
@@ -59,10 +59,6 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       V sj, yj;
-      if (i % kLine == 0 && i + kAhead < len) {  // once per cache line, inside the sub-block
-        __builtin_prefetch(srow[r] + i + kAhead);
-        __builtin_prefetch(yrow[r] + i + kAhead);
-      }
       ld(sj, srow[r] + i);
       ld(yj, yrow[r] + i);
       acc[r * Q + rs::kSnewYj] += s * yj;
@@ -91,7 +87,7 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
 
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
 // row with the cache-resident new pair and gradient, added to acc. The pair is formed in this
-// thread's `scratch` (2 kPushSub values, in L2), which the row dots read, and then written to
+// thread's `scratch` (2 kSub values, in L2), which the row dots read, and then written to
 // s_new, y_new: streamed when `stream` (vectors of 16 MiB and up), so that those two are written
 // once instead of first being read (write-allocate) -- 2 of the 8 array passes the push makes
 // besides its rows (g, prev_g, d read; s_new, y_new, prev_g written).
@@ -99,7 +95,7 @@ template <class T>
 OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, T* sn, T* yn,
                           const T* g, T* prev_g, const T* d, T t, T* scratch, bool stream, double* acc) {
   T* OK_RESTRICT sc = scratch;
-  T* OK_RESTRICT yc = scratch + kPushSub;
+  T* OK_RESTRICT yc = scratch + kSub;
   T* OK_RESTRICT pg = prev_g + lo;
   const T* OK_RESTRICT gg = g + lo;
   const T* OK_RESTRICT dd = d + lo;
@@ -139,15 +135,15 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
 }
 
 // One sub-block of the direction pass: d = g_scale g + sum_j cy_j y_j + cs_j s_j, accumulated in T
-// in L1 in the rule's order (rules::direction_add; float32 keeps the full SIMD width); returns g.d over the block and
-// raises *m to max |d| (NaN-sticky through *nan). Rows go two pairs at a time: one pair per pass
-// kept two streams in flight per thread and read 15.8-17.1 GB/s, two pairs 21.2 GB/s (a standalone
-// copy of this loop, 16M floats, k = 10, 2 threads).
+// in this thread's `acc` (kSub values, in L2) in the rule's order (rules::direction_add; float32 keeps
+// the full SIMD width); returns g.d over the block and raises *m to max |d| (NaN-sticky through
+// *nan). Rows go two pairs at a time: one pair per pass kept two streams in flight per thread and
+// read 15.8-17.1 GB/s, two pairs 21.2 GB/s (a standalone copy of this loop, 16M floats, k = 10,
+// 2 threads); four pairs were no faster (k = 100, within the spread).
 template <class T>
 OK_CLONES double direction_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len,
                                  const double* cs, const double* cy, const T* g, double g_scale, T* d, bool stream,
-                                 double* m, int* nan) {
-  T acc[kSub];
+                                 T* OK_RESTRICT acc, double* m, int* nan) {
   const T* OK_RESTRICT gg = g + lo;
   const T gs = T(g_scale);
 #pragma omp simd
