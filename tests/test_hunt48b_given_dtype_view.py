@@ -15,36 +15,18 @@ import numpy as np
 import pytest
 
 import optkern.optim as O
-from optkern import hessian
+from given_steppers import stepper
 
 torch = pytest.importorskip("torch")
 
 _VIEWS = (torch.int32, torch.float16)  # (the same bytes: int32 as many elements, float16 twice as many)
 
 
-def _closure(ps):
-    def closure():
-        return float(sum((p.double() ** 2).sum() for p in ps)), [2.0 * p.numpy() for p in ps]
-
-    return closure
-
-
-def _make(kind, ps):
-    if kind == "sgd":
-        opt = O.SGD(ps, lr=0.1, momentum=0.9)
-        return lambda: opt.step([np.ones(p.shape, np.float32) for p in ps])
-    if kind == "lbfgs":
-        opt = O.LBFGS(ps, max_iter=2)
-        return lambda: opt.step(_closure(ps))
-    opt = O.NewtonCG(ps, hessian.from_hvp(lambda v: 2.0 * v, 10, np.float32))
-    return lambda: opt.step(_closure(ps))
-
-
 @pytest.mark.parametrize("view", _VIEWS)
 @pytest.mark.parametrize("kind", ["sgd", "lbfgs", "newton"])
 def test_a_param_re_viewed_as_another_dtype_is_refused(kind, view):
     ps = [torch.linspace(-1, 1, 7), torch.tensor([0.5, -0.25, 2.0])]
-    step = _make(kind, ps)
+    step = stepper(kind, ps)
     step()
     ps[0].data = ps[0].data.view(view)
     before = [p.clone() for p in ps]

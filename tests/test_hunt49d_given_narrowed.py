@@ -17,33 +17,15 @@ import numpy as np
 import pytest
 
 import optkern.optim as O
-from optkern import hessian
+from given_steppers import stepper
 
 torch = pytest.importorskip("torch")
-
-
-def _closure(ps):
-    def closure():
-        return float(sum((p.double() ** 2).sum() for p in ps)), [2.0 * p.numpy() for p in ps]
-
-    return closure
-
-
-def _make(kind, ps):
-    if kind == "sgd":
-        opt = O.SGD(ps, lr=0.1, momentum=0.9)
-        return lambda: opt.step([np.ones(p.shape, np.float32) for p in ps])
-    if kind == "lbfgs":
-        opt = O.LBFGS(ps, max_iter=2)
-        return lambda: opt.step(_closure(ps))
-    opt = O.NewtonCG(ps, hessian.from_hvp(lambda v: 2.0 * v, 10, np.float32))
-    return lambda: opt.step(_closure(ps))
 
 
 @pytest.mark.parametrize("kind", ["sgd", "lbfgs", "newton"])
 def test_a_narrowed_param_with_state_is_refused_nothing_written(kind):
     ps = [torch.linspace(-1, 1, 7), torch.tensor([0.5, -0.25, 2.0])]
-    step = _make(kind, ps)
+    step = stepper(kind, ps)
     step()
     base = ps[0].data
     ps[0].data = base[:3]  # (the same address: only the size differs)
@@ -115,7 +97,7 @@ def test_a_transposed_square_param_is_refused_nothing_written(kind):
         def step():
             return opt.step([g, np.zeros(3, np.float32)])
     else:
-        step = _make(kind, ps)
+        step = stepper(kind, ps)
     ps[0].data = ps[0].data.t()  # (the same address, size and shape: only the strides differ)
     before = [p.clone() for p in ps]
     for _ in range(2):
