@@ -71,7 +71,9 @@ def _spectrum(n, seed, dtype):
 def test_restarted_lanczos_matches_eigh(k, b, max_basis, which, dtype, monkeypatch):
     calls = []
     restart = BlockKrylov.restart
-    monkeypatch.setattr(BlockKrylov, "restart", lambda self, keep: (calls.append(len(keep)), restart(self, keep))[1])
+    monkeypatch.setattr(
+        BlockKrylov, "restart", lambda self, keep, *a: (calls.append(len(keep)), restart(self, keep, *a))[1]
+    )
     n = 150
     A, (w, V) = _spectrum(n, seed=7 + k + b, dtype=dtype)
     order = {"LA": np.argsort(-w), "SA": np.argsort(w), "LM": np.argsort(-np.abs(w), kind="stable")}[which][:k]

@@ -108,7 +108,6 @@ class BlockKrylov:
         self.n = n = op.shape[0]
         self.b = b = int(block_size)
         self.cap = int(capacity)  # basis vectors that have been multiplied, at most
-        self.rows = self.cap + b  # (Q's rows: cap multiplied and a pending block; ``restart`` may narrow it)
         self.mod = _backend.backend(("v0", xp.empty(0, dtype=op.dtype)))
         self.Q = _malloc.populate(xp.empty((self.cap + b, n), dtype=op.dtype))  # (see _malloc.populate)
         self.H = np.zeros((self.cap + b, self.cap + b))
@@ -119,9 +118,8 @@ class BlockKrylov:
         self.products = 0
         self.eps = float(np.finfo(op.dtype).eps)
         self.scale = 0.0  # largest |H| entry seen: breakdown is judged relative to it
-        # First basis row of the Krylov sequence begun where a direction last broke down, to within
-        # ``invariant_tol`` relative (the caller's tolerance; 0: an exact breakdown); None if none did
-        # (see fresh_pairs)
+        # First basis row of the Krylov sequence begun where a direction last broke down, to within ``invariant_tol``
+        # relative (the caller's tolerance; 0: an exact breakdown); None if none did (see fresh_pairs)
         self.fresh: int | None = None
         # ``(theta, residuals)`` of the last such sequence that ended (began where the whole block broke
         # down, ended at the next breakdown: an invariant subspace to the tolerance); None if none has
@@ -286,21 +284,24 @@ class BlockKrylov:
     def _pairs(self, lo):
         """``(theta, residuals)`` of ``H[lo:m, lo:m]`` with the current coupling ``R``."""
         theta, S = np.linalg.eigh(self.projected()[lo:, lo:])
-        RS = _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S[-self.b :]))  # (fixed order)
-        return theta, vector_norm(np, RS, axis=0)
+        return theta, vector_norm(np, self._rs(S[-self.b :]), axis=0)
+
+    def _rs(self, S_last):  # (R S_last, fixed order: a GEMM's sums followed BLAS's thread count; callers'
+        # vector_norm scales: R of c A is ~c, the squares may overflow)
+        return _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S_last))
 
     def projected(self):
         """Symmetric ``H[:m, :m]`` (the strictly lower part mirrored from the upper)."""
         H = self.H[: self.m, : self.m]
         return np.triu(H) + np.triu(H, 1).T
 
+    def eig(self):  # (theta, S): the eigenpairs of H without residuals (what ``restart`` takes)
+        return np.linalg.eigh(self.projected())
+
     def ritz(self):
         """``(theta, S, residuals)``: eigenpairs of ``H`` and ``||A u_i - theta_i u_i|| = ||R s_last,i||``."""
-        theta, S = np.linalg.eigh(self.projected())
-        # R s_last in a fixed order (a GEMM's sums followed BLAS's thread count); R of c A: ~c, the
-        # squares may overflow: vector_norm scales
-        RS = _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S[self.m - self.b : self.m]))
-        return theta, S, vector_norm(np, RS, axis=0) + self._drift(S)
+        theta, S = self.eig()
+        return theta, S, vector_norm(np, self._rs(S[self.m - self.b : self.m]), axis=0) + self._drift(S)
 
     def _drift(self, S):
         """What the directions ``_narrow`` dropped add to the residual bound of each Ritz pair (columns of
@@ -334,19 +335,17 @@ class BlockKrylov:
     def full(self):
         return self.m + self.b > self.cap
 
-    def restart(self, keep):
-        """Thick restart keeping the Ritz vectors of ``H`` at indices ``keep``, the block narrowed where their
-        residuals allow (``_narrow``, within ``budget``); returns nothing."""
-        theta, S, _ = self.ritz()
+    def restart(self, keep, theta, S):
+        """Thick restart keeping the Ritz vectors of ``H`` at indices ``keep`` (``theta, S``: ``eig()``'s), the
+        block narrowed where their residuals allow (``_narrow``, within ``budget``); returns nothing."""
         m, b, nk = self.m, self.b, len(keep)
         assert nk + 2 * b <= self.cap + b  # room for the pending block and its product
         Sk = self.xp.asarray(S[:, keep].astype(self.op.dtype))  # (m, nk)
-        Q = self.Q
-        _combine.combine_rows_(Q, Sk)  # Y = Sk^T Q[:m], in place (fixed order: no BLAS thread split)
+        _combine.combine_rows_(self.Q, Sk)  # Y = Sk^T Q[:m], in place (fixed order: no BLAS thread split)
         self.drift = [_combine.combine(D, np.ascontiguousarray(S[: D.shape[1], keep])) for D in self.drift]
         if b > 1:
             b = self._narrow(S[m - b : m][:, keep], self.budget)
-        Q[nk : nk + b] = Q[m : m + b]  # the pending block follows the kept Ritz vectors
+        self.Q[nk : nk + b] = self.Q[m : m + b]  # the pending block follows the kept Ritz vectors
         self.H[:] = 0.0
         self.H[np.arange(nk), np.arange(nk)] = theta[keep]
         self.fresh = None  # (the kept Ritz vectors mix the sequences: no decoupled one is left)
@@ -376,7 +375,7 @@ class BlockKrylov:
         inequality; the Ritz values, from ``H``, stay exact). 8400 products -> 537 on that clustered top
         at ``tol = 1e-6`` (eigsh with 26 vectors: 165)."""
         b, m = self.b, self.m
-        C = _combine.combine(np.ascontiguousarray(self.R), np.ascontiguousarray(S_last))  # (fixed order)
+        C = self._rs(S_last)
         U, sv, Vt = np.linalg.svd(C)  # (U: b x b, orthogonal, its first w columns span C's; sv descending)
         w = min(b, S_last.shape[1])
         exact = w
@@ -393,7 +392,7 @@ class BlockKrylov:
         # rows m..m+w-1 = U[:, :w]^T P, in place (as the kept Ritz vectors: fixed order, no BLAS thread split)
         _combine.combine_rows_(self.Q[m : m + b], self.xp.asarray(U[:, :w].astype(self.op.dtype)))
         self.b = w
-        self.cap = self.rows - w  # (the rows the pending block and its product no longer need)
+        self.cap = self.Q.shape[0] - w  # (the rows the pending block and its product no longer need)
         return w
 
 

@@ -235,11 +235,10 @@ def top_eigenvalues(
         # k wanted: krylov.restart_keep)
         raise ValueError(f"max_basis: must be >= {k + b + 2} (k + block_size + 2 for which='LM'), got {max_basis}")
     cap = min(max_steps, n, max_basis or n)
-    # A basis that may hold the whole space fills it, the last block narrower when b does not divide n
-    # (whole blocks stopped short of n products: wrong eigenvalues where n products make them exact).
-    # Without restarts products otherwise come in whole blocks. With them the capacity is not rounded
-    # down to whole blocks: a restart leaves any number of vectors, and the rounding could leave less
-    # than the k + b a restart needs (max_basis=10, block_size=4, k=5: an AssertionError).
+    # A basis that may hold the whole space fills it, the last block narrower when b does not divide n (whole blocks
+    # stopped short of n products: wrong eigenvalues where n products make them exact). Without restarts products
+    # come in whole blocks. With them the capacity is not rounded down to whole blocks: a restart leaves any number
+    # of vectors, and rounding could leave less than the k + b a restart needs (max_basis=10, block_size=4, k=5).
     whole = cap == n
     if not whole and max_basis is None:
         cap = (cap // b) * b
@@ -252,10 +251,10 @@ def top_eigenvalues(
     steps = 0
     while True:
         if kr.full and not whole:
-            theta, _, _ = kr.ritz()
+            theta, S = kr.eig()  # (no residuals: a restart uses none)
             keep = restart_keep(theta, k, restart_count(k, kr.m, kr.cap, kr.b), kr.cap - kr.b, which)
             kr.budget = _narrow_budget(kr, theta[select(theta, k, which)], which, tol)
-            kr.restart(keep)
+            kr.restart(keep, theta, S)
         kr.step()
         steps += 1
         if whole:  # (no restart: at most n products, and the whole space gives the exact eigenvalues)
