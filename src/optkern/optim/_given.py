@@ -33,8 +33,7 @@ class CopyMixin:
         if len(vars(self).get("_tensor_dense", ())) != len(followed):
             # (unpickled from before sizes and layouts were followed: those of its tensors now,
             # else the first step's compare ran past the end of the empty lists)
-            self._tensor_sizes = [t.numel() for t in followed]
-            self._tensor_dense = [t.is_contiguous() for t in followed]
+            self._tensor_sizes, self._tensor_dense = _layouts(followed)
         # (each tensor over the array its slot holds now: a tensor given new memory since it was
         # added, ``tensor.data =``, is stepped in a view of that memory, not the one first made)
         _relink(self._given, [p for lst, _ in self._group_params for p in lst])
@@ -155,6 +154,12 @@ def with_new(lst: list, new: list) -> list:
     return now
 
 
+def _layouts(tensors) -> tuple[list, list]:
+    """The sizes and contiguity of ``tensors``: what :func:`follow` compares a followed tensor's against
+    (the one definition for ``_track`` and for a copy unpickled from before they were followed)."""
+    return [t.numel() for t in tensors], [t.is_contiguous() for t in tensors]
+
+
 #: a torch tensor's dtype (the getter itself: an attribute lookup a tensor less)
 _DTYPE = operator.attrgetter("dtype")
 
@@ -195,8 +200,9 @@ class FollowsTensors:
             self._tensor_views = [*self._tensor_views, *views]
             self._tensor_addresses = [*self._tensor_addresses, *map(tensor_address, views)]
             self._tensor_dtypes = [*self._tensor_dtypes, *(given[k].dtype for k in at)]
-            self._tensor_sizes = [*self._tensor_sizes, *(given[k].numel() for k in at)]
-            self._tensor_dense = [*self._tensor_dense, *(given[k].is_contiguous() for k in at)]
+            sizes, dense = _layouts([given[k] for k in at])
+            self._tensor_sizes = [*self._tensor_sizes, *sizes]
+            self._tensor_dense = [*self._tensor_dense, *dense]
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
         return tensors
 

@@ -91,8 +91,8 @@ class GroupTrackingMixin(OptimizerParts):
             self._check_param_dtype(p, f"{where}[{i}]")
         kept = [p for p, old in zip(params, self._seen[gi]) if p is old]  # (the group's dtype: theirs)
         self._check_one_dtype(params, f"param_groups[{gi}]", kept[0] if kept else None)
-        self._check_state_shapes(gi, params, where)
-        start = sum(len(lst) for lst, _ in self._group_params[:gi])
+        start = sum(len(lst) for lst, _ in self._group_params[:gi])  # (the group's first place in all)
+        self._check_state_shapes(gi, start, params, where)
         for i, (p, old) in enumerate(zip(params, self._seen[gi])):
             if p is not old and not self._follows(start + i, p):  # (not a tensor's view made by follow)
                 self._given_in_place(gi, i, start + i, put.get(i, p))
@@ -132,12 +132,11 @@ class GroupTrackingMixin(OptimizerParts):
                     f"stepped in one dtype: put {got} params in a group of their own, add_param_group)"
                 )
 
-    def _check_state_shapes(self, gi: int, params: list, where: str) -> None:
+    def _check_state_shapes(self, gi: int, start: int, params: list, where: str) -> None:
         """ValueError naming a replaced param of its state's size but another shape: the native steps
         compare sizes only, so a (2, 3) array in place of a (6,) one stepped with the (6,) state, and
         the optimizer's own state_dict() then failed to load back (its shapes). (Another size: the
-        step's array checks name the state.)"""
-        start = sum(len(lst) for lst, _ in self._group_params[:gi])
+        step's array checks name the state.) ``start``: the group's first place among all params."""
         held = {i - start for run in self._runs[gi] if run.state for i in run.index}
         for i, (old, p) in enumerate(zip(self._seen[gi], params)):
             if p is not old and i in held and p.size == old.size and tuple(p.shape) != tuple(old.shape):
