@@ -10,6 +10,8 @@ without a GPU: the averages are torch's bit for bit there, and on the plain CPU 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -49,17 +51,29 @@ def test_integer_buffers_are_averaged_on_a_foreach_device_too(monkeypatch):
     monkeypatch.setattr(swa_utils, "_get_foreach_kernels_supported_devices", lambda: ["cpu", "cuda"])
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double()
+    # torch's reference for the float tensors: the same model without the integer buffer (BatchNorm
+    # skips a None count; its momentum alone moves the running stats, so they stay the same)
+    twin = copy.deepcopy(model)
+    twin[1].num_batches_tracked = None
     ours = ot.AveragedModel(model, use_buffers=True)
-    theirs = swa_utils.AveragedModel(model, use_buffers=True)
+    theirs = swa_utils.AveragedModel(twin, use_buffers=True)
     gen = torch.Generator().manual_seed(2)
-    for i in range(4):
-        model(torch.randn(5, 3, generator=gen, dtype=torch.float64))
+    for _update in range(4):
+        for _ in range(3):  # (three forwards an update: the count 3, 6, 9, 12 at the updates)
+            x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+            model(x), twin(x)
+        with torch.no_grad():  # (the params move too: their averages are compared)
+            for p, q in zip(model.parameters(), twin.parameters()):
+                p.add_(torch.randn(p.shape, generator=gen, dtype=torch.float64)), q.copy_(p)
         ours.update_parameters(model)
-        if i == 0:
-            theirs.update_parameters(model)  # (its first update copies: no rule yet)
-        else:
-            with pytest.raises(RuntimeError, match="addcdiv"):  # (torch's own, at the second)
-                theirs.update_parameters(model)
-    # (the counts 1, 2, 3, 4 averaged by torch's CPU rule, each result truncated: 1 + 1 // 2, ...)
-    assert int(ours.module[1].num_batches_tracked) == 1
-    assert int(ours.n_averaged) == 4
+        theirs.update_parameters(twin)
+    # (the counts 3, 6, 9, 12 averaged by torch's CPU rule, each result truncated: 3 + 3 / 2 -> 4,
+    # 4 + 5 / 3 -> 5, 5 + 7 / 4 -> 6; a count never averaged stays 3, the model's latest would be 12)
+    assert int(ours.module[1].num_batches_tracked) == 6
+    assert int(ours.n_averaged) == int(theirs.n_averaged) == 4
+    mine = {k: v for k, v in ours.module.state_dict().items() if v.is_floating_point()}
+    ref = theirs.module.state_dict()
+    assert mine.keys() == {k for k, v in ref.items() if v is not None}
+    assert len(mine) == 6  # (Linear's weight and bias, BatchNorm's weight, bias, running mean and var)
+    for k, v in mine.items():
+        assert torch.equal(v, ref[k]), (k, (v - ref[k]).abs().max().item())

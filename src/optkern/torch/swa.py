@@ -59,9 +59,10 @@ class AveragedModel(swa_utils.AveragedModel):
         return list(module.parameters()) + (list(module.buffers()) if self.use_buffers else [])
 
     def _plan(self, model) -> tuple:
-        """(views of the fused averages, of their model tensors, the (average, model tensor) pairs
-        torch's formula takes), kept while the same tensors hold the same memory: the per-tensor
-        checks and views cost more than the fused pass on a many-tensor model."""
+        """(views of the fused averages, of their model tensors, the (average, model tensor, torch's SWA
+        rule for them: ``_swa_rule``) triples torch's formula takes), kept while the same tensors hold
+        the same memory: the per-tensor checks and views cost more than the fused pass on a many-tensor
+        model."""
         ours, theirs = self._tensors(self.module), self._tensors(model)
         both = ours + theirs
         # (where their memory is and how they lay it out: a model param transposed in place, or
@@ -81,7 +82,7 @@ class AveragedModel(swa_utils.AveragedModel):
             if same and a.device.type in ("cpu", "cuda") and _views.same_layout(a, p) and _dense(a):
                 fused.append((a, p))
             else:
-                rest.append((a, p))
+                rest.append((a, p, _swa_rule(a)))  # (its device and dtype: fixed while the plan holds)
         first = fused[0][0] if fused else None  # (the device and stream of the fused call)
         n = sum(a.numel() for a in ours)  # (what an update writes: ``deferring``'s measure)
         plan = ([_views.view(a) for a, _ in fused], [_views.view(p) for _, p in fused], rest, first, n)
@@ -108,27 +109,35 @@ class AveragedModel(swa_utils.AveragedModel):
                 with _views.on_stream(first):
                     mod = _backend.backend(("averages", averages[:1]))
                     mod.swa_lerp_(averages, params, w)
-            for a, p in rest:
-                self._torch_rule(a, p.to(a.device))
+            for a, p, rule in rest:
+                self._torch_rule(a, p.to(a.device), rule)
             for b, mb in synced:
                 b.detach().copy_(mb.detach().to(b.device))
             self.n_averaged += 1
 
-    def _torch_rule(self, a: torch.Tensor, p: torch.Tensor) -> None:
-        """One tensor the fused pass does not take, averaged as torch averages it on its device: its
-        SWA takes the foreach lerp by ``1 / (n + 1)`` (a float32 weight) for floating tensors on the
-        devices with foreach kernels (CUDA), and ``a + (p - a) / (n + 1)`` elsewhere. (The latter for
-        every tensor: a float64 or 16-bit tensor on the GPU was averaged apart from torch's, by up to
-        3e-8 after 6 updates in float64.) An integer buffer (``use_buffers=True``: BatchNorm's
-        ``num_batches_tracked``) keeps the latter on every device: torch's foreach rule for it raises
-        "Integer division with addcdiv is no longer supported" at the second update on the GPU."""
+    def _torch_rule(self, a: torch.Tensor, p: torch.Tensor, rule) -> None:
+        """One tensor the fused pass does not take, averaged as torch averages it: by ``multi_avg_fn``
+        where one is given, else by ``rule`` (``_swa_rule(a)``: torch's SWA rule for its device)."""
         n = self.n_averaged.to(a.device)
         if self.multi_avg_fn is not None:
             self.multi_avg_fn([a], [p], n)
-        elif _foreach_device(a) and (a.is_floating_point() or a.is_complex()):
-            swa_utils.get_swa_multi_avg_fn()([a], [p], n)
         else:
-            a.copy_(swa_utils.get_swa_avg_fn()(a, p, n))
+            rule(a, p, n)
+
+
+def _swa_rule(a: torch.Tensor):
+    """torch's SWA rule for ``a``'s device and dtype, as ``rule(a, p, n)`` writing ``a``: the foreach lerp
+    by ``1 / (n + 1)`` (a float32 weight) for floating tensors on the devices with foreach kernels (CUDA),
+    and ``a + (p - a) / (n + 1)`` elsewhere. (The latter for every tensor: a float64 or 16-bit tensor on
+    the GPU was averaged apart from torch's, by up to 3e-8 after 6 updates in float64.) An integer buffer
+    (``use_buffers=True``: BatchNorm's ``num_batches_tracked``) keeps the latter on every device: torch's
+    foreach rule for it raises "Integer division with addcdiv is no longer supported" at the second
+    update on the GPU."""
+    if _foreach_device(a) and (a.is_floating_point() or a.is_complex()):
+        multi = swa_utils.get_swa_multi_avg_fn()
+        return lambda a, p, n: multi([a], [p], n)
+    single = swa_utils.get_swa_avg_fn()
+    return lambda a, p, n: a.copy_(single(a, p, n))
 
 
 def _foreach_device(t: torch.Tensor) -> bool:
