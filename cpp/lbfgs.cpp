@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -124,14 +123,14 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   const auto chunks = column_chunks(n);
   std::vector<double> part(chunks.size() * size_t(Q), 0.0);
   const T tt = T(t);
-  // Each thread's scratch for the new pair of a sub-block (lbfgs_blocks.hpp's push_block).
-  const int64_t per_thread = 2 * kSub;
-  std::unique_ptr<T[]> scratch(new T[size_t(per_thread) * size_t(max_threads())]);
+  // Each thread's scratch for the new pair of a sub-block (lbfgs_blocks.hpp's push_block): 2 values
+  // per element of a sub-block, at most kSub of them (a small model's n fewer).
+  const PerThread<T> scratch(2 * std::min(kSub, n));
   const bool stream = streaming::stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 5), [&](const Chunk& c) {  // the rows, s_new, y_new, g, prev_g, d
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
-    T* mine = scratch.get() + size_t(per_thread) * size_t(thread_index());
+    T* mine = scratch.mine();
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
       push_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, mine,
                     stream, acc);
@@ -169,12 +168,11 @@ void direction(const History& h, const std::vector<double>& cs, const std::vecto
   const bool stream = streaming::stream_output(n, sizeof(T));
   // Each thread's accumulator for a sub-block (lbfgs_blocks.hpp's direction_block): up to kSub
   // values, 256 KiB in float64, too large for a worker thread's stack.
-  const int64_t per_thread = std::min(kSub, n);
-  std::unique_ptr<T[]> scratch(new T[size_t(per_thread) * size_t(max_threads())]);
+  const PerThread<T> scratch(std::min(kSub, n));
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 2), [&](const Chunk& c) {
     const size_t ci = size_t(&c - chunks.data());
-    T* acc = scratch.get() + size_t(per_thread) * size_t(thread_index());
+    T* acc = scratch.mine();
     double m = 0.0;
     int nan = 0;
     for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)

@@ -87,7 +87,7 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
 
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
 // row with the cache-resident new pair and gradient, added to acc. The pair is formed in this
-// thread's `scratch` (2 kSub values, in L2), which the row dots read, and then written to
+// thread's `scratch` (2 len values, in L2), which the row dots read, and then written to
 // s_new, y_new: streamed when `stream` (vectors of 16 MiB and up), so that those two are written
 // once instead of first being read (write-allocate) -- 2 of the 8 array passes the push makes
 // besides its rows (g, prev_g, d read; s_new, y_new, prev_g written).
@@ -95,7 +95,7 @@ template <class T>
 OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, T* sn, T* yn,
                           const T* g, T* prev_g, const T* d, T t, T* scratch, bool stream, double* acc) {
   T* OK_RESTRICT sc = scratch;
-  T* OK_RESTRICT yc = scratch + kSub;
+  T* OK_RESTRICT yc = scratch + len;  // (the caller's scratch holds 2 len values, len <= kSub)
   T* OK_RESTRICT pg = prev_g + lo;
   const T* OK_RESTRICT gg = g + lo;
   const T* OK_RESTRICT dd = d + lo;

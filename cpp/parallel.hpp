@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -69,6 +70,18 @@ inline int thread_index() {
   return 0;
 #endif
 }
+
+// Scratch of `each` values per thread for the parallel regions of one call; mine() is the calling
+// thread's (too large for a worker thread's stack, and one allocation for all threads).
+template <class T> class PerThread {
+ public:
+  explicit PerThread(int64_t each) : each_(size_t(each)), buf_(new T[each_ * size_t(max_threads())]) {}
+  T* mine() const { return buf_.get() + each_ * size_t(thread_index()); }
+
+ private:
+  size_t each_;
+  std::unique_ptr<T[]> buf_;
+};
 
 // When a parallel region pays off: `work` below serial_below(threads) runs on the calling thread
 // (parallel_cost.cpp says what `work` counts and how the bound is measured).

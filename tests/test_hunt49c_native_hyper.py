@@ -227,7 +227,23 @@ def test_step_counters(base):
             with pytest.raises(ValueError, match="^mu_product: must be"):
                 _cpu.nadam_(**native_kwargs(base, mu_product=mu))
         assert _cpu.nadam_(**native_kwargs(base, mu_product=0.0)) == 0.0
-        assert 0.0 < _cpu.nadam_(**native_kwargs(base, mu_product=MU_PRODUCT_MAX)) < 1.0
+        kw = native_kwargs(base, mu_product=MU_PRODUCT_MAX)
+        p0 = kw["params"][0].copy()
+        new_product = _cpu.nadam_(**kw)
+        want, want_product = _nadam_float64(kw, p0)
+        assert new_product == pytest.approx(want_product, rel=1e-15)
+        np.testing.assert_allclose(kw["params"][0], want, rtol=1e-13, atol=0.0)
+
+
+def _nadam_float64(kw: dict, p):
+    """One NAdam step from zero moments in float64 (torch.optim.NAdam's formula): params, new product."""
+    g, t, mp = kw["grads"][0] + kw["weight_decay"] * p, kw["step"], kw["mu_product"]
+    b1, b2, lr, eps, psi = kw["beta1"], kw["beta2"], kw["lr"], kw["eps"], kw["momentum_decay"]
+    mu, mu_next = (b1 * (1.0 - 0.5 * 0.96 ** (s * psi)) for s in (t, t + 1.0))
+    prod = mp * mu
+    m, v = (1.0 - b1) * g, (1.0 - b2) * g * g
+    denom = np.sqrt(v / (1.0 - b2**t)) + eps
+    return p - lr * (1.0 - mu) / (1.0 - prod) * g / denom - lr * mu_next / (1.0 - prod * mu_next) * m / denom, prod
 
 
 def test_capturable_calls_check_too_and_read_their_step_from_the_counters():

@@ -12,13 +12,14 @@
 #include <string>
 
 #include "optkern/call_args.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace cg_args {
 namespace py = pybind11;
 
 inline double finite(const char* name, double v) {
-  if (!std::isfinite(v)) throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
+  checks::check_real(name, v, checks::kFinite);
   return v;
 }
 

@@ -171,17 +171,22 @@ template <class F> void with_formats(Fmt pf, Fmt sf, F&& f) {
 }
 
 // v[i], checked against the range of hyper-parameter i of the optimizer described by D
-// (signatures_optim.hpp: what its own native step checks), or against `range` where given.
-template <class D> double scalar(const std::vector<double>& v, size_t i, const checks::Range* range = nullptr) {
+// (signatures_optim.hpp: what its own native step checks).
+template <class D> double scalar(const std::vector<double>& v, size_t i) {
   if (i >= v.size()) throw py::value_error("scalars: too few values for this rule");
-  const char* name = i < std::size(D::scalar_names) && !range ? D::scalar_names[i] : "mu_product";
-  checks::check_real([&] { return "scalars[" + std::to_string(i) + "] (" + name + ")"; }, v[i],
-                     range ? *range : D::ranges[i]);
+  checks::check_real([&] { return "scalars[" + std::to_string(i) + "] (" + D::scalar_names[i] + ")"; }, v[i],
+                     D::ranges[i]);
   return v[i];
 }
-// scalar<D> over x, as a function of the position (and the range where given).
+// scalar<D> over x, as a function of the position.
 template <class D> auto scalars_of(const std::vector<double>& x) {
-  return [&x](size_t i, const checks::Range* range = nullptr) { return scalar<D>(x, i, range); };
+  return [&x](size_t i) { return scalar<D>(x, i); };
+}
+// NAdam's x[6], the mu_product step t of hyper-parameters h starts from, checked as nadam_ checks its own.
+inline double mu_product(const std::vector<double>& x, const rules::NAdamHyper& h, double t) {
+  if (x.size() < 7) throw py::value_error("scalars: too few values for this rule");
+  sig::check_mu_product("scalars[6] (mu_product)", x[6], h, t);
+  return x[6];
 }
 
 // run(rule) with the rule built from its hyper-parameters and the step count by the rule's
@@ -220,7 +225,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     else go(rules::Sgd<F, false>::at(h, k));
   } else if (rule == "adam") {
     const auto x_ = scalars_of<sig::opt::Adam>(x);
-    if (step < 1) throw py::value_error("step: must be >= 1 for adam (bias corrections), got 0");
+    checks::check_step("step", double(step));
     const rules::AdamHyper h{x_(0), x_(1), x_(2), x_(3), x_(4),
                              flag(1, false), flag(0, false), flag(2, false)};
     const rules::Counters k{double(step)};
@@ -238,7 +243,7 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     else go(rules::RMSprop<F, false, false>::at(h, k));
   } else if (rule == "adagrad") {
     const auto x_ = scalars_of<sig::opt::Adagrad>(x);
-    if (step < 1) throw py::value_error("step: must be >= 1 for adagrad (lr_decay), got 0");
+    checks::check_step("step", double(step));
     const rules::AdagradHyper h{x_(0), x_(1), x_(2), x_(3), flag(0, false), flag(1, false)};
     go(rules::Adagrad<F>::at(h, rules::Counters{double(step)}));
   } else if (rule == "adadelta") {
@@ -247,10 +252,10 @@ double with_rule(const std::string& rule, const std::vector<double>& x, const st
     go(rules::Adadelta<F>::at(h, rules::Counters{double(step)}));
   } else if (rule == "nadam") {
     const auto x_ = scalars_of<sig::opt::NAdam>(x);
-    if (step < 1) throw py::value_error("step: must be >= 1 for nadam (bias corrections), got 0");
+    checks::check_step("step", double(step));
     const rules::NAdamHyper h{x_(0), x_(1), x_(2), x_(3), x_(4), x_(5),
                               flag(1, false), flag(0, false), false, flag(2, false)};  // (mu_product kept in float32)
-    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), x_(6, &sig::kMuProduct)});
+    const auto r = rules::NAdam<F>::at(h, rules::Counters{double(step), mu_product(x, h, double(step))});
     go(r);
     return r.mu_product;
   } else {

@@ -3,10 +3,10 @@
 // into every param (only the Python layer checked them). The messages are the Python layer's
 // (optkern/_scalars.py: `real`, `in_range`), so a value refused there and here reads the same.
 #pragma once
+#include <pybind11/gil_safe_call_once.h>
 #include <pybind11/pybind11.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -68,13 +68,24 @@ struct Flag {
   py::object given;
 };
 
+// NumPy's bool type, looked up once per module: compared by identity, as a type's name (any class
+// may call itself "numpy.bool") let a stranger's __bool__ decide.
+inline PyTypeObject* numpy_bool_type() {
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> type;
+  return reinterpret_cast<PyTypeObject*>(
+      type.call_once_and_store_result([] { return py::module_::import("numpy").attr("bool_"); }).get_stored().ptr());
+}
+
 // `f` as a bool: True, False or a NumPy bool; anything else a TypeError naming `name`.
 template <class Name> bool flag(const Flag& f, const Name& name) {
   PyObject* o = f.given.ptr();
   if (o == Py_True) return true;
   if (o == Py_False) return false;
-  const char* tp = Py_TYPE(o)->tp_name;
-  if (std::strcmp(tp, "numpy.bool") == 0 || std::strcmp(tp, "numpy.bool_") == 0) return PyObject_IsTrue(o) == 1;
+  if (Py_TYPE(o) == numpy_bool_type()) {
+    const int v = PyObject_IsTrue(o);
+    if (v < 0) throw py::error_already_set();  // (the error raised, not a False with it left set)
+    return v == 1;
+  }
   throw py::type_error(name_of(name) + ": expected a bool, got " + type_name(f.given));
 }
 

@@ -56,6 +56,19 @@ struct Step {
 // float32(1 * mu) / mu of torch's float32 product (torch/adam.py's _rule_mu_product), 1.0000000156.
 inline constexpr checks::Range kMuProduct{0.0, 1.0 + 0x1p-23, false, false};
 
+// mu_product checked against kMuProduct and, above 1, against the step it starts (hyper-parameters
+// h, step t): the adapter's pre-image times mu_t gives back torch's float32 product, below 1; a
+// product this step makes at 1 or above turned 1 - prod_t to 0 or below, and the step ran the
+// params backwards (1.0 -> -11183 at mu_product = 1 + 2**-23, beta1 = 1 - 2**-24).
+inline void check_mu_product(const char* name, double mu_product, const rules::NAdamHyper& h, double t) {
+  checks::check_real(name, mu_product, kMuProduct);
+  const double prod = rules::mul_rn(mu_product, rules::NAdam<double>::mu_at(h, t));
+  if (mu_product > 1.0 && !(float(prod) < 1.0f))
+    throw py::value_error(std::string(name) + ": above 1 only where the product of this step, mu_product * mu_t, " +
+                          "stays below 1 in float32 (it is " + checks::repr(prod) + "), got " +
+                          checks::repr(mu_product));
+}
+
 struct StateList {
   const char* name;
   bool optional;
@@ -268,7 +281,8 @@ template <class D, class Impl> struct OptimFunctions {
     [[maybe_unused]] const bool host = counters.is_none();
     const typename D::Hyper hp = hyper(std::index_sequence_for<H...>(), h...);
     if (host && D::kCounters >= 1) checks::check_step(counter_names[0], c.t);  // (device counters: not read here)
-    if (host && D::kCounters == 2) checks::check_real(counter_names[1], c.mu_product, kMuProduct);
+    if constexpr (D::kCounters == 2)
+      if (host) check_mu_product(counter_names[1], c.mu_product, hp, c.t);
     [[maybe_unused]] const rules::Counters next = Impl::template step<D>(
         p, g, s, hp, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf)});
     if constexpr (D::kCounters == 2) return host ? py::object(py::float_(next.mu_product)) : py::object(py::none());
@@ -326,8 +340,9 @@ template <class Impl> void optim(py::module_& m) {
 template <class F> void adagrad_norm(py::module_& m, F run) {
   m.def("adagrad_norm_",
         [run](py::object p, py::object g, py::object b_sq, double lr, double weight_decay, checks::Flag maximize) {
-          checks::check_real("lr", lr, checks::kNonnegative);  // (optim/adagrad.py's ranges)
-          checks::check_real("weight_decay", weight_decay, checks::kNonnegative);
+          // (AdaGrad's ranges for its lr and weight_decay, as optim/adagrad.py checks both)
+          checks::check_real("lr", lr, opt::Adagrad::ranges[0]);
+          checks::check_real("weight_decay", weight_decay, opt::Adagrad::ranges[2]);
           run(p, g, b_sq, rules::AdagradNormHyper{lr, weight_decay, checks::flag(maximize, "maximize")});
         },
         arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"),

@@ -315,9 +315,12 @@ template <class T> struct NAdam {
   T c_grad, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2;
   bool maximize;
   double mu_product;  // prod_t, for the caller's counter
+  // mu_t, the momentum factor of step t.
+  static OK_HD double mu_at(const Hyper& h, double t) {
+    return mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, t * h.momentum_decay)));
+  }
   static OK_HD NAdam at(const Hyper& h, const Counters& c) {
-    const double mu = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, c.t * h.momentum_decay)));
-    const double mu_next = mul_rn(h.beta1, 1.0 - mul_rn(0.5, ok_pow(0.96, (c.t + 1.0) * h.momentum_decay)));
+    const double mu = mu_at(h, c.t), mu_next = mu_at(h, c.t + 1.0);
     // rounded to T: torch's float32 state for T = float; for T = double kept in double (more exact);
     // float64_product: torch's float64 state (mu a double, as torch's `mu_product *= mu` takes it)
     const double prod = h.float64_product ? mul_rn(c.mu_product, mu)
