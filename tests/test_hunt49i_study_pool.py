@@ -49,6 +49,10 @@ def test_ctrl_c_while_a_worker_starts_leaves_no_worker_behind(monkeypatch):
     cfg = StudyConfig.quick(epochs=1, checkpoints=1, hidden=(4,), curvature_batch=8, optimizers=("sgd",))
     tasks = [("sgd", "none", 0), ("sgd", "batch", 0)]
     records: list = [{} for _ in tasks]
+    # Python's handler, whatever the test run inherited: a run started in the background by a
+    # non-interactive shell (``cmd &``, as nohup'd CI runs are) has SIGINT ignored, and no
+    # KeyboardInterrupt ever comes.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         assert run_pool(tasks, records, train, val, cfg, 2, False) is True
         deadline = time.monotonic() + 10
@@ -56,6 +60,7 @@ def test_ctrl_c_while_a_worker_starts_leaves_no_worker_behind(monkeypatch):
             time.sleep(0.05)
         assert [p.pid for p in started if p.is_alive()] == []
     finally:
+        signal.signal(signal.SIGINT, old)
         for p in started:
             if p.is_alive():
                 p.kill()
