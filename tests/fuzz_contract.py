@@ -66,8 +66,9 @@ class ContractError(AssertionError):
 
 def _names_pattern(names) -> str:
     alts = "|".join(re.escape(n) for n in names)
-    # name, then an index, a field or a group key, then ':', a space or ',' ("a, b: give both")
-    return rf"^(?:{alts})(?:\[[^\]]*\]|\.\w+)*(?::| |,)"
+    # name, then an index, a field or a group key, then ':', a space or ',' ("a, b: give both"); the
+    # name may come later in such a leading list ("normalized_shape, saved.mean: ..." blames both)
+    return rf"^(?:[\w.]+(?:\[[^\]]*\])*, )*(?:{alts})(?:\[[^\]]*\]|\.\w+)*(?::| |,)"
 
 
 def check_call(call, names, *, state=(), ok=True):
