@@ -6,13 +6,12 @@ NaNs and infinities, and the same values shuffled so that most 32-lane pairs mix
 OPTKERN_NO_AVX512_BF16=1 pins the integer-only AVX-512 form on such a CPU."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from child_pytest import run_pytest
 from optkern import _cpu
 
 
@@ -73,13 +72,6 @@ def test_the_sweep_runs_the_avx512_bf16_conversion_here():
 def test_without_avx512_bf16_too():
     here = Path(__file__).parent
     tests = [__file__, str(here / "test_hunt37_lowp_bf16.py")]
-    env = dict(os.environ, OPTKERN_NO_AVX512_BF16="1")
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not without_avx512_bf16"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_pytest(tests, {"OPTKERN_NO_AVX512_BF16": "1"}, "not without_avx512_bf16")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout

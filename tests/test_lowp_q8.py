@@ -7,6 +7,7 @@ block loops, is checked against it in the same tests)."""
 import numpy as np
 import pytest
 
+from child_pytest import run_pytest
 from optkern import _cpu, lowp
 
 SIZES = [1, 7, 64, 1023, 4097]
@@ -257,13 +258,7 @@ def test_other_loops_too(switch):
     probe = "from optkern import _backend; print(_backend.cpu.build_info()['lowp_loops'])"
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == _EXPECT[switch], r.stdout + r.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not other_loops"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_pytest(tests, {switch: "1"}, "not other_loops")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout
 
