@@ -10,6 +10,7 @@ from operator import attrgetter
 import numpy as np
 
 from . import _backend
+from ._array_checks import first_sharing
 from .optim._closure import steps_from_closure
 from .optim._lowp_config import _half_fmt
 
@@ -189,7 +190,8 @@ def _check_grads_of(optimizer, grads) -> list | None:
     (``_check_step``: one per param or None, kind, dtype, shape, layout, no grad sharing memory
     with a param or state array) and the checked list is returned: its step need not check those
     same arrays again. For another optimizer: one per param (or None), each of its param's kind,
-    dtype and shape; one without ``param_groups`` of dicts is left to check its grads itself."""
+    dtype and shape, none sharing memory with a param; one without ``param_groups`` of dicts is
+    left to check its grads itself."""
     check = getattr(optimizer, "_check_step", None)
     if callable(check):
         grads = _backend.as_list(grads, "grads")
@@ -205,4 +207,17 @@ def _check_grads_of(optimizer, grads) -> list | None:
     for i, g in enumerate(grads):
         if g is not None:  # (a param the step skips, as torch skips a None .grad)
             _grad_format(g, i)
+    _refuse_grads_in_params(grads, params)
     return None
+
+
+def _refuse_grads_in_params(grads: list, params: list) -> None:
+    """ValueError (the optimizers' own words) naming a grad that shares memory with a param: the
+    unscale divided that param by the scale in place, and the step then moved it by that, silently
+    (an optkern optimizer's ``_check_step`` refuses it; another one's grads were checked for kind,
+    dtype and shape only). Params sharing memory with each other are the optimizer's business."""
+    live = [i for i, g in enumerate(grads) if g is not None]
+    pair = first_sharing([grads[i] for i in live] + params, apart=len(live))
+    if pair is not None:
+        g, p = live[pair[0]], pair[1] - len(live)  # (a pair across the sets: the grad comes first)
+        raise ValueError(f"grads[{g}] shares memory with params[{p}] (aliasing arrays cannot be updated in place)")

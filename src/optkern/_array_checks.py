@@ -218,11 +218,12 @@ def byte_span(a) -> tuple[int, int]:
     return lo, hi
 
 
-def first_sharing(arrays: list) -> tuple[int, int] | None:
+def first_sharing(arrays: list, apart: int | None = None) -> tuple[int, int] | None:
     """``(first, later)``: the indices of two of ``arrays`` that share memory (the pair whose later
     array comes first in memory order), or None. Byte spans are compared first; only arrays whose
     spans meet are tested exactly (views that interleave, like ``a[::2]`` and ``a[1::2]``, or a
-    matrix's column blocks, share no element)."""
+    matrix's column blocks, share no element). ``apart``: only pairs of one of ``arrays[:apart]``
+    and one of ``arrays[apart:]`` count (arrays written against arrays that may share among themselves)."""
     from . import _backend  # (_backend imports this module)
 
     spans = sorted((*byte_span(a), k) for k, a in enumerate(arrays) if a.size)
@@ -230,6 +231,8 @@ def first_sharing(arrays: list) -> tuple[int, int] | None:
     for lo, hi, k in spans:
         open_ = [(end, j) for end, j in open_ if end > lo]
         for _, j in open_:
+            if apart is not None and (j < apart) == (k < apart):
+                continue
             if _backend.array_module(arrays[k]).shares_memory(arrays[k], arrays[j]):
                 first, later = sorted((j, k))
                 return first, later
