@@ -65,3 +65,54 @@ def test_plain_optimizer_params_sharing_memory_with_each_other_are_not_refused()
     grads = [np.full(5, 2.0, np.float32), np.full(5, 2.0, np.float32), np.full(10, 2.0, np.float32)]
     GradScaler(init_scale=2.0).unscale_(opt, grads)
     np.testing.assert_array_equal(grads[2], np.ones(10, np.float32))
+
+
+# ---- Scheduler's relative flag: one rule (a Python or NumPy bool) -------------------------------
+
+
+def _groups(*lrs):
+    opt = type("Opt", (), {})()
+    opt.param_groups = [{"lr": lr} for lr in lrs]
+    return opt
+
+
+def test_scheduler_state_with_an_assigned_numpy_bool_relative_loads_back():
+    # a NumPy bool assigned to ``relative`` was taken by every step (the flag rule) and written by
+    # state_dict() as it was; load_state_dict refused that very state ("expected a bool, got bool")
+    from optkern import schedules as S
+
+    opt = _groups(0.1, 0.4)
+    sched = S.Scheduler(opt, S.exponential(1.0, 0.5), relative=True)
+    sched.relative = np.bool_(True)
+    sched.step()
+    state = sched.state_dict()
+    assert state["relative"] is True  # (a Python bool: what a checkpoint file keeps as written)
+    other = S.Scheduler(_groups(0.1, 0.4), S.exponential(1.0, 0.5), relative=True)
+    other.load_state_dict(state)
+    assert other.last_step == 1 and other.get_last_lr() == [0.05, 0.2]
+    state["relative"] = np.bool_(True)  # (and the NumPy bool itself, as the step takes it)
+    other.load_state_dict(state)
+    assert other.get_last_lr() == [0.05, 0.2]
+
+
+def test_scheduler_takes_a_numpy_bool_relative_as_its_steps_do():
+    from optkern import schedules as S
+
+    opt = _groups(0.1, 0.4)
+    sched = S.Scheduler(opt, S.exponential(1.0, 0.5), relative=np.bool_(True))
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [0.05, 0.2]
+    assert sched.relative is True
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_scheduler_relative_that_is_no_bool_is_still_refused_by_name(bad):
+    from optkern import schedules as S
+
+    with pytest.raises(TypeError, match=r"^relative: expected a bool"):
+        S.Scheduler(_groups(0.1), S.constant(1.0), relative=bad)
+    sched = S.Scheduler(_groups(0.1), S.constant(1.0))
+    state = sched.state_dict()
+    state["relative"] = bad
+    with pytest.raises(TypeError, match=r"^state\['relative'\]: expected a bool"):
+        sched.load_state_dict(state)

@@ -71,8 +71,9 @@ class Scheduler:
 
     def __init__(self, optimizer, schedule, *, relative: bool = False, key: str = "lr", index: int | None = None):
         groups = param_groups(optimizer)
-        if not isinstance(relative, bool):
-            raise TypeError(f"relative: expected a bool, got {type(relative).__name__}")
+        # (the flag rule every step reads ``relative`` by: a NumPy bool, taken when assigned, was
+        # refused here as "expected a bool, got bool", and by load_state_dict in the state it wrote)
+        relative = _backend.flag("relative", relative)
         _check_target_types(key, index)
         for i, g in enumerate(groups):
             if key not in g:
@@ -249,7 +250,7 @@ class Scheduler:
         return {
             "last_step": self.last_step,
             "base_values": list(self.base_values),
-            "relative": self.relative,
+            "relative": self._relative(),  # (checked, a Python bool: what the file keeps as written)
             "key": self.key,
             "index": self.index,
         }
@@ -269,9 +270,7 @@ class Scheduler:
                 f"{len(self.optimizer.param_groups)} param groups"
             )
         base = [self._checked(f"state['base_values'][{i}]", _item(b)) for i, b in enumerate(raw)]
-        relative = state.get("relative", self.relative)
-        if not isinstance(relative, bool):
-            raise TypeError(f"state['relative']: expected a bool, got {type(relative).__name__}")
+        relative = _backend.flag("state['relative']", state["relative"]) if "relative" in state else self._relative()
         key, index = state.get("key", self.key), state.get("index", self.index)
         # Compared as a str and an integer (or None): a NumPy array compared element by element, so
         # != raised NumPy's unnamed "truth value is ambiguous", or a 1-element one passed.
