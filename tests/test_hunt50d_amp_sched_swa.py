@@ -116,3 +116,59 @@ def test_scheduler_relative_that_is_no_bool_is_still_refused_by_name(bad):
     state["relative"] = bad
     with pytest.raises(TypeError, match=r"^state\['relative'\]: expected a bool"):
         sched.load_state_dict(state)
+
+
+# ---- averages and buffers copied from arrays that are other ones of the same object ----------------
+
+
+def _averaged():
+    from optkern.swa import AveragedParams
+
+    return AveragedParams([np.full(3, 1.0, np.float32), np.full(3, 2.0, np.float32), np.full(4, 3.0, np.float32)])
+
+
+def test_copy_to_into_the_averages_crossed_is_refused_before_writing():
+    # copied one by one, averages[1] was written with averages[0] before it was read: both came out
+    # averages[0], the average itself lost, silently
+    avg = _averaged()
+    before = [a.copy() for a in avg.averages]
+    with pytest.raises(ValueError, match=r"^params\[0\] shares memory with averages\[1\]"):
+        avg.copy_to([avg.averages[1], avg.averages[0], np.zeros(4, np.float32)])
+    for a, b in zip(avg.averages, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_state_dict_of_the_averages_crossed_is_refused_before_writing():
+    avg = _averaged()
+    before = [a.copy() for a in avg.averages]
+    state = {"mode": "swa", "decay": 0.5, "n_averaged": 4, "averages": [avg.averages[1], avg.averages[0], before[2]]}
+    with pytest.raises(ValueError, match=r"^state_dict\['averages'\]\[0\] shares memory with averages\[1\]"):
+        avg.load_state_dict(state)
+    assert avg.n_averaged == 0
+    for a, b in zip(avg.averages, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_averages_themselves_in_place_are_still_taken():
+    # (each array onto itself: nothing is read after it was written)
+    avg = _averaged()
+    avg.copy_to(avg.averages)
+    avg.load_state_dict({"mode": "swa", "decay": 0.5, "n_averaged": 2, "averages": avg.averages})
+    assert avg.n_averaged == 2
+    np.testing.assert_array_equal(avg.averages[1], np.full(3, 2.0, np.float32))
+
+
+def test_swalp_load_state_dict_of_its_buffers_crossed_is_refused_before_writing():
+    from optkern.swalp import SWALP
+
+    s = SWALP([np.full(3, 1.0, np.float32), np.full(3, 2.0, np.float32)], lr=0.1, rounding="nearest")
+    s.step([np.ones(3, np.float32), np.full(3, 5.0, np.float32)])
+    state = s.state_dict()
+    before = [b.copy() for b in s.buffers]
+    state["buffers"] = [s.buffers[1], s.buffers[0]]
+    with pytest.raises(ValueError, match=r"^state_dict\['buffers'\]\[0\] shares memory with buffers\[1\]"):
+        s.load_state_dict(state)
+    for b, w in zip(s.buffers, before):
+        np.testing.assert_array_equal(b, w)
+    state["buffers"] = s.buffers  # (its own buffers, each onto itself: taken)
+    s.load_state_dict(state)

@@ -220,10 +220,16 @@ def byte_span(a) -> tuple[int, int]:
 
 def first_sharing(arrays: list, apart: int | None = None) -> tuple[int, int] | None:
     """``(first, later)``: the indices of two of ``arrays`` that share memory (the pair whose later
-    array comes first in memory order), or None. Byte spans are compared first; only arrays whose
-    spans meet are tested exactly (views that interleave, like ``a[::2]`` and ``a[1::2]``, or a
-    matrix's column blocks, share no element). ``apart``: only pairs of one of ``arrays[:apart]``
-    and one of ``arrays[apart:]`` count (arrays written against arrays that may share among themselves)."""
+    array comes first in memory order), or None: the first of :func:`sharing_pairs`."""
+    return next(sharing_pairs(arrays, apart), None)
+
+
+def sharing_pairs(arrays: list, apart: int | None = None):
+    """Each ``(first, later)`` pair of indices of ``arrays`` that share memory, in the memory order of
+    the later one. Byte spans are compared first; only arrays whose spans meet are tested exactly
+    (views that interleave, like ``a[::2]`` and ``a[1::2]``, or a matrix's column blocks, share no
+    element). ``apart``: only pairs of one of ``arrays[:apart]`` and one of ``arrays[apart:]`` count
+    (arrays written against arrays that may share among themselves)."""
     from . import _backend  # (_backend imports this module)
 
     spans = sorted((*byte_span(a), k) for k, a in enumerate(arrays) if a.size)
@@ -235,9 +241,8 @@ def first_sharing(arrays: list, apart: int | None = None) -> tuple[int, int] | N
                 continue
             if _backend.array_module(arrays[k]).shares_memory(arrays[k], arrays[j]):
                 first, later = sorted((j, k))
-                return first, later
+                yield first, later
         open_.append((hi, k))
-    return None
 
 
 def check_disjoint(written, read=()) -> None:

@@ -30,7 +30,7 @@ from operator import attrgetter
 import numpy as np
 
 from . import _backend
-from ._array_checks import first_sharing
+from ._array_checks import first_sharing, sharing_pairs
 from ._atomic import deferring
 from ._foreign import shown_values
 from ._pickling import NativeByName
@@ -62,6 +62,28 @@ def check_disjoint(arrays: list, names: list) -> None:
     pair = first_sharing(arrays)
     if pair is not None:
         raise ValueError(f"{names[pair[1]]}: shares memory with {names[pair[0]]}")
+
+
+def check_uncrossed(given: list, names: list, own: list, own_name: str) -> None:
+    """ValueError naming the first of ``given`` (copied to or from ``own`` one by one, ``given[i]``
+    with ``own[i]``) that shares memory with another of ``own`` than its own: one of the copies then
+    wrote an array another copy read, or changed an array the call does not write (``copy_to`` into
+    the averages crossed left both the first one's values, the average lost), silently. An array
+    that is its own counterpart is taken: nothing is read after it was written. Arrays of another
+    backend than ``own`` (a host checkpoint for GPU averages) share no memory with them."""
+    if not own:
+        return
+    on_gpu = _backend.is_cupy(own[0])
+    index = [i for i, a in enumerate(given) if a is not None and _backend.is_cupy(a) == on_gpu]
+    pairs = sharing_pairs([given[i] for i in index] + list(own), apart=len(index))
+    # (a pair across the two: the given array first; the first given array named, whatever the memory order)
+    crossed = [(index[first], later - len(index)) for first, later in pairs if index[first] != later - len(index)]
+    if crossed:
+        i, j = min(crossed)
+        raise ValueError(
+            f"{names[i]} shares memory with {own_name}[{j}] (copied one by one, one copy would change what "
+            "another reads)"
+        )
 
 
 def check_finite(arrays: list, name: str) -> None:
@@ -175,7 +197,9 @@ class AveragedParams(NativeByName):
         version counters are bumped, as an optimizer's step bumps its params', so that a graph
         saved before refuses its backward (it differentiated the averaged values silently)."""
         given = _backend.read_once(params)  # (a generator: checked, written and counted alike)
-        for p, a in zip(self._like_averages(given, "params", written=True), self.averages):
+        arrays = self._like_averages(given, "params", written=True)
+        check_uncrossed(arrays, [f"params[{i}]" for i in range(len(arrays))], self.averages, "averages")
+        for p, a in zip(arrays, self.averages):
             p[...] = a
         _bump_torch_versions(torch_tensors([given] if _backend.is_array(given) else given))
 
@@ -212,6 +236,7 @@ class AveragedParams(NativeByName):
         saved = state_dict["averages"]  # (torch tensors as the values they show: copied, never viewed)
         saved = [shown_values(a) for a in saved] if isinstance(saved, (list, tuple)) else shown_values(saved)
         averages = self._like_averages(saved, f"{name}['averages']", written=False)
+        check_uncrossed(averages, [f"{name}['averages'][{i}]" for i in range(len(averages))], self.averages, "averages")
         check_finite(averages, f"{name}['averages']")
         for a, src in zip(self.averages, averages):
             a[...] = _backend.asarray_like(src, a)  # (a host checkpoint onto the GPU, or back)

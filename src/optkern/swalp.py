@@ -29,7 +29,7 @@ from .optim._given import _bump_torch_versions, torch_tensors
 from .optim._hyper import _check_dtype
 from .optim.sgd import SGDHyper
 from .random import _UINT64_MAX
-from .swa import AveragedParams, _copy, check_disjoint, check_finite
+from .swa import AveragedParams, _copy, check_disjoint, check_finite, check_uncrossed
 
 __all__ = ["SWALP"]
 
@@ -301,6 +301,8 @@ class SWALP:
         if buffers is not None:
             buffers = _backend.as_list(buffers, "state_dict['buffers']")
             _backend.check_list_like(buffers, self.params, "state_dict['buffers']", kind=False)
+            names = [f"state_dict['buffers'][{i}]" for i in range(len(buffers))]
+            check_uncrossed(buffers, names, self.buffers or [], "buffers")
             check_finite(buffers, "state_dict['buffers']")
         swa = state_dict["swa"]
         if isinstance(swa, Mapping) and "mode" in swa:
