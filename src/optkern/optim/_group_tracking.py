@@ -76,8 +76,10 @@ class GroupTrackingMixin(OptimizerParts):
         """A group's list where a param was replaced in place, checked as ``add_param_group`` checks
         one: an array of this optimizer's kind and dtype, before anything reads it (a None or a list
         raised AttributeError in the step's shape checks; an int32 array would be checked against
-        the hyper-parameters, naming ``eps`` for it). The step's array checks do the rest (layout,
-        size, aliasing)."""
+        the hyper-parameters, naming ``eps`` for it), and updatable in place (C-contiguous, writable,
+        aligned: the step's own checks named it ``params[k]``, by its place among all the params, where
+        the caller put it in ``param_groups[g]['params'][i]``). The step's array checks do the rest
+        (size, aliasing)."""
         where = f"param_groups[{gi}]['params']"
         # a DLPack exporter put in place (a torch tensor): its zero-copy array view, put in the
         # list as add_param_group keeps one (the step's checks read .dtype of the object itself)
@@ -87,8 +89,10 @@ class GroupTrackingMixin(OptimizerParts):
                 put[i] = params[i]
                 params[i] = a
         _backend.backend((where, params))
-        for i, p in enumerate(params):
+        for i, (p, old) in enumerate(zip(params, self._seen[gi])):
             self._check_param_dtype(p, f"{where}[{i}]")
+            if p is not old:  # (a tensor followed to new memory included: its view is new)
+                _backend.check_written(p, p.dtype, f"{where}[{i}]")
         kept = [p for p, old in zip(params, self._seen[gi]) if p is old]  # (the group's dtype: theirs)
         self._check_one_dtype(params, f"param_groups[{gi}]", kept[0] if kept else None)
         start = sum(len(lst) for lst, _ in self._group_params[:gi])  # (the group's first place in all)
