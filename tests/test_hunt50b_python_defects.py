@@ -6,6 +6,9 @@
    checks as ``params[k]``, its place among all the params -- the argument the caller never passed
    (L-BFGS named ``param_groups[0]['params'][i]``). ``_check_replaced`` checks it as
    ``add_param_group`` checks a param, naming where it was put.
+2. L-BFGS and Newton-CG refused a torch tensor put in their group's list in place ("expected an
+   array, got Tensor") where the first-order optimizers step it, follow it to new memory and bump
+   its version (hunt 49d): ``_lbfgs_state.take_put`` takes it as they do.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 
 import optkern.optim as O
+from given_steppers import stepper
 
 torch = pytest.importorskip("torch")
 
@@ -88,3 +92,99 @@ def test_a_tensor_re_laid_out_in_place_is_named_in_its_group(cls, hp):
     ps[1].data = ps[1].data.t()  # (laid out back: stepped again)
     opt.step(grads)
     assert not torch.equal(ps[1], before[1].t())
+
+
+_KINDS = ["sgd", "lbfgs", "newton"]
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_a_tensor_put_in_place_is_stepped_followed_and_bumped(kind):
+    torch.manual_seed(5005)
+    ps = [torch.randn(7), torch.randn(3)]  # (10 elements: the Newton stepper's operator)
+    step = stepper(kind, ps)
+    step()
+    old, t = ps[1], torch.randn(3)
+    step.opt.param_groups[0]["params"][1] = ps[1] = t  # (before: "expected an array, got Tensor")
+    kept, version, mine = old.clone(), old._version, t._version
+    before = t.clone()
+    step()
+    assert not torch.equal(t, before) and torch.equal(old, kept) and old._version == version
+    assert t._version > mine  # (bumped: a graph that saved it refuses its backward)
+    t.data = t.data.clone()  # (new memory: followed there)
+    before = t.clone()
+    step()
+    assert not torch.equal(t, before) and torch.equal(old, kept)
+
+
+def _sq_closure(ps):
+    def closure():
+        xs = [np.asarray(p, np.float64) for p in ps]
+        return float(sum((x**2 * np.arange(1, x.size + 1)).sum() for x in xs)), [
+            (2 * x * np.arange(1, x.size + 1)).astype(np.float32) for x in xs
+        ]
+
+    return closure
+
+
+def test_a_tensor_put_in_place_steps_as_an_array_put_in_place():
+    """The reference: the same values put in place as a NumPy array (the path that took them before).
+    (L-BFGS: Newton-CG drops its cached gradient for a tensor put in place, not for an array.)"""
+    rng = np.random.default_rng(5006)
+    start = [rng.standard_normal(n).astype(np.float32) for n in (7, 3)]
+    new = rng.standard_normal(3).astype(np.float32)
+    ours, ref = [torch.from_numpy(a.copy()) for a in start], [a.copy() for a in start]
+    runs = []
+    for ps, put in ((ours, torch.from_numpy(new.copy())), (ref, new.copy())):
+        opt = O.LBFGS(ps, max_iter=3)
+        opt.step(_sq_closure(ps))
+        opt.param_groups[0]["params"][1] = ps[1] = put
+        for _ in range(2):
+            opt.step(_sq_closure(ps))
+        runs.append([np.asarray(p) for p in ps])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    assert not np.array_equal(runs[0][1], new)
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_a_tensor_put_in_place_of_another_dtype_is_refused_naming_it(kind):
+    torch.manual_seed(5007)
+    ps = [torch.randn(7), torch.randn(3)]
+    step = stepper(kind, ps)
+    t = torch.randn(3, dtype=torch.float64)
+    step.opt.param_groups[0]["params"][1] = ps[1] = t
+    before = [p.clone() for p in ps]
+    for _ in range(2):
+        with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[1\]: (expected float32|float64, where)"):
+            step()
+        assert all(torch.equal(a, b) for a, b in zip(ps, before))
+
+
+@pytest.mark.parametrize("kind", ["lbfgs", "newton"])
+def test_a_tensor_put_in_place_over_another_params_memory_is_refused(kind):
+    torch.manual_seed(5008)
+    ps = [torch.randn(7), torch.randn(3)]
+    step = stepper(kind, ps)
+    step.opt.param_groups[0]["params"][1] = ps[1] = ps[0][2:5]  # (three of the first param's elements)
+    before = ps[0].clone()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="overlap|share"):
+            step()
+        assert torch.equal(ps[0], before)
+
+
+@pytest.mark.parametrize("kind", ["lbfgs", "newton"])
+def test_a_followed_tensor_replaced_by_an_array_is_followed_no_more(kind):
+    torch.manual_seed(5009)
+    ps = [torch.randn(7), torch.randn(3)]
+    step = stepper(kind, ps)
+    old = ps[1]
+    a = torch.randn(3)  # (stepped through the NumPy array put in place; the test's closure reads it)
+    step.opt.param_groups[0]["params"][1] = a.numpy()
+    ps[1] = a
+    step()
+    version = old._version
+    old.data = old.data.clone()  # (moved: no longer the optimizer's, not followed there)
+    kept = old.clone()
+    step()
+    assert torch.equal(old, kept) and old._version == version
+    assert step.opt._given_tensors == [ps[0]]
