@@ -9,6 +9,13 @@
 2. L-BFGS and Newton-CG refused a torch tensor put in their group's list in place ("expected an
    array, got Tensor") where the first-order optimizers step it, follow it to new memory and bump
    its version (hunt 49d): ``_lbfgs_state.take_put`` takes it as they do.
+3. A param reshaped at its own address -- the same bytes in the same order: ``a.shape = (3, 5)`` in
+   place, ``a.reshape(3, 5)`` put in its place, a torch tensor re-viewed ``t.data = t.data.view(3, 5)``
+   -- was not followed: the tensor kept its old view (grads of its own shape refused), the array put
+   in place was refused against its state's shape, and an array reshaped in place stepped, but its
+   ``state_dict()`` did not load back. Now followed: ``_given.follow`` compares shapes (its fast
+   path one native ``data_layouts`` call), the state follows its param's shape where it is read
+   (``_state_dict.follow_reshaped``); another array of another shape is still refused.
 """
 
 from __future__ import annotations
@@ -188,3 +195,97 @@ def test_a_followed_tensor_replaced_by_an_array_is_followed_no_more(kind):
     step()
     assert torch.equal(old, kept) and old._version == version
     assert step.opt._given_tensors == [ps[0]]
+
+
+def _torch_ref(cls, hp, start, grads):
+    """torch.optim's ``cls`` over a float64 copy of ``start``, never reshaped: the same elements in the
+    same order (torch's own state does not follow a re-view: its (15,) moments fail against (3, 5))."""
+    q = torch.nn.Parameter(torch.from_numpy(start.astype(np.float64)))
+    opt = getattr(torch.optim, cls)([q], lr=0.1, **hp)
+    for g in grads:
+        q.grad = torch.from_numpy(g.astype(np.float64))
+        opt.step()
+    return q.detach().numpy(), opt.state_dict()
+
+
+@pytest.mark.parametrize("how", ["shape set", "reshape put in place", "tensor re-viewed"])
+@pytest.mark.parametrize("cls,hp", _FIRST_ORDER)
+def test_a_param_reshaped_at_its_address_is_stepped_as_torch_steps_it(cls, hp, how):
+    rng = np.random.default_rng(5010)
+    start = rng.standard_normal(15).astype(np.float32)
+    grads = [rng.standard_normal(15).astype(np.float32) for _ in range(4)]
+    other = rng.standard_normal(7).astype(np.float32)
+    a = start.copy()
+    given = torch.from_numpy(a) if how == "tensor re-viewed" else a
+    opt = getattr(O, cls)([other, given], lr=0.1, **hp)
+    for k, g in enumerate(grads):
+        if k == 2:
+            if how == "shape set":
+                a.shape = (3, 5)
+            elif how == "reshape put in place":
+                opt.param_groups[0]["params"][1] = a = a.reshape(3, 5)
+            else:
+                given.data = given.data.view(3, 5)
+                a = given.numpy()
+        opt.step([np.ones(7, np.float32), g.reshape(a.shape)])  # (grads of its shape: refused before)
+    want, ref_sd = _torch_ref(cls, hp, start, grads)
+    np.testing.assert_allclose(a.reshape(-1), want, rtol=2e-5, atol=2e-6)
+    assert a.shape == (3, 5) and np.shares_memory(a, given if how != "tensor re-viewed" else given.numpy())
+    sd = opt.state_dict()
+    for name, ref in ref_sd["state"][0].items():
+        if name != "step":
+            assert sd["state"][1][name].shape == (3, 5)  # (laid out as its param, as torch's)
+            np.testing.assert_allclose(sd["state"][1][name].reshape(-1), ref.numpy(), rtol=2e-5, atol=2e-6)
+    opt.load_state_dict(sd)  # (refused before: "expected shape (3, 5) (its parameter's), got (15,)")
+    opt.step([np.ones(7, np.float32), np.ones((3, 5), np.float32)])
+
+
+def test_another_array_of_another_shape_is_still_refused_against_its_state():
+    rng = np.random.default_rng(5011)
+    a = rng.standard_normal(15).astype(np.float32)
+    opt = O.Adam([a], lr=0.1)
+    opt.step([np.ones(15, np.float32)])
+    opt.param_groups[0]["params"][0] = b = a.copy().reshape(3, 5)  # (the same size, other memory)
+    with pytest.raises(ValueError, match=r"\[0\]: expected shape \(15,\) \(the shape of its optimizer state\)"):
+        opt.step([np.ones((3, 5), np.float32)])
+    assert np.array_equal(b.reshape(-1), a)
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_a_tensor_re_viewed_as_another_shape_is_stepped_with_grads_of_it(kind):
+    """Against the same optimizer over the same values never re-viewed (the test closure's loss
+    depends on the values only)."""
+    torch.manual_seed(5012)
+    start = [torch.randn(6), torch.randn(4)]
+    runs = []
+    for reshape in (False, True):
+        ps = [t.clone() for t in start]
+        step = stepper(kind, ps)
+        step()
+        if reshape:
+            ps[0].data = ps[0].data.view(2, 3)  # (refused before: "grads[0]: expected shape (6,)")
+        step()
+        step()
+        runs.append([p.reshape(-1) for p in ps])
+    assert ps[0].shape == (2, 3)
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_zero1_follows_a_tensor_re_viewed_as_another_shape():
+    from mpi4py import MPI
+
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    rng = np.random.default_rng(5013)
+    start = [rng.standard_normal(n).astype(np.float32) for n in (7, 6, 9)]
+    grads = [[rng.standard_normal(n).astype(np.float32) for n in (7, 6, 9)] for _ in range(3)]
+    runs = []
+    for reshape in (False, True):
+        ps = [torch.from_numpy(a.copy()) for a in start]
+        z = ShardedOptimizer(O.Adam, ps, Communicator(MPI.COMM_SELF), lr=0.1)
+        for k, gs in enumerate(grads):
+            if reshape and k == 1:
+                ps[1].data = ps[1].data.view(2, 3)  # (refused: "given new memory of shape (2, 3)")
+            z.step([g.reshape(p.shape) for g, p in zip(gs, ps)])
+        runs.append([p.reshape(-1) for p in ps])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 from .. import _backend
 from .._words import article
+from ._given import tensor_address
 from ._parts import OptimizerParts
 from ._run import _sub_run
 
@@ -140,10 +141,18 @@ class GroupTrackingMixin(OptimizerParts):
         """ValueError naming a replaced param of its state's size but another shape: the native steps
         compare sizes only, so a (2, 3) array in place of a (6,) one stepped with the (6,) state, and
         the optimizer's own state_dict() then failed to load back (its shapes). (Another size: the
-        step's array checks name the state.) ``start``: the group's first place among all params."""
+        step's array checks name the state.) ``start``: the group's first place among all params.
+
+        A reshape of the param itself -- at its address, C-contiguous (checked before): the same
+        elements in the same order, ``a.reshape(2, 3)`` put in place, a torch tensor re-viewed
+        ``t.data = t.data.view(2, 3)`` -- is taken instead, as a NumPy param reshaped in place
+        (``a.shape = (2, 3)``): the step takes grads of its new shape, and its state follows the
+        shape in ``state_dict()`` (``_state_dict.follow_reshaped``)."""
         held = {i - start for run in self._runs[gi] if run.state for i in run.index}
         for i, (old, p) in enumerate(zip(self._seen[gi], params)):
             if p is not old and i in held and p.size == old.size and tuple(p.shape) != tuple(old.shape):
+                if p.dtype == old.dtype and tensor_address(p) == tensor_address(old):
+                    continue
                 raise ValueError(
                     f"{where}[{i}]: expected shape {tuple(old.shape)} (the shape of its optimizer state), "
                     f"got {tuple(p.shape)}"
