@@ -16,6 +16,8 @@
    ``state_dict()`` did not load back. Now followed: ``_given.follow`` compares shapes (its fast
    path one native ``data_layouts`` call), the state follows its param's shape where it is read
    (``_state_dict.follow_reshaped``); another array of another shape is still refused.
+4. hessian/lanczos.py, krylov.py and mlp_operator.py split along their seams (power.py,
+   _restart.py, _mlp_checks.py): the names keep their import paths.
 """
 
 from __future__ import annotations
@@ -289,3 +291,17 @@ def test_zero1_follows_a_tensor_re_viewed_as_another_shape():
             z.step([g.reshape(p.shape) for g, p in zip(gs, ps)])
         runs.append([p.reshape(-1) for p in ps])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_the_split_hessian_modules_keep_their_import_paths():
+    from optkern import hessian
+    from optkern.hessian import _mlp_checks, _restart, power
+    from optkern.hessian.krylov import restart_count, restart_keep, select
+    from optkern.hessian.lanczos import PowerResult, power_iteration
+
+    assert power_iteration is power.power_iteration is hessian.power_iteration
+    assert PowerResult is power.PowerResult is hessian.PowerResult
+    assert (restart_count, restart_keep, select) == (_restart.restart_count, _restart.restart_keep, _restart.select)
+    assert callable(_mlp_checks._check_batches)
+    r = power_iteration(np.diag([3.0, -1.0, 0.5]), max_iter=200, tol=1e-10)
+    assert r.converged and abs(r.eigenvalue - 3.0) < 1e-8
