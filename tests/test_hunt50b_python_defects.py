@@ -16,6 +16,8 @@
    ``state_dict()`` did not load back. Now followed: ``_given.follow`` compares shapes (its fast
    path one native ``data_layouts`` call), the state follows its param's shape where it is read
    (``_state_dict.follow_reshaped``); another array of another shape is still refused.
+   NewtonCG also dropped its cached gradient only for a tensor that moved: an array put in place
+   was stepped from the old values' gradient (after a converged step: not moved at all).
 4. hessian/lanczos.py, krylov.py and mlp_operator.py split along their seams (power.py,
    _restart.py, _mlp_checks.py): the names keep their import paths.
 """
@@ -305,3 +307,25 @@ def test_the_split_hessian_modules_keep_their_import_paths():
     assert callable(_mlp_checks._check_batches)
     r = power_iteration(np.diag([3.0, -1.0, 0.5]), max_iter=200, tol=1e-10)
     assert r.converged and abs(r.eigenvalue - 3.0) < 1e-8
+
+
+def test_newton_cg_steps_an_array_put_in_place_from_its_own_gradient():
+    from optkern import hessian
+
+    w = np.arange(1, 11, dtype=np.float64)  # (loss sum w x^2: the Hessian diag(2 w), exact here)
+
+    def closure():
+        x = np.concatenate([p.ravel() for p in ps]).astype(np.float64)
+        return float((w * x * x).sum()), [
+            (2 * w[:7] * ps[0]).astype(np.float32),
+            (2 * w[7:] * ps[1]).astype(np.float32),
+        ]
+
+    rng = np.random.default_rng(5014)
+    ps = [rng.standard_normal(7).astype(np.float32), rng.standard_normal(3).astype(np.float32)]
+    opt = O.NewtonCG(ps, hessian.from_hvp(lambda v: 2.0 * w.astype(np.float32) * v, 10, np.float32))
+    opt.step(closure)
+    new = (5 * rng.standard_normal(3)).astype(np.float32)
+    opt.param_groups[0]["params"][1] = ps[1] = new.copy()
+    opt.step(closure)  # (before: the cached gradient of the old values, ~0 after a Newton step: not moved)
+    assert np.linalg.norm(ps[1]) < 0.1 * np.linalg.norm(new)

@@ -78,7 +78,8 @@ def follow_params(opt) -> bool:
     tensor given new memory (``tensor.data = ...``, ``set_``) stepped there (``_given.follow``; the
     step wrote the old memory, the tensor never moved again), one the optimizer cannot step (another
     dtype, sharing memory with another param) refused, nothing written; then :func:`same_params`.
-    Whether a tensor moved (its values are others than the step's caches hold)."""
+    Whether a tensor moved or a param was put in place since the last step (its values are others
+    than the step's caches hold)."""
     ps = opt._params
     if type(ps) is not list:  # (a moved tensor's new view is put in its slot: a tuple cannot take it)
         raise TypeError(f"param_groups[0]['params']: expected a list of arrays, got {type(ps).__name__}")
@@ -94,7 +95,16 @@ def follow_params(opt) -> bool:
     moved = opt._follow_tensors(ps, "param_groups[0]['params']", accept, accept_all)
     put = take_put(opt, ps)
     same_params(ps, opt._dtype, opt._n)
-    return bool(moved or put)
+    # (an array the caller put in a slot since the last step, over other memory, holds other values
+    # too: NewtonCG's cached gradient was of the old ones, and its step went on from them, never
+    # moving the new. A new view of the same memory -- optkern.torch's, at each step -- holds the same.)
+    last = vars(opt).get("_params_seen")
+    replaced = last is not None and (
+        len(last) != len(ps)
+        or any(_given.tensor_address(p) != _given.tensor_address(q) for p, q in zip(ps, last) if p is not q)
+    )
+    opt._params_seen = tuple(ps)
+    return bool(moved or put or replaced)
 
 
 def take_put(opt, ps: list) -> bool:
