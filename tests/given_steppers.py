@@ -18,12 +18,16 @@ def _closure(ps):
 
 
 def stepper(kind, ps):
-    """A no-argument step of a new ``kind`` ("sgd", "lbfgs", "newton") optimizer over torch tensors ``ps``."""
+    """A no-argument step of a new ``kind`` ("sgd", "lbfgs", "newton") optimizer over torch tensors ``ps``
+    (read at each step: a tensor the test puts in ``ps`` gets its grad), the optimizer as its ``opt``."""
     if kind == "sgd":
         opt = O.SGD(ps, lr=0.1, momentum=0.9)
-        return lambda: opt.step([np.ones(p.shape, np.float32) for p in ps])
-    if kind == "lbfgs":
+        step = lambda: opt.step([np.ones(p.shape, np.float32) for p in ps])
+    elif kind == "lbfgs":
         opt = O.LBFGS(ps, max_iter=2)
-        return lambda: opt.step(_closure(ps))
-    opt = O.NewtonCG(ps, hessian.from_hvp(lambda v: 2.0 * v, 10, np.float32))
-    return lambda: opt.step(_closure(ps))
+        step = lambda: opt.step(_closure(ps))
+    else:
+        opt = O.NewtonCG(ps, hessian.from_hvp(lambda v: 2.0 * v, 10, np.float32))
+        step = lambda: opt.step(_closure(ps))
+    step.opt = opt  # type: ignore[attr-defined]
+    return step

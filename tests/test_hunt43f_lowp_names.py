@@ -91,6 +91,10 @@ def _refused_before_writing(name, groups, swap, match):
     assert np.array_equal(ps[0].view(np.uint16), p0.view(np.uint16))
 
 
+#: a param put in place named where it was put (hunt 50b; its flat place, "params[1]", before)
+_PUT = r"^param_groups\[{}\]\['params'\]\[{}\]: "
+
+
 def _put_misaligned(group, index):
     def swap(opt, bf16):
         q = _misaligned(bf16, 5)
@@ -104,12 +108,12 @@ def test_adagrad_norm_master_weights_refuses_a_misaligned_param_before_it_writes
     """A half param replaced between steps by a misaligned one: AdaGrad-Norm's low-precision step
     (several native calls) stepped the masters, b^2 and the other params, then the rounding into
     that param refused it as "out", its step not counted. Now refused first, naming it."""
-    _refused_before_writing("AdagradNorm", False, _put_misaligned(0, 1), r"^params\[1\]: array data is misaligned")
+    _refused_before_writing("AdagradNorm", False, _put_misaligned(0, 1), _PUT.format(0, 1) + "array data is misaligned")
 
 
 @pytest.mark.parametrize("name", ["Adam", "SGD"])
 def test_a_misaligned_param_in_a_later_group_is_refused_before_the_first_group_steps(name):
-    _refused_before_writing(name, True, _put_misaligned(1, 0), r"^params\[1\]: array data is misaligned")
+    _refused_before_writing(name, True, _put_misaligned(1, 0), _PUT.format(1, 0) + "array data is misaligned")
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdagradNorm"])
@@ -117,4 +121,4 @@ def test_a_strided_param_in_a_later_group_is_refused_before_the_first_group_step
     def swap(opt, bf16):
         opt.param_groups[1]["params"][0] = np.ones(10, bf16)[::2]
 
-    _refused_before_writing(name, True, swap, r"^params\[1\]: array must be C-contiguous")
+    _refused_before_writing(name, True, swap, _PUT.format(1, 0) + "array must be C-contiguous")

@@ -185,13 +185,15 @@ def follow_tensors(z) -> None:
     the tensor never moved). New memory of another dtype or shape than the param's slot in the flat
     buffer, read-only or shared with another param, is refused (at every step, until the tensor is
     given memory the step can take), before anything is written; a strided one is followed (copied
-    element by element)."""
+    element by element), and so is a C-contiguous one of the same size and another shape (``t.data =
+    t.data.view(2, 3)``: its slice of the flat buffer read in C order, as ``check_layouts`` follows a
+    NumPy param reshaped in place)."""
 
     def accept(i: int, name: str, v) -> None:
         was = z._user[i]
         if v.dtype != was.dtype:
             raise TypeError(f"{name}: given new memory of {v.dtype}, the flat buffer holds {was.dtype} (tensor.data =)")
-        if v.shape != was.shape:
+        if v.shape != was.shape and not (v.size == was.size and v.flags.c_contiguous):
             raise ValueError(
                 f"{name}: given new memory of shape {tuple(v.shape)}, its slice of the flat buffer holds "
                 f"{tuple(was.shape)} (tensor.data =): make a new ShardedOptimizer for other shapes"
@@ -209,6 +211,10 @@ def follow_tensors(z) -> None:
         z._layouts = list(z._layouts)  # (their layouts are the new memory's: check_layouts)
         for i in moved:
             z._layouts[i] = (z._user[i].shape, z._user[i].strides)
+            if z.params[i].shape != z._user[i].shape:  # (reshaped: the flat buffers' views follow)
+                a, p = z._offs[i], z._user[i]
+                z.params[i] = z._flat[a : a + p.size].reshape(p.shape)
+                z._gviews[i] = z._gflat[a : a + p.size].reshape(p.shape)
         if z._layout_words is not None:
             z._layout_words = sharded_copy.layout_words(z._layouts)
         z._own, z._copies = own_pieces(z._user, z._offs, z.lo, z.hi), None

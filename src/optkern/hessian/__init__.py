@@ -19,9 +19,10 @@ raise ValueError naming ``op`` in every estimator (``A`` in ``cg``).
 
 from .cg import CGResult, cg
 from .density import SpectralDensity, gradient_concentration, spectral_density
-from .lanczos import EigenResult, PowerResult, lanczos, power_iteration, top_eigenvalues
+from .lanczos import EigenResult, lanczos, top_eigenvalues
 from .mlp_operator import from_mlp
 from .operators import CurvatureOperator, as_operator, from_grad, from_hvp, with_progress
+from .power import PowerResult, power_iteration
 from .trace import TraceResult, trace
 
 __all__ = [

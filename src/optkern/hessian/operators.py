@@ -168,7 +168,7 @@ def with_progress(op, progress: Callable | None, total: int) -> CurvatureOperato
 
 def _quiet(A) -> Callable:
     """``v -> A @ v`` without NumPy's floating-point warnings: an overflowing product is inf, which the
-    estimators refuse naming the operator (ValueError), as from_mlp's (``mlp_operator._ieee_quiet``);
+    estimators refuse naming the operator (ValueError), as from_mlp's (``_mlp_checks._ieee_quiet``);
     NumPy's "overflow encountered in matmul" was an escaping RuntimeWarning under ``-W error``."""
 
     def product(v):

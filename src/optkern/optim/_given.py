@@ -115,21 +115,24 @@ def follow(
     memory with each other or with the params that kept theirs), before any is put in: refused at
     every step until the tensor is given memory it can, nothing written (the step's own checks
     refuse a view of another dtype than the param's state).
-    (Four cheap getters, each compared in one pass, ~0.05 us a tensor each: a shape compared instead
-    of the count and the layout cost 0.1-0.3, as it builds a ``torch.Size``, and missed a transposed
-    square matrix. A contiguous re-view of the same size at the same address,
-    ``tensor.data = tensor.data.view(2, 3)``, is not followed: the view steps the very elements, in
-    the same order; a grad of the new shape is refused, naming the grads.)"""
+    (Four cheap getters, each compared in one pass, ~0.05 us a tensor each, and the shapes, whose
+    ``torch.Size`` costs 0.1-0.3 us a tensor: called where :func:`layout_key` found a change or cannot
+    be read. A contiguous re-view of the same size at the same address, ``tensor.data =
+    tensor.data.view(2, 3)``, is followed too: the very elements in the same order, of the tensor's
+    new shape -- the step took grads of the old shape only, refusing the tensor's own; its state
+    follows the shape, ``GroupTrackingMixin._check_state_shapes``.)"""
     tensor = sys.modules["torch"].Tensor
     now = list(map(tensor.data_ptr, tensors))
     kinds = list(map(_DTYPE, tensors))
     counts = list(map(tensor.numel, tensors))
     flat = list(map(tensor.is_contiguous, tensors))
-    if now == addresses and kinds == dtypes and counts == sizes and flat == dense:
+    shaped = [t.shape == v.shape for t, v in zip(tensors, views)]
+    if now == addresses and kinds == dtypes and counts == sizes and flat == dense and all(shaped):
         return []
     found = []
     for j, t in enumerate(tensors):
-        if now[j] == addresses[j] and kinds[j] is dtypes[j] and counts[j] == sizes[j] and flat[j] is dense[j]:
+        same = now[j] == addresses[j] and kinds[j] is dtypes[j] and counts[j] == sizes[j] and flat[j] is dense[j]
+        if same and shaped[j]:
             continue
         lst, i, name = slot(j, t)
         if i < len(lst) and lst[i] is views[j]:  # (a list the caller replaced may be shorter)
@@ -163,6 +166,26 @@ def _layouts(tensors) -> tuple[list, list]:
 #: a torch tensor's dtype (the getter itself: an attribute lookup a tensor less)
 _DTYPE = operator.attrgetter("dtype")
 
+#: whether the CPU module reads torch tensors' layouts through torch's DLPack exchange API (per type)
+_EXCHANGE_USABLE: dict = {}
+
+
+def layout_key(tensors: Sequence):
+    """Where each of ``tensors`` (torch tensors) is and how it lays its memory out -- address, dtype,
+    shape, strides -- as one bytes object (``_cpu.data_layouts``: one native call, about a fifth of
+    the time of :func:`follow`'s four getters), or None where torch's DLPack exchange API cannot be
+    used. Equal keys: nothing to follow; else :func:`follow` compares tensor by tensor."""
+    tensor = sys.modules["torch"].Tensor
+    usable = _EXCHANGE_USABLE.get(tensor)
+    if usable is None:
+        usable = _EXCHANGE_USABLE[tensor] = bool(_backend.cpu.dlpack_exchange_usable(tensor))
+    if not usable or not isinstance(tensors, list):
+        return None
+    try:
+        return _backend.cpu.data_layouts(tensors, tensor)
+    except TypeError:  # (an item the API refuses: compared one by one)
+        return None
+
 
 class FollowsTensors:
     """The torch tensors among one list of params (LBFGS's and NewtonCG's group, ShardedOptimizer's
@@ -177,6 +200,8 @@ class FollowsTensors:
     _tensor_sizes: Sequence = ()
     _tensor_dense: Sequence = ()
     _tensor_positions: Sequence = ()
+    #: layout_key of ``_followed`` when last followed (None: not known, compared one by one)
+    _tensor_key: bytes | None = None
     _FOLLOWED = (
         "_followed",
         "_tensor_views",
@@ -204,6 +229,7 @@ class FollowsTensors:
             self._tensor_sizes = [*self._tensor_sizes, *sizes]
             self._tensor_dense = [*self._tensor_dense, *dense]
             self._tensor_positions = [*self._tensor_positions, *(start + k for k in at)]
+            self._tensor_key = None  # (the next step compares them one by one, then keeps the key)
         return tensors
 
     def _follows(self, at: int, view) -> bool:
@@ -217,6 +243,7 @@ class FollowsTensors:
         if len(keep) < len(self._tensor_positions):
             for name in self._FOLLOWED:
                 setattr(self, name, [getattr(self, name)[j] for j in keep])
+            self._tensor_key = None
         self._track([given], [view], at)
 
     def _follow_tensors(self, lst: list, name: str, accept=None, accept_all=None) -> list:
@@ -229,6 +256,9 @@ class FollowsTensors:
         pos = self._tensor_positions
         if not pos:
             return []
+        key = layout_key(self._followed)
+        if key is not None and key == self._tensor_key:
+            return []
         moved = follow(
             self._followed,
             cast(list, self._tensor_views),  # (lists once _track set them: pos is not empty)
@@ -240,6 +270,8 @@ class FollowsTensors:
             accept,
             accept_all,
         )
+        # (kept once followed and accepted: a refused tensor is compared again at every step)
+        self._tensor_key = key
         return [pos[j] for j in moved]
 
 

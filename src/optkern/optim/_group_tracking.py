@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 from .. import _backend
 from .._words import article
+from ._given import tensor_address
 from ._parts import OptimizerParts
 from ._run import _sub_run
 
@@ -76,8 +77,10 @@ class GroupTrackingMixin(OptimizerParts):
         """A group's list where a param was replaced in place, checked as ``add_param_group`` checks
         one: an array of this optimizer's kind and dtype, before anything reads it (a None or a list
         raised AttributeError in the step's shape checks; an int32 array would be checked against
-        the hyper-parameters, naming ``eps`` for it). The step's array checks do the rest (layout,
-        size, aliasing)."""
+        the hyper-parameters, naming ``eps`` for it), and updatable in place (C-contiguous, writable,
+        aligned: the step's own checks named it ``params[k]``, by its place among all the params, where
+        the caller put it in ``param_groups[g]['params'][i]``). The step's array checks do the rest
+        (size, aliasing)."""
         where = f"param_groups[{gi}]['params']"
         # a DLPack exporter put in place (a torch tensor): its zero-copy array view, put in the
         # list as add_param_group keeps one (the step's checks read .dtype of the object itself)
@@ -87,8 +90,10 @@ class GroupTrackingMixin(OptimizerParts):
                 put[i] = params[i]
                 params[i] = a
         _backend.backend((where, params))
-        for i, p in enumerate(params):
+        for i, (p, old) in enumerate(zip(params, self._seen[gi])):
             self._check_param_dtype(p, f"{where}[{i}]")
+            if p is not old:  # (a tensor followed to new memory included: its view is new)
+                _backend.check_written(p, p.dtype, f"{where}[{i}]")
         kept = [p for p, old in zip(params, self._seen[gi]) if p is old]  # (the group's dtype: theirs)
         self._check_one_dtype(params, f"param_groups[{gi}]", kept[0] if kept else None)
         start = sum(len(lst) for lst, _ in self._group_params[:gi])  # (the group's first place in all)
@@ -136,10 +141,18 @@ class GroupTrackingMixin(OptimizerParts):
         """ValueError naming a replaced param of its state's size but another shape: the native steps
         compare sizes only, so a (2, 3) array in place of a (6,) one stepped with the (6,) state, and
         the optimizer's own state_dict() then failed to load back (its shapes). (Another size: the
-        step's array checks name the state.) ``start``: the group's first place among all params."""
+        step's array checks name the state.) ``start``: the group's first place among all params.
+
+        A reshape of the param itself -- at its address, C-contiguous (checked before): the same
+        elements in the same order, ``a.reshape(2, 3)`` put in place, a torch tensor re-viewed
+        ``t.data = t.data.view(2, 3)`` -- is taken instead, as a NumPy param reshaped in place
+        (``a.shape = (2, 3)``): the step takes grads of its new shape, and its state follows the
+        shape in ``state_dict()`` (``_state_dict.follow_reshaped``)."""
         held = {i - start for run in self._runs[gi] if run.state for i in run.index}
         for i, (old, p) in enumerate(zip(self._seen[gi], params)):
             if p is not old and i in held and p.size == old.size and tuple(p.shape) != tuple(old.shape):
+                if p.dtype == old.dtype and tensor_address(p) == tensor_address(old):
+                    continue
                 raise ValueError(
                     f"{where}[{i}]: expected shape {tuple(old.shape)} (the shape of its optimizer state), "
                     f"got {tuple(p.shape)}"

@@ -78,7 +78,8 @@ def follow_params(opt) -> bool:
     tensor given new memory (``tensor.data = ...``, ``set_``) stepped there (``_given.follow``; the
     step wrote the old memory, the tensor never moved again), one the optimizer cannot step (another
     dtype, sharing memory with another param) refused, nothing written; then :func:`same_params`.
-    Whether a tensor moved (its values are others than the step's caches hold)."""
+    Whether a tensor moved or a param was put in place since the last step (its values are others
+    than the step's caches hold)."""
     ps = opt._params
     if type(ps) is not list:  # (a moved tensor's new view is put in its slot: a tuple cannot take it)
         raise TypeError(f"param_groups[0]['params']: expected a list of arrays, got {type(ps).__name__}")
@@ -92,8 +93,47 @@ def follow_params(opt) -> bool:
         distinct(_given.with_new(ps, new))
 
     moved = opt._follow_tensors(ps, "param_groups[0]['params']", accept, accept_all)
+    put = take_put(opt, ps)
     same_params(ps, opt._dtype, opt._n)
-    return bool(moved)
+    # (an array the caller put in a slot since the last step, over other memory, holds other values
+    # too: NewtonCG's cached gradient was of the old ones, and its step went on from them, never
+    # moving the new. A new view of the same memory -- optkern.torch's, at each step -- holds the same.)
+    last = vars(opt).get("_params_seen")
+    replaced = last is not None and (
+        len(last) != len(ps)
+        or any(_given.tensor_address(p) != _given.tensor_address(q) for p, q in zip(ps, last) if p is not q)
+    )
+    opt._params_seen = tuple(ps)
+    return bool(moved or put or replaced)
+
+
+def take_put(opt, ps: list) -> bool:
+    """A torch tensor (any array optkern views zero-copy) put in ``ps``, ``opt``'s one group's list,
+    in place, taken as the first-order optimizers take one (``_check_replaced``, ``_given_in_place``):
+    its view checked as a tensor's new memory is (updatable in place, of the optimizer's dtype, sharing
+    no memory with the other params), then put in its slot, the tensor followed and bumped from now
+    on; a tensor followed in a slot the caller refilled, followed and bumped no more. (It was refused,
+    "expected an array, got Tensor".) Whether a tensor was put in."""
+    where = "param_groups[0]['params']"
+    views = _backend.as_list(ps, where)  # (the same objects where the list holds arrays only)
+    new = [(i, v) for i, (v, p) in enumerate(zip(views, ps)) if v is not p]
+    for i, v in new:
+        _backend.check_written(v, opt._dtype, f"{where}[{i}]")
+    if new:
+        distinct(_given.with_new(ps, new))  # (before any is put in: refused at every step)
+    # (positions, not tensors, walked: _retrack rewrites the followed lists)
+    taken = {i for i, _ in new}
+    refilled = [
+        k for k, v in zip(opt._tensor_positions, opt._tensor_views) if k < len(ps) and ps[k] is not v and k not in taken
+    ]
+    for k in refilled:
+        opt._retrack(k, ps[k], ps[k])  # (an array of the caller's; a tensor taken below is retracked there)
+    for i, v in new:
+        given, ps[i] = ps[i], v
+        opt._retrack(i, given, v)
+    if new or refilled:
+        opt._given_tensors = list(opt._followed)
+    return bool(new)
 
 
 def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, str, dict]:

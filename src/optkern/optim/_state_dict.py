@@ -15,6 +15,19 @@ from ._parts import OptimizerParts
 from ._run import _Run
 
 
+def follow_reshaped(run: _Run) -> None:
+    """The state arrays of ``run``'s params reshaped since they were made -- a NumPy param's shape set
+    in place (``a.shape = (2, 3)``), a reshape of it at its address put in its place, a torch tensor
+    re-viewed so (``t.data = t.data.view(2, 3)``): the same memory read in the same order, which the
+    step writes as before -- reshaped with them (views), so that the state is laid out as its param
+    is and ``state_dict()`` loads back (its (6,) state was refused against the (2, 3) param). Done
+    here, where the state is read, not at every step (a shape compare per param)."""
+    for arrays in run.state.values():
+        for k, (a, p) in enumerate(zip(arrays, run.params)):
+            if a.shape != p.shape and a.size == p.size:
+                arrays[k] = a.reshape(p.shape)
+
+
 class StateDictMixin(OptimizerParts):
     """Optimizer's state dict (uses ``param_groups``, ``_runs`` and the subclass hooks)."""
 
@@ -53,6 +66,7 @@ class StateDictMixin(OptimizerParts):
                 # torch keeps them -- rather than ones made for a step that was then refused)
                 if run.step == 0 and run.fresh.issuperset(n for n in type(self)._state_names if n in run.state):
                     continue
+                follow_reshaped(run)
                 scalars = self._extra_to_state(run)
                 for k, i in enumerate(run.index):
                     entry = {"step": run.dev["step"] if run.dev is not None else run.step} if counted else {}
