@@ -97,8 +97,9 @@ class Lockstep:
         values = (float(state), float(columns), fp)
         try:  # ("allreduce": the product's first collective)
             hi, lo = extremes(comm, list(values), "allreduce", "a distributed curvature estimator")
-        except RuntimeError as e:  # (ranks in other calls: raised on every rank, no header follows)
-            e._optkern_lockstep = self  # type: ignore[attr-defined]
+        except (RuntimeError, TypeError, ValueError) as e:  # (ranks in other calls, a rank that refused
+            # its comm: raised on every rank, no header follows)
+            e._optkern_lockstep = self  # type: ignore[union-attr]
             raise
         if all(hi == lo):  # every rank alike (refused on every rank: each raises its own)
             return
