@@ -5,6 +5,11 @@
    (``Communicator()``'s, a wrapper's set-up, a checked collective, an estimator's): the refusing
    rank had no communicator to report into. It now joins the others' header in ``COMM_WORLD``
    (``optkern.distributed.no_comm``): its own TypeError there, the same type naming it elsewhere.
+2. The distributed curvature estimators with another ``k``, ``grid``, ``sigma``, ``pad``, ``tol``,
+   ``num_probes``, ``seed``, ... on one rank: a different result per rank, no error (``k``,
+   ``grid``, ``sigma``, ``pad``), or an error naming no argument ("rank 1 asks for another
+   product"). Every estimator's arguments are now compared in one header at its start
+   (``hessian._lockstep``): a ValueError naming the argument on every rank.
 
 Each MPI test launches this file under ``mpiexec -n 2 python -m mpi4py`` with one case (every rank
 prints ``rank R: CASE ok``); a hang is a failure (the launch's timeout).
@@ -79,6 +84,109 @@ def case_bad_comm(comm) -> None:
     x = np.full(5, comm.rank + 1.0)
     Communicator(backend="mpi").allreduce(x)
     np.testing.assert_array_equal(x, np.full(5, 3.0))
+
+
+@pytest.mark.spawns
+def test_an_estimator_argument_that_differs_between_ranks_is_named_on_every_rank():
+    _launch("estimators")
+
+
+def _named(name: str, mine, theirs, call: str):
+    """The error every rank raises where rank 1 passed ``theirs`` and rank 0 ``mine``."""
+    return raises(ValueError, f"{name}: {theirs} on rank 1, {mine} on rank 0 (every rank runs {call}()")
+
+
+def case_estimators(comm) -> None:
+    """Rank 1 passes another value of one argument. Silent before (each rank its own result): k,
+    grid, sigma, pad, which, eigenvectors' count; named nothing before ("rank 1 asks for another
+    product"): num_probes, steps, tol, rtol, seed, method, v0."""
+    from optkern import hessian
+    from optkern.distributed import distributed
+
+    n = 41
+    A = np.diag(np.linspace(1.0, 5.0, n))
+    H = distributed(A, comm, 0.5)
+    r = comm.rank
+
+    def pick(a, b):
+        return a if r == 0 else b
+
+    with _named("k", 2, 3, "top_eigenvalues"):
+        hessian.top_eigenvalues(H, k=pick(2, 3))
+    with _named("which", "'LA'", "'LM'", "top_eigenvalues"):
+        hessian.top_eigenvalues(H, k=2, which=pick("LA", "LM"))
+    with _named("tol", 0.001, 1e-08, "top_eigenvalues"):
+        hessian.top_eigenvalues(H, k=2, tol=pick(1e-3, 1e-8))
+    with _named("grid", 100, 50, "spectral_density"):
+        hessian.spectral_density(H, num_probes=2, steps=8, grid=pick(100, 50))
+    g1, g2 = np.linspace(0.0, 6.0, 31), np.linspace(0.0, 6.0, 31)
+    g2[7] += 1e-9  # (one entry of a grid given as an array)
+    with raises(ValueError, "grid: an array of shape (31,), float64 (hash"):
+        hessian.spectral_density(H, num_probes=2, steps=8, grid=pick(g1, g2))
+    with _named("sigma", 0.1, 0.2, "spectral_density"):
+        hessian.spectral_density(H, num_probes=2, steps=8, grid=64, sigma=pick(0.1, 0.2))
+    with _named("pad", 0.01, 0.1, "spectral_density"):
+        hessian.spectral_density(H, num_probes=2, steps=8, grid=64, pad=pick(0.01, 0.1))
+    with _named("num_probes", 2, 3, "spectral_density"):
+        hessian.spectral_density(H, num_probes=pick(2, 3), steps=8, grid=64)
+    with _named("steps", 8, 9, "lanczos"):
+        hessian.lanczos(H, steps=pick(8, 9))
+    with _named("seed", 0, 1, "trace"):
+        hessian.trace(H, num_matvecs=6, seed=r)
+    with _named("method", "'hutchinson'", "'hutch++'", "trace"):
+        hessian.trace(H, method=pick("hutchinson", "hutch++"), num_matvecs=12)
+    with _named("tol", 0.01, 1e-09, "power_iteration"):
+        hessian.power_iteration(H, tol=pick(1e-2, 1e-9))
+    with raises(ValueError, "v0: an array of shape (41,), float64 (hash"):
+        hessian.power_iteration(H, v0=pick(np.ones(n), np.arange(1.0, n + 1)))
+    with _named("rtol", 0.001, 1e-10, "cg"):
+        hessian.cg(H, np.ones(n), rtol=pick(1e-3, 1e-10))
+    with _named("k", 2, 3, "gradient_concentration"):
+        hessian.gradient_concentration(H, np.ones(n), pick(2, 3))
+    # a rank refusing its own argument: its error (naming the bad value) on every rank, as before
+    with raises(ValueError, "k: must be >= 1, got 0"):
+        hessian.top_eigenvalues(H, k=pick(2, 0))
+    # what each rank may pass its own: a progress callback (rank 0 reports), a number's type
+    seen: list = []
+    t = hessian.trace(H, num_matvecs=8, seed=3, progress=pick(lambda *a: seen.append(a), None))
+    t2 = hessian.trace(H, num_matvecs=np.int64(8) if r else 8, seed=3)
+    got = comm.allgather_object((t.estimate, t2.estimate))
+    assert got[0] == got[1] and t.estimate == t2.estimate, got
+    assert (len(seen) > 0) == (r == 0), seen
+    top = hessian.top_eigenvalues(H, k=2, return_eigenvectors=r == 0)
+    np.testing.assert_allclose(top.eigenvalues, [5.0, 4.9], rtol=1e-10)
+    assert (top.eigenvectors is not None) == (r == 0)
+
+
+def test_an_estimators_arguments_as_every_rank_reads_them():
+    """Without MPI: the texts compared (equal values alike, arrays by every entry, callables left
+    out) and the error naming the first argument that differs."""
+    import inspect
+
+    from optkern.distributed.lockstep import ArgumentsApart, _arguments_apart, arguments_fingerprint
+    from optkern.hessian._lockstep import arguments
+
+    def est(op, k=1, tol=None, grid=10, v0=None, progress=None, seed=0):
+        return None
+
+    sig = inspect.signature(est)
+    a = arguments(sig, ("H", 2), {"tol": 0.5, "progress": print}, ("op",))
+    b = arguments(sig, ("H", np.int64(2)), {"tol": np.float64(0.5)}, ("op",))
+    assert a == b and [k for k, _ in a] == ["k", "tol", "grid", "v0", "seed"], a
+    assert arguments_fingerprint(("est()", a)) == arguments_fingerprint(("est()", b))
+    v = np.linspace(0.0, 1.0, 101)
+    w = v.copy()
+    w[50] = np.nextafter(w[50], 2.0)  # (one entry, one ulp)
+    x, y = (arguments(sig, ("H",), {"v0": u}, ("op",)) for u in (v, w))
+    assert x != y and arguments_fingerprint(("est()", x)) != arguments_fingerprint(("est()", y))
+    e = _arguments_apart([("est()", x), ("est()", x), ("est()", y)])
+    assert isinstance(e, ArgumentsApart) and str(e).startswith("v0: an array of shape (101,), float64 (hash")
+    assert "on rank 2" in str(e)
+    assert _arguments_apart([("est()", x), ("est()", x)]) is None
+    assert _arguments_apart([("est()", x), None]) is None  # (rank 1 elsewhere: the states name it)
+    e = _arguments_apart([("trace()", x), ("lanczos()", x)])
+    assert isinstance(e, ArgumentsApart) and "op: rank 1 runs lanczos(), rank 0 trace()" in str(e)
+    assert arguments(sig, ("H", 1, 2, 3, 4, 5, 6, 7, 8), {}, ("op",)) == ()  # (unbound: the call's own error)
 
 
 if __name__ == "__main__":
