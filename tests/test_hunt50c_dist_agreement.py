@@ -10,6 +10,11 @@
    ``grid``, ``sigma``, ``pad``), or an error naming no argument ("rank 1 asks for another
    product"). Every estimator's arguments are now compared in one header at its start
    (``hessian._lockstep``): a ValueError naming the argument on every rank.
+3. The optimizers' per-rank arguments (lr, weight decay, betas, momentum, eps, amsgrad, maximize,
+   params' shapes and dtypes, grads, clip max_norm / norm_type, op, bucket_mb) were already compared
+   (tests/test_distributed_dp_hyper.py, test_distributed_zero_hyper.py, test_distributed_clip_agree.py...);
+   the wrapped optimizer's state was not: a rank that had stepped before ``DistributedOptimizer(opt)``
+   drifted apart from the others with no error. Now compared at construction.
 
 Each MPI test launches this file under ``mpiexec -n 2 python -m mpi4py`` with one case (every rank
 prints ``rank R: CASE ok``); a hang is a failure (the launch's timeout).
@@ -71,12 +76,15 @@ def case_bad_comm(comm) -> None:
     # the good rank already holds its objects: its first call's header meets the refusal
     c = Communicator(backend="mpi")
     H = distributed(np.diag(np.arange(1.0, 8.0)), c, 0.5)
+    dp = DistributedOptimizer(optim.SGD([np.ones(7)], lr=0.1), c)
     if bad:
-        each(lambda: Communicator(mine))
-        each(lambda: Communicator(mine))
+        for _ in range(3):
+            each(lambda: Communicator(mine))
     else:
         each(lambda: c.allreduce(np.ones(5)))
         each(lambda: hessian.trace(H, num_matvecs=4))
+        each(lambda: dp.step([np.ones(7)]))  # (the step's header; nothing written)
+        np.testing.assert_array_equal(dp.optimizer.param_groups[0]["params"][0], np.ones(7))
     # every rank refusing: each its own error, at once
     with raises(TypeError, "comm: expected an mpi4py.MPI.Comm or a Communicator, got int"):
         Communicator(3)
@@ -187,6 +195,35 @@ def test_an_estimators_arguments_as_every_rank_reads_them():
     e = _arguments_apart([("trace()", x), ("lanczos()", x)])
     assert isinstance(e, ArgumentsApart) and "op: rank 1 runs lanczos(), rank 0 trace()" in str(e)
     assert arguments(sig, ("H", 1, 2, 3, 4, 5, 6, 7, 8), {}, ("op",)) == ()  # (unbound: the call's own error)
+
+
+@pytest.mark.spawns
+def test_a_data_parallel_optimizer_refuses_another_state_on_one_rank():
+    _launch("dp_state")
+
+
+def case_dp_state(comm) -> None:
+    """Rank 1's Adam stepped once (zero gradients: the params unchanged, the step count 1) before
+    it was wrapped: the wrapper took it, and after one step with the same averaged gradient the
+    replicas differed (-1.1 on rank 0, -1.0744 on rank 1), no error. Now refused on every rank."""
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer
+
+    p = [np.linspace(-1.0, 1.0, 7)]
+    opt = optim.Adam(p, lr=0.1)
+    if comm.rank == 1:
+        opt.step([np.zeros(7)])
+    with raises(ValueError, "optimizer: rank 1 holds another state than rank 0"):
+        DistributedOptimizer(opt, comm)
+    # the same state on every rank (both stepped alike), and a fresh one: taken, the replicas equal
+    if comm.rank == 0:
+        opt.step([np.zeros(7)])
+    for o in (opt, optim.Adam([q.copy() for q in p], lr=0.1)):
+        dp = DistributedOptimizer(o, comm)
+        dp.step([np.full(7, 0.5 + comm.rank)])
+        mine = o.param_groups[0]["params"][0]
+        got = comm.allgather_object(mine.tobytes())
+        assert got[0] == got[1], "the replicas differ"
 
 
 if __name__ == "__main__":
