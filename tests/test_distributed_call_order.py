@@ -56,7 +56,7 @@ def test_the_header_has_one_length_and_names_the_call():
         def _live(self, where):
             pass
 
-        def _mpi_allreduce(self, buf, op):
+        def _header_reduce(self, buf):
             self.sent.append(buf.copy())
 
     c = Recorder()

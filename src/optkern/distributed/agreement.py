@@ -115,15 +115,21 @@ def extremes(comm, values: list, where: str, call: str | None = None) -> tuple[n
     head[1 : len(values) + 1] = values
     np.negative(head, out=buf[1::2])
     comm._live(where)
-    comm._mpi_allreduce(buf, "max")
+    comm._header_reduce(buf)
     hi, lo = buf[0::2], -buf[1::2]
     if hi[0] != lo[0]:
         raise calls_apart(comm.allgather_object(call or where))
     return hi[1 : len(values) + 1], lo[1 : len(values) + 1]
 
 
-def calls_apart(calls: list) -> RuntimeError:
-    """The error every rank raises when the ranks' headers come from different calls."""
+def calls_apart(calls: list) -> Exception:
+    """The error every rank raises when the ranks' headers come from different calls: a RuntimeError
+    naming each rank's call, or, where a rank refused its ``comm`` argument (:mod:`.no_comm`: it sent
+    its error instead of a call), that rank's error, same type, saying which rank."""
+    for r, c in enumerate(calls):
+        if isinstance(c, tuple):
+            kind, text = c[1]
+            return _KINDS.get(kind, RuntimeError)(f"{text} (on rank {r}: no rank goes on without it)")
     said = ", ".join(f"rank {r}: {c}" for r, c in enumerate(calls))
     return RuntimeError(
         f"the ranks made different collective calls ({said}): every rank makes the same calls of "

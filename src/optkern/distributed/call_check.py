@@ -89,7 +89,7 @@ def alike(comm, call: str, err, fields: tuple) -> None:
         buf = comm._call_head = array("d", bytes(16 * HEADER))  # ((value, -value) pairs, zeros after)
     code, refused, fp = _code(f"Communicator.{call}"), 0.0 if err is None else 1.0, fingerprint(fields)
     buf[0], buf[1], buf[2], buf[3], buf[4], buf[5] = code, -code, refused, -refused, fp, -fp
-    comm.mpi.Allreduce(_MPI[0], buf, op=_MPI[1])
+    comm.mpi.Iallreduce(_MPI[0], buf, op=_MPI[1]).Wait()  # (nonblocking: .no_comm)
     if buf[0] != -buf[1]:
         buf[:] = array("d", bytes(16 * HEADER))  # (a wrapper's longer header was met: zeros again)
         raise calls_apart(comm.allgather_object(f"Communicator.{call}"))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
+from . import no_comm
 from ._arrays import (
     _contiguous,
     _overlap,
@@ -29,7 +30,7 @@ from ._arrays import (
     rank_order_reduce,
     rounded_to,
 )
-from .agreement import _raise_any, _said
+from .agreement import _raise_any, _said, extremes
 from .call_check import alike
 from .transport import _OPS, Transport, mpi
 
@@ -62,29 +63,25 @@ class Communicator(Transport):
     and a rank alone with bad ones raises while the others wait in the collective -- run under
     ``python -m mpi4py``, which turns that into an abort of the job. After ``MPI.Finalize()``
     every collective raises RuntimeError.
+
+    A ``comm`` refused on one rank only (no communicator, an intercommunicator) raises on every
+    rank: the others are told in their first exchange in ``COMM_WORLD`` (:mod:`.no_comm`), unless
+    they were given another communicator (that rank then raises alone, after
+    ``no_comm.WAIT_S`` seconds). ``MPI.COMM_NULL`` is refused on its own rank only (a rank left
+    out of a ``Split``: the others' communicator is not its own).
     """
 
     def __init__(
         self, comm=None, backend: str = "auto", ordered: bool = False, *, cuda_aware: bool = False, _alike=False
     ):
         MPI = mpi()
-        if isinstance(comm, Communicator):
-            comm = comm.mpi
-        comm = MPI.COMM_WORLD if comm is None else comm
-        if not isinstance(comm, MPI.Comm):
-            raise TypeError(f"comm: expected an mpi4py.MPI.Comm or a Communicator, got {type(comm).__name__}")
-        # MPICH aborts the process (no Python exception, nothing to catch) on any call before
-        # MPI_Init or after MPI_Finalize: asked first, the answer is an error saying so
-        if MPI.Is_finalized():
-            raise RuntimeError("comm: MPI is already finalized (make Communicators before MPI.Finalize())")
-        if not MPI.Is_initialized():
-            raise RuntimeError("comm: MPI is not initialized (mpi4py.rc.initialize is False: call MPI.Init() first)")
-        if comm == MPI.COMM_NULL:
-            raise ValueError("comm: is MPI.COMM_NULL (e.g. a Split with color MPI.UNDEFINED on this rank)")
-        if comm.Is_inter():
-            # an intercommunicator's size is its local group's, and its collectives combine the
-            # remote group's data: accepted, every collective here returned wrong values or failed
-            raise TypeError("comm: an intercommunicator is not supported (Merge() it into an intracommunicator)")
+        try:
+            comm = _mpi_comm(comm)
+        except (TypeError, ValueError) as e:
+            if isinstance(comm, MPI.Comm) and comm == MPI.COMM_NULL:  # (a rank left out of a Split:
+                raise  # the others' communicator is not its own, none waits for it)
+            # (the others wait in their first exchange: this rank joins it from COMM_WORLD to say so)
+            raise no_comm.refuse(e) from None
         # this rank's arguments checked inside the exchange below, the outcome agreed on: a rank
         # alone with a bad one (backend='foo', ordered='yes') raised here while the others waited
         # in that exchange forever
@@ -113,6 +110,9 @@ class Communicator(Transport):
         # decided together, and compared: a rank with another backend or ordering waited alone in
         # this exchange, or in another collective than the others' at the first reduction (hung)
         key = _nccl.device_key() if err is None and backend != "mpi" else None
+        # (a header first, as every exchange opening a call that takes a comm: no_comm's refusing
+        # rank joins it; the allgather of pickled objects after it has a length of its own)
+        extremes(self, [], "Communicator()")
         infos = comm.allgather((backend, self.ordered, key, _said(err)))
         _raise_any(err, [said for *_, said in infos])
         for i, name in enumerate(("backend", "ordered")):
@@ -359,6 +359,30 @@ class Communicator(Transport):
         rank (mpi4py's ``bcast``). ``root`` as in :meth:`gather_object`."""
         self._live("bcast_object")
         return self.mpi.bcast(obj, root=self._root(root))
+
+
+def _mpi_comm(comm):
+    """``comm`` (a Communicator, an mpi4py intracommunicator, None: ``COMM_WORLD``) as an mpi4py
+    communicator; TypeError / ValueError naming ``comm``, RuntimeError where MPI is not running."""
+    MPI = mpi()
+    if isinstance(comm, Communicator):
+        comm = comm.mpi
+    comm = MPI.COMM_WORLD if comm is None else comm
+    if not isinstance(comm, MPI.Comm):
+        raise TypeError(f"comm: expected an mpi4py.MPI.Comm or a Communicator, got {type(comm).__name__}")
+    # MPICH aborts the process (no Python exception, nothing to catch) on any call before
+    # MPI_Init or after MPI_Finalize: asked first, the answer is an error saying so
+    if MPI.Is_finalized():
+        raise RuntimeError("comm: MPI is already finalized (make Communicators before MPI.Finalize())")
+    if not MPI.Is_initialized():
+        raise RuntimeError("comm: MPI is not initialized (mpi4py.rc.initialize is False: call MPI.Init() first)")
+    if comm == MPI.COMM_NULL:
+        raise ValueError("comm: is MPI.COMM_NULL (e.g. a Split with color MPI.UNDEFINED on this rank)")
+    if comm.Is_inter():
+        # an intercommunicator's size is its local group's, and its collectives combine the
+        # remote group's data: accepted, every collective here returned wrong values or failed
+        raise TypeError("comm: an intercommunicator is not supported (Merge() it into an intracommunicator)")
+    return comm
 
 
 def as_communicator(comm) -> Communicator:

@@ -45,8 +45,8 @@ class DistributedOptimizer(ClosureSteps):
     Args:
       optimizer: an ``optkern.optim`` optimizer over this rank's replica of the parameters
         (the same layout, groups, hyper-parameters and low-precision options, the stochastic
-        rounding's seed included, on every rank: checked here, ValueError on every rank; make the
-        values equal with :func:`broadcast_params`). Hyper-parameters
+        rounding's seed included, and the same state, on every rank: checked here, ValueError on
+        every rank; make the values equal with :func:`broadcast_params`). Hyper-parameters
         changed later through ``param_groups`` (schedules) must change alike on every rank:
         each ``step`` compares them (a hash, one small allreduce) and raises ValueError on every
         rank where they differ.
@@ -105,29 +105,40 @@ class DistributedOptimizer(ClosureSteps):
         self.op = op
         self._bucket_bytes, self._direct_bytes = int(bucket_mb * 2**20), direct_kb * 2**10
         check_same_params(self._params, self.comm)
-        self._counts, self._hyper_check, _ = self._agreed_groups(self._params, len(self._params))
+        self._counts, self._hyper_check, _ = self._agreed_groups(self._params, len(self._params), state=True)
         self._buckets = make_buckets(self._params, self._bucket_bytes, self._direct_bytes)
         self._skip = False
         self._synced = False
 
-    def _agreed_groups(self, params: list, new: int) -> tuple:
+    def _agreed_groups(self, params: list, new: int, state: bool = False) -> tuple:
         """(counts per group, the step's :class:`.hyper_check.HyperCheck`, every rank's digest of
-        ``params[new:]``), the groups compared across ranks. Collective (one allgather).
+        ``params[new:]``), the groups compared across ranks. Collective (one allgather). ``state``
+        (at construction): the wrapped optimizer's state compared too (a digest): a rank that had
+        stepped, or loaded another checkpoint, before wrapping stepped its replica from another
+        step count and moments, and the replicas drifted apart with no error.
 
         Every rank steps its whole replica with its own groups' values: they must be everyone's,
         at construction and at every step (a group's lr set, or a schedule stepped, on one rank
         only made that replica diverge silently). One allgather here, one small allreduce a step."""
         opt, words = self.optimizer, hyper_check.REPLICA
         counts = [len(g["params"]) for g in opt.param_groups]
+        held = (lambda: _state_digest(opt)) if state else (lambda: None)
         got = agree(
             self.comm,
-            lambda: (None, (hyper_check.signature(opt, counts, words), state_digest(params[new:]))),
+            lambda: (None, (hyper_check.signature(opt, counts, words), state_digest(params[new:]), held())),
             "the optimizer's param groups",
         )
-        sigs = [sig for sig, _ in got[1]]
+        sigs = [sig for sig, _, _ in got[1]]
         hyper_check.check_same_groups(sigs, words)
+        r = first_unlike([s for *_, s in got[1]])
+        if r is not None:
+            raise ValueError(
+                f"optimizer: rank {r} holds another state than rank 0 (stepped or loaded before it was wrapped: "
+                "each rank would step its replica from its own; load one checkpoint through this wrapper's "
+                "load_state_dict, or wrap fresh optimizers)"
+            )
         check = hyper_check.HyperCheck(opt, counts, self.comm, sigs[self.comm.rank], words)
-        return counts, check, [d for _, d in got[1]]
+        return counts, check, [d for _, d, _ in got[1]]
 
     # ---- the optimizer's face -----------------------------------------------------------
 
@@ -354,3 +365,14 @@ class DistributedOptimizer(ClosureSteps):
         for b in self._buckets:
             if b.allocated():  # a direct gradient's buffer exists once grad_buffers() asked for it
                 b.flat.fill(0)
+
+
+def _state_digest(opt) -> str | None:
+    """A digest of ``opt``'s state dict but its param groups (compared by the hyper-parameters'
+    check, with messages naming them): ``state``, a closure optimizer's history, a wrapper's (SAM)
+    base optimizer's. None where the optimizer gives none (nothing compared)."""
+    try:
+        sd = opt.state_dict()
+    except Exception:  # (an optimizer without one: every rank alike)
+        return None
+    return state_digest({k: v for k, v in sd.items() if k != "param_groups"}) if isinstance(sd, dict) else None

@@ -108,6 +108,13 @@ class Transport:
         self.mpi.Allreduce(mpi().IN_PLACE, buf, op=self._op(op, x))
         self._mpi_back(buf, x)
 
+    def _header_reduce(self, buf: np.ndarray) -> None:
+        """MPI's MAX of a header (:func:`.agreement.extremes`, float64 on the host), nonblocking as
+        every header is: a rank refusing its ``comm`` joins the others' header with a nonblocking
+        allreduce it can give up (:mod:`.no_comm`), and MPI never matches it with a blocking one."""
+        MPI = mpi()
+        self.mpi.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX).Wait()
+
     def _mpi_extreme(self, x, op: str) -> None:
         """MPI's MAX / MIN of floats, a NaN propagated as NumPy's ``maximum`` / ``minimum`` do.
 

@@ -10,7 +10,12 @@ each estimator over such an operator ends with one more agreement, its result or
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
+import numbers
 from typing import Callable, TypeVar
+
+import numpy as np
 
 F = TypeVar("F", bound=Callable)
 
@@ -37,22 +42,67 @@ def lockstep_of(op):
     return None
 
 
-def in_lockstep(name: str) -> Callable[[F], F]:
-    """Decorate an estimator whose operator is its first argument, called ``name``."""
+def in_lockstep(name: str, own: tuple = ()) -> Callable[[F], F]:
+    """Decorate an estimator whose operator is its first argument, called ``name``. Over a distributed
+    operator its other arguments are compared across the ranks at its start (:func:`arguments`),
+    but ``own``: those the estimator compares itself, with a message of its own
+    (:func:`same_on_every_rank`)."""
 
     def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+
         @functools.wraps(fn)
         def run(*args, **kwargs):
             op = args[0] if args else kwargs.get(name)
             lock = lockstep_of(op)
             if lock is None:  # (any operator but a distributed one: nothing to agree)
                 return fn(*args, **kwargs)
-            with lock.estimator():
+            with lock.estimator(f"{fn.__name__}()", arguments(sig, args, kwargs, (name, *own))):
                 return fn(*args, **kwargs)
 
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+#: Arguments each rank may pass its own: callbacks (rank 0 alone reports progress), and what a
+#: rank asks back of the same run (rank 0 alone keeping the eigenvectors: the products are the same).
+_RANK_LOCAL = ("progress", "callback", "return_eigenvectors", "return_vectors", "return_ritz")
+
+
+def arguments(sig: inspect.Signature, args: tuple, kwargs: dict, skip: tuple) -> tuple:
+    """An estimator's arguments as ``(name, text)`` pairs, the text the same on every rank for the
+    same value: numbers by value (0.1 and np.float64(0.1) alike), arrays by shape, dtype and a hash
+    of every entry (a ``v0``, ``b`` or ``grid`` differing in one entry changes the result), other
+    objects by type. Callables and ``skip`` left out; arguments the call does not bind too (its own
+    TypeError is raised on every rank at its end, as before)."""
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        return ()
+    bound.apply_defaults()
+    out = []
+    for key, v in bound.arguments.items():
+        if key in skip or key in _RANK_LOCAL or (callable(v) and not hasattr(v, "shape")):
+            continue
+        out.append((key, _text(v)))
+    return tuple(out)
+
+
+def _text(v) -> str:
+    from ..distributed.agreement import _canon, _host_array
+
+    if isinstance(v, str):
+        return repr(v)
+    if v is None or isinstance(v, (bool, numbers.Number, np.generic, np.dtype, type)):
+        return repr(_canon(v))
+    if isinstance(v, (tuple, list)) and all(isinstance(x, (numbers.Number, str)) for x in v):
+        return repr(_canon(v))
+    a = _host_array(v) if hasattr(v, "shape") and hasattr(v, "dtype") else None
+    if a is None:
+        return f"a {type(v).__name__}"
+    digest = hashlib.blake2b(a.reshape(-1).view(np.uint8), digest_size=6).hexdigest()
+    return f"an array of shape {tuple(a.shape)}, {a.dtype} (hash {digest})"
 
 
 def same_on_every_rank(op, x, name: str, what: str) -> None:

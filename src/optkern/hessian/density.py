@@ -296,7 +296,7 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
     return vecs[:, :k]
 
 
-@in_lockstep("op")
+@in_lockstep("op", own=("grad", "eigenvectors"))
 def gradient_concentration(
     op,
     grad,
