@@ -149,6 +149,16 @@ def shown_values(v):
     return v.detach().resolve_neg().resolve_conj()
 
 
+def refuse_meta(v, name: str) -> None:
+    """TypeError naming ``name`` where ``v`` is a torch tensor on the "meta" device: a shape and a
+    dtype without memory (a checkpoint loaded under ``torch.device("meta")``, a model not yet
+    materialized), whose values cannot be read; torch's own error from the read ("Cannot copy out
+    of meta tensor", "Tensor.item() cannot be called on meta tensors") named no argument."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.Tensor) and v.is_meta:
+        raise TypeError(f"{name}: is a tensor on the meta device (a shape without values: nothing to read)")
+
+
 def _is_masked(a) -> bool:
     """A NumPy masked array (``numpy.ma``: none exists unless it was imported)."""
     ma = sys.modules.get("numpy.ma")

@@ -114,7 +114,7 @@ class StateDictMixin(OptimizerParts):
                 # copies, as torch's loader deep-copies the saved groups: a mutable value (a betas
                 # list, an extra entry) stayed shared with the caller's dict, whose later changes
                 # then reached this optimizer
-                **{k: copy.deepcopy(v) for k, v in _state_checks.saved_values(saved).items()},
+                **{k: copy.deepcopy(v) for k, v in _state_checks.saved_values(saved, where).items()},
                 "params": ours["params"],
             }
             hp, cap, lr_dev = self._checked(group, where)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import _backend
+from .._foreign import refuse_meta
 from ..optim._state_checks import NONNEGATIVE, REQUIRED, _row, check_groups
 from ._host_values import host_group
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, impl_names
@@ -65,11 +66,11 @@ def load_defaults(opt) -> dict:
     return {**own, **{k: sig[k].default for k in torch_keys}, **impl, **_row(_IMPL_SETDEFAULT, cls, {})}
 
 
-def host_read(opt, group: dict) -> dict:
+def host_read(opt, group: dict, where: str) -> dict:
     """``host_group(group)`` (what the checks and functional forms take), with the hyper-parameters
     torch's step never reads that a loaded group may lack (``_TORCH_UNREAD``) at ``opt``'s values:
     torch's Adagrad starts every param's sums at its constructor's ``initial_accumulator_value``."""
-    host = host_group(group)
+    host = host_group(group, where)
     missing = [k for k in _row(_TORCH_UNREAD, type(opt), ()) if k not in host]
     return {**host, **{k: opt.defaults[k] for k in missing}} if missing else host
 
@@ -96,7 +97,7 @@ class _StateDictChecks:
                         "whose step needs it)"
                     )
             group = {**defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
-            self._m._check(host_read(self, group), where)
+            self._m._check(host_read(self, group, where), where)
             self._validate(group, where)
 
     def _check_state_entries(self, sd: dict, exact: list) -> None:
@@ -116,7 +117,8 @@ class _StateDictChecks:
             needed: tuple = ()
             if self._complete_state:
                 group = {**defaults, **saved, "params": own["params"]}  # (checked: _check_state_dict)
-                hp = m._check(host_read(self, group), f"state_dict['param_groups'][{gi}]")
+                where = f"state_dict['param_groups'][{gi}]"
+                hp = m._check(host_read(self, group, where), where)
                 needed = tuple(n for n in m._needed(hp) if n not in self._may_be_none)
             for k, p in zip(saved["params"], own["params"]):
                 if k in sd["state"]:
@@ -165,6 +167,7 @@ def check_values(t: torch.Tensor, name: str, nonnegative: bool) -> None:
     """ValueError naming ``name`` where saved state ``t`` holds a NaN or inf, or (``nonnegative``: a
     second moment, an accumulator) a negative entry: loaded, the next step wrote NaN into its param
     (optkern.optim's loader refuses both, :data:`~optkern.optim._state_checks.NONNEGATIVE`)."""
+    refuse_meta(t, name)
     if t.numel() == 0:
         return
     # one reading pass, nothing allocated (torch.isfinite(t).all() made a bool tensor of t's size:
@@ -196,6 +199,7 @@ def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False) -> None:
     """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
     (and >= 0 where ``nonnegative``, a whole number where ``whole``)."""
     if isinstance(v, torch.Tensor):
+        refuse_meta(v, name)
         if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
             raise TypeError(
                 f"{name}: expected a number or a 1-element real tensor, got {v.dtype} of shape {tuple(v.shape)}"

@@ -37,6 +37,7 @@ import torch
 
 from .. import lowp
 from .._array_checks import counted
+from .._foreign import refuse_meta
 from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig, check_block_scales
 from ..optim._state_checks import NONNEGATIVE
@@ -202,6 +203,7 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
     v = entry[k]
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"{where}[{k!r}]: expected a tensor, got {type(v).__name__}")
+    refuse_meta(v, f"{where}[{k!r}]")
     v = v.detach().cpu()
     if v.dtype is torch.uint8:
         if n_p is not None and v.numel() != n_p:
@@ -209,6 +211,7 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
         scales, block = entry.get(f"{k}_scale"), entry.get(_BLOCK)
         if not isinstance(scales, torch.Tensor) or scales.dtype is not torch.float32:
             raise ValueError(f"{where}[{k + '_scale'!r}]: 8-bit state needs its float32 block scales")
+        refuse_meta(scales, f"{where}[{k + '_scale'!r}]")
         if isinstance(block, bool) or not isinstance(block, int):
             raise ValueError(f"{where}[{_BLOCK!r}]: 8-bit state needs its block size (an int)")
         block = lowp._block(block)

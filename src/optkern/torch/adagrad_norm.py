@@ -40,7 +40,7 @@ class AdagradNorm(_Fused):
 
     def _validate(self, group, where):
         super()._validate(group, where)  # (b0 a positive finite real: a NumPy scalar or 0-d tensor, as lr)
-        b0 = self._m._check(host_group(group), where).b0
+        b0 = self._m._check(host_group(group, where), where).b0
         if not b0 < 1e150:  # (b^2 = b0^2 + the squared grad norms must stay finite)
             # (the checked float: a NumPy scalar's or tensor's repr read "np.float64(1e+200)")
             raise ValueError(f"{where}['b0']: must be a finite number in (0, 1e150), got {b0!r}")

@@ -1,0 +1,157 @@
+"""State dicts and checkpoints (50th hunt, e): tampered entries are refused by name, before
+anything changes; round trips continue bit-identically."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import optkern.optim as O
+
+torch = pytest.importorskip("torch")
+OT = pytest.importorskip("optkern.torch")
+
+
+def _stepped_torch(k: int = 2):
+    g = torch.Generator().manual_seed(7)
+    p = torch.randn(7, generator=g, requires_grad=True)
+    opt = OT.Adam([p], lr=0.01)
+    for _ in range(k):
+        p.grad = torch.randn(7, generator=g)
+        opt.step()
+    return p, opt
+
+
+def _stepped_numpy(k: int = 2):
+    rng = np.random.default_rng(7)
+    p = rng.standard_normal(7).astype(np.float32)
+    opt = O.Adam([p], lr=0.01)
+    for _ in range(k):
+        opt.step([rng.standard_normal(7).astype(np.float32)])
+    return p, opt
+
+
+def _frozen(opt) -> dict:
+    return copy.deepcopy(opt.state_dict())
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for i in a["state"]:
+        for k, v in a["state"][i].items():
+            w = b["state"][i][k]
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(v, w), (i, k)
+            else:
+                assert np.array_equal(np.asarray(v), np.asarray(w)), (i, k)
+
+
+# ---- meta tensors: a checkpoint's shapes without values ------------------------------------------
+
+_META_TORCH = [
+    ("exp_avg", lambda sd: sd["state"][0].__setitem__("exp_avg", torch.empty(7, device="meta"))),
+    ("step", lambda sd: sd["state"][0].__setitem__("step", torch.empty((), device="meta"))),
+    ("lr", lambda sd: sd["param_groups"][0].__setitem__("lr", torch.empty((), device="meta"))),
+]
+
+
+@pytest.mark.parametrize("entry, spoil", _META_TORCH, ids=[e for e, _ in _META_TORCH])
+def test_torch_adapter_refuses_meta_tensor_in_state_dict_by_name(entry, spoil):
+    """A meta tensor (shapes only, e.g. a checkpoint loaded under ``torch.device("meta")``) in a state
+    dict raised NotImplementedError / RuntimeError from inside torch ("Cannot copy out of meta
+    tensor"), naming no entry: now a TypeError naming it, and the optimizer unchanged."""
+    p, opt = _stepped_torch()
+    sd = copy.deepcopy(opt.state_dict())
+    spoil(sd)
+    before, p0 = _frozen(opt), p.detach().clone()
+    with pytest.raises(TypeError, match=rf"\[{entry!r}\].*meta"):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))
+    assert torch.equal(p.detach(), p0)
+
+
+_META_NUMPY = [
+    ("exp_avg", lambda sd: sd["state"][0].__setitem__("exp_avg", torch.empty(7, device="meta"))),
+    ("step", lambda sd: sd["state"][0].__setitem__("step", torch.empty((), device="meta"))),
+    ("lr", lambda sd: sd["param_groups"][0].__setitem__("lr", torch.empty((), device="meta"))),
+    ("betas", lambda sd: sd["param_groups"][0].__setitem__("betas", torch.empty(2, device="meta"))),
+]
+
+
+@pytest.mark.parametrize("entry, spoil", _META_NUMPY, ids=[e for e, _ in _META_NUMPY])
+def test_optim_refuses_meta_tensor_in_state_dict_by_name(entry, spoil):
+    """optkern.optim takes a torch checkpoint's tensors (lr, betas as tensors too): a meta ``lr``
+    raised RuntimeError ("Tensor.item() cannot be called on meta tensors") naming nothing."""
+    p, opt = _stepped_numpy()
+    sd = copy.deepcopy(opt.state_dict())
+    spoil(sd)
+    before, p0 = _frozen(opt), p.copy()
+    with pytest.raises(TypeError, match=rf"\[{entry!r}\].*meta"):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))
+    assert np.array_equal(p, p0)
+
+
+def test_torch_adapter_refuses_meta_lr_in_a_group_by_name():
+    """``lr`` as a meta tensor given to the constructor (or put in a group) is named too."""
+    p = torch.randn(3, requires_grad=True)
+    with pytest.raises(TypeError, match=r"lr.*meta"):
+        OT.Adam([p], lr=torch.empty((), device="meta"))
+    opt = OT.Adam([p], lr=0.1)
+    opt.param_groups[0]["lr"] = torch.empty((), device="meta")
+    p.grad = torch.ones(3)
+    p0 = p.detach().clone()
+    with pytest.raises(TypeError, match=r"lr.*meta"):
+        opt.step()
+    assert torch.equal(p.detach(), p0)
+
+
+def _meta_like(v):
+    return torch.empty(
+        tuple(v.shape), dtype=torch.uint8 if v.dtype in (np.uint8, torch.uint8) else torch.float32, device="meta"
+    )
+
+
+@pytest.mark.parametrize("state_dtype", ["int8", "bfloat16"])
+def test_optim_lowp_refuses_meta_tensor_by_name(state_dtype):
+    """The 8-bit loader read codes and scales with an unnamed TypeError ("can't convert meta device
+    type tensor to numpy"): now each entry is named."""
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal(7).astype(np.float32)
+    opt = O.Adam([p], lr=0.1, state_dtype=state_dtype)
+    opt.step([rng.standard_normal(7).astype(np.float32)])
+    sd = copy.deepcopy(opt.state_dict())
+    names = [k for k, v in sd["state"][0].items() if isinstance(v, np.ndarray)]
+    assert {"exp_avg", "exp_avg_sq"} <= set(names)
+    for k in names:
+        bad = copy.deepcopy(sd)
+        bad["state"][0][k] = _meta_like(sd["state"][0][k])
+        before = _frozen(opt)
+        with pytest.raises(TypeError, match=rf"\['state'\]\[0\]\[{k!r}\].*meta"):
+            opt.load_state_dict(bad)
+        _same(before, _frozen(opt))
+
+
+@pytest.mark.parametrize("lowp", [dict(state_dtype="int8"), dict(state_dtype="bfloat16"), dict(master_weights=True)])
+def test_torch_adapter_lowp_refuses_meta_tensor_by_name(lowp):
+    """The adapter's low-precision loader (codes, scales, master) raised torch's NotImplementedError."""
+    dt = torch.bfloat16 if lowp.get("master_weights") else torch.float32
+    g = torch.Generator().manual_seed(5)
+    p = torch.randn(7, generator=g).to(dt).requires_grad_()
+    opt = OT.Adam([p], lr=0.1, **lowp)
+    p.grad = torch.randn(7, generator=g).to(dt)
+    opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    names = [k for k, v in sd["state"][0].items() if isinstance(v, torch.Tensor) and v.dim() > 0]
+    assert {"exp_avg", "exp_avg_sq"} <= set(names)
+    for k in names:
+        bad = copy.deepcopy(sd)
+        bad["state"][0][k] = _meta_like(sd["state"][0][k])
+        before, p0 = _frozen(opt), p.detach().clone()
+        with pytest.raises(TypeError, match=rf"\['state'\]\[0\]\[{k!r}\].*meta"):
+            opt.load_state_dict(bad)
+        _same(before, _frozen(opt))
+        assert torch.equal(p.detach(), p0)
