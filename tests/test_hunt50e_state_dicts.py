@@ -155,3 +155,100 @@ def test_torch_adapter_lowp_refuses_meta_tensor_by_name(lowp):
             opt.load_state_dict(bad)
         _same(before, _frozen(opt))
         assert torch.equal(p.detach(), p0)
+
+
+# ---- per-param scalars of the torch adapter: NAdam's mu_product, AdagradNorm's b_sq ----------------
+
+
+def _stepped(cls, k: int = 3, **kw):
+    g = torch.Generator().manual_seed(11)
+    ps = [torch.randn(5, generator=g, requires_grad=True), torch.randn(1, 3, generator=g, requires_grad=True)]
+    opt = cls(ps, **kw)
+    for _ in range(k):
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g)
+        opt.step()
+    return ps, opt
+
+
+def _grads(ps, seed: int) -> list:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(p.shape, generator=g) for p in ps]
+
+
+@pytest.mark.parametrize("bad", [-0.5, 1.5, 3, torch.tensor(-1.0), torch.tensor(2.0)], ids=str)
+def test_torch_nadam_refuses_mu_product_out_of_range_by_name(bad):
+    """mu_product is a product of momentum factors in [0, 1] (optkern.optim's loader refuses others,
+    _state_checks.SCALARS): optkern.torch.NAdam loaded -0.5 or 1.5 and then refused every step
+    ("mu_product: must be in [0.0, 1.00000012]"), a checkpoint that could never be stepped."""
+    ps, opt = _stepped(OT.NAdam, lr=0.01)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][1]["mu_product"] = bad
+    before = _frozen(opt)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[1\]\['mu_product'\]: must be in \[0.0, 1.0\]"):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))
+
+
+def test_torch_adagrad_norm_loads_a_number_b_sq_and_steps_on_bit_identically():
+    """optkern.optim.AdagradNorm saves b_sq as a Python float (so does a JSON round trip of the
+    adapter's): optkern.torch.AdagradNorm loaded it as a float and its next step raised
+    AttributeError ('float' object has no attribute 'dtype')."""
+    ps, opt = _stepped(OT.AdagradNorm, lr=0.1)
+    sd = copy.deepcopy(opt.state_dict())
+    for e in sd["state"].values():
+        e["b_sq"] = float(e["b_sq"])
+    qs = [p.detach().clone().requires_grad_() for p in ps]
+    opt2 = OT.AdagradNorm(qs, lr=0.1)
+    opt2.load_state_dict(sd)
+    for k in range(2):
+        for p, q, g in zip(ps, qs, _grads(ps, 40 + k)):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        opt2.step()
+    for p, q in zip(ps, qs):
+        assert torch.equal(p, q)
+    b1, b2 = opt.state_dict()["state"][0]["b_sq"], opt2.state_dict()["state"][0]["b_sq"]
+    assert b2.dtype == torch.float64 and torch.equal(b1, b2)
+
+
+def test_torch_adagrad_norm_loads_optim_checkpoint():
+    """The same from optkern.optim.AdagradNorm's own state dict (the adapter loads "each other's")."""
+    g = np.random.default_rng(2)
+    x = g.standard_normal(6).astype(np.float32)
+    opt = O.AdagradNorm([x], lr=0.1)
+    for _ in range(2):
+        opt.step([g.standard_normal(6).astype(np.float32)])
+    t = torch.from_numpy(x.copy()).requires_grad_()
+    opt2 = OT.AdagradNorm([t], lr=0.1)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    grad = g.standard_normal(6).astype(np.float32)
+    opt.step([grad])
+    t.grad = torch.from_numpy(grad.copy())
+    opt2.step()
+    assert np.array_equal(t.detach().numpy(), x)
+
+
+_B_SQ_BAD = [
+    ("zero", lambda e: e.__setitem__("b_sq", 0.0), r"\['b_sq'\]: must be in \(0.0, inf\)"),
+    ("zero tensor", lambda e: e.__setitem__("b_sq", torch.zeros(1, dtype=torch.float64)), r"\['b_sq'\]: must be in"),
+    ("negative", lambda e: e.__setitem__("b_sq", -4.0), r"\['b_sq'\]: must be in"),
+    ("None", lambda e: e.__setitem__("b_sq", None), r": missing 'b_sq'"),
+    ("missing", lambda e: e.pop("b_sq"), r": missing 'b_sq'"),
+]
+
+
+@pytest.mark.parametrize("label, spoil, msg", _B_SQ_BAD, ids=[b[0] for b in _B_SQ_BAD])
+def test_torch_adagrad_norm_refuses_a_bad_or_missing_b_sq_by_name(label, spoil, msg):
+    """b^2 >= b0^2 > 0 is divided by: a zero one loaded (and stepped with a float it could not read);
+    a stepped checkpoint whose entries lost b_sq loaded and restarted from b0^2, every later step
+    as large as the first, silently (optkern.optim's loader refuses both)."""
+    ps, opt = _stepped(OT.AdagradNorm, lr=0.1)
+    sd = copy.deepcopy(opt.state_dict())
+    for e in sd["state"].values():
+        spoil(e)
+    before, p0 = _frozen(opt), [p.detach().clone() for p in ps]
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]" + msg):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))
+    assert all(torch.equal(p, q) for p, q in zip(ps, p0))

@@ -12,7 +12,7 @@ import torch
 
 from .. import _backend
 from .._foreign import refuse_meta
-from ..optim._state_checks import NONNEGATIVE, REQUIRED, _row, check_groups
+from ..optim._state_checks import NONNEGATIVE, REQUIRED, SCALARS, _row, check_groups
 from ._host_values import host_group
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, impl_names
 from ._state import _HOST_SCALARS, _meta
@@ -131,7 +131,7 @@ class _StateDictChecks:
             raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
         for n in _HOST_SCALARS:
             if n in entry:
-                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step")
+                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step", key=n)
         # (a low-precision param's entry too: lowp_entry converts the moments present and skips a
         # missing one, which loaded and then failed every step with "missing state")
         for n in scalars + needed:
@@ -195,9 +195,11 @@ def _check_listed(state: dict, listed: set) -> None:
             )
 
 
-def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False) -> None:
+def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False, key: str = "") -> None:
     """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
-    (and >= 0 where ``nonnegative``, a whole number where ``whole``)."""
+    (and >= 0 where ``nonnegative``, a whole number where ``whole``; in its range where ``key`` is a
+    per-param scalar of optkern.optim's table ``SCALARS``: NAdam's mu_product in [0, 1], which
+    loaded out of it and then refused every step; AdaGrad-Norm's b_sq > 0, divided by)."""
     if isinstance(v, torch.Tensor):
         refuse_meta(v, name)
         if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
@@ -205,7 +207,10 @@ def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False) -> None:
                 f"{name}: expected a number or a 1-element real tensor, got {v.dtype} of shape {tuple(v.shape)}"
             )
         v = float(v.detach().cpu().reshape(()))
-    if nonnegative:
+    if key in SCALARS:
+        lo, hi, lo_open = SCALARS[key]
+        _backend.in_range(name, v, lo, hi, lo_open=lo_open)
+    elif nonnegative:
         x = _backend.nonnegative(name, v)
         # (a step count, ``whole``: a fraction stepped as int(step) + 1, its bias corrections those
         # of another step than the count it kept, and than torch.optim's)
