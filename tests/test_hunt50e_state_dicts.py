@@ -252,3 +252,52 @@ def test_torch_adagrad_norm_refuses_a_bad_or_missing_b_sq_by_name(label, spoil, 
         opt.load_state_dict(sd)
     _same(before, _frozen(opt))
     assert all(torch.equal(p, q) for p, q in zip(ps, p0))
+
+
+# ---- torch.optim's checkpoint of a bfloat16 model into optkern.optim ----------------------------
+
+
+def _torch_bf16_checkpoint(k: int = 2):
+    g = torch.Generator().manual_seed(13)
+    t = torch.randn(9, generator=g).to(torch.bfloat16).requires_grad_()
+    opt = torch.optim.Adam([t], lr=0.01)
+    for _ in range(k):
+        t.grad = torch.randn(9, generator=g).to(torch.bfloat16)
+        opt.step()
+    sd = opt.state_dict()
+    assert sd["state"][0]["exp_avg"].dtype is torch.bfloat16  # (torch keeps a bf16 param's state in bf16)
+    return t, sd
+
+
+@pytest.mark.parametrize("lowp", [{}, dict(state_dtype="bfloat16"), dict(state_dtype="int8")], ids=str)
+def test_optim_loads_torch_bfloat16_state_tensors(lowp):
+    """optkern.optim loads CPU torch tensors (a torch.optim checkpoint): float16 ones loaded, but
+    bfloat16 ones -- torch.optim's state of a bfloat16 model -- were refused ("cannot be read as a
+    NumPy array (Tensor: Got unsupported ScalarType BFloat16)"). They load as the values they hold."""
+    t, sd = _torch_bf16_checkpoint()
+    x = t.detach().float().numpy()
+    opt = O.Adam([x], lr=0.01, **lowp)
+    opt.load_state_dict(copy.deepcopy(sd))
+    got = opt.state_dict()["state"][0]
+    assert got["step"] == 2
+    for name in ("exp_avg", "exp_avg_sq"):
+        want = sd["state"][0][name].float().numpy()
+        v = got[name]
+        if lowp.get("state_dtype") == "int8":
+            from optkern import lowp as L
+
+            v = L.dequantize_blockwise(v.reshape(-1), got[name + "_scale"], got["block"]).reshape(v.shape)
+            np.testing.assert_allclose(v, want, rtol=0, atol=np.abs(want).max() / 100)
+        else:
+            assert np.array_equal(np.asarray(v, np.float32), want)  # bf16 -> float32 (-> bf16) is exact
+
+
+def test_optim_master_weights_resumes_torch_bfloat16_checkpoint():
+    """Master weights over bfloat16 params take the same checkpoint (its master made from the params)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    t, sd = _torch_bf16_checkpoint()
+    x = t.detach().float().numpy().astype(ml_dtypes.bfloat16)
+    opt = O.Adam([x], lr=0.01, master_weights=True, state_dtype="bfloat16")
+    opt.load_state_dict(copy.deepcopy(sd))
+    got = opt.state_dict()["state"][0]
+    assert np.array_equal(np.asarray(got["exp_avg"], np.float32), sd["state"][0]["exp_avg"].float().numpy())

@@ -42,7 +42,10 @@ def _host(a, name: str) -> np.ndarray:
     native conversions refused it naming their own arguments (``x``, ``scales``), not the entry.
     ``name``: the entry, which a value that cannot be read (a meta tensor) is refused naming."""
     refuse_meta(a, name)
-    return np.require(_backend.to_numpy(a), requirements="A")
+    try:
+        return np.require(_backend.to_numpy(a), requirements="A")
+    except (TypeError, ValueError, RuntimeError) as e:  # (torch's, naming no entry: a CUDA tensor)
+        raise TypeError(f"{name}: cannot be read as a NumPy array ({type(a).__name__}: {e})") from None
 
 
 #: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)

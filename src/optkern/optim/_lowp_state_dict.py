@@ -182,7 +182,9 @@ class LowpStateDictMixin(OptimizerParts):
                 raise ValueError(f"{at}: expected {want} (shape ({nb},)), got {got}")
             check_block_scales(scales, k in NONNEGATIVE, at)
             return lowp.dequantize_blockwise(codes, scales, block)
-        a = _host(v, where) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
+        # (a torch tensor too: torch.optim's state of a bfloat16 model is bfloat16, refused as "not
+        # floating-point" by the checks that follow)
+        a = _host(v, where) if isinstance(v, np.ndarray) or _backend.is_cupy(v) or _backend.is_foreign(v) else v
         if isinstance(a, np.ndarray) and not a.dtype.isnative and a.dtype.name in ("bfloat16", "uint16"):
             a = a.astype(a.dtype.newbyteorder("="))  # (a checkpoint of the other byte order: the same values)
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):

@@ -47,7 +47,7 @@ import sys
 import numpy as np
 
 from .. import _backend
-from .._foreign import refuse_meta, shown_values
+from .._foreign import host_values, refuse_meta, shown_values
 
 #: State arrays that can never be negative (sums and averages of squares, their maxima).
 NONNEGATIVE = frozenset({"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta"})
@@ -320,7 +320,7 @@ def _host_or_device(v, name: str):
     if not isinstance(v, np.ndarray) and not hasattr(v, "__array__"):
         raise TypeError(f"{name}: expected an array, got {type(v).__name__}")
     try:
-        return np.asarray(shown_values(v))  # (a torch tensor's values: see _foreign.shown_values)
+        return host_values(v)  # (a torch tensor's values: see _foreign.host_values)
     except Exception as e:
         raise TypeError(f"{name}: cannot be read as a NumPy array ({type(v).__name__}: {e})") from None
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _backend
-from .._foreign import shown_values
+from .._foreign import host_values
 from .._serial import serialized
 from . import _state_checks
 from ._parts import OptimizerParts
@@ -207,7 +207,7 @@ def _to_host(v, name: str):
     if _backend.is_cupy(v):
         return v.get()
     try:
-        a = np.asarray(shown_values(v))  # (a torch tensor's values: see _foreign.shown_values)
+        a = host_values(v)  # (a torch tensor's values: see _foreign.host_values)
     except Exception:
         raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from None
     return a
