@@ -301,3 +301,80 @@ def test_optim_master_weights_resumes_torch_bfloat16_checkpoint():
     opt.load_state_dict(copy.deepcopy(sd))
     got = opt.state_dict()["state"][0]
     assert np.array_equal(np.asarray(got["exp_avg"], np.float32), sd["state"][0]["exp_avg"].float().numpy())
+
+
+# ---- optkern.torch's low-precision loader: tampered entries -----------------------------------------
+
+
+def _stepped_lowp(cls=None, k: int = 2, **lowp):
+    cls = cls or OT.Adam
+    dt = torch.bfloat16 if lowp.get("master_weights") else torch.float32
+    g = torch.Generator().manual_seed(17)
+    ps = [torch.randn(7, generator=g).to(dt).requires_grad_(), torch.randn(2, 3, generator=g).to(dt).requires_grad_()]
+    opt = cls(ps, lr=0.01, **lowp)
+    for _ in range(k):
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g).to(dt)
+        opt.step()
+    return ps, opt
+
+
+def _refused(opt, ps, sd, err, match):
+    before, p0 = _frozen(opt), [p.detach().clone() for p in ps]
+    with pytest.raises(err, match=match):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))
+    assert all(torch.equal(p, q) for p, q in zip(ps, p0))
+
+
+@pytest.mark.parametrize("lowp", [dict(state_dtype="int8"), dict(state_dtype="bfloat16"), dict(master_weights=True)])
+def test_torch_lowp_refuses_a_none_moment_by_name(lowp):
+    """A stepped entry whose exp_avg is None: the plain loader refuses it ('expected a torch.Tensor'),
+    the low-precision one loaded it and then refused every step ("missing state 'exp_avg'")."""
+    ps, opt = _stepped_lowp(**lowp)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["exp_avg"] = None
+    _refused(opt, ps, sd, ValueError, r"state_dict\['state'\]\[0\]: missing 'exp_avg'")
+
+
+@pytest.mark.parametrize("lowp", [dict(state_dtype="int8"), dict(state_dtype="bfloat16")])
+def test_torch_lowp_loads_a_neg_view_moment_as_its_values(lowp):
+    """A lazily negated tensor (``t.neg()._neg_view()``-style: the neg bit set) is loaded as the values
+    it shows, as the plain loader does; the low-precision one raised RuntimeError ("Can't call
+    numpy() on Tensor that has negative bit set")."""
+    ps, opt = _stepped_lowp(**lowp)
+    sd = copy.deepcopy(opt.state_dict())
+    plain = OT.Adam([p.detach().clone().requires_grad_() for p in ps], lr=0.01)
+    plain.load_state_dict(OT.to_torch_state_dict(opt.state_dict()))
+    want = plain.state_dict()["state"][0]["exp_avg"].clone()
+    lazy = (-want)._neg_view()
+    assert lazy.is_neg() and torch.equal(lazy, want)
+    sd["state"][0]["exp_avg"] = lazy
+    for k in [k for k in sd["state"][0] if k.startswith("exp_avg_scale")]:
+        del sd["state"][0][k]
+    del sd["state"][0]["exp_avg_sq"]
+    sd["state"][0]["exp_avg_sq"] = plain.state_dict()["state"][0]["exp_avg_sq"].clone()
+    sd["state"][0].pop("exp_avg_sq_scale", None)
+    opt.load_state_dict(sd)
+    got = OT.to_torch_state_dict(opt.state_dict())["state"][0]["exp_avg"]
+    tol = 0 if lowp["state_dtype"] == "bfloat16" else float(want.abs().max()) / 100
+    torch.testing.assert_close(got.float(), want.bfloat16().float() if tol == 0 else want, rtol=0, atol=tol)
+
+
+def test_torch_lowp_refuses_a_block_size_tensor_by_name():
+    """block_size as a 2-element tensor: RuntimeError ("Boolean value of Tensor with more than one
+    value is ambiguous") from comparing it with the optimizer's; now the entry is named."""
+    ps, opt = _stepped_lowp(state_dtype="int8")
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["block_size"] = torch.tensor([256, 256])
+    _refused(opt, ps, sd, ValueError, r"state_dict\['state'\]\[0\]\['block_size'\]")
+
+
+def test_torch_lowp_refuses_a_sparse_master_by_name():
+    """A sparse master_param passed the master's checks and raised NotImplementedError (aminmax on
+    SparseCPU) while its values were read; now a TypeError naming it (the moments' check already
+    asks for dense tensors)."""
+    ps, opt = _stepped_lowp(master_weights=True)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["master_param"] = sd["state"][0]["master_param"].to_sparse()
+    _refused(opt, ps, sd, TypeError, r"state_dict\['state'\]\[0\]\['master_param'\]: expected a dense")

@@ -134,8 +134,10 @@ class _StateDictChecks:
                 _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step", key=n)
         # (a low-precision param's entry too: lowp_entry converts the moments present and skips a
         # missing one, which loaded and then failed every step with "missing state")
+        # (a None one too, where the param is low precision: lowp_entry skipped it, and every step
+        # refused it; the checks below name a None plain state as no tensor)
         for n in scalars + needed:
-            if entry and n not in entry:
+            if entry and (n not in entry or (id(p) in lowp and entry[n] is None)):
                 raise ValueError(
                     f"{where}: missing {n!r} (a stepped param's entry holds every entry its step reads; "
                     "a param that has not stepped has none)"
@@ -168,6 +170,8 @@ def check_values(t: torch.Tensor, name: str, nonnegative: bool) -> None:
     second moment, an accumulator) a negative entry: loaded, the next step wrote NaN into its param
     (optkern.optim's loader refuses both, :data:`~optkern.optim._state_checks.NONNEGATIVE`)."""
     refuse_meta(t, name)
+    if t.layout is not _STRIDED:  # (a sparse master_param: aminmax raised NotImplementedError below)
+        raise TypeError(f"{name}: expected a dense tensor, got {t.layout}")
     if t.numel() == 0:
         return
     # one reading pass, nothing allocated (torch.isfinite(t).all() made a bool tensor of t's size:

@@ -37,7 +37,7 @@ import torch
 
 from .. import lowp
 from .._array_checks import counted
-from .._foreign import refuse_meta
+from .._foreign import refuse_meta, shown_values
 from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig, check_block_scales
 from ..optim._state_checks import NONNEGATIVE
@@ -204,7 +204,7 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"{where}[{k!r}]: expected a tensor, got {type(v).__name__}")
     refuse_meta(v, f"{where}[{k!r}]")
-    v = v.detach().cpu()
+    v = shown_values(v).cpu()  # (a lazy neg / conj view: its values, as the plain loader reads them)
     if v.dtype is torch.uint8:
         if n_p is not None and v.numel() != n_p:
             raise ValueError(f"{where}[{k!r}]: has {v.numel()} values, its param {n_p}")
@@ -268,7 +268,10 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
     for n in names:
         if n not in entry or entry[n] is None:
             continue
-        if _is_8bit(entry, n) and cfg.state_dtype == "int8" and entry.get(_BLOCK) == cfg.block:
+        # (an int block size only: a tensor compared as one raised "Boolean value of Tensor ... is
+        # ambiguous"; any other is refused by _widen, naming it)
+        block = entry.get(_BLOCK)
+        if _is_8bit(entry, n) and cfg.state_dtype == "int8" and isinstance(block, int) and block == cfg.block:
             x = _widen(entry, n, where, n_p)  # (checks the codes against their param and scales)
             codes, scales = entry[n].detach().cpu(), entry[f"{n}_scale"].detach().cpu()
         else:
