@@ -378,3 +378,38 @@ def test_torch_lowp_refuses_a_sparse_master_by_name():
     sd = copy.deepcopy(opt.state_dict())
     sd["state"][0]["master_param"] = sd["state"][0]["master_param"].to_sparse()
     _refused(opt, ps, sd, TypeError, r"state_dict\['state'\]\[0\]\['master_param'\]: expected a dense")
+
+
+# ---- ZeRO-1 shards (one process: MPI.COMM_SELF) ---------------------------------------------------
+
+_SHARD_BAD = [
+    ("step", lambda d: d["optimizer"]["state"][0].__setitem__("step", -1), ValueError, r"\['state'\]\[0\]\['step'\]"),
+    (
+        "lr",
+        lambda d: d["optimizer"]["param_groups"][0].__setitem__("lr", "x"),
+        TypeError,
+        r"\['param_groups'\]\[0\]\['lr'\]",
+    ),
+    ("optimizer", lambda d: d.__setitem__("optimizer", None), TypeError, r": expected a dict"),
+]
+
+
+@pytest.mark.parametrize("label, spoil, err, rest", _SHARD_BAD, ids=[b[0] for b in _SHARD_BAD])
+def test_sharded_shard_errors_name_the_entry_inside_optimizer(label, spoil, err, rest):
+    """A shard is ``{"zero": layout, "optimizer": the local optimizer's state dict}``; an error in the
+    local dict named its path as if it were the whole dict (``state_dict['state'][0]['step']``,
+    ``state_dict: expected a dict``), an entry the shard does not have. Now under ``['optimizer']``,
+    as the layout's own checks name it."""
+    MPI = pytest.importorskip("mpi4py.MPI")
+    from optkern.distributed import Communicator, ShardedOptimizer
+
+    rng = np.random.default_rng(4)
+    ps = [rng.standard_normal(s).astype(np.float32) for s in [(7,), (3, 5)]]
+    z = ShardedOptimizer(O.Adam, ps, Communicator(MPI.COMM_SELF), lr=1e-3)
+    z.step([rng.standard_normal(p.shape).astype(np.float32) for p in ps])
+    sd = copy.deepcopy(z.state_dict())
+    spoil(sd)
+    before = copy.deepcopy(z.state_dict())
+    with pytest.raises(err, match=r"^state_dict\['optimizer'\]" + rest):
+        z.load_state_dict(sd)
+    np.testing.assert_equal(z.state_dict(), before)
