@@ -413,3 +413,47 @@ def test_sharded_shard_errors_name_the_entry_inside_optimizer(label, spoil, err,
     with pytest.raises(err, match=r"^state_dict\['optimizer'\]" + rest):
         z.load_state_dict(sd)
     np.testing.assert_equal(z.state_dict(), before)
+
+
+# ---- optkern.torch.SAM: a saved group without rho / adaptive ----------------------------------------
+
+
+@pytest.mark.parametrize("key", ["rho", "adaptive"])
+def test_torch_sam_loads_a_group_without_its_keys_with_its_defaults(key):
+    """A saved group without ``rho`` (or ``adaptive``) -- the base optimizer's own checkpoint, say --
+    was checked as if it held 0.0 / False, then loaded without it (torch's loader replaces the
+    group) and every step raised KeyError. Now the group takes this SAM's value, as a group added
+    without them does (``add_param_group``), and steps on as the full checkpoint does."""
+
+    def make():
+        g = torch.Generator().manual_seed(21)
+        ps = [torch.randn(5, generator=g, requires_grad=True), torch.randn(2, 3, generator=g, requires_grad=True)]
+        return ps, OT.SAM(ps, torch.optim.SGD, rho=0.07, adaptive=key == "adaptive", lr=0.1, momentum=0.9)
+
+    def closure_of(opt, ps):
+        def closure():
+            opt.zero_grad()
+            loss = sum((p.sin() * p).sum() for p in ps)
+            loss.backward()
+            return loss
+
+        return closure
+
+    ps, opt = make()
+    for _ in range(2):
+        opt.step(closure_of(opt, ps))
+    sd = copy.deepcopy(opt.state_dict())
+    lacking = copy.deepcopy(sd)
+    del lacking["param_groups"][0][key]
+    results = []
+    for saved in (sd, lacking):
+        qs, q = make()
+        with torch.no_grad():
+            for a, b in zip(qs, ps):
+                a.copy_(b)
+        q.load_state_dict(copy.deepcopy(saved))
+        assert q.param_groups[0][key] == opt.param_groups[0][key]
+        q.step(closure_of(q, qs))
+        results.append([a.detach().clone() for a in qs])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -283,9 +283,16 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(sd.get("param_groups") or []):
             if isinstance(g, dict):
                 rho = f"state_dict['param_groups'][{i}]['rho']"
-                _backend.nonnegative(rho, _host_number(g.get("rho", 0.0), rho))
-                _backend.flag(f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", False))
+                _backend.nonnegative(rho, _host_number(g.get("rho", self.defaults["rho"]), rho))
+                _backend.flag(
+                    f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", self.defaults["adaptive"])
+                )
         self.base_optimizer.load_state_dict(sd)
+        # a saved group without them (the base optimizer's own checkpoint) takes this SAM's, as a group
+        # added without them does: torch's loader put the saved group in, and every step raised KeyError
+        for g in self.base_optimizer.param_groups:
+            g.setdefault("rho", self.defaults["rho"])
+            g.setdefault("adaptive", self.defaults["adaptive"])
         self._link()
 
 
