@@ -457,3 +457,21 @@ def test_torch_sam_loads_a_group_without_its_keys_with_its_defaults(key):
         results.append([a.detach().clone() for a in qs])
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+# ---- step counts past 2**53 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("big", [2**54, torch.tensor(2.0**60), 2**63], ids=str)
+@pytest.mark.parametrize("cls", [OT.Adam, OT.Adagrad, OT.NAdam], ids=lambda c: c.__name__)
+def test_torch_adapter_refuses_a_step_count_past_2_53_by_name(cls, big):
+    """optkern.optim's loader refuses a step count beyond 2**53 (where the bias corrections' doubles
+    stop counting exactly; ``_state_checks._MAX_STEP``): the adapter loaded it, and then every step
+    refused it ("step: must be an integer in [1, 2**53]"), naming no entry of the checkpoint."""
+    ps, opt = _stepped(cls, k=1, lr=0.01)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][1]["step"] = big
+    before = _frozen(opt)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[1\]\['step'\]: .*2\*\*53"):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))

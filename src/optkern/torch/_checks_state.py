@@ -12,7 +12,7 @@ import torch
 
 from .. import _backend
 from .._foreign import refuse_meta
-from ..optim._state_checks import NONNEGATIVE, REQUIRED, SCALARS, _row, check_groups
+from ..optim._state_checks import _MAX_STEP, NONNEGATIVE, REQUIRED, SCALARS, _row, check_groups
 from ._host_values import host_group
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, impl_names
 from ._state import _HOST_SCALARS, _meta
@@ -220,5 +220,7 @@ def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False, key: str
         # of another step than the count it kept, and than torch.optim's)
         if whole and x % 1:
             raise ValueError(f"{name}: expected a whole number of steps, got {x}")
+        if whole and x > _MAX_STEP:  # (optkern.optim's bound: loaded, every step refused it)
+            raise ValueError(f"{name}: {x:.17g} is beyond 2**53, where step counts stop being exact")
     else:
         _backend.real(name, v)
