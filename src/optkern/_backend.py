@@ -40,7 +40,7 @@ from ._array_checks import type_name as type_name
 
 # (foreign arrays' views: ``_foreign``; the names stay importable from here)
 from ._foreign import _NEVER_FOREIGN as _NEVER_FOREIGN
-from ._foreign import _is_masked, shown_values
+from ._foreign import _is_masked, host_values
 from ._foreign import as_array as as_array
 from ._foreign import is_array as is_array
 from ._foreign import is_foreign as is_foreign
@@ -375,4 +375,4 @@ def to_numpy(x):
     ``np.asarray`` refused with torch's unnamed RuntimeError."""
     if is_cupy(x):
         return x.get()
-    return np.asarray(shown_values(x))
+    return host_values(x)

@@ -123,11 +123,7 @@ def _torch_view(a, name: str):
             except TypeError:
                 if a.dtype is not sys.modules["torch"].bfloat16:
                     raise
-            try:
-                import ml_dtypes
-            except ImportError:
-                raise TypeError("a torch.bfloat16 tensor needs ml_dtypes (pip install ml_dtypes)") from None
-            return a.view(sys.modules["torch"].int16).numpy().view(ml_dtypes.bfloat16)
+            return _bfloat16_numpy(a)
         if a.device.type == "cuda":
             if a.is_neg() or a.is_conj():
                 bit = "neg" if a.is_neg() else "conj"
@@ -136,6 +132,27 @@ def _torch_view(a, name: str):
     except (BufferError, TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"{name}: cannot view this torch.Tensor as an array: {e}") from None
     raise TypeError(f"{name}: torch tensors on {a.device.type} are not supported (cpu or cuda)")
+
+
+def _bfloat16_numpy(t):
+    """A host torch.bfloat16 tensor's NumPy view, as ``ml_dtypes.bfloat16`` (``Tensor.numpy()`` and
+    ``np.asarray`` refuse torch's bfloat16)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("a torch.bfloat16 tensor needs ml_dtypes (pip install ml_dtypes)") from None
+    return t.view(sys.modules["torch"].int16).numpy().view(ml_dtypes.bfloat16)
+
+
+def host_values(v) -> np.ndarray:
+    """``np.asarray`` of the values ``v`` shows (``shown_values``), for a loader that copies them: a
+    host bfloat16 tensor (torch.optim's state of a bfloat16 model) as an ``ml_dtypes.bfloat16``
+    array, which ``np.asarray`` refused ("Got unsupported ScalarType BFloat16")."""
+    v = shown_values(v)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.Tensor) and v.dtype is torch.bfloat16 and v.device.type == "cpu":
+        return _bfloat16_numpy(v.contiguous())
+    return np.asarray(v)
 
 
 def shown_values(v):
@@ -147,6 +164,16 @@ def shown_values(v):
     if torch is None or not isinstance(v, torch.Tensor):
         return v
     return v.detach().resolve_neg().resolve_conj()
+
+
+def refuse_meta(v, name: str) -> None:
+    """TypeError naming ``name`` where ``v`` is a torch tensor on the "meta" device: a shape and a
+    dtype without memory (a checkpoint loaded under ``torch.device("meta")``, a model not yet
+    materialized), whose values cannot be read; torch's own error from the read ("Cannot copy out
+    of meta tensor", "Tensor.item() cannot be called on meta tensors") named no argument."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.Tensor) and v.is_meta:
+        raise TypeError(f"{name}: is a tensor on the meta device (a shape without values: nothing to read)")
 
 
 def _is_masked(a) -> bool:

@@ -296,11 +296,23 @@ def load(zopt, state_dict) -> None:
             raise TypeError(f"state_dict['zero']: expected a dict (a shard's layout), got {type(lay).__name__}")
         if "optimizer" not in state_dict:
             raise ValueError("state_dict: a shard (with 'zero') is missing 'optimizer'")
-        shard_checks.check_shard(lay, ours, state_dict["optimizer"], zopt._pieces)
-        zopt.optimizer.load_state_dict(state_dict["optimizer"])
+        try:
+            shard_checks.check_shard(lay, ours, state_dict["optimizer"], zopt._pieces)
+            zopt.optimizer.load_state_dict(state_dict["optimizer"])
+        except (TypeError, ValueError) as e:
+            raise _inside_optimizer(e) from e
         return
     local = reshard(state_dict, zopt.optimizer, zopt._pieces, zopt._ranges, zopt._counts, zopt._user, zopt._offs)
     zopt.optimizer.load_state_dict(local)
+
+
+def _inside_optimizer(e: Exception) -> Exception:
+    """``e`` of the local optimizer's checks, which name paths in its own state dict
+    (``state_dict['state'][0]['step']``), naming them in the shard, under ``['optimizer']``."""
+    root, msg = "state_dict", str(e)
+    if msg.startswith(root) and not msg.startswith((f"{root}['zero']", f"{root}['optimizer']")):
+        msg = f"{root}['optimizer']" + msg[len(root) :]
+    return type(e)(msg)
 
 
 def swapped(v, swap: dict, seen: set):

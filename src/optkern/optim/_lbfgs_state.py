@@ -155,7 +155,7 @@ def one_group(opt, sd, hyper: tuple, keys: tuple, strict: bool) -> tuple[dict, s
                     f"state_dict['param_groups'][0]: missing {k!r} (load_state_dict(..., strict=False) "
                     f"keeps this optimizer's value, {ours[k]!r})"
                 )
-    group = {**ours, **saved_values(groups[0], ("params",)), "params": ours["params"]}
+    group = {**ours, **saved_values(groups[0], "state_dict['param_groups'][0]", ("params",)), "params": ours["params"]}
     entries = _entries_by_index(state)
     key, entry = entries.pop(ids[0], (ids[0], {}))
     if strict and entries:

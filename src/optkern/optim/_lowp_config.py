@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from .. import _backend
+from .._foreign import refuse_meta
 
 STATE_DTYPES = ("float32", "bfloat16", "int8")
 _MASTER = "master_param"
@@ -35,11 +36,16 @@ def _half_fmt(dt) -> str | None:
     return "bfloat16" if _backend.is_bfloat16(dt) else None
 
 
-def _host(a) -> np.ndarray:
+def _host(a, name: str) -> np.ndarray:
     """``a`` as an aligned NumPy array (a CuPy array copied to the host: loading a state dict only).
     A saved array at an odd address (read from a raw buffer) is copied, as a float32 state is: the
-    native conversions refused it naming their own arguments (``x``, ``scales``), not the entry."""
-    return np.require(_backend.to_numpy(a), requirements="A")
+    native conversions refused it naming their own arguments (``x``, ``scales``), not the entry.
+    ``name``: the entry, which a value that cannot be read (a meta tensor) is refused naming."""
+    refuse_meta(a, name)
+    try:
+        return np.require(_backend.to_numpy(a), requirements="A")
+    except (TypeError, ValueError, RuntimeError) as e:  # (torch's, naming no entry: a CUDA tensor)
+        raise TypeError(f"{name}: cannot be read as a NumPy array ({type(a).__name__}: {e})") from None
 
 
 #: The low-precision keywords of SGD, Adagrad, RMSprop, Adadelta, Adam / AdamW and NAdam (keyword-only)

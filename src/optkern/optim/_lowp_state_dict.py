@@ -128,7 +128,11 @@ class LowpStateDictMixin(OptimizerParts):
                 if k in base and v is not None:
                     v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]", sizes.get(str(key)))
                     if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:
-                        self._lowp_raw[(str(key), k)] = (_host(entry[k]), _host(entry[f"{k}_scale"]))
+                        scale = f"{k}_scale"
+                        self._lowp_raw[(str(key), k)] = (
+                            _host(entry[k], f"{where}[{k!r}]"),
+                            _host(entry[scale], f"{where}[{scale!r}]"),
+                        )
                 out[k] = v
             state[key] = out
         return {**sd, "state": state}
@@ -154,7 +158,7 @@ class LowpStateDictMixin(OptimizerParts):
         codes are checked against before their scales (truncated codes with the scales of the
         whole param were refused naming the scales, the entry that was right)."""
         if fmt == "int8":
-            codes = _host(v)
+            codes = _host(v, where)
             if codes.dtype != np.uint8:
                 raise TypeError(f"{where}: expected uint8 codes (state_dtype 'int8'), got {codes.dtype}")
             if size is not None and codes.size != size:
@@ -165,7 +169,8 @@ class LowpStateDictMixin(OptimizerParts):
                 raise ValueError(
                     f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: missing (8-bit state needs its scales)"
                 )
-            scales, at = _host(scales), f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]"
+            at = f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]"
+            scales = _host(scales, at)
             nb = lowp.n_blocks(codes.size, block)
             if scales.dtype != np.float32 or scales.shape != (nb,):
                 got = (
@@ -177,7 +182,9 @@ class LowpStateDictMixin(OptimizerParts):
                 raise ValueError(f"{at}: expected {want} (shape ({nb},)), got {got}")
             check_block_scales(scales, k in NONNEGATIVE, at)
             return lowp.dequantize_blockwise(codes, scales, block)
-        a = _host(v) if isinstance(v, np.ndarray) or _backend.is_cupy(v) else v
+        # (a torch tensor too: torch.optim's state of a bfloat16 model is bfloat16, refused as "not
+        # floating-point" by the checks that follow)
+        a = _host(v, where) if isinstance(v, np.ndarray) or _backend.is_cupy(v) or _backend.is_foreign(v) else v
         if isinstance(a, np.ndarray) and not a.dtype.isnative and a.dtype.name in ("bfloat16", "uint16"):
             a = a.astype(a.dtype.newbyteorder("="))  # (a checkpoint of the other byte order: the same values)
         if isinstance(a, np.ndarray) and (a.dtype.name == "bfloat16" or (fmt == "bfloat16" and a.dtype == np.uint16)):

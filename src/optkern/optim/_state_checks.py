@@ -47,7 +47,7 @@ import sys
 import numpy as np
 
 from .. import _backend
-from .._foreign import shown_values
+from .._foreign import host_values, refuse_meta, shown_values
 
 #: State arrays that can never be negative (sums and averages of squares, their maxima).
 NONNEGATIVE = frozenset({"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta"})
@@ -193,30 +193,31 @@ def _group_keys(saved, n: int, gi: int, seen: set, indices: bool) -> list:
     return out
 
 
-def saved_values(saved: dict, drop=("params", "capturable")) -> dict:
+def saved_values(saved: dict, where: str, drop=("params", "capturable")) -> dict:
     """A saved group's values but those of ``drop``, as the loaded group takes them:
     torch tensors (torch takes ``lr`` and ``betas`` as tensors and saves them so) as the Python
     floats they hold, as the state tensors are read as the values they hold; the checks that
-    follow name any other kind of value."""
+    follow name any other kind of value. ``where``: the group's path, which errors name."""
     torch = sys.modules.get("torch")
     out = {k: v for k, v in saved.items() if k not in drop}
     if torch is not None:
         for k, v in out.items():
-            out[k] = _host_value(torch, v, k == "betas")
+            out[k] = _host_value(torch, v, k == "betas", f"{where}[{k!r}]")
     return out
 
 
-def _host_value(torch, v, pair: bool):
+def _host_value(torch, v, pair: bool, name: str):
     """A one-element real tensor as a float (a 1-D pair's elements where ``pair``); tuples and lists
     element-wise; anything else as it is."""
     if isinstance(v, torch.Tensor) and v.is_floating_point():
+        refuse_meta(v, name)
         t = shown_values(v)
         if t.numel() == 1:
             return float(t)
         if pair and t.dim() == 1 and t.numel() == 2:
             return tuple(map(float, t.cpu()))
     elif isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v):
-        return type(v)(_host_value(torch, x, False) for x in v)
+        return type(v)(_host_value(torch, x, False, f"{name}[{i}]") for i, x in enumerate(v))
     return v
 
 
@@ -230,7 +231,7 @@ def _check_group(opt, saved: dict, ours: dict, gi: int, ids: list, entries: dict
                     f"optimizer's value, {ours.get(k)!r})"
                 )
     # the group load_state_dict would build; its own checks name the bad hyper-parameter
-    group = {**ours, **saved_values(saved)}
+    group = {**ours, **saved_values(saved, where)}
     hp = opt._checked(group, where)[0]
     needed = set(opt._needed(hp))
     first = None  # (where, step, scalars) of the group's first entry: one run per group must agree
@@ -319,7 +320,7 @@ def _host_or_device(v, name: str):
     if not isinstance(v, np.ndarray) and not hasattr(v, "__array__"):
         raise TypeError(f"{name}: expected an array, got {type(v).__name__}")
     try:
-        return np.asarray(shown_values(v))  # (a torch tensor's values: see _foreign.shown_values)
+        return host_values(v)  # (a torch tensor's values: see _foreign.host_values)
     except Exception as e:
         raise TypeError(f"{name}: cannot be read as a NumPy array ({type(v).__name__}: {e})") from None
 

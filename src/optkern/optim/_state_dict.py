@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _backend
-from .._foreign import shown_values
+from .._foreign import host_values
 from .._serial import serialized
 from . import _state_checks
 from ._parts import OptimizerParts
@@ -128,7 +128,7 @@ class StateDictMixin(OptimizerParts):
                 # copies, as torch's loader deep-copies the saved groups: a mutable value (a betas
                 # list, an extra entry) stayed shared with the caller's dict, whose later changes
                 # then reached this optimizer
-                **{k: copy.deepcopy(v) for k, v in _state_checks.saved_values(saved).items()},
+                **{k: copy.deepcopy(v) for k, v in _state_checks.saved_values(saved, where).items()},
                 "params": ours["params"],
             }
             hp, cap, lr_dev = self._checked(group, where)
@@ -221,7 +221,7 @@ def _to_host(v, name: str):
     if _backend.is_cupy(v):
         return v.get()
     try:
-        a = np.asarray(shown_values(v))  # (a torch tensor's values: see _foreign.shown_values)
+        a = host_values(v)  # (a torch tensor's values: see _foreign.host_values)
     except Exception:
         raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from None
     return a

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import _backend
-from ..optim._state_checks import NONNEGATIVE, REQUIRED, _row, check_groups
+from .._foreign import refuse_meta
+from ..optim._state_checks import _MAX_STEP, NONNEGATIVE, REQUIRED, SCALARS, _row, check_groups
 from ._host_values import host_group
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, impl_names
 from ._state import _HOST_SCALARS, _meta
@@ -65,11 +66,11 @@ def load_defaults(opt) -> dict:
     return {**own, **{k: sig[k].default for k in torch_keys}, **impl, **_row(_IMPL_SETDEFAULT, cls, {})}
 
 
-def host_read(opt, group: dict) -> dict:
+def host_read(opt, group: dict, where: str) -> dict:
     """``host_group(group)`` (what the checks and functional forms take), with the hyper-parameters
     torch's step never reads that a loaded group may lack (``_TORCH_UNREAD``) at ``opt``'s values:
     torch's Adagrad starts every param's sums at its constructor's ``initial_accumulator_value``."""
-    host = host_group(group)
+    host = host_group(group, where)
     missing = [k for k in _row(_TORCH_UNREAD, type(opt), ()) if k not in host]
     return {**host, **{k: opt.defaults[k] for k in missing}} if missing else host
 
@@ -96,7 +97,7 @@ class _StateDictChecks:
                         "whose step needs it)"
                     )
             group = {**defaults, **saved, "params": own["params"]}  # (as it will be once loaded)
-            self._m._check(host_read(self, group), where)
+            self._m._check(host_read(self, group, where), where)
             self._validate(group, where)
 
     def _check_state_entries(self, sd: dict, exact: list) -> None:
@@ -116,7 +117,8 @@ class _StateDictChecks:
             needed: tuple = ()
             if self._complete_state:
                 group = {**defaults, **saved, "params": own["params"]}  # (checked: _check_state_dict)
-                hp = m._check(host_read(self, group), f"state_dict['param_groups'][{gi}]")
+                where = f"state_dict['param_groups'][{gi}]"
+                hp = m._check(host_read(self, group, where), where)
                 needed = tuple(n for n in m._needed(hp) if n not in self._may_be_none)
             for k, p in zip(saved["params"], own["params"]):
                 if k in sd["state"]:
@@ -129,11 +131,13 @@ class _StateDictChecks:
             raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
         for n in _HOST_SCALARS:
             if n in entry:
-                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step")
+                _check_scalar(entry[n], f"{where}[{n!r}]", nonnegative=n == "step", whole=n == "step", key=n)
         # (a low-precision param's entry too: lowp_entry converts the moments present and skips a
         # missing one, which loaded and then failed every step with "missing state")
+        # (a None one too, where the param is low precision: lowp_entry skipped it, and every step
+        # refused it; the checks below name a None plain state as no tensor)
         for n in scalars + needed:
-            if entry and n not in entry:
+            if entry and (n not in entry or (id(p) in lowp and entry[n] is None)):
                 raise ValueError(
                     f"{where}: missing {n!r} (a stepped param's entry holds every entry its step reads; "
                     "a param that has not stepped has none)"
@@ -165,6 +169,9 @@ def check_values(t: torch.Tensor, name: str, nonnegative: bool) -> None:
     """ValueError naming ``name`` where saved state ``t`` holds a NaN or inf, or (``nonnegative``: a
     second moment, an accumulator) a negative entry: loaded, the next step wrote NaN into its param
     (optkern.optim's loader refuses both, :data:`~optkern.optim._state_checks.NONNEGATIVE`)."""
+    refuse_meta(t, name)
+    if t.layout is not _STRIDED:  # (a sparse master_param: aminmax raised NotImplementedError below)
+        raise TypeError(f"{name}: expected a dense tensor, got {t.layout}")
     if t.numel() == 0:
         return
     # one reading pass, nothing allocated (torch.isfinite(t).all() made a bool tensor of t's size:
@@ -192,20 +199,28 @@ def _check_listed(state: dict, listed: set) -> None:
             )
 
 
-def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False) -> None:
+def _check_scalar(v, name: str, nonnegative: bool, whole: bool = False, key: str = "") -> None:
     """A saved step count or per-param scalar: a real number or a 1-element real tensor, finite
-    (and >= 0 where ``nonnegative``, a whole number where ``whole``)."""
+    (and >= 0 where ``nonnegative``, a whole number where ``whole``; in its range where ``key`` is a
+    per-param scalar of optkern.optim's table ``SCALARS``: NAdam's mu_product in [0, 1], which
+    loaded out of it and then refused every step; AdaGrad-Norm's b_sq > 0, divided by)."""
     if isinstance(v, torch.Tensor):
+        refuse_meta(v, name)
         if v.numel() != 1 or v.is_complex() or v.dtype is torch.bool:
             raise TypeError(
                 f"{name}: expected a number or a 1-element real tensor, got {v.dtype} of shape {tuple(v.shape)}"
             )
         v = float(v.detach().cpu().reshape(()))
-    if nonnegative:
+    if key in SCALARS:
+        lo, hi, lo_open = SCALARS[key]
+        _backend.in_range(name, v, lo, hi, lo_open=lo_open)
+    elif nonnegative:
         x = _backend.nonnegative(name, v)
         # (a step count, ``whole``: a fraction stepped as int(step) + 1, its bias corrections those
         # of another step than the count it kept, and than torch.optim's)
         if whole and x % 1:
             raise ValueError(f"{name}: expected a whole number of steps, got {x}")
+        if whole and x > _MAX_STEP:  # (optkern.optim's bound: loaded, every step refused it)
+            raise ValueError(f"{name}: {x:.17g} is beyond 2**53, where step counts stop being exact")
     else:
         _backend.real(name, v)

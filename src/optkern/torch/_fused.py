@@ -157,7 +157,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
             if _views.is_lazy(p):  # a lazy module's, before its first forward: torch.optim takes it (its
                 continue  # forward materializes the very same Parameter; the step checks it then)
             self._check_param(p, f"{where}['params'][{j}]")
-        host = host_read(self, group)
+        host = host_read(self, group, where)
         try:
             self._call(host, [], [], {}, 1, first=False)
         except (TypeError, ValueError) as e:
@@ -328,9 +328,10 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         if hp is not None:
             return hp
         gi = next((i for i, g in enumerate(self.param_groups) if g is group), 0)
-        hp = self._m._check(host_read(self, group), f"param_groups[{gi}]")  # (errors name the group's entry)
+        where = f"param_groups[{gi}]"  # (errors name the group's entry)
+        hp = self._m._check(host_read(self, group, where), where)
         self._check_against_state(group, gi, hp)
-        self._refuse_tensor_hypers(group, f"param_groups[{gi}]")
+        self._refuse_tensor_hypers(group, where)
         remember(self._hyper_cache, id(group), group, hp, group)  # (the group kept: its id stays its)
         return hp
 

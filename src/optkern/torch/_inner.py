@@ -104,7 +104,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
     def _host_hyper(self, where: str = "") -> dict:
         """The group's hyper-parameters as the inner optimizer takes them (tensor lr read), checked;
         errors name them inside ``where`` (``param_groups[0]`` once the group is the user's to change)."""
-        hyper = host_group({k: self.param_groups[0][k] for k in self._HYPER})
+        hyper = host_group({k: self.param_groups[0][k] for k in self._HYPER}, where)
         self._check_hyper(hyper, where)
         return hyper
 
@@ -279,7 +279,7 @@ class ClosureOptimizer(torch.optim.Optimizer):
         saved = None
         if isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict):
             saved = groups[0]
-            arrays["param_groups"] = [host_group(saved)]
+            arrays["param_groups"] = [host_group(saved, "state_dict['param_groups'][0]")]
         self._inner.load_state_dict(arrays)  # checks all, then writes
         self.param_groups[0].update({k: v for k, v in (saved or {}).items() if k != "params"})
         self._show_state()

@@ -37,6 +37,7 @@ import torch
 
 from .. import lowp
 from .._array_checks import counted
+from .._foreign import refuse_meta, shown_values
 from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig, check_block_scales
 from ..optim._state_checks import NONNEGATIVE
@@ -202,13 +203,15 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
     v = entry[k]
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"{where}[{k!r}]: expected a tensor, got {type(v).__name__}")
-    v = v.detach().cpu()
+    refuse_meta(v, f"{where}[{k!r}]")
+    v = shown_values(v).cpu()  # (a lazy neg / conj view: its values, as the plain loader reads them)
     if v.dtype is torch.uint8:
         if n_p is not None and v.numel() != n_p:
             raise ValueError(f"{where}[{k!r}]: has {v.numel()} values, its param {n_p}")
         scales, block = entry.get(f"{k}_scale"), entry.get(_BLOCK)
         if not isinstance(scales, torch.Tensor) or scales.dtype is not torch.float32:
             raise ValueError(f"{where}[{k + '_scale'!r}]: 8-bit state needs its float32 block scales")
+        refuse_meta(scales, f"{where}[{k + '_scale'!r}]")
         if isinstance(block, bool) or not isinstance(block, int):
             raise ValueError(f"{where}[{_BLOCK!r}]: 8-bit state needs its block size (an int)")
         block = lowp._block(block)
@@ -265,7 +268,10 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
     for n in names:
         if n not in entry or entry[n] is None:
             continue
-        if _is_8bit(entry, n) and cfg.state_dtype == "int8" and entry.get(_BLOCK) == cfg.block:
+        # (an int block size only: a tensor compared as one raised "Boolean value of Tensor ... is
+        # ambiguous"; any other is refused by _widen, naming it)
+        block = entry.get(_BLOCK)
+        if _is_8bit(entry, n) and cfg.state_dtype == "int8" and isinstance(block, int) and block == cfg.block:
             x = _widen(entry, n, where, n_p)  # (checks the codes against their param and scales)
             codes, scales = entry[n].detach().cpu(), entry[f"{n}_scale"].detach().cpu()
         else:

@@ -40,7 +40,7 @@ class AdagradNorm(_Fused):
 
     def _validate(self, group, where):
         super()._validate(group, where)  # (b0 a positive finite real: a NumPy scalar or 0-d tensor, as lr)
-        b0 = self._m._check(host_group(group), where).b0
+        b0 = self._m._check(host_group(group, where), where).b0
         if not b0 < 1e150:  # (b^2 = b0^2 + the squared grad norms must stay finite)
             # (the checked float: a NumPy scalar's or tensor's repr read "np.float64(1e+200)")
             raise ValueError(f"{where}['b0']: must be a finite number in (0, 1e150), got {b0!r}")
@@ -57,14 +57,21 @@ class AdagradNorm(_Fused):
         ids = _saved_ids(state_dict)
         entries = [state_dict["state"].get(i) for i in ids]
         saved = [e.get("b_sq") if isinstance(e, dict) else None for e in entries]
-        for i, b in zip(ids, saved):
+        for i, e, b in zip(ids, entries, saved):
+            where = f"state_dict['state'][{i!r}]"
             if b is not None:
-                _check_scalar(b, f"state_dict['state'][{i!r}]['b_sq']", nonnegative=True)
+                _check_scalar(b, f"{where}['b_sq']", nonnegative=True, key="b_sq")
+            elif isinstance(e, dict) and e.get("step") is not None and float(e["step"]) > 0:
+                # (the group's b^2 made again from b0^2: every later step as large as the first, silently)
+                raise ValueError(f"{where}: missing 'b_sq' (a stepped param's entry holds its group's b^2)")
         super()._load(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         for p, b in zip(params, saved):
-            if isinstance(b, torch.Tensor) and "b_sq" in self.state[p]:
-                self.state[p]["b_sq"] = b.detach().to(device=p.device, dtype=torch.float64).reshape(-1).clone()
+            if b is not None and "b_sq" in self.state[p]:
+                # (a number too: optkern.optim.AdagradNorm saves b_sq as a float, which stayed one and
+                # failed the next step)
+                t = b.detach() if isinstance(b, torch.Tensor) else torch.tensor(float(b), dtype=torch.float64)
+                self.state[p]["b_sq"] = t.to(device=p.device, dtype=torch.float64).reshape(-1).clone()
 
     def _plan(self, group, params, gi):
         self._hyper(group)

@@ -49,7 +49,7 @@ class SAM(torch.optim.Optimizer):
     """
 
     def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
-        rho = _backend.nonnegative("rho", _host_number(rho))  # (a 0-d tensor rho, as the reference takes)
+        rho = _backend.nonnegative("rho", _host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
         adaptive = _backend.flag("adaptive", adaptive)
         if not callable(base_optimizer):
             raise TypeError(
@@ -116,8 +116,9 @@ class SAM(torch.optim.Optimizer):
         """(rho, adaptive) of every group, checked: one value of each for the one fused call."""
         first: tuple | None = None
         for i, g in enumerate(self.param_groups):
+            rho = f"param_groups[{i}]['rho']"
             here = (
-                _backend.nonnegative(f"param_groups[{i}]['rho']", _host_number(g["rho"])),
+                _backend.nonnegative(rho, _host_number(g["rho"], rho)),
                 _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
             )
             if first is not None and here != first:
@@ -281,9 +282,17 @@ class SAM(torch.optim.Optimizer):
             sd["state"] = {k: e for k, e in sd["state"].items() if e != {}}
         for i, g in enumerate(sd.get("param_groups") or []):
             if isinstance(g, dict):
-                _backend.nonnegative(f"state_dict['param_groups'][{i}]['rho']", _host_number(g.get("rho", 0.0)))
-                _backend.flag(f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", False))
+                rho = f"state_dict['param_groups'][{i}]['rho']"
+                _backend.nonnegative(rho, _host_number(g.get("rho", self.defaults["rho"]), rho))
+                _backend.flag(
+                    f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", self.defaults["adaptive"])
+                )
         self.base_optimizer.load_state_dict(sd)
+        # a saved group without them (the base optimizer's own checkpoint) takes this SAM's, as a group
+        # added without them does: torch's loader put the saved group in, and every step raised KeyError
+        for g in self.base_optimizer.param_groups:
+            g.setdefault("rho", self.defaults["rho"])
+            g.setdefault("adaptive", self.defaults["adaptive"])
         self._link()
 
 
