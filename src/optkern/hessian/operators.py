@@ -104,6 +104,11 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
             raise TypeError(f"grad_fn: expected it to return an array, got {type(g).__name__}")
         if tuple(g.shape) != tuple(params.shape):
             raise ValueError(f"grad_fn: returned shape {tuple(g.shape)}, expected the params' {tuple(params.shape)}")
+        # (integer gradients were truncated: their differences over the small step made zero products,
+        # silently; bool, string or object ones failed in the subtraction, unnamed; complex ones were
+        # refused only after it. Refused here as from_hvp refuses such products.)
+        if g.dtype.kind != "f":
+            raise TypeError(f"grad_fn: returned {g.dtype} gradients, expected real floating-point numbers")
         # A coarser gradient than the params: its rounding over the params' dtype's small step made a
         # float64 operator's products ~1e-3 off (float32 gradients), silently, as the cast hid it.
         if g.dtype.kind == "f" and g.dtype.itemsize < dtype.itemsize:
@@ -118,7 +123,12 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
-        gp, gm = grad(params + h * v), grad(params - h * v)
+        # The first gradient copied before the second is asked for: a grad_fn writing each gradient into
+        # one buffer it keeps (a model's .grad, np.matmul(..., out=buf)) returned the same array twice,
+        # and every product was (g - g) / 2h = 0, a zero operator, silently. (One vector per product,
+        # next to two gradient evaluations.)
+        gp = xp.array(grad(params + h * v), copy=True)
+        gm = grad(params - h * v)
         # (a quotient past the dtype's range is inf, refused naming grad_fn: NumPy's "overflow
         # encountered in divide" escaped under -W error)
         with np.errstate(over="ignore", invalid="ignore"):

@@ -1,0 +1,65 @@
+"""Curvature estimators over user operators (the 50th session's hunt): what a user's function returns,
+where the operator reads it.
+
+- ``from_grad``: a ``grad_fn`` that writes each gradient into one buffer it keeps (a model's ``.grad``,
+  ``np.matmul(..., out=buf)``) made every product ``(g - g) / 2h = 0``: a zero operator, top eigenvalue
+  and trace 0, no error. Integer or bool gradients (truncated, or not numbers one can difference) gave
+  zero products or NumPy's unnamed errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optkern import hessian as H
+
+
+def _spd(n, seed=0):
+    a = np.random.default_rng(seed).standard_normal((n, n))
+    return a @ a.T + np.eye(n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_from_grad_takes_a_gradient_written_into_one_buffer(n):
+    A = _spd(n)
+    p = np.random.default_rng(1).standard_normal(n)
+    buf = np.empty(n)
+
+    def grad_into_buffer(x):
+        np.matmul(A, x, out=buf)
+        return buf
+
+    op = H.from_grad(grad_into_buffer, p)
+    v = np.random.default_rng(2).standard_normal(n)
+    np.testing.assert_allclose(op.matvec(v), A @ v, rtol=1e-6, atol=1e-6 * np.abs(A @ v).max())
+    top = H.top_eigenvalues(op, k=1, tol=1e-6).eigenvalues[0]
+    assert top == pytest.approx(np.linalg.eigvalsh(A)[-1], rel=1e-6)
+
+
+def test_from_grad_takes_a_torch_grad_buffer():
+    torch = pytest.importorskip("torch")
+    n = 5
+    A = _spd(n, 3)
+    g = torch.zeros(n, dtype=torch.float64)
+
+    def grad_fn(x):  # (the .grad of a parameter: one tensor, rewritten by each backward)
+        g.copy_(torch.from_numpy(A @ x))
+        return g
+
+    op = H.from_grad(grad_fn, np.ones(n))
+    assert H.trace(op, "hutch++", 3 * n).estimate == pytest.approx(np.trace(A), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.uint32, np.bool_, "U1", object, np.complex128])
+def test_from_grad_refuses_gradients_that_are_not_real_floats_naming_grad_fn(dtype):
+    A = _spd(4)
+
+    def grad_fn(x):
+        return np.asarray(A @ x * 1000).astype(dtype)
+
+    op = H.from_grad(grad_fn, np.ones(4))
+    with pytest.raises(TypeError, match="grad_fn"):
+        op.matvec(np.ones(4))
+    with pytest.raises(TypeError, match="grad_fn"):
+        H.trace(op, num_matvecs=2)
