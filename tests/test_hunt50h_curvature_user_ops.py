@@ -5,6 +5,9 @@ where the operator reads it.
   ``np.matmul(..., out=buf)``) made every product ``(g - g) / 2h = 0``: a zero operator, top eigenvalue
   and trace 0, no error. Integer or bool gradients (truncated, or not numbers one can difference) gave
   zero products or NumPy's unnamed errors.
+- ``from_hvp(into=)``: an ``into`` that returned None without writing ``out`` (or wrote part of it)
+  left the buffer's earlier contents -- the Lanczos vector, the previous product -- to be read as
+  ``A v``: ``lanczos`` stopped at step 1 with alpha 1 (an invariant subspace), no error.
 """
 
 from __future__ import annotations
@@ -63,3 +66,35 @@ def test_from_grad_refuses_gradients_that_are_not_real_floats_naming_grad_fn(dty
         op.matvec(np.ones(4))
     with pytest.raises(TypeError, match="grad_fn"):
         H.trace(op, num_matvecs=2)
+
+
+def _into_writing(A, rows):
+    def into(v, out):
+        out[rows] = (A @ v)[rows]  # rows slice(0, 0): writes nothing, returns None
+
+    return into
+
+
+@pytest.mark.parametrize("rows", [slice(0, 0), slice(0, 3)])
+def test_an_into_that_leaves_out_unwritten_is_refused_naming_into(rows):
+    n = 7
+    A = _spd(n, 4)
+    op = H.from_hvp(lambda v: A @ v, n, into=_into_writing(A, rows))
+    with pytest.raises(ValueError, match="into: .*unwritten"):
+        H.lanczos(op, 4)
+    with pytest.raises(ValueError, match="into: .*unwritten"):
+        H.spectral_density(op, steps=4, grid=3)
+    with pytest.raises(ValueError, match="into: .*unwritten"):
+        op.matvec(np.ones(n), out=np.zeros(n))
+
+
+def test_an_into_that_writes_every_entry_gives_the_products():
+    n = 7
+    A = _spd(n, 5)
+    op = H.from_hvp(lambda v: A @ v, n, into=_into_writing(A, slice(None)))
+    out = np.full(n, 3.0)
+    v = np.arange(1.0, n + 1)
+    assert op.matvec(v, out=out) is out
+    np.testing.assert_allclose(out, A @ v, rtol=1e-14)
+    lam = H.top_eigenvalues(op, k=2).eigenvalues
+    np.testing.assert_allclose(lam, np.linalg.eigvalsh(A)[::-1][:2], rtol=1e-10)
