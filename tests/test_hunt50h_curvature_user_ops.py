@@ -98,3 +98,24 @@ def test_an_into_that_writes_every_entry_gives_the_products():
     np.testing.assert_allclose(out, A @ v, rtol=1e-14)
     lam = H.top_eigenvalues(op, k=2).eigenvalues
     np.testing.assert_allclose(lam, np.linalg.eigvalsh(A)[::-1][:2], rtol=1e-10)
+
+
+@pytest.mark.parametrize("bad", ["shape", "raises"])
+def test_a_refused_matmat_block_is_not_counted_as_products(bad):
+    n = 6
+    A = _spd(n, 6)
+
+    def matmat(V):
+        if bad == "raises":
+            raise RuntimeError("user failure")
+        return (A @ V)[:-1]
+
+    op = H.from_hvp(lambda v: A @ v, n, matmat=matmat)
+    with pytest.raises((ValueError, RuntimeError)):
+        op.matmat(np.eye(n))
+    assert op.num_matvecs == 0
+    op.matvec(np.ones(n))
+    assert op.num_matvecs == 1
+    good = H.from_hvp(lambda v: A @ v, n, matmat=lambda V: A @ V)
+    good.matmat(np.eye(n)[:, :4])
+    assert good.num_matvecs == 4

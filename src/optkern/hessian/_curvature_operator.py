@@ -167,12 +167,14 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
             raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
         given, V = V, in_dtype(xp, V, self.dtype, "V")  # (refused naming V, not a column's "v")
         if self._mm is not None:
-            self.num_matvecs += V.shape[1]
             if self._check is not None:
                 V = private(xp, V, given)
             Y = self._mm(V)
             if self._check is not None:
                 Y = checked(Y, self._check[1], self, V, (V.shape[0], V.shape[1]))
+            # (counted once the block's product is taken, as matvec counts: a matmat that raised or
+            # whose product was refused counted its k columns as products applied)
+            self.num_matvecs += V.shape[1]
             return Y
         out = xp.empty((V.shape[0], V.shape[1]), dtype=self.dtype)
         for j in range(V.shape[1]):
