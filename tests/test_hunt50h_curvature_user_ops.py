@@ -4,7 +4,8 @@ where the operator reads it.
 - ``from_grad``: a ``grad_fn`` that writes each gradient into one buffer it keeps (a model's ``.grad``,
   ``np.matmul(..., out=buf)``) made every product ``(g - g) / 2h = 0``: a zero operator, top eigenvalue
   and trace 0, no error. Integer or bool gradients (truncated, or not numbers one can difference) gave
-  zero products or NumPy's unnamed errors.
+  zero products or NumPy's unnamed errors. A ``rel_step`` below the dtype's eps moved no parameter
+  (``params + h v`` rounded back to ``params``): every product 0, silently.
 - ``from_hvp(into=)``: an ``into`` that returned None without writing ``out`` (or wrote part of it)
   left the buffer's earlier contents -- the Lanczos vector, the previous product -- to be read as
   ``A v``: ``lanczos`` stopped at step 1 with alpha 1 (an invariant subspace), no error.
@@ -119,3 +120,19 @@ def test_a_refused_matmat_block_is_not_counted_as_products(bad):
     good = H.from_hvp(lambda v: A @ v, n, matmat=lambda V: A @ V)
     good.matmat(np.eye(n)[:, :4])
     assert good.num_matvecs == 4
+
+
+@pytest.mark.parametrize(("dtype", "rel_step"), [(np.float64, 1e-20), (np.float64, 1e-17), (np.float32, 1e-9)])
+def test_from_grad_refuses_a_rel_step_below_the_dtype_eps_naming_rel_step(dtype, rel_step):
+    A = np.diag([1.0, 2.0, 3.0, 4.0]).astype(dtype)
+    with pytest.raises(ValueError, match=r"^rel_step: must be at least"):
+        H.from_grad(lambda x: A @ x, np.full(4, 100.0, dtype=dtype), rel_step=rel_step)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_from_grad_takes_a_rel_step_of_eps_and_the_default(dtype):
+    A = np.diag([1.0, 2.0, 3.0, 4.0]).astype(dtype)
+    p = np.full(4, 100.0, dtype=dtype)
+    H.from_grad(lambda x: A @ x, p, rel_step=float(np.finfo(dtype).eps))  # (the bound itself is taken)
+    got = H.from_grad(lambda x: A @ x, p).matvec(np.ones(4, dtype=dtype))
+    np.testing.assert_allclose(got, [1.0, 2.0, 3.0, 4.0], rtol=1e-2 if dtype == np.float32 else 1e-6)

@@ -72,7 +72,7 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
       grad_fn: ``params -> gradient`` (same shape and array module as ``params``, and at least
         their precision: float32 gradients at float64 params are refused, TypeError).
       params: the point (1-D array) at which the Hessian is taken.
-      rel_step: the relative step size (default ``eps ** (1/3)``).
+      rel_step: the relative step size (default ``eps ** (1/3)``; at least ``eps``, ValueError otherwise).
     """
     if not callable(grad_fn):
         raise TypeError(f"grad_fn: expected a callable, got {type(grad_fn).__name__}")
@@ -88,6 +88,15 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
+    eps = float(np.finfo(dtype).eps)
+    if rel_step < eps:
+        # A step below the dtype's resolution is lost in params + h v (every entry rounds back to the
+        # params' own): both gradients were taken at the params, and every product was 0 -- a zero
+        # operator, top eigenvalue and trace 0, no error (rel_step=1e-20 at float64, 1e-9 at float32).
+        raise ValueError(
+            f"rel_step: must be at least the params' {dtype} eps {eps!r} (a smaller step is lost in the "
+            f"rounding of params + h v), got {rel_step!r}"
+        )
     # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf"; a byte-swapped params read
     # through a native copy: the products' params + h v are native anyway)
     norm = vector_norm(xp, params if params.dtype.isnative else params.astype(dtype))
