@@ -70,7 +70,9 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
 
     Args:
       grad_fn: ``params -> gradient`` (same shape and array module as ``params``, and at least
-        their precision: float32 gradients at float64 params are refused, TypeError).
+        their precision: float32 gradients at float64 params are refused, TypeError; integer,
+        bool or complex ones too). It may return the same buffer at every call (a model's ``.grad``):
+        the first gradient of a product is copied before the second is asked for.
       params: the point (1-D array) at which the Hessian is taken.
       rel_step: the relative step size (default ``eps ** (1/3)``; at least ``eps``, ValueError otherwise).
     """
