@@ -32,7 +32,8 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         each product is checked (``_products.checked``: an array of ``xp`` of shape ``(n,)`` /
         ``(n, k)``, float32 or float64 -- cast to ``dtype`` --, finite; TypeError / ValueError
         naming the function, and nothing written into a caller's ``out``). A non-finite product
-        of ``into`` is refused after ``into`` wrote it. None: products the library computes
+        of ``into`` is refused after ``into`` wrote it; ``out`` is NaN before ``into`` is called, so
+        entries it leaves unwritten are refused too. None: products the library computes
         itself (``from_mlp``, dense matrices), not checked.
       avoid: optional ``() -> {name: array}``: the arrays the caller gave the operator (its params,
         its data), which ``matvec``'s ``out`` must not share memory with (ValueError naming ``out``
@@ -127,6 +128,11 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
             if chk is not None:
                 v = private(self.xp, v, given)
             if self._into is not None:
+                if chk is not None:
+                    # NaN where `into` must write: an `into` that returned None leaving `out` (or part of it)
+                    # unwritten had the buffer's earlier contents (the Lanczos vector, the last product) read
+                    # as A v -- lanczos stopped at step 1 with alpha 1, no error; now the check below sees it.
+                    y.fill(np.nan)
                 r = self._into(v, y)
                 if chk is not None:
                     # An `into` returning its product instead of writing it (``lambda v, out: d * v``)
@@ -139,7 +145,7 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
                                 f"{chk[2]}: returned a {type_name(r)} instead of writing the product into "
                                 "`out` (return None or out)"
                             )
-                    check_finite(y, chk[2], self)
+                    check_finite(y, chk[2], self, " (or left entries of `out` unwritten)")
             else:
                 r = self._mv(v)
                 if chk is not None:  # before `out` is written: a refused product leaves it as it was
@@ -161,12 +167,14 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
             raise ValueError(f"V: expected shape ({self.shape[0]}, k), got {tuple(V.shape)}")
         given, V = V, in_dtype(xp, V, self.dtype, "V")  # (refused naming V, not a column's "v")
         if self._mm is not None:
-            self.num_matvecs += V.shape[1]
             if self._check is not None:
                 V = private(xp, V, given)
             Y = self._mm(V)
             if self._check is not None:
                 Y = checked(Y, self._check[1], self, V, (V.shape[0], V.shape[1]))
+            # (counted once the block's product is taken, as matvec counts: a matmat that raised or
+            # whose product was refused counted its k columns as products applied)
+            self.num_matvecs += V.shape[1]
             return Y
         out = xp.empty((V.shape[0], V.shape[1]), dtype=self.dtype)
         for j in range(V.shape[1]):

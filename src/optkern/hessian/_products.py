@@ -72,14 +72,15 @@ def private(xp, v, given):
     return v.copy()  # (a list, a torch tensor, a host array for a CuPy operator: copied too)
 
 
-def check_finite(y, who: str, op) -> None:
-    """ValueError naming ``who`` unless every entry of the product ``y`` is finite."""
+def check_finite(y, who: str, op, unwritten: str = "") -> None:
+    """ValueError naming ``who`` unless every entry of the product ``y`` is finite (``unwritten``: what
+    else a non-finite entry may mean, said after the message: an ``into`` writes into a NaN-filled ``out``)."""
     # A NaN or Inf entry makes the sum NaN or Inf, so a finite sum proves every entry finite in one
     # pass without a temporary; a non-finite sum can also be an overflow of finite entries: look.
     with np.errstate(over="ignore", invalid="ignore"):  # (inf - inf, an overflow: the answer, not a warning)
         total = float(y.sum())
     if not math.isfinite(total) and not bool(op.xp.isfinite(y).all()):
-        raise ValueError(f"{who}: returned a product with NaN or Inf entries (operator {op.name!r})")
+        raise ValueError(f"{who}: returned a product with NaN or Inf entries{unwritten} (operator {op.name!r})")
 
 
 def check_estimate(value: float, name: str = "op") -> float:

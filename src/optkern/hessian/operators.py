@@ -70,9 +70,11 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
 
     Args:
       grad_fn: ``params -> gradient`` (same shape and array module as ``params``, and at least
-        their precision: float32 gradients at float64 params are refused, TypeError).
+        their precision: float32 gradients at float64 params are refused, TypeError; integer,
+        bool or complex ones too). It may return the same buffer at every call (a model's ``.grad``):
+        the first gradient of a product is copied before the second is asked for.
       params: the point (1-D array) at which the Hessian is taken.
-      rel_step: the relative step size (default ``eps ** (1/3)``).
+      rel_step: the relative step size (default ``eps ** (1/3)``; at least ``eps``, ValueError otherwise).
     """
     if not callable(grad_fn):
         raise TypeError(f"grad_fn: expected a callable, got {type(grad_fn).__name__}")
@@ -88,6 +90,15 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
     if rel_step is None:
         rel_step = float(np.finfo(dtype).eps) ** (1.0 / 3.0)
     rel_step = _backend.positive("rel_step", rel_step)
+    eps = float(np.finfo(dtype).eps)
+    if rel_step < eps:
+        # A step below the dtype's resolution is lost in params + h v (every entry rounds back to the
+        # params' own): both gradients were taken at the params, and every product was 0 -- a zero
+        # operator, top eigenvalue and trace 0, no error (rel_step=1e-20 at float64, 1e-9 at float32).
+        raise ValueError(
+            f"rel_step: must be at least the params' {dtype} eps {eps!r} (a smaller step is lost in the "
+            f"rounding of params + h v), got {rel_step!r}"
+        )
     # (scaled: NumPy's norm of finite params of 1e200 was inf, "NaN or Inf"; a byte-swapped params read
     # through a native copy: the products' params + h v are native anyway)
     norm = vector_norm(xp, params if params.dtype.isnative else params.astype(dtype))
@@ -104,6 +115,11 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
             raise TypeError(f"grad_fn: expected it to return an array, got {type(g).__name__}")
         if tuple(g.shape) != tuple(params.shape):
             raise ValueError(f"grad_fn: returned shape {tuple(g.shape)}, expected the params' {tuple(params.shape)}")
+        # (integer gradients were truncated: their differences over the small step made zero products,
+        # silently; bool, string or object ones failed in the subtraction, unnamed; complex ones were
+        # refused only after it. Refused here as from_hvp refuses such products.)
+        if g.dtype.kind != "f":
+            raise TypeError(f"grad_fn: returned {g.dtype} gradients, expected real floating-point numbers")
         # A coarser gradient than the params: its rounding over the params' dtype's small step made a
         # float64 operator's products ~1e-3 off (float32 gradients), silently, as the cast hid it.
         if g.dtype.kind == "f" and g.dtype.itemsize < dtype.itemsize:
@@ -118,7 +134,12 @@ def from_grad(grad_fn: Callable, params, *, rel_step: float | None = None, name:
         if nv == 0.0:
             return xp.zeros_like(v)
         h = scale / nv
-        gp, gm = grad(params + h * v), grad(params - h * v)
+        # The first gradient copied before the second is asked for: a grad_fn writing each gradient into
+        # one buffer it keeps (a model's .grad, np.matmul(..., out=buf)) returned the same array twice,
+        # and every product was (g - g) / 2h = 0, a zero operator, silently. (One vector per product,
+        # next to two gradient evaluations.)
+        gp = xp.array(grad(params + h * v), copy=True)
+        gm = grad(params - h * v)
         # (a quotient past the dtype's range is inf, refused naming grad_fn: NumPy's "overflow
         # encountered in divide" escaped under -W error)
         with np.errstate(over="ignore", invalid="ignore"):
