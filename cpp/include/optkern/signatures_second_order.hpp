@@ -5,6 +5,10 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <utility>
+
+#include "optkern/scalar_checks.hpp"
+
 namespace optkern {
 namespace sig {
 namespace py = pybind11;
@@ -26,6 +30,16 @@ void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
         "Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; "
         "save=False: p = x + t d.");
   m.def("lbfgs_stats", stats, arg("g"), arg("out"), "out[0] = max |g|, out[1] = sum |g| (float64).");
+}
+
+// sam_perturb_'s rho and eps as real numbers in [0, inf) (the shared checks, with optim/sam.py's
+// messages), before anything is read.
+inline std::pair<double, double> sam_scalars(const checks::Real& rho_arg, const checks::Real& eps_arg) {
+  const double rho = checks::real(rho_arg, "rho");
+  checks::check_real("rho", rho, checks::kNonnegative);
+  const double eps = checks::real(eps_arg, "eps");
+  checks::check_real("eps", eps, checks::kNonnegative);
+  return {rho, eps};
 }
 
 template <class Perturb, class Restore>
