@@ -240,21 +240,22 @@ def test_penalty_native_and_public_refusals_agree():
     np.testing.assert_array_equal(gs[0], np.ones(7, np.float32))
 
 
-@pytest.mark.parametrize("t", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("t", [math.nan, math.inf, -math.inf, "0.5", None])
 def test_lbfgs_t_is_checked_by_the_shared_check(t):
-    """lbfgs_move_ and lbfgs_push_: check_real's message (repr, not std::to_string's)."""
-    with pytest.raises(ValueError) as python:
+    """lbfgs_move_ and lbfgs_push_: the Python layer's message (check_real's repr, not
+    std::to_string's; checks::Real's TypeError, not pybind11's)."""
+    with pytest.raises((TypeError, ValueError)) as python:
         _scalars.real("t", t)
     n = 5
     p, x, d = [np.ones(n)], np.zeros(n), np.ones(n)
-    with pytest.raises(ValueError, match=f"^{python.value}$"):
+    with pytest.raises(python.type, match=f"^{python.value}$"):
         _cpu.lbfgs_move_(p, x, d, t, True)
     np.testing.assert_array_equal(p[0], np.ones(n))
     np.testing.assert_array_equal(x, np.zeros(n))
     S, Y = [np.ones(n)], [np.full(n, 2.0)]
     sn, yn, g, pg = np.zeros(n), np.zeros(n), np.ones(n), np.zeros(n)
     out = np.zeros(5 * 1 + 4)
-    with pytest.raises(ValueError, match=f"^{python.value}$"):
+    with pytest.raises(python.type, match=f"^{python.value}$"):
         _cpu.lbfgs_push_(S, Y, sn, yn, g, pg, d, t, out)
     assert not sn.any() and not yn.any() and not pg.any() and not out.any()
 

@@ -20,11 +20,8 @@ namespace py = pybind11;
 
 // l1 and l2 as real numbers in [0, inf) (the shared checks, with regularize/penalty.py's messages).
 inline std::pair<double, double> coeffs(const checks::Real& l1_arg, const checks::Real& l2_arg) {
-  const double l1 = checks::real(l1_arg, "l1");
-  checks::check_real("l1", l1, checks::kNonnegative);
-  const double l2 = checks::real(l2_arg, "l2");
-  checks::check_real("l2", l2, checks::kNonnegative);
-  return {l1, l2};
+  const double l1 = checks::real_in("l1", l1_arg, checks::kNonnegative);
+  return {l1, checks::real_in("l2", l2_arg, checks::kNonnegative)};
 }
 
 // The gradient kernel rounds l1 / l2 to the arrays' dtype: past float32's range they wrote inf and

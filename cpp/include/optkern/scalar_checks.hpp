@@ -116,6 +116,13 @@ template <class Name> double real(const Real& r, const Name& name) {
   throw py::type_error(name_of(name) + ": expected a real number, got " + type_name(r.given));
 }
 
+// A real argument's whole check: `r` converted by name (real) and in `range` (check_real).
+template <class Name> double real_in(const Name& name, const Real& r, const Range& range) {
+  const double v = real(r, name);
+  check_real(name, v, range);
+  return v;
+}
+
 }  // namespace checks
 }  // namespace optkern
 

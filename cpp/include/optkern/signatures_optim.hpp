@@ -292,9 +292,7 @@ template <class D, class Impl> struct OptimFunctions {
   // strictly; both named as the signature names them. The real's value is kept in `real` for the
   // checks against the arrays' dtype (check_in_dtype, once the step knows it).
   static double checked(size_t i, const checks::Real& r, double& real) {
-    real = checks::real(r, D::scalar_names[i]);
-    checks::check_real(D::scalar_names[i], real, D::ranges[i]);
-    return real;
+    return real = checks::real_in(D::scalar_names[i], r, D::ranges[i]);
   }
   static bool checked(size_t i, const checks::Flag& f, double& real) {
     real = 0.0;
@@ -384,9 +382,8 @@ template <class F> void adagrad_norm(py::module_& m, F run) {
         [run](py::object p, py::object g, py::object b_sq, const checks::Real& lr_arg, const checks::Real& wd_arg,
               checks::Flag maximize) {
           // (AdaGrad's ranges for its lr and weight_decay, as optim/adagrad.py checks both)
-          const double lr = checks::real(lr_arg, "lr"), weight_decay = checks::real(wd_arg, "weight_decay");
-          checks::check_real("lr", lr, opt::Adagrad::ranges[0]);
-          checks::check_real("weight_decay", weight_decay, opt::Adagrad::ranges[2]);
+          const double lr = checks::real_in("lr", lr_arg, opt::Adagrad::ranges[0]);
+          const double weight_decay = checks::real_in("weight_decay", wd_arg, opt::Adagrad::ranges[2]);
           run(p, g, b_sq, rules::AdagradNormHyper{lr, weight_decay, checks::flag(maximize, "maximize")});
         },
         arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"),
