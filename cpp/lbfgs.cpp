@@ -146,7 +146,7 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
   py::array g = check_vector(g_h, "g", h, false), pg = check_vector(pg_h, "prev_g", h, true);
   py::array sn = check_vector(sn_h, "s_new", h, true), yn = check_vector(yn_h, "y_new", h, true);
   py::array d = check_vector(d_h, "d", h, false);
-  if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
+  // (t: checked by the signature, sig::lbfgs)
   py::array out = check_out(out_h, "out", rs::kPushPerRow * h.k() + rs::kPushSelf);
   check_disjoint(h, {{"s_new", sn, true}, {"y_new", yn, true}, {"g", g, false}, {"prev_g", pg, true},
                      {"d", d, false}, {"out", out, true}});
@@ -239,7 +239,7 @@ void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, c
   };
   check_flat(x, "x");
   check_flat(d, "d");
-  if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
+  // (t: checked by the signature, sig::lbfgs)
   const ArrayList X = single(x), D = single(d);
   check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, size_t(dt.itemsize()));
   std::vector<int64_t> offset(P.count() + 1, 0);

@@ -104,6 +104,7 @@ struct CpuOptim {
     rules::Counters next = st.host;
     dispatch_float(dt, [&](auto t) {
       using T = decltype(t);
+      sig::check_in_dtype<D>(st, sizeof(T));  // (the lists checked, nothing written yet)
       sig::with_rule<D, T>(present, [&](auto rule) { next = run<T, typename decltype(rule)::type>(L, B, h, st.host); });
     });
     return next;
@@ -117,6 +118,7 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, const ru
   double* b2 = scalar_buffer(b_sq, "b_sq", true);
   const ArrayList b2_list = scalar_as_list(b2, size_t(dt.itemsize()));
   const Lists L = gather_lists(params, grads, {}, dt, {{"b_sq", &b2_list, true, true, size_t(dt.itemsize())}});
+  sig::check_adagrad_norm_in(h, size_t(dt.itemsize()));
   if (!(std::isfinite(*b2) && *b2 >= 0.0))  // would turn every parameter into NaN
     throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + std::to_string(*b2));
   dispatch_float(dt, [&](auto t) {

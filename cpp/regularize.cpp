@@ -48,7 +48,7 @@ double penalty_loop(const ArrayList& p, const ArrayList* g, double l1, double l2
 }
 
 py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
-  regularize_args::check_coeffs(l1, l2);
+  // (l1, l2: checked by the signature, sig::penalties)
   const py::dtype dt = list_dtype(params, "params");
   const ArrayList p = gather(params, "params", dt, false);
   const ArrayList g = gather(grads, "grads", dt, true, &p.size);
@@ -68,7 +68,7 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
 }
 
 py::float_ penalty_value(py::handle params, double l1, double l2, py::handle out) {
-  regularize_args::check_coeffs(l1, l2);
+  // (l1, l2: checked by the signature, sig::penalties)
   const py::dtype dt = list_dtype(params, "params");
   const ArrayList p = gather(params, "params", dt, false);
   double* o = out_ptr(out);

@@ -132,7 +132,7 @@ void lbfgs_push(py::handle S_h, py::handle Y_h, py::handle sn_h, py::handle yn_h
   const Vec g = vec(h, g_h, "g", false, dev), pg = vec(h, pg_h, "prev_g", true, dev);
   const Vec sn = vec(h, sn_h, "s_new", true, dev), yn = vec(h, yn_h, "y_new", true, dev);
   const Vec d = vec(h, d_h, "d", false, dev);
-  if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
+  // (t: checked by the signature, sig::lbfgs)
   const int64_t k = h.k(), Q = rs::kPushPerRow * k + rs::kPushSelf;
   const Vec out = out_buffer(out_h, "out", Q, dev);
   check_disjoint(h, {sn, yn, g, pg, d, out});
@@ -225,7 +225,7 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, che
   char* d = check_device_array(d_h, "d", dt, false, n, dev);
   expect_shape(x_h, "x", {n});  // 1-D, as the CPU twin requires
   expect_shape(d_h, "d", {n});
-  if (!std::isfinite(t)) throw py::value_error("t: must be finite, got " + std::to_string(t));
+  // (t: checked by the signature, sig::lbfgs)
   DeviceList X, D;
   X.data.push_back(x);
   X.size.push_back(n);

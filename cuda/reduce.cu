@@ -230,6 +230,7 @@ void adagrad_norm(py::object params, py::object grads, py::object b_sq, const ru
   a.ready(/*always_launch=*/true);  // b^2 += 0 still runs for empty lists
   dispatch_float(a.dtype(), [&](auto z) {
     using T = decltype(z);
+    sig::check_adagrad_norm_in(h, sizeof(T));  // (nothing launched yet)
     a.reduce<T>(EffectiveGradSquares<T>{T(h.weight_decay), h.maximize}, AddTo{b});
     a.apply<T>(AdagradNormStep<T>{h, b});
   });

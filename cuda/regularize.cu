@@ -109,7 +109,7 @@ void launch(const DeviceList& p, const DeviceList* g, double l1, double l2, doub
 }
 
 py::object penalty_grad_(py::handle params, py::handle grads, double l1, double l2, py::handle out) {
-  regularize_args::check_coeffs(l1, l2);
+  // (l1, l2: checked by the signature, sig::penalties)
   const DType dt = float_dtype_of(params, "params");
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);
@@ -125,7 +125,7 @@ py::object penalty_grad_(py::handle params, py::handle grads, double l1, double 
 }
 
 py::object penalty_value(py::handle params, double l1, double l2, py::handle out) {
-  regularize_args::check_coeffs(l1, l2);
+  // (l1, l2: checked by the signature, sig::penalties)
   const DType dt = float_dtype_of(params, "params");
   int device = -1;
   const DeviceList p = gather_device(params, "params", dt, false, device);

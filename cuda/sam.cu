@@ -126,11 +126,11 @@ template <class T> struct Copy {
   __device__ CopyOp<T> load() const { return {}; }
 };
 
-py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, double rho, double eps,
-                       py::handle out, checks::Flag adaptive_arg) {
+py::object sam_perturb(py::handle params, py::handle grads, py::handle backups, const checks::Real& rho_arg,
+                       const checks::Real& eps_arg, py::handle out, checks::Flag adaptive_arg) {
   const bool adaptive = checks::flag(adaptive_arg, "adaptive");
-  if (!(rho >= 0.0) || std::isinf(rho)) throw py::value_error("rho: must be finite and >= 0, got " + std::to_string(rho));
-  if (!(eps >= 0.0) || std::isinf(eps)) throw py::value_error("eps: must be finite and >= 0, got " + std::to_string(eps));
+  const std::pair<double, double> given = sig::sam_scalars(rho_arg, eps_arg);
+  const double rho = given.first, eps = given.second;
   ListCall a(params, "params", true);
   a.require(grads, "grads", false);
   a.require(backups, "backups", true);

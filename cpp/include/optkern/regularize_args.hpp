@@ -11,26 +11,26 @@
 #include <utility>
 
 #include "optkern/call_args.hpp"
+#include "optkern/dtype_checks.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace regularize_args {
 namespace py = pybind11;
 
-inline void check_coeffs(double l1, double l2) {
-  if (!std::isfinite(l1) || l1 < 0) throw py::value_error("l1: must be finite and >= 0, got " + std::to_string(l1));
-  if (!std::isfinite(l2) || l2 < 0) throw py::value_error("l2: must be finite and >= 0, got " + std::to_string(l2));
+// l1 and l2 as real numbers in [0, inf) (the shared checks, with regularize/penalty.py's messages).
+inline std::pair<double, double> coeffs(const checks::Real& l1_arg, const checks::Real& l2_arg) {
+  const double l1 = checks::real_in("l1", l1_arg, checks::kNonnegative);
+  return {l1, checks::real_in("l2", l2_arg, checks::kNonnegative)};
 }
 
 // The gradient kernel rounds l1 / l2 to the arrays' dtype: past float32's range they wrote inf and
-// NaN (inf * sign(0)) into every float32 grad, where only the Python wrapper refused them
-// (optkern._scalars.finite_in, whose message this is). `f32`: float32 arrays are written. (The
-// value is summed in float64: no limit there.)
+// NaN (inf * sign(0)) into every float32 grad, where only the Python wrapper refused them.
+// `f32`: float32 arrays are written. (The value is summed in float64: no limit there.)
 inline void check_rounded(double l1, double l2, bool f32) {
   if (!f32) return;
-  for (const auto& [name, v] : {std::pair<const char*, double>{"l1", l1}, {"l2", l2}})
-    if (!std::isfinite(static_cast<float>(v)))
-      throw py::value_error(std::string(name) + ": " + py::repr(py::float_(v)).cast<std::string>() +
-                            " is not finite in float32 (the arrays' dtype)");
+  checks::check_in_dtype("l1", l1, checks::kRounded, sizeof(float));
+  checks::check_in_dtype("l2", l2, checks::kRounded, sizeof(float));
 }
 
 // L: the CPU's ArrayList or the GPU's DeviceList. g: null for penalty_value; out: null when not

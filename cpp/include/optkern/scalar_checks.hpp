@@ -89,6 +89,40 @@ template <class Name> bool flag(const Flag& f, const Name& name) {
   throw py::type_error(name_of(name) + ": expected a bool, got " + type_name(f.given));
 }
 
+// A real argument as given (see the caster below): pybind11's double caster refused a str or None
+// with its generic "incompatible function arguments" TypeError, which names no argument.
+struct Real {
+  py::object given;
+};
+
+// `r` as a double, as pybind11's double conversion takes it, but a bool (True read as 1.0) or a
+// non-number a TypeError naming `name`, and an int beyond float range a ValueError naming it: the
+// messages of the Python layer's check (optkern/_scalars.py: `real`). The range is the caller's.
+template <class Name> double real(const Real& r, const Name& name) {
+  PyObject* o = r.given.ptr();
+  if (PyFloat_CheckExact(o)) return PyFloat_AS_DOUBLE(o);  // (the common case, first)
+  if (PyBool_Check(o) || Py_TYPE(o) == numpy_bool_type())
+    throw py::type_error(name_of(name) + ": expected a real number, got bool");
+  if (PyLong_Check(o)) {
+    const double v = PyLong_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {  // (OverflowError: the only error an int raises here)
+      PyErr_Clear();
+      throw py::value_error(name_of(name) + ": must be finite, got an integer beyond float range");
+    }
+    return v;
+  }
+  py::detail::make_caster<double> c;
+  if (c.load(r.given, true)) return py::detail::cast_op<double>(c);
+  throw py::type_error(name_of(name) + ": expected a real number, got " + type_name(r.given));
+}
+
+// A real argument's whole check: `r` converted by name (real) and in `range` (check_real).
+template <class Name> double real_in(const Name& name, const Real& r, const Range& range) {
+  const double v = real(r, name);
+  check_real(name, v, range);
+  return v;
+}
+
 }  // namespace checks
 }  // namespace optkern
 
@@ -104,6 +138,16 @@ template <> struct type_caster<optkern::checks::Flag> {
     return true;
   }
   static handle cast(const optkern::checks::Flag& f, return_value_policy, handle) { return f.given.inc_ref(); }
+};
+// A Real takes any object (shown as pybind11 shows a double, so signatures and stubs stay as they
+// were); checks::real converts it, naming the argument.
+template <> struct type_caster<optkern::checks::Real> {
+  PYBIND11_TYPE_CASTER(optkern::checks::Real, make_caster<double>::name);
+  bool load(handle src, bool) {
+    value.given = reinterpret_borrow<object>(src);
+    return true;
+  }
+  static handle cast(const optkern::checks::Real& r, return_value_policy, handle) { return r.given.inc_ref(); }
 };
 }  // namespace detail
 }  // namespace pybind11

@@ -14,6 +14,7 @@
 
 #include "optkern/rules/optim.hpp"
 #include "optkern/rules/optim_given.hpp"
+#include "optkern/dtype_checks.hpp"
 #include "optkern/scalar_checks.hpp"
 
 namespace optkern {
@@ -35,6 +36,9 @@ using py::arg;
 //   ranges           each hyper-parameter's range (kFlag for a bool), checked by both modules
 //                    before anything is read or written -- the Python layer's ranges
 //                    (optim/<name>.py; tests/test_hunt49c_native_hyper.py pins that they agree);
+//   in_dtype         how each one meets the arrays' dtype (checks::InDtype, dtype_checks.hpp),
+//                    checked once the dtype is known, before anything is written -- the Python
+//                    layer's _check_dtype (tests/test_hunt50a_native_checks.py pins that they agree);
 //   kCounters        host step counters after them: 0 (the rule needs none), 1 (`step`,
 //                    from 1, this step included) or 2 (`step`, `mu_product`; the
 //                    function returns the new mu_product, None with device counters).
@@ -48,6 +52,7 @@ using py::arg;
 struct Step {
   rules::Counters host;
   py::object counters, lr_buffer, found_inf;  // None in plain calls
+  const double* reals = nullptr;  // the hyper-parameters as checked, in argument order (a bool's: 0)
   bool capturable() const { return !counters.is_none() || !lr_buffer.is_none() || !found_inf.is_none(); }
 };
 
@@ -79,9 +84,11 @@ template <class R> struct Tag {
 };
 
 namespace opt {
-using D = double;
+using D = checks::Real;  // a real number, converted by name (checks::real)
 using F = checks::Flag;  // a bool, converted strictly and by name (checks::flag)
 using namespace checks;  // the ranges
+// in_dtype entries (checks::InDtype): a bool's is kInDouble, as is a double-only real's
+constexpr unsigned kB = kInDouble, kR = kRounded, kDiv = kDivisor, kS = kScale;
 
 struct Sgd {
   static constexpr const char* name = "sgd";
@@ -96,6 +103,7 @@ struct Sgd {
   static constexpr const char* scalar_names[] = {"lr",       "momentum", "dampening", "weight_decay",
                                                  "nesterov", "maximize", "textbook"};
   static constexpr Range ranges[] = {kNonnegative, kNonnegative, kUnit, kNonnegative, kFlag, kFlag, kFlag};
+  static constexpr unsigned in_dtype[] = {kS, kS, kR, kS, kB, kB, kB};
   static constexpr int kCounters = 1;
 };
 
@@ -110,6 +118,7 @@ struct Adagrad {
   using scalars = Types<D, D, D, D, F, F>;
   static constexpr const char* scalar_names[] = {"lr", "lr_decay", "weight_decay", "eps", "maximize", "float32_lr"};
   static constexpr Range ranges[] = {kNonnegative, kNonnegative, kNonnegative, kPositive, kFlag, kFlag};
+  static constexpr unsigned in_dtype[] = {kS, kInDouble, kS, kDiv, kB, kB};
   static constexpr int kCounters = 1;
 };
 
@@ -125,6 +134,7 @@ struct RMSprop {
   static constexpr const char* scalar_names[] = {"lr",       "alpha",    "eps",     "weight_decay",
                                                  "momentum", "nesterov", "maximize"};
   static constexpr Range ranges[] = {kNonnegative, kUnit, kPositive, kNonnegative, kNonnegative, kFlag, kFlag};
+  static constexpr unsigned in_dtype[] = {kS, kR, kDiv, kS, kS, kB, kB};
   static constexpr int kCounters = 0;
 };
 
@@ -139,6 +149,7 @@ struct Adadelta {
   using scalars = Types<D, D, D, D, F>;
   static constexpr const char* scalar_names[] = {"lr", "rho", "eps", "weight_decay", "maximize"};
   static constexpr Range ranges[] = {kNonnegative, kUnit, kPositive, kNonnegative, kFlag};
+  static constexpr unsigned in_dtype[] = {kS, kR, kDiv, kS, kB};
   static constexpr int kCounters = 0;
 };
 
@@ -158,6 +169,7 @@ struct Adam {
                                                  "weight_decay", "decoupled_weight_decay",
                                                  "maximize",     "float32_lr"};
   static constexpr Range ranges[] = {kNonnegative, kBelowOne, kBelowOne, kPositive, kNonnegative, kFlag, kFlag, kFlag};
+  static constexpr unsigned in_dtype[] = {kS, kR, kR, kDiv, kS, kB, kB, kB};
   static constexpr int kCounters = 1;
 };
 
@@ -176,6 +188,7 @@ struct AdamGiven {
                                                  "one_minus_beta2", "eps",             "weight_decay",
                                                  "decay",           "bc2_sqrt",        "maximize"};
   static constexpr Range ranges[] = {kNonnegative, kAboveZeroToOne, kBelowOne, kAboveZeroToOne, kPositive, kNonnegative, kFinite, kAboveZeroToOne, kFlag};
+  static constexpr unsigned in_dtype[] = {kR, kR, kR, kR, kDiv, kR, kR, kDiv, kB};
   static constexpr int kCounters = 0;
 };
 
@@ -193,6 +206,7 @@ struct NAdamGiven {
   static constexpr const char* scalar_names[] = {"c_grad", "c_avg",        "one_minus_beta1", "beta2", "one_minus_beta2",
                                                  "eps",    "weight_decay", "decay",           "bc2",   "maximize"};
   static constexpr Range ranges[] = {kFinite, kFinite, kAboveZeroToOne, kBelowOne, kAboveZeroToOne, kPositive, kNonnegative, kFinite, kAboveZeroToOne, kFlag};
+  static constexpr unsigned in_dtype[] = {kR, kR, kR, kR, kR, kDiv, kR, kR, kDiv, kB};
   static constexpr int kCounters = 0;
 };
 
@@ -218,9 +232,18 @@ struct NAdam {
                                                  "float64_product",
                                                  "float32_lr"};
   static constexpr Range ranges[] = {kNonnegative, kBelowOne, kBelowOne, kPositive, kNonnegative, kNonnegative, kFlag, kFlag, kFlag, kFlag};
+  static constexpr unsigned in_dtype[] = {kS, kMomentumBeta, kR, kDiv, kS, kInDouble, kB, kB, kB, kB};
   static constexpr int kCounters = 2;
 };
 }  // namespace opt
+
+// The hyper-parameters of a step of D (as its call checked them, st.reals) against the arrays'
+// dtype (itemsize 4: float32, 8: float64), named as the signature names them: each module's
+// Impl::step calls it once it knows the dtype, before anything is written.
+template <class D> void check_in_dtype(const Step& st, size_t itemsize) {
+  for (size_t i = 0; i < std::size(D::scalar_names); ++i)
+    checks::check_in_dtype(D::scalar_names[i], st.reals[i], D::in_dtype[i], itemsize);
+}
 
 // f(Tag<Rule>{}) with Rule = D::Rule<T, flags...> for the optional state lists present
 // (present[k]: whether state list k was given).
@@ -259,45 +282,54 @@ template <class D, class Impl> struct OptimFunctions {
   };
 
   static rules::Counters host_counters() { return {1.0}; }
-  static rules::Counters host_counters(double step) { return {step}; }
-  static rules::Counters host_counters(double step, double mu_product) { return {step, mu_product}; }
 
-  // Hyper-parameter i checked against its range (D::ranges), or a bool converted strictly; both
-  // named as the signature names them.
-  static double checked(size_t i, double v) {
-    checks::check_real(D::scalar_names[i], v, D::ranges[i]);
-    return v;
+  static rules::Counters host_counters(const checks::Real& step) { return {checks::real(step, counter_names[0])}; }
+  static rules::Counters host_counters(const checks::Real& step, const checks::Real& mu_product) {
+    return {checks::real(step, counter_names[0]), checks::real(mu_product, counter_names[1])};
   }
-  static bool checked(size_t i, const checks::Flag& f) { return checks::flag(f, D::scalar_names[i]); }
-  template <size_t... J, class... H> static typename D::Hyper hyper(std::index_sequence<J...>, const H&... h) {
-    return typename D::Hyper{checked(J, h)...};  // (in argument order: the first bad one is named)
+
+  // Hyper-parameter i converted and checked against its range (D::ranges), or a bool converted
+  // strictly; both named as the signature names them. The real's value is kept in `real` for the
+  // checks against the arrays' dtype (check_in_dtype, once the step knows it).
+  static double checked(size_t i, const checks::Real& r, double& real) {
+    return real = checks::real_in(D::scalar_names[i], r, D::ranges[i]);
+  }
+  static bool checked(size_t i, const checks::Flag& f, double& real) {
+    real = 0.0;
+    return checks::flag(f, D::scalar_names[i]);
+  }
+  template <size_t... J, class... H>
+  static typename D::Hyper hyper(std::index_sequence<J...>, double* reals, const H&... h) {
+    return typename D::Hyper{checked(J, h, reals[J])...};  // (in argument order: the first bad one is named)
   }
 
   // One step; returns what the Python function returns: NAdam the new mu_product (None
   // with device counters), the others None.
-  template <class... H>
-  static auto call(O counters, O lr_buffer, O found_inf, O p, O g, const std::array<O, N>& s,
-                   const rules::Counters& c, H... h) {
+  template <class C, class... H>
+  static auto call(O counters, O lr_buffer, O found_inf, O p, O g, const std::array<O, N>& s, const C& given,
+                   const H&... h) {
     [[maybe_unused]] const bool host = counters.is_none();
-    const typename D::Hyper hp = hyper(std::index_sequence_for<H...>(), h...);
+    double reals[sizeof...(H)];
+    const typename D::Hyper hp = hyper(std::index_sequence_for<H...>(), reals, h...);
+    const rules::Counters c = given();  // (after the hyper-parameters, as the arguments come)
     if (host && D::kCounters >= 1) checks::check_step(counter_names[0], c.t);  // (device counters: not read here)
     if constexpr (D::kCounters == 2)
       if (host) check_mu_product(counter_names[1], c.mu_product, hp, c.t);
     [[maybe_unused]] const rules::Counters next = Impl::template step<D>(
-        p, g, s, hp, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf)});
+        p, g, s, hp, Step{c, std::move(counters), std::move(lr_buffer), std::move(found_inf), reals});
     if constexpr (D::kCounters == 2) return host ? py::object(py::float_(next.mu_product)) : py::object(py::none());
   }
 
   template <size_t... I, class... H, class... C>
   static auto plain(std::index_sequence<I...>, Types<H...>, Types<C...>) {
     return [](O p, O g, typename Obj<I>::type... s, H... h, C... c) {
-      return call(py::none(), py::none(), py::none(), p, g, {s...}, host_counters(c...), h...);
+      return call(py::none(), py::none(), py::none(), p, g, {s...}, [&] { return host_counters(c...); }, h...);
     };
   }
   template <size_t... I, class... H, class... C>
   static auto capturable(std::index_sequence<I...>, Types<H...>, Types<C...>) {
     return [](O p, O g, typename Obj<I>::type... s, H... h, C... c, O counters, O lr_buffer, O found_inf) {
-      return call(counters, lr_buffer, found_inf, p, g, {s...}, host_counters(c...), h...);
+      return call(counters, lr_buffer, found_inf, p, g, {s...}, [&] { return host_counters(c...); }, h...);
     };
   }
 
@@ -312,8 +344,9 @@ template <class D, class Impl> struct OptimFunctions {
   static void def(py::module_& m) {
     static_assert(count(typename D::scalars{}) == std::size(D::scalar_names), "one name per hyper-parameter");
     static_assert(std::size(D::ranges) == std::size(D::scalar_names), "one range per hyper-parameter");
+    static_assert(std::size(D::in_dtype) == std::size(D::scalar_names), "one in_dtype per hyper-parameter");
     using Counters = std::conditional_t<D::kCounters == 0, Types<>,
-                                        std::conditional_t<D::kCounters == 1, Types<double>, Types<double, double>>>;
+                                        std::conditional_t<D::kCounters == 1, Types<checks::Real>, Types<checks::Real, checks::Real>>>;
     const auto states = std::make_index_sequence<N>();
     const auto nm = names(states, std::make_index_sequence<std::size(D::scalar_names)>(),
                           std::make_index_sequence<size_t(D::kCounters)>());
@@ -336,13 +369,21 @@ template <class Impl> void optim(py::module_& m) {
   OptimFunctions<opt::NAdamGiven, Impl>::def(m);
 }
 
+// AdaGrad-Norm's lr and weight_decay against the arrays' dtype (AdaGrad's in_dtype entries): its
+// `run` calls it once it knows the dtype, before anything is written.
+inline void check_adagrad_norm_in(const rules::AdagradNormHyper& h, size_t itemsize) {
+  checks::check_in_dtype("lr", h.lr, opt::Adagrad::in_dtype[0], itemsize);
+  checks::check_in_dtype("weight_decay", h.weight_decay, opt::Adagrad::in_dtype[2], itemsize);
+}
+
 // AdaGrad-Norm: its step size depends on b^2, which lives with the arrays.
 template <class F> void adagrad_norm(py::module_& m, F run) {
   m.def("adagrad_norm_",
-        [run](py::object p, py::object g, py::object b_sq, double lr, double weight_decay, checks::Flag maximize) {
+        [run](py::object p, py::object g, py::object b_sq, const checks::Real& lr_arg, const checks::Real& wd_arg,
+              checks::Flag maximize) {
           // (AdaGrad's ranges for its lr and weight_decay, as optim/adagrad.py checks both)
-          checks::check_real("lr", lr, opt::Adagrad::ranges[0]);
-          checks::check_real("weight_decay", weight_decay, opt::Adagrad::ranges[2]);
+          const double lr = checks::real_in("lr", lr_arg, opt::Adagrad::ranges[0]);
+          const double weight_decay = checks::real_in("weight_decay", wd_arg, opt::Adagrad::ranges[2]);
           run(p, g, b_sq, rules::AdagradNormHyper{lr, weight_decay, checks::flag(maximize, "maximize")});
         },
         arg("params"), arg("grads"), arg("b_sq"), arg("lr"), arg("weight_decay"), arg("maximize"),

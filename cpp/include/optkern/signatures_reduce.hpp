@@ -10,8 +10,11 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "optkern/reduce_args.hpp"
+#include "optkern/regularize_args.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace sig {
@@ -81,15 +84,20 @@ void clipping(py::module_& m, Scale clip_scale, Clamp clamp, Finite all_finite) 
 
 // The L1 / L2 penalty's gradient and value (rules/regularize.hpp).
 template <class Grad, class Value> void penalties(py::module_& m, Grad penalty_grad, Value penalty_value) {
-  m.def("penalty_grad_", [penalty_grad](py::object params, py::object grads, double l1, double l2, py::object out) {
-          return penalty_grad(params, grads, l1, l2, out);
+  m.def("penalty_grad_",
+        [penalty_grad](py::object params, py::object grads, const checks::Real& l1, const checks::Real& l2,
+                       py::object out) {
+          const std::pair<double, double> c = regularize_args::coeffs(l1, l2);
+          return penalty_grad(params, grads, c.first, c.second, out);
         },
         arg("params"), arg("grads"), arg("l1"), arg("l2"), arg("out") = py::none(),
         "grads[i] += l2*params[i] + l1*sign(params[i]) in place; with out (a 1-element float64 array) also "
         "writes l1*sum|p| + l2/2*sum p^2 to out[0] (the same pass over p). optkern._cpu returns that value "
         "(None without out); optkern._cuda returns None (no host synchronization).");
-  m.def("penalty_value", [penalty_value](py::object params, double l1, double l2, py::object out) {
-          return penalty_value(params, l1, l2, out);
+  m.def("penalty_value",
+        [penalty_value](py::object params, const checks::Real& l1, const checks::Real& l2, py::object out) {
+          const std::pair<double, double> c = regularize_args::coeffs(l1, l2);
+          return penalty_value(params, c.first, c.second, out);
         },
         arg("params"), arg("l1"), arg("l2"), arg("out") = py::none(),
         "l1*sum|p| + l2/2*sum p^2 over all arrays (a deterministic float64 sum), written to out[0] (a 1-element "

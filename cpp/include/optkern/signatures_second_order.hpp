@@ -5,6 +5,10 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <utility>
+
+#include "optkern/scalar_checks.hpp"
+
 namespace optkern {
 namespace sig {
 namespace py = pybind11;
@@ -12,7 +16,14 @@ using py::arg;
 
 template <class Push, class Dir, class Move, class Stats>
 void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
-  m.def("lbfgs_push_", push, arg("S"), arg("Y"), arg("s_new"), arg("y_new"), arg("g"), arg("prev_g"), arg("d"),
+  // (t: a finite real, converted and checked here for both functions, before the arrays)
+  const auto step_length = [](const checks::Real& t) { return checks::real_in("t", t, checks::kFinite); };
+  m.def("lbfgs_push_",
+        [push, step_length](py::object S, py::object Y, py::object s_new, py::object y_new, py::object g,
+                            py::object prev_g, py::object d, const checks::Real& t, py::object out) {
+          push(S, Y, s_new, y_new, g, prev_g, d, step_length(t), out);
+        },
+        arg("S"), arg("Y"), arg("s_new"), arg("y_new"), arg("g"), arg("prev_g"), arg("d"),
         arg("t"), arg("out"),
         "One pass over the history (lists S, Y of k rows, oldest first): y_new = g - prev_g, s_new = t d, "
         "prev_g = g, and into out (float64, 5 k + 4): for each row j s_new.y_j, y_new.s_j, y_new.y_j, g.s_j, "
@@ -22,10 +33,20 @@ void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
         arg("g_scale"), arg("d"), arg("out"),
         "One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in the "
         "array type); out[0] = g.d, out[1] = max |d| (float64).");
-  m.def("lbfgs_move_", move, arg("params"), arg("x"), arg("d"), arg("t"), arg("save"),
+  m.def("lbfgs_move_",
+        [move, step_length](py::object params, py::object x, py::object d, const checks::Real& t,
+                            checks::Flag save) { move(params, x, d, step_length(t), save); },
+        arg("params"), arg("x"), arg("d"), arg("t"), arg("save"),
         "Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; "
         "save=False: p = x + t d.");
   m.def("lbfgs_stats", stats, arg("g"), arg("out"), "out[0] = max |g|, out[1] = sum |g| (float64).");
+}
+
+// sam_perturb_'s rho and eps as real numbers in [0, inf) (the shared checks, with optim/sam.py's
+// messages), before anything is read.
+inline std::pair<double, double> sam_scalars(const checks::Real& rho_arg, const checks::Real& eps_arg) {
+  const double rho = checks::real_in("rho", rho_arg, checks::kNonnegative);
+  return {rho, checks::real_in("eps", eps_arg, checks::kNonnegative)};
 }
 
 template <class Perturb, class Restore>

@@ -77,6 +77,9 @@ def _step_count(step) -> int:
 
 
 # ---- hyper-parameters against the dtype they run in -------------------------------------
+# (The native steps make the same checks with the same messages: each description's `in_dtype`
+# table in cpp/include/optkern/signatures_optim.hpp, checks::check_in_dtype in dtype_checks.hpp;
+# tests/test_hunt50a_native_checks.py pins that the two agree, value by value.)
 # The rules round these hyper-parameters (and scalars derived from them in double) to the
 # arrays' dtype: each must stay finite there, and eps must stay > 0 (a zero eps divides 0 by
 # 0 where a gradient is 0). lr_decay and momentum_decay are used in double only. b0 is

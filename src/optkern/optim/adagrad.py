@@ -292,11 +292,15 @@ class AdagradNorm(LowPrecisionMixin, Optimizer):
             b_sq += self.global_sq_norm(params, grads)
             b2 = float(b_sq[0])
             # (the rule's rate, rules::adagrad_norm_at, stepped by the same kernel that the native
-            # adagrad_norm_ applies; not through sgd_, whose bound on a user's lr refused a rate
-            # above 4.3e9 -- a small b0 and a zero first gradient -- after b^2 had been summed over
-            # the ranks and updated, where the unsharded optimizer steps)
+            # adagrad_norm_ applies. A derived rate, not a user's lr: the sgd_ checks' bound on a
+            # user's lr (float32's max ** (1/4), 4.3e9: the Python layer's and, since hunt 50a, the
+            # native step's too) refused a rate above it -- a small b0 and a zero first gradient --
+            # after b^2 had been summed over the ranks and updated, where the unsharded optimizer
+            # steps. So it goes in as the step's lr buffer, which replaces the host lr as it is;
+            # the rate itself is bounded by b0's check, _check_rate_bound.)
             rate = lr / math.sqrt(b2) if b2 > 0 else 0.0
-            _sgd_call(run.mod, params, grads, None, SGDHyper(rate, 0.0, 0.0, wd, False, maximize, False), 2)
+            hp_rate = SGDHyper(0.0, 0.0, 0.0, wd, False, maximize, False)
+            _sgd_call(run.mod, params, grads, None, hp_rate, 2, (None, _backend.scalar_buffer(params[0], rate)))
         if self._lowp is not None:
             _lowp_norm.round_into_params(self, run)
 
