@@ -24,9 +24,10 @@ inline bool use_avx512() {
   return ok;
 }
 
-// Whether the 8-bit decode looks its values up by byte permutes (AVX512_VBMI, besides the
-// above; cpp/lowp_q8_avx512.hpp's decode_vbmi). OPTKERN_NO_AVX512_VBMI=1 turns it off (the
-// arithmetic AVX-512 decode runs), so that the tests pin both on a VBMI machine.
+// Whether the 8-bit decode looks its values up by byte permutes and the encode narrows 64 codes
+// by two (AVX512_VBMI, besides the above; cpp/lowp_q8_avx512.hpp's decode_vbmi, encode_vbmi).
+// OPTKERN_NO_AVX512_VBMI=1 turns them off (the arithmetic AVX-512 decode and the 16-value
+// encode run), so that the tests pin both on a VBMI machine.
 inline bool use_avx512_vbmi() {
   static const bool ok =
       use_avx512() && __builtin_cpu_supports("avx512vbmi") &&

@@ -69,10 +69,12 @@ inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) 
     const int64_t n8 = n & ~int64_t(7);
     uint8_t sus[kLargestBlock / 8];
     const bool signed_map = scale < 0.0f;
-    const bool any = use_avx512() ? (signed_map ? avx512::encode<true>(x, q, n8, r, sus)
-                                                : avx512::encode<false>(x, q, n8, r, sus))
-                                  : (signed_map ? avx2::encode<true>(x, q, n8, r, sus)
-                                                : avx2::encode<false>(x, q, n8, r, sus));
+    const bool any = use_avx512_vbmi() ? (signed_map ? avx512::encode_vbmi<true>(x, q, n8, r, sus)
+                                                     : avx512::encode_vbmi<false>(x, q, n8, r, sus))
+                     : use_avx512()      ? (signed_map ? avx512::encode<true>(x, q, n8, r, sus)
+                                                       : avx512::encode<false>(x, q, n8, r, sus))
+                                         : (signed_map ? avx2::encode<true>(x, q, n8, r, sus)
+                                                       : avx2::encode<false>(x, q, n8, r, sus));
     if (any)
       for (int64_t j = 0; j < n8 / 8; ++j)
         for (int b = 0; sus[j] >> b; ++b)

@@ -235,8 +235,8 @@ def test_other_loops_too(switch):
     """The tests above, the step's bf16-state words and bf16 stores and stochastic_round's words run the fastest
     hand-written loops the CPU has (cpp/lowp_q8_avx512.hpp -- with AVX512_VBMI its decode by byte
     lookups -- or lowp_q8_avx2.hpp, philox_cpu.hpp's fill_words); OPTKERN_PORTABLE=1 turns them all
-    off, OPTKERN_NO_AVX512=1 the AVX-512 ones, OPTKERN_NO_AVX512_VBMI=1 the byte-lookup decode
-    (cpp/cpu_avx2.hpp), and the same tests pin those loops."""
+    off, OPTKERN_NO_AVX512=1 the AVX-512 ones, OPTKERN_NO_AVX512_VBMI=1 the byte-lookup decode and
+    the 64-value encode (cpp/cpu_avx2.hpp), and the same tests pin those loops."""
     import os
     import subprocess
     import sys
