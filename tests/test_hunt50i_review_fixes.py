@@ -1,0 +1,73 @@
+"""A reviewer's findings on the 50th session's merged Python changes, each fixed at its root.
+
+- ``from_hvp(into=)``: the caller's ``out`` was NaN-filled before the user's ``into`` ran, so an
+  ``into`` that raised (or was refused: it returned its product) left ``out`` all NaN -- written
+  before an error, and a torch ``out`` changed without a version bump.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from optkern import hessian as H
+
+
+def _raising_into(v, out):
+    raise RuntimeError("into failed")
+
+
+def _returning_into(d):
+    return lambda v, out: d * v  # (refused: the product returned, not written)
+
+
+def _half_into(d):
+    def into(v, out):
+        out[: len(out) // 2] = (d * v)[: len(out) // 2]
+
+    return into
+
+
+@pytest.mark.parametrize("n", [1, 7, 1023])
+@pytest.mark.parametrize("kind", ["raises", "returns", "half"])
+def test_a_failed_into_leaves_the_callers_out_as_it_was(n, kind):
+    rng = np.random.default_rng(n)
+    d = rng.standard_normal(n) + 3.0
+    into = {"raises": _raising_into, "returns": _returning_into(d), "half": _half_into(d)}[kind]
+    op = H.from_hvp(lambda v: d * v, n, np.float64, into=into)
+    before = rng.standard_normal(n)
+    out = before.copy()
+    err = RuntimeError if kind == "raises" else (TypeError if kind == "returns" else ValueError)
+    with pytest.raises(err):
+        op.matvec(rng.standard_normal(n), out=out)
+    np.testing.assert_array_equal(out, before)
+    assert op.num_matvecs == 0
+
+
+def test_a_failed_into_leaves_a_torch_out_and_its_version_as_they_were():
+    d = np.arange(1.0, 8.0)
+    op = H.from_hvp(lambda v: d * v, 7, np.float64, into=_raising_into)
+    out = torch.full((7,), 5.0, dtype=torch.float64)
+    version = out._version
+    with pytest.raises(RuntimeError, match="into failed"):
+        op.matvec(np.ones(7), out=out)
+    assert torch.equal(out, torch.full((7,), 5.0, dtype=torch.float64))
+    assert out._version == version
+
+
+@pytest.mark.parametrize("n", [1, 7, 1023])
+def test_a_working_into_still_writes_the_callers_out(n):
+    rng = np.random.default_rng(n + 1)
+    d = rng.standard_normal(n)
+    op = H.from_hvp(lambda v: d * v, n, np.float64, into=lambda v, out: np.multiply(d, v, out=out))
+    v = rng.standard_normal(n)
+    out = np.full(n, 7.0)
+    r = op.matvec(v, out=out)
+    assert r is out
+    np.testing.assert_array_equal(out, d * v)  # (one multiply: exact)
+    t = torch.zeros(n, dtype=torch.float64)
+    version = t._version
+    assert op.matvec(v, out=t) is t
+    np.testing.assert_array_equal(t.numpy(), d * v)
+    assert t._version > version
