@@ -3,6 +3,8 @@
 - ``from_hvp(into=)``: the caller's ``out`` was NaN-filled before the user's ``into`` ran, so an
   ``into`` that raised (or was refused: it returned its product) left ``out`` all NaN -- written
   before an error, and a torch ``out`` changed without a version bump.
+- ``optkern.torch.AdagradNorm.load_state_dict``: an entry without ``b_sq`` had ``float(step)`` read
+  before ``step`` was checked: a bad step raised an unnamed ValueError.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from optkern import hessian as H
+from optkern.torch import AdagradNorm
 
 
 def _raising_into(v, out):
@@ -71,3 +74,27 @@ def test_a_working_into_still_writes_the_callers_out(n):
     assert op.matvec(v, out=t) is t
     np.testing.assert_array_equal(t.numpy(), d * v)
     assert t._version > version
+
+
+def _agn_saved():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = AdagradNorm([p], lr=0.1)
+    p.grad = torch.ones(3)
+    opt.step()
+    return opt, opt.state_dict()
+
+
+@pytest.mark.parametrize("bad", ["x", torch.ones(2), [1], -1.0, 1.5, float("nan")])
+def test_agn_load_names_a_bad_step_in_an_entry_without_b_sq(bad):
+    opt, sd = _agn_saved()
+    entry = {k: v for k, v in sd["state"][0].items() if k != "b_sq"}
+    entry["step"] = bad
+    with pytest.raises((TypeError, ValueError), match=r"state_dict\['state'\]\[0\]\['step'\]"):
+        opt.load_state_dict({"state": {0: entry}, "param_groups": sd["param_groups"]})
+
+
+def test_agn_load_still_refuses_a_stepped_entry_without_b_sq():
+    opt, sd = _agn_saved()
+    entry = {k: v for k, v in sd["state"][0].items() if k != "b_sq"}
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]: missing 'b_sq'"):
+        opt.load_state_dict({"state": {0: entry}, "param_groups": sd["param_groups"]})
