@@ -98,3 +98,48 @@ def test_agn_load_still_refuses_a_stepped_entry_without_b_sq():
     entry = {k: v for k, v in sd["state"][0].items() if k != "b_sq"}
     with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]: missing 'b_sq'"):
         opt.load_state_dict({"state": {0: entry}, "param_groups": sd["param_groups"]})
+
+
+@pytest.mark.parametrize("cls", ["LBFGS", "NewtonCG"])
+def test_a_param_replaced_in_place_is_not_kept_alive_by_the_optimizer(cls):
+    import gc
+    import weakref
+
+    from optkern import optim as O
+
+    rng = np.random.default_rng(5101)
+    ps = [rng.standard_normal(7), rng.standard_normal(3)]
+
+    def closure():
+        return float(sum((p * p).sum() for p in ps)), [2 * p for p in ps]
+
+    args = () if cls == "LBFGS" else (H.from_hvp(lambda v: 2.0 * v, 10, np.float64),)
+    opt = getattr(O, cls)(ps, *args)
+    opt.step(closure)
+    old = weakref.ref(ps[1])
+    opt.param_groups[0]["params"][1] = ps[1] = rng.standard_normal(3)
+    gc.collect()
+    assert old() is None  # (before: the tuple of the params seen last held it until the next step)
+    before = ps[1].copy()
+    opt.step(closure)
+    assert not np.array_equal(ps[1], before)
+
+
+def test_an_owning_array_freed_and_its_address_given_to_another_counts_as_replaced():
+    import weakref
+
+    from optkern.optim import _lbfgs_state as L
+
+    class Gone:
+        pass
+
+    g = Gone()
+    dead = weakref.ref(g)
+    del g
+    a = np.ones(3)
+    address = a.ctypes.data
+    now = L._seen(a, None)
+    assert not L._other(now, (weakref.ref(a), address, True))  # (the same array)
+    assert not L._other(now, (dead, address, False))  # (a view gone: another view of the same memory)
+    assert L._other(now, (dead, address, True))  # (its owner freed: a new array was given its memory)
+    assert L._other(now, (weakref.ref(a), address + 8, True))  # (another address)
