@@ -143,3 +143,37 @@ def test_an_owning_array_freed_and_its_address_given_to_another_counts_as_replac
     assert not L._other(now, (dead, address, False))  # (a view gone: another view of the same memory)
     assert L._other(now, (dead, address, True))  # (its owner freed: a new array was given its memory)
     assert L._other(now, (weakref.ref(a), address + 8, True))  # (another address)
+
+
+_HYPER_VALUES = [
+    ("lr", torch.tensor(0.25), 0.25),
+    ("lr", torch.tensor([0.5], dtype=torch.float64), 0.5),
+    ("lr", torch.tensor(-0.0).neg(), 0.0),  # (a neg-bit view: its shown value)
+    ("betas", torch.tensor([0.8, 0.95]), (pytest.approx(0.8), pytest.approx(0.95))),
+    ("betas", (torch.tensor(0.8, dtype=torch.float64), 0.9), (0.8, 0.9)),
+    ("weight_decay", 0.01, 0.01),
+]
+
+
+@pytest.mark.parametrize("key,given,read", _HYPER_VALUES)
+def test_optims_loader_and_optkern_torch_read_a_tensor_hyper_parameter_alike(key, given, read):
+    from optkern.optim._state_checks import saved_values
+    from optkern.torch._host_values import host_group
+
+    loaded = saved_values({"params": [0], key: given}, "g")[key]
+    stepped = host_group({"params": [], "lr": torch.tensor(1.0), key: given}, "g")[key]
+    assert loaded == read and stepped == read
+    assert type(loaded) is type(stepped)
+
+
+@pytest.mark.parametrize(
+    "key,given", [("lr", torch.empty((), device="meta")), ("betas", torch.empty(2, device="meta"))]
+)
+def test_a_meta_tensor_hyper_parameter_is_refused_by_name_by_both_readers(key, given):
+    from optkern.optim._state_checks import saved_values
+    from optkern.torch._host_values import host_group
+
+    with pytest.raises(TypeError, match=rf"^g\['{key}'\]: is a tensor on the meta device"):
+        saved_values({"params": [0], key: given}, "g")
+    with pytest.raises(TypeError, match=rf"^g\['{key}'\]: is a tensor on the meta device"):
+        host_group({"params": [], key: given}, "g")
