@@ -177,3 +177,71 @@ def test_a_meta_tensor_hyper_parameter_is_refused_by_name_by_both_readers(key, g
         saved_values({"params": [0], key: given}, "g")
     with pytest.raises(TypeError, match=rf"^g\['{key}'\]: is a tensor on the meta device"):
         host_group({"params": [], key: given}, "g")
+
+
+class _Raising:
+    def __init__(self, err):
+        self.err = err
+
+    def state_dict(self):
+        raise self.err
+
+
+def test_a_failing_state_dict_is_named_not_taken_for_another_state():
+    from optkern.distributed.data_parallel import _state_digest
+
+    for err in (RuntimeError("perturbed"), MemoryError("no room")):
+        with pytest.raises(ValueError, match=rf"^optimizer.state_dict\(\): raised {type(err).__name__}: "):
+            _state_digest(_Raising(err))
+    with pytest.raises(TypeError, match="its own"):  # (reported on every rank by the set-up as it is)
+        _state_digest(_Raising(TypeError("its own")))
+    assert _state_digest(object()) is None  # (no state_dict: nothing compared)
+
+
+def test_lbfgs_state_is_digested_over_its_own_vectors_not_copies():
+    from optkern import optim as O
+    from optkern.distributed.agreement import state_digest
+    from optkern.distributed.data_parallel import _state_digest
+
+    rng = np.random.default_rng(5102)
+    ps = [rng.standard_normal(1023)]
+    opt = O.LBFGS(ps, history_size=3)
+    for _ in range(4):
+        opt.step(lambda: (float((ps[0] ** 2).sum()), [2 * ps[0]]))
+    live = opt._live_state_dict()["state"][0]
+    assert live["d"] is opt._d and all(a is b for a, b in zip(live["old_dirs"], opt._Y))
+    full = opt.state_dict()
+    assert full["state"][0]["d"] is not opt._d  # (state_dict() copies: the digest no longer takes it)
+    assert _state_digest(opt) == state_digest({"state": full["state"]})
+
+
+@pytest.mark.spawns
+def test_a_rank_whose_state_dict_fails_raises_on_every_rank_naming_it():
+    pytest.importorskip("mpi4py")
+    from mpi_cases import run_case
+
+    run_case(__file__, "dp_failing_state", 2, timeout=60)
+
+
+def case_dp_failing_state(comm) -> None:
+    """Rank 1's SAM is between its two steps (its state_dict() raises RuntimeError): it was taken for
+    "rank 1 holds another state"; now every rank raises the ValueError naming state_dict()."""
+    from mpi_cases import raises
+    from optkern import optim
+    from optkern.distributed import DistributedOptimizer
+
+    p = [np.linspace(-1.0, 1.0, 7)]
+    opt = optim.SAM(optim.SGD(p, lr=0.1), rho=0.05)
+    if comm.rank == 1:
+        opt.first_step([np.ones(7)])
+    said = "optimizer.state_dict(): raised RuntimeError: state_dict: the params are perturbed"
+    with raises(ValueError, said if comm.rank == 1 else said[:30]):
+        DistributedOptimizer(opt, comm)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from mpi_cases import run_here
+
+    run_here(globals(), sys.argv[1:])
