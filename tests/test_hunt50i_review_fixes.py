@@ -239,6 +239,44 @@ def case_dp_failing_state(comm) -> None:
         DistributedOptimizer(opt, comm)
 
 
+@pytest.mark.spawns
+def test_a_rank_arriving_after_a_refusals_wait_is_told_and_neither_hangs():
+    pytest.importorskip("mpi4py")
+    from mpi_cases import run_case
+
+    run_case(__file__, "late_rank", 2, timeout=60)
+
+
+def case_late_rank(comm) -> None:
+    """Rank 1 refuses its comm and gives up waiting (``no_comm.WAIT_S``, shortened) before rank 0
+    comes to its first exchange; rank 1 then retries with a good one. Rank 0's header met rank 1's
+    refusal request, left pending, and waited in the allgather that follows; rank 1's retry waited in
+    a new header: both hung. Now rank 1's retry completes the pending header first: both raise, then
+    go on together."""
+    import time
+
+    from mpi_cases import raises
+    from optkern.distributed import Communicator, no_comm
+
+    own = "comm: expected an mpi4py.MPI.Comm or a Communicator, got str"
+    wait, no_comm.WAIT_S = no_comm.WAIT_S, 0.5
+    try:
+        if comm.rank == 1:
+            with raises(TypeError, own):
+                Communicator("x")
+            with raises(TypeError, own + " (this rank's refusal, reported after no_comm.WAIT_S seconds"):
+                Communicator()
+        else:
+            time.sleep(2.5)  # (later than rank 1's wait)
+            with raises(TypeError, own + " (on rank 1"):
+                Communicator()
+    finally:
+        no_comm.WAIT_S = wait
+    x = np.full(5, comm.rank + 1.0)
+    Communicator(backend="mpi").allreduce(x)
+    np.testing.assert_array_equal(x, np.full(5, 3.0))
+
+
 if __name__ == "__main__":
     import sys
 
