@@ -176,6 +176,32 @@ def refuse_meta(v, name: str) -> None:
         raise TypeError(f"{name}: is a tensor on the meta device (a shape without values: nothing to read)")
 
 
+def host_number(v, name: str, pair: bool = False):
+    """A hyper-parameter as the host reads it: torch takes ``lr``, ``betas`` (and saves them) as
+    tensors, which an LR scheduler fills in place, so read at every call, never cached. A torch tensor
+    of one real element as a Python float (read on the host: one sync for a CUDA one); where ``pair``
+    (``betas``), also a 1-D tensor of two real floating elements as a tuple of floats (torch.optim's
+    Adam reads ``betas[0]`` and ``betas[1]``); tuples and lists element-wise (their elements never
+    pairs); anything else as it is, for the checks that follow to name. A meta tensor (no values to
+    read) is refused naming ``name``. The one reader of both optkern.optim's loader and optkern.torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return v
+    if isinstance(v, torch.Tensor):
+        if v.is_complex() or v.dtype is torch.bool:
+            return v
+        if v.numel() == 1:
+            refuse_meta(v, name)
+            return float(shown_values(v))
+        if pair and v.dim() == 1 and v.numel() == 2 and v.is_floating_point():
+            refuse_meta(v, name)
+            return tuple(map(float, shown_values(v).cpu()))
+        return v
+    if isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v):
+        return type(v)(host_number(x, f"{name}[{i}]") for i, x in enumerate(v))
+    return v
+
+
 def _is_masked(a) -> bool:
     """A NumPy masked array (``numpy.ma``: none exists unless it was imported)."""
     ma = sys.modules.get("numpy.ma")

@@ -1,22 +1,29 @@
 """A rank whose ``comm`` argument is no communicator still tells the others, who wait in a collective.
 
-``Communicator(comm='x')`` (or an intercommunicator, ``MPI.COMM_NULL``) on one rank raised there
-at once, while the ranks given a good communicator went on into their first exchange and waited in
-it forever: the refusing rank had no communicator to report into. It reports into ``COMM_WORLD``
-(the default, ``comm=None``, where the others are unless they were given another): every exchange
-that opens a call taking a communicator -- ``Communicator()``'s own, a wrapper's set-up
+``Communicator(comm='x')`` (or an intercommunicator) on one rank raised there at once, while the
+ranks given a good communicator went on into their first exchange and waited in it forever: the
+refusing rank had no communicator to report into. It reports into ``COMM_WORLD`` (the default,
+``comm=None``, where the others are unless they were given another): every exchange that opens a
+call taking a communicator -- ``Communicator()``'s own, a wrapper's set-up
 (:func:`.agreement.agree`), a checked collective (:mod:`.call_check`), an estimator's -- begins
 with a header of one length (:data:`.agreement.HEADER`), a nonblocking allreduce. This rank joins
 that header with a code no call has, so every rank sees "different calls"
 (:func:`.agreement.calls_apart`) and joins one allgather of what each is doing, where this rank
 sends its refusal: it raises its own error (a TypeError / ValueError naming ``comm``), the others
-the same type, saying which rank.
+the same type, saying which rank. (``MPI.COMM_NULL`` is not reported: :class:`.Communicator`
+refuses it on its own rank only -- a rank left out of a ``Split``, whose communicator is not the
+others'.)
 
 Where the others were given another communicator (a ``Split`` or ``Dup`` of the world) nobody is in
 ``COMM_WORLD``'s header: this rank waits :data:`WAIT_S` seconds for one, then raises its own error
-alone (as before; its header request is left pending: the job is going down). Nonblocking for that
-reason: a blocking allreduce could not be given up, and MPI never matches a nonblocking collective
-with a blocking one, so every header is nonblocking (:meth:`.transport.Transport._header_reduce`).
+alone (as before). Nonblocking for that reason: a blocking allreduce could not be given up, and MPI
+never matches a nonblocking collective with a blocking one, so every header is nonblocking
+(:meth:`.transport.Transport._header_reduce`). A collective request cannot be cancelled, though:
+a rank arriving after ``WAIT_S`` meets that request in its header, MPI matching ``COMM_WORLD``'s
+collectives in order. So the request is kept (:func:`settle`) and completed before this rank's next
+header in ``COMM_WORLD`` (or next refusal), without a deadline: the late ranks are told then -- the
+allgather they enter -- and this rank's call raises too (the late ranks gave theirs up), where
+before both waited forever, each in a collective the other was not in.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import time
 import numpy as np
 
 from .agreement import HEADER, _code, _said
+from .transport import PENDING_REFUSALS as _pending
 from .transport import mpi
 
 #: Seconds a rank refusing its ``comm`` waits for the others' header in ``COMM_WORLD``.
@@ -43,17 +51,43 @@ def refuse(err: Exception) -> Exception:
     if not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
         return err
     world = MPI.COMM_WORLD
+    settle(world)  # (an earlier refusal's header first: COMM_WORLD's collectives match in order)
     buf = np.zeros(2 * HEADER)  # (the header's layout: (value, -value) pairs, the code first)
     buf[0], buf[1] = _code(CALL), -_code(CALL)
     req = world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
     deadline = time.monotonic() + WAIT_S
     while not req.Test():
         if time.monotonic() > deadline:  # (nobody in COMM_WORLD's header: see the module doc)
+            _pending.append((req, buf, err))  # (kept: completed by settle before the next header)
             return err
         time.sleep(1e-3)
-    # the others saw another call's code in the header: calls_apart's allgather, with this refusal
-    world.allgather(refusal(err))
+    _told(world, err)
     return err
+
+
+def settle(comm) -> Exception | None:
+    """Before a header in ``comm``: where it is ``COMM_WORLD`` and a refusal's header of this rank is
+    still pending there, that header completed first -- waiting without a deadline, as the ranks
+    that come later meet it in their own header -- and the late ranks told (see the module doc).
+    Returns the error the caller's call raises then (its refusal, reported late), else None."""
+    if not _pending:
+        return None
+    MPI = mpi()
+    if comm != MPI.COMM_WORLD or MPI.Is_finalized():
+        return None
+    req, _, err = _pending.pop()
+    req.Wait()
+    _told(comm, err)
+    return type(err)(
+        f"{err} (this rank's refusal, reported after no_comm.WAIT_S seconds: the other ranks' next exchange "
+        "in COMM_WORLD met it and raised; this call is given up with them)"
+    )
+
+
+def _told(world, err: Exception) -> None:
+    """The refusal's header completed: the others saw another call's code in it (or every rank
+    refused alike): calls_apart's allgather, with this refusal."""
+    world.allgather(refusal(err))
 
 
 def refusal(err: Exception) -> tuple:

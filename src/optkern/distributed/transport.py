@@ -14,6 +14,10 @@ import numpy as np
 from .. import _backend
 from ._arrays import _is_bf16, _is_half_bits
 
+#: A refusal's header in COMM_WORLD that no rank joined in time (:mod:`.no_comm`, which fills it):
+#: MPI matches a communicator's collectives in order, so it is completed before the next header.
+PENDING_REFUSALS: list = []
+
 _OPS = ("sum", "mean", "max", "min")
 
 
@@ -113,6 +117,12 @@ class Transport:
         every header is: a rank refusing its ``comm`` joins the others' header with a nonblocking
         allreduce it can give up (:mod:`.no_comm`), and MPI never matches it with a blocking one."""
         MPI = mpi()
+        if PENDING_REFUSALS:  # (this rank's refusal nobody had joined in time: completed first)
+            from . import no_comm
+
+            late = no_comm.settle(self.mpi)
+            if late is not None:
+                raise late
         self.mpi.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX).Wait()
 
     def _mpi_extreme(self, x, op: str) -> None:

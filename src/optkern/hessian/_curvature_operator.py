@@ -128,11 +128,14 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
             if chk is not None:
                 v = private(self.xp, v, given)
             if self._into is not None:
+                dst = y
                 if chk is not None:
                     # NaN where `into` must write: an `into` that returned None leaving `out` (or part of it)
                     # unwritten had the buffer's earlier contents (the Lanczos vector, the last product) read
                     # as A v -- lanczos stopped at step 1 with alpha 1, no error; now the check below sees it.
-                    y.fill(np.nan)
+                    # A private buffer, copied into `out` once checked: NaN-filling `out` itself left it all
+                    # NaN when `into` raised or was refused (a torch out changed without a version bump).
+                    y = self.xp.full_like(dst, np.nan)
                 r = self._into(v, y)
                 if chk is not None:
                     # An `into` returning its product instead of writing it (``lambda v, out: d * v``)
@@ -146,6 +149,8 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
                                 "`out` (return None or out)"
                             )
                     check_finite(y, chk[2], self, " (or left entries of `out` unwritten)")
+                    dst[...] = y
+                    y = dst
             else:
                 r = self._mv(v)
                 if chk is not None:  # before `out` is written: a refused product leaves it as it was

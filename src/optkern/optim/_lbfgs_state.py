@@ -15,6 +15,7 @@ index.
 from __future__ import annotations
 
 import types
+import weakref
 
 import numpy as np
 
@@ -99,12 +100,35 @@ def follow_params(opt) -> bool:
     # too: NewtonCG's cached gradient was of the old ones, and its step went on from them, never
     # moving the new. A new view of the same memory -- optkern.torch's, at each step -- holds the same.)
     last = vars(opt).get("_params_seen")
-    replaced = last is not None and (
-        len(last) != len(ps)
-        or any(_given.tensor_address(p) != _given.tensor_address(q) for p, q in zip(ps, last) if p is not q)
-    )
-    opt._params_seen = tuple(ps)
+    if last is not None and len(last) == len(ps) and all(q[0] is not None and q[0]() is p for p, q in zip(ps, last)):
+        return bool(moved or put)  # (the arrays seen last, every one: no address read)
+    seen = [_seen(p, last[i] if last is not None and i < len(last) else None) for i, p in enumerate(ps)]
+    replaced = last is not None and (len(last) != len(ps) or any(_other(s, q) for s, q in zip(seen, last)))
+    opt._params_seen = seen
     return bool(moved or put or replaced)
+
+
+def _seen(p, last) -> tuple:
+    """``(weak reference, address, owns its memory)`` of a param at a step: a weak reference, as the
+    tuple of the params themselves kept every replaced param alive until the next step; the address read
+    only for an array not the one seen last (``ndarray.ctypes`` costs a microsecond: optkern.torch's
+    params are new views at every step)."""
+    if last is not None and last[0] is not None and last[0]() is p:
+        return last
+    try:
+        ref = weakref.ref(p)
+    except TypeError:  # (an array type without weak references: its address alone)
+        ref = None
+    return ref, _given.tensor_address(p), getattr(p, "base", None) is None
+
+
+def _other(now: tuple, last: tuple) -> bool:
+    """A param put in place since the last step: at another address, or at the address of an array
+    that owned its memory and is gone (freed: a new array was given its memory, holding other values).
+    A new view of the memory seen last (optkern.torch's, at each step) is the same param."""
+    if now is last:
+        return False
+    return now[1] != last[1] or (last[2] and last[0] is not None and last[0]() is None)
 
 
 def take_put(opt, ps: list) -> bool:

@@ -42,12 +42,11 @@ stepped yet". Values (shapes, dtypes, finiteness, signs, steps, scalars) are alw
 from __future__ import annotations
 
 import numbers
-import sys
 
 import numpy as np
 
 from .. import _backend
-from .._foreign import host_values, refuse_meta, shown_values
+from .._foreign import host_number, host_values
 
 #: State arrays that can never be negative (sums and averages of squares, their maxima).
 NONNEGATIVE = frozenset({"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta"})
@@ -198,27 +197,7 @@ def saved_values(saved: dict, where: str, drop=("params", "capturable")) -> dict
     torch tensors (torch takes ``lr`` and ``betas`` as tensors and saves them so) as the Python
     floats they hold, as the state tensors are read as the values they hold; the checks that
     follow name any other kind of value. ``where``: the group's path, which errors name."""
-    torch = sys.modules.get("torch")
-    out = {k: v for k, v in saved.items() if k not in drop}
-    if torch is not None:
-        for k, v in out.items():
-            out[k] = _host_value(torch, v, k == "betas", f"{where}[{k!r}]")
-    return out
-
-
-def _host_value(torch, v, pair: bool, name: str):
-    """A one-element real tensor as a float (a 1-D pair's elements where ``pair``); tuples and lists
-    element-wise; anything else as it is."""
-    if isinstance(v, torch.Tensor) and v.is_floating_point():
-        refuse_meta(v, name)
-        t = shown_values(v)
-        if t.numel() == 1:
-            return float(t)
-        if pair and t.dim() == 1 and t.numel() == 2:
-            return tuple(map(float, t.cpu()))
-    elif isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v):
-        return type(v)(_host_value(torch, x, False, f"{name}[{i}]") for i, x in enumerate(v))
-    return v
+    return {k: host_number(v, f"{where}[{k!r}]", k == "betas") for k, v in saved.items() if k not in drop}
 
 
 def _check_group(opt, saved: dict, ours: dict, gi: int, ids: list, entries: dict, strict: bool) -> None:

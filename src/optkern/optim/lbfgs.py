@@ -314,6 +314,14 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
         return state_dict(self)
 
     @serialized
+    def _live_state_dict(self) -> dict:
+        """:meth:`state_dict` over this optimizer's own vectors (not copies), for reading only (the
+        ranks' digest of it, ``distributed.data_parallel``): the next step overwrites them."""
+        from ._lbfgs_state import state_dict
+
+        return state_dict(self, copy=False)
+
+    @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Restore from :meth:`state_dict` (or a torch LBFGS state dict converted to arrays); checks
         everything before changing anything, like ``Optimizer.load_state_dict`` (``strict=False``

@@ -61,9 +61,12 @@ class AdagradNorm(_Fused):
             where = f"state_dict['state'][{i!r}]"
             if b is not None:
                 _check_scalar(b, f"{where}['b_sq']", nonnegative=True, key="b_sq")
-            elif isinstance(e, dict) and e.get("step") is not None and float(e["step"]) > 0:
-                # (the group's b^2 made again from b0^2: every later step as large as the first, silently)
-                raise ValueError(f"{where}: missing 'b_sq' (a stepped param's entry holds its group's b^2)")
+            elif isinstance(e, dict) and e.get("step") is not None:
+                # (checked before it is read: float() of a bad step raised an unnamed ValueError)
+                _check_scalar(e["step"], f"{where}['step']", nonnegative=True, whole=True, key="step")
+                if float(e["step"]) > 0:
+                    # (the group's b^2 made again from b0^2: every later step as large as the first, silently)
+                    raise ValueError(f"{where}: missing 'b_sq' (a stepped param's entry holds its group's b^2)")
         super()._load(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         for p, b in zip(params, saved):

@@ -14,11 +14,11 @@ import torch
 
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
+from .._foreign import host_number
 from .._serial import serialized
 from ..optim._lowp_config import LOWP_KEYWORDS
 from . import _inference, _views
 from ._checks_inputs import check_grad
-from ._host_values import _host_number
 
 _EPS = 1e-12  # added to the norm, as in the reference implementation
 # (the base optimizer's hint for half params, master_weights=True, does not hold here: the ascent
@@ -49,7 +49,7 @@ class SAM(torch.optim.Optimizer):
     """
 
     def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
-        rho = _backend.nonnegative("rho", _host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
+        rho = _backend.nonnegative("rho", host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
         adaptive = _backend.flag("adaptive", adaptive)
         if not callable(base_optimizer):
             raise TypeError(
@@ -118,7 +118,7 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(self.param_groups):
             rho = f"param_groups[{i}]['rho']"
             here = (
-                _backend.nonnegative(rho, _host_number(g["rho"], rho)),
+                _backend.nonnegative(rho, host_number(g["rho"], rho)),
                 _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
             )
             if first is not None and here != first:
@@ -283,7 +283,7 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(sd.get("param_groups") or []):
             if isinstance(g, dict):
                 rho = f"state_dict['param_groups'][{i}]['rho']"
-                _backend.nonnegative(rho, _host_number(g.get("rho", self.defaults["rho"]), rho))
+                _backend.nonnegative(rho, host_number(g.get("rho", self.defaults["rho"]), rho))
                 _backend.flag(
                     f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", self.defaults["adaptive"])
                 )
