@@ -43,6 +43,13 @@ def _adam(xp, mod, **changed):
         dict(maximize=None),
         dict(decoupled_weight_decay=2),
         dict(float32_lr="yes"),
+        # what float32 arrays cannot run, and wrong types for reals (hunt 50a: check_in_dtype, checks::Real)
+        dict(eps=1e-50),
+        dict(lr=1e300),
+        dict(lr=1e10),
+        dict(lr="0.1"),
+        dict(beta2=None),
+        dict(step="1"),
     ],
 )
 def test_adam_refuses_as_the_cpu_before_writing(changed):
