@@ -104,7 +104,7 @@ struct CpuOptim {
     rules::Counters next = st.host;
     dispatch_float(dt, [&](auto t) {
       using T = decltype(t);
-      sig::check_in_dtype<D>(st, sizeof(T));  // (the lists checked, nothing written yet)
+      sig::check_in_dtype<D>(st, sizeof(T), L.count());  // (the lists checked, nothing written yet)
       sig::with_rule<D, T>(present, [&](auto rule) { next = run<T, typename decltype(rule)::type>(L, B, h, st.host); });
     });
     return next;

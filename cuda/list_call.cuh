@@ -27,6 +27,8 @@ class ListCall {
 
   DType dtype() const { return dtype_; }
   int device() const { return args_.device; }
+  // How many arrays the first list holds.
+  size_t count() const { return lists_.empty() ? 0 : lists_[0].size.size(); }
 
   // A list of arrays with the sizes of the first; None is skipped (returns false).
   bool add(py::handle seq, const char* name, bool written) {

@@ -65,7 +65,7 @@ struct CudaOptim {
     rules::Counters next = st.host;
     dispatch_float(a.dtype(), [&](auto z) {
       using T = decltype(z);
-      sig::check_in_dtype<D>(st, sizeof(T));  // (the lists checked, nothing launched yet)
+      sig::check_in_dtype<D>(st, sizeof(T), a.count());  // (the lists checked, nothing launched yet)
       sig::with_rule<D, T>(present, [&](auto rule) { next = s.run<T, typename decltype(rule)::type>(h); });
     });
     return next;

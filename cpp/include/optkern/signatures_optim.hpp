@@ -239,8 +239,11 @@ struct NAdam {
 
 // The hyper-parameters of a step of D (as its call checked them, st.reals) against the arrays'
 // dtype (itemsize 4: float32, 8: float64), named as the signature names them: each module's
-// Impl::step calls it once it knows the dtype, before anything is written.
-template <class D> void check_in_dtype(const Step& st, size_t itemsize) {
+// Impl::step calls it once it knows the dtype, before anything is written. A call of no arrays has
+// no dtype (its lists' default, float32, is not the caller's): optkern.torch checks a group's
+// hyper-parameters by such a call, and a float64 model's eps=1e-50 was refused as float32's.
+template <class D> void check_in_dtype(const Step& st, size_t itemsize, size_t arrays) {
+  if (arrays == 0) return;
   for (size_t i = 0; i < std::size(D::scalar_names); ++i)
     checks::check_in_dtype(D::scalar_names[i], st.reals[i], D::in_dtype[i], itemsize);
 }

@@ -298,7 +298,11 @@ class GivenTensorsMixin(FollowsTensors):
     _given_tensors: list | tuple = ()  # (an object unpickled from before the attribute: none)
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_given_tensors": [], **dict.fromkeys(self._FOLLOWED, ())}  # type: ignore[misc]
+        state = {**super().__getstate__(), "_given_tensors": [], **dict.fromkeys(self._FOLLOWED, ())}  # type: ignore[misc]
+        # (L-BFGS's / Newton-CG's params seen at the last step: weak references to the original's
+        # arrays, which pickle cannot take and which are not the copy's -- a copy starts unseen)
+        state.pop("_params_seen", None)
+        return state
 
     def __copy__(self):
         """A shallow copy steps the very arrays, the tensors' memory: it keeps the tensors."""

@@ -24,8 +24,10 @@ def follow_reshaped(run: _Run) -> None:
     here, where the state is read, not at every step (a shape compare per param)."""
     for arrays in run.state.values():
         for k, (a, p) in enumerate(zip(arrays, run.params)):
-            if a.shape != p.shape and a.size == p.size:
-                arrays[k] = a.reshape(p.shape)
+            # (a slot may hold what a refused step would not take -- None, a list: its state stays)
+            shape = getattr(p, "shape", None)
+            if shape is not None and a.shape != shape and a.size == getattr(p, "size", -1):
+                arrays[k] = a.reshape(shape)
 
 
 class StateDictMixin(OptimizerParts):
