@@ -162,18 +162,24 @@ def _grads(ps, seed: int) -> list:
     return [torch.randn(p.shape, generator=g) for p in ps]
 
 
+def _refused_unchanged(opt, key: str, bad, message: str) -> None:
+    """Param 1's saved ``key`` set to ``bad``: load_state_dict raises a ValueError naming that entry
+    (then ``message``), and the optimizer's params and state are as before."""
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][1][key] = bad
+    before = _frozen(opt)
+    with pytest.raises(ValueError, match=rf"state_dict\['state'\]\[1\]\['{key}'\]" + message):
+        opt.load_state_dict(sd)
+    _same(before, _frozen(opt))
+
+
 @pytest.mark.parametrize("bad", [-0.5, 1.5, 3, torch.tensor(-1.0), torch.tensor(2.0)], ids=str)
 def test_torch_nadam_refuses_mu_product_out_of_range_by_name(bad):
     """mu_product is a product of momentum factors in [0, 1] (optkern.optim's loader refuses others,
     _state_checks.SCALARS): optkern.torch.NAdam loaded -0.5 or 1.5 and then refused every step
     ("mu_product: must be in [0.0, 1.00000012]"), a checkpoint that could never be stepped."""
-    ps, opt = _stepped(OT.NAdam, lr=0.01)
-    sd = copy.deepcopy(opt.state_dict())
-    sd["state"][1]["mu_product"] = bad
-    before = _frozen(opt)
-    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[1\]\['mu_product'\]: must be in \[0.0, 1.0\]"):
-        opt.load_state_dict(sd)
-    _same(before, _frozen(opt))
+    _, opt = _stepped(OT.NAdam, lr=0.01)
+    _refused_unchanged(opt, "mu_product", bad, r": must be in \[0.0, 1.0\]")
 
 
 def test_torch_adagrad_norm_loads_a_number_b_sq_and_steps_on_bit_identically():
@@ -298,10 +304,5 @@ def test_torch_adapter_refuses_a_step_count_past_2_53_by_name(cls, big):
     """optkern.optim's loader refuses a step count beyond 2**53 (where the bias corrections' doubles
     stop counting exactly; ``_state_checks._MAX_STEP``): the adapter loaded it, and then every step
     refused it ("step: must be an integer in [1, 2**53]"), naming no entry of the checkpoint."""
-    ps, opt = _stepped(cls, k=1, lr=0.01)
-    sd = copy.deepcopy(opt.state_dict())
-    sd["state"][1]["step"] = big
-    before = _frozen(opt)
-    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[1\]\['step'\]: .*2\*\*53"):
-        opt.load_state_dict(sd)
-    _same(before, _frozen(opt))
+    _, opt = _stepped(cls, k=1, lr=0.01)
+    _refused_unchanged(opt, "step", big, r": .*2\*\*53")
