@@ -32,8 +32,9 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         each product is checked (``_products.checked``: an array of ``xp`` of shape ``(n,)`` /
         ``(n, k)``, float32 or float64 -- cast to ``dtype`` --, finite; TypeError / ValueError
         naming the function, and nothing written into a caller's ``out``). A non-finite product
-        of ``into`` is refused after ``into`` wrote it; ``out`` is NaN before ``into`` is called, so
-        entries it leaves unwritten are refused too. None: products the library computes
+        of ``into`` is refused too: ``into`` writes a NaN-filled buffer of its own, copied into ``out``
+        once checked, so entries it leaves unwritten are refused and a refused product leaves ``out``
+        as it was. None: products the library computes
         itself (``from_mlp``, dense matrices), not checked.
       avoid: optional ``() -> {name: array}``: the arrays the caller gave the operator (its params,
         its data), which ``matvec``'s ``out`` must not share memory with (ValueError naming ``out``
