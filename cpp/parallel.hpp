@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -72,15 +74,26 @@ inline int thread_index() {
 }
 
 // Scratch of `each` values per thread for the parallel regions of one call; mine() is the calling
-// thread's (too large for a worker thread's stack, and one allocation for all threads).
+// thread's (too large for a worker thread's stack, and one allocation for all threads). Each
+// thread's part starts on a 64-byte line: `new T[]` of this size came from mmap at 16 bytes past a
+// page, and the vector loads of such scratch straddled two lines every other 32 bytes (every load
+// of 64) -- the L-BFGS push's cached pair is read once per history row pair.
 template <class T> class PerThread {
+  static constexpr size_t kLine = 64;
+  static_assert(kLine % sizeof(T) == 0 && std::is_trivially_copyable<T>::value, "PerThread: plain values only");
+  struct Free {
+    void operator()(T* p) const { ::operator delete[](p, std::align_val_t(kLine)); }
+  };
+
  public:
-  explicit PerThread(int64_t each) : each_(size_t(each)), buf_(new T[each_ * size_t(max_threads())]) {}
+  explicit PerThread(int64_t each)
+      : each_((size_t(each) + kLine / sizeof(T) - 1) / (kLine / sizeof(T)) * (kLine / sizeof(T))),
+        buf_(static_cast<T*>(::operator new[](each_ * size_t(max_threads()) * sizeof(T), std::align_val_t(kLine)))) {}
   T* mine() const { return buf_.get() + each_ * size_t(thread_index()); }
 
  private:
-  size_t each_;
-  std::unique_ptr<T[]> buf_;
+  size_t each_;  // values per thread, rounded up to whole lines
+  std::unique_ptr<T, Free> buf_;
 };
 
 // When a parallel region pays off: `work` below serial_below(threads) runs on the calling thread

@@ -87,14 +87,18 @@ def _torch_lbfgs(torch, n, history, cls=None, device="cpu"):
 
 def _kernels(n, k, xp=np):
     """(push, direction) calls on a k-row history of float32 vectors (NumPy: the CPU module's
-    kernels; CuPy: the CUDA module's)."""
-    from optkern import _backend
+    kernels; CuPy: the CUDA module's), placed as ``optim.LBFGS`` places its own (``_aligned``)."""
+    from optkern import _aligned, _backend
 
     rng = np.random.default_rng(1)
-    S = [xp.asarray(rng.standard_normal(n, dtype=np.float32)) for _ in range(k)]
-    Y = [xp.asarray(rng.standard_normal(n, dtype=np.float32)) for _ in range(k)]
-    g, pg, d = (xp.asarray(rng.standard_normal(n, dtype=np.float32)) for _ in range(3))
-    sn, yn = xp.empty_like(g), xp.empty_like(g)
+
+    def vec():
+        return _aligned.copy(xp.asarray(rng.standard_normal(n, dtype=np.float32)))
+
+    S = [vec() for _ in range(k)]
+    Y = [vec() for _ in range(k)]
+    g, pg, d = vec(), vec(), vec()
+    sn, yn = _aligned.empty(n, np.float32, xp), _aligned.empty(n, np.float32, xp)
     out, o2 = xp.empty(5 * k + 4), xp.empty(2)
     cs, cy = list(rng.standard_normal(k)), list(rng.standard_normal(k))
     mod = _backend.cpu if xp is np else _backend.cuda_module()

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from .. import _backend
+from .. import _aligned, _backend
 from .._array_checks import byte_span
 from . import _given
 from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar, saved_values
@@ -209,7 +209,8 @@ def vector(v, like, n: int, name: str):
     """A saved flat vector of ``n`` entries, checked as the first-order optimizers check a state array
     (floating point, the shape, finite in ``like``'s dtype), copied onto ``like``'s backend and dtype."""
     check_array(v, _shaped((n,), like.dtype), name)
-    return _backend.asarray_like(v, like).copy()  # ours: later writes to the dict's arrays do not reach it
+    # ours (later writes to the dict's arrays do not reach it), on a cache line as the optimizer's own
+    return _aligned.copy(_backend.asarray_like(v, like))
 
 
 def count(entry: dict, key: str, where: str, strict: bool) -> int:

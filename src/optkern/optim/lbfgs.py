@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .. import _backend, _fixed_sums
+from .. import _aligned, _backend, _fixed_sums
 from .._atomic import Uninterrupted
 from .._pickling import NativeByName
 from .._serial import serialized
@@ -123,8 +123,9 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
         return self.param_groups[0]["params"]
 
     def _vec(self):
+        # (on a cache line: the push and direction passes stream every history row with vector loads)
         with _backend._device_of(self._params[0]):
-            return self._xp.empty(self._n, dtype=self._dtype)
+            return _aligned.empty(self._n, self._dtype, self._xp)
 
     def _out(self, size):
         with _backend._device_of(self._params[0]):
@@ -144,8 +145,13 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
         if len(grads) == 1 and not copy and grads[0].flags.c_contiguous:
             flat = grads[0].reshape(-1)
         else:
-            with _backend._device_of(ps[0]):
-                flat = xp.concatenate([xp.ravel(g) for g in grads]) if len(grads) > 1 else xp.array(grads[0].ravel())
+            with _backend._device_of(ps[0]):  # (a fresh copy on a cache line, as the history rows: _vec)
+                parts = [xp.ravel(g) for g in grads]
+                flat = _aligned.empty(sum(int(p.size) for p in parts), xp.result_type(*parts), xp)
+                if len(parts) > 1:
+                    xp.concatenate(parts, out=flat)
+                else:
+                    flat[...] = parts[0]
         stats = self._out(2)
         self._mod.lbfgs_stats(flat, stats)
         gmax, gsum = (float(v) for v in self._host(stats))
